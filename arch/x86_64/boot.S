@@ -1,0 +1,169 @@
+/*
+ * x86_64 boot stub: from the PVH entry (32-bit protected mode, paging off) to C++.
+ *
+ * QEMU (or any PVH loader) reads the ELF note below, loads the segments at their physical
+ * addresses and jumps to pvh_entry with:
+ *     CS/DS/ES/SS  flat 32-bit segments        EBX  physical address of hvm_start_info
+ *     CR0.PE = 1, CR0.PG = 0, interrupts off   ESP  undefined (we bring our own stack)
+ *
+ * The stub then:
+ *   1. clears .bss and saves EBX;
+ *   2. checks that the CPU has long mode (and whether it has NX);
+ *   3. builds a temporary identity map of the first 4 GiB with 2 MiB pages
+ *      (PML4[0] -> PDPT[0..3] -> PD0..PD3), the top GiB uncached for MMIO (LAPIC, IOAPIC);
+ *   4. enables PAE, EFER.LME (+NXE when available), paging and CR0.WP;
+ *   5. loads a minimal 64-bit GDT, far-jumps into 64-bit code and calls x86_64_start().
+ */
+
+#include "arch/x86_64/boot_defs.h"
+
+/* ---- PVH entry note: type XEN_ELFNOTE_PHYS32_ENTRY, owner "Xen", 32-bit entry address ---- */
+        .section .note.Xen, "a", @note
+        .balign 4
+        .long 4                         /* namesz: "Xen\0" */
+        .long 4                         /* descsz: one 32-bit address */
+        .long XEN_ELFNOTE_PHYS32_ENTRY
+        .asciz "Xen"
+        .balign 4
+        .long pvh_entry
+        .balign 4
+
+/* ---- 32-bit entry ---------------------------------------------------------------------- */
+        .section .boot.text, "ax", @progbits
+        .code32
+        .global pvh_entry
+pvh_entry:
+        cli
+        cld
+        movl    %ebx, %esi              /* start_info survives the .bss clear in ESI */
+
+        movl    $__bss_start, %edi
+        movl    $__bss_end, %ecx
+        subl    %edi, %ecx
+        xorl    %eax, %eax
+        rep stosb
+
+        movl    %esi, boot_start_info_pa
+        movl    $boot_stack_top, %esp
+
+        /* Long mode present? CPUID 0x80000001 EDX bit 29; NX is bit 20. */
+        movl    $CPUID_EXT_MAX, %eax
+        cpuid
+        cmpl    $CPUID_EXT_FEATURES, %eax
+        jb      no_long_mode
+        movl    $CPUID_EXT_FEATURES, %eax
+        cpuid
+        testl   $CPUID_EDX_LM, %edx
+        jz      no_long_mode
+        movl    %edx, %ebp              /* keep the feature bits for the NX decision */
+
+        /* PML4[0] -> PDPT */
+        movl    $boot_pdpt, %eax
+        orl     $(PTE_P | PTE_W), %eax
+        movl    %eax, boot_pml4
+
+        /* PDPT[i] -> PD i, for the 4 page directories */
+        xorl    %ecx, %ecx
+        movl    $boot_pd, %eax
+        orl     $(PTE_P | PTE_W), %eax
+1:      movl    %eax, boot_pdpt(, %ecx, 8)
+        addl    $PAGE_SIZE, %eax
+        incl    %ecx
+        cmpl    $BOOT_MAP_GIB, %ecx
+        jb      1b
+
+        /* PD entries: 2 MiB pages, identity; the last GiB (MMIO) cache-disabled */
+        xorl    %ecx, %ecx
+2:      movl    %ecx, %eax
+        shll    $LARGE_PAGE_SHIFT, %eax
+        orl     $(PTE_P | PTE_W | PTE_PS), %eax
+        cmpl    $BOOT_MMIO_FIRST_PDE, %ecx
+        jb      3f
+        orl     $(PTE_PWT | PTE_PCD), %eax
+3:      movl    %eax, boot_pd(, %ecx, 8)
+        incl    %ecx
+        cmpl    $(BOOT_MAP_GIB * ENTRIES_PER_TABLE), %ecx
+        jb      2b
+
+        movl    %cr4, %eax
+        orl     $CR4_PAE, %eax
+        movl    %eax, %cr4
+
+        movl    $boot_pml4, %eax
+        movl    %eax, %cr3
+
+        movl    $MSR_EFER, %ecx
+        rdmsr
+        orl     $EFER_LME, %eax
+        testl   $CPUID_EDX_NX, %ebp
+        jz      4f
+        orl     $EFER_NXE, %eax
+4:      wrmsr
+
+        movl    %cr0, %eax
+        orl     $(CR0_PG | CR0_WP), %eax
+        movl    %eax, %cr0
+
+        lgdt    boot_gdt_pointer
+        ljmp    $BOOT_CODE_SELECTOR, $long_mode_entry
+
+/* No long mode: say so on COM1 and exit through isa-debug-exit with the failure status. */
+no_long_mode:
+        movl    $no_long_mode_message, %esi
+5:      lodsb
+        testb   %al, %al
+        jz      6f
+        movw    $COM1_PORT, %dx
+        outb    %al, %dx
+        jmp     5b
+6:      movw    $DEBUG_EXIT_PORT, %dx
+        movl    $DEBUG_EXIT_FAILURE, %eax
+        outl    %eax, %dx
+7:      hlt
+        jmp     7b
+
+/* ---- 64-bit ---------------------------------------------------------------------------- */
+        .code64
+long_mode_entry:
+        movw    $BOOT_DATA_SELECTOR, %ax
+        movw    %ax, %ds
+        movw    %ax, %es
+        movw    %ax, %ss
+        xorl    %eax, %eax
+        movw    %ax, %fs
+        movw    %ax, %gs
+        movq    $boot_stack_top, %rsp
+        xorl    %ebp, %ebp              /* the end of every backtrace */
+        movl    boot_start_info_pa(%rip), %edi
+        call    x86_64_start
+8:      hlt
+        jmp     8b
+
+/* ---- data ------------------------------------------------------------------------------ */
+        .section .rodata
+no_long_mode_message:
+        .asciz  "Pagoda: this CPU has no long mode (x86_64); cannot boot\n"
+
+        .balign 8
+boot_gdt:
+        .quad   0                       /* null */
+        .quad   GDT_KERNEL_CODE64       /* BOOT_CODE_SELECTOR */
+        .quad   GDT_KERNEL_DATA         /* BOOT_DATA_SELECTOR */
+boot_gdt_end:
+boot_gdt_pointer:
+        .word   boot_gdt_end - boot_gdt - 1
+        .long   boot_gdt
+
+        .section .bss
+        .balign PAGE_SIZE
+        .global boot_pml4
+boot_pml4:      .skip PAGE_SIZE
+boot_pdpt:      .skip PAGE_SIZE
+boot_pd:        .skip PAGE_SIZE * BOOT_MAP_GIB
+        .global boot_stack_bottom, boot_stack_top
+boot_stack_bottom:
+        .skip   BOOT_STACK_SIZE
+boot_stack_top:
+        .balign 8
+boot_start_info_pa:
+        .skip   8

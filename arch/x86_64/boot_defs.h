@@ -1,0 +1,44 @@
+/*
+ * Constants shared by the x86_64 boot stub (assembly) and the C++ that follows it.
+ * Plain #defines so that both languages can include this file.
+ */
+#pragma once
+
+#define PAGE_SIZE 4096
+#define LARGE_PAGE_SHIFT 21             /* 2 MiB pages */
+#define ENTRIES_PER_TABLE 512
+#define BOOT_MAP_GIB 4                  /* the boot identity map covers [0, 4 GiB) */
+#define BOOT_MMIO_FIRST_PDE (3 * ENTRIES_PER_TABLE)   /* [3 GiB, 4 GiB) is uncached */
+#define BOOT_STACK_SIZE (16 * 1024)
+
+/* Page-table entry bits used by the stub (the full layout is drawn in the page-table code). */
+#define PTE_P   (1 << 0)
+#define PTE_W   (1 << 1)
+#define PTE_PWT (1 << 3)
+#define PTE_PCD (1 << 4)
+#define PTE_PS  (1 << 7)
+
+#define CR0_WP  (1 << 16)
+#define CR0_PG  (1 << 31)
+#define CR4_PAE (1 << 5)
+#define MSR_EFER 0xC0000080
+#define EFER_LME (1 << 8)
+#define EFER_NXE (1 << 11)
+
+#define CPUID_EXT_MAX       0x80000000
+#define CPUID_EXT_FEATURES  0x80000001
+#define CPUID_EDX_NX (1 << 20)
+#define CPUID_EDX_LM (1 << 29)
+
+/* Descriptor values: 64-bit kernel code (L=1, P, DPL0, execute/read) and flat data. */
+#define GDT_KERNEL_CODE64 0x00af9a000000ffff
+#define GDT_KERNEL_DATA   0x00cf92000000ffff
+#define BOOT_CODE_SELECTOR 0x08
+#define BOOT_DATA_SELECTOR 0x10
+
+#define XEN_ELFNOTE_PHYS32_ENTRY 18
+#define COM1_PORT 0x3f8
+#define DEBUG_EXIT_PORT 0xf4
+/* isa-debug-exit makes QEMU exit with (value << 1) | 1: 0 -> 1 (success), 1 -> 3 (failure). */
+#define DEBUG_EXIT_SUCCESS 0
+#define DEBUG_EXIT_FAILURE 1

@@ -1,0 +1,47 @@
+/// @file cpu.hpp
+/// @brief x86_64 instructions the kernel needs, as inline functions: port I/O, MSRs, control
+/// registers, interrupts.
+#pragma once
+
+#include "lib/types.hpp"
+
+namespace pagoda::x86 {
+
+inline void outb(u16 port, u8 value) { asm volatile("outb %0, %1" ::"a"(value), "Nd"(port)); }
+inline void outl(u16 port, u32 value) { asm volatile("outl %0, %1" ::"a"(value), "Nd"(port)); }
+inline u8 inb(u16 port) {
+  u8 value;
+  asm volatile("inb %1, %0" : "=a"(value) : "Nd"(port));
+  return value;
+}
+
+inline u64 rdmsr(u32 msr) {
+  u32 lo, hi;
+  asm volatile("rdmsr" : "=a"(lo), "=d"(hi) : "c"(msr));
+  return (u64(hi) << 32) | lo;
+}
+inline void wrmsr(u32 msr, u64 value) {
+  asm volatile("wrmsr" ::"c"(msr), "a"(u32(value)), "d"(u32(value >> 32)));
+}
+
+inline u64 read_cr0() { u64 v; asm volatile("mov %%cr0, %0" : "=r"(v)); return v; }
+inline u64 read_cr2() { u64 v; asm volatile("mov %%cr2, %0" : "=r"(v)); return v; }
+inline u64 read_cr3() { u64 v; asm volatile("mov %%cr3, %0" : "=r"(v)); return v; }
+inline u64 read_cr4() { u64 v; asm volatile("mov %%cr4, %0" : "=r"(v)); return v; }
+
+inline void cli() { asm volatile("cli" ::: "memory"); }
+inline void sti() { asm volatile("sti" ::: "memory"); }
+inline void hlt() { asm volatile("hlt" ::: "memory"); }
+inline void pause() { asm volatile("pause"); }
+
+inline u64 read_rflags() {
+  u64 v;
+  asm volatile("pushfq; popq %0" : "=r"(v));
+  return v;
+}
+
+inline constexpr u32 kMsrApicBase = 0x1B;
+inline constexpr u32 kMsrEfer = 0xC0000080;
+inline constexpr u64 kRflagsIf = 1u << 9;
+
+}  // namespace pagoda::x86

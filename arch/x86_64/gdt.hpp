@@ -1,0 +1,27 @@
+/// @file gdt.hpp
+/// @brief The kernel's GDT and TSS: segments for long mode and the interrupt stacks (IST).
+#pragma once
+
+#include "lib/types.hpp"
+
+namespace pagoda::x86 {
+
+/// Segment selectors. The user pair is ordered data-then-code as SYSRET expects.
+inline constexpr u16 kKernelCode = 0x08;
+inline constexpr u16 kKernelData = 0x10;
+inline constexpr u16 kUserData = 0x18 | 3;
+inline constexpr u16 kUserCode = 0x20 | 3;
+inline constexpr u16 kTssSelector = 0x28;
+
+/// Interrupt stack table slots (1-based, as the IDT encodes them; 0 means "no IST").
+inline constexpr u8 kIstDoubleFault = 1;
+inline constexpr u8 kIstNmi = 2;
+inline constexpr u8 kIstMachineCheck = 3;
+
+/// Builds and loads the GDT and TSS, reloading every segment register.
+void gdt_init();
+
+/// True when @p address lies on one of the kernel's stacks (the boot stack or an IST stack).
+bool is_kernel_stack_address(uptr address);
+
+}  // namespace pagoda::x86

@@ -1,0 +1,113 @@
+// The local APIC timer, calibrated against the legacy PIT, drives the kernel tick.
+//
+//   LAPIC registers (offsets from the base in IA32_APIC_BASE; 32-bit, 16-byte aligned)
+//   0x0B0 EOI                 write 0 to end the current interrupt
+//   0x0F0 spurious vector     bit 8 = APIC software enable, bits 7:0 = spurious vector
+//   0x320 LVT timer           bits 7:0 vector, bit 16 mask, bits 18:17 mode (01 = periodic)
+//   0x380 initial count       0x390 current count       0x3E0 divide configuration
+//
+// The PIT (channel 0, 1.193182 MHz) is only a stopwatch here: we latch and read its counter
+// while the LAPIC counts down once, then program the LAPIC for the wanted rate. The 8259 PICs
+// are masked so that only the LAPIC delivers interrupts.
+#include "arch/x86_64/lapic.hpp"
+
+#include "arch/x86_64/cpu.hpp"
+#include "arch/x86_64/traps.hpp"
+#include "core/panic.hpp"
+
+namespace pagoda::x86 {
+namespace {
+
+constexpr u64 kApicBaseMask = 0x000f'ffff'ffff'f000ull;
+constexpr u64 kApicBaseEnable = 1u << 11;
+
+constexpr u32 kRegEoi = 0x0B0, kRegSpurious = 0x0F0, kRegLvtTimer = 0x320, kRegInitialCount = 0x380,
+              kRegCurrentCount = 0x390, kRegDivide = 0x3E0;
+constexpr u32 kSpuriousEnable = 1u << 8;
+constexpr u32 kLvtMasked = 1u << 16;
+constexpr u32 kLvtPeriodic = 1u << 17;
+constexpr u32 kDivideBy16 = 0x3;
+
+constexpr u16 kPicMasterData = 0x21, kPicSlaveData = 0xA1;
+constexpr u8 kPicMaskAll = 0xFF;
+
+constexpr u16 kPitChannel0 = 0x40, kPitCommand = 0x43;
+constexpr u8 kPitChannel0Mode2LoHi = 0x34;  // channel 0, lobyte/hibyte, rate generator
+constexpr u8 kPitLatchChannel0 = 0x00;
+constexpr u32 kPitHz = 1193182;
+constexpr u32 kCalibrationMs = 10;
+constexpr u32 kCalibrationPitTicks = kPitHz / 1000 * kCalibrationMs;
+/// Reads of an unchanging PIT after which we decide there is no PIT.
+constexpr u32 kPitDeadReads = 1000000;
+/// QEMU's LAPIC counts at 1 GHz before the divider: the fallback when there is no PIT.
+constexpr u64 kFallbackLapicHz = 1000000000ull / 16;
+
+volatile u32* g_lapic = nullptr;
+volatile u64 g_ticks = 0;
+
+u32 read_reg(u32 offset) { return g_lapic[offset / sizeof(u32)]; }
+void write_reg(u32 offset, u32 value) { g_lapic[offset / sizeof(u32)] = value; }
+
+u16 read_pit() {
+  outb(kPitCommand, kPitLatchChannel0);
+  const u8 lo = inb(kPitChannel0);
+  const u8 hi = inb(kPitChannel0);
+  return u16(lo | (hi << 8));
+}
+
+/// LAPIC counts (after the divider) per second, measured against the PIT; 0 without a PIT.
+u64 measure_lapic_hz() {
+  outb(kPitCommand, kPitChannel0Mode2LoHi);
+  outb(kPitChannel0, 0);  // reload value 0 = 65536
+  outb(kPitChannel0, 0);
+
+  write_reg(kRegLvtTimer, kLvtMasked);
+  write_reg(kRegInitialCount, ~u32{0});
+  u16 previous = read_pit();
+  u32 elapsed = 0, unchanged = 0;
+  const u32 start = read_reg(kRegCurrentCount);
+  while (elapsed < kCalibrationPitTicks) {
+    const u16 now = read_pit();
+    if (now == previous && ++unchanged > kPitDeadReads) return 0;
+    elapsed += u16(previous - now);  // counts down, wraps at 65536
+    previous = now;
+  }
+  const u32 lapic_elapsed = start - read_reg(kRegCurrentCount);
+  write_reg(kRegInitialCount, 0);
+  return u64(lapic_elapsed) * kPitHz / elapsed;
+}
+
+void on_timer(TrapFrame&) {
+  g_ticks = g_ticks + 1;
+  write_reg(kRegEoi, 0);
+}
+
+}  // namespace
+
+void lapic_timer_init(u32 hz) {
+  outb(kPicMasterData, kPicMaskAll);
+  outb(kPicSlaveData, kPicMaskAll);
+
+  const u64 base = rdmsr(kMsrApicBase);
+  wrmsr(kMsrApicBase, base | kApicBaseEnable);
+  // The boot map is an identity map, and the LAPIC page lies in its uncached top GiB.
+  g_lapic = reinterpret_cast<volatile u32*>(base & kApicBaseMask);
+  write_reg(kRegSpurious, kSpuriousEnable | kSpuriousVector);
+  write_reg(kRegDivide, kDivideBy16);
+
+  u64 lapic_hz = measure_lapic_hz();
+  if (lapic_hz == 0) {
+    println("timer: no PIT to calibrate against; assuming {} Hz", kFallbackLapicHz);
+    lapic_hz = kFallbackLapicHz;
+  }
+  const u64 count = lapic_hz / hz;
+  PAGODA_ASSERT(count > 0 && count <= ~u32{0});
+  set_irq_handler(kTimerVector, on_timer);
+  write_reg(kRegLvtTimer, kTimerVector | kLvtPeriodic);
+  write_reg(kRegInitialCount, u32(count));
+  println("timer: LAPIC at {} Hz, {} Hz tick (initial count {})", lapic_hz, hz, count);
+}
+
+u64 lapic_ticks() { return g_ticks; }
+
+}  // namespace pagoda::x86

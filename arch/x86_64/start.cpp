@@ -1,0 +1,42 @@
+// x86_64_start(): the first C++ code, called by boot.S in long mode on the boot stack.
+#include "arch/x86_64/gdt.hpp"
+#include "arch/x86_64/pvh.hpp"
+#include "arch/x86_64/serial.hpp"
+#include "core/arch.hpp"
+#include "core/kmain.hpp"
+#include "core/panic.hpp"
+#include "core/runtime.hpp"
+#include "lib/types.hpp"
+
+namespace pagoda::x86 {
+namespace {
+
+/// Everything the loader handed over, copied out of the loader's memory.
+constinit BootInfo g_boot_info;
+
+/// The boot identity map covers [0, 4 GiB): physical memory below that reads directly.
+constexpr u64 kBootMapLimit = 4 * GiB;
+
+bool read_boot_identity_map(void*, u64 pa, void* out, usize size) {
+  if (pa >= kBootMapLimit || size > kBootMapLimit - pa) return false;
+  const u8* from = reinterpret_cast<const u8*>(pa);
+  u8* to = static_cast<u8*>(out);
+  for (usize i = 0; i < size; ++i) to[i] = from[i];
+  return true;
+}
+
+}  // namespace
+}  // namespace pagoda::x86
+
+extern "C" [[noreturn]] void x86_64_start(pagoda::u32 start_info_pa) {
+  using namespace pagoda;
+  x86::serial_init();
+  // First, before anything could reuse the loader's memory: copy the memory map and cmdline.
+  const Result<void> parsed = x86::pvh_parse(start_info_pa, x86::read_boot_identity_map, nullptr, x86::g_boot_info);
+  run_global_constructors();
+  x86::gdt_init();
+  arch::traps_init();
+  if (parsed.is_error())
+    panic("cannot read the PVH start_info at {:#x}: {}", start_info_pa, error_name(parsed.error()));
+  kmain(x86::g_boot_info);
+}

@@ -1,0 +1,182 @@
+// Exception and interrupt dispatch for x86_64.
+//
+//   IDT gate descriptor (16 bytes)
+//   127            96 95             64 63     48 47 46 45 44 43   40 39  35 34  32 31      16 15       0
+//   +----------------+-----------------+---------+--+-----+--+------+------+------+----------+----------+
+//   |    reserved    |  offset 63:32   |off 31:16| P| DPL |0 | type |  0   | IST  | selector |off 15:0  |
+//   +----------------+-----------------+---------+--+-----+--+------+------+------+----------+----------+
+//   type 0xE = 64-bit interrupt gate (IF cleared on entry)
+//
+//   Page-fault error code              Selector error code (#TS #NP #SS #GP)
+//   bit 0 P    0 not present, 1 protection    bit 0    EXT  raised by an external event
+//   bit 1 W/R  0 read, 1 write                bit 1    IDT  index is an IDT vector
+//   bit 2 U/S  0 supervisor, 1 user           bit 2    TI   0 GDT, 1 LDT (when IDT = 0)
+//   bit 3 RSVD reserved bit set in an entry   bits 3+  index
+//   bit 4 I/D  instruction fetch
+//   bit 5 PK   protection key
+//   bit 6 SS   shadow stack
+#include "arch/x86_64/traps.hpp"
+
+#include "arch/x86_64/cpu.hpp"
+#include "arch/x86_64/gdt.hpp"
+#include "core/panic.hpp"
+
+extern "C" char x86_vector_stubs[];
+
+namespace pagoda::x86 {
+namespace {
+
+constexpr usize kVectors = 256;
+constexpr usize kStubSize = 16;
+constexpr u8 kGateInterrupt = 0xE;
+constexpr u8 kGatePresent = 0x80;
+
+struct [[gnu::packed]] Gate {
+  u16 offset_low;
+  u16 selector;
+  u8 ist;
+  u8 type_attr;
+  u16 offset_mid;
+  u32 offset_high;
+  u32 reserved;
+};
+static_assert(sizeof(Gate) == 16);
+
+struct [[gnu::packed]] IdtPointer {
+  u16 limit;
+  u64 base;
+};
+
+Gate g_idt[kVectors];
+IrqHandler g_irq_handlers[kVectors];
+
+enum Vector : u8 {
+  kDivide = 0, kDebug = 1, kNmi = 2, kBreakpoint = 3, kOverflow = 4, kBound = 5, kInvalidOpcode = 6,
+  kDeviceNotAvailable = 7, kDoubleFault = 8, kCoprocessorOverrun = 9, kInvalidTss = 10,
+  kSegmentNotPresent = 11, kStackFault = 12, kGeneralProtection = 13, kPageFault = 14,
+  kX87 = 16, kAlignmentCheck = 17, kMachineCheck = 18, kSimd = 19, kVirtualization = 20,
+  kControlProtection = 21, kHypervisorInjection = 28, kVmmCommunication = 29, kSecurity = 30,
+  kExceptionCount = 32,
+};
+
+struct ExceptionName {
+  const char* mnemonic;
+  const char* name;
+};
+
+constexpr ExceptionName kExceptionNames[kExceptionCount] = {
+    {"#DE", "divide error"},          {"#DB", "debug"},
+    {"NMI", "non-maskable interrupt"}, {"#BP", "breakpoint"},
+    {"#OF", "overflow"},              {"#BR", "bound range exceeded"},
+    {"#UD", "invalid opcode"},        {"#NM", "device not available"},
+    {"#DF", "double fault"},          {"#MF", "coprocessor segment overrun"},
+    {"#TS", "invalid TSS"},           {"#NP", "segment not present"},
+    {"#SS", "stack-segment fault"},   {"#GP", "general protection fault"},
+    {"#PF", "page fault"},            {"#15", "reserved vector 15"},
+    {"#MF", "x87 floating-point error"}, {"#AC", "alignment check"},
+    {"#MC", "machine check"},         {"#XM", "SIMD floating-point error"},
+    {"#VE", "virtualization exception"}, {"#CP", "control protection"},
+    {"#22", "reserved vector 22"},    {"#23", "reserved vector 23"},
+    {"#24", "reserved vector 24"},    {"#25", "reserved vector 25"},
+    {"#26", "reserved vector 26"},    {"#27", "reserved vector 27"},
+    {"#HV", "hypervisor injection"},  {"#VC", "VMM communication"},
+    {"#SX", "security exception"},    {"#31", "reserved vector 31"},
+};
+
+constexpr u64 kPfPresent = 1u << 0, kPfWrite = 1u << 1, kPfUser = 1u << 2, kPfReserved = 1u << 3,
+              kPfFetch = 1u << 4, kPfKey = 1u << 5, kPfShadowStack = 1u << 6;
+constexpr u64 kSelExternal = 1u << 0, kSelIdt = 1u << 1, kSelLdt = 1u << 2;
+constexpr u32 kSelIndexShift = 3;
+
+u8 ist_for(usize vector) {
+  switch (vector) {
+    case kDoubleFault: return kIstDoubleFault;
+    case kNmi: return kIstNmi;
+    case kMachineCheck: return kIstMachineCheck;
+    default: return 0;
+  }
+}
+
+bool has_selector_error(u64 vector) {
+  return vector == kInvalidTss || vector == kSegmentNotPresent || vector == kStackFault ||
+         vector == kGeneralProtection;
+}
+
+/// Prints the full report of an exception: what, where, why, and every register.
+void report_exception(const TrapFrame& f) {
+  const ExceptionName& e = kExceptionNames[f.vector];
+  println("TRAP: {} {} (vector {}) in {} mode, CPL {}", e.mnemonic, e.name, f.vector,
+          f.cpl() == 0 ? "kernel" : "user", f.cpl());
+  print("  error {:#x}", f.error);
+  if (f.vector == kPageFault) {
+    print(": ");
+    describe_page_fault_error(console_sink(), f.error);
+  } else if (has_selector_error(f.vector)) {
+    print(": ");
+    describe_selector_error(console_sink(), f.error);
+  }
+  println("");
+  if (f.vector == kPageFault) println("  CR2 {:#018x}  (the address that faulted)", read_cr2());
+  println("  RIP {:#018x}  CS {:#06x}  RFLAGS {:#018x}", f.rip, f.cs, f.rflags);
+  println("  RSP {:#018x}  SS {:#06x}  CR3 {:#018x}", f.rsp, f.ss, read_cr3());
+  println("  RAX {:#018x}  RBX {:#018x}  RCX {:#018x}", f.rax, f.rbx, f.rcx);
+  println("  RDX {:#018x}  RSI {:#018x}  RDI {:#018x}", f.rdx, f.rsi, f.rdi);
+  println("  RBP {:#018x}  R8  {:#018x}  R9  {:#018x}", f.rbp, f.r8, f.r9);
+  println("  R10 {:#018x}  R11 {:#018x}  R12 {:#018x}", f.r10, f.r11, f.r12);
+  println("  R13 {:#018x}  R14 {:#018x}  R15 {:#018x}", f.r13, f.r14, f.r15);
+}
+
+}  // namespace
+
+void describe_page_fault_error(FormatSink& sink, u64 error) {
+  format_to(sink, "{}, {}, {}", (error & kPfPresent) ? "protection violation" : "not-present page",
+            (error & kPfWrite) ? "write" : "read", (error & kPfUser) ? "user" : "supervisor");
+  if (error & kPfReserved) format_to(sink, ", reserved bit set");
+  if (error & kPfFetch) format_to(sink, ", instruction fetch");
+  if (error & kPfKey) format_to(sink, ", protection key");
+  if (error & kPfShadowStack) format_to(sink, ", shadow stack");
+}
+
+void describe_selector_error(FormatSink& sink, u64 error) {
+  if (error == 0) {
+    format_to(sink, "no selector");
+    return;
+  }
+  const u64 index = error >> kSelIndexShift;
+  if (error & kSelIdt) format_to(sink, "IDT vector {}", index);
+  else format_to(sink, "{} selector {:#x} (index {})", (error & kSelLdt) ? "LDT" : "GDT", error & ~u64{7}, index);
+  if (error & kSelExternal) format_to(sink, ", external event");
+}
+
+void idt_init() {
+  for (usize v = 0; v < kVectors; ++v) {
+    const u64 handler = reinterpret_cast<u64>(x86_vector_stubs + v * kStubSize);
+    g_idt[v] = Gate{u16(handler), kKernelCode, ist_for(v), u8(kGatePresent | kGateInterrupt),
+                    u16(handler >> 16), u32(handler >> 32), 0};
+  }
+  const IdtPointer pointer{sizeof g_idt - 1, reinterpret_cast<u64>(g_idt)};
+  asm volatile("lidt %0" ::"m"(pointer));
+}
+
+void set_irq_handler(u8 vector, IrqHandler handler) {
+  PAGODA_ASSERT(vector >= kFirstIrqVector);
+  g_irq_handlers[vector] = handler;
+}
+
+}  // namespace pagoda::x86
+
+/// Called by x86_trap_common for every vector.
+extern "C" void x86_trap(pagoda::x86::TrapFrame* frame) {
+  using namespace pagoda::x86;
+  if (frame->vector < kExceptionCount) {
+    report_exception(*frame);
+    pagoda::panic("unhandled {} in {} mode at RIP {:#x}", kExceptionNames[frame->vector].mnemonic,
+                  frame->cpl() == 0 ? "kernel" : "user", frame->rip);
+  }
+  if (IrqHandler handler = g_irq_handlers[frame->vector]) {
+    handler(*frame);
+    return;
+  }
+  if (frame->vector == kSpuriousVector) return;  // the LAPIC's spurious vector needs no EOI
+  pagoda::panic("unexpected interrupt on vector {} at RIP {:#x}", frame->vector, frame->rip);
+}

@@ -1,0 +1,22 @@
+# Flags shared by every freestanding kernel build, whatever the ISA.
+#
+#   C++20, no exceptions, no RTTI, no hosted library, no thread-safe statics (there is no
+#   runtime to call), frame pointers kept so panic() can walk the stack, and every warning an
+#   error. Each arch adds its own ISA flags (code model, no FPU/SIMD registers, ...).
+set(PAGODA_KERNEL_CXX_FLAGS
+  -std=c++20 -ffreestanding -fno-exceptions -fno-rtti -fno-threadsafe-statics
+  -fno-use-cxa-atexit -fno-builtin -nostdinc++ -fno-stack-protector
+  -fno-omit-frame-pointer -mno-omit-leaf-frame-pointer -fno-pic -fno-pie
+  -Wall -Wextra -Werror -Wshadow -Wnon-virtual-dtor -Wimplicit-fallthrough)
+
+# pagoda_kernel_sources(): the arch-independent kernel sources, for every arch's kernel target.
+set(PAGODA_KERNEL_GENERIC_SOURCES
+  ${CMAKE_SOURCE_DIR}/kernel/core/kmain.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/core/panic.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/core/selftest.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/core/cmdline.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/core/runtime.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/lib/console.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/lib/string.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/lib/format.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/boot/memmap.cpp)

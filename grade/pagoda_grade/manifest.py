@@ -1,0 +1,106 @@
+"""Lab manifests: labs/NN-name/lab.toml declares each lab's tests, points and timeouts.
+
+    number = 0
+    name = "boot"
+    title = "Boot and console"
+    depends = []
+
+    [[tests]]
+    id = "boot_banner"
+    points = 2
+    timeout = 10          # seconds for the whole test, every boot included
+    checks = "the banner carries this boot's token"
+"""
+import glob
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+
+LABS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "labs")
+_DIR_NAME = re.compile(r"^(\d\d)-([a-z0-9-]+)$")
+
+
+class ManifestError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class TestSpec:
+    id: str
+    points: int
+    timeout: float
+    checks: str
+
+
+@dataclass
+class Lab:
+    number: int
+    name: str
+    title: str
+    directory: str
+    depends: list = field(default_factory=list)
+    tests: list = field(default_factory=list)
+
+    @property
+    def key(self):
+        return f"lab{self.number}"
+
+    def test(self, test_id):
+        for t in self.tests:
+            if t.id == test_id:
+                return t
+        return None
+
+    @property
+    def total_points(self):
+        return sum(t.points for t in self.tests)
+
+
+def _load(path):
+    where = os.path.relpath(path, os.path.dirname(LABS_DIR))
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except tomllib.TOMLDecodeError as e:
+        raise ManifestError(f"{where}: {e}") from None
+    for key, kind in (("number", int), ("name", str), ("title", str)):
+        if not isinstance(data.get(key), kind):
+            raise ManifestError(f"{where}: '{key}' must be a {kind.__name__}")
+    directory = os.path.basename(os.path.dirname(path))
+    m = _DIR_NAME.match(directory)
+    if not m or int(m[1]) != data["number"]:
+        raise ManifestError(f"{where}: lab number {data['number']} does not match folder {directory}")
+    lab = Lab(number=data["number"], name=data["name"], title=data["title"],
+              directory=os.path.dirname(path), depends=list(data.get("depends", [])))
+    seen = set()
+    for t in data.get("tests", []):
+        tid = t.get("id")
+        if not isinstance(tid, str) or not re.fullmatch(r"[a-z][a-z0-9_]*", tid):
+            raise ManifestError(f"{where}: test id {tid!r} must be lower_snake_case")
+        if tid in seen:
+            raise ManifestError(f"{where}: test id {tid} declared twice")
+        seen.add(tid)
+        points, timeout = t.get("points"), t.get("timeout")
+        if not isinstance(points, int) or points <= 0:
+            raise ManifestError(f"{where}: test {tid}: points must be a positive integer")
+        if not isinstance(timeout, (int, float)) or timeout <= 0:
+            raise ManifestError(f"{where}: test {tid}: timeout must be a positive number of seconds")
+        lab.tests.append(TestSpec(id=tid, points=points, timeout=float(timeout),
+                                  checks=str(t.get("checks", ""))))
+    return lab
+
+
+def load_all(labs_dir=LABS_DIR):
+    """Every lab with a manifest, by number."""
+    labs = {}
+    for path in sorted(glob.glob(os.path.join(labs_dir, "[0-9][0-9]-*", "lab.toml"))):
+        lab = _load(path)
+        if lab.number in labs:
+            raise ManifestError(f"two labs are numbered {lab.number}")
+        labs[lab.number] = lab
+    for lab in labs.values():
+        for d in lab.depends:
+            if d not in labs or d >= lab.number:
+                raise ManifestError(f"lab {lab.number} depends on lab {d}, which is not an earlier lab")
+    return labs

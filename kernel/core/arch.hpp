@@ -1,0 +1,49 @@
+/// @file arch.hpp
+/// @brief The seam between the generic kernel and one instruction-set architecture.
+///
+/// Everything in kernel/ reaches the hardware through these functions; arch/<isa>/ implements
+/// them (x86_64 now, AArch64 later). Nothing ISA-specific crosses this line: no register
+/// names, no port numbers, no table layouts.
+#pragma once
+
+#include "lib/string_view.hpp"
+#include "lib/types.hpp"
+
+namespace pagoda {
+
+/// How the machine stops. QEMU turns these into distinct process exit codes (see docs/boot.md).
+enum class ExitStatus : u8 { Success, Failure };
+
+namespace arch {
+
+/// The ISA's name, as printed in the banner ("x86_64").
+StringView name();
+
+/// Writes text to the boot console (a serial port); usable from the first instruction of C++.
+void console_write(StringView text);
+
+/// Installs the exception and interrupt handlers. Interrupts stay disabled.
+void traps_init();
+
+/// Starts the periodic timer at @p hz ticks per second. Interrupts stay disabled.
+void timer_init(u32 hz);
+/// Timer interrupts seen since timer_init().
+u64 timer_ticks();
+
+void interrupts_enable();
+void interrupts_disable();
+/// Sleeps until the next interrupt (with interrupts enabled).
+void wait_for_interrupt();
+
+/// Stops the machine with @p status; under QEMU the process exits with a matching code.
+[[noreturn]] void shutdown(ExitStatus status);
+
+/// Collects up to @p max return addresses of the current call chain, innermost first,
+/// skipping @p skip frames. Returns how many were stored.
+usize backtrace(uptr* out, usize max, usize skip);
+
+/// Executes an instruction the CPU does not define (for the exception self-test).
+void execute_undefined_instruction();
+
+}  // namespace arch
+}  // namespace pagoda

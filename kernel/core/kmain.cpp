@@ -1,0 +1,39 @@
+#include "core/kmain.hpp"
+
+#include "core/arch.hpp"
+#include "core/cmdline.hpp"
+#include "core/panic.hpp"
+#include "core/selftest.hpp"
+#include "lib/proof.hpp"
+
+namespace pagoda {
+namespace {
+
+void print_memory_map(const BootInfo& boot, StringView token) {
+  println("memory map ({} regions):", boot.memory.size());
+  for (const MemoryRegion& r : boot.memory)
+    println("  {:#014x}-{:#014x} {:>10} KiB  {}", r.base.value(), r.end().value(), r.size / KiB,
+            memory_type_name(r.type));
+  const u64 usable = boot.memory.total(MemoryType::Usable);
+  println("memory: {} KiB usable ({} bytes) proof={:016x}", usable / KiB, usable, proof(token, usable));
+}
+
+}  // namespace
+
+void kmain(const BootInfo& boot) {
+  const StringView token = cmdline_get(boot.cmdline(), "token").value;
+  println("Pagoda {} ({}) booted; token={}", kVersion, arch::name(), token);
+  println("cmdline: \"{}\"{}", boot.cmdline(), boot.cmdline_truncated ? " (truncated)" : "");
+  print_memory_map(boot, token);
+
+  arch::timer_init(kTimerHz);
+
+  const CmdlineValue test = cmdline_get(boot.cmdline(), "test");
+  if (test.found) run_selftest(test.value, SelfTestContext{token, boot});
+
+  println("idle: nothing to run (boot with test=NAME to run a self-test)");
+  arch::interrupts_enable();
+  for (;;) arch::wait_for_interrupt();
+}
+
+}  // namespace pagoda

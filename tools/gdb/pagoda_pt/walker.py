@@ -1,0 +1,178 @@
+"""Architecture-independent entry points: walk one address, dump a whole tree as merged
+runs, and diff two trees.  The per-architecture rules live in x86_64.py and aarch64.py.
+
+Root tables:
+  x86_64   root_pa is the PML4 physical address; None means CR3 from regs.
+  aarch64  root_pa None: tables from regs TTBR0_EL1/TTBR1_EL1; an int: the TTBR0 (low,
+           per-process) table with TTBR1 still from regs; a pair (ttbr0, ttbr1): both.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from . import aarch64, x86_64
+from .model import CHANGED, ONLY_A, ONLY_B, DiffRange, Perms, PhysReader, Run, Walk
+
+# Accepted spellings, including the names GDB's Architecture.name() reports.
+_ARCH_ALIASES = {
+    "x86_64": x86_64.ARCH, "x86-64": x86_64.ARCH, "amd64": x86_64.ARCH,
+    "i386:x86-64": x86_64.ARCH,
+    "aarch64": aarch64.ARCH, "arm64": aarch64.ARCH,
+}
+ARCHES = (x86_64.ARCH, aarch64.ARCH)
+
+
+def canonical_arch(arch: str) -> str:
+    """Map an architecture name or alias to 'x86_64' or 'aarch64'; ValueError otherwise."""
+    try:
+        return _ARCH_ALIASES[arch.lower()]
+    except (KeyError, AttributeError):
+        raise ValueError("unsupported architecture %r (expected one of %s)"
+                         % (arch, ", ".join(ARCHES))) from None
+
+
+def walk(arch: str, read_phys: PhysReader, root_pa, va: int, regs: Optional[dict] = None,
+         *, maxphyaddr: int = x86_64.DEFAULT_MAXPHYADDR) -> Walk:
+    """Translate one virtual address and record every level visited.
+
+    Returns a Walk whose pa/page_size/perms are set when va is mapped, or whose
+    stop_reason explains the fault.  regs (any key case) may hold cr0, cr3, cr4, efer,
+    pat on x86_64 and ttbr0_el1, ttbr1_el1, tcr_el1, mair_el1, sctlr_el1 on aarch64.
+    maxphyaddr (x86_64 only) is the CPU's physical address width for reserved-bit checks.
+    Raises only for a bad arch or maxphyaddr."""
+    arch = canonical_arch(arch)
+    if arch == x86_64.ARCH:
+        return x86_64.walk(read_phys, root_pa, va, regs, maxphyaddr)
+    return aarch64.walk(read_phys, root_pa, va, regs)
+
+
+class RunBuilder:
+    """Collects leaves given in increasing VA order and merges neighbours into Runs.
+
+    Two leaves merge when they have the same page size, the second starts where the
+    previous run ends both in VA and in PA, and their Perms are equal."""
+
+    __slots__ = ("runs", "_va_start", "_va_end", "_pa_start", "_pa_end", "_perms", "_size")
+
+    def __init__(self):
+        self.runs: list[Run] = []
+        self._va_end = None
+        self._perms = None
+
+    def add(self, va: int, pa: int, size: int, perms: Perms) -> None:
+        if va == self._va_end and pa == self._pa_end and size == self._size and \
+                (perms is self._perms or perms == self._perms):
+            self._va_end = va + size
+            self._pa_end = pa + size
+            return
+        self._flush()
+        self._va_start, self._va_end = va, va + size
+        self._pa_start, self._pa_end = pa, pa + size
+        self._perms, self._size = perms, size
+
+    def _flush(self) -> None:
+        if self._va_end is not None:
+            self.runs.append(Run(self._va_start, self._va_end, self._pa_start, self._perms,
+                                 self._size))
+
+    def finish(self) -> list[Run]:
+        """Return all runs (the builder is spent afterwards)."""
+        self._flush()
+        self._va_end = None
+        return self.runs
+
+
+def dump(arch: str, read_phys: PhysReader, root_pa, regs: Optional[dict] = None,
+         user_only: bool = False, kernel_only: bool = False, *,
+         maxphyaddr: int = x86_64.DEFAULT_MAXPHYADDR,
+         problems: Optional[list] = None) -> list[Run]:
+    """Every mapped range of the tree, as Runs in increasing VA order.
+
+    Walks the tables recursively (one read_phys per table), skipping invalid entries and
+    honouring huge pages/blocks; upper-half addresses come out sign-extended
+    (0xffff8000_00000000.. on x86_64).  Entries that would fault (reserved bits, AF
+    clear, bad descriptor types) and unreadable tables are left out; if `problems` is a
+    list, one message per such entry is appended to it.  user_only keeps runs accessible
+    from user mode, kernel_only the others; asking for both is a ValueError."""
+    if user_only and kernel_only:
+        raise ValueError("user_only and kernel_only exclude each other")
+    arch = canonical_arch(arch)
+    builder = RunBuilder()
+    report = problems.append if problems is not None else None
+    if arch == x86_64.ARCH:
+        x86_64.iter_leaves(read_phys, root_pa, builder.add, regs, maxphyaddr, report)
+    else:
+        aarch64.iter_leaves(read_phys, root_pa, builder.add, regs, report)
+    runs = builder.finish()
+    if user_only:
+        runs = [run for run in runs if run.perms.user]
+    elif kernel_only:
+        runs = [run for run in runs if not run.perms.user]
+    return runs
+
+
+def diff(arch: str, read_phys: PhysReader, root_a, root_b, regs: Optional[dict] = None,
+         *, maxphyaddr: int = x86_64.DEFAULT_MAXPHYADDR) -> list[DiffRange]:
+    """Ranges where the trees under root_a and root_b disagree: mapped in only one of
+    them, or mapped in both to a different physical address or with different Perms.
+    Page size alone is not a difference.  Built on dump(); same regs for both sides."""
+    runs_a = dump(arch, read_phys, root_a, regs, maxphyaddr=maxphyaddr)
+    runs_b = dump(arch, read_phys, root_b, regs, maxphyaddr=maxphyaddr)
+    return diff_runs(runs_a, runs_b)
+
+
+def _covering(runs: list[Run], start: int, cursor: int) -> tuple[Optional[Run], int]:
+    """The run containing VA `start` (or None) and the advanced cursor.  Callers ask for
+    increasing `start` values, so the cursor only moves forward."""
+    while cursor < len(runs) and runs[cursor].va_end <= start:
+        cursor += 1
+    if cursor < len(runs) and runs[cursor].va_start <= start:
+        return runs[cursor], cursor
+    return None, cursor
+
+
+def diff_runs(runs_a: list[Run], runs_b: list[Run]) -> list[DiffRange]:
+    """Compare two sorted, non-overlapping run lists (as dump() returns them).
+
+    The VA line is cut at every run boundary of either side; each piece is compared and
+    neighbouring pieces with the same kind, the same Perms on each side and contiguous
+    physical addresses are merged into one DiffRange."""
+    cuts = sorted({run.va_start for run in runs_a} | {run.va_end for run in runs_a} |
+                  {run.va_start for run in runs_b} | {run.va_end for run in runs_b})
+    out: list[list] = []   # [va_start, va_end, kind, a_pa, a_perms, b_pa, b_perms]
+    cursor_a = cursor_b = 0
+    for start, end in zip(cuts, cuts[1:]):
+        run_a, cursor_a = _covering(runs_a, start, cursor_a)
+        run_b, cursor_b = _covering(runs_b, start, cursor_b)
+        if run_a is None and run_b is None:
+            continue
+        a_pa = None if run_a is None else run_a.pa_start + (start - run_a.va_start)
+        b_pa = None if run_b is None else run_b.pa_start + (start - run_b.va_start)
+        a_perms = None if run_a is None else run_a.perms
+        b_perms = None if run_b is None else run_b.perms
+        if run_b is None:
+            kind = ONLY_A
+        elif run_a is None:
+            kind = ONLY_B
+        elif a_pa != b_pa or a_perms != b_perms:
+            kind = CHANGED
+        else:
+            continue
+        if out:
+            prev = out[-1]
+            prev_size = prev[1] - prev[0]
+            if prev[1] == start and prev[2] == kind and prev[4] == a_perms and \
+                    prev[6] == b_perms and _follows(prev[3], prev_size, a_pa) and \
+                    _follows(prev[5], prev_size, b_pa):
+                prev[1] = end
+                continue
+        out.append([start, end, kind, a_pa, a_perms, b_pa, b_perms])
+    return [DiffRange(*piece) for piece in out]
+
+
+def _follows(prev_pa: Optional[int], prev_size: int, pa: Optional[int]) -> bool:
+    """Does pa continue the physical range [prev_pa, prev_pa + prev_size)?"""
+    if prev_pa is None or pa is None:
+        return prev_pa is None and pa is None
+    return prev_pa + prev_size == pa

@@ -1,0 +1,9 @@
+"""Make tools/gdb (the pagoda_pt package) and this directory (ptbuild) importable."""
+
+import os
+import sys
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+for path in (os.path.dirname(_HERE), _HERE):
+    if path not in sys.path:
+        sys.path.insert(0, path)

@@ -1,0 +1,1 @@
+"""The implementation of ./pagoda: build, run, test, grade, benchmark (standard library only)."""

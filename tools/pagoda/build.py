@@ -1,0 +1,54 @@
+"""`pagoda build`: configure (once) and build with the CMake presets."""
+import os
+import subprocess
+
+from . import paths
+from .ui import PagodaError, info
+
+TARGETS = ("host",) + paths.ARCHES
+
+
+def configure(preset):
+    cache = os.path.join(paths.BUILD, preset, "CMakeCache.txt")
+    if os.path.exists(cache):
+        return
+    info(f"configuring build/{preset}")
+    result = subprocess.run(["cmake", "--preset", preset], cwd=paths.ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    if result.returncode != 0:
+        print(result.stdout)
+        raise PagodaError(f"configuring build/{preset} failed (output above)")
+
+
+def build(preset, quiet=True):
+    """Configures and builds one preset; raises PagodaError with the compiler output on failure."""
+    configure(preset)
+    result = subprocess.run(["cmake", "--build", "--preset", preset], cwd=paths.ROOT,
+                            stdout=subprocess.PIPE if quiet else None, stderr=subprocess.STDOUT,
+                            text=True)
+    if result.returncode != 0:
+        if quiet:
+            print(result.stdout)
+        raise PagodaError(f"building build/{preset} failed (output above)")
+
+
+def build_kernel(arch=paths.DEFAULT_ARCH, quiet=True):
+    build(arch, quiet)
+    return paths.kernel_elf(arch)
+
+
+def cmd_build(args):
+    for target in args.targets or [paths.DEFAULT_ARCH]:
+        build(target, quiet=False)
+        info(f"built build/{target}" + (f" ({paths.kernel_elf(target)})" if target != "host" else ""))
+    return 0
+
+
+def add_parser(sub):
+    p = sub.add_parser("build", help="build the kernel (and, with 'host', the unit tests)",
+                       description="Configures on first use and builds with CMake presets and "
+                                   "Ninja. Outputs go to build/<target>/; build/<arch>/kernel.elf "
+                                   "is the kernel and its GDB symbol file.")
+    p.add_argument("targets", nargs="*", choices=TARGETS, metavar="TARGET",
+                   help=f"what to build: {', '.join(TARGETS)} (default: {paths.DEFAULT_ARCH})")
+    p.set_defaults(func=cmd_build)

@@ -1,0 +1,146 @@
+"""`pagoda grade [LAB...]`: run the grader and print the score table.
+
+Each selected lab's tests run in parallel under pytest (one fresh QEMU per test). The table
+lists every test the lab's manifest declares, even one that crashed, timed out or never ran
+(with 0 points), then `Score: a/b`. The exit status is 0 only at full marks.
+"""
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+from . import build, deps, paths
+from .ui import PagodaError, info
+
+sys.path.insert(0, paths.GRADE)
+from pagoda_grade import manifest  # noqa: E402
+
+REASON_INDENT = "      "
+MAX_REASON_LINES = 60
+
+
+def parse_lab_names(names, labs):
+    """Turns ['lab0', '1', 'all'] into sorted lab numbers; rejects unknown ones clearly."""
+    if not names or names == ["all"]:
+        return sorted(n for n in labs if os.path.exists(test_file(n)))
+    chosen = set()
+    for name in names:
+        m = re.fullmatch(r"(?:lab)?(\d+)", name)
+        if not m or int(m[1]) not in labs:
+            known = ", ".join(f"lab{n}" for n in sorted(labs))
+            raise PagodaError(f"unknown lab '{name}' (known: {known}, or 'all')")
+        if not os.path.exists(test_file(int(m[1]))):
+            raise PagodaError(f"lab{m[1]} has no grader tests yet (grade/test_lab{m[1]}.py)")
+        chosen.add(int(m[1]))
+    return sorted(chosen)
+
+
+def test_file(number):
+    return os.path.join(paths.GRADE, f"test_lab{number}.py")
+
+
+def run_pytest(numbers, arch, workers, kernel=None, verbose=False, extra=()):
+    """Runs the grader on @p numbers; returns {(lab, id): result dict} and pytest's status."""
+    fd, report = tempfile.mkstemp(prefix="pagoda-grade-", suffix=".json")
+    os.close(fd)
+    os.makedirs(paths.BUILD, exist_ok=True)
+    log = os.path.join(paths.BUILD, "grade-pytest.log")
+    argv = [paths.SYSTEM_PYTHON, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rN",
+            f"--pagoda-report={report}", f"--pagoda-arch={arch}"]
+    if workers != 1:
+        argv += ["-n", str(workers)]
+    if kernel:
+        argv += [f"--pagoda-kernel={kernel}"]
+    argv += [test_file(n) for n in numbers] + list(extra)
+    from .qemu import die_with_parent
+    try:
+        with open(log, "w") as out:
+            status = subprocess.run(argv, cwd=paths.GRADE, stdout=None if verbose else out,
+                                    stderr=subprocess.STDOUT, preexec_fn=die_with_parent).returncode
+        with open(report) as f:
+            results = {(r["lab"], r["id"]): r for r in json.load(f)}
+    except (OSError, ValueError):
+        results = {}
+        status = status if "status" in locals() else 1
+    finally:
+        os.unlink(report)
+    if status not in (0, 1) and not results:
+        with open(log) as f:
+            tail = f.read()[-3000:]
+        raise PagodaError(f"the grader could not run (pytest status {status}):\n{tail}")
+    return results, status
+
+
+def print_table(numbers, labs, results, out=sys.stdout):
+    """Prints the score table; returns (earned, possible)."""
+    earned = possible = 0
+    for n in numbers:
+        lab = labs[n]
+        lab_earned = 0
+        print(f"lab{n} — {lab.title}", file=out)
+        for spec in lab.tests:
+            r = results.get((n, spec.id))
+            possible += spec.points
+            if r and r["outcome"] == "passed":
+                lab_earned += spec.points
+                print(f"  {spec.id}: OK ({r['duration']:.2f}s)", file=out)
+                continue
+            if r is None:
+                reason = "no result: the grader crashed or was stopped before this test finished"
+                print(f"  {spec.id}: FAIL", file=out)
+            else:
+                reason = r["reason"] or r["outcome"]
+                print(f"  {spec.id}: FAIL ({r['duration']:.2f}s)", file=out)
+            lines = reason.splitlines()
+            for line in lines[:MAX_REASON_LINES]:
+                print(REASON_INDENT + line, file=out)
+            if len(lines) > MAX_REASON_LINES:
+                print(REASON_INDENT + f"... ({len(lines) - MAX_REASON_LINES} more lines)", file=out)
+        earned += lab_earned
+        if len(numbers) > 1:
+            print(f"  lab{n}: {lab_earned}/{lab.total_points}", file=out)
+    print(f"Score: {earned}/{possible}", file=out)
+    return earned, possible
+
+
+def grade(names, arch=paths.DEFAULT_ARCH, workers="auto", kernel=None, verbose=False, out=sys.stdout):
+    labs = manifest.load_all()
+    numbers = parse_lab_names(names, labs)
+    if not numbers:
+        raise PagodaError("no lab has grader tests yet")
+    if kernel is None:
+        build.build_kernel(arch)
+    results, _ = run_pytest(numbers, arch, workers, kernel=kernel, verbose=verbose)
+    earned, possible = print_table(numbers, labs, results, out=out)
+    return earned, possible
+
+
+def cmd_grade(args):
+    deps.ensure()
+    try:
+        earned, possible = grade(args.labs, args.arch, args.jobs, args.kernel, args.verbose)
+    except manifest.ManifestError as e:
+        raise PagodaError(f"bad lab manifest: {e}")
+    return 0 if earned == possible else 1
+
+
+def _jobs(text):
+    if text == "auto" or (text.isdigit() and int(text) >= 1):
+        return text
+    raise __import__("argparse").ArgumentTypeError("must be 'auto' or a positive number")
+
+
+def add_parser(sub):
+    p = sub.add_parser("grade", help="grade labs: one line per test and the score",
+                       description="Builds the kernel and runs the grader on the given labs "
+                                   "(default: every lab with tests). Exits 0 only at full marks. "
+                                   "Logs of each boot are kept under build/grade/.")
+    p.add_argument("labs", nargs="*", metavar="LAB", help="lab0, lab1, ... or a number, or 'all'")
+    p.add_argument("--arch", choices=paths.ARCHES, default=paths.DEFAULT_ARCH)
+    p.add_argument("-j", "--jobs", type=_jobs, default="auto",
+                   help="parallel QEMU boots: a number or 'auto' (one per core; the default)")
+    p.add_argument("--kernel", metavar="ELF", help="grade this kernel ELF instead of building one")
+    p.add_argument("-v", "--verbose", action="store_true", help="show pytest's own output")
+    p.set_defaults(func=cmd_grade)

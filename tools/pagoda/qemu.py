@@ -1,0 +1,109 @@
+"""How Pagoda starts QEMU, and what its exit status means.
+
+The machine choice is measured and explained in docs/boot.md: microvm boots a PVH kernel the
+fastest of the x86 machines here (no PCI enumeration, no legacy firmware), and still has the
+ISA devices the kernel uses (COM1, PIT, LAPIC, isa-debug-exit).
+"""
+import ctypes
+import os
+import shutil
+import signal
+import subprocess
+from dataclasses import dataclass
+
+from . import paths
+
+# isa-debug-exit makes QEMU exit with (value << 1) | 1 (see arch/x86_64/boot_defs.h).
+EXIT_SUCCESS = 1          # kernel wrote DEBUG_EXIT_SUCCESS (0)
+EXIT_FAILURE = 3          # kernel wrote DEBUG_EXIT_FAILURE (1): a panic
+EXIT_RESET = 0            # -no-reboot turned a reset (a triple fault) into an exit; the device never gives 0
+
+
+@dataclass(frozen=True)
+class Machine:
+    binary: str
+    args: tuple
+
+
+MACHINES = {
+    "x86_64": Machine(
+        binary="qemu-system-x86_64",
+        args=("-M", "microvm", "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"),
+    ),
+}
+
+DEFAULT_MEMORY = "128M"
+
+
+def command(kernel, cmdline="", arch=paths.DEFAULT_ARCH, memory=DEFAULT_MEMORY, serial="stdio",
+            log_items=None, log_file=None, gdb_socket=None, paused=False, extra=()):
+    """The QEMU argument vector that boots @p kernel with @p cmdline."""
+    m = MACHINES[arch]
+    argv = [m.binary, *m.args, "-nodefaults", "-display", "none", "-no-reboot",
+            "-m", memory, "-kernel", kernel, "-serial", serial]
+    if cmdline:
+        argv += ["-append", cmdline]
+    if log_items:
+        argv += ["-d", log_items]
+    if log_file:
+        argv += ["-D", log_file]
+    if gdb_socket:
+        argv += ["-chardev", f"socket,path={gdb_socket},server=on,wait=off,id=gdb0", "-gdb", "chardev:gdb0"]
+    if paused:
+        argv += ["-S"]
+    return argv + list(extra)
+
+
+def describe_exit(code, log_text=""):
+    """A short phrase for QEMU's exit status (and, for a reset, its log)."""
+    if code == EXIT_SUCCESS:
+        return "clean shutdown"
+    if code == EXIT_FAILURE:
+        return "kernel panic (failure status)"
+    if code == EXIT_RESET:
+        if "Triple fault" in log_text:
+            return "triple fault (the CPU reset itself)"
+        return "QEMU quit (by the user, or a reset)"
+    if code is not None and code < 0:
+        return f"QEMU killed by signal {-code}"
+    return f"QEMU exited with status {code} (an error starting QEMU?)"
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent():
+    """Asks the kernel to SIGKILL this process when its parent dies (even by SIGKILL).
+
+    Safe to call in a child between fork and exec (preexec_fn) or in a long-lived worker."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def _child_setup(parent_pid, new_group):
+    def setup():
+        if new_group:
+            os.setpgid(0, 0)
+        die_with_parent()
+        if os.getppid() != parent_pid:  # the parent died before prctl took effect
+            os._exit(1)
+    return setup
+
+
+def spawn(argv, new_group=True, **popen_args):
+    """Starts QEMU so that it cannot outlive this process: it dies with its parent, and in its
+    own process group so kill_group() ends it and anything it started."""
+    if shutil.which(argv[0]) is None:
+        from .ui import PagodaError
+        raise PagodaError(f"{argv[0]} is not installed: run ./pagoda setup")
+    return subprocess.Popen(argv, preexec_fn=_child_setup(os.getpid(), new_group), **popen_args)
+
+
+def kill_group(proc):
+    """Kills @p proc's whole process group (spawned with new_group) and reaps it."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    proc.wait()

@@ -1,0 +1,75 @@
+"""`pagoda run`: boot the kernel in QEMU with its serial console on this terminal."""
+import os
+import select
+import subprocess
+import sys
+
+from . import build, deps, paths, qemu
+from .symbolize import Symbolizer
+from .ui import info
+
+# Output is passed on line by line (so backtraces can be named); a partial line waits at most
+# this long before it is shown as it is.
+PARTIAL_LINE_DELAY = 0.05
+
+
+def _relay(fd, out, symbolizer):
+    """Copies QEMU's output to @p out until EOF, naming backtrace addresses on the way."""
+    pending = b""
+    while True:
+        ready, _, _ = select.select([fd], [], [], PARTIAL_LINE_DELAY)
+        if not ready:
+            if pending:
+                out.write(pending)
+                out.flush()
+                pending = b""
+            continue
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        if lines:
+            text = [l.decode(errors="replace").rstrip("\r") for l in lines]
+            for line in symbolizer.annotate(text):
+                out.write(line.encode() + b"\r\n")
+            out.flush()
+    if pending:
+        out.write(pending)
+        out.flush()
+
+
+def cmd_run(args):
+    deps.ensure()
+    kernel = build.build_kernel(args.arch)
+    cmdline = " ".join(filter(None, [f"test={args.test}" if args.test else "", args.cmdline]))
+    log = os.path.join(paths.build_dir(args.arch), "run-qemu.log")
+    argv = qemu.command(kernel, cmdline, arch=args.arch, memory=args.memory, serial="mon:stdio",
+                        log_items="cpu_reset", log_file=log)
+    info(f"booting {os.path.relpath(kernel, paths.ROOT)} in QEMU ({args.arch}, {args.memory}); "
+         "quit with Ctrl-A X")
+    # Same process group as us, so the terminal's signals reach it; it still dies with us.
+    proc = qemu.spawn(argv, new_group=False, stdout=subprocess.PIPE)
+    try:
+        _relay(proc.stdout.fileno(), sys.stdout.buffer, Symbolizer(kernel))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        proc.wait()
+    with open(log, errors="replace") as f:
+        what = qemu.describe_exit(proc.returncode, f.read())
+    info(f"QEMU ended: {what}")
+    return 0 if proc.returncode in (qemu.EXIT_SUCCESS, qemu.EXIT_RESET) and "triple" not in what else 1
+
+
+def add_parser(sub):
+    p = sub.add_parser("run", help="boot the kernel in QEMU with the serial console here",
+                       description="Builds the kernel and boots it in QEMU; the serial console is "
+                                   "this terminal. Ctrl-A X quits QEMU, Ctrl-A H lists the other "
+                                   "keys. Installs missing tools first.")
+    p.add_argument("--arch", choices=paths.ARCHES, default=paths.DEFAULT_ARCH)
+    p.add_argument("--memory", "-m", default=qemu.DEFAULT_MEMORY, metavar="SIZE",
+                   help=f"guest RAM, as QEMU's -m takes it (default {qemu.DEFAULT_MEMORY})")
+    p.add_argument("--test", metavar="NAME", help="run the kernel self-test NAME (test=NAME)")
+    p.add_argument("--cmdline", default="", metavar="TEXT", help="more kernel command line words")
+    p.set_defaults(func=cmd_run)

@@ -1,0 +1,76 @@
+"""Naming the code addresses a kernel report prints, using the kernel's ELF symbols.
+
+The kernel prints bare addresses in a fixed shape (backtrace lines `  #3 0x0000000000100a3a`
+and report lines `  RIP 0x...`); this module appends ` <function+0xoff> file:line` to them,
+using llvm-symbolizer on the ELF that was booted.
+"""
+import re
+import shutil
+import subprocess
+
+_BACKTRACE = re.compile(r"^(\s*#\d+ )(0x[0-9a-fA-F]+)\s*$")
+_RIP = re.compile(r"^(\s*RIP )(0x[0-9a-fA-F]+)")
+
+
+def _short_name(function):
+    """Drops the parameter list and template arguments of a demangled C++ name."""
+    depth, out = 0, []
+    for c in function:
+        if c == "<":
+            depth += 1
+        elif c == ">" and depth:
+            depth -= 1
+        elif c == "(" and depth == 0 and out:
+            break
+        elif depth == 0:
+            out.append(c)
+    name = "".join(out).strip()
+    return name.split(" ")[-1] if " " in name else name  # drop a leading return type
+
+
+class Symbolizer:
+    def __init__(self, elf):
+        self.elf = elf
+        self.cache = {}
+        self.available = shutil.which("llvm-symbolizer") is not None
+
+    def lookup(self, addresses):
+        """Maps each address to 'function file:line' (or None when unknown)."""
+        todo = sorted({a for a in addresses if a not in self.cache})
+        if todo and self.available:
+            out = subprocess.run(
+                ["llvm-symbolizer", f"--obj={self.elf}", "--demangle", "--no-inlines",
+                 "--output-style=GNU"],
+                input="\n".join(hex(a) for a in todo) + "\n", capture_output=True, text=True).stdout
+            lines = [l for l in out.splitlines() if l.strip()]
+            for i, address in enumerate(todo):
+                if 2 * i + 1 >= len(lines):
+                    break
+                function, location = lines[2 * i], lines[2 * i + 1]
+                function = _short_name(function)
+                if function == "??":
+                    self.cache[address] = None
+                else:
+                    location = re.sub(r"^.*/(kernel|arch)/", r"\1/", location)
+                    self.cache[address] = f"{function} {location}" if not location.startswith("??") else function
+        return {a: self.cache.get(a) for a in addresses}
+
+    def annotate(self, lines):
+        """Returns @p lines with symbol names appended to backtrace and RIP lines."""
+        wanted = {}
+        for i, line in enumerate(lines):
+            m = _BACKTRACE.match(line)
+            if m:  # a return address: the call is the instruction before it
+                wanted[i] = (int(m[2], 16), int(m[2], 16) - 1)
+                continue
+            m = _RIP.match(line)
+            if m:
+                wanted[i] = (int(m[2], 16), int(m[2], 16))
+        if not wanted:
+            return list(lines)
+        names = self.lookup([lookup for _, lookup in wanted.values()])
+        out = list(lines)
+        for i, (_, lookup) in wanted.items():
+            if names.get(lookup):
+                out[i] = f"{lines[i].rstrip()}  <{names[lookup]}>"
+        return out

@@ -1,0 +1,74 @@
+"""`pagoda test`: everything that must pass before a change lands.
+
+Steps, in order (each prints one result line):
+  host     host unit tests of the arch-independent kernel code (GoogleTest through ctest)
+  tools    pytest suites of the tools (GDB walker core, grader harness, ./pagoda itself)
+  grade    the grader on every implemented lab, which must score full marks
+"""
+import os
+import re
+import subprocess
+import sys
+import time
+
+from . import build, deps, grade, paths
+from .ui import PagodaError, info
+
+TOOL_TEST_DIRS = ("tools/gdb/tests", "tools/tests", "grade/harness_tests")
+
+
+def step_host(verbose):
+    build.build("host")
+    out = subprocess.run(["ctest", "--preset", "host", "-j", str(os.cpu_count() or 1)],
+                         cwd=paths.ROOT, capture_output=True, text=True)
+    summary = re.search(r"(\d+)% tests passed, (\d+) tests failed out of (\d+)", out.stdout)
+    if verbose or out.returncode != 0:
+        print(out.stdout + out.stderr)
+    detail = f"{summary[3]} ctest tests, {summary[2]} failed" if summary else "no ctest summary"
+    return out.returncode == 0 and summary is not None and int(summary[3]) > 0, detail
+
+
+def step_tools(verbose):
+    dirs = [d for d in TOOL_TEST_DIRS if os.path.isdir(os.path.join(paths.ROOT, d))]
+    out = subprocess.run([paths.SYSTEM_PYTHON, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                          "-n", "auto", *dirs], cwd=paths.ROOT, capture_output=True, text=True)
+    last = [l for l in out.stdout.splitlines() if l.strip()][-1:] or ["no pytest output"]
+    if verbose or out.returncode != 0:
+        print(out.stdout[-20000:] + out.stderr[-5000:])
+    return out.returncode == 0, f"{', '.join(dirs)}: {last[0].strip('= ')}"
+
+
+def step_grade(verbose):
+    earned, possible = grade.grade(["all"], verbose=verbose)
+    return earned == possible and possible > 0, f"score {earned}/{possible}"
+
+
+STEPS = (("host", step_host), ("tools", step_tools), ("grade", step_grade))
+
+
+def cmd_test(args):
+    deps.ensure()
+    chosen = [(n, f) for n, f in STEPS if not args.only or n in args.only]
+    passed = failed = 0
+    for name, step in chosen:
+        start = time.monotonic()
+        info(f"test: {name} ...")
+        try:
+            ok, detail = step(args.verbose)
+        except PagodaError as e:
+            ok, detail = False, str(e)
+        mark = "ok" if ok else "FAILED"
+        print(f"pagoda test: {name}: {mark} ({detail}; {time.monotonic() - start:.1f}s)", flush=True)
+        passed, failed = passed + ok, failed + (not ok)
+    print(f"{passed} passed, {failed} failed")
+    return 0 if failed == 0 else 1
+
+
+def add_parser(sub):
+    p = sub.add_parser("test", help="host unit tests, tool tests and the grader on every lab",
+                       description=__doc__.split("\n", 1)[1] if __doc__ else None,
+                       formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
+    p.add_argument("--only", nargs="+", choices=[n for n, _ in STEPS], metavar="STEP",
+                   help="run only these steps: " + ", ".join(n for n, _ in STEPS))
+    p.add_argument("-v", "--verbose", action="store_true", help="show each step's full output")
+    p.set_defaults(func=cmd_test)
