@@ -30,7 +30,8 @@ qemu.die_with_parent()
 # pytest-timeout's limit is the manifest's, plus this margin for QEMU teardown: the harness's
 # own deadline fires first and produces the useful message; this only catches a stuck harness.
 TIMEOUT_MARGIN = 15
-LOG_ROOT = os.path.join(paths.BUILD, "grade")
+# Where each boot keeps serial.log and qemu.log; PAGODA_GRADE_LOGS moves it (tests of the grader).
+LOG_ROOT = os.environ.get("PAGODA_GRADE_LOGS") or os.path.join(paths.BUILD, "grade")
 
 
 def pytest_addoption(parser):

@@ -39,6 +39,9 @@
 #define XEN_ELFNOTE_PHYS32_ENTRY 18
 #define COM1_PORT 0x3f8
 #define DEBUG_EXIT_PORT 0xf4
-/* isa-debug-exit makes QEMU exit with (value << 1) | 1: 0 -> 1 (success), 1 -> 3 (failure). */
-#define DEBUG_EXIT_SUCCESS 0
-#define DEBUG_EXIT_FAILURE 1
+/*
+ * isa-debug-exit makes QEMU exit with (value << 1) | 1: 0x10 -> 33 (success), 0x11 -> 35
+ * (failure). Both differ from QEMU's own error status (1) and from a reset under -no-reboot (0).
+ */
+#define DEBUG_EXIT_SUCCESS 0x10
+#define DEBUG_EXIT_FAILURE 0x11

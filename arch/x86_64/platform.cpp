@@ -57,4 +57,15 @@ usize backtrace(uptr* out, usize max, usize skip) {
       "ud2");
 }
 
+void force_triple_fault() {
+  // An IDT with limit 0 has no gates: the #UD cannot be delivered (#GP), nor can that (#DF),
+  // nor the double fault, and the CPU shuts down.
+  struct [[gnu::packed]] {
+    u16 limit;
+    u64 base;
+  } empty{0, 0};
+  asm volatile("lidt %0\n ud2" ::"m"(empty));
+  __builtin_unreachable();
+}
+
 }  // namespace pagoda::arch

@@ -127,7 +127,10 @@ class Booter:
 
     def __call__(self, test=None, memory=qemu.DEFAULT_MEMORY, extra_cmdline="", token=None):
         token = token or new_token()
-        cmdline = " ".join(filter(None, [f"token={token}", f"test={test}" if test else "", extra_cmdline]))
+        # PAGODA_GRADE_CMDLINE is appended to every boot (its test= wins): a debugging aid, and
+        # how the grader's own tests make every boot of a real grade hang.
+        cmdline = " ".join(filter(None, [f"token={token}", f"test={test}" if test else "", extra_cmdline,
+                                         os.environ.get("PAGODA_GRADE_CMDLINE", "")]))
         self.count += 1
         directory = os.path.join(self.directory, f"boot{self.count}")
         shutil.rmtree(directory, ignore_errors=True)

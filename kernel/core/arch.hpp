@@ -45,5 +45,9 @@ usize backtrace(uptr* out, usize max, usize skip);
 /// Executes an instruction the CPU does not define (for the exception self-test).
 void execute_undefined_instruction();
 
+/// Makes exception delivery impossible, then raises an exception: the CPU resets (a triple
+/// fault on x86_64). Lets the grader's own tests prove it reports such a death clearly.
+[[noreturn]] void force_triple_fault();
+
 }  // namespace arch
 }  // namespace pagoda

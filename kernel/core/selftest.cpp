@@ -66,4 +66,15 @@ PAGODA_SELFTEST(timer) {
 /// Panics with a message carrying the token.
 PAGODA_SELFTEST(panic) { panic("self-test panic, token {}", ctx.token); }
 
+// ---- Self-tests of the grader itself (grade/harness_tests/) -----------------------------------
+
+/// Dies by triple fault: the grader must name the first fault from QEMU's log.
+PAGODA_SELFTEST(triple_fault) { arch::force_triple_fault(); }
+
+/// Never finishes, with interrupts off: the grader must time out, kill QEMU and say so.
+PAGODA_SELFTEST(hang) {
+  arch::interrupts_disable();
+  for (;;) arch::wait_for_interrupt();
+}
+
 }  // namespace pagoda

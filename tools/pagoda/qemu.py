@@ -4,8 +4,10 @@ The machine choice is measured and explained in docs/boot.md: microvm boots a PV
 fastest of the x86 machines here (no PCI enumeration, no legacy firmware), and still has the
 ISA devices the kernel uses (COM1, PIT, LAPIC, isa-debug-exit).
 """
+import argparse
 import ctypes
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -14,9 +16,10 @@ from dataclasses import dataclass
 from . import paths
 
 # isa-debug-exit makes QEMU exit with (value << 1) | 1 (see arch/x86_64/boot_defs.h).
-EXIT_SUCCESS = 1          # kernel wrote DEBUG_EXIT_SUCCESS (0)
-EXIT_FAILURE = 3          # kernel wrote DEBUG_EXIT_FAILURE (1): a panic
+EXIT_SUCCESS = 33         # kernel wrote DEBUG_EXIT_SUCCESS (0x10)
+EXIT_FAILURE = 35         # kernel wrote DEBUG_EXIT_FAILURE (0x11): a panic
 EXIT_RESET = 0            # -no-reboot turned a reset (a triple fault) into an exit; the device never gives 0
+EXIT_QEMU_ERROR = 1       # QEMU itself refused to start (bad option, missing file, ...)
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,14 @@ MACHINES = {
 }
 
 DEFAULT_MEMORY = "128M"
+_MEMORY_SIZE = re.compile(r"^[1-9][0-9]*[MG]?$")
+
+
+def memory_size(text):
+    """argparse type for guest RAM sizes such as 128M or 1G."""
+    if not _MEMORY_SIZE.match(text):
+        raise argparse.ArgumentTypeError(f"'{text}' is not a memory size like 128M or 1G")
+    return text
 
 
 def command(kernel, cmdline="", arch=paths.DEFAULT_ARCH, memory=DEFAULT_MEMORY, serial="stdio",
@@ -64,6 +75,8 @@ def describe_exit(code, log_text=""):
         if "Triple fault" in log_text:
             return "triple fault (the CPU reset itself)"
         return "QEMU quit (by the user, or a reset)"
+    if code == EXIT_QEMU_ERROR:
+        return "QEMU failed to start (its message is above)"
     if code is not None and code < 0:
         return f"QEMU killed by signal {-code}"
     return f"QEMU exited with status {code} (an error starting QEMU?)"

@@ -59,7 +59,8 @@ def cmd_run(args):
     with open(log, errors="replace") as f:
         what = qemu.describe_exit(proc.returncode, f.read())
     info(f"QEMU ended: {what}")
-    return 0 if proc.returncode in (qemu.EXIT_SUCCESS, qemu.EXIT_RESET) and "triple" not in what else 1
+    # Success, or the user quitting (Ctrl-A X), is 0; a panic, a triple fault or a QEMU error is 1.
+    return 0 if what in ("clean shutdown", qemu.describe_exit(qemu.EXIT_RESET)) else 1
 
 
 def add_parser(sub):
@@ -68,7 +69,7 @@ def add_parser(sub):
                                    "this terminal. Ctrl-A X quits QEMU, Ctrl-A H lists the other "
                                    "keys. Installs missing tools first.")
     p.add_argument("--arch", choices=paths.ARCHES, default=paths.DEFAULT_ARCH)
-    p.add_argument("--memory", "-m", default=qemu.DEFAULT_MEMORY, metavar="SIZE",
+    p.add_argument("--memory", "-m", default=qemu.DEFAULT_MEMORY, metavar="SIZE", type=qemu.memory_size,
                    help=f"guest RAM, as QEMU's -m takes it (default {qemu.DEFAULT_MEMORY})")
     p.add_argument("--test", metavar="NAME", help="run the kernel self-test NAME (test=NAME)")
     p.add_argument("--cmdline", default="", metavar="TEXT", help="more kernel command line words")
