@@ -20,6 +20,17 @@ void idt_init();
 /// Routes @p vector (>= kFirstIrqVector) to @p handler.
 void set_irq_handler(u8 vector, IrqHandler handler);
 
+/// @name Page-fault error code bits (the layout is drawn in traps.cpp)
+/// @{
+inline constexpr u64 kPfPresent = 1u << 0;      ///< 0: page not present; 1: protection violation
+inline constexpr u64 kPfWrite = 1u << 1;        ///< the access was a write
+inline constexpr u64 kPfUser = 1u << 2;         ///< the access came from user mode (CPL 3)
+inline constexpr u64 kPfReserved = 1u << 3;     ///< a reserved bit was set in a paging entry
+inline constexpr u64 kPfFetch = 1u << 4;        ///< the access was an instruction fetch
+inline constexpr u64 kPfKey = 1u << 5;          ///< protection-key violation
+inline constexpr u64 kPfShadowStack = 1u << 6;  ///< shadow-stack access
+/// @}
+
 /// Writes the decoded page-fault error code, e.g. "not-present page, write, supervisor".
 void describe_page_fault_error(FormatSink& sink, u64 error);
 /// Writes the decoded selector error code of #TS/#NP/#SS/#GP, e.g. "GDT selector 0x28".
