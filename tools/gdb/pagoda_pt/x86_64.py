@@ -273,7 +273,6 @@ def walk(read_phys: PhysReader, root_pa: Optional[int], va: int,
     table = root_pa & cfg.addr_mask
     writable = user = True
     no_exec = False
-    pat_index = 0
     for name, shift in LEVELS:
         index = va >> shift & INDEX_MASK
         entry_pa = table + index * ENTRY_BYTES
@@ -296,10 +295,9 @@ def walk(read_phys: PhysReader, root_pa: Optional[int], va: int,
         level.output = raw & cfg.addr_mask
         if leaf:
             level.output &= ~(page_size - 1)
-        parts = cfg.reserved_parts(raw, name, leaf)
-        if parts:
+        if raw & cfg.reserved[(name, leaf)]:
             result.stop_reason = "reserved bit set in %s entry %d: %s" % (
-                name, index, "; ".join(parts))
+                name, index, "; ".join(cfg.reserved_parts(raw, name, leaf)))
             return result
         writable = writable and bool(raw & PTE_RW)
         user = user and bool(raw & PTE_US)

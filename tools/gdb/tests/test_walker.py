@@ -180,6 +180,14 @@ def test_x86_pat_bit7_of_pte_is_not_ps(mem, x86):
     assert w.perms.cache == "UC"          # PAT entry 7 of the power-on PAT
     x86.edit(va, "PT", clear_bits=PAT_4K | PWT)
     assert walk(X86, mem, x86.root, va).perms.cache == "UC-"
+    # A reprogrammed PAT: entry 4 (PAT=1, PCD=0, PWT=0) = WC (1), entry 0 = WB (6).
+    regs = {"pat": 0x0000_0001_0000_0006}
+    x86.edit(va, "PT", clear_bits=PCD, set_bits=PAT_4K)
+    assert walk(X86, mem, x86.root, va, regs=regs).perms.cache == "WC"
+    x86.map(0x4000_0000, 0x8000_0000, size=2 * MiB, flags=P | PAT_HUGE)
+    assert walk(X86, mem, x86.root, 0x4000_0000, regs=regs).perms.cache == "WC"
+    assert walk(X86, mem, x86.root, 0x4000_0000).perms.cache == "WB"
+    assert [r.perms.cache for r in dump(X86, mem, x86.root, regs=regs)] == ["WC", "WC"]
 
 
 @pytest.mark.parametrize("va", [0x0000_8000_0000_0000, 0xFFFF_7FFF_FFFF_F000,
@@ -325,6 +333,22 @@ def test_dump_skips_and_reports_reserved_entries(mem, x86):
     assert "bit 63" in problems[1]
 
 
+def test_dump_skips_reserved_structure_bits(mem, x86):
+    x86.map(0x40_0000, 0x10_0000)                                   # PML4 entry 0
+    x86.map(0x80_0000_0000, 0x20_0000)                              # PML4 entry 1
+    x86.map(0x4000_0000, 0x8000_0000, size=2 * MiB)                 # 2 MiB, PD
+    x86.map(0xC000_0000, 0x1_0000_0000, size=1 * GiB)               # 1 GiB, PDPT
+    x86.map(0x1_0000_0000, 0x2_0000_0000, size=1 * GiB)
+    x86.edit(0x80_0000_0000, "PML4", set_bits=PS)
+    x86.edit(0x4000_0000, "PD", set_bits=1 << 20)
+    x86.edit(0xC000_0000, "PDPT", set_bits=1 << 29)
+    problems = []
+    runs = dump(X86, mem, x86.root, problems=problems)
+    assert [r.va_start for r in runs] == [0x40_0000, 0x1_0000_0000]
+    assert ["PD entry 0: bit 20" in problems[0], "PDPT entry 3: bit 29" in problems[1],
+            "PML4 entry 1: bit 7" in problems[2]] == [True, True, True]
+
+
 def test_dump_reports_unreadable_table(mem, x86):
     x86.map(0x40_0000, 0x10_0000)
     x86.map(0x4000_0000, 0x10_0000)
@@ -444,6 +468,12 @@ def test_diff_runs_partial_overlap():
     result = diff_runs(a, b)
     assert [(d.va_start, d.va_end, d.kind) for d in result] == [
         (0x1000, 0x3000, ONLY_A), (0x5000, 0x7000, ONLY_B)]
+    # A is contiguous across 0x2000, B jumps there: two CHANGED ranges, not one.
+    b = [Run(0x1000, 0x2000, 0x50000, rw, 4096), Run(0x2000, 0x3000, 0x70000, rw, 4096)]
+    assert [(d.va_start, d.b_pa) for d in diff_runs(a, b)] == [
+        (0x1000, 0x50000), (0x2000, 0x70000), (0x3000, None)]
+    assert [(d.va_start, d.a_pa) for d in diff_runs(b, a)] == [
+        (0x1000, 0x50000), (0x2000, 0x70000), (0x3000, None)]
     b = [Run(0x3000, 0x7000, 0x99000, rw, 4096)]
     result = diff_runs(a, b)
     assert [(d.va_start, d.va_end, d.kind, d.a_pa, d.b_pa) for d in result] == [
@@ -540,9 +570,13 @@ def test_arm_table_limits(mem, arm):
     w = walk(ARM, mem, None, 0x40_0000, regs=regs)
     assert w.perms.user and not w.perms.write and not w.perms.execute
     assert "APT=10" in w.levels[1].flags and "UXNT" in w.levels[1].flags
+    (run,) = dump(ARM, mem, None, regs=regs)
+    assert run.perms == w.perms
     low.edit(0x40_0000, 0, set_bits=APT_NO_EL0 | PXN_TABLE)
     w = walk(ARM, mem, None, 0x40_0000, regs=regs)
     assert not w.perms.user and not w.perms.execute
+    (run,) = dump(ARM, mem, None, regs=regs)
+    assert run.perms == w.perms
 
 
 @pytest.mark.parametrize("level", [0, 1, 2, 3])
@@ -593,6 +627,12 @@ def test_arm_top_byte_ignore(mem, arm):
     assert walk(ARM, mem, None, tagged, regs=regs).stop_reason.startswith("non-canonical")
     regs = dict(regs, TCR_EL1=TCR_48BIT_4K | TCR_TBI0)
     assert walk(ARM, mem, None, tagged, regs=regs).pa == 0x10_0000
+    # Bit 55, not bit 63, selects TTBR1: a tag with bit 63 clear still goes to TTBR1.
+    _, high, _ = arm
+    high.map(ARM_HIGH + 0x1000, 0x20_0000)
+    regs = dict(regs, TCR_EL1=TCR_48BIT_4K | (1 << 38))   # TBI1
+    w = walk(ARM, mem, None, 0x5AFF_0000_0000_1000, regs=regs)
+    assert w.pa == 0x20_0000 and w.levels[0].table_pa == high.root
 
 
 def test_arm_root_selection(mem, arm):
@@ -693,3 +733,32 @@ def test_unaligned_reader_result_is_rejected(mem, x86):
     assert dump(X86, short, x86.root, problems=problems) == []
     assert problems and "short read" in problems[0]
     assert struct.calcsize("<512Q") == 4096
+
+
+def test_x86_smep_smap_notes(mem, x86):
+    x86.map(0x40_0000, 0x30_0000, flags=P | US)
+    x86.map(HIGH, 0x31_0000, flags=P)
+    cr4 = (1 << 20) | (1 << 21)
+    notes = walk(X86, mem, x86.root, 0x40_0000, regs={"cr4": cr4}).notes
+    assert any("SMEP" in n for n in notes) and any("SMAP" in n for n in notes)
+    assert walk(X86, mem, x86.root, HIGH, regs={"cr4": cr4}).notes == []
+
+
+def test_arm_sctlr_wxn_and_mmu_off(mem, arm):
+    low, high, regs = arm
+    high.map(ARM_HIGH, 0x20_0000)                                  # kernel RW, no XN bits
+    assert walk(ARM, mem, None, ARM_HIGH, regs=regs).perms.execute
+    wxn = dict(regs, SCTLR_EL1=1 | (1 << 19))
+    w = walk(ARM, mem, None, ARM_HIGH, regs=wxn)
+    assert w.perms.write and not w.perms.execute and w.notes == []
+    w = walk(ARM, mem, None, ARM_HIGH, regs=dict(regs, SCTLR_EL1=0))
+    assert any("MMU is off" in n for n in w.notes)
+
+
+@pytest.mark.parametrize("attr, name", [(0x00, "Device-nGnRnE"), (0x04, "Device-nGnRE"),
+                                        (0x0C, "Device-GRE"), (0xFF, "Normal-WB"),
+                                        (0x44, "Normal-NC"), (0xBB, "Normal-WT"),
+                                        (0x4F, "Normal-oNC-iWB")])
+def test_arm_mair_decoding(attr, name):
+    from pagoda_pt.aarch64 import decode_mair_attr
+    assert decode_mair_attr(attr) == name
