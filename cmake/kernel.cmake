@@ -19,4 +19,9 @@ set(PAGODA_KERNEL_GENERIC_SOURCES
   ${CMAKE_SOURCE_DIR}/kernel/lib/console.cpp
   ${CMAKE_SOURCE_DIR}/kernel/lib/string.cpp
   ${CMAKE_SOURCE_DIR}/kernel/lib/format.cpp
-  ${CMAKE_SOURCE_DIR}/kernel/boot/memmap.cpp)
+  ${CMAKE_SOURCE_DIR}/kernel/core/lab.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/boot/memmap.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/mm/frame_allocator.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/mm/walk.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/mm/vm.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/mm/vm_selftest.cpp)

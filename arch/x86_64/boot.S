@@ -154,12 +154,18 @@ boot_gdt_pointer:
         .word   boot_gdt_end - boot_gdt - 1
         .long   boot_gdt
 
-        .section .bss
+        /* The boot tables have a section of their own: the kernel gives their frames to the
+           frame allocator once it runs on its own tables (boot_tables_start/end). */
+        .section .bss.boot_tables, "aw", @nobits
         .balign PAGE_SIZE
-        .global boot_pml4
+        .global boot_tables_start, boot_tables_end, boot_pml4
+boot_tables_start:
 boot_pml4:      .skip PAGE_SIZE
 boot_pdpt:      .skip PAGE_SIZE
 boot_pd:        .skip PAGE_SIZE * BOOT_MAP_GIB
+boot_tables_end:
+
+        .section .bss
         .global boot_stack_bottom, boot_stack_top
 boot_stack_bottom:
         .skip   BOOT_STACK_SIZE

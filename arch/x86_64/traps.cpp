@@ -20,6 +20,7 @@
 #include "arch/x86_64/cpu.hpp"
 #include "arch/x86_64/gdt.hpp"
 #include "core/panic.hpp"
+#include "mm/vm.hpp"
 
 extern "C" char x86_vector_stubs[];
 
@@ -114,7 +115,8 @@ void report_exception(const TrapFrame& f) {
     describe_selector_error(console_sink(), f.error);
   }
   println("");
-  if (f.vector == kPageFault) println("  CR2 {:#018x}  (the address that faulted)", read_cr2());
+  const u64 cr2 = read_cr2();
+  if (f.vector == kPageFault) println("  CR2 {:#018x}  (the address that faulted)", cr2);
   println("  RIP {:#018x}  CS {:#06x}  RFLAGS {:#018x}", f.rip, f.cs, f.rflags);
   println("  RSP {:#018x}  SS {:#06x}  CR3 {:#018x}", f.rsp, f.ss, read_cr3());
   println("  RAX {:#018x}  RBX {:#018x}  RCX {:#018x}", f.rax, f.rbx, f.rcx);
@@ -122,6 +124,12 @@ void report_exception(const TrapFrame& f) {
   println("  RBP {:#018x}  R8  {:#018x}  R9  {:#018x}", f.rbp, f.r8, f.r9);
   println("  R10 {:#018x}  R11 {:#018x}  R12 {:#018x}", f.r10, f.r11, f.r12);
   println("  R13 {:#018x}  R14 {:#018x}  R15 {:#018x}", f.r13, f.r14, f.r15);
+  if (f.vector == kPageFault) {
+    const Access access{.write = (f.error & kPfWrite) != 0, .execute = (f.error & kPfFetch) != 0,
+                        .user = (f.error & kPfUser) != 0};
+    print("  ");
+    vm::report_fault(console_sink(), VirtAddr(cr2), access);
+  }
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include "core/panic.hpp"
 #include "core/selftest.hpp"
 #include "lib/proof.hpp"
+#include "mm/vm.hpp"
 
 namespace pagoda {
 namespace {
@@ -25,6 +26,12 @@ void kmain(const BootInfo& boot) {
   println("Pagoda {} ({}) booted; token={}", kVersion, arch::name(), token);
   println("cmdline: \"{}\"{}", boot.cmdline(), boot.cmdline_truncated ? " (truncated)" : "");
   print_memory_map(boot, token);
+
+  const Result<void> vm_ok = vm::init(boot);
+  if (vm_ok.is_error()) {
+    if (vm_ok.error() != Error::NotImplemented) panic("vm: cannot set up virtual memory: {}", error_name(vm_ok.error()));
+    println("vm: not set up (a lab is not done yet); the kernel stays on the boot page tables");
+  }
 
   arch::timer_init(kTimerHz);
 

@@ -8,6 +8,7 @@
 #pragma once
 
 #include "lib/types.hpp"
+#include "lib/placement.hpp"
 
 namespace pagoda {
 
@@ -19,6 +20,7 @@ enum class Error : u8 {
   AlreadyExists,    ///< the thing to create is already there (e.g. an overlapping mapping)
   Overflow,         ///< a fixed-size buffer or table is full
   Unsupported,      ///< the hardware or the boot protocol cannot do it
+  NotImplemented,   ///< a lab skeleton: the student has not written this yet
 };
 
 /// The name of an error, for reports.
@@ -30,28 +32,44 @@ constexpr const char* error_name(Error e) {
     case Error::AlreadyExists: return "already exists";
     case Error::Overflow: return "overflow";
     case Error::Unsupported: return "unsupported";
+    case Error::NotImplemented: return "not implemented yet (a lab skeleton)";
   }
   return "unknown error";
 }
 
-/// Either a T or an Error. T must be default-constructible and copyable or movable.
+/// Either a T or an Error.
 template <class T> class [[nodiscard]] Result {
  public:
-  constexpr Result(T value) : value_(move(value)), ok_(true) {}
-  constexpr Result(Error error) : error_(error), ok_(false) {}
+  Result(T value) : ok_(true) { construct_at(&value_, move(value)); }
+  Result(Error error) : error_(error), ok_(false) {}
+  Result(const Result& other) : ok_(other.ok_) {
+    if (ok_) construct_at(&value_, other.value_);
+    else error_ = other.error_;
+  }
+  Result(Result&& other) : ok_(other.ok_) {
+    if (ok_) construct_at(&value_, move(other.value_));
+    else error_ = other.error_;
+  }
+  Result& operator=(const Result&) = delete;
+  ~Result() {
+    if (ok_) value_.~T();
+  }
 
-  constexpr bool ok() const { return ok_; }
-  constexpr bool is_error() const { return !ok_; }
-  constexpr Error error() const { return error_; }
+  bool ok() const { return ok_; }
+  bool is_error() const { return !ok_; }
+  /// The error; only meaningful when is_error().
+  Error error() const { return ok_ ? Error{} : error_; }
   /// The value; only meaningful when ok().
-  constexpr T& value() { return value_; }
-  constexpr const T& value() const { return value_; }
+  T& value() { return value_; }
+  const T& value() const { return value_; }
   /// Moves the value out; only meaningful when ok().
-  constexpr T release_value() { return move(value_); }
+  T release_value() { return move(value_); }
 
  private:
-  T value_{};
-  Error error_{};
+  union {
+    T value_;
+    Error error_;
+  };
   bool ok_;
 };
 

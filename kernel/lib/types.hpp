@@ -53,6 +53,10 @@ template <class T> using TypeIdentity = typename TypeIdentityImpl<T>::Type;
 /// True when A and B are the same type.
 template <class A, class B> inline constexpr bool kIsSame = __is_same(A, B);
 
+/// A and B are the same type.
+template <class A, class B>
+concept SameAs = kIsSame<A, B> && kIsSame<B, A>;
+
 /// Integer types (not bool, not char; signed char and unsigned char count as small integers).
 template <class T>
 concept Integer = IsIntegerImpl<typename RemoveCv<T>::Type>::value;

@@ -1,0 +1,111 @@
+#include "mm/frame_allocator.hpp"
+
+#include "core/lab.hpp"
+#include "core/panic.hpp"
+
+namespace pagoda {
+
+const char* free_check_message(FreeCheck check) {
+  switch (check) {
+    case FreeCheck::Ok: return "ok";
+    case FreeCheck::Misaligned: return "the address is not the start of a frame";
+    case FreeCheck::NotManaged: return "the frame is not RAM this allocator manages (reserved, a hole, or out of range)";
+    case FreeCheck::NeverAllocated: return "the frame was never allocated";
+    case FreeCheck::DoubleFree: return "double free: the frame is already free";
+  }
+  return "?";
+}
+
+Result<void> FrameAllocator::init(const MemoryMap& map, Span<u64> bitmaps, Span<const PhysRange> reserved) {
+  PhysAddr top;
+  for (const MemoryRegion& r : map)
+    if (r.type == MemoryType::Usable && r.end() > top) top = r.end();
+  words_ = words_for(top);
+  if (bitmaps.size() < 3 * words_) return Error::InvalidArgument;
+  map_ = &map;
+  managed_bits_ = bitmaps.data();
+  used_bits_ = managed_bits_ + words_;
+  ever_bits_ = used_bits_ + words_;
+  for (usize i = 0; i < words_; ++i) {
+    managed_bits_[i] = 0;
+    used_bits_[i] = ~u64{0};
+    ever_bits_[i] = 0;
+  }
+  free_ = managed_ = 0;
+  cursor_ = 0;
+
+  for (const MemoryRegion& r : map) {
+    if (r.type != MemoryType::Usable) continue;
+    for (u64 f = r.base.value() / kFrameSize; f < r.end().value() / kFrameSize; ++f) {
+      bool is_reserved = false;
+      for (const PhysRange& x : reserved)
+        if (f * kFrameSize < x.end().value() && x.base.value() < (f + 1) * kFrameSize) is_reserved = true;
+      if (is_reserved) continue;
+      set(managed_bits_, f, true);
+      set(used_bits_, f, false);
+      ++managed_;
+      ++free_;
+    }
+  }
+  return {};
+}
+
+FreeCheck FrameAllocator::check_free(PhysAddr frame) const {
+  // LAB 1 BEGIN why a frame cannot be freed
+  if (!frame.is_aligned(kFrameSize)) return FreeCheck::Misaligned;
+  const u64 f = frame.value() / kFrameSize;
+  if (f >= u64(words_) * kBitsPerWord || !test(managed_bits_, f)) return FreeCheck::NotManaged;
+  if (!test(used_bits_, f)) return test(ever_bits_, f) ? FreeCheck::DoubleFree : FreeCheck::NeverAllocated;
+  return FreeCheck::Ok;
+  // LAB 1 SKELETON
+  // (void)frame;
+  // panic("lab 1: write FrameAllocator::check_free() in kernel/mm/frame_allocator.cpp "
+  //       "(labs/01-identity-map/README.md)");
+  // LAB 1 END
+}
+
+Result<PhysAddr> FrameAllocator::allocate() {
+  // LAB 1 BEGIN find, mark and return a free frame
+  for (usize n = 0; n < words_; ++n) {
+    const usize w = (cursor_ + n) % words_;
+    const u64 available = managed_bits_[w] & ~used_bits_[w];
+    if (available == 0) continue;
+    const u64 f = u64(w) * kBitsPerWord + u64(__builtin_ctzll(available));
+    set(used_bits_, f, true);
+    set(ever_bits_, f, true);
+    --free_;
+    cursor_ = w;
+    return PhysAddr(f * kFrameSize);
+  }
+  return Error::NoMemory;
+  // LAB 1 SKELETON
+  // return lab_not_done("lab 1: write FrameAllocator::allocate() in kernel/mm/frame_allocator.cpp "
+  //                     "(labs/01-identity-map/README.md)");
+  // LAB 1 END
+}
+
+void FrameAllocator::free(PhysAddr frame) {
+  const FreeCheck check = check_free(frame);
+  if (check != FreeCheck::Ok) panic("frame allocator: cannot free frame {:#x}: {}", frame.value(), free_check_message(check));
+  set(used_bits_, frame.value() / kFrameSize, false);
+  ++free_;
+}
+
+void FrameAllocator::release(PhysRange range) {
+  const u64 first = range.base.align_up(kFrameSize).value() / kFrameSize;
+  const u64 last = range.end().align_down(kFrameSize).value() / kFrameSize;
+  for (u64 f = first; f < last && f < u64(words_) * kBitsPerWord; ++f) {
+    if (test(managed_bits_, f) || !test(used_bits_, f)) continue;  // already ours
+    bool usable = false;
+    for (const MemoryRegion& r : *map_)
+      if (r.type == MemoryType::Usable && r.base.value() <= f * kFrameSize && (f + 1) * kFrameSize <= r.end().value())
+        usable = true;
+    if (!usable) continue;
+    set(managed_bits_, f, true);
+    set(used_bits_, f, false);
+    ++managed_;
+    ++free_;
+  }
+}
+
+}  // namespace pagoda

