@@ -24,4 +24,5 @@ set(PAGODA_KERNEL_GENERIC_SOURCES
   ${CMAKE_SOURCE_DIR}/kernel/mm/frame_allocator.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/walk.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/vm.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/mm/heap.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/vm_selftest.cpp)

@@ -9,10 +9,16 @@
  * The stub then:
  *   1. clears .bss and saves EBX;
  *   2. checks that the CPU has long mode (and whether it has NX);
- *   3. builds a temporary identity map of the first 4 GiB with 2 MiB pages
- *      (PML4[0] -> PDPT[0..3] -> PD0..PD3), the top GiB uncached for MMIO (LAPIC, IOAPIC);
+ *   3. builds a temporary root with 2 MiB pages that maps physical [0, 4 GiB) three times:
+ *        PML4[0]   -> boot_pdpt      identity, so the next instructions keep running;
+ *        PML4[256] -> boot_pdpt      the kernel's physical window (kernel/mm/layout.hpp);
+ *        PML4[511] -> boot_pdpt_high PDPT[510..511]: [0, 2 GiB) at 0xffffffff80000000, where
+ *                                    the kernel is linked (kernel.ld);
+ *      the top GiB below 4 GiB uncached for MMIO (LAPIC, IOAPIC);
  *   4. enables PAE, EFER.LME (+NXE when available), paging and CR0.WP;
- *   5. loads a minimal 64-bit GDT, far-jumps into 64-bit code and calls x86_64_start().
+ *   5. loads a minimal 64-bit GDT, far-jumps into 64-bit code (still low), then jumps to the
+ *      kernel's high address, moves to the high boot stack and calls x86_64_start().
+ * This stub lives in the low, identity-linked .boot section; everything else is linked high.
  */
 
 #include "arch/x86_64/boot_defs.h"
@@ -37,14 +43,18 @@ pvh_entry:
         cld
         movl    %ebx, %esi              /* start_info survives the .bss clear in ESI */
 
-        movl    $__bss_start, %edi
-        movl    $__bss_end, %ecx
+        movl    $__bss_start_phys, %edi     /* the kernel's .bss, through its physical address */
+        movl    $__bss_end_phys, %ecx
         subl    %edi, %ecx
         xorl    %eax, %eax
         rep stosb
+        movl    $boot_tables_start, %edi    /* the stub's own tables, stack and slots */
+        movl    $boot_tables_end, %ecx
+        subl    %edi, %ecx
+        rep stosb
 
         movl    %esi, boot_start_info_pa
-        movl    $boot_stack_top, %esp
+        movl    $boot_stack32_top, %esp
 
         /* Long mode present? CPUID 0x80000001 EDX bit 29; NX is bit 20. */
         movl    $CPUID_EXT_MAX, %eax
@@ -57,10 +67,21 @@ pvh_entry:
         jz      no_long_mode
         movl    %edx, %ebp              /* keep the feature bits for the NX decision */
 
-        /* PML4[0] -> PDPT */
+        /* PML4[0] and PML4[256] -> PDPT (identity and window); PML4[511] -> high PDPT */
         movl    $boot_pdpt, %eax
         orl     $(PTE_P | PTE_W), %eax
         movl    %eax, boot_pml4
+        movl    %eax, boot_pml4 + 8 * BOOT_WINDOW_PML4_INDEX
+        movl    $boot_pdpt_high, %eax
+        orl     $(PTE_P | PTE_W), %eax
+        movl    %eax, boot_pml4 + 8 * BOOT_KERNEL_PML4_INDEX
+
+        /* high PDPT[510], [511] -> PD 0, 1: [0, 2 GiB) at -2 GiB */
+        movl    $boot_pd, %eax
+        orl     $(PTE_P | PTE_W), %eax
+        movl    %eax, boot_pdpt_high + 8 * BOOT_KERNEL_PDPT_INDEX
+        addl    $PAGE_SIZE, %eax
+        movl    %eax, boot_pdpt_high + 8 * (BOOT_KERNEL_PDPT_INDEX + 1)
 
         /* PDPT[i] -> PD i, for the 4 page directories */
         xorl    %ecx, %ecx
@@ -132,15 +153,21 @@ long_mode_entry:
         xorl    %eax, %eax
         movw    %ax, %fs
         movw    %ax, %gs
-        movq    $boot_stack_top, %rsp
+        movl    boot_start_info_pa, %edi
+        movabsq $boot_high_entry, %rax  /* leave the identity-linked stub for good */
+        jmpq    *%rax
+
+/* ---- 64-bit, linked high ---------------------------------------------------------------- */
+        .text
+boot_high_entry:
+        movabsq $boot_stack_top, %rsp
         xorl    %ebp, %ebp              /* the end of every backtrace */
-        movl    boot_start_info_pa(%rip), %edi
         call    x86_64_start
 8:      hlt
         jmp     8b
 
 /* ---- data ------------------------------------------------------------------------------ */
-        .section .rodata
+        .section .boot.rodata, "a", @progbits
 no_long_mode_message:
         .asciz  "Pagoda: this CPU has no long mode (x86_64); cannot boot\n"
 
@@ -154,22 +181,25 @@ boot_gdt_pointer:
         .word   boot_gdt_end - boot_gdt - 1
         .long   boot_gdt
 
-        /* The boot tables have a section of their own: the kernel gives their frames to the
-           frame allocator once it runs on its own tables (boot_tables_start/end). */
-        .section .bss.boot_tables, "aw", @nobits
+        /* Low and physical: the boot tables (the kernel gives their frames to the frame
+           allocator once it runs on its own tables), a small stack for the 32-bit code, and
+           where EBX is kept. The linker script brackets them with boot_tables_start/end. */
+        .section .boot.bss, "aw", @nobits
         .balign PAGE_SIZE
-        .global boot_tables_start, boot_tables_end, boot_pml4
-boot_tables_start:
+        .global boot_pml4
 boot_pml4:      .skip PAGE_SIZE
 boot_pdpt:      .skip PAGE_SIZE
+boot_pdpt_high: .skip PAGE_SIZE
 boot_pd:        .skip PAGE_SIZE * BOOT_MAP_GIB
-boot_tables_end:
+boot_stack32:   .skip BOOT_STACK32_SIZE
+boot_stack32_top:
+boot_start_info_pa:
+        .skip   8
 
+        /* The kernel's boot stack, linked high like the rest of the kernel. */
         .section .bss
+        .balign 16
         .global boot_stack_bottom, boot_stack_top
 boot_stack_bottom:
         .skip   BOOT_STACK_SIZE
 boot_stack_top:
-        .balign 8
-boot_start_info_pa:
-        .skip   8

@@ -14,6 +14,7 @@
 #include "arch/x86_64/cpu.hpp"
 #include "arch/x86_64/traps.hpp"
 #include "core/panic.hpp"
+#include "mm/vm.hpp"
 
 namespace pagoda::x86 {
 namespace {
@@ -90,8 +91,7 @@ void lapic_timer_init(u32 hz) {
 
   const u64 base = rdmsr(kMsrApicBase);
   wrmsr(kMsrApicBase, base | kApicBaseEnable);
-  // The boot map is an identity map, and the LAPIC page lies in its uncached top GiB.
-  g_lapic = reinterpret_cast<volatile u32*>(base & kApicBaseMask);
+  g_lapic = static_cast<volatile u32*>(vm::device_ptr(PhysAddr(base & kApicBaseMask)));
   write_reg(kRegSpurious, kSpuriousEnable | kSpuriousVector);
   write_reg(kRegDivide, kDivideBy16);
 

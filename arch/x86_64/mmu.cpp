@@ -1,11 +1,20 @@
 // x86_64 MMU control: CR3, INVLPG, and what the boot stub leaves behind.
 #include "arch/x86_64/boot_defs.h"
 #include "arch/x86_64/cpu.hpp"
+#include "arch_impl/page_table_format.hpp"
 #include "core/arch.hpp"
+#include "mm/layout.hpp"
 
 extern "C" char boot_tables_start[], boot_tables_end[];
 
 namespace pagoda::arch {
+
+// The boot stub (boot.S) maps the window and the kernel image before the C++ runs; its slots
+// must be where kernel/mm/layout.hpp says those areas are.
+static_assert(PageTableFormat::index(VirtAddr(layout::kWindowBase), 0) == BOOT_WINDOW_PML4_INDEX);
+static_assert(PageTableFormat::index(VirtAddr(layout::kKernelImageBase), 0) == BOOT_KERNEL_PML4_INDEX);
+static_assert(PageTableFormat::index(VirtAddr(layout::kKernelImageBase), 1) == BOOT_KERNEL_PDPT_INDEX);
+
 namespace {
 
 constexpr u64 kCr3AddressMask = 0x000f'ffff'ffff'f000ull;

@@ -10,6 +10,11 @@
     points = 2
     timeout = 10          # seconds for the whole test, every boot included
     checks = "the banner carries this boot's token"
+    passes_on_skeleton = true   # optional: the lab hands this working; the test guards it
+
+`./pagoda labs check` demands that every test of lab N fail on the published lab-N skeleton
+(otherwise it tests nothing the student writes), except those marked passes_on_skeleton, which
+must pass there.
 """
 import glob
 import os
@@ -31,6 +36,7 @@ class TestSpec:
     points: int
     timeout: float
     checks: str
+    passes_on_skeleton: bool = False
 
 
 @dataclass
@@ -86,8 +92,11 @@ def _load(path):
             raise ManifestError(f"{where}: test {tid}: points must be a positive integer")
         if not isinstance(timeout, (int, float)) or timeout <= 0:
             raise ManifestError(f"{where}: test {tid}: timeout must be a positive number of seconds")
+        given = t.get("passes_on_skeleton", False)
+        if not isinstance(given, bool):
+            raise ManifestError(f"{where}: test {tid}: passes_on_skeleton must be true or false")
         lab.tests.append(TestSpec(id=tid, points=points, timeout=float(timeout),
-                                  checks=str(t.get("checks", ""))))
+                                  checks=str(t.get("checks", "")), passes_on_skeleton=given))
     return lab
 
 

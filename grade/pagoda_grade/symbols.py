@@ -26,3 +26,29 @@ def address_of(kernel, name):
     if len(matches) != 1:
         raise AssertionError(f"the kernel has {len(matches)} symbols called {name}")
     return matches[0]
+
+
+@functools.lru_cache(maxsize=4)
+def load_segments(kernel):
+    """[(vaddr, paddr, memsz)] of the PT_LOAD segments of an ELF64 little-endian file."""
+    import struct
+    with open(kernel, "rb") as f:
+        data = f.read()
+    if data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
+        raise AssertionError(f"{kernel} is not a little-endian ELF64 file")
+    phoff, = struct.unpack_from("<Q", data, 0x20)
+    phentsize, phnum = struct.unpack_from("<HH", data, 0x36)
+    segments = []
+    for i in range(phnum):
+        p_type, _, _, vaddr, paddr, _, memsz, _ = struct.unpack_from("<IIQQQQQQ", data, phoff + i * phentsize)
+        if p_type == 1:  # PT_LOAD
+            segments.append((vaddr, paddr, memsz))
+    return segments
+
+
+def physical_of(kernel, va):
+    """Where the loader put the byte the kernel links at @p va (its load address)."""
+    for vaddr, paddr, memsz in load_segments(kernel):
+        if vaddr <= va < vaddr + memsz:
+            return paddr + (va - vaddr)
+    raise AssertionError(f"{va:#x} is in no loadable segment of {kernel}")

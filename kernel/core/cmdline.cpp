@@ -17,4 +17,24 @@ CmdlineValue cmdline_get(StringView cmdline, StringView key) {
   return result;
 }
 
+Result<u64> parse_u64(StringView text) {
+  u64 base = 10;
+  if (text.starts_with("0x") || text.starts_with("0X")) {
+    base = 16;
+    text = text.substr(2);
+  }
+  if (text.empty()) return Error::InvalidArgument;
+  u64 value = 0;
+  for (char c : text) {
+    u64 digit;
+    if (c >= '0' && c <= '9') digit = u64(c - '0');
+    else if (base == 16 && c >= 'a' && c <= 'f') digit = u64(c - 'a' + 10);
+    else if (base == 16 && c >= 'A' && c <= 'F') digit = u64(c - 'A' + 10);
+    else return Error::InvalidArgument;
+    if (value > (~u64{0} - digit) / base) return Error::InvalidArgument;
+    value = value * base + digit;
+  }
+  return value;
+}
+
 }  // namespace pagoda

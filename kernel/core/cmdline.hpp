@@ -5,6 +5,7 @@
 /// uses it to pass the boot token and to choose a self-test, e.g. `token=3f9a1c test=timer`.
 #pragma once
 
+#include "lib/result.hpp"
 #include "lib/string_view.hpp"
 
 namespace pagoda {
@@ -15,5 +16,9 @@ struct CmdlineValue {
   bool found = false;
 };
 CmdlineValue cmdline_get(StringView cmdline, StringView key);
+
+/// Parses a whole unsigned number: decimal, or hexadecimal with a 0x prefix. Fails with
+/// InvalidArgument on anything else (empty, stray characters, overflow).
+[[nodiscard]] Result<u64> parse_u64(StringView text);
 
 }  // namespace pagoda

@@ -2,6 +2,7 @@
 #include "core/runtime.hpp"
 
 #include "core/panic.hpp"
+#include "mm/heap.hpp"
 
 extern "C" {
 // Bounds of the constructor table, defined by the linker script.
@@ -21,10 +22,19 @@ void run_global_constructors() {
 
 }  // namespace pagoda
 
-// The kernel has no general-purpose heap yet: any use of new/delete is a bug, so make it loud.
-void* operator new(pagoda::usize) { pagoda::panic("operator new called before the kernel heap exists"); }
-void* operator new[](pagoda::usize) { pagoda::panic("operator new[] called before the kernel heap exists"); }
-void operator delete(void*) noexcept { pagoda::panic("operator delete called before the kernel heap exists"); }
-void operator delete(void*, pagoda::usize) noexcept { pagoda::panic("operator delete called before the kernel heap exists"); }
-void operator delete[](void*) noexcept { pagoda::panic("operator delete[] called before the kernel heap exists"); }
-void operator delete[](void*, pagoda::usize) noexcept { pagoda::panic("operator delete[] called before the kernel heap exists"); }
+// C++ new and delete use the kernel heap. With no exceptions, running out of memory in a plain
+// `new` is fatal; code that can cope uses try_new() (mm/heap.hpp), whose failure is a value.
+namespace {
+void* allocate_or_panic(pagoda::usize size) {
+  pagoda::Result<void*> p = pagoda::heap::allocate(size == 0 ? 1 : size);
+  if (p.is_error()) pagoda::panic("operator new({}): {}", size, pagoda::error_name(p.error()));
+  return p.value();
+}
+}  // namespace
+
+void* operator new(pagoda::usize size) { return allocate_or_panic(size); }
+void* operator new[](pagoda::usize size) { return allocate_or_panic(size); }
+void operator delete(void* p) noexcept { pagoda::heap::free(p); }
+void operator delete(void* p, pagoda::usize) noexcept { pagoda::heap::free(p); }
+void operator delete[](void* p) noexcept { pagoda::heap::free(p); }
+void operator delete[](void* p, pagoda::usize) noexcept { pagoda::heap::free(p); }

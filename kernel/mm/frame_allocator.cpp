@@ -64,10 +64,11 @@ FreeCheck FrameAllocator::check_free(PhysAddr frame) const {
   // LAB 1 END
 }
 
-Result<PhysAddr> FrameAllocator::allocate() {
-  // LAB 1 BEGIN find, mark and return a free frame
-  for (usize n = 0; n < words_; ++n) {
-    const usize w = (cursor_ + n) % words_;
+Result<PhysAddr> FrameAllocator::allocate_below(PhysAddr limit) {
+  // LAB 1 BEGIN find, mark and return a free frame below limit
+  const usize words = min<usize>(words_, usize(limit.value() / kFrameSize / kBitsPerWord));
+  for (usize n = 0; n < words; ++n) {
+    const usize w = (cursor_ + n) % words;
     const u64 available = managed_bits_[w] & ~used_bits_[w];
     if (available == 0) continue;
     const u64 f = u64(w) * kBitsPerWord + u64(__builtin_ctzll(available));
@@ -79,9 +80,28 @@ Result<PhysAddr> FrameAllocator::allocate() {
   }
   return Error::NoMemory;
   // LAB 1 SKELETON
-  // return lab_not_done("lab 1: write FrameAllocator::allocate() in kernel/mm/frame_allocator.cpp "
+  // (void)limit;
+  // return lab_not_done("lab 1: write FrameAllocator::allocate_below() in kernel/mm/frame_allocator.cpp "
   //                     "(labs/01-identity-map/README.md)");
   // LAB 1 END
+}
+
+Result<PhysAddr> FrameAllocator::allocate_contiguous_below(usize count, PhysAddr limit) {
+  if (count == 0) return Error::InvalidArgument;
+  const u64 frames = min<u64>(u64(words_) * kBitsPerWord, limit.value() / kFrameSize);
+  u64 run = 0;
+  for (u64 f = 0; f < frames; ++f) {
+    run = (test(managed_bits_, f) && !test(used_bits_, f)) ? run + 1 : 0;
+    if (run < count) continue;
+    const u64 first = f + 1 - count;
+    for (u64 g = first; g <= f; ++g) {
+      set(used_bits_, g, true);
+      set(ever_bits_, g, true);
+    }
+    free_ -= count;
+    return PhysAddr(first * kFrameSize);
+  }
+  return Error::NoMemory;
 }
 
 void FrameAllocator::free(PhysAddr frame) {

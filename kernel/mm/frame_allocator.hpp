@@ -52,7 +52,14 @@ class FrameAllocator {
   [[nodiscard]] Result<void> init(const MemoryMap& map, Span<u64> bitmaps, Span<const PhysRange> reserved);
 
   /// One free frame (contents undefined); NoMemory when none is left.
-  [[nodiscard]] Result<PhysAddr> allocate();
+  [[nodiscard]] Result<PhysAddr> allocate() { return allocate_below(limit()); }
+
+  /// One free frame below @p limit (e.g. one the kernel's window reaches); NoMemory when none.
+  [[nodiscard]] Result<PhysAddr> allocate_below(PhysAddr limit);
+
+  /// @p count physically contiguous free frames below @p limit; NoMemory when there is no
+  /// such run.
+  [[nodiscard]] Result<PhysAddr> allocate_contiguous_below(usize count, PhysAddr limit);
 
   /// Returns @p frame; panics with the reason when it was not allocated.
   void free(PhysAddr frame);

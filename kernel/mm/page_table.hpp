@@ -26,7 +26,7 @@ namespace pagoda {
 /// What generic code needs to know about an ISA's page tables (see arch/<isa>/include/arch_impl/
 /// page_table_format.hpp).
 template <class F>
-concept PageTableFormat = requires(VirtAddr va, PhysAddr pa, u64 e, usize level, Perms perms, FormatSink& sink) {
+concept ValidPageTableFormat = requires(VirtAddr va, PhysAddr pa, u64 e, usize level, Perms perms, FormatSink& sink) {
   requires F::kLevels >= 2 && F::kLevels <= Walk::kMaxLevels;
   requires F::kEntriesPerTable > 0;
   requires F::kPageSize > 0;
@@ -102,7 +102,7 @@ class [[nodiscard]] TlbFlushBatch {
 };
 
 /// One page-table tree (one root) in format F.
-template <PageTableFormat F> class PageTable {
+template <ValidPageTableFormat F> class PageTable {
  public:
   static constexpr usize kLeafLevel = F::kLevels - 1;
   static constexpr u64 kPageSize = F::kPageSize;
@@ -175,6 +175,32 @@ template <PageTableFormat F> class PageTable {
     }
     return {};
   }
+
+  /// Allocates, once, a table for every top-level entry from @p from to the end of the
+  /// address space (the kernel half), and pins them: unmap() never frees them. A root made
+  /// later for a process copies these entries, so every kernel mapping made afterwards, in
+  /// any root, is visible in all of them.
+  [[nodiscard]] Result<void> prepare_kernel_half(VirtAddr from) {
+    pinned_from_ = F::index(from, 0);
+    // LAB 2 BEGIN give every kernel-half top-level entry its table
+    u64* top = memory_->table_entries(root_);
+    if (top == nullptr) return Error::InvalidArgument;
+    for (usize i = pinned_from_; i < F::kEntriesPerTable; ++i) {
+      if (F::is_present(top[i], 0)) continue;
+      const PhysAddr table = TRY(memory_->allocate_table());
+      top[i] = F::make_table_entry(table, 0);
+    }
+    return {};
+    // LAB 2 SKELETON
+    // (void)lab_not_done("lab 2: write PageTable::prepare_kernel_half() in kernel/mm/page_table.hpp "
+    //                    "(labs/02-higher-half/README.md)");
+    // return {};
+    // LAB 2 END
+  }
+
+  /// The level of the highest table unmap() may free when it empties under @p va: 1 (never
+  /// the root), or 2 under a pinned top-level entry (see prepare_kernel_half).
+  usize lowest_freeable_level(VirtAddr va) const { return F::index(va, 0) >= pinned_from_ ? 2 : 1; }
 
   /// The whole walk of @p va: each level's index and entry, where it stopped and why, and
   /// when mapped, the physical address and the effective permissions.
@@ -287,7 +313,7 @@ template <PageTableFormat F> class PageTable {
     const u64 old = w.levels[kLeafLevel].entry;
     memory_->table_entries(w.levels[kLeafLevel].table)[w.levels[kLeafLevel].index] = 0;
     batch.add(va);
-    for (usize level = kLeafLevel; level > 0; --level) {
+    for (usize level = kLeafLevel; level >= lowest_freeable_level(va); --level) {
       const PhysAddr table = w.levels[level].table;
       const u64* entries = memory_->table_entries(table);
       for (usize i = 0; i < F::kEntriesPerTable; ++i)
@@ -308,6 +334,7 @@ template <PageTableFormat F> class PageTable {
   PhysAddr root_;
   TableMemory* memory_;
   TlbInvalidator* tlb_;
+  usize pinned_from_ = F::kEntriesPerTable;  ///< top-level entries from here on are pinned
 };
 
 }  // namespace pagoda

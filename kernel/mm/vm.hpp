@@ -11,6 +11,7 @@
 
 namespace pagoda::vm {
 
+static_assert(ValidPageTableFormat<arch::PageTableFormat>, "the arch's page-table format is incomplete");
 using KernelPageTable = PageTable<arch::PageTableFormat>;
 
 /// Starts the frame allocator on @p boot's memory map, builds the kernel's own page tables
@@ -29,9 +30,31 @@ FrameAllocator& frames();
 /// A handle on the kernel's page table (valid once ready()).
 KernelPageTable kernel_table();
 
+/// @name The physical window (kernel/mm/layout.hpp)
+/// The kernel reaches usable RAM below reachable_limit() at layout::kWindowBase + physical
+/// address; nothing else has a kernel-virtual address unless something maps it.
+/// @{
+
+/// The end of the RAM the kernel can reach through its window.
+PhysAddr reachable_limit();
 /// The kernel's pointer to physical memory [pa, pa + size), or nullptr when the kernel cannot
-/// reach it (not RAM it maps).
+/// reach it (not usable RAM, or above the window).
 void* phys_to_ptr(PhysAddr pa, usize size);
+/// The window address of @p pa; InvalidArgument outside the window.
+[[nodiscard]] Result<VirtAddr> try_phys_to_virt(PhysAddr pa);
+/// The window address of @p pa; panics outside the window.
+VirtAddr phys_to_virt(PhysAddr pa);
+/// The physical address of window address @p va; InvalidArgument for any other address.
+[[nodiscard]] Result<PhysAddr> try_virt_to_phys(VirtAddr va);
+/// The physical address of window address @p va; panics for any other address.
+PhysAddr virt_to_phys(VirtAddr va);
+/// Where device registers at @p pa are mapped (layout::kMmioBase + pa).
+VirtAddr device_virt(PhysAddr pa);
+/// A pointer to device registers at @p pa, valid before and after the kernel's own tables.
+void* device_ptr(PhysAddr pa);
+/// Maps usable RAM below reachable_limit(), except @p skip, into @p table (used by init()).
+[[nodiscard]] Result<void> map_ram(KernelPageTable& table, const MemoryMap& map, PhysRange skip);
+/// @}
 
 /// The walk of @p va through the page tables the CPU uses now.
 Walk walk_active(VirtAddr va);

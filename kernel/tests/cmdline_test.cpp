@@ -27,5 +27,19 @@ TEST(Cmdline, AbsentEmptyAndLastWins) {
   EXPECT_EQ(get("a=b=c", "a"), "b=c");
 }
 
+TEST(Cmdline, ParsesNumbers) {
+  EXPECT_EQ(parse_u64("0").value(), 0u);
+  EXPECT_EQ(parse_u64("1234").value(), 1234u);
+  EXPECT_EQ(parse_u64("0x100000").value(), 0x100000u);
+  EXPECT_EQ(parse_u64("0xFFFFffffFFFFffff").value(), ~u64{0});
+  EXPECT_EQ(parse_u64("18446744073709551615").value(), ~u64{0});
+  EXPECT_TRUE(parse_u64("18446744073709551616").is_error());
+  EXPECT_TRUE(parse_u64("0x1_0000_0000_0000_0000").is_error());
+  EXPECT_TRUE(parse_u64("").is_error());
+  EXPECT_TRUE(parse_u64("0x").is_error());
+  EXPECT_TRUE(parse_u64("12a").is_error());
+  EXPECT_TRUE(parse_u64("-1").is_error());
+}
+
 }  // namespace
 }  // namespace pagoda

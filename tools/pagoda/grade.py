@@ -105,7 +105,16 @@ def print_table(numbers, labs, results, out=sys.stdout):
     return earned, possible
 
 
-def grade(names, arch=paths.DEFAULT_ARCH, workers="auto", kernel=None, verbose=False, out=sys.stdout):
+def write_json(path, numbers, results, earned, possible):
+    """The machine-readable score: what `pagoda labs check` reads from a generated tree."""
+    data = {"labs": numbers, "earned": earned, "possible": possible,
+            "results": sorted(results.values(), key=lambda r: (r["lab"], r["id"]))}
+    with open(path, "w") as f:
+        json.dump(data, f, indent=1)
+
+
+def grade(names, arch=paths.DEFAULT_ARCH, workers="auto", kernel=None, verbose=False, out=sys.stdout,
+          json_out=None):
     labs = manifest.load_all()
     numbers = parse_lab_names(names, labs)
     if not numbers:
@@ -114,13 +123,17 @@ def grade(names, arch=paths.DEFAULT_ARCH, workers="auto", kernel=None, verbose=F
         build.build_kernel(arch)
     results, _ = run_pytest(numbers, arch, workers, kernel=kernel, verbose=verbose)
     earned, possible = print_table(numbers, labs, results, out=out)
+    if json_out:
+        write_json(json_out, numbers, results, earned, possible)
     return earned, possible
 
 
 def cmd_grade(args):
     deps.ensure()
     try:
-        earned, possible = grade(args.labs, args.arch, args.jobs, args.kernel, args.verbose)
+        kernel = os.path.abspath(args.kernel) if args.kernel else None   # pytest runs in grade/
+        earned, possible = grade(args.labs, args.arch, args.jobs, kernel, args.verbose,
+                                 json_out=args.json)
     except manifest.ManifestError as e:
         raise PagodaError(f"bad lab manifest: {e}")
     return 0 if earned == possible else 1
@@ -143,4 +156,7 @@ def add_parser(sub):
                    help="parallel QEMU boots: a number or 'auto' (one per core; the default)")
     p.add_argument("--kernel", metavar="ELF", help="grade this kernel ELF instead of building one")
     p.add_argument("-v", "--verbose", action="store_true", help="show pytest's own output")
+    p.add_argument("--json", metavar="FILE",
+                   help="also write the results as JSON: {labs, earned, possible, results: "
+                        "[{lab, id, outcome, duration, reason}]}")
     p.set_defaults(func=cmd_grade)

@@ -15,7 +15,7 @@ _RIP = re.compile(r"^(\s*RIP )(0x[0-9a-fA-F]+)")
 def _short_name(function):
     """Drops the parameter list and template arguments of a demangled C++ name."""
     depth, out = 0, []
-    for c in function:
+    for c in function.replace("(anonymous namespace)", "{anonymous}"):
         if c == "<":
             depth += 1
         elif c == ">" and depth:

@@ -4,6 +4,8 @@ Steps, in order (each prints one result line):
   host     host unit tests of the arch-independent kernel code (GoogleTest through ctest)
   tools    pytest suites of the tools (GDB walker core, grader harness, ./pagoda itself)
   grade    the grader on every implemented lab, which must score full marks
+  labs     ./pagoda labs check: every published lab builds, passes the labs before it and
+           fails its own tests on the skeleton
 """
 import os
 import re
@@ -43,7 +45,16 @@ def step_grade(verbose):
     return earned == possible and possible > 0, f"score {earned}/{possible}"
 
 
-STEPS = (("host", step_host), ("tools", step_tools), ("grade", step_grade))
+def step_labs(verbose):
+    out = subprocess.run([paths.SYSTEM_PYTHON, os.path.join(paths.ROOT, "pagoda"), "labs", "check"],
+                         cwd=paths.ROOT, capture_output=True, text=True)
+    if verbose or out.returncode != 0:
+        print(out.stdout[-20000:] + out.stderr[-5000:])
+    last = [l for l in out.stdout.splitlines() if l.strip()][-1:] or ["no output"]
+    return out.returncode == 0, last[0]
+
+
+STEPS = (("host", step_host), ("tools", step_tools), ("grade", step_grade), ("labs", step_labs))
 
 
 def cmd_test(args):

@@ -1,0 +1,255 @@
+"""`pagoda labs check`: prove that every lab's skeleton is a fair starting point.
+
+For each lab N the labN tree is generated into build/labs-check/labN (incrementally: a second
+run rebuilds only what changed), its kernel is built there, and the tree's own ./pagoda grades
+it: every test of an earlier lab must pass (their solutions are in the tree) and every test of
+lab N must fail (a lab-N test that passes on the skeleton tests nothing the student writes).
+A test that passes on the skeleton on purpose (it shows what the grader checks but tests
+nothing the student writes) says so in its lab.toml entry with `passes_on_skeleton = true`;
+labs check then requires it to pass there instead. main itself must pass everything, the markers must lint clean, and a trial publication
+(build/labs-check/published) must not leak solution text. Logs: build/labs-check/*.log.
+"""
+import concurrent.futures
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+import tomllib
+from dataclasses import dataclass, field
+
+from . import paths, publish
+from .ui import PagodaError, info
+
+CHECK_SUBDIR = os.path.join("build", "labs-check")
+PRESET = "x86_64"
+MAX_DETAIL_LINES = 25
+
+
+@dataclass
+class Verdict:
+    name: str
+    summary: str = ""
+    problems: list = field(default_factory=list)
+    details: list = field(default_factory=list)     # context printed under the problems
+    seconds: float = 0.0
+
+    def line(self):
+        head = f"{self.name}: {'ok' if not self.problems else 'PROBLEM'}"
+        head += f" — {self.summary}" if self.summary else ""
+        lines = [f"{head} ({self.seconds:.1f}s)"]
+        lines += [f"  {p}" for p in self.problems]
+        lines += [f"    {d}" for d in self.details]
+        return "\n".join(lines)
+
+
+def _run_logged(argv, cwd, log_path, mode="w"):
+    with open(log_path, mode) as log:
+        log.write(f"$ {' '.join(argv)}\n")
+        log.flush()
+        return subprocess.run(argv, cwd=cwd, stdout=log, stderr=subprocess.STDOUT).returncode
+
+
+def _error_excerpt(log_path):
+    with open(log_path, errors="replace") as f:
+        lines = f.read().splitlines()
+    errors = [l for l in lines if re.search(r"\berror\b|FAILED:|CMake Error", l)]
+    return (errors or lines)[-MAX_DETAIL_LINES:]
+
+
+def build_tree(tree, log_path):
+    """Configures (once) and builds the kernel of a generated tree; returns the ELF or None."""
+    cache = os.path.join(tree, "build", PRESET, "CMakeCache.txt")
+    open(log_path, "w").close()
+    if not os.path.exists(cache) and \
+            _run_logged(["cmake", "--preset", PRESET], tree, log_path, "a") != 0:
+        return None
+    if _run_logged(["cmake", "--build", "--preset", PRESET], tree, log_path, "a") != 0:
+        return None
+    return os.path.join(tree, "build", PRESET, "kernel.elf")
+
+
+def grade_tree(tree, numbers, kernel, base, workers="auto"):
+    """Runs @p tree's own ./pagoda grade (logs to @p base.grade.log); returns
+    ({(lab, id): result}, log path)."""
+    json_path, log_path = base + ".grade.json", base + ".grade.log"
+    if os.path.exists(json_path):
+        os.unlink(json_path)
+    argv = [paths.SYSTEM_PYTHON, os.path.join(tree, "pagoda"), "grade", *[f"lab{n}" for n in numbers],
+            "-j", str(workers), "--json", json_path]
+    if kernel:
+        argv += ["--kernel", kernel]
+    _run_logged(argv, tree, log_path)
+    try:
+        with open(json_path) as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        raise PagodaError(f"the grader of {tree} did not run; see {log_path}")
+    return {(r["lab"], r["id"]): r for r in data["results"]}, log_path
+
+
+def _first_line(reason):
+    lines = [l.strip() for l in (reason or "").splitlines() if l.strip()]
+    return lines[0][:160] if lines else "no reason given"
+
+
+def _graded_labs(tree, labs, upto):
+    have = [n for n in sorted(labs) if n <= upto and
+            os.path.exists(os.path.join(tree, "grade", f"test_lab{n}.py"))]
+    missing = [n for n in sorted(labs) if n <= upto and n not in have]
+    return have, missing
+
+
+def passes_on_skeleton(lab):
+    """Ids of @p lab's tests whose lab.toml entry says `passes_on_skeleton = true`."""
+    with open(os.path.join(lab.directory, "lab.toml"), "rb") as f:
+        data = tomllib.load(f)
+    return {t.get("id") for t in data.get("tests", []) if t.get("passes_on_skeleton") is True}
+
+
+def check_main(root, labs):
+    start = time.monotonic()
+    v = Verdict("main")
+    numbers, missing = _graded_labs(root, labs, max(labs))
+    v.problems += [f"lab{n} has no grader tests (grade/test_lab{n}.py)" for n in missing]
+    if numbers:
+        results, log = grade_tree(root, numbers, None, os.path.join(root, CHECK_SUBDIR, "main"))
+        failed = 0
+        for n in numbers:
+            for spec in labs[n].tests:
+                r = results.get((n, spec.id))
+                if not r or r["outcome"] != "passed":
+                    failed += 1
+                    v.problems.append(f"main: test lab{n}/{spec.id} FAILS on the reference solution: "
+                                      f"{_first_line(r and r['reason']) if r else 'no result'}")
+        total = sum(len(labs[n].tests) for n in numbers)
+        v.summary = f"{total - failed}/{total} tests pass on the reference solution"
+        if failed:
+            v.details.append(f"grader output: {os.path.relpath(log, root)}")
+    v.seconds = time.monotonic() - start
+    return v
+
+
+def check_lab(n, root, labs, sources, workers="auto"):
+    start = time.monotonic()
+    v = Verdict(f"lab{n}")
+    tree = os.path.join(root, CHECK_SUBDIR, f"lab{n}")
+    publish.publish_tree(n, tree, root, sources, incremental=True)
+    build_log = tree + ".build.log"
+    kernel = build_tree(tree, build_log)
+    if kernel is None:
+        v.problems.append(f"lab{n} skeleton: the kernel does not build "
+                          f"(log: {os.path.relpath(build_log, root)})")
+        v.details += _error_excerpt(build_log)
+        v.seconds = time.monotonic() - start
+        return v
+    numbers, missing = _graded_labs(tree, labs, n)
+    v.problems += [f"lab{n} skeleton: lab{k} has no grader tests (grade/test_lab{k}.py)" for k in missing]
+    earlier_ok = earlier = failing = given = 0
+    expected_pass = passes_on_skeleton(labs[n])
+    if numbers:
+        results, log = grade_tree(tree, numbers, kernel, tree, workers)
+        for k in numbers:
+            for spec in labs[k].tests:
+                r = results.get((k, spec.id))
+                outcome = r["outcome"] if r else None
+                if k < n:
+                    earlier += 1
+                    if outcome == "passed":
+                        earlier_ok += 1
+                    else:
+                        v.problems.append(
+                            f"lab{n} skeleton: earlier test lab{k}/{spec.id} FAILS — the lab-{n} "
+                            f"skeleton breaks lab {k}: {_first_line(r['reason']) if r else 'no result'}")
+                elif spec.id in expected_pass:
+                    if outcome == "passed":
+                        given += 1
+                    else:
+                        v.problems.append(
+                            f"lab{n} skeleton: test {spec.id} FAILS on the skeleton, but its lab.toml "
+                            f"entry says passes_on_skeleton: {_first_line(r['reason']) if r else 'no result'}")
+                elif outcome == "passed":
+                    v.problems.append(f"lab{n} skeleton: test {spec.id} PASSES on the skeleton — it "
+                                      "does not test the student's code")
+                elif outcome == "failed":
+                    failing += 1
+                else:
+                    v.problems.append(f"lab{n} skeleton: test {spec.id} has "
+                                      f"{'no result (the grader crashed?)' if r is None else 'been ' + outcome}")
+        if v.problems:
+            v.details.append(f"grader output: {os.path.relpath(log, root)}")
+    total = len(labs[n].tests) - len(expected_pass)
+    v.summary = (f"builds; {earlier_ok}/{earlier} earlier tests pass; "
+                 f"{failing}/{total} lab-{n} tests fail on the skeleton")
+    if expected_pass:
+        v.summary += f" ({given}/{len(expected_pass)} pass there on purpose)"
+    v.seconds = time.monotonic() - start
+    return v
+
+
+def check_leaks(root, sources):
+    start = time.monotonic()
+    v = Verdict("leaks")
+    out = os.path.join(root, CHECK_SUBDIR, "published")
+    shutil.rmtree(out, ignore_errors=True)
+    branches = publish.publish(out, root, check_leaks=False, sources=sources)
+    v.problems = publish.find_leaks(out, root, sources)
+    v.summary = (f"trial publication of {len(branches)} branch(es) in "
+                 f"{os.path.relpath(out, root)}: {'no' if not v.problems else 'LEAKED'} solution text")
+    v.seconds = time.monotonic() - start
+    return v
+
+
+def check(root=paths.ROOT, only=None, jobs=1, clean=False, workers="auto", out=print):
+    """Runs every check; prints one verdict per lab; returns the number of problems."""
+    start = time.monotonic()
+    check_dir = os.path.join(root, CHECK_SUBDIR)
+    if clean:
+        shutil.rmtree(check_dir, ignore_errors=True)
+    os.makedirs(check_dir, exist_ok=True)
+    sources = publish.scan(root)
+    errors = publish.lint(root, sources)
+    lint = Verdict("lint", problems=errors,
+                   summary=f"{sum(len(s.parsed.regions) for s in sources if s.parsed)} region(s) "
+                           f"in {len(sources)} files")
+    lint.seconds = time.monotonic() - start
+    out(lint.line())
+    if errors:
+        out(f"labs check: {len(errors)} problem(s) in {time.monotonic() - start:.1f}s")
+        return len(errors)
+    labs = publish.load_labs(root)
+    if only:
+        unknown = [n for n in only if n not in labs]
+        if unknown:
+            raise PagodaError(f"unknown lab(s): {', '.join(f'lab{n}' for n in unknown)}")
+    problems = 0
+    verdict = check_leaks(root, sources)
+    out(verdict.line())
+    problems += len(verdict.problems)
+    if not only:
+        info("labs check: grading main")
+        verdict = check_main(root, labs)
+        out(verdict.line())
+        problems += len(verdict.problems)
+    numbers = sorted(only or labs)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        futures = []
+        for n in numbers:
+            futures.append(pool.submit(_check_lab_logged, n, root, labs, sources, workers))
+        for fut in futures:
+            verdict = fut.result()
+            out(verdict.line())
+            problems += len(verdict.problems)
+    elapsed = time.monotonic() - start
+    out(f"labs check: {'all ok' if problems == 0 else f'{problems} problem(s)'} in {elapsed:.1f}s "
+        f"({len(numbers)} lab(s){'' if only else ' and main'})")
+    return problems
+
+
+def _check_lab_logged(n, root, labs, sources, workers):
+    info(f"labs check: lab{n}: generating, building and grading build/labs-check/lab{n}")
+    try:
+        return check_lab(n, root, labs, sources, workers)
+    except PagodaError as e:
+        return Verdict(f"lab{n}", problems=[str(e)])

@@ -1,0 +1,127 @@
+"""`pagoda labs lint|publish|check` (for the staff, in main) and `pagoda lab status` (for a
+student, in a published branch). The marker syntax is in regions.py; publish.py makes the
+trees and branches; labcheck.py proves the skeletons."""
+import argparse
+import os
+
+from . import deps, labcheck, labstatus, paths, publish
+from .ui import info
+
+MARKERS_HELP = """\
+A solution region, in C/C++/assembly (CMake, Python, shell, TOML: '#'; linker scripts:
+'/* ... */' on one line). Marker lines may be indented; skeleton lines stay commented out in
+main and are uncommented on publish:
+
+    // LAB 3 BEGIN optional one-line description
+    ...reference solution...
+    // LAB 3 SKELETON          (optional: without it the region becomes nothing)
+    // panic("lab 3: write map_kernel_half() in kernel/mm/vm.cpp");
+    // LAB 3 END
+
+Publishing lab N keeps the solutions of labs < N (markers and skeletons dropped) and turns
+regions of labs >= N into their skeletons."""
+
+
+def _lab_number(text):
+    digits = text[3:] if text.startswith("lab") else text
+    if not digits.isdigit():
+        raise argparse.ArgumentTypeError(f"'{text}' is not a lab (lab0, lab1, ... or a number)")
+    return int(digits)
+
+
+def cmd_lint(args):
+    sources = publish.scan(paths.ROOT)
+    errors = publish.lint(paths.ROOT, sources)
+    for e in errors:
+        print(e)
+    count = sum(len(s.parsed.regions) for s in sources if s.parsed)
+    print(f"labs lint: {count} region(s) in {len(sources)} files; "
+          f"{len(errors) or 'no'} error(s)")
+    return 1 if errors else 0
+
+
+def cmd_publish(args):
+    branches = publish.publish(args.out, paths.ROOT, log=info)
+    print(f"published {len(branches)} branch(es) in {os.path.abspath(args.out)}: "
+          f"{' '.join(branches)}; HEAD is {branches[0]}; no solution text leaked")
+    return 0
+
+
+def cmd_check(args):
+    deps.ensure()
+    problems = labcheck.check(paths.ROOT, only=args.labs or None, jobs=args.parallel,
+                              clean=args.clean, workers=args.jobs,
+                              out=lambda line: print(line, flush=True))
+    return 1 if problems else 0
+
+
+def cmd_status(args):
+    deps.ensure()
+    return labstatus.status(paths.ROOT, args.arch, args.jobs, earlier=args.all)
+
+
+def _jobs(text):
+    if text == "auto" or (text.isdigit() and int(text) >= 1):
+        return text
+    raise argparse.ArgumentTypeError("must be 'auto' or a positive number")
+
+
+def add_parser(sub):
+    p = sub.add_parser("labs", help="staff: lint the solution regions, publish the student "
+                                    "branches, check every lab's skeleton",
+                       description="Tools that turn main (the reference solution) into one "
+                                   "student branch per lab.\n\n" + MARKERS_HELP,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    labs_sub = p.add_subparsers(dest="labs_command", metavar="ACTION")
+    labs_sub.required = True
+
+    q = labs_sub.add_parser("lint", help="check the region markers of every file",
+                            description="Checks the region markers of the files git tracks and "
+                                        "the untracked ones it does not ignore: balanced "
+                                        "BEGIN/SKELETON/END, no nesting, known lab numbers that "
+                                        "match, commented-out skeleton lines. Prints "
+                                        "'file:line: message' per error; exits 1 if any.")
+    q.set_defaults(func=cmd_lint)
+
+    q = labs_sub.add_parser("publish", help="make a fresh git repository with one branch per lab",
+                            description="Creates a git repository at --out with branches lab0, "
+                                        "lab1, ...: labN's one commit, on top of lab(N-1)'s, holds "
+                                        "the tree students get for lab N (earlier labs solved, lab "
+                                        "N and later as skeletons, .pagoda-lab = N). There is no "
+                                        "main; HEAD is on the first lab. The source is this working "
+                                        "tree, uncommitted files included. Fails if a solution "
+                                        "line can be found in any branch's history.")
+    q.add_argument("--out", required=True, metavar="DIR",
+                   help="where to create the repository (must not exist, or be empty)")
+    q.set_defaults(func=cmd_publish)
+
+    q = labs_sub.add_parser("check", help="build and grade every lab's skeleton tree",
+                            description=labcheck.__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    q.add_argument("labs", nargs="*", type=_lab_number, metavar="LAB",
+                   help="check only these labs (and skip grading main)")
+    q.add_argument("-p", "--parallel", type=int, default=1, metavar="N",
+                   help="labs built and graded at the same time (default 1: on a small machine "
+                        "one build already uses every core)")
+    q.add_argument("-j", "--jobs", type=_jobs, default="auto",
+                   help="parallel QEMU boots per grader run (default auto)")
+    q.add_argument("--clean", action="store_true",
+                   help="delete build/labs-check first (full rebuild of every lab tree)")
+    q.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("lab", help="students: where you stand in the current lab",
+                       description="Commands for the lab this branch is for (.pagoda-lab).")
+    lab_sub = p.add_subparsers(dest="lab_command", metavar="ACTION")
+    lab_sub.required = True
+    q = lab_sub.add_parser("status", help="grade the current lab and say what to read next",
+                           description="Builds the kernel, runs the current lab's tests, prints "
+                                       "which pass, and points at the handout and the first "
+                                       "failing test. In main (the reference tree) it grades "
+                                       "every lab. Exits 0 when every test passes.")
+    q.add_argument("--all", action="store_true",
+                   help="also grade the earlier labs (their solutions are in your tree: a "
+                        "failure there means your changes broke them)")
+    q.add_argument("--arch", choices=paths.ARCHES, default=paths.DEFAULT_ARCH)
+    q.add_argument("-j", "--jobs", type=_jobs, default="auto",
+                   help="parallel QEMU boots: a number or 'auto' (the default)")
+    q.set_defaults(func=cmd_status)

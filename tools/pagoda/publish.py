@@ -1,0 +1,348 @@
+"""From main to student branches: lint the regions, generate lab trees, publish, check leaks.
+
+The source is a working tree: the files git tracks plus the untracked ones it does not ignore
+(so uncommitted work is published as it is on disk). Lab numbers are those of the folders
+labs/NN-name/ that hold a lab.toml. See regions.py for the marker syntax.
+"""
+import glob
+import os
+import re
+import shutil
+import stat
+import subprocess
+import sys
+from dataclasses import dataclass
+
+from . import paths, regions
+from .ui import PagodaError
+
+sys.path.insert(0, paths.GRADE)
+from pagoda_grade import manifest  # noqa: E402
+
+LAB_FILE = ".pagoda-lab"
+BINARY_PROBE = 8192
+# A solution line shorter than this (whitespace stripped), or without a letter or digit, is too
+# common to count as leaked text (`}`, `return 0;`, `#endif`).
+MIN_SECRET_LEN = 12
+# What a generated tree keeps across `publish_tree(..., incremental=True)`: its build outputs.
+KEEP_DIRS = {"build", ".git", "__pycache__", ".pytest_cache"}
+
+GIT_IDENTITY = {
+    "GIT_AUTHOR_NAME": "Pagoda Labs", "GIT_AUTHOR_EMAIL": "labs@pagoda.invalid",
+    "GIT_COMMITTER_NAME": "Pagoda Labs", "GIT_COMMITTER_EMAIL": "labs@pagoda.invalid",
+}
+
+
+def git(args, cwd, env=None, check=True):
+    result = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True)
+    if check and result.returncode != 0:
+        raise PagodaError(f"git {' '.join(args)} failed in {cwd}: "
+                          f"{result.stderr.decode(errors='replace').strip()}")
+    return result
+
+
+def isolated_git_env(extra=None):
+    """An environment where git reads no user or system config (no signing, hooks, templates)."""
+    env = dict(os.environ)
+    env.update({"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull, "LC_ALL": "C"})
+    env.update(extra or {})
+    return env
+
+
+def lab_numbers(root):
+    """Numbers of the labs with a folder labs/NN-*/lab.toml."""
+    found = set()
+    for path in glob.glob(os.path.join(root, "labs", "[0-9][0-9]-*", "lab.toml")):
+        found.add(int(os.path.basename(os.path.dirname(path))[:2]))
+    return found
+
+
+def load_labs(root):
+    try:
+        return manifest.load_all(os.path.join(root, "labs"))
+    except manifest.ManifestError as e:
+        raise PagodaError(f"bad lab manifest: {e}")
+
+
+def source_files(root):
+    """Paths (relative, sorted) of the files git tracks plus the untracked, non-ignored ones."""
+    if git(["rev-parse", "--show-toplevel"], root, check=False).returncode != 0:
+        raise PagodaError(f"{root} is not a git working tree")
+    listed = set()
+    for extra in ([], ["--others", "--exclude-standard"]):
+        out = git(["ls-files", "-z", *extra], root).stdout.decode("utf-8", "surrogateescape")
+        listed.update(p for p in out.split("\0") if p)
+    files = []
+    for rel in sorted(listed):
+        full = os.path.join(root, rel)
+        if os.path.islink(full) or os.path.isfile(full):   # skips deleted files and submodules
+            files.append(rel)
+    return files
+
+
+@dataclass
+class SourceFile:
+    path: str                # relative to the root
+    data: bytes
+    mode: int
+    link: str = None         # symlink target, for a symlink
+    text: str = None         # decoded, for a text file that may hold markers
+    parsed: regions.Parsed = None
+
+
+def read_source(root, rel, labs):
+    full = os.path.join(root, rel)
+    if os.path.islink(full):
+        return SourceFile(rel, b"", 0, link=os.readlink(full))
+    with open(full, "rb") as f:
+        data = f.read()
+    src = SourceFile(rel, data, stat.S_IMODE(os.stat(full).st_mode))
+    if b"\0" in data[:BINARY_PROBE] or not regions.may_hold_markers(data):
+        return src
+    src.text = data.decode("utf-8", "surrogateescape")
+    style = regions.style_for(rel, data[:200])
+    if style is not None:
+        src.parsed = regions.parse(src.text, style, labs)
+    return src
+
+
+def scan(root):
+    """Every source file, parsed where it may hold regions."""
+    labs = lab_numbers(root)
+    return [read_source(root, rel, labs) for rel in source_files(root)]
+
+
+def lint(root=paths.ROOT, sources=None):
+    """Everything wrong with the region markers of the tree, as 'file:line: message' strings."""
+    errors = []
+    for src in sources if sources is not None else scan(root):
+        if src.parsed is not None:
+            errors += [f"{src.path}:{line}: {msg}" for line, msg in src.parsed.errors]
+        elif src.text is not None:
+            errors += [f"{src.path}:{line}: {msg}"
+                       for line, msg in regions.foreign_marker_errors(src.text, src.path)]
+    return errors
+
+
+def require_clean(root, sources):
+    errors = lint(root, sources)
+    if errors:
+        shown = "\n  ".join(errors[:40]) + (f"\n  ... ({len(errors) - 40} more)" if len(errors) > 40 else "")
+        raise PagodaError(f"the region markers have {len(errors)} error(s) "
+                          f"(./pagoda labs lint):\n  {shown}")
+
+
+def resolved(src, lab):
+    """The bytes of @p src as published for lab @p lab."""
+    if src.parsed is None or not src.parsed.regions:
+        return src.data
+    return regions.render(src.parsed, lab).encode("utf-8", "surrogateescape")
+
+
+def _write(path, data, mode, incremental):
+    if incremental and os.path.isfile(path) and not os.path.islink(path):
+        with open(path, "rb") as f:
+            same = f.read() == data
+        if same:    # leave it alone, mtime included, so that the build stays incremental
+            if stat.S_IMODE(os.stat(path).st_mode) != mode:
+                os.chmod(path, mode)
+            return
+    if os.path.lexists(path) and (os.path.islink(path) or not os.path.isfile(path)):
+        shutil.rmtree(path) if os.path.isdir(path) and not os.path.islink(path) else os.unlink(path)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(data)
+    os.chmod(path, mode)
+
+
+def _remove_stale(out_dir, keep):
+    """Deletes what a generated tree holds beyond @p keep, except KEEP_DIRS (and their content)."""
+    def walk(top, rel_top):
+        empty = True
+        for entry in os.scandir(top):
+            rel = os.path.normpath(os.path.join(rel_top, entry.name))
+            if entry.is_dir(follow_symlinks=False):
+                if entry.name in KEEP_DIRS and (entry.name != "build" or rel_top == "."):
+                    empty = False
+                elif walk(entry.path, rel):
+                    os.rmdir(entry.path)
+                else:
+                    empty = False
+            elif rel not in keep:
+                os.unlink(entry.path)
+            else:
+                empty = False
+        return empty
+    walk(out_dir, ".")
+
+
+def publish_tree(lab, out_dir, root=paths.ROOT, sources=None, incremental=False):
+    """Writes the tree students get for lab @p lab into @p out_dir: regions of earlier labs
+    resolved to their solution, regions of lab @p lab and later to their skeleton, plus
+    .pagoda-lab. With @p incremental, @p out_dir may hold an earlier generated tree: unchanged
+    files are not rewritten, files no longer in the tree go, build/ stays. Returns the paths."""
+    sources = scan(root) if sources is None else sources
+    require_clean(root, sources)
+    os.makedirs(out_dir, exist_ok=True)
+    written = set()
+    for src in sources:
+        dest = os.path.join(out_dir, src.path)
+        if src.link is not None:
+            if os.path.lexists(dest):
+                if os.path.islink(dest) and os.readlink(dest) == src.link:
+                    written.add(src.path)
+                    continue
+                shutil.rmtree(dest) if os.path.isdir(dest) and not os.path.islink(dest) else os.unlink(dest)
+            os.makedirs(os.path.dirname(dest), exist_ok=True)
+            os.symlink(src.link, dest)
+        else:
+            _write(dest, resolved(src, lab), src.mode, incremental)
+        written.add(src.path)
+    _write(os.path.join(out_dir, LAB_FILE), f"{lab}\n".encode(), 0o644, incremental)
+    written.add(LAB_FILE)
+    if incremental:
+        _remove_stale(out_dir, written)
+    return sorted(written)
+
+
+def _source_description(root):
+    head = git(["rev-parse", "--short=12", "HEAD"], root, check=False)
+    if head.returncode != 0:
+        return "an uncommitted tree", None
+    dirty = git(["status", "--porcelain", "--untracked-files=normal"], root).stdout.strip()
+    date = git(["log", "-1", "--format=%cI"], root).stdout.decode().strip()
+    sha = head.stdout.decode().strip()
+    return f"{sha}{' with uncommitted changes' if dirty else ''}", date
+
+
+def publish(out, root=paths.ROOT, log=None, check_leaks=True, sources=None):
+    """Creates a git repository at @p out with one branch labN per lab: labN's single commit,
+    the labN tree, sits on top of lab(N-1)'s. HEAD ends on the first lab's branch; there is no
+    main. Refuses a non-empty @p out and raises if a solution leaks. Returns the branch names."""
+    out = os.path.abspath(out)
+    if os.path.exists(out) and (not os.path.isdir(out) or os.listdir(out)):
+        raise PagodaError(f"{out} exists and is not an empty directory; publish makes a fresh repository")
+    sources = scan(root) if sources is None else sources
+    require_clean(root, sources)
+    labs = load_labs(root)
+    if not labs:
+        raise PagodaError("there are no labs (labs/NN-name/lab.toml)")
+    origin, date = _source_description(root)
+    extra = dict(GIT_IDENTITY)
+    if date:    # the same source gives the same commits
+        extra.update(GIT_AUTHOR_DATE=date, GIT_COMMITTER_DATE=date)
+    env = isolated_git_env(extra)
+    os.makedirs(out, exist_ok=True)
+    numbers = sorted(labs)
+    branches = [f"lab{n}" for n in numbers]
+    git(["init", "-q", "-b", branches[0], out], out, env)
+    for n, branch in zip(numbers, branches):
+        if branch != branches[0]:
+            git(["checkout", "-q", "-b", branch], out, env)
+        for name in os.listdir(out):
+            if name != ".git":
+                full = os.path.join(out, name)
+                shutil.rmtree(full) if os.path.isdir(full) and not os.path.islink(full) else os.unlink(full)
+        publish_tree(n, out, root, sources)
+        git(["add", "-A", "-f", "."], out, env)
+        message = (f"lab {n}: {labs[n].title} — handout and skeleton\n\n"
+                   f"Generated by ./pagoda labs publish from {origin}.\n")
+        git(["commit", "-q", "--no-verify", "-m", message], out, env)
+        if log:
+            log(f"{branch}: committed")
+    git(["checkout", "-q", branches[0]], out, env)
+    leaks = find_leaks(out, root, sources) if check_leaks else []
+    if leaks:
+        shown = "\n  ".join(leaks[:40])
+        raise PagodaError(f"the published repository {out} leaks solution text "
+                          f"({len(leaks)} finding(s)); do not hand it out:\n  {shown}")
+    return branches
+
+
+# ---- leak check ---------------------------------------------------------------------------
+
+def secret_lines(region):
+    """The solution lines of @p region distinctive enough to be searched for."""
+    lines = []
+    for raw in region.solution:
+        line = raw.strip()
+        if len(line) >= MIN_SECRET_LEN and re.search(r"[A-Za-z0-9]", line):
+            lines.append(line)
+    return lines
+
+
+def secrets_for(lab, sources):
+    """{line: (file, region)} of solution text that the lab-@p lab tree must not contain: the
+    distinctive solution lines of every region of lab @p lab or later, minus the lines that the
+    tree shows anyway (outside regions, in earlier labs' solutions, in skeletons)."""
+    public = "\n".join(resolved(s, lab).decode("utf-8", "surrogateescape")
+                       for s in sources if s.link is None)
+    found = {}
+    for src in sources:
+        if src.parsed is None:
+            continue
+        for region in src.parsed.regions:
+            if region.lab >= lab:
+                for line in secret_lines(region):
+                    if line not in public:
+                        found.setdefault(line, (src.path, region))
+    return found
+
+
+def _branch_lab(ref, numbers):
+    m = re.fullmatch(r"refs/heads/lab([0-9]+)", ref)
+    return int(m[1]) if m and int(m[1]) in numbers else None
+
+
+def reachable_blobs(repo, ref):
+    """(path, bytes) of every blob in the history of @p ref."""
+    listing = git(["rev-list", "--objects", ref], repo).stdout.decode("utf-8", "surrogateescape")
+    ids = {}
+    for line in listing.splitlines():
+        oid, _, path = line.partition(" ")
+        ids.setdefault(oid, path)
+    query = subprocess.run(["git", "cat-file", "--batch-check=%(objectname) %(objecttype)"],
+                           cwd=repo, input="\n".join(ids).encode(), capture_output=True, check=True)
+    blobs = [l.split()[0] for l in query.stdout.decode().splitlines() if l.endswith(" blob")]
+    if not blobs:
+        return []
+    batch = subprocess.run(["git", "cat-file", "--batch"], cwd=repo, input="\n".join(blobs).encode(),
+                           capture_output=True, check=True).stdout
+    result, pos = [], 0
+    for oid in blobs:
+        header_end = batch.index(b"\n", pos)
+        size = int(batch[pos:header_end].split()[2])
+        result.append((ids[oid], batch[header_end + 1:header_end + 1 + size]))
+        pos = header_end + 1 + size + 1
+    return result
+
+
+def find_leaks(repo, root=paths.ROOT, sources=None):
+    """Solution text in a published repository, as messages (none: no leak). For each branch
+    labN, every blob in its history (all commits, not only the tip) must be free of the
+    distinctive solution lines of every region of lab N or later (see secrets_for). Branches
+    and tags with other names get the strictest check: no solution text at all."""
+    sources = scan(root) if sources is None else sources
+    numbers = lab_numbers(root)
+    refs = git(["for-each-ref", "--format=%(refname)", "refs/heads", "refs/tags"], repo).stdout.decode().split()
+    findings = []
+    cache = {}
+    for ref in refs:
+        lab = _branch_lab(ref, numbers)
+        strictness = lab if lab is not None else -1
+        if strictness not in cache:
+            cache[strictness] = secrets_for(strictness, sources)
+        secrets = cache[strictness]
+        if not secrets:
+            continue
+        name = ref.split("/", 2)[2]
+        reported = set()
+        for path, data in reachable_blobs(repo, ref):
+            text = data.decode("utf-8", "surrogateescape")
+            for line, (src_path, region) in secrets.items():
+                key = (src_path, region.begin, path)
+                if key not in reported and line in text:
+                    reported.add(key)
+                    findings.append(f"{name}: {path} contains solution text of the LAB {region.lab} "
+                                    f"region at {src_path}:{region.begin}: {line!r}")
+    return findings
