@@ -130,3 +130,37 @@ def test_frames_return(boot, arch):
         run.fail(f"after unmapping everything, the walk stops at '{m[1]}', expected '{want}': "
                  "empty tables must be freed all the way up to the root")
     run.expect_outcome("success")
+
+
+@lab_test(1, "tables_verified")
+def test_tables_verified(boot, kernel, arch):
+    """Walks the live tables from outside; the kernel's own output plays no part."""
+    text = address_of(kernel, "pagoda::kmain")
+    data = address_of(kernel, "pagoda::(anonymous namespace)::g_selftest_data")
+    stack = address_of(kernel, "boot_stack_top") - 8
+    problems = []
+
+    def check(guest):
+        w = guest.walk(text)
+        if not w.mapped:
+            problems.append(f"kernel text {text:#x} is not mapped ({w.stop_reason})")
+        elif w.perms.write or not w.perms.execute:
+            problems.append(f"kernel text {text:#x} is mapped {w.perms.rwx()}, must be r-x")
+        for what, va in (("kernel data", data), ("the kernel stack", stack)):
+            w = guest.walk(va)
+            if not w.mapped:
+                problems.append(f"{what} {va:#x} is not mapped ({w.stop_reason})")
+            elif w.perms.execute or not w.perms.write:
+                problems.append(f"{what} {va:#x} is mapped {w.perms.rwx()}, must be rw- (no execute)")
+        w = guest.walk(0)
+        if w.mapped:
+            problems.append(f"page 0 is mapped (to {w.pa:#x}): null pointers would not fault")
+        if not guest.regs["efer"] & (1 << 11):
+            problems.append("EFER.NXE is off: no-execute bits are not enforced")
+        if not guest.regs["cr0"] & (1 << 16):
+            problems.append("CR0.WP is off: the kernel can write to read-only pages")
+
+    run = boot(test="vm_inspect", inspect=check)
+    if problems:
+        run.fail("the grader walked the live page tables (CR3 from QEMU, tables from guest RAM):\n  "
+                 + "\n  ".join(problems))

@@ -5,6 +5,8 @@ from pagoda_grade.symbols import address_of
 # Mirrors kernel/mm/layout.hpp and kernel/mm/vm_selftest.cpp.
 KERNEL_IMAGE_BASE = 0xFFFF_FFFF_8000_0000
 WINDOW_BASE = 0xFFFF_8000_0000_0000
+WINDOW_SIZE = 64 * 1024 * 1024
+KERNEL_HALF_BASE = 0xFFFF_8000_0000_0000
 LOW_PROBES = (0x0, 0x1000, 0x100000)
 GRADER_RAM = "128M"  # more than the window, so that RAM above the window exists
 TOP_LEVEL = {"x86_64": "PML4"}
@@ -97,3 +99,33 @@ def test_kernel_half_prepared(boot, arch):
         run.fail(f"{low} lower-half top-level entries are present in the kernel's root: the identity "
                  "map must be gone")
     run.expect_outcome("success")
+
+
+@lab_test(2, "tables_verified_high")
+def test_tables_verified_high(boot, kernel, arch):
+    """Walks the live tables from outside; the kernel's own output plays no part."""
+    problems = []
+
+    def check(guest):
+        low = [r for r in guest.dump() if r.va_start < KERNEL_HALF_BASE]
+        if low:
+            r = low[0]
+            problems.append(f"{len(low)} range(s) mapped in the low half, the first "
+                            f"[{r.va_start:#x}, {r.va_end:#x}) -> {r.pa_start:#x}")
+        entries = guest.top_level_entries()
+        missing = [i for i in range(HALF_ENTRIES[arch], 2 * HALF_ENTRIES[arch]) if not entries[i] & 1]
+        if missing:
+            problems.append(f"{len(missing)} kernel-half top-level entries are not present "
+                            f"(the first: entry {missing[0]})")
+        kmain = address_of(kernel, "pagoda::kmain")
+        w = guest.walk(kmain)
+        if not w.mapped or w.perms.write or not w.perms.execute:
+            problems.append(f"kmain at {kmain:#x}: {w.perms.rwx() if w.mapped else w.stop_reason}, must be r-x")
+        above = guest.walk(WINDOW_BASE + WINDOW_SIZE)
+        if above.mapped:
+            problems.append(f"RAM above the window is mapped at {WINDOW_BASE + WINDOW_SIZE:#x}")
+
+    run = boot(test="vm_inspect", memory=GRADER_RAM, inspect=check)
+    if problems:
+        run.fail("the grader walked the live page tables (CR3 from QEMU, tables from guest RAM):\n  "
+                 + "\n  ".join(problems))

@@ -9,12 +9,14 @@ import re
 import select
 import shutil
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, field
 
 from pagoda import faultlog, qemu
 from pagoda.symbolize import Symbolizer
 
+from .inspect import READY_LINE, Inspector, Monitor
 from .proof import new_token, proof
 
 TAIL_LINES = 40
@@ -22,6 +24,17 @@ TAIL_LINES = 40
 MAX_SERIAL_BYTES = 4 * 1024 * 1024
 # Only this much of QEMU's interrupt log is read when summarising the first fault.
 MAX_QEMU_LOG_BYTES = 16 * 1024 * 1024
+
+
+def inspect_ready(data):
+    """True once the serial output holds the inspection line."""
+    return (READY_LINE + "\n").encode() in data.replace(b"\r\n", b"\n")
+
+
+def memory_bytes(size):
+    """QEMU's -m size ('128M', '1G') in bytes."""
+    units = {"M": 1 << 20, "G": 1 << 30}
+    return int(size[:-1]) * units[size[-1]] if size[-1] in units else int(size) << 20
 
 
 class GradeFailure(AssertionError):
@@ -125,7 +138,10 @@ class Booter:
         self.symbolizer = Symbolizer(kernel)
         self.deadline = time.monotonic() + timeout  # shared by all boots of one test
 
-    def __call__(self, test=None, memory=qemu.DEFAULT_MEMORY, extra_cmdline="", token=None):
+    def __call__(self, test=None, memory=qemu.DEFAULT_MEMORY, extra_cmdline="", token=None, inspect=None):
+        """Boots once. With @p inspect (a callable taking an Inspector), the guest's RAM is a
+        file and its monitor a socket: when the kernel prints the inspection line, the callable
+        examines the halted guest, then QEMU is told to quit."""
         token = token or new_token()
         # PAGODA_GRADE_CMDLINE is appended to every boot (its test= wins): a debugging aid, and
         # how the grader's own tests make every boot of a real grade hang.
@@ -136,15 +152,22 @@ class Booter:
         shutil.rmtree(directory, ignore_errors=True)
         os.makedirs(directory)
         qemu_log = os.path.join(directory, "qemu.log")
+        extra, sock_dir = [], None
+        if inspect is not None:
+            sock_dir = tempfile.mkdtemp(prefix="pagoda-mon-")  # unix socket paths must be short
+            ram_path = os.path.join(directory, "ram")
+            extra = ["-object", f"memory-backend-file,id=pagoda-ram,size={memory},mem-path={ram_path},share=on",
+                     "-machine", "memory-backend=pagoda-ram",
+                     "-monitor", f"unix:{os.path.join(sock_dir, 'mon.sock')},server=on,wait=off"]
         argv = qemu.command(self.kernel, cmdline, arch=self.arch, memory=memory, serial="stdio",
-                            log_items="int,cpu_reset", log_file=qemu_log)
+                            log_items="int,cpu_reset", log_file=qemu_log, extra=extra)
         with open(os.path.join(directory, "command"), "w") as f:
             f.write(" ".join(argv) + "\n")
 
         start = time.monotonic()
         proc = qemu.spawn(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT)
-        data, timed_out = bytearray(), False
+        data, timed_out, inspected, inspect_error = bytearray(), False, False, None
         try:
             fd = proc.stdout.fileno()
             while True:
@@ -162,9 +185,16 @@ class Booter:
                 if len(data) > MAX_SERIAL_BYTES:
                     timed_out = True
                     break
+                if inspect is not None and not inspected and inspect_ready(data):
+                    inspected = True
+                    inspect_error = self._inspect(inspect, sock_dir, ram_path, memory)
         finally:
             qemu.kill_group(proc)
             proc.stdout.close()
+            if sock_dir:
+                shutil.rmtree(sock_dir, ignore_errors=True)
+                if os.path.exists(ram_path):
+                    os.unlink(ram_path)
         elapsed = time.monotonic() - start
 
         text = data.decode(errors="replace").replace("\r\n", "\n")
@@ -172,7 +202,27 @@ class Booter:
             f.write(text)
         with open(qemu_log, "rb") as f:
             log_text = f.read(MAX_QEMU_LOG_BYTES).decode(errors="replace")
-        return Run(token=token, cmdline=cmdline, memory=memory, lines=text.splitlines(),
-                   exit_code=None if timed_out else proc.returncode, timed_out=timed_out,
-                   elapsed=elapsed, directory=directory, faults=faultlog.parse(log_text),
-                   symbolizer=self.symbolizer)
+        run = Run(token=token, cmdline=cmdline, memory=memory, lines=text.splitlines(),
+                  exit_code=None if timed_out else proc.returncode, timed_out=timed_out,
+                  elapsed=elapsed, directory=directory, faults=faultlog.parse(log_text),
+                  symbolizer=self.symbolizer)
+        if inspect is not None and not inspected:
+            run.fail(f"the kernel never printed '{READY_LINE}' and halted for inspection")
+        if inspect_error is not None:
+            run.fail(str(inspect_error))
+        return run
+
+    def _inspect(self, inspect, sock_dir, ram_path, memory):
+        """Runs @p inspect on the halted guest; returns its failure (or None)."""
+        monitor = Monitor(os.path.join(sock_dir, "mon.sock"), self.deadline)
+        inspector = None
+        try:
+            inspector = Inspector(self.arch, monitor, ram_path, memory_bytes(memory))
+            inspect(inspector)
+            return None
+        except AssertionError as e:
+            return e
+        finally:
+            if inspector:
+                inspector.close()
+            monitor.quit()

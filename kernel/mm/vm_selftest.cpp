@@ -235,3 +235,16 @@ PAGODA_SELFTEST(heap_cycle) {
 }
 
 }  // namespace pagoda
+
+namespace pagoda {
+
+/// Halts, with the kernel's own tables live, for the grader to inspect them from outside
+/// (grade/pagoda_grade/inspect.py): it reads CR3 from QEMU and the tables from guest RAM.
+PAGODA_SELFTEST(vm_inspect) {
+  require_vm();
+  arch::interrupts_disable();
+  println("inspect: ready");
+  for (;;) arch::wait_for_interrupt();
+}
+
+}  // namespace pagoda
