@@ -255,7 +255,10 @@ template <ValidPageTableFormat F> class PageTable {
   Result<u64*> ensure_leaf_slot(VirtAddr va) {
     // LAB 1 BEGIN walk down, allocating missing tables
     // Tables created by this call, so that a failure part-way leaves nothing behind.
-    u64* created_slots[F::kLevels];
+    struct Created {
+      u64* slot;
+      usize level;
+    } created_slots[F::kLevels];
     usize created = 0;
     PhysAddr table = root_;
     for (usize level = 0; level < kLeafLevel; ++level) {
@@ -266,15 +269,15 @@ template <ValidPageTableFormat F> class PageTable {
         const Result<PhysAddr> next = memory_->allocate_table();
         if (next.is_error()) {
           while (created > 0) {
-            u64* slot = created_slots[--created];
-            const PhysAddr orphan = F::output_address(*slot, 0);
-            *slot = 0;
+            const Created& c = created_slots[--created];
+            const PhysAddr orphan = F::output_address(*c.slot, c.level);
+            *c.slot = 0;
             memory_->free_table(orphan);
           }
           return next.error();
         }
         e = F::make_table_entry(next.value(), level);
-        created_slots[created++] = &e;
+        created_slots[created++] = {&e, level};
       } else if (F::is_leaf(e, level)) {
         return Error::AlreadyExists;
       }
