@@ -3,6 +3,7 @@
 #include "core/arch.hpp"
 #include "core/cmdline.hpp"
 #include "core/panic.hpp"
+#include "core/runtime.hpp"
 #include "core/selftest.hpp"
 #include "lib/proof.hpp"
 #include "mm/vm.hpp"
@@ -22,6 +23,7 @@ void print_memory_map(const BootInfo& boot, StringView token) {
 }  // namespace
 
 void kmain(const BootInfo& boot) {
+  if (!global_constructors_ran()) panic("the global constructors did not run before kmain()");
   const StringView token = cmdline_get(boot.cmdline(), "token").value;
   println("Pagoda {} ({}) booted; token={}", kVersion, arch::name(), token);
   println("cmdline: \"{}\"{}", boot.cmdline(), boot.cmdline_truncated ? " (truncated)" : "");

@@ -15,6 +15,22 @@ void __cxa_pure_virtual() { pagoda::panic("pure virtual function called"); }
 }
 
 namespace pagoda {
+namespace {
+
+/// A global with a constructor that cannot run at compile time: proof that
+/// run_global_constructors() really ran the .init_array.
+struct ConstructorWitness {
+  ConstructorWitness() {
+    volatile bool yes = true;
+    ran = yes;
+  }
+  bool ran = false;
+};
+ConstructorWitness g_constructor_witness;
+
+}  // namespace
+
+bool global_constructors_ran() { return g_constructor_witness.ran; }
 
 void run_global_constructors() {
   for (Constructor* c = __init_array_start; c != __init_array_end; ++c) (*c)();

@@ -8,4 +8,7 @@ namespace pagoda {
 /// constructors do not run by themselves: the boot path calls this explicitly.
 void run_global_constructors();
 
+/// True once run_global_constructors() has run (checked by kmain()).
+bool global_constructors_ran();
+
 }  // namespace pagoda
