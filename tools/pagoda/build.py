@@ -44,11 +44,18 @@ def cmd_build(args):
     return 0
 
 
+def _target(text):
+    # (argparse's choices= rejects an empty nargs="*" list on Python 3.11, hence a type check)
+    if text not in TARGETS:
+        raise __import__("argparse").ArgumentTypeError(f"invalid target '{text}' (choose from {', '.join(TARGETS)})")
+    return text
+
+
 def add_parser(sub):
     p = sub.add_parser("build", help="build the kernel (and, with 'host', the unit tests)",
                        description="Configures on first use and builds with CMake presets and "
                                    "Ninja. Outputs go to build/<target>/; build/<arch>/kernel.elf "
                                    "is the kernel and its GDB symbol file.")
-    p.add_argument("targets", nargs="*", choices=TARGETS, metavar="TARGET",
+    p.add_argument("targets", nargs="*", type=_target, metavar="TARGET",
                    help=f"what to build: {', '.join(TARGETS)} (default: {paths.DEFAULT_ARCH})")
     p.set_defaults(func=cmd_build)

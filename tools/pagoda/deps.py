@@ -47,6 +47,8 @@ REQUIREMENTS = (
                 "/usr/lib/*/cmake/GTest/GTestConfig.cmake"),
     Requirement("qemu-system-x86_64", "qemu-system-x86", "runs the x86_64 kernel", "exe",
                 "qemu-system-x86_64"),
+    Requirement("gdb-multiarch", "gdb-multiarch", "./pagoda gdb and the page-table commands", "exe",
+                "gdb-multiarch"),
     Requirement("pytest", "python3-pytest", "runs the grader", "python", "pytest"),
     Requirement("pytest-xdist", "python3-pytest-xdist", "grades tests in parallel", "python", "xdist"),
     Requirement("pytest-timeout", "python3-pytest-timeout", "stops a grader test that hangs",

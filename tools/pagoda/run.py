@@ -4,7 +4,7 @@ import select
 import subprocess
 import sys
 
-from . import build, deps, paths, qemu
+from . import build, deps, gdb, paths, qemu
 from .symbolize import Symbolizer
 from .ui import info
 
@@ -44,18 +44,25 @@ def cmd_run(args):
     kernel = build.build_kernel(args.arch)
     cmdline = " ".join(filter(None, [f"test={args.test}" if args.test else "", args.cmdline]))
     log = os.path.join(paths.build_dir(args.arch), "run-qemu.log")
+    stub = gdb.GdbStub(args.arch, args.gdb) if args.gdb is not None else None
     argv = qemu.command(kernel, cmdline, arch=args.arch, memory=args.memory, serial="mon:stdio",
-                        log_items="cpu_reset", log_file=log)
+                        log_items="cpu_reset", log_file=log, **(stub.qemu_args() if stub else {}))
     info(f"booting {os.path.relpath(kernel, paths.ROOT)} in QEMU ({args.arch}, {args.memory}); "
          "quit with Ctrl-A X")
     # Same process group as us, so the terminal's signals reach it; it still dies with us.
     proc = qemu.spawn(argv, new_group=False, stdout=subprocess.PIPE)
     try:
+        if stub:
+            stub.announce(proc)
         _relay(proc.stdout.fileno(), sys.stdout.buffer, Symbolizer(kernel))
     except KeyboardInterrupt:
         pass
     finally:
+        if stub and not stub.ready and proc.poll() is None:
+            proc.kill()  # announce() gave up waiting for it
         proc.wait()
+        if stub:
+            stub.close()
     with open(log, errors="replace") as f:
         what = qemu.describe_exit(proc.returncode, f.read())
     info(f"QEMU ended: {what}")
@@ -73,4 +80,8 @@ def add_parser(sub):
                    help=f"guest RAM, as QEMU's -m takes it (default {qemu.DEFAULT_MEMORY})")
     p.add_argument("--test", metavar="NAME", help="run the kernel self-test NAME (test=NAME)")
     p.add_argument("--cmdline", default="", metavar="TEXT", help="more kernel command line words")
+    p.add_argument("--gdb", nargs="?", const="", metavar="SOCKET",
+                   help="boot paused with a gdbstub on a unix socket (SOCKET, or one in a fresh "
+                        "temporary directory) and print 'pagoda: gdb ready: target remote "
+                        "SOCKET' once GDB can attach; a triple fault pauses the machine")
     p.set_defaults(func=cmd_run)

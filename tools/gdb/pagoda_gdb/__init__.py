@@ -1,0 +1,26 @@
+"""pagoda_gdb: Pagoda's GDB commands, a thin layer over pagoda_pt (which knows no GDB).
+
+Loaded inside GDB (it imports the `gdb` module) by build/<arch>/kernel.elf-gdb.py, which
+./pagoda gdb and ./pagoda run --gdb generate.  Modules, one per command group:
+
+  registry.py  PagodaCommand, @command, register_all(), error handling (no tracebacks)
+  args.py      argument splitting, options, GDB expressions -> addresses
+  target.py    the QEMU gdbstub: registers, monitor commands, physical memory reads
+  paging.py    pt-regs, pt-walk, pt-dump, pt-diff
+  faults.py    fault-why
+  session.py   pagoda-attach, pagoda-serial, pagoda-help, parameters, the stop listener
+
+A new command group (pt-check, vma-list, tmpmap, proc-list, ...) is a new module whose
+commands are PagodaCommand subclasses decorated with @command, imported below.
+"""
+
+from . import registry
+from . import faults, paging, session  # noqa: F401  (importing declares their commands)
+
+__all__ = ["faults", "paging", "register_all", "registry", "session"]
+
+
+def register_all():
+    """Registers every command and parameter (again is harmless); returns the names."""
+    session.setup()
+    return registry.register_all()

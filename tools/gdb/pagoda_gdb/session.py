@@ -1,0 +1,223 @@
+"""The debugging session around the commands: connecting to QEMU, the guest's serial log,
+and what the last stop was.
+
+  pagoda-attach SOCKET   connect, stop at the kernel's entry point, break on panics
+  pagoda-serial [--all]  show the guest's serial output (new lines, or all of it)
+  pagoda-help            list Pagoda's commands
+
+Parameters (./pagoda gdb sets them):
+  pagoda-serial-log PATH     the file QEMU writes the serial console to
+  pagoda-serial-on-stop on   print new serial lines every time the machine stops
+  pagoda-qemu-log PATH       QEMU's -d int log, read by fault-why (./pagoda gdb --int-log)
+"""
+
+import os
+import struct
+
+import gdb
+
+from .args import parse
+from .registry import CommandError, PagodaCommand, UsageError, command, commands, out
+
+# Where a panicking kernel goes after printing its message and backtrace (kernel/core).
+PANIC_FUNCTIONS = ("pagoda::panic_end",)
+
+_state = {"signal": None, "serial_offset": 0, "listening": False}
+_params = {}
+
+
+class _FileParameter(gdb.Parameter):
+    def __init__(self, name, doc):
+        self.set_doc = "Set " + doc
+        self.show_doc = "Show " + doc
+        super().__init__(name, gdb.COMMAND_DATA, gdb.PARAM_OPTIONAL_FILENAME)
+        self.value = ""
+
+    def get_set_string(self):
+        return ""
+
+
+class _BoolParameter(gdb.Parameter):
+    def __init__(self, name, doc, default):
+        self.set_doc = "Set " + doc
+        self.show_doc = "Show " + doc
+        super().__init__(name, gdb.COMMAND_DATA, gdb.PARAM_BOOLEAN)
+        self.value = default
+
+    def get_set_string(self):
+        return ""
+
+
+def _param(name):
+    p = _params.get(name)
+    return p.value if p is not None else None
+
+
+def serial_log_path():
+    return _param("pagoda-serial-log") or ""
+
+
+def qemu_log_path():
+    return _param("pagoda-qemu-log") or ""
+
+
+def last_stop_signal():
+    """The signal name of the last stop GDB reported ('SIGTRAP', 'SIGQUIT' when QEMU paused
+    at a shutdown/triple fault, ...), or None."""
+    return _state["signal"]
+
+
+def new_serial_output(everything=False):
+    """Serial output written since the last call (or all of it), as text."""
+    path = serial_log_path()
+    if not path:
+        return None
+    try:
+        with open(path, "rb") as f:
+            if not everything:
+                f.seek(_state["serial_offset"])
+            data = f.read()
+            _state["serial_offset"] = f.tell()
+    except OSError:
+        return None
+    return data.decode(errors="replace").replace("\r\n", "\n")
+
+
+def _on_stop(event):
+    _state["signal"] = getattr(event, "stop_signal", None) or \
+        ("SIGTRAP" if isinstance(event, gdb.BreakpointEvent) else None)
+    if not _param("pagoda-serial-on-stop"):
+        return
+    text = new_serial_output()
+    if text:
+        for line in text.rstrip("\n").split("\n"):
+            gdb.write("[serial] " + line + "\n")
+
+
+def setup():
+    """Parameters and the stop listener (once)."""
+    if not _params:
+        _params["pagoda-serial-log"] = _FileParameter(
+            "pagoda-serial-log", "the file the guest's serial console is written to.")
+        _params["pagoda-qemu-log"] = _FileParameter(
+            "pagoda-qemu-log", "QEMU's -d int log file, read by fault-why.")
+        _params["pagoda-serial-on-stop"] = _BoolParameter(
+            "pagoda-serial-on-stop", "whether new serial output is shown at every stop.", True)
+    if not _state["listening"]:
+        gdb.events.stop.connect(_on_stop)
+        _state["listening"] = True
+
+
+def elf_entry(path):
+    """The entry point (e_entry) of the ELF file at @p path, or None."""
+    try:
+        with open(path, "rb") as f:
+            header = f.read(64)
+    except OSError:
+        return None
+    if len(header) < 32 or header[:4] != b"\x7fELF":
+        return None
+    endian = "<" if header[5] == 1 else ">"
+    if header[4] == 2:
+        return struct.unpack_from(endian + "Q", header, 24)[0]
+    return struct.unpack_from(endian + "I", header, 24)[0]
+
+
+def _quiet(command_text):
+    return gdb.execute(command_text, to_string=True)
+
+
+@command
+class Attach(PagodaCommand):
+    """Connect to QEMU's gdbstub and stop at the kernel's first instruction.
+
+Usage: pagoda-attach SOCKET [--no-entry] [--no-panic-break]
+SOCKET is the gdbstub's unix socket path (or HOST:PORT).  QEMU started with -S is still
+in its firmware; this runs it to the ELF entry point (pvh_entry on x86_64, 32-bit code with
+paging off) and sets a breakpoint where a panicking kernel ends up (pagoda::panic_end), so
+a panic or an unhandled exception stops here with its stack intact.
+--no-entry stays where QEMU is; --no-panic-break sets no panic breakpoint."""
+
+    name = "pagoda-attach"
+    usage = "pagoda-attach SOCKET [--no-entry] [--no-panic-break]"
+    command_class = gdb.COMMAND_RUNNING
+
+    def run(self, arg, from_tty):
+        args = parse(arg, flags=("--no-entry", "--no-panic-break"), min_positional=1,
+                     max_positional=1)
+        inferior = gdb.selected_inferior()
+        if inferior.pid != 0 and getattr(inferior, "connection", None) is not None:
+            raise CommandError("already connected (use `disconnect` first)")
+        socket = args.positional[0]
+        if ":" not in socket and not os.path.exists(socket):
+            raise UsageError("no gdbstub socket at %s" % socket)
+        out("Connecting to QEMU at %s (it waits at the CPU's reset vector, in firmware)" % socket)
+        _quiet("target remote " + socket)
+        if "--no-panic-break" not in args.flags:
+            for function in PANIC_FUNCTIONS:
+                try:
+                    _quiet("break " + function)
+                except gdb.error:
+                    continue
+                out("Breakpoint on %s: a panic stops there (then try bt, fault-why)" % function)
+        progspace = gdb.current_progspace()
+        entry = elf_entry(progspace.filename) if progspace.filename else None
+        if "--no-entry" in args.flags or entry is None:
+            gdb.execute("frame")
+            return
+        _quiet("tbreak *%#x" % entry)
+        _quiet("continue")   # GDB prints where it stopped
+        from . import target
+        pc = target.register("pc")
+        if pc != entry:
+            out("The machine stopped at %s before reaching the kernel's entry point %#x."
+                % ("an unknown address" if pc is None else "%#x" % pc, entry))
+            return
+        note = ""
+        if gdb.selected_inferior().architecture().name() == "i386:x86-64":
+            note = (" This is 32-bit code with paging off; GDB shows it as 64-bit code "
+                    "(see docs/debugging.md).")
+        out("Stopped at the kernel's entry point %#x.%s pagoda-help lists Pagoda's commands."
+            % (entry, note))
+
+
+@command
+class Serial(PagodaCommand):
+    """Show the guest's serial console output (new lines since last shown, or --all).
+
+Usage: pagoda-serial [--all]"""
+
+    name = "pagoda-serial"
+    usage = "pagoda-serial [--all]"
+
+    def run(self, arg, from_tty):
+        args = parse(arg, flags=("--all",), max_positional=0)
+        if not serial_log_path():
+            raise CommandError("no serial log known: `set pagoda-serial-log PATH` (./pagoda "
+                               "gdb sets it; with ./pagoda run --gdb the console is in that "
+                               "terminal)")
+        text = new_serial_output(everything="--all" in args.flags)
+        if text is None:
+            raise CommandError("cannot read %s" % serial_log_path())
+        gdb.write(text if text else "(no new serial output)\n")
+        if text and not text.endswith("\n"):
+            gdb.write("\n")
+
+
+@command
+class Help(PagodaCommand):
+    """List Pagoda's GDB commands.
+
+Usage: pagoda-help"""
+
+    name = "pagoda-help"
+    usage = "pagoda-help"
+    command_class = gdb.COMMAND_SUPPORT
+
+    def run(self, arg, from_tty):
+        parse(arg, max_positional=0)
+        rows = commands()
+        width = max(len(usage) for _, usage, _ in rows)
+        out("Pagoda's GDB helpers (`help NAME` for details; docs/debugging.md for a tour):")
+        for _, usage, summary in rows:
+            out("  %-*s  %s" % (width, usage, summary))

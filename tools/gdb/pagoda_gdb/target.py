@@ -1,0 +1,257 @@
+"""The machine on the other end of `target remote`: QEMU's gdbstub.
+
+  require_stopped()        CommandError unless connected and stopped
+  current_arch()           'x86_64' or 'aarch64' (pagoda_pt's names)
+  register(name)           an integer, read in the innermost frame (None if GDB lacks it)
+  paging_regs(arch)        the dict pagoda_pt's walk/dump take (CR0/CR3/CR4/EFER, TTBRs...)
+  monitor(command)         text of a QEMU monitor command (`monitor info registers`)
+  x86_system_regs()        TR, GDT, IDT, CR2, EFER parsed from `monitor info registers`
+  physical_memory()        context manager yielding read_phys(pa, size) -> bytes
+
+Physical reads: QEMU's gdbstub has a physical-memory mode (`maintenance packet
+Qqemu.PhyMemMode:1`) in which GDB's ordinary memory reads take physical addresses.  We turn
+it on around the reads and ALWAYS turn it off again (finally), so later `x` and `print`
+commands see virtual memory.  A gdbstub without that mode gets `monitor xp` instead.
+In physical mode QEMU reads addresses with no RAM behind them as zeros instead of failing,
+so reads are checked against the RAM ranges of `monitor info mtree -f` first.
+"""
+
+import re
+from contextlib import contextmanager
+
+import gdb
+
+from pagoda_pt import canonical_arch
+
+from .registry import CommandError
+
+NOT_CONNECTED = ("not connected to QEMU: start a session with ./pagoda gdb, or run "
+                 "./pagoda run --gdb and then `target remote SOCKET` (the path it prints)")
+
+
+def require_stopped():
+    """Raises CommandError unless GDB is connected to a target that is stopped."""
+    inferior = gdb.selected_inferior()
+    connection = getattr(inferior, "connection", None)
+    if inferior.pid == 0 or connection is None:
+        raise CommandError(NOT_CONNECTED)
+    thread = gdb.selected_thread()
+    if thread is None:
+        raise CommandError(NOT_CONNECTED)
+    if thread.is_running():
+        raise CommandError("the machine is running: interrupt it first (Ctrl-C)")
+    return inferior
+
+
+def current_arch():
+    name = gdb.selected_inferior().architecture().name()
+    try:
+        return canonical_arch(name)
+    except ValueError:
+        raise CommandError("architecture %s is not supported (x86_64 or aarch64)" % name) from None
+
+
+def register(name):
+    """Register @p name of the innermost frame as an unsigned integer, or None when GDB
+    does not know that register."""
+    try:
+        value = gdb.newest_frame().read_register(name)
+    except (ValueError, gdb.error):
+        return None
+    from .args import value_to_int
+    try:
+        return value_to_int(value)
+    except gdb.error:
+        return None  # <unavailable>
+
+
+def monitor(command):
+    """Output of a QEMU monitor command, with the monitor's \\r\\n turned into \\n."""
+    return gdb.execute("monitor " + command, to_string=True).replace("\r\n", "\n")
+
+
+# ---- x86_64 -------------------------------------------------------------------------------
+
+_SEGMENT = re.compile(r"^(ES|CS|SS|DS|FS|GS|LDT|TR)\s*=([0-9a-f]{4}) ([0-9a-f]+) ([0-9a-f]+) "
+                      r"([0-9a-f]+)(.*)$", re.M)
+_TABLE = re.compile(r"^(GDT|IDT)\s*=\s*([0-9a-f]+) ([0-9a-f]+)", re.M)
+_VALUE = re.compile(r"\b(CR0|CR2|CR3|CR4|EFER|RIP|RSP)=([0-9a-f]+)")
+
+
+def parse_x86_monitor_registers(text):
+    """{'TR': {'selector', 'base', 'limit', 'flags', 'text'}, 'IDT': {'base', 'limit'}, 'GDT':
+    ..., 'CR2': int, 'EFER': int, ...} from the text of `monitor info registers`."""
+    regs = {}
+    for m in _SEGMENT.finditer(text):
+        regs[m.group(1)] = {"selector": int(m.group(2), 16), "base": int(m.group(3), 16),
+                            "limit": int(m.group(4), 16), "flags": int(m.group(5), 16),
+                            "text": m.group(6).strip()}
+    for m in _TABLE.finditer(text):
+        regs[m.group(1)] = {"base": int(m.group(2), 16), "limit": int(m.group(3), 16)}
+    for m in _VALUE.finditer(text):
+        regs.setdefault(m.group(1), int(m.group(2), 16))
+    return regs
+
+
+def x86_system_regs():
+    return parse_x86_monitor_registers(monitor("info registers"))
+
+
+def x86_control_regs():
+    """{'cr0', 'cr2', 'cr3', 'cr4', 'efer'} as integers; GDB's registers first, the monitor's
+    `info registers` for any GDB does not have."""
+    regs = {name: register(name) for name in ("cr0", "cr2", "cr3", "cr4", "efer")}
+    if any(value is None for value in regs.values()):
+        fallback = x86_system_regs()
+        for name in regs:
+            if regs[name] is None:
+                regs[name] = fallback.get(name.upper())
+    missing = [name for name, value in regs.items() if value is None and name != "cr2"]
+    if missing:
+        raise CommandError("cannot read %s from GDB or the QEMU monitor" % ", ".join(missing))
+    return regs
+
+
+AARCH64_REGS = ("TTBR0_EL1", "TTBR1_EL1", "TCR_EL1", "MAIR_EL1", "SCTLR_EL1")
+
+
+def aarch64_system_regs():
+    """The EL1 translation registers by their upper-case names (GDB's spelling for QEMU)."""
+    regs = {name: register(name) for name in AARCH64_REGS}
+    missing = [name for name in ("TTBR0_EL1", "TTBR1_EL1", "TCR_EL1") if regs[name] is None]
+    if missing:
+        raise CommandError("GDB cannot read %s from this target" % ", ".join(missing))
+    return regs
+
+
+def paging_regs(arch):
+    """The register dictionary pagoda_pt's walk/dump/diff take."""
+    if arch == "x86_64":
+        regs = x86_control_regs()
+        return {k: regs[k] for k in ("cr0", "cr3", "cr4", "efer")}
+    return {k.lower(): v for k, v in aarch64_system_regs().items() if v is not None}
+
+
+def paging_off_reason(arch, regs):
+    """None when the CPU translates with tables pagoda_pt can walk; otherwise a sentence."""
+    if arch == "x86_64":
+        from pagoda_pt import paging_mode
+        mode = paging_mode(regs["cr0"], regs["cr4"], regs["efer"])
+        if mode == "disabled":
+            return ("paging is off (CR0.PG=0): addresses are physical, there are no tables to "
+                    "walk yet (pass --root PA to read tables the kernel is building)")
+        if mode != "4-level":
+            return ("the CPU uses %s paging; these helpers read 4-level (long mode) tables "
+                    "only" % mode)
+        return None
+    sctlr = regs.get("sctlr_el1")
+    if sctlr is not None and not sctlr & 1:
+        return ("the MMU is off (SCTLR_EL1.M=0): addresses are physical (pass --root PA to "
+                "read tables the kernel is building)")
+    return None
+
+
+# ---- physical memory ----------------------------------------------------------------------
+
+class PhysicalReadError(Exception):
+    pass
+
+
+def _packet(text):
+    """Sends one remote-protocol packet; returns the reply's text ('' when unsupported)."""
+    output = gdb.execute("maintenance packet " + text, to_string=True)
+    m = re.search(r'received: "(.*)"', output)
+    return m.group(1) if m else ""
+
+
+def phys_mode():
+    """QEMU's answer to qqemu.PhyMemMode: '1' physical, '0' virtual, '' unsupported."""
+    return _packet("qqemu.PhyMemMode")
+
+
+_MTREE_LINE = re.compile(r"^\s*([0-9a-f]+)-([0-9a-f]+) \(prio -?\d+, (ram|rom|romd)\)", re.M)
+_ram_cache = {}
+
+
+def ram_ranges():
+    """[(start, end_exclusive)] of guest RAM/ROM in the CPU's view, from `info mtree -f`;
+    None when QEMU's output cannot be understood (then nothing is checked)."""
+    key = str(getattr(gdb.selected_inferior(), "connection", None))
+    if key in _ram_cache:
+        return _ram_cache[key]
+    ranges = None
+    try:
+        text = monitor("info mtree -f")
+    except gdb.error:
+        text = ""
+    # The flat view of the CPU's address space ("memory", "cpu-memory-0"); QEMU lists the
+    # views in no fixed order.
+    for view in re.split(r"^FlatView #\d+\n", text, flags=re.M):
+        if 'AS "cpu-memory-0"' in view or 'AS "memory"' in view:
+            found = [(int(a, 16), int(b, 16) + 1) for a, b, _ in _MTREE_LINE.findall(view)]
+            if found:
+                ranges = sorted(found)
+            break
+    _ram_cache[key] = ranges
+    return ranges
+
+
+def _in_ram(ranges, pa, size):
+    if ranges is None:
+        return True
+    end = pa + size
+    for start, stop in ranges:
+        if start <= pa < stop:
+            if end <= stop:
+                return True
+            pa = stop           # continues in the next range?
+    return False
+
+
+def _xp_reader(pa, size):
+    """Reads through `monitor xp`, 8 bytes per value (size must be a multiple of 8)."""
+    count = (size + 7) // 8
+    text = monitor("xp /%dgx %#x" % (count, pa))
+    values = []
+    for line in text.splitlines():
+        if "Cannot access memory" in line:
+            raise PhysicalReadError("no memory at %s" % line.split(":")[0])
+        values.extend(int(v, 16) for v in re.findall(r"0x([0-9a-f]+)", line.split(":", 1)[-1]))
+    if len(values) < count:
+        raise PhysicalReadError("QEMU's xp returned %d of %d values" % (len(values), count))
+    return b"".join(v.to_bytes(8, "little") for v in values[:count])[:size]
+
+
+@contextmanager
+def physical_memory():
+    """with physical_memory() as read_phys: read_phys(pa, size) -> bytes.
+
+    Switches QEMU's gdbstub to physical addresses for the duration and always switches it
+    back (also when the body raises), then drops GDB's memory cache."""
+    ranges = ram_ranges()
+    inferior = gdb.selected_inferior()
+    already_physical = phys_mode() == "1"      # the user switched it on: leave it on
+    use_packet = already_physical or _packet("Qqemu.PhyMemMode:1") == "OK"
+
+    def read_phys(pa, size):
+        if not _in_ram(ranges, pa, size):
+            raise PhysicalReadError("%#x is not guest RAM" % pa)
+        if not use_packet:
+            return _xp_reader(pa, size)
+        try:
+            return bytes(inferior.read_memory(pa, size))
+        except gdb.MemoryError as err:
+            raise PhysicalReadError(str(err)) from None
+
+    try:
+        yield read_phys
+    finally:
+        if use_packet and not already_physical:
+            try:
+                restored = _packet("Qqemu.PhyMemMode:0") == "OK"
+                gdb.execute("maintenance flush dcache", to_string=True)
+            except gdb.error:
+                restored = False
+            if not restored:
+                gdb.write("warning: could not switch QEMU's gdbstub back to virtual addresses; "
+                          "run: maintenance packet Qqemu.PhyMemMode:0\n", gdb.STDERR)

@@ -1,0 +1,161 @@
+"""Test rig for the GDB commands: a paused QEMU with a unix-socket gdbstub, and batch GDB
+sessions that run a list of steps and hand back every step's output.
+
+    with Machine(kernel, test="pf") as m:
+        results = run_steps(kernel, m.socket, [
+            ("brk", "cmd", "break pagoda::kmain"), ("go", "cmd", "continue"),
+            ("kmain", "eval", "&pagoda::kmain"),
+            ("walk", "cmd", "pt-walk {kmain:#x}"),        # {name} = an earlier eval result
+        ])
+    results["walk"].output, results["walk"].error, results["kmain"].value
+
+Steps run inside GDB by gdb_driver.py: 'cmd' is gdb.execute(..., to_string=True) (GDB's
+error message is kept instead of raising), 'eval' is int(parse_and_eval(...)), 'python' runs
+a Python statement (for checks that need the gdb module directly).  QEMU is always killed
+(Machine is a context manager around qemu.spawn / qemu.kill_group); GDB runs under a timeout.
+"""
+import fcntl
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+GDB_DIR = os.path.dirname(HERE)
+ROOT = os.path.dirname(os.path.dirname(GDB_DIR))
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+
+from pagoda import build, paths, qemu  # noqa: E402
+
+GDB = "gdb-multiarch"
+QEMU = "qemu-system-x86_64"
+DRIVER = os.path.join(HERE, "gdb_driver.py")
+GDB_TIMEOUT = 60
+
+
+def missing_tools():
+    """Why the GDB tests cannot run here, or '' when they can."""
+    absent = [tool for tool in (GDB, QEMU) if shutil.which(tool) is None]
+    return ("not installed: " + ", ".join(absent)) if absent else ""
+
+
+def build_kernel(arch="x86_64"):
+    """The kernel under test: $PAGODA_GDB_TEST_KERNEL, or build/<arch>/kernel.elf built once
+    (under the grader's lock, so parallel test processes do not build at the same time)."""
+    given = os.environ.get("PAGODA_GDB_TEST_KERNEL")
+    if given:
+        return given
+    os.makedirs(paths.BUILD, exist_ok=True)
+    with open(os.path.join(paths.BUILD, f".grade-build-{arch}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return build.build_kernel(arch)
+
+
+def qemus_mentioning(text):
+    """PIDs of QEMU processes whose command line contains @p text."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().decode(errors="replace")
+        except OSError:
+            continue
+        if cmd.startswith("qemu-system") and text in cmd:
+            found.append(int(pid))
+    return found
+
+
+class Machine:
+    """QEMU paused at reset (-S), gdbstub on a unix socket in a private directory, serial
+    console to a file; a triple fault pauses it (-action shutdown=pause), as in ./pagoda gdb."""
+
+    def __init__(self, kernel, test=None, memory="128M", int_log=False):
+        self.dir = tempfile.mkdtemp(prefix="pagoda-gdbtest-")
+        self.socket = os.path.join(self.dir, "gdb.sock")
+        self.serial = os.path.join(self.dir, "serial.log")
+        self.int_log = os.path.join(self.dir, "qemu-int.log") if int_log else None
+        self.argv = qemu.command(kernel, f"test={test}" if test else "", memory=memory,
+                                 serial=f"file:{self.serial}",
+                                 log_items="int,cpu_reset" if int_log else None,
+                                 log_file=self.int_log, gdb_socket=self.socket, paused=True,
+                                 extra=("-action", "shutdown=pause"))
+        self.proc = None
+
+    def __enter__(self):
+        self.proc = qemu.spawn(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 10
+            while not os.path.exists(self.socket):
+                assert self.proc.poll() is None, f"QEMU exited: {self.proc.returncode}"
+                assert time.monotonic() < deadline, "QEMU never created its gdbstub socket"
+                time.sleep(0.01)
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        if self.proc is not None:
+            qemu.kill_group(self.proc)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def serial_text(self):
+        try:
+            with open(self.serial, errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+
+@dataclass
+class Step:
+    name: str
+    output: str = ""
+    error: str = ""
+    value: int = None
+
+
+def gdb_argv(kernel, *extra, helpers=True):
+    # (auto-load off: a kernel.elf-gdb.py next to the kernel must not load the helpers twice)
+    argv = [GDB, "-batch", "-nx", "-q", "-iex", "set auto-load python-scripts off", kernel]
+    if helpers:
+        argv += ["-ex", f"python import sys; sys.path.insert(0, {GDB_DIR!r}); "
+                        "import pagoda_gdb; pagoda_gdb.register_all()"]
+    return argv + list(extra)
+
+
+def run_steps(kernel, socket, steps, attach="--no-entry --no-panic-break", timeout=GDB_TIMEOUT):
+    """Runs @p steps [(name, kind, text)] in one batch GDB connected to @p socket by
+    `pagoda-attach SOCKET <attach>` (not connected when attach is None); returns {name: Step}."""
+    with tempfile.TemporaryDirectory(prefix="pagoda-gdbsteps-") as tmp:
+        spec = os.path.join(tmp, "steps.json")
+        results = os.path.join(tmp, "results.json")
+        with open(spec, "w") as f:
+            json.dump({"steps": steps, "results": results}, f)
+        pre = ["-ex", "set pagoda-serial-on-stop off"]
+        if attach is not None:
+            pre += ["-ex", f"pagoda-attach {socket} {attach}"]
+        env = dict(os.environ, PAGODA_GDB_STEPS=spec)
+        proc = subprocess.run(gdb_argv(kernel, *pre, "-x", DRIVER), env=env,
+                              capture_output=True, text=True, timeout=timeout)
+        if not os.path.exists(results):
+            raise AssertionError(f"GDB produced no results (status {proc.returncode}):\n"
+                                 f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        with open(results) as f:
+            data = json.load(f)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return {row["name"]: Step(**row) for row in data}
+
+
+def monitor_gva2gpa(text):
+    """QEMU's answer: the physical address, or None for 'Unmapped'."""
+    text = text.strip()
+    if text.startswith("gpa: "):
+        return int(text[5:], 16)
+    assert "Unmapped" in text, text
+    return None
