@@ -36,7 +36,7 @@ constexpr u16 kPitChannel0 = 0x40, kPitCommand = 0x43;
 constexpr u8 kPitChannel0Mode2LoHi = 0x34;  // channel 0, lobyte/hibyte, rate generator
 constexpr u8 kPitLatchChannel0 = 0x00;
 constexpr u32 kPitHz = 1193182;
-constexpr u32 kCalibrationMs = 10;
+constexpr u32 kCalibrationMs = 2;  // boot time matters more than a precise tick (see docs/boot.md)
 constexpr u32 kCalibrationPitTicks = kPitHz / 1000 * kCalibrationMs;
 /// Reads of an unchanging PIT after which we decide there is no PIT.
 constexpr u32 kPitDeadReads = 1000000;
