@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from pagoda import build, paths
+from pagoda import build, paths, qemu
 from pagoda_grade.harness import Booter, GradeFailure
 
 ROOT = paths.ROOT
@@ -19,16 +19,7 @@ def kernel():
 
 def qemus_mentioning(text):
     """PIDs of QEMU processes whose command line contains @p text."""
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                cmd = f.read().decode(errors="replace")
-        except OSError:
-            continue
-        if cmd.startswith("qemu-system") and text in cmd:
-            found.append(int(pid))
-    return found
+    return qemu.processes_mentioning("qemu-system", text)
 
 
 def test_triple_fault_names_the_first_fault(kernel, tmp_path):

@@ -120,3 +120,18 @@ def kill_group(proc):
         except ProcessLookupError:
             pass
     proc.wait()
+
+
+def processes_mentioning(program_prefix, text):
+    """PIDs of running processes whose command line starts with @p program_prefix and contains
+    @p text (for tests that prove nothing outlives them)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().decode(errors="replace")
+        except OSError:
+            continue
+        if cmd.startswith(program_prefix) and text in cmd:
+            found.append(int(pid))
+    return found

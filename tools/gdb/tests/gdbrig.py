@@ -57,16 +57,7 @@ def build_kernel(arch="x86_64"):
 
 def qemus_mentioning(text):
     """PIDs of QEMU processes whose command line contains @p text."""
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                cmd = f.read().decode(errors="replace")
-        except OSError:
-            continue
-        if cmd.startswith("qemu-system") and text in cmd:
-            found.append(int(pid))
-    return found
+    return qemu.processes_mentioning("qemu-system", text)
 
 
 class Machine:

@@ -9,6 +9,7 @@ import time
 import pytest
 
 import gdbrig
+from pagoda import qemu
 
 pytestmark = [pytest.mark.skipif(bool(gdbrig.missing_tools()), reason=gdbrig.missing_tools()),
               pytest.mark.timeout(180)]
@@ -24,16 +25,7 @@ def pagoda_env(tmp_path):
 
 
 def gdbs_mentioning(text):
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                cmd = f.read().decode(errors="replace")
-        except OSError:
-            continue
-        if cmd.startswith(gdbrig.GDB) and text in cmd:
-            found.append(int(pid))
-    return found
+    return qemu.processes_mentioning(gdbrig.GDB, text)
 
 
 def wait_until(condition, timeout=10.0):
