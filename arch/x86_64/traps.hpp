@@ -33,7 +33,7 @@ inline constexpr u64 kPfShadowStack = 1u << 6;  ///< shadow-stack access
 
 /// Writes the decoded page-fault error code, e.g. "not-present page, write, supervisor".
 void describe_page_fault_error(FormatSink& sink, u64 error);
-/// Writes the decoded selector error code of #TS/#NP/#SS/#GP, e.g. "GDT selector 0x28".
+/// Writes the decoded selector error code of \#TS/\#NP/\#SS/\#GP, e.g. "GDT selector 0x28".
 void describe_selector_error(FormatSink& sink, u64 error);
 
 }  // namespace pagoda::x86

@@ -1,7 +1,7 @@
 /// @file arch.hpp
 /// @brief The seam between the generic kernel and one instruction-set architecture.
 ///
-/// Everything in kernel/ reaches the hardware through these functions; arch/<isa>/ implements
+/// Everything in kernel/ reaches the hardware through these functions; `arch/<isa>/` implements
 /// them (x86_64 now, AArch64 later). Nothing ISA-specific crosses this line: no register
 /// names, no port numbers, no table layouts.
 #pragma once

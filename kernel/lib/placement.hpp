@@ -1,7 +1,7 @@
 /// @file placement.hpp
-/// @brief construct_at(): placement construction without the hosted <new>.
+/// @brief construct_at(): placement construction without the hosted `<new>`.
 ///
-/// The kernel has no <new>, and host tests have one; a placement operator new with a tag of
+/// The kernel has no `<new>`, and host tests have one; a placement operator new with a tag of
 /// our own serves both without clashing with the standard one.
 #pragma once
 

@@ -1,8 +1,8 @@
 /// @file types.hpp
 /// @brief Fixed-width integers and the few type utilities a freestanding kernel needs.
 ///
-/// The kernel is built without the hosted C++ library, so the small pieces of <utility>,
-/// <type_traits> and <span> that it uses are defined here, in namespace pagoda.
+/// The kernel is built without the hosted C++ library, so the small pieces of `<utility>`,
+/// `<type_traits>` and `<span>` that it uses are defined here, in namespace pagoda.
 #pragma once
 
 #include <stddef.h>

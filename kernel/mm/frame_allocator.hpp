@@ -67,8 +67,9 @@ class FrameAllocator {
   /// Whether @p frame could be freed now, and if not, why.
   FreeCheck check_free(PhysAddr frame) const;
 
-  /// Hands reserved frames of usable RAM in @p range back to the allocator (e.g. the boot
-  /// stub's page tables once they are no longer in use). Frames outside usable RAM are skipped.
+  /// Hands reserved frames of usable RAM in @p range back to the allocator (for example the
+  /// boot stub's page tables once they are no longer in use). Frames outside usable RAM are
+  /// skipped.
   void release(PhysRange range);
 
   usize free_frames() const { return free_; }

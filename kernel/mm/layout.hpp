@@ -1,30 +1,30 @@
 /// @file layout.hpp
 /// @brief The map of the kernel's address space: where everything lives, in one place.
 ///
-///   virtual address                        what                              permissions
-///   0x0000_0000_0000_0000 +------------------------------------------+
-///                         | user half: EMPTY in the kernel's root;   |
-///                         | each process maps its own (lab 3)        |
-///   0x0000_7fff_ffff_ffff +------------------------------------------+
-///                         | (non-canonical hole)                     |
-///   0xffff_8000_0000_0000 +------------------------------------------+ kWindowBase
-///                         | physical window: RAM [0, kWindowSize)    | rw- NX
-///                         | at kWindowBase + physical address;       |
-///                         | page tables, kernel heap, kernel stacks  |
-///   0xffff_8000_0400_0000 +------------------------------------------+ + kWindowSize (64 MiB)
-///                         | nothing: RAM above the window is mapped  |
-///                         | only on demand (temporary mappings, l.4) |
-///   0xffff_c000_0000_0000 +------------------------------------------+ kMmioBase
-///                         | device registers at kMmioBase + physical | rw- NX uncached
-///   0xffff_e000_0000_0000 +------------------------------------------+ kTempMapBase
-///                         | temporary mappings (lab 4)               |
-///   0xffff_ff00_0000_0000 +------------------------------------------+ kStackBase
-///                         | kernel stacks, each below a guard page   |
-///                         | that is never mapped (lab 3)             |
-///   0xffff_ffff_8000_0000 +------------------------------------------+ kernel image
-///                         | .text  r-x   .rodata  r--   .data .bss rw- NX (boot stack,
-///                         | IST stacks); linked here, loaded at 1 MiB physical
-///   0xffff_ffff_ffff_ffff +------------------------------------------+
+///     virtual address                        what                              permissions
+///     0x0000_0000_0000_0000 +------------------------------------------+
+///                           | user half: EMPTY in the kernel's root;   |
+///                           | each process maps its own (lab 3)        |
+///     0x0000_7fff_ffff_ffff +------------------------------------------+
+///                           | (non-canonical hole)                     |
+///     0xffff_8000_0000_0000 +------------------------------------------+ kWindowBase
+///                           | physical window: RAM [0, kWindowSize)    | rw- NX
+///                           | at kWindowBase + physical address;       |
+///                           | page tables, kernel heap, kernel stacks  |
+///     0xffff_8000_0400_0000 +------------------------------------------+ + kWindowSize (64 MiB)
+///                           | nothing: RAM above the window is mapped  |
+///                           | only on demand (temporary mappings, l.4) |
+///     0xffff_c000_0000_0000 +------------------------------------------+ kMmioBase
+///                           | device registers at kMmioBase + physical | rw- NX uncached
+///     0xffff_e000_0000_0000 +------------------------------------------+ kTempMapBase
+///                           | temporary mappings (lab 4)               |
+///     0xffff_ff00_0000_0000 +------------------------------------------+ kStackBase
+///                           | kernel stacks, each below a guard page   |
+///                           | that is never mapped (lab 3)             |
+///     0xffff_ffff_8000_0000 +------------------------------------------+ kernel image
+///                           | .text  r-x   .rodata  r--   .data .bss rw- NX (boot stack,
+///                           | IST stacks); linked here, loaded at 1 MiB physical
+///     0xffff_ffff_ffff_ffff +------------------------------------------+
 ///
 /// Every top-level entry of the upper half points to a table allocated once at boot (vm.cpp,
 /// prepare_kernel_half), so kernel mappings added later appear in every process's root, whose

@@ -1,7 +1,7 @@
 /// @file page_table.hpp
 /// @brief The arch-independent page-table layer: map, unmap, protect and query one root.
 ///
-/// PageTable<F> works on any format F that satisfies the PageTableFormat concept below (the
+/// PageTable<F> works on any format F that satisfies the ValidPageTableFormat concept below (the
 /// ISA's is arch::PageTableFormat, chosen at compile time). It never touches a PTE bit or
 /// computes an index itself: it walks levels 0 (the root) .. F::kLevels - 1 (the 4 KiB leaf)
 /// and asks F. Physical memory for tables comes from a TableMemory (the frame allocator and the
@@ -23,8 +23,8 @@
 
 namespace pagoda {
 
-/// What generic code needs to know about an ISA's page tables (see arch/<isa>/include/arch_impl/
-/// page_table_format.hpp).
+/// What generic code needs to know about an ISA's page tables (see
+/// `arch/<isa>/include/arch_impl/page_table_format.hpp`).
 template <class F>
 concept ValidPageTableFormat = requires(VirtAddr va, PhysAddr pa, u64 e, usize level, Perms perms, FormatSink& sink) {
   requires F::kLevels >= 2 && F::kLevels <= Walk::kMaxLevels;

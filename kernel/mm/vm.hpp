@@ -15,10 +15,11 @@ static_assert(ValidPageTableFormat<arch::PageTableFormat>, "the arch's page-tabl
 using KernelPageTable = PageTable<arch::PageTableFormat>;
 
 /// Starts the frame allocator on @p boot's memory map, builds the kernel's own page tables
-/// (text r-x, rodata r--, data and bss rw- NX, usable RAM rw- NX, devices uncached, nothing
-/// else: page 0 and the first MiB stay unmapped), switches to them and reclaims the boot
-/// stub's tables. @p boot must outlive the kernel. Error::NotImplemented from a lab skeleton is
-/// returned before anything was switched: the kernel can carry on on the boot tables.
+/// (text `r-x`, rodata `r--`, data and bss `rw-` NX, usable RAM `rw-` NX, devices uncached,
+/// nothing else: page 0 and the first MiB stay unmapped), switches to them and reclaims the
+/// boot stub's tables. @p boot must outlive the kernel. Error::NotImplemented from a lab
+/// skeleton is returned before anything was switched: the kernel can carry on on the boot
+/// tables.
 [[nodiscard]] Result<void> init(const BootInfo& boot);
 
 /// True once init() succeeded.

@@ -55,6 +55,9 @@ REQUIREMENTS = (
                 "python", "pytest_timeout"),
     Requirement("pexpect", "python3-pexpect", "drives interactive sessions in tests", "python",
                 "pexpect"),
+    Requirement("doxygen", "doxygen", "builds the HTML documentation (./pagoda docs)", "exe",
+                "doxygen"),
+    Requirement("dot", "graphviz", "draws the documentation's diagrams", "exe", "dot"),
 )
 
 

@@ -4,6 +4,8 @@ Steps, in order (each prints one result line):
   host     host unit tests of the arch-independent kernel code (GoogleTest through ctest)
   tools    pytest suites of the tools (GDB walker core, grader harness, ./pagoda itself)
   grade    the grader on every implemented lab, which must score full marks
+  docs     ./pagoda docs --check: Doxygen builds the documentation without a warning about a
+           documented header or a page
   labs     ./pagoda labs check: every published lab builds, passes the labs before it and
            fails its own tests on the skeleton
 """
@@ -13,7 +15,7 @@ import subprocess
 import sys
 import time
 
-from . import build, deps, grade, paths
+from . import build, deps, docs, grade, paths
 from .ui import PagodaError, info
 
 TOOL_TEST_DIRS = ("tools/gdb/tests", "tools/tests", "grade/harness_tests")
@@ -45,6 +47,13 @@ def step_grade(verbose):
     return earned == possible and possible > 0, f"score {earned}/{possible}"
 
 
+def step_docs(verbose):
+    report = docs.generate()
+    if verbose or report.failing:
+        docs.print_warnings(report)
+    return not report.failing, docs.summary(report)
+
+
 def step_labs(verbose):
     out = subprocess.run([paths.SYSTEM_PYTHON, os.path.join(paths.ROOT, "pagoda"), "labs", "check"],
                          cwd=paths.ROOT, capture_output=True, text=True)
@@ -54,7 +63,8 @@ def step_labs(verbose):
     return out.returncode == 0, last[0]
 
 
-STEPS = (("host", step_host), ("tools", step_tools), ("grade", step_grade), ("labs", step_labs))
+STEPS = (("host", step_host), ("tools", step_tools), ("grade", step_grade), ("docs", step_docs),
+         ("labs", step_labs))
 
 
 def cmd_test(args):

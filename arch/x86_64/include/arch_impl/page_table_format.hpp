@@ -4,25 +4,25 @@
 /// Generic code (kernel/mm/page_table.hpp) walks "levels" 0..3 and asks this format for the
 /// index of a virtual address at a level, and for the meaning of an entry.
 ///
-///   virtual address (48-bit, 4-level paging)
-///   63          48 47      39 38      30 29      21 20      12 11         0
-///   +-------------+----------+----------+----------+----------+------------+
-///   | sign of 47  |PML4 index|PDPT index| PD index | PT index |page offset |
-///   +-------------+----------+----------+----------+----------+------------+
-///     level:          0          1          2          3
-///     one entry maps: 512 GiB    1 GiB      2 MiB      4 KiB
+///     virtual address (48-bit, 4-level paging)
+///     63          48 47      39 38      30 29      21 20      12 11         0
+///     +-------------+----------+----------+----------+----------+------------+
+///     | sign of 47  |PML4 index|PDPT index| PD index | PT index |page offset |
+///     +-------------+----------+----------+----------+----------+------------+
+///       level:          0          1          2          3
+///       one entry maps: 512 GiB    1 GiB      2 MiB      4 KiB
 ///
-///   page-table entry (every level)
-///   63  62  59 58  52 51                      12 11 9  8   7   6   5   4    3   2   1   0
-///   +--+------+------+--------------------------+----+---+---+---+---+---+----+---+---+---+
-///   |XD|  PK  |avail |  physical address 51:12  |avl | G |PS | D | A |PCD|PWT |US |RW | P |
-///   +--+------+------+--------------------------+----+---+---+---+---+---+----+---+---+---+
-///   P   present              RW  writable             US  user accessible
-///   PWT write-through        PCD cache disable        A   accessed      D  dirty
-///   PS  in a PDPT/PD entry: maps a 1 GiB/2 MiB page    (in a PT entry bit 7 is PAT)
-///   G   global               XD  execute disable (with EFER.NXE)
-///   A table entry's RW/US/XD restrict everything below it: a page is writable only if RW is
-///   set at every level, user-accessible only if US is set at every level, executable only if
+///     page-table entry (every level)
+///     63  62  59 58  52 51                      12 11 9  8   7   6   5   4    3   2   1   0
+///     +--+------+------+--------------------------+----+---+---+---+---+---+----+---+---+---+
+///     |XD|  PK  |avail |  physical address 51:12  |avl | G |PS | D | A |PCD|PWT |US |RW | P |
+///     +--+------+------+--------------------------+----+---+---+---+---+---+----+---+---+---+
+///     P   present              RW  writable             US  user accessible
+///     PWT write-through        PCD cache disable        A   accessed      D  dirty
+///     PS  in a PDPT/PD entry: maps a 1 GiB/2 MiB page    (in a PT entry bit 7 is PAT)
+///     G   global               XD  execute disable (with EFER.NXE)
+///     A table entry's RW/US/XD restrict everything below it: a page is writable only if RW is
+///     set at every level, user-accessible only if US is set at every level, executable only if
 ///   XD is clear at every level.
 #pragma once
 

@@ -1,0 +1,186 @@
+"""`./pagoda docs --check` (docs.py) on a tiny synthetic tree built from the real docs/Doxyfile:
+a warning in a documented header or a page fails with file:line, a clean tree passes. Also the
+Markdown filter (doxygen_filter.py) that keeps x86 exception names from becoming links."""
+import os
+import shutil
+import textwrap
+
+import pytest
+
+from pagoda import docs, doxygen_filter, paths
+from pagoda.docs import DocWarning
+from pagoda.ui import PagodaError
+
+FILTER = os.path.join(paths.ROOT, "tools", "pagoda", "doxygen_filter.py")
+# Graphs off to keep each run at a fraction of a second; the filter by absolute path, since
+# Doxygen runs in the synthetic tree.
+OVERRIDES = ("HAVE_DOT = NO", f'FILTER_PATTERNS = "*.md={paths.SYSTEM_PYTHON} {FILTER}"')
+
+GOOD_HEADER = """\
+/// @file good.hpp
+/// @brief A documented header without mistakes.
+#pragma once
+
+namespace demo {
+
+/// Twice @p x; see also #half().
+int twice(int x);
+
+/// Half of @p x.
+int half(int x);
+
+}  // namespace demo
+"""
+
+PARAM_TYPO = """\
+/// @file bad.hpp
+/// @brief A documented header with a mistake.
+#pragma once
+
+/// Thrice the value.
+/// @param nonexistent not a parameter of thrice()
+int thrice(int x);
+"""
+
+
+def write(root, rel, text):
+    path = os.path.join(root, rel)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(textwrap.dedent(text))
+
+
+@pytest.fixture
+def tree(tmp_path):
+    """A repository in miniature: the real Doxyfile, a README, a lab overview, one guide that
+    says #PF, one clean header, and an empty arch/x86_64."""
+    root = str(tmp_path / "src")
+    os.makedirs(os.path.join(root, "docs"))
+    shutil.copy(os.path.join(paths.ROOT, docs.DOXYFILE), os.path.join(root, docs.DOXYFILE))
+    os.makedirs(os.path.join(root, "arch", "x86_64"))
+    write(root, "README.md", "# Tiny\n\nStart with [the labs](labs/README.md).\n")
+    write(root, "labs/README.md", "# The labs\n\nSee [the guide](../docs/guide.md#faults).\n")
+    write(root, "docs/guide.md", """\
+        # A guide
+
+        ## Faults
+
+        A write to an unmapped page raises #PF (vector 14); `#PF` in code stays as it is:
+
+            #PF error 0x2 [W]
+        """)
+    write(root, "kernel/lib/good.hpp", GOOD_HEADER)
+    return root
+
+
+def run(root, tmp_path, check=True):
+    return docs.build(root, str(tmp_path / "out"), check=check, overrides=OVERRIDES)
+
+
+def test_clean_tree_passes_the_check(tree, tmp_path, capsys):
+    report = run(tree, tmp_path)
+    assert report.failing == [] and report.unchecked == []
+    assert report.pages() == ["Tiny", "The labs", "A guide"]
+    assert "3 pages, 0 warning(s)" in capsys.readouterr().err
+    with open(os.path.join(report.html, "md_labs_README.html"), encoding="utf-8") as f:
+        assert 'href="md_docs_guide.html' in f.read()     # relative links between pages resolve
+
+
+def test_param_typo_fails_the_check_with_file_and_line(tree, tmp_path, capsys):
+    write(tree, "kernel/mm/bad.hpp", PARAM_TYPO)
+    with pytest.raises(PagodaError) as failure:
+        run(tree, tmp_path)
+    assert failure.value.status == 1
+    out = capsys.readouterr().out
+    assert "kernel/mm/bad.hpp:6: argument 'nonexistent' of command @param is not found" in out
+    assert "good.hpp" not in out
+
+
+def test_without_check_the_same_warnings_are_listed_but_do_not_fail(tree, tmp_path, capsys):
+    write(tree, "kernel/mm/bad.hpp", PARAM_TYPO)
+    report = run(tree, tmp_path, check=False)
+    assert [(w.path, w.line) for w in report.failing] == [("kernel/mm/bad.hpp", 6)] * 2
+    assert "kernel/mm/bad.hpp:6:" in capsys.readouterr().out
+
+
+def test_a_page_with_a_broken_reference_fails(tree, tmp_path):
+    write(tree, "docs/broken.md", "# Broken\n\nSee @ref nowhere.\n")
+    with pytest.raises(PagodaError):
+        run(tree, tmp_path)
+
+
+def test_only_documented_headers_and_pages_are_checked(tree):
+    write(tree, "kernel/plain.h", "/* no Doxygen comments here */\n#define X 1\n")
+    assert docs.is_checked(DocWarning("kernel/lib/good.hpp", 7, "m"), tree)
+    assert docs.is_checked(DocWarning("docs/guide.md", 5, "m"), tree)
+    assert docs.is_checked(DocWarning(None, 0, "tag INPUT: input source does not exist"), tree)
+    assert not docs.is_checked(DocWarning("kernel/plain.h", 2, "m"), tree)
+
+
+def test_warnings_are_parsed_with_continuations_and_relative_paths():
+    text = ("/r/kernel/a.hpp:3: warning: The following parameters of f(int a, int b) are not "
+            "documented:\n  parameter 'a'\n  parameter 'b'\n"
+            "</r/kernel/lib/>:1: warning: Unsupported xml/html tag <new> found\n"
+            "/r/kernel/a.hpp:3: warning: The following parameters of f(int a, int b) are not "
+            "documented:\n  parameter 'a'\n  parameter 'b'\n"
+            "warning: ignoring unsupported tag 'FOO'\n")
+    assert docs.parse_warnings(text, "/r") == [
+        DocWarning("kernel/a.hpp", 3, "The following parameters of f(int a, int b) are not "
+                                      "documented: parameter 'a', parameter 'b'"),
+        DocWarning("kernel/lib", 1, "Unsupported xml/html tag <new> found"),
+        DocWarning(None, 0, "ignoring unsupported tag 'FOO'")]
+
+
+@pytest.mark.parametrize("line, filtered", [
+    ("raises #PF (vector 14), then #DF", "raises \\#PF (vector 14), then \\#DF"),
+    ("**#PF (vector 14)**", "**\\#PF (vector 14)**"),
+    ("| `trap_ud` | a decoded #UD report |", "| `trap_ud` | a decoded \\#UD report |"),
+    ("`#UD -> #GP` and ``a ` #b`` but #c", "`#UD -> #GP` and ``a ` #b`` but \\#c"),
+    ("## Why #PF", "## Why \\#PF"),
+    ("[x](#goal), https://h/#top, a.md#b, &#39;, \\#done, C#",
+     "[x](#goal), https://h/#top, a.md#b, &#39;, \\#done, C#"),
+    ("[y](../a.md#goal), [z](https://h/a.md#top), `[w](a.md#s)`",
+     "[y](../a.md), [z](https://h/a.md#top), `[w](a.md#s)`"),
+    ("**run --gdb**, `--gdb`, a -- b, <!-- c -->, |---|", "**run \\--gdb**, `--gdb`, a -- b, <!-- c -->, |---|"),
+])
+def test_filter_escapes_exception_names_and_page_anchors_in_prose_only(line, filtered):
+    assert doxygen_filter.filter_markdown(line) == filtered
+
+
+def test_filter_turns_table_code_with_escaped_pipes_into_html_code():
+    row = "| `pt-dump [--user\\|--kernel]` | `a b` and `x_y*<z>` |"
+    assert doxygen_filter.filter_markdown(row) == \
+        "| <code>pt-dump [\\--user\\|\\--kernel]</code> | `a b` and `x_y*<z>` |"
+    prose = "not a table: `a\\|b`"
+    assert doxygen_filter.filter_markdown(prose) == prose
+
+
+def test_filter_turns_a_code_span_over_two_lines_into_html_code():
+    source = "* `cannot evaluate '&k': \"k\" (C++ names\n  need it)`: see `bt` and #PF.\n* `x\n* y`"
+    assert doxygen_filter.filter_markdown(source).splitlines() == [
+        "* <code>cannot evaluate '\\&k': \\\"k\\\" (C++ names",
+        "  need it)</code>: see `bt` and \\#PF.",
+        "* `x",                                       # a list item ends the paragraph
+        "* y`"]
+
+
+def test_filter_leaves_code_blocks_alone_and_keeps_line_numbers():
+    source = "text #PF\n\n```\n#PF in a fence\n```\n\n    #PF indented\n\n    #DF still code\nprose #DF\n"
+    out = doxygen_filter.filter_markdown(source)
+    assert out.splitlines() == ["text \\#PF", "", "```", "#PF in a fence", "```", "",
+                                "    #PF indented", "", "    #DF still code", "prose \\#DF"]
+
+
+@pytest.mark.parametrize("link, message", [
+    ("../tools/run.py", "link to '../tools/run.py' leads nowhere in the HTML"),   # dead in HTML
+    ("../tools/gdb/README.md#use", "(a link to a Markdown file that is not one of the pages)"),
+    ("../tools/missing.md", "(a link to a file that does not exist?)"),
+])
+def test_a_link_to_a_file_that_is_no_page_fails_at_its_line(tree, tmp_path, capsys, link, message):
+    write(tree, "tools/run.py", "")
+    write(tree, "tools/gdb/README.md", "# GDB\n")
+    write(tree, "docs/guide.md", f"# A guide\n\nThe tools: [see]({link}).\n")
+    with pytest.raises(PagodaError):
+        run(tree, tmp_path)
+    out = capsys.readouterr().out
+    assert out.startswith("docs/guide.md:3: ") and message in out
