@@ -5,6 +5,7 @@ modules are checked under /usr/bin/python3, the interpreter that runs ./pagoda a
 (PyPI is unreachable here, so Python dependencies are Debian python3-* packages).
 """
 import glob
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -13,6 +14,16 @@ from dataclasses import dataclass
 
 from . import paths
 from .ui import PagodaError, info
+
+
+def _system_python_has(module):
+    """Whether /usr/bin/python3 can import @p module: looked up in this process when it is that
+    interpreter (the usual case: it is ./pagoda's), else by asking it."""
+    if os.path.realpath(sys.executable) == os.path.realpath(paths.SYSTEM_PYTHON):
+        return importlib.util.find_spec(module) is not None
+    result = subprocess.run([paths.SYSTEM_PYTHON, "-c", f"import {module}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return result.returncode == 0
 
 
 @dataclass(frozen=True)
@@ -29,9 +40,7 @@ class Requirement:
         if self.kind == "file":
             return bool(glob.glob(self.probe))
         if self.kind == "python":
-            result = subprocess.run([paths.SYSTEM_PYTHON, "-c", f"import {self.probe}"],
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            return result.returncode == 0
+            return _system_python_has(self.probe)
         raise ValueError(self.kind)
 
 
