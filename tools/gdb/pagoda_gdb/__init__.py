@@ -9,18 +9,21 @@ Loaded inside GDB (it imports the `gdb` module) by build/<arch>/kernel.elf-gdb.p
   paging.py    pt-regs, pt-walk, pt-dump, pt-diff
   faults.py    fault-why
   session.py   pagoda-attach, pagoda-serial, pagoda-help, parameters, the stop listener
+  printers.py  pretty printers: Result<T> shows only its live member, addresses in hex
 
 A new command group (pt-check, vma-list, tmpmap, proc-list, ...) is a new module whose
 commands are PagodaCommand subclasses decorated with @command, imported below.
 """
 
 from . import registry
-from . import faults, paging, session  # noqa: F401  (importing declares their commands)
+from . import faults, paging, printers, session  # noqa: F401  (importing declares their commands)
 
-__all__ = ["faults", "paging", "register_all", "registry", "session"]
+__all__ = ["faults", "paging", "printers", "register_all", "registry", "session"]
 
 
 def register_all():
-    """Registers every command and parameter (again is harmless); returns the names."""
+    """Registers every command, parameter and pretty printer (again is harmless); returns the
+    command names."""
     session.setup()
+    printers.register()
     return registry.register_all()

@@ -300,3 +300,18 @@ def test_autoload_script_needs_the_safe_path(kernel, tmp_path):
     assert "auto-loading has been declined" in untrusted.stderr
     assert 'Undefined command: "pagoda-help"' in untrusted.stderr
     assert os.path.exists(script)
+
+
+def test_pretty_printers_show_only_what_is_live(kernel):
+    """Result<T> shows `ok`/`ok: value`/`error: ...`, never its dead union member; addresses
+    print as typed hexadecimal."""
+    steps = [("brk", "cmd", "break pagoda::vm::init"), ("go", "cmd", "continue"),
+             ("finish", "cmd", "finish"),
+             ("returned", "cmd", "print $"),
+             ("limit", "cmd", "print pagoda::vm::reachable_limit()"),
+             ("raw", "cmd", "print/r pagoda::vm::reachable_limit()")]
+    with Machine(kernel) as machine:
+        r = run_steps(kernel, machine.socket, steps)
+    assert re.search(r"^\$\d+ = ok$", r["returned"].output.strip()), r["returned"].output
+    assert re.search(r"= PhysAddr 0x[0-9a-f]+$", r["limit"].output.strip()), r["limit"].output
+    assert "value_" in r["raw"].output  # /r bypasses the printer
