@@ -128,7 +128,20 @@ def grade(names, arch=paths.DEFAULT_ARCH, workers="auto", kernel=None, verbose=F
     return earned, possible
 
 
+def check_kernel_file(path):
+    """Rejects a --kernel that is not an ELF file, before any QEMU is started for it."""
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+    except OSError as e:
+        raise PagodaError(f"--kernel {path}: {e.strerror}")
+    if magic != b"\x7fELF":
+        raise PagodaError(f"--kernel {path}: not an ELF file (build one with ./pagoda build)")
+
+
 def cmd_grade(args):
+    if args.kernel:
+        check_kernel_file(args.kernel)
     deps.ensure()
     try:
         kernel = os.path.abspath(args.kernel) if args.kernel else None   # pytest runs in grade/

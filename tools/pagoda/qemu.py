@@ -76,7 +76,7 @@ def describe_exit(code, log_text=""):
             return "triple fault (the CPU reset itself)"
         return "QEMU quit (by the user, or a reset)"
     if code == EXIT_QEMU_ERROR:
-        return "QEMU failed to start (its message is above)"
+        return "QEMU failed to start (its own message is in the output)"
     if code is not None and code < 0:
         return f"QEMU killed by signal {-code}"
     return f"QEMU exited with status {code} (an error starting QEMU?)"
