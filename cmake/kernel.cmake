@@ -9,20 +9,25 @@ set(PAGODA_KERNEL_CXX_FLAGS
   -fno-omit-frame-pointer -mno-omit-leaf-frame-pointer -fno-pic -fno-pie
   -Wall -Wextra -Werror -Wshadow -Wnon-virtual-dtor -Wimplicit-fallthrough)
 
-# pagoda_kernel_sources(): the arch-independent kernel sources, for every arch's kernel target.
-set(PAGODA_KERNEL_GENERIC_SOURCES
-  ${CMAKE_SOURCE_DIR}/kernel/core/kmain.cpp
-  ${CMAKE_SOURCE_DIR}/kernel/core/panic.cpp
-  ${CMAKE_SOURCE_DIR}/kernel/core/selftest.cpp
-  ${CMAKE_SOURCE_DIR}/kernel/core/cmdline.cpp
-  ${CMAKE_SOURCE_DIR}/kernel/core/runtime.cpp
-  ${CMAKE_SOURCE_DIR}/kernel/lib/console.cpp
-  ${CMAKE_SOURCE_DIR}/kernel/lib/string.cpp
+# The kernel's pure, arch-independent sources: they build for the kernel and, unchanged, for the
+# host unit tests (kernel/tests/CMakeLists.txt).
+set(PAGODA_KERNEL_PURE_SOURCES
   ${CMAKE_SOURCE_DIR}/kernel/lib/format.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/core/cmdline.cpp
   ${CMAKE_SOURCE_DIR}/kernel/core/lab.cpp
   ${CMAKE_SOURCE_DIR}/kernel/boot/memmap.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/frame_allocator.cpp
-  ${CMAKE_SOURCE_DIR}/kernel/mm/walk.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/mm/walk.cpp)
+
+# The arch-independent kernel sources, for every arch's kernel target.
+set(PAGODA_KERNEL_GENERIC_SOURCES
+  ${PAGODA_KERNEL_PURE_SOURCES}
+  ${CMAKE_SOURCE_DIR}/kernel/core/kmain.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/core/panic.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/core/selftest.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/core/runtime.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/lib/console.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/lib/string.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/vm.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/heap.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/vm_selftest.cpp)

@@ -152,7 +152,8 @@ def cmd_grade(args):
     return 0 if earned == possible else 1
 
 
-def _jobs(text):
+def jobs_argument(text):
+    """argparse type for -j/--jobs: 'auto' or a positive number (kept as text for pytest -n)."""
     if text == "auto" or (text.isdigit() and int(text) >= 1):
         return text
     raise __import__("argparse").ArgumentTypeError("must be 'auto' or a positive number")
@@ -165,7 +166,7 @@ def add_parser(sub):
                                    "Logs of each boot are kept under build/grade/.")
     p.add_argument("labs", nargs="*", metavar="LAB", help="lab0, lab1, ... or a number, or 'all'")
     p.add_argument("--arch", choices=paths.ARCHES, default=paths.DEFAULT_ARCH)
-    p.add_argument("-j", "--jobs", type=_jobs, default="auto",
+    p.add_argument("-j", "--jobs", type=jobs_argument, default="auto",
                    help="parallel QEMU boots: a number or 'auto' (one per core; the default)")
     p.add_argument("--kernel", metavar="ELF", help="grade this kernel ELF instead of building one")
     p.add_argument("-v", "--verbose", action="store_true", help="show pytest's own output")

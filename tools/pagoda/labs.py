@@ -4,7 +4,7 @@ trees and branches; labcheck.py proves the skeletons."""
 import argparse
 import os
 
-from . import deps, labcheck, labstatus, paths, publish
+from . import deps, grade, labcheck, labstatus, paths, publish
 from .ui import info
 
 MARKERS_HELP = """\
@@ -60,12 +60,6 @@ def cmd_status(args):
     return labstatus.status(paths.ROOT, args.arch, args.jobs, earlier=args.all)
 
 
-def _jobs(text):
-    if text == "auto" or (text.isdigit() and int(text) >= 1):
-        return text
-    raise argparse.ArgumentTypeError("must be 'auto' or a positive number")
-
-
 def add_parser(sub):
     p = sub.add_parser("labs", help="staff: lint the solution regions, publish the student "
                                     "branches, check every lab's skeleton",
@@ -103,7 +97,7 @@ def add_parser(sub):
     q.add_argument("-p", "--parallel", type=int, default=1, metavar="N",
                    help="labs built and graded at the same time (default 1: on a small machine "
                         "one build already uses every core)")
-    q.add_argument("-j", "--jobs", type=_jobs, default="auto",
+    q.add_argument("-j", "--jobs", type=grade.jobs_argument, default="auto",
                    help="parallel QEMU boots per grader run (default auto)")
     q.add_argument("--clean", action="store_true",
                    help="delete build/labs-check first (full rebuild of every lab tree)")
@@ -122,6 +116,6 @@ def add_parser(sub):
                    help="also grade the earlier labs (their solutions are in your tree: a "
                         "failure there means your changes broke them)")
     q.add_argument("--arch", choices=paths.ARCHES, default=paths.DEFAULT_ARCH)
-    q.add_argument("-j", "--jobs", type=_jobs, default="auto",
+    q.add_argument("-j", "--jobs", type=grade.jobs_argument, default="auto",
                    help="parallel QEMU boots: a number or 'auto' (the default)")
     q.set_defaults(func=cmd_status)
