@@ -17,7 +17,8 @@ set(PAGODA_KERNEL_PURE_SOURCES
   ${CMAKE_SOURCE_DIR}/kernel/core/lab.cpp
   ${CMAKE_SOURCE_DIR}/kernel/boot/memmap.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/frame_allocator.cpp
-  ${CMAKE_SOURCE_DIR}/kernel/mm/walk.cpp)
+  ${CMAKE_SOURCE_DIR}/kernel/mm/walk.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/proc/elf.cpp)
 
 # The arch-independent kernel sources, for every arch's kernel target.
 set(PAGODA_KERNEL_GENERIC_SOURCES
