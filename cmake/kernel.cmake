@@ -31,4 +31,6 @@ set(PAGODA_KERNEL_GENERIC_SOURCES
   ${CMAKE_SOURCE_DIR}/kernel/lib/string.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/vm.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/heap.cpp
-  ${CMAKE_SOURCE_DIR}/kernel/mm/vm_selftest.cpp)
+  ${CMAKE_SOURCE_DIR}/kernel/mm/vm_selftest.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/proc/programs.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/proc/programs_selftest.cpp)

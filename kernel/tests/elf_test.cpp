@@ -1,9 +1,11 @@
-// The ELF parser (proc/elf.hpp): one hand-made malformed image per rejection, and a mutation
-// fuzz loop whose accepted results are checked
+// The ELF parser (proc/elf.hpp): one hand-made malformed image per rejection, the real user
+// programs of both ISAs accepted, and a mutation fuzz loop whose accepted results are checked
 // against the guarantees by an independent checker written here.
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <random>
 #include <set>
@@ -339,6 +341,60 @@ TEST(Elf, RejectionPrintsTheHeaderAndTheReason) {
   EXPECT_EQ(std::string(buffer), "program header 2: segment both writable and executable (W^X)");
 }
 
+// ---- the real programs --------------------------------------------------------------------
+
+std::vector<u8> read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::vector<u8>(std::istreambuf_iterator<char>(in), {});
+}
+
+std::string program_path(const char* isa, const char* name) {
+  return std::string(PAGODA_USER_DIR) + "/" + isa + "/embedded/" + name + ".elf";
+}
+
+/// Checks the real @p name of @p isa: accepted for its own target, and laid out as user.ld says.
+void expect_real_program_accepted(const char* isa, const char* name, const Target& target) {
+  const std::vector<u8> image = read_file(program_path(isa, name));
+  ASSERT_GT(image.size(), 64u) << "missing " << program_path(isa, name);
+  const ParseResult r = parse(image, target);
+  ASSERT_TRUE(r.ok()) << isa << " " << name << ": " << error_message(r.error());
+  const Executable& e = r.value();
+  ASSERT_EQ(e.count, 3u);
+  EXPECT_EQ(e.segments[0].vaddr, 0x400000u);
+  EXPECT_EQ(e.entry, 0x400000u) << "_start is the first thing in .text";
+  EXPECT_TRUE(e.segments[0].perms.execute && !e.segments[0].perms.write);
+  EXPECT_TRUE(!e.segments[1].perms.execute && !e.segments[1].perms.write);
+  EXPECT_TRUE(!e.segments[2].perms.execute && e.segments[2].perms.write);
+}
+
+TEST(Elf, AcceptsTheRealUserPrograms) {
+  for (const char* name : {"hello", "abiprobe"}) {
+    expect_real_program_accepted("x86_64", name, kX86);
+    expect_real_program_accepted("aarch64", name, kArm);
+  }
+}
+
+TEST(Elf, RejectsTheRealProgramsOfTheOtherIsa) {
+  const std::vector<u8> x86 = read_file(program_path("x86_64", "hello"));
+  const std::vector<u8> arm = read_file(program_path("aarch64", "hello"));
+  EXPECT_EQ(parse(x86, kArm).error(), ElfError::WrongMachine);
+  EXPECT_EQ(parse(arm, kX86).error(), ElfError::WrongMachine);
+}
+
+TEST(Elf, EveryPrefixOfARealProgramIsRejectedOrComplete) {
+  const std::vector<u8> image = read_file(program_path("x86_64", "hello"));
+  ASSERT_FALSE(image.empty());
+  u64 needed = 0;  // the end of the last segment's file bytes
+  const ParseResult whole = parse(image);
+  ASSERT_TRUE(whole.ok());
+  for (const Segment& s : whole.value().loads()) needed = std::max(needed, s.offset + s.filesz);
+  for (usize n = 0; n < image.size(); ++n) {
+    const std::vector<u8> prefix(image.begin(), image.begin() + long(n));  // exact size: ASan sees overreads
+    const ParseResult r = parse(prefix);
+    EXPECT_EQ(r.ok(), n >= needed) << "prefix of " << n << " bytes";
+  }
+}
+
 // ---- fuzzing ------------------------------------------------------------------------------
 
 u64 load_le(const std::vector<u8>& image, u64 at, int bytes) {
@@ -382,7 +438,9 @@ u64 load_le(const std::vector<u8>& image, u64 at, int bytes) {
 }
 
 TEST(Elf, MutationFuzzNeverCrashesAndAcceptsOnlyWhatItMay) {
-  const std::vector<std::vector<u8>> seeds = {Builder::valid().bytes()};
+  // Both a hand-made image (more fields near the limits) and the real program.
+  const std::vector<std::vector<u8>> seeds = {Builder::valid().bytes(), read_file(program_path("x86_64", "hello"))};
+  ASSERT_GT(seeds[1].size(), 64u);
   constexpr int kRounds = 40000;
   // Offsets worth hitting: the header's fields and every byte of three program headers.
   std::vector<u64> fields = {4, 5, 6, 16, 18, 20, 24, 32, 54, 56};
