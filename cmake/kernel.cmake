@@ -17,7 +17,9 @@ set(PAGODA_KERNEL_PURE_SOURCES
   ${CMAKE_SOURCE_DIR}/kernel/core/lab.cpp
   ${CMAKE_SOURCE_DIR}/kernel/boot/memmap.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/frame_allocator.cpp
-  ${CMAKE_SOURCE_DIR}/kernel/mm/walk.cpp)
+  ${CMAKE_SOURCE_DIR}/kernel/mm/walk.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/mm/vma.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/proc/elf.cpp)
 
 # The arch-independent kernel sources, for every arch's kernel target.
 set(PAGODA_KERNEL_GENERIC_SOURCES
@@ -30,4 +32,8 @@ set(PAGODA_KERNEL_GENERIC_SOURCES
   ${CMAKE_SOURCE_DIR}/kernel/lib/string.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/vm.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/heap.cpp
-  ${CMAKE_SOURCE_DIR}/kernel/mm/vm_selftest.cpp)
+  ${CMAKE_SOURCE_DIR}/kernel/mm/vm_selftest.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/mm/heap_allocator.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/mm/vma_selftest.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/proc/programs.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/proc/programs_selftest.cpp)

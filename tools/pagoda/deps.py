@@ -48,6 +48,8 @@ REQUIREMENTS = (
     Requirement("clang++", "clang", "compiles the kernel and the host tests", "exe", "clang++"),
     Requirement("ld.lld", "lld", "links the kernel", "exe", "ld.lld"),
     Requirement("llvm-symbolizer", "llvm", "names the addresses in backtraces", "exe", "llvm-symbolizer"),
+    Requirement("llvm-objcopy", "llvm", "strips the user programs embedded in the kernel", "exe",
+                "llvm-objcopy"),
     Requirement("sanitizer runtimes", "libclang-rt-14-dev", "host tests run under ASan and UBSan",
                 "file", "/usr/lib/llvm-14/lib/clang/*/lib/linux/libclang_rt.asan-x86_64.a"),
     Requirement("cmake", "cmake", "configures the build", "exe", "cmake"),

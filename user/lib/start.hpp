@@ -1,0 +1,22 @@
+/// @file user/lib/start.hpp
+/// @brief What a user program learns at start-up: its arguments and the boot token.
+///
+/// _start (user/lib/arch/ISA/start.cpp) passes argc and argv to the generic start-up, which
+/// runs the global constructors, records the arguments, calls `int main(int argc, char** argv)`
+/// and ends the process with main's return value.
+#pragma once
+
+#include "lib/string_view.hpp"
+#include "lib/types.hpp"
+
+namespace pagoda::user {
+
+/// The number of arguments the kernel passed.
+int argc();
+/// Argument @p i (0 <= i < argc()), or an empty view.
+StringView arg(int i);
+/// The boot token (the value of the argument `token=...`), empty when there is none. User
+/// programs print proof(token(), value) so that the grader can check the value (lib/proof.hpp).
+StringView token();
+
+}  // namespace pagoda::user
