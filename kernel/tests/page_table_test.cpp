@@ -230,3 +230,24 @@ TEST_F(PageTableTest, FaultsAreExplained) {
 
 }  // namespace
 }  // namespace pagoda
+
+// ---- Issue 12: the kernel half's pinning must not depend on which handle unmaps ---------------
+#include "mm/layout.hpp"
+namespace pagoda {
+namespace {
+
+TEST_F(PageTableTest, KernelHalfTopLevelEntrySurvivesUnmapThroughASecondHandle) {
+  ASSERT_TRUE(table.prepare_kernel_half(VirtAddr(layout::kKernelHalfBase)).ok());
+  const usize slot = F::index(VirtAddr(layout::kMmioBase), 0);
+  const u64 before = memory.table_entries(table.root())[slot];
+  ASSERT_TRUE(F::is_present(before, 0));
+  Table second(table.root(), memory, tlb);  // what vm::kernel_table() hands out
+  ASSERT_TRUE(second.map(VirtAddr(layout::kMmioBase), PhysAddr(0xfee00000), kKernelDevice).ok());
+  ASSERT_TRUE(second.unmap(VirtAddr(layout::kMmioBase)).ok());
+  EXPECT_EQ(memory.table_entries(table.root())[slot], before)
+      << "the top-level entry of the kernel half was cleared (and its table freed) by an unmap through "
+         "a second handle: every process root copied from it now points to a freed table";
+}
+
+}  // namespace
+}  // namespace pagoda
