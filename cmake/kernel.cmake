@@ -19,7 +19,8 @@ set(PAGODA_KERNEL_PURE_SOURCES
   ${CMAKE_SOURCE_DIR}/kernel/core/lab.cpp
   ${CMAKE_SOURCE_DIR}/kernel/boot/memmap.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/frame_allocator.cpp
-  ${CMAKE_SOURCE_DIR}/kernel/mm/walk.cpp)
+  ${CMAKE_SOURCE_DIR}/kernel/mm/walk.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/mm/address_space.cpp)
 
 # The arch-independent kernel sources, for every arch's kernel target.
 set(PAGODA_KERNEL_GENERIC_SOURCES
@@ -31,5 +32,6 @@ set(PAGODA_KERNEL_GENERIC_SOURCES
   ${CMAKE_SOURCE_DIR}/kernel/core/console.cpp
   ${CMAKE_SOURCE_DIR}/kernel/lib/string.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/vm.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/mm/facts.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/heap.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/vm_selftest.cpp)

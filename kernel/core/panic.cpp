@@ -1,6 +1,7 @@
 #include "core/panic.hpp"
 
 #include "core/arch.hpp"
+#include "lib/result.hpp"
 
 namespace pagoda {
 namespace {
