@@ -56,7 +56,7 @@ class AddressSpace {
   PhysAddr root() const { return arch_.root(); }
 
   /// A batch for changes to this space: barrier, invalidations and frees when it goes away.
-  [[nodiscard]] ConsistencyBatch batch() { return ConsistencyBatch(arch_, arch_.tree_for(VirtAddr()).memory()); }
+  [[nodiscard]] ConsistencyBatch batch() { return ConsistencyBatch(arch_, arch_.memory()); }
   /// A cursor at @p va on the tree that translates it, whose changes go through @p batch. The
   /// caller keeps to what may_change() allows (the range operations below check it).
   [[nodiscard]] Cursor cursor(ConsistencyBatch& batch, VirtAddr va) { return Cursor(arch_.tree_for(va), batch, va); }

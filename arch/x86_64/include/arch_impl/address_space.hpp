@@ -57,6 +57,8 @@ class X86AddressSpace final : public TlbSync {
   bool may_change(VirtAddr va, u64 size) const;
   /// The root (CR3 value) of this space.
   PhysAddr root() const { return tree_.root(); }
+  /// Where this space's tables live.
+  TableMemory& memory() const { return tree_.memory(); }
 
   /// True when the CPU translates through this space now.
   bool is_live() const;
