@@ -7,7 +7,9 @@ set(PAGODA_KERNEL_CXX_FLAGS
   -std=c++20 -ffreestanding -fno-exceptions -fno-rtti -fno-threadsafe-statics
   -fno-use-cxa-atexit -fno-builtin -nostdinc++ -fno-stack-protector
   -fno-omit-frame-pointer -mno-omit-leaf-frame-pointer -fno-pic -fno-pie
-  -Wall -Wextra -Werror -Wshadow -Wnon-virtual-dtor -Wimplicit-fallthrough)
+  -Wall -Wextra -Werror -Wshadow -Wnon-virtual-dtor -Wimplicit-fallthrough
+  # Errors record __builtin_FILE() (lib/result.hpp): paths relative to the tree, e.g. kernel/mm/...
+  -fmacro-prefix-map=${CMAKE_SOURCE_DIR}/=)
 
 # The kernel's pure, arch-independent sources: they build for the kernel and, unchanged, for the
 # host unit tests (kernel/tests/CMakeLists.txt).
@@ -18,6 +20,7 @@ set(PAGODA_KERNEL_PURE_SOURCES
   ${CMAKE_SOURCE_DIR}/kernel/boot/memmap.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/frame_allocator.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/walk.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/mm/address_space.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/vma.cpp
   ${CMAKE_SOURCE_DIR}/kernel/proc/elf.cpp)
 
@@ -28,9 +31,10 @@ set(PAGODA_KERNEL_GENERIC_SOURCES
   ${CMAKE_SOURCE_DIR}/kernel/core/panic.cpp
   ${CMAKE_SOURCE_DIR}/kernel/core/selftest.cpp
   ${CMAKE_SOURCE_DIR}/kernel/core/runtime.cpp
-  ${CMAKE_SOURCE_DIR}/kernel/lib/console.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/core/console.cpp
   ${CMAKE_SOURCE_DIR}/kernel/lib/string.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/vm.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/mm/facts.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/heap.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/vm_selftest.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/heap_allocator.cpp

@@ -1,17 +1,18 @@
 """Lab 2 — higher-half move: the grader's checks. Points and timeouts: labs/02-higher-half/lab.toml."""
 from pagoda_grade import lab_test
-from pagoda_grade.symbols import address_of
+from pagoda_grade.symbols import address_of, fact
 
-# Mirrors kernel/mm/layout.hpp and kernel/mm/vm_selftest.cpp.
-KERNEL_IMAGE_BASE = 0xFFFF_FFFF_8000_0000
-WINDOW_BASE = 0xFFFF_8000_0000_0000
-WINDOW_SIZE = 64 * 1024 * 1024
-KERNEL_HALF_BASE = 0xFFFF_8000_0000_0000
+# The layout (kernel/mm/layout.hpp) is read from the kernel's facts (fact(kernel, name));
+# the probes mirror kernel/mm/vm_selftest.cpp.
 LOW_PROBES = (0x0, 0x1000, 0x100000)
 GRADER_RAM = "128M"  # more than the window, so that RAM above the window exists
 TOP_LEVEL = {"x86_64": "PML4"}
-HALF_ENTRIES = {"x86_64": 256}
 HEX = r"0x[0-9a-f]+"
+
+
+def half_entries(kernel):
+    """How many top-level entries the kernel half has (256 on x86_64)."""
+    return fact(kernel, "entries_per_table") - fact(kernel, "kernel_half_first_entry")
 
 
 @lab_test(2, "runs_high")
@@ -21,9 +22,10 @@ def test_runs_high(boot, kernel):
                    "the 'high: rip ...' line")
     rip, kmain, data, stack = (int(m[i], 16) for i in range(1, 5))
     run.expect_proof(m[5], rip, "high line")
+    image_base = fact(kernel, "kernel_image_base")
     for what, value in (("RIP", rip), ("kmain", kmain), ("data", data), ("stack", stack)):
-        if value < KERNEL_IMAGE_BASE:
-            run.fail(f"{what} is {value:#x}, below the top 2 GiB ({KERNEL_IMAGE_BASE:#x}): the kernel "
+        if value < image_base:
+            run.fail(f"{what} is {value:#x}, below the top 2 GiB ({image_base:#x}): the kernel "
                      "still runs in the low half")
     if kmain != address_of(kernel, "pagoda::kmain"):
         run.fail(f"kmain runs at {kmain:#x} but is linked at {address_of(kernel, 'pagoda::kmain'):#x}")
@@ -45,7 +47,8 @@ def test_low_addresses_fault(boot, arch):
 
 
 @lab_test(2, "window_conversions")
-def test_window_conversions(boot):
+def test_window_conversions(boot, kernel):
+    window_base, window_phys_base = fact(kernel, "window_base"), fact(kernel, "window_phys_base")
     run = boot(test="vm_window", memory=GRADER_RAM)
     size_kib = int(run.expect(rf"^window: (\d+) KiB of RAM at {HEX}$", "the window's size")[1])
     ram_kib = int(GRADER_RAM[:-1]) * 1024
@@ -57,8 +60,8 @@ def test_window_conversions(boot):
     for line in lines:
         parts = line.split()
         pa, va, back, printed = int(parts[2], 16), int(parts[5], 16), int(parts[8], 16), parts[9][len("proof="):]
-        if va != WINDOW_BASE + pa:
-            run.fail(f"pa {pa:#x} converts to va {va:#x}, expected {WINDOW_BASE + pa:#x}")
+        if va != window_base + pa - window_phys_base:
+            run.fail(f"pa {pa:#x} converts to va {va:#x}, expected {window_base + pa - window_phys_base:#x}")
         if back != pa:
             run.fail(f"va {va:#x} converts back to {back:#x}, not {pa:#x}")
         run.expect_proof(printed, va, "window round trip")
@@ -85,15 +88,16 @@ def test_heap_balanced(boot):
 
 
 @lab_test(2, "kernel_half_prepared")
-def test_kernel_half_prepared(boot, arch):
+def test_kernel_half_prepared(boot, kernel):
     run = boot(test="vm_high")
     m = run.expect(r"^high: top-level entries present: (\d+) of (\d+) in the lower half, (\d+) of (\d+) in "
                    r"the kernel half proof=([0-9a-f]{16})$", "the top-level entry counts")
     low, low_total, high, high_total = (int(m[i]) for i in range(1, 5))
     run.expect_proof(m[5], high * 1000 + low, "top-level line")
-    if high_total != HALF_ENTRIES[arch] or high != high_total:
+    entries = half_entries(kernel)
+    if high_total != entries or high != high_total:
         run.fail(f"{high} of {high_total} kernel-half top-level entries are present; all "
-                 f"{HALF_ENTRIES[arch]} must point to a table allocated at boot, so that every process "
+                 f"{entries} must point to a table allocated at boot, so that every process "
                  "root shares them")
     if low != 0:
         run.fail(f"{low} lower-half top-level entries are present in the kernel's root: the identity "
@@ -102,18 +106,21 @@ def test_kernel_half_prepared(boot, arch):
 
 
 @lab_test(2, "tables_verified_high")
-def test_tables_verified_high(boot, kernel, arch):
+def test_tables_verified_high(boot, kernel):
     """Walks the live tables from outside; the kernel's own output plays no part."""
     problems = []
+    half_base, first, entries = (fact(kernel, "kernel_half_base"), fact(kernel, "kernel_half_first_entry"),
+                                 half_entries(kernel))
+    window_end = fact(kernel, "window_base") + fact(kernel, "window_size")
 
     def check(guest):
-        low = [r for r in guest.dump() if r.va_start < KERNEL_HALF_BASE]
+        low = [r for r in guest.dump() if r.va_start < half_base]
         if low:
             r = low[0]
             problems.append(f"{len(low)} range(s) mapped in the low half, the first "
                             f"[{r.va_start:#x}, {r.va_end:#x}) -> {r.pa_start:#x}")
-        entries = guest.top_level_entries()
-        missing = [i for i in range(HALF_ENTRIES[arch], 2 * HALF_ENTRIES[arch]) if not entries[i] & 1]
+        top = guest.top_level_entries()
+        missing = [i for i in range(first, first + entries) if not top[i] & 1]
         if missing:
             problems.append(f"{len(missing)} kernel-half top-level entries are not present "
                             f"(the first: entry {missing[0]})")
@@ -121,9 +128,9 @@ def test_tables_verified_high(boot, kernel, arch):
         w = guest.walk(kmain)
         if not w.mapped or w.perms.write or not w.perms.execute:
             problems.append(f"kmain at {kmain:#x}: {w.perms.rwx() if w.mapped else w.stop_reason}, must be r-x")
-        above = guest.walk(WINDOW_BASE + WINDOW_SIZE)
+        above = guest.walk(window_end)
         if above.mapped:
-            problems.append(f"RAM above the window is mapped at {WINDOW_BASE + WINDOW_SIZE:#x}")
+            problems.append(f"RAM above the window is mapped at {window_end:#x}")
 
     run = boot(test="vm_inspect", memory=GRADER_RAM, inspect=check)
     if problems:

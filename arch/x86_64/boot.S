@@ -69,26 +69,26 @@ pvh_entry:
 
         /* PML4[0] and PML4[256] -> PDPT (identity and window); PML4[511] -> high PDPT */
         movl    $boot_pdpt, %eax
-        orl     $(PTE_P | PTE_W), %eax
+        orl     $(X86_PTE_P | X86_PTE_W), %eax
         movl    %eax, boot_pml4
         movl    %eax, boot_pml4 + 8 * BOOT_WINDOW_PML4_INDEX
         movl    $boot_pdpt_high, %eax
-        orl     $(PTE_P | PTE_W), %eax
+        orl     $(X86_PTE_P | X86_PTE_W), %eax
         movl    %eax, boot_pml4 + 8 * BOOT_KERNEL_PML4_INDEX
 
         /* high PDPT[510], [511] -> PD 0, 1: [0, 2 GiB) at -2 GiB */
         movl    $boot_pd, %eax
-        orl     $(PTE_P | PTE_W), %eax
+        orl     $(X86_PTE_P | X86_PTE_W), %eax
         movl    %eax, boot_pdpt_high + 8 * BOOT_KERNEL_PDPT_INDEX
-        addl    $PAGE_SIZE, %eax
+        addl    $X86_PAGE_SIZE, %eax
         movl    %eax, boot_pdpt_high + 8 * (BOOT_KERNEL_PDPT_INDEX + 1)
 
         /* PDPT[i] -> PD i, for the 4 page directories */
         xorl    %ecx, %ecx
         movl    $boot_pd, %eax
-        orl     $(PTE_P | PTE_W), %eax
+        orl     $(X86_PTE_P | X86_PTE_W), %eax
 1:      movl    %eax, boot_pdpt(, %ecx, 8)
-        addl    $PAGE_SIZE, %eax
+        addl    $X86_PAGE_SIZE, %eax
         incl    %ecx
         cmpl    $BOOT_MAP_GIB, %ecx
         jb      1b
@@ -96,14 +96,14 @@ pvh_entry:
         /* PD entries: 2 MiB pages, identity; the last GiB (MMIO) cache-disabled */
         xorl    %ecx, %ecx
 2:      movl    %ecx, %eax
-        shll    $LARGE_PAGE_SHIFT, %eax
-        orl     $(PTE_P | PTE_W | PTE_PS), %eax
+        shll    $X86_LARGE_PAGE_SHIFT, %eax
+        orl     $(X86_PTE_P | X86_PTE_W | X86_PTE_PS), %eax
         cmpl    $BOOT_MMIO_FIRST_PDE, %ecx
         jb      3f
-        orl     $(PTE_PWT | PTE_PCD), %eax
+        orl     $(X86_PTE_PWT | X86_PTE_PCD), %eax
 3:      movl    %eax, boot_pd(, %ecx, 8)
         incl    %ecx
-        cmpl    $(BOOT_MAP_GIB * ENTRIES_PER_TABLE), %ecx
+        cmpl    $(BOOT_MAP_GIB * X86_ENTRIES_PER_TABLE), %ecx
         jb      2b
 
         movl    %cr4, %eax
@@ -185,12 +185,12 @@ boot_gdt_pointer:
            allocator once it runs on its own tables), a small stack for the 32-bit code, and
            where EBX is kept. The linker script brackets them with boot_tables_start/end. */
         .section .boot.bss, "aw", @nobits
-        .balign PAGE_SIZE
+        .balign X86_PAGE_SIZE
         .global boot_pml4
-boot_pml4:      .skip PAGE_SIZE
-boot_pdpt:      .skip PAGE_SIZE
-boot_pdpt_high: .skip PAGE_SIZE
-boot_pd:        .skip PAGE_SIZE * BOOT_MAP_GIB
+boot_pml4:      .skip X86_PAGE_SIZE
+boot_pdpt:      .skip X86_PAGE_SIZE
+boot_pdpt_high: .skip X86_PAGE_SIZE
+boot_pd:        .skip X86_PAGE_SIZE * BOOT_MAP_GIB
 boot_stack32:   .skip BOOT_STACK32_SIZE
 boot_stack32_top:
 boot_start_info_pa:

@@ -4,25 +4,18 @@
  */
 #pragma once
 
-#define PAGE_SIZE 4096
-#define LARGE_PAGE_SHIFT 21             /* 2 MiB pages */
-#define ENTRIES_PER_TABLE 512
+#include "arch/x86_64/page_defs.h"
+
 #define BOOT_MAP_GIB 4                  /* the boot identity map covers [0, 4 GiB) */
-#define BOOT_MMIO_FIRST_PDE (3 * ENTRIES_PER_TABLE)   /* [3 GiB, 4 GiB) is uncached */
+#define BOOT_MMIO_FIRST_PDE (3 * X86_ENTRIES_PER_TABLE)   /* [3 GiB, 4 GiB) is uncached */
 #define BOOT_STACK_SIZE (16 * 1024)
 #define BOOT_STACK32_SIZE 256           /* the 32-bit stub calls nothing: a few words do */
 
-/* Slots of the boot root (see boot.S); mmu.cpp checks them against kernel/mm/layout.hpp. */
+/* Slots of the boot root (see boot.S); mmu.cpp checks them against the layout
+   (arch/x86_64/include/arch_impl/layout.hpp). */
 #define BOOT_WINDOW_PML4_INDEX 256      /* 0xffff800000000000: the physical window */
 #define BOOT_KERNEL_PML4_INDEX 511      /* 0xffffff8000000000 - : the kernel image */
 #define BOOT_KERNEL_PDPT_INDEX 510      /* 0xffffffff80000000: KERNEL_VIRT_OFFSET */
-
-/* Page-table entry bits used by the stub (the full layout is drawn in the page-table code). */
-#define PTE_P   (1 << 0)
-#define PTE_W   (1 << 1)
-#define PTE_PWT (1 << 3)
-#define PTE_PCD (1 << 4)
-#define PTE_PS  (1 << 7)
 
 #define CR0_WP  (1 << 16)
 #define CR0_PG  (1 << 31)

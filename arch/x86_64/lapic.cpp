@@ -12,6 +12,7 @@
 #include "arch/x86_64/lapic.hpp"
 
 #include "arch/x86_64/cpu.hpp"
+#include "arch/x86_64/page_table_format.hpp"
 #include "arch/x86_64/traps.hpp"
 #include "core/panic.hpp"
 #include "mm/vm.hpp"
@@ -19,7 +20,8 @@
 namespace pagoda::x86 {
 namespace {
 
-constexpr u64 kApicBaseMask = 0x000f'ffff'ffff'f000ull;
+/// IA32_APIC_BASE holds the page-aligned physical base in the bits of a page-table address.
+constexpr u64 kApicBaseMask = PageTableFormat::kAddressMask;
 constexpr u64 kApicBaseEnable = 1u << 11;
 
 constexpr u32 kRegEoi = 0x0B0, kRegSpurious = 0x0F0, kRegLvtTimer = 0x320, kRegInitialCount = 0x380,

@@ -1,46 +1,72 @@
-// x86_64 MMU control: CR3, INVLPG, and what the boot stub leaves behind.
+// x86_64 MMU control: CR3, INVLPG, CR4.PGE (the x86::hw seam of mmu_hw.hpp), the live root,
+// and what the boot stub leaves behind (mm/mmu.hpp).
 #include "arch/x86_64/boot_defs.h"
 #include "arch/x86_64/cpu.hpp"
+#include "arch/x86_64/mmu_hw.hpp"
+#include "arch_impl/layout.hpp"
 #include "arch_impl/page_table_format.hpp"
-#include "core/arch.hpp"
-#include "mm/layout.hpp"
+#include "mm/mmu.hpp"
 
 extern "C" char boot_tables_start[], boot_tables_end[];
 
-namespace pagoda::arch {
-
-// The boot stub (boot.S) maps the window and the kernel image before the C++ runs; its slots
-// must be where kernel/mm/layout.hpp says those areas are.
-static_assert(PageTableFormat::index(VirtAddr(layout::kWindowBase), 0) == BOOT_WINDOW_PML4_INDEX);
-static_assert(PageTableFormat::index(VirtAddr(layout::kKernelImageBase), 0) == BOOT_KERNEL_PML4_INDEX);
-static_assert(PageTableFormat::index(VirtAddr(layout::kKernelImageBase), 1) == BOOT_KERNEL_PDPT_INDEX);
-
+namespace pagoda {
 namespace {
 
-constexpr u64 kCr3AddressMask = 0x000f'ffff'ffff'f000ull;
+using Format = x86::PageTableFormat;
+
+// The boot stub (boot.S) maps the window and the kernel image before the C++ runs; its slots
+// and constants must be what the layout and the format say.
+static_assert(Format::index(VirtAddr(arch::layout::kWindowBase), 0) == BOOT_WINDOW_PML4_INDEX);
+static_assert(Format::index(VirtAddr(arch::layout::kKernelImageBase), 0) == BOOT_KERNEL_PML4_INDEX);
+static_assert(Format::index(VirtAddr(arch::layout::kKernelImageBase), 1) == BOOT_KERNEL_PDPT_INDEX);
+static_assert(arch::layout::kWindowPhysBase == 0, "the boot stub's window starts at physical 0");
+
 constexpr u64 kCr0WriteProtect = 1u << 16;
+constexpr u64 kCr4GlobalPages = 1u << 7;
 constexpr u64 kEferNoExecuteEnable = 1u << 11;
 /// The local APIC's registers (one page); where IA32_APIC_BASE points after reset.
 constexpr u64 kLapicBase = 0xfee0'0000;
 
-class X86Tlb final : public TlbInvalidator {
- public:
-  void invalidate_page(VirtAddr va) override {
-    asm volatile("invlpg (%0)" ::"r"(va.value()) : "memory");
-  }
-  void invalidate_all() override { asm volatile("mov %%cr3, %%rax; mov %%rax, %%cr3" ::: "rax", "memory"); }
-};
+constinit PhysRange g_devices[] = {{PhysAddr(kLapicBase), Format::kPageSize}};
 
-constinit X86Tlb g_tlb;
-constinit PhysRange g_devices[] = {{PhysAddr(kLapicBase), 4 * KiB}};
+void write_cr3(u64 value) { asm volatile("mov %0, %%cr3" ::"r"(value) : "memory"); }
+void write_cr4(u64 value) { asm volatile("mov %0, %%cr4" ::"r"(value) : "memory"); }
 
 }  // namespace
 
-PhysAddr active_root() { return PhysAddr(x86::read_cr3() & kCr3AddressMask); }
+namespace x86::hw {
 
-void activate_root(PhysAddr root) { asm volatile("mov %0, %%cr3" ::"r"(root.value()) : "memory"); }
+PhysAddr read_root() { return PhysAddr(read_cr3() & Format::kAddressMask); }
 
-TlbInvalidator& tlb() { return g_tlb; }
+// Not inlined: a breakpoint here stops at every switch of roots, with the new root in RDI
+// (docs/debugging.md).
+[[gnu::noinline]] void load_root(PhysAddr root) { write_cr3(root.value()); }
+
+void invalidate_page(VirtAddr va) { asm volatile("invlpg (%0)" ::"r"(va.value()) : "memory"); }
+
+void flush_tlb(bool global) {
+  const u64 cr4 = read_cr4();
+  if (global && (cr4 & kCr4GlobalPages)) {
+    write_cr4(cr4 & ~kCr4GlobalPages);  // clearing PGE drops every TLB entry, global ones too
+    write_cr4(cr4);
+    return;
+  }
+  write_cr3(read_cr3());
+}
+
+}  // namespace x86::hw
+
+namespace arch {
+
+LiveRoots live_roots() {
+  LiveRoots live;
+  live.roots[0] = x86::hw::read_root();
+  live.names[0] = "CR3";
+  live.count = 1;
+  return live;
+}
+
+PhysAddr live_root_for(VirtAddr) { return x86::hw::read_root(); }
 
 Span<const PhysRange> device_ranges() { return {g_devices, array_size(g_devices)}; }
 
@@ -56,4 +82,5 @@ bool paging_controls_ok(FormatSink& sink) {
   return nx && wp;
 }
 
-}  // namespace pagoda::arch
+}  // namespace arch
+}  // namespace pagoda

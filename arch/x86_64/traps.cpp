@@ -101,6 +101,11 @@ bool has_selector_error(u64 vector) {
          vector == kGeneralProtection;
 }
 
+/// What a page fault's access tried to do, from its error code.
+Access page_fault_access(u64 error) {
+  return Access{.write = (error & kPfWrite) != 0, .execute = (error & kPfFetch) != 0, .user = (error & kPfUser) != 0};
+}
+
 /// Prints the full report of an exception: what, where, why, and every register.
 void report_exception(const TrapFrame& f) {
   const ExceptionName& e = kExceptionNames[f.vector];
@@ -125,10 +130,8 @@ void report_exception(const TrapFrame& f) {
   println("  R10 {:#018x}  R11 {:#018x}  R12 {:#018x}", f.r10, f.r11, f.r12);
   println("  R13 {:#018x}  R14 {:#018x}  R15 {:#018x}", f.r13, f.r14, f.r15);
   if (f.vector == kPageFault) {
-    const Access access{.write = (f.error & kPfWrite) != 0, .execute = (f.error & kPfFetch) != 0,
-                        .user = (f.error & kPfUser) != 0};
     print("  ");
-    vm::report_fault(console_sink(), VirtAddr(cr2), access);
+    vm::report_fault(console_sink(), VirtAddr(cr2), page_fault_access(f.error));
   }
 }
 
@@ -186,6 +189,15 @@ void set_irq_handler(u8 vector, IrqHandler handler) {
 /// Called by x86_trap_common for every vector.
 extern "C" void x86_trap(pagoda::x86::TrapFrame* frame) {
   using namespace pagoda::x86;
+  if (frame->vector == kPageFault) {
+    // The generic decision comes first, before anything is reported.
+    const pagoda::VirtAddr address(read_cr2());
+    switch (pagoda::vm::handle_fault(pagoda::vm::current_space(), address, page_fault_access(frame->error))) {
+      case pagoda::vm::FaultDecision::Resolved: return;
+      case pagoda::vm::FaultDecision::KillProcess:  // no processes yet (lab 3): a kernel bug
+      case pagoda::vm::FaultDecision::KernelBug: break;
+    }
+  }
   if (frame->vector < kExceptionCount) {
     report_exception(*frame);
     pagoda::panic("unhandled {} in {} mode at RIP {:#x}", kExceptionNames[frame->vector].mnemonic,

@@ -15,6 +15,21 @@ def symbols(kernel):
     return table
 
 
+FACT_PREFIX = "pagoda_fact_"
+
+
+def fact(kernel, name):
+    """The value the kernel exports as PAGODA_FACT(@p name, ...) (kernel/lib/facts.hpp): the
+    absolute symbol pagoda_fact_<name>, e.g. fact(kernel, "window_base"). The layout constants
+    and the page size are read this way instead of being copied into the grader."""
+    table = symbols(kernel)
+    if FACT_PREFIX + name not in table:
+        known = sorted(n[len(FACT_PREFIX):] for n in table if n.startswith(FACT_PREFIX))
+        raise AssertionError(f"{kernel} exports no fact '{name}' (symbol {FACT_PREFIX}{name}); "
+                             f"it exports: {', '.join(known) or 'none'}")
+    return table[FACT_PREFIX + name]
+
+
 def address_of(kernel, name):
     """The address of the symbol called @p name (demangled, e.g. 'pagoda::kmain(pagoda::BootInfo
     const&)' or just 'pagoda::kmain'): exact match first, then the only name whose part before

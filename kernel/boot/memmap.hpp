@@ -13,6 +13,7 @@
 #include "lib/result.hpp"
 #include "lib/types.hpp"
 #include "mm/addr.hpp"
+#include "mm/page.hpp"
 
 namespace pagoda {
 
@@ -43,7 +44,7 @@ class MemoryMap {
   /// Regions a boot map may hold; firmware maps on the machines we target have far fewer.
   static constexpr usize kMaxRegions = 64;
   /// Usable RAM is trimmed to this alignment.
-  static constexpr u64 kPageSize = 4 * KiB;
+  static constexpr u64 kPageSize = pagoda::kPageSize;
 
   /// Records a region as reported; an empty one is ignored. Fails with Overflow when full.
   [[nodiscard]] Result<void> add(PhysAddr base, u64 size, MemoryType type);

@@ -3,15 +3,13 @@
 ///
 /// Everything in kernel/ reaches the hardware through these functions; `arch/<isa>/` implements
 /// them (x86_64 now, AArch64 later). Nothing ISA-specific crosses this line: no register
-/// names, no port numbers, no table layouts.
+/// names, no port numbers, no table layouts. The memory manager's part of the seam is
+/// narrower and separate: the page-table format (arch_impl/page_table_format.hpp), address
+/// spaces (arch_impl/address_space.hpp), the layout (arch_impl/layout.hpp) and mm/mmu.hpp.
 #pragma once
 
-#include "lib/format.hpp"
 #include "lib/string_view.hpp"
 #include "lib/types.hpp"
-#include "mm/addr.hpp"
-#include "mm/frame_allocator.hpp"
-#include "mm/page_table.hpp"
 
 namespace pagoda {
 
@@ -45,23 +43,6 @@ void wait_for_interrupt();
 /// Collects up to @p max return addresses of the current call chain, innermost first,
 /// skipping @p skip frames. Returns how many were stored.
 usize backtrace(uptr* out, usize max, usize skip);
-
-// ---- Memory management --------------------------------------------------------------------
-// The page-table format itself is a type, arch::PageTableFormat, from
-// arch/<isa>/include/arch_impl/page_table_format.hpp (checked by the PageTableFormat concept).
-
-/// The root of the page tables the CPU is using now (CR3 on x86_64).
-PhysAddr active_root();
-/// Switches the CPU to the tables at @p root (flushing non-global TLB entries).
-void activate_root(PhysAddr root);
-/// The TLB maintenance of this CPU.
-TlbInvalidator& tlb();
-/// Physical ranges of device registers the kernel must map (uncached) to keep working.
-Span<const PhysRange> device_ranges();
-/// The page tables the boot stub built; free once the kernel runs on its own tables.
-PhysRange boot_page_tables();
-/// Prints a self-check of the CPU's paging controls, e.g. "NX on, WP on"; false if one is off.
-bool paging_controls_ok(FormatSink& sink);
 
 /// Executes an instruction the CPU does not define (for the exception self-test).
 void execute_undefined_instruction();

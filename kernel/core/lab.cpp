@@ -13,12 +13,21 @@ usize g_printed_count = 0;
 
 }  // namespace
 
-Error lab_not_done(StringView message) {
+void lab_todo(const Error& error) {
+  if (error.message == nullptr) {
+    println("LAB TODO: {}", error);
+    return;
+  }
   for (usize i = 0; i < g_printed_count; ++i)
-    if (g_printed[i] == message.data()) return Error::NotImplemented;
-  if (g_printed_count < kRemembered) g_printed[g_printed_count++] = message.data();
-  println("LAB TODO: {}", message);
-  return Error::NotImplemented;
+    if (g_printed[i] == error.message) return;
+  if (g_printed_count < kRemembered) g_printed[g_printed_count++] = error.message;
+  println("LAB TODO: {}", error.message);
+}
+
+Error lab_not_done(const char* message, const char* made_in, u32 made_at) {
+  const Error error(Error::NotImplemented, message, made_in, made_at);
+  lab_todo(error);
+  return error;
 }
 
 }  // namespace pagoda

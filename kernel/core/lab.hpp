@@ -1,19 +1,29 @@
 /// @file lab.hpp
-/// @brief What lab skeletons call: loud at run time, harmless to the labs before them.
+/// @brief What lab skeletons and the code around them use: loud at run time, harmless to the
+/// labs before them.
 ///
-/// A published lab branch replaces each solution region of that lab by a skeleton. Skeletons
-/// of functions that return a Result call lab_not_done(), which prints the message (naming the
-/// lab, the function to write and the handout) and returns Error::NotImplemented; callers that
-/// can carry on without the feature (so that earlier labs still work) check for that error.
-/// Skeletons of functions that cannot fail panic() with such a message instead.
+/// A published lab branch replaces each solution region of that lab by a skeleton. A skeleton
+/// of a function that returns a Result returns an error that carries its message (naming the
+/// lab, the function to write and the handout):
+///
+///     return Error(Error::NotImplemented, "lab 1: write Cursor::make_path() in ...");
+///
+/// Callers that can carry on without the feature (so that earlier labs still work) check for
+/// Error::NotImplemented and print it once with lab_todo(). The page-table layer never includes
+/// this header: its skeletons only return such errors. Skeletons of functions that cannot fail
+/// panic() with such a message instead; those that must print and carry on (a lab-1 fallback
+/// in a lab-2 skeleton) call lab_not_done().
 #pragma once
 
 #include "lib/result.hpp"
-#include "lib/string_view.hpp"
 
 namespace pagoda {
 
-/// Prints "LAB TODO: <message>" once per distinct message and returns Error::NotImplemented.
-Error lab_not_done(StringView message);
+/// Prints "LAB TODO: <message>" once per distinct message (and "LAB TODO: <error>" for an
+/// error without one).
+void lab_todo(const Error& error);
+
+/// lab_todo() of an Error::NotImplemented made at the caller's line with @p message; returns it.
+Error lab_not_done(const char* message, const char* made_in = __builtin_FILE(), u32 made_at = __builtin_LINE());
 
 }  // namespace pagoda

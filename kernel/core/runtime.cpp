@@ -43,7 +43,7 @@ void run_global_constructors() {
 namespace {
 void* allocate_or_panic(pagoda::usize size) {
   pagoda::Result<void*> p = pagoda::heap::allocate(size == 0 ? 1 : size);
-  if (p.is_error()) pagoda::panic("operator new({}): {}", size, pagoda::error_name(p.error()));
+  if (p.is_error()) pagoda::panic("operator new({}): {}", size, p.error());
   return p.value();
 }
 }  // namespace

@@ -3,6 +3,7 @@
 #include "core/arch.hpp"
 #include "core/panic.hpp"
 #include "lib/proof.hpp"
+#include "mm/page.hpp"
 
 // The table the linker builds from every PAGODA_SELFTEST (see the linker script).
 extern "C" const pagoda::SelfTest __start_pagoda_selftests[];
@@ -39,7 +40,6 @@ PAGODA_SELFTEST(ud) {
 /// boot (derived from the token), far above any RAM the grader gives the machine.
 constexpr u64 kFaultWindowBase = 0x0000'5000'0000'0000ull;
 constexpr u64 kFaultWindowPages = 1u << 20;
-constexpr u64 kPageSize = 4 * KiB;
 constexpr u64 kFaultProofTag = 0x5046;  // "PF"
 
 /// Writes to an unmapped address; the #PF report and the panic end the machine.

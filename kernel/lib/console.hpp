@@ -1,5 +1,9 @@
 /// @file console.hpp
 /// @brief Kernel console output: print() and println() over the arch console driver.
+///
+/// Declared here so that every layer can print; defined above lib/ (kernel/core/console.cpp
+/// writes to the arch's serial port; the host tests capture into a string), so that nothing in
+/// lib/ depends on the layers above it.
 #pragma once
 
 #include "lib/format.hpp"

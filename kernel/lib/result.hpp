@@ -1,19 +1,31 @@
 /// @file result.hpp
-/// @brief Error codes, Result<T> and the TRY early return for fallible kernel calls.
+/// @brief Errors that remember where they were made, Result<T>, and TRY/MUST.
 ///
 /// The kernel has no exceptions: every call that can fail returns a Result, which holds either
 /// a value or an Error. Results are [[nodiscard]], so a failure cannot be dropped silently.
 ///
-///     Result<Frame> f = TRY(allocate_frame());   // returns the error to our caller
+///     PhysAddr frame = TRY(frames.allocate());     // on error: return it to our caller
+///     PhysAddr root = MUST(frames.allocate());     // cannot fail here: panic if it does
+///     return Error::NoMemory;                      // an error made here (file and line kept)
+///     return Error(Error::NotImplemented, "lab 1: write Cursor::make_path()");  // with a message
+///
+/// An Error records the source file and line where it was first made (through clang's
+/// __builtin_FILE()/__builtin_LINE() as default arguments, evaluated where the error is
+/// written), and TRY passes it up unchanged, so a panic far away still says where the failure
+/// began: "no memory (made at kernel/mm/cursor.hpp:212)".
+///
+/// Asking a Result for what it does not hold (value() of an error, error() of a success) is a
+/// bug and stops at once: result_misuse() panics in the kernel and throws in host tests.
 #pragma once
 
-#include "lib/types.hpp"
+#include "lib/format.hpp"
 #include "lib/placement.hpp"
+#include "lib/types.hpp"
 
 namespace pagoda {
 
 /// Why a fallible call failed.
-enum class Error : u8 {
+enum class ErrorCode : u8 {
   NoMemory,         ///< an allocation could not be satisfied
   InvalidArgument,  ///< an argument is malformed (misaligned, out of range, ...)
   NotFound,         ///< the thing asked for does not exist
@@ -23,49 +35,124 @@ enum class Error : u8 {
   NotImplemented,   ///< a lab skeleton: the student has not written this yet
 };
 
-/// The name of an error, for reports.
-constexpr const char* error_name(Error e) {
-  switch (e) {
-    case Error::NoMemory: return "no memory";
-    case Error::InvalidArgument: return "invalid argument";
-    case Error::NotFound: return "not found";
-    case Error::AlreadyExists: return "already exists";
-    case Error::Overflow: return "overflow";
-    case Error::Unsupported: return "unsupported";
-    case Error::NotImplemented: return "not implemented yet (a lab skeleton)";
+/// The name of an error code, for reports.
+constexpr const char* error_name(ErrorCode code) {
+  switch (code) {
+    case ErrorCode::NoMemory: return "no memory";
+    case ErrorCode::InvalidArgument: return "invalid argument";
+    case ErrorCode::NotFound: return "not found";
+    case ErrorCode::AlreadyExists: return "already exists";
+    case ErrorCode::Overflow: return "overflow";
+    case ErrorCode::Unsupported: return "unsupported";
+    case ErrorCode::NotImplemented: return "not implemented yet (a lab skeleton)";
   }
   return "unknown error";
 }
+
+/// A failure: what went wrong, where it was first made, and optionally a sentence.
+struct Error {
+  ErrorCode code;
+  const char* file;       ///< source file where the error was made (relative to the tree)
+  u32 line;               ///< its line
+  const char* message;    ///< a static sentence, or nullptr
+
+  /// @name The codes, so that `return Error::NoMemory;` reads as it always did.
+  /// @{
+  static constexpr ErrorCode NoMemory = ErrorCode::NoMemory;
+  static constexpr ErrorCode InvalidArgument = ErrorCode::InvalidArgument;
+  static constexpr ErrorCode NotFound = ErrorCode::NotFound;
+  static constexpr ErrorCode AlreadyExists = ErrorCode::AlreadyExists;
+  static constexpr ErrorCode Overflow = ErrorCode::Overflow;
+  static constexpr ErrorCode Unsupported = ErrorCode::Unsupported;
+  static constexpr ErrorCode NotImplemented = ErrorCode::NotImplemented;
+  /// @}
+
+  /// An error made here: the default arguments take the caller's file and line.
+  constexpr Error(ErrorCode c, const char* msg = nullptr, const char* made_in = __builtin_FILE(),
+                  u32 made_at = __builtin_LINE())
+      : code(c), file(made_in), line(made_at), message(msg) {}
+
+  friend constexpr bool operator==(const Error& e, ErrorCode c) { return e.code == c; }
+
+  /// Prints e.g. "no memory (made at kernel/mm/cursor.hpp:212)", with ": <message>" after the
+  /// name when there is one.
+  void format(FormatSink& sink) const {
+    format_to(sink, "{}", error_name(code));
+    if (message != nullptr) format_to(sink, ": {}", message);
+    format_to(sink, " (made at {}:{})", file, line);
+  }
+};
+
+/// The name of an error's code (without where it was made).
+constexpr const char* error_name(const Error& error) { return error_name(error.code); }
+
+/// @cond internal
+namespace detail {
+/// A Result was asked for what it does not hold: panics in the kernel (core/panic.cpp), throws
+/// in host tests. @p error is the error it does hold, or nullptr for a success.
+[[noreturn]] void result_misuse(const char* what, const Error* error);
+/// MUST(@p expression) at @p file:@p line failed with @p error: panics (throws on the host).
+[[noreturn]] void must_failed(const char* expression, const Error& error, const char* file, u32 line);
+}  // namespace detail
+/// @endcond
 
 /// Either a T or an Error.
 template <class T> class [[nodiscard]] Result {
  public:
   Result(T value) : ok_(true) { construct_at(&value_, move(value)); }
-  Result(Error error) : error_(error), ok_(false) {}
+  Result(const Error& error) : error_(error), ok_(false) {}
+  /// An error made at the caller's line: `return Error::NoMemory;`.
+  Result(ErrorCode code, const char* made_in = __builtin_FILE(), u32 made_at = __builtin_LINE())
+      : error_(code, nullptr, made_in, made_at), ok_(false) {}
   Result(const Result& other) : ok_(other.ok_) {
     if (ok_) construct_at(&value_, other.value_);
-    else error_ = other.error_;
+    else construct_at(&error_, other.error_);
   }
   Result(Result&& other) : ok_(other.ok_) {
     if (ok_) construct_at(&value_, move(other.value_));
-    else error_ = other.error_;
+    else construct_at(&error_, other.error_);
+  }
+  Result& operator=(Result&& other) {
+    if (this == &other) return *this;
+    destroy();
+    ok_ = other.ok_;
+    if (ok_) construct_at(&value_, move(other.value_));
+    else construct_at(&error_, other.error_);
+    return *this;
   }
   Result& operator=(const Result&) = delete;
-  ~Result() {
-    if (ok_) value_.~T();
-  }
+  ~Result() { destroy(); }
 
   bool ok() const { return ok_; }
   bool is_error() const { return !ok_; }
-  /// The error; only meaningful when is_error().
-  Error error() const { return ok_ ? Error{} : error_; }
-  /// The value; only meaningful when ok().
-  T& value() { return value_; }
-  const T& value() const { return value_; }
-  /// Moves the value out; only meaningful when ok().
-  T release_value() { return move(value_); }
+  /// The error; a failure is a bug to ask for when ok().
+  const Error& error() const {
+    if (ok_) detail::result_misuse("Result::error() of a success", nullptr);
+    return error_;
+  }
+  /// The value; asking for it when is_error() is a bug.
+  T& value() {
+    check_value();
+    return value_;
+  }
+  const T& value() const {
+    check_value();
+    return value_;
+  }
+  /// Moves the value out; asking for it when is_error() is a bug.
+  T release_value() {
+    check_value();
+    return move(value_);
+  }
 
  private:
+  void check_value() const {
+    if (!ok_) detail::result_misuse("Result::value() of an error", &error_);
+  }
+  void destroy() {
+    if (ok_) value_.~T();
+  }
+
   union {
     T value_;
     Error error_;
@@ -76,27 +163,53 @@ template <class T> class [[nodiscard]] Result {
 /// The result of a call that returns nothing but can fail.
 template <> class [[nodiscard]] Result<void> {
  public:
-  constexpr Result() : ok_(true) {}
-  constexpr Result(Error error) : error_(error), ok_(false) {}
+  constexpr Result() : error_(ErrorCode::NoMemory), ok_(true) {}
+  constexpr Result(const Error& error) : error_(error), ok_(false) {}
+  /// An error made at the caller's line: `return Error::NoMemory;`.
+  constexpr Result(ErrorCode code, const char* made_in = __builtin_FILE(), u32 made_at = __builtin_LINE())
+      : error_(code, nullptr, made_in, made_at), ok_(false) {}
 
   constexpr bool ok() const { return ok_; }
   constexpr bool is_error() const { return !ok_; }
-  constexpr Error error() const { return error_; }
-  constexpr void release_value() {}
+  /// The error; a failure is a bug to ask for when ok().
+  const Error& error() const {
+    if (ok_) detail::result_misuse("Result::error() of a success", nullptr);
+    return error_;
+  }
+  /// Nothing to return; asking when is_error() is a bug (as for Result<T>).
+  void release_value() const {
+    if (!ok_) detail::result_misuse("Result::value() of an error", &error_);
+  }
 
  private:
-  Error error_{};
+  Error error_;  ///< meaningful only when !ok_
   bool ok_;
 };
 
 }  // namespace pagoda
 
-/// Evaluates a Result expression; returns its error from the enclosing function, or yields the
-/// value. (A GNU statement expression, supported by clang and GCC.)
-#define TRY(expr)                                        \
-  ({                                                     \
-    auto _pagoda_try_result = (expr);                    \
-    if (_pagoda_try_result.is_error())                   \
-      return ::pagoda::Error(_pagoda_try_result.error()); \
-    _pagoda_try_result.release_value();                  \
+/// @cond internal
+#define PAGODA_CONCAT_IMPL(a, b) a##b
+#define PAGODA_CONCAT(a, b) PAGODA_CONCAT_IMPL(a, b)
+#define PAGODA_TRY_IMPL(expr, result)                \
+  ({                                                 \
+    auto result = (expr);                            \
+    if (result.is_error()) return result.error();    \
+    result.release_value();                          \
   })
+#define PAGODA_MUST_IMPL(expr, result)                                                       \
+  ({                                                                                         \
+    auto result = (expr);                                                                    \
+    if (result.is_error()) ::pagoda::detail::must_failed(#expr, result.error(), __FILE__, __LINE__); \
+    result.release_value();                                                                  \
+  })
+/// @endcond
+
+/// Evaluates a Result expression; returns its error (unchanged: it keeps where it was made)
+/// from the enclosing function, or yields the value. A GNU statement expression (clang, GCC);
+/// each use has its own variable name, so TRY nests (`TRY(f(TRY(g())))`) under -Wshadow.
+#define TRY(expr) PAGODA_TRY_IMPL(expr, PAGODA_CONCAT(pagoda_try_result_, __COUNTER__))
+
+/// Evaluates a Result expression that cannot fail by construction and yields its value; if it
+/// does fail, panics naming the expression, this line, and where the error was made.
+#define MUST(expr) PAGODA_MUST_IMPL(expr, PAGODA_CONCAT(pagoda_must_result_, __COUNTER__))

@@ -44,4 +44,11 @@ using PhysAddr = Address<PhysTag>;
 /// A virtual address in some address space.
 using VirtAddr = Address<VirtTag>;
 
+/// A physical range [base, base + size).
+struct PhysRange {
+  PhysAddr base;
+  u64 size = 0;
+  constexpr PhysAddr end() const { return base.offset(size); }
+};
+
 }  // namespace pagoda

@@ -1,6 +1,5 @@
 #include "mm/frame_allocator.hpp"
 
-#include "core/lab.hpp"
 #include "core/panic.hpp"
 
 namespace pagoda {
@@ -81,8 +80,8 @@ Result<PhysAddr> FrameAllocator::allocate_below(PhysAddr limit) {
   return Error::NoMemory;
   // LAB 1 SKELETON
   // (void)limit;
-  // return lab_not_done("lab 1: write FrameAllocator::allocate_below() in kernel/mm/frame_allocator.cpp "
-  //                     "(labs/01-identity-map/README.md)");
+  // return Error(Error::NotImplemented, "lab 1: write FrameAllocator::allocate_below() in "
+  //                                     "kernel/mm/frame_allocator.cpp (labs/01-identity-map/README.md)");
   // LAB 1 END
 }
 

@@ -1,5 +1,5 @@
 /// @file frame_allocator.hpp
-/// @brief The physical frame allocator: 4 KiB frames of usable RAM, tracked in bitmaps.
+/// @brief The physical frame allocator: page-sized frames of usable RAM, tracked in bitmaps.
 ///
 /// Fed by the boot memory map, it only ever hands out frames of usable RAM that are not
 /// reserved (the kernel image, boot data, its own bitmaps, the first MiB). Three bitmaps, one
@@ -18,15 +18,9 @@
 #include "lib/result.hpp"
 #include "lib/types.hpp"
 #include "mm/addr.hpp"
+#include "mm/page.hpp"
 
 namespace pagoda {
-
-/// A physical range [base, base + size).
-struct PhysRange {
-  PhysAddr base;
-  u64 size = 0;
-  PhysAddr end() const { return base.offset(size); }
-};
 
 /// Why a frame cannot be freed (FreeCheck::Ok when it can).
 enum class FreeCheck : u8 { Ok, Misaligned, NotManaged, NeverAllocated, DoubleFree };
@@ -36,7 +30,7 @@ const char* free_check_message(FreeCheck check);
 
 class FrameAllocator {
  public:
-  static constexpr u64 kFrameSize = 4 * KiB;
+  static constexpr u64 kFrameSize = kPageSize;
   static constexpr usize kBitsPerWord = 64;
 
   /// Bitmap words needed per bitmap to cover every frame below @p limit.

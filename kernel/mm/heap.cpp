@@ -1,6 +1,5 @@
 #include "mm/heap.hpp"
 
-#include "core/lab.hpp"
 #include "core/panic.hpp"
 #include "mm/vm.hpp"
 
@@ -14,7 +13,7 @@ constexpr u32 kMagicFree = 0x48504146;   // "FAPH": a block on a free list
 constexpr usize kMinClassShift = 5;      // 32 bytes
 constexpr usize kMaxClassShift = 11;     // 2 KiB
 constexpr usize kClasses = kMaxClassShift - kMinClassShift + 1;
-constexpr u64 kFrame = FrameAllocator::kFrameSize;
+constexpr u64 kFrame = kPageSize;
 
 struct Header {
   u32 magic;
@@ -83,8 +82,8 @@ Result<void*> allocate(usize size) {
     block = static_cast<void*>(reinterpret_cast<u8*>(b) + kHeaderSize);
     // LAB 2 SKELETON
     // (void)refill;
-    // return lab_not_done("lab 2: write the small-object path of heap::allocate() in kernel/mm/heap.cpp "
-    //                     "(labs/02-higher-half/README.md)");
+    // return Error(Error::NotImplemented, "lab 2: write the small-object path of heap::allocate() in "
+    //                                     "kernel/mm/heap.cpp (labs/02-higher-half/README.md)");
     // LAB 2 END
   }
   ++g_stats.live_allocations;

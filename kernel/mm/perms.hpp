@@ -1,9 +1,11 @@
 /// @file perms.hpp
 /// @brief Mapping permissions and access kinds, in positive sense and arch-independent.
 ///
-/// Generic code says what a mapping *allows* (read, write, execute, user) and how it is cached;
-/// only arch/ turns that into PTE bits (x86: P, RW, US, NX, PCD/PWT; AArch64: AP, UXN, PXN,
-/// AttrIndx). An Access describes what a faulting instruction tried to do.
+/// Generic code says what a mapping *allows* (read, write, execute, user), how it is cached and
+/// whether it is global (the same in every address space, so that its TLB entries survive a
+/// switch of roots); only arch/ turns that into PTE bits (x86: P, RW, US, NX, PCD/PWT, G;
+/// AArch64: AP, UXN, PXN, AttrIndx, nG clear). An Access describes what a faulting instruction
+/// tried to do.
 #pragma once
 
 #include "lib/format.hpp"
@@ -24,13 +26,16 @@ struct Perms {
   bool execute = false;
   bool user = false;
   Caching caching = Caching::WriteBack;
+  /// Shared by every address space (kernel mappings); a leaf attribute. protect() keeps it.
+  bool global = false;
 
   friend constexpr bool operator==(const Perms&, const Perms&) = default;
 
-  /// Prints e.g. "r-x kernel" or "rw- user uncached".
+  /// Prints e.g. "r-x kernel", "rw- user uncached" or "rw- kernel global".
   void format(FormatSink& sink) const {
     const char text[4] = {read ? 'r' : '-', write ? 'w' : '-', execute ? 'x' : '-', '\0'};
-    format_to(sink, "{} {}{}", text, user ? "user" : "kernel", caching == Caching::Uncached ? " uncached" : "");
+    format_to(sink, "{} {}{}{}", text, user ? "user" : "kernel", caching == Caching::Uncached ? " uncached" : "",
+              global ? " global" : "");
   }
 };
 

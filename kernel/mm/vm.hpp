@@ -1,25 +1,21 @@
 /// @file vm.hpp
-/// @brief The kernel's virtual memory: the frame allocator, the kernel page table, and the
-/// fault walk every page-fault report prints.
+/// @brief The kernel's virtual memory: the frame allocator, the kernel's address space, the
+/// physical window, and the generic page-fault entry.
 #pragma once
 
-#include "arch_impl/page_table_format.hpp"
 #include "boot/bootinfo.hpp"
-#include "core/arch.hpp"
+#include "mm/address_space.hpp"
 #include "mm/frame_allocator.hpp"
-#include "mm/page_table.hpp"
 
 namespace pagoda::vm {
 
 static_assert(ValidPageTableFormat<arch::PageTableFormat>, "the arch's page-table format is incomplete");
-using KernelPageTable = PageTable<arch::PageTableFormat>;
 
-/// Starts the frame allocator on @p boot's memory map, builds the kernel's own page tables
+/// Starts the frame allocator on @p boot's memory map, builds the kernel's address space
 /// (text `r-x`, rodata `r--`, data and bss `rw-` NX, usable RAM `rw-` NX, devices uncached,
-/// nothing else: page 0 and the first MiB stay unmapped), switches to them and reclaims the
-/// boot stub's tables. @p boot must outlive the kernel. Error::NotImplemented from a lab
-/// skeleton is returned before anything was switched: the kernel can carry on on the boot
-/// tables.
+/// nothing else: page 0 and the first MiB stay unmapped), switches to it and reclaims the boot
+/// stub's tables. @p boot must outlive the kernel. Error::NotImplemented from a lab skeleton
+/// is returned before anything was switched: the kernel can carry on on the boot tables.
 [[nodiscard]] Result<void> init(const BootInfo& boot);
 
 /// True once init() succeeded.
@@ -28,18 +24,24 @@ bool ready();
 /// The frame allocator (usable once init() has started it).
 FrameAllocator& frames();
 
-/// A handle on the kernel's page table (valid once ready()).
-KernelPageTable kernel_table();
+/// The kernel's address space: the one owner of the kernel root and of the kernel half (valid
+/// once ready()). There is no other way to reach the kernel root's tables for a change.
+AddressSpace& kernel_space();
+
+/// The address space the CPU runs in now: the kernel's (from lab 3 on, the current process's);
+/// nullptr before ready().
+AddressSpace* current_space();
 
 /// @name The physical window (kernel/mm/layout.hpp)
-/// The kernel reaches usable RAM below reachable_limit() at layout::kWindowBase + physical
-/// address; nothing else has a kernel-virtual address unless something maps it.
+/// The kernel reaches usable RAM in [kWindowPhysBase, reachable_limit()) at
+/// layout::kWindowBase + (physical - kWindowPhysBase); nothing else has a kernel-virtual
+/// address unless something maps it.
 /// @{
 
 /// The end of the RAM the kernel can reach through its window.
 PhysAddr reachable_limit();
 /// The kernel's pointer to physical memory [pa, pa + size), or nullptr when the kernel cannot
-/// reach it (not usable RAM, or above the window).
+/// reach it (not usable RAM, or outside the window).
 void* phys_to_ptr(PhysAddr pa, usize size);
 /// The window address of @p pa; InvalidArgument outside the window.
 [[nodiscard]] Result<VirtAddr> try_phys_to_virt(PhysAddr pa);
@@ -53,15 +55,28 @@ PhysAddr virt_to_phys(VirtAddr va);
 VirtAddr device_virt(PhysAddr pa);
 /// A pointer to device registers at @p pa, valid before and after the kernel's own tables.
 void* device_ptr(PhysAddr pa);
-/// Maps usable RAM below reachable_limit(), except @p skip, into @p table (used by init()).
-[[nodiscard]] Result<void> map_ram(KernelPageTable& table, const MemoryMap& map, PhysRange skip);
+/// Maps usable RAM below reachable_limit(), except @p skip, into @p space (used by init()).
+[[nodiscard]] Result<void> map_ram(AddressSpace& space, const MemoryMap& map, PhysRange skip);
 /// @}
 
-/// The walk of @p va through the page tables the CPU uses now.
+/// The walk of @p va through the page tables the CPU uses now (the live root for @p va).
 Walk walk_active(VirtAddr va);
 
-/// Prints the walk of @p va through the active root and the reason @p access faults there;
-/// what every page-fault report ends with.
+/// What to do about a page fault, decided before anything is reported.
+enum class FaultDecision : u8 {
+  Resolved,     ///< the fault was handled (a page brought in, a copy made): retry the access
+  KillProcess,  ///< a process touched what it may not: end it, the kernel carries on
+  KernelBug,    ///< nothing explains it: report the fault and panic
+};
+
+/// The generic page-fault entry, called by the arch's trap code with the faulting address and
+/// what the access tried to do, in the address space that was live. Today every fault is a
+/// kernel bug; labs 5 and 6 add the faults that are resolved (demand paging, copy-on-write)
+/// and the ones that kill a process.
+FaultDecision handle_fault(AddressSpace* space, VirtAddr va, Access access);
+
+/// Prints the walk of @p va through the live root and the reason @p access faults there; what
+/// every page-fault report ends with.
 void report_fault(FormatSink& sink, VirtAddr va, Access access);
 
 }  // namespace pagoda::vm

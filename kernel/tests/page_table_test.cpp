@@ -1,215 +1,515 @@
-// The page-table layer over simulated physical memory, in the x86_64 format.
+// The page-table layer (PageTable, Cursor, TableIterator, ConsistencyBatch) over simulated
+// physical memory. The tests are typed over the format: adding an ISA's format to `Formats`
+// (and its FormatTestBits) runs every test of this file on it.
 #include <gtest/gtest.h>
 
-#include <cstring>
+#include <algorithm>
 #include <map>
-#include <memory>
+#include <set>
 #include <string>
+#include <type_traits>
 #include <vector>
 
-#include "arch_impl/page_table_format.hpp"
+#include "arch/x86_64/page_table_format.hpp"
 #include "host_support.hpp"
-#include "mm/page_table.hpp"
+#include "mm/cursor.hpp"
+#include "page_table_fakes.hpp"
 
 namespace pagoda {
 namespace {
 
-using F = arch::PageTableFormat;
-using Table = PageTable<F>;
-constexpr u64 kPage = 4 * KiB;
-
-/// Physical memory for tables: frames handed out from a counter, optionally failing after a
-/// number of allocations; freed frames are checked to be empty.
-class FakeTableMemory final : public TableMemory {
- public:
-  Result<PhysAddr> allocate_table() override {
-    if (fail_after_ >= 0 && allocations_ >= fail_after_) return Error::NoMemory;
-    ++allocations_;
-    const PhysAddr pa(next_);
-    next_ += kPage;
-    frames_[pa.value()] = std::make_unique<u64[]>(F::kEntriesPerTable);
-    std::memset(frames_[pa.value()].get(), 0, kPage);
-    return pa;
-  }
-  void free_table(PhysAddr table) override {
-    auto it = frames_.find(table.value());
-    ASSERT_NE(it, frames_.end()) << "freeing a table that is not allocated";
-    for (usize i = 0; i < F::kEntriesPerTable; ++i) EXPECT_EQ(it->second[i], 0u) << "freeing a non-empty table";
-    frames_.erase(it);
-  }
-  u64* table_entries(PhysAddr table) override {
-    auto it = frames_.find(table.value());
-    return it == frames_.end() ? nullptr : it->second.get();
-  }
-  usize live_tables() const { return frames_.size(); }
-  void fail_after(int allocations) {
-    fail_after_ = allocations;
-    allocations_ = 0;
-  }
-
- private:
-  std::map<u64, std::unique_ptr<u64[]>> frames_;
-  u64 next_ = 0x10'0000'0000;  // far away from the pages the tests map
-  int allocations_ = 0;
-  int fail_after_ = -1;
+/// What the tests need beyond the concept: the bits the hardware itself sets in a leaf.
+template <class F> struct FormatTestBits;
+template <> struct FormatTestBits<x86::PageTableFormat> {
+  static constexpr u64 kAccessedDirty = x86::PageTableFormat::kAccessed | x86::PageTableFormat::kDirty;
 };
 
-class RecordingTlb final : public TlbInvalidator {
- public:
-  void invalidate_page(VirtAddr va) override { pages.push_back(va.value()); }
-  void invalidate_all() override { ++full_flushes; }
-  std::vector<u64> pages;
-  int full_flushes = 0;
+/// F, but with AArch64's rule that a live entry changes only through an invalid one.
+template <class F> struct BreakBeforeMake : F {
+  static constexpr bool kBreakBeforeMake = true;
 };
 
-struct PageTableTest : ::testing::Test {
-  FakeTableMemory memory;
-  RecordingTlb tlb;
-  Table table = Table::create(memory, tlb).release_value();
+template <class F> struct TreeTest : ::testing::Test {
+  using Tree = PageTable<F>;
+  using Cur = Cursor<F>;
+  static constexpr u64 kPage = F::kPageSize;
+  static constexpr usize kLeaf = F::kLevels - 1;
+  static constexpr usize kBlock = F::kLevels - 2;  ///< the level of 2 MiB blocks
 
+  test::EventLog log;
+  test::FakeTableMemory<F::kEntriesPerTable> memory{&log};
+  test::RecordingTlb tlb{&log};
+  Tree tree = Tree::create(memory).release_value();
+
+  Result<void> map(VirtAddr va, PhysAddr pa, Perms p) {
+    ConsistencyBatch b(tlb, memory);
+    return Cur(tree, b, va).map(pa, p);
+  }
+  Result<void> map_range(VirtAddr va, PhysAddr pa, u64 size, Perms p) {
+    ConsistencyBatch b(tlb, memory);
+    return Cur(tree, b, va).map_range(pa, size, p);
+  }
+  Result<void> map_block(VirtAddr va, PhysAddr pa, Perms p) {
+    ConsistencyBatch b(tlb, memory);
+    return Cur(tree, b, va).map_block(pa, kBlock, p);
+  }
+  Result<PhysAddr> unmap(VirtAddr va) {
+    ConsistencyBatch b(tlb, memory);
+    return Cur(tree, b, va).unmap();
+  }
+  Result<void> unmap_range(VirtAddr va, u64 size) {
+    ConsistencyBatch b(tlb, memory);
+    return Cur(tree, b, va).unmap_range(size);
+  }
+  Result<void> protect(VirtAddr va, u64 size, Perms p) {
+    ConsistencyBatch b(tlb, memory);
+    return Cur(tree, b, va).protect_range(size, p);
+  }
+  Result<void> split(VirtAddr va) {
+    ConsistencyBatch b(tlb, memory);
+    return Cur(tree, b, va).split();
+  }
+  Walk query(VirtAddr va) { return tree.query(va); }
+  /// The entry that decides @p va (the leaf when mapped).
+  u64& entry_of(VirtAddr va) {
+    const Walk w = query(va);
+    return memory.table_entries(w.last().table)[w.last().index];
+  }
   std::string walk_text(VirtAddr va) {
     char buffer[2048];
     BufferSink sink(buffer, sizeof buffer);
-    table.query(va).format(sink);
+    query(va).format(sink);
     return buffer;
+  }
+  usize count(const std::string& prefix) const {
+    return usize(std::count_if(log.begin(), log.end(), [&](const std::string& e) { return e.rfind(prefix, 0) == 0; }));
   }
 };
 
-TEST_F(PageTableTest, MapThenQueryGivesAddressAndPermissions) {
-  const VirtAddr va(0x0000'1234'5678'9000);
-  ASSERT_TRUE(table.map(va, PhysAddr(0xabc000), kKernelData).ok());
-  const Walk w = table.query(va.offset(0x123));
-  ASSERT_TRUE(w.mapped());
-  EXPECT_EQ(w.pa.value(), 0xabc123u);
-  EXPECT_EQ(w.page_size, kPage);
-  EXPECT_EQ(w.perms, kKernelData);
-  EXPECT_EQ(w.depth, F::kLevels);
-  EXPECT_EQ(memory.live_tables(), 4u);  // root + one table per level below it
+using Formats = ::testing::Types<x86::PageTableFormat>;
+TYPED_TEST_SUITE(TreeTest, Formats);
+
+// ---- The tree has one owner --------------------------------------------------------------
+
+TYPED_TEST(TreeTest, ATreeCannotBeCopiedNorMadeFromARawRoot) {
+  using Tree = PageTable<TypeParam>;
+  static_assert(!std::is_copy_constructible_v<Tree> && !std::is_copy_assignable_v<Tree>);
+  static_assert(!std::is_constructible_v<Tree, PhysAddr, TableMemory&>);
+  static_assert(!std::is_constructible_v<Tree, PhysAddr, TableMemory&, typename Tree::Shape>);
+  static_assert(!std::is_copy_constructible_v<Cursor<TypeParam>>);
+  static_assert(!std::is_copy_constructible_v<ConsistencyBatch>);
+  Tree moved = std::move(this->tree);  // moving hands the root over: still one owner
+  EXPECT_FALSE(this->tree.valid());
+  EXPECT_TRUE(moved.valid());
 }
 
-TEST_F(PageTableTest, EveryPermissionCombinationRoundTrips) {
-  u64 n = 0;
-  for (int bits = 0; bits < 16; ++bits) {
+TYPED_TEST(TreeTest, DestroyingATreeFreesEveryTable) {
+  const usize before = this->memory.live_tables();
+  {
+    auto other = PageTable<TypeParam>::create(this->memory).release_value();
+    ConsistencyBatch b(this->tlb, this->memory);
+    Cursor<TypeParam> c(other, b, VirtAddr(0x0000'3000'4000'0000 - 3 * MiB));
+    ASSERT_TRUE(c.map_range(PhysAddr(0x4000'0000), 1536 * this->kPage, kKernelData).ok());
+    EXPECT_GT(this->memory.live_tables(), before + 6);
+  }
+  EXPECT_EQ(this->memory.live_tables(), before);
+}
+
+// ---- Map, query, unmap -------------------------------------------------------------------
+
+TYPED_TEST(TreeTest, MapThenQueryGivesAddressAndPermissions) {
+  const VirtAddr va(0x0000'1234'5678'9000);
+  ASSERT_TRUE(this->map(va, PhysAddr(0xabc000), kKernelData).ok());
+  const Walk w = this->query(va.offset(0x123));
+  ASSERT_TRUE(w.mapped());
+  EXPECT_EQ(w.pa.value(), 0xabc123u);
+  EXPECT_EQ(w.page_size, this->kPage);
+  EXPECT_EQ(w.perms, kKernelData);
+  EXPECT_EQ(w.depth, TypeParam::kLevels);
+  EXPECT_EQ(this->memory.live_tables(), TypeParam::kLevels);  // root + one table per level below it
+}
+
+TYPED_TEST(TreeTest, EveryPermissionCombinationRoundTrips) {
+  for (int bits = 0; bits < 32; ++bits) {
     const Perms p{.read = true, .write = bool(bits & 1), .execute = bool(bits & 2), .user = bool(bits & 4),
-                  .caching = (bits & 8) ? Caching::Uncached : Caching::WriteBack};
-    const VirtAddr va(0x400000 + n * kPage);
-    ASSERT_TRUE(table.map(va, PhysAddr(0x800000 + n * kPage), p).ok());
-    EXPECT_EQ(table.query(va).perms, p) << "combination " << bits;
-    ++n;
+                  .caching = (bits & 8) ? Caching::Uncached : Caching::WriteBack, .global = bool(bits & 16)};
+    const VirtAddr va(0x400000 + u64(bits) * this->kPage);
+    ASSERT_TRUE(this->map(va, PhysAddr(0x800000 + u64(bits) * this->kPage), p).ok());
+    EXPECT_EQ(this->query(va).perms, p) << "combination " << bits;
+    ConsistencyBatch b(this->tlb, this->memory);
+    EXPECT_EQ(Cursor<TypeParam>(this->tree, b, va).perms(), p) << "combination " << bits;
   }
 }
 
-TEST_F(PageTableTest, RejectsMisalignedNonCanonicalAndOverlappingRequests) {
-  EXPECT_EQ(table.map(VirtAddr(0x1001000 + 8), PhysAddr(0x2000), kKernelData).error(), Error::InvalidArgument);
-  EXPECT_EQ(table.map(VirtAddr(0x1001000), PhysAddr(0x2008), kKernelData).error(), Error::InvalidArgument);
-  EXPECT_EQ(table.map(VirtAddr(0x0000'8000'0000'0000), PhysAddr(0x2000), kKernelData).error(), Error::InvalidArgument);
-  EXPECT_EQ(table.map_range(VirtAddr(0x1000000), PhysAddr(0x2000), kPage + 1, kKernelData).error(), Error::InvalidArgument);
-  ASSERT_TRUE(table.map(VirtAddr(0x1001000), PhysAddr(0x2000), kKernelData).ok());
-  EXPECT_EQ(table.map(VirtAddr(0x1001000), PhysAddr(0x3000), kKernelText).error(), Error::AlreadyExists);
-  EXPECT_EQ(table.query(VirtAddr(0x1001000)).pa.value(), 0x2000u);  // the first mapping stays
-  EXPECT_EQ(table.map_range(VirtAddr(0x1000000), PhysAddr(0x5000000), 4 * kPage, kKernelData).error(),
+TYPED_TEST(TreeTest, RejectsMisalignedNonCanonicalAndOverlappingRequests) {
+  const u64 kPage = this->kPage;
+  EXPECT_EQ(this->map(VirtAddr(0x1001000 + 8), PhysAddr(0x2000), kKernelData).error(), Error::InvalidArgument);
+  EXPECT_EQ(this->map(VirtAddr(0x1001000), PhysAddr(0x2008), kKernelData).error(), Error::InvalidArgument);
+  EXPECT_EQ(this->map(VirtAddr(0x0000'8000'0000'0000), PhysAddr(0x2000), kKernelData).error(), Error::InvalidArgument);
+  EXPECT_EQ(this->map_range(VirtAddr(0x1000000), PhysAddr(0x2000), kPage + 1, kKernelData).error(),
+            Error::InvalidArgument);
+  EXPECT_EQ(this->map_range(VirtAddr(0x0000'7fff'ffff'f000), PhysAddr(0x2000), 2 * kPage, kKernelData).error(),
+            Error::InvalidArgument);  // runs into the non-canonical hole
+  ASSERT_TRUE(this->map(VirtAddr(0x1001000), PhysAddr(0x2000), kKernelData).ok());
+  EXPECT_EQ(this->map(VirtAddr(0x1001000), PhysAddr(0x3000), kKernelText).error(), Error::AlreadyExists);
+  EXPECT_EQ(this->query(VirtAddr(0x1001000)).pa.value(), 0x2000u);  // the first mapping stays
+  EXPECT_EQ(this->map_range(VirtAddr(0x1000000), PhysAddr(0x5000000), 4 * kPage, kKernelData).error(),
             Error::AlreadyExists);
-  EXPECT_FALSE(table.query(VirtAddr(0x1000000)).mapped());  // rolled back
-  EXPECT_TRUE(table.query(VirtAddr(0x1001000)).mapped());
+  EXPECT_FALSE(this->query(VirtAddr(0x1000000)).mapped());  // rolled back
+  EXPECT_TRUE(this->query(VirtAddr(0x1001000)).mapped());
 }
 
-TEST_F(PageTableTest, UnmapReturnsTheFrameAndFreesEmptyTablesAllTheWayUp) {
-  // 3 MiB below a 1 GiB boundary, 1536 pages: tables in two PDPT slots.
+TYPED_TEST(TreeTest, UnmapReturnsTheFrameAndFreesEmptyTablesAllTheWayUp) {
+  // 3 MiB below a 1 GiB boundary, 1536 pages: tables in two level-1 slots.
   const VirtAddr base(0x0000'3000'4000'0000 - 3 * MiB);
-  const u64 size = 1536 * kPage;
-  ASSERT_TRUE(table.map_range(base, PhysAddr(0x4000'0000), size, kKernelData).ok());
-  EXPECT_GT(memory.live_tables(), 6u);
-  const Result<PhysAddr> first = table.unmap(base);
+  const u64 size = 1536 * this->kPage;
+  ASSERT_TRUE(this->map_range(base, PhysAddr(0x4000'0000), size, kKernelData).ok());
+  EXPECT_GT(this->memory.live_tables(), 6u);
+  const Result<PhysAddr> first = this->unmap(base);
   ASSERT_TRUE(first.ok());
   EXPECT_EQ(first.value().value(), 0x4000'0000u);
-  EXPECT_EQ(table.unmap(base).error(), Error::NotFound);
-  ASSERT_TRUE(table.unmap_range(base.offset(kPage), size - kPage).ok());
-  EXPECT_EQ(memory.live_tables(), 1u);  // only the root is left
-  const Walk w = table.query(base);
+  EXPECT_EQ(this->unmap(base).error(), Error::NotFound);
+  EXPECT_EQ(this->unmap_range(base, size).error(), Error::NotFound);  // the first page is gone
+  ASSERT_TRUE(this->unmap_range(base.offset(this->kPage), size - this->kPage).ok());
+  EXPECT_EQ(this->memory.live_tables(), 1u);  // only the root is left
+  const Walk w = this->query(base);
   EXPECT_EQ(w.stop, WalkStop::NotPresent);
   EXPECT_EQ(w.depth, 1u);
 }
 
-TEST_F(PageTableTest, UnmapKeepsTablesThatStillMapSomething) {
-  ASSERT_TRUE(table.map(VirtAddr(0x200000), PhysAddr(0x1000), kKernelData).ok());
-  ASSERT_TRUE(table.map(VirtAddr(0x201000), PhysAddr(0x2000), kKernelData).ok());
-  ASSERT_TRUE(table.unmap(VirtAddr(0x200000)).ok());
-  EXPECT_EQ(memory.live_tables(), 4u);
-  EXPECT_TRUE(table.query(VirtAddr(0x201000)).mapped());
+TYPED_TEST(TreeTest, UnmapRangeStopsAtTheFirstHoleEvenWhenTablesWereFreed) {
+  ASSERT_TRUE(this->map(VirtAddr(0x200000), PhysAddr(0x1000), kKernelData).ok());
+  // The unmap of the only page frees its tables; the page after it was never mapped.
+  EXPECT_EQ(this->unmap_range(VirtAddr(0x200000), 2 * this->kPage).error(), Error::NotFound);
+  EXPECT_FALSE(this->query(VirtAddr(0x200000)).mapped());
 }
 
-TEST_F(PageTableTest, MapRangeOutOfMemoryLeavesNothingBehind) {
-  memory.fail_after(4);  // enough for the first tables, not for crossing into the next PD
-  const VirtAddr base(0x0000'0000'4000'0000 - 2 * kPage);
-  const Result<void> r = table.map_range(base, PhysAddr(0x1000), 4 * kPage, kKernelData);
+TYPED_TEST(TreeTest, UnmapKeepsTablesThatStillMapSomething) {
+  ASSERT_TRUE(this->map(VirtAddr(0x200000), PhysAddr(0x1000), kKernelData).ok());
+  ASSERT_TRUE(this->map(VirtAddr(0x201000), PhysAddr(0x2000), kKernelData).ok());
+  ASSERT_TRUE(this->unmap(VirtAddr(0x200000)).ok());
+  EXPECT_EQ(this->memory.live_tables(), TypeParam::kLevels);
+  EXPECT_TRUE(this->query(VirtAddr(0x201000)).mapped());
+}
+
+TYPED_TEST(TreeTest, PinnedTopLevelTablesAreNeverFreed) {
+  auto pinned = PageTable<TypeParam>::create(this->memory, {.pinned_first = 256}).release_value();
+  ASSERT_TRUE(pinned.populate_top_level(256, TypeParam::kEntriesPerTable).ok());
+  const VirtAddr va(0xffff'c000'0000'0000);
+  const usize slot = TypeParam::index(va, 0);
+  const u64 before = pinned.root_entries()[slot];
+  ASSERT_TRUE(TypeParam::is_present(before, 0));
+  const usize tables = this->memory.live_tables();
+  {
+    ConsistencyBatch b(this->tlb, this->memory);
+    Cursor<TypeParam> c(pinned, b, va);
+    ASSERT_TRUE(c.map(PhysAddr(0xfee00000), kKernelDevice).ok());
+    ASSERT_TRUE(c.unmap().ok());
+  }
+  EXPECT_EQ(pinned.root_entries()[slot], before);
+  EXPECT_EQ(this->memory.live_tables(), tables);  // the level-1 table stays, the ones below went
+}
+
+TYPED_TEST(TreeTest, MapRangeOutOfMemoryLeavesNothingBehind) {
+  this->memory.fail_after(4);  // enough for the first tables, not for crossing into the next level-2 table
+  const VirtAddr base(0x0000'0000'4000'0000 - 2 * this->kPage);
+  const Result<void> r = this->map_range(base, PhysAddr(0x1000), 4 * this->kPage, kKernelData);
   ASSERT_TRUE(r.is_error());
   EXPECT_EQ(r.error(), Error::NoMemory);
-  EXPECT_FALSE(table.query(base).mapped());
-  EXPECT_EQ(memory.live_tables(), 1u);
+  EXPECT_FALSE(this->query(base).mapped());
+  EXPECT_EQ(this->memory.live_tables(), 1u);
 }
 
-TEST_F(PageTableTest, ProtectChangesPermissionsAndFlushesEachPage) {
-  ASSERT_TRUE(table.map_range(VirtAddr(0x600000), PhysAddr(0x9000), 3 * kPage, kKernelData).ok());
-  tlb.pages.clear();
-  ASSERT_TRUE(table.protect(VirtAddr(0x600000), 3 * kPage, kKernelReadOnly).ok());
-  EXPECT_EQ(table.query(VirtAddr(0x601000)).perms, kKernelReadOnly);
-  EXPECT_EQ(table.query(VirtAddr(0x601000)).pa.value(), 0xa000u);
-  EXPECT_EQ(tlb.pages, (std::vector<u64>{0x600000, 0x601000, 0x602000}));
-  EXPECT_EQ(table.protect(VirtAddr(0x600000), 4 * kPage, kKernelText).error(), Error::NotFound);
-  EXPECT_EQ(table.query(VirtAddr(0x600000)).perms, kKernelReadOnly);  // nothing changed
+// ---- Protect -----------------------------------------------------------------------------
+
+TYPED_TEST(TreeTest, ProtectChangesPermissionsAndInvalidatesEachPage) {
+  const u64 kPage = this->kPage;
+  ASSERT_TRUE(this->map_range(VirtAddr(0x600000), PhysAddr(0x9000), 3 * kPage, kKernelData).ok());
+  this->tlb.pages.clear();
+  ASSERT_TRUE(this->protect(VirtAddr(0x600000), 3 * kPage, kKernelReadOnly).ok());
+  EXPECT_EQ(this->query(VirtAddr(0x601000)).perms, kKernelReadOnly);
+  EXPECT_EQ(this->query(VirtAddr(0x601000)).pa.value(), 0xa000u);
+  EXPECT_EQ(this->tlb.pages, (std::vector<u64>{0x600000, 0x601000, 0x602000}));
+  EXPECT_EQ(this->protect(VirtAddr(0x600000), 4 * kPage, kKernelText).error(), Error::NotFound);
+  EXPECT_EQ(this->query(VirtAddr(0x600000)).perms, kKernelReadOnly);  // nothing changed
 }
 
-TEST_F(PageTableTest, UnmapsAreBatchedIntoOneFlush) {
-  ASSERT_TRUE(table.map_range(VirtAddr(0x800000), PhysAddr(0x1000), 100 * kPage, kKernelData).ok());
-  EXPECT_TRUE(tlb.pages.empty());  // new mappings need no invalidation
-  ASSERT_TRUE(table.unmap(VirtAddr(0x800000)).ok());
-  EXPECT_EQ(tlb.pages, std::vector<u64>{0x800000});
-  ASSERT_TRUE(table.unmap_range(VirtAddr(0x801000), 99 * kPage).ok());
-  EXPECT_EQ(tlb.full_flushes, 1);
-  EXPECT_EQ(tlb.pages.size(), 1u);
+TYPED_TEST(TreeTest, ProtectKeepsAccessedDirtyAndGlobal) {
+  const VirtAddr va(0x700000);
+  const Perms global_data{.write = true, .global = true};
+  ASSERT_TRUE(this->map(va, PhysAddr(0x5000), global_data).ok());
+  this->entry_of(va) |= FormatTestBits<TypeParam>::kAccessedDirty;  // as the CPU would after a write
+  ASSERT_TRUE(this->protect(va, this->kPage, kKernelReadOnly).ok());  // kKernelReadOnly is not global
+  const u64 e = this->entry_of(va);
+  EXPECT_EQ(e & FormatTestBits<TypeParam>::kAccessedDirty, FormatTestBits<TypeParam>::kAccessedDirty);
+  const Walk w = this->query(va);
+  EXPECT_FALSE(w.perms.write);
+  EXPECT_TRUE(w.perms.global) << "protect dropped the global bit";
+  EXPECT_EQ(w.pa.value(), 0x5000u);
+  EXPECT_EQ(this->log.back(), "invalidate 0x700000 global");
 }
 
-TEST_F(PageTableTest, LargePagesAreWalkedButNotSplit) {
-  // A 2 MiB page at 0x4000'0000 written by hand, as the boot stub does.
-  ASSERT_TRUE(table.map(VirtAddr(0x4020'0000), PhysAddr(0x1000), kKernelData).ok());
-  const Walk small = table.query(VirtAddr(0x4020'0000));
-  u64* pd = memory.table_entries(small.levels[2].table);
-  pd[0] = 0x1'0000'0000ull | F::kPresent | F::kWritable | F::kHuge;
-  const Walk w = table.query(VirtAddr(0x4012'3456));
+// ---- Blocks (large pages) and split --------------------------------------------------------
+
+TYPED_TEST(TreeTest, BlocksAreWalkedMappedAndUnmappedWhole) {
+  const u64 kBlockSize = TypeParam::entry_span(this->kBlock);
+  ASSERT_EQ(kBlockSize, 2 * MiB);
+  ASSERT_TRUE(TypeParam::can_hold_block(this->kBlock));
+  const VirtAddr base(0x4000'0000);
+  EXPECT_EQ(this->map_block(base.offset(this->kPage), PhysAddr(0x1'0000'0000), kKernelData).error(),
+            Error::InvalidArgument);  // misaligned
+  ASSERT_TRUE(this->map_block(base, PhysAddr(0x1'0000'0000), kKernelData).ok());
+  const Walk w = this->query(VirtAddr(0x4012'3456));
   ASSERT_TRUE(w.mapped());
-  EXPECT_EQ(w.page_size, 2 * MiB);
+  EXPECT_EQ(w.page_size, kBlockSize);
   EXPECT_EQ(w.pa.value(), 0x1'0012'3456u);
-  EXPECT_EQ(w.depth, 3u);
-  EXPECT_EQ(table.map(VirtAddr(0x4000'1000), PhysAddr(0x1000), kKernelData).error(), Error::AlreadyExists);
-  EXPECT_EQ(table.unmap(VirtAddr(0x4000'1000)).error(), Error::Unsupported);
-  pd[0] = 0;
+  EXPECT_EQ(w.depth, this->kBlock + 1);
+  EXPECT_EQ(this->map(base.offset(this->kPage), PhysAddr(0x1000), kKernelData).error(), Error::AlreadyExists);
+  EXPECT_EQ(this->unmap(base.offset(this->kPage)).error(), Error::Unsupported);  // split it first
+  EXPECT_EQ(this->unmap_range(base, kBlockSize / 2).error(), Error::Unsupported);
+  EXPECT_EQ(this->protect(base, kBlockSize / 2, kKernelReadOnly).error(), Error::Unsupported);
+  ASSERT_TRUE(this->protect(base, kBlockSize, kKernelReadOnly).ok());  // the whole block
+  EXPECT_EQ(this->query(base).perms, kKernelReadOnly);
+  const int flushes = this->tlb.full_flushes;
+  ASSERT_TRUE(this->unmap_range(base, kBlockSize).ok());
+  EXPECT_EQ(this->tlb.full_flushes, flushes + 1);  // 512 pages: one full invalidation
+  EXPECT_EQ(this->memory.live_tables(), 1u);
 }
 
-TEST_F(PageTableTest, TableEntriesRestrictTheWholeSubtree) {
-  ASSERT_TRUE(table.map(VirtAddr(0x300000), PhysAddr(0x1000), Perms{.write = true, .execute = true, .user = true}).ok());
-  const Walk before = table.query(VirtAddr(0x300000));
-  u64* pdpt = memory.table_entries(before.levels[1].table);
-  pdpt[0] &= ~F::kWritable;
-  pdpt[0] |= F::kNoExecute;
-  const Walk after = table.query(VirtAddr(0x300000));
-  EXPECT_FALSE(after.perms.write);
-  EXPECT_FALSE(after.perms.execute);
-  EXPECT_TRUE(after.perms.user);
+TYPED_TEST(TreeTest, SplitKeepsEveryTranslationAndAttribute) {
+  const VirtAddr base(0x4000'0000);
+  const PhysAddr pa(0x1'0000'0000);
+  const Perms p{.write = true, .global = true};
+  ASSERT_TRUE(this->map_block(base, pa, p).ok());
+  this->entry_of(base) |= FormatTestBits<TypeParam>::kAccessedDirty;
+  const int flushes = this->tlb.full_flushes;
+  ASSERT_TRUE(this->split(base.offset(5 * this->kPage)).ok());
+  EXPECT_EQ(this->tlb.full_flushes, flushes + 1);  // the whole block's translations went
+  for (u64 i : {u64(0), u64(1), u64(5), u64(511)}) {
+    const VirtAddr va = base.offset(i * this->kPage);
+    const Walk w = this->query(va);
+    ASSERT_TRUE(w.mapped()) << i;
+    EXPECT_EQ(w.page_size, this->kPage);
+    EXPECT_EQ(w.pa, pa.offset(i * this->kPage));
+    EXPECT_EQ(w.perms, p);
+    EXPECT_EQ(this->entry_of(va) & FormatTestBits<TypeParam>::kAccessedDirty, FormatTestBits<TypeParam>::kAccessedDirty);
+  }
+  EXPECT_EQ(this->split(base).error(), Error::InvalidArgument);  // no block left there
+  ASSERT_TRUE(this->unmap(base.offset(5 * this->kPage)).ok());   // now a page can go
+  ASSERT_TRUE(this->protect(base, this->kPage, kKernelReadOnly).ok());
+  EXPECT_TRUE(this->query(base.offset(4 * this->kPage)).perms.write);
 }
 
-TEST_F(PageTableTest, WalkStopsAreNamedByLevel) {
-  EXPECT_NE(walk_text(VirtAddr(0x0000'2000'0000'0000)).find("stopped: PML4 entry 64 not present"), std::string::npos);
-  ASSERT_TRUE(table.map(VirtAddr(0x1000), PhysAddr(0x1000), kKernelData).ok());
-  EXPECT_NE(walk_text(VirtAddr(0x0)).find("stopped: PT entry 0 not present"), std::string::npos);
-  EXPECT_NE(walk_text(VirtAddr(0x4000'0000)).find("stopped: PDPT entry 1 not present"), std::string::npos);
-  EXPECT_EQ(table.query(VirtAddr(0x0000'8000'0000'0000)).stop, WalkStop::NonCanonical);
-  const std::string mapped = walk_text(VirtAddr(0x1000));
-  EXPECT_NE(mapped.find("PT  [  1]"), std::string::npos) << mapped;
-  EXPECT_NE(mapped.find("-> page 0x0000000000001000 (4 KiB), rw- kernel"), std::string::npos) << mapped;
-  // A PS bit in a PML4 entry is reserved.
-  memory.table_entries(table.root())[0] |= F::kHuge;
-  EXPECT_EQ(table.query(VirtAddr(0x1000)).stop, WalkStop::ReservedBits);
-  memory.table_entries(table.root())[0] &= ~F::kHuge;
+TYPED_TEST(TreeTest, SplitOutOfMemoryChangesNothing) {
+  const VirtAddr base(0x4000'0000);
+  ASSERT_TRUE(this->map_block(base, PhysAddr(0x1'0000'0000), kKernelData).ok());
+  const u64 block = this->entry_of(base);
+  this->memory.fail_after(0);
+  EXPECT_EQ(this->split(base).error(), Error::NoMemory);
+  EXPECT_EQ(this->entry_of(base), block);
+}
+
+// ---- Remap and break-before-make ----------------------------------------------------------
+
+TYPED_TEST(TreeTest, RemapWritesTheNewEntryDirectlyWhenTheFormatAllowsIt) {
+  const VirtAddr va(0x900000);
+  ASSERT_TRUE(this->map(va, PhysAddr(0x1000), kKernelData).ok());
+  u64* slot = &this->entry_of(va);
+  std::vector<std::string> seen;
+  this->tlb.hook = [&](const std::string& event) { seen.push_back(event + " @" + test::hex(*slot)); };
+  {
+    ConsistencyBatch b(this->tlb, this->memory);
+    ASSERT_TRUE(Cursor<TypeParam>(this->tree, b, va).remap(PhysAddr(0x2000), kKernelReadOnly).ok());
+  }
+  const u64 fresh = TypeParam::make_page_entry(PhysAddr(0x2000), kKernelReadOnly);
+  if constexpr (!TypeParam::kBreakBeforeMake)
+    EXPECT_EQ(seen, (std::vector<std::string>{"barrier @" + test::hex(fresh), "invalidate 0x900000 @" + test::hex(fresh)}));
+  EXPECT_EQ(this->query(va).pa.value(), 0x2000u);
+}
+
+TYPED_TEST(TreeTest, BreakBeforeMakeGoesThroughAnInvalidEntryTheTlbNoLongerHolds) {
+  using B = BreakBeforeMake<TypeParam>;
+  static_assert(ValidPageTableFormat<B> && B::kBreakBeforeMake);
+  auto bbm = PageTable<B>::create(this->memory).release_value();
+  const VirtAddr va(0x900000);
+  u64* slot = nullptr;
+  {
+    ConsistencyBatch b(this->tlb, this->memory);
+    Cursor<B> c(bbm, b, va);
+    ASSERT_TRUE(c.map(PhysAddr(0x1000), kKernelData).ok());
+  }
+  const Walk w = bbm.query(va);
+  slot = &this->memory.table_entries(w.last().table)[w.last().index];
+  std::vector<std::string> seen;
+  this->tlb.hook = [&](const std::string& event) { seen.push_back(event + " @" + test::hex(*slot)); };
+  {
+    ConsistencyBatch b(this->tlb, this->memory);
+    ASSERT_TRUE(Cursor<B>(bbm, b, va).remap(PhysAddr(0x2000), kKernelReadOnly).ok());
+  }
+  const u64 fresh = B::make_page_entry(PhysAddr(0x2000), kKernelReadOnly);
+  // write invalid, barrier, invalidate (the entry still invalid), write new, barrier at the end
+  EXPECT_EQ(seen, (std::vector<std::string>{"barrier @0", "invalidate 0x900000 @0", "barrier @" + test::hex(fresh)}));
+  EXPECT_EQ(*slot, fresh);
+}
+
+// ---- The cursor walks each table once -------------------------------------------------------
+
+TYPED_TEST(TreeTest, RangeOperationsReadEachTableOnce) {
+  const VirtAddr base(0x0000'3000'4000'0000 - 3 * MiB);
+  const u64 size = 1536 * this->kPage;
+  this->memory.lookups = 0;
+  ASSERT_TRUE(this->map_range(base, PhysAddr(0x4000'0000), size, kKernelData).ok());
+  const usize tables = this->memory.live_tables();  // root, 2 level-1, 2 level-2, 4 level-3 ... tables
+  EXPECT_LE(this->memory.lookups, tables + 1) << "map_range looked tables up " << this->memory.lookups << " times";
+  this->memory.lookups = 0;
+  ASSERT_TRUE(this->protect(base, size, kKernelReadOnly).ok());  // checks, then changes: two passes
+  EXPECT_LE(this->memory.lookups, 2 * tables + 2);
+  this->memory.lookups = 0;
+  ASSERT_TRUE(this->unmap_range(base, size).ok());
+  EXPECT_LE(this->memory.lookups, tables + 1);
+}
+
+TYPED_TEST(TreeTest, NextMappedSkipsUnmappedRangesAWholeEntryAtATime) {
+  const std::vector<u64> pages = {0x1000, 0x20'0000'3000, 0x20'0000'4000, 0x7f00'0000'0000};
+  for (u64 va : pages) ASSERT_TRUE(this->map(VirtAddr(va), PhysAddr(va & 0xfff'ffff'f000), kKernelData).ok());
+  ASSERT_TRUE(this->map_block(VirtAddr(0x4000'0000), PhysAddr(0x4000'0000), kKernelData).ok());
+  std::vector<u64> seen;
+  std::vector<u64> sizes;
+  ConsistencyBatch b(this->tlb, this->memory);
+  this->memory.lookups = 0;
+  const VirtAddr end(0x0000'8000'0000'0000);
+  for (Cursor<TypeParam> c(this->tree, b, VirtAddr(0)); c.next_mapped(end); c.next()) {
+    seen.push_back(c.va().value());
+    sizes.push_back(c.span());
+  }
+  EXPECT_EQ(seen, (std::vector<u64>{0x1000, 0x4000'0000, 0x20'0000'3000, 0x20'0000'4000, 0x7f00'0000'0000}));
+  EXPECT_EQ(sizes, (std::vector<u64>{this->kPage, 2 * MiB, this->kPage, this->kPage, this->kPage}));
+  EXPECT_LE(this->memory.lookups, this->memory.live_tables());
+}
+
+// ---- The table iterator ---------------------------------------------------------------------
+
+TYPED_TEST(TreeTest, TableIteratorVisitsEveryTableChildrenBeforeParents) {
+  const std::vector<u64> pages = {0x1000, 0x20'0000, 0x4000'0000, 0x20'0000'3000, 0x7f00'0000'0000};
+  for (u64 va : pages) ASSERT_TRUE(this->map(VirtAddr(va), PhysAddr(0x1000), kKernelData).ok());
+  std::map<u64, u64> parent;  // table -> the table above it, from the walks
+  std::map<u64, usize> level;
+  for (u64 va : pages) {
+    const Walk w = this->query(VirtAddr(va));
+    for (usize l = 1; l < w.depth; ++l) {
+      parent[w.levels[l].table.value()] = w.levels[l - 1].table.value();
+      level[w.levels[l].table.value()] = l;
+    }
+  }
+  std::vector<u64> order;
+  for (TableIterator<TypeParam> it(this->tree, 0, TypeParam::kEntriesPerTable); !it.done(); it.next()) {
+    order.push_back(it.table().value());
+    EXPECT_EQ(it.level(), level[it.table().value()]);
+  }
+  EXPECT_EQ(order.size(), this->memory.live_tables() - 1);  // every table but the root, once
+  EXPECT_EQ(std::set<u64>(order.begin(), order.end()).size(), order.size());
+  for (usize i = 0; i < order.size(); ++i) {
+    const u64 up = parent[order[i]];
+    if (up == this->tree.root().value()) continue;
+    const auto at = std::find(order.begin(), order.end(), up);
+    EXPECT_GT(at - order.begin(), std::ptrdiff_t(i)) << "a parent came before its child";
+  }
+  usize low = 0;  // a range of top-level entries: only what lies under them
+  for (TableIterator<TypeParam> it(this->tree, 0, 1); !it.done(); it.next()) ++low;
+  // Everything but the tables of 0x7f00'0000'0000, the only page outside top-level entry 0.
+  EXPECT_EQ(low, this->memory.live_tables() - 1 - (TypeParam::kLevels - 1));
+}
+
+// ---- The consistency batch: barrier, then invalidations, then frees ------------------------
+
+TYPED_TEST(TreeTest, TableFramesAreFreedOnlyAfterTheFlush) {
+  const VirtAddr va(0x0000'1234'5678'9000);
+  ASSERT_TRUE(this->map(va, PhysAddr(0xabc000), kKernelData).ok());
+  const Walk before = this->query(va);
+  this->log.clear();
+  {
+    ConsistencyBatch b(this->tlb, this->memory);
+    Cursor<TypeParam> c(this->tree, b, va);
+    ASSERT_TRUE(c.unmap().ok());
+    // Unlinked, but not freed: a TLB may still hold a walk through them.
+    EXPECT_EQ(this->count("free"), 0u);
+    for (usize l = 1; l < TypeParam::kLevels; ++l) EXPECT_TRUE(this->memory.is_live(before.levels[l].table));
+    EXPECT_EQ(this->query(va).depth, 1u);  // already gone from the tree
+  }
+  ASSERT_EQ(this->count("free"), TypeParam::kLevels - 1) << ::testing::PrintToString(this->log);
+  EXPECT_EQ(this->log.front(), "barrier");
+  const auto first_free = std::find_if(this->log.begin(), this->log.end(),
+                                       [](const std::string& e) { return e.rfind("free", 0) == 0; });
+  const auto last_invalidate = std::find_if(this->log.rbegin(), this->log.rend(), [](const std::string& e) {
+    return e.rfind("invalidate", 0) == 0;
+  });
+  ASSERT_NE(last_invalidate, this->log.rend());
+  EXPECT_LT(last_invalidate.base() - 1 - this->log.begin(), first_free - this->log.begin())
+      << ::testing::PrintToString(this->log);
+  EXPECT_TRUE(std::all_of(first_free, this->log.end(), [](const std::string& e) { return e.rfind("free", 0) == 0; }));
+}
+
+TYPED_TEST(TreeTest, AFullBatchFlushesEarlyAndStillInOrder) {
+  // One page in each of 40 level-3 tables: unmapping them all frees 40 tables in one batch.
+  const u64 step = TypeParam::entry_span(this->kBlock);
+  for (u64 i = 0; i < 40; ++i) ASSERT_TRUE(this->map(VirtAddr(0x4000'0000 + i * step), PhysAddr(0x1000), kKernelData).ok());
+  this->log.clear();
+  {
+    ConsistencyBatch b(this->tlb, this->memory);
+    Cursor<TypeParam> c(this->tree, b, VirtAddr(0x4000'0000));
+    for (u64 i = 0; i < 40; ++i) {
+      c.find(VirtAddr(0x4000'0000 + i * step));
+      ASSERT_TRUE(c.unmap().ok());
+    }
+  }
+  EXPECT_EQ(this->count("free"), 40u + 2);  // and the level-2 and level-1 tables above them
+  // Every free follows an invalidation of its own flush, which follows that flush's barrier.
+  bool barrier = false, invalidated = false;
+  for (const std::string& e : this->log) {
+    if (e == "barrier") {
+      barrier = true;
+      invalidated = false;
+    } else if (e.rfind("invalidate", 0) == 0) {
+      EXPECT_TRUE(barrier) << "an invalidation before the barrier";
+      invalidated = true;
+    } else if (e.rfind("free", 0) == 0) {
+      EXPECT_TRUE(barrier && invalidated) << "a table freed before its invalidation: " << ::testing::PrintToString(this->log);
+    }
+  }
+  EXPECT_GE(this->count("barrier"), 2u);  // it flushed early at least once
+}
+
+TYPED_TEST(TreeTest, NewMappingsNeedABarrierButNoInvalidation) {
+  this->log.clear();
+  ASSERT_TRUE(this->map_range(VirtAddr(0x800000), PhysAddr(0x1000), 100 * this->kPage, kKernelData).ok());
+  EXPECT_EQ(this->log, std::vector<std::string>{"barrier"});
+}
+
+TYPED_TEST(TreeTest, UnmapsAreBatchedIntoOneFlush) {
+  ASSERT_TRUE(this->map_range(VirtAddr(0x800000), PhysAddr(0x1000), 100 * this->kPage, kKernelData).ok());
+  EXPECT_TRUE(this->tlb.pages.empty());  // new mappings need no invalidation
+  ASSERT_TRUE(this->unmap(VirtAddr(0x800000)).ok());
+  EXPECT_EQ(this->tlb.pages, std::vector<u64>{0x800000});
+  ASSERT_TRUE(this->unmap_range(VirtAddr(0x801000), 99 * this->kPage).ok());
+  EXPECT_EQ(this->tlb.full_flushes, 1);
+  EXPECT_EQ(this->tlb.pages.size(), 1u);
+}
+
+// ---- Walks and fault explanations ------------------------------------------------------------
+
+TYPED_TEST(TreeTest, WalkStopsAreNamedByLevel) {
+  using F = TypeParam;
+  const auto stop = [](usize level, VirtAddr va) {
+    return std::string("stopped: ") + F::level_name(level) + " entry " + std::to_string(F::index(va, level)) +
+           " not present";
+  };
+  const VirtAddr far(0x0000'2000'0000'0000);
+  EXPECT_NE(this->walk_text(far).find(stop(0, far)), std::string::npos);
+  ASSERT_TRUE(this->map(VirtAddr(0x1000), PhysAddr(0x1000), kKernelData).ok());
+  EXPECT_NE(this->walk_text(VirtAddr(0)).find(stop(F::kLevels - 1, VirtAddr(0))), std::string::npos);
+  EXPECT_NE(this->walk_text(VirtAddr(0x4000'0000)).find(stop(1, VirtAddr(0x4000'0000))), std::string::npos);
+  EXPECT_EQ(this->query(VirtAddr(0x0000'8000'0000'0000)).stop, WalkStop::NonCanonical);
+  EXPECT_NE(this->walk_text(VirtAddr(0x1000)).find("-> page 0x0000000000001000 (4 KiB), rw- kernel"), std::string::npos);
 }
 
 std::string explain(const Walk& w, Access a) {
@@ -219,13 +519,69 @@ std::string explain(const Walk& w, Access a) {
   return buffer;
 }
 
-TEST_F(PageTableTest, FaultsAreExplained) {
-  ASSERT_TRUE(table.map(VirtAddr(0x1000), PhysAddr(0x1000), kKernelText).ok());
-  ASSERT_TRUE(table.map(VirtAddr(0x2000), PhysAddr(0x2000), kKernelData).ok());
-  EXPECT_EQ(explain(table.query(VirtAddr(0x1000)), {.write = true}), "write to read-only page");
-  EXPECT_EQ(explain(table.query(VirtAddr(0x2000)), {.execute = true}), "execute of NX page");
-  EXPECT_EQ(explain(table.query(VirtAddr(0x2000)), {.user = true}), "user access to supervisor page");
-  EXPECT_EQ(explain(table.query(VirtAddr(0x3000)), {}), "PT entry 3 not present");
+TYPED_TEST(TreeTest, FaultsAreExplained) {
+  ASSERT_TRUE(this->map(VirtAddr(0x1000), PhysAddr(0x1000), kKernelText).ok());
+  ASSERT_TRUE(this->map(VirtAddr(0x2000), PhysAddr(0x2000), kKernelData).ok());
+  EXPECT_EQ(explain(this->query(VirtAddr(0x1000)), {.write = true}), "write to read-only page");
+  EXPECT_EQ(explain(this->query(VirtAddr(0x2000)), {.execute = true}), "execute of NX page");
+  EXPECT_EQ(explain(this->query(VirtAddr(0x2000)), {.user = true}), "user access to supervisor page");
+  EXPECT_EQ(explain(this->query(VirtAddr(0x3000)), {}),
+            std::string(TypeParam::level_name(TypeParam::kLevels - 1)) + " entry 3 not present");
+}
+
+// ---- x86_64 only: bits the generic tests do not know ------------------------------------------
+
+using X86 = x86::PageTableFormat;
+
+struct X86TreeTest : TreeTest<X86> {};
+
+TEST_F(X86TreeTest, TableEntriesRestrictTheWholeSubtree) {
+  ASSERT_TRUE(map(VirtAddr(0x300000), PhysAddr(0x1000), Perms{.write = true, .execute = true, .user = true}).ok());
+  const Walk before = query(VirtAddr(0x300000));
+  u64* pdpt = memory.table_entries(before.levels[1].table);
+  pdpt[0] &= ~X86::kWritable;
+  pdpt[0] |= X86::kNoExecute;
+  const Walk after = query(VirtAddr(0x300000));
+  EXPECT_FALSE(after.perms.write);
+  EXPECT_FALSE(after.perms.execute);
+  EXPECT_TRUE(after.perms.user);
+}
+
+TEST_F(X86TreeTest, ReservedBitsStopTheWalk) {
+  ASSERT_TRUE(map(VirtAddr(0x1000), PhysAddr(0x1000), kKernelData).ok());
+  tree.root_entries()[0] |= X86::kHuge;  // PS is reserved in a PML4 entry
+  EXPECT_EQ(query(VirtAddr(0x1000)).stop, WalkStop::ReservedBits);
+  EXPECT_EQ(map(VirtAddr(0x2000), PhysAddr(0x2000), kKernelData).error(), Error::InvalidArgument);
+  tree.root_entries()[0] &= ~X86::kHuge;
+}
+
+TEST_F(X86TreeTest, ABootStyleLargePageWrittenByHandIsWalked) {
+  // The boot stub writes 2 MiB pages with P|RW|PS; the cursor and the walk read them.
+  ASSERT_TRUE(map(VirtAddr(0x4020'0000), PhysAddr(0x1000), kKernelData).ok());
+  u64* pd = memory.table_entries(query(VirtAddr(0x4020'0000)).levels[2].table);
+  pd[0] = 0x1'0000'0000ull | X86::kPresent | X86::kWritable | X86::kHuge;
+  ConsistencyBatch b(tlb, memory);
+  Cursor<X86> c(tree, b, VirtAddr(0x4012'3456));
+  EXPECT_TRUE(c.mapped());
+  EXPECT_EQ(c.level(), 2u);
+  EXPECT_EQ(c.pa().value(), 0x1'0012'3456u);
+  EXPECT_EQ(c.perms(), (Perms{.write = true, .execute = true}));
+  pd[0] = 0;
+}
+
+TEST_F(X86TreeTest, SplitOfAOneGibBlockMakesTwoMibBlocks) {
+  {
+    ConsistencyBatch b(tlb, memory);
+    Cursor<X86> c(tree, b, VirtAddr(0x4000'0000));
+    ASSERT_TRUE(c.map_block(PhysAddr(0x8000'0000), X86::kPdpt, kKernelData).ok());
+    ASSERT_TRUE(c.split().ok());
+    EXPECT_EQ(c.level(), X86::kPd);
+    EXPECT_TRUE(c.mapped());
+  }
+  const Walk w = query(VirtAddr(0x4030'1234));
+  ASSERT_TRUE(w.mapped());
+  EXPECT_EQ(w.page_size, 2 * MiB);
+  EXPECT_EQ(w.pa.value(), 0x8030'1234u);
 }
 
 }  // namespace

@@ -1,3 +1,5 @@
+// The kernel's console (declared in lib/console.hpp) over the arch's console driver. It lives in
+// core/ so that lib/ stays free of anything above it; host tests supply their own (a string).
 #include "lib/console.hpp"
 
 #include "core/arch.hpp"

@@ -1,0 +1,74 @@
+// The x86_64 address space: one root, the kernel half shared by copying its pinned top-level
+// entries (see arch_impl/address_space.hpp). Pure logic over x86::hw (mmu_hw.hpp), so that the
+// host tests run it against a recording fake.
+#include "arch_impl/address_space.hpp"
+
+#include "arch/x86_64/mmu_hw.hpp"
+#include "core/panic.hpp"
+
+namespace pagoda::x86 {
+
+Result<X86AddressSpace> X86AddressSpace::create_kernel(TableMemory& memory) {
+  Tree tree = TRY(Tree::create(memory, {.owned_first = 0,
+                                        .owned_end = Format::kEntriesPerTable,
+                                        .pinned_first = kKernelHalfFirst}));
+  const u64* top = tree.root_entries();
+  return X86AddressSpace(move(tree), true, top);
+}
+
+Result<X86AddressSpace> X86AddressSpace::create_user(const X86AddressSpace& kernel) {
+  if (!kernel.kernel_) return Error(Error::InvalidArgument, "create_user() needs the kernel's address space");
+  const u64* shared = kernel.tree_.root_entries();
+  for (usize i = kKernelHalfFirst; i < Format::kEntriesPerTable; ++i)
+    if (!Format::is_present(shared[i], 0))
+      return Error(Error::Unsupported, "the kernel half is not prepared (prepare_kernel_half): a new root would "
+                                       "miss every kernel table made after it");
+  Tree tree = TRY(Tree::create(kernel.tree_.memory(), {.owned_first = 0,
+                                                       .owned_end = kKernelHalfFirst,
+                                                       .pinned_first = kKernelHalfFirst}));
+  u64* top = tree.root_entries();
+  for (usize i = kKernelHalfFirst; i < Format::kEntriesPerTable; ++i) top[i] = shared[i];
+  X86AddressSpace space(move(tree), false, shared);
+  for (usize i = kKernelHalfFirst; i < Format::kEntriesPerTable; ++i)
+    PAGODA_ASSERT(space.tree_.root_entries()[i] == shared[i]);
+  return space;
+}
+
+X86AddressSpace::~X86AddressSpace() {
+  if (!tree_.valid()) return;  // moved from
+  if (is_live()) panic("destroying the live address space (root {:#x})", tree_.root().value());
+  // ~Tree frees the owned tables: a user space's lower half, never the shared kernel half.
+}
+
+Result<void> X86AddressSpace::prepare_kernel_half() {
+  if (!kernel_) return Error::InvalidArgument;
+  return tree_.populate_top_level(kKernelHalfFirst, Format::kEntriesPerTable);
+}
+
+bool X86AddressSpace::may_change(VirtAddr va, u64 size) const {
+  if (kernel_) return true;
+  return va.value() < arch::layout::kKernelHalfBase && size <= arch::layout::kKernelHalfBase - va.value();
+}
+
+bool X86AddressSpace::is_live() const { return hw::read_root() == tree_.root(); }
+
+void X86AddressSpace::activate() {
+  if (!kernel_) {
+    const u64* top = tree_.root_entries();
+    for (usize i = kKernelHalfFirst; i < Format::kEntriesPerTable; ++i)
+      if (top[i] != kernel_top_[i])
+        panic("root {:#x} does not share the kernel half: PML4 entry {} is {:#x}, the kernel's is {:#x}",
+              tree_.root().value(), i, top[i], kernel_top_[i]);
+  }
+  hw::load_root(tree_.root());
+}
+
+void X86AddressSpace::invalidate_page(VirtAddr va, bool global) {
+  if (global || in_kernel_half(va) || is_live()) hw::invalidate_page(va);
+}
+
+void X86AddressSpace::invalidate_all(bool global) {
+  if (global || kernel_ || is_live()) hw::flush_tlb(global);
+}
+
+}  // namespace pagoda::x86

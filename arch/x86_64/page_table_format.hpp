@@ -1,0 +1,203 @@
+/// @file page_table_format.hpp
+/// @brief The x86_64 4-level page-table format: the only place that knows x86 PTE bits.
+///
+/// Generic code (kernel/mm/page_table.hpp, cursor.hpp) walks "levels" 0..3 and asks this format
+/// for the index of a virtual address at a level and for the meaning of an entry; it never
+/// touches a bit itself. The kernel reaches it as arch::PageTableFormat through the seam header
+/// arch_impl/page_table_format.hpp; host tests name x86::PageTableFormat directly, so that one
+/// test binary can hold every ISA's format.
+///
+///     virtual address (48-bit, 4-level paging)
+///     63          48 47      39 38      30 29      21 20      12 11         0
+///     +-------------+----------+----------+----------+----------+------------+
+///     | sign of 47  |PML4 index|PDPT index| PD index | PT index |page offset |
+///     +-------------+----------+----------+----------+----------+------------+
+///       level:          0          1          2          3
+///       one entry maps: 512 GiB    1 GiB      2 MiB      4 KiB
+///
+///     page-table entry (every level)
+///     63  62  59 58  52 51                      12 11 9  8   7   6   5   4    3   2   1   0
+///     +--+------+------+--------------------------+----+---+---+---+---+---+----+---+---+---+
+///     |XD|  PK  |avail |  physical address 51:12  |avl | G |PS | D | A |PCD|PWT |US |RW | P |
+///     +--+------+------+--------------------------+----+---+---+---+---+---+----+---+---+---+
+///     P   present              RW  writable             US  user accessible
+///     PWT write-through        PCD cache disable        A   accessed      D  dirty
+///     PS  in a PDPT/PD entry: maps a 1 GiB/2 MiB page (a block); in a PT entry bit 7 is PAT
+///     G   global (leaves only; survives CR3 loads when CR4.PGE is on)
+///     XD  execute disable (with EFER.NXE)
+///     In a 1 GiB/2 MiB leaf, bit 12 is PAT and the address starts at bit 30/21.
+///     A table entry's RW/US/XD restrict everything below it: a page is writable only if RW is
+///     set at every level, user-accessible only if US is set at every level, executable only if
+///     XD is clear at every level.
+#pragma once
+
+#include "arch/x86_64/page_defs.h"
+#include "lib/format.hpp"
+#include "mm/addr.hpp"
+#include "mm/perms.hpp"
+
+namespace pagoda::x86 {
+
+struct PageTableFormat {
+  static constexpr usize kLevels = 4;
+  static constexpr usize kEntriesPerTable = X86_ENTRIES_PER_TABLE;
+  static constexpr u32 kPageShift = X86_PAGE_SHIFT;
+  static constexpr u64 kPageSize = u64{1} << kPageShift;
+  /// The physical address bits of an entry (51:12); also CR3's and IA32_APIC_BASE's.
+  static constexpr u64 kAddressMask = 0x000f'ffff'ffff'f000ull;
+  static constexpr const char* kArchName = "x86_64";
+  /// x86 may replace a live entry by another directly (the TLB is invalidated afterwards);
+  /// no invalid entry is needed in between.
+  static constexpr bool kBreakBeforeMake = false;
+
+  static constexpr u64 kPresent = X86_PTE_P;
+  static constexpr u64 kWritable = X86_PTE_W;
+  static constexpr u64 kUser = X86_PTE_US;
+  static constexpr u64 kWriteThrough = X86_PTE_PWT;
+  static constexpr u64 kCacheDisable = X86_PTE_PCD;
+  static constexpr u64 kAccessed = X86_PTE_A;
+  static constexpr u64 kDirty = X86_PTE_D;
+  static constexpr u64 kHuge = X86_PTE_PS;
+  static constexpr u64 kGlobal = X86_PTE_G;
+  static constexpr u64 kPat4K = 1ull << 7;     ///< PAT in a PT entry (where PS is elsewhere)
+  static constexpr u64 kPatLarge = 1ull << 12;  ///< PAT in a 1 GiB/2 MiB leaf
+  static constexpr u64 kNoExecute = 1ull << 63;
+  /// The bits protect() rewrites (with_perms); everything else of an entry is kept.
+  static constexpr u64 kPermissionBits = kWritable | kUser | kNoExecute | kCacheDisable | kWriteThrough;
+
+  static constexpr u32 kIndexBits = X86_INDEX_BITS;
+  static constexpr u32 kVirtualBits = 48;
+  static constexpr usize kPml4 = 0, kPdpt = 1, kPd = 2, kPt = 3;
+
+  static constexpr const char* level_name(usize level) {
+    constexpr const char* kNames[kLevels] = {"PML4", "PDPT", "PD", "PT"};
+    return kNames[level];
+  }
+
+  /// Bit position of the lowest address bit that a level's index covers.
+  static constexpr u32 level_shift(usize level) { return kPageShift + kIndexBits * u32(kLevels - 1 - level); }
+
+  /// Bytes one entry at @p level maps.
+  static constexpr u64 entry_span(usize level) { return u64{1} << level_shift(level); }
+
+  static constexpr usize index(VirtAddr va, usize level) {
+    return usize((va.value() >> level_shift(level)) & (kEntriesPerTable - 1));
+  }
+
+  /// Bits 63:47 all equal (48-bit virtual addresses).
+  static constexpr bool is_canonical(VirtAddr va) {
+    const u64 top = va.value() >> (kVirtualBits - 1);
+    return top == 0 || top == (~u64{0} >> (kVirtualBits - 1));
+  }
+
+  /// The lowest address of the upper (kernel) half.
+  static constexpr VirtAddr kUpperHalfStart = VirtAddr(~u64{0} << (kVirtualBits - 1));
+
+  static constexpr bool is_present(u64 e, usize) { return e & kPresent; }
+
+  /// True when @p e (present) maps a page instead of pointing to a table.
+  static constexpr bool is_leaf(u64 e, usize level) {
+    return level == kPt || ((level == kPdpt || level == kPd) && (e & kHuge));
+  }
+
+  /// Levels whose entries may map a block (a large page): PD (2 MiB) and PDPT (1 GiB; the CPU
+  /// must report CPUID.80000001H:EDX.Page1GB before a 1 GiB page is used).
+  static constexpr bool can_hold_block(usize level) { return level == kPdpt || level == kPd; }
+
+  /// True when @p e (present) has bits set that the CPU reserves (it would fault with RSVD).
+  static constexpr bool has_reserved_bits(u64 e, usize level) {
+    if (level == kPml4 && (e & kHuge)) return true;
+    if (is_leaf(e, level) && level != kPt) {
+      // Large pages: bits between the PAT bit (12) and the page's alignment must be zero.
+      const u64 low = ((u64{1} << level_shift(level)) - 1) & kAddressMask & ~kPatLarge;
+      return e & low;
+    }
+    return false;
+  }
+
+  /// The physical address an entry points to (a table, or the page it maps).
+  static constexpr PhysAddr output_address(u64 e, usize level) {
+    if (is_leaf(e, level) && level != kPt) return PhysAddr(e & kAddressMask & ~(entry_span(level) - 1));
+    return PhysAddr(e & kAddressMask);
+  }
+
+  /// An entry pointing to the next-level table at @p table. Table entries permit everything;
+  /// the leaf decides (see the layout above).
+  static constexpr u64 make_table_entry(PhysAddr table, usize) {
+    return (table.value() & kAddressMask) | kPresent | kWritable | kUser;
+  }
+
+  /// A 4 KiB leaf (level kPt) mapping @p page with @p perms.
+  static constexpr u64 make_page_entry(PhysAddr page, Perms perms) {
+    return (page.value() & kAddressMask) | kPresent | perm_bits(perms) | (perms.global ? kGlobal : 0);
+  }
+
+  /// A block (large page) at @p level (can_hold_block) mapping @p page, aligned to
+  /// entry_span(level), with @p perms.
+  static constexpr u64 make_block_entry(PhysAddr page, usize level, Perms perms) {
+    return (page.value() & kAddressMask & ~(entry_span(level) - 1)) | kPresent | kHuge | perm_bits(perms) |
+           (perms.global ? kGlobal : 0);
+  }
+
+  /// The entry at level + 1 that maps part @p part (0 .. kEntriesPerTable - 1) of the block
+  /// @p block at @p level with the same attributes (permissions, caching, global, A/D): what a
+  /// split writes into the new table.
+  static constexpr u64 split_block(u64 block, usize level, usize part) {
+    const PhysAddr base = output_address(block, level);
+    const u64 address = base.value() + u64(part) * entry_span(level + 1);
+    const u64 pat = block & kPatLarge;
+    const u64 flags = block & ~kAddressMask;
+    if (level + 1 == kPt) return address | (flags & ~kHuge) | (pat ? kPat4K : 0);
+    return address | flags | pat;
+  }
+
+  /// What an entry allows, by itself (a table entry restricts the whole subtree).
+  static constexpr Perms entry_perms(u64 e, usize level) {
+    Perms p;
+    p.read = true;
+    p.write = e & kWritable;
+    p.user = e & kUser;
+    p.execute = !(e & kNoExecute);
+    p.caching = (e & kCacheDisable) ? Caching::Uncached : Caching::WriteBack;
+    p.global = (e & kGlobal) && is_leaf(e, level);
+    return p;
+  }
+
+  /// @p e with its permission bits (write, user, execute, caching) replaced by @p perms;
+  /// everything else (address, accessed, dirty, global, PS, PAT) kept. What protect() writes.
+  static constexpr u64 with_perms(u64 e, usize, Perms perms) { return (e & ~kPermissionBits) | perm_bits(perms); }
+
+  /// Orders earlier table writes before later walks of this CPU. x86 walks are coherent with
+  /// ordinary stores, so only the compiler must not reorder or drop them.
+  static void write_barrier() { asm volatile("" ::: "memory"); }
+
+  /// Prints the entry's flags, e.g. "P RW US A NX".
+  static void describe_entry(FormatSink& sink, u64 e, usize level) {
+    struct Flag {
+      u64 bit;
+      const char* name;
+    };
+    constexpr Flag kFlags[] = {{kPresent, "P"},     {kWritable, "RW"},    {kUser, "US"},
+                               {kWriteThrough, "PWT"}, {kCacheDisable, "PCD"}, {kAccessed, "A"},
+                               {kDirty, "D"},       {kGlobal, "G"},       {kNoExecute, "NX"}};
+    bool first = true;
+    for (const Flag& f : kFlags) {
+      if (!(e & f.bit)) continue;
+      format_to(sink, "{}{}", first ? "" : " ", f.name);
+      first = false;
+    }
+    if ((e & kHuge) && level != kPt) format_to(sink, "{}PS", first ? "" : " ");
+  }
+
+ private:
+  static constexpr u64 perm_bits(Perms perms) {
+    u64 bits = 0;
+    if (perms.write) bits |= kWritable;
+    if (perms.user) bits |= kUser;
+    if (!perms.execute) bits |= kNoExecute;
+    if (perms.caching == Caching::Uncached) bits |= kCacheDisable | kWriteThrough;
+    return bits;
+  }
+};
+
+}  // namespace pagoda::x86

@@ -1,0 +1,97 @@
+/// @file address_space.hpp
+/// @brief AddressSpace: the kernel's and each process's mappings, over the arch's roots.
+///
+/// An AddressSpace owns the arch's part (arch::ArchAddressSpace: the root or roots the ISA
+/// needs, and how the kernel half is shared) and offers map, unmap, protect and query on it,
+/// written on Cursor<F> (mm/cursor.hpp) and made consistent by a ConsistencyBatch. It is the
+/// only owner of its roots: no other handle on them exists, so no second handle can forget
+/// which tables are pinned.
+///
+///     AddressSpace& kernel = vm::kernel_space();                  // the one kernel space
+///     AddressSpace user = TRY(AddressSpace::create_user(kernel));  // shares the kernel half
+///     TRY(user.map_range(VirtAddr(0x400000), frame, 4 * kPageSize, kUserData));
+///     user.activate();                                             // CR3 / TTBR0
+///     ...                                                          // ~AddressSpace frees the
+///                                                                  // user half's tables
+///
+/// A user space changes only its lower half (InvalidArgument otherwise); the kernel half is
+/// changed through the kernel space, and every space sees it.
+#pragma once
+
+#include "arch_impl/address_space.hpp"
+#include "mm/cursor.hpp"
+
+namespace pagoda {
+
+class AddressSpace {
+ public:
+  using Format = arch::PageTableFormat;
+  using Tree = PageTable<Format>;
+  using Cursor = pagoda::Cursor<Format>;
+
+  /// The kernel's space: a fresh root (vm::init makes the one kernel space; host tests make
+  /// their own over fake memory).
+  [[nodiscard]] static Result<AddressSpace> create_kernel(TableMemory& memory);
+  /// A process's space, sharing @p kernel's half (the arch copies or points to it).
+  [[nodiscard]] static Result<AddressSpace> create_user(const AddressSpace& kernel);
+
+  AddressSpace(AddressSpace&&) = default;
+  AddressSpace(const AddressSpace&) = delete;
+  AddressSpace& operator=(const AddressSpace&) = delete;
+  AddressSpace& operator=(AddressSpace&&) = delete;
+  /// Frees every table this space owns (a user space: those of its user half; never the
+  /// kernel half's). It must not be live.
+  ~AddressSpace() = default;
+
+  /// Prepares the kernel half so that user spaces made later share all of it (kernel space;
+  /// on x86_64 a table for every upper-half top-level entry, the LAB 2 part).
+  [[nodiscard]] Result<void> prepare_kernel_half() { return arch_.prepare_kernel_half(); }
+
+  bool is_kernel() const { return arch_.is_kernel(); }
+  /// True when the CPU translates through this space now.
+  bool is_live() const { return arch_.is_live(); }
+  /// Makes this the live space (CR3 on x86_64; TTBR0 and the ASID on AArch64).
+  void activate() { arch_.activate(); }
+  /// The root that identifies this space (x86_64: its CR3 value), for reports.
+  PhysAddr root() const { return arch_.root(); }
+
+  /// A batch for changes to this space: barrier, invalidations and frees when it goes away.
+  [[nodiscard]] ConsistencyBatch batch() { return ConsistencyBatch(arch_, arch_.memory()); }
+  /// A cursor at @p va on the tree that translates it, whose changes go through @p batch. The
+  /// caller keeps to what may_change() allows (the range operations below check it).
+  [[nodiscard]] Cursor cursor(ConsistencyBatch& batch, VirtAddr va) { return Cursor(arch_.tree_for(va), batch, va); }
+  /// True when this space may change [va, va + size) (a user space: only its own half).
+  bool may_change(VirtAddr va, u64 size) const { return arch_.may_change(va, size); }
+
+  /// @name Changes (each one batch; see Cursor for the errors)
+  /// @{
+  /// Maps the page at @p va to @p pa.
+  [[nodiscard]] Result<void> map(VirtAddr va, PhysAddr pa, Perms perms);
+  /// Maps [va, va + size) to [pa, pa + size); on failure nothing of it stays mapped.
+  [[nodiscard]] Result<void> map_range(VirtAddr va, PhysAddr pa, u64 size, Perms perms);
+  /// Unmaps the page at @p va and returns the physical page it mapped (the caller's to free,
+  /// now: the batch has flushed when this returns).
+  [[nodiscard]] Result<PhysAddr> unmap(VirtAddr va);
+  /// Unmaps every page of [va, va + size); NotFound at the first page not mapped.
+  [[nodiscard]] Result<void> unmap_range(VirtAddr va, u64 size);
+  /// Changes the permissions of every page of [va, va + size), keeping accessed, dirty and
+  /// global; nothing changes unless all of it is mapped.
+  [[nodiscard]] Result<void> protect(VirtAddr va, u64 size, Perms perms);
+  /// Splits the block (large page) that maps @p va into the next level's entries.
+  [[nodiscard]] Result<void> split(VirtAddr va);
+  /// @}
+
+  /// The walk of @p va in this space.
+  Walk query(VirtAddr va) const { return arch_.tree_for(va).query(va); }
+
+  /// The arch's part (roots, TLB maintenance).
+  arch::ArchAddressSpace& arch() { return arch_; }
+  const arch::ArchAddressSpace& arch() const { return arch_; }
+
+ private:
+  explicit AddressSpace(arch::ArchAddressSpace arch) : arch_(move(arch)) {}
+
+  arch::ArchAddressSpace arch_;
+};
+
+}  // namespace pagoda
