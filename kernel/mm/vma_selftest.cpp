@@ -6,13 +6,14 @@
 #include "lib/proof.hpp"
 #include "mm/heap.hpp"
 #include "mm/heap_allocator.hpp"
+#include "mm/page.hpp"
 #include "mm/vm.hpp"
 #include "mm/vma.hpp"
 
 namespace pagoda {
 namespace {
 
-constexpr u64 kPage = 4 * KiB;
+constexpr u64 kPage = kPageSize;
 constexpr u64 kBase = 0x40'0000;
 constexpr u64 kVmaTag = 0x564d;  // "VM"
 constexpr u64 kRegions = 40;
