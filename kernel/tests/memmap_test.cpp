@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include "boot/memmap.hpp"
+#include "printers.hpp"
 
 namespace pagoda {
 namespace {

@@ -1,0 +1,40 @@
+// The gtest printers of printers.hpp: a failing assertion names kernel values instead of
+// dumping their bytes.
+#include <gtest/gtest.h>
+
+#include "host_support.hpp"
+
+namespace pagoda {
+namespace {
+
+using ::testing::PrintToString;
+
+TEST(Printers, EnumsPrintByEnumeratorName) {
+  EXPECT_EQ(PrintToString(WalkStop::Mapped), "WalkStop::Mapped");
+  EXPECT_EQ(PrintToString(WalkStop::TableUnreachable), "WalkStop::TableUnreachable");
+  EXPECT_EQ(PrintToString(Caching::Uncached), "Caching::Uncached");
+}
+
+TEST(Printers, EnumsWithAKernelDescriptionShowIt) {
+  EXPECT_EQ(PrintToString(Error::NoMemory), "Error::NoMemory (no memory)");
+  EXPECT_EQ(PrintToString(MemoryType::Usable), std::string("MemoryType::Usable (") +
+                                                   memory_type_name(MemoryType::Usable) + ")");
+  EXPECT_EQ(PrintToString(FreeCheck::DoubleFree),
+            "FreeCheck::DoubleFree (double free: the frame is already free)");
+}
+
+TEST(Printers, AValueThatNamesNoEnumeratorPrintsAsANumber) {
+  EXPECT_EQ(PrintToString(static_cast<WalkStop>(200)), "WalkStop(200)");
+}
+
+TEST(Printers, AddressesPermsAndResults) {
+  EXPECT_EQ(PrintToString(PhysAddr(0x1000)), "PhysAddr(0x1000)");
+  EXPECT_EQ(PrintToString(VirtAddr(0xffffffff80000000)), "VirtAddr(0xffffffff80000000)");
+  EXPECT_EQ(PrintToString(kKernelText), "r-x kernel");
+  EXPECT_EQ(PrintToString(Result<int>(Error::NotFound)), "error(Error::NotFound (not found))");
+  EXPECT_EQ(PrintToString(Result<int>(7)), "ok(7)");
+  EXPECT_EQ(PrintToString(Result<void>()), "ok");
+}
+
+}  // namespace
+}  // namespace pagoda
