@@ -4,7 +4,7 @@ trees and branches; labcheck.py proves the skeletons."""
 import argparse
 import os
 
-from . import deps, grade, labcheck, labstatus, paths, publish
+from . import deps, grade, handouts, labcheck, labstatus, paths, publish
 from .ui import info
 
 MARKERS_HELP = """\
@@ -41,10 +41,21 @@ def cmd_lint(args):
 
 
 def cmd_publish(args):
-    branches = publish.publish(args.out, paths.ROOT, log=info)
+    branches = publish.publish(args.out, paths.ROOT, log=info, upto=args.upto)
     print(f"published {len(branches)} branch(es) in {os.path.abspath(args.out)}: "
-          f"{' '.join(branches)}; HEAD is {branches[0]}; no solution text leaked")
+          f"{' '.join(branches)}; HEAD is {branches[0]}")
+    print("leak check passed: no branch labN holds solution text of lab N or later, and none "
+          "holds a hidden test")
+    last = branches[-1]
+    if len(branches) > 1:
+        print(f"note: each branch labN holds the reference solutions of labs 0..N-1, so {last} "
+              f"shows the solutions of {', '.join(branches[:-1])}; push a branch only when its lab "
+              "starts (publish with --upto N, see docs/instructors.md)")
     return 0
+
+
+def cmd_tables(args):
+    return handouts.cmd_tables(args, paths.ROOT)
 
 
 def cmd_check(args):
@@ -83,11 +94,22 @@ def add_parser(sub):
                                         "the tree students get for lab N (earlier labs solved, lab "
                                         "N and later as skeletons, .pagoda-lab = N). There is no "
                                         "main; HEAD is on the first lab. The source is this working "
-                                        "tree, uncommitted files included. Fails if a solution "
-                                        "line can be found in any branch's history.")
+                                        "tree, uncommitted files included. Hidden tests are left "
+                                        "out. Fails if a solution line of lab N or later, or a "
+                                        "hidden test, can be found in the history of branch labN.")
     q.add_argument("--out", required=True, metavar="DIR",
                    help="where to create the repository (must not exist, or be empty)")
+    q.add_argument("--upto", type=_lab_number, metavar="N",
+                   help="only branches lab0..labN (branch labN shows the solutions of the labs "
+                        "before N: push one lab at a time)")
     q.set_defaults(func=cmd_publish)
+
+    q = labs_sub.add_parser("tables", help="check (or --write) the handouts' test tables against lab.toml",
+                            description=handouts.__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    q.add_argument("--write", action="store_true",
+                   help="rewrite each handout's table from its lab.toml")
+    q.set_defaults(func=cmd_tables)
 
     q = labs_sub.add_parser("check", help="build and grade every lab's skeleton tree",
                             description=labcheck.__doc__,

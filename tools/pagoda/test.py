@@ -4,6 +4,7 @@ Steps, in order (each prints one result line):
   host     host unit tests of the arch-independent kernel code (GoogleTest through ctest)
   tools    pytest suites of the tools (GDB walker core, grader harness, ./pagoda itself)
   grade    the grader on every implemented lab, which must score full marks
+  handouts ./pagoda labs tables: every handout's test table is the one its lab.toml gives
   docs     ./pagoda docs --check: Doxygen builds the documentation without a warning about a
            documented header or a page
   labs     ./pagoda labs check: every published lab builds, passes the labs before it and
@@ -15,7 +16,7 @@ import subprocess
 import sys
 import time
 
-from . import build, deps, docs, grade, paths
+from . import build, deps, docs, grade, handouts, paths
 from .ui import PagodaError, info
 
 TOOL_TEST_DIRS = ("tools/gdb/tests", "tools/tests", "grade/harness_tests")
@@ -92,6 +93,16 @@ def step_grade(verbose):
     return earned == possible and possible > 0, f"score {earned}/{possible}"
 
 
+def step_handouts(verbose):
+    problems = handouts.stale(paths.ROOT)
+    for rel, _, _, message in problems:
+        print(message)
+    if problems:
+        print("regenerate them with ./pagoda labs tables --write (./pagoda labs tables shows the diff)")
+    count = len(handouts.publish.load_labs(paths.ROOT))
+    return not problems, f"{count} handout(s), {len(problems)} with a stale test table"
+
+
 def step_docs(verbose):
     report = docs.generate()
     if verbose or report.failing:
@@ -108,8 +119,8 @@ def step_labs(verbose):
     return out.returncode == 0, last[0]
 
 
-STEPS = (("host", step_host), ("tools", step_tools), ("grade", step_grade), ("docs", step_docs),
-         ("labs", step_labs))
+STEPS = (("host", step_host), ("tools", step_tools), ("grade", step_grade),
+         ("handouts", step_handouts), ("docs", step_docs), ("labs", step_labs))
 
 
 def cmd_test(args):
