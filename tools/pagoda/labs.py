@@ -4,8 +4,8 @@ trees and branches; labcheck.py proves the skeletons."""
 import argparse
 import os
 
-from . import deps, grade, handouts, labcheck, labstatus, paths, publish
-from .ui import info
+from . import deps, grade, handouts, labcheck, labstart, labstatus, paths, publish
+from .ui import PagodaError, info
 
 MARKERS_HELP = """\
 A solution region, in C/C++/assembly (CMake, Python, shell, TOML: '#'; linker scripts:
@@ -64,6 +64,19 @@ def cmd_check(args):
                               clean=args.clean, workers=args.jobs,
                               out=lambda line: print(line, flush=True))
     return 1 if problems else 0
+
+
+def cmd_start(args):
+    n = args.lab
+    if n is None:
+        current = labstatus.current_lab(paths.ROOT)
+        if current is None:
+            raise PagodaError("this tree has no .pagoda-lab (it is the reference tree): say which "
+                              "lab to start, e.g. ./pagoda lab start 1")
+        n = current + 1
+    outcome = labstart.start(n, paths.ROOT, source=args.source)
+    # The lab files now on disk are the new branch's (labs/ may have gained a lab).
+    return labstart.report(outcome, publish.load_labs(paths.ROOT), paths.ROOT)
 
 
 def cmd_status(args):
@@ -141,3 +154,12 @@ def add_parser(sub):
     q.add_argument("-j", "--jobs", type=grade.jobs_argument, default="auto",
                    help="parallel QEMU boots: a number or 'auto' (the default)")
     q.set_defaults(func=cmd_status)
+
+    q = lab_sub.add_parser("start", help="move your work into the next lab's branch",
+                           description=labstart.__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    q.add_argument("lab", nargs="?", type=_lab_number, metavar="N",
+                   help="the lab to start (default: the one after this branch's)")
+    q.add_argument("--from", dest="source", metavar="BRANCH",
+                   help="the branch with your work (default: the current branch)")
+    q.set_defaults(func=cmd_start)
