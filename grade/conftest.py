@@ -151,12 +151,17 @@ def pytest_runtest_logreport(report):
         return
     results = pytest_runtest_logreport.results
     key = f"{props['pagoda_lab']}:{props['pagoda_id']}"
+    # A test passes only when its call phase passed: one interrupted after its setup (the batch
+    # grader's time limit, Ctrl-C) stays "incomplete" and scores nothing.
     entry = results.setdefault(key, {"lab": props["pagoda_lab"], "id": props["pagoda_id"],
-                                     "outcome": "passed", "duration": 0.0, "reason": ""})
+                                     "outcome": "incomplete", "duration": 0.0,
+                                     "reason": "the test did not finish (the grader was interrupted)"})
     entry["duration"] += report.duration
     if report.failed or report.skipped:
         entry["outcome"] = "failed" if report.failed else "skipped"
-        entry["reason"] = props.get("pagoda_reason") or entry["reason"] or (report.longreprtext or "")[-2000:]
+        entry["reason"] = props.get("pagoda_reason") or (report.longreprtext or "")[-2000:] or entry["reason"]
+    elif report.when == "call" and report.passed and entry["outcome"] == "incomplete":
+        entry["outcome"], entry["reason"] = "passed", ""
 
 
 pytest_runtest_logreport.results = {}

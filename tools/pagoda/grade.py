@@ -215,8 +215,10 @@ def add_parser(sub):
     b.add_argument("--lab", type=int, metavar="N", help="with --batch: the lab to grade")
     b.add_argument("--csv", metavar="FILE", help="with --batch: one row per submission")
     b.add_argument("--time-limit", type=float, metavar="SECONDS",
-                   help="with --batch: wall-clock limit per submission, build included (default: "
-                        "the lab's test timeouts added up, plus 120 s for the build)")
+                   help="with --batch: wall-clock limit for grading one submission (default: the "
+                        "lab's test timeouts added up, plus 30 s)")
+    b.add_argument("--build-time-limit", type=float, metavar="SECONDS",
+                   help="with --batch: wall-clock limit for building one submission (default 300)")
     b.add_argument("--ref", metavar="REF",
                    help="with --batch: what to grade in a git submission (default: its branch labN "
                         "if it has one, else HEAD)")
