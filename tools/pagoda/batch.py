@@ -80,10 +80,29 @@ class Row:
     notes: list = field(default_factory=list)
     phases: dict = field(default_factory=dict)     # step: seconds
     test_seconds: float = 0.0                      # what the tests themselves took
+    results: dict = field(default_factory=dict)    # test id: the grader's result
+    build_log: str = None                          # path of the build log, once built
 
     def summary(self):
         text = "; ".join(self.notes)
         return text if len(text) <= MAX_SUMMARY else text[:MAX_SUMMARY - 3] + "..."
+
+
+def grader_sources(root):
+    """The grader files of the tree at @p root, as publish.SourceFile: from git when @p root is
+    a git working tree, else (an autograder's unpacked source) every file on disk."""
+    labs = publish.lab_numbers(root)
+    if os.path.exists(os.path.join(root, ".git")):
+        rels = [r for r in publish.source_files(root) if is_grader_path(r)]
+    else:
+        rels = []
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames[:] = sorted(d for d in dirnames if d not in ("__pycache__", ".git", "build"))
+            for name in sorted(filenames):
+                rel = os.path.relpath(os.path.join(dirpath, name), root)
+                if is_grader_path(rel):
+                    rels.append(rel)
+    return [publish.read_source(root, rel, labs) for rel in rels]
 
 
 def discover(directory):
@@ -142,12 +161,12 @@ class Batch:
         self.spec = labs[lab]
         self.time_limit = time_limit or sum(t.timeout for t in self.spec.tests) + GRADE_MARGIN
         self.build_time_limit = build_time_limit or BUILD_TIME_LIMIT
-        sources = publish.scan(root)
+        sources = grader_sources(root)
         # The grader files a student's lab-N tree holds (published: no hidden test)...
         self.published = {s.path: publish.resolved(s, lab) for s in sources
                           if is_grader_path(s.path) and not publish.is_hidden(s.path) and s.link is None}
         # ...and the ones every submission is graded with (hidden tests included).
-        self.grader = [s for s in sources if is_grader_path(s.path)]
+        self.grader = sources
         self.lock = threading.Lock()
         self.running = {}       # submission id: Popen, for interrupting on Ctrl-C
 
@@ -339,6 +358,7 @@ class Batch:
             row.phases["copy"] = time.monotonic() - t
 
             t = time.monotonic()
+            row.build_log = os.path.join(base, "build.log")
             kernel, problem = self.build(sub.id, tree, os.path.join(base, "build.log"),
                                          Deadline(self.build_time_limit))
             row.phases["build"] = time.monotonic() - t
@@ -366,6 +386,7 @@ class Batch:
 
     def score(self, row, results, late, base):
         timed_out, failures = [], []
+        row.results = results
         for spec in self.spec.tests:
             r = results.get(spec.id)
             if r is None:

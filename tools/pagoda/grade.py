@@ -173,7 +173,7 @@ def cmd_grade(args):
         return batch.cmd_batch(args)
     if args.kernel:
         check_kernel_file(args.kernel)
-    deps.ensure()
+    deps.ensure(deps.needed(grading_only=True, arches=[args.arch]))
     try:
         kernel = os.path.abspath(args.kernel) if args.kernel else None   # pytest runs in grade/
         earned, possible = grade(args.labs, args.arch, args.jobs, kernel, args.verbose,
