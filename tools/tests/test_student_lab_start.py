@@ -172,3 +172,13 @@ def test_regions_are_found_again_when_they_moved():
     assert labstart.locate_regions([entry], lines) == [(1, 3)]
     assert labstart.locate_regions([entry], ["new\n"] + lines) == [(2, 4)]
     assert labstart.locate_regions([entry], ["x\n", "r1\n"]) == []
+
+
+def test_status_and_start_give_the_same_next_steps(tree):
+    labs = publish.load_labs(tree)
+    steps = labstart.next_steps(0, labs)
+    assert steps[1] == "  ./pagoda lab start 1"
+    assert labstart.next_steps(2, labs)[0].startswith("Lab 2 is the last lab")
+    from pagoda import labstatus
+    import inspect
+    assert "labstart.next_steps(n, labs)" in inspect.getsource(labstatus.status)
