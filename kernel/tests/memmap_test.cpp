@@ -1,7 +1,6 @@
 #include <gtest/gtest.h>
 
 #include "boot/memmap.hpp"
-#include "printers.hpp"
 
 namespace pagoda {
 namespace {

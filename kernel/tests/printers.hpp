@@ -1,13 +1,14 @@
 // GoogleTest printers for the kernel's types, so that a failing assertion reads
-//   Expected equality of these values: r.error()  Which is: Error::NotFound (not found)
-// instead of a raw byte dump such as `<02>`. Included by host_support.hpp; a test file that
-// compares kernel values and does not include host_support.hpp includes this instead.
+//   Which is: ErrorCode::NotFound: not found (made at kernel/mm/cursor.hpp:212)
+// instead of a raw byte dump such as `<02>`. Included by host_support.hpp.
 //
 // Enumerator names are not written here a second time: the compiler spells them (clang and
 // GCC print a non-type template argument of enum type by its enumerator's name in
 // __PRETTY_FUNCTION__), so a new enumerator prints by name without touching this file. The
 // kernel's own descriptions (error_name, memory_type_name, free_check_message) follow in
-// parentheses.
+// parentheses, and an Error prints as the kernel reports it (where it was made included).
+// CMake force-includes this header into every host test file (see CMakeLists.txt: one file
+// without it would give the whole program gtest's byte dump for a type).
 #pragma once
 
 #include <array>
@@ -21,6 +22,7 @@
 #include <gtest/gtest.h>
 
 #include "boot/memmap.hpp"
+#include "lib/abi.hpp"
 #include "lib/result.hpp"
 #include "mm/addr.hpp"
 #include "mm/frame_allocator.hpp"
@@ -87,7 +89,14 @@ template <class T> std::string formatted(const T& value) {
 
 namespace pagoda {
 
-inline void PrintTo(Error e, std::ostream* os) { *os << host::enum_name(e) << " (" << error_name(e) << ")"; }
+inline void PrintTo(ErrorCode c, std::ostream* os) {
+  *os << host::enum_name(c) << " (" << error_name(c) << ")";
+}
+/// "ErrorCode::NoMemory: no memory (made at kernel/mm/cursor.hpp:212)".
+inline void PrintTo(const Error& e, std::ostream* os) {
+  *os << host::enum_name(e.code) << ": " << host::formatted(e);
+}
+
 inline void PrintTo(WalkStop s, std::ostream* os) { *os << host::enum_name(s); }
 inline void PrintTo(Caching c, std::ostream* os) { *os << host::enum_name(c); }
 inline void PrintTo(MemoryType t, std::ostream* os) {
@@ -108,7 +117,7 @@ inline void PrintTo(const Perms& p, std::ostream* os) { *os << host::formatted(p
 /// The walk as a fault report prints it, one line per level.
 inline void PrintTo(const Walk& w, std::ostream* os) { *os << "\n" << host::formatted(w); }
 
-/// "ok(<value>)" or "error(Error::NoMemory (no memory))".
+/// "ok(<value>)" or "error(ErrorCode::NoMemory: no memory (made at ...))".
 template <class T> void PrintTo(const Result<T>& r, std::ostream* os) {
   if (r.is_error()) {
     *os << "error(";
@@ -121,3 +130,12 @@ template <class T> void PrintTo(const Result<T>& r, std::ostream* os) {
 }
 
 }  // namespace pagoda
+
+namespace pagoda::abi {
+
+inline void PrintTo(Errno e, std::ostream* os) { *os << host::enum_name(e); }
+inline void PrintTo(Syscall s, std::ostream* os) { *os << host::enum_name(s); }
+inline void PrintTo(Termination t, std::ostream* os) { *os << host::enum_name(t); }
+inline void PrintTo(MemoryKind k, std::ostream* os) { *os << host::enum_name(k); }
+
+}  // namespace pagoda::abi

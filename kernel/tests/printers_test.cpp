@@ -16,7 +16,8 @@ TEST(Printers, EnumsPrintByEnumeratorName) {
 }
 
 TEST(Printers, EnumsWithAKernelDescriptionShowIt) {
-  EXPECT_EQ(PrintToString(Error::NoMemory), "Error::NoMemory (no memory)");
+  EXPECT_EQ(PrintToString(ErrorCode::NoMemory), "ErrorCode::NoMemory (no memory)");
+  EXPECT_EQ(PrintToString(abi::Errno::NoMem), "abi::Errno::NoMem");
   EXPECT_EQ(PrintToString(MemoryType::Usable), std::string("MemoryType::Usable (") +
                                                    memory_type_name(MemoryType::Usable) + ")");
   EXPECT_EQ(PrintToString(FreeCheck::DoubleFree),
@@ -31,7 +32,10 @@ TEST(Printers, AddressesPermsAndResults) {
   EXPECT_EQ(PrintToString(PhysAddr(0x1000)), "PhysAddr(0x1000)");
   EXPECT_EQ(PrintToString(VirtAddr(0xffffffff80000000)), "VirtAddr(0xffffffff80000000)");
   EXPECT_EQ(PrintToString(kKernelText), "r-x kernel");
-  EXPECT_EQ(PrintToString(Result<int>(Error::NotFound)), "error(Error::NotFound (not found))");
+  const int line = __LINE__ + 1;
+  const Result<int> missing(Error::NotFound);
+  EXPECT_EQ(PrintToString(missing), "error(ErrorCode::NotFound: not found (made at kernel/tests/printers_test.cpp:" +
+                                        std::to_string(line) + "))");
   EXPECT_EQ(PrintToString(Result<int>(7)), "ok(7)");
   EXPECT_EQ(PrintToString(Result<void>()), "ok");
 }
