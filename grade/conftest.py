@@ -5,7 +5,10 @@
   without a manifest entry, is an error;
 - builds the kernel once per process (under a lock, so parallel workers build it once);
 - gives each test a `boot` fixture: fresh QEMU per boot, own log directory, per-test deadline;
-- writes a JSON report (--pagoda-report) that `./pagoda grade` turns into the score table.
+- writes a JSON report (--pagoda-report) that `./pagoda grade` turns into the score table;
+- --pagoda-only=ID,ID runs only those tests (how one Classroom step grades one test);
+- marks skeleton TODO lines of labs later than the tree's (.pagoda-lab, or --pagoda-lab) as
+  expected in failure messages.
 """
 import fcntl
 import json
@@ -21,7 +24,7 @@ sys.path.insert(0, os.path.join(ROOT, "tools"))
 sys.path.insert(0, HERE)
 
 from pagoda import build, paths, qemu  # noqa: E402
-from pagoda_grade import manifest  # noqa: E402
+from pagoda_grade import manifest, todo  # noqa: E402
 from pagoda_grade.harness import Booter  # noqa: E402
 
 # The grader, its xdist workers and their QEMUs all die with whoever started them.
@@ -38,12 +41,17 @@ def pytest_addoption(parser):
     parser.addoption("--pagoda-report", default=None, help="write per-test results as JSON here")
     parser.addoption("--pagoda-arch", default=paths.DEFAULT_ARCH, choices=paths.ARCHES)
     parser.addoption("--pagoda-kernel", default=None, help="boot this kernel ELF instead of building")
+    parser.addoption("--pagoda-only", default=None, help="run only these test ids (comma-separated)")
+    parser.addoption("--pagoda-lab", default=None, type=int,
+                     help="the lab the graded tree is for (default: its .pagoda-lab)")
 
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "lab(number, id): the lab test this function implements")
     config._pagoda_labs = manifest.load_all()
     config._pagoda_results = {}
+    given = config.getoption("--pagoda-lab")
+    config._pagoda_current_lab = given if given is not None else todo.current_lab(ROOT)
 
 
 def _lab_marker(item):
@@ -53,6 +61,12 @@ def _lab_marker(item):
 
 def pytest_collection_modifyitems(session, config, items):
     labs = config._pagoda_labs
+    only = config.getoption("--pagoda-only")
+    if only:
+        wanted = set(only.split(","))
+        keep = [i for i in items if (_lab_marker(i) or (None, None))[1] in wanted]
+        config.hook.pytest_deselected(items=[i for i in items if i not in keep])
+        items[:] = keep
     implemented = set()
     for item in items:
         key = _lab_marker(item)
@@ -74,9 +88,11 @@ def pytest_collection_modifyitems(session, config, items):
     collected_labs = {k[0] for k in implemented}
     for number in collected_labs:
         for spec in labs[number].tests:
-            if (number, spec.id) not in implemented and not config.option.keyword and not config.option.markexpr:
+            if (number, spec.id) not in implemented and not config.option.keyword and \
+                    not config.option.markexpr and not only:
+                where = " (hidden tests live in grade/hidden/)" if spec.hidden else ""
                 raise pytest.UsageError(f"lab {number} declares test '{spec.id}' but no grader "
-                                        "test implements it")
+                                        f"test implements it{where}")
 
 
 def _build_once(arch):
@@ -121,7 +137,10 @@ def pytest_runtest_makereport(item, call):
             reason = str(e)
         else:
             reason = f"{call.excinfo.typename}: {e}"
-        report.user_properties.append(("pagoda_reason", reason))
+        lab = item.config._pagoda_current_lab
+        if lab is None:
+            lab = dict(item.user_properties).get("pagoda_lab")
+        report.user_properties.append(("pagoda_reason", todo.mark_later_todos(reason, lab)))
     elif call.excinfo is not None and report.failed:
         report.user_properties.append(("pagoda_reason", f"{report.when} error: {call.excinfo.typename}: {call.excinfo.value}"))
 
@@ -132,12 +151,17 @@ def pytest_runtest_logreport(report):
         return
     results = pytest_runtest_logreport.results
     key = f"{props['pagoda_lab']}:{props['pagoda_id']}"
+    # A test passes only when its call phase passed: one interrupted after its setup (the batch
+    # grader's time limit, Ctrl-C) stays "incomplete" and scores nothing.
     entry = results.setdefault(key, {"lab": props["pagoda_lab"], "id": props["pagoda_id"],
-                                     "outcome": "passed", "duration": 0.0, "reason": ""})
+                                     "outcome": "incomplete", "duration": 0.0,
+                                     "reason": "the test did not finish (the grader was interrupted)"})
     entry["duration"] += report.duration
     if report.failed or report.skipped:
         entry["outcome"] = "failed" if report.failed else "skipped"
-        entry["reason"] = props.get("pagoda_reason") or entry["reason"] or (report.longreprtext or "")[-2000:]
+        entry["reason"] = props.get("pagoda_reason") or (report.longreprtext or "")[-2000:] or entry["reason"]
+    elif report.when == "call" and report.passed and entry["outcome"] == "incomplete":
+        entry["outcome"], entry["reason"] = "passed", ""
 
 
 pytest_runtest_logreport.results = {}

@@ -11,6 +11,12 @@
     timeout = 10          # seconds for the whole test, every boot included
     checks = "the banner carries this boot's token"
     passes_on_skeleton = true   # optional: the lab hands this working; the test guards it
+    hidden = true               # optional: kept out of published branches (see below)
+
+A hidden test is the instructor's: `./pagoda labs publish` drops its [[tests]] entry from the
+published lab.toml and its implementation (grade/hidden/test_labN*.py) from the published tree;
+the instructor's `./pagoda grade` (and batch grading, and the autograders built from main) run
+it like any other test. Handouts never list it.
 
 `./pagoda labs check` demands that every test of lab N fail on the published lab-N skeleton
 (otherwise it tests nothing the student writes), except those marked passes_on_skeleton, which
@@ -37,6 +43,7 @@ class TestSpec:
     timeout: float
     checks: str
     passes_on_skeleton: bool = False
+    hidden: bool = False
 
 
 @dataclass
@@ -61,6 +68,11 @@ class Lab:
     @property
     def total_points(self):
         return sum(t.points for t in self.tests)
+
+    @property
+    def visible_tests(self):
+        """The tests students see (published, in the handout)."""
+        return [t for t in self.tests if not t.hidden]
 
 
 def _load(path):
@@ -95,8 +107,12 @@ def _load(path):
         given = t.get("passes_on_skeleton", False)
         if not isinstance(given, bool):
             raise ManifestError(f"{where}: test {tid}: passes_on_skeleton must be true or false")
+        hidden = t.get("hidden", False)
+        if not isinstance(hidden, bool):
+            raise ManifestError(f"{where}: test {tid}: hidden must be true or false")
         lab.tests.append(TestSpec(id=tid, points=points, timeout=float(timeout),
-                                  checks=str(t.get("checks", "")), passes_on_skeleton=given))
+                                  checks=str(t.get("checks", "")), passes_on_skeleton=given,
+                                  hidden=hidden))
     return lab
 
 

@@ -5,6 +5,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "printers.hpp"  // gtest prints kernel enums, addresses and results by name
+
 namespace pagoda::host {
 
 struct HostPanic : std::runtime_error {

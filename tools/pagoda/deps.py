@@ -3,13 +3,20 @@
 Every requirement names how to check for it and which Debian package provides it. Python
 modules are checked under /usr/bin/python3, the interpreter that runs ./pagoda and the grader
 (PyPI is unreachable here, so Python dependencies are Debian python3-* packages).
+
+Installing is quiet: one line per package as apt finishes setting it up; apt's and dpkg's own
+output goes to a log file (build/setup.log) whose path is printed, and whose tail is shown if
+apt fails. This module imports nothing outside the standard library: it runs before anything
+else is installed.
 """
 import glob
 import importlib.util
 import os
+import re
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 
 from . import paths
@@ -20,7 +27,10 @@ def _system_python_has(module):
     """Whether /usr/bin/python3 can import @p module: looked up in this process when it is that
     interpreter (the usual case: it is ./pagoda's), else by asking it."""
     if os.path.realpath(sys.executable) == os.path.realpath(paths.SYSTEM_PYTHON):
-        return importlib.util.find_spec(module) is not None
+        try:
+            return importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):   # a finder that refuses it: not importable
+            return False
     result = subprocess.run([paths.SYSTEM_PYTHON, "-c", f"import {module}"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return result.returncode == 0
@@ -33,6 +43,8 @@ class Requirement:
     purpose: str       # why Pagoda needs it
     kind: str          # "exe", "python" or "file"
     probe: str         # executable name, module name, or glob pattern
+    grading: bool = False  # needed to build a kernel and grade it (what autograders install)
+    arch: str = None   # needed only for this target architecture
 
     def present(self):
         if self.kind == "exe":
@@ -45,25 +57,30 @@ class Requirement:
 
 
 REQUIREMENTS = (
-    Requirement("clang++", "clang", "compiles the kernel and the host tests", "exe", "clang++"),
-    Requirement("ld.lld", "lld", "links the kernel", "exe", "ld.lld"),
-    Requirement("llvm-symbolizer", "llvm", "names the addresses in backtraces", "exe", "llvm-symbolizer"),
+    Requirement("clang++", "clang", "compiles the kernel and the host tests", "exe", "clang++",
+                grading=True),
+    Requirement("ld.lld", "lld", "links the kernel", "exe", "ld.lld", grading=True),
+    Requirement("llvm-symbolizer", "llvm", "names the addresses in backtraces", "exe",
+                "llvm-symbolizer", grading=True),
     Requirement("llvm-objcopy", "llvm", "strips the user programs embedded in the kernel", "exe",
-                "llvm-objcopy"),
+                "llvm-objcopy", grading=True),
     Requirement("sanitizer runtimes", "libclang-rt-14-dev", "host tests run under ASan and UBSan",
                 "file", "/usr/lib/llvm-14/lib/clang/*/lib/linux/libclang_rt.asan-x86_64.a"),
-    Requirement("cmake", "cmake", "configures the build", "exe", "cmake"),
-    Requirement("ninja", "ninja-build", "runs the build", "exe", "ninja"),
+    Requirement("cmake", "cmake", "configures the build", "exe", "cmake", grading=True),
+    Requirement("ninja", "ninja-build", "runs the build", "exe", "ninja", grading=True),
     Requirement("GoogleTest", "libgtest-dev", "host unit tests", "file",
                 "/usr/lib/*/cmake/GTest/GTestConfig.cmake"),
     Requirement("qemu-system-x86_64", "qemu-system-x86", "runs the x86_64 kernel", "exe",
-                "qemu-system-x86_64"),
+                "qemu-system-x86_64", grading=True, arch="x86_64"),
+    Requirement("qemu-system-aarch64", "qemu-system-arm", "runs the AArch64 kernel", "exe",
+                "qemu-system-aarch64", grading=True, arch="aarch64"),
     Requirement("gdb-multiarch", "gdb-multiarch", "./pagoda gdb and the page-table commands", "exe",
                 "gdb-multiarch"),
-    Requirement("pytest", "python3-pytest", "runs the grader", "python", "pytest"),
-    Requirement("pytest-xdist", "python3-pytest-xdist", "grades tests in parallel", "python", "xdist"),
+    Requirement("pytest", "python3-pytest", "runs the grader", "python", "pytest", grading=True),
+    Requirement("pytest-xdist", "python3-pytest-xdist", "grades tests in parallel", "python", "xdist",
+                grading=True),
     Requirement("pytest-timeout", "python3-pytest-timeout", "stops a grader test that hangs",
-                "python", "pytest_timeout"),
+                "python", "pytest_timeout", grading=True),
     Requirement("pexpect", "python3-pexpect", "drives interactive sessions in tests", "python",
                 "pexpect"),
     Requirement("doxygen", "doxygen", "builds the HTML documentation (./pagoda docs)", "exe",
@@ -72,71 +89,168 @@ REQUIREMENTS = (
 )
 
 
-def missing():
+def needed(grading_only=False, arches=None):
+    """The requirements of everything (or, with @p grading_only, of building and grading a
+    kernel for @p arches, by default every architecture)."""
+    return [r for r in REQUIREMENTS
+            if (not grading_only or r.grading) and (r.arch is None or arches is None or r.arch in arches)]
+
+
+def missing(requirements=REQUIREMENTS):
     """The requirements not satisfied on this machine."""
-    return [r for r in REQUIREMENTS if not r.present()]
+    return [r for r in requirements if not r.present()]
 
 
-def check(verbose=True):
+def packages(requirements):
+    """The Debian packages of @p requirements, in order, each once."""
+    return list(dict.fromkeys(r.package for r in requirements))
+
+
+def check(verbose=True, requirements=REQUIREMENTS):
     """Reports each missing requirement with its fix; True when nothing is missing."""
-    absent = missing()
+    absent = missing(requirements)
     if verbose:
         if not absent:
             info("setup --check: everything Pagoda needs is installed")
         for r in absent:
             print(f"missing: {r.name} ({r.purpose}); fix: apt-get install {r.package}")
+        if absent:
+            print(f"install them all with: ./pagoda setup   "
+                  f"(or apt-get install {' '.join(packages(absent))})")
     return not absent
 
 
+LOG_TAIL_LINES = 25
+# dpkg says this when it has configured a package: the moment to print its one line.
+_SETTING_UP = re.compile(r"^Setting up ([a-z0-9][a-z0-9+.-]*)(?::[a-z0-9]+)? ")
+
+
+def log_path():
+    """Where apt's output goes: $PAGODA_SETUP_LOG, else build/setup.log, else (build/ not
+    writable) a temporary file."""
+    if os.environ.get("PAGODA_SETUP_LOG"):
+        return os.environ["PAGODA_SETUP_LOG"]
+    try:
+        os.makedirs(paths.BUILD, exist_ok=True)
+        path = os.path.join(paths.BUILD, "setup.log")
+        open(path, "a").close()
+        return path
+    except OSError:
+        import tempfile
+        fd, path = tempfile.mkstemp(prefix="pagoda-setup-", suffix=".log")
+        os.close(fd)
+        return path
+
+
+def _tail(path, lines=LOG_TAIL_LINES):
+    with open(path, errors="replace") as f:
+        return f.read().splitlines()[-lines:]
+
+
+def _run_logged(cmd, env, log, on_line=None):
+    """Runs @p cmd with its output appended to @p log (a file object); @p on_line sees each
+    line. Returns the exit status (127 if the program is missing)."""
+    log.write(f"$ {' '.join(cmd)}\n")
+    log.flush()
+    try:
+        proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT)
+    except OSError as e:
+        log.write(f"{cmd[0]}: {e.strerror}\n")
+        return 127
+    for raw in proc.stdout:
+        line = raw.decode(errors="replace")
+        log.write(line)
+        if on_line:
+            on_line(line.rstrip("\n"))
+    log.flush()
+    return proc.wait()
+
+
 def install(requirements):
-    """Installs the packages of @p requirements with apt-get, saying what and why."""
-    packages = sorted({r.package for r in requirements})
+    """Installs the packages of @p requirements with apt-get: one line per package on the
+    terminal (printed when dpkg has set it up), everything apt and dpkg say in the log."""
+    pkgs = packages(requirements)
+    why = {}
     for r in requirements:
-        info(f"installing {r.package} for {r.name}: {r.purpose}")
+        why.setdefault(r.package, f"{r.name}: {r.purpose}")
     prefix = []
     if os.geteuid() != 0:
         if shutil.which("sudo") is None:
             raise PagodaError("installing packages needs root: run as root or install sudo, or "
-                              f"install by hand: apt-get install {' '.join(packages)}")
+                              f"install by hand: apt-get install {' '.join(pkgs)}")
         prefix = ["sudo"]
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    for cmd in (prefix + ["apt-get", "update", "-qq"],
-                prefix + ["apt-get", "install", "-y", "-qq", "--no-install-recommends"] + packages):
-        info("$ " + " ".join(cmd))
-        if subprocess.run(cmd, env=env).returncode != 0:
-            raise PagodaError(f"'{' '.join(cmd)}' failed; install by hand: "
-                              f"apt-get install {' '.join(packages)}")
-    still = [r.name for r in missing()]
+    path = log_path()
+    start = time.monotonic()
+    info(f"setup: installing {len(pkgs)} package(s) with apt-get; its output goes to {path}")
+    done = set()
+
+    def on_line(line):
+        m = _SETTING_UP.match(line)
+        if m and m[1] in why and m[1] not in done:
+            done.add(m[1])
+            info(f"  installed {m[1]} ({why[m[1]]})")
+
+    with open(path, "a") as log:
+        log.write(f"\n==== ./pagoda setup, {time.strftime('%Y-%m-%d %H:%M:%S')}: {' '.join(pkgs)}\n")
+        for cmd in (prefix + ["apt-get", "update", "-q"],
+                    prefix + ["apt-get", "install", "-y", "-q", "--no-install-recommends"] + pkgs):
+            status = _run_logged(cmd, env, log, on_line)
+            if status != 0:
+                tail = "\n  ".join(_tail(path))
+                raise PagodaError(f"'{' '.join(cmd)}' failed (status {status}); the end of {path}:\n  "
+                                  f"{tail}\ninstall by hand: apt-get install {' '.join(pkgs)}")
+    for p in pkgs:     # already up to date, or set up without dpkg saying so
+        if p not in done:
+            info(f"  {p}: apt-get had nothing to set up ({why[p]})")
+    still = [r.name for r in missing(requirements)]
     if still:
-        raise PagodaError(f"still missing after apt-get: {', '.join(still)}")
+        raise PagodaError(f"still missing after apt-get: {', '.join(still)} (apt's output: {path})")
+    info(f"setup: {len(pkgs)} package(s) installed in {time.monotonic() - start:.0f}s")
 
 
-def ensure():
+def ensure(requirements=REQUIREMENTS):
     """Installs what is missing, quietly when nothing is (run by run, test and grade)."""
-    absent = missing()
+    absent = missing(requirements)
     if absent:
-        info("some tools are missing; running setup first")
+        info(f"missing: {', '.join(r.name for r in absent)}; running ./pagoda setup first")
         install(absent)
 
 
+def _chosen(args):
+    arches = [args.arch] if getattr(args, "arch", None) else None
+    return needed(grading_only=args.grading, arches=arches)
+
+
 def cmd_setup(args):
+    wanted = _chosen(args)
+    if args.list:
+        print(" ".join(packages(wanted)))
+        return 0
     if args.check:
-        return 0 if check() else 1
-    absent = missing()
+        return 0 if check(requirements=wanted) else 1
+    absent = missing(wanted)
     if not absent:
         info("setup: everything Pagoda needs is already installed")
         return 0
     install(absent)
-    info("setup: done")
     return 0
 
 
 def add_parser(sub):
     p = sub.add_parser("setup", help="install the Debian packages Pagoda needs (idempotent)",
-                       description="Installs the missing tools with apt-get and says what it "
-                                   "installs. Running it again installs nothing.")
+                       description="Installs the missing tools with apt-get, one line per package; "
+                                   "apt's own output goes to build/setup.log. Running it again "
+                                   "installs nothing.")
     p.add_argument("--check", action="store_true",
                    help="install nothing; list each missing tool with its fix, exit 1 if any")
+    p.add_argument("--grading", action="store_true",
+                   help="only what building and grading a kernel needs (what autograders install)")
+    p.add_argument("--arch", choices=paths.ARCHES,
+                   help="with --grading: only this architecture's emulator")
+    p.add_argument("--list", action="store_true",
+                   help="print the Debian packages (of the selection) on one line and exit")
     p.set_defaults(func=cmd_setup)
 
 

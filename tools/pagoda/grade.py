@@ -4,6 +4,7 @@ Each selected lab's tests run in parallel under pytest (one fresh QEMU per test)
 lists every test the lab's manifest declares, even one that crashed, timed out or never ran
 (with 0 points), then `Score: a/b`. The exit status is 0 only at full marks.
 """
+import glob
 import json
 import os
 import re
@@ -11,7 +12,7 @@ import subprocess
 import sys
 import tempfile
 
-from . import build, deps, paths
+from . import build, deps, junit, paths
 from .ui import PagodaError, info
 
 sys.path.insert(0, paths.GRADE)
@@ -41,8 +42,17 @@ def test_file(number):
     return os.path.join(paths.GRADE, f"test_lab{number}.py")
 
 
-def run_pytest(numbers, arch, workers, kernel=None, verbose=False, extra=()):
-    """Runs the grader on @p numbers; returns {(lab, id): result dict} and pytest's status."""
+def test_files(number, grade_dir=None):
+    """Lab @p number's grader files: grade/test_labN.py and, in the instructor's tree, its
+    hidden tests grade/hidden/test_labN_*.py (never published)."""
+    grade_dir = grade_dir or paths.GRADE
+    hidden = sorted(glob.glob(os.path.join(grade_dir, "hidden", f"test_lab{number}_*.py")))
+    return [os.path.join(grade_dir, f"test_lab{number}.py")] + hidden
+
+
+def run_pytest(numbers, arch, workers, kernel=None, verbose=False, extra=(), only=None):
+    """Runs the grader on @p numbers (only the test ids @p only, if given); returns
+    {(lab, id): result dict} and pytest's status."""
     fd, report = tempfile.mkstemp(prefix="pagoda-grade-", suffix=".json")
     os.close(fd)
     os.makedirs(paths.BUILD, exist_ok=True)
@@ -53,7 +63,9 @@ def run_pytest(numbers, arch, workers, kernel=None, verbose=False, extra=()):
         argv += ["-n", str(workers)]
     if kernel:
         argv += [f"--pagoda-kernel={kernel}"]
-    argv += [test_file(n) for n in numbers] + list(extra)
+    if only:
+        argv += [f"--pagoda-only={','.join(only)}"]
+    argv += [f for n in numbers for f in test_files(n)] + list(extra)
     from .qemu import die_with_parent
     try:
         with open(log, "w") as out:
@@ -73,26 +85,30 @@ def run_pytest(numbers, arch, workers, kernel=None, verbose=False, extra=()):
     return results, status
 
 
-def print_table(numbers, labs, results, out=sys.stdout):
-    """Prints the score table; returns (earned, possible)."""
+def print_table(numbers, labs, results, out=sys.stdout, only=None):
+    """Prints the score table (of the tests @p only, if given); returns (earned, possible)."""
     earned = possible = 0
     for n in numbers:
         lab = labs[n]
-        lab_earned = 0
+        lab_earned = lab_possible = 0
         print(f"lab{n} — {lab.title}", file=out)
         for spec in lab.tests:
+            if only and spec.id not in only:
+                continue
             r = results.get((n, spec.id))
             possible += spec.points
+            lab_possible += spec.points
+            name = spec.id + (" (hidden)" if spec.hidden else "")
             if r and r["outcome"] == "passed":
                 lab_earned += spec.points
-                print(f"  {spec.id}: OK ({r['duration']:.2f}s)", file=out)
+                print(f"  {name}: OK ({r['duration']:.2f}s)", file=out)
                 continue
             if r is None:
                 reason = "no result: the grader crashed or was stopped before this test finished"
-                print(f"  {spec.id}: FAIL", file=out)
+                print(f"  {name}: FAIL", file=out)
             else:
                 reason = r["reason"] or r["outcome"]
-                print(f"  {spec.id}: FAIL ({r['duration']:.2f}s)", file=out)
+                print(f"  {name}: FAIL ({r['duration']:.2f}s)", file=out)
             lines = reason.splitlines()
             for line in lines[:MAX_REASON_LINES]:
                 print(REASON_INDENT + line, file=out)
@@ -100,7 +116,7 @@ def print_table(numbers, labs, results, out=sys.stdout):
                 print(REASON_INDENT + f"... ({len(lines) - MAX_REASON_LINES} more lines)", file=out)
         earned += lab_earned
         if len(numbers) > 1:
-            print(f"  lab{n}: {lab_earned}/{lab.total_points}", file=out)
+            print(f"  lab{n}: {lab_earned}/{lab_possible}", file=out)
     print(f"Score: {earned}/{possible}", file=out)
     return earned, possible
 
@@ -113,18 +129,30 @@ def write_json(path, numbers, results, earned, possible):
         json.dump(data, f, indent=1)
 
 
+def check_only(numbers, labs, only):
+    """Rejects a --test id that none of the chosen labs declares."""
+    known = {t.id for n in numbers for t in labs[n].tests}
+    unknown = [t for t in only or () if t not in known]
+    if unknown:
+        raise PagodaError(f"no test {', '.join(unknown)} in {', '.join(f'lab{n}' for n in numbers)} "
+                          f"(tests: {', '.join(sorted(known))})")
+
+
 def grade(names, arch=paths.DEFAULT_ARCH, workers="auto", kernel=None, verbose=False, out=sys.stdout,
-          json_out=None):
+          json_out=None, junit_out=None, only=None):
     labs = manifest.load_all()
     numbers = parse_lab_names(names, labs)
     if not numbers:
         raise PagodaError("no lab has grader tests yet")
+    check_only(numbers, labs, only)
     if kernel is None:
         build.build_kernel(arch)
-    results, _ = run_pytest(numbers, arch, workers, kernel=kernel, verbose=verbose)
-    earned, possible = print_table(numbers, labs, results, out=out)
+    results, _ = run_pytest(numbers, arch, workers, kernel=kernel, verbose=verbose, only=only)
+    earned, possible = print_table(numbers, labs, results, out=out, only=only)
     if json_out:
         write_json(json_out, numbers, results, earned, possible)
+    if junit_out:
+        junit.write(junit_out, numbers, labs, results, only=only, arch=arch)
     return earned, possible
 
 
@@ -140,13 +168,16 @@ def check_kernel_file(path):
 
 
 def cmd_grade(args):
+    if args.batch:
+        from . import batch
+        return batch.cmd_batch(args)
     if args.kernel:
         check_kernel_file(args.kernel)
-    deps.ensure()
+    deps.ensure(deps.needed(grading_only=True, arches=[args.arch]))
     try:
         kernel = os.path.abspath(args.kernel) if args.kernel else None   # pytest runs in grade/
         earned, possible = grade(args.labs, args.arch, args.jobs, kernel, args.verbose,
-                                 json_out=args.json)
+                                 json_out=args.json, junit_out=args.junit, only=args.test)
     except manifest.ManifestError as e:
         raise PagodaError(f"bad lab manifest: {e}")
     return 0 if earned == possible else 1
@@ -173,4 +204,26 @@ def add_parser(sub):
     p.add_argument("--json", metavar="FILE",
                    help="also write the results as JSON: {labs, earned, possible, results: "
                         "[{lab, id, outcome, duration, reason}]}")
+    p.add_argument("--junit", metavar="FILE",
+                   help="also write JUnit XML: one testcase per test, points as properties")
+    p.add_argument("--test", action="append", metavar="ID",
+                   help="grade only this test (repeatable); the score counts only these")
+    b = p.add_argument_group("batch grading (instructors; see docs/instructors.md)")
+    b.add_argument("--batch", metavar="DIR",
+                   help="grade every submission in DIR (directories, git repositories, git "
+                        "bundles), each in its own copy with this tree's grader; needs --lab and --csv")
+    b.add_argument("--lab", type=int, metavar="N", help="with --batch: the lab to grade")
+    b.add_argument("--csv", metavar="FILE", help="with --batch: one row per submission")
+    b.add_argument("--time-limit", type=float, metavar="SECONDS",
+                   help="with --batch: wall-clock limit for grading one submission (default: the "
+                        "lab's test timeouts added up, plus 30 s)")
+    b.add_argument("--build-time-limit", type=float, metavar="SECONDS",
+                   help="with --batch: wall-clock limit for building one submission (default 300)")
+    b.add_argument("--ref", metavar="REF",
+                   help="with --batch: what to grade in a git submission (default: its branch labN "
+                        "if it has one, else HEAD)")
+    b.add_argument("--work", metavar="DIR",
+                   help="with --batch: where the copies and logs go (default build/batch)")
+    b.add_argument("--keep", action="store_true",
+                   help="with --batch: keep each copy's build outputs (default: only the logs)")
     p.set_defaults(func=cmd_grade)

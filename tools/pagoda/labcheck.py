@@ -148,7 +148,7 @@ def check_lab(n, root, labs, sources, workers="auto"):
     if numbers:
         results, log = grade_tree(tree, numbers, kernel, tree, workers)
         for k in numbers:
-            for spec in labs[k].tests:
+            for spec in labs[k].visible_tests:   # hidden tests are not in the published tree
                 r = results.get((k, spec.id))
                 outcome = r["outcome"] if r else None
                 if k < n:
@@ -176,7 +176,7 @@ def check_lab(n, root, labs, sources, workers="auto"):
                                       f"{'no result (the grader crashed?)' if r is None else 'been ' + outcome}")
         if v.problems:
             v.details.append(f"grader output: {os.path.relpath(log, root)}")
-    total = len(labs[n].tests) - len(expected_pass)
+    total = len(labs[n].visible_tests) - len(expected_pass)
     v.summary = (f"builds; {earlier_ok}/{earlier} earlier tests pass; "
                  f"{failing}/{total} lab-{n} tests fail on the skeleton")
     if expected_pass:

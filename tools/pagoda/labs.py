@@ -4,8 +4,8 @@ trees and branches; labcheck.py proves the skeletons."""
 import argparse
 import os
 
-from . import deps, grade, labcheck, labstatus, paths, publish
-from .ui import info
+from . import deps, grade, handouts, labcheck, labstart, labstatus, paths, publish
+from .ui import PagodaError, info
 
 MARKERS_HELP = """\
 A solution region, in C/C++/assembly (CMake, Python, shell, TOML: '#'; linker scripts:
@@ -41,10 +41,21 @@ def cmd_lint(args):
 
 
 def cmd_publish(args):
-    branches = publish.publish(args.out, paths.ROOT, log=info)
+    branches = publish.publish(args.out, paths.ROOT, log=info, upto=args.upto)
     print(f"published {len(branches)} branch(es) in {os.path.abspath(args.out)}: "
-          f"{' '.join(branches)}; HEAD is {branches[0]}; no solution text leaked")
+          f"{' '.join(branches)}; HEAD is {branches[0]}")
+    print("leak check passed: no branch labN holds solution text of lab N or later, and none "
+          "holds a hidden test")
+    last = branches[-1]
+    if len(branches) > 1:
+        print(f"note: each branch labN holds the reference solutions of labs 0..N-1, so {last} "
+              f"shows the solutions of {', '.join(branches[:-1])}; push a branch only when its lab "
+              "starts (publish with --upto N, see docs/instructors.md)")
     return 0
+
+
+def cmd_tables(args):
+    return handouts.cmd_tables(args, paths.ROOT)
 
 
 def cmd_check(args):
@@ -53,6 +64,19 @@ def cmd_check(args):
                               clean=args.clean, workers=args.jobs,
                               out=lambda line: print(line, flush=True))
     return 1 if problems else 0
+
+
+def cmd_start(args):
+    n = args.lab
+    if n is None:
+        current = labstatus.current_lab(paths.ROOT)
+        if current is None:
+            raise PagodaError("this tree has no .pagoda-lab (it is the reference tree): say which "
+                              "lab to start, e.g. ./pagoda lab start 1")
+        n = current + 1
+    outcome = labstart.start(n, paths.ROOT, source=args.source)
+    # The lab files now on disk are the new branch's (labs/ may have gained a lab).
+    return labstart.report(outcome, publish.load_labs(paths.ROOT), paths.ROOT)
 
 
 def cmd_status(args):
@@ -83,11 +107,22 @@ def add_parser(sub):
                                         "the tree students get for lab N (earlier labs solved, lab "
                                         "N and later as skeletons, .pagoda-lab = N). There is no "
                                         "main; HEAD is on the first lab. The source is this working "
-                                        "tree, uncommitted files included. Fails if a solution "
-                                        "line can be found in any branch's history.")
+                                        "tree, uncommitted files included. Hidden tests are left "
+                                        "out. Fails if a solution line of lab N or later, or a "
+                                        "hidden test, can be found in the history of branch labN.")
     q.add_argument("--out", required=True, metavar="DIR",
                    help="where to create the repository (must not exist, or be empty)")
+    q.add_argument("--upto", type=_lab_number, metavar="N",
+                   help="only branches lab0..labN (branch labN shows the solutions of the labs "
+                        "before N: push one lab at a time)")
     q.set_defaults(func=cmd_publish)
+
+    q = labs_sub.add_parser("tables", help="check (or --write) the handouts' test tables against lab.toml",
+                            description=handouts.__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    q.add_argument("--write", action="store_true",
+                   help="rewrite each handout's table from its lab.toml")
+    q.set_defaults(func=cmd_tables)
 
     q = labs_sub.add_parser("check", help="build and grade every lab's skeleton tree",
                             description=labcheck.__doc__,
@@ -119,3 +154,12 @@ def add_parser(sub):
     q.add_argument("-j", "--jobs", type=grade.jobs_argument, default="auto",
                    help="parallel QEMU boots: a number or 'auto' (the default)")
     q.set_defaults(func=cmd_status)
+
+    q = lab_sub.add_parser("start", help="move your work into the next lab's branch",
+                           description=labstart.__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    q.add_argument("lab", nargs="?", type=_lab_number, metavar="N",
+                   help="the lab to start (default: the one after this branch's)")
+    q.add_argument("--from", dest="source", metavar="BRANCH",
+                   help="the branch with your work (default: the current branch)")
+    q.set_defaults(func=cmd_start)

@@ -5,7 +5,7 @@ tree, where every lab's solution is in place.
 """
 import os
 
-from . import build, grade, paths, publish
+from . import build, grade, labstart, paths, publish
 from .ui import PagodaError
 
 
@@ -104,7 +104,10 @@ def status(root=paths.ROOT, arch=paths.DEFAULT_ARCH, workers="auto", earlier=Fal
             out(f"lab{k} — {labs[k].title}: all {len(labs[k].tests)} tests still pass")
     ok &= report(lab, results, root, out)
     if ok:
-        later = [k for k in sorted(labs) if k > n]
-        nxt = f" Next: lab{later[0]} — {labs[later[0]].title} (git checkout lab{later[0]})." if later else ""
-        out(f"Lab {n} is done: every test passes.{nxt}")
+        out(f"Lab {n} is done: every test passes.")
+        for line in labstart.next_steps(n, labs):
+            out(line)
+    elif n + 1 in labs:
+        out(f"When lab {n} is done, ./pagoda lab start {n + 1} moves your work into the next lab "
+            "(labs/README.md).")
     return 0 if ok else 1

@@ -3,14 +3,23 @@
 The source is a working tree: the files git tracks plus the untracked ones it does not ignore
 (so uncommitted work is published as it is on disk). Lab numbers are those of the folders
 labs/NN-name/ that hold a lab.toml. See regions.py for the marker syntax.
+
+What branch labN reveals: the reference solutions of labs 0..N-1 (that is what lets a student
+who did not finish lab N-1 start lab N), the skeletons of labs N and later, and no hidden test
+(grade/hidden/ and the lab.toml entries marked `hidden = true` are never published). The leak
+check proves the last two; publishing with `upto` keeps later branches, and with them earlier
+labs' solutions, out of the repository until their time.
 """
 import glob
+import hashlib
+import json
 import os
 import re
 import shutil
 import stat
 import subprocess
 import sys
+import tomllib
 from dataclasses import dataclass
 
 from . import paths, regions
@@ -20,6 +29,12 @@ sys.path.insert(0, paths.GRADE)
 from pagoda_grade import manifest  # noqa: E402
 
 LAB_FILE = ".pagoda-lab"
+# Where each solution region of an earlier lab sits in a published tree (`./pagoda lab start`
+# reads it to resolve merge conflicts in the student's favour inside regions); see region_map().
+REGIONS_FILE = ".pagoda-regions.json"
+# The instructor's hidden tests: never published (see grade/pagoda_grade/manifest.py).
+HIDDEN_DIR = "grade/hidden/"
+_MANIFEST_PATH = re.compile(r"^labs/[0-9][0-9]-[^/]+/lab\.toml$")
 BINARY_PROBE = 8192
 # A solution line shorter than this (whitespace stripped), or without a letter or digit, is too
 # common to count as leaked text (`}`, `return 0;`, `#endif`).
@@ -132,11 +147,62 @@ def require_clean(root, sources):
                           f"(./pagoda labs lint):\n  {shown}")
 
 
+def is_hidden(path):
+    """Whether @p path (relative) is one of the instructor's hidden test files."""
+    return path.startswith(HIDDEN_DIR)
+
+
+def split_manifest(text):
+    """(public text, [hidden [[tests]] blocks]) of a lab.toml: each `[[tests]]` block (from its
+    header line to the next one) whose entry says `hidden = true` goes to the second part."""
+    parts = re.split(r"(?m)^(?=\[\[tests\]\][ \t]*$)", text)
+    public, hidden = [parts[0]], []
+    for block in parts[1:]:
+        try:
+            entry = tomllib.loads(block).get("tests", [{}])[0]
+        except tomllib.TOMLDecodeError:
+            entry = {}
+        (hidden if entry.get("hidden") is True else public).append(block)
+    return "".join(public), hidden
+
+
 def resolved(src, lab):
     """The bytes of @p src as published for lab @p lab."""
-    if src.parsed is None or not src.parsed.regions:
-        return src.data
-    return regions.render(src.parsed, lab).encode("utf-8", "surrogateescape")
+    data = src.data
+    if src.parsed is not None and src.parsed.regions:
+        data = regions.render(src.parsed, lab).encode("utf-8", "surrogateescape")
+    if _MANIFEST_PATH.match(src.path) and b"hidden" in data:
+        data = split_manifest(data.decode("utf-8", "surrogateescape"))[0].encode("utf-8", "surrogateescape")
+    return data
+
+
+def _digest(lines):
+    return hashlib.sha256("".join(lines).encode("utf-8", "surrogateescape")).hexdigest()[:16]
+
+
+def region_map(lab, sources):
+    """Where the solution regions of labs before @p lab sit in the lab-@p lab tree:
+    {path: [{"lab", "first", "count", "digest"}]} with 1-based first lines, line counts and a
+    digest of the lines (to find a region again after edits moved it). Regions of lab @p lab and
+    later are not listed: the tree shows only their skeletons, and where the solution goes."""
+    found = {}
+    for src in sources:
+        if src.parsed is None or not src.parsed.regions or is_hidden(src.path):
+            continue
+        line, entries = 1, []
+        for seg in src.parsed.segments:
+            if isinstance(seg, str):
+                line += 1
+                continue
+            if seg.lab < lab:
+                entries.append({"lab": seg.lab, "first": line, "count": len(seg.solution),
+                                "digest": _digest(seg.solution)})
+                line += len(seg.solution)
+            else:
+                line += len(seg.skeleton_lines)
+        if entries:
+            found[src.path] = entries
+    return found
 
 
 def _write(path, data, mode, incremental):
@@ -186,6 +252,8 @@ def publish_tree(lab, out_dir, root=paths.ROOT, sources=None, incremental=False)
     os.makedirs(out_dir, exist_ok=True)
     written = set()
     for src in sources:
+        if is_hidden(src.path):
+            continue
         dest = os.path.join(out_dir, src.path)
         if src.link is not None:
             if os.path.lexists(dest):
@@ -200,6 +268,9 @@ def publish_tree(lab, out_dir, root=paths.ROOT, sources=None, incremental=False)
         written.add(src.path)
     _write(os.path.join(out_dir, LAB_FILE), f"{lab}\n".encode(), 0o644, incremental)
     written.add(LAB_FILE)
+    regions_json = json.dumps(region_map(lab, sources), indent=1, sort_keys=True) + "\n"
+    _write(os.path.join(out_dir, REGIONS_FILE), regions_json.encode(), 0o644, incremental)
+    written.add(REGIONS_FILE)
     if incremental:
         _remove_stale(out_dir, written)
     return sorted(written)
@@ -215,10 +286,11 @@ def _source_description(root):
     return f"{sha}{' with uncommitted changes' if dirty else ''}", date
 
 
-def publish(out, root=paths.ROOT, log=None, check_leaks=True, sources=None):
-    """Creates a git repository at @p out with one branch labN per lab: labN's single commit,
-    the labN tree, sits on top of lab(N-1)'s. HEAD ends on the first lab's branch; there is no
-    main. Refuses a non-empty @p out and raises if a solution leaks. Returns the branch names."""
+def publish(out, root=paths.ROOT, log=None, check_leaks=True, sources=None, upto=None):
+    """Creates a git repository at @p out with one branch labN per lab (up to lab @p upto, if
+    given): labN's single commit, the labN tree, sits on top of lab(N-1)'s. HEAD ends on the
+    first lab's branch; there is no main. Refuses a non-empty @p out and raises if a solution
+    or a hidden test leaks. Returns the branch names."""
     out = os.path.abspath(out)
     if os.path.exists(out) and (not os.path.isdir(out) or os.listdir(out)):
         raise PagodaError(f"{out} exists and is not an empty directory; publish makes a fresh repository")
@@ -233,7 +305,9 @@ def publish(out, root=paths.ROOT, log=None, check_leaks=True, sources=None):
         extra.update(GIT_AUTHOR_DATE=date, GIT_COMMITTER_DATE=date)
     env = isolated_git_env(extra)
     os.makedirs(out, exist_ok=True)
-    numbers = sorted(labs)
+    numbers = sorted(n for n in labs if upto is None or n <= upto)
+    if not numbers:
+        raise PagodaError(f"no lab numbered {upto} or lower (labs: {', '.join(map(str, sorted(labs)))})")
     branches = [f"lab{n}" for n in numbers]
     git(["init", "-q", "-b", branches[0], out], out, env)
     for n, branch in zip(numbers, branches):
@@ -271,21 +345,40 @@ def secret_lines(region):
     return lines
 
 
+def _distinctive(lines):
+    return [l.strip() for l in lines
+            if len(l.strip()) >= MIN_SECRET_LEN and re.search(r"[A-Za-z0-9]", l)]
+
+
 def secrets_for(lab, sources):
-    """{line: (file, region)} of solution text that the lab-@p lab tree must not contain: the
-    distinctive solution lines of every region of lab @p lab or later, minus the lines that the
-    tree shows anyway (outside regions, in earlier labs' solutions, in skeletons)."""
+    """{line: (file, what)} of text that the lab-@p lab tree must not contain: the distinctive
+    solution lines of every region of lab @p lab or later, and of every hidden test (its file
+    under grade/hidden/, its lab.toml entry), minus the lines that the tree shows anyway
+    (outside regions, in earlier labs' solutions, in skeletons). `what` describes the source."""
     public = "\n".join(resolved(s, lab).decode("utf-8", "surrogateescape")
-                       for s in sources if s.link is None)
+                       for s in sources if s.link is None and not is_hidden(s.path))
     found = {}
+
+    def add(lines, path, what):
+        for line in lines:
+            if line not in public:
+                found.setdefault(line, (path, what))
     for src in sources:
+        if src.link is not None:
+            continue
+        if is_hidden(src.path):
+            add(_distinctive(src.data.decode("utf-8", "surrogateescape").splitlines()), src.path,
+                f"the hidden test file {src.path}")
+            continue
+        if _MANIFEST_PATH.match(src.path):
+            for block in split_manifest(src.data.decode("utf-8", "surrogateescape"))[1]:
+                add(_distinctive(block.splitlines()), src.path, f"a hidden test entry of {src.path}")
         if src.parsed is None:
             continue
         for region in src.parsed.regions:
             if region.lab >= lab:
-                for line in secret_lines(region):
-                    if line not in public:
-                        found.setdefault(line, (src.path, region))
+                add(secret_lines(region), src.path,
+                    f"solution text of the LAB {region.lab} region at {src.path}:{region.begin}")
     return found
 
 
@@ -320,8 +413,9 @@ def reachable_blobs(repo, ref):
 def find_leaks(repo, root=paths.ROOT, sources=None):
     """Solution text in a published repository, as messages (none: no leak). For each branch
     labN, every blob in its history (all commits, not only the tip) must be free of the
-    distinctive solution lines of every region of lab N or later (see secrets_for). Branches
-    and tags with other names get the strictest check: no solution text at all."""
+    distinctive solution lines of every region of lab N or later and of every hidden test (see
+    secrets_for). Branches and tags with other names get the strictest check: no solution text
+    at all. (A branch labN does hold the solutions of labs before N, on purpose.)"""
     sources = scan(root) if sources is None else sources
     numbers = lab_numbers(root)
     refs = git(["for-each-ref", "--format=%(refname)", "refs/heads", "refs/tags"], repo).stdout.decode().split()
@@ -339,10 +433,9 @@ def find_leaks(repo, root=paths.ROOT, sources=None):
         reported = set()
         for path, data in reachable_blobs(repo, ref):
             text = data.decode("utf-8", "surrogateescape")
-            for line, (src_path, region) in secrets.items():
-                key = (src_path, region.begin, path)
+            for line, (src_path, what) in secrets.items():
+                key = (what, path)
                 if key not in reported and line in text:
                     reported.add(key)
-                    findings.append(f"{name}: {path} contains solution text of the LAB {region.lab} "
-                                    f"region at {src_path}:{region.begin}: {line!r}")
+                    findings.append(f"{name}: {path} contains {what}: {line!r}")
     return findings

@@ -26,6 +26,13 @@ EXIT_QEMU_ERROR = 1       # QEMU itself refused to start (bad option, missing fi
 class Machine:
     binary: str
     args: tuple
+    ram_base: int = 0       # physical address where -m's RAM starts
+    # Frames the kernel takes while it boots, before any self-test runs: its page tables (lab 2
+    # gives each of the 256 kernel-half top entries a table up front, plus the image, window and
+    # MMIO tables). Measured: at the smallest RAM that boots, x86_64 prints "vm: kernel page
+    # table ... (264 frames of tables)"; with one MiB less, vm::init panics "no memory" (the
+    # test of kernelinfo.minimum_memory boots both).
+    boot_frames: int = 264
 
 
 MACHINES = {
@@ -37,6 +44,11 @@ MACHINES = {
 
 DEFAULT_MEMORY = "128M"
 _MEMORY_SIZE = re.compile(r"^[1-9][0-9]*[MG]?$")
+
+
+def memory_mib(size):
+    """QEMU's -m size ('128M', '1G', '64': MiB) in MiB."""
+    return int(size[:-1]) * (1024 if size[-1] == "G" else 1) if size[-1] in "MG" else int(size)
 
 
 def memory_size(text):

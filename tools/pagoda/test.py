@@ -4,6 +4,7 @@ Steps, in order (each prints one result line):
   host     host unit tests of the arch-independent kernel code (GoogleTest through ctest)
   tools    pytest suites of the tools (GDB walker core, grader harness, ./pagoda itself)
   grade    the grader on every implemented lab, which must score full marks
+  handouts ./pagoda labs tables: every handout's test table is the one its lab.toml gives
   docs     ./pagoda docs --check: Doxygen builds the documentation without a warning about a
            documented header or a page
   labs     ./pagoda labs check: every published lab builds, passes the labs before it and
@@ -15,10 +16,48 @@ import subprocess
 import sys
 import time
 
-from . import build, deps, docs, grade, paths
+from . import build, deps, docs, grade, handouts, paths
 from .ui import PagodaError, info
 
 TOOL_TEST_DIRS = ("tools/gdb/tests", "tools/tests", "grade/harness_tests")
+
+
+_CTEST_RESULT = re.compile(r"^\s*\d+/\d+ Test\s+#\d+: (\S+) \.*\s*(\*\*\*)?(\w[\w ]*?)\s+[0-9.]+ sec")
+_CTEST_BOUNDARY = re.compile(r"^\s+Start\s+\d+: |^\s*\d+/\d+ Test\s+#|^\d+% tests passed")
+# GoogleTest's frame around a test's output: not what went wrong.
+_GTEST_CHROME = re.compile(r"^(\[[ =-]{10}\]|\[ RUN      \]|\[  PASSED  \]|\[  FAILED  \]|Running main\(\)|"
+                           r"Note: Google Test filter|\s*\d+ FAILED TESTS?$)")
+HOST_TEST_BINARY = os.path.join("build", "host", "kernel", "tests", "kernel_host_tests")
+
+
+def host_failures(ctest_output):
+    """{test name: its output lines without GoogleTest's frame} for each failed test in the
+    output of ctest --output-on-failure (the host preset turns that on)."""
+    failures, current = {}, None
+    for line in ctest_output.splitlines():
+        m = _CTEST_RESULT.match(line)
+        if m:
+            current = m[1] if m[3] != "Passed" else None
+            if current:
+                failures[current] = []
+            continue
+        if _CTEST_BOUNDARY.match(line):
+            current = None
+            continue
+        if current and line.strip() and not _GTEST_CHROME.match(line):
+            failures[current].append(line)
+    return failures
+
+
+def describe_host_failures(failures):
+    """What to print for failed host tests: each one's assertion text and how to rerun it."""
+    out = []
+    for name, lines in failures.items():
+        out.append(f"host test {name} FAILED:")
+        out += ["  " + l for l in lines[-60:]] or ["  (no output)"]
+        if "." in name and not name.startswith("format_compile_fail"):
+            out.append(f"  rerun it: {HOST_TEST_BINARY} --gtest_filter={name}")
+    return out
 
 
 def step_host(verbose):
@@ -26,8 +65,15 @@ def step_host(verbose):
     out = subprocess.run(["ctest", "--preset", "host", "-j", str(os.cpu_count() or 1)],
                          cwd=paths.ROOT, capture_output=True, text=True)
     summary = re.search(r"(\d+)% tests passed, (\d+) tests failed out of (\d+)", out.stdout)
-    if verbose or out.returncode != 0:
+    log = os.path.join(paths.BUILD, "host-tests.log")
+    with open(log, "w") as f:
+        f.write(out.stdout + out.stderr)
+    if verbose:
         print(out.stdout + out.stderr)
+    elif out.returncode != 0:
+        failures = host_failures(out.stdout)
+        print("\n".join(describe_host_failures(failures)) if failures else out.stdout + out.stderr)
+        print(f"(ctest's whole output: {os.path.relpath(log, paths.ROOT)})")
     detail = f"{summary[3]} ctest tests, {summary[2]} failed" if summary else "no ctest summary"
     return out.returncode == 0 and summary is not None and int(summary[3]) > 0, detail
 
@@ -47,6 +93,16 @@ def step_grade(verbose):
     return earned == possible and possible > 0, f"score {earned}/{possible}"
 
 
+def step_handouts(verbose):
+    problems = handouts.stale(paths.ROOT)
+    for rel, _, _, message in problems:
+        print(message)
+    if problems:
+        print("regenerate them with ./pagoda labs tables --write (./pagoda labs tables shows the diff)")
+    count = len(handouts.publish.load_labs(paths.ROOT))
+    return not problems, f"{count} handout(s), {len(problems)} with a stale test table"
+
+
 def step_docs(verbose):
     report = docs.generate()
     if verbose or report.failing:
@@ -63,8 +119,8 @@ def step_labs(verbose):
     return out.returncode == 0, last[0]
 
 
-STEPS = (("host", step_host), ("tools", step_tools), ("grade", step_grade), ("docs", step_docs),
-         ("labs", step_labs))
+STEPS = (("host", step_host), ("tools", step_tools), ("grade", step_grade),
+         ("handouts", step_handouts), ("docs", step_docs), ("labs", step_labs))
 
 
 def cmd_test(args):

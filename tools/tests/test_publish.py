@@ -124,7 +124,7 @@ def test_branches_history_and_head(published):
 
 def test_diff_lab0_lab1_is_exactly_the_lab0_solutions(published):
     changed = run_git(published, "diff", "--name-only", "lab0", "lab1").split()
-    assert sorted(changed) == [".pagoda-lab", "kernel.ld", "run.sh", "src/vm.cpp"]
+    assert sorted(changed) == [".pagoda-lab", ".pagoda-regions.json", "kernel.ld", "run.sh", "src/vm.cpp"]
     diff = run_git(published, "diff", "-U0", "lab0", "lab1", "--", "kernel.ld", "run.sh", "src/vm.cpp")
     removed = [l[1:].strip() for l in diff.splitlines() if l.startswith("-") and not l.startswith("---")]
     added = [l[1:].strip() for l in diff.splitlines() if l.startswith("+") and not l.startswith("+++")]

@@ -1,0 +1,539 @@
+"""`pagoda grade --batch DIR --lab N --csv OUT.csv`: grade a class, one submission at a time
+per worker, each in its own copy, with this tree's grader.
+
+A submission is an entry of DIR: a directory (graded as it is), a git repository (its branch
+labN if it has one, else HEAD; --ref chooses), a git bundle (*.bundle), or a .tar/.tar.gz/.zip
+archive. Its id is the entry's name without the extension. For each one:
+
+  1. copy:  its files go to WORK/<id>/tree (never a build/ or .git/ of its own);
+  2. check: its grader files (grade/, tools/, labs/*/lab.toml, ./pagoda) are compared with those
+            this tree publishes for lab N; differences are noted in its row, then replaced: the
+            grader files always come from this tree (hidden tests included);
+  3. build: its kernel, with its own CMake files (log: WORK/<id>/build.log);
+  4. grade: the grader files are put back (a build may have touched them), and this tree's
+            grader runs lab N's tests on its kernel, one QEMU at a time (log: WORK/<id>/grade.log,
+            boots under WORK/<id>/boots/, results in WORK/<id>/results.json).
+
+Each submission has two wall-clock limits: one for its build (--build-time-limit) and one for
+its grading (--time-limit; by default the lab's test timeouts added up, plus a margin, so that
+normally each test's own timeout decides). When the grading limit runs out, the grader is
+interrupted (it reports the tests that finished; the interrupted one scores nothing) and the
+rest score 0. The CSV gets
+one row per submission, rewritten after each one finishes: id, status (graded, does not build,
+time limit, bad submission, grader error), points per test, total, possible, seconds, and a
+summary (the build error, tests that ran into their timeout, a console flood, grader files that
+differed, the first failure). -j runs that many submissions at once.
+"""
+import concurrent.futures
+import csv
+import glob
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+
+from . import deps, grade, paths, publish, qemu
+from .ui import PagodaError, info
+
+sys.path.insert(0, paths.GRADE)
+from pagoda_grade import manifest  # noqa: E402
+
+GRADE_MARGIN = 30.0         # seconds added to the lab's test timeouts for the default limit
+BUILD_TIME_LIMIT = 300.0    # default seconds for configuring and building one kernel
+INTERRUPT_GRACE = 10.0      # after SIGINT, how long the grader gets to write its report
+# One boot printing more than this floods the console: a kernel's whole normal output is a
+# few KiB, and QEMU's serial port moves only ~100-500 KiB/s here, so a test's timeout usually
+# ends a flood long before the harness's own cap.
+FLOOD_BYTES = 256 << 10
+ARCHIVES = (".tar", ".tar.gz", ".tgz", ".tar.xz", ".zip")
+MAX_SUMMARY = 400
+
+
+def is_grader_path(rel):
+    """Whether @p rel (relative to a tree) is one of the grader's files."""
+    if rel == "pagoda" or rel.startswith(("grade/", "tools/")):
+        return "__pycache__" not in rel and not rel.endswith(".pyc")
+    return re.fullmatch(r"labs/[0-9][0-9]-[^/]+/lab\.toml", rel) is not None
+
+
+@dataclass
+class Submission:
+    id: str
+    path: str
+    kind: str          # "dir", "git", "bundle", "archive"
+
+
+@dataclass
+class Row:
+    id: str
+    status: str = "graded"
+    points: dict = field(default_factory=dict)     # test id: points earned
+    total: int = 0
+    possible: int = 0
+    seconds: float = 0.0
+    notes: list = field(default_factory=list)
+    phases: dict = field(default_factory=dict)     # step: seconds
+    test_seconds: float = 0.0                      # what the tests themselves took
+    results: dict = field(default_factory=dict)    # test id: the grader's result
+    build_log: str = None                          # path of the build log, once built
+
+    def summary(self):
+        text = "; ".join(self.notes)
+        return text if len(text) <= MAX_SUMMARY else text[:MAX_SUMMARY - 3] + "..."
+
+
+def grader_sources(root):
+    """The grader files of the tree at @p root, as publish.SourceFile: from git when @p root is
+    a git working tree, else (an autograder's unpacked source) every file on disk."""
+    labs = publish.lab_numbers(root)
+    if os.path.exists(os.path.join(root, ".git")):
+        rels = [r for r in publish.source_files(root) if is_grader_path(r)]
+    else:
+        rels = []
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames[:] = sorted(d for d in dirnames if d not in ("__pycache__", ".git", "build"))
+            for name in sorted(filenames):
+                rel = os.path.relpath(os.path.join(dirpath, name), root)
+                if is_grader_path(rel):
+                    rels.append(rel)
+    return [publish.read_source(root, rel, labs) for rel in rels]
+
+
+def discover(directory):
+    """The submissions in @p directory, sorted by id."""
+    if not os.path.isdir(directory):
+        raise PagodaError(f"--batch {directory}: not a directory")
+    found = []
+    for name in sorted(os.listdir(directory)):
+        if name.startswith("."):
+            continue
+        path = os.path.join(directory, name)
+        if os.path.isfile(path) and name.endswith(".bundle"):
+            found.append(Submission(name[:-len(".bundle")], path, "bundle"))
+        elif os.path.isfile(path) and name.endswith(ARCHIVES):
+            stem = next(name[:-len(e)] for e in sorted(ARCHIVES, key=len, reverse=True) if name.endswith(e))
+            found.append(Submission(stem, path, "archive"))
+        elif os.path.isdir(path):
+            bare = all(os.path.exists(os.path.join(path, p)) for p in ("HEAD", "objects", "refs"))
+            git = os.path.exists(os.path.join(path, ".git")) or bare
+            found.append(Submission(name[:-4] if bare and name.endswith(".git") else name, path,
+                                    "git" if git else "dir"))
+        else:
+            found.append(Submission(os.path.splitext(name)[0], path, "unknown"))
+    ids = [s.id for s in found]
+    dup = sorted({i for i in ids if ids.count(i) > 1})
+    if dup:
+        raise PagodaError(f"two submissions would have the same id: {', '.join(dup)}")
+    return found
+
+
+class Deadline:
+    def __init__(self, seconds):
+        self.end = time.monotonic() + seconds
+        self.seconds = seconds
+
+    def left(self):
+        return self.end - time.monotonic()
+
+
+class Batch:
+    """What every submission is graded with: this tree's grader, lab @p lab's tests."""
+
+    def __init__(self, lab, arch, work, time_limit, ref=None, keep=False, root=paths.ROOT,
+                 build_time_limit=None):
+        self.root = root
+        self.lab = lab
+        self.arch = arch
+        self.work = work
+        self.ref = ref
+        self.keep = keep
+        labs = manifest.load_all(os.path.join(root, "labs"))
+        if lab not in labs:
+            raise PagodaError(f"--lab {lab}: there is no lab {lab} (labs: {', '.join(map(str, sorted(labs)))})")
+        if not os.path.exists(os.path.join(root, "grade", f"test_lab{lab}.py")):
+            raise PagodaError(f"lab {lab} has no grader tests (grade/test_lab{lab}.py)")
+        self.spec = labs[lab]
+        self.time_limit = time_limit or sum(t.timeout for t in self.spec.tests) + GRADE_MARGIN
+        self.build_time_limit = build_time_limit or BUILD_TIME_LIMIT
+        sources = grader_sources(root)
+        # The grader files a student's lab-N tree holds (published: no hidden test)...
+        self.published = {s.path: publish.resolved(s, lab) for s in sources
+                          if is_grader_path(s.path) and not publish.is_hidden(s.path) and s.link is None}
+        # ...and the ones every submission is graded with (hidden tests included).
+        self.grader = sources
+        self.lock = threading.Lock()
+        self.running = {}       # submission id: Popen, for interrupting on Ctrl-C
+
+    # ---- steps ------------------------------------------------------------------------------
+
+    def copy(self, sub, tree, scratch):
+        """Puts @p sub's files into @p tree; returns a note or raises PagodaError."""
+        if sub.kind == "dir":
+            shutil.copytree(sub.path, tree, symlinks=True,
+                            ignore=lambda d, names: [n for n in names if n in (".git", "build")
+                                                     and os.path.samefile(d, sub.path)])
+            return None
+        if sub.kind == "archive":
+            shutil.unpack_archive(sub.path, scratch)
+            entries = [e for e in os.listdir(scratch) if not e.startswith(".")]
+            top = os.path.join(scratch, entries[0]) if len(entries) == 1 and \
+                os.path.isdir(os.path.join(scratch, entries[0])) else scratch
+            shutil.copytree(top, tree, symlinks=True,
+                            ignore=lambda d, names: [n for n in names if n in (".git", "build")
+                                                     and os.path.samefile(d, top)])
+            return None
+        if sub.kind not in ("git", "bundle"):
+            raise PagodaError("not a directory, git repository, git bundle or archive")
+        repo = os.path.join(scratch, "repo.git")
+        r = subprocess.run(["git", "clone", "-q", "--bare", "--no-hardlinks", sub.path, repo],
+                           capture_output=True, env=publish.isolated_git_env())
+        if r.returncode != 0:
+            raise PagodaError(f"git clone failed: {r.stderr.decode(errors='replace').strip()}")
+        ref = self.ref
+        if ref is None:
+            has_lab = subprocess.run(["git", "--git-dir", repo, "rev-parse", "-q", "--verify",
+                                      f"refs/heads/lab{self.lab}"], capture_output=True).returncode == 0
+            ref = f"lab{self.lab}" if has_lab else "HEAD"
+        commit = subprocess.run(["git", "--git-dir", repo, "rev-parse", "-q", "--verify", f"{ref}^{{commit}}"],
+                                capture_output=True, text=True)
+        if commit.returncode != 0:
+            raise PagodaError(f"the repository has no {ref}")
+        os.makedirs(tree)
+        archive = subprocess.Popen(["git", "--git-dir", repo, "archive", "--format=tar", commit.stdout.strip()],
+                                   stdout=subprocess.PIPE)
+        untar = subprocess.run(["tar", "-x", "-C", tree], stdin=archive.stdout, capture_output=True)
+        archive.stdout.close()
+        if archive.wait() != 0 or untar.returncode != 0:
+            raise PagodaError(f"could not extract {ref}: {untar.stderr.decode(errors='replace').strip()}")
+        shutil.rmtree(repo)
+        return f"graded {ref} ({commit.stdout.strip()[:12]})"
+
+    def grader_differences(self, tree):
+        """Grader files of @p tree that differ from what this tree publishes for the lab."""
+        present = set()
+        for dirpath, dirnames, filenames in os.walk(tree):
+            dirnames[:] = [d for d in dirnames if d != "__pycache__"]
+            for name in filenames:
+                rel = os.path.relpath(os.path.join(dirpath, name), tree)
+                if is_grader_path(rel):
+                    present.add(rel)
+        differ = []
+        for rel in sorted(present | set(self.published)):
+            if rel not in present:
+                differ.append(f"{rel} (deleted)")
+            elif rel not in self.published:
+                differ.append(f"{rel} (added)")
+            else:
+                full = os.path.join(tree, rel)
+                with open(full, "rb") as f:
+                    if os.path.islink(full) or f.read() != self.published[rel]:
+                        differ.append(rel)
+        return differ
+
+    def install_grader(self, tree):
+        """Replaces every grader file of @p tree by this tree's (hidden tests included)."""
+        for rel in ("grade", "tools", "pagoda"):
+            full = os.path.join(tree, rel)
+            if os.path.islink(full) or os.path.isfile(full):
+                os.unlink(full)
+            elif os.path.isdir(full):
+                shutil.rmtree(full)
+        for path in glob.glob(os.path.join(tree, "labs", "*", "lab.toml")):
+            os.unlink(path)
+        for src in self.grader:
+            dest = os.path.join(tree, src.path)
+            if os.path.lexists(dest) and not os.path.isdir(dest):
+                os.unlink(dest)
+            os.makedirs(os.path.dirname(dest), exist_ok=True)
+            if src.link is not None:
+                os.symlink(src.link, dest)
+                continue
+            with open(dest, "wb") as f:
+                f.write(src.data)
+            os.chmod(dest, src.mode)
+
+    def _run(self, sub_id, argv, cwd, log_path, deadline, env=None, interrupt=False):
+        """Runs @p argv in its own process group, output to @p log_path, until @p deadline;
+        returns (status, timed out). On the deadline: SIGINT first if @p interrupt (the grader
+        then writes its report), SIGKILL after INTERRUPT_GRACE or at once."""
+        if deadline.left() <= 0:
+            return None, True
+        with open(log_path, "a") as log:
+            log.write(f"$ {' '.join(argv)}\n")
+            log.flush()
+            proc = subprocess.Popen(argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=log,
+                                    stderr=subprocess.STDOUT, env=env,
+                                    preexec_fn=lambda: (os.setpgid(0, 0), qemu.die_with_parent()))
+            with self.lock:
+                self.running[sub_id] = proc
+            try:
+                try:
+                    return proc.wait(timeout=max(deadline.left(), 0.01)), False
+                except subprocess.TimeoutExpired:
+                    pass
+                if interrupt:
+                    os.killpg(proc.pid, signal.SIGINT)
+                    try:
+                        proc.wait(timeout=INTERRUPT_GRACE)
+                        return proc.returncode, True
+                    except subprocess.TimeoutExpired:
+                        pass
+                qemu.kill_group(proc)
+                return proc.returncode, True
+            finally:
+                with self.lock:
+                    self.running.pop(sub_id, None)
+                if proc.poll() is None:
+                    qemu.kill_group(proc)
+
+    def build(self, sub_id, tree, log, deadline):
+        """Builds @p tree's kernel; returns (ELF path or None, note)."""
+        steps = []
+        if not os.path.exists(os.path.join(tree, "build", self.arch, "CMakeCache.txt")):
+            steps.append(["cmake", "--preset", self.arch])
+        steps.append(["cmake", "--build", "--preset", self.arch])
+        for argv in steps:
+            status, late = self._run(sub_id, argv, tree, log, deadline)
+            if late:
+                return None, f"the build ran past its {deadline.seconds:.0f} s time limit"
+            if status != 0:
+                return None, "does not build: " + build_error(log).replace(tree + os.sep, "")
+        elf = os.path.join(tree, "build", self.arch, "kernel.elf")
+        if not os.path.exists(elf):
+            return None, f"does not build: the build made no build/{self.arch}/kernel.elf"
+        return elf, None
+
+    def run_grader(self, sub_id, tree, kernel, base, deadline):
+        """Runs this tree's grader (installed in @p tree) on @p kernel; returns (results, late)."""
+        report = os.path.join(base, "results.json")
+        argv = [paths.SYSTEM_PYTHON, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rN",
+                f"--pagoda-report={report}", f"--pagoda-arch={self.arch}", f"--pagoda-kernel={kernel}",
+                f"--pagoda-lab={self.lab}",
+                *grade.test_files(self.lab, os.path.join(tree, "grade"))]
+        env = dict(os.environ, PAGODA_GRADE_LOGS=os.path.join(base, "boots"))
+        env.pop("PAGODA_GRADE_CMDLINE", None)
+        status, late = self._run(sub_id, argv, os.path.join(tree, "grade"),
+                                 os.path.join(base, "grade.log"), deadline, env=env, interrupt=True)
+        try:
+            with open(report) as f:
+                results = {r["id"]: r for r in json.load(f) if r["lab"] == self.lab}
+        except (OSError, ValueError):
+            results = None
+        return results, late, status
+
+    # ---- one submission ---------------------------------------------------------------------
+
+    def grade_one(self, sub):
+        start = time.monotonic()
+        row = Row(sub.id, possible=sum(t.points for t in self.spec.tests))
+        row.points = {t.id: 0 for t in self.spec.tests}
+        base = os.path.join(self.work, sub.id)
+        shutil.rmtree(base, ignore_errors=True)
+        os.makedirs(base)
+        tree, scratch = os.path.join(base, "tree"), os.path.join(base, "scratch")
+        os.makedirs(scratch)
+        try:
+            t = time.monotonic()
+            try:
+                note = self.copy(sub, tree, scratch)
+            except (PagodaError, OSError, shutil.ReadError) as e:
+                row.status = "bad submission"
+                row.notes.append(f"cannot read the submission ({sub.kind}): {e}")
+                return row
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
+            if note:
+                row.notes.append(note)
+            differ = self.grader_differences(tree)
+            if differ:
+                shown = ", ".join(differ[:4]) + (f" (+{len(differ) - 4} more)" if len(differ) > 4 else "")
+                row.notes.append(f"grader files differ from the instructor's, ignored: {shown}")
+            self.install_grader(tree)
+            row.phases["copy"] = time.monotonic() - t
+
+            t = time.monotonic()
+            row.build_log = os.path.join(base, "build.log")
+            kernel, problem = self.build(sub.id, tree, os.path.join(base, "build.log"),
+                                         Deadline(self.build_time_limit))
+            row.phases["build"] = time.monotonic() - t
+            if kernel is None:
+                row.status = "time limit" if "time limit" in problem else "does not build"
+                row.notes.insert(0, problem)
+                return row
+
+            t = time.monotonic()
+            self.install_grader(tree)
+            results, late, status = self.run_grader(sub.id, tree, kernel, base, Deadline(self.time_limit))
+            row.phases["grade"] = time.monotonic() - t
+            if results is None:
+                row.status = "time limit" if late else "grader error"
+                row.notes.insert(0, f"the grader stopped at the {self.time_limit:.0f} s time limit "
+                                    "before reporting" if late else
+                                 f"the grader did not run (status {status}); see {os.path.join(base, 'grade.log')}")
+                return row
+            self.score(row, results, late, base)
+            return row
+        finally:
+            row.seconds = time.monotonic() - start
+            if not self.keep:
+                shutil.rmtree(os.path.join(tree, "build"), ignore_errors=True)
+
+    def score(self, row, results, late, base):
+        timed_out, failures = [], []
+        row.results = results
+        for spec in self.spec.tests:
+            r = results.get(spec.id)
+            if r is None:
+                continue
+            row.test_seconds += r["duration"]
+            if r["outcome"] == "passed":
+                row.points[spec.id] = spec.points
+                continue
+            if r["duration"] >= spec.timeout - 0.5:
+                timed_out.append(spec.id)
+            failures.append((spec.id, first_line(r["reason"])))
+        row.total = sum(row.points.values())
+        missing = [t.id for t in self.spec.tests if t.id not in results]
+        if late:
+            row.status = "time limit"
+            row.notes.insert(0, f"stopped at the {self.time_limit:.0f} s time limit; "
+                                f"{len(missing)} test(s) never ran")
+        elif missing:
+            row.notes.append(f"no result for {', '.join(missing)}")
+        if timed_out:
+            row.notes.append(f"hangs: {len(timed_out)} test(s) ran into their timeout "
+                             f"({', '.join(timed_out)})")
+        flood = biggest_console(os.path.join(base, "boots"))
+        if flood >= FLOOD_BYTES:
+            row.notes.append(f"floods the console: {flood / 2**10:.0f} KiB in one boot")
+        if failures:
+            test_id, why = failures[0]
+            more = f" (+{len(failures) - 1} more failing)" if len(failures) > 1 else ""
+            row.notes.append(f"first failure: {test_id}: {why}{more}")
+
+    def interrupt_all(self):
+        with self.lock:
+            procs = list(self.running.values())
+        for proc in procs:
+            qemu.kill_group(proc)
+
+
+def first_line(text):
+    return next((l.strip() for l in (text or "").splitlines() if l.strip()), "")[:200]
+
+
+def build_error(log):
+    """The first compiler or CMake error in a build log."""
+    with open(log, errors="replace") as f:
+        lines = f.read().splitlines()
+    for pattern in (r"\berror\b", r"CMake Error|FAILED:"):
+        hit = [l.strip() for l in lines if re.search(pattern, l)]
+        if hit:
+            return hit[0][:250]
+    return (lines[-1].strip() if lines else "no output")[:250]
+
+
+def biggest_console(boots):
+    largest = 0
+    for path in glob.glob(os.path.join(boots, "**", "serial.log"), recursive=True):
+        largest = max(largest, os.path.getsize(path))
+    return largest
+
+
+def write_csv(path, batch, rows):
+    """One row per finished submission, sorted by id (rewritten as rows arrive)."""
+    tests = [t.id for t in batch.spec.tests]
+    tmp = path + ".tmp"
+    with open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "status", *[f"lab{batch.lab}/{t}" for t in tests], "total", "possible",
+                    "seconds", "summary"])
+        for row in sorted(rows, key=lambda r: r.id):
+            w.writerow([row.id, row.status, *[row.points[t] for t in tests], row.total, row.possible,
+                        f"{row.seconds:.1f}", row.summary()])
+    os.replace(tmp, path)
+
+
+def _clock(seconds):
+    seconds = int(round(seconds))
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def run(submissions, batch, jobs, csv_path, out=sys.stderr):
+    """Grades @p submissions, @p jobs at a time; returns the rows."""
+    rows, start = [], time.monotonic()
+    tty = out.isatty()
+
+    def progress(row):
+        done = len(rows)
+        elapsed = time.monotonic() - start
+        eta = elapsed / done * (len(submissions) - done)
+        text = (f"batch: {done}/{len(submissions)} done, elapsed {_clock(elapsed)}, ETA {_clock(eta)}; "
+                f"{row.id}: {row.total}/{row.possible} ({row.status})")
+        out.write(("\r\033[K" + text) if tty else text + "\n")
+        out.flush()
+
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=jobs)
+    try:
+        futures = {pool.submit(batch.grade_one, s): s for s in submissions}
+        for fut in concurrent.futures.as_completed(futures):
+            try:
+                row = fut.result()
+            except Exception as e:  # a bug here must not lose the other submissions
+                row = Row(futures[fut].id, status="grader error", notes=[f"{type(e).__name__}: {e}"],
+                          possible=sum(t.points for t in batch.spec.tests),
+                          points={t.id: 0 for t in batch.spec.tests})
+            rows.append(row)
+            write_csv(csv_path, batch, rows)
+            progress(row)
+    except KeyboardInterrupt:
+        for f in futures:
+            f.cancel()
+        batch.interrupt_all()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    if tty:
+        out.write("\n")
+    return rows
+
+
+def cmd_batch(args):
+    if args.lab is None or not args.csv:
+        raise PagodaError("--batch needs --lab N and --csv FILE")
+    if args.labs:
+        raise PagodaError("--batch grades one lab, given with --lab; drop the LAB arguments")
+    jobs = (os.cpu_count() or 1) if args.jobs == "auto" else int(args.jobs)
+    deps.ensure(deps.needed(grading_only=True, arches=[args.arch]))
+    submissions = discover(args.batch)
+    if not submissions:
+        raise PagodaError(f"no submissions in {args.batch}")
+    work = os.path.abspath(args.work or os.path.join(paths.BUILD, "batch"))
+    os.makedirs(work, exist_ok=True)
+    batch = Batch(args.lab, args.arch, work, args.time_limit, ref=args.ref, keep=args.keep,
+                  build_time_limit=args.build_time_limit)
+    info(f"batch: grading {len(submissions)} submission(s) of lab {args.lab}, {jobs} at a time, "
+         f"each with {batch.build_time_limit:.0f} s to build and {batch.time_limit:.0f} s to grade; "
+         f"copies and logs in {work}")
+    start = time.monotonic()
+    rows = run(submissions, batch, jobs, os.path.abspath(args.csv))
+    elapsed = time.monotonic() - start
+    by_status = {}
+    for r in rows:
+        by_status[r.status] = by_status.get(r.status, 0) + 1
+    graded = [r for r in rows if "grade" in r.phases]
+    info(f"batch: {len(rows)} submission(s) in {elapsed:.1f} s with -j {jobs}: " +
+         ", ".join(f"{n} {s}" for s, n in sorted(by_status.items())) + f"; CSV: {args.csv}")
+    if graded:
+        avg = {k: sum(r.phases.get(k, 0) for r in graded) / len(graded) for k in ("copy", "build", "grade")}
+        overhead = sum(r.seconds - r.test_seconds for r in graded) / len(graded)
+        info(f"batch: per graded submission: copy+check {avg['copy']:.1f} s, build {avg['build']:.1f} s, "
+             f"grader {avg['grade']:.1f} s of which tests {sum(r.test_seconds for r in graded) / len(graded):.1f} s; "
+             f"overhead beyond the tests {overhead:.1f} s")
+    return 0

@@ -1,0 +1,198 @@
+"""The Gradescope autograder and the GitHub Classroom workflow, tried here.
+
+Gradescope: the zip is unpacked the way Gradescope lays it out (source/, run_autograder,
+submission/, results/) under a temporary directory standing in for /autograder, the generated
+run_autograder grades a published lab-0 tree, and results.json is checked against the fields
+Gradescope documents (https://gradescope-autograders.readthedocs.io/en/latest/specs/).
+Classroom: the workflow's steps and reporter wiring are checked, and each step's command is
+run here: it must pass exactly when the grader says the test passes.
+"""
+import json
+import os
+import re
+import shutil
+import stat
+import subprocess
+import zipfile
+
+import pytest
+
+from labtree import write
+from pagoda import autograder, paths, publish
+
+# Gradescope's documented results.json fields, and the values of the enumerated ones.
+TOP_FIELDS = {"score", "execution_time", "output", "output_format", "test_output_format",
+              "test_name_format", "visibility", "stdout_visibility", "extra_data", "tests", "leaderboard"}
+TEST_FIELDS = {"score", "max_score", "status", "name", "name_format", "number", "output",
+               "output_format", "tags", "visibility", "extra_data"}
+VISIBILITIES = {"hidden", "after_due_date", "after_published", "visible"}
+FORMATS = {"text", "html", "simple_format", "md", "ansi"}
+STATUSES = {"passed", "failed"}
+
+
+def validate(results):
+    """Every field is one Gradescope documents, with the documented type or value."""
+    assert set(results) <= TOP_FIELDS, set(results) - TOP_FIELDS
+    assert isinstance(results["score"], (int, float))
+    assert isinstance(results["execution_time"], (int, float)) and results["execution_time"] >= 0
+    assert isinstance(results["output"], str) and results["output"]
+    for key in ("output_format", "test_output_format"):
+        assert results[key] in FORMATS
+    for key in ("visibility", "stdout_visibility"):
+        assert results[key] in VISIBILITIES
+    assert isinstance(results["extra_data"], dict)
+    numbers = set()
+    for t in results["tests"]:
+        assert set(t) <= TEST_FIELDS, set(t) - TEST_FIELDS
+        assert isinstance(t["name"], str) and isinstance(t["output"], str)
+        assert isinstance(t["score"], (int, float)) and isinstance(t["max_score"], (int, float))
+        assert 0 <= t["score"] <= t["max_score"]
+        assert t["status"] in STATUSES and (t["status"] == "passed") == (t["score"] == t["max_score"])
+        assert t["visibility"] in VISIBILITIES and t["output_format"] in FORMATS
+        assert all(isinstance(tag, str) for tag in t["tags"])
+        assert t["number"] not in numbers
+        numbers.add(t["number"])
+    assert results["score"] == sum(t["score"] for t in results["tests"])
+
+
+@pytest.fixture(scope="module")
+def gradescope(tmp_path_factory):
+    """run(tree) -> (results, stdout): run_autograder on a submission laid out as Gradescope does."""
+    base = tmp_path_factory.mktemp("gradescope")
+    zip_path = str(base / "autograder.zip")
+    out = subprocess.run([paths.SYSTEM_PYTHON, os.path.join(paths.ROOT, "pagoda"), "autograder", "gradescope",
+                          "--lab", "0", "--out", zip_path], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    count = [0]
+
+    def run(tree_maker):
+        count[0] += 1
+        ag = base / f"autograder{count[0]}"
+        with zipfile.ZipFile(zip_path) as z:
+            z.extractall(ag / "source")
+            for info in z.infolist():      # zipfile drops the modes: put them back
+                mode = info.external_attr >> 16
+                if mode:
+                    os.chmod(ag / "source" / info.filename, stat.S_IMODE(mode))
+        shutil.copy(ag / "source" / "run_autograder", ag / "run_autograder")
+        (ag / "results").mkdir()
+        tree_maker(str(ag / "submission"))
+        proc = subprocess.run([str(ag / "run_autograder")], cwd=str(ag), capture_output=True, text=True,
+                              env=dict(os.environ, PAGODA_AUTOGRADER_ROOT=str(ag)), timeout=900)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        with open(ag / "results" / "results.json") as f:
+            return json.load(f), proc.stdout
+    run.zip = zip_path
+    return run
+
+
+def skeleton(dest):
+    publish.publish_tree(0, dest, paths.ROOT)
+
+
+def broken(dest):
+    skeleton(dest)
+    with open(os.path.join(dest, "kernel/core/kmain.cpp"), "a") as f:
+        f.write("\nnot C++ at all;\n")
+
+
+def test_the_zip_has_gradescope_s_two_files_at_its_root(gradescope):
+    with zipfile.ZipFile(gradescope.zip) as z:
+        names = z.namelist()
+        modes = {i.filename: i.external_attr >> 16 for i in z.infolist()}
+    assert "setup.sh" in names and "run_autograder" in names
+    assert modes["run_autograder"] & stat.S_IXUSR and modes["setup.sh"] & stat.S_IXUSR
+    assert "grade/test_lab0.py" in names and "pagoda" in names and "labs/00-boot/lab.toml" in names
+    assert not any(n.startswith(("kernel/", "arch/")) for n in names)   # the kernel is the student's
+
+
+def test_run_autograder_grades_a_submission(gradescope):
+    results, stdout = gradescope(skeleton)
+    validate(results)
+    tests = {t["name"].split(":")[0]: t for t in results["tests"]}
+    assert set(tests) == {"lab0/boot_banner", "lab0/memory_map", "lab0/trap_ud", "lab0/trap_pf",
+                          "lab0/timer_ticks", "lab0/panic_exit"}
+    assert results["score"] == 13 and sum(t["max_score"] for t in results["tests"]) == 17
+    pf = tests["lab0/trap_pf"]
+    assert pf["status"] == "failed" and pf["score"] == 0
+    assert "missing:" in pf["output"] and "last " in pf["output"] and "lines of serial output" in pf["output"]
+    assert "<- expected: lab 1 comes later, not the cause" in pf["output"]
+    assert tests["lab0/boot_banner"]["status"] == "passed"
+    assert results["output"].startswith("Lab 0 (Boot and console) on x86_64: 13/17 points; graded.")
+    assert "13/17" in stdout
+
+
+def test_a_submission_that_does_not_build(gradescope):
+    results, _ = gradescope(broken)
+    validate(results)
+    assert results["score"] == 0 and results["extra_data"]["status"] == "does not build"
+    assert "kmain.cpp" in results["output"] and "error" in results["output"]
+    assert all(t["output"].startswith("Not run: the kernel does not build") for t in results["tests"])
+
+
+def test_setup_sh_installs_the_grading_packages(gradescope, tmp_path):
+    with zipfile.ZipFile(gradescope.zip) as z:
+        script = z.read("setup.sh").decode()
+    (tmp_path / "setup.sh").write_text(script)
+    (tmp_path / "bin").mkdir()
+    calls = tmp_path / "calls"
+    write(str(tmp_path), "bin/apt-get", f"#!/bin/sh\necho \"$*\" >> {calls}\n", mode=0o755)
+    out = subprocess.run(["bash", str(tmp_path / "setup.sh")], capture_output=True, text=True,
+                         env=dict(os.environ, PATH=f"{tmp_path / 'bin'}:{os.environ['PATH']}"))
+    assert out.returncode == 0, out.stderr
+    update, install = open(calls).read().splitlines()
+    assert update == "update -q"
+    packages = install.split()
+    assert {"clang-14", "lld-14", "llvm-14", "cmake", "ninja-build", "qemu-system-x86",
+            "python3-pytest", "python3-pytest-timeout"} <= set(packages)
+    assert "doxygen" not in packages and "qemu-system-arm" not in packages
+
+
+# ---- GitHub Classroom ----------------------------------------------------------------------------
+
+def workflow_steps(text):
+    """[(id, {with key: value})] of the command-grader steps, read from the generated YAML."""
+    steps = []
+    for block in re.split(r"\n    - name: ", text)[1:]:
+        if "autograding-command-grader" not in block:
+            continue
+        sid = re.search(r"^      id: (\S+)$", block, re.M)[1]
+        given = dict(re.findall(r"^        ([a-z-]+): (.*)$", block, re.M))
+        steps.append((sid, given))
+    return steps
+
+
+def test_classroom_workflow_reports_points_per_test(tmp_path):
+    out = tmp_path / "classroom.yml"
+    proc = subprocess.run([paths.SYSTEM_PYTHON, os.path.join(paths.ROOT, "pagoda"), "autograder", "classroom",
+                           "--lab", "1", "--out", str(out)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    text = out.read_text()
+    from pagoda_grade import manifest
+    lab1 = manifest.load_all()[1]
+    steps = workflow_steps(text)
+    assert [s[1]["test-name"] for s in steps] == [f"lab1/{t.id}" for t in lab1.visible_tests]
+    assert [int(s[1]["max-score"]) for s in steps] == [t.points for t in lab1.visible_tests]
+    assert all(s[1]["command"].endswith(f"--test {t.id}") for s, t in zip(steps, lab1.visible_tests))
+    assert all(1 <= int(s[1]["timeout"]) <= 10 for s in steps)            # minutes
+    ids = [s[0] for s in steps]
+    assert re.search(r"uses: classroom-resources/autograding-grading-reporter@v1\n", text)
+    assert f"runners: {','.join(ids)}\n" in text
+    for sid in ids:     # the reporter reads <ID>_RESULTS, base64 JSON from the step's output
+        assert f'{sid.upper()}_RESULTS: "${{{{steps.{sid}.outputs.result}}}}"' in text
+    assert "'on':\n- push\n" in text and "checks: write" in text
+
+
+def test_each_classroom_command_passes_exactly_when_its_test_does(tmp_path):
+    """The lab-0 skeleton: trap_pf's command fails, boot_banner's passes."""
+    text = autograder.classroom_workflow(0, "x86_64")
+    commands = {s[1]["test-name"]: s[1]["command"] for s in workflow_steps(text)}
+    tree = str(tmp_path / "lab0")
+    publish.publish_tree(0, tree, paths.ROOT)
+    for name, expect in (("lab0/boot_banner", 0), ("lab0/trap_pf", 1)):
+        argv = commands[name].split()
+        assert argv[:2] == ["/usr/bin/python3", "./pagoda"]
+        out = subprocess.run(argv, cwd=tree, capture_output=True, text=True, timeout=600)
+        assert out.returncode == expect, out.stdout + out.stderr
+        assert len([l for l in out.stdout.splitlines() if l.startswith("  ") and ": " in l
+                    and not l.startswith("      ")]) == 1

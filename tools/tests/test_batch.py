@@ -1,0 +1,299 @@
+"""Batch grading end to end: a class of submissions made from this tree, graded with -j 2.
+
+The instructor's tree is a copy of this one with a hidden lab-0 test added (and lab 0's test
+timeouts shortened, so that the submission that hangs costs seconds, not minutes). The
+submissions are its published lab-0 tree with small patches, in every format a batch accepts:
+
+  alice  git bundle      the lab-0 reference solution: full marks, hidden test included
+  bob    git repository  the skeleton as published (an uncommitted edit that would not build
+                         must be ignored: the commit is graded)
+  carol  directory       full solution plus a line that does not compile
+  dave   directory       full solution, but kmain() never returns: hangs
+  erin   git repository  the skeleton, with the grader's tests rewritten to pass and their
+                         points raised: graded with the instructor's tests instead
+  frank  directory       full solution, but kmain() prints without end: floods the console
+  notes.txt              not a submission at all
+
+Every CSV row is checked: status, points per test, total, summary.
+"""
+import csv
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from labtree import run_git, write
+from pagoda import batch, paths, publish
+
+sys.path.insert(0, paths.GRADE)
+from pagoda_grade import manifest  # noqa: E402
+
+TIMEOUT = 8          # seconds per lab-0 test in the instructor's copy
+TIME_LIMIT = 36      # for grading one submission: 4 tests that hang, and part of a 5th
+
+HIDDEN_TEST = textwrap.dedent('''\
+    """Instructor-only: the #PF report names this boot's address on two boots in a row."""
+    from pagoda_grade import lab_test
+    from pagoda_grade.proof import proof
+
+
+    @lab_test(0, "pf_each_boot")
+    def test_pf_each_boot(boot):
+        seen = set()
+        for _ in range(2):
+            run = boot(test="pf")
+            cr2 = int(run.expect(r"^\\s+CR2 (0x[0-9a-f]+)", "the CR2 line")[1], 16)
+            want = 0x0000_5000_0000_0000 + (proof(run.token, 0x5046) % (1 << 20)) * 4096
+            if cr2 != want:
+                run.fail(f"CR2 {cr2:#x}, expected {want:#x}")
+            seen.add(cr2)
+        assert len(seen) == 2, "two boots faulted at the same address"
+    ''')
+HIDDEN_ENTRY = ('\n[[tests]]\nid = "pf_each_boot"\npoints = 5\ntimeout = 8\nhidden = true\n'
+                'checks = "two boots, two #PF reports, each at its own token-derived address"\n')
+KMAIN = "kernel/core/kmain.cpp"
+KMAIN_OPEN = re.compile(r"void kmain\([^)]*\)\s*\{\n")
+
+
+def instructor_tree(base):
+    """A copy of this tree (its files as git lists them) with a hidden test and short timeouts."""
+    root = os.path.join(base, "instructor")
+    for rel in publish.source_files(paths.ROOT):
+        src, dest = os.path.join(paths.ROOT, rel), os.path.join(root, rel)
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        shutil.copy2(src, dest, follow_symlinks=False)
+    toml = os.path.join(root, "labs/00-boot/lab.toml")
+    with open(toml) as f:
+        text = re.sub(r"(?m)^timeout = \d+", f"timeout = {TIMEOUT}", f.read())
+    write(root, "labs/00-boot/lab.toml", text + HIDDEN_ENTRY)
+    write(root, "grade/hidden/test_lab0_pf_each_boot.py", HIDDEN_TEST)
+    run_git(root, "init", "-q", "-b", "main")
+    run_git(root, "add", "-A")
+    run_git(root, "commit", "-q", "-m", "instructor")
+    return root
+
+
+def patch_kmain(tree, code):
+    path = os.path.join(tree, KMAIN)
+    with open(path) as f:
+        text = f.read()
+    m = KMAIN_OPEN.search(text)
+    assert m, "kmain() not found"
+    write(tree, KMAIN, text[:m.end()] + code + text[m.end():])
+
+
+def lab0_tree(root, sources, dest, solved):
+    publish.publish_tree(0, dest, root, sources)
+    if solved:   # the student's lab-0 work: the reference solution of every lab-0 region
+        for src in sources:
+            if src.parsed and any(r.lab == 0 for r in src.parsed.regions):
+                with open(os.path.join(dest, src.path), "wb") as f:
+                    f.write(publish.resolved(src, 1))
+    return dest
+
+
+def as_repo(tree):
+    run_git(tree, "init", "-q", "-b", "lab0")
+    run_git(tree, "add", "-A")
+    run_git(tree, "commit", "-q", "-m", "my lab 0")
+    return tree
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    base = str(tmp_path_factory.mktemp("batch"))
+    root = instructor_tree(base)
+    sources = publish.scan(root)
+    subs = os.path.join(base, "submissions")
+    os.makedirs(subs)
+    scratch = os.path.join(base, "scratch")
+
+    alice = as_repo(lab0_tree(root, sources, os.path.join(scratch, "alice"), solved=True))
+    run_git(alice, "bundle", "create", "-q", os.path.join(subs, "alice.bundle"), "--all")
+
+    bob = as_repo(lab0_tree(root, sources, os.path.join(subs, "bob"), solved=False))
+    write(bob, KMAIN, "this uncommitted edit would not compile\n")
+
+    carol = lab0_tree(root, sources, os.path.join(subs, "carol"), solved=True)
+    with open(os.path.join(carol, KMAIN), "a") as f:
+        f.write("\nthis is not C++;\n")
+
+    dave = lab0_tree(root, sources, os.path.join(subs, "dave"), solved=True)
+    patch_kmain(dave, "  for (;;) arch::wait_for_interrupt();\n")
+
+    erin = lab0_tree(root, sources, os.path.join(subs, "erin"), solved=False)
+    lab0 = manifest.load_all(os.path.join(root, "labs"))[0]
+    write(erin, "grade/test_lab0.py", "from pagoda_grade import lab_test\n" + "".join(
+        f"\n\n@lab_test(0, {t.id!r})\ndef test_{t.id}(boot):\n    pass\n" for t in lab0.visible_tests))
+    toml = os.path.join(erin, "labs/00-boot/lab.toml")
+    with open(toml) as f:
+        write(erin, "labs/00-boot/lab.toml", f.read().replace("points = 4", "points = 40"))
+    as_repo(erin)
+
+    frank = lab0_tree(root, sources, os.path.join(subs, "frank"), solved=True)
+    patch_kmain(frank, '  for (;;) println("all work and no play makes a dull kernel, all work and no play");\n')
+
+    write(subs, "notes.txt", "not a submission\n")
+
+    csv_path = os.path.join(base, "grades.csv")
+    work = os.path.join(base, "work")
+    start = time.monotonic()
+    out = subprocess.run([paths.SYSTEM_PYTHON, os.path.join(root, "pagoda"), "grade", "--batch", subs,
+                          "--lab", "0", "-j", "2", "--csv", csv_path, "--work", work,
+                          "--time-limit", str(TIME_LIMIT)],
+                         cwd=root, capture_output=True, text=True, timeout=900)
+    elapsed = time.monotonic() - start
+    assert out.returncode == 0, out.stdout + out.stderr
+    with open(csv_path, newline="") as f:
+        rows = {r["id"]: r for r in csv.DictReader(f)}
+    return {"rows": rows, "lab": lab0, "stderr": out.stderr, "work": work, "elapsed": elapsed,
+            "csv": csv_path}
+
+
+def points(row, lab):
+    return {t.id: int(row[f"lab0/{t.id}"]) for t in lab.tests}
+
+
+def test_every_submission_has_its_row(graded):
+    assert sorted(graded["rows"]) == ["alice", "bob", "carol", "dave", "erin", "frank", "notes"]
+    header = open(graded["csv"]).readline().strip().split(",")
+    assert header[:2] == ["id", "status"] and header[-4:] == ["total", "possible", "seconds", "summary"]
+    assert "lab0/pf_each_boot" in header                  # the hidden test is graded
+    for row in graded["rows"].values():
+        assert int(row["possible"]) == graded["lab"].total_points == 22
+        assert int(row["total"]) == sum(points(row, graded["lab"]).values())
+
+
+def test_full_marks_from_a_bundle(graded):
+    row = graded["rows"]["alice"]
+    assert row["status"] == "graded" and row["total"] == "22", row
+    assert row["summary"].startswith("graded lab0 (")
+
+
+def test_partial_from_a_repository_grades_the_commit(graded):
+    row = graded["rows"]["bob"]
+    p = points(row, graded["lab"])
+    assert row["status"] == "graded" and row["total"] == "13", row
+    assert p["trap_pf"] == 0 and p["pf_each_boot"] == 0 and p["boot_banner"] == 2
+    assert "first failure: trap_pf: " in row["summary"]
+    with open(os.path.join(graded["work"], "bob", "results.json")) as f:
+        reason = next(r["reason"] for r in json.load(f) if r["id"] == "trap_pf")
+    # the lab-1 skeleton's TODO line is in the console tail, marked as not the cause
+    assert "LAB TODO: lab 1:" in reason and "<- expected: lab 1 comes later, not the cause" in reason
+
+
+def test_does_not_build(graded):
+    row = graded["rows"]["carol"]
+    assert row["status"] == "does not build" and row["total"] == "0", row
+    assert row["summary"].startswith("does not build: ") and "kmain.cpp" in row["summary"]
+    assert "error" in row["summary"]
+
+
+def test_hangs_until_the_time_limit(graded):
+    row = graded["rows"]["dave"]
+    assert row["status"] == "time limit" and row["total"] == "0", row
+    assert re.search(rf"stopped at the {TIME_LIMIT} s time limit; [1-9] test\(s\) never ran", row["summary"])
+    assert re.search(r"hangs: [1-9] test\(s\) ran into their timeout \(boot_banner, ", row["summary"])
+
+
+def test_edited_tests_are_ignored_and_named(graded):
+    row = graded["rows"]["erin"]
+    assert row["status"] == "graded" and row["total"] == "13", row
+    assert points(row, graded["lab"])["trap_pf"] == 0
+    assert "grader files differ from the instructor's, ignored: grade/test_lab0.py, " \
+           "labs/00-boot/lab.toml" in row["summary"]
+
+
+def test_floods_the_console(graded):
+    """Printing without end also never finishes a test: each runs into its timeout."""
+    row = graded["rows"]["frank"]
+    assert row["status"] == "time limit" and row["total"] == "0", row
+    assert re.search(r"floods the console: \d+ KiB in one boot", row["summary"])
+
+
+def test_not_a_submission(graded):
+    row = graded["rows"]["notes"]
+    assert row["status"] == "bad submission" and row["total"] == "0"
+
+
+def test_progress_and_timing_lines(graded):
+    err = graded["stderr"]
+    assert re.search(r"batch: 7/7 done, elapsed \d+:\d\d, ETA 0:00; ", err)
+    assert "batch: 7 submission(s) in " in err and "overhead beyond the tests" in err
+    print(f"\nbatch of 7 with -j 2: {graded['elapsed']:.1f} s\n" +
+          "\n".join(l for l in err.splitlines() if l.startswith("pagoda: batch:")))
+
+
+def test_submission_discovery(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b.bundle").write_text("")
+    (tmp_path / "c.tar.gz").write_text("")
+    (tmp_path / "d.git").mkdir()
+    for p in ("HEAD", "objects", "refs"):
+        (tmp_path / "d.git" / p).mkdir() if p != "HEAD" else (tmp_path / "d.git" / p).write_text("")
+    (tmp_path / ".hidden").write_text("")
+    found = [(s.id, s.kind) for s in batch.discover(str(tmp_path))]
+    assert found == [("a", "dir"), ("b", "bundle"), ("c", "archive"), ("d", "git")]
+
+
+def test_grader_paths():
+    assert batch.is_grader_path("grade/test_lab0.py") and batch.is_grader_path("tools/pagoda/cli.py")
+    assert batch.is_grader_path("labs/01-identity-map/lab.toml") and batch.is_grader_path("pagoda")
+    assert not batch.is_grader_path("labs/01-identity-map/README.md")
+    assert not batch.is_grader_path("kernel/core/kmain.cpp")
+    assert not batch.is_grader_path("grade/__pycache__/x.pyc")
+
+
+# ---- the time limit, piece by piece --------------------------------------------------------------
+
+def bare_batch():
+    import threading
+    b = object.__new__(batch.Batch)
+    b.lock, b.running = threading.Lock(), {}
+    return b
+
+
+def test_the_limit_interrupts_first_then_kills(tmp_path, monkeypatch):
+    from pagoda import qemu
+    mark = tmp_path / "interrupted"
+    polite = ("import signal, sys, time\n"
+              f"def stop(*a):\n    open({str(mark)!r}, 'w').write('yes'); sys.exit(3)\n"
+              "signal.signal(signal.SIGINT, stop)\ntime.sleep(60)\n")
+    stubborn = "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\ntime.sleep(60)\n"
+    b, log = bare_batch(), str(tmp_path / "log")
+    status, late = b._run("x", [paths.SYSTEM_PYTHON, "-c", polite], str(tmp_path), log,
+                          batch.Deadline(1.0), interrupt=True)
+    assert late and status == 3 and mark.read_text() == "yes"
+    monkeypatch.setattr(batch, "INTERRUPT_GRACE", 0.5)
+    start = time.monotonic()
+    status, late = b._run("x", [paths.SYSTEM_PYTHON, "-c", stubborn + f"# {tmp_path}"], str(tmp_path),
+                          log, batch.Deadline(1.0), interrupt=True)
+    assert late and status == -9 and time.monotonic() - start < 5
+    assert qemu.processes_mentioning(paths.SYSTEM_PYTHON, str(tmp_path)) == []
+    assert b._run("x", ["true"], str(tmp_path), log, batch.Deadline(5)) == (0, False)
+
+
+def test_an_interrupted_test_scores_nothing(tmp_path):
+    """Every boot hangs (PAGODA_GRADE_CMDLINE); SIGINT while the test waits for its timeout must
+    leave it 'incomplete', not passed (its setup had passed)."""
+    from pagoda import qemu
+    report, logs = tmp_path / "report.json", tmp_path / "logs"
+    proc = subprocess.Popen([paths.SYSTEM_PYTHON, "-m", "pytest", "-p", "no:cacheprovider", "-q",
+                             f"--pagoda-report={report}", "--pagoda-only=timer_ticks", "test_lab0.py"],
+                            cwd=paths.GRADE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=dict(os.environ, PAGODA_GRADE_CMDLINE="test=hang", PAGODA_GRADE_LOGS=str(logs)))
+    deadline = time.monotonic() + 60
+    while not qemu.processes_mentioning("qemu-system", str(logs)):
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.send_signal(2)
+    proc.wait(timeout=30)
+    [entry] = json.load(open(report))
+    assert entry["id"] == "timer_ticks" and entry["outcome"] == "incomplete"
+    assert qemu.processes_mentioning("qemu-system", str(logs)) == []

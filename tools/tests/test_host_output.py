@@ -1,0 +1,44 @@
+"""`./pagoda test`'s host step: a failing host test shows its assertion text, not just its name."""
+from pagoda import test
+
+CTEST = """\
+Test project /src/build/host
+      Start  1: FrameAllocator.Basic
+      Start  2: Printers.EnumsPrintByEnumeratorName
+ 1/3 Test  #2: Printers.EnumsPrintByEnumeratorName .................................***Failed    0.16 sec
+Running main() from ./googletest/src/gtest_main.cc
+Note: Google Test filter = Printers.EnumsPrintByEnumeratorName
+[==========] Running 1 test from 1 test suite.
+[----------] Global test environment set-up.
+[ RUN      ] Printers.EnumsPrintByEnumeratorName
+/src/kernel/tests/printers_test.cpp:13: Failure
+Expected equality of these values:
+  r.stop
+    Which is: WalkStop::NotPresent
+  WalkStop::Mapped
+[  FAILED  ] Printers.EnumsPrintByEnumeratorName (2 ms)
+[==========] 1 test from 1 test suite ran. (8 ms total)
+[  PASSED  ] 0 tests.
+[  FAILED  ] 1 test, listed below:
+[  FAILED  ] Printers.EnumsPrintByEnumeratorName
+
+ 1 FAILED TEST
+      Start  3: format_compile_fail_1
+ 2/3 Test  #1: FrameAllocator.Basic ....................   Passed    0.08 sec
+ 3/3 Test  #3: format_compile_fail_1 ...................***Failed  Required regular expression not found    0.12 sec
+x.cpp:3:1: error: unknown type name 'oops'
+
+67% tests passed, 2 tests failed out of 3
+"""
+
+
+def test_failures_keep_the_assertion_text_and_drop_the_frame():
+    failures = test.host_failures(CTEST)
+    assert list(failures) == ["Printers.EnumsPrintByEnumeratorName", "format_compile_fail_1"]
+    assert failures["Printers.EnumsPrintByEnumeratorName"] == [
+        "/src/kernel/tests/printers_test.cpp:13: Failure", "Expected equality of these values:",
+        "  r.stop", "    Which is: WalkStop::NotPresent", "  WalkStop::Mapped"]
+    assert failures["format_compile_fail_1"] == ["x.cpp:3:1: error: unknown type name 'oops'"]
+    text = "\n".join(test.describe_host_failures(failures))
+    assert "rerun it: build/host/kernel/tests/kernel_host_tests --gtest_filter=Printers.EnumsPrintByEnumeratorName" in text
+    assert "FrameAllocator.Basic" not in text

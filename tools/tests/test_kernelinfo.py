@@ -1,0 +1,64 @@
+"""kernelinfo: the self-tests and the least RAM read from the kernel ELF, checked against the
+symbol table and against real boots."""
+import os
+import re
+import subprocess
+
+import pytest
+
+from pagoda import build, kernelinfo, paths, qemu
+
+
+@pytest.fixture(scope="module")
+def kernel():
+    return build.build_kernel()
+
+
+def pagoda(*argv):
+    return subprocess.run([paths.SYSTEM_PYTHON, os.path.join(paths.ROOT, "pagoda"), *argv],
+                          cwd=paths.ROOT, capture_output=True, text=True, timeout=120)
+
+
+def test_selftests_match_the_symbol_table(kernel):
+    """The descriptors' names (read through their pointers) against their symbols' names."""
+    nm = subprocess.run(["llvm-nm", "--demangle", kernel], capture_output=True, text=True, check=True).stdout
+    from_symbols = set(re.findall(r"\bpagoda_selftest_desc_(\w+)$", nm, re.M))
+    listed = kernelinfo.selftests(kernel)
+    assert len(listed) == len(set(listed)) >= 10
+    assert set(listed) == from_symbols
+    assert {"shutdown", "pf", "hang", "vm_inspect"} <= set(listed)
+
+
+def test_run_lists_the_self_tests_instead_of_booting_an_unknown_one(kernel):
+    out = pagoda("run", "--test", "nosuch")
+    assert out.returncode == 2
+    assert "the kernel has no self-test 'nosuch'; known self-tests: shutdown ud pf" in out.stderr
+    assert "booting" not in out.stderr
+
+
+def boot_outcome(kernel, mib):
+    argv = qemu.command(kernel, "test=shutdown", memory=f"{mib}M", serial="stdio")
+    proc = qemu.spawn(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        out, _ = proc.communicate(timeout=15)
+    except subprocess.TimeoutExpired:
+        qemu.kill_group(proc)
+        return "hang", b""
+    return qemu.describe_exit(proc.returncode), out
+
+
+def test_the_minimum_memory_is_the_least_that_boots(kernel):
+    least = kernelinfo.minimum_memory(kernel, qemu.MACHINES[paths.DEFAULT_ARCH])
+    image_end = kernelinfo.elf(kernel).load_end()
+    assert least * kernelinfo.MiB > image_end
+    outcome, out = boot_outcome(kernel, least)
+    assert outcome == "clean shutdown", out.decode(errors="replace")[-2000:]
+    outcome, out = boot_outcome(kernel, least - 1)
+    assert outcome != "clean shutdown", f"-m {least - 1}M boots too: the minimum is not tight"
+
+
+def test_run_refuses_too_little_memory_with_the_minimum(kernel):
+    least = kernelinfo.minimum_memory(kernel, qemu.MACHINES[paths.DEFAULT_ARCH])
+    out = pagoda("run", "-m", "1M")
+    assert out.returncode == 2
+    assert f"-m 1M is too little RAM: this kernel boots in {least}M or more" in out.stderr
