@@ -35,6 +35,7 @@ set(PAGODA_KERNEL_GENERIC_SOURCES
   ${CMAKE_SOURCE_DIR}/kernel/lib/string.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/vm.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/facts.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/mm/debug_roots.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/heap.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/vm_selftest.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/heap_allocator.cpp

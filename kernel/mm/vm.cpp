@@ -2,6 +2,7 @@
 
 #include "core/lab.hpp"
 #include "core/panic.hpp"
+#include "mm/debug_roots.hpp"
 #include "mm/layout.hpp"
 #include "mm/mmu.hpp"
 
@@ -229,6 +230,9 @@ Result<void> build_kernel_map(AddressSpace& space, const MemoryMap& map) {
 
 Result<void> init(const BootInfo& boot) {
   collect_ram(boot.memory);
+  // Named for the debugging tools (mm/debug_roots.hpp) until its frames are reclaimed.
+  debug::PublishedRoot boot_root(arch::live_root_for(VirtAddr(layout::kKernelHalfBase)), debug::RootKind::Boot,
+                                 "boot");
   const PhysRange image = image_phys();
   PhysAddr top;
   for (const MemoryRegion& r : boot.memory)
@@ -255,8 +259,11 @@ Result<void> init(const BootInfo& boot) {
   const usize table_frames = before - g_frames.free_frames();
 
   g_kernel_space = construct_at(reinterpret_cast<AddressSpace*>(g_kernel_space_storage), move(space));
+  // Published before the switch, so that a switch that kills the machine can be explained.
+  debug::PublishedRoot(g_kernel_space->root(), debug::RootKind::Kernel, "kernel").keep();
   g_kernel_space->activate();
   const PhysRange boot_tables = arch::boot_page_tables();
+  boot_root.withdraw();
   g_frames.release(boot_tables);
   g_ready = true;
   println("vm: kernel page table at {:#x} ({} frames of tables); boot tables reclaimed ({} KiB); "
