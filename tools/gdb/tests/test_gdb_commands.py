@@ -66,6 +66,15 @@ def at_kmain(kernel):
          "result = target.phys_mode()"),
         ("mode_after_raise", "cmd", "maintenance packet qqemu.PhyMemMode"),
         ("virtual_read_after", "eval", "*(unsigned char *)&pagoda::kmain"),
+        ("capped", "python",
+         "import pagoda_gdb.paging as paging\n"
+         "lines = []\n"
+         "saved, paging.out = paging.out, lines.append\n"
+         "try:\n"
+         "    paging.print_problems(['entry %d is bad' % i for i in range(32000)], 'problem: ')\n"
+         "finally:\n"
+         "    paging.out = saved\n"
+         "result = '\\n'.join(lines)"),
         ("why", "cmd", "fault-why"),
         ("top", "cmd", "pt-top"),
         ("qom_bits", "cmd", "monitor qom-get /machine/unattached/device[0] phys-bits"),
@@ -198,6 +207,12 @@ def test_diff(at_kmain):
     # A root that is not RAM is refused, not compared as an empty tree.
     assert r["diff_empty"].error == ("pt-diff: ROOT_B %#x: cannot read a table at %#x: %#x is "
                                      "not guest RAM" % (OUTSIDE_RAM, OUTSIDE_RAM, OUTSIDE_RAM))
+
+
+def test_problem_lists_are_capped(at_kmain):
+    lines = at_kmain["capped"].output.split("\n")
+    assert lines[:2] == ["problem: entry 0 is bad", "problem: entry 1 is bad"]
+    assert len(lines) == 21 and lines[-1] == "problem: ... and 31980 more (32000 in all)"
 
 
 def test_nothing_wrong_at_kmain(at_kmain):
