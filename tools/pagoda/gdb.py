@@ -294,8 +294,9 @@ def add_parser(sub):
         description="Builds the kernel, boots it in QEMU paused, and opens gdb-multiarch on\n"
                     "build/<arch>/kernel.elf connected to it, stopped at the kernel's entry\n"
                     "point, with Pagoda's commands loaded: pt-regs, pt-walk, pt-dump, pt-diff,\n"
-                    "fault-why (pagoda-help lists them). A panic stops at pagoda::panic_end, a\n"
-                    "triple fault pauses the machine. Quitting GDB stops QEMU.\n"
+                    "pt-top, fault-why (pagoda-help lists them). A panic stops at\n"
+                    "pagoda::panic_end, a triple fault pauses the machine. Quitting GDB stops\n"
+                    "QEMU (quit asks first).\n"
                     "Guide: docs/debugging.md",
         epilog="The serial console goes to a log file (shown at each stop, or with\n"
                "pagoda-serial) so it cannot garble GDB's prompt. For the console in its own\n"

@@ -25,7 +25,8 @@ from __future__ import annotations
 from typing import Callable, Optional
 
 from .model import (ADDRESS_BITS, ADDRESS_MASK, ENTRY_BYTES, PAGE_SHIFT, Level, Perms,
-                    PhysReader, Walk, normalize_regs, read_entry, read_table)
+                    PhysReader, Walk, kernel_va_hint, normalize_regs, read_entry,
+                    read_table)
 
 ARCH = "aarch64"
 
@@ -273,11 +274,8 @@ def kernel_va_in(value: int) -> Optional[int]:
 
 
 def kva_hint(value: int) -> str:
-    """' (0x... looks like a kernel virtual address, not a physical one)' or ''."""
-    va = kernel_va_in(value)
-    if va is None:
-        return ""
-    return " (%#x looks like a kernel virtual address, not a physical one)" % va
+    """The hint of model.kernel_va_hint() for an entry or address @p value, or ''."""
+    return kernel_va_hint(kernel_va_in(value))
 
 
 class _Config:

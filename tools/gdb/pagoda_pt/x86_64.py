@@ -20,8 +20,8 @@ from __future__ import annotations
 from typing import Callable, Optional
 
 from .model import (ADDRESS_MASK, ENTRIES_PER_TABLE, ENTRY_BYTES, PAGE_SHIFT, PAGE_SIZE_4K, Level,
-                    Perms, PhysReader, Walk, bits_set, describe_bits, normalize_regs,
-                    read_entry, read_table)
+                    Perms, PhysReader, Walk, bits_set, describe_bits, kernel_va_hint,
+                    normalize_regs, read_entry, read_table)
 
 ARCH = "x86_64"
 
@@ -158,11 +158,8 @@ def kernel_va_in(value: int) -> Optional[int]:
 
 
 def kva_hint(value: int) -> str:
-    """' (0x... looks like a kernel virtual address, not a physical one)' or ''."""
-    va = kernel_va_in(value)
-    if va is None:
-        return ""
-    return " (%#x looks like a kernel virtual address, not a physical one)" % va
+    """The hint of model.kernel_va_hint() for an entry or address @p value, or ''."""
+    return kernel_va_hint(kernel_va_in(value))
 
 
 class _Config:
