@@ -21,6 +21,8 @@ set(PAGODA_KERNEL_PURE_SOURCES
   ${CMAKE_SOURCE_DIR}/kernel/mm/frame_allocator.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/walk.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/address_space.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/mm/critical_ranges.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/mm/debug_roots.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/vma.cpp
   ${CMAKE_SOURCE_DIR}/kernel/proc/elf.cpp)
 
@@ -35,7 +37,6 @@ set(PAGODA_KERNEL_GENERIC_SOURCES
   ${CMAKE_SOURCE_DIR}/kernel/lib/string.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/vm.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/facts.cpp
-  ${CMAKE_SOURCE_DIR}/kernel/mm/debug_roots.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/heap.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/vm_selftest.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/heap_allocator.cpp

@@ -123,3 +123,8 @@ x86_trap_common:
         iretq
         .cfi_endproc
         .size   x86_trap_common, . - x86_trap_common
+
+/* The end of the trap entry code: [x86_vector_stubs, x86_trap_entry_end) must be mapped and
+   executable in every root (arch/x86_64/critical_ranges.cpp checks it before a switch). */
+        .global x86_trap_entry_end
+x86_trap_entry_end:

@@ -1,13 +1,107 @@
 #include "mm/address_space.hpp"
 
+#include "core/panic.hpp"
+#include "mm/mmu.hpp"
+
 namespace pagoda {
 
 Result<AddressSpace> AddressSpace::create_kernel(TableMemory& memory) {
-  return AddressSpace(TRY(arch::ArchAddressSpace::create_kernel(memory)));
+  return AddressSpace(TRY(arch::ArchAddressSpace::create_kernel(memory)), debug::RootKind::Kernel, "kernel");
 }
 
 Result<AddressSpace> AddressSpace::create_user(const AddressSpace& kernel) {
-  return AddressSpace(TRY(arch::ArchAddressSpace::create_user(kernel.arch_)));
+  return AddressSpace(TRY(arch::ArchAddressSpace::create_user(kernel.arch_)), debug::RootKind::Process, "user");
+}
+
+// ---- The pre-switch check ------------------------------------------------------------------
+
+namespace {
+
+/// True when @p walk maps its page with every access @p range needs.
+bool allows(const Walk& walk, const CriticalRange& range) {
+  if (!walk.mapped()) return false;
+  return (!range.access.write || walk.perms.write) && (!range.access.execute || walk.perms.execute) &&
+         (!range.access.user || walk.perms.user);
+}
+
+/// Records in @p out that @p va of @p range fails in @p walk.
+void record(SwitchRefusal& out, const CriticalRange& range, VirtAddr va, const Walk& walk, bool before_mapped) {
+  out.kind = walk.mapped() ? SwitchRefusal::Kind::Denied : SwitchRefusal::Kind::NotMapped;
+  out.range = range;
+  out.va = va;
+  out.walk = walk;
+  out.before_mapped = before_mapped;
+}
+
+}  // namespace
+
+SwitchRefusal AddressSpace::check_switch(Span<const CriticalRange> needed) const {
+  SwitchRefusal out;
+  out.root = root();
+  for (const CriticalRange& range : needed) {
+    // The focus first (the stack pointer, the instruction): the address a report should name.
+    const Walk at_focus = query(range.focus);
+    if (!allows(at_focus, range)) {
+      record(out, range, range.focus, at_focus, false);
+      break;
+    }
+    // Then every page, a leaf at a time (a block is one walk); the focus's page is known good.
+    const u64 end = range.start.value() + range.size < range.start.value() ? ~u64{0} : range.start.value() + range.size;
+    for (u64 va = range.start.value(); va < end;) {
+      const Walk w = query(VirtAddr(va));
+      if (!allows(w, range)) {
+        record(out, range, VirtAddr(va), w, va > range.start.value());
+        break;
+      }
+      const u64 next = align_down(va, w.page_size) + w.page_size;
+      if (next <= va) break;  // the top of the address space
+      va = next;
+    }
+    if (!out.ok()) break;
+  }
+  if (out.ok()) {
+    BufferSink why(out.detail, sizeof out.detail);
+    if (!arch_.shares_kernel_half(why)) out.kind = SwitchRefusal::Kind::KernelHalf;
+  } else if (out.walk.depth == 1) {
+    // Stopped at the top level, in a root that lost (some of) the kernel half: say so too.
+    char text[SwitchRefusal::kDetailSize];
+    BufferSink why(text, sizeof text);
+    if (!arch_.shares_kernel_half(why))
+      (void)format_buffer(out.detail, sizeof out.detail, "it does not share the kernel half: {}", why.view());
+  }
+  return out;
+}
+
+void AddressSpace::refuse(const SwitchRefusal& refusal, Span<const CriticalRange> needed) const {
+  println("vm: refusing to load root {:#x}: what the CPU needs right after the switch, walked in it:",
+          root().value());
+  for (const CriticalRange& range : needed) {
+    const SwitchRefusal one = check_switch(Span<const CriticalRange>(&range, 1));
+    print("  {:<40} {:#018x}-{:#018x} {}: ", range.what, range.start.value(), range.start.value() + range.size - 1,
+          range.access.execute ? "r-x" : range.access.write ? "rw-" : "r--");
+    if (one.kind == SwitchRefusal::Kind::NotMapped || one.kind == SwitchRefusal::Kind::Denied) {
+      print("{} at {:#x}: ", one.kind == SwitchRefusal::Kind::NotMapped ? "NOT MAPPED" : "DENIED", one.va.value());
+      explain_fault(console_sink(), one.walk, range.access);
+      println("");
+    } else {
+      println("ok");
+    }
+  }
+  if (refusal.kind != SwitchRefusal::Kind::KernelHalf) refusal.walk.format(console_sink());
+  println("  (the boot option vm_check=off skips this check)");
+  panic("{}", refusal);
+}
+
+void AddressSpace::activate() {
+  if (s_switch_checks) {
+    CriticalRanges needed;
+    arch::critical_ranges(needed);
+    if (needed.dropped() > 0)
+      panic("arch::critical_ranges() gave more than {} ranges: {} were dropped", CriticalRanges::kMax, needed.dropped());
+    const SwitchRefusal refusal = check_switch(needed.ranges());
+    if (!refusal.ok()) refuse(refusal, needed.ranges());
+  }
+  arch_.activate();
 }
 
 Result<void> AddressSpace::map(VirtAddr va, PhysAddr pa, Perms perms) {

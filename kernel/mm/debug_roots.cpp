@@ -11,14 +11,21 @@ extern "C" constinit pagoda::debug::DebugRootTable pagoda_debug_roots = {
     {}};
 
 namespace pagoda::debug {
+namespace {
+
+void set_name(DebugRootSlot& s, StringView name) {
+  const usize n = name.size() < kDebugRootNameSize - 1 ? name.size() : kDebugRootNameSize - 1;
+  for (usize c = 0; c < kDebugRootNameSize; ++c) s.name[c] = c < n ? name[c] : '\0';
+}
+
+}  // namespace
 
 PublishedRoot::PublishedRoot(PhysAddr root, RootKind kind, StringView name, u32 id) {
   DebugRootTable& table = pagoda_debug_roots;
   for (usize i = 0; i < kDebugRootSlots; ++i) {
     DebugRootSlot& s = table.slots[i];
     if (s.root != 0) continue;
-    const usize n = name.size() < kDebugRootNameSize - 1 ? name.size() : kDebugRootNameSize - 1;
-    for (usize c = 0; c < kDebugRootNameSize; ++c) s.name[c] = c < n ? name[c] : '\0';
+    set_name(s, name);
     s.kind = u32(kind);
     s.id = id;
     // The root last: a non-zero root is what marks the slot as used.
@@ -37,6 +44,14 @@ PublishedRoot& PublishedRoot::operator=(PublishedRoot&& other) {
     other.slot_ = kNone;
   }
   return *this;
+}
+
+void PublishedRoot::rename(StringView name, u32 id) {
+  if (slot_ == kNone) return;
+  DebugRootSlot& s = pagoda_debug_roots.slots[slot_];
+  set_name(s, name);
+  s.id = id;
+  ++pagoda_debug_roots.generation;
 }
 
 void PublishedRoot::withdraw() {

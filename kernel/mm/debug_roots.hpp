@@ -3,8 +3,9 @@
 ///
 /// When a fault happens, the most useful sentence is often "this address is mapped in root A,
 /// not in the active root B". The tools can only say it if they know the roots, so the kernel
-/// publishes every root it builds (the boot root while it exists, the kernel root, later each
-/// process's root) in one table at the well-known symbol `pagoda_debug_roots`. GDB's
+/// publishes every root it builds in one table at the well-known symbol `pagoda_debug_roots`:
+/// the boot root while it exists (mm/vm.cpp), and every AddressSpace for as long as it lives,
+/// the kernel's and, from lab 3, each process's (mm/address_space.hpp does it itself). GDB's
 /// `fault-why` and `pt-top` (tools/gdb/pagoda_gdb) and the grader read it from guest memory;
 /// no tool needs to change when a lab adds a new kind of root.
 ///
@@ -56,6 +57,13 @@ struct DebugRootTable {
 };
 static_assert(sizeof(DebugRootTable) == 32 + 32 * kDebugRootSlots);
 
+}  // namespace pagoda::debug
+
+/// The published roots (kernel/mm/debug_roots.cpp). extern "C": its symbol is the contract.
+extern "C" pagoda::debug::DebugRootTable pagoda_debug_roots;
+
+namespace pagoda::debug {
+
 /// Publishes one root for as long as it lives (move-only; withdrawing is the destructor's job,
 /// so a root's publication cannot outlive the root by a forgotten call).
 class [[nodiscard]] PublishedRoot {
@@ -70,6 +78,8 @@ class [[nodiscard]] PublishedRoot {
   PublishedRoot& operator=(const PublishedRoot&) = delete;
   ~PublishedRoot() { withdraw(); }
 
+  /// Gives the published root a new name and id (a process's space, once it has a pid).
+  void rename(StringView name, u32 id);
   /// Removes the root from the table now (before the root's frames are reused).
   void withdraw();
   /// Leaves the root published for the rest of the boot (the kernel's own root).
