@@ -85,6 +85,9 @@ class AddressSpace {
   /// Names this space for the debugging tools, e.g. a process's name and pid (at most 15
   /// characters are kept).
   void name_for_debugging(StringView name, u32 id) { published_.rename(name, id); }
+  /// The same, and what kind of root it is (a second kernel-like space, say, that must not be
+  /// taken for the kernel's).
+  void name_for_debugging(StringView name, u32 id, debug::RootKind kind) { published_.rename(name, id, kind); }
 
   /// A batch for changes to this space: barrier, invalidations and frees when it goes away.
   [[nodiscard]] ConsistencyBatch batch() { return ConsistencyBatch(arch_, arch_.memory()); }

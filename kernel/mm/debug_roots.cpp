@@ -54,6 +54,12 @@ void PublishedRoot::rename(StringView name, u32 id) {
   ++pagoda_debug_roots.generation;
 }
 
+void PublishedRoot::rename(StringView name, u32 id, RootKind kind) {
+  if (slot_ == kNone) return;
+  pagoda_debug_roots.slots[slot_].kind = u32(kind);
+  rename(name, id);
+}
+
 void PublishedRoot::withdraw() {
   if (slot_ == kNone) return;
   *static_cast<volatile u64*>(&pagoda_debug_roots.slots[slot_].root) = 0;

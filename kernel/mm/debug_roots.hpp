@@ -80,6 +80,8 @@ class [[nodiscard]] PublishedRoot {
 
   /// Gives the published root a new name and id (a process's space, once it has a pid).
   void rename(StringView name, u32 id);
+  /// The same, and a new kind.
+  void rename(StringView name, u32 id, RootKind kind);
   /// Removes the root from the table now (before the root's frames are reused).
   void withdraw();
   /// Leaves the root published for the rest of the boot (the kernel's own root).
