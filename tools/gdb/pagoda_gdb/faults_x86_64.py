@@ -97,7 +97,7 @@ def _image():
     if layout is None:
         return None
     return KernelImage(layout.start, layout.end, layout.virt_offset, layout.text_start,
-                       layout.text_end, kernel.symbol_address(TRAP_ENTRY_SYMBOL))
+                       layout.text_end, kernel.symbol_address(TRAP_ENTRY_SYMBOL), layout.sections)
 
 
 def explain():

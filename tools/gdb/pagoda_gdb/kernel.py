@@ -2,7 +2,7 @@
 it publishes (kernel/mm/debug_roots.hpp, read with pagoda_pt.roots).
 
   symbol_address(name)   the address of a symbol (assembly labels included), or None
-  image()                the linker script's bounds: start, end, virt_offset, text
+  image()                the linker script's bounds: start, end, virt_offset, text, sections
   image_phys(va)         the physical address of a kernel-image address (link map, no walk)
   published_roots(read_phys)  (RootTable or None, note): the roots the kernel published
 
@@ -25,6 +25,12 @@ def symbol_address(name):
         return None
 
 
+# The sections the linker script bounds with symbols (arch/x86_64/kernel.ld): what a kernel maps
+# one by one with its own permissions.
+SECTIONS = ((".text", "__text_start", "__text_end"), (".rodata", "__rodata_start", "__rodata_end"),
+            (".data/.bss", "__data_start", "__data_end"))
+
+
 @dataclass
 class Image:
     start: int
@@ -32,6 +38,7 @@ class Image:
     virt_offset: int
     text_start: int
     text_end: int
+    sections: tuple = ()    # ((name, start, end), ...)
 
     def phys(self, va):
         """The physical address of @p va when it lies in the image, else None."""
@@ -45,7 +52,12 @@ def image():
     values = [symbol_address(name) for name in names]
     if None in values:
         return None
-    return Image(*values)
+    sections = []
+    for name, start, end in SECTIONS:
+        bounds = symbol_address(start), symbol_address(end)
+        if None not in bounds and bounds[0] < bounds[1]:
+            sections.append((name,) + bounds)
+    return Image(*values, sections=tuple(sections))
 
 
 def image_phys(va):

@@ -163,8 +163,8 @@ def trap_frame_problems(fields: dict, gdt_limit: Optional[int] = None) -> list[s
 @dataclass
 class KernelImage:
     """Where the kernel is linked: [start, end) at virtual = physical + virt_offset (the linker
-    script's __kernel_start/__kernel_end/__kernel_virt_offset), its text, and the trap entry
-    stubs (x86_vector_stubs, 16 bytes per vector)."""
+    script's __kernel_start/__kernel_end/__kernel_virt_offset), its text, the trap entry
+    stubs (x86_vector_stubs, 16 bytes per vector) and its sections (text, rodata, data)."""
 
     start: int
     end: int
@@ -172,6 +172,14 @@ class KernelImage:
     text_start: int = 0
     text_end: int = 0
     trap_entry: Optional[int] = None
+    sections: tuple = ()     # ((name, start, end), ...): the linker script's section bounds
+
+    def section_of(self, va: int) -> Optional[tuple]:
+        """(name, start, end) of the section that holds @p va, or None."""
+        for section in self.sections:
+            if section[1] <= va < section[2]:
+                return section
+        return None
 
     def phys_of(self, va: int) -> Optional[int]:
         if self.start <= va < self.end:
@@ -416,7 +424,11 @@ class _Explainer:
                 return
             if _near_stack(cr2, rsp):
                 ex.find(5, self.stack_sentence("the interrupted stack pointer", rsp, cr2))
-            if decoded.fetch and cr2 >> 12 == rip >> 12:
+            fetch = decoded.fetch and cr2 >> 12 == rip >> 12
+            rounded = self.section_end_sentence(cr2, "the code at RIP" if fetch else "CR2")
+            if rounded:
+                ex.find(5, rounded)
+            if fetch:
                 ex.find(6, self.code_sentence(rip))
             elsewhere = roots.elsewhere_sentence("CR2", cr2)
             if elsewhere:
@@ -492,6 +504,24 @@ class _Explainer:
         return ("%s: the kernel stack is not mapped in the active root %s%s, so the CPU "
                 "could not push the exception frame" % (head, self.roots.label(), also))
 
+    def section_end_sentence(self, va: int, what: str) -> Optional[str]:
+        """When @p va is on the last page of a kernel section, that page is not mapped and the
+        rest of the section is: the section was mapped with its end rounded down."""
+        image = self.f.image
+        section = image.section_of(va) if image else None
+        if section is None:
+            return None
+        name, start, end = section
+        first, last = start & ~(PAGE_SIZE_4K - 1), (end - 1) & ~(PAGE_SIZE_4K - 1)
+        if va & ~(PAGE_SIZE_4K - 1) != last or last == first or self.roots.walk(va).mapped:
+            return None
+        if not (self.roots.walk(first).mapped and self.roots.walk(last - PAGE_SIZE_4K).mapped):
+            return None
+        return ("%s %s is on the last page of %s (%#x-%#x), which the active root %s does not "
+                "map while the rest of %s is mapped: the section's end %#x was rounded down "
+                "instead of up when it was mapped" % (what, self.short(va), name, start, end - 1,
+                                                      self.roots.label(), name, end))
+
     def code_sentence(self, rip: int) -> str:
         """Why the code at RIP cannot be fetched: mapped at its physical address instead of
         its link address, or mapped only in another root, or simply not mapped."""
@@ -506,6 +536,11 @@ class _Explainer:
                         "physical address instead of where it is linked (%#x + PA)"
                         % (self.short(rip), self.roots.label(), pa & ~(PAGE_SIZE_4K - 1),
                            pa & ~(PAGE_SIZE_4K - 1), image.virt_offset))
+        if w.mapped:
+            return ("the code at RIP %s is mapped without execute permission in the active root "
+                    "%s (NX=1 in %s): the CPU cannot fetch it" % (
+                        self.short(rip), self.roots.label(),
+                        ", ".join(denying_levels(w, x86_64.PTE_NX, True))))
         elsewhere = self.roots.elsewhere_sentence("RIP", rip, lambda x: x.perms.execute)
         if elsewhere:
             return "the code at " + elsewhere + ": the CPU cannot fetch it"
@@ -650,6 +685,9 @@ class _Explainer:
         if not w.mapped or not w.perms.execute:
             sentence = self.code_sentence(rip)
             ex.find(4 if "physical address" in sentence else 6, sentence)
+            rounded = self.section_end_sentence(rip, "the code at RIP")
+            if rounded:
+                ex.find(5, rounded)
         first = f.log.first if f.log is not None else None
         vectors = (PAGE_FAULT, DOUBLE_FAULT)
         if first is not None and first.vector not in vectors:

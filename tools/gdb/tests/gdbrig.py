@@ -67,12 +67,13 @@ class Machine:
     """QEMU paused at reset (-S), gdbstub on a unix socket in a private directory, serial
     console to a file; a triple fault pauses it (-action shutdown=pause), as in ./pagoda gdb."""
 
-    def __init__(self, kernel, test=None, memory="128M", int_log=False):
+    def __init__(self, kernel, test=None, memory="128M", int_log=False, cmdline=""):
         self.dir = tempfile.mkdtemp(prefix="pagoda-gdbtest-")
         self.socket = os.path.join(self.dir, "gdb.sock")
         self.serial = os.path.join(self.dir, "serial.log")
         self.int_log = os.path.join(self.dir, "qemu-int.log") if int_log else None
-        self.argv = qemu.command(kernel, f"test={test}" if test else "", memory=memory,
+        words = " ".join(filter(None, [f"test={test}" if test else "", cmdline]))
+        self.argv = qemu.command(kernel, words, memory=memory,
                                  serial=f"file:{self.serial}",
                                  log_items="int,cpu_reset" if int_log else None,
                                  log_file=self.int_log, gdb_socket=self.socket, paused=True,

@@ -63,14 +63,15 @@ class Machine:
         return t
 
     def facts(self, root=None, rip=CODE, rsp=RSP, cr2=0, trap=None, roots=(), log=None,
-              stop=None, idt=(IDT, 0xFFF)):
+              stop=None, idt=(IDT, 0xFFF), sections=()):
         root = self.kernel if root is None else root
         table = RootTable([KnownRoot(self.kernel.root, "kernel", "kernel")] + list(roots))
         return X86Facts(
             regs={"cr0": CR0, "cr2": cr2, "cr3": root.root, "cr4": CR4, "efer": EFER,
                   "rip": rip, "rsp": rsp},
             read_phys=self.mem, pa_bits=40, idt=idt, gdt=(GDT, 0x37), tr=(0x28, TSS, 0x67),
-            roots=table, image=KernelImage(TEXT, IMAGE_END, OFFSET, TEXT, TEXT + 0x1000, TEXT),
+            roots=table, image=KernelImage(TEXT, IMAGE_END, OFFSET, TEXT, TEXT + 0x1000, TEXT,
+                                                  tuple(sections)),
             trap=trap, stop=stop, log=log)
 
 
@@ -140,6 +141,13 @@ def test_code_only_in_another_root(m):
                  "%#x: the CPU cannot fetch it" % (CODE, m.kernel.root, other.root))
 
 
+def test_code_on_a_no_execute_page(m):
+    v = verdict(explain(m.facts(rip=STACK + 0x40, cr2=STACK + 0x40, stop="SIGINT")))
+    assert v == ("the code at RIP %#x is mapped without execute permission in the active root "
+                 "'kernel' (%#x) (NX=1 in PT[3]): the CPU cannot fetch it"
+                 % (STACK + 0x40, m.kernel.root))
+
+
 def test_empty_idt(m):
     v = verdict(explain(m.facts(idt=(0, 0), stop="SIGQUIT")))
     assert v == "the IDT (base 0x0, limit 0x0) is empty: no exception can be delivered"
@@ -164,6 +172,37 @@ def test_page_fault_mapped_only_in_an_inactive_root(m):
     assert verdict(lines) == ("CR2 %#x is mapped in root 'proc 1' (%#x), not in the active root "
                               "'kernel' (%#x): the mapping was written into a root that is not "
                               "the active one" % (PROC_PAGE, proc.root, m.kernel.root))
+
+
+def test_page_fault_on_the_last_page_of_a_section_mapped_rounded_down(m):
+    """A section [IDT, STACK + 0x10) spans three pages; mapped with its end rounded down, its
+    last page (STACK) is missing while the two before it are there."""
+    data = (".data", IDT, STACK + 0x10)
+    rounded = m.root(skip=(STACK,))
+    v = verdict(explain(m.facts(root=rounded, cr2=STACK + 8, trap=trap(14, 0x0),
+                                sections=[data])))
+    assert v == ("CR2 %#x is on the last page of .data (%#x-%#x), which the active root %#x does "
+                 "not map while the rest of .data is mapped: the section's end %#x was rounded "
+                 "down instead of up when it was mapped" % (STACK + 8, IDT, STACK + 0xF,
+                                                            rounded.root, STACK + 0x10))
+    # A hole in the middle of a section is something else.
+    holed = m.root(skip=(GDT,))
+    v = verdict(explain(m.facts(root=holed, cr2=GDT + 8, trap=trap(14, 0x0), sections=[data])))
+    assert "rounded down" not in v
+
+
+def test_code_on_the_last_text_page_mapped_rounded_down(m):
+    """The CPU as it is: RIP on the unmapped last page of a text section (here [STACK + 0x1000,
+    IST + 8), two pages), the page before it mapped."""
+    text = (".text", STACK + 0x1000, IST + 8)
+    rounded = m.root(skip=(IST,))
+    rip = IST + 4
+    v = verdict(explain(m.facts(root=rounded, rip=rip, cr2=rip, stop="SIGINT",
+                                sections=[text])))
+    assert v == ("the code at RIP %#x is on the last page of .text (%#x-%#x), which the active "
+                 "root %#x does not map while the rest of .text is mapped: the section's end %#x "
+                 "was rounded down instead of up when it was mapped"
+                 % (rip, STACK + 0x1000, IST + 7, rounded.root, IST + 8)), v
 
 
 def test_page_fault_on_tables_without_the_writable_bit(m):

@@ -3,7 +3,10 @@ each a paging bug real kernels make: the verdict line must name the cause.
 
 Each machine runs with QEMU's exception log (as ./pagoda gdb --int-log), so the chain in the
 verdict comes from what the CPU did; the addresses in the verdicts are checked against what
-the fixture printed and against CR3 as GDB reads it.
+the fixture printed and against CR3 as GDB reads it. The fixtures that switch roots through
+the kernel's AddressSpace::activate() are booted with vm_check=off here: the kernel's own
+pre-switch check would refuse them (grade/harness_tests/test_paging_bugs.py checks that), and
+the raw death is what fault-why must explain.
 """
 import re
 
@@ -23,12 +26,12 @@ def kernel():
     return gdbrig.build_kernel(fixtures=True)
 
 
-def diagnose(kernel, test, go=("cmd", "continue"), extra=(), int_log=True):
+def diagnose(kernel, test, go=("cmd", "continue"), extra=(), int_log=True, cmdline=""):
     """Boots @p test, lets it die (or interrupts it), runs fault-why, pt-top and @p extra;
     returns (results, serial text, the verdict line)."""
     steps = [("go", *go), ("why", "cmd", "fault-why"), ("top", "cmd", "pt-top"),
              ("cr3", "eval", "$cr3")] + list(extra)
-    with Machine(kernel, test=test, int_log=int_log) as machine:
+    with Machine(kernel, test=test, int_log=int_log, cmdline=cmdline) as machine:
         if int_log:
             steps.insert(0, ("log", "cmd", f"set pagoda-qemu-log {machine.int_log}"))
         results = run_steps(kernel, machine.socket, steps, attach="--no-entry")
@@ -47,8 +50,9 @@ def printed(serial, pattern):
 
 
 def test_new_root_without_the_running_stack(kernel):
-    r, serial, verdict = diagnose(kernel, "bug_stack_root", extra=[("bt", "cmd", "bt")])
-    top, root = printed(serial, r"on the stack at (0x[0-9a-f]+), loading root (0x[0-9a-f]+)")
+    r, serial, verdict = diagnose(kernel, "bug_stack_root", extra=[("bt", "cmd", "bt")],
+                                  cmdline="vm_check=off")
+    top, root = printed(serial, r"on the stack at (0x[0-9a-f]+), activating root (0x[0-9a-f]+)")
     assert r["cr3"].value & ~0xFFF == root
     m = re.fullmatch(r"verdict: CR2 (%s) \(the first #PF, in QEMU's log\) (equals) the "
                      r"interrupted stack pointer: the kernel stack is not mapped in the active "
@@ -63,7 +67,7 @@ def test_new_root_without_the_running_stack(kernel):
     # pt-top shows the hole: the kernel stacks' top-level entry is missing.
     assert re.search(r"^  \[510\] +1 MISSING: present in the kernel root", r["top"].output, re.M)
     # bt goes through the trap entry into the function the CPU was running.
-    assert "x86_trap_common" in r["bt"].output and "activate_root" in r["bt"].output
+    assert "x86_trap_common" in r["bt"].output and "load_root" in r["bt"].output
 
 
 def test_text_mapped_only_at_its_physical_address_loops(kernel):
@@ -139,3 +143,37 @@ def test_virtual_address_stored_in_a_table_entry(kernel):
     entry, va = int(m.group(1), 16), int(m.group(2), 16)
     assert entry & 0x000F_FFFF_FFFF_F000 == va & 0x000F_FFFF_FFFF_F000
     assert "#PF error 0x8 [RSVD]" in r["why"].output
+
+
+def test_a_section_end_rounded_down(kernel):
+    """The text mapped up to its last whole page: the kernel runs on until it calls code on the
+    last, partial one."""
+    r, serial, verdict = diagnose(kernel, "bug_section_end", cmdline="vm_check=off")
+    root, last, end = printed(serial, r"activating root (0x[0-9a-f]+): the text mapped up to "
+                                      r"(0x[0-9a-f]+), but it ends at (0x[0-9a-f]+)")
+    m = re.fullmatch(r"verdict: the code at RIP (%s) \(pagoda::\(anonymous namespace\)::"
+                     r"on_the_last_text_page\(\)\) is on the last page of \.text \((%s)-(%s)\), "
+                     r"which the active root 'text-rounded' \(%#x\) does not map while the rest "
+                     r"of \.text is mapped: the section's end %#x was rounded down instead of up "
+                     r"when it was mapped \(QEMU's log: #PF\)" % (HEX, HEX, HEX, root, end), verdict)
+    assert m, verdict
+    assert int(m.group(1), 16) & ~0xFFF == last and int(m.group(3), 16) == end - 1
+    assert r["cr3"].value & ~0xFFF == root
+
+
+def test_code_not_mapped_after_a_switch_storms(kernel):
+    """No text in the new root: neither the next instruction nor any handler can be fetched, a
+    #PF storm with RIP == CR2 that never ends by itself (interrupted here). Each #PF pushes a
+    frame, so the storm runs the stack down through .bss and .data, over the table of
+    published roots: the roots may have lost their names by the time GDB looks."""
+    r, serial, verdict = diagnose(kernel, "bug_code_unmapped", go=("continue_for", "1.5"),
+                                  cmdline="vm_check=off")
+    (root,) = printed(serial, r"activating root (0x[0-9a-f]+): no kernel text in it")
+    named = r"is mapped in root 'kernel' \(%s\), not in the active root 'no-text' \(%#x\)" % (HEX, root)
+    clobbered = r"is not mapped in the active root %#x \(PT entry \d+ not present\)" % root
+    m = re.match(r"verdict: the code at RIP (%s) \(x86_vector_stubs \+ 224\) (%s|%s): the CPU "
+                 r"cannot fetch it \(QEMU's log: #PF .*; a loop: at least \d+ x #PF at RIP "
+                 r"\1 \(x86_vector_stubs \+ 224\), CR2 \1, and no triple fault\)$"
+                 % (HEX, named, clobbered), verdict)
+    assert m, verdict
+    assert r["cr3"].value & ~0xFFF == root
