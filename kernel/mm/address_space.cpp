@@ -17,43 +17,44 @@ Result<AddressSpace> AddressSpace::create_user(const AddressSpace& kernel) {
 
 namespace {
 
-/// True when @p walk maps its page with every access @p range needs.
-bool allows(const Walk& walk, const CriticalRange& range) {
-  if (!walk.mapped()) return false;
-  return (!range.access.write || walk.perms.write) && (!range.access.execute || walk.perms.execute) &&
-         (!range.access.user || walk.perms.user);
-}
-
-/// Records in @p out that @p va of @p range fails in @p walk.
-void record(SwitchRefusal& out, const CriticalRange& range, VirtAddr va, const Walk& walk, bool before_mapped) {
-  out.kind = walk.mapped() ? SwitchRefusal::Kind::Denied : SwitchRefusal::Kind::NotMapped;
-  out.range = range;
-  out.va = va;
-  out.walk = walk;
-  out.before_mapped = before_mapped;
+/// True when @p perms (of a mapped page) allow every access @p range needs.
+bool allows(const Perms& perms, const CriticalRange& range) {
+  return (!range.access.write || perms.write) && (!range.access.execute || perms.execute) &&
+         (!range.access.user || perms.user);
 }
 
 }  // namespace
 
-SwitchRefusal AddressSpace::check_switch(Span<const CriticalRange> needed) const {
+SwitchRefusal AddressSpace::check_switch(Span<const CriticalRange> needed) {
   SwitchRefusal out;
   out.root = root();
+  const auto refuse_at = [&](const CriticalRange& range, VirtAddr va, bool before_mapped) {
+    out.walk = query(va);  // the whole walk, for the report
+    out.kind = out.walk.mapped() ? SwitchRefusal::Kind::Denied : SwitchRefusal::Kind::NotMapped;
+    out.range = range;
+    out.va = va;
+    out.before_mapped = before_mapped;
+  };
+  // A cursor re-reads only the tables below the first level whose index changed: a range costs
+  // one table lookup per leaf, not a whole walk. It only reads here (the batch stays empty).
+  ConsistencyBatch reads = batch();
   for (const CriticalRange& range : needed) {
     // The focus first (the stack pointer, the instruction): the address a report should name.
-    const Walk at_focus = query(range.focus);
-    if (!allows(at_focus, range)) {
-      record(out, range, range.focus, at_focus, false);
+    Cursor c = cursor(reads, range.focus);
+    if (!c.mapped() || !allows(c.perms(), range)) {
+      refuse_at(range, range.focus, false);
       break;
     }
-    // Then every page, a leaf at a time (a block is one walk); the focus's page is known good.
-    const u64 end = range.start.value() + range.size < range.start.value() ? ~u64{0} : range.start.value() + range.size;
-    for (u64 va = range.start.value(); va < end;) {
-      const Walk w = query(VirtAddr(va));
-      if (!allows(w, range)) {
-        record(out, range, VirtAddr(va), w, va > range.start.value());
+    // Then every page, a leaf at a time (a block is one step).
+    const u64 start = range.start.value();
+    const u64 end = start + range.size < start ? ~u64{0} : start + range.size;
+    for (u64 va = start; va < end;) {
+      c.find(VirtAddr(va));
+      if (!c.mapped() || !allows(c.perms(), range)) {
+        refuse_at(range, VirtAddr(va), va > start);
         break;
       }
-      const u64 next = align_down(va, w.page_size) + w.page_size;
+      const u64 next = c.range_end().value();
       if (next <= va) break;  // the top of the address space
       va = next;
     }
@@ -72,7 +73,7 @@ SwitchRefusal AddressSpace::check_switch(Span<const CriticalRange> needed) const
   return out;
 }
 
-void AddressSpace::refuse(const SwitchRefusal& refusal, Span<const CriticalRange> needed) const {
+void AddressSpace::refuse(const SwitchRefusal& refusal, Span<const CriticalRange> needed) {
   println("vm: refusing to load root {:#x}: what the CPU needs right after the switch, walked in it:",
           root().value());
   for (const CriticalRange& range : needed) {

@@ -75,8 +75,9 @@ class AddressSpace {
   /// Why this space may not be loaded now, given what the CPU needs (@p needed, normally
   /// arch::critical_ranges()): the first page of a range that it does not map, or maps without
   /// the access the range needs, or a kernel half it does not share; ok() when there is none.
-  /// Pure: walks this space's tables and changes nothing.
-  [[nodiscard]] SwitchRefusal check_switch(Span<const CriticalRange> needed) const;
+  /// Walks this space's tables and changes nothing (not const only because it walks with a
+  /// Cursor, which could change them).
+  [[nodiscard]] SwitchRefusal check_switch(Span<const CriticalRange> needed);
   /// Turns the check of activate() on or off for every space (the boot option vm_check=off).
   static void set_switch_checks(bool on) { s_switch_checks = on; }
   static bool switch_checks() { return s_switch_checks; }
@@ -128,7 +129,7 @@ class AddressSpace {
 
   /// Prints every critical range of @p needed with what this space does for it, then panics
   /// with @p refusal.
-  [[noreturn]] void refuse(const SwitchRefusal& refusal, Span<const CriticalRange> needed) const;
+  [[noreturn]] void refuse(const SwitchRefusal& refusal, Span<const CriticalRange> needed);
 
   static inline bool s_switch_checks = true;
 
