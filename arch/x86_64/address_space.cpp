@@ -52,16 +52,20 @@ bool X86AddressSpace::may_change(VirtAddr va, u64 size) const {
 
 bool X86AddressSpace::is_live() const { return hw::read_root() == tree_.root(); }
 
-void X86AddressSpace::activate() {
-  if (!kernel_) {
-    const u64* top = tree_.root_entries();
-    for (usize i = kKernelHalfFirst; i < Format::kEntriesPerTable; ++i)
-      if (top[i] != kernel_top_[i])
-        panic("root {:#x} does not share the kernel half: PML4 entry {} is {:#x}, the kernel's is {:#x}",
-              tree_.root().value(), i, top[i], kernel_top_[i]);
-  }
-  hw::load_root(tree_.root());
+bool X86AddressSpace::shares_kernel_half(FormatSink& why) const {
+  if (kernel_) return true;
+  const u64* top = tree_.root_entries();
+  usize differ = 0, first = 0;
+  for (usize i = kKernelHalfFirst; i < Format::kEntriesPerTable; ++i)
+    if (top[i] != kernel_top_[i] && differ++ == 0) first = i;
+  if (differ == 0) return true;
+  format_to(why, "{} entry {} is {:#x}, the kernel's is {:#x}", Format::level_name(0), first, top[first],
+            kernel_top_[first]);
+  if (differ > 1) format_to(why, " ({} of its {} entries differ)", differ, Format::kEntriesPerTable - kKernelHalfFirst);
+  return false;
 }
+
+void X86AddressSpace::activate() { hw::load_root(tree_.root()); }
 
 void X86AddressSpace::invalidate_page(VirtAddr va, bool global) {
   if (global || in_kernel_half(va) || is_live()) hw::invalidate_page(va);

@@ -159,12 +159,17 @@ long_mode_entry:
 
 /* ---- 64-bit, linked high ---------------------------------------------------------------- */
         .text
+        .cfi_sections .debug_frame
 boot_high_entry:
+        .cfi_startproc simple
+        .cfi_def_cfa %rsp, 0
+        .cfi_undefined %rip             /* a debugger's backtrace ends here */
         movabsq $boot_stack_top, %rsp
         xorl    %ebp, %ebp              /* the end of every backtrace */
         call    x86_64_start
 8:      hlt
         jmp     8b
+        .cfi_endproc
 
 /* ---- data ------------------------------------------------------------------------------ */
         .section .boot.rodata, "a", @progbits

@@ -40,6 +40,23 @@ inline u64 read_rflags() {
   return v;
 }
 
+struct CpuidResult {
+  u32 eax, ebx, ecx, edx;
+};
+inline CpuidResult cpuid(u32 leaf, u32 subleaf = 0) {
+  CpuidResult r;
+  asm volatile("cpuid" : "=a"(r.eax), "=b"(r.ebx), "=c"(r.ecx), "=d"(r.edx) : "a"(leaf), "c"(subleaf));
+  return r;
+}
+
+/// The CPU's physical address width, MAXPHYADDR: CPUID 0x80000008 EAX[7:0], or 36 when the CPU
+/// has no such leaf (Intel SDM Vol. 3A, 4.1.4).
+inline u32 physical_address_bits() {
+  constexpr u32 kAddressSizes = 0x8000'0008;
+  if (cpuid(0x8000'0000).eax < kAddressSizes) return 36;
+  return cpuid(kAddressSizes).eax & 0xff;
+}
+
 inline constexpr u32 kMsrApicBase = 0x1B;
 inline constexpr u32 kMsrEfer = 0xC0000080;
 inline constexpr u64 kRflagsIf = 1u << 9;

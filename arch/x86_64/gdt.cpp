@@ -50,12 +50,26 @@ u64 g_gdt[kGdtEntries];
 
 }  // namespace
 
-bool is_kernel_stack_address(uptr a) {
-  const uptr ist_lo = reinterpret_cast<uptr>(g_ist_stacks);
-  const uptr ist_hi = ist_lo + sizeof g_ist_stacks;
-  return (a >= reinterpret_cast<uptr>(boot_stack_bottom) && a < reinterpret_cast<uptr>(boot_stack_top)) ||
-         (a >= ist_lo && a < ist_hi);
+bool is_kernel_stack_address(uptr a) { return !kernel_stack_bounds(a).empty(); }
+
+StackBounds kernel_stack_bounds(uptr a) {
+  const StackBounds boot{reinterpret_cast<uptr>(boot_stack_bottom), reinterpret_cast<uptr>(boot_stack_top)};
+  if (a >= boot.bottom && a < boot.top) return boot;
+  for (usize i = 0; i < kIstStacks; ++i) {
+    const StackBounds ist{reinterpret_cast<uptr>(g_ist_stacks[i]), reinterpret_cast<uptr>(g_ist_stacks[i] + kIstStackSize)};
+    if (a >= ist.bottom && a < ist.top) return ist;
+  }
+  return {};
 }
+
+StackBounds ist_stack(u8 ist) {
+  if (ist == 0 || ist > kIstStacks || g_tss.ist[ist - 1] == 0) return {};
+  return {uptr(g_tss.ist[ist - 1] - kIstStackSize), uptr(g_tss.ist[ist - 1])};
+}
+
+uptr tss_rsp0() { return g_tss.rsp[0]; }
+
+StackBounds tss_bytes() { return {reinterpret_cast<uptr>(&g_tss), reinterpret_cast<uptr>(&g_tss) + sizeof g_tss}; }
 
 void gdt_init() {
   for (usize i = 0; i < kIstStacks; ++i)

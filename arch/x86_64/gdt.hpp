@@ -24,4 +24,19 @@ void gdt_init();
 /// True when @p address lies on one of the kernel's stacks (the boot stack or an IST stack).
 bool is_kernel_stack_address(uptr address);
 
+/// A stack: [bottom, top), growing down from top; empty when top == bottom.
+struct StackBounds {
+  uptr bottom = 0;
+  uptr top = 0;
+  bool empty() const { return top <= bottom; }
+};
+/// The kernel stack (the boot stack or an IST stack) that holds @p address; empty when none does.
+StackBounds kernel_stack_bounds(uptr address);
+/// The stack the TSS gives to IST slot @p ist (1-based, kIstDoubleFault...); empty before gdt_init().
+StackBounds ist_stack(u8 ist);
+/// TSS.RSP0: the top of the stack for traps from user mode (0 until lab 3 sets one).
+uptr tss_rsp0();
+/// The TSS the CPU uses (TR): its address and size.
+StackBounds tss_bytes();
+
 }  // namespace pagoda::x86

@@ -32,6 +32,7 @@
 #pragma once
 
 #include "arch/x86_64/page_defs.h"
+#include "core/panic.hpp"
 #include "lib/format.hpp"
 #include "mm/addr.hpp"
 #include "mm/perms.hpp"
@@ -121,20 +122,37 @@ struct PageTableFormat {
     return PhysAddr(e & kAddressMask);
   }
 
+  /// @name The CPU's physical address width
+  /// An entry whose address has a bit at or above MAXPHYADDR (CPUID 0x80000008 EAX[7:0]; 40 on
+  /// QEMU's default CPU) makes the CPU fault with RSVD, however much RAM there is. The make_*
+  /// functions below refuse such an address with a panic that names it, at the line that made
+  /// the entry: usually a virtual address passed as a physical one.
+  /// @{
+  /// Set once at boot from CPUID (arch/x86_64/start.cpp); until then, and on the host, the
+  /// architectural maximum.
+  static void set_phys_bits(u32 bits) { s_phys_bits = bits; }
+  static u32 phys_bits() { return s_phys_bits; }
+  /// True when @p pa is an address of this CPU's physical address space.
+  static bool fits_phys(PhysAddr pa) { return (pa.value() >> s_phys_bits) == 0; }
+  /// @}
+
   /// An entry pointing to the next-level table at @p table. Table entries permit everything;
   /// the leaf decides (see the layout above).
   static constexpr u64 make_table_entry(PhysAddr table, usize) {
+    check_output("make_table_entry", table);
     return (table.value() & kAddressMask) | kPresent | kWritable | kUser;
   }
 
   /// A 4 KiB leaf (level kPt) mapping @p page with @p perms.
   static constexpr u64 make_page_entry(PhysAddr page, Perms perms) {
+    check_output("make_page_entry", page);
     return (page.value() & kAddressMask) | kPresent | perm_bits(perms) | (perms.global ? kGlobal : 0);
   }
 
   /// A block (large page) at @p level (can_hold_block) mapping @p page, aligned to
   /// entry_span(level), with @p perms.
   static constexpr u64 make_block_entry(PhysAddr page, usize level, Perms perms) {
+    check_output("make_block_entry", page);
     return (page.value() & kAddressMask & ~(entry_span(level) - 1)) | kPresent | kHuge | perm_bits(perms) |
            (perms.global ? kGlobal : 0);
   }
@@ -190,6 +208,18 @@ struct PageTableFormat {
   }
 
  private:
+  static inline u32 s_phys_bits = 52;
+
+  /// Panics when @p pa is not a physical address of this CPU (see phys_bits()).
+  static constexpr void check_output(const char* what, PhysAddr pa) {
+    if (__builtin_is_constant_evaluated() || fits_phys(pa)) return;
+    panic("{}: {:#x} is not a physical address of this CPU (its addresses are below 2^{}){}", what, pa.value(),
+          s_phys_bits,
+          (pa.value() >> 63) ? "; it looks like a kernel virtual address: an entry must hold the physical address "
+                               "(virt_to_phys)"
+                             : "");
+  }
+
   static constexpr u64 perm_bits(Perms perms) {
     u64 bits = 0;
     if (perms.write) bits |= kWritable;

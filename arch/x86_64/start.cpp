@@ -1,5 +1,7 @@
 // x86_64_start(): the first C++ code, called by boot.S in long mode on the boot stack.
+#include "arch/x86_64/cpu.hpp"
 #include "arch/x86_64/gdt.hpp"
+#include "arch/x86_64/page_table_format.hpp"
 #include "arch/x86_64/pvh.hpp"
 #include "arch/x86_64/serial.hpp"
 #include "core/arch.hpp"
@@ -31,6 +33,8 @@ bool read_boot_identity_map(void*, u64 pa, void* out, usize size) {
 extern "C" [[noreturn]] void x86_64_start(pagoda::u32 start_info_pa) {
   using namespace pagoda;
   x86::serial_init();
+  // Before any page-table entry is made: the entries refuse addresses the CPU does not have.
+  x86::PageTableFormat::set_phys_bits(x86::physical_address_bits());
   // First, before anything could reuse the loader's memory: copy the memory map and cmdline.
   const Result<void> parsed = x86::pvh_parse(start_info_pa, x86::read_boot_identity_map, nullptr, x86::g_boot_info);
   run_global_constructors();

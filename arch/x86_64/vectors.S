@@ -10,59 +10,121 @@
  *       vector number                 pushed by the stub
  *       RAX RBX RCX RDX RSI RDI RBP R8 ... R15   pushed by x86_trap_common
  *     lower addresses  <- RSP = struct TrapFrame* passed to x86_trap()
+ *
+ * Unwind information (CFI) describes this frame, so that a debugger's backtrace from a panic
+ * in a trap continues into the function that was interrupted (docs/debugging.md). The kernel
+ * is built without .eh_frame (-fno-asynchronous-unwind-tables; the linker script discards it),
+ * but with -g the compiler writes the same rules to .debug_frame, which GDB reads; these
+ * directives go there too (.cfi_sections). The CFA is the address just above the CPU's frame
+ * (above SS), and every register of the interrupted code is found in memory below it:
  */
 #define STUB_SIZE 16
+
+/* Offsets from the CFA of what the CPU pushes (DWARF numbers: 49 RFLAGS, 51 CS, 52 SS). */
+#define CFA_SS          -8
+#define CFA_RSP         -16
+#define CFA_RFLAGS      -24
+#define CFA_CS          -32
+#define CFA_RIP         -40
+#define CFA_ERROR       -48
+#define CFA_VECTOR      -56
+#define DWARF_RFLAGS    49
+#define DWARF_CS        51
+#define DWARF_SS        52
+
+        .cfi_sections .debug_frame
+
+/* The rules every point of the trap path shares: where the CPU saved the interrupted state. */
+.macro  trap_frame_cfi cfa_offset
+        .cfi_startproc simple
+        .cfi_signal_frame
+        .cfi_def_cfa %rsp, \cfa_offset
+        .cfi_offset %rip, CFA_RIP
+        .cfi_offset %rsp, CFA_RSP
+        .cfi_offset DWARF_RFLAGS, CFA_RFLAGS
+        .cfi_offset DWARF_CS, CFA_CS
+        .cfi_offset DWARF_SS, CFA_SS
+.endm
+
+/* A push or pop of one register of the interrupted code, with its unwind rule. */
+.macro  save reg
+        pushq   %\reg
+        .cfi_adjust_cfa_offset 8
+        .cfi_rel_offset %\reg, 0
+.endm
+.macro  restore reg
+        popq    %\reg
+        .cfi_adjust_cfa_offset -8
+        .cfi_restore %\reg
+.endm
 
         .text
         .balign STUB_SIZE
         .global x86_vector_stubs
+        .type   x86_vector_stubs, @function
 x86_vector_stubs:
         .set vector, 0
         .rept 256
         .balign STUB_SIZE
         /* #DF 8, #TS 10, #NP 11, #SS 12, #GP 13, #PF 14, #AC 17, #CP 21, #VC 29, #SX 30 */
         .if (vector == 8) || (vector == 10) || (vector == 11) || (vector == 12) || (vector == 13) || (vector == 14) || (vector == 17) || (vector == 21) || (vector == 29) || (vector == 30)
+        trap_frame_cfi -CFA_ERROR                /* RSP points at the CPU's error code */
         .else
+        trap_frame_cfi -CFA_RIP                  /* RSP points at RIP */
         pushq   $0
+        .cfi_adjust_cfa_offset 8
         .endif
         pushq   $vector
+        .cfi_adjust_cfa_offset 8
         jmp     x86_trap_common
+        .cfi_endproc
         .set vector, vector + 1
         .endr
+        .size   x86_vector_stubs, . - x86_vector_stubs
 
+        .type   x86_trap_common, @function
 x86_trap_common:
-        pushq   %rax
-        pushq   %rbx
-        pushq   %rcx
-        pushq   %rdx
-        pushq   %rsi
-        pushq   %rdi
-        pushq   %rbp
-        pushq   %r8
-        pushq   %r9
-        pushq   %r10
-        pushq   %r11
-        pushq   %r12
-        pushq   %r13
-        pushq   %r14
-        pushq   %r15
+        trap_frame_cfi -CFA_VECTOR               /* RSP points at the vector number */
+        save    rax
+        save    rbx
+        save    rcx
+        save    rdx
+        save    rsi
+        save    rdi
+        save    rbp
+        save    r8
+        save    r9
+        save    r10
+        save    r11
+        save    r12
+        save    r13
+        save    r14
+        save    r15
         movq    %rsp, %rdi
         cld
         call    x86_trap
-        popq    %r15
-        popq    %r14
-        popq    %r13
-        popq    %r12
-        popq    %r11
-        popq    %r10
-        popq    %r9
-        popq    %r8
-        popq    %rbp
-        popq    %rdi
-        popq    %rsi
-        popq    %rdx
-        popq    %rcx
-        popq    %rbx
-        popq    %rax
+        restore r15
+        restore r14
+        restore r13
+        restore r12
+        restore r11
+        restore r10
+        restore r9
+        restore r8
+        restore rbp
+        restore rdi
+        restore rsi
+        restore rdx
+        restore rcx
+        restore rbx
+        restore rax
         addq    $16, %rsp               /* vector and error code */
+        .cfi_adjust_cfa_offset -16
         iretq
+        .cfi_endproc
+        .size   x86_trap_common, . - x86_trap_common
+
+/* The end of the trap entry code: [x86_vector_stubs, x86_trap_entry_end) must be mapped and
+   executable in every root (arch/x86_64/critical_ranges.cpp checks it before a switch). */
+        .global x86_trap_entry_end
+x86_trap_entry_end:

@@ -62,6 +62,16 @@ class Monitor:
         self.sock.close()
 
 
+def cpu_pa_bits(arch, monitor):
+    """The guest CPU's physical address width as QEMU models it (x86_64: the CPU's phys-bits
+    property, what its CPUID 0x80000008 reports), or None when QEMU does not say (the walker
+    then assumes the architectural maximum)."""
+    if arch != "x86_64":
+        return None
+    text = monitor.command("qom-get /machine/unattached/device[0] phys-bits").strip()
+    return int(text) if text.isdigit() and 32 <= int(text) <= 52 else None
+
+
 class Inspector:
     """The halted guest: registers from the monitor, physical memory from the RAM file."""
 
@@ -74,6 +84,8 @@ class Inspector:
         self.registers = {k.upper(): int(v, 16) for k, v in re.findall(r"\b(CR[0-4]|EFER)=([0-9a-fA-F]+)", text)}
         if "CR3" not in self.registers:
             raise AssertionError(f"no CR3 in QEMU's 'info registers':\n{text}")
+        # The walks below flag an entry whose address lies above the CPU's width, as the CPU would.
+        self.pa_bits = cpu_pa_bits(arch, monitor)
 
     def read_phys(self, pa, size):
         if pa < 0 or pa + size > self.ram_size:
@@ -91,10 +103,25 @@ class Inspector:
                 "cr4": self.registers.get("CR4", 0)}
 
     def walk(self, va):
-        return pagoda_pt.walk(self.arch, self.read_phys, self.root, va, self.regs)
+        return pagoda_pt.walk(self.arch, self.read_phys, self.root, va, self.regs, pa_bits=self.pa_bits)
 
     def dump(self, **filters):
-        return pagoda_pt.dump(self.arch, self.read_phys, self.root, self.regs, **filters)
+        return pagoda_pt.dump(self.arch, self.read_phys, self.root, self.regs, pa_bits=self.pa_bits, **filters)
+
+    def find_u64(self, value, page_offset=None, limit=4):
+        """Physical addresses (at most @p limit) where RAM holds the 64-bit little-endian
+        @p value, only at @p page_offset within a 4 KiB page when given."""
+        import mmap
+        import struct
+        needle = struct.pack("<Q", value & (1 << 64) - 1)
+        found = []
+        with mmap.mmap(self.ram.fileno(), 0, access=mmap.ACCESS_READ) as ram:
+            at = ram.find(needle)
+            while at != -1 and len(found) < limit:
+                if at % 8 == 0 and (page_offset is None or at % 4096 == page_offset):
+                    found.append(at)
+                at = ram.find(needle, at + 1)
+        return found
 
     def top_level_entries(self):
         """The 64-bit entries of the root table."""

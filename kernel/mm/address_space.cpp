@@ -1,13 +1,108 @@
 #include "mm/address_space.hpp"
 
+#include "core/panic.hpp"
+#include "mm/mmu.hpp"
+
 namespace pagoda {
 
 Result<AddressSpace> AddressSpace::create_kernel(TableMemory& memory) {
-  return AddressSpace(TRY(arch::ArchAddressSpace::create_kernel(memory)));
+  return AddressSpace(TRY(arch::ArchAddressSpace::create_kernel(memory)), debug::RootKind::Kernel, "kernel");
 }
 
 Result<AddressSpace> AddressSpace::create_user(const AddressSpace& kernel) {
-  return AddressSpace(TRY(arch::ArchAddressSpace::create_user(kernel.arch_)));
+  return AddressSpace(TRY(arch::ArchAddressSpace::create_user(kernel.arch_)), debug::RootKind::Process, "user");
+}
+
+// ---- The pre-switch check ------------------------------------------------------------------
+
+namespace {
+
+/// True when @p perms (of a mapped page) allow every access @p range needs.
+bool allows(const Perms& perms, const CriticalRange& range) {
+  return (!range.access.write || perms.write) && (!range.access.execute || perms.execute) &&
+         (!range.access.user || perms.user);
+}
+
+}  // namespace
+
+SwitchRefusal AddressSpace::check_switch(Span<const CriticalRange> needed) {
+  SwitchRefusal out;
+  out.root = root();
+  const auto refuse_at = [&](const CriticalRange& range, VirtAddr va, bool before_mapped) {
+    out.walk = query(va);  // the whole walk, for the report
+    out.kind = out.walk.mapped() ? SwitchRefusal::Kind::Denied : SwitchRefusal::Kind::NotMapped;
+    out.range = range;
+    out.va = va;
+    out.before_mapped = before_mapped;
+  };
+  // A cursor re-reads only the tables below the first level whose index changed: a range costs
+  // one table lookup per leaf, not a whole walk. It only reads here (the batch stays empty).
+  ConsistencyBatch reads = batch();
+  for (const CriticalRange& range : needed) {
+    // The focus first (the stack pointer, the instruction): the address a report should name.
+    Cursor c = cursor(reads, range.focus);
+    if (!c.mapped() || !allows(c.perms(), range)) {
+      refuse_at(range, range.focus, false);
+      break;
+    }
+    // Then every page, a leaf at a time (a block is one step).
+    const u64 start = range.start.value();
+    const u64 end = start + range.size < start ? ~u64{0} : start + range.size;
+    for (u64 va = start; va < end;) {
+      c.find(VirtAddr(va));
+      if (!c.mapped() || !allows(c.perms(), range)) {
+        refuse_at(range, VirtAddr(va), va > start);
+        break;
+      }
+      const u64 next = c.range_end().value();
+      if (next <= va) break;  // the top of the address space
+      va = next;
+    }
+    if (!out.ok()) break;
+  }
+  if (out.ok()) {
+    BufferSink why(out.detail, sizeof out.detail);
+    if (!arch_.shares_kernel_half(why)) out.kind = SwitchRefusal::Kind::KernelHalf;
+  } else if (out.walk.depth == 1) {
+    // Stopped at the top level, in a root that lost (some of) the kernel half: say so too.
+    char text[SwitchRefusal::kDetailSize];
+    BufferSink why(text, sizeof text);
+    if (!arch_.shares_kernel_half(why))
+      (void)format_buffer(out.detail, sizeof out.detail, "it does not share the kernel half: {}", why.view());
+  }
+  return out;
+}
+
+void AddressSpace::refuse(const SwitchRefusal& refusal, Span<const CriticalRange> needed) {
+  println("vm: refusing to load root {:#x}: what the CPU needs right after the switch, walked in it:",
+          root().value());
+  for (const CriticalRange& range : needed) {
+    const SwitchRefusal one = check_switch(Span<const CriticalRange>(&range, 1));
+    print("  {:<40} {:#018x}-{:#018x} {}: ", range.what, range.start.value(), range.start.value() + range.size - 1,
+          range.access.execute ? "r-x" : range.access.write ? "rw-" : "r--");
+    if (one.kind == SwitchRefusal::Kind::NotMapped || one.kind == SwitchRefusal::Kind::Denied) {
+      print("{} at {:#x}: ", one.kind == SwitchRefusal::Kind::NotMapped ? "NOT MAPPED" : "DENIED", one.va.value());
+      explain_fault(console_sink(), one.walk, range.access);
+      println("");
+    } else {
+      println("ok");
+    }
+  }
+  if (refusal.kind != SwitchRefusal::Kind::KernelHalf) refusal.walk.format(console_sink());
+  println("  (the boot option vm_check=off skips this check)");
+  panic("{}", refusal);
+}
+
+void AddressSpace::activate() {
+  if (s_switch_checks) {
+    CriticalRanges needed;
+    arch::critical_ranges(needed);
+    if (needed.dropped() > 0)
+      panic("arch::critical_ranges() gave more than {} ranges: {} were dropped", CriticalRanges::kMax, needed.dropped());
+    const SwitchRefusal refusal = check_switch(needed.ranges());
+    if (!refusal.ok()) refuse(refusal, needed.ranges());
+  }
+  arch_.activate();
 }
 
 Result<void> AddressSpace::map(VirtAddr va, PhysAddr pa, Perms perms) {

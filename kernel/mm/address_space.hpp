@@ -16,10 +16,23 @@
 ///
 /// A user space changes only its lower half (InvalidArgument otherwise); the kernel half is
 /// changed through the kernel space, and every space sees it.
+///
+/// Every space publishes its root for the debugging tools while it lives (mm/debug_roots.hpp):
+/// the kernel's as 'kernel', a user space as 'user' until its process names it
+/// (name_for_debugging()), so that GDB's fault-why can say "mapped in root A, not in the active
+/// root B" about any of them.
+///
+/// activate() refuses a root that would kill the CPU the instant after the switch: it walks
+/// what the CPU needs then (arch::critical_ranges(): the running stack, the code, the trap
+/// entry, the descriptor tables, the interrupt stacks) in the new root, and checks that a user
+/// space still shares the kernel half; on failure it panics, naming the cause, while the old
+/// root still works (mm/critical_ranges.hpp). The boot option `vm_check=off` turns this off.
 #pragma once
 
 #include "arch_impl/address_space.hpp"
+#include "mm/critical_ranges.hpp"
 #include "mm/cursor.hpp"
+#include "mm/debug_roots.hpp"
 
 namespace pagoda {
 
@@ -50,10 +63,32 @@ class AddressSpace {
   bool is_kernel() const { return arch_.is_kernel(); }
   /// True when the CPU translates through this space now.
   bool is_live() const { return arch_.is_live(); }
-  /// Makes this the live space (CR3 on x86_64; TTBR0 and the ASID on AArch64).
-  void activate() { arch_.activate(); }
+  /// Makes this the live space (CR3 on x86_64; TTBR0 and the ASID on AArch64), after checking
+  /// (unless switch_checks() is off) that it maps what the CPU needs right after the switch and
+  /// shares the kernel half: otherwise it panics with the reason, on the old root.
+  void activate();
   /// The root that identifies this space (x86_64: its CR3 value), for reports.
   PhysAddr root() const { return arch_.root(); }
+
+  /// @name The pre-switch check
+  /// @{
+  /// Why this space may not be loaded now, given what the CPU needs (@p needed, normally
+  /// arch::critical_ranges()): the first page of a range that it does not map, or maps without
+  /// the access the range needs, or a kernel half it does not share; ok() when there is none.
+  /// Walks this space's tables and changes nothing (not const only because it walks with a
+  /// Cursor, which could change them).
+  [[nodiscard]] SwitchRefusal check_switch(Span<const CriticalRange> needed);
+  /// Turns the check of activate() on or off for every space (the boot option vm_check=off).
+  static void set_switch_checks(bool on) { s_switch_checks = on; }
+  static bool switch_checks() { return s_switch_checks; }
+  /// @}
+
+  /// Names this space for the debugging tools, e.g. a process's name and pid (at most 15
+  /// characters are kept).
+  void name_for_debugging(StringView name, u32 id) { published_.rename(name, id); }
+  /// The same, and what kind of root it is (a second kernel-like space, say, that must not be
+  /// taken for the kernel's).
+  void name_for_debugging(StringView name, u32 id, debug::RootKind kind) { published_.rename(name, id, kind); }
 
   /// A batch for changes to this space: barrier, invalidations and frees when it goes away.
   [[nodiscard]] ConsistencyBatch batch() { return ConsistencyBatch(arch_, arch_.memory()); }
@@ -89,9 +124,18 @@ class AddressSpace {
   const arch::ArchAddressSpace& arch() const { return arch_; }
 
  private:
-  explicit AddressSpace(arch::ArchAddressSpace arch) : arch_(move(arch)) {}
+  AddressSpace(arch::ArchAddressSpace arch, debug::RootKind kind, StringView name)
+      : arch_(move(arch)), published_(arch_.root(), kind, name) {}
+
+  /// Prints every critical range of @p needed with what this space does for it, then panics
+  /// with @p refusal.
+  [[noreturn]] void refuse(const SwitchRefusal& refusal, Span<const CriticalRange> needed);
+
+  static inline bool s_switch_checks = true;
 
   arch::ArchAddressSpace arch_;
+  /// Declared after arch_, so that the root is withdrawn before its tables are freed.
+  debug::PublishedRoot published_;
 };
 
 }  // namespace pagoda

@@ -8,6 +8,7 @@
 #include "lib/format.hpp"
 #include "lib/types.hpp"
 #include "mm/addr.hpp"
+#include "mm/critical_ranges.hpp"
 
 namespace pagoda::arch {
 
@@ -24,6 +25,17 @@ struct LiveRoots {
 LiveRoots live_roots();
 /// The live root that translates @p va.
 PhysAddr live_root_for(VirtAddr va);
+
+/// Adds to @p out what the CPU needs mapped the instant after this CPU loads a new root, as of
+/// now, most telling first (mm/critical_ranges.hpp): AddressSpace::activate() walks each in the
+/// new root before loading it. Called on every switch: keep it cheap (no allocation, no walk).
+///
+/// x86_64 (arch/x86_64/critical_ranges.cpp): the running stack (from a trap frame's room below
+/// RSP to the top of the stack), the instruction after the CR3 write, the trap entry, the IDT,
+/// GDT and TSS as the CPU's registers give them, the IST stacks, TSS.RSP0's stack once set, and
+/// the kernel text. AArch64: SP and the exception stack, the instruction after the TTBR write,
+/// VBAR_EL1's vectors, the kernel text.
+void critical_ranges(CriticalRanges& out);
 
 /// Physical ranges of device registers the kernel must map (uncached) to keep working.
 Span<const PhysRange> device_ranges();

@@ -1,7 +1,9 @@
 #include "mm/vm.hpp"
 
+#include "core/cmdline.hpp"
 #include "core/lab.hpp"
 #include "core/panic.hpp"
+#include "mm/debug_roots.hpp"
 #include "mm/layout.hpp"
 #include "mm/mmu.hpp"
 
@@ -225,10 +227,31 @@ Result<void> build_kernel_map(AddressSpace& space, const MemoryMap& map) {
   // LAB 1 END
 }
 
+/// The boot option vm_check=on|off: whether AddressSpace::activate() checks a root before
+/// loading it (mm/critical_ranges.hpp). Off, a lab can show what a bad switch does on its own.
+void configure_switch_checks(StringView cmdline) {
+  const CmdlineValue option = cmdline_get(cmdline, "vm_check");
+  if (!option.found) return;
+  if (option.value == "off") {
+    AddressSpace::set_switch_checks(false);
+    println("vm: vm_check=off: roots are loaded without checking that they map the stack, the code and the "
+            "trap entry");
+  } else if (option.value == "on") {
+    AddressSpace::set_switch_checks(true);
+  } else {
+    println("vm: vm_check={}: not 'on' or 'off'; the pre-switch check stays {}", option.value,
+            AddressSpace::switch_checks() ? "on" : "off");
+  }
+}
+
 }  // namespace
 
 Result<void> init(const BootInfo& boot) {
   collect_ram(boot.memory);
+  configure_switch_checks(boot.cmdline());
+  // Named for the debugging tools (mm/debug_roots.hpp) until its frames are reclaimed.
+  debug::PublishedRoot boot_root(arch::live_root_for(VirtAddr(layout::kKernelHalfBase)), debug::RootKind::Boot,
+                                 "boot");
   const PhysRange image = image_phys();
   PhysAddr top;
   for (const MemoryRegion& r : boot.memory)
@@ -255,8 +278,9 @@ Result<void> init(const BootInfo& boot) {
   const usize table_frames = before - g_frames.free_frames();
 
   g_kernel_space = construct_at(reinterpret_cast<AddressSpace*>(g_kernel_space_storage), move(space));
-  g_kernel_space->activate();
+  g_kernel_space->activate();  // published as 'kernel' since create_kernel(), checked before the switch
   const PhysRange boot_tables = arch::boot_page_tables();
+  boot_root.withdraw();
   g_frames.release(boot_tables);
   g_ready = true;
   println("vm: kernel page table at {:#x} ({} frames of tables); boot tables reclaimed ({} KiB); "

@@ -251,3 +251,48 @@ PAGODA_SELFTEST(vm_inspect) {
 }
 
 }  // namespace pagoda
+
+namespace pagoda {
+namespace {
+
+/// How many times the kernel's root can be reloaded in @p ticks timer ticks.
+u64 activates_in(AddressSpace& space, u64 ticks) {
+  const u64 start = arch::timer_ticks();
+  while (arch::timer_ticks() == start) arch::wait_for_interrupt();  // start on a tick
+  const u64 from = arch::timer_ticks();
+  u64 n = 0;
+  while (arch::timer_ticks() - from < ticks) {
+    space.activate();
+    ++n;
+  }
+  return n;
+}
+
+}  // namespace
+
+/// The cost of the pre-switch check (mm/critical_ranges.hpp) for `./pagoda bench switch`:
+/// reloads the kernel's root for `ticks=N` timer ticks (default 100) with the check on, then as
+/// long with it off, and prints how many reloads each managed and what the check walks.
+PAGODA_SELFTEST(vm_switch_cost) {
+  require_vm();
+  const CmdlineValue given = cmdline_get(ctx.boot.cmdline(), "ticks");
+  const u64 ticks = given.found ? MUST(parse_u64(given.value)) : 100;
+  CriticalRanges needed;
+  arch::critical_ranges(needed);
+  u64 pages = 0;
+  for (const CriticalRange& r : needed.ranges())
+    pages += (align_up(r.start.value() + r.size, kPageSize) - align_down(r.start.value(), kPageSize)) / kPageSize;
+  const bool was = AddressSpace::switch_checks();
+  AddressSpace& kernel = vm::kernel_space();
+  arch::interrupts_enable();
+  AddressSpace::set_switch_checks(true);
+  const u64 on = activates_in(kernel, ticks);
+  AddressSpace::set_switch_checks(false);
+  const u64 off = activates_in(kernel, ticks);
+  AddressSpace::set_switch_checks(was);
+  arch::interrupts_disable();
+  println("vm_switch_cost: {} ranges, {} pages; in {} ticks of {} Hz: {} activates with the check, {} without", needed.ranges().size(),
+          pages, ticks, kTimerHz, on, off);
+}
+
+}  // namespace pagoda

@@ -7,6 +7,7 @@ namespace pagoda {
 namespace {
 
 std::string g_console;
+std::string g_before_panic;
 
 class CaptureSink final : public FormatSink {
  public:
@@ -21,6 +22,7 @@ void console_write(StringView text) { g_console.append(text.data(), text.size())
 FormatSink& console_sink() { return g_sink; }
 
 bool panic_begin() {
+  g_before_panic.swap(g_console);
   g_console.clear();
   return true;
 }
@@ -41,6 +43,8 @@ void must_failed(const char* expression, const Error& error, const char* file, u
 }  // namespace detail
 
 namespace host {
+std::string output_before_panic() { return g_before_panic; }
+
 std::string take_console() {
   std::string out;
   out.swap(g_console);

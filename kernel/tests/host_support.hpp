@@ -15,5 +15,7 @@ struct HostPanic : std::runtime_error {
 
 /// Everything printed to the console since the last call (which clears it).
 std::string take_console();
+/// What was printed before the last panic (its HostPanic holds only the panic's own message).
+std::string output_before_panic();
 
 }  // namespace pagoda::host

@@ -584,5 +584,26 @@ TEST_F(X86TreeTest, SplitOfAOneGibBlockMakesTwoMibBlocks) {
   EXPECT_EQ(w.pa.value(), 0x8030'1234u);
 }
 
+// Issue 11: an entry whose address lies above the CPU's physical address width faults with
+// RSVD however much RAM there is; the usual cause is a virtual address passed as a physical
+// one. The format refuses it where the entry is made, naming it.
+TEST(X86PhysicalWidth, EntriesRefuseAddressesAboveTheCpusWidth) {
+  X86::set_phys_bits(40);
+  EXPECT_EQ(X86::make_page_entry(PhysAddr((u64{1} << 40) - X86::kPageSize), kKernelData) & X86::kAddressMask,
+            (u64{1} << 40) - X86::kPageSize);
+  try {
+    (void)X86::make_table_entry(PhysAddr(0xffff'8000'0025'9000), 2);
+    ADD_FAILURE() << "make_table_entry took a virtual address";
+  } catch (const host::HostPanic& e) {
+    EXPECT_STREQ(e.what(), "PANIC: make_table_entry: 0xffff800000259000 is not a physical address of this CPU (its "
+                           "addresses are below 2^40); it looks like a kernel virtual address: an entry must hold the "
+                           "physical address (virt_to_phys)\n");
+  }
+  EXPECT_THROW((void)X86::make_page_entry(PhysAddr(u64{1} << 40), kKernelData), host::HostPanic);
+  EXPECT_THROW((void)X86::make_block_entry(PhysAddr(u64{1} << 41), X86::kPd, kKernelData), host::HostPanic);
+  X86::set_phys_bits(52);
+  EXPECT_TRUE(X86::fits_phys(PhysAddr(u64{1} << 41)));
+}
+
 }  // namespace
 }  // namespace pagoda

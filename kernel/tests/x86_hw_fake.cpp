@@ -1,6 +1,7 @@
 #include "x86_hw_fake.hpp"
 
 #include "arch/x86_64/mmu_hw.hpp"
+#include "mm/mmu.hpp"
 #include "page_table_fakes.hpp"
 
 namespace pagoda::x86::hw {
@@ -24,3 +25,11 @@ void invalidate_page(VirtAddr va) { fake::cpu().log.push_back("invlpg " + test::
 void flush_tlb(bool global) { fake::cpu().log.push_back(global ? "flush global" : "flush"); }
 
 }  // namespace pagoda::x86::hw
+
+namespace pagoda::arch {
+
+void critical_ranges(CriticalRanges& out) {
+  for (const CriticalRange& r : x86::hw::fake::cpu().critical) out.add(r.what, r.start, r.size, r.access, r.focus);
+}
+
+}  // namespace pagoda::arch

@@ -1,18 +1,21 @@
 // The host's stand-in for the x86_64 MMU instructions (arch/x86_64/mmu_hw.hpp): a CR3 register
 // and a log of what was asked, so that the address-space tests see every root switch and
-// invalidation.
+// invalidation; and the critical ranges the pre-switch check asks the arch for (mm/mmu.hpp).
 #pragma once
 
 #include <string>
 #include <vector>
 
 #include "mm/addr.hpp"
+#include "mm/critical_ranges.hpp"
 
 namespace pagoda::x86::hw::fake {
 
 struct Cpu {
   PhysAddr cr3;
   std::vector<std::string> log;  ///< "load 0x...", "invlpg 0x...", "flush", "flush global"
+  /// What arch::critical_ranges() reports (none by default: activate() checks only the half).
+  std::vector<CriticalRange> critical;
 };
 
 /// The simulated CPU (reset it in each test).

@@ -6,6 +6,7 @@ from . import paths
 from .ui import PagodaError, info
 
 TARGETS = ("host",) + paths.ARCHES
+FIXTURES_TARGET = "kernel-fixtures"
 
 
 def configure(preset):
@@ -20,10 +21,12 @@ def configure(preset):
         raise PagodaError(f"configuring build/{preset} failed (output above)")
 
 
-def build(preset, quiet=True):
-    """Configures and builds one preset; raises PagodaError with the compiler output on failure."""
+def build(preset, quiet=True, target=None):
+    """Configures and builds one preset (only @p target when given); raises PagodaError with the
+    compiler output on failure."""
     configure(preset)
-    result = subprocess.run(["cmake", "--build", "--preset", preset], cwd=paths.ROOT,
+    result = subprocess.run(["cmake", "--build", "--preset", preset] +
+                            (["--target", target] if target else []), cwd=paths.ROOT,
                             stdout=subprocess.PIPE if quiet else None, stderr=subprocess.STDOUT,
                             text=True)
     if result.returncode != 0:
@@ -32,7 +35,12 @@ def build(preset, quiet=True):
         raise PagodaError(f"building build/{preset} failed (output above)")
 
 
-def build_kernel(arch=paths.DEFAULT_ARCH, quiet=True):
+def build_kernel(arch=paths.DEFAULT_ARCH, quiet=True, fixtures=False):
+    """Builds the kernel, or with @p fixtures the kernel with the deliberately broken self-tests
+    of the debugging tools' tests (an ELF of its own); returns the ELF's path."""
+    if fixtures:
+        build(arch, quiet, target=FIXTURES_TARGET)
+        return paths.fixtures_elf(arch)
     build(arch, quiet)
     return paths.kernel_elf(arch)
 

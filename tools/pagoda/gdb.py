@@ -164,7 +164,9 @@ def gdb_command(arch, kernel, socket, serial_log, qemu_log=None, panic_break=Tru
              # Auto-load may be off in the user's gdbinit: then source the helpers directly.
              "-ex", "python import sys; 'pagoda_gdb' in sys.modules or "
                     f"gdb.execute('source {autoload_path(arch)}')",
-             "-ex", f"set pagoda-serial-log {serial_log}"]
+             "-ex", f"set pagoda-serial-log {serial_log}",
+             # Quitting GDB ends QEMU here: `quit` asks in those words (not in batch mode).
+             "-ex", "set pagoda-quit-stops-qemu on"]
     if qemu_log:
         argv += ["-ex", f"set pagoda-qemu-log {qemu_log}"]
     argv += ["-ex", attach]
@@ -230,7 +232,7 @@ def cmd_gdb(args):
         return 0
     deps.ensure()
     require_gdb()
-    kernel = build.build_kernel(args.arch)
+    kernel = build.build_kernel(args.arch, fixtures=args.fixtures)
     write_autoload(args.arch)
     workdir = private_dir()
     socket = os.path.join(workdir, "gdb.sock")
@@ -292,8 +294,9 @@ def add_parser(sub):
         description="Builds the kernel, boots it in QEMU paused, and opens gdb-multiarch on\n"
                     "build/<arch>/kernel.elf connected to it, stopped at the kernel's entry\n"
                     "point, with Pagoda's commands loaded: pt-regs, pt-walk, pt-dump, pt-diff,\n"
-                    "fault-why (pagoda-help lists them). A panic stops at pagoda::panic_end, a\n"
-                    "triple fault pauses the machine. Quitting GDB stops QEMU.\n"
+                    "pt-top, fault-why (pagoda-help lists them). A panic stops at\n"
+                    "pagoda::panic_end, a triple fault pauses the machine. Quitting GDB stops\n"
+                    "QEMU (quit asks first).\n"
                     "Guide: docs/debugging.md",
         epilog="The serial console goes to a log file (shown at each stop, or with\n"
                "pagoda-serial) so it cannot garble GDB's prompt. For the console in its own\n"
@@ -301,6 +304,7 @@ def add_parser(sub):
                "examples:\n"
                "  ./pagoda gdb -- --test pf\n"
                "  ./pagoda gdb --int-log -- --test triple_fault\n"
+               "  ./pagoda gdb --fixtures --int-log -- --test bug_empty_root\n"
                "  ./pagoda gdb --batch --ex continue --ex fault-why -- --test pf")
     p.add_argument("--arch", choices=paths.ARCHES, default=paths.DEFAULT_ARCH)
     p.add_argument("--memory", "-m", default=qemu.DEFAULT_MEMORY, metavar="SIZE",
@@ -312,6 +316,9 @@ def add_parser(sub):
                         "grows by ~130 KB/s while the kernel idles")
     p.add_argument("--no-panic-break", action="store_true",
                    help="no breakpoint on pagoda::panic_end")
+    p.add_argument("--fixtures", action="store_true",
+                   help="boot build/<arch>/kernel-fixtures.elf: the kernel plus deliberately "
+                        "broken self-tests (bug_*) that the debugging guide walks through")
     p.add_argument("--ex", action="append", default=[], metavar="CMD",
                    help="a GDB command to run after attaching (repeatable)")
     p.add_argument("--batch", action="store_true",

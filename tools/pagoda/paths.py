@@ -19,6 +19,11 @@ def kernel_elf(arch=DEFAULT_ARCH):
     return os.path.join(build_dir(arch), "kernel.elf")
 
 
+def fixtures_elf(arch=DEFAULT_ARCH):
+    """The kernel plus the deliberately broken self-tests of the debugging tools' tests."""
+    return os.path.join(build_dir(arch), "kernel-fixtures.elf")
+
+
 def boot_floor_elf(arch=DEFAULT_ARCH):
     """The do-nothing kernel that `pagoda bench boot` compares against."""
     return os.path.join(build_dir(arch), "boot-floor.elf")

@@ -5,10 +5,14 @@ Loaded inside GDB (it imports the `gdb` module) by build/<arch>/kernel.elf-gdb.p
 
   registry.py  PagodaCommand, @command, register_all(), error handling (no tracebacks)
   args.py      argument splitting, options, GDB expressions -> addresses
-  target.py    the QEMU gdbstub: registers, monitor commands, physical memory reads
-  paging.py    pt-regs, pt-walk, pt-dump, pt-diff
-  faults.py    fault-why
-  session.py   pagoda-attach, pagoda-serial, pagoda-help, parameters, the stop listener
+  target.py    the QEMU gdbstub: registers, monitor commands, physical memory reads, the
+               physical address width
+  kernel.py    what the kernel's symbols tell: its image, the roots it publishes
+  paging.py    pt-regs, pt-walk, pt-dump, pt-diff, pt-top
+  faults.py    fault-why (the command, QEMU's exception log); the facts of each architecture
+               in faults_<arch>.py, its rules in pagoda_pt/diagnose_<arch>.py
+  session.py   pagoda-attach, pagoda-serial, pagoda-help, parameters, the stop listener,
+               the question `quit` asks in a ./pagoda gdb session
   printers.py  pretty printers: Result<T> shows only its live member, addresses in hex
 
 A new command group (pt-check, vma-list, tmpmap, proc-list, ...) is a new module whose

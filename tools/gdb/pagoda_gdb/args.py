@@ -53,8 +53,6 @@ def parse(arg, flags=(), options=(), min_positional=0, max_positional=None, join
     i = 0
     while i < len(words):
         word = words[i]
-        if word in ("-h", "--help"):
-            raise UsageError("help requested")
         if word.startswith("--") and len(word) > 2:
             name, eq, value = word.partition("=")
             if name in flags and not eq:
@@ -108,12 +106,24 @@ def _addressable_codes():
     return _ADDRESSABLE
 
 
-def address(expr, what="address"):
+_ADDRESS_TYPE = re.compile(r"^pagoda::Address<pagoda::(Phys|Virt)Tag>$")
+
+
+def address_kind(value):
+    """'Phys' or 'Virt' for a pagoda::PhysAddr / pagoda::VirtAddr value, else None."""
+    tag = value.type.strip_typedefs().unqualified().tag or ""
+    m = _ADDRESS_TYPE.match(tag)
+    return m.group(1) if m else None
+
+
+def address(expr, what="address", want=None):
     """Evaluates the GDB expression @p expr to a 64-bit integer.
 
     Arrays and functions stand for their address (as in C); a symbol without debug
-    information (assembly labels such as boot_pml4) stands for its address too.  Anything
-    that is not a number (a struct, say) is a UsageError."""
+    information (assembly labels such as boot_pml4) stands for its address too.  The kernel's
+    own address types count by their value: a pagoda::PhysAddr or pagoda::VirtAddr is the
+    address it holds, but one of the wrong kind for @p want ('phys' or 'virt') is refused.
+    Anything else that is not a number (a struct, say) is a UsageError."""
     expr = expr.strip()
     if not expr:
         raise UsageError("missing %s" % what)
@@ -127,6 +137,18 @@ def address(expr, what="address"):
             raise UsageError("cannot evaluate %s %r: %s%s" % (what, expr, message.rstrip("."),
                                                              _symbol_hint(message))) from None
     code = value.type.strip_typedefs().code
+    if code == gdb.TYPE_CODE_REF:
+        value = value.referenced_value()
+        code = value.type.strip_typedefs().code
+    kind = address_kind(value) if code == gdb.TYPE_CODE_STRUCT else None
+    if kind is not None:
+        if want == "phys" and kind == "Virt":
+            raise UsageError("%s %r is a VirtAddr: a physical address is needed here"
+                             % (what, expr))
+        if want == "virt" and kind == "Phys":
+            raise UsageError("%s %r is a PhysAddr: a virtual address is needed here"
+                             % (what, expr))
+        return value_to_int(value["value_"])
     if code in _addressable_codes():
         value = value.address
         code = gdb.TYPE_CODE_PTR

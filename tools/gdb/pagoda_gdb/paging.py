@@ -1,15 +1,25 @@
-"""Page-table commands: pt-regs, pt-walk, pt-dump, pt-diff (thin layers over pagoda_pt)."""
+"""Page-table commands: pt-regs, pt-walk, pt-dump, pt-diff, pt-top (thin layers over pagoda_pt).
+
+Roots given by the user (--root, pt-diff's ROOT_A/ROOT_B) are physical addresses: a
+pagoda::PhysAddr value counts by its value; a kernel virtual address is refused with the
+physical address it translates to (never converted silently: mixing the two up is the bug
+these commands help find), and pt-dump/pt-diff refuse a page that does not look like a root
+table instead of printing its garbage as thousands of "problems".
+"""
 
 import gdb
 
 from pagoda_pt import (decode_x86_regs, diff_runs, dump, format_diff, format_runs, format_walk,
                        format_x86_regs, walk)
+from pagoda_pt.diagnose_x86_64 import RESET_IDT, cpu_mode, idt_vectors
+from pagoda_pt.roots import address_problem, format_top_level, root_problems, top_level
 
-from . import target
+from . import kernel, target
 from .args import address, parse
 from .registry import CommandError, PagodaCommand, UsageError, command, out
 
 ADDR = "0x%016x"
+MAX_PROBLEMS = 20          # problem lines printed per tree; the rest are counted
 
 
 def symbol_of(addr):
@@ -21,12 +31,14 @@ def symbol_of(addr):
     return "" if text.startswith("No symbol") else text
 
 
-def walk_address(arch, regs, va, root=None, read_phys=None):
+def walk_address(arch, regs, va, root=None, read_phys=None, pa_bits=None):
     """Walks @p va (with the current root unless @p root); returns the pagoda_pt Walk."""
+    if pa_bits is None:
+        pa_bits = target.pa_bits(arch)[0]
     if read_phys is not None:
-        return walk(arch, read_phys, root, va, regs)
+        return walk(arch, read_phys, root, va, regs, pa_bits=pa_bits)
     with target.physical_memory() as reader:
-        return walk(arch, reader, root, va, regs)
+        return walk(arch, reader, root, va, regs, pa_bits=pa_bits)
 
 
 def require_paging(arch, regs, root):
@@ -37,21 +49,67 @@ def require_paging(arch, regs, root):
             raise CommandError(reason)
 
 
-def root_label(arch, regs, root):
+def active_root(arch, regs):
+    """The physical address of the root the CPU uses (TTBR0's table on AArch64)."""
+    if arch == "x86_64":
+        return regs["cr3"] & ~0xFFF & ((1 << 52) - 1)
+    return regs.get("ttbr0_el1", 0) & ((1 << 48) - 1) & ~1
+
+
+def root_label_of(arch, regs, root):
     if root is not None:
         return ADDR % root
     if arch == "x86_64":
-        return ADDR % (regs["cr3"] & ~0xFFF & ((1 << 52) - 1)) + " (CR3)"
+        return ADDR % active_root(arch, regs) + " (CR3)"
     return "TTBR0_EL1/TTBR1_EL1"
+
+
+def root_argument(expr, what, arch, regs, pa_bits, read_phys=None, whole_table=False):
+    """The physical address a root argument names.  Refuses (CommandError) a kernel virtual
+    address, saying which physical address it translates to, an address above the physical
+    width, and, with @p whole_table, a page that does not look like a root table."""
+    root = address(expr, what, want="phys")
+    problem = address_problem(arch, root, pa_bits)
+    if problem:
+        hint = ""
+        if "virtual" in problem and target.paging_off_reason(arch, regs) is None:
+            translated = walk_address(arch, regs, root, read_phys=read_phys, pa_bits=pa_bits)
+            if translated.mapped:
+                hint = " (the active root maps it to PA %#x: pass that)" % translated.pa
+        raise CommandError("%s %s: %s; roots are physical addresses%s" % (what, expr, problem,
+                                                                         hint))
+    if whole_table:
+        problems = _with_reader(read_phys, lambda r: root_problems(arch, r, root, pa_bits))
+        if problems:
+            raise CommandError("%s %s: %s" % (what, expr, problems[0]))
+    return root
+
+
+def _with_reader(read_phys, body):
+    if read_phys is not None:
+        return body(read_phys)
+    with target.physical_memory() as reader:
+        return body(reader)
+
+
+def print_problems(problems, prefix="problem: "):
+    for problem in problems[:MAX_PROBLEMS]:
+        out(prefix + problem)
+    if len(problems) > MAX_PROBLEMS:
+        out("%s... and %d more (%d in all)" % (prefix, len(problems) - MAX_PROBLEMS,
+                                                len(problems)))
 
 
 @command
 class PtRegs(PagodaCommand):
-    """Decode the paging registers: CR0, CR3, CR4, EFER, CR2, GDT, IDT and TR.
+    """Decode the paging registers: CR0, CR3, CR4, EFER, CR2, GDT, IDT, TR, physical width.
 
 Usage: pt-regs
 The CR and EFER values come from GDB's registers; GDT, IDT, TR and CR2 from QEMU's
-`monitor info registers`.  On AArch64: TTBR0/1_EL1, TCR_EL1, MAIR_EL1, SCTLR_EL1."""
+`monitor info registers`.  The IDT line counts the vectors it can deliver with the gate size
+of the CPU's mode (16 bytes in long mode, 8 in protected mode, 4 in real mode; at most 256).
+The physical address width (CPUID 0x80000008) decides which entry bits are reserved.
+On AArch64: TTBR0/1_EL1, TCR_EL1, MAIR_EL1, SCTLR_EL1 and ID_AA64MMFR0_EL1.PARange."""
 
     name = "pt-regs"
     usage = "pt-regs"
@@ -60,6 +118,7 @@ The CR and EFER values come from GDB's registers; GDT, IDT, TR and CR2 from QEMU
         parse(arg, max_positional=0)
         target.require_stopped()
         arch = target.current_arch()
+        bits, source = target.pa_bits(arch)
         if arch == "aarch64":
             regs = target.aarch64_system_regs()
             for name in target.AARCH64_REGS:
@@ -68,31 +127,39 @@ The CR and EFER values come from GDB's registers; GDT, IDT, TR and CR2 from QEMU
             sctlr = regs.get("SCTLR_EL1")
             if sctlr is not None:
                 out("MMU %s (SCTLR_EL1.M=%d)" % ("on" if sctlr & 1 else "off", sctlr & 1))
+            out("physical address width: %d bits (%s)" % (bits, source))
             return
         regs = target.x86_control_regs()
         system = target.x86_system_regs()
-        decoded = decode_x86_regs(regs["cr0"], regs["cr3"], regs["cr4"], regs["efer"])
+        decoded = decode_x86_regs(regs["cr0"], regs["cr3"], regs["cr4"], regs["efer"], bits)
         raw = {"CR0": regs["cr0"], "CR3": regs["cr3"], "CR4": regs["cr4"], "EFER": regs["efer"]}
         for line in format_x86_regs(decoded).split("\n"):
             key = line.split(" ", 1)[0]
             if key in raw:
                 line = "%-5s %s  %s" % (key, ADDR % raw[key], line[len(key):].strip())
             out(line)
+        out("physical address width: %d bits (%s)" % (bits, source))
         cr2 = regs.get("cr2")
         if cr2 is None:
             cr2 = system.get("CR2")
         if cr2 is not None:
             out("%-5s %s  (address of the last page fault)" % ("CR2", ADDR % cr2))
+        mode = cpu_mode(regs["cr0"], regs["efer"])
         for name in ("GDT", "IDT"):
             table = system.get(name)
             if table is None:
                 continue
             line = "%-5s base %s limit %#x" % (name, ADDR % table["base"], table["limit"])
             if name == "IDT":
-                gates = (table["limit"] + 1) // 16 if table["limit"] else 0
-                line += "  (%d gates)" % gates
-                if gates == 0:
+                vectors = idt_vectors(table["limit"], mode)
+                line += "  (%d vectors of %s-mode gates)" % (vectors, mode)
+                if (table["base"], table["limit"]) == RESET_IDT:
+                    line += "  the reset value: no IDT loaded yet"
+                elif vectors == 0:
                     line += "  EMPTY: no exception can be delivered, any fault triple-faults"
+                elif vectors < 32:
+                    line += "  SHORT: exceptions above vector %d cannot be delivered" % (
+                        vectors - 1)
             out(line)
         tr = system.get("TR")
         if tr is not None:
@@ -108,11 +175,14 @@ class PtWalk(PagodaCommand):
     """Translate a virtual address level by level through the page tables.
 
 Usage: pt-walk VA [--root PA]
-VA is any GDB expression: 0x100000, $rip, &pagoda::kmain, frame->rip.
+VA is any GDB expression: 0x100000, $rip, &pagoda::kmain, frame->rip, a pagoda::VirtAddr.
 Prints each level's index, entry address, raw entry and flags, then the physical address
-(with page size and permissions) or where and why the walk stops.
---root PA walks the tables at physical address PA instead of the current root (CR3 or
-TTBR), also before paging is on."""
+(with page size and permissions) or where and why the walk stops.  An entry holding an
+address above the CPU's physical width is a reserved-bit fault; one that looks like a kernel
+virtual address is called that.
+--root PA walks the tables at physical address PA (a number, or a pagoda::PhysAddr) instead
+of the current root (CR3 or TTBR), also before paging is on.  A kernel virtual address is
+refused: roots are physical."""
 
     name = "pt-walk"
     usage = "pt-walk VA [--root PA]"
@@ -121,11 +191,14 @@ TTBR), also before paging is on."""
         args = parse(arg, options=("--root",), min_positional=1, max_positional=1, join=True)
         target.require_stopped()
         arch = target.current_arch()
-        va = address(args.positional[0], "VA")
-        root = address(args.options["--root"], "root") if "--root" in args.options else None
+        va = address(args.positional[0], "VA", want="virt")
         regs = target.paging_regs(arch)
+        bits = target.pa_bits(arch)[0]
+        root = None
+        if "--root" in args.options:
+            root = root_argument(args.options["--root"], "root", arch, regs, bits)
         require_paging(arch, regs, root)
-        result = walk_address(arch, regs, va, root)
+        result = walk_address(arch, regs, va, root, pa_bits=bits)
         lines = format_walk(result).split("\n")
         symbol = symbol_of(va)
         if symbol:
@@ -141,9 +214,10 @@ class PtDump(PagodaCommand):
 
 Usage: pt-dump [--user|--kernel] [--root PA]
 One line per run of pages that are contiguous in virtual and physical memory and share
-page size and permissions: VA range, size, first PA, rwx + u(ser)/k(ernel), page size,
-memory type.  --user keeps user-accessible runs, --kernel the others; --root PA dumps the
-tables at PA instead of the current root."""
+page size and permissions: VA range (first and last byte), size, first PA, rwx +
+u(ser)/k(ernel), page size, memory type.  --user keeps user-accessible runs, --kernel the
+others; --root PA dumps the tables at PA instead of the current root (a page that does not
+look like a root table is refused).  At most 20 problem entries are listed."""
 
     name = "pt-dump"
     usage = "pt-dump [--user|--kernel] [--root PA]"
@@ -154,17 +228,20 @@ tables at PA instead of the current root."""
             raise UsageError("--user and --kernel exclude each other")
         target.require_stopped()
         arch = target.current_arch()
-        root = address(args.options["--root"], "root") if "--root" in args.options else None
         regs = target.paging_regs(arch)
-        require_paging(arch, regs, root)
+        bits = target.pa_bits(arch)[0]
         problems = []
         with target.physical_memory() as read_phys:
+            root = None
+            if "--root" in args.options:
+                root = root_argument(args.options["--root"], "root", arch, regs, bits,
+                                     read_phys, whole_table=True)
+            require_paging(arch, regs, root)
             runs = dump(arch, read_phys, root, regs, user_only="--user" in args.flags,
-                        kernel_only="--kernel" in args.flags, problems=problems)
-        out("page tables at " + root_label(arch, regs, root))
+                        kernel_only="--kernel" in args.flags, problems=problems, pa_bits=bits)
+        out("page tables at " + root_label_of(arch, regs, root))
         out(format_runs(runs))
-        for problem in problems:
-            out("problem: " + problem)
+        print_problems(problems)
 
 
 @command
@@ -173,7 +250,9 @@ class PtDiff(PagodaCommand):
 
 Usage: pt-diff ROOT_A ROOT_B
 ROOT_A and ROOT_B are physical addresses of root tables (GDB expressions, e.g. $cr3,
-&boot_pml4, proc->root; quote an expression with spaces: "$cr3 & ~0xfff")."""
+&boot_pml4, a pagoda::PhysAddr such as proc->root; quote an expression with spaces:
+"$cr3 & ~0xfff").  A kernel virtual address, or a page that does not look like a root
+table, is refused.  At most 20 problem entries per side are listed."""
 
     name = "pt-diff"
     usage = "pt-diff ROOT_A ROOT_B"
@@ -182,16 +261,66 @@ ROOT_A and ROOT_B are physical addresses of root tables (GDB expressions, e.g. $
         args = parse(arg, min_positional=2, max_positional=2)
         target.require_stopped()
         arch = target.current_arch()
-        root_a = address(args.positional[0], "ROOT_A")
-        root_b = address(args.positional[1], "ROOT_B")
         regs = target.paging_regs(arch)
+        bits = target.pa_bits(arch)[0]
         problems_a, problems_b = [], []
         with target.physical_memory() as read_phys:
-            runs_a = dump(arch, read_phys, root_a, regs, problems=problems_a)
-            runs_b = dump(arch, read_phys, root_b, regs, problems=problems_b)
+            root_a = root_argument(args.positional[0], "ROOT_A", arch, regs, bits, read_phys,
+                                   whole_table=True)
+            root_b = root_argument(args.positional[1], "ROOT_B", arch, regs, bits, read_phys,
+                                   whole_table=True)
+            runs_a = dump(arch, read_phys, root_a, regs, problems=problems_a, pa_bits=bits)
+            runs_b = dump(arch, read_phys, root_b, regs, problems=problems_b, pa_bits=bits)
         out("A = %s (%s), B = %s (%s)" % (ADDR % root_a, args.positional[0], ADDR % root_b,
                                           args.positional[1]))
-        out(format_diff(diff_runs(runs_a, runs_b), "A", "B"))
-        for side, problems in (("A", problems_a), ("B", problems_b)):
-            for problem in problems:
-                out("problem in %s: %s" % (side, problem))
+        if not runs_a and not runs_b:
+            out("no differences: neither root maps anything")
+        else:
+            out(format_diff(diff_runs(runs_a, runs_b), "A", "B"))
+        print_problems(problems_a, "problem in A: ")
+        print_problems(problems_b, "problem in B: ")
+
+
+@command
+class PtTop(PagodaCommand):
+    """List the top-level entries of a root: present or not, shared with the kernel root.
+
+Usage: pt-top [--root PA]
+Groups the entries of the root table (PML4 on x86_64) by what they are: empty, present with
+their own table, shared with the kernel root (the same table frame, so later kernel mappings
+appear here too), or MISSING (the kernel root has them, this root does not).  A root whose
+kernel half is missing or incomplete says so: pt-dump skips empty tables, this does not.
+The kernel root is the one the kernel published (kernel/mm/debug_roots.hpp).
+--root PA shows the root at PA instead of the current one."""
+
+    name = "pt-top"
+    usage = "pt-top [--root PA]"
+
+    def run(self, arg, from_tty):
+        args = parse(arg, options=("--root",), max_positional=0)
+        target.require_stopped()
+        arch = target.current_arch()
+        regs = target.paging_regs(arch)
+        bits = target.pa_bits(arch)[0]
+        with target.physical_memory() as read_phys:
+            if "--root" in args.options:
+                root = root_argument(args.options["--root"], "root", arch, regs, bits,
+                                     read_phys)
+            else:
+                require_paging(arch, regs, None)
+                root = active_root(arch, regs)
+            table, note = kernel.published_roots(read_phys)
+            kernel_root = table.kernel() if table is not None else None
+            try:
+                view = top_level(arch, read_phys, root,
+                                 kernel_root.root if kernel_root else None, bits)
+            except Exception as err:  # noqa: BLE001 - an unreadable root
+                raise CommandError("cannot read the root table at %#x: %s" % (root, err)) \
+                    from None
+        known = table.find(root) if table is not None else None
+        out(format_top_level(view, "'%s'" % known.name if known else "",
+                             "'%s'" % kernel_root.name if kernel_root else ""))
+        if kernel_root is None:
+            out("note: no kernel root to compare with (%s)" % (note or "none published"))
+        elif note:
+            out("note: " + note)

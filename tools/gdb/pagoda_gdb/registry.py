@@ -72,7 +72,14 @@ class PagodaCommand(gdb.Command):
     def run(self, arg, from_tty):
         raise NotImplementedError
 
+    @classmethod
+    def help_text(cls):
+        return (cls.__doc__ or cls.usage).strip()
+
     def invoke(self, arg, from_tty):
+        if any(word in ("-h", "--help") for word in (arg or "").split()):
+            out(self.help_text())
+            return
         try:
             self.run(arg or "", from_tty)
         except UsageError as err:

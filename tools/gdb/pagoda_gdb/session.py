@@ -9,10 +9,12 @@ Parameters (./pagoda gdb sets them):
   pagoda-serial-log PATH     the file QEMU writes the serial console to
   pagoda-serial-on-stop on   print new serial lines every time the machine stops
   pagoda-qemu-log PATH       QEMU's -d int log, read by fault-why (./pagoda gdb --int-log)
+  pagoda-quit-stops-qemu on  quitting GDB ends QEMU (./pagoda gdb): `quit` asks so, once
 """
 
 import os
 import struct
+import sys
 
 import gdb
 
@@ -46,6 +48,54 @@ class _BoolParameter(gdb.Parameter):
 
     def get_set_string(self):
         return ""
+
+
+QUIT_QUESTION = ("Quitting GDB ends this ./pagoda gdb session: QEMU stops and the machine's "
+                 "state is lost. Quit anyway? ")
+# Runs before GDB's own `quit` (also Ctrl-D); an error in it cancels the quit.
+_QUIT_HOOK = "define hook-quit\npython __import__('pagoda_gdb').session.confirm_quit()\nend"
+
+
+class _QuitParameter(_BoolParameter):
+    """Set by ./pagoda gdb, where quitting GDB ends QEMU: `quit` then asks with those words
+    (and only once), instead of GDB's "A debugging session is active ... Quit anyway?"."""
+
+    def get_set_string(self):
+        if self.value:
+            confirm = gdb.parameter("confirm")
+            gdb.execute("set confirm off", to_string=True)   # no "Redefine hook-quit?"
+            try:
+                gdb.execute(_QUIT_HOOK, to_string=True)
+            finally:
+                gdb.execute("set confirm %s" % ("on" if confirm else "off"), to_string=True)
+        return ""
+
+
+def confirm_quit():
+    """The hook of `quit`: asks whether to end the machine too, when GDB would ask at all (a
+    live machine, `set confirm on`: never in batch mode); then GDB asks nothing more."""
+    if not _param("pagoda-quit-stops-qemu") or not gdb.parameter("confirm"):
+        return
+    if gdb.selected_inferior().pid == 0:
+        return
+    if not _ask(QUIT_QUESTION):
+        raise gdb.GdbError("Not confirmed: the session goes on.")
+    gdb.execute("set confirm off", to_string=True)
+
+
+def _ask(question):
+    """A yes/no question at the terminal, as GDB's own queries work (GDB 13's Python has no
+    gdb.query): without a terminal, or at end of input, the answer is yes."""
+    if not sys.stdin.isatty():
+        return True
+    while True:
+        try:
+            answer = input(question + "(y or n) ").strip().lower()
+        except EOFError:
+            return True
+        if answer[:1] in ("y", "n"):
+            return answer[:1] == "y"
+        gdb.write("Please answer y or n.\n")
 
 
 def _param(name):
@@ -103,6 +153,8 @@ def setup():
             "pagoda-qemu-log", "QEMU's -d int log file, read by fault-why.")
         _params["pagoda-serial-on-stop"] = _BoolParameter(
             "pagoda-serial-on-stop", "whether new serial output is shown at every stop.", True)
+        _params["pagoda-quit-stops-qemu"] = _QuitParameter(
+            "pagoda-quit-stops-qemu", "whether quitting GDB ends QEMU (quit asks so).", False)
     if not _state["listening"]:
         gdb.events.stop.connect(_on_stop)
         _state["listening"] = True
@@ -177,6 +229,10 @@ a panic or an unhandled exception stops here with its stack intact.
         if gdb.selected_inferior().architecture().name() == "i386:x86-64":
             note = (" This is 32-bit code with paging off; GDB shows it as 64-bit code "
                     "(see docs/debugging.md).")
+            try:
+                target.probe_x86_pa_bits()   # CPUID, once, while it is harmless
+            except (gdb.error, gdb.MemoryError):
+                pass
         out("Stopped at the kernel's entry point %#x.%s pagoda-help lists Pagoda's commands."
             % (entry, note))
 

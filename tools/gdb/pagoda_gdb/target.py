@@ -6,7 +6,15 @@
   paging_regs(arch)        the dict pagoda_pt's walk/dump take (CR0/CR3/CR4/EFER, TTBRs...)
   monitor(command)         text of a QEMU monitor command (`monitor info registers`)
   x86_system_regs()        TR, GDT, IDT, CR2, EFER parsed from `monitor info registers`
+  pa_bits(arch)            the CPU's physical address width and where it came from
   physical_memory()        context manager yielding read_phys(pa, size) -> bytes
+
+The physical address width decides which entry bits are reserved.  On x86_64 it is CPUID
+0x80000008 EAX[7:0]: pagoda-attach executes CPUID in the guest once, at the kernel's entry
+point (probe_x86_pa_bits: paging is off there, so the two bytes of the instruction can be put
+at RIP and taken away again); a session attached elsewhere asks QEMU for the CPU's phys-bits
+property, which is what QEMU answers CPUID with.  On AArch64 it is ID_AA64MMFR0_EL1.PARange, a
+register GDB reads.  Without any of these the architectural maximum is assumed, and said.
 
 Physical reads: QEMU's gdbstub has a physical-memory mode (`maintenance packet
 Qqemu.PhyMemMode:1`) in which GDB's ordinary memory reads take physical addresses.  We turn
@@ -149,6 +157,82 @@ def paging_off_reason(arch, regs):
         return ("the MMU is off (SCTLR_EL1.M=0): addresses are physical (pass --root PA to "
                 "read tables the kernel is building)")
     return None
+
+
+# ---- the physical address width -----------------------------------------------------------
+
+ASSUMED_PA_BITS = {"x86_64": 52, "aarch64": 48}
+CPUID_ADDRESS_SIZES = 0x80000008
+_CPUID = b"\x0f\xa2"
+_pa_bits_cache = {}
+
+
+def _connection_key():
+    connection = getattr(gdb.selected_inferior(), "connection", None)
+    return getattr(connection, "num", None), getattr(connection, "details", None)
+
+
+def probe_x86_pa_bits():
+    """Executes CPUID 0x80000008 in the guest, at the current instruction, and remembers EAX's
+    low byte for this connection.  Only where that is harmless: stopped, paging off (RIP is a
+    physical address in RAM).  Restores the two bytes and every register it changes; returns
+    the width, or None when it did not run."""
+    regs = x86_control_regs()
+    if regs["cr0"] & (1 << 31):
+        return None
+    names = ("rax", "rbx", "rcx", "rdx", "rip")
+    saved = {name: register(name) for name in names}
+    if None in saved.values():
+        return None
+    inferior = gdb.selected_inferior()
+    pc = saved["rip"]
+    original = bytes(inferior.read_memory(pc, len(_CPUID)))
+    bits = None
+    try:
+        inferior.write_memory(pc, _CPUID)
+        gdb.execute("set $rax = %#x" % CPUID_ADDRESS_SIZES, to_string=True)
+        gdb.execute("set $rcx = 0", to_string=True)
+        gdb.execute("stepi", to_string=True)
+        if register("rip") == pc + len(_CPUID):
+            bits = register("rax") & 0xFF
+    finally:
+        inferior.write_memory(pc, original)
+        for name in names:
+            gdb.execute("set $%s = %#x" % (name, saved[name]), to_string=True)
+        gdb.execute("maintenance flush dcache", to_string=True)
+    if bits:
+        _pa_bits_cache[_connection_key()] = (bits, "CPUID 0x80000008, run in the guest")
+    return bits or None
+
+
+def _qemu_phys_bits():
+    try:
+        text = monitor("qom-get /machine/unattached/device[0] phys-bits").strip()
+    except gdb.error:
+        return None
+    return int(text) if text.isdigit() and 32 <= int(text) <= 52 else None
+
+
+def pa_bits(arch):
+    """(width, source) of the CPU's physical addresses, e.g. (40, "CPUID 0x80000008, ...")."""
+    key = _connection_key()
+    if key in _pa_bits_cache:
+        return _pa_bits_cache[key]
+    found = None
+    if arch == "x86_64":
+        bits = _qemu_phys_bits()
+        if bits:
+            found = (bits, "QEMU's CPU phys-bits, what its CPUID 0x80000008 reports")
+    else:
+        from pagoda_pt.aarch64 import pa_bits_from_mmfr0
+        mmfr0 = register("ID_AA64MMFR0_EL1")
+        bits = pa_bits_from_mmfr0(mmfr0) if mmfr0 is not None else None
+        if bits:
+            found = (bits, "ID_AA64MMFR0_EL1.PARange")
+    if found is None:
+        return ASSUMED_PA_BITS[arch], "assumed: the architectural maximum (the CPU did not say)"
+    _pa_bits_cache[key] = found
+    return found
 
 
 # ---- physical memory ----------------------------------------------------------------------

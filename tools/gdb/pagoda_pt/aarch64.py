@@ -25,7 +25,8 @@ from __future__ import annotations
 from typing import Callable, Optional
 
 from .model import (ADDRESS_BITS, ADDRESS_MASK, ENTRY_BYTES, PAGE_SHIFT, Level, Perms,
-                    PhysReader, Walk, normalize_regs, read_entry, read_table)
+                    PhysReader, Walk, kernel_va_hint, normalize_regs, read_entry,
+                    read_table)
 
 ARCH = "aarch64"
 
@@ -251,10 +252,36 @@ class Region:
         return high == (((1 << (top - self.va_bits)) - 1) if self.upper else 0)
 
 
+# ID_AA64MMFR0_EL1.PARange (bits 3:0): the physical address size this CPU implements.  The
+# effective output size is the smaller of it and TCR_EL1.IPS.
+ID_AA64MMFR0_PARANGE_MASK = 0xF
+PARANGE_BITS = IPS_BITS          # the same encoding as TCR_EL1.IPS
+
+
+def pa_bits_from_mmfr0(mmfr0: int) -> Optional[int]:
+    """The physical address width ID_AA64MMFR0_EL1 reports, or None for a reserved value."""
+    return PARANGE_BITS.get(mmfr0 & ID_AA64MMFR0_PARANGE_MASK)
+
+
+def kernel_va_in(value: int) -> Optional[int]:
+    """The TTBR1 (kernel) virtual address @p value (a descriptor or an address) looks like,
+    page aligned, or None.  A descriptor's bits 63:48 are attributes, so only a value with all
+    of them set (an unmasked kernel pointer) is recognised."""
+    value &= ADDRESS_MASK
+    if value >> OA_BITS == (1 << (ADDRESS_BITS - OA_BITS)) - 1:
+        return value & ~((1 << PAGE_SHIFT) - 1)
+    return None
+
+
+def kva_hint(value: int) -> str:
+    """The hint of model.kernel_va_hint() for an entry or address @p value, or ''."""
+    return kernel_va_hint(kernel_va_in(value))
+
+
 class _Config:
     """Registers decoded once: the two ranges, PA size, HA, WXN, MAIR."""
 
-    def __init__(self, regs: dict, root_pa):
+    def __init__(self, regs: dict, root_pa, pa_bits: Optional[int] = None):
         tcr = regs.get("tcr_el1")
         self.notes = []
         if tcr is None:
@@ -274,6 +301,11 @@ class _Config:
             self.ha = bool(tcr & TCR_HA)
             self.pa_bits = min(IPS_BITS.get(tcr >> TCR_IPS_SHIFT & TCR_IPS_MASK, OA_BITS),
                                OA_BITS)
+        if pa_bits is not None:
+            if not min(PARANGE_BITS.values()) <= pa_bits <= max(PARANGE_BITS.values()):
+                raise ValueError("pa_bits must be in %d..%d, got %r" % (
+                    min(PARANGE_BITS.values()), max(PARANGE_BITS.values()), pa_bits))
+            self.pa_bits = min(self.pa_bits, pa_bits)
         root0, root1 = _roots(root_pa, regs)
         self.regions = (Region("TTBR0_EL1", t0sz, tg0, tbi0, epd0, False, root0),
                         Region("TTBR1_EL1", t1sz, tg1, tbi1, epd1, True, root1))
@@ -370,13 +402,15 @@ def decode_flags(raw: int, level: int) -> list[str]:
     return names
 
 
-def walk(read_phys: PhysReader, root_pa, va: int, regs: Optional[dict] = None) -> Walk:
+def walk(read_phys: PhysReader, root_pa, va: int, regs: Optional[dict] = None,
+         pa_bits: Optional[int] = None) -> Walk:
     """Translate va with the EL1&0 stage-1 tables.  regs may hold ttbr0_el1, ttbr1_el1,
     tcr_el1, mair_el1, sctlr_el1.  root_pa: None (tables from the TTBRs), an int (the
-    TTBR0 table; TTBR1 from regs) or a pair (ttbr0_table, ttbr1_table).  Never raises for
+    TTBR0 table; TTBR1 from regs) or a pair (ttbr0_table, ttbr1_table).  pa_bits is the
+    CPU's physical address size (ID_AA64MMFR0_EL1.PARange) when known.  Never raises for
     bad tables or unreadable memory: stop_reason says what went wrong."""
     regs = normalize_regs(regs)
-    cfg = _Config(regs, root_pa)
+    cfg = _Config(regs, root_pa, pa_bits)
     va &= ADDRESS_MASK
     result = Walk(arch=ARCH, va=va)
     result.notes.extend(cfg.notes)
@@ -438,8 +472,8 @@ def walk(read_phys: PhysReader, root_pa, va: int, regs: Optional[dict] = None) -
             entry.output &= ~(size - 1)
         if raw & cfg.too_wide:
             result.stop_reason = ("%s: output address %#x wider than the %d-bit PA size "
-                                  "(TCR_EL1.IPS; address size fault)"
-                                  % (where, entry.output, cfg.pa_bits))
+                                  "(address size fault)%s"
+                                  % (where, entry.output, cfg.pa_bits, kva_hint(raw)))
             return result
         if is_table:
             ap_table |= raw >> DESC_AP_TABLE_SHIFT & DESC_AP_MASK
@@ -465,14 +499,15 @@ Emit = Callable[[int, int, int, Perms], None]
 
 
 def iter_leaves(read_phys: PhysReader, root_pa, emit: Emit, regs: Optional[dict] = None,
-                problem: Optional[Callable[[str], None]] = None) -> None:
+                problem: Optional[Callable[[str], None]] = None,
+                pa_bits: Optional[int] = None) -> None:
     """Visit every valid leaf of both ranges (TTBR0 then TTBR1, so VA increases) and call
     emit(va, pa, size, perms).  Ranges without a table, disabled or unsupported ranges,
     unreadable tables, invalid descriptors at L0/L3 that would fault, address size
     faults and AF-clear leaves (without TCR_EL1.HA) are skipped and reported through
     problem(message) when given.  root_pa as in walk()."""
     regs = normalize_regs(regs)
-    cfg = _Config(regs, root_pa)
+    cfg = _Config(regs, root_pa, pa_bits)
     report = problem or (lambda message: None)
     for region in cfg.regions:
         why = region.problem()
@@ -536,3 +571,25 @@ class _Dumper:
                             % (va, name, index))
                 continue
             emit(va, raw & leaf_addr, size, perms(raw, ap_table, uxn_table, pxn_table))
+
+
+# ---------------------------------------------------------------------------------------
+# The top-level table on its own (pt-top, root checks): L0 of a 48-bit, 4 KiB-granule range.
+# ---------------------------------------------------------------------------------------
+TOP_LEVEL_NAME = LEVEL_NAMES[0]
+# A TTBR0 root holds only the lower range; the kernel's half is TTBR1's own tree.
+KERNEL_HALF_FIRST_INDEX = None
+
+
+def top_level_entry(raw: int, pa_bits: int = OA_BITS):
+    """(valid, next table PA or None, flags, problem or None) of one L0 descriptor."""
+    if not raw & DESC_VALID:
+        return False, None, [], None
+    flags = decode_flags(raw, 0)
+    if not raw & DESC_TABLE:
+        return True, None, flags, "block descriptor at L0 (translation fault)"
+    output = raw & _mask(PAGE_SHIFT, OA_BITS - 1)
+    if pa_bits < OA_BITS and raw & _mask(pa_bits, OA_BITS - 1):
+        return True, output, flags, ("table address beyond the %d-bit PA size%s"
+                                     % (pa_bits, kva_hint(raw)))
+    return True, output, flags, None

@@ -70,9 +70,15 @@ def format_walk(walk: Walk) -> str:
     return "\n".join(lines)
 
 
+def format_range(start: int, end: int) -> str:
+    """'0x...000-0x...fff': the first and the LAST byte of [start, end), so that a range that
+    reaches the top of the address space ends at 0xffffffffffffffff, never 2^64."""
+    return "%s-%s" % (_ADDR % start, _ADDR % (end - 1))
+
+
 def format_run(run: Run) -> str:
-    """'0x...-0x...  8 KiB -> 0x...  rw- u  4K WB' (end exclusive)."""
-    text = "%s-%s %9s -> %s  %-6s %s" % (_ADDR % run.va_start, _ADDR % run.va_end,
+    """'0x...000-0x...fff  8 KiB -> 0x...  rw- u  4K WB' (both ends included)."""
+    text = "%s %9s -> %s  %-6s %s" % (format_range(run.va_start, run.va_end),
                                          human_size(run.size), _ADDR % run.pa_start,
                                          perm_short(run.perms),
                                          _SHORT_SIZES.get(run.page_size,
@@ -99,13 +105,13 @@ def _side(pa: Optional[int], perms: Optional[Perms]) -> str:
 
 
 def format_diff(ranges: Iterable[DiffRange], name_a: str = "A", name_b: str = "B") -> str:
-    """One line per difference: kind, VA range, size, then each side's PA and perms;
-    'no differences' when the list is empty."""
+    """One line per difference: kind, VA range (both ends included), size, then each side's
+    PA and perms; 'no differences' when the list is empty."""
     lines = []
     for item in ranges:
         label = _KIND_LABELS[item.kind].format(a=name_a, b=name_b)
-        lines.append("%-10s %s-%s %9s  %s: %s  %s: %s" % (
-            label, _ADDR % item.va_start, _ADDR % item.va_end, human_size(item.size),
+        lines.append("%-10s %s %9s  %s: %s  %s: %s" % (
+            label, format_range(item.va_start, item.va_end), human_size(item.size),
             name_a, _side(item.a_pa, item.a_perms), name_b, _side(item.b_pa, item.b_perms)))
     return "\n".join(lines) if lines else "no differences"
 

@@ -178,6 +178,14 @@ def describe_bits(bits: list[int]) -> str:
     return ("bit " if len(bits) == 1 else "bits ") + ", ".join(str(b) for b in bits)
 
 
+def kernel_va_hint(va: Optional[int]) -> str:
+    """' (0x... looks like a kernel virtual address, not a physical one)' when an entry's
+    address turned out to be the kernel virtual address @p va, '' for None."""
+    if va is None:
+        return ""
+    return " (%#x looks like a kernel virtual address, not a physical one)" % va
+
+
 def normalize_regs(regs: Optional[dict]) -> dict:
     """Register dictionaries may use any case ('CR4', 'tcr_el1'); return a lower-case copy."""
     if not regs:

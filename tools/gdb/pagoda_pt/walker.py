@@ -32,19 +32,35 @@ def canonical_arch(arch: str) -> str:
                          % (arch, ", ".join(ARCHES))) from None
 
 
+def _pa_bits(arch: str, pa_bits: Optional[int], maxphyaddr: Optional[int]) -> Optional[int]:
+    if maxphyaddr is not None:
+        if pa_bits is not None and pa_bits != maxphyaddr:
+            raise ValueError("pa_bits and maxphyaddr disagree")
+        pa_bits = maxphyaddr
+    if arch == x86_64.ARCH and pa_bits is None:
+        return x86_64.DEFAULT_MAXPHYADDR
+    return pa_bits
+
+
 def walk(arch: str, read_phys: PhysReader, root_pa, va: int, regs: Optional[dict] = None,
-         *, maxphyaddr: int = x86_64.DEFAULT_MAXPHYADDR) -> Walk:
+         *, pa_bits: Optional[int] = None, maxphyaddr: Optional[int] = None) -> Walk:
     """Translate one virtual address and record every level visited.
 
     Returns a Walk whose pa/page_size/perms are set when va is mapped, or whose
     stop_reason explains the fault.  regs (any key case) may hold cr0, cr3, cr4, efer,
     pat on x86_64 and ttbr0_el1, ttbr1_el1, tcr_el1, mair_el1, sctlr_el1 on aarch64.
-    maxphyaddr (x86_64 only) is the CPU's physical address width for reserved-bit checks.
-    Raises only for a bad arch or maxphyaddr."""
+
+    pa_bits is the CPU's physical address width: CPUID 0x80000008 EAX[7:0] (MAXPHYADDR) on
+    x86_64, ID_AA64MMFR0_EL1.PARange on AArch64 (pa_bits_from_mmfr0()).  Entries with
+    address bits at or above it are reserved (x86_64) or address size faults (AArch64).
+    None assumes the architectural maximum (52 on x86_64; TCR_EL1.IPS alone on AArch64), which
+    misses such entries: pass the real width when it is known.  maxphyaddr is the old name of
+    pa_bits.  Raises only for a bad arch or width."""
     arch = canonical_arch(arch)
+    pa_bits = _pa_bits(arch, pa_bits, maxphyaddr)
     if arch == x86_64.ARCH:
-        return x86_64.walk(read_phys, root_pa, va, regs, maxphyaddr)
-    return aarch64.walk(read_phys, root_pa, va, regs)
+        return x86_64.walk(read_phys, root_pa, va, regs, pa_bits)
+    return aarch64.walk(read_phys, root_pa, va, regs, pa_bits)
 
 
 class RunBuilder:
@@ -85,7 +101,7 @@ class RunBuilder:
 
 def dump(arch: str, read_phys: PhysReader, root_pa, regs: Optional[dict] = None,
          user_only: bool = False, kernel_only: bool = False, *,
-         maxphyaddr: int = x86_64.DEFAULT_MAXPHYADDR,
+         pa_bits: Optional[int] = None, maxphyaddr: Optional[int] = None,
          problems: Optional[list] = None) -> list[Run]:
     """Every mapped range of the tree, as Runs in increasing VA order.
 
@@ -94,16 +110,18 @@ def dump(arch: str, read_phys: PhysReader, root_pa, regs: Optional[dict] = None,
     (0xffff8000_00000000.. on x86_64).  Entries that would fault (reserved bits, AF
     clear, bad descriptor types) and unreadable tables are left out; if `problems` is a
     list, one message per such entry is appended to it.  user_only keeps runs accessible
-    from user mode, kernel_only the others; asking for both is a ValueError."""
+    from user mode, kernel_only the others; asking for both is a ValueError.  pa_bits as
+    for walk()."""
     if user_only and kernel_only:
         raise ValueError("user_only and kernel_only exclude each other")
     arch = canonical_arch(arch)
+    pa_bits = _pa_bits(arch, pa_bits, maxphyaddr)
     builder = RunBuilder()
     report = problems.append if problems is not None else None
     if arch == x86_64.ARCH:
-        x86_64.iter_leaves(read_phys, root_pa, builder.add, regs, maxphyaddr, report)
+        x86_64.iter_leaves(read_phys, root_pa, builder.add, regs, pa_bits, report)
     else:
-        aarch64.iter_leaves(read_phys, root_pa, builder.add, regs, report)
+        aarch64.iter_leaves(read_phys, root_pa, builder.add, regs, report, pa_bits)
     runs = builder.finish()
     if user_only:
         runs = [run for run in runs if run.perms.user]
@@ -113,12 +131,14 @@ def dump(arch: str, read_phys: PhysReader, root_pa, regs: Optional[dict] = None,
 
 
 def diff(arch: str, read_phys: PhysReader, root_a, root_b, regs: Optional[dict] = None,
-         *, maxphyaddr: int = x86_64.DEFAULT_MAXPHYADDR) -> list[DiffRange]:
+         *, pa_bits: Optional[int] = None,
+         maxphyaddr: Optional[int] = None) -> list[DiffRange]:
     """Ranges where the trees under root_a and root_b disagree: mapped in only one of
     them, or mapped in both to a different physical address or with different Perms.
     Page size alone is not a difference.  Built on dump(); same regs for both sides."""
-    runs_a = dump(arch, read_phys, root_a, regs, maxphyaddr=maxphyaddr)
-    runs_b = dump(arch, read_phys, root_b, regs, maxphyaddr=maxphyaddr)
+    pa_bits = _pa_bits(canonical_arch(arch), pa_bits, maxphyaddr)
+    runs_a = dump(arch, read_phys, root_a, regs, pa_bits=pa_bits)
+    runs_b = dump(arch, read_phys, root_b, regs, pa_bits=pa_bits)
     return diff_runs(runs_a, runs_b)
 
 

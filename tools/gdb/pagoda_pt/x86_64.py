@@ -20,8 +20,8 @@ from __future__ import annotations
 from typing import Callable, Optional
 
 from .model import (ADDRESS_MASK, ENTRIES_PER_TABLE, ENTRY_BYTES, PAGE_SHIFT, PAGE_SIZE_4K, Level,
-                    Perms, PhysReader, Walk, bits_set, describe_bits, normalize_regs,
-                    read_entry, read_table)
+                    Perms, PhysReader, Walk, bits_set, describe_bits, kernel_va_hint,
+                    normalize_regs, read_entry, read_table)
 
 ARCH = "x86_64"
 
@@ -138,6 +138,28 @@ def is_canonical(va: int) -> bool:
 def sign_extend(va: int) -> int:
     """Copy bit 47 into bits 63:48 (turn a 48-bit table-derived address canonical)."""
     return va | SIGN_EXTENSION if va >> CANONICAL_SHIFT & 1 else va
+
+
+# A kernel (upper-half) virtual address has bits 63:47 set.  Stored in an entry, bits 63:52
+# may have been masked away as flags (make_table_entry(PhysAddr(pointer)) does that), but bits
+# 51:47 of the address field are still all set: a physical address that high exists on no
+# machine (it is 2^51 and above), so such an entry holds a virtual address.
+_KVA_FIELD_BITS = _mask(CANONICAL_SHIFT, PHYS_ADDR_LIMIT - 1)     # bits 51:47
+
+
+def kernel_va_in(value: int) -> Optional[int]:
+    """The kernel virtual address that @p value (an entry, or an address taken from one)
+    looks like, page aligned, or None when it does not look like one."""
+    value &= ADDRESS_MASK
+    if value >> CANONICAL_SHIFT == CANONICAL_HIGH or value & _KVA_FIELD_BITS == _KVA_FIELD_BITS:
+        return sign_extend(value & _mask(PAGE_SHIFT, PHYS_ADDR_LIMIT - 1) &
+                           ((1 << VA_BITS) - 1)) & ~(PAGE_SIZE_4K - 1)
+    return None
+
+
+def kva_hint(value: int) -> str:
+    """The hint of model.kernel_va_hint() for an entry or address @p value, or ''."""
+    return kernel_va_hint(kernel_va_in(value))
 
 
 class _Config:
@@ -280,8 +302,9 @@ def walk(read_phys: PhysReader, root_pa: Optional[int], va: int,
             raw = read_entry(read_phys, entry_pa)
         except Exception as err:  # noqa: BLE001 - any reader failure ends the walk
             result.levels.append(Level(name, table, index, entry_pa, None))
-            result.stop_reason = "cannot read %s entry %d at %#x: %s" % (
-                name, index, entry_pa, err)
+            source = result.levels[-2].raw if len(result.levels) > 1 else root_pa
+            result.stop_reason = "cannot read %s entry %d at %#x: %s%s" % (
+                name, index, entry_pa, err, kva_hint(source))
             return result
         leaf = name == PT or (name in HUGE_LEVELS and bool(raw & PTE_PS))
         level = Level(name, table, index, entry_pa, raw,
@@ -296,8 +319,9 @@ def walk(read_phys: PhysReader, root_pa: Optional[int], va: int,
         if leaf:
             level.output &= ~(page_size - 1)
         if raw & cfg.reserved[(name, leaf)]:
-            result.stop_reason = "reserved bit set in %s entry %d: %s" % (
-                name, index, "; ".join(cfg.reserved_parts(raw, name, leaf)))
+            level.output = raw & _mask(PAGE_SHIFT, PHYS_ADDR_LIMIT - 1)   # all of it
+            result.stop_reason = "reserved bit set in %s entry %d: %s%s" % (
+                name, index, "; ".join(cfg.reserved_parts(raw, name, leaf)), kva_hint(raw))
             return result
         writable = writable and bool(raw & PTE_RW)
         user = user and bool(raw & PTE_US)
@@ -312,6 +336,8 @@ def walk(read_phys: PhysReader, root_pa: Optional[int], va: int,
         result.page_size = page_size
         result.pa = level.output | (va & (page_size - 1))
         result.notes.extend(_leaf_notes(cfg, raw, result.perms))
+        if kernel_va_in(raw) is not None:
+            result.notes.append("the page's frame address" + kva_hint(raw))
         return result
     raise AssertionError("unreachable: the PT level is always a leaf")
 
@@ -371,7 +397,8 @@ class _Dumper:
         try:
             return read_table(self.read_phys, table_pa)
         except Exception as err:  # noqa: BLE001
-            self.report("cannot read %s table at %#x: %s" % (name, table_pa, err))
+            self.report("cannot read %s table at %#x: %s%s" % (name, table_pa, err,
+                                                                kva_hint(table_pa)))
             return None
 
     def table(self, depth: int, table_pa: int, va_base: int, allow: int,
@@ -397,8 +424,9 @@ class _Dumper:
                 va = sign_extend(va)
             leaf = huge_ok and bool(raw & PTE_PS)
             if raw & cfg.reserved[(name, leaf)]:
-                self.report("va %#x: reserved bit set in %s entry %d: %s" % (
-                    va, name, index, "; ".join(cfg.reserved_parts(raw, name, leaf))))
+                self.report("va %#x: reserved bit set in %s entry %d: %s%s" % (
+                    va, name, index, "; ".join(cfg.reserved_parts(raw, name, leaf)),
+                    kva_hint(raw)))
                 continue
             sub_allow = allow & raw
             sub_no_exec = no_exec | (raw & cfg.nx_bit)
@@ -423,7 +451,28 @@ class _Dumper:
                 continue
             va = va_base + (index << PAGE_SHIFT)
             if raw & reserved:
-                self.report("va %#x: reserved bit set in PT entry %d: %s" % (
-                    va, index, "; ".join(cfg.reserved_parts(raw, PT, True))))
+                self.report("va %#x: reserved bit set in PT entry %d: %s%s" % (
+                    va, index, "; ".join(cfg.reserved_parts(raw, PT, True)), kva_hint(raw)))
                 continue
             emit(va, raw & addr_mask, PAGE_SIZE_4K, perms_for_key((raw & key_mask) | no_exec))
+
+
+# ---------------------------------------------------------------------------------------
+# The top-level table on its own (pt-top, root checks).
+# ---------------------------------------------------------------------------------------
+TOP_LEVEL_NAME = PML4
+# PML4 index of 0xffff_8000_0000_0000: entries from here on map the upper (kernel) half,
+# which every root shares with the kernel's own root.
+KERNEL_HALF_FIRST_INDEX = 1 << (INDEX_BITS - 1)
+
+
+def top_level_entry(raw: int, pa_bits: int = DEFAULT_MAXPHYADDR):
+    """(present, next table PA or None, flags, problem or None) of one PML4 entry; problem
+    says why the CPU would fault on it (reserved bits), with a hint for a virtual address."""
+    if not raw & PTE_P:
+        return False, None, [], None
+    cfg = _Config({}, pa_bits)
+    problem = None
+    if raw & cfg.reserved[(PML4, False)]:
+        problem = "; ".join(cfg.reserved_parts(raw, PML4, False)) + kva_hint(raw)
+    return True, raw & cfg.addr_mask, decode_flags(raw, PML4, False), problem

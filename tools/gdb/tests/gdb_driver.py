@@ -2,6 +2,8 @@
 writes each step's output or error to the results file (see gdbrig.run_steps)."""
 import json
 import os
+import signal
+import threading
 
 import gdb
 
@@ -24,6 +26,14 @@ def main():
             elif kind == "eval":
                 value = gdb.parse_and_eval(text)
                 row["value"] = values[name] = int(value.cast(gdb.lookup_type("unsigned long long")))
+            elif kind == "continue_for":
+                # Ctrl-C after that long: SIGINT to GDB, which interrupts the machine.
+                timer = threading.Timer(float(text), os.kill, (os.getpid(), signal.SIGINT))
+                timer.start()
+                try:
+                    row["output"] = gdb.execute("continue", to_string=True)
+                finally:
+                    timer.cancel()
             elif kind == "python":
                 scope = {"gdb": gdb, "values": values}
                 exec(text, scope)

@@ -11,7 +11,8 @@ sessions that run a list of steps and hand back every step's output.
 
 Steps run inside GDB by gdb_driver.py: 'cmd' is gdb.execute(..., to_string=True) (GDB's
 error message is kept instead of raising), 'eval' is int(parse_and_eval(...)), 'python' runs
-a Python statement (for checks that need the gdb module directly).  QEMU is always killed
+a Python statement (for checks that need the gdb module directly), 'continue_for' continues
+and interrupts the machine after that many seconds, as Ctrl-C would.  QEMU is always killed
 (Machine is a context manager around qemu.spawn / qemu.kill_group); GDB runs under a timeout.
 """
 import fcntl
@@ -43,16 +44,18 @@ def missing_tools():
     return ("not installed: " + ", ".join(absent)) if absent else ""
 
 
-def build_kernel(arch="x86_64"):
+def build_kernel(arch="x86_64", fixtures=False):
     """The kernel under test: $PAGODA_GDB_TEST_KERNEL, or build/<arch>/kernel.elf built once
-    (under the grader's lock, so parallel test processes do not build at the same time)."""
+    (under the grader's lock, so parallel test processes do not build at the same time).
+    With @p fixtures: build/<arch>/kernel-fixtures.elf, the kernel with the deliberately
+    broken self-tests (arch/<arch>/fixtures/)."""
     given = os.environ.get("PAGODA_GDB_TEST_KERNEL")
-    if given:
+    if given and not fixtures:
         return given
     os.makedirs(paths.BUILD, exist_ok=True)
     with open(os.path.join(paths.BUILD, f".grade-build-{arch}.lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        return build.build_kernel(arch)
+        return build.build_kernel(arch, fixtures=fixtures)
 
 
 def qemus_mentioning(text):
@@ -64,12 +67,13 @@ class Machine:
     """QEMU paused at reset (-S), gdbstub on a unix socket in a private directory, serial
     console to a file; a triple fault pauses it (-action shutdown=pause), as in ./pagoda gdb."""
 
-    def __init__(self, kernel, test=None, memory="128M", int_log=False):
+    def __init__(self, kernel, test=None, memory="128M", int_log=False, cmdline=""):
         self.dir = tempfile.mkdtemp(prefix="pagoda-gdbtest-")
         self.socket = os.path.join(self.dir, "gdb.sock")
         self.serial = os.path.join(self.dir, "serial.log")
         self.int_log = os.path.join(self.dir, "qemu-int.log") if int_log else None
-        self.argv = qemu.command(kernel, f"test={test}" if test else "", memory=memory,
+        words = " ".join(filter(None, [f"test={test}" if test else "", cmdline]))
+        self.argv = qemu.command(kernel, words, memory=memory,
                                  serial=f"file:{self.serial}",
                                  log_items="int,cpu_reset" if int_log else None,
                                  log_file=self.int_log, gdb_socket=self.socket, paused=True,

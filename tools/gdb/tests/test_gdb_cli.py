@@ -65,7 +65,8 @@ def test_batch_session_diagnoses_the_page_fault(tmp_path):
     assert re.search(r"Breakpoint \d+, pagoda::panic_end", out)
     assert "[serial] selftest pf: start" in out
     assert "#PF page fault (vector 14) in kernel mode" in out
-    assert "verdict: CR2 is not mapped" in out
+    assert re.search(r"^verdict: CR2 0x[0-9a-f]+ is not mapped in the active root 'kernel'", out,
+                     re.M), out
     assert gdbrig.qemus_mentioning(str(tmp_path)) == []
     assert not [p for p in os.listdir(tmp_path) if p.startswith("pagoda-gdb-")]
     # The last session's console is kept (another test's session may have been the last).
@@ -167,11 +168,23 @@ def test_interactive_session_ctrl_c_and_quit(tmp_path):
         child.sendline("pt-walk $pc")
         child.expect(r"-> PA 0x[0-9a-f]+ \(4 KiB page|2 MiB page")
         child.expect(r"\(gdb\) ")
+        # quit asks once, saying that QEMU goes too; "n" keeps the session.
         child.sendline("quit")
-        if child.expect([r"Quit anyway\? \(y or n\)", pexpect.EOF]) == 0:
-            child.sendline("y")
-            child.expect("pagoda: GDB exited; QEMU stopped")
-            child.expect(pexpect.EOF)
+        child.expect(r"Quitting GDB ends this \./pagoda gdb session: QEMU stops and the "
+                     r"machine's state is lost\. Quit anyway\? \(y or n\) ")
+        child.sendline("n")
+        child.expect("Not confirmed: the session goes on.")
+        child.expect(r"\(gdb\) ")
+        assert gdbrig.qemus_mentioning(str(tmp_path))
+        child.sendline("pt-walk $pc")
+        child.expect(r"-> PA 0x[0-9a-f]+")
+        child.expect(r"\(gdb\) ")
+        child.sendline("quit")
+        child.expect(r"Quit anyway\? \(y or n\) ")
+        child.sendline("y")
+        child.expect("pagoda: GDB exited; QEMU stopped")
+        child.expect(pexpect.EOF)
+        assert "A debugging session is active" not in child.before
     finally:
         child.close(force=True)
     assert child.exitstatus == 0

@@ -13,11 +13,11 @@ pytestmark = [pytest.mark.skipif(bool(gdbrig.missing_tools()), reason=gdbrig.mis
               pytest.mark.timeout(120)]
 
 UNMAPPED = 0x0000500000000000          # the pf self-test's window: never mapped at kmain
-OUTSIDE_RAM = 0x7ffff0000000           # a "root table" no 128 MiB machine has
+OUTSIDE_RAM = 0x200000000              # a "root table" no 128 MiB machine has (8 GiB)
 DATA_SYMBOLS = ("&__data_start", "&__bss_start")
 
 _PA = re.compile(r"-> PA (0x[0-9a-f]+) \((.*)\)")
-_RUN = re.compile(r"^(0x[0-9a-f]{16})-(0x[0-9a-f]{16,17}) +\S+ \S+ -> (0x[0-9a-f]{16})  "
+_RUN = re.compile(r"^(0x[0-9a-f]{16})-(0x[0-9a-f]{16}) +\S+ \S+ -> (0x[0-9a-f]{16})  "
                   r"([r-][w-][x-]) ([uk])", re.M)
 _INFO_MEM = re.compile(r"^([0-9a-f]+)-([0-9a-f]+) ([0-9a-f]+) ([u-])r([w-])$", re.M)
 
@@ -66,6 +66,23 @@ def at_kmain(kernel):
          "result = target.phys_mode()"),
         ("mode_after_raise", "cmd", "maintenance packet qqemu.PhyMemMode"),
         ("virtual_read_after", "eval", "*(unsigned char *)&pagoda::kmain"),
+        ("capped", "python",
+         "import pagoda_gdb.paging as paging\n"
+         "lines = []\n"
+         "saved, paging.out = paging.out, lines.append\n"
+         "try:\n"
+         "    paging.print_problems(['entry %d is bad' % i for i in range(32000)], 'problem: ')\n"
+         "finally:\n"
+         "    paging.out = saved\n"
+         "result = '\\n'.join(lines)"),
+        ("why", "cmd", "fault-why"),
+        ("top", "cmd", "pt-top"),
+        ("qom_bits", "cmd", "monitor qom-get /machine/unattached/device[0] phys-bits"),
+        ("boot_root", "eval", "(unsigned long)&boot_pml4"),
+        ("walk_boot_root", "cmd", "pt-walk &pagoda::kmain --root &boot_pml4"),
+        ("kva_root", "cmd", 'pt-walk 0x1000 --root "0xffff800000000000 + {cr3:#x}"'),
+        ("kva_diff", "cmd", "pt-diff $cr3 0xffffffff80100000"),
+        ("data_root", "cmd", 'pt-dump --root "(long)&pagoda::kmain - 0xffffffff80000000"'),
     ]
     with Machine(kernel) as machine:
         results = run_steps(kernel, machine.socket, steps)
@@ -136,7 +153,8 @@ def merge_by_access(ranges):
 
 
 def dump_ranges(text):
-    return [(int(a, 16), int(b, 16), u == "u", rwx[1] == "w")
+    """[(start, exclusive end, user, write)]: pt-dump prints the last byte of each run."""
+    return [(int(a, 16), int(b, 16) + 1, u == "u", rwx[1] == "w")
             for a, b, _pa, rwx, u in _RUN.findall(text)]
 
 
@@ -186,10 +204,59 @@ def test_regs_agree_with_qemu(at_kmain):
 def test_diff(at_kmain):
     r = at_kmain
     assert r["diff_same"].output.strip().endswith("no differences")
-    lines = r["diff_empty"].output.strip().split("\n")[1:]
-    assert lines[-1] == "problem in B: cannot read PML4 table at %#x: %#x is not guest RAM" % (
-        OUTSIDE_RAM, OUTSIDE_RAM)
-    assert lines[:-1] and all(line.startswith("only A") for line in lines[:-1]), lines
+    # A root that is not RAM is refused, not compared as an empty tree.
+    assert r["diff_empty"].error == ("pt-diff: ROOT_B %#x: cannot read a table at %#x: %#x is "
+                                     "not guest RAM" % (OUTSIDE_RAM, OUTSIDE_RAM, OUTSIDE_RAM))
+
+
+def test_problem_lists_are_capped(at_kmain):
+    lines = at_kmain["capped"].output.split("\n")
+    assert lines[:2] == ["problem: entry 0 is bad", "problem: entry 1 is bad"]
+    assert len(lines) == 21 and lines[-1] == "problem: ... and 31980 more (32000 in all)"
+
+
+def test_nothing_wrong_at_kmain(at_kmain):
+    r = at_kmain
+    lines = r["why"].output.strip().split("\n")
+    assert lines[0] == "no trap frame: x86_trap is not on the stack; looking at the CPU as it is"
+    assert lines[-1].startswith("verdict: nothing is wrong that I can see: no exception is being "
+                                "handled"), r["why"].output
+
+
+def test_top_level_view_at_kmain(at_kmain):
+    """Before vm::init the boot root is active and nothing is published to compare with: the
+    view lists the present entries (the boot stub's 0, 256 and 511) and says so."""
+    text = at_kmain["top"].output
+    assert text.startswith("PML4 table of root 0x")
+    present = [int(i) for i in re.findall(r"^  \[(\d+)\] +present ->", text, re.M)]
+    assert present == [0, 256, 511], text
+    assert "lower half: 1 of 256 present; kernel half: 2 of 256 present" in text
+    assert "note: no kernel root to compare with" in text
+
+
+def test_physical_width_is_the_cpus(at_kmain):
+    """The width fault-why and the walks use is the CPU's (40 bits on QEMU's qemu64 model),
+    not the architectural 52."""
+    r = at_kmain
+    bits = int(r["qom_bits"].output.strip())
+    assert "physical address width: %d bits" % bits in r["regs"].output
+
+
+def test_roots_must_be_physical(at_kmain):
+    r = at_kmain
+    assert not r["walk_boot_root"].error, r["walk_boot_root"].error
+    assert "  root: 0x%016x" % r["boot_root"].value in r["walk_boot_root"].output
+    assert r["kva_root"].error == (
+        "pt-walk: root 0xffff800000000000 + %#x: %#x is a kernel virtual address, not a physical "
+        "one; roots are physical addresses (the active root maps it to PA %#x: pass that)"
+        % (r["cr3"].value, 0xffff800000000000 + r["cr3"].value, r["cr3"].value))
+    assert r["kva_diff"].error.startswith("pt-diff: ROOT_B 0xffffffff80100000: "
+                                          "0xffffffff80100000 is a kernel virtual address")
+    # A page of kernel code is not a root table: refused, not dumped as garbage.
+    assert re.match(r"pt-dump: root \(long\)&pagoda::kmain - 0xffffffff80000000: the page at "
+                    r"0x[0-9a-f]+ "
+                    r"does not look like a root table: \d+ of its \d+ present entries are "
+                    r"malformed", r["data_root"].error), r["data_root"]
 
 
 def test_physical_mode_is_restored_after_failures(at_kmain):
@@ -204,6 +271,26 @@ def test_physical_mode_is_restored_after_failures(at_kmain):
     assert r["raise_inside"].output == "0"
     assert 'received: "0"' in r["mode_after_raise"].output
     assert r["virtual_read_after"].error == ""
+
+
+def test_every_command_has_help(kernel):
+    """-h and --help print the command's help, like `help NAME`, for every command; nothing
+    else runs (no connection is needed)."""
+    argv = gdbrig.gdb_argv(kernel, "-ex", "python import pagoda_gdb.registry as r; "
+                           "print('NAMES=' + ' '.join(n for n, _, _ in r.commands()))")
+    names = re.search(r"NAMES=(.*)", subprocess.run(argv, capture_output=True, text=True,
+                                                     timeout=60).stdout).group(1).split()
+    assert {"pt-walk", "pt-dump", "pt-diff", "pt-regs", "pt-top", "fault-why",
+            "pagoda-attach", "pagoda-serial", "pagoda-help"} <= set(names)
+    commands = [f"{name} {flag}" for name in names for flag in ("-h", "--help")] + \
+        ["pt-walk $rsp -h"]
+    argv = gdbrig.gdb_argv(kernel, *[a for cmd in commands for a in ("-ex", cmd)],
+                           *[a for name in names for a in ("-ex", f"help {name}")])
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert proc.stderr.strip() == "", proc.stderr
+    for name in names:
+        usage = re.escape("Usage: %s" % name)
+        assert len(re.findall(r"^" + usage, proc.stdout, re.M)) == 3 + (name == "pt-walk"), name
 
 
 def test_bad_arguments_are_one_line_usage_errors(kernel):

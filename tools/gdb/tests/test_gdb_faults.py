@@ -28,7 +28,7 @@ def page_fault(kernel):
              ("qemu_cr2", "cmd", "monitor gva2gpa {cr2:#x}"),
              ("b2", "cmd", "break pagoda::panic_end"), ("d", "cmd", "delete 1"),
              ("go2", "cmd", "continue"),
-             ("in_panic", "cmd", "fault-why")]
+             ("in_panic", "cmd", "fault-why"), ("bt", "cmd", "bt")]
     with Machine(kernel, test="pf") as machine:
         results = run_steps(kernel, machine.socket, steps)
         results["serial"] = gdbrig.Step("serial", machine.serial_text())
@@ -50,9 +50,11 @@ def test_page_fault_in_the_trap_handler(page_fault):
     # The kernel's own report names the same address, and QEMU agrees it is unmapped.
     assert "CR2 0x%016x" % r["cr2"].value in r["serial"].output
     assert "Unmapped" in r["qemu_cr2"].output
-    assert "walk of CR2 with CR3" in text
+    assert "walk of CR2 in the active root 'kernel' (0x" in text
     assert re.search(r"stopped: PML4 entry \d+ not present", text)
-    assert "verdict: CR2 is not mapped: PML4 entry" in text
+    assert re.search(r"^verdict: CR2 0x%x is not mapped in the active root 'kernel' "
+                     r"\(0x[0-9a-f]+\) \(PML4 entry \d+ not present\)" % r["cr2"].value, text,
+                     re.M), text
 
 
 def test_page_fault_from_panic_end_finds_the_same_frame(page_fault):
@@ -64,6 +66,21 @@ def test_page_fault_from_panic_end_finds_the_same_frame(page_fault):
     assert int(m.group(1), 16) == r["frame_arg"].value   # found without the `frame` variable
     assert int(m.group(2)) > 0
     assert text[m.end():] == r["in_trap"].output[_FRAME.search(r["in_trap"].output).end():]
+
+
+def test_backtrace_goes_through_the_trap_into_the_faulting_function(page_fault):
+    """The trap entry's unwind information (arch/x86_64/vectors.S): from panic_end, bt passes
+    x86_trap and x86_trap_common and goes on in the function the CPU was running when it
+    faulted, with its RIP, down to the first kernel frame, and no further."""
+    r = page_fault
+    frames = re.findall(r"^#(\d+) +(?:(0x[0-9a-f]+) in )?(\S+)", r["bt"].output, re.M)
+    names = [name for _, _, name in frames]
+    assert names[:4] == ["pagoda::panic_end", "pagoda::panic<char", "x86_trap",
+                         "x86_trap_common"], r["bt"].output
+    assert names[4:] == ["pagoda::pagoda_selftest_pf", "pagoda::run_selftest", "pagoda::kmain",
+                         "x86_64_start", "boot_high_entry"], r["bt"].output
+    assert int(frames[4][1], 16) == r["rip"].value      # the faulting instruction itself
+    assert "??" not in r["bt"].output and "corrupt stack" not in r["bt"].output
 
 
 def test_triple_fault(kernel):
@@ -78,8 +95,10 @@ def test_triple_fault(kernel):
     assert "no trap frame" in why
     assert "QEMU paused the machine at a shutdown or reset" in why
     assert "ud2" in why and "ud2" in results["insn"].output
-    assert "IDT        base 0x0000000000000000 limit 0x0 (0 gates)" in why
-    assert "verdict: the IDT is empty" in why
-    assert re.search(r"RIP   0x[0-9a-f]+ ok -> PA", why)
+    assert "IDT          base 0x0000000000000000 limit 0x0 (0 vectors, 16-byte long-mode gates)" \
+        in why
+    assert "verdict: the IDT (base 0x0, limit 0x0) is empty: no exception can be delivered" in why
+    assert re.search(r"RIP +0x[0-9a-f]+ ok -> PA", why)
     assert "#UD -> #GP -> #DF" in why and "triple fault" in why
+    assert why.strip().endswith("(QEMU's log: #UD -> #GP -> #DF -> triple fault)")
     assert "EMPTY: no exception can be delivered" in results["regs"].output

@@ -128,8 +128,8 @@ def test_format_runs():
     t.map(0xFFFF_8000_0000_0000, 0, size=2 * MiB, flags=P | RW | NX)
     lines = format_runs(dump("x86_64", mem, t.root)).splitlines()
     assert lines == [
-        "0x0000000000400000-0x0000000000402000     8 KiB -> 0x0000000000300000  r-x u  4K WB",
-        "0xffff800000000000-0xffff800000200000     2 MiB -> 0x0000000000000000  rw- k  2M WB",
+        "0x0000000000400000-0x0000000000401fff     8 KiB -> 0x0000000000300000  r-x u  4K WB",
+        "0xffff800000000000-0xffff8000001fffff     2 MiB -> 0x0000000000000000  rw- k  2M WB",
         "2 runs, 2.01 MiB mapped"]
 
 
@@ -139,11 +139,26 @@ def test_format_diff():
     ranges = [DiffRange(0x1000, 0x3000, ONLY_A, 0x5000, rw, None, None),
               DiffRange(0x4000, 0x5000, CHANGED, 0x9000, rw, 0x9000, ro)]
     lines = format_diff(ranges, "pid1", "pid2").splitlines()
-    assert lines[0] == ("only pid1  0x0000000000001000-0x0000000000003000     8 KiB  "
+    assert lines[0] == ("only pid1  0x0000000000001000-0x0000000000002fff     8 KiB  "
                         "pid1: 0x0000000000005000 rw- u  pid2: unmapped")
-    assert lines[1].startswith("changed    0x0000000000004000-0x0000000000005000     4 KiB")
+    assert lines[1].startswith("changed    0x0000000000004000-0x0000000000004fff     4 KiB")
     assert lines[1].endswith("pid1: 0x0000000000009000 rw- u  pid2: 0x0000000000009000 r-- u")
     assert format_diff([]) == "no differences"
+
+
+def test_the_last_run_ends_at_the_last_byte():
+    """A run that reaches the top of the address space ends at 0xffffffffffffffff: its
+    exclusive end, 2^64, has 17 hex digits (it used to print as 0x10000000000000000)."""
+    mem = PhysMem()
+    t = X86Tables(mem)
+    t.map(0xFFFF_FFFF_FFFF_F000, 0x9000, flags=P)
+    (line, total) = format_runs(dump("x86_64", mem, t.root)).splitlines()
+    assert line.startswith("0xfffffffffffff000-0xffffffffffffffff     4 KiB -> 0x0000000000009000")
+    assert "10000000000000000" not in line
+    (diff_line,) = format_diff([DiffRange(0xFFFF_FFFF_FFFF_F000, 1 << 64, ONLY_A, 0x9000,
+                                          Perms(True, False, False, False, False), None,
+                                          None)]).splitlines()
+    assert "-0xffffffffffffffff " in diff_line and "10000000000000000" not in diff_line
 
 
 def test_run_properties():

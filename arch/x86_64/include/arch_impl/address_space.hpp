@@ -62,8 +62,11 @@ class X86AddressSpace final : public TlbSync {
 
   /// True when the CPU translates through this space now.
   bool is_live() const;
-  /// Makes this the live space (CR3). A user space first checks that it still shares the
-  /// kernel half (a root without it loses the kernel at the next instruction).
+  /// True when this space shares the kernel's half (the kernel space always does); otherwise
+  /// prints which top-level entry differs to @p why. AddressSpace::activate() checks it before
+  /// a switch: a root without the kernel half loses the kernel at the next instruction.
+  bool shares_kernel_half(FormatSink& why) const;
+  /// Loads this space's root into CR3, unchecked (AddressSpace::activate() checks first).
   void activate();
 
   // TlbSync: without PCIDs only the live root's translations, global ones and the kernel half

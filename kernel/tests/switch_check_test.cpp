@@ -1,0 +1,266 @@
+// The pre-switch check (AddressSpace::check_switch, activate) over simulated memory: every
+// critical range walked in the new root, the reason named in one line, nothing loaded on a
+// refusal, vm_check=off; and the roots every address space publishes for the debugging tools.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <string>
+
+#include "host_support.hpp"
+#include "mm/address_space.hpp"
+#include "mm/layout.hpp"
+#include "page_table_fakes.hpp"
+#include "x86_hw_fake.hpp"
+
+namespace pagoda {
+namespace {
+
+using F = arch::PageTableFormat;
+
+constexpr Access kWrite{.write = true};
+constexpr Access kExecute{.execute = true};
+
+std::string text(const SwitchRefusal& r) {
+  char buffer[512];
+  return std::string(format_buffer(buffer, sizeof buffer, "{}", r).data());
+}
+
+/// A kernel space with a little kernel in it: 4 pages of text, a 4-page stack, an IDT page.
+struct SwitchCheckTest : ::testing::Test {
+  static constexpr u64 kText = layout::kKernelImageBase + 0x10'0000;
+  static constexpr u64 kIdt = layout::kKernelImageBase + 0x20'0000;
+  static constexpr u64 kStack = layout::kStackBase + 0x1000;  // 4 pages; a guard page below
+  static constexpr u64 kRsp = kStack + 3 * kPageSize + 0x7a8;
+
+  test::FakeTableMemory<F::kEntriesPerTable> memory;
+  AddressSpace kernel = AddressSpace::create_kernel(memory).release_value();
+  CriticalRange needed[3] = {
+      {"the running stack", VirtAddr(kStack), 4 * kPageSize, kWrite, VirtAddr(kRsp)},
+      {"the IDT", VirtAddr(kIdt), kPageSize, Access{}, VirtAddr(kIdt)},
+      {"the kernel text", VirtAddr(kText), 4 * kPageSize - 0x123, kExecute, VirtAddr(kText)},
+  };
+
+  void SetUp() override {
+    x86::hw::fake::cpu() = {};
+    AddressSpace::set_switch_checks(true);
+    ASSERT_TRUE(kernel.prepare_kernel_half().ok());
+    ASSERT_TRUE(kernel.map_range(VirtAddr(kText), PhysAddr(0x10'0000), 4 * kPageSize, kKernelText).ok());
+    ASSERT_TRUE(kernel.map(VirtAddr(kIdt), PhysAddr(0x20'0000), kKernelData).ok());
+    ASSERT_TRUE(kernel.map_range(VirtAddr(kStack), PhysAddr(0x30'0000), 4 * kPageSize, kKernelData).ok());
+  }
+  void TearDown() override {
+    x86::hw::fake::cpu() = {};  // nothing live: spaces may go
+    AddressSpace::set_switch_checks(true);
+  }
+  Span<const CriticalRange> all() const { return Span<const CriticalRange>(needed, 3); }
+  std::string hex(u64 v) const { return test::hex(v); }
+  bool loaded() const {
+    for (const std::string& e : x86::hw::fake::cpu().log)
+      if (e.rfind("load", 0) == 0) return true;
+    return false;
+  }
+};
+
+TEST_F(SwitchCheckTest, ARootThatMapsEverythingPasses) {
+  const SwitchRefusal r = kernel.check_switch(all());
+  EXPECT_TRUE(r.ok()) << text(r);
+  x86::hw::fake::cpu().critical.assign(needed, needed + 3);
+  kernel.activate();
+  EXPECT_TRUE(kernel.is_live());
+}
+
+TEST_F(SwitchCheckTest, AMissingStackIsNamedAtTheStackPointer) {
+  ASSERT_TRUE(kernel.unmap(VirtAddr(align_down(kRsp, kPageSize))).ok());
+  const SwitchRefusal r = kernel.check_switch(all());
+  ASSERT_EQ(r.kind, SwitchRefusal::Kind::NotMapped);
+  EXPECT_EQ(r.va.value(), kRsp);  // the focus, not the range's first page
+  EXPECT_EQ(text(r), "new root " + hex(kernel.root().value()) + " does not map the running stack " + hex(kRsp) +
+                         " (PT entry " + std::to_string(F::index(VirtAddr(kRsp), 3)) + " not present)");
+}
+
+TEST_F(SwitchCheckTest, EveryPageOfARangeIsWalkedNotOnlyItsFocus) {
+  ASSERT_TRUE(kernel.unmap(VirtAddr(kStack)).ok());  // the deepest page of the stack
+  const SwitchRefusal r = kernel.check_switch(all());
+  ASSERT_EQ(r.kind, SwitchRefusal::Kind::NotMapped);
+  EXPECT_EQ(r.va.value(), kStack);
+  EXPECT_EQ(r.range.what, std::string("the running stack"));
+}
+
+TEST_F(SwitchCheckTest, AReadOnlyStackIsRefusedForWriting) {
+  ASSERT_TRUE(kernel.protect(VirtAddr(kStack), 4 * kPageSize, kKernelReadOnly).ok());
+  const SwitchRefusal r = kernel.check_switch(all());
+  ASSERT_EQ(r.kind, SwitchRefusal::Kind::Denied);
+  EXPECT_EQ(text(r), "new root " + hex(kernel.root().value()) + " maps the running stack " + hex(kRsp) +
+                         " r-- kernel, but it must be writable (write to read-only page)");
+}
+
+TEST_F(SwitchCheckTest, TextWithoutExecuteIsRefused) {
+  ASSERT_TRUE(kernel.protect(VirtAddr(kText), 4 * kPageSize, kKernelReadOnly).ok());
+  const SwitchRefusal r = kernel.check_switch(all());
+  ASSERT_EQ(r.kind, SwitchRefusal::Kind::Denied);
+  EXPECT_NE(text(r).find("maps the kernel text " + hex(kText) + " r-- kernel, but it must be executable "
+                         "(execute of NX page)"), std::string::npos) << text(r);
+}
+
+TEST_F(SwitchCheckTest, OnlyTheLastPageMissingIsCalledAnEndRoundedDown) {
+  // The text ends 0x123 bytes before its fourth page ends: mapped with its size rounded down.
+  ASSERT_TRUE(kernel.unmap(VirtAddr(kText + 3 * kPageSize)).ok());
+  const SwitchRefusal r = kernel.check_switch(all());
+  ASSERT_EQ(r.kind, SwitchRefusal::Kind::NotMapped);
+  EXPECT_EQ(r.va.value(), kText + 3 * kPageSize);
+  EXPECT_NE(text(r).find("does not map the kernel text " + hex(kText + 3 * kPageSize) + " (PT entry " +
+                         std::to_string(F::index(VirtAddr(kText + 3 * kPageSize), 3)) +
+                         " not present): only its last page fails, so its end was rounded down instead of up"),
+            std::string::npos)
+      << text(r);
+  // A hole in the middle is not an end rounded down.
+  ASSERT_TRUE(kernel.map(VirtAddr(kText + 3 * kPageSize), PhysAddr(0x10'3000), kKernelText).ok());
+  ASSERT_TRUE(kernel.unmap(VirtAddr(kText + kPageSize)).ok());
+  EXPECT_EQ(text(kernel.check_switch(all())).find("rounded down"), std::string::npos);
+}
+
+// It runs on every switch: a range costs a table lookup per table it crosses (the cursor keeps
+// the tables above), not a walk from the root per page.
+TEST_F(SwitchCheckTest, TablesAreLookedUpOncePerRangeNotOncePerPage) {
+  constexpr u64 kBig = layout::kKernelImageBase + 0x4000'0000;  // 2 MiB aligned: one PT
+  ASSERT_TRUE(kernel.map_range(VirtAddr(kBig), PhysAddr(0x4000'0000), 64 * kPageSize, kKernelText).ok());
+  const CriticalRange text{"a big text", VirtAddr(kBig), 64 * kPageSize, kExecute, VirtAddr(kBig)};
+  memory.lookups = 0;
+  EXPECT_TRUE(kernel.check_switch(Span<const CriticalRange>(&text, 1)).ok());
+  EXPECT_LE(memory.lookups, 2 * F::kLevels) << "a walk per page would be " << 65 * F::kLevels;
+}
+
+TEST_F(SwitchCheckTest, ABlockCountsAsMappedForEveryPageInIt) {
+  constexpr u64 kBig = layout::kKernelImageBase + 0x4000'0000;  // 2 MiB aligned
+  constexpr usize kBlockLevel = F::kLevels - 2;
+  for (u64 off = 0; off < 4 * MiB; off += F::entry_span(kBlockLevel)) {
+    ConsistencyBatch b = kernel.batch();
+    ASSERT_TRUE(kernel.cursor(b, VirtAddr(kBig + off)).map_block(PhysAddr(0x4000'0000 + off), kBlockLevel, kKernelText).ok());
+  }
+  ASSERT_EQ(kernel.query(VirtAddr(kBig)).page_size, 2 * MiB);
+  const CriticalRange big{"a big text", VirtAddr(kBig), 4 * MiB + kPageSize, kExecute, VirtAddr(kBig + 3 * MiB)};
+  const SwitchRefusal r = kernel.check_switch(Span<const CriticalRange>(&big, 1));
+  ASSERT_EQ(r.kind, SwitchRefusal::Kind::NotMapped);  // the page after the two blocks
+  EXPECT_EQ(r.va.value(), kBig + 4 * MiB);
+  EXPECT_NE(text(r).find("only its last page fails"), std::string::npos) << text(r);
+}
+
+TEST_F(SwitchCheckTest, AUserRootWithoutTheStacksTopLevelEntrySaysItLostTheKernelHalf) {
+  AddressSpace user = AddressSpace::create_user(kernel).release_value();
+  const usize slot = F::index(VirtAddr(kStack), 0);
+  u64* top = user.arch().tree_for(VirtAddr(kStack)).root_entries();
+  const u64 kernels = top[slot];
+  top[slot] = 0;  // a copy of the kernel half made by hand, that skipped an entry
+  const SwitchRefusal r = user.check_switch(all());
+  ASSERT_EQ(r.kind, SwitchRefusal::Kind::NotMapped);
+  EXPECT_EQ(text(r), "new root " + hex(user.root().value()) + " does not map the running stack " + hex(kRsp) +
+                         " (PML4 entry " + std::to_string(slot) + " not present); it does not share the kernel half: "
+                         "PML4 entry " + std::to_string(slot) + " is 0x0, the kernel's is " + hex(kernels));
+  top[slot] = kernels;
+}
+
+TEST_F(SwitchCheckTest, AUserRootThatLostAnotherKernelHalfEntryIsRefused) {
+  AddressSpace user = AddressSpace::create_user(kernel).release_value();
+  u64* top = user.arch().tree_for(VirtAddr(0)).root_entries();
+  const u64 saved[2] = {top[300], top[301]};
+  top[300] = top[301] = 0;  // nothing critical there, but kernel mappings made later would be missing
+  const SwitchRefusal r = user.check_switch(all());
+  ASSERT_EQ(r.kind, SwitchRefusal::Kind::KernelHalf);
+  EXPECT_EQ(text(r), "new root " + hex(user.root().value()) + " does not share the kernel half: PML4 entry 300 is "
+                         "0x0, the kernel's is " + hex(saved[0]) + " (2 of its 256 entries differ)");
+  top[300] = saved[0];
+  top[301] = saved[1];
+  EXPECT_TRUE(user.check_switch(all()).ok());
+}
+
+TEST_F(SwitchCheckTest, ActivateRefusesOnTheOldRootAndSaysWhatIsMissing) {
+  x86::hw::fake::cpu().critical.assign(needed, needed + 3);
+  kernel.activate();
+  x86::hw::fake::cpu().log.clear();
+  AddressSpace user = AddressSpace::create_user(kernel).release_value();
+  u64* top = user.arch().tree_for(VirtAddr(kStack)).root_entries();
+  const usize slot = F::index(VirtAddr(kStack), 0);
+  const u64 saved = top[slot];
+  top[slot] = 0;
+  try {
+    user.activate();
+    FAIL() << "activate() loaded a root without the running stack";
+  } catch (const host::HostPanic& e) {
+    const std::string out = host::output_before_panic() + e.what();
+    EXPECT_NE(out.find("vm: refusing to load root " + hex(user.root().value())), std::string::npos) << out;
+    EXPECT_NE(out.find("the IDT"), std::string::npos) << out;  // every range is listed, with its result
+    EXPECT_NE(out.find("NOT MAPPED at " + hex(kRsp) + ": PML4 entry"), std::string::npos) << out;
+    EXPECT_NE(out.find("vm_check=off"), std::string::npos) << out;
+    EXPECT_NE(out.find("PANIC: new root " + hex(user.root().value()) + " does not map the running stack " + hex(kRsp)),
+              std::string::npos)
+        << out;
+  }
+  EXPECT_FALSE(loaded()) << "the refused root was loaded";
+  EXPECT_TRUE(kernel.is_live());
+  top[slot] = saved;
+}
+
+TEST_F(SwitchCheckTest, VmCheckOffLoadsAnyRoot) {
+  x86::hw::fake::cpu().critical.assign(needed, needed + 3);
+  ASSERT_TRUE(kernel.unmap(VirtAddr(kIdt)).ok());
+  EXPECT_THROW(kernel.activate(), host::HostPanic);
+  EXPECT_FALSE(loaded());
+  AddressSpace::set_switch_checks(false);
+  kernel.activate();
+  EXPECT_TRUE(loaded());
+  EXPECT_TRUE(kernel.is_live());
+}
+
+TEST(CriticalRanges, EmptyRangesAreSkippedAFullListCountsWhatItDropped) {
+  CriticalRanges list;
+  list.add("nothing", VirtAddr(0x1000), 0, Access{});
+  EXPECT_EQ(list.ranges().size(), 0u);
+  list.add("focus outside", VirtAddr(0x1000), 0x1000, Access{}, VirtAddr(0x5000));
+  EXPECT_EQ(list.ranges()[0].focus.value(), 0x1000u);  // a focus outside the range is its start
+  for (usize i = 1; i < CriticalRanges::kMax; ++i) list.add("more", VirtAddr(0x1000), 1, Access{});
+  EXPECT_EQ(list.dropped(), 0u);
+  list.add("one too many", VirtAddr(0x1000), 1, Access{});
+  EXPECT_EQ(list.ranges().size(), CriticalRanges::kMax);
+  EXPECT_EQ(list.dropped(), 1u);
+}
+
+// ---- Published roots ----------------------------------------------------------------------
+
+const debug::DebugRootSlot* published(PhysAddr root) {
+  for (const debug::DebugRootSlot& s : pagoda_debug_roots.slots)
+    if (s.root == root.value()) return &s;
+  return nullptr;
+}
+
+usize published_count() {
+  usize n = 0;
+  for (const debug::DebugRootSlot& s : pagoda_debug_roots.slots) n += s.root != 0;
+  return n;
+}
+
+TEST_F(SwitchCheckTest, EveryAddressSpacePublishesItsRootWhileItLives) {
+  const debug::DebugRootSlot* k = published(kernel.root());
+  ASSERT_NE(k, nullptr);
+  EXPECT_EQ(k->kind, u32(debug::RootKind::Kernel));
+  EXPECT_STREQ(k->name, "kernel");
+  const usize before = published_count();
+  PhysAddr root;
+  {
+    AddressSpace user = AddressSpace::create_user(kernel).release_value();
+    root = user.root();
+    const debug::DebugRootSlot* u = published(root);
+    ASSERT_NE(u, nullptr);
+    EXPECT_EQ(u->kind, u32(debug::RootKind::Process));
+    EXPECT_STREQ(u->name, "user");
+    user.name_for_debugging("init-with-a-long-name", 7);
+    EXPECT_STREQ(u->name, "init-with-a-lon");  // 15 characters and a NUL
+    EXPECT_EQ(u->id, 7u);
+    AddressSpace moved(move(user));  // one space, one slot
+    EXPECT_EQ(published_count(), before + 1);
+  }
+  EXPECT_EQ(published(root), nullptr) << "a destroyed space's root is still published";
+  EXPECT_EQ(published_count(), before);
+}
+
+}  // namespace
+}  // namespace pagoda

@@ -1,0 +1,137 @@
+"""fault-why on x86_64: gathers the facts pagoda_pt.diagnose_x86_64 reasons about.
+
+  the trap frame     the innermost x86_trap on GDB's stack, its `frame` argument (or, when
+                     that is optimized out, the stack pointer x86_trap_common passed)
+  the CPU            CR0/CR2/CR3/CR4/EFER, RIP, RSP; IDT, GDT and TR from QEMU's monitor
+  the kernel         its image bounds, trap entry stubs and published roots (kernel.py)
+  QEMU's log         faults.qemu_log_story()
+
+Everything read through virtual addresses (the frame, instructions) is read before the
+physical-memory mode is switched on for the walks.
+"""
+
+import gdb
+
+from pagoda_pt.diagnose_x86_64 import (TRAP_FRAME_FIELDS, KernelImage, TrapFrameAt, X86Facts,
+                                       explain as explain_facts)
+
+from . import kernel, session, target
+from .faults import qemu_log_story
+from .paging import symbol_of
+from .registry import CommandError
+
+TRAP_FUNCTION = "x86_trap"
+TRAP_FRAME_TYPE = "pagoda::x86::TrapFrame"
+TRAP_ENTRY_SYMBOL = "x86_vector_stubs"
+MAX_FRAMES = 64
+MASK = (1 << 64) - 1
+
+
+def find_trap_frame():
+    """(gdb frame level, TrapFrame address) of the innermost x86_trap, or None."""
+    frame = gdb.newest_frame()
+    level = 0
+    while frame is not None and level < MAX_FRAMES:
+        if frame.name() == TRAP_FUNCTION:
+            return level, _trap_frame_address(frame)
+        try:
+            frame = frame.older()
+        except gdb.error:
+            return None
+        level += 1
+    return None
+
+
+def _trap_frame_address(frame):
+    try:
+        value = frame.read_var("frame")
+        if not value.is_optimized_out:
+            return int(value) & MASK
+    except (ValueError, gdb.error):
+        pass
+    # x86_trap_common passes RSP itself (movq %rsp, %rdi; call x86_trap): that is the
+    # caller's stack pointer after the call returns, i.e. x86_trap's canonical frame address.
+    caller = frame.older()
+    if caller is None:
+        raise CommandError("x86_trap's `frame` argument is optimized out and its caller is "
+                           "unknown")
+    return int(caller.read_register("rsp")) & MASK
+
+
+def read_trap_frame(addr):
+    """dict of the TrapFrame fields at @p addr (virtual)."""
+    try:
+        frame_type = gdb.lookup_type(TRAP_FRAME_TYPE)
+        value = gdb.Value(addr).cast(frame_type.pointer()).dereference()
+        return {f.name: int(value[f.name]) & MASK for f in frame_type.fields()
+                if not f.artificial and f.name in TRAP_FRAME_FIELDS}
+    except gdb.error:
+        data = bytes(gdb.selected_inferior().read_memory(addr, 8 * len(TRAP_FRAME_FIELDS)))
+        return {name: int.from_bytes(data[8 * i:8 * i + 8], "little")
+                for i, name in enumerate(TRAP_FRAME_FIELDS)}
+
+
+def instruction_at(address):
+    try:
+        text = gdb.execute("x/i %#x" % address, to_string=True).strip()
+    except gdb.error:
+        return None
+    return text[2:].strip() if text.startswith("=>") else text
+
+
+def _trap():
+    found = find_trap_frame()
+    if found is None:
+        return None
+    level, address = found
+    trap = TrapFrameAt(address=address, level=level)
+    try:
+        trap.fields = read_trap_frame(address)
+    except (gdb.error, gdb.MemoryError) as err:
+        trap.read_error = str(err)
+    return trap
+
+
+def _image():
+    layout = kernel.image()
+    if layout is None:
+        return None
+    return KernelImage(layout.start, layout.end, layout.virt_offset, layout.text_start,
+                       layout.text_end, kernel.symbol_address(TRAP_ENTRY_SYMBOL), layout.sections)
+
+
+def explain():
+    """The lines of fault-why for the machine as it is stopped now."""
+    regs = target.x86_control_regs()
+    regs["rip"] = target.register("rip") or 0
+    regs["rsp"] = target.register("rsp") or 0
+    system = target.x86_system_regs()
+    if regs.get("cr2") is None:
+        regs["cr2"] = system.get("CR2")
+    trap = _trap()
+    instructions = {regs["rip"]: instruction_at(regs["rip"])}
+    if trap is not None and trap.fields is not None:
+        instructions[trap.fields["rip"]] = instruction_at(trap.fields["rip"])
+    story, hint = qemu_log_story()
+    bits, _source = target.pa_bits("x86_64")
+    idt, gdt, tr = system.get("IDT"), system.get("GDT"), system.get("TR")
+    symbols = {}
+
+    def symbol(address):
+        if address not in symbols:
+            symbols[address] = symbol_of(address)
+        return symbols[address]
+
+    with target.physical_memory() as read_phys:
+        roots, note = kernel.published_roots(read_phys)
+        facts = X86Facts(
+            regs=regs, read_phys=read_phys, pa_bits=bits,
+            idt=(idt["base"], idt["limit"]) if idt else None,
+            gdt=(gdt["base"], gdt["limit"]) if gdt else None,
+            tr=(tr["selector"], tr["base"], tr["limit"]) if tr else None,
+            roots=roots, image=_image(), trap=trap, stop=session.last_stop_signal(),
+            log=story, log_hint=hint, symbol=symbol, instruction=instructions.get)
+        lines = explain_facts(facts)
+    if note and roots is not None:
+        lines.insert(-1, "note: " + note)
+    return lines

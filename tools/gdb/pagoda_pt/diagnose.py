@@ -1,0 +1,194 @@
+"""The architecture-neutral part of fault-why's reasoning (pure: the GDB layer gathers facts).
+
+  Explanation          the report being built: lines, findings (one is the verdict), notes
+  Roots                walking one address in every root the kernel published
+  LogStory             what QEMU's exception log says happened, compressed into a chain
+  denying_levels       which levels of a walk deny an access ("PML4[511], PDPT[510]")
+
+Each architecture has its own rules module (diagnose_x86_64.py; AArch64 adds
+diagnose_aarch64.py with ESR/FAR/ELR, VBAR_EL1 and TTBR0/TTBR1 rules) that fills an
+Explanation from facts it defines.  Every explanation ends with exactly one verdict line,
+"nothing is wrong that I can see" included.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+from .model import Walk
+from .roots import KnownRoot, RootTable, root_label
+from .walker import walk as walk_tables
+
+NOTHING_WRONG = "nothing is wrong that I can see"
+
+
+@dataclass
+class Finding:
+    """One cause found, most important first by rank (lower is more fundamental)."""
+
+    rank: int
+    sentence: str
+
+
+class Explanation:
+    """What fault-why prints: lines as they are added, findings ranked, one verdict."""
+
+    def __init__(self):
+        self.lines: list[str] = []
+        self.findings: list[Finding] = []
+        self.context: list[str] = []   # appended to the verdict ("(from QEMU's log: ...)")
+
+    def line(self, text: str) -> None:
+        self.lines.append(text)
+
+    def find(self, rank: int, sentence: str) -> None:
+        if all(f.sentence != sentence for f in self.findings):
+            self.findings.append(Finding(rank, sentence))
+
+    def verdict(self, default: str = NOTHING_WRONG) -> str:
+        """The verdict: the most fundamental finding (the others follow from it or are
+        listed before it), or @p default."""
+        if self.findings:
+            text = min(self.findings, key=lambda f: f.rank).sentence
+        else:
+            text = default
+        if self.context:
+            text += " (" + "; ".join(self.context) + ")"
+        return text
+
+    def render(self, default: str = NOTHING_WRONG) -> list[str]:
+        return self.lines + ["verdict: " + self.verdict(default)]
+
+
+# ---- many roots ------------------------------------------------------------------------------
+
+class Roots:
+    """Walks in the active root and in every other root the kernel published."""
+
+    def __init__(self, arch: str, read_phys, regs: dict, active: int,
+                 table: Optional[RootTable], pa_bits: Optional[int] = None):
+        self.arch = arch
+        self.read_phys = read_phys
+        self.regs = regs
+        self.active = active
+        self.table = table
+        self.pa_bits = pa_bits
+        self._cache: dict[tuple, Walk] = {}
+
+    def walk(self, va: int, root: Optional[int] = None) -> Walk:
+        """The walk of @p va in @p root (default: the active root), cached."""
+        root = self.active if root is None else root
+        key = (root, va)
+        if key not in self._cache:
+            self._cache[key] = walk_tables(self.arch, self.read_phys, root, va, self.regs,
+                                           pa_bits=self.pa_bits)
+        return self._cache[key]
+
+    def label(self, root: Optional[int] = None) -> str:
+        return root_label(self.active if root is None else root, self.table)
+
+    def others(self) -> list[KnownRoot]:
+        if self.table is None:
+            return []
+        return [r for r in self.table.roots if r.root != self.active]
+
+    def mapped_elsewhere(self, va: int, allows: Callable[[Walk], bool] = lambda w: True
+                         ) -> list[KnownRoot]:
+        """The published roots other than the active one where @p va is mapped (and the
+        mapping allows what @p allows checks)."""
+        found = []
+        for known in self.others():
+            w = self.walk(va, known.root)
+            if w.mapped and allows(w):
+                found.append(known)
+        return found
+
+    def elsewhere_sentence(self, what: str, va: int, allows=lambda w: True) -> Optional[str]:
+        """"CR2 0x400000 is mapped in root 'proc 1' (0x256000), not in the active root
+        'kernel' (0x130000)", or None when no other root maps it."""
+        found = self.mapped_elsewhere(va, allows)
+        if not found:
+            return None
+        return "%s %#x is mapped in root %s, not in the active root %s" % (
+            what, va, " and ".join(k.label() for k in found), self.label())
+
+
+# ---- permissions -----------------------------------------------------------------------------
+
+def denying_levels(walk: Walk, bit: int, denies_when_set: bool) -> list[str]:
+    """'PML4[511]'-style names of the levels whose entry has @p bit set (or clear) in the way
+    that denies the access."""
+    names = []
+    for level in walk.levels:
+        if level.raw is None:
+            continue
+        if bool(level.raw & bit) == denies_when_set:
+            names.append("%s[%d]" % (level.name, level.index))
+    return names
+
+
+# ---- QEMU's exception log --------------------------------------------------------------------
+
+@dataclass
+class LogRun:
+    """Consecutive identical exceptions (same vector, error code, RIP and CR2)."""
+
+    fault: object      # a tools/pagoda/faultlog.Fault
+    count: int = 1
+
+
+@dataclass
+class LogStory:
+    """What the log says: the runs in order, whether it ends in a triple fault, and whether
+    only part of a large log was read (then counts are lower bounds)."""
+
+    runs: list[LogRun] = field(default_factory=list)
+    triple_fault: bool = False
+    partial: bool = False
+    size: int = 0
+
+    @property
+    def empty(self) -> bool:
+        return not self.runs and not self.triple_fault
+
+    @property
+    def first(self):
+        return self.runs[0].fault if self.runs else None
+
+    def loop(self, threshold: int = 3) -> Optional[LogRun]:
+        """The run the log ends with, when the CPU was taking the same exception again and
+        again (no triple fault after it)."""
+        if self.runs and not self.triple_fault and self.runs[-1].count >= threshold:
+            return self.runs[-1]
+        return None
+
+    def total(self) -> int:
+        return sum(run.count for run in self.runs)
+
+    def chain(self, mnemonic: Callable[[object], str], limit: int = 6) -> str:
+        """'#PF -> #DF -> triple fault', '#PF -> #PF x38317' (x N: N identical in a row)."""
+        parts = []
+        for run in self.runs:
+            parts.append(mnemonic(run.fault) + (" x%d" % run.count if run.count > 1 else ""))
+        if len(parts) > limit:
+            parts = parts[:limit - 2] + ["..."] + parts[-2:]
+        if self.triple_fault:
+            parts.append("triple fault")
+        return " -> ".join(parts)
+
+
+def story_from_faults(faults: list, triple_fault: bool, partial: bool = False,
+                      size: int = 0) -> LogStory:
+    """Groups the exceptions of a parsed log (objects with vector, error, rip, cr2) into runs
+    of identical consecutive ones."""
+    story = LogStory(triple_fault=triple_fault, partial=partial, size=size)
+    for fault in faults:
+        key = (fault.vector, fault.error, fault.rip, fault.cr2)
+        last = story.runs[-1] if story.runs else None
+        if last is not None and (last.fault.vector, last.fault.error, last.fault.rip,
+                                 last.fault.cr2) == key:
+            last.count += 1
+        else:
+            story.runs.append(LogRun(fault))
+    return story

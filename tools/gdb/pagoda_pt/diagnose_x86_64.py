@@ -1,0 +1,754 @@
+"""x86_64 rules of fault-why (pure): trap frames, what delivering an exception needs (IDT gate,
+handler, stack, IST, GDT, TSS), and the sentences that name a cause.
+
+The GDB layer (pagoda_gdb/faults_x86_64.py) gathers an X86Facts from the stopped machine;
+tests build one from synthetic tables.  explain(facts) returns the lines fault-why prints, the
+last one always "verdict: ...".
+
+Two situations:
+  * a trap frame (the kernel's handler x86_trap is on the stack): the exception it handles,
+    checked for sanity first (a frame that fails is not decoded);
+  * the CPU as it is (a triple fault paused the machine, Ctrl-C in an exception loop, or just
+    a breakpoint): everything delivering an exception would need, walked in the active root.
+Reference for the layouts: Intel SDM Vol. 3A, 6.10-6.14 (IDT, gates, stack frame, error
+codes) and 8.7 (64-bit TSS).  Only the layouts were taken from there.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+from . import x86_64
+from .diagnose import Explanation, LogStory, Roots, denying_levels
+from .format import format_gp_error, format_pf_error, format_walk
+from .model import PAGE_SIZE_4K, Walk
+from .regs import CR0_PE, EFER_LMA, decode_gp_error, decode_pf_error, paging_mode
+from .roots import MISSING, RootTable, top_level, top_level_problem
+
+EXCEPTIONS = {
+    0: ("#DE", "divide error"), 1: ("#DB", "debug"), 2: ("NMI", "non-maskable interrupt"),
+    3: ("#BP", "breakpoint"), 4: ("#OF", "overflow"), 5: ("#BR", "bound range exceeded"),
+    6: ("#UD", "invalid opcode"), 7: ("#NM", "device not available"),
+    8: ("#DF", "double fault"), 10: ("#TS", "invalid TSS"), 11: ("#NP", "segment not present"),
+    12: ("#SS", "stack-segment fault"), 13: ("#GP", "general protection fault"),
+    14: ("#PF", "page fault"), 16: ("#MF", "x87 error"), 17: ("#AC", "alignment check"),
+    18: ("#MC", "machine check"), 19: ("#XM", "SIMD error"), 20: ("#VE", "virtualization"),
+    21: ("#CP", "control protection"), 29: ("#VC", "VMM communication"),
+    30: ("#SX", "security exception"),
+}
+DOUBLE_FAULT, GENERAL_PROTECTION, PAGE_FAULT = 8, 13, 14
+SELECTOR_VECTORS = (10, 11, 12, 13)
+# Vectors for which the CPU pushes an error code (the stubs push 0 for the others).
+ERROR_CODE_VECTORS = frozenset((8, 10, 11, 12, 13, 14, 17, 21, 29, 30))
+VECTORS = 256
+FIRST_INTERRUPT = 32
+
+# The TrapFrame of arch/x86_64/trap_frame.hpp, lowest address first (used when GDB has no
+# debug type for it).
+TRAP_FRAME_FIELDS = ("r15", "r14", "r13", "r12", "r11", "r10", "r9", "r8", "rbp", "rdi",
+                     "rsi", "rdx", "rcx", "rbx", "rax", "vector", "error", "rip", "cs",
+                     "rflags", "rsp", "ss")
+TRAP_FRAME_SIZE = 8 * len(TRAP_FRAME_FIELDS)
+
+# What the CPU pushes for an exception in 64-bit mode: SS, RSP, RFLAGS, CS, RIP and maybe an
+# error code, after aligning RSP down to 16 bytes.
+PUSHED_BYTES = 6 * 8
+STACK_ALIGN = 16
+
+# RFLAGS: bit 1 is always 1; bits 3, 5, 15 and 22-63 are always 0.
+RFLAGS_ALWAYS_ONE = 1 << 1
+RFLAGS_ALWAYS_ZERO = (1 << 3) | (1 << 5) | (1 << 15) | ~((1 << 22) - 1) & ((1 << 64) - 1)
+SELECTOR_TI = 1 << 2
+SELECTOR_RPL = 3
+PF_ERROR_BITS = 0x807F          # P W U RSVD I/D PK SS and SGX (bit 15)
+
+# ---------------------------------------------------------------------------------------
+# IDT gate descriptor, 64-bit mode (16 bytes; in 32-bit protected mode gates are 8 bytes and
+# have no IST field, in real mode the IVT has 4-byte entries):
+#
+#   127          96 95            64 63   48 47 46 45 44 43  40 39 35 34 32 31     16 15      0
+#  +--------------+----------------+-------+--+-----+--+------+-----+-----+---------+---------+
+#  |   reserved   |  offset 63:32  |off31:16| P| DPL |0 | type |  0  | IST | selector|off 15:0 |
+#  +--------------+----------------+-------+--+-----+--+------+-----+-----+---------+---------+
+#   type 0xE interrupt gate, 0xF trap gate; IST 0: the current stack, n: TSS.IST[n]
+#
+# 64-bit TSS (104 bytes): RSP0-2 at offsets 4, 12, 20; IST1-7 at 36 + 8 * (n - 1).
+# ---------------------------------------------------------------------------------------
+GATE_BYTES = {"long": 16, "protected": 8, "real": 4}
+_GATE = struct.Struct("<HHBBHII")
+GATE_PRESENT = 0x80
+GATE_TYPES = {0xE: "interrupt gate", 0xF: "trap gate"}
+TSS_RSP0 = 4
+TSS_IST1 = 36
+TSS_IST_SLOTS = 7
+# The reset value of IDTR: no IDT was ever loaded.
+RESET_IDT = (0, 0xFFFF)
+
+
+def exception_name(vector: int) -> str:
+    if vector in EXCEPTIONS:
+        mnemonic, name = EXCEPTIONS[vector]
+        return "%s %s (vector %d)" % (mnemonic, name, vector)
+    if vector >= FIRST_INTERRUPT:
+        return "interrupt vector %d (not an exception)" % vector
+    return "reserved exception vector %d" % vector
+
+
+def mnemonic(vector: int) -> str:
+    return EXCEPTIONS.get(vector, ("vector %d" % vector,))[0]
+
+
+def idt_vectors(limit: int, mode: str) -> int:
+    """How many vectors an IDT with this limit can deliver in @p mode ('long', 'protected',
+    'real'): gate v needs bytes [v * size, v * size + size - 1] within the limit, and there
+    are only 256 vectors however large the limit is."""
+    return min(VECTORS, (limit + 1) // GATE_BYTES[mode])
+
+
+def cpu_mode(cr0: int, efer: int) -> str:
+    """'long' (IA-32e: EFER.LMA), 'protected' (CR0.PE) or 'real': what an IDT gate looks like."""
+    if cr0 & CR0_PE and efer & EFER_LMA:
+        return "long"
+    return "protected" if cr0 & CR0_PE else "real"
+
+
+@dataclass
+class Gate:
+    handler: int
+    selector: int
+    ist: int
+    type: int
+    dpl: int
+    present: bool
+
+
+def decode_gate(data: bytes) -> Gate:
+    """A 64-bit IDT gate from its 16 bytes."""
+    low, selector, ist, attr, mid, high, _ = _GATE.unpack(data)
+    return Gate(handler=low | mid << 16 | high << 32, selector=selector, ist=ist & 7,
+                type=attr & 0xF, dpl=attr >> 5 & 3, present=bool(attr & GATE_PRESENT))
+
+
+def trap_frame_problems(fields: dict, gdt_limit: Optional[int] = None) -> list[str]:
+    """Why the 22 words at a trap-frame address cannot be a frame x86_trap_common built ([]
+    when they can): what the CPU and the stubs push has a fixed shape."""
+    problems = []
+    vector, error = fields["vector"], fields["error"]
+    if vector >= VECTORS:
+        problems.append("vector %#x is not below 256" % vector)
+    elif vector not in ERROR_CODE_VECTORS and error != 0:
+        problems.append("error code %#x for vector %d, which has none (the stub pushes 0)"
+                        % (error, vector))
+    elif vector == PAGE_FAULT and error & ~PF_ERROR_BITS:
+        problems.append("page-fault error code %#x has undefined bits set" % error)
+    cs, ss, rflags = fields["cs"], fields["ss"], fields["rflags"]
+    if cs > 0xFFFF or cs & ~SELECTOR_RPL == 0 or cs & SELECTOR_TI:
+        problems.append("CS %#x is not a GDT code selector" % cs)
+    elif gdt_limit is not None and (cs | 7) > gdt_limit:
+        problems.append("CS %#x is beyond the GDT (limit %#x)" % (cs, gdt_limit))
+    if ss > 0xFFFF or (ss and (ss & SELECTOR_TI or ss & SELECTOR_RPL != cs & SELECTOR_RPL)):
+        problems.append("SS %#x does not go with CS %#x" % (ss, cs))
+    if not rflags & RFLAGS_ALWAYS_ONE or rflags & RFLAGS_ALWAYS_ZERO:
+        problems.append("RFLAGS %#x has a reserved bit wrong" % rflags)
+    for name in ("rip", "rsp"):
+        if not x86_64.is_canonical(fields[name]):
+            problems.append("%s %#x is not canonical" % (name.upper(), fields[name]))
+    return problems
+
+
+# ---- facts -----------------------------------------------------------------------------------
+
+@dataclass
+class KernelImage:
+    """Where the kernel is linked: [start, end) at virtual = physical + virt_offset (the linker
+    script's __kernel_start/__kernel_end/__kernel_virt_offset), its text, the trap entry
+    stubs (x86_vector_stubs, 16 bytes per vector) and its sections (text, rodata, data)."""
+
+    start: int
+    end: int
+    virt_offset: int
+    text_start: int = 0
+    text_end: int = 0
+    trap_entry: Optional[int] = None
+    sections: tuple = ()     # ((name, start, end), ...): the linker script's section bounds
+
+    def section_of(self, va: int) -> Optional[tuple]:
+        """(name, start, end) of the section that holds @p va, or None."""
+        for section in self.sections:
+            if section[1] <= va < section[2]:
+                return section
+        return None
+
+    def phys_of(self, va: int) -> Optional[int]:
+        if self.start <= va < self.end:
+            return va - self.virt_offset
+        return None
+
+    def stub_vector(self, va: int) -> Optional[int]:
+        if self.trap_entry is not None and self.trap_entry <= va < self.trap_entry + 16 * VECTORS:
+            return (va - self.trap_entry) // 16
+        return None
+
+
+@dataclass
+class TrapFrameAt:
+    """The frame x86_trap was given: where it is, the GDB frame number of x86_trap, and its
+    fields (None with read_error when it could not be read)."""
+
+    address: int
+    level: int
+    fields: Optional[dict] = None
+    read_error: Optional[str] = None
+
+
+@dataclass
+class X86Facts:
+    """What explain() reasons about.  regs: cr0, cr2 (None if unknown), cr3, cr4, efer, rip,
+    rsp of the CPU now; idt/gdt: (base, limit); tr: (selector, base, limit); stop: the signal
+    of the last stop ('SIGQUIT' when QEMU paused the machine at a shutdown: a triple fault,
+    'SIGINT' for Ctrl-C, 'SIGTRAP' for a breakpoint or step)."""
+
+    regs: dict
+    read_phys: Callable[[int, int], bytes]
+    pa_bits: int = x86_64.DEFAULT_MAXPHYADDR
+    idt: Optional[tuple] = None
+    gdt: Optional[tuple] = None
+    tr: Optional[tuple] = None
+    roots: Optional[RootTable] = None
+    image: Optional[KernelImage] = None
+    trap: Optional[TrapFrameAt] = None
+    stop: Optional[str] = None
+    log: Optional[LogStory] = None
+    log_hint: str = ""
+    symbol: Callable[[int], str] = lambda address: ""
+    instruction: Callable[[int], Optional[str]] = lambda address: None
+
+
+def _near_stack(cr2: Optional[int], rsp: int) -> bool:
+    """Is CR2 where the CPU or the code touched the stack at RSP (a push of up to the six
+    words of an exception frame below it, or a pop/ret just at or above it)?"""
+    if cr2 is None:
+        return False
+    return (rsp & ~(STACK_ALIGN - 1)) - PUSHED_BYTES - 16 <= cr2 <= rsp + 16
+
+
+ADDR = "0x%016x"
+NOTHING_RANK = 99
+
+
+class _Explainer:
+    def __init__(self, f: X86Facts):
+        self.f = f
+        self.ex = Explanation()
+        regs = f.regs
+        self.cr2 = regs.get("cr2")
+        self.active = regs["cr3"] & ((1 << f.pa_bits) - 1) & ~(PAGE_SIZE_4K - 1)
+        self.roots = Roots(x86_64.ARCH, f.read_phys, regs, self.active, f.roots, f.pa_bits)
+        self.mode = cpu_mode(regs.get("cr0", 0), regs.get("efer", 0))
+        self.cr2_first = None
+        self.trap_vector = None
+
+    # -- helpers ---------------------------------------------------------------------------
+    def name(self, va: int) -> str:
+        symbol = self.f.symbol(va) if va else ""
+        return "  " + symbol if symbol else ""
+
+    def short(self, va: int) -> str:
+        """'0x... (pagoda::kmain+12)' without section details."""
+        symbol = self.f.symbol(va) if va else ""
+        symbol = symbol.split(" in section ")[0]
+        return "%#x%s" % (va, " (%s)" % symbol if symbol else "")
+
+    def read_virt(self, va: int, size: int) -> Optional[bytes]:
+        w = self.roots.walk(va)
+        last = self.roots.walk(va + size - 1)
+        if not w.mapped or not last.mapped or last.pa - w.pa != size - 1:
+            return None
+        try:
+            return self.f.read_phys(w.pa, size)
+        except Exception:  # noqa: BLE001
+            return None
+
+    def check_line(self, label: str, va: int, w: Walk, problem: Optional[str]) -> str:
+        text = "  %-12s %s " % (label, ADDR % va)
+        if problem:
+            return text + problem
+        return text + "ok -> PA %s %s" % (ADDR % w.pa, w.perms.rwx())
+
+    def log_context(self):
+        """The chain from QEMU's log, appended to the verdict; a loop is called a loop."""
+        story = self.f.log
+        if story is None:
+            # How the machine got here matters when it died, not for a fault it reported.
+            if self.f.log_hint and self.trap_vector in (None, DOUBLE_FAULT) and \
+                    any(f.rank < NOTHING_RANK for f in self.ex.findings):
+                self.ex.context.append(self.f.log_hint)
+            return
+        if story.empty:
+            self.ex.line("QEMU's exception log: no exception logged")
+            return
+        first = story.first
+        text = "first %s at RIP %s" % (mnemonic(first.vector), self.short(first.rip))
+        if first.cr2 is not None and first.vector == PAGE_FAULT:
+            text += ", CR2 %#x, error %#x" % (first.cr2, first.error)
+        count = story.total()
+        self.ex.line("QEMU's exception log: %s; %s%d exception%s logged: %s" % (
+            text, "at least " if story.partial else "", count, "" if count == 1 else "s",
+            story.chain(lambda fault: mnemonic(fault.vector))))
+        loop = story.loop()
+        context = "QEMU's log: " + story.chain(lambda fault: mnemonic(fault.vector), limit=4)
+        if loop is not None:
+            fault = loop.fault
+            context += "; a loop: %s%d x %s at RIP %s%s, and no triple fault" % (
+                "at least " if story.partial else "", loop.count, mnemonic(fault.vector),
+                self.short(fault.rip), ", CR2 %#x" % fault.cr2 if fault.cr2 is not None else "")
+        self.ex.context.append(context)
+
+    # -- top level -------------------------------------------------------------------------
+    def explain(self) -> list[str]:
+        f = self.f
+        mode = paging_mode(f.regs.get("cr0", 0), f.regs.get("cr4", 0), f.regs.get("efer", 0))
+        trap = f.trap
+        if trap is not None and trap.fields is not None:
+            gdt_limit = f.gdt[1] if f.gdt else None
+            problems = trap_frame_problems(trap.fields, gdt_limit)
+            if problems:
+                self.ex.line("not a trap frame: the %d bytes at %s that x86_trap (frame #%d) "
+                             "was given fail its checks (%s); not decoding them" % (
+                                 TRAP_FRAME_SIZE, ADDR % trap.address, trap.level,
+                                 "; ".join(problems)))
+                self.ex.context.append("x86_trap's frame at %#x is not a trap frame"
+                                       % trap.address)
+                trap = None
+        elif trap is not None:
+            self.ex.line("cannot read x86_trap's frame at %s: %s" % (ADDR % trap.address,
+                                                                  trap.read_error))
+            trap = None
+        if mode != "4-level":
+            self.paging_not_on(mode, trap)
+        elif trap is not None:
+            self.trap_vector = trap.fields["vector"]
+            self.trap_frame(trap)
+        else:
+            self.cpu_as_is()
+        self.log_context()
+        return self.ex.render()
+
+    def paging_not_on(self, mode: str, trap):
+        self.ex.line("paging mode: %s: addresses are %s, there are no page tables to walk" % (
+            mode, "physical" if mode == "disabled" else "translated by %s tables" % mode))
+        if trap is not None:
+            self.trap_header(trap)
+            self.ex.find(60, "%s at RIP %s" % (exception_name(trap.fields["vector"]),
+                                              self.short(trap.fields["rip"])))
+        self.idt_line()
+
+    def idt_line(self):
+        idt = self.f.idt
+        if idt is None:
+            return None
+        base, limit = idt
+        count = idt_vectors(limit, self.mode)
+        text = "  IDT          base %s limit %#x (%d vectors, %d-byte %s-mode gates)" % (
+            ADDR % base, limit, count, GATE_BYTES[self.mode], self.mode)
+        if (base, limit) == RESET_IDT:
+            text += "  the reset value: no IDT loaded yet"
+        self.ex.line(text)
+        return count
+
+    # -- a trap frame ----------------------------------------------------------------------
+    def trap_header(self, trap: TrapFrameAt):
+        tf = trap.fields
+        cpl = tf["cs"] & 3
+        self.ex.line("trap frame at %s (x86_trap, frame #%d)" % (ADDR % trap.address,
+                                                                 trap.level))
+        self.ex.line("  exception  %s in %s mode (CPL %d)" % (
+            exception_name(tf["vector"]), "user" if cpl == 3 else "kernel", cpl))
+        self.ex.line("  RIP        %s%s" % (ADDR % tf["rip"], self.name(tf["rip"])))
+        self.ex.line("  RSP        %s" % (ADDR % tf["rsp"]))
+
+    def trap_frame(self, trap: TrapFrameAt):
+        tf = trap.fields
+        self.trap_header(trap)
+        vector, error, rip = tf["vector"], tf["error"], tf["rip"]
+        if vector == PAGE_FAULT:
+            self.page_fault(tf)
+        elif vector == DOUBLE_FAULT:
+            self.double_fault(tf)
+        else:
+            if vector in SELECTOR_VECTORS:
+                self.ex.line("  " + format_gp_error(decode_gp_error(error), mnemonic(vector)))
+            elif error:
+                self.ex.line("  error code %#x" % error)
+            insn = self.f.instruction(rip) if vector < FIRST_INTERRUPT else None
+            if insn:
+                self.ex.line("  instruction: " + insn)
+            w = self.roots.walk(rip)
+            if not w.mapped:
+                self.ex.find(6, "the code at RIP %s is not mapped in the active root %s (%s)"
+                             % (self.short(rip), self.roots.label(), w.stop_reason))
+            what = "%s at RIP %s" % (exception_name(vector), self.short(rip))
+            if vector >= FIRST_INTERRUPT:
+                self.ex.find(60, what + " with no handler for it")
+            else:
+                self.ex.find(60, what + ": not a paging fault; the instruction and `bt` "
+                                        "show what it did")
+
+    def page_fault(self, tf: dict):
+        cr2, rip, rsp = self.cr2, tf["rip"], tf["rsp"]
+        decoded = decode_pf_error(tf["error"])
+        self.ex.line("  " + format_pf_error(decoded, cr2))
+        if cr2 is None:
+            self.ex.find(50, "a page fault at RIP %s, but CR2 is not readable" % self.short(rip))
+            return
+        self.ex.line("walk of CR2 in the active root %s:" % self.roots.label())
+        w = self.roots.walk(cr2)
+        self.ex.line(format_walk(w))
+        self.page_fault_rules(decoded, w, cr2, rip, rsp)
+
+    def page_fault_rules(self, decoded, w: Walk, cr2: int, rip: int, rsp: int):
+        ex, roots = self.ex, self.roots
+        kva = self.virtual_address_in_entry(w)
+        if kva:
+            ex.find(4, kva)
+        if decoded.reserved_bit and not kva:
+            ex.find(20, "an entry on the way to CR2 %#x has a reserved bit set: %s"
+                    % (cr2, w.stop_reason))
+        if not decoded.present or not w.mapped:
+            if w.mapped:
+                ex.find(30, "CR2 %#x is mapped now, but was not when the CPU faulted: the "
+                            "mapping was added afterwards, the fault came from another root, "
+                            "or a stale TLB entry was used (missing invlpg or CR3 reload)" % cr2)
+                return
+            if _near_stack(cr2, rsp):
+                ex.find(5, self.stack_sentence("the interrupted stack pointer", rsp, cr2))
+            fetch = decoded.fetch and cr2 >> 12 == rip >> 12
+            rounded = self.section_end_sentence(cr2, "the code at RIP" if fetch else "CR2")
+            if rounded:
+                ex.find(5, rounded)
+            if fetch:
+                ex.find(6, self.code_sentence(rip))
+            elsewhere = roots.elsewhere_sentence("CR2", cr2)
+            if elsewhere:
+                ex.find(12, elsewhere + ": the mapping was written into a root that is not "
+                                        "the active one")
+            ex.find(40, "CR2 %#x is not mapped in the active root %s (%s): map it, or find "
+                        "why the kernel touched it (RIP's code, `bt`)"
+                    % (cr2, roots.label(), w.stop_reason))
+            return
+        self.permission_rules(decoded, w, cr2)
+
+    def permission_rules(self, decoded, w: Walk, cr2: int):
+        cr0, cr4 = self.f.regs.get("cr0", 0), self.f.regs.get("cr4", 0)
+        perms, leaf = w.perms, w.levels[-1]
+        reasons = []
+
+        def denial(what: str, bit: int, denies_when_set: bool, bit_name: str):
+            levels = denying_levels(w, bit, denies_when_set)
+            tables = [name for name in levels if not name.startswith(leaf.name + "[")]
+            text = "%s (%s in %s)" % (what, bit_name, ", ".join(levels))
+            if tables and len(tables) == len(levels):
+                text += (": the table entries on the way deny it while the leaf %s[%d] allows "
+                         "it; on x86_64 every level must allow an access, so the tables were "
+                         "linked without %s" % (leaf.name, leaf.index, bit_name.split("=")[0]))
+            reasons.append(text)
+
+        if decoded.write and not perms.write and (decoded.user or cr0 & x86_64.CR0_WP):
+            denial("a write to a read-only page", x86_64.PTE_RW, False, "RW=0")
+        if decoded.user and not perms.user:
+            denial("a user-mode access to a supervisor page", x86_64.PTE_US, False, "US=0")
+        if decoded.fetch and not perms.execute:
+            denial("an instruction fetch from a no-execute page", x86_64.PTE_NX, True, "NX=1")
+        if not decoded.user and perms.user:
+            if decoded.fetch and cr4 & x86_64.CR4_SMEP:
+                reasons.append("the kernel fetched an instruction from a user page "
+                               "(CR4.SMEP=1)")
+            elif not decoded.fetch and cr4 & x86_64.CR4_SMAP:
+                reasons.append("the kernel touched a user page with EFLAGS.AC=0 (CR4.SMAP=1)")
+        if reasons:
+            self.ex.find(20, "CR2 %#x: %s" % (cr2, "; ".join(reasons)))
+        else:
+            self.ex.find(30, "the walk of CR2 %#x now allows this access: the tables were "
+                             "changed after the fault, or the CPU used a stale TLB entry "
+                             "(missing invlpg?)" % cr2)
+
+    def virtual_address_in_entry(self, w: Walk) -> Optional[str]:
+        for level in w.levels[:-1] if w.mapped else w.levels:
+            if level.raw is None or not level.raw & x86_64.PTE_P:
+                continue
+            va = x86_64.kernel_va_in(level.raw)
+            if va is not None:
+                return ("%s[%d] = %#018x holds %#x, which looks like a kernel virtual address, "
+                        "not a physical one: a table entry must hold the physical address of "
+                        "the next table (virt_to_phys)" % (level.name, level.index, level.raw,
+                                                           va))
+        return None
+
+    def stack_sentence(self, what: str, rsp: int, cr2: Optional[int]) -> str:
+        found = self.roots.mapped_elsewhere(rsp, lambda w: w.perms.write)
+        also = " (it is mapped in root %s)" % " and ".join(k.label() for k in found) \
+            if found else ""
+        source = ""
+        if self.cr2_first is not None and _near_stack(self.cr2_first, rsp):
+            cr2, source = self.cr2_first, " (the first #PF, in QEMU's log)"
+        if cr2 is not None and _near_stack(cr2, rsp):
+            if cr2 == rsp:
+                head = "CR2 %#x%s equals %s" % (cr2, source, what)
+            else:
+                head = "CR2 %#x%s is %d bytes %s %s %#x" % (
+                    cr2, source, abs(rsp - cr2), "below" if cr2 < rsp else "above", what, rsp)
+        else:
+            head = "the stack at %s %#x" % (what, rsp)
+        return ("%s: the kernel stack is not mapped in the active root %s%s, so the CPU "
+                "could not push the exception frame" % (head, self.roots.label(), also))
+
+    def section_end_sentence(self, va: int, what: str) -> Optional[str]:
+        """When @p va is on the last page of a kernel section, that page is not mapped and the
+        rest of the section is: the section was mapped with its end rounded down."""
+        image = self.f.image
+        section = image.section_of(va) if image else None
+        if section is None:
+            return None
+        name, start, end = section
+        first, last = start & ~(PAGE_SIZE_4K - 1), (end - 1) & ~(PAGE_SIZE_4K - 1)
+        if va & ~(PAGE_SIZE_4K - 1) != last or last == first or self.roots.walk(va).mapped:
+            return None
+        if not (self.roots.walk(first).mapped and self.roots.walk(last - PAGE_SIZE_4K).mapped):
+            return None
+        return ("%s %s is on the last page of %s (%#x-%#x), which the active root %s does not "
+                "map while the rest of %s is mapped: the section's end %#x was rounded down "
+                "instead of up when it was mapped" % (what, self.short(va), name, start, end - 1,
+                                                      self.roots.label(), name, end))
+
+    def code_sentence(self, rip: int) -> str:
+        """Why the code at RIP cannot be fetched: mapped at its physical address instead of
+        its link address, or mapped only in another root, or simply not mapped."""
+        w = self.roots.walk(rip)
+        image = self.f.image
+        pa = image.phys_of(rip) if image else None
+        if pa is not None:
+            alias = self.roots.walk(pa)
+            if alias.mapped and alias.pa == pa:
+                return ("the code at RIP %s is not mapped in the active root %s, but its frame "
+                        "%#x is mapped there at VA %#x: the kernel text was mapped at its "
+                        "physical address instead of where it is linked (%#x + PA)"
+                        % (self.short(rip), self.roots.label(), pa & ~(PAGE_SIZE_4K - 1),
+                           pa & ~(PAGE_SIZE_4K - 1), image.virt_offset))
+        if w.mapped:
+            return ("the code at RIP %s is mapped without execute permission in the active root "
+                    "%s (NX=1 in %s): the CPU cannot fetch it" % (
+                        self.short(rip), self.roots.label(),
+                        ", ".join(denying_levels(w, x86_64.PTE_NX, True))))
+        elsewhere = self.roots.elsewhere_sentence("RIP", rip, lambda x: x.perms.execute)
+        if elsewhere:
+            return "the code at " + elsewhere + ": the CPU cannot fetch it"
+        return ("the code at RIP %s is not mapped in the active root %s (%s): the CPU cannot "
+                "fetch it" % (self.short(rip), self.roots.label(), w.stop_reason))
+
+    def double_fault(self, tf: dict):
+        rip, rsp = tf["rip"], tf["rsp"]
+        self.ex.line("  a double fault: the CPU could not deliver an exception raised at RIP "
+                     "(RIP and RSP above are where that one happened)")
+        if self.cr2 is not None:
+            self.ex.line("  CR2        %s  (the last page-fault address)" % (ADDR % self.cr2))
+        self.ex.line("walk of the interrupted RSP in the active root %s:" % self.roots.label())
+        self.ex.line(format_walk(self.roots.walk(rsp)))
+        # The exception that could not be delivered: QEMU's log knows; else the usual two.
+        first = self.f.log.first if self.f.log is not None else None
+        if first is not None and first.vector == PAGE_FAULT and first.rip == rip:
+            self.cr2_first = first.cr2
+        vectors = (first.vector,) if first is not None and first.vector != DOUBLE_FAULT \
+            else (PAGE_FAULT, GENERAL_PROTECTION)
+        self.delivery(rsp, tf["cs"] & 3, vectors)
+        self.ex.find(60, "a double fault at RIP %s: an exception there could not be delivered"
+                     % self.short(rip))
+
+    # -- what delivering an exception needs ------------------------------------------------
+    def delivery(self, rsp: int, cpl: int, vectors) -> None:
+        """Checks and prints what delivering each of @p vectors from the code at RSP needs:
+        its gate in the IDT, the handler's code, the stack the frame is pushed onto, the GDT
+        and the TSS."""
+        f, ex, roots = self.f, self.ex, self.roots
+        ex.line("what delivering an exception needs, walked in the active root %s:"
+                % roots.label())
+        lines = []
+
+        def check(label, va, need_write=False, need_exec=False, rank=None, why=""):
+            w = roots.walk(va)
+            problem = None
+            if not w.mapped:
+                problem = "NOT MAPPED: " + w.stop_reason
+            elif need_write and not w.perms.write:
+                problem = "READ-ONLY: the CPU pushes the exception frame here"
+            elif need_exec and not w.perms.execute:
+                problem = "NOT EXECUTABLE"
+            lines.append(self.check_line(label, va, w, problem))
+            if problem and rank is not None:
+                ex.find(rank, why or "the %s at %s is not usable in the active root %s: %s" % (
+                    label, self.short(va), roots.label(), problem))
+            return problem is None
+
+        stack_top = (rsp & ~(STACK_ALIGN - 1))
+        for va in (stack_top - 8, stack_top - PUSHED_BYTES):
+            w = roots.walk(va)
+            if not w.mapped or not w.perms.write:
+                lines.append(self.check_line("stack", va, w, "NOT MAPPED: " + w.stop_reason
+                                             if not w.mapped else "READ-ONLY: the CPU pushes "
+                                             "the exception frame here"))
+                ex.find(5, self.stack_sentence("the stack pointer" if f.trap is None else
+                                               "the interrupted stack pointer", rsp, self.cr2))
+                break
+        else:
+            lines.append("  %-12s %s-%s ok (the %d bytes an exception frame takes)" % (
+                "stack", ADDR % (stack_top - PUSHED_BYTES), ADDR % (stack_top - 1),
+                PUSHED_BYTES))
+        idt = f.idt
+        tss = f.tr is not None and f.tr[0]
+        tss_ok = bool(tss) and roots.walk(f.tr[1]).mapped
+        if idt is None:
+            lines.append("  IDT          unknown (QEMU's monitor did not say)")
+        else:
+            count = idt_vectors(idt[1], self.mode)
+            for vector in vectors:
+                name = mnemonic(vector)
+                if vector >= count:
+                    lines.append("  %-12s none: the IDT (limit %#x) has %d vectors" % (
+                        name + " gate", idt[1], count))
+                    if count == 0:
+                        ex.find(7, "the IDT (base %#x, limit %#x) is empty: no exception can "
+                                   "be delivered" % idt)
+                    else:
+                        ex.find(7, "the IDT (base %#x, limit %#x) has only %d vectors: a %s "
+                                   "cannot be delivered" % (idt[0], idt[1], count, name))
+                    continue
+                gate_va = idt[0] + 16 * vector
+                if not check(name + " gate", gate_va, rank=8,
+                             why="the IDT at %#x is not mapped in the active root %s: no "
+                                 "exception can be delivered" % (idt[0], roots.label())):
+                    continue
+                data = self.read_virt(gate_va, 16)
+                if data is None:
+                    continue
+                gate = decode_gate(data)
+                if not gate.present:
+                    lines.append("  %-12s not present" % (name + " gate"))
+                    ex.find(8, "the IDT gate of %s is not present" % name)
+                    continue
+                check(name + " handler", gate.handler, need_exec=True, rank=9,
+                      why="the %s handler %s is not mapped (executable) in the active root %s"
+                          % (name, self.short(gate.handler), roots.label()))
+                if gate.ist and tss_ok and f.tr is not None:
+                    ist = self.read_virt(f.tr[1] + TSS_IST1 + 8 * (gate.ist - 1), 8)
+                    if ist is not None:
+                        top = int.from_bytes(ist, "little")
+                        check("%s IST%d" % (name, gate.ist), top - 8, need_write=True, rank=10)
+        if f.gdt is not None:
+            check("GDT", f.gdt[0], rank=11)
+        if tss:
+            check("TSS", f.tr[1], rank=11)
+        for text in lines:
+            ex.line(text)
+
+    # -- the CPU as it is ------------------------------------------------------------------
+    def cpu_as_is(self):
+        f, ex, roots = self.f, self.ex, self.roots
+        regs = f.regs
+        rip, rsp = regs.get("rip", 0), regs.get("rsp", 0)
+        # After a #DF or a triple fault, CR2 holds the last of the faults; QEMU's log has the
+        # first one, which is what the instruction at RIP did.
+        first = f.log.first if f.log is not None else None
+        if first is not None and first.vector == PAGE_FAULT and first.rip == rip and \
+                first.cr2 is not None:
+            self.cr2_first = first.cr2
+        ex.line("no trap frame: x86_trap is not on the stack; looking at the CPU as it is")
+        if f.stop == "SIGQUIT":
+            ex.line("QEMU paused the machine at a shutdown or reset: after a triple fault the "
+                    "registers are those of the instruction whose exception could not be "
+                    "delivered")
+        elif f.stop == "SIGINT":
+            ex.line("the machine was running when it was interrupted (Ctrl-C)")
+        ex.line("  RIP          %s%s" % (ADDR % rip, self.name(rip)))
+        insn = f.instruction(rip)
+        ex.line("  instruction: " + (insn or "<not readable at RIP>"))
+        ex.line("  RSP          %s" % (ADDR % rsp))
+        if self.cr2 is not None:
+            ex.line("  CR2          %s  (the last page-fault address; 0 if none since boot)"
+                    % (ADDR % self.cr2))
+        ex.line("  CR3          %s  active root %s" % (ADDR % regs["cr3"], roots.label()))
+        self.idt_line()
+        self.root_shape()
+        w = roots.walk(rip)
+        ex.line("  %-12s %s %s" % ("RIP", ADDR % rip, "ok -> PA %s %s" % (
+            ADDR % w.pa, w.perms.rwx()) if w.mapped else "NOT MAPPED: " + w.stop_reason))
+        if not w.mapped or not w.perms.execute:
+            sentence = self.code_sentence(rip)
+            ex.find(4 if "physical address" in sentence else 6, sentence)
+            rounded = self.section_end_sentence(rip, "the code at RIP")
+            if rounded:
+                ex.find(5, rounded)
+        first = f.log.first if f.log is not None else None
+        vectors = (PAGE_FAULT, DOUBLE_FAULT)
+        if first is not None and first.vector not in vectors:
+            vectors = (first.vector,) + vectors
+        self.delivery(rsp, 0, vectors)
+        if self.cr2:
+            cw = roots.walk(self.cr2)
+            ex.line(self.check_line("CR2", self.cr2, cw, None if cw.mapped else
+                                    "NOT MAPPED: " + cw.stop_reason))
+        self.loop_without_log(rip)
+        if f.stop == "SIGQUIT" and not ex.findings:
+            ex.find(70, "the machine triple-faulted, but everything delivering an exception "
+                        "needs is usable now")
+        if not ex.findings:
+            ex.find(NOTHING_RANK, "nothing is wrong that I can see: no exception is being handled, and "
+                        "the code at RIP, the stack, the IDT's gates and handlers, the GDT and "
+                        "the TSS are usable in the active root")
+
+    def root_shape(self):
+        """An empty root, or one without the kernel half: the most fundamental causes."""
+        f, ex = self.f, self.ex
+        kernel = f.roots.kernel() if f.roots else None
+        try:
+            view = top_level(x86_64.ARCH, f.read_phys, self.active,
+                             kernel.root if kernel else None, f.pa_bits)
+        except Exception as err:  # noqa: BLE001
+            ex.find(1, "the active root %s cannot be read: %s" % (self.roots.label(), err))
+            return
+        present = view.present(True) + view.present(False)
+        if present == 0:
+            ex.line("  the active root has no top-level entry present")
+            ex.find(2, "the active root %s is empty: none of its %d top-level entries is "
+                       "present, so no address is mapped (not even the code at RIP)"
+                    % (self.roots.label(), len(view.entries)))
+            return
+        problem = top_level_problem(view)
+        if problem:
+            ex.line("  " + problem)
+            if view.count(MISSING, False) and view.present(False) == 0 or \
+                    view.kernel_root is None:
+                ex.find(3, "the active root %s has no kernel half (%d of %d kernel-half "
+                           "entries present%s): the kernel's code, stacks and handlers are "
+                           "not mapped in it" % (
+                               self.roots.label(), view.present(False),
+                               len(view.entries) - view.kernel_half,
+                               "; the kernel root %s has %d" % (kernel.label(),
+                                                                view.kernel_has(False))
+                               if kernel else ""))
+
+    def loop_without_log(self, rip: int):
+        """Without a log, a machine interrupted on its own #PF entry with CR2 = RIP is in a
+        #PF loop: every exception it delivers faults again at the handler."""
+        f = self.f
+        image = f.image
+        vector = image.stub_vector(rip) if image else None
+        if f.log is None and vector is not None and self.cr2 == rip and f.stop != "SIGQUIT":
+            self.ex.context.append("the CPU is faulting on the first instruction of the %s "
+                                   "handler (RIP = CR2 = %#x): an exception loop, not a "
+                                   "triple fault" % (mnemonic(vector), rip))
+
+
+def explain(facts: X86Facts) -> list[str]:
+    """The lines fault-why prints for @p facts; the last one is the verdict."""
+    return _Explainer(facts).explain()

@@ -1,0 +1,313 @@
+"""fault-why's x86_64 rules (pagoda_pt.diagnose_x86_64) on a synthetic machine: a kernel image
+with text, an IDT, a GDT and TSS, a stack and an IST stack, mapped in synthetic tables; each
+test breaks one thing and checks the verdict line names it."""
+
+import struct
+from collections import namedtuple
+
+import pytest
+
+from pagoda_pt.diagnose import NOTHING_WRONG, story_from_faults
+from pagoda_pt.diagnose_x86_64 import (KernelImage, TrapFrameAt, X86Facts, decode_gate,
+                                       explain, idt_vectors, trap_frame_problems)
+from pagoda_pt.roots import KnownRoot, RootTable
+from ptbuild import NX, P, RW, US, PhysMem, X86Tables
+
+OFFSET = 0xFFFF_FFFF_8000_0000       # the image's link offset: VA = PA + OFFSET
+TEXT = OFFSET + 0x80_0000            # r-x: the trap entry stubs first, then code
+IDT = OFFSET + 0x80_1000             # rw-: 256 gates
+GDT = OFFSET + 0x80_2000             # rw-: GDT at +0, TSS at +0x100
+TSS = GDT + 0x100
+STACK = OFFSET + 0x80_3000           # rw-: two pages, RSP near the top
+IST = OFFSET + 0x80_5000             # rw-: the #DF stack
+IMAGE_END = OFFSET + 0x80_6000
+RSP = STACK + 0x1F80
+CODE = TEXT + 0x1000 - 0x40          # somewhere in the text after the stubs... same page
+PROC_PAGE = 0x40_0000
+
+CR0 = 1 | 1 << 16 | 1 << 31          # PE WP PG
+CR4 = 1 << 5                         # PAE
+EFER = 1 << 8 | 1 << 10 | 1 << 11    # LME LMA NXE
+Fault = namedtuple("Fault", "vector error rip cr2")
+
+
+class Machine:
+    """Physical memory with the image's frames, and a way to build roots that map it."""
+
+    def __init__(self):
+        self.mem = PhysMem(first_free=0x100_0000)
+        for va in range(TEXT, IMAGE_END, 0x1000):
+            self.mem.frames[(va - OFFSET) // 0x1000] = bytearray(0x1000)
+        for vector in range(256):
+            handler = TEXT + 16 * vector
+            gate = struct.pack("<HHBBHII", handler & 0xFFFF, 0x08, 1 if vector == 8 else 0,
+                               0x8E, handler >> 16 & 0xFFFF, handler >> 32, 0)
+            self.write(IDT + 16 * vector, gate)
+        self.write(TSS + 36, struct.pack("<Q", IST + 0x1000))          # IST1
+        self.kernel = self.root()
+
+    def write(self, va, data):
+        pa = va - OFFSET
+        frame = self.mem.frames[pa // 0x1000]
+        frame[pa % 0x1000:pa % 0x1000 + len(data)] = data
+
+    def root(self, skip=(), text_at_pa=False, table_flags=P | RW | US):
+        t = X86Tables(self.mem)
+        pages = [(TEXT, P), (IDT, P | RW | NX), (GDT, P | RW | NX), (STACK, P | RW | NX),
+                 (STACK + 0x1000, P | RW | NX), (IST, P | RW | NX)]
+        for va, flags in pages:
+            if va in skip:
+                continue
+            t.map(va - OFFSET if text_at_pa and va == TEXT else va, va - OFFSET, flags=flags,
+                  table_flags=table_flags)
+        return t
+
+    def facts(self, root=None, rip=CODE, rsp=RSP, cr2=0, trap=None, roots=(), log=None,
+              stop=None, idt=(IDT, 0xFFF), sections=()):
+        root = self.kernel if root is None else root
+        table = RootTable([KnownRoot(self.kernel.root, "kernel", "kernel")] + list(roots))
+        return X86Facts(
+            regs={"cr0": CR0, "cr2": cr2, "cr3": root.root, "cr4": CR4, "efer": EFER,
+                  "rip": rip, "rsp": rsp},
+            read_phys=self.mem, pa_bits=40, idt=idt, gdt=(GDT, 0x37), tr=(0x28, TSS, 0x67),
+            roots=table, image=KernelImage(TEXT, IMAGE_END, OFFSET, TEXT, TEXT + 0x1000, TEXT,
+                                                  tuple(sections)),
+            trap=trap, stop=stop, log=log)
+
+
+def trap(vector, error, **changes):
+    fields = dict.fromkeys(("r15", "r14", "r13", "r12", "r11", "r10", "r9", "r8", "rbp", "rdi",
+                            "rsi", "rdx", "rcx", "rbx", "rax"), 0)
+    fields.update(vector=vector, error=error, rip=CODE, cs=0x08, rflags=0x82, rsp=RSP, ss=0x10)
+    fields.update(changes)
+    return TrapFrameAt(address=IST + 0xF00, level=2, fields=fields)
+
+
+def verdict(lines):
+    assert lines[-1].startswith("verdict: ") and not any(
+        line.startswith("verdict: ") for line in lines[:-1]), lines
+    return lines[-1][len("verdict: "):]
+
+
+@pytest.fixture
+def m():
+    return Machine()
+
+
+def test_nothing_wrong(m):
+    lines = explain(m.facts(stop="SIGTRAP"))
+    assert verdict(lines).startswith(NOTHING_WRONG + ": no exception is being handled")
+    assert any(line.startswith("  #DF IST1") and "ok" in line for line in lines)
+
+
+def test_empty_root(m):
+    empty = X86Tables(m.mem)
+    v = verdict(explain(m.facts(root=empty, stop="SIGQUIT")))
+    assert v == ("the active root %#x is empty: none of its 512 top-level entries is present, "
+                 "so no address is mapped (not even the code at RIP)" % empty.root)
+
+
+def test_root_without_the_kernel_half(m):
+    proc = X86Tables(m.mem)
+    proc.map(PROC_PAGE, 0x30_0000)
+    v = verdict(explain(m.facts(root=proc, roots=[KnownRoot(proc.root, "proc 1", "process")],
+                                stop="SIGQUIT")))
+    assert v.startswith("the active root 'proc 1' (%#x) has no kernel half (0 of 256 kernel-half "
+                        "entries present; the kernel root 'kernel' (%#x) has 1)"
+                        % (proc.root, m.kernel.root))
+
+
+def test_stack_not_mapped_in_the_active_root(m):
+    no_stack = m.root(skip=(STACK + 0x1000,))
+    v = verdict(explain(m.facts(root=no_stack, cr2=RSP, stop="SIGQUIT")))
+    assert v == ("CR2 %#x equals the stack pointer: the kernel stack is not mapped in the active "
+                 "root %#x (it is mapped in root 'kernel' (%#x)), so the CPU could not push the "
+                 "exception frame" % (RSP, no_stack.root, m.kernel.root))
+
+
+def test_text_mapped_at_its_physical_address(m):
+    broken = m.root(text_at_pa=True)
+    v = verdict(explain(m.facts(root=broken, cr2=CODE, stop="SIGQUIT")))
+    assert v.startswith("the code at RIP %#x is not mapped in the active root %#x, but its frame "
+                        "%#x is mapped there at VA %#x: the kernel text was mapped at its "
+                        "physical address instead of where it is linked"
+                        % (CODE, broken.root, TEXT - OFFSET, TEXT - OFFSET))
+
+
+def test_code_only_in_another_root(m):
+    other = m.root(skip=(TEXT,))
+    v = verdict(explain(m.facts(root=other, cr2=CODE, stop="SIGQUIT")))
+    assert v == ("the code at RIP %#x is mapped in root 'kernel' (%#x), not in the active root "
+                 "%#x: the CPU cannot fetch it" % (CODE, m.kernel.root, other.root))
+
+
+def test_code_on_a_no_execute_page(m):
+    v = verdict(explain(m.facts(rip=STACK + 0x40, cr2=STACK + 0x40, stop="SIGINT")))
+    assert v == ("the code at RIP %#x is mapped without execute permission in the active root "
+                 "'kernel' (%#x) (NX=1 in PT[3]): the CPU cannot fetch it"
+                 % (STACK + 0x40, m.kernel.root))
+
+
+def test_empty_idt(m):
+    v = verdict(explain(m.facts(idt=(0, 0), stop="SIGQUIT")))
+    assert v == "the IDT (base 0x0, limit 0x0) is empty: no exception can be delivered"
+
+
+def test_handler_not_executable(m):
+    handler = STACK + 0x100                  # the #PF gate points into the (NX) stack
+    m.write(IDT + 16 * 14, struct.pack("<HHBBHII", handler & 0xFFFF, 0x08, 0, 0x8E,
+                                       handler >> 16 & 0xFFFF, handler >> 32, 0))
+    v = verdict(explain(m.facts(stop="SIGQUIT")))
+    assert v == ("the #PF handler %#x is not mapped (executable) in the active root 'kernel' "
+                 "(%#x)" % (handler, m.kernel.root))
+
+
+def test_page_fault_mapped_only_in_an_inactive_root(m):
+    proc = m.root()
+    proc.map(PROC_PAGE, 0x30_0000, flags=P | RW | NX)
+    facts = m.facts(cr2=PROC_PAGE, trap=trap(14, 0x2),
+                    roots=[KnownRoot(proc.root, "proc 1", "process", 1)])
+    lines = explain(facts)
+    assert "  exception  #PF page fault (vector 14) in kernel mode (CPL 0)" in lines
+    assert verdict(lines) == ("CR2 %#x is mapped in root 'proc 1' (%#x), not in the active root "
+                              "'kernel' (%#x): the mapping was written into a root that is not "
+                              "the active one" % (PROC_PAGE, proc.root, m.kernel.root))
+
+
+def test_page_fault_on_the_last_page_of_a_section_mapped_rounded_down(m):
+    """A section [IDT, STACK + 0x10) spans three pages; mapped with its end rounded down, its
+    last page (STACK) is missing while the two before it are there."""
+    data = (".data", IDT, STACK + 0x10)
+    rounded = m.root(skip=(STACK,))
+    v = verdict(explain(m.facts(root=rounded, cr2=STACK + 8, trap=trap(14, 0x0),
+                                sections=[data])))
+    assert v == ("CR2 %#x is on the last page of .data (%#x-%#x), which the active root %#x does "
+                 "not map while the rest of .data is mapped: the section's end %#x was rounded "
+                 "down instead of up when it was mapped" % (STACK + 8, IDT, STACK + 0xF,
+                                                            rounded.root, STACK + 0x10))
+    # A hole in the middle of a section is something else.
+    holed = m.root(skip=(GDT,))
+    v = verdict(explain(m.facts(root=holed, cr2=GDT + 8, trap=trap(14, 0x0), sections=[data])))
+    assert "rounded down" not in v
+
+
+def test_code_on_the_last_text_page_mapped_rounded_down(m):
+    """The CPU as it is: RIP on the unmapped last page of a text section (here [STACK + 0x1000,
+    IST + 8), two pages), the page before it mapped."""
+    text = (".text", STACK + 0x1000, IST + 8)
+    rounded = m.root(skip=(IST,))
+    rip = IST + 4
+    v = verdict(explain(m.facts(root=rounded, rip=rip, cr2=rip, stop="SIGINT",
+                                sections=[text])))
+    assert v == ("the code at RIP %#x is on the last page of .text (%#x-%#x), which the active "
+                 "root %#x does not map while the rest of .text is mapped: the section's end %#x "
+                 "was rounded down instead of up when it was mapped"
+                 % (rip, STACK + 0x1000, IST + 7, rounded.root, IST + 8)), v
+
+
+def test_page_fault_on_tables_without_the_writable_bit(m):
+    m.kernel.map(PROC_PAGE, 0x30_0000, flags=P | RW | NX, table_flags=P)
+    v = verdict(explain(m.facts(cr2=PROC_PAGE, trap=trap(14, 0x3))))
+    assert v.startswith("CR2 %#x: a write to a read-only page (RW=0 in PML4[0], PDPT[0], PD[2]): "
+                        "the table entries on the way deny it while the leaf PT[0] allows it"
+                        % PROC_PAGE)
+
+
+def test_page_fault_on_a_read_only_leaf_names_the_leaf(m):
+    v = verdict(explain(m.facts(cr2=TEXT, trap=trap(14, 0x3))))
+    assert v == "CR2 %#x: a write to a read-only page (RW=0 in PT[0])" % TEXT
+
+
+def test_page_fault_on_a_virtual_address_in_an_entry(m):
+    m.kernel.map(PROC_PAGE, 0x30_0000, flags=P | RW | NX)
+    pd = m.kernel.entry_pa(PROC_PAGE, "PD")
+    pt = m.mem.read64(pd) & ~0xFFF
+    window = 0xFFFF_8000_0000_0000 + pt
+    m.mem.write64(pd, (window & 0x000F_FFFF_FFFF_F000) | P | RW)
+    v = verdict(explain(m.facts(cr2=PROC_PAGE, trap=trap(14, 0x8))))
+    assert v == ("PD[2] = %#018x holds %#x, which looks like a kernel virtual address, not a "
+                 "physical one: a table entry must hold the physical address of the next table "
+                 "(virt_to_phys)" % ((window & 0x000F_FFFF_FFFF_F000) | P | RW, window))
+
+
+def test_double_fault_on_an_unmapped_stack(m):
+    no_stack = m.root(skip=(STACK + 0x1000,))
+    facts = m.facts(root=no_stack, cr2=RSP - 8, rip=IST + 0x10, rsp=IST + 0xF00,
+                    trap=trap(8, 0), roots=[KnownRoot(no_stack.root, "proc 1", "process")])
+    lines = explain(facts)
+    assert "walk of the interrupted RSP in the active root 'proc 1' (%#x):" % no_stack.root \
+        in lines
+    assert verdict(lines) == (
+        "CR2 %#x is 8 bytes below the interrupted stack pointer %#x: the kernel stack is not "
+        "mapped in the active root 'proc 1' (%#x) (it is mapped in root 'kernel' (%#x)), so the "
+        "CPU could not push the exception frame" % (RSP - 8, RSP, no_stack.root, m.kernel.root))
+
+
+def test_a_frame_that_fails_its_checks_is_not_decoded(m):
+    bad = trap(14, 0x2, cs=0x1234, rflags=0)
+    lines = explain(m.facts(cr2=PROC_PAGE, trap=bad))
+    assert lines[0].startswith("not a trap frame: the 176 bytes at %#x that x86_trap (frame #2) "
+                               "was given fail its checks (CS 0x1234 is not a GDT code selector"
+                               % bad.address)
+    assert not any("exception  #PF" in line for line in lines)
+    assert verdict(lines).endswith("(x86_trap's frame at %#x is not a trap frame)" % bad.address)
+
+
+@pytest.mark.parametrize("changes, problem", [
+    ({"vector": 300}, "vector 0x12c is not below 256"),
+    ({"vector": 6, "error": 4}, "error code 0x4 for vector 6, which has none (the stub pushes 0)"),
+    ({"error": 1 << 20}, "page-fault error code 0x100000 has undefined bits set"),
+    ({"cs": 0}, "CS 0x0 is not a GDT code selector"),
+    ({"cs": 0x48}, "CS 0x48 is beyond the GDT (limit 0x37)"),
+    ({"ss": 0x13}, "SS 0x13 does not go with CS 0x8"),
+    ({"rflags": 0x80}, "RFLAGS 0x80 has a reserved bit wrong"),
+    ({"rip": 0x0000_8000_0000_0000}, "RIP 0x800000000000 is not canonical"),
+])
+def test_trap_frame_checks(changes, problem):
+    assert trap_frame_problems(trap(**{"vector": 14, "error": 2, **changes}).fields, 0x37) == \
+        [problem]
+    assert trap_frame_problems(trap(14, 2).fields, 0x37) == []
+    assert trap_frame_problems(trap(13, 0, cs=0x23, ss=0x1B).fields, 0x37) == []
+
+
+def test_the_chain_comes_from_the_log(m):
+    empty = X86Tables(m.mem)
+    triple = story_from_faults([Fault(14, 0x10, CODE, CODE), Fault(8, 0, CODE, None)], True)
+    v = verdict(explain(m.facts(root=empty, log=triple, stop="SIGQUIT")))
+    assert v.endswith("(QEMU's log: #PF -> #DF -> triple fault)")
+    handler = TEXT + 14 * 16
+    loop = story_from_faults([Fault(14, 0x10, CODE, CODE)] +
+                             [Fault(14, 0x10, handler, handler)] * 500, False)
+    broken = m.root(text_at_pa=True)
+    lines = explain(m.facts(root=broken, rip=handler, cr2=handler, log=loop, stop="SIGINT"))
+    v = verdict(lines)
+    assert "-> triple fault" not in v
+    assert v.endswith("(QEMU's log: #PF -> #PF x500; a loop: 500 x #PF at RIP %#x, CR2 %#x, "
+                      "and no triple fault)" % (handler, handler))
+    assert "QEMU's exception log: first #PF at RIP %#x, CR2 %#x, error 0x10; 501 exceptions " \
+           "logged: #PF -> #PF x500" % (CODE, CODE) in lines
+
+
+def test_a_loop_is_recognised_without_the_log(m):
+    broken = m.root(text_at_pa=True)
+    handler = TEXT + 14 * 16
+    v = verdict(explain(m.facts(root=broken, rip=handler, cr2=handler, stop="SIGINT")))
+    assert "the kernel text was mapped at its physical address" in v
+    assert v.endswith("(the CPU is faulting on the first instruction of the #PF handler (RIP = "
+                      "CR2 = %#x): an exception loop, not a triple fault)" % handler)
+
+
+@pytest.mark.parametrize("limit, mode, vectors", [
+    (0, "long", 0), (0xF, "long", 1), (0xFF, "long", 16), (0xFFF, "long", 256),
+    (0xFFFF, "long", 256),            # a large limit still has only 256 vectors
+    (0xFFFF, "protected", 256),       # the reset value, seen at the kernel's entry point
+    (0x7F, "protected", 16), (0x3FF, "real", 256),
+])
+def test_idt_vectors_depend_on_the_mode(limit, mode, vectors):
+    assert idt_vectors(limit, mode) == vectors
+
+
+def test_decode_gate():
+    gate = decode_gate(struct.pack("<HHBBHII", 0x3456, 0x08, 1, 0x8E, 0x9ABC, 0xFFFFFFFF, 0))
+    assert (gate.handler, gate.selector, gate.ist, gate.type, gate.present) == \
+        (0xFFFF_FFFF_9ABC_3456, 0x08, 1, 0xE, True)
