@@ -17,6 +17,7 @@ Only the standard library is used. The packets (see GDB's manual, "Remote Protoc
     g                     all registers
     m<addr>,<len>         read memory;  M<addr>,<len>:<hex> write memory
     Qqemu.PhyMemMode:1    QEMU only: m/M use physical addresses (0 restores virtual)
+    qRcmd,<hex>           a monitor command (QEMU's HMP), its output in O<hex> packets
     Z0,<addr>,<kind> / z0,...   insert / remove a software breakpoint
     c                     continue; the answer (a stop reply) comes when the guest stops
     0x03 (a raw byte)     interrupt the running guest
@@ -330,6 +331,19 @@ class RspClient:
                 self._ok(f"M{address + i:x},{len(part):x}:{part.hex()}")
         finally:
             self.physical(False)
+
+    def monitor(self, command):
+        """QEMU: runs a monitor command through the stub (qRcmd) and returns its output."""
+        self._send("qRcmd," + command.encode().hex())
+        out = b""
+        while True:
+            reply = self._read_packet()
+            if reply.startswith(b"O") and reply != b"OK":
+                out += bytes.fromhex(reply[1:].decode())
+                continue
+            if reply == b"OK" or reply == b"":
+                return out.decode(errors="replace")
+            raise RspError(f"monitor {command!r}: the gdbstub answered {reply[:40]!r}")
 
     # ---- execution -----------------------------------------------------------------------------
 
