@@ -3,7 +3,6 @@
 Fixture kernels (hostile variants of the reference kernel, grade/harness_tests/fixtures/) are
 built once per run, under a lock, with `fixture_kernel(name)`; `run_grader(...)` runs the real
 grader (pytest on grade/test_labN.py) in a subprocess and returns its per-test results."""
-import fcntl
 import json
 import os
 import subprocess
@@ -21,9 +20,7 @@ from pagoda import build, paths  # noqa: E402
 
 def _locked_build(targets):
     arch = paths.DEFAULT_ARCH
-    os.makedirs(paths.BUILD, exist_ok=True)
-    with open(os.path.join(paths.BUILD, f".grade-build-{arch}.lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)   # one ninja at a time in build/<arch>, whatever the worker
+    with build.locked(arch):   # one ninja at a time in build/<arch>, whatever the worker
         build.configure(arch)
         out = subprocess.run(["cmake", "--build", "--preset", arch, "--target", *targets],
                              cwd=paths.ROOT, capture_output=True, text=True)
