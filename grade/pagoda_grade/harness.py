@@ -36,8 +36,10 @@ LOG_KEEP_HEAD = 1024 * 1024
 LOG_KEEP_TAIL = 1024 * 1024
 # Guest text in a failure message: each line at most this long.
 SHOWN_LINE_CHARS = 300
-# How often the boot loop looks at QEMU's log while nothing else happens.
+# How often the boot loop looks at QEMU's log while nothing else happens, and how much of it it
+# reads at a time (a storm writes tens of MB a second; 64 identical exceptions fit in 100 KB).
 POLL_SECONDS = 0.05
+LOG_READ_BYTES = 256 * 1024
 
 # Stop kinds (Run.outcome() gives them).
 TIMEOUT = "timeout"
@@ -262,9 +264,11 @@ class Session:
             return
         if size <= self._log_offset:
             return
+        if self.watcher.verdict is not None:
+            return  # already judged; what follows is cut away anyway
         with open(self.qemu_log, "rb") as f:
             f.seek(self._log_offset)
-            chunk = f.read(min(size - self._log_offset, 8 * 1024 * 1024))
+            chunk = f.read(min(size - self._log_offset, LOG_READ_BYTES))
         self._log_offset += len(chunk)
         if self.watcher.feed(chunk) and not self.ended:
             kind = STORM if self.watcher.verdict == "storm" else LOG_LIMIT

@@ -500,6 +500,8 @@ class Watcher:
 
     def feed(self, data):
         self.bytes += len(data)
+        if self.verdict is not None:
+            return self.verdict
         data = self._partial + data
         cut = data.rfind(b"\n") + 1
         self._partial = data[cut:]
