@@ -663,7 +663,8 @@ def expect_fault(run, *, vector, what, error=None, address=None, privilege=0, fu
     for key, logged, name in (("address", event.address, "faulting address"), ("pc", event.pc, "instruction"),
                               ("error", event.error, "error code")):
         if report.get(key) is None and logged is not None and key != "error":
-            run.fail(f"{what}: the kernel's report of {event.describe(run.symbol_of)} does not give the {name}")
+            run.fail(f"missing: the {name} in the kernel's report of {what} (the CPU took "
+                     f"{event.describe(run.symbol_of)})")
         if report.get(key) is not None and logged is not None and report[key] != logged:
             run.fail(f"{what}: the kernel's report gives {name} {report[key]:#x}, but QEMU's log says the "
                      f"CPU faulted with {logged:#x}")
