@@ -195,3 +195,10 @@ def test_cut_keeps_the_head_and_the_tail(tmp_path):
     assert text.startswith("line 0\n") and text.endswith("line 99999\n")
     assert f"[pagoda: {dropped} bytes in the middle cut by the grader]" in text
     assert "the log was cut" in faultlog.parse(text + TRIPLE).summary()
+
+
+def test_a_line_cut_by_the_kill_is_left_out():
+    """QEMU killed mid-line: 'CR2=00005000c72' is not a CR2."""
+    whole = PAGE_FAULT_AFTER_TIMER
+    cut = whole + "     3: v=0e e=0002 i=0 cpl=0 IP=0008:ffffffff8010bcb1 pc=ffffffff8010bcb1 SP=0010:ffffffff8011c7f0 CR2=00005000c72"
+    assert len(faultlog.parse(cut).faults) == len(faultlog.parse(whole).faults) == 1

@@ -3,6 +3,7 @@ kernel, AArch64 with a small program that loads known values into its translatio
 import shutil
 import socket
 import subprocess
+import time
 
 import pytest
 
@@ -80,8 +81,9 @@ def test_x86_64_registers_memory_breakpoints(kernel):
         client.write_memory(scratch, b"\x01\x02\x03\x04")
         assert client.read_memory(scratch, 4) == b"\x01\x02\x03\x04"
         client.remove_breakpoint(kmain)
-        # Interrupt a running guest (the self-test hangs in hlt).
+        # Interrupt a running guest (the self-test hangs in hlt), once it had time to get there.
         client.cont()
+        time.sleep(0.5)
         assert client.interrupt().signal in (2, 5)
         assert client.read_register("rip") != kmain
         with pytest.raises(rsp.RspError):

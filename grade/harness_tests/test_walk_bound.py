@@ -12,6 +12,7 @@ P_RW = 0x3  # present, writable
 class FakeGuest:
     """Guest RAM in a bytearray (physical 0 upwards)."""
     arch = "x86_64"
+    pa_bits = None
 
     def __init__(self, size=1 << 20):
         self.ram = bytearray(size)
