@@ -213,9 +213,10 @@ def test_edited_tests_are_ignored_and_named(graded):
 
 
 def test_floods_the_console(graded):
-    """Printing without end also never finishes a test: each runs into its timeout."""
+    """Printing without end never scores: each boot is stopped at the grader's console cap ("console
+    output exceeded ...") or, on a slow machine, runs into its timeout first."""
     row = graded["rows"]["frank"]
-    assert row["status"] == "time limit" and row["total"] == "0", row
+    assert row["status"] in ("graded", "time limit") and row["total"] == "0", row
     assert re.search(r"floods the console: \d+ KiB in one boot", row["summary"])
 
 
