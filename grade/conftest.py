@@ -25,7 +25,7 @@ sys.path.insert(0, HERE)
 
 from pagoda import build, paths, qemu  # noqa: E402
 from pagoda_grade import manifest, todo  # noqa: E402
-from pagoda_grade.harness import Booter  # noqa: E402
+from pagoda_grade.harness import Booter, escape_controls  # noqa: E402
 
 # The grader, its xdist workers and their QEMUs all die with whoever started them.
 qemu.die_with_parent()
@@ -33,8 +33,57 @@ qemu.die_with_parent()
 # pytest-timeout's limit is the manifest's, plus this margin for QEMU teardown: the harness's
 # own deadline fires first and produces the useful message; this only catches a stuck harness.
 TIMEOUT_MARGIN = 15
-# Where each boot keeps serial.log and qemu.log; PAGODA_GRADE_LOGS moves it (tests of the grader).
+# Where boots keep serial.log and qemu.log; PAGODA_GRADE_LOGS moves it (tests of the grader).
+# Each grade gets its own directory in it (two grades in one clone do not touch each other's
+# logs); `last` points to the newest, and only the newest LOG_RUNS_KEPT are kept.
 LOG_ROOT = os.environ.get("PAGODA_GRADE_LOGS") or os.path.join(paths.BUILD, "grade")
+LOG_RUNS_KEPT = 5
+_RUN_DIR_ENV = "PAGODA_GRADE_RUN_DIR"
+
+
+def _start_log_run(config):
+    """Creates this grade's log directory (the controller does; its xdist workers inherit it)."""
+    if hasattr(config, "workerinput"):
+        return
+    import tempfile
+    import time
+    os.makedirs(LOG_ROOT, exist_ok=True)
+    run_dir = tempfile.mkdtemp(prefix=time.strftime("run-%Y%m%d-%H%M%S-"), dir=LOG_ROOT)
+    lock = open(os.path.join(run_dir, ".lock"), "w")
+    fcntl.flock(lock, fcntl.LOCK_EX)   # held while this grade runs (released when it dies)
+    config._pagoda_log_lock = lock
+    os.environ[_RUN_DIR_ENV] = run_dir
+    link = os.path.join(LOG_ROOT, "last")
+    tmp = f"{link}.{os.getpid()}"
+    try:
+        os.symlink(os.path.basename(run_dir), tmp)
+        os.replace(tmp, link)
+    except OSError:
+        pass
+    _prune_log_runs(run_dir)
+
+
+def _prune_log_runs(current):
+    """Removes old grades' log directories beyond the newest LOG_RUNS_KEPT, never one in use."""
+    import shutil
+    runs = sorted(d for d in os.listdir(LOG_ROOT) if d.startswith("run-"))
+    for name in runs[:-LOG_RUNS_KEPT]:
+        path = os.path.join(LOG_ROOT, name)
+        if path == current:
+            continue
+        try:
+            with open(os.path.join(path, ".lock"), "a") as f:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue  # another grade is running with it
+        except OSError:
+            pass
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def log_dir():
+    """This grade's log directory."""
+    return os.environ.get(_RUN_DIR_ENV) or LOG_ROOT
 
 
 def pytest_addoption(parser):
@@ -46,12 +95,37 @@ def pytest_addoption(parser):
                      help="the lab the graded tree is for (default: its .pagoda-lab)")
 
 
+def _lab_files(config):
+    """The lab test files this session collects: grade/test_labN.py and the instructor's hidden
+    grade/hidden/test_labN_*.py."""
+    files = set()
+    for arg in config.args or [HERE]:
+        path = os.path.abspath(os.path.join(str(config.invocation_params.dir), arg.split("::")[0]))
+        if os.path.isdir(path):
+            for d in (path, os.path.join(path, "hidden")):
+                if os.path.isdir(d):
+                    files.update(os.path.join(d, f) for f in os.listdir(d) if manifest.lab_file_number(f) is not None)
+        elif manifest.lab_file_number(path) is not None:
+            files.add(path)
+    return files
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "lab(number, id): the lab test this function implements")
     config._pagoda_labs = manifest.load_all()
     config._pagoda_results = {}
     given = config.getoption("--pagoda-lab")
     config._pagoda_current_lab = given if given is not None else todo.current_lab(ROOT)
+    # Manifest and implementations must agree; checked here, before any worker starts, so that a
+    # mismatch is one clear line rather than a crashed worker.
+    lab_files = _lab_files(config)
+    problems = manifest.check_implementations(config._pagoda_labs, lab_files)
+    if config.option.keyword or config.option.markexpr or config.getoption("--pagoda-only"):
+        problems = [p for p in problems if "does not implement" not in p]
+    if problems:
+        raise pytest.UsageError("\n".join(problems))
+    if lab_files:  # (the grader's own tests, also under grade/, keep their logs elsewhere)
+        _start_log_run(config)
 
 
 def _lab_marker(item):
@@ -124,7 +198,7 @@ def boot(request, kernel, arch):
     if "pagoda_lab" in props:
         timeout = labs[props["pagoda_lab"]].test(props["pagoda_id"]).timeout
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.nodeid)
-    return Booter(kernel, arch, os.path.join(LOG_ROOT, safe), timeout)
+    return Booter(kernel, arch, os.path.join(log_dir(), safe), timeout)
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -140,7 +214,7 @@ def pytest_runtest_makereport(item, call):
         lab = item.config._pagoda_current_lab
         if lab is None:
             lab = dict(item.user_properties).get("pagoda_lab")
-        report.user_properties.append(("pagoda_reason", todo.mark_later_todos(reason, lab)))
+        report.user_properties.append(("pagoda_reason", escape_controls(todo.mark_later_todos(reason, lab))))
     elif call.excinfo is not None and report.failed:
         report.user_properties.append(("pagoda_reason", f"{report.when} error: {call.excinfo.typename}: {call.excinfo.value}"))
 

@@ -13,6 +13,8 @@ StringView name() { return "x86_64"; }
 
 void console_write(StringView text) { x86::serial_write(text); }
 
+int console_read_byte() { return x86::serial_read_byte(); }
+
 void traps_init() { x86::idt_init(); }
 
 void timer_init(u32 hz) { x86::lapic_timer_init(hz); }

@@ -5,7 +5,7 @@
 //        base+2  FCR  FIFO control
 //        base+3  LCR  line control: word length, stop bits, parity, DLAB
 //        base+4  MCR  modem control: DTR, RTS
-//        base+5  LSR  line status: bit 5 = transmit holding register empty
+//        base+5  LSR  line status: bit 0 = data ready, bit 5 = transmit holding register empty
 #include "arch/x86_64/serial.hpp"
 
 #include "arch/x86_64/boot_defs.h"
@@ -24,6 +24,8 @@ constexpr u8 kLcr8N1 = 0x03;          // 8 data bits, no parity, 1 stop bit
 constexpr u8 kFcrEnableClear = 0xC7;  // enable and clear FIFOs, 14-byte trigger
 constexpr u8 kMcrDtrRts = 0x03;
 constexpr u8 kLsrThrEmpty = 0x20;
+constexpr u8 kLsrDataReady = 0x01;
+constexpr u16 kRbr = kBase + 0;       // receive buffer (DLAB = 0)
 constexpr u16 kDivisor115200 = 1;     // 115200 / 115200
 
 void put_raw(char c) {
@@ -42,6 +44,8 @@ void serial_init() {
   outb(kFcr, kFcrEnableClear);
   outb(kMcr, kMcrDtrRts);
 }
+
+int serial_read_byte() { return (inb(kLsr) & kLsrDataReady) ? inb(kRbr) : -1; }
 
 void serial_write(StringView text) {
   for (char c : text) {

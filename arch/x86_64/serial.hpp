@@ -10,5 +10,7 @@ namespace pagoda::x86 {
 void serial_init();
 /// Writes text, turning "\n" into "\r\n".
 void serial_write(StringView text);
+/// The next received byte, or -1 when none is waiting.
+int serial_read_byte();
 
 }  // namespace pagoda::x86

@@ -1,7 +1,58 @@
-"""Tests of the grader itself; they import the grader's modules directly."""
+"""Tests of the grader itself; they import the grader's modules directly.
+
+Fixture kernels (hostile variants of the reference kernel, grade/harness_tests/fixtures/) are
+built once per run, under a lock, with `fixture_kernel(name)`; `run_grader(...)` runs the real
+grader (pytest on grade/test_labN.py) in a subprocess and returns its per-test results."""
+import json
 import os
+import subprocess
 import sys
 
+import pytest
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(HERE)), "tools"))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, "tools"))
 sys.path.insert(0, os.path.dirname(HERE))
+
+from pagoda import build, paths  # noqa: E402
+
+
+def _locked_build(targets):
+    arch = paths.DEFAULT_ARCH
+    with build.locked(arch):   # one ninja at a time in build/<arch>, whatever the worker
+        build.configure(arch)
+        out = subprocess.run(["cmake", "--build", "--preset", arch, "--target", *targets],
+                             cwd=paths.ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout[-5000:] + out.stderr[-2000:]
+
+
+@pytest.fixture(scope="session")
+def reference_kernel():
+    """The reference kernel ELF, built (once) under the grader's build lock."""
+    _locked_build(["kernel"])
+    return paths.kernel_elf(paths.DEFAULT_ARCH)
+
+
+@pytest.fixture(scope="session")
+def fixture_kernels():
+    """Builds every fixture kernel of the default arch once; returns name -> ELF path."""
+    _locked_build(["kernel", "grader-fixtures"])
+    directory = os.path.join(paths.build_dir(paths.DEFAULT_ARCH), "fixtures")
+    return {f[:-4]: os.path.join(directory, f) for f in os.listdir(directory) if f.endswith(".elf")}
+
+
+def run_grader(tmp_path, kernel, labs, keyword=None, env=None, workers=None):
+    """Runs the grader on grade/test_lab{labs}.py with @p kernel; returns {test id: (outcome,
+    reason)} from its JSON report."""
+    report = tmp_path / f"report-{os.path.basename(kernel)}-{len(os.listdir(tmp_path))}.json"
+    argv = [paths.SYSTEM_PYTHON, "-m", "pytest", "-p", "no:cacheprovider", "-q", f"--pagoda-kernel={kernel}",
+            f"--pagoda-report={report}"] + [f"test_lab{n}.py" for n in labs]
+    if keyword:
+        argv += ["-k", keyword]
+    if workers:
+        argv += ["-n", str(workers)]
+    full_env = dict(os.environ, PAGODA_GRADE_LOGS=str(tmp_path / "logs"), **(env or {}))
+    out = subprocess.run(argv, cwd=paths.GRADE, env=full_env, capture_output=True, text=True)
+    assert report.exists(), out.stdout[-3000:] + out.stderr[-3000:]
+    return {r["id"]: (r["outcome"], r["reason"]) for r in json.loads(report.read_text())}

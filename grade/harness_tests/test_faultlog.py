@@ -1,4 +1,6 @@
-"""The QEMU-log reader that turns a silent death into a one-line diagnosis."""
+"""The exception-log model (tools/pagoda/faultlog.py): what QEMU's `-d int` log says the CPU did."""
+import os
+
 from pagoda import faultlog
 
 TRIPLE = """\
@@ -21,6 +23,69 @@ PAGE_FAULT_AFTER_TIMER = """\
      2: v=0e e=0007 i=0 cpl=3 IP=0023:0000000000400010 pc=0000000000400010 SP=001b:00000000007fff00 CR2=0000000000401000
 """
 
+# A real page fault as QEMU 7.2 logs it: the line, then the CPU state with the CR3 in use.
+PAGE_FAULT_WITH_DUMP = """\
+check_exception old: 0xffffffff new 0xe
+     0: v=0e e=0002 i=0 cpl=0 IP=0008:ffffffff8010bcb1 pc=ffffffff8010bcb1 SP=0010:ffffffff8011c7f0 CR2=00005000c7220000
+RAX=00000000c7220000 RBX=0000000000000066 RCX=0000500000000000 RDX=00005000c7220000
+RSI=c01aba1b046d6756 RDI=ffffffff8011864e RBP=ffffffff8011c800 RSP=ffffffff8011c7f0
+R8 =0000000000000000 R9 =00000100000001b3 R10=000000000000001e R11=0000000000000002
+R12=ffffffff80117c38 R13=0000000007f9f000 R14=ffffffff8011c810 R15=ffffffff8011c8d0
+RIP=ffffffff8010bcb1 RFL=00000886 [-OS--P-] CPL=0 II=0 A20=1 SMM=0 HLT=0
+ES =0010 0000000000000000 ffffffff 00cf9300 DPL=0 DS   [-WA]
+CS =0008 0000000000000000 ffffffff 00af9a00 DPL=0 CS64 [-R-]
+TR =0028 ffffffff801289b0 00000067 00008900 DPL=0 TSS64-avl
+GDT=     ffffffff80128a20 00000037
+IDT=     ffffffff80128a60 00000fff
+CR0=80010011 CR2=00005000c7220000 CR3=000000000012e000 CR4=00000020
+DR0=0000000000000000 DR1=0000000000000000 DR2=0000000000000000 DR3=0000000000000000
+CCS=8373630c63910000 CCD=06e6c618c7220000 CCO=SHLL
+EFER=0000000000000d00
+"""
+
+# What `int $0x20` looks like: the timer's vector, but i=1 (software).
+SOFTWARE_TICKS = "".join(
+    f"     {i}: v=20 e=0000 i=1 cpl=0 IP=0008:ffffffff80114af0 pc=ffffffff80114af0 SP=0010:ffffffff8011b880 "
+    "env->regs[R_EAX]=0000000000000000\n" for i in range(5))
+
+# QEMU 7.2, qemu-system-aarch64 -M virt -cpu cortex-a57 -d int: a data abort, an SVC and a
+# breakpoint, an undefined instruction, and timer IRQs (captured from small test programs).
+AARCH64 = """\
+Taking exception 4 [Data Abort] on CPU 0
+...from EL1 to EL1
+...with ESR 0x25/0x96000010
+...with FAR 0xdead0000
+...with ELR 0x4008002c
+...to EL1 PC 0x40080a00 PSTATE 0x3c5
+Taking exception 2 [SVC] on CPU 0
+...from EL1 to EL1
+...with ESR 0x15/0x56000042
+...with ELR 0x40080018
+...to EL1 PC 0x40080a00 PSTATE 0x3c5
+Exception return from AArch64 EL1 to AArch64 EL1 PC 0x40080018
+Taking exception 7 [Breakpoint] on CPU 0
+...from EL1 to EL1
+...with ESR 0x3c/0xf2000003
+...with ELR 0x40080018
+...to EL1 PC 0x40080a00 PSTATE 0x3c5
+Taking exception 5 [IRQ] on CPU 0
+...from EL1 to EL1
+...with ESR 0x0/0x0
+...with ELR 0x40080048
+...to EL1 PC 0x40080a80 PSTATE 0x3c5
+Exception return from AArch64 EL1 to AArch64 EL1 PC 0x40080048
+Taking exception 5 [IRQ] on CPU 0
+...from EL1 to EL1
+...with ESR 0x0/0x0
+...with ELR 0x40080048
+...to EL1 PC 0x40080a80 PSTATE 0x3c5
+Taking exception 1 [Undefined Instruction] on CPU 0
+...from EL1 to EL1
+...with ESR 0x0/0x2000000
+...with ELR 0x8000000
+...to EL1 PC 0x40080a00 PSTATE 0x3c5
+"""
+
 
 def test_triple_fault_chain_is_summarised():
     log = faultlog.parse(TRIPLE)
@@ -32,6 +97,12 @@ def test_triple_fault_chain_is_summarised():
     assert "triple fault" in s
 
 
+def test_summary_names_the_rip_with_the_symbolizer():
+    s = faultlog.parse(TRIPLE).summary(lambda a: "pagoda::arch::force_triple_fault" if a == 0x105a4a else None)
+    assert s.startswith("first fault: #UD invalid opcode (vector 6) at RIP 0x105a4a "
+                        "<pagoda::arch::force_triple_fault>, CPL 0")
+
+
 def test_page_fault_is_decoded_and_interrupts_are_not_faults():
     log = faultlog.parse(PAGE_FAULT_AFTER_TIMER)
     assert log.interrupts == 2 and not log.triple_fault
@@ -40,12 +111,94 @@ def test_page_fault_is_decoded_and_interrupts_are_not_faults():
                              "CR2 0x401000, error 0x7 (protection violation, write, user)")
 
 
+def test_register_dump_gives_the_root_at_the_fault():
+    (fault,) = faultlog.parse(PAGE_FAULT_WITH_DUMP).faults
+    assert (fault.vector, fault.error, fault.address, fault.pc, fault.privilege) == \
+        (14, 0x2, 0x5000C7220000, 0xFFFFFFFF8010BCB1, 0)
+    assert fault.root == 0x12E000
+    assert fault.registers["CR0"] == 0x80010011 and fault.registers["EFER"] == 0xD00
+
+
+def test_software_int_on_the_timer_vector_is_not_a_hardware_interrupt():
+    log = faultlog.parse(SOFTWARE_TICKS)
+    assert log.interrupts == 0
+    assert len(log.software_interrupts()) == 5
+    assert log.faults == []
+
+
 def test_gp_selector_error_is_decoded():
-    f = faultlog.Fault(vector=13, error=0x62, cpl=0, rip=0x1000, rsp=0, cr2=None)
-    assert "error 0x62 (IDT vector 12)" in f.describe()
-    f = faultlog.Fault(vector=13, error=0x28, cpl=0, rip=0x1000, rsp=0, cr2=None)
-    assert "GDT selector 0x28 (index 5)" in f.describe()
+    def gp(error):
+        return faultlog.Event(arch="x86_64", kind=faultlog.EXCEPTION, vector=13, mnemonic="#GP",
+                              name="general protection fault", pc=0x1000, privilege=0, error=error)
+    assert "error 0x62 (IDT vector 12)" in gp(0x62).describe()
+    assert "GDT selector 0x28 (index 5)" in gp(0x28).describe()
 
 
 def test_clean_log_has_no_summary():
     assert faultlog.parse("CPU Reset (CPU 0)\nRAX=0\n").summary() == ""
+
+
+def test_aarch64_log():
+    log = faultlog.parse(AARCH64, "aarch64")
+    kinds = [(e.kind, e.mnemonic) for e in log.events]
+    assert kinds == [("exception", "DABT"), ("software", "SVC"), ("software", "BRK"), ("interrupt", "IRQ"),
+                     ("interrupt", "IRQ"), ("exception", "UNDEF")]
+    abort = log.faults[0]
+    assert (abort.address, abort.error, abort.pc, abort.privilege) == (0xDEAD0000, 0x96000010, 0x4008002C, 1)
+    assert abort.root is None  # the AArch64 log has no register dump
+    assert log.interrupts == 2
+    assert log.summary().startswith("first fault: Data Abort (DABT) at PC 0x4008002c, from EL1, FAR 0xdead0000, "
+                                    "ESR 0x96000010 (EC 0x25 data abort, same EL; synchronous external abort, read)")
+
+
+def test_storm_of_identical_faults_is_diagnosed():
+    line = ("     {i}: v=0e e=0010 i=0 cpl=0 IP=0008:0000000000900000 pc=0000000000900000 "
+            "SP=0010:ffffffff8011c7f0 CR2=0000000000900000\n")
+    text = "".join(line.format(i=i) for i in range(faultlog.STORM_THRESHOLD + 1))
+    storm = faultlog.parse(text).storm()
+    assert storm is not None and storm.count == faultlog.STORM_THRESHOLD + 1
+    assert "code being executed is not mapped (after a root switch?)" in storm.describe()
+    # Below the threshold, no storm.
+    assert faultlog.parse("".join(line.format(i=i) for i in range(10))).storm() is None
+
+
+def test_watcher_reads_a_log_in_pieces_and_stops_a_storm():
+    line = ("     0: v=0e e=0002 i=0 cpl=0 IP=0008:ffffffff8010bcb1 pc=ffffffff8010bcb1 "
+            "SP=0010:ffffffff8011c7f0 CR2=00005000c7220000\nRAX=0\n").encode()
+    watcher = faultlog.Watcher("x86_64")
+    data = line * (faultlog.STORM_THRESHOLD + 5)
+    for i in range(0, len(data), 37):      # lines split between reads
+        watcher.feed(data[i:i + 37])
+    assert watcher.verdict == "storm"
+    message = watcher.describe()
+    assert message.startswith(f"exception storm: {faultlog.STORM_THRESHOLD + 1} identical exceptions, the first: "
+                              "#PF page fault")
+    assert "handler returns to the faulting instruction" in message
+
+
+def test_watcher_stops_a_log_that_is_too_large():
+    watcher = faultlog.Watcher("x86_64", max_bytes=1000)
+    tick = b"     0: v=20 e=0000 i=0 cpl=0 IP=0008:1 pc=1 SP=0010:2 env->regs[R_EAX]=0\n"
+    while watcher.feed(tick) is None:
+        pass
+    assert watcher.verdict == "size"
+    assert watcher.describe().startswith("exception log exceeded 1000 bytes (0 exceptions, ")
+
+
+def test_cut_keeps_the_head_and_the_tail(tmp_path):
+    path = tmp_path / "qemu.log"
+    lines = [f"line {i}\n" for i in range(100000)]
+    path.write_text("".join(lines))
+    dropped = faultlog.cut_file(str(path), 1000, 1000)
+    text = path.read_text()
+    assert dropped > 0 and os.path.getsize(path) < 2200
+    assert text.startswith("line 0\n") and text.endswith("line 99999\n")
+    assert f"[pagoda: {dropped} bytes in the middle cut by the grader]" in text
+    assert "the log was cut" in faultlog.parse(text + TRIPLE).summary()
+
+
+def test_a_line_cut_by_the_kill_is_left_out():
+    """QEMU killed mid-line: 'CR2=00005000c72' is not a CR2."""
+    whole = PAGE_FAULT_AFTER_TIMER
+    cut = whole + "     3: v=0e e=0002 i=0 cpl=0 IP=0008:ffffffff8010bcb1 pc=ffffffff8010bcb1 SP=0010:ffffffff8011c7f0 CR2=00005000c72"
+    assert len(faultlog.parse(cut).faults) == len(faultlog.parse(whole).faults) == 1

@@ -112,11 +112,13 @@ def test_check_refuses_a_root_without_the_code(kernel, tmp_path):
 
 def test_without_the_check_code_not_mapped_is_a_storm(kernel, tmp_path):
     """vm_check=off: after the switch neither the next instruction nor the #PF handler can be
-    fetched: #PF after #PF with RIP == CR2, until the harness's deadline (the grader's storm
-    detection, issue 10, ends such a boot early)."""
-    run = boot(kernel, tmp_path, "bug_code_unmapped", timeout=3, extra_cmdline="vm_check=off")
+    fetched: #PF after #PF with RIP == CR2; the grader's storm detection (issue 10) ends the boot
+    with that diagnosis instead of waiting for the deadline."""
+    run = boot(kernel, tmp_path, "bug_code_unmapped", timeout=20, extra_cmdline="vm_check=off")
+    assert run.outcome() == "exception storm", run.faults.summary()
+    assert "the code being executed is not mapped (after a root switch?)" in run.stop_reason
     faults = run.faults.faults
-    assert len(faults) > 100, run.faults.summary()
+    assert len(faults) > 64, run.faults.summary()
     page_faults = [f for f in faults if f.mnemonic == "#PF"]
     assert all(f.rip == f.cr2 for f in page_faults), run.faults.summary()
     # Mostly the #PF handler's own first instruction; each #PF pushes a frame, and when the stack

@@ -1,34 +1,80 @@
-"""One boot of the kernel under the grader: start QEMU, read the serial console, judge.
+"""One boot of the kernel under the grader: start QEMU, read the serial console, watch QEMU's
+exception log, let a test look at the guest from outside, and judge.
 
-Every boot gets its own directory (serial.log, qemu.log), a fresh random token on its command
-line, and a deadline. QEMU runs in its own process group and dies with the grader process, so
-a timeout, a failed assertion or even SIGKILL of the grader leaves no QEMU behind.
+Every boot gets its own directory (serial.log, qemu.log, command), a fresh random token on its
+command line, and the test's deadline. QEMU runs in its own process group and dies with the
+grader process, so a timeout, a failed assertion or even SIGKILL of the grader leaves no QEMU
+behind; a witnessed boot keeps nothing on disk but its logs (its RAM is a memfd, its gdbstub one
+end of a socketpair), so a SIGKILL leaves no RAM file or socket either.
+
+A boot ends in one of these ways, each reported as what it is:
+  the kernel shut down (success / failure exit), the CPU reset (triple fault), the deadline
+  passed (timeout), or the grader stopped it: an exception storm in QEMU's log, a log past
+  MAX_LOG_BYTES, console output past MAX_SERIAL_BYTES, or one console line past MAX_LINE_BYTES.
 """
 import os
 import re
 import select
 import shutil
+import socket
 import subprocess
-import tempfile
 import time
 from dataclasses import dataclass, field
 
 from pagoda import faultlog, qemu
 from pagoda.symbolize import Symbolizer
 
-from .inspect import READY_LINE, Inspector, Monitor
 from .proof import new_token, proof
 
 TAIL_LINES = 40
-# A runaway kernel printing without end is cut off here (and judged on what it printed).
-MAX_SERIAL_BYTES = 4 * 1024 * 1024
-# Only this much of QEMU's interrupt log is read when summarising the first fault.
-MAX_QEMU_LOG_BYTES = 16 * 1024 * 1024
+# A runaway kernel is cut off at these bounds (and judged on what it printed before).
+MAX_SERIAL_BYTES = 1024 * 1024
+MAX_LINE_BYTES = 64 * 1024
+# QEMU's `-d int` log: a boot whose log grows past this is stopped; what is kept of a long log.
+MAX_LOG_BYTES = 64 * 1024 * 1024
+LOG_KEEP_HEAD = 1024 * 1024
+LOG_KEEP_TAIL = 1024 * 1024
+# Guest text in a failure message: each line at most this long.
+SHOWN_LINE_CHARS = 300
+# How often the boot loop looks at QEMU's log while nothing else happens, and how much of it it
+# reads at a time (a storm writes tens of MB a second; 64 identical exceptions fit in 100 KB).
+POLL_SECONDS = 0.05
+LOG_READ_BYTES = 256 * 1024
+
+# Stop kinds (Run.outcome() gives them).
+TIMEOUT = "timeout"
+STORM = "exception storm"
+LOG_LIMIT = "exception log limit"
+OUTPUT_LIMIT = "output limit"
+CHECKED = "stopped after a failed check"  # a witness script's check failed: the grader ended the boot
+ENDED = "ended by the grader"              # a witness script had seen enough (Guest.end())
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
-def inspect_ready(data):
-    """True once the serial output holds the inspection line."""
-    return (READY_LINE + "\n").encode() in data.replace(b"\r\n", b"\n")
+def escape_controls(text):
+    """@p text with every control character but newline and tab shown as \\xNN, so that a guest
+    cannot move the cursor, clear the screen or draw a fake score on the grader's terminal."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m[0]):02x}", text)
+
+
+def shown(line):
+    """A guest line as a failure message shows it: escaped, and cut when very long."""
+    if len(line) > SHOWN_LINE_CHARS:
+        line = line[:SHOWN_LINE_CHARS] + f"... ({len(line) - SHOWN_LINE_CHARS} more characters)"
+    return escape_controls(line)
+
+
+def name_code(symbolizer, address):
+    """'function file:line' when @p address is inside a function of the symbolizer's ELF; None
+    elsewhere (llvm-symbolizer would name any address after the nearest symbol)."""
+    from .symbols import function_at
+    try:
+        if function_at(symbolizer.elf, address) is None:
+            return None
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return symbolizer.lookup([address]).get(address)
 
 
 def memory_bytes(size):
@@ -37,8 +83,21 @@ def memory_bytes(size):
     return int(size[:-1]) * units[size[-1]] if size[-1] in units else int(size) << 20
 
 
+def format_args(args):
+    """Command-line words for the inputs a test chose: numbers in hex."""
+    return " ".join(f"{k}={v:#x}" if isinstance(v, int) else f"{k}={v}" for k, v in (args or {}).items())
+
+
 class GradeFailure(AssertionError):
     """A test's verdict, with everything a student needs to start debugging."""
+
+    def __init__(self, message):
+        super().__init__(escape_controls(message))
+
+
+class BootEnded(Exception):
+    """Raised inside a witness script when the boot ended under it (the kernel exited, the
+    deadline passed, or the grader stopped it); the Run says how."""
 
 
 @dataclass
@@ -49,11 +108,25 @@ class Run:
     memory: str
     lines: list
     exit_code: int | None
-    timed_out: bool
     elapsed: float
     directory: str
-    faults: faultlog.FaultLog
+    log: faultlog.ExceptionLog
     symbolizer: Symbolizer = field(repr=False)
+    arch: str = "x86_64"
+    args: dict = field(default_factory=dict)
+    stop_kind: str | None = None      # TIMEOUT, STORM, LOG_LIMIT, OUTPUT_LIMIT, or None
+    stop_reason: str = ""             # the sentence for stop_kind
+    witness: object = None            # what the witness script returned
+    witness_failure: str = ""         # why the script could not finish (the guest never got there)
+
+    @property
+    def faults(self):
+        """QEMU's exception log (faultlog.ExceptionLog); the name older tests use."""
+        return self.log
+
+    @property
+    def timed_out(self):
+        return self.stop_kind == TIMEOUT
 
     @property
     def serial_log(self):
@@ -64,35 +137,45 @@ class Run:
         return os.path.join(self.directory, "qemu.log")
 
     def outcome(self):
-        """'success', 'failure', 'triple fault', 'timeout', or a description of the exit."""
-        if self.timed_out:
-            return "timeout"
+        """'success', 'failure', 'triple fault', 'timeout', 'exception storm', 'exception log
+        limit', 'output limit', or a description of the exit."""
+        if self.stop_kind:
+            return self.stop_kind
         if self.exit_code == qemu.EXIT_SUCCESS:
             return "success"
         if self.exit_code == qemu.EXIT_FAILURE:
             return "failure"
-        if self.exit_code == qemu.EXIT_RESET and self.faults.triple_fault:
+        if self.exit_code == qemu.EXIT_RESET and self.log.triple_fault:
             return "triple fault"
         return qemu.describe_exit(self.exit_code)
+
+    def symbol_of(self, address):
+        """'function file:line' for an address inside a function of the kernel, or None."""
+        return name_code(self.symbolizer, address)
 
     def fail(self, reason):
         """Raises GradeFailure: the reason, what went wrong with the machine, and the context."""
         parts = [reason]
         outcome = self.outcome()
-        if outcome == "timeout":
+        if outcome == TIMEOUT:
             parts.append("the kernel did not finish in time (hung, or looping)")
+        elif self.stop_kind in (CHECKED, ENDED):
+            pass
+        elif self.stop_kind:
+            parts.append(f"the grader stopped the machine: {self.stop_reason}")
         elif outcome not in ("success", "failure"):
             parts.append(f"the machine ended with: {outcome}")
-        summary = self.faults.summary()
-        if summary and outcome not in ("success",):
+        summary = self.log.summary(self.symbol_of)
+        if summary and outcome != "success" and self.stop_kind != STORM:
             parts.append(summary)
+        parts.append(f"boot token {self.token} (PAGODA_GRADE_TOKEN={self.token} repeats the grader's choices)")
         tail = self.symbolizer.annotate(self.lines[-TAIL_LINES:])
         parts.append(f"last {len(tail)} lines of serial output (full log: {self.serial_log}; "
                      f"QEMU log: {self.qemu_log}):")
-        parts.extend("  | " + l for l in tail)
+        parts.extend("  | " + shown(line) for line in tail)
         raise GradeFailure("\n".join(parts))
 
-    # ---- checks -----------------------------------------------------------------------------
+    # ---- checks on what the kernel printed (believed unless a witness confirms it) -------------
 
     def expect_outcome(self, wanted):
         got = self.outcome()
@@ -125,6 +208,122 @@ class Run:
     def symbolized_lines(self):
         return self.symbolizer.annotate(self.lines)
 
+    def require_witness(self):
+        """What the witness script returned; fails the test when it could not finish."""
+        if self.witness is None:
+            self.fail(self.witness_failure or "the grader could not look at the guest (its witness script "
+                      "returned nothing)")
+        return self.witness
+
+
+class Session:
+    """A running QEMU: its serial output, its log, its deadline, and (when witnessed) its gdbstub.
+
+    pump() is the one place the grader waits: it reads the console, watches the log and enforces
+    every bound; the gdbstub client calls it while it waits for the guest."""
+
+    def __init__(self, proc, qemu_log, deadline, arch):
+        self.proc = proc
+        self.fd = proc.stdout.fileno()
+        self.qemu_log = qemu_log
+        self.deadline = deadline
+        self.data = bytearray()
+        self.ended = False
+        self.stop_kind = None
+        self.stop_reason = ""
+        self.watcher = faultlog.Watcher(arch, max_bytes=MAX_LOG_BYTES)
+        self._log_offset = 0
+        self._last_poll = 0.0
+        self._line_start = 0
+
+    def stop(self, kind, reason):
+        """Ends the boot now, recording why (the first reason wins)."""
+        if self.stop_kind is None and not self.ended:
+            self.stop_kind, self.stop_reason = kind, reason
+        self.ended = True
+        qemu.kill_group(self.proc)
+
+    def _take(self, chunk):
+        self.data += chunk
+        newline = self.data.rfind(b"\n")
+        if newline >= 0:
+            self._line_start = newline + 1
+        if len(self.data) > MAX_SERIAL_BYTES:
+            self.stop(OUTPUT_LIMIT, f"console output exceeded {MAX_SERIAL_BYTES} bytes")
+        elif len(self.data) - self._line_start > MAX_LINE_BYTES:
+            self.stop(OUTPUT_LIMIT, f"a console line exceeded {MAX_LINE_BYTES} bytes without a newline")
+
+    def _watch_log(self, force=False):
+        now = time.monotonic()
+        if not force and now - self._last_poll < POLL_SECONDS:
+            return
+        self._last_poll = now
+        try:
+            size = os.path.getsize(self.qemu_log)
+        except OSError:
+            return
+        if size <= self._log_offset:
+            return
+        if self.watcher.verdict is not None:
+            return  # already judged; what follows is cut away anyway
+        with open(self.qemu_log, "rb") as f:
+            f.seek(self._log_offset)
+            chunk = f.read(min(size - self._log_offset, LOG_READ_BYTES))
+        self._log_offset += len(chunk)
+        if self.watcher.feed(chunk) and not self.ended:
+            kind = STORM if self.watcher.verdict == "storm" else LOG_LIMIT
+            self.stop(kind, self.watcher.describe(self.symbolize))
+
+    symbolize = None  # set by the Booter: names code addresses in storm messages
+
+    def pump(self, timeout=0.0):
+        """Reads what the guest printed (waiting up to @p timeout seconds), watches the log and
+        the deadline; returns False once the boot has ended."""
+        if self.ended:
+            return False
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            self.stop(TIMEOUT, "the deadline passed")
+            return False
+        ready, _, _ = select.select([self.fd], [], [], max(0.0, min(timeout, left, POLL_SECONDS)))
+        if ready:
+            chunk = os.read(self.fd, 65536)
+            if chunk:
+                self._take(chunk)
+            else:
+                self.ended = True  # QEMU exited
+                self._watch_log(force=True)
+                return False
+        self._watch_log()
+        return not self.ended
+
+    def check(self):
+        """For code waiting on the gdbstub: pump once; BootEnded when the boot is over."""
+        if not self.pump(0.0):
+            raise BootEnded(self.stop_reason or "the kernel exited")
+
+    def run_to_end(self):
+        while self.pump(POLL_SECONDS):
+            pass
+
+    def send(self, text):
+        """Types @p text on the guest's serial console."""
+        try:
+            self.proc.stdin.write(text.encode())
+            self.proc.stdin.flush()
+        except (BrokenPipeError, ValueError):
+            raise BootEnded("the kernel exited") from None
+
+    def lines(self):
+        return self.data.decode(errors="replace").replace("\r\n", "\n").splitlines()
+
+
+def _at_inspect_ready(inspect):
+    def script(guest):
+        inspect(guest.stop_at_line(r"^inspect: ready$", delay=0.05))
+        guest.end()
+    return script
+
 
 class Booter:
     """Boots one kernel ELF; a test's `boot` fixture is one of these."""
@@ -138,91 +337,105 @@ class Booter:
         self.symbolizer = Symbolizer(kernel)
         self.deadline = time.monotonic() + timeout  # shared by all boots of one test
 
-    def __call__(self, test=None, memory=qemu.DEFAULT_MEMORY, extra_cmdline="", token=None, inspect=None):
-        """Boots once. With @p inspect (a callable taking an Inspector), the guest's RAM is a
-        file and its monitor a socket: when the kernel prints the inspection line, the callable
-        examines the halted guest, then QEMU is told to quit."""
-        token = token or new_token()
+    def fresh_token(self):
+        """A token for the next boot (PAGODA_GRADE_TOKEN when set): tests that derive their
+        inputs from the token take it first and pass it to the boot."""
+        return os.environ.get("PAGODA_GRADE_TOKEN") or new_token()
+
+    def __call__(self, test=None, memory=qemu.DEFAULT_MEMORY, extra_cmdline="", token=None,
+                 args=None, witness=None, inspect=None):
+        """Boots once and returns the Run.
+
+        @p args are inputs the test chose, put on the command line as key=value words.
+        @p witness, a callable taking a witness.Guest, makes the boot witnessed: QEMU starts
+        stopped, with its RAM readable by the grader and a gdbstub; the callable looks at the
+        guest (stopping it where it likes) while it runs, and its return value is Run.witness.
+        An AssertionError it raises fails the test with the boot's context; when it returns,
+        the guest runs on to its end.
+
+        @p inspect, a callable taking a witness.Snapshot, is for kernels that announce the moment
+        themselves (the debugging tools' fixtures): the guest is stopped when it prints
+        `inspect: ready`, and the callable looks at it. Graded tests pick their moments."""
+        if inspect is not None:
+            witness = _at_inspect_ready(inspect)
+        # PAGODA_GRADE_TOKEN reproduces a boot whose token a failure message gave.
+        token = token or self.fresh_token()
         # PAGODA_GRADE_CMDLINE is appended to every boot (its test= wins): a debugging aid, and
         # how the grader's own tests make every boot of a real grade hang.
-        cmdline = " ".join(filter(None, [f"token={token}", f"test={test}" if test else "", extra_cmdline,
-                                         os.environ.get("PAGODA_GRADE_CMDLINE", "")]))
+        cmdline = " ".join(filter(None, [f"token={token}", f"test={test}" if test else "", format_args(args),
+                                         extra_cmdline, os.environ.get("PAGODA_GRADE_CMDLINE", "")]))
         self.count += 1
         directory = os.path.join(self.directory, f"boot{self.count}")
         shutil.rmtree(directory, ignore_errors=True)
         os.makedirs(directory)
         qemu_log = os.path.join(directory, "qemu.log")
-        extra, sock_dir = [], None
-        if inspect is not None:
-            sock_dir = tempfile.mkdtemp(prefix="pagoda-mon-")  # unix socket paths must be short
-            ram_path = os.path.join(directory, "ram")
-            extra = ["-object", f"memory-backend-file,id=pagoda-ram,size={memory},mem-path={ram_path},share=on",
-                     "-machine", "memory-backend=pagoda-ram",
-                     "-monitor", f"unix:{os.path.join(sock_dir, 'mon.sock')},server=on,wait=off"]
+        extra, pass_fds, ours, theirs = [], (), None, None
+        if witness is not None:
+            ours, theirs = socket.socketpair()
+            pass_fds = (theirs.fileno(),)
+            extra = ["-chardev", f"socket,id=pagoda-gdb,fd={theirs.fileno()}", "-gdb", "chardev:pagoda-gdb", "-S",
+                     "-object", f"memory-backend-memfd,id=pagoda-ram,size={memory},share=on",
+                     "-machine", "memory-backend=pagoda-ram"]
         argv = qemu.command(self.kernel, cmdline, arch=self.arch, memory=memory, serial="stdio",
                             log_items="int,cpu_reset", log_file=qemu_log, extra=extra)
         with open(os.path.join(directory, "command"), "w") as f:
             f.write(" ".join(argv) + "\n")
 
         start = time.monotonic()
-        proc = qemu.spawn(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT)
-        data, timed_out, inspected, inspect_error = bytearray(), False, False, None
+        proc = qemu.spawn(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          pass_fds=pass_fds)
+        if theirs is not None:
+            theirs.close()
+        session = Session(proc, qemu_log, self.deadline, self.arch)
+        session.symbolize = lambda a: name_code(self.symbolizer, a)
+        witness_result, witness_error, witness_failure = None, None, ""
         try:
-            fd = proc.stdout.fileno()
-            while True:
-                left = self.deadline - time.monotonic()
-                if left <= 0:
-                    timed_out = True
-                    break
-                ready, _, _ = select.select([fd], [], [], left)
-                if not ready:
-                    continue
-                chunk = os.read(fd, 65536)
-                if not chunk:
-                    break
-                data += chunk
-                if len(data) > MAX_SERIAL_BYTES:
-                    timed_out = True
-                    break
-                if inspect is not None and not inspected and inspect_ready(data):
-                    inspected = True
-                    inspect_error = self._inspect(inspect, sock_dir, ram_path, memory)
+            if witness is not None:
+                witness_result, witness_error, witness_failure = self._witness(witness, session, ours, memory)
+            session.run_to_end()
         finally:
+            session.ended = True
             qemu.kill_group(proc)
-            proc.stdout.close()
-            if sock_dir:
-                shutil.rmtree(sock_dir, ignore_errors=True)
-                if os.path.exists(ram_path):
-                    os.unlink(ram_path)
+            for stream in (proc.stdout, proc.stdin):
+                try:
+                    stream.close()
+                except OSError:
+                    pass
+            if ours is not None:
+                ours.close()
         elapsed = time.monotonic() - start
+        session._watch_log(force=True)
 
-        text = data.decode(errors="replace").replace("\r\n", "\n")
+        text = session.data.decode(errors="replace").replace("\r\n", "\n")
         with open(os.path.join(directory, "serial.log"), "w") as f:
             f.write(text)
-        with open(qemu_log, "rb") as f:
-            log_text = f.read(MAX_QEMU_LOG_BYTES).decode(errors="replace")
+        faultlog.cut_file(qemu_log, LOG_KEEP_HEAD, LOG_KEEP_TAIL)
         run = Run(token=token, cmdline=cmdline, memory=memory, lines=text.splitlines(),
-                  exit_code=None if timed_out else proc.returncode, timed_out=timed_out,
-                  elapsed=elapsed, directory=directory, faults=faultlog.parse(log_text),
-                  symbolizer=self.symbolizer)
-        if inspect is not None and not inspected:
-            run.fail(f"the kernel never printed '{READY_LINE}' and halted for inspection")
-        if inspect_error is not None:
-            run.fail(str(inspect_error))
+                  exit_code=None if session.stop_kind else proc.returncode, elapsed=elapsed,
+                  directory=directory, log=faultlog.parse_file(qemu_log, self.arch),
+                  symbolizer=self.symbolizer, arch=self.arch, args=dict(args or {}),
+                  stop_kind=session.stop_kind, stop_reason=session.stop_reason, witness=witness_result,
+                  witness_failure=witness_failure)
+        if witness_error is not None:
+            run.fail(str(witness_error))
         return run
 
-    def _inspect(self, inspect, sock_dir, ram_path, memory):
-        """Runs @p inspect on the halted guest; returns its failure (or None)."""
-        monitor = Monitor(os.path.join(sock_dir, "mon.sock"), self.deadline)
-        inspector = None
+    def _witness(self, script, session, sock, memory):
+        """Runs the witness script against the live guest; returns (its result, its failed check,
+        why it could not finish)."""
+        from . import witness  # (imports the walker; only witnessed boots need it)
+        guest = None
         try:
-            inspector = Inspector(self.arch, monitor, ram_path, memory_bytes(memory))
-            inspect(inspector)
-            return None
+            guest = witness.Guest.attach(self, session, sock, memory_bytes(memory))
+            return script(guest), None, ""
+        except BootEnded as e:
+            where = guest.waiting_for if guest is not None and guest.waiting_for else "the grader's checks"
+            how = session.stop_reason if session.stop_kind else f"the kernel exited first ({e})"
+            return None, None, f"the guest never reached {where}: {how}"
         except AssertionError as e:
-            return e
+            if not session.ended:
+                session.stop(CHECKED, "")
+            return None, e, ""
         finally:
-            if inspector:
-                inspector.close()
-            monitor.quit()
+            if guest is not None:
+                guest.release()

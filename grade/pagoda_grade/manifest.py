@@ -129,3 +129,54 @@ def load_all(labs_dir=LABS_DIR):
             if d not in labs or d >= lab.number:
                 raise ManifestError(f"lab {lab.number} depends on lab {d}, which is not an earlier lab")
     return labs
+
+
+def implemented_tests(path):
+    """{(lab, id)} a grader test file implements: its @lab_test(N, "id") decorators, read with
+    the ast module (nothing is imported or run)."""
+    import ast
+    with open(path) as f:
+        tree = ast.parse(f.read(), path)
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for d in node.decorator_list:
+                if isinstance(d, ast.Call) and getattr(d.func, "id", getattr(d.func, "attr", "")) == "lab_test" \
+                        and len(d.args) == 2 and all(isinstance(a, ast.Constant) for a in d.args):
+                    found.add((d.args[0].value, d.args[1].value))
+    return found
+
+
+def lab_file_number(path):
+    """N for a lab test file, grade/test_labN.py or grade/hidden/test_labN_*.py; else None."""
+    m = re.fullmatch(r"test_lab(\d+)(?:_\w+)?\.py", os.path.basename(path))
+    return int(m[1]) if m else None
+
+
+def check_implementations(labs, test_files):
+    """Problems (one sentence each) between @p labs' manifests and the lab test files in
+    @p test_files (grade/test_labN.py, grade/hidden/test_labN_*.py): a declared test without an
+    implementation, an implementation of a test no manifest declares."""
+    problems = []
+    done_by_lab = {}
+    for path in sorted(test_files):
+        number = lab_file_number(path)
+        if number is None:
+            continue
+        where = os.path.relpath(path, os.path.dirname(LABS_DIR))
+        done = done_by_lab.setdefault(number, set())
+        lab = labs.get(number)
+        for n, tid in sorted(implemented_tests(path)):
+            if n != number:
+                problems.append(f"{where}: @lab_test({n}, '{tid}') belongs in grade/test_lab{n}.py")
+            elif lab is None or lab.test(tid) is None:
+                problems.append(f"{where}: implements test '{tid}', which lab {number}'s lab.toml does not declare")
+            done.add((n, tid))
+    for number, done in sorted(done_by_lab.items()):
+        lab = labs.get(number)
+        for spec in lab.tests if lab else ():
+            if (number, spec.id) not in done:
+                hint = " (hidden tests live in grade/hidden/)" if getattr(spec, "hidden", False) else ""
+                problems.append(f"lab {number} declares test '{spec.id}' in its lab.toml, but grade/test_lab{number}.py "
+                                f"does not implement it{hint}")
+    return problems

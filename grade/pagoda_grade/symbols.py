@@ -1,17 +1,71 @@
-"""The kernel ELF's symbols, demangled, for checking reported addresses against the truth."""
+"""The kernel ELF's symbols, demangled, and its loadable segments: the truth reported addresses
+are checked against (where a function is, where the loader put a byte)."""
 import functools
+import struct
 import subprocess
+from dataclasses import dataclass
 
 
-@functools.lru_cache(maxsize=4)
+@dataclass(frozen=True)
+class Symbol:
+    name: str        # demangled, with its parameter list
+    address: int
+    size: int
+    kind: str        # nm's letter: T/t code, D/d/B/b/R/r data
+
+    @property
+    def end(self):
+        return self.address + self.size
+
+    def contains(self, address):
+        return self.address <= address < self.address + max(self.size, 1)
+
+
+def base_name(name):
+    """@p name without its parameter list (and a trailing ' const'): 'pagoda::kmain(...)' ->
+    'pagoda::kmain'. '(anonymous namespace)' inside the name is kept."""
+    if name.endswith(" const"):
+        name = name[:-len(" const")]
+    if not name.endswith(")"):
+        return name
+    depth = 0
+    for i in range(len(name) - 1, -1, -1):
+        if name[i] == ")":
+            depth += 1
+        elif name[i] == "(":
+            depth -= 1
+            if depth == 0:
+                return name[:i]
+    return name
+
+
+def _plain(name):
+    return name.replace("(anonymous namespace)::", "")
+
+
+@functools.lru_cache(maxsize=8)
+def symbol_table(kernel):
+    """Every defined symbol of @p kernel with an address (llvm-nm --print-size --demangle)."""
+    out = subprocess.run(["llvm-nm", "--demangle", "--defined-only", "--print-size", kernel],
+                         capture_output=True, text=True, check=True).stdout
+    table = []
+    for line in out.splitlines():
+        parts = line.split(" ", 3)
+        if len(parts) == 4 and len(parts[1]) == 16:
+            address, size, kind, name = parts
+            table.append(Symbol(name, int(address, 16), int(size, 16), kind))
+        elif len(parts) >= 3:
+            address, kind, name = line.split(" ", 2)
+            table.append(Symbol(name, int(address, 16), 0, kind))
+    return tuple(table)
+
+
+@functools.lru_cache(maxsize=8)
 def symbols(kernel):
     """{demangled name: address} of every symbol with an address in @p kernel."""
-    out = subprocess.run(["llvm-nm", "--demangle", "--defined-only", kernel],
-                         capture_output=True, text=True, check=True).stdout
     table = {}
-    for line in out.splitlines():
-        address, _, name = line.split(" ", 2)
-        table.setdefault(name, int(address, 16))
+    for s in symbol_table(kernel):
+        table.setdefault(s.name, s.address)
     return table
 
 
@@ -30,35 +84,105 @@ def fact(kernel, name):
     return table[FACT_PREFIX + name]
 
 
+def find(kernel, name):
+    """The Symbol called @p name: its full demangled name, or its name without the parameter
+    list ('pagoda::kmain'), with or without '(anonymous namespace)::'. Exactly one must match."""
+    table = symbol_table(kernel)
+    exact = [s for s in table if s.name == name]
+    if len(exact) == 1:
+        return exact[0]
+    matches = [s for s in table if base_name(s.name) == name] or \
+              [s for s in table if _plain(base_name(s.name)) == _plain(name)]
+    unique = {s.address: s for s in matches}
+    if len(unique) != 1:
+        raise AssertionError(f"the kernel has {len(unique)} symbols called {name}"
+                             + (": " + ", ".join(s.name for s in matches[:4]) if matches else ""))
+    return next(iter(unique.values()))
+
+
 def address_of(kernel, name):
-    """The address of the symbol called @p name (demangled, e.g. 'pagoda::kmain(pagoda::BootInfo
-    const&)' or just 'pagoda::kmain'): exact match first, then the only name whose part before
-    '(' matches."""
-    table = symbols(kernel)
-    if name in table:
-        return table[name]
-    matches = [a for n, a in table.items() if n.split("(")[0] == name]
-    if len(matches) != 1:
-        raise AssertionError(f"the kernel has {len(matches)} symbols called {name}")
-    return matches[0]
+    """The address of the symbol called @p name (see find())."""
+    return find(kernel, name).address
 
 
-@functools.lru_cache(maxsize=4)
+def function_at(kernel, address):
+    """The code symbol containing @p address, or None."""
+    best = None
+    for s in symbol_table(kernel):
+        if s.kind in "Tt" and s.contains(address) and (best is None or s.size < best.size):
+            best = s
+    return best
+
+
+@functools.lru_cache(maxsize=8)
 def load_segments(kernel):
     """[(vaddr, paddr, memsz)] of the PT_LOAD segments of an ELF64 little-endian file."""
-    import struct
-    with open(kernel, "rb") as f:
-        data = f.read()
-    if data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
-        raise AssertionError(f"{kernel} is not a little-endian ELF64 file")
+    return [(s.vaddr, s.paddr, s.memsz) for s in segments(kernel)]
+
+
+@dataclass(frozen=True)
+class Segment:
+    vaddr: int
+    paddr: int
+    memsz: int
+    filesz: int
+    offset: int
+    flags: int        # PF_X 1, PF_W 2, PF_R 4
+
+    @property
+    def perms(self):
+        return ("r" if self.flags & 4 else "-") + ("w" if self.flags & 2 else "-") + ("x" if self.flags & 1 else "-")
+
+
+class ElfError(Exception):
+    pass
+
+
+@functools.lru_cache(maxsize=8)
+def segments(kernel):
+    """The PT_LOAD segments of @p kernel; ElfError when it is not a whole ELF64 little-endian
+    file (a truncated file, a header that points past its end)."""
+    try:
+        with open(kernel, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise ElfError(f"{kernel}: {e.strerror}") from None
+    return tuple(parse_segments(data, kernel))
+
+
+def parse_segments(data, what="the file"):
+    if len(data) < 64 or data[:4] != b"\x7fELF":
+        raise ElfError(f"{what} is not an ELF file")
+    if data[4] != 2 or data[5] != 1:
+        raise ElfError(f"{what} is not a little-endian ELF64 file")
     phoff, = struct.unpack_from("<Q", data, 0x20)
     phentsize, phnum = struct.unpack_from("<HH", data, 0x36)
-    segments = []
+    if phnum == 0 or phentsize < 56 or phoff + phnum * phentsize > len(data):
+        raise ElfError(f"{what} is truncated or damaged: its program headers end past its "
+                       f"{len(data)} bytes")
+    out = []
     for i in range(phnum):
-        p_type, _, _, vaddr, paddr, _, memsz, _ = struct.unpack_from("<IIQQQQQQ", data, phoff + i * phentsize)
-        if p_type == 1:  # PT_LOAD
-            segments.append((vaddr, paddr, memsz))
-    return segments
+        p_type, p_flags, p_offset, vaddr, paddr, filesz, memsz, _ = struct.unpack_from(
+            "<IIQQQQQQ", data, phoff + i * phentsize)
+        if p_type != 1:  # PT_LOAD
+            continue
+        if p_offset + filesz > len(data):
+            raise ElfError(f"{what} is truncated: a loadable segment ends at byte {p_offset + filesz} "
+                           f"of a {len(data)}-byte file")
+        out.append(Segment(vaddr, paddr, memsz, filesz, p_offset, p_flags))
+    if not out:
+        raise ElfError(f"{what} has nothing to load (no PT_LOAD segment)")
+    return out
+
+
+def validate_elf(path):
+    """Raises ElfError, saying what is wrong, unless @p path is a whole loadable ELF64 file."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise ElfError(f"{path}: {e.strerror}") from None
+    parse_segments(data, path)
 
 
 def physical_of(kernel, va):

@@ -21,7 +21,7 @@ contents at run time (the boot's token) so that no kernel can know them in advan
 def stale_read(inspector, va, value):
     """None when the 8 bytes at @p va, as the active root maps them now, are @p value (what the
     kernel read through @p va); otherwise the one-line diagnosis above. @p inspector is the
-    halted guest (inspect.Inspector)."""
+    stopped guest (a witness.Snapshot)."""
     walk = inspector.walk(va)
     value &= (1 << 64) - 1
     if walk.mapped:

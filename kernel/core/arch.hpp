@@ -23,6 +23,9 @@ StringView name();
 
 /// Writes text to the boot console (a serial port); usable from the first instruction of C++.
 void console_write(StringView text);
+/// The next byte typed on the boot console, or -1 when none is waiting (polled, never blocks).
+/// The grader uses it to hand a self-test a value after boot (grade/pagoda_grade/witness.py).
+int console_read_byte();
 
 /// Installs the exception and interrupt handlers. Interrupts stay disabled.
 void traps_init();

@@ -1,4 +1,12 @@
-"""`pagoda build`: configure (once) and build with the CMake presets."""
+"""`pagoda build`: configure (once) and build with the CMake presets.
+
+One build at a time per build directory: two ninjas in one directory corrupt each other's state,
+and parallel grader tests (or two grades in one clone) all want the kernel. build() holds
+build/.build-<preset>.lock while it configures and builds; so does anything else that runs
+cmake --build there (locked()).
+"""
+import contextlib
+import fcntl
 import os
 import subprocess
 
@@ -7,6 +15,15 @@ from .ui import PagodaError, info
 
 TARGETS = ("host",) + paths.ARCHES
 FIXTURES_TARGET = "kernel-fixtures"
+
+
+@contextlib.contextmanager
+def locked(preset):
+    """Holds the build lock of build/<preset> (waits for whoever holds it)."""
+    os.makedirs(paths.BUILD, exist_ok=True)
+    with open(os.path.join(paths.BUILD, f".build-{preset}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def configure(preset):
@@ -24,11 +41,12 @@ def configure(preset):
 def build(preset, quiet=True, target=None):
     """Configures and builds one preset (only @p target when given); raises PagodaError with the
     compiler output on failure."""
-    configure(preset)
-    result = subprocess.run(["cmake", "--build", "--preset", preset] +
-                            (["--target", target] if target else []), cwd=paths.ROOT,
-                            stdout=subprocess.PIPE if quiet else None, stderr=subprocess.STDOUT,
-                            text=True)
+    with locked(preset):
+        configure(preset)
+        result = subprocess.run(["cmake", "--build", "--preset", preset] +
+                                (["--target", target] if target else []), cwd=paths.ROOT,
+                                stdout=subprocess.PIPE if quiet else None, stderr=subprocess.STDOUT,
+                                text=True)
     if result.returncode != 0:
         if quiet:
             print(result.stdout)

@@ -59,7 +59,7 @@ def run_pytest(numbers, arch, workers, kernel=None, verbose=False, extra=(), onl
     log = os.path.join(paths.BUILD, "grade-pytest.log")
     argv = [paths.SYSTEM_PYTHON, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rN",
             f"--pagoda-report={report}", f"--pagoda-arch={arch}"]
-    if workers != 1:
+    if str(workers) != "1":   # -j 1: no xdist at all (workers arrives as text from the command line)
         argv += ["-n", str(workers)]
     if kernel:
         argv += [f"--pagoda-kernel={kernel}"]
@@ -157,14 +157,13 @@ def grade(names, arch=paths.DEFAULT_ARCH, workers="auto", kernel=None, verbose=F
 
 
 def check_kernel_file(path):
-    """Rejects a --kernel that is not an ELF file, before any QEMU is started for it."""
+    """Rejects a --kernel that is not a whole loadable ELF file (missing, not ELF, truncated),
+    before any QEMU is started for it."""
+    from pagoda_grade.symbols import ElfError, validate_elf
     try:
-        with open(path, "rb") as f:
-            magic = f.read(4)
-    except OSError as e:
-        raise PagodaError(f"--kernel {path}: {e.strerror}")
-    if magic != b"\x7fELF":
-        raise PagodaError(f"--kernel {path}: not an ELF file (build one with ./pagoda build)")
+        validate_elf(path)
+    except ElfError as e:
+        raise PagodaError(f"--kernel {e} (build one with ./pagoda build)")
 
 
 def cmd_grade(args):

@@ -1,0 +1,75 @@
+"""The witness library's Guest against the real kernel: each way of handing the kernel an input
+the grader picked at run time arrives, snapshots read the live machine, and a stop the guest
+never reaches is reported as that."""
+import pytest
+
+from pagoda_grade.harness import Booter, GradeFailure
+from pagoda_grade.symbols import address_of
+from pagoda_grade.witness import pick_in
+
+
+def test_a_line_typed_after_boot_arrives(reference_kernel, tmp_path):
+    word = f"grader-{pick_in('t', 'word', 0, 10**9)}"
+
+    def script(guest):
+        guest.stop_at("pagoda::run_selftest")   # booted, about to read the console
+        guest.send_line(word)
+
+    run = Booter(reference_kernel, "x86_64", str(tmp_path), timeout=15)(test="echo_line", witness=script)
+    run.expect(rf"^echo: {word}$", "the line the grader typed, echoed")
+    run.expect_outcome("success")
+
+
+def test_values_delivered_into_guest_ram_arrive(reference_kernel, tmp_path):
+    probes = [address_of(reference_kernel, "pagoda::kmain"), 0x0000_2345_6789_0000]
+
+    def script(guest):
+        snap = guest.stop_at("pagoda_grader_stop")
+        guest.deliver(probes)
+        return snap.root
+
+    run = Booter(reference_kernel, "x86_64", str(tmp_path), timeout=15)(test="vm_translate", witness=script)
+    assert run.require_witness() != 0
+    for va in probes:
+        run.expect(rf"^translate: 0x0*{va:x} -> ", f"the translation of the delivered {va:#x}")
+
+
+def test_a_snapshot_at_an_instant_reads_the_live_machine(reference_kernel, tmp_path):
+    def script(guest):
+        snap = guest.stop_after(0.3)
+        rip = address_of(reference_kernel, "pagoda::kmain")
+        kmain = snap.walk(rip)
+        guest.end()
+        return snap.pc, snap.root, kmain.mapped, kmain.perms.rwx(), snap.read_virt(rip, 16)
+
+    run = Booter(reference_kernel, "x86_64", str(tmp_path), timeout=15)(witness=script)   # idles
+    pc, root, mapped, perms, code = run.require_witness()
+    assert pc >= 0xFFFF_8000_0000_0000 and root != 0
+    assert mapped and perms == "r-x"
+    with open(reference_kernel, "rb") as f:
+        assert code in f.read()          # the grader's own translation reaches kmain's bytes
+    assert run.outcome() == "ended by the grader"
+
+
+def test_a_stop_the_guest_never_reaches_is_named(reference_kernel, tmp_path):
+    def script(guest):
+        guest.stop_at("pagoda_grader_checkpoint")   # test=shutdown never calls it
+
+    run = Booter(reference_kernel, "x86_64", str(tmp_path), timeout=15)(test="shutdown", witness=script)
+    assert run.witness is None
+    with pytest.raises(GradeFailure) as e:
+        run.require_witness()
+    assert "the guest never reached pagoda_grader_checkpoint: the kernel exited first" in str(e.value)
+
+
+def test_a_failed_check_in_the_script_fails_with_the_boot_context(reference_kernel, tmp_path):
+    def script(guest):
+        guest.stop_at("pagoda::run_selftest")
+        raise AssertionError("the grader did not like what it saw")
+
+    with pytest.raises(GradeFailure) as e:
+        Booter(reference_kernel, "x86_64", str(tmp_path), timeout=15)(test="hang", witness=script)
+    message = str(e.value)
+    assert message.startswith("the grader did not like what it saw")
+    assert "did not finish in time" not in message and "selftest hang: start" not in message
+    assert "last " in message   # the serial tail follows

@@ -1,0 +1,394 @@
+"""A small client of GDB's remote serial protocol, for reading a QEMU guest from outside.
+
+QEMU's gdbstub (`-gdb ...`) is the one interface that gives every architecture's registers by
+name: CR3/EFER on x86_64, TTBR0_EL1/TTBR1_EL1/TCR_EL1 on AArch64 (QEMU's monitor does not print
+the AArch64 ones). The grader uses it to stop the guest where it chooses (a breakpoint on a
+kernel function, or an interrupt at an instant it picks), read the translation registers,
+read or write guest memory, and let the guest go on.
+
+Only the standard library is used. The packets (see GDB's manual, "Remote Protocol"):
+
+    $<payload>#<2 hex digit checksum>   a packet; the receiver answers + (or - to resend)
+    ?                     why the target stopped           -> S05 / T05...
+    qSupported            features (PacketSize, qXfer:features:read+)
+    QStartNoAckMode       drop the +/- acks (QEMU 7.2 does not support it: acks stay)
+    qXfer:features:read:ANNEX:OFF,LEN   the target description XML (m = more, l = last)
+    p<n>                  one register by number (little-endian hex)
+    g                     all registers
+    m<addr>,<len>         read memory;  M<addr>,<len>:<hex> write memory
+    Qqemu.PhyMemMode:1    QEMU only: m/M use physical addresses (0 restores virtual)
+    qRcmd,<hex>           a monitor command (QEMU's HMP), its output in O<hex> packets
+    Z0,<addr>,<kind> / z0,...   insert / remove a software breakpoint
+    c                     continue; the answer (a stop reply) comes when the guest stops
+    0x03 (a raw byte)     interrupt the running guest
+    D                     detach (the guest runs on, breakpoints removed); k kills
+
+Register numbers come from the target description: registers are numbered in the order the
+XML files list them, a `regnum` attribute restarting the count.
+"""
+import re
+import select
+import socket
+import time
+
+DEFAULT_TIMEOUT = 10.0
+# Software-breakpoint "kind": the size of the breakpoint instruction.
+BREAKPOINT_KIND = {"x86_64": 1, "aarch64": 4}
+_TAG = re.compile(r"<([A-Za-z:]+)\s([^>]*?)/?>")
+_ATTRIBUTE = re.compile(r'([A-Za-z_:]+)="([^"]*)"')
+
+
+class RspError(Exception):
+    """The stub answered with an error, or not at all, or the connection broke."""
+
+
+class Register:
+    __slots__ = ("name", "number", "bits")
+
+    def __init__(self, name, number, bits):
+        self.name, self.number, self.bits = name, number, bits
+
+    def __repr__(self):
+        return f"Register({self.name!r}, {self.number}, {self.bits})"
+
+
+class StopReply:
+    """A stop reply: S/T (signal), W/X (the target exited)."""
+
+    def __init__(self, payload):
+        self.payload = payload
+        self.kind = payload[:1]
+        self.signal = int(payload[1:3], 16) if self.kind in ("S", "T", "X", "W") and len(payload) >= 3 else None
+        self.values = {}
+        if self.kind == "T":
+            for part in payload[3:].split(";"):
+                if ":" in part:
+                    k, v = part.split(":", 1)
+                    self.values[k] = v
+
+    @property
+    def exited(self):
+        return self.kind in ("W", "X")
+
+    def __repr__(self):
+        return f"StopReply({self.payload!r})"
+
+
+def checksum(payload):
+    return sum(payload) & 0xFF
+
+
+def escape(payload):
+    """Binary data in a packet: # $ } * are sent as } followed by the byte xor 0x20."""
+    out = bytearray()
+    for b in payload:
+        if b in b"#$}*":
+            out += bytes((0x7D, b ^ 0x20))
+        else:
+            out.append(b)
+    return bytes(out)
+
+
+def unescape(payload):
+    """Undoes escape() and run-length encoding (X*n repeats X n-29 more times)."""
+    out = bytearray()
+    i = 0
+    while i < len(payload):
+        b = payload[i]
+        if b == 0x7D:
+            i += 1
+            out.append(payload[i] ^ 0x20)
+        elif b == 0x2A and out:
+            out += bytes((out[-1],)) * (payload[i + 1] - 29)
+            i += 1
+        else:
+            out.append(b)
+        i += 1
+    return bytes(out)
+
+
+def frame(payload):
+    if isinstance(payload, str):
+        payload = payload.encode()
+    return b"$" + payload + b"#%02x" % checksum(payload)
+
+
+class RspClient:
+    """One connection to a gdbstub.
+
+    @p sock is a connected stream socket. @p idle, when given, is called (with no argument)
+    whenever the client waits for the stub for a while: the grader uses it to keep draining the
+    guest's serial output and watching QEMU's log, and to abort (by raising) when the guest died.
+    """
+
+    def __init__(self, sock, timeout=DEFAULT_TIMEOUT, idle=None, arch=None):
+        self.sock = sock
+        self.timeout = timeout
+        self.idle = idle
+        self.arch = arch
+        self.acks = True
+        self.packet_size = 4096
+        self._buffer = b""
+        self._registers = None
+        self._features = {}
+        self.running = False
+        self._phys = False
+
+    # ---- framing -------------------------------------------------------------------------------
+
+    @classmethod
+    def connect_unix(cls, path, **kwargs):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(path)
+        return cls(s, **kwargs)
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def _fill(self, deadline):
+        """Reads more bytes into the buffer; RspError at the deadline or when the stub hangs up."""
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise RspError(f"no answer from the gdbstub in {self.timeout:g} s")
+            ready, _, _ = select.select([self.sock], [], [], min(left, 0.05))
+            if ready:
+                try:
+                    data = self.sock.recv(65536)
+                except OSError as e:
+                    raise RspError(f"the gdbstub connection broke: {e}") from None
+                if not data:
+                    raise RspError("the gdbstub closed the connection (QEMU exited?)")
+                self._buffer += data
+                return
+            if self.idle is not None:
+                self.idle()
+
+    def _read_packet(self, timeout=None):
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        while True:
+            start = self._buffer.find(b"$")
+            if start >= 0:
+                end = self._buffer.find(b"#", start)
+                if end >= 0 and len(self._buffer) >= end + 3:
+                    payload = self._buffer[start + 1:end]
+                    sent = self._buffer[end + 1:end + 3]
+                    self._buffer = self._buffer[end + 3:]
+                    ok = int(sent, 16) == checksum(payload)
+                    if self.acks:
+                        self.sock.sendall(b"+" if ok else b"-")
+                    if ok:
+                        return unescape(payload)
+                    continue
+            else:
+                self._buffer = b""  # acks and noise before a packet
+            self._fill(deadline)
+
+    def _send(self, payload):
+        data = frame(payload)
+        for _ in range(3):
+            self.sock.sendall(data)
+            if not self.acks:
+                return
+            deadline = time.monotonic() + self.timeout
+            while not self._buffer:
+                self._fill(deadline)
+            ack, self._buffer = self._buffer[:1], self._buffer[1:]
+            if ack == b"+":
+                return
+            if ack != b"-":  # not an ack: leave it for the reader
+                self._buffer = ack + self._buffer
+                return
+        raise RspError(f"the gdbstub refused packet {payload[:40]!r} three times")
+
+    def request(self, payload, timeout=None):
+        """Sends one packet and returns the reply's payload as text."""
+        if self.running:
+            raise RspError("the guest is running: stop it before sending a request")
+        self._send(payload)
+        return self._read_packet(timeout).decode("latin-1")
+
+    def _ok(self, payload):
+        reply = self.request(payload)
+        if reply != "OK":
+            raise RspError(f"{payload if isinstance(payload, str) else payload[:20]!r}: the gdbstub answered {reply!r}")
+
+    # ---- session -------------------------------------------------------------------------------
+
+    def handshake(self):
+        """Features, no-ack mode when offered; returns the stop reply of the halted target."""
+        reply = self.request("qSupported:multiprocess-;swbreak+;hwbreak+;xmlRegisters=i386")
+        for part in reply.split(";"):
+            if "=" in part:
+                k, v = part.split("=", 1)
+                self._features[k] = v
+            elif part:
+                self._features[part[:-1]] = part[-1]
+        if "PacketSize" in self._features:
+            self.packet_size = int(self._features["PacketSize"], 16)
+        if self._features.get("QStartNoAckMode") == "+":
+            if self.request("QStartNoAckMode") == "OK":
+                self.acks = False
+        return self.stop_reason()
+
+    def stop_reason(self):
+        return StopReply(self.request("?"))
+
+    # ---- registers -----------------------------------------------------------------------------
+
+    def read_feature(self, annex):
+        """The text of one target-description file (qXfer:features:read)."""
+        out, offset = b"", 0
+        chunk = max(256, self.packet_size - 16)
+        while True:
+            reply = self.request(f"qXfer:features:read:{annex}:{offset:x},{chunk:x}")
+            if not reply or reply[0] not in "ml":
+                raise RspError(f"cannot read target description {annex}: {reply!r}")
+            data = reply[1:].encode("latin-1")
+            out += data
+            offset += len(data)
+            if reply[0] == "l":
+                return out.decode()
+
+    def registers(self):
+        """{lower-case name: Register} from target.xml and the files it includes."""
+        if self._registers is None:
+            regs, number = {}, 0
+            pending = ["target.xml"]
+            seen = set()
+            while pending:
+                annex = pending.pop(0)
+                if annex in seen:
+                    continue
+                seen.add(annex)
+                text = re.sub(r"<!--.*?-->", "", self.read_feature(annex), flags=re.S)
+                includes = []
+                # (QEMU's files use an xi: prefix they never bind: read the tags, not the XML tree)
+                for tag, attributes in _TAG.findall(text):
+                    attrs = dict(_ATTRIBUTE.findall(attributes))
+                    if tag.endswith("include"):
+                        includes.append(attrs["href"])
+                    elif tag == "reg":
+                        if "regnum" in attrs:
+                            number = int(attrs["regnum"])
+                        regs.setdefault(attrs["name"].lower(), Register(attrs["name"], number, int(attrs["bitsize"])))
+                        number += 1
+                pending = includes + pending
+            self._registers = regs
+        return self._registers
+
+    def register(self, name):
+        reg = self.registers().get(name.lower())
+        if reg is None:
+            raise RspError(f"the target has no register {name!r}")
+        return reg
+
+    def read_register(self, name):
+        """The value of register @p name (any case), as an int."""
+        reg = self.register(name)
+        reply = self.request(f"p{reg.number:x}")
+        if not reply or reply.startswith("E") and len(reply) == 3:
+            raise RspError(f"cannot read register {name}: {reply!r}")
+        return int.from_bytes(bytes.fromhex(reply), "little")
+
+    def read_registers(self, names):
+        return {n: self.read_register(n) for n in names}
+
+    # ---- memory --------------------------------------------------------------------------------
+
+    def physical(self, on):
+        """QEMU: make m/M use physical (True) or virtual (False) addresses."""
+        if on != self._phys:
+            self._ok(f"Qqemu.PhyMemMode:{1 if on else 0}")
+            self._phys = on
+
+    def read_memory(self, address, length, physical=False):
+        """@p length bytes at @p address (virtual through the guest's tables, or physical)."""
+        self.physical(physical)
+        try:
+            out = bytearray()
+            chunk = max(16, (self.packet_size - 8) // 2)
+            while len(out) < length:
+                n = min(chunk, length - len(out))
+                reply = self.request(f"m{address + len(out):x},{n:x}")
+                if not reply or (reply[0] == "E" and len(reply) == 3):
+                    raise RspError(f"cannot read {n} bytes at {'physical' if physical else 'virtual'} "
+                                   f"{address + len(out):#x}: {reply!r}")
+                out += bytes.fromhex(reply)
+            return bytes(out)
+        finally:
+            self.physical(False)
+
+    def write_memory(self, address, data, physical=False):
+        self.physical(physical)
+        try:
+            chunk = max(16, (self.packet_size - 32) // 2)
+            for i in range(0, len(data), chunk):
+                part = data[i:i + chunk]
+                self._ok(f"M{address + i:x},{len(part):x}:{part.hex()}")
+        finally:
+            self.physical(False)
+
+    def monitor(self, command):
+        """QEMU: runs a monitor command through the stub (qRcmd) and returns its output."""
+        self._send("qRcmd," + command.encode().hex())
+        out = b""
+        while True:
+            reply = self._read_packet()
+            if reply.startswith(b"O") and reply != b"OK":
+                out += bytes.fromhex(reply[1:].decode())
+                continue
+            if reply == b"OK" or reply == b"":
+                return out.decode(errors="replace")
+            raise RspError(f"monitor {command!r}: the gdbstub answered {reply[:40]!r}")
+
+    # ---- execution -----------------------------------------------------------------------------
+
+    def _kind(self):
+        return BREAKPOINT_KIND.get(self.arch or "x86_64", 1)
+
+    def set_breakpoint(self, address):
+        self._ok(f"Z0,{address:x},{self._kind()}")
+
+    def remove_breakpoint(self, address):
+        self._ok(f"z0,{address:x},{self._kind()}")
+
+    def cont(self):
+        """Lets the guest run; wait_stop() collects the stop reply."""
+        self._send("c")
+        self.running = True
+
+    def wait_stop(self, timeout=None):
+        """Waits until the running guest stops (a breakpoint, an interrupt); the StopReply."""
+        if not self.running:
+            raise RspError("the guest is not running")
+        reply = StopReply(self._read_packet(timeout).decode("latin-1"))
+        self.running = False
+        return reply
+
+    def interrupt(self, timeout=None):
+        """Stops the running guest now (a raw 0x03 byte) and returns the stop reply."""
+        self.sock.sendall(b"\x03")
+        return self.wait_stop(timeout)
+
+    def detach(self):
+        """Removes every breakpoint and lets the guest run on without the debugger."""
+        if self.running:
+            self.interrupt()
+        try:
+            self.request("D")
+        except RspError:
+            pass
+        self.close()
+
+    def kill(self):
+        try:
+            if self.running:
+                self.sock.sendall(b"\x03")
+            self.sock.sendall(frame("k"))
+        except OSError:
+            pass
+        self.close()

@@ -1,0 +1,753 @@
+"""Witnesses: what the grader checks without believing the kernel.
+
+A kernel can print any line; it cannot forge what QEMU sees. Every grader test that checks a
+milestone uses this library, so that later labs inherit the same witnesses:
+
+1. QEMU's exception log (`-d int`, parsed by tools/pagoda/faultlog.py):
+       expect_fault(run, ...)               the fault the test provoked, as the CPU took it, and
+                                            matching what the kernel's report says
+       expect_hardware_interrupts(run, n)   interrupts the hardware raised (not INT n / SVC)
+2. Snapshots at moments the grader chooses: a boot made with boot(witness=script) starts QEMU
+   stopped, with a gdbstub and its RAM readable; script(guest) runs while the guest does:
+       guest.stop_at("pagoda::some_function")  -> Snapshot (a breakpoint the test names)
+       guest.stop_after(seconds) / guest.stop_at_line(regex, delay)  -> Snapshot (an instant)
+       guest.deliver([values])              inputs written into guest RAM while it is stopped
+   A Snapshot has the translation registers read through the gdbstub (CR3; TTBR0/1_EL1),
+   a physical-memory reader, and the page-table walker (tools/gdb/pagoda_pt) over the live
+   root(s), bounded against hostile tables:
+       snap.walk(va)  snap.dump()  snap.translate(va)  snap.read_virt(va, n)  snap.argument(i)
+3. The whole expected map: expected_kernel_map(kernel, arch, memory) lists every region the
+   kernel must map (each image section with its permissions, the RAM window, the devices) and
+   compare_map(snap, regions) reports every missing, extra or wrong mapping, not samples.
+4. Inputs the kernel cannot know in advance: the test picks them (pick_page, pick_in) from the
+   token (so a failure is reproducible with PAGODA_GRADE_TOKEN) among values valid for the
+   check, and hands them to the kernel on the command line (boot(args=...)) or in guest RAM.
+
+The per-architecture facts live in ARCHES (registers, argument registers, how the kernel's
+printed report reads) and MACHINES (where QEMU puts RAM and devices); the kernel's own layout is
+read from the facts its ELF exports (symbols.fact). An AArch64 port adds its entries there and a
+parser in faultlog.py.
+"""
+import hashlib
+import os
+import re
+import struct
+import sys
+import time
+from dataclasses import dataclass
+
+from . import symbols
+from .harness import ENDED, BootEnded
+from .rsp import RspClient, RspError
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                                "tools", "gdb"))
+import pagoda_pt  # noqa: E402
+
+PAGE = 4096
+MiB = 1 << 20
+GiB = 1 << 30
+# A dump reads at most this many page tables: a legitimate kernel map uses a few hundred; a root
+# whose entries lead back to itself would otherwise make the walk astronomically long.
+MAX_TABLE_READS = 4096
+# Problems reported by compare_map() before it only counts them.
+MAX_PROBLEMS_SHOWN = 12
+
+
+# ---- Per-architecture facts --------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ArchModel:
+    name: str
+    pc: str                      # gdbstub register names
+    sp: str
+    arguments: tuple             # registers holding a function's first arguments at its entry
+    translation: tuple           # registers the page-table walker needs
+    report: dict                 # regexes over the kernel's printed exception report
+
+    def roots(self, regs):
+        """{name: physical root} of the live translation tables."""
+        if self.name == "x86_64":
+            return {"cr3": regs["cr3"] & 0x000F_FFFF_FFFF_F000}
+        return {n: regs[n] & 0x0000_FFFF_FFFF_FFFE for n in ("ttbr0_el1", "ttbr1_el1")}
+
+    def present(self, entry):
+        return bool(entry & 1)
+
+
+ARCHES = {
+    "x86_64": ArchModel(
+        name="x86_64", pc="rip", sp="rsp", arguments=("rdi", "rsi", "rdx", "rcx", "r8", "r9"),
+        translation=("cr0", "cr3", "cr4", "efer"),
+        report={"header": r"^TRAP: (\S+) .*\(vector (\d+)\)", "address": r"^\s+CR2 (0x[0-9a-f]+)",
+                "pc": r"^\s+RIP (0x[0-9a-f]+)", "error": r"^\s+error (0x[0-9a-f]+)"}),
+    "aarch64": ArchModel(
+        name="aarch64", pc="pc", sp="sp", arguments=tuple(f"x{i}" for i in range(8)),
+        translation=("ttbr0_el1", "ttbr1_el1", "tcr_el1", "sctlr_el1", "mair_el1"),
+        report={"header": r"^TRAP: (\S+)", "address": r"^\s+FAR (0x[0-9a-f]+)",
+                "pc": r"^\s+ELR (0x[0-9a-f]+)", "error": r"^\s+ESR (0x[0-9a-f]+)"}),
+}
+
+
+@dataclass(frozen=True)
+class Machine:
+    """What QEMU's machine gives the guest (facts about QEMU, not about the kernel)."""
+    arch: str
+    ram_base: int                # guest-physical address of the first byte of RAM
+    devices: tuple               # (physical base, size, what) the kernel must map to work
+    max_low_ram: int             # RAM above this is split elsewhere by QEMU
+
+    def usable_ram(self, memory_size):
+        """[(start, end)] of the RAM the kernel may use, for -m memory_size bytes."""
+        return [(self.ram_base, self.ram_base + min(memory_size, self.max_low_ram))]
+
+
+MACHINES = {
+    # microvm: RAM from 0 (the firmware keeps parts of the first MiB), below 3 GiB; the local APIC.
+    "x86_64": Machine("x86_64", ram_base=0,
+                      devices=((0xFEE0_0000, PAGE, "the local APIC"),), max_low_ram=3 * GiB),
+    # virt: RAM at 1 GiB; UART (PL011) and GIC. (To be completed by the AArch64 port.)
+    "aarch64": Machine("aarch64", ram_base=0x4000_0000,
+                       devices=((0x0900_0000, PAGE, "the PL011 UART"),), max_low_ram=255 * GiB),
+}
+
+
+# ---- The kernel's layout -----------------------------------------------------------------------
+
+def layout_value(kernel, key):
+    """A layout constant of the kernel (kernel/mm/layout.hpp), read from the fact it exports as
+    an ELF symbol (symbols.fact): the grader keeps no copy of the layout."""
+    return symbols.fact(kernel, key)
+
+
+@dataclass(frozen=True)
+class TopLevel:
+    """The root table's shape, from the kernel's facts."""
+    entries: int          # entries per table
+    kernel_first: int     # the first top-level entry of the kernel half (the user half is below)
+    shift: int            # one top-level entry maps 1 << shift bytes
+
+
+def top_level(kernel):
+    entries, levels = layout_value(kernel, "entries_per_table"), layout_value(kernel, "levels")
+    shift = layout_value(kernel, "page_size").bit_length() - 1 + (entries.bit_length() - 1) * (levels - 1)
+    return TopLevel(entries, layout_value(kernel, "kernel_half_first_entry"), shift)
+
+
+@dataclass(frozen=True)
+class Region:
+    """A range the kernel must map: [va, va + size) -> [pa, ...) (pa None: any frames) with
+    permissions perms ('r-x', 'rw-', ...), supervisor only. what names it in messages."""
+    va: int
+    size: int
+    pa: int | None
+    perms: str
+    what: str
+    content: tuple | None = None   # [start, end) of the bytes the ELF puts there (image regions)
+
+    @property
+    def end(self):
+        return self.va + self.size
+
+
+def _align_down(x, a=PAGE):
+    return x & ~(a - 1)
+
+
+def _align_up(x, a=PAGE):
+    return (x + a - 1) & ~(a - 1)
+
+
+def _section_name(perms):
+    return {"r-x": ".text", "r--": ".rodata", "rw-": ".data/.bss"}.get(perms, perms)
+
+
+def kernel_image_regions(kernel):
+    """The kernel image as the kernel must map it: each loadable segment of the image proper
+    (the boot stub before it is not part of it) at its link address, its load address, and the
+    permissions the ELF gives it."""
+    start = symbols.address_of(kernel, "__kernel_start")
+    regions = []
+    for seg in symbols.segments(kernel):
+        if seg.vaddr < start or seg.memsz == 0:
+            continue
+        va = _align_down(seg.vaddr)
+        size = _align_up(seg.vaddr + seg.memsz) - va
+        regions.append(Region(va, size, _align_down(seg.paddr), seg.perms, f"kernel {_section_name(seg.perms)}",
+                              content=(seg.vaddr, seg.vaddr + seg.memsz)))
+    return regions
+
+
+def image_physical(kernel):
+    """[start, end) of the physical memory the kernel image proper occupies (never RAM to map)."""
+    regions = kernel_image_regions(kernel)
+    return min(r.pa for r in regions), max(r.pa + r.size for r in regions)
+
+
+def linked_high(kernel, arch):
+    """True when the kernel is linked in the kernel half (lab 2 done), False for the lab-1 form."""
+    return symbols.address_of(kernel, "pagoda::kmain") >= layout_value(kernel, "kernel_half_base")
+
+
+def expected_kernel_map(kernel, arch, memory_size):
+    """Every region the kernel's own root must map, and nothing else may be mapped.
+
+    A kernel linked high (lab 2) reaches RAM through the window: usable RAM below the window's
+    size at window_base + pa, devices at mmio_base + pa. A kernel linked low (lab 1) identity
+    maps usable RAM and devices. Either way the image sections keep their own permissions and
+    the RAM mapping skips the image's frames."""
+    machine = MACHINES[arch]
+    regions = kernel_image_regions(kernel)
+    img_lo, img_hi = image_physical(kernel)
+    low_end = layout_value(kernel, "low_memory_end")  # physical; the kernel never maps RAM below it
+    if linked_high(kernel, arch):
+        phys_base = layout_value(kernel, "window_phys_base")
+        ram_offset = layout_value(kernel, "window_base") - phys_base
+        limit = phys_base + layout_value(kernel, "window_size")
+        dev_offset = layout_value(kernel, "mmio_base")
+        ram_what, dev_what = "the physical window", "device area"
+    else:
+        ram_offset, limit, dev_offset = 0, 1 << 64, 0
+        ram_what, dev_what = "identity map of RAM", "identity map of devices"
+    for lo, hi in machine.usable_ram(memory_size):
+        lo, hi = max(lo, low_end), min(hi, limit)
+        for a, b in ((lo, min(hi, img_lo)), (max(lo, img_hi), hi)):
+            if a < b:
+                regions.append(Region(ram_offset + a, b - a, a, "rw-", f"{ram_what} (RAM {a:#x}-{b:#x})"))
+    for pa, size, what in machine.devices:
+        regions.append(Region(dev_offset + pa, _align_up(size), pa, "rw-", f"{dev_what}: {what}"))
+    return sorted(regions, key=lambda r: r.va)
+
+
+def compare_map(snap, regions, extra_allowed=(), root=None):
+    """Compares the whole live map with @p regions: every page of each region mapped to its
+    frames with its permissions, supervisor only; nothing mapped outside them (except
+    @p extra_allowed regions, which may be mapped or not but must match when they are).
+    Returns a list of problems ('' free); a walk that cannot finish is one problem."""
+    try:
+        runs = snap.dump(root)
+    except WalkError as e:
+        return [str(e)]
+    required = sorted(regions, key=lambda r: r.va)
+    allowed = sorted(extra_allowed, key=lambda r: r.va)
+    cuts = sorted({r.va for r in required + allowed} | {r.end for r in required + allowed} |
+                  {x.va_start for x in runs} | {x.va_end for x in runs})
+    problems = []
+
+    def covering(items, va, start_of, end_of):
+        for it in items:
+            if start_of(it) <= va < end_of(it):
+                return it
+        return None
+
+    last = None
+    for start, end in zip(cuts, cuts[1:]):
+        run = covering(runs, start, lambda x: x.va_start, lambda x: x.va_end)
+        region = covering(required, start, lambda r: r.va, lambda r: r.end)
+        optional = region is None
+        if region is None:
+            region = covering(allowed, start, lambda r: r.va, lambda r: r.end)
+        if run is None and region is None:
+            continue
+        if run is None:
+            if optional:
+                continue
+            key, text = ("missing", region), f"{region.what}: [{start:#x}, {end:#x}) is not mapped"
+        elif region is None:
+            key = ("extra", run.pa_start - run.va_start, run.perms.rwx())
+            text = (f"[{start:#x}, {end:#x}) -> {run.pa_start + start - run.va_start:#x} is mapped "
+                    f"{run.perms.rwx()}{' user' if run.perms.user else ''}, but nothing may be mapped there")
+        else:
+            pa = run.pa_start + (start - run.va_start)
+            want_pa = None if region.pa is None else region.pa + (start - region.va)
+            if want_pa is not None and pa != want_pa:
+                key, text = ("frame", region), (f"{region.what}: {start:#x} maps physical {pa:#x}, "
+                                                f"expected {want_pa:#x}")
+            elif run.perms.rwx() != region.perms or run.perms.user:
+                key = ("perms", region, run.perms.rwx())
+                text = (f"{region.what}: [{start:#x}, {end:#x}) is mapped {run.perms.rwx()}"
+                        f"{' user' if run.perms.user else ''}, expected {region.perms} (kernel only)")
+            else:
+                last = None
+                continue
+        if key == last and problems:
+            # the same problem continuing: widen the last message's range
+            problems[-1] = re.sub(r", (0x[0-9a-f]+)\)", f", {end:#x})", problems[-1], count=1)
+            continue
+        last = key
+        problems.append(text)
+    if len(problems) > MAX_PROBLEMS_SHOWN:
+        more = len(problems) - MAX_PROBLEMS_SHOWN
+        problems = problems[:MAX_PROBLEMS_SHOWN] + [f"... and {more} more"]
+    return problems
+
+
+# ---- Reading the guest -------------------------------------------------------------------------
+
+class WalkError(Exception):
+    """The grader's own walk could not finish (a table cycle, an absurd tree)."""
+
+
+class _Abort(BaseException):
+    """Ends a dump from inside the walker (which turns ordinary exceptions into notes)."""
+
+
+class _BoundedReader:
+    """A read_phys that counts the page tables a dump reads and stops a walk that never ends."""
+
+    def __init__(self, read_phys, roots, limit=MAX_TABLE_READS):
+        self.read_phys = read_phys
+        self.roots = set(roots)
+        self.limit = limit
+        self.counts = {}
+        self.total = 0
+        self.reason = None
+
+    def __call__(self, pa, size):
+        if size == PAGE:
+            self.total += 1
+            n = self.counts[pa] = self.counts.get(pa, 0) + 1
+            if pa in self.roots and n > 1:
+                self.reason = (f"page-table cycle at root table {pa:#x}: an entry below it points back "
+                               "at the root")
+                raise _Abort()
+            if self.total > self.limit:
+                worst = max(self.counts, key=self.counts.get)
+                self.reason = (f"page-table cycle at table {worst:#x} (reached {self.counts[worst]} times; "
+                               f"the walk stopped after {self.limit} tables)")
+                raise _Abort()
+        return self.read_phys(pa, size)
+
+
+class Snapshot:
+    """The guest, stopped: registers read from outside, RAM, and walks over the live root(s)."""
+
+    def __init__(self, guest, registers):
+        self.guest = guest
+        self.arch = guest.arch
+        self.model = ARCHES[guest.arch]
+        self.registers = registers          # lower-case names
+        self.pc = registers[self.model.pc]
+        self.sp = registers[self.model.sp]
+        self.roots = self.model.roots(registers)
+        self.walk_regs = {k: v for k, v in registers.items() if k in self.model.translation}
+        self._pages = {}  # (root, virtual page) -> physical page, for read_virt
+
+    @property
+    def root(self):
+        """The root x86_64's CR3 names (AArch64: TTBR1_EL1's table, the kernel half)."""
+        return self.roots.get("cr3", self.roots.get("ttbr1_el1"))
+
+    def read_phys(self, pa, size):
+        return self.guest.read_phys(pa, size)
+
+    def read_u64(self, pa):
+        return struct.unpack("<Q", self.read_phys(pa, 8))[0]
+
+    def table_entries(self, pa):
+        n = top_level(self.guest.kernel).entries
+        return struct.unpack(f"<{n}Q", self.read_phys(pa, n * 8))
+
+    def top_level_entries(self, root=None):
+        return self.table_entries(self.root if root is None else root)
+
+    def _root_arg(self, root):
+        if root is not None:
+            return root
+        return self.roots["cr3"] if self.arch == "x86_64" else None
+
+    @property
+    def pa_bits(self):
+        """The guest CPU's physical address width, as QEMU models it (None: not known)."""
+        return self.guest.pa_bits
+
+    def walk(self, va, root=None):
+        """pagoda_pt's Walk of @p va through the live root (or @p root)."""
+        return pagoda_pt.walk(self.arch, self.read_phys, self._root_arg(root), va, self.walk_regs,
+                              pa_bits=self.pa_bits)
+
+    def translate(self, va, root=None):
+        w = self.walk(va, root)
+        return w.pa if w.mapped else None
+
+    def dump(self, root=None):
+        """Every mapped run of the live root (or @p root); WalkError when the tables cycle."""
+        roots = [root] if root is not None else list(self.roots.values())
+        reader = _BoundedReader(self.read_phys, roots)
+        try:
+            return pagoda_pt.dump(self.arch, reader, self._root_arg(root), self.walk_regs, pa_bits=self.pa_bits)
+        except _Abort:
+            raise WalkError(reader.reason) from None
+
+    def read_virt(self, va, size, root=None):
+        """@p size bytes at virtual @p va, translated by the grader's own walk (not the CPU's)."""
+        out = bytearray()
+        while len(out) < size:
+            at = va + len(out)
+            key = (root, at & ~(PAGE - 1))
+            if key not in self._pages:
+                pa = self.translate(key[1], root)
+                if pa is None:
+                    raise AssertionError(f"{at:#x} is not mapped in the live root")
+                self._pages[key] = pa
+            n = min(size - len(out), PAGE - (at % PAGE))
+            out += self.read_phys(self._pages[key] + at % PAGE, n)
+        return bytes(out)
+
+    def find_u64(self, value, page_offset=None, limit=4):
+        """Physical addresses (at most @p limit) where guest RAM holds the 64-bit little-endian
+        @p value, 8-byte aligned, and at @p page_offset within its page when given."""
+        return self.guest.find_u64(value, page_offset, limit)
+
+    def argument(self, index):
+        """Argument @p index of the function the guest is stopped at the entry of."""
+        name = self.model.arguments[index]
+        if name not in self.registers:
+            self.registers[name] = self.guest.client.read_register(name)
+        return self.registers[name]
+
+    def symbol(self, address):
+        return self.guest.symbol_of(address)
+
+
+class Guest:
+    """A running, witnessed guest: what a witness script gets (see the module's docstring)."""
+
+    def __init__(self, booter, session, client, ram_fd, ram_size):
+        self.booter = booter
+        self.arch = booter.arch
+        self.kernel = booter.kernel
+        self.model = ARCHES[booter.arch]
+        self.machine = MACHINES[booter.arch]
+        self.session = session
+        self.client = client
+        self.ram_fd = ram_fd
+        self.ram_size = ram_size
+        self.waiting_for = None
+        self._stops = 0
+
+    @classmethod
+    def attach(cls, booter, session, sock, ram_size):
+        """Connects to QEMU's gdbstub (QEMU waits, stopped, with -S) and opens its RAM."""
+        client = RspClient(sock, idle=session.check, arch=booter.arch)
+        try:
+            client.handshake()
+        except RspError as e:
+            session.check()
+            raise AssertionError(f"cannot talk to QEMU's gdbstub: {e}") from None
+        session.check()
+        ram_fd = _open_guest_ram(session.proc.pid)
+        return cls(booter, session, client, ram_fd, ram_size)
+
+    # ---- time ----------------------------------------------------------------------------------
+
+    def _left(self):
+        return max(0.01, self.session.deadline - time.monotonic())
+
+    def _wait(self, what):
+        self.waiting_for = what
+        try:
+            reply = self.client.wait_stop(timeout=self._left())
+        except RspError as e:
+            end = time.monotonic() + 2
+            while self.session.pump(0.05) and time.monotonic() < end:
+                pass  # the stub hung up: QEMU is exiting; let its last output in
+            raise BootEnded(str(e)) from None
+        if reply.exited:
+            self.session.run_to_end()
+            raise BootEnded("QEMU reported that the guest exited")
+        self.waiting_for = None
+        return reply
+
+    def stop_at(self, where):
+        """Runs the guest until it executes @p where (a function name or an address); returns
+        the Snapshot there (the breakpoint is removed).
+
+        QEMU runs every instruction in the page of a breakpoint one at a time: a breakpoint
+        next to code that runs long (the kernel's set-up, a test's loop) slows it tenfold. Stop
+        first somewhere quiet (pagoda::run_selftest, pagoda_grader_checkpoint), then at the
+        function you want."""
+        address = where if isinstance(where, int) else symbols.address_of(self.kernel, where)
+        what = where if isinstance(where, str) else f"{address:#x}"
+        self.client.set_breakpoint(address)
+        self.client.cont()
+        self._wait(what)
+        self.client.remove_breakpoint(address)
+        snap = self.snapshot()
+        if snap.pc != address:
+            raise AssertionError(f"the guest stopped at {snap.pc:#x}, not at {what} ({address:#x})")
+        return snap
+
+    def stop_after(self, seconds):
+        """Lets the guest run @p seconds more, stops it and returns the Snapshot."""
+        self.client.cont()
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            self.session.check()
+            time.sleep(min(0.01, max(0.0, end - time.monotonic())))
+        self.waiting_for = f"the stop {seconds:.2f} s later"
+        self.client.sock.sendall(b"\x03")
+        self._wait(self.waiting_for)
+        return self.snapshot()
+
+    def stop_at_line(self, pattern, delay=0.0):
+        """Lets the guest run until it prints a line matching @p pattern, then @p delay seconds
+        more (the grader's pick), stops it and returns the Snapshot."""
+        rx = re.compile(pattern)
+        seen = len(self.session.lines())
+        self.client.cont()
+        self.waiting_for = f"a line matching /{pattern}/"
+        while True:
+            self.session.check()
+            lines = self.session.lines()
+            if any(rx.search(line) for line in lines[max(0, seen - 1):]):
+                break
+            self.session.pump(0.01)
+        end = time.monotonic() + delay
+        while time.monotonic() < end:
+            self.session.check()
+            time.sleep(0.005)
+        self.client.sock.sendall(b"\x03")
+        self._wait(self.waiting_for)
+        return self.snapshot()
+
+    def snapshot(self):
+        names = (self.model.pc, self.model.sp) + self.model.translation
+        regs = {n.lower(): self.client.read_register(n) for n in names}
+        self._stops += 1
+        return Snapshot(self, regs)
+
+    # ---- memory and inputs -----------------------------------------------------------------------
+
+    def read_phys(self, pa, size):
+        offset = pa - self.machine.ram_base
+        if offset < 0 or offset + size > self.ram_size:
+            raise ValueError(f"physical {pa:#x} is not in the guest's RAM")
+        return os.pread(self.ram_fd, size, offset)
+
+    @property
+    def pa_bits(self):
+        """The CPU's physical address width as QEMU models it (x86_64: its phys-bits property,
+        what its CPUID 0x80000008 reports), asked through the gdbstub once; None when QEMU does
+        not say (the walker then assumes the architectural maximum)."""
+        if not hasattr(self, "_pa_bits"):
+            self._pa_bits = None
+            if self.arch == "x86_64":
+                text = self.client.monitor("qom-get /machine/unattached/device[0] phys-bits").strip()
+                if text.isdigit() and 32 <= int(text) <= 52:
+                    self._pa_bits = int(text)
+        return self._pa_bits
+
+    def find_u64(self, value, page_offset=None, limit=4):
+        import mmap
+        needle = struct.pack("<Q", value & (2**64 - 1))
+        found = []
+        with mmap.mmap(self.ram_fd, self.ram_size, access=mmap.ACCESS_READ) as ram:
+            at = ram.find(needle)
+            while at != -1 and len(found) < limit:
+                if at % 8 == 0 and (page_offset is None or at % PAGE == page_offset):
+                    found.append(self.machine.ram_base + at)
+                at = ram.find(needle, at + 1)
+        return found
+
+    def read(self, va, size):
+        """@p size bytes at virtual @p va as the CPU sees them now (translated by QEMU)."""
+        return self.client.read_memory(va, size)
+
+    def write(self, va, data):
+        self.client.write_memory(va, data)
+
+    def deliver(self, values, symbol="pagoda_grader_inbox"):
+        """Writes @p values (u64s) into the kernel's inbox while the guest is stopped in
+        pagoda_grader_stop() (see kernel/core/selftest.hpp): count first, then the values."""
+        address = symbols.address_of(self.kernel, symbol)
+        self.write(address + 8, b"".join(struct.pack("<Q", v & (2**64 - 1)) for v in values))
+        self.write(address, struct.pack("<Q", len(values)))
+
+    def send_line(self, text):
+        """Types @p text and a newline on the guest's serial console."""
+        self.session.send(text + "\n")
+
+    def lines(self):
+        """The serial lines printed so far."""
+        return self.session.lines()
+
+    def symbol_of(self, address):
+        s = symbols.function_at(self.kernel, address)
+        return s.name if s else None
+
+    def end(self):
+        """Ends the boot now (for a kernel that would run on forever, e.g. idle)."""
+        self.session.stop(ENDED, "the grader ended the boot after its checks")
+
+    def release(self):
+        """Lets the guest run on without the debugger (nothing to do when it is gone)."""
+        try:
+            if not self.session.ended:
+                self.client.detach()
+        except (RspError, OSError):
+            pass
+        finally:
+            self.client.close()
+            if self.ram_fd is not None:
+                os.close(self.ram_fd)
+                self.ram_fd = None
+
+
+def _open_guest_ram(pid):
+    """An fd on QEMU's memfd guest RAM (memory-backend-memfd): nothing of it is ever on disk."""
+    fd_dir = f"/proc/{pid}/fd"
+    for name in os.listdir(fd_dir):
+        try:
+            target = os.readlink(os.path.join(fd_dir, name))
+        except OSError:
+            continue
+        if target.startswith("/memfd:memory-backend-memfd"):
+            return os.open(os.path.join(fd_dir, name), os.O_RDONLY)
+    raise AssertionError("QEMU has no memfd guest RAM to read")
+
+
+# ---- Faults and interrupts, as QEMU logged them ------------------------------------------------
+
+def printed_report(run):
+    """{'mnemonic', 'vector', 'address', 'pc', 'error'} from the kernel's printed exception report
+    (the first one), values None where the report does not say; None when there is no report."""
+    rx = ARCHES[run.arch].report
+    header = run.search(rx["header"])
+    if header is None:
+        return None
+    out = {"mnemonic": header[1], "vector": int(header[2]) if header.re.groups >= 2 else None}
+    for key in ("address", "pc", "error"):
+        m = run.search(rx[key])
+        out[key] = int(m[1], 16) if m else None
+    return out
+
+
+def expect_fault(run, *, vector, what, error=None, address=None, privilege=0, function=None, pc=None,
+                 root=None, kernel=None):
+    """The exception the test provoked, from QEMU's log; fails the test unless the CPU really
+    took it and it matches: @p vector, @p error, faulting @p address (CR2/FAR), @p privilege
+    (CPL/EL), the instruction at @p pc or inside @p function (a kernel symbol), @p root (the
+    page-table root the grader walked: CR3 at the fault, when the log gives it) - and what the
+    kernel's printed report says. Returns the faultlog Event."""
+    report = printed_report(run)
+    faults = [f for f in run.log.faults if f.vector == vector]
+    if not faults:
+        took = f"; the CPU took: {run.log.faults[0].describe(run.symbol_of)}" if run.log.faults else ""
+        if report is not None and report.get("vector") == vector:
+            run.fail(f"{what}: the kernel reported a fault the CPU never took (QEMU's exception log has "
+                     f"no exception {vector}{took})")
+        run.fail(f"{what}: QEMU's exception log shows no exception {vector}{took}")
+    matching = [f for f in faults if (error is None or f.error == error) and
+                (address is None or f.address == address)]
+    if not matching:
+        f = faults[0]
+        run.fail(f"{what}: the CPU took {f.describe(run.symbol_of)}, expected "
+                 + ", ".join(x for x in (f"error {error:#x}" if error is not None else "",
+                                          f"address {address:#x}" if address is not None else "") if x))
+    event = matching[0]
+    if event.privilege != privilege:
+        run.fail(f"{what}: the fault came from privilege level {event.privilege}, expected {privilege}")
+    if pc is not None and event.pc != pc:
+        run.fail(f"{what}: the CPU faulted at {event.pc:#x}, expected the instruction at {pc:#x}")
+    if function is not None:
+        sym = symbols.find(kernel, function)
+        if not sym.contains(event.pc):
+            where = run.symbol_of(event.pc) or "no known function"
+            run.fail(f"{what}: the CPU faulted at {event.pc:#x} ({where}), not inside {function}")
+    if root is not None and event.root is not None and event.root != root:
+        run.fail(f"{what}: the fault happened with root {event.root:#x} loaded, not the root {root:#x} "
+                 "the grader walked")
+    if report is None:
+        run.fail(f"{what}: the CPU took {event.describe(run.symbol_of)}, but the kernel printed no report of it")
+    for key, logged, name in (("address", event.address, "faulting address"), ("pc", event.pc, "instruction"),
+                              ("error", event.error, "error code")):
+        if report.get(key) is None and logged is not None and key != "error":
+            run.fail(f"missing: the {name} in the kernel's report of {what} (the CPU took "
+                     f"{event.describe(run.symbol_of)})")
+        if report.get(key) is not None and logged is not None and report[key] != logged:
+            run.fail(f"{what}: the kernel's report gives {name} {report[key]:#x}, but QEMU's log says the "
+                     f"CPU faulted with {logged:#x}")
+    return event
+
+
+def expect_hardware_interrupts(run, at_least, what):
+    """Fails unless QEMU's log shows at least @p at_least interrupts raised by hardware
+    (software INT n, INT3, SVC... do not count). Returns how many it shows."""
+    hardware = run.log.interrupts
+    if hardware < at_least:
+        software = len(run.log.software_interrupts())
+        note = (f" ({software} software-raised interrupts do not count: an `int` instruction is not "
+                "the timer)" if software else "")
+        run.fail(f"{what}: QEMU's log shows {hardware} hardware interrupts, fewer than {at_least}{note}")
+    return hardware
+
+
+# ---- Inputs the kernel cannot know in advance --------------------------------------------------
+
+def _stream(token, tag):
+    """Deterministic pseudo-random 64-bit numbers from (token, tag): reproducible from a log."""
+    counter = 0
+    while True:
+        digest = hashlib.sha256(f"{token}/{tag}/{counter}".encode()).digest()
+        for i in range(0, 32, 8):
+            yield int.from_bytes(digest[i:i + 8], "little")
+        counter += 1
+
+
+def pick_in(token, tag, low, high):
+    """A number in [low, high], derived from the token."""
+    return low + next(_stream(token, tag)) % (high - low + 1)
+
+
+def pick_page(token, tag, ranges, count=1, align=PAGE, distinct=True):
+    """@p count page-aligned addresses from the union of [start, end) @p ranges, derived from the
+    token: every one lies in the set by construction (no probe can fall outside it)."""
+    pages = []
+    for start, end in ranges:
+        a, b = _align_up(start, align), _align_down(end, align)
+        if a < b:
+            pages.append((a, (b - a) // align))
+    total = sum(n for _, n in pages)
+    if total < count:
+        raise ValueError(f"only {total} candidate pages for {count} probes")
+    chosen, numbers = [], _stream(token, tag)
+    while len(chosen) < count:
+        k = next(numbers) % total
+        for a, n in pages:
+            if k < n:
+                value = a + k * align
+                break
+            k -= n
+        if not distinct or value not in chosen:
+            chosen.append(value)
+    return chosen
+
+
+def subtract(ranges, holes):
+    """[start, end) ranges minus the [start, end) holes."""
+    out = list(ranges)
+    for h0, h1 in holes:
+        nxt = []
+        for a, b in out:
+            if h1 <= a or b <= h0:
+                nxt.append((a, b))
+                continue
+            if a < h0:
+                nxt.append((a, h0))
+            if h1 < b:
+                nxt.append((h1, b))
+        out = nxt
+    return out
+
+
+def window_ram(kernel, arch, memory_size):
+    """The RAM the window must reach: usable RAM from the kernel's low_memory_end to the window's
+    end, minus the kernel image (which the window leaves unmapped). Probes of the window test
+    come from here."""
+    machine = MACHINES[arch]
+    phys_base = layout_value(kernel, "window_phys_base")
+    start = max(phys_base, layout_value(kernel, "low_memory_end"))
+    limit = phys_base + layout_value(kernel, "window_size")
+    usable = [(max(a, start), min(b, limit)) for a, b in machine.usable_ram(memory_size)]
+    return subtract([(a, b) for a, b in usable if a < b], [image_physical(kernel)])
