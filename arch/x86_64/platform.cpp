@@ -59,6 +59,11 @@ usize backtrace(uptr* out, usize max, usize skip) {
       "ud2");
 }
 
+Span<const u8> return_instruction() {
+  static constexpr u8 kRet[] = {0xC3};  // ret (near)
+  return {kRet, array_size(kRet)};
+}
+
 void force_triple_fault() {
   // An IDT with limit 0 has no gates: the #UD cannot be delivered (#GP), nor can that (#DF),
   // nor the double fault, and the CPU shuts down.

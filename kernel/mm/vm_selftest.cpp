@@ -19,10 +19,10 @@ namespace {
 
 /// Something in .data for the translate test (initialised, so not in .bss).
 [[gnu::used]] u64 g_selftest_data = 0x5041474f44415441;  // "PAGODATA"
-/// A `ret` instruction in .data, for the NX test.
-[[gnu::used]] u8 g_data_code[16] = {0xC3};
+/// Code in .data, for the NX test: the ISA's return instruction is copied in at run time (the
+/// initialiser only keeps the array out of .bss).
+[[gnu::used]] u8 g_data_code[16] = {0xff};
 
-constexpr u64 kRet = 0xC3;
 constexpr u64 kPage = kPageSize;
 
 void require_vm() {
@@ -47,6 +47,15 @@ void frames_check_pages(VirtAddr base, u64 pages, u64 seed) {
   for (u64 i = 0; i < pages; ++i)
     if (*reinterpret_cast<volatile u64*>(base.value() + i * kPage) != (i ^ seed)) panic("page {} lost its data", i);
 }
+
+/// Copies the ISA's return instruction to @p code (memory the test then tries to execute).
+void place_return_instruction(volatile u8* code) {
+  const Span<const u8> ret = arch::return_instruction();
+  for (usize i = 0; i < ret.size(); ++i) code[i] = ret[i];
+}
+
+/// The address this function returns to: an address in its caller's code, wherever that runs.
+[[gnu::noinline]] u64 caller_pc() { return reinterpret_cast<u64>(__builtin_return_address(0)); }
 
 }  // namespace
 
@@ -76,7 +85,7 @@ PAGODA_SELFTEST(vm_write_text) {
 PAGODA_SELFTEST(vm_exec_stack) {
   require_vm();
   u8 code[16];
-  *static_cast<volatile u8*>(code) = u8(kRet);  // written at run time, into this stack frame
+  place_return_instruction(code);  // written at run time, into this stack frame
   asm volatile("" ::"r"(code) : "memory");
   reinterpret_cast<Code>(reinterpret_cast<uptr>(code))();
   panic("executing from the stack did not fault");
@@ -84,6 +93,7 @@ PAGODA_SELFTEST(vm_exec_stack) {
 
 PAGODA_SELFTEST(vm_exec_data) {
   require_vm();
+  place_return_instruction(g_data_code);
   reinterpret_cast<Code>(reinterpret_cast<uptr>(g_data_code))();
   panic("executing from .data did not fault");
 }
@@ -164,8 +174,7 @@ struct Random {
 
 PAGODA_SELFTEST(vm_high) {
   require_vm();
-  u64 rip;
-  asm volatile("lea 0(%%rip), %0" : "=r"(rip));
+  const u64 rip = caller_pc();
   u64 on_stack = 0;
   println("high: rip {} kmain {} data {} stack {} proof={:016x}", Hex{rip}, Hex{reinterpret_cast<u64>(&kmain)},
           Hex{reinterpret_cast<u64>(&g_selftest_data)}, Hex{reinterpret_cast<u64>(&on_stack)}, proof(ctx.token, rip));
