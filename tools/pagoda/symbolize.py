@@ -1,7 +1,8 @@
 """Naming the code addresses a kernel report prints, using the kernel's ELF symbols.
 
 The kernel prints bare addresses in a fixed shape (backtrace lines `  #3 0x0000000000100a3a`
-and report lines `  RIP 0x...`); this module appends ` <function+0xoff> file:line` to them,
+and the faulting instruction's report line, `  RIP 0x...` on x86_64, `  ELR 0x...` on AArch64);
+this module appends ` <function+0xoff> file:line` to them,
 using llvm-symbolizer on the ELF that was booted.
 """
 import re
@@ -9,7 +10,7 @@ import shutil
 import subprocess
 
 _BACKTRACE = re.compile(r"^(\s*#\d+ )(0x[0-9a-fA-F]+)\s*$")
-_RIP = re.compile(r"^(\s*RIP )(0x[0-9a-fA-F]+)")
+_PC = re.compile(r"^(\s*(?:RIP|ELR) )(0x[0-9a-fA-F]+)")
 
 
 def _short_name(function):
@@ -56,14 +57,14 @@ class Symbolizer:
         return {a: self.cache.get(a) for a in addresses}
 
     def annotate(self, lines):
-        """Returns @p lines with symbol names appended to backtrace and RIP lines."""
+        """Returns @p lines with symbol names appended to backtrace and RIP/ELR lines."""
         wanted = {}
         for i, line in enumerate(lines):
             m = _BACKTRACE.match(line)
             if m:  # a return address: the call is the instruction before it
                 wanted[i] = (int(m[2], 16), int(m[2], 16) - 1)
                 continue
-            m = _RIP.match(line)
+            m = _PC.match(line)
             if m:
                 wanted[i] = (int(m[2], 16), int(m[2], 16))
         if not wanted:
