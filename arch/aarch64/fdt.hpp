@@ -17,7 +17,7 @@
 ///     +36  u32 size_dt_struct                 strings block: property names, NUL-terminated
 ///
 /// Properties come before a node's children. A node's "reg" is a list of (address, size)
-/// pairs of #address-cells and #size-cells 32-bit cells each, as its PARENT declares them
+/// pairs of \#address-cells and \#size-cells 32-bit cells each, as its PARENT declares them
 /// (2 and 1 when the parent says nothing).
 #pragma once
 

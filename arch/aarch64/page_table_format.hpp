@@ -1,4 +1,4 @@
-/// @file page_table_format.hpp
+/// @file
 /// @brief The AArch64 stage-1 translation format (4 KiB granule, 48-bit VA, four levels): the
 /// only place that knows AArch64 descriptor bits.
 ///

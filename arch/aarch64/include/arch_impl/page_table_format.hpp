@@ -1,4 +1,4 @@
-/// @file page_table_format.hpp
+/// @file
 /// @brief The seam: the page-table format of an AArch64 kernel is arch/aarch64's.
 ///
 /// The format itself, with its descriptor layouts drawn, is arch/aarch64/page_table_format.hpp;
