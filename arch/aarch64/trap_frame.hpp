@@ -4,6 +4,7 @@
 
 /* Byte offsets, shared with vectors.S (which cannot include C++). */
 #define TRAP_FRAME_X0 0
+#define TRAP_FRAME_X29 232
 #define TRAP_FRAME_SP 248
 #define TRAP_FRAME_ELR 256
 #define TRAP_FRAME_SPSR 264
@@ -40,6 +41,7 @@ struct TrapFrame {
   u32 from_el() const { return u32((spsr >> 2) & 3); }
 };
 static_assert(sizeof(TrapFrame) == TRAP_FRAME_SIZE);
+static_assert(__builtin_offsetof(TrapFrame, x) + 29 * sizeof(u64) == TRAP_FRAME_X29);
 static_assert(__builtin_offsetof(TrapFrame, sp) == TRAP_FRAME_SP);
 static_assert(__builtin_offsetof(TrapFrame, elr) == TRAP_FRAME_ELR);
 static_assert(__builtin_offsetof(TrapFrame, spsr) == TRAP_FRAME_SPSR);

@@ -20,6 +20,8 @@
  */
 #include "arch/aarch64/trap_frame.hpp"
 
+        .cfi_sections .debug_frame     /* for GDB only: .eh_frame is discarded */
+
 #define VECTOR_ENTRY_SIZE 0x80
 #define KIND_FIRST_LOWER_EL 8
 
@@ -39,7 +41,15 @@ aarch64_vectors:
         vector_entry \kind
         .endr
 
+/* For GDB: the caller of this "function" is the interrupted code, at ELR, with the stack
+   pointer it had (from EL1) and its x29 as saved here. */
+        .type   aarch64_trap_entry, %function
 aarch64_trap_entry:
+        .cfi_startproc
+        .cfi_signal_frame
+        .cfi_def_cfa sp, TRAP_FRAME_SIZE
+        .cfi_offset x29, TRAP_FRAME_X29 - TRAP_FRAME_SIZE
+        .cfi_offset x30, TRAP_FRAME_ELR - TRAP_FRAME_SIZE
         stp     x2, x3, [sp, #16]
         stp     x4, x5, [sp, #32]
         stp     x6, x7, [sp, #48]
@@ -100,3 +110,5 @@ aarch64_trap_entry:
         ldr     x30, [sp, #240]
         add     sp, sp, #TRAP_FRAME_SIZE
         eret
+        .cfi_endproc
+        .size   aarch64_trap_entry, . - aarch64_trap_entry
