@@ -1,0 +1,98 @@
+"""The GDB commands against the AArch64 kernel in QEMU, checked against QEMU's own walk
+(`monitor gva2gpa`) and the registers GDB reads itself ($TTBR0_EL1, $TTBR1_EL1, $TCR_EL1,
+$SCTLR). The kernel runs on its boot tables here: TTBR0 maps RAM to itself with 1 GiB blocks,
+TTBR1 the image at the top of the address space."""
+import re
+
+import pytest
+
+import gdbrig
+from gdbrig import Machine, monitor_gva2gpa, run_steps
+
+pytestmark = [pytest.mark.skipif(bool(gdbrig.missing_tools(gdbrig.QEMU_AARCH64)),
+                                 reason=gdbrig.missing_tools(gdbrig.QEMU_AARCH64)),
+              pytest.mark.timeout(120)]
+
+UNMAPPED = 0x0000500000000000          # TTBR0 range, L0 entry 160: never mapped
+RAM = 0x40000000
+
+_PA = re.compile(r"-> PA (0x[0-9a-f]+) \((.*)\)")
+_REG = re.compile(r"^(TTBR0_EL1|TTBR1_EL1|TCR_EL1|MAIR_EL1|SCTLR_EL1)\s+(0x[0-9a-f]+)$", re.M)
+
+
+@pytest.fixture(scope="module")
+def kernel():
+    return gdbrig.build_kernel("aarch64")
+
+
+@pytest.fixture(scope="module")
+def at_kmain(kernel):
+    steps = [("brk", "cmd", "break pagoda::kmain"), ("go", "cmd", "continue"),
+             ("kmain", "eval", "&pagoda::kmain"),
+             ("walk_text", "cmd", "pt-walk &pagoda::kmain"),
+             ("qemu_text", "cmd", "monitor gva2gpa {kmain:#x}"),
+             ("data", "eval", "&__data_start"),
+             ("walk_data", "cmd", "pt-walk &__data_start"),
+             ("qemu_data", "cmd", "monitor gva2gpa {data:#x}"),
+             ("walk_low", "cmd", f"pt-walk {RAM + 0x123456:#x}"),
+             ("qemu_low", "cmd", f"monitor gva2gpa {RAM + 0x123456:#x}"),
+             ("walk_unmapped", "cmd", f"pt-walk {UNMAPPED:#x}"),
+             ("qemu_unmapped", "cmd", f"monitor gva2gpa {UNMAPPED:#x}"),
+             ("regs", "cmd", "pt-regs"),
+             ("ttbr0", "eval", "$TTBR0_EL1"), ("ttbr1", "eval", "$TTBR1_EL1"),
+             ("tcr", "eval", "$TCR_EL1"), ("sctlr", "eval", "$SCTLR")]
+    with Machine(kernel, arch="aarch64") as machine:
+        results = run_steps(kernel, machine.socket, steps)
+    assert not results["go"].error, results["go"].error
+    return results
+
+
+def walk_pa(output):
+    m = _PA.search(output)
+    assert m, output
+    return int(m.group(1), 16)
+
+
+def test_attach_stops_at_the_entry(kernel):
+    with Machine(kernel, arch="aarch64") as machine:
+        r = run_steps(kernel, machine.socket, [("pc", "eval", "$pc"), ("entry", "eval", "&_start")],
+                      attach="--no-panic-break")
+    assert r["pc"].value == r["entry"].value == 0x40200000
+
+
+def test_kernel_half_walks_through_ttbr1_like_qemu(at_kmain):
+    r = at_kmain
+    for name in ("text", "data"):
+        walk = r[f"walk_{name}"]
+        assert not walk.error, walk.error
+        assert walk_pa(walk.output) == monitor_gva2gpa(r[f"qemu_{name}"].output)
+        # TTBR1's root, L0 slot 511, L1 slot 510: where boot.S puts the image.
+        assert re.search(r"L0 +\[511\] @ 0x%016x" % (r["ttbr1"].value + 511 * 8), walk.output), walk.output
+        assert re.search(r"L1 +\[510\]", walk.output), walk.output
+    assert walk_pa(r["walk_text"].output) == r["kmain"].value - 0xffffffff80000000 + RAM
+
+
+def test_lower_half_walks_through_ttbr0_like_qemu(at_kmain):
+    r = at_kmain
+    assert walk_pa(r["walk_low"].output) == monitor_gva2gpa(r["qemu_low"].output) == RAM + 0x123456
+    assert re.search(r"L0 +\[  0\] @ 0x%016x" % r["ttbr0"].value, r["walk_low"].output), r["walk_low"].output
+    assert "1 GiB page" in r["walk_low"].output
+
+
+def test_unmapped_lower_address_stops_at_l0(at_kmain):
+    r = at_kmain
+    assert monitor_gva2gpa(r["qemu_unmapped"].output) is None
+    text = r["walk_unmapped"].output
+    assert "-> PA" not in text
+    assert re.search(r"L0 +\[160\]", text), text
+
+
+def test_regs_are_gdbs_own(at_kmain):
+    r = at_kmain
+    shown = {m.group(1): int(m.group(2), 16) for m in _REG.finditer(r["regs"].output)}
+    assert shown["TTBR0_EL1"] == r["ttbr0"].value
+    assert shown["TTBR1_EL1"] == r["ttbr1"].value
+    assert shown["TCR_EL1"] == r["tcr"].value
+    assert shown["SCTLR_EL1"] == r["sctlr"].value
+    assert r["tcr"].value & 0x3f == 16 and (r["tcr"].value >> 16) & 0x3f == 16   # T0SZ = T1SZ = 16
+    assert "MMU on" in r["regs"].output
