@@ -8,6 +8,7 @@
 #include "arch/aarch64/timer.hpp"
 #include "arch/aarch64/traps.hpp"
 #include "core/arch.hpp"
+#include "core/frame_records.hpp"
 #include "core/panic.hpp"
 
 extern "C" char boot_stack_bottom[], boot_stack_top[], boot_l0_low[];
@@ -103,24 +104,10 @@ void shutdown(ExitStatus status) {
 }
 
 usize backtrace(uptr* out, usize max, usize skip) {
-  // With frame pointers, x29 points to a frame record [saved x29][return address (x30)]. The
-  // chain ends at the zero x29 the boot stub set, or at anything not on a kernel stack. The
-  // trap path (vectors.S) links a record {interrupted x29, ELR} into the chain.
-  struct Frame {
-    const Frame* next;
-    uptr return_address;
-  };
-  const Frame* frame = static_cast<const Frame*>(__builtin_frame_address(0));
-  usize n = 0;
-  while (frame != nullptr && n < max) {
-    const uptr at = reinterpret_cast<uptr>(frame);
-    if (!is_aligned(at, 2 * sizeof(uptr)) || !is_kernel_stack_address(at)) break;
-    if (frame->return_address == 0) break;
-    if (skip > 0) --skip;
-    else out[n++] = frame->return_address;
-    frame = frame->next;
-  }
-  return n;
+  // x29 points at [saved x29][return address (x30)], 16-byte aligned (AAPCS64); the boot
+  // stub's zero x29 ends the chain. The trap path (vectors.S) links a record {interrupted
+  // x29, ELR} into it, so a backtrace from a handler goes on into the interrupted code.
+  return walk_frame_records(__builtin_frame_address(0), 2 * sizeof(uptr), is_kernel_stack_address, out, max, skip);
 }
 
 [[gnu::noinline]] void execute_undefined_instruction() {
