@@ -12,8 +12,9 @@
  *   2. builds two temporary roots with 1 GiB blocks:
  *        TTBR0: identity of [0, 4 GiB): [0, 1 GiB) device memory, RAM normal memory, so the
  *               next instructions keep running and C++ reaches the DTB and the devices;
- *        TTBR1: [1 GiB, 3 GiB) of RAM at 0xffffffff80000000, where the kernel is linked
- *               (kernel.ld: VMA = LMA + KERNEL_VIRT_OFFSET);
+ *        TTBR1: RAM [1 GiB, 4 GiB) at 0xffff800000000000, the kernel's physical window
+ *               (kernel/mm/layout.hpp), and [1 GiB, 3 GiB) at 0xffffffff80000000, where the
+ *               kernel is linked (kernel.ld: VMA = LMA + KERNEL_VIRT_OFFSET);
  *   3. sets MAIR_EL1 (once, for good), TCR_EL1 (48-bit ranges, 4 KiB granules), the two
  *      TTBRs, and SCTLR_EL1 (MMU, caches); sets PSTATE.PAN when the CPU has it;
  *   4. jumps to the kernel's high address, clears .bss, moves to the high boot stack, points
@@ -23,11 +24,11 @@
 
 #include "arch/aarch64/boot_defs.h"
 
-#define BOOT_TABLE_DESC (DESC_VALID | DESC_TABLE)
-#define BOOT_DEVICE_BLOCK (DESC_VALID | (MAIR_ATTR_DEVICE << DESC_ATTR_SHIFT) | DESC_AF | \
-                           (1 << DESC_PXN_BIT) | (1 << DESC_UXN_BIT))
-#define BOOT_RAM_BLOCK (DESC_VALID | (MAIR_ATTR_NORMAL << DESC_ATTR_SHIFT) | DESC_SH_INNER | \
-                        DESC_AF | (1 << DESC_UXN_BIT))
+#define BOOT_TABLE_DESC (AARCH64_DESC_VALID | AARCH64_DESC_TABLE)
+#define BOOT_DEVICE_BLOCK (AARCH64_DESC_VALID | (AARCH64_ATTR_DEVICE << AARCH64_DESC_ATTR_SHIFT) | AARCH64_DESC_AF | \
+                           (1 << AARCH64_DESC_PXN_BIT) | (1 << AARCH64_DESC_UXN_BIT))
+#define BOOT_RAM_BLOCK (AARCH64_DESC_VALID | (AARCH64_ATTR_NORMAL << AARCH64_DESC_ATTR_SHIFT) | \
+                        AARCH64_DESC_SH_INNER | AARCH64_DESC_AF | (1 << AARCH64_DESC_UXN_BIT))
 
         .section .boot.text, "ax"
         .global _start
@@ -58,7 +59,7 @@ el1_entry:
         str     x2, [x1]
         ldr     x3, =BOOT_RAM_BLOCK
         mov     x4, #BOOT_DEVICE_GIB
-2:      orr     x2, x3, x4, lsl #L1_BLOCK_SHIFT
+2:      orr     x2, x3, x4, lsl #AARCH64_L1_BLOCK_SHIFT
         str     x2, [x1, x4, lsl #3]
         add     x4, x4, #1
         cmp     x4, #BOOT_MAP_GIB
@@ -70,13 +71,25 @@ el1_entry:
         orr     x2, x1, #BOOT_TABLE_DESC
         str     x2, [x0, #(8 * BOOT_KERNEL_L0_INDEX)]
         mov     x4, #0
-3:      add     x5, x4, #(RAM_BASE >> L1_BLOCK_SHIFT)
-        orr     x2, x3, x5, lsl #L1_BLOCK_SHIFT
+3:      add     x5, x4, #(RAM_BASE >> AARCH64_L1_BLOCK_SHIFT)
+        orr     x2, x3, x5, lsl #AARCH64_L1_BLOCK_SHIFT
         add     x6, x4, #BOOT_KERNEL_L1_INDEX
         str     x2, [x1, x6, lsl #3]
         add     x4, x4, #1
         cmp     x4, #BOOT_KERNEL_GIB
         b.lo    3b
+
+        /* TTBR1: L0[256] -> L1 window; L1[0..2] = RAM [1 GiB, 4 GiB): the physical window */
+        adrp    x1, boot_l1_window
+        orr     x2, x1, #BOOT_TABLE_DESC
+        str     x2, [x0, #(8 * BOOT_WINDOW_L0_INDEX)]
+        mov     x4, #0
+4:      add     x5, x4, #(RAM_BASE >> AARCH64_L1_BLOCK_SHIFT)
+        orr     x2, x3, x5, lsl #AARCH64_L1_BLOCK_SHIFT
+        str     x2, [x1, x4, lsl #3]
+        add     x4, x4, #1
+        cmp     x4, #BOOT_WINDOW_GIB
+        b.lo    4b
 
         /* The tables were written with the MMU (and so the caches) off: drop any stale cache
            line over them before the table walker, which reads through the caches, sees them. */
@@ -86,13 +99,13 @@ el1_entry:
         lsl     x3, x3, x2              /* line size in bytes */
         adrp    x0, boot_tables_start
         adrp    x1, boot_tables_end
-4:      dc      ivac, x0
+5:      dc      ivac, x0
         add     x0, x0, x3
         cmp     x0, x1
-        b.lo    4b
+        b.lo    5b
         dsb     sy
 
-        ldr     x0, =MAIR_VALUE
+        ldr     x0, =AARCH64_MAIR_VALUE
         msr     mair_el1, x0
         ldr     x0, =TCR_BOOT_VALUE
         mrs     x1, id_aa64mmfr0_el1
@@ -114,14 +127,14 @@ el1_entry:
         ldr     x0, =SCTLR_BOOT_VALUE
         mrs     x1, id_aa64mmfr1_el1
         ubfx    x1, x1, #ID_MMFR1_PAN_SHIFT, #4
-        cbz     x1, 5f
-        bic     x0, x0, #SCTLR_SPAN     /* with PAN: every exception into EL1 sets PSTATE.PAN */
-5:      msr     sctlr_el1, x0
-        isb
         cbz     x1, 6f
+        bic     x0, x0, #SCTLR_SPAN     /* with PAN: every exception into EL1 sets PSTATE.PAN */
+6:      msr     sctlr_el1, x0
+        isb
+        cbz     x1, 7f
         mov     x2, #(1 << PSTATE_PAN_BIT)
         msr     s3_0_c4_c2_3, x2        /* PSTATE.PAN = 1: no kernel access to user pages */
-6:      ldr     x0, =boot_high_entry    /* leave the identity-linked stub for good */
+7:      ldr     x0, =boot_high_entry    /* leave the identity-linked stub for good */
         br      x0
 
 /* Entered at EL2 (virt,virtualization=on): run the kernel at EL1, with the timers usable. */
@@ -142,15 +155,15 @@ from_el2:
 wrong_el:
         adr     x1, wrong_el_message
         ldr     x2, =PL011_BASE
-7:      ldrb    w3, [x1], #1
-        cbz     w3, 8f
+8:      ldrb    w3, [x1], #1
+        cbz     w3, 9f
         str     w3, [x2]
-        b       7b
-8:      mov     x0, #SEMIHOSTING_SYS_EXIT
+        b       8b
+9:      mov     x0, #SEMIHOSTING_SYS_EXIT
         adr     x1, exit_failure_block
         hlt     #SEMIHOSTING_HLT
-9:      wfe
-        b       9b
+10:     wfe
+        b       10b
 
 /* ---- linked high ---------------------------------------------------------------------- */
         .text
@@ -184,12 +197,13 @@ exit_failure_block:
         /* Low and physical: the boot tables (free once the kernel runs on its own tables).
            The linker script brackets them with boot_tables_start/end. */
         .section .boot.bss, "aw", %nobits
-        .balign PAGE_SIZE
+        .balign AARCH64_PAGE_SIZE
         .global boot_l0_low, boot_l0_high
-boot_l0_low:    .skip PAGE_SIZE
-boot_l1_low:    .skip PAGE_SIZE
-boot_l0_high:   .skip PAGE_SIZE
-boot_l1_high:   .skip PAGE_SIZE
+boot_l0_low:    .skip AARCH64_PAGE_SIZE
+boot_l1_low:    .skip AARCH64_PAGE_SIZE
+boot_l0_high:   .skip AARCH64_PAGE_SIZE
+boot_l1_high:   .skip AARCH64_PAGE_SIZE
+boot_l1_window: .skip AARCH64_PAGE_SIZE
 
         /* The kernel's boot stack, linked high like the rest of the kernel. */
         .section .bss

@@ -1,12 +1,12 @@
 /*
  * Constants shared by the AArch64 boot stub (assembly) and the C++ that follows it.
- * Plain #defines so that both languages can include this file.
+ * Plain #defines so that both languages can include this file. The paging facts themselves
+ * (granule, descriptor bits, MAIR) are in page_defs.h.
  */
 #pragma once
 
-#define PAGE_SIZE 4096
-#define ENTRIES_PER_TABLE 512
-#define L1_BLOCK_SHIFT 30               /* a level-1 block maps 1 GiB */
+#include "arch/aarch64/page_defs.h"
+
 #define BOOT_STACK_SIZE (16 * 1024)
 
 /* QEMU virt: RAM starts at 1 GiB; everything below is flash and device registers. */
@@ -14,41 +14,26 @@
 #define PL011_BASE 0x09000000           /* the boot console until the device tree is read */
 
 /*
- * The boot identity map (TTBR0) covers [0, 4 GiB) with 1 GiB blocks: [0, 1 GiB) as device
- * memory (flash, GIC, PL011, ...), [1 GiB, 4 GiB) as normal RAM (QEMU virt puts up to 3 GiB of
- * RAM there). The high map (TTBR1) puts [1 GiB, 3 GiB) at 0xffffffff80000000, where the
- * kernel is linked (kernel.ld): L0 slot 511, L1 slots 510 and 511. mmu.cpp checks these slots
- * against the page-table format.
+ * The boot maps, all 1 GiB blocks:
+ *   TTBR0: [0, 4 GiB) to itself: [0, 1 GiB) as device memory (flash, GIC, PL011, ...),
+ *          [1 GiB, 4 GiB) as normal RAM (QEMU virt puts up to 3 GiB of RAM there);
+ *   TTBR1: the physical window, RAM [1 GiB, 4 GiB) at 0xffff800000000000 (L0 slot 256), and
+ *          RAM [1 GiB, 3 GiB) at 0xffffffff80000000, where the kernel is linked (L0 slot 511,
+ *          L1 slots 510 and 511).
+ * mmu.cpp checks these slots against the layout and the format.
  */
 #define BOOT_MAP_GIB 4
 #define BOOT_DEVICE_GIB 1
+#define BOOT_WINDOW_L0_INDEX 256
+#define BOOT_WINDOW_GIB (BOOT_MAP_GIB - BOOT_DEVICE_GIB)
 #define BOOT_KERNEL_L0_INDEX 511
 #define BOOT_KERNEL_L1_INDEX 510
 #define BOOT_KERNEL_GIB 2
 
 /*
- * MAIR_EL1, set once: the memory types a descriptor's AttrIndx picks from.
- *   Attr0 0xff  normal memory, inner and outer write-back, read/write-allocate (RAM)
- *   Attr1 0x00  Device-nGnRnE (device registers: no gathering, reordering or early ack)
- *   Attr2 0x44  normal memory, inner and outer non-cacheable
- */
-#define MAIR_ATTR_NORMAL 0
-#define MAIR_ATTR_DEVICE 1
-#define MAIR_ATTR_NORMAL_NC 2
-#define MAIR_VALUE 0x4400ff
-
-/* Block descriptor bits the stub uses (the full layout is drawn in the page-table format). */
-#define DESC_VALID (1 << 0)
-#define DESC_TABLE (1 << 1)             /* at L0-L2: a table; clear: a block */
-#define DESC_ATTR_SHIFT 2
-#define DESC_SH_INNER (3 << 8)
-#define DESC_AF (1 << 10)
-#define DESC_PXN_BIT 53
-#define DESC_UXN_BIT 54
-
-/*
  * TCR_EL1: T0SZ = T1SZ = 16 (two 48-bit ranges), 4 KiB granules, walks inner-shareable and
- * write-back cacheable in both ranges; IPS is filled in from ID_AA64MMFR0_EL1 at boot.
+ * write-back cacheable in both ranges, 8-bit ASIDs taken from TTBR0; IPS is filled in from
+ * ID_AA64MMFR0_EL1 at boot.
  */
 #define TCR_T0SZ_16 (16 << 0)
 #define TCR_IRGN0_WB (1 << 8)
@@ -69,7 +54,7 @@
  * EL0 may use WFI/WFE (nTWI, nTWE), plus the bits that read as one on ARMv8.0 (11, 20, 22, 23,
  * 28, 29). Bit 23 is SPAN from ARMv8.1 on: the stub clears it when the CPU has PAN, so that
  * every exception into EL1 sets PSTATE.PAN. WXN stays off: the boot map's blocks are
- * writable and executable at once.
+ * writable and executable at once (the switch to the kernel's own tables turns it on).
  */
 #define SCTLR_M (1 << 0)
 #define SCTLR_C (1 << 2)
@@ -78,7 +63,6 @@
 #define SCTLR_I (1 << 12)
 #define SCTLR_NTWI (1 << 16)
 #define SCTLR_NTWE (1 << 18)
-#define SCTLR_WXN (1 << 19)
 #define SCTLR_SPAN (1 << 23)
 #define SCTLR_RES1 ((1 << 11) | (1 << 20) | (1 << 22) | (1 << 23) | (1 << 28) | (1 << 29))
 #define SCTLR_BOOT_VALUE (SCTLR_RES1 | SCTLR_M | SCTLR_C | SCTLR_SA | SCTLR_SA0 | SCTLR_I | \

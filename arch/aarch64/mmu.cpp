@@ -1,4 +1,5 @@
-// AArch64 MMU control: the translation registers, TLB maintenance, what the boot stub leaves.
+// AArch64 MMU control: the TTBRs, SCTLR_EL1.WXN and TLBI (the aarch64::hw seam of mmu_hw.hpp),
+// the live roots, and what the boot stub leaves behind (mm/mmu.hpp).
 //
 //   TTBR0_EL1 / TTBR1_EL1                      SCTLR_EL1 (bits Pagoda sets)
 //   63     48 47                       1  0    0 M    MMU on          12 I   instruction cache
@@ -9,66 +10,116 @@
 //   (T0SZ = T1SZ = 16: 48 bits each) and says how walks are cached (boot_defs.h).
 #include "arch/aarch64/boot_defs.h"
 #include "arch/aarch64/cpu.hpp"
+#include "arch/aarch64/mmu_hw.hpp"
 #include "arch/aarch64/platform.hpp"
+#include "arch_impl/layout.hpp"
 #include "arch_impl/page_table_format.hpp"
-#include "core/arch.hpp"
-#include "mm/layout.hpp"
+#include "mm/mmu.hpp"
 
 extern "C" char boot_tables_start[], boot_tables_end[];
 
-namespace pagoda::arch {
-
-// The boot stub (boot.S) maps the kernel image before the C++ runs; its slots must be where
-// kernel/mm/layout.hpp says the image is, and its MAIR where the format's AttrIndx points.
-static_assert(PageTableFormat::index(VirtAddr(layout::kKernelImageBase), 0) == BOOT_KERNEL_L0_INDEX);
-static_assert(PageTableFormat::index(VirtAddr(layout::kKernelImageBase), 1) == BOOT_KERNEL_L1_INDEX);
-static_assert(PageTableFormat::kAttrNormal == MAIR_ATTR_NORMAL && PageTableFormat::kAttrDevice == MAIR_ATTR_DEVICE &&
-              PageTableFormat::kAttrNormalNonCacheable == MAIR_ATTR_NORMAL_NC);
-static_assert(PageTableFormat::entry_span(1) == u64{1} << L1_BLOCK_SHIFT);
-
+namespace pagoda {
 namespace {
 
-/// TLB maintenance for this CPU's EL1&0 regime. Every invalidation is preceded by a barrier
-/// that makes the table writes visible to the walker, and followed by one that waits for it.
-class Aarch64Tlb final : public TlbInvalidator {
- public:
-  void invalidate_page(VirtAddr va) override {
-    aarch64::dsb_ishst();
-    asm volatile("tlbi vaae1is, %0" ::"r"(va.value() >> PageTableFormat::kPageShift) : "memory");
-    aarch64::dsb_ish();
-    aarch64::isb();
-  }
-  void invalidate_all() override {
-    aarch64::dsb_ishst();
-    asm volatile("tlbi vmalle1is" ::: "memory");
-    aarch64::dsb_ish();
-    aarch64::isb();
-  }
-};
+using Format = aarch64::PageTableFormat;
 
-constinit Aarch64Tlb g_tlb;
+// The boot stub (boot.S) maps the window and the kernel image before the C++ runs; its slots
+// and constants must be what the layout and the format say.
+static_assert(Format::index(VirtAddr(arch::layout::kWindowBase), 0) == BOOT_WINDOW_L0_INDEX);
+static_assert(Format::index(VirtAddr(arch::layout::kKernelImageBase), 0) == BOOT_KERNEL_L0_INDEX);
+static_assert(Format::index(VirtAddr(arch::layout::kKernelImageBase), 1) == BOOT_KERNEL_L1_INDEX);
+static_assert(arch::layout::kWindowPhysBase == RAM_BASE, "the boot stub's window starts at the start of RAM");
+static_assert(Format::entry_span(1) == u64{1} << AARCH64_L1_BLOCK_SHIFT);
+
 constexpr u64 kGicRegisterBytes = 64 * KiB;
 PhysRange g_devices[3];
 
+u64 ttbr_value(PhysAddr root, u16 asid) { return root.value() | (u64(asid) << aarch64::kTtbrAsidShift); }
+
+void tlbi_done() {
+  aarch64::dsb_ish();
+  aarch64::isb();
+}
+
 }  // namespace
 
-PhysAddr active_root() {
-  // The root that changes per address space: TTBR0 (TTBR1 always holds the kernel's).
-  return PhysAddr(PAGODA_READ_SYSREG("ttbr0_el1") & aarch64::kTtbrBaseMask & PageTableFormat::kAddressMask);
+namespace aarch64::hw {
+
+Ttbr0 read_ttbr0() {
+  const u64 v = PAGODA_READ_SYSREG("ttbr0_el1");
+  return {PhysAddr(v & Format::kAddressMask), u16(v >> kTtbrAsidShift)};
 }
 
-void activate_root(PhysAddr root) {
-  PAGODA_WRITE_SYSREG("ttbr0_el1", root.value());
-  aarch64::isb();
-  g_tlb.invalidate_all();
+PhysAddr read_ttbr1() { return PhysAddr(PAGODA_READ_SYSREG("ttbr1_el1") & Format::kAddressMask); }
+
+// Not inlined: a breakpoint here stops at the kernel's switch to its own tables.
+[[gnu::noinline]] void load_kernel_roots(PhysAddr kernel_root, PhysAddr lower_root) {
+  dsb_ishst();  // the new tables are written
+  PAGODA_WRITE_SYSREG("ttbr1_el1", ttbr_value(kernel_root, 0));
+  PAGODA_WRITE_SYSREG("ttbr0_el1", ttbr_value(lower_root, 0));
+  isb();
+  PAGODA_WRITE_SYSREG("sctlr_el1", PAGODA_READ_SYSREG("sctlr_el1") | kSctlrWxn);
+  isb();
+  asm volatile("tlbi vmalle1is" ::: "memory");  // nothing of the boot map may stay cached
+  tlbi_done();
 }
 
-TlbInvalidator& tlb() { return g_tlb; }
+// Not inlined: a breakpoint here stops at every switch of processes, with the root in x0.
+[[gnu::noinline]] void load_ttbr0(PhysAddr root, u16 asid) {
+  PAGODA_WRITE_SYSREG("ttbr0_el1", ttbr_value(root, asid));
+  isb();
+}
+
+void write_barrier() { dsb_ishst(); }
+
+/// The operand of a TLBI by address: VA[55:12] in bits 43:0, the ASID in bits 63:48.
+u64 tlbi_operand(VirtAddr va, u16 asid) {
+  return ((va.value() >> Format::kPageShift) & ((u64{1} << 44) - 1)) | (u64(asid) << kTtbrAsidShift);
+}
+
+void invalidate_va_all_asids(VirtAddr va) {
+  asm volatile("tlbi vaae1is, %0" ::"r"(tlbi_operand(va, 0)) : "memory");
+  tlbi_done();
+}
+
+void invalidate_va(VirtAddr va, u16 asid) {
+  const u64 operand = tlbi_operand(va, asid);
+  asm volatile("tlbi vae1is, %0" ::"r"(operand) : "memory");
+  tlbi_done();
+}
+
+void invalidate_asid(u16 asid) {
+  asm volatile("tlbi aside1is, %0" ::"r"(u64(asid) << kTtbrAsidShift) : "memory");
+  tlbi_done();
+}
+
+void invalidate_all() {
+  asm volatile("tlbi vmalle1is" ::: "memory");
+  tlbi_done();
+}
+
+}  // namespace aarch64::hw
+
+namespace arch {
+
+LiveRoots live_roots() {
+  LiveRoots live;
+  live.roots[0] = aarch64::hw::read_ttbr0().root;
+  live.names[0] = "TTBR0";
+  live.roots[1] = aarch64::hw::read_ttbr1();
+  live.names[1] = "TTBR1";
+  live.count = 2;
+  return live;
+}
+
+PhysAddr live_root_for(VirtAddr va) {
+  return Format::in_upper_range(va) ? aarch64::hw::read_ttbr1() : aarch64::hw::read_ttbr0().root;
+}
 
 Span<const PhysRange> device_ranges() {
   const aarch64::PlatformDevices& d = aarch64::platform_devices();
   usize n = 0;
-  if (d.uart != PhysAddr()) g_devices[n++] = {d.uart, PageTableFormat::kPageSize};
+  if (d.uart != PhysAddr()) g_devices[n++] = {d.uart, Format::kPageSize};
   if (d.gic_distributor != PhysAddr()) g_devices[n++] = {d.gic_distributor, kGicRegisterBytes};
   if (d.gic_cpu != PhysAddr()) g_devices[n++] = {d.gic_cpu, kGicRegisterBytes};
   return {g_devices, n};
@@ -80,13 +131,14 @@ PhysRange boot_page_tables() {
 }
 
 bool paging_controls_ok(FormatSink& sink) {
-  const u64 sctlr = PAGODA_READ_SYSREG("sctlr_el1");
-  const bool mmu = sctlr & aarch64::kSctlrMmu;
+  const bool mmu = PAGODA_READ_SYSREG("sctlr_el1") & aarch64::kSctlrMmu;
   const bool has_pan = aarch64::cpu_has_pan();
   const bool pan = has_pan && (aarch64::read_pan() & aarch64::kPstatePan);
-  format_to(sink, "SCTLR_EL1.M {}, PSTATE.PAN {}, SCTLR_EL1.WXN {}", mmu ? "on" : "OFF",
-            pan ? "on" : has_pan ? "OFF" : "ABSENT (this CPU has no PAN)", (sctlr & aarch64::kSctlrWxn) ? "on" : "off");
+  // WXN comes on with the kernel's own tables (hw::load_kernel_roots): the boot map needs it off.
+  format_to(sink, "SCTLR_EL1.M {}, PSTATE.PAN {}", mmu ? "on" : "OFF",
+            pan ? "on" : has_pan ? "OFF" : "ABSENT (this CPU has no PAN)");
   return mmu && pan;
 }
 
-}  // namespace pagoda::arch
+}  // namespace arch
+}  // namespace pagoda

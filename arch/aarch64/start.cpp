@@ -8,8 +8,6 @@
 #include "core/panic.hpp"
 #include "core/runtime.hpp"
 
-extern "C" char __kernel_phys_start[], __kernel_phys_end[];
-
 namespace pagoda::aarch64 {
 namespace {
 
@@ -37,14 +35,13 @@ Result<DeviceTree> find_device_tree(u64 x0) {
   return Error::NotFound;
 }
 
-/// Reads the device tree into g_boot_info and @p devices, then marks the memory the blob and
-/// the kernel image occupy as reserved.
+/// Reads the device tree into g_boot_info and @p devices, then marks the memory the blob
+/// occupies as reserved (QEMU's tree does not reserve itself). The kernel image stays usable
+/// RAM in the map, as on x86_64: vm::init keeps it out of the frame allocator.
 Result<void> read_device_tree(const DeviceTree& tree, PlatformDevices& devices) {
   const auto* blob = static_cast<const u8*>(boot_identity_ptr(tree.base, tree.size));
   TRY(fdt_parse(Span<const u8>(blob, tree.size), g_boot_info, devices));
-  const u64 image = reinterpret_cast<u64>(__kernel_phys_start);
   TRY(g_boot_info.memory.add(tree.base, tree.size, MemoryType::Reserved));
-  TRY(g_boot_info.memory.add(PhysAddr(image), reinterpret_cast<u64>(__kernel_phys_end) - image, MemoryType::Reserved));
   g_boot_info.memory.normalise();
   return {};
 }
@@ -67,6 +64,6 @@ extern "C" [[noreturn]] void aarch64_start(pagoda::u64 x0) {
   if (tree.is_error())
     panic("no device tree: x0 is {:#x} and the start of RAM ({:#x}) holds none", x0, u64(RAM_BASE));
   if (parsed.is_error())
-    panic("cannot read the device tree at {:#x}: {}", tree.value().base.value(), error_name(parsed.error()));
+    panic("cannot read the device tree at {:#x}: {}", tree.value().base.value(), parsed.error());
   kmain(g_boot_info);
 }

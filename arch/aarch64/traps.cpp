@@ -31,7 +31,6 @@
 #include "arch/aarch64/platform.hpp"
 #include "arch_impl/page_table_format.hpp"
 #include "core/panic.hpp"
-#include "mm/page_table.hpp"
 #include "mm/vm.hpp"
 
 extern "C" char aarch64_vectors[];
@@ -110,53 +109,15 @@ const char* fault_status_name(u64 status) {
   }
 }
 
-/// The root that translates @p va: TTBR1_EL1 for the upper range, TTBR0_EL1 for the lower.
-struct LiveRoot {
-  const char* name;
-  PhysAddr root;
-  u64 asid;
-};
-
-LiveRoot live_root_for(VirtAddr va) {
-  const bool upper = Format::in_upper_range(va);
-  const u64 ttbr = upper ? PAGODA_READ_SYSREG("ttbr1_el1") : PAGODA_READ_SYSREG("ttbr0_el1");
-  return {upper ? "TTBR1_EL1" : "TTBR0_EL1", PhysAddr(ttbr & kTtbrBaseMask & Format::kAddressMask),
-          ttbr >> kTtbrAsidShift};
+/// What an abort's access tried to do, from its syndrome and the level it came from.
+Access abort_access(const TrapFrame& f) {
+  return Access{.write = is_data_abort(f.esr) && (f.esr & kIssWnR) && !(f.esr & kIssCm),
+                .execute = !is_data_abort(f.esr), .user = f.from_el() == 0};
 }
 
-/// Reads tables through the kernel's window once it has one, else through the boot identity
-/// map (which is where the tables are then).
-class LiveTableMemory final : public TableMemory {
- public:
-  Result<PhysAddr> allocate_table() override { return Error::Unsupported; }
-  void free_table(PhysAddr) override {}
-  u64* table_entries(PhysAddr table) override {
-    if (vm::ready()) return static_cast<u64*>(vm::phys_to_ptr(table, Format::kPageSize));
-    return static_cast<u64*>(boot_identity_ptr(table, Format::kPageSize));
-  }
-};
-
-class NoTlb final : public TlbInvalidator {
- public:
-  void invalidate_page(VirtAddr) override {}
-  void invalidate_all() override {}
-};
-
-/// Prints which root translates @p va, the walk of @p va through it and why @p access (made
-/// with PSTATE @p spsr) faults.
-void report_walk(FormatSink& sink, VirtAddr va, Access access, u64 spsr) {
-  const LiveRoot live = live_root_for(va);
-  format_to(sink, "  {} translates {} (ASID {}); ", live.name, Hex{va.value()}, live.asid);
-  LiveTableMemory memory;
-  NoTlb tlb;
-  const PageTable<Format> table(live.root, memory, tlb);
-  const Walk walk = table.query(va);
-  walk.format(sink);
-  format_to(sink, "  reason: ");
-  explain_fault(sink, walk, access);
-  if (walk.mapped() && walk.perms.user && !access.user && (spsr & kPstatePan))
-    format_to(sink, " (PAN: the kernel may not touch a page EL0 can access)");
-  format_to(sink, "\n");
+/// True when @p f is an abort with a valid fault address: what the page-fault path handles.
+bool is_translation_abort(const TrapFrame& f) {
+  return f.type() == VectorType::Synchronous && is_abort(f.esr) && !(f.esr & kIssFnV);
 }
 
 void print_spsr(FormatSink& sink, u64 spsr) {
@@ -185,7 +146,7 @@ void report_exception(const TrapFrame& f) {
     print(": EC {:#04x} IL {} ISS {:#09x}", ec, (f.esr >> 25) & 1, f.esr & kEsrIssMask);
   }
   println("");
-  const bool has_far = f.type() == VectorType::Synchronous && is_abort(f.esr) && !(f.esr & kIssFnV);
+  const bool has_far = is_translation_abort(f);
   if (has_far) println("  FAR {:#018x}  (the address that faulted)", f.far);
   print("  ELR {:#018x}  SPSR {:#010x} ", f.elr, f.spsr);
   print_spsr(console_sink(), f.spsr);
@@ -196,9 +157,15 @@ void report_exception(const TrapFrame& f) {
     println("  X{:<2} {:#018x}  X{:<2} {:#018x}  X{:<2} {:#018x}", i, f.x[i], i + 1, f.x[i + 1], i + 2, f.x[i + 2]);
   println("  X30 {:#018x}  (LR)", f.x[30]);
   if (has_far) {
-    const Access access{.write = is_data_abort(f.esr) && (f.esr & kIssWnR) && !(f.esr & kIssCm),
-                        .execute = !is_data_abort(f.esr), .user = user};
-    report_walk(console_sink(), VirtAddr(f.far), access, f.spsr);
+    const VirtAddr far(f.far);
+    const bool upper = Format::in_upper_range(far);
+    println("  FAR is in {}'s range{}", upper ? "TTBR1_EL1" : "TTBR0_EL1",
+            upper ? " (the kernel half, one root for every address space)" : " (the lower half)");
+    print("  ");
+    vm::report_fault(console_sink(), far, abort_access(f));
+    const Walk walk = vm::walk_active(far);
+    if (walk.mapped() && walk.perms.user && f.from_el() != 0 && (f.spsr & kPstatePan))
+      println("  (PSTATE.PAN was set: the kernel may not touch a page EL0 can access)");
   }
 }
 
@@ -252,6 +219,15 @@ extern "C" void aarch64_trap(pagoda::aarch64::TrapFrame* frame) {
       break;
     case VectorType::Synchronous:
       if (frame->origin() == VectorOrigin::CurrentElSpx && semihosting_trapped(*frame)) return;
+      if (is_translation_abort(*frame)) {
+        // The generic decision comes first, before anything is reported.
+        switch (pagoda::vm::handle_fault(pagoda::vm::current_space(), pagoda::VirtAddr(frame->far),
+                                         abort_access(*frame))) {
+          case pagoda::vm::FaultDecision::Resolved: return;
+          case pagoda::vm::FaultDecision::KillProcess:  // no processes yet (lab 3): a kernel bug
+          case pagoda::vm::FaultDecision::KernelBug: break;
+        }
+      }
       break;
     case VectorType::Fiq:
     case VectorType::SError: break;
