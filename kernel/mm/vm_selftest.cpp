@@ -178,15 +178,25 @@ PAGODA_SELFTEST(vm_high) {
   u64 on_stack = 0;
   println("high: rip {} kmain {} data {} stack {} proof={:016x}", Hex{rip}, Hex{reinterpret_cast<u64>(&kmain)},
           Hex{reinterpret_cast<u64>(&g_selftest_data)}, Hex{reinterpret_cast<u64>(&on_stack)}, proof(ctx.token, rip));
-  const PhysAddr live = arch::live_root_for(VirtAddr(layout::kKernelHalfBase));
-  const u64* root = static_cast<const u64*>(vm::phys_to_ptr(live, Format::kPageSize));
-  if (root == nullptr) panic("the active root is not reachable through the window");
+  // The lower half's top-level entries are the first ones of the root that translates address 0,
+  // up to the one of its last address; the kernel half's run from kKernelHalfBase's entry to the
+  // end of the root that translates it. One root on x86_64 (PML4 0..255 and 256..511), two on
+  // AArch64 (all 512 of TTBR0, all 512 of TTBR1).
+  const auto live_top = [](VirtAddr va) {
+    const u64* root = static_cast<const u64*>(vm::phys_to_ptr(arch::live_root_for(va), Format::kPageSize));
+    if (root == nullptr) panic("the live root for {} is not reachable through the window", Hex{va.value()});
+    return root;
+  };
+  const VirtAddr last_low(~Format::kUpperHalfStart.value());
+  const usize low_entries = Format::index(last_low, 0) + 1;
   const usize first_kernel = Format::index(VirtAddr(layout::kKernelHalfBase), 0);
+  const u64* low_root = live_top(VirtAddr(0));
+  const u64* high_root = live_top(VirtAddr(layout::kKernelHalfBase));
   usize low = 0, high = 0;
-  for (usize i = 0; i < Format::kEntriesPerTable; ++i)
-    if (Format::is_present(root[i], 0)) ++(i < first_kernel ? low : high);
+  for (usize i = 0; i < low_entries; ++i) low += Format::is_present(low_root[i], 0);
+  for (usize i = first_kernel; i < Format::kEntriesPerTable; ++i) high += Format::is_present(high_root[i], 0);
   println("high: top-level entries present: {} of {} in the lower half, {} of {} in the kernel half proof={:016x}",
-          low, first_kernel, high, Format::kEntriesPerTable - first_kernel, proof(ctx.token, high * 1000 + low));
+          low, low_entries, high, Format::kEntriesPerTable - first_kernel, proof(ctx.token, high * 1000 + low));
 }
 
 PAGODA_SELFTEST(vm_low) {
@@ -207,7 +217,9 @@ PAGODA_SELFTEST(vm_window) {
   const u64 value = ctx.arg("value", 0x57494e444f57);  // "WINDOW"
   const PhysAddr probes[] = {PhysAddr(ctx.arg("pa1", layout::kLowMemoryEnd)),
                              PhysAddr(ctx.arg("pa2", vm::reachable_limit().value() - FrameAllocator::kFrameSize))};
-  println("window: {} KiB of RAM at {}", vm::reachable_limit().value() / KiB, Hex{vm::phys_to_virt(PhysAddr(layout::kLowMemoryEnd)).value() - layout::kLowMemoryEnd});
+  // The window's size, and the window address of physical 0 (RAM starts at kWindowPhysBase).
+  println("window: {} KiB of RAM at {}", (vm::reachable_limit().value() - layout::kWindowPhysBase) / KiB,
+          Hex{vm::phys_to_virt(PhysAddr(layout::kLowMemoryEnd)).value() - layout::kLowMemoryEnd});
   for (const PhysAddr pa : probes) {
     const VirtAddr va = vm::phys_to_virt(pa);
     const PhysAddr back = vm::virt_to_phys(va);
@@ -217,8 +229,9 @@ PAGODA_SELFTEST(vm_window) {
   const PhysAddr above = vm::reachable_limit();
   const Result<VirtAddr> refused = vm::try_phys_to_virt(above);
   println("window: pa {} -> {}", Hex{above.value()}, refused.ok() ? "ACCEPTED" : "refused");
-  print("window: the walk of {} stops: ", Hex{layout::kWindowBase + above.value()});
-  vm::walk_active(VirtAddr(layout::kWindowBase + above.value())).format_stop(console_sink());
+  const VirtAddr above_va(layout::kWindowBase + (above.value() - layout::kWindowPhysBase));
+  print("window: the walk of {} stops: ", Hex{above_va.value()});
+  vm::walk_active(above_va).format_stop(console_sink());
   println("");
   (void)vm::phys_to_virt(above);  // must panic
   panic("phys_to_virt({}) did not refuse an address above the window", Hex{above.value()});
