@@ -36,24 +36,25 @@ class Symbolizer:
         self.available = shutil.which("llvm-symbolizer") is not None
 
     def lookup(self, addresses):
-        """Maps each address to 'function file:line' (or None when unknown)."""
+        """Maps each address to 'function file:line' (or None when unknown). Where the compiler
+        inlined code, the function is the real one the address lies in (the outermost frame), at
+        the line of that function the inlined code came from."""
         todo = sorted({a for a in addresses if a not in self.cache})
         if todo and self.available:
             out = subprocess.run(
-                ["llvm-symbolizer", f"--obj={self.elf}", "--demangle", "--no-inlines",
-                 "--output-style=GNU"],
+                ["llvm-symbolizer", f"--obj={self.elf}", "--demangle", "--inlines", "--output-style=LLVM"],
                 input="\n".join(hex(a) for a in todo) + "\n", capture_output=True, text=True).stdout
-            lines = [l for l in out.splitlines() if l.strip()]
-            for i, address in enumerate(todo):
-                if 2 * i + 1 >= len(lines):
-                    break
-                function, location = lines[2 * i], lines[2 * i + 1]
-                function = _short_name(function)
+            blocks = [b.splitlines() for b in out.strip("\n").split("\n\n")]
+            for address, block in zip(todo, blocks):
+                if len(block) < 2:
+                    continue
+                function, location = _short_name(block[-2]), block[-1]
                 if function == "??":
                     self.cache[address] = None
-                else:
-                    location = re.sub(r"^.*/(kernel|arch)/", r"\1/", location)
-                    self.cache[address] = f"{function} {location}" if not location.startswith("??") else function
+                    continue
+                location = re.sub(r"^.*/(kernel|arch)/", r"\1/", location)
+                location = re.sub(r"^(.*:\d+):\d+$", r"\1", location)  # no column
+                self.cache[address] = f"{function} {location}" if not location.startswith("??") else function
         return {a: self.cache.get(a) for a in addresses}
 
     def annotate(self, lines):
