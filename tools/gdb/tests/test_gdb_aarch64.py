@@ -1,7 +1,8 @@
 """The GDB commands against the AArch64 kernel in QEMU, checked against QEMU's own walk
 (`monitor gva2gpa`) and the registers GDB reads itself ($TTBR0_EL1, $TTBR1_EL1, $TCR_EL1,
-$SCTLR). The kernel runs on its boot tables here: TTBR0 maps RAM to itself with 1 GiB blocks,
-TTBR1 the image at the top of the address space."""
+$SCTLR): at kmain on the boot tables (TTBR0 maps RAM to itself with 1 GiB blocks, TTBR1 the
+image at the top of the address space), after vm::init on the kernel's own, and fault-why on a
+permission fault and on an exception loop."""
 import re
 
 import pytest
@@ -96,3 +97,72 @@ def test_regs_are_gdbs_own(at_kmain):
     assert shown["SCTLR_EL1"] == r["sctlr"].value
     assert r["tcr"].value & 0x3f == 16 and (r["tcr"].value >> 16) & 0x3f == 16   # T0SZ = T1SZ = 16
     assert "MMU on" in r["regs"].output
+
+
+# ---- On the kernel's own tables (after vm::init), and fault-why ------------------------------
+
+@pytest.fixture(scope="module")
+def on_kernel_tables(kernel):
+    """Stopped at timer_init, after vm::init switched to the kernel's own address space."""
+    steps = [("brk", "cmd", "break pagoda::aarch64::timer_init"), ("go", "cmd", "continue"),
+             ("kmain", "eval", "&pagoda::kmain"),
+             ("walk_text", "cmd", "pt-walk &pagoda::kmain"),
+             ("qemu_text", "cmd", "monitor gva2gpa {kmain:#x}"),
+             ("walk_low", "cmd", f"pt-walk {RAM + 0x123456:#x}"),
+             ("qemu_low", "cmd", f"monitor gva2gpa {RAM + 0x123456:#x}"),
+             ("walk_window", "cmd", "pt-walk 0xffff800000200000"),
+             ("qemu_window", "cmd", "monitor gva2gpa 0xffff800000200000"),
+             ("regs", "cmd", "pt-regs"), ("sctlr", "eval", "$SCTLR"),
+             ("diff", "cmd", "pt-diff $TTBR0_EL1 $TTBR0_EL1")]
+    with Machine(kernel, arch="aarch64") as machine:
+        results = run_steps(kernel, machine.socket, steps)
+    assert not results["go"].error, results["go"].error
+    return results
+
+
+def test_the_kernels_own_tables_agree_with_qemu(on_kernel_tables):
+    r = on_kernel_tables
+    assert walk_pa(r["walk_text"].output) == monitor_gva2gpa(r["qemu_text"].output)
+    assert "4 KiB page, R X" in r["walk_text"].output    # text r-x in 4 KiB pages, not the boot blocks
+    assert walk_pa(r["walk_window"].output) == monitor_gva2gpa(r["qemu_window"].output) == RAM + 0x200000
+    # After lab 2 the kernel's TTBR0 is empty: the old identity map is gone.
+    assert monitor_gva2gpa(r["qemu_low"].output) is None
+    assert re.search(r"L0 +\[  0\]", r["walk_low"].output) and "-> PA" not in r["walk_low"].output
+    assert r["sctlr"].value & (1 << 19), "SCTLR_EL1.WXN is on with the kernel's tables"
+
+
+@pytest.fixture(scope="module")
+def faults(kernel):
+    """fault-why in the write-to-text self-test's trap handler, and in the exception loop of
+    the triple_fault self-test (VBAR_EL1 = 0: stopped by a hardware breakpoint at its vector)."""
+    results = {}
+    with Machine(kernel, test="vm_write_text", arch="aarch64") as machine:
+        results.update(run_steps(kernel, machine.socket, [
+            ("go", "cmd", "continue"), ("write_text", "cmd", "fault-why"),
+            ("far", "eval", "$FAR_EL1"), ("qemu_far", "cmd", "monitor gva2gpa {far:#x}"),
+            ("kmain", "eval", "&pagoda::kmain")], attach="--no-entry"))
+    with Machine(kernel, test="triple_fault", arch="aarch64") as machine:
+        results.update(run_steps(kernel, machine.socket, [
+            ("hb", "cmd", "hbreak *0x200"), ("go1", "cmd", "continue"), ("go2", "cmd", "continue"),
+            ("loop", "cmd", "fault-why")], attach="--no-entry --no-panic-break"))
+    return results
+
+
+def test_fault_why_explains_a_write_to_kernel_text(faults):
+    text = faults["write_text"].output
+    assert not faults["write_text"].error, faults["write_text"].error
+    assert re.search(r"trap frame at 0x[0-9a-f]+ \(aarch64_trap, frame #\d+\)", text), text
+    assert "data abort, same EL (EC 0x25) in kernel mode (EL1)" in text
+    assert "ESR        0x9600004f: permission fault at level 3, write" in text
+    assert "FAR        0x%016x" % faults["kmain"].value in text
+    assert "walk of FAR through TTBR1_EL1" in text
+    assert walk_pa(text) == monitor_gva2gpa(faults["qemu_far"].output)
+    assert "verdict: a write to a read-only page (AP[2]=1)" in text
+
+
+def test_fault_why_names_an_exception_loop(faults):
+    text = faults["loop"].output
+    assert "no trap frame" in text
+    assert "VBAR_EL1   0x0000000000000000" in text
+    assert re.search(r"PC +0x0000000000000200 NOT MAPPED", text), text
+    assert "an exception loop" in text
