@@ -113,7 +113,9 @@ def on_kernel_tables(kernel):
              ("walk_window", "cmd", "pt-walk 0xffff800000200000"),
              ("qemu_window", "cmd", "monitor gva2gpa 0xffff800000200000"),
              ("regs", "cmd", "pt-regs"), ("sctlr", "eval", "$SCTLR"),
-             ("diff", "cmd", "pt-diff $TTBR0_EL1 $TTBR0_EL1")]
+             ("dump", "cmd", "pt-dump"), ("dump_user", "cmd", "pt-dump --user"),
+             ("qemu_uart", "cmd", "monitor gva2gpa 0xffffc00009000000"),
+             ("diff", "cmd", "pt-diff $TTBR1_EL1 $TTBR1_EL1")]
     with Machine(kernel, arch="aarch64") as machine:
         results = run_steps(kernel, machine.socket, steps)
     assert not results["go"].error, results["go"].error
@@ -166,3 +168,21 @@ def test_fault_why_names_an_exception_loop(faults):
     assert "VBAR_EL1   0x0000000000000000" in text
     assert re.search(r"PC +0x0000000000000200 NOT MAPPED", text), text
     assert "an exception loop" in text
+
+
+_RUN = re.compile(r"^(0x[0-9a-f]{16})-(0x[0-9a-f]{16}) +.* -> (0x[0-9a-f]{16})  ([r-][w-][x-]) ([uk])", re.M)
+
+
+def test_dump_and_diff_of_the_kernels_tables(on_kernel_tables):
+    r = on_kernel_tables
+    runs = [(int(a, 16), int(b, 16), int(pa, 16), perms, who) for a, b, pa, perms, who in _RUN.findall(r["dump"].output)]
+    assert runs, r["dump"].output
+    assert all(who == "k" for *_, who in runs)
+    assert all(start >= 0xffff_0000_0000_0000 for start, *_ in runs), "something is mapped in TTBR0"
+    text = [run for run in runs if run[0] <= r["kmain"].value < run[1]]
+    assert len(text) == 1 and text[0][3] == "r-x"
+    assert not any("w" in perms and "x" in perms for *_, perms, _ in runs), "a run is writable and executable"
+    uart = [run for run in runs if run[0] == 0xffff_c000_0900_0000]
+    assert uart and uart[0][2] == monitor_gva2gpa(r["qemu_uart"].output) == 0x0900_0000
+    assert "0 runs" in r["dump_user"].output
+    assert "no differences" in r["diff"].output
