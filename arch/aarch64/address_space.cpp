@@ -89,6 +89,14 @@ bool Aarch64AddressSpace::is_live() const {
   return ttbr0.root == lower_.root() && ttbr0.asid == asid_ && hw::read_ttbr1() == upper().root();
 }
 
+bool Aarch64AddressSpace::shares_kernel_half(FormatSink& why) const {
+  if (kernel_) return true;
+  const PhysAddr ttbr1 = hw::read_ttbr1();
+  if (ttbr1 == shared_upper_->root()) return true;
+  format_to(why, "TTBR1_EL1 holds {:#x}, not the kernel root {:#x}", ttbr1.value(), shared_upper_->root().value());
+  return false;
+}
+
 void Aarch64AddressSpace::activate() {
   if (kernel_) {
     hw::load_kernel_roots(own_upper_.root(), lower_.root());

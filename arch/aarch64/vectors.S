@@ -43,6 +43,7 @@ aarch64_vectors:
 
 /* For GDB: the caller of this "function" is the interrupted code, at ELR, with the stack
    pointer it had (from EL1) and its x29 as saved here. */
+        .global aarch64_trap_entry
         .type   aarch64_trap_entry, %function
 aarch64_trap_entry:
         .cfi_startproc

@@ -172,5 +172,42 @@ TEST_F(Aarch64SpaceTest, ALiveEntryChangesThroughAnInvalidOne) {
   EXPECT_EQ(user.query(va).pa.value(), 0x2000u);
 }
 
+// The pre-switch check (AddressSpace::activate) on AArch64: a range of the kernel half is walked
+// in the one TTBR1 root a user space shares; the kernel half is shared when TTBR1 holds it.
+TEST_F(Aarch64SpaceTest, ThePreSwitchCheckWalksTheKernelHalfInTheSharedTtbr1Root) {
+  constexpr Access kWrite{.write = true};
+  const u64 stack = layout::kStackBase + 0x1000, sp = stack + 2 * kPageSize - 0x40;
+  ASSERT_TRUE(kernel.map_range(VirtAddr(stack), PhysAddr(0x4030'0000), 2 * kPageSize, kKernelData).ok());
+  AddressSpace user = AddressSpace::create_user(kernel).release_value();
+  aarch64::hw::fake::cpu().critical = {{"the running stack", VirtAddr(stack), 2 * kPageSize, kWrite, VirtAddr(sp)}};
+  EXPECT_TRUE(user.check_switch(Span<const CriticalRange>(aarch64::hw::fake::cpu().critical.data(), 1)).ok());
+  user.activate();
+  EXPECT_TRUE(user.is_live());
+  kernel.activate();
+
+  ASSERT_TRUE(kernel.unmap(VirtAddr(stack)).ok());  // through the kernel: every space loses it
+  const SwitchRefusal r = user.check_switch(Span<const CriticalRange>(aarch64::hw::fake::cpu().critical.data(), 1));
+  ASSERT_EQ(r.kind, SwitchRefusal::Kind::NotMapped);
+  EXPECT_EQ(r.va.value(), stack);
+  EXPECT_EQ(r.walk.root, kernel.arch().kernel_root()) << "walked in TTBR1's root, not the user's TTBR0 root";
+  log().clear();
+  EXPECT_THROW(user.activate(), host::HostPanic);
+  EXPECT_EQ(index_of("ttbr0 " + test::hex(user.arch().lower_root().value()) + " asid " +
+                     std::to_string(user.arch().asid())),
+            ~usize{0})
+      << "a refused switch loads nothing";
+}
+
+TEST_F(Aarch64SpaceTest, AForeignTtbr1IsRefusedAsNotSharingTheKernelHalf) {
+  AddressSpace user = AddressSpace::create_user(kernel).release_value();
+  EXPECT_TRUE(user.check_switch({}).ok());
+  aarch64::hw::fake::cpu().ttbr1 = PhysAddr(0x7777'0000);
+  const SwitchRefusal r = user.check_switch({});
+  ASSERT_EQ(r.kind, SwitchRefusal::Kind::KernelHalf);
+  EXPECT_EQ(std::string(r.detail), "TTBR1_EL1 holds 0x77770000, not the kernel root " +
+                                       test::hex(kernel.arch().kernel_root().value()));
+  EXPECT_TRUE(kernel.check_switch({}).ok()) << "the kernel space loads TTBR1 itself";
+}
+
 }  // namespace
 }  // namespace pagoda

@@ -1,5 +1,6 @@
 #include "aarch64_hw_fake.hpp"
 
+#include "mm/mmu.hpp"
 #include "page_table_fakes.hpp"
 
 namespace pagoda::aarch64::hw {
@@ -38,3 +39,11 @@ void invalidate_asid(u16 asid) { cpu().log.push_back("tlbi asid " + std::to_stri
 void invalidate_all() { cpu().log.push_back("tlbi all"); }
 
 }  // namespace pagoda::aarch64::hw
+
+namespace pagoda::arch {
+
+void critical_ranges(CriticalRanges& out) {
+  for (const CriticalRange& r : aarch64::hw::fake::cpu().critical) out.add(r.what, r.start, r.size, r.access, r.focus);
+}
+
+}  // namespace pagoda::arch

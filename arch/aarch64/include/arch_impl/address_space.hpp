@@ -75,6 +75,10 @@ class Aarch64AddressSpace final : public TlbSync {
   /// True when the CPU translates through this space now (TTBR0 is its root with its ASID,
   /// and TTBR1 the kernel's).
   bool is_live() const;
+  /// True when this space shares the kernel's half: the kernel space always does; a user space
+  /// when TTBR1_EL1 holds the kernel root it shares (otherwise says what TTBR1 holds to @p why).
+  /// AddressSpace::activate() checks it before a switch, with the critical ranges.
+  bool shares_kernel_half(FormatSink& why) const;
   /// Makes this the live space. The kernel space loads both TTBRs (the switch from the boot
   /// tables; TTBR1 never changes after it); a user space loads TTBR0 with its ASID, after
   /// checking that TTBR1 still holds the kernel root it shares (with another root there, the
