@@ -102,10 +102,6 @@ void Aarch64AddressSpace::activate() {
     hw::load_kernel_roots(own_upper_.root(), lower_.root());
     return;
   }
-  const PhysAddr ttbr1 = hw::read_ttbr1();
-  if (ttbr1 != shared_upper_->root())
-    panic("TTBR1_EL1 holds {:#x}, not the kernel root {:#x} this space shares: after the switch the kernel "
-          "would be unreachable", ttbr1.value(), shared_upper_->root().value());
   hw::load_ttbr0(lower_.root(), asid_);
 }
 

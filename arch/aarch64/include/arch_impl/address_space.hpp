@@ -79,10 +79,9 @@ class Aarch64AddressSpace final : public TlbSync {
   /// when TTBR1_EL1 holds the kernel root it shares (otherwise says what TTBR1 holds to @p why).
   /// AddressSpace::activate() checks it before a switch, with the critical ranges.
   bool shares_kernel_half(FormatSink& why) const;
-  /// Makes this the live space. The kernel space loads both TTBRs (the switch from the boot
-  /// tables; TTBR1 never changes after it); a user space loads TTBR0 with its ASID, after
-  /// checking that TTBR1 still holds the kernel root it shares (with another root there, the
-  /// kernel, its vectors and its stack would be unreachable at the next instruction).
+  /// Makes this the live space, unchecked (AddressSpace::activate() checks the critical ranges
+  /// and shares_kernel_half() first). The kernel space loads both TTBRs (the switch from the
+  /// boot tables; TTBR1 never changes after it); a user space loads TTBR0 with its ASID.
   void activate();
 
   // TlbSync. Translations of the kernel half, and global ones, may be cached under any ASID;
