@@ -115,7 +115,9 @@ def on_kernel_tables(kernel):
              ("regs", "cmd", "pt-regs"), ("sctlr", "eval", "$SCTLR"),
              ("dump", "cmd", "pt-dump"), ("dump_user", "cmd", "pt-dump --user"),
              ("qemu_uart", "cmd", "monitor gva2gpa 0xffffc00009000000"),
-             ("diff", "cmd", "pt-diff $TTBR1_EL1 $TTBR1_EL1")]
+             ("diff", "cmd", "pt-diff $TTBR1_EL1 $TTBR1_EL1"),
+             ("top", "cmd", "pt-top"), ("top_kernel", "cmd", "pt-top --root $TTBR1_EL1"),
+             ("ttbr1", "eval", "$TTBR1_EL1")]
     with Machine(kernel, arch="aarch64") as machine:
         results = run_steps(kernel, machine.socket, steps)
     assert not results["go"].error, results["go"].error
@@ -131,6 +133,20 @@ def test_the_kernels_own_tables_agree_with_qemu(on_kernel_tables):
     assert monitor_gva2gpa(r["qemu_low"].output) is None
     assert re.search(r"L0 +\[  0\]", r["walk_low"].output) and "-> PA" not in r["walk_low"].output
     assert r["sctlr"].value & (1 << 19), "SCTLR_EL1.WXN is on with the kernel's tables"
+
+
+def test_pt_top_lists_ttbr0s_root_and_checks_ttbr1_holds_the_kernel_root(on_kernel_tables):
+    r = on_kernel_tables
+    top, kernel_top = r["top"].output, r["top_kernel"].output
+    assert not r["top"].error and not r["top_kernel"].error, (r["top"].error, r["top_kernel"].error)
+    # TTBR0's root after lab 2: empty, and not compared entry by entry with the kernel's (TTBR1) root.
+    assert "[0..511]     512 empty" in top and "MISSING" not in top, top
+    kernel_root = r["ttbr1"].value & ((1 << 48) - 1)
+    assert "TTBR1_EL1 holds the kernel root %#x 'kernel'" % kernel_root in top, top
+    # TTBR1's root: the window (L0 256), the devices (384) and the image (511).
+    assert "L0 table of root %#x 'kernel'" % kernel_root in kernel_top, kernel_top
+    for index in (256, 384, 511):
+        assert re.search(r"\[%d\] +present" % index, kernel_top), kernel_top
 
 
 @pytest.fixture(scope="module")
