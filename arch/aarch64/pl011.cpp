@@ -1,8 +1,8 @@
 // The ARM PrimeCell PL011 UART: the boot console. Polled, no interrupts.
 //
 //   offset  register   what
-//   0x000   UARTDR     data: a write transmits the low 8 bits
-//   0x018   UARTFR     flags: bit 5 TXFF transmit FIFO full, bit 3 BUSY
+//   0x000   UARTDR     data: a write transmits the low 8 bits, a read takes a received byte
+//   0x018   UARTFR     flags: bit 5 TXFF transmit FIFO full, bit 4 RXFE receive FIFO empty, bit 3 BUSY
 //   0x024   UARTIBRD   integer part of the baud rate divisor
 //   0x028   UARTFBRD   fractional part (6 bits, in 64ths)
 //   0x02c   UARTLCR_H  line control: bits 6:5 WLEN (11 = 8 bits), bit 4 FEN (FIFOs on)
@@ -18,7 +18,7 @@ namespace {
 
 constexpr usize kDr = 0x000, kFr = 0x018, kIbrd = 0x024, kFbrd = 0x028, kLcrH = 0x02c, kCr = 0x030,
                 kImsc = 0x038, kIcr = 0x044;
-constexpr u32 kFrTxFull = 1u << 5, kFrBusy = 1u << 3;
+constexpr u32 kFrTxFull = 1u << 5, kFrRxEmpty = 1u << 4, kFrBusy = 1u << 3;
 constexpr u32 kLcrH8BitsFifo = (3u << 5) | (1u << 4);
 constexpr u32 kCrEnable = (1u << 0) | (1u << 8) | (1u << 9);
 constexpr u32 kIcrAll = 0x7ff;
@@ -53,6 +53,11 @@ void pl011_init(PhysAddr base) {
 }
 
 PhysAddr pl011_base() { return g_base; }
+
+int pl011_read_byte() {
+  if (g_base == PhysAddr() || (*reg(kFr) & kFrRxEmpty)) return -1;
+  return int(*reg(kDr) & 0xff);  // bits 11:8 are the byte's error flags
+}
 
 void pl011_write(StringView text) {
   if (g_base == PhysAddr()) return;  // before pl011_init(): nowhere to write

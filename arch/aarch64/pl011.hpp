@@ -14,5 +14,7 @@ void pl011_init(PhysAddr base);
 PhysAddr pl011_base();
 /// Writes text, turning "\n" into "\r\n".
 void pl011_write(StringView text);
+/// The next received byte, or -1 when none is waiting.
+int pl011_read_byte();
 
 }  // namespace pagoda::aarch64

@@ -76,6 +76,8 @@ StringView name() { return "aarch64"; }
 
 void console_write(StringView text) { pl011_write(text); }
 
+int console_read_byte() { return aarch64::pl011_read_byte(); }
+
 void traps_init() {
   vectors_init();
   const PlatformDevices& devices = platform_devices();
