@@ -217,9 +217,10 @@ PAGODA_SELFTEST(vm_window) {
   const u64 value = ctx.arg("value", 0x57494e444f57);  // "WINDOW"
   const PhysAddr probes[] = {PhysAddr(ctx.arg("pa1", layout::kLowMemoryEnd)),
                              PhysAddr(ctx.arg("pa2", vm::reachable_limit().value() - FrameAllocator::kFrameSize))};
-  // The window's size, and the window address of physical 0 (RAM starts at kWindowPhysBase).
+  // The window's size, and the window address of physical 0 as the first probe (usable RAM)
+  // converts (RAM starts at kWindowPhysBase; on AArch64 its first MiB is the device tree).
   println("window: {} KiB of RAM at {}", (vm::reachable_limit().value() - layout::kWindowPhysBase) / KiB,
-          Hex{vm::phys_to_virt(PhysAddr(layout::kLowMemoryEnd)).value() - layout::kLowMemoryEnd});
+          Hex{vm::phys_to_virt(probes[0]).value() - probes[0].value()});
   for (const PhysAddr pa : probes) {
     const VirtAddr va = vm::phys_to_virt(pa);
     const PhysAddr back = vm::virt_to_phys(va);

@@ -219,7 +219,11 @@ def _qemu_log_line(faultlog):
     path = session.qemu_log_path()
     if not path or not os.path.exists(path):
         return None
-    summary = faultlog.parse_file(path, "aarch64").summary()
+    log = faultlog.parse_file(path, "aarch64")
+    summary = log.summary()
+    storm = log.storm()
+    if storm is not None:
+        summary = (summary + "; " if summary else "") + storm.describe()
     return "QEMU's interrupt log: " + summary if summary else None
 
 
