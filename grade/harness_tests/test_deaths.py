@@ -91,6 +91,9 @@ def test_aarch64_exception_loop_is_a_storm_at_the_vector(aarch64_kernel, tmp_pat
     assert ("the exception vector at 0x200 itself cannot be fetched, so every exception faults again at its own "
             "vector: AArch64's triple fault") in message
     assert "selftest triple_fault: start" in message
+    # What started it: the undefined instruction, named, before the vector faulted on itself.
+    assert "before the storm, the first fault: Undefined Instruction (UNDEF) at PC 0x" in message
+    assert "<pagoda::arch::force_triple_fault" in message
     assert os.path.getsize(run.qemu_log) <= harness.LOG_KEEP_HEAD + harness.LOG_KEEP_TAIL + 100
 
 

@@ -168,6 +168,13 @@ class Run:
         summary = self.log.summary(self.symbol_of)
         if summary and outcome != "success" and self.stop_kind != STORM:
             parts.append(summary)
+        elif self.stop_kind == STORM and self.log.faults:
+            # The storm names its repeated exception; the one that started it may be another
+            # (AArch64: the instruction abort after a switch of roots, then the vector faulting
+            # on itself).
+            first = self.log.faults[0].describe(self.symbol_of)
+            if first not in self.stop_reason:
+                parts.append(f"before the storm, the first fault: {first}")
         parts.append(f"boot token {self.token} (PAGODA_GRADE_TOKEN={self.token} repeats the grader's choices)")
         tail = self.symbolizer.annotate(self.lines[-TAIL_LINES:])
         parts.append(f"last {len(tail)} lines of serial output (full log: {self.serial_log}; "
