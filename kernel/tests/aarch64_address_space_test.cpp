@@ -190,6 +190,7 @@ TEST_F(Aarch64SpaceTest, ThePreSwitchCheckWalksTheKernelHalfInTheSharedTtbr1Root
   ASSERT_EQ(r.kind, SwitchRefusal::Kind::NotMapped);
   EXPECT_EQ(r.va.value(), stack);
   EXPECT_EQ(r.walk.root, kernel.arch().kernel_root()) << "walked in TTBR1's root, not the user's TTBR0 root";
+  EXPECT_EQ(r.root, kernel.arch().kernel_root()) << "the refusal names the root it walked (\"new root ...\")";
   log().clear();
   EXPECT_THROW(user.activate(), host::HostPanic);
   EXPECT_EQ(index_of("ttbr0 " + test::hex(user.arch().lower_root().value()) + " asid " +
