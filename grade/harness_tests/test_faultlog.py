@@ -244,3 +244,63 @@ def test_a_line_cut_by_the_kill_is_left_out():
     whole = PAGE_FAULT_AFTER_TIMER
     cut = whole + "     3: v=0e e=0002 i=0 cpl=0 IP=0008:ffffffff8010bcb1 pc=ffffffff8010bcb1 SP=0010:ffffffff8011c7f0 CR2=00005000c72"
     assert len(faultlog.parse(cut).faults) == len(faultlog.parse(whole).faults) == 1
+
+
+# The kernel's switch to its own roots (arch/aarch64/mmu.cpp, load_kernel_roots), as clang 14
+# emits it: dsb ishst; msr ttbr1_el1, x0; msr ttbr0_el1, x1; isb; mrs x8, sctlr_el1;
+# orr x8, x8, #WXN; msr sctlr_el1, x8; then the isb QEMU first fetches through the new roots.
+SWITCH_WORDS = [0xD5033A9F, 0xD5182020, 0xD5182001, 0xD5033FDF, 0xD5381008, 0xB26D0108, 0xD5181008]
+
+
+def instruction_abort(pc):
+    return faultlog.Event(arch="aarch64", kind=faultlog.EXCEPTION, vector=3, mnemonic="IABT",
+                          name="Prefetch Abort", pc=pc, privilege=1, error=0x86000004, address=pc)
+
+
+def words_before(pc, words):
+    """A words_at() over an image holding @p words right before @p pc."""
+    image = {pc - 4 * (len(words) - i): w for i, w in enumerate(words)}
+    def words_at(va, count):
+        if va + 4 * count > pc:
+            return None
+        return [image.get(va + 4 * i, 0xD503201F) for i in range(count)]  # nops further back
+    return words_at
+
+
+def test_abort_after_ttbr0_switch_names_the_low_kernel():
+    """Reintroduced (a): a kernel still running through TTBR0 when the switch empties it."""
+    pc = 0x40219A34
+    text = faultlog.after_root_switch(instruction_abort(pc), words_before(pc, SWITCH_WORDS), lambda a: None)
+    assert text.startswith("this is 5 instructions after a switch of roots, `msr TTBR0_EL1` at 0x40219a20")
+    assert "runs at 0x40219a34, in TTBR0_EL1's range" in text
+    assert "the one TTBR0_EL1 holds now, does not map it (translation fault at level 0)" in text
+    assert "the TLB served the old translations" in text
+    assert "link and run it high" in text
+
+
+def test_abort_after_ttbr1_switch_names_the_write_to_ttbr1():
+    """Reintroduced (b): TTBR1 loaded with a table without the kernel's entries; the nearer write
+    (to TTBR0) is not the one that unmapped the kernel."""
+    pc = 0xFFFFFFFF80219A14
+    text = faultlog.after_root_switch(instruction_abort(pc), words_before(pc, SWITCH_WORDS))
+    assert "6 instructions after a switch of roots, `msr TTBR1_EL1` at 0xffffffff802199fc" in text
+    assert "in TTBR1_EL1's range" in text and "TTBR1 must only ever hold the kernel's root" in text
+
+
+def test_abort_without_a_switch_before_it_is_not_blamed_on_one():
+    pc = 0x40219A34
+    assert faultlog.after_root_switch(instruction_abort(pc), words_before(pc, [0xD503201F] * 7)) is None
+    assert faultlog.after_root_switch(instruction_abort(pc), lambda va, n: None) is None
+    data_abort = instruction_abort(pc)
+    data_abort.error = 0x96000004  # a data abort at its own PC is another story
+    assert faultlog.after_root_switch(data_abort, words_before(pc, SWITCH_WORDS)) is None
+
+
+def test_msr_ttbr_encodings_are_the_kernels(aarch64_kernel):
+    """The encodings the switch is recognised by are the ones in the AArch64 kernel's text."""
+    from pagoda import kernelinfo
+    elf = kernelinfo.elf(aarch64_kernel)
+    text = elf.section(".text")
+    words = set(elf.words_at(text.addr, text.size // 4))
+    for base in faultlog.A64_MSR_TTBR:
+        assert any(base + rt in words for rt in range(32)), f"no msr {faultlog.A64_MSR_TTBR[base]} in the kernel"

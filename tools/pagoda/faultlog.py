@@ -359,6 +359,49 @@ def _aarch64_loop(event):
             "(the stack, SP_EL1, not mapped writable?)")
 
 
+# MSR TTBR0_EL1, Xt and MSR TTBR1_EL1, Xt (op0 3, op1 0, CRn 2, CRm 0, op2 0 or 1); bits 4:0 are Xt.
+A64_MSR_TTBR = {0xD5182000: "TTBR0_EL1", 0xD5182020: "TTBR1_EL1"}
+A64_MSR_RT_MASK = 0x1F
+# How far before an instruction abort a switch of roots is looked for: the TLB may keep serving
+# the old translations for a few instructions (QEMU flushes it at the next SCTLR_EL1 write or TLBI).
+A64_SWITCH_LOOKBACK = 8
+
+
+def after_root_switch(event, words_at, symbolize=None):
+    """A sentence when @p event is an EL1 instruction abort at its own PC (FAR == ELR) a few
+    instructions after an MSR to TTBR0_EL1 or TTBR1_EL1 in the kernel's code: the switch of roots
+    unmapped the code that made it. @p words_at(va, n) reads n instruction words of the kernel ELF
+    (None when it cannot). None otherwise."""
+    if (event.arch != "aarch64" or event.error is None or esr_class(event.error) != 0x21
+            or event.address != event.pc or event.pc < 4):
+        return None
+    count = min(A64_SWITCH_LOOKBACK, event.pc // 4)
+    words = words_at(event.pc - 4 * count, count)
+    if not words:
+        return None
+    walked = "TTBR1_EL1" if event.pc >> 55 & 1 else "TTBR0_EL1"
+    switches = [(back, A64_MSR_TTBR[word & ~A64_MSR_RT_MASK & 0xFFFFFFFF])
+                for back, word in enumerate(reversed(words), start=1)
+                if word & ~A64_MSR_RT_MASK & 0xFFFFFFFF in A64_MSR_TTBR]
+    # The write to the register whose root was walked, else the nearest write to either.
+    for back, register in sorted(switches, key=lambda s: (s[1] != walked, s[0]))[:1]:
+        at = event.pc - 4 * back
+        text = (f"this is {back} instruction{'s' if back > 1 else ''} after a switch of roots, "
+                f"`msr {register}` at {at:#x}" + (f" <{symbolize(at)}>" if symbolize and symbolize(at) else "")
+                + f": the code making the switch runs at {event.pc:#x}, in {walked}'s range, and the root the "
+                f"CPU walked for it, the one {walked} holds now, does not map it ({describe_abort_status(event.error)})")
+        if back > 1:
+            text += "; the TLB served the old translations for the instructions in between"
+        if walked == "TTBR0_EL1":
+            text += (". The kernel still runs through TTBR0, which a switch of roots reloads: link and run it "
+                     "high, in TTBR1's range (lab 2)")
+        else:
+            text += (". TTBR1_EL1 now holds a root without the kernel's entries: TTBR1 must only ever hold the "
+                     "kernel's root")
+        return text
+    return None
+
+
 _A64_TAKING = re.compile(r"^Taking exception (\d+) \[([^\]]*)\]")
 _A64_FROM = re.compile(r"^\.\.\.from EL(\d) to EL(\d)")
 _A64_ESR = re.compile(r"^\.\.\.with ESR 0x([0-9a-f]+)/0x([0-9a-f]+)")
