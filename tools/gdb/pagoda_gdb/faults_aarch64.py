@@ -191,7 +191,8 @@ def _without_trap_frame(paging, faultlog):
     if reason:
         yield "verdict: " + reason
         return
-    yield "what delivering an exception needs (walked with the current TTBR0/TTBR1):"
+    yield "what delivering an exception needs (walked with the current TTBR0 %s, TTBR1 %s):" % tuple(
+        "%#x" % paging[k] if paging.get(k) is not None else "?" for k in ("ttbr0_el1", "ttbr1_el1"))
     with target.physical_memory() as read_phys:
         def w(va):
             return walk_address("aarch64", paging, va, read_phys=read_phys)
