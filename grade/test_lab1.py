@@ -31,8 +31,8 @@ def boot_translate(boot, kernel, arch):
         chosen = {}
         for region in kernel_image_regions(kernel):
             chosen[region.what] = pick_in(token, f"translate {region.what}", region.content[0], region.content[1] - 1)
-        entries, top = snap.top_level_entries(), top_level(kernel)
-        empty = [i for i in range(1, top.kernel_first) if not model.present(entries[i])]
+        entries, top = snap.top_level_entries(snap.lower_root), top_level(kernel)
+        empty = [i for i in range(1, top.lower_entries) if not model.present(entries[i])]
         slot = empty[pick_in(token, "translate slot", 0, len(empty) - 1)]
         chosen["unmapped at the top level"] = (slot << top.shift) + pick_page(
             token, "translate top", [(0, 1 << top.shift)])[0]
@@ -128,7 +128,7 @@ def test_write_text_faults(boot, kernel, arch):
     text = next(r for r in kernel_image_regions(kernel) if r.perms == "r-x")
     address = pick_in(token, "write_text", text.content[0], text.content[1] - 1)
     run = boot_fault(boot, kernel, arch, "vm_write_text", {"addr": address}, token, watch=address)
-    expect_fault(run, vector=PAGE_FAULT[arch]["vector"], error=PAGE_FAULT[arch]["write_protect"], address=address,
+    expect_fault(run, **PAGE_FAULT[arch]["write_protect"], address=address,
                  function="pagoda::pagoda_selftest_vm_write_text", root=root_of(run), kernel=kernel,
                  what=f"the write to kernel text at {address:#x}")
     _, walk, _ = run.require_witness()
@@ -144,11 +144,11 @@ def test_write_text_faults(boot, kernel, arch):
 def test_nx_stack(boot, kernel, arch):
     run = boot_fault(boot, kernel, arch, "vm_exec_stack")
     lo, hi = address_of(kernel, "boot_stack_bottom"), address_of(kernel, "boot_stack_top")
-    event = expect_fault(run, vector=PAGE_FAULT[arch]["vector"], error=PAGE_FAULT[arch]["fetch"], root=root_of(run),
+    event = expect_fault(run, **PAGE_FAULT[arch]["fetch"], root=root_of(run),
                          kernel=kernel, what="the jump to code on the stack")
     _, _, sp = run.require_witness()
     if event.address != event.pc or not lo <= event.address < hi:
-        run.fail(f"the CPU faulted fetching {event.address:#x} at RIP {event.pc:#x}; expected a fetch from the "
+        run.fail(f"the CPU faulted fetching {event.address:#x} at PC {event.pc:#x}; expected a fetch from the "
                  f"kernel stack [{lo:#x}, {hi:#x})")
     if abs(event.address - sp) > 4096:
         run.fail(f"the fetch at {event.address:#x} is not in the self-test's stack frame (its stack pointer was "
@@ -161,7 +161,7 @@ def test_nx_stack(boot, kernel, arch):
 def test_nx_data(boot, kernel, arch):
     code = address_of(kernel, "pagoda::(anonymous namespace)::g_data_code")
     run = boot_fault(boot, kernel, arch, "vm_exec_data", watch=code)
-    expect_fault(run, vector=PAGE_FAULT[arch]["vector"], error=PAGE_FAULT[arch]["fetch"], address=code, pc=code,
+    expect_fault(run, **PAGE_FAULT[arch]["fetch"], address=code, pc=code,
                  root=root_of(run), kernel=kernel, what="the call into .data")
     _, walk, _ = run.require_witness()
     if not walk.mapped or walk.perms.execute:
@@ -176,7 +176,7 @@ def test_null_faults(boot, kernel, arch):
     token = boot.fresh_token()
     address = pick_in(token, "null", 0, PAGE // 8 - 1) * 8
     run = boot_fault(boot, kernel, arch, "vm_null", {"addr": address}, token, watch=address)
-    expect_fault(run, vector=PAGE_FAULT[arch]["vector"], error=PAGE_FAULT[arch]["read"], address=address,
+    expect_fault(run, **PAGE_FAULT[arch]["read"], address=address,
                  function="pagoda::pagoda_selftest_vm_null", root=root_of(run), kernel=kernel,
                  what=f"the read of {address:#x} (a null pointer's field)")
     _, walk, _ = run.require_witness()
@@ -192,7 +192,7 @@ def test_frames_return(boot, kernel, arch):
     token = boot.fresh_token()
     machine, top = MACHINES[arch], top_level(kernel)
     # a top-level slot of the lower half away from both its ends, which no kernel map here uses
-    slot = pick_in(token, "frames slot", top.kernel_first // 8, top.kernel_first * 7 // 8)
+    slot = pick_in(token, "frames slot", top.lower_entries // 8, top.lower_entries * 7 // 8)
     pages = pick_in(token, "frames pages", *FRAMES_PAGES)
     seed = pick_in(token, "frames seed", 1, 2**32)
     boundary = (slot << top.shift) + pick_in(token, "frames gib", 1, 255) * (1 << 30)

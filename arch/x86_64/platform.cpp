@@ -6,6 +6,7 @@
 #include "arch/x86_64/serial.hpp"
 #include "arch/x86_64/traps.hpp"
 #include "core/arch.hpp"
+#include "core/frame_records.hpp"
 
 namespace pagoda::arch {
 
@@ -32,23 +33,8 @@ void shutdown(ExitStatus status) {
 }
 
 usize backtrace(uptr* out, usize max, usize skip) {
-  // With frame pointers, each frame starts with [saved RBP][return address]. The chain ends at
-  // the zero RBP the boot stub set, or at anything that is not on a kernel stack.
-  struct Frame {
-    const Frame* next;
-    uptr return_address;
-  };
-  const Frame* frame = static_cast<const Frame*>(__builtin_frame_address(0));
-  usize n = 0;
-  while (frame != nullptr && n < max) {
-    const uptr at = reinterpret_cast<uptr>(frame);
-    if (!is_aligned(at, sizeof(uptr)) || !x86::is_kernel_stack_address(at)) break;
-    if (frame->return_address == 0) break;
-    if (skip > 0) --skip;
-    else out[n++] = frame->return_address;
-    frame = frame->next;
-  }
-  return n;
+  // RBP points at [saved RBP][return address]; the boot stub's zero RBP ends the chain.
+  return walk_frame_records(__builtin_frame_address(0), sizeof(uptr), x86::is_kernel_stack_address, out, max, skip);
 }
 
 [[gnu::noinline]] void execute_undefined_instruction() {
@@ -57,6 +43,11 @@ usize backtrace(uptr* out, usize max, usize skip) {
       ".global x86_ud_site\n"
       "x86_ud_site:\n"
       "ud2");
+}
+
+Span<const u8> return_instruction() {
+  static constexpr u8 kRet[] = {0xC3};  // ret (near)
+  return {kRet, array_size(kRet)};
 }
 
 void force_triple_fault() {

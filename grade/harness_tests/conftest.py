@@ -18,8 +18,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 from pagoda import build, paths  # noqa: E402
 
 
-def _locked_build(targets):
-    arch = paths.DEFAULT_ARCH
+def _locked_build(targets, arch=paths.DEFAULT_ARCH):
     with build.locked(arch):   # one ninja at a time in build/<arch>, whatever the worker
         build.configure(arch)
         out = subprocess.run(["cmake", "--build", "--preset", arch, "--target", *targets],
@@ -32,6 +31,13 @@ def reference_kernel():
     """The reference kernel ELF, built (once) under the grader's build lock."""
     _locked_build(["kernel"])
     return paths.kernel_elf(paths.DEFAULT_ARCH)
+
+
+@pytest.fixture(scope="session")
+def aarch64_kernel():
+    """The AArch64 reference kernel ELF, built (once) under the grader's build lock."""
+    _locked_build(["kernel"], "aarch64")
+    return paths.kernel_elf("aarch64")
 
 
 @pytest.fixture(scope="session")

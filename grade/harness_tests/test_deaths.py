@@ -80,6 +80,23 @@ def test_storm_at_unmapped_code_is_called_that(fixture_kernels, tmp_path):
     assert "the code being executed is not mapped (after a root switch?)" in message
 
 
+def test_aarch64_exception_loop_is_a_storm_at_the_vector(aarch64_kernel, tmp_path):
+    """AArch64 has no triple fault: with VBAR_EL1 = 0 the CPU takes the same abort at the vector,
+    0x200, forever. The grader stops it as a storm, names the vector, and keeps the log small."""
+    run = Booter(aarch64_kernel, "aarch64", str(tmp_path), timeout=60)(test="triple_fault")
+    assert run.outcome() == "exception storm"
+    assert qemus_mentioning(str(tmp_path)) == []
+    message = failure_of(run)
+    assert "identical exceptions, the first: Prefetch Abort (IABT) at PC 0x200, from EL1" in message
+    assert ("the exception vector at 0x200 itself cannot be fetched, so every exception faults again at its own "
+            "vector: AArch64's triple fault") in message
+    assert "selftest triple_fault: start" in message
+    # What started it: the undefined instruction, named, before the vector faulted on itself.
+    assert "before the storm, the first fault: Undefined Instruction (UNDEF) at PC 0x" in message
+    assert "<pagoda::arch::force_triple_fault" in message
+    assert os.path.getsize(run.qemu_log) <= harness.LOG_KEEP_HEAD + harness.LOG_KEEP_TAIL + 100
+
+
 def test_console_flood_is_an_output_limit(reference_kernel, tmp_path, monkeypatch):
     monkeypatch.setattr(harness, "MAX_SERIAL_BYTES", 200_000)  # the console is slow under TCG
     run = Booter(reference_kernel, "x86_64", str(tmp_path), timeout=60)(test="flood")

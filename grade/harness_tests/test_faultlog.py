@@ -147,8 +147,50 @@ def test_aarch64_log():
     assert (abort.address, abort.error, abort.pc, abort.privilege) == (0xDEAD0000, 0x96000010, 0x4008002C, 1)
     assert abort.root is None  # the AArch64 log has no register dump
     assert log.interrupts == 2
-    assert log.summary().startswith("first fault: Data Abort (DABT) at PC 0x4008002c, from EL1, FAR 0xdead0000, "
-                                    "ESR 0x96000010 (EC 0x25 data abort, same EL; synchronous external abort, read)")
+    assert log.summary().startswith("first fault: Data Abort (DABT) at PC 0x4008002c, from EL1, FAR 0xdead0000 "
+                                    "(TTBR0 range), ESR 0x96000010 (EC 0x25 data abort, same EL; synchronous external "
+                                    "abort, read)")
+
+
+# Logs of the AArch64 kernel itself, QEMU 7.2 (`./pagoda run --arch aarch64` with -d int,cpu_reset).
+AARCH64_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "aarch64")
+
+
+def aarch64_log(name):
+    return faultlog.parse_file(os.path.join(AARCH64_DATA, name + ".log"), "aarch64")
+
+
+def test_aarch64_write_to_an_unmapped_page_in_the_kernels_words():
+    log = aarch64_log("data_abort")  # test=pf: a write far below any mapping, then the semihosting exit
+    assert [(e.kind, e.mnemonic) for e in log.events] == [("exception", "DABT"), ("software", "SEMIHOST")]
+    abort = log.faults[0]
+    assert (abort.vector, abort.error, abort.address, abort.privilege) == (4, 0x96000044, 0x5000083BD000, 1)
+    assert abort.handler == 0xFFFFFFFF80205200   # VBAR_EL1 + 0x200: current EL, SP_ELx, synchronous
+    # The kernel prints 'ESR 0x96000044: translation fault at level 0, write' (arch/aarch64/traps.cpp).
+    assert "ESR 0x96000044 (EC 0x25 data abort, same EL; translation fault at level 0, write)" in log.summary()
+    assert faultlog.describe_abort(0x96000044) == "translation fault at level 0, write"
+    # The bits a grader test compares whatever the level: class, WnR and the fault type.
+    assert 0x96000047 & faultlog.ESR_FAULT_KIND_MASK == 0x96000044 & faultlog.ESR_FAULT_KIND_MASK
+    assert 0x96000004 & faultlog.ESR_FAULT_KIND_MASK != 0x96000044 & faultlog.ESR_FAULT_KIND_MASK
+
+
+def test_aarch64_semihosting_psci_and_timer_irqs_are_not_faults():
+    # QEMU serves a semihosting call (exception 16) and a PSCI call through HVC (11) itself.
+    assert [e.mnemonic for e in aarch64_log("psci_power_off").events] == ["UNDEF", "HVC"]
+    assert aarch64_log("psci_power_off").software_interrupts()[0].kind == faultlog.SOFTWARE
+    ticks = aarch64_log("timer_irqs")
+    assert ticks.faults == [] and ticks.interrupts == 5 and ticks.summary() == ""
+
+
+def test_aarch64_vector_that_faults_on_itself_is_a_storm_called_that():
+    # test=triple_fault: VBAR_EL1 = 0, then udf: every exception goes to 0x200, which is not
+    # executable, and faults there again.
+    log = aarch64_log("vector_loop")
+    assert log.faults[0].mnemonic == "UNDEF"
+    storm = log.storm(threshold=3)
+    assert storm is not None and storm.event.mnemonic == "IABT" and storm.event.pc == storm.event.handler == 0x200
+    assert ("the exception vector at 0x200 itself cannot be fetched, so every exception faults again at its own "
+            "vector: AArch64's triple fault") in storm.describe()
 
 
 def test_storm_of_identical_faults_is_diagnosed():
@@ -202,3 +244,63 @@ def test_a_line_cut_by_the_kill_is_left_out():
     whole = PAGE_FAULT_AFTER_TIMER
     cut = whole + "     3: v=0e e=0002 i=0 cpl=0 IP=0008:ffffffff8010bcb1 pc=ffffffff8010bcb1 SP=0010:ffffffff8011c7f0 CR2=00005000c72"
     assert len(faultlog.parse(cut).faults) == len(faultlog.parse(whole).faults) == 1
+
+
+# The kernel's switch to its own roots (arch/aarch64/mmu.cpp, load_kernel_roots), as clang 14
+# emits it: dsb ishst; msr ttbr1_el1, x0; msr ttbr0_el1, x1; isb; mrs x8, sctlr_el1;
+# orr x8, x8, #WXN; msr sctlr_el1, x8; then the isb QEMU first fetches through the new roots.
+SWITCH_WORDS = [0xD5033A9F, 0xD5182020, 0xD5182001, 0xD5033FDF, 0xD5381008, 0xB26D0108, 0xD5181008]
+
+
+def instruction_abort(pc):
+    return faultlog.Event(arch="aarch64", kind=faultlog.EXCEPTION, vector=3, mnemonic="IABT",
+                          name="Prefetch Abort", pc=pc, privilege=1, error=0x86000004, address=pc)
+
+
+def words_before(pc, words):
+    """A words_at() over an image holding @p words right before @p pc."""
+    image = {pc - 4 * (len(words) - i): w for i, w in enumerate(words)}
+    def words_at(va, count):
+        if va + 4 * count > pc:
+            return None
+        return [image.get(va + 4 * i, 0xD503201F) for i in range(count)]  # nops further back
+    return words_at
+
+
+def test_abort_after_ttbr0_switch_names_the_low_kernel():
+    """Reintroduced (a): a kernel still running through TTBR0 when the switch empties it."""
+    pc = 0x40219A34
+    text = faultlog.after_root_switch(instruction_abort(pc), words_before(pc, SWITCH_WORDS), lambda a: None)
+    assert text.startswith("this is 5 instructions after a switch of roots, `msr TTBR0_EL1` at 0x40219a20")
+    assert "runs at 0x40219a34, in TTBR0_EL1's range" in text
+    assert "the one TTBR0_EL1 holds now, does not map it (translation fault at level 0)" in text
+    assert "the TLB served the old translations" in text
+    assert "link and run it high" in text
+
+
+def test_abort_after_ttbr1_switch_names_the_write_to_ttbr1():
+    """Reintroduced (b): TTBR1 loaded with a table without the kernel's entries; the nearer write
+    (to TTBR0) is not the one that unmapped the kernel."""
+    pc = 0xFFFFFFFF80219A14
+    text = faultlog.after_root_switch(instruction_abort(pc), words_before(pc, SWITCH_WORDS))
+    assert "6 instructions after a switch of roots, `msr TTBR1_EL1` at 0xffffffff802199fc" in text
+    assert "in TTBR1_EL1's range" in text and "TTBR1 must only ever hold the kernel's root" in text
+
+
+def test_abort_without_a_switch_before_it_is_not_blamed_on_one():
+    pc = 0x40219A34
+    assert faultlog.after_root_switch(instruction_abort(pc), words_before(pc, [0xD503201F] * 7)) is None
+    assert faultlog.after_root_switch(instruction_abort(pc), lambda va, n: None) is None
+    data_abort = instruction_abort(pc)
+    data_abort.error = 0x96000004  # a data abort at its own PC is another story
+    assert faultlog.after_root_switch(data_abort, words_before(pc, SWITCH_WORDS)) is None
+
+
+def test_msr_ttbr_encodings_are_the_kernels(aarch64_kernel):
+    """The encodings the switch is recognised by are the ones in the AArch64 kernel's text."""
+    from pagoda import kernelinfo
+    elf = kernelinfo.elf(aarch64_kernel)
+    text = elf.section(".text")
+    words = set(elf.words_at(text.addr, text.size // 4))
+    for base in faultlog.A64_MSR_TTBR:
+        assert any(base + rt in words for rt in range(32)), f"no msr {faultlog.A64_MSR_TTBR[base]} in the kernel"

@@ -51,6 +51,36 @@ def test_a_snapshot_at_an_instant_reads_the_live_machine(reference_kernel, tmp_p
     assert run.outcome() == "ended by the grader"
 
 
+def test_aarch64_typed_line_delivered_values_and_snapshot(aarch64_kernel, tmp_path):
+    """The same Guest on AArch64: a line typed on the PL011 arrives, values delivered into RAM
+    arrive, and a snapshot walks both roots (TTBR0 for the lower half, TTBR1 for the kernel's)."""
+    word = f"grader-{pick_in('a', 'word', 0, 10**9)}"
+
+    def typed(guest):
+        guest.stop_at("pagoda::run_selftest")
+        guest.send_line(word)
+
+    run = Booter(aarch64_kernel, "aarch64", str(tmp_path / "echo"), timeout=15)(test="echo_line", witness=typed)
+    run.expect(rf"^echo: {word}$", "the line the grader typed, echoed")
+    run.expect_outcome("success")
+
+    probes = [address_of(aarch64_kernel, "pagoda::kmain"), 0x0000_2345_6789_0000]
+
+    def delivered(guest):
+        snap = guest.stop_at("pagoda_grader_stop")
+        guest.deliver(probes)
+        return snap.root, snap.lower_root, snap.walk(probes[0]), snap.walk(probes[1])
+
+    run = Booter(aarch64_kernel, "aarch64", str(tmp_path / "translate"), timeout=15)(test="vm_translate",
+                                                                                       witness=delivered)
+    upper, lower, kmain, low = run.require_witness()
+    assert upper != lower and 0 not in (upper, lower)
+    assert kmain.mapped and kmain.perms.rwx() == "r-x"
+    assert not low.mapped and "L0 entry" in low.stop_reason
+    for va in probes:
+        run.expect(rf"^translate: 0x0*{va:x} -> ", f"the translation of the delivered {va:#x}")
+
+
 def test_a_stop_the_guest_never_reaches_is_named(reference_kernel, tmp_path):
     def script(guest):
         guest.stop_at("pagoda_grader_checkpoint")   # test=shutdown never calls it

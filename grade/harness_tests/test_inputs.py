@@ -30,6 +30,16 @@ def test_window_probes_are_always_window_ram(reference_kernel):
             assert not image[0] <= pa < image[1]
 
 
+def test_aarch64_window_probes_miss_the_device_tree_and_the_image(aarch64_kernel):
+    """QEMU virt's RAM starts at 0x40000000 with QEMU's 1 MiB device tree, which the kernel keeps."""
+    valid = witness.window_ram(aarch64_kernel, "aarch64", GRADER_RAM)
+    image = witness.image_physical(aarch64_kernel)
+    assert valid[0][0] == 0x4010_0000 and all(b <= image[0] or a >= image[1] for a, b in valid)
+    for token in TOKENS[:5000]:
+        for pa in witness.pick_page(token, "window", valid, count=2):
+            assert inside(pa, valid) and pa >= 0x4010_0000 and not image[0] <= pa < image[1], (token, hex(pa))
+
+
 def test_page_picks_stay_in_their_ranges():
     ranges = [(0x1000, 0x3000), (0x10_0000, 0x10_0800), (0x20_0000, 0x20_2000)]  # one range too small
     for token in TOKENS[:5000]:

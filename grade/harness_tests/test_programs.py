@@ -15,7 +15,6 @@ from pagoda import build, paths
 from pagoda_grade.harness import Booter
 from pagoda_grade.proof import FNV_OFFSET_BASIS, FNV_PRIME, MASK64, proof
 
-ARCH = "x86_64"
 PT_LOAD = 1
 PAGE = 4096
 
@@ -43,22 +42,30 @@ def read_elf(path):
     return data, entry, sorted(loads)
 
 
+@pytest.fixture(scope="module", params=paths.ARCHES)
+def arch(request):
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def kernel():
-    return build.build_kernel(ARCH)
+def kernel(arch):
+    return build.build_kernel(arch)
 
 
-def test_programs_listed_by_the_kernel_match_the_built_files(kernel, tmp_path):
+def test_programs_listed_by_the_kernel_match_the_built_files(kernel, arch, tmp_path):
     # The programs are those of the source tree (a stale ELF in build/ is not one of them).
     names = sorted(os.path.basename(p)[:-len(".cpp")] if p.endswith(".cpp") else os.path.basename(p)
                    for p in glob.glob(os.path.join(paths.ROOT, "user", "programs", "*"))
                    if p.endswith(".cpp") or glob.glob(os.path.join(p, "*.cpp")))
     assert names, "user/programs/ holds no programs"
-    files = [os.path.join(paths.build_dir(ARCH), "user", ARCH, "embedded", f"{name}.elf") for name in names]
-    run = Booter(kernel, ARCH, str(tmp_path), timeout=20)(test="programs")
+    files = [os.path.join(paths.build_dir(arch), "user", arch, "embedded", f"{name}.elf") for name in names]
+    run = Booter(kernel, arch, str(tmp_path), timeout=20)(test="programs")
     run.expect_outcome("success")
-    count = int(run.expect(r"^programs: (\d+) embedded", "the number of programs")[1])
+    m = run.expect(r"^programs: (\d+) embedded; target machine (\d+) ", "the number of programs")
+    count = int(m[1])
     assert count == len(files), f"the kernel embeds {count} programs, the build made {len(files)}"
+    machines = {struct.unpack_from("<H", read_elf(path)[0], 18)[0] for path in files}
+    assert machines == {int(m[2])}, f"the kernel expects machine {m[2]}, the {arch} build made {machines}"
 
     total = 0
     for name, path in zip(names, files):

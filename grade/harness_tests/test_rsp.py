@@ -126,6 +126,7 @@ def test_aarch64_translation_registers_by_name(tmp_path):
         assert client.read_register("TTBR0_EL1") == 0x12345000
         assert client.read_register("TTBR1_EL1") == 0x6789A000
         assert client.read_register("TCR_EL1") == 0x25B5103510
+        assert client.read_register("SCTLR_EL1") & 1 == 0     # QEMU 7.2 calls it 'SCTLR'; MMU off
         data = client.read_memory(0x40081000, 8, physical=True)
         assert int.from_bytes(data, "little") == 0x1122334455667788
     finally:

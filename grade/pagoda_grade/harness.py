@@ -21,7 +21,8 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 
-from pagoda import faultlog, qemu
+from pagoda import faultlog, kernelinfo, qemu
+from pagoda.ui import PagodaError
 from pagoda.symbolize import Symbolizer
 
 from .proof import new_token, proof
@@ -153,6 +154,12 @@ class Run:
         """'function file:line' for an address inside a function of the kernel, or None."""
         return name_code(self.symbolizer, address)
 
+    def _kernel_words(self, va, count):
+        try:
+            return kernelinfo.elf(self.symbolizer.elf).words_at(va, count)
+        except (OSError, PagodaError):
+            return None
+
     def fail(self, reason):
         """Raises GradeFailure: the reason, what went wrong with the machine, and the context."""
         parts = [reason]
@@ -168,6 +175,17 @@ class Run:
         summary = self.log.summary(self.symbol_of)
         if summary and outcome != "success" and self.stop_kind != STORM:
             parts.append(summary)
+        elif self.stop_kind == STORM and self.log.faults:
+            # The storm names its repeated exception; the one that started it may be another
+            # (AArch64: the instruction abort after a switch of roots, then the vector faulting
+            # on itself).
+            first = self.log.faults[0].describe(self.symbol_of)
+            if first not in self.stop_reason:
+                parts.append(f"before the storm, the first fault: {first}")
+        if self.log.faults and outcome != "success":
+            switch = faultlog.after_root_switch(self.log.faults[0], self._kernel_words, self.symbol_of)
+            if switch:
+                parts.append(f"the first fault's cause: {switch}")
         parts.append(f"boot token {self.token} (PAGODA_GRADE_TOKEN={self.token} repeats the grader's choices)")
         tail = self.symbolizer.annotate(self.lines[-TAIL_LINES:])
         parts.append(f"last {len(tail)} lines of serial output (full log: {self.serial_log}; "

@@ -4,6 +4,7 @@
     name = "boot"
     title = "Boot and console"
     depends = []
+    arches = ["x86_64", "aarch64"]   # optional: the ISAs it runs on (default: x86_64 only)
 
     [[tests]]
     id = "boot_banner"
@@ -27,6 +28,8 @@ import os
 import re
 import tomllib
 from dataclasses import dataclass, field
+
+from pagoda.paths import ARCHES
 
 LABS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "labs")
 _DIR_NAME = re.compile(r"^(\d\d)-([a-z0-9-]+)$")
@@ -54,6 +57,7 @@ class Lab:
     directory: str
     depends: list = field(default_factory=list)
     tests: list = field(default_factory=list)
+    arches: tuple = ("x86_64",)   # the ISAs the lab runs on; the grader grades it only there
 
     @property
     def key(self):
@@ -89,8 +93,11 @@ def _load(path):
     m = _DIR_NAME.match(directory)
     if not m or int(m[1]) != data["number"]:
         raise ManifestError(f"{where}: lab number {data['number']} does not match folder {directory}")
+    arches = data.get("arches", ["x86_64"])
+    if not isinstance(arches, list) or not arches or any(a not in ARCHES for a in arches):
+        raise ManifestError(f"{where}: 'arches' must be a non-empty list of {', '.join(ARCHES)}")
     lab = Lab(number=data["number"], name=data["name"], title=data["title"],
-              directory=os.path.dirname(path), depends=list(data.get("depends", [])))
+              directory=os.path.dirname(path), depends=list(data.get("depends", [])), arches=tuple(arches))
     seen = set()
     for t in data.get("tests", []):
         tid = t.get("id")

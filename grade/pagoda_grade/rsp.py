@@ -281,7 +281,12 @@ class RspClient:
         return self._registers
 
     def register(self, name):
-        reg = self.registers().get(name.lower())
+        regs = self.registers()
+        reg = regs.get(name.lower())
+        if reg is None and name.lower().endswith("_el1"):
+            # QEMU 7.2's AArch64 target.xml drops the suffix of some EL1 registers it defines
+            # itself: SCTLR_EL1 is 'SCTLR', VBAR_EL1 'VBAR' (TTBR0_EL1, TCR_EL1 keep theirs).
+            reg = regs.get(name.lower()[:-4])
         if reg is None:
             raise RspError(f"the target has no register {name!r}")
         return reg

@@ -64,6 +64,9 @@ class ArchModel:
     arguments: tuple             # registers holding a function's first arguments at its entry
     translation: tuple           # registers the page-table walker needs
     report: dict                 # regexes over the kernel's printed exception report
+    kernel_privilege: int        # the CPL (x86_64) or exception level (AArch64) the kernel runs at
+    lower_root: str              # the register whose root translates the lower half
+    upper_root: str              # ... and the kernel half (the same one on x86_64)
 
     def roots(self, regs):
         """{name: physical root} of the live translation tables."""
@@ -80,12 +83,14 @@ ARCHES = {
         name="x86_64", pc="rip", sp="rsp", arguments=("rdi", "rsi", "rdx", "rcx", "r8", "r9"),
         translation=("cr0", "cr3", "cr4", "efer"),
         report={"header": r"^TRAP: (\S+) .*\(vector (\d+)\)", "address": r"^\s+CR2 (0x[0-9a-f]+)",
-                "pc": r"^\s+RIP (0x[0-9a-f]+)", "error": r"^\s+error (0x[0-9a-f]+)"}),
+                "pc": r"^\s+RIP (0x[0-9a-f]+)", "error": r"^\s+error (0x[0-9a-f]+)"},
+        kernel_privilege=0, lower_root="cr3", upper_root="cr3"),
     "aarch64": ArchModel(
         name="aarch64", pc="pc", sp="sp", arguments=tuple(f"x{i}" for i in range(8)),
         translation=("ttbr0_el1", "ttbr1_el1", "tcr_el1", "sctlr_el1", "mair_el1"),
         report={"header": r"^TRAP: (\S+)", "address": r"^\s+FAR (0x[0-9a-f]+)",
-                "pc": r"^\s+ELR (0x[0-9a-f]+)", "error": r"^\s+ESR (0x[0-9a-f]+)"}),
+                "pc": r"^\s+ELR (0x[0-9a-f]+)", "error": r"^\s+ESR (0x[0-9a-f]+)"},
+        kernel_privilege=1, lower_root="ttbr0_el1", upper_root="ttbr1_el1"),
 }
 
 
@@ -96,19 +101,26 @@ class Machine:
     ram_base: int                # guest-physical address of the first byte of RAM
     devices: tuple               # (physical base, size, what) the kernel must map to work
     max_low_ram: int             # RAM above this is split elsewhere by QEMU
+    loaded: tuple = ()           # (physical base, size, what) QEMU puts in RAM for the kernel to keep
 
     def usable_ram(self, memory_size):
         """[(start, end)] of the RAM the kernel may use, for -m memory_size bytes."""
-        return [(self.ram_base, self.ram_base + min(memory_size, self.max_low_ram))]
+        ram = [(self.ram_base, self.ram_base + min(memory_size, self.max_low_ram))]
+        return subtract(ram, [(base, base + size) for base, size, _ in self.loaded])
 
 
 MACHINES = {
     # microvm: RAM from 0 (the firmware keeps parts of the first MiB), below 3 GiB; the local APIC.
     "x86_64": Machine("x86_64", ram_base=0,
                       devices=((0xFEE0_0000, PAGE, "the local APIC"),), max_low_ram=3 * GiB),
-    # virt: RAM at 1 GiB; UART (PL011) and GIC. (To be completed by the AArch64 port.)
+    # virt: RAM at 1 GiB; the PL011 UART and the GICv2's distributor and CPU interface (64 KiB
+    # each, as the kernel maps them). QEMU loads its device tree, always a 1 MiB blob, at the start
+    # of RAM when the kernel's image leaves room there (docs/boot.md): the kernel keeps it.
     "aarch64": Machine("aarch64", ram_base=0x4000_0000,
-                       devices=((0x0900_0000, PAGE, "the PL011 UART"),), max_low_ram=255 * GiB),
+                       devices=((0x0800_0000, 64 * 1024, "the GIC distributor"),
+                                (0x0801_0000, 64 * 1024, "the GIC CPU interface"),
+                                (0x0900_0000, PAGE, "the PL011 UART")),
+                       max_low_ram=255 * GiB, loaded=((0x4000_0000, MiB, "QEMU's device tree"),)),
 }
 
 
@@ -124,8 +136,15 @@ def layout_value(kernel, key):
 class TopLevel:
     """The root table's shape, from the kernel's facts."""
     entries: int          # entries per table
-    kernel_first: int     # the first top-level entry of the kernel half (the user half is below)
+    kernel_first: int     # the first top-level entry of the kernel half in its root
     shift: int            # one top-level entry maps 1 << shift bytes
+
+    @property
+    def lower_entries(self):
+        """How many top-level entries of the lower half's root map the lower half: those below
+        the kernel half when both halves share one root (x86_64: 256), all of them when the
+        kernel half starts at entry 0 of a root of its own (AArch64's TTBR0 and TTBR1: 512)."""
+        return self.kernel_first if self.kernel_first > 0 else self.entries
 
 
 def top_level(kernel):
@@ -336,7 +355,12 @@ class Snapshot:
     @property
     def root(self):
         """The root x86_64's CR3 names (AArch64: TTBR1_EL1's table, the kernel half)."""
-        return self.roots.get("cr3", self.roots.get("ttbr1_el1"))
+        return self.roots[self.model.upper_root]
+
+    @property
+    def lower_root(self):
+        """The root that translates the lower half (CR3's; AArch64: TTBR0_EL1's)."""
+        return self.roots[self.model.lower_root]
 
     def read_phys(self, pa, size):
         return self.guest.read_phys(pa, size)
@@ -623,13 +647,17 @@ def printed_report(run):
     return out
 
 
-def expect_fault(run, *, vector, what, error=None, address=None, privilege=0, function=None, pc=None,
-                 root=None, kernel=None):
+def expect_fault(run, *, vector, what, error=None, error_mask=None, address=None, privilege=None, function=None,
+                 pc=None, root=None, kernel=None):
     """The exception the test provoked, from QEMU's log; fails the test unless the CPU really
-    took it and it matches: @p vector, @p error, faulting @p address (CR2/FAR), @p privilege
-    (CPL/EL), the instruction at @p pc or inside @p function (a kernel symbol), @p root (the
-    page-table root the grader walked: CR3 at the fault, when the log gives it) - and what the
-    kernel's printed report says. Returns the faultlog Event."""
+    took it and it matches: @p vector, @p error (only the bits of @p error_mask when given: an
+    AArch64 syndrome's level depends on the tables), faulting @p address (CR2/FAR), @p privilege
+    (CPL/EL; by default the kernel's), the instruction at @p pc or inside @p function (a kernel
+    symbol), @p root (the page-table root the grader walked: CR3 at the fault, when the log gives
+    it) - and what the kernel's printed report says. Returns the faultlog Event."""
+    if privilege is None:
+        privilege = ARCHES[run.arch].kernel_privilege
+    mask = ~0 if error_mask is None else error_mask
     report = printed_report(run)
     faults = [f for f in run.log.faults if f.vector == vector]
     if not faults:
@@ -638,7 +666,7 @@ def expect_fault(run, *, vector, what, error=None, address=None, privilege=0, fu
             run.fail(f"{what}: the kernel reported a fault the CPU never took (QEMU's exception log has "
                      f"no exception {vector}{took})")
         run.fail(f"{what}: QEMU's exception log shows no exception {vector}{took}")
-    matching = [f for f in faults if (error is None or f.error == error) and
+    matching = [f for f in faults if (error is None or (f.error is not None and f.error & mask == error & mask)) and
                 (address is None or f.address == address)]
     if not matching:
         f = faults[0]

@@ -2,7 +2,7 @@
 /// @brief The seam between the generic kernel and one instruction-set architecture.
 ///
 /// Everything in kernel/ reaches the hardware through these functions; `arch/<isa>/` implements
-/// them (x86_64 now, AArch64 later). Nothing ISA-specific crosses this line: no register
+/// them (x86_64 and AArch64). Nothing ISA-specific crosses this line: no register
 /// names, no port numbers, no table layouts. The memory manager's part of the seam is
 /// narrower and separate: the page-table format (arch_impl/page_table_format.hpp), address
 /// spaces (arch_impl/address_space.hpp), the layout (arch_impl/layout.hpp) and mm/mmu.hpp.
@@ -50,8 +50,13 @@ usize backtrace(uptr* out, usize max, usize skip);
 /// Executes an instruction the CPU does not define (for the exception self-test).
 void execute_undefined_instruction();
 
+/// The machine code of one return instruction, for the self-tests that place code where it
+/// must not execute (the stack, .data).
+Span<const u8> return_instruction();
+
 /// Makes exception delivery impossible, then raises an exception: the CPU resets (a triple
-/// fault on x86_64). Lets the grader's own tests prove it reports such a death clearly.
+/// fault on x86_64) or loops on its exception vector forever (AArch64). Lets the grader's own
+/// tests prove it reports such a death clearly.
 [[noreturn]] void force_triple_fault();
 
 }  // namespace arch

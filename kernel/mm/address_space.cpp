@@ -30,6 +30,7 @@ SwitchRefusal AddressSpace::check_switch(Span<const CriticalRange> needed) {
   out.root = root();
   const auto refuse_at = [&](const CriticalRange& range, VirtAddr va, bool before_mapped) {
     out.walk = query(va);  // the whole walk, for the report
+    if (out.walk.root != PhysAddr()) out.root = out.walk.root;  // the root va is translated through (AArch64: TTBR0's or TTBR1's)
     out.kind = out.walk.mapped() ? SwitchRefusal::Kind::Denied : SwitchRefusal::Kind::NotMapped;
     out.range = range;
     out.va = va;
@@ -75,7 +76,7 @@ SwitchRefusal AddressSpace::check_switch(Span<const CriticalRange> needed) {
 
 void AddressSpace::refuse(const SwitchRefusal& refusal, Span<const CriticalRange> needed) {
   println("vm: refusing to load root {:#x}: what the CPU needs right after the switch, walked in it:",
-          root().value());
+          refusal.root.value());
   for (const CriticalRange& range : needed) {
     const SwitchRefusal one = check_switch(Span<const CriticalRange>(&range, 1));
     print("  {:<40} {:#018x}-{:#018x} {}: ", range.what, range.start.value(), range.start.value() + range.size - 1,

@@ -19,10 +19,10 @@ namespace {
 
 /// Something in .data for the translate test (initialised, so not in .bss).
 [[gnu::used]] u64 g_selftest_data = 0x5041474f44415441;  // "PAGODATA"
-/// A `ret` instruction in .data, for the NX test.
-[[gnu::used]] u8 g_data_code[16] = {0xC3};
+/// Code in .data, for the NX test: the ISA's return instruction is copied in at run time (the
+/// initialiser only keeps the array out of .bss).
+[[gnu::used]] u8 g_data_code[16] = {0xff};
 
-constexpr u64 kRet = 0xC3;
 constexpr u64 kPage = kPageSize;
 
 void require_vm() {
@@ -47,6 +47,15 @@ void frames_check_pages(VirtAddr base, u64 pages, u64 seed) {
   for (u64 i = 0; i < pages; ++i)
     if (*reinterpret_cast<volatile u64*>(base.value() + i * kPage) != (i ^ seed)) panic("page {} lost its data", i);
 }
+
+/// Copies the ISA's return instruction to @p code (memory the test then tries to execute).
+void place_return_instruction(volatile u8* code) {
+  const Span<const u8> ret = arch::return_instruction();
+  for (usize i = 0; i < ret.size(); ++i) code[i] = ret[i];
+}
+
+/// The address this function returns to: an address in its caller's code, wherever that runs.
+[[gnu::noinline]] u64 caller_pc() { return reinterpret_cast<u64>(__builtin_return_address(0)); }
 
 }  // namespace
 
@@ -76,7 +85,7 @@ PAGODA_SELFTEST(vm_write_text) {
 PAGODA_SELFTEST(vm_exec_stack) {
   require_vm();
   u8 code[16];
-  *static_cast<volatile u8*>(code) = u8(kRet);  // written at run time, into this stack frame
+  place_return_instruction(code);  // written at run time, into this stack frame
   asm volatile("" ::"r"(code) : "memory");
   reinterpret_cast<Code>(reinterpret_cast<uptr>(code))();
   panic("executing from the stack did not fault");
@@ -84,6 +93,7 @@ PAGODA_SELFTEST(vm_exec_stack) {
 
 PAGODA_SELFTEST(vm_exec_data) {
   require_vm();
+  place_return_instruction(g_data_code);
   reinterpret_cast<Code>(reinterpret_cast<uptr>(g_data_code))();
   panic("executing from .data did not fault");
 }
@@ -164,20 +174,29 @@ struct Random {
 
 PAGODA_SELFTEST(vm_high) {
   require_vm();
-  u64 rip;
-  asm volatile("lea 0(%%rip), %0" : "=r"(rip));
+  const u64 rip = caller_pc();
   u64 on_stack = 0;
   println("high: rip {} kmain {} data {} stack {} proof={:016x}", Hex{rip}, Hex{reinterpret_cast<u64>(&kmain)},
           Hex{reinterpret_cast<u64>(&g_selftest_data)}, Hex{reinterpret_cast<u64>(&on_stack)}, proof(ctx.token, rip));
-  const PhysAddr live = arch::live_root_for(VirtAddr(layout::kKernelHalfBase));
-  const u64* root = static_cast<const u64*>(vm::phys_to_ptr(live, Format::kPageSize));
-  if (root == nullptr) panic("the active root is not reachable through the window");
+  // The lower half's top-level entries are the first ones of the root that translates address 0,
+  // up to the one of its last address; the kernel half's run from kKernelHalfBase's entry to the
+  // end of the root that translates it. One root on x86_64 (PML4 0..255 and 256..511), two on
+  // AArch64 (all 512 of TTBR0, all 512 of TTBR1).
+  const auto live_top = [](VirtAddr va) {
+    const u64* root = static_cast<const u64*>(vm::phys_to_ptr(arch::live_root_for(va), Format::kPageSize));
+    if (root == nullptr) panic("the live root for {} is not reachable through the window", Hex{va.value()});
+    return root;
+  };
+  const VirtAddr last_low(~Format::kUpperHalfStart.value());
+  const usize low_entries = Format::index(last_low, 0) + 1;
   const usize first_kernel = Format::index(VirtAddr(layout::kKernelHalfBase), 0);
+  const u64* low_root = live_top(VirtAddr(0));
+  const u64* high_root = live_top(VirtAddr(layout::kKernelHalfBase));
   usize low = 0, high = 0;
-  for (usize i = 0; i < Format::kEntriesPerTable; ++i)
-    if (Format::is_present(root[i], 0)) ++(i < first_kernel ? low : high);
+  for (usize i = 0; i < low_entries; ++i) low += Format::is_present(low_root[i], 0);
+  for (usize i = first_kernel; i < Format::kEntriesPerTable; ++i) high += Format::is_present(high_root[i], 0);
   println("high: top-level entries present: {} of {} in the lower half, {} of {} in the kernel half proof={:016x}",
-          low, first_kernel, high, Format::kEntriesPerTable - first_kernel, proof(ctx.token, high * 1000 + low));
+          low, low_entries, high, Format::kEntriesPerTable - first_kernel, proof(ctx.token, high * 1000 + low));
 }
 
 PAGODA_SELFTEST(vm_low) {
@@ -198,7 +217,10 @@ PAGODA_SELFTEST(vm_window) {
   const u64 value = ctx.arg("value", 0x57494e444f57);  // "WINDOW"
   const PhysAddr probes[] = {PhysAddr(ctx.arg("pa1", layout::kLowMemoryEnd)),
                              PhysAddr(ctx.arg("pa2", vm::reachable_limit().value() - FrameAllocator::kFrameSize))};
-  println("window: {} KiB of RAM at {}", vm::reachable_limit().value() / KiB, Hex{vm::phys_to_virt(PhysAddr(layout::kLowMemoryEnd)).value() - layout::kLowMemoryEnd});
+  // The window's size, and the window address of physical 0 as the first probe (usable RAM)
+  // converts (RAM starts at kWindowPhysBase; on AArch64 its first MiB is the device tree).
+  println("window: {} KiB of RAM at {}", (vm::reachable_limit().value() - layout::kWindowPhysBase) / KiB,
+          Hex{vm::phys_to_virt(probes[0]).value() - probes[0].value()});
   for (const PhysAddr pa : probes) {
     const VirtAddr va = vm::phys_to_virt(pa);
     const PhysAddr back = vm::virt_to_phys(va);
@@ -208,8 +230,9 @@ PAGODA_SELFTEST(vm_window) {
   const PhysAddr above = vm::reachable_limit();
   const Result<VirtAddr> refused = vm::try_phys_to_virt(above);
   println("window: pa {} -> {}", Hex{above.value()}, refused.ok() ? "ACCEPTED" : "refused");
-  print("window: the walk of {} stops: ", Hex{layout::kWindowBase + above.value()});
-  vm::walk_active(VirtAddr(layout::kWindowBase + above.value())).format_stop(console_sink());
+  const VirtAddr above_va(layout::kWindowBase + (above.value() - layout::kWindowPhysBase));
+  print("window: the walk of {} stops: ", Hex{above_va.value()});
+  vm::walk_active(above_va).format_stop(console_sink());
   println("");
   (void)vm::phys_to_virt(above);  // must panic
   panic("phys_to_virt({}) did not refuse an address above the window", Hex{above.value()});

@@ -1,6 +1,6 @@
 """`pagoda bench boot|switch`: what the kernel's boot and its switches of roots cost.
 
-boot    how long a boot to shutdown takes, against a do-nothing PVH kernel. Both kernels boot N
+boot    how long a boot to shutdown takes, against a do-nothing kernel. Both kernels boot N
         times each, interleaved (kernel, floor, kernel, floor, ...) so that a busy moment of the
         machine hits both alike; each time is QEMU's whole process lifetime. The report gives
         both medians and their ratio: what Pagoda's own boot adds on top of QEMU and firmware.
@@ -27,7 +27,7 @@ def time_boot(kernel, cmdline, arch):
     _, err = proc.communicate(timeout=60)
     elapsed = time.perf_counter() - start
     if proc.returncode != qemu.EXIT_SUCCESS:
-        raise PagodaError(f"{kernel} did not shut down cleanly ({qemu.describe_exit(proc.returncode)}): "
+        raise PagodaError(f"{kernel} did not shut down cleanly ({qemu.describe_exit(proc.returncode, arch=arch)}): "
                           f"{err.decode(errors='replace').strip()}")
     return elapsed
 
@@ -45,7 +45,7 @@ def bench_boot(runs, arch, cmdline=""):
     a, b = statistics.median(ours), statistics.median(floors)
     print(f"boot to shutdown ({arch}, {runs} runs each, interleaved{', ' + cmdline if cmdline else ''}):")
     print(f"  pagoda kernel   median {a * 1000:7.1f} ms  (min {min(ours) * 1000:.1f}, max {max(ours) * 1000:.1f})")
-    print(f"  do-nothing PVH  median {b * 1000:7.1f} ms  (min {min(floors) * 1000:.1f}, max {max(floors) * 1000:.1f})")
+    print(f"  do-nothing      median {b * 1000:7.1f} ms  (min {min(floors) * 1000:.1f}, max {max(floors) * 1000:.1f})")
     print(f"  ratio           {a / b:.2f}x the floor", flush=True)
     return 0
 

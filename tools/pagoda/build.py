@@ -64,7 +64,10 @@ def build_kernel(arch=paths.DEFAULT_ARCH, quiet=True, fixtures=False):
 
 
 def cmd_build(args):
-    for target in args.targets or [paths.DEFAULT_ARCH]:
+    targets = list(args.targets or [])
+    if args.arch and args.arch not in targets:
+        targets.append(args.arch)
+    for target in targets or [paths.DEFAULT_ARCH]:
         build(target, quiet=False)
         info(f"built build/{target}" + (f" ({paths.kernel_elf(target)})" if target != "host" else ""))
     return 0
@@ -84,4 +87,6 @@ def add_parser(sub):
                                    "is the kernel and its GDB symbol file.")
     p.add_argument("targets", nargs="*", type=_target, metavar="TARGET",
                    help=f"what to build: {', '.join(TARGETS)} (default: {paths.DEFAULT_ARCH})")
+    p.add_argument("--arch", choices=paths.ARCHES,
+                   help="build this ISA's kernel (the same as naming it as a TARGET)")
     p.set_defaults(func=cmd_build)

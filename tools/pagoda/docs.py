@@ -1,9 +1,9 @@
 """`pagoda docs`: the HTML documentation, built by Doxygen into build/docs/html/.
 
-The public headers of kernel/, arch/x86_64/ and user/ (kernel/tests excluded), with the README
-as the main page and the guides (docs/*.md), the lab handouts (labs/**/README.md) and
-user/README.md as pages, and graphviz diagrams. The configuration is docs/Doxyfile; this runs
-Doxygen from the repository root and appends only the output directory.
+The public headers of kernel/, arch/x86_64/, arch/aarch64/ and user/ (kernel/tests excluded),
+with the README as the main page and the guides (docs/*.md), the lab handouts
+(labs/**/README.md) and user/README.md as pages, and graphviz diagrams. The configuration is
+docs/Doxyfile; this runs Doxygen from the repository root and appends only the output directory.
 
 With --check (and as a step of `./pagoda test`) a Doxygen warning fails the command, printed as
 file:line: message, when it is about a documented header (one with a @file comment or ///

@@ -64,6 +64,7 @@ class Event:
     error    x86_64: the error code (None when the vector has none); AArch64: ESR (syndrome)
     address  the faulting address: CR2 for #PF, FAR for aborts; None otherwise
     root     the page-table root in use (CR3 from the dump); None when the log does not say
+    handler  AArch64: where the CPU went to handle it (the vector's address); None on x86_64
     registers  every NAME=value the log's register dump gave (x86_64), upper-case names
     """
     arch: str
@@ -77,6 +78,7 @@ class Event:
     address: int | None = None
     sp: int | None = None
     root: int | None = None
+    handler: int | None = None
     registers: dict = field(default_factory=dict, repr=False)
     index: int = 0
 
@@ -255,58 +257,149 @@ class X86Parser(LogParser):
 
 # ---- AArch64 -----------------------------------------------------------------------------------
 
-# QEMU's EXCP_* numbers (target/arm/cpu.h) -> (mnemonic, name, kind).
+# QEMU's EXCP_* numbers (target/arm/cpu.h; 11 and 16 as QEMU 7.2 logs them for Pagoda's PSCI
+# call and semihosting exit) -> (mnemonic, name, kind). A semihosting call (16) and a PSCI call
+# through HVC (11) are requests QEMU serves itself; SVC is a system call.
 AARCH64_EXCEPTIONS = {
     1: ("UNDEF", "Undefined Instruction", EXCEPTION), 2: ("SVC", "SVC", SOFTWARE),
     3: ("IABT", "Prefetch Abort", EXCEPTION), 4: ("DABT", "Data Abort", EXCEPTION),
     5: ("IRQ", "IRQ", INTERRUPT), 6: ("FIQ", "FIQ", INTERRUPT), 7: ("BRK", "Breakpoint", SOFTWARE),
-    10: ("HVC", "Hypervisor Call", SOFTWARE), 11: ("HYP", "Hypervisor Trap", EXCEPTION),
-    12: ("SMC", "Secure Monitor Call", SOFTWARE), 13: ("VIRQ", "Virtual IRQ", INTERRUPT),
-    14: ("VFIQ", "Virtual FIQ", INTERRUPT), 16: ("NOCP", "v7M NOCP UsageFault", EXCEPTION),
-    17: ("INVSTATE", "v7M INVSTATE UsageFault", EXCEPTION), 21: ("UNALIGNED", "Unaligned access", EXCEPTION),
-    23: ("VSERR", "Virtual SERR", INTERRUPT), 24: ("GPC", "Granule Protection Check", EXCEPTION),
+    11: ("HVC", "Hypervisor Call", SOFTWARE), 12: ("HYP", "Hypervisor Trap", EXCEPTION),
+    13: ("SMC", "Secure Monitor Call", SOFTWARE), 14: ("VIRQ", "Virtual IRQ", INTERRUPT),
+    15: ("VFIQ", "Virtual FIQ", INTERRUPT), 16: ("SEMIHOST", "Semihosting call", SOFTWARE),
+    24: ("VSERR", "Virtual SERR", INTERRUPT), 25: ("GPC", "Granule Protection Check", EXCEPTION),
 }
-# ESR_ELx.EC values worth a word in a summary.
+# Exception classes (ESR bits 31:26), with the kernel's names (arch/aarch64/traps.cpp).
 AARCH64_EC = {
-    0x00: "unknown reason", 0x01: "WFI/WFE", 0x0E: "illegal execution state", 0x15: "SVC",
-    0x18: "MSR/MRS trap", 0x20: "instruction abort from a lower EL", 0x21: "instruction abort, same EL",
-    0x22: "PC alignment fault", 0x24: "data abort from a lower EL", 0x25: "data abort, same EL",
-    0x26: "SP alignment fault", 0x2F: "SError", 0x3C: "BRK",
+    0x00: "undefined instruction", 0x01: "trapped WFI/WFE", 0x07: "trapped SIMD/floating-point access",
+    0x0d: "branch target exception", 0x0e: "illegal execution state", 0x15: "SVC (system call)",
+    0x16: "HVC", 0x17: "SMC", 0x18: "trapped MSR/MRS or system instruction", 0x19: "trapped SVE access",
+    0x1c: "pointer authentication failure", 0x20: "instruction abort, lower EL",
+    0x21: "instruction abort, same EL", 0x22: "PC alignment fault", 0x24: "data abort, lower EL",
+    0x25: "data abort, same EL", 0x26: "SP alignment fault", 0x2c: "floating-point exception",
+    0x2f: "SError interrupt", 0x30: "breakpoint, lower EL", 0x31: "breakpoint, same EL",
+    0x32: "software step, lower EL", 0x33: "software step, same EL", 0x34: "watchpoint, lower EL",
+    0x35: "watchpoint, same EL", 0x3c: "BRK instruction",
 }
+A64_CLASSES = AARCH64_EC
+A64_ABORTS = (0x20, 0x21, 0x24, 0x25)
+A64_DATA_ABORTS = (0x24, 0x25)
+ISS_WNR, ISS_S1PTW, ISS_CM, ISS_EA, ISS_FNV = 1 << 6, 1 << 7, 1 << 8, 1 << 9, 1 << 10
+A64_LEVELLED_FAULTS = ("address size fault", "translation fault", "access flag fault", "permission fault")
+A64_OTHER_FAULTS = {
+    0b010000: "synchronous external abort", 0b010001: "synchronous tag check fault",
+    0b010100: "external abort on a table walk at level 0", 0b010101: "external abort on a table walk at level 1",
+    0b010110: "external abort on a table walk at level 2", 0b010111: "external abort on a table walk at level 3",
+    0b011000: "synchronous parity or ECC error", 0b100001: "alignment fault", 0b110000: "TLB conflict abort",
+    0b110001: "unsupported atomic hardware update",
+}
+# The bits of an abort's ESR that say what kind of fault it was, whatever the level it was found
+# at: the class, WnR and the fault status type (bits 5:2; bits 1:0 are the level).
+ESR_FAULT_KIND_MASK = (0x3F << 26) | ISS_WNR | 0x3C
+# An exception vector entry: 32 instructions. A fault whose ELR lies in the entry it is taken to
+# is the vector faulting on itself.
+A64_VECTOR_ENTRY_BYTES = 0x80
+
+
+def esr_class(esr):
+    return (esr >> 26) & 0x3F
+
+
+def describe_abort(esr):
+    """An abort's syndrome in the kernel's own wording (describe_abort in
+    arch/aarch64/traps.cpp), so reports and summaries agree: 'translation fault at level 0, write'."""
+    status = esr & 0x3F
+    if status >> 2 < len(A64_LEVELLED_FAULTS):
+        words = [f"{A64_LEVELLED_FAULTS[status >> 2]} at level {status & 3}"]
+    else:
+        words = [A64_OTHER_FAULTS.get(status, "reserved fault status")]
+    data = esr_class(esr) in A64_DATA_ABORTS
+    words.append("instruction fetch" if not data else "write" if esr & ISS_WNR else "read")
+    if data and esr & ISS_CM:
+        words.append("cache maintenance")
+    if esr & ISS_S1PTW:
+        words.append("on a table walk")
+    if esr & ISS_EA:
+        words.append("external abort")
+    if esr & ISS_FNV:
+        words.append("FAR not valid")
+    return ", ".join(words)
 
 
 def describe_abort_status(esr):
     """The fault status code (ISS.DFSC/IFSC) of an abort syndrome, in words."""
-    fsc = esr & 0x3F
-    level = fsc & 3
-    if fsc <= 3:
-        return f"address size fault, level {level}"
-    if 4 <= fsc <= 7:
-        return f"translation fault, level {level}"
-    if 8 <= fsc <= 11:
-        return f"access flag fault, level {level}"
-    if 12 <= fsc <= 15:
-        return f"permission fault, level {level}"
-    if fsc == 0x10:
-        return "synchronous external abort"
-    if fsc == 0x21:
-        return "alignment fault"
-    return f"fault status {fsc:#x}"
+    return describe_abort(esr).split(", ")[0]
 
 
 def _describe_aarch64(event, symbolize):
     text = f"{event.name} ({event.mnemonic}) at PC {_where(event, symbolize)}, from EL{event.privilege}"
     if event.address is not None:
-        text += f", FAR {event.address:#x}"
+        # Bit 55 picks the root the walk went through.
+        text += f", FAR {event.address:#x} ({'TTBR1' if event.address >> 55 & 1 else 'TTBR0'} range)"
     if event.error is not None and event.kind != INTERRUPT:
-        ec = event.error >> 26
-        text += f", ESR {event.error:#x} (EC {ec:#x} {AARCH64_EC.get(ec, 'other')}"
-        if ec in (0x20, 0x21, 0x24, 0x25):
-            text += f"; {describe_abort_status(event.error)}"
-            if ec in (0x24, 0x25):
-                text += ", write" if event.error & (1 << 6) else ", read"
+        ec = esr_class(event.error)
+        text += f", ESR {event.error:#x} (EC {ec:#04x} {AARCH64_EC.get(ec, 'other')}"
+        if ec in A64_ABORTS:
+            text += f"; {describe_abort(event.error)}"
         text += ")"
     return text
+
+
+def _aarch64_loop(event):
+    """A sentence when @p event is a vector faulting on itself (ELR inside the entry it was sent
+    to): AArch64 has no triple fault, it takes the same exception at the same vector forever."""
+    if event.arch != "aarch64" or event.handler is None or not 0 <= event.pc - event.handler < A64_VECTOR_ENTRY_BYTES:
+        return None
+    if event.pc == event.handler:
+        return (f"the exception vector at {event.handler:#x} itself cannot be fetched, so every exception "
+                "faults again at its own vector: AArch64's triple fault (VBAR_EL1's vectors not mapped "
+                "executable in the live roots?)")
+    return (f"the exception vector at {event.handler:#x} faults on its own first instructions (at "
+            f"{event.pc:#x}), so every exception faults again at its own vector: AArch64's triple fault "
+            "(the stack, SP_EL1, not mapped writable?)")
+
+
+# MSR TTBR0_EL1, Xt and MSR TTBR1_EL1, Xt (op0 3, op1 0, CRn 2, CRm 0, op2 0 or 1); bits 4:0 are Xt.
+A64_MSR_TTBR = {0xD5182000: "TTBR0_EL1", 0xD5182020: "TTBR1_EL1"}
+A64_MSR_RT_MASK = 0x1F
+# How far before an instruction abort a switch of roots is looked for: the TLB may keep serving
+# the old translations for a few instructions (QEMU flushes it at the next SCTLR_EL1 write or TLBI).
+A64_SWITCH_LOOKBACK = 8
+
+
+def after_root_switch(event, words_at, symbolize=None):
+    """A sentence when @p event is an EL1 instruction abort at its own PC (FAR == ELR) a few
+    instructions after an MSR to TTBR0_EL1 or TTBR1_EL1 in the kernel's code: the switch of roots
+    unmapped the code that made it. @p words_at(va, n) reads n instruction words of the kernel ELF
+    (None when it cannot). None otherwise."""
+    if (event.arch != "aarch64" or event.error is None or esr_class(event.error) != 0x21
+            or event.address != event.pc or event.pc < 4):
+        return None
+    count = min(A64_SWITCH_LOOKBACK, event.pc // 4)
+    words = words_at(event.pc - 4 * count, count)
+    if not words:
+        return None
+    walked = "TTBR1_EL1" if event.pc >> 55 & 1 else "TTBR0_EL1"
+    switches = [(back, A64_MSR_TTBR[word & ~A64_MSR_RT_MASK & 0xFFFFFFFF])
+                for back, word in enumerate(reversed(words), start=1)
+                if word & ~A64_MSR_RT_MASK & 0xFFFFFFFF in A64_MSR_TTBR]
+    # The write to the register whose root was walked, else the nearest write to either.
+    for back, register in sorted(switches, key=lambda s: (s[1] != walked, s[0]))[:1]:
+        at = event.pc - 4 * back
+        text = (f"this is {back} instruction{'s' if back > 1 else ''} after a switch of roots, "
+                f"`msr {register}` at {at:#x}" + (f" <{symbolize(at)}>" if symbolize and symbolize(at) else "")
+                + f": the code making the switch runs at {event.pc:#x}, in {walked}'s range, and the root the "
+                f"CPU walked for it, the one {walked} holds now, does not map it ({describe_abort_status(event.error)})")
+        if back > 1:
+            text += "; the TLB served the old translations for the instructions in between"
+        if walked == "TTBR0_EL1":
+            text += (". The kernel still runs through TTBR0, which a switch of roots reloads: link and run it "
+                     "high, in TTBR1's range (lab 2)")
+        else:
+            text += (". TTBR1_EL1 now holds a root without the kernel's entries: TTBR1 must only ever hold the "
+                     "kernel's root")
+        return text
+    return None
 
 
 _A64_TAKING = re.compile(r"^Taking exception (\d+) \[([^\]]*)\]")
@@ -314,6 +407,7 @@ _A64_FROM = re.compile(r"^\.\.\.from EL(\d) to EL(\d)")
 _A64_ESR = re.compile(r"^\.\.\.with ESR 0x([0-9a-f]+)/0x([0-9a-f]+)")
 _A64_FAR = re.compile(r"^\.\.\.with FAR 0x([0-9a-f]+)")
 _A64_ELR = re.compile(r"^\.\.\.with ELR 0x([0-9a-f]+)")
+_A64_TO = re.compile(r"^\.\.\.to EL\d PC 0x([0-9a-f]+)")
 
 
 class AArch64Parser(LogParser):
@@ -345,6 +439,8 @@ class AArch64Parser(LogParser):
             e.address = _hex(m[1])
         elif m := _A64_ELR.match(line):
             e.pc = _hex(m[1])
+        elif m := _A64_TO.match(line):
+            e.handler = _hex(m[1])
 
 
 PARSERS = {"x86_64": X86Parser, "aarch64": AArch64Parser}
@@ -376,6 +472,9 @@ class Storm:
 
     def diagnosis(self):
         e = self.event
+        loop = _aarch64_loop(e)
+        if loop:
+            return loop
         if e.address is not None and e.address == e.pc:
             if _is_permission_fault(e):
                 return ("the faulting address is the instruction pointer itself: the code being "

@@ -22,10 +22,11 @@ REASON_INDENT = "      "
 MAX_REASON_LINES = 60
 
 
-def parse_lab_names(names, labs):
-    """Turns ['lab0', '1', 'all'] into sorted lab numbers; rejects unknown ones clearly."""
+def parse_lab_names(names, labs, arch=paths.DEFAULT_ARCH):
+    """Turns ['lab0', '1', 'all'] into sorted lab numbers; rejects unknown ones clearly. 'all'
+    (or nothing) means every lab with tests that runs on @p arch."""
     if not names or names == ["all"]:
-        return sorted(n for n in labs if os.path.exists(test_file(n)))
+        return sorted(n for n in labs if os.path.exists(test_file(n)) and arch in labs[n].arches)
     chosen = set()
     for name in names:
         m = re.fullmatch(r"(?:lab)?(\d+)", name)
@@ -34,6 +35,10 @@ def parse_lab_names(names, labs):
             raise PagodaError(f"unknown lab '{name}' (known: {known}, or 'all')")
         if not os.path.exists(test_file(int(m[1]))):
             raise PagodaError(f"lab{m[1]} has no grader tests yet (grade/test_lab{m[1]}.py)")
+        lab = labs[int(m[1])]
+        if arch not in lab.arches:
+            raise PagodaError(f"lab{m[1]} does not run on {arch} yet (it runs on {', '.join(lab.arches)}: "
+                              f"'arches' in {os.path.relpath(os.path.join(lab.directory, 'lab.toml'), paths.ROOT)})")
         chosen.add(int(m[1]))
     return sorted(chosen)
 
@@ -141,9 +146,9 @@ def check_only(numbers, labs, only):
 def grade(names, arch=paths.DEFAULT_ARCH, workers="auto", kernel=None, verbose=False, out=sys.stdout,
           json_out=None, junit_out=None, only=None):
     labs = manifest.load_all()
-    numbers = parse_lab_names(names, labs)
+    numbers = parse_lab_names(names, labs, arch)
     if not numbers:
-        raise PagodaError("no lab has grader tests yet")
+        raise PagodaError(f"no lab has grader tests for {arch} yet")
     check_only(numbers, labs, only)
     if kernel is None:
         build.build_kernel(arch)

@@ -71,6 +71,14 @@ class Elf:
                 return self._cstring(s.offset + va - s.addr)
         raise PagodaError(f"{self.path}: address {va:#x} is in no section with contents")
 
+    def words_at(self, va, count):
+        """@p count little-endian 32-bit words (AArch64 instructions) at virtual address @p va, or
+        None when they are not all in one section with contents."""
+        for s in self.sections:
+            if not s.nobits and s.addr and s.addr <= va and va + 4 * count <= s.addr + s.size:
+                return list(struct.unpack_from(f"<{count}I", self.data, s.offset + va - s.addr))
+        return None
+
     def load_end(self, ram_base=0):
         """The first byte after the loaded image, as an offset from @p ram_base."""
         if not self.segments:

@@ -1,9 +1,11 @@
-"""`pagoda labs check`: prove that every lab's skeleton is a fair starting point.
+"""`pagoda labs check`: prove that every lab's skeleton is a fair starting point, on every ISA.
 
 For each lab N the labN tree is generated into build/labs-check/labN (incrementally: a second
-run rebuilds only what changed), its kernel is built there, and the tree's own ./pagoda grades
-it: every test of an earlier lab must pass (their solutions are in the tree) and every test of
-lab N must fail (a lab-N test that passes on the skeleton tests nothing the student writes).
+run rebuilds only what changed), and for each ISA its kernel is built there and the tree's own
+./pagoda grades it: every test of an earlier lab must pass (their solutions are in the tree) and
+every test of lab N must fail (a lab-N test that passes on the skeleton tests nothing the
+student writes). On an ISA a lab does not run on yet (lab.toml's arches) only the earlier labs
+that do are graded: the skeleton must not break them there either.
 A test that passes on the skeleton on purpose (it shows what the grader checks but tests
 nothing the student writes) says so in its lab.toml entry with `passes_on_skeleton = true`;
 labs check then requires it to pass there instead. main itself must pass everything, the markers must lint clean, and a trial publication
@@ -22,7 +24,6 @@ from . import paths, publish
 from .ui import PagodaError, info
 
 CHECK_SUBDIR = os.path.join("build", "labs-check")
-PRESET = "x86_64"
 MAX_DETAIL_LINES = 25
 
 
@@ -57,26 +58,27 @@ def _error_excerpt(log_path):
     return (errors or lines)[-MAX_DETAIL_LINES:]
 
 
-def build_tree(tree, log_path):
-    """Configures (once) and builds the kernel of a generated tree; returns the ELF or None."""
-    cache = os.path.join(tree, "build", PRESET, "CMakeCache.txt")
+def build_tree(tree, log_path, arch=paths.DEFAULT_ARCH):
+    """Configures (once) and builds the @p arch kernel of a generated tree; returns the ELF or
+    None."""
+    cache = os.path.join(tree, "build", arch, "CMakeCache.txt")
     open(log_path, "w").close()
     if not os.path.exists(cache) and \
-            _run_logged(["cmake", "--preset", PRESET], tree, log_path, "a") != 0:
+            _run_logged(["cmake", "--preset", arch], tree, log_path, "a") != 0:
         return None
-    if _run_logged(["cmake", "--build", "--preset", PRESET], tree, log_path, "a") != 0:
+    if _run_logged(["cmake", "--build", "--preset", arch], tree, log_path, "a") != 0:
         return None
-    return os.path.join(tree, "build", PRESET, "kernel.elf")
+    return os.path.join(tree, "build", arch, "kernel.elf")
 
 
-def grade_tree(tree, numbers, kernel, base, workers="auto"):
+def grade_tree(tree, numbers, kernel, base, workers="auto", arch=paths.DEFAULT_ARCH):
     """Runs @p tree's own ./pagoda grade (logs to @p base.grade.log); returns
     ({(lab, id): result}, log path)."""
     json_path, log_path = base + ".grade.json", base + ".grade.log"
     if os.path.exists(json_path):
         os.unlink(json_path)
     argv = [paths.SYSTEM_PYTHON, os.path.join(tree, "pagoda"), "grade", *[f"lab{n}" for n in numbers],
-            "-j", str(workers), "--json", json_path]
+            "--arch", arch, "-j", str(workers), "--json", json_path]
     if kernel:
         argv += ["--kernel", kernel]
     _run_logged(argv, tree, log_path)
@@ -93,11 +95,22 @@ def _first_line(reason):
     return lines[0][:160] if lines else "no reason given"
 
 
-def _graded_labs(tree, labs, upto):
-    have = [n for n in sorted(labs) if n <= upto and
-            os.path.exists(os.path.join(tree, "grade", f"test_lab{n}.py"))]
-    missing = [n for n in sorted(labs) if n <= upto and n not in have]
+def _graded_labs(tree, labs, upto, arch=paths.DEFAULT_ARCH):
+    """The labs up to @p upto that run on @p arch and have grader tests, and those without."""
+    runs = [n for n in sorted(labs) if n <= upto and arch in labs[n].arches]
+    have = [n for n in runs if os.path.exists(os.path.join(tree, "grade", f"test_lab{n}.py"))]
+    missing = [n for n in runs if n not in have]
     return have, missing
+
+
+def _name(base, arch):
+    """A verdict's name: x86_64's is the plain one."""
+    return base if arch == paths.DEFAULT_ARCH else f"{base} on {arch}"
+
+
+def _suffix(arch):
+    """Log-file suffix of @p arch (none for x86_64, so its files keep their names)."""
+    return "" if arch == paths.DEFAULT_ARCH else f"-{arch}"
 
 
 def passes_on_skeleton(lab):
@@ -105,13 +118,14 @@ def passes_on_skeleton(lab):
     return {t.id for t in lab.tests if t.passes_on_skeleton}
 
 
-def check_main(root, labs):
+def check_main(root, labs, arch=paths.DEFAULT_ARCH):
     start = time.monotonic()
-    v = Verdict("main")
-    numbers, missing = _graded_labs(root, labs, max(labs))
+    v = Verdict(_name("main", arch))
+    numbers, missing = _graded_labs(root, labs, max(labs), arch)
     v.problems += [f"lab{n} has no grader tests (grade/test_lab{n}.py)" for n in missing]
     if numbers:
-        results, log = grade_tree(root, numbers, None, os.path.join(root, CHECK_SUBDIR, "main"))
+        results, log = grade_tree(root, numbers, None, os.path.join(root, CHECK_SUBDIR, "main" + _suffix(arch)),
+                                  arch=arch)
         failed = 0
         for n in numbers:
             for spec in labs[n].tests:
@@ -128,25 +142,26 @@ def check_main(root, labs):
     return v
 
 
-def check_lab(n, root, labs, sources, workers="auto"):
+def check_lab(n, root, labs, sources, workers="auto", arch=paths.DEFAULT_ARCH):
     start = time.monotonic()
-    v = Verdict(f"lab{n}")
+    v = Verdict(_name(f"lab{n}", arch))
     tree = os.path.join(root, CHECK_SUBDIR, f"lab{n}")
     publish.publish_tree(n, tree, root, sources, incremental=True)
-    build_log = tree + ".build.log"
-    kernel = build_tree(tree, build_log)
+    build_log = tree + _suffix(arch) + ".build.log"
+    kernel = build_tree(tree, build_log, arch)
     if kernel is None:
         v.problems.append(f"lab{n} skeleton: the kernel does not build "
                           f"(log: {os.path.relpath(build_log, root)})")
         v.details += _error_excerpt(build_log)
         v.seconds = time.monotonic() - start
         return v
-    numbers, missing = _graded_labs(tree, labs, n)
+    numbers, missing = _graded_labs(tree, labs, n, arch)
     v.problems += [f"lab{n} skeleton: lab{k} has no grader tests (grade/test_lab{k}.py)" for k in missing]
     earlier_ok = earlier = failing = given = 0
-    expected_pass = passes_on_skeleton(labs[n])
+    runs_here = arch in labs[n].arches
+    expected_pass = passes_on_skeleton(labs[n]) if runs_here else set()
     if numbers:
-        results, log = grade_tree(tree, numbers, kernel, tree, workers)
+        results, log = grade_tree(tree, numbers, kernel, tree + _suffix(arch), workers, arch)
         for k in numbers:
             for spec in labs[k].visible_tests:   # hidden tests are not in the published tree
                 r = results.get((k, spec.id))
@@ -179,6 +194,8 @@ def check_lab(n, root, labs, sources, workers="auto"):
     total = len(labs[n].visible_tests) - len(expected_pass)
     v.summary = (f"builds; {earlier_ok}/{earlier} earlier tests pass; "
                  f"{failing}/{total} lab-{n} tests fail on the skeleton")
+    if not runs_here:
+        v.summary = f"builds; {earlier_ok}/{earlier} earlier tests pass (lab {n} does not run on {arch} yet)"
     if expected_pass:
         v.summary += f" ({given}/{len(expected_pass)} pass there on purpose)"
     v.seconds = time.monotonic() - start
@@ -225,19 +242,20 @@ def check(root=paths.ROOT, only=None, jobs=1, clean=False, workers="auto", out=p
     out(verdict.line())
     problems += len(verdict.problems)
     if not only:
-        info("labs check: grading main")
-        verdict = check_main(root, labs)
-        out(verdict.line())
-        problems += len(verdict.problems)
+        for arch in paths.ARCHES:
+            info(f"labs check: grading main ({arch})")
+            verdict = check_main(root, labs, arch)
+            out(verdict.line())
+            problems += len(verdict.problems)
     numbers = sorted(only or labs)
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         futures = []
         for n in numbers:
             futures.append(pool.submit(_check_lab_logged, n, root, labs, sources, workers))
         for fut in futures:
-            verdict = fut.result()
-            out(verdict.line())
-            problems += len(verdict.problems)
+            for verdict in fut.result():
+                out(verdict.line())
+                problems += len(verdict.problems)
     elapsed = time.monotonic() - start
     out(f"labs check: {'all ok' if problems == 0 else f'{problems} problem(s)'} in {elapsed:.1f}s "
         f"({len(numbers)} lab(s){'' if only else ' and main'})")
@@ -245,8 +263,14 @@ def check(root=paths.ROOT, only=None, jobs=1, clean=False, workers="auto", out=p
 
 
 def _check_lab_logged(n, root, labs, sources, workers):
-    info(f"labs check: lab{n}: generating, building and grading build/labs-check/lab{n}")
-    try:
-        return check_lab(n, root, labs, sources, workers)
-    except PagodaError as e:
-        return Verdict(f"lab{n}", problems=[str(e)])
+    """The verdicts of lab @p n on every ISA where it, or a lab before it, runs (one tree)."""
+    verdicts = []
+    for arch in paths.ARCHES:
+        if not any(arch in labs[k].arches for k in labs if k <= n):
+            continue
+        info(f"labs check: lab{n}: generating, building and grading build/labs-check/lab{n} ({arch})")
+        try:
+            verdicts.append(check_lab(n, root, labs, sources, workers, arch))
+        except PagodaError as e:
+            verdicts.append(Verdict(_name(f"lab{n}", arch), problems=[str(e)]))
+    return verdicts

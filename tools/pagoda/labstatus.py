@@ -69,7 +69,7 @@ def status(root=paths.ROOT, arch=paths.DEFAULT_ARCH, workers="auto", earlier=Fal
     labs = publish.load_labs(root)
     if not labs:
         raise PagodaError("there are no labs (labs/NN-name/lab.toml)")
-    graded = [n for n in sorted(labs) if os.path.exists(grade.test_file(n))]
+    graded = [n for n in sorted(labs) if os.path.exists(grade.test_file(n)) and arch in labs[n].arches]
     n = current_lab(root)
     if n is None:
         out("This is the reference tree (main): every lab's solution is in it.")
@@ -78,7 +78,8 @@ def status(root=paths.ROOT, arch=paths.DEFAULT_ARCH, workers="auto", earlier=Fal
         for k in sorted(labs):
             lab = labs[k]
             if k not in graded:
-                out(f"  lab{k} — {lab.title}: no grader tests yet; handout {handout(lab, root)}")
+                why = f"does not run on {arch} yet" if arch not in lab.arches else "no grader tests yet"
+                out(f"  lab{k} — {lab.title}: {why}; handout {handout(lab, root)}")
                 continue
             passed = sum(1 for s in lab.tests if (results.get((k, s.id)) or {}).get("outcome") == "passed")
             ok &= passed == len(lab.tests)
@@ -88,7 +89,8 @@ def status(root=paths.ROOT, arch=paths.DEFAULT_ARCH, workers="auto", earlier=Fal
         raise PagodaError(f"{publish.LAB_FILE} says lab {n}, but there is no labs/{n:02d}-*/lab.toml")
     lab = labs[n]
     if n not in graded:
-        out(f"lab{n} — {lab.title}: no grader tests yet. Read {handout(lab, root)}")
+        why = f"it does not run on {arch} yet" if arch not in lab.arches else "no grader tests yet"
+        out(f"lab{n} — {lab.title}: {why}. Read {handout(lab, root)}")
         return 0
     numbers = [k for k in graded if k < n] + [n] if earlier else [n]
     out(f"This tree is for lab {n} ({publish.LAB_FILE}); the labs before it are solved in it.")

@@ -7,7 +7,7 @@ LABS = os.path.join(ROOT, "labs")
 GRADE = os.path.join(ROOT, "grade")
 SYSTEM_PYTHON = "/usr/bin/python3"
 
-ARCHES = ("x86_64",)
+ARCHES = ("x86_64", "aarch64")
 DEFAULT_ARCH = "x86_64"
 
 

@@ -81,10 +81,10 @@ def cmd_run(args):
         if stub:
             stub.close()
     with open(log, errors="replace") as f:
-        what = qemu.describe_exit(proc.returncode, f.read())
+        what = qemu.describe_exit(proc.returncode, f.read(), args.arch)
     info(f"QEMU ended: {what}")
     # Success, or the user quitting (Ctrl-A X), is 0; a panic, a triple fault or a QEMU error is 1.
-    return 0 if what in ("clean shutdown", qemu.describe_exit(qemu.EXIT_RESET)) else 1
+    return 0 if what in ("clean shutdown", qemu.describe_exit(qemu.EXIT_RESET, arch=args.arch)) else 1
 
 
 def add_parser(sub):

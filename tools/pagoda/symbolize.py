@@ -1,7 +1,8 @@
 """Naming the code addresses a kernel report prints, using the kernel's ELF symbols.
 
 The kernel prints bare addresses in a fixed shape (backtrace lines `  #3 0x0000000000100a3a`
-and report lines `  RIP 0x...`); this module appends ` <function+0xoff> file:line` to them,
+and the faulting instruction's report line, `  RIP 0x...` on x86_64, `  ELR 0x...` on AArch64);
+this module appends ` <function+0xoff> file:line` to them,
 using llvm-symbolizer on the ELF that was booted.
 """
 import re
@@ -9,7 +10,7 @@ import shutil
 import subprocess
 
 _BACKTRACE = re.compile(r"^(\s*#\d+ )(0x[0-9a-fA-F]+)\s*$")
-_RIP = re.compile(r"^(\s*RIP )(0x[0-9a-fA-F]+)")
+_PC = re.compile(r"^(\s*(?:RIP|ELR) )(0x[0-9a-fA-F]+)")
 
 
 def _short_name(function):
@@ -35,35 +36,36 @@ class Symbolizer:
         self.available = shutil.which("llvm-symbolizer") is not None
 
     def lookup(self, addresses):
-        """Maps each address to 'function file:line' (or None when unknown)."""
+        """Maps each address to 'function file:line' (or None when unknown). Where the compiler
+        inlined code, the function is the real one the address lies in (the outermost frame), at
+        the line of that function the inlined code came from."""
         todo = sorted({a for a in addresses if a not in self.cache})
         if todo and self.available:
             out = subprocess.run(
-                ["llvm-symbolizer", f"--obj={self.elf}", "--demangle", "--no-inlines",
-                 "--output-style=GNU"],
+                ["llvm-symbolizer", f"--obj={self.elf}", "--demangle", "--inlines", "--output-style=LLVM"],
                 input="\n".join(hex(a) for a in todo) + "\n", capture_output=True, text=True).stdout
-            lines = [l for l in out.splitlines() if l.strip()]
-            for i, address in enumerate(todo):
-                if 2 * i + 1 >= len(lines):
-                    break
-                function, location = lines[2 * i], lines[2 * i + 1]
-                function = _short_name(function)
+            blocks = [b.splitlines() for b in out.strip("\n").split("\n\n")]
+            for address, block in zip(todo, blocks):
+                if len(block) < 2:
+                    continue
+                function, location = _short_name(block[-2]), block[-1]
                 if function == "??":
                     self.cache[address] = None
-                else:
-                    location = re.sub(r"^.*/(kernel|arch)/", r"\1/", location)
-                    self.cache[address] = f"{function} {location}" if not location.startswith("??") else function
+                    continue
+                location = re.sub(r"^.*/(kernel|arch)/", r"\1/", location)
+                location = re.sub(r"^(.*:\d+):\d+$", r"\1", location)  # no column
+                self.cache[address] = f"{function} {location}" if not location.startswith("??") else function
         return {a: self.cache.get(a) for a in addresses}
 
     def annotate(self, lines):
-        """Returns @p lines with symbol names appended to backtrace and RIP lines."""
+        """Returns @p lines with symbol names appended to backtrace and RIP/ELR lines."""
         wanted = {}
         for i, line in enumerate(lines):
             m = _BACKTRACE.match(line)
             if m:  # a return address: the call is the instruction before it
                 wanted[i] = (int(m[2], 16), int(m[2], 16) - 1)
                 continue
-            m = _RIP.match(line)
+            m = _PC.match(line)
             if m:
                 wanted[i] = (int(m[2], 16), int(m[2], 16))
         if not wanted:

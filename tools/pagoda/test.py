@@ -3,7 +3,8 @@
 Steps, in order (each prints one result line):
   host     host unit tests of the arch-independent kernel code (GoogleTest through ctest)
   tools    pytest suites of the tools (GDB walker core, grader harness, ./pagoda itself)
-  grade    the grader on every implemented lab, which must score full marks
+  grade    the grader on every implemented lab, on each ISA it runs on (lab.toml's arches),
+           which must score full marks
   handouts ./pagoda labs tables: every handout's test table is the one its lab.toml gives
   docs     ./pagoda docs --check: Doxygen builds the documentation without a warning about a
            documented header or a page
@@ -89,8 +90,12 @@ def step_tools(verbose):
 
 
 def step_grade(verbose):
-    earned, possible = grade.grade(["all"], verbose=verbose)
-    return earned == possible and possible > 0, f"score {earned}/{possible}"
+    ok, scores = True, []
+    for arch in paths.ARCHES:
+        earned, possible = grade.grade(["all"], arch=arch, verbose=verbose)
+        ok = ok and earned == possible and possible > 0
+        scores.append(f"{arch} {earned}/{possible}")
+    return ok, "score " + ", ".join(scores)
 
 
 def step_handouts(verbose):

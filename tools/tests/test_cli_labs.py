@@ -52,15 +52,15 @@ def fake_check(tree, monkeypatch):
     write(tree, "grade/test_lab1.py", "")
     sources = publish.scan(tree)
 
-    def run(n, results, built=True):
+    def run(n, results, built=True, arch="x86_64"):
         labs = publish.load_labs(tree)  # (tests may edit a manifest between calls)
-        def fake_build(tree_dir, log):
+        def fake_build(tree_dir, log, arch="x86_64"):
             with open(log, "w") as f:
                 f.write("x.cpp:1:1: error: no\n")
             return "kernel.elf" if built else None
         monkeypatch.setattr(labcheck, "build_tree", fake_build)
         monkeypatch.setattr(labcheck, "grade_tree", lambda *a, **k: (dict(results), "grade.log"))
-        return labcheck.check_lab(n, tree, labs, sources)
+        return labcheck.check_lab(n, tree, labs, sources, arch=arch)
     return run
 
 
@@ -118,3 +118,18 @@ def test_current_lab_comes_from_the_lab_file(tree, tmp_path):
     out = str(tmp_path / "lab2")
     publish.publish_tree(2, out, tree)
     assert labstatus.current_lab(out) == 2
+
+
+def test_check_lab_on_an_isa_the_lab_does_not_run_on_grades_the_earlier_labs_there(fake_check, tree):
+    toml = os.path.join(tree, "labs/00-boot/lab.toml")
+    with open(toml) as f:
+        text = f.read()
+    write(tree, "labs/00-boot/lab.toml", text.replace("depends = []\n", 'depends = []\narches = ["x86_64", "aarch64"]\n'))
+    v = fake_check(1, [result(0, "t0", "passed")], arch="aarch64")
+    assert v.problems == []
+    assert v.line().startswith("lab1 on aarch64: ok — builds; 1/1 earlier tests pass (lab 1 does not run on aarch64 yet)")
+    v = fake_check(1, [result(0, "t0", "failed", "the kernel does not boot")], arch="aarch64")
+    assert v.problems == ["lab1 skeleton: earlier test lab0/t0 FAILS — the lab-1 skeleton breaks lab 0: "
+                          "the kernel does not boot"]
+    v = fake_check(0, [result(0, "t0", "failed", "missing")], arch="aarch64")
+    assert v.line().startswith("lab0 on aarch64: ok — builds; 0/0 earlier tests pass; 1/1 lab-0 tests fail")

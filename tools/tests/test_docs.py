@@ -53,12 +53,14 @@ def write(root, rel, text):
 @pytest.fixture
 def tree(tmp_path):
     """A repository in miniature: the real Doxyfile, a README, a lab overview, one guide that
-    says #PF, one clean header, and an empty arch/x86_64 and user/ (every input the Doxyfile names)."""
+    says #PF, one clean header, and empty arch/x86_64, arch/aarch64 and user/ (every input the
+    Doxyfile names)."""
     root = str(tmp_path / "src")
     os.makedirs(os.path.join(root, "docs"))
     shutil.copy(os.path.join(paths.ROOT, docs.DOXYFILE), os.path.join(root, docs.DOXYFILE))
     os.makedirs(os.path.join(root, "arch", "x86_64"))
     os.makedirs(os.path.join(root, "user"))
+    os.makedirs(os.path.join(root, "arch", "aarch64", "include"))
     write(root, "README.md", "# Tiny\n\nStart with [the labs](labs/README.md).\n")
     write(root, "labs/README.md", "# The labs\n\nSee [the guide](../docs/guide.md#faults).\n")
     write(root, "docs/guide.md", """\

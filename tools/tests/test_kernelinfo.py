@@ -36,8 +36,8 @@ def test_run_lists_the_self_tests_instead_of_booting_an_unknown_one(kernel):
     assert "booting" not in out.stderr
 
 
-def boot_outcome(kernel, mib):
-    argv = qemu.command(kernel, "test=shutdown", memory=f"{mib}M", serial="stdio")
+def boot_outcome(kernel, mib, arch=paths.DEFAULT_ARCH):
+    argv = qemu.command(kernel, "test=shutdown", arch=arch, memory=f"{mib}M", serial="stdio")
     proc = qemu.spawn(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         out, _ = proc.communicate(timeout=15)
@@ -47,13 +47,16 @@ def boot_outcome(kernel, mib):
     return qemu.describe_exit(proc.returncode), out
 
 
-def test_the_minimum_memory_is_the_least_that_boots(kernel):
-    least = kernelinfo.minimum_memory(kernel, qemu.MACHINES[paths.DEFAULT_ARCH])
-    image_end = kernelinfo.elf(kernel).load_end()
+@pytest.mark.parametrize("arch", paths.ARCHES)
+def test_the_minimum_memory_is_the_least_that_boots(arch):
+    kernel = build.build_kernel(arch)
+    machine = qemu.MACHINES[arch]
+    least = kernelinfo.minimum_memory(kernel, machine)
+    image_end = kernelinfo.elf(kernel).load_end(machine.ram_base)
     assert least * kernelinfo.MiB > image_end
-    outcome, out = boot_outcome(kernel, least)
+    outcome, out = boot_outcome(kernel, least, arch)
     assert outcome == "clean shutdown", out.decode(errors="replace")[-2000:]
-    outcome, out = boot_outcome(kernel, least - 1)
+    outcome, out = boot_outcome(kernel, least - 1, arch)
     assert outcome != "clean shutdown", f"-m {least - 1}M boots too: the minimum is not tight"
 
 

@@ -5,10 +5,11 @@ facts and the rules are per architecture:
 
   faults_x86_64.py          gathers pagoda_pt.diagnose_x86_64.X86Facts from GDB and QEMU
   pagoda_pt/diagnose_x86_64.py   the x86_64 rules (pure, tested on synthetic tables)
+  faults_aarch64.py         AArch64: the trap frame (ESR, FAR, ELR, SPSR) and FAR walked through
+                            TTBR0 or TTBR1, or the CPU as it is (ESR_EL1, ELR_EL1, FAR_EL1,
+                            VBAR_EL1, SP) in an exception loop
 
-An AArch64 port adds faults_aarch64.py (ESR_EL1, FAR_EL1, ELR_EL1, VBAR_EL1, TTBR0/TTBR1,
-SP_EL1) and pagoda_pt/diagnose_aarch64.py, and one line in ARCH_MODULES below.  The output
-always ends with one verdict line, "nothing is wrong that I can see" included.
+The output always ends with a verdict line, "nothing is wrong that I can see" included.
 """
 
 import importlib
@@ -21,7 +22,7 @@ from . import session, target
 from .args import parse
 from .registry import CommandError, PagodaCommand, command, out
 
-ARCH_MODULES = {"x86_64": "faults_x86_64"}
+ARCH_MODULES = {"x86_64": "faults_x86_64", "aarch64": "faults_aarch64"}
 
 # A storming kernel writes QEMU's log at ~100 MB/s: only its two ends are read.
 LOG_READ_WHOLE = 8 << 20
@@ -89,7 +90,10 @@ Stopped anywhere else (a triple fault paused the machine, Ctrl-C in an exception
 breakpoint): checks the active root (empty? kernel half?), the code at RIP, the stack, the
 IDT, the handlers, IST stacks, GDT and TSS, each walked in the active root.
 With ./pagoda gdb --int-log the chain of exceptions comes from QEMU's log (a loop is called a
-loop).  The last line is always a verdict."""
+loop).  On AArch64: stopped in aarch64_trap, decodes ESR (class, fault status and level, WnR),
+walks FAR through TTBR0 or TTBR1 and says what was missing; anywhere else (an exception loop),
+shows ESR_EL1, ELR_EL1 and FAR_EL1 and checks that the PC, VBAR_EL1's vector and the stack are
+usable.  The last line is always a verdict."""
 
     name = "fault-why"
     usage = "fault-why"

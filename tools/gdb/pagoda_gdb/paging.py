@@ -288,7 +288,9 @@ class PtTop(PagodaCommand):
 Usage: pt-top [--root PA]
 Groups the entries of the root table (PML4 on x86_64) by what they are: empty, present with
 their own table, shared with the kernel root (the same table frame, so later kernel mappings
-appear here too), or MISSING (the kernel root has them, this root does not).  A root whose
+appear here too), or MISSING (the kernel root has them, this root does not).  On AArch64 the
+current root is TTBR0's, with no kernel half: its L0 entries are listed, and TTBR1_EL1 is
+checked to hold the kernel root every space shares.  A root whose
 kernel half is missing or incomplete says so: pt-dump skips empty tables, this does not.
 The kernel root is the one the kernel published (kernel/mm/debug_roots.hpp).
 --root PA shows the root at PA instead of the current one."""
@@ -311,15 +313,25 @@ The kernel root is the one the kernel published (kernel/mm/debug_roots.hpp).
                 root = active_root(arch, regs)
             table, note = kernel.published_roots(read_phys)
             kernel_root = table.kernel() if table is not None else None
+            # On AArch64 a TTBR0 root has no kernel half to compare: every space shares the
+            # kernel's through TTBR1 (checked below instead).
+            compare = kernel_root.root if kernel_root and arch == "x86_64" else None
             try:
-                view = top_level(arch, read_phys, root,
-                                 kernel_root.root if kernel_root else None, bits)
+                view = top_level(arch, read_phys, root, compare, bits)
             except Exception as err:  # noqa: BLE001 - an unreadable root
                 raise CommandError("cannot read the root table at %#x: %s" % (root, err)) \
                     from None
         known = table.find(root) if table is not None else None
         out(format_top_level(view, "'%s'" % known.name if known else "",
                              "'%s'" % kernel_root.name if kernel_root else ""))
+        if arch == "aarch64" and kernel_root is not None:
+            ttbr1 = regs.get("ttbr1_el1", 0) & ((1 << 48) - 1) & ~1
+            if ttbr1 == kernel_root.root:
+                out("TTBR1_EL1 holds the kernel root %#x '%s': this space shares the kernel half"
+                    % (ttbr1, kernel_root.name))
+            else:
+                out("problem: TTBR1_EL1 holds %#x, not the kernel root %#x '%s': the kernel "
+                    "half is not the kernel's" % (ttbr1, kernel_root.root, kernel_root.name))
         if kernel_root is None:
             out("note: no kernel root to compare with (%s)" % (note or "none published"))
         elif note:

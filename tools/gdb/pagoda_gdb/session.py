@@ -185,8 +185,8 @@ class Attach(PagodaCommand):
 
 Usage: pagoda-attach SOCKET [--no-entry] [--no-panic-break]
 SOCKET is the gdbstub's unix socket path (or HOST:PORT).  QEMU started with -S is still
-in its firmware; this runs it to the ELF entry point (pvh_entry on x86_64, 32-bit code with
-paging off) and sets a breakpoint where a panicking kernel ends up (pagoda::panic_end), so
+in its firmware on x86_64; this runs it to the ELF entry point (pvh_entry, 32-bit code with
+paging off; on AArch64 QEMU starts at the entry, _start, EL1 with the MMU off) and sets a breakpoint where a panicking kernel ends up (pagoda::panic_end), so
 a panic or an unhandled exception stops here with its stack intact.
 --no-entry stays where QEMU is; --no-panic-break sets no panic breakpoint."""
 
@@ -203,7 +203,7 @@ a panic or an unhandled exception stops here with its stack intact.
         socket = args.positional[0]
         if ":" not in socket and not os.path.exists(socket):
             raise UsageError("no gdbstub socket at %s" % socket)
-        out("Connecting to QEMU at %s (it waits at the CPU's reset vector, in firmware)" % socket)
+        out("Connecting to QEMU at %s (it waits where the CPU starts after reset)" % socket)
         _quiet("target remote " + socket)
         if "--no-panic-break" not in args.flags:
             for function in PANIC_FUNCTIONS:
@@ -217,9 +217,10 @@ a panic or an unhandled exception stops here with its stack intact.
         if "--no-entry" in args.flags or entry is None:
             gdb.execute("frame")
             return
-        _quiet("tbreak *%#x" % entry)
-        _quiet("continue")   # GDB prints where it stopped
         from . import target
+        if target.register("pc") != entry:   # AArch64: QEMU already starts at the entry
+            _quiet("tbreak *%#x" % entry)
+            _quiet("continue")   # GDB prints where it stopped
         pc = target.register("pc")
         if pc != entry:
             out("The machine stopped at %s before reaching the kernel's entry point %#x."

@@ -126,6 +126,8 @@ AARCH64_REGS = ("TTBR0_EL1", "TTBR1_EL1", "TCR_EL1", "MAIR_EL1", "SCTLR_EL1")
 def aarch64_system_regs():
     """The EL1 translation registers by their upper-case names (GDB's spelling for QEMU)."""
     regs = {name: register(name) for name in AARCH64_REGS}
+    if regs["SCTLR_EL1"] is None:   # QEMU 7.2's gdbstub calls it SCTLR (measured)
+        regs["SCTLR_EL1"] = register("SCTLR")
     missing = [name for name in ("TTBR0_EL1", "TTBR1_EL1", "TCR_EL1") if regs[name] is None]
     if missing:
         raise CommandError("GDB cannot read %s from this target" % ", ".join(missing))

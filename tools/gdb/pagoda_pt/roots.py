@@ -301,8 +301,8 @@ def format_top_level(view: TopLevel, root_name: str = "", kernel_name: str = "")
 
 def summary_top_level(view: TopLevel) -> str:
     if view.kernel_half is None:
-        return ("%d of %d entries present (on AArch64 the kernel half is the TTBR1_EL1 tree, "
-                "not part of this root)" % (view.present(True), len(view.entries)))
+        return ("%d of %d entries present (on AArch64 a root maps one half: TTBR0's the lower, "
+                "TTBR1's the kernel half)" % (view.present(True), len(view.entries)))
     lower_total, upper_total = view.kernel_half, len(view.entries) - view.kernel_half
     text = "lower half: %d of %d present; kernel half: %d of %d present" % (
         view.present(True), lower_total, view.present(False), upper_total)

@@ -34,13 +34,14 @@ from pagoda import build, paths, qemu  # noqa: E402
 
 GDB = "gdb-multiarch"
 QEMU = "qemu-system-x86_64"
+QEMU_AARCH64 = "qemu-system-aarch64"
 DRIVER = os.path.join(HERE, "gdb_driver.py")
 GDB_TIMEOUT = 60
 
 
-def missing_tools():
+def missing_tools(qemu_binary=QEMU):
     """Why the GDB tests cannot run here, or '' when they can."""
-    absent = [tool for tool in (GDB, QEMU) if shutil.which(tool) is None]
+    absent = [tool for tool in (GDB, qemu_binary) if shutil.which(tool) is None]
     return ("not installed: " + ", ".join(absent)) if absent else ""
 
 
@@ -67,13 +68,13 @@ class Machine:
     """QEMU paused at reset (-S), gdbstub on a unix socket in a private directory, serial
     console to a file; a triple fault pauses it (-action shutdown=pause), as in ./pagoda gdb."""
 
-    def __init__(self, kernel, test=None, memory="128M", int_log=False, cmdline=""):
+    def __init__(self, kernel, test=None, memory="128M", int_log=False, cmdline="", arch="x86_64"):
         self.dir = tempfile.mkdtemp(prefix="pagoda-gdbtest-")
         self.socket = os.path.join(self.dir, "gdb.sock")
         self.serial = os.path.join(self.dir, "serial.log")
         self.int_log = os.path.join(self.dir, "qemu-int.log") if int_log else None
         words = " ".join(filter(None, [f"test={test}" if test else "", cmdline]))
-        self.argv = qemu.command(kernel, words, memory=memory,
+        self.argv = qemu.command(kernel, words, arch=arch, memory=memory,
                                  serial=f"file:{self.serial}",
                                  log_items="int,cpu_reset" if int_log else None,
                                  log_file=self.int_log, gdb_socket=self.socket, paused=True,

@@ -1,0 +1,21 @@
+/// @file gic.hpp
+/// @brief The GICv2 interrupt controller: routing, enabling and dispatching interrupts.
+#pragma once
+
+#include "arch/aarch64/traps.hpp"
+#include "mm/addr.hpp"
+
+namespace pagoda::aarch64 {
+
+/// Interrupt IDs this kernel can route: SGIs 0-15, PPIs 16-31, and the first SPIs.
+inline constexpr u32 kMaxIntid = 256;
+
+/// Resets the GIC at @p distributor / @p cpu_interface: every interrupt disabled, the
+/// distributor and this CPU's interface on, every priority let through.
+void gic_init(PhysAddr distributor, PhysAddr cpu_interface);
+/// Routes @p intid to @p handler and enables it (to this CPU, for an SPI).
+void gic_enable(u32 intid, IrqHandler handler);
+/// Acknowledges the pending interrupt, runs its handler and ends it; called by the IRQ vector.
+void gic_handle_irq(TrapFrame& frame);
+
+}  // namespace pagoda::aarch64

@@ -1,0 +1,114 @@
+/// @file address_space.hpp
+/// @brief Seam: what one address space is on AArch64, and how it shares the kernel half.
+///
+/// AArch64 translates the two halves through two roots. TTBR1_EL1 holds the kernel half: one
+/// root, the kernel's, loaded once and never switched, so every address space shares the whole
+/// kernel half by construction and nothing is copied or pinned. TTBR0_EL1 holds the lower half
+/// and changes with the address space, tagged with the space's ASID so that a switch needs no
+/// TLB flush.
+///
+///     kernel space                        user space (one per process, lab 3)
+///     TTBR1 -> kernel root (owned)        TTBR1 -> the kernel's root (shared, never loaded anew)
+///     TTBR0 -> kernel's lower root        TTBR0 -> the process's root (owned), ASID 1..255
+///              (lab 1: the identity map;
+///               from lab 2 on: empty), ASID 0
+///
+/// A kernel still running through TTBR0 (linked low) loses itself when TTBR0 changes; a
+/// TTBR1 without the kernel's tables leaves every exception nowhere to go (labs 2 and 3).
+/// Generic code reaches this class as arch::ArchAddressSpace through mm/address_space.hpp.
+#pragma once
+
+#include "arch_impl/layout.hpp"
+#include "arch_impl/page_table_format.hpp"
+#include "mm/consistency_batch.hpp"
+#include "mm/page_table.hpp"
+
+namespace pagoda::aarch64 {
+
+class Aarch64AddressSpace final : public TlbSync {
+ public:
+  using Format = PageTableFormat;
+  using Tree = PageTable<Format>;
+  /// The first top-level entry of the kernel half: TTBR1's root is all kernel half.
+  static constexpr usize kKernelHalfFirst = Format::index(VirtAddr(arch::layout::kKernelHalfBase), 0);
+  /// ASIDs: 8 bits (TCR_EL1.AS = 0); 0 is the kernel's, user spaces get 1 .. kAsids - 1.
+  static constexpr u16 kAsids = 256;
+  static constexpr u16 kKernelAsid = 0;
+
+  /// The kernel's space: a fresh TTBR1 root and a fresh (lower, TTBR0) root, ASID 0.
+  [[nodiscard]] static Result<Aarch64AddressSpace> create_kernel(TableMemory& memory);
+  /// A user space: its own TTBR0 root and ASID, sharing @p kernel's TTBR1 root. NoMemory when
+  /// every ASID is taken.
+  [[nodiscard]] static Result<Aarch64AddressSpace> create_user(const Aarch64AddressSpace& kernel);
+
+  Aarch64AddressSpace(Aarch64AddressSpace&& other);
+  Aarch64AddressSpace(const Aarch64AddressSpace&) = delete;
+  Aarch64AddressSpace& operator=(const Aarch64AddressSpace&) = delete;
+  Aarch64AddressSpace& operator=(Aarch64AddressSpace&&) = delete;
+  /// Frees the tables this space owns (a user space: its lower half only) after dropping what
+  /// the TLB holds under its ASID, and gives the ASID back. It must not be live.
+  ~Aarch64AddressSpace();
+
+  /// Nothing to prepare: TTBR1 is one root for every space, so tables the kernel half gets
+  /// later are seen by all of them. (x86_64's kernel half needs every top-level table made at
+  /// boot, since each process root holds copies of those entries.)
+  [[nodiscard]] Result<void> prepare_kernel_half();
+
+  bool is_kernel() const { return kernel_; }
+  /// The tree that translates @p va: the kernel's TTBR1 tree for the upper half (shared),
+  /// this space's TTBR0 tree for the lower.
+  Tree& tree_for(VirtAddr va) { return Format::in_upper_range(va) ? upper() : lower_; }
+  const Tree& tree_for(VirtAddr va) const { return Format::in_upper_range(va) ? upper() : lower_; }
+  /// True when this space may change the mappings of [va, va + size): the kernel's anything,
+  /// a user space only its lower half (the kernel half is changed through the kernel space).
+  bool may_change(VirtAddr va, u64 size) const;
+  /// The root that identifies this space in reports: the kernel's TTBR1 root, a process's TTBR0.
+  PhysAddr root() const { return kernel_ ? upper().root() : lower_.root(); }
+  /// The TTBR0 root of this space (for the kernel, its lower half).
+  PhysAddr lower_root() const { return lower_.root(); }
+  /// The TTBR1 root every space shares: the kernel's.
+  PhysAddr kernel_root() const { return upper().root(); }
+  u16 asid() const { return asid_; }
+  /// Where this space's tables live.
+  TableMemory& memory() const { return lower_.memory(); }
+
+  /// True when the CPU translates through this space now (TTBR0 is its root with its ASID,
+  /// and TTBR1 the kernel's).
+  bool is_live() const;
+  /// True when this space shares the kernel's half: the kernel space always does; a user space
+  /// when TTBR1_EL1 holds the kernel root it shares (otherwise says what TTBR1 holds to @p why).
+  /// AddressSpace::activate() checks it before a switch, with the critical ranges.
+  bool shares_kernel_half(FormatSink& why) const;
+  /// Makes this the live space, unchecked (AddressSpace::activate() checks the critical ranges
+  /// and shares_kernel_half() first). The kernel space loads both TTBRs (the switch from the
+  /// boot tables; TTBR1 never changes after it); a user space loads TTBR0 with its ASID.
+  void activate();
+
+  // TlbSync. Translations of the kernel half, and global ones, may be cached under any ASID;
+  // a user space's lower half only under its own.
+  void write_barrier() override;
+  void invalidate_page(VirtAddr va, bool global) override;
+  void invalidate_all(bool global) override;
+
+ private:
+  Aarch64AddressSpace(Tree lower, Tree* shared_upper, u16 asid);
+  Aarch64AddressSpace(Tree lower, Tree upper);
+
+  Tree& upper() { return kernel_ ? own_upper_ : *shared_upper_; }
+  const Tree& upper() const { return kernel_ ? own_upper_ : *shared_upper_; }
+
+  Tree lower_;
+  bool kernel_;
+  union {
+    Tree own_upper_;        ///< the kernel space's TTBR1 tree (kernel_)
+    Tree* shared_upper_;    ///< a user space's view of the kernel's (!kernel_)
+  };
+  u16 asid_;
+};
+
+}  // namespace pagoda::aarch64
+
+namespace pagoda::arch {
+/// The ISA's address space (see aarch64::Aarch64AddressSpace).
+using ArchAddressSpace = aarch64::Aarch64AddressSpace;
+}  // namespace pagoda::arch

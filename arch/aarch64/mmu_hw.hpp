@@ -1,0 +1,41 @@
+/// @file mmu_hw.hpp
+/// @brief The AArch64 MMU instructions the address-space code uses, as a link-time seam.
+///
+/// arch/aarch64/mmu.cpp implements them with the TTBRs, SCTLR_EL1 and TLBI; the host tests link
+/// a recording fake instead (kernel/tests/aarch64_hw_fake.cpp), so that the address-space logic
+/// (arch/aarch64/address_space.cpp) runs on the build machine unchanged.
+#pragma once
+
+#include "mm/addr.hpp"
+
+namespace pagoda::aarch64::hw {
+
+/// What TTBR0_EL1 holds: the lower half's root and the ASID every non-global translation is
+/// tagged with (TCR_EL1.A1 = 0: the ASID comes from TTBR0).
+struct Ttbr0 {
+  PhysAddr root;
+  u16 asid = 0;
+};
+
+Ttbr0 read_ttbr0();
+/// TTBR1_EL1's root: the kernel half's.
+PhysAddr read_ttbr1();
+/// The kernel's switch from the boot tables: TTBR1 = @p kernel_root, TTBR0 = @p lower_root with
+/// ASID 0, SCTLR_EL1.WXN on (the boot map was writable and executable at once; the kernel's
+/// own tables never are), every TLB entry dropped.
+void load_kernel_roots(PhysAddr kernel_root, PhysAddr lower_root);
+/// A process's switch: TTBR0 = @p root tagged with @p asid. No invalidation: the ASID keeps
+/// other spaces' translations apart.
+void load_ttbr0(PhysAddr root, u16 asid);
+/// DSB ISHST: earlier table writes are visible to every table walker before what follows.
+void write_barrier();
+/// TLBI VAAE1IS: @p va's translations (and walks through its tables) under every ASID.
+void invalidate_va_all_asids(VirtAddr va);
+/// TLBI VAE1IS: @p va's non-global translations under @p asid (and walks through its tables).
+void invalidate_va(VirtAddr va, u16 asid);
+/// TLBI ASIDE1IS: every non-global translation tagged with @p asid.
+void invalidate_asid(u16 asid);
+/// TLBI VMALLE1IS: every EL1&0 translation, global ones included.
+void invalidate_all();
+
+}  // namespace pagoda::aarch64::hw

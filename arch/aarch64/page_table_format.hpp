@@ -1,0 +1,271 @@
+/// @file
+/// @brief The AArch64 stage-1 translation format (4 KiB granule, 48-bit VA, four levels): the
+/// only place that knows AArch64 descriptor bits.
+///
+/// Generic code (kernel/mm/page_table.hpp, cursor.hpp) walks "levels" 0..3 and asks this format
+/// for the index of a virtual address at a level and for the meaning of an entry; it never
+/// touches a bit itself. The kernel reaches it as arch::PageTableFormat through the seam header
+/// arch_impl/page_table_format.hpp; host tests name aarch64::PageTableFormat directly, so that
+/// one test binary can hold every ISA's format.
+///
+///     virtual address (TCR_EL1.T0SZ = T1SZ = 16: two 48-bit ranges, top byte not ignored)
+///     63          48 47      39 38      30 29      21 20      12 11         0
+///     +-------------+----------+----------+----------+----------+------------+
+///     | all 0: TTBR0|  L0 index|  L1 index|  L2 index|  L3 index|page offset |
+///     | all 1: TTBR1|          |          |          |          |            |
+///     +-------------+----------+----------+----------+----------+------------+
+///       level:          0          1          2          3
+///       one entry maps: 512 GiB    1 GiB      2 MiB      4 KiB
+///     Each range has its own root: TTBR0_EL1 translates 0x0000_0000_0000_0000 ..
+///     0x0000_ffff_ffff_ffff (the user half), TTBR1_EL1 0xffff_0000_0000_0000 .. ~0 (the
+///     kernel half). Any other address faults at level 0 without a walk.
+///
+///     table descriptor (L0, L1, L2; bits 1:0 = 11)
+///     63  62 61 60   59   58   52 51  48 47                           12 11          2 1 0
+///     +---+-----+----+----+-------+------+------------------------------+-------------+-+-+
+///     |NST| APT |UXNT|PXNT|ignored| res0 | next-level table address     |   ignored   |1|1|
+///     +---+-----+----+----+-------+------+------------------------------+-------------+-+-+
+///     APTable bit 61: no EL0 access below; bit 62: no write below. UXNT/PXNT: nothing below
+///     executes at EL0/EL1. (Pagoda's tables set none of these: the leaf decides.)
+///
+///     block (L1: 1 GiB, L2: 2 MiB; bits 1:0 = 01) and page (L3: 4 KiB; bits 1:0 = 11)
+///     63  59 58 55 54  53  52  51 50 49 48 47          n n-1    12 11 10  9 8  7 6  5  4  2 1 0
+///     +-----+-----+---+---+----+---+--+-----+-------------+--------+--+--+----+----+--+----+-+-+
+///     | ign | SW  |UXN|PXN|Cont|DBM|GP|res0 |output addr. | res0   |nG|AF| SH | AP |NS|Attr|T|1|
+///     +-----+-----+---+---+----+---+--+-----+-------------+--------+--+--+----+----+--+----+-+-+
+///     n = 30 (L1 block), 21 (L2 block), 12 (L3 page). A block at L0, and an L3 entry with
+///     bit 1 clear, are invalid with the 4 KiB granule.
+///     AttrIndx (bits 4:2) picks one of MAIR_EL1's eight memory types (set once at boot):
+///       0 normal write-back (RAM)   1 Device-nGnRnE (registers)   2 normal non-cacheable
+///     SH (bits 9:8): 11 inner shareable (all RAM mappings), 00 for device memory (ignored).
+///     AF (bit 10): access flag; an entry without it faults on first use (Pagoda sets it: TCR_EL1.HA
+///     is off, the hardware never does).
+///     nG (bit 11): not global, the TLB tags it with the ASID (everything not marked global).
+///     A live entry may not change its output address or its size directly: break-before-make
+///     (write an invalid entry, TLBI, DSB, then the new one; ConsistencyBatch does it).
+///
+///     AP[2:1]   at EL1 (kernel)   at EL0 (user)    execute permission:
+///       00      read/write        none               PXN: never at EL1; UXN: never at EL0
+///       01      read/write        read/write         An EL0-writable page never executes
+///       10      read-only         none               at EL1; with SCTLR_EL1.WXN nothing
+///       11      read-only         read-only          writable executes at all.
+///     With PSTATE.PAN set, the kernel cannot even read a page EL0 may access (AP[1] = 1).
+#pragma once
+
+#include "arch/aarch64/page_defs.h"
+#include "lib/format.hpp"
+#include "mm/addr.hpp"
+#include "mm/perms.hpp"
+
+namespace pagoda::aarch64 {
+
+struct PageTableFormat {
+  static constexpr usize kLevels = 4;
+  static constexpr usize kEntriesPerTable = AARCH64_ENTRIES_PER_TABLE;
+  static constexpr u32 kPageShift = AARCH64_PAGE_SHIFT;
+  static constexpr u64 kPageSize = u64{1} << kPageShift;
+  static constexpr const char* kArchName = "aarch64";
+  /// A live entry changes its output address or size only through an invalid one.
+  static constexpr bool kBreakBeforeMake = true;
+
+  static constexpr u64 kValid = AARCH64_DESC_VALID;
+  static constexpr u64 kTableOrPage = AARCH64_DESC_TABLE;  ///< L0-L2: a table (clear: a block); L3: a page
+  static constexpr u32 kAttrShift = AARCH64_DESC_ATTR_SHIFT;
+  static constexpr u64 kAttrMask = 7ull << kAttrShift;
+  static constexpr u64 kNonSecure = 1ull << 5;
+  static constexpr u64 kApEl0 = AARCH64_DESC_AP_EL0;        ///< AP[1]: EL0 may access
+  static constexpr u64 kApReadOnly = AARCH64_DESC_AP_RO;    ///< AP[2]: no writes at any EL
+  static constexpr u32 kShShift = AARCH64_DESC_SH_SHIFT;
+  static constexpr u64 kShMask = 3ull << kShShift;
+  static constexpr u64 kShInner = AARCH64_DESC_SH_INNER;
+  static constexpr u64 kShOuter = 2ull << kShShift;
+  static constexpr u64 kAccessFlag = AARCH64_DESC_AF;
+  static constexpr u64 kNotGlobal = AARCH64_DESC_NG;
+  /// The output-address bits of a descriptor (47:12); also TTBRn_EL1's BADDR for a 4 KiB root.
+  static constexpr u64 kAddressMask = ((u64{1} << 48) - 1) & ~(kPageSize - 1);
+  /// Bits 51:48 of a table descriptor, and 49:48 of a leaf (where 51 is DBM and 50 GP), which
+  /// hold address bits only with 52-bit output addresses: zero here.
+  static constexpr u64 kRes0TableHigh = 0xfull << 48;
+  static constexpr u64 kRes0LeafHigh = 0x3ull << 48;
+  static constexpr u64 kDirtyBitModifier = 1ull << 51;
+  static constexpr u64 kContiguous = 1ull << 52;
+  static constexpr u64 kPxn = 1ull << AARCH64_DESC_PXN_BIT;
+  static constexpr u64 kUxn = 1ull << AARCH64_DESC_UXN_BIT;
+  static constexpr u64 kPxnTable = 1ull << 59;
+  static constexpr u64 kUxnTable = 1ull << 60;
+  static constexpr u64 kApTableNoEl0 = 1ull << 61;
+  static constexpr u64 kApTableReadOnly = 1ull << 62;
+  static constexpr u64 kNsTable = 1ull << 63;
+
+  /// MAIR_EL1 attribute indexes (arch/aarch64/page_defs.h; boot.S sets MAIR to match).
+  static constexpr u64 kAttrNormal = AARCH64_ATTR_NORMAL, kAttrDevice = AARCH64_ATTR_DEVICE,
+                       kAttrNormalNonCacheable = AARCH64_ATTR_NORMAL_NC;
+  /// The bits protect() rewrites (with_perms); everything else of an entry is kept.
+  static constexpr u64 kPermissionBits = kApEl0 | kApReadOnly | kPxn | kUxn | kAttrMask | kShMask;
+
+  static constexpr u32 kIndexBits = AARCH64_INDEX_BITS;
+  static constexpr u32 kVirtualBits = 48;
+  static constexpr usize kL0 = 0, kL1 = 1, kL2 = 2, kL3 = 3;
+
+  static constexpr const char* level_name(usize level) {
+    constexpr const char* kNames[kLevels] = {"L0", "L1", "L2", "L3"};
+    return kNames[level];
+  }
+
+  /// Bit position of the lowest address bit that a level's index covers.
+  static constexpr u32 level_shift(usize level) { return kPageShift + kIndexBits * u32(kLevels - 1 - level); }
+
+  /// Bytes one entry at @p level maps.
+  static constexpr u64 entry_span(usize level) { return u64{1} << level_shift(level); }
+
+  static constexpr usize index(VirtAddr va, usize level) {
+    return usize((va.value() >> level_shift(level)) & (kEntriesPerTable - 1));
+  }
+
+  /// Bits 63:48 all 0 (TTBR0's range) or all 1 (TTBR1's range).
+  static constexpr bool is_canonical(VirtAddr va) {
+    const u64 top = va.value() >> kVirtualBits;
+    return top == 0 || top == (~u64{0} >> kVirtualBits);
+  }
+
+  /// The lowest address of the upper (kernel, TTBR1) range.
+  static constexpr VirtAddr kUpperHalfStart = VirtAddr(~u64{0} << kVirtualBits);
+
+  /// True when @p va is translated through TTBR1_EL1 (the kernel's root), else TTBR0_EL1.
+  static constexpr bool in_upper_range(VirtAddr va) { return (va.value() >> 55) & 1; }
+
+  static constexpr bool is_present(u64 e, usize) { return e & kValid; }
+
+  /// True when @p e (valid) maps memory instead of pointing to a table.
+  static constexpr bool is_leaf(u64 e, usize level) {
+    return level == kL3 || ((level == kL1 || level == kL2) && !(e & kTableOrPage));
+  }
+
+  /// Levels whose entries may map a block: L1 (1 GiB) and L2 (2 MiB), with the 4 KiB granule.
+  static constexpr bool can_hold_block(usize level) { return level == kL1 || level == kL2; }
+
+  /// True when @p e (valid) cannot be used as it is: a block at L0, an L3 entry that is not a
+  /// page, address bits above 47 set, or a block's address bits below its alignment set.
+  static constexpr bool has_reserved_bits(u64 e, usize level) {
+    if ((level == kL0 || level == kL3) && !(e & kTableOrPage)) return true;
+    if (!is_leaf(e, level)) return (e & kRes0TableHigh) != 0;
+    if (e & kRes0LeafHigh) return true;
+    if (level != kL3) return (e & kAddressMask & (entry_span(level) - 1)) != 0;
+    return false;
+  }
+
+  /// The physical address an entry points to (a table, or the memory it maps).
+  static constexpr PhysAddr output_address(u64 e, usize level) {
+    if (is_leaf(e, level) && level != kL3) return PhysAddr(e & kAddressMask & ~(entry_span(level) - 1));
+    return PhysAddr(e & kAddressMask);
+  }
+
+  /// An entry pointing to the next-level table at @p table. It restricts nothing (no APTable,
+  /// no XNTable): the leaf decides, as on x86_64.
+  static constexpr u64 make_table_entry(PhysAddr table, usize) {
+    return (table.value() & kAddressMask) | kValid | kTableOrPage;
+  }
+
+  /// A 4 KiB page (level L3) mapping @p page with @p perms. Kernel pages never execute at EL0,
+  /// user pages never at EL1; a page not marked global is tagged with the ASID (nG).
+  static constexpr u64 make_page_entry(PhysAddr page, Perms perms) {
+    return (page.value() & kAddressMask) | kValid | kTableOrPage | kAccessFlag | perm_bits(perms) |
+           (perms.global ? 0 : kNotGlobal);
+  }
+
+  /// A block at @p level (can_hold_block) mapping @p page, aligned to entry_span(level), with
+  /// @p perms (bits 1:0 = 01).
+  static constexpr u64 make_block_entry(PhysAddr page, usize level, Perms perms) {
+    return (page.value() & kAddressMask & ~(entry_span(level) - 1)) | kValid | kAccessFlag | perm_bits(perms) |
+           (perms.global ? 0 : kNotGlobal);
+  }
+
+  /// The entry at level + 1 that maps part @p part (0 .. kEntriesPerTable - 1) of the block
+  /// @p block at @p level with the same attributes (AP, XN, AttrIndx, SH, AF, nG): what a split
+  /// writes into the new table. One level down from L2 it is a page (bits 1:0 = 11).
+  static constexpr u64 split_block(u64 block, usize level, usize part) {
+    const u64 address = output_address(block, level).value() + u64(part) * entry_span(level + 1);
+    const u64 attributes = block & ~kAddressMask & ~kTableOrPage;
+    return address | attributes | (level + 1 == kL3 ? kTableOrPage : 0);
+  }
+
+  /// What an entry allows, by itself (a table entry restricts the whole subtree). For a leaf,
+  /// "execute" is for the level the page belongs to: EL0 for a user page, EL1 for a kernel one.
+  /// A table's PXNTable and UXNTable both count as "nothing below executes": the generic walk
+  /// combines levels before it knows whose page the leaf is.
+  static constexpr Perms entry_perms(u64 e, usize level) {
+    Perms p;
+    p.read = true;
+    if (!is_leaf(e, level)) {
+      p.write = !(e & kApTableReadOnly);
+      p.user = !(e & kApTableNoEl0);
+      p.execute = !(e & (kPxnTable | kUxnTable));
+      return p;
+    }
+    p.write = !(e & kApReadOnly);
+    p.user = e & kApEl0;
+    p.execute = p.user ? !(e & kUxn) : !(e & kPxn);
+    const u64 attr = (e & kAttrMask) >> kAttrShift;
+    p.caching = attr == kAttrNormal ? Caching::WriteBack : Caching::Uncached;
+    p.global = !(e & kNotGlobal);
+    return p;
+  }
+
+  /// @p e with its permission bits (AP, PXN, UXN, AttrIndx, SH) replaced by @p perms; the
+  /// address, AF, nG and the descriptor type kept. What protect() writes.
+  static constexpr u64 with_perms(u64 e, usize, Perms perms) { return (e & ~kPermissionBits) | perm_bits(perms); }
+
+  /// Makes this CPU's earlier table writes visible to the table walkers (of every CPU of the
+  /// inner-shareable domain) before anything after it: DSB ISHST. (A host build, which only
+  /// simulates the tables, needs no more than a compiler barrier.)
+  static void write_barrier() {
+#if defined(__aarch64__)
+    asm volatile("dsb ishst" ::: "memory");
+#else
+    asm volatile("" ::: "memory");
+#endif
+  }
+
+  /// Prints the entry's fields, e.g. "V PAGE AF ISH RO UXN nG Attr1".
+  static void describe_entry(FormatSink& sink, u64 e, usize level) {
+    if (!(e & kValid)) {
+      format_to(sink, "invalid");
+      return;
+    }
+    if (!is_leaf(e, level)) {
+      format_to(sink, "V {}", (e & kTableOrPage) ? "TABLE" : "BLOCK?");
+      struct Flag {
+        u64 bit;
+        const char* name;
+      };
+      constexpr Flag kTableFlags[] = {{kPxnTable, "PXNT"}, {kUxnTable, "UXNT"}, {kApTableNoEl0, "APT-EL0"},
+                                      {kApTableReadOnly, "APT-RO"}, {kNsTable, "NST"}};
+      for (const Flag& f : kTableFlags)
+        if (e & f.bit) format_to(sink, " {}", f.name);
+      return;
+    }
+    format_to(sink, "V {}", level == kL3 ? "PAGE" : "BLOCK");
+    if (e & kAccessFlag) format_to(sink, " AF");
+    constexpr const char* kShare[] = {"", " SH?", " OSH", " ISH"};
+    format_to(sink, "{}", kShare[(e & kShMask) >> kShShift]);
+    format_to(sink, " {}", (e & kApReadOnly) ? "RO" : "RW");
+    if (e & kApEl0) format_to(sink, " EL0");
+    if (e & kPxn) format_to(sink, " PXN");
+    if (e & kUxn) format_to(sink, " UXN");
+    if (e & kNotGlobal) format_to(sink, " nG");
+    if (e & kContiguous) format_to(sink, " CONT");
+    format_to(sink, " Attr{}", (e & kAttrMask) >> kAttrShift);
+  }
+
+ private:
+  /// AP, XN, memory type and shareability for @p perms.
+  static constexpr u64 perm_bits(Perms perms) {
+    u64 bits = perms.caching == Caching::Uncached ? kAttrDevice << kAttrShift : (kAttrNormal << kAttrShift) | kShInner;
+    if (!perms.write) bits |= kApReadOnly;
+    if (perms.user) bits |= kApEl0 | kPxn | (perms.execute ? 0 : kUxn);
+    else bits |= kUxn | (perms.execute ? 0 : kPxn);
+    return bits;
+  }
+};
+
+}  // namespace pagoda::aarch64

@@ -1,0 +1,15 @@
+/// @file timer.hpp
+/// @brief The EL1 virtual timer of the ARM generic timer: the kernel tick.
+#pragma once
+
+#include "lib/types.hpp"
+
+namespace pagoda::aarch64 {
+
+/// Starts the virtual timer at @p hz ticks per second, interrupting on GIC INTID @p intid
+/// (a PPI, from the device tree). Interrupts stay masked.
+void timer_init(u32 hz, u32 intid);
+/// Timer interrupts handled since timer_init().
+u64 timer_ticks();
+
+}  // namespace pagoda::aarch64

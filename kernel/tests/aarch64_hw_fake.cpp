@@ -1,0 +1,49 @@
+#include "aarch64_hw_fake.hpp"
+
+#include "mm/mmu.hpp"
+#include "page_table_fakes.hpp"
+
+namespace pagoda::aarch64::hw {
+
+namespace fake {
+Cpu& cpu() {
+  static Cpu state;
+  return state;
+}
+}  // namespace fake
+
+using fake::cpu;
+using test::hex;
+
+Ttbr0 read_ttbr0() { return cpu().ttbr0; }
+PhysAddr read_ttbr1() { return cpu().ttbr1; }
+
+void load_kernel_roots(PhysAddr kernel_root, PhysAddr lower_root) {
+  cpu().ttbr1 = kernel_root;
+  cpu().ttbr0 = {lower_root, 0};
+  cpu().wxn = true;
+  cpu().log.push_back("kernel roots " + hex(kernel_root.value()) + " " + hex(lower_root.value()));
+}
+
+void load_ttbr0(PhysAddr root, u16 asid) {
+  cpu().ttbr0 = {root, asid};
+  cpu().log.push_back("ttbr0 " + hex(root.value()) + " asid " + std::to_string(asid));
+}
+
+void write_barrier() { cpu().log.push_back("barrier"); }
+void invalidate_va_all_asids(VirtAddr va) { cpu().log.push_back("tlbi va " + hex(va.value())); }
+void invalidate_va(VirtAddr va, u16 asid) {
+  cpu().log.push_back("tlbi va " + hex(va.value()) + " asid " + std::to_string(asid));
+}
+void invalidate_asid(u16 asid) { cpu().log.push_back("tlbi asid " + std::to_string(asid)); }
+void invalidate_all() { cpu().log.push_back("tlbi all"); }
+
+}  // namespace pagoda::aarch64::hw
+
+namespace pagoda::arch {
+
+void critical_ranges(CriticalRanges& out) {
+  for (const CriticalRange& r : aarch64::hw::fake::cpu().critical) out.add(r.what, r.start, r.size, r.access, r.focus);
+}
+
+}  // namespace pagoda::arch

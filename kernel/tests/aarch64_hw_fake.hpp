@@ -1,0 +1,29 @@
+// The host's stand-in for the AArch64 MMU instructions (arch/aarch64/mmu_hw.hpp): TTBR0 (root
+// and ASID), TTBR1, WXN, and a log of what was asked, so that the address-space tests see every
+// switch of roots, barrier and invalidation; and the critical ranges the pre-switch check asks
+// the arch for (mm/mmu.hpp).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "arch/aarch64/mmu_hw.hpp"
+#include "mm/critical_ranges.hpp"
+
+namespace pagoda::aarch64::hw::fake {
+
+struct Cpu {
+  Ttbr0 ttbr0;
+  PhysAddr ttbr1;
+  bool wxn = false;
+  /// "kernel roots 0x.. 0x..", "ttbr0 0x.. asid n", "barrier", "tlbi va 0x.." (every ASID),
+  /// "tlbi va 0x.. asid n", "tlbi asid n", "tlbi all"
+  std::vector<std::string> log;
+  /// What arch::critical_ranges() reports (none by default: activate() checks only the half).
+  std::vector<CriticalRange> critical;
+};
+
+/// The simulated CPU (reset it in each test).
+Cpu& cpu();
+
+}  // namespace pagoda::aarch64::hw::fake

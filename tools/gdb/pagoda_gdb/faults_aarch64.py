@@ -1,0 +1,240 @@
+"""fault-why on AArch64.
+
+  stopped in aarch64_trap (a breakpoint on it, or panic_end which it calls): its TrapFrame
+      (the `frame` argument, or the stack pointer aarch64_trap_entry passed) gives ESR, FAR,
+      ELR, SPSR and SP; an abort's syndrome is decoded (class, fault status and level, WnR) and
+      FAR is walked through the root that translates it (TTBR0 or TTBR1), then compared with
+      what the access needed;
+  stopped anywhere else (Ctrl-C or a hardware breakpoint in an exception loop): ESR_EL1,
+      ELR_EL1 and FAR_EL1 as they are, and whether the PC, the vector VBAR_EL1 points at and the
+      stack are usable; an exception taken inside the vector table is a loop.
+With ./pagoda gdb --int-log, QEMU's log says how the machine got there. The last line is a
+verdict.
+"""
+
+import os
+
+import gdb
+
+from pagoda_pt import format_walk
+
+from . import session, target
+from .faults import _faultlog
+from .paging import ADDR, symbol_of, walk_address
+from .registry import CommandError
+
+TRAP_FUNCTION = "aarch64_trap"
+TRAP_FRAME_TYPE = "pagoda::aarch64::TrapFrame"
+# Field offsets of TrapFrame (arch/aarch64/trap_frame.hpp), used only without debug types.
+TRAP_FRAME_OFFSETS = {"sp": 248, "elr": 256, "spsr": 264, "esr": 272, "far": 280, "kind": 288}
+VECTOR_TYPES = ("synchronous exception", "IRQ", "FIQ", "SError")
+ISS_FNV = 1 << 10
+PSTATE_PAN = 1 << 22
+SYNC_FROM_EL1 = 0x200     # VBAR_EL1 + this: the vector of a synchronous exception at EL1
+VECTOR_TABLE_BYTES = 0x800
+MAX_FRAMES = 64
+MASK = (1 << 64) - 1
+
+
+def find_trap_frame():
+    """(gdb frame level, TrapFrame address) of the innermost aarch64_trap, or None."""
+    frame = gdb.newest_frame()
+    level = 0
+    while frame is not None and level < MAX_FRAMES:
+        if frame.name() == TRAP_FUNCTION:
+            return level, _trap_frame_address(frame)
+        try:
+            frame = frame.older()
+        except gdb.error:
+            return None
+        level += 1
+    return None
+
+
+def _trap_frame_address(frame):
+    try:
+        value = frame.read_var("frame")
+        if not value.is_optimized_out:
+            return int(value) & MASK
+    except (ValueError, gdb.error):
+        pass
+    # aarch64_trap_entry passes SP itself (mov x0, sp; bl aarch64_trap): the caller's SP.
+    caller = frame.older()
+    if caller is None:
+        raise CommandError("aarch64_trap's `frame` argument is optimized out and its caller is unknown")
+    return int(caller.read_register("sp")) & MASK
+
+
+def read_trap_frame(addr):
+    """dict of the TrapFrame fields fault-why uses, at @p addr (virtual)."""
+    try:
+        value = gdb.Value(addr).cast(gdb.lookup_type(TRAP_FRAME_TYPE).pointer()).dereference()
+        return {name: int(value[name]) & MASK for name in TRAP_FRAME_OFFSETS}
+    except gdb.error:
+        inferior = gdb.selected_inferior()
+        return {name: int.from_bytes(bytes(inferior.read_memory(addr + offset, 8)), "little")
+                for name, offset in TRAP_FRAME_OFFSETS.items()}
+
+
+def abort_verdict(esr, walk, spsr, faultlog):
+    """Sentences comparing an abort's syndrome with today's walk of FAR."""
+    data = faultlog.esr_class(esr) in faultlog.A64_DATA_ABORTS
+    write = data and bool(esr & faultlog.ISS_WNR) and not esr & faultlog.ISS_CM
+    fetch = not data
+    kind = (esr & 0x3F) >> 2
+    if kind == 1:  # translation fault
+        if not walk.mapped:
+            return ["FAR is not mapped: " + walk.stop_reason + ". Map it (or find why the kernel "
+                    "touched it: look at ELR's code and `bt`)."]
+        return ["FAR is mapped NOW, but was not when the CPU faulted: the mapping was added "
+                "afterwards, the fault came from another address space (TTBR0/ASID), or a stale "
+                "TLB entry was used (a missing TLBI, or a missing DSB before it)."]
+    if kind == 2:
+        return ["an access flag fault: the entry has AF=0 (Pagoda sets AF in every entry it makes; "
+                "TCR_EL1.HA is off, so the hardware never does)"]
+    if kind == 0:
+        return ["an address size fault: a table or output address does not fit the physical "
+                "address size (TCR_EL1.IPS), or bits above it are set"]
+    if kind != 3:
+        return [faultlog.describe_abort(esr)]
+    if not walk.mapped:
+        return ["a permission fault, but the walk now stops (" + walk.stop_reason +
+                "): the tables changed since the fault"]
+    reasons, perms = [], walk.perms
+    user = (spsr >> 2 & 3) == 0
+    if write and not perms.write:
+        reasons.append("a write to a read-only page (AP[2]=1)")
+    if fetch and not perms.execute:
+        reasons.append("an instruction fetch from a page that may not execute here (%s, or "
+                       "SCTLR_EL1.WXN with a writable page)" % ("UXN" if user else "PXN"))
+    if user and not perms.user:
+        reasons.append("a user-mode access to a kernel page (AP[1]=0)")
+    if not user and perms.user and not fetch and spsr & PSTATE_PAN:
+        reasons.append("the kernel touched a page EL0 can access with PSTATE.PAN=1")
+    if not user and perms.user and fetch:
+        reasons.append("the kernel fetched an instruction from a user page (always PXN)")
+    if not reasons:
+        reasons.append("the walk now allows this access: the tables were fixed after the fault, or "
+                       "the CPU used a stale TLB entry (a missing TLBI?)")
+    return reasons
+
+
+def _from_trap_frame(paging, faultlog, level, addr):
+    tf = read_trap_frame(addr)
+    esr, spsr = tf["esr"], tf["spsr"]
+    from_el = spsr >> 2 & 3
+    mode = "user" if from_el == 0 else "kernel"
+    yield "trap frame at %s (%s, frame #%d)" % (ADDR % addr, TRAP_FUNCTION, level)
+    if tf["kind"] & 3:
+        yield "  exception  %s in %s mode (EL%d)" % (VECTOR_TYPES[tf["kind"] & 3], mode, from_el)
+    else:
+        ec = faultlog.esr_class(esr)
+        yield "  exception  %s (EC %#04x) in %s mode (EL%d)" % (faultlog.A64_CLASSES.get(ec, "class %#x" % ec), ec,
+                                                               mode, from_el)
+    symbol = symbol_of(tf["elr"])
+    yield "  ELR        %s%s" % (ADDR % tf["elr"], "  " + symbol if symbol else "")
+    yield "  SP         %s" % (ADDR % tf["sp"])
+    if tf["kind"] & 3 or faultlog.esr_class(esr) not in faultlog.A64_ABORTS:
+        yield "  ESR        %#010x" % esr
+        yield "verdict: not an abort: the report before the panic names it (%s)" % (
+            VECTOR_TYPES[tf["kind"] & 3] if tf["kind"] & 3 else faultlog.A64_CLASSES.get(faultlog.esr_class(esr), "?"))
+        return
+    yield "  ESR        %#010x: %s" % (esr, faultlog.describe_abort(esr))
+    if esr & ISS_FNV:
+        yield "verdict: FAR is not valid for this abort: nothing to walk (%s)" % faultlog.describe_abort(esr)
+        return
+    far = tf["far"]
+    ttbr = "TTBR1_EL1" if far >> 55 & 1 else "TTBR0_EL1"
+    yield "  FAR        %s  (the address that faulted; %s's range)" % (ADDR % far, ttbr)
+    reason = target.paging_off_reason("aarch64", paging)
+    if reason:
+        yield "verdict: " + reason
+        return
+    result = walk_address("aarch64", paging, far)
+    yield "walk of FAR through %s (the current tables):" % ttbr
+    yield format_walk(result)
+    for sentence in abort_verdict(esr, result, spsr, faultlog):
+        yield "verdict: " + sentence
+
+
+def _check(label, walk, need_write=False, need_exec=False):
+    text = "  %-5s %s " % (label, ADDR % walk.va)
+    if not walk.mapped:
+        return text + "NOT MAPPED: " + walk.stop_reason
+    problems = []
+    if need_write and not walk.perms.write:
+        problems.append("read-only (the exception frame is pushed here)")
+    if need_exec and not walk.perms.execute:
+        problems.append("not executable")
+    if problems:
+        return text + "PROBLEM: " + "; ".join(problems)
+    return text + "ok -> PA " + ADDR % walk.pa + " " + walk.perms.rwx()
+
+
+def _without_trap_frame(paging, faultlog):
+    yield "no trap frame: %s is not on the stack; looking at the CPU as it is" % TRAP_FUNCTION
+    # (QEMU 7.2's gdbstub spells VBAR_EL1 "VBAR", as it does SCTLR_EL1 "SCTLR".)
+    names = {"pc": "pc", "sp": "sp", "ELR_EL1": "elr", "ESR_EL1": "esr", "FAR_EL1": "far", "VBAR": "vbar"}
+    regs = {key: target.register(name) for name, key in names.items()}
+    pc = regs["pc"] or 0
+    symbol = symbol_of(pc)
+    yield "  PC         %s%s" % (ADDR % pc, "  " + symbol if symbol else "")
+    if regs["esr"] is not None:
+        ec = faultlog.esr_class(regs["esr"])
+        decoded = faultlog.describe_abort(regs["esr"]) if ec in faultlog.A64_ABORTS else \
+            faultlog.A64_CLASSES.get(ec, "class %#x" % ec)
+        yield "  ESR_EL1    %#010x: %s (the last exception taken)" % (regs["esr"], decoded)
+    for key, label in (("elr", "ELR_EL1"), ("far", "FAR_EL1"), ("vbar", "VBAR_EL1")):
+        if regs[key] is not None:
+            yield "  %-10s %s" % (label, ADDR % regs[key])
+    reason = target.paging_off_reason("aarch64", paging)
+    if reason:
+        yield "verdict: " + reason
+        return
+    yield "what delivering an exception needs (walked with the current TTBR0 %s, TTBR1 %s):" % tuple(
+        "%#x" % paging[k] if paging.get(k) is not None else "?" for k in ("ttbr0_el1", "ttbr1_el1"))
+    with target.physical_memory() as read_phys:
+        def w(va):
+            return walk_address("aarch64", paging, va, read_phys=read_phys)
+        lines = [_check("PC", w(pc), need_exec=True)]
+        if regs["vbar"] is not None:
+            lines.append(_check("VBAR", w(regs["vbar"] + SYNC_FROM_EL1), need_exec=True))
+        if regs["sp"]:
+            lines.append(_check("stack", w(regs["sp"] - 16), need_write=True))
+    yield from lines
+    verdicts = []
+    bad = [line.split()[0] for line in lines if "NOT MAPPED" in line or "PROBLEM" in line]
+    if bad:
+        verdicts.append("%s not usable: an exception there faults again, at the same vector, forever "
+                        "(AArch64's triple fault)" % ", ".join(bad))
+    if regs["elr"] is not None and regs["vbar"] is not None and 0 <= regs["elr"] - regs["vbar"] < VECTOR_TABLE_BYTES:
+        verdicts.append("ELR_EL1 is inside the vector table: the last exception was taken while entering the "
+                        "vectors, an exception loop")
+    if not verdicts:
+        verdicts.append("nothing is wrong that I can see: the PC, the vectors and the stack are usable")
+    for sentence in verdicts:
+        yield "verdict: " + sentence
+
+
+def _qemu_log_line(faultlog):
+    path = session.qemu_log_path()
+    if not path or not os.path.exists(path):
+        return None
+    log = faultlog.parse_file(path, "aarch64")
+    summary = log.summary()
+    storm = log.storm()
+    if storm is not None:
+        summary = (summary + "; " if summary else "") + storm.describe()
+    return "QEMU's interrupt log: " + summary if summary else None
+
+
+def explain():
+    """The lines fault-why prints on AArch64, ending with verdicts."""
+    faultlog = _faultlog()
+    paging = target.paging_regs("aarch64")
+    found = find_trap_frame()
+    lines = list(_without_trap_frame(paging, faultlog) if found is None else _from_trap_frame(paging, faultlog, *found))
+    log_line = _qemu_log_line(faultlog)
+    if log_line:
+        lines.insert(len(lines) - sum(1 for line in lines if line.startswith("verdict: ")), log_line)
+    return lines
