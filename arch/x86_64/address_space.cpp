@@ -54,10 +54,13 @@ bool X86AddressSpace::is_live() const { return hw::read_root() == tree_.root(); 
 
 bool X86AddressSpace::shares_kernel_half(FormatSink& why) const {
   if (kernel_) return true;
+  // The CPU sets the accessed bit of an entry in whichever root it walks through: a shared
+  // entry may differ there, and only there.
+  constexpr u64 kSetByCpu = Format::kAccessed | Format::kDirty;
   const u64* top = tree_.root_entries();
   usize differ = 0, first = 0;
   for (usize i = kKernelHalfFirst; i < Format::kEntriesPerTable; ++i)
-    if (top[i] != kernel_top_[i] && differ++ == 0) first = i;
+    if (((top[i] ^ kernel_top_[i]) & ~kSetByCpu) != 0 && differ++ == 0) first = i;
   if (differ == 0) return true;
   format_to(why, "{} entry {} is {:#x}, the kernel's is {:#x}", Format::level_name(0), first, top[first],
             kernel_top_[first]);
