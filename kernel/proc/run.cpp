@@ -4,6 +4,7 @@
 #include "core/arch.hpp"
 #include "core/panic.hpp"
 #include "core/selftest.hpp"
+#include "lib/facts.hpp"
 #include "lib/string.hpp"
 #include "mm/heap.hpp"
 #include "mm/vm.hpp"
@@ -26,6 +27,10 @@ enum RunCheckpoint : u64 {
   kStarted = 0x52554e32,  ///< "RUN2": every process made, none run; a = the run's heap object, b = count
   kEnded = 0x52554e33,    ///< "RUN3": every process reaped; a, b as for kBefore
 };
+
+PAGODA_FACT(run_checkpoint_before, kBefore)
+PAGODA_FACT(run_checkpoint_started, kStarted)
+PAGODA_FACT(run_checkpoint_ended, kEnded)
 
 /// One program of run=, parsed.
 struct Launch {
