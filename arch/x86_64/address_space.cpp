@@ -26,12 +26,18 @@ Result<X86AddressSpace> X86AddressSpace::create_user(const X86AddressSpace& kern
   Tree tree = TRY(Tree::create(kernel.tree_.memory(), {.owned_first = 0,
                                                        .owned_end = kKernelHalfFirst,
                                                        .pinned_first = kKernelHalfFirst}));
+  // LAB 3 BEGIN share the kernel half: the new root's upper entries are the kernel root's
+  // The same entries, pointing to the same (pinned) tables: a mapping the kernel makes later
+  // under any of them (a kernel stack, say) is in this root at once. Copying the tables
+  // instead would freeze this root's view of the kernel half.
   u64* top = tree.root_entries();
   for (usize i = kKernelHalfFirst; i < Format::kEntriesPerTable; ++i) top[i] = shared[i];
-  X86AddressSpace space(move(tree), false, shared);
-  for (usize i = kKernelHalfFirst; i < Format::kEntriesPerTable; ++i)
-    PAGODA_ASSERT(space.tree_.root_entries()[i] == shared[i]);
-  return space;
+  // LAB 3 SKELETON
+  // (void)tree;
+  // return Error(Error::NotImplemented, "lab 3: share the kernel half in X86AddressSpace::create_user() in "
+  //                                     "arch/x86_64/address_space.cpp (labs/03-process-roots/README.md)");
+  // LAB 3 END
+  return X86AddressSpace(move(tree), false, shared);
 }
 
 X86AddressSpace::~X86AddressSpace() {
