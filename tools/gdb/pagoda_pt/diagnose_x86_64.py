@@ -81,6 +81,7 @@ _GATE = struct.Struct("<HHBBHII")
 GATE_PRESENT = 0x80
 GATE_TYPES = {0xE: "interrupt gate", 0xF: "trap gate"}
 TSS_RSP0 = 4
+KERNEL_HALF_START = 0xFFFF_8000_0000_0000   # the upper canonical half: never a user address
 TSS_IST1 = 36
 TSS_IST_SLOTS = 7
 # The reset value of IDTR: no IDT was ever loaded.
@@ -463,6 +464,13 @@ class _Explainer:
             if elsewhere:
                 ex.find(12, elsewhere + ": the mapping was written into a root that is not "
                                         "the active one")
+            if decoded.user:
+                ex.find(40, "CR2 %#x is not mapped in the active root %s (%s): the program "
+                            "touched %s it was never given" % (
+                                cr2, roots.label(), w.stop_reason,
+                                "a kernel address" if cr2 >= KERNEL_HALF_START
+                                else "an address"))
+                return
             ex.find(40, "CR2 %#x is not mapped in the active root %s (%s): map it, or find "
                         "why the kernel touched it (RIP's code, `bt`)"
                     % (cr2, roots.label(), w.stop_reason))
