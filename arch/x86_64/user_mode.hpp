@@ -8,7 +8,7 @@
 namespace pagoda::x86 {
 
 /// The name of the privileged instruction @p code starts with ("hlt", "cli", "mov to/from a
-/// control register", ...), or nullptr when it is not one (a #GP in ring 3 then came from a
+/// control register", ...), or nullptr when it is not one (a \#GP in ring 3 then came from a
 /// non-canonical address or a segment). Reads at most @p size bytes.
 const char* privileged_instruction(const u8* code, usize size);
 

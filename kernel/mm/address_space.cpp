@@ -17,8 +17,8 @@ Result<AddressSpace> AddressSpace::create_user(const AddressSpace& kernel) {
   char text[SwitchRefusal::kDetailSize];
   BufferSink why(text, sizeof text);
   if (s_switch_checks && !space.arch_.shares_kernel_half(why))
-    panic("AddressSpace::create_user: the new root {:#x} does not share the kernel half: {} (a new root whose kernel "
-          "half was never filled in)", space.root().value(), why.view());
+    panic("AddressSpace::create_user: the new root {:#x} does not share the kernel half: {}", space.root().value(),
+          why.view());
   return space;
 }
 

@@ -3,11 +3,11 @@
 /// mode, and everything the ISA's trap code calls back. The one header an ISA port reads.
 ///
 /// kernel/proc never names a register, an instruction or a descriptor table. What it needs
-/// from the CPU is six operations (namespace arch, implemented in arch/<isa>/user_mode.cpp and
+/// from the CPU is six operations (namespace arch, implemented in arch/ISA/user_mode.cpp and
 /// switch.S); what the CPU's traps need from it is three entry points (namespace proc,
 /// implemented in kernel/proc). Interrupts are off whenever either side calls the other.
 ///
-///     generic (kernel/proc)                         ISA (arch/<isa>)
+///     generic (kernel/proc)                         ISA (arch/ISA)
 ///     --------------------------------------------  ------------------------------------------
 ///     boot ------------------------------------->  user_mode_init(): the system-call entry;
 ///                                                   x86_64 STAR/LSTAR/SFMASK, SMEP/SMAP/UMIP;
@@ -30,7 +30,7 @@
 ///                                                   interrupted user mode
 ///
 /// The register half of the system-call convention is in kernel/lib/abi.hpp; the user side of
-/// it in user/lib/arch/<isa>/syscall_arch.hpp. The path of one system call and of one timer
+/// it in user/lib/arch/ISA/syscall_arch.hpp. The path of one system call and of one timer
 /// interrupt from user mode, step by step, is drawn in labs/03-process-roots/README.md.
 ///
 /// What an AArch64 port provides: user_mode_init (PAN on; SCTLR_EL1.SPAN = 0 so that an

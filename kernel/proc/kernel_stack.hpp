@@ -20,7 +20,7 @@
 /// in one root only kills the machine at one of these two moments (labs/03-process-roots).
 ///
 /// A stack that overflows writes into the guard; the fault cannot be delivered on the same
-/// stack, so the CPU escalates (x86_64: #DF, on its own IST stack), and the trap code asks
+/// stack, so the CPU escalates (x86_64: \#DF, on its own IST stack), and the trap code asks
 /// guard_hit() whether the address was a guard: then the report says "kernel stack overflow".
 #pragma once
 

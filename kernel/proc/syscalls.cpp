@@ -21,7 +21,7 @@ using abi::Errno;
 constexpr i64 fail(Errno e) { return abi::error_result(e); }
 
 /// Most bytes one write() takes; a longer one writes this much and returns the count.
-constexpr usize kMaxWrite = 4096;
+constexpr usize kMaxWrite = 4 * KiB;
 /// Bytes copied from user memory at a time (a buffer on the kernel stack).
 constexpr usize kCopyChunk = 256;
 /// Longest sleep (10 s of ticks): a longer one is EINVAL.
