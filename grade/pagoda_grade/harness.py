@@ -190,6 +190,9 @@ class Run:
             parts.append(f"the grader stopped the machine: {self.stop_reason}")
         elif outcome not in ("success", "failure"):
             parts.append(f"the machine ended with: {outcome}")
+        panicked = panic_line("\n".join(self.lines)) if outcome == "failure" else ""
+        if panicked and panicked not in reason:
+            parts.append(f"the kernel panicked: {panicked}")
         summary = self.log.summary(self.symbol_of)
         if summary and outcome != "success" and self.stop_kind != STORM:
             parts.append(summary)
