@@ -200,9 +200,16 @@ class RootInspector:
             return (f"root {root:#x} has an EMPTY kernel half: none of its {total} kernel-half top-level entries "
                     f"is present (the kernel root's entry {i} is {self.kernel_entries[i]:#x}): a new root whose "
                     "kernel half was never filled in")
+        stacks = [j for j in differ if self.top_index(self.layout.stack_base) == j and ARCHES[self.arch].present(mine[j])]
         return (f"root {root:#x} does not share the kernel half: {len(differ)} of its {total} kernel-half top-level "
                 f"entries differ from the kernel root's (entry {i} is {mine[i]:#x}, the kernel's {self.kernel_entries[i]:#x})"
-                + (": copied tables instead of shared ones" if present == total else ""))
+                + (": copied tables instead of shared ones" if present == total else "")
+                + (f"; entry {stacks[0]} (the kernel stacks) is a copy of the kernel's table: a kernel stack mapped "
+                   "after the copy is only in the root where it was allocated" if stacks else ""))
+
+    def top_index(self, va):
+        """The top-level index of virtual address @p va."""
+        return (va >> self.top.shift) & (self.top.entries - 1)
 
     def dump(self, snap, root):
         if root not in self.dumps:
