@@ -20,10 +20,10 @@ using abi::Errno;
 
 constexpr i64 fail(Errno e) { return abi::error_result(e); }
 
-/// Most bytes one write() takes; a longer one writes this much and returns the count.
-constexpr usize kMaxWrite = 4 * KiB;
 /// Bytes copied from user memory at a time (a buffer on the kernel stack).
 constexpr usize kCopyChunk = 256;
+/// Most bytes one write() takes (16 chunks); a longer one writes this much and returns the count.
+constexpr usize kMaxWrite = 16 * kCopyChunk;
 /// Longest sleep (10 s of ticks): a longer one is EINVAL.
 constexpr u64 kMaxSleepTicks = 1000;
 /// Stack bytes each level of kernel_recurse takes, so that its overflow comes soon.
