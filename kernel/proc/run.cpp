@@ -16,6 +16,9 @@
 namespace pagoda::proc {
 namespace {
 
+/// Whether arch::user_mode_init() succeeded (init()): without it no process can run.
+bool g_user_mode = false;
+
 /// Most programs one run= starts.
 constexpr usize kMaxRun = kMaxProcesses;
 /// Most arguments one program gets from run= (argv[0] and the token come on top).
@@ -184,10 +187,16 @@ void init() {
   print("user mode: ");
   const Result<void> ready = arch::user_mode_init(console_sink());
   println("");
-  if (ready.is_error()) panic("user mode: the CPU cannot run processes: {}", ready.error());
+  g_user_mode = ready.ok();
+  if (ready.is_error()) println("user mode: unavailable ({}): run= cannot start processes", ready.error());
 }
 
 bool run_programs(StringView spec, StringView token) {
+  if (!g_user_mode) {
+    println("run: this kernel has no user mode on {} (see the 'user mode:' line above): processes cannot run",
+            arch::name());
+    return false;
+  }
   if (!vm::ready()) {
     println("run: no virtual memory (a lab is not done yet): processes cannot run");
     return false;
