@@ -140,7 +140,10 @@ void user_syscall(TrapFrame& f) {
 void user_exception(const TrapFrame& f) {
   const u64 ec = esr_class(f.esr);
   proc::UserFault fault;
-  fault.mnemonic = is_abort(f.esr) ? (is_data_abort(f.esr) ? "DABT" : "IABT") : "SYNC";
+  // Short names as QEMU's log gives them (DABT, IABT, UNDEF), and for the traps EL0 took by the
+  // kernel's choice (SCTLR_EL1), what was trapped.
+  fault.mnemonic = is_abort(f.esr) ? (is_data_abort(f.esr) ? "DABT" : "IABT")
+                   : ec == kClassUnknown ? "UNDEF" : ec == kClassWfx ? "WFx" : ec == kClassSysreg ? "SYSREG" : "SYNC";
   fault.name = exception_class_name(ec);
   fault.vector = ec;
   fault.pc = f.elr;
