@@ -141,14 +141,25 @@ class Watch:
                                 "on it in another root cannot push its frame)")
         return problems
 
-    def live_problem(self, snap):
+    def live_problem(self, snap, kernel_sp=True):
         """What is wrong with the roots the CPU holds at @p snap, a stop in a process (None: nothing):
-        x86_64, CR3's kernel half; AArch64, TTBR1 not holding the kernel root."""
+        x86_64, CR3's kernel half; AArch64, TTBR1 not holding the kernel root; and, when the stop's
+        SP is the kernel's (@p kernel_sp), a kernel stack in the user half."""
         root = snap.lower_root
         if root in self.kernel_roots or self.inspector is None:
             return None
+        label = self.roots.get(root, f"root {root:#x}")
+        if kernel_sp and snap.sp < self.layout.kernel_half_base:
+            return (f"{label} is live and the kernel runs on SP {snap.sp:#x}, in the user half ("
+                    f"{'TTBR0' if self.arch == 'aarch64' else 'the lower half of CR3'}'s range): a kernel stack reached "
+                    "through the process's own root, which the next switch of roots unmaps (kernel stacks belong in "
+                    "the kStackBase area of the kernel half)")
         why = self.inspector.kernel_half_problem(snap, root)
-        return f"{self.roots.get(root, f'root {root:#x}')}: {why}" if why else None
+        return f"{label}: {why}" if why else None
+
+    def register_sp_low(self, snap):
+        """True when the stack pointer a switch is about to load lies in the user half."""
+        return snap.register(self.proc["switch_next_sp"]) < self.layout.kernel_half_base
 
     def fail(self, run, message):
         """run.fail() with, when the machine died, what the grader can say about why."""
@@ -220,7 +231,7 @@ def test_hello_user(boot, kernel, arch):
         snap = syscall_stops(guest, watch, {write})
         fd, buf, length = (snap.register(r) for r in watch.proc["syscall_args"][:3])
         page = snap.walk(buf)
-        return dict(root=snap.lower_root, live=watch.live_problem(snap),
+        return dict(root=snap.lower_root, live=watch.live_problem(snap, watch.proc["syscall_entry_kernel_sp"]),
                     pc=snap.register(watch.proc["syscall_return_pc"]), fd=fd,
                     data=snap.read_virt(buf, min(length, 4096)), user=page.mapped and page.perms.user)
 
@@ -264,7 +275,7 @@ def test_separate_roots(boot, kernel, arch):
             snap = syscall_stops(guest, watch, {yield_number})
             if snap.lower_root in seen:
                 continue
-            live = watch.live_problem(snap)
+            live = watch.live_problem(snap, watch.proc["syscall_entry_kernel_sp"])
             if live:
                 return {"problem": f"at memcheck's yield: {live}"}
             w = snap.walk(var)
@@ -670,6 +681,8 @@ def test_roots_verified(boot, kernel, arch):
                 if slot is not None:
                     cpu_slots.add(slot)
             label = watch.roots.setdefault(root, f"root {root:#x} (loaded by the CPU, not in the registry)")
+            if snap.sp < watch.layout.kernel_half_base or watch.register_sp_low(snap):
+                problems.append(f"at a context switch: {watch.live_problem(snap) or 'the next stack is in the user half'}")
             if root not in watch.kernel_roots:
                 half = insp.kernel_half_problem(snap, root)
                 if half:

@@ -362,7 +362,8 @@ def explain_death(run, inspector, layout, roots):
     where = run.symbol_of(f.pc) or f"{f.pc:#x}"
     first = f"the first kernel fault: {f.describe(run.symbol_of)}"
     root = f.root
-    label = roots.get(root, f"{root:#x}" if root is not None else "an unknown root")
+    label = roots.get(root, f"{root:#x}" if root is not None else "the roots the CPU held (QEMU's AArch64 log does "
+                      "not name them)")
     dumps = inspector.dumps
     if root is not None and inspector.half.get(root):
         return f"{first}; the root loaded then, {label}: {inspector.half[root]}"
@@ -386,6 +387,11 @@ def explain_death(run, inspector, layout, roots):
                     "stack mapped only in the root where it was allocated")
     if f.address is not None and f.address == f.pc:
         return f"{first}: the code being executed is not mapped in {label}, the root loaded then"
+    if f.address is not None and f.address < layout.kernel_half_base and f.arch == "aarch64" \
+            and (f.error or 0) >> 26 == 0x25 and run.symbol_of(f.pc):
+        return (f"{first}: the kernel ({where}) touched {f.address:#x}, in TTBR0's range, and it is not mapped there: "
+                "kernel memory reached through TTBR0, the half every switch of processes reloads (a kernel stack "
+                "or kernel data must live in TTBR1's range, the kernel half)")
     return None
 
 

@@ -94,7 +94,8 @@ ARCHES = {
               "cpu_set_bits": (1 << 5) | (1 << 6),
               "user_guards": (("cr4", 20, "SMEP"), ("cr4", 21, "SMAP"), ("cr4", 11, "UMIP")),
               "pf_error": {"present": 1, "write": 2, "user": 4, "fetch": 16},
-              "syscall_result": "rax", "user_privilege": 3, "privileged_fault": 13, "instruction_abort": 14}),
+              "syscall_result": "rax", "user_privilege": 3, "privileged_fault": 13, "instruction_abort": 14,
+              "syscall_entry_kernel_sp": False}),   # `syscall` leaves the user's RSP in place
     "aarch64": ArchModel(
         name="aarch64", pc="pc", sp="sp", arguments=tuple(f"x{i}" for i in range(8)),
         translation=("ttbr0_el1", "ttbr1_el1", "tcr_el1", "sctlr_el1", "mair_el1"),
@@ -110,7 +111,7 @@ ARCHES = {
         proc={"switch": "aarch64_switch_context", "switch_next_sp": "x1",
               "syscall_entry": "aarch64_svc_entry", "syscall_number": "x8",
               "syscall_args": ("x0", "x1", "x2", "x3", "x4", "x5"), "syscall_return_pc": "elr_el1",
-              "syscall_result": "x0",
+              "syscall_result": "x0", "syscall_entry_kernel_sp": True,   # SP is SP_EL1 there
               "root_loader": "pagoda::aarch64::hw::load_ttbr0", "root_loader_arg": "x0",
               "timer_vector": 5, "page_fault": 4, "instruction_abort": 3, "protection_fault": 4,
               "privileged_fault": 1, "stack_overflow": None, "user_privilege": 0,
