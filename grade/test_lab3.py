@@ -661,9 +661,12 @@ def test_roots_verified(boot, kernel, arch):
     def script(guest):
         first = watch.before(guest)
         problems = []
-        for register, bit, name in proc["user_guards"]:
-            if not first.register(register) >> bit & 1:
-                problems.append(f"{name} is off ({register.upper()} bit {bit}, read from outside)")
+        def guards(snap, when):
+            for register, bit, name in proc["user_guards"]:
+                if not snap.register(register) >> bit & 1:
+                    problems.append(f"{name} is off {when} ({register.upper()} bit {bit}, read from outside)")
+
+        guards(first, "before the first process")
         insp = watch.inspector
         problems += insp.map_problems(first, watch.kernel_root, "the kernel root")
         started = watch.started_check(guest)
@@ -674,6 +677,9 @@ def test_roots_verified(boot, kernel, arch):
         cpu_roots, cpu_slots = set(), set()
         for _ in range(switches):
             snap = guest.stop_at(proc["switch"])
+            # Again at every switch: AArch64's PAN is PSTATE, the kernel's to lift around one copy
+            # and to set again after it, not a control register set once.
+            guards(snap, "at a context switch")
             root = snap.lower_root
             cpu_roots.add(root)
             for sp in (snap.sp, snap.register(proc["switch_next_sp"])):
