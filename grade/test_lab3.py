@@ -18,7 +18,7 @@ from pagoda_grade.processes import (HEX, Layout, RootInspector, count_used, expl
                                     user_page_frames, user_symbol)
 from pagoda_grade.proof import proof
 from pagoda_grade.symbols import address_of, fact, find
-from pagoda_grade.witness import ARCHES, PAGE, expect_fault, pick_in, pick_page, window_ram
+from pagoda_grade.witness import ARCHES, MACHINES, PAGE, expect_fault, pick_in, pick_page, window_ram
 
 # Values the user programs compute from the token with the same tags (user/programs/*.cpp).
 HELLO_TAG = 0x4845   # "HE"
@@ -38,6 +38,27 @@ def run_spec(*programs):
     return ",".join(programs)
 
 
+def fault_expectation(arch, *, user=True, write=False, fetch=False, mapped=True, noncanonical=False):
+    """(vector, error, error_mask) of the exception QEMU must log for one access that faults:
+    from user mode (@p user) or the kernel, a write or a fetch, to a page that is @p mapped or not,
+    or to a non-canonical address. The one table of what each ISA's CPU reports."""
+    proc = ARCHES[arch].proc
+    if arch == "x86_64":
+        if noncanonical:
+            return proc["protection_fault"], 0, ~0
+        bits = proc["pf_error"]
+        error = ((bits["user"] if user else 0) | (bits["present"] if mapped else 0) | (bits["write"] if write else 0)
+                 | (bits["fetch"] if fetch else 0))
+        return proc["page_fault"], error, ~0
+    # AArch64: an abort; the syndrome's class (the same-EL class is the lower-EL one + 1), WnR and
+    # fault type. A non-canonical address is a translation fault (in neither TTBR's range).
+    esr = proc["esr"]
+    ec = esr["instruction_abort" if fetch else "data_abort"] + (0 if user else 1)
+    status = esr["permission"] if mapped and not noncanonical else esr["translation"]
+    return (proc["instruction_abort" if fetch else "page_fault"], ec << 26 | (esr["wnr"] if write else 0) | status,
+            esr["mask"])
+
+
 class Watch:
     """What the witness script of one boot learns, shared with the checks after it: the kernel
     root, the process roots, the kernel stacks, and a RootInspector that can explain a death."""
@@ -49,6 +70,7 @@ class Watch:
         self.layout = Layout.of(kernel)
         self.inspector = None
         self.kernel_root = None
+        self.kernel_roots = set()  # the kernel root, and on AArch64 the kernel's own TTBR0 root
         self.roots = {}          # root -> label
         self.started = {}        # pid -> Started (the kernel's lines)
         self.bitmap = None       # (address, words) of the used-frame bitmap
@@ -68,7 +90,10 @@ class Watch:
         """The first stop of a run: the kernel root (the CPU's), the frames in use."""
         snap = self.checkpoint(guest, "before")
         self.kernel_root = snap.root
+        self.kernel_roots = {snap.root, snap.lower_root}
         self.roots[snap.root] = "the kernel root"
+        if snap.lower_root != snap.root:
+            self.roots[snap.lower_root] = "the kernel's TTBR0 root"
         self.inspector = RootInspector(snap, self.kernel, self.arch, snap.root)
         self.bitmap = (snap.argument(1), snap.argument(2))
         self.frames_before = count_used(snap, *self.bitmap)
@@ -86,7 +111,7 @@ class Watch:
             self.roots[root] = f"root {root:#x} of {label}"
         problems = []
         for root, label in self.roots.items():
-            if root == self.kernel_root:
+            if root in self.kernel_roots:
                 continue
             half = self.inspector.kernel_half_problem(snap, root)
             if half:
@@ -115,6 +140,26 @@ class Watch:
                                 "kernel stack mapped only in the root where it was allocated (an interrupt or a switch "
                                 "on it in another root cannot push its frame)")
         return problems
+
+    def live_problem(self, snap, kernel_sp=True):
+        """What is wrong with the roots the CPU holds at @p snap, a stop in a process (None: nothing):
+        x86_64, CR3's kernel half; AArch64, TTBR1 not holding the kernel root; and, when the stop's
+        SP is the kernel's (@p kernel_sp), a kernel stack in the user half."""
+        root = snap.lower_root
+        if root in self.kernel_roots or self.inspector is None:
+            return None
+        label = self.roots.get(root, f"root {root:#x}")
+        if kernel_sp and snap.sp < self.layout.kernel_half_base:
+            return (f"{label} is live and the kernel runs on SP {snap.sp:#x}, in the user half ("
+                    f"{'TTBR0' if self.arch == 'aarch64' else 'the lower half of CR3'}'s range): a kernel stack reached "
+                    "through the process's own root, which the next switch of roots unmaps (kernel stacks belong in "
+                    "the kStackBase area of the kernel half)")
+        why = self.inspector.kernel_half_problem(snap, root)
+        return f"{label}: {why}" if why else None
+
+    def register_sp_low(self, snap):
+        """True when the stack pointer a switch is about to load lies in the user half."""
+        return snap.register(self.proc["switch_next_sp"]) < self.layout.kernel_half_base
 
     def fail(self, run, message):
         """run.fail() with, when the machine died, what the grader can say about why."""
@@ -186,14 +231,17 @@ def test_hello_user(boot, kernel, arch):
         snap = syscall_stops(guest, watch, {write})
         fd, buf, length = (snap.register(r) for r in watch.proc["syscall_args"][:3])
         page = snap.walk(buf)
-        return dict(root=snap.root, pc=snap.register(watch.proc["syscall_return_pc"]), fd=fd,
+        return dict(root=snap.lower_root, live=watch.live_problem(snap, watch.proc["syscall_entry_kernel_sp"]),
+                    pc=snap.register(watch.proc["syscall_return_pc"]), fd=fd,
                     data=snap.read_virt(buf, min(length, 4096)), user=page.mapped and page.perms.user)
 
     run = boot(args={"run": "hello"}, token=token, witness=script)
     w = watch.require(run)
-    if w["root"] == watch.kernel_root:
-        run.fail(f"the write system call came with the kernel root {w['root']:#x} loaded: hello does not run in a "
-                 "root of its own")
+    if w["live"]:
+        run.fail(f"at hello's write system call: {w['live']}")
+    if w["root"] in watch.kernel_roots or w["root"] not in watch.roots:
+        run.fail(f"the write system call came with root {w['root']:#x} loaded, not a process root the kernel "
+                 "published: hello does not run in a root of its own")
     if not text[0] <= w["pc"] < text[1]:
         run.fail(f"the write system call returns to {w['pc']:#x}, outside hello's text [{text[0]:#x}, {text[1]:#x}): "
                  "it did not come from the program in user mode")
@@ -225,13 +273,16 @@ def test_separate_roots(boot, kernel, arch):
         seen = {}
         for _ in range(12):
             snap = syscall_stops(guest, watch, {yield_number})
-            if snap.root in seen:
+            if snap.lower_root in seen:
                 continue
+            live = watch.live_problem(snap, watch.proc["syscall_entry_kernel_sp"])
+            if live:
+                return {"problem": f"at memcheck's yield: {live}"}
             w = snap.walk(var)
             if not w.mapped:
-                return {"problem": f"memcheck_value {var:#x} is not mapped in root {snap.root:#x}, the root loaded when "
-                                   "memcheck made its system call"}
-            seen[snap.root] = (w.pa, u64(snap.read_phys(w.pa, 8)), w.perms.rwx(), w.perms.user)
+                return {"problem": f"memcheck_value {var:#x} is not mapped in root {snap.lower_root:#x}, the root loaded "
+                                   "when memcheck made its system call"}
+            seen[snap.lower_root] = (w.pa, u64(snap.read_phys(w.pa, 8)), w.perms.rwx(), w.perms.user)
             if len(seen) == 2:
                 break
         return {"seen": seen}
@@ -241,7 +292,7 @@ def test_separate_roots(boot, kernel, arch):
     if "problem" in w:
         run.fail(w["problem"])
     seen = w["seen"]
-    if len(seen) != 2 or watch.kernel_root in seen:
+    if len(seen) != 2 or watch.kernel_roots & set(seen):
         run.fail(f"the two memcheck processes made their system calls in {len(seen)} distinct process roots "
                  f"({', '.join(hex(r) for r in seen)}): each needs a root of its own")
     (ra, (fa, xa, pa, ua)), (rb, (fb, xb, pb, ub)) = seen.items()
@@ -305,10 +356,16 @@ def test_preempt_user(boot, kernel, arch):
             run.fail(f"the {name} spinner's spin_count, read by the grader in its root at two instants "
                      f"{delays[1]:.2f} s apart, went from {first} to {second}: it did not keep making progress while "
                      "the other spun")
-    for root in w["spinners"]:
-        ticks = [e for e in run.log.hardware_interrupts(watch.proc["timer_vector"]) if e.privilege == 3
-                 and e.root == root and spin_main.contains(e.pc)]
-        if not ticks:
+    user_ticks = [e for e in run.log.hardware_interrupts(watch.proc["timer_vector"])
+                  if e.privilege == watch.proc["user_privilege"] and spin_main.contains(e.pc)]
+    if all(e.root is None for e in user_ticks):
+        # AArch64's log names no root: the two spinners run the same code, so the log can only say
+        # that the timer interrupted spin's loop in EL0 (their counters, read per root, say both ran).
+        if len(user_ticks) < 2:
+            run.fail(f"QEMU's log shows {len(user_ticks)} timer interrupts taken in user mode inside spin's loop: the "
+                     "spinners were not preempted from user mode")
+    for root in w["spinners"] if any(e.root is not None for e in user_ticks) or not user_ticks else ():
+        if not any(e.root == root for e in user_ticks):
             run.fail(f"QEMU's log shows no timer interrupt taken in ring 3 inside spin's loop with root {root:#x}: the "
                      "spinner was never preempted from user mode")
     got = {}
@@ -342,14 +399,14 @@ def probe_targets(kernel, arch, token):
     window_base = fact(kernel, "window_base") - fact(kernel, "window_phys_base")
     layout = Layout.of(kernel)
     slot0 = layout.stack(0)
-    lapic = 0xFEE0_0000
+    device = MACHINES[arch].devices[0][0]  # a device the kernel maps (x86_64: the local APIC)
     return [
         ("kernel text", within(sym("__text_start"), sym("__text_end"), "text")),
         ("kernel rodata", within(sym("__rodata_start"), sym("__rodata_end"), "rodata")),
         ("kernel data", within(sym("__data_start"), sym("__data_end"), "data")),
         ("the window", window_base + pick_page(token, "window", window_ram(kernel, arch, 128 << 20))[0]),
         ("a kernel stack", within(*slot0, "stack")),
-        ("MMIO", fact(kernel, "mmio_base") + lapic),
+        ("MMIO", fact(kernel, "mmio_base") + device),
         ("the temp-map area", fact(kernel, "temp_map_base") + pick_in(token, "temp", 0, 1 << 20) * PAGE),
         ("a non-canonical address", (1 << 63) | (pick_in(token, "noncanonical", 1, 1 << 30) * PAGE)),
     ]
@@ -359,7 +416,6 @@ def probe_targets(kernel, arch, token):
 def test_kernel_probes(boot, kernel, arch):
     token = boot.fresh_token()
     proc = ARCHES[arch].proc
-    pf, gp, bits = proc["page_fault"], proc["protection_fault"], proc["pf_error"]
     targets = probe_targets(kernel, arch, token)
     read_at = user_symbol(kernel, arch, "probe", "probe_read")
     write_at = user_symbol(kernel, arch, "probe", "probe_write")
@@ -398,7 +454,7 @@ def test_kernel_probes(boot, kernel, arch):
     cases = [(what, "reads", a) for what, a in targets + [("the kernel heap", heap)]]
     cases += [("its own data (execute)", "executes its data at", data_code),
               ("its own text (write)", "writes its text at", read_at.address)]
-    faults = [f for f in run.log.faults if f.privilege == 3]
+    faults = [f for f in run.log.faults if f.privilege == proc["user_privilege"]]
     for what, verb, address in cases:
         pid = pids.get((verb, address))
         if pid is None:
@@ -408,32 +464,44 @@ def test_kernel_probes(boot, kernel, arch):
                             "killed: ...' line)")
         k = kills[pid]
         if verb == "reads" and address >> 47 not in (0, (1 << 17) - 1):
-            want = dict(vector=gp, error=0, address=None, pc=read_at.address, how="protection fault", reason=None)
+            vector, error, mask = fault_expectation(arch, noncanonical=True)
+            if arch == "x86_64":
+                want = dict(address=None, how="protection fault", reason=None)
+            else:
+                want = dict(address=address, how="page fault", reason="non-canonical address")
+            want.update(vector=vector, error=error, mask=mask, pc=read_at.address)
         elif verb == "reads":
             walk = walks[address]
-            error = bits["user"] | (bits["present"] if walk.mapped else 0)
+            vector, error, mask = fault_expectation(arch, mapped=walk.mapped)
             reason = "user access to supervisor page" if walk.mapped else None
-            want = dict(vector=pf, error=error, address=address, pc=read_at.address, how="page fault", reason=reason)
+            want = dict(vector=vector, error=error, mask=mask, address=address, pc=read_at.address, how="page fault",
+                        reason=reason)
         elif verb == "executes its data at":
-            want = dict(vector=pf, error=bits["user"] | bits["present"] | bits["fetch"], address=address, pc=address,
-                        how="page fault", reason="execute of NX page")
+            vector, error, mask = fault_expectation(arch, fetch=True)
+            want = dict(vector=vector, error=error, mask=mask, address=address, pc=address, how="page fault",
+                        reason="execute of NX page")
         else:
-            want = dict(vector=pf, error=bits["user"] | bits["present"] | bits["write"], address=address,
-                        pc=write_at.address, how="page fault", reason="write to read-only page")
+            vector, error, mask = fault_expectation(arch, write=True)
+            want = dict(vector=vector, error=error, mask=mask, address=address, pc=write_at.address, how="page fault",
+                        reason="write to read-only page")
         logged = [f for f in faults if f.vector == want["vector"] and f.pc == want["pc"] and
                   (want["address"] is None or f.address == want["address"])]
         if not logged:
             run.fail(f"the probe of {what} ({address:#x}): QEMU's log shows no exception {want['vector']} in ring 3 at "
                      f"{want['pc']:#x}" + (f" with address {want['address']:#x}" if want["address"] is not None else ""))
         f = logged[0]
-        if f.error != want["error"]:
-            run.fail(f"the probe of {what}: the CPU took {f.describe(None)}, expected error {want['error']:#x}")
-        if f.root in (None, watch.kernel_root):
+        if f.error is None or f.error & want["mask"] != want["error"] & want["mask"]:
+            run.fail(f"the probe of {what}: the CPU took {f.describe(None)}, expected error {want['error']:#x}"
+                     + (f" (bits {want['mask']:#x})" if want["mask"] != ~0 else ""))
+        if f.root in watch.kernel_roots or (f.root is None and arch == "x86_64"):  # AArch64's log names no root
             run.fail(f"the probe of {what} faulted with the kernel root loaded, not in a root of its own")
         if k.how != want["how"] or k.pc != f.pc or (want["address"] is not None and k.address != want["address"]):
             run.fail(f"the kernel's kill line for the probe of {what} says '{k.how}' at {k.pc:#x} address "
                      f"{k.address}; the CPU took {f.describe(None)}")
-        reason = want["reason"] or (walks[address].stop_reason if verb == "reads" and want["vector"] == pf else None)
+        # Unmapped: where the grader's walk stopped ('PML4 entry 448', 'L0 entry 448'; the ISAs word
+        # the rest differently: 'not present', 'invalid (translation fault)').
+        reason = want["reason"] or (" ".join(walks[address].stop_reason.split()[:3])
+                                    if verb == "reads" and want["how"] == "page fault" else None)
         if reason and reason not in k.reason:
             run.fail(f"the kernel gives the reason '{k.reason}' for the probe of {what}; expected '{reason}'")
     for i in range(1, ticker_lines + 1):
@@ -446,8 +514,9 @@ def test_kernel_probes(boot, kernel, arch):
         va = pick_page(token, f"user page {exec_}", [(1 << 32, 1 << 46)])[0]
         t = boot(test="user_touch", token=token, args={"addr": va, "exec": exec_})
         t.expect(rf"^user_touch: a checked copy read ({HEX}) from user page {va:#x} proof=", "the checked copy")
-        error = bits["present"] | (bits["fetch"] if exec_ else 0)
-        expect_fault(t, vector=pf, error=error, address=va, privilege=0,
+        vector, error, mask = fault_expectation(arch, user=False, fetch=bool(exec_))
+        expect_fault(t, vector=vector, error=error, error_mask=None if mask == ~0 else mask, address=va,
+                     privilege=ARCHES[arch].kernel_privilege,
                      function=None if exec_ else "pagoda::pagoda_selftest_user_touch", pc=va if exec_ else None,
                      kernel=kernel, what=f"the kernel {'calling' if exec_ else 'reading'} user page {va:#x}")
         words = "kernel executed user memory" if exec_ else "kernel touched user memory"
@@ -475,9 +544,10 @@ def test_privileged(boot, kernel, arch):
         if k is None or k.how != "privileged instruction":
             run.fail(f"the process that executed {name} was not killed for a privileged instruction "
                      f"({k.how if k else 'no kill line'})")
-        logged = [f for f in run.log.faults if f.privilege == 3 and f.pc == site]
-        if not logged or logged[0].vector != proc["protection_fault"]:
-            run.fail(f"QEMU's log shows no general protection fault in ring 3 at priv_{name} ({site:#x})"
+        logged = [f for f in run.log.faults if f.privilege == proc["user_privilege"] and f.pc == site]
+        if not logged or logged[0].vector != proc["privileged_fault"]:
+            run.fail(f"QEMU's log shows no exception {proc['privileged_fault']} (the CPU refusing a privileged "
+                     f"instruction) in user mode at priv_{name} ({site:#x})"
                      + (f"; the CPU took {logged[0].describe(None)}" if logged else ""))
         if k.pc != site:
             run.fail(f"the kernel reports {name} at {k.pc:#x}; the CPU faulted at {site:#x}")
@@ -496,7 +566,7 @@ def test_privileged(boot, kernel, arch):
         snap = syscall_stops(guest, watch, {number})
         back = snap.register(proc["syscall_return_pc"])
         after = guest.stop_at(back)
-        return {"result": after.register(proc["syscall_number"]), "pc": back}
+        return {"result": after.register(proc["syscall_result"]), "pc": back}
 
     bad = boot(args={"run": f"badcall:{number:#x}"}, token=token, witness=script)
     w = watch.require(bad)
@@ -519,7 +589,7 @@ def test_privileged(boot, kernel, arch):
 
     fuzz = boot(args={"run": "fuzz"}, token=token, witness=fuzz_script)
     calls = fuzz_watch.require(fuzz)
-    kernel_faults = [f for f in fuzz.log.faults if f.privilege == 0]
+    kernel_faults = [f for f in fuzz.log.faults if f.privilege == ARCHES[arch].kernel_privilege]
     if kernel_faults:
         fuzz_watch.fail(fuzz, f"the random system calls made the kernel fault: {kernel_faults[0].describe(fuzz.symbol_of)}")
     if fuzz.search(r"^PANIC"):
@@ -552,16 +622,23 @@ def test_kstack_overflow(boot, kernel, arch):
     run = boot(args={"run": f"recurse:{depth}"}, token=token, witness=script)
     if watch.require(run) != depth:
         run.fail(f"the kernel_recurse call carried depth {run.witness}, expected {depth}")
-    faults = [f for f in run.log.faults if f.privilege == 0]
+    faults = [f for f in run.log.faults if f.privilege == ARCHES[arch].kernel_privilege]
     hits = [f for f in faults if f.vector == proc["page_fault"] and f.address is not None and layout.in_guard(f.address)]
     if not hits:
         watch.fail(run, "QEMU's log shows no kernel page fault in the guard page of a kernel stack: the recursion never "
                         "reached a guard (is the guard below each stack unmapped?)")
     slot = layout.slot_of(hits[0].address)
     bottom, top = layout.stack(slot)
-    if not any(f.vector == proc["stack_overflow"] for f in faults[faults.index(hits[0]):]):
+    after = faults[faults.index(hits[0]) + 1:]
+    if proc["stack_overflow"] is not None and not any(f.vector == proc["stack_overflow"] for f in after):
         run.fail("the page fault in the guard page was not followed by the exception that reports it "
                  f"(vector {proc['stack_overflow']})")
+    if proc["stack_overflow"] is None and after:
+        # No exception reports the overflow here: the vector entry must see SP in the guard and
+        # leave the stack before it pushes anything. A second fault is the entry faulting on it.
+        run.fail(f"the abort in the guard page was followed by {len(after)} more kernel exceptions (the first: "
+                 f"{after[0].describe(run.symbol_of)}): the exception entry pushed its frame on the overflowed stack "
+                 "instead of moving to a stack of its own")
     m = run.expect(rf"^KERNEL STACK OVERFLOW: the kernel stack of slot (\d+) \[({HEX}), ({HEX})\) ran into its guard "
                    rf"page at ({HEX})", "the kernel's 'KERNEL STACK OVERFLOW' report")
     if (int(m[1]), int(m[2], 16), int(m[3], 16)) != (slot, bottom, top) or not layout.in_guard(int(m[4], 16)):
@@ -584,27 +661,35 @@ def test_roots_verified(boot, kernel, arch):
     def script(guest):
         first = watch.before(guest)
         problems = []
-        for register, bit, name in proc["user_guards"]:
-            if not first.register(register) >> bit & 1:
-                problems.append(f"{name} is off ({register.upper()} bit {bit}, read from outside)")
+        def guards(snap, when):
+            for register, bit, name in proc["user_guards"]:
+                if not snap.register(register) >> bit & 1:
+                    problems.append(f"{name} is off {when} ({register.upper()} bit {bit}, read from outside)")
+
+        guards(first, "before the first process")
         insp = watch.inspector
         problems += insp.map_problems(first, watch.kernel_root, "the kernel root")
         started = watch.started_check(guest)
         slots = insp.mapped_stack_slots(started, watch.kernel_root)
         for root, label in list(watch.roots.items()):
-            if root != watch.kernel_root:
+            if root not in watch.kernel_roots:
                 problems += insp.map_problems(started, root, label)
         cpu_roots, cpu_slots = set(), set()
         for _ in range(switches):
             snap = guest.stop_at(proc["switch"])
-            root = snap.root
+            # Again at every switch: AArch64's PAN is PSTATE, the kernel's to lift around one copy
+            # and to set again after it, not a control register set once.
+            guards(snap, "at a context switch")
+            root = snap.lower_root
             cpu_roots.add(root)
             for sp in (snap.sp, snap.register(proc["switch_next_sp"])):
                 slot = watch.layout.slot_of(sp)
                 if slot is not None:
                     cpu_slots.add(slot)
             label = watch.roots.setdefault(root, f"root {root:#x} (loaded by the CPU, not in the registry)")
-            if root != watch.kernel_root:
+            if snap.sp < watch.layout.kernel_half_base or watch.register_sp_low(snap):
+                problems.append(f"at a context switch: {watch.live_problem(snap) or 'the next stack is in the user half'}")
+            if root not in watch.kernel_roots:
                 half = insp.kernel_half_problem(snap, root)
                 if half:
                     problems.append(f"{label}: {half}")
@@ -626,7 +711,7 @@ def test_roots_verified(boot, kernel, arch):
     if w["problems"]:
         run.fail("the grader walked every root itself (the kernel root, each process root from the registry and "
                  "from CR3 at context switches):\n  " + "\n  ".join(w["problems"][:12]))
-    process_roots_seen = w["cpu_roots"] - {watch.kernel_root}
+    process_roots_seen = w["cpu_roots"] - watch.kernel_roots
     if len(process_roots_seen) < 2:
         run.fail(f"the CPU loaded only {len(process_roots_seen)} process root(s) in {switches} context switches")
     if len(w["slots"]) < 4:
@@ -653,7 +738,7 @@ def test_exit_frees(boot, kernel, arch):
         frames = {}
         insp = watch.inspector
         for root, label in watch.roots.items():
-            if root == watch.kernel_root:
+            if root in watch.kernel_roots:
                 continue
             runs = insp.dump(started, root)
             for f in user_page_frames(runs, watch.layout) | table_frames(started, root, kernel, arch):

@@ -58,7 +58,16 @@ Result<Aarch64AddressSpace> Aarch64AddressSpace::create_user(const Aarch64Addres
     free_asid(asid);
     return lower.error();
   }
+  // LAB 3 BEGIN share the kernel half: the new space's TTBR1 root is the kernel's own tree
+  // The kernel half is one tree, the kernel's, held by TTBR1 for every address space: the new
+  // space refers to it (never a copy, never a tree of its own), so that activate() changes
+  // only TTBR0, and a kernel mapping made later (a kernel stack) is in every space at once.
   return Aarch64AddressSpace(lower.release_value(), const_cast<Tree*>(&kernel.own_upper_), asid);
+  // LAB 3 SKELETON
+  // free_asid(asid);
+  // return Error(Error::NotImplemented, "lab 3: share the kernel half in Aarch64AddressSpace::create_user() in "
+  //                                     "arch/aarch64/address_space.cpp (labs/03-process-roots/README.md)");
+  // LAB 3 END
 }
 
 Aarch64AddressSpace::~Aarch64AddressSpace() {

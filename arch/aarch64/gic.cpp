@@ -30,6 +30,9 @@ constexpr u8 kDefaultPriority = 0xa0;
 constexpr u8 kTargetCpu0 = 1;
 
 PhysAddr g_distributor, g_cpu_interface;
+/// The IAR value of the interrupt being handled, until it is ended (0 when none is).
+u32 g_active_iar = 0;
+bool g_active = false;
 IrqHandler g_handlers[kMaxIntid];
 
 volatile u32* gicd(usize offset) {
@@ -68,8 +71,16 @@ void gic_handle_irq(TrapFrame& frame) {
   if (intid >= kFirstSpecialIntid) return;  // spurious: nothing was acknowledged
   const IrqHandler handler = intid < kMaxIntid ? g_handlers[intid] : nullptr;
   if (handler == nullptr) panic("unexpected interrupt {} at ELR {:#x}", intid, frame.elr);
+  g_active_iar = iar;
+  g_active = true;
   handler(frame);
-  *gicc(kGiccEoir) = iar;
+  gic_end_of_interrupt();
+}
+
+void gic_end_of_interrupt() {
+  if (!g_active) return;
+  g_active = false;
+  *gicc(kGiccEoir) = g_active_iar;
 }
 
 }  // namespace pagoda::aarch64

@@ -18,4 +18,9 @@ void gic_enable(u32 intid, IrqHandler handler);
 /// Acknowledges the pending interrupt, runs its handler and ends it; called by the IRQ vector.
 void gic_handle_irq(TrapFrame& frame);
 
+/// Ends the interrupt being handled now (EOIR), before its handler returns: a handler that may
+/// switch to another context (the timer's) calls it first, so that the GIC does not hold back
+/// the next interrupt until this context runs again. gic_handle_irq() ends it otherwise.
+void gic_end_of_interrupt();
+
 }  // namespace pagoda::aarch64

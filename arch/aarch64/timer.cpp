@@ -16,6 +16,7 @@
 #include "arch/aarch64/cpu.hpp"
 #include "arch/aarch64/gic.hpp"
 #include "core/panic.hpp"
+#include "proc/arch.hpp"
 
 namespace pagoda::aarch64 {
 namespace {
@@ -25,12 +26,17 @@ constexpr u64 kCtlEnable = 1u << 0;
 u64 g_period = 0;
 volatile u64 g_ticks = 0;
 
-void on_tick(TrapFrame&) {
+void on_tick(TrapFrame& frame) {
   const u64 now = PAGODA_READ_SYSREG("cntvct_el0");
   u64 next = PAGODA_READ_SYSREG("cntv_cval_el0") + g_period;
   if (next <= now) next = now + g_period;  // fell behind (a debugger stopped us): skip ahead
   PAGODA_WRITE_SYSREG("cntv_cval_el0", next);
   g_ticks = g_ticks + 1;
+  // Ended before the tick may switch processes: the next tick must not wait for this one's
+  // process to run again.
+  gic_end_of_interrupt();
+  // Sleepers wake; a process interrupted in EL0 gives the CPU to the next one.
+  proc::timer_tick(frame.from_el() == 0);
 }
 
 }  // namespace

@@ -14,6 +14,13 @@
 #define TRAP_FRAME_RECORD 304
 #define TRAP_FRAME_SIZE 320
 
+/* TrapFrame.kind: (origin << 2) | type, the vector's number; TRAP_KIND_LOWER_SYNC is a
+   synchronous exception from EL0 (an SVC among them). TRAP_KIND_OVERFLOW is added when the
+   entry found the kernel stack overflowed and built the frame on the overflow stack instead
+   (vectors.S). */
+#define TRAP_KIND_LOWER_SYNC 8
+#define TRAP_KIND_OVERFLOW 16
+
 #ifdef __cplusplus
 #include "lib/types.hpp"
 
@@ -35,7 +42,11 @@ struct TrapFrame {
   u64 reserved;
   u64 frame_record[2];    ///< {x29, elr}: backtraces walk on into the interrupted code
 
-  VectorOrigin origin() const { return VectorOrigin(kind >> 2); }
+  VectorOrigin origin() const { return VectorOrigin((kind >> 2) & 3); }
+  /// True when the entry found SP in a kernel stack's guard and built this frame on the
+  /// overflow stack (vectors.S): the exception was the overflow, the frame's sp the stack
+  /// pointer that ran over.
+  bool overflowed() const { return (kind & TRAP_KIND_OVERFLOW) != 0; }
   VectorType type() const { return VectorType(kind & 3); }
   /// The exception level the trap came from (SPSR.M[3:2]).
   u32 from_el() const { return u32((spsr >> 2) & 3); }

@@ -31,7 +31,9 @@
 #include "arch/aarch64/platform.hpp"
 #include "arch_impl/page_table_format.hpp"
 #include "core/panic.hpp"
+#include "arch/aarch64/user_mode.hpp"
 #include "mm/vm.hpp"
+#include "proc/kernel_stack.hpp"
 
 extern "C" char aarch64_vectors[];
 
@@ -82,11 +84,17 @@ constexpr ClassName kClassNames[] = {
     {0x3c, "BRK instruction"},
 };
 
-const char* class_name(u64 ec) {
+}  // namespace
+
+const char* exception_class_name(u64 ec) {
   for (const ClassName& c : kClassNames)
     if (c.ec == ec) return c.name;
   return "reserved exception class";
 }
+
+namespace {
+
+const char* class_name(u64 ec) { return exception_class_name(ec); }
 
 constexpr const char* kVectorTypeNames[] = {"synchronous exception", "IRQ", "FIQ", "SError"};
 constexpr const char* kVectorOriginNames[] = {"current EL on SP_EL0", "current EL on SP_EL1", "lower EL (AArch64)",
@@ -169,6 +177,27 @@ void report_exception(const TrapFrame& f) {
   }
 }
 
+/// A frame the vector entry built on the overflow stack (vectors.S, kstack_check): the stack
+/// pointer, or the abort's address, lies in the guard below a kernel stack. Says so, with the
+/// stack's bounds.
+void report_stack_overflow(const TrapFrame& f) {
+  const bool has_far = is_translation_abort(f);
+  proc::StackRange hit = has_far ? proc::guard_hit(f.far) : proc::StackRange{};
+  u64 where = f.far;
+  if (hit.empty()) {
+    hit = proc::guard_hit(f.sp);
+    where = f.sp;
+  }
+  if (hit.empty()) {
+    where = f.sp - TRAP_FRAME_SIZE;
+    hit = proc::guard_hit(where);
+  }
+  println("KERNEL STACK OVERFLOW: the kernel stack of slot {} [{:#x}, {:#x}) ran into its guard page at {:#x} "
+          "(SP {:#x}, FAR {:#x}); the exception could not be taken on that stack, so the vector entry, which checks "
+          "SP against the stack's guard before it pushes anything, moved to the overflow stack",
+          hit.slot, hit.bottom, hit.top, align_down(where, kPageSize), f.sp, has_far ? f.far : 0);
+}
+
 }  // namespace
 
 /// Writes the meaning of an abort's syndrome, in this exact shape (the grader relies on it):
@@ -210,6 +239,12 @@ void vectors_init() {
 /// Called by aarch64_trap_entry for every exception.
 extern "C" void aarch64_trap(pagoda::aarch64::TrapFrame* frame) {
   using namespace pagoda::aarch64;
+  if (frame->overflowed()) {
+    report_stack_overflow(*frame);
+    report_exception(*frame);
+    pagoda::panic("kernel stack overflow: a guard page was hit (the stack's owner recursed or used too much stack)");
+  }
+  const bool from_user = frame->origin() == VectorOrigin::LowerElAarch64;
   switch (frame->type()) {
     case VectorType::Irq:
       if (frame->origin() == VectorOrigin::CurrentElSpx || frame->origin() == VectorOrigin::LowerElAarch64) {
@@ -218,13 +253,17 @@ extern "C" void aarch64_trap(pagoda::aarch64::TrapFrame* frame) {
       }
       break;
     case VectorType::Synchronous:
+      if (from_user && esr_class(frame->esr) == kClassSvc64) {
+        user_syscall(*frame);
+        return;
+      }
       if (frame->origin() == VectorOrigin::CurrentElSpx && semihosting_trapped(*frame)) return;
       if (is_translation_abort(*frame)) {
         // The generic decision comes first, before anything is reported.
         switch (pagoda::vm::handle_fault(pagoda::vm::current_space(), pagoda::VirtAddr(frame->far),
                                          abort_access(*frame))) {
           case pagoda::vm::FaultDecision::Resolved: return;
-          case pagoda::vm::FaultDecision::KillProcess:  // no processes yet (lab 3): a kernel bug
+          case pagoda::vm::FaultDecision::KillProcess:
           case pagoda::vm::FaultDecision::KernelBug: break;
         }
       }
@@ -233,6 +272,8 @@ extern "C" void aarch64_trap(pagoda::aarch64::TrapFrame* frame) {
     case VectorType::SError: break;
   }
   report_exception(*frame);
+  // Whatever a process did, it ends only that process.
+  if (from_user && frame->type() == VectorType::Synchronous) user_exception(*frame);
   if (frame->type() == VectorType::Synchronous) {
     const pagoda::u64 ec = esr_class(frame->esr);
     pagoda::panic("unhandled {} (EC {:#04x}) in {} mode at ELR {:#x}", class_name(ec), ec,

@@ -26,11 +26,15 @@ inline constexpr u64 kIssFnV = 1u << 10;          ///< FAR is not valid
 /// @name Exception classes (ESR_EL1.EC) the kernel handles by name
 /// @{
 inline constexpr u64 kClassUnknown = 0x00;
+inline constexpr u64 kClassSvc64 = 0x15;
 inline constexpr u64 kClassInstructionAbortLower = 0x20;
 inline constexpr u64 kClassInstructionAbortSame = 0x21;
 inline constexpr u64 kClassDataAbortLower = 0x24;
 inline constexpr u64 kClassDataAbortSame = 0x25;
 /// @}
+
+/// The kernel's name of exception class @p ec ("data abort, lower EL", ...).
+const char* exception_class_name(u64 ec);
 
 /// The exception class of @p esr.
 constexpr u64 esr_class(u64 esr) { return (esr >> kEsrClassShift) & kEsrClassMask; }

@@ -1,32 +1,237 @@
-// User mode on AArch64: not yet. The process seam (kernel/proc/arch.hpp) is implemented for
-// x86_64 only; until the AArch64 half of lab 3 lands, this kernel has no EL0: user_mode_init()
-// says so, run= refuses to start a process (proc::run_programs), and the operations below, which
-// only a running process reaches, are never called. What the AArch64 half implements in their
-// place is listed in kernel/proc/arch.hpp ("What an AArch64 port provides").
-#include "core/panic.hpp"
-#include "lib/format.hpp"
-#include "proc/arch.hpp"
+// The AArch64 side of kernel/proc/arch.hpp: EL0, `svc`, PAN, the kernel-stack bounds the vector
+// entry checks, and the decoding of an exception taken from EL0.
+//
+//   SCTLR_EL1 bits user mode relies on (the boot stub set the rest, boot_defs.h)
+//   bit  9 UMA    0: EL0 may not touch DAIF (`msr daifset`, the x86 `cli`, traps: EC 0x18)
+//   bit 16 nTWI   0: WFI at EL0 traps (EC 0x01): the x86 `hlt`
+//   bit 18 nTWE   0: WFE at EL0 traps too
+//   bit 23 SPAN   0: every exception into EL1 sets PSTATE.PAN
+//   bit 26 UCI    0: cache maintenance by address (DC CVAU, IC IVAU, ...) at EL0 traps
+//
+//   PSTATE.PAN (Privileged Access Never, ARMv8.1): 1 = an EL1 load or store to a page EL0 may
+//   access faults (a permission fault). The kernel keeps it set; user_access_begin/end clear
+//   and set it around one checked copy (proc::UserAccessScope). Instruction fetches are PAN's
+//   twin, PXN: every user page is mapped PXN (page_table_format.hpp), and a page writable at
+//   EL0 is never executable at EL1 anyway.
+//
+//   CNTKCTL_EL1 bit 1 EL0VCTEN: EL0 may read CNTVCT_EL0 (user/lib's cycle counter, for
+//   `pagoda bench syscall`); everything else of the timer stays the kernel's.
+//
+// Entering EL0: prepare_user_entry() writes a TrapFrame whose ERET lands at the ELF entry,
+//   ELR_EL1 = entry, SPSR_EL1 = EL0t with D A I F clear (so the timer can preempt), SP_EL0 =
+//   the user stack, x0 = argc, x1 = argv.
+// The x86 privileged instructions of lab 3, and what stands for them here (user/programs/priv):
+//   hlt -> wfi (trapped, nTWI = 0)    cli -> msr daifset, #2 (trapped, UMA = 0)
+//   mov cr3 -> msr ttbr0_el1, x0 (UNDEFINED at EL0), and mrs of EL1 registers (ttbr1_el1,
+//   vbar_el1, sctlr_el1) for rdmsr, sgdt and out.
+#include "arch/aarch64/user_mode.hpp"
 
-namespace pagoda::arch {
+#include "arch/aarch64/cpu.hpp"
+#include "arch/aarch64/traps.hpp"
+#include "arch_impl/page_table_format.hpp"
+#include "core/panic.hpp"
+#include "lib/string.hpp"
+#include "mm/vm.hpp"
+#include "proc/arch.hpp"
+#include "proc/kernel_stack.hpp"
+#include "proc/user_memory.hpp"
+
+extern "C" char aarch64_svc_entry[], aarch64_trap_return[];
+extern "C" void aarch64_switch_context(pagoda::uptr* save_sp, pagoda::uptr load_sp);
+
+/// What the synchronous vector of the kernel (vectors.S, kstack_check) compares the stack
+/// pointer with: {kStackBase, the area's size, slot stride - 1, guard size}. From the one
+/// definition of the area (kernel/proc/kernel_stack.hpp).
+extern "C" alignas(32) const pagoda::u64 aarch64_kstack_area[4] = {
+    pagoda::layout::kStackBase, pagoda::proc::kKernelStackSlots * pagoda::proc::kKernelStackStride,
+    pagoda::proc::kKernelStackStride - 1, pagoda::proc::kKernelStackGuard};
+
+namespace pagoda::aarch64 {
 namespace {
 
-constexpr const char* kNotYet = "no user mode on AArch64 yet (EL0, svc, a TTBR0 root per process with its ASID, PAN: "
-                                "the AArch64 half of lab 3)";
+static_assert((proc::kKernelStackStride & (proc::kKernelStackStride - 1)) == 0,
+              "the vector's check masks the offset in a slot: the stride must be a power of two");
+static_assert(layout::kStackBase % proc::kKernelStackStride == 0);
 
-[[noreturn]] void unreachable(const char* what) { panic("arch::{}: {}", what, kNotYet); }
+constexpr u64 kSctlrUma = 1u << 9, kSctlrNtwi = 1u << 16, kSctlrNtwe = 1u << 18, kSctlrSpan = 1u << 23,
+              kSctlrUci = 1u << 26;
+constexpr u64 kCntkctlEl0Vcten = 1u << 1;
+/// SPSR_EL1 for a return to EL0 on SP_EL0 (M[3:0] = 0b0000, EL0t) with no exception masked.
+constexpr u64 kSpsrEl0t = 0;
+
+constexpr u64 kClassWfx = 0x01, kClassSysreg = 0x18, kClassPcAlignment = 0x22,
+              kClassSpAlignment = 0x26, kClassFp = 0x07, kClassBrk = 0x3c;
+
+uptr g_kernel_stack = 0;
+
+/// PSTATE.PAN through its register form (the PAN register, S3_0_C4_C2_3): an ARMv8.0 assembler
+/// takes it, and the value says exactly which bit it is.
+void set_pan(bool on) {
+  const u64 value = on ? kPstatePan : 0;
+  asm volatile("msr s3_0_c4_c2_3, %0" ::"r"(value) : "memory");
+}
+
+/// The system-register operand of an MSR/MRS (register) encoding: op0:op1:CRn:CRm:op2, bits 20:5.
+constexpr u32 sysreg_field(u32 op0, u32 op1, u32 crn, u32 crm, u32 op2) {
+  return (op0 << 14) | (op1 << 11) | (crn << 7) | (crm << 3) | op2;
+}
+
+struct SysregName {
+  u32 field;
+  const char* name;
+};
+
+constexpr SysregName kSysregs[] = {
+    {sysreg_field(3, 0, 1, 0, 0), "sctlr_el1"}, {sysreg_field(3, 0, 2, 0, 0), "ttbr0_el1"},
+    {sysreg_field(3, 0, 2, 0, 1), "ttbr1_el1"}, {sysreg_field(3, 0, 2, 0, 2), "tcr_el1"},
+    {sysreg_field(3, 0, 12, 0, 0), "vbar_el1"}, {sysreg_field(3, 0, 4, 0, 0), "spsr_el1"},
+    {sysreg_field(3, 0, 4, 0, 1), "elr_el1"},   {sysreg_field(3, 0, 10, 2, 0), "mair_el1"},
+    {sysreg_field(3, 3, 4, 2, 1), "daif"},
+};
+
+const char* sysreg_name(u32 field) {
+  for (const SysregName& r : kSysregs)
+    if (r.field == field) return r.name;
+  return nullptr;
+}
+
+char g_insn_name[48];
 
 }  // namespace
 
-Result<void> user_mode_init(FormatSink& report) {
-  format_to(report, "{}", kNotYet);
-  return Error(Error::Unsupported, "no user mode on AArch64 yet");
+// ---- Privileged instructions ------------------------------------------------------------------
+
+const char* privileged_instruction(u32 insn) {
+  if ((insn & 0xffff'ffdf) == 0xd503'205f) return (insn & 0x20) ? "wfi" : "wfe";
+  if (insn == 0xd69f'03e0) return "eret";
+  if ((insn & 0xffe0'001f) == 0xd400'0002) return "hvc";
+  if ((insn & 0xffe0'001f) == 0xd400'0003) return "smc";
+  // MSR (immediate) to a PSTATE field: op1 3 op2 6/7 are DAIFSet/DAIFClr.
+  if ((insn & 0xfff8'f01f) == 0xd500'401f) {
+    const u32 op1 = (insn >> 16) & 7, op2 = (insn >> 5) & 7;
+    if (op1 == 3 && op2 == 6) return "msr daifset";
+    if (op1 == 3 && op2 == 7) return "msr daifclr";
+    return "msr to a PSTATE field";
+  }
+  // SYS (op0 = 1, L = 0): TLBI, AT, DC, IC.
+  if ((insn & 0xfff8'0000) == 0xd508'0000) {
+    const u32 crn = (insn >> 12) & 0xf;
+    return crn == 8 ? "tlbi" : crn == 7 ? "at/dc/ic (a system instruction)" : "sys (a system instruction)";
+  }
+  // MSR / MRS (register): bit 21 L (1: MRS), bits 20:5 the register.
+  if ((insn & 0xffd0'0000) == 0xd510'0000) {
+    const bool read = (insn >> 21) & 1;
+    const char* reg = sysreg_name((insn >> 5) & 0xffff);
+    BufferSink sink(g_insn_name, sizeof g_insn_name);
+    if (reg != nullptr) format_to(sink, "{} {}", read ? "mrs" : "msr", reg);
+    else format_to(sink, "{} of a system register EL0 may not use", read ? "mrs" : "msr");
+    return g_insn_name;
+  }
+  return nullptr;
 }
 
-uptr prepare_user_entry(uptr, const UserEntry&) { unreachable("prepare_user_entry"); }
-void switch_context(uptr*, uptr) { unreachable("switch_context"); }
-void set_kernel_stack(uptr) { unreachable("set_kernel_stack"); }
-uptr kernel_stack() { return 0; }
-void user_access_begin() { unreachable("user_access_begin"); }
-void user_access_end() { unreachable("user_access_end"); }
+// ---- System calls and faults from EL0 ---------------------------------------------------------
+
+void user_syscall(TrapFrame& f) {
+  const proc::SyscallArgs call{f.x[8], {f.x[0], f.x[1], f.x[2], f.x[3], f.x[4], f.x[5]}};
+  f.x[0] = u64(proc::syscall(call));
+}
+
+void user_exception(const TrapFrame& f) {
+  const u64 ec = esr_class(f.esr);
+  proc::UserFault fault;
+  // Short names as QEMU's log gives them (DABT, IABT, UNDEF), and for the traps EL0 took by the
+  // kernel's choice (SCTLR_EL1), what was trapped.
+  fault.mnemonic = is_abort(f.esr) ? (is_data_abort(f.esr) ? "DABT" : "IABT")
+                   : ec == kClassUnknown ? "UNDEF" : ec == kClassWfx ? "WFx" : ec == kClassSysreg ? "SYSREG" : "SYNC";
+  fault.name = exception_class_name(ec);
+  fault.vector = ec;
+  fault.pc = f.elr;
+  BufferSink reason(fault.reason, sizeof fault.reason);
+  if (is_abort(f.esr)) {
+    const bool valid = !(f.esr & kIssFnV);
+    fault.how = abi::Termination::PageFault;
+    fault.address = f.far;
+    fault.has_address = valid;
+    const Access access{.write = is_data_abort(f.esr) && (f.esr & kIssWnR) && !(f.esr & kIssCm),
+                        .execute = !is_data_abort(f.esr), .user = true};
+    if (valid) explain_fault(reason, vm::walk_active(VirtAddr(f.far)), access);
+    else format_to(reason, "the CPU gave no fault address");
+  } else if (ec == kClassUnknown || ec == kClassWfx || ec == kClassSysreg) {
+    u32 insn = 0;
+    AddressSpace* space = vm::current_space();
+    const bool read = space != nullptr && proc::copy_from_user(*space, &insn, f.elr, sizeof insn).ok();
+    if (const char* name = read ? privileged_instruction(insn) : nullptr) {
+      fault.how = abi::Termination::PrivilegedInstruction;
+      format_to(reason, "{}: a privileged instruction", name);
+    } else if (ec != kClassUnknown) {
+      fault.how = abi::Termination::PrivilegedInstruction;
+      format_to(reason, "{}: EL0 may not execute it", exception_class_name(ec));
+    } else {
+      fault.how = abi::Termination::IllegalInstruction;
+    }
+  } else if (ec == kClassPcAlignment || ec == kClassSpAlignment) {
+    fault.how = abi::Termination::ProtectionFault;
+    format_to(reason, "{}", ec == kClassPcAlignment ? "a misaligned PC" : "a misaligned stack pointer");
+  } else if (ec == kClassFp) {
+    fault.how = abi::Termination::IllegalInstruction;
+    format_to(reason, "floating-point/SIMD registers are not available to user programs");
+  } else if (ec == kClassBrk) {
+    fault.how = abi::Termination::Killed;
+    format_to(reason, "a BRK instruction");
+  } else {
+    fault.how = abi::Termination::Killed;
+  }
+  proc::user_fault(fault);
+}
+
+}  // namespace pagoda::aarch64
+
+namespace pagoda::arch {
+
+Result<void> user_mode_init(FormatSink& report) {
+  using namespace aarch64;
+  if (!cpu_has_pan()) return Error(Error::Unsupported, "this CPU has no PAN (ARMv8.1)");
+  u64 sctlr = PAGODA_READ_SYSREG("sctlr_el1");
+  sctlr &= ~(kSctlrUma | kSctlrNtwi | kSctlrNtwe | kSctlrSpan | kSctlrUci);
+  PAGODA_WRITE_SYSREG("sctlr_el1", sctlr);
+  PAGODA_WRITE_SYSREG("cntkctl_el1", PAGODA_READ_SYSREG("cntkctl_el1") | kCntkctlEl0Vcten);
+  isb();
+  set_pan(true);
+  format_to(report, "svc entry at {:#x}, PAN on, EL0 traps: WFI/WFE, DAIF, cache maintenance; EL0 reads CNTVCT",
+            reinterpret_cast<u64>(aarch64_svc_entry));
+  return {};
+}
+
+uptr prepare_user_entry(uptr stack_top, const UserEntry& entry) {
+  using aarch64::TrapFrame;
+  // The exception return path restores this frame and ERETs to EL0 (vectors.S, aarch64_trap_return).
+  auto* frame = reinterpret_cast<TrapFrame*>(stack_top - sizeof(TrapFrame));
+  memset(frame, 0, sizeof *frame);
+  frame->x[0] = entry.argc;
+  frame->x[1] = entry.argv;
+  frame->sp = entry.sp;
+  frame->elr = entry.pc;
+  frame->spsr = aarch64::kSpsrEl0t;
+  frame->kind = TRAP_KIND_LOWER_SYNC;  // a frame from EL0: the return loads SP_EL0 from it
+  // Below it what aarch64_switch_context loads: x19..x28, x29 (zero) and x30, the return address.
+  constexpr usize kSaved = 12;
+  auto* words = reinterpret_cast<u64*>(frame) - kSaved;
+  for (usize i = 0; i < kSaved; ++i) words[i] = 0;
+  words[kSaved - 1] = reinterpret_cast<u64>(aarch64_trap_return);
+  return reinterpret_cast<uptr>(words);
+}
+
+void switch_context(uptr* save_sp, uptr load_sp) { aarch64_switch_context(save_sp, load_sp); }
+
+// SP_EL1 at an exception from EL0 is what the last ERET to EL0 left: the top of the frame the
+// process's kernel stack held. Nothing to load; recorded for the reports.
+void set_kernel_stack(uptr top) { aarch64::g_kernel_stack = top; }
+
+uptr kernel_stack() { return aarch64::g_kernel_stack; }
+
+void user_access_begin() { aarch64::set_pan(false); }
+
+void user_access_end() { aarch64::set_pan(true); }
 
 }  // namespace pagoda::arch

@@ -17,6 +17,21 @@
  *       kind, FAR, ESR, SPSR, ELR, SP  (SP as it was before the exception)
  *       x30 ... x0
  *     lower addresses  <- SP = struct TrapFrame* passed to aarch64_trap()
+ *
+ * Two entries do more (lab 3):
+ *   - lower EL, synchronous: an SVC (ESR_EL1.EC 0x15) goes to aarch64_svc_entry (switch.S), on
+ *     a page of its own for the grader's breakpoint, with every register as EL0 left it;
+ *   - current EL, synchronous: a kernel stack overflow. AArch64 has no IST: an abort taken
+ *     because SP ran into the guard page below a kernel stack would be delivered on the same
+ *     SP, and the entry's first store would fault again, forever (the CPU's "triple fault").
+ *     So before it pushes anything the entry checks where the frame would go: inside the guard
+ *     of a kernel-stack slot (kernel/proc/kernel_stack.hpp; the bounds come from C++ in
+ *     aarch64_kstack_area, arch/aarch64/user_mode.cpp) means the stack overflowed, and the frame
+ *     is built on a separate overflow stack, with TRAP_KIND_OVERFLOW in its kind, for
+ *     aarch64_trap() to report "kernel stack overflow" and panic. The check needs two scratch
+ *     registers before anything is saved: x0 waits in TPIDR_EL1 (the kernel keeps nothing
+ *     there) and x1 in SP_EL0 (in the kernel SP_EL0 is dead: an exception from EL0 saved the
+ *     user's in its frame, and the return to EL0 reloads it from there).
  */
 #include "arch/aarch64/trap_frame.hpp"
 
@@ -24,6 +39,9 @@
 
 #define VECTOR_ENTRY_SIZE 0x80
 #define KIND_FIRST_LOWER_EL 8
+#define ESR_CLASS_SHIFT 26
+#define ESR_CLASS_SVC64 0x15
+#define OVERFLOW_STACK_SIZE (8 * 1024)
 
 .macro vector_entry kind
         .balign VECTOR_ENTRY_SIZE
@@ -33,13 +51,79 @@
         b       aarch64_trap_entry
 .endm
 
+/* Branches to aarch64_kstack_overflow when a TrapFrame pushed now would start in the guard of
+   a kernel-stack slot: (SP - TRAP_FRAME_SIZE - base) < area size, and its offset in the slot
+   ((... ) & (stride - 1)) below the guard's size. aarch64_kstack_area = {base, area size,
+   stride - 1, guard size}. Leaves every register as it found it otherwise. */
+.macro kstack_check
+        msr     tpidr_el1, x0
+        msr     sp_el0, x1
+        mov     x0, sp
+        sub     x0, x0, #TRAP_FRAME_SIZE
+        adrp    x1, aarch64_kstack_area
+        ldr     x1, [x1, #:lo12:aarch64_kstack_area]
+        sub     x0, x0, x1
+        adrp    x1, aarch64_kstack_area
+        ldr     x1, [x1, #:lo12:aarch64_kstack_area + 8]
+        cmp     x0, x1
+        b.hs    1f
+        adrp    x1, aarch64_kstack_area
+        ldr     x1, [x1, #:lo12:aarch64_kstack_area + 16]
+        and     x0, x0, x1
+        adrp    x1, aarch64_kstack_area
+        ldr     x1, [x1, #:lo12:aarch64_kstack_area + 24]
+        cmp     x0, x1
+        b.lo    aarch64_kstack_overflow
+1:      mrs     x1, sp_el0
+        mrs     x0, tpidr_el1
+.endm
+
         .section .text.vectors, "ax"
         .balign 2048
         .global aarch64_vectors
 aarch64_vectors:
-        .irp kind, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15
+        .irp kind, 0, 1, 2, 3
         vector_entry \kind
         .endr
+        /* current EL with SP_ELx: the kernel. Its synchronous exceptions check the stack. */
+        .balign VECTOR_ENTRY_SIZE
+        kstack_check
+        sub     sp, sp, #TRAP_FRAME_SIZE
+        stp     x0, x1, [sp, #TRAP_FRAME_X0]
+        mov     x0, #4
+        b       aarch64_trap_entry
+        .irp kind, 5, 6, 7
+        vector_entry \kind
+        .endr
+        /* lower EL, AArch64: user programs. An SVC is a system call. */
+        .balign VECTOR_ENTRY_SIZE
+        sub     sp, sp, #TRAP_FRAME_SIZE
+        stp     x0, x1, [sp, #TRAP_FRAME_X0]
+        mrs     x0, esr_el1
+        lsr     x0, x0, #ESR_CLASS_SHIFT
+        cmp     x0, #ESR_CLASS_SVC64
+        ldr     x0, [sp, #TRAP_FRAME_X0]        /* the program's x0 again, for the breakpoint */
+        b.eq    aarch64_svc_entry
+        mov     x0, #TRAP_KIND_LOWER_SYNC
+        b       aarch64_trap_entry
+        .irp kind, 9, 10, 11, 12, 13, 14, 15
+        vector_entry \kind
+        .endr
+
+/* The kernel stack overflowed (kstack_check): x0 is in TPIDR_EL1, x1 in SP_EL0, SP where it
+   ran over. The frame goes on the overflow stack; its sp is the one that ran over. */
+aarch64_kstack_overflow:
+        mov     x0, sp
+        adrp    x1, aarch64_overflow_stack_top
+        add     x1, x1, #:lo12:aarch64_overflow_stack_top
+        mov     sp, x1
+        sub     sp, sp, #TRAP_FRAME_SIZE
+        str     x0, [sp, #TRAP_FRAME_SP]
+        mrs     x0, tpidr_el1
+        mrs     x1, sp_el0
+        stp     x0, x1, [sp, #TRAP_FRAME_X0]
+        mov     x0, #(4 + TRAP_KIND_OVERFLOW)
+        b       aarch64_trap_entry
 
 /* For GDB: the caller of this "function" is the interrupted code, at ELR, with the stack
    pointer it had (from EL1) and its x29 as saved here. */
@@ -67,7 +151,10 @@ aarch64_trap_entry:
         stp     x28, x29, [sp, #224]
         str     x30, [sp, #240]
         str     x0, [sp, #TRAP_FRAME_KIND]
-        cmp     x0, #KIND_FIRST_LOWER_EL
+        tbz     x0, #4, 0f                      /* TRAP_KIND_OVERFLOW: sp is in the frame */
+        ldr     x1, [sp, #TRAP_FRAME_SP]
+        b       2f
+0:      cmp     x0, #KIND_FIRST_LOWER_EL
         b.hs    1f
         add     x1, sp, #TRAP_FRAME_SIZE        /* from EL1: the stack before the frame */
         b       2f
@@ -84,6 +171,10 @@ aarch64_trap_entry:
         mov     x0, sp
         bl      aarch64_trap
 
+        /* Where a new process starts, too: its first switch returns here with SP at the
+           TrapFrame arch::prepare_user_entry() wrote (user_mode.cpp), and ERET enters EL0. */
+        .global aarch64_trap_return
+aarch64_trap_return:
         /* The handler may have changed ELR, SPSR or the saved registers: restore them all. */
         ldp     x1, x2, [sp, #TRAP_FRAME_SP]
         ldr     x3, [sp, #TRAP_FRAME_SPSR]
@@ -113,3 +204,16 @@ aarch64_trap_entry:
         eret
         .cfi_endproc
         .size   aarch64_trap_entry, . - aarch64_trap_entry
+
+/* The end of the trap entry code. */
+        .global aarch64_trap_entry_end
+aarch64_trap_entry_end:
+
+        /* Where aarch64_kstack_overflow builds its frame: one stack for the whole machine (the
+           overflow report panics; nothing returns from it). */
+        .bss
+        .balign 16
+        .global aarch64_overflow_stack_bottom, aarch64_overflow_stack_top
+aarch64_overflow_stack_bottom:
+        .skip   OVERFLOW_STACK_SIZE
+aarch64_overflow_stack_top:

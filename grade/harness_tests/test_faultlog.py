@@ -193,6 +193,22 @@ def test_aarch64_vector_that_faults_on_itself_is_a_storm_called_that():
             "vector: AArch64's triple fault") in storm.describe()
 
 
+def test_aarch64_vector_entry_that_cannot_push_is_a_storm_though_far_moves():
+    # A kernel running on a stack the live roots do not map (lab 3: a kernel stack reached
+    # through TTBR0 after a switch): the vector entry's first store faults at its own PC, with
+    # FAR 0x140 lower each time (SP goes down by a TrapFrame per attempt).
+    entry = "".join(f"""Taking exception 4 [Data Abort] on CPU 0
+...from EL1 to EL1
+...with ESR 0x25/0x96000047
+...with FAR {0x7f0000007000 - 0x140 * i:#x}
+...with ELR 0xffffffff80206204
+...to EL1 PC 0xffffffff80206200 PSTATE 0x3c5
+""" for i in range(5))
+    storm = faultlog.parse(entry, "aarch64").storm(threshold=3)
+    assert storm is not None and storm.count == 5, storm
+    assert "faults on its own first instructions" in storm.describe()
+
+
 def test_storm_of_identical_faults_is_diagnosed():
     line = ("     {i}: v=0e e=0010 i=0 cpl=0 IP=0008:0000000000900000 pc=0000000000900000 "
             "SP=0010:ffffffff8011c7f0 CR2=0000000000900000\n")

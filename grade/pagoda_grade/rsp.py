@@ -179,7 +179,7 @@ class RspClient:
                     self._buffer = self._buffer[end + 3:]
                     ok = int(sent, 16) == checksum(payload)
                     if self.acks:
-                        self.sock.sendall(b"+" if ok else b"-")
+                        self._sendall(b"+" if ok else b"-")
                     if ok:
                         return unescape(payload)
                     continue
@@ -187,10 +187,18 @@ class RspClient:
                 self._buffer = b""  # acks and noise before a packet
             self._fill(deadline)
 
+    def _sendall(self, data):
+        """sock.sendall(), with a connection QEMU dropped (it exited: a panic, a shutdown) as an
+        RspError like a closed one, not a BrokenPipeError from the middle of a witness script."""
+        try:
+            self.sock.sendall(data)
+        except OSError as e:
+            raise RspError(f"the gdbstub connection broke: {e}") from None
+
     def _send(self, payload):
         data = frame(payload)
         for _ in range(3):
-            self.sock.sendall(data)
+            self._sendall(data)
             if not self.acks:
                 return
             deadline = time.monotonic() + self.timeout
@@ -381,7 +389,7 @@ class RspClient:
 
     def interrupt(self, timeout=None):
         """Stops the running guest now (a raw 0x03 byte) and returns the stop reply."""
-        self.sock.sendall(b"\x03")
+        self._sendall(b"\x03")
         return self.wait_stop(timeout)
 
     def detach(self):

@@ -33,15 +33,17 @@
 /// it in user/lib/arch/ISA/syscall_arch.hpp. The path of one system call and of one timer
 /// interrupt from user mode, step by step, is drawn in labs/03-process-roots/README.md.
 ///
-/// What an AArch64 port provides: user_mode_init (PAN on; SCTLR_EL1.SPAN = 0 so that an
-/// exception sets PAN), prepare_user_entry (a TrapFrame with ELR = entry, SPSR = EL0t,
-/// SP_EL0 = user stack, x0/x1 = argc/argv, whose return is the vector's eret path),
-/// switch_context (x19..x30 and SP), set_kernel_stack (nothing), user_access_begin/end (PAN),
-/// and in its trap code: SVC from EL0 -> proc::syscall (x8, x0..x5, result in x0), aborts and
-/// undefined or trapped instructions from EL0 -> proc::user_fault, the timer IRQ ->
-/// proc::timer_tick(from EL0). A kernel stack overflow has no IST there: the vector entry
-/// checks SP against the current kernel stack's guard (kernel/proc/kernel_stack.hpp) before
-/// it pushes, and switches to an overflow stack to report it.
+/// What the AArch64 port provides (arch/aarch64/user_mode.cpp, switch.S, vectors.S):
+/// user_mode_init (PAN on; SCTLR_EL1.SPAN = 0 so that an exception sets PAN; WFI, WFE and DAIF
+/// trapped at EL0), prepare_user_entry (a TrapFrame with ELR = entry, SPSR = EL0t, SP_EL0 =
+/// user stack, x0/x1 = argc/argv, whose return is the vector's eret path), switch_context
+/// (x19..x30 and SP), set_kernel_stack (nothing: SP_EL1 at the eret is it), user_access_begin/
+/// end (PAN), and in its trap code: SVC from EL0 -> proc::syscall (x8, x0..x5, result in x0),
+/// aborts and undefined or trapped instructions from EL0 -> proc::user_fault, the timer IRQ ->
+/// proc::timer_tick(from EL0), after the GIC's end of interrupt. A kernel stack overflow has no
+/// IST there: the kernel's synchronous vector checks SP against the guards of the kStackBase
+/// area (kernel/proc/kernel_stack.hpp) before it pushes, and moves to an overflow stack to
+/// report it.
 #pragma once
 
 #include "lib/abi.hpp"

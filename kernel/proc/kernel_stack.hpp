@@ -20,8 +20,10 @@
 /// in one root only kills the machine at one of these two moments (labs/03-process-roots).
 ///
 /// A stack that overflows writes into the guard; the fault cannot be delivered on the same
-/// stack, so the CPU escalates (x86_64: \#DF, on its own IST stack), and the trap code asks
-/// guard_hit() whether the address was a guard: then the report says "kernel stack overflow".
+/// stack, so the CPU escalates (x86_64: \#DF, on its own IST stack; AArch64 has no such thing:
+/// its vector entry checks SP against the guard before it pushes and moves to an overflow
+/// stack, arch/aarch64/vectors.S), and the trap code asks guard_hit() whether the address was a
+/// guard: then the report says "kernel stack overflow".
 #pragma once
 
 #include "lib/result.hpp"

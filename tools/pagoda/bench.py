@@ -1,6 +1,6 @@
 """`pagoda bench [boot|syscall|switch|check]`: what the kernel's boot, a system call, a context
 switch and the pre-switch check cost. Without a name: boot, syscall and switch, one after the
-other (on an ISA without user mode yet, AArch64 for now: boot and check).
+other (on an ISA without user mode, if one is added: boot and check).
 
 boot    how long a boot to shutdown takes, against a do-nothing kernel. Both kernels boot N
         times each, interleaved (kernel, floor, kernel, floor, ...) so that a busy moment of the
@@ -184,7 +184,7 @@ def bench_context_switch(runs, arch, syscall=None):
 
 
 # The ISAs that run user programs (lab 3's user mode); the others have no syscall or switch yet.
-USER_MODE_ARCHES = ("x86_64",)
+USER_MODE_ARCHES = ("x86_64", "aarch64")
 
 
 def cmd_bench(args):

@@ -100,7 +100,13 @@ class Event:
         return self.sp
 
     def signature(self):
-        """What makes two exceptions 'the same' for storm detection."""
+        """What makes two exceptions 'the same' for storm detection. An AArch64 exception taken in
+        the very vector entry it is sent to is the entry faulting on itself: its FAR moves down
+        with SP as every nested attempt pushes again (a stack the entry cannot write), so the
+        address is left out there."""
+        if self.arch == "aarch64" and self.handler is not None and \
+                0 <= self.pc - self.handler < A64_VECTOR_ENTRY_BYTES:
+            return (self.kind, self.vector, self.error, self.pc, None)
         return (self.kind, self.vector, self.error, self.pc, self.address)
 
     def describe(self, symbolize=None):

@@ -18,7 +18,7 @@ import gdb
 
 from pagoda_pt import format_walk
 
-from . import session, target
+from . import kernel, session, target
 from .faults import _faultlog
 from .paging import ADDR, symbol_of, walk_address
 from .registry import CommandError
@@ -119,6 +119,33 @@ def abort_verdict(esr, walk, spsr, faultlog):
     return reasons
 
 
+def process_label(paging):
+    """"process 'probe' (pid 3, root 0x...)" for the live TTBR0 root when the kernel published it
+    as a process's, else "the process in TTBR0's root 0x..."."""
+    root = paging.get("ttbr0_el1")
+    root = None if root is None else root & 0x0000_FFFF_FFFF_F000
+    try:
+        with target.physical_memory() as read_phys:
+            table, _ = kernel.published_roots(read_phys)
+    except Exception:  # noqa: BLE001 - a label only: never let it break the report
+        table = None
+    known = table.find(root) if table is not None and root is not None else None
+    if known is not None and known.kind == "process":
+        return "process '%s' (pid %d, root %#x)" % (known.name, known.id, known.root)
+    return "the process in TTBR0's root %s" % ("%#x" % root if root is not None else "?")
+
+
+def user_verdicts(esr, walk, sentences):
+    """The verdicts of an abort taken from EL0: the program's doing, which the kernel answers by
+    ending the process. A translation fault in TTBR1's range, or one TTBR0 does not map, is an
+    address the program was never given."""
+    kind = (esr & 0x3F) >> 2
+    if kind == 1 and not walk.mapped:
+        return ["FAR is not mapped in the process's address space (%s): the program touched an address "
+                "it was never given" % walk.stop_reason]
+    return sentences
+
+
 def _from_trap_frame(paging, faultlog, level, addr):
     tf = read_trap_frame(addr)
     esr, spsr = tf["esr"], tf["spsr"]
@@ -131,6 +158,10 @@ def _from_trap_frame(paging, faultlog, level, addr):
         ec = faultlog.esr_class(esr)
         yield "  exception  %s (EC %#04x) in %s mode (EL%d)" % (faultlog.A64_CLASSES.get(ec, "class %#x" % ec), ec,
                                                                mode, from_el)
+    who = process_label(paging) if from_el == 0 else None
+    if who:
+        yield ("  raised in user mode by %s: the kernel ends that process (proc::user_fault), the kernel "
+               "and the other processes go on" % who)
     symbol = symbol_of(tf["elr"])
     yield "  ELR        %s%s" % (ADDR % tf["elr"], "  " + symbol if symbol else "")
     yield "  SP         %s" % (ADDR % tf["sp"])
@@ -153,7 +184,11 @@ def _from_trap_frame(paging, faultlog, level, addr):
     result = walk_address("aarch64", paging, far)
     yield "walk of FAR through %s (the current tables):" % ttbr
     yield format_walk(result)
-    for sentence in abort_verdict(esr, result, spsr, faultlog):
+    sentences = abort_verdict(esr, result, spsr, faultlog)
+    if who:
+        sentences = ["%s in EL0: %s; the kernel kills the process, not a kernel bug" % (who, sentence)
+                     for sentence in user_verdicts(esr, result, sentences)]
+    for sentence in sentences:
         yield "verdict: " + sentence
 
 

@@ -2,9 +2,6 @@
 /// @brief The AArch64 system-call instruction: `svc #0` with the number in x8.
 ///
 ///     x8 = number   x0 .. x5 = arguments 0..5   -> x0 = result
-///
-/// Written with the x86_64 one; it runs once the AArch64 port has user mode (until then the
-/// host tests only build and validate the AArch64 user programs).
 #pragma once
 
 #include "lib/types.hpp"
@@ -30,12 +27,18 @@ inline i64 syscall6(u64 number, u64 a0, u64 a1, u64 a2, u64 a3, u64 a4, u64 a5) 
   return i64(x0);
 }
 
-/// The virtual counter (CNTVCT_EL0; readable at EL0 once the kernel sets CNTKCTL_EL1.EL0VCTEN).
-/// Under QEMU's `-icount` it advances with guest instructions, at the counter's frequency.
+/// The virtual counter (CNTVCT_EL0; readable at EL0 once the kernel sets CNTKCTL_EL1.EL0VCTEN),
+/// in nanoseconds: counts * 10^9 / CNTFRQ_EL0. Under QEMU's `-icount shift=0` a guest
+/// instruction takes one nanosecond of virtual time, so this counts guest instructions, as the
+/// x86_64 TSC does there (the counter itself ticks at 62.5 MHz: one count per 16 instructions,
+/// the resolution of a measurement).
 inline u64 cycle_counter() {
-  u64 v;
-  asm volatile("isb; mrs %0, cntvct_el0" : "=r"(v));
-  return v;
+  u64 count, frequency;
+  asm volatile("isb; mrs %0, cntvct_el0" : "=r"(count));
+  asm volatile("mrs %0, cntfrq_el0" : "=r"(frequency));
+  if (frequency == 0) return count;
+  constexpr u64 kNanosPerSecond = 1'000'000'000;
+  return count / frequency * kNanosPerSecond + count % frequency * kNanosPerSecond / frequency;
 }
 
 }  // namespace pagoda::user::arch
