@@ -69,7 +69,7 @@ def test_translate_text_data(boot, kernel, arch):
         if va not in printed:
             run.fail(f"{region.what}: the kernel printed no 'translate: {va:#x} -> ...' line for the address "
                      "the grader gave it")
-        t = re.fullmatch(rf"({HEX}) \((\d+) KiB\) (\S+) (kernel|user)(?: uncached)?", printed[va])
+        t = re.fullmatch(rf"({HEX}) \((\d+) KiB\) (\S+) (kernel|user)(?: uncached)?(?: global)?", printed[va])
         if t is None:
             run.fail(f"{region.what}: {va:#x} is mapped, but the kernel says '{printed[va]}'")
         if int(t[1], 16) != walk.pa or t[3] != walk.perms.rwx() or (t[4] == "user") != walk.perms.user:
@@ -136,7 +136,7 @@ def test_write_text_faults(boot, kernel, arch):
         run.fail(f"kernel text {address:#x} is {walk.perms.rwx() if walk.mapped else walk.stop_reason} in the live "
                  "tables (the grader walked them as the self-test started); it must be mapped read-only")
     check_reason(run, "write to read-only page", "the write hit a read-only page")
-    run.expect(r"^\s+-> page 0x[0-9a-f]{16} \(4 KiB\), r-x kernel$", "the walk ending at the text page, r-x")
+    run.expect(r"^\s+-> page 0x[0-9a-f]{16} \(4 KiB\), r-x kernel(?: global)?$", "the walk ending at the text page, r-x")
     run.expect_outcome("failure")
 
 

@@ -5,7 +5,7 @@ import struct
 
 from pagoda_grade import lab_test
 from pagoda_grade.symbols import address_of, fact, find, physical_of
-from pagoda_grade.vmchecks import GRADER_RAM, PAGE_FAULT, check_whole_map, stop_words
+from pagoda_grade.vmchecks import GRADER_RAM, PAGE_FAULT, check_whole_map, kernel_half_problems, stop_words
 from pagoda_grade.witness import ARCHES, PAGE, expect_fault, pick_in, pick_page, top_level, window_ram
 
 HEX = r"0x[0-9a-f]+"
@@ -217,3 +217,36 @@ def test_tables_verified_high(boot, kernel, arch):
     if problems:
         run.fail("the grader walked the live page tables (root from the gdbstub, tables from guest RAM) and "
                  "compared them with the whole expected map:\n  " + "\n  ".join(problems))
+
+
+def kernel_half_at_idle(boot, kernel, arch, what):
+    """Boots to idle, stops the guest at an instant the grader picks and reads every entry of the
+    kernel half's tables from guest RAM (vmchecks.kernel_half_problems)."""
+    token = boot.fresh_token()
+
+    def script(guest):
+        snap = guest.stop_at_line(r"^idle:", delay=pick_in(token, "instant", 0, 200) / 1000)
+        problems = kernel_half_problems(snap, kernel, arch, what)
+        guest.end()
+        return problems
+
+    run = boot(token=token, memory=GRADER_MEMORY, witness=script)
+    return run, run.require_witness()
+
+
+@lab_test(2, "kernel_half_no_user")
+def test_kernel_half_no_user(boot, kernel, arch):
+    """No entry of the kernel half, at any level, lets user mode in: not only the leaves."""
+    run, problems = kernel_half_at_idle(boot, kernel, arch, "user")
+    if problems:
+        run.fail("the grader read every entry of the kernel half's tables from guest RAM; these let user mode "
+                 "in (a kernel-half table entry must forbid it too, not only the leaf):\n  " + "\n  ".join(problems))
+
+
+@lab_test(2, "kernel_half_global")
+def test_kernel_half_global(boot, kernel, arch):
+    """Every mapping of the kernel half is global: its TLB entries survive a switch of roots."""
+    run, problems = kernel_half_at_idle(boot, kernel, arch, "global")
+    if problems:
+        run.fail("the grader read every leaf of the kernel half from guest RAM; kernel mappings must be global "
+                 "(the same in every address space):\n  " + "\n  ".join(problems))

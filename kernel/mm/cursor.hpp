@@ -176,7 +176,7 @@ template <ValidPageTableFormat F> class Cursor {
     const PhysAddr table = TRY(tree_->memory().allocate_table());
     u64* entries = tree_->memory().table_entries(table);
     for (usize i = 0; i < F::kEntriesPerTable; ++i) entries[i] = F::split_block(block, at, i);
-    replace_live(at, F::make_table_entry(table, at), va_.align_down(span()), span(), F::entry_perms(block, at).global);
+    replace_live(at, F::make_table_entry(table, at, tree_->user_tables(va_)), va_.align_down(span()), span(), F::entry_perms(block, at).global);
     enter(table);
     descend(at + 1);
     return {};
@@ -334,7 +334,7 @@ template <ValidPageTableFormat F> class Cursor {
         while (level() > stopped) unlink_table(level() - 1);
         return table.error();
       }
-      slot(level()) = F::make_table_entry(table.value(), level());
+      slot(level()) = F::make_table_entry(table.value(), level(), tree_->user_tables(va_));
       batch_->wrote();
       enter(table.value());
     }

@@ -60,6 +60,26 @@ TEST_F(AddressSpaceTest, KernelHalfTopLevelEntrySurvivesAnUnmapThatEmptiesItsTab
   EXPECT_TRUE(memory.is_live(F::output_address(before, 0)));
 }
 
+// Issue 12: the kernel half's tables were linked with US set at every level, so only the leaves
+// protected the kernel. Now no table entry of the kernel half allows user access, at any level;
+// the user half's table entries do (the leaf decides there).
+TEST_F(AddressSpaceTest, NoTableEntryOfTheKernelHalfAllowsUserAccess) {
+  const VirtAddr high(layout::kStackBase + 0x5000), low(0x40'0000);
+  ASSERT_TRUE(kernel.map(high, PhysAddr(0x123000), kKernelData).ok());
+  AddressSpace user = AddressSpace::create_user(kernel).release_value();
+  ASSERT_TRUE(user.map(low, PhysAddr(0x124000), Perms{.write = true, .user = true}).ok());
+  const u64* top = kernel.arch().tree_for(high).root_entries();
+  for (usize i = kHalf; i < F::kEntriesPerTable; ++i) EXPECT_FALSE(F::entry_perms(top[i], 0).user) << "entry " << i;
+  const Walk k = user.query(high), u = user.query(low);
+  ASSERT_TRUE(k.mapped() && u.mapped());
+  for (usize l = 0; l + 1 < k.depth; ++l) EXPECT_FALSE(F::entry_perms(k.levels[l].entry, l).user) << "level " << l;
+  for (usize l = 0; l + 1 < u.depth; ++l) EXPECT_TRUE(F::entry_perms(u.levels[l].entry, l).user) << "level " << l;
+  EXPECT_TRUE(u.perms.user);
+  // A leaf made user by mistake in the kernel half still gives user mode nothing.
+  ASSERT_TRUE(kernel.protect(high, kPageSize, Perms{.write = true, .user = true}).ok());
+  EXPECT_FALSE(kernel.query(high).perms.user);
+}
+
 TEST_F(AddressSpaceTest, AUserSpaceSharesTheKernelHalfAndSeesLaterKernelMappings) {
   AddressSpace user = AddressSpace::create_user(kernel).release_value();
   const u64* k = kernel.arch().tree_for(VirtAddr(0)).root_entries();
