@@ -4,15 +4,21 @@ Every test here takes its inputs from the grader (chosen at run time) and checks
 outside: QEMU's exception log, and the live page tables the grader walks itself while it holds the
 guest stopped. What each test witnesses and what it still believes: docs/grader.md."""
 import re
+import struct
 
 from pagoda_grade import lab_test
 from pagoda_grade.symbols import address_of, physical_of
+from pagoda_grade.tlb import stale_read
 from pagoda_grade.vmchecks import GRADER_RAM, PAGE_FAULT, check_whole_map, stop_words
 from pagoda_grade.witness import (ARCHES, MACHINES, PAGE, expect_fault, image_physical, kernel_image_regions,
                                   pick_in, pick_page, top_level)
 
 HEX = r"0x[0-9a-f]+"
 FRAMES_PAGES = (1100, 2000)
+STALE_PAGES = (4, 12)       # pages the stale-TLB test remaps (the kernel takes at most 16)
+FIT_COUNT = (300, 900)      # frames the next-fit test allocates (the kernel takes at most 1024)
+FIT_FREED = 128             # ... of which it gives the first back (kernel/mm/vm_selftest.cpp)
+MAX_SHOWN = 6
 
 
 def translations(run):
@@ -256,3 +262,111 @@ def test_tables_verified(boot, kernel, arch):
     if problems:
         run.fail("the grader walked the live page tables (root from the gdbstub, tables from guest RAM) and "
                  "compared them with the whole expected map:\n  " + "\n  ".join(problems))
+
+
+@lab_test(1, "stale_tlb")
+def test_stale_tlb(boot, kernel, arch):
+    """Unmap and protect must invalidate what the TLB holds: a missing invalidation never faults
+    by itself, so the grader compares each read with what the live tables map now (tlb.py) and
+    expects the write after protect to fault in QEMU's exception log."""
+    token = boot.fresh_token()
+    top = top_level(kernel)
+    slot = pick_in(token, "stale slot", top.lower_entries // 8, top.lower_entries * 7 // 8)
+    base = (slot << top.shift) + pick_in(token, "stale offset", 1, 1 << 17) * PAGE
+    pages = pick_in(token, "stale pages", *STALE_PAGES)
+    seed = pick_in(token, "stale seed", 1, 2**48)
+    protected = base + pages * PAGE
+
+    def script(guest):
+        snap = guest.stop_at("pagoda_grader_checkpoint")
+        if (snap.argument(0), snap.argument(1)) != (base, pages):
+            return ["the stale-TLB test was not running on the grader's base= and pages="]
+        reads = struct.unpack(f"<{pages}Q", snap.read_virt(snap.argument(2), 8 * pages))
+        problems = []
+        for i, value in enumerate(reads):
+            stale = stale_read(snap, base + i * PAGE, value)
+            if stale:
+                problems.append(f"page {i}: {stale}")
+        return problems
+
+    run = boot(test="vm_stale_tlb", token=token, args={"base": base, "pages": pages, "seed": seed}, witness=script)
+    problems = run.require_witness()
+    if problems:
+        run.fail("after unmapping each page and mapping it to a new frame, the kernel read through the address "
+                 "again; the grader compared every read with the frame the live tables map:\n  "
+                 + "\n  ".join(problems[:MAX_SHOWN]))
+    expect_fault(run, **PAGE_FAULT[arch]["write_protect"], address=protected,
+                 function="pagoda::pagoda_selftest_vm_stale_tlb", kernel=kernel,
+                 what=f"the write to {protected:#x} after protecting it read-only (a TLB entry left writable "
+                      "by a protect that does not invalidate lets it through)")
+    check_reason(run, "write to read-only page", "the page was protected read-only")
+    run.expect_outcome("failure")
+
+
+def boot_frames_fit(boot, kernel, arch):
+    """Boots frames_fit: the grader reads the frames the kernel got at both checkpoints from
+    guest RAM and picks the limit in between (an address among the frames the test freed)."""
+    token = boot.fresh_token()
+    count = pick_in(token, "fit count", *FIT_COUNT)
+    wanted = pick_in(token, "fit below", 8, FIT_FREED // 2)
+
+    def script(guest):
+        first = guest.stop_at("pagoda_grader_checkpoint")
+        if first.argument(1) != count:
+            return {"problem": f"the frame test got {first.argument(1)} frames; the grader asked for count={count}"}
+        got = struct.unpack(f"<{count}Q", first.read_virt(first.argument(0), 8 * count))
+        following = first.argument(2)
+        freed = sorted(got[:FIT_FREED])
+        limit = freed[wanted + pick_in(token, "fit limit", 0, FIT_FREED - wanted - 1)]
+        guest.stop_at("pagoda_grader_stop")
+        guest.deliver([limit])
+        second = guest.stop_at("pagoda_grader_checkpoint")
+        n = second.argument(1)
+        below = struct.unpack(f"<{n}Q", second.read_virt(second.argument(0), 8 * n)) if n <= FIT_FREED else ()
+        return {"got": got, "next": following, "limit": limit, "limit_seen": second.argument(2), "below": below}
+
+    run = boot(test="frames_fit", token=token, args={"count": count, "below": wanted}, witness=script)
+    seen = run.require_witness()
+    if "problem" in seen:
+        run.fail(seen["problem"])
+    return run, seen, count, wanted
+
+
+def check_frames(run, kernel, arch, frames, what):
+    """Every frame of @p frames is distinct, page aligned, usable RAM, and not the kernel image."""
+    img_lo, img_hi = image_physical(kernel)
+    ram = MACHINES[arch].usable_ram(GRADER_RAM)
+    if len(set(frames)) != len(frames):
+        run.fail(f"{what}: the allocator handed out the same frame twice")
+    for f in frames:
+        if f % PAGE or img_lo <= f < img_hi or not any(a <= f < b for a, b in ram):
+            run.fail(f"{what}: frame {f:#x} is misaligned, in the kernel image, or not RAM")
+
+
+@lab_test(1, "frames_next_fit")
+def test_frames_next_fit(boot, kernel, arch):
+    run, seen, count, _ = boot_frames_fit(boot, kernel, arch)
+    got, following = seen["got"], seen["next"]
+    check_frames(run, kernel, arch, list(got), "the frames of the test")
+    check_frames(run, kernel, arch, [following], "the frame after the first ones were given back")
+    if following in got[:FIT_FREED] or following <= got[-1]:
+        run.fail(f"after handing out {count} frames (the last {got[-1]:#x}) and getting the first {FIT_FREED} "
+                 f"back, the allocator handed out {following:#x}: next fit goes on after the last frame it "
+                 "found instead of searching from the start again (the grader read the frames from guest RAM)")
+    run.expect(r"^fit: \d+ frames below 0x[0-9a-f]+; free frames before (\d+) after \1$",
+               "every frame given back ('fit: ... free frames before N after N')")
+    run.expect_outcome("success")
+
+
+@lab_test(1, "frames_limit")
+def test_frames_limit(boot, kernel, arch):
+    run, seen, _, wanted = boot_frames_fit(boot, kernel, arch)
+    limit, below = seen["limit"], seen["below"]
+    if seen["limit_seen"] != limit or len(below) != wanted:
+        run.fail(f"the test did not allocate {wanted} frames below the limit {limit:#x} the grader delivered")
+    check_frames(run, kernel, arch, below, f"allocate_below({limit:#x})")
+    above = [f for f in below if f >= limit]
+    if above:
+        run.fail(f"allocate_below({limit:#x}) handed out {len(above)} of {wanted} frames at or above the limit, "
+                 f"e.g. {above[0]:#x} (the grader read them from guest RAM)")
+    run.expect_outcome("success")

@@ -157,6 +157,7 @@ template <ValidPageTableFormat F> class Cursor {
   /// nothing is mapped.
   [[nodiscard]] Result<void> protect(Perms perms) {
     if (!mapped()) return stop_ == WalkStop::NotPresent ? Error::NotFound : Error::InvalidArgument;
+    // LAB 1 BEGIN rewrite the leaf's permissions, keeping the rest, and invalidate what the TLB may hold
     u64& e = slot(level());
     const u64 updated = F::with_perms(e, level(), perms);
     if (updated == e) return {};
@@ -164,6 +165,11 @@ template <ValidPageTableFormat F> class Cursor {
     batch_->wrote();
     batch_->invalidate_range(va_.align_down(span()), span(), F::entry_perms(updated, level()).global);
     return {};
+    // LAB 1 SKELETON
+    // (void)perms;
+    // return Error(Error::NotImplemented, "lab 1: write Cursor::protect() in kernel/mm/cursor.hpp "
+    //                                     "(labs/01-identity-map/README.md)");
+    // LAB 1 END
   }
 
   /// Splits the block at va() into a table of entries one level down that map the same memory

@@ -142,6 +142,92 @@ PAGODA_SELFTEST(vm_frames) {
   println("");
 }
 
+/// A stale TLB, made visible. Maps pages=N pages from base=VA (the grader picks both) to fresh
+/// frames X_i holding x_i, reads each through its address (now the TLB holds the translation),
+/// unmaps it and maps it to a second frame Y_i holding y_i, and reads it again: a read that still
+/// gives x_i went through a TLB entry the unmap did not invalidate. (x_i and y_i come from
+/// seed=S.) The grader stops at the checkpoint and compares each read with what the live tables
+/// map now (grade/pagoda_grade/tlb.py). Then the same for protect: page N is mapped rw-, written
+/// (the TLB now holds a writable translation), protected r--, and written again, which must
+/// fault; without the invalidation the write goes through the stale entry.
+PAGODA_SELFTEST(vm_stale_tlb) {
+  require_vm();
+  constexpr u64 kMaxPages = 16;
+  FrameAllocator& frames = vm::frames();
+  AddressSpace& space = vm::kernel_space();
+  const VirtAddr base(ctx.arg("base", 0x0000'3001'0000'0000ull));
+  const u64 pages = ctx.arg("pages", 8);
+  const u64 seed = ctx.arg("seed", 0x5a5a);
+  if (!is_aligned(base.value(), kPage) || pages < 2 || pages > kMaxPages)
+    panic("vm_stale_tlb: base={} pages={}: a page-aligned base and 2..{} pages", Hex{base.value()}, pages, kMaxPages);
+  const auto x_value = [&](u64 i) { return (seed ^ (i << 8)) * 2 + 1; };
+  const auto y_value = [&](u64 i) { return (seed ^ (i << 8)) * 2 + 2; };
+  static u64 read[kMaxPages];
+  for (u64 i = 0; i < pages; ++i) {
+    const VirtAddr va = base.offset(i * kPage);
+    const PhysAddr x = MUST(frames.allocate()), y = MUST(frames.allocate());
+    *static_cast<volatile u64*>(vm::phys_to_ptr(x, kPage)) = x_value(i);
+    *static_cast<volatile u64*>(vm::phys_to_ptr(y, kPage)) = y_value(i);
+    MUST(space.map(va, x, kKernelData));
+    if (*reinterpret_cast<volatile u64*>(va.value()) != x_value(i)) panic("page {} does not read its first frame", i);
+    frames.free(MUST(space.unmap(va)));
+    MUST(space.map(va, y, kKernelData));
+    read[i] = *reinterpret_cast<volatile u64*>(va.value());
+  }
+  pagoda_grader_checkpoint(base.value(), pages, reinterpret_cast<u64>(read));  // the grader compares
+  for (u64 i = 0; i < pages; ++i)
+    println("stale: page {} remapped, read {:#x} ({})", i, read[i], read[i] == y_value(i) ? "its new frame" : "STALE");
+  for (u64 i = 0; i < pages; ++i) frames.free(MUST(space.unmap(base.offset(i * kPage))));
+
+  const VirtAddr page = base.offset(pages * kPage);
+  MUST(space.map(page, MUST(frames.allocate()), kKernelData));
+  volatile u64* p = reinterpret_cast<volatile u64*>(page.value());
+  *p = seed;  // the TLB now holds a writable translation
+  MUST(space.protect(page, kPage, kKernelReadOnly));
+  println("stale: {} protected read-only; writing it", Hex{page.value()});
+  *p = ~seed;
+  panic("the write to {} after protecting it read-only did not fault: a stale TLB entry still allows writes",
+        Hex{page.value()});
+}
+
+/// The frame allocator's next-fit cursor and its limit. Allocates count=N frames (the grader picks
+/// N), frees the first 128 of them and allocates one more: next fit continues after the last
+/// frame it handed out instead of going back to the freed ones. The grader checks that at a
+/// checkpoint and delivers a limit (an address among the freed frames); the test then allocates
+/// below=M frames with allocate_below(limit), which must all lie below it, checks them at a
+/// second checkpoint, and gives everything back.
+PAGODA_SELFTEST(frames_fit) {
+  require_vm();
+  constexpr u64 kMaxFrames = 1024, kFreed = 128;
+  static u64 got[kMaxFrames], below[kFreed];
+  FrameAllocator& frames = vm::frames();
+  const u64 count = ctx.arg("count", 400);
+  const u64 wanted = ctx.arg("below", 32);
+  if (count < 2 * kFreed || count > kMaxFrames || wanted == 0 || wanted > kFreed / 2)
+    panic("frames_fit: count={} below={}: count in [{}, {}], below in [1, {}]", count, wanted, 2 * kFreed, kMaxFrames,
+          kFreed / 2);
+  const usize before = frames.free_frames();
+  for (u64 i = 0; i < count; ++i) got[i] = MUST(frames.allocate()).value();
+  for (u64 i = 0; i < kFreed; ++i) frames.free(PhysAddr(got[i]));
+  const PhysAddr next = MUST(frames.allocate());
+  pagoda_grader_checkpoint(reinterpret_cast<u64>(got), count, next.value());
+  println("fit: {} frames from {:#x} to {:#x}; after freeing the first {}, the next is {:#x}", count, got[0],
+          got[count - 1], kFreed, next.value());
+  const usize n = await_grader_inputs();
+  const PhysAddr limit(n > 0 ? pagoda_grader_inbox.values[0] : got[kFreed / 2]);
+  for (u64 i = 0; i < wanted; ++i) {
+    const Result<PhysAddr> f = frames.allocate_below(limit);
+    if (f.is_error()) panic("allocate_below({:#x}) failed after {} frames: {}", limit.value(), i, f.error());
+    below[i] = f.value().value();
+  }
+  pagoda_grader_checkpoint(reinterpret_cast<u64>(below), wanted, limit.value());
+  for (u64 i = 0; i < wanted; ++i) frames.free(PhysAddr(below[i]));
+  for (u64 i = kFreed; i < count; ++i) frames.free(PhysAddr(got[i]));
+  frames.free(next);
+  println("fit: {} frames below {:#x}; free frames before {} after {}", wanted, limit.value(), before,
+          frames.free_frames());
+}
+
 }  // namespace pagoda
 
 // ---- Lab 2: the higher half -------------------------------------------------------------------
