@@ -9,9 +9,9 @@ import struct
 from pagoda_grade import lab_test
 from pagoda_grade.symbols import address_of, physical_of
 from pagoda_grade.tlb import stale_read
-from pagoda_grade.vmchecks import GRADER_RAM, PAGE_FAULT, check_whole_map, stop_words
+from pagoda_grade.vmchecks import GRADER_RAM, PAGE_FAULT, check_whole_map, entries_in_range, stop_words
 from pagoda_grade.witness import (ARCHES, MACHINES, PAGE, expect_fault, image_physical, kernel_image_regions,
-                                  pick_in, pick_page, top_level)
+                                  layout_value, pick_in, pick_page, top_level)
 
 HEX = r"0x[0-9a-f]+"
 FRAMES_PAGES = (1100, 2000)
@@ -19,6 +19,7 @@ STALE_PAGES = (4, 12)       # pages the stale-TLB test remaps (the kernel takes 
 FIT_COUNT = (300, 900)      # frames the next-fit test allocates (the kernel takes at most 1024)
 FIT_FREED = 128             # ... of which it gives the first back (kernel/mm/vm_selftest.cpp)
 MAX_SHOWN = 6
+VMPRINT_PAGES = (16, 160)   # the range vmprint dumps, in pages
 
 
 def translations(run):
@@ -369,4 +370,62 @@ def test_frames_limit(boot, kernel, arch):
     if above:
         run.fail(f"allocate_below({limit:#x}) handed out {len(above)} of {wanted} frames at or above the limit, "
                  f"e.g. {above[0]:#x} (the grader read them from guest RAM)")
+    run.expect_outcome("success")
+
+
+VMPRINT_ROOT = re.compile(rf"^vmprint: root ({HEX}) \[({HEX}), ({HEX})\)$")
+VMPRINT_LINE = re.compile(rf"^vmprint: ((?:\.\. )*)(\S+?)\s*\[\s*(\d+)\] ({HEX}) = ({HEX})$")
+
+
+@lab_test(1, "vmprint_matches")
+def test_vmprint_matches(boot, kernel, arch):
+    """The student's vmprint() over a range the grader picks from its own walk, compared line by
+    line with the entries the grader reads from guest RAM just before the print."""
+    token = boot.fresh_token()
+    half = layout_value(kernel, "kernel_half_base")
+
+    def script(guest):
+        snap = guest.stop_at("pagoda_grader_stop")
+        runs = snap.dump()
+        run = runs[pick_in(token, "vmprint run", 0, len(runs) - 1)]
+        lo = run.va_start + pick_in(token, "vmprint start", 0, (run.va_end - run.va_start) // PAGE - 1) * PAGE
+        hi = min(lo + pick_in(token, "vmprint pages", *VMPRINT_PAGES) * PAGE, (1 << 64) - PAGE)
+        guest.deliver([lo, hi])
+        at = guest.stop_at("pagoda_grader_checkpoint")
+        root = at.lower_root if lo < half else at.root
+        return {"lo": lo, "hi": hi, "root": root, "said": (at.argument(0), at.argument(1), at.argument(2)),
+                "entries": entries_in_range(at, kernel, arch, root, lo, hi)}
+
+    run = boot(test="vm_print", token=token, witness=script)
+    seen = run.require_witness()
+    lo, hi, root = seen["lo"], seen["hi"], seen["root"]
+    if seen["said"] != (lo, hi, root):
+        run.fail(f"the vmprint test did not print [{lo:#x}, {hi:#x}) of the live root {root:#x} (it said "
+                 f"{', '.join(hex(v) for v in seen['said'])})")
+    m = run.expect(VMPRINT_ROOT.pattern, "the 'vmprint: root ...' line")
+    if (int(m[1], 16), int(m[2], 16), int(m[3], 16)) != (root, lo, hi):
+        run.fail(f"vmprint says '{m[0]}'; the live root is {root:#x} and the range [{lo:#x}, {hi:#x})")
+    printed = [(len(p[1]) // 3, int(p[4], 16), int(p[5], 16))
+               for p in (VMPRINT_LINE.match(l) for l in run.lines) if p]
+    expected = [(level, va, e) for level, va, e, _ in seen["entries"]]
+    problems = []
+    for i in range(max(len(printed), len(expected))):
+        got = printed[i] if i < len(printed) else None
+        want = expected[i] if i < len(expected) else None
+        if got == want:
+            continue
+        if want is None:
+            problems.append(f"line {i + 1}: vmprint printed level {got[0]} {got[1]:#x} = {got[2]:#x}, but the tables "
+                            "have no more present entries in the range")
+        elif got is None:
+            problems.append(f"line {i + 1}: missing: level {want[0]} {want[1]:#x} = {want[2]:#x}")
+        else:
+            problems.append(f"line {i + 1}: vmprint printed level {got[0]} {got[1]:#x} = {got[2]:#x}; guest RAM "
+                            f"holds level {want[0]} {want[1]:#x} = {want[2]:#x} there")
+        if len(problems) == MAX_SHOWN:
+            break
+    if problems:
+        run.fail(f"vmprint of [{lo:#x}, {hi:#x}) does not match the {len(expected)} present entries the grader read "
+                 "from guest RAM (parents before children, in address order):\n  " + "\n  ".join(problems))
+    run.expect(r"^vmprint: end$", "the end of the dump")
     run.expect_outcome("success")

@@ -75,35 +75,40 @@ KERNEL_HALF_BITS = {
 }
 
 
-def kernel_half_entries(snap, kernel, arch):
-    """Every present entry under the kernel half's top-level entries of the live kernel root,
-    read by the grader from guest RAM: [(level, va, entry, is_leaf)], va the first address the
-    entry covers. WalkError on a table cycle or an absurd tree."""
+def entries_in_range(snap, kernel, arch, root, lo, hi):
+    """Every present entry of the tree at @p root whose range meets [lo, hi) (one half of the
+    address space), read by the grader from guest RAM, parents before children:
+    [(level, va, entry, is_leaf)], va the first address the entry covers. WalkError on a table
+    cycle or an absurd tree."""
     entries_per, levels = layout_value(kernel, "entries_per_table"), layout_value(kernel, "levels")
     mask, shift0 = layout_value(kernel, "address_mask"), top_level(kernel).shift
-    first, half = layout_value(kernel, "kernel_half_first_entry"), layout_value(kernel, "kernel_half_base")
-    bits, index_bits = KERNEL_HALF_BITS[arch], entries_per.bit_length() - 1
-    base = half - (first << shift0)  # the address of top-level entry 0 of the kernel root
+    index_bits, is_leaf = entries_per.bit_length() - 1, KERNEL_HALF_BITS[arch]["is_leaf"]
     reads, out = [0], []
 
-    def table(pa):
+    def visit(pa, level, lo, hi):
         reads[0] += 1
         if reads[0] > MAX_TABLE_READS:
-            raise WalkError(f"more than {MAX_TABLE_READS} tables under the kernel half: a table cycle?")
-        return snap.table_entries(pa)
+            raise WalkError(f"more than {MAX_TABLE_READS} tables in [{lo:#x}, {hi:#x}): a table cycle?")
+        table = snap.table_entries(pa)
+        shift = shift0 - index_bits * level
+        va = lo
+        while va < hi:
+            start = va & ~((1 << shift) - 1)
+            e = table[(va >> shift) & (entries_per - 1)]
+            if e & 1:
+                leaf = is_leaf(e, level, levels - 1)
+                out.append((level, start, e, leaf))
+                if not leaf:
+                    visit(e & mask, level + 1, max(va, start), min(hi, start + (1 << shift)))
+            va = start + (1 << shift)
 
-    def visit(pa, level, va, lo, hi):
-        for i, e in enumerate(table(pa)[lo:hi], lo):
-            if not e & 1:
-                continue
-            at = va + (i << (shift0 - index_bits * level))
-            leaf = bits["is_leaf"](e, level, levels - 1)
-            out.append((level, at, e, leaf))
-            if not leaf:
-                visit(e & mask, level + 1, at, 0, entries_per)
-
-    visit(snap.root, 0, base, first, entries_per)
+    visit(root, 0, lo, hi)
     return out
+
+
+def kernel_half_entries(snap, kernel, arch):
+    """entries_in_range() of the whole kernel half of the live kernel root."""
+    return entries_in_range(snap, kernel, arch, snap.root, layout_value(kernel, "kernel_half_base"), 1 << 64)
 
 
 def kernel_half_problems(snap, kernel, arch, what):

@@ -119,6 +119,7 @@ class [[nodiscard]] ConsistencyBatch {
   // /// The barrier, the invalidations (page_[], all_), the frees (table_[]); then empty again.
   // void flush() {
   //   if (!wrote_ && pages_ == 0 && !all_ && tables_ == 0) return;
+  //   (void)memory_;
   //   MUST(Result<void>(Error(Error::NotImplemented, "lab 1: write ConsistencyBatch::flush() in "
   //                                                  "kernel/mm/consistency_batch.hpp (labs/01-identity-map/README.md)")));
   // }
