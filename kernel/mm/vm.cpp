@@ -148,9 +148,19 @@ Perms kernel_perms(Perms perms) {
 }
 
 Result<void> map_ram(AddressSpace& space, const MemoryMap& map, PhysRange skip) {
-  return for_each_ram_piece(map, reachable_limit(), skip, [&](PhysAddr base, u64 size) {
-    return space.map_range(VirtAddr(layout::kWindowBase + (base.value() - layout::kWindowPhysBase)), base, size,
-                           kernel_perms(kKernelData));
+  constexpr u64 kBlock = AddressSpace::kBlockSize;
+  static_assert((layout::kWindowBase - layout::kWindowPhysBase) % kBlock == 0, "blocks need a block-aligned window");
+  const Perms perms = kernel_perms(kKernelData);
+  const auto window = [](u64 pa) { return VirtAddr(layout::kWindowBase + (pa - layout::kWindowPhysBase)); };
+  return for_each_ram_piece(map, reachable_limit(), skip, [&](PhysAddr base, u64 size) -> Result<void> {
+    // 4 KiB pages up to the first block boundary, blocks while a whole one fits, 4 KiB pages after
+    const u64 end = base.value() + size;
+    u64 pa = base.value();
+    const u64 head_end = min(end, align_up(pa, kBlock));
+    if (pa < head_end) TRY(space.map_range(window(pa), PhysAddr(pa), head_end - pa, perms));
+    for (pa = head_end; pa + kBlock <= end; pa += kBlock) TRY(space.map_block(window(pa), PhysAddr(pa), kBlock, perms));
+    if (pa < end) TRY(space.map_range(window(pa), PhysAddr(pa), end - pa, perms));
+    return {};
   });
 }
 // LAB 2 SKELETON

@@ -341,6 +341,43 @@ PAGODA_SELFTEST(vm_window) {
   panic("phys_to_virt({}) did not refuse an address above the window", Hex{above.value()});
 }
 
+/// A large page split by a partial protect and a partial unmap. Maps a block (2 MiB) at base=VA
+/// (the grader picks it) to fresh, physically contiguous frames and writes page i's index xor
+/// seed=S into it; the grader checks the block at a checkpoint. Then protects pages=N pages from
+/// page first=F read-only and unmaps page hole=H (both inside the block): the block must become
+/// a table of 4 KiB pages mapping the same frames, with those changes and the data intact; the
+/// grader checks every page when the test stops for it (pagoda_grader_stop). Then everything is given back.
+PAGODA_SELFTEST(vm_split) {
+  require_vm();
+  constexpr u64 kBlock = AddressSpace::kBlockSize, kPages = kBlock / kPage;
+  FrameAllocator& frames = vm::frames();
+  AddressSpace& space = vm::kernel_space();
+  const VirtAddr base(ctx.arg("base", 0x0000'3000'0000'0000ull));
+  const u64 first = ctx.arg("first", 3), count = ctx.arg("pages", 5), hole = ctx.arg("hole", 100);
+  const u64 seed = ctx.arg("seed", 0x5e5e);
+  if (!base.is_aligned(kBlock) || count == 0 || first + count > kPages || hole >= kPages ||
+      (first <= hole && hole < first + count))
+    panic("vm_split: base={} first={} pages={} hole={}: a block-aligned base, ranges inside one block, the hole "
+          "outside the protected pages", Hex{base.value()}, first, count, hole);
+  const usize before = frames.free_frames();
+  const PhysAddr run = MUST(frames.allocate_contiguous_below(2 * kPages, vm::reachable_limit()));
+  const PhysAddr pa = run.align_up(kBlock);  // a block-aligned 2 MiB inside the run
+  MUST(space.map_block(base, pa, kBlock, kKernelData));
+  for (u64 i = 0; i < kPages; ++i) *reinterpret_cast<volatile u64*>(base.value() + i * kPage) = i ^ seed;
+  pagoda_grader_checkpoint(base.value(), pa.value(), 0);  // one block
+  MUST(space.protect(base.offset(first * kPage), count * kPage, kKernelReadOnly));
+  MUST(space.unmap_range(base.offset(hole * kPage), kPage));
+  for (u64 i = 0; i < kPages; ++i)
+    if (i != hole && *reinterpret_cast<volatile u64*>(base.value() + i * kPage) != (i ^ seed))
+      panic("page {} of the split block lost its data", i);
+  pagoda_grader_stop();  // pages now (a second stop at the checkpoint would be the same instant to a debugger)
+  for (u64 i = 0; i < kPages; ++i)
+    if (i != hole) (void)MUST(space.unmap(base.offset(i * kPage)));
+  for (u64 i = 0; i < 2 * kPages; ++i) frames.free(run.offset(i * kPage));
+  println("split: block at {} -> {} split; pages {}..{} read-only, page {} unmapped; free frames before {} after {}",
+          Hex{base.value()}, Hex{pa.value()}, first, first + count - 1, hole, before, frames.free_frames());
+}
+
 /// Allocates objects=N objects of random sizes (seed=S chosen by the grader), fills object i with
 /// bytes u8(i + j + S), checks them, frees them in a scrambled order and reports the heap's
 /// counters before, at the peak and after.

@@ -80,6 +80,31 @@ TEST_F(AddressSpaceTest, NoTableEntryOfTheKernelHalfAllowsUserAccess) {
   EXPECT_FALSE(kernel.query(high).perms.user);
 }
 
+// A protect or an unmap of part of a large page splits it first (lab 2): the rest keeps its
+// translation and permissions, and a range that covers a block whole leaves it a block.
+TEST_F(AddressSpaceTest, PartialProtectAndUnmapSplitALargePage) {
+  constexpr u64 kBlock = AddressSpace::kBlockSize;
+  const VirtAddr base(layout::kWindowBase + 4 * kBlock), next = base.offset(kBlock);
+  ASSERT_TRUE(kernel.map_block(base, PhysAddr(0x80'0000), kBlock, kKernelData).ok());
+  ASSERT_TRUE(kernel.map_block(next, PhysAddr(0xa0'0000), kBlock, kKernelData).ok());
+  EXPECT_EQ(kernel.map_block(base, PhysAddr(0x80'0000), 3 * kPageSize, kKernelData).error(), Error::InvalidArgument);
+  ASSERT_TRUE(kernel.protect(base.offset(3 * kPageSize), 2 * kPageSize, kKernelReadOnly).ok());
+  ASSERT_TRUE(kernel.unmap_range(base.offset(9 * kPageSize), kPageSize).ok());
+  for (u64 i = 0; i < kBlock / kPageSize; ++i) {
+    const Walk w = kernel.query(base.offset(i * kPageSize));
+    if (i == 9) {
+      EXPECT_FALSE(w.mapped());
+      continue;
+    }
+    ASSERT_TRUE(w.mapped()) << i;
+    EXPECT_EQ(w.page_size, kPageSize) << i;
+    EXPECT_EQ(w.pa.value(), 0x80'0000 + i * kPageSize) << i;
+    EXPECT_EQ(w.perms.write, i < 3 || i > 4) << i;
+  }
+  ASSERT_TRUE(kernel.protect(next, kBlock, kKernelReadOnly).ok());
+  EXPECT_EQ(kernel.query(next).page_size, kBlock) << "a block the range covers whole is changed as one";
+}
+
 TEST_F(AddressSpaceTest, AUserSpaceSharesTheKernelHalfAndSeesLaterKernelMappings) {
   AddressSpace user = AddressSpace::create_user(kernel).release_value();
   const u64* k = kernel.arch().tree_for(VirtAddr(0)).root_entries();
