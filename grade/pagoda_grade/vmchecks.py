@@ -65,13 +65,13 @@ KERNEL_HALF_BITS = {
     "x86_64": dict(table_allows_user=lambda e: bool(e & 1 << 2), leaf_allows_user=lambda e: bool(e & 1 << 2),
                    leaf_global=lambda e: bool(e & 1 << 8),
                    is_leaf=lambda e, level, last: level == last or (level in (1, 2) and bool(e & 1 << 7)),
-                   user_words="US set", global_words="G clear",
+                   user_words="US set", global_words="G clear", hardware_bits=(1 << 5) | (1 << 6),
                    global_control=("cr4", 7, "CR4.PGE is off: global entries are flushed at every CR3 load")),
     "aarch64": dict(table_allows_user=lambda e: not e & 1 << 61, leaf_allows_user=lambda e: bool(e & 1 << 6),
                     leaf_global=lambda e: not e & 1 << 11,
                     is_leaf=lambda e, level, last: level == last or (level in (1, 2) and e & 3 == 1),
                     user_words="EL0 allowed (APTable[0] clear on a table, AP[1] set on a leaf)",
-                    global_words="nG set", global_control=None),
+                    global_words="nG set", global_control=None, hardware_bits=0),
 }
 
 
