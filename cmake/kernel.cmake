@@ -42,4 +42,12 @@ set(PAGODA_KERNEL_GENERIC_SOURCES
   ${CMAKE_SOURCE_DIR}/kernel/mm/heap_allocator.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/vma_selftest.cpp
   ${CMAKE_SOURCE_DIR}/kernel/proc/programs.cpp
-  ${CMAKE_SOURCE_DIR}/kernel/proc/programs_selftest.cpp)
+  ${CMAKE_SOURCE_DIR}/kernel/proc/programs_selftest.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/proc/kernel_stack.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/proc/loader.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/proc/process.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/proc/run.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/proc/scheduler.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/proc/syscalls.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/proc/user_memory.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/proc/proc_selftest.cpp)

@@ -8,7 +8,9 @@
 //   the IDT, the GDT           where IDTR and GDTR point (SIDT, SGDT)                      r--
 //   the TSS                    the task state segment (RSP0, the IST pointers)             r--
 //   the IST stacks             #DF, NMI, #MC: the CPU switches to them unconditionally     rw-
-//   the user-mode trap stack   TSS.RSP0, once lab 3 sets it                                rw-
+//   the user-mode trap stack   TSS.RSP0's whole kernel stack, once a process was scheduled: rw-
+//                              the next process's (set before its root is loaded), where its
+//                              next trap from ring 3 pushes its frame
 //   the kernel text            __text_start .. __text_end                                  r-x
 //
 // An exception right after the switch needs the IDT, the GDT (for CS), the TSS (IST, RSP0),
@@ -51,8 +53,8 @@ VirtAddr va(const void* p) { return VirtAddr(reinterpret_cast<u64>(p)); }
 void critical_ranges(CriticalRanges& out) {
   const u64 rsp = read_rsp();
   const x86::StackBounds stack = x86::kernel_stack_bounds(rsp);
-  // On a stack the kernel knows, all of it that is in use; on another (a fixture's, or lab 3's
-  // per-process stacks) RSP's page and the room below it.
+  // On a stack the kernel knows (the boot stack, an IST stack, a process's kernel stack), all
+  // of it that is in use; on another (a fixture's) RSP's page and the room below it.
   const u64 low = stack.empty() ? rsp - kTrapFrameRoom : max<u64>(stack.bottom, rsp - kTrapFrameRoom);
   const u64 high = stack.empty() ? align_up(rsp + 1, kPageSize) : stack.top;
   out.add("the running stack", VirtAddr(low), high - low, kWrite, VirtAddr(rsp));
@@ -79,9 +81,14 @@ void critical_ranges(CriticalRanges& out) {
     const x86::StackBounds b = x86::ist_stack(s.ist);
     if (!b.empty()) out.add(s.what, VirtAddr(b.bottom), b.top - b.bottom, kWrite, VirtAddr(b.top - 1));
   }
-  if (const uptr rsp0 = x86::tss_rsp0())
-    out.add("the stack for traps from user mode (TSS.RSP0)", VirtAddr(rsp0 - kTrapFrameRoom), kTrapFrameRoom,
-            kWrite, VirtAddr(rsp0 - 1));
+  if (const uptr rsp0 = x86::tss_rsp0()) {
+    // The whole kernel stack a trap from ring 3 will use: the next process's, since the
+    // scheduler sets RSP0 before it loads that process's root.
+    const x86::StackBounds next = x86::kernel_stack_bounds(rsp0 - 1);
+    const u64 next_low = next.empty() ? rsp0 - kTrapFrameRoom : next.bottom;
+    out.add("the kernel stack for traps from user mode (TSS.RSP0)", VirtAddr(next_low), rsp0 - next_low, kWrite,
+            VirtAddr(rsp0 - 1));
+  }
 
   out.add("the kernel text", va(__text_start), u64(__text_end - __text_start), kExecute);
 }

@@ -14,6 +14,7 @@
 #include "arch/x86_64/gdt.hpp"
 
 #include "arch/x86_64/boot_defs.h"
+#include "proc/kernel_stack.hpp"
 
 extern "C" char boot_stack_bottom[], boot_stack_top[];
 
@@ -59,6 +60,8 @@ StackBounds kernel_stack_bounds(uptr a) {
     const StackBounds ist{reinterpret_cast<uptr>(g_ist_stacks[i]), reinterpret_cast<uptr>(g_ist_stacks[i] + kIstStackSize)};
     if (a >= ist.bottom && a < ist.top) return ist;
   }
+  const proc::StackRange process = proc::stack_containing(a);  // a process's kernel stack
+  if (!process.empty()) return {process.bottom, process.top};
   return {};
 }
 
@@ -68,6 +71,8 @@ StackBounds ist_stack(u8 ist) {
 }
 
 uptr tss_rsp0() { return g_tss.rsp[0]; }
+
+void set_tss_rsp0(uptr top) { g_tss.rsp[0] = top; }
 
 StackBounds tss_bytes() { return {reinterpret_cast<uptr>(&g_tss), reinterpret_cast<uptr>(&g_tss) + sizeof g_tss}; }
 

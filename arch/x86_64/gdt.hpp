@@ -2,16 +2,17 @@
 /// @brief The kernel's GDT and TSS: segments for long mode and the interrupt stacks (IST).
 #pragma once
 
+#include "arch/x86_64/user_defs.h"
 #include "lib/types.hpp"
 
 namespace pagoda::x86 {
 
 /// Segment selectors. The user pair is ordered data-then-code as SYSRET expects.
-inline constexpr u16 kKernelCode = 0x08;
-inline constexpr u16 kKernelData = 0x10;
-inline constexpr u16 kUserData = 0x18 | 3;
-inline constexpr u16 kUserCode = 0x20 | 3;
-inline constexpr u16 kTssSelector = 0x28;
+inline constexpr u16 kKernelCode = X86_KERNEL_CODE_SELECTOR;
+inline constexpr u16 kKernelData = X86_KERNEL_DATA_SELECTOR;
+inline constexpr u16 kUserData = X86_USER_DATA_SELECTOR;
+inline constexpr u16 kUserCode = X86_USER_CODE_SELECTOR;
+inline constexpr u16 kTssSelector = X86_TSS_SELECTOR;
 
 /// Interrupt stack table slots (1-based, as the IDT encodes them; 0 means "no IST").
 inline constexpr u8 kIstDoubleFault = 1;
@@ -21,7 +22,8 @@ inline constexpr u8 kIstMachineCheck = 3;
 /// Builds and loads the GDT and TSS, reloading every segment register.
 void gdt_init();
 
-/// True when @p address lies on one of the kernel's stacks (the boot stack or an IST stack).
+/// True when @p address lies on one of the kernel's stacks (the boot stack, an IST stack, or a
+/// process's kernel stack).
 bool is_kernel_stack_address(uptr address);
 
 /// A stack: [bottom, top), growing down from top; empty when top == bottom.
@@ -30,12 +32,15 @@ struct StackBounds {
   uptr top = 0;
   bool empty() const { return top <= bottom; }
 };
-/// The kernel stack (the boot stack or an IST stack) that holds @p address; empty when none does.
+/// The kernel stack (the boot stack, an IST stack or a process's kernel stack in the kStackBase
+/// area) that holds @p address; empty when none does.
 StackBounds kernel_stack_bounds(uptr address);
 /// The stack the TSS gives to IST slot @p ist (1-based, kIstDoubleFault...); empty before gdt_init().
 StackBounds ist_stack(u8 ist);
-/// TSS.RSP0: the top of the stack for traps from user mode (0 until lab 3 sets one).
+/// TSS.RSP0: the top of the stack for traps from user mode (0 until the first process runs).
 uptr tss_rsp0();
+/// Sets TSS.RSP0 (arch::set_kernel_stack does, with the system-call entry's stack).
+void set_tss_rsp0(uptr top);
 /// The TSS the CPU uses (TR): its address and size.
 StackBounds tss_bytes();
 

@@ -16,6 +16,7 @@
 #include "arch/x86_64/traps.hpp"
 #include "core/panic.hpp"
 #include "mm/vm.hpp"
+#include "proc/arch.hpp"
 
 namespace pagoda::x86 {
 namespace {
@@ -80,9 +81,11 @@ u64 measure_lapic_hz() {
   return u64(lapic_elapsed) * kPitHz / elapsed;
 }
 
-void on_timer(TrapFrame&) {
+void on_timer(TrapFrame& frame) {
   g_ticks = g_ticks + 1;
   write_reg(kRegEoi, 0);
+  // Sleepers wake; a process interrupted in ring 3 gives the CPU to the next one.
+  proc::timer_tick(frame.cpl() == 3);
 }
 
 }  // namespace

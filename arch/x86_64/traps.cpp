@@ -19,8 +19,10 @@
 
 #include "arch/x86_64/cpu.hpp"
 #include "arch/x86_64/gdt.hpp"
+#include "arch/x86_64/user_mode.hpp"
 #include "core/panic.hpp"
 #include "mm/vm.hpp"
+#include "proc/kernel_stack.hpp"
 
 extern "C" char x86_vector_stubs[];
 
@@ -135,6 +137,25 @@ void report_exception(const TrapFrame& f) {
   }
 }
 
+/// A double fault whose stack pointer or CR2 lies in the guard below a kernel stack: the stack
+/// overflowed, and the page fault of the first write below it could not be delivered on it.
+/// Says so, with the stack's bounds; false when it is not that.
+bool report_stack_overflow(const TrapFrame& f) {
+  const u64 cr2 = read_cr2();
+  proc::StackRange hit = proc::guard_hit(cr2);
+  u64 where = cr2;
+  if (hit.empty()) {
+    hit = proc::guard_hit(f.rsp);
+    where = f.rsp;
+  }
+  if (hit.empty()) return false;
+  println("KERNEL STACK OVERFLOW: the kernel stack of slot {} [{:#x}, {:#x}) ran into its guard page at {:#x} "
+          "(RSP {:#x}, CR2 {:#x}); the page fault could not be delivered on that stack, so the CPU raised a "
+          "double fault on its own IST stack",
+          hit.slot, hit.bottom, hit.top, align_down(where, kPageSize), f.rsp, cr2);
+  return true;
+}
+
 }  // namespace
 
 /// Writes the meaning of a page-fault error code, in this exact shape (the grader and every
@@ -189,14 +210,25 @@ void set_irq_handler(u8 vector, IrqHandler handler) {
 /// Called by x86_trap_common for every vector.
 extern "C" void x86_trap(pagoda::x86::TrapFrame* frame) {
   using namespace pagoda::x86;
+  const bool from_user = frame->cpl() == 3;
   if (frame->vector == kPageFault) {
     // The generic decision comes first, before anything is reported.
     const pagoda::VirtAddr address(read_cr2());
     switch (pagoda::vm::handle_fault(pagoda::vm::current_space(), address, page_fault_access(frame->error))) {
       case pagoda::vm::FaultDecision::Resolved: return;
-      case pagoda::vm::FaultDecision::KillProcess:  // no processes yet (lab 3): a kernel bug
+      case pagoda::vm::FaultDecision::KillProcess:
       case pagoda::vm::FaultDecision::KernelBug: break;
     }
+  }
+  if (frame->vector < kExceptionCount && from_user) {
+    // Whatever a process did, it ends only that process.
+    report_exception(*frame);
+    const ExceptionName& e = kExceptionNames[frame->vector];
+    user_exception(*frame, e.mnemonic, e.name, page_fault_access(frame->error));
+  }
+  if (frame->vector == kDoubleFault && report_stack_overflow(*frame)) {
+    report_exception(*frame);
+    pagoda::panic("kernel stack overflow: a guard page was hit (the stack's owner recursed or used too much stack)");
   }
   if (frame->vector < kExceptionCount) {
     report_exception(*frame);

@@ -85,7 +85,12 @@ x86_vector_stubs:
         .type   x86_trap_common, @function
 x86_trap_common:
         trap_frame_cfi -CFA_VECTOR               /* RSP points at the vector number */
-        save    rax
+        /* RFLAGS.AC is the user's after a trap from ring 3 (only SYSCALL's SFMASK clears it):
+           clear it, so that SMAP guards the kernel from the first instruction. Flags only. */
+        testb   $1, x86_smap_enabled(%rip)
+        jz      1f
+        clac
+1:      save    rax
         save    rbx
         save    rcx
         save    rdx
@@ -103,6 +108,10 @@ x86_trap_common:
         movq    %rsp, %rdi
         cld
         call    x86_trap
+        /* Where a new process starts, too: its first switch returns here with RSP at the
+           TrapFrame arch::prepare_user_entry() wrote (user_mode.cpp), and IRETQ enters ring 3. */
+        .global x86_trap_return
+x86_trap_return:
         restore r15
         restore r14
         restore r13

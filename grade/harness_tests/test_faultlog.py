@@ -304,3 +304,19 @@ def test_msr_ttbr_encodings_are_the_kernels(aarch64_kernel):
     words = set(elf.words_at(text.addr, text.size // 4))
     for base in faultlog.A64_MSR_TTBR:
         assert any(base + rt in words for rt in range(32)), f"no msr {faultlog.A64_MSR_TTBR[base]} in the kernel"
+
+
+# Lab 3's first failure without the pre-switch check: CR3 loaded with a root that has no kernel
+# half; the very next instruction fetch faults (CR2 = RIP), and the #PF handler cannot be reached.
+CODE_GONE_AFTER_SWITCH = """\
+     0: v=0e e=0010 i=0 cpl=0 IP=0008:ffffffff80125e07 pc=ffffffff80125e07 SP=0010:ffffffff80160f00 CR2=ffffffff80125e07
+     1: v=08 e=0000 i=0 cpl=0 IP=0008:ffffffff80125e07 pc=ffffffff80125e07 SP=0010:ffffffff80160f00 env->regs[R_EAX]=0
+"""
+
+
+def test_kernel_code_gone_after_a_root_switch_is_named():
+    s = faultlog.parse(CODE_GONE_AFTER_SWITCH).summary()
+    assert "the kernel could not fetch its own next instruction: the root it had just loaded" in s
+    assert "a new root without the kernel half" in s
+    # a user-mode fetch fault, or a data fault, is not this
+    assert "could not fetch its own" not in faultlog.parse(PAGE_FAULT_AFTER_TIMER).summary()

@@ -43,3 +43,20 @@ def test_kernel_without_vm_work_scores_nothing_witnessed(fixture_kernels, tmp_pa
     assert set(results) == {t.id for n in (1, 2) for t in labs[n].tests}
     passed = {t for t, (outcome, _) in results.items() if outcome == "passed"}
     assert passed <= {"runs_high"}, {t: results[t][1][:300] for t in passed}
+
+
+def test_kernel_without_processes_scores_nothing_in_lab3(fixture_kernels, tmp_path):
+    """Lab 3's liar: every line of every program and of the kernel printed, proofs computed from
+    the token, frames balanced, and no process ever made. The grader waits for what it can see
+    (the run's checkpoints, the system-call entry, QEMU's log) and gives it nothing."""
+    import os
+    import shutil
+    kernel = tmp_path / "noproc.elf"
+    shutil.copy(fixture_kernels["noproc"], kernel)
+    # the user programs the tests read symbols from, as next to a built kernel
+    os.symlink(os.path.join(os.path.dirname(os.path.dirname(fixture_kernels["noproc"])), "user"),
+               tmp_path / "user")
+    results = run_grader(tmp_path, str(kernel), (3,), workers=2)
+    assert len(results) == 8
+    passed = {t: reason[:300] for t, (outcome, reason) in results.items() if outcome != "failed"}
+    assert not passed, passed

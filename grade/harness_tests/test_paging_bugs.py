@@ -64,8 +64,8 @@ def test_check_refuses_a_root_without_the_running_stack(kernel, tmp_path):
     refused_before_the_switch(run)
     top, root = printed(run, r"on the stack at (0x[0-9a-f]+), activating root (0x[0-9a-f]+)")
     m = re.fullmatch(r"new root %#x does not map the running stack (%s) \(PML4 entry 510 not present\); "
-                     r"it does not share the kernel half: PML4 entry 510 is 0x0, the kernel's is %s"
-                     % (root, HEX, HEX), panic_message(run))
+                     r"it does not share the kernel half: PML4 entry 510 is 0x0, the kernel's is %s: kernel-half "
+                     r"entries left empty, as by a copy that skipped them" % (root, HEX, HEX), panic_message(run))
     assert m, panic_message(run)
     assert top - 0x1000 < int(m.group(1), 16) < top     # RSP, on the fixture's stack
 

@@ -89,6 +89,24 @@ def format_args(args):
     return " ".join(f"{k}={v:#x}" if isinstance(v, int) else f"{k}={v}" for k, v in (args or {}).items())
 
 
+
+PANIC_PREFIX = "PANIC: "
+PANIC_LINE_MAX = 400
+
+
+def panic_line(data):
+    """The kernel's first "PANIC: ..." line in the serial bytes @p data (its message, without
+    the prefix, cut at PANIC_LINE_MAX characters), or "". It names the cause of a boot that
+    ended before the grader could look; the kernel saying it does not score anything."""
+    text = data.decode(errors="replace") if isinstance(data, (bytes, bytearray)) else data
+    for line in text.splitlines():
+        at = line.find(PANIC_PREFIX)
+        if at >= 0:
+            message = line[at + len(PANIC_PREFIX):].strip()
+            return message[:PANIC_LINE_MAX] + ("..." if len(message) > PANIC_LINE_MAX else "")
+    return ""
+
+
 class GradeFailure(AssertionError):
     """A test's verdict, with everything a student needs to start debugging."""
 
@@ -172,6 +190,9 @@ class Run:
             parts.append(f"the grader stopped the machine: {self.stop_reason}")
         elif outcome not in ("success", "failure"):
             parts.append(f"the machine ended with: {outcome}")
+        panicked = panic_line("\n".join(self.lines)) if outcome == "failure" else ""
+        if panicked and panicked not in reason:
+            parts.append(f"the kernel panicked: {panicked}")
         summary = self.log.summary(self.symbol_of)
         if summary and outcome != "success" and self.stop_kind != STORM:
             parts.append(summary)
@@ -449,6 +470,9 @@ class Booter:
         except BootEnded as e:
             where = guest.waiting_for if guest is not None and guest.waiting_for else "the grader's checks"
             how = session.stop_reason if session.stop_kind else f"the kernel exited first ({e})"
+            panicked = panic_line(session.data)
+            if panicked and not session.stop_kind:
+                how = f"the kernel panicked first: {panicked}"
             return None, None, f"the guest never reached {where}: {how}"
         except AssertionError as e:
             if not session.ended:

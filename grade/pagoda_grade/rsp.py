@@ -366,6 +366,11 @@ class RspClient:
         self._send("c")
         self.running = True
 
+    def step(self):
+        """Executes one instruction; wait_stop() collects the stop reply."""
+        self._send("s")
+        self.running = True
+
     def wait_stop(self, timeout=None):
         """Waits until the running guest stops (a breakpoint, an interrupt); the StopReply."""
         if not self.running:

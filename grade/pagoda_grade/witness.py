@@ -67,6 +67,7 @@ class ArchModel:
     kernel_privilege: int        # the CPL (x86_64) or exception level (AArch64) the kernel runs at
     lower_root: str              # the register whose root translates the lower half
     upper_root: str              # ... and the kernel half (the same one on x86_64)
+    proc: dict = None            # processes (lab 3): see PROCESS_FACTS below
 
     def roots(self, regs):
         """{name: physical root} of the live translation tables."""
@@ -84,7 +85,15 @@ ARCHES = {
         translation=("cr0", "cr3", "cr4", "efer"),
         report={"header": r"^TRAP: (\S+) .*\(vector (\d+)\)", "address": r"^\s+CR2 (0x[0-9a-f]+)",
                 "pc": r"^\s+RIP (0x[0-9a-f]+)", "error": r"^\s+error (0x[0-9a-f]+)"},
-        kernel_privilege=0, lower_root="cr3", upper_root="cr3"),
+        kernel_privilege=0, lower_root="cr3", upper_root="cr3",
+        proc={"switch": "x86_switch_context", "switch_next_sp": "rsi",
+              "syscall_entry": "x86_syscall_entry", "syscall_number": "rax",
+              "syscall_args": ("rdi", "rsi", "rdx", "r10", "r8", "r9"), "syscall_return_pc": "rcx",
+              "root_loader": "pagoda::x86::hw::load_root", "root_loader_arg": "rdi",
+              "timer_vector": 32, "page_fault": 14, "protection_fault": 13, "stack_overflow": 8,
+              "cpu_set_bits": (1 << 5) | (1 << 6),
+              "user_guards": (("cr4", 20, "SMEP"), ("cr4", 21, "SMAP"), ("cr4", 11, "UMIP")),
+              "pf_error": {"present": 1, "write": 2, "user": 4, "fetch": 16}}),
     "aarch64": ArchModel(
         name="aarch64", pc="pc", sp="sp", arguments=tuple(f"x{i}" for i in range(8)),
         translation=("ttbr0_el1", "ttbr1_el1", "tcr_el1", "sctlr_el1", "mair_el1"),
@@ -425,10 +434,27 @@ class Snapshot:
 
     def argument(self, index):
         """Argument @p index of the function the guest is stopped at the entry of."""
-        name = self.model.arguments[index]
+        return self.register(self.model.arguments[index])
+
+    def register(self, name):
+        """Register @p name (the gdbstub's name, lower case) at this stop."""
         if name not in self.registers:
             self.registers[name] = self.guest.client.read_register(name)
         return self.registers[name]
+
+    def write_virt(self, va, data, root=None):
+        """Writes @p data at virtual @p va, translated by the grader's own walk of @p root (the
+        live root by default), into guest RAM: how a test reaches into a process that is not
+        the one running."""
+        done = 0
+        while done < len(data):
+            at = va + done
+            pa = self.translate(at & ~(PAGE - 1), root)
+            if pa is None:
+                raise AssertionError(f"{at:#x} is not mapped in root {root if root is not None else self.root:#x}")
+            n = min(len(data) - done, PAGE - at % PAGE)
+            self.guest.write_phys(pa + at % PAGE, data[done:done + n])
+            done += n
 
     def symbol(self, address):
         return self.guest.symbol_of(address)
@@ -449,6 +475,7 @@ class Guest:
         self.ram_size = ram_size
         self.waiting_for = None
         self._stops = 0
+        self._stopped_at = None   # the PC of the last snapshot while the guest stays stopped
 
     @classmethod
     def attach(cls, booter, session, sock, ram_size):
@@ -493,7 +520,13 @@ class Guest:
         function you want."""
         address = where if isinstance(where, int) else symbols.address_of(self.kernel, where)
         what = where if isinstance(where, str) else f"{address:#x}"
+        if self._stopped_at == address:
+            # Stopped on this very instruction: QEMU would report the breakpoint again without
+            # running it. Step past it first.
+            self.client.step()
+            self._wait(what)
         self.client.set_breakpoint(address)
+        self._stopped_at = None
         self.client.cont()
         self._wait(what)
         self.client.remove_breakpoint(address)
@@ -504,6 +537,7 @@ class Guest:
 
     def stop_after(self, seconds):
         """Lets the guest run @p seconds more, stops it and returns the Snapshot."""
+        self._stopped_at = None
         self.client.cont()
         end = time.monotonic() + seconds
         while time.monotonic() < end:
@@ -519,6 +553,7 @@ class Guest:
         more (the grader's pick), stops it and returns the Snapshot."""
         rx = re.compile(pattern)
         seen = len(self.session.lines())
+        self._stopped_at = None
         self.client.cont()
         self.waiting_for = f"a line matching /{pattern}/"
         while True:
@@ -539,7 +574,9 @@ class Guest:
         names = (self.model.pc, self.model.sp) + self.model.translation
         regs = {n.lower(): self.client.read_register(n) for n in names}
         self._stops += 1
-        return Snapshot(self, regs)
+        snap = Snapshot(self, regs)
+        self._stopped_at = snap.pc
+        return snap
 
     # ---- memory and inputs -----------------------------------------------------------------------
 
@@ -580,6 +617,10 @@ class Guest:
 
     def write(self, va, data):
         self.client.write_memory(va, data)
+
+    def write_phys(self, pa, data):
+        """Writes @p data into guest RAM at physical @p pa (through the gdbstub, while stopped)."""
+        self.client.write_memory(pa, data, physical=True)
 
     def deliver(self, values, symbol="pagoda_grader_inbox"):
         """Writes @p values (u64s) into the kernel's inbox while the guest is stopped in

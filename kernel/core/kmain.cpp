@@ -8,6 +8,7 @@
 #include "core/selftest.hpp"
 #include "lib/proof.hpp"
 #include "mm/vm.hpp"
+#include "proc/run.hpp"
 
 namespace pagoda {
 namespace {
@@ -37,7 +38,12 @@ void kmain(const BootInfo& boot) {
     println("vm: not set up (a lab is not done yet); the kernel stays on the boot page tables");
   }
 
+  proc::init();
   arch::timer_init(kTimerHz);
+
+  // run=NAME,...: the programs run as processes to their end, then the machine stops.
+  const CmdlineValue run = cmdline_get(boot.cmdline(), "run");
+  if (run.found) arch::shutdown(proc::run_programs(run.value, token) ? ExitStatus::Success : ExitStatus::Failure);
 
   const CmdlineValue test = cmdline_get(boot.cmdline(), "test");
   if (test.found) run_selftest(test.value, SelfTestContext{token, boot});

@@ -61,9 +61,15 @@ enum class Syscall : u64 {
   // ---- test calls: reports for the grader's programs ----
   ProcInfo = 64,       ///< (ProcInfo* out, usize size) -> bytes written (min(size, sizeof))
   VmaList = 65,        ///< (VmaInfo* out, usize max_count) -> number of VMAs (may exceed max)
-  KernelRecurse = 66,  ///< (u64 depth) -> recurses in the kernel; overflows its stack on purpose
+  KernelRecurse = 66,  ///< (u64 depth, u64 confirm) -> recurses @p depth levels in the kernel,
+                       ///< overflowing its kernel stack on purpose when deep enough (a kernel
+                       ///< panic, by design); EINVAL unless confirm is kKernelRecurseConfirm
   // 67 .. kSyscallCount - 1: reserved for test calls to come.
 };
+
+/// The second argument kernel_recurse needs, so that no random call (a fuzzer's) can crash the
+/// kernel through it by chance.
+inline constexpr u64 kKernelRecurseConfirm = 0x5245'4355'5253'4521ull;  // "!ESRUCER"
 
 /// The first test-call number.
 inline constexpr u64 kFirstTestSyscall = 64;

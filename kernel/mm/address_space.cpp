@@ -10,7 +10,16 @@ Result<AddressSpace> AddressSpace::create_kernel(TableMemory& memory) {
 }
 
 Result<AddressSpace> AddressSpace::create_user(const AddressSpace& kernel) {
-  return AddressSpace(TRY(arch::ArchAddressSpace::create_user(kernel.arch_)), debug::RootKind::Process, "user");
+  AddressSpace space(TRY(arch::ArchAddressSpace::create_user(kernel.arch_)), debug::RootKind::Process, "user");
+  // A root made without the kernel half dies at its first switch, with no word (the CPU
+  // cannot reach its own trap entry). Say so now, while the kernel's root is live; unless the
+  // checks are off (vm_check=off), so that a lab can show the raw symptom.
+  char text[SwitchRefusal::kDetailSize];
+  BufferSink why(text, sizeof text);
+  if (s_switch_checks && !space.arch_.shares_kernel_half(why))
+    panic("AddressSpace::create_user: the new root {:#x} does not share the kernel half: {}", space.root().value(),
+          why.view());
+  return space;
 }
 
 // ---- The pre-switch check ------------------------------------------------------------------

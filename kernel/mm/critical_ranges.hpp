@@ -60,7 +60,7 @@ struct SwitchRefusal {
     Denied,      ///< it is mapped without the access it needs (see walk.perms)
     KernelHalf,  ///< the root does not share the kernel half (see detail)
   };
-  static constexpr usize kDetailSize = 120;
+  static constexpr usize kDetailSize = 240;
 
   Kind kind = Kind::None;
   PhysAddr root;                  ///< the root that was checked

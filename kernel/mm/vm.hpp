@@ -28,9 +28,12 @@ FrameAllocator& frames();
 /// once ready()). There is no other way to reach the kernel root's tables for a change.
 AddressSpace& kernel_space();
 
-/// The address space the CPU runs in now: the kernel's (from lab 3 on, the current process's);
-/// nullptr before ready().
+/// The address space the CPU runs in now: the current process's, or the kernel's; nullptr
+/// before ready().
 AddressSpace* current_space();
+/// Tells the memory manager which space is live from now on (the scheduler, at every switch;
+/// nullptr: the kernel's).
+void set_current_space(AddressSpace* space);
 
 /// @name The physical window (kernel/mm/layout.hpp)
 /// The kernel reaches usable RAM in [kWindowPhysBase, reachable_limit()) at
@@ -74,9 +77,9 @@ enum class FaultDecision : u8 {
 };
 
 /// The generic page-fault entry, called by the arch's trap code with the faulting address and
-/// what the access tried to do, in the address space that was live. Today every fault is a
-/// kernel bug; labs 5 and 6 add the faults that are resolved (demand paging, copy-on-write)
-/// and the ones that kill a process.
+/// what the access tried to do, in the address space that was live. A fault from user mode
+/// that nothing resolves ends its process (lab 3); any fault of the kernel itself is a bug.
+/// Labs 5 and 6 add the faults that are resolved (demand paging, copy-on-write).
 FaultDecision handle_fault(AddressSpace* space, VirtAddr va, Access access);
 
 /// Prints the walk of @p va through the live root and the reason @p access faults there; what

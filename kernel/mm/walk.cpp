@@ -37,6 +37,10 @@ void Walk::format(FormatSink& sink) const {
 void explain_fault(FormatSink& sink, const Walk& walk, Access access) {
   if (!walk.mapped()) {
     walk.format_stop(sink);
+  } else if (!access.user && walk.perms.user && access.execute) {
+    format_to(sink, "kernel executed user memory (SMEP/PXN: the kernel never runs user code)");
+  } else if (!access.user && walk.perms.user) {
+    format_to(sink, "kernel touched user memory (SMAP/PAN: only a checked copy may, with the guard lifted)");
   } else if (access.execute && !walk.perms.execute) {
     format_to(sink, "execute of NX page");
   } else if (access.write && !walk.perms.write) {

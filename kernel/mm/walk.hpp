@@ -63,7 +63,9 @@ struct Walk {
 };
 
 /// Prints why @p access at walk.va faults given @p walk: the stop reason when not mapped, or
-/// "write to read-only page", "execute of NX page", "user access to supervisor page".
+/// "kernel touched user memory" / "kernel executed user memory" (a kernel access to a user
+/// page: SMAP/SMEP, PAN/PXN), "write to read-only page", "execute of NX page", "user access to
+/// supervisor page".
 void explain_fault(FormatSink& sink, const Walk& walk, Access access);
 
 }  // namespace pagoda

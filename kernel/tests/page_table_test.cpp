@@ -535,6 +535,12 @@ TYPED_TEST(TreeTest, FaultsAreExplained) {
   EXPECT_EQ(explain(this->query(VirtAddr(0x2000)), {.user = true}), "user access to supervisor page");
   EXPECT_EQ(explain(this->query(VirtAddr(0x3000)), {}),
             std::string(TypeParam::level_name(TypeParam::kLevels - 1)) + " entry 3 not present");
+  // The kernel reaching a user page: SMAP/PAN, SMEP/PXN, before any other reason.
+  ASSERT_TRUE(this->map(VirtAddr(0x4000), PhysAddr(0x4000), Perms{.write = false, .execute = true, .user = true}).ok());
+  EXPECT_EQ(explain(this->query(VirtAddr(0x4000)), {.write = true}).rfind("kernel touched user memory", 0), 0u);
+  EXPECT_EQ(explain(this->query(VirtAddr(0x4000)), {}).rfind("kernel touched user memory", 0), 0u);
+  EXPECT_EQ(explain(this->query(VirtAddr(0x4000)), {.execute = true}).rfind("kernel executed user memory", 0), 0u);
+  EXPECT_EQ(explain(this->query(VirtAddr(0x4000)), {.write = true, .user = true}), "write to read-only page");
 }
 
 // ---- x86_64 only: bits the generic tests do not know ------------------------------------------

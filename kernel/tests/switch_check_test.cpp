@@ -155,8 +155,33 @@ TEST_F(SwitchCheckTest, AUserRootWithoutTheStacksTopLevelEntrySaysItLostTheKerne
   ASSERT_EQ(r.kind, SwitchRefusal::Kind::NotMapped);
   EXPECT_EQ(text(r), "new root " + hex(user.root().value()) + " does not map the running stack " + hex(kRsp) +
                          " (PML4 entry " + std::to_string(slot) + " not present); it does not share the kernel half: "
-                         "PML4 entry " + std::to_string(slot) + " is 0x0, the kernel's is " + hex(kernels));
+                         "PML4 entry " + std::to_string(slot) + " is 0x0, the kernel's is " + hex(kernels) +
+                         ": kernel-half entries left empty, as by a copy that skipped them");
   top[slot] = kernels;
+}
+
+TEST_F(SwitchCheckTest, AUserRootWithACopiedKernelStackTableSaysWhatACopyMisses) {
+  // Lab 3's second failure made by hand: the kernel-stack entry points to a copy of the
+  // kernel's table instead of the shared one. It maps every stack made so far (so nothing
+  // critical is missing yet) and none made later: the kernel half check names it.
+  AddressSpace user = AddressSpace::create_user(kernel).release_value();
+  const usize slot = F::index(VirtAddr(kStack), 0);
+  u64* top = user.arch().tree_for(VirtAddr(kStack)).root_entries();
+  const u64 kernels = top[slot];
+  const PhysAddr copy = memory.allocate_table().release_value();
+  const u64* from = memory.table_entries(F::output_address(kernels, 0));
+  u64* to = memory.table_entries(copy);
+  for (usize i = 0; i < F::kEntriesPerTable; ++i) to[i] = from[i];
+  top[slot] = copy.value() | (kernels & ~F::kAddressMask);
+  const SwitchRefusal r = user.check_switch(all());
+  ASSERT_EQ(r.kind, SwitchRefusal::Kind::KernelHalf);
+  EXPECT_EQ(text(r), "new root " + hex(user.root().value()) + " does not share the kernel half: PML4 entry " +
+                         std::to_string(slot) + " is " + hex(top[slot]) + ", the kernel's is " + hex(kernels) +
+                         ": a copy of the kernel's table of the kernel stacks, not the shared one: what the kernel "
+                         "maps there later is only in the root where it was allocated");
+  top[slot] = kernels;
+  for (usize i = 0; i < F::kEntriesPerTable; ++i) to[i] = 0;
+  memory.free_table(copy);
 }
 
 TEST_F(SwitchCheckTest, AUserRootThatLostAnotherKernelHalfEntryIsRefused) {
@@ -167,7 +192,8 @@ TEST_F(SwitchCheckTest, AUserRootThatLostAnotherKernelHalfEntryIsRefused) {
   const SwitchRefusal r = user.check_switch(all());
   ASSERT_EQ(r.kind, SwitchRefusal::Kind::KernelHalf);
   EXPECT_EQ(text(r), "new root " + hex(user.root().value()) + " does not share the kernel half: PML4 entry 300 is "
-                         "0x0, the kernel's is " + hex(saved[0]) + " (2 of its 256 entries differ)");
+                         "0x0, the kernel's is " + hex(saved[0]) + " (2 of its 256 entries differ): kernel-half "
+                         "entries left empty, as by a copy that skipped them");
   top[300] = saved[0];
   top[301] = saved[1];
   EXPECT_TRUE(user.check_switch(all()).ok());

@@ -1,11 +1,23 @@
-"""`pagoda bench boot|switch`: what the kernel's boot and its switches of roots cost.
+"""`pagoda bench [boot|syscall|switch|check]`: what the kernel's boot, a system call, a context
+switch and the pre-switch check cost. Without a name: boot, syscall and switch, one after the
+other (on an ISA without user mode yet, AArch64 for now: boot and check).
 
 boot    how long a boot to shutdown takes, against a do-nothing kernel. Both kernels boot N
         times each, interleaved (kernel, floor, kernel, floor, ...) so that a busy moment of the
         machine hits both alike; each time is QEMU's whole process lifetime. The report gives
         both medians and their ratio: what Pagoda's own boot adds on top of QEMU and firmware.
         --cmdline adds kernel options (e.g. vm_check=off, to see what the pre-switch check adds).
-switch  what the pre-switch check (AddressSpace::activate, kernel/mm/critical_ranges.hpp) costs:
+syscall guest instructions per null system call (getpid) under QEMU's -icount shift=0, where
+        the guest's cycle counter counts instructions: the nullcall program times N getpid
+        calls and the same loop without the call; the difference per call is the round trip
+        user -> kernel -> user. Deterministic: one boot is enough, a second must agree.
+switch  guest instructions per context switch under -icount shift=0: two pingpong processes
+        yield to each other N times each, so each yield is a system call plus a switch of
+        roots, kernel stacks and registers; the report gives a yield, and a yield minus the
+        null system call: the switch itself (scheduler, TSS.RSP0, the checked CR3 load,
+        switch_context).
+check   what the pre-switch check (AddressSpace::activate, kernel/mm/critical_ranges.hpp) costs
+        (this was `bench switch` before lab 3):
         the vm_switch_cost self-test reloads the kernel's root for a second with the check and a
         second without, N boots; the report gives the median time of one switch each way and
         their difference, the check's cost (it runs once at boot, and at every switch after).
@@ -89,12 +101,113 @@ def bench_switch(runs, arch):
     return 0
 
 
+# ---- guest instructions under -icount (syscall, switch) ---------------------------------------
+
+ICOUNT = ("-icount", "shift=0")
+NULLCALL_LINE = re.compile(r"nullcall: (\d+) calls: (\d+) counts with the call, (\d+) without")
+PINGPONG_LINE = re.compile(r"pingpong: pid (\d+) (\d+) yields: (\d+) counts")
+
+
+def icount_run(kernel, arch, programs, cmdline=""):
+    """The console output of one boot that runs @p programs (a run= value) under -icount."""
+    words = " ".join(filter(None, [f"run={programs}", cmdline]))
+    argv = qemu.command(kernel, words, arch=arch, serial="stdio", extra=ICOUNT)
+    proc = qemu.spawn(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        out, _ = proc.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        raise PagodaError(f"run={programs} under -icount did not finish in 240 s") from None
+    finally:
+        qemu.kill_group(proc)
+    text = out.decode(errors="replace")
+    if proc.returncode != qemu.EXIT_SUCCESS:
+        raise PagodaError(f"run={programs} under -icount: {qemu.describe_exit(proc.returncode)}:\n"
+                          + "\n".join(text.splitlines()[-10:]))
+    return text
+
+
+def _one(pattern, text, what):
+    found = pattern.findall(text)
+    if not found:
+        raise PagodaError(f"{what} printed no result line:\n" + "\n".join(text.splitlines()[-10:]))
+    return found
+
+
+def null_syscall(kernel, arch, calls):
+    """Guest instructions per null system call (one boot)."""
+    n, with_call, without = (int(v) for v in _one(NULLCALL_LINE, icount_run(kernel, arch, f"nullcall:{calls}"),
+                                                    "nullcall")[0])
+    return (with_call - without) / n
+
+
+def yield_cost(kernel, arch, yields, cmdline=""):
+    """Guest instructions per yield between two processes (one boot): the first to start timed
+    its loop while the other ran too (the second's loop ends alone, so it is not used)."""
+    found = _one(PINGPONG_LINE, icount_run(kernel, arch, f"pingpong:{yields},pingpong:{yields}", cmdline),
+                 "pingpong")
+    first = min(found, key=lambda m: int(m[0]))
+    _pid, n, counts = (int(v) for v in first)
+    return counts / (2 * n)
+
+
+def _agree(values, what):
+    if max(values) - min(values) > 0.01 * max(values):
+        raise PagodaError(f"{what} under -icount differs between boots: {values} (not deterministic?)")
+    return values[0]
+
+
+def bench_syscall(runs, arch):
+    kernel = build.build_kernel(arch)
+    calls = 100_000
+    cost = _agree([null_syscall(kernel, arch, calls) for _ in range(runs)], "the null system call")
+    print(f"null system call ({arch}, QEMU -icount shift=0, {calls} getpid calls, {runs} boots):")
+    print(f"  user -> kernel -> user   {cost:9.1f} guest instructions per call", flush=True)
+    return cost
+
+
+def bench_context_switch(runs, arch, syscall=None):
+    kernel = build.build_kernel(arch)
+    yields = 20_000
+    per_yield = _agree([yield_cost(kernel, arch, yields) for _ in range(runs)], "the yield")
+    unchecked = _agree([yield_cost(kernel, arch, yields, "vm_check=off") for _ in range(runs)],
+                       "the yield with vm_check=off")
+    if syscall is None:
+        syscall = null_syscall(kernel, arch, 100_000)
+    print(f"context switch ({arch}, QEMU -icount shift=0, 2 processes x {yields} yields, {runs} boots each):")
+    print(f"  a yield that switches   {per_yield:9.1f} guest instructions (a system call + a switch)")
+    print(f"  the switch itself       {per_yield - syscall:9.1f} guest instructions (minus the null "
+          f"system call, {syscall:.1f})")
+    print(f"  ... with vm_check=off   {unchecked - syscall:9.1f} guest instructions")
+    print(f"  the pre-switch check    {per_yield - unchecked:9.1f} guest instructions per switch "
+          f"(in time: ./pagoda bench check)", flush=True)
+    return 0
+
+
+# The ISAs that run user programs (lab 3's user mode); the others have no syscall or switch yet.
+USER_MODE_ARCHES = ("x86_64",)
+
+
 def cmd_bench(args):
     deps.ensure()
+    if args.what in ("syscall", "switch") and args.arch not in USER_MODE_ARCHES:
+        raise PagodaError(f"bench {args.what} runs user programs, and {args.arch} has no user mode yet "
+                          f"(lab 3 runs on {', '.join(USER_MODE_ARCHES)}); `bench check --arch {args.arch}` "
+                          "measures its switch of roots")
     if args.what == "boot":
         return bench_boot(args.runs or 20, args.arch, args.cmdline)
+    if args.what == "syscall":
+        bench_syscall(args.runs or 2, args.arch)
+        return 0
     if args.what == "switch":
+        return bench_context_switch(args.runs or 2, args.arch)
+    if args.what == "check":
         return bench_switch(args.runs or 3, args.arch)
+    if args.what == "all":
+        bench_boot(args.runs or 20, args.arch, args.cmdline)
+        if args.arch not in USER_MODE_ARCHES:
+            return bench_switch(3, args.arch)
+        cost = bench_syscall(2, args.arch)
+        return bench_context_switch(2, args.arch, cost)
     raise PagodaError(f"unknown benchmark {args.what}")
 
 
@@ -105,11 +218,12 @@ def _positive(text):
 
 
 def add_parser(sub):
-    p = sub.add_parser("bench", help="benchmarks: boot, switch",
+    p = sub.add_parser("bench", help="benchmarks: boot, syscall, switch, check",
                        description=__doc__, formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=["boot", "switch"], help="which benchmark")
+    p.add_argument("what", nargs="?", default="all", choices=["all", "boot", "syscall", "switch", "check"],
+                   help="which benchmark (default: boot, syscall and switch)")
     p.add_argument("-n", "--runs", type=_positive, default=None,
-                   help="boots of each kernel (default 20 for boot, 3 for switch)")
+                   help="boots of each kernel (default 20 for boot, 2 for syscall and switch, 3 for check)")
     p.add_argument("--cmdline", default="", help="boot: more kernel command-line words, e.g. vm_check=off")
     p.add_argument("--arch", choices=paths.ARCHES, default=paths.DEFAULT_ARCH)
     p.set_defaults(func=cmd_bench)

@@ -533,6 +533,13 @@ class ExceptionLog:
         parts = []
         if faults:
             parts.append(f"first fault: {faults[0].describe(symbolize)}")
+            first = faults[0]
+            if first.arch == "x86_64" and first.vector == PAGE_FAULT and first.privilege == 0 and \
+                    first.error is not None and first.error & 0x11 == 0x10 and first.address == first.pc:
+                root = f" (CR3 {first.root:#x})" if first.root is not None else ""
+                parts.append(f"the kernel could not fetch its own next instruction: the root it had just "
+                             f"loaded{root} does not map the kernel's code there (a new root without the kernel half, or a kernel "
+                             f"text not mapped where it is linked)")
             if len(faults) > 1:
                 chain = " -> ".join(f.mnemonic for f in faults[:CHAIN_SHOWN])
                 more = " ..." if len(faults) > CHAIN_SHOWN else ""

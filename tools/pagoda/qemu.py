@@ -45,7 +45,10 @@ class Machine:
 MACHINES = {
     "x86_64": Machine(
         binary="qemu-system-x86_64",
-        args=("-M", "microvm", "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"),
+        # The CPU model QEMU calls qemu64, plus what keeps kernel and user apart (lab 3): SMEP,
+        # SMAP and UMIP, which TCG emulates and the kernel turns on (arch/x86_64/user_mode.cpp).
+        args=("-M", "microvm", "-cpu", "qemu64,+smep,+smap,+umip",
+              "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"),
     ),
     # target=native: semihosting calls are QEMU's even with GDB attached (the default, auto,
     # would hand them to GDB, and the kernel's exit would not end QEMU).

@@ -7,6 +7,7 @@ using llvm-symbolizer on the ELF that was booted.
 """
 import re
 import shutil
+import struct
 import subprocess
 
 _BACKTRACE = re.compile(r"^(\s*#\d+ )(0x[0-9a-fA-F]+)\s*$")
@@ -29,16 +30,39 @@ def _short_name(function):
     return name.split(" ")[-1] if " " in name else name  # drop a leading return type
 
 
+def code_ranges(elf):
+    """[(start, end)] of the executable PT_LOAD segments of an ELF64 little-endian file; [] when
+    it cannot be read as one."""
+    try:
+        with open(elf, "rb") as f:
+            data = f.read()
+        phoff, = struct.unpack_from("<Q", data, 0x20)
+        phentsize, phnum = struct.unpack_from("<HH", data, 0x36)
+        out = []
+        for i in range(phnum):
+            p_type, p_flags, _, vaddr, _, _, memsz, _ = struct.unpack_from("<IIQQQQQQ", data, phoff + i * phentsize)
+            if p_type == 1 and p_flags & 1:
+                out.append((vaddr, vaddr + memsz))
+        return out
+    except (OSError, struct.error):
+        return []
+
+
 class Symbolizer:
     def __init__(self, elf):
         self.elf = elf
         self.cache = {}
         self.available = shutil.which("llvm-symbolizer") is not None
+        self.code = code_ranges(elf)
 
     def lookup(self, addresses):
-        """Maps each address to 'function file:line' (or None when unknown). Where the compiler
+        """Maps each address to 'function file:line' (or None when unknown, or outside the ELF's
+        code: a user program's address is never named after a kernel symbol). Where the compiler
         inlined code, the function is the real one the address lies in (the outermost frame), at
         the line of that function the inlined code came from."""
+        for a in addresses:
+            if self.code and not any(lo <= a < hi for lo, hi in self.code):
+                self.cache[a] = None
         todo = sorted({a for a in addresses if a not in self.cache})
         if todo and self.available:
             out = subprocess.run(

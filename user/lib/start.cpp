@@ -36,6 +36,32 @@ StringView token() {
   return {};
 }
 
+bool parse_number(StringView text, u64& value) {
+  u64 base = 10;
+  if (text.starts_with("0x")) {
+    base = 16;
+    text = text.substr(2);
+  }
+  if (text.empty()) return false;
+  u64 v = 0;
+  for (char c : text) {
+    u64 digit;
+    if (c >= '0' && c <= '9') digit = u64(c - '0');
+    else if (base == 16 && c >= 'a' && c <= 'f') digit = u64(c - 'a' + 10);
+    else if (base == 16 && c >= 'A' && c <= 'F') digit = u64(c - 'A' + 10);
+    else return false;
+    if (v > (~u64{0} - digit) / base) return false;
+    v = v * base + digit;
+  }
+  value = v;
+  return true;
+}
+
+u64 arg_number(int i, u64 fallback) {
+  u64 v;
+  return parse_number(arg(i), v) ? v : fallback;
+}
+
 void exit(int code) {
   syscall_raw(u64(abi::Syscall::Exit), u64(i64(code)));
   __builtin_trap();  // the kernel returned from exit: stop here rather than run on

@@ -18,5 +18,10 @@ StringView arg(int i);
 /// The boot token (the value of the argument `token=...`), empty when there is none. User
 /// programs print proof(token(), value) so that the grader can check the value (lib/proof.hpp).
 StringView token();
+/// Argument @p i as a number (decimal, or hexadecimal with 0x), or @p fallback when there is no
+/// such argument or it is not a number.
+u64 arg_number(int i, u64 fallback);
+/// @p text as a number (decimal, or hexadecimal with 0x); false when it is not one.
+bool parse_number(StringView text, u64& value);
 
 }  // namespace pagoda::user

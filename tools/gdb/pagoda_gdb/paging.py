@@ -1,11 +1,16 @@
-"""Page-table commands: pt-regs, pt-walk, pt-dump, pt-diff, pt-top (thin layers over pagoda_pt).
+"""Page-table commands: pt-regs, pt-walk, pt-dump, pt-diff, pt-top, pt-ps (thin layers over
+pagoda_pt).
 
-Roots given by the user (--root, pt-diff's ROOT_A/ROOT_B) are physical addresses: a
-pagoda::PhysAddr value counts by its value; a kernel virtual address is refused with the
+Roots given by the user (--root, pt-diff's ROOT_A/ROOT_B) are process ids or physical
+addresses. A plain decimal number below 4096 is a process id, looked up among the roots the
+kernel published (kernel/mm/debug_roots.hpp; `pt-ps` lists them); anything else is a physical
+address: a pagoda::PhysAddr value counts by its value; a kernel virtual address is refused with the
 physical address it translates to (never converted silently: mixing the two up is the bug
 these commands help find), and pt-dump/pt-diff refuse a page that does not look like a root
 table instead of printing its garbage as thousands of "problems".
 """
+
+import re
 
 import gdb
 
@@ -64,10 +69,31 @@ def root_label_of(arch, regs, root):
     return "TTBR0_EL1/TTBR1_EL1"
 
 
+PID_ARGUMENT = re.compile(r"^\s*(?:pid[ =:]?)?(\d+)\s*$")
+MAX_PID = 0xFFF           # a smaller number is a process id: no root table lives in page 0
+
+
+def process_root(pid, read_phys=None):
+    """The KnownRoot the kernel published for process @p pid; CommandError when there is none."""
+    table, note = _with_reader(read_phys, kernel.published_roots)
+    if table is None:
+        raise CommandError("process %d: %s" % (pid, note))
+    for known in table.roots:
+        if known.kind == "process" and known.id == pid:
+            return known
+    alive = ", ".join("%d" % k.id for k in table.roots if k.kind == "process")
+    raise CommandError("no process with id %d has a root (%s; pt-ps lists them)"
+                       % (pid, "processes with roots: " + alive if alive else "no process has one"))
+
+
 def root_argument(expr, what, arch, regs, pa_bits, read_phys=None, whole_table=False):
-    """The physical address a root argument names.  Refuses (CommandError) a kernel virtual
+    """The physical address a root argument names: a process id (a decimal number below 4096,
+    or pid=N) names that process's published root.  Refuses (CommandError) a kernel virtual
     address, saying which physical address it translates to, an address above the physical
     width, and, with @p whole_table, a page that does not look like a root table."""
+    pid = PID_ARGUMENT.match(expr)
+    if pid and int(pid.group(1)) <= MAX_PID:
+        return process_root(int(pid.group(1)), read_phys).root
     root = address(expr, what, want="phys")
     problem = address_problem(arch, root, pa_bits)
     if problem:
@@ -174,18 +200,19 @@ On AArch64: TTBR0/1_EL1, TCR_EL1, MAIR_EL1, SCTLR_EL1 and ID_AA64MMFR0_EL1.PARan
 class PtWalk(PagodaCommand):
     """Translate a virtual address level by level through the page tables.
 
-Usage: pt-walk VA [--root PA]
+Usage: pt-walk VA [--root PID|PA]
 VA is any GDB expression: 0x100000, $rip, &pagoda::kmain, frame->rip, a pagoda::VirtAddr.
 Prints each level's index, entry address, raw entry and flags, then the physical address
 (with page size and permissions) or where and why the walk stops.  An entry holding an
 address above the CPU's physical width is a reserved-bit fault; one that looks like a kernel
 virtual address is called that.
---root PA walks the tables at physical address PA (a number, or a pagoda::PhysAddr) instead
-of the current root (CR3 or TTBR), also before paging is on.  A kernel virtual address is
-refused: roots are physical."""
+--root PID|PA walks the root of process PID (a decimal number below 4096: pt-ps lists them)
+or the tables at physical address PA (a pagoda::PhysAddr, or a hex number) instead of the
+current root (CR3 or TTBR), also before paging is on.  A kernel virtual address is refused:
+roots are physical."""
 
     name = "pt-walk"
-    usage = "pt-walk VA [--root PA]"
+    usage = "pt-walk VA [--root PID|PA]"
 
     def run(self, arg, from_tty):
         args = parse(arg, options=("--root",), min_positional=1, max_positional=1, join=True)
@@ -212,15 +239,16 @@ refused: roots are physical."""
 class PtDump(PagodaCommand):
     """List every mapping of an address space as merged runs with permissions.
 
-Usage: pt-dump [--user|--kernel] [--root PA]
+Usage: pt-dump [--user|--kernel] [--root PID|PA]
 One line per run of pages that are contiguous in virtual and physical memory and share
 page size and permissions: VA range (first and last byte), size, first PA, rwx +
 u(ser)/k(ernel), page size, memory type.  --user keeps user-accessible runs, --kernel the
-others; --root PA dumps the tables at PA instead of the current root (a page that does not
-look like a root table is refused).  At most 20 problem entries are listed."""
+others; --root PID dumps process PID's root (pt-ps lists them), --root PA the tables at
+physical address PA, instead of the current root (a page that does not look like a root
+table is refused).  At most 20 problem entries are listed."""
 
     name = "pt-dump"
-    usage = "pt-dump [--user|--kernel] [--root PA]"
+    usage = "pt-dump [--user|--kernel] [--root PID|PA]"
 
     def run(self, arg, from_tty):
         args = parse(arg, flags=("--user", "--kernel"), options=("--root",), max_positional=0)
@@ -285,7 +313,7 @@ table, is refused.  At most 20 problem entries per side are listed."""
 class PtTop(PagodaCommand):
     """List the top-level entries of a root: present or not, shared with the kernel root.
 
-Usage: pt-top [--root PA]
+Usage: pt-top [--root PID|PA]
 Groups the entries of the root table (PML4 on x86_64) by what they are: empty, present with
 their own table, shared with the kernel root (the same table frame, so later kernel mappings
 appear here too), or MISSING (the kernel root has them, this root does not).  On AArch64 the
@@ -293,10 +321,10 @@ current root is TTBR0's, with no kernel half: its L0 entries are listed, and TTB
 checked to hold the kernel root every space shares.  A root whose
 kernel half is missing or incomplete says so: pt-dump skips empty tables, this does not.
 The kernel root is the one the kernel published (kernel/mm/debug_roots.hpp).
---root PA shows the root at PA instead of the current one."""
+--root PID shows process PID's root, --root PA the root at PA, instead of the current one."""
 
     name = "pt-top"
-    usage = "pt-top [--root PA]"
+    usage = "pt-top [--root PID|PA]"
 
     def run(self, arg, from_tty):
         args = parse(arg, options=("--root",), max_positional=0)
@@ -335,4 +363,83 @@ The kernel root is the one the kernel published (kernel/mm/debug_roots.hpp).
         if kernel_root is None:
             out("note: no kernel root to compare with (%s)" % (note or "none published"))
         elif note:
+            out("note: " + note)
+
+
+PROCESS_TABLE = "'pagoda::proc::(anonymous namespace)::g_processes'"
+CURRENT_PROCESS = "'pagoda::proc::(anonymous namespace)::g_current'"
+
+
+def process_table():
+    """({pid: dict(state, slot, saved_sp, syscalls, current)}, why) read from the kernel's
+    process table through GDB's symbols, or ({}, why) when it cannot be read."""
+    try:
+        table = gdb.parse_and_eval(PROCESS_TABLE)
+        current = gdb.parse_and_eval(CURRENT_PROCESS)
+        current_address = int(current)
+        count = table.type.range()[1] + 1
+        found = {}
+        for i in range(count):
+            p = table[i]
+            state = str(p["state"]).split("::")[-1].lower()
+            if state == "free":
+                continue
+            found[int(p["pid"])] = {
+                "state": state,
+                "slot": int(p["kstack"]["slot"]),
+                "saved_sp": int(p["saved_sp"]) & ((1 << 64) - 1),
+                "syscalls": int(p["syscalls"]),
+                "current": int(p.address) == current_address,
+            }
+        return found, ""
+    except (gdb.error, gdb.MemoryError, RuntimeError) as err:
+        return {}, "the process table cannot be read (%s)" % err
+
+
+@command
+class PtPs(PagodaCommand):
+    """List the processes and the roots the kernel published, the active one marked.
+
+Usage: pt-ps
+One line per published root (kernel/mm/debug_roots.hpp): the process id, its name, its state,
+kernel stack slot and system calls from the kernel's process table (pagoda::proc), and the
+physical address of its root; `*` marks the root in CR3 (TTBR0 on AArch64).  The kernel's and
+the boot roots are listed too.  A process id is what `--root` of pt-walk, pt-dump and pt-top
+takes."""
+
+    name = "pt-ps"
+    usage = "pt-ps"
+
+    def run(self, arg, from_tty):
+        parse(arg, max_positional=0)
+        target.require_stopped()
+        arch = target.current_arch()
+        regs = target.paging_regs(arch)
+        with target.physical_memory() as read_phys:
+            table, note = kernel.published_roots(read_phys)
+        if table is None:
+            raise CommandError(note)
+        active = None if target.paging_off_reason(arch, regs) else active_root(arch, regs)
+        procs, why = process_table()
+        out("  %5s  %-16s %-9s %6s %9s  %s" % ("PID", "NAME", "STATE", "KSTACK", "SYSCALLS",
+                                              "ROOT"))
+        for known in table.roots:
+            mark = "*" if known.root == active else " "
+            if known.kind == "process":
+                p = procs.get(known.id, {})
+                state = p.get("state", "?")
+                if p.get("current"):
+                    state = "running"
+                out("%s %5d  %-16s %-9s %6s %9s  %s" % (
+                    mark, known.id, known.name, state,
+                    "slot %d" % p["slot"] if p else "?", p.get("syscalls", "?"),
+                    ADDR % known.root))
+            else:
+                out("%s %5s  %-16s %-9s %6s %9s  %s" % (mark, "-", known.name, known.kind, "",
+                                                       "", ADDR % known.root))
+        if active is not None and table.find(active) is None:
+            out("* CR3 holds %s, a root the kernel did not publish" % (ADDR % active))
+        if why:
+            out("note: " + why)
+        if note:
             out("note: " + note)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 from . import x86_64
-from .diagnose import Explanation, LogStory, Roots, denying_levels
+from .diagnose import Explanation, Finding, LogStory, Roots, denying_levels
 from .format import format_gp_error, format_pf_error, format_walk
 from .model import PAGE_SIZE_4K, Walk
 from .regs import CR0_PE, EFER_LMA, decode_gp_error, decode_pf_error, paging_mode
@@ -81,6 +81,7 @@ _GATE = struct.Struct("<HHBBHII")
 GATE_PRESENT = 0x80
 GATE_TYPES = {0xE: "interrupt gate", 0xF: "trap gate"}
 TSS_RSP0 = 4
+KERNEL_HALF_START = 0xFFFF_8000_0000_0000   # the upper canonical half: never a user address
 TSS_IST1 = 36
 TSS_IST_SLOTS = 7
 # The reset value of IDTR: no IDT was ever loaded.
@@ -372,6 +373,35 @@ class _Explainer:
     def trap_frame(self, trap: TrapFrameAt):
         tf = trap.fields
         self.trap_header(trap)
+        vector = tf["vector"]
+        if tf["cs"] & 3 == 3 and vector != DOUBLE_FAULT:
+            self.user_trap(tf)
+        else:
+            self.kernel_trap(tf)
+
+    def process_label(self) -> str:
+        """"process 'probe' (pid 3, root 0x...)" for the active root when the kernel published
+        it as a process's, else "the process in the active root 0x..."."""
+        known = self.f.roots.find(self.active) if self.f.roots else None
+        if known is not None and known.kind == "process":
+            return "process '%s' (pid %d, root %#x)" % (known.name, known.id, known.root)
+        return "the process in the active root %s" % self.roots.label()
+
+    def user_trap(self, tf: dict):
+        """An exception raised by user code (CPL 3): its cause is the program's; the rules
+        that explain it are the kernel's, and the verdict says whose fault it is."""
+        self.ex.line("  raised in user mode by %s: the kernel ends that process "
+                     "(proc::user_fault), the kernel and the other processes go on"
+                     % self.process_label())
+        self.kernel_trap(tf)
+        if not self.ex.findings:
+            return
+        best = min(self.ex.findings, key=lambda f: f.rank)
+        self.ex.findings = [Finding(best.rank, "%s in ring 3: %s; the kernel kills the process, "
+                                               "not a kernel bug" % (self.process_label(),
+                                                                     best.sentence))]
+
+    def kernel_trap(self, tf: dict):
         vector, error, rip = tf["vector"], tf["error"], tf["rip"]
         if vector == PAGE_FAULT:
             self.page_fault(tf)
@@ -434,6 +464,13 @@ class _Explainer:
             if elsewhere:
                 ex.find(12, elsewhere + ": the mapping was written into a root that is not "
                                         "the active one")
+            if decoded.user:
+                ex.find(40, "CR2 %#x is not mapped in the active root %s (%s): the program "
+                            "touched %s it was never given" % (
+                                cr2, roots.label(), w.stop_reason,
+                                "a kernel address" if cr2 >= KERNEL_HALF_START
+                                else "an address"))
+                return
             ex.find(40, "CR2 %#x is not mapped in the active root %s (%s): map it, or find "
                         "why the kernel touched it (RIP's code, `bt`)"
                     % (cr2, roots.label(), w.stop_reason))
@@ -553,8 +590,19 @@ class _Explainer:
                      "(RIP and RSP above are where that one happened)")
         if self.cr2 is not None:
             self.ex.line("  CR2        %s  (the last page-fault address)" % (ADDR % self.cr2))
-        self.ex.line("walk of the interrupted RSP in the active root %s:" % self.roots.label())
-        self.ex.line(format_walk(self.roots.walk(rsp)))
+        if tf["cs"] & 3 == 3:
+            rsp0 = self.rsp0()
+            self.ex.line("  raised in user mode by %s: the CPU switched to the kernel stack in "
+                         "TSS.RSP0 (%s) to deliver it" % (self.process_label(),
+                                                         "unreadable" if rsp0 is None
+                                                         else "%#x" % rsp0))
+            if rsp0 is not None:
+                self.ex.line("walk of TSS.RSP0 in the active root %s:" % self.roots.label())
+                self.ex.line(format_walk(self.roots.walk(rsp0 - 8)))
+        else:
+            self.ex.line("walk of the interrupted RSP in the active root %s:"
+                         % self.roots.label())
+            self.ex.line(format_walk(self.roots.walk(rsp)))
         # The exception that could not be delivered: QEMU's log knows; else the usual two.
         first = self.f.log.first if self.f.log is not None else None
         if first is not None and first.vector == PAGE_FAULT and first.rip == rip:
@@ -564,6 +612,13 @@ class _Explainer:
         self.delivery(rsp, tf["cs"] & 3, vectors)
         self.ex.find(60, "a double fault at RIP %s: an exception there could not be delivered"
                      % self.short(rip))
+
+    def rsp0(self) -> Optional[int]:
+        """TSS.RSP0 read through the active root, or None."""
+        if self.f.tr is None or not self.f.tr[0]:
+            return None
+        data = self.read_virt(self.f.tr[1] + TSS_RSP0, 8)
+        return int.from_bytes(data, "little") if data is not None else None
 
     # -- what delivering an exception needs ------------------------------------------------
     def delivery(self, rsp: int, cpl: int, vectors) -> None:
@@ -590,20 +645,30 @@ class _Explainer:
                     label, self.short(va), roots.label(), problem))
             return problem is None
 
-        stack_top = (rsp & ~(STACK_ALIGN - 1))
-        for va in (stack_top - 8, stack_top - PUSHED_BYTES):
+        what = "the stack pointer" if f.trap is None else "the interrupted stack pointer"
+        if cpl == 3:
+            # From user mode the CPU does not push on the user's stack: it loads TSS.RSP0.
+            rsp0 = self.rsp0()
+            if rsp0 is None:
+                lines.append("  %-12s unreadable: the frame of a trap from user mode goes "
+                             "there" % "TSS.RSP0")
+                rsp = None
+            else:
+                rsp, what = rsp0, "TSS.RSP0 (the kernel stack a trap from user mode lands on)"
+        stack_top = (rsp & ~(STACK_ALIGN - 1)) if rsp is not None else None
+        for va in (stack_top - 8, stack_top - PUSHED_BYTES) if rsp is not None else ():
             w = roots.walk(va)
             if not w.mapped or not w.perms.write:
                 lines.append(self.check_line("stack", va, w, "NOT MAPPED: " + w.stop_reason
                                              if not w.mapped else "READ-ONLY: the CPU pushes "
                                              "the exception frame here"))
-                ex.find(5, self.stack_sentence("the stack pointer" if f.trap is None else
-                                               "the interrupted stack pointer", rsp, self.cr2))
+                ex.find(5, self.stack_sentence(what, rsp, self.cr2))
                 break
         else:
-            lines.append("  %-12s %s-%s ok (the %d bytes an exception frame takes)" % (
-                "stack", ADDR % (stack_top - PUSHED_BYTES), ADDR % (stack_top - 1),
-                PUSHED_BYTES))
+            if stack_top is not None:
+                lines.append("  %-12s %s-%s ok (the %d bytes an exception frame takes)" % (
+                    "stack" if cpl != 3 else "RSP0 stack", ADDR % (stack_top - PUSHED_BYTES),
+                    ADDR % (stack_top - 1), PUSHED_BYTES))
         idt = f.idt
         tss = f.tr is not None and f.tr[0]
         tss_ok = bool(tss) and roots.walk(f.tr[1]).mapped

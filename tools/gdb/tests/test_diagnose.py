@@ -311,3 +311,49 @@ def test_decode_gate():
     gate = decode_gate(struct.pack("<HHBBHII", 0x3456, 0x08, 1, 0x8E, 0x9ABC, 0xFFFFFFFF, 0))
     assert (gate.handler, gate.selector, gate.ist, gate.type, gate.present) == \
         (0xFFFF_FFFF_9ABC_3456, 0x08, 1, 0xE, True)
+
+
+# ---- lab 3: faults from ring 3 ----------------------------------------------------------------
+
+USER_CS, USER_SS = 0x23, 0x1B        # GDT code/data selectors with RPL 3
+USER_RSP = 0x7FFF_FFFF_E000
+
+
+def process_root(m, skip=()):
+    """A process root: the kernel's pages (but @p skip) and one user page of code."""
+    proc = m.root(skip=skip)
+    proc.map(PROC_PAGE, 0x30_0000, flags=P | US)
+    return proc
+
+
+def test_a_user_fault_is_the_process_s_not_the_kernel_s(m):
+    proc = process_root(m)
+    known = KnownRoot(proc.root, "probe", "process", 3)
+    tf = trap(14, 0x5, rip=PROC_PAGE + 0x10, cs=USER_CS, ss=USER_SS, rsp=USER_RSP)  # P|U read
+    lines = explain(m.facts(root=proc, cr2=TEXT, trap=tf, roots=[known]))
+    assert any("raised in user mode by process 'probe' (pid 3" in line for line in lines), lines
+    v = verdict(lines)
+    assert v.startswith("process 'probe' (pid 3, root %#x) in ring 3: CR2 %#x: a user-mode "
+                        "access to a supervisor page (US=0 in PT[0])" % (proc.root, TEXT)), v
+    assert v.endswith("the kernel kills the process, not a kernel bug"), v
+
+
+def test_a_kernel_stack_mapped_only_in_the_root_where_it_was_allocated(m):
+    """The lab-3 failure: an interrupt from ring 3 in process 2, whose root lacks the kernel
+    stack in TSS.RSP0 (mapped in the kernel's root and process 1's): the CPU cannot push the
+    frame, and the #DF's frame is the user's. fault-why walks RSP0 in both roots."""
+    top = STACK + 0x2000
+    m.write(TSS + 4, struct.pack("<Q", top))                                        # RSP0
+    first = process_root(m)
+    second = process_root(m, skip=(STACK, STACK + 0x1000))
+    roots = [KnownRoot(first.root, "ticker", "process", 1),
+             KnownRoot(second.root, "spin", "process", 2)]
+    tf = trap(8, 0, rip=PROC_PAGE + 0x10, cs=USER_CS, ss=USER_SS, rsp=USER_RSP)
+    lines = explain(m.facts(root=second, cr2=top - 8, trap=tf, roots=roots))
+    assert any(line.startswith("walk of TSS.RSP0 in the active root 'spin'") for line in lines)
+    v = verdict(lines)
+    assert v == ("CR2 %#x is 8 bytes below TSS.RSP0 (the kernel stack a trap from user mode "
+                 "lands on) %#x: the kernel stack is not mapped in the active root 'spin' (%#x) "
+                 "(it is mapped in root 'kernel' (%#x) and 'ticker' (%#x)), so the CPU could not "
+                 "push the exception frame" % (top - 8, top, second.root, m.kernel.root,
+                                               first.root)), v

@@ -295,7 +295,7 @@ def test_every_command_has_help(kernel):
 
 def test_bad_arguments_are_one_line_usage_errors(kernel):
     commands = {
-        "pt-walk": "pt-walk: missing argument (usage: pt-walk VA [--root PA])",
+        "pt-walk": "pt-walk: missing argument (usage: pt-walk VA [--root PID|PA])",
         "pt-walk 1 --frobnicate": "pt-walk: unknown option --frobnicate (usage: ",
         "pt-walk 1 --root": "pt-walk: --root needs a value (usage: ",
         "pt-walk &kmain": 'did you mean pagoda::kmain?',
@@ -380,7 +380,7 @@ def test_autoload_script_needs_the_safe_path(kernel, tmp_path):
     trusted = subprocess.run([gdbrig.GDB, "-batch", "-nx", "-iex",
                               f"add-auto-load-safe-path {tmp_path}", str(elf),
                               "-ex", "pagoda-help"], capture_output=True, text=True, timeout=60)
-    assert "pt-walk VA [--root PA]" in trusted.stdout, trusted.stdout + trusted.stderr
+    assert "pt-walk VA [--root PID|PA]" in trusted.stdout, trusted.stdout + trusted.stderr
     assert "Traceback" not in trusted.stderr
     untrusted = subprocess.run([gdbrig.GDB, "-batch", "-nx", str(elf), "-ex", "pagoda-help"],
                                capture_output=True, text=True, timeout=60)

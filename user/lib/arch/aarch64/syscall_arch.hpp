@@ -30,4 +30,12 @@ inline i64 syscall6(u64 number, u64 a0, u64 a1, u64 a2, u64 a3, u64 a4, u64 a5) 
   return i64(x0);
 }
 
+/// The virtual counter (CNTVCT_EL0; readable at EL0 once the kernel sets CNTKCTL_EL1.EL0VCTEN).
+/// Under QEMU's `-icount` it advances with guest instructions, at the counter's frequency.
+inline u64 cycle_counter() {
+  u64 v;
+  asm volatile("isb; mrs %0, cntvct_el0" : "=r"(v));
+  return v;
+}
+
 }  // namespace pagoda::user::arch

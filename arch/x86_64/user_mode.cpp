@@ -1,0 +1,211 @@
+// The x86_64 side of kernel/proc/arch.hpp: ring 3, `syscall`, TSS.RSP0, SMEP/SMAP/UMIP, and
+// the decoding of a fault taken in ring 3.
+//
+//   STAR   (MSR 0xC0000081)  63    48 47    32 31           0
+//                            +-------+--------+--------------+
+//                            |sysret | syscall|   (unused)   |
+//                            | base  |   CS   |              |
+//                            +-------+--------+--------------+
+//          SYSCALL loads CS = STAR[47:32], SS = that + 8 (kernel code, kernel data);
+//          SYSRETQ loads CS = STAR[63:48] + 16, SS = STAR[63:48] + 8, both with RPL 3
+//          (so the GDT has user data just below user code: gdt.hpp, user_defs.h)
+//   LSTAR  (MSR 0xC0000082)  where `syscall` jumps: x86_syscall_entry (switch.S)
+//   SFMASK (MSR 0xC0000084)  RFLAGS bits `syscall` clears: IF (no interrupt before the kernel
+//                            stack is loaded), TF, DF, NT, and AC (so SMAP holds in the kernel)
+//   EFER.SCE (bit 0)         enables SYSCALL/SYSRET
+//
+//   CR4 bits                 SMEP (20): the kernel cannot execute a user page
+//                            SMAP (21): the kernel cannot read or write a user page unless
+//                                       RFLAGS.AC is set (STAC ... CLAC around a checked copy)
+//                            UMIP (11): SGDT, SIDT, SLDT, SMSW, STR fault in ring 3
+#include "arch/x86_64/cpu.hpp"
+#include "arch/x86_64/gdt.hpp"
+#include "arch/x86_64/trap_frame.hpp"
+#include "arch/x86_64/user_defs.h"
+#include "arch/x86_64/user_mode.hpp"
+#include "core/panic.hpp"
+#include "lib/string.hpp"
+#include "mm/vm.hpp"
+#include "proc/arch.hpp"
+#include "proc/user_memory.hpp"
+
+extern "C" char x86_syscall_entry[], x86_trap_return[];
+extern "C" void x86_switch_context(pagoda::uptr* save_sp, pagoda::uptr load_sp);
+extern "C" pagoda::u64 x86_syscall_kernel_rsp;
+
+/// 1 once SMAP is on: the trap entry (vectors.S) clears RFLAGS.AC only then (CLAC is undefined
+/// on a CPU without SMAP).
+extern "C" pagoda::u8 x86_smap_enabled = 0;
+
+namespace pagoda::x86 {
+namespace {
+
+constexpr u32 kMsrStar = 0xC0000081, kMsrLstar = 0xC0000082, kMsrSfmask = 0xC0000084;
+constexpr u64 kEferSyscall = 1u << 0;
+constexpr u64 kCr4Umip = 1u << 11, kCr4Smep = 1u << 20, kCr4Smap = 1u << 21;
+constexpr u64 kRflagsTf = 1u << 8, kRflagsDf = 1u << 10, kRflagsNt = 1u << 14, kRflagsAc = 1u << 18;
+constexpr u64 kRflagsReserved = 1u << 1;  // always 1
+/// CPUID leaf 7: EBX bit 7 SMEP, bit 20 SMAP; ECX bit 2 UMIP.
+constexpr u32 kCpuidStructured = 7;
+constexpr u32 kCpuidSmep = 1u << 7, kCpuidSmap = 1u << 20, kCpuidUmip = 1u << 2;
+
+void write_cr4(u64 value) { asm volatile("mov %0, %%cr4" ::"r"(value) : "memory"); }
+
+uptr g_kernel_stack = 0;
+
+}  // namespace
+
+// ---- Privileged instructions ----------------------------------------------------------------
+
+const char* privileged_instruction(const u8* code, usize size) {
+  usize i = 0;
+  // Legacy prefixes (operand/address size, segment overrides, REP) and one REX prefix.
+  while (i < size && (code[i] == 0x66 || code[i] == 0x67 || code[i] == 0xf2 || code[i] == 0xf3 || code[i] == 0x2e ||
+                      code[i] == 0x3e || code[i] == 0x26 || code[i] == 0x36 || code[i] == 0x64 || code[i] == 0x65))
+    ++i;
+  if (i < size && (code[i] & 0xf0) == 0x40) ++i;
+  if (i >= size) return nullptr;
+  switch (code[i]) {
+    case 0xf4: return "hlt";
+    case 0xfa: return "cli";
+    case 0xfb: return "sti";
+    case 0xe4: case 0xe5: case 0xe6: case 0xe7: case 0xec: case 0xed: case 0xee: case 0xef: return "in/out";
+    case 0x6c: case 0x6d: case 0x6e: case 0x6f: return "ins/outs";
+    case 0x0f: break;
+    default: return nullptr;
+  }
+  if (++i >= size) return nullptr;
+  switch (code[i]) {
+    case 0x00: return "sldt/str/lldt/ltr";
+    case 0x01: return "lgdt/lidt/sgdt/sidt/smsw/lmsw/invlpg/swapgs";
+    case 0x06: return "clts";
+    case 0x08: return "invd";
+    case 0x09: return "wbinvd";
+    case 0x20: case 0x22: return "mov to/from a control register";
+    case 0x21: case 0x23: return "mov to/from a debug register";
+    case 0x30: return "wrmsr";
+    case 0x32: return "rdmsr";
+    case 0x33: return "rdpmc";
+    case 0x35: return "sysexit";
+    case 0x07: return "sysret";
+    default: return nullptr;
+  }
+}
+
+// ---- A fault in ring 3 ------------------------------------------------------------------------
+
+void user_exception(const TrapFrame& f, const char* mnemonic, const char* name, Access access) {
+  proc::UserFault fault;
+  fault.mnemonic = mnemonic;
+  fault.name = name;
+  fault.vector = f.vector;
+  fault.pc = f.rip;
+  BufferSink reason(fault.reason, sizeof fault.reason);
+  switch (f.vector) {
+    case 14: {  // #PF: the walk through the process's root says why
+      fault.how = abi::Termination::PageFault;
+      fault.address = read_cr2();
+      fault.has_address = true;
+      explain_fault(reason, vm::walk_active(VirtAddr(fault.address)), access);
+      break;
+    }
+    case 13: {  // #GP: a privileged instruction, or a non-canonical address (or a bad segment)
+      u8 code[16] = {};
+      AddressSpace* space = vm::current_space();
+      usize n = sizeof code;
+      // The instruction may end near the end of its page: read what is readable.
+      while (n > 0 && (space == nullptr || proc::copy_from_user(*space, code, f.rip, n).is_error())) --n;
+      if (const char* insn = privileged_instruction(code, n)) {
+        fault.how = abi::Termination::PrivilegedInstruction;
+        format_to(reason, "{}: a privileged instruction", insn);
+      } else {
+        fault.how = abi::Termination::ProtectionFault;
+        format_to(reason, "a non-canonical address, or a segment the program may not use");
+      }
+      break;
+    }
+    case 6: fault.how = abi::Termination::IllegalInstruction; break;
+    case 0: case 16: case 19: fault.how = abi::Termination::ArithmeticError; break;
+    case 12: case 17:
+      fault.how = abi::Termination::ProtectionFault;
+      format_to(reason, "{}", f.vector == 12 ? "a non-canonical stack address" : "a misaligned access");
+      break;
+    default: fault.how = abi::Termination::Killed; break;
+  }
+  proc::user_fault(fault);
+}
+
+}  // namespace pagoda::x86
+
+namespace pagoda::arch {
+
+Result<void> user_mode_init(FormatSink& report) {
+  using namespace x86;
+  wrmsr(kMsrEfer, rdmsr(kMsrEfer) | kEferSyscall);
+  wrmsr(kMsrStar, (u64(X86_KERNEL_DATA_SELECTOR) << 48) | (u64(X86_KERNEL_CODE_SELECTOR) << 32));
+  wrmsr(kMsrLstar, reinterpret_cast<u64>(x86_syscall_entry));
+  wrmsr(kMsrSfmask, kRflagsIf | kRflagsTf | kRflagsDf | kRflagsNt | kRflagsAc);
+  const CpuidResult features = cpuid(0).eax >= kCpuidStructured ? cpuid(kCpuidStructured) : CpuidResult{};
+  u64 cr4 = read_cr4();
+  const struct {
+    bool present;
+    u64 bit;
+    const char* name;
+  } guards[] = {{(features.ebx & kCpuidSmep) != 0, kCr4Smep, "SMEP"},
+                {(features.ebx & kCpuidSmap) != 0, kCr4Smap, "SMAP"},
+                {(features.ecx & kCpuidUmip) != 0, kCr4Umip, "UMIP"}};
+  format_to(report, "syscall entry at {:#x}", reinterpret_cast<u64>(x86_syscall_entry));
+  for (const auto& g : guards) {
+    if (g.present) cr4 |= g.bit;
+    format_to(report, ", {} {}", g.name, g.present ? "on" : "NOT AVAILABLE (this CPU lacks it)");
+  }
+  write_cr4(cr4);
+  x86_smap_enabled = (cr4 & kCr4Smap) != 0;
+  return {};
+}
+
+uptr prepare_user_entry(uptr stack_top, const UserEntry& entry) {
+  using x86::TrapFrame;
+  // The trap exit path pops this frame and IRETQs into ring 3 (vectors.S, x86_trap_return).
+  auto* frame = reinterpret_cast<TrapFrame*>(stack_top - sizeof(TrapFrame));
+  memset(frame, 0, sizeof *frame);
+  frame->rdi = entry.argc;
+  frame->rsi = entry.argv;
+  frame->rip = entry.pc;
+  frame->cs = X86_USER_CODE_SELECTOR;
+  frame->rflags = x86::kRflagsIf | x86::kRflagsReserved;
+  frame->rsp = entry.sp;
+  frame->ss = X86_USER_DATA_SELECTOR;
+  // Below it what x86_switch_context pops: RBP RBX R12-R15 (zero) and the return address.
+  constexpr usize kSaved = 6;
+  auto* words = reinterpret_cast<u64*>(frame) - (kSaved + 1);
+  for (usize i = 0; i < kSaved; ++i) words[i] = 0;
+  words[kSaved] = reinterpret_cast<u64>(x86_trap_return);
+  return reinterpret_cast<uptr>(words);
+}
+
+void switch_context(uptr* save_sp, uptr load_sp) { x86_switch_context(save_sp, load_sp); }
+
+void set_kernel_stack(uptr top) {
+  x86::g_kernel_stack = top;
+  x86::set_tss_rsp0(top);
+  x86_syscall_kernel_rsp = top;
+}
+
+uptr kernel_stack() { return x86::g_kernel_stack; }
+
+void user_access_begin() {
+  if (x86_smap_enabled) asm volatile("stac" ::: "memory");
+}
+
+void user_access_end() {
+  if (x86_smap_enabled) asm volatile("clac" ::: "memory");
+}
+
+}  // namespace pagoda::arch
+
+/// Called by x86_syscall_entry (switch.S) with the frame it built; the result goes back in RAX.
+extern "C" void x86_syscall(pagoda::x86::TrapFrame* frame) {
+  const pagoda::proc::SyscallArgs call{frame->rax, {frame->rdi, frame->rsi, frame->rdx, frame->r10, frame->r8, frame->r9}};
+  frame->rax = pagoda::u64(pagoda::proc::syscall(call));
+}

@@ -1,0 +1,359 @@
+"""Witnesses of processes (lab 3 and later): roots, kernel stacks, frames and faults of user
+programs, seen from outside the kernel.
+
+What the kernel says about its processes ("proc 1 (hello): started; root 0x...") is read only
+to label what the grader sees: the roots come from the CPU (CR3 / TTBR0 at the stops the grader
+picks: a context switch, a system call from user mode, a checkpoint) and from the registry the
+kernel publishes (kernel/mm/debug_roots.hpp), and every one is walked in guest RAM by the
+grader itself. The kernel stacks come from the stack pointers the CPU holds at those stops;
+where each lies in the kStackBase area comes from the layout facts the kernel exports.
+
+    layout = Layout(kernel)                          the kernel-stack slots, the user half
+    user_elf(kernel, arch, "spin")                   the program's ELF (symbols: user_symbol)
+    RootInspector(snap, kernel, arch, kernel_root)   checks one root against the kernel's
+    table_frames(snap, root, arch)                   every table frame of a root's user half
+    count_used(snap, bitmap, words)                  frames in use, from the allocator's bitmap
+    parse_started / parse_kills / parse_reaped       the kernel's lines, to label what was seen
+    explain_death(run, inspectors, layout)           why a machine died, from QEMU's log and the
+                                                     roots the grader read before it died
+"""
+import os
+import re
+import struct
+from dataclasses import dataclass, field
+
+from . import symbols
+from .witness import ARCHES, PAGE, WalkError, layout_value, top_level
+
+HEX = r"0x[0-9a-f]+"
+
+
+# ---- The layout --------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Layout:
+    """Where the kernel keeps kernel stacks and what the user half is (the kernel's facts)."""
+    stack_base: int
+    stride: int
+    guard: int
+    size: int
+    slots: int
+    user_end: int
+    kernel_half_base: int
+
+    @classmethod
+    def of(cls, kernel):
+        return cls(layout_value(kernel, "stack_base"), layout_value(kernel, "kernel_stack_stride"),
+                   layout_value(kernel, "kernel_stack_guard"), layout_value(kernel, "kernel_stack_size"),
+                   layout_value(kernel, "kernel_stack_slots"), layout_value(kernel, "user_end"),
+                   layout_value(kernel, "kernel_half_base"))
+
+    def slot_of(self, address):
+        """The kernel-stack slot whose [guard, stack) holds @p address, or None."""
+        if address is None or address < self.stack_base:
+            return None
+        slot = (address - self.stack_base) // self.stride
+        return slot if slot < self.slots else None
+
+    def stack(self, slot):
+        """[bottom, top) of the stack of @p slot."""
+        bottom = self.stack_base + slot * self.stride + self.guard
+        return bottom, bottom + self.size
+
+    def guard_of(self, slot):
+        """[start, end) of the guard below the stack of @p slot."""
+        start = self.stack_base + slot * self.stride
+        return start, start + self.guard
+
+    def in_guard(self, address):
+        slot = self.slot_of(address)
+        return slot is not None and address < self.stack(slot)[0]
+
+
+# ---- User programs -----------------------------------------------------------------------------
+
+def user_elf(kernel, arch, program):
+    """The ELF of user program @p program built with @p kernel (with its symbols)."""
+    path = os.path.join(os.path.dirname(kernel), "user", arch, f"{program}.elf")
+    if not os.path.exists(path):
+        raise AssertionError(f"no user program {program} for {arch}: {path} is missing (user/programs/{program}.cpp)")
+    return path
+
+
+def user_symbol(kernel, arch, program, name):
+    """The Symbol @p name of user program @p program."""
+    return symbols.find(user_elf(kernel, arch, program), name)
+
+
+# ---- What the kernel printed (to label what the grader saw) --------------------------------------
+
+@dataclass
+class Started:
+    pid: int
+    name: str
+    root: int
+    stack: tuple
+
+
+def parse_started(run):
+    """{pid: Started} from the 'proc N (name): started; root R, kernel stack [a, b)' lines."""
+    out = {}
+    rx = re.compile(rf"^proc (\d+) \(([^)]*)\): started; root ({HEX}), kernel stack \[({HEX}), ({HEX})\)$")
+    for line in run.lines:
+        m = rx.match(line)
+        if m:
+            out[int(m[1])] = Started(int(m[1]), m[2], int(m[3], 16), (int(m[4], 16), int(m[5], 16)))
+    return out
+
+
+@dataclass
+class Killed:
+    pid: int
+    name: str
+    how: str
+    mnemonic: str
+    vector: int
+    pc: int
+    address: int | None
+    reason: str
+
+
+def parse_kills(run):
+    """{pid: Killed} from the 'proc N (name): killed: HOW: MNEMONIC NAME (vector V) at RIP X[,
+    address A][: REASON]' lines."""
+    out = {}
+    rx = re.compile(rf"^proc (\d+) \(([^)]*)\): killed: ([^:]+): (\S+) .*? \(vector (\d+)\) at \w+ ({HEX})"
+                    rf"(?:, address ({HEX}))?(?:: (.*))?$")
+    for line in run.lines:
+        m = rx.match(line)
+        if m:
+            out[int(m[1])] = Killed(int(m[1]), m[2], m[3], m[4], int(m[5]), int(m[6], 16),
+                                    int(m[7], 16) if m[7] else None, m[8] or "")
+    return out
+
+
+def parse_reaped(run):
+    """{pid: 'exited with code N' | 'killed (HOW)'} from the 'proc N (name): reaped: ...' lines."""
+    out = {}
+    for line in run.lines:
+        m = re.match(r"^proc (\d+) \([^)]*\): reaped: (.*)$", line)
+        if m:
+            out[int(m[1])] = m[2]
+    return out
+
+
+# ---- Roots ---------------------------------------------------------------------------------------
+
+def registry(snap, kernel):
+    """The roots the kernel publishes (pagoda_pt.roots.RootTable), read at the registry's load
+    address in guest RAM (never through a root, which may be the broken thing)."""
+    from pagoda_pt.roots import REGISTRY_SYMBOL, read_root_table
+    pa = symbols.physical_of(kernel, symbols.address_of(kernel, REGISTRY_SYMBOL))
+    return read_root_table(snap.read_phys, pa)
+
+
+def process_roots(snap, kernel):
+    """{root: 'name (pid N)'} of the process roots the registry lists now."""
+    return {k.root: f"{k.name} (pid {k.id})" for k in registry(snap, kernel).roots if k.kind == "process"}
+
+
+class RootInspector:
+    """Checks process roots against the kernel root, each walked by the grader in guest RAM.
+
+    @p kernel_root is the root the CPU used in kernel context (CR3 at a checkpoint, or TTBR1);
+    its top-level entries are what every process root must share (x86_64: the same entries in
+    the upper half, apart from the accessed and dirty bits the CPU sets in whichever root it
+    walks; AArch64: TTBR1 itself)."""
+
+    def __init__(self, snap, kernel, arch, kernel_root):
+        self.kernel = kernel
+        self.arch = arch
+        self.proc = ARCHES[arch].proc
+        self.layout = Layout.of(kernel)
+        self.top = top_level(kernel)
+        self.kernel_root = kernel_root
+        self.kernel_entries = snap.table_entries(kernel_root)
+        self.dumps = {}            # root -> runs (read while that root was live or listed)
+        self.half = {}             # root -> kernel_half_problem() (None: shares it)
+
+    def kernel_half_problem(self, snap, root):
+        """None when @p root shares the kernel half; otherwise what differs (remembered, for
+        explain_death() after the guest is gone)."""
+        if root not in self.half:
+            self.half[root] = self._kernel_half_problem(snap, root)
+        return self.half[root]
+
+    def _kernel_half_problem(self, snap, root):
+        if self.arch != "x86_64":
+            return None  # TTBR1 is one root for all: checked at the stop (ttbr1 == kernel's)
+        mine = snap.table_entries(root)
+        ignore = self.proc["cpu_set_bits"]
+        first = self.top.kernel_first
+        differ = [i for i in range(first, self.top.entries)
+                  if (mine[i] ^ self.kernel_entries[i]) & ~ignore]
+        if not differ:
+            return None
+        present = sum(1 for i in range(first, self.top.entries) if ARCHES[self.arch].present(mine[i]))
+        i = differ[0]
+        total = self.top.entries - first
+        if present == 0:
+            return (f"root {root:#x} has an EMPTY kernel half: none of its {total} kernel-half top-level entries "
+                    f"is present (the kernel root's entry {i} is {self.kernel_entries[i]:#x}): a new root whose "
+                    "kernel half was never filled in")
+        stacks = [j for j in differ if self.top_index(self.layout.stack_base) == j and ARCHES[self.arch].present(mine[j])]
+        return (f"root {root:#x} does not share the kernel half: {len(differ)} of its {total} kernel-half top-level "
+                f"entries differ from the kernel root's (entry {i} is {mine[i]:#x}, the kernel's {self.kernel_entries[i]:#x})"
+                + (": copied tables instead of shared ones" if present == total else "")
+                + (f"; entry {stacks[0]} (the kernel stacks) is a copy of the kernel's table: a kernel stack mapped "
+                   "after the copy is only in the root where it was allocated" if stacks else ""))
+
+    def top_index(self, va):
+        """The top-level index of virtual address @p va."""
+        return (va >> self.top.shift) & (self.top.entries - 1)
+
+    def dump(self, snap, root):
+        if root not in self.dumps:
+            try:
+                self.dumps[root] = snap.dump(root)
+            except WalkError as e:
+                self.dumps[root] = e
+        return self.dumps[root]
+
+    def map_problems(self, snap, root, what):
+        """Everything wrong with the mappings of @p root ('what' names it): user pages without
+        the user bit, anything user in the kernel half, writable and executable user pages."""
+        runs = self.dump(snap, root)
+        if isinstance(runs, WalkError):
+            return [f"{what}: the grader's walk of root {root:#x} cannot finish: {runs}"]
+        problems = []
+        for r in runs:
+            span = f"[{r.va_start:#x}, {r.va_end:#x})"
+            if r.va_start < self.layout.kernel_half_base:
+                if not r.perms.user:
+                    problems.append(f"{what}: {span} in the user half is mapped {r.perms.rwx()} kernel-only "
+                                    "(the user half holds the process's pages, user-accessible)")
+                elif r.perms.write and r.perms.execute:
+                    problems.append(f"{what}: {span} is mapped rwx user: a user page writable and executable")
+            elif r.perms.user:
+                problems.append(f"{what}: {span} in the kernel half is mapped {r.perms.rwx()} USER: user mode can "
+                                "reach kernel memory there")
+        return problems
+
+    def stack_problems(self, snap, root, slots, what):
+        """For each kernel-stack slot of @p slots: every page of the stack mapped rw- kernel in
+        @p root, and the guard below it unmapped."""
+        problems = []
+        for slot in sorted(slots):
+            bottom, top = self.layout.stack(slot)
+            for va in range(bottom, top, PAGE):
+                w = snap.walk(va, root)
+                if not w.mapped:
+                    problems.append(f"{what}: the kernel stack of slot {slot} [{bottom:#x}, {top:#x}) is not mapped "
+                                    f"at {va:#x} ({w.stop_reason}): a kernel stack missing from this root")
+                    break
+                if w.perms.rwx() != "rw-" or w.perms.user:
+                    problems.append(f"{what}: the kernel stack of slot {slot} is mapped {w.perms.rwx()}"
+                                    f"{' user' if w.perms.user else ''} at {va:#x}, expected rw- kernel only")
+                    break
+            g0, g1 = self.layout.guard_of(slot)
+            for va in range(g0, g1, PAGE):
+                if snap.walk(va, root).mapped:
+                    problems.append(f"{what}: the guard below the kernel stack of slot {slot} is mapped at {va:#x}: an "
+                                    "overflow would run on silently")
+                    break
+        return problems
+
+    def mapped_stack_slots(self, snap, root):
+        """The kernel-stack slots whose top page @p root maps (what the area holds now)."""
+        return {s for s in range(self.layout.slots) if snap.walk(self.layout.stack(s)[1] - PAGE, root).mapped}
+
+
+def user_runs(runs, layout):
+    return [r for r in runs if r.va_start < layout.kernel_half_base]
+
+
+def user_page_frames(runs, layout):
+    """The frames of every page a root maps in its user half."""
+    frames = set()
+    for r in user_runs(runs, layout):
+        for off in range(0, r.va_end - r.va_start, PAGE):
+            frames.add(r.pa_start + off)
+    return frames
+
+
+def table_frames(snap, root, kernel, arch):
+    """Every page-table frame under the user half of @p root (the root itself included):
+    what the teardown of the process must free."""
+    if arch != "x86_64":
+        raise AssertionError(f"table_frames: no {arch} rules yet")
+    tl = top_level(kernel)
+    address = layout_value(kernel, "address_mask")
+    frames = {root}
+    huge = 1 << 7
+
+    def visit(table, level, first, end):
+        entries = snap.table_entries(table)
+        for i in range(first, end):
+            e = entries[i]
+            if not e & 1 or (level in (1, 2) and e & huge) or level == layout_value(kernel, "levels") - 1:
+                continue
+            child = e & address
+            frames.add(child)
+            visit(child, level + 1, 0, tl.entries)
+
+    visit(root, 0, 0, tl.kernel_first)
+    return frames
+
+
+def count_used(snap, bitmap_va, words, root=None):
+    """(frames marked used, the bitmap as an int) from the frame allocator's `used` bitmap,
+    read from guest RAM through the grader's walk of @p root (the live one by default)."""
+    data = snap.read_virt(bitmap_va, words * 8, root)
+    value = int.from_bytes(data, "little")
+    return bin(value).count("1"), value
+
+
+def is_used(bitmap, frame):
+    return bool(bitmap >> (frame // PAGE) & 1)
+
+
+# ---- A machine that died ----------------------------------------------------------------------
+
+def explain_death(run, inspector, layout, roots):
+    """A sentence naming why the kernel died, from the first kernel-mode fault in QEMU's log and
+    the roots the grader read while the guest lived (@p roots: {root: label}); None when the log
+    shows no kernel fault. It does not trust the kernel's report: the fault is the CPU's, the
+    tables are read from guest RAM."""
+    if inspector is None:
+        return None
+    faults = [f for f in run.log.faults if f.privilege == 0]
+    if not faults:
+        return None
+    f = faults[0]
+    where = run.symbol_of(f.pc) or f"{f.pc:#x}"
+    first = f"the first kernel fault: {f.describe(run.symbol_of)}"
+    root = f.root
+    label = roots.get(root, f"{root:#x}" if root is not None else "an unknown root")
+    dumps = inspector.dumps
+    if root is not None and inspector.half.get(root):
+        return f"{first}; the root loaded then, {label}: {inspector.half[root]}"
+    address = f.address if f.address is not None else f.sp
+    slot = layout.slot_of(address)
+    if slot is not None:
+        bottom, top = layout.stack(slot)
+        mapped_in = [r for r, runs in dumps.items() if not isinstance(runs, WalkError)
+                     and any(x.va_start <= address < x.va_end for x in runs)]
+        if layout.in_guard(address):
+            return f"{first}: {address:#x} is the guard page below the kernel stack of slot {slot}: a kernel stack overflow"
+        if root is not None and root not in mapped_in:
+            where_ok = ", ".join(roots.get(r, f"{r:#x}") for r in mapped_in) or "no root the grader read"
+            return (f"{first}: {address:#x} is on the kernel stack of slot {slot} [{bottom:#x}, {top:#x}), mapped in "
+                    f"{where_ok} but not in {label}, the root loaded when the CPU faulted (in {where}): a kernel "
+                    "stack mapped only in the root where it was allocated")
+    if f.address is not None and f.address == f.pc:
+        return f"{first}: the code being executed is not mapped in {label}, the root loaded then"
+    return None
+
+
+def u64(data):
+    return struct.unpack("<Q", data)[0]

@@ -1,0 +1,693 @@
+"""Lab 3 — per-process roots: the grader's checks. Points and timeouts: labs/03-process-roots/lab.toml.
+
+What each test witnesses and what it still believes: docs/grader.md, "What the grader trusts".
+Every boot runs user programs (user/programs/) with run=...; the grader stops the guest where it
+likes (the run's checkpoints, the system-call entry, the context switch, instants it picks),
+reads the CPU's roots and stack pointers through the gdbstub, and walks every root in guest RAM
+itself. The kernel's own lines only label what the grader sees ("proc 2 (spin)").
+
+Every witnessed boot first checks the roots of the processes it is about to run (after they are
+made, before any runs): the kernel half shared with the kernel root, and every kernel stack
+mapped in every root. So the two classic failures of this lab are named before the machine
+dies of them, whether the kernel's pre-switch check is on or off (vm_check=off)."""
+import re
+
+from pagoda_grade import lab_test
+from pagoda_grade.processes import (HEX, Layout, RootInspector, count_used, explain_death, is_used, parse_kills,
+                                    parse_reaped, parse_started, process_roots, table_frames, user_elf,
+                                    user_page_frames, user_symbol)
+from pagoda_grade.proof import proof
+from pagoda_grade.symbols import address_of, fact, find
+from pagoda_grade.witness import ARCHES, PAGE, expect_fault, pick_in, pick_page, window_ram
+
+# Values the user programs compute from the token with the same tags (user/programs/*.cpp).
+HELLO_TAG = 0x4845   # "HE"
+TICKER_TAG = 0x544B  # "TK"
+FUZZ_TAG = 0x465A    # "FZ"
+FUZZ_CALLS = 10_000
+ENOSYS = 38
+SPIN_FOREVER = 1 << 40           # a count no spinner reaches: the grader stops them
+GRADER_MEMORY = "128M"
+
+
+def u64(data):
+    return int.from_bytes(data, "little")
+
+
+def run_spec(*programs):
+    return ",".join(programs)
+
+
+class Watch:
+    """What the witness script of one boot learns, shared with the checks after it: the kernel
+    root, the process roots, the kernel stacks, and a RootInspector that can explain a death."""
+
+    def __init__(self, kernel, arch):
+        self.kernel = kernel
+        self.arch = arch
+        self.proc = ARCHES[arch].proc
+        self.layout = Layout.of(kernel)
+        self.inspector = None
+        self.kernel_root = None
+        self.roots = {}          # root -> label
+        self.started = {}        # pid -> Started (the kernel's lines)
+        self.bitmap = None       # (address, words) of the used-frame bitmap
+        self.plan = None         # the run's heap object
+        self.frames_before = None
+
+    def checkpoint(self, guest, name):
+        """Runs to the run's checkpoint @p name ('before', 'started', 'ended'); the Snapshot."""
+        tag = fact(self.kernel, f"run_checkpoint_{name}")
+        for _ in range(8):
+            snap = guest.stop_at("pagoda_grader_checkpoint")
+            if snap.argument(0) == tag:
+                return snap
+        raise AssertionError(f"the run never reached its '{name}' checkpoint")
+
+    def before(self, guest):
+        """The first stop of a run: the kernel root (the CPU's), the frames in use."""
+        snap = self.checkpoint(guest, "before")
+        self.kernel_root = snap.root
+        self.roots[snap.root] = "the kernel root"
+        self.inspector = RootInspector(snap, self.kernel, self.arch, snap.root)
+        self.bitmap = (snap.argument(1), snap.argument(2))
+        self.frames_before = count_used(snap, *self.bitmap)
+        return snap
+
+    def started_check(self, guest):
+        """The stop after every process is made and none has run: every process root (the
+        registry's, walked here) must share the kernel half, and every kernel stack (where the
+        kernel says it put them, walked here) must be mapped in every root, in the kStackBase
+        area, above an unmapped guard. Raises AssertionError naming the first failure."""
+        snap = self.checkpoint(guest, "started")
+        self.plan = snap.argument(1)
+        self.started = parse_started(_Lines(guest.lines()))
+        for root, label in process_roots(snap, self.kernel).items():
+            self.roots[root] = f"root {root:#x} of {label}"
+        problems = []
+        for root, label in self.roots.items():
+            if root == self.kernel_root:
+                continue
+            half = self.inspector.kernel_half_problem(snap, root)
+            if half:
+                problems.append(f"{label}: {half}")
+        problems += self.stack_problems(snap)
+        if problems:
+            raise AssertionError("the grader walked every root after the processes were made (none has run yet):\n  "
+                                 + "\n  ".join(problems[:12]))
+        return snap
+
+    def stack_problems(self, snap):
+        problems = []
+        for p in self.started.values():
+            bottom, top = p.stack
+            slot = self.layout.slot_of(bottom)
+            what = f"the kernel stack of pid {p.pid} ({p.name}) [{bottom:#x}, {top:#x})"
+            if slot is None or self.layout.stack(slot) != (bottom, top):
+                problems.append(f"{what} is not a stack slot of the kStackBase area "
+                                f"({self.layout.stack_base:#x} + n * {self.layout.stride:#x} + {self.layout.guard:#x})")
+                continue
+            have = [r for r in self.roots if all(snap.walk(va, r).mapped for va in range(bottom, top, PAGE))]
+            lack = [r for r in self.roots if r not in have]
+            if lack:
+                where = ", ".join(self.roots[r] for r in have) or "no root at all"
+                problems.append(f"{what} is mapped in {where} but not in {', '.join(self.roots[r] for r in lack)}: a "
+                                "kernel stack mapped only in the root where it was allocated (an interrupt or a switch "
+                                "on it in another root cannot push its frame)")
+        return problems
+
+    def fail(self, run, message):
+        """run.fail() with, when the machine died, what the grader can say about why."""
+        why = explain_death(run, self.inspector, self.layout, self.roots)
+        run.fail(message + (f"\n{why}" if why else ""))
+
+    def require(self, run):
+        """The witness's result, or a failure that names why the guest never got there."""
+        if run.witness is None:
+            why = explain_death(run, self.inspector, self.layout, self.roots)
+            run.fail((run.witness_failure or "the grader could not look at the guest") + (f"\n{why}" if why else ""))
+        return run.witness
+
+
+class _Lines:
+    def __init__(self, lines):
+        self.lines = lines
+
+
+def syscall_stops(guest, watch, want, limit=40):
+    """Stops at the system-call entry until a call numbered @p want (a set); the Snapshot."""
+    number = watch.proc["syscall_number"]
+    for _ in range(limit):
+        snap = guest.stop_at(watch.proc["syscall_entry"])
+        if snap.register(number) in want:
+            return snap
+    raise AssertionError(f"no system call numbered {sorted(want)} in {limit} calls")
+
+
+def user_text(kernel, arch, program):
+    """[start, end) of the executable segment of a user program."""
+    from pagoda_grade.symbols import segments
+    segs = [s for s in segments(user_elf(kernel, arch, program)) if s.flags & 1]
+    return segs[0].vaddr, segs[0].vaddr + segs[0].memsz
+
+
+def collatz_steps(n):
+    steps = 0
+    while n != 1:
+        n = n // 2 if n % 2 == 0 else 3 * n + 1
+        steps += 1
+    return steps
+
+
+def syscall_number(name):
+    """Numbers from kernel/lib/abi.hpp (read, not copied)."""
+    import os
+    path = os.path.join(os.path.dirname(os.path.dirname(__file__)), "kernel", "lib", "abi.hpp")
+    with open(path) as f:
+        m = re.search(rf"^\s*{name} = (\d+),", f.read(), re.M)
+    return int(m[1])
+
+
+# ---- hello from user mode ------------------------------------------------------------------------
+
+@lab_test(3, "hello_user")
+def test_hello_user(boot, kernel, arch):
+    token = boot.fresh_token()
+    n = 1 + proof(token, HELLO_TAG) % 1_000_000
+    steps = collatz_steps(n)
+    want = f"hello: from user space on {arch}: collatz({n}) takes {steps} steps proof={proof(token, steps):016x}\n"
+    watch = Watch(kernel, arch)
+    text = user_text(kernel, arch, "hello")
+    write = syscall_number("Write")
+
+    def script(guest):
+        watch.before(guest)
+        watch.started_check(guest)
+        snap = syscall_stops(guest, watch, {write})
+        fd, buf, length = (snap.register(r) for r in watch.proc["syscall_args"][:3])
+        page = snap.walk(buf)
+        return dict(root=snap.root, pc=snap.register(watch.proc["syscall_return_pc"]), fd=fd,
+                    data=snap.read_virt(buf, min(length, 4096)), user=page.mapped and page.perms.user)
+
+    run = boot(args={"run": "hello"}, token=token, witness=script)
+    w = watch.require(run)
+    if w["root"] == watch.kernel_root:
+        run.fail(f"the write system call came with the kernel root {w['root']:#x} loaded: hello does not run in a "
+                 "root of its own")
+    if not text[0] <= w["pc"] < text[1]:
+        run.fail(f"the write system call returns to {w['pc']:#x}, outside hello's text [{text[0]:#x}, {text[1]:#x}): "
+                 "it did not come from the program in user mode")
+    if w["fd"] != 1 or not w["user"]:
+        run.fail(f"the write system call has fd {w['fd']} and a buffer on a {'user' if w['user'] else 'NON-user'} page")
+    if w["data"].decode(errors="replace") != want:
+        run.fail(f"the buffer hello passed to write (read by the grader through its root) holds "
+                 f"{w['data'][:120]!r}, expected {want!r}: the value was not computed in user space")
+    run.expect(re.escape(want.rstrip("\n")) + "$", "hello's line on the console")
+    if parse_reaped(run).get(1) != "exited with code 0":
+        watch.fail(run, "missing: 'proc 1 (hello): reaped: exited with code 0'")
+    run.expect_outcome("success")
+
+
+# ---- two roots, one address ----------------------------------------------------------------------
+
+@lab_test(3, "separate_roots")
+def test_separate_roots(boot, kernel, arch):
+    token = boot.fresh_token()
+    v1 = pick_in(token, "memcheck 1", 1, 2**63)
+    v2 = pick_in(token, "memcheck 2", 1, 2**63) ^ v1 or 1
+    var = user_symbol(kernel, arch, "memcheck", "memcheck_value").address
+    watch = Watch(kernel, arch)
+    yield_number = syscall_number("Yield")
+
+    def script(guest):
+        watch.before(guest)
+        watch.started_check(guest)
+        seen = {}
+        for _ in range(12):
+            snap = syscall_stops(guest, watch, {yield_number})
+            if snap.root in seen:
+                continue
+            w = snap.walk(var)
+            if not w.mapped:
+                return {"problem": f"memcheck_value {var:#x} is not mapped in root {snap.root:#x}, the root loaded when "
+                                   "memcheck made its system call"}
+            seen[snap.root] = (w.pa, u64(snap.read_phys(w.pa, 8)), w.perms.rwx(), w.perms.user)
+            if len(seen) == 2:
+                break
+        return {"seen": seen}
+
+    run = boot(args={"run": run_spec(f"memcheck:{v1:#x}", f"memcheck:{v2:#x}")}, token=token, witness=script)
+    w = watch.require(run)
+    if "problem" in w:
+        run.fail(w["problem"])
+    seen = w["seen"]
+    if len(seen) != 2 or watch.kernel_root in seen:
+        run.fail(f"the two memcheck processes made their system calls in {len(seen)} distinct process roots "
+                 f"({', '.join(hex(r) for r in seen)}): each needs a root of its own")
+    (ra, (fa, xa, pa, ua)), (rb, (fb, xb, pb, ub)) = seen.items()
+    if fa == fb:
+        run.fail(f"roots {ra:#x} and {rb:#x} map memcheck_value {var:#x} to the same frame {fa:#x}: the two processes "
+                 "share their data")
+    if {xa, xb} != {v1, v2}:
+        run.fail(f"the frames behind {var:#x} hold {xa:#x} (root {ra:#x}) and {xb:#x} (root {rb:#x}), read from guest RAM; "
+                 f"the two processes wrote {v1:#x} and {v2:#x}")
+    for perms, user, root in ((pa, ua, ra), (pb, ub, rb)):
+        if perms != "rw-" or not user:
+            run.fail(f"memcheck's data page is mapped {perms}{' user' if user else ' kernel-only'} in root {root:#x}, "
+                     "expected rw- user")
+    for v in (v1, v2):
+        run.expect(rf"^memcheck: pid \d+ wrote {v:#x} at {var:#x}, reads {v:#x} proof={proof(token, v):016x}$",
+                   f"the memcheck that wrote {v:#x} reading it back")
+    run.expect_outcome("success")
+
+
+# ---- the timer takes the CPU from ring 3 ------------------------------------------------------
+
+TICKER_LINE = re.compile(r"^ticker: pid (\d+) line (\d+) of (\d+) proof=([0-9a-f]{16})$")
+COMPLETE_LINES = (TICKER_LINE, re.compile(r"^spin: pid \d+ counted to \d+ proof=[0-9a-f]{16}$"),
+                  re.compile(r"^proc \d+ \([a-z0-9_!]+\): (started; root|reaped: )"),
+                  re.compile(r"^run: (\d+ programs; frames in use before: \d+|all processes ended; .*)$"))
+
+
+@lab_test(3, "preempt_user")
+def test_preempt_user(boot, kernel, arch):
+    token = boot.fresh_token()
+    lines = pick_in(token, "ticker lines", 3, 6)
+    pause = pick_in(token, "ticker pause", 2, 5)
+    delays = (pick_in(token, "first look", 20, 40) / 100, pick_in(token, "second look", 20, 40) / 100)
+    count_va = user_symbol(kernel, arch, "spin", "spin_count").address
+    stop_va = user_symbol(kernel, arch, "spin", "spin_stop").address
+    spin_main = user_symbol(kernel, arch, "spin", "main")
+    watch = Watch(kernel, arch)
+
+    def script(guest):
+        watch.before(guest)
+        watch.started_check(guest)
+        spinners = sorted(r for r, label in watch.roots.items() if label.endswith(")") and " of spin (" in label)
+        if len(spinners) != 2:
+            return {"problem": f"the registry lists {len(spinners)} roots for spin, expected 2"}
+        looks = []
+        for delay in delays:
+            snap = guest.stop_after(delay)
+            looks.append([u64(snap.read_virt(count_va, 8, root)) for root in spinners])
+        for root in spinners:
+            snap.write_virt(stop_va, (1).to_bytes(8, "little"), root)
+        return {"spinners": spinners, "looks": looks}
+
+    run = boot(args={"run": run_spec(f"spin:{SPIN_FOREVER:#x}", f"spin:{SPIN_FOREVER:#x}", f"ticker:{lines}:{pause}")},
+               token=token, witness=script)
+    w = watch.require(run)
+    if "problem" in w:
+        run.fail(w["problem"])
+    (a1, b1), (a2, b2) = w["looks"]
+    for name, first, second in (("first", a1, a2), ("second", b1, b2)):
+        if not 0 < first < second:
+            run.fail(f"the {name} spinner's spin_count, read by the grader in its root at two instants "
+                     f"{delays[1]:.2f} s apart, went from {first} to {second}: it did not keep making progress while "
+                     "the other spun")
+    for root in w["spinners"]:
+        ticks = [e for e in run.log.hardware_interrupts(watch.proc["timer_vector"]) if e.privilege == 3
+                 and e.root == root and spin_main.contains(e.pc)]
+        if not ticks:
+            run.fail(f"QEMU's log shows no timer interrupt taken in ring 3 inside spin's loop with root {root:#x}: the "
+                     "spinner was never preempted from user mode")
+    got = {}
+    for line in run.lines:
+        m = TICKER_LINE.match(line)
+        if m:
+            got[int(m[2])] = m
+    for i in range(1, lines + 1):
+        m = got.get(i)
+        if m is None:
+            watch.fail(run, f"missing: the ticker's line {i} of {lines} (the ticker sleeps {pause} ticks between lines "
+                            "while two processes spin)")
+        if int(m[4], 16) != proof(token, TICKER_TAG ^ (i << 16) ^ lines):
+            run.fail(f"the ticker's line {i} has a wrong proof")
+    started = run.lines.index(next(l for l in run.lines if l.startswith("run: ")))
+    for line in run.lines[started:]:
+        if line and not any(rx.match(line) for rx in COMPLETE_LINES):
+            watch.fail(run, f"a console line is cut or garbled while processes run: {line[:120]!r}")
+    run.expect(r"^run: all processes ended", "the end of the run")
+    run.expect_outcome("success")
+
+
+# ---- user mode cannot reach the kernel -------------------------------------------------------
+
+def probe_targets(kernel, arch, token):
+    """(what, address) pairs the probes read: one page of each kernel region."""
+    def within(start, end, tag):
+        return pick_page(token, tag, [(start, end)])[0] + pick_in(token, tag + " offset", 0, PAGE // 8 - 1) * 8
+
+    sym = lambda n: address_of(kernel, n)  # noqa: E731
+    window_base = fact(kernel, "window_base") - fact(kernel, "window_phys_base")
+    layout = Layout.of(kernel)
+    slot0 = layout.stack(0)
+    lapic = 0xFEE0_0000
+    return [
+        ("kernel text", within(sym("__text_start"), sym("__text_end"), "text")),
+        ("kernel rodata", within(sym("__rodata_start"), sym("__rodata_end"), "rodata")),
+        ("kernel data", within(sym("__data_start"), sym("__data_end"), "data")),
+        ("the window", window_base + pick_page(token, "window", window_ram(kernel, arch, 128 << 20))[0]),
+        ("a kernel stack", within(*slot0, "stack")),
+        ("MMIO", fact(kernel, "mmio_base") + lapic),
+        ("the temp-map area", fact(kernel, "temp_map_base") + pick_in(token, "temp", 0, 1 << 20) * PAGE),
+        ("a non-canonical address", (1 << 63) | (pick_in(token, "noncanonical", 1, 1 << 30) * PAGE)),
+    ]
+
+
+@lab_test(3, "kernel_probes")
+def test_kernel_probes(boot, kernel, arch):
+    token = boot.fresh_token()
+    proc = ARCHES[arch].proc
+    pf, gp, bits = proc["page_fault"], proc["protection_fault"], proc["pf_error"]
+    targets = probe_targets(kernel, arch, token)
+    read_at = user_symbol(kernel, arch, "probe", "probe_read")
+    write_at = user_symbol(kernel, arch, "probe", "probe_write")
+    data_code = user_symbol(kernel, arch, "probe", "probe_data_code").address
+    ticker_lines = 3
+    watch = Watch(kernel, arch)
+
+    def script(guest):
+        watch.before(guest)
+        started = watch.started_check(guest)
+        walks = {a: started.walk(a) for _, a in targets}  # every process made: their stacks too
+        heap = watch.plan
+        w = started.walk(heap)
+        window = (fact(kernel, "window_base"), fact(kernel, "window_base") + fact(kernel, "window_size"))
+        if not (w.mapped and w.perms.rwx() == "rw-" and not w.perms.user and window[0] <= heap < window[1]):
+            return {"problem": f"the run's heap object {heap:#x} (given at the 'started' checkpoint) is not a rw- "
+                               "kernel page of the window in the kernel root"}
+        walks[heap] = w
+        guest.stop_at_line(r"^probe: pid \d+ waiting for an address on the console$")
+        guest.send_line(f"{heap:#x}")
+        return {"walks": walks, "heap": heap}
+
+    programs = [f"probe:read:{a:#x}" for _, a in targets] + ["probe:read:stdin", "probe:exec_data",
+                                                              "probe:write_text", f"ticker:{ticker_lines}:2"]
+    run = boot(args={"run": run_spec(*programs)}, token=token, witness=script)
+    w = watch.require(run)
+    if "problem" in w:
+        run.fail(w["problem"])
+    walks, heap = w["walks"], w["heap"]
+    kills = parse_kills(run)
+    pids = {}
+    for line in run.lines:
+        m = re.match(rf"^probe: pid (\d+) (reads|executes its data at|writes its text at) ({HEX})$", line)
+        if m:
+            pids[(m[2], int(m[3], 16))] = int(m[1])
+    cases = [(what, "reads", a) for what, a in targets + [("the kernel heap", heap)]]
+    cases += [("its own data (execute)", "executes its data at", data_code),
+              ("its own text (write)", "writes its text at", read_at.address)]
+    faults = [f for f in run.log.faults if f.privilege == 3]
+    for what, verb, address in cases:
+        pid = pids.get((verb, address))
+        if pid is None:
+            watch.fail(run, f"missing: the probe of {what} saying 'probe: pid N {verb} {address:#x}'")
+        if pid not in kills:
+            watch.fail(run, f"the probe of {what} ({address:#x}, pid {pid}) was not killed (no 'proc {pid} (probe): "
+                            "killed: ...' line)")
+        k = kills[pid]
+        if verb == "reads" and address >> 47 not in (0, (1 << 17) - 1):
+            want = dict(vector=gp, error=0, address=None, pc=read_at.address, how="protection fault", reason=None)
+        elif verb == "reads":
+            walk = walks[address]
+            error = bits["user"] | (bits["present"] if walk.mapped else 0)
+            reason = "user access to supervisor page" if walk.mapped else None
+            want = dict(vector=pf, error=error, address=address, pc=read_at.address, how="page fault", reason=reason)
+        elif verb == "executes its data at":
+            want = dict(vector=pf, error=bits["user"] | bits["present"] | bits["fetch"], address=address, pc=address,
+                        how="page fault", reason="execute of NX page")
+        else:
+            want = dict(vector=pf, error=bits["user"] | bits["present"] | bits["write"], address=address,
+                        pc=write_at.address, how="page fault", reason="write to read-only page")
+        logged = [f for f in faults if f.vector == want["vector"] and f.pc == want["pc"] and
+                  (want["address"] is None or f.address == want["address"])]
+        if not logged:
+            run.fail(f"the probe of {what} ({address:#x}): QEMU's log shows no exception {want['vector']} in ring 3 at "
+                     f"{want['pc']:#x}" + (f" with address {want['address']:#x}" if want["address"] is not None else ""))
+        f = logged[0]
+        if f.error != want["error"]:
+            run.fail(f"the probe of {what}: the CPU took {f.describe(None)}, expected error {want['error']:#x}")
+        if f.root in (None, watch.kernel_root):
+            run.fail(f"the probe of {what} faulted with the kernel root loaded, not in a root of its own")
+        if k.how != want["how"] or k.pc != f.pc or (want["address"] is not None and k.address != want["address"]):
+            run.fail(f"the kernel's kill line for the probe of {what} says '{k.how}' at {k.pc:#x} address "
+                     f"{k.address}; the CPU took {f.describe(None)}")
+        reason = want["reason"] or (walks[address].stop_reason if verb == "reads" and want["vector"] == pf else None)
+        if reason and reason not in k.reason:
+            run.fail(f"the kernel gives the reason '{k.reason}' for the probe of {what}; expected '{reason}'")
+    for i in range(1, ticker_lines + 1):
+        run.expect(rf"^ticker: pid \d+ line {i} of {ticker_lines} proof=", f"the sibling's line {i}: it survives")
+    run.expect(r"^run: all processes ended", "the kernel carrying on to the end of the run")
+    run.expect_outcome("success")
+
+    # The other direction: the kernel touching a user page outside a checked copy.
+    for exec_ in (0, 1):
+        va = pick_page(token, f"user page {exec_}", [(1 << 32, 1 << 46)])[0]
+        t = boot(test="user_touch", token=token, args={"addr": va, "exec": exec_})
+        t.expect(rf"^user_touch: a checked copy read ({HEX}) from user page {va:#x} proof=", "the checked copy")
+        error = bits["present"] | (bits["fetch"] if exec_ else 0)
+        expect_fault(t, vector=pf, error=error, address=va, privilege=0,
+                     function=None if exec_ else "pagoda::pagoda_selftest_user_touch", pc=va if exec_ else None,
+                     kernel=kernel, what=f"the kernel {'calling' if exec_ else 'reading'} user page {va:#x}")
+        words = "kernel executed user memory" if exec_ else "kernel touched user memory"
+        t.expect(rf"^\s+reason: {words}", f"the reason '{words}'")
+        t.expect_outcome("failure")
+
+
+# ---- privileged instructions, bad calls, random calls ------------------------------------------
+
+PRIVILEGED = ("hlt", "cli", "movcr3", "rdmsr", "sgdt", "out")
+
+
+@lab_test(3, "privileged")
+def test_privileged(boot, kernel, arch):
+    token = boot.fresh_token()
+    proc = ARCHES[arch].proc
+    run = boot(args={"run": run_spec(*(f"priv:{p}" for p in PRIVILEGED))}, token=token)
+    kills = parse_kills(run)
+    pids = {m[2]: int(m[1]) for m in (re.match(r"^priv: pid (\d+) executes (\w+)$", l) for l in run.lines) if m}
+    for name in PRIVILEGED:
+        site = user_symbol(kernel, arch, "priv", f"priv_{name}").address
+        if name not in pids:
+            run.fail(f"missing: 'priv: pid N executes {name}'")
+        k = kills.get(pids[name])
+        if k is None or k.how != "privileged instruction":
+            run.fail(f"the process that executed {name} was not killed for a privileged instruction "
+                     f"({k.how if k else 'no kill line'})")
+        logged = [f for f in run.log.faults if f.privilege == 3 and f.pc == site]
+        if not logged or logged[0].vector != proc["protection_fault"]:
+            run.fail(f"QEMU's log shows no general protection fault in ring 3 at priv_{name} ({site:#x})"
+                     + (f"; the CPU took {logged[0].describe(None)}" if logged else ""))
+        if k.pc != site:
+            run.fail(f"the kernel reports {name} at {k.pc:#x}; the CPU faulted at {site:#x}")
+    run.expect(r"^run: all processes ended", "the kernel carrying on after every kill")
+    run.expect_outcome("success")
+
+    # A number the kernel does not know: the result, read in ring 3 right after the call.
+    number = pick_in(token, "bad call", 0, 3)
+    number = [pick_in(token, "reserved", 16, 63), pick_in(token, "test range", 67, 127),
+              pick_in(token, "past", 128, 2**32), pick_in(token, "huge", 2**40, 2**64 - 1)][number]
+    watch = Watch(kernel, arch)
+
+    def script(guest):
+        watch.before(guest)
+        watch.started_check(guest)
+        snap = syscall_stops(guest, watch, {number})
+        back = snap.register(proc["syscall_return_pc"])
+        after = guest.stop_at(back)
+        return {"result": after.register(proc["syscall_number"]), "pc": back}
+
+    bad = boot(args={"run": f"badcall:{number:#x}"}, token=token, witness=script)
+    w = watch.require(bad)
+    result = w["result"] - (1 << 64) if w["result"] >> 63 else w["result"]
+    if result != -ENOSYS:
+        bad.fail(f"system call {number:#x} returned {result} to user mode (read in ring 3 at {w['pc']:#x}), "
+                 f"expected -{ENOSYS} (ENOSYS)")
+    bad.expect(rf"^badcall: pid \d+ syscall {number:#x} -> -{ENOSYS} \(ENOSYS\)", "badcall's line")
+    bad.expect_outcome("success")
+
+    # 10,000 random calls.
+    calls_va = user_symbol(kernel, arch, "fuzz", "fuzz_calls").address
+    fuzz_watch = Watch(kernel, arch)
+
+    def fuzz_script(guest):
+        fuzz_watch.before(guest)
+        fuzz_watch.started_check(guest)
+        snap = guest.stop_at("pagoda::proc::exit_current")
+        return u64(snap.read_virt(calls_va, 8))
+
+    fuzz = boot(args={"run": "fuzz"}, token=token, witness=fuzz_script)
+    calls = fuzz_watch.require(fuzz)
+    kernel_faults = [f for f in fuzz.log.faults if f.privilege == 0]
+    if kernel_faults:
+        fuzz_watch.fail(fuzz, f"the random system calls made the kernel fault: {kernel_faults[0].describe(fuzz.symbol_of)}")
+    if fuzz.search(r"^PANIC"):
+        fuzz_watch.fail(fuzz, "the random system calls made the kernel panic")
+    if calls != FUZZ_CALLS:
+        fuzz.fail(f"the fuzzer's own counter (read in its memory when it exited) says {calls} calls, expected {FUZZ_CALLS}")
+    seed = proof(token, FUZZ_TAG) | 1
+    fuzz.expect(rf"^fuzz: pid \d+ made {FUZZ_CALLS} calls from seed {seed:#x}: .* proof={proof(token, FUZZ_CALLS ^ seed):016x}$",
+                "the fuzzer's summary")
+    fuzz.expect_outcome("success")
+
+
+# ---- kernel stack overflow -----------------------------------------------------------------
+
+@lab_test(3, "kstack_overflow")
+def test_kstack_overflow(boot, kernel, arch):
+    token = boot.fresh_token()
+    proc = ARCHES[arch].proc
+    depth = pick_in(token, "depth", 200, 2000)
+    layout = Layout.of(kernel)
+    watch = Watch(kernel, arch)
+    recurse = syscall_number("KernelRecurse")
+
+    def script(guest):
+        watch.before(guest)
+        watch.started_check(guest)
+        snap = syscall_stops(guest, watch, {recurse})
+        return snap.register(watch.proc["syscall_args"][0])
+
+    run = boot(args={"run": f"recurse:{depth}"}, token=token, witness=script)
+    if watch.require(run) != depth:
+        run.fail(f"the kernel_recurse call carried depth {run.witness}, expected {depth}")
+    faults = [f for f in run.log.faults if f.privilege == 0]
+    hits = [f for f in faults if f.vector == proc["page_fault"] and f.address is not None and layout.in_guard(f.address)]
+    if not hits:
+        watch.fail(run, "QEMU's log shows no kernel page fault in the guard page of a kernel stack: the recursion never "
+                        "reached a guard (is the guard below each stack unmapped?)")
+    slot = layout.slot_of(hits[0].address)
+    bottom, top = layout.stack(slot)
+    if not any(f.vector == proc["stack_overflow"] for f in faults[faults.index(hits[0]):]):
+        run.fail("the page fault in the guard page was not followed by the exception that reports it "
+                 f"(vector {proc['stack_overflow']})")
+    m = run.expect(rf"^KERNEL STACK OVERFLOW: the kernel stack of slot (\d+) \[({HEX}), ({HEX})\) ran into its guard "
+                   rf"page at ({HEX})", "the kernel's 'KERNEL STACK OVERFLOW' report")
+    if (int(m[1]), int(m[2], 16), int(m[3], 16)) != (slot, bottom, top) or not layout.in_guard(int(m[4], 16)):
+        run.fail(f"the kernel reports the overflow of slot {m[1]} [{m[2]}, {m[3]}) at {m[4]}; the CPU faulted at "
+                 f"{hits[0].address:#x}, in the guard of slot {slot} [{bottom:#x}, {top:#x})")
+    run.expect(r"^PANIC: kernel stack overflow", "the panic naming the overflow")
+    run.expect_outcome("failure")
+
+
+# ---- every root, walked by the grader -------------------------------------------------------
+
+@lab_test(3, "roots_verified")
+def test_roots_verified(boot, kernel, arch):
+    token = boot.fresh_token()
+    proc = ARCHES[arch].proc
+    stop_va = user_symbol(kernel, arch, "spin", "spin_stop").address
+    watch = Watch(kernel, arch)
+    switches = pick_in(token, "switches", 8, 14)
+
+    def script(guest):
+        first = watch.before(guest)
+        problems = []
+        for register, bit, name in proc["user_guards"]:
+            if not first.register(register) >> bit & 1:
+                problems.append(f"{name} is off ({register.upper()} bit {bit}, read from outside)")
+        insp = watch.inspector
+        problems += insp.map_problems(first, watch.kernel_root, "the kernel root")
+        started = watch.started_check(guest)
+        slots = insp.mapped_stack_slots(started, watch.kernel_root)
+        for root, label in list(watch.roots.items()):
+            if root != watch.kernel_root:
+                problems += insp.map_problems(started, root, label)
+        cpu_roots, cpu_slots = set(), set()
+        for _ in range(switches):
+            snap = guest.stop_at(proc["switch"])
+            root = snap.root
+            cpu_roots.add(root)
+            for sp in (snap.sp, snap.register(proc["switch_next_sp"])):
+                slot = watch.layout.slot_of(sp)
+                if slot is not None:
+                    cpu_slots.add(slot)
+            label = watch.roots.setdefault(root, f"root {root:#x} (loaded by the CPU, not in the registry)")
+            if root != watch.kernel_root:
+                half = insp.kernel_half_problem(snap, root)
+                if half:
+                    problems.append(f"{label}: {half}")
+                problems += insp.map_problems(snap, root, label)
+        if not cpu_slots <= slots:
+            problems.append(f"the CPU ran on kernel stacks of slots {sorted(cpu_slots - slots)}, which the kernel root "
+                            "does not map in the kStackBase area")
+        for root, label in watch.roots.items():
+            problems += insp.stack_problems(snap, root, slots | cpu_slots, label)
+        for root, label in watch.roots.items():
+            if " of spin (" in label:
+                snap.write_virt(stop_va, (1).to_bytes(8, "little"), root)
+        return {"problems": problems, "cpu_roots": cpu_roots, "slots": slots}
+
+    v = pick_in(token, "memcheck", 1, 2**63)
+    run = boot(args={"run": run_spec(f"spin:{SPIN_FOREVER:#x}", f"memcheck:{v:#x}", "ticker:3:2", "hello")},
+               token=token, witness=script)
+    w = watch.require(run)
+    if w["problems"]:
+        run.fail("the grader walked every root itself (the kernel root, each process root from the registry and "
+                 "from CR3 at context switches):\n  " + "\n  ".join(w["problems"][:12]))
+    process_roots_seen = w["cpu_roots"] - {watch.kernel_root}
+    if len(process_roots_seen) < 2:
+        run.fail(f"the CPU loaded only {len(process_roots_seen)} process root(s) in {switches} context switches")
+    if len(w["slots"]) < 4:
+        run.fail(f"the kernel root maps {len(w['slots'])} kernel stacks in the kStackBase area for 4 processes")
+    run.expect_outcome("success")
+
+
+# ---- exit frees everything -------------------------------------------------------------------
+
+DAMAGES = {"machine": "built for another machine", "kernel_half": "segment reaches past the user half",
+           "overlap": "two segments touch the same page", "filesz": "file size exceeds its memory size",
+           "truncated": "past the end of the file"}
+
+
+@lab_test(3, "exit_frees")
+def test_exit_frees(boot, kernel, arch):
+    token = boot.fresh_token()
+    watch = Watch(kernel, arch)
+    text = address_of(kernel, "__text_start")
+
+    def script(guest):
+        watch.before(guest)
+        started = watch.started_check(guest)
+        frames = {}
+        insp = watch.inspector
+        for root, label in watch.roots.items():
+            if root == watch.kernel_root:
+                continue
+            runs = insp.dump(started, root)
+            for f in user_page_frames(runs, watch.layout) | table_frames(started, root, kernel, arch):
+                frames[f] = label
+        for slot in insp.mapped_stack_slots(started, watch.kernel_root):
+            bottom, top = watch.layout.stack(slot)
+            for va in range(bottom, top, PAGE):
+                frames[started.translate(va)] = f"the kernel stack of slot {slot}"
+        end = watch.checkpoint(guest, "ended")
+        after = count_used(end, *watch.bitmap)
+        return {"frames": frames, "after": after}
+
+    v = pick_in(token, "memcheck", 1, 2**63)
+    programs = ["hello", f"memcheck:{v:#x}", f"probe:read:{text:#x}", "ticker:2:1"] + [f"hello!{d}" for d in DAMAGES]
+    run = boot(args={"run": run_spec(*programs)}, token=token, witness=script)
+    w = watch.require(run)
+    (before, _), (after, bitmap) = watch.frames_before, w["after"]
+    still = sorted((f, what) for f, what in w["frames"].items() if is_used(bitmap, f))
+    if still:
+        run.fail(f"{len(still)} frames the processes used are still allocated after every process ended (the grader "
+                 "read the frame allocator's bitmap in guest RAM): "
+                 + ", ".join(f"{f:#x} ({what})" for f, what in still[:8]))
+    if after != before:
+        run.fail(f"{before} frames were in use before the first process started and {after} after every process ended "
+                 "(counted by the grader in the allocator's bitmap): the teardown leaks")
+    if len(w["frames"]) < 20:
+        run.fail(f"the processes held only {len(w['frames'])} frames the grader could find")
+    for damage, reason in DAMAGES.items():
+        run.expect(rf"^run: cannot start hello!{damage}: .*{re.escape(reason)}.*; 0 frames leaked$",
+                   f"the loader refusing hello!{damage} ({reason}) with no frame leaked")
+    reaped = parse_reaped(run)
+    if sorted(reaped.values()).count("exited with code 0") < 3 or "killed (page fault)" not in reaped.values():
+        run.fail(f"expected hello, memcheck and the ticker to exit with 0 and the probe to be killed: {reaped}")
+    m = run.expect(r"^run: all processes ended; frames in use: before (\d+), after (\d+)", "the run's last line")
+    if m[1] != m[2]:
+        run.fail(f"the kernel itself counts {m[1]} frames in use before and {m[2]} after")
+    run.expect_outcome("success")

@@ -1,0 +1,92 @@
+/// @file kernel_stack.hpp
+/// @brief Kernel stacks: one per process, in the kStackBase area, each above a guard that is
+/// never mapped, mapped through the kernel's address space so that every root sees it.
+///
+/// A process runs its kernel code (system calls, interrupts from user mode, the context switch)
+/// on a kernel stack of its own. The area starts at layout::kStackBase (kernel/mm/layout.hpp)
+/// and is cut into slots of kKernelStackStride bytes; slot i is
+///
+///     kStackBase + i * stride                       + kKernelStackGuard           + stride
+///     |<-------- guard: NEVER mapped ------->|<---- the stack: mapped rw- NX ---->|
+///                                            ^ bottom                            ^ top (the
+///                                              (an overflow runs off here into     first push
+///                                               the guard and faults)              goes below)
+///
+/// The stack's pages are mapped through vm::kernel_space(): the kernel half is shared by every
+/// root (x86_64: the same PML4 entries; AArch64: one TTBR1 root), so the stack exists in every
+/// process's root. That matters twice: the context switch loads the next process's root while
+/// it still runs on the previous process's stack, and an interrupt taken in user mode pushes
+/// its frame on the interrupted process's stack through that process's root. A stack mapped
+/// in one root only kills the machine at one of these two moments (labs/03-process-roots).
+///
+/// A stack that overflows writes into the guard; the fault cannot be delivered on the same
+/// stack, so the CPU escalates (x86_64: \#DF, on its own IST stack), and the trap code asks
+/// guard_hit() whether the address was a guard: then the report says "kernel stack overflow".
+#pragma once
+
+#include "lib/result.hpp"
+#include "lib/types.hpp"
+#include "mm/addr.hpp"
+#include "mm/layout.hpp"
+#include "mm/page.hpp"
+
+namespace pagoda::proc {
+
+/// Pages of one kernel stack (16 KiB).
+inline constexpr usize kKernelStackPages = 4;
+inline constexpr u64 kKernelStackSize = kKernelStackPages * kPageSize;
+/// The unmapped bytes below each stack (as large as the stack: a frame cannot jump over it).
+inline constexpr u64 kKernelStackGuard = kKernelStackSize;
+/// One slot: the guard, then the stack.
+inline constexpr u64 kKernelStackStride = kKernelStackGuard + kKernelStackSize;
+/// Slots in the area: one per process that can exist at once.
+inline constexpr usize kKernelStackSlots = 32;
+
+static_assert(layout::kStackBase + kKernelStackSlots * kKernelStackStride <= layout::kKernelImageBase,
+              "the kernel stacks fit below the kernel image");
+
+/// One kernel stack: its slot and the frames behind its pages.
+struct KernelStack {
+  u32 slot = ~u32{0};
+  PhysAddr frames[kKernelStackPages] = {};
+  usize mapped = 0;  ///< how many of frames[] are mapped (all of them once created)
+
+  bool valid() const { return slot != ~u32{0}; }
+  /// The lowest address of the stack (the guard is just below).
+  VirtAddr bottom() const { return VirtAddr(layout::kStackBase + slot * kKernelStackStride + kKernelStackGuard); }
+  /// One past the highest address: the initial stack pointer.
+  VirtAddr top() const { return bottom().offset(kKernelStackSize); }
+  /// The first address of the guard below it.
+  VirtAddr guard() const { return VirtAddr(layout::kStackBase + slot * kKernelStackStride); }
+};
+
+/// A free slot with every page mapped to a fresh, zeroed frame; NoMemory / Overflow (every slot
+/// taken) with nothing left allocated.
+[[nodiscard]] Result<KernelStack> create_kernel_stack();
+
+/// Maps the pages of @p stack (slot chosen, frames not yet allocated) where every root sees them,
+/// and nowhere else; on failure unmaps and frees what it did and returns the error. (The lab-3
+/// part: see the file comment.)
+[[nodiscard]] Result<void> map_kernel_stack(KernelStack& stack);
+
+/// Unmaps @p stack, frees its frames and its slot. It must not be in use.
+void destroy_kernel_stack(KernelStack& stack);
+
+/// The stack [bottom, top) of the slot in use that holds @p address (its guard excluded); an
+/// empty range (bottom == top == 0) when none does.
+struct StackRange {
+  uptr bottom = 0;
+  uptr top = 0;
+  u32 slot = 0;
+  bool empty() const { return top <= bottom; }
+};
+StackRange stack_containing(uptr address);
+
+/// When @p address lies in the guard of a slot in use: that slot's stack (what ran over it);
+/// empty otherwise.
+StackRange guard_hit(uptr address);
+
+/// True when slot @p slot holds a stack now.
+bool kernel_stack_slot_used(usize slot);
+
+}  // namespace pagoda::proc

@@ -1,0 +1,100 @@
+/// @file process.hpp
+/// @brief Processes: a program running in user mode in an address space of its own.
+///
+/// A process owns three things, made in this order and given back in the reverse one:
+///
+///     its address space   AddressSpace::create_user(): a root of its own whose kernel half
+///                         is the kernel's (shared, never copied table by table); the loader
+///                         fills its user half (the ELF segments, the stack, argv)
+///     its kernel stack    create_kernel_stack(): a slot of the kStackBase area, mapped in the
+///                         kernel half, so every root sees it (kernel_stack.hpp)
+///     its first frame     arch::prepare_user_entry(): what the first switch to it returns
+///                         into, ending in user mode at the ELF entry
+///
+/// and a slot of the process table (kMaxProcesses, no heap: exit must give back exactly what
+/// creation took, and the frame counts prove it). A process is Ready, Running, Sleeping, or a
+/// Zombie once it has ended: its exit status is kept and its memory is still there, because it
+/// may be running on its kernel stack and in its root at that moment. The idle loop reaps
+/// zombies (destroy_process) once another context runs: first the user half (every user page
+/// and its frame, then every table of the user half), then the root, then the kernel stack.
+///
+///     Free --create--> Ready <--schedule--> Running --sleep--> Sleeping --tick--> Ready
+///                                              |  exit, or a fault in user mode
+///                                              v
+///                                            Zombie --reap--> Free
+#pragma once
+
+#include "lib/abi.hpp"
+#include "lib/placement.hpp"
+#include "lib/result.hpp"
+#include "lib/string_view.hpp"
+#include "mm/address_space.hpp"
+#include "proc/kernel_stack.hpp"
+
+namespace pagoda::proc {
+
+/// Processes that can exist at once (one kernel stack slot each).
+inline constexpr usize kMaxProcesses = kKernelStackSlots;
+
+enum class State : u8 { Free, Ready, Running, Sleeping, Zombie };
+
+/// "ready", "running", ...
+const char* state_name(State state);
+
+struct Process {
+  u32 pid = 0;
+  State state = State::Free;
+  char name[abi::kMaxProgramName + 1] = {};
+  KernelStack kstack;
+  /// The stack pointer switch_context() saved when the process last left the CPU (or the one
+  /// prepare_user_entry() made, before it first ran).
+  uptr saved_sp = 0;
+  /// Sleeping: the tick at which it becomes ready again.
+  u64 wake_tick = 0;
+  /// Zombie: how it ended.
+  abi::ExitInfo exit = {};
+  /// System calls it made (for reports).
+  u64 syscalls = 0;
+
+  /// Its address space (valid from creation until it is reaped).
+  AddressSpace& space() { return *reinterpret_cast<AddressSpace*>(space_storage); }
+  bool has_space() const { return space_made; }
+  StringView name_view() const { return StringView(name); }
+
+  alignas(AddressSpace) u8 space_storage[sizeof(AddressSpace)] = {};
+  bool space_made = false;
+};
+
+/// The process table (slot order), for the scheduler, reports and the debugger (`ps` reads it).
+Span<Process> process_table();
+
+/// The process running now, or nullptr in kernel context (the idle loop, boot).
+Process* current();
+
+/// Creates a process running the ELF @p image as @p name with arguments @p args (argv[0]
+/// first): Ready, not yet run. Errors: Overflow (table or stack slots full), NoMemory, and
+/// InvalidArgument for an image the loader rejects (its message says why). On failure nothing
+/// stays allocated.
+[[nodiscard]] Result<Process*> create_process(StringView name, Span<const u8> image, Span<const StringView> args);
+
+/// Frees a process that has ended and is not running (a Zombie, or one that never ran): its
+/// user half, its root, its kernel stack, its slot. Returns the slot to Free.
+void destroy_process(Process& process);
+
+/// Unmaps every page of @p space's user half and frees its frame; the tables the unmaps leave
+/// empty go with them (the root stays, for ~AddressSpace). Nothing of the kernel half is touched.
+/// @p pages counts the pages it freed. (The lab-3 part of the teardown.)
+[[nodiscard]] Result<void> free_user_half(AddressSpace& space, usize& pages);
+
+/// Ends the current process with @p info (its exit status) and never returns: it stays a
+/// Zombie until the idle loop reaps it.
+[[noreturn]] void exit_current(const abi::ExitInfo& info);
+
+/// Frames of @p space's user half: mapped pages and page tables (the root included).
+struct UserFrames {
+  u64 pages = 0;
+  u64 tables = 0;
+};
+UserFrames count_user_frames(AddressSpace& space);
+
+}  // namespace pagoda::proc

@@ -1,0 +1,238 @@
+// Processes from the command line (run=...), and the end of a process that faults (run.hpp).
+#include "proc/run.hpp"
+
+#include "core/arch.hpp"
+#include "core/panic.hpp"
+#include "core/selftest.hpp"
+#include "lib/facts.hpp"
+#include "lib/string.hpp"
+#include "mm/heap.hpp"
+#include "mm/vm.hpp"
+#include "proc/arch.hpp"
+#include "proc/process.hpp"
+#include "proc/programs.hpp"
+#include "proc/scheduler.hpp"
+
+namespace pagoda::proc {
+namespace {
+
+/// Whether arch::user_mode_init() succeeded (init()): without it no process can run.
+bool g_user_mode = false;
+
+/// Most programs one run= starts.
+constexpr usize kMaxRun = kMaxProcesses;
+/// Most arguments one program gets from run= (argv[0] and the token come on top).
+constexpr usize kMaxRunArgs = abi::kMaxArgs - 2;
+
+/// What pagoda_grader_checkpoint(tag, a, b) means during a run (grade/test_lab3.py stops there).
+enum RunCheckpoint : u64 {
+  kBefore = 0x52554e31,   ///< "RUN1": before the first process; a = the used-frame bitmap, b = its words
+  kStarted = 0x52554e32,  ///< "RUN2": every process made, none run; a = the run's heap object, b = count
+  kEnded = 0x52554e33,    ///< "RUN3": every process reaped; a, b as for kBefore
+};
+
+PAGODA_FACT(run_checkpoint_before, kBefore)
+PAGODA_FACT(run_checkpoint_started, kStarted)
+PAGODA_FACT(run_checkpoint_ended, kEnded)
+
+/// One program of run=, parsed.
+struct Launch {
+  StringView name;
+  StringView damage;  ///< after '!': how to damage a copy of the image (empty: none)
+  StringView args[kMaxRunArgs];
+  usize arg_count = 0;
+};
+
+/// The parsed run= (on the kernel heap while the processes run: the grader probes it from
+/// user mode as "the heap").
+struct RunPlan {
+  Launch launches[kMaxRun];
+  usize count = 0;
+};
+
+StringView take_until(StringView& text, char c) {
+  const usize at = text.find(c);
+  if (at == StringView::npos) {
+    const StringView all = text;
+    text = StringView();
+    return all;
+  }
+  const StringView head = text.substr(0, at);
+  text = text.substr(at + 1);
+  return head;
+}
+
+bool parse_plan(StringView spec, RunPlan& plan) {
+  while (!spec.empty()) {
+    StringView item = take_until(spec, ',');
+    if (item.empty()) continue;
+    if (plan.count == kMaxRun) {
+      println("run: more than {} programs; the rest are ignored", kMaxRun);
+      return false;
+    }
+    Launch& l = plan.launches[plan.count++];
+    StringView head = take_until(item, ':');
+    l.name = take_until(head, '!');
+    l.damage = head;
+    while (!item.empty()) {
+      if (l.arg_count == kMaxRunArgs) {
+        println("run: {}: more than {} arguments", l.name, kMaxRunArgs);
+        return false;
+      }
+      l.args[l.arg_count++] = take_until(item, ':');
+    }
+  }
+  return true;
+}
+
+// ---- Damaged images (run=NAME!DAMAGE) ------------------------------------------------------
+// Offsets of the ELF64 fields drawn in proc/elf.hpp.
+constexpr usize kMachineAt = 18, kPhoffAt = 32, kPhentsizeAt = 54, kPhnumAt = 56;
+constexpr usize kPTypeAt = 0, kPVaddrAt = 16, kPFileszAt = 32, kPMemszAt = 40;
+constexpr u32 kPtLoad = 1;
+constexpr usize kDamagedMax = 256 * KiB;
+alignas(16) u8 g_damaged[kDamagedMax];
+
+template <class T> T get(const u8* p) {
+  T v;
+  memcpy(&v, p, sizeof v);
+  return v;
+}
+template <class T> void put(u8* p, T v) { memcpy(p, &v, sizeof v); }
+
+/// The program header of the @p n-th PT_LOAD of the image in g_damaged, or nullptr.
+u8* load_header(usize size, usize n) {
+  const u64 phoff = get<u64>(g_damaged + kPhoffAt);
+  const u16 entsize = get<u16>(g_damaged + kPhentsizeAt), count = get<u16>(g_damaged + kPhnumAt);
+  for (usize i = 0; i < count; ++i) {
+    const u64 at = phoff + i * entsize;
+    if (at + entsize > size) return nullptr;
+    if (get<u32>(g_damaged + at + kPTypeAt) == kPtLoad && n-- == 0) return g_damaged + at;
+  }
+  return nullptr;
+}
+
+/// A copy of @p image damaged as @p how says, in g_damaged; an empty span for an unknown way.
+Span<const u8> damaged_copy(Span<const u8> image, StringView how) {
+  if (image.size() > kDamagedMax) return {};
+  memcpy(g_damaged, image.data(), image.size());
+  usize size = image.size();
+  u8* first = load_header(size, 0);
+  u8* second = load_header(size, 1);
+  if (how == "machine") {
+    put<u16>(g_damaged + kMachineAt, u16(get<u16>(g_damaged + kMachineAt) ^ 0x00ff));
+  } else if (how == "kernel_half" && first != nullptr) {
+    put<u64>(first + kPVaddrAt, get<u64>(first + kPVaddrAt) + layout::kKernelHalfBase);
+  } else if (how == "overlap" && second != nullptr && first != nullptr) {
+    put<u64>(second + kPVaddrAt, get<u64>(first + kPVaddrAt) + (get<u64>(second + kPVaddrAt) & (kPageSize - 1)));
+  } else if (how == "filesz" && first != nullptr) {
+    put<u64>(first + kPFileszAt, get<u64>(first + kPMemszAt) + kPageSize);
+  } else if (how == "truncated") {
+    size /= 2;
+  } else {
+    return {};
+  }
+  return {g_damaged, size};
+}
+
+/// Starts one program; true when it runs (a damaged one: true when it was refused cleanly).
+bool launch(const Launch& l, StringView token) {
+  const EmbeddedProgram* program = find_program(l.name);
+  if (program == nullptr) {
+    println("run: no program '{}' (./pagoda run --test programs lists them)", l.name);
+    return false;
+  }
+  Span<const u8> image = program->image();
+  char label[2 * (abi::kMaxProgramName + 1)];
+  StringView name = l.name;
+  if (!l.damage.empty()) {
+    image = damaged_copy(image, l.damage);
+    if (image.empty()) {
+      println("run: {}: no damage called '{}' (machine, kernel_half, overlap, filesz, truncated)", l.name, l.damage);
+      return false;
+    }
+    name = format_buffer(label, sizeof label, "{}!{}", l.name, l.damage);
+  }
+  char token_arg[BootInfo::kCmdlineMax];
+  StringView argv[abi::kMaxArgs];
+  usize argc = 0;
+  argv[argc++] = name;
+  for (usize i = 0; i < l.arg_count; ++i) argv[argc++] = l.args[i];
+  if (!token.empty()) argv[argc++] = format_buffer(token_arg, sizeof token_arg, "{}{}", abi::kTokenArgPrefix, token);
+
+  const usize free_before = vm::frames().free_frames();
+  const Result<Process*> made = create_process(name, image, Span<const StringView>(argv, argc));
+  if (made.is_error()) {
+    const usize leaked = free_before - vm::frames().free_frames();
+    println("run: cannot start {}: {}; {} frames leaked", name, made.error(), leaked);
+    return !l.damage.empty() && leaked == 0;
+  }
+  Process& p = *made.value();
+  if (!l.damage.empty()) println("run: {} was accepted, but it is damaged", name);
+  println("proc {} ({}): started; root {:#x}, kernel stack [{:#x}, {:#x})", p.pid, p.name_view(),
+          p.space().root().value(), p.kstack.bottom().value(), p.kstack.top().value());
+  return l.damage.empty();
+}
+
+usize frames_in_use() { return vm::frames().managed_frames() - vm::frames().free_frames(); }
+
+void checkpoint_frames(RunCheckpoint tag) {
+  const Span<const u64> used = vm::frames().used_bitmap();
+  pagoda_grader_checkpoint(tag, reinterpret_cast<u64>(used.data()), used.size());
+}
+
+}  // namespace
+
+void init() {
+  print("user mode: ");
+  const Result<void> ready = arch::user_mode_init(console_sink());
+  println("");
+  g_user_mode = ready.ok();
+  if (ready.is_error()) println("user mode: unavailable ({}): run= cannot start processes", ready.error());
+}
+
+bool run_programs(StringView spec, StringView token) {
+  if (!g_user_mode) {
+    println("run: this kernel has no user mode on {} (see the 'user mode:' line above): processes cannot run",
+            arch::name());
+    return false;
+  }
+  if (!vm::ready()) {
+    println("run: no virtual memory (a lab is not done yet): processes cannot run");
+    return false;
+  }
+  Result<RunPlan*> made = try_new<RunPlan>();
+  if (made.is_error()) panic("run: no memory for the plan: {}", made.error());
+  RunPlan& plan = *made.value();
+  bool ok = parse_plan(spec, plan);
+  const usize before = frames_in_use();
+  println("run: {} programs; frames in use before: {}", plan.count, before);
+  checkpoint_frames(kBefore);
+  usize started = 0;
+  for (usize i = 0; i < plan.count; ++i) {
+    const bool good = launch(plan.launches[i], token);
+    ok = ok && good;
+    started += good && plan.launches[i].damage.empty();
+  }
+  pagoda_grader_checkpoint(kStarted, reinterpret_cast<u64>(&plan), started);
+  run_processes();
+  const usize after = frames_in_use();
+  checkpoint_frames(kEnded);
+  println("run: all processes ended; frames in use: before {}, after {}{}", before, after,
+          after == before ? "" : " (LEAKED)");
+  heap::free(&plan);
+  return ok;
+}
+
+void user_fault(const UserFault& f) {
+  Process* p = current();
+  if (p == nullptr) panic("a fault from user mode with no current process: {} at {:#x}", f.mnemonic, f.pc);
+  print("proc {} ({}): killed: {}: {} {} (vector {}) at RIP {:#x}", p->pid, p->name_view(),
+        abi::termination_name(f.how), f.mnemonic, f.name, f.vector, f.pc);
+  if (f.has_address) print(", address {:#x}", f.address);
+  if (f.reason[0] != '\0') print(": {}", StringView(f.reason));
+  println("");
+  exit_current(abi::ExitInfo{.code = -1, .how = u32(f.how), .address = f.has_address ? f.address : 0});
+}
+
+}  // namespace pagoda::proc

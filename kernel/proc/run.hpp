@@ -1,0 +1,34 @@
+/// @file run.hpp
+/// @brief Starting processes from the kernel command line, and ending them when they fault.
+///
+/// `run=NAME[:ARG[:ARG...]][,NAME...]` on the command line runs each embedded program
+/// (kernel/proc/programs.hpp) as a process, with argv = {NAME, ARG..., token=TOKEN}, all at
+/// once, and returns when every one has ended; the kernel then shuts down. What a boot prints:
+///
+///     run: 2 programs; frames in use before: 1234
+///     proc 1 (hello): started; root 0x25e000, kernel stack [0xffffff0000004000, 0xffffff0000008000)
+///     ...                                            (the programs' own output)
+///     proc 1 (hello): reaped: exited with code 0
+///     proc 2 (probe): killed: page fault: #PF page fault (vector 14) at RIP 0x401010, address
+///                     0xffffffff80100000: user access to supervisor page
+///     run: all processes ended; frames in use: before 1234, after 1234
+///
+/// `NAME!DAMAGE` starts a copy of program NAME damaged on purpose (DAMAGE is one of machine,
+/// kernel_half, overlap, filesz, truncated): the loader must refuse it with its reason and
+/// leave no frame allocated (the grader's exit test uses them).
+#pragma once
+
+#include "lib/string_view.hpp"
+
+namespace pagoda::proc {
+
+/// Prepares the CPU for user mode (arch::user_mode_init) and prints what it turned on; once at
+/// boot, after vm::init.
+void init();
+
+/// Runs the programs of @p spec (the value of run=) to their end; @p token goes to each as
+/// `token=TOKEN`. Returns true when every program could be started and the kernel can shut
+/// down cleanly.
+bool run_programs(StringView spec, StringView token);
+
+}  // namespace pagoda::proc

@@ -1,0 +1,132 @@
+// The scheduler, the switch of roots and stacks, and the idle loop (see scheduler.hpp).
+#include "proc/scheduler.hpp"
+
+#include "core/arch.hpp"
+#include "core/panic.hpp"
+#include "mm/vm.hpp"
+#include "proc/arch.hpp"
+
+namespace pagoda::proc {
+namespace {
+
+/// The process on the CPU; nullptr while the idle loop (or boot) runs.
+Process* g_current = nullptr;
+/// Where switch_context() left the idle loop's stack (the boot stack).
+uptr g_idle_sp = 0;
+u64 g_switches = 0;
+
+/// The next ready process after @p after in table order (round robin), or nullptr.
+Process* next_ready(const Process* after) {
+  const Span<Process> table = process_table();
+  const usize start = after == nullptr ? 0 : usize(after - table.data()) + 1;
+  for (usize k = 0; k < table.size(); ++k) {
+    Process& p = table[(start + k) % table.size()];
+    if (p.state == State::Ready) return &p;
+  }
+  return nullptr;
+}
+
+/// Moves the CPU from the current context to @p next (nullptr: the idle loop): its root, its
+/// kernel stack for traps from user mode, then its saved registers and stack.
+void switch_to(Process* next) {
+  Process* prev = g_current;
+  if (prev == next) return;
+  // LAB 3 BEGIN switch roots on a context switch
+  // The next process's kernel stack first, so that activate()'s check walks it in the new
+  // root too; then the root. We still run on prev's stack (or the boot stack) until
+  // switch_context(): the new root must map it, which it does because kernel stacks live in
+  // the shared kernel half. The idle loop runs in the kernel's own root.
+  AddressSpace& space = next != nullptr ? next->space() : vm::kernel_space();
+  if (next != nullptr) arch::set_kernel_stack(next->kstack.top().value());
+  space.activate();
+  // LAB 3 SKELETON
+  // panic("lab 3: load the next root and set the next kernel stack in switch_to() in "
+  //       "kernel/proc/scheduler.cpp (labs/03-process-roots/README.md)");
+  // LAB 3 END
+  vm::set_current_space(next != nullptr ? &next->space() : nullptr);
+  g_current = next;
+  ++g_switches;
+  arch::switch_context(prev != nullptr ? &prev->saved_sp : &g_idle_sp, next != nullptr ? next->saved_sp : g_idle_sp);
+}
+
+/// Frees every process that has ended (never the current one: the idle loop runs this).
+void reap_zombies() {
+  for (Process& p : process_table()) {
+    if (p.state != State::Zombie) continue;
+    const u32 pid = p.pid;
+    char name[sizeof p.name];
+    for (usize i = 0; i < sizeof name; ++i) name[i] = p.name[i];
+    const abi::ExitInfo exit = p.exit;
+    destroy_process(p);
+    if (exit.how == u32(abi::Termination::Exited))
+      println("proc {} ({}): reaped: exited with code {}", pid, StringView(name), exit.code);
+    else
+      println("proc {} ({}): reaped: killed ({})", pid, StringView(name),
+              abi::termination_name(abi::Termination(exit.how)));
+  }
+}
+
+bool any_process() {
+  for (const Process& p : process_table())
+    if (p.state != State::Free) return true;
+  return false;
+}
+
+}  // namespace
+
+Process* current() { return g_current; }
+
+u64 ticks() { return arch::timer_ticks(); }
+
+u64 switches() { return g_switches; }
+
+void schedule() {
+  Process* next = next_ready(g_current);
+  if (g_current != nullptr && g_current->state == State::Running) {
+    if (next == nullptr) return;  // nothing else is ready: carry on
+    g_current->state = State::Ready;
+  }
+  if (next == nullptr && g_current == nullptr) return;  // idle, and nothing to run
+  if (next != nullptr) next->state = State::Running;
+  switch_to(next);
+}
+
+void sleep(u64 n) {
+  Process* p = g_current;
+  PAGODA_ASSERT(p != nullptr);
+  p->wake_tick = ticks() + n;
+  p->state = State::Sleeping;
+  schedule();
+}
+
+void exit_current(const abi::ExitInfo& info) {
+  Process* p = g_current;
+  PAGODA_ASSERT(p != nullptr);
+  p->exit = info;
+  p->state = State::Zombie;
+  schedule();
+  panic("process {} ran again after it ended", p->pid);
+}
+
+void timer_tick(bool from_user) {
+  const u64 now = ticks();
+  for (Process& p : process_table())
+    if (p.state == State::Sleeping && now >= p.wake_tick) p.state = State::Ready;
+  if (from_user && g_current != nullptr) schedule();
+}
+
+void run_processes() {
+  for (;;) {
+    reap_zombies();
+    if (!any_process()) return;
+    if (next_ready(nullptr) != nullptr) {
+      schedule();
+      continue;
+    }
+    arch::interrupts_enable();
+    arch::wait_for_interrupt();
+    arch::interrupts_disable();
+  }
+}
+
+}  // namespace pagoda::proc

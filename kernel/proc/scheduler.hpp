@@ -1,0 +1,44 @@
+/// @file scheduler.hpp
+/// @brief Round-robin scheduling of processes, the context switch, sleeping, and the idle loop.
+///
+/// One CPU. A process gives up the CPU when it makes a system call that waits (yield, sleep,
+/// exit), when it faults in user mode, and when the timer interrupts it in user mode: every
+/// tick that lands in user mode hands the CPU to the next ready process, in process-table
+/// order (round robin). Kernel code is never preempted: system calls run with interrupts off.
+///
+/// When no process is ready the CPU runs the idle loop, on the boot stack, in the kernel's
+/// root: it reaps the processes that ended and halts until the next interrupt. So a switch
+/// is always one of
+///
+///     process -> process     (a tick in user mode, yield, sleep, exit)
+///     process -> idle        (nothing else ready)
+///     idle    -> process     (run_processes(): something became ready)
+///
+/// and each goes through switch_to(): the next root is loaded (checked first: it must map the
+/// stack we are running on and the next one; mm/critical_ranges.hpp), the next kernel stack is
+/// made the one traps from user mode land on, and switch_context() moves to that stack.
+#pragma once
+
+#include "lib/types.hpp"
+#include "proc/process.hpp"
+
+namespace pagoda::proc {
+
+/// Runs the processes until every one of them has ended and been reaped (the idle loop).
+/// Called in kernel context with interrupts off; returns with interrupts off.
+void run_processes();
+
+/// Gives the CPU to the next ready process (round robin); returns when the current process is
+/// scheduled again. From the idle loop: runs the next ready process, if any. Interrupts off.
+void schedule();
+
+/// Makes the current process wait at least @p ticks timer ticks, then returns.
+void sleep(u64 ticks);
+
+/// Timer ticks since boot (the arch's counter).
+u64 ticks();
+
+/// Context switches made so far (for reports and the benchmark).
+u64 switches();
+
+}  // namespace pagoda::proc

@@ -1,0 +1,23 @@
+// spin: counts in memory and never makes a system call while it counts, so only the timer
+// interrupt can take the CPU from it (lab 3's preemption test). It stops when spin_stop becomes
+// non-zero (the grader writes it from outside, through the process's own root) or when it has
+// counted to argv[1]; then it prints its count.
+#include "user/lib/user.hpp"
+
+using namespace pagoda;
+using namespace pagoda::user;
+
+/// The count so far and the stop request: the grader reads and writes them in guest RAM, at
+/// the addresses this ELF's symbols give, through this process's page tables.
+extern "C" {
+volatile u64 spin_count = 0;
+volatile u64 spin_stop = 0;
+}
+
+int main(int, char**) {
+  const u64 limit = arg_number(1, 50'000'000);
+  while (spin_stop == 0 && spin_count < limit) spin_count = spin_count + 1;
+  const u64 n = spin_count;
+  println("spin: pid {} counted to {} proof={:016x}", getpid(), n, proof(token(), n));
+  return 0;
+}
