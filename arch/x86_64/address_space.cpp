@@ -11,7 +11,8 @@ namespace pagoda::x86 {
 Result<X86AddressSpace> X86AddressSpace::create_kernel(TableMemory& memory) {
   Tree tree = TRY(Tree::create(memory, {.owned_first = 0,
                                         .owned_end = Format::kEntriesPerTable,
-                                        .pinned_first = kKernelHalfFirst}));
+                                        .pinned_first = kKernelHalfFirst,
+                                        .user_end = kKernelHalfFirst}));
   const u64* top = tree.root_entries();
   return X86AddressSpace(move(tree), true, top);
 }
@@ -25,7 +26,8 @@ Result<X86AddressSpace> X86AddressSpace::create_user(const X86AddressSpace& kern
                                        "miss every kernel table made after it");
   Tree tree = TRY(Tree::create(kernel.tree_.memory(), {.owned_first = 0,
                                                        .owned_end = kKernelHalfFirst,
-                                                       .pinned_first = kKernelHalfFirst}));
+                                                       .pinned_first = kKernelHalfFirst,
+                                                       .user_end = kKernelHalfFirst}));
   // LAB 3 BEGIN share the kernel half: the new root's upper entries are the kernel root's
   // The same entries, pointing to the same (pinned) tables: a mapping the kernel makes later
   // under any of them (a kernel stack, say) is in this root at once. Copying the tables

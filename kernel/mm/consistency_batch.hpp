@@ -16,6 +16,7 @@
 /// flush() or when it goes out of scope, so that no caller can forget or reorder them.
 #pragma once
 
+#include "lib/result.hpp"
 #include "lib/types.hpp"
 #include "mm/addr.hpp"
 #include "mm/page.hpp"
@@ -86,6 +87,7 @@ class [[nodiscard]] ConsistencyBatch {
     for (u64 off = 0; off < size; off += kPageSize) invalidate(va.offset(off), global);
   }
 
+  // LAB 1 BEGIN free_table() and flush(): the walk caches, and the order of barrier, invalidations and frees
   /// @p table was unlinked from its tree; it is freed after the invalidations. @p covered is
   /// an address it translated: its invalidation also drops walk-cache entries through it.
   void free_table(PhysAddr table, VirtAddr covered) {
@@ -105,6 +107,23 @@ class [[nodiscard]] ConsistencyBatch {
     wrote_ = all_ = any_global_ = false;
     pages_ = tables_ = 0;
   }
+  // LAB 1 SKELETON
+  // /// @p table was unlinked from its tree: remember it (table_[], tables_), to be freed by flush().
+  // void free_table(PhysAddr table, VirtAddr covered) {
+  //   (void)table;
+  //   (void)covered;
+  //   MUST(Result<void>(Error(Error::NotImplemented, "lab 1: write ConsistencyBatch::free_table() in "
+  //                                                  "kernel/mm/consistency_batch.hpp (labs/01-identity-map/README.md)")));
+  // }
+  //
+  // /// The barrier, the invalidations (page_[], all_), the frees (table_[]); then empty again.
+  // void flush() {
+  //   if (!wrote_ && pages_ == 0 && !all_ && tables_ == 0) return;
+  //   (void)memory_;
+  //   MUST(Result<void>(Error(Error::NotImplemented, "lab 1: write ConsistencyBatch::flush() in "
+  //                                                  "kernel/mm/consistency_batch.hpp (labs/01-identity-map/README.md)")));
+  // }
+  // LAB 1 END
 
   /// Break-before-make: replaces the live entry @p slot, which maps [va, va + size), by
   /// @p entry with an invalid entry in between that no TLB still holds (write invalid,

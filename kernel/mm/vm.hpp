@@ -60,6 +60,10 @@ VirtAddr device_virt(PhysAddr pa);
 void* device_ptr(PhysAddr pa);
 /// Maps usable RAM below reachable_limit(), except @p skip, into @p space (used by init()).
 [[nodiscard]] Result<void> map_ram(AddressSpace& space, const MemoryMap& map, PhysRange skip);
+/// The permissions of a mapping of the kernel's own (the image, the window, devices, later
+/// kernel stacks): @p perms, global once the kernel lives in its own half, so that its TLB
+/// entries survive every switch of roots (x86: G; AArch64: nG clear).
+Perms kernel_perms(Perms perms);
 /// @}
 
 /// The walk of @p va through the page tables the CPU uses now (the live root for @p va).
