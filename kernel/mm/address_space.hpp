@@ -76,7 +76,9 @@ class AddressSpace {
   /// arch::critical_ranges()): the first page of a range that it does not map, or maps without
   /// the access the range needs, or a kernel half it does not share; ok() when there is none.
   /// Walks this space's tables and changes nothing (not const only because it walks with a
-  /// Cursor, which could change them).
+  /// Cursor, which could change them). When this space shares the kernel half, a range of it
+  /// that an earlier check walked, with no change to any table since (no ConsistencyBatch told
+  /// of one), is taken as proven instead of walked again (docs/debugging.md, "Cost").
   [[nodiscard]] SwitchRefusal check_switch(Span<const CriticalRange> needed);
   /// Turns the check of activate() on or off for every space (the boot option vm_check=off).
   static void set_switch_checks(bool on) { s_switch_checks = on; }

@@ -57,12 +57,22 @@ class [[nodiscard]] ConsistencyBatch {
   ConsistencyBatch& operator=(const ConsistencyBatch&) = delete;
   ~ConsistencyBatch() { flush(); }
 
+  /// How many changes every batch has been told of since boot (entries written, translations
+  /// invalidated, tables unlinked), in any tree: a generation of the page tables. What the
+  /// pre-switch check proved of the kernel half holds while it stays the same
+  /// (AddressSpace::check_switch). It counts when the change is made, not at the flush.
+  static u64 changes() { return s_changes; }
+
   /// Table entries were written: the next flush issues the write barrier (also what makes a
   /// new mapping usable on AArch64), even with nothing to invalidate.
-  void wrote() { wrote_ = true; }
+  void wrote() {
+    ++s_changes;
+    wrote_ = true;
+  }
 
   /// The translation of @p va changed or went away (@p global: the old entry was global).
   void invalidate(VirtAddr va, bool global) {
+    ++s_changes;
     any_global_ = any_global_ || global;
     if (all_) return;
     for (usize i = 0; i < pages_; ++i)
@@ -79,6 +89,7 @@ class [[nodiscard]] ConsistencyBatch {
 
   /// Every page of [va, va + size) (a block that was split or remapped).
   void invalidate_range(VirtAddr va, u64 size, bool global) {
+    ++s_changes;
     if (size / kPageSize > kMaxPages - pages_) {
       any_global_ = any_global_ || global;
       all_ = true;
@@ -145,6 +156,8 @@ class [[nodiscard]] ConsistencyBatch {
     VirtAddr va;
     bool global;
   };
+
+  static inline u64 s_changes = 0;
 
   TlbSync& tlb_;
   TableMemory& memory_;
