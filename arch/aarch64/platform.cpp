@@ -11,6 +11,7 @@
 #include "core/frame_records.hpp"
 #include "core/panic.hpp"
 #include "mm/layout.hpp"
+#include "mm/vm.hpp"
 
 extern "C" char boot_stack_bottom[], boot_stack_top[], boot_entry_stack_bottom[], boot_entry_stack_top[],
     boot_l0_high[];
@@ -115,7 +116,13 @@ usize backtrace(uptr* out, usize max, usize skip) {
   // x29 points at [saved x29][return address (x30)], 16-byte aligned (AAPCS64); the boot
   // stub's zero x29 ends the chain. The trap path (vectors.S) links a record {interrupted
   // x29, ELR} into it, so a backtrace from a handler goes on into the interrupted code.
-  return walk_frame_records(__builtin_frame_address(0), 2 * sizeof(uptr), is_kernel_stack_address, out, max, skip);
+  // The boot stub's entry stack may be gone from the live roots (a switch of roots took it
+  // away under the CPU): its records are read only where they are mapped.
+  const auto readable = [](uptr a) {
+    const bool entry = a >= reinterpret_cast<uptr>(boot_entry_stack_bottom) && a < reinterpret_cast<uptr>(boot_entry_stack_top);
+    return is_kernel_stack_address(a) && (!entry || vm::mapped_now(VirtAddr(a)));
+  };
+  return walk_frame_records(__builtin_frame_address(0), 2 * sizeof(uptr), +readable, out, max, skip);
 }
 
 [[gnu::noinline]] void execute_undefined_instruction() {

@@ -53,6 +53,10 @@ u64 g_gdt[kGdtEntries];
 
 bool is_kernel_stack_address(uptr a) { return !kernel_stack_bounds(a).empty(); }
 
+bool on_entry_stack(uptr a) {
+  return a >= reinterpret_cast<uptr>(boot_entry_stack_bottom) && a < reinterpret_cast<uptr>(boot_entry_stack_top);
+}
+
 StackBounds kernel_stack_bounds(uptr a) {
   const StackBounds boot{reinterpret_cast<uptr>(boot_stack_bottom), reinterpret_cast<uptr>(boot_stack_top)};
   if (a >= boot.bottom && a < boot.top) return boot;

@@ -411,6 +411,8 @@ void set_current_space(AddressSpace* space) { g_current_space = space; }
 
 Walk walk_active(VirtAddr va) { return walk_tree<Format>(arch::live_root_for(va), g_table_memory, va); }
 
+bool mapped_now(VirtAddr va) { return g_kernel_space == nullptr || walk_active(va).mapped(); }
+
 FaultDecision handle_fault(AddressSpace* space, VirtAddr va, Access access) {
   // Labs 5 and 6 decide here first: a fault in a VMA that is not populated yet is resolved by
   // mapping a page, a write to a copy-on-write page by copying it. Until then nothing is

@@ -80,6 +80,10 @@ Perms kernel_perms(Perms perms);
 
 /// The walk of @p va through the page tables the CPU uses now (the live root for @p va).
 Walk walk_active(VirtAddr va);
+/// Whether the live root maps @p va: walk_active() once init() has built the kernel's root,
+/// true before (only the boot tables can be live then, and they map what the boot stub left).
+/// For reports that must not fault again reading memory a bad switch took away (backtraces).
+bool mapped_now(VirtAddr va);
 
 /// What to do about a page fault, decided before anything is reported.
 enum class FaultDecision : u8 {
