@@ -148,6 +148,7 @@ el1_entry:
         mov     x2, #(1 << PSTATE_PAN_BIT)
         msr     s3_0_c4_c2_3, x2        /* PSTATE.PAN = 1: no kernel access to user pages */
 7:      adrp    x0, boot_entry_stack_top  /* low: reached through TTBR0's identity */
+        add     x0, x0, #:lo12:boot_entry_stack_top
         mov     sp, x0
         ldr     x0, =boot_high_entry    /* leave the identity-linked code for good */
         br      x0
