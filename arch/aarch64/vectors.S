@@ -97,11 +97,15 @@ aarch64_vectors:
         .endr
         /* current EL with SP_ELx: the kernel. Its synchronous exceptions check the stack. */
         .balign VECTOR_ENTRY_SIZE
+current_el_sync:
         kstack_check
         sub     sp, sp, #TRAP_FRAME_SIZE
         stp     x0, x1, [sp, #TRAP_FRAME_X0]
         mov     x0, #4
         b       aarch64_trap_entry
+        .if (. - current_el_sync) > VECTOR_ENTRY_SIZE
+        .error "the current-EL synchronous vector entry is longer than its 128 bytes"
+        .endif
         .irp kind, 5, 6, 7
         vector_entry \kind
         .endr
