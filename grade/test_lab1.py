@@ -151,13 +151,15 @@ def test_write_text_faults(boot, kernel, arch):
 @lab_test(1, "nx_stack")
 def test_nx_stack(boot, kernel, arch):
     run = boot_fault(boot, kernel, arch, "vm_exec_stack")
-    lo, hi = address_of(kernel, "boot_stack_bottom"), address_of(kernel, "boot_stack_top")
+    # The kernel's own stack, or, until lab 2 moves the kernel off it, the boot stub's entry stack.
+    stacks = [(address_of(kernel, f"{name}_bottom"), address_of(kernel, f"{name}_top"))
+              for name in ("boot_stack", "boot_entry_stack")]
     event = expect_fault(run, **PAGE_FAULT[arch]["fetch"], root=root_of(run),
                          kernel=kernel, what="the jump to code on the stack")
     _, _, sp = run.require_witness()
-    if event.address != event.pc or not lo <= event.address < hi:
-        run.fail(f"the CPU faulted fetching {event.address:#x} at PC {event.pc:#x}; expected a fetch from the "
-                 f"kernel stack [{lo:#x}, {hi:#x})")
+    if event.address != event.pc or not any(lo <= event.address < hi for lo, hi in stacks):
+        run.fail(f"the CPU faulted fetching {event.address:#x} at PC {event.pc:#x}; expected a fetch from a "
+                 "kernel stack (" + ", ".join(f"[{lo:#x}, {hi:#x})" for lo, hi in stacks) + ")")
     if abs(event.address - sp) > 4096:
         run.fail(f"the fetch at {event.address:#x} is not in the self-test's stack frame (its stack pointer was "
                  f"{sp:#x} as it started)")

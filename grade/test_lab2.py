@@ -4,6 +4,7 @@ What each test witnesses and what it still believes: docs/grader.md, "What the g
 import struct
 
 from pagoda_grade import lab_test
+from pagoda_grade.processes import is_used
 from pagoda_grade.symbols import address_of, fact, find, physical_of
 from pagoda_grade.vmchecks import GRADER_RAM, PAGE_FAULT, check_whole_map, kernel_half_problems, stop_words
 from pagoda_grade.witness import ARCHES, PAGE, expect_fault, pick_in, pick_page, top_level, window_ram
@@ -363,4 +364,68 @@ def test_heap_reuse(boot, kernel, arch):
                    r"(\d+) objects live$", "the 'heap_reuse: ...' line")
     if m[1] != m[2]:
         run.fail(f"the heap took {int(m[2]) - int(m[1])} more frames for the second round of the same sizes")
+    run.expect_outcome("success")
+
+
+# The boot stub's roots (arch/<isa>/boot.S), linked low: their symbols are physical addresses.
+BOOT_ROOTS = {"x86_64": ("boot_pml4",), "aarch64": ("boot_l0_low", "boot_l0_high")}
+
+
+def frames_of(lo, hi):
+    return range(lo - lo % PAGE, hi, PAGE)
+
+
+@lab_test(2, "leaves_boot_stub")
+def test_leaves_boot_stub(boot, kernel, arch):
+    """The step out of the boot stub, witnessed at two stops the grader sets: kmain's entry (the
+    start: the entry stack, the boot tables) and a checkpoint after the step."""
+    entry = (address_of(kernel, "boot_entry_stack_bottom"), address_of(kernel, "boot_entry_stack_top"))
+    own = (address_of(kernel, "boot_stack_bottom"), address_of(kernel, "boot_stack_top"))
+    tables = (address_of(kernel, "boot_tables_start"), address_of(kernel, "boot_tables_end"))
+    boot_roots = {address_of(kernel, name) for name in BOOT_ROOTS[arch]}
+
+    def script(guest):
+        start = guest.stop_at("pagoda::kmain")
+        guest.stop_at("pagoda::run_selftest")  # after the step, in a quiet page
+        snap = guest.stop_at("pagoda_grader_checkpoint")
+        managed_va, words = snap.argument(0), snap.argument(2)
+        if not 0 < words <= 1 << 16:
+            return {"problem": f"the checkpoint names a bitmap of {words} words"}
+        bitmap = {"managed": int.from_bytes(snap.read_virt(managed_va, 8 * words), "little")}
+        return {"start_sp": start.sp, "start_roots": set(start.roots.values()), "sp": snap.sp,
+                "roots": set(snap.roots.values()), "low": top_level_counts(snap, kernel, arch)[0], **bitmap}
+
+    run = boot(test="vm_boot_memory", witness=script)
+    w = run.require_witness()
+    if "problem" in w:
+        run.fail(w["problem"])
+    if not entry[0] < w["start_sp"] <= entry[1]:
+        run.fail(f"at kmain's entry the stack pointer is {w['start_sp']:#x}, not in the boot stub's entry stack "
+                 f"[{entry[0]:#x}, {entry[1]:#x}): the boot stub (arch/{arch}/boot.S) must enter C++ there")
+    if not w["start_roots"] & boot_roots:
+        run.fail("at kmain's entry no live root is the boot stub's tables: the boot stub must leave the switch "
+                 "of roots to the kernel")
+    sp = w["sp"]
+    where = "read from outside at a checkpoint after the step"
+    if entry[0] <= sp < entry[1]:
+        run.fail(f"the stack pointer is {sp:#x} ({where}), still in the boot stub's low entry stack "
+                 f"[{entry[0]:#x}, {entry[1]:#x}): the kernel never moved to its own stack; enter_kernel_space() "
+                 "(kernel/mm/vm.cpp) must run the rest of the kernel on boot_stack")
+    elif not own[0] < sp <= own[1]:
+        run.fail(f"the stack pointer is {sp:#x} ({where}), not in the kernel's own stack boot_stack "
+                 f"[{own[0]:#x}, {own[1]:#x})")
+    if w["roots"] & boot_roots:
+        run.fail(f"a live root is still the boot stub's table ({', '.join(hex(r) for r in w['roots'] & boot_roots)}"
+                 f", {where}): the kernel never loaded its own root")
+    if w["low"]:
+        run.fail(f"{w['low']} top-level entries of the lower half are present in the live root ({where}, walked "
+                 "by the grader): the low identity must be gone once the kernel runs on its own stack and root")
+    for what, (lo, hi) in (("boot tables", tables), ("entry stack", entry)):
+        frames = list(frames_of(lo, hi))
+        kept = [f for f in frames if not is_used(w["managed"], f)]
+        if kept:
+            run.fail(f"{len(kept)} of the {len(frames)} frames of the boot stub's {what} [{lo:#x}, {hi:#x}) are not "
+                     f"back in the frame allocator (its managed bitmap, read from guest RAM {where}), e.g. "
+                     f"{kept[0]:#x}: once nothing uses them, release them")
+    run.expect(r"^boot memory: tables at ", "the vm_boot_memory self-test")
     run.expect_outcome("success")

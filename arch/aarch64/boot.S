@@ -13,12 +13,18 @@
  *        TTBR0: identity of [0, 4 GiB): [0, 1 GiB) device memory, RAM normal memory, so the
  *               next instructions keep running and C++ reaches the DTB and the devices;
  *        TTBR1: RAM [1 GiB, 4 GiB) at 0xffff800000000000, the kernel's physical window
- *               (kernel/mm/layout.hpp), and [1 GiB, 3 GiB) at 0xffffffff80000000, where the
- *               kernel is linked (kernel.ld: VMA = LMA + KERNEL_VIRT_OFFSET);
+ *               (kernel/mm/layout.hpp), through which the start code reads the device tree;
+ *               [0, 1 GiB) as device memory at 0xffffc00000000000 (kMmioBase + physical:
+ *               vm::device_ptr, the PL011 and the GIC); and [1 GiB, 3 GiB) at
+ *               0xffffffff80000000, where the kernel is linked (kernel.ld: VMA = LMA +
+ *               KERNEL_VIRT_OFFSET);
  *   3. sets MAIR_EL1 (once, for good), TCR_EL1 (48-bit ranges, 4 KiB granules), the two
  *      TTBRs, and SCTLR_EL1 (MMU, caches); sets PSTATE.PAN when the CPU has it;
- *   4. jumps to the kernel's high address, clears .bss, moves to the high boot stack, points
+ *   4. moves to the low ENTRY stack, jumps to the kernel's high address, clears .bss, points
  *      VBAR_EL1 at the exception vectors and calls aarch64_start(x0 of the entry).
+ * Nothing after the entry needs TTBR0's identity but that stack. Leaving it for the kernel's
+ * own stack (boot_stack, linked high) and the boot tables for the kernel's own roots is the
+ * kernel's job, lab 2's vm::enter_kernel_space() (kernel/mm/vm.cpp).
  * This stub lives in the low, identity-linked .boot section; everything else is linked high.
  */
 
@@ -91,6 +97,13 @@ el1_entry:
         cmp     x4, #BOOT_WINDOW_GIB
         b.lo    4b
 
+        /* TTBR1: L0[384] -> L1 devices; L1[0] = [0, 1 GiB) device memory at kMmioBase */
+        adrp    x1, boot_l1_mmio
+        orr     x2, x1, #BOOT_TABLE_DESC
+        str     x2, [x0, #(8 * BOOT_MMIO_L0_INDEX)]
+        ldr     x2, =BOOT_DEVICE_BLOCK
+        str     x2, [x1]
+
         /* The tables were written with the MMU (and so the caches) off: drop any stale cache
            line over them before the table walker, which reads through the caches, sees them. */
         mrs     x2, ctr_el0
@@ -134,7 +147,10 @@ el1_entry:
         cbz     x1, 7f
         mov     x2, #(1 << PSTATE_PAN_BIT)
         msr     s3_0_c4_c2_3, x2        /* PSTATE.PAN = 1: no kernel access to user pages */
-7:      ldr     x0, =boot_high_entry    /* leave the identity-linked stub for good */
+7:      adrp    x0, boot_entry_stack_top  /* low: reached through TTBR0's identity */
+        add     x0, x0, #:lo12:boot_entry_stack_top
+        mov     sp, x0
+        ldr     x0, =boot_high_entry    /* leave the identity-linked code for good */
         br      x0
 
 /* Entered at EL2 (virt,virtualization=on): run the kernel at EL1, with the timers usable. */
@@ -173,8 +189,6 @@ boot_high_entry:
 1:      stp     xzr, xzr, [x0], #16
         cmp     x0, x1
         b.lo    1b
-        ldr     x0, =boot_stack_top
-        mov     sp, x0
         ldr     x0, =aarch64_vectors
         msr     vbar_el1, x0
         isb
@@ -184,6 +198,17 @@ boot_high_entry:
         bl      aarch64_start
 2:      wfi
         b       2b
+
+/* arch::run_on_stack(top = x0, fn = x1, arg = x2) (core/arch.hpp): SP = top, then fn(arg). */
+        .global pagoda_run_on_stack
+pagoda_run_on_stack:
+        mov     sp, x0
+        mov     x29, xzr                /* the end of every backtrace */
+        mov     x30, xzr
+        mov     x0, x2
+        blr     x1
+3:      brk     #0                      /* fn returned: there is nothing to return to */
+        b       3b
 
 /* ---- data ------------------------------------------------------------------------------ */
         .section .boot.rodata, "a"
@@ -204,8 +229,19 @@ boot_l1_low:    .skip AARCH64_PAGE_SIZE
 boot_l0_high:   .skip AARCH64_PAGE_SIZE
 boot_l1_high:   .skip AARCH64_PAGE_SIZE
 boot_l1_window: .skip AARCH64_PAGE_SIZE
+boot_l1_mmio:   .skip AARCH64_PAGE_SIZE
 
-        /* The kernel's boot stack, linked high like the rest of the kernel. */
+        /* The entry stack: low and physical, the stack the kernel's C++ starts on, until
+           vm::enter_kernel_space() moves to boot_stack and gives its frames to the allocator.
+           Its own section, after the tables (kernel.ld). */
+        .section .boot.stack, "aw", %nobits
+        .balign AARCH64_PAGE_SIZE
+        .global boot_entry_stack_bottom, boot_entry_stack_top
+boot_entry_stack_bottom:
+        .skip   BOOT_ENTRY_STACK_SIZE
+boot_entry_stack_top:
+
+        /* The kernel's own stack, linked high like the rest of the kernel. */
         .section .bss
         .balign 16
         .global boot_stack_bottom, boot_stack_top

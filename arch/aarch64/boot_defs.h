@@ -8,6 +8,7 @@
 #include "arch/aarch64/page_defs.h"
 
 #define BOOT_STACK_SIZE (16 * 1024)
+#define BOOT_ENTRY_STACK_SIZE (16 * 1024) /* the low stack C++ starts on (boot.S) */
 
 /* QEMU virt: RAM starts at 1 GiB; everything below is flash and device registers. */
 #define RAM_BASE 0x40000000
@@ -25,6 +26,7 @@
 #define BOOT_MAP_GIB 4
 #define BOOT_DEVICE_GIB 1
 #define BOOT_WINDOW_L0_INDEX 256
+#define BOOT_MMIO_L0_INDEX 384          /* 0xffffc00000000000: devices (kMmioBase) */
 #define BOOT_WINDOW_GIB (BOOT_MAP_GIB - BOOT_DEVICE_GIB)
 #define BOOT_KERNEL_L0_INDEX 511
 #define BOOT_KERNEL_L1_INDEX 510

@@ -19,7 +19,7 @@
 #include "mm/page.hpp"
 
 extern "C" char __text_start[], __text_end[], aarch64_vectors[], aarch64_trap_entry[], boot_stack_bottom[],
-    boot_stack_top[];
+    boot_stack_top[], boot_entry_stack_bottom[], boot_entry_stack_top[];
 
 namespace pagoda::arch {
 namespace {
@@ -44,9 +44,14 @@ VirtAddr va(const void* p) { return VirtAddr(reinterpret_cast<u64>(p)); }
 
 void critical_ranges(CriticalRanges& out) {
   const u64 sp = read_sp();
-  const u64 bottom = reinterpret_cast<u64>(boot_stack_bottom), top = reinterpret_cast<u64>(boot_stack_top);
+  // The kernel's own stack (boot_stack) or the boot stub's low entry stack, before the kernel
+  // leaves it (vm::enter_kernel_space()).
+  const bool on_entry_stack =
+      sp > reinterpret_cast<u64>(boot_entry_stack_bottom) && sp <= reinterpret_cast<u64>(boot_entry_stack_top);
+  const u64 bottom = reinterpret_cast<u64>(on_entry_stack ? boot_entry_stack_bottom : boot_stack_bottom);
+  const u64 top = reinterpret_cast<u64>(on_entry_stack ? boot_entry_stack_top : boot_stack_top);
   const bool on_boot_stack = sp > bottom && sp <= top;
-  // On the boot stack, all of it that is in use; on another (lab 3's per-process kernel
+  // On one of those, all of it that is in use; on another (lab 3's per-process kernel
   // stacks) SP's page and the room below it.
   const u64 low = on_boot_stack ? max<u64>(bottom, sp - kTrapFrameRoom) : sp - kTrapFrameRoom;
   const u64 high = on_boot_stack ? top : align_up(sp + 1, kPageSize);

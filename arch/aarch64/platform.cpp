@@ -10,8 +10,11 @@
 #include "core/arch.hpp"
 #include "core/frame_records.hpp"
 #include "core/panic.hpp"
+#include "mm/layout.hpp"
+#include "mm/vm.hpp"
 
-extern "C" char boot_stack_bottom[], boot_stack_top[], boot_l0_low[];
+extern "C" char boot_stack_bottom[], boot_stack_top[], boot_entry_stack_bottom[], boot_entry_stack_top[],
+    boot_l0_high[];
 extern "C" char aarch64_semihosting_site[];
 
 namespace pagoda::aarch64 {
@@ -21,7 +24,10 @@ constinit PlatformDevices g_devices;
 bool g_shutting_down = false;
 
 bool is_kernel_stack_address(uptr at) {
-  return at >= reinterpret_cast<uptr>(boot_stack_bottom) && at < reinterpret_cast<uptr>(boot_stack_top);
+  const auto inside = [at](const char* bottom, const char* top) {
+    return at >= reinterpret_cast<uptr>(bottom) && at < reinterpret_cast<uptr>(top);
+  };
+  return inside(boot_stack_bottom, boot_stack_top) || inside(boot_entry_stack_bottom, boot_entry_stack_top);
 }
 
 /// Asks QEMU to exit with @p status (semihosting SYS_EXIT, extended form: AArch64 passes a
@@ -51,12 +57,13 @@ void psci_system_off() {
 void set_platform_devices(const PlatformDevices& devices) { g_devices = devices; }
 const PlatformDevices& platform_devices() { return g_devices; }
 
-void* boot_identity_ptr(PhysAddr pa, usize size) {
+void* boot_window_ptr(PhysAddr pa, usize size) {
   constexpr u64 kRamStart = u64(BOOT_DEVICE_GIB) * GiB, kEnd = u64(BOOT_MAP_GIB) * GiB;
-  const u64 ttbr0 = PAGODA_READ_SYSREG("ttbr0_el1") & kTtbrBaseMask;
-  if (ttbr0 != reinterpret_cast<u64>(boot_l0_low)) return nullptr;  // the boot map is gone
+  static_assert(kRamStart == layout::kWindowPhysBase, "the boot window starts where RAM does");
+  const u64 ttbr1 = PAGODA_READ_SYSREG("ttbr1_el1") & kTtbrBaseMask;
+  if (ttbr1 != reinterpret_cast<u64>(boot_l0_high)) return nullptr;  // the boot tables are gone
   if (pa.value() < kRamStart || pa.value() > kEnd || size > kEnd - pa.value()) return nullptr;
-  return reinterpret_cast<void*>(pa.value());
+  return reinterpret_cast<void*>(layout::kWindowBase + (pa.value() - kRamStart));
 }
 
 bool semihosting_trapped(TrapFrame& frame) {
@@ -109,7 +116,13 @@ usize backtrace(uptr* out, usize max, usize skip) {
   // x29 points at [saved x29][return address (x30)], 16-byte aligned (AAPCS64); the boot
   // stub's zero x29 ends the chain. The trap path (vectors.S) links a record {interrupted
   // x29, ELR} into it, so a backtrace from a handler goes on into the interrupted code.
-  return walk_frame_records(__builtin_frame_address(0), 2 * sizeof(uptr), is_kernel_stack_address, out, max, skip);
+  // The boot stub's entry stack may be gone from the live roots (a switch of roots took it
+  // away under the CPU): its records are read only where they are mapped.
+  const auto readable = [](uptr a) {
+    const bool entry = a >= reinterpret_cast<uptr>(boot_entry_stack_bottom) && a < reinterpret_cast<uptr>(boot_entry_stack_top);
+    return is_kernel_stack_address(a) && (!entry || vm::mapped_now(VirtAddr(a)));
+  };
+  return walk_frame_records(__builtin_frame_address(0), 2 * sizeof(uptr), +readable, out, max, skip);
 }
 
 [[gnu::noinline]] void execute_undefined_instruction() {

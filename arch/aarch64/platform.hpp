@@ -12,9 +12,10 @@ void set_platform_devices(const PlatformDevices& devices);
 /// The devices the device tree described.
 const PlatformDevices& platform_devices();
 
-/// A pointer to physical memory [pa, pa + size) through the boot stub's identity map of RAM,
-/// or nullptr outside it. Only while TTBR0 holds the boot map (before the kernel's own tables).
-void* boot_identity_ptr(PhysAddr pa, usize size);
+/// A pointer to physical memory [pa, pa + size) through the boot stub's window onto RAM (in
+/// TTBR1, never the identity), or nullptr outside it. Only while TTBR1 holds the boot map
+/// (before the kernel's own tables).
+void* boot_window_ptr(PhysAddr pa, usize size);
 
 /// True when @p frame is shutdown()'s semihosting call trapping as an undefined instruction
 /// (QEMU without -semihosting): the frame then resumes after it, and shutdown() powers off

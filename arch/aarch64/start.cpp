@@ -1,4 +1,5 @@
-// aarch64_start(): the first C++ code, called by boot.S with the MMU on, high, on the boot stack.
+// aarch64_start(): the first C++ code, called by boot.S with the MMU on, linked high, on the
+// boot stub's low entry stack.
 #include "arch/aarch64/boot_defs.h"
 #include "arch/aarch64/fdt.hpp"
 #include "arch/aarch64/pl011.hpp"
@@ -25,10 +26,10 @@ Result<DeviceTree> find_device_tree(u64 x0) {
   const u64 candidates[] = {x0, RAM_BASE};
   for (const u64 pa : candidates) {
     if (pa == 0) continue;
-    const auto* header = static_cast<const u8*>(boot_identity_ptr(PhysAddr(pa), kFdtHeaderSize));
+    const auto* header = static_cast<const u8*>(boot_window_ptr(PhysAddr(pa), kFdtHeaderSize));
     if (header == nullptr) continue;
     usize readable = kFdtMaxSize;
-    while (readable > kFdtHeaderSize && boot_identity_ptr(PhysAddr(pa), readable) == nullptr) readable /= 2;
+    while (readable > kFdtHeaderSize && boot_window_ptr(PhysAddr(pa), readable) == nullptr) readable /= 2;
     const Result<usize> size = fdt_total_size(header, readable);
     if (size.ok()) return DeviceTree{PhysAddr(pa), size.value()};
   }
@@ -39,7 +40,7 @@ Result<DeviceTree> find_device_tree(u64 x0) {
 /// occupies as reserved (QEMU's tree does not reserve itself). The kernel image stays usable
 /// RAM in the map, as on x86_64: vm::init keeps it out of the frame allocator.
 Result<void> read_device_tree(const DeviceTree& tree, PlatformDevices& devices) {
-  const auto* blob = static_cast<const u8*>(boot_identity_ptr(tree.base, tree.size));
+  const auto* blob = static_cast<const u8*>(boot_window_ptr(tree.base, tree.size));
   TRY(fdt_parse(Span<const u8>(blob, tree.size), g_boot_info, devices));
   TRY(g_boot_info.memory.add(tree.base, tree.size, MemoryType::Reserved));
   g_boot_info.memory.normalise();

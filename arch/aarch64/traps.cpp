@@ -28,6 +28,7 @@
 
 #include "arch/aarch64/cpu.hpp"
 #include "arch/aarch64/gic.hpp"
+#include "arch/aarch64/mmu_hw.hpp"
 #include "arch/aarch64/platform.hpp"
 #include "arch_impl/page_table_format.hpp"
 #include "core/panic.hpp"
@@ -35,7 +36,7 @@
 #include "mm/vm.hpp"
 #include "proc/kernel_stack.hpp"
 
-extern "C" char aarch64_vectors[];
+extern "C" char aarch64_vectors[], boot_entry_stack_bottom[], boot_entry_stack_top[];
 
 namespace pagoda::aarch64 {
 namespace {
@@ -177,10 +178,28 @@ void report_exception(const TrapFrame& f) {
   }
 }
 
+/// A frame the vector entry built on the overflow stack (vectors.S, kstack_check) while the
+/// frame would not start in a guard: the running stack is not mapped in the live roots. Says
+/// so, with the walk.
+void report_unmapped_stack(const TrapFrame& f) {
+  const VirtAddr below(f.sp - TRAP_FRAME_SIZE);  // where the frame would have started
+  const bool entry = f.sp > reinterpret_cast<u64>(boot_entry_stack_bottom) &&
+                     f.sp <= reinterpret_cast<u64>(boot_entry_stack_top);
+  println("KERNEL STACK NOT MAPPED: the stack pointer {:#x}{} is not mapped in the live roots (TTBR0 {:#x}, "
+          "TTBR1 {:#x}): the exception could not push its frame there, so the vector entry, which checks where the "
+          "frame would go before it pushes anything, moved to the overflow stack. The running stack was taken away "
+          "under the CPU: a switch to a root that lacks it (the pre-switch check was off), or an unmap of it "
+          "while in use",
+          f.sp, entry ? " (the boot stub's low entry stack)" : "", hw::read_ttbr0().root.value(),
+          hw::read_ttbr1().value());
+  print("  ");
+  vm::report_fault(console_sink(), below, Access{.write = true});
+}
+
 /// A frame the vector entry built on the overflow stack (vectors.S, kstack_check): the stack
 /// pointer, or the abort's address, lies in the guard below a kernel stack. Says so, with the
-/// stack's bounds.
-void report_stack_overflow(const TrapFrame& f) {
+/// stack's bounds; false when no guard was hit (the stack is not mapped at all).
+bool report_stack_overflow(const TrapFrame& f) {
   const bool has_far = is_translation_abort(f);
   proc::StackRange hit = has_far ? proc::guard_hit(f.far) : proc::StackRange{};
   u64 where = f.far;
@@ -192,10 +211,12 @@ void report_stack_overflow(const TrapFrame& f) {
     where = f.sp - TRAP_FRAME_SIZE;
     hit = proc::guard_hit(where);
   }
+  if (hit.empty()) return false;
   println("KERNEL STACK OVERFLOW: the kernel stack of slot {} [{:#x}, {:#x}) ran into its guard page at {:#x} "
           "(SP {:#x}, FAR {:#x}); the exception could not be taken on that stack, so the vector entry, which checks "
           "SP against the stack's guard before it pushes anything, moved to the overflow stack",
           hit.slot, hit.bottom, hit.top, align_down(where, kPageSize), f.sp, has_far ? f.far : 0);
+  return true;
 }
 
 }  // namespace
@@ -240,7 +261,11 @@ void vectors_init() {
 extern "C" void aarch64_trap(pagoda::aarch64::TrapFrame* frame) {
   using namespace pagoda::aarch64;
   if (frame->overflowed()) {
-    report_stack_overflow(*frame);
+    if (!report_stack_overflow(*frame)) {
+      report_unmapped_stack(*frame);
+      report_exception(*frame);
+      pagoda::panic("kernel stack not mapped: the running stack at {:#x} was taken away under the CPU", frame->sp);
+    }
     report_exception(*frame);
     pagoda::panic("kernel stack overflow: a guard page was hit (the stack's owner recursed or used too much stack)");
   }

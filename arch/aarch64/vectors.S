@@ -28,7 +28,9 @@
  *     of a kernel-stack slot (kernel/proc/kernel_stack.hpp; the bounds come from C++ in
  *     aarch64_kstack_area, arch/aarch64/user_mode.cpp) means the stack overflowed, and the frame
  *     is built on a separate overflow stack, with TRAP_KIND_OVERFLOW in its kind, for
- *     aarch64_trap() to report "kernel stack overflow" and panic. The check needs two scratch
+ *     aarch64_trap() to report "kernel stack overflow" and panic. The same happens when the
+ *     frame's first byte is not mapped writable at all (an address translation, AT S1E1W):
+ *     the stack was unmapped under the CPU, and the report says that instead. The check needs two scratch
  *     registers before anything is saved: x0 waits in TPIDR_EL1 (the kernel keeps nothing
  *     there) and x1 in SP_EL0 (in the kernel SP_EL0 is dead: an exception from EL0 saved the
  *     user's in its frame, and the return to EL0 reloads it from there).
@@ -54,7 +56,9 @@
 /* Branches to aarch64_kstack_overflow when a TrapFrame pushed now would start in the guard of
    a kernel-stack slot: (SP - TRAP_FRAME_SIZE - base) < area size, and its offset in the slot
    ((... ) & (stride - 1)) below the guard's size. aarch64_kstack_area = {base, area size,
-   stride - 1, guard size}. Leaves every register as it found it otherwise. */
+   stride - 1, guard size}. Also when the live tables do not let EL1 write there (AT S1E1W
+   sets PAR_EL1.F): the running stack was taken away under the CPU (a switch of roots without
+   it). Leaves every register but PAR_EL1 as it found it otherwise. */
 .macro kstack_check
         msr     tpidr_el1, x0
         msr     sp_el0, x1
@@ -74,7 +78,13 @@
         ldr     x1, [x1, #:lo12:aarch64_kstack_area + 24]
         cmp     x0, x1
         b.lo    aarch64_kstack_overflow
-1:      mrs     x1, sp_el0
+1:      mov     x0, sp                  /* where the frame would start: mapped writable? */
+        sub     x0, x0, #TRAP_FRAME_SIZE
+        at      s1e1w, x0
+        isb
+        mrs     x0, par_el1
+        tbnz    x0, #0, aarch64_kstack_overflow   /* PAR_EL1.F: the stack is not mapped */
+        mrs     x1, sp_el0
         mrs     x0, tpidr_el1
 .endm
 
@@ -87,11 +97,15 @@ aarch64_vectors:
         .endr
         /* current EL with SP_ELx: the kernel. Its synchronous exceptions check the stack. */
         .balign VECTOR_ENTRY_SIZE
+current_el_sync:
         kstack_check
         sub     sp, sp, #TRAP_FRAME_SIZE
         stp     x0, x1, [sp, #TRAP_FRAME_X0]
         mov     x0, #4
         b       aarch64_trap_entry
+        .if (. - current_el_sync) > VECTOR_ENTRY_SIZE
+        .error "the current-EL synchronous vector entry is longer than its 128 bytes"
+        .endif
         .irp kind, 5, 6, 7
         vector_entry \kind
         .endr

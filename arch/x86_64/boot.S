@@ -9,15 +9,22 @@
  * The stub then:
  *   1. clears .bss and saves EBX;
  *   2. checks that the CPU has long mode (and whether it has NX);
- *   3. builds a temporary root with 2 MiB pages that maps physical [0, 4 GiB) three times:
- *        PML4[0]   -> boot_pdpt      identity, so the next instructions keep running;
- *        PML4[256] -> boot_pdpt      the kernel's physical window (kernel/mm/layout.hpp);
+ *   3. builds a temporary root with 2 MiB pages that maps physical [0, 4 GiB) four times:
+ *        PML4[0]   -> boot_pdpt      identity, so the next instructions and the entry stack
+ *                                    keep working;
+ *        PML4[256] -> boot_pdpt      the kernel's physical window (kernel/mm/layout.hpp): the
+ *                                    start code reads the PVH start_info through it;
+ *        PML4[384] -> boot_pdpt      the device area, kMmioBase + physical (vm::device_ptr);
  *        PML4[511] -> boot_pdpt_high PDPT[510..511]: [0, 2 GiB) at 0xffffffff80000000, where
  *                                    the kernel is linked (kernel.ld);
  *      the top GiB below 4 GiB uncached for MMIO (LAPIC, IOAPIC);
  *   4. enables PAE, EFER.LME (+NXE when available), paging and CR0.WP;
  *   5. loads a minimal 64-bit GDT, far-jumps into 64-bit code (still low), then jumps to the
- *      kernel's high address, moves to the high boot stack and calls x86_64_start().
+ *      kernel's high address and calls x86_64_start() on the low ENTRY stack.
+ * Nothing after the entry needs the identity but that stack: the kernel reaches the loader's
+ * data through the window and devices through the device area. Leaving the entry stack for the
+ * kernel's own stack (boot_stack, linked high) and the boot tables for the kernel's own root
+ * is the kernel's job, lab 2's vm::enter_kernel_space() (kernel/mm/vm.cpp).
  * This stub lives in the low, identity-linked .boot section; everything else is linked high.
  */
 
@@ -54,7 +61,7 @@ pvh_entry:
         rep stosb
 
         movl    %esi, boot_start_info_pa
-        movl    $boot_stack32_top, %esp
+        movl    $boot_entry_stack_top, %esp
 
         /* Long mode present? CPUID 0x80000001 EDX bit 29; NX is bit 20. */
         movl    $CPUID_EXT_MAX, %eax
@@ -67,11 +74,12 @@ pvh_entry:
         jz      no_long_mode
         movl    %edx, %ebp              /* keep the feature bits for the NX decision */
 
-        /* PML4[0] and PML4[256] -> PDPT (identity and window); PML4[511] -> high PDPT */
+        /* PML4[0], [256], [384] -> PDPT (identity, window, devices); PML4[511] -> high PDPT */
         movl    $boot_pdpt, %eax
         orl     $(X86_PTE_P | X86_PTE_W), %eax
         movl    %eax, boot_pml4
         movl    %eax, boot_pml4 + 8 * BOOT_WINDOW_PML4_INDEX
+        movl    %eax, boot_pml4 + 8 * BOOT_MMIO_PML4_INDEX
         movl    $boot_pdpt_high, %eax
         orl     $(X86_PTE_P | X86_PTE_W), %eax
         movl    %eax, boot_pml4 + 8 * BOOT_KERNEL_PML4_INDEX
@@ -164,11 +172,25 @@ boot_high_entry:
         .cfi_startproc simple
         .cfi_def_cfa %rsp, 0
         .cfi_undefined %rip             /* a debugger's backtrace ends here */
-        movabsq $boot_stack_top, %rsp
+        movabsq $boot_entry_stack_top, %rsp   /* low: reached through the identity */
         xorl    %ebp, %ebp              /* the end of every backtrace */
         call    x86_64_start
 8:      hlt
         jmp     8b
+        .cfi_endproc
+
+/* arch::run_on_stack(top = RDI, fn = RSI, arg = RDX) (core/arch.hpp): RSP = top, then fn(arg). */
+        .global pagoda_run_on_stack
+pagoda_run_on_stack:
+        .cfi_startproc simple
+        .cfi_def_cfa %rsp, 0
+        .cfi_undefined %rip
+        movq    %rdi, %rsp
+        xorl    %ebp, %ebp              /* the end of every backtrace */
+        movq    %rdx, %rdi
+        call    *%rsi
+9:      ud2                             /* fn returned: there is nothing to return to */
+        jmp     9b
         .cfi_endproc
 
 /* ---- data ------------------------------------------------------------------------------ */
@@ -187,8 +209,8 @@ boot_gdt_pointer:
         .long   boot_gdt
 
         /* Low and physical: the boot tables (the kernel gives their frames to the frame
-           allocator once it runs on its own tables), a small stack for the 32-bit code, and
-           where EBX is kept. The linker script brackets them with boot_tables_start/end. */
+           allocator once it runs on its own tables) and where EBX is kept. The linker script
+           brackets them with boot_tables_start/end. */
         .section .boot.bss, "aw", @nobits
         .balign X86_PAGE_SIZE
         .global boot_pml4
@@ -196,12 +218,21 @@ boot_pml4:      .skip X86_PAGE_SIZE
 boot_pdpt:      .skip X86_PAGE_SIZE
 boot_pdpt_high: .skip X86_PAGE_SIZE
 boot_pd:        .skip X86_PAGE_SIZE * BOOT_MAP_GIB
-boot_stack32:   .skip BOOT_STACK32_SIZE
-boot_stack32_top:
 boot_start_info_pa:
         .skip   8
 
-        /* The kernel's boot stack, linked high like the rest of the kernel. */
+        /* The entry stack: low and physical, the stack the 32-bit code and then the kernel's
+           C++ start on, until vm::enter_kernel_space() moves to boot_stack and gives its
+           frames to the allocator. Its own section, after the tables (kernel.ld):
+           boot_entry_stack_bottom/top. */
+        .section .boot.stack, "aw", @nobits
+        .balign X86_PAGE_SIZE
+        .global boot_entry_stack_bottom, boot_entry_stack_top
+boot_entry_stack_bottom:
+        .skip   BOOT_ENTRY_STACK_SIZE
+boot_entry_stack_top:
+
+        /* The kernel's own stack, linked high like the rest of the kernel. */
         .section .bss
         .balign 16
         .global boot_stack_bottom, boot_stack_top

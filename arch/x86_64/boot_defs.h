@@ -9,11 +9,12 @@
 #define BOOT_MAP_GIB 4                  /* the boot identity map covers [0, 4 GiB) */
 #define BOOT_MMIO_FIRST_PDE (3 * X86_ENTRIES_PER_TABLE)   /* [3 GiB, 4 GiB) is uncached */
 #define BOOT_STACK_SIZE (16 * 1024)
-#define BOOT_STACK32_SIZE 256           /* the 32-bit stub calls nothing: a few words do */
+#define BOOT_ENTRY_STACK_SIZE (16 * 1024) /* the low stack C++ starts on (boot.S) */
 
 /* Slots of the boot root (see boot.S); mmu.cpp checks them against the layout
    (arch/x86_64/include/arch_impl/layout.hpp). */
 #define BOOT_WINDOW_PML4_INDEX 256      /* 0xffff800000000000: the physical window */
+#define BOOT_MMIO_PML4_INDEX 384        /* 0xffffc00000000000: devices (kMmioBase) */
 #define BOOT_KERNEL_PML4_INDEX 511      /* 0xffffff8000000000 - : the kernel image */
 #define BOOT_KERNEL_PDPT_INDEX 510      /* 0xffffffff80000000: KERNEL_VIRT_OFFSET */
 

@@ -16,7 +16,7 @@
 #include "arch/x86_64/boot_defs.h"
 #include "proc/kernel_stack.hpp"
 
-extern "C" char boot_stack_bottom[], boot_stack_top[];
+extern "C" char boot_stack_bottom[], boot_stack_top[], boot_entry_stack_bottom[], boot_entry_stack_top[];
 
 namespace pagoda::x86 {
 namespace {
@@ -53,9 +53,16 @@ u64 g_gdt[kGdtEntries];
 
 bool is_kernel_stack_address(uptr a) { return !kernel_stack_bounds(a).empty(); }
 
+bool on_entry_stack(uptr a) {
+  return a >= reinterpret_cast<uptr>(boot_entry_stack_bottom) && a < reinterpret_cast<uptr>(boot_entry_stack_top);
+}
+
 StackBounds kernel_stack_bounds(uptr a) {
   const StackBounds boot{reinterpret_cast<uptr>(boot_stack_bottom), reinterpret_cast<uptr>(boot_stack_top)};
   if (a >= boot.bottom && a < boot.top) return boot;
+  // The boot stub's low entry stack, until vm::enter_kernel_space() leaves it.
+  const StackBounds entry{reinterpret_cast<uptr>(boot_entry_stack_bottom), reinterpret_cast<uptr>(boot_entry_stack_top)};
+  if (a >= entry.bottom && a < entry.top) return entry;
   for (usize i = 0; i < kIstStacks; ++i) {
     const StackBounds ist{reinterpret_cast<uptr>(g_ist_stacks[i]), reinterpret_cast<uptr>(g_ist_stacks[i] + kIstStackSize)};
     if (a >= ist.bottom && a < ist.top) return ist;

@@ -25,6 +25,8 @@ void gdt_init();
 /// True when @p address lies on one of the kernel's stacks (the boot stack, an IST stack, or a
 /// process's kernel stack).
 bool is_kernel_stack_address(uptr address);
+/// True when @p address lies in the boot stub's low entry stack (boot.S).
+bool on_entry_stack(uptr address);
 
 /// A stack: [bottom, top), growing down from top; empty when top == bottom.
 struct StackBounds {

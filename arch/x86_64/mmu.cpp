@@ -7,7 +7,7 @@
 #include "arch_impl/page_table_format.hpp"
 #include "mm/mmu.hpp"
 
-extern "C" char boot_tables_start[], boot_tables_end[];
+extern "C" char boot_tables_start[], boot_tables_end[], boot_entry_stack_bottom[], boot_entry_stack_top[];
 
 namespace pagoda {
 namespace {
@@ -17,6 +17,7 @@ using Format = x86::PageTableFormat;
 // The boot stub (boot.S) maps the window and the kernel image before the C++ runs; its slots
 // and constants must be what the layout and the format say.
 static_assert(Format::index(VirtAddr(arch::layout::kWindowBase), 0) == BOOT_WINDOW_PML4_INDEX);
+static_assert(Format::index(VirtAddr(arch::layout::kMmioBase), 0) == BOOT_MMIO_PML4_INDEX);
 static_assert(Format::index(VirtAddr(arch::layout::kKernelImageBase), 0) == BOOT_KERNEL_PML4_INDEX);
 static_assert(Format::index(VirtAddr(arch::layout::kKernelImageBase), 1) == BOOT_KERNEL_PDPT_INDEX);
 static_assert(arch::layout::kWindowPhysBase == 0, "the boot stub's window starts at physical 0");
@@ -73,6 +74,12 @@ Span<const PhysRange> device_ranges() { return {g_devices, array_size(g_devices)
 PhysRange boot_page_tables() {
   const u64 start = reinterpret_cast<u64>(boot_tables_start);
   return {PhysAddr(start), reinterpret_cast<u64>(boot_tables_end) - start};
+}
+
+PhysRange boot_entry_stack() {
+  // Linked low (.boot.stack): its addresses are physical, and the boot identity maps them.
+  const u64 bottom = reinterpret_cast<u64>(boot_entry_stack_bottom);
+  return {PhysAddr(bottom), reinterpret_cast<u64>(boot_entry_stack_top) - bottom};
 }
 
 bool paging_controls_ok(FormatSink& sink) {

@@ -7,6 +7,7 @@
 #include "arch/x86_64/traps.hpp"
 #include "core/arch.hpp"
 #include "core/frame_records.hpp"
+#include "mm/vm.hpp"
 
 namespace pagoda::arch {
 
@@ -33,8 +34,13 @@ void shutdown(ExitStatus status) {
 }
 
 usize backtrace(uptr* out, usize max, usize skip) {
-  // RBP points at [saved RBP][return address]; the boot stub's zero RBP ends the chain.
-  return walk_frame_records(__builtin_frame_address(0), sizeof(uptr), x86::is_kernel_stack_address, out, max, skip);
+  // RBP points at [saved RBP][return address]; the boot stub's zero RBP ends the chain. The
+  // boot stub's entry stack may be gone from the live root (a switch of roots took it away
+  // under the CPU): its records are read only where they are mapped.
+  const auto readable = [](uptr a) {
+    return x86::is_kernel_stack_address(a) && (!x86::on_entry_stack(a) || vm::mapped_now(VirtAddr(a)));
+  };
+  return walk_frame_records(__builtin_frame_address(0), sizeof(uptr), +readable, out, max, skip);
 }
 
 [[gnu::noinline]] void execute_undefined_instruction() {

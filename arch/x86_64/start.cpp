@@ -1,4 +1,6 @@
-// x86_64_start(): the first C++ code, called by boot.S in long mode on the boot stack.
+// x86_64_start(): the first C++ code, called by boot.S in long mode, linked high, on the boot
+// stub's low entry stack.
+#include "arch/x86_64/boot_defs.h"
 #include "arch/x86_64/cpu.hpp"
 #include "arch/x86_64/gdt.hpp"
 #include "arch/x86_64/page_table_format.hpp"
@@ -9,6 +11,7 @@
 #include "core/panic.hpp"
 #include "core/runtime.hpp"
 #include "lib/types.hpp"
+#include "mm/layout.hpp"
 
 namespace pagoda::x86 {
 namespace {
@@ -16,12 +19,14 @@ namespace {
 /// Everything the loader handed over, copied out of the loader's memory.
 constinit BootInfo g_boot_info;
 
-/// The boot identity map covers [0, 4 GiB): physical memory below that reads directly.
-constexpr u64 kBootMapLimit = 4 * GiB;
+/// The boot tables' window shows physical [0, 4 GiB) at kWindowBase (boot.S): the loader's
+/// data is read there, not through the identity, which the kernel leaves early in its life.
+constexpr u64 kBootWindowLimit = u64(BOOT_MAP_GIB) * GiB;
+static_assert(layout::kWindowPhysBase == 0, "the boot window starts at physical 0");
 
-bool read_boot_identity_map(void*, u64 pa, void* out, usize size) {
-  if (pa >= kBootMapLimit || size > kBootMapLimit - pa) return false;
-  const u8* from = reinterpret_cast<const u8*>(pa);
+bool read_boot_window(void*, u64 pa, void* out, usize size) {
+  if (pa >= kBootWindowLimit || size > kBootWindowLimit - pa) return false;
+  const u8* from = reinterpret_cast<const u8*>(layout::kWindowBase + pa);
   u8* to = static_cast<u8*>(out);
   for (usize i = 0; i < size; ++i) to[i] = from[i];
   return true;
@@ -36,7 +41,7 @@ extern "C" [[noreturn]] void x86_64_start(pagoda::u32 start_info_pa) {
   // Before any page-table entry is made: the entries refuse addresses the CPU does not have.
   x86::PageTableFormat::set_phys_bits(x86::physical_address_bits());
   // First, before anything could reuse the loader's memory: copy the memory map and cmdline.
-  const Result<void> parsed = x86::pvh_parse(start_info_pa, x86::read_boot_identity_map, nullptr, x86::g_boot_info);
+  const Result<void> parsed = x86::pvh_parse(start_info_pa, x86::read_boot_window, nullptr, x86::g_boot_info);
   run_global_constructors();
   x86::gdt_init();
   arch::traps_init();

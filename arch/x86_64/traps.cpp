@@ -156,6 +156,24 @@ bool report_stack_overflow(const TrapFrame& f) {
   return true;
 }
 
+/// A double fault whose interrupted stack pointer is not mapped in the live root: the first
+/// exception could not push its frame, because the running stack was taken away under the CPU
+/// (a switch to a root without it, with the pre-switch check off; an unmap of it while in use;
+/// lab 2's classic: the boot identity removed while still on the boot stub's entry stack).
+/// Says so, with the walk; false when it is not that.
+bool report_unmapped_stack(const TrapFrame& f) {
+  const VirtAddr below(f.rsp - sizeof(u64));  // where the first push went
+  if (vm::mapped_now(below)) return false;
+  println("KERNEL STACK NOT MAPPED: the stack pointer {:#x}{} is not mapped in the live root {:#x}: the exception "
+          "could not push its frame there, so the CPU raised a double fault on its own IST stack. The running stack "
+          "was taken away under the CPU: a switch to a root that lacks it (the pre-switch check was off), or an "
+          "unmap of it while in use",
+          f.rsp, on_entry_stack(f.rsp) ? " (the boot stub's low entry stack)" : "", read_cr3());
+  print("  ");
+  vm::report_fault(console_sink(), below, Access{.write = true});
+  return true;
+}
+
 }  // namespace
 
 /// Writes the meaning of a page-fault error code, in this exact shape (the grader and every
@@ -229,6 +247,10 @@ extern "C" void x86_trap(pagoda::x86::TrapFrame* frame) {
   if (frame->vector == kDoubleFault && report_stack_overflow(*frame)) {
     report_exception(*frame);
     pagoda::panic("kernel stack overflow: a guard page was hit (the stack's owner recursed or used too much stack)");
+  }
+  if (frame->vector == kDoubleFault && report_unmapped_stack(*frame)) {
+    report_exception(*frame);
+    pagoda::panic("kernel stack not mapped: the running stack at {:#x} was taken away under the CPU", frame->rsp);
   }
   if (frame->vector < kExceptionCount) {
     report_exception(*frame);

@@ -59,5 +59,16 @@ Span<const u8> return_instruction();
 /// tests prove it reports such a death clearly.
 [[noreturn]] void force_triple_fault();
 
+/// Moves the stack pointer to @p top (16-byte aligned) and calls fn(arg) on that stack, as the
+/// bottom frame of every backtrace. Never returns: whatever the old stack held is abandoned,
+/// and fn must not return either. The boot stub's tail (boot.S) implements it.
+[[noreturn]] inline void run_on_stack(uptr top, void (*fn)(void* arg), void* arg);
+
 }  // namespace arch
 }  // namespace pagoda
+
+extern "C" [[noreturn]] void pagoda_run_on_stack(pagoda::uptr top, void (*fn)(void*), void* arg);
+
+[[noreturn]] inline void pagoda::arch::run_on_stack(uptr top, void (*fn)(void* arg), void* arg) {
+  pagoda_run_on_stack(top, fn, arg);
+}

@@ -22,35 +22,41 @@ void print_memory_map(const BootInfo& boot, StringView token) {
   println("memory: {} KiB usable ({} bytes) proof={:016x}", usable / KiB, usable, proof(token, usable));
 }
 
-}  // namespace
+StringView token_of(const BootInfo& boot) { return cmdline_get(boot.cmdline(), "token").value; }
 
-void kmain(const BootInfo& boot) {
-  if (!global_constructors_ran()) panic("the global constructors did not run before kmain()");
-  const StringView token = cmdline_get(boot.cmdline(), "token").value;
-  println("Pagoda {} ({}) booted; token={}", kVersion, arch::name(), token);
-  println("cmdline: \"{}\"{}", boot.cmdline(), boot.cmdline_truncated ? " (truncated)" : "");
-  print_memory_map(boot, token);
-
-  const Result<void> vm_ok = vm::init(boot);
-  if (vm_ok.is_error()) {
-    if (vm_ok.error() != Error::NotImplemented) panic("vm: cannot set up virtual memory: {}", vm_ok.error());
-    lab_todo(vm_ok.error());
-    println("vm: not set up (a lab is not done yet); the kernel stays on the boot page tables");
-  }
-
+/// kmain's second half, on the kernel's own stack and root once virtual memory is set up.
+[[noreturn]] void kmain_running(const BootInfo& boot) {
   proc::init();
   arch::timer_init(kTimerHz);
 
   // run=NAME,...: the programs run as processes to their end, then the machine stops.
   const CmdlineValue run = cmdline_get(boot.cmdline(), "run");
-  if (run.found) arch::shutdown(proc::run_programs(run.value, token) ? ExitStatus::Success : ExitStatus::Failure);
+  if (run.found) arch::shutdown(proc::run_programs(run.value, token_of(boot)) ? ExitStatus::Success : ExitStatus::Failure);
 
   const CmdlineValue test = cmdline_get(boot.cmdline(), "test");
-  if (test.found) run_selftest(test.value, SelfTestContext{token, boot});
+  if (test.found) run_selftest(test.value, SelfTestContext{token_of(boot), boot});
 
   println("idle: nothing to run (boot with test=NAME to run a self-test)");
   arch::interrupts_enable();
   for (;;) arch::wait_for_interrupt();
+}
+
+}  // namespace
+
+void kmain(const BootInfo& boot) {
+  // On the boot stub's low entry stack and tables (arch/<isa>/boot.S).
+  if (!global_constructors_ran()) panic("the global constructors did not run before kmain()");
+  const StringView token = token_of(boot);
+  println("Pagoda {} ({}) booted; token={}", kVersion, arch::name(), token);
+  println("cmdline: \"{}\"{}", boot.cmdline(), boot.cmdline_truncated ? " (truncated)" : "");
+  print_memory_map(boot, token);
+
+  const Result<void> vm_ok = vm::init(boot);
+  if (vm_ok.ok()) vm::enter_kernel_space(kmain_running, boot);  // never returns
+  if (vm_ok.error() != Error::NotImplemented) panic("vm: cannot set up virtual memory: {}", vm_ok.error());
+  lab_todo(vm_ok.error());
+  println("vm: not set up (a lab is not done yet); the kernel stays on the boot page tables");
+  kmain_running(boot);
 }
 
 }  // namespace pagoda

@@ -70,6 +70,9 @@ class FrameAllocator {
   /// The `used` bitmap (one bit per frame from physical 0, 1 = handed out or reserved): the
   /// grader reads it from guest RAM to count frames itself (grade/test_lab3.py).
   Span<const u64> used_bitmap() const { return {used_bits_, words_}; }
+  /// The `managed` bitmap (1 = usable RAM this allocator owns): the grader reads it to see that
+  /// the boot stub's frames were released to the allocator (grade/test_lab2.py).
+  Span<const u64> managed_bitmap() const { return {managed_bits_, words_}; }
   usize managed_frames() const { return managed_; }
   /// The highest address covered by the bitmaps.
   PhysAddr limit() const { return PhysAddr(u64(words_) * kBitsPerWord * kFrameSize); }

@@ -41,6 +41,10 @@ void critical_ranges(CriticalRanges& out);
 Span<const PhysRange> device_ranges();
 /// The page tables the boot stub built; free once the kernel runs on its own tables.
 PhysRange boot_page_tables();
+/// The boot stub's entry stack, the low stack the kernel's C++ starts on (linked low: its
+/// virtual addresses are its physical ones, reached through the boot tables' identity); free
+/// once the kernel runs on its own stack (vm::enter_kernel_space()).
+PhysRange boot_entry_stack();
 /// Prints a self-check of the CPU's paging controls, e.g. "NX on, WP on"; false if one is off.
 bool paging_controls_ok(FormatSink& sink);
 

@@ -1,5 +1,6 @@
 #include "mm/vm.hpp"
 
+#include "core/arch.hpp"
 #include "core/cmdline.hpp"
 #include "core/lab.hpp"
 #include "core/panic.hpp"
@@ -12,6 +13,8 @@
 extern "C" char __kernel_start[], __kernel_end[], __text_start[], __text_end[], __rodata_start[],
     __rodata_end[], __data_start[], __data_end[], __kernel_phys_start[], __kernel_phys_end[],
     __kernel_virt_offset[];
+// The kernel's own stack (linked high, in .bss), defined by each boot stub (arch/<isa>/boot.S).
+extern "C" char boot_stack_bottom[], boot_stack_top[];
 
 namespace pagoda::vm {
 namespace {
@@ -19,11 +22,16 @@ namespace {
 using Format = arch::PageTableFormat;
 
 FrameAllocator g_frames;
-bool g_ready = false;
+bool g_ready = false;  ///< the kernel's own root is live (enter_kernel_space())
 
 /// The kernel's address space lives here, built in place by init() and never destroyed.
 alignas(AddressSpace) u8 g_kernel_space_storage[sizeof(AddressSpace)];
 AddressSpace* g_kernel_space = nullptr;
+
+/// The boot stub's root, named for the debugging tools (mm/debug_roots.hpp) from init() until
+/// its frames are reclaimed (built in place: it must outlive init()'s frame).
+alignas(debug::PublishedRoot) u8 g_boot_root_storage[sizeof(debug::PublishedRoot)];
+debug::PublishedRoot* g_boot_root = nullptr;
 
 /// Usable RAM at or above kLowMemoryEnd, merged and sorted: computed once from the boot map,
 /// so that phys_to_ptr() does not scan the memory map on every access.
@@ -216,8 +224,9 @@ PhysAddr virt_to_phys(VirtAddr va) {
 }
 
 void* device_ptr(PhysAddr pa) {
-  // Before the kernel's own tables, the boot stub's identity map reaches devices.
-  return reinterpret_cast<void*>(g_ready ? device_virt(pa).value() : pa.value());
+  // Before the kernel's own root is live, the boot stubs' device area (kMmioBase + physical,
+  // arch/<isa>/boot.S) reaches the devices: never the identity, which the kernel leaves.
+  return reinterpret_cast<void*>(g_ready ? device_virt(pa).value() : layout::kMmioBase + pa.value());
 }
 
 namespace {
@@ -267,9 +276,8 @@ void configure_switch_checks(StringView cmdline) {
 Result<void> init(const BootInfo& boot) {
   collect_ram(boot.memory);
   configure_switch_checks(boot.cmdline());
-  // Named for the debugging tools (mm/debug_roots.hpp) until its frames are reclaimed.
-  debug::PublishedRoot boot_root(arch::live_root_for(VirtAddr(layout::kKernelHalfBase)), debug::RootKind::Boot,
-                                 "boot");
+  g_boot_root = construct_at(reinterpret_cast<debug::PublishedRoot*>(g_boot_root_storage),
+                             arch::live_root_for(VirtAddr(layout::kKernelHalfBase)), debug::RootKind::Boot, "boot");
   const PhysRange image = image_phys();
   PhysAddr top;
   for (const MemoryRegion& r : boot.memory)
@@ -293,19 +301,93 @@ Result<void> init(const BootInfo& boot) {
     lab_todo(half.error());  // lab 2 not done: lab 1's kernel works without a prepared kernel half
   }
   TRY(build_kernel_map(space, boot.memory));  // a lab skeleton returns before any switch
-  const usize table_frames = before - g_frames.free_frames();
-
   g_kernel_space = construct_at(reinterpret_cast<AddressSpace*>(g_kernel_space_storage), move(space));
-  g_kernel_space->activate();  // published as 'kernel' since create_kernel(), checked before the switch
-  const PhysRange boot_tables = arch::boot_page_tables();
-  boot_root.withdraw();
-  g_frames.release(boot_tables);
-  g_ready = true;
-  println("vm: kernel page table at {:#x} ({} frames of tables); boot tables reclaimed ({} KiB); "
-          "{} of {} frames free", g_kernel_space->root().value(), table_frames, boot_tables.size / KiB,
-          g_frames.free_frames(), g_frames.managed_frames());
+  println("vm: kernel page table at {:#x} ({} frames of tables)", g_kernel_space->root().value(),
+          before - g_frames.free_frames());
   return {};
 }
+
+namespace {
+
+// What enter_kernel_space() carries across the move to the kernel's stack.
+KernelMain g_after_switch = nullptr;
+const BootInfo* g_after_switch_boot = nullptr;
+u64 g_boot_reclaimed = 0;  ///< bytes of the boot stub's memory given to the allocator
+
+/// The top of the kernel's own stack, boot_stack: linked high, part of the image, mapped by the
+/// boot tables and by the kernel's root alike.
+uptr kernel_stack_top() { return reinterpret_cast<uptr>(boot_stack_top); }
+
+/// Loads the kernel's root (the pre-switch check first: AddressSpace::activate()). From here on
+/// vm::ready() is true and devices are reached where the kernel's root maps them.
+void activate_kernel_root() {
+  g_kernel_space->activate();
+  g_ready = true;
+}
+
+/// Gives the boot stub's page tables to the frame allocator: only once they are not live (and
+/// no TLB entry made through them is used any more: loading a root flushes those).
+void reclaim_boot_tables() {
+  if (g_boot_root != nullptr) g_boot_root->withdraw();
+  g_frames.release(arch::boot_page_tables());
+  g_boot_reclaimed += arch::boot_page_tables().size;
+}
+
+/// Gives the boot stub's entry stack to the frame allocator: only once the CPU runs on another
+/// stack, since the allocator hands its frames out again (zeroed, as page tables perhaps).
+void reclaim_entry_stack() {
+  g_frames.release(arch::boot_entry_stack());
+  g_boot_reclaimed += arch::boot_entry_stack().size;
+}
+
+/// The rest of the kernel's life, on whichever stack it runs now.
+[[noreturn]] void run_kernel() {
+  println("vm: on the kernel's root, stack at {}; {} KiB of boot memory reclaimed; {} of {} frames free",
+          Hex{reinterpret_cast<u64>(__builtin_frame_address(0))}, g_boot_reclaimed / KiB, g_frames.free_frames(),
+          g_frames.managed_frames());
+  g_after_switch(*g_after_switch_boot);
+  panic("the kernel's main function returned");
+}
+
+// LAB 2 BEGIN leave the low half: the kernel's stack first, then the kernel's root
+// Runs on the kernel's own stack (high): nothing the CPU uses lies in the low half any more.
+void on_kernel_stack(void*) {
+  // The boot tables map the image, so the kernel stack was usable before the switch; now the
+  // kernel's root, which maps nothing low, replaces them: the identity is gone.
+  activate_kernel_root();
+  // Nothing uses the boot stub's memory any more: its tables are not live, and the CPU left
+  // its entry stack. Both go back to the allocator.
+  reclaim_boot_tables();
+  reclaim_entry_stack();
+  run_kernel();
+}
+
+}  // namespace
+
+void enter_kernel_space(KernelMain next, const BootInfo& boot) {
+  g_after_switch = next;
+  g_after_switch_boot = &boot;
+  // Still on the boot stub's low entry stack, reached through the boot tables' identity: move
+  // to the kernel's stack while those tables still map both.
+  arch::run_on_stack(kernel_stack_top(), on_kernel_stack, nullptr);
+}
+// LAB 2 SKELETON
+// }  // namespace
+//
+// void enter_kernel_space(KernelMain next, const BootInfo& boot) {
+//   g_after_switch = next;
+//   g_after_switch_boot = &boot;
+//   (void)lab_not_done("lab 2: leave the boot stub's low stack and tables for the kernel's own: "
+//                      "enter_kernel_space() in kernel/mm/vm.cpp (labs/02-higher-half/README.md)");
+//   // Lab 1's way: the kernel's root maps RAM at its physical address, the boot stub's entry
+//   // stack included, so the kernel switches roots where it stands and never leaves that stack.
+//   (void)kernel_stack_top;
+//   (void)reclaim_entry_stack;
+//   activate_kernel_root();
+//   reclaim_boot_tables();
+//   run_kernel();
+// }
+// LAB 2 END
 
 bool ready() { return g_ready; }
 
@@ -328,6 +410,8 @@ AddressSpace* current_space() {
 void set_current_space(AddressSpace* space) { g_current_space = space; }
 
 Walk walk_active(VirtAddr va) { return walk_tree<Format>(arch::live_root_for(va), g_table_memory, va); }
+
+bool mapped_now(VirtAddr va) { return g_kernel_space == nullptr || walk_active(va).mapped(); }
 
 FaultDecision handle_fault(AddressSpace* space, VirtAddr va, Access access) {
   // Labs 5 and 6 decide here first: a fault in a VMA that is not populated yet is resolved by

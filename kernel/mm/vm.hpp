@@ -11,14 +11,26 @@ namespace pagoda::vm {
 
 static_assert(ValidPageTableFormat<arch::PageTableFormat>, "the arch's page-table format is incomplete");
 
-/// Starts the frame allocator on @p boot's memory map, builds the kernel's address space
+/// Starts the frame allocator on @p boot's memory map and builds the kernel's address space
 /// (text `r-x`, rodata `r--`, data and bss `rw-` NX, usable RAM `rw-` NX, devices uncached,
-/// nothing else: page 0 and the first MiB stay unmapped), switches to it and reclaims the boot
-/// stub's tables. @p boot must outlive the kernel. Error::NotImplemented from a lab skeleton
-/// is returned before anything was switched: the kernel can carry on on the boot tables.
+/// nothing else: page 0 and the first MiB stay unmapped), without loading it: the kernel still
+/// runs on the boot stub's tables and entry stack. @p boot must outlive the kernel.
+/// Error::NotImplemented from a lab skeleton: the kernel can carry on on the boot tables.
 [[nodiscard]] Result<void> init(const BootInfo& boot);
 
-/// True once init() succeeded.
+/// What runs once the kernel is on its own stack and root (kmain's second half).
+using KernelMain = void (*)(const BootInfo& boot);
+
+/// The moment the kernel leaves the boot stub for good (lab 2), after init() succeeded: moves
+/// from the boot stub's low entry stack to the kernel's own stack (high, mapped by the boot
+/// tables and the kernel's root alike), loads the kernel's root, which maps nothing in the low
+/// half, reclaims the boot tables and the entry stack, and calls @p next(@p boot) there.
+/// In the other order the switch of roots would unmap the running stack: the pre-switch check
+/// refuses it ("does not map the running stack"), or, with vm_check=off, the CPU dies on its
+/// next push.
+[[noreturn]] void enter_kernel_space(KernelMain next, const BootInfo& boot);
+
+/// True once the kernel's own root is live (enter_kernel_space()).
 bool ready();
 
 /// The frame allocator (usable once init() has started it).
@@ -68,6 +80,10 @@ Perms kernel_perms(Perms perms);
 
 /// The walk of @p va through the page tables the CPU uses now (the live root for @p va).
 Walk walk_active(VirtAddr va);
+/// Whether the live root maps @p va: walk_active() once init() has built the kernel's root,
+/// true before (only the boot tables can be live then, and they map what the boot stub left).
+/// For reports that must not fault again reading memory a bad switch took away (backtraces).
+bool mapped_now(VirtAddr va);
 
 /// What to do about a page fault, decided before anything is reported.
 enum class FaultDecision : u8 {

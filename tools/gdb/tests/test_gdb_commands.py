@@ -225,12 +225,13 @@ def test_nothing_wrong_at_kmain(at_kmain):
 
 def test_top_level_view_at_kmain(at_kmain):
     """Before vm::init the boot root is active and nothing is published to compare with: the
-    view lists the present entries (the boot stub's 0, 256 and 511) and says so."""
+    view lists the present entries (the boot stub's 0, 256, 384 and 511: identity, window,
+    device area, image) and says so."""
     text = at_kmain["top"].output
     assert text.startswith("PML4 table of root 0x")
     present = [int(i) for i in re.findall(r"^  \[(\d+)\] +present ->", text, re.M)]
-    assert present == [0, 256, 511], text
-    assert "lower half: 1 of 256 present; kernel half: 2 of 256 present" in text
+    assert present == [0, 256, 384, 511], text
+    assert "lower half: 1 of 256 present; kernel half: 3 of 256 present" in text
     assert "note: no kernel root to compare with" in text
 
 
