@@ -23,6 +23,7 @@ set(PAGODA_KERNEL_PURE_SOURCES
   ${CMAKE_SOURCE_DIR}/kernel/mm/address_space.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/critical_ranges.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/debug_roots.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/mm/temp_map.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/vma.cpp
   ${CMAKE_SOURCE_DIR}/kernel/proc/elf.cpp)
 
