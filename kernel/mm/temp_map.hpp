@@ -57,7 +57,7 @@ class TempMapArea {
   /// CPUs the area has room for (slots of CPU c start at slot c * kSlots).
   static constexpr usize kMaxCpus = 8;
 
-  TempMapArea() = default;
+  constexpr TempMapArea() = default;
   TempMapArea(const TempMapArea&) = delete;
   TempMapArea& operator=(const TempMapArea&) = delete;
 

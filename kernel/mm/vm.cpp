@@ -3,9 +3,11 @@
 #include "core/cmdline.hpp"
 #include "core/lab.hpp"
 #include "core/panic.hpp"
+#include "lib/string.hpp"
 #include "mm/debug_roots.hpp"
 #include "mm/layout.hpp"
 #include "mm/mmu.hpp"
+#include "mm/temp_map.hpp"
 
 // Section bounds from the linker script (arch/<isa>/kernel.ld): virtual addresses, except the
 // *_phys ones; __kernel_virt_offset's address is the offset between the two.
@@ -24,6 +26,8 @@ bool g_ready = false;
 /// The kernel's address space lives here, built in place by init() and never destroyed.
 alignas(AddressSpace) u8 g_kernel_space_storage[sizeof(AddressSpace)];
 AddressSpace* g_kernel_space = nullptr;
+/// This CPU's temporary-mapping slots (mm/temp_map.hpp).
+constinit TempMapArea g_temp_maps;
 
 /// Usable RAM at or above kLowMemoryEnd, merged and sorted: computed once from the boot map,
 /// so that phys_to_ptr() does not scan the memory map on every access.
@@ -282,6 +286,9 @@ Result<void> init(const BootInfo& boot) {
   const PhysRange boot_tables = arch::boot_page_tables();
   boot_root.withdraw();
   g_frames.release(boot_tables);
+  // The temp-map slots hang under the kernel half, which every root shares: made once, here.
+  TRY(g_temp_maps.init(*g_kernel_space, 0));
+  TempMapArea::set_current(&g_temp_maps);
   g_ready = true;
   println("vm: kernel page table at {:#x} ({} frames of tables); boot tables reclaimed ({} KiB); "
           "{} of {} frames free", g_kernel_space->root().value(), table_frames, boot_tables.size / KiB,
@@ -290,6 +297,21 @@ Result<void> init(const BootInfo& boot) {
 }
 
 bool ready() { return g_ready; }
+
+void zero_frame(PhysAddr pa) {
+  if (void* p = phys_to_ptr(pa, kPageSize)) {
+    memset(p, 0, kPageSize);
+    return;
+  }
+  TempMap map(pa);
+  memset(map.bytes(), 0, kPageSize);
+}
+
+void copy_frame(PhysAddr to, PhysAddr from) {
+  TempMap source(from);
+  TempMap target(to);
+  memcpy(target.bytes(), source.bytes(), kPageSize);
+}
 
 FrameAllocator& frames() { return g_frames; }
 
