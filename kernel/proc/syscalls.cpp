@@ -32,7 +32,7 @@ constexpr usize kRecurseFrame = 512;
 i64 sys_write(Process& p, u64 fd, u64 buf, u64 len) {
   if (fd != u64(abi::kStdout) && fd != u64(abi::kStderr)) return fail(Errno::BadFd);
   const usize n = usize(min<u64>(len, kMaxWrite));
-  if (check_user_range(p.space(), buf, n, false).is_error()) return fail(Errno::Fault);
+  if (!in_user_half(buf, n)) return fail(Errno::Fault);
   char chunk[kCopyChunk];
   for (usize done = 0; done < n;) {
     const usize k = min(n - done, kCopyChunk);
@@ -48,9 +48,12 @@ i64 sys_write(Process& p, u64 fd, u64 buf, u64 len) {
 i64 sys_read(Process& p, u64 fd, u64 buf, u64 len) {
   if (fd != u64(abi::kStdin)) return fail(Errno::BadFd);
   const usize n = usize(min<u64>(len, kCopyChunk));
-  if (check_user_range(p.space(), buf, n, true).is_error()) return fail(Errno::Fault);
   if (n == 0) return 0;
   char got[kCopyChunk];
+  // Proven writable before any input is taken (a bad buffer must not swallow a line): its own
+  // bytes read and written back, both through the recovering copies.
+  if (copy_from_user(p.space(), got, buf, n).is_error() || copy_to_user(p.space(), buf, got, n).is_error())
+    return fail(Errno::Fault);
   usize k = 0;
   for (;;) {
     int c;
