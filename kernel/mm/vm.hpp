@@ -63,6 +63,12 @@ void* device_ptr(PhysAddr pa);
 void zero_frame(PhysAddr pa);
 /// Copies the frame at @p from to the frame at @p to, wherever each lies.
 void copy_frame(PhysAddr to, PhysAddr from);
+/// Copies @p size bytes from @p src into the frame at @p pa at @p offset (within the frame),
+/// wherever the frame lies.
+void write_frame(PhysAddr pa, usize offset, const void* src, usize size);
+/// A frame for user memory: the highest free one once temporary mappings work (so that user
+/// memory really lives above the window when there is RAM there), else one in the window.
+[[nodiscard]] Result<PhysAddr> allocate_user_frame();
 /// Maps usable RAM below reachable_limit(), except @p skip, into @p space (used by init()).
 [[nodiscard]] Result<void> map_ram(AddressSpace& space, const MemoryMap& map, PhysRange skip);
 /// @}

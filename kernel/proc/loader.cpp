@@ -2,7 +2,6 @@
 #include "proc/loader.hpp"
 
 #include "lib/string.hpp"
-#include "mm/temp_map.hpp"
 #include "mm/vm.hpp"
 #include "proc/elf.hpp"
 #include "proc/elf_target.hpp"
@@ -13,11 +12,11 @@ namespace {
 constexpr Perms kUserStack{.read = true, .write = true, .execute = false, .user = true};
 constexpr u64 kStackAlign = 16;
 
-/// A zeroed frame for user memory: the highest free one, so that programs really live above
-/// the kernel's window when there is RAM there. The kernel writes it through a temporary
-/// mapping, never through the target space (which is usually not the live one).
+/// A zeroed frame for user memory (vm::allocate_user_frame(): above the kernel's window when
+/// there is RAM there). The kernel writes it through the window or a temporary mapping
+/// (vm::write_frame()), never through the target space, which is usually not the live one.
 Result<PhysAddr> zeroed_frame() {
-  const PhysAddr pa = TRY(vm::frames().allocate_high());
+  const PhysAddr pa = TRY(vm::allocate_user_frame());
   vm::zero_frame(pa);
   return pa;
 }
@@ -35,10 +34,7 @@ Result<void> load_segment(AddressSpace& space, Span<const u8> image, const elf::
     const PhysAddr frame = TRY(zeroed_frame());
     // The file bytes that fall in this page; the rest of it stays zero (the bss tail).
     const u64 from = max(page, s.vaddr), to = min(page + kPageSize, file_end);
-    if (from < to) {
-      TempMap map(frame);
-      memcpy(map.bytes() + (from - page), image.data() + s.offset + (from - s.vaddr), to - from);
-    }
+    if (from < to) vm::write_frame(frame, from - page, image.data() + s.offset + (from - s.vaddr), to - from);
     TRY(map_or_free(space, page, frame, s.perms));
   }
   return {};
@@ -58,18 +54,17 @@ Result<arch::UserEntry> load_stack(AddressSpace& space, Span<const StringView> a
     if (va + kPageSize == kUserStackTop) top_frame = frame;
   }
   // Everything goes in the top page: strings from the top down, then argv[] below them.
-  TempMap top_page(top_frame);
   const u64 page_va = kUserStackTop - kPageSize;
-  const auto at = [&](u64 va) { return top_page.bytes() + (va - page_va); };
+  const auto put = [&](u64 va, const void* src, usize size) { vm::write_frame(top_frame, va - page_va, src, size); };
   u64 strings = kUserStackTop;
   u64 pointers[abi::kMaxArgs + 1] = {};
   for (usize i = args.size(); i-- > 0;) {
     strings -= args[i].size() + 1;
-    memcpy(at(strings), args[i].data(), args[i].size());
+    put(strings, args[i].data(), args[i].size());
     pointers[i] = strings;
   }
   const u64 argv = align_down(strings - (args.size() + 1) * sizeof(u64), kStackAlign);
-  memcpy(at(argv), pointers, (args.size() + 1) * sizeof(u64));
+  put(argv, pointers, (args.size() + 1) * sizeof(u64));
   return arch::UserEntry{.pc = 0, .sp = argv, .argc = args.size(), .argv = argv};
 }
 
