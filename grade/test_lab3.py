@@ -317,7 +317,8 @@ def test_separate_roots(boot, kernel, arch):
 TICKER_LINE = re.compile(r"^ticker: pid (\d+) line (\d+) of (\d+) proof=([0-9a-f]{16})$")
 COMPLETE_LINES = (TICKER_LINE, re.compile(r"^spin: pid \d+ counted to \d+ proof=[0-9a-f]{16}$"),
                   re.compile(r"^proc \d+ \([a-z0-9_!]+\): (started; root|reaped: )"),
-                  re.compile(r"^run: (\d+ programs; frames in use before: \d+|all processes ended; .*)$"))
+                  re.compile(r"^run: (\d+ programs; frames in use before: \d+|all processes ended; .*)$"),
+                  re.compile(r"^run: temp-map slots live: \d+; temporary mappings made since boot: \d+$"))  # lab 4
 
 
 @lab_test(3, "preempt_user")

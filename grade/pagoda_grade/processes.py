@@ -348,16 +348,13 @@ def is_used(bitmap, frame):
 
 # ---- A machine that died ----------------------------------------------------------------------
 
-USER_HALF_END = 1 << 47  # x86_64 and AArch64 (48-bit): the lower half ends here
-
-
 def recovered_by_fixup(kernel, fault):
     """True when @p fault is a kernel-mode fault of a user copy on a user address, which the
     kernel's fix-up table turns into EFAULT (lab 4): an instruction in the table, read by the
     grader from the ELF file, and a faulting address in the user half. Such a fault is the copy's
     way of finding a bad pointer, not a kernel fault."""
     return (fault.privilege == ARCHES[fault.arch].kernel_privilege and fault.address is not None
-            and fault.address < USER_HALF_END and fault.pc in symbols.user_fixups(kernel))
+            and fault.address < symbols.fact(kernel, "user_end") and fault.pc in symbols.user_fixups(kernel))
 
 
 def kernel_faults(kernel, run):

@@ -41,7 +41,7 @@ int main(int, char**) {
   const Kind kinds[] = {
       {"null", 0, true},
       {"kernel", kernel, true},
-      {"noncanonical", 0x0000'8000'0000'0000ull | (unmapped & 0xffff'ffffull), true},
+      {"noncanonical", 0x00ff'0000'0000'0000ull | (unmapped & 0xffff'ffffull), true},  // on every ISA
       {"unmapped", unmapped, true},
       {"straddling", end_page - 16, true},
       {"readonly", u64(reinterpret_cast<uptr>(kReadOnly)), false},
