@@ -16,11 +16,11 @@
 ///      resumes at its fix-up, which makes the copy return short. The call returns EFAULT;
 ///      there is no kernel fault report and no panic.
 ///
-///     syscall write(buf) -> copy_from_user -> arch::user_copy: rep movsb ----#PF----+
-///                                  ^                                            |
-///                                  |  Error::InvalidArgument (EFAULT)           v
-///                                  +---- "bytes left" <---- fix-up: resume  x86_trap: RIP in
-///                                                                           the fix-up table
+///     syscall write(buf) -> copy_from_user -> arch::user_copy: rep movsb --fault--+
+///                                  ^                                          |
+///                                  |  Error::InvalidArgument (EFAULT)         v
+///                                  +---- "bytes left" <---- fix-up: resume  trap: PC in the
+///                                                                         fix-up table
 ///
 /// A fault is resolved first when it can be (lab 5's demand paging): the fix-up applies only to
 /// what nothing resolves.
