@@ -286,7 +286,12 @@ Result<void> init(const BootInfo& boot) {
   const PhysRange boot_tables = arch::boot_page_tables();
   boot_root.withdraw();
   g_frames.release(boot_tables);
-  // The temp-map slots hang under the kernel half, which every root shares: made once, here.
+  g_ready = true;
+  println("vm: kernel page table at {:#x} ({} frames of tables); boot tables reclaimed ({} KiB); "
+          "{} of {} frames free", g_kernel_space->root().value(), table_frames, boot_tables.size / KiB,
+          g_frames.free_frames(), g_frames.managed_frames());
+  // The temp-map slots hang under the kernel half, which every root shares: made once, here
+  // (after ready(): the console may print through the kernel's device mapping from now on).
   const Result<void> temp = g_temp_maps.init(*g_kernel_space, 0);
   if (temp.is_error()) {
     if (temp.error() != Error::NotImplemented) return temp.error();
@@ -294,10 +299,6 @@ Result<void> init(const BootInfo& boot) {
   } else {
     TempMapArea::set_current(&g_temp_maps);
   }
-  g_ready = true;
-  println("vm: kernel page table at {:#x} ({} frames of tables); boot tables reclaimed ({} KiB); "
-          "{} of {} frames free", g_kernel_space->root().value(), table_frames, boot_tables.size / KiB,
-          g_frames.free_frames(), g_frames.managed_frames());
   return {};
 }
 

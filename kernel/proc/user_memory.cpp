@@ -22,6 +22,20 @@ void require_live(const AddressSpace& space, const char* who) {
 
 }  // namespace
 
+Result<void> check_user_range(AddressSpace& space, u64 va, u64 size, bool write) {
+  if (size == 0) return {};
+  if (!in_user_half(va, size)) return Error::InvalidArgument;
+  ConsistencyBatch reads = space.batch();
+  AddressSpace::Cursor c = space.cursor(reads, VirtAddr(va).align_down(kPageSize));
+  for (u64 page = align_down(va, kPageSize); page < va + size; page += kPageSize) {
+    if (page != c.va().value()) c.find(VirtAddr(page));
+    if (!c.mapped()) return Error::InvalidArgument;
+    const Perms p = c.perms();
+    if (!p.user || (write && !p.write)) return Error::InvalidArgument;
+  }
+  return {};
+}
+
 bool in_user_half(u64 va, u64 size) {
   if (size == 0) return true;
   const u64 end = va + size;
@@ -32,6 +46,10 @@ Result<void> copy_from_user(AddressSpace& space, void* dst, u64 va, usize size) 
   if (size == 0) return {};
   if (!in_user_half(va, size)) return Error::InvalidArgument;
   require_live(space, "copy_from_user");
+  // LAB 4 BEGIN copy without checking first: a bad page faults and the fix-up returns short
+  // LAB 4 SKELETON
+  // TRY(check_user_range(space, va, size, false));  // lab 3's check until the fix-up works
+  // LAB 4 END
   usize left;
   {
     UserAccessScope open;
@@ -44,6 +62,10 @@ Result<void> copy_to_user(AddressSpace& space, u64 va, const void* src, usize si
   if (size == 0) return {};
   if (!in_user_half(va, size)) return Error::InvalidArgument;
   require_live(space, "copy_to_user");
+  // LAB 4 BEGIN copy without checking first: a bad page faults and the fix-up returns short
+  // LAB 4 SKELETON
+  // TRY(check_user_range(space, va, size, true));  // lab 3's check until the fix-up works
+  // LAB 4 END
   usize left;
   {
     UserAccessScope open;
@@ -59,6 +81,10 @@ Result<usize> copy_string_from_user(AddressSpace& space, char* dst, u64 va, usiz
   if (!in_user_half(va, 1)) return Error::InvalidArgument;
   const usize room = usize(min<u64>(capacity, arch::UserSpace::kEnd - va));
   require_live(space, "copy_string_from_user");
+  // LAB 4 BEGIN read the string without checking first: a bad page faults and the fix-up says so
+  // LAB 4 SKELETON
+  // TRY(check_user_range(space, va, room, false));  // lab 3's check until the fix-up works
+  // LAB 4 END
   i64 length;
   {
     UserAccessScope open;

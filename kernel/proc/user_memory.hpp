@@ -41,6 +41,11 @@ class [[nodiscard]] UserAccessScope {
   UserAccessScope& operator=(const UserAccessScope&) = delete;
 };
 
+/// Lab 3's interim check, kept for the lab-4 skeleton (until the fix-up path works): InvalidArgument
+/// unless every page of [va, va + size) is in the user half and mapped user (and writable when
+/// @p write) in @p space. The copies below do not use it.
+[[nodiscard]] Result<void> check_user_range(AddressSpace& space, u64 va, u64 size, bool write);
+
 /// True when [va, va + size) lies in the user half (an empty range always does).
 bool in_user_half(u64 va, u64 size);
 
