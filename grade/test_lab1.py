@@ -4,15 +4,23 @@ Every test here takes its inputs from the grader (chosen at run time) and checks
 outside: QEMU's exception log, and the live page tables the grader walks itself while it holds the
 guest stopped. What each test witnesses and what it still believes: docs/grader.md."""
 import re
+import struct
 
 from pagoda_grade import lab_test
 from pagoda_grade.symbols import address_of, physical_of
-from pagoda_grade.vmchecks import GRADER_RAM, PAGE_FAULT, check_whole_map, stop_words
+from pagoda_grade.tlb import stale_read
+from pagoda_grade.vmchecks import (GRADER_RAM, KERNEL_HALF_BITS, PAGE_FAULT, check_whole_map, entries_in_range,
+                                   stop_words)
 from pagoda_grade.witness import (ARCHES, MACHINES, PAGE, expect_fault, image_physical, kernel_image_regions,
-                                  pick_in, pick_page, top_level)
+                                  layout_value, pick_in, pick_page, top_level)
 
 HEX = r"0x[0-9a-f]+"
 FRAMES_PAGES = (1100, 2000)
+STALE_PAGES = (4, 12)       # pages the stale-TLB test remaps (the kernel takes at most 16)
+FIT_COUNT = (300, 900)      # frames the next-fit test allocates (the kernel takes at most 1024)
+FIT_FREED = 128             # ... of which it gives the first back (kernel/mm/vm_selftest.cpp)
+MAX_SHOWN = 6
+VMPRINT_PAGES = (16, 160)   # the range vmprint dumps, in pages
 
 
 def translations(run):
@@ -69,7 +77,7 @@ def test_translate_text_data(boot, kernel, arch):
         if va not in printed:
             run.fail(f"{region.what}: the kernel printed no 'translate: {va:#x} -> ...' line for the address "
                      "the grader gave it")
-        t = re.fullmatch(rf"({HEX}) \((\d+) KiB\) (\S+) (kernel|user)(?: uncached)?", printed[va])
+        t = re.fullmatch(rf"({HEX}) \((\d+) KiB\) (\S+) (kernel|user)(?: uncached)?(?: global)?", printed[va])
         if t is None:
             run.fail(f"{region.what}: {va:#x} is mapped, but the kernel says '{printed[va]}'")
         if int(t[1], 16) != walk.pa or t[3] != walk.perms.rwx() or (t[4] == "user") != walk.perms.user:
@@ -136,7 +144,7 @@ def test_write_text_faults(boot, kernel, arch):
         run.fail(f"kernel text {address:#x} is {walk.perms.rwx() if walk.mapped else walk.stop_reason} in the live "
                  "tables (the grader walked them as the self-test started); it must be mapped read-only")
     check_reason(run, "write to read-only page", "the write hit a read-only page")
-    run.expect(r"^\s+-> page 0x[0-9a-f]{16} \(4 KiB\), r-x kernel$", "the walk ending at the text page, r-x")
+    run.expect(r"^\s+-> page 0x[0-9a-f]{16} \(4 KiB\), r-x kernel(?: global)?$", "the walk ending at the text page, r-x")
     run.expect_outcome("failure")
 
 
@@ -256,3 +264,171 @@ def test_tables_verified(boot, kernel, arch):
     if problems:
         run.fail("the grader walked the live page tables (root from the gdbstub, tables from guest RAM) and "
                  "compared them with the whole expected map:\n  " + "\n  ".join(problems))
+
+
+@lab_test(1, "stale_tlb")
+def test_stale_tlb(boot, kernel, arch):
+    """Unmap and protect must invalidate what the TLB holds: a missing invalidation never faults
+    by itself, so the grader compares each read with what the live tables map now (tlb.py) and
+    expects the write after protect to fault in QEMU's exception log."""
+    token = boot.fresh_token()
+    top = top_level(kernel)
+    slot = pick_in(token, "stale slot", top.lower_entries // 8, top.lower_entries * 7 // 8)
+    base = (slot << top.shift) + pick_in(token, "stale offset", 1, 1 << 17) * PAGE
+    pages = pick_in(token, "stale pages", *STALE_PAGES)
+    seed = pick_in(token, "stale seed", 1, 2**48)
+    protected = base + pages * PAGE
+
+    def script(guest):
+        snap = guest.stop_at("pagoda_grader_checkpoint")
+        if (snap.argument(0), snap.argument(1)) != (base, pages):
+            return ["the stale-TLB test was not running on the grader's base= and pages="]
+        reads = struct.unpack(f"<{pages}Q", snap.read_virt(snap.argument(2), 8 * pages))
+        problems = []
+        for i, value in enumerate(reads):
+            stale = stale_read(snap, base + i * PAGE, value)
+            if stale:
+                problems.append(f"page {i}: {stale}")
+        return problems
+
+    run = boot(test="vm_stale_tlb", token=token, args={"base": base, "pages": pages, "seed": seed}, witness=script)
+    problems = run.require_witness()
+    if problems:
+        run.fail("after unmapping each page and mapping it to a new frame, the kernel read through the address "
+                 "again; the grader compared every read with the frame the live tables map:\n  "
+                 + "\n  ".join(problems[:MAX_SHOWN]))
+    expect_fault(run, **PAGE_FAULT[arch]["write_protect"], address=protected,
+                 function="pagoda::pagoda_selftest_vm_stale_tlb", kernel=kernel,
+                 what=f"the write to {protected:#x} after protecting it read-only (a TLB entry left writable "
+                      "by a protect that does not invalidate lets it through)")
+    check_reason(run, "write to read-only page", "the page was protected read-only")
+    run.expect_outcome("failure")
+
+
+def boot_frames_fit(boot, kernel, arch):
+    """Boots frames_fit: the grader reads the frames the kernel got at both checkpoints from
+    guest RAM and picks the limit in between (an address among the frames the test freed)."""
+    token = boot.fresh_token()
+    count = pick_in(token, "fit count", *FIT_COUNT)
+    wanted = pick_in(token, "fit below", 8, FIT_FREED // 2)
+
+    def script(guest):
+        first = guest.stop_at("pagoda_grader_checkpoint")
+        if first.argument(1) != count:
+            return {"problem": f"the frame test got {first.argument(1)} frames; the grader asked for count={count}"}
+        got = struct.unpack(f"<{count}Q", first.read_virt(first.argument(0), 8 * count))
+        following = first.argument(2)
+        freed = sorted(got[:FIT_FREED])
+        limit = freed[wanted + pick_in(token, "fit limit", 0, FIT_FREED - wanted - 1)]
+        guest.stop_at("pagoda_grader_stop")
+        guest.deliver([limit])
+        second = guest.stop_at("pagoda_grader_checkpoint")
+        n = second.argument(1)
+        below = struct.unpack(f"<{n}Q", second.read_virt(second.argument(0), 8 * n)) if n <= FIT_FREED else ()
+        return {"got": got, "next": following, "limit": limit, "limit_seen": second.argument(2), "below": below}
+
+    run = boot(test="frames_fit", token=token, args={"count": count, "below": wanted}, witness=script)
+    seen = run.require_witness()
+    if "problem" in seen:
+        run.fail(seen["problem"])
+    return run, seen, count, wanted
+
+
+def check_frames(run, kernel, arch, frames, what):
+    """Every frame of @p frames is distinct, page aligned, usable RAM, and not the kernel image."""
+    img_lo, img_hi = image_physical(kernel)
+    ram = MACHINES[arch].usable_ram(GRADER_RAM)
+    if len(set(frames)) != len(frames):
+        run.fail(f"{what}: the allocator handed out the same frame twice")
+    for f in frames:
+        if f % PAGE or img_lo <= f < img_hi or not any(a <= f < b for a, b in ram):
+            run.fail(f"{what}: frame {f:#x} is misaligned, in the kernel image, or not RAM")
+
+
+@lab_test(1, "frames_next_fit")
+def test_frames_next_fit(boot, kernel, arch):
+    run, seen, count, _ = boot_frames_fit(boot, kernel, arch)
+    got, following = seen["got"], seen["next"]
+    check_frames(run, kernel, arch, list(got), "the frames of the test")
+    check_frames(run, kernel, arch, [following], "the frame after the first ones were given back")
+    if following in got[:FIT_FREED] or following <= got[-1]:
+        run.fail(f"after handing out {count} frames (the last {got[-1]:#x}) and getting the first {FIT_FREED} "
+                 f"back, the allocator handed out {following:#x}: next fit goes on after the last frame it "
+                 "found instead of searching from the start again (the grader read the frames from guest RAM)")
+    run.expect(r"^fit: \d+ frames below 0x[0-9a-f]+; free frames before (\d+) after \1$",
+               "every frame given back ('fit: ... free frames before N after N')")
+    run.expect_outcome("success")
+
+
+@lab_test(1, "frames_limit")
+def test_frames_limit(boot, kernel, arch):
+    run, seen, _, wanted = boot_frames_fit(boot, kernel, arch)
+    limit, below = seen["limit"], seen["below"]
+    if seen["limit_seen"] != limit or len(below) != wanted:
+        run.fail(f"the test did not allocate {wanted} frames below the limit {limit:#x} the grader delivered")
+    check_frames(run, kernel, arch, below, f"allocate_below({limit:#x})")
+    above = [f for f in below if f >= limit]
+    if above:
+        run.fail(f"allocate_below({limit:#x}) handed out {len(above)} of {wanted} frames at or above the limit, "
+                 f"e.g. {above[0]:#x} (the grader read them from guest RAM)")
+    run.expect_outcome("success")
+
+
+VMPRINT_ROOT = re.compile(rf"^vmprint: root ({HEX}) \[({HEX}), ({HEX})\)$")
+VMPRINT_LINE = re.compile(rf"^vmprint: ((?:\.\. )*)(\S+?)\s*\[\s*(\d+)\] ({HEX}) = ({HEX})$")
+
+
+@lab_test(1, "vmprint_matches")
+def test_vmprint_matches(boot, kernel, arch):
+    """The student's vmprint() over a range the grader picks from its own walk, compared line by
+    line with the entries the grader reads from guest RAM just before the print."""
+    token = boot.fresh_token()
+    half = layout_value(kernel, "kernel_half_base")
+
+    def script(guest):
+        snap = guest.stop_at("pagoda_grader_stop")
+        runs = snap.dump()
+        run = runs[pick_in(token, "vmprint run", 0, len(runs) - 1)]
+        lo = run.va_start + pick_in(token, "vmprint start", 0, (run.va_end - run.va_start) // PAGE - 1) * PAGE
+        hi = min(lo + pick_in(token, "vmprint pages", *VMPRINT_PAGES) * PAGE, (1 << 64) - PAGE)
+        guest.deliver([lo, hi])
+        at = guest.stop_at("pagoda_grader_checkpoint")
+        root = at.lower_root if lo < half else at.root
+        return {"lo": lo, "hi": hi, "root": root, "said": (at.argument(0), at.argument(1), at.argument(2)),
+                "entries": entries_in_range(at, kernel, arch, root, lo, hi)}
+
+    run = boot(test="vm_print", token=token, witness=script)
+    seen = run.require_witness()
+    lo, hi, root = seen["lo"], seen["hi"], seen["root"]
+    if seen["said"] != (lo, hi, root):
+        run.fail(f"the vmprint test did not print [{lo:#x}, {hi:#x}) of the live root {root:#x} (it said "
+                 f"{', '.join(hex(v) for v in seen['said'])})")
+    m = run.expect(VMPRINT_ROOT.pattern, "the 'vmprint: root ...' line")
+    if (int(m[1], 16), int(m[2], 16), int(m[3], 16)) != (root, lo, hi):
+        run.fail(f"vmprint says '{m[0]}'; the live root is {root:#x} and the range [{lo:#x}, {hi:#x})")
+    hardware = KERNEL_HALF_BITS[arch]["hardware_bits"]  # accessed/dirty: the CPU may set them meanwhile
+    printed = [(len(p[1]) // 3, int(p[4], 16), int(p[5], 16) & ~hardware)
+               for p in (VMPRINT_LINE.match(l) for l in run.lines) if p]
+    expected = [(level, va, e & ~hardware) for level, va, e, _ in seen["entries"]]
+    problems = []
+    for i in range(max(len(printed), len(expected))):
+        got = printed[i] if i < len(printed) else None
+        want = expected[i] if i < len(expected) else None
+        if got == want:
+            continue
+        if want is None:
+            problems.append(f"line {i + 1}: vmprint printed level {got[0]} {got[1]:#x} = {got[2]:#x}, but the tables "
+                            "have no more present entries in the range")
+        elif got is None:
+            problems.append(f"line {i + 1}: missing: level {want[0]} {want[1]:#x} = {want[2]:#x}")
+        else:
+            problems.append(f"line {i + 1}: vmprint printed level {got[0]} {got[1]:#x} = {got[2]:#x}; guest RAM "
+                            f"holds level {want[0]} {want[1]:#x} = {want[2]:#x} there")
+        if len(problems) == MAX_SHOWN:
+            break
+    if problems:
+        run.fail(f"vmprint of [{lo:#x}, {hi:#x}) does not match the {len(expected)} present entries the grader read "
+                 "from guest RAM (parents before children, in address order; accessed and dirty bits left "
+                 "out):\n  " + "\n  ".join(problems))
+    run.expect(r"^vmprint: end$", "the end of the dump")
+    run.expect_outcome("success")

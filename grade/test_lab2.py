@@ -5,11 +5,12 @@ import struct
 
 from pagoda_grade import lab_test
 from pagoda_grade.symbols import address_of, fact, find, physical_of
-from pagoda_grade.vmchecks import GRADER_RAM, PAGE_FAULT, check_whole_map, stop_words
+from pagoda_grade.vmchecks import GRADER_RAM, PAGE_FAULT, check_whole_map, kernel_half_problems, stop_words
 from pagoda_grade.witness import ARCHES, PAGE, expect_fault, pick_in, pick_page, top_level, window_ram
 
 HEX = r"0x[0-9a-f]+"
 GRADER_MEMORY = f"{GRADER_RAM >> 20}M"  # more than the window, so that RAM above the window exists
+BLOCK = 2 * 1024 * 1024                  # the large page of both ISAs (x86_64 PD, AArch64 L2 block)
 
 
 # How the kernel half is shared. x86_64: every process root copies the kernel root's kernel-half
@@ -217,3 +218,149 @@ def test_tables_verified_high(boot, kernel, arch):
     if problems:
         run.fail("the grader walked the live page tables (root from the gdbstub, tables from guest RAM) and "
                  "compared them with the whole expected map:\n  " + "\n  ".join(problems))
+
+
+def kernel_half_at_idle(boot, kernel, arch, what):
+    """Boots to idle, stops the guest at an instant the grader picks, checks that the live map is
+    the kernel's own (the whole expected map: not the boot stub's tables) and reads every entry of
+    the kernel half's tables from guest RAM (vmchecks.kernel_half_problems)."""
+    return check_whole_map(boot, kernel, arch, boot.fresh_token(),
+                           extra=lambda snap: kernel_half_problems(snap, kernel, arch, what))
+
+
+@lab_test(2, "kernel_half_no_user")
+def test_kernel_half_no_user(boot, kernel, arch):
+    """No entry of the kernel half, at any level, lets user mode in: not only the leaves."""
+    run, problems = kernel_half_at_idle(boot, kernel, arch, "user")
+    if problems:
+        run.fail("the grader walked the live tables (the whole map) and read every entry of the kernel half from "
+                 "guest RAM; a kernel-half table entry must keep user mode out too, not only the leaf:\n  "
+                 + "\n  ".join(problems))
+
+
+@lab_test(2, "kernel_half_global")
+def test_kernel_half_global(boot, kernel, arch):
+    """Every mapping of the kernel half is global: its TLB entries survive a switch of roots."""
+    run, problems = kernel_half_at_idle(boot, kernel, arch, "global")
+    if problems:
+        run.fail("the grader walked the live tables (the whole map) and read every leaf of the kernel half from "
+                 "guest RAM; kernel mappings must be global (the same in every address space):\n  "
+                 + "\n  ".join(problems))
+
+
+@lab_test(2, "window_large_pages")
+def test_window_large_pages(boot, kernel, arch):
+    """The window maps RAM with 2 MiB pages wherever a whole aligned one is RAM it must map, and
+    4 KiB pages only at the edges; walked by the grader at an instant it picks."""
+    token = boot.fresh_token()
+    window_phys = fact(kernel, "window_phys_base")
+    offset = fact(kernel, "window_base") - window_phys
+
+    def script(guest):
+        snap = guest.stop_at_line(r"^idle:", delay=pick_in(token, "instant", 0, 200) / 1000)
+        problems, blocks = [], 0
+        for a, b in window_ram(kernel, arch, GRADER_RAM):
+            first, end = -(-a // BLOCK) * BLOCK, b // BLOCK * BLOCK   # the whole blocks inside [a, b)
+            probes = [(pa, BLOCK) for pa in range(first, end, BLOCK)]
+            probes += [(pa, PAGE) for pa in (a, b - PAGE) if not first <= pa < end]
+            for pa, size in probes:
+                w = snap.walk(offset + pa)
+                if not w.mapped or w.page_size != size:
+                    got = f"a {w.page_size // 1024} KiB page" if w.mapped else w.stop_reason
+                    problems.append(f"{offset + pa:#x} (RAM {pa:#x}) is {got}; expected a {size // 1024} KiB page")
+                blocks += size == BLOCK
+        if blocks == 0:
+            problems.append("the window has no RAM a whole 2 MiB page fits (the grader's memory size is wrong?)")
+        guest.end()
+        return problems[:8]
+
+    run = boot(token=token, memory=GRADER_MEMORY, witness=script)
+    if run.require_witness():
+        run.fail("the grader walked the window in the live tables:\n  " + "\n  ".join(run.witness))
+
+
+@lab_test(2, "split_large_page")
+def test_split_large_page(boot, kernel, arch):
+    """A partial protect and a partial unmap of a 2 MiB page split it into 4 KiB pages mapping
+    the same frames; both states read by the grader from guest RAM."""
+    token = boot.fresh_token()
+    top = top_level(kernel)
+    slot = pick_in(token, "split slot", top.lower_entries // 8, top.lower_entries * 7 // 8)
+    base = (slot << top.shift) + pick_in(token, "split block", 1, 4096) * BLOCK
+    pages = BLOCK // PAGE
+    first = pick_in(token, "split first", 1, pages - 64)
+    count = pick_in(token, "split pages", 1, 48)
+    hole = (first + count + pick_in(token, "split hole", 0, pages - count - 1)) % pages
+    seed = pick_in(token, "split seed", 1, 2**32)
+
+    def script(guest):
+        one = guest.stop_at("pagoda_grader_checkpoint")
+        if (one.argument(0), one.argument(2)) != (base, 0):
+            return ["the split test was not running on the grader's base="]
+        pa = one.argument(1)
+        w = one.walk(base + pick_in(token, "split probe", 0, pages - 1) * PAGE)
+        if not w.mapped or w.page_size != BLOCK or w.pa & ~(BLOCK - 1) != pa:
+            return [f"before the split, {base:#x} is not one 2 MiB page mapping {pa:#x} "
+                    f"({'a ' + str(w.page_size // 1024) + ' KiB page' if w.mapped else w.stop_reason})"]
+        two = guest.stop_at("pagoda_grader_stop")
+        problems = []
+        for i in range(pages):
+            w = two.walk(base + i * PAGE)
+            if i == hole:
+                if w.mapped:
+                    problems.append(f"page {i} ({base + i * PAGE:#x}) is still mapped after its unmap")
+                continue
+            want = "r--" if first <= i < first + count else "rw-"
+            if not w.mapped or w.page_size != PAGE or w.pa != pa + i * PAGE or w.perms.rwx() != want:
+                got = f"{w.page_size // 1024} KiB -> {w.pa:#x} {w.perms.rwx()}" if w.mapped else w.stop_reason
+                problems.append(f"page {i} ({base + i * PAGE:#x}) is {got}; expected 4 KiB -> {pa + i * PAGE:#x} {want}")
+            elif two.read_u64(w.pa) != i ^ seed:
+                problems.append(f"page {i} lost its data in the split (frame {w.pa:#x})")
+            if len(problems) >= 6:
+                break
+        return problems
+
+    run = boot(test="vm_split", token=token, memory=GRADER_MEMORY,
+               args={"base": base, "first": first, "pages": count, "hole": hole, "seed": seed}, witness=script)
+    if run.require_witness():
+        run.fail(f"the grader walked the 2 MiB page at {base:#x} before and after protecting pages {first}..."
+                 f"{first + count - 1} read-only and unmapping page {hole}:\n  " + "\n  ".join(run.witness))
+    run.expect(r"^split: .* free frames before (\d+) after \1$", "every frame given back")
+    run.expect_outcome("success")
+
+
+@lab_test(2, "heap_reuse")
+def test_heap_reuse(boot, kernel, arch):
+    """The heap's free path puts blocks back where allocate finds them first: a second round of
+    the same sizes gets exactly the blocks of the first, read by the grader from guest RAM."""
+    token = boot.fresh_token()
+    count = pick_in(token, "reuse objects", 500, 3000)
+    seed = pick_in(token, "reuse seed", 0, 2**32)
+    kernel_half = fact(kernel, "kernel_half_base")
+
+    def script(guest):
+        snap = guest.stop_at("pagoda_grader_checkpoint")
+        if snap.argument(2) != count:
+            return [f"the heap test ran {snap.argument(2)} objects; the grader asked for objects={count}"]
+        first = struct.unpack(f"<{count}Q", snap.read_virt(snap.argument(0), 8 * count))
+        second = struct.unpack(f"<{count}Q", snap.read_virt(snap.argument(1), 8 * count))
+        problems = []
+        if len(set(first)) != count or len(set(second)) != count:
+            problems.append("the heap handed out the same block twice to live objects")
+        if any(p < kernel_half for p in first + second):
+            problems.append("heap objects lie outside the kernel half")
+        fresh = set(second) - set(first)
+        if fresh:
+            problems.append(f"{len(fresh)} of {count} objects of the second round (e.g. {min(fresh):#x}) are not blocks "
+                            "the first round freed: freed blocks are not reused first (free must put them back on the "
+                            "front of their class's list)")
+        return problems
+
+    run = boot(test="heap_reuse", token=token, args={"objects": count, "seed": seed}, witness=script)
+    if run.require_witness():
+        run.fail("the grader read both rounds' objects from guest RAM:\n  " + "\n  ".join(run.witness))
+    m = run.expect(r"^heap_reuse: \d+ objects; heap frames (\d+) after the first round, (\d+) after the second; "
+                   r"(\d+) objects live$", "the 'heap_reuse: ...' line")
+    if m[1] != m[2]:
+        run.fail(f"the heap took {int(m[2]) - int(m[1])} more frames for the second round of the same sizes")
+    run.expect_outcome("success")

@@ -46,7 +46,7 @@ Aarch64AddressSpace::Aarch64AddressSpace(Aarch64AddressSpace&& other)
 
 Result<Aarch64AddressSpace> Aarch64AddressSpace::create_kernel(TableMemory& memory) {
   Tree lower = TRY(Tree::create(memory));
-  Tree upper = TRY(Tree::create(memory));
+  Tree upper = TRY(Tree::create(memory, {.user_end = 0}));  // TTBR1: no table entry allows EL0
   return Aarch64AddressSpace(move(lower), move(upper));
 }
 

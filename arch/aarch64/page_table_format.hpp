@@ -26,7 +26,8 @@
 ///     |NST| APT |UXNT|PXNT|ignored| res0 | next-level table address     |   ignored   |1|1|
 ///     +---+-----+----+----+-------+------+------------------------------+-------------+-+-+
 ///     APTable bit 61: no EL0 access below; bit 62: no write below. UXNT/PXNT: nothing below
-///     executes at EL0/EL1. (Pagoda's tables set none of these: the leaf decides.)
+///     executes at EL0/EL1. (Pagoda sets only bit 61, on every table descriptor of TTBR1's
+///     kernel half; under TTBR0 the leaf decides.)
 ///
 ///     block (L1: 1 GiB, L2: 2 MiB; bits 1:0 = 01) and page (L3: 4 KiB; bits 1:0 = 11)
 ///     63  59 58 55 54  53  52  51 50 49 48 47          n n-1    12 11 10  9 8  7 6  5  4  2 1 0
@@ -160,10 +161,14 @@ struct PageTableFormat {
     return PhysAddr(e & kAddressMask);
   }
 
-  /// An entry pointing to the next-level table at @p table. It restricts nothing (no APTable,
-  /// no XNTable): the leaf decides, as on x86_64.
-  static constexpr u64 make_table_entry(PhysAddr table, usize) {
-    return (table.value() & kAddressMask) | kValid | kTableOrPage;
+  /// An entry pointing to the next-level table at @p table. Where @p user pages may lie below
+  /// (TTBR0) it restricts nothing: the leaf decides, as on x86_64. In the kernel half (TTBR1,
+  /// @p user false) it sets APTable[0], "no EL0 access below", the counterpart of x86's US
+  /// clear in every kernel-half table entry: a leaf written with AP[1] by mistake still gives
+  /// EL0 nothing. (No XNTable: the walk counts PXNTable/UXNTable as "nothing below executes",
+  /// and kernel text lies below these tables.)
+  static constexpr u64 make_table_entry(PhysAddr table, usize, bool user) {
+    return (table.value() & kAddressMask) | kValid | kTableOrPage | (user ? 0 : kApTableNoEl0);
   }
 
   /// A 4 KiB page (level L3) mapping @p page with @p perms. Kernel pages never execute at EL0,

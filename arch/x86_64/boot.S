@@ -107,7 +107,7 @@ pvh_entry:
         jb      2b
 
         movl    %cr4, %eax
-        orl     $CR4_PAE, %eax
+        orl     $(CR4_PAE | CR4_PGE), %eax
         movl    %eax, %cr4
 
         movl    $boot_pml4, %eax

@@ -20,6 +20,7 @@
 #define CR0_WP  (1 << 16)
 #define CR0_PG  (1 << 31)
 #define CR4_PAE (1 << 5)
+#define CR4_PGE (1 << 7)   /* global pages: G entries survive CR3 loads */
 #define MSR_EFER 0xC0000080
 #define EFER_LME (1 << 8)
 #define EFER_NXE (1 << 11)

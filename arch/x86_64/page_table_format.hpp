@@ -138,9 +138,9 @@ struct PageTableFormat {
 
   /// An entry pointing to the next-level table at @p table. Table entries permit everything;
   /// the leaf decides (see the layout above).
-  static constexpr u64 make_table_entry(PhysAddr table, usize) {
+  static constexpr u64 make_table_entry(PhysAddr table, usize, bool user) {
     check_output("make_table_entry", table);
-    return (table.value() & kAddressMask) | kPresent | kWritable | kUser;
+    return (table.value() & kAddressMask) | kPresent | kWritable | (user ? kUser : 0);
   }
 
   /// A 4 KiB leaf (level kPt) mapping @p page with @p perms.

@@ -6,6 +6,7 @@ full marks on the same tests (the `grade` step of ./pagoda test)."""
 import pytest
 
 from conftest import run_grader
+from pagoda_grade.manifest import load_all
 
 # fixture -> {test id: words its failure reason must contain}
 TARGETS = {
@@ -38,7 +39,8 @@ def test_kernel_without_vm_work_scores_nothing_witnessed(fixture_kernels, tmp_pa
     gave it 41/41 on labs 1-2). It may keep runs_high at most, which it would earn honestly: the
     boot stub and the high link (lab 2 work it inherits) do run it in the top 2 GiB."""
     results = run_grader(tmp_path, fixture_kernels["novm"], (1, 2), workers=2)
-    assert len(results) == 14
+    labs = load_all()
+    assert set(results) == {t.id for n in (1, 2) for t in labs[n].tests}
     passed = {t for t, (outcome, _) in results.items() if outcome == "passed"}
     assert passed <= {"runs_high"}, {t: results[t][1][:300] for t in passed}
 

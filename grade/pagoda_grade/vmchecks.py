@@ -4,7 +4,8 @@ import re
 
 from pagoda import faultlog
 
-from .witness import compare_map, expected_kernel_map, pick_in
+from .witness import (MAX_PROBLEMS_SHOWN, MAX_TABLE_READS, WalkError, compare_map, expected_kernel_map,
+                      layout_value, pick_in, top_level)
 
 # How each architecture raises the page faults these tests provoke: expect_fault()'s vector,
 # error and error_mask for a read of an unmapped page, a write to a read-only page and an
@@ -51,3 +52,88 @@ def check_whole_map(boot, kernel, arch, token, extra=None):
 
     run = boot(token=token, memory=f"{GRADER_RAM >> 20}M", witness=script)
     return run, run.require_witness()
+
+
+# ---- The kernel half, entry by entry -----------------------------------------------------------
+
+# What the grader reads in each entry of the kernel half's tables, per architecture. x86_64: the
+# upper half of CR3's root (PML4 256..511); US (bit 2) at every level must be clear, and every
+# leaf global (G, bit 8; CR4.PGE on, bit 7). AArch64: every entry of TTBR1's root; a table
+# descriptor must forbid EL0 below it (APTable[0], bit 61), a leaf must be EL1-only (AP[1], bit 6,
+# clear) and global (nG, bit 11, clear: one TLB entry for every ASID).
+KERNEL_HALF_BITS = {
+    "x86_64": dict(table_allows_user=lambda e: bool(e & 1 << 2), leaf_allows_user=lambda e: bool(e & 1 << 2),
+                   leaf_global=lambda e: bool(e & 1 << 8),
+                   is_leaf=lambda e, level, last: level == last or (level in (1, 2) and bool(e & 1 << 7)),
+                   user_words="US set", global_words="G clear", hardware_bits=(1 << 5) | (1 << 6),
+                   global_control=("cr4", 7, "CR4.PGE is off: global entries are flushed at every CR3 load")),
+    "aarch64": dict(table_allows_user=lambda e: not e & 1 << 61, leaf_allows_user=lambda e: bool(e & 1 << 6),
+                    leaf_global=lambda e: not e & 1 << 11,
+                    is_leaf=lambda e, level, last: level == last or (level in (1, 2) and e & 3 == 1),
+                    user_words="EL0 allowed (APTable[0] clear on a table, AP[1] set on a leaf)",
+                    global_words="nG set", global_control=None, hardware_bits=0),
+}
+
+
+def entries_in_range(snap, kernel, arch, root, lo, hi):
+    """Every present entry of the tree at @p root whose range meets [lo, hi) (one half of the
+    address space), read by the grader from guest RAM, parents before children:
+    [(level, va, entry, is_leaf)], va the first address the entry covers. WalkError on a table
+    cycle or an absurd tree."""
+    entries_per, levels = layout_value(kernel, "entries_per_table"), layout_value(kernel, "levels")
+    mask, shift0 = layout_value(kernel, "address_mask"), top_level(kernel).shift
+    index_bits, is_leaf = entries_per.bit_length() - 1, KERNEL_HALF_BITS[arch]["is_leaf"]
+    reads, out = [0], []
+
+    def visit(pa, level, lo, hi):
+        reads[0] += 1
+        if reads[0] > MAX_TABLE_READS:
+            raise WalkError(f"more than {MAX_TABLE_READS} tables in [{lo:#x}, {hi:#x}): a table cycle?")
+        table = snap.table_entries(pa)
+        shift = shift0 - index_bits * level
+        va = lo
+        while va < hi:
+            start = va & ~((1 << shift) - 1)
+            e = table[(va >> shift) & (entries_per - 1)]
+            if e & 1:
+                leaf = is_leaf(e, level, levels - 1)
+                out.append((level, start, e, leaf))
+                if not leaf:
+                    visit(e & mask, level + 1, max(va, start), min(hi, start + (1 << shift)))
+            va = start + (1 << shift)
+
+    visit(root, 0, lo, hi)
+    return out
+
+
+def kernel_half_entries(snap, kernel, arch):
+    """entries_in_range() of the whole kernel half of the live kernel root."""
+    return entries_in_range(snap, kernel, arch, snap.root, layout_value(kernel, "kernel_half_base"), 1 << 64)
+
+
+def kernel_half_problems(snap, kernel, arch, what):
+    """Problems of the kernel half's entries: @p what is 'user' (an entry at any level allows
+    user access) or 'global' (a leaf is not global)."""
+    bits = KERNEL_HALF_BITS[arch]
+    try:
+        entries = kernel_half_entries(snap, kernel, arch)
+    except WalkError as e:
+        return [str(e)]
+    if not entries:
+        return ["nothing is mapped in the kernel half"]
+    problems, names = [], ("top-level", "level-1", "level-2", "level-3", "level-4")
+    for level, va, e, leaf in entries:
+        if what == "user":
+            bad = bits["leaf_allows_user"](e) if leaf else bits["table_allows_user"](e)
+            words = bits["user_words"]
+        else:
+            bad, words = leaf and not bits["leaf_global"](e), bits["global_words"]
+        if bad:
+            problems.append(f"the {names[level]} {'leaf' if leaf else 'table'} entry for {va:#x} is {e:#x}: {words}")
+    if what == "global" and bits["global_control"]:
+        register, bit, message = bits["global_control"]
+        if not snap.registers[register] >> bit & 1:
+            problems.append(message)
+    if len(problems) > MAX_PROBLEMS_SHOWN:
+        problems = problems[:MAX_PROBLEMS_SHOWN] + [f"... and {len(problems) - MAX_PROBLEMS_SHOWN} more"]
+    return problems

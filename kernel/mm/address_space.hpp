@@ -76,7 +76,9 @@ class AddressSpace {
   /// arch::critical_ranges()): the first page of a range that it does not map, or maps without
   /// the access the range needs, or a kernel half it does not share; ok() when there is none.
   /// Walks this space's tables and changes nothing (not const only because it walks with a
-  /// Cursor, which could change them).
+  /// Cursor, which could change them). When this space shares the kernel half, a range of it
+  /// that an earlier check walked, with no change to any table since (no ConsistencyBatch told
+  /// of one), is taken as proven instead of walked again (docs/debugging.md, "Cost").
   [[nodiscard]] SwitchRefusal check_switch(Span<const CriticalRange> needed);
   /// Turns the check of activate() on or off for every space (the boot option vm_check=off).
   static void set_switch_checks(bool on) { s_switch_checks = on; }
@@ -98,19 +100,28 @@ class AddressSpace {
   /// True when this space may change [va, va + size) (a user space: only its own half).
   bool may_change(VirtAddr va, u64 size) const { return arch_.may_change(va, size); }
 
+  /// The large page one level above a page (2 MiB on x86_64 and on AArch64 with 4 KiB pages).
+  static constexpr u64 kBlockSize = Format::entry_span(Format::kLevels - 2);
+
   /// @name Changes (each one batch; see Cursor for the errors)
   /// @{
   /// Maps the page at @p va to @p pa.
   [[nodiscard]] Result<void> map(VirtAddr va, PhysAddr pa, Perms perms);
+  /// Maps one large page (a block) of @p size bytes (kBlockSize, or another size the format can
+  /// hold as a block) at @p va to @p pa, both aligned to it; InvalidArgument for a size no level
+  /// holds.
+  [[nodiscard]] Result<void> map_block(VirtAddr va, PhysAddr pa, u64 size, Perms perms);
   /// Maps [va, va + size) to [pa, pa + size); on failure nothing of it stays mapped.
   [[nodiscard]] Result<void> map_range(VirtAddr va, PhysAddr pa, u64 size, Perms perms);
   /// Unmaps the page at @p va and returns the physical page it mapped (the caller's to free,
   /// now: the batch has flushed when this returns).
   [[nodiscard]] Result<PhysAddr> unmap(VirtAddr va);
-  /// Unmaps every page of [va, va + size); NotFound at the first page not mapped.
+  /// Unmaps every page of [va, va + size); NotFound at the first page not mapped. A large page
+  /// the range covers only in part is split first (split_partial_blocks()).
   [[nodiscard]] Result<void> unmap_range(VirtAddr va, u64 size);
   /// Changes the permissions of every page of [va, va + size), keeping accessed, dirty and
-  /// global; nothing changes unless all of it is mapped.
+  /// global; nothing changes unless all of it is mapped (a large page the range covers only in
+  /// part is split first, which changes no translation).
   [[nodiscard]] Result<void> protect(VirtAddr va, u64 size, Perms perms);
   /// Splits the block (large page) that maps @p va into the next level's entries.
   [[nodiscard]] Result<void> split(VirtAddr va);
@@ -126,6 +137,10 @@ class AddressSpace {
  private:
   AddressSpace(arch::ArchAddressSpace arch, debug::RootKind kind, StringView name)
       : arch_(move(arch)), published_(arch_.root(), kind, name) {}
+
+  /// Splits the large pages that [va, va + size) covers only in part (at its two ends), down to
+  /// pages where needed, so that the cursor can change the range page by page (LAB 2).
+  [[nodiscard]] Result<void> split_partial_blocks(ConsistencyBatch& batch, VirtAddr va, u64 size);
 
   /// Prints every critical range of @p needed with what this space does for it, then panics
   /// with @p refusal.

@@ -16,6 +16,7 @@
 /// flush() or when it goes out of scope, so that no caller can forget or reorder them.
 #pragma once
 
+#include "lib/result.hpp"
 #include "lib/types.hpp"
 #include "mm/addr.hpp"
 #include "mm/page.hpp"
@@ -56,12 +57,22 @@ class [[nodiscard]] ConsistencyBatch {
   ConsistencyBatch& operator=(const ConsistencyBatch&) = delete;
   ~ConsistencyBatch() { flush(); }
 
+  /// How many changes every batch has been told of since boot (entries written, translations
+  /// invalidated, tables unlinked), in any tree: a generation of the page tables. What the
+  /// pre-switch check proved of the kernel half holds while it stays the same
+  /// (AddressSpace::check_switch). It counts when the change is made, not at the flush.
+  static u64 changes() { return s_changes; }
+
   /// Table entries were written: the next flush issues the write barrier (also what makes a
   /// new mapping usable on AArch64), even with nothing to invalidate.
-  void wrote() { wrote_ = true; }
+  void wrote() {
+    ++s_changes;
+    wrote_ = true;
+  }
 
   /// The translation of @p va changed or went away (@p global: the old entry was global).
   void invalidate(VirtAddr va, bool global) {
+    ++s_changes;
     any_global_ = any_global_ || global;
     if (all_) return;
     for (usize i = 0; i < pages_; ++i)
@@ -78,6 +89,7 @@ class [[nodiscard]] ConsistencyBatch {
 
   /// Every page of [va, va + size) (a block that was split or remapped).
   void invalidate_range(VirtAddr va, u64 size, bool global) {
+    ++s_changes;
     if (size / kPageSize > kMaxPages - pages_) {
       any_global_ = any_global_ || global;
       all_ = true;
@@ -86,6 +98,7 @@ class [[nodiscard]] ConsistencyBatch {
     for (u64 off = 0; off < size; off += kPageSize) invalidate(va.offset(off), global);
   }
 
+  // LAB 1 BEGIN free_table() and flush(): the walk caches, and the order of barrier, invalidations and frees
   /// @p table was unlinked from its tree; it is freed after the invalidations. @p covered is
   /// an address it translated: its invalidation also drops walk-cache entries through it.
   void free_table(PhysAddr table, VirtAddr covered) {
@@ -105,6 +118,23 @@ class [[nodiscard]] ConsistencyBatch {
     wrote_ = all_ = any_global_ = false;
     pages_ = tables_ = 0;
   }
+  // LAB 1 SKELETON
+  // /// @p table was unlinked from its tree: remember it (table_[], tables_), to be freed by flush().
+  // void free_table(PhysAddr table, VirtAddr covered) {
+  //   (void)table;
+  //   (void)covered;
+  //   MUST(Result<void>(Error(Error::NotImplemented, "lab 1: write ConsistencyBatch::free_table() in "
+  //                                                  "kernel/mm/consistency_batch.hpp (labs/01-identity-map/README.md)")));
+  // }
+  //
+  // /// The barrier, the invalidations (page_[], all_), the frees (table_[]); then empty again.
+  // void flush() {
+  //   if (!wrote_ && pages_ == 0 && !all_ && tables_ == 0) return;
+  //   (void)memory_;
+  //   MUST(Result<void>(Error(Error::NotImplemented, "lab 1: write ConsistencyBatch::flush() in "
+  //                                                  "kernel/mm/consistency_batch.hpp (labs/01-identity-map/README.md)")));
+  // }
+  // LAB 1 END
 
   /// Break-before-make: replaces the live entry @p slot, which maps [va, va + size), by
   /// @p entry with an invalid entry in between that no TLB still holds (write invalid,
@@ -126,6 +156,8 @@ class [[nodiscard]] ConsistencyBatch {
     VirtAddr va;
     bool global;
   };
+
+  static inline u64 s_changes = 0;
 
   TlbSync& tlb_;
   TableMemory& memory_;

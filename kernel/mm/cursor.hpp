@@ -169,6 +169,7 @@ template <ValidPageTableFormat F> class Cursor {
   /// nothing is mapped.
   [[nodiscard]] Result<void> protect(Perms perms) {
     if (!mapped()) return stop_ == WalkStop::NotPresent ? Error::NotFound : Error::InvalidArgument;
+    // LAB 1 BEGIN rewrite the leaf's permissions, keeping the rest, and invalidate what the TLB may hold
     u64& e = slot(level());
     const u64 updated = F::with_perms(e, level(), perms);
     if (updated == e) return {};
@@ -176,6 +177,11 @@ template <ValidPageTableFormat F> class Cursor {
     batch_->wrote();
     batch_->invalidate_range(va_.align_down(span()), span(), F::entry_perms(updated, level()).global);
     return {};
+    // LAB 1 SKELETON
+    // (void)perms;
+    // return Error(Error::NotImplemented, "lab 1: write Cursor::protect() in kernel/mm/cursor.hpp "
+    //                                     "(labs/01-identity-map/README.md)");
+    // LAB 1 END
   }
 
   /// Splits the block at va() into a table of entries one level down that map the same memory
@@ -188,7 +194,7 @@ template <ValidPageTableFormat F> class Cursor {
     const PhysAddr table = TRY(tree_->memory().allocate_table());
     u64* entries = tree_->memory().table_entries(table);
     for (usize i = 0; i < F::kEntriesPerTable; ++i) entries[i] = F::split_block(block, at, i);
-    replace_live(at, F::make_table_entry(table, at), va_.align_down(span()), span(), F::entry_perms(block, at).global);
+    replace_live(at, F::make_table_entry(table, at, tree_->user_tables(va_)), va_.align_down(span()), span(), F::entry_perms(block, at).global);
     enter(table);
     descend(at + 1);
     return {};
@@ -346,7 +352,7 @@ template <ValidPageTableFormat F> class Cursor {
         while (level() > stopped) unlink_table(level() - 1);
         return table.error();
       }
-      slot(level()) = F::make_table_entry(table.value(), level());
+      slot(level()) = F::make_table_entry(table.value(), level(), tree_->user_tables(va_));
       batch_->wrote();
       enter(table.value());
     }

@@ -65,10 +65,13 @@ FreeCheck FrameAllocator::check_free(PhysAddr frame) const {
 
 Result<PhysAddr> FrameAllocator::allocate_below(PhysAddr limit) {
   // LAB 1 BEGIN find, mark and return a free frame below limit
-  const usize words = min<usize>(words_, usize(limit.value() / kFrameSize / kBitsPerWord));
+  const u64 end = min<u64>(u64(words_) * kBitsPerWord, limit.value() / kFrameSize);  // frames [0, end)
+  const usize words = usize((end + kBitsPerWord - 1) / kBitsPerWord);
+  const usize start = cursor_ < words ? cursor_ : 0;  // next fit: where the last one was found
   for (usize n = 0; n < words; ++n) {
-    const usize w = (cursor_ + n) % words;
-    const u64 available = managed_bits_[w] & ~used_bits_[w];
+    const usize w = (start + n) % words;
+    u64 available = managed_bits_[w] & ~used_bits_[w];
+    if (u64(w + 1) * kBitsPerWord > end) available &= (u64{1} << (end % kBitsPerWord)) - 1;  // the limit's word
     if (available == 0) continue;
     const u64 f = u64(w) * kBitsPerWord + u64(__builtin_ctzll(available));
     set(used_bits_, f, true);

@@ -39,7 +39,7 @@ namespace pagoda {
 /// `arch/<isa>/page_table_format.hpp`). Entries are u64 on every supported ISA.
 template <class F>
 concept ValidPageTableFormat = requires(VirtAddr va, PhysAddr pa, u64 e, usize level, usize part, Perms perms,
-                                        FormatSink& sink) {
+                                        bool user, FormatSink& sink) {
   requires F::kLevels >= 2 && F::kLevels <= Walk::kMaxLevels;
   requires F::kEntriesPerTable > 0;
   requires F::kPageSize > 0 && (F::kPageSize & (F::kPageSize - 1)) == 0;  // one page size, a power of two
@@ -54,7 +54,7 @@ concept ValidPageTableFormat = requires(VirtAddr va, PhysAddr pa, u64 e, usize l
   { F::can_hold_block(level) } -> SameAs<bool>;
   { F::has_reserved_bits(e, level) } -> SameAs<bool>;
   { F::output_address(e, level) } -> SameAs<PhysAddr>;
-  { F::make_table_entry(pa, level) } -> SameAs<u64>;
+  { F::make_table_entry(pa, level, user) } -> SameAs<u64>;  // user: may lead to user pages
   { F::make_page_entry(pa, perms) } -> SameAs<u64>;
   { F::make_block_entry(pa, level, perms) } -> SameAs<u64>;
   { F::split_block(e, level, part) } -> SameAs<u64>;
@@ -145,6 +145,11 @@ template <ValidPageTableFormat F> class PageTable {
     usize owned_first = 0;
     usize owned_end = F::kEntriesPerTable;
     usize pinned_first = F::kEntriesPerTable;  ///< none pinned by default
+    /// Top-level entries [0, user_end) lead to tables that may hold user pages: their table
+    /// entries, at every level, allow user access (the leaf decides). Entries from user_end on
+    /// are the kernel half: no table entry under them allows user access at any level (x86: US
+    /// clear; AArch64: APTable forbids EL0), so no leaf mistake there can expose the kernel.
+    usize user_end = F::kEntriesPerTable;
   };
 
   /// A new tree with an empty root.
@@ -185,6 +190,10 @@ template <ValidPageTableFormat F> class PageTable {
   /// root is never freed), or 2 under a pinned top-level entry.
   usize lowest_freeable_level(VirtAddr va) const { return F::index(va, 0) >= shape_.pinned_first ? 2 : 1; }
 
+  /// True when the tables on the path to @p va may lead to user pages (Shape::user_end): what
+  /// every table entry made for @p va passes to F::make_table_entry().
+  bool user_tables(VirtAddr va) const { return F::index(va, 0) < shape_.user_end; }
+
   /// The walk of @p va through this tree (walk_tree()).
   Walk query(VirtAddr va) const { return walk_tree<F>(root_, *memory_, va); }
 
@@ -193,7 +202,8 @@ template <ValidPageTableFormat F> class PageTable {
 
   /// Gives every empty top-level entry in [first, end) a fresh table, once, so that roots
   /// sharing those entries (x86_64 process roots copy the kernel half) see every mapping made
-  /// under them later, in any root. Tables are linked with F::make_table_entry(table, 0).
+  /// under them later, in any root. Tables are linked with F::make_table_entry(table, 0, user),
+  /// user only below Shape::user_end: a kernel-half entry never allows user access.
   /// NoMemory when a table cannot be allocated (the entries linked so far stay).
   [[nodiscard]] Result<void> populate_top_level(usize first, usize end) {
     if (first > end || end > F::kEntriesPerTable) return Error::InvalidArgument;
@@ -202,7 +212,7 @@ template <ValidPageTableFormat F> class PageTable {
     for (usize i = first; i < end; ++i) {
       if (F::is_present(top[i], 0)) continue;
       const PhysAddr table = TRY(memory_->allocate_table());
-      top[i] = F::make_table_entry(table, 0);
+      top[i] = F::make_table_entry(table, 0, i < shape_.user_end);
     }
     return {};
     // LAB 2 SKELETON

@@ -146,10 +146,25 @@ void* phys_to_ptr(PhysAddr pa, usize size) {
 
 VirtAddr device_virt(PhysAddr pa) { return VirtAddr(layout::kMmioBase + pa.value()); }
 
+Perms kernel_perms(Perms perms) {
+  perms.global = true;  // the kernel half is the same in every address space
+  return perms;
+}
+
 Result<void> map_ram(AddressSpace& space, const MemoryMap& map, PhysRange skip) {
-  return for_each_ram_piece(map, reachable_limit(), skip, [&](PhysAddr base, u64 size) {
-    return space.map_range(VirtAddr(layout::kWindowBase + (base.value() - layout::kWindowPhysBase)), base, size,
-                           kKernelData);
+  constexpr u64 kBlock = AddressSpace::kBlockSize;
+  static_assert((layout::kWindowBase - layout::kWindowPhysBase) % kBlock == 0, "blocks need a block-aligned window");
+  const Perms perms = kernel_perms(kKernelData);
+  const auto window = [](u64 pa) { return VirtAddr(layout::kWindowBase + (pa - layout::kWindowPhysBase)); };
+  return for_each_ram_piece(map, reachable_limit(), skip, [&](PhysAddr base, u64 size) -> Result<void> {
+    // 4 KiB pages up to the first block boundary, blocks while a whole one fits, 4 KiB pages after
+    const u64 end = base.value() + size;
+    u64 pa = base.value();
+    const u64 head_end = min(end, align_up(pa, kBlock));
+    if (pa < head_end) TRY(space.map_range(window(pa), PhysAddr(pa), head_end - pa, perms));
+    for (pa = head_end; pa + kBlock <= end; pa += kBlock) TRY(space.map_block(window(pa), PhysAddr(pa), kBlock, perms));
+    if (pa < end) TRY(space.map_range(window(pa), PhysAddr(pa), end - pa, perms));
+    return {};
   });
 }
 // LAB 2 SKELETON
@@ -161,6 +176,9 @@ Result<void> map_ram(AddressSpace& space, const MemoryMap& map, PhysRange skip) 
 // }
 //
 // VirtAddr device_virt(PhysAddr pa) { return VirtAddr(pa.value()); }
+//
+// // Lab 1's identity map lies in the lower half, which every process will have its own of.
+// Perms kernel_perms(Perms perms) { return perms; }
 //
 // Result<void> map_ram(AddressSpace& space, const MemoryMap& map, PhysRange skip) {
 //   (void)lab_not_done("lab 2: replace the identity map by the physical window: reachable_limit(), "
@@ -214,12 +232,12 @@ Result<void> build_kernel_map(AddressSpace& space, const MemoryMap& map) {
   const ImagePart text = image_part(__text_start, __text_end);
   const ImagePart rodata = image_part(__rodata_start, __rodata_end);
   const ImagePart data = image_part(__data_start, __data_end);
-  TRY(space.map_range(text.va, text.pa, text.size, kKernelText));
-  TRY(space.map_range(rodata.va, rodata.pa, rodata.size, kKernelReadOnly));
-  TRY(space.map_range(data.va, data.pa, data.size, kKernelData));
+  TRY(space.map_range(text.va, text.pa, text.size, kernel_perms(kKernelText)));
+  TRY(space.map_range(rodata.va, rodata.pa, rodata.size, kernel_perms(kKernelReadOnly)));
+  TRY(space.map_range(data.va, data.pa, data.size, kernel_perms(kKernelData)));
   TRY(map_ram(space, map, linked_image_phys()));
   for (const PhysRange& d : arch::device_ranges())
-    TRY(space.map_range(device_virt(d.base), d.base, align_up(d.size, kPageSize), kKernelDevice));
+    TRY(space.map_range(device_virt(d.base), d.base, align_up(d.size, kPageSize), kernel_perms(kKernelDevice)));
   return {};
   // LAB 1 SKELETON
   // (void)space;

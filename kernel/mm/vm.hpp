@@ -71,6 +71,10 @@ void write_frame(PhysAddr pa, usize offset, const void* src, usize size);
 [[nodiscard]] Result<PhysAddr> allocate_user_frame();
 /// Maps usable RAM below reachable_limit(), except @p skip, into @p space (used by init()).
 [[nodiscard]] Result<void> map_ram(AddressSpace& space, const MemoryMap& map, PhysRange skip);
+/// The permissions of a mapping of the kernel's own (the image, the window, devices, later
+/// kernel stacks): @p perms, global once the kernel lives in its own half, so that its TLB
+/// entries survive every switch of roots (x86: G; AArch64: nG clear).
+Perms kernel_perms(Perms perms);
 /// @}
 
 /// The walk of @p va through the page tables the CPU uses now (the live root for @p va).

@@ -13,6 +13,7 @@
 #include "mm/layout.hpp"
 #include "mm/mmu.hpp"
 #include "mm/vm.hpp"
+#include "mm/vmprint.hpp"
 
 namespace pagoda {
 namespace {
@@ -142,6 +143,108 @@ PAGODA_SELFTEST(vm_frames) {
   println("");
 }
 
+/// vmprint() of the live kernel space over [lo, hi): the grader stops the guest, picks the range
+/// from its own walk of the live tables and delivers it; it walks the tables again at the
+/// checkpoint, just before the print, and compares every line with what guest RAM holds. Run by
+/// hand, the first 64 pages of the kernel text.
+PAGODA_SELFTEST(vm_print) {
+  require_vm();
+  const usize n = await_grader_inputs();
+  const VirtAddr text(align_down(reinterpret_cast<u64>(&kmain), kPage));
+  const VirtAddr lo(n >= 2 ? pagoda_grader_inbox.values[0] : text.value());
+  const VirtAddr hi(n >= 2 ? pagoda_grader_inbox.values[1] : text.value() + 64 * kPage);
+  AddressSpace& space = vm::kernel_space();
+  pagoda_grader_checkpoint(lo.value(), hi.value(), space.arch().tree_for(lo).root().value());
+  vmprint(console_sink(), space.arch().tree_for(lo), lo, hi);
+  println("vmprint: end");
+}
+
+/// A stale TLB, made visible. Maps pages=N pages from base=VA (the grader picks both) to fresh
+/// frames X_i holding x_i, reads each through its address (now the TLB holds the translation),
+/// unmaps it and maps it to a second frame Y_i holding y_i, and reads it again: a read that still
+/// gives x_i went through a TLB entry the unmap did not invalidate. (x_i and y_i come from
+/// seed=S.) The grader stops at the checkpoint and compares each read with what the live tables
+/// map now (grade/pagoda_grade/tlb.py). Then the same for protect: page N is mapped rw-, written
+/// (the TLB now holds a writable translation), protected r--, and written again, which must
+/// fault; without the invalidation the write goes through the stale entry.
+PAGODA_SELFTEST(vm_stale_tlb) {
+  require_vm();
+  constexpr u64 kMaxPages = 16;
+  FrameAllocator& frames = vm::frames();
+  AddressSpace& space = vm::kernel_space();
+  const VirtAddr base(ctx.arg("base", 0x0000'3001'0000'0000ull));
+  const u64 pages = ctx.arg("pages", 8);
+  const u64 seed = ctx.arg("seed", 0x5a5a);
+  if (!is_aligned(base.value(), kPage) || pages < 2 || pages > kMaxPages)
+    panic("vm_stale_tlb: base={} pages={}: a page-aligned base and 2..{} pages", Hex{base.value()}, pages, kMaxPages);
+  const auto x_value = [&](u64 i) { return (seed ^ (i << 8)) * 2 + 1; };
+  const auto y_value = [&](u64 i) { return (seed ^ (i << 8)) * 2 + 2; };
+  static u64 read[kMaxPages];
+  for (u64 i = 0; i < pages; ++i) {
+    const VirtAddr va = base.offset(i * kPage);
+    const PhysAddr x = MUST(frames.allocate()), y = MUST(frames.allocate());
+    *static_cast<volatile u64*>(vm::phys_to_ptr(x, kPage)) = x_value(i);
+    *static_cast<volatile u64*>(vm::phys_to_ptr(y, kPage)) = y_value(i);
+    MUST(space.map(va, x, kKernelData));
+    if (*reinterpret_cast<volatile u64*>(va.value()) != x_value(i)) panic("page {} does not read its first frame", i);
+    frames.free(MUST(space.unmap(va)));
+    MUST(space.map(va, y, kKernelData));
+    read[i] = *reinterpret_cast<volatile u64*>(va.value());
+  }
+  pagoda_grader_checkpoint(base.value(), pages, reinterpret_cast<u64>(read));  // the grader compares
+  for (u64 i = 0; i < pages; ++i)
+    println("stale: page {} remapped, read {:#x} ({})", i, read[i], read[i] == y_value(i) ? "its new frame" : "STALE");
+  for (u64 i = 0; i < pages; ++i) frames.free(MUST(space.unmap(base.offset(i * kPage))));
+
+  const VirtAddr page = base.offset(pages * kPage);
+  MUST(space.map(page, MUST(frames.allocate()), kKernelData));
+  volatile u64* p = reinterpret_cast<volatile u64*>(page.value());
+  *p = seed;  // the TLB now holds a writable translation
+  MUST(space.protect(page, kPage, kKernelReadOnly));
+  println("stale: {} protected read-only; writing it", Hex{page.value()});
+  *p = ~seed;
+  panic("the write to {} after protecting it read-only did not fault: a stale TLB entry still allows writes",
+        Hex{page.value()});
+}
+
+/// The frame allocator's next-fit cursor and its limit. Allocates count=N frames (the grader picks
+/// N), frees the first 128 of them and allocates one more: next fit continues after the last
+/// frame it handed out instead of going back to the freed ones. The grader checks that at a
+/// checkpoint and delivers a limit (an address among the freed frames); the test then allocates
+/// below=M frames with allocate_below(limit), which must all lie below it, checks them at a
+/// second checkpoint, and gives everything back.
+PAGODA_SELFTEST(frames_fit) {
+  require_vm();
+  constexpr u64 kMaxFrames = 1024, kFreed = 128;
+  static u64 got[kMaxFrames], below[kFreed];
+  FrameAllocator& frames = vm::frames();
+  const u64 count = ctx.arg("count", 400);
+  const u64 wanted = ctx.arg("below", 32);
+  if (count < 2 * kFreed || count > kMaxFrames || wanted == 0 || wanted > kFreed / 2)
+    panic("frames_fit: count={} below={}: count in [{}, {}], below in [1, {}]", count, wanted, 2 * kFreed, kMaxFrames,
+          kFreed / 2);
+  const usize before = frames.free_frames();
+  for (u64 i = 0; i < count; ++i) got[i] = MUST(frames.allocate()).value();
+  for (u64 i = 0; i < kFreed; ++i) frames.free(PhysAddr(got[i]));
+  const PhysAddr next = MUST(frames.allocate());
+  pagoda_grader_checkpoint(reinterpret_cast<u64>(got), count, next.value());
+  println("fit: {} frames from {:#x} to {:#x}; after freeing the first {}, the next is {:#x}", count, got[0],
+          got[count - 1], kFreed, next.value());
+  const usize n = await_grader_inputs();
+  const PhysAddr limit(n > 0 ? pagoda_grader_inbox.values[0] : got[kFreed / 2]);
+  for (u64 i = 0; i < wanted; ++i) {
+    const Result<PhysAddr> f = frames.allocate_below(limit);
+    if (f.is_error()) panic("allocate_below({:#x}) failed after {} frames: {}", limit.value(), i, f.error());
+    below[i] = f.value().value();
+  }
+  pagoda_grader_checkpoint(reinterpret_cast<u64>(below), wanted, limit.value());
+  for (u64 i = 0; i < wanted; ++i) frames.free(PhysAddr(below[i]));
+  for (u64 i = kFreed; i < count; ++i) frames.free(PhysAddr(got[i]));
+  frames.free(next);
+  println("fit: {} frames below {:#x}; free frames before {} after {}", wanted, limit.value(), before,
+          frames.free_frames());
+}
+
 }  // namespace pagoda
 
 // ---- Lab 2: the higher half -------------------------------------------------------------------
@@ -238,6 +341,43 @@ PAGODA_SELFTEST(vm_window) {
   panic("phys_to_virt({}) did not refuse an address above the window", Hex{above.value()});
 }
 
+/// A large page split by a partial protect and a partial unmap. Maps a block (2 MiB) at base=VA
+/// (the grader picks it) to fresh, physically contiguous frames and writes page i's index xor
+/// seed=S into it; the grader checks the block at a checkpoint. Then protects pages=N pages from
+/// page first=F read-only and unmaps page hole=H (both inside the block): the block must become
+/// a table of 4 KiB pages mapping the same frames, with those changes and the data intact; the
+/// grader checks every page when the test stops for it (pagoda_grader_stop). Then everything is given back.
+PAGODA_SELFTEST(vm_split) {
+  require_vm();
+  constexpr u64 kBlock = AddressSpace::kBlockSize, kPages = kBlock / kPage;
+  FrameAllocator& frames = vm::frames();
+  AddressSpace& space = vm::kernel_space();
+  const VirtAddr base(ctx.arg("base", 0x0000'3000'0000'0000ull));
+  const u64 first = ctx.arg("first", 3), count = ctx.arg("pages", 5), hole = ctx.arg("hole", 100);
+  const u64 seed = ctx.arg("seed", 0x5e5e);
+  if (!base.is_aligned(kBlock) || count == 0 || first + count > kPages || hole >= kPages ||
+      (first <= hole && hole < first + count))
+    panic("vm_split: base={} first={} pages={} hole={}: a block-aligned base, ranges inside one block, the hole "
+          "outside the protected pages", Hex{base.value()}, first, count, hole);
+  const usize before = frames.free_frames();
+  const PhysAddr run = MUST(frames.allocate_contiguous_below(2 * kPages, vm::reachable_limit()));
+  const PhysAddr pa = run.align_up(kBlock);  // a block-aligned 2 MiB inside the run
+  MUST(space.map_block(base, pa, kBlock, kKernelData));
+  for (u64 i = 0; i < kPages; ++i) *reinterpret_cast<volatile u64*>(base.value() + i * kPage) = i ^ seed;
+  pagoda_grader_checkpoint(base.value(), pa.value(), 0);  // one block
+  MUST(space.protect(base.offset(first * kPage), count * kPage, kKernelReadOnly));
+  MUST(space.unmap_range(base.offset(hole * kPage), kPage));
+  for (u64 i = 0; i < kPages; ++i)
+    if (i != hole && *reinterpret_cast<volatile u64*>(base.value() + i * kPage) != (i ^ seed))
+      panic("page {} of the split block lost its data", i);
+  pagoda_grader_stop();  // pages now (a second stop at the checkpoint would be the same instant to a debugger)
+  for (u64 i = 0; i < kPages; ++i)
+    if (i != hole) (void)MUST(space.unmap(base.offset(i * kPage)));
+  for (u64 i = 0; i < 2 * kPages; ++i) frames.free(run.offset(i * kPage));
+  println("split: block at {} -> {} split; pages {}..{} read-only, page {} unmapped; free frames before {} after {}",
+          Hex{base.value()}, Hex{pa.value()}, first, first + count - 1, hole, before, frames.free_frames());
+}
+
 /// Allocates objects=N objects of random sizes (seed=S chosen by the grader), fills object i with
 /// bytes u8(i + j + S), checks them, frees them in a scrambled order and reports the heap's
 /// counters before, at the peak and after.
@@ -276,6 +416,33 @@ PAGODA_SELFTEST(heap_cycle) {
   println("heap: before {} objects {} bytes; peak {} objects {} bytes; after {} objects {} bytes",
           before.live_allocations, before.live_bytes, peak.live_allocations, peak.live_bytes, after.live_allocations,
           after.live_bytes);
+}
+
+/// The heap's free path and refill: allocates objects=N small objects of random sizes (seed=S),
+/// frees them in a scrambled order, and allocates the same sizes again. Freed blocks go back on
+/// the front of their class's list, so the second round gets exactly the blocks of the first
+/// (and no new frame): the grader reads both rounds' addresses from guest RAM at the checkpoint.
+PAGODA_SELFTEST(heap_reuse) {
+  require_vm();
+  constexpr usize kMaxObjects = 3000, kSmall = 2000;  // kSmall: below the largest size class
+  static u64 first[kMaxObjects], second[kMaxObjects];
+  static usize sizes[kMaxObjects];
+  const usize count = ctx.arg("objects", 1000);
+  const u64 seed = ctx.arg("seed", 0);
+  if (count == 0 || count > kMaxObjects || count % 7919 == 0) panic("heap_reuse: objects={} is not a usable count", count);
+  Random random{seed | 1};
+  for (usize i = 0; i < count; ++i) {
+    sizes[i] = 1 + usize(random.next() % kSmall);
+    first[i] = reinterpret_cast<u64>(MUST(heap::allocate(sizes[i])));
+  }
+  const heap::Stats grown = heap::stats();
+  for (usize k = 0; k < count; ++k) heap::free(reinterpret_cast<void*>(first[(k * 7919) % count]));
+  for (usize i = 0; i < count; ++i) second[i] = reinterpret_cast<u64>(MUST(heap::allocate(sizes[i])));
+  const heap::Stats again = heap::stats();
+  pagoda_grader_checkpoint(reinterpret_cast<u64>(first), reinterpret_cast<u64>(second), count);
+  for (usize i = 0; i < count; ++i) heap::free(reinterpret_cast<void*>(second[i]));
+  println("heap_reuse: {} objects; heap frames {} after the first round, {} after the second; {} objects live",
+          count, grown.frames, again.frames, heap::stats().live_allocations);
 }
 
 }  // namespace pagoda

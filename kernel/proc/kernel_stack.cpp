@@ -67,7 +67,8 @@ Result<void> map_kernel_stack(KernelStack& stack) {
       return frame.error();
     }
     memset(vm::phys_to_ptr(frame.value(), kPageSize), 0, kPageSize);
-    const Result<void> mapped = kernel.map(stack.bottom().offset(i * kPageSize), frame.value(), kKernelData);
+    const Result<void> mapped =
+        kernel.map(stack.bottom().offset(i * kPageSize), frame.value(), vm::kernel_perms(kKernelData));  // global
     if (mapped.is_error()) {
       vm::frames().free(frame.value());
       release_pages(stack);

@@ -65,6 +65,22 @@ TEST_F(Aarch64SpaceTest, AUserSpaceSharesTheOneKernelRootWithoutCopyingAnything)
   EXPECT_EQ(w.root, kernel.arch().kernel_root());
 }
 
+// Every table descriptor of TTBR1's kernel half forbids EL0 (APTable[0]), the counterpart of x86's
+// US clear; TTBR0's table descriptors restrict nothing (the leaf decides).
+TEST_F(Aarch64SpaceTest, NoTableDescriptorOfTheKernelHalfAllowsEl0) {
+  const VirtAddr high(layout::kStackBase + 0x5000), low(0x40'0000);
+  ASSERT_TRUE(kernel.map(high, PhysAddr(0x4012'3000), kKernelData).ok());
+  AddressSpace user = AddressSpace::create_user(kernel).release_value();
+  ASSERT_TRUE(user.map(low, PhysAddr(0x4012'4000), kUserData).ok());
+  const Walk k = user.query(high), u = user.query(low);
+  ASSERT_TRUE(k.mapped() && u.mapped());
+  for (usize l = 0; l + 1 < k.depth; ++l) EXPECT_TRUE(k.levels[l].entry & F::kApTableNoEl0) << "level " << l;
+  for (usize l = 0; l + 1 < u.depth; ++l) EXPECT_FALSE(u.levels[l].entry & F::kApTableNoEl0) << "level " << l;
+  EXPECT_TRUE(u.perms.user);
+  ASSERT_TRUE(kernel.protect(high, kPageSize, Perms{.write = true, .user = true}).ok());
+  EXPECT_FALSE(kernel.query(high).perms.user) << "a leaf made EL0-accessible by mistake still gives EL0 nothing";
+}
+
 TEST_F(Aarch64SpaceTest, AUserSpaceChangesOnlyItsOwnHalfButAllOfIt) {
   AddressSpace user = AddressSpace::create_user(kernel).release_value();
   EXPECT_EQ(user.map(VirtAddr(layout::kStackBase), PhysAddr(0x1000), kKernelData).error(), Error::InvalidArgument);

@@ -67,7 +67,7 @@ TEST(Aarch64Format, DeviceMemoryUsesTheDeviceAttribute) {
 }
 
 TEST(Aarch64Format, TablesPointDownAndRestrictNothing) {
-  const u64 t = A64::make_table_entry(PhysAddr(0x4030'0000), 0);
+  const u64 t = A64::make_table_entry(PhysAddr(0x4030'0000), 0, true);
   EXPECT_EQ(t, 0x4030'0000u | 3u);
   EXPECT_EQ(A64::output_address(t, 0).value(), 0x4030'0000u);
   EXPECT_FALSE(A64::is_leaf(t, 0));
@@ -98,7 +98,7 @@ TEST(Aarch64Format, AddressBitsAbove47AreReservedButDbmIsNot) {
   const u64 page = A64::make_page_entry(PhysAddr(0x1000), kKernelData);
   EXPECT_TRUE(A64::has_reserved_bits(page | (1ull << 48), A64::kL3));
   EXPECT_FALSE(A64::has_reserved_bits(page | A64::kDirtyBitModifier, A64::kL3)) << "DBM is a leaf attribute";
-  EXPECT_TRUE(A64::has_reserved_bits(A64::make_table_entry(PhysAddr(0x2000), 0) | A64::kDirtyBitModifier, 0))
+  EXPECT_TRUE(A64::has_reserved_bits(A64::make_table_entry(PhysAddr(0x2000), 0, true) | A64::kDirtyBitModifier, 0))
       << "in a table descriptor bit 51 is an address bit";
 }
 
@@ -155,7 +155,7 @@ TEST(Aarch64Format, KernelImageSlotsAreThoseOfX86) {
 TEST(Aarch64Format, EntriesDescribeThemselves) {
   EXPECT_EQ(describe(A64::make_page_entry(PhysAddr(0x1000), Perms{.write = true, .user = true}), 3),
             "V PAGE AF ISH RW EL0 PXN UXN nG Attr0");
-  EXPECT_EQ(describe(A64::make_table_entry(PhysAddr(0x2000), 0) | A64::kPxnTable, 0), "V TABLE PXNT");
+  EXPECT_EQ(describe(A64::make_table_entry(PhysAddr(0x2000), 0, true) | A64::kPxnTable, 0), "V TABLE PXNT");
   EXPECT_EQ(describe(A64::make_block_entry(PhysAddr(0x4000'0000), 1, Perms{.write = true, .caching = Caching::Uncached,
                                                                          .global = true}), 1),
             "V BLOCK AF RW PXN UXN Attr1");

@@ -60,6 +60,51 @@ TEST_F(AddressSpaceTest, KernelHalfTopLevelEntrySurvivesAnUnmapThatEmptiesItsTab
   EXPECT_TRUE(memory.is_live(F::output_address(before, 0)));
 }
 
+// Issue 12: the kernel half's tables were linked with US set at every level, so only the leaves
+// protected the kernel. Now no table entry of the kernel half allows user access, at any level;
+// the user half's table entries do (the leaf decides there).
+TEST_F(AddressSpaceTest, NoTableEntryOfTheKernelHalfAllowsUserAccess) {
+  const VirtAddr high(layout::kStackBase + 0x5000), low(0x40'0000);
+  ASSERT_TRUE(kernel.map(high, PhysAddr(0x123000), kKernelData).ok());
+  AddressSpace user = AddressSpace::create_user(kernel).release_value();
+  ASSERT_TRUE(user.map(low, PhysAddr(0x124000), Perms{.write = true, .user = true}).ok());
+  const u64* top = kernel.arch().tree_for(high).root_entries();
+  for (usize i = kHalf; i < F::kEntriesPerTable; ++i) EXPECT_FALSE(F::entry_perms(top[i], 0).user) << "entry " << i;
+  const Walk k = user.query(high), u = user.query(low);
+  ASSERT_TRUE(k.mapped() && u.mapped());
+  for (usize l = 0; l + 1 < k.depth; ++l) EXPECT_FALSE(F::entry_perms(k.levels[l].entry, l).user) << "level " << l;
+  for (usize l = 0; l + 1 < u.depth; ++l) EXPECT_TRUE(F::entry_perms(u.levels[l].entry, l).user) << "level " << l;
+  EXPECT_TRUE(u.perms.user);
+  // A leaf made user by mistake in the kernel half still gives user mode nothing.
+  ASSERT_TRUE(kernel.protect(high, kPageSize, Perms{.write = true, .user = true}).ok());
+  EXPECT_FALSE(kernel.query(high).perms.user);
+}
+
+// A protect or an unmap of part of a large page splits it first (lab 2): the rest keeps its
+// translation and permissions, and a range that covers a block whole leaves it a block.
+TEST_F(AddressSpaceTest, PartialProtectAndUnmapSplitALargePage) {
+  constexpr u64 kBlock = AddressSpace::kBlockSize;
+  const VirtAddr base(layout::kWindowBase + 4 * kBlock), next = base.offset(kBlock);
+  ASSERT_TRUE(kernel.map_block(base, PhysAddr(0x80'0000), kBlock, kKernelData).ok());
+  ASSERT_TRUE(kernel.map_block(next, PhysAddr(0xa0'0000), kBlock, kKernelData).ok());
+  EXPECT_EQ(kernel.map_block(base, PhysAddr(0x80'0000), 3 * kPageSize, kKernelData).error(), Error::InvalidArgument);
+  ASSERT_TRUE(kernel.protect(base.offset(3 * kPageSize), 2 * kPageSize, kKernelReadOnly).ok());
+  ASSERT_TRUE(kernel.unmap_range(base.offset(9 * kPageSize), kPageSize).ok());
+  for (u64 i = 0; i < kBlock / kPageSize; ++i) {
+    const Walk w = kernel.query(base.offset(i * kPageSize));
+    if (i == 9) {
+      EXPECT_FALSE(w.mapped());
+      continue;
+    }
+    ASSERT_TRUE(w.mapped()) << i;
+    EXPECT_EQ(w.page_size, kPageSize) << i;
+    EXPECT_EQ(w.pa.value(), 0x80'0000 + i * kPageSize) << i;
+    EXPECT_EQ(w.perms.write, i < 3 || i > 4) << i;
+  }
+  ASSERT_TRUE(kernel.protect(next, kBlock, kKernelReadOnly).ok());
+  EXPECT_EQ(kernel.query(next).page_size, kBlock) << "a block the range covers whole is changed as one";
+}
+
 TEST_F(AddressSpaceTest, AUserSpaceSharesTheKernelHalfAndSeesLaterKernelMappings) {
   AddressSpace user = AddressSpace::create_user(kernel).release_value();
   const u64* k = kernel.arch().tree_for(VirtAddr(0)).root_entries();

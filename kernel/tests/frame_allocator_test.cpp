@@ -73,6 +73,36 @@ TEST_F(Fixture, NeverHandsOutReservedOrHoleFramesAndRunsOutCleanly) {
   EXPECT_EQ(frames.free_frames(), total);
 }
 
+// The limit is honoured to the frame, also inside a bitmap word: every frame below it can be had,
+// none at or above it.
+TEST_F(Fixture, AllocateBelowHonoursItsLimitToTheFrame) {
+  const PhysAddr limit(1 * MiB + 64 * KiB + 5 * kFrame);  // 5 usable frames below, mid-word
+  std::set<u64> got;
+  for (;;) {
+    const Result<PhysAddr> r = frames.allocate_below(limit);
+    if (r.is_error()) {
+      EXPECT_EQ(r.error(), Error::NoMemory);
+      break;
+    }
+    EXPECT_LT(r.value().value(), limit.value());
+    ASSERT_TRUE(got.insert(r.value().value()).second);
+  }
+  EXPECT_EQ(got.size(), 5u);
+}
+
+// Next fit: after frames are given back, the search goes on after the last frame found, and
+// comes back to the freed ones only when it wraps around.
+TEST_F(Fixture, NextFitGoesOnAfterTheLastFrameFound) {
+  std::vector<u64> got;
+  for (int i = 0; i < 200; ++i) got.push_back(frames.allocate().value().value());
+  for (int i = 0; i < 64; ++i) frames.free(PhysAddr(got[i]));
+  const u64 next = frames.allocate().value().value();
+  EXPECT_GT(next, got.back());
+  std::set<u64> rest;
+  while (frames.free_frames() > 0) rest.insert(frames.allocate().value().value());
+  for (int i = 0; i < 64; ++i) EXPECT_TRUE(rest.count(got[i])) << "a freed frame is found again after the wrap";
+}
+
 TEST_F(Fixture, BadFreesPanicWithTheReason) {
   const PhysAddr f = frames.allocate().value();
   frames.free(f);

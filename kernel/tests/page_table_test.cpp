@@ -606,7 +606,7 @@ TEST(X86PhysicalWidth, EntriesRefuseAddressesAboveTheCpusWidth) {
   EXPECT_EQ(X86::make_page_entry(PhysAddr((u64{1} << 40) - X86::kPageSize), kKernelData) & X86::kAddressMask,
             (u64{1} << 40) - X86::kPageSize);
   try {
-    (void)X86::make_table_entry(PhysAddr(0xffff'8000'0025'9000), 2);
+    (void)X86::make_table_entry(PhysAddr(0xffff'8000'0025'9000), 2, false);
     ADD_FAILURE() << "make_table_entry took a virtual address";
   } catch (const host::HostPanic& e) {
     EXPECT_STREQ(e.what(), "PANIC: make_table_entry: 0xffff800000259000 is not a physical address of this CPU (its "

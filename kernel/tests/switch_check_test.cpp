@@ -237,6 +237,135 @@ TEST_F(SwitchCheckTest, VmCheckOffLoadsAnyRoot) {
   EXPECT_TRUE(kernel.is_live());
 }
 
+// ---- What a switch takes from the last one ---------------------------------------------
+// A space that shares the kernel half takes what an earlier check proved of it (the same
+// tables translate it) until a table changes: the proofs must never outlive a change.
+
+TEST_F(SwitchCheckTest, ASwitchIntoASharedKernelHalfWalksNothingUntilATableChanges) {
+  AddressSpace user = AddressSpace::create_user(kernel).release_value();
+  memory.lookups = 0;
+  ASSERT_TRUE(user.check_switch(all()).ok());
+  const usize walked = memory.lookups;
+  memory.lookups = 0;
+  ASSERT_TRUE(user.check_switch(all()).ok());
+  EXPECT_LE(memory.lookups, 1u) << "the second check should read only the user root's top level (the first read "
+                                << walked << " tables)";
+  AddressSpace other = AddressSpace::create_user(kernel).release_value();  // the same kernel half
+  memory.lookups = 0;
+  ASSERT_TRUE(other.check_switch(all()).ok());
+  EXPECT_LE(memory.lookups, 1u);
+  memory.lookups = 0;
+  ASSERT_TRUE(kernel.check_switch(all()).ok());
+  EXPECT_EQ(memory.lookups, 0u) << "the kernel's own root shares its half with itself";
+  // A change anywhere, even in a user half, starts over.
+  ASSERT_TRUE(user.map(VirtAddr(0x40'0000), PhysAddr(0x50'0000), kKernelData).ok());
+  memory.lookups = 0;
+  ASSERT_TRUE(other.check_switch(all()).ok());
+  EXPECT_GE(memory.lookups, walked - 1);
+}
+
+TEST_F(SwitchCheckTest, AKernelHalfMappingRemovedAfterACheckedSwitchIsCaughtAtTheNext) {
+  x86::hw::fake::cpu().critical.assign(needed, needed + 3);
+  AddressSpace user = AddressSpace::create_user(kernel).release_value();
+  user.activate();  // checked, and proven
+  kernel.activate();
+  ASSERT_TRUE(kernel.unmap(VirtAddr(align_down(kRsp, kPageSize))).ok());  // the kernel half: every root loses it
+  x86::hw::fake::cpu().log.clear();
+  try {
+    user.activate();
+    kernel.arch().activate();  // (unchecked: so that the user space may go)
+    FAIL() << "activate() loaded a root without the running stack, on the strength of an earlier check";
+  } catch (const host::HostPanic& e) {
+    EXPECT_NE(std::string(e.what()).find("does not map the running stack " + hex(kRsp)), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(loaded());
+  const SwitchRefusal r = user.check_switch(all());
+  ASSERT_EQ(r.kind, SwitchRefusal::Kind::NotMapped);
+  EXPECT_EQ(r.va.value(), kRsp);
+}
+
+TEST_F(SwitchCheckTest, EveryKindOfChangeAfterAPassIsSeenByTheNextCheck) {
+  AddressSpace user = AddressSpace::create_user(kernel).release_value();
+  const auto passes = [&] { return user.check_switch(all()).ok() && kernel.check_switch(all()).ok(); };
+  ASSERT_TRUE(passes());
+
+  // protect: the text loses execute.
+  ASSERT_TRUE(kernel.protect(VirtAddr(kText), 4 * kPageSize, kKernelReadOnly).ok());
+  EXPECT_EQ(user.check_switch(all()).kind, SwitchRefusal::Kind::Denied);
+  ASSERT_TRUE(kernel.protect(VirtAddr(kText), 4 * kPageSize, kKernelText).ok());
+  ASSERT_TRUE(passes());
+
+  // An unmap not flushed yet: the proof goes when the entry does, not with the batch.
+  {
+    ConsistencyBatch b = kernel.batch();
+    ASSERT_TRUE(kernel.cursor(b, VirtAddr(kIdt)).unmap().ok());
+    EXPECT_EQ(user.check_switch(all()).kind, SwitchRefusal::Kind::NotMapped);
+    ASSERT_TRUE(kernel.cursor(b, VirtAddr(kIdt)).map(PhysAddr(0x20'0000), kKernelData).ok());
+  }
+  ASSERT_TRUE(passes());
+
+  // A change to the shared tables through a user space's cursor (which may_change() forbids,
+  // and a buggy teardown of a user half could still do): the kernel's root loses it too.
+  {
+    ConsistencyBatch b = user.batch();
+    ASSERT_TRUE(user.cursor(b, VirtAddr(kStack)).unmap().ok());
+  }
+  EXPECT_EQ(kernel.check_switch(all()).kind, SwitchRefusal::Kind::NotMapped);
+  ASSERT_TRUE(kernel.map(VirtAddr(kStack), PhysAddr(0x30'0000), kKernelData).ok());
+  ASSERT_TRUE(passes());
+
+  // A top-level entry of the user root's kernel half cleared by hand: no proof is taken for a
+  // root that no longer shares the kernel half.
+  u64* top = user.arch().tree_for(VirtAddr(kStack)).root_entries();
+  const usize slot = F::index(VirtAddr(kStack), 0);
+  const u64 saved = top[slot];
+  top[slot] = 0;
+  const SwitchRefusal r = user.check_switch(all());
+  EXPECT_EQ(r.kind, SwitchRefusal::Kind::NotMapped);
+  EXPECT_NE(text(r).find("it does not share the kernel half"), std::string::npos) << text(r);
+  top[slot] = saved;
+  EXPECT_TRUE(passes());
+}
+
+TEST_F(SwitchCheckTest, ALowerHalfRangeIsWalkedAtEverySwitch) {
+  // What a process maps below the kernel half is its own: nothing proven of another root (or of
+  // this one, before) says anything about it. Cleared by hand here, no batch told.
+  AddressSpace user = AddressSpace::create_user(kernel).release_value();
+  constexpr u64 kLow = 0x40'0000;
+  ASSERT_TRUE(user.map(VirtAddr(kLow), PhysAddr(0x50'0000), kKernelData).ok());
+  const CriticalRange low{"a low stack", VirtAddr(kLow), kPageSize, kWrite, VirtAddr(kLow)};
+  ASSERT_TRUE(user.check_switch(Span<const CriticalRange>(&low, 1)).ok());
+  const Walk w = user.query(VirtAddr(kLow));
+  u64& leaf = memory.table_entries(w.levels[w.depth - 1].table)[w.levels[w.depth - 1].index];
+  const u64 saved = leaf;
+  leaf = 0;
+  EXPECT_EQ(user.check_switch(Span<const CriticalRange>(&low, 1)).kind, SwitchRefusal::Kind::NotMapped);
+  leaf = saved;
+}
+
+TEST_F(SwitchCheckTest, AnotherKernelSpaceTakesNothingFromTheKernelsProofs) {
+  ASSERT_TRUE(kernel.check_switch(all()).ok());  // proven in the kernel's root
+  // A second kernel-like space (as the fixtures build one) with the stack and the IDT but no text.
+  AddressSpace other = AddressSpace::create_kernel(memory).release_value();
+  ASSERT_TRUE(other.map(VirtAddr(kIdt), PhysAddr(0x20'0000), kKernelData).ok());
+  ASSERT_TRUE(other.map_range(VirtAddr(kStack), PhysAddr(0x30'0000), 4 * kPageSize, kKernelData).ok());
+  ASSERT_TRUE(kernel.check_switch(all()).ok());
+  const SwitchRefusal r = other.check_switch(all());
+  ASSERT_EQ(r.kind, SwitchRefusal::Kind::NotMapped);
+  EXPECT_EQ(r.range.what, std::string("the kernel text"));
+  EXPECT_EQ(r.root, other.root());
+}
+
+TEST_F(SwitchCheckTest, ANewKernelSpaceWhereTheProvenRootWasTakesNothingFromIt) {
+  ASSERT_TRUE(kernel.check_switch(all()).ok());
+  // Another table memory hands out the same addresses: its first root is where the kernel's is,
+  // and nothing is mapped in it (no batch told of any change).
+  test::FakeTableMemory<F::kEntriesPerTable> other_memory;
+  AddressSpace other = AddressSpace::create_kernel(other_memory).release_value();
+  ASSERT_EQ(other.root(), kernel.root());
+  EXPECT_EQ(other.check_switch(all()).kind, SwitchRefusal::Kind::NotMapped);
+}
+
 TEST(CriticalRanges, EmptyRangesAreSkippedAFullListCountsWhatItDropped) {
   CriticalRanges list;
   list.add("nothing", VirtAddr(0x1000), 0, Access{});

@@ -20,7 +20,8 @@ check   what the pre-switch check (AddressSpace::activate, kernel/mm/critical_ra
         (this was `bench switch` before lab 3):
         the vm_switch_cost self-test reloads the kernel's root for a second with the check and a
         second without, N boots; the report gives the median time of one switch each way and
-        their difference, the check's cost (it runs once at boot, and at every switch after).
+        their difference, the check's cost (it runs once at boot, and at every switch after;
+        here every reload after the first takes the kernel half from the first's proofs).
         Times are the guest's under QEMU's TCG emulation, not a real CPU's.
 """
 import re

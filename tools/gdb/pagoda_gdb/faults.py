@@ -31,6 +31,43 @@ NO_LOG_HINT = ("./pagoda gdb --int-log keeps QEMU's exception log, from which fa
                "how the machine got here")
 
 
+MAX_TRAP_SEARCH = 64      # frames searched for the trap handler before giving up
+MASK64 = (1 << 64) - 1
+
+
+def find_trap_frame(trap_function, stack_register):
+    """(gdb frame level, trap frame address) of the innermost @p trap_function, or None.
+
+    Both ISAs' entry code passes the stack pointer itself as the handler's `frame` argument;
+    when the compiler dropped that argument, the caller's @p stack_register is the same value."""
+    import gdb  # only inside GDB; this module is also imported by host tests
+    frame = gdb.newest_frame()
+    level = 0
+    while frame is not None and level < MAX_TRAP_SEARCH:
+        if frame.name() == trap_function:
+            return level, _trap_frame_address(frame, trap_function, stack_register)
+        try:
+            frame = frame.older()
+        except gdb.error:
+            return None
+        level += 1
+    return None
+
+
+def _trap_frame_address(frame, trap_function, stack_register):
+    import gdb
+    try:
+        value = frame.read_var("frame")
+        if not value.is_optimized_out:
+            return int(value) & MASK64
+    except (ValueError, gdb.error):
+        pass
+    caller = frame.older()
+    if caller is None:
+        raise CommandError(f"{trap_function}'s `frame` argument is optimized out and its caller is unknown")
+    return int(caller.read_register(stack_register)) & MASK64
+
+
 def _faultlog():
     """tools/pagoda/faultlog.py, loaded by path: putting tools/ on sys.path would let tools/gdb
     shadow GDB's own `gdb` module."""

@@ -18,7 +18,7 @@ import gdb
 
 from pagoda_pt import format_walk
 
-from . import kernel, session, target
+from . import faults, kernel, session, target
 from .faults import _faultlog
 from .paging import ADDR, symbol_of, walk_address
 from .registry import CommandError
@@ -32,37 +32,12 @@ ISS_FNV = 1 << 10
 PSTATE_PAN = 1 << 22
 SYNC_FROM_EL1 = 0x200     # VBAR_EL1 + this: the vector of a synchronous exception at EL1
 VECTOR_TABLE_BYTES = 0x800
-MAX_FRAMES = 64
 MASK = (1 << 64) - 1
 
 
 def find_trap_frame():
     """(gdb frame level, TrapFrame address) of the innermost aarch64_trap, or None."""
-    frame = gdb.newest_frame()
-    level = 0
-    while frame is not None and level < MAX_FRAMES:
-        if frame.name() == TRAP_FUNCTION:
-            return level, _trap_frame_address(frame)
-        try:
-            frame = frame.older()
-        except gdb.error:
-            return None
-        level += 1
-    return None
-
-
-def _trap_frame_address(frame):
-    try:
-        value = frame.read_var("frame")
-        if not value.is_optimized_out:
-            return int(value) & MASK
-    except (ValueError, gdb.error):
-        pass
-    # aarch64_trap_entry passes SP itself (mov x0, sp; bl aarch64_trap): the caller's SP.
-    caller = frame.older()
-    if caller is None:
-        raise CommandError("aarch64_trap's `frame` argument is optimized out and its caller is unknown")
-    return int(caller.read_register("sp")) & MASK
+    return faults.find_trap_frame(TRAP_FUNCTION, "sp")
 
 
 def read_trap_frame(addr):

@@ -15,7 +15,7 @@ import gdb
 from pagoda_pt.diagnose_x86_64 import (TRAP_FRAME_FIELDS, KernelImage, TrapFrameAt, X86Facts,
                                        explain as explain_facts)
 
-from . import kernel, session, target
+from . import faults, kernel, session, target
 from .faults import qemu_log_story
 from .paging import symbol_of
 from .registry import CommandError
@@ -23,39 +23,12 @@ from .registry import CommandError
 TRAP_FUNCTION = "x86_trap"
 TRAP_FRAME_TYPE = "pagoda::x86::TrapFrame"
 TRAP_ENTRY_SYMBOL = "x86_vector_stubs"
-MAX_FRAMES = 64
 MASK = (1 << 64) - 1
 
 
 def find_trap_frame():
     """(gdb frame level, TrapFrame address) of the innermost x86_trap, or None."""
-    frame = gdb.newest_frame()
-    level = 0
-    while frame is not None and level < MAX_FRAMES:
-        if frame.name() == TRAP_FUNCTION:
-            return level, _trap_frame_address(frame)
-        try:
-            frame = frame.older()
-        except gdb.error:
-            return None
-        level += 1
-    return None
-
-
-def _trap_frame_address(frame):
-    try:
-        value = frame.read_var("frame")
-        if not value.is_optimized_out:
-            return int(value) & MASK
-    except (ValueError, gdb.error):
-        pass
-    # x86_trap_common passes RSP itself (movq %rsp, %rdi; call x86_trap): that is the
-    # caller's stack pointer after the call returns, i.e. x86_trap's canonical frame address.
-    caller = frame.older()
-    if caller is None:
-        raise CommandError("x86_trap's `frame` argument is optimized out and its caller is "
-                           "unknown")
-    return int(caller.read_register("rsp")) & MASK
+    return faults.find_trap_frame(TRAP_FUNCTION, "rsp")
 
 
 def read_trap_frame(addr):

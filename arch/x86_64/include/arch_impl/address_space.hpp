@@ -57,6 +57,9 @@ class X86AddressSpace final : public TlbSync {
   bool may_change(VirtAddr va, u64 size) const;
   /// The root (CR3 value) of this space.
   PhysAddr root() const { return tree_.root(); }
+  /// The root of the kernel half this space shares: the kernel space's own root (for a user
+  /// space, the one whose top-level entries it copied).
+  PhysAddr kernel_root() const { return kernel_root_; }
   /// Where this space's tables live.
   TableMemory& memory() const { return tree_.memory(); }
 
@@ -76,14 +79,15 @@ class X86AddressSpace final : public TlbSync {
   void invalidate_all(bool global) override;
 
  private:
-  X86AddressSpace(Tree tree, bool kernel, const u64* kernel_top)
-      : tree_(move(tree)), kernel_(kernel), kernel_top_(kernel_top) {}
+  X86AddressSpace(Tree tree, bool kernel, PhysAddr kernel_root, const u64* kernel_top)
+      : tree_(move(tree)), kernel_(kernel), kernel_root_(kernel_root), kernel_top_(kernel_top) {}
 
   /// True when @p va is in the kernel half, which every root shares.
   static bool in_kernel_half(VirtAddr va) { return va.value() >= arch::layout::kKernelHalfBase; }
 
   Tree tree_;
   bool kernel_;
+  PhysAddr kernel_root_;   ///< the kernel root (this space's own root for the kernel space)
   const u64* kernel_top_;  ///< the kernel root's entries (what a user root must share)
 };
 
