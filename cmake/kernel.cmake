@@ -25,6 +25,7 @@ set(PAGODA_KERNEL_PURE_SOURCES
   ${CMAKE_SOURCE_DIR}/kernel/mm/debug_roots.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/temp_map.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/vma.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/mm/user_regions.cpp
   ${CMAKE_SOURCE_DIR}/kernel/proc/elf.cpp)
 
 # The arch-independent kernel sources, for every arch's kernel target.

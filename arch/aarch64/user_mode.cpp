@@ -158,6 +158,7 @@ void user_exception(const TrapFrame& f) {
     fault.has_address = valid;
     const Access access{.write = is_data_abort(f.esr) && (f.esr & kIssWnR) && !(f.esr & kIssCm),
                         .execute = !is_data_abort(f.esr), .user = true};
+    fault.access = access;
     if (valid) explain_fault(reason, vm::walk_active(VirtAddr(f.far)), access);
     else format_to(reason, "the CPU gave no fault address");
   } else if (ec == kClassUnknown || ec == kClassWfx || ec == kClassSysreg) {

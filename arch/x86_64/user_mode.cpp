@@ -106,6 +106,7 @@ void user_exception(const TrapFrame& f, const char* mnemonic, const char* name, 
       fault.how = abi::Termination::PageFault;
       fault.address = read_cr2();
       fault.has_address = true;
+      fault.access = access;
       explain_fault(reason, vm::walk_active(VirtAddr(fault.address)), access);
       break;
     }

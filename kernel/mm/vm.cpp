@@ -8,6 +8,7 @@
 #include "mm/layout.hpp"
 #include "mm/mmu.hpp"
 #include "mm/temp_map.hpp"
+#include "mm/user_regions.hpp"
 
 // Section bounds from the linker script (arch/<isa>/kernel.ld): virtual addresses, except the
 // *_phys ones; __kernel_virt_offset's address is the offset between the two.
@@ -371,13 +372,62 @@ void set_current_space(AddressSpace* space) { g_current_space = space; }
 
 Walk walk_active(VirtAddr va) { return walk_tree<Format>(arch::live_root_for(va), g_table_memory, va); }
 
+namespace {
+
+/// Gives the page at @p page of region @p vma a frame, filled as the region's kind says (an
+/// image page from its file, zeros past the file's end; every other kind zeros), and maps it
+/// with the region's permissions. The frame is written before it is mapped, through the window
+/// or a temporary mapping, never through @p space (which need not be live).
+Result<void> populate(AddressSpace& space, const Vma& vma, u64 page) {
+  const PhysAddr frame = TRY(allocate_user_frame());
+  zero_frame(frame);
+  if (vma.kind == VmaKind::Image && page - vma.start < vma.file_size) {
+    const u64 at = page - vma.start;
+    const usize bytes = usize(min<u64>(kPageSize, vma.file_size - at));
+    write_frame(frame, 0, static_cast<const u8*>(vma.source) + vma.offset + at, bytes);
+  }
+  const Result<void> mapped = space.map(VirtAddr(page), frame, page_perms_of(vma));
+  if (mapped.is_error()) g_frames.free(frame);
+  return mapped;
+}
+
+/// A fault at a user address of a space with a record (lab 5): what the record says.
+FaultDecision resolve_user_fault(AddressSpace& space, UserRegions& regions, VirtAddr va, Access access) {
+  const FaultVerdict verdict = decide_fault(regions, va.value(), access);
+  const u64 page = va.align_down(kPageSize).value();
+  switch (verdict.action) {
+    case FaultAction::Deny: return FaultDecision::KillProcess;
+    case FaultAction::Grow: {
+      Vma growth = verdict.vma;  // [page, the stack's start now): merges into the stack
+      growth.end = regions.vmas.overlapping(page, align_down(~u64{0}, kPageSize))[0].start;
+      if (regions.vmas.insert(growth).is_error()) return FaultDecision::KillProcess;
+      break;
+    }
+    case FaultAction::Populate: break;
+  }
+  const Walk walk = space.query(VirtAddr(page));
+  if (walk.mapped()) {
+    // Mapped, yet the region allows the access: the entry is narrower than its region (a
+    // change of permissions not yet applied). Widen it once; a second fault is not ours.
+    if (walk.perms == page_perms_of(verdict.vma)) return FaultDecision::KillProcess;
+    return space.protect(VirtAddr(page), kPageSize, page_perms_of(verdict.vma)).ok() ? FaultDecision::Resolved
+                                                                                     : FaultDecision::KillProcess;
+  }
+  return populate(space, verdict.vma, page).ok() ? FaultDecision::Resolved : FaultDecision::KillProcess;
+}
+
+}  // namespace
+
 FaultDecision handle_fault(AddressSpace* space, VirtAddr va, Access access) {
-  // Labs 5 and 6 decide here first: a fault in a VMA that is not populated yet is resolved by
-  // mapping a page, a write to a copy-on-write page by copying it. Until then nothing is
-  // resolved: a user access ends its process; the kernel's own fault is a bug (touching user
-  // memory outside a checked copy included: the report says so, from the walk).
-  (void)space;
-  (void)va;
+  // Lab 5: a user access (or a user copy, which the arch's trap code passes as one) to a space
+  // with a record asks the record: a page of a region that allows the access is brought in (the
+  // stack grows down first when the page lies just below it); anything else ends the process
+  // (a user copy returns EFAULT through its fix-up instead). Lab 6 adds copy-on-write. Every
+  // other fault is not resolved: a user access ends its process; the kernel's own fault is a
+  // bug (touching user memory outside a checked copy included: the report says so, from the
+  // walk).
+  if (access.user && space != nullptr && space->regions() != nullptr)
+    return resolve_user_fault(*space, *space->regions(), va, access);
   return access.user ? FaultDecision::KillProcess : FaultDecision::KernelBug;
 }
 

@@ -50,6 +50,7 @@
 #include "lib/format.hpp"
 #include "lib/result.hpp"
 #include "lib/types.hpp"
+#include "mm/perms.hpp"
 
 namespace pagoda::arch {
 
@@ -114,7 +115,7 @@ i64 syscall(const SyscallArgs& call);
 
 /// An exception taken in user mode that nothing resolved, decoded by the ISA.
 struct UserFault {
-  static constexpr usize kReasonSize = 112;
+  static constexpr usize kReasonSize = 320;
   abi::Termination how = abi::Termination::Killed;  ///< what the exit status says
   const char* mnemonic = "";  ///< the exception, e.g. "#PF"
   const char* name = "";      ///< e.g. "page fault"
@@ -122,6 +123,7 @@ struct UserFault {
   u64 pc = 0;                 ///< the user instruction
   u64 address = 0;            ///< the faulting address, when has_address
   bool has_address = false;
+  Access access{};            ///< a page fault: what the access tried to do
   char reason[kReasonSize] = {};  ///< why, e.g. "user access to supervisor page" (may be empty)
 };
 

@@ -2,6 +2,7 @@
 #include "proc/process.hpp"
 
 #include "core/panic.hpp"
+#include "mm/heap_allocator.hpp"
 #include "mm/table_iterator.hpp"
 #include "mm/vm.hpp"
 #include "proc/loader.hpp"
@@ -11,10 +12,16 @@ namespace pagoda::proc {
 namespace {
 
 Process g_processes[kMaxProcesses];
+char g_problem[256];
 u32 g_next_pid = 1;
 
 /// Gives back what create_process made of @p p so far (any order of failure), the slot last.
 void release(Process& p) {
+  if (p.space_made && p.regions_made) {
+    usize pages = 0;
+    BufferSink problem(g_problem, sizeof g_problem);
+    if (!check_vmas(p, &problem, &pages)) println("proc {} ({}): {}", p.pid, p.name_view(), StringView(g_problem));
+  }
   if (p.space_made) {
     usize pages = 0;
     const Result<void> freed = free_user_half(p.space(), pages);
@@ -24,6 +31,10 @@ void release(Process& p) {
     }
     p.space().~AddressSpace();  // frees the tables of the user half, then the root
     p.space_made = false;
+  }
+  if (p.regions_made) {
+    p.regions().~UserRegions();
+    p.regions_made = false;
   }
   destroy_kernel_stack(p.kstack);
   p = Process{};
@@ -67,8 +78,11 @@ Result<Process*> create_process(StringView name, Span<const u8> image, Span<cons
   construct_at(&p.space(), space.release_value());
   p.space_made = true;
   p.space().name_for_debugging(name, p.pid);
+  construct_at(&p.regions(), heap::frame_granular_allocator(), kPageSize);
+  p.regions_made = true;
+  p.space().set_regions(&p.regions());
 
-  const Result<arch::UserEntry> entry = load_program(p.space(), image, args);
+  const Result<arch::UserEntry> entry = load_program(p.space(), p.regions(), image, args);
   if (entry.is_error()) {
     const Error e = entry.error();
     release(p);
@@ -112,6 +126,11 @@ Result<void> free_user_half(AddressSpace& space, usize& pages) {
   // return Error(Error::NotImplemented, "lab 3: write free_user_half() in kernel/proc/process.cpp "
   //                                     "(labs/03-process-roots/README.md)");
   // LAB 3 END
+}
+
+bool check_vmas(Process& p, FormatSink* report, usize* mapped_pages) {
+  if (!p.space_made || !p.regions_made) return true;
+  return check_coverage(p.space(), p.regions().vmas, arch::UserSpace::kEnd, report, mapped_pages);
 }
 
 UserFrames count_user_frames(AddressSpace& space) {

@@ -29,6 +29,7 @@
 #include "lib/result.hpp"
 #include "lib/string_view.hpp"
 #include "mm/address_space.hpp"
+#include "mm/user_regions.hpp"
 #include "proc/kernel_stack.hpp"
 
 namespace pagoda::proc {
@@ -61,8 +62,14 @@ struct Process {
   bool has_space() const { return space_made; }
   StringView name_view() const { return StringView(name); }
 
+  /// The record of its user half (its VMAs; lab 5): made with the space, set as the space's
+  /// regions(), destroyed after it.
+  UserRegions& regions() { return *reinterpret_cast<UserRegions*>(regions_storage); }
+
   alignas(AddressSpace) u8 space_storage[sizeof(AddressSpace)] = {};
   bool space_made = false;
+  alignas(UserRegions) u8 regions_storage[sizeof(UserRegions)] = {};
+  bool regions_made = false;
 };
 
 /// The process table (slot order), for the scheduler, reports and the debugger (`ps` reads it).
@@ -89,6 +96,11 @@ void destroy_process(Process& process);
 /// Ends the current process with @p info (its exit status) and never returns: it stays a
 /// Zombie until the idle loop reaps it.
 [[noreturn]] void exit_current(const abi::ExitInfo& info);
+
+/// Checks the invariant of lab 5 for @p p: nothing mapped in its user half that no VMA
+/// covers, every mapped page with its VMA's permissions (check_coverage()). Prints the first
+/// problem to @p report and returns false; @p mapped_pages receives the pages seen.
+bool check_vmas(Process& p, FormatSink* report, usize* mapped_pages = nullptr);
 
 /// Frames of @p space's user half: mapped pages and page tables (the root included).
 struct UserFrames {
