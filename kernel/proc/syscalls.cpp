@@ -9,6 +9,7 @@
 #include "lib/abi.hpp"
 #include "mm/vm.hpp"
 #include "proc/arch.hpp"
+#include "proc/memory_calls.hpp"
 #include "proc/process.hpp"
 #include "proc/programs.hpp"
 #include "proc/scheduler.hpp"
@@ -169,6 +170,12 @@ i64 syscall(const SyscallArgs& call) {
     case abi::Syscall::ProcInfo: return sys_proc_info(*p, a[0], a[1]);
     case abi::Syscall::Spawn: return sys_spawn(*p, a[0], a[1]);
     case abi::Syscall::KernelRecurse: return sys_kernel_recurse(a[0], a[1]);
+    case abi::Syscall::Mmap: return sys_mmap(*p, a[0], a[1], a[2], a[3]);
+    case abi::Syscall::Munmap: return sys_munmap(*p, a[0], a[1]);
+    case abi::Syscall::Mprotect: return sys_mprotect(*p, a[0], a[1], a[2]);
+    case abi::Syscall::Brk: return sys_brk(*p, a[0]);
+    case abi::Syscall::Sbrk: return sys_sbrk(*p, i64(a[0]));
+    case abi::Syscall::VmaList: return sys_vma_list(*p, a[0], a[1]);
     default: return fail(Errno::NoSys);
   }
 }
