@@ -12,6 +12,7 @@
 #include "proc/process.hpp"
 #include "proc/programs.hpp"
 #include "proc/scheduler.hpp"
+#include "proc/temp_map_calls.hpp"
 #include "proc/user_memory.hpp"
 
 namespace pagoda::proc {
@@ -169,6 +170,9 @@ i64 syscall(const SyscallArgs& call) {
     case abi::Syscall::ProcInfo: return sys_proc_info(*p, a[0], a[1]);
     case abi::Syscall::Spawn: return sys_spawn(*p, a[0], a[1]);
     case abi::Syscall::KernelRecurse: return sys_kernel_recurse(a[0], a[1]);
+    case abi::Syscall::TempFill: return sys_temp_fill(*p, a[0]);
+    case abi::Syscall::TempTake: return sys_temp_take(*p, a[0], a[1], a[2]);
+    case abi::Syscall::TempStress: return sys_temp_stress(*p, a[0], a[1], a[2], a[3]);
     default: return fail(Errno::NoSys);
   }
 }
