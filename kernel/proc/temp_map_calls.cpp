@@ -4,6 +4,7 @@
 #include "core/arch.hpp"
 #include "lib/string.hpp"
 #include "lib/abi.hpp"
+#include "lib/facts.hpp"
 #include "mm/temp_map.hpp"
 #include "mm/vm.hpp"
 #include "proc/process.hpp"
@@ -27,6 +28,7 @@ struct StressState {
   u64 mismatches;
   u64 irq_maps;
   u64 max_depth;
+  u64 irq_maps_total;  ///< every call's, since boot
 };
 
 }  // namespace pagoda::proc
@@ -44,6 +46,15 @@ extern "C" [[gnu::noinline]] void pagoda_temp_stress_round(pagoda::u64 round, pa
 
 namespace pagoda::proc {
 namespace {
+
+// Where the grader finds what it reads of these (grade/test_lab4.py).
+PAGODA_FACT(temp_frames_stride, sizeof(HeldFrame))
+PAGODA_FACT(temp_frames_frame, offsetof(HeldFrame, frame))
+PAGODA_FACT(temp_frames_owner, offsetof(HeldFrame, owner))
+PAGODA_FACT(temp_frames_seed, offsetof(HeldFrame, seed))
+PAGODA_FACT(temp_stress_seed, offsetof(StressState, seed))
+PAGODA_FACT(temp_stress_frames, offsetof(StressState, frames))
+PAGODA_FACT(temp_stress_irq_maps_total, offsetof(StressState, irq_maps_total))
 
 using abi::Errno;
 
@@ -182,6 +193,7 @@ void temp_map_timer_hook() {
   note_depth();
   (void)checked(map, k, j);
   pagoda_temp_stress.irq_maps = n + 1;
+  pagoda_temp_stress.irq_maps_total = pagoda_temp_stress.irq_maps_total + 1;
 }
 
 }  // namespace pagoda::proc
