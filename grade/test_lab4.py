@@ -297,7 +297,10 @@ def test_temp_map_stress(boot, kernel, arch):
         watch.fail(run, "no timer interrupt mapped a frame inside a temp_stress call (the kernel's counter, read "
                         "from guest RAM): the stress never ran with interrupts nested in it")
     if int(m[6]) != 0:
-        watch.fail(run, f"tmstress reports {m[6]} mismatches: a read through a slot did not hold its frame's pattern")
+        watch.fail(run, f"tmstress reports {m[6]} mismatches: a read through a slot did not hold its frame's pattern "
+                        "(its {m[4]} maps in timer interrupts included): a stale translation (a slot given back without "
+                        "invalidating its TLB entry) or a slot taken twice (an interrupt between the entry write and the "
+                        "stack bookkeeping)")
     reaped = parse_reaped(run)
     if sorted(reaped.values()) != ["exited with code 0"] * 2:
         watch.fail(run, f"expected tmstress and spin to exit with 0; reaped: {reaped}")

@@ -187,13 +187,17 @@ i64 sys_temp_stress(Process& p, u64 seed, u64 maps, u64 flags, u64 out) {
 
 void temp_map_timer_hook() {
   if (!pagoda_temp_stress.active) return;
-  const u64 n = pagoda_temp_stress.irq_maps;
-  const usize k = usize(n % abi::kTempStressFrames), j = usize((n * 37) % kWords);
-  TempMap map(PhysAddr(pagoda_temp_stress.frames[k]));
-  note_depth();
-  (void)checked(map, k, j);
-  pagoda_temp_stress.irq_maps = n + 1;
-  pagoda_temp_stress.irq_maps_total = pagoda_temp_stress.irq_maps_total + 1;
+  // Two frames one after the other in the same slot, above whatever the interrupted round
+  // holds: the second read shows a translation of the first left behind.
+  for (int i = 0; i < 2; ++i) {
+    const u64 n = pagoda_temp_stress.irq_maps;
+    const usize k = usize(n % abi::kTempStressFrames), j = usize((n * 37) % kWords);
+    TempMap map(PhysAddr(pagoda_temp_stress.frames[k]));
+    note_depth();
+    (void)checked(map, k, j);
+    pagoda_temp_stress.irq_maps = n + 1;
+    pagoda_temp_stress.irq_maps_total = pagoda_temp_stress.irq_maps_total + 1;
+  }
 }
 
 }  // namespace pagoda::proc
