@@ -298,7 +298,7 @@ def test_temp_map_stress(boot, kernel, arch):
                         "from guest RAM): the stress never ran with interrupts nested in it")
     if int(m[6]) != 0:
         watch.fail(run, f"tmstress reports {m[6]} mismatches: a read through a slot did not hold its frame's pattern "
-                        "(its {m[4]} maps in timer interrupts included): a stale translation (a slot given back without "
+                        f"(its {m[4]} maps in timer interrupts included): a stale translation (a slot given back without "
                         "invalidating its TLB entry) or a slot taken twice (an interrupt between the entry write and the "
                         "stack bookkeeping)")
     reaped = parse_reaped(run)
@@ -396,8 +396,8 @@ def test_bad_pointers(boot, kernel, arch):
     efaults = 0
     for kind in BADPTR_KINDS:
         tag += 1
-        ops = [("read (write)", 0), ("read (spawn)", 1), ("write (proc_info)", 2)] if kind != "readonly" else \
-            [("write (proc_info)", 2)]
+        ops = [("read (write)", 0), ("read (spawn)", 1), ("write (proc_info)", 2), ("read (read)", 3)] \
+            if kind != "readonly" else [("write (proc_info)", 2), ("write (read)", 3)]
         for op, salt in ops:
             got = proof(token, (EFAULT & (2**64 - 1)) ^ (tag << 8) ^ salt)
             run.expect(rf"^badptr: {kind} {re.escape(op)} -> {EFAULT} proof={got:016x}$",
