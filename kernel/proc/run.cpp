@@ -230,8 +230,8 @@ bool run_programs(StringView spec, StringView token) {
 void user_fault(const UserFault& f) {
   Process* p = current();
   if (p == nullptr) panic("a fault from user mode with no current process: {} at {:#x}", f.mnemonic, f.pc);
-  print("proc {} ({}): killed: {}: {} {} (vector {}) at RIP {:#x}", p->pid, p->name_view(),
-        abi::termination_name(f.how), f.mnemonic, f.name, f.vector, f.pc);
+  print("proc {} ({}): killed: {}: {} {} ({} {}) at {} {:#x}", p->pid, p->name_view(), abi::termination_name(f.how),
+        f.mnemonic, f.name, f.vector_label, f.vector, f.pc_label, f.pc);
   if (f.has_address) print(", address {:#x}", f.address);
   if (f.reason[0] != '\0') print(": {}", StringView(f.reason));
   println("");
