@@ -158,7 +158,9 @@ bool describe_temp_map_address(FormatSink& sink, VirtAddr va) {
     return true;
   }
   if (slot < area->depth())
-    format_to(sink, "temp-map slot {} of CPU {}: live, maps frame {:#x}", slot, cpu, area->frame(slot).value());
+    format_to(sink, "temp-map slot {} of CPU {}: live, maps frame {:#x}; its entry is written at {:p} (a walk "
+              "that does not end at that entry: the entry is in a table the live root does not use)", slot, cpu,
+              area->frame(slot).value(), static_cast<const void*>(area->entries_[slot]));
   else
     format_to(sink, "temp-map slot {} of CPU {}: free (a pointer kept after its TempMap was released?)", slot, cpu);
   return true;
