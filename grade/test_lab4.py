@@ -141,8 +141,8 @@ def shared_slot_problems(snap, watch, area, roots):
             w = snap.walk(va, root)
             last = w.levels[-1] if w.levels else None
             if last is None or len(w.levels) != top or last.entry_pa != entry_pa:
-                got = (f"its walk stops at {last.name} entry {last.entry_pa:#x} ({w.stop_reason or 'mapped'})"
-                       if last else "its walk reads nothing")
+                got = (f"the root's walk reads the {last.name} entry at {last.entry_pa:#x}"
+                       + (f" ({w.stop_reason})" if w.stop_reason else "") if last else "the root's walk reads nothing")
                 tli = w.levels[0] if w.levels else None
                 problems.append(
                     f"temp-map slot {slot} ({va:#x}) in {label}: the kernel writes the slot's entry at physical "
@@ -202,7 +202,8 @@ def test_temp_maps_live(boot, kernel, arch):
     if w["filler"] == w["reader"]:
         watch.fail(run, f"tmfill and tmread made their calls with the same root {w['filler']:#x} live")
     if w["shared"]:
-        watch.fail(run, "the grader walked every root while a process ran:\n  " + "\n  ".join(w["shared"][:4]))
+        shared = list(dict.fromkeys(w["shared"]))
+        watch.fail(run, "the grader walked every root while a process ran:\n  " + "\n  ".join(shared[:4]))
     end = window_end(kernel)
     if w["frame"] < end:
         watch.fail(run, f"the frame temp_fill filled is {w['frame']:#x}, inside the kernel's window (below {end:#x}): "
