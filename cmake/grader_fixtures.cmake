@@ -1,5 +1,5 @@
 # Hostile kernels for the grader's own tests (grade/harness_tests): each one is this arch's
-# kernel objects plus one source from grade/harness_tests/fixtures/<arch>/ that replaces chosen
+# kernel objects plus sources from grade/harness_tests/fixtures/<arch>/ (or common/) that replace chosen
 # functions through the linker's --wrap (calls to F go to __wrap_F, which may call __real_F).
 # Nothing of them is in kernel/ or arch/, so no lab tree a student gets compiles them, and they
 # are built only on request (EXCLUDE_FROM_ALL):
@@ -14,9 +14,17 @@
 function(pagoda_grader_fixture objects make_kernel name)
   cmake_parse_arguments(F "" "" "SOURCES;WRAP" ${ARGN})
   set(fixture_dir ${CMAKE_SOURCE_DIR}/grade/harness_tests/fixtures)
-  list(TRANSFORM F_SOURCES PREPEND ${fixture_dir}/${PAGODA_ARCH}/)
+  # a bare file name is in fixtures/<arch>/; one with a directory (common/x.cpp) in fixtures/
+  set(sources "")
+  foreach(source IN LISTS F_SOURCES)
+    if(source MATCHES "/")
+      list(APPEND sources ${fixture_dir}/${source})
+    else()
+      list(APPEND sources ${fixture_dir}/${PAGODA_ARCH}/${source})
+    endif()
+  endforeach()
   list(TRANSFORM F_WRAP PREPEND "-Wl,--wrap=")
-  add_executable(fixture-${name} EXCLUDE_FROM_ALL $<TARGET_OBJECTS:${objects}> ${F_SOURCES})
+  add_executable(fixture-${name} EXCLUDE_FROM_ALL $<TARGET_OBJECTS:${objects}> ${sources})
   cmake_language(CALL ${make_kernel} fixture-${name} ${name}.elf)
   target_include_directories(fixture-${name} PRIVATE ${fixture_dir})
   target_link_options(fixture-${name} PRIVATE ${F_WRAP})

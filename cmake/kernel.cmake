@@ -52,5 +52,6 @@ set(PAGODA_KERNEL_GENERIC_SOURCES
   ${CMAKE_SOURCE_DIR}/kernel/proc/scheduler.cpp
   ${CMAKE_SOURCE_DIR}/kernel/proc/syscalls.cpp
   ${CMAKE_SOURCE_DIR}/kernel/proc/memory_calls.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/proc/temp_map_calls.cpp
   ${CMAKE_SOURCE_DIR}/kernel/proc/user_memory.cpp
   ${CMAKE_SOURCE_DIR}/kernel/proc/proc_selftest.cpp)

@@ -127,7 +127,7 @@ function(pagoda_add_user_programs isa)
 endfunction()
 
 # Adds to @p target (the kernel) the programs built for @p isa: an assembly file that pulls
-# each ELF in with .incbin (page-aligned, so a loader may map its pages in place) and a C++
+# each ELF in with .incbin (aligned to the arch's PAGODA_PAGE_SIZE, cmake/arch_kernel.cmake, so a loader may map its pages in place) and a C++
 # table naming them (kernel/proc/programs.hpp). Both are rewritten only when the list of
 # programs changes; the assembly is reassembled whenever a program's ELF changes.
 function(pagoda_embed_user_programs target isa)
@@ -143,7 +143,7 @@ function(pagoda_embed_user_programs target isa)
     list(APPEND elfs ${elf})
     string(APPEND asm
       "    .section .rodata.pagoda_program.${name}, \"a\"\n"
-      "    .balign 4096\n"
+      "    .balign ${PAGODA_PAGE_SIZE}\n"
       "    .globl pagoda_program_${name}_begin, pagoda_program_${name}_end\n"
       "pagoda_program_${name}_begin:\n"
       "    .incbin \"${elf}\"\n"

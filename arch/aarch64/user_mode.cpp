@@ -148,7 +148,9 @@ void user_exception(const TrapFrame& f) {
   fault.mnemonic = is_abort(f.esr) ? (is_data_abort(f.esr) ? "DABT" : "IABT")
                    : ec == kClassUnknown ? "UNDEF" : ec == kClassWfx ? "WFx" : ec == kClassSysreg ? "SYSREG" : "SYNC";
   fault.name = exception_class_name(ec);
+  fault.vector_label = "EC";
   fault.vector = ec;
+  fault.pc_label = "ELR";
   fault.pc = f.elr;
   BufferSink reason(fault.reason, sizeof fault.reason);
   if (is_abort(f.esr)) {

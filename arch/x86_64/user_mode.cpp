@@ -99,6 +99,7 @@ void user_exception(const TrapFrame& f, const char* mnemonic, const char* name, 
   fault.mnemonic = mnemonic;
   fault.name = name;
   fault.vector = f.vector;
+  fault.pc_label = "RIP";
   fault.pc = f.rip;
   BufferSink reason(fault.reason, sizeof fault.reason);
   switch (f.vector) {

@@ -40,17 +40,28 @@ def aarch64_kernel():
     return paths.kernel_elf("aarch64")
 
 
-@pytest.fixture(scope="session")
-def fixture_kernels():
-    """Builds every fixture kernel of the default arch once; returns name -> ELF path."""
-    _locked_build(["kernel", "grader-fixtures"])
-    directory = os.path.join(paths.build_dir(paths.DEFAULT_ARCH), "fixtures")
+def _fixture_kernels(arch):
+    """Builds every fixture kernel of @p arch; returns name -> ELF path."""
+    _locked_build(["kernel", "grader-fixtures"], arch)
+    directory = os.path.join(paths.build_dir(arch), "fixtures")
     return {f[:-4]: os.path.join(directory, f) for f in os.listdir(directory) if f.endswith(".elf")}
 
 
-def run_grader(tmp_path, kernel, labs, keyword=None, env=None, workers=None):
-    """Runs the grader on grade/test_lab{labs}.py with @p kernel; returns {test id: (outcome,
-    reason)} from its JSON report."""
+@pytest.fixture(scope="session")
+def fixture_kernels():
+    """Every fixture kernel of the default arch, built once: name -> ELF path."""
+    return _fixture_kernels(paths.DEFAULT_ARCH)
+
+
+@pytest.fixture(scope="session")
+def aarch64_fixture_kernels():
+    """Every AArch64 fixture kernel (grade/harness_tests/fixtures/aarch64/), built once."""
+    return _fixture_kernels("aarch64")
+
+
+def run_grader(tmp_path, kernel, labs, keyword=None, env=None, workers=None, arch=None):
+    """Runs the grader on grade/test_lab{labs}.py with @p kernel (of @p arch, the default arch
+    when None); returns {test id: (outcome, reason)} from its JSON report."""
     report = tmp_path / f"report-{os.path.basename(kernel)}-{len(os.listdir(tmp_path))}.json"
     argv = [paths.SYSTEM_PYTHON, "-m", "pytest", "-p", "no:cacheprovider", "-q", f"--pagoda-kernel={kernel}",
             f"--pagoda-report={report}"] + [f"test_lab{n}.py" for n in labs]
@@ -58,6 +69,8 @@ def run_grader(tmp_path, kernel, labs, keyword=None, env=None, workers=None):
         argv += ["-k", keyword]
     if workers:
         argv += ["-n", str(workers)]
+    if arch:
+        argv += [f"--pagoda-arch={arch}"]
     full_env = dict(os.environ, PAGODA_GRADE_LOGS=str(tmp_path / "logs"), **(env or {}))
     out = subprocess.run(argv, cwd=paths.GRADE, env=full_env, capture_output=True, text=True)
     assert report.exists(), out.stdout[-3000:] + out.stderr[-3000:]

@@ -45,18 +45,20 @@ def test_kernel_without_vm_work_scores_nothing_witnessed(fixture_kernels, tmp_pa
     assert passed <= {"runs_high"}, {t: results[t][1][:300] for t in passed}
 
 
-def test_kernel_without_processes_scores_nothing_in_lab3(fixture_kernels, tmp_path):
-    """Lab 3's liar: every line of every program and of the kernel printed, proofs computed from
-    the token, frames balanced, and no process ever made. The grader waits for what it can see
-    (the run's checkpoints, the system-call entry, QEMU's log) and gives it nothing."""
+@pytest.mark.parametrize("arch", ["x86_64", "aarch64"])
+def test_kernel_without_processes_scores_nothing_in_lab3(arch, request, tmp_path):
+    """Lab 3's liar (fixtures/common/noproc.cpp, the same on both ISAs): every line of every
+    program and of the kernel printed, proofs computed from the token, frames balanced, and no
+    process ever made. The grader waits for what it can see (the run's checkpoints, the
+    system-call entry, QEMU's log) and gives it nothing."""
     import os
     import shutil
+    kernels = request.getfixturevalue("fixture_kernels" if arch == "x86_64" else "aarch64_fixture_kernels")
     kernel = tmp_path / "noproc.elf"
-    shutil.copy(fixture_kernels["noproc"], kernel)
+    shutil.copy(kernels["noproc"], kernel)
     # the user programs the tests read symbols from, as next to a built kernel
-    os.symlink(os.path.join(os.path.dirname(os.path.dirname(fixture_kernels["noproc"])), "user"),
-               tmp_path / "user")
-    results = run_grader(tmp_path, str(kernel), (3,), workers=2)
+    os.symlink(os.path.join(os.path.dirname(os.path.dirname(kernels["noproc"])), "user"), tmp_path / "user")
+    results = run_grader(tmp_path, str(kernel), (3,), workers=2, arch=arch)
     assert len(results) == 8
     passed = {t: reason[:300] for t, (outcome, reason) in results.items() if outcome != "failed"}
     assert not passed, passed

@@ -119,10 +119,10 @@ class Killed:
 
 
 def parse_kills(run):
-    """{pid: Killed} from the 'proc N (name): killed: HOW: MNEMONIC NAME (vector V) at RIP X[,
+    """{pid: Killed} from the 'proc N (name): killed: HOW: MNEMONIC NAME (vector V) at RIP X[, (AArch64: (EC V) at ELR X)
     address A][: REASON]' lines."""
     out = {}
-    rx = re.compile(rf"^proc (\d+) \(([^)]*)\): killed: ([^:]+): (\S+) .*? \(vector (\d+)\) at \w+ ({HEX})"
+    rx = re.compile(rf"^proc (\d+) \(([^)]*)\): killed: ([^:]+): (\S+) .*? \((?:vector|EC) (\d+)\) at \w+ ({HEX})"
                     rf"(?:, address ({HEX}))?(?:: (.*))?$")
     for line in run.lines:
         m = rx.match(line)

@@ -86,6 +86,8 @@ class TempMapArea {
 
  private:
   friend class TempMap;
+  friend struct TempMapAreaFacts;  // exports the field offsets the grader and GDB read
+  friend bool describe_temp_map_address(FormatSink& sink, VirtAddr va);
 
   /// Maps @p frame in the next free slot and returns that slot; panics when none is free.
   usize push(PhysAddr frame);

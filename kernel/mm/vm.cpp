@@ -437,6 +437,8 @@ void report_fault(FormatSink& sink, VirtAddr va, Access access) {
   format_to(sink, "  reason: ");
   explain_fault(sink, walk, access);
   format_to(sink, "\n");
+  format_to(sink, "  ");
+  if (describe_temp_map_address(sink, va)) format_to(sink, "\n");
 }
 
 }  // namespace pagoda::vm

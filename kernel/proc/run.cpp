@@ -242,8 +242,8 @@ void user_fault(const UserFault& fault) {
     else verdict.format(more);
     if (verdict.cause == FaultCause::StackLimit) f.how = abi::Termination::StackLimit;
   }
-  print("proc {} ({}): killed: {}: {} {} (vector {}) at RIP {:#x}", p->pid, p->name_view(),
-        abi::termination_name(f.how), f.mnemonic, f.name, f.vector, f.pc);
+  print("proc {} ({}): killed: {}: {} {} ({} {}) at {} {:#x}", p->pid, p->name_view(), abi::termination_name(f.how),
+        f.mnemonic, f.name, f.vector_label, f.vector, f.pc_label, f.pc);
   if (f.has_address) print(", address {:#x}", f.address);
   if (f.reason[0] != '\0') print(": {}", StringView(f.reason));
   println("");

@@ -11,6 +11,7 @@
 ///     proc 1 (hello): reaped: exited with code 0
 ///     proc 2 (probe): killed: page fault: #PF page fault (vector 14) at RIP 0x401010, address
 ///                     0xffffffff80100000: user access to supervisor page
+///                     (AArch64 names its own: "... (EC 36) at ELR 0x401010, ...")
 ///     run: all processes ended; frames in use: before 1234, after 1234
 ///
 /// `NAME!DAMAGE` starts a copy of program NAME damaged on purpose (DAMAGE is one of machine,

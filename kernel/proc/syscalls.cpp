@@ -13,6 +13,7 @@
 #include "proc/process.hpp"
 #include "proc/programs.hpp"
 #include "proc/scheduler.hpp"
+#include "proc/temp_map_calls.hpp"
 #include "proc/user_memory.hpp"
 
 namespace pagoda::proc {
@@ -176,6 +177,9 @@ i64 syscall(const SyscallArgs& call) {
     case abi::Syscall::Brk: return sys_brk(*p, a[0]);
     case abi::Syscall::Sbrk: return sys_sbrk(*p, i64(a[0]));
     case abi::Syscall::VmaList: return sys_vma_list(*p, a[0], a[1]);
+    case abi::Syscall::TempFill: return sys_temp_fill(*p, a[0]);
+    case abi::Syscall::TempTake: return sys_temp_take(*p, a[0], a[1], a[2]);
+    case abi::Syscall::TempStress: return sys_temp_stress(*p, a[0], a[1], a[2], a[3]);
     default: return fail(Errno::NoSys);
   }
 }

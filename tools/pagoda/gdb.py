@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 
-from . import build, deps, paths, qemu
+from . import build, deps, kernelinfo, paths, qemu
 from .ui import PagodaError, info
 
 GDB = "gdb-multiarch"
@@ -233,6 +233,7 @@ def cmd_gdb(args):
     deps.ensure()
     require_gdb()
     kernel = build.build_kernel(args.arch, fixtures=args.fixtures)
+    kernelinfo.check_boot_arguments(kernel, args.arch, args.memory, args.test)
     write_autoload(args.arch)
     workdir = private_dir()
     socket = os.path.join(workdir, "gdb.sock")

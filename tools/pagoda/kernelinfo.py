@@ -7,6 +7,7 @@ import functools
 import struct
 from dataclasses import dataclass
 
+from . import qemu
 from .ui import PagodaError
 
 SELFTEST_SECTION = "pagoda_selftests"
@@ -112,3 +113,19 @@ def minimum_memory(kernel, machine):
     (machine.boot_frames, measured; see qemu.py), rounded up to a MiB."""
     need = elf(kernel).load_end(machine.ram_base) + machine.boot_frames * PAGE
     return -(-need // MiB)
+
+
+def check_boot_arguments(kernel, arch, memory, test):
+    """Refuses, before QEMU starts, a self-test @p kernel does not have and a RAM size it
+    cannot boot in (it would hang silently or panic)."""
+    if test is not None:
+        known = selftests(kernel)
+        if test not in known:
+            raise PagodaError(f"the kernel has no self-test '{test}'; known self-tests: "
+                              f"{' '.join(known) or '(none)'}")
+    least = minimum_memory(kernel, qemu.MACHINES[arch])
+    if qemu.memory_mib(memory) < least:
+        raise PagodaError(f"-m {memory} is too little RAM: this kernel boots in {least}M or more "
+                          f"(its image ends at {elf(kernel).load_end(qemu.MACHINES[arch].ram_base) / 2**20:.2f} "
+                          f"MiB into RAM, and it needs {qemu.MACHINES[arch].boot_frames * PAGE // 1024} KiB "
+                          "of page tables to boot)")

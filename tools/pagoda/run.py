@@ -39,26 +39,10 @@ def _relay(fd, out, symbolizer):
         out.flush()
 
 
-def check_boot_arguments(kernel, arch, memory, test):
-    """Refuses, before QEMU starts, a self-test @p kernel does not have and a RAM size it
-    cannot boot in (it would hang silently or panic)."""
-    if test is not None:
-        known = kernelinfo.selftests(kernel)
-        if test not in known:
-            raise PagodaError(f"the kernel has no self-test '{test}'; known self-tests: "
-                              f"{' '.join(known) or '(none)'}")
-    least = kernelinfo.minimum_memory(kernel, qemu.MACHINES[arch])
-    if qemu.memory_mib(memory) < least:
-        raise PagodaError(f"-m {memory} is too little RAM: this kernel boots in {least}M or more "
-                          f"(its image ends at {kernelinfo.elf(kernel).load_end(qemu.MACHINES[arch].ram_base) / 2**20:.2f} "
-                          f"MiB into RAM, and it needs {qemu.MACHINES[arch].boot_frames * 4} KiB "
-                          "of page tables to boot)")
-
-
 def cmd_run(args):
     deps.ensure()
     kernel = build.build_kernel(args.arch)
-    check_boot_arguments(kernel, args.arch, args.memory, args.test)
+    kernelinfo.check_boot_arguments(kernel, args.arch, args.memory, args.test)
     cmdline = " ".join(filter(None, [f"test={args.test}" if args.test else "", args.cmdline]))
     log = os.path.join(paths.build_dir(args.arch), "run-qemu.log")
     stub = gdb.GdbStub(args.arch, args.gdb) if args.gdb is not None else None

@@ -65,3 +65,16 @@ def test_run_refuses_too_little_memory_with_the_minimum(kernel):
     out = pagoda("run", "-m", "1M")
     assert out.returncode == 2
     assert f"-m 1M is too little RAM: this kernel boots in {least}M or more" in out.stderr
+
+
+@pytest.mark.parametrize("run_options", [["--test", "nosuch"], ["-m", "1M"]])
+def test_gdb_refuses_what_run_refuses_before_starting_qemu(kernel, run_options):
+    """`./pagoda gdb -- OPTIONS` takes the same boot options as run, and the same checks: an
+    unknown self-test or too little RAM is an error before QEMU or GDB starts, not a silent hang
+    under the debugger."""
+    out = pagoda("gdb", "--batch", "--", *run_options)
+    assert out.returncode == 2, out.stderr
+    assert ("has no self-test 'nosuch'" if "--test" in run_options else "too little RAM") in out.stderr
+    assert "is paused" not in out.stderr and "gdbstub" not in out.stderr
+    out = pagoda("gdb", "--batch", *run_options)
+    assert out.returncode == 2, out.stderr

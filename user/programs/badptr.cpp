@@ -8,7 +8,9 @@
 // The kinds: null, kernel half, non-canonical, unmapped, straddling the end of the program's
 // last mapped page, and (writes only) a read-only page of the program's own. A read is the
 // kernel reading user memory (write's buffer, spawn's name); a write is the kernel writing it
-// (proc_info's result, read's buffer is not used: it would wait for input).
+// (proc_info's result). read(0, buffer) does both: it proves its buffer (reads it, writes it
+// back) before it waits for input, so a bad buffer returns EFAULT at once, in the read
+// direction for the unreadable kinds and in the write direction for the read-only page.
 #include "user/lib/user.hpp"
 
 using namespace pagoda;
@@ -58,7 +60,10 @@ int main(int, char**) {
     }
     const i64 p = call(abi::Syscall::ProcInfo, k.address, sizeof(abi::ProcInfo));
     println("badptr: {} write (proc_info) -> {} proof={:016x}", k.name, p, proof(token(), u64(p) ^ (tag << 8) ^ 2));
-    faults += p == -14;
+    const i64 r = call(abi::Syscall::Read, 0, k.address, 64);
+    println("badptr: {} {} (read) -> {} proof={:016x}", k.name, k.for_read ? "read" : "write", r,
+            proof(token(), u64(r) ^ (tag << 8) ^ 3));
+    faults += (p == -14) + (r == -14);
   }
   println("badptr: {} EFAULTs proof={:016x}", faults, proof(token(), faults));
   return 0;
