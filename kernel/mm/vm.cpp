@@ -437,8 +437,11 @@ void report_fault(FormatSink& sink, VirtAddr va, Access access) {
   format_to(sink, "  reason: ");
   explain_fault(sink, walk, access);
   format_to(sink, "\n");
-  format_to(sink, "  ");
-  if (describe_temp_map_address(sink, va)) format_to(sink, "\n");
+  if (va.value() >= layout::kTempMapBase && va.value() < layout::kStackBase) {
+    format_to(sink, "  ");
+    (void)describe_temp_map_address(sink, va);
+    format_to(sink, "\n");
+  }
 }
 
 }  // namespace pagoda::vm

@@ -1,6 +1,6 @@
 """tmpmap and fault-why on lab 4's temporary mappings, against the reference kernel.
 
-One boot runs `tmstress`; GDB stops in pagoda_temp_stress_round, where two TempMap guards are
+One boot per ISA runs `tmstress`; GDB stops in pagoda_temp_stress_round, where two TempMap guards are
 live (the round's outer and inner frames), and lists the slots. Then it clears the inner slot's
 entry behind the kernel's back (a slot whose entry is not in the table the CPU walks, as when a
 slot is written into a table that is not the live one) and lets the kernel run into it: the
@@ -15,16 +15,19 @@ import pytest
 import gdbrig
 from gdbrig import Machine, run_steps
 
-pytestmark = [pytest.mark.skipif(bool(gdbrig.missing_tools()), reason=gdbrig.missing_tools()),
-              pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.timeout(180)]
 
 HEX = r"0x[0-9a-f]+"
 ROW = re.compile(r"^\s+(\d+)\s+(%s)\s+(live  frame (%s)|free)\s+(.*?)\s+entry @PA (%s)$" % (HEX, HEX, HEX))
 
 
-@pytest.fixture(scope="module")
-def stopped():
-    kernel = gdbrig.build_kernel()
+@pytest.fixture(scope="module", params=["x86_64", "aarch64"])
+def stopped(request):
+    arch = request.param
+    missing = gdbrig.missing_tools(gdbrig.QEMU if arch == "x86_64" else gdbrig.QEMU_AARCH64)
+    if missing:
+        pytest.skip(missing)
+    kernel = gdbrig.build_kernel(arch)
     steps = [("brk", "cmd", "break pagoda_temp_stress_round"), ("go", "cmd", "continue"),
              ("list", "cmd", "tmpmap"),
              ("f0", "eval", "pagoda_temp_stress.frames[0]"), ("f1", "eval", "pagoda_temp_stress.frames[1]"),
@@ -35,7 +38,7 @@ def stopped():
              ("after", "cmd", "tmpmap"),
              ("del", "cmd", "clear pagoda_temp_stress_round"), ("go2", "cmd", "continue"),
              ("why", "cmd", "fault-why")]
-    with Machine(kernel, cmdline="run=tmstress:20000:10000 token=gdb") as machine:
+    with Machine(kernel, cmdline="run=tmstress:20000:10000 token=gdb", arch=arch) as machine:
         results = run_steps(kernel, machine.socket, steps, attach="--no-entry")
     for name in ("list", "gva", "zap", "after", "why"):
         assert not results[name].error, (name, results[name].error)
