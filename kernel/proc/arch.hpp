@@ -74,6 +74,23 @@ struct UserEntry {
 /// pointer to switch to.
 uptr prepare_user_entry(uptr stack_top, const UserEntry& entry);
 
+/// Lab 6 (fork): writes below @p child_top (the top of the child's fresh kernel stack) a copy
+/// of the frame the current system call came in with (the one at the top of the parent's kernel
+/// stack, @p parent_top: on both ISAs a trap from user mode builds its frame there), with the
+/// system call's result register set to 0, and under it what the first switch_context() to the
+/// child needs to return through the trap exit path into user mode; returns the stack pointer
+/// to switch to. The child resumes at the instruction after the parent's system call with every
+/// register the parent had except the result (x86_64 RAX, AArch64 x0).
+uptr prepare_fork_return(uptr child_top, uptr parent_top);
+
+/// Lab 6 (exec): rewrites the user-mode frame at the top of the current kernel stack
+/// (@p stack_top) so that the system call in progress returns into @p entry instead of its
+/// caller, every register zero but those of the process-entry convention. Only the frame is
+/// written, nothing below it (the system call still runs on the stack under it). The system
+/// call's result lands in the result register on the way out: exec returns entry.argc so that
+/// the first argument register holds argc on both ISAs (AArch64: x0 is both).
+void restart_user_entry(uptr stack_top, const UserEntry& entry);
+
 /// Saves the caller's callee-saved registers on its own stack, stores that stack pointer in
 /// *@p save_sp, loads @p load_sp and returns into the context saved there (another process's
 /// kernel code, the idle loop, or a prepare_user_entry() frame). Interrupts must be off.
