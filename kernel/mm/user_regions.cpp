@@ -45,6 +45,7 @@ FaultCause permits(const Vma& vma, Access access) {
 }  // namespace
 
 FaultVerdict decide_fault(const UserRegions& regions, u64 va, Access access) {
+  // LAB 5 BEGIN the fault's decision: populate, grow the stack, or deny naming why
   FaultVerdict v;
   const VmaSet& vmas = regions.vmas;
   if (const Vma* in = vmas.find(va)) {
@@ -75,6 +76,12 @@ FaultVerdict decide_fault(const UserRegions& regions, u64 va, Access access) {
     v.floor = floor;
   }
   return v;
+  // LAB 5 SKELETON
+  // (void)regions;
+  // (void)va;
+  // (void)access;
+  // return FaultVerdict{};  // lab 5: write decide_fault() in kernel/mm/user_regions.cpp (labs/05-vmas/README.md)
+  // LAB 5 END
 }
 
 bool check_coverage(AddressSpace& space, const VmaSet& vmas, u64 user_end, FormatSink* report, usize* mapped_pages) {

@@ -1,6 +1,7 @@
 // The mapping half of the ELF loader (see loader.hpp).
 #include "proc/loader.hpp"
 
+#include "lib/facts.hpp"
 #include "lib/string.hpp"
 #include "mm/vm.hpp"
 #include "proc/elf.hpp"
@@ -12,6 +13,9 @@ namespace {
 constexpr Perms kUserStack{.read = true, .write = true, .execute = false, .user = true};
 constexpr u64 kStackAlign = 16;
 
+PAGODA_FACT(user_stack_limit, kUserStackLimit)
+PAGODA_FACT(user_stack_gap, kUserStackGap)
+
 /// A zeroed frame for user memory (vm::allocate_user_frame(): above the kernel's window when
 /// there is RAM there). The kernel writes it through the window or a temporary mapping
 /// (vm::write_frame()), never through the target space, which is usually not the live one.
@@ -19,6 +23,37 @@ Result<PhysAddr> zeroed_frame() {
   const PhysAddr pa = TRY(vm::allocate_user_frame());
   vm::zero_frame(pa);
   return pa;
+}
+
+/// Lab 4's loader, what the lab-5 skeleton keeps: maps every page of segment @p s at once, each a
+/// fresh frame with the file bytes copied in (the rest zero), recording nothing.
+[[maybe_unused]] Result<void> map_segment_eagerly(AddressSpace& space, Span<const u8> image, const elf::Segment& s) {
+  const u64 file_end = s.vaddr + s.filesz;
+  for (u64 page = align_down(s.vaddr, kPageSize); page < s.end(); page += kPageSize) {
+    const PhysAddr frame = TRY(zeroed_frame());
+    const u64 from = max(page, s.vaddr), to = min(page + kPageSize, file_end);
+    if (from < to) vm::write_frame(frame, from - page, image.data() + s.offset + (from - s.vaddr), to - from);
+    const Result<void> mapped = space.map(VirtAddr(page), frame, s.perms);
+    if (mapped.is_error()) {
+      vm::frames().free(frame);
+      return mapped;
+    }
+  }
+  return {};
+}
+
+/// Lab 4's stack, what the lab-5 skeleton keeps: every page below the arguments' page mapped at
+/// once, recording nothing.
+[[maybe_unused]] Result<void> map_stack_eagerly(AddressSpace& space) {
+  for (u64 va = kUserStackBottom; va < kUserStackTop - kPageSize; va += kPageSize) {
+    const PhysAddr frame = TRY(zeroed_frame());
+    const Result<void> mapped = space.map(VirtAddr(va), frame, kUserStack);
+    if (mapped.is_error()) {
+      vm::frames().free(frame);
+      return mapped;
+    }
+  }
+  return {};
 }
 
 /// Maps the stack's top page and writes @p args in it; the entry's sp, argc and argv.
@@ -71,6 +106,7 @@ Result<arch::UserEntry> load_program(AddressSpace& space, UserRegions& regions, 
   const elf::Executable& exe = parsed.value();
   // Everything is recorded before anything is mapped: the regions are the truth, the page
   // tables their cache.
+  // LAB 5 BEGIN record every segment, the heap and the stack as VMAs; map nothing eagerly
   u64 image_end = 0;
   for (const elf::Segment& s : exe.loads()) {
     TRY(regions.vmas.insert(segment_vma(image, s)));
@@ -81,6 +117,13 @@ Result<arch::UserEntry> load_program(AddressSpace& space, UserRegions& regions, 
   regions.stack_gap = kUserStackGap;
   TRY(regions.vmas.insert(Vma{.start = kUserStackBottom, .end = kUserStackTop, .perms = kUserStack,
                               .kind = VmaKind::Stack, .flags = kVmaGrowsDown}));
+  // LAB 5 SKELETON
+  // // Lab 4's loader: everything mapped at once, nothing recorded (lab 5: record the segments, the
+  // // heap and the stack in load_program(), kernel/proc/loader.cpp; labs/05-vmas/README.md)
+  // (void)regions;
+  // for (const elf::Segment& s : exe.loads()) TRY(map_segment_eagerly(space, image, s));
+  // TRY(map_stack_eagerly(space));
+  // LAB 5 END
   arch::UserEntry entry = TRY(load_stack(space, args));
   entry.pc = exe.entry;
   return entry;

@@ -3,6 +3,8 @@
 
 #include "arch_impl/user_space.hpp"
 #include "lib/abi.hpp"
+#include "lib/console.hpp"
+#include "lib/facts.hpp"
 #include "mm/vm.hpp"
 #include "proc/loader.hpp"
 #include "proc/user_memory.hpp"
@@ -13,6 +15,8 @@ namespace {
 using abi::Errno;
 
 constexpr i64 fail(Errno e) { return abi::error_result(e); }
+
+PAGODA_FACT(mmap_base, kMmapBase)
 
 /// The region permissions of protection bits @p prot (already checked): write implies read, as
 /// every mapped page is readable.
@@ -157,6 +161,10 @@ i64 sys_sbrk(Process& p, i64 increment) {
 }
 
 i64 sys_vma_list(Process& p, u64 out, u64 max_count) {
+  // The test call also runs the debug check of the record against the page tables.
+  char problem[256];
+  BufferSink report(problem, sizeof problem);
+  if (!check_vmas(p, &report)) println("proc {} ({}): {}", p.pid, p.name_view(), StringView(problem));
   const Span<const Vma> all = p.regions().vmas.regions();
   for (usize i = 0; i < all.size() && i < max_count; ++i) {
     const Vma& v = all[i];

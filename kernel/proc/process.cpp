@@ -12,16 +12,10 @@ namespace pagoda::proc {
 namespace {
 
 Process g_processes[kMaxProcesses];
-char g_problem[256];
 u32 g_next_pid = 1;
 
 /// Gives back what create_process made of @p p so far (any order of failure), the slot last.
 void release(Process& p) {
-  if (p.space_made && p.regions_made) {
-    usize pages = 0;
-    BufferSink problem(g_problem, sizeof g_problem);
-    if (!check_vmas(p, &problem, &pages)) println("proc {} ({}): {}", p.pid, p.name_view(), StringView(g_problem));
-  }
   if (p.space_made) {
     usize pages = 0;
     const Result<void> freed = free_user_half(p.space(), pages);
