@@ -80,6 +80,20 @@ def baseline(watch, guest):
     return dict(before=watch.frames_before[0], after=count_used(end, *watch.bitmap)[0])
 
 
+def require(watch, run):
+    """The witness's result; when there is none, the failure says first what the console shows
+    about forked children that died (the usual reason the grader never saw them run)."""
+    if run.witness is None:
+        kills = [l for l in run.lines if re.match(r"^proc \d+ \(forktree\): killed: ", l)]
+        if kills:
+            hint = ""
+            if any("no VMA" in l for l in kills):
+                hint = (" (a child with no record of its memory: fork copied by a VMA list that is empty, e.g. a "
+                        "loader that mapped its segments without recording them)")
+            watch.fail(run, f"a forked child was killed before the grader saw it run{hint}:\n  " + "\n  ".join(kills[:3]))
+    return watch.require(run)
+
+
 def check_baseline(watch, run, w):
     if w["after"] != w["before"]:
         watch.fail(run, f"frames in use (the frame allocator's bitmap, read by the grader from guest RAM): "
@@ -122,7 +136,7 @@ def test_fork_basic(boot, kernel, arch):
         return dict(parent=parent, seen=seen, **baseline(watch, guest))
 
     run = boot(args={"run": f"forktree:basic:{n}"}, token=token, witness=script, memory=GRADER_MEMORY)
-    w = watch.require(run)
+    w = require(watch, run)
     if len(w["seen"]) < witnesses:
         watch.fail(run, f"the grader saw {len(w['seen'])} forked children write their line from a root other than the "
                         f"parent's ({w['parent']:#x}); expected {witnesses} (fork made no new root, or the child never "
@@ -183,7 +197,7 @@ def test_fork_deep(boot, kernel, arch):
         return dict(roots=roots, problems=problems, **baseline(watch, guest))
 
     run = boot(args={"run": f"forktree:deep:{DEEP}"}, token=token, witness=script, memory=GRADER_MEMORY)
-    w = watch.require(run)
+    w = require(watch, run)
     if len(w["roots"]) < DEEP:
         watch.fail(run, f"the grader saw {len(w['roots'])} distinct roots make the wait call, expected {DEEP} (one "
                         "per parent of the chain)")
@@ -228,7 +242,7 @@ def test_exec_args(boot, kernel, arch):
         return dict(parent=parent, first=first, echo=echo, **baseline(watch, guest))
 
     run = boot(args={"run": "forktree:exec"}, token=token, witness=script, memory=GRADER_MEMORY)
-    w = watch.require(run)
+    w = require(watch, run)
     if w["first"] is None or w["echo"] is None:
         watch.fail(run, "the grader did not see both the child's line after the failed exec and echo's line "
                         "(fork or exec did not work)")
