@@ -13,9 +13,10 @@ import re
 from pagoda_grade import lab_test
 from pagoda_grade.processes import count_used, parse_reaped, process_roots, user_symbol
 from pagoda_grade.proof import MASK64, proof
-from pagoda_grade.symbols import fact
+from pagoda_grade.symbols import address_of, fact
 from pagoda_grade.witness import PAGE, pick_in
-from test_lab3 import GRADER_MEMORY, Watch, syscall_number
+from test_lab3 import GRADER_MEMORY, Watch, syscall_number, user_text
+from test_lab4 import kernel_u64s
 
 ENOENT = 2
 DEEP = 8
@@ -264,5 +265,172 @@ def test_exec_args(boot, kernel, arch):
     run.expect(rf"^echo: argc 4: forked {count} proof={proof(token, echo_digest(['forked', count])):016x}$",
                "echo's line, with the arguments exec passed")
     run.expect(r"^forktree: exec child \d+ reaped \(\d+\) how 0 code 0$", "the parent reaps the exec'd child")
+    check_baseline(watch, run, w)
+    run.expect_outcome("success")
+
+
+# ---- copy-on-write -----------------------------------------------------------------------------
+
+class Refs:
+    """The kernel's frame reference counts, read from guest RAM (pagoda_frame_refs: the table's
+    kernel address and its entries; each entry a u16 of references beyond the first)."""
+
+    def __init__(self, snap, kernel):
+        self.snap = snap
+        self.table, self.entries = kernel_u64s(snap, kernel, address_of(kernel, "pagoda_frame_refs"), 2)
+
+    def count(self, frame):
+        if not self.table or frame // PAGE >= self.entries:
+            return None
+        return 1 + u64(self.snap.read_virt(self.table + 2 * (frame // PAGE), 2))
+
+
+def pages_in(snap, roots, vas):
+    """{va: [(frame, writable) per root]} through the grader's walk of each root."""
+    out = {}
+    for va in vas:
+        row = []
+        for root in roots:
+            w = snap.walk(va, root)
+            row.append((w.pa, bool(w.perms and w.perms.write)) if w.mapped else (None, False))
+        out[va] = row
+    return out
+
+
+@lab_test(6, "cow")
+def test_cow(boot, kernel, arch):
+    token = boot.fresh_token()
+    n = pick_in(token, "cow pages", 8, 24)
+    mask = pick_in(token, "cow mask", 1, (1 << n) - 2)
+    written = [j for j in range(n) if mask >> j & 1]
+    watch = Watch(kernel, arch)
+    getpid, yield_, mmap = syscall_number("GetPid"), syscall_number("Yield"), syscall_number("Mmap")
+    text_lo, text_hi = user_text(kernel, arch, "cowtest")
+    text = list(range(text_lo & ~(PAGE - 1), text_hi, PAGE))
+
+    def script(guest):
+        watch.before(guest)
+        snap = watch.started_check(guest)
+        parent = first_root(snap, kernel)
+        moments, child = {}, None
+        # The two mmap calls' results, read in user mode right after each returns: the region and
+        # the kernel-write page.
+        mapped = []
+        for snap in calls(guest, watch, {mmap}, 40):
+            back = snap.register(watch.proc["syscall_return_pc"])
+            mapped.append(guest.stop_at(back).register(watch.proc["syscall_result"]))
+            if len(mapped) == 2:
+                break
+        region, kbuf = mapped
+        for snap in calls(guest, watch, {getpid, yield_}, 400):
+            root = snap.lower_root
+            name = None
+            if root != parent and "A" not in moments and snap.register(watch.proc["syscall_number"]) == getpid:
+                child, name = root, "A"
+            elif root == child and "A" in moments and "B" not in moments:
+                name = "B"
+            elif root == child and "B" in moments and "C" not in moments:
+                name = "C"
+            elif root == parent and "C" in moments:
+                name = "D"
+            if name is None:
+                continue
+            refs = Refs(snap, kernel)
+            vas = [region + j * PAGE for j in range(n)]
+            roots = [parent] if name == "D" else [parent, child]
+            pages = pages_in(snap, roots, vas + text + [kbuf])
+            words = {va: [u64(snap.read_virt(va, 8, r)) for r in roots] for va in vas}
+            counts = {va: [refs.count(f) if f is not None else None for f, _ in pages[va]] for va in vas + [kbuf]}
+            kpages = [snap.read_virt(kbuf, PAGE, r) for r in roots]
+            moments[name] = dict(pages=pages, words=words, counts=counts, kpages=kpages, used=count_used(snap, *watch.bitmap)[0])
+            if name == "D":
+                break
+        return dict(parent=parent, child=child, region=region, kbuf=kbuf, moments=moments, **baseline(watch, guest))
+
+    run = boot(args={"run": f"cowtest:{n}:{mask:#x}"}, token=token, witness=script, memory=GRADER_MEMORY)
+    w = require(watch, run)
+    missing = [m for m in "ABCD" if m not in w["moments"]]
+    if missing:
+        watch.fail(run, f"the grader did not reach moment(s) {', '.join(missing)} of cowtest (the child's getpid and "
+                        "two yields, the parent's yield after the child ended)")
+    region, kbuf = w["region"], w["kbuf"]
+    vas = [region + j * PAGE for j in range(n)]
+    fill = bytes.fromhex("55") * PAGE
+    a, b, c, d = (w["moments"][m] for m in "ABCD")
+
+    # A: right after fork, before the child writes: every page shared, read-only in both, count 2.
+    for j, va in enumerate(vas):
+        (pf, pw), (cf, cw) = a["pages"][va]
+        if pf is None or cf is None or pf != cf:
+            watch.fail(run, f"right after fork (the child's first system call), page {j} of the region ({va:#x}) is "
+                            f"frame {pf} in the parent and {cf} in the child: a copy-on-write fork shares the frame "
+                            "(the data was copied eagerly, or not mapped in the child)")
+        if pw or cw:
+            watch.fail(run, f"right after fork, page {j} ({va:#x}, frame {pf:#x}) is writable in the "
+                            f"{'parent' if pw else 'child'}: a shared frame must be read-only in both roots, or a "
+                            "write through one root reaches the other")
+        if a["counts"][va] != [2, 2]:
+            watch.fail(run, f"right after fork, the reference count of frame {pf:#x} (page {j}) read from the "
+                            f"kernel's table (guest RAM) is {a['counts'][va][0]}, expected 2 (parent and child)")
+    for va in text:
+        (pf, _), (cf, _) = a["pages"][va]
+        if pf is not None and cf is not None and pf != cf:
+            watch.fail(run, f"the read-only text page {va:#x} is frame {pf:#x} in the parent and {cf:#x} in the child: "
+                            "read-only pages are never copied")
+
+    # B: the child wrote exactly the pages of the mask: those, and only those, were copied.
+    copied = [j for j, va in enumerate(vas) if b["pages"][va][0][0] != b["pages"][va][1][0]]
+    if copied != written:
+        watch.fail(run, f"after the child wrote pages {written} (the grader's mask {mask:#x}), the pages whose frames "
+                        f"differ between the roots are {copied}: exactly the written pages must be copied")
+    for j, va in enumerate(vas):
+        (pf, _), (cf, cw) = b["pages"][va]
+        pword, cword = b["words"][va]
+        if pword != proof(token, 0x800 + j):
+            watch.fail(run, f"page {j}: through the parent's root the grader reads {pword:#x}, not the parent's value: "
+                            "the child's write reached the parent's frame")
+        want = proof(token, 0x900 + j) if j in written else proof(token, 0x800 + j)
+        if cword != want:
+            watch.fail(run, f"page {j}: through the child's root the grader reads {cword:#x}, expected {want:#x}")
+        want_counts = [1, 1] if j in written else [2, 2]
+        if b["counts"][va] != want_counts:
+            watch.fail(run, f"page {j} ({'copied' if j in written else 'still shared'}): reference counts "
+                            f"{b['counts'][va]} of frames {pf:#x}/{cf:#x} in the kernel's table, expected {want_counts}")
+        if j in written and not cw:
+            watch.fail(run, f"page {j} was copied for the child but its entry is not writable")
+    for va in text:
+        (pf, _), (cf, _) = b["pages"][va]
+        if pf is not None and cf is not None and pf != cf:
+            watch.fail(run, f"the read-only text page {va:#x} was copied")
+
+    # C: the kernel wrote into the shared page (proc_info): the child got a copy first.
+    (pf, _), (cf, _) = c["pages"][kbuf]
+    if pf == cf:
+        watch.fail(run, f"the kernel wrote into the child's shared page {kbuf:#x} (frame {pf:#x}) without copying it: "
+                        "a user copy into a copy-on-write page must copy it first")
+    if c["kpages"][0] != fill:
+        watch.fail(run, f"the parent's page {kbuf:#x} changed when the kernel wrote into the child's copy-on-write page")
+    if c["kpages"][1] == fill:
+        watch.fail(run, f"the kernel's write into the child's page {kbuf:#x} is not there (read through the child's root)")
+
+    # D: the child is gone: the parent's pages have one mapping each and are taken back, not copied.
+    for j, va in enumerate(vas):
+        frame, writable = d["pages"][va][0]
+        before = a["pages"][va][0][0]
+        if frame != before:
+            want = "the frame it shared" if j not in written else "its own frame (the child took a copy)"
+            shown = f"{frame:#x}" if frame is not None else "unmapped"
+            watch.fail(run, f"after the child ended the parent wrote page {j}: it is frame {shown}, not {before:#x}, "
+                            f"{want}: a page with one mapping left is taken back, not copied")
+        if not writable or d["counts"][va] != [1]:
+            watch.fail(run, f"after its write, the parent's page {j} is {'writable' if writable else 'read-only'} with "
+                            f"count {d['counts'][va]}: expected writable, count 1")
+        if d["words"][va] != [proof(token, 0xa00 + j)]:
+            watch.fail(run, f"page {j} of the parent does not hold what it wrote after the child ended")
+
+    run.expect(rf"^cowtest: child wrote {len(written)} pages, 0 wrong; the kernel's write landed "
+               rf"proof={proof(token, mask):016x}$", "the child's line")
+    run.expect(rf"^cowtest: parent's words intact after the child's writes; child ok proof={proof(token, n):016x}$",
+               "the parent's line")
     check_baseline(watch, run, w)
     run.expect_outcome("success")

@@ -48,7 +48,10 @@ Result<void> reprotect_pages(Process& p, u64 start, u64 end) {
   for (AddressSpace::Cursor c = p.space().cursor(reads, VirtAddr(start)); c.next_mapped(VirtAddr(end)); c.next()) {
     const Vma* vma = p.regions().vmas.find(c.va().value());
     if (vma == nullptr) return Error(Error::NotFound, "a mapped page outside every region");
-    TRY(c.protect(page_perms_of(*vma)));
+    Perms perms = page_perms_of(*vma);
+    // Lab 6: a frame shared copy-on-write stays read-only; the first write copies it.
+    if (perms.write && vm::frame_refs().count(c.pa()) > 1) perms.write = false;
+    TRY(c.protect(perms));
   }
   return {};
 }
@@ -68,7 +71,7 @@ Result<void> release_pages(AddressSpace& space, u64 start, u64 end, usize& pages
   for (AddressSpace::Cursor c = space.cursor(batch, VirtAddr(start)); c.next_mapped(VirtAddr(end));) {
     const PhysAddr frame = TRY(c.unmap());
     batch.flush();  // no TLB may still reach the frame when it is reused
-    vm::frames().free(frame);
+    vm::put_user_frame(frame);  // freed with its last mapping (lab 6: copy-on-write shares frames)
     ++pages;
     c.find(c.va().offset(kPageSize));
   }

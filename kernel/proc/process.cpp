@@ -13,6 +13,8 @@ namespace {
 
 Process g_processes[kMaxProcesses];
 u32 g_next_pid = 1;
+/// fork=eager (boot option): fork copies every page, the baseline copy-on-write is measured against.
+bool g_eager_fork = false;
 
 /// Gives back what create_process made of @p p so far (any order of failure), the slot last.
 void release(Process& p) {
@@ -145,7 +147,20 @@ Result<Process*> fork_process(Process& parent) {
   return &child;
 }
 
+void configure_fork(StringView mode) {
+  if (mode == "eager") g_eager_fork = true;
+  else if (mode == "cow") g_eager_fork = false;
+  else println("proc: fork={}: not 'eager' or 'cow'; fork stays {}", mode, g_eager_fork ? "eager" : "copy-on-write");
+  if (g_eager_fork) println("proc: fork=eager: fork copies every mapped user page (the baseline of bench fork)");
+}
+
+bool eager_fork() { return g_eager_fork; }
+
 Result<void> copy_user_half(AddressSpace& from, const VmaSet& vmas, AddressSpace& to) {
+  return g_eager_fork ? copy_pages(from, vmas, to) : share_pages(from, vmas, to);
+}
+
+Result<void> copy_pages(AddressSpace& from, const VmaSet& vmas, AddressSpace& to) {
   // LAB 6 BEGIN copy the user half, region by region
   // The record says what the user half holds: walk each region's range in the parent's tables
   // (next_mapped() skips what was never touched, a whole entry at a time) and give every mapped
@@ -169,7 +184,45 @@ Result<void> copy_user_half(AddressSpace& from, const VmaSet& vmas, AddressSpace
   // (void)from;
   // (void)vmas;
   // (void)to;
-  // return Error(Error::NotImplemented, "lab 6: write copy_user_half() in kernel/proc/process.cpp "
+  // return Error(Error::NotImplemented, "lab 6: write copy_pages() in kernel/proc/process.cpp "
+  //                                     "(labs/06-fork/README.md)");
+  // LAB 6 END
+}
+
+Result<void> share_pages(AddressSpace& from, const VmaSet& vmas, AddressSpace& to) {
+  // LAB 6 BEGIN share the user half copy-on-write, region by region
+  // Every mapped page of every region: one more reference to its frame, the same frame mapped
+  // in the child, and both mappings without write permission (the parent's is changed here,
+  // through the batch, which invalidates the parent's TLB entries: its root is live). A write
+  // fault on either side then finds a writable region over a read-only page whose frame is
+  // shared, and copies it (vm::handle_fault). Read-only pages are shared the same way and stay
+  // shared. The tables are never shared: the child gets its own.
+  ConsistencyBatch batch = from.batch();
+  for (const Vma& vma : vmas) {
+    const VirtAddr end(vma.end);
+    for (AddressSpace::Cursor c = from.cursor(batch, VirtAddr(vma.start)); c.next_mapped(end); c.next()) {
+      if (c.span() != kPageSize) return Error(Error::InvalidArgument, "a large page in the user half");
+      Perms perms = c.perms();
+      TRY(vm::frame_refs().share(c.pa()));
+      if (perms.write) {
+        perms.write = false;
+        if (Result<void> done = c.protect(perms); done.is_error()) {
+          (void)vm::frame_refs().drop(c.pa());
+          return done.error();
+        }
+      }
+      if (Result<void> mapped = to.map(c.va(), c.pa(), perms); mapped.is_error()) {
+        (void)vm::frame_refs().drop(c.pa());  // the parent's read-only page is taken back on its next write
+        return mapped.error();
+      }
+    }
+  }
+  return {};
+  // LAB 6 SKELETON
+  // (void)from;
+  // (void)vmas;
+  // (void)to;
+  // return Error(Error::NotImplemented, "lab 6: write share_pages() in kernel/proc/process.cpp "
   //                                     "(labs/06-fork/README.md)");
   // LAB 6 END
 }
@@ -265,7 +318,7 @@ Result<void> free_user_half(AddressSpace& space, usize& pages) {
   for (AddressSpace::Cursor c = space.cursor(batch, VirtAddr(0)); c.next_mapped(end);) {
     const PhysAddr frame = TRY(c.unmap());
     batch.flush();  // no TLB may still reach the frame when it is reused
-    vm::frames().free(frame);
+    vm::put_user_frame(frame);  // freed with its last mapping (lab 6: copy-on-write shares frames)
     ++pages;
     c.find(c.va().offset(kPageSize));
   }

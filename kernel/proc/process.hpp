@@ -105,11 +105,19 @@ Process* find_process(u32 pid);
 /// full), NoMemory; on failure nothing stays allocated.
 [[nodiscard]] Result<Process*> fork_process(Process& parent);
 
-/// Lab 6: copies the user half of @p from (whose record is @p vmas) into @p to (a fresh user
-/// space, not live), region by region: every page a region covers that @p from maps gets a
-/// frame of its own in @p to holding the same bytes, at the same address, with the same
-/// permissions. On failure @p to keeps what was mapped (its owner frees it).
+/// Lab 6: gives @p to (a fresh user space, not live) the user half of @p from (whose record is
+/// @p vmas), region by region: share_pages(), or copy_pages() with the boot option fork=eager.
+/// On failure @p to keeps what was mapped (its owner frees it; the references go with it).
 [[nodiscard]] Result<void> copy_user_half(AddressSpace& from, const VmaSet& vmas, AddressSpace& to);
+/// The eager copy: every page a region covers that @p from maps gets a frame of its own in
+/// @p to holding the same bytes, at the same address, with the same permissions.
+[[nodiscard]] Result<void> copy_pages(AddressSpace& from, const VmaSet& vmas, AddressSpace& to);
+/// Copy-on-write: every page a region covers that @p from maps is mapped in @p to to the same
+/// frame (one more reference, vm::frame_refs()), without write permission in both spaces.
+[[nodiscard]] Result<void> share_pages(AddressSpace& from, const VmaSet& vmas, AddressSpace& to);
+/// The boot option fork=eager|cow (default cow).
+void configure_fork(StringView mode);
+bool eager_fork();
 
 /// Lab 6: replaces the address space of the current process @p p with a fresh one running
 /// @p image as @p name with @p args, and rewrites the frame its system call returns through so
