@@ -434,3 +434,63 @@ def test_cow(boot, kernel, arch):
                "the parent's line")
     check_baseline(watch, run, w)
     run.expect_outcome("success")
+
+
+# ---- fork until it fails -----------------------------------------------------------------------
+
+def bomb_script(watch, fork_call, limit=80):
+    """At every fork: frames in use at its entry and right after it returns (read in user mode,
+    with its result): a failed fork must leave the count exactly where it found it."""
+    def script(guest):
+        watch.before(guest)
+        watch.started_check(guest)
+        forks = []
+        for snap in calls(guest, watch, {fork_call}, limit):
+            at_entry = count_used(snap, *watch.bitmap)[0]
+            # The parent's return: a child made by an earlier fork that runs now for the first
+            # time returns to the same instruction, in its own root.
+            pc, root = snap.register(watch.proc["syscall_return_pc"]), snap.lower_root
+            for _ in range(64):
+                back = guest.stop_at(pc)
+                if back.lower_root == root:
+                    break
+            else:
+                raise AssertionError("the forking process never returned from fork")
+            result = back.register(watch.proc["syscall_result"])
+            result = result - (1 << 64) if result >> 63 else result
+            forks.append((result, at_entry, count_used(back, *watch.bitmap)[0]))
+            if result < 0:
+                break
+        return dict(forks=forks, **baseline(watch, guest))
+    return script
+
+
+@lab_test(6, "fork_bomb")
+def test_fork_bomb(boot, kernel, arch):
+    token = boot.fresh_token()
+    fork_call = syscall_number("Fork")
+    # Eager copies of 16 MiB each run out of RAM part-way (ENOMEM); copy-on-write forks run out
+    # of process slots (EAGAIN). Either way: every child reaped, nothing leaked.
+    for mode, mib, errno_name, errno in (("eager", 16, "ENOMEM", 12), ("cow", pick_in(token, "bomb MiB", 1, 8), "EAGAIN", 11)):
+        watch = Watch(kernel, arch)
+        run = boot(args={"run": f"forktree:bomb:{mib}", "fork": mode}, token=token,
+                   witness=bomb_script(watch, fork_call), memory=GRADER_MEMORY)
+        w = require(watch, run)
+        forks = w["forks"]
+        if not forks or forks[-1][0] != -errno:
+            got = forks[-1][0] if forks else "no fork at all"
+            watch.fail(run, f"fork={mode}, {mib} MiB touched: the grader read the result of {len(forks)} fork calls in "
+                            f"user mode; the last is {got}, expected -{errno} ({errno_name}) once "
+                            f"{'memory' if mode == 'eager' else 'the process table'} runs out")
+        result, at_entry, after = forks[-1]
+        if after != at_entry:
+            watch.fail(run, f"fork={mode}: the fork that failed with {errno_name} left {after - at_entry:+d} frames in use "
+                            f"(the allocator's bitmap, guest RAM, at its entry and right after it returned): a fork that "
+                            "fails part-way must undo everything it made")
+        n = len(forks) - 1
+        run.expect(rf"^forktree: bomb: forked {n} then fork failed with {errno_name}; reaped {n} \({n} with 7\) "
+                   rf"proof={proof(token, n ^ (n << 16) ^ (n << 32)):016x}$", f"fork={mode}: the bomb's summary")
+        if run.search(r"^PANIC"):
+            watch.fail(run, f"fork={mode}: the kernel panicked")
+        check_baseline(watch, run, w)
+        run.expect_outcome("success")

@@ -9,6 +9,10 @@
 //                      its status and checks its own words were never touched by a child.
 //   forktree deep D    a chain of D forks: each process forks one child and waits for it; the
 //                      last exits with leaf_code(); each parent exits with its child's code + 1.
+//   forktree bomb M    touches M MiB, then forks until fork fails (each child sleeps a while,
+//                      touches one page and exits 7); reaps every child and reports how fork
+//                      failed. With fork=eager and enough MiB the copy runs out of memory part
+//                      way: the kernel must undo it all and return ENOMEM.
 //   forktree exec      a child execs a program that does not exist (an error, and it goes on),
 //                      then `echo` with arguments chosen from the token; the parent reaps it.
 #include "user/lib/user.hpp"
@@ -150,6 +154,40 @@ int exec_test() {
   return got == pid && info.how == u32(abi::Termination::Exited) && info.code == 0 ? 0 : 1;
 }
 
+int bomb(u64 mib) {
+  const u64 bytes = mib << 20;
+  const i64 area = bytes == 0 ? 0 : mmap(0, bytes, abi::kProtRead | abi::kProtWrite);
+  if (abi::is_error(area)) {
+    println("forktree: bomb: mmap of {} MiB failed", mib);
+    return 2;
+  }
+  for (u64 off = 0; off < bytes; off += 4096) reinterpret_cast<volatile u64*>(area)[off / 8] = off;
+  u64 forked = 0;
+  i64 failure = 0;
+  for (;;) {
+    const i64 pid = fork();
+    if (pid == 0) {
+      (void)sleep(20);
+      if (bytes != 0) reinterpret_cast<volatile u64*>(area)[0] = 1;  // one copy-on-write page
+      exit(7);
+    }
+    if (pid < 0) {
+      failure = pid;
+      break;
+    }
+    ++forked;
+  }
+  u64 reaped = 0, sevens = 0;
+  abi::ExitInfo info{};
+  for (i64 pid; (pid = wait(&info)) > 0;) {
+    ++reaped;
+    sevens += info.how == u32(abi::Termination::Exited) && info.code == 7;
+  }
+  println("forktree: bomb: forked {} then fork failed with {}; reaped {} ({} with 7) proof={:016x}", forked,
+          abi::errno_name(abi::errno_of(failure)), reaped, sevens, proof(token(), forked ^ (reaped << 16) ^ (sevens << 32)));
+  return reaped == forked && sevens == forked ? 0 : 1;
+}
+
 }  // namespace
 
 int main(int, char**) {
@@ -162,6 +200,7 @@ int main(int, char**) {
     return code == leaf_code() + i32(depth) ? 0 : 1;
   }
   if (mode == "exec") return exec_test();
-  println("forktree: usage: forktree basic N | deep D | exec");
+  if (mode == "bomb") return bomb(arg_number(2, 0));
+  println("forktree: usage: forktree basic N | deep D | exec | bomb MIB");
   return 2;
 }
