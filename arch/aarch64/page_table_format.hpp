@@ -57,14 +57,12 @@
 #include "lib/format.hpp"
 #include "mm/addr.hpp"
 #include "mm/perms.hpp"
+#include "mm/radix_geometry.hpp"
 
 namespace pagoda::aarch64 {
 
-struct PageTableFormat {
-  static constexpr usize kLevels = 4;
-  static constexpr usize kEntriesPerTable = AARCH64_ENTRIES_PER_TABLE;
-  static constexpr u32 kPageShift = AARCH64_PAGE_SHIFT;
-  static constexpr u64 kPageSize = u64{1} << kPageShift;
+struct PageTableFormat : RadixGeometry<4, AARCH64_PAGE_SHIFT, AARCH64_INDEX_BITS> {
+  static_assert(kEntriesPerTable == AARCH64_ENTRIES_PER_TABLE && kPageSize == AARCH64_PAGE_SIZE);
   static constexpr const char* kArchName = "aarch64";
   /// A live entry changes its output address or size only through an invalid one.
   static constexpr bool kBreakBeforeMake = true;
@@ -104,23 +102,12 @@ struct PageTableFormat {
   /// The bits protect() rewrites (with_perms); everything else of an entry is kept.
   static constexpr u64 kPermissionBits = kApEl0 | kApReadOnly | kPxn | kUxn | kAttrMask | kShMask;
 
-  static constexpr u32 kIndexBits = AARCH64_INDEX_BITS;
   static constexpr u32 kVirtualBits = 48;
   static constexpr usize kL0 = 0, kL1 = 1, kL2 = 2, kL3 = 3;
 
   static constexpr const char* level_name(usize level) {
     constexpr const char* kNames[kLevels] = {"L0", "L1", "L2", "L3"};
     return kNames[level];
-  }
-
-  /// Bit position of the lowest address bit that a level's index covers.
-  static constexpr u32 level_shift(usize level) { return kPageShift + kIndexBits * u32(kLevels - 1 - level); }
-
-  /// Bytes one entry at @p level maps.
-  static constexpr u64 entry_span(usize level) { return u64{1} << level_shift(level); }
-
-  static constexpr usize index(VirtAddr va, usize level) {
-    return usize((va.value() >> level_shift(level)) & (kEntriesPerTable - 1));
   }
 
   /// Bits 63:48 all 0 (TTBR0's range) or all 1 (TTBR1's range).

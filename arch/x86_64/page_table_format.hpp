@@ -36,14 +36,12 @@
 #include "lib/format.hpp"
 #include "mm/addr.hpp"
 #include "mm/perms.hpp"
+#include "mm/radix_geometry.hpp"
 
 namespace pagoda::x86 {
 
-struct PageTableFormat {
-  static constexpr usize kLevels = 4;
-  static constexpr usize kEntriesPerTable = X86_ENTRIES_PER_TABLE;
-  static constexpr u32 kPageShift = X86_PAGE_SHIFT;
-  static constexpr u64 kPageSize = u64{1} << kPageShift;
+struct PageTableFormat : RadixGeometry<4, X86_PAGE_SHIFT, X86_INDEX_BITS> {
+  static_assert(kEntriesPerTable == X86_ENTRIES_PER_TABLE && kPageSize == X86_PAGE_SIZE);
   /// The physical address bits of an entry (51:12); also CR3's and IA32_APIC_BASE's.
   static constexpr u64 kAddressMask = 0x000f'ffff'ffff'f000ull;
   static constexpr const char* kArchName = "x86_64";
@@ -66,23 +64,12 @@ struct PageTableFormat {
   /// The bits protect() rewrites (with_perms); everything else of an entry is kept.
   static constexpr u64 kPermissionBits = kWritable | kUser | kNoExecute | kCacheDisable | kWriteThrough;
 
-  static constexpr u32 kIndexBits = X86_INDEX_BITS;
   static constexpr u32 kVirtualBits = 48;
   static constexpr usize kPml4 = 0, kPdpt = 1, kPd = 2, kPt = 3;
 
   static constexpr const char* level_name(usize level) {
     constexpr const char* kNames[kLevels] = {"PML4", "PDPT", "PD", "PT"};
     return kNames[level];
-  }
-
-  /// Bit position of the lowest address bit that a level's index covers.
-  static constexpr u32 level_shift(usize level) { return kPageShift + kIndexBits * u32(kLevels - 1 - level); }
-
-  /// Bytes one entry at @p level maps.
-  static constexpr u64 entry_span(usize level) { return u64{1} << level_shift(level); }
-
-  static constexpr usize index(VirtAddr va, usize level) {
-    return usize((va.value() >> level_shift(level)) & (kEntriesPerTable - 1));
   }
 
   /// Bits 63:47 all equal (48-bit virtual addresses).

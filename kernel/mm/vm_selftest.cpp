@@ -9,6 +9,7 @@
 #include "core/panic.hpp"
 #include "core/selftest.hpp"
 #include "lib/proof.hpp"
+#include "lib/random.hpp"
 #include "mm/heap.hpp"
 #include "mm/layout.hpp"
 #include "mm/mmu.hpp"
@@ -262,17 +263,6 @@ struct Counted {
   u64 padding[5] = {};
 };
 
-/// A small deterministic generator (xorshift64*), seeded by the grader.
-struct Random {
-  u64 state;
-  u64 next() {
-    state ^= state >> 12;
-    state ^= state << 25;
-    state ^= state >> 27;
-    return state * 0x2545F4914F6CDD1Dull;
-  }
-};
-
 }  // namespace
 
 PAGODA_SELFTEST(vm_high) {
@@ -387,7 +377,7 @@ PAGODA_SELFTEST(heap_cycle) {
   const u64 seed = ctx.arg("seed", 0);
   if (count == 0 || count > 100000 || count % 7919 == 0) panic("heap_cycle: objects={} is not a usable count", count);
   const heap::Stats before = heap::stats();
-  Random random{seed | 1};
+  TestRandom random{seed | 1};
   u8** objects = new u8*[count];
   usize* sizes = new usize[count];  // (the 16 KiB boot stack is no place for this)
   for (usize i = 0; i < count; ++i) {
@@ -430,7 +420,7 @@ PAGODA_SELFTEST(heap_reuse) {
   const usize count = ctx.arg("objects", 1000);
   const u64 seed = ctx.arg("seed", 0);
   if (count == 0 || count > kMaxObjects || count % 7919 == 0) panic("heap_reuse: objects={} is not a usable count", count);
-  Random random{seed | 1};
+  TestRandom random{seed | 1};
   for (usize i = 0; i < count; ++i) {
     sizes[i] = 1 + usize(random.next() % kSmall);
     first[i] = reinterpret_cast<u64>(MUST(heap::allocate(sizes[i])));

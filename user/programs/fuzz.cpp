@@ -7,6 +7,7 @@
 // console (fd 0 with a usable buffer would wait for input: the descriptor is changed), long
 // sleeps (valid tick counts are cut to 1), and more than kMaxOutput bytes of output through
 // write to fd 1 or 2.
+#include "lib/random.hpp"
 #include "user/lib/user.hpp"
 
 using namespace pagoda;
@@ -24,19 +25,7 @@ constexpr usize kMaxOutput = 256;
 /// What valid pointers point into (never the fuzzer's own state).
 alignas(16) u8 g_scratch[kScratch];
 
-/// xorshift64*: small, and the same sequence on every ISA.
-struct Random {
-  u64 state;
-  u64 next() {
-    state ^= state >> 12;
-    state ^= state << 25;
-    state ^= state >> 27;
-    return state * 0x2545f4914f6cdd1dull;
-  }
-  u64 below(u64 n) { return next() % n; }
-};
-
-[[gnu::noinline]] u64 pick_number(Random& r) {
+[[gnu::noinline]] u64 pick_number(TestRandom& r) {
   switch (r.below(8)) {
     case 0: return r.next();                        // anything at all
     case 1: return r.below(256);                    // past the table, and reserved numbers
@@ -45,7 +34,7 @@ struct Random {
   }
 }
 
-u64 pick_argument(Random& r) {
+u64 pick_argument(TestRandom& r) {
   switch (r.below(10)) {
     case 0: return 0;
     case 1: return r.below(64);                                              // small counts, descriptors
@@ -65,7 +54,7 @@ u64 pick_argument(Random& r) {
 int main(int, char**) {
   const u64 count = arg_number(1, 10'000);
   const u64 seed = proof(token(), kFuzzTag) | 1;
-  Random r{seed};
+  TestRandom r{seed};
   u64 errors = 0, printed = 0, mix = 0;
   for (u64 i = 0; i < count; ++i) {
     u64 number = pick_number(r);
