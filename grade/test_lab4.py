@@ -193,6 +193,10 @@ def test_temp_maps_live(boot, kernel, arch):
                     labels={**watch.roots, **all_roots(snap, watch)})
 
     run = boot(args={"run": f"tmfill,spin:{spins}"}, token=token, witness=script, memory=GRADER_MEMORY)
+    refused = run.search(r"^tmfill: pid \d+ temp_fill -> (-\d+)$")
+    if refused:
+        watch.fail(run, f"temp_fill returned {refused[1]}: the kernel could not fill a frame above its window "
+                        "(ENOMEM = -12: no temporary mappings yet, TempMapArea::init(), or no frame)")
     w = watch.require(run)
     if "problem" in w:
         watch.fail(run, w["problem"])
@@ -256,6 +260,10 @@ def test_temp_map_stress(boot, kernel, arch):
 
     run = boot(args={"run": f"tmstress:{STRESS_MAPS}:{per_call},spin:{spins}"}, token=token, witness=script,
                memory=GRADER_MEMORY)
+    refused = run.search(r"^tmstress: call (\d+): temp_stress -> (-\d+)$")
+    if refused:
+        watch.fail(run, f"temp_stress call {refused[1]} returned {refused[2]} (ENOMEM = -12: no temporary mappings "
+                        "yet, TempMapArea::init(), or no frames above the window)")
     w = watch.require(run)
     area, r = w["area"], w["round"]
     if area is None or w["area0"] is None:
