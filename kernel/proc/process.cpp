@@ -166,14 +166,18 @@ Result<void> copy_pages(AddressSpace& from, const VmaSet& vmas, AddressSpace& to
   // (next_mapped() skips what was never touched, a whole entry at a time) and give every mapped
   // page a frame of its own in the child, filled through temporary mappings (neither root needs
   // to be live: the child's is not).
+  // One cursor in each tree, each moved along (a move re-reads only the tables that change).
   ConsistencyBatch reads = from.batch();
+  ConsistencyBatch writes = to.batch();
+  AddressSpace::Cursor t = to.cursor(writes, VirtAddr(0));
   for (const Vma& vma : vmas) {
     const VirtAddr end(vma.end);
     for (AddressSpace::Cursor c = from.cursor(reads, VirtAddr(vma.start)); c.next_mapped(end); c.next()) {
       if (c.span() != kPageSize) return Error(Error::InvalidArgument, "a large page in the user half");
       const PhysAddr frame = TRY(vm::allocate_user_frame());
       vm::copy_frame(frame, c.pa());
-      if (Result<void> mapped = to.map(c.va(), frame, c.perms()); mapped.is_error()) {
+      t.find(c.va());
+      if (Result<void> mapped = t.map(frame, c.perms()); mapped.is_error()) {
         vm::frames().free(frame);
         return mapped.error();
       }
@@ -198,6 +202,8 @@ Result<void> share_pages(AddressSpace& from, const VmaSet& vmas, AddressSpace& t
   // shared, and copies it (vm::handle_fault). Read-only pages are shared the same way and stay
   // shared. The tables are never shared: the child gets its own.
   ConsistencyBatch batch = from.batch();
+  ConsistencyBatch writes = to.batch();
+  AddressSpace::Cursor t = to.cursor(writes, VirtAddr(0));
   for (const Vma& vma : vmas) {
     const VirtAddr end(vma.end);
     for (AddressSpace::Cursor c = from.cursor(batch, VirtAddr(vma.start)); c.next_mapped(end); c.next()) {
@@ -211,7 +217,8 @@ Result<void> share_pages(AddressSpace& from, const VmaSet& vmas, AddressSpace& t
           return done.error();
         }
       }
-      if (Result<void> mapped = to.map(c.va(), c.pa(), perms); mapped.is_error()) {
+      t.find(c.va());
+      if (Result<void> mapped = t.map(c.pa(), perms); mapped.is_error()) {
         (void)vm::frame_refs().drop(c.pa());  // the parent's read-only page is taken back on its next write
         return mapped.error();
       }
