@@ -20,7 +20,8 @@ namespace {
 constexpr usize kLine = 256;
 constexpr i32 kNotFound = 127;
 
-/// Reads one line (without its newline) into @p line; false at the end of input.
+/// Reads one line (without its newline) into @p line, echoing what it reads (the serial console
+/// does not: the terminal is raw) and honouring backspace; false at the end of input.
 bool read_line(char* line, usize size, usize& length) {
   length = 0;
   for (;;) {
@@ -28,8 +29,21 @@ bool read_line(char* line, usize size, usize& length) {
     const i64 n = read(abi::kStdin, chunk, sizeof chunk);
     if (n <= 0) return length > 0;
     for (i64 i = 0; i < n; ++i) {
-      if (chunk[i] == '\n') return true;
-      if (length + 1 < size) line[length++] = chunk[i];
+      if (chunk[i] == '\n') {
+        (void)write(abi::kStdout, "\n", 1);
+        return true;
+      }
+      if (chunk[i] == '\b' || chunk[i] == 0x7f) {
+        if (length > 0) {
+          --length;
+          (void)write(abi::kStdout, "\b \b", 3);
+        }
+        continue;
+      }
+      if (length + 1 < size) {
+        line[length++] = chunk[i];
+        (void)write(abi::kStdout, &chunk[i], 1);
+      }
     }
   }
 }
