@@ -35,6 +35,7 @@
 #include "arch/aarch64/user_mode.hpp"
 #include "mm/vm.hpp"
 #include "proc/kernel_stack.hpp"
+#include "proc/user_memory.hpp"
 
 extern "C" char aarch64_vectors[], boot_entry_stack_bottom[], boot_entry_stack_top[];
 
@@ -285,11 +286,21 @@ extern "C" void aarch64_trap(pagoda::aarch64::TrapFrame* frame) {
       if (frame->origin() == VectorOrigin::CurrentElSpx && semihosting_trapped(*frame)) return;
       if (is_translation_abort(*frame)) {
         // The generic decision comes first, before anything is reported.
-        switch (pagoda::vm::handle_fault(pagoda::vm::current_space(), pagoda::VirtAddr(frame->far),
-                                         abort_access(*frame))) {
+        pagoda::Access access = abort_access(*frame);
+        // A user copy touches user memory on the process's behalf: its fault is decided with the
+        // process's rights (a page of a region comes in; anything else returns EFAULT below).
+        if (!from_user && pagoda::proc::user_fixup_for(frame->elr, frame->far) != 0) access.user = true;
+        switch (pagoda::vm::handle_fault(pagoda::vm::current_space(), pagoda::VirtAddr(frame->far), access)) {
           case pagoda::vm::FaultDecision::Resolved: return;
           case pagoda::vm::FaultDecision::KillProcess:
           case pagoda::vm::FaultDecision::KernelBug: break;
+        }
+        // A user copy that hit a bad user address goes on at its fix-up and returns short (EFAULT).
+        if (!from_user) {
+          if (const pagoda::uptr resume = pagoda::proc::user_fixup_for(frame->elr, frame->far)) {
+            frame->elr = resume;
+            return;
+          }
         }
       }
       break;

@@ -23,6 +23,7 @@
 #include "core/panic.hpp"
 #include "mm/vm.hpp"
 #include "proc/kernel_stack.hpp"
+#include "proc/user_memory.hpp"
 
 extern "C" char x86_vector_stubs[];
 
@@ -232,10 +233,21 @@ extern "C" void x86_trap(pagoda::x86::TrapFrame* frame) {
   if (frame->vector == kPageFault) {
     // The generic decision comes first, before anything is reported.
     const pagoda::VirtAddr address(read_cr2());
-    switch (pagoda::vm::handle_fault(pagoda::vm::current_space(), address, page_fault_access(frame->error))) {
+    pagoda::Access access = page_fault_access(frame->error);
+    // A user copy touches user memory on the process's behalf: its fault is decided with the
+    // process's rights (a page of a region comes in; anything else returns EFAULT below).
+    if (!from_user && pagoda::proc::user_fixup_for(frame->rip, address.value()) != 0) access.user = true;
+    switch (pagoda::vm::handle_fault(pagoda::vm::current_space(), address, access)) {
       case pagoda::vm::FaultDecision::Resolved: return;
       case pagoda::vm::FaultDecision::KillProcess:
       case pagoda::vm::FaultDecision::KernelBug: break;
+    }
+    // A user copy that hit a bad user address goes on at its fix-up and returns short (EFAULT).
+    if (!from_user) {
+      if (const pagoda::uptr resume = pagoda::proc::user_fixup_for(frame->rip, address.value())) {
+        frame->rip = resume;
+        return;
+      }
     }
   }
   if (frame->vector < kExceptionCount && from_user) {

@@ -1,6 +1,7 @@
 // The mapping half of the ELF loader (see loader.hpp).
 #include "proc/loader.hpp"
 
+#include "lib/facts.hpp"
 #include "lib/string.hpp"
 #include "mm/vm.hpp"
 #include "proc/elf.hpp"
@@ -12,73 +13,117 @@ namespace {
 constexpr Perms kUserStack{.read = true, .write = true, .execute = false, .user = true};
 constexpr u64 kStackAlign = 16;
 
-/// A zeroed frame the kernel reaches through its window, and that pointer.
-struct Frame {
-  PhysAddr pa;
-  u8* bytes;
-};
+PAGODA_FACT(user_stack_limit, kUserStackLimit)
+PAGODA_FACT(user_stack_gap, kUserStackGap)
 
-Result<Frame> zeroed_frame() {
-  const PhysAddr pa = TRY(vm::frames().allocate_below(vm::reachable_limit()));
-  auto* bytes = static_cast<u8*>(vm::phys_to_ptr(pa, kPageSize));
-  memset(bytes, 0, kPageSize);
-  return Frame{pa, bytes};
+/// A zeroed frame for user memory (vm::allocate_user_frame(): above the kernel's window when
+/// there is RAM there). The kernel writes it through the window or a temporary mapping
+/// (vm::write_frame()), never through the target space, which is usually not the live one.
+Result<PhysAddr> zeroed_frame() {
+  const PhysAddr pa = TRY(vm::allocate_user_frame());
+  vm::zero_frame(pa);
+  return pa;
 }
 
-/// Maps @p frame at @p va in @p space, or frees it.
-Result<void> map_or_free(AddressSpace& space, u64 va, const Frame& frame, Perms perms) {
-  const Result<void> mapped = space.map(VirtAddr(va), frame.pa, perms);
-  if (mapped.is_error()) vm::frames().free(frame.pa);
-  return mapped;
-}
-
-Result<void> load_segment(AddressSpace& space, Span<const u8> image, const elf::Segment& s) {
+/// Lab 4's loader, what the lab-5 skeleton keeps: maps every page of segment @p s at once, each a
+/// fresh frame with the file bytes copied in (the rest zero), recording nothing.
+[[maybe_unused]] Result<void> map_segment_eagerly(AddressSpace& space, Span<const u8> image, const elf::Segment& s) {
   const u64 file_end = s.vaddr + s.filesz;
   for (u64 page = align_down(s.vaddr, kPageSize); page < s.end(); page += kPageSize) {
-    const Frame frame = TRY(zeroed_frame());
-    // The file bytes that fall in this page; the rest of it stays zero (the bss tail).
+    const PhysAddr frame = TRY(zeroed_frame());
     const u64 from = max(page, s.vaddr), to = min(page + kPageSize, file_end);
-    if (from < to) memcpy(frame.bytes + (from - page), image.data() + s.offset + (from - s.vaddr), to - from);
-    TRY(map_or_free(space, page, frame, s.perms));
+    if (from < to) vm::write_frame(frame, from - page, image.data() + s.offset + (from - s.vaddr), to - from);
+    const Result<void> mapped = space.map(VirtAddr(page), frame, s.perms);
+    if (mapped.is_error()) {
+      vm::frames().free(frame);
+      return mapped;
+    }
   }
   return {};
 }
 
-/// Maps the stack and writes @p args at its top; the entry's sp, argc and argv.
+/// Lab 4's stack, what the lab-5 skeleton keeps: every page below the arguments' page mapped at
+/// once, recording nothing.
+[[maybe_unused]] Result<void> map_stack_eagerly(AddressSpace& space) {
+  for (u64 va = kUserStackBottom; va < kUserStackTop - kPageSize; va += kPageSize) {
+    const PhysAddr frame = TRY(zeroed_frame());
+    const Result<void> mapped = space.map(VirtAddr(va), frame, kUserStack);
+    if (mapped.is_error()) {
+      vm::frames().free(frame);
+      return mapped;
+    }
+  }
+  return {};
+}
+
+/// Maps the stack's top page and writes @p args in it; the entry's sp, argc and argv.
 Result<arch::UserEntry> load_stack(AddressSpace& space, Span<const StringView> args) {
   if (args.size() > abi::kMaxArgs) return Error(Error::Overflow, "too many arguments (abi::kMaxArgs)");
   u64 bytes = 0;
   for (const StringView a : args) bytes += a.size() + 1;
   if (bytes > abi::kMaxArgBytes) return Error(Error::Overflow, "the arguments are too long (abi::kMaxArgBytes)");
 
-  u8* top_page = nullptr;
-  for (u64 va = kUserStackBottom; va < kUserStackTop; va += kPageSize) {
-    const Frame frame = TRY(zeroed_frame());
-    TRY(map_or_free(space, va, frame, kUserStack));
-    if (va + kPageSize == kUserStackTop) top_page = frame.bytes;
+  const PhysAddr top_frame = TRY(zeroed_frame());
+  const Result<void> mapped = space.map(VirtAddr(kUserStackTop - kPageSize), top_frame, kUserStack);
+  if (mapped.is_error()) {
+    vm::frames().free(top_frame);
+    return mapped.error();
   }
   // Everything goes in the top page: strings from the top down, then argv[] below them.
   const u64 page_va = kUserStackTop - kPageSize;
-  const auto at = [&](u64 va) { return top_page + (va - page_va); };
+  const auto put = [&](u64 va, const void* src, usize size) { vm::write_frame(top_frame, va - page_va, src, size); };
   u64 strings = kUserStackTop;
   u64 pointers[abi::kMaxArgs + 1] = {};
   for (usize i = args.size(); i-- > 0;) {
     strings -= args[i].size() + 1;
-    memcpy(at(strings), args[i].data(), args[i].size());
+    put(strings, args[i].data(), args[i].size());
     pointers[i] = strings;
   }
   const u64 argv = align_down(strings - (args.size() + 1) * sizeof(u64), kStackAlign);
-  memcpy(at(argv), pointers, (args.size() + 1) * sizeof(u64));
+  put(argv, pointers, (args.size() + 1) * sizeof(u64));
   return arch::UserEntry{.pc = 0, .sp = argv, .argc = args.size(), .argv = argv};
 }
 
 }  // namespace
 
-Result<arch::UserEntry> load_program(AddressSpace& space, Span<const u8> image, Span<const StringView> args) {
+Vma segment_vma(Span<const u8> image, const elf::Segment& s) {
+  const u64 start = align_down(s.vaddr, kPageSize);
+  return Vma{.start = start,
+             .end = align_up(s.end(), kPageSize),
+             .perms = s.perms,
+             .kind = VmaKind::Image,
+             .source = image.data(),
+             // The parser proved vaddr and offset equal modulo the page size, so the page below
+             // vaddr starts (vaddr - start) bytes before the segment in the file.
+             .offset = s.filesz == 0 ? align_down(s.offset, kPageSize) : s.offset - (s.vaddr - start),
+             .file_size = s.filesz == 0 ? 0 : s.vaddr + s.filesz - start};
+}
+
+Result<arch::UserEntry> load_program(AddressSpace& space, UserRegions& regions, Span<const u8> image,
+                                     Span<const StringView> args) {
   const elf::ParseResult parsed = elf::parse_executable(image, elf::kernel_target());
   if (parsed.is_error()) return Error(Error::InvalidArgument, elf::error_message(parsed.error()));
   const elf::Executable& exe = parsed.value();
-  for (const elf::Segment& s : exe.loads()) TRY(load_segment(space, image, s));
+  // Everything is recorded before anything is mapped: the regions are the truth, the page
+  // tables their cache.
+  // LAB 5 BEGIN record every segment, the heap and the stack as VMAs; map nothing eagerly
+  u64 image_end = 0;
+  for (const elf::Segment& s : exe.loads()) {
+    TRY(regions.vmas.insert(segment_vma(image, s)));
+    image_end = max(image_end, align_up(s.end(), kPageSize));
+  }
+  regions.heap_start = regions.brk = image_end;
+  regions.stack_limit = kUserStackLimit;
+  regions.stack_gap = kUserStackGap;
+  TRY(regions.vmas.insert(Vma{.start = kUserStackBottom, .end = kUserStackTop, .perms = kUserStack,
+                              .kind = VmaKind::Stack, .flags = kVmaGrowsDown}));
+  // LAB 5 SKELETON
+  // // Lab 4's loader: everything mapped at once, nothing recorded (lab 5: record the segments, the
+  // // heap and the stack in load_program(), kernel/proc/loader.cpp; labs/05-vmas/README.md)
+  // (void)regions;
+  // for (const elf::Segment& s : exe.loads()) TRY(map_segment_eagerly(space, image, s));
+  // TRY(map_stack_eagerly(space));
+  // LAB 5 END
   arch::UserEntry entry = TRY(load_stack(space, args));
   entry.pc = exe.entry;
   return entry;

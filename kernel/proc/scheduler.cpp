@@ -3,8 +3,10 @@
 
 #include "core/arch.hpp"
 #include "core/panic.hpp"
+#include "mm/temp_map.hpp"
 #include "mm/vm.hpp"
 #include "proc/arch.hpp"
+#include "proc/temp_map_calls.hpp"
 
 namespace pagoda::proc {
 namespace {
@@ -31,6 +33,11 @@ Process* next_ready(const Process* after) {
 void switch_to(Process* next) {
   Process* prev = g_current;
   if (prev == next) return;
+  // Temp-map slots are a per-CPU stack: one held across a switch would be released by another
+  // thread's code, out of order (mm/temp_map.hpp).
+  if (const TempMapArea* temp = TempMapArea::current(); temp != nullptr && temp->depth() != 0)
+    panic("switch_to: {} temp-map slot(s) still live across a context switch (a TempMap held while "
+          "yielding or sleeping)", temp->depth());
   // LAB 3 BEGIN switch roots on a context switch
   // The next process's kernel stack first, so that activate()'s check walks it in the new
   // root too; then the root. We still run on prev's stack (or the boot stack) until
@@ -49,21 +56,26 @@ void switch_to(Process* next) {
   arch::switch_context(prev != nullptr ? &prev->saved_sp : &g_idle_sp, next != nullptr ? next->saved_sp : g_idle_sp);
 }
 
-/// Frees every process that has ended (never the current one: the idle loop runs this).
+/// Frees every process that has ended and has no parent to reap it (never the current one:
+/// the idle loop runs this).
 void reap_zombies() {
-  for (Process& p : process_table()) {
-    if (p.state != State::Zombie) continue;
-    const u32 pid = p.pid;
-    char name[sizeof p.name];
-    for (usize i = 0; i < sizeof name; ++i) name[i] = p.name[i];
-    const abi::ExitInfo exit = p.exit;
-    destroy_process(p);
-    if (exit.how == u32(abi::Termination::Exited))
-      println("proc {} ({}): reaped: exited with code {}", pid, StringView(name), exit.code);
-    else
-      println("proc {} ({}): reaped: killed ({})", pid, StringView(name),
-              abi::termination_name(abi::Termination(exit.how)));
-  }
+  for (Process& p : process_table())
+    if (p.state == State::Zombie && p.parent == 0) (void)reap(p);
+}
+
+/// The process that adopts the children of @p ending: the first process (pid 1) while it lives
+/// (and is not @p ending), else none (0: the idle loop reaps them).
+u32 adopter(const Process& ending) {
+  constexpr u32 kFirst = 1;
+  const Process* first = find_process(kFirst);
+  return first != nullptr && first != &ending && first->state != State::Zombie ? kFirst : 0;
+}
+
+/// Makes @p parent (a pid, 0 for none) Ready if it waits for a child.
+void wake_waiter(u32 parent) {
+  if (parent == 0) return;
+  Process* p = find_process(parent);
+  if (p != nullptr && p->state == State::Waiting) p->state = State::Ready;
 }
 
 bool any_process() {
@@ -104,6 +116,17 @@ void exit_current(const abi::ExitInfo& info) {
   PAGODA_ASSERT(p != nullptr);
   p->exit = info;
   p->state = State::Zombie;
+  // Its children go to the first process (or to the kernel); an adopter that waits may now
+  // find a zombie among them.
+  const u32 heir = adopter(*p);
+  bool zombies = false;
+  for (Process& child : process_table())
+    if (child.state != State::Free && child.parent == p->pid) {
+      child.parent = heir;
+      zombies = zombies || child.state == State::Zombie;
+    }
+  if (zombies) wake_waiter(heir);
+  wake_waiter(p->parent);
   schedule();
   panic("process {} ran again after it ended", p->pid);
 }
@@ -112,6 +135,7 @@ void timer_tick(bool from_user) {
   const u64 now = ticks();
   for (Process& p : process_table())
     if (p.state == State::Sleeping && now >= p.wake_tick) p.state = State::Ready;
+  if (!from_user) temp_map_timer_hook();  // lab 4's stress test: a temp map nested in a call's
   if (from_user && g_current != nullptr) schedule();
 }
 
