@@ -377,3 +377,139 @@ def test_vma_list_walk(boot, kernel, arch):
         watch.fail(run, "the VMA list the kernel wrote into vmas's memory (read from guest RAM) against the ELF file "
                         "and the grader's own walk of the root:\n  " + "\n  ".join(problems[:12]))
     run.expect_outcome("success")
+
+
+# ---- random operations against a model --------------------------------------------------------
+
+RANDOM_TAG = 0x524E      # "RN" (user/programs/vmas.cpp, random_ops)
+WINDOW = 1 << 37
+WINDOW_PAGES = 64
+PROTS = (0, PROT_READ, PROT_READ | PROT_WRITE)
+EEXIST, EFAULT = -17, -14
+MASK64 = (1 << 64) - 1
+
+
+class TestRandom:
+    """The twin of kernel/lib/random.hpp (xorshift64*)."""
+
+    def __init__(self, seed):
+        self.state = seed
+
+    def next(self):
+        s = self.state
+        s ^= s >> 12
+        s ^= (s << 25) & MASK64
+        s ^= s >> 27
+        self.state = s
+        return (s * 0x2545F4914F6CDD1D) & MASK64
+
+    def below(self, n):
+        return self.next() % n
+
+
+def random_model(token, ops, marker):
+    """Replays vmas's random mode: (the checksum it must print, the window's pages after
+    @p marker operations: {page: (prot, value)} for the mapped ones)."""
+    r = TestRandom(proof(token, RANDOM_TAG) | 1)
+    pages = [None] * WINDOW_PAGES  # None or [prot, value]
+    h = 0xCBF29CE484222325
+    at_marker = None
+
+    def expect(value):
+        nonlocal h
+        h = ((h ^ (value & MASK64)) * 0x100000001B3) & MASK64
+
+    for op in range(ops):
+        if op == marker:
+            at_marker = {i: tuple(p) for i, p in enumerate(pages) if p is not None}
+        kind = r.below(4)
+        first = r.below(WINDOW_PAGES)
+        count = 1 + r.below(min(8, WINDOW_PAGES - first))
+        span = range(first, first + count)
+        if kind == 0:
+            prot = PROTS[r.below(3)]
+            keep = r.below(2) == 0
+            if keep and any(pages[i] is not None for i in span):
+                expect(EEXIST)
+                continue
+            expect(WINDOW + first * PAGE)
+            for i in span:
+                pages[i] = [prot, 0]
+        elif kind == 1:
+            expect(0)
+            for i in span:
+                pages[i] = None
+        elif kind == 2:
+            prot = PROTS[1 + r.below(2)]
+            whole = all(pages[i] is not None for i in span)
+            expect(0 if whole else -12)
+            if whole:
+                for i in span:
+                    pages[i][0] = prot
+        else:
+            p = pages[first]
+            writable = p is not None and p[0] & PROT_WRITE
+            if writable:
+                p[1] = r.next()
+            if p is not None and p[0] & PROT_READ:
+                expect(p[1])
+            if not writable:
+                expect(EFAULT)
+    expect(0)
+    return h, at_marker
+
+
+@lab_test(5, "random_ops")
+def test_random_ops(boot, kernel, arch):
+    token = boot.fresh_token()
+    ops = 1000
+    marker = pick_in(token, "random marker", 100, ops - 100)
+    checksum, model = random_model(token, ops, marker)
+    stop = user_symbol(kernel, arch, "vmas", "vmas_marker").address
+
+    watch = Watch(kernel, arch)
+    frames = {}
+
+    def witness(guest):
+        watch.before(guest)
+        started_lazy(watch, guest, kernel)
+        out = script_body(guest)
+        end = watch.checkpoint(guest, "ended")
+        frames["after"] = count_used(end, *watch.bitmap)[0]
+        return out
+
+    def script_body(guest):
+        snap = guest.stop_at(stop)
+        root = snap.lower_root
+        seen = {}
+        for va, r in pages_of(snap.dump(root), watch.layout).items():
+            if WINDOW <= va < WINDOW + WINDOW_PAGES * PAGE:
+                seen[(va - WINDOW) // PAGE] = (r.perms.rwx(), r.perms.user, u64(snap.read_virt(va, 8, root)))
+        return dict(seen=seen)
+
+    run = boot(args={"run": f"vmas:random:{ops}:{marker}"}, token=token, witness=witness, memory=GRADER_MEMORY)
+    w = watch.require(run)
+    problems = []
+    for page, (rwx, user, value) in sorted(w["seen"].items()):
+        want = model.get(page)
+        va = WINDOW + page * PAGE
+        if want is None or not want[0] & PROT_READ:
+            problems.append(f"{va:#x} is mapped {rwx}, but the model has {'no mapping' if want is None else 'PROT_NONE'} there")
+            continue
+        if not user or rwx != ("rw-" if want[0] & PROT_WRITE else "r--"):
+            problems.append(f"{va:#x} is mapped {rwx} {'user' if user else 'kernel'}; the model's prot is {want[0]}")
+        if value != want[1]:
+            problems.append(f"{va:#x} holds {value:#x}; the model wrote {want[1]:#x}")
+    if problems:
+        watch.fail(run, f"before operation {marker} of {ops}, the grader's walk of the root against its own replay of "
+                        "the program's model:\n  " + "\n  ".join(problems[:12]))
+    m = run.expect(rf"^vmas: random: {ops} operations, (\d+) mismatches, checksum ([0-9a-f]{{16}}) "
+                   rf"proof=([0-9a-f]{{16}})$", "vmas's random line")
+    if int(m[1]) != 0 or int(m[2], 16) != checksum:
+        watch.fail(run, f"the program counted {m[1]} results that differ from its model; its checksum {m[2]} is not the "
+                        f"grader's replay ({checksum:016x}): some system call returned another result than the model's")
+    run.expect_proof(m[3], checksum, "the checksum")
+    if frames.get("after") != watch.frames_before[0]:
+        watch.fail(run, f"frames in use before the run {watch.frames_before[0]}, after every process was reaped "
+                        f"{frames.get('after')} (the allocator's bitmap, read from guest RAM): frames leaked")
+    run.expect_outcome("success")
