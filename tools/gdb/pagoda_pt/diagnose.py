@@ -104,14 +104,16 @@ class Roots:
                 found.append(known)
         return found
 
-    def elsewhere_sentence(self, what: str, va: int, allows=lambda w: True) -> Optional[str]:
+    def elsewhere_sentence(self, what: str, va: int, allows=lambda w: True,
+                           shown: Optional[str] = None) -> Optional[str]:
         """"CR2 0x400000 is mapped in root 'proc 1' (0x256000), not in the active root
-        'kernel' (0x130000)", or None when no other root maps it."""
+        'kernel' (0x130000)", or None when no other root maps it. @p shown is how to write
+        @p va (e.g. with its symbol), as the caller's other sentences write it."""
         found = self.mapped_elsewhere(va, allows)
         if not found:
             return None
-        return "%s %#x is mapped in root %s, not in the active root %s" % (
-            what, va, " and ".join(k.label() for k in found), self.label())
+        return "%s %s is mapped in root %s, not in the active root %s" % (
+            what, shown or "%#x" % va, " and ".join(k.label() for k in found), self.label())
 
 
 # ---- permissions -----------------------------------------------------------------------------

@@ -578,7 +578,7 @@ class _Explainer:
                     "%s (NX=1 in %s): the CPU cannot fetch it" % (
                         self.short(rip), self.roots.label(),
                         ", ".join(denying_levels(w, x86_64.PTE_NX, True))))
-        elsewhere = self.roots.elsewhere_sentence("RIP", rip, lambda x: x.perms.execute)
+        elsewhere = self.roots.elsewhere_sentence("RIP", rip, lambda x: x.perms.execute, shown=self.short(rip))
         if elsewhere:
             return "the code at " + elsewhere + ": the CPU cannot fetch it"
         return ("the code at RIP %s is not mapped in the active root %s (%s): the CPU cannot "

@@ -16,6 +16,7 @@ and interrupts the machine after that many seconds, as Ctrl-C would.  QEMU is al
 (Machine is a context manager around qemu.spawn / qemu.kill_group); GDB runs under a timeout.
 """
 import fcntl
+import re
 import json
 import os
 import shutil
@@ -155,3 +156,23 @@ def monitor_gva2gpa(text):
         return int(text[5:], 16)
     assert "Unmapped" in text, text
     return None
+
+
+def kernel_symbol(kernel, name):
+    """The address of @p name in the kernel's ELF (nm), chosen before the boot."""
+    out = subprocess.run(["nm", kernel], capture_output=True, text=True, check=True).stdout
+    for line in out.splitlines():
+        fields = line.split()
+        if len(fields) == 3 and fields[2] == name:
+            return int(fields[0], 16)
+    raise AssertionError("no symbol %s in %s" % (name, kernel))
+
+
+def ps_rows(text):
+    """{pid: (active, name, state, root)} from pt-ps."""
+    rows = {}
+    for line in text.splitlines():
+        m = re.match(r"^([* ])\s+(\d+)\s+(\S+)\s+(\S+)\s+slot \d+\s+\d+\s+(0x[0-9a-f]+)$", line)
+        if m:
+            rows[int(m.group(2))] = (m.group(1) == "*", m.group(3), m.group(4), int(m.group(5), 16))
+    return rows

@@ -79,7 +79,7 @@ def test_text_mapped_only_at_its_physical_address_loops(kernel):
                     r"the active root (%s|'text-at-pa' \(%s\)), but its frame (%s) is mapped "
                     r"there at VA \3: the kernel text was mapped at its physical address "
                     r"instead of where it is linked" % (HEX, HEX, HEX, HEX), verdict), verdict
-    assert re.search(r"a loop: at least \d+ x #PF at RIP %s \(x86_vector_stubs \+ 224\), CR2 %s, "
+    assert re.search(r"a loop: (?:at least )?\d+ x #PF at RIP %s \(x86_vector_stubs \+ 224\), CR2 %s, "
                      r"and no triple fault\)$" % (HEX, HEX), verdict), verdict
     assert "-> triple fault" not in verdict
 
@@ -165,14 +165,15 @@ def test_code_not_mapped_after_a_switch_storms(kernel):
     """No text in the new root: neither the next instruction nor any handler can be fetched, a
     #PF storm with RIP == CR2 that never ends by itself (interrupted here). Each #PF pushes a
     frame, so the storm runs the stack down through .bss and .data, over the table of
-    published roots: the roots may have lost their names by the time GDB looks."""
+    published roots: the roots may have lost their names by the time GDB looks (and the log may
+    be whole, "N x", or cut, "at least N x", depending on how far the storm ran under load)."""
     r, serial, verdict = diagnose(kernel, "bug_code_unmapped", go=("continue_for", "1.5"),
                                   cmdline="vm_check=off")
     (root,) = printed(serial, r"activating root (0x[0-9a-f]+): no kernel text in it")
     named = r"is mapped in root 'kernel' \(%s\), not in the active root 'no-text' \(%#x\)" % (HEX, root)
     clobbered = r"is not mapped in the active root %#x \(PT entry \d+ not present\)" % root
     m = re.match(r"verdict: the code at RIP (%s) \(x86_vector_stubs \+ 224\) (%s|%s): the CPU "
-                 r"cannot fetch it \(QEMU's log: #PF .*; a loop: at least \d+ x #PF at RIP "
+                 r"cannot fetch it \(QEMU's log: #PF .*; a loop: (?:at least )?\d+ x #PF at RIP "
                  r"\1 \(x86_vector_stubs \+ 224\), CR2 \1, and no triple fault\)$"
                  % (HEX, named, clobbered), verdict)
     assert m, verdict

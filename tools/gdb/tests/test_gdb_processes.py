@@ -7,7 +7,6 @@ handler of that fault, with both processes alive. The roots the commands name ar
 against CR3 and against each other; nothing here trusts what the kernel printed.
 """
 import re
-import subprocess
 
 import pytest
 
@@ -22,20 +21,10 @@ UNMAPPED = 0xFFFF_FFFF_F000_0000     # a kernel address no root maps
 USER_TEXT = 0x40_0000                # user/user.ld: USER_BASE
 
 
-def kernel_symbol(kernel, name):
-    """The address of @p name in the kernel's ELF (nm), chosen before the boot."""
-    out = subprocess.run(["nm", kernel], capture_output=True, text=True, check=True).stdout
-    for line in out.splitlines():
-        fields = line.split()
-        if len(fields) == 3 and fields[2] == name:
-            return int(fields[0], 16)
-    raise AssertionError("no symbol %s in %s" % (name, kernel))
-
-
 @pytest.fixture(scope="module")
 def stopped():
     kernel = gdbrig.build_kernel()
-    probed = kernel_symbol(kernel, "pagoda_debug_roots")      # kernel data: a supervisor page
+    probed = gdbrig.kernel_symbol(kernel, "pagoda_debug_roots")      # kernel data: a supervisor page
     steps = [("brk", "cmd", "break pagoda::proc::user_fault"), ("go", "cmd", "continue"),
              ("cr3", "eval", "$cr3"), ("ps", "cmd", "pt-ps"), ("why", "cmd", "fault-why"),
              ("walk1", "cmd", f"pt-walk {USER_TEXT:#x} --root 1"),
@@ -53,16 +42,6 @@ def stopped():
     return results
 
 
-def ps_rows(text):
-    """{pid: (active, name, state, root)} from pt-ps."""
-    rows = {}
-    for line in text.splitlines():
-        m = re.match(r"^([* ])\s+(\d+)\s+(\S+)\s+(\S+)\s+slot \d+\s+\d+\s+(%s)$" % HEX, line)
-        if m:
-            rows[int(m.group(2))] = (m.group(1) == "*", m.group(3), m.group(4), int(m.group(5), 16))
-    return rows
-
-
 def walked_pa(text):
     m = re.search(r"-> PA (%s)" % HEX, text) or re.search(r"PA\s+(%s)" % HEX, text)
     assert m, text
@@ -78,7 +57,7 @@ def faulted(stopped, step):
 
 
 def test_ps_lists_the_processes_and_marks_the_active_root(stopped):
-    rows = ps_rows(stopped["ps"].output)
+    rows = gdbrig.ps_rows(stopped["ps"].output)
     assert set(rows) == {1, 2, 3}, stopped["ps"].output
     assert [rows[p][1] for p in (1, 2, 3)] == ["spin", "probe", "probe"]
     pid, root = faulted(stopped, "why")          # the probe that faulted first is the live one
@@ -89,7 +68,7 @@ def test_ps_lists_the_processes_and_marks_the_active_root(stopped):
 
 
 def test_root_takes_a_process_id(stopped):
-    rows = ps_rows(stopped["ps"].output)
+    rows = gdbrig.ps_rows(stopped["ps"].output)
     assert "root: 0x%016x" % rows[1][3] in stopped["walk1"].output
     assert "root: 0x%016x" % rows[2][3] in stopped["walk2"].output
     # the same user address, two processes, two frames (each loaded its own copy)

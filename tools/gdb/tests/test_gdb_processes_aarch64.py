@@ -7,7 +7,6 @@ address nothing maps; GDB stops in proc::user_fault twice. The roots the command
 checked against TTBR0_EL1 and against each other; nothing here trusts what the kernel printed.
 """
 import re
-import subprocess
 
 import pytest
 
@@ -23,19 +22,10 @@ USER_TEXT = 0x40_0000                # user/user.ld: USER_BASE
 TTBR_BADDR = 0x0000_FFFF_FFFF_F000
 
 
-def kernel_symbol(kernel, name):
-    out = subprocess.run(["nm", kernel], capture_output=True, text=True, check=True).stdout
-    for line in out.splitlines():
-        fields = line.split()
-        if len(fields) == 3 and fields[2] == name:
-            return int(fields[0], 16)
-    raise AssertionError("no symbol %s in %s" % (name, kernel))
-
-
 @pytest.fixture(scope="module")
 def stopped():
     kernel = gdbrig.build_kernel("aarch64")
-    probed = kernel_symbol(kernel, "pagoda_debug_roots")      # kernel data: an EL1-only page
+    probed = gdbrig.kernel_symbol(kernel, "pagoda_debug_roots")      # kernel data: an EL1-only page
     steps = [("brk", "cmd", "break pagoda::proc::user_fault"), ("go", "cmd", "continue"),
              ("ttbr0", "eval", "$TTBR0_EL1"), ("ps", "cmd", "pt-ps"), ("why", "cmd", "fault-why"),
              ("walk1", "cmd", f"pt-walk {USER_TEXT:#x} --root 1"),
@@ -50,16 +40,6 @@ def stopped():
     return results
 
 
-def ps_rows(text):
-    """{pid: (active, name, root)} from pt-ps."""
-    rows = {}
-    for line in text.splitlines():
-        m = re.match(r"^([* ])\s+(\d+)\s+(\S+)\s+\S+\s+slot \d+\s+\d+\s+(%s)$" % HEX, line)
-        if m:
-            rows[int(m.group(2))] = (m.group(1) == "*", m.group(3), int(m.group(4), 16))
-    return rows
-
-
 def faulted(stopped, step):
     last = stopped[step].output.strip().splitlines()[-1]
     m = re.match(r"verdict: process 'probe' \(pid (\d+), root (%s)\) in EL0: " % HEX, last)
@@ -68,19 +48,19 @@ def faulted(stopped, step):
 
 
 def test_ps_lists_the_processes_with_their_ttbr0_roots(stopped):
-    rows = ps_rows(stopped["ps"].output)
+    rows = gdbrig.ps_rows(stopped["ps"].output)
     assert set(rows) == {1, 2, 3}, stopped["ps"].output
     assert [rows[p][1] for p in (1, 2, 3)] == ["spin", "probe", "probe"]
     pid, root, _ = faulted(stopped, "why")
     assert [p for p in rows if rows[p][0]] == [pid], stopped["ps"].output
-    assert rows[pid][2] == root == stopped["ttbr0"].value & TTBR_BADDR
-    assert len({rows[p][2] for p in rows}) == 3
+    assert rows[pid][3] == root == stopped["ttbr0"].value & TTBR_BADDR
+    assert len({rows[p][3] for p in rows}) == 3
 
 
 def test_root_takes_a_process_id(stopped):
-    rows = ps_rows(stopped["ps"].output)
-    assert "root: 0x%016x" % rows[1][2] in stopped["walk1"].output
-    assert "root: 0x%016x" % rows[2][2] in stopped["walk2"].output
+    rows = gdbrig.ps_rows(stopped["ps"].output)
+    assert "root: 0x%016x" % rows[1][3] in stopped["walk1"].output
+    assert "root: 0x%016x" % rows[2][3] in stopped["walk2"].output
     pas = [re.search(r"-> PA (%s)" % HEX, stopped[s].output) for s in ("walk1", "walk2")]
     assert all(pas) and pas[0][1] != pas[1][1]      # the same user address, two frames
 
