@@ -35,6 +35,7 @@
 #include "arch/aarch64/user_mode.hpp"
 #include "mm/vm.hpp"
 #include "proc/kernel_stack.hpp"
+#include "proc/user_memory.hpp"
 
 extern "C" char aarch64_vectors[], boot_entry_stack_bottom[], boot_entry_stack_top[];
 
@@ -290,6 +291,13 @@ extern "C" void aarch64_trap(pagoda::aarch64::TrapFrame* frame) {
           case pagoda::vm::FaultDecision::Resolved: return;
           case pagoda::vm::FaultDecision::KillProcess:
           case pagoda::vm::FaultDecision::KernelBug: break;
+        }
+        // A user copy that hit a bad user address goes on at its fix-up and returns short (EFAULT).
+        if (!from_user) {
+          if (const pagoda::uptr resume = pagoda::proc::user_fixup_for(frame->elr, frame->far)) {
+            frame->elr = resume;
+            return;
+          }
         }
       }
       break;

@@ -38,6 +38,9 @@
 
 extern "C" char aarch64_svc_entry[], aarch64_trap_return[];
 extern "C" void aarch64_switch_context(pagoda::uptr* save_sp, pagoda::uptr load_sp);
+/// In user_copy.S: the instructions that may fault on a user address (each in the fix-up table).
+extern "C" pagoda::usize aarch64_user_copy(void* dst, const void* src, pagoda::usize n);
+extern "C" pagoda::i64 aarch64_user_string_copy(char* dst, const char* src, pagoda::usize max);
 
 /// What the synchronous vector of the kernel (vectors.S, kstack_check) compares the stack
 /// pointer with: {kStackBase, the area's size, slot stride - 1, guard size}. From the one
@@ -235,5 +238,9 @@ uptr kernel_stack() { return aarch64::g_kernel_stack; }
 void user_access_begin() { aarch64::set_pan(false); }
 
 void user_access_end() { aarch64::set_pan(true); }
+
+usize user_copy(void* dst, const void* src, usize n) { return aarch64_user_copy(dst, src, n); }
+
+i64 user_string_copy(char* dst, const char* src, usize max) { return aarch64_user_string_copy(dst, src, max); }
 
 }  // namespace pagoda::arch

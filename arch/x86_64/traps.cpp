@@ -23,6 +23,7 @@
 #include "core/panic.hpp"
 #include "mm/vm.hpp"
 #include "proc/kernel_stack.hpp"
+#include "proc/user_memory.hpp"
 
 extern "C" char x86_vector_stubs[];
 
@@ -236,6 +237,13 @@ extern "C" void x86_trap(pagoda::x86::TrapFrame* frame) {
       case pagoda::vm::FaultDecision::Resolved: return;
       case pagoda::vm::FaultDecision::KillProcess:
       case pagoda::vm::FaultDecision::KernelBug: break;
+    }
+    // A user copy that hit a bad user address goes on at its fix-up and returns short (EFAULT).
+    if (!from_user) {
+      if (const pagoda::uptr resume = pagoda::proc::user_fixup_for(frame->rip, address.value())) {
+        frame->rip = resume;
+        return;
+      }
     }
   }
   if (frame->vector < kExceptionCount && from_user) {

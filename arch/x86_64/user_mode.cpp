@@ -138,6 +138,10 @@ void user_exception(const TrapFrame& f, const char* mnemonic, const char* name, 
 
 }  // namespace pagoda::x86
 
+/// In user_copy.S: the instructions that may fault on a user address (each in the fix-up table).
+extern "C" pagoda::usize x86_user_copy(void* dst, const void* src, pagoda::usize n);
+extern "C" pagoda::i64 x86_user_string_copy(char* dst, const char* src, pagoda::usize max);
+
 namespace pagoda::arch {
 
 Result<void> user_mode_init(FormatSink& report) {
@@ -202,6 +206,10 @@ void user_access_begin() {
 void user_access_end() {
   if (x86_smap_enabled) asm volatile("clac" ::: "memory");
 }
+
+usize user_copy(void* dst, const void* src, usize n) { return x86_user_copy(dst, src, n); }
+
+i64 user_string_copy(char* dst, const char* src, usize max) { return x86_user_string_copy(dst, src, max); }
 
 }  // namespace pagoda::arch
 

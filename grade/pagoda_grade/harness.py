@@ -178,6 +178,23 @@ class Run:
         except (OSError, PagodaError):
             return None
 
+    def _temp_map_fault(self, fault):
+        """A sentence when @p fault is the kernel's, on an address of the temp-map area (lab 4)."""
+        from .symbols import fact
+        try:
+            base, end = fact(self.symbolizer.elf, "temp_map_base"), fact(self.symbolizer.elf, "stack_base")
+            slots = fact(self.symbolizer.elf, "temp_map_slots")
+        except (AssertionError, OSError):
+            return ""
+        if fault.address is None or not base <= fault.address < end:
+            return ""
+        index = (fault.address - base) // 4096
+        return (f"{fault.address:#x} is temp-map slot {index % slots} of CPU {index // slots} (the kTempMapBase "
+                "area): the kernel took the slot and used it, and the live root's walk does not find the frame there: "
+                "the slot's entry was written into a table the live root does not walk (the kernel root's own copy, or "
+                "a table no root uses) instead of the one shared kernel-half table, or the slot was used after its "
+                "guard released it (the kernel's report above says whether it is live; labs/04-temp-mappings)")
+
     def fail(self, reason):
         """Raises GradeFailure: the reason, what went wrong with the machine, and the context."""
         parts = [reason]
@@ -207,6 +224,9 @@ class Run:
             switch = faultlog.after_root_switch(self.log.faults[0], self._kernel_words, self.symbol_of)
             if switch:
                 parts.append(f"the first fault's cause: {switch}")
+            temp = self._temp_map_fault(self.log.faults[0])
+            if temp:
+                parts.append(f"the first fault's cause: {temp}")
         parts.append(f"boot token {self.token} (PAGODA_GRADE_TOKEN={self.token} repeats the grader's choices)")
         tail = self.symbolizer.annotate(self.lines[-TAIL_LINES:])
         parts.append(f"last {len(tail)} lines of serial output (full log: {self.serial_log}; "

@@ -348,6 +348,21 @@ def is_used(bitmap, frame):
 
 # ---- A machine that died ----------------------------------------------------------------------
 
+def recovered_by_fixup(kernel, fault):
+    """True when @p fault is a kernel-mode fault of a user copy on a user address, which the
+    kernel's fix-up table turns into EFAULT (lab 4): an instruction in the table, read by the
+    grader from the ELF file, and a faulting address in the user half. Such a fault is the copy's
+    way of finding a bad pointer, not a kernel fault."""
+    return (fault.privilege == ARCHES[fault.arch].kernel_privilege and fault.address is not None
+            and fault.address < symbols.fact(kernel, "user_end") and fault.pc in symbols.user_fixups(kernel))
+
+
+def kernel_faults(kernel, run):
+    """The kernel-mode faults in QEMU's log that are not recovered user copies."""
+    privilege = ARCHES[run.arch].kernel_privilege
+    return [f for f in run.log.faults if f.privilege == privilege and not recovered_by_fixup(kernel, f)]
+
+
 def explain_death(run, inspector, layout, roots):
     """A sentence naming why the kernel died, from the first kernel-mode fault in QEMU's log and
     the roots the grader read while the guest lived (@p roots: {root: label}); None when the log
@@ -355,7 +370,7 @@ def explain_death(run, inspector, layout, roots):
     tables are read from guest RAM."""
     if inspector is None:
         return None
-    faults = [f for f in run.log.faults if f.privilege == ARCHES[run.arch].kernel_privilege]
+    faults = kernel_faults(run.symbolizer.elf, run)
     if not faults:
         return None
     f = faults[0]

@@ -191,3 +191,30 @@ def physical_of(kernel, va):
         if vaddr <= va < vaddr + memsz:
             return paddr + (va - vaddr)
     raise AssertionError(f"{va:#x} is in no loadable segment of {kernel}")
+
+
+def read_image(kernel, va, size):
+    """The @p size bytes the kernel file holds at link address @p va (from its loadable segments;
+    bytes past a segment's file size are zero, as the loader leaves them)."""
+    with open(kernel, "rb") as f:
+        data = f.read()
+    for seg in segments(kernel):
+        if seg.vaddr <= va and va + size <= seg.vaddr + seg.memsz:
+            start = va - seg.vaddr
+            chunk = data[seg.offset + start:seg.offset + min(start + size, seg.filesz)]
+            return chunk + bytes(size - len(chunk))
+    raise AssertionError(f"[{va:#x}, +{size}) is in no loadable segment of {kernel}")
+
+
+@functools.lru_cache(maxsize=8)
+def user_fixups(kernel):
+    """{faulting instruction: resume address} of the kernel's user-copy fix-up table (lab 4,
+    kernel/proc/user_memory.hpp), read from the ELF file between __start_pagoda_user_fixups and
+    __stop_pagoda_user_fixups; {} for a kernel without one (labs 0-3)."""
+    table = symbols(kernel)
+    start, stop = table.get("__start_pagoda_user_fixups"), table.get("__stop_pagoda_user_fixups")
+    if start is None or stop is None or stop <= start:
+        return {}
+    raw = read_image(kernel, start, stop - start)
+    pairs = struct.iter_unpack("<QQ", raw[:len(raw) // 16 * 16])
+    return {fault: resume for fault, resume in pairs}

@@ -64,12 +64,41 @@ enum class Syscall : u64 {
   KernelRecurse = 66,  ///< (u64 depth, u64 confirm) -> recurses @p depth levels in the kernel,
                        ///< overflowing its kernel stack on purpose when deep enough (a kernel
                        ///< panic, by design); EINVAL unless confirm is kKernelRecurseConfirm
-  // 67 .. kSyscallCount - 1: reserved for test calls to come.
+  TempFill = 67,       ///< (u64 seed) -> a handle (>= 0) of a frame above the kernel's window,
+                       ///< filled through a temporary mapping with temp_map_pattern(seed, i) in
+                       ///< word i while the caller's root is live; ENOMEM when there is no such
+                       ///< frame or no temporary mapping (lab 4 not done); at most kTempFrames
+  TempTake = 68,       ///< (u64 handle, void* out, usize size) -> bytes copied (at most a page):
+                       ///< the frame of @p handle, read through a temporary mapping while the
+                       ///< caller's root is live, then freed; EINVAL for a handle not held
+  TempStress = 69,     ///< (u64 seed, u64 maps, u64 flags, TempStressReport* out) -> 0: @p maps
+                       ///< temporary mappings (nested, timer interrupts on, see the report);
+                       ///< with kTempStressBare only bare map+unmap pairs (a benchmark)
+  // 70 .. kSyscallCount - 1: reserved for test calls to come.
 };
 
 /// The second argument kernel_recurse needs, so that no random call (a fuzzer's) can crash the
 /// kernel through it by chance.
 inline constexpr u64 kKernelRecurseConfirm = 0x5245'4355'5253'4521ull;  // "!ESRUCER"
+
+/// Frames TempFill may hold at once (machine-wide).
+inline constexpr u64 kTempFrames = 4;
+/// Most maps one TempStress call makes.
+inline constexpr u64 kTempStressMaxMaps = 1'000'000;
+/// TempStress flag: bare map+unmap pairs, nothing read or checked, interrupts off.
+inline constexpr u64 kTempStressBare = 1;
+/// Frames the stress test rotates through (each filled with its own pattern).
+inline constexpr u64 kTempStressFrames = 4;
+
+/// Word @p index of the pattern TempFill and TempStress write into a frame for @p seed: a
+/// mixing function (splitmix64's finaliser) of both, so that every word of every frame differs
+/// and a read through a stale translation shows. The grader's twin: grade/test_lab4.py.
+constexpr u64 temp_map_pattern(u64 seed, u64 index) {
+  u64 z = seed + (index + 1) * 0x9e37'79b9'7f4a'7c15ull;
+  z = (z ^ (z >> 30)) * 0xbf58'476d'1ce4'e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d0'49bb'1331'11ebull;
+  return z ^ (z >> 31);
+}
 
 /// The first test-call number.
 inline constexpr u64 kFirstTestSyscall = 64;
@@ -97,6 +126,9 @@ constexpr const char* syscall_name(u64 number) {
     case Syscall::ProcInfo: return "proc_info";
     case Syscall::VmaList: return "vma_list";
     case Syscall::KernelRecurse: return "kernel_recurse";
+    case Syscall::TempFill: return "temp_fill";
+    case Syscall::TempTake: return "temp_take";
+    case Syscall::TempStress: return "temp_stress";
   }
   return nullptr;
 }
@@ -264,9 +296,25 @@ struct VmaInfo {
   u64 offset; ///< file offset of start (MemoryKind::Image), else 0
 };
 
+/// What one TempStress call did. Round r (of maps / 2) maps frame a = r % kTempStressFrames,
+/// and inside it frame b = (3r + 1) % kTempStressFrames (never a), reads word
+/// j = temp_map_pattern(seed, r) % 512 of a and word j ^ 1 of b, releases b and reads word j of
+/// a again. Frame k holds temp_map_pattern(seed + k, i) in word i. checksum is the sum, mod
+/// 2^64, of every value read in the rounds, in order: x * 3 + y + x' (x, y, x' the three reads).
+struct TempStressReport {
+  u64 maps;          ///< temporary mappings made by the call (the rounds' and the fills')
+  u64 checksum;      ///< of the rounds' reads, as above
+  u64 mismatches;    ///< reads (rounds' and interrupts') that did not hold the pattern
+  u64 irq_maps;      ///< temporary mappings made by timer interrupts during the call,
+                     ///< nested over the call's own
+  u64 max_depth;     ///< the deepest the slot stack went (interrupts included)
+  u64 frames[kTempStressFrames];  ///< the frames (physical addresses) it rotated through
+};
+
 // The layouts are part of the ABI: the same on every ISA, checked here once.
 static_assert(sizeof(ExitInfo) == 16 && offsetof(ExitInfo, how) == 4 && offsetof(ExitInfo, address) == 8);
 static_assert(sizeof(ProcInfo) == 72 && offsetof(ProcInfo, root) == 16 && offsetof(ProcInfo, ticks) == 64);
+static_assert(sizeof(TempStressReport) == 72 && offsetof(TempStressReport, frames) == 40);
 static_assert(sizeof(VmaInfo) == 32 && offsetof(VmaInfo, prot) == 16 && offsetof(VmaInfo, offset) == 24);
 
 }  // namespace pagoda::abi

@@ -121,6 +121,18 @@ template <ValidPageTableFormat F> class Cursor {
   /// NoMemory (no frame for a table; nothing is left half-built).
   [[nodiscard]] Result<void> map(PhysAddr pa, Perms perms) { return map_at(kLeafLevel, pa, perms); }
 
+  /// The page-level entry that decides va(), creating the missing tables above it, for an
+  /// owner that writes that one entry itself and does its own barrier and invalidation (the
+  /// temporary-mapping slots, mm/temp_map.hpp). The table holding it is never freed by its
+  /// owner's writes: only a cursor unmap frees tables, and no cursor changes such an entry.
+  /// InvalidArgument when a block or a table the kernel cannot reach stands in the way.
+  [[nodiscard]] Result<u64*> reserve_page_entry() {
+    if (stop_ == WalkStop::Mapped && level() != kLeafLevel) return Error::InvalidArgument;
+    if (stop_ != WalkStop::Mapped && stop_ != WalkStop::NotPresent) return Error::InvalidArgument;
+    if (level() < kLeafLevel) TRY(make_path(kLeafLevel));
+    return &slot(kLeafLevel);
+  }
+
   /// Maps a block (a large page) of F::entry_span(@p level) bytes at va() to @p pa, both
   /// aligned to it; @p level must be one where F::can_hold_block(). AlreadyExists when
   /// anything (a page, a block or a table) is there.

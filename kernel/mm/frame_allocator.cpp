@@ -88,6 +88,19 @@ Result<PhysAddr> FrameAllocator::allocate_below(PhysAddr limit) {
   // LAB 1 END
 }
 
+Result<PhysAddr> FrameAllocator::allocate_high() {
+  for (usize n = words_; n-- > 0;) {
+    const u64 available = managed_bits_[n] & ~used_bits_[n];
+    if (available == 0) continue;
+    const u64 f = u64(n) * kBitsPerWord + u64(kBitsPerWord - 1 - usize(__builtin_clzll(available)));
+    set(used_bits_, f, true);
+    set(ever_bits_, f, true);
+    --free_;
+    return PhysAddr(f * kFrameSize);
+  }
+  return Error::NoMemory;
+}
+
 Result<PhysAddr> FrameAllocator::allocate_contiguous_below(usize count, PhysAddr limit) {
   if (count == 0) return Error::InvalidArgument;
   const u64 frames = min<u64>(u64(words_) * kBitsPerWord, limit.value() / kFrameSize);

@@ -51,6 +51,11 @@ class FrameAllocator {
   /// One free frame below @p limit (e.g. one the kernel's window reaches); NoMemory when none.
   [[nodiscard]] Result<PhysAddr> allocate_below(PhysAddr limit);
 
+  /// One free frame, the highest free one: for user memory, which the kernel reaches through
+  /// temporary mappings wherever it lies (mm/temp_map.hpp), so that the window's frames stay
+  /// for what must be reachable through it (page tables, the heap, kernel stacks).
+  [[nodiscard]] Result<PhysAddr> allocate_high();
+
   /// @p count physically contiguous free frames below @p limit; NoMemory when there is no
   /// such run.
   [[nodiscard]] Result<PhysAddr> allocate_contiguous_below(usize count, PhysAddr limit);

@@ -4,9 +4,11 @@
 #include "core/cmdline.hpp"
 #include "core/lab.hpp"
 #include "core/panic.hpp"
+#include "lib/string.hpp"
 #include "mm/debug_roots.hpp"
 #include "mm/layout.hpp"
 #include "mm/mmu.hpp"
+#include "mm/temp_map.hpp"
 
 // Section bounds from the linker script (arch/<isa>/kernel.ld): virtual addresses, except the
 // *_phys ones; __kernel_virt_offset's address is the offset between the two.
@@ -27,6 +29,8 @@ bool g_ready = false;  ///< the kernel's own root is live (enter_kernel_space())
 /// The kernel's address space lives here, built in place by init() and never destroyed.
 alignas(AddressSpace) u8 g_kernel_space_storage[sizeof(AddressSpace)];
 AddressSpace* g_kernel_space = nullptr;
+/// This CPU's temporary-mapping slots (mm/temp_map.hpp).
+constinit TempMapArea g_temp_maps;
 
 /// The boot stub's root, named for the debugging tools (mm/debug_roots.hpp) from init() until
 /// its frames are reclaimed (built in place: it must outlive init()'s frame).
@@ -318,11 +322,24 @@ u64 g_boot_reclaimed = 0;  ///< bytes of the boot stub's memory given to the all
 /// boot tables and by the kernel's root alike.
 uptr kernel_stack_top() { return reinterpret_cast<uptr>(boot_stack_top); }
 
+/// The temp-map slots hang under the kernel half, which every root shares: made once, when
+/// the kernel's root is live (lab 4; its skeleton keeps user memory in the window, as lab 3).
+void make_temp_maps() {
+  const Result<void> temp = g_temp_maps.init(*g_kernel_space, 0);
+  if (temp.is_error()) {
+    if (temp.error() != Error::NotImplemented) panic("vm: no temp-map area: {}", temp.error());
+    lab_todo(temp.error());
+    return;
+  }
+  TempMapArea::set_current(&g_temp_maps);
+}
+
 /// Loads the kernel's root (the pre-switch check first: AddressSpace::activate()). From here on
 /// vm::ready() is true and devices are reached where the kernel's root maps them.
 void activate_kernel_root() {
   g_kernel_space->activate();
   g_ready = true;
+  make_temp_maps();
 }
 
 /// Gives the boot stub's page tables to the frame allocator: only once they are not live (and
@@ -391,6 +408,35 @@ void enter_kernel_space(KernelMain next, const BootInfo& boot) {
 
 bool ready() { return g_ready; }
 
+void zero_frame(PhysAddr pa) {
+  if (void* p = phys_to_ptr(pa, kPageSize)) {
+    memset(p, 0, kPageSize);
+    return;
+  }
+  TempMap map(pa);
+  memset(map.bytes(), 0, kPageSize);
+}
+
+void write_frame(PhysAddr pa, usize offset, const void* src, usize size) {
+  PAGODA_ASSERT(offset <= kPageSize && size <= kPageSize - offset);
+  if (auto* p = static_cast<u8*>(phys_to_ptr(pa, kPageSize))) {
+    memcpy(p + offset, src, size);
+    return;
+  }
+  TempMap map(pa);
+  memcpy(map.bytes() + offset, src, size);
+}
+
+Result<PhysAddr> allocate_user_frame() {
+  return TempMapArea::current() != nullptr ? g_frames.allocate_high() : g_frames.allocate_below(reachable_limit());
+}
+
+void copy_frame(PhysAddr to, PhysAddr from) {
+  TempMap source(from);
+  TempMap target(to);
+  memcpy(target.bytes(), source.bytes(), kPageSize);
+}
+
 FrameAllocator& frames() { return g_frames; }
 
 AddressSpace& kernel_space() {
@@ -429,6 +475,11 @@ void report_fault(FormatSink& sink, VirtAddr va, Access access) {
   format_to(sink, "  reason: ");
   explain_fault(sink, walk, access);
   format_to(sink, "\n");
+  if (va.value() >= layout::kTempMapBase && va.value() < layout::kStackBase) {
+    format_to(sink, "  ");
+    (void)describe_temp_map_address(sink, va);
+    format_to(sink, "\n");
+  }
 }
 
 }  // namespace pagoda::vm

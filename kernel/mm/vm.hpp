@@ -70,6 +70,17 @@ PhysAddr virt_to_phys(VirtAddr va);
 VirtAddr device_virt(PhysAddr pa);
 /// A pointer to device registers at @p pa, valid before and after the kernel's own tables.
 void* device_ptr(PhysAddr pa);
+/// Fills the frame at @p pa with zeros, wherever it lies: through the window below
+/// reachable_limit(), through a temporary mapping above it (mm/temp_map.hpp).
+void zero_frame(PhysAddr pa);
+/// Copies the frame at @p from to the frame at @p to, wherever each lies.
+void copy_frame(PhysAddr to, PhysAddr from);
+/// Copies @p size bytes from @p src into the frame at @p pa at @p offset (within the frame),
+/// wherever the frame lies.
+void write_frame(PhysAddr pa, usize offset, const void* src, usize size);
+/// A frame for user memory: the highest free one once temporary mappings work (so that user
+/// memory really lives above the window when there is RAM there), else one in the window.
+[[nodiscard]] Result<PhysAddr> allocate_user_frame();
 /// Maps usable RAM below reachable_limit(), except @p skip, into @p space (used by init()).
 [[nodiscard]] Result<void> map_ram(AddressSpace& space, const MemoryMap& map, PhysRange skip);
 /// The permissions of a mapping of the kernel's own (the image, the window, devices, later

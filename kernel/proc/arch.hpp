@@ -88,6 +88,15 @@ uptr kernel_stack();
 void user_access_begin();
 void user_access_end();
 
+/// The copy that may fault: @p n bytes from @p src to @p dst, one of them a user address, with
+/// the user-access guard already lifted. Returns the bytes NOT copied (0: all); a fault on the
+/// user address stops it through the fix-up table (proc::user_fixup_for()) instead of a report.
+usize user_copy(void* dst, const void* src, usize n);
+/// Copies the NUL-terminated string at user address @p src into @p dst (at most @p max bytes):
+/// its length when its NUL lies within @p max (copied too), @p max when it does not, -1 when
+/// reading it faulted.
+i64 user_string_copy(char* dst, const char* src, usize max);
+
 }  // namespace pagoda::arch
 
 namespace pagoda::proc {

@@ -12,33 +12,29 @@ namespace {
 constexpr Perms kUserStack{.read = true, .write = true, .execute = false, .user = true};
 constexpr u64 kStackAlign = 16;
 
-/// A zeroed frame the kernel reaches through its window, and that pointer.
-struct Frame {
-  PhysAddr pa;
-  u8* bytes;
-};
-
-Result<Frame> zeroed_frame() {
-  const PhysAddr pa = TRY(vm::frames().allocate_below(vm::reachable_limit()));
-  auto* bytes = static_cast<u8*>(vm::phys_to_ptr(pa, kPageSize));
-  memset(bytes, 0, kPageSize);
-  return Frame{pa, bytes};
+/// A zeroed frame for user memory (vm::allocate_user_frame(): above the kernel's window when
+/// there is RAM there). The kernel writes it through the window or a temporary mapping
+/// (vm::write_frame()), never through the target space, which is usually not the live one.
+Result<PhysAddr> zeroed_frame() {
+  const PhysAddr pa = TRY(vm::allocate_user_frame());
+  vm::zero_frame(pa);
+  return pa;
 }
 
 /// Maps @p frame at @p va in @p space, or frees it.
-Result<void> map_or_free(AddressSpace& space, u64 va, const Frame& frame, Perms perms) {
-  const Result<void> mapped = space.map(VirtAddr(va), frame.pa, perms);
-  if (mapped.is_error()) vm::frames().free(frame.pa);
+Result<void> map_or_free(AddressSpace& space, u64 va, PhysAddr frame, Perms perms) {
+  const Result<void> mapped = space.map(VirtAddr(va), frame, perms);
+  if (mapped.is_error()) vm::frames().free(frame);
   return mapped;
 }
 
 Result<void> load_segment(AddressSpace& space, Span<const u8> image, const elf::Segment& s) {
   const u64 file_end = s.vaddr + s.filesz;
   for (u64 page = align_down(s.vaddr, kPageSize); page < s.end(); page += kPageSize) {
-    const Frame frame = TRY(zeroed_frame());
+    const PhysAddr frame = TRY(zeroed_frame());
     // The file bytes that fall in this page; the rest of it stays zero (the bss tail).
     const u64 from = max(page, s.vaddr), to = min(page + kPageSize, file_end);
-    if (from < to) memcpy(frame.bytes + (from - page), image.data() + s.offset + (from - s.vaddr), to - from);
+    if (from < to) vm::write_frame(frame, from - page, image.data() + s.offset + (from - s.vaddr), to - from);
     TRY(map_or_free(space, page, frame, s.perms));
   }
   return {};
@@ -51,24 +47,24 @@ Result<arch::UserEntry> load_stack(AddressSpace& space, Span<const StringView> a
   for (const StringView a : args) bytes += a.size() + 1;
   if (bytes > abi::kMaxArgBytes) return Error(Error::Overflow, "the arguments are too long (abi::kMaxArgBytes)");
 
-  u8* top_page = nullptr;
+  PhysAddr top_frame;
   for (u64 va = kUserStackBottom; va < kUserStackTop; va += kPageSize) {
-    const Frame frame = TRY(zeroed_frame());
+    const PhysAddr frame = TRY(zeroed_frame());
     TRY(map_or_free(space, va, frame, kUserStack));
-    if (va + kPageSize == kUserStackTop) top_page = frame.bytes;
+    if (va + kPageSize == kUserStackTop) top_frame = frame;
   }
   // Everything goes in the top page: strings from the top down, then argv[] below them.
   const u64 page_va = kUserStackTop - kPageSize;
-  const auto at = [&](u64 va) { return top_page + (va - page_va); };
+  const auto put = [&](u64 va, const void* src, usize size) { vm::write_frame(top_frame, va - page_va, src, size); };
   u64 strings = kUserStackTop;
   u64 pointers[abi::kMaxArgs + 1] = {};
   for (usize i = args.size(); i-- > 0;) {
     strings -= args[i].size() + 1;
-    memcpy(at(strings), args[i].data(), args[i].size());
+    put(strings, args[i].data(), args[i].size());
     pointers[i] = strings;
   }
   const u64 argv = align_down(strings - (args.size() + 1) * sizeof(u64), kStackAlign);
-  memcpy(at(argv), pointers, (args.size() + 1) * sizeof(u64));
+  put(argv, pointers, (args.size() + 1) * sizeof(u64));
   return arch::UserEntry{.pc = 0, .sp = argv, .argc = args.size(), .argv = argv};
 }
 

@@ -7,6 +7,7 @@
 #include "lib/facts.hpp"
 #include "lib/string.hpp"
 #include "mm/heap.hpp"
+#include "mm/temp_map.hpp"
 #include "mm/vm.hpp"
 #include "proc/arch.hpp"
 #include "proc/process.hpp"
@@ -220,6 +221,8 @@ bool run_programs(StringView spec, StringView token) {
   checkpoint_frames(kEnded);
   println("run: all processes ended; frames in use: before {}, after {}{}", before, after,
           after == before ? "" : " (LEAKED)");
+  if (const TempMapArea* temp = TempMapArea::current())
+    println("run: temp-map slots live: {}; temporary mappings made since boot: {}", temp->depth(), temp->maps());
   heap::free(&plan);
   return ok;
 }

@@ -3,8 +3,10 @@
 
 #include "core/arch.hpp"
 #include "core/panic.hpp"
+#include "mm/temp_map.hpp"
 #include "mm/vm.hpp"
 #include "proc/arch.hpp"
+#include "proc/temp_map_calls.hpp"
 
 namespace pagoda::proc {
 namespace {
@@ -31,6 +33,11 @@ Process* next_ready(const Process* after) {
 void switch_to(Process* next) {
   Process* prev = g_current;
   if (prev == next) return;
+  // Temp-map slots are a per-CPU stack: one held across a switch would be released by another
+  // thread's code, out of order (mm/temp_map.hpp).
+  if (const TempMapArea* temp = TempMapArea::current(); temp != nullptr && temp->depth() != 0)
+    panic("switch_to: {} temp-map slot(s) still live across a context switch (a TempMap held while "
+          "yielding or sleeping)", temp->depth());
   // LAB 3 BEGIN switch roots on a context switch
   // The next process's kernel stack first, so that activate()'s check walks it in the new
   // root too; then the root. We still run on prev's stack (or the boot stack) until
@@ -112,6 +119,7 @@ void timer_tick(bool from_user) {
   const u64 now = ticks();
   for (Process& p : process_table())
     if (p.state == State::Sleeping && now >= p.wake_tick) p.state = State::Ready;
+  if (!from_user) temp_map_timer_hook();  // lab 4's stress test: a temp map nested in a call's
   if (from_user && g_current != nullptr) schedule();
 }
 

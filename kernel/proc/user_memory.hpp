@@ -1,20 +1,29 @@
 /// @file user_memory.hpp
-/// @brief Lab 3's way for the kernel to read and write user memory: check first, then copy
-/// with the CPU's guard lifted around the copy alone.
+/// @brief The only way the kernel reads and writes user memory: copies that recover from a
+/// fault (lab 4), with the CPU's guard lifted around the copy alone.
 ///
 /// The CPU stops the kernel from touching user pages (x86_64 SMAP, AArch64 PAN): a stray
 /// kernel pointer into user space faults, and the report says "kernel touched user memory".
-/// A system call that must read a user buffer (write) or fill one (proc_info) does it here:
+/// A system call that reads a user buffer (write), fills one (read, proc_info) or reads a user
+/// string does it here, and nowhere else:
 ///
-///   1. check_user_range(): every page of [va, va + size) lies in the user half and is mapped
-///      user-accessible (and writable, for a copy to user) in the caller's root, which must be
-///      the live one: a bad pointer is an EFAULT for the caller, never a kernel fault;
-///   2. UserAccessScope lifts the guard (arch::user_access_begin/end), the bytes are copied,
-///      the guard is back before anything else runs.
+///   1. the range must lie in the user half (no wrap-around, below arch::UserSpace::kEnd):
+///      a kernel or non-canonical address is refused before anything is touched;
+///   2. UserAccessScope lifts the guard (arch::user_access_begin/end) and arch::user_copy()
+///      copies. It is not checked page by page first: a null, unmapped or read-only page, or a
+///      range that runs off the end of a mapping, faults inside the copy, and the page-fault
+///      handler finds the faulting instruction in the fix-up table (user_fixup_for()) and
+///      resumes at its fix-up, which makes the copy return short. The call returns EFAULT;
+///      there is no kernel fault report and no panic.
 ///
-/// Nothing can change the caller's mappings between the two steps (one CPU, interrupts off in
-/// the kernel). Lab 4 replaces this with copies that recover from a fault instead of checking
-/// first (then a page may be mapped on demand by the fault itself).
+///     syscall write(buf) -> copy_from_user -> arch::user_copy: rep movsb --fault--+
+///                                  ^                                          |
+///                                  |  Error::InvalidArgument (EFAULT)         v
+///                                  +---- "bytes left" <---- fix-up: resume  trap: PC in the
+///                                                                         fix-up table
+///
+/// A fault is resolved first when it can be (lab 5's demand paging): the fix-up applies only to
+/// what nothing resolves.
 #pragma once
 
 #include "lib/result.hpp"
@@ -32,14 +41,30 @@ class [[nodiscard]] UserAccessScope {
   UserAccessScope& operator=(const UserAccessScope&) = delete;
 };
 
-/// InvalidArgument unless every page of [va, va + size) is in the user half and mapped user
-/// (and writable when @p write) in @p space, which must be live. An empty range is fine.
+/// Lab 3's interim check, kept for the lab-4 skeleton (until the fix-up path works): InvalidArgument
+/// unless every page of [va, va + size) is in the user half and mapped user (and writable when
+/// @p write) in @p space. The copies below do not use it.
 [[nodiscard]] Result<void> check_user_range(AddressSpace& space, u64 va, u64 size, bool write);
 
-/// Copies @p size bytes from user address @p va (checked) to @p dst.
+/// True when [va, va + size) lies in the user half (an empty range always does).
+bool in_user_half(u64 va, u64 size);
+
+/// Copies @p size bytes from user address @p va of @p space (which must be live) to @p dst;
+/// InvalidArgument (the caller's EFAULT) when any byte cannot be read.
 [[nodiscard]] Result<void> copy_from_user(AddressSpace& space, void* dst, u64 va, usize size);
 
-/// Copies @p size bytes from @p src to user address @p va (checked).
+/// Copies @p size bytes from @p src to user address @p va of @p space (live); InvalidArgument
+/// when any byte cannot be written (some may have been).
 [[nodiscard]] Result<void> copy_to_user(AddressSpace& space, u64 va, const void* src, usize size);
+
+/// Copies the NUL-terminated string at user address @p va into @p dst (@p capacity bytes, the
+/// NUL included) and returns its length; InvalidArgument when it cannot be read, Overflow when
+/// it has no NUL within @p capacity bytes.
+[[nodiscard]] Result<usize> copy_string_from_user(AddressSpace& space, char* dst, u64 va, usize capacity);
+
+/// Where to resume after a kernel-mode page fault at instruction @p ip on user address
+/// @p address: the fix-up of a user-copy instruction, or 0 when the fault is a kernel bug (not
+/// a copy instruction, or an address outside the user half).
+uptr user_fixup_for(uptr ip, uptr address);
 
 }  // namespace pagoda::proc

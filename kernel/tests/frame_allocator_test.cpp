@@ -39,6 +39,20 @@ TEST_F(Fixture, CountsOnlyUnreservedUsableFrames) {
   EXPECT_EQ(frames.free_frames(), frames.managed_frames());
 }
 
+TEST_F(Fixture, AllocateHighTakesTheHighestFreeFrameFirst) {
+  const PhysAddr top = frames.allocate_high().release_value();
+  EXPECT_EQ(top.value(), 4 * MiB - kFrame);
+  EXPECT_EQ(frames.allocate_high().release_value().value(), 4 * MiB - 2 * kFrame);
+  frames.free(top);
+  EXPECT_EQ(frames.allocate_high().release_value(), top) << "a freed high frame is taken again first";
+  const usize total = frames.free_frames();
+  std::set<u64> seen;
+  for (usize i = 0; i < total; ++i) seen.insert(frames.allocate_high().release_value().value());
+  EXPECT_EQ(seen.size(), total);
+  EXPECT_EQ(*seen.begin(), 1 * MiB + 64 * KiB) << "the last frame given is the lowest";
+  EXPECT_EQ(frames.allocate_high().error(), Error::NoMemory);
+}
+
 TEST_F(Fixture, NeverHandsOutReservedOrHoleFramesAndRunsOutCleanly) {
   std::set<u64> seen;
   const usize total = frames.free_frames();

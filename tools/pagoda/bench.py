@@ -1,5 +1,5 @@
-"""`pagoda bench [boot|syscall|switch|check]`: what the kernel's boot, a system call, a context
-switch and the pre-switch check cost. Without a name: boot, syscall and switch, one after the
+"""`pagoda bench [boot|syscall|switch|check|tempmap]`: what the kernel's boot, a system call, a
+context switch, the pre-switch check and a temporary mapping cost. Without a name: boot, syscall and switch, one after the
 other (on an ISA without user mode, if one is added: boot and check).
 
 boot    how long a boot to shutdown takes, against a do-nothing kernel. Both kernels boot N
@@ -23,6 +23,10 @@ check   what the pre-switch check (AddressSpace::activate, kernel/mm/critical_ra
         their difference, the check's cost (it runs once at boot, and at every switch after;
         here every reload after the first takes the kernel half from the first's proofs).
         Times are the guest's under QEMU's TCG emulation, not a real CPU's.
+tempmap guest instructions per temporary mapping (lab 4: a TempMap made and released: the
+        slot's entry written, then cleared and its translation invalidated) under -icount
+        shift=0: `tmstress bench N` times one temp_stress call of N bare map+unmap pairs and one
+        of none; the difference per pair. Deterministic, like syscall.
 """
 import re
 import statistics
@@ -106,6 +110,7 @@ def bench_switch(runs, arch):
 
 ICOUNT = ("-icount", "shift=0")
 NULLCALL_LINE = re.compile(r"nullcall: (\d+) calls: (\d+) counts with the call, (\d+) without")
+TEMPMAP_LINE = re.compile(r"tmstress: bench: (\d+) pairs: (\d+) counts with them, (\d+) without")
 PINGPONG_LINE = re.compile(r"pingpong: pid (\d+) (\d+) yields: (\d+) counts")
 
 
@@ -151,6 +156,22 @@ def yield_cost(kernel, arch, yields, cmdline=""):
     return counts / (2 * n)
 
 
+def tempmap_pair(kernel, arch, pairs):
+    """Guest instructions per temporary map+unmap pair (one boot)."""
+    n, with_pairs, without = (int(v) for v in _one(TEMPMAP_LINE, icount_run(kernel, arch, f"tmstress:bench:{pairs}"),
+                                                     "tmstress bench")[0])
+    return (with_pairs - without) / n
+
+
+def bench_tempmap(runs, arch):
+    kernel = build.build_kernel(arch)
+    pairs = 100_000
+    cost = _agree([tempmap_pair(kernel, arch, pairs) for _ in range(runs)], "the temporary map+unmap pair")
+    print(f"temporary mapping ({arch}, QEMU -icount shift=0, {pairs} map+unmap pairs in one call, {runs} boots):")
+    print(f"  TempMap made and released {cost:9.1f} guest instructions per pair", flush=True)
+    return cost
+
+
 def _agree(values, what):
     if max(values) - min(values) > 0.01 * max(values):
         raise PagodaError(f"{what} under -icount differs between boots: {values} (not deterministic?)")
@@ -190,7 +211,7 @@ USER_MODE_ARCHES = ("x86_64", "aarch64")
 
 def cmd_bench(args):
     deps.ensure()
-    if args.what in ("syscall", "switch") and args.arch not in USER_MODE_ARCHES:
+    if args.what in ("syscall", "switch", "tempmap") and args.arch not in USER_MODE_ARCHES:
         raise PagodaError(f"bench {args.what} runs user programs, and {args.arch} has no user mode yet "
                           f"(lab 3 runs on {', '.join(USER_MODE_ARCHES)}); `bench check --arch {args.arch}` "
                           "measures its switch of roots")
@@ -201,6 +222,9 @@ def cmd_bench(args):
         return 0
     if args.what == "switch":
         return bench_context_switch(args.runs or 2, args.arch)
+    if args.what == "tempmap":
+        bench_tempmap(args.runs or 2, args.arch)
+        return 0
     if args.what == "check":
         return bench_switch(args.runs or 3, args.arch)
     if args.what == "all":
@@ -219,12 +243,12 @@ def _positive(text):
 
 
 def add_parser(sub):
-    p = sub.add_parser("bench", help="benchmarks: boot, syscall, switch, check",
+    p = sub.add_parser("bench", help="benchmarks: boot, syscall, switch, check, tempmap",
                        description=__doc__, formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
-    p.add_argument("what", nargs="?", default="all", choices=["all", "boot", "syscall", "switch", "check"],
+    p.add_argument("what", nargs="?", default="all", choices=["all", "boot", "syscall", "switch", "check", "tempmap"],
                    help="which benchmark (default: boot, syscall and switch)")
     p.add_argument("-n", "--runs", type=_positive, default=None,
-                   help="boots of each kernel (default 20 for boot, 2 for syscall and switch, 3 for check)")
+                   help="boots of each kernel (default 20 for boot, 2 for syscall, switch and tempmap, 3 for check)")
     p.add_argument("--cmdline", default="", help="boot: more kernel command-line words, e.g. vm_check=off")
     p.add_argument("--arch", choices=paths.ARCHES, default=paths.DEFAULT_ARCH)
     p.set_defaults(func=cmd_bench)

@@ -20,9 +20,9 @@ commands are PagodaCommand subclasses decorated with @command, imported below.
 """
 
 from . import registry
-from . import faults, paging, printers, session  # noqa: F401  (importing declares their commands)
+from . import faults, paging, printers, session, tempmap  # noqa: F401  (importing declares their commands)
 
-__all__ = ["faults", "paging", "printers", "register_all", "registry", "session"]
+__all__ = ["faults", "paging", "printers", "register_all", "registry", "session", "tempmap"]
 
 
 def register_all():

@@ -15,6 +15,7 @@ The output always ends with a verdict line, "nothing is wrong that I can see" in
 import importlib
 import importlib.util
 import os
+import re
 
 from pagoda_pt.diagnose import story_from_faults
 
@@ -112,6 +113,40 @@ def qemu_log_story():
         return None, "QEMU's log %s cannot be read: %s" % (path, err)
 
 
+FAULT_ADDRESS = re.compile(r"^\s*FAR\s+(0x[0-9a-f]+)")      # AArch64's trap-frame line
+WALK_OF_CR2 = re.compile(r"^walk of CR2\b")                   # x86_64: the walk's own VA line follows
+WALK_VA = re.compile(r"^VA (0x[0-9a-f]+)\b")
+
+
+def _fault_address(lines):
+    for i, line in enumerate(lines):
+        m = FAULT_ADDRESS.match(line)
+        if m:
+            return int(m.group(1), 16)
+        if WALK_OF_CR2.match(line) and i + 1 < len(lines):
+            m = WALK_VA.match(lines[i + 1].split("\n")[0])
+            if m:
+                return int(m.group(1), 16)
+    return None
+
+
+def _with_temp_map(arch, lines):
+    """@p lines with, when the faulting address (CR2 / FAR as the lines show it) lies in the
+    temp-map area, which slot it is and whether it is live, before the first verdict."""
+    from . import tempmap
+    address = _fault_address(lines)
+    if address is None:
+        return lines
+    try:
+        extra = tempmap.describe_fault(arch, target.paging_regs(arch), address)
+    except Exception as err:  # noqa: BLE001 - never lose fault-why's own lines to this addition
+        extra = ["note: the temp-map slots cannot be read (%s)" % err]
+    if not extra:
+        return lines
+    first = next((i for i, line in enumerate(lines) if line.startswith("verdict: ")), len(lines))
+    return lines[:first] + extra + lines[first:]
+
+
 @command
 class FaultWhy(PagodaCommand):
     """Explain the exception the kernel is handling, or why the machine stopped.
@@ -142,5 +177,7 @@ usable.  The last line is always a verdict."""
         if arch not in ARCH_MODULES:
             raise CommandError("no fault rules for %s yet" % arch)
         module = importlib.import_module("." + ARCH_MODULES[arch], __package__)
-        for line in module.explain():
+        lines = list(module.explain())
+        lines = _with_temp_map(arch, lines)
+        for line in lines:
             out(line)

@@ -1,0 +1,435 @@
+"""Lab 4: temporary mappings and safe user copies, witnessed from outside the kernel.
+
+The grader boots with more RAM than the kernel's window (GRADER_MEMORY), so frames above the
+window exist; it walks the process roots in guest RAM itself to see where a program's pages
+really are, reads QEMU's exception log to see that the user copies really faulted on the
+addresses it chose at run time and were recovered through the fix-up table it reads from the
+kernel's ELF file, and trusts no line the kernel prints without such a witness."""
+import re
+import struct
+
+from pagoda_grade import lab_test
+from pagoda_grade.processes import (kernel_faults, parse_reaped, process_roots, recovered_by_fixup, user_page_frames,
+                                    user_runs, user_symbol)
+from pagoda_grade.proof import MASK64, proof
+from pagoda_grade.symbols import address_of, fact, physical_of, user_fixups
+from pagoda_grade.witness import ARCHES, PAGE, pick_in
+from test_lab3 import GRADER_MEMORY, HELLO_TAG, Watch, collatz_steps, syscall_number, syscall_stops
+
+EFAULT = -14
+FILL_TAG = 0x5446     # "TF": tmfill's seed is proof(token, FILL_TAG) (user/programs/tmfill.cpp)
+STRESS_TAG = 0x5453   # "TS": tmstress's call i has seed proof(token, STRESS_TAG + i)
+STRESS_FRAMES = 4     # abi::kTempStressFrames
+STRESS_MAPS = 100_000
+WORDS = PAGE // 8
+BADPTR_KINDS = ["null", "kernel", "noncanonical", "unmapped", "straddling", "readonly"]
+
+
+def window_end(kernel):
+    """The first physical address above the kernel's window (facts exported by the kernel)."""
+    return fact(kernel, "window_phys_base") + fact(kernel, "window_size")
+
+
+def hello_line(token, arch):
+    n = 1 + proof(token, HELLO_TAG) % 1_000_000
+    steps = collatz_steps(n)
+    return f"hello: from user space on {arch}: collatz({n}) takes {steps} steps proof={proof(token, steps):016x}\n"
+
+
+def hello_write(guest, watch, want_roots_not, limit=60):
+    """Stops at write calls until one whose buffer (read by the grader through the caller's root)
+    starts with 'hello:' from a root not in @p want_roots_not; what the grader saw then."""
+    number = syscall_number("Write")
+    for _ in range(limit):
+        snap = syscall_stops(guest, watch, {number})
+        root = snap.lower_root  # the process's own root (x86_64: CR3; AArch64: TTBR0)
+        if root in want_roots_not:
+            continue
+        _, buf, length = (snap.register(r) for r in watch.proc["syscall_args"][:3])
+        data = snap.read_virt(buf, min(length, 4096), root)
+        if not data.startswith(b"hello:"):
+            continue
+        runs = snap.dump(root)
+        return dict(root=root, data=data, frames=sorted(user_page_frames(runs, watch.layout)),
+                    pages=sum((r.va_end - r.va_start) // PAGE for r in user_runs(runs, watch.layout)))
+    raise AssertionError(f"no write of hello's line in {limit} system calls")
+
+
+def low_frames(w, kernel):
+    """A sentence about the frames of the root in @p w that lie inside the window, or ''."""
+    end = window_end(kernel)
+    low = [f for f in w["frames"] if f < end]
+    if not w["frames"]:
+        return "the grader found no user page in its root"
+    if low:
+        return (f"{len(low)} of its {len(w['frames'])} user pages are in frames below {end:#x}, inside the kernel's "
+                f"window (first: {low[0]:#x}): user memory must come from above the window (allocate high frames "
+                "and write them through temporary mappings)")
+    return ""
+
+
+# ---- temporary mappings, seen from outside ------------------------------------------------------
+
+def pattern(seed, index):
+    """The twin of abi::temp_map_pattern (kernel/lib/abi.hpp): word @p index of a frame filled for @p seed."""
+    z = (seed + (index + 1) * 0x9E3779B97F4A7C15) & MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK64
+    return z ^ (z >> 31)
+
+
+def pattern_page(seed):
+    return struct.pack(f"<{WORDS}Q", *(pattern(seed, i) for i in range(WORDS)))
+
+
+def stress_checksum(seed, rounds):
+    """What one temp_stress call of 2 * @p rounds maps sums (abi::TempStressReport)."""
+    total = 0
+    for r in range(rounds):
+        a, b = r % STRESS_FRAMES, (3 * r + 1) % STRESS_FRAMES
+        j = pattern(seed, r) % WORDS
+        x = pattern(seed + a, j)
+        total += x * 3 + pattern(seed + b, j ^ 1) + x
+    return total & MASK64
+
+
+def kernel_u64s(snap, kernel, va, count):
+    """@p count u64s at @p va, an address in the kernel image (read at its load address)."""
+    return struct.unpack(f"<{count}Q", snap.read_phys(physical_of(kernel, va), 8 * count))
+
+
+def temp_area(snap, kernel):
+    """The state of the temp-map area the kernel uses (TempMapArea::s_current), read from guest
+    RAM at the field offsets the kernel exports: None when there is none."""
+    (area,) = kernel_u64s(snap, kernel, address_of(kernel, "pagoda::TempMapArea::s_current"), 1)
+    if area == 0:
+        return None
+    slots = fact(kernel, "temp_map_slots")
+    f = {k: fact(kernel, f"temp_map_{k}_offset") for k in ("entries", "frames", "cpu", "depth", "maps")}
+    at = physical_of(kernel, area)
+    u64s = lambda off, n=1: struct.unpack(f"<{n}Q", snap.read_phys(at + off, 8 * n))
+    cpu, = u64s(f["cpu"])
+    return dict(slots=slots, cpu=cpu, depth=u64s(f["depth"])[0], maps=u64s(f["maps"])[0],
+                entries=u64s(f["entries"], slots), frames=u64s(f["frames"], slots),
+                va=[fact(kernel, "temp_map_base") + (cpu * slots + s) * PAGE for s in range(slots)])
+
+
+def shared_slot_problems(snap, watch, area, roots):
+    """The grader's walk of every live root at this stop: each temp-map slot's page-level entry,
+    the one the kernel writes (TempMapArea::entries_, located through the kernel root), must be
+    the entry the CPU walks for the slot's address in every root. x86_64: @p roots are the kernel
+    root and every process root (the same top-level entry, the same tables under it); AArch64: the
+    slots are in TTBR1's tree, which must hold the kernel root at this stop."""
+    kernel, arch = watch.kernel, watch.arch
+    problems = []
+    kroot = watch.kernel_root if arch == "x86_64" else None
+    if arch != "x86_64" and snap.root != watch.kernel_root:
+        problems.append(f"TTBR1 holds {snap.root:#x} while {watch.roots.get(snap.lower_root, 'a process')} runs, not "
+                        f"the kernel root {watch.kernel_root:#x}: the temp-map slots must be in the one kernel tree")
+    if area is None:
+        return problems + ["the kernel has no temp-map area (TempMapArea::s_current is null)"]
+    walked = roots if arch == "x86_64" else {None: "the live TTBR1 tree"}
+    top = fact(kernel, "levels")
+    for slot in range(area["slots"]):
+        va, entry_va = area["va"][slot], area["entries"][slot]
+        entry_page = snap.translate(entry_va & ~(PAGE - 1), kroot)
+        if entry_page is None:
+            problems.append(f"slot {slot}'s entry pointer {entry_va:#x} is not mapped in the kernel root")
+            continue
+        entry_pa = entry_page + entry_va % PAGE
+        for root, label in walked.items():
+            w = snap.walk(va, root)
+            last = w.levels[-1] if w.levels else None
+            if last is None or len(w.levels) != top or last.entry_pa != entry_pa:
+                got = (f"the root's walk reads the {last.name} entry at {last.entry_pa:#x}"
+                       + (f" ({w.stop_reason})" if w.stop_reason else "") if last else "the root's walk reads nothing")
+                tli = w.levels[0] if w.levels else None
+                problems.append(
+                    f"temp-map slot {slot} ({va:#x}) in {label}: the kernel writes the slot's entry at physical "
+                    f"{entry_pa:#x}, but {got}"
+                    + (f"; its top-level entry {tli.index} is {tli.raw:#x}" if tli else "")
+                    + ": the slot's entry is in a table this root does not use (temporary mappings written into a "
+                    "table other than the shared kernel-half one: they work in one root and fault or read another "
+                    "frame in the others)")
+                break
+        if problems:
+            break
+    return problems
+
+
+def all_roots(snap, watch):
+    roots = {watch.kernel_root: "the kernel root"}
+    roots.update({r: f"root {r:#x} of {label}" for r, label in process_roots(snap, watch.kernel).items()})
+    return roots
+
+
+@lab_test(4, "temp_maps_live")
+def test_temp_maps_live(boot, kernel, arch):
+    token = boot.fresh_token()
+    seed = proof(token, FILL_TAG)
+    want = pattern_page(seed)
+    digest = sum(pattern(seed, i) * (2 * i + 1) for i in range(WORDS)) & MASK64
+    spins = pick_in(token, "temp_maps_live spin", 1_000_000, 3_000_000)
+    watch = Watch(kernel, arch)
+    fill_call, take_call = syscall_number("TempFill"), syscall_number("TempTake")
+    stride = fact(kernel, "temp_frames_stride")
+
+    def script(guest):
+        watch.before(guest)
+        watch.started_check(guest)
+        snap = syscall_stops(guest, watch, {fill_call})
+        filler = snap.lower_root
+        shared = shared_slot_problems(snap, watch, temp_area(snap, kernel), all_roots(snap, watch))
+        snap = syscall_stops(guest, watch, {take_call})
+        reader = snap.lower_root
+        handle = snap.register(watch.proc["syscall_args"][0])
+        shared += shared_slot_problems(snap, watch, temp_area(snap, kernel), all_roots(snap, watch))
+        if handle >= 4:
+            return dict(problem=f"tmread asked for handle {handle}")
+        held = address_of(kernel, "pagoda_temp_frames") + handle * stride
+        frame, = kernel_u64s(snap, kernel, held + fact(kernel, "temp_frames_frame"), 1)
+        data = snap.read_phys(frame, PAGE) if frame else b""
+        return dict(filler=filler, reader=reader, frame=frame, data=data, shared=shared,
+                    labels={**watch.roots, **all_roots(snap, watch)})
+
+    run = boot(args={"run": f"tmfill,spin:{spins}"}, token=token, witness=script, memory=GRADER_MEMORY)
+    refused = run.search(r"^tmfill: pid \d+ temp_fill -> (-\d+)$")
+    if refused:
+        watch.fail(run, f"temp_fill returned {refused[1]}: the kernel could not fill a frame above its window "
+                        "(ENOMEM = -12: no temporary mappings yet, TempMapArea::init(), or no frame)")
+    w = watch.require(run)
+    if "problem" in w:
+        watch.fail(run, w["problem"])
+    for who, root in (("tmfill's temp_fill", w["filler"]), ("tmread's temp_take", w["reader"])):
+        if root in watch.kernel_roots or root not in w["labels"]:
+            watch.fail(run, f"{who} came with root {root:#x} live, not a process root the kernel published")
+    if w["filler"] == w["reader"]:
+        watch.fail(run, f"tmfill and tmread made their calls with the same root {w['filler']:#x} live")
+    if w["shared"]:
+        shared = list(dict.fromkeys(w["shared"]))
+        watch.fail(run, "the grader walked every root while a process ran:\n  " + "\n  ".join(shared[:4]))
+    end = window_end(kernel)
+    if w["frame"] < end:
+        watch.fail(run, f"the frame temp_fill filled is {w['frame']:#x}, inside the kernel's window (below {end:#x}): "
+                        "the test needs a frame only a temporary mapping reaches")
+    if w["data"] != want:
+        bad = next(i for i in range(WORDS) if w["data"][8 * i:8 * i + 8] != want[8 * i:8 * i + 8])
+        got = struct.unpack_from("<Q", w["data"], 8 * bad)[0]
+        watch.fail(run, f"the frame {w['frame']:#x} tmfill's temp_fill filled (read by the grader from guest RAM while "
+                        f"tmread ran) holds {got:#018x} in word {bad}, expected {pattern(seed, bad):#018x}: the "
+                        "kernel's writes through the temporary mapping did not reach the frame (a slot written into a "
+                        "table the live root does not use, or a stale translation of another frame)")
+    run.expect(rf"^tmread: 4096 bytes of handle \d: digest {digest:016x} proof={proof(token, digest):016x}$",
+               "tmread's digest of the frame, read through a temporary mapping while its own root was live")
+    reaped = parse_reaped(run)
+    if sorted(reaped.values()) != ["exited with code 0"] * 3:
+        watch.fail(run, f"expected tmfill, spin and tmread to exit with 0; reaped: {reaped}")
+    run.expect(r"^run: temp-map slots live: 0;", "no temp-map slot left live after the run")
+    run.expect_outcome("success")
+
+
+@lab_test(4, "temp_map_stress")
+def test_temp_map_stress(boot, kernel, arch):
+    token = boot.fresh_token()
+    per_call = 2 * pick_in(token, "stress per call", 2_500, 10_000)
+    stop_call = pick_in(token, "stress stop call", 0, 3)
+    spins = pick_in(token, "stress spin", 2_000_000, 4_000_000)
+    watch = Watch(kernel, arch)
+    stress_call = syscall_number("TempStress")
+    stress = address_of(kernel, "pagoda_temp_stress")
+
+    def script(guest):
+        watch.before(guest)
+        snap = watch.started_check(guest)
+        area0 = temp_area(snap, kernel)
+        for _ in range(stop_call + 1):
+            snap = syscall_stops(guest, watch, {stress_call})
+        snap = guest.stop_at("pagoda_temp_stress_round")
+        round_no = snap.argument(0)
+        area = temp_area(snap, kernel)
+        seed, = kernel_u64s(snap, kernel, stress + fact(kernel, "temp_stress_seed"), 1)
+        frames = kernel_u64s(snap, kernel, stress + fact(kernel, "temp_stress_frames"), STRESS_FRAMES)
+        contents = [snap.read_phys(f, PAGE) if f else b"" for f in frames]
+        live = [snap.translate(area["va"][s]) for s in range(min(area["depth"], area["slots"]))]
+        shared = shared_slot_problems(snap, watch, area, all_roots(snap, watch))
+        end = watch.checkpoint(guest, "ended")
+        area1 = temp_area(end, kernel)
+        irqs, = kernel_u64s(end, kernel, stress + fact(kernel, "temp_stress_irq_maps_total"), 1)
+        return dict(area0=area0, area=area, round=round_no, seed=seed, frames=frames, contents=contents, live=live,
+                    shared=shared, area1=area1, irqs=irqs)
+
+    run = boot(args={"run": f"tmstress:{STRESS_MAPS}:{per_call},spin:{spins}"}, token=token, witness=script,
+               memory=GRADER_MEMORY)
+    refused = run.search(r"^tmstress: call (\d+): temp_stress -> (-\d+)$")
+    if refused:
+        watch.fail(run, f"temp_stress call {refused[1]} returned {refused[2]} (ENOMEM = -12: no temporary mappings "
+                        "yet, TempMapArea::init(), or no frames above the window)")
+    w = watch.require(run)
+    area, r = w["area"], w["round"]
+    if area is None or w["area0"] is None:
+        watch.fail(run, "the kernel has no temp-map area")
+    want_seed = proof(token, STRESS_TAG + stop_call)
+    if w["seed"] != want_seed:
+        watch.fail(run, f"temp_stress call {stop_call} runs with seed {w['seed']:#x}, not {want_seed:#x}")
+    end = window_end(kernel)
+    for k, (f, data) in enumerate(zip(w["frames"], w["contents"])):
+        if f < end:
+            watch.fail(run, f"stress frame {k} is {f:#x}, inside the kernel's window (below {end:#x})")
+        if data != pattern_page(want_seed + k):
+            watch.fail(run, f"stress frame {k} ({f:#x}), read by the grader in round {r} of call {stop_call}, does not "
+                            "hold its pattern: the fill through a temporary mapping went elsewhere")
+    a, b = w["frames"][r % STRESS_FRAMES], w["frames"][(3 * r + 1) % STRESS_FRAMES]
+    if area["depth"] < 2 or w["live"][:2] != [a, b]:
+        shown = ", ".join(f"{x:#x}" if x is not None else "unmapped" for x in w["live"])
+        watch.fail(run, f"in round {r} of temp_stress call {stop_call} (two guards live), the grader finds the temp-map "
+                        f"slot stack {area['depth']} deep, its slots translating (live root) to [{shown}], expected "
+                        f"[{a:#x}, {b:#x}]: the slots do not map the frames the guards were given")
+    if w["shared"]:
+        watch.fail(run, "the grader walked every root in the middle of the stress:\n  " + "\n  ".join(w["shared"][:4]))
+    m = run.search(r"^tmstress: (\d+) calls of (\d+) maps: (\d+) maps, (\d+) in interrupts, deepest (\d+), "
+                   r"(\d+) mismatches$")
+    if not m:
+        watch.fail(run, "missing: tmstress's summary line")
+    calls = int(m[1])
+    want = sum(stress_checksum(proof(token, STRESS_TAG + i), per_call // 2) for i in range(calls)) & MASK64
+    run.expect(rf"^tmstress: checksum {want:016x} proof={proof(token, want):016x}$",
+               f"the checksum of every value read through the temporary mappings of {calls} calls (a stale "
+               "translation reads another frame's word and changes it)")
+    made = w["area1"]["maps"] - w["area0"]["maps"]
+    if made < STRESS_MAPS:
+        watch.fail(run, f"the temp-map area's own counter (read from guest RAM) grew by {made} during the run, "
+                        f"fewer than {STRESS_MAPS}: the maps were not made")
+    if w["area1"]["depth"] != 0:
+        watch.fail(run, f"after the run the temp-map slot stack is {w['area1']['depth']} deep (read from guest RAM): "
+                        "a slot leaked")
+    if w["irqs"] == 0:
+        watch.fail(run, "no timer interrupt mapped a frame inside a temp_stress call (the kernel's counter, read "
+                        "from guest RAM): the stress never ran with interrupts nested in it")
+    if int(m[6]) != 0:
+        watch.fail(run, f"tmstress reports {m[6]} mismatches: a read through a slot did not hold its frame's pattern "
+                        f"(its {m[4]} maps in timer interrupts included): a stale translation (a slot given back without "
+                        "invalidating its TLB entry) or a slot taken twice (an interrupt between the entry write and the "
+                        "stack bookkeeping)")
+    reaped = parse_reaped(run)
+    if sorted(reaped.values()) != ["exited with code 0"] * 2:
+        watch.fail(run, f"expected tmstress and spin to exit with 0; reaped: {reaped}")
+    run.expect_outcome("success")
+
+
+# ---- a program above the window ---------------------------------------------------------------
+
+@lab_test(4, "high_frames")
+def test_high_frames(boot, kernel, arch):
+    token = boot.fresh_token()
+    want = hello_line(token, arch)
+    watch = Watch(kernel, arch)
+
+    def script(guest):
+        watch.before(guest)
+        watch.started_check(guest)
+        return hello_write(guest, watch, set())
+
+    run = boot(args={"run": "hello"}, token=token, witness=script, memory=GRADER_MEMORY)
+    w = watch.require(run)
+    if w["data"].decode(errors="replace") != want:
+        watch.fail(run, f"hello's write buffer, read by the grader through its root, holds {w['data'][:120]!r}, "
+                        f"expected {want!r}")
+    problem = low_frames(w, kernel)
+    if problem:
+        watch.fail(run, f"hello ran, but {problem}")
+    run.expect(re.escape(want.rstrip("\n")) + "$", "hello's line on the console")
+    if parse_reaped(run).get(1) != "exited with code 0":
+        watch.fail(run, "missing: 'proc 1 (hello): reaped: exited with code 0'")
+    run.expect_outcome("success")
+
+
+# ---- loading into a root that is not live -----------------------------------------------------
+
+@lab_test(4, "spawn_while_running")
+def test_spawn_while_running(boot, kernel, arch):
+    token = boot.fresh_token()
+    want = hello_line(token, arch)
+    count = pick_in(token, "spawns", 1, 3)
+    watch = Watch(kernel, arch)
+
+    def script(guest):
+        watch.before(guest)
+        watch.started_check(guest)
+        parent_roots = set(watch.roots)  # the kernel's and the spawner's: the child's is made later
+        return hello_write(guest, watch, parent_roots)
+
+    run = boot(args={"run": f"spawner:hello:{count}"}, token=token, witness=script, memory=GRADER_MEMORY)
+    w = watch.require(run)
+    if w["data"].decode(errors="replace") != want:
+        watch.fail(run, f"the spawned hello's write buffer, read by the grader through the child's root "
+                        f"{w['root']:#x}, holds {w['data'][:120]!r}, expected {want!r}: the child was not loaded "
+                        "correctly into its root (written through a mapping of another root?)")
+    problem = low_frames(w, kernel)
+    if problem:
+        watch.fail(run, f"the spawned hello ran, but {problem}")
+    run.expect(rf"^spawner: {count} of {count} started proof={proof(token, count):016x}$", "the spawner's summary")
+    reaped = parse_reaped(run)
+    if sum(1 for how in reaped.values() if how == "exited with code 0") != count + 1:
+        watch.fail(run, f"expected the spawner and its {count} children to exit with 0; reaped: {reaped}")
+    run.expect_outcome("success")
+
+
+# ---- bad user pointers ------------------------------------------------------------------------
+
+@lab_test(4, "bad_pointers")
+def test_bad_pointers(boot, kernel, arch):
+    token = boot.fresh_token()
+    layout_window = fact(kernel, "window_base")
+    kernel_address = layout_window + pick_in(token, "badptr kernel", 0, (1 << 20) - 1) * PAGE
+    unmapped = (1 << 36) + pick_in(token, "badptr unmapped", 0, (1 << 24) - 1) * PAGE  # far from every segment
+    readonly = user_symbol(kernel, arch, "badptr", "(anonymous namespace)::kReadOnly").address
+    end = user_symbol(kernel, arch, "badptr", "_end").address
+    straddle_page = (end + PAGE - 1) // PAGE * PAGE
+    watch = Watch(kernel, arch)
+
+    def script(guest):
+        watch.before(guest)
+        watch.started_check(guest)
+        return True
+
+    run = boot(args={"run": f"badptr:{kernel_address:#x}:{unmapped:#x}"}, token=token, witness=script,
+               memory=GRADER_MEMORY)
+    watch.require(run)
+    if run.search(r"^PANIC"):
+        watch.fail(run, "a bad user pointer made the kernel panic")
+    faults = kernel_faults(kernel, run)
+    if faults:
+        watch.fail(run, f"a bad user pointer made the kernel fault: {faults[0].describe(run.symbol_of)} (a user copy "
+                        "whose instruction is not in the fix-up table, or an access outside the copies)")
+    tag = 0
+    efaults = 0
+    for kind in BADPTR_KINDS:
+        tag += 1
+        ops = [("read (write)", 0), ("read (spawn)", 1), ("write (proc_info)", 2), ("read (read)", 3)] \
+            if kind != "readonly" else [("write (proc_info)", 2), ("write (read)", 3)]
+        for op, salt in ops:
+            got = proof(token, (EFAULT & (2**64 - 1)) ^ (tag << 8) ^ salt)
+            run.expect(rf"^badptr: {kind} {re.escape(op)} -> {EFAULT} proof={got:016x}$",
+                       f"EFAULT for a {kind} pointer ({op})")
+            efaults += 1
+    run.expect(rf"^badptr: {efaults} EFAULTs proof={proof(token, efaults):016x}$", "badptr's summary")
+    # The witness: the copies really ran and faulted on the addresses the grader chose, and were
+    # recovered (instruction in the fix-up table read from the ELF file, address in the user half).
+    fixed = [f for f in run.log.faults if recovered_by_fixup(kernel, f)]
+    if not user_fixups(kernel):
+        watch.fail(run, "the kernel has no fix-up table (section pagoda_user_fixups)")
+    expected = {"null": lambda a: a < PAGE, "unmapped": lambda a: unmapped <= a < unmapped + PAGE,
+                "straddling": lambda a: a == straddle_page, "readonly": lambda a: readonly <= a < readonly + 64}
+    missing = [k for k, hit in expected.items() if not any(hit(f.address) for f in fixed)]
+    if missing:
+        watch.fail(run, f"QEMU's log shows no recovered user-copy fault for the {', '.join(missing)} pointer(s): "
+                        "the kernel did not really copy (a kernel that prints EFAULT without trying scores nothing)")
+    privilege = ARCHES[arch].kernel_privilege
+    for f in run.log.faults:
+        if f.privilege == privilege and f.address is not None and kernel_address <= f.address < kernel_address + PAGE:
+            watch.fail(run, f"the kernel touched the kernel-half address {kernel_address:#x} a user passed it: a kernel "
+                            "pointer must be refused before any copy")
+    run.expect(r"^run: temp-map slots live: 0;", "no temp-map slot left live after the run")
+    if parse_reaped(run).get(1) != "exited with code 0":
+        watch.fail(run, "missing: 'proc 1 (badptr): reaped: exited with code 0'")
+    run.expect_outcome("success")
