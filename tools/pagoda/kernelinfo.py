@@ -86,6 +86,12 @@ class Elf:
             raise PagodaError(f"{self.path} has no loadable segment")
         return max(s.paddr + s.memsz for s in self.segments) - ram_base
 
+    def load_start(self, ram_base=0):
+        """The first byte of the loaded image, as an offset from @p ram_base."""
+        if not self.segments:
+            raise PagodaError(f"{self.path} has no loadable segment")
+        return min(s.paddr for s in self.segments) - ram_base
+
 
 @functools.lru_cache(maxsize=8)
 def _elf(path, mtime):
@@ -108,10 +114,15 @@ def selftests(kernel):
 
 
 def minimum_memory(kernel, machine):
-    """The least RAM, in whole MiB, that @p kernel boots in on @p machine (a qemu.Machine): its
-    image's end, from the ELF's load addresses, plus the frames the kernel takes at boot
-    (machine.boot_frames, measured; see qemu.py), rounded up to a MiB."""
-    need = elf(kernel).load_end(machine.ram_base) + machine.boot_frames * PAGE
+    """The least RAM, in whole MiB, that @p kernel boots in on @p machine (a qemu.Machine): RAM
+    must hold the image (its end, from the ELF's load addresses) and, beside it, the frames the
+    kernel takes at boot (machine.boot_frames, measured; see qemu.py). Those frames may lie
+    below the image as well as above it, but never in the RAM the kernel leaves alone at the
+    bottom (machine.low_reserved), rounded up to a MiB."""
+    image = elf(kernel)
+    end = image.load_end(machine.ram_base)
+    size = end - image.load_start(machine.ram_base)
+    need = max(end, machine.low_reserved + size + machine.boot_frames * PAGE)
     return -(-need // MiB)
 
 

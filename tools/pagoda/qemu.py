@@ -37,6 +37,9 @@ class Machine:
     # table ... (264 frames of tables)"; with one MiB less, vm::init panics "no memory" (the
     # test of kernelinfo.minimum_memory boots both).
     boot_frames: int = 264
+    # RAM at ram_base the kernel never takes frames from: x86_64's first MiB (kLowMemoryEnd),
+    # and on AArch64 the MiB where QEMU puts the device tree (the memory map marks it reserved).
+    low_reserved: int = 1 << 20
     # Where the grader reads the translation registers of a halted guest: QEMU's monitor
     # ('info registers' shows CR3 on x86_64) or its gdbstub (AArch64's monitor shows no TTBRs).
     registers_from: str = "monitor"
