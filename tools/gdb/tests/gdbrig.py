@@ -176,3 +176,11 @@ def ps_rows(text):
         if m:
             rows[int(m.group(2))] = (m.group(1) == "*", m.group(3), m.group(4), int(m.group(5), 16))
     return rows
+
+
+def argument_page(kernel):
+    """The page under the user stack's top: the one page the loader maps before a process runs
+    (lab 5 loads lazily), holding argv; the same address in every process, its own frame."""
+    top = kernel_symbol(kernel, "pagoda_fact_user_stack_top")
+    return top - kernel_symbol(kernel, "pagoda_fact_page_size")
+TTBR_BADDR = 0x0000_FFFF_FFFF_F000

@@ -21,21 +21,14 @@ UNMAPPED = 0xFFFF_FFFF_F000_0000     # a kernel address no root maps
 USER_TEXT = 0x40_0000                # user/user.ld: USER_BASE
 
 
-def argument_page(kernel):
-    """The page under the user stack's top: the one page the loader maps before a process runs
-    (lab 5 loads lazily), holding argv; the same address in every process, its own frame."""
-    top = gdbrig.kernel_symbol(kernel, "pagoda_fact_user_stack_top")
-    return top - gdbrig.kernel_symbol(kernel, "pagoda_fact_page_size")
-
-
 @pytest.fixture(scope="module")
 def stopped():
     kernel = gdbrig.build_kernel()
     probed = gdbrig.kernel_symbol(kernel, "pagoda_debug_roots")      # kernel data: a supervisor page
     steps = [("brk", "cmd", "break pagoda::proc::user_fault"), ("go", "cmd", "continue"),
              ("cr3", "eval", "$cr3"), ("ps", "cmd", "pt-ps"), ("why", "cmd", "fault-why"),
-             ("walk1", "cmd", f"pt-walk {argument_page(kernel):#x} --root 1"),
-             ("walk2", "cmd", f"pt-walk {argument_page(kernel):#x} --root 2"),
+             ("walk1", "cmd", f"pt-walk {gdbrig.argument_page(kernel):#x} --root 1"),
+             ("walk2", "cmd", f"pt-walk {gdbrig.argument_page(kernel):#x} --root 2"),
              ("top1", "cmd", "pt-top --root 1"),
              ("dump2", "cmd", "pt-dump --user --root pid=2"),
              ("nobody", "cmd", f"pt-walk {USER_TEXT:#x} --root 99"),

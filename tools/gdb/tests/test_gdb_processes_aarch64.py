@@ -19,13 +19,6 @@ pytestmark = [pytest.mark.skipif(bool(gdbrig.missing_tools()), reason=gdbrig.mis
 HEX = r"0x[0-9a-f]+"
 UNMAPPED = 0xFFFF_FFFF_F000_0000     # a kernel address no root maps
 USER_TEXT = 0x40_0000                # user/user.ld: USER_BASE
-
-
-def argument_page(kernel):
-    """The page under the user stack's top: the one page the loader maps before a process runs
-    (lab 5 loads lazily), holding argv; the same address in every process, its own frame."""
-    top = gdbrig.kernel_symbol(kernel, "pagoda_fact_user_stack_top")
-    return top - gdbrig.kernel_symbol(kernel, "pagoda_fact_page_size")
 TTBR_BADDR = 0x0000_FFFF_FFFF_F000
 
 
@@ -35,8 +28,8 @@ def stopped():
     probed = gdbrig.kernel_symbol(kernel, "pagoda_debug_roots")      # kernel data: an EL1-only page
     steps = [("brk", "cmd", "break pagoda::proc::user_fault"), ("go", "cmd", "continue"),
              ("ttbr0", "eval", "$TTBR0_EL1"), ("ps", "cmd", "pt-ps"), ("why", "cmd", "fault-why"),
-             ("walk1", "cmd", f"pt-walk {argument_page(kernel):#x} --root 1"),
-             ("walk2", "cmd", f"pt-walk {argument_page(kernel):#x} --root 2"),
+             ("walk1", "cmd", f"pt-walk {gdbrig.argument_page(kernel):#x} --root 1"),
+             ("walk2", "cmd", f"pt-walk {gdbrig.argument_page(kernel):#x} --root 2"),
              ("go2", "cmd", "continue"), ("why2", "cmd", "fault-why")]
     cmdline = f"run=spin:{0x4000_0000:#x},probe:read:{probed:#x},probe:read:{UNMAPPED:#x}"
     with Machine(kernel, cmdline=cmdline, arch="aarch64") as machine:
