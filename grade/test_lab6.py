@@ -19,6 +19,7 @@ from test_lab3 import GRADER_MEMORY, Watch, syscall_number, user_text
 from test_lab4 import kernel_u64s
 
 ENOENT = 2
+ECHILD = 10
 DEEP = 8
 
 
@@ -438,14 +439,16 @@ def test_cow(boot, kernel, arch):
 
 # ---- fork until it fails -----------------------------------------------------------------------
 
-def bomb_script(watch, fork_call, limit=80):
+def bomb_script(watch, fork_call):
     """At every fork: frames in use at its entry and right after it returns (read in user mode,
     with its result): a failed fork must leave the count exactly where it found it."""
     def script(guest):
         watch.before(guest)
         watch.started_check(guest)
         forks = []
-        for snap in calls(guest, watch, {fork_call}, limit):
+        # Copy-on-write forks until the process table is full: a fork per slot, and each child's
+        # calls (sleep, exit) among the stops.
+        for snap in calls(guest, watch, {fork_call}, 4 * watch.layout.slots + 32):
             at_entry = count_used(snap, *watch.bitmap)[0]
             # The parent's return: a child made by an earlier fork that runs now for the first
             # time returns to the same instruction, in its own root.
@@ -494,3 +497,113 @@ def test_fork_bomb(boot, kernel, arch):
             watch.fail(run, f"fork={mode}: the kernel panicked")
         check_baseline(watch, run, w)
         run.expect_outcome("success")
+
+
+# ---- wide fork ---------------------------------------------------------------------------------
+
+WIDE = 64
+
+
+def wide_code(token, i):
+    """The twin of forktree's wide_code()."""
+    return 1 + proof(token, 0x700 + i) % 250
+
+
+def signed(value):
+    return value - (1 << 64) if value >> 63 else value
+
+
+class Tracer:
+    """Follows system calls from outside: stops at the entry of every call, and at the return
+    in user mode of the calls a test asks to follow (in the root that made each), both at once,
+    so that nothing another process does meanwhile is missed.
+
+        for kind, snap, data in tracer.stops(limit):
+            kind == "entry": a call's entry; tracer.follow(snap, data) to see it return
+            kind == "return": a followed call is back in user mode; data is what follow() got
+    """
+
+    def __init__(self, guest, watch):
+        self.guest = guest
+        self.watch = watch
+        self.pending = {}   # (return pc, root) -> data
+
+    def follow(self, snap, data):
+        self.pending[(snap.register(self.watch.proc["syscall_return_pc"]), snap.lower_root)] = data
+
+    def stops(self, limit):
+        entry = self.watch.proc["syscall_entry"]
+        for _ in range(limit):
+            snap = self.guest.stop_at_any([entry] + sorted({pc for pc, _ in self.pending}))
+            if snap.pc != address_of(self.watch.kernel, entry) and (snap.pc, snap.lower_root) in self.pending:
+                yield "return", snap, self.pending.pop((snap.pc, snap.lower_root))
+            elif snap.pc == address_of(self.watch.kernel, entry):
+                yield "entry", snap, None
+        raise AssertionError(f"the grader followed {limit} stops without seeing the end it waited for")
+
+
+@lab_test(6, "wide_fork")
+def test_wide_fork(boot, kernel, arch):
+    token = boot.fresh_token()
+    watch = Watch(kernel, arch)
+    exit_call, wait_call = syscall_number("Exit"), syscall_number("Wait")
+    info_size = 16  # abi::ExitInfo: i32 code, u32 how, u64 address
+
+    def script(guest):
+        watch.before(guest)
+        snap = watch.started_check(guest)
+        parent = first_root(snap, kernel)
+        exits, waits, peak = [], [], None
+        tracer = Tracer(guest, watch)
+        for kind, snap, info in tracer.stops(8 * WIDE + 64):
+            root = snap.lower_root
+            if kind == "return":
+                result = signed(snap.register(watch.proc["syscall_result"]))
+                waits.append((result, snap.read_virt(info, info_size, parent) if result > 0 else b""))
+                if result < 0:
+                    break
+                continue
+            number = snap.register(watch.proc["syscall_number"])
+            if number == exit_call and root != parent:
+                exits.append((root, snap.register(watch.proc["syscall_args"][0]) & 0xffffffff))
+            elif number == wait_call and root == parent:
+                if peak is None:
+                    # The parent's first wait: every child was forked before it, none reaped yet.
+                    peak = process_roots(snap, kernel)
+                tracer.follow(snap, snap.register(watch.proc["syscall_args"][1]))
+        return dict(parent=parent, exits=exits, waits=waits, peak=peak or {}, **baseline(watch, guest))
+
+    run = boot(args={"run": f"forktree:wide:{WIDE}"}, token=token, witness=script, memory=GRADER_MEMORY)
+    w = require(watch, run)
+    want = sorted(wide_code(token, i) for i in range(WIDE))
+    children = [r for r in w["peak"] if r != w["parent"]]
+    if len(children) < WIDE:
+        watch.fail(run, f"when the parent first called wait, after forking {WIDE} children, the kernel's root registry "
+                        f"(guest RAM) lists {len(children)} roots besides the parent's: the process table must hold "
+                        f"{WIDE} children, their parent and the first process at once (kMaxProcesses), each a root of "
+                        "its own, zombies included until they are reaped")
+    roots = {r for r, _ in w["exits"]}
+    if len(w["exits"]) != WIDE or len(roots) != WIDE or w["parent"] in roots:
+        watch.fail(run, f"the grader saw {len(w['exits'])} exit calls from {len(roots)} distinct roots other than the "
+                        f"parent's; expected {WIDE}, one per child")
+    if sorted(c for _, c in w["exits"]) != want:
+        watch.fail(run, "the children's exit codes (read at their exit calls) are not the ones the token gives them")
+    reaped = [(pid, u64(st[:4]) & 0xffffffff, u64(st[4:8])) for pid, st in w["waits"] if pid > 0]
+    last = w["waits"][-1][0] if w["waits"] else None
+    if len(reaped) != WIDE or len({pid for pid, _, _ in reaped}) != WIDE or last != -ECHILD:
+        watch.fail(run, f"the parent's wait calls returned (read in user mode) {len(reaped)} children "
+                        f"({len({p for p, _, _ in reaped})} distinct ids), then {last}: expected {WIDE} distinct children, "
+                        f"then -ECHILD ({-ECHILD}) (wait reaps each child once; a zombie never reaped, or one reaped "
+                        "twice)")
+    bad = [(pid, code, how) for pid, code, how in reaped if how != 0]
+    if bad:
+        watch.fail(run, f"wait reported child {bad[0][0]} with how={bad[0][2]} (not exited): the status written into "
+                        "the parent's ExitInfo (read from guest RAM)")
+    if sorted(code for _, code, _ in reaped) != want:
+        watch.fail(run, "the statuses wait wrote into the parent's ExitInfo (read through the parent's root) are not "
+                        f"the codes the children passed to exit: got {sorted(c for _, c, _ in reaped)[:8]}..., "
+                        f"expected {want[:8]}...")
+    run.expect(rf"^forktree: wide: forked {WIDE} reaped {WIDE} statuses ok proof=[0-9a-f]{{16}}$",
+               "the parent's summary")
+    check_baseline(watch, run, w)
+    run.expect_outcome("success")

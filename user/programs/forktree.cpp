@@ -182,7 +182,10 @@ int bomb(u64 mib) {
     const i64 pid = fork();
     if (pid == 0) {
       (void)sleep(20);
-      if (bytes != 0) reinterpret_cast<volatile u64*>(area)[0] = 1;  // one copy-on-write page
+      // One copy-on-write page, a different one per child: the same fault at the same address
+      // in many processes would look like one process faulting in a loop (AArch64's log does
+      // not say which root faulted).
+      if (bytes != 0) reinterpret_cast<volatile u64*>(area)[(forked * 4096 % bytes) / 8] = 1;
       exit(7);
     }
     if (pid < 0) {
