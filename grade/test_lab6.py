@@ -11,11 +11,11 @@ lines only label what the grader saw."""
 import re
 
 from pagoda_grade import lab_test
-from pagoda_grade.processes import count_used, parse_reaped, process_roots, user_symbol
+from pagoda_grade.processes import Layout, count_used, parse_reaped, process_roots, user_elf, user_symbol
 from pagoda_grade.proof import MASK64, proof
-from pagoda_grade.symbols import address_of, fact
+from pagoda_grade.symbols import address_of, fact, segments
 from pagoda_grade.witness import PAGE, pick_in
-from test_lab3 import GRADER_MEMORY, Watch, syscall_number, user_text
+from test_lab3 import GRADER_MEMORY, Watch, syscall_number, syscall_stops, user_text
 from test_lab4 import kernel_u64s
 
 ENOENT = 2
@@ -513,6 +513,17 @@ def signed(value):
     return value - (1 << 64) if value >> 63 else value
 
 
+def returned(guest, watch, snap, limit=64):
+    """The stop in user mode where the system call of @p snap (a stop at its entry) returns, in
+    the same root (another process of the program may run the same instruction first)."""
+    pc, root = snap.register(watch.proc["syscall_return_pc"]), snap.lower_root
+    for _ in range(limit):
+        back = guest.stop_at(pc)
+        if back.lower_root == root:
+            return back
+    raise AssertionError(f"the system call made from root {root:#x} never returned to {pc:#x}")
+
+
 class Tracer:
     """Follows system calls from outside: stops at the entry of every call, and at the return
     in user mode of the calls a test asks to follow (in the root that made each), both at once,
@@ -605,5 +616,202 @@ def test_wide_fork(boot, kernel, arch):
                         f"expected {want[:8]}...")
     run.expect(rf"^forktree: wide: forked {WIDE} reaped {WIDE} statuses ok proof=[0-9a-f]{{16}}$",
                "the parent's summary")
+    check_baseline(watch, run, w)
+    run.expect_outcome("success")
+
+
+# ---- fork after mmap, brk and stack growth -----------------------------------------------------
+
+def page_mark(token, page):
+    """Word 0 of a page forktree vmas marked (the twin of its page_mark(page, 0))."""
+    return proof(token, 0x10000 + (page >> 12))
+
+
+@lab_test(6, "fork_vmas")
+def test_fork_vmas(boot, kernel, arch):
+    token = boot.fresh_token()
+    maps, heap, stack = pick_in(token, "vmas maps", 2, 6), pick_in(token, "vmas heap", 2, 16), pick_in(token, "vmas stack", 9, 12)
+    moment = pick_in(token, "vmas moment", 1, 3)
+    want_marks = 3 + sum(1 + r % 3 for r in range(maps)) + heap + stack
+    watch = Watch(kernel, arch)
+    yield_ = syscall_number("Yield")
+    layout = Layout.of(kernel)
+    top = fact(kernel, "user_stack_top")
+    floor = top - fact(kernel, "user_stack_limit")
+    data = user_symbol(kernel, arch, "forktree", "(anonymous namespace)::g_vma_data")
+
+    def pages_of(snap, root):
+        out = {}
+        for r in snap.dump(root):
+            if r.va_start >= layout.kernel_half_base:
+                continue
+            for va in range(r.va_start, r.va_end, PAGE):
+                out[va] = (r.pa_start + va - r.va_start, r.perms.rwx())
+        return out
+
+    def script(guest):
+        watch.before(guest)
+        snap = watch.started_check(guest)
+        parent = first_root(snap, kernel)
+        seen = 0
+        for snap in calls(guest, watch, {yield_}, 400):
+            if snap.lower_root in (parent, *watch.kernel_roots):
+                continue
+            seen += 1
+            if seen < moment:
+                continue
+            child = snap.lower_root
+            mine, theirs = pages_of(snap, parent), pages_of(snap, child)
+            contents = {va: (snap.read_phys(mine[va][0], PAGE) if va in mine else None,
+                             snap.read_phys(theirs[va][0], PAGE) if va in theirs else None)
+                        for va in set(mine) | set(theirs)}
+            return dict(parent=parent, child=child, mine=mine, theirs=theirs, contents=contents,
+                        **baseline(watch, guest))
+        raise AssertionError("the forked child never made its yield calls")
+
+    elf = user_elf(kernel, arch, "forktree")
+    with open(elf, "rb") as f:
+        elf_data = f.read()
+    segs = segments(elf)
+
+    def image_bytes(va):
+        """(start, end, bytes) of page @p va that the program's ELF file gives (zeros past a
+        segment's file size); (0, 0, None) outside every segment."""
+        for s in segs:
+            lo, hi = max(va, s.vaddr), min(va + PAGE, s.vaddr + s.memsz)
+            if lo < hi:
+                data = bytearray(hi - lo)
+                f0, f1 = max(lo, s.vaddr), min(hi, s.vaddr + s.filesz)
+                if f0 < f1:
+                    data[f0 - lo:f1 - lo] = elf_data[s.offset + f0 - s.vaddr:s.offset + f1 - s.vaddr]
+                return lo - va, hi - va, bytes(data)
+        return 0, 0, None
+
+    run = boot(args={"run": f"forktree:vmas:{maps}:{heap}:{stack}"}, token=token, witness=script, memory=GRADER_MEMORY)
+    w = require(watch, run)
+    mine, theirs, contents = w["mine"], w["theirs"], w["contents"]
+    # The stack pages the two processes touch after the fork (below the frame they forked in)
+    # may differ: the lowest two mapped pages of the stack.
+    stack_pages = sorted(va for va in set(mine) | set(theirs) if floor <= va < top)
+    moving = set(stack_pages[:2])
+    problems, marks = [], 0
+    for va in sorted(set(mine) | set(theirs)):
+        if va in moving:
+            marks += va in theirs and u64(contents[va][1][:8]) == page_mark(token, va)
+            continue
+        where = ("the data array" if data.address <= va < data.address + data.size else
+                 "the stack" if floor <= va < top else "the heap or an mmap region")
+        if (va in mine) != (va in theirs):
+            # A page of the program's image that only one of them has touched yet (lab 5 loads
+            # the image lazily): what it holds must be what the loader puts there.
+            who, other = ("the parent", "the child") if va in mine else ("the child", "the parent")
+            got = contents[va][0] if va in mine else contents[va][1]
+            lo, hi, want = image_bytes(va)
+            if want is None or got[lo:hi] != want:
+                problems.append(f"{va:#x} ({where}) is mapped in {who} but not in {other}")
+            continue
+        a, b = contents[va]
+        if a != b:
+            at = next(i for i in range(PAGE) if a[i] != b[i])
+            problems.append(f"{va:#x} ({where}): the child's page (frame {theirs[va][0]:#x}) differs from the parent's "
+                            f"(frame {mine[va][0]:#x}) from byte {at}")
+        if u64(b[:8]) == page_mark(token, va):
+            marks += 1
+        if mine[va][1].replace("w", "-") != theirs[va][1].replace("w", "-"):
+            problems.append(f"{va:#x} ({where}): mapped {mine[va][1]} in the parent, {theirs[va][1]} in the child")
+    if problems:
+        watch.fail(run, f"at the child's yield {moment} after fork (the grader's pick), the grader walked both roots in "
+                        f"guest RAM and compared every page of the user half ({len(mine)} in the parent, {len(theirs)} "
+                        f"in the child):\n  " + "\n  ".join(problems[:8])
+                   + ("\n(a fork that misses the regions made after the program loaded: mmap, the heap sbrk grew, the "
+                      "stack pages a fault added)" if any("not in the child" in p for p in problems) else ""))
+    if marks != want_marks:
+        watch.fail(run, f"the grader found {marks} pages holding their token-derived mark in the child, expected "
+                        f"{want_marks} (3 data, {maps} mmap regions, {heap} heap pages, {stack} grown stack pages)")
+    code = 1 + proof(token, 0x800) % 200
+    run.expect(rf"^forktree: vmas: {want_marks} marked pages; child code {code}; parent's pages intact proof=",
+               "the parent's line: the child's own check of every marked page, and the parent's")
+    check_baseline(watch, run, w)
+    run.expect_outcome("success")
+
+
+# ---- copy-on-write under the kernel: read() into a shared buffer ---------------------------------
+
+@lab_test(6, "cow_read")
+def test_cow_read(boot, kernel, arch):
+    token = boot.fresh_token()
+    length = pick_in(token, "readcow length", 40, 200)
+    line = "".join("abcdefghijklmnopqrstuvwxyz0123456789"[proof(token, 0xc00 + i) % 36] for i in range(length))
+    cross = pick_in(token, "readcow cross", 8, length - 8)
+    offset = PAGE - cross
+    watch = Watch(kernel, arch)
+    read_call, yield_, mmap = syscall_number("Read"), syscall_number("Yield"), syscall_number("Mmap")
+    fill = bytes.fromhex("55") * (2 * PAGE)
+
+    def look(snap, roots, buf):
+        refs = Refs(snap, kernel)
+        pages = pages_in(snap, roots, [buf, buf + PAGE])
+        return dict(pages=pages, counts={va: [refs.count(f) if f is not None else None for f, _ in row]
+                                         for va, row in pages.items()},
+                    bytes=[snap.read_virt(buf, 2 * PAGE, r) for r in roots])
+
+    def script(guest):
+        watch.before(guest)
+        snap = watch.started_check(guest)
+        parent = first_root(snap, kernel)
+        snap = syscall_stops(guest, watch, {mmap})
+        buf = returned(guest, watch, snap).register(watch.proc["syscall_result"])
+        before = after = child = None
+        for snap in calls(guest, watch, {read_call, yield_}, 200):
+            root = snap.lower_root
+            number = snap.register(watch.proc["syscall_number"])
+            if root in (parent, *watch.kernel_roots):
+                continue
+            if number == read_call and before is None:
+                child = root
+                before = look(snap, [parent, child], buf)
+                guest.send_line(line)   # typed now: the child is inside read()
+            elif number == yield_ and root == child:
+                after = look(snap, [parent, child], buf)
+                break
+        return dict(buf=buf, first=before, second=after, **baseline(watch, guest))
+
+    run = boot(args={"run": f"forktree:readcow:{offset}"}, token=token, witness=script, memory=GRADER_MEMORY)
+    w = require(watch, run)
+    if w["first"] is None or w["second"] is None:
+        watch.fail(run, "the grader did not see the forked child call read() and then yield (fork failed?)")
+    buf, before, after = w["buf"], w["first"], w["second"]
+    for j, va in enumerate((buf, buf + PAGE)):
+        (pf, pw), (cf, cw) = before["pages"][va]
+        if pf is None or pf != cf or pw or cw or before["counts"][va] != [2, 2]:
+            watch.fail(run, f"at the child's read() call, page {j} of the buffer ({va:#x}) is frame {pf} "
+                            f"({'rw' if pw else 'r-'}) in the parent and {cf} ({'rw' if cw else 'r-'}) in the child, "
+                            f"counts {before['counts'][va]}: expected one frame shared copy-on-write (read-only in both, "
+                            "count 2)")
+    parent_bytes, child_bytes = after["bytes"]
+    if parent_bytes != fill:
+        at = next(i for i in range(len(fill)) if parent_bytes[i] != fill[i])
+        watch.fail(run, f"after the child's read() the parent's buffer (read through the parent's root) changed at "
+                        f"{buf + at:#x}: {parent_bytes[at:at + 16]!r}: the kernel wrote the typed line into the frame "
+                        "the parent shares instead of copying it first (a user copy into a copy-on-write page must "
+                        "copy it, as a user write would)")
+    want = fill[:offset] + (line + "\n").encode() + fill[offset + length + 1:]
+    if child_bytes != want:
+        got = child_bytes[offset:offset + length + 1]
+        watch.fail(run, f"after the child's read() its buffer (read through its root at {buf + offset:#x}) holds "
+                        f"{got[:48]!r}..., not the line the grader typed, {line[:48]!r}... (read failed, or its write "
+                        "went elsewhere)")
+    for j, va in enumerate((buf, buf + PAGE)):
+        (pf, _), (cf, cw) = after["pages"][va]
+        if pf == cf or not cw or after["counts"][va] != [1, 1]:
+            watch.fail(run, f"after read() wrote into page {j} of the child's buffer, it is frame {cf} "
+                            f"({'writable' if cw else 'read-only'}) beside the parent's {pf}, counts "
+                            f"{after['counts'][va]}: expected a copy of its own, writable, counts 1 and 1")
+    d = 0
+    for b in (line + "\n").encode():
+        d = (d * 131 + b) & MASK64
+    code = 1 + d % 200
+    run.expect(rf"^forktree: readcow: child reaped code {code}; parent's buffer intact proof={proof(token, code):016x}$",
+               "the parent's line (the child's exit code is a digest of the bytes it read)")
     check_baseline(watch, run, w)
     run.expect_outcome("success")
