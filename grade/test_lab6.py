@@ -815,3 +815,133 @@ def test_cow_read(boot, kernel, arch):
                "the parent's line (the child's exit code is a digest of the bytes it read)")
     check_baseline(watch, run, w)
     run.expect_outcome("success")
+
+
+# ---- usertests: adversarial cases, one test each ------------------------------------------------
+
+# The flags of a probe (the twins of user/programs/usertests.cpp's ProbeFlags).
+PROBE_EXACT, PROBE_SUCCESS, PROBE_SAME_FRAMES = 1, 2, 4
+PROBE_BYTES = 32
+ERRNO_NAMES = {1: "EPERM", 2: "ENOENT", 3: "ESRCH", 7: "E2BIG", 8: "ENOEXEC", 9: "EBADF", 10: "ECHILD", 11: "EAGAIN",
+               12: "ENOMEM", 13: "EACCES", 14: "EFAULT", 17: "EEXIST", 22: "EINVAL", 36: "ENAMETOOLONG", 38: "ENOSYS"}
+
+
+def shown_result(r):
+    return f"-{ERRNO_NAMES[-r]}" if -4095 <= r < 0 and -r in ERRNO_NAMES else str(r)
+
+
+def usertests_case(boot, kernel, arch, case):
+    """Runs `usertests CASE`: the case's child makes its probes; the grader stops at every system
+    call the child makes, reads its result in user mode and the frames in use (guest RAM) at its
+    entry and return; at the child's exit it reads the child's record of what each probe must
+    give (user/programs/usertests.cpp). Each probe is judged on what the grader saw."""
+    token = boot.fresh_token()
+    watch = Watch(kernel, arch)
+    exit_call = syscall_number("Exit")
+    record = user_symbol(kernel, arch, "usertests", "usertests_probes").address
+    count_at = user_symbol(kernel, arch, "usertests", "usertests_probe_count").address
+    numbers = set(range(128))
+
+    def script(guest):
+        watch.before(guest)
+        snap = watch.started_check(guest)
+        parent = first_root(snap, kernel)
+        child, trace, ended = None, [], None
+        tracer = Tracer(guest, watch)
+        for kind, snap, data in tracer.stops(4000):
+            root = snap.lower_root
+            if kind == "return":
+                data["result"] = signed(snap.register(watch.proc["syscall_result"]))
+                data["after"] = count_used(snap, *watch.bitmap)[0]
+                continue
+            if root in (parent, *watch.kernel_roots) or snap.register(watch.proc["syscall_number"]) not in numbers:
+                continue
+            if child is None:
+                child = root
+            if root != child:
+                continue   # a grandchild (the wait and forkmem cases fork)
+            number = snap.register(watch.proc["syscall_number"])
+            if number == exit_call:
+                n = u64(snap.read_virt(count_at, 8, child))
+                probes = []
+                for i in range(min(n, 64)):
+                    num, want, flags, what = (u64(snap.read_virt(record + i * PROBE_BYTES + 8 * k, 8, child))
+                                              for k in range(4))
+                    text = snap.read_virt(what, 80, child).split(b"\0")[0].decode(errors="replace") if what else "?"
+                    probes.append(dict(number=num, want=signed(want), flags=flags, what=text))
+                ended = dict(code=snap.register(watch.proc["syscall_args"][0]) & 0xffffffff, probes=probes)
+                break
+            if u64(snap.read_virt(count_at, 8, child)) <= len(trace):
+                continue   # not a probe (the case's set-up): the record grows by one before each probe
+            call = dict(number=number, result=None, before=count_used(snap, *watch.bitmap)[0], after=None)
+            trace.append(call)
+            tracer.follow(snap, call)
+        return dict(child=child, trace=trace, ended=ended, **baseline(watch, guest))
+
+    run = boot(args={"run": f"usertests:{case}"}, token=token, witness=script, memory=GRADER_MEMORY)
+    w = require(watch, run)
+    if w["child"] is None or w["ended"] is None:
+        watch.fail(run, f"usertests {case}: the grader saw no forked child make its probes and exit (every case runs in "
+                        "a child of its own: fork must work)")
+    probes, trace = w["ended"]["probes"], w["trace"]
+    if len(trace) != len(probes):
+        watch.fail(run, f"usertests {case}: the child recorded {len(probes)} probes but the grader saw it make "
+                        f"{len(trace)} system calls before exit")
+    wrong = []
+    for i, (p, t) in enumerate(zip(probes, trace)):
+        label = f"probe {i} ({p['what']}, system call {p['number']})"
+        if t["number"] != p["number"]:
+            wrong.append(f"{label}: the grader saw system call {t['number']} there")
+            continue
+        r = t["result"]
+        if r is None:
+            wrong.append(f"{label}: never returned to the child")
+            continue
+        if p["flags"] & PROBE_EXACT and r != p["want"]:
+            wrong.append(f"{label}: returned {shown_result(r)}, expected {shown_result(p['want'])}")
+        elif p["flags"] & PROBE_SUCCESS and r < 0:
+            wrong.append(f"{label}: failed with {shown_result(r)}")
+        if p["flags"] & PROBE_SAME_FRAMES and t["after"] != t["before"]:
+            wrong.append(f"{label}: frames in use (the allocator's bitmap, guest RAM) went from {t['before']} at its "
+                         f"entry to {t['after']} at its return: a call that fails must leave nothing behind")
+    if wrong:
+        watch.fail(run, f"usertests {case}: {len(wrong)} of {len(probes)} probes wrong, as the grader read each "
+                        "result in user mode:\n  " + "\n  ".join(wrong[:10]))
+    if w["ended"]["code"] != 0:
+        watch.fail(run, f"usertests {case}: the case's child exited with {w['ended']['code']} (its own checks failed)")
+    code = 0
+    run.expect(rf"^usertests: {case}: 0 wrong, exited proof={proof(token, code):016x}$", f"usertests {case}'s line")
+    if run.search(r"PANIC"):
+        watch.fail(run, f"usertests {case}: the kernel panicked")
+    check_baseline(watch, run, w)
+    run.expect_outcome("success")
+
+
+@lab_test(6, "usertests_badptr")
+def test_usertests_badptr(boot, kernel, arch):
+    usertests_case(boot, kernel, arch, "badptr")
+
+
+@lab_test(6, "usertests_sbrk")
+def test_usertests_sbrk(boot, kernel, arch):
+    usertests_case(boot, kernel, arch, "sbrk")
+
+
+@lab_test(6, "usertests_exec")
+def test_usertests_exec(boot, kernel, arch):
+    usertests_case(boot, kernel, arch, "exec")
+
+
+@lab_test(6, "usertests_mem")
+def test_usertests_mem(boot, kernel, arch):
+    usertests_case(boot, kernel, arch, "mem")
+
+
+@lab_test(6, "usertests_wait")
+def test_usertests_wait(boot, kernel, arch):
+    usertests_case(boot, kernel, arch, "wait")
+
+
+@lab_test(6, "usertests_forkmem")
+def test_usertests_forkmem(boot, kernel, arch):
+    usertests_case(boot, kernel, arch, "forkmem")
