@@ -25,6 +25,7 @@ set(PAGODA_KERNEL_PURE_SOURCES
   ${CMAKE_SOURCE_DIR}/kernel/mm/debug_roots.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/temp_map.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/vma.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/mm/user_regions.cpp
   ${CMAKE_SOURCE_DIR}/kernel/proc/elf.cpp)
 
 # The arch-independent kernel sources, for every arch's kernel target.
@@ -50,6 +51,7 @@ set(PAGODA_KERNEL_GENERIC_SOURCES
   ${CMAKE_SOURCE_DIR}/kernel/proc/run.cpp
   ${CMAKE_SOURCE_DIR}/kernel/proc/scheduler.cpp
   ${CMAKE_SOURCE_DIR}/kernel/proc/syscalls.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/proc/memory_calls.cpp
   ${CMAKE_SOURCE_DIR}/kernel/proc/temp_map_calls.cpp
   ${CMAKE_SOURCE_DIR}/kernel/proc/user_memory.cpp
   ${CMAKE_SOURCE_DIR}/kernel/proc/proc_selftest.cpp)

@@ -286,8 +286,11 @@ extern "C" void aarch64_trap(pagoda::aarch64::TrapFrame* frame) {
       if (frame->origin() == VectorOrigin::CurrentElSpx && semihosting_trapped(*frame)) return;
       if (is_translation_abort(*frame)) {
         // The generic decision comes first, before anything is reported.
-        switch (pagoda::vm::handle_fault(pagoda::vm::current_space(), pagoda::VirtAddr(frame->far),
-                                         abort_access(*frame))) {
+        pagoda::Access access = abort_access(*frame);
+        // A user copy touches user memory on the process's behalf: its fault is decided with the
+        // process's rights (a page of a region comes in; anything else returns EFAULT below).
+        if (!from_user && pagoda::proc::user_fixup_for(frame->elr, frame->far) != 0) access.user = true;
+        switch (pagoda::vm::handle_fault(pagoda::vm::current_space(), pagoda::VirtAddr(frame->far), access)) {
           case pagoda::vm::FaultDecision::Resolved: return;
           case pagoda::vm::FaultDecision::KillProcess:
           case pagoda::vm::FaultDecision::KernelBug: break;

@@ -160,6 +160,7 @@ void user_exception(const TrapFrame& f) {
     fault.has_address = valid;
     const Access access{.write = is_data_abort(f.esr) && (f.esr & kIssWnR) && !(f.esr & kIssCm),
                         .execute = !is_data_abort(f.esr), .user = true};
+    fault.access = access;
     if (valid) explain_fault(reason, vm::walk_active(VirtAddr(f.far)), access);
     else format_to(reason, "the CPU gave no fault address");
   } else if (ec == kClassUnknown || ec == kClassWfx || ec == kClassSysreg) {
@@ -208,10 +209,10 @@ Result<void> user_mode_init(FormatSink& report) {
   return {};
 }
 
-uptr prepare_user_entry(uptr stack_top, const UserEntry& entry) {
-  using aarch64::TrapFrame;
-  // The exception return path restores this frame and ERETs to EL0 (vectors.S, aarch64_trap_return).
-  auto* frame = reinterpret_cast<TrapFrame*>(stack_top - sizeof(TrapFrame));
+namespace {
+
+/// Fills @p frame to enter EL0 at @p entry (process-entry convention, every other register 0).
+void fill_entry_frame(aarch64::TrapFrame* frame, const UserEntry& entry) {
   memset(frame, 0, sizeof *frame);
   frame->x[0] = entry.argc;
   frame->x[1] = entry.argv;
@@ -219,12 +220,46 @@ uptr prepare_user_entry(uptr stack_top, const UserEntry& entry) {
   frame->elr = entry.pc;
   frame->spsr = aarch64::kSpsrEl0t;
   frame->kind = TRAP_KIND_LOWER_SYNC;  // a frame from EL0: the return loads SP_EL0 from it
-  // Below it what aarch64_switch_context loads: x19..x28, x29 (zero) and x30, the return address.
+}
+
+/// Writes below @p frame what aarch64_switch_context loads: x19..x28, x29 (zero) and x30, the
+/// return address aarch64_trap_return; the stack pointer to switch to.
+uptr push_switch_frame(aarch64::TrapFrame* frame) {
   constexpr usize kSaved = 12;
   auto* words = reinterpret_cast<u64*>(frame) - kSaved;
   for (usize i = 0; i < kSaved; ++i) words[i] = 0;
   words[kSaved - 1] = reinterpret_cast<u64>(aarch64_trap_return);
   return reinterpret_cast<uptr>(words);
+}
+
+aarch64::TrapFrame* top_frame(uptr stack_top) {
+  return reinterpret_cast<aarch64::TrapFrame*>(stack_top - sizeof(aarch64::TrapFrame));
+}
+
+}  // namespace
+
+uptr prepare_user_entry(uptr stack_top, const UserEntry& entry) {
+  // The exception return path restores this frame and ERETs to EL0 (vectors.S, aarch64_trap_return).
+  aarch64::TrapFrame* frame = top_frame(stack_top);
+  fill_entry_frame(frame, entry);
+  return push_switch_frame(frame);
+}
+
+uptr prepare_fork_return(uptr child_top, uptr parent_top) {
+  // SP_EL1 at an exception from EL0 is the top of the kernel stack (the last ERET left it
+  // there), so the SVC's frame is the top one of the parent's stack. The child ERETs from a
+  // copy of it: same ELR, SPSR, SP_EL0 and registers, x0 = 0.
+  aarch64::TrapFrame* frame = top_frame(child_top);
+  memcpy(frame, top_frame(parent_top), sizeof *frame);
+  frame->x[0] = 0;
+  return push_switch_frame(frame);
+}
+
+void restart_user_entry(uptr stack_top, const UserEntry& entry) {
+  aarch64::TrapFrame* frame = top_frame(stack_top);
+  const u64 esr = frame->esr;
+  fill_entry_frame(frame, entry);
+  frame->esr = esr;
 }
 
 void switch_context(uptr* save_sp, uptr load_sp) { aarch64_switch_context(save_sp, load_sp); }

@@ -233,7 +233,11 @@ extern "C" void x86_trap(pagoda::x86::TrapFrame* frame) {
   if (frame->vector == kPageFault) {
     // The generic decision comes first, before anything is reported.
     const pagoda::VirtAddr address(read_cr2());
-    switch (pagoda::vm::handle_fault(pagoda::vm::current_space(), address, page_fault_access(frame->error))) {
+    pagoda::Access access = page_fault_access(frame->error);
+    // A user copy touches user memory on the process's behalf: its fault is decided with the
+    // process's rights (a page of a region comes in; anything else returns EFAULT below).
+    if (!from_user && pagoda::proc::user_fixup_for(frame->rip, address.value()) != 0) access.user = true;
+    switch (pagoda::vm::handle_fault(pagoda::vm::current_space(), address, access)) {
       case pagoda::vm::FaultDecision::Resolved: return;
       case pagoda::vm::FaultDecision::KillProcess:
       case pagoda::vm::FaultDecision::KernelBug: break;

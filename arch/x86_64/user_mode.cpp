@@ -107,6 +107,7 @@ void user_exception(const TrapFrame& f, const char* mnemonic, const char* name, 
       fault.how = abi::Termination::PageFault;
       fault.address = read_cr2();
       fault.has_address = true;
+      fault.access = access;
       explain_fault(reason, vm::walk_active(VirtAddr(fault.address)), access);
       break;
     }
@@ -169,10 +170,10 @@ Result<void> user_mode_init(FormatSink& report) {
   return {};
 }
 
-uptr prepare_user_entry(uptr stack_top, const UserEntry& entry) {
-  using x86::TrapFrame;
-  // The trap exit path pops this frame and IRETQs into ring 3 (vectors.S, x86_trap_return).
-  auto* frame = reinterpret_cast<TrapFrame*>(stack_top - sizeof(TrapFrame));
+namespace {
+
+/// Fills @p frame to enter ring 3 at @p entry (process-entry convention, every other register 0).
+void fill_entry_frame(x86::TrapFrame* frame, const UserEntry& entry) {
   memset(frame, 0, sizeof *frame);
   frame->rdi = entry.argc;
   frame->rsi = entry.argv;
@@ -181,12 +182,44 @@ uptr prepare_user_entry(uptr stack_top, const UserEntry& entry) {
   frame->rflags = x86::kRflagsIf | x86::kRflagsReserved;
   frame->rsp = entry.sp;
   frame->ss = X86_USER_DATA_SELECTOR;
-  // Below it what x86_switch_context pops: RBP RBX R12-R15 (zero) and the return address.
+}
+
+/// Writes below @p frame what x86_switch_context pops: RBP RBX R12-R15 (zero) and the return
+/// address x86_trap_return; the stack pointer to switch to.
+uptr push_switch_frame(x86::TrapFrame* frame) {
   constexpr usize kSaved = 6;
   auto* words = reinterpret_cast<u64*>(frame) - (kSaved + 1);
   for (usize i = 0; i < kSaved; ++i) words[i] = 0;
   words[kSaved] = reinterpret_cast<u64>(x86_trap_return);
   return reinterpret_cast<uptr>(words);
+}
+
+x86::TrapFrame* top_frame(uptr stack_top) { return reinterpret_cast<x86::TrapFrame*>(stack_top - sizeof(x86::TrapFrame)); }
+
+}  // namespace
+
+uptr prepare_user_entry(uptr stack_top, const UserEntry& entry) {
+  // The trap exit path pops this frame and IRETQs into ring 3 (vectors.S, x86_trap_return).
+  x86::TrapFrame* frame = top_frame(stack_top);
+  fill_entry_frame(frame, entry);
+  return push_switch_frame(frame);
+}
+
+uptr prepare_fork_return(uptr child_top, uptr parent_top) {
+  // The parent's frame was built by x86_syscall_entry (switch.S) at the top of its kernel
+  // stack; the child leaves by x86_trap_return's IRETQ instead of SYSRETQ, which restores the
+  // same RIP, RFLAGS, RSP (and RCX, R11 as `syscall` left them).
+  x86::TrapFrame* frame = top_frame(child_top);
+  memcpy(frame, top_frame(parent_top), sizeof *frame);
+  frame->rax = 0;
+  return push_switch_frame(frame);
+}
+
+void restart_user_entry(uptr stack_top, const UserEntry& entry) {
+  x86::TrapFrame* frame = top_frame(stack_top);
+  const u64 vector = frame->vector;
+  fill_entry_frame(frame, entry);
+  frame->vector = vector;
 }
 
 void switch_context(uptr* save_sp, uptr load_sp) { x86_switch_context(save_sp, load_sp); }

@@ -8,6 +8,7 @@
 #include "core/selftest.hpp"
 #include "lib/proof.hpp"
 #include "mm/vm.hpp"
+#include "proc/process.hpp"
 #include "proc/run.hpp"
 
 namespace pagoda {
@@ -27,6 +28,7 @@ StringView token_of(const BootInfo& boot) { return cmdline_get(boot.cmdline(), "
 /// kmain's second half, on the kernel's own stack and root once virtual memory is set up.
 [[noreturn]] void kmain_running(const BootInfo& boot) {
   proc::init();
+  if (const CmdlineValue fork = cmdline_get(boot.cmdline(), "fork"); fork.found) proc::configure_fork(fork.value);
   arch::timer_init(kTimerHz);
 
   // run=NAME,...: the programs run as processes to their end, then the machine stops.

@@ -36,6 +36,8 @@
 
 namespace pagoda {
 
+struct UserRegions;  // mm/user_regions.hpp
+
 class AddressSpace {
  public:
   using Format = arch::PageTableFormat;
@@ -130,6 +132,12 @@ class AddressSpace {
   /// The walk of @p va in this space.
   Walk query(VirtAddr va) const { return arch_.tree_for(va).query(va); }
 
+  /// The record of this space's user half (its VMAs; lab 5), or nullptr when it has none (the
+  /// kernel's space, a space made by a test). Its owner (the process) sets it and keeps it
+  /// alive as long as the space; page faults consult it (vm::handle_fault()).
+  UserRegions* regions() const { return regions_; }
+  void set_regions(UserRegions* regions) { regions_ = regions; }
+
   /// The arch's part (roots, TLB maintenance).
   arch::ArchAddressSpace& arch() { return arch_; }
   const arch::ArchAddressSpace& arch() const { return arch_; }
@@ -151,6 +159,7 @@ class AddressSpace {
   arch::ArchAddressSpace arch_;
   /// Declared after arch_, so that the root is withdrawn before its tables are freed.
   debug::PublishedRoot published_;
+  UserRegions* regions_ = nullptr;
 };
 
 }  // namespace pagoda

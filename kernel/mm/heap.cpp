@@ -6,7 +6,7 @@
 namespace pagoda::heap {
 namespace {
 
-constexpr usize kHeaderSize = 16;
+constexpr usize kHeaderSize = kBlockHeaderSize;
 constexpr u32 kMagicSmall = 0x48504153;  // "SAPH"
 constexpr u32 kMagicLarge = 0x4850414c;  // "LAPH"
 constexpr u32 kMagicFree = 0x48504146;   // "FAPH": a block on a free list

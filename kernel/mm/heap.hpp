@@ -21,6 +21,9 @@
 
 namespace pagoda::heap {
 
+/// Bytes of the header in front of every block.
+inline constexpr usize kBlockHeaderSize = 16;
+
 /// What the heap holds right now.
 struct Stats {
   usize live_allocations = 0;  ///< allocate() calls not yet freed

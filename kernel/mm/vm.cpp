@@ -9,6 +9,7 @@
 #include "mm/layout.hpp"
 #include "mm/mmu.hpp"
 #include "mm/temp_map.hpp"
+#include "mm/user_regions.hpp"
 
 // Section bounds from the linker script (arch/<isa>/kernel.ld): virtual addresses, except the
 // *_phys ones; __kernel_virt_offset's address is the offset between the two.
@@ -18,12 +19,21 @@ extern "C" char __kernel_start[], __kernel_end[], __text_start[], __text_end[], 
 // The kernel's own stack (linked high, in .bss), defined by each boot stub (arch/<isa>/boot.S).
 extern "C" char boot_stack_bottom[], boot_stack_top[];
 
+/// Where the frame reference counts are (lab 6), for the grader and GDB: {the table's kernel
+/// address, its entries}; each entry is a u16, the references beyond the first (frame_refs.hpp).
+struct FrameRefsExport {
+  pagoda::u64 table;
+  pagoda::u64 entries;
+};
+extern "C" constinit FrameRefsExport pagoda_frame_refs = {};
+
 namespace pagoda::vm {
 namespace {
 
 using Format = arch::PageTableFormat;
 
 FrameAllocator g_frames;
+FrameRefs g_frame_refs;
 bool g_ready = false;  ///< the kernel's own root is live (enter_kernel_space())
 
 /// The kernel's address space lives here, built in place by init() and never destroyed.
@@ -287,11 +297,15 @@ Result<void> init(const BootInfo& boot) {
   for (const MemoryRegion& r : boot.memory)
     if (r.type == MemoryType::Usable && r.end() > top) top = r.end();
   const usize words = 3 * FrameAllocator::words_for(top);
-  const PhysRange bitmaps = TRY(place_bitmaps(words * sizeof(u64), image));
+  // The frame reference counts (lab 6) live right after the bitmaps, in the same reserved range.
+  const usize ref_entries = FrameRefs::entries_for(PhysAddr(u64(words / 3) * FrameAllocator::kBitsPerWord * kPageSize));
+  const PhysRange bitmaps = TRY(place_bitmaps(words * sizeof(u64) + ref_entries * sizeof(u16), image));
   auto* storage = static_cast<u64*>(phys_to_ptr(bitmaps.base, bitmaps.size));
   if (storage == nullptr) return Error::NoMemory;
   const PhysRange reserved[] = {{PhysAddr(0), layout::kLowMemoryEnd}, image, bitmaps};
   TRY(g_frames.init(boot.memory, Span<u64>(storage, words), Span<const PhysRange>(reserved, array_size(reserved))));
+  g_frame_refs.init(Span<u16>(reinterpret_cast<u16*>(storage + words), ref_entries));
+  pagoda_frame_refs = {reinterpret_cast<u64>(storage + words), ref_entries};
 
   print("vm: ");
   if (!arch::paging_controls_ok(console_sink())) panic("paging protections are off (see above)");
@@ -434,10 +448,25 @@ Result<PhysAddr> allocate_user_frame() {
 void copy_frame(PhysAddr to, PhysAddr from) {
   TempMap source(from);
   TempMap target(to);
-  memcpy(target.bytes(), source.bytes(), kPageSize);
+  // Eight words at a time (both frames are page aligned): fork=eager copies every page this
+  // way, and the byte-wise memcpy costs several times a word loop (./pagoda bench fork). The
+  // empty asm keeps the compiler from turning the loop back into a memcpy call.
+  const auto* s = reinterpret_cast<const u64*>(source.bytes());
+  auto* d = reinterpret_cast<u64*>(target.bytes());
+  for (usize i = 0; i < kPageSize / sizeof(u64); i += 8) {
+    d[i] = s[i], d[i + 1] = s[i + 1], d[i + 2] = s[i + 2], d[i + 3] = s[i + 3];
+    d[i + 4] = s[i + 4], d[i + 5] = s[i + 5], d[i + 6] = s[i + 6], d[i + 7] = s[i + 7];
+    asm volatile("" ::: "memory");
+  }
 }
 
 FrameAllocator& frames() { return g_frames; }
+
+FrameRefs& frame_refs() { return g_frame_refs; }
+
+void put_user_frame(PhysAddr frame) {
+  if (g_frame_refs.drop(frame)) g_frames.free(frame);
+}
 
 AddressSpace& kernel_space() {
   PAGODA_ASSERT(g_ready);
@@ -459,13 +488,94 @@ Walk walk_active(VirtAddr va) { return walk_tree<Format>(arch::live_root_for(va)
 
 bool mapped_now(VirtAddr va) { return g_kernel_space == nullptr || walk_active(va).mapped(); }
 
+namespace {
+
+/// Gives the page at @p page of region @p vma a frame, filled as the region's kind says (an
+/// image page from its file, zeros past the file's end; every other kind zeros), and maps it
+/// with the region's permissions. The frame is written before it is mapped, through the window
+/// or a temporary mapping, never through @p space (which need not be live).
+Result<void> populate(AddressSpace& space, const Vma& vma, u64 page) {
+  const PhysAddr frame = TRY(allocate_user_frame());
+  zero_frame(frame);
+  if (vma.kind == VmaKind::Image && page - vma.start < vma.file_size) {
+    const u64 at = page - vma.start;
+    const usize bytes = usize(min<u64>(kPageSize, vma.file_size - at));
+    write_frame(frame, 0, static_cast<const u8*>(vma.source) + vma.offset + at, bytes);
+  }
+  const Result<void> mapped = space.map(VirtAddr(page), frame, page_perms_of(vma));
+  if (mapped.is_error()) g_frames.free(frame);
+  return mapped;
+}
+
+/// A write fault at @p page, mapped read-only to @p frame in a region that allows writing
+/// (lab 6): a frame shared copy-on-write gets a copy of its own, with the region's permissions
+/// @p perms; a frame this mapping alone holds (count 1: the other sharers are gone) is taken
+/// back as it is, only widened.
+Result<void> copy_on_write(AddressSpace& space, VirtAddr page, PhysAddr frame, Perms perms) {
+  // LAB 6 BEGIN the copy-on-write fault
+  if (g_frame_refs.count(frame) <= 1) return space.protect(page, kPageSize, perms);
+  const PhysAddr copy = TRY(allocate_user_frame());
+  copy_frame(copy, frame);
+  {
+    ConsistencyBatch batch = space.batch();
+    AddressSpace::Cursor c = space.cursor(batch, page);
+    if (Result<void> moved = c.remap(copy, perms); moved.is_error()) {
+      g_frames.free(copy);
+      return moved.error();
+    }
+  }  // the batch flushes: no TLB entry reaches the shared frame through this root any more
+  put_user_frame(frame);  // this mapping's reference (never the last: the count was above 1)
+  return {};
+  // LAB 6 SKELETON
+  // (void)space;
+  // (void)page;
+  // (void)frame;
+  // (void)perms;
+  // return Error(Error::NotImplemented, "lab 6: write copy_on_write() in kernel/mm/vm.cpp (labs/06-fork/README.md)");
+  // LAB 6 END
+}
+
+/// A fault at a user address of a space with a record (lab 5): what the record says.
+FaultDecision resolve_user_fault(AddressSpace& space, UserRegions& regions, VirtAddr va, Access access) {
+  const FaultVerdict verdict = decide_fault(regions, va.value(), access);
+  const u64 page = va.align_down(kPageSize).value();
+  switch (verdict.action) {
+    case FaultAction::Deny: return FaultDecision::KillProcess;
+    case FaultAction::Grow: {
+      Vma growth = verdict.vma;  // [page, the stack's start now): merges into the stack
+      growth.end = regions.vmas.overlapping(page, align_down(~u64{0}, kPageSize))[0].start;
+      if (regions.vmas.insert(growth).is_error()) return FaultDecision::KillProcess;
+      break;
+    }
+    case FaultAction::Populate: break;
+  }
+  const Walk walk = space.query(VirtAddr(page));
+  if (walk.mapped()) {
+    // Mapped, yet the region allows the access: the entry is narrower than its region (a
+    // change of permissions not yet applied, or lab 6's copy-on-write). Widen it once; a
+    // second fault is not ours.
+    if (walk.perms == page_perms_of(verdict.vma)) return FaultDecision::KillProcess;
+    if (access.write && !walk.perms.write)
+      return copy_on_write(space, VirtAddr(page), walk.pa, page_perms_of(verdict.vma)).ok() ? FaultDecision::Resolved
+                                                                                          : FaultDecision::KillProcess;
+    return space.protect(VirtAddr(page), kPageSize, page_perms_of(verdict.vma)).ok() ? FaultDecision::Resolved
+                                                                                     : FaultDecision::KillProcess;
+  }
+  return populate(space, verdict.vma, page).ok() ? FaultDecision::Resolved : FaultDecision::KillProcess;
+}
+
+}  // namespace
+
 FaultDecision handle_fault(AddressSpace* space, VirtAddr va, Access access) {
-  // Labs 5 and 6 decide here first: a fault in a VMA that is not populated yet is resolved by
-  // mapping a page, a write to a copy-on-write page by copying it. Until then nothing is
-  // resolved: a user access ends its process; the kernel's own fault is a bug (touching user
-  // memory outside a checked copy included: the report says so, from the walk).
-  (void)space;
-  (void)va;
+  // Lab 5: a user access (or a user copy, which the arch's trap code passes as one) to a space
+  // with a record asks the record: a page of a region that allows the access is brought in (the
+  // stack grows down first when the page lies just below it); anything else ends the process
+  // (a user copy returns EFAULT through its fix-up instead). Lab 6 adds copy-on-write. Every
+  // other fault is not resolved: a user access ends its process; the kernel's own fault is a
+  // bug (touching user memory outside a checked copy included: the report says so, from the
+  // walk).
+  if (access.user && space != nullptr && space->regions() != nullptr)
+    return resolve_user_fault(*space, *space->regions(), va, access);
   return access.user ? FaultDecision::KillProcess : FaultDecision::KernelBug;
 }
 

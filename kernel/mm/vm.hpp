@@ -6,6 +6,7 @@
 #include "boot/bootinfo.hpp"
 #include "mm/address_space.hpp"
 #include "mm/frame_allocator.hpp"
+#include "mm/frame_refs.hpp"
 
 namespace pagoda::vm {
 
@@ -78,6 +79,11 @@ void copy_frame(PhysAddr to, PhysAddr from);
 /// Copies @p size bytes from @p src into the frame at @p pa at @p offset (within the frame),
 /// wherever the frame lies.
 void write_frame(PhysAddr pa, usize offset, const void* src, usize size);
+/// The reference counts of user frames (lab 6, mm/frame_refs.hpp).
+FrameRefs& frame_refs();
+/// One mapping of the user frame @p frame is gone (an unmap): frees it when that was its last
+/// mapping (copy-on-write shares a frame between roots).
+void put_user_frame(PhysAddr frame);
 /// A frame for user memory: the highest free one once temporary mappings work (so that user
 /// memory really lives above the window when there is RAM there), else one in the window.
 [[nodiscard]] Result<PhysAddr> allocate_user_frame();

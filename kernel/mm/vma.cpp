@@ -90,8 +90,13 @@ usize VmaSet::first_ending_above(u64 address) const {
 }
 
 const Vma* VmaSet::find(u64 address) const {
+  // LAB 5 BEGIN the region containing address, by binary search (first_ending_above)
   const usize i = first_ending_above(address);
   return i < size_ && data_[i].start <= address ? &data_[i] : nullptr;
+  // LAB 5 SKELETON
+  // (void)address;
+  // return nullptr;  // lab 5: write VmaSet::find() in kernel/mm/vma.cpp (labs/05-vmas/README.md)
+  // LAB 5 END
 }
 
 Span<const Vma> VmaSet::overlapping(u64 start, u64 end) const {
@@ -201,6 +206,7 @@ Result<void> VmaSet::insert(const Vma& vma) {
 }
 
 Result<void> VmaSet::remove(u64 start, u64 end) {
+  // LAB 5 BEGIN remove [start, end), splitting the regions it cuts (a hole needs one more slot)
   if (!range_ok(start, end)) return Error::InvalidArgument;
   const Span<const Vma> run = overlapping(start, end);
   if (run.empty()) return {};
@@ -228,6 +234,11 @@ Result<void> VmaSet::remove(u64 start, u64 end) {
   for (usize k = first; k + removed < size_; ++k) data_[k] = data_[k + removed];
   size_ -= removed;
   return {};
+  // LAB 5 SKELETON
+  // (void)start;
+  // (void)end;
+  // return Error(Error::NotImplemented, "lab 5: write VmaSet::remove() in kernel/mm/vma.cpp (labs/05-vmas/README.md)");
+  // LAB 5 END
 }
 
 Result<void> VmaSet::protect(u64 start, u64 end, Perms perms) {

@@ -50,6 +50,7 @@
 #include "lib/format.hpp"
 #include "lib/result.hpp"
 #include "lib/types.hpp"
+#include "mm/perms.hpp"
 
 namespace pagoda::arch {
 
@@ -72,6 +73,23 @@ struct UserEntry {
 /// to it needs to end in user mode at @p entry, every other register zero; returns the stack
 /// pointer to switch to.
 uptr prepare_user_entry(uptr stack_top, const UserEntry& entry);
+
+/// Lab 6 (fork): writes below @p child_top (the top of the child's fresh kernel stack) a copy
+/// of the frame the current system call came in with (the one at the top of the parent's kernel
+/// stack, @p parent_top: on both ISAs a trap from user mode builds its frame there), with the
+/// system call's result register set to 0, and under it what the first switch_context() to the
+/// child needs to return through the trap exit path into user mode; returns the stack pointer
+/// to switch to. The child resumes at the instruction after the parent's system call with every
+/// register the parent had except the result (x86_64 RAX, AArch64 x0).
+uptr prepare_fork_return(uptr child_top, uptr parent_top);
+
+/// Lab 6 (exec): rewrites the user-mode frame at the top of the current kernel stack
+/// (@p stack_top) so that the system call in progress returns into @p entry instead of its
+/// caller, every register zero but those of the process-entry convention. Only the frame is
+/// written, nothing below it (the system call still runs on the stack under it). The system
+/// call's result lands in the result register on the way out: exec returns entry.argc so that
+/// the first argument register holds argc on both ISAs (AArch64: x0 is both).
+void restart_user_entry(uptr stack_top, const UserEntry& entry);
 
 /// Saves the caller's callee-saved registers on its own stack, stores that stack pointer in
 /// *@p save_sp, loads @p load_sp and returns into the context saved there (another process's
@@ -114,7 +132,7 @@ i64 syscall(const SyscallArgs& call);
 
 /// An exception taken in user mode that nothing resolved, decoded by the ISA.
 struct UserFault {
-  static constexpr usize kReasonSize = 112;
+  static constexpr usize kReasonSize = 320;
   abi::Termination how = abi::Termination::Killed;  ///< what the exit status says
   const char* mnemonic = "";  ///< the exception, e.g. "#PF"
   const char* name = "";      ///< e.g. "page fault"
@@ -124,6 +142,7 @@ struct UserFault {
   u64 pc = 0;                 ///< the user instruction
   u64 address = 0;            ///< the faulting address, when has_address
   bool has_address = false;
+  Access access{};            ///< a page fault: what the access tried to do
   char reason[kReasonSize] = {};  ///< why, e.g. "user access to supervisor page" (may be empty)
 };
 

@@ -1,6 +1,7 @@
 // The mapping half of the ELF loader (see loader.hpp).
 #include "proc/loader.hpp"
 
+#include "lib/facts.hpp"
 #include "lib/string.hpp"
 #include "mm/vm.hpp"
 #include "proc/elf.hpp"
@@ -12,6 +13,9 @@ namespace {
 constexpr Perms kUserStack{.read = true, .write = true, .execute = false, .user = true};
 constexpr u64 kStackAlign = 16;
 
+PAGODA_FACT(user_stack_limit, kUserStackLimit)
+PAGODA_FACT(user_stack_gap, kUserStackGap)
+
 /// A zeroed frame for user memory (vm::allocate_user_frame(): above the kernel's window when
 /// there is RAM there). The kernel writes it through the window or a temporary mapping
 /// (vm::write_frame()), never through the target space, which is usually not the live one.
@@ -21,37 +25,49 @@ Result<PhysAddr> zeroed_frame() {
   return pa;
 }
 
-/// Maps @p frame at @p va in @p space, or frees it.
-Result<void> map_or_free(AddressSpace& space, u64 va, PhysAddr frame, Perms perms) {
-  const Result<void> mapped = space.map(VirtAddr(va), frame, perms);
-  if (mapped.is_error()) vm::frames().free(frame);
-  return mapped;
-}
-
-Result<void> load_segment(AddressSpace& space, Span<const u8> image, const elf::Segment& s) {
+/// Lab 4's loader, what the lab-5 skeleton keeps: maps every page of segment @p s at once, each a
+/// fresh frame with the file bytes copied in (the rest zero), recording nothing.
+[[maybe_unused]] Result<void> map_segment_eagerly(AddressSpace& space, Span<const u8> image, const elf::Segment& s) {
   const u64 file_end = s.vaddr + s.filesz;
   for (u64 page = align_down(s.vaddr, kPageSize); page < s.end(); page += kPageSize) {
     const PhysAddr frame = TRY(zeroed_frame());
-    // The file bytes that fall in this page; the rest of it stays zero (the bss tail).
     const u64 from = max(page, s.vaddr), to = min(page + kPageSize, file_end);
     if (from < to) vm::write_frame(frame, from - page, image.data() + s.offset + (from - s.vaddr), to - from);
-    TRY(map_or_free(space, page, frame, s.perms));
+    const Result<void> mapped = space.map(VirtAddr(page), frame, s.perms);
+    if (mapped.is_error()) {
+      vm::frames().free(frame);
+      return mapped;
+    }
   }
   return {};
 }
 
-/// Maps the stack and writes @p args at its top; the entry's sp, argc and argv.
+/// Lab 4's stack, what the lab-5 skeleton keeps: every page below the arguments' page mapped at
+/// once, recording nothing.
+[[maybe_unused]] Result<void> map_stack_eagerly(AddressSpace& space) {
+  for (u64 va = kUserStackBottom; va < kUserStackTop - kPageSize; va += kPageSize) {
+    const PhysAddr frame = TRY(zeroed_frame());
+    const Result<void> mapped = space.map(VirtAddr(va), frame, kUserStack);
+    if (mapped.is_error()) {
+      vm::frames().free(frame);
+      return mapped;
+    }
+  }
+  return {};
+}
+
+/// Maps the stack's top page and writes @p args in it; the entry's sp, argc and argv.
 Result<arch::UserEntry> load_stack(AddressSpace& space, Span<const StringView> args) {
   if (args.size() > abi::kMaxArgs) return Error(Error::Overflow, "too many arguments (abi::kMaxArgs)");
   u64 bytes = 0;
   for (const StringView a : args) bytes += a.size() + 1;
   if (bytes > abi::kMaxArgBytes) return Error(Error::Overflow, "the arguments are too long (abi::kMaxArgBytes)");
 
-  PhysAddr top_frame;
-  for (u64 va = kUserStackBottom; va < kUserStackTop; va += kPageSize) {
-    const PhysAddr frame = TRY(zeroed_frame());
-    TRY(map_or_free(space, va, frame, kUserStack));
-    if (va + kPageSize == kUserStackTop) top_frame = frame;
+  const PhysAddr top_frame = TRY(zeroed_frame());
+  const Result<void> mapped = space.map(VirtAddr(kUserStackTop - kPageSize), top_frame, kUserStack);
+  if (mapped.is_error()) {
+    vm::frames().free(top_frame);
+    return mapped.error();
   }
   // Everything goes in the top page: strings from the top down, then argv[] below them.
   const u64 page_va = kUserStackTop - kPageSize;
@@ -70,11 +86,44 @@ Result<arch::UserEntry> load_stack(AddressSpace& space, Span<const StringView> a
 
 }  // namespace
 
-Result<arch::UserEntry> load_program(AddressSpace& space, Span<const u8> image, Span<const StringView> args) {
+Vma segment_vma(Span<const u8> image, const elf::Segment& s) {
+  const u64 start = align_down(s.vaddr, kPageSize);
+  return Vma{.start = start,
+             .end = align_up(s.end(), kPageSize),
+             .perms = s.perms,
+             .kind = VmaKind::Image,
+             .source = image.data(),
+             // The parser proved vaddr and offset equal modulo the page size, so the page below
+             // vaddr starts (vaddr - start) bytes before the segment in the file.
+             .offset = s.filesz == 0 ? align_down(s.offset, kPageSize) : s.offset - (s.vaddr - start),
+             .file_size = s.filesz == 0 ? 0 : s.vaddr + s.filesz - start};
+}
+
+Result<arch::UserEntry> load_program(AddressSpace& space, UserRegions& regions, Span<const u8> image,
+                                     Span<const StringView> args) {
   const elf::ParseResult parsed = elf::parse_executable(image, elf::kernel_target());
   if (parsed.is_error()) return Error(Error::InvalidArgument, elf::error_message(parsed.error()));
   const elf::Executable& exe = parsed.value();
-  for (const elf::Segment& s : exe.loads()) TRY(load_segment(space, image, s));
+  // Everything is recorded before anything is mapped: the regions are the truth, the page
+  // tables their cache.
+  // LAB 5 BEGIN record every segment, the heap and the stack as VMAs; map nothing eagerly
+  u64 image_end = 0;
+  for (const elf::Segment& s : exe.loads()) {
+    TRY(regions.vmas.insert(segment_vma(image, s)));
+    image_end = max(image_end, align_up(s.end(), kPageSize));
+  }
+  regions.heap_start = regions.brk = image_end;
+  regions.stack_limit = kUserStackLimit;
+  regions.stack_gap = kUserStackGap;
+  TRY(regions.vmas.insert(Vma{.start = kUserStackBottom, .end = kUserStackTop, .perms = kUserStack,
+                              .kind = VmaKind::Stack, .flags = kVmaGrowsDown}));
+  // LAB 5 SKELETON
+  // // Lab 4's loader: everything mapped at once, nothing recorded (lab 5: record the segments, the
+  // // heap and the stack in load_program(), kernel/proc/loader.cpp; labs/05-vmas/README.md)
+  // (void)regions;
+  // for (const elf::Segment& s : exe.loads()) TRY(map_segment_eagerly(space, image, s));
+  // TRY(map_stack_eagerly(space));
+  // LAB 5 END
   arch::UserEntry entry = TRY(load_stack(space, args));
   entry.pc = exe.entry;
   return entry;

@@ -2,6 +2,7 @@
 #include "proc/process.hpp"
 
 #include "core/panic.hpp"
+#include "mm/heap_allocator.hpp"
 #include "mm/table_iterator.hpp"
 #include "mm/vm.hpp"
 #include "proc/loader.hpp"
@@ -12,6 +13,8 @@ namespace {
 
 Process g_processes[kMaxProcesses];
 u32 g_next_pid = 1;
+/// fork=eager (boot option): fork copies every page, the baseline copy-on-write is measured against.
+bool g_eager_fork = false;
 
 /// Gives back what create_process made of @p p so far (any order of failure), the slot last.
 void release(Process& p) {
@@ -25,8 +28,42 @@ void release(Process& p) {
     p.space().~AddressSpace();  // frees the tables of the user half, then the root
     p.space_made = false;
   }
+  if (p.regions_made) {
+    p.regions().~UserRegions();
+    p.regions_made = false;
+  }
   destroy_kernel_stack(p.kstack);
   p = Process{};
+}
+
+void set_name(Process& p, StringView name) {
+  const usize n = min(name.size(), sizeof p.name - 1);
+  for (usize i = 0; i < n; ++i) p.name[i] = name[i];
+  p.name[n] = '\0';
+}
+
+/// A Free slot with a new pid and @p name; Overflow when the table is full.
+Result<Process*> take_slot(StringView name) {
+  for (Process& p : g_processes)
+    if (p.state == State::Free && !p.space_made && !p.kstack.valid()) {
+      p.pid = g_next_pid++;
+      set_name(p, name);
+      return &p;
+    }
+  return Error(Error::Overflow, "the process table is full");
+}
+
+/// Gives @p p a fresh user space and an empty record of it (the caller releases @p p on error).
+Result<void> make_space(Process& p) {
+  Result<AddressSpace> space = AddressSpace::create_user(vm::kernel_space());
+  if (space.is_error()) return space.error();
+  construct_at(&p.space(), space.release_value());
+  p.space_made = true;
+  p.space().name_for_debugging(p.name_view(), p.pid);
+  construct_at(&p.regions(), heap::frame_granular_allocator(), kPageSize);
+  p.regions_made = true;
+  p.space().set_regions(&p.regions());
+  return {};
 }
 
 }  // namespace
@@ -38,37 +75,27 @@ const char* state_name(State state) {
     case State::Running: return "running";
     case State::Sleeping: return "sleeping";
     case State::Zombie: return "zombie";
+    case State::Waiting: return "waiting";
   }
   return "?";
 }
 
 Span<Process> process_table() { return {g_processes, kMaxProcesses}; }
 
-Result<Process*> create_process(StringView name, Span<const u8> image, Span<const StringView> args) {
-  Process* slot = nullptr;
+Process* find_process(u32 pid) {
   for (Process& p : g_processes)
-    if (p.state == State::Free && !p.space_made && !p.kstack.valid()) {
-      slot = &p;
-      break;
-    }
-  if (slot == nullptr) return Error(Error::Overflow, "the process table is full");
-  Process& p = *slot;
-  p.pid = g_next_pid++;
-  const usize n = min(name.size(), sizeof p.name - 1);
-  for (usize i = 0; i < n; ++i) p.name[i] = name[i];
-  p.name[n] = '\0';
+    if (p.state != State::Free && p.pid == pid) return &p;
+  return nullptr;
+}
 
-  Result<AddressSpace> space = AddressSpace::create_user(vm::kernel_space());
-  if (space.is_error()) {
-    const Error e = space.error();
+Result<Process*> create_process(StringView name, Span<const u8> image, Span<const StringView> args) {
+  Process& p = *TRY(take_slot(name));
+  if (Result<void> made = make_space(p); made.is_error()) {
     release(p);
-    return e;
+    return made.error();
   }
-  construct_at(&p.space(), space.release_value());
-  p.space_made = true;
-  p.space().name_for_debugging(name, p.pid);
 
-  const Result<arch::UserEntry> entry = load_program(p.space(), image, args);
+  const Result<arch::UserEntry> entry = load_program(p.space(), p.regions(), image, args);
   if (entry.is_error()) {
     const Error e = entry.error();
     release(p);
@@ -92,6 +119,202 @@ void destroy_process(Process& p) {
   release(p);
 }
 
+Result<Process*> fork_process(Process& parent) {
+  Process& child = *TRY(take_slot(parent.name_view()));
+  child.parent = parent.pid;
+  Result<void> done = make_space(child);
+  if (done.ok()) {
+    UserRegions& from = parent.regions();
+    UserRegions& to = child.regions();
+    to.stack_limit = from.stack_limit;
+    to.stack_gap = from.stack_gap;
+    to.heap_start = from.heap_start;
+    to.brk = from.brk;
+    done = to.vmas.copy_from(from.vmas);
+  }
+  if (done.ok()) done = copy_user_half(parent.space(), parent.regions().vmas, child.space());
+  if (done.ok()) {
+    Result<KernelStack> stack = create_kernel_stack();
+    if (stack.ok()) child.kstack = stack.value();
+    else done = stack.error();
+  }
+  if (done.is_error()) {
+    release(child);
+    return done.error();
+  }
+  child.saved_sp = arch::prepare_fork_return(child.kstack.top().value(), parent.kstack.top().value());
+  child.state = State::Ready;
+  return &child;
+}
+
+void configure_fork(StringView mode) {
+  if (mode == "eager") g_eager_fork = true;
+  else if (mode == "cow") g_eager_fork = false;
+  else println("proc: fork={}: not 'eager' or 'cow'; fork stays {}", mode, g_eager_fork ? "eager" : "copy-on-write");
+  if (g_eager_fork) println("proc: fork=eager: fork copies every mapped user page (the baseline of bench fork)");
+}
+
+bool eager_fork() { return g_eager_fork; }
+
+Result<void> copy_user_half(AddressSpace& from, const VmaSet& vmas, AddressSpace& to) {
+  return g_eager_fork ? copy_pages(from, vmas, to) : share_pages(from, vmas, to);
+}
+
+Result<void> copy_pages(AddressSpace& from, const VmaSet& vmas, AddressSpace& to) {
+  // LAB 6 BEGIN copy the user half, region by region
+  // The record says what the user half holds: walk each region's range in the parent's tables
+  // (next_mapped() skips what was never touched, a whole entry at a time) and give every mapped
+  // page a frame of its own in the child, filled through temporary mappings (neither root needs
+  // to be live: the child's is not).
+  // One cursor in each tree, each moved along (a move re-reads only the tables that change).
+  ConsistencyBatch reads = from.batch();
+  ConsistencyBatch writes = to.batch();
+  AddressSpace::Cursor t = to.cursor(writes, VirtAddr(0));
+  for (const Vma& vma : vmas) {
+    const VirtAddr end(vma.end);
+    for (AddressSpace::Cursor c = from.cursor(reads, VirtAddr(vma.start)); c.next_mapped(end); c.next()) {
+      if (c.span() != kPageSize) return Error(Error::InvalidArgument, "a large page in the user half");
+      const PhysAddr frame = TRY(vm::allocate_user_frame());
+      vm::copy_frame(frame, c.pa());
+      t.find(c.va());
+      if (Result<void> mapped = t.map(frame, c.perms()); mapped.is_error()) {
+        vm::frames().free(frame);
+        return mapped.error();
+      }
+    }
+  }
+  return {};
+  // LAB 6 SKELETON
+  // (void)from;
+  // (void)vmas;
+  // (void)to;
+  // return Error(Error::NotImplemented, "lab 6: write copy_pages() in kernel/proc/process.cpp "
+  //                                     "(labs/06-fork/README.md)");
+  // LAB 6 END
+}
+
+Result<void> share_pages(AddressSpace& from, const VmaSet& vmas, AddressSpace& to) {
+  // LAB 6 BEGIN share the user half copy-on-write, region by region
+  // Every mapped page of every region: one more reference to its frame, the same frame mapped
+  // in the child, and both mappings without write permission (the parent's is changed here,
+  // through the batch, which invalidates the parent's TLB entries: its root is live). A write
+  // fault on either side then finds a writable region over a read-only page whose frame is
+  // shared, and copies it (vm::handle_fault). Read-only pages are shared the same way and stay
+  // shared. The tables are never shared: the child gets its own.
+  ConsistencyBatch batch = from.batch();
+  ConsistencyBatch writes = to.batch();
+  AddressSpace::Cursor t = to.cursor(writes, VirtAddr(0));
+  for (const Vma& vma : vmas) {
+    const VirtAddr end(vma.end);
+    for (AddressSpace::Cursor c = from.cursor(batch, VirtAddr(vma.start)); c.next_mapped(end); c.next()) {
+      if (c.span() != kPageSize) return Error(Error::InvalidArgument, "a large page in the user half");
+      Perms perms = c.perms();
+      TRY(vm::frame_refs().share(c.pa()));
+      if (perms.write) {
+        perms.write = false;
+        if (Result<void> done = c.protect(perms); done.is_error()) {
+          (void)vm::frame_refs().drop(c.pa());
+          return done.error();
+        }
+      }
+      t.find(c.va());
+      if (Result<void> mapped = t.map(c.pa(), perms); mapped.is_error()) {
+        (void)vm::frame_refs().drop(c.pa());  // the parent's read-only page is taken back on its next write
+        return mapped.error();
+      }
+    }
+  }
+  return {};
+  // LAB 6 SKELETON
+  // (void)from;
+  // (void)vmas;
+  // (void)to;
+  // return Error(Error::NotImplemented, "lab 6: write share_pages() in kernel/proc/process.cpp "
+  //                                     "(labs/06-fork/README.md)");
+  // LAB 6 END
+}
+
+Result<arch::UserEntry> exec_current(Process& p, StringView name, Span<const u8> image, Span<const StringView> args) {
+  // The new space is made and loaded beside the old one (the old root stays live, the loader
+  // writes through temporary mappings): any failure drops the new one and changes nothing.
+  Result<AddressSpace> made = AddressSpace::create_user(vm::kernel_space());
+  if (made.is_error()) return made.error();
+  alignas(AddressSpace) u8 space_storage[sizeof(AddressSpace)];
+  alignas(UserRegions) u8 regions_storage[sizeof(UserRegions)];
+  AddressSpace& space = *construct_at(reinterpret_cast<AddressSpace*>(space_storage), made.release_value());
+  UserRegions& regions = *construct_at(reinterpret_cast<UserRegions*>(regions_storage),
+                                       heap::frame_granular_allocator(), kPageSize);
+  space.set_regions(&regions);
+  const auto drop_new = [&] {
+    usize pages = 0;
+    (void)free_user_half(space, pages);
+    space.~AddressSpace();
+    regions.~UserRegions();
+  };
+  const Result<arch::UserEntry> entry = load_program(space, regions, image, args);
+  if (entry.is_error()) {
+    drop_new();
+    return entry.error();
+  }
+  // The last step that can fail: the process's record takes the new regions (NoMemory leaves
+  // it unchanged). From here on nothing fails.
+  if (Result<void> copied = p.regions().vmas.copy_from(regions.vmas); copied.is_error()) {
+    drop_new();
+    return copied.error();
+  }
+  p.regions().stack_limit = regions.stack_limit;
+  p.regions().stack_gap = regions.stack_gap;
+  p.regions().heap_start = regions.heap_start;
+  p.regions().brk = regions.brk;
+  regions.~UserRegions();
+  // Commit: the new space goes live, then the old one is freed (no longer live).
+  space.name_for_debugging(name, p.pid);
+  space.set_regions(&p.regions());
+  space.activate();
+  AddressSpace& old_space = p.space();
+  usize pages = 0;
+  if (Result<void> freed = free_user_half(old_space, pages); freed.is_error())
+    println("proc {} ({}): exec: the old user half was not freed: {}", p.pid, p.name_view(), freed.error());
+  old_space.~AddressSpace();
+  construct_at(&p.space(), move(space));
+  space.~AddressSpace();
+  vm::set_current_space(&p.space());
+  set_name(p, name);
+  arch::restart_user_entry(p.kstack.top().value(), entry.value());
+  return entry.value();
+}
+
+abi::ExitInfo reap(Process& p) {
+  const u32 pid = p.pid;
+  char name[sizeof p.name];
+  for (usize i = 0; i < sizeof name; ++i) name[i] = p.name[i];
+  const abi::ExitInfo exit = p.exit;
+  destroy_process(p);
+  if (exit.how == u32(abi::Termination::Exited))
+    println("proc {} ({}): reaped: exited with code {}", pid, StringView(name), exit.code);
+  else
+    println("proc {} ({}): reaped: killed ({})", pid, StringView(name), abi::termination_name(abi::Termination(exit.how)));
+  return exit;
+}
+
+Result<u32> wait_for_child(Process& p, i64 pid, abi::ExitInfo& info, bool no_hang) {
+  for (;;) {
+    bool any = false;
+    for (Process& q : g_processes) {
+      if (q.state == State::Free || q.parent != p.pid || (pid != -1 && i64(q.pid) != pid)) continue;
+      any = true;
+      if (q.state != State::Zombie) continue;
+      const u32 id = q.pid;
+      info = reap(q);
+      return id;
+    }
+    if (!any) return Error(pid == -1 ? Error::NotFound : Error::InvalidArgument, "no such child");
+    if (no_hang) return 0u;
+    p.state = State::Waiting;  // exit_current() of a child makes it Ready again
+    schedule();
+  }
+}
+
 Result<void> free_user_half(AddressSpace& space, usize& pages) {
   pages = 0;
   // LAB 3 BEGIN free every page of the user half, and its frame
@@ -102,7 +325,7 @@ Result<void> free_user_half(AddressSpace& space, usize& pages) {
   for (AddressSpace::Cursor c = space.cursor(batch, VirtAddr(0)); c.next_mapped(end);) {
     const PhysAddr frame = TRY(c.unmap());
     batch.flush();  // no TLB may still reach the frame when it is reused
-    vm::frames().free(frame);
+    vm::put_user_frame(frame);  // freed with its last mapping (lab 6: copy-on-write shares frames)
     ++pages;
     c.find(c.va().offset(kPageSize));
   }
@@ -112,6 +335,11 @@ Result<void> free_user_half(AddressSpace& space, usize& pages) {
   // return Error(Error::NotImplemented, "lab 3: write free_user_half() in kernel/proc/process.cpp "
   //                                     "(labs/03-process-roots/README.md)");
   // LAB 3 END
+}
+
+bool check_vmas(Process& p, FormatSink* report, usize* mapped_pages) {
+  if (!p.space_made || !p.regions_made) return true;
+  return check_coverage(p.space(), p.regions().vmas, arch::UserSpace::kEnd, report, mapped_pages);
 }
 
 UserFrames count_user_frames(AddressSpace& space) {

@@ -12,16 +12,24 @@
 ///                         into, ending in user mode at the ELF entry
 ///
 /// and a slot of the process table (kMaxProcesses, no heap: exit must give back exactly what
-/// creation took, and the frame counts prove it). A process is Ready, Running, Sleeping, or a
-/// Zombie once it has ended: its exit status is kept and its memory is still there, because it
-/// may be running on its kernel stack and in its root at that moment. The idle loop reaps
-/// zombies (destroy_process) once another context runs: first the user half (every user page
-/// and its frame, then every table of the user half), then the root, then the kernel stack.
+/// creation took, and the frame counts prove it). A process is Ready, Running, Sleeping,
+/// Waiting (for a child to end), or a Zombie once it has ended: its exit status is kept and its
+/// memory is still there, because it may be running on its kernel stack and in its root at that
+/// moment. A zombie is reaped (destroy_process) once another context runs, by whoever owns it:
+/// its parent's wait() (lab 6), or the idle loop when it has no parent (a process the kernel
+/// started, or one whose parent ended with no first process left to adopt it). Reaping frees
+/// first the user half (every user page and its frame, then every table of the user half), then
+/// the root, then the kernel stack.
 ///
-///     Free --create--> Ready <--schedule--> Running --sleep--> Sleeping --tick--> Ready
-///                                              |  exit, or a fault in user mode
-///                                              v
-///                                            Zombie --reap--> Free
+///     Free --create/fork--> Ready <--schedule--> Running --sleep--> Sleeping --tick--> Ready
+///                                                   |   \--wait--> Waiting --a child ends--> Ready
+///                                                   |  exit, or a fault in user mode
+///                                                   v
+///                                                 Zombie --reap (parent's wait, or idle)--> Free
+///
+/// Parents (lab 6): fork and spawn make the caller the parent. When a process ends, its
+/// children are adopted by the first process (pid 1) while that one lives, else by the kernel
+/// (parent 0: the idle loop reaps them).
 #pragma once
 
 #include "lib/abi.hpp"
@@ -29,6 +37,8 @@
 #include "lib/result.hpp"
 #include "lib/string_view.hpp"
 #include "mm/address_space.hpp"
+#include "mm/user_regions.hpp"
+#include "proc/arch.hpp"
 #include "proc/kernel_stack.hpp"
 
 namespace pagoda::proc {
@@ -36,13 +46,15 @@ namespace pagoda::proc {
 /// Processes that can exist at once (one kernel stack slot each).
 inline constexpr usize kMaxProcesses = kKernelStackSlots;
 
-enum class State : u8 { Free, Ready, Running, Sleeping, Zombie };
+enum class State : u8 { Free, Ready, Running, Sleeping, Zombie, Waiting };
 
 /// "ready", "running", ...
 const char* state_name(State state);
 
 struct Process {
   u32 pid = 0;
+  /// The id of the process that owns it (reaps it with wait), 0 for the kernel (lab 6).
+  u32 parent = 0;
   State state = State::Free;
   char name[abi::kMaxProgramName + 1] = {};
   KernelStack kstack;
@@ -61,8 +73,14 @@ struct Process {
   bool has_space() const { return space_made; }
   StringView name_view() const { return StringView(name); }
 
+  /// The record of its user half (its VMAs; lab 5): made with the space, set as the space's
+  /// regions(), destroyed after it.
+  UserRegions& regions() { return *reinterpret_cast<UserRegions*>(regions_storage); }
+
   alignas(AddressSpace) u8 space_storage[sizeof(AddressSpace)] = {};
   bool space_made = false;
+  alignas(UserRegions) u8 regions_storage[sizeof(UserRegions)] = {};
+  bool regions_made = false;
 };
 
 /// The process table (slot order), for the scheduler, reports and the debugger (`ps` reads it).
@@ -77,6 +95,46 @@ Process* current();
 /// stays allocated.
 [[nodiscard]] Result<Process*> create_process(StringView name, Span<const u8> image, Span<const StringView> args);
 
+/// The process with id @p pid that is not Free, or nullptr.
+Process* find_process(u32 pid);
+
+/// Lab 6: a copy of @p parent (the current process, inside its fork system call): a new root
+/// sharing the kernel half, every VMA and every mapped user page copied (eagerly, or shared
+/// copy-on-write), the kernel stack made so that the child returns from the same system call
+/// with 0. Ready, not yet run; its parent is @p parent. Errors: Overflow (table or stack slots
+/// full), NoMemory; on failure nothing stays allocated.
+[[nodiscard]] Result<Process*> fork_process(Process& parent);
+
+/// Lab 6: gives @p to (a fresh user space, not live) the user half of @p from (whose record is
+/// @p vmas), region by region: share_pages(), or copy_pages() with the boot option fork=eager.
+/// On failure @p to keeps what was mapped (its owner frees it; the references go with it).
+[[nodiscard]] Result<void> copy_user_half(AddressSpace& from, const VmaSet& vmas, AddressSpace& to);
+/// The eager copy: every page a region covers that @p from maps gets a frame of its own in
+/// @p to holding the same bytes, at the same address, with the same permissions.
+[[nodiscard]] Result<void> copy_pages(AddressSpace& from, const VmaSet& vmas, AddressSpace& to);
+/// Copy-on-write: every page a region covers that @p from maps is mapped in @p to to the same
+/// frame (one more reference, vm::frame_refs()), without write permission in both spaces.
+[[nodiscard]] Result<void> share_pages(AddressSpace& from, const VmaSet& vmas, AddressSpace& to);
+/// The boot option fork=eager|cow (default cow).
+void configure_fork(StringView mode);
+bool eager_fork();
+
+/// Lab 6: replaces the address space of the current process @p p with a fresh one running
+/// @p image as @p name with @p args, and rewrites the frame its system call returns through so
+/// that it returns into the new program's entry. On failure (NoMemory, InvalidArgument for an
+/// image the loader rejects) the old address space is intact and nothing leaks.
+[[nodiscard]] Result<arch::UserEntry> exec_current(Process& p, StringView name, Span<const u8> image,
+                                                   Span<const StringView> args);
+
+/// Frees a zombie and prints how it ended ("proc N (name): reaped: ..."); the caller owns it
+/// (its parent, or the idle loop for one without a parent). Returns its exit status.
+abi::ExitInfo reap(Process& zombie);
+
+/// Lab 6: wait(): reaps a child of @p p that has ended (@p pid: that child; -1: any) and
+/// returns its id, with its status in @p info; blocks (Waiting) while it has such children but
+/// none has ended, unless @p no_hang (then 0). Srch/Child when it has no such child.
+[[nodiscard]] Result<u32> wait_for_child(Process& p, i64 pid, abi::ExitInfo& info, bool no_hang);
+
 /// Frees a process that has ended and is not running (a Zombie, or one that never ran): its
 /// user half, its root, its kernel stack, its slot. Returns the slot to Free.
 void destroy_process(Process& process);
@@ -89,6 +147,11 @@ void destroy_process(Process& process);
 /// Ends the current process with @p info (its exit status) and never returns: it stays a
 /// Zombie until the idle loop reaps it.
 [[noreturn]] void exit_current(const abi::ExitInfo& info);
+
+/// Checks the invariant of lab 5 for @p p: nothing mapped in its user half that no VMA
+/// covers, every mapped page with its VMA's permissions (check_coverage()). Prints the first
+/// problem to @p report and returns false; @p mapped_pages receives the pages seen.
+bool check_vmas(Process& p, FormatSink* report, usize* mapped_pages = nullptr);
 
 /// Frames of @p space's user half: mapped pages and page tables (the root included).
 struct UserFrames {

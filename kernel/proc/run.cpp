@@ -13,6 +13,7 @@
 #include "proc/process.hpp"
 #include "proc/programs.hpp"
 #include "proc/scheduler.hpp"
+#include "proc/user_memory.hpp"
 
 namespace pagoda::proc {
 namespace {
@@ -227,9 +228,20 @@ bool run_programs(StringView spec, StringView token) {
   return ok;
 }
 
-void user_fault(const UserFault& f) {
+void user_fault(const UserFault& fault) {
   Process* p = current();
-  if (p == nullptr) panic("a fault from user mode with no current process: {} at {:#x}", f.mnemonic, f.pc);
+  if (p == nullptr) panic("a fault from user mode with no current process: {} at {:#x}", fault.mnemonic, fault.pc);
+  UserFault f = fault;
+  if (f.how == abi::Termination::PageFault && f.has_address && in_user_half(f.address, 1) && p->regions_made) {
+    // Lab 5: what the record says about the address, after what the walk said.
+    const FaultVerdict verdict = decide_fault(p->regions(), f.address, f.access);
+    const usize used = StringView(f.reason).size();
+    BufferSink more(f.reason + used, sizeof f.reason - used);
+    format_to(more, "{}", used == 0 ? "" : "; ");
+    if (verdict.allowed()) format_to(more, "allowed by its VMA, but no frame could be given (out of memory)");
+    else verdict.format(more);
+    if (verdict.cause == FaultCause::StackLimit) f.how = abi::Termination::StackLimit;
+  }
   print("proc {} ({}): killed: {}: {} {} ({} {}) at {} {:#x}", p->pid, p->name_view(), abi::termination_name(f.how),
         f.mnemonic, f.name, f.vector_label, f.vector, f.pc_label, f.pc);
   if (f.has_address) print(", address {:#x}", f.address);

@@ -56,21 +56,26 @@ void switch_to(Process* next) {
   arch::switch_context(prev != nullptr ? &prev->saved_sp : &g_idle_sp, next != nullptr ? next->saved_sp : g_idle_sp);
 }
 
-/// Frees every process that has ended (never the current one: the idle loop runs this).
+/// Frees every process that has ended and has no parent to reap it (never the current one:
+/// the idle loop runs this).
 void reap_zombies() {
-  for (Process& p : process_table()) {
-    if (p.state != State::Zombie) continue;
-    const u32 pid = p.pid;
-    char name[sizeof p.name];
-    for (usize i = 0; i < sizeof name; ++i) name[i] = p.name[i];
-    const abi::ExitInfo exit = p.exit;
-    destroy_process(p);
-    if (exit.how == u32(abi::Termination::Exited))
-      println("proc {} ({}): reaped: exited with code {}", pid, StringView(name), exit.code);
-    else
-      println("proc {} ({}): reaped: killed ({})", pid, StringView(name),
-              abi::termination_name(abi::Termination(exit.how)));
-  }
+  for (Process& p : process_table())
+    if (p.state == State::Zombie && p.parent == 0) (void)reap(p);
+}
+
+/// The process that adopts the children of @p ending: the first process (pid 1) while it lives
+/// (and is not @p ending), else none (0: the idle loop reaps them).
+u32 adopter(const Process& ending) {
+  constexpr u32 kFirst = 1;
+  const Process* first = find_process(kFirst);
+  return first != nullptr && first != &ending && first->state != State::Zombie ? kFirst : 0;
+}
+
+/// Makes @p parent (a pid, 0 for none) Ready if it waits for a child.
+void wake_waiter(u32 parent) {
+  if (parent == 0) return;
+  Process* p = find_process(parent);
+  if (p != nullptr && p->state == State::Waiting) p->state = State::Ready;
 }
 
 bool any_process() {
@@ -111,6 +116,17 @@ void exit_current(const abi::ExitInfo& info) {
   PAGODA_ASSERT(p != nullptr);
   p->exit = info;
   p->state = State::Zombie;
+  // Its children go to the first process (or to the kernel); an adopter that waits may now
+  // find a zombie among them.
+  const u32 heir = adopter(*p);
+  bool zombies = false;
+  for (Process& child : process_table())
+    if (child.state != State::Free && child.parent == p->pid) {
+      child.parent = heir;
+      zombies = zombies || child.state == State::Zombie;
+    }
+  if (zombies) wake_waiter(heir);
+  wake_waiter(p->parent);
   schedule();
   panic("process {} ran again after it ended", p->pid);
 }

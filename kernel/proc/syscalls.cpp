@@ -9,6 +9,7 @@
 #include "lib/abi.hpp"
 #include "mm/vm.hpp"
 #include "proc/arch.hpp"
+#include "proc/memory_calls.hpp"
 #include "proc/process.hpp"
 #include "proc/programs.hpp"
 #include "proc/scheduler.hpp"
@@ -86,7 +87,7 @@ i64 sys_proc_info(Process& p, u64 out, u64 size) {
   if (size > sizeof(abi::ProcInfo)) size = sizeof(abi::ProcInfo);
   const UserFrames frames = count_user_frames(p.space());
   const abi::ProcInfo info{.pid = p.pid,
-                           .parent = 0,
+                           .parent = p.parent,
                            .root = p.space().root().value(),
                            .kernel_stack_top = p.kstack.top().value(),
                            .user_frames = frames.pages,
@@ -117,40 +118,92 @@ i64 sys_kernel_recurse(u64 depth, u64 confirm) {
   return i64(recurse(depth) & 0x7fff'ffff'ffff'ffffull);
 }
 
-/// spawn(name, argv): a new process running the embedded program @p name_va with the
-/// NULL-terminated argument list @p argv_va (none: argv[0] is the name). Every string and
-/// pointer is read with the recovering copies; the new process is loaded while the caller's root
-/// is live, so the loader writes its pages through temporary mappings (lab 4).
-i64 sys_spawn(Process& p, u64 name_va, u64 argv_va) {
+/// The program and arguments of spawn and exec, read from user memory with the recovering
+/// copies: the embedded program @p name_va names and the NULL-terminated argument list
+/// @p argv_va (none: argv[0] is the name).
+struct ProgramCall {
+  const EmbeddedProgram* program = nullptr;
+  char strings[abi::kMaxArgBytes];
+  StringView args[abi::kMaxArgs];
+  usize argc = 0;
+};
+
+/// 0, or the error to return.
+i64 read_program_call(Process& p, u64 name_va, u64 argv_va, ProgramCall& out) {
   char name[abi::kMaxProgramName + 1];
   const Result<usize> length = copy_string_from_user(p.space(), name, name_va, sizeof name);
   if (length.is_error()) return fail(length.error() == Error::Overflow ? Errno::NameTooLong : Errno::Fault);
-  const EmbeddedProgram* program = find_program(StringView(name, length.value()));
-  if (program == nullptr) return fail(Errno::NoEnt);
-  char strings[abi::kMaxArgBytes];
-  StringView args[abi::kMaxArgs];
-  usize argc = 0, used = 0;
+  out.program = find_program(StringView(name, length.value()));
+  if (out.program == nullptr) return fail(Errno::NoEnt);
+  usize used = 0;
   if (argv_va == 0) {
-    args[argc++] = program->name;
-  } else {
-    for (;; ++argc) {
-      u64 pointer;
-      if (copy_from_user(p.space(), &pointer, argv_va + argc * sizeof(u64), sizeof pointer).is_error())
-        return fail(Errno::Fault);
-      if (pointer == 0) break;
-      if (argc == abi::kMaxArgs || used == sizeof strings) return fail(Errno::TooBig);
-      const Result<usize> n = copy_string_from_user(p.space(), strings + used, pointer, sizeof strings - used);
-      if (n.is_error()) return fail(n.error() == Error::Overflow ? Errno::TooBig : Errno::Fault);
-      args[argc] = StringView(strings + used, n.value());
-      used += n.value() + 1;
-    }
+    out.args[out.argc++] = out.program->name;
+    return 0;
   }
-  const Result<Process*> made = create_process(program->name, program->image(), Span<const StringView>(args, argc));
+  for (;; ++out.argc) {
+    u64 pointer;
+    if (copy_from_user(p.space(), &pointer, argv_va + out.argc * sizeof(u64), sizeof pointer).is_error())
+      return fail(Errno::Fault);
+    if (pointer == 0) break;
+    if (out.argc == abi::kMaxArgs || used == sizeof out.strings) return fail(Errno::TooBig);
+    const Result<usize> n = copy_string_from_user(p.space(), out.strings + used, pointer, sizeof out.strings - used);
+    if (n.is_error()) return fail(n.error() == Error::Overflow ? Errno::TooBig : Errno::Fault);
+    out.args[out.argc] = StringView(out.strings + used, n.value());
+    used += n.value() + 1;
+  }
+  return 0;
+}
+
+/// spawn(name, argv): a new process running the embedded program @p name_va with the
+/// NULL-terminated argument list @p argv_va (none: argv[0] is the name); the caller is its
+/// parent. The new process is loaded while the caller's root is live, so the loader writes its
+/// pages through temporary mappings (lab 4).
+i64 sys_spawn(Process& p, u64 name_va, u64 argv_va) {
+  ProgramCall call;
+  if (const i64 bad = read_program_call(p, name_va, argv_va, call); bad != 0) return bad;
+  const Result<Process*> made =
+      create_process(call.program->name, call.program->image(), Span<const StringView>(call.args, call.argc));
   if (made.is_error()) return fail(made.error() == Error::NoMemory ? Errno::NoMem : Errno::Again);
   Process& child = *made.value();
+  child.parent = p.pid;
   println("proc {} ({}): spawned by {}; root {:#x}, kernel stack [{:#x}, {:#x})", child.pid, child.name_view(), p.pid,
           child.space().root().value(), child.kstack.bottom().value(), child.kstack.top().value());
   return child.pid;
+}
+
+/// exec(name, argv): the caller's address space replaced by the embedded program's (lab 6).
+/// On success the call returns into the new program's entry (with argc as its result, which is
+/// the first argument register on AArch64 and ignored on x86_64); on failure the old space is
+/// intact and the error comes back.
+i64 sys_exec(Process& p, u64 name_va, u64 argv_va) {
+  ProgramCall call;
+  if (const i64 bad = read_program_call(p, name_va, argv_va, call); bad != 0) return bad;
+  const Result<arch::UserEntry> entry =
+      exec_current(p, call.program->name, call.program->image(), Span<const StringView>(call.args, call.argc));
+  if (entry.is_error()) return fail(entry.error() == Error::NoMemory ? Errno::NoMem : Errno::NoExec);
+  println("proc {} ({}): exec; root {:#x}", p.pid, p.name_view(), p.space().root().value());
+  return i64(entry.value().argc);
+}
+
+/// fork(): a copy of the caller (lab 6); the child's id here, 0 in the child.
+i64 sys_fork(Process& p) {
+  const Result<Process*> made = fork_process(p);
+  if (made.is_error()) return fail(made.error() == Error::NoMemory ? Errno::NoMem : Errno::Again);
+  return made.value()->pid;
+}
+
+/// wait(pid, info, options) (lab 6).
+i64 sys_wait(Process& p, u64 pid_arg, u64 info_va, u64 options) {
+  const i64 pid = i64(pid_arg);
+  if (pid == 0 || pid < -1 || pid > i64(0xffff'ffff) || (options & ~abi::kWaitNoHang) != 0) return fail(Errno::Inval);
+  // The status buffer is proven writable before anything is reaped (a bad pointer loses no child).
+  abi::ExitInfo info{};
+  if (info_va != 0 && copy_to_user(p.space(), info_va, &info, sizeof info).is_error()) return fail(Errno::Fault);
+  const Result<u32> reaped = wait_for_child(p, pid, info, (options & abi::kWaitNoHang) != 0);
+  if (reaped.is_error()) return fail(pid == -1 ? Errno::Child : Errno::Srch);
+  if (reaped.value() != 0 && info_va != 0 && copy_to_user(p.space(), info_va, &info, sizeof info).is_error())
+    return fail(Errno::Fault);
+  return reaped.value();
 }
 
 }  // namespace
@@ -169,7 +222,16 @@ i64 syscall(const SyscallArgs& call) {
     case abi::Syscall::Sleep: return sys_sleep(a[0]);
     case abi::Syscall::ProcInfo: return sys_proc_info(*p, a[0], a[1]);
     case abi::Syscall::Spawn: return sys_spawn(*p, a[0], a[1]);
+    case abi::Syscall::Exec: return sys_exec(*p, a[0], a[1]);
+    case abi::Syscall::Fork: return sys_fork(*p);
+    case abi::Syscall::Wait: return sys_wait(*p, a[0], a[1], a[2]);
     case abi::Syscall::KernelRecurse: return sys_kernel_recurse(a[0], a[1]);
+    case abi::Syscall::Mmap: return sys_mmap(*p, a[0], a[1], a[2], a[3]);
+    case abi::Syscall::Munmap: return sys_munmap(*p, a[0], a[1]);
+    case abi::Syscall::Mprotect: return sys_mprotect(*p, a[0], a[1], a[2]);
+    case abi::Syscall::Brk: return sys_brk(*p, a[0]);
+    case abi::Syscall::Sbrk: return sys_sbrk(*p, i64(a[0]));
+    case abi::Syscall::VmaList: return sys_vma_list(*p, a[0], a[1]);
     case abi::Syscall::TempFill: return sys_temp_fill(*p, a[0]);
     case abi::Syscall::TempTake: return sys_temp_take(*p, a[0], a[1], a[2]);
     case abi::Syscall::TempStress: return sys_temp_stress(*p, a[0], a[1], a[2], a[3]);

@@ -3,6 +3,7 @@
 
 #include "arch_impl/user_space.hpp"
 #include "core/panic.hpp"
+#include "mm/vm.hpp"
 
 /// One entry of the fix-up table: the arch's copy routines emit these into the section
 /// pagoda_user_fixups, which each arch's kernel.ld bounds with the two symbols below.
@@ -25,13 +26,16 @@ void require_live(const AddressSpace& space, const char* who) {
 Result<void> check_user_range(AddressSpace& space, u64 va, u64 size, bool write) {
   if (size == 0) return {};
   if (!in_user_half(va, size)) return Error::InvalidArgument;
-  ConsistencyBatch reads = space.batch();
-  AddressSpace::Cursor c = space.cursor(reads, VirtAddr(va).align_down(kPageSize));
   for (u64 page = align_down(va, kPageSize); page < va + size; page += kPageSize) {
-    if (page != c.va().value()) c.find(VirtAddr(page));
-    if (!c.mapped()) return Error::InvalidArgument;
-    const Perms p = c.perms();
-    if (!p.user || (write && !p.write)) return Error::InvalidArgument;
+    Walk walk = space.query(VirtAddr(page));
+    if (!walk.mapped()) {
+      // Not there yet: a page its region allows comes in now, as a user access would bring it.
+      const Access access{.write = write, .user = true};
+      if (vm::handle_fault(&space, VirtAddr(page), access) != vm::FaultDecision::Resolved) return Error::InvalidArgument;
+      walk = space.query(VirtAddr(page));
+      if (!walk.mapped()) return Error::InvalidArgument;
+    }
+    if (!walk.perms.user || (write && !walk.perms.write)) return Error::InvalidArgument;
   }
   return {};
 }

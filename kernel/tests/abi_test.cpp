@@ -22,7 +22,7 @@ TEST(Abi, EverySystemCallHasOneNumberAndADistinctName) {
     test_calls += n >= kFirstTestSyscall;
   }
   EXPECT_EQ(names.size(), 21u);
-  EXPECT_EQ(test_calls, 6u);  // proc_info, vma_list, kernel_recurse; temp_fill, temp_take, temp_stress
+  EXPECT_EQ(test_calls, 6u);  // proc_info, vma_list, kernel_recurse; temp_fill, temp_take, temp_stress (lab 4)
   EXPECT_STREQ(syscall_name(u64(Syscall::Write)), "write");
   EXPECT_STREQ(syscall_name(u64(Syscall::ProcInfo)), "proc_info");
 }

@@ -1,4 +1,4 @@
-"""`pagoda bench [boot|syscall|switch|check|tempmap]`: what the kernel's boot, a system call, a
+"""`pagoda bench [boot|syscall|switch|check|tempmap|fault|fork]`: what the kernel's boot, a system call, a
 context switch, the pre-switch check and a temporary mapping cost. Without a name: boot, syscall and switch, one after the
 other (on an ISA without user mode, if one is added: boot and check).
 
@@ -27,6 +27,15 @@ tempmap guest instructions per temporary mapping (lab 4: a TempMap made and rele
         slot's entry written, then cleared and its translation invalidated) under -icount
         shift=0: `tmstress bench N` times one temp_stress call of N bare map+unmap pairs and one
         of none; the difference per pair. Deterministic, like syscall.
+fork    guest instructions of one fork (lab 6) of a process with 1, 16 and 64 MiB touched, under
+        -icount shift=0: copy-on-write (the default) and eager (fork=eager, every page copied),
+        and a tight user loop copying the same memory word by word (`forkbench MIB`). Targets
+        (issue 17): copy-on-write fork of 64 MiB at most 1/20 of the eager one; the eager one
+        within 1.2x of the copy loop. One boot each (deterministic, like syscall).
+fault   guest instructions per demand-zero page fault (lab 5: the trap, the VMA decision, a
+        zeroed frame mapped, the return) under -icount shift=0: `vmas fault N` maps N pages,
+        times a first touch of each (one fault each) and a second touch of the same pages (no
+        fault); the difference per page.
 """
 import re
 import statistics
@@ -110,14 +119,15 @@ def bench_switch(runs, arch):
 
 ICOUNT = ("-icount", "shift=0")
 NULLCALL_LINE = re.compile(r"nullcall: (\d+) calls: (\d+) counts with the call, (\d+) without")
+FAULT_LINE = re.compile(r"vmas: fault: (\d+) pages: (\d+) counts first touch, (\d+) counts second")
 TEMPMAP_LINE = re.compile(r"tmstress: bench: (\d+) pairs: (\d+) counts with them, (\d+) without")
 PINGPONG_LINE = re.compile(r"pingpong: pid (\d+) (\d+) yields: (\d+) counts")
 
 
-def icount_run(kernel, arch, programs, cmdline=""):
+def icount_run(kernel, arch, programs, cmdline="", memory=qemu.DEFAULT_MEMORY):
     """The console output of one boot that runs @p programs (a run= value) under -icount."""
     words = " ".join(filter(None, [f"run={programs}", cmdline]))
-    argv = qemu.command(kernel, words, arch=arch, serial="stdio", extra=ICOUNT)
+    argv = qemu.command(kernel, words, arch=arch, serial="stdio", extra=ICOUNT, memory=memory)
     proc = qemu.spawn(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         out, _ = proc.communicate(timeout=240)
@@ -172,6 +182,50 @@ def bench_tempmap(runs, arch):
     return cost
 
 
+FORK_LINE = re.compile(r"forkbench: (\d+) MiB: fork (\d+) counts, copy loop (\d+) counts")
+FORK_SIZES = (1, 16, 64)
+
+
+def fork_costs(kernel, arch, mib, mode):
+    """(fork, copy loop) guest instructions for one forkbench boot."""
+    text = icount_run(kernel, arch, f"forkbench:{mib}", f"fork={mode}", memory="512M")
+    _, forked, copied = (int(v) for v in _one(FORK_LINE, text, "forkbench")[0])
+    return forked, copied
+
+
+def bench_fork(arch):
+    kernel = build.build_kernel(arch)
+    print(f"fork ({arch}, QEMU -icount shift=0, one fork of a process with N MiB touched, guest instructions):")
+    print(f"  {'MiB':>4} {'copy-on-write':>14} {'eager':>14} {'copy loop':>14} {'cow/eager':>10} {'eager/loop':>10}")
+    rows = []
+    for mib in FORK_SIZES:
+        cow, loop = fork_costs(kernel, arch, mib, "cow")
+        eager, _ = fork_costs(kernel, arch, mib, "eager")
+        rows.append((mib, cow, eager, loop))
+        print(f"  {mib:>4} {cow:>14,} {eager:>14,} {loop:>14,} {cow / eager:>10.3f} {eager / loop:>10.2f}", flush=True)
+    mib, cow, eager, loop = rows[-1]
+    print(f"  targets at {mib} MiB: copy-on-write <= 1/20 of eager: {'met' if cow * 20 <= eager else 'NOT met'} "
+          f"({cow / eager:.3f}); eager within 1.2x of the copy loop: {'met' if eager <= 1.2 * loop else 'NOT met'} "
+          f"({eager / loop:.2f}x)", flush=True)
+    return 0
+
+
+def demand_fault(kernel, arch, pages):
+    """Guest instructions per demand-zero fault (one boot)."""
+    n, first, second = (int(v) for v in _one(FAULT_LINE, icount_run(kernel, arch, f"vmas:fault:{pages}"),
+                                               "vmas fault")[0])
+    return (first - second) / n
+
+
+def bench_fault(runs, arch):
+    kernel = build.build_kernel(arch)
+    pages = 2_000
+    cost = _agree([demand_fault(kernel, arch, pages) for _ in range(runs)], "the demand-zero fault")
+    print(f"demand-zero fault ({arch}, QEMU -icount shift=0, {pages} pages touched twice, {runs} boots):")
+    print(f"  first touch of a page   {cost:9.1f} guest instructions per fault (minus the second touch)", flush=True)
+    return cost
+
+
 def _agree(values, what):
     if max(values) - min(values) > 0.01 * max(values):
         raise PagodaError(f"{what} under -icount differs between boots: {values} (not deterministic?)")
@@ -211,7 +265,7 @@ USER_MODE_ARCHES = ("x86_64", "aarch64")
 
 def cmd_bench(args):
     deps.ensure()
-    if args.what in ("syscall", "switch", "tempmap") and args.arch not in USER_MODE_ARCHES:
+    if args.what in ("syscall", "switch", "tempmap", "fault", "fork") and args.arch not in USER_MODE_ARCHES:
         raise PagodaError(f"bench {args.what} runs user programs, and {args.arch} has no user mode yet "
                           f"(lab 3 runs on {', '.join(USER_MODE_ARCHES)}); `bench check --arch {args.arch}` "
                           "measures its switch of roots")
@@ -224,6 +278,11 @@ def cmd_bench(args):
         return bench_context_switch(args.runs or 2, args.arch)
     if args.what == "tempmap":
         bench_tempmap(args.runs or 2, args.arch)
+        return 0
+    if args.what == "fork":
+        return bench_fork(args.arch)
+    if args.what == "fault":
+        bench_fault(args.runs or 2, args.arch)
         return 0
     if args.what == "check":
         return bench_switch(args.runs or 3, args.arch)
@@ -243,12 +302,12 @@ def _positive(text):
 
 
 def add_parser(sub):
-    p = sub.add_parser("bench", help="benchmarks: boot, syscall, switch, check, tempmap",
+    p = sub.add_parser("bench", help="benchmarks: boot, syscall, switch, check, tempmap, fault, fork",
                        description=__doc__, formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
-    p.add_argument("what", nargs="?", default="all", choices=["all", "boot", "syscall", "switch", "check", "tempmap"],
+    p.add_argument("what", nargs="?", default="all", choices=["all", "boot", "syscall", "switch", "check", "tempmap", "fault", "fork"],
                    help="which benchmark (default: boot, syscall and switch)")
     p.add_argument("-n", "--runs", type=_positive, default=None,
-                   help="boots of each kernel (default 20 for boot, 2 for syscall, switch and tempmap, 3 for check)")
+                   help="boots of each kernel (default 20 for boot, 2 for syscall, switch, tempmap and fault, 3 for check)")
     p.add_argument("--cmdline", default="", help="boot: more kernel command-line words, e.g. vm_check=off")
     p.add_argument("--arch", choices=paths.ARCHES, default=paths.DEFAULT_ARCH)
     p.set_defaults(func=cmd_bench)

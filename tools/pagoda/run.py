@@ -43,7 +43,8 @@ def cmd_run(args):
     deps.ensure()
     kernel = build.build_kernel(args.arch)
     kernelinfo.check_boot_arguments(kernel, args.arch, args.memory, args.test)
-    cmdline = " ".join(filter(None, [f"test={args.test}" if args.test else "", args.cmdline]))
+    shell = "run=sh" if args.shell else ""
+    cmdline = " ".join(filter(None, [f"test={args.test}" if args.test else "", shell, args.cmdline]))
     log = os.path.join(paths.build_dir(args.arch), "run-qemu.log")
     stub = gdb.GdbStub(args.arch, args.gdb) if args.gdb is not None else None
     argv = qemu.command(kernel, cmdline, arch=args.arch, memory=args.memory, serial="mon:stdio",
@@ -81,6 +82,9 @@ def add_parser(sub):
                    help=f"guest RAM, as QEMU's -m takes it (default {qemu.DEFAULT_MEMORY})")
     p.add_argument("--test", metavar="NAME", help="run the kernel self-test NAME (test=NAME)")
     p.add_argument("--cmdline", default="", metavar="TEXT", help="more kernel command line words")
+    p.add_argument("--shell", action="store_true",
+                   help="drop into the user shell (run=sh, lab 6): run the embedded programs by name, "
+                        "with arguments and &; `exit` or Ctrl-A X leaves")
     p.add_argument("--gdb", nargs="?", const="", metavar="SOCKET",
                    help="boot paused with a gdbstub on a unix socket (SOCKET, or one in a fresh "
                         "temporary directory) and print 'pagoda: gdb ready: target remote "

@@ -79,6 +79,8 @@ int main(int, char**) {
     else probe_write(address);
   } else if (mode == "exec_data") {
     println("probe: pid {} executes its data at {:#x}", pid, reinterpret_cast<uptr>(probe_data_code));
+    // Read it first: pages come on demand (lab 5), and the fetch must meet a present NX page.
+    if (probe_data_code[0] == 0) return 3;
     reinterpret_cast<void (*)()>(reinterpret_cast<uptr>(probe_data_code))();
   } else if (mode == "write_text") {
     println("probe: pid {} writes its text at {:#x}", pid, reinterpret_cast<uptr>(&probe_read));

@@ -1,0 +1,515 @@
+"""Lab 5: virtual memory areas, witnessed from outside the kernel.
+
+Every boot runs the user program vmas (user/programs/vmas.cpp) in one of its modes. The grader
+stops the guest where it likes (the run's checkpoints, the system-call entry), walks the process
+roots in guest RAM itself, reads what the kernel wrote into user memory through its own walk,
+reads QEMU's exception log to see the faults really happened where the program was told to
+fault, and reads the program's ELF file to know its segments. The kernel's lines only label
+what the grader saw.
+
+Every boot first checks, after the processes are made and before any runs, that each process
+root maps exactly one user page: the arguments' page at the top of the stack. A loader that
+maps its segments eagerly (or records nothing and maps everything) fails there, whatever it
+prints later."""
+import re
+
+from pagoda_grade import lab_test
+from pagoda_grade.processes import HEX, count_used, parse_kills, parse_reaped, user_elf, user_runs, user_symbol
+from pagoda_grade.proof import proof
+from pagoda_grade.symbols import fact, segments
+from pagoda_grade.witness import ARCHES, PAGE, pick_in
+from test_lab3 import GRADER_MEMORY, Watch, fault_expectation, syscall_number, syscall_stops
+
+PF_X, PF_W, PF_R = 1, 2, 4
+PROT_READ, PROT_WRITE, PROT_EXEC = 1, 2, 4
+KIND_ANONYMOUS, KIND_IMAGE, KIND_STACK, KIND_HEAP = 0, 1, 2, 3
+LAZY_SIZE = 64 << 20
+ENOMEM = -12
+
+
+def u64(data):
+    return int.from_bytes(data, "little")
+
+
+def mmap_area(kernel):
+    """A test on addresses of the area where the kernel picks mmap's addresses (its fact
+    mmap_base), far from the image and the stack."""
+    base = fact(kernel, "mmap_base")
+    return lambda va: base <= va < base + (1 << 36)
+
+
+def pages_of(runs, layout):
+    """Every user page a dump maps: {va: Run}."""
+    out = {}
+    for r in user_runs(runs, layout):
+        for off in range(0, r.va_end - r.va_start, PAGE):
+            out[r.va_start + off] = r
+    return out
+
+
+def image_end(kernel, arch):
+    """The page after vmas's last segment: where its heap starts."""
+    return max((s.vaddr + s.memsz + PAGE - 1) // PAGE * PAGE for s in segments(user_elf(kernel, arch, "vmas")))
+
+
+def started_lazy(watch, guest, kernel):
+    """The 'started' stop: every process root must map only its arguments' page. Raises
+    AssertionError naming the first root that maps more (the loader mapped eagerly)."""
+    snap = watch.started_check(guest)
+    top = fact(kernel, "user_stack_top")
+    for root, label in watch.roots.items():
+        if root in watch.kernel_roots:
+            continue
+        pages = sorted(pages_of(snap.dump(root), watch.layout))
+        if pages != [top - PAGE]:
+            shown = ", ".join(f"{p:#x}" for p in pages[:6]) + (" ..." if len(pages) > 6 else "")
+            raise AssertionError(
+                f"before it ran, {label} maps {len(pages)} user page(s) ({shown or 'none'}); expected only the "
+                f"arguments' page {top - PAGE:#x}: the loader must record each segment, the stack and the heap as "
+                "VMAs and map nothing eagerly (pages come on the first touch)")
+    return snap
+
+
+def boot_vmas(boot, kernel, arch, token, spec, script):
+    watch = Watch(kernel, arch)
+
+    def witness(guest):
+        watch.before(guest)
+        started_lazy(watch, guest, kernel)
+        return script(guest, watch)
+
+    run = boot(args={"run": spec}, token=token, witness=witness, memory=GRADER_MEMORY)
+    return run, watch, watch.require(run)
+
+
+def user_faults(run, arch, address=None):
+    priv = ARCHES[arch].proc["user_privilege"]
+    return [f for f in run.log.faults if f.privilege == priv and (address is None or f.address == address)]
+
+
+def killed(run, watch, pid, how, reason, address):
+    k = parse_kills(run).get(pid)
+    if k is None:
+        watch.fail(run, f"pid {pid} was not killed (no 'proc {pid} (vmas): killed: ...' line)")
+    if k.how != how or k.address != address or reason not in k.reason:
+        watch.fail(run, f"the kill line of pid {pid} says '{k.how}' at address "
+                        f"{'none' if k.address is None else hex(k.address)}: '{k.reason}'; expected '{how}' at "
+                        f"{address:#x} naming '{reason}'")
+    return k
+
+
+# ---- laziness ------------------------------------------------------------------------------------
+
+@lab_test(5, "lazy")
+def test_lazy(boot, kernel, arch):
+    token = boot.fresh_token()
+    count = pick_in(token, "lazy pages", 3, 6)
+    info = syscall_number("ProcInfo")
+    in_area = mmap_area(kernel)
+
+    def script(guest, watch):
+        for _ in range(3):  # before, after mmap, after the touches
+            snap = syscall_stops(guest, watch, {info})
+        mapped = pages_of(snap.dump(snap.lower_root), watch.layout)
+        high = {va: u64(snap.read_virt(va + 8, 8, snap.lower_root)) for va in mapped if in_area(va)}
+        return dict(total=len(mapped), high=high)
+
+    run, watch, w = boot_vmas(boot, kernel, arch, token, f"vmas:lazy:{count}", script)
+    m = run.expect(rf"^vmas: lazy: 64 MiB at ({HEX}); user frames (\d+) -> (\d+) -> (\d+);", "vmas's lazy line")
+    at = int(m[1], 16)
+    want = {}
+    for i in range(count):
+        want[at + proof(token, i) % (LAZY_SIZE // PAGE) * PAGE] = i + 1
+    if w["high"] != want:
+        watch.fail(run, f"after touching {len(set(want))} pages of a 64 MiB mapping at {at:#x}, the grader's walk of the "
+                        f"root finds {len(w['high'])} mapped in the mmap area "
+                        f"({', '.join(f'{va:#x}={v}' for va, v in sorted(w['high'].items())[:8])}); expected exactly "
+                        f"{', '.join(f'{va:#x}={v}' for va, v in sorted(want.items()))}: pages must come on demand, one "
+                        "zeroed frame per touched page")
+    if w["total"] > len(want) + 16:
+        watch.fail(run, f"the process maps {w['total']} user pages for {len(want)} touched ones and a small program: "
+                        "nothing may be mapped before it is touched")
+    if parse_reaped(run).get(1) != "exited with code 0":
+        watch.fail(run, "missing: 'proc 1 (vmas): reaped: exited with code 0'")
+    run.expect_outcome("success")
+
+
+# ---- bss after data on a shared page ----------------------------------------------------------
+
+@lab_test(5, "bss_data")
+def test_bss_data(boot, kernel, arch):
+    token = boot.fresh_token()
+    data = user_symbol(kernel, arch, "vmas", "vmas_data").address
+    bss = user_symbol(kernel, arch, "vmas", "vmas_bss").address
+    if data // PAGE != bss // PAGE:
+        raise AssertionError(f"vmas_data {data:#x} and vmas_bss {bss:#x} do not share a page: rebuild user/programs/vmas")
+    write = syscall_number("Write")
+
+    def script(guest, watch):
+        snap = syscall_stops(guest, watch, {write})
+        root = snap.lower_root
+        w = snap.walk(data, root)
+        return dict(mapped=w.mapped, perms=w.perms.rwx() if w.mapped else None,
+                    data=snap.read_virt(data, 24, root) if w.mapped else b"",
+                    bss=snap.read_virt(bss, 600 * 8, root) if w.mapped else b"")
+
+    run, watch, w = boot_vmas(boot, kernel, arch, token, "vmas:bss", script)
+    if not w["mapped"] or w["perms"] != "rw-":
+        watch.fail(run, f"once vmas read its data, the page {data // PAGE * PAGE:#x} is "
+                        f"{'mapped ' + w['perms'] if w['mapped'] else 'not mapped'} in its root; expected rw-")
+    values = [u64(w["data"][i:i + 8]) for i in range(0, 24, 8)]
+    if values != [0x1111, 0x2222, 0x3333]:
+        watch.fail(run, f"vmas_data reads {[hex(v) for v in values]} through the grader's walk; expected the file's "
+                        "0x1111 0x2222 0x3333: the data before the bss on their shared page was not copied from the ELF")
+    nonzero = [i for i in range(600) if u64(w["bss"][i * 8:i * 8 + 8])]
+    if nonzero:
+        watch.fail(run, f"{len(nonzero)} words of vmas_bss are not zero (first: word {nonzero[0]}): the bss tail of the "
+                        "last file page and the bss pages after it must read as zeros")
+    run.expect(rf"^vmas: bss at {bss:#x}: 0 nonzero words; data at {data:#x} intact proof={proof(token, 0):016x}$",
+               "vmas's bss line")
+    run.expect_outcome("success")
+
+
+# ---- a hole in the middle of a mapping --------------------------------------------------------
+
+@lab_test(5, "munmap_hole")
+def test_munmap_hole(boot, kernel, arch):
+    token = boot.fresh_token()
+    listing = syscall_number("VmaList")
+    write = syscall_number("Write")
+    in_area = mmap_area(kernel)
+
+    def script(guest, watch):
+        snap = syscall_stops(guest, watch, {listing})
+        out, _ = (snap.register(r) for r in watch.proc["syscall_args"][:2])
+        root = snap.lower_root
+        mapped = sorted(va for va in pages_of(snap.dump(root), watch.layout) if in_area(va))
+        after = syscall_stops(guest, watch, {write})
+        table = after.read_virt(out, 16 * 32, root)
+        return dict(mapped=mapped, table=table)
+
+    run, watch, w = boot_vmas(boot, kernel, arch, token, "vmas:hole", script)
+    m = run.expect(rf"^vmas: touching the hole at ({HEX})$", "vmas's hole line")
+    hole = int(m[1], 16)
+    at = hole - 3 * PAGE
+    want = [at + i * PAGE for i in (0, 1, 2, 5, 6, 7)]
+    if w["mapped"] != want:
+        watch.fail(run, f"after munmap of pages 3-4 of 8 at {at:#x}, the grader's walk finds pages "
+                        f"{[hex(v) for v in w['mapped']]} mapped; expected {[hex(v) for v in want]} (the hole's frames "
+                        "freed, the ends kept)")
+    vmas = [(u64(w["table"][i:i + 8]), u64(w["table"][i + 8:i + 16]), u64(w["table"][i + 16:i + 20]) & 0xffffffff)
+            for i in range(0, len(w["table"]), 32)]
+    around = [(s, e, p) for s, e, p in vmas if at <= s < at + 8 * PAGE]
+    if around != [(at, at + 3 * PAGE, PROT_READ | PROT_WRITE), (at + 5 * PAGE, at + 8 * PAGE, PROT_READ | PROT_WRITE)]:
+        watch.fail(run, f"the VMA list the kernel wrote into vmas's memory (read from guest RAM) has "
+                        f"{[(hex(s), hex(e), p) for s, e, p in around]} around the hole; expected two rw VMAs "
+                        f"[{at:#x}, {at + 3 * PAGE:#x}) and [{at + 5 * PAGE:#x}, {at + 8 * PAGE:#x})")
+    run.expect(rf"^vmas: hole: munmap -> 0; \d+ VMAs; ends sum 27 proof={proof(token, 27):016x}$", "the ends still work")
+    if not user_faults(run, arch, hole):
+        watch.fail(run, f"QEMU's log shows no user-mode fault at {hole:#x}: the hole was never touched")
+    killed(run, watch, 1, "page fault", "no VMA", hole)
+    run.expect_outcome("success")
+
+
+# ---- mprotect ------------------------------------------------------------------------------------
+
+@lab_test(5, "mprotect")
+def test_mprotect(boot, kernel, arch):
+    token = boot.fresh_token()
+    write = syscall_number("Write")
+
+    def script(guest, watch):
+        for _ in range(8):
+            snap = syscall_stops(guest, watch, {write})
+            buf, length = (snap.register(r) for r in watch.proc["syscall_args"][1:3])
+            text = snap.read_virt(buf, min(length, 200), snap.lower_root).decode(errors="replace")
+            m = re.match(rf"vmas: writing the read-only page at ({HEX})", text)
+            if m:
+                at = int(m[1], 16)
+                w = snap.walk(at, snap.lower_root)
+                return dict(at=at, perms=w.perms.rwx() if w.mapped else None, user=w.mapped and w.perms.user,
+                            value=u64(snap.read_virt(at, 8, snap.lower_root)) if w.mapped else None)
+        raise AssertionError("vmas never said it would write the read-only page")
+
+    run, watch, w = boot_vmas(boot, kernel, arch, token, "vmas:protect", script)
+    at = w["at"]
+    if w["perms"] != "r--" or not w["user"] or w["value"] != 8:
+        watch.fail(run, f"before the write, the grader's walk finds {at:#x} "
+                        f"{'mapped ' + str(w['perms']) if w['perms'] else 'not mapped'} holding {w['value']}; expected a "
+                        "user r-- page holding 8 (written while rw, then made read-only by mprotect)")
+    run.expect(rf"^vmas: protect: 0 0 0; read 7 then wrote 8 proof={proof(token, 8):016x}$", "vmas's protect line")
+    vector, error, mask = fault_expectation(arch, write=True)
+    logged = [f for f in user_faults(run, arch, at) if f.vector == vector and f.error is not None
+              and f.error & mask == error & mask]
+    if not logged:
+        watch.fail(run, f"QEMU's log shows no user-mode write fault on the present page {at:#x}")
+    killed(run, watch, 1, "page fault", "write to read-only VMA", at)
+    run.expect_outcome("success")
+
+
+# ---- brk and sbrk --------------------------------------------------------------------------------
+
+@lab_test(5, "brk")
+def test_brk(boot, kernel, arch):
+    token = boot.fresh_token()
+    count = pick_in(token, "brk pages", 3, 9)
+    base = image_end(kernel, arch)
+    info = syscall_number("ProcInfo")
+
+    def script(guest, watch):
+        seen = []
+        for _ in range(3):  # before, grown, shrunk
+            snap = syscall_stops(guest, watch, {info})
+            mapped = pages_of(snap.dump(snap.lower_root), watch.layout)
+            heap = {va: mapped[va].perms.rwx() for va in range(base, base + count * PAGE, PAGE) if va in mapped}
+            seen.append(dict(heap=heap, used=count_used(snap, *watch.bitmap)[0]))
+        return seen
+
+    run, watch, w = boot_vmas(boot, kernel, arch, token, f"vmas:brk:{count}", script)
+    grown, shrunk = w[1], w[2]
+    want = {base + i * PAGE: "rw-" for i in range(count)}
+    if grown["heap"] != want:
+        watch.fail(run, f"after sbrk({count} pages) and a touch of each, the grader's walk finds the heap pages "
+                        f"{ {hex(k): v for k, v in grown['heap'].items()} } mapped in [{base:#x}, "
+                        f"{base + count * PAGE:#x}); expected all {count}, rw-")
+    if shrunk["heap"]:
+        watch.fail(run, f"after sbrk(-{count} pages) the heap pages {[hex(k) for k in shrunk['heap']]} are still mapped")
+    if grown["used"] - shrunk["used"] < count:
+        watch.fail(run, f"shrinking the heap by {count} pages gave back {grown['used'] - shrunk['used']} frames "
+                        "(the frame allocator's bitmap, read from guest RAM)")
+    m = run.expect(rf"^vmas: brk: base ({HEX}) old ({HEX}); frames (\d+) -> (\d+) -> (\d+); shrink ({HEX}); "
+                   rf"wall ({HEX}); sbrk past it -> (-?\d+) proof=([0-9a-f]{{16}})$", "vmas's brk line")
+    if int(m[1], 16) != base or int(m[8]) != ENOMEM:
+        watch.fail(run, f"the break starts at {m[1]} (expected {base:#x}, the page after the image) and sbrk past a "
+                        f"mapping returns {m[8]} (expected {ENOMEM})")
+    run.expect_proof(m[9], int(m[4]) - int(m[3]), "the frames the heap took")
+    run.expect_outcome("success")
+
+
+# ---- the stack grows, to a limit --------------------------------------------------------------
+
+@lab_test(5, "stack_growth")
+def test_stack_growth(boot, kernel, arch):
+    token = boot.fresh_token()
+    depth = pick_in(token, "stack depth", 24, 200)
+    top = fact(kernel, "user_stack_top")
+    limit = fact(kernel, "user_stack_limit")
+    too_deep = limit // PAGE + 40
+    write = syscall_number("Write")
+
+    def script(guest, watch):
+        for _ in range(12):
+            snap = syscall_stops(guest, watch, {write})
+            buf, length = (snap.register(r) for r in watch.proc["syscall_args"][1:3])
+            text = snap.read_virt(buf, min(length, 200), snap.lower_root).decode(errors="replace")
+            if text.startswith(f"vmas: stack: back from {depth} pages"):
+                mapped = pages_of(snap.dump(snap.lower_root), watch.layout)
+                return dict(stack=sum(1 for va in mapped if top - limit <= va < top))
+        raise AssertionError(f"vmas never came back from {depth} pages of stack")
+
+    run, watch, w = boot_vmas(boot, kernel, arch, token, f"vmas:stack:{depth},vmas:stack:{too_deep}", script)
+    if w["stack"] < depth:
+        watch.fail(run, f"back from {depth} pages of recursion, the grader's walk finds only {w['stack']} stack pages "
+                        "mapped: the stack did not grow")
+    total = sum(k % 256 for k in range(1, depth + 1))
+    run.expect(rf"^vmas: stack: back from {depth} pages proof={proof(token, total):016x}$", "the deep stack's line")
+    k = parse_kills(run).get(2)
+    if k is None or k.how != "stack limit" or "stack limit" not in k.reason or k.address is None \
+            or not top - limit - PAGE <= k.address < top - limit:
+        watch.fail(run, f"the process recursing {too_deep} pages was not killed with 'stack limit' just below "
+                        f"{top - limit:#x}: {k.how + ' at ' + hex(k.address or 0) + ': ' + k.reason if k else 'no kill line'}")
+    if not user_faults(run, arch, k.address):
+        watch.fail(run, f"QEMU's log shows no user-mode fault at {k.address:#x}")
+    run.expect_outcome("success")
+
+
+# ---- the VMA list against the grader's walk ---------------------------------------------------
+
+@lab_test(5, "vma_list_walk")
+def test_vma_list_walk(boot, kernel, arch):
+    token = boot.fresh_token()
+    listing = syscall_number("VmaList")
+    write = syscall_number("Write")
+    top = fact(kernel, "user_stack_top")
+    segs = segments(user_elf(kernel, arch, "vmas"))
+
+    def script(guest, watch):
+        snap = syscall_stops(guest, watch, {listing})
+        out, count = (snap.register(r) for r in watch.proc["syscall_args"][:2])
+        root = snap.lower_root
+        after = syscall_stops(guest, watch, {write})
+        return dict(table=after.read_virt(out, count * 32, root), count=count,
+                    mapped={va: (r.perms.write, r.perms.execute, r.perms.user)
+                            for va, r in pages_of(after.dump(root), watch.layout).items()})
+
+    run, watch, w = boot_vmas(boot, kernel, arch, token, "vmas:list", script)
+    m = run.expect(rf"^vmas: (\d+) VMAs proof=([0-9a-f]{{16}})$", "vmas's VMA count")
+    n = int(m[1])
+    run.expect_proof(m[2], n, "the VMA count")
+    t = w["table"]
+    vmas = [dict(start=u64(t[i:i + 8]), end=u64(t[i + 8:i + 16]), prot=u64(t[i + 16:i + 20]),
+                 kind=u64(t[i + 20:i + 24]), offset=u64(t[i + 24:i + 32])) for i in range(0, min(n, w["count"]) * 32, 32)]
+    problems = []
+    for s in segs:
+        start, end = s.vaddr // PAGE * PAGE, (s.vaddr + s.memsz + PAGE - 1) // PAGE * PAGE
+        prot = (PROT_READ if s.flags & PF_R else 0) | (PROT_WRITE if s.flags & PF_W else 0) | \
+               (PROT_EXEC if s.flags & PF_X else 0)
+        offset = s.offset - (s.vaddr - start)
+        cover = [v for v in vmas if v["start"] <= start and end <= v["end"] and v["kind"] == KIND_IMAGE
+                 and v["prot"] == prot and v["offset"] + (start - v["start"]) == offset]
+        if not cover:
+            problems.append(f"no image VMA with prot {prot} and file offset {offset:#x} covers the segment "
+                            f"[{start:#x}, {end:#x}) of the ELF file")
+    if not any(v["end"] == top and v["kind"] == KIND_STACK for v in vmas):
+        problems.append(f"no stack VMA ends at the stack's top {top:#x}")
+    for va, (writable, executable, user) in sorted(w["mapped"].items()):
+        v = next((v for v in vmas if v["start"] <= va < v["end"]), None)
+        if v is None:
+            problems.append(f"the root maps {va:#x}, which no VMA covers")
+        elif not user or writable != bool(v["prot"] & PROT_WRITE) or executable != bool(v["prot"] & PROT_EXEC):
+            problems.append(f"the root maps {va:#x} {'w' if writable else '-'}{'x' if executable else '-'} "
+                            f"{'user' if user else 'kernel'}; its VMA [{v['start']:#x}, {v['end']:#x}) has prot {v['prot']}")
+    for v in vmas:
+        line = (rf"^vmas: vma \[{v['start']:#x}, {v['end']:#x}\) prot {v['prot']} kind \w+ offset {v['offset']:#x}$")
+        if not run.search(line):
+            problems.append(f"vmas printed no line for the VMA [{v['start']:#x}, {v['end']:#x}) it received")
+    if problems:
+        watch.fail(run, "the VMA list the kernel wrote into vmas's memory (read from guest RAM) against the ELF file "
+                        "and the grader's own walk of the root:\n  " + "\n  ".join(problems[:12]))
+    run.expect_outcome("success")
+
+
+# ---- random operations against a model --------------------------------------------------------
+
+RANDOM_TAG = 0x524E      # "RN" (user/programs/vmas.cpp, random_ops)
+WINDOW = 1 << 37
+WINDOW_PAGES = 64
+PROTS = (0, PROT_READ, PROT_READ | PROT_WRITE)
+EEXIST, EFAULT = -17, -14
+MASK64 = (1 << 64) - 1
+
+
+class TestRandom:
+    """The twin of kernel/lib/random.hpp (xorshift64*)."""
+
+    def __init__(self, seed):
+        self.state = seed
+
+    def next(self):
+        s = self.state
+        s ^= s >> 12
+        s ^= (s << 25) & MASK64
+        s ^= s >> 27
+        self.state = s
+        return (s * 0x2545F4914F6CDD1D) & MASK64
+
+    def below(self, n):
+        return self.next() % n
+
+
+def random_model(token, ops, marker):
+    """Replays vmas's random mode: (the checksum it must print, the window's pages after
+    @p marker operations: {page: (prot, value)} for the mapped ones)."""
+    r = TestRandom(proof(token, RANDOM_TAG) | 1)
+    pages = [None] * WINDOW_PAGES  # None or [prot, value]
+    h = 0xCBF29CE484222325
+    at_marker = None
+
+    def expect(value):
+        nonlocal h
+        h = ((h ^ (value & MASK64)) * 0x100000001B3) & MASK64
+
+    for op in range(ops):
+        if op == marker:
+            at_marker = {i: tuple(p) for i, p in enumerate(pages) if p is not None}
+        kind = r.below(4)
+        first = r.below(WINDOW_PAGES)
+        count = 1 + r.below(min(8, WINDOW_PAGES - first))
+        span = range(first, first + count)
+        if kind == 0:
+            prot = PROTS[r.below(3)]
+            keep = r.below(2) == 0
+            if keep and any(pages[i] is not None for i in span):
+                expect(EEXIST)
+                continue
+            expect(WINDOW + first * PAGE)
+            for i in span:
+                pages[i] = [prot, 0]
+        elif kind == 1:
+            expect(0)
+            for i in span:
+                pages[i] = None
+        elif kind == 2:
+            prot = PROTS[1 + r.below(2)]
+            whole = all(pages[i] is not None for i in span)
+            expect(0 if whole else -12)
+            if whole:
+                for i in span:
+                    pages[i][0] = prot
+        else:
+            p = pages[first]
+            writable = p is not None and p[0] & PROT_WRITE
+            if writable:
+                p[1] = r.next()
+            if p is not None and p[0] & PROT_READ:
+                expect(p[1])
+            if not writable:
+                expect(EFAULT)
+    expect(0)
+    return h, at_marker
+
+
+@lab_test(5, "random_ops")
+def test_random_ops(boot, kernel, arch):
+    token = boot.fresh_token()
+    ops = 1000
+    marker = pick_in(token, "random marker", 100, ops - 100)
+    checksum, model = random_model(token, ops, marker)
+    stop = user_symbol(kernel, arch, "vmas", "vmas_marker").address
+
+    watch = Watch(kernel, arch)
+    frames = {}
+
+    def witness(guest):
+        watch.before(guest)
+        started_lazy(watch, guest, kernel)
+        out = script_body(guest)
+        end = watch.checkpoint(guest, "ended")
+        frames["after"] = count_used(end, *watch.bitmap)[0]
+        return out
+
+    def script_body(guest):
+        snap = guest.stop_at(stop)
+        root = snap.lower_root
+        seen = {}
+        for va, r in pages_of(snap.dump(root), watch.layout).items():
+            if WINDOW <= va < WINDOW + WINDOW_PAGES * PAGE:
+                seen[(va - WINDOW) // PAGE] = (r.perms.rwx(), r.perms.user, u64(snap.read_virt(va, 8, root)))
+        return dict(seen=seen)
+
+    run = boot(args={"run": f"vmas:random:{ops}:{marker}"}, token=token, witness=witness, memory=GRADER_MEMORY)
+    w = watch.require(run)
+    problems = []
+    for page, (rwx, user, value) in sorted(w["seen"].items()):
+        want = model.get(page)
+        va = WINDOW + page * PAGE
+        if want is None or not want[0] & PROT_READ:
+            problems.append(f"{va:#x} is mapped {rwx}, but the model has {'no mapping' if want is None else 'PROT_NONE'} there")
+            continue
+        if not user or rwx != ("rw-" if want[0] & PROT_WRITE else "r--"):
+            problems.append(f"{va:#x} is mapped {rwx} {'user' if user else 'kernel'}; the model's prot is {want[0]}")
+        if value != want[1]:
+            problems.append(f"{va:#x} holds {value:#x}; the model wrote {want[1]:#x}")
+    if problems:
+        watch.fail(run, f"before operation {marker} of {ops}, the grader's walk of the root against its own replay of "
+                        "the program's model:\n  " + "\n  ".join(problems[:12]))
+    m = run.expect(rf"^vmas: random: {ops} operations, (\d+) mismatches, checksum ([0-9a-f]{{16}}) "
+                   rf"proof=([0-9a-f]{{16}})$", "vmas's random line")
+    if int(m[1]) != 0 or int(m[2], 16) != checksum:
+        watch.fail(run, f"the program counted {m[1]} results that differ from its model; its checksum {m[2]} is not the "
+                        f"grader's replay ({checksum:016x}): some system call returned another result than the model's")
+    run.expect_proof(m[3], checksum, "the checksum")
+    if frames.get("after") != watch.frames_before[0]:
+        watch.fail(run, f"frames in use before the run {watch.frames_before[0]}, after every process was reaped "
+                        f"{frames.get('after')} (the allocator's bitmap, read from guest RAM): frames leaked")
+    run.expect_outcome("success")

@@ -1,0 +1,496 @@
+"""Lab 6: fork, exec, exit and wait, witnessed from outside the kernel.
+
+Every boot runs the user program forktree (user/programs/forktree.cpp) in one of its modes. The
+values its processes write are derived from the boot token, so the grader knows them; it stops
+the guest at system calls of its choosing, finds which process made each by the root the CPU
+holds (CR3 / TTBR0), and reads their memory through its own walk of each root in guest RAM: a
+child's copy of a page must be a different frame holding the child's value while the parent's
+frame still holds the parent's. Frames in use are counted from the frame allocator's bitmap
+before the first process and after the last one is reaped: they must be the same. The kernel's
+lines only label what the grader saw."""
+import re
+
+from pagoda_grade import lab_test
+from pagoda_grade.processes import count_used, parse_reaped, process_roots, user_symbol
+from pagoda_grade.proof import MASK64, proof
+from pagoda_grade.symbols import address_of, fact
+from pagoda_grade.witness import PAGE, pick_in
+from test_lab3 import GRADER_MEMORY, Watch, syscall_number, user_text
+from test_lab4 import kernel_u64s
+
+ENOENT = 2
+DEEP = 8
+
+
+def u64(data):
+    return int.from_bytes(data, "little")
+
+
+# ---- the twins of forktree's values ------------------------------------------------------------
+
+def child_value(token, i, region=0):
+    return proof(token, 0x200 + i * 8 + region)
+
+
+def child_code(token, i):
+    return 1 + proof(token, 0x400 + i) % 100
+
+
+def leaf_code(token):
+    return 1 + proof(token, 0x500) % 50
+
+
+def echo_digest(args):
+    """The twin of echo's digest (user/programs/echo.cpp) over its arguments after argv[0]."""
+    d = 0
+    for a in args:
+        d = (d * 31 + len(a)) & MASK64
+        for b in a.encode():
+            d = (d * 131 + b) & MASK64
+    return d
+
+
+# ---- stops -------------------------------------------------------------------------------------
+
+def calls(guest, watch, numbers, limit):
+    """Stops at the system-call entry, yielding each stop whose call is in @p numbers."""
+    number = watch.proc["syscall_number"]
+    for _ in range(limit):
+        snap = guest.stop_at(watch.proc["syscall_entry"])
+        if snap.register(number) in numbers:
+            yield snap
+
+
+def write_buffer(snap, watch, root, most=200):
+    _, buf, length = (snap.register(r) for r in watch.proc["syscall_args"][:3])
+    return snap.read_virt(buf, min(length, most), root)
+
+
+def first_root(snap, kernel):
+    """The root of pid 1 in the kernel's root registry (guest RAM)."""
+    for root, label in process_roots(snap, kernel).items():
+        if label.endswith("(pid 1)"):
+            return root
+    raise AssertionError("pid 1 has no root in the kernel's root registry")
+
+
+def baseline(watch, guest):
+    """At the run's end: frames in use (the allocator's bitmap, guest RAM) after every process
+    was reaped, and before the first one was made."""
+    end = watch.checkpoint(guest, "ended")
+    return dict(before=watch.frames_before[0], after=count_used(end, *watch.bitmap)[0])
+
+
+def require(watch, run):
+    """The witness's result; when there is none, the failure says first what the console shows
+    about forked children that died (the usual reason the grader never saw them run)."""
+    if run.witness is None:
+        kills = [l for l in run.lines if re.match(r"^proc \d+ \(forktree\): killed: ", l)]
+        if kills:
+            hint = ""
+            if any("no VMA" in l for l in kills):
+                hint = (" (a child with no record of its memory: fork copied by a VMA list that is empty, e.g. a "
+                        "loader that mapped its segments without recording them)")
+            watch.fail(run, f"a forked child was killed before the grader saw it run{hint}:\n  " + "\n  ".join(kills[:3]))
+    return watch.require(run)
+
+
+def check_baseline(watch, run, w):
+    if w["after"] != w["before"]:
+        watch.fail(run, f"frames in use (the frame allocator's bitmap, read by the grader from guest RAM): "
+                        f"{w['before']} before the first process, {w['after']} after every process was reaped: "
+                        f"{w['after'] - w['before']:+d} (a fork that leaks the frames or tables of the copy, a zombie "
+                        "never reaped, or exit not freeing the whole user half)")
+
+
+# ---- fork --------------------------------------------------------------------------------------
+
+@lab_test(6, "fork_basic")
+def test_fork_basic(boot, kernel, arch):
+    token = boot.fresh_token()
+    n = pick_in(token, "fork children", 3, 8)
+    witnesses = min(n, 3)
+    watch = Watch(kernel, arch)
+    word = user_symbol(kernel, arch, "forktree", "(anonymous namespace)::g_word").address
+    page = word & ~(PAGE - 1)
+    write = syscall_number("Write")
+
+    def script(guest):
+        watch.before(guest)
+        snap = watch.started_check(guest)
+        parent = first_root(snap, kernel)
+        seen = {}
+        for snap in calls(guest, watch, {write}, 800):
+            root = snap.lower_root
+            if root == parent or root in watch.kernel_roots:
+                continue
+            m = re.match(rb"forktree: child (\d+) pid (\d+)", write_buffer(snap, watch, root))
+            if not m or int(m[1]) in seen:
+                continue
+            seen[int(m[1])] = dict(
+                root=root, pid=int(m[2]), child=u64(snap.read_virt(word, 8, root)),
+                parent=u64(snap.read_virt(word, 8, parent)), child_frame=snap.translate(page, root),
+                parent_frame=snap.translate(page, parent), half=watch.inspector.kernel_half_problem(snap, root),
+                registered=root in process_roots(snap, kernel))
+            if len(seen) == witnesses:
+                break
+        return dict(parent=parent, seen=seen, **baseline(watch, guest))
+
+    run = boot(args={"run": f"forktree:basic:{n}"}, token=token, witness=script, memory=GRADER_MEMORY)
+    w = require(watch, run)
+    if len(w["seen"]) < witnesses:
+        watch.fail(run, f"the grader saw {len(w['seen'])} forked children write their line from a root other than the "
+                        f"parent's ({w['parent']:#x}); expected {witnesses} (fork made no new root, or the child never "
+                        "ran)")
+    parent_values = {proof(token, 0x100), proof(token, 0x300)}
+    for i, c in sorted(w["seen"].items()):
+        who = f"child {i} (pid {c['pid']}, root {c['root']:#x})"
+        if c["half"]:
+            watch.fail(run, f"{who}: {c['half']} (a new root that does not share the kernel half: the kernel unmaps "
+                            "itself at the first instruction after the switch to the child)")
+        if not c["registered"]:
+            watch.fail(run, f"{who}: its root is not in the kernel's root registry")
+        if c["child"] != child_value(token, i):
+            watch.fail(run, f"{who}: its data word, read by the grader through its root, is {c['child']:#x}, expected "
+                            f"the value it wrote, {child_value(token, i):#x}")
+        if c["parent"] not in parent_values:
+            watch.fail(run, f"{who} wrote its data word; through the parent's root the grader reads {c['parent']:#x}, "
+                            "not the parent's own value: the child's write reached the parent (a shared frame)")
+        if c["child_frame"] is None or c["child_frame"] == c["parent_frame"]:
+            watch.fail(run, f"{who}: its data page is frame {c['child_frame']}, the parent's is "
+                            f"{c['parent_frame']:#x}: the child has no copy of its own")
+        run.expect(rf"^forktree: child {i} pid {c['pid']} parent 1 wrote "
+                   rf"proof={proof(token, child_value(token, i) ^ c['pid']):016x}$", f"child {i}'s line")
+    total = sum(child_code(token, i) * (i + 1) for i in range(n)) & MASK64
+    run.expect(rf"^forktree: forked {n} reaped {n} with their statuses ok proof={proof(token, total):016x}$",
+               "the parent's summary: every child reaped by wait() with its exit status")
+    reaped = parse_reaped(run)
+    codes = sorted(int(h.split()[-1]) for h in reaped.values() if h.startswith("exited with code"))
+    want = sorted([0] + [child_code(token, i) for i in range(n)])
+    if codes != want or len(reaped) != n + 1:
+        watch.fail(run, f"expected forktree and its {n} children to be reaped with codes {want}; reaped: {reaped}")
+    check_baseline(watch, run, w)
+    run.expect_outcome("success")
+
+
+@lab_test(6, "fork_deep")
+def test_fork_deep(boot, kernel, arch):
+    token = boot.fresh_token()
+    watch = Watch(kernel, arch)
+    wait = syscall_number("Wait")
+
+    def script(guest):
+        watch.before(guest)
+        watch.started_check(guest)
+        roots, problems = [], []
+        for snap in calls(guest, watch, {wait}, 400):
+            root = snap.lower_root
+            if root in roots:
+                continue
+            roots.append(root)
+            if root not in process_roots(snap, kernel):
+                problems.append(f"root {root:#x} made a wait call but is not in the kernel's root registry")
+            half = watch.inspector.kernel_half_problem(snap, root)
+            if half:
+                problems.append(f"root {root:#x}: {half}")
+            if len(roots) == DEEP:
+                break
+        return dict(roots=roots, problems=problems, **baseline(watch, guest))
+
+    run = boot(args={"run": f"forktree:deep:{DEEP}"}, token=token, witness=script, memory=GRADER_MEMORY)
+    w = require(watch, run)
+    if len(w["roots"]) < DEEP:
+        watch.fail(run, f"the grader saw {len(w['roots'])} distinct roots make the wait call, expected {DEEP} (one "
+                        "per parent of the chain)")
+    if w["problems"]:
+        watch.fail(run, "the grader walked each root of the chain:\n  " + "\n  ".join(w["problems"][:4]))
+    code = leaf_code(token) + DEEP
+    run.expect(rf"^forktree: deep {DEEP}: code {code} proof={proof(token, code):016x}$",
+               "the chain's exit codes, each parent's = its child's + 1, collected by waitpid()")
+    reaped = parse_reaped(run)
+    codes = sorted(int(h.split()[-1]) for h in reaped.values() if h.startswith("exited with code"))
+    want = sorted([0] + [leaf_code(token) + k for k in range(DEEP)])
+    if codes != want:
+        watch.fail(run, f"expected the chain reaped with codes {want}; reaped: {reaped}")
+    check_baseline(watch, run, w)
+    run.expect_outcome("success")
+
+
+# ---- exec --------------------------------------------------------------------------------------
+
+@lab_test(6, "exec_args")
+def test_exec_args(boot, kernel, arch):
+    token = boot.fresh_token()
+    count = str(1 + proof(token, 0x600) % 1000)
+    watch = Watch(kernel, arch)
+    write = syscall_number("Write")
+    top = fact(kernel, "user_stack_top")
+
+    def script(guest):
+        watch.before(guest)
+        snap = watch.started_check(guest)
+        parent = first_root(snap, kernel)
+        first = echo = None
+        for snap in calls(guest, watch, {write}, 400):
+            root = snap.lower_root
+            data = write_buffer(snap, watch, root)
+            if data.startswith(b"forktree: exec of a missing program") and first is None:
+                first = dict(root=root, line=data)
+            elif data.startswith(b"echo:"):
+                echo = dict(root=root, line=data, stack=snap.read_virt(top - PAGE, PAGE, root),
+                            registered=process_roots(snap, kernel))
+                break
+        return dict(parent=parent, first=first, echo=echo, **baseline(watch, guest))
+
+    run = boot(args={"run": "forktree:exec"}, token=token, witness=script, memory=GRADER_MEMORY)
+    w = require(watch, run)
+    if w["first"] is None or w["echo"] is None:
+        watch.fail(run, "the grader did not see both the child's line after the failed exec and echo's line "
+                        "(fork or exec did not work)")
+    r1, r2 = w["first"]["root"], w["echo"]["root"]
+    if r1 == w["parent"]:
+        watch.fail(run, f"the forked child wrote from the parent's root {r1:#x}")
+    if r2 in (r1, w["parent"]):
+        watch.fail(run, f"echo wrote from root {r2:#x}, the root of the process before exec: exec must build the new "
+                        "program in a new address space")
+    if r1 in w["echo"]["registered"]:
+        watch.fail(run, f"after exec the old root {r1:#x} is still in the kernel's root registry: the old address "
+                        "space was not freed")
+    want = b"\0".join(a.encode() for a in ["echo", "forked", count]) + b"\0"
+    if want not in w["echo"]["stack"]:
+        watch.fail(run, f"the top page of echo's stack (read through its root) does not hold its arguments "
+                        f"{want!r}: exec did not put argv on the new stack")
+    run.expect(rf"^forktree: exec of a missing program: ENOENT proof={proof(token, ENOENT):016x}$",
+               "exec of a missing program returns ENOENT and the caller goes on")
+    run.expect(rf"^echo: argc 4: forked {count} proof={proof(token, echo_digest(['forked', count])):016x}$",
+               "echo's line, with the arguments exec passed")
+    run.expect(r"^forktree: exec child \d+ reaped \(\d+\) how 0 code 0$", "the parent reaps the exec'd child")
+    check_baseline(watch, run, w)
+    run.expect_outcome("success")
+
+
+# ---- copy-on-write -----------------------------------------------------------------------------
+
+class Refs:
+    """The kernel's frame reference counts, read from guest RAM (pagoda_frame_refs: the table's
+    kernel address and its entries; each entry a u16 of references beyond the first)."""
+
+    def __init__(self, snap, kernel):
+        self.snap = snap
+        self.table, self.entries = kernel_u64s(snap, kernel, address_of(kernel, "pagoda_frame_refs"), 2)
+
+    def count(self, frame):
+        if not self.table or frame // PAGE >= self.entries:
+            return None
+        return 1 + u64(self.snap.read_virt(self.table + 2 * (frame // PAGE), 2))
+
+
+def pages_in(snap, roots, vas):
+    """{va: [(frame, writable) per root]} through the grader's walk of each root."""
+    out = {}
+    for va in vas:
+        row = []
+        for root in roots:
+            w = snap.walk(va, root)
+            row.append((w.pa, bool(w.perms and w.perms.write)) if w.mapped else (None, False))
+        out[va] = row
+    return out
+
+
+@lab_test(6, "cow")
+def test_cow(boot, kernel, arch):
+    token = boot.fresh_token()
+    n = pick_in(token, "cow pages", 8, 24)
+    mask = pick_in(token, "cow mask", 1, (1 << n) - 2)
+    written = [j for j in range(n) if mask >> j & 1]
+    watch = Watch(kernel, arch)
+    getpid, yield_, mmap = syscall_number("GetPid"), syscall_number("Yield"), syscall_number("Mmap")
+    text_lo, text_hi = user_text(kernel, arch, "cowtest")
+    text = list(range(text_lo & ~(PAGE - 1), text_hi, PAGE))
+
+    def script(guest):
+        watch.before(guest)
+        snap = watch.started_check(guest)
+        parent = first_root(snap, kernel)
+        moments, child = {}, None
+        # The two mmap calls' results, read in user mode right after each returns: the region and
+        # the kernel-write page.
+        mapped = []
+        for snap in calls(guest, watch, {mmap}, 40):
+            back = snap.register(watch.proc["syscall_return_pc"])
+            mapped.append(guest.stop_at(back).register(watch.proc["syscall_result"]))
+            if len(mapped) == 2:
+                break
+        region, kbuf = mapped
+        for snap in calls(guest, watch, {getpid, yield_}, 400):
+            root = snap.lower_root
+            name = None
+            if root != parent and "A" not in moments and snap.register(watch.proc["syscall_number"]) == getpid:
+                child, name = root, "A"
+            elif root == child and "A" in moments and "B" not in moments:
+                name = "B"
+            elif root == child and "B" in moments and "C" not in moments:
+                name = "C"
+            elif root == parent and "C" in moments:
+                name = "D"
+            if name is None:
+                continue
+            refs = Refs(snap, kernel)
+            vas = [region + j * PAGE for j in range(n)]
+            roots = [parent] if name == "D" else [parent, child]
+            pages = pages_in(snap, roots, vas + text + [kbuf])
+            words = {va: [u64(snap.read_virt(va, 8, r)) for r in roots] for va in vas}
+            counts = {va: [refs.count(f) if f is not None else None for f, _ in pages[va]] for va in vas + [kbuf]}
+            kpages = [snap.read_virt(kbuf, PAGE, r) for r in roots]
+            moments[name] = dict(pages=pages, words=words, counts=counts, kpages=kpages, used=count_used(snap, *watch.bitmap)[0])
+            if name == "D":
+                break
+        return dict(parent=parent, child=child, region=region, kbuf=kbuf, moments=moments, **baseline(watch, guest))
+
+    run = boot(args={"run": f"cowtest:{n}:{mask:#x}"}, token=token, witness=script, memory=GRADER_MEMORY)
+    w = require(watch, run)
+    missing = [m for m in "ABCD" if m not in w["moments"]]
+    if missing:
+        watch.fail(run, f"the grader did not reach moment(s) {', '.join(missing)} of cowtest (the child's getpid and "
+                        "two yields, the parent's yield after the child ended)")
+    region, kbuf = w["region"], w["kbuf"]
+    vas = [region + j * PAGE for j in range(n)]
+    fill = bytes.fromhex("55") * PAGE
+    a, b, c, d = (w["moments"][m] for m in "ABCD")
+
+    # A: right after fork, before the child writes: every page shared, read-only in both, count 2.
+    for j, va in enumerate(vas):
+        (pf, pw), (cf, cw) = a["pages"][va]
+        if pf is None or cf is None or pf != cf:
+            watch.fail(run, f"right after fork (the child's first system call), page {j} of the region ({va:#x}) is "
+                            f"frame {pf} in the parent and {cf} in the child: a copy-on-write fork shares the frame "
+                            "(the data was copied eagerly, or not mapped in the child)")
+        if pw or cw:
+            watch.fail(run, f"right after fork, page {j} ({va:#x}, frame {pf:#x}) is writable in the "
+                            f"{'parent' if pw else 'child'}: a shared frame must be read-only in both roots, or a "
+                            "write through one root reaches the other")
+        if a["counts"][va] != [2, 2]:
+            watch.fail(run, f"right after fork, the reference count of frame {pf:#x} (page {j}) read from the "
+                            f"kernel's table (guest RAM) is {a['counts'][va][0]}, expected 2 (parent and child)")
+    for va in text:
+        (pf, _), (cf, _) = a["pages"][va]
+        if pf is not None and cf is not None and pf != cf:
+            watch.fail(run, f"the read-only text page {va:#x} is frame {pf:#x} in the parent and {cf:#x} in the child: "
+                            "read-only pages are never copied")
+
+    # B: the child wrote exactly the pages of the mask: those, and only those, were copied.
+    copied = [j for j, va in enumerate(vas) if b["pages"][va][0][0] != b["pages"][va][1][0]]
+    if copied != written:
+        watch.fail(run, f"after the child wrote pages {written} (the grader's mask {mask:#x}), the pages whose frames "
+                        f"differ between the roots are {copied}: exactly the written pages must be copied")
+    for j, va in enumerate(vas):
+        (pf, _), (cf, cw) = b["pages"][va]
+        pword, cword = b["words"][va]
+        if pword != proof(token, 0x800 + j):
+            watch.fail(run, f"page {j}: through the parent's root the grader reads {pword:#x}, not the parent's value: "
+                            "the child's write reached the parent's frame")
+        want = proof(token, 0x900 + j) if j in written else proof(token, 0x800 + j)
+        if cword != want:
+            watch.fail(run, f"page {j}: through the child's root the grader reads {cword:#x}, expected {want:#x}")
+        want_counts = [1, 1] if j in written else [2, 2]
+        if b["counts"][va] != want_counts:
+            watch.fail(run, f"page {j} ({'copied' if j in written else 'still shared'}): reference counts "
+                            f"{b['counts'][va]} of frames {pf:#x}/{cf:#x} in the kernel's table, expected {want_counts}")
+        if j in written and not cw:
+            watch.fail(run, f"page {j} was copied for the child but its entry is not writable")
+    for va in text:
+        (pf, _), (cf, _) = b["pages"][va]
+        if pf is not None and cf is not None and pf != cf:
+            watch.fail(run, f"the read-only text page {va:#x} was copied")
+
+    # C: the kernel wrote into the shared page (proc_info): the child got a copy first.
+    (pf, _), (cf, _) = c["pages"][kbuf]
+    if pf == cf:
+        watch.fail(run, f"the kernel wrote into the child's shared page {kbuf:#x} (frame {pf:#x}) without copying it: "
+                        "a user copy into a copy-on-write page must copy it first")
+    if c["kpages"][0] != fill:
+        watch.fail(run, f"the parent's page {kbuf:#x} changed when the kernel wrote into the child's copy-on-write page")
+    if c["kpages"][1] == fill:
+        watch.fail(run, f"the kernel's write into the child's page {kbuf:#x} is not there (read through the child's root)")
+
+    # D: the child is gone: the parent's pages have one mapping each and are taken back, not copied.
+    for j, va in enumerate(vas):
+        frame, writable = d["pages"][va][0]
+        before = a["pages"][va][0][0]
+        if frame != before:
+            want = "the frame it shared" if j not in written else "its own frame (the child took a copy)"
+            shown = f"{frame:#x}" if frame is not None else "unmapped"
+            watch.fail(run, f"after the child ended the parent wrote page {j}: it is frame {shown}, not {before:#x}, "
+                            f"{want}: a page with one mapping left is taken back, not copied")
+        if not writable or d["counts"][va] != [1]:
+            watch.fail(run, f"after its write, the parent's page {j} is {'writable' if writable else 'read-only'} with "
+                            f"count {d['counts'][va]}: expected writable, count 1")
+        if d["words"][va] != [proof(token, 0xa00 + j)]:
+            watch.fail(run, f"page {j} of the parent does not hold what it wrote after the child ended")
+
+    run.expect(rf"^cowtest: child wrote {len(written)} pages, 0 wrong; the kernel's write landed "
+               rf"proof={proof(token, mask):016x}$", "the child's line")
+    run.expect(rf"^cowtest: parent's words intact after the child's writes; child ok proof={proof(token, n):016x}$",
+               "the parent's line")
+    check_baseline(watch, run, w)
+    run.expect_outcome("success")
+
+
+# ---- fork until it fails -----------------------------------------------------------------------
+
+def bomb_script(watch, fork_call, limit=80):
+    """At every fork: frames in use at its entry and right after it returns (read in user mode,
+    with its result): a failed fork must leave the count exactly where it found it."""
+    def script(guest):
+        watch.before(guest)
+        watch.started_check(guest)
+        forks = []
+        for snap in calls(guest, watch, {fork_call}, limit):
+            at_entry = count_used(snap, *watch.bitmap)[0]
+            # The parent's return: a child made by an earlier fork that runs now for the first
+            # time returns to the same instruction, in its own root.
+            pc, root = snap.register(watch.proc["syscall_return_pc"]), snap.lower_root
+            for _ in range(64):
+                back = guest.stop_at(pc)
+                if back.lower_root == root:
+                    break
+            else:
+                raise AssertionError("the forking process never returned from fork")
+            result = back.register(watch.proc["syscall_result"])
+            result = result - (1 << 64) if result >> 63 else result
+            forks.append((result, at_entry, count_used(back, *watch.bitmap)[0]))
+            if result < 0:
+                break
+        return dict(forks=forks, **baseline(watch, guest))
+    return script
+
+
+@lab_test(6, "fork_bomb")
+def test_fork_bomb(boot, kernel, arch):
+    token = boot.fresh_token()
+    fork_call = syscall_number("Fork")
+    # Eager copies of 16 MiB each run out of RAM part-way (ENOMEM); copy-on-write forks run out
+    # of process slots (EAGAIN). Either way: every child reaped, nothing leaked.
+    for mode, mib, errno_name, errno in (("eager", 16, "ENOMEM", 12), ("cow", pick_in(token, "bomb MiB", 1, 8), "EAGAIN", 11)):
+        watch = Watch(kernel, arch)
+        run = boot(args={"run": f"forktree:bomb:{mib}", "fork": mode}, token=token,
+                   witness=bomb_script(watch, fork_call), memory=GRADER_MEMORY)
+        w = require(watch, run)
+        forks = w["forks"]
+        if not forks or forks[-1][0] != -errno:
+            got = forks[-1][0] if forks else "no fork at all"
+            watch.fail(run, f"fork={mode}, {mib} MiB touched: the grader read the result of {len(forks)} fork calls in "
+                            f"user mode; the last is {got}, expected -{errno} ({errno_name}) once "
+                            f"{'memory' if mode == 'eager' else 'the process table'} runs out")
+        result, at_entry, after = forks[-1]
+        if after != at_entry:
+            watch.fail(run, f"fork={mode}: the fork that failed with {errno_name} left {after - at_entry:+d} frames in use "
+                            f"(the allocator's bitmap, guest RAM, at its entry and right after it returned): a fork that "
+                            "fails part-way must undo everything it made")
+        n = len(forks) - 1
+        run.expect(rf"^forktree: bomb: forked {n} then fork failed with {errno_name}; reaped {n} \({n} with 7\) "
+                   rf"proof={proof(token, n ^ (n << 16) ^ (n << 32)):016x}$", f"fork={mode}: the bomb's summary")
+        if run.search(r"^PANIC"):
+            watch.fail(run, f"fork={mode}: the kernel panicked")
+        check_baseline(watch, run, w)
+        run.expect_outcome("success")

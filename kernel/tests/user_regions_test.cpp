@@ -1,0 +1,189 @@
+// A user space's record (mm/user_regions.hpp): the fault decision over VMAs (populate, grow the
+// stack, or deny with the cause a report names) and the coverage check of the page tables
+// against the VMAs, over simulated physical memory.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <string>
+
+#include "host_support.hpp"
+#include "mm/address_space.hpp"
+#include "mm/user_regions.hpp"
+#include "page_table_fakes.hpp"
+#include "x86_hw_fake.hpp"
+
+namespace pagoda {
+namespace {
+
+using F = arch::PageTableFormat;
+constexpr u64 kPage = kPageSize;
+
+class MallocAllocator final : public Allocator {
+ public:
+  Result<void*> allocate(usize bytes) override { return std::aligned_alloc(16, (bytes + 15) / 16 * 16); }
+  void free(void* memory, usize) override { std::free(memory); }
+};
+
+const Perms kRO{.read = true, .user = true};
+const Perms kRW{.read = true, .write = true, .user = true};
+const Perms kRX{.read = true, .execute = true, .user = true};
+const Perms kNone{.read = false, .user = true};
+constexpr u64 kTop = 0x7fff'ffff'f000;
+constexpr u64 kLimit = 16 * kPage;
+constexpr u64 kGap = 4 * kPage;
+const char kImage[3 * 4096] = {};
+
+struct RegionsTest : ::testing::Test {
+  MallocAllocator allocator;
+  UserRegions regions{allocator, kPage};
+
+  void SetUp() override {
+    regions.stack_limit = kLimit;
+    regions.stack_gap = kGap;
+    ASSERT_TRUE(regions.vmas.insert(Vma{.start = 0x400000, .end = 0x402000, .perms = kRX, .kind = VmaKind::Image,
+                                        .source = kImage, .offset = 0, .file_size = 0x1800}).ok());
+    ASSERT_TRUE(regions.vmas.insert(Vma{.start = 0x402000, .end = 0x403000, .perms = kRO, .kind = VmaKind::Image,
+                                        .source = kImage, .offset = 0x2000, .file_size = 0x100}).ok());
+    ASSERT_TRUE(regions.vmas.insert(Vma{.start = 0x10000000, .end = 0x10004000, .perms = kNone}).ok());
+    ASSERT_TRUE(regions.vmas.insert(Vma{.start = kTop - 2 * kPage, .end = kTop, .perms = kRW, .kind = VmaKind::Stack,
+                                        .flags = kVmaGrowsDown}).ok());
+  }
+
+  static std::string text(const FaultVerdict& v) {
+    char buffer[300];
+    BufferSink sink(buffer, sizeof buffer);
+    v.format(sink);
+    return buffer;
+  }
+};
+
+const Access kRead{.user = true};
+const Access kWrite{.write = true, .user = true};
+const Access kFetch{.execute = true, .user = true};
+
+TEST_F(RegionsTest, AnAccessItsRegionAllowsPopulatesThatRegionsPage) {
+  for (const auto& [va, access] : {std::pair{0x400123ull, kRead}, {0x401ff8ull, kFetch}, {0x402000ull, kRead},
+                                   {kTop - 8, kWrite}, {kTop - 2 * kPage, kRead}}) {
+    const FaultVerdict v = decide_fault(regions, va, access);
+    EXPECT_EQ(v.action, FaultAction::Populate) << std::hex << va;
+    EXPECT_EQ(v.cause, FaultCause::Allowed);
+    ASSERT_TRUE(v.has_vma);
+    EXPECT_TRUE(v.vma.contains(va));
+  }
+}
+
+TEST_F(RegionsTest, AnAccessAgainstItsRegionsPermissionsIsDeniedNamingTheRegion) {
+  FaultVerdict v = decide_fault(regions, 0x402010, kWrite);
+  EXPECT_EQ(v.action, FaultAction::Deny);
+  EXPECT_EQ(v.cause, FaultCause::WriteDenied);
+  EXPECT_EQ(text(v), "write to read-only VMA [0x402000, 0x403000) r-- user image offset 0x2000 file 0x100");
+  v = decide_fault(regions, 0x400000, kWrite);
+  EXPECT_EQ(v.cause, FaultCause::WriteDenied);
+  v = decide_fault(regions, kTop - 16, kFetch);
+  EXPECT_EQ(v.cause, FaultCause::ExecuteDenied);
+  EXPECT_EQ(text(v).rfind("execute in non-executable VMA [", 0), 0u) << text(v);
+  v = decide_fault(regions, 0x10001000, kRead);
+  EXPECT_EQ(v.cause, FaultCause::NoAccess);
+  EXPECT_EQ(decide_fault(regions, 0x10001000, kWrite).cause, FaultCause::NoAccess);
+}
+
+TEST_F(RegionsTest, AnAddressInNoRegionIsNoVma) {
+  for (u64 va : {0ull, 0x3ff000ull, 0x403000ull, 0x10004000ull, 0x1234'5678'9000ull}) {
+    const FaultVerdict v = decide_fault(regions, va, kRead);
+    EXPECT_EQ(v.action, FaultAction::Deny) << std::hex << va;
+    EXPECT_EQ(v.cause, FaultCause::NoVma) << std::hex << va;
+    EXPECT_FALSE(v.has_vma);
+    EXPECT_EQ(text(v), "no VMA");
+  }
+}
+
+TEST_F(RegionsTest, TheStackGrowsDownToItsLimitThenTheGapSaysStackLimit) {
+  // Just below the stack, down to top - limit: grow.
+  for (u64 va : {kTop - 2 * kPage - 8, kTop - 9 * kPage, kTop - kLimit}) {
+    const FaultVerdict v = decide_fault(regions, va, kWrite);
+    EXPECT_EQ(v.action, FaultAction::Grow) << std::hex << va;
+    EXPECT_EQ(v.vma.start, align_down(va, kPage));
+    EXPECT_EQ(v.vma.end, kTop);
+    EXPECT_EQ(v.vma.kind, VmaKind::Stack);
+  }
+  // One page past the limit, and anywhere in the gap: stack limit.
+  for (u64 va : {kTop - kLimit - 1, kTop - kLimit - kGap}) {
+    const FaultVerdict v = decide_fault(regions, va, kWrite);
+    EXPECT_EQ(v.action, FaultAction::Deny) << std::hex << va;
+    EXPECT_EQ(v.cause, FaultCause::StackLimit);
+    EXPECT_EQ(v.floor, kTop - kLimit);
+    EXPECT_NE(text(v).find("stack limit: below the lowest stack address 0x7ffffffef000"), std::string::npos) << text(v);
+  }
+  // Below the gap: nothing.
+  EXPECT_EQ(decide_fault(regions, kTop - kLimit - kGap - 1, kWrite).cause, FaultCause::NoVma);
+  // Executing below the stack is still refused by its permissions.
+  EXPECT_EQ(decide_fault(regions, kTop - 3 * kPage, kFetch).cause, FaultCause::ExecuteDenied);
+}
+
+TEST_F(RegionsTest, ARegionBetweenTheAddressAndTheStackStopsTheGrowth) {
+  ASSERT_TRUE(regions.vmas.insert(Vma{.start = kTop - 4 * kPage, .end = kTop - 3 * kPage, .perms = kRW}).ok());
+  EXPECT_EQ(decide_fault(regions, kTop - 5 * kPage, kWrite).cause, FaultCause::NoVma);  // the anonymous region is above
+  EXPECT_EQ(decide_fault(regions, kTop - 3 * kPage, kWrite).action, FaultAction::Grow);  // between it and the stack
+}
+
+TEST_F(RegionsTest, PagePermsOfARegionAreReadableUserPages) {
+  EXPECT_EQ(page_perms_of(regions.vmas.regions()[0]), (Perms{.read = true, .execute = true, .user = true}));
+  EXPECT_EQ(page_perms_of(*regions.vmas.find(kTop - 1)), (Perms{.read = true, .write = true, .user = true}));
+}
+
+// ---- coverage --------------------------------------------------------------------------------
+
+struct CoverageTest : RegionsTest {
+  test::FakeTableMemory<F::kEntriesPerTable> memory;
+  AddressSpace kernel = AddressSpace::create_kernel(memory).release_value();
+
+  void SetUp() override {
+    RegionsTest::SetUp();
+    x86::hw::fake::cpu() = {};
+    ASSERT_TRUE(kernel.prepare_kernel_half().ok());
+  }
+  void TearDown() override { x86::hw::fake::cpu().cr3 = PhysAddr(); }
+
+  std::string problem(AddressSpace& space, usize* pages = nullptr) {
+    char buffer[300];
+    BufferSink sink(buffer, sizeof buffer);
+    return check_coverage(space, regions.vmas, kTop, &sink, pages) ? "" : std::string(buffer);
+  }
+};
+
+TEST_F(CoverageTest, PagesInTheirRegionsWithTheirPermissionsPass) {
+  AddressSpace user = AddressSpace::create_user(kernel).release_value();
+  usize pages = 99;
+  EXPECT_EQ(problem(user, &pages), "");
+  EXPECT_EQ(pages, 0u);
+  ASSERT_TRUE(user.map(VirtAddr(0x400000), PhysAddr(0x100000), page_perms_of(*regions.vmas.find(0x400000))).ok());
+  ASSERT_TRUE(user.map(VirtAddr(0x402000), PhysAddr(0x101000), page_perms_of(*regions.vmas.find(0x402000))).ok());
+  ASSERT_TRUE(user.map(VirtAddr(kTop - kPage), PhysAddr(0x102000), page_perms_of(*regions.vmas.find(kTop - 1))).ok());
+  EXPECT_EQ(problem(user, &pages), "");
+  EXPECT_EQ(pages, 3u);
+}
+
+TEST_F(CoverageTest, APageNoRegionCoversIsNamed) {
+  AddressSpace user = AddressSpace::create_user(kernel).release_value();
+  ASSERT_TRUE(user.map(VirtAddr(0x400000), PhysAddr(0x100000), page_perms_of(*regions.vmas.find(0x400000))).ok());
+  ASSERT_TRUE(user.map(VirtAddr(0x403000), PhysAddr(0x101000), kRW).ok());  // the loader mapped, recorded nothing
+  usize pages = 0;
+  EXPECT_EQ(problem(user, &pages),
+            "VMA coverage broken: page 0x403000 mapped rw- user to 0x101000: no VMA covers it");
+  EXPECT_EQ(pages, 2u);
+}
+
+TEST_F(CoverageTest, APageWithOtherPermissionsThanItsRegionIsNamed) {
+  AddressSpace user = AddressSpace::create_user(kernel).release_value();
+  ASSERT_TRUE(user.map(VirtAddr(0x402000), PhysAddr(0x100000), kRW).ok());  // writable, its region is r--
+  EXPECT_EQ(problem(user), "VMA coverage broken: page 0x402000 mapped rw- user to 0x100000: other permissions than "
+                           "its VMA [0x402000, 0x403000) r-- user image offset 0x2000 file 0x100");
+  // A page of a region that allows nothing may never be mapped.
+  AddressSpace other = AddressSpace::create_user(kernel).release_value();
+  ASSERT_TRUE(other.map(VirtAddr(0x10000000), PhysAddr(0x100000), kRO).ok());
+  EXPECT_NE(problem(other).find("its VMA allows no access [0x10000000, 0x10004000) --- user anonymous"),
+            std::string::npos) << problem(other);
+}
+
+}  // namespace
+}  // namespace pagoda
