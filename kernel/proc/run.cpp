@@ -13,6 +13,7 @@
 #include "proc/process.hpp"
 #include "proc/programs.hpp"
 #include "proc/scheduler.hpp"
+#include "proc/temp_map_calls.hpp"
 #include "proc/user_memory.hpp"
 
 namespace pagoda::proc {
@@ -230,6 +231,8 @@ bool run_programs(StringView spec, StringView token) {
   }
   pagoda_grader_checkpoint(kStarted, reinterpret_cast<u64>(&plan), started);
   run_processes();
+  if (const usize untaken = release_untaken_temp_frames())
+    println("run: {} frame(s) filled by temp_fill and never taken: freed", untaken);
   const usize after = frames_in_use();
   checkpoint_frames(kEnded);
   println("run: all processes ended; frames in use: before {}, after {}{}", before, after,
