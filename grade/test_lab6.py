@@ -11,7 +11,7 @@ lines only label what the grader saw."""
 import re
 
 from pagoda_grade import lab_test
-from pagoda_grade.harness import KILL_LINE
+from pagoda_grade.harness import BootEnded, KILL_LINE
 from pagoda_grade.processes import (Layout, count_used, parse_reaped, process_roots, user_elf, user_page_frames,
                                     user_symbol)
 from pagoda_grade.proof import MASK64, proof
@@ -879,11 +879,12 @@ def usertests_case(boot, kernel, arch, case):
     count_at = user_symbol(kernel, arch, "usertests", "usertests_probe_count").address
     numbers = set(range(128))
 
-    def script(guest):
+    def script_with(guest, state):
         watch.before(guest)
         snap = watch.started_check(guest)
         parent = first_root(snap, kernel)
         child, trace, ended = None, [], None
+        state["trace"] = trace
         tracer = Tracer(guest, watch)
         for kind, snap, data in tracer.stops(4000):
             root = snap.lower_root
@@ -894,29 +895,53 @@ def usertests_case(boot, kernel, arch, case):
             if root in (parent, *watch.kernel_roots) or snap.register(watch.proc["syscall_number"]) not in numbers:
                 continue
             if child is None:
-                child = root
+                child = state["child"] = root
             if root != child:
                 continue   # a grandchild (the wait and forkmem cases fork)
             number = snap.register(watch.proc["syscall_number"])
             if number == exit_call:
                 n = u64(snap.read_virt(count_at, 8, child))
-                probes = []
-                for i in range(min(n, 64)):
-                    num, want, flags, what = (u64(snap.read_virt(record + i * PROBE_BYTES + 8 * k, 8, child))
-                                              for k in range(4))
-                    text = snap.read_virt(what, 80, child).split(b"\0")[0].decode(errors="replace") if what else "?"
-                    probes.append(dict(number=num, want=signed(want), flags=flags, what=text))
-                ended = dict(code=snap.register(watch.proc["syscall_args"][0]) & 0xffffffff, probes=probes)
+                ended = dict(code=snap.register(watch.proc["syscall_args"][0]) & 0xffffffff,
+                             probes=[probe_at(snap, child, i) for i in range(min(n, 64))])
                 break
             if u64(snap.read_virt(count_at, 8, child)) <= len(trace):
                 continue   # not a probe (the case's set-up): the record grows by one before each probe
-            call = dict(number=number, result=None, before=count_used(snap, *watch.bitmap)[0], after=None)
+            call = dict(number=number, result=None, before=count_used(snap, *watch.bitmap)[0], after=None,
+                        probe=probe_at(snap, child, len(trace)))
             trace.append(call)
             tracer.follow(snap, call)
         return dict(child=child, trace=trace, ended=ended, **baseline(watch, guest))
 
-    run = boot(args={"run": f"usertests:{case}"}, token=token, witness=script, memory=GRADER_MEMORY)
+    def probe_at(snap, child, i):
+        """Entry @p i of the child's record (read through its root)."""
+        num, want, flags, what = (u64(snap.read_virt(record + i * PROBE_BYTES + 8 * k, 8, child)) for k in range(4))
+        text = snap.read_virt(what, 80, child).split(b"\0")[0].decode(errors="replace") if what else "?"
+        return dict(number=num, want=signed(want), flags=flags, what=text)
+
+    def guarded(guest):
+        # A probe that never returns (an exec that succeeded, a child killed) leaves the grader
+        # waiting to the end of the boot: the probes seen so far say which one it was.
+        state = {}
+        try:
+            return script_with(guest, state)
+        except BootEnded:
+            if state.get("trace"):
+                return dict(child=state["child"], trace=state["trace"], ended=None, before=None, after=None)
+            raise
+
+    run = boot(args={"run": f"usertests:{case}"}, token=token, witness=guarded, memory=GRADER_MEMORY)
     w = require(watch, run)
+    lost = [t for t in w["trace"] if t["result"] is None]
+    if w["ended"] is None and lost:
+        p = lost[0]["probe"]
+        watch.fail(run, f"usertests {case}: probe {w['trace'].index(lost[0])} ({p['what']}, system call {p['number']}) "
+                        f"never returned to the child, expected {shown_result(p['want'])} (a call that must fail "
+                        "succeeded, e.g. an exec that replaced the child's program, or the child was killed)")
+    if w["ended"] is None and w["trace"]:
+        last = w["trace"][-1]
+        watch.fail(run, f"usertests {case}: the child made {len(w['trace'])} probes and never reached its exit; the last, "
+                        f"probe {len(w['trace']) - 1} ({last['probe']['what']}), returned {shown_result(last['result'])} "
+                        f"(expected {shown_result(last['probe']['want'])})")
     if w["child"] is None or w["ended"] is None:
         watch.fail(run, f"usertests {case}: the grader saw no forked child make its probes and exit (every case runs in "
                         "a child of its own: fork must work)")
