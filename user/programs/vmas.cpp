@@ -4,6 +4,9 @@
 //   hole            maps 8 pages, unmaps the middle two, uses the ends, then touches the hole
 //   protect         writes, makes the pages read-only, reads, makes them writable, writes, makes
 //                   them read-only again and writes (killed: "write to read-only VMA")
+//   none            writes a pattern the token picks, makes the page PROT_NONE, hands it to read()
+//                   and write() (EFAULT both), makes it read/write again and checks the pattern,
+//                   makes it PROT_NONE again and reads it (killed: "access to inaccessible VMA")
 //   brk PAGES       grows the heap by PAGES pages, touches them, shrinks it back; then maps the
 //                   page just above the break and asks sbrk to grow past it (an error)
 //   stack PAGES     recurses PAGES pages deep into its stack (past the limit: killed)
@@ -238,6 +241,35 @@ int random_ops(u64 ops, u64 marker) {
   return m.mismatches == 0 ? 0 : 1;
 }
 
+constexpr u64 kNoneTag = 0x4e4f4e45;  // "NONE"
+constexpr u64 kNoneWords = 8;
+
+/// PROT_NONE keeps a page's contents while nothing may touch it. The grader stops at the
+/// write() of the first line (the page rw-, holding the pattern), at the read() (the leaf invalid
+/// to the MMU, its frame still holding the pattern) and at the write() of the last line (the page
+/// rw- again, the pattern intact), then watches the read of the no-access page fault.
+int none() {
+  const i64 at = mmap(0, 2 * kPage, abi::kProtRead | abi::kProtWrite);
+  if (abi::is_error(at)) {
+    println("vmas: none: mmap failed: {}", at);
+    return 1;
+  }
+  volatile u64* p = reinterpret_cast<volatile u64*>(at);
+  for (u64 i = 0; i < kNoneWords; ++i) p[i] = proof(token(), kNoneTag + i);
+  println("vmas: none: pattern at {:#x}", at);
+  const i64 a = mprotect(u64(at), 2 * kPage, abi::kProtNone);  // one page brought in, one not
+  const i64 r = read(abi::kStdin, reinterpret_cast<void*>(at), 16);
+  const i64 w = write(abi::kStdout, reinterpret_cast<const void*>(at), 16);
+  const i64 b = mprotect(u64(at), 2 * kPage, abi::kProtRead | abi::kProtWrite);
+  u64 intact = 0;
+  for (u64 i = 0; i < kNoneWords; ++i) intact += p[i] == proof(token(), kNoneTag + i);
+  println("vmas: none: mprotect {} read {} write {} mprotect {}; {} of {} words intact proof={:016x}", a, r, w, b,
+          intact, kNoneWords, proof(token(), intact));
+  const i64 c = mprotect(u64(at), kPage, abi::kProtNone);
+  println("vmas: none: mprotect {}; reading the no-access page at {:#x}", c, at);
+  return int(p[1]);
+}
+
 }  // namespace
 
 int main(int, char**) {
@@ -246,11 +278,12 @@ int main(int, char**) {
   if (mode == "bss") return bss();
   if (mode == "hole") return hole();
   if (mode == "protect") return protect();
+  if (mode == "none") return none();
   if (mode == "brk") return brk_mode(arg_number(2, 4));
   if (mode == "stack") return stack(arg_number(2, 16));
   if (mode == "list") return list();
   if (mode == "fault") return fault(arg_number(2, 1000));
   if (mode == "random") return random_ops(arg_number(2, 1000), arg_number(3, 0));
-  println("vmas: unknown mode '{}' (lazy, bss, hole, protect, brk, stack, list, fault, random)", mode);
+  println("vmas: unknown mode '{}' (lazy, bss, hole, protect, none, brk, stack, list, fault, random)", mode);
   return 2;
 }
