@@ -552,7 +552,7 @@ def random_model(token, ops, marker):
             for i in span:
                 pages[i] = None
         elif kind == 2:
-            prot = PROTS[1 + r.below(2)]
+            prot = PROTS[r.below(3)]  # PROT_NONE included: the pages are held and keep their values
             whole = all(pages[i] is not None for i in span)
             expect(0 if whole else -12)
             if whole:

@@ -221,8 +221,8 @@ int random_ops(u64 ops, u64 marker) {
     } else if (kind == 1) {  // munmap (holes are fine)
       m.expect(munmap(at(first), count * kPage), 0);
       for (u64 i = first; i < first + count; ++i) m.pages[i] = Page{};
-    } else if (kind == 2) {  // mprotect to r-- or rw- (the whole range must be mapped)
-      const u64 prot = kProts[1 + r.below(2)];
+    } else if (kind == 2) {  // mprotect to ---, r-- or rw- (the whole range must be mapped; --- keeps the values)
+      const u64 prot = kProts[r.below(3)];
       m.expect(mprotect(at(first), count * kPage, prot), all ? 0 : abi::error_result(abi::Errno::NoMem));
       if (all)
         for (u64 i = first; i < first + count; ++i) m.pages[i].prot = prot;
