@@ -355,12 +355,10 @@ def format_map(census: Census, width: int = 64, colour: bool = False,
                 tally[key] = tally.get(key, 0) + 1
             # The rarer, interesting owners win a tie-free cell over free memory.
             letter = max(tally, key=lambda k: (tally[k] if k != "." else 0, k != "."))
-            if colour:
-                text.append("\x1b[%sm%s\x1b[0m" % (_colour_of(census, letter), letter))
-            else:
-                text.append(letter)
+            text.append(letter)
         pa = (census.first + row_start * per_cell) * PAGE_SIZE_4K
-        lines.append("%#010x %s" % (pa, "".join(text)))
+        lines.append("%#010x %s" % (pa, _coloured("".join(text), census) if colour
+                                    else "".join(text)))
     legend = ["%s %s %d" % (LETTERS[o], o, census.count(o)) for o in OWNERS if o != PROCESS]
     pids = sorted({m.pid for m in census.processes})
     legend += ["%s pid %d '%s' %d" % (DIGITS[p % len(DIGITS)], p,
@@ -374,6 +372,18 @@ def format_map(census: Census, width: int = 64, colour: bool = False,
         lines.append("problems: %d (GDB's `frames` lists them); first: %s"
                      % (len(census.problems), census.problems[0]))
     return lines
+
+
+def _coloured(text: str, census: Census) -> str:
+    """@p text with one ANSI colour sequence per run of equal letters."""
+    out, i = [], 0
+    while i < len(text):
+        j = i
+        while j < len(text) and text[j] == text[i]:
+            j += 1
+        out.append("\x1b[%sm%s\x1b[0m" % (_colour_of(census, text[i]), text[i:j]))
+        i = j
+    return "".join(out)
 
 
 def _colour_of(census: Census, letter: str) -> str:
