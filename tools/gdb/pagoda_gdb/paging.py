@@ -287,7 +287,10 @@ def _page_ranges(pairs):
 
 def format_cow(pages_a, pages_b, most=64):
     """pt-diff's copy-on-write lines: the user pages A and B map to the same frame read-only
-    (shared copy-on-write), and those where a shared frame is writable in one of them."""
+    (shared copy-on-write), and those where a shared frame is writable in one of them; nothing
+    when neither maps a user page."""
+    if not pages_a and not pages_b:
+        return []                   # two kernel-only roots: nothing to share
     shared, writable = cow_pairs(pages_a, pages_b)
     lines = ["user pages: A maps %d, B maps %d; copy-on-write shared (same frame, read-only in "
              "both): %d" % (len(pages_a), len(pages_b), len(shared))]
