@@ -61,6 +61,30 @@ class CensusError(Exception):
 
 # ---- walking every table of a root --------------------------------------------------------------
 
+def lower_half(read_phys, root: int):
+    """A reader that shows the root table at @p root with its upper half (x86_64's kernel half,
+    PML4 256-511, shared with every root) empty: walks of a process's own tables stop there."""
+    def read(pa: int, size: int) -> bytes:
+        data = read_phys(pa, size)
+        if pa == root and size == PAGE_SIZE_4K:
+            return data[:PAGE_SIZE_4K // 2] + bytes(PAGE_SIZE_4K // 2)
+        return data
+    return read
+
+
+def cached(read_phys):
+    """A reader that reads each (address, size) once: a census of a stopped machine reads the
+    kernel's tables once, not once per root."""
+    memo = {}
+
+    def read(pa: int, size: int) -> bytes:
+        key = (pa, size)
+        if key not in memo:
+            memo[key] = read_phys(pa, size)
+        return memo[key]
+    return read
+
+
 def table_frames(arch: str, read_phys, root: int, levels: int = 4) -> set[int]:
     """Every table frame of the tree under @p root (the root included): x86_64 follows present
     entries that are not huge pages, AArch64 table descriptors (bits 1:0 = 0b11) above the last
@@ -104,7 +128,10 @@ def user_pages(arch: str, read_phys, root: int, regs: Optional[dict] = None,
                pa_bits: Optional[int] = None) -> list[UserPage]:
     """Every 4 KiB user page the tree under @p root maps (AArch64: the TTBR0 tree alone)."""
     arch = canonical_arch(arch)
-    tree = (root, None) if arch == aarch64.ARCH else root
+    if arch == aarch64.ARCH:
+        tree = (root, None)
+    else:
+        tree, read_phys = root, lower_half(read_phys, root)
     pages = []
     for run in dump(arch, read_phys, tree, regs or {}, user_only=True, pa_bits=pa_bits):
         for offset in range(0, run.size, PAGE_SIZE_4K):
@@ -178,6 +205,7 @@ def take_census(arch: str, read_phys, symbol: Symbol, regs: Optional[dict] = Non
     @p ram_start (physical) starts the census there instead of at the first managed frame.
     CensusError when a record is missing or not set up yet (before vm::init)."""
     arch = canonical_arch(arch)
+    read_phys = cached(read_phys)
     offset = _require(symbol, "__kernel_virt_offset")
     image_start = _require(symbol, "__kernel_phys_start")
     image_end = _require(symbol, "__kernel_phys_end")
@@ -226,12 +254,11 @@ def take_census(arch: str, read_phys, symbol: Symbol, regs: Optional[dict] = Non
     for known in roots.roots:
         if known.kind not in ("kernel", "process"):
             continue     # the boot root's frames go back to the allocator: counted as they are
-        tables = table_frames(arch, read_phys, known.root)
-        if arch == x86_64.ARCH and known.kind == "process":
-            kernel = roots.kernel()
-            if kernel is not None:     # the kernel half is the kernel's own tables, shared
-                tables -= table_frames(arch, read_phys, kernel.root)
-                tables.add(known.root)
+        # A process's kernel half (x86_64) is the kernel's own tables, shared: counted once.
+        # (AArch64: a process root is TTBR0's tree, all of it the process's.)
+        own = lower_half(read_phys, known.root) \
+            if known.kind == "process" and arch == x86_64.ARCH else read_phys
+        tables = table_frames(arch, own, known.root)
         for pa in tables:
             table_owner.setdefault(pa // PAGE_SIZE_4K, known)
         if known.kind == "process":
