@@ -39,7 +39,7 @@ from typing import Callable, Optional
 
 from . import aarch64, x86_64
 from .model import PAGE_SIZE_4K, read_table
-from .roots import REGISTRY_SYMBOL, RootTable, read_root_table
+from .roots import REGISTRY_SYMBOL, read_root_table
 from .walker import canonical_arch, dump
 
 Symbol = Callable[[str], Optional[int]]
