@@ -498,7 +498,11 @@ void set_current_space(AddressSpace* space) { g_current_space = space; }
 
 Walk walk_active(VirtAddr va) { return walk_tree<Format>(arch::live_root_for(va), g_table_memory, va); }
 
-bool mapped_now(VirtAddr va) { return g_kernel_space == nullptr || walk_active(va).mapped(); }
+bool mapped_now(VirtAddr va) {
+  if (g_kernel_space == nullptr) return true;
+  const Walk w = walk_active(va);
+  return w.mapped() && w.perms.read;  // a held leaf maps nothing the CPU can use
+}
 
 namespace {
 
