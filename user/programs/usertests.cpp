@@ -196,7 +196,6 @@ void case_mem() {
   refuse("mprotect with unknown bits", Syscall::Mprotect, Errno::Inval, u64(a), kPage, 16);
   refuse("mprotect of a range nothing maps", Syscall::Mprotect, Errno::NoMem, unmapped_pointer(38) & ~(kPage - 1),
          kPage, abi::kProtRead);
-  refuse("mprotect to none over a present page", Syscall::Mprotect, Errno::Inval, u64(a), kPage, abi::kProtNone);
   probe("mprotect to read-only", Syscall::Mprotect, 0, kExact, u64(a), kPage, abi::kProtRead);
   refuse("read into the read-only page", Syscall::Read, Errno::Fault, 0, u64(a) + value(39) % 512, 16);
   probe("munmap of both pages", Syscall::Munmap, 0, kExact, u64(a), 2 * kPage);
