@@ -11,20 +11,26 @@ lines only label what the grader saw."""
 import re
 
 from pagoda_grade import lab_test
-from pagoda_grade.harness import KILL_LINE
-from pagoda_grade.processes import count_used, parse_reaped, process_roots, user_symbol
+from pagoda_grade.harness import BootEnded, KILL_LINE
+from pagoda_grade.processes import (Layout, count_used, parse_reaped, process_roots, user_elf, user_page_frames,
+                                    user_symbol)
 from pagoda_grade.proof import MASK64, proof
-from pagoda_grade.symbols import address_of, fact
+from pagoda_grade.symbols import address_of, fact, segments
 from pagoda_grade.witness import PAGE, pick_in
-from test_lab3 import GRADER_MEMORY, Watch, syscall_number, user_text
+from test_lab3 import GRADER_MEMORY, Watch, syscall_number, syscall_stops, user_text
 from test_lab4 import kernel_u64s
 
 ENOENT = 2
+ECHILD = 10
 DEEP = 8
 
 
 def u64(data):
     return int.from_bytes(data, "little")
+
+
+def signed(value):
+    return value - (1 << 64) if value >> 63 else value
 
 
 # ---- the twins of forktree's values ------------------------------------------------------------
@@ -445,27 +451,45 @@ def test_cow(boot, kernel, arch):
 
 # ---- fork until it fails -----------------------------------------------------------------------
 
-def bomb_script(watch, fork_call, limit=80):
+def copies_in_other_roots(snap, watch, frames, roots):
+    """The frames of @p frames that a process of @p roots maps as a user page now (the grader's
+    walk of each root): copies made by children that ran meanwhile."""
+    mapped = set()
+    for root in roots:
+        mapped |= user_page_frames(snap.dump(root), watch.layout)
+    return frames & mapped
+
+
+def bomb_script(watch, fork_call, kernel):
     """At every fork: frames in use at its entry and right after it returns (read in user mode,
-    with its result): a failed fork must leave the count exactly where it found it."""
+    with its result): a failed fork must leave the count exactly where it found it. Children made
+    earlier may run between the two stops (the first time each runs it returns from fork to the
+    same instruction) and copy a page they share: a frame that is new at the return and mapped
+    as a user page of a process that existed at the fork's entry is one of those copies, not the
+    failed fork's."""
     def script(guest):
         watch.before(guest)
         watch.started_check(guest)
         forks = []
-        for snap in calls(guest, watch, {fork_call}, limit):
-            at_entry = count_used(snap, *watch.bitmap)[0]
-            # The parent's return: a child made by an earlier fork that runs now for the first
-            # time returns to the same instruction, in its own root.
+        # Copy-on-write forks until the process table is full: a fork per slot, and each child's
+        # calls (sleep, exit) among the stops.
+        for snap in calls(guest, watch, {fork_call}, 4 * watch.layout.slots + 32):
+            at_entry, entry_bits = count_used(snap, *watch.bitmap)
+            others = set(process_roots(snap, kernel)) - {snap.lower_root}   # the children made before
             pc, root = snap.register(watch.proc["syscall_return_pc"]), snap.lower_root
-            for _ in range(64):
+            for _ in range(watch.layout.slots + 8):
                 back = guest.stop_at(pc)
                 if back.lower_root == root:
                     break
             else:
                 raise AssertionError("the forking process never returned from fork")
-            result = back.register(watch.proc["syscall_result"])
-            result = result - (1 << 64) if result >> 63 else result
-            forks.append((result, at_entry, count_used(back, *watch.bitmap)[0]))
+            result = signed(back.register(watch.proc["syscall_result"]))
+            after, after_bits = count_used(back, *watch.bitmap)
+            if result < 0 and after != at_entry:
+                new = after_bits & ~entry_bits
+                frames = {i * PAGE for i in range(new.bit_length()) if new >> i & 1}
+                after -= len(copies_in_other_roots(back, watch, frames, others & set(process_roots(back, kernel))))
+            forks.append((result, at_entry, after))
             if result < 0:
                 break
         return dict(forks=forks, **baseline(watch, guest))
@@ -481,7 +505,7 @@ def test_fork_bomb(boot, kernel, arch):
     for mode, mib, errno_name, errno in (("eager", 16, "ENOMEM", 12), ("cow", pick_in(token, "bomb MiB", 1, 8), "EAGAIN", 11)):
         watch = Watch(kernel, arch)
         run = boot(args={"run": f"forktree:bomb:{mib}", "fork": mode}, token=token,
-                   witness=bomb_script(watch, fork_call), memory=GRADER_MEMORY)
+                   witness=bomb_script(watch, fork_call, kernel), memory=GRADER_MEMORY)
         w = require(watch, run)
         forks = w["forks"]
         if not forks or forks[-1][0] != -errno:
@@ -503,6 +527,486 @@ def test_fork_bomb(boot, kernel, arch):
         check_baseline(watch, run, w)
         run.expect_outcome("success")
 
+
+# ---- wide fork ---------------------------------------------------------------------------------
+
+WIDE = 64
+
+
+def wide_code(token, i):
+    """The twin of forktree's wide_code()."""
+    return 1 + proof(token, 0x700 + i) % 250
+
+
+def returned(guest, watch, snap, limit=64):
+    """The stop in user mode where the system call of @p snap (a stop at its entry) returns, in
+    the same root (another process of the program may run the same instruction first)."""
+    pc, root = snap.register(watch.proc["syscall_return_pc"]), snap.lower_root
+    for _ in range(limit):
+        back = guest.stop_at(pc)
+        if back.lower_root == root:
+            return back
+    raise AssertionError(f"the system call made from root {root:#x} never returned to {pc:#x}")
+
+
+class Tracer:
+    """Follows system calls from outside: stops at the entry of every call, and at the return
+    in user mode of the calls a test asks to follow (in the root that made each), both at once,
+    so that nothing another process does meanwhile is missed.
+
+        for kind, snap, data in tracer.stops(limit):
+            kind == "entry": a call's entry; tracer.follow(snap, data) to see it return
+            kind == "return": a followed call is back in user mode; data is what follow() got
+    """
+
+    def __init__(self, guest, watch):
+        self.guest = guest
+        self.watch = watch
+        self.pending = {}   # (return pc, root) -> data
+
+    def follow(self, snap, data):
+        self.pending[(snap.register(self.watch.proc["syscall_return_pc"]), snap.lower_root)] = data
+
+    def stops(self, limit):
+        entry = self.watch.proc["syscall_entry"]
+        for _ in range(limit):
+            snap = self.guest.stop_at_any([entry] + sorted({pc for pc, _ in self.pending}))
+            if snap.pc != address_of(self.watch.kernel, entry) and (snap.pc, snap.lower_root) in self.pending:
+                yield "return", snap, self.pending.pop((snap.pc, snap.lower_root))
+            elif snap.pc == address_of(self.watch.kernel, entry):
+                yield "entry", snap, None
+        raise AssertionError(f"the grader followed {limit} stops without seeing the end it waited for")
+
+
+@lab_test(6, "wide_fork")
+def test_wide_fork(boot, kernel, arch):
+    token = boot.fresh_token()
+    watch = Watch(kernel, arch)
+    exit_call, wait_call = syscall_number("Exit"), syscall_number("Wait")
+    info_size = 16  # abi::ExitInfo: i32 code, u32 how, u64 address
+
+    def script(guest):
+        watch.before(guest)
+        snap = watch.started_check(guest)
+        parent = first_root(snap, kernel)
+        exits, waits, peak = [], [], None
+        tracer = Tracer(guest, watch)
+        for kind, snap, info in tracer.stops(8 * WIDE + 64):
+            root = snap.lower_root
+            if kind == "return":
+                result = signed(snap.register(watch.proc["syscall_result"]))
+                waits.append((result, snap.read_virt(info, info_size, parent) if result > 0 else b""))
+                if result < 0 or len(waits) > 2 * WIDE:
+                    break   # (more waits than children: wait returns children it does not reap)
+                continue
+            number = snap.register(watch.proc["syscall_number"])
+            if number == exit_call and root != parent:
+                exits.append((root, snap.register(watch.proc["syscall_args"][0]) & 0xffffffff))
+            elif number == wait_call and root == parent:
+                if peak is None:
+                    # The parent's first wait: every child was forked before it, none reaped yet.
+                    peak = process_roots(snap, kernel)
+                tracer.follow(snap, snap.register(watch.proc["syscall_args"][1]))
+        # (a parent that never saw ECHILD never ends: its failure is named below, without the end)
+        if waits and waits[-1][0] < 0:
+            end = baseline(watch, guest)
+        else:
+            end = dict(before=None, after=None)
+            guest.end()
+        return dict(parent=parent, exits=exits, waits=waits, peak=peak or {}, **end)
+
+    run = boot(args={"run": f"forktree:wide:{WIDE}"}, token=token, witness=script, memory=GRADER_MEMORY)
+    w = require(watch, run)
+    want = sorted(wide_code(token, i) for i in range(WIDE))
+    children = [r for r in w["peak"] if r != w["parent"]]
+    if len(children) < WIDE:
+        watch.fail(run, f"when the parent first called wait, after forking {WIDE} children, the kernel's root registry "
+                        f"(guest RAM) lists {len(children)} roots besides the parent's: the process table must hold "
+                        f"{WIDE} children, their parent and the first process at once (kMaxProcesses), each a root of "
+                        "its own, zombies included until they are reaped")
+    roots = {r for r, _ in w["exits"]}
+    if len(w["exits"]) != WIDE or len(roots) != WIDE or w["parent"] in roots:
+        watch.fail(run, f"the grader saw {len(w['exits'])} exit calls from {len(roots)} distinct roots other than the "
+                        f"parent's; expected {WIDE}, one per child")
+    if sorted(c for _, c in w["exits"]) != want:
+        watch.fail(run, "the children's exit codes (read at their exit calls) are not the ones the token gives them")
+    reaped = [(pid, u64(st[:4]) & 0xffffffff, u64(st[4:8])) for pid, st in w["waits"] if pid > 0]
+    last = w["waits"][-1][0] if w["waits"] else None
+    if len(reaped) != WIDE or len({pid for pid, _, _ in reaped}) != WIDE or last != -ECHILD:
+        watch.fail(run, f"the parent's wait calls returned (read in user mode) {len(reaped)} children "
+                        f"({len({p for p, _, _ in reaped})} distinct ids), then {last}: expected {WIDE} distinct children, "
+                        f"then -ECHILD ({-ECHILD}) (wait reaps each child once; a zombie never reaped, or one reaped "
+                        "twice)")
+    bad = [(pid, code, how) for pid, code, how in reaped if how != 0]
+    if bad:
+        watch.fail(run, f"wait reported child {bad[0][0]} with how={bad[0][2]} (not exited): the status written into "
+                        "the parent's ExitInfo (read from guest RAM)")
+    if sorted(code for _, code, _ in reaped) != want:
+        watch.fail(run, "the statuses wait wrote into the parent's ExitInfo (read through the parent's root) are not "
+                        f"the codes the children passed to exit: got {sorted(c for _, c, _ in reaped)[:8]}..., "
+                        f"expected {want[:8]}...")
+    run.expect(rf"^forktree: wide: forked {WIDE} reaped {WIDE} statuses ok proof=[0-9a-f]{{16}}$",
+               "the parent's summary")
+    check_baseline(watch, run, w)
+    run.expect_outcome("success")
+
+
+# ---- fork after mmap, brk and stack growth -----------------------------------------------------
+
+def page_mark(token, page):
+    """Word 0 of a page forktree vmas marked (the twin of its page_mark(page, 0))."""
+    return proof(token, 0x10000 + (page >> 12))
+
+
+@lab_test(6, "fork_vmas")
+def test_fork_vmas(boot, kernel, arch):
+    token = boot.fresh_token()
+    maps, heap, stack = pick_in(token, "vmas maps", 2, 6), pick_in(token, "vmas heap", 2, 16), pick_in(token, "vmas stack", 9, 12)
+    moment = pick_in(token, "vmas moment", 1, 3)
+    want_marks = 3 + sum(1 + r % 3 for r in range(maps)) + heap + stack
+    watch = Watch(kernel, arch)
+    yield_ = syscall_number("Yield")
+    layout = Layout.of(kernel)
+    top = fact(kernel, "user_stack_top")
+    floor = top - fact(kernel, "user_stack_limit")
+    mmap_base = fact(kernel, "mmap_base")
+    data = user_symbol(kernel, arch, "forktree", "(anonymous namespace)::g_vma_data")
+
+    def pages_of(snap, root):
+        out = {}
+        for r in snap.dump(root):
+            if r.va_start >= layout.kernel_half_base:
+                continue
+            for va in range(r.va_start, r.va_end, PAGE):
+                out[va] = (r.pa_start + va - r.va_start, r.perms.rwx())
+        return out
+
+    def script(guest):
+        watch.before(guest)
+        snap = watch.started_check(guest)
+        parent = first_root(snap, kernel)
+        seen = 0
+        for snap in calls(guest, watch, {yield_}, 400):
+            if snap.lower_root in (parent, *watch.kernel_roots):
+                continue
+            seen += 1
+            if seen < moment:
+                continue
+            child = snap.lower_root
+            mine, theirs = pages_of(snap, parent), pages_of(snap, child)
+            contents = {va: (snap.read_phys(mine[va][0], PAGE) if va in mine else None,
+                             snap.read_phys(theirs[va][0], PAGE) if va in theirs else None)
+                        for va in set(mine) | set(theirs)}
+            return dict(parent=parent, child=child, mine=mine, theirs=theirs, contents=contents,
+                        **baseline(watch, guest))
+        raise AssertionError("the forked child never made its yield calls")
+
+    elf = user_elf(kernel, arch, "forktree")
+    with open(elf, "rb") as f:
+        elf_data = f.read()
+    segs = segments(elf)
+
+    def image_bytes(va):
+        """(start, end, bytes) of page @p va that the program's ELF file gives (zeros past a
+        segment's file size); (0, 0, None) outside every segment."""
+        for s in segs:
+            lo, hi = max(va, s.vaddr), min(va + PAGE, s.vaddr + s.memsz)
+            if lo < hi:
+                data = bytearray(hi - lo)
+                f0, f1 = max(lo, s.vaddr), min(hi, s.vaddr + s.filesz)
+                if f0 < f1:
+                    data[f0 - lo:f1 - lo] = elf_data[s.offset + f0 - s.vaddr:s.offset + f1 - s.vaddr]
+                return lo - va, hi - va, bytes(data)
+        return 0, 0, None
+
+    run = boot(args={"run": f"forktree:vmas:{maps}:{heap}:{stack}"}, token=token, witness=script, memory=GRADER_MEMORY)
+    w = require(watch, run)
+    mine, theirs, contents = w["mine"], w["theirs"], w["contents"]
+    # The stack pages the two processes touch after the fork may differ: the frames of the
+    # functions they run (the one that forked keeps its locals above its marked pages). Stack
+    # pages are compared byte for byte where the parent's holds its mark (nothing writes those
+    # after the fork); the lowest two mapped ones need not even be in both.
+    stack_pages = sorted(va for va in set(mine) | set(theirs) if floor <= va < top)
+    moving = set(stack_pages[:2])
+    problems, marks = [], 0
+    for va in sorted(set(mine) | set(theirs)):
+        if va in moving:
+            marks += va in theirs and u64(contents[va][1][:8]) == page_mark(token, va)
+            continue
+        where = ("the data array" if data.address <= va < data.address + data.size else
+                 "the stack" if floor <= va < top else "the program image" if image_bytes(va)[2] is not None else
+                 "the heap" if va < mmap_base else "an mmap region")
+        if (va in mine) != (va in theirs):
+            # A page of the program's image that only one of them has touched yet (lab 5 loads
+            # the image lazily): what it holds must be what the loader puts there.
+            who, other = ("the parent", "the child") if va in mine else ("the child", "the parent")
+            got = contents[va][0] if va in mine else contents[va][1]
+            lo, hi, want = image_bytes(va)
+            if want is None or got[lo:hi] != want:
+                problems.append(f"{va:#x} ({where}) is mapped in {who} but not in {other}")
+            continue
+        a, b = contents[va]
+        if floor <= va < top and u64(a[:8]) != page_mark(token, va):
+            continue   # a stack page of live frames (their locals change after the fork): present in both is all
+        if a != b:
+            at = next(i for i in range(PAGE) if a[i] != b[i])
+            problems.append(f"{va:#x} ({where}): the child's page (frame {theirs[va][0]:#x}) differs from the parent's "
+                            f"(frame {mine[va][0]:#x}) from byte {at}")
+        if u64(b[:8]) == page_mark(token, va):
+            marks += 1
+        if mine[va][1].replace("w", "-") != theirs[va][1].replace("w", "-"):
+            problems.append(f"{va:#x} ({where}): mapped {mine[va][1]} in the parent, {theirs[va][1]} in the child")
+    if problems:
+        watch.fail(run, f"at the child's yield {moment} after fork (the grader's pick), the grader walked both roots in "
+                        f"guest RAM and compared every page of the user half ({len(mine)} in the parent, {len(theirs)} "
+                        f"in the child):\n  " + "\n  ".join(problems[:8])
+                   + ("\n(a fork that misses the regions made after the program loaded: mmap, the heap sbrk grew, the "
+                      "stack pages a fault added)" if any("not in the child" in p for p in problems) else ""))
+    if marks != want_marks:
+        watch.fail(run, f"the grader found {marks} pages holding their token-derived mark in the child, expected "
+                        f"{want_marks} (3 data, {maps} mmap regions, {heap} heap pages, {stack} grown stack pages)")
+    code = 1 + proof(token, 0x800) % 200
+    run.expect(rf"^forktree: vmas: {want_marks} marked pages; child code {code}; parent's pages intact proof=",
+               "the parent's line: the child's own check of every marked page, and the parent's")
+    check_baseline(watch, run, w)
+    run.expect_outcome("success")
+
+
+# ---- copy-on-write under the kernel: read() into a shared buffer ---------------------------------
+
+@lab_test(6, "cow_read")
+def test_cow_read(boot, kernel, arch):
+    token = boot.fresh_token()
+    length = pick_in(token, "readcow length", 40, 200)
+    line = "".join("abcdefghijklmnopqrstuvwxyz0123456789"[proof(token, 0xc00 + i) % 36] for i in range(length))
+    cross = pick_in(token, "readcow cross", 8, length - 8)
+    offset = PAGE - cross
+    watch = Watch(kernel, arch)
+    read_call, yield_, mmap = syscall_number("Read"), syscall_number("Yield"), syscall_number("Mmap")
+    fill = bytes.fromhex("55") * (2 * PAGE)
+
+    def look(snap, roots, buf):
+        refs = Refs(snap, kernel)
+        pages = pages_in(snap, roots, [buf, buf + PAGE])
+        return dict(pages=pages, counts={va: [refs.count(f) if f is not None else None for f, _ in row]
+                                         for va, row in pages.items()},
+                    bytes=[snap.read_virt(buf, 2 * PAGE, r) for r in roots])
+
+    def script(guest):
+        watch.before(guest)
+        snap = watch.started_check(guest)
+        parent = first_root(snap, kernel)
+        snap = syscall_stops(guest, watch, {mmap})
+        buf = returned(guest, watch, snap).register(watch.proc["syscall_result"])
+        before = after = child = None
+        for snap in calls(guest, watch, {read_call, yield_}, 200):
+            root = snap.lower_root
+            number = snap.register(watch.proc["syscall_number"])
+            if root in (parent, *watch.kernel_roots):
+                continue
+            if number == read_call and before is None:
+                child = root
+                before = look(snap, [parent, child], buf)
+                guest.send_line(line)   # typed now: the child is inside read()
+            elif number == yield_ and root == child:
+                after = look(snap, [parent, child], buf)
+                break
+        return dict(buf=buf, first=before, second=after, **baseline(watch, guest))
+
+    run = boot(args={"run": f"forktree:readcow:{offset}"}, token=token, witness=script, memory=GRADER_MEMORY)
+    w = require(watch, run)
+    if w["first"] is None or w["second"] is None:
+        watch.fail(run, "the grader did not see the forked child call read() and then yield (fork failed?)")
+    buf, before, after = w["buf"], w["first"], w["second"]
+    for j, va in enumerate((buf, buf + PAGE)):
+        (pf, pw), (cf, cw) = before["pages"][va]
+        if pf is None or pf != cf or pw or cw or before["counts"][va] != [2, 2]:
+            watch.fail(run, f"at the child's read() call, page {j} of the buffer ({va:#x}) is frame {pf} "
+                            f"({'rw' if pw else 'r-'}) in the parent and {cf} ({'rw' if cw else 'r-'}) in the child, "
+                            f"counts {before['counts'][va]}: expected one frame shared copy-on-write (read-only in both, "
+                            "count 2)")
+    parent_bytes, child_bytes = after["bytes"]
+    if parent_bytes != fill:
+        at = next(i for i in range(len(fill)) if parent_bytes[i] != fill[i])
+        watch.fail(run, f"after the child's read() the parent's buffer (read through the parent's root) changed at "
+                        f"{buf + at:#x}: {parent_bytes[at:at + 16]!r}: the kernel wrote the typed line into the frame "
+                        "the parent shares instead of copying it first (a user copy into a copy-on-write page must "
+                        "copy it, as a user write would)")
+    want = fill[:offset] + (line + "\n").encode() + fill[offset + length + 1:]
+    if child_bytes != want:
+        got = child_bytes[offset:offset + length + 1]
+        watch.fail(run, f"after the child's read() its buffer (read through its root at {buf + offset:#x}) holds "
+                        f"{got[:48]!r}..., not the line the grader typed, {line[:48]!r}... (read failed, or its write "
+                        "went elsewhere)")
+    for j, va in enumerate((buf, buf + PAGE)):
+        (pf, _), (cf, cw) = after["pages"][va]
+        if pf == cf or not cw or after["counts"][va] != [1, 1]:
+            watch.fail(run, f"after read() wrote into page {j} of the child's buffer, it is frame {cf} "
+                            f"({'writable' if cw else 'read-only'}) beside the parent's {pf}, counts "
+                            f"{after['counts'][va]}: expected a copy of its own, writable, counts 1 and 1")
+    d = 0
+    for b in (line + "\n").encode():
+        d = (d * 131 + b) & MASK64
+    code = 1 + d % 200
+    run.expect(rf"^forktree: readcow: child reaped code {code}; parent's buffer intact proof={proof(token, code):016x}$",
+               "the parent's line (the child's exit code is a digest of the bytes it read)")
+    check_baseline(watch, run, w)
+    run.expect_outcome("success")
+
+
+# ---- usertests: adversarial cases, one test each ------------------------------------------------
+
+# The flags of a probe (the twins of user/programs/usertests.cpp's ProbeFlags).
+PROBE_EXACT, PROBE_SUCCESS, PROBE_SAME_FRAMES = 1, 2, 4
+PROBE_BYTES = 32
+ERRNO_NAMES = {1: "EPERM", 2: "ENOENT", 3: "ESRCH", 7: "E2BIG", 8: "ENOEXEC", 9: "EBADF", 10: "ECHILD", 11: "EAGAIN",
+               12: "ENOMEM", 13: "EACCES", 14: "EFAULT", 17: "EEXIST", 22: "EINVAL", 36: "ENAMETOOLONG", 38: "ENOSYS"}
+
+
+def shown_result(r):
+    return f"-{ERRNO_NAMES[-r]}" if -4095 <= r < 0 and -r in ERRNO_NAMES else str(r)
+
+
+def usertests_case(boot, kernel, arch, case):
+    """Runs `usertests CASE`: the case's child makes its probes; the grader stops at every system
+    call the child makes, reads its result in user mode and the frames in use (guest RAM) at its
+    entry and return; at the child's exit it reads the child's record of what each probe must
+    give (user/programs/usertests.cpp). Each probe is judged on what the grader saw."""
+    token = boot.fresh_token()
+    watch = Watch(kernel, arch)
+    exit_call = syscall_number("Exit")
+    record = user_symbol(kernel, arch, "usertests", "usertests_probes").address
+    count_at = user_symbol(kernel, arch, "usertests", "usertests_probe_count").address
+    numbers = set(range(128))
+
+    def script_with(guest, state):
+        watch.before(guest)
+        snap = watch.started_check(guest)
+        parent = first_root(snap, kernel)
+        child, trace, ended = None, [], None
+        state["trace"] = trace
+        tracer = Tracer(guest, watch)
+        for kind, snap, data in tracer.stops(4000):
+            root = snap.lower_root
+            if kind == "return":
+                data["result"] = signed(snap.register(watch.proc["syscall_result"]))
+                data["after"] = count_used(snap, *watch.bitmap)[0]
+                continue
+            if root in (parent, *watch.kernel_roots) or snap.register(watch.proc["syscall_number"]) not in numbers:
+                continue
+            if child is None:
+                child = state["child"] = root
+            if root != child:
+                continue   # a grandchild (the wait and forkmem cases fork)
+            number = snap.register(watch.proc["syscall_number"])
+            if number == exit_call:
+                n = u64(snap.read_virt(count_at, 8, child))
+                ended = dict(code=snap.register(watch.proc["syscall_args"][0]) & 0xffffffff,
+                             probes=[probe_at(snap, child, i) for i in range(min(n, 64))])
+                break
+            if u64(snap.read_virt(count_at, 8, child)) <= len(trace):
+                continue   # not a probe (the case's set-up): the record grows by one before each probe
+            call = dict(number=number, result=None, before=count_used(snap, *watch.bitmap)[0], after=None,
+                        probe=probe_at(snap, child, len(trace)))
+            trace.append(call)
+            tracer.follow(snap, call)
+        return dict(child=child, trace=trace, ended=ended, **baseline(watch, guest))
+
+    def probe_at(snap, child, i):
+        """Entry @p i of the child's record (read through its root)."""
+        num, want, flags, what = (u64(snap.read_virt(record + i * PROBE_BYTES + 8 * k, 8, child)) for k in range(4))
+        text = snap.read_virt(what, 80, child).split(b"\0")[0].decode(errors="replace") if what else "?"
+        return dict(number=num, want=signed(want), flags=flags, what=text)
+
+    def guarded(guest):
+        # A probe that never returns (an exec that succeeded, a child killed) leaves the grader
+        # waiting to the end of the boot: the probes seen so far say which one it was.
+        state = {}
+        try:
+            return script_with(guest, state)
+        except BootEnded:
+            if state.get("trace"):
+                return dict(child=state["child"], trace=state["trace"], ended=None, before=None, after=None)
+            raise
+
+    run = boot(args={"run": f"usertests:{case}"}, token=token, witness=guarded, memory=GRADER_MEMORY)
+    w = require(watch, run)
+    lost = [t for t in w["trace"] if t["result"] is None]
+    if w["ended"] is None and lost:
+        p = lost[0]["probe"]
+        watch.fail(run, f"usertests {case}: probe {w['trace'].index(lost[0])} ({p['what']}, system call {p['number']}) "
+                        f"never returned to the child, expected {shown_result(p['want'])} (a call that must fail "
+                        "succeeded, e.g. an exec that replaced the child's program, or the child was killed)")
+    if w["ended"] is None and w["trace"]:
+        last = w["trace"][-1]
+        watch.fail(run, f"usertests {case}: the child made {len(w['trace'])} probes and never reached its exit; the last, "
+                        f"probe {len(w['trace']) - 1} ({last['probe']['what']}), returned {shown_result(last['result'])} "
+                        f"(expected {shown_result(last['probe']['want'])})")
+    if w["child"] is None or w["ended"] is None:
+        watch.fail(run, f"usertests {case}: the grader saw no forked child make its probes and exit (every case runs in "
+                        "a child of its own: fork must work)")
+    probes, trace = w["ended"]["probes"], w["trace"]
+    if len(trace) != len(probes):
+        watch.fail(run, f"usertests {case}: the child recorded {len(probes)} probes but the grader saw it make "
+                        f"{len(trace)} system calls before exit")
+    wrong = []
+    for i, (p, t) in enumerate(zip(probes, trace)):
+        label = f"probe {i} ({p['what']}, system call {p['number']})"
+        if t["number"] != p["number"]:
+            wrong.append(f"{label}: the grader saw system call {t['number']} there")
+            continue
+        r = t["result"]
+        if r is None:
+            wrong.append(f"{label}: never returned to the child")
+            continue
+        if p["flags"] & PROBE_EXACT and r != p["want"]:
+            wrong.append(f"{label}: returned {shown_result(r)}, expected {shown_result(p['want'])}")
+        elif p["flags"] & PROBE_SUCCESS and r < 0:
+            wrong.append(f"{label}: failed with {shown_result(r)}")
+        if p["flags"] & PROBE_SAME_FRAMES and t["after"] != t["before"]:
+            wrong.append(f"{label}: frames in use (the allocator's bitmap, guest RAM) went from {t['before']} at its "
+                         f"entry to {t['after']} at its return: a call that fails must leave nothing behind")
+    if wrong:
+        watch.fail(run, f"usertests {case}: {len(wrong)} of {len(probes)} probes wrong, as the grader read each "
+                        "result in user mode:\n  " + "\n  ".join(wrong[:10]))
+    if w["ended"]["code"] != 0:
+        watch.fail(run, f"usertests {case}: the case's child exited with {w['ended']['code']} (its own checks failed)")
+    code = 0
+    run.expect(rf"^usertests: {case}: 0 wrong, exited proof={proof(token, code):016x}$", f"usertests {case}'s line")
+    if run.search(r"PANIC"):
+        watch.fail(run, f"usertests {case}: the kernel panicked")
+    check_baseline(watch, run, w)
+    run.expect_outcome("success")
+
+
+@lab_test(6, "usertests_badptr")
+def test_usertests_badptr(boot, kernel, arch):
+    usertests_case(boot, kernel, arch, "badptr")
+
+
+@lab_test(6, "usertests_sbrk")
+def test_usertests_sbrk(boot, kernel, arch):
+    usertests_case(boot, kernel, arch, "sbrk")
+
+
+@lab_test(6, "usertests_exec")
+def test_usertests_exec(boot, kernel, arch):
+    usertests_case(boot, kernel, arch, "exec")
+
+
+@lab_test(6, "usertests_mem")
+def test_usertests_mem(boot, kernel, arch):
+    usertests_case(boot, kernel, arch, "mem")
+
+
+@lab_test(6, "usertests_wait")
+def test_usertests_wait(boot, kernel, arch):
+    usertests_case(boot, kernel, arch, "wait")
+
+
+@lab_test(6, "usertests_forkmem")
+def test_usertests_forkmem(boot, kernel, arch):
+    usertests_case(boot, kernel, arch, "forkmem")
 
 # ---- a PROT_NONE page across fork --------------------------------------------------------------
 

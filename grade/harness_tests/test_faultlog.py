@@ -336,3 +336,27 @@ def test_kernel_code_gone_after_a_root_switch_is_named():
     assert "a new root without the kernel half" in s
     # a user-mode fetch fault, or a data fault, is not this
     assert "could not fetch its own" not in faultlog.parse(PAGE_FAULT_AFTER_TIMER).summary()
+
+
+def test_the_same_fault_once_in_each_of_many_processes_is_no_storm():
+    # Lab 6: every child of a fork bomb writes the same copy-on-write stack page once, at the
+    # same PC and FAR (AArch64's log does not name the root); system calls come between them.
+    fault = """Taking exception 4 [Data Abort] on CPU 0
+...from EL0 to EL1
+...with ESR 0x24/0x9200004f
+...with FAR 0xfffffffffb10
+...with ELR 0x40001c
+...to EL1 PC 0xffffffff80206200 PSTATE 0x3c5
+"""
+    svc = """Taking exception 2 [SVC] on CPU 0
+...from EL0 to EL1
+...with ESR 0x15/0x56000000
+...with ELR 0x400040
+...to EL1 PC 0xffffffff80206400 PSTATE 0x3c5
+"""
+    n = faultlog.STORM_THRESHOLD * 2
+    assert faultlog.parse((fault + svc) * n, "aarch64").storm() is None
+    watcher = faultlog.Watcher("aarch64")
+    assert watcher.feed(((fault + svc) * n).encode()) is None
+    # Back to back, the same fault is a storm.
+    assert faultlog.parse(fault * n, "aarch64").storm().count == n

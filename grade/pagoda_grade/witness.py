@@ -557,6 +557,30 @@ class Guest:
             raise AssertionError(f"the guest stopped at {snap.pc:#x}, not at {what} ({address:#x})")
         return snap
 
+    def stop_at_any(self, addresses):
+        """Runs the guest until it executes one of @p addresses (function names or addresses);
+        returns the Snapshot there (every breakpoint is removed). How a test follows two things at
+        once, e.g. a system call's return in one process and the system-call entry of others."""
+        where = [a if isinstance(a, int) else symbols.address_of(self.kernel, a) for a in addresses]
+        what = " or ".join(f"{a:#x}" for a in where)
+        if self._stopped_at in where:
+            self.client.step()
+            self._wait(what)
+            snap = self.snapshot()
+            if snap.pc in where:
+                return snap
+        for a in where:
+            self.client.set_breakpoint(a)
+        self._stopped_at = None
+        self.client.cont()
+        self._wait(what)
+        for a in where:
+            self.client.remove_breakpoint(a)
+        snap = self.snapshot()
+        if snap.pc not in where:
+            raise AssertionError(f"the guest stopped at {snap.pc:#x}, not at {what}")
+        return snap
+
     def stop_after(self, seconds):
         """Lets the guest run @p seconds more, stops it and returns the Snapshot."""
         self._stopped_at = None

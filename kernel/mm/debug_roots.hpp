@@ -33,7 +33,9 @@ namespace pagoda::debug {
 enum class RootKind : u32 { Kernel = 1, Boot = 2, Process = 3, Other = 4 };
 
 inline constexpr u32 kDebugRootsVersion = 1;
-inline constexpr usize kDebugRootSlots = 64;
+/// Room for every process root (kMaxProcesses, kernel/proc/process.hpp checks) beside the
+/// kernel's and the boot roots, and a few roots being made or dropped (fork, exec).
+inline constexpr usize kDebugRootSlots = 96;
 inline constexpr usize kDebugRootNameSize = 16;
 
 /// One published root (see the layout above).

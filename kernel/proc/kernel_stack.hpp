@@ -41,8 +41,11 @@ inline constexpr u64 kKernelStackSize = kKernelStackPages * kPageSize;
 inline constexpr u64 kKernelStackGuard = kKernelStackSize;
 /// One slot: the guard, then the stack.
 inline constexpr u64 kKernelStackStride = kKernelStackGuard + kKernelStackSize;
-/// Slots in the area: one per process that can exist at once.
-inline constexpr usize kKernelStackSlots = 32;
+/// Slots in the area: one per process that can exist at once. Lab 6's wide fork needs 64
+/// children beside their parent and the first process; a few more leave room for a shell's
+/// background jobs. The area takes slots * 32 KiB of address space (2.5 MiB, far below the
+/// image); a slot costs its 4 frames only while a process holds it.
+inline constexpr usize kKernelStackSlots = 80;
 
 static_assert(layout::kStackBase + kKernelStackSlots * kKernelStackStride <= layout::kKernelImageBase,
               "the kernel stacks fit below the kernel image");

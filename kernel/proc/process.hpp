@@ -37,6 +37,7 @@
 #include "lib/result.hpp"
 #include "lib/string_view.hpp"
 #include "mm/address_space.hpp"
+#include "mm/debug_roots.hpp"
 #include "mm/user_regions.hpp"
 #include "proc/arch.hpp"
 #include "proc/kernel_stack.hpp"
@@ -45,6 +46,9 @@ namespace pagoda::proc {
 
 /// Processes that can exist at once (one kernel stack slot each).
 inline constexpr usize kMaxProcesses = kKernelStackSlots;
+/// Every process's root is published for the debugger and the grader, beside the kernel's own
+/// and the boot roots, and exec's new root while the old one still lives.
+static_assert(kMaxProcesses + 8 <= debug::kDebugRootSlots, "the root registry has room for every process root");
 
 enum class State : u8 { Free, Ready, Running, Sleeping, Zombie, Waiting };
 

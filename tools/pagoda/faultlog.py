@@ -32,7 +32,6 @@ the log alone.
 This file imports only the standard library: the GDB helpers load it by path.
 """
 import re
-from collections import Counter
 from dataclasses import dataclass, field
 
 EXCEPTION = "exception"     # raised by the CPU: a fault, trap or abort
@@ -521,15 +520,12 @@ class ExceptionLog:
         return [e for e in self.events if e.kind == SOFTWARE]
 
     def storm(self, threshold=STORM_THRESHOLD):
-        """The Storm when more than @p threshold exceptions share one signature, else None."""
-        counts = Counter(e.signature() for e in self.faults)
-        if not counts:
-            return None
-        signature, count = counts.most_common(1)[0]
-        if count <= threshold:
-            return None
-        first = next(e for e in self.faults if e.signature() == signature)
-        return Storm(count=count, event=first)
+        """The Storm when more than @p threshold identical exceptions come in a row (see
+        StormCounter), else None."""
+        counter = StormCounter(threshold)
+        for e in self.events:
+            counter.add(e)
+        return counter.storm
 
     def summary(self, symbolize=None):
         """One line for a failure message; empty when the log shows nothing wrong."""
@@ -595,6 +591,39 @@ def parse_file(path, arch="x86_64"):
         return ExceptionLog(arch=arch, events=[])
 
 
+class StormCounter:
+    """Counts identical exceptions in a row: a handler that returns to the faulting instruction
+    without fixing the cause makes them back to back, with at most hardware interrupts between.
+    Any other exception or system call between two of them (another process, the kernel going on)
+    starts the count again: many processes taking the same fault once each (the children of a
+    fork writing the same copy-on-write page, which AArch64's log cannot tell apart) are no storm."""
+
+    def __init__(self, threshold=STORM_THRESHOLD):
+        self.threshold = threshold
+        self.storm = None
+        self._signature = None
+        self._first = None
+        self._count = 0
+        self._ended = False
+
+    def add(self, event):
+        if event.kind == INTERRUPT or self._ended:
+            return
+        signature = event.signature() if event.kind == EXCEPTION else None
+        if signature is None or signature != self._signature:
+            if self.storm is not None:
+                self._ended = True  # the storm's run is over: its count is final
+                return
+            self._signature, self._first, self._count = signature, event, 0
+            if signature is None:
+                return
+        self._count += 1
+        if self.storm is not None:
+            self.storm.count = self._count
+        elif self._count > self.threshold:
+            self.storm = Storm(count=self._count, event=self._first)
+
+
 class Watcher:
     """Reads a growing log while the guest runs and says when to stop it.
 
@@ -609,7 +638,7 @@ class Watcher:
         self.max_bytes = max_bytes
         self.bytes = 0
         self._partial = b""
-        self._counts = Counter()
+        self._storms = StormCounter(storm_threshold)
         self._seen = 0
         self.storm = None
         self.verdict = None
@@ -625,11 +654,8 @@ class Watcher:
             self.parser.feed(line)
         events = self.parser.events
         for e in events[self._seen:]:
-            if e.kind == EXCEPTION:
-                self._counts[e.signature()] += 1
-                if self.storm is None and self._counts[e.signature()] > self.storm_threshold:
-                    first = next(f for f in events if f.kind == EXCEPTION and f.signature() == e.signature())
-                    self.storm = Storm(count=self._counts[e.signature()], event=first)
+            self._storms.add(e)
+        self.storm = self._storms.storm
         self._seen = len(events)
         if self.verdict is None:
             if self.storm is not None:

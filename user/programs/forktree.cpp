@@ -15,6 +15,20 @@
 //                      way: the kernel must undo it all and return ENOMEM.
 //   forktree exec      a child execs a program that does not exist (an error, and it goes on),
 //                      then `echo` with arguments chosen from the token; the parent reaps it.
+//   forktree wide N    forks N children (at most kMaxWide) before reaping any: all of them
+//                      exist at once (zombies keep their slots); child i exits at once with
+//                      wide_code(i); the parent reaps every one with wait() and checks each
+//                      status against the child it forked.
+//   forktree vmas M H S  fills every page of its data array, M mmap regions, H heap pages and S
+//                      pages of grown stack with page_mark(); forks from the deep stack frame;
+//                      the child yields 3 times (the grader compares both roots page by page at
+//                      one of them), then checks every mark and exits with vmas_code(); the
+//                      parent reaps it.
+//   forktree readcow O two mmap pages of 0x55 shared by fork; the child reads one console line
+//                      (the grader types it) into them at offset O, across the page boundary:
+//                      the kernel's write into a copy-on-write page must copy it. The child
+//                      yields (the grader compares the roots) and exits with a code of the bytes;
+//                      the parent checks its pages never changed.
 #include "user/lib/user.hpp"
 
 using namespace pagoda;
@@ -168,7 +182,10 @@ int bomb(u64 mib) {
     const i64 pid = fork();
     if (pid == 0) {
       (void)sleep(20);
-      if (bytes != 0) reinterpret_cast<volatile u64*>(area)[0] = 1;  // one copy-on-write page
+      // One copy-on-write page, a different one per child: the same fault at the same address
+      // in many processes would look like one process faulting in a loop (AArch64's log does
+      // not say which root faulted).
+      if (bytes != 0) reinterpret_cast<volatile u64*>(area)[(forked * 4096 % bytes) / 8] = 1;
       exit(7);
     }
     if (pid < 0) {
@@ -188,6 +205,176 @@ int bomb(u64 mib) {
   return reaped == forked && sevens == forked ? 0 : 1;
 }
 
+constexpr u64 kMaxWide = 64;
+
+/// Exit codes in [1, 250], one per wide child.
+i32 wide_code(u64 i) { return i32(1 + value(0x700 + i) % 250); }
+
+int wide(u64 n) {
+  if (n > kMaxWide) n = kMaxWide;
+  i64 pids[kMaxWide] = {};
+  u64 forked = 0;
+  for (u64 i = 0; i < n; ++i) {
+    const i64 pid = fork();
+    if (pid == 0) exit(wide_code(i));
+    if (pid < 0) {
+      println("forktree: wide: fork {} failed: {}", i, abi::errno_name(abi::errno_of(pid)));
+      break;
+    }
+    pids[forked++] = pid;
+  }
+  u64 reaped = 0, good = 0, sum = 0;
+  for (;;) {
+    abi::ExitInfo info{};
+    const i64 pid = wait(&info);
+    if (pid < 0) break;
+    ++reaped;
+    u64 i = 0;
+    while (i < forked && pids[i] != pid) ++i;
+    const bool ok = i < forked && info.how == u32(abi::Termination::Exited) && info.code == wide_code(i);
+    if (!ok) println("forktree: wide: child pid {} ended with how {} code {}", pid, info.how, info.code);
+    good += ok;
+    sum += u64(info.code) * (i + 1);
+  }
+  println("forktree: wide: forked {} reaped {} statuses {} proof={:016x}", forked, reaped,
+          good == n && reaped == n ? "ok" : "WRONG", proof(token(), sum ^ (reaped << 32)));
+  return good == n && reaped == n ? 0 : 1;
+}
+
+// ---- vmas: fork after mmap, brk and stack growth ----------------------------------------------
+
+constexpr u64 kDataPages = 3;
+constexpr u64 kMaxVmaRegions = 6;
+constexpr u64 kMaxHeapPages = 16;
+constexpr u64 kMaxStackPages = 12;
+
+/// The data region's pages (the grader finds them by this symbol).
+alignas(4096) u64 g_vma_data[kDataPages * kPage / 8];
+
+/// Word k of the page at @p page: the grader's twin is grade/test_lab6.py page_mark().
+u64 page_mark(u64 page, u64 k) { return value(0x10000 + (page >> 12)) + k; }
+
+void mark_page(u64 page) {
+  auto* w = reinterpret_cast<volatile u64*>(page);
+  for (u64 k = 0; k < kPage / 8; ++k) w[k] = page_mark(page, k);
+}
+
+/// 0 when every word of the page holds its mark; else 1.
+u64 marked(u64 page) {
+  auto* w = reinterpret_cast<volatile u64*>(page);
+  for (u64 k = 0; k < kPage / 8; ++k)
+    if (w[k] != page_mark(page, k)) return 1;
+  return 0;
+}
+
+i32 vmas_code() { return i32(1 + value(0x800) % 200); }
+
+struct Marked {
+  u64 pages[kDataPages + kMaxVmaRegions * 3 + kMaxHeapPages + kMaxStackPages];
+  u64 count = 0;
+  void add(u64 page) {
+    mark_page(page);
+    pages[count++] = page;
+  }
+};
+
+/// Grows the stack by @p pages marked pages in its own frame, then forks from there (so the
+/// marked pages lie above the stack pointer of both processes, untouched after the fork).
+[[gnu::noinline]] int fork_deep_in_stack(Marked& m, u64 pages) {
+  alignas(16) volatile u64 frame[(kMaxStackPages + 1) * kPage / 8];
+  asm volatile("" ::"r"(frame) : "memory");
+  const u64 low = (u64(reinterpret_cast<uptr>(frame)) + kPage - 1) & ~(kPage - 1);
+  for (u64 i = 0; i < pages; ++i) m.add(low + i * kPage);
+  const i64 pid = fork();
+  if (pid == 0) {
+    for (int k = 0; k < 3; ++k) (void)yield();  // the grader picks one of these moments
+    u64 bad = 0;
+    for (u64 i = 0; i < m.count; ++i) bad += marked(m.pages[i]);
+    exit(bad == 0 ? vmas_code() : 100 + i32(min<u64>(bad, 100)));
+  }
+  if (pid < 0) {
+    println("forktree: vmas: fork failed: {}", abi::errno_name(abi::errno_of(pid)));
+    return 2;
+  }
+  abi::ExitInfo info{};
+  const i64 got = waitpid(pid, &info);
+  u64 bad = 0;
+  for (u64 i = 0; i < m.count; ++i) bad += marked(m.pages[i]);
+  const bool ok = got == pid && info.how == u32(abi::Termination::Exited) && info.code == vmas_code() && bad == 0;
+  println("forktree: vmas: {} marked pages; child code {}; parent's pages {} proof={:016x}", m.count, info.code,
+          bad == 0 ? "intact" : "CHANGED", proof(token(), m.count ^ (u64(info.code) << 16) ^ (bad << 32)));
+  return ok ? 0 : 1;
+}
+
+int vmas(u64 maps, u64 heap_pages, u64 stack_pages) {
+  maps = min(maps, kMaxVmaRegions);
+  heap_pages = min(heap_pages, kMaxHeapPages);
+  stack_pages = min(stack_pages, kMaxStackPages);
+  static Marked m;
+  for (u64 i = 0; i < kDataPages; ++i) m.add(u64(reinterpret_cast<uptr>(g_vma_data)) + i * kPage);
+  for (u64 r = 0; r < maps; ++r) {
+    const u64 pages = 1 + r % 3;
+    const i64 at = mmap(0, pages * kPage, abi::kProtRead | abi::kProtWrite);
+    if (abi::is_error(at)) {
+      println("forktree: vmas: mmap failed: {}", abi::errno_name(abi::errno_of(at)));
+      return 2;
+    }
+    for (u64 i = 0; i < pages; ++i) m.add(u64(at) + i * kPage);
+    // The first region becomes read-only: its pages are shared by fork and never copied.
+    if (r == 0 && mprotect(u64(at), pages * kPage, abi::kProtRead) != 0) return 2;
+  }
+  const i64 old = sbrk(0);
+  const u64 heap = (u64(old) + kPage - 1) & ~(kPage - 1);
+  if (abi::is_error(sbrk(i64(heap - u64(old) + heap_pages * kPage)))) {
+    println("forktree: vmas: sbrk failed");
+    return 2;
+  }
+  for (u64 i = 0; i < heap_pages; ++i) m.add(heap + i * kPage);
+  return fork_deep_in_stack(m, stack_pages);
+}
+
+// ---- readcow: read() into a copy-on-write buffer -------------------------------------------
+
+i32 bytes_code(const volatile char* p, u64 n) {
+  u64 d = 0;
+  for (u64 i = 0; i < n; ++i) d = d * 131 + u8(p[i]);
+  return i32(1 + d % 200);
+}
+
+int readcow(u64 offset) {
+  constexpr u64 kFill = 0x5555'5555'5555'5555ull;
+  constexpr u64 kMaxLine = 240;
+  const i64 buf = mmap(0, 2 * kPage, abi::kProtRead | abi::kProtWrite);
+  if (abi::is_error(buf)) return 2;
+  auto* words = reinterpret_cast<volatile u64*>(buf);
+  for (u64 i = 0; i < 2 * kPage / 8; ++i) words[i] = kFill;
+  if (offset == 0 || offset >= kPage) offset = kPage - 32;
+  const i64 pid = fork();
+  if (pid == 0) {
+    auto* line = reinterpret_cast<volatile char*>(buf + offset);
+    u64 got = 0;
+    while (got < kMaxLine) {
+      const i64 r = read(abi::kStdin, const_cast<char*>(line) + got, kMaxLine - got);
+      if (r <= 0) exit(101);
+      got += u64(r);
+      if (line[got - 1] == '\n') break;
+    }
+    (void)yield();  // the grader compares the roots here
+    exit(bytes_code(line, got));
+  }
+  if (pid < 0) {
+    println("forktree: readcow: fork failed: {}", abi::errno_name(abi::errno_of(pid)));
+    return 2;
+  }
+  abi::ExitInfo info{};
+  const i64 got = waitpid(pid, &info);
+  u64 bad = 0;
+  for (u64 i = 0; i < 2 * kPage / 8; ++i) bad += words[i] != kFill;
+  println("forktree: readcow: child {} code {}; parent's buffer {} proof={:016x}", got == pid ? "reaped" : "LOST",
+          info.code, bad == 0 ? "intact" : "CHANGED", proof(token(), u64(info.code) ^ (bad << 16)));
+  return got == pid && bad == 0 ? 0 : 1;
+}
+
 }  // namespace
 
 int main(int, char**) {
@@ -201,6 +388,9 @@ int main(int, char**) {
   }
   if (mode == "exec") return exec_test();
   if (mode == "bomb") return bomb(arg_number(2, 0));
-  println("forktree: usage: forktree basic N | deep D | exec | bomb MIB");
+  if (mode == "wide") return wide(arg_number(2, kMaxWide));
+  if (mode == "vmas") return vmas(arg_number(2, 3), arg_number(3, 4), arg_number(4, 4));
+  if (mode == "readcow") return readcow(arg_number(2, 0));
+  println("forktree: usage: forktree basic N | deep D | exec | bomb MIB | wide N | vmas M H S | readcow OFFSET");
   return 2;
 }
