@@ -135,13 +135,16 @@ Result<void> copy_mappings(Cursor<F>& from, Cursor<F>& to, VirtAddr start, VirtA
     u64* child = TRY(to.reserve_page_entry());
     bool narrowed = false;
     Result<void> done;
-    for (usize i = 0; i < pages; ++i) {
-      const u64 entry = parent[i];
+    u64* const parent_end = parent + pages;
+    for (u64 *p = parent, *c = child; p != parent_end; ++p, ++c) {
+      const u64 entry = *p;
       if (!F::is_present(entry, kLeaf)) continue;
       memo.learn(entry);
-      ForkPage<F> page(first.offset(i * kPage), entry, &parent[i], &child[i], memo, narrowed);
-      done = visit(page);
-      if (done.is_error()) break;
+      ForkPage<F> page(first.offset(u64(p - parent) * kPage), entry, p, c, memo, narrowed);
+      if (Result<void> visited = visit(page); visited.is_error()) [[unlikely]] {
+        done = visited.error();
+        break;
+      }
     }
     to.batch().wrote();
     if (narrowed) {
