@@ -11,6 +11,7 @@ lines only label what the grader saw."""
 import re
 
 from pagoda_grade import lab_test
+from pagoda_grade.harness import KILL_LINE
 from pagoda_grade.processes import count_used, parse_reaped, process_roots, user_symbol
 from pagoda_grade.proof import MASK64, proof
 from pagoda_grade.symbols import address_of, fact
@@ -81,17 +82,23 @@ def baseline(watch, guest):
     return dict(before=watch.frames_before[0], after=count_used(end, *watch.bitmap)[0])
 
 
+def fail_on_killed_children(watch, run):
+    """Fails naming the processes the kernel killed, when any was (no test here expects one):
+    the usual reason the grader never saw a child run, or a bomb's statuses are wrong."""
+    kills = [l.strip() for l in run.lines if KILL_LINE.match(l.strip())]
+    if kills:
+        hint = ""
+        if any("no VMA" in l for l in kills):
+            hint = (" (a child with no record of its memory: fork copied by a VMA list that is empty, e.g. a "
+                    "loader that mapped its segments without recording them)")
+        watch.fail(run, f"a process was killed{hint}:\n  " + "\n  ".join(kills[:3]))
+
+
 def require(watch, run):
     """The witness's result; when there is none, the failure says first what the console shows
-    about forked children that died (the usual reason the grader never saw them run)."""
+    about processes that died (the usual reason the grader never saw a forked child run)."""
     if run.witness is None:
-        kills = [l for l in run.lines if re.match(r"^proc \d+ \(forktree\): killed: ", l)]
-        if kills:
-            hint = ""
-            if any("no VMA" in l for l in kills):
-                hint = (" (a child with no record of its memory: fork copied by a VMA list that is empty, e.g. a "
-                        "loader that mapped its segments without recording them)")
-            watch.fail(run, f"a forked child was killed before the grader saw it run{hint}:\n  " + "\n  ".join(kills[:3]))
+        fail_on_killed_children(watch, run)
     return watch.require(run)
 
 
@@ -488,6 +495,7 @@ def test_fork_bomb(boot, kernel, arch):
                             f"(the allocator's bitmap, guest RAM, at its entry and right after it returned): a fork that "
                             "fails part-way must undo everything it made")
         n = len(forks) - 1
+        fail_on_killed_children(watch, run)
         run.expect(rf"^forktree: bomb: forked {n} then fork failed with {errno_name}; reaped {n} \({n} with 7\) "
                    rf"proof={proof(token, n ^ (n << 16) ^ (n << 32)):016x}$", f"fork={mode}: the bomb's summary")
         if run.search(r"^PANIC"):

@@ -96,6 +96,20 @@ def test_a_stop_the_guest_never_reaches_is_named(reference_kernel, tmp_path):
     assert "the guest never reached pagoda_grader_checkpoint: the kernel exited first" in str(e.value)
 
 
+def test_a_stop_never_reached_quotes_the_process_the_kernel_killed(reference_kernel, tmp_path):
+    # run=probe:read:0 is killed at its first load; the stop the script waits for never comes.
+    def script(guest):
+        guest.stop_at("pagoda::run_selftest")
+
+    run = Booter(reference_kernel, "x86_64", str(tmp_path), timeout=15)(extra_cmdline="run=probe:read:0",
+                                                                         witness=script)
+    with pytest.raises(GradeFailure) as e:
+        run.require_witness()
+    message = str(e.value)
+    assert "the guest never reached pagoda::run_selftest: the kernel exited first" in message
+    assert "; before that: proc 1 (probe): killed: " in message
+
+
 def test_a_failed_check_in_the_script_fails_with_the_boot_context(reference_kernel, tmp_path):
     def script(guest):
         guest.stop_at("pagoda::run_selftest")

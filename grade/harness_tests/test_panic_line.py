@@ -1,6 +1,8 @@
 """The grader names a kernel panic that ended a boot: harness.panic_line() finds the kernel's
-"PANIC: " line (the message only, cut when very long) and nothing else."""
-from pagoda_grade.harness import PANIC_LINE_MAX, panic_line
+"PANIC: " line (the message only, cut when very long) and nothing else; harness.kill_lines()
+finds the lines of processes the kernel killed, which a failure quotes when the boot ended
+before the grader's stop."""
+from pagoda_grade.harness import PANIC_LINE_MAX, kill_lines, panic_line
 
 
 def test_the_first_panic_line_is_named():
@@ -18,3 +20,20 @@ def test_no_panic_no_name():
 def test_a_long_panic_is_cut():
     line = panic_line("PANIC: " + "x" * (PANIC_LINE_MAX + 50))
     assert line == "x" * PANIC_LINE_MAX + "..."
+
+
+def test_kill_lines_are_named_in_order_and_at_most_two():
+    data = (b"proc 1 (forktree): started\n"
+            b"proc 2 (forktree): killed: page fault: #PF page fault (vector 14) at RIP 0x401000, address 0x0: no VMA\n"
+            b"proc 1 (forktree): reaped: killed (page fault)\n"
+            b"  proc 3 (x y): killed: stack limit: ...\n"
+            b"proc 4 (z): killed: other\n")
+    assert kill_lines(data) == [
+        "proc 2 (forktree): killed: page fault: #PF page fault (vector 14) at RIP 0x401000, address 0x0: no VMA",
+        "proc 3 (x y): killed: stack limit: ..."]
+    assert kill_lines(data, at_most=1) == kill_lines(data)[:1]
+
+
+def test_a_reap_or_a_program_saying_killed_is_not_a_kill_line():
+    assert kill_lines(b"proc 1 (a): reaped: killed (page fault)\nhello: killed: not by the kernel\n") == []
+    assert kill_lines("") == []

@@ -107,6 +107,27 @@ def panic_line(data):
     return ""
 
 
+# The kernel's line for a process it ended (kernel/proc/run.cpp user_fault): "proc PID (NAME):
+# killed: HOW: ...".
+KILL_LINE = re.compile(r"^proc \d+ \([^)]*\): killed: ")
+
+
+def kill_lines(data, at_most=2):
+    """The first @p at_most "proc N (name): killed: ..." lines in the serial bytes @p data, each
+    cut at PANIC_LINE_MAX characters. When a boot ends before the grader's stop, a killed
+    process is the likeliest reason (a fork whose child faulted, a loader that recorded nothing),
+    so the failure quotes them; as with panic_line, what the kernel says scores nothing."""
+    text = data.decode(errors="replace") if isinstance(data, (bytes, bytearray)) else data
+    found = []
+    for line in text.splitlines():
+        line = line.strip()
+        if KILL_LINE.match(line):
+            found.append(line[:PANIC_LINE_MAX] + ("..." if len(line) > PANIC_LINE_MAX else ""))
+            if len(found) == at_most:
+                break
+    return found
+
+
 class GradeFailure(AssertionError):
     """A test's verdict, with everything a student needs to start debugging."""
 
@@ -493,6 +514,9 @@ class Booter:
             panicked = panic_line(session.data)
             if panicked and not session.stop_kind:
                 how = f"the kernel panicked first: {panicked}"
+            killed = kill_lines(session.data)
+            if killed:
+                how += "; before that: " + "; ".join(killed)
             return None, None, f"the guest never reached {where}: {how}"
         except AssertionError as e:
             if not session.ended:

@@ -13,6 +13,7 @@
 #include "proc/process.hpp"
 #include "proc/programs.hpp"
 #include "proc/scheduler.hpp"
+#include "proc/temp_map_calls.hpp"
 #include "proc/user_memory.hpp"
 
 namespace pagoda::proc {
@@ -93,7 +94,11 @@ constexpr usize kMachineAt = 18, kPhoffAt = 32, kPhentsizeAt = 54, kPhnumAt = 56
 constexpr usize kPTypeAt = 0, kPVaddrAt = 16, kPFileszAt = 32, kPMemszAt = 40;
 constexpr u32 kPtLoad = 1;
 constexpr usize kDamagedMax = 256 * KiB;
+/// One buffer for every damaged copy. A process made from it reads its image pages from it
+/// when they fault in (lab 5 loads lazily), so once a damaged image is accepted the buffer is
+/// its own: g_damaged_holder names it and a later damaged launch is refused.
 alignas(16) u8 g_damaged[kDamagedMax];
+char g_damaged_holder[2 * (abi::kMaxProgramName + 1)];
 
 template <class T> T get(const u8* p) {
   T v;
@@ -148,6 +153,11 @@ bool launch(const Launch& l, StringView token) {
   char label[2 * (abi::kMaxProgramName + 1)];
   StringView name = l.name;
   if (!l.damage.empty()) {
+    if (g_damaged_holder[0] != '\0') {
+      println("run: {}!{}: not started: the one buffer for damaged images still holds {}, which was accepted",
+              l.name, l.damage, StringView(g_damaged_holder));
+      return false;
+    }
     image = damaged_copy(image, l.damage);
     if (image.empty()) {
       println("run: {}: no damage called '{}' (machine, kernel_half, overlap, filesz, truncated)", l.name, l.damage);
@@ -170,7 +180,10 @@ bool launch(const Launch& l, StringView token) {
     return !l.damage.empty() && leaked == 0;
   }
   Process& p = *made.value();
-  if (!l.damage.empty()) println("run: {} was accepted, but it is damaged", name);
+  if (!l.damage.empty()) {
+    println("run: {} was accepted, but it is damaged", name);
+    (void)format_buffer(g_damaged_holder, sizeof g_damaged_holder, "{}", name);
+  }
   println("proc {} ({}): started; root {:#x}, kernel stack [{:#x}, {:#x})", p.pid, p.name_view(),
           p.space().root().value(), p.kstack.bottom().value(), p.kstack.top().value());
   return l.damage.empty();
@@ -218,6 +231,8 @@ bool run_programs(StringView spec, StringView token) {
   }
   pagoda_grader_checkpoint(kStarted, reinterpret_cast<u64>(&plan), started);
   run_processes();
+  if (const usize untaken = release_untaken_temp_frames())
+    println("run: {} frame(s) filled by temp_fill and never taken: freed", untaken);
   const usize after = frames_in_use();
   checkpoint_frames(kEnded);
   println("run: all processes ended; frames in use: before {}, after {}{}", before, after,

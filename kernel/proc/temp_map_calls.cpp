@@ -122,6 +122,17 @@ i64 sys_temp_take(Process& p, u64 handle, u64 out, u64 size) {
   return i64(n);
 }
 
+usize release_untaken_temp_frames() {
+  usize freed = 0;
+  for (HeldFrame& held : pagoda_temp_frames) {
+    if (held.frame == 0) continue;
+    vm::frames().free(PhysAddr(held.frame));
+    held = HeldFrame{};
+    ++freed;
+  }
+  return freed;
+}
+
 i64 sys_temp_stress(Process& p, u64 seed, u64 maps, u64 flags, u64 out) {
   if (flags & ~abi::kTempStressBare || maps > abi::kTempStressMaxMaps) return fail(Errno::Inval);
   if (!in_user_half(out, sizeof(abi::TempStressReport))) return fail(Errno::Fault);

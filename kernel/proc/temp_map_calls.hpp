@@ -21,6 +21,10 @@ i64 sys_temp_fill(Process& p, u64 seed);
 i64 sys_temp_take(Process& p, u64 handle, u64 out, u64 size);
 i64 sys_temp_stress(Process& p, u64 seed, u64 maps, u64 flags, u64 out);
 
+/// Frees the frames TempFill still holds (filled, never taken) and returns how many: called
+/// when every process has ended, so that no one is left to take them.
+usize release_untaken_temp_frames();
+
 /// Called at every timer tick from the kernel: during a TempStress call, maps one of its frames
 /// above the call's own mappings and checks a word (nested use from an interrupt).
 void temp_map_timer_hook();
