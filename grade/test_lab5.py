@@ -247,6 +247,120 @@ def test_mprotect(boot, kernel, arch):
     run.expect_outcome("success")
 
 
+# ---- PROT_NONE keeps the pages -------------------------------------------------------------------
+
+NONE_TAG = 0x4E4F4E45   # "NONE": user/programs/vmas.cpp's kNoneTag
+NONE_WORDS = 8
+EFAULT = -14
+
+
+def signed(value):
+    return value - (1 << 64) if value >> 63 else value
+
+
+@lab_test(5, "mprotect_none")
+def test_mprotect_none(boot, kernel, arch):
+    token = boot.fresh_token()
+    pattern = b"".join(proof(token, NONE_TAG + i).to_bytes(8, "little") for i in range(NONE_WORDS))
+    write, read = syscall_number("Write"), syscall_number("Read")
+    held_bit = fact(kernel, "held_entry_bit")
+    address_mask = fact(kernel, "address_mask")
+
+    def text_of(snap, watch):
+        buf, length = (snap.register(r) for r in watch.proc["syscall_args"][1:3])
+        return snap.read_virt(buf, min(length, 200), snap.lower_root).decode(errors="replace")
+
+    def script(guest, watch):
+        out = {}
+        # 1. The page is rw- and holds the pattern: its frame, through the grader's walk.
+        for _ in range(8):
+            snap = syscall_stops(guest, watch, {write})
+            m = re.match(rf"vmas: none: pattern at ({HEX})", text_of(snap, watch))
+            if m:
+                break
+        else:
+            raise AssertionError("vmas never said where its pattern is")
+        at = out["at"] = int(m[1], 16)
+        w = snap.walk(at, snap.lower_root)
+        out["before"] = dict(perms=w.perms.rwx() if w.mapped else None, user=w.mapped and w.perms.user,
+                             frame=w.pa if w.mapped else None,
+                             data=snap.read_virt(at, len(pattern), snap.lower_root) if w.mapped else b"")
+        # 2. At read(): PROT_NONE since mprotect. The leaf must be invalid to the MMU (bit 0 clear:
+        # P on x86_64, the valid bit on AArch64) and still hold the frame, which still holds the
+        # pattern; then read() returns EFAULT to user mode.
+        snap = syscall_stops(guest, watch, {read})
+        out["read_buf"] = snap.register(watch.proc["syscall_args"][1])
+        w = snap.walk(at, snap.lower_root)
+        leaf = w.levels[-1] if w.levels else None
+        raw = leaf.raw if leaf is not None else None
+        frame = raw & address_mask if raw is not None else None
+        out["during"] = dict(mapped=w.mapped, stop=w.stop_reason, level=leaf.name if leaf else None, raw=raw,
+                             frame=frame, data=snap.read_phys(frame, len(pattern)) if frame else b"")
+        if w.mapped:
+            return out  # a readable buffer: read() would wait for console input; the checks below say why
+        back = snap.register(watch.proc["syscall_return_pc"])
+        out["read_result"] = signed(guest.stop_at(back).register(watch.proc["syscall_result"]))
+        # 3. rw- again: the pattern is back where the program can read it.
+        for _ in range(8):
+            snap = syscall_stops(guest, watch, {write})
+            if snap.register(watch.proc["syscall_args"][1]) == at:
+                continue  # write(1, at, 16) while PROT_NONE: nothing the grader can read
+            if re.match(r"vmas: none: mprotect \S+ read", text_of(snap, watch)):
+                break
+        else:
+            raise AssertionError("vmas never reported the page read/write again")
+        w = snap.walk(at, snap.lower_root)
+        out["after"] = dict(perms=w.perms.rwx() if w.mapped else None,
+                            data=snap.read_virt(at, len(pattern), snap.lower_root) if w.mapped else b"")
+        return out
+
+    run, watch, w = boot_vmas(boot, kernel, arch, token, "vmas:none", script)
+    at = w["at"]
+    before, during, after = w["before"], w["during"], w.get("after")
+    if before["perms"] != "rw-" or not before["user"] or before["data"] != pattern:
+        watch.fail(run, f"before mprotect(PROT_NONE), the grader's walk finds {at:#x} "
+                        f"{'mapped ' + before['perms'] if before['perms'] else 'not mapped'}"
+                        f"{' holding other bytes than the pattern' if before['perms'] else ''}; expected a user rw- "
+                        "page holding the pattern the program wrote")
+    raw = during["raw"]
+    if during["mapped"]:
+        watch.fail(run, f"while {at:#x} is PROT_NONE, the grader's walk (the MMU's view) still finds it mapped "
+                        f"(leaf {during['level']} = {raw:#x}): a page that allows no access must be invalid to the "
+                        "MMU, or a system call's user copy (a plain load with a fix-up) would read it")
+    if raw is None or raw & 1 or during["level"] not in ("PT", "L3"):
+        watch.fail(run, f"while {at:#x} is PROT_NONE, the walk stops at {during['stop']}, not at the page's own leaf: "
+                        "the page's tables were freed or never made")
+    if not raw & held_bit or during["frame"] != before["frame"]:
+        watch.fail(run, f"while {at:#x} is PROT_NONE its leaf is {raw:#x}: expected the frame {before['frame']:#x} the "
+                        f"page had while rw- and the held bit {held_bit:#x} (the kernel's fact held_entry_bit): "
+                        "PROT_NONE must keep the page's frame, not drop it")
+    if during["data"] != pattern:
+        watch.fail(run, f"while {at:#x} is PROT_NONE, its frame {during['frame']:#x} no longer holds the pattern the "
+                        "program wrote: the contents must survive mprotect")
+    if w["read_buf"] != at or w["read_result"] != EFAULT:
+        watch.fail(run, f"read() into the PROT_NONE page {at:#x} returned {w['read_result']} to user mode (the "
+                        f"grader read the result register at the return); expected {EFAULT} (EFAULT)")
+    vector, error, mask = fault_expectation(arch, user=False, mapped=False)
+    kernel_priv = ARCHES[arch].kernel_privilege
+    if not [f for f in run.log.faults if f.privilege == kernel_priv and f.address == at and f.vector == vector
+            and f.error is not None and f.error & mask == error & mask]:
+        watch.fail(run, f"QEMU's log shows no kernel fault on the not-present page {at:#x}: read()'s copy into a "
+                        "PROT_NONE page must fault (and return EFAULT through its fix-up)")
+    if after["perms"] != "rw-" or after["data"] != pattern:
+        watch.fail(run, f"after mprotect back to read/write, the grader's walk finds {at:#x} "
+                        f"{'mapped ' + after['perms'] if after['perms'] else 'not mapped'}"
+                        f"{'' if after['data'] == pattern else ' without the pattern'}; expected rw- with the pattern "
+                        "intact")
+    run.expect(rf"^vmas: none: mprotect 0 read {EFAULT} write {EFAULT} mprotect 0; {NONE_WORDS} of {NONE_WORDS} words "
+               rf"intact proof={proof(token, NONE_WORDS):016x}$", "vmas's none line")
+    vector, error, mask = fault_expectation(arch, write=False, mapped=False)
+    if not [f for f in user_faults(run, arch, at + 8) if f.vector == vector and f.error is not None
+            and f.error & mask == error & mask]:
+        watch.fail(run, f"QEMU's log shows no user-mode read fault on the not-present page {at + 8:#x}")
+    killed(run, watch, 1, "page fault", "access to inaccessible VMA", at + 8)
+    run.expect_outcome("success")
+
+
 # ---- brk and sbrk --------------------------------------------------------------------------------
 
 @lab_test(5, "brk")
@@ -440,7 +554,7 @@ def random_model(token, ops, marker):
             for i in span:
                 pages[i] = None
         elif kind == 2:
-            prot = PROTS[1 + r.below(2)]
+            prot = PROTS[r.below(3)]  # PROT_NONE included: the pages are held and keep their values
             whole = all(pages[i] is not None for i in span)
             expect(0 if whole else -12)
             if whole:

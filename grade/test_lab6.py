@@ -502,3 +502,86 @@ def test_fork_bomb(boot, kernel, arch):
             watch.fail(run, f"fork={mode}: the kernel panicked")
         check_baseline(watch, run, w)
         run.expect_outcome("success")
+
+
+# ---- a PROT_NONE page across fork --------------------------------------------------------------
+
+NONE_TAG = 0x4E4F4E45   # "NONE": user/programs/vmas.cpp's kNoneTag
+NONE_WORDS = 8
+
+
+@lab_test(6, "fork_prot_none")
+def test_fork_prot_none(boot, kernel, arch):
+    token = boot.fresh_token()
+    pattern = b"".join(proof(token, NONE_TAG + i).to_bytes(8, "little") for i in range(NONE_WORDS))
+    read, write = syscall_number("Read"), syscall_number("Write")
+    held_bit = fact(kernel, "held_entry_bit")
+    address_mask = fact(kernel, "address_mask")
+    # Both forks: eager copies the held page into a new frame, copy-on-write shares the frame;
+    # either way the child's page allows nothing either, and the frames are freed exactly once.
+    for mode in ("eager", "cow"):
+        watch = Watch(kernel, arch)
+
+        def script(guest):
+            watch.before(guest)
+            snap = watch.started_check(guest)
+            parent = first_root(snap, kernel)
+            out = dict(parent=parent)
+            for snap in calls(guest, watch, {write}, 20):
+                m = re.match(rb"vmas: nonefork: pattern at (0x[0-9a-f]+)", write_buffer(snap, watch, snap.lower_root))
+                if m:
+                    out["at"] = at = int(m[1], 16)
+                    break
+            else:
+                raise AssertionError("vmas never said where its pattern is")
+            # The child's read() into the page: both roots' leaves, as the MMU and the kernel see them.
+            snap = next(calls(guest, watch, {read}, 20))
+            out["child"] = child = snap.lower_root
+            refs = Refs(snap, kernel)
+            leaves = {}
+            for name, root in (("parent", parent), ("child", child)):
+                w = snap.walk(at, root)
+                raw = w.levels[-1].raw if w.levels else None
+                frame = raw & address_mask if raw else None
+                leaves[name] = dict(mapped=w.mapped, raw=raw, frame=frame, count=refs.count(frame) if frame else None,
+                                    data=snap.read_phys(frame, len(pattern)) if frame else b"")
+            out["leaves"] = leaves
+            # The parent's last line: its page read/write again, holding its own pattern still.
+            for snap in calls(guest, watch, {write}, 40):
+                if snap.lower_root == parent and write_buffer(snap, watch, parent).startswith(b"vmas: nonefork: parent"):
+                    w = snap.walk(at, parent)
+                    out["parent_after"] = snap.read_virt(at, len(pattern), parent) if w.mapped else None
+                    break
+            return dict(out, **baseline(watch, guest))
+
+        run = boot(args={"run": "vmas:nonefork", "fork": mode}, token=token, witness=script, memory=GRADER_MEMORY)
+        w = require(watch, run)
+        at, leaves = w["at"], w["leaves"]
+        for name in ("parent", "child"):
+            leaf = leaves[name]
+            if leaf["mapped"] or leaf["raw"] is None or leaf["raw"] & 1:
+                watch.fail(run, f"fork={mode}: at the child's read(), the {name}'s PROT_NONE page {at:#x} is "
+                                f"{'mapped (valid to the MMU)' if leaf['mapped'] else 'not a leaf at all'}: it must stay "
+                                "invalid to the MMU in both roots")
+            if not leaf["raw"] & held_bit or leaf["data"] != pattern:
+                watch.fail(run, f"fork={mode}: at the child's read(), the {name}'s leaf for {at:#x} is {leaf['raw']:#x}"
+                                f"{'' if leaf['raw'] & held_bit else ' without the held bit'}"
+                                f"{'' if leaf['data'] == pattern else ', its frame without the pattern'}: fork must "
+                                "keep a PROT_NONE page's frame and contents in the child")
+        pf, cf = leaves["parent"]["frame"], leaves["child"]["frame"]
+        if mode == "eager" and (pf == cf or leaves["child"]["count"] != 1):
+            watch.fail(run, f"fork=eager: the PROT_NONE page {at:#x} is frame {pf:#x} in the parent and {cf:#x} (count "
+                            f"{leaves['child']['count']}) in the child: an eager fork copies it into a frame of its own")
+        if mode == "cow" and (pf != cf or leaves["child"]["count"] != 2):
+            watch.fail(run, f"fork=cow: the PROT_NONE page {at:#x} is frame {pf:#x} in the parent and {cf:#x} in the "
+                            f"child, count {leaves['child']['count']}: a copy-on-write fork shares it (count 2)")
+        run.expect(rf"^vmas: nonefork: child: read -14 mprotect 0; {NONE_WORDS} of {NONE_WORDS} words intact "
+                   rf"proof={proof(token, NONE_WORDS):016x}$", f"fork={mode}: the child's line")
+        run.expect(rf"^vmas: nonefork: parent: child ok; mprotect 0; {NONE_WORDS} of {NONE_WORDS} words intact "
+                   rf"proof={proof(token, NONE_WORDS):016x}$", f"fork={mode}: the parent's line")
+        if w.get("parent_after") != pattern:
+            watch.fail(run, f"fork={mode}: after the child overwrote its copy and ended, the grader reads the parent's "
+                            f"page {at:#x} {'unmapped' if w.get('parent_after') is None else 'without its pattern'}: "
+                            "the child's write reached the parent's frame")
+        check_baseline(watch, run, w)
+        run.expect_outcome("success")

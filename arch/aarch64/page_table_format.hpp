@@ -51,6 +51,19 @@
 ///       10      read-only         none               at EL1; with SCTLR_EL1.WXN nothing
 ///       11      read-only         read-only          writable executes at all.
 ///     With PSTATE.PAN set, the kernel cannot even read a page EL0 may access (AP[1] = 1).
+///
+///     held leaf (a page or block Pagoda keeps while it allows no access: PROT_NONE)
+///     63  59 58 56  55  54  53  52      47          n n-1    12 11 10  9 8  7 6  5  4  2 1 0
+///     +-----+-----+----+---+---+------+-------------+--------+--+--+----+----+--+----+-+-+
+///     | ign | SW  |HELD|UXN|PXN| ...  |output addr. | res0   |nG|AF| SH | AP |NS|Attr|T|0|
+///     +-----+-----+----+---+---+------+-------------+--------+--+--+----+----+--+----+-+-+
+///     Bit 0 clear: the descriptor is invalid and the MMU ignores every other bit (any access,
+///     EL1 or EL0, takes a translation fault; no TLB holds it). HELD (bit 55, the first of the
+///     bits left to software) says the rest is still a leaf: the output address, AP[1] (a user
+///     page), the memory type, AF and nG stay, so that the kernel finds the frame (unmap frees
+///     it, fork copies or shares it) and a later protect() makes it valid again with its
+///     contents. Valid -> held needs only a TLBI after it (no break-before-make: nothing valid
+///     replaces a valid entry); held -> valid needs none.
 #pragma once
 
 #include "arch/aarch64/page_defs.h"
@@ -95,12 +108,15 @@ struct PageTableFormat : RadixGeometry<4, AARCH64_PAGE_SHIFT, AARCH64_INDEX_BITS
   static constexpr u64 kApTableNoEl0 = 1ull << 61;
   static constexpr u64 kApTableReadOnly = 1ull << 62;
   static constexpr u64 kNsTable = 1ull << 63;
+  /// Software bit: with bit 0 clear, a held leaf (see the layout above).
+  static constexpr u64 kHeld = 1ull << 55;
 
   /// MAIR_EL1 attribute indexes (arch/aarch64/page_defs.h; boot.S sets MAIR to match).
   static constexpr u64 kAttrNormal = AARCH64_ATTR_NORMAL, kAttrDevice = AARCH64_ATTR_DEVICE,
                        kAttrNormalNonCacheable = AARCH64_ATTR_NORMAL_NC;
-  /// The bits protect() rewrites (with_perms); everything else of an entry is kept.
-  static constexpr u64 kPermissionBits = kApEl0 | kApReadOnly | kPxn | kUxn | kAttrMask | kShMask;
+  /// The bits protect() rewrites (with_perms); everything else of an entry is kept. Valid and
+  /// HELD are among them: a protect() to no access makes a valid leaf held, and back.
+  static constexpr u64 kPermissionBits = kValid | kHeld | kApEl0 | kApReadOnly | kPxn | kUxn | kAttrMask | kShMask;
 
   static constexpr u32 kVirtualBits = 48;
   static constexpr usize kL0 = 0, kL1 = 1, kL2 = 2, kL3 = 3;
@@ -122,9 +138,16 @@ struct PageTableFormat : RadixGeometry<4, AARCH64_PAGE_SHIFT, AARCH64_INDEX_BITS
   /// True when @p va is translated through TTBR1_EL1 (the kernel's root), else TTBR0_EL1.
   static constexpr bool in_upper_range(VirtAddr va) { return (va.value() >> 55) & 1; }
 
-  static constexpr bool is_present(u64 e, usize) { return e & kValid; }
+  /// True when @p e is in use: valid to the MMU, or a held leaf (which the MMU treats as
+  /// invalid, but which still maps its frame for the kernel: see entry_perms()).
+  static constexpr bool is_present(u64 e, usize level) { return (e & kValid) || is_held(e, level); }
 
-  /// True when @p e (valid) maps memory instead of pointing to a table.
+  /// True when @p e is a held leaf: bit 0 clear, HELD set, a page at L3 or a block at L1/L2.
+  static constexpr bool is_held(u64 e, usize level) {
+    return !(e & kValid) && (e & kHeld) && level != kL0 && is_leaf(e, level);
+  }
+
+  /// True when @p e (valid or held) maps memory instead of pointing to a table.
   static constexpr bool is_leaf(u64 e, usize level) {
     return level == kL3 || ((level == kL1 || level == kL2) && !(e & kTableOrPage));
   }
@@ -159,16 +182,17 @@ struct PageTableFormat : RadixGeometry<4, AARCH64_PAGE_SHIFT, AARCH64_INDEX_BITS
   }
 
   /// A 4 KiB page (level L3) mapping @p page with @p perms. Kernel pages never execute at EL0,
-  /// user pages never at EL1; a page not marked global is tagged with the ASID (nG).
+  /// user pages never at EL1; a page not marked global is tagged with the ASID (nG). Without
+  /// read in @p perms (no access at all) the page is held: invalid to the MMU.
   static constexpr u64 make_page_entry(PhysAddr page, Perms perms) {
-    return (page.value() & kAddressMask) | kValid | kTableOrPage | kAccessFlag | perm_bits(perms) |
+    return (page.value() & kAddressMask) | kTableOrPage | kAccessFlag | perm_bits(perms) |
            (perms.global ? 0 : kNotGlobal);
   }
 
   /// A block at @p level (can_hold_block) mapping @p page, aligned to entry_span(level), with
   /// @p perms (bits 1:0 = 01).
   static constexpr u64 make_block_entry(PhysAddr page, usize level, Perms perms) {
-    return (page.value() & kAddressMask & ~(entry_span(level) - 1)) | kValid | kAccessFlag | perm_bits(perms) |
+    return (page.value() & kAddressMask & ~(entry_span(level) - 1)) | kAccessFlag | perm_bits(perms) |
            (perms.global ? 0 : kNotGlobal);
   }
 
@@ -184,7 +208,8 @@ struct PageTableFormat : RadixGeometry<4, AARCH64_PAGE_SHIFT, AARCH64_INDEX_BITS
   /// What an entry allows, by itself (a table entry restricts the whole subtree). For a leaf,
   /// "execute" is for the level the page belongs to: EL0 for a user page, EL1 for a kernel one.
   /// A table's PXNTable and UXNTable both count as "nothing below executes": the generic walk
-  /// combines levels before it knows whose page the leaf is.
+  /// combines levels before it knows whose page the leaf is. A held leaf allows nothing (read,
+  /// write and execute false); user, caching and global are still its own.
   static constexpr Perms entry_perms(u64 e, usize level) {
     Perms p;
     p.read = true;
@@ -194,17 +219,19 @@ struct PageTableFormat : RadixGeometry<4, AARCH64_PAGE_SHIFT, AARCH64_INDEX_BITS
       p.execute = !(e & (kPxnTable | kUxnTable));
       return p;
     }
-    p.write = !(e & kApReadOnly);
+    p.read = e & kValid;
+    p.write = p.read && !(e & kApReadOnly);
     p.user = e & kApEl0;
-    p.execute = p.user ? !(e & kUxn) : !(e & kPxn);
+    p.execute = p.read && (p.user ? !(e & kUxn) : !(e & kPxn));
     const u64 attr = (e & kAttrMask) >> kAttrShift;
     p.caching = attr == kAttrNormal ? Caching::WriteBack : Caching::Uncached;
     p.global = !(e & kNotGlobal);
     return p;
   }
 
-  /// @p e with its permission bits (AP, PXN, UXN, AttrIndx, SH) replaced by @p perms; the
-  /// address, AF, nG and the descriptor type kept. What protect() writes.
+  /// @p e (a leaf) with its permission bits (valid/HELD, AP, PXN, UXN, AttrIndx, SH) replaced by
+  /// @p perms; the address, AF, nG and the descriptor type kept. What protect() writes: @p perms
+  /// without read makes the leaf held, with read valid again.
   static constexpr u64 with_perms(u64 e, usize, Perms perms) { return (e & ~kPermissionBits) | perm_bits(perms); }
 
   /// Makes this CPU's earlier table writes visible to the table walkers (of every CPU of the
@@ -218,9 +245,11 @@ struct PageTableFormat : RadixGeometry<4, AARCH64_PAGE_SHIFT, AARCH64_INDEX_BITS
 #endif
   }
 
-  /// Prints the entry's fields, e.g. "V PAGE AF ISH RO UXN nG Attr1".
+  /// Prints the entry's fields, e.g. "V PAGE AF ISH RO UXN nG Attr1", or "HELD PAGE AF ISH RO
+  /// EL0 PXN UXN nG Attr0" for a held leaf (invalid to the MMU).
   static void describe_entry(FormatSink& sink, u64 e, usize level) {
-    if (!(e & kValid)) {
+    const bool held = is_held(e, level);
+    if (!(e & kValid) && !held) {
       format_to(sink, "invalid");
       return;
     }
@@ -236,7 +265,7 @@ struct PageTableFormat : RadixGeometry<4, AARCH64_PAGE_SHIFT, AARCH64_INDEX_BITS
         if (e & f.bit) format_to(sink, " {}", f.name);
       return;
     }
-    format_to(sink, "V {}", level == kL3 ? "PAGE" : "BLOCK");
+    format_to(sink, "{} {}", held ? "HELD" : "V", level == kL3 ? "PAGE" : "BLOCK");
     if (e & kAccessFlag) format_to(sink, " AF");
     constexpr const char* kShare[] = {"", " SH?", " OSH", " ISH"};
     format_to(sink, "{}", kShare[(e & kShMask) >> kShShift]);
@@ -250,12 +279,15 @@ struct PageTableFormat : RadixGeometry<4, AARCH64_PAGE_SHIFT, AARCH64_INDEX_BITS
   }
 
  private:
-  /// AP, XN, memory type and shareability for @p perms.
+  /// Valid (or HELD without read), AP, XN, memory type and shareability for @p perms. Without
+  /// read nothing is allowed: write and execute are dropped.
   static constexpr u64 perm_bits(Perms perms) {
     u64 bits = perms.caching == Caching::Uncached ? kAttrDevice << kAttrShift : (kAttrNormal << kAttrShift) | kShInner;
-    if (!perms.write) bits |= kApReadOnly;
-    if (perms.user) bits |= kApEl0 | kPxn | (perms.execute ? 0 : kUxn);
-    else bits |= kUxn | (perms.execute ? 0 : kPxn);
+    bits |= perms.read ? kValid : kHeld;
+    const bool write = perms.read && perms.write, execute = perms.read && perms.execute;
+    if (!write) bits |= kApReadOnly;
+    if (perms.user) bits |= kApEl0 | kPxn | (execute ? 0 : kUxn);
+    else bits |= kUxn | (execute ? 0 : kPxn);
     return bits;
   }
 };

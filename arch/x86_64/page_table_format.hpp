@@ -26,6 +26,18 @@
 ///     G   global (leaves only; survives CR3 loads when CR4.PGE is on)
 ///     XD  execute disable (with EFER.NXE)
 ///     In a 1 GiB/2 MiB leaf, bit 12 is PAT and the address starts at bit 30/21.
+///     HELD (bit 9, one of the bits the CPU leaves to software) marks a leaf that Pagoda keeps
+///     while it allows no access (PROT_NONE): P is clear, so the MMU ignores every other bit and
+///     faults on any access, kernel or user; the address, US, NX, PCD/PWT, G and A/D stay, so
+///     that the kernel still finds the frame (unmap frees it, fork copies or shares it) and a
+///     later protect() makes it present again with its contents. Only leaves are ever held:
+///
+///     held leaf (PT, or PDPT/PD with PS)
+///     63 62   52 51                      12 11 10  9  8   7   6   5   4   3   2   1   0
+///     +--+------+--------------------------+-----+----+---+---+---+---+---+---+---+---+---+
+///     |XD|avail |  physical address 51:12  | avl |HELD| G |PS | D | A |PCD|PWT|US | 0 | 0 |
+///     +--+------+--------------------------+-----+----+---+---+---+---+---+---+---+---+---+
+///                                                  =1                               RW=0  P=0
 ///     A table entry's RW/US/XD restrict everything below it: a page is writable only if RW is
 ///     set at every level, user-accessible only if US is set at every level, executable only if
 ///     XD is clear at every level.
@@ -61,8 +73,12 @@ struct PageTableFormat : RadixGeometry<4, X86_PAGE_SHIFT, X86_INDEX_BITS> {
   static constexpr u64 kPat4K = 1ull << 7;     ///< PAT in a PT entry (where PS is elsewhere)
   static constexpr u64 kPatLarge = 1ull << 12;  ///< PAT in a 1 GiB/2 MiB leaf
   static constexpr u64 kNoExecute = 1ull << 63;
-  /// The bits protect() rewrites (with_perms); everything else of an entry is kept.
-  static constexpr u64 kPermissionBits = kWritable | kUser | kNoExecute | kCacheDisable | kWriteThrough;
+  /// Software bit (ignored by the CPU): with P clear, a held leaf (see the layout above).
+  static constexpr u64 kHeld = 1ull << 9;
+  /// The bits protect() rewrites (with_perms); everything else of an entry is kept. P and HELD
+  /// are among them: a protect() to no access makes a present leaf held, and back.
+  static constexpr u64 kPermissionBits =
+      kPresent | kHeld | kWritable | kUser | kNoExecute | kCacheDisable | kWriteThrough;
 
   static constexpr u32 kVirtualBits = 48;
   static constexpr usize kPml4 = 0, kPdpt = 1, kPd = 2, kPt = 3;
@@ -81,9 +97,14 @@ struct PageTableFormat : RadixGeometry<4, X86_PAGE_SHIFT, X86_INDEX_BITS> {
   /// The lowest address of the upper (kernel) half.
   static constexpr VirtAddr kUpperHalfStart = VirtAddr(~u64{0} << (kVirtualBits - 1));
 
-  static constexpr bool is_present(u64 e, usize) { return e & kPresent; }
+  /// True when @p e is in use: present to the MMU, or a held leaf (which the MMU treats as not
+  /// present, but which still maps its frame for the kernel: see entry_perms()).
+  static constexpr bool is_present(u64 e, usize level) { return (e & kPresent) || is_held(e, level); }
 
-  /// True when @p e (present) maps a page instead of pointing to a table.
+  /// True when @p e is a held leaf: P clear, HELD set, at a level (and with PS) where it maps.
+  static constexpr bool is_held(u64 e, usize level) { return !(e & kPresent) && (e & kHeld) && is_leaf(e, level); }
+
+  /// True when @p e (present or held) maps a page instead of pointing to a table.
   static constexpr bool is_leaf(u64 e, usize level) {
     return level == kPt || ((level == kPdpt || level == kPd) && (e & kHuge));
   }
@@ -130,17 +151,18 @@ struct PageTableFormat : RadixGeometry<4, X86_PAGE_SHIFT, X86_INDEX_BITS> {
     return (table.value() & kAddressMask) | kPresent | kWritable | (user ? kUser : 0);
   }
 
-  /// A 4 KiB leaf (level kPt) mapping @p page with @p perms.
+  /// A 4 KiB leaf (level kPt) mapping @p page with @p perms: present, or held when @p perms
+  /// does not allow reading (no access at all).
   static constexpr u64 make_page_entry(PhysAddr page, Perms perms) {
     check_output("make_page_entry", page);
-    return (page.value() & kAddressMask) | kPresent | perm_bits(perms) | (perms.global ? kGlobal : 0);
+    return (page.value() & kAddressMask) | perm_bits(perms) | (perms.global ? kGlobal : 0);
   }
 
   /// A block (large page) at @p level (can_hold_block) mapping @p page, aligned to
   /// entry_span(level), with @p perms.
   static constexpr u64 make_block_entry(PhysAddr page, usize level, Perms perms) {
     check_output("make_block_entry", page);
-    return (page.value() & kAddressMask & ~(entry_span(level) - 1)) | kPresent | kHuge | perm_bits(perms) |
+    return (page.value() & kAddressMask & ~(entry_span(level) - 1)) | kHuge | perm_bits(perms) |
            (perms.global ? kGlobal : 0);
   }
 
@@ -156,33 +178,35 @@ struct PageTableFormat : RadixGeometry<4, X86_PAGE_SHIFT, X86_INDEX_BITS> {
     return address | flags | pat;
   }
 
-  /// What an entry allows, by itself (a table entry restricts the whole subtree).
+  /// What an entry allows, by itself (a table entry restricts the whole subtree). A held leaf
+  /// allows nothing (read, write and execute false); user, caching and global are still its own.
   static constexpr Perms entry_perms(u64 e, usize level) {
     Perms p;
-    p.read = true;
-    p.write = e & kWritable;
+    p.read = e & kPresent;
+    p.write = p.read && (e & kWritable);
     p.user = e & kUser;
-    p.execute = !(e & kNoExecute);
+    p.execute = p.read && !(e & kNoExecute);
     p.caching = (e & kCacheDisable) ? Caching::Uncached : Caching::WriteBack;
     p.global = (e & kGlobal) && is_leaf(e, level);
     return p;
   }
 
-  /// @p e with its permission bits (write, user, execute, caching) replaced by @p perms;
-  /// everything else (address, accessed, dirty, global, PS, PAT) kept. What protect() writes.
+  /// @p e (a leaf) with its permission bits (P/HELD, write, user, execute, caching) replaced by
+  /// @p perms; everything else (address, accessed, dirty, global, PS, PAT) kept. What protect()
+  /// writes: @p perms without read makes the leaf held, with read present again.
   static constexpr u64 with_perms(u64 e, usize, Perms perms) { return (e & ~kPermissionBits) | perm_bits(perms); }
 
   /// Orders earlier table writes before later walks of this CPU. x86 walks are coherent with
   /// ordinary stores, so only the compiler must not reorder or drop them.
   static void write_barrier() { asm volatile("" ::: "memory"); }
 
-  /// Prints the entry's flags, e.g. "P RW US A NX".
+  /// Prints the entry's flags, e.g. "P RW US A NX", or "HELD US A NX" for a held leaf.
   static void describe_entry(FormatSink& sink, u64 e, usize level) {
     struct Flag {
       u64 bit;
       const char* name;
     };
-    constexpr Flag kFlags[] = {{kPresent, "P"},     {kWritable, "RW"},    {kUser, "US"},
+    constexpr Flag kFlags[] = {{kPresent, "P"},     {kHeld, "HELD"},      {kWritable, "RW"},    {kUser, "US"},
                                {kWriteThrough, "PWT"}, {kCacheDisable, "PCD"}, {kAccessed, "A"},
                                {kDirty, "D"},       {kGlobal, "G"},       {kNoExecute, "NX"}};
     bool first = true;
@@ -207,11 +231,13 @@ struct PageTableFormat : RadixGeometry<4, X86_PAGE_SHIFT, X86_INDEX_BITS> {
                              : "");
   }
 
+  /// P (or HELD without read), RW, US, XD and the caching bits for @p perms. Without read
+  /// nothing is allowed: write and execute are dropped.
   static constexpr u64 perm_bits(Perms perms) {
-    u64 bits = 0;
-    if (perms.write) bits |= kWritable;
+    u64 bits = perms.read ? kPresent : kHeld;
+    if (perms.read && perms.write) bits |= kWritable;
     if (perms.user) bits |= kUser;
-    if (!perms.execute) bits |= kNoExecute;
+    if (!perms.read || !perms.execute) bits |= kNoExecute;
     if (perms.caching == Caching::Uncached) bits |= kCacheDisable | kWriteThrough;
     return bits;
   }

@@ -121,7 +121,7 @@ namespace {
 
 /// True when @p perms (of a mapped page) allow every access @p range needs.
 bool allows(const Perms& perms, const CriticalRange& range) {
-  return (!range.access.write || perms.write) && (!range.access.execute || perms.execute) &&
+  return perms.read && (!range.access.write || perms.write) && (!range.access.execute || perms.execute) &&
          (!range.access.user || perms.user);
 }
 

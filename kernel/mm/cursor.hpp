@@ -64,11 +64,13 @@ template <ValidPageTableFormat F> class Cursor {
   /// The physical address va() translates to; only meaningful when mapped().
   PhysAddr pa() const { return F::output_address(entry(), level()).offset(va_.value() & (span() - 1)); }
   /// The effective permissions of va() (every level restricts); only meaningful when mapped().
+  /// A held leaf (mapped for the kernel, invalid to the MMU) has read false: no access at all.
   Perms perms() const {
     if (!mapped()) return {};
     Perms p{.read = true, .write = true, .execute = true, .user = true};
     for (usize l = 0; l < depth_; ++l) {
       const Perms e = F::entry_perms(entries_[l][F::index(va_, l)], l);
+      p.read = p.read && e.read;
       p.write = p.write && e.write;
       p.execute = p.execute && e.execute;
       p.user = p.user && e.user;

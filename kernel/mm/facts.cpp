@@ -23,6 +23,8 @@ PAGODA_FACT(page_size, kPageSize)
 PAGODA_FACT(address_mask, Format::kAddressMask)
 PAGODA_FACT(levels, Format::kLevels)
 PAGODA_FACT(entries_per_table, Format::kEntriesPerTable)
+/// The software bit of a held leaf (a PROT_NONE page: invalid to the MMU, its frame kept).
+PAGODA_FACT(held_entry_bit, Format::kHeld)
 /// The first top-level entry of the kernel half (x86_64: PML4 256).
 PAGODA_FACT(kernel_half_first_entry, Format::index(VirtAddr(layout::kKernelHalfBase), 0))
 

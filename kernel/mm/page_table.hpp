@@ -49,7 +49,8 @@ concept ValidPageTableFormat = requires(VirtAddr va, PhysAddr pa, u64 e, usize l
   { F::entry_span(level) } -> SameAs<u64>;
   { F::index(va, level) } -> SameAs<usize>;
   { F::is_canonical(va) } -> SameAs<bool>;
-  { F::is_present(e, level) } -> SameAs<bool>;
+  { F::is_present(e, level) } -> SameAs<bool>;  // in use: valid to the MMU, or a held leaf
+  { F::is_held(e, level) } -> SameAs<bool>;     // a leaf kept for the kernel, invalid to the MMU
   { F::is_leaf(e, level) } -> SameAs<bool>;
   { F::can_hold_block(level) } -> SameAs<bool>;
   { F::has_reserved_bits(e, level) } -> SameAs<bool>;
@@ -106,6 +107,7 @@ template <ValidPageTableFormat F> Walk walk_tree(PhysAddr root, TableMemory& mem
       return w;
     }
     const Perms p = F::entry_perms(l.entry, level);
+    effective.read = effective.read && p.read;  // false: a held leaf (invalid to the MMU)
     effective.write = effective.write && p.write;
     effective.execute = effective.execute && p.execute;
     effective.user = effective.user && p.user;

@@ -19,7 +19,11 @@ enum class Caching : u8 {
   Uncached,   ///< device registers (MMIO)
 };
 
-/// What a mapping permits. A mapped page is always readable on the architectures we support.
+/// What a mapping permits. A page the MMU can use is always readable on the architectures we
+/// support, so read = false means no access at all: the leaf is *held* (invalid to the MMU, every
+/// access faults, but it keeps its frame for the kernel: unmap, fork and a later protect() back
+/// to readable find it; see `arch/<isa>/page_table_format.hpp`). write and execute are then
+/// ignored (a held leaf reads back with both false). PROT_NONE's pages are held.
 struct Perms {
   bool read = true;
   bool write = false;

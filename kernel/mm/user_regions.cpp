@@ -28,21 +28,26 @@ void FaultVerdict::format(FormatSink& sink) const {
   }
 }
 
-Perms page_perms_of(const Vma& vma) {
-  return Perms{.read = true, .write = vma.perms.write, .execute = vma.perms.execute, .user = true};
-}
-
 namespace {
+
+/// True when @p vma allows no access at all (PROT_NONE).
+bool allows_nothing(const Vma& vma) { return !vma.perms.read && !vma.perms.write && !vma.perms.execute; }
 
 /// Whether @p vma allows @p access; why not otherwise.
 FaultCause permits(const Vma& vma, Access access) {
-  if (!vma.perms.read && !vma.perms.write && !vma.perms.execute) return FaultCause::NoAccess;
+  if (allows_nothing(vma)) return FaultCause::NoAccess;
   if (access.execute && !vma.perms.execute) return FaultCause::ExecuteDenied;
   if (access.write && !vma.perms.write) return FaultCause::WriteDenied;
   return FaultCause::Allowed;
 }
 
 }  // namespace
+
+Perms page_perms_of(const Vma& vma) {
+  // Readable whenever anything is allowed (the MMU cannot map a page it may not read); a region
+  // that allows nothing holds its pages (read false: invalid to the MMU, frames kept).
+  return Perms{.read = !allows_nothing(vma), .write = vma.perms.write, .execute = vma.perms.execute, .user = true};
+}
 
 FaultVerdict decide_fault(const UserRegions& regions, u64 va, Access access) {
   // LAB 5 BEGIN the fault's decision: populate, grow the stack, or deny naming why
@@ -105,7 +110,9 @@ bool check_coverage(AddressSpace& space, const VmaSet& vmas, u64 user_end, Forma
       ++pages;
       const Vma* vma = vmas.find(at);
       if (vma == nullptr) return broken("no VMA covers it", c, nullptr);
-      if (permits(*vma, Access{}) == FaultCause::NoAccess) return broken("its VMA allows no access", c, vma);
+      const bool held = !c.perms().read, none = permits(*vma, Access{}) == FaultCause::NoAccess;
+      if (none && !held) return broken("accessible, but its VMA allows no access (it must be held)", c, vma);
+      if (!none && held) return broken("held (no access), but its VMA allows access", c, vma);
       if (!(c.perms() == page_perms_of(*vma))) return broken("other permissions than its VMA", c, vma);
     }
   }

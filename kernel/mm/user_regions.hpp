@@ -88,12 +88,15 @@ struct FaultVerdict {
 /// it changes nothing (the caller grows the stack and maps the page).
 FaultVerdict decide_fault(const UserRegions& regions, u64 va, Access access);
 
-/// The permissions the page tables should give a page of @p vma (a mapped page is readable on
-/// every ISA Pagoda supports, so only regions that allow reading are ever mapped).
+/// The permissions the page tables should give a page of @p vma. A page the MMU uses is readable
+/// on every ISA Pagoda supports, so a region that allows anything gets readable pages; one that
+/// allows nothing (PROT_NONE) gets read false: its pages are held (invalid to the MMU, every
+/// access faults, the frames and their contents kept for a later mprotect).
 Perms page_perms_of(const Vma& vma);
 
 /// The debug check of the invariant "nothing mapped in [0, user_end) of @p space that no region
-/// of @p vmas covers, and every mapped page has its region's permissions". Prints the first
+/// of @p vmas covers, and every mapped page has its region's permissions (page_perms_of(): held
+/// exactly under a region that allows nothing)". Prints the first
 /// problem (the page, its mapping and the region or "no VMA") to @p report and returns false.
 /// @p mapped_pages, when given, receives the number of mapped pages seen.
 bool check_coverage(AddressSpace& space, const VmaSet& vmas, u64 user_end, FormatSink* report,

@@ -27,6 +27,16 @@ struct FrameRefsExport {
 };
 extern "C" constinit FrameRefsExport pagoda_frame_refs = {};
 
+/// Where the frame allocator's bitmaps are, for GDB's `frames` and `./pagoda run --memview`
+/// (tools/gdb/pagoda_pt/frames.py): {used, managed} as kernel addresses in the window, and their
+/// length in 64-bit words; one bit per frame from physical 0 (FrameAllocator::used_bitmap()).
+struct FrameBitmapsExport {
+  pagoda::u64 used;
+  pagoda::u64 managed;
+  pagoda::u64 words;
+};
+extern "C" constinit FrameBitmapsExport pagoda_frame_bitmaps = {};
+
 namespace pagoda::vm {
 namespace {
 
@@ -306,6 +316,8 @@ Result<void> init(const BootInfo& boot) {
   TRY(g_frames.init(boot.memory, Span<u64>(storage, words), Span<const PhysRange>(reserved, array_size(reserved))));
   g_frame_refs.init(Span<u16>(reinterpret_cast<u16*>(storage + words), ref_entries));
   pagoda_frame_refs = {reinterpret_cast<u64>(storage + words), ref_entries};
+  pagoda_frame_bitmaps = {reinterpret_cast<u64>(g_frames.used_bitmap().data()),
+                          reinterpret_cast<u64>(g_frames.managed_bitmap().data()), g_frames.used_bitmap().size()};
 
   print("vm: ");
   if (!arch::paging_controls_ok(console_sink())) panic("paging protections are off (see above)");
@@ -477,7 +489,11 @@ void set_current_space(AddressSpace* space) { g_current_space = space; }
 
 Walk walk_active(VirtAddr va) { return walk_tree<Format>(arch::live_root_for(va), g_table_memory, va); }
 
-bool mapped_now(VirtAddr va) { return g_kernel_space == nullptr || walk_active(va).mapped(); }
+bool mapped_now(VirtAddr va) {
+  if (g_kernel_space == nullptr) return true;
+  const Walk w = walk_active(va);
+  return w.mapped() && w.perms.read;  // a held leaf maps nothing the CPU can use
+}
 
 namespace {
 

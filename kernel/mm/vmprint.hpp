@@ -16,7 +16,7 @@
 /// One line per present entry whose range meets [lo, hi), parents before their children: one
 /// ".. " per level below the root, the level's name and the entry's index (as a walk prints
 /// them), the first virtual address the entry covers, and the entry. Nothing for entries that
-/// are not present.
+/// are not present (a held leaf, a PROT_NONE page the MMU cannot use, is printed: it is in use).
 #pragma once
 
 #include "core/lab.hpp"

@@ -26,7 +26,8 @@ void Walk::format(FormatSink& sink) const {
     format_to(sink, "\n");
   }
   if (mapped()) {
-    format_to(sink, "  -> page {} ({} KiB), {}\n", Hex{pa.value() & ~(page_size - 1)}, page_size / KiB, perms);
+    format_to(sink, "  -> page {} ({} KiB), {}{}\n", Hex{pa.value() & ~(page_size - 1)}, page_size / KiB, perms,
+              perms.read ? "" : ", held: invalid to the MMU, the frame kept (no access)");
   } else {
     format_to(sink, "  -> stopped: ");
     format_stop(sink);
@@ -37,6 +38,8 @@ void Walk::format(FormatSink& sink) const {
 void explain_fault(FormatSink& sink, const Walk& walk, Access access) {
   if (!walk.mapped()) {
     walk.format_stop(sink);
+  } else if (!walk.perms.read) {
+    format_to(sink, "no-access page (held: invalid to the MMU, its frame kept)");
   } else if (!access.user && walk.perms.user && access.execute) {
     format_to(sink, "kernel executed user memory (SMEP/PXN: the kernel never runs user code)");
   } else if (!access.user && walk.perms.user) {

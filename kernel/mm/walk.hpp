@@ -47,7 +47,8 @@ struct Walk {
   WalkStop stop = WalkStop::NotPresent;
   PhysAddr pa;                    ///< the translation, when mapped
   u64 page_size = 0;              ///< bytes the leaf maps, when mapped
-  Perms perms;                    ///< effective permissions over all levels, when mapped
+  Perms perms;                    ///< effective permissions over all levels, when mapped (read
+                                  ///< false: a held leaf, which the MMU does not use)
   void (*describe_entry)(FormatSink&, u64 entry, usize level) = nullptr;
 
   bool mapped() const { return stop == WalkStop::Mapped; }
@@ -62,7 +63,8 @@ struct Walk {
   void format_stop(FormatSink& sink) const;
 };
 
-/// Prints why @p access at walk.va faults given @p walk: the stop reason when not mapped, or
+/// Prints why @p access at walk.va faults given @p walk: the stop reason when not mapped,
+/// "no-access page (held: ...)" for a held leaf (mapped for the kernel, invalid to the MMU), or
 /// "kernel touched user memory" / "kernel executed user memory" (a kernel access to a user
 /// page: SMAP/SMEP, PAN/PXN), "write to read-only page", "execute of NX page", "user access to
 /// supervisor page".

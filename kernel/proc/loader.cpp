@@ -29,11 +29,15 @@ Result<PhysAddr> zeroed_frame() {
 /// fresh frame with the file bytes copied in (the rest zero), recording nothing.
 [[maybe_unused]] Result<void> map_segment_eagerly(AddressSpace& space, Span<const u8> image, const elf::Segment& s) {
   const u64 file_end = s.vaddr + s.filesz;
+  // A page the MMU uses is readable: an execute-only or write-only segment is mapped readable
+  // too; only a segment that allows nothing gets held pages (Perms::read false).
+  Perms perms = s.perms;
+  perms.read = perms.read || perms.write || perms.execute;
   for (u64 page = align_down(s.vaddr, kPageSize); page < s.end(); page += kPageSize) {
     const PhysAddr frame = TRY(zeroed_frame());
     const u64 from = max(page, s.vaddr), to = min(page + kPageSize, file_end);
     if (from < to) vm::write_frame(frame, from - page, image.data() + s.offset + (from - s.vaddr), to - from);
-    const Result<void> mapped = space.map(VirtAddr(page), frame, s.perms);
+    const Result<void> mapped = space.map(VirtAddr(page), frame, perms);
     if (mapped.is_error()) {
       vm::frames().free(frame);
       return mapped;

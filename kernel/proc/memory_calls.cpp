@@ -19,7 +19,7 @@ constexpr i64 fail(Errno e) { return abi::error_result(e); }
 PAGODA_FACT(mmap_base, kMmapBase)
 
 /// The region permissions of protection bits @p prot (already checked): write implies read, as
-/// every mapped page is readable.
+/// every page the MMU uses is readable (PROT_NONE's pages are held instead: page_perms_of()).
 Perms perms_of(u64 prot) {
   const bool w = prot & abi::kProtWrite;
   return Perms{.read = w || (prot & abi::kProtRead), .write = w, .execute = bool(prot & abi::kProtExec), .user = true};
@@ -42,7 +42,9 @@ bool range_ok(u64 addr, u64 length, u64& end) {
 
 Errno errno_of(Error e) { return e == Error::NoMemory ? Errno::NoMem : Errno::Inval; }
 
-/// Gives every page already brought in in [start, end) its region's permissions.
+/// Gives every page already brought in in [start, end) its region's permissions: under
+/// PROT_NONE the pages become held (invalid to the MMU, frames and contents kept; the batch
+/// invalidates the TLB), and back to present under an accessible region.
 Result<void> reprotect_pages(Process& p, u64 start, u64 end) {
   ConsistencyBatch reads = p.space().batch();
   for (AddressSpace::Cursor c = p.space().cursor(reads, VirtAddr(start)); c.next_mapped(VirtAddr(end)); c.next()) {
@@ -123,13 +125,6 @@ i64 sys_mprotect(Process& p, u64 addr, u64 length, u64 prot) {
   if (const i64 bad = check_prot(prot)) return bad;
   u64 end = 0;
   if (!range_ok(addr, length, end)) return fail(Errno::Inval);
-  // A page that is mapped is readable on every ISA: a region that allows nothing could not
-  // keep its pages (their contents would be lost), so it is refused while pages are present.
-  if (prot == abi::kProtNone) {
-    ConsistencyBatch reads = p.space().batch();
-    AddressSpace::Cursor c = p.space().cursor(reads, VirtAddr(addr));
-    if (c.next_mapped(VirtAddr(end))) return fail(Errno::Inval);
-  }
   const Result<void> changed = p.regions().vmas.protect(addr, end, perms_of(prot));
   if (changed.is_error()) return fail(changed.error() == Error::NotFound ? Errno::NoMem : errno_of(changed.error()));
   const Result<void> pages = reprotect_pages(p, addr, end);

@@ -35,7 +35,7 @@ Result<void> check_user_range(AddressSpace& space, u64 va, u64 size, bool write)
       walk = space.query(VirtAddr(page));
       if (!walk.mapped()) return Error::InvalidArgument;
     }
-    if (!walk.perms.user || (write && !walk.perms.write)) return Error::InvalidArgument;
+    if (!walk.perms.read || !walk.perms.user || (write && !walk.perms.write)) return Error::InvalidArgument;
   }
   return {};
 }

@@ -131,6 +131,35 @@ TEST(Aarch64Format, WithPermsRewritesPermissionsOnly) {
   EXPECT_EQ(dev & A64::kShMask, 0u);
 }
 
+TEST(Aarch64Format, AHeldLeafIsInvalidWithTheSoftwareBitAndEveryOtherBitKept) {
+  const Perms none{.read = false, .user = true};
+  const u64 e = A64::make_page_entry(PhysAddr(0x4000'3000), none);
+  EXPECT_EQ(e & A64::kValid, 0u) << "invalid to the MMU";
+  EXPECT_EQ(e & A64::kHeld, A64::kHeld);
+  EXPECT_EQ(A64::kHeld, 1ull << 55) << "the first bit left to software";
+  EXPECT_EQ(e & A64::kAddressMask, 0x4000'3000u);
+  EXPECT_EQ(e & A64::kTableOrPage, A64::kTableOrPage) << "still an L3 page once made valid again";
+  EXPECT_EQ(ap(e), 0b11u) << "user, read-only";
+  EXPECT_TRUE(e & A64::kUxn && e & A64::kPxn && e & A64::kNotGlobal && e & A64::kAccessFlag);
+  EXPECT_TRUE(A64::is_held(e, A64::kL3));
+  EXPECT_TRUE(A64::is_present(e, A64::kL3));
+  EXPECT_FALSE(A64::is_held(e | A64::kValid, A64::kL3));
+  EXPECT_FALSE(A64::is_held(A64::kHeld | A64::kTableOrPage, A64::kL2)) << "a table descriptor is never held";
+  EXPECT_FALSE(A64::is_held(A64::kHeld, A64::kL0));
+  EXPECT_TRUE(A64::is_held(A64::kHeld, A64::kL2)) << "a held block";
+  EXPECT_FALSE(A64::has_reserved_bits(e, A64::kL3));
+  // Through protect: the valid bit and HELD swap, the rest comes back as it was.
+  const u64 live = A64::make_page_entry(PhysAddr(0x4000'5000), Perms{.write = true, .user = true}) |
+                   A64::kDirtyBitModifier;
+  const u64 held = A64::with_perms(live, A64::kL3, none);
+  EXPECT_EQ(held & A64::kValid, 0u);
+  EXPECT_EQ(held & (A64::kAddressMask | A64::kAccessFlag | A64::kNotGlobal | A64::kDirtyBitModifier),
+            live & (A64::kAddressMask | A64::kAccessFlag | A64::kNotGlobal | A64::kDirtyBitModifier));
+  EXPECT_EQ(A64::entry_perms(held, A64::kL3), none);
+  EXPECT_EQ(A64::with_perms(held, A64::kL3, Perms{.write = true, .user = true}), live);
+  EXPECT_EQ(describe(held, 3), "HELD PAGE AF ISH RO EL0 PXN UXN nG Attr0");
+}
+
 TEST(Aarch64Format, TwoRangesOf48Bits) {
   EXPECT_TRUE(A64::is_canonical(VirtAddr(0x0000'ffff'ffff'f000))) << "TTBR0 covers all 48 bits";
   EXPECT_FALSE(A64::in_upper_range(VirtAddr(0x0000'ffff'ffff'f000)));

@@ -23,17 +23,27 @@ namespace {
 template <class F> struct FormatTestBits;
 template <> struct FormatTestBits<x86::PageTableFormat> {
   static constexpr u64 kAccessedDirty = x86::PageTableFormat::kAccessed | x86::PageTableFormat::kDirty;
+  /// The bit the MMU looks at first: clear, it ignores the rest of the entry (P).
+  static constexpr u64 kHardwareValid = x86::PageTableFormat::kPresent;
 };
 /// AArch64 (TCR_EL1.HA off): the hardware sets nothing; DBM stands in for a bit the kernel
 /// keeps across protect(), which Pagoda's own entries never set.
 template <> struct FormatTestBits<aarch64::PageTableFormat> {
   static constexpr u64 kAccessedDirty = aarch64::PageTableFormat::kDirtyBitModifier;
+  static constexpr u64 kHardwareValid = aarch64::PageTableFormat::kValid;
 };
 
 /// F, but with AArch64's rule that a live entry changes only through an invalid one.
 template <class F> struct BreakBeforeMake : F {
   static constexpr bool kBreakBeforeMake = true;
 };
+
+std::string explain(const Walk& w, Access a) {
+  char buffer[256];
+  BufferSink sink(buffer, sizeof buffer);
+  explain_fault(sink, w, a);
+  return buffer;
+}
 
 template <class F> struct TreeTest : ::testing::Test {
   using Tree = PageTable<F>;
@@ -255,6 +265,94 @@ TYPED_TEST(TreeTest, ProtectKeepsAccessedDirtyAndGlobal) {
   EXPECT_TRUE(w.perms.global) << "protect dropped the global bit";
   EXPECT_EQ(w.pa.value(), 0x5000u);
   EXPECT_EQ(this->log.back(), "invalidate 0x700000 global");
+}
+
+// ---- No access: held leaves (PROT_NONE) ------------------------------------------------------
+
+TYPED_TEST(TreeTest, ProtectToNoAccessHoldsTheFrameInAnEntryTheMmuIgnores) {
+  using F = TypeParam;
+  const u64 kPage = this->kPage;
+  const VirtAddr va(0x0000'0040'0000'3000);
+  const Perms rw{.write = true, .user = true}, none{.read = false, .user = true};
+  ASSERT_TRUE(this->map_range(va, PhysAddr(0x7000), 2 * kPage, rw).ok());
+  this->entry_of(va) |= FormatTestBits<F>::kAccessedDirty;
+  this->tlb.pages.clear();
+  ASSERT_TRUE(this->protect(va, 2 * kPage, none).ok());
+  EXPECT_EQ(this->tlb.pages, (std::vector<u64>{va.value(), va.value() + kPage})) << "valid -> held must be invalidated";
+  const u64 e = this->entry_of(va);
+  EXPECT_EQ(e & FormatTestBits<F>::kHardwareValid, 0u) << "a held entry must be invalid to the MMU: " << test::hex(e);
+  EXPECT_TRUE(F::is_held(e, this->kLeaf));
+  EXPECT_TRUE(F::is_present(e, this->kLeaf)) << "in use for the kernel";
+  EXPECT_EQ(F::output_address(e, this->kLeaf).value(), 0x7000u) << "the frame is kept";
+  EXPECT_EQ(e & FormatTestBits<F>::kAccessedDirty, FormatTestBits<F>::kAccessedDirty);
+  const Walk w = this->query(va.offset(0x10));
+  ASSERT_TRUE(w.mapped());
+  EXPECT_EQ(w.pa.value(), 0x7010u);
+  EXPECT_EQ(w.perms, (Perms{.read = false, .write = false, .execute = false, .user = true}));
+  ConsistencyBatch b(this->tlb, this->memory);
+  Cursor<F> c(this->tree, b, VirtAddr(0x0000'0040'0000'0000));
+  ASSERT_TRUE(c.next_mapped(VirtAddr(0x0000'0040'0010'0000))) << "next_mapped finds a held page";
+  EXPECT_EQ(c.va(), va);
+  EXPECT_FALSE(c.perms().read);
+  EXPECT_NE(this->walk_text(va).find(", --- user, held: invalid to the MMU"), std::string::npos) << this->walk_text(va);
+  EXPECT_EQ(explain(w, {.user = true}).rfind("no-access page (held", 0), 0u);
+  EXPECT_EQ(explain(w, {}).rfind("no-access page (held", 0), 0u) << "before 'kernel touched user memory'";
+}
+
+TYPED_TEST(TreeTest, ProtectBackFromNoAccessRestoresTheSameFrame) {
+  using F = TypeParam;
+  const VirtAddr va(0x500000);
+  const Perms rw{.write = true, .user = true};
+  ASSERT_TRUE(this->map(va, PhysAddr(0x9000), rw).ok());
+  const u64 before = this->entry_of(va);
+  ASSERT_TRUE(this->protect(va, this->kPage, Perms{.read = false, .write = true, .execute = true, .user = true}).ok());
+  EXPECT_EQ(this->query(va).perms, (Perms{.read = false, .user = true})) << "no read: write and execute dropped";
+  ASSERT_TRUE(this->protect(va, this->kPage, rw).ok());
+  EXPECT_EQ(this->entry_of(va), before) << "the round trip gives back the very entry";
+  EXPECT_EQ(this->query(va).perms, rw);
+  ASSERT_TRUE(this->protect(va, this->kPage, Perms{.read = false, .user = true}).ok());
+  ASSERT_TRUE(this->protect(va, this->kPage, Perms{.user = true}).ok());
+  EXPECT_EQ(this->query(va).pa.value(), 0x9000u);
+  EXPECT_NE(this->entry_of(va) & FormatTestBits<F>::kHardwareValid, 0u);
+}
+
+TYPED_TEST(TreeTest, HeldPagesKeepTheirTablesAndUnmapGivesTheirFrameBack) {
+  const u64 kPage = this->kPage;
+  const Perms none{.read = false, .user = true};
+  ASSERT_TRUE(this->map(VirtAddr(0x800000), PhysAddr(0x3000), none).ok()) << "a page may be made held";
+  ASSERT_TRUE(this->map(VirtAddr(0x801000), PhysAddr(0x4000), kKernelData).ok());
+  const usize tables = this->memory.live_tables();
+  EXPECT_EQ(this->unmap(VirtAddr(0x801000)).value().value(), 0x4000u);
+  EXPECT_EQ(this->memory.live_tables(), tables) << "a table holding a held page is not empty";
+  EXPECT_EQ(this->unmap(VirtAddr(0x800000)).value().value(), 0x3000u);
+  EXPECT_EQ(this->memory.live_tables(), 1u) << "the held page was the last: every table goes";
+  // Copy-on-write's break on a held page (a forked child's PROT_NONE page) stays held.
+  ASSERT_TRUE(this->map(VirtAddr(0x800000), PhysAddr(0x3000), none).ok());
+  {
+    ConsistencyBatch b(this->tlb, this->memory);
+    ASSERT_TRUE(Cursor<TypeParam>(this->tree, b, VirtAddr(0x800000)).remap(PhysAddr(0x6000), none).ok());
+  }
+  EXPECT_EQ(this->query(VirtAddr(0x800000)).pa.value(), 0x6000u);
+  EXPECT_FALSE(this->query(VirtAddr(0x800000)).perms.read);
+  EXPECT_TRUE(this->unmap_range(VirtAddr(0x800000), kPage).ok());
+  EXPECT_EQ(this->memory.live_tables(), 1u);
+}
+
+TYPED_TEST(TreeTest, AHeldBlockSplitsIntoHeldPages) {
+  using F = TypeParam;
+  const VirtAddr va(0x4000'0000);
+  const u64 block = F::entry_span(this->kBlock);
+  ASSERT_TRUE(this->map_block(va, PhysAddr(0x8000'0000), kKernelData).ok());
+  ASSERT_TRUE(this->protect(va, block, Perms{.read = false}).ok());
+  EXPECT_EQ(this->entry_of(va) & FormatTestBits<F>::kHardwareValid, 0u);
+  EXPECT_EQ(this->query(va).page_size, block);
+  ASSERT_TRUE(this->split(va.offset(5 * this->kPage)).ok());
+  const Walk w = this->query(va.offset(5 * this->kPage));
+  ASSERT_TRUE(w.mapped());
+  EXPECT_EQ(w.page_size, this->kPage);
+  EXPECT_EQ(w.pa.value(), 0x8000'0000u + 5 * this->kPage);
+  EXPECT_FALSE(w.perms.read);
+  EXPECT_EQ(this->entry_of(va.offset(5 * this->kPage)) & FormatTestBits<F>::kHardwareValid, 0u);
 }
 
 // ---- Blocks (large pages) and split --------------------------------------------------------
@@ -520,13 +618,6 @@ TYPED_TEST(TreeTest, WalkStopsAreNamedByLevel) {
   EXPECT_NE(this->walk_text(VirtAddr(0x1000)).find("-> page 0x0000000000001000 (4 KiB), rw- kernel"), std::string::npos);
 }
 
-std::string explain(const Walk& w, Access a) {
-  char buffer[256];
-  BufferSink sink(buffer, sizeof buffer);
-  explain_fault(sink, w, a);
-  return buffer;
-}
-
 TYPED_TEST(TreeTest, FaultsAreExplained) {
   ASSERT_TRUE(this->map(VirtAddr(0x1000), PhysAddr(0x1000), kKernelText).ok());
   ASSERT_TRUE(this->map(VirtAddr(0x2000), PhysAddr(0x2000), kKernelData).ok());
@@ -596,6 +687,28 @@ TEST_F(X86TreeTest, SplitOfAOneGibBlockMakesTwoMibBlocks) {
   ASSERT_TRUE(w.mapped());
   EXPECT_EQ(w.page_size, 2 * MiB);
   EXPECT_EQ(w.pa.value(), 0x8030'1234u);
+}
+
+TEST_F(X86TreeTest, AHeldLeafIsPClearWithTheSoftwareBitAndEveryOtherBitKept) {
+  const Perms none{.read = false, .user = true};
+  const u64 e = X86::make_page_entry(PhysAddr(0x12'3456'7000), none);
+  EXPECT_EQ(e, 0x12'3456'7000ull | X86::kHeld | X86::kUser | X86::kNoExecute) << test::hex(e);
+  EXPECT_EQ(X86::kHeld, 1ull << 9) << "an AVL bit: ignored by the CPU in every entry";
+  EXPECT_TRUE(X86::is_held(e, X86::kPt));
+  EXPECT_FALSE(X86::is_held(e | X86::kPresent, X86::kPt));
+  EXPECT_FALSE(X86::is_held(X86::kHeld, X86::kPml4)) << "only leaves are held";
+  EXPECT_FALSE(X86::is_held(X86::kHeld, X86::kPd)) << "a PD entry without PS points to a table";
+  EXPECT_TRUE(X86::is_held(X86::kHeld | X86::kHuge, X86::kPd));
+  // Through protect: A, D, G and the caching bits stay; P and HELD swap.
+  const u64 live = X86::make_page_entry(PhysAddr(0x5000), Perms{.write = true, .user = true, .caching = Caching::Uncached,
+                                                                .global = true}) | X86::kAccessed | X86::kDirty;
+  const u64 held = X86::with_perms(live, X86::kPt, Perms{.read = false, .user = true, .caching = Caching::Uncached});
+  EXPECT_EQ(held, (live & ~(X86::kPresent | X86::kWritable)) | X86::kHeld | X86::kNoExecute) << test::hex(held);
+  EXPECT_EQ(X86::with_perms(held, X86::kPt, Perms{.write = true, .user = true, .caching = Caching::Uncached}), live);
+  char buffer[64];
+  BufferSink sink(buffer, sizeof buffer);
+  X86::describe_entry(sink, held, X86::kPt);
+  EXPECT_STREQ(buffer, "HELD US PWT PCD A D G NX");
 }
 
 // Issue 11: an entry whose address lies above the CPU's physical address width faults with

@@ -178,11 +178,32 @@ TEST_F(CoverageTest, APageWithOtherPermissionsThanItsRegionIsNamed) {
   ASSERT_TRUE(user.map(VirtAddr(0x402000), PhysAddr(0x100000), kRW).ok());  // writable, its region is r--
   EXPECT_EQ(problem(user), "VMA coverage broken: page 0x402000 mapped rw- user to 0x100000: other permissions than "
                            "its VMA [0x402000, 0x403000) r-- user image offset 0x2000 file 0x100");
-  // A page of a region that allows nothing may never be mapped.
+  // A page of a region that allows nothing may never be accessible: it must be held.
   AddressSpace other = AddressSpace::create_user(kernel).release_value();
   ASSERT_TRUE(other.map(VirtAddr(0x10000000), PhysAddr(0x100000), kRO).ok());
-  EXPECT_NE(problem(other).find("its VMA allows no access [0x10000000, 0x10004000) --- user anonymous"),
+  EXPECT_NE(problem(other).find("accessible, but its VMA allows no access (it must be held) [0x10000000, 0x10004000) "
+                                "--- user anonymous"),
             std::string::npos) << problem(other);
+}
+
+TEST_F(CoverageTest, HeldPagesBelongExactlyToRegionsThatAllowNothing) {
+  const Vma& none = *regions.vmas.find(0x10000000);
+  EXPECT_FALSE(page_perms_of(none).read) << "a PROT_NONE region's pages are held";
+  EXPECT_TRUE(page_perms_of(*regions.vmas.find(0x402000)).read);
+  AddressSpace user = AddressSpace::create_user(kernel).release_value();
+  ASSERT_TRUE(user.map(VirtAddr(0x10001000), PhysAddr(0x100000), page_perms_of(none)).ok());
+  const Walk held = user.query(VirtAddr(0x10001000));
+  ASSERT_TRUE(held.mapped()) << "a held page still maps its frame for the kernel";
+  EXPECT_EQ(held.pa.value(), 0x100000u);
+  EXPECT_FALSE(held.perms.read);
+  usize pages = 0;
+  EXPECT_EQ(problem(user, &pages), "");
+  EXPECT_EQ(pages, 1u);
+  // The reverse: a held page under a region that allows access.
+  AddressSpace other = AddressSpace::create_user(kernel).release_value();
+  ASSERT_TRUE(other.map(VirtAddr(0x402000), PhysAddr(0x100000), page_perms_of(none)).ok());
+  EXPECT_EQ(problem(other), "VMA coverage broken: page 0x402000 mapped --- user to 0x100000: held (no access), but "
+                            "its VMA allows access [0x402000, 0x403000) r-- user image offset 0x2000 file 0x100");
 }
 
 }  // namespace

@@ -80,6 +80,19 @@ class Elf:
                 return list(struct.unpack_from(f"<{count}I", self.data, s.offset + va - s.addr))
         return None
 
+    @functools.cached_property
+    def symbols(self):
+        """{name: value} of the symbol table (.symtab; empty when stripped)."""
+        table, strings = self.section(".symtab"), self.section(".strtab")
+        found = {}
+        if table is None or strings is None:
+            return found
+        for offset in range(table.offset, table.offset + table.size, 24):  # Elf64_Sym
+            name, _, _, _, value, _ = struct.unpack_from("<IBBHQQ", self.data, offset)
+            if name:
+                found[self._cstring(strings.offset + name)] = value
+        return found
+
     def load_end(self, ram_base=0):
         """The first byte after the loaded image, as an offset from @p ram_base."""
         if not self.segments:
@@ -124,6 +137,12 @@ def minimum_memory(kernel, machine):
     size = end - image.load_start(machine.ram_base)
     need = max(end, machine.low_reserved + size + machine.boot_frames * PAGE)
     return -(-need // MiB)
+
+
+def embedded_programs(kernel):
+    """The names of the user programs @p kernel carries (pagoda_program_NAME_begin symbols)."""
+    return sorted(name[len("pagoda_program_"):-len("_begin")] for name in elf(kernel).symbols
+                  if name.startswith("pagoda_program_") and name.endswith("_begin"))
 
 
 def check_boot_arguments(kernel, arch, memory, test):

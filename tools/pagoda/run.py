@@ -1,10 +1,17 @@
-"""`pagoda run`: boot the kernel in QEMU with its serial console on this terminal."""
+"""`pagoda run`: boot the kernel in QEMU with its serial console on this terminal.
+
+By default the kernel starts the user shell (run=sh) when it has one and the branch is at lab 6
+or later (the shell needs fork, exec and wait); --no-shell, --test or a run= of --cmdline boot
+without it. --memview adds Ctrl-A M: a map of physical memory by owner (memview.py).
+"""
 import os
 import select
+import shutil
 import subprocess
 import sys
+import tempfile
 
-from . import build, deps, gdb, kernelinfo, paths, qemu
+from . import build, deps, gdb, kernelinfo, memview, paths, qemu
 from .symbolize import Symbolizer
 from .ui import PagodaError, info
 
@@ -13,12 +20,31 @@ from .ui import PagodaError, info
 PARTIAL_LINE_DELAY = 0.05
 
 
-def _relay(fd, out, symbolizer):
-    """Copies QEMU's output to @p out until EOF, naming backtrace addresses on the way."""
+def _relay(fd, out, symbolizer, keys=None):
+    """Copies QEMU's output to @p out until EOF, naming backtrace addresses on the way. With
+    @p keys (keyboard fd, QEMU's stdin fd, KeyFilter, on_hotkey()), also passes the user's keys
+    on to QEMU and calls on_hotkey() for each Ctrl-A M."""
     pending = b""
+    watched = [fd] + ([keys[0]] if keys else [])
     while True:
-        ready, _, _ = select.select([fd], [], [], PARTIAL_LINE_DELAY)
-        if not ready:
+        ready, _, _ = select.select(watched, [], [], PARTIAL_LINE_DELAY)
+        if keys and keys[0] in ready:
+            data = os.read(keys[0], 1024)
+            if not data:
+                watched.remove(keys[0])
+            else:
+                forward, hits = keys[2].feed(data)
+                if forward:
+                    try:
+                        os.write(keys[1], forward)
+                    except OSError:
+                        pass        # QEMU is gone: its output's EOF ends the loop
+                for _ in range(hits):
+                    if pending:
+                        out.write(pending)
+                        pending = b""
+                    keys[3]()
+        if fd not in ready:
             if pending:
                 out.write(pending)
                 out.flush()
@@ -39,32 +65,88 @@ def _relay(fd, out, symbolizer):
         out.flush()
 
 
+SHELL_LAB = 6       # the lab that brings fork, exec and wait, which the shell needs
+
+
+def shell_words(args, kernel):
+    """('run=sh' or '', a note for the user or ''): whether this boot starts the shell."""
+    explicit = args.test or any(w.startswith("run=") for w in args.cmdline.split())
+    if args.no_shell or explicit:
+        if args.shell:
+            raise PagodaError("--shell and %s exclude each other" % (
+                "--no-shell" if args.no_shell else "--test" if args.test else "run= in --cmdline"))
+        return "", ""
+    if "sh" not in kernelinfo.embedded_programs(kernel):
+        if args.shell:
+            raise PagodaError("this kernel has no shell (user/programs/sh.cpp is not built in)")
+        return "", "this kernel has no shell (user/programs/sh): booting without one"
+    if not args.shell:
+        from . import labstatus
+        lab = labstatus.current_lab()
+        if lab is not None and lab < SHELL_LAB:
+            return "", (f"this is lab {lab}'s branch: the shell comes with lab {SHELL_LAB} (fork, "
+                        "exec and wait), booting without it (--shell starts it anyway; "
+                        "--cmdline run=NAME runs a program)")
+    return "run=sh", ""
+
+
 def cmd_run(args):
     deps.ensure()
     kernel = build.build_kernel(args.arch)
     kernelinfo.check_boot_arguments(kernel, args.arch, args.memory, args.test)
-    shell = "run=sh" if args.shell else ""
+    shell, note = shell_words(args, kernel)
+    if note:
+        info(note)
+    if args.memview and args.gdb is not None:
+        raise PagodaError("--memview and --gdb exclude each other (in GDB, `frames --map` draws "
+                          "the same map)")
     cmdline = " ".join(filter(None, [f"test={args.test}" if args.test else "", shell, args.cmdline]))
     log = os.path.join(paths.build_dir(args.arch), "run-qemu.log")
     stub = gdb.GdbStub(args.arch, args.gdb) if args.gdb is not None else None
+    view_dir = tempfile.mkdtemp(prefix="pagoda-memview-") if args.memview else None
+    view_socket = os.path.join(view_dir, "gdb.sock") if view_dir else None
+    extra = stub.qemu_args() if stub else ({"gdb_socket": view_socket} if view_socket else {})
     argv = qemu.command(kernel, cmdline, arch=args.arch, memory=args.memory, serial="mon:stdio",
-                        log_items="cpu_reset", log_file=log, **(stub.qemu_args() if stub else {}))
+                        log_items="cpu_reset", log_file=log, **extra)
+    keyboard = sys.stdin.fileno() if args.memview else None
+    saved_tty = None
+    if keyboard is not None and os.isatty(keyboard):
+        import termios
+        import tty
+        saved_tty = termios.tcgetattr(keyboard)
     info(f"booting {os.path.relpath(kernel, paths.ROOT)} in QEMU ({args.arch}, {args.memory}); "
-         "quit with Ctrl-A X")
+         "quit with Ctrl-A X" + ("; Ctrl-A M shows physical memory" if args.memview else ""))
     # Same process group as us, so the terminal's signals reach it; it still dies with us.
-    proc = qemu.spawn(argv, new_group=False, stdout=subprocess.PIPE)
+    proc = qemu.spawn(argv, new_group=False, stdout=subprocess.PIPE,
+                      stdin=subprocess.PIPE if keyboard is not None else None)
+    keys = None
+    if keyboard is not None:
+        colour = os.isatty(sys.stdout.fileno()) and os.environ.get("NO_COLOR") is None
+
+        def show():
+            lines = memview.snapshot(view_socket, kernel, args.arch, colour=colour)
+            sys.stdout.buffer.write(b"\r\n" + "\r\n".join(lines).encode() + b"\r\n")
+            sys.stdout.buffer.flush()
+
+        keys = (keyboard, proc.stdin.fileno(), memview.KeyFilter(), show)
+        if saved_tty is not None:
+            tty.setraw(keyboard)   # keys reach us one by one; QEMU no longer owns the terminal
     try:
         if stub:
             stub.announce(proc)
-        _relay(proc.stdout.fileno(), sys.stdout.buffer, Symbolizer(kernel))
+        _relay(proc.stdout.fileno(), sys.stdout.buffer, Symbolizer(kernel), keys)
     except KeyboardInterrupt:
         pass
     finally:
+        if saved_tty is not None:
+            termios.tcsetattr(keyboard, termios.TCSADRAIN, saved_tty)
         if stub and not stub.ready and proc.poll() is None:
             proc.kill()  # announce() gave up waiting for it
         proc.wait()
         if stub:
             stub.close()
+        if view_dir:
+            shutil.rmtree(view_dir, ignore_errors=True)
     with open(log, errors="replace") as f:
         what = qemu.describe_exit(proc.returncode, f.read(), args.arch)
     info(f"QEMU ended: {what}")
@@ -75,16 +157,25 @@ def cmd_run(args):
 def add_parser(sub):
     p = sub.add_parser("run", help="boot the kernel in QEMU with the serial console here",
                        description="Builds the kernel and boots it in QEMU; the serial console is "
-                                   "this terminal. Ctrl-A X quits QEMU, Ctrl-A H lists the other "
-                                   "keys. Installs missing tools first.")
+                                   "this terminal. From lab 6 on it drops into the user shell "
+                                   "(run the embedded programs by name, with arguments and &; "
+                                   "`exit` ends it). Ctrl-A X quits QEMU, Ctrl-A H lists the "
+                                   "other keys. Installs missing tools first.")
     p.add_argument("--arch", choices=paths.ARCHES, default=paths.DEFAULT_ARCH)
     p.add_argument("--memory", "-m", default=qemu.DEFAULT_MEMORY, metavar="SIZE", type=qemu.memory_size,
                    help=f"guest RAM, as QEMU's -m takes it (default {qemu.DEFAULT_MEMORY})")
     p.add_argument("--test", metavar="NAME", help="run the kernel self-test NAME (test=NAME)")
     p.add_argument("--cmdline", default="", metavar="TEXT", help="more kernel command line words")
-    p.add_argument("--shell", action="store_true",
-                   help="drop into the user shell (run=sh, lab 6): run the embedded programs by name, "
-                        "with arguments and &; `exit` or Ctrl-A X leaves")
+    shell = p.add_mutually_exclusive_group()
+    shell.add_argument("--no-shell", action="store_true",
+                       help="boot without the user shell (the default starts it, run=sh, when the "
+                            "kernel has it and the branch is at lab 6 or later)")
+    shell.add_argument("--shell", action="store_true",
+                       help="start the shell even on a branch before lab 6")
+    p.add_argument("--memview", action="store_true",
+                   help="Ctrl-A M prints a map of physical memory coloured by owner (kernel image, "
+                        "page tables, free, each process, shared copy-on-write frames), read from "
+                        "guest RAM through QEMU's gdbstub while the guest is stopped")
     p.add_argument("--gdb", nargs="?", const="", metavar="SOCKET",
                    help="boot paused with a gdbstub on a unix socket (SOCKET, or one in a fresh "
                         "temporary directory) and print 'pagoda: gdb ready: target remote "

@@ -4,6 +4,12 @@
 //   hole            maps 8 pages, unmaps the middle two, uses the ends, then touches the hole
 //   protect         writes, makes the pages read-only, reads, makes them writable, writes, makes
 //                   them read-only again and writes (killed: "write to read-only VMA")
+//   none            writes a pattern the token picks, makes the page PROT_NONE, hands it to read()
+//                   and write() (EFAULT both), makes it read/write again and checks the pattern,
+//                   makes it PROT_NONE again and reads it (killed: "access to inaccessible VMA")
+//   nonefork        the same pattern, PROT_NONE, then fork (lab 6): the child finds the page
+//                   no-access too (read() EFAULT), makes it read/write, finds the pattern and
+//                   overwrites it; the parent, once the child is reaped, finds its pattern intact
 //   brk PAGES       grows the heap by PAGES pages, touches them, shrinks it back; then maps the
 //                   page just above the break and asks sbrk to grow past it (an error)
 //   stack PAGES     recurses PAGES pages deep into its stack (past the limit: killed)
@@ -215,8 +221,8 @@ int random_ops(u64 ops, u64 marker) {
     } else if (kind == 1) {  // munmap (holes are fine)
       m.expect(munmap(at(first), count * kPage), 0);
       for (u64 i = first; i < first + count; ++i) m.pages[i] = Page{};
-    } else if (kind == 2) {  // mprotect to r-- or rw- (the whole range must be mapped)
-      const u64 prot = kProts[1 + r.below(2)];
+    } else if (kind == 2) {  // mprotect to ---, r-- or rw- (the whole range must be mapped; --- keeps the values)
+      const u64 prot = kProts[r.below(3)];
       m.expect(mprotect(at(first), count * kPage, prot), all ? 0 : abi::error_result(abi::Errno::NoMem));
       if (all)
         for (u64 i = first; i < first + count; ++i) m.pages[i].prot = prot;
@@ -238,6 +244,79 @@ int random_ops(u64 ops, u64 marker) {
   return m.mismatches == 0 ? 0 : 1;
 }
 
+constexpr u64 kNoneTag = 0x4e4f4e45;  // "NONE"
+constexpr u64 kNoneWords = 8;
+
+/// The number of pattern words at @p p that hold the pattern.
+u64 pattern_intact(volatile u64* p) {
+  u64 intact = 0;
+  for (u64 i = 0; i < kNoneWords; ++i) intact += p[i] == proof(token(), kNoneTag + i);
+  return intact;
+}
+
+/// PROT_NONE keeps a page's contents while nothing may touch it. The grader stops at the
+/// write() of the first line (the page rw-, holding the pattern), at the read() (the leaf invalid
+/// to the MMU, its frame still holding the pattern) and at the write() of the last line (the page
+/// rw- again, the pattern intact), then watches the read of the no-access page fault.
+int none() {
+  const i64 at = mmap(0, 2 * kPage, abi::kProtRead | abi::kProtWrite);
+  if (abi::is_error(at)) {
+    println("vmas: none: mmap failed: {}", at);
+    return 1;
+  }
+  volatile u64* p = reinterpret_cast<volatile u64*>(at);
+  for (u64 i = 0; i < kNoneWords; ++i) p[i] = proof(token(), kNoneTag + i);
+  println("vmas: none: pattern at {:#x}", at);
+  const i64 a = mprotect(u64(at), 2 * kPage, abi::kProtNone);  // one page brought in, one not
+  const i64 r = read(abi::kStdin, reinterpret_cast<void*>(at), 16);
+  const i64 w = write(abi::kStdout, reinterpret_cast<const void*>(at), 16);
+  const i64 b = mprotect(u64(at), 2 * kPage, abi::kProtRead | abi::kProtWrite);
+  const u64 intact = pattern_intact(p);
+  println("vmas: none: mprotect {} read {} write {} mprotect {}; {} of {} words intact proof={:016x}", a, r, w, b,
+          intact, kNoneWords, proof(token(), intact));
+  const i64 c = mprotect(u64(at), kPage, abi::kProtNone);
+  println("vmas: none: mprotect {}; reading the no-access page at {:#x}", c, at);
+  return int(p[1]);
+}
+
+/// A PROT_NONE page across fork (lab 6): the child's copy (or shared frame) is no-access too and
+/// holds the pattern; the child's write after mprotect lands in its own frame only. The grader
+/// stops at the child's read() (both roots: the leaves invalid to the MMU, the frames, their
+/// reference counts) and at the parent's last line.
+int none_fork() {
+  const i64 at = mmap(0, 2 * kPage, abi::kProtRead | abi::kProtWrite);
+  if (abi::is_error(at)) {
+    println("vmas: nonefork: mmap failed: {}", at);
+    return 1;
+  }
+  volatile u64* p = reinterpret_cast<volatile u64*>(at);
+  for (u64 i = 0; i < kNoneWords; ++i) p[i] = proof(token(), kNoneTag + i);
+  const i64 a = mprotect(u64(at), 2 * kPage, abi::kProtNone);
+  println("vmas: nonefork: pattern at {:#x}, mprotect {}", at, a);
+  const i64 pid = fork();
+  if (pid < 0) {
+    println("vmas: nonefork: fork failed: {}", abi::errno_name(abi::errno_of(pid)));
+    return 1;
+  }
+  if (pid == 0) {
+    const i64 r = read(abi::kStdin, reinterpret_cast<void*>(at), 16);
+    const i64 b = mprotect(u64(at), 2 * kPage, abi::kProtRead | abi::kProtWrite);
+    const u64 intact = pattern_intact(p);
+    for (u64 i = 0; i < kNoneWords; ++i) p[i] = ~p[i];  // the child's own copy from here on
+    println("vmas: nonefork: child: read {} mprotect {}; {} of {} words intact proof={:016x}", r, b, intact,
+            kNoneWords, proof(token(), intact));
+    exit(intact == kNoneWords ? 0 : 1);
+  }
+  abi::ExitInfo info{};
+  const i64 got = waitpid(pid, &info);
+  const bool child_ok = got == pid && info.how == u32(abi::Termination::Exited) && info.code == 0;
+  const i64 b = mprotect(u64(at), 2 * kPage, abi::kProtRead | abi::kProtWrite);
+  const u64 intact = pattern_intact(p);
+  println("vmas: nonefork: parent: child {}; mprotect {}; {} of {} words intact proof={:016x}",
+          child_ok ? "ok" : "FAILED", b, intact, kNoneWords, proof(token(), intact ^ (child_ok ? 0 : 1ull << 32)));
+  return intact == kNoneWords && child_ok ? 0 : 1;
+}
+
 }  // namespace
 
 int main(int, char**) {
@@ -246,11 +325,13 @@ int main(int, char**) {
   if (mode == "bss") return bss();
   if (mode == "hole") return hole();
   if (mode == "protect") return protect();
+  if (mode == "none") return none();
+  if (mode == "nonefork") return none_fork();
   if (mode == "brk") return brk_mode(arg_number(2, 4));
   if (mode == "stack") return stack(arg_number(2, 16));
   if (mode == "list") return list();
   if (mode == "fault") return fault(arg_number(2, 1000));
   if (mode == "random") return random_ops(arg_number(2, 1000), arg_number(3, 0));
-  println("vmas: unknown mode '{}' (lazy, bss, hole, protect, brk, stack, list, fault, random)", mode);
+  println("vmas: unknown mode '{}' (lazy, bss, hole, protect, none, nonefork, brk, stack, list, fault, random)", mode);
   return 2;
 }

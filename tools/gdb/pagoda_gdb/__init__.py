@@ -8,21 +8,23 @@ Loaded inside GDB (it imports the `gdb` module) by build/<arch>/kernel.elf-gdb.p
   target.py    the QEMU gdbstub: registers, monitor commands, physical memory reads, the
                physical address width
   kernel.py    what the kernel's symbols tell: its image, the roots it publishes
-  paging.py    pt-regs, pt-walk, pt-dump, pt-diff, pt-top
+  paging.py    pt-regs, pt-walk, pt-dump, pt-diff (with copy-on-write pages), pt-top, pt-ps
+  memory.py    vma-list (a process's VMAs beside its mappings), frames (owners, reference
+               counts); fault-why's VMA line
   faults.py    fault-why (the command, QEMU's exception log); the facts of each architecture
                in faults_<arch>.py, its rules in pagoda_pt/diagnose_<arch>.py
   session.py   pagoda-attach, pagoda-serial, pagoda-help, parameters, the stop listener,
                the question `quit` asks in a ./pagoda gdb session
   printers.py  pretty printers: Result<T> shows only its live member, addresses in hex
 
-A new command group (pt-check, vma-list, tmpmap, proc-list, ...) is a new module whose
+A new command group (pt-check, proc-list, ...) is a new module whose
 commands are PagodaCommand subclasses decorated with @command, imported below.
 """
 
 from . import registry
-from . import faults, paging, printers, session, tempmap  # noqa: F401  (importing declares their commands)
+from . import faults, memory, paging, printers, session, tempmap  # noqa: F401  (importing declares their commands)
 
-__all__ = ["faults", "paging", "printers", "register_all", "registry", "session", "tempmap"]
+__all__ = ["faults", "memory", "paging", "printers", "register_all", "registry", "session", "tempmap"]
 
 
 def register_all():

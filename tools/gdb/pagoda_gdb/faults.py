@@ -147,6 +147,23 @@ def _with_temp_map(arch, lines):
     return lines[:first] + extra + lines[first:]
 
 
+def _with_vma(arch, lines):
+    """@p lines with, when the faulting address is a user address, the VMA of the process
+    that covers it (or that none does), before the first verdict (lab 5)."""
+    from . import memory
+    address = _fault_address(lines)
+    if address is None:
+        return lines
+    try:
+        extra = memory.vma_lines(arch, target.paging_regs(arch), address)
+    except Exception as err:  # noqa: BLE001 - never lose fault-why's own lines to this addition
+        extra = ["note: the process's VMAs cannot be read (%s)" % err]
+    if not extra:
+        return lines
+    first = next((i for i, line in enumerate(lines) if line.startswith("verdict: ")), len(lines))
+    return lines[:first] + extra + lines[first:]
+
+
 @command
 class FaultWhy(PagodaCommand):
     """Explain the exception the kernel is handling, or why the machine stopped.
@@ -162,7 +179,8 @@ Stopped anywhere else (a triple fault paused the machine, Ctrl-C in an exception
 breakpoint): checks the active root (empty? kernel half?), the code at RIP, the stack, the
 IDT, the handlers, IST stacks, GDT and TSS, each walked in the active root.
 With ./pagoda gdb --int-log the chain of exceptions comes from QEMU's log (a loop is called a
-loop).  On AArch64: stopped in aarch64_trap, decodes ESR (class, fault status and level, WnR),
+loop).  A fault on a user address names the VMA of the process that covers it, or says
+that no VMA does (lab 5; vma-list shows them all).  On AArch64: stopped in aarch64_trap, decodes ESR (class, fault status and level, WnR),
 walks FAR through TTBR0 or TTBR1 and says what was missing; anywhere else (an exception loop),
 shows ESR_EL1, ELR_EL1 and FAR_EL1 and checks that the PC, VBAR_EL1's vector and the stack are
 usable.  The last line is always a verdict."""
@@ -179,5 +197,6 @@ usable.  The last line is always a verdict."""
         module = importlib.import_module("." + ARCH_MODULES[arch], __package__)
         lines = list(module.explain())
         lines = _with_temp_map(arch, lines)
+        lines = _with_vma(arch, lines)
         for line in lines:
             out(line)

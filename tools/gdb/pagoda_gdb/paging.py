@@ -16,6 +16,8 @@ import gdb
 
 from pagoda_pt import (decode_x86_regs, diff_runs, dump, format_diff, format_runs, format_walk,
                        format_x86_regs, walk)
+from pagoda_pt.format import format_range
+from pagoda_pt.frames import cow_pairs, user_pages
 from pagoda_pt.diagnose_x86_64 import RESET_IDT, cpu_mode, idt_vectors
 from pagoda_pt.roots import address_problem, format_top_level, root_problems, top_level
 
@@ -272,15 +274,52 @@ table is refused).  At most 20 problem entries are listed."""
         print_problems(problems)
 
 
+def _page_ranges(pairs):
+    """[(first va, end va, first pa)] of runs of pages in @p pairs consecutive in both."""
+    ranges = []
+    for a, _ in pairs:
+        if ranges and ranges[-1][1] == a.va and a.pa == ranges[-1][2] + (a.va - ranges[-1][0]):
+            ranges[-1][1] = a.va + 4096
+        else:
+            ranges.append([a.va, a.va + 4096, a.pa])
+    return ranges
+
+
+def format_cow(pages_a, pages_b, most=64):
+    """pt-diff's copy-on-write lines: the user pages A and B map to the same frame read-only
+    (shared copy-on-write), and those where a shared frame is writable in one of them; nothing
+    when neither maps a user page."""
+    if not pages_a and not pages_b:
+        return []                   # two kernel-only roots: nothing to share
+    shared, writable = cow_pairs(pages_a, pages_b)
+    lines = ["user pages: A maps %d, B maps %d; copy-on-write shared (same frame, read-only in "
+             "both): %d" % (len(pages_a), len(pages_b), len(shared))]
+    ranges = _page_ranges(shared)
+    for start, end, pa in ranges[:most]:
+        lines.append("  shared %s  %4d page%s  PA %#x" % (format_range(start, end),
+                                                         (end - start) // 4096,
+                                                         "" if end - start == 4096 else "s", pa))
+    if len(ranges) > most:
+        lines.append("  ... and %d more ranges" % (len(ranges) - most))
+    for a, b in writable[:most]:
+        lines.append("problem: %#x maps the same frame %#x in both, writable in %s: a write "
+                     "there reaches the other process (copy-on-write must write-protect both)"
+                     % (a.va, a.pa, " and ".join(n for n, p in (("A", a), ("B", b)) if p.writable)))
+    return lines
+
+
 @command
 class PtDiff(PagodaCommand):
     """Compare two address spaces: what only one maps, and what they map differently.
 
 Usage: pt-diff ROOT_A ROOT_B
-ROOT_A and ROOT_B are physical addresses of root tables (GDB expressions, e.g. $cr3,
+ROOT_A and ROOT_B are process ids (pt-ps lists them) or physical addresses of root tables (GDB expressions, e.g. $cr3,
 &boot_pml4, a pagoda::PhysAddr such as proc->root; quote an expression with spaces:
 "$cr3 & ~0xfff").  A kernel virtual address, or a page that does not look like a root
-table, is refused.  At most 20 problem entries per side are listed."""
+table, is refused.  At most 20 problem entries per side are listed.
+Then the user pages both map at the same address to the same frame, read-only in both: the
+pages a copy-on-write fork shares (a parent and its child: pt-diff 1 2), as ranges; a shared
+frame that either side may write is a problem (the other process would see the write)."""
 
     name = "pt-diff"
     usage = "pt-diff ROOT_A ROOT_B"
@@ -299,12 +338,17 @@ table, is refused.  At most 20 problem entries per side are listed."""
                                    whole_table=True)
             runs_a = dump(arch, read_phys, root_a, regs, problems=problems_a, pa_bits=bits)
             runs_b = dump(arch, read_phys, root_b, regs, problems=problems_b, pa_bits=bits)
+            # The user pages of both, page by page, for the copy-on-write summary.
+            pages_a = user_pages(arch, read_phys, root_a, regs, bits)
+            pages_b = user_pages(arch, read_phys, root_b, regs, bits)
         out("A = %s (%s), B = %s (%s)" % (ADDR % root_a, args.positional[0], ADDR % root_b,
                                           args.positional[1]))
         if not runs_a and not runs_b:
             out("no differences: neither root maps anything")
         else:
             out(format_diff(diff_runs(runs_a, runs_b), "A", "B"))
+        for line in format_cow(pages_a, pages_b):
+            out(line)
         print_problems(problems_a, "problem in A: ")
         print_problems(problems_b, "problem in B: ")
 

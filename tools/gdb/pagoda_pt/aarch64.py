@@ -25,7 +25,7 @@ from __future__ import annotations
 from typing import Callable, Optional
 
 from .model import (ADDRESS_BITS, ADDRESS_MASK, ENTRY_BYTES, PAGE_SHIFT, Level, Perms,
-                    PhysReader, Walk, kernel_va_hint, normalize_regs, read_entry,
+                    PhysReader, Walk, kept_entry_note, kernel_va_hint, normalize_regs, read_entry,
                     read_table)
 
 ARCH = "aarch64"
@@ -455,6 +455,10 @@ def walk(read_phys: PhysReader, root_pa, va: int, regs: Optional[dict] = None,
         if not raw & DESC_VALID:
             entry.leaf = False
             result.stop_reason = "%s invalid (translation fault)" % where
+            if level > 0 and not is_table:  # bit 1 as a page (L3) or a block (L1, L2) has it
+                note = kept_entry_note(where, raw, raw & cfg.addr_mask & ~((1 << shift) - 1))
+                if note:
+                    result.notes.append(note)
             return result
         if level == 0 and not is_table:
             entry.leaf = False

@@ -186,6 +186,18 @@ def kernel_va_hint(va: Optional[int]) -> str:
     return " (%#x looks like a kernel virtual address, not a physical one)" % va
 
 
+def kept_entry_note(where: str, raw: int, frame: int) -> Optional[str]:
+    """The note for an entry the MMU treats as invalid although it is not zero (None for a
+    zero entry): the MMU ignores every other bit, which the OS may use. Pagoda keeps the frame
+    of a PROT_NONE page in such an entry (a *held* leaf: its own software bit set, the address
+    and attributes kept), so that the page keeps its contents while nothing may touch it."""
+    if not raw:
+        return None
+    return ("%s is invalid to the MMU but not zero (%#x): the MMU ignores its other bits; Pagoda "
+            "keeps a PROT_NONE page's frame in such a held entry (frame %#x here, if it is one)"
+            % (where, raw, frame))
+
+
 def normalize_regs(regs: Optional[dict]) -> dict:
     """Register dictionaries may use any case ('CR4', 'tcr_el1'); return a lower-case copy."""
     if not regs:

@@ -20,8 +20,8 @@ from __future__ import annotations
 from typing import Callable, Optional
 
 from .model import (ADDRESS_MASK, ENTRIES_PER_TABLE, ENTRY_BYTES, PAGE_SHIFT, PAGE_SIZE_4K, Level,
-                    Perms, PhysReader, Walk, bits_set, describe_bits, kernel_va_hint,
-                    normalize_regs, read_entry, read_table)
+                    Perms, PhysReader, Walk, bits_set, describe_bits, kept_entry_note,
+                    kernel_va_hint, normalize_regs, read_entry, read_table)
 
 ARCH = "x86_64"
 
@@ -313,6 +313,11 @@ def walk(read_phys: PhysReader, root_pa: Optional[int], va: int,
         if not raw & PTE_P:
             level.leaf = False
             result.stop_reason = "%s entry %d not present" % (name, index)
+            if leaf:
+                frame = raw & cfg.addr_mask & ~((1 << shift) - 1)
+                note = kept_entry_note("%s entry %d" % (name, index), raw, frame)
+                if note:
+                    result.notes.append(note)
             return result
         page_size = 1 << shift
         level.output = raw & cfg.addr_mask

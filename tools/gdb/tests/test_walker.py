@@ -88,6 +88,20 @@ def test_x86_not_present_at_each_level(mem, x86, level, depth):
     assert w.levels[-1].name == level and not w.levels[-1].leaf
 
 
+def test_x86_a_held_leaf_is_not_mapped_and_its_frame_is_noted(mem, x86):
+    # Pagoda's PROT_NONE page: P clear, a software bit (9) set, frame and attributes kept.
+    va = 0x10_0000_0000
+    x86.map(va, 0x7FF_B000, flags=P | US | NX)
+    x86.edit(va, "PT", clear_bits=P, set_bits=1 << 9)
+    w = walk(X86, mem, x86.root, va + 8)
+    assert w.pa is None and w.perms is None, "the MMU's view: not mapped"
+    assert w.stop_reason == "PT entry 0 not present"
+    assert any("frame 0x7ffb000" in note and "held" in note for note in w.notes), w.notes
+    assert dump(X86, mem, x86.root) == [], "a held page is not an accessible mapping"
+    x86.edit(va, "PT", clear_bits=~0)
+    assert walk(X86, mem, x86.root, va).notes == [], "a zero entry has nothing to note"
+
+
 def test_x86_empty_tree(mem, x86):
     w = walk(X86, mem, x86.root, 0x1000)
     assert w.stop_reason == "PML4 entry 0 not present"
@@ -590,6 +604,18 @@ def test_arm_invalid_descriptor(mem, arm, level):
     assert w.stop_reason == "L%d entry %d invalid (translation fault)" % (level,
                                                                           idx(va, shift))
     assert len(w.levels) == level + 1 and w.pa is None
+
+
+def test_arm_a_held_page_is_invalid_and_its_frame_is_noted(mem, arm):
+    # Pagoda's PROT_NONE page: bit 0 clear, a software bit (55) set, frame and attributes kept.
+    low, _, regs = arm
+    va = 0x10_0000_0000
+    low.map(va, 0x47FF_B000)
+    low.edit(va, 3, clear_bits=VALID, set_bits=1 << 55)
+    w = walk(ARM, mem, None, va, regs=regs)
+    assert w.pa is None and w.stop_reason == "L3 entry 0 invalid (translation fault)"
+    assert any("frame 0x47ffb000" in note and "held" in note for note in w.notes), w.notes
+    assert dump(ARM, mem, None, regs=regs) == []
 
 
 def test_arm_bad_descriptor_types(mem, arm):

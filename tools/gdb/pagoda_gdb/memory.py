@@ -1,0 +1,274 @@
+"""What processes own: vma-list (lab 5), frames (lab 6), and the VMA line of fault-why.
+
+  vma-list [PID]    a process's VMAs (kernel/mm/vma.hpp, read from the process table through
+                    GDB's types) beside what its page tables map in each
+  frames            every frame's owner and the reference counts (pagoda_pt/frames.py)
+  vma_lines(...)    fault-why's line naming the VMA of a faulting user address
+
+The VMAs come from the kernel's structures (Process::regions_storage holds the UserRegions,
+whose VmaSet is a sorted array); the mappings from a walk of the process's published root in
+physical memory.  Neither trusts the other: that is the point of putting them side by side.
+"""
+
+import gdb
+
+from pagoda_pt.format import format_range
+from pagoda_pt.frames import CensusError, format_frames, format_map, take_census, user_pages
+
+from . import kernel, target
+from .args import parse
+from .paging import (ADDR, CURRENT_PROCESS, PROCESS_TABLE, PID_ARGUMENT, active_root,
+                     process_root)
+from .registry import CommandError, PagodaCommand, UsageError, command, out
+
+PAGE = 4096
+USER_REGIONS_TYPE = "pagoda::UserRegions"
+USER_END_FACT = "pagoda_fact_user_end"
+
+
+def _enum_name(value):
+    return str(value).split("::")[-1].lower()
+
+
+def read_processes():
+    """[dict(pid, name, state, current, vmas=[...] or None, heap_start, brk, stack_limit)] of
+    every process that is not Free, from the kernel's process table (GDB's types)."""
+    try:
+        table = gdb.parse_and_eval(PROCESS_TABLE)
+        current = int(gdb.parse_and_eval(CURRENT_PROCESS))
+        regions_type = gdb.lookup_type(USER_REGIONS_TYPE).pointer()
+    except (gdb.error, RuntimeError) as err:
+        raise CommandError("the process table cannot be read (%s)" % err) from None
+    found = []
+    for i in range(table.type.range()[1] + 1):
+        p = table[i]
+        state = _enum_name(p["state"])
+        if state == "free":
+            continue
+        name = p["name"].string(errors="replace") if p["name"].type.code == gdb.TYPE_CODE_ARRAY \
+            else str(p["name"])
+        row = {"pid": int(p["pid"]), "name": name, "state": state,
+               "current": int(p.address) == current, "vmas": None}
+        if bool(p["regions_made"]):
+            regions = p["regions_storage"].address.cast(regions_type).dereference()
+            row.update(heap_start=int(regions["heap_start"]), brk=int(regions["brk"]),
+                       stack_limit=int(regions["stack_limit"]))
+            vmas = regions["vmas"]
+            data, size = vmas["data_"], int(vmas["size_"])
+            row["vmas"] = [_vma(data[j]) for j in range(size)]
+        found.append(row)
+    return found
+
+
+def _vma(v):
+    perms = v["perms"]
+    return {"start": int(v["start"]), "end": int(v["end"]),
+            "read": bool(perms["read"]), "write": bool(perms["write"]),
+            "execute": bool(perms["execute"]), "kind": _enum_name(v["kind"]),
+            "flags": int(v["flags"]), "offset": int(v["offset"]),
+            "file_size": int(v["file_size"])}
+
+
+def vma_perms(vma):
+    return ("r" if vma["read"] else "-") + ("w" if vma["write"] else "-") + \
+        ("x" if vma["execute"] else "-")
+
+
+def describe_vma(vma):
+    """'[0x400000, 0x401000) r-x image offset 0x0 file 0x1234' (the kernel's own wording)."""
+    text = "[%#x, %#x) %s %s" % (vma["start"], vma["end"], vma_perms(vma), vma["kind"])
+    if vma["kind"] == "image":
+        text += " offset %#x file %#x" % (vma["offset"], vma["file_size"])
+    if vma["flags"] & 1:
+        text += " grows down"
+    return text
+
+
+def find_vma(vmas, address):
+    for vma in vmas:
+        if vma["start"] <= address < vma["end"]:
+            return vma
+    return None
+
+
+def pick_process(processes, arch, regs, pid=None):
+    """The process @p pid, else the current one, else the one whose root is live."""
+    if pid is not None:
+        for row in processes:
+            if row["pid"] == pid:
+                return row
+        alive = ", ".join(str(r["pid"]) for r in processes) or "none"
+        raise CommandError("no process with id %d (processes: %s; pt-ps lists them)" % (pid, alive))
+    for row in processes:
+        if row["current"]:
+            return row
+    if target.paging_off_reason(arch, regs) is None:
+        live = active_root(arch, regs)
+        with target.physical_memory() as read_phys:
+            table, _ = kernel.published_roots(read_phys)
+        known = table.find(live) if table is not None else None
+        if known is not None and known.kind == "process":
+            for row in processes:
+                if row["pid"] == known.id:
+                    return row
+    raise CommandError("no process is running now (kernel context): give a process id "
+                       "(pt-ps lists them)")
+
+
+def page_verdict(vma, pages):
+    """(mapped perms text, verdict) for the mapped @p pages of @p vma."""
+    if not pages:
+        return "-", "nothing mapped yet (demand paging)"
+    groups = {}
+    for page in pages:
+        key = ("r" + ("w" if page.writable else "-") + ("x" if page.executable else "-"))
+        groups[key] = groups.get(key, 0) + 1
+    shown = " ".join("%s x%d" % (k, n) for k, n in sorted(groups.items()))
+    too_much = [k for k in groups if (k[1] == "w" and not vma["write"]) or
+                (k[2] == "x" and not vma["execute"])]
+    if not (vma["read"] or vma["write"] or vma["execute"]):
+        return shown, "DISAGREE: the VMA allows no access, yet pages are mapped"
+    if too_much:
+        return shown, "DISAGREE: %s allows more than the VMA's %s" % (", ".join(sorted(too_much)),
+                                                                     vma_perms(vma))
+    read_only = sum(n for k, n in groups.items() if k[1] == "-") if vma["write"] else 0
+    if read_only:
+        return shown, "agree; %d read-only in a writable VMA (copy-on-write)" % read_only
+    return shown, "agree"
+
+
+@command
+class VmaList(PagodaCommand):
+    """List a process's VMAs beside what its page tables map in each.
+
+Usage: vma-list [PID]
+PID is a process id (pt-ps lists them); without it, the current process (or the one whose root
+is live).  One line per VMA, read from the kernel's record (Process::regions(), a VmaSet):
+its range (first-last byte), permissions, kind (image with file offset and size, anonymous,
+stack, heap), its pages, how many of them the process's root maps, the permissions those
+pages have, and whether they agree with the VMA (a writable VMA's read-only pages are
+copy-on-write; a page allowing more than its VMA is a DISAGREE).  Then every mapped user page
+that lies in no VMA: the bug of a loader that maps without recording (fork and exit would
+lose those pages)."""
+
+    name = "vma-list"
+    usage = "vma-list [PID]"
+
+    def run(self, arg, from_tty):
+        args = parse(arg, max_positional=1)
+        target.require_stopped()
+        arch = target.current_arch()
+        regs = target.paging_regs(arch)
+        pid = None
+        if args.positional:
+            m = PID_ARGUMENT.match(args.positional[0])
+            if not m:
+                raise UsageError("PID must be a process id (a decimal number), not %r"
+                                 % args.positional[0])
+            pid = int(m.group(1))
+        processes = read_processes()
+        row = pick_process(processes, arch, regs, pid)
+        if row["vmas"] is None:
+            raise CommandError("process %d '%s' has no record of its memory yet (its regions "
+                               "are not made)" % (row["pid"], row["name"]))
+        bits = target.pa_bits(arch)[0]
+        with target.physical_memory() as read_phys:
+            root = process_root(row["pid"], read_phys).root
+            pages = user_pages(arch, read_phys, root, regs, bits)
+        vmas = row["vmas"]
+        out("process %d '%s' (%s), root %s: %d VMA%s, %d user pages mapped" % (
+            row["pid"], row["name"], "running" if row["current"] else row["state"], ADDR % root,
+            len(vmas), "" if len(vmas) == 1 else "s", len(pages)))
+        if row.get("brk", 0) > row.get("heap_start", 0):
+            out("heap [%#x, %#x)" % (row["heap_start"], row["brk"]))
+        out("  %-37s %-5s %-9s %6s %6s  %s" % ("VMA (first-last byte)", "PERMS", "KIND", "PAGES",
+                                               "MAPPED", "PAGE TABLES"))
+        inside = set()
+        for vma in vmas:
+            mine = [p for p in pages if vma["start"] <= p.va < vma["end"]]
+            inside.update(p.va for p in mine)
+            shown, verdict = page_verdict(vma, mine)
+            kind = vma["kind"] + ("+down" if vma["flags"] & 1 else "")
+            extra = ""
+            if vma["kind"] == "image":
+                extra = " (file offset %#x, %#x bytes)" % (vma["offset"], vma["file_size"])
+            out("  %-37s %-5s %-9s %6d %6d  %s: %s%s" % (
+                format_range(vma["start"], vma["end"]), vma_perms(vma), kind,
+                (vma["end"] - vma["start"]) // PAGE, len(mine), shown, verdict, extra))
+        stray = [p for p in pages if p.va not in inside]
+        if stray:
+            out("mapped but in no VMA: %d page%s, first %#x -> PA %#x: the page tables hold "
+                "memory the record does not (fork and exit go by the record)" % (
+                    len(stray), "" if len(stray) == 1 else "s", stray[0].va, stray[0].pa))
+            for page in stray[:8]:
+                out("  %#018x -> PA %#x %s" % (page.va, page.pa,
+                                                 "rw" if page.writable else "r-"))
+        else:
+            out("every mapped user page lies in a VMA")
+
+
+def vma_lines(arch, regs, address):
+    """fault-why's lines about user address @p address: the VMA of the process whose root is
+    live (or the current one) that covers it, or that none does; [] for a kernel address or
+    when no process runs."""
+    user_end = kernel.symbol_address(USER_END_FACT)
+    if user_end is None or address >= user_end:
+        return []
+    try:
+        row = pick_process(read_processes(), arch, regs)
+    except CommandError:
+        return []
+    who = "process %d '%s'" % (row["pid"], row["name"])
+    if row["vmas"] is None:
+        return ["vma: %s has no record of its memory (no regions)" % who]
+    vma = find_vma(row["vmas"], address)
+    if vma is None:
+        below = [v for v in row["vmas"] if v["end"] <= address]
+        above = [v for v in row["vmas"] if v["start"] > address]
+        near = []
+        if below:
+            near.append("below: %s" % describe_vma(below[-1]))
+        if above:
+            near.append("above: %s" % describe_vma(above[0]))
+        return ["vma: no VMA of %s covers %#x (%d VMAs%s)" % (
+            who, address, len(row["vmas"]), "; " + "; ".join(near) if near else "")]
+    return ["vma: %#x lies in a VMA of %s: %s" % (address, who, describe_vma(vma))]
+
+
+@command
+class Frames(PagodaCommand):
+    """Summarise physical memory by owner, with the frames' reference counts.
+
+Usage: frames [--map]
+Reads the kernel's own records from guest RAM (pagoda_pt/frames.py): the frame allocator's
+bitmaps (pagoda_frame_bitmaps), the reference counts (pagoda_frame_refs, lab 6), the roots it
+published; walks every root for its table frames and every process root for its user pages.
+Prints frames by owner (kernel image, page tables, pages shared by several processes, each
+process's own pages, other kernel allocations, free, reserved), each process's pages / own /
+shared / table frames, how many frames have each reference count above 1, and every problem
+seen: a user mapping the count misses (or a count with no mapping), a mapped frame the
+allocator calls free, a free frame with a count.  --map adds the one-screen map that
+./pagoda run --memview shows."""
+
+    name = "frames"
+    usage = "frames [--map]"
+
+    def run(self, arg, from_tty):
+        args = parse(arg, flags=("--map",), max_positional=0)
+        target.require_stopped()
+        arch = target.current_arch()
+        regs = target.paging_regs(arch)
+        bits = target.pa_bits(arch)[0]
+        with target.physical_memory() as read_phys:
+            try:
+                census = take_census(arch, read_phys, kernel.symbol_address, regs, bits)
+            except CensusError as err:
+                raise CommandError(str(err)) from None
+        for line in format_frames(census):
+            out(line)
+        if "--map" in args.flags:
+            for line in format_map(census):
+                out(line)
+
+
+__all__ = ["Frames", "VmaList", "read_processes", "vma_lines"]

@@ -1,0 +1,420 @@
+"""Who owns each physical frame: the census behind GDB's `frames`, the copy-on-write lines of
+`pt-diff` and `./pagoda run --memview`.  Plain Python, like the rest of pagoda_pt: physical
+memory comes through read_phys(pa, size) -> bytes and the kernel's symbols through
+symbol(name) -> address or None, so GDB (its symbols, its physical reads) and the host (nm and
+a gdbstub client) share one census.
+
+What the census reads, every fact from the kernel's own records in guest RAM or from its ELF:
+
+    pagoda_debug_roots      the roots the kernel published (kernel, boot, one per process)
+    pagoda_frame_bitmaps    {used, managed, words}: the frame allocator's bitmaps (kernel
+                            addresses in the window), one bit per frame from physical 0
+    pagoda_frame_refs       {table, entries}: a u16 per frame, the mappings beyond the first
+    __kernel_phys_start/_end, __kernel_virt_offset   the image and where it is linked
+    pagoda_fact_window_base/_phys_base               kernel window address -> physical
+
+and walks every published root twice: its table frames (all levels, the root included) and
+its user pages.  Each frame gets one owner, the first that applies:
+
+    kernel image  K     the kernel's ELF image (but the parts given back to the allocator)
+    page table    T     a table frame of some published root
+    shared        S     a user page mapped by two or more roots (copy-on-write after fork)
+    process       1-9a-z  a user page of exactly one process (its id in base 35: 0-9, a-z
+                        without k)
+    kernel        k     allocated (used bit set) with none of the above: heap, kernel
+                        stacks, the bitmaps themselves, a dying process's pages
+    free          .     managed by the allocator and not allocated
+    reserved      #     not managed by the allocator (low memory, firmware) and not the image
+
+Problems the census finds on the way (each a line): a frame mapped by more user pages than its
+reference count says (or fewer), a mapped frame the allocator calls free, a free frame with a
+non-zero count, a page-table frame the allocator calls free.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+from . import aarch64, x86_64
+from .model import PAGE_SIZE_4K, read_table
+from .roots import REGISTRY_SYMBOL, read_root_table
+from .walker import canonical_arch, dump
+
+Symbol = Callable[[str], Optional[int]]
+
+IMAGE, TABLE, SHARED, PROCESS, KERNEL, FREE, RESERVED = (
+    "kernel image", "page table", "shared", "process", "kernel", "free", "reserved")
+OWNERS = (IMAGE, TABLE, SHARED, PROCESS, KERNEL, FREE, RESERVED)
+LETTERS = {IMAGE: "K", TABLE: "T", SHARED: "S", KERNEL: "k", FREE: ".", RESERVED: "#"}
+DIGITS = "0123456789abcdefghijlmnopqrstuvwxyz"   # no k: that is the kernel's
+
+BITMAPS_SYMBOL = "pagoda_frame_bitmaps"
+REFS_SYMBOL = "pagoda_frame_refs"
+BOUNDARY_FRAMES = 512
+
+
+class CensusError(Exception):
+    """The kernel does not publish what the census needs (a message the user can act on)."""
+
+
+# ---- walking every table of a root --------------------------------------------------------------
+
+def lower_half(read_phys, root: int):
+    """A reader that shows the root table at @p root with its upper half (x86_64's kernel half,
+    PML4 256-511, shared with every root) empty: walks of a process's own tables stop there."""
+    def read(pa: int, size: int) -> bytes:
+        data = read_phys(pa, size)
+        if pa == root and size == PAGE_SIZE_4K:
+            return data[:PAGE_SIZE_4K // 2] + bytes(PAGE_SIZE_4K // 2)
+        return data
+    return read
+
+
+def cached(read_phys):
+    """A reader that reads each (address, size) once: a census of a stopped machine reads the
+    kernel's tables once, not once per root."""
+    memo = {}
+
+    def read(pa: int, size: int) -> bytes:
+        key = (pa, size)
+        if key not in memo:
+            memo[key] = read_phys(pa, size)
+        return memo[key]
+    return read
+
+
+def table_frames(arch: str, read_phys, root: int, levels: int = 4) -> set[int]:
+    """Every table frame of the tree under @p root (the root included): x86_64 follows present
+    entries that are not huge pages, AArch64 table descriptors (bits 1:0 = 0b11) above the last
+    level.  An unreadable table is left out (its children with it)."""
+    arch = canonical_arch(arch)
+    found = {root}
+
+    def visit(table: int, level: int) -> None:
+        if level == levels - 1:
+            return
+        try:
+            entries = read_table(read_phys, table)
+        except Exception:  # noqa: BLE001 - a table the reader cannot reach
+            return
+        for raw in entries:
+            if arch == x86_64.ARCH:
+                if not raw & x86_64.PTE_P or (level > 0 and raw & x86_64.PTE_PS):
+                    continue
+                child = raw & 0x000F_FFFF_FFFF_F000
+            else:
+                if raw & 3 != 3:
+                    continue
+                child = raw & 0x0000_FFFF_FFFF_F000
+            if child not in found:
+                found.add(child)
+                visit(child, level + 1)
+
+    visit(root, 0)
+    return found
+
+
+@dataclass(frozen=True)
+class UserPage:
+    va: int
+    pa: int
+    writable: bool
+    executable: bool
+
+
+def user_pages(arch: str, read_phys, root: int, regs: Optional[dict] = None,
+               pa_bits: Optional[int] = None) -> list[UserPage]:
+    """Every 4 KiB user page the tree under @p root maps (AArch64: the TTBR0 tree alone)."""
+    arch = canonical_arch(arch)
+    if arch == aarch64.ARCH:
+        tree = (root, None)
+    else:
+        tree, read_phys = root, lower_half(read_phys, root)
+    pages = []
+    for run in dump(arch, read_phys, tree, regs or {}, user_only=True, pa_bits=pa_bits):
+        for offset in range(0, run.size, PAGE_SIZE_4K):
+            pages.append(UserPage(run.va_start + offset, run.pa_start + offset, run.perms.write,
+                                  run.perms.execute))
+    return pages
+
+
+def cow_pairs(pages_a: list[UserPage], pages_b: list[UserPage]):
+    """(shared, writable_shared): the user pages two roots map at the same address to the same
+    frame, read-only in both (copy-on-write), and those where one of them may write the shared
+    frame (a fork that forgot to write-protect: the other process sees the write)."""
+    by_va = {p.va: p for p in pages_b}
+    shared, writable = [], []
+    for a in pages_a:
+        b = by_va.get(a.va)
+        if b is None or b.pa != a.pa:
+            continue
+        (writable if a.writable or b.writable else shared).append((a, b))
+    return shared, writable
+
+
+# ---- the census ----------------------------------------------------------------------------------
+
+@dataclass
+class ProcessMemory:
+    pid: int
+    name: str
+    root: int
+    tables: set = field(default_factory=set)
+    pages: list = field(default_factory=list)
+
+
+@dataclass
+class Census:
+    arch: str
+    frames: int                          # frames from physical 0 that the bitmaps cover
+    first: int                           # the lowest frame of RAM (index)
+    owner: list                          # per frame index: one of OWNERS
+    pid_of: dict                         # frame index -> pid, for PROCESS frames
+    refs: list                           # per frame index: the kernel's count (1 + extra)
+    mappings: dict                       # frame index -> user pages mapping it
+    processes: list                      # ProcessMemory, in the registry's order
+    problems: list = field(default_factory=list)
+    note: str = ""
+
+    def count(self, owner: str) -> int:
+        return sum(1 for i in range(self.first, self.frames) if self.owner[i] == owner)
+
+    def letter(self, index: int) -> str:
+        owner = self.owner[index]
+        if owner == PROCESS:
+            return DIGITS[self.pid_of[index] % len(DIGITS)]
+        return LETTERS[owner]
+
+
+def _u64s(data: bytes) -> tuple:
+    return struct.unpack("<%dQ" % (len(data) // 8), data)
+
+
+def _require(symbol: Symbol, name: str) -> int:
+    value = symbol(name)
+    if value is None:
+        raise CensusError("this kernel has no %s symbol (the census needs it)" % name)
+    return value
+
+
+def take_census(arch: str, read_phys, symbol: Symbol, regs: Optional[dict] = None,
+                pa_bits: Optional[int] = None, ram_start: Optional[int] = None) -> Census:
+    """Reads the kernel's records (see the module's docstring) and gives every frame an owner.
+    @p ram_start (physical) starts the census there instead of at the first managed frame.
+    CensusError when a record is missing or not set up yet (before vm::init)."""
+    arch = canonical_arch(arch)
+    read_phys = cached(read_phys)
+    offset = _require(symbol, "__kernel_virt_offset")
+    image_start = _require(symbol, "__kernel_phys_start")
+    image_end = _require(symbol, "__kernel_phys_end")
+    window = _require(symbol, "pagoda_fact_window_base")
+    window_phys = _require(symbol, "pagoda_fact_window_phys_base")
+
+    def image_phys(name: str) -> int:
+        return _require(symbol, name) - offset
+
+    def window_pa(va: int) -> int:
+        return va - window + window_phys
+
+    used_va, managed_va, words = _u64s(read_phys(image_phys(BITMAPS_SYMBOL), 24))
+    if not words:
+        raise CensusError("the frame allocator is not set up yet (%s is empty)" % BITMAPS_SYMBOL)
+    used = int.from_bytes(read_phys(window_pa(used_va), words * 8), "little")
+    managed = int.from_bytes(read_phys(window_pa(managed_va), words * 8), "little")
+    frames = words * 64
+    refs = [1] * frames
+    refs_table, entries = _u64s(read_phys(image_phys(REFS_SYMBOL), 16))
+    if refs_table and entries:
+        extra = struct.unpack("<%dH" % entries, read_phys(window_pa(refs_table), entries * 2))
+        for i in range(min(entries, frames)):
+            refs[i] = 1 + extra[i]
+    roots = read_root_table(read_phys, image_phys(REGISTRY_SYMBOL))
+
+    owner = [RESERVED] * frames
+    pid_of, mappings = {}, {}
+    for i in range(frames):
+        if used >> i & 1:
+            owner[i] = KERNEL
+        elif managed >> i & 1:
+            owner[i] = FREE
+    first = next((i for i in range(frames) if managed >> i & 1), 0)
+    for i in range(image_start // PAGE_SIZE_4K, min(frames, -(-image_end // PAGE_SIZE_4K))):
+        # The boot stub's tables and entry stack lie in the image and go back to the allocator
+        # (vm::enter_kernel_space): those are the allocator's now.
+        if not managed >> i & 1:
+            owner[i] = IMAGE
+        first = min(first, i)
+    # From a 2 MiB boundary (RAM starts on one on both ISAs), unless the caller knows better.
+    first = first & ~(BOUNDARY_FRAMES - 1) if ram_start is None else ram_start // PAGE_SIZE_4K
+
+    census = Census(arch, frames, first, owner, pid_of, refs, mappings, [])
+    table_owner = {}
+    for known in roots.roots:
+        if known.kind not in ("kernel", "process"):
+            continue     # the boot root's frames go back to the allocator: counted as they are
+        # A process's kernel half (x86_64) is the kernel's own tables, shared: counted once.
+        # (AArch64: a process root is TTBR0's tree, all of it the process's.)
+        own = lower_half(read_phys, known.root) \
+            if known.kind == "process" and arch == x86_64.ARCH else read_phys
+        tables = table_frames(arch, own, known.root)
+        for pa in tables:
+            table_owner.setdefault(pa // PAGE_SIZE_4K, known)
+        if known.kind == "process":
+            memory = ProcessMemory(known.id, known.name, known.root, tables,
+                                   user_pages(arch, read_phys, known.root, regs, pa_bits))
+            census.processes.append(memory)
+            for page in memory.pages:
+                mappings.setdefault(page.pa // PAGE_SIZE_4K, []).append((memory, page))
+    for index, known in table_owner.items():
+        if index < frames:
+            if owner[index] != KERNEL:
+                census.problems.append("page-table frame %#x of %s is %s in the frame allocator"
+                                       % (index * PAGE_SIZE_4K, known.label(), owner[index]))
+            owner[index] = TABLE
+    for index, maps in mappings.items():
+        if index >= frames:
+            census.problems.append("frame %#x mapped at %#x by %s lies past the allocator's "
+                                   "bitmaps" % (index * PAGE_SIZE_4K, maps[0][1].va,
+                                                _who(maps[0][0])))
+            continue
+        if owner[index] in (FREE, RESERVED, IMAGE, TABLE):
+            census.problems.append("frame %#x is mapped at %#x by %s but is %s" % (
+                index * PAGE_SIZE_4K, maps[0][1].va, _who(maps[0][0]),
+                "a page table" if owner[index] == TABLE else
+                "the kernel image" if owner[index] == IMAGE else
+                owner[index] + " in the frame allocator"))
+        if len(maps) != refs[index]:
+            census.problems.append("frame %#x: %d user mapping%s (%s) but reference count %d" % (
+                index * PAGE_SIZE_4K, len(maps), "" if len(maps) == 1 else "s",
+                ", ".join("%s at %#x" % (_who(m), p.va) for m, p in maps[:4]), refs[index]))
+        if owner[index] in (KERNEL, FREE):
+            if len({m.root for m, _ in maps}) > 1:
+                owner[index] = SHARED
+            else:
+                owner[index] = PROCESS
+                pid_of[index] = maps[0][0].pid
+    for index in range(frames):
+        if owner[index] == FREE and refs[index] != 1:
+            census.problems.append("free frame %#x has reference count %d (a leaked count)"
+                                   % (index * PAGE_SIZE_4K, refs[index]))
+    if roots.dropped:
+        census.note = "%d roots were not published (the kernel's table was full)" % roots.dropped
+    return census
+
+
+def _who(memory: ProcessMemory) -> str:
+    return "process %d '%s'" % (memory.pid, memory.name)
+
+
+# ---- text ----------------------------------------------------------------------------------------
+
+def format_frames(census: Census) -> list[str]:
+    """The `frames` report: counts by owner, each process's pages and tables, shared frames by
+    reference count, then the problems."""
+    total = census.frames - census.first
+    lines = ["%d frames of %d KiB from %#x to %#x" % (total, PAGE_SIZE_4K // 1024,
+                                                        census.first * PAGE_SIZE_4K,
+                                                        census.frames * PAGE_SIZE_4K)]
+    for owner in OWNERS:
+        if owner == PROCESS:
+            continue
+        lines.append("  %-13s %c %7d" % (owner, LETTERS[owner], census.count(owner)))
+    lines.append("  %-13s   %7d" % ("process pages", census.count(PROCESS)))
+    lines.append("processes (pages: mapped user pages; own: frames only it maps; shared: frames "
+                 "mapped by others too):")
+    lines.append("  %5s  %-16s %-18s %6s %6s %6s %6s" % ("PID", "NAME", "ROOT", "PAGES", "OWN",
+                                                          "SHARED", "TABLES"))
+    for memory in census.processes:
+        own = shared = 0
+        for page in memory.pages:
+            index = page.pa // PAGE_SIZE_4K
+            if index < census.frames and census.owner[index] == SHARED:
+                shared += 1
+            else:
+                own += 1
+        lines.append("  %5d  %-16s %#018x %6d %6d %6d %6d" % (
+            memory.pid, memory.name, memory.root, len(memory.pages), own, shared,
+            len(memory.tables)))
+    counts = {}
+    for index in range(census.first, census.frames):
+        if census.refs[index] > 1:
+            counts[census.refs[index]] = counts.get(census.refs[index], 0) + 1
+    if counts:
+        lines.append("reference counts above 1 (pagoda_frame_refs): " + ", ".join(
+            "%d frame%s x%d" % (n, "" if n == 1 else "s", c) for c, n in sorted(counts.items())))
+    else:
+        lines.append("reference counts: every frame has at most one mapping")
+    for problem in census.problems[:20]:
+        lines.append("problem: " + problem)
+    if len(census.problems) > 20:
+        lines.append("problem: ... and %d more" % (len(census.problems) - 20))
+    if not census.problems:
+        lines.append("no problems: every user mapping is counted, no free frame is mapped")
+    if census.note:
+        lines.append("note: " + census.note)
+    return lines
+
+
+COLOURS = {IMAGE: "1;37;44", TABLE: "30;43", SHARED: "1;37;41", KERNEL: "30;47", FREE: "2",
+           RESERVED: "2;37"}
+PROCESS_COLOURS = ("30;42", "30;46", "30;45", "30;102", "30;106", "30;105", "30;103", "30;104")
+
+
+def format_map(census: Census, width: int = 64, colour: bool = False,
+               max_rows: int = 32) -> list[str]:
+    """A one-screen map of physical memory: one character per cell of frames, the owner of most
+    of its frames (letters as in the module's docstring), rows labelled by physical address,
+    then a legend with counts.  With @p colour, ANSI colours by owner."""
+    total = census.frames - census.first
+    per_cell = max(1, -(-total // (width * max_rows)))
+    lines = []
+    cells = -(-total // per_cell)
+    for row_start in range(0, cells, width):
+        text = []
+        for cell in range(row_start, min(cells, row_start + width)):
+            lo = census.first + cell * per_cell
+            hi = min(census.frames, lo + per_cell)
+            tally = {}
+            for index in range(lo, hi):
+                key = census.letter(index)
+                tally[key] = tally.get(key, 0) + 1
+            # The rarer, interesting owners win a tie-free cell over free memory.
+            letter = max(tally, key=lambda k: (tally[k] if k != "." else 0, k != "."))
+            text.append(letter)
+        pa = (census.first + row_start * per_cell) * PAGE_SIZE_4K
+        lines.append("%#010x %s" % (pa, _coloured("".join(text), census) if colour
+                                    else "".join(text)))
+    legend = ["%s %s %d" % (LETTERS[o], o, census.count(o)) for o in OWNERS if o != PROCESS]
+    pids = sorted({m.pid for m in census.processes})
+    legend += ["%s pid %d '%s' %d" % (DIGITS[p % len(DIGITS)], p,
+                                      next(m.name for m in census.processes if m.pid == p),
+                                      sum(1 for i in census.pid_of.values() if i == p))
+               for p in pids]
+    lines.append("one cell = %d frame%s (%d KiB); %s" % (per_cell, "" if per_cell == 1 else "s",
+                                                       per_cell * PAGE_SIZE_4K // 1024,
+                                                       ", ".join(legend)))
+    if census.problems:
+        lines.append("problems: %d (GDB's `frames` lists them); first: %s"
+                     % (len(census.problems), census.problems[0]))
+    return lines
+
+
+def _coloured(text: str, census: Census) -> str:
+    """@p text with one ANSI colour sequence per run of equal letters."""
+    out, i = [], 0
+    while i < len(text):
+        j = i
+        while j < len(text) and text[j] == text[i]:
+            j += 1
+        out.append("\x1b[%sm%s\x1b[0m" % (_colour_of(census, text[i]), text[i:j]))
+        i = j
+    return "".join(out)
+
+
+def _colour_of(census: Census, letter: str) -> str:
+    for owner, mark in LETTERS.items():
+        if mark == letter:
+            return COLOURS[owner]
+    return PROCESS_COLOURS[DIGITS.index(letter) % len(PROCESS_COLOURS)]

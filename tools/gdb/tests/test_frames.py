@@ -1,0 +1,74 @@
+"""pagoda_pt.frames on synthetic tables: which frames are tables, which user pages a root maps
+(x86_64 without the shared kernel half), which pages two roots share copy-on-write. The census
+as a whole runs on the real kernel (test_gdb_memory.py)."""
+from pagoda_pt.frames import cached, cow_pairs, lower_half, table_frames, user_pages
+from ptbuild import AF, AP_EL0, AP_RO, PAGE_DESC, SH_INNER, US, RW, P, ArmTables, PhysMem, X86Tables
+
+KERNEL_VA = 0xFFFF_8000_0000_0000
+ARM_USER_RW = PAGE_DESC | AF | SH_INNER | AP_EL0
+ARM_USER_RO = ARM_USER_RW | AP_RO
+
+
+def x86_pair():
+    """A parent and a child: two roots sharing one kernel-half table, and two user frames
+    mapped read-only in both (copy-on-write), one writable in the child only."""
+    mem = PhysMem()
+    parent, child = X86Tables(mem), X86Tables(mem)
+    shared_a, shared_b, own = 0x800000, 0x801000, 0x802000
+    for tables in (parent, child):
+        tables.map(0x400000, shared_a, flags=P | US)
+        tables.map(0x401000, shared_b, flags=P | US)
+    parent.map(0x402000, 0x803000, flags=P | RW | US)
+    child.map(0x402000, own, flags=P | RW | US)
+    parent.map(KERNEL_VA, 0x200000, flags=P | RW)
+    # The child's kernel half is the parent's (the kernel root's) table: one shared PDPT.
+    pml4_entry = mem.read64(parent.root + 256 * 8)
+    mem.write64(child.root + 256 * 8, pml4_entry)
+    return mem, parent, child
+
+
+def test_x86_table_frames_and_the_kernel_half():
+    mem, parent, child = x86_pair()
+    whole = table_frames("x86_64", mem.read_phys, child.root)
+    own = table_frames("x86_64", lower_half(mem.read_phys, child.root), child.root)
+    kernel_tables = table_frames("x86_64", mem.read_phys, parent.root) - \
+        table_frames("x86_64", lower_half(mem.read_phys, parent.root), parent.root)
+    assert len(own) == 4                     # PML4, PDPT, PD, PT of the user half
+    assert whole == own | kernel_tables and len(kernel_tables) == 3
+    assert not own & kernel_tables
+
+
+def test_x86_user_pages_and_cow_pairs():
+    mem, parent, child = x86_pair()
+    a = user_pages("x86_64", mem.read_phys, parent.root, {"efer": 1 << 11})
+    b = user_pages("x86_64", mem.read_phys, child.root, {"efer": 1 << 11})
+    assert [p.va for p in a] == [0x400000, 0x401000, 0x402000]       # no kernel page
+    shared, writable = cow_pairs(a, b)
+    assert [(x.va, x.pa) for x, _ in shared] == [(0x400000, 0x800000), (0x401000, 0x801000)]
+    assert writable == []
+    # Make one shared frame writable in the child: a fork that forgot to write-protect.
+    child.edit(0x401000, "PT", set_bits=RW)
+    b = user_pages("x86_64", mem.read_phys, child.root, {"efer": 1 << 11})
+    shared, writable = cow_pairs(a, b)
+    assert [x.va for x, _ in shared] == [0x400000]
+    assert [(x.va, y.writable) for x, y in writable] == [(0x401000, True)]
+
+
+def test_aarch64_user_pages_cover_the_whole_ttbr0_tree():
+    mem = PhysMem(first_free=0x4000_0000)
+    tables = ArmTables(mem)
+    tables.map(0x400000, 0x4100_0000, attrs=ARM_USER_RO)
+    tables.map(0xFFFF_FFFF_F000, 0x4100_1000, attrs=ARM_USER_RW)        # L0 entry 511: the stack
+    pages = user_pages("aarch64", mem.read_phys, tables.root)
+    assert [(p.va, p.pa, p.writable) for p in pages] == [
+        (0x400000, 0x4100_0000, False), (0xFFFF_FFFF_F000, 0x4100_1000, True)]
+    assert len(table_frames("aarch64", mem.read_phys, tables.root)) == 7   # L0, 2x(L1, L2, L3)
+
+
+def test_the_cached_reader_reads_each_table_once():
+    mem, parent, _ = x86_pair()
+    read = cached(mem.read_phys)
+    table_frames("x86_64", read, parent.root)
+    first = mem.reads
+    table_frames("x86_64", read, parent.root)
+    assert mem.reads == first
