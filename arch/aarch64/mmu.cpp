@@ -113,6 +113,44 @@ LiveRoots live_roots() {
   return live;
 }
 
+void copy_page(void* to, const void* from) {
+  // 64 bytes a turn through eight general registers (the kernel is built without FP/SIMD).
+  u64 a, b, c, d, e, f, g, h;
+  auto* end = static_cast<u8*>(to) + Format::kPageSize;
+  asm volatile(
+      "1: ldp %[a], %[b], [%[src]]\n"
+      "   ldp %[c], %[d], [%[src], #16]\n"
+      "   ldp %[e], %[f], [%[src], #32]\n"
+      "   ldp %[g], %[h], [%[src], #48]\n"
+      "   add %[src], %[src], #64\n"
+      "   stp %[a], %[b], [%[dst]]\n"
+      "   stp %[c], %[d], [%[dst], #16]\n"
+      "   stp %[e], %[f], [%[dst], #32]\n"
+      "   stp %[g], %[h], [%[dst], #48]\n"
+      "   add %[dst], %[dst], #64\n"
+      "   cmp %[dst], %[end]\n"
+      "   b.ne 1b\n"
+      : [dst] "+r"(to), [src] "+r"(from), [a] "=&r"(a), [b] "=&r"(b), [c] "=&r"(c), [d] "=&r"(d), [e] "=&r"(e),
+        [f] "=&r"(f), [g] "=&r"(g), [h] "=&r"(h)
+      : [end] "r"(end)
+      : "memory", "cc");
+}
+
+void zero_page(void* page) {
+  auto* end = static_cast<u8*>(page) + Format::kPageSize;
+  asm volatile(
+      "1: stp xzr, xzr, [%[dst]]\n"
+      "   stp xzr, xzr, [%[dst], #16]\n"
+      "   stp xzr, xzr, [%[dst], #32]\n"
+      "   stp xzr, xzr, [%[dst], #48]\n"
+      "   add %[dst], %[dst], #64\n"
+      "   cmp %[dst], %[end]\n"
+      "   b.ne 1b\n"
+      : [dst] "+r"(page)
+      : [end] "r"(end)
+      : "memory", "cc");
+}
+
 PhysAddr live_root_for(VirtAddr va) {
   return Format::in_upper_range(va) ? aarch64::hw::read_ttbr1() : aarch64::hw::read_ttbr0().root;
 }

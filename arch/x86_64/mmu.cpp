@@ -69,6 +69,17 @@ LiveRoots live_roots() {
 
 PhysAddr live_root_for(VirtAddr) { return x86::hw::read_root(); }
 
+void copy_page(void* to, const void* from) {
+  u64 words = Format::kPageSize / sizeof(u64);
+  // The kernel runs with DF clear (the ABI's rule at every call and after every trap entry).
+  asm volatile("rep movsq" : "+D"(to), "+S"(from), "+c"(words) : : "memory");
+}
+
+void zero_page(void* page) {
+  u64 words = Format::kPageSize / sizeof(u64);
+  asm volatile("rep stosq" : "+D"(page), "+c"(words) : "a"(u64{0}) : "memory");
+}
+
 Span<const PhysRange> device_ranges() { return {g_devices, array_size(g_devices)}; }
 
 PhysRange boot_page_tables() {

@@ -79,8 +79,17 @@ template <ValidPageTableFormat F> class Cursor {
     }
     return p;
   }
+  /// The batch its changes go through.
+  ConsistencyBatch& batch() const { return *batch_; }
   /// The full walk record of va() (for reports).
   Walk query() const { return tree_->query(va_); }
+
+  /// The page-level entry that maps va() (mapped() at the page level), else nullptr. The
+  /// entries after it, to the end of its table, are the next pages': for a range operation
+  /// that works a whole table at a time (fork, mm/fork_copy.hpp). Whoever writes through it
+  /// keeps the batch told (wrote(), invalidate_range()) and leaves present entries present (the
+  /// path stays valid).
+  u64* page_entry() { return mapped() && level() == kLeafLevel ? &slot(kLeafLevel) : nullptr; }
 
   // ---- Moving -----------------------------------------------------------------------------
 

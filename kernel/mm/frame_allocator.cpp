@@ -32,6 +32,7 @@ Result<void> FrameAllocator::init(const MemoryMap& map, Span<u64> bitmaps, Span<
   }
   free_ = managed_ = 0;
   cursor_ = 0;
+  high_hint_ = words_ == 0 ? 0 : words_ - 1;
 
   for (const MemoryRegion& r : map) {
     if (r.type != MemoryType::Usable) continue;
@@ -89,27 +90,42 @@ Result<PhysAddr> FrameAllocator::allocate_below(PhysAddr limit) {
 }
 
 Result<PhysAddr> FrameAllocator::allocate_high() {
-  for (usize n = words_; n-- > 0;) {
+  if (words_ == 0) return Error::NoMemory;
+  for (usize n = high_hint_ + 1; n-- > 0;) {
     const u64 available = managed_bits_[n] & ~used_bits_[n];
     if (available == 0) continue;
+    high_hint_ = n;  // the words above n are full: the next search starts here
     const u64 f = u64(n) * kBitsPerWord + u64(kBitsPerWord - 1 - usize(__builtin_clzll(available)));
     set(used_bits_, f, true);
     set(ever_bits_, f, true);
     --free_;
     return PhysAddr(f * kFrameSize);
   }
+  high_hint_ = 0;  // nothing free anywhere: a free() raises it again
   return Error::NoMemory;
 }
 
 Result<PhysAddr> FrameAllocator::allocate_contiguous_below(usize count, PhysAddr limit) {
   if (count == 0) return Error::InvalidArgument;
   const u64 frames = min<u64>(u64(words_) * kBitsPerWord, limit.value() / kFrameSize);
-  u64 run = 0;
-  for (u64 f = 0; f < frames; ++f) {
+  u64 run = 0;  // free frames just below f
+  for (u64 f = 0; f < frames;) {
+    // A whole word at a time where that decides: none free (RAM that starts high, as AArch64's
+    // at 1 GiB, leaves thousands of such words below it), or all free and the run still short.
+    if (f % kBitsPerWord == 0 && f + kBitsPerWord <= frames) {
+      const usize w = usize(f / kBitsPerWord);
+      const u64 available = managed_bits_[w] & ~used_bits_[w];
+      if (available == 0 || (available == ~u64{0} && run + kBitsPerWord < count)) {
+        run = available == 0 ? 0 : run + kBitsPerWord;
+        f += kBitsPerWord;
+        continue;
+      }
+    }
     run = (test(managed_bits_, f) && !test(used_bits_, f)) ? run + 1 : 0;
+    ++f;
     if (run < count) continue;
-    const u64 first = f + 1 - count;
-    for (u64 g = first; g <= f; ++g) {
+    const u64 first = f - count;
+    for (u64 g = first; g < f; ++g) {
       set(used_bits_, g, true);
       set(ever_bits_, g, true);
     }
@@ -123,6 +139,7 @@ void FrameAllocator::free(PhysAddr frame) {
   const FreeCheck check = check_free(frame);
   if (check != FreeCheck::Ok) panic("frame allocator: cannot free frame {:#x}: {}", frame.value(), free_check_message(check));
   set(used_bits_, frame.value() / kFrameSize, false);
+  note_freed(frame.value() / kFrameSize);
   ++free_;
 }
 
@@ -138,6 +155,7 @@ void FrameAllocator::release(PhysRange range) {
     if (!usable) continue;
     set(managed_bits_, f, true);
     set(used_bits_, f, false);
+    note_freed(f);
     ++managed_;
     ++free_;
   }

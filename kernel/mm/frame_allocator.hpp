@@ -54,6 +54,9 @@ class FrameAllocator {
   /// One free frame, the highest free one: for user memory, which the kernel reaches through
   /// temporary mappings wherever it lies (mm/temp_map.hpp), so that the window's frames stay
   /// for what must be reachable through it (page tables, the heap, kernel stacks).
+  /// The search starts at a hint, the highest word that may hold a free frame (every word above
+  /// it is full; a free or release above it raises it), so that a run of calls costs one word
+  /// each instead of a scan down from the top of RAM every time (fork of a large process).
   [[nodiscard]] Result<PhysAddr> allocate_high();
 
   /// @p count physically contiguous free frames below @p limit; NoMemory when there is no
@@ -98,6 +101,12 @@ class FrameAllocator {
   usize free_ = 0;
   usize managed_ = 0;
   usize cursor_ = 0;  ///< word where the next search starts (next fit)
+  /// Every word above it has no free frame (allocate_high() starts here; free() and release()
+  /// raise it when they free a frame above it).
+  usize high_hint_ = 0;
+  void note_freed(u64 frame) {
+    if (frame / kBitsPerWord > high_hint_) high_hint_ = usize(frame / kBitsPerWord);
+  }
 };
 
 }  // namespace pagoda

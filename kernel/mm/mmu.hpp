@@ -45,6 +45,14 @@ PhysRange boot_page_tables();
 /// virtual addresses are its physical ones, reached through the boot tables' identity); free
 /// once the kernel runs on its own stack (vm::enter_kernel_space()).
 PhysRange boot_entry_stack();
+/// Copies one page (kPageSize bytes) from @p from to @p to, both page aligned and not
+/// overlapping: the inner loop of an eager fork and of a copy-on-write break. Each ISA does it
+/// its cheapest way without FP/SIMD registers (x86_64: `rep movsq`; AArch64: a loop of paired
+/// 64-bit loads and stores, 64 bytes a turn).
+void copy_page(void* to, const void* from);
+/// Fills one page (kPageSize bytes, page aligned) at @p page with zeros: new page tables,
+/// demand-zero pages (x86_64: `rep stosq`; AArch64: paired stores of the zero register).
+void zero_page(void* page);
 /// Prints a self-check of the CPU's paging controls, e.g. "NX on, WP on"; false if one is off.
 bool paging_controls_ok(FormatSink& sink);
 

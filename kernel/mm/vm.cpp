@@ -119,7 +119,7 @@ class KernelTableMemory final : public TableMemory {
     const PhysAddr frame = TRY(g_frames.allocate_below(reachable_limit()));
     auto* entries = static_cast<u64*>(phys_to_ptr(frame, kPageSize));
     if (entries == nullptr) panic("frame {:#x} from the allocator is not reachable", frame.value());
-    for (usize i = 0; i < kPageSize / sizeof(u64); ++i) entries[i] = 0;
+    arch::zero_page(entries);  // every entry not present
     return frame;
   }
   void free_table(PhysAddr table) override { g_frames.free(table); }
@@ -436,11 +436,11 @@ bool ready() { return g_ready; }
 
 void zero_frame(PhysAddr pa) {
   if (void* p = phys_to_ptr(pa, kPageSize)) {
-    memset(p, 0, kPageSize);
+    arch::zero_page(p);
     return;
   }
   TempMap map(pa);
-  memset(map.bytes(), 0, kPageSize);
+  arch::zero_page(map.bytes());
 }
 
 void write_frame(PhysAddr pa, usize offset, const void* src, usize size) {
@@ -460,16 +460,7 @@ Result<PhysAddr> allocate_user_frame() {
 void copy_frame(PhysAddr to, PhysAddr from) {
   TempMap source(from);
   TempMap target(to);
-  // Eight words at a time (both frames are page aligned): fork=eager copies every page this
-  // way, and the byte-wise memcpy costs several times a word loop (./pagoda bench fork). The
-  // empty asm keeps the compiler from turning the loop back into a memcpy call.
-  const auto* s = reinterpret_cast<const u64*>(source.bytes());
-  auto* d = reinterpret_cast<u64*>(target.bytes());
-  for (usize i = 0; i < kPageSize / sizeof(u64); i += 8) {
-    d[i] = s[i], d[i + 1] = s[i + 1], d[i + 2] = s[i + 2], d[i + 3] = s[i + 3];
-    d[i + 4] = s[i + 4], d[i + 5] = s[i + 5], d[i + 6] = s[i + 6], d[i + 7] = s[i + 7];
-    asm volatile("" ::: "memory");
-  }
+  arch::copy_page(target.bytes(), source.bytes());  // the ISA's cheapest page copy (mm/mmu.hpp)
 }
 
 FrameAllocator& frames() { return g_frames; }

@@ -2,6 +2,7 @@
 #include "proc/process.hpp"
 
 #include "core/panic.hpp"
+#include "mm/fork_copy.hpp"
 #include "mm/heap_allocator.hpp"
 #include "mm/table_iterator.hpp"
 #include "mm/vm.hpp"
@@ -162,26 +163,22 @@ Result<void> copy_user_half(AddressSpace& from, const VmaSet& vmas, AddressSpace
 
 Result<void> copy_pages(AddressSpace& from, const VmaSet& vmas, AddressSpace& to) {
   // LAB 6 BEGIN copy the user half, region by region
-  // The record says what the user half holds: walk each region's range in the parent's tables
-  // (next_mapped() skips what was never touched, a whole entry at a time) and give every mapped
-  // page a frame of its own in the child, filled through temporary mappings (neither root needs
-  // to be live: the child's is not).
-  // One cursor in each tree, each moved along (a move re-reads only the tables that change).
+  // The record says what the user half holds: for each region, copy_mappings() visits every
+  // page the parent maps there (a leaf table at a time; what was never touched is skipped a
+  // whole entry at a time) and makes the child's tables; each page gets a frame of its own in
+  // the child, filled through temporary mappings (neither root needs to be live: the child's
+  // is not), mapped with the parent's permissions.
   ConsistencyBatch reads = from.batch();
   ConsistencyBatch writes = to.batch();
-  AddressSpace::Cursor t = to.cursor(writes, VirtAddr(0));
+  AddressSpace::Cursor parent = from.cursor(reads, VirtAddr(0));
+  AddressSpace::Cursor child = to.cursor(writes, VirtAddr(0));
   for (const Vma& vma : vmas) {
-    const VirtAddr end(vma.end);
-    for (AddressSpace::Cursor c = from.cursor(reads, VirtAddr(vma.start)); c.next_mapped(end); c.next()) {
-      if (c.span() != kPageSize) return Error(Error::InvalidArgument, "a large page in the user half");
+    TRY(copy_mappings(parent, child, VirtAddr(vma.start), VirtAddr(vma.end), [](auto& page) -> Result<void> {
       const PhysAddr frame = TRY(vm::allocate_user_frame());
-      vm::copy_frame(frame, c.pa());
-      t.find(c.va());
-      if (Result<void> mapped = t.map(frame, c.perms()); mapped.is_error()) {
-        vm::frames().free(frame);
-        return mapped.error();
-      }
-    }
+      vm::copy_frame(frame, page.frame());
+      page.map_copy(frame);
+      return {};
+    }));
   }
   return {};
   // LAB 6 SKELETON
@@ -196,33 +193,22 @@ Result<void> copy_pages(AddressSpace& from, const VmaSet& vmas, AddressSpace& to
 Result<void> share_pages(AddressSpace& from, const VmaSet& vmas, AddressSpace& to) {
   // LAB 6 BEGIN share the user half copy-on-write, region by region
   // Every mapped page of every region: one more reference to its frame, the same frame mapped
-  // in the child, and both mappings without write permission (the parent's is changed here,
-  // through the batch, which invalidates the parent's TLB entries: its root is live). A write
-  // fault on either side then finds a writable region over a read-only page whose frame is
-  // shared, and copies it (vm::handle_fault). Read-only pages are shared the same way and stay
-  // shared. The tables are never shared: the child gets its own.
-  ConsistencyBatch batch = from.batch();
+  // in the child, and both mappings without write permission (page.share(); the parent's
+  // entries are invalidated through its batch, once for the whole fork: its root is live). A
+  // write fault on either side then finds a writable region over a read-only page whose frame
+  // is shared, and copies it (vm::handle_fault). Read-only pages are shared the same way and
+  // stay shared. The tables are never shared: the child gets its own.
+  ConsistencyBatch reads = from.batch();
   ConsistencyBatch writes = to.batch();
-  AddressSpace::Cursor t = to.cursor(writes, VirtAddr(0));
+  AddressSpace::Cursor parent = from.cursor(reads, VirtAddr(0));
+  AddressSpace::Cursor child = to.cursor(writes, VirtAddr(0));
+  FrameRefs& refs = vm::frame_refs();
   for (const Vma& vma : vmas) {
-    const VirtAddr end(vma.end);
-    for (AddressSpace::Cursor c = from.cursor(batch, VirtAddr(vma.start)); c.next_mapped(end); c.next()) {
-      if (c.span() != kPageSize) return Error(Error::InvalidArgument, "a large page in the user half");
-      Perms perms = c.perms();
-      TRY(vm::frame_refs().share(c.pa()));
-      if (perms.write) {
-        perms.write = false;
-        if (Result<void> done = c.protect(perms); done.is_error()) {
-          (void)vm::frame_refs().drop(c.pa());
-          return done.error();
-        }
-      }
-      t.find(c.va());
-      if (Result<void> mapped = t.map(c.pa(), perms); mapped.is_error()) {
-        (void)vm::frame_refs().drop(c.pa());  // the parent's read-only page is taken back on its next write
-        return mapped.error();
-      }
-    }
+    TRY(copy_mappings(parent, child, VirtAddr(vma.start), VirtAddr(vma.end), [&refs](auto& page) -> Result<void> {
+      TRY(refs.share(page.frame()));
+      page.share();
+      return {};
+    }));
   }
   return {};
   // LAB 6 SKELETON

@@ -53,6 +53,119 @@ TEST_F(Fixture, AllocateHighTakesTheHighestFreeFrameFirst) {
   EXPECT_EQ(frames.allocate_high().error(), Error::NoMemory);
 }
 
+// allocate_high() starts at a hint (the highest word that may hold a free frame): it must still
+// give the highest free frame every time, never a used one, and find frames freed below and
+// above the hint, and frames released later, again.
+TEST_F(Fixture, AllocateHighHintNeverReturnsAUsedFrameAndFindsFreesBelowAndAbove) {
+  // Fill the top 2 words (128 frames) and a few more, mixing in allocate_below(), which takes
+  // low frames and must not confuse the hint.
+  std::set<u64> used;
+  for (int i = 0; i < 140; ++i) {
+    const PhysAddr f = frames.allocate_high().release_value();
+    EXPECT_TRUE(used.insert(f.value()).second) << "handed out twice: " << std::hex << f.value();
+    EXPECT_EQ(f.value(), 4 * MiB - (i + 1) * kFrame) << "not the highest free frame";
+    if (i % 16 == 0) EXPECT_TRUE(used.insert(frames.allocate().release_value().value()).second);
+  }
+  // A free far below the hint's word (in the 1-2 MiB range) and one just below: both found again
+  // once everything above them is taken, in order, highest first.
+  const u64 low = 1 * MiB + 64 * KiB + 70 * kFrame;
+  ASSERT_TRUE(used.count(low) == 0);
+  const PhysAddr a = frames.allocate_high().release_value();  // 4 MiB - 141 frames
+  frames.free(a);
+  EXPECT_EQ(frames.allocate_high().release_value(), a) << "a free at the hint's word is found again";
+  // A free above the hint (the very top frame) raises it: found next, not the next lower one.
+  frames.free(PhysAddr(4 * MiB - kFrame));
+  EXPECT_EQ(frames.allocate_high().release_value().value(), 4 * MiB - kFrame) << "a free above the hint";
+  frames.free(PhysAddr(4 * MiB - 64 * kFrame));
+  frames.free(PhysAddr(4 * MiB - 65 * kFrame));
+  EXPECT_EQ(frames.allocate_high().release_value().value(), 4 * MiB - 64 * kFrame);
+  EXPECT_EQ(frames.allocate_high().release_value().value(), 4 * MiB - 65 * kFrame);
+  // Drain the rest: every frame exactly once, none used, strictly descending.
+  const usize left = frames.free_frames();
+  u64 previous = ~u64{0};
+  for (usize i = 0; i < left; ++i) {
+    const u64 f = frames.allocate_high().release_value().value();
+    EXPECT_LT(f, previous) << "not descending: the hint skipped a free frame";
+    EXPECT_TRUE(used.insert(f).second) << "handed out a used frame: " << std::hex << f;
+    previous = f;
+  }
+  EXPECT_EQ(frames.allocate_high().error(), Error::NoMemory);
+  // Out of memory drops the hint to the bottom; a free anywhere (here: high) raises it again.
+  frames.free(PhysAddr(3 * MiB + 5 * kFrame));
+  EXPECT_EQ(frames.allocate_high().release_value().value(), 3 * MiB + 5 * kFrame);
+  frames.free(PhysAddr(low));
+  EXPECT_EQ(frames.allocate_high().release_value().value(), low);
+}
+
+// release() hands frames to the allocator above the hint: allocate_high() must see them.
+TEST_F(Fixture, AllocateHighFindsFramesReleasedAboveTheHint) {
+  for (usize n = frames.free_frames(); n > 0; --n) (void)frames.allocate_high().release_value();
+  EXPECT_EQ(frames.allocate_high().error(), Error::NoMemory);
+  frames.release(PhysRange{PhysAddr(1 * MiB), 2 * kFrame});  // the pretend image's first frames
+  EXPECT_EQ(frames.allocate_high().release_value().value(), 1 * MiB + kFrame);
+  EXPECT_EQ(frames.allocate_high().release_value().value(), 1 * MiB);
+}
+
+// The first run of @p count free frames below @p limit, found bit by bit from the allocator's
+// own bitmaps: what allocate_contiguous_below() must return (0: none).
+u64 first_free_run(const FrameAllocator& frames, usize count, u64 limit) {
+  const Span<const u64> managed = frames.managed_bitmap(), used = frames.used_bitmap();
+  u64 run = 0;
+  for (u64 f = 0; f < managed.size() * 64 && f < limit / kFrame; ++f) {
+    const bool free = ((managed[f / 64] >> (f % 64)) & 1) && !((used[f / 64] >> (f % 64)) & 1);
+    run = free ? run + 1 : 0;
+    if (run == count) return (f + 1 - count) * kFrame;
+  }
+  return 0;
+}
+
+// allocate_contiguous_below() skips whole words (none free, or all free while the run is still
+// short): it must find exactly the first run the bit-by-bit search finds, for runs shorter and
+// longer than a word, across word boundaries, under limits inside a word.
+TEST_F(Fixture, AllocateContiguousFindsTheFirstRunLikeABitByBitSearch) {
+  // Holes of assorted sizes: in every other stretch of 150 frames about one frame in 7 stays
+  // used; the stretches between are wholly free (whole free words among them).
+  std::vector<u64> taken;
+  u64 seed = 12345;
+  for (usize n = frames.free_frames(); n > 0; --n) {
+    const PhysAddr f = frames.allocate().release_value();
+    taken.push_back(f.value());
+  }
+  for (usize i = 0; i < taken.size(); ++i) {
+    seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+    if ((i / 150) % 2 == 1 || (seed >> 33) % 7 != 0) frames.free(PhysAddr(taken[i]));
+  }
+  for (usize count : {1u, 2u, 3u, 17u, 63u, 64u, 65u, 100u, 127u, 128u, 129u, 150u, 151u, 300u}) {
+    for (u64 limit : {u64{4 * MiB}, u64{3 * MiB + 40 * kFrame}, u64{2 * MiB}, u64{1 * MiB + 200 * kFrame}}) {
+      const u64 expected = first_free_run(frames, count, limit);
+      const Result<PhysAddr> got = frames.allocate_contiguous_below(count, PhysAddr(limit));
+      if (expected == 0) {
+        EXPECT_TRUE(got.is_error()) << count << " frames below " << std::hex << limit;
+        continue;
+      }
+      ASSERT_TRUE(got.ok()) << count << " frames below " << std::hex << limit;
+      EXPECT_EQ(got.value().value(), expected) << count << " frames below " << std::hex << limit;
+      for (usize i = 0; i < count; ++i) frames.free(got.value().offset(i * kFrame));
+    }
+  }
+}
+
+// RAM far above physical 0 (AArch64's starts at 1 GiB): thousands of words with no managed
+// frame lie below it, and the run is still found right at its start.
+TEST(FrameAllocatorHighRam, AllocateContiguousFindsRunsInRamThatStartsHigh) {
+  MemoryMap map;
+  ASSERT_TRUE(map.add(PhysAddr(1024 * MiB), 4 * MiB, MemoryType::Usable).ok());
+  map.normalise();
+  std::vector<u64> bits(3 * FrameAllocator::words_for(PhysAddr(1028 * MiB)));
+  FrameAllocator frames;
+  ASSERT_TRUE(frames.init(map, Span<u64>(bits.data(), bits.size()), {}).ok());
+  EXPECT_EQ(frames.allocate_contiguous_below(3, PhysAddr(1028 * MiB)).release_value().value(), 1024 * MiB);
+  EXPECT_EQ(frames.allocate_contiguous_below(200, PhysAddr(1028 * MiB)).release_value().value(), 1024 * MiB + 3 * kFrame);
+  EXPECT_EQ(frames.allocate_contiguous_below(1, PhysAddr(1024 * MiB)).error(), Error::NoMemory);
+  EXPECT_EQ(frames.allocate_contiguous_below(1024, PhysAddr(1028 * MiB)).error(), Error::NoMemory)
+      << "only 1024 - 203 frames are left";
+}
+
 TEST_F(Fixture, NeverHandsOutReservedOrHoleFramesAndRunsOutCleanly) {
   std::set<u64> seen;
   const usize total = frames.free_frames();
