@@ -2,7 +2,6 @@
 #include "proc/kernel_stack.hpp"
 
 #include "core/panic.hpp"
-#include "lib/string.hpp"
 #include "mm/vm.hpp"
 
 namespace pagoda::proc {
@@ -66,7 +65,7 @@ Result<void> map_kernel_stack(KernelStack& stack) {
       release_pages(stack);
       return frame.error();
     }
-    memset(vm::phys_to_ptr(frame.value(), kPageSize), 0, kPageSize);
+    vm::zero_frame(frame.value());
     const Result<void> mapped =
         kernel.map(stack.bottom().offset(i * kPageSize), frame.value(), vm::kernel_perms(kKernelData));  // global
     if (mapped.is_error()) {
