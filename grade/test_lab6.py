@@ -626,6 +626,7 @@ def test_wide_fork(boot, kernel, arch):
                         "its own, zombies included until they are reaped")
     roots = {r for r, _ in w["exits"]}
     if len(w["exits"]) != WIDE or len(roots) != WIDE or w["parent"] in roots:
+        fail_on_killed_children(watch, run)  # a child that died never called exit: name why first
         watch.fail(run, f"the grader saw {len(w['exits'])} exit calls from {len(roots)} distinct roots other than the "
                         f"parent's; expected {WIDE}, one per child")
     if sorted(c for _, c in w["exits"]) != want:
