@@ -166,17 +166,20 @@ def yield_cost(kernel, arch, yields, cmdline=""):
     return counts / (2 * n)
 
 
-def tempmap_pair(kernel, arch, pairs):
-    """Guest instructions per temporary map+unmap pair (one boot)."""
-    n, with_pairs, without = (int(v) for v in _one(TEMPMAP_LINE, icount_run(kernel, arch, f"tmstress:bench:{pairs}"),
-                                                     "tmstress bench")[0])
-    return (with_pairs - without) / n
+def per_event(kernel, arch, runs, program, line, what):
+    """Guest instructions per event, agreed over @p runs boots of the user program @p program,
+    which prints (n, counts with the n events, counts of the same loop without them) as @p line
+    matches them."""
+    def one():
+        n, with_events, without = (int(v) for v in _one(line, icount_run(kernel, arch, program), program)[0])
+        return (with_events - without) / n
+    return _agree([one() for _ in range(runs)], what)
 
 
 def bench_tempmap(runs, arch):
     kernel = build.build_kernel(arch)
     pairs = 100_000
-    cost = _agree([tempmap_pair(kernel, arch, pairs) for _ in range(runs)], "the temporary map+unmap pair")
+    cost = per_event(kernel, arch, runs, f"tmstress:bench:{pairs}", TEMPMAP_LINE, "the temporary map+unmap pair")
     print(f"temporary mapping ({arch}, QEMU -icount shift=0, {pairs} map+unmap pairs in one call, {runs} boots):")
     print(f"  TempMap made and released {cost:9.1f} guest instructions per pair", flush=True)
     return cost
@@ -210,17 +213,10 @@ def bench_fork(arch):
     return 0
 
 
-def demand_fault(kernel, arch, pages):
-    """Guest instructions per demand-zero fault (one boot)."""
-    n, first, second = (int(v) for v in _one(FAULT_LINE, icount_run(kernel, arch, f"vmas:fault:{pages}"),
-                                               "vmas fault")[0])
-    return (first - second) / n
-
-
 def bench_fault(runs, arch):
     kernel = build.build_kernel(arch)
     pages = 2_000
-    cost = _agree([demand_fault(kernel, arch, pages) for _ in range(runs)], "the demand-zero fault")
+    cost = per_event(kernel, arch, runs, f"vmas:fault:{pages}", FAULT_LINE, "the demand-zero fault")
     print(f"demand-zero fault ({arch}, QEMU -icount shift=0, {pages} pages touched twice, {runs} boots):")
     print(f"  first touch of a page   {cost:9.1f} guest instructions per fault (minus the second touch)", flush=True)
     return cost

@@ -130,34 +130,16 @@ def _fault_address(lines):
     return None
 
 
-def _with_temp_map(arch, lines):
-    """@p lines with, when the faulting address (CR2 / FAR as the lines show it) lies in the
-    temp-map area, which slot it is and whether it is live, before the first verdict."""
-    from . import tempmap
+def _with_addition(arch, lines, describe, unreadable):
+    """@p lines with @p describe(arch, regs, faulting address)'s lines (CR2 / FAR as the lines
+    show it) before the first verdict; a failure to read them is noted, never fatal."""
     address = _fault_address(lines)
     if address is None:
         return lines
     try:
-        extra = tempmap.describe_fault(arch, target.paging_regs(arch), address)
-    except Exception as err:  # noqa: BLE001 - never lose fault-why's own lines to this addition
-        extra = ["note: the temp-map slots cannot be read (%s)" % err]
-    if not extra:
-        return lines
-    first = next((i for i, line in enumerate(lines) if line.startswith("verdict: ")), len(lines))
-    return lines[:first] + extra + lines[first:]
-
-
-def _with_vma(arch, lines):
-    """@p lines with, when the faulting address is a user address, the VMA of the process
-    that covers it (or that none does), before the first verdict (lab 5)."""
-    from . import memory
-    address = _fault_address(lines)
-    if address is None:
-        return lines
-    try:
-        extra = memory.vma_lines(arch, target.paging_regs(arch), address)
-    except Exception as err:  # noqa: BLE001 - never lose fault-why's own lines to this addition
-        extra = ["note: the process's VMAs cannot be read (%s)" % err]
+        extra = describe(arch, target.paging_regs(arch), address)
+    except Exception as err:  # noqa: BLE001 - never lose fault-why's own lines to an addition
+        extra = ["note: %s cannot be read (%s)" % (unreadable, err)]
     if not extra:
         return lines
     first = next((i for i, line in enumerate(lines) if line.startswith("verdict: ")), len(lines))
@@ -196,7 +178,10 @@ usable.  The last line is always a verdict."""
             raise CommandError("no fault rules for %s yet" % arch)
         module = importlib.import_module("." + ARCH_MODULES[arch], __package__)
         lines = list(module.explain())
-        lines = _with_temp_map(arch, lines)
-        lines = _with_vma(arch, lines)
+        from . import memory, tempmap
+        # Which temp-map slot the address is, and whether it is live (lab 4); the process's VMA
+        # that covers a user address, or that none does (lab 5).
+        lines = _with_addition(arch, lines, tempmap.describe_fault, "the temp-map slots")
+        lines = _with_addition(arch, lines, memory.vma_lines, "the process's VMAs")
         for line in lines:
             out(line)
