@@ -586,6 +586,40 @@ FaultDecision handle_fault(AddressSpace* space, VirtAddr va, Access access) {
   return access.user ? FaultDecision::KillProcess : FaultDecision::KernelBug;
 }
 
+bool rescue_report(FormatSink& sink) {
+  if (g_kernel_space == nullptr) return false;
+  const VirtAddr half(layout::kKernelHalfBase);
+  const PhysAddr live = arch::live_root_for(half);
+  const PhysAddr kernel = g_kernel_space->query(half).root;
+  if (live == kernel || kernel == PhysAddr()) return false;
+  g_kernel_space->arch().activate();  // raw: no check, the old root may be the broken thing
+  const u64* mine = static_cast<const u64*>(phys_to_ptr(live, kPageSize));
+  const u64* theirs = static_cast<const u64*>(phys_to_ptr(kernel, kPageSize));
+  if (mine == nullptr || theirs == nullptr) {
+    format_to(sink, "the live root {:#x} is not a table in RAM", live.value());
+    return true;
+  }
+  const usize first = Format::index(half, 0);
+  usize differ = 0, at = 0, present = 0;
+  for (usize i = first; i < Format::kEntriesPerTable; ++i) {
+    present += Format::is_present(mine[i], 0) ? 1 : 0;
+    if (Format::output_address(mine[i], 0) != Format::output_address(theirs[i], 0) ||
+        Format::is_present(mine[i], 0) != Format::is_present(theirs[i], 0)) {
+      if (differ++ == 0) at = i;
+    }
+  }
+  if (differ == 0) {
+    format_to(sink, "the live root {:#x} shares the kernel half, yet reading kernel memory through it faulted", live.value());
+    return true;
+  }
+  format_to(sink, "the live root {:#x} does not share the kernel half: {} of its {} kernel-half top-level entries differ "
+                  "from the kernel root's ({} entry {} is {:#x}, the kernel's {:#x}; {} present), so the kernel's own "
+                  "memory (the physical window, through which it reads page tables) is not mapped there",
+            live.value(), differ, Format::kEntriesPerTable - first, Format::level_name(0), at, mine[at], theirs[at],
+            present);
+  return true;
+}
+
 void report_fault(FormatSink& sink, VirtAddr va, Access access) {
   const Walk walk = walk_active(va);
   walk.format(sink);

@@ -119,4 +119,13 @@ FaultDecision handle_fault(AddressSpace* space, VirtAddr va, Access access);
 /// every page-fault report ends with.
 void report_fault(FormatSink& sink, VirtAddr va, Access access);
 
+/// For the trap code, when a fault comes while the kernel is reporting another one: the report
+/// reads page tables and kernel data through the kernel half (the physical window), and a root
+/// that does not share all of it makes the report fault in turn, again and again. Loads the
+/// kernel's own root (unchecked: the machine is about to panic) so that the rest can read
+/// memory, and writes why the root that was live could not (the kernel half it lacks: "root
+/// 0x25c000 does not share the kernel half: PML4 entry 256 is 0x0, the kernel's is 0x..." ).
+/// Returns false, writing nothing, when the kernel's root was the live one already.
+bool rescue_report(FormatSink& sink);
+
 }  // namespace pagoda::vm

@@ -3,6 +3,7 @@
 
 #include "core/panic.hpp"
 #include "mm/vm.hpp"
+#include "proc/process.hpp"
 
 namespace pagoda::proc {
 namespace {
@@ -110,6 +111,114 @@ StackRange guard_hit(uptr address) {
 }
 
 bool kernel_stack_slot_used(usize slot) { return slot < kKernelStackSlots && g_used[slot]; }
+
+namespace {
+
+/// The process whose kernel stack is in slot @p slot, or nullptr.
+const Process* owner_of_slot(usize slot) {
+  for (const Process& p : process_table())
+    if (p.state != State::Free && p.kstack.valid() && p.kstack.slot == slot) return &p;
+  return nullptr;
+}
+
+}  // namespace
+
+namespace {
+
+/// explain_user_trap_stack() for process @p p; @p live: the trap happens now (so the stack must
+/// be mapped in the live root), not at a switch before the process's root is loaded.
+bool explain_for(FormatSink& sink, const char* what, uptr top, const Process* p, bool live) {
+  if (p == nullptr) {
+    format_to(sink, "{} is {:#x}, but no process is running: a trap from user mode with no current process", what,
+              top);
+    return true;
+  }
+  const uptr want = p->kstack.valid() ? p->kstack.top().value() : 0;
+  const uptr want_bottom = p->kstack.valid() ? p->kstack.bottom().value() : 0;
+  const auto whose = [&](usize slot) {
+    if (const Process* o = owner_of_slot(slot)) {
+      if (o == p) format_to(sink, "pid {} ({}) itself", o->pid, o->name_view());
+      else format_to(sink, "pid {} ({})", o->pid, o->name_view());
+    } else {
+      format_to(sink, "no process (the slot is {}: a stack that was freed)", g_used[slot] ? "in use" : "free");
+    }
+  };
+  const auto theirs = [&] {
+    format_to(sink, "pid {} ({}), whose kernel stack is [{:#x}, {:#x}): the switch to pid {} did not set its kernel "
+                    "stack (arch::set_kernel_stack(top of its stack), before its root is loaded)",
+              p->pid, p->name_view(), want_bottom, want, p->pid);
+  };
+  if (top == want && want != 0) {
+    if (!live || vm::mapped_now(VirtAddr(top - sizeof(u64)))) return false;
+    format_to(sink, "{} is {:#x}, the top of pid {} ({})'s kernel stack, but the page below it is not mapped in the "
+                    "live root: the kernel stack is missing from the root that runs the process",
+              what, top, p->pid, p->name_view());
+    return true;
+  }
+  if (top == 0) {
+    format_to(sink, "{} is 0: no kernel stack was set for traps from user mode when pid {} ({}) was switched to (it "
+                    "must be the top of its kernel stack, {:#x}, set before the process's root is loaded)",
+              what, p->pid, p->name_view(), want);
+    return true;
+  }
+  const usize slot = slot_of(top - 1);
+  if (slot < kKernelStackSlots) {
+    const StackRange r = range_of_slot(slot);
+    if (top <= r.bottom) {
+      format_to(sink, "{} is {:#x}, at the bottom of the kernel stack of slot {} [{:#x}, {:#x}) of ", what, top, slot,
+                r.bottom, r.top);
+      whose(slot);
+      format_to(sink, ": the first push lands in the guard page below it; a stack grows down, so {} must be the "
+                      "stack's top, {:#x}",
+                what, r.top);
+      return true;
+    }
+    format_to(sink, "{} is {:#x}, on the kernel stack of slot {} [{:#x}, {:#x}), which belongs to ", what, top, slot,
+              r.bottom, r.top);
+    whose(slot);
+    if (owner_of_slot(slot) == p) {
+      format_to(sink, ", but not its top {:#x}: the frame would not be where the trap code looks for it", r.top);
+      return true;
+    }
+    format_to(sink, ", not to ");
+    theirs();
+    return true;
+  }
+  format_to(sink, "{} is {:#x}, on no process's kernel stack (the kStackBase area is [{:#x}, {:#x})), not on that of ",
+            what, top, layout::kStackBase, layout::kStackBase + kKernelStackSlots * kKernelStackStride);
+  theirs();
+  return true;
+}
+
+/// AddressSpace's judge of the kernel stack of traps from user mode at a switch (its owner is
+/// a process id).
+bool judge_at_switch(u32 owner, u64 top, const char* what, FormatSink& why) {
+  const Process* p = find_process(owner);
+  if (p == nullptr) return false;  // a space no process owns yet: nothing to judge by
+  return explain_for(why, what, top, p, false);
+}
+
+}  // namespace
+
+bool explain_user_trap_stack(FormatSink& sink, const char* what, uptr top) {
+  return explain_for(sink, what, top, current(), true);
+}
+
+void judge_user_trap_stacks_at_switches() { AddressSpace::set_trap_stack_judge(judge_at_switch); }
+
+void check_user_trap_frame(uptr frame, const char* what, uptr top) {
+  const Process* p = current();
+  if (p != nullptr && p->kstack.valid() && frame >= p->kstack.bottom().value() && frame < p->kstack.top().value())
+    return;
+  char why[400];
+  BufferSink sink(why, sizeof why);
+  if (!explain_user_trap_stack(sink, what, top))
+    format_to(sink, "{} is right, but the frame is at {:#x}", what, frame);
+  println("TRAP FROM USER MODE ON THE WRONG KERNEL STACK: the frame at {:#x} is not on the running process's own "
+          "kernel stack, so it overwrites whatever that stack holds: {}",
+          frame, sink.view());
+  panic("the kernel stack for traps from user mode is wrong: {}", sink.view());
+}
 
 }  // namespace pagoda::proc
 

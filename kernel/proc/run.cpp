@@ -10,6 +10,7 @@
 #include "mm/temp_map.hpp"
 #include "mm/vm.hpp"
 #include "proc/arch.hpp"
+#include "proc/kernel_stack.hpp"
 #include "proc/process.hpp"
 #include "proc/programs.hpp"
 #include "proc/scheduler.hpp"
@@ -199,6 +200,7 @@ void checkpoint_frames(RunCheckpoint tag) {
 }  // namespace
 
 void init() {
+  judge_user_trap_stacks_at_switches();
   print("user mode: ");
   const Result<void> ready = arch::user_mode_init(console_sink());
   println("");
