@@ -97,10 +97,6 @@ SwitchStacks switch_stacks() {
   now.stack_top = stack.top;
   now.user_trap_top = arch::kernel_stack();
   now.user_trap_what = "the EL1 stack";
-  if (now.user_trap_top != 0) {
-    const proc::StackRange next = proc::stack_containing(now.user_trap_top - 1);
-    if (!next.empty() && next.top == now.user_trap_top) now.user_trap_bottom = next.bottom;
-  }
   return now;
 }
 

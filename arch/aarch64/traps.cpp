@@ -373,8 +373,21 @@ extern "C" void aarch64_trap(pagoda::aarch64::TrapFrame* frame) {
   if (from_user && frame->type() == VectorType::Synchronous) user_exception(*frame);
   if (frame->type() == VectorType::Synchronous) {
     const pagoda::u64 ec = esr_class(frame->esr);
-    pagoda::panic("unhandled {} (EC {:#04x}) in {} mode at ELR {:#x}", class_name(ec), ec,
-                  frame->from_el() == 0 ? "user" : "kernel", frame->elr);
+    char why[400] = {};
+    if (is_translation_abort(*frame)) {
+      // The panic line carries the cause: what the access was, where the address lies, and what
+      // the walk found (the report above has the whole walk).
+      const Reporting reporting(*frame);
+      pagoda::BufferSink sink(why, sizeof why);
+      const pagoda::Access access = abort_access(*frame);
+      pagoda::format_to(sink, ": {} {:#x} ", access.execute ? "fetch from" : access.write ? "write to" : "read of",
+                        frame->far);
+      pagoda::proc::describe_address(sink, frame->far);
+      pagoda::format_to(sink, ": ");
+      pagoda::explain_fault(sink, pagoda::vm::walk_active(pagoda::VirtAddr(frame->far)), access);
+    }
+    pagoda::panic("unhandled {} (EC {:#04x}) in {} mode at ELR {:#x}{}", class_name(ec), ec,
+                  frame->from_el() == 0 ? "user" : "kernel", frame->elr, pagoda::StringView(why));
   }
   pagoda::panic("unhandled {} from the {} at ELR {:#x}", kVectorTypeNames[pagoda::u64(frame->type())],
                 kVectorOriginNames[pagoda::u64(frame->origin())], frame->elr);

@@ -104,10 +104,6 @@ SwitchStacks switch_stacks() {
   now.stack_top = stack.top;
   now.user_trap_top = x86::tss_rsp0();
   now.user_trap_what = "TSS.RSP0";
-  if (now.user_trap_top != 0) {
-    const proc::StackRange next = proc::stack_containing(now.user_trap_top - 1);  // a process's
-    if (!next.empty() && next.top == now.user_trap_top) now.user_trap_bottom = next.bottom;
-  }
   return now;
 }
 

@@ -356,8 +356,20 @@ extern "C" void x86_trap(pagoda::x86::TrapFrame* frame) {
   if (frame->vector < kExceptionCount) {
     const Reporting reporting(*frame);
     report_exception(*frame);
-    pagoda::panic("unhandled {} in {} mode at RIP {:#x}", kExceptionNames[frame->vector].mnemonic,
-                  frame->cpl() == 0 ? "kernel" : "user", frame->rip);
+    char why[400] = {};
+    if (frame->vector == kPageFault) {
+      // The panic line carries the cause: what the access was, where the address lies, and what
+      // the walk found (the report above has the whole walk).
+      pagoda::BufferSink sink(why, sizeof why);
+      const pagoda::u64 cr2 = read_cr2();
+      const pagoda::Access access = page_fault_access(frame->error);
+      pagoda::format_to(sink, ": {} {:#x} ", access.execute ? "fetch from" : access.write ? "write to" : "read of", cr2);
+      pagoda::proc::describe_address(sink, cr2);
+      pagoda::format_to(sink, ": ");
+      pagoda::explain_fault(sink, pagoda::vm::walk_active(pagoda::VirtAddr(cr2)), access);
+    }
+    pagoda::panic("unhandled {} in {} mode at RIP {:#x}{}", kExceptionNames[frame->vector].mnemonic,
+                  frame->cpl() == 0 ? "kernel" : "user", frame->rip, pagoda::StringView(why));
   }
   if (IrqHandler handler = g_irq_handlers[frame->vector]) {
     handler(*frame);

@@ -63,7 +63,6 @@ struct SwitchStacks {
   u64 stack_bottom = 0;            ///< the kernel stack it is on, [bottom, top); 0, 0 when not a
   u64 stack_top = 0;               ///< stack the kernel knows (then nothing is taken as proven)
   u64 user_trap_top = 0;           ///< where the next trap from user mode pushes (0: never set)
-  u64 user_trap_bottom = 0;        ///< the bottom of the stack user_trap_top tops (0: not one)
   const char* user_trap_what = "";  ///< what the ISA calls it: "TSS.RSP0", "the EL1 stack"
 };
 

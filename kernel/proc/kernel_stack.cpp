@@ -204,12 +204,42 @@ bool explain_user_trap_stack(FormatSink& sink, const char* what, uptr top) {
   return explain_for(sink, what, top, current(), true);
 }
 
+void describe_address(FormatSink& sink, uptr va) {
+  if (va < layout::kKernelHalfBase) {
+    format_to(sink, "in the lower half (a process's own half; nothing of the kernel lives there after lab 2)");
+    return;
+  }
+  const usize slot = slot_of(va);
+  if (slot < kKernelStackSlots) {
+    const StackRange r = range_of_slot(slot);
+    const Process* o = owner_of_slot(slot);
+    if (va < r.bottom) format_to(sink, "in the guard page below the kernel stack of slot {} [{:#x}, {:#x})", slot, r.bottom, r.top);
+    else
+      format_to(sink, "on the kernel stack of slot {} [{:#x}, {:#x}), page {} of {}{}", slot, r.bottom, r.top,
+                (va - r.bottom) / kPageSize, kKernelStackPages, va >= r.top - kPageSize ? " (its top page)" : "");
+    if (o != nullptr) format_to(sink, ", pid {} ({})", o->pid, o->name_view());
+    else format_to(sink, ", a slot {}", g_used[slot] ? "in use" : "no process holds");
+    return;
+  }
+  if (va >= layout::kStackBase && va < layout::kKernelImageBase) format_to(sink, "in the kernel-stack area, past its slots");
+  else if (va >= layout::kKernelImageBase) format_to(sink, "in the kernel image");
+  else if (va >= layout::kTempMapBase) format_to(sink, "in the temp-map area (slot {})", (va - layout::kTempMapBase) / kPageSize);
+  else if (va >= layout::kMmioBase) format_to(sink, "in the device area (device register at physical {:#x})", va - layout::kMmioBase);
+  else if (va >= layout::kWindowBase + layout::kWindowSize)
+    format_to(sink, "above the physical window (RAM there is reached only through temporary mappings)");
+  else if (va >= layout::kWindowBase)
+    format_to(sink, "in the physical window (physical {:#x})", va - layout::kWindowBase + layout::kWindowPhysBase);
+  else format_to(sink, "in the kernel half, below the physical window");
+}
+
 void judge_user_trap_stacks_at_switches() { AddressSpace::set_trap_stack_judge(judge_at_switch); }
 
-void check_user_trap_frame(uptr frame, const char* what, uptr top) {
+void detail::user_trap_frame_elsewhere(uptr frame, const char* what, uptr top) {
   const Process* p = current();
-  if (p != nullptr && p->kstack.valid() && frame >= p->kstack.bottom().value() && frame < p->kstack.top().value())
+  if (p != nullptr && p->kstack.valid() && frame >= p->kstack.bottom().value() && frame < p->kstack.top().value()) {
+    note_running_stack(p->kstack);  // its stack moved since the last switch (exec): right after all
     return;
+  }
   char why[400];
   BufferSink sink(why, sizeof why);
   if (!explain_user_trap_stack(sink, what, top))
