@@ -54,15 +54,28 @@ PACK_MAGIC = "pagoda-hunts 1\n"
 
 def slip_records(root):
     """[dict(lab, slug, title, function, category, arches, edits=[(file, find, replace)])] of every
-    slip this tree holds: its labs/*/mutants (the instructor's tree) or its labs/hunts.pack."""
+    slip this tree holds: its labs/*/mutants (the instructor's tree, and a submission graded in
+    batch, which gets the grader's; `./pagoda labs mutants` validates them, this only reads them),
+    else its labs/hunts.pack (a student's branch)."""
+    import glob
+    import tomllib
     pack = os.path.join(root, PACK_PATH)
-    if os.path.exists(pack):
+    files = sorted(glob.glob(os.path.join(root, "labs", "[0-9][0-9]-*", "mutants", "*.toml")))
+    if not files and os.path.exists(pack):
         return read_pack(pack)
-    from . import mutants, publish
-    labs = publish.load_labs(root)
-    found, _problems = mutants.load_all(root, labs, publish.scan(root))
-    return [dict(lab=m.lab, slug=m.slug, title=m.title, function=m.function, category=m.category,
-                 arches=list(m.arches), edits=[(e.file, e.find, e.replace) for e in m.edits]) for m in found]
+    records = []
+    for path in files:
+        try:
+            with open(path, "rb") as f:
+                data = tomllib.load(f)
+            records.append(dict(lab=int(os.path.basename(os.path.dirname(os.path.dirname(path)))[:2]),
+                                slug=os.path.splitext(os.path.basename(path))[0], title=data["title"],
+                                function=data["function"], category=data.get("category"),
+                                arches=list(data.get("arches", [])),
+                                edits=[(e["file"], e["find"], e["replace"]) for e in data.get("edit", [])]))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # `./pagoda labs mutants --list` says what is wrong with it
+    return records
 
 
 def encode_pack(records):
@@ -207,12 +220,16 @@ def start(arch, labs=None, token=None):
     if state is not None and state["arch"] == arch:
         save_state(token, state)
         return token, state
-    pool = candidates(slip_records(paths.ROOT), arch, labs, paths.ROOT)
+    # The draw does not depend on this tree's code (a graded hunt's grader draws it again from its
+    # own copy of the slips); a slip that cannot go into this tree needs another token.
+    pool = candidates(slip_records(paths.ROOT), arch, labs)
     record = draw(pool, token, arch)
     if record is None:
         raise PagodaError("no slip can be drawn here" + (f" for lab(s) {', '.join(map(str, labs))}" if labs else "")
-                          + f" on {arch}: this tree has no labs/*/mutants or labs/hunts.pack, or no slip applies "
-                          "to its code")
+                          + f" on {arch}: this tree has no labs/*/mutants or labs/hunts.pack")
+    if not applies(paths.ROOT, record):
+        raise PagodaError(f"the slip token {token} draws is in code of lab {record['lab']} that differs here from the "
+                          "reference (your own version of it?): start a hunt with another token")
     tree = os.path.join(hunt_dir(token), "tree")
     shutil.rmtree(tree, ignore_errors=True)
     info(f"hunt {token}: copying the tree to {os.path.relpath(tree, paths.ROOT)} and putting one slip in it")
