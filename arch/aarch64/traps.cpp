@@ -236,15 +236,17 @@ struct Reporting {
 /// moves to the kernel's roots and names what the live ones lacked, instead of faulting in the
 /// report again and again.
 [[noreturn]] void report_nested_fault(const TrapFrame& inner, const TrapFrame& outer) {
-  g_reporting = nullptr;
+  static bool again = false;  // a fault in this report too: say the least and stop
+  if (again) panic("{} at ELR {:#x}: the report of a fault faulted, and so did the report of that", class_name(esr_class(outer.esr)), outer.elr);
+  again = true;
   println("FAULT WHILE REPORTING A FAULT: {} (ELR {:#x}, FAR {:#x}) while reporting {} in {} mode at ELR {:#x}",
           class_name(esr_class(inner.esr)), inner.elr, inner.far, class_name(esr_class(outer.esr)),
           outer.from_el() == 0 ? "user" : "kernel", outer.elr);
-  char why[320];
+  char why[400];
   BufferSink sink(why, sizeof why);
-  if (vm::rescue_report(sink)) {
-    println("  the report reads page tables and kernel data through the kernel half: {}", sink.view());
-    panic("{} at ELR {:#x}: {}", class_name(esr_class(outer.esr)), outer.elr, sink.view());
+  if (is_translation_abort(inner) && vm::rescue_report(sink, VirtAddr(inner.far))) {
+    println("  the report of the fault faulted in turn: {}", sink.view());
+    panic("{} at ELR {:#x}, and its report faulted: {}", class_name(esr_class(outer.esr)), outer.elr, sink.view());
   }
   panic("{} at ELR {:#x}, and its report faulted in turn ({} at ELR {:#x}, FAR {:#x})", class_name(esr_class(outer.esr)),
         outer.elr, class_name(esr_class(inner.esr)), inner.elr, inner.far);

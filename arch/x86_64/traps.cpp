@@ -192,17 +192,20 @@ struct Reporting {
 /// kernel's root (so that the panic can read memory) and names what the live root lacked,
 /// instead of faulting in the report over and over until the stack overflows.
 [[noreturn]] void report_nested_fault(const TrapFrame& inner, const TrapFrame& outer) {
-  g_reporting = nullptr;
+  static bool again = false;  // a fault in this report too: say the least and stop
+  if (again) panic("{} at RIP {:#x}: the report of a fault faulted, and so did the report of that", kExceptionNames[outer.vector].mnemonic, outer.rip);
+  again = true;
   const u64 cr2 = read_cr2(), cr3 = read_cr3();
   println("FAULT WHILE REPORTING A FAULT: {} at RIP {:#x} (CR2 {:#x}, CR3 {:#x}) while reporting {} {} in {} mode at "
           "RIP {:#x}",
           kExceptionNames[inner.vector].mnemonic, inner.rip, cr2, cr3, kExceptionNames[outer.vector].mnemonic,
           kExceptionNames[outer.vector].name, outer.cpl() == 0 ? "kernel" : "user", outer.rip);
-  char why[320];
+  char why[400];
   BufferSink sink(why, sizeof why);
-  if (vm::rescue_report(sink)) {
-    println("  the report reads page tables and kernel data through the kernel half: {}", sink.view());
-    panic("{} at RIP {:#x}: {}", kExceptionNames[outer.vector].mnemonic, outer.rip, sink.view());
+  if (inner.vector == kPageFault && vm::rescue_report(sink, VirtAddr(cr2))) {
+    println("  the report of the fault faulted in turn: {}", sink.view());
+    panic("{} at RIP {:#x}, and its report faulted: {}", kExceptionNames[outer.vector].mnemonic, outer.rip,
+          sink.view());
   }
   panic("{} at RIP {:#x}, and its report faulted in turn ({} at RIP {:#x}, CR2 {:#x})",
         kExceptionNames[outer.vector].mnemonic, outer.rip, kExceptionNames[inner.vector].mnemonic, inner.rip, cr2);

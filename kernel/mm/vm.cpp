@@ -586,10 +586,20 @@ FaultDecision handle_fault(AddressSpace* space, VirtAddr va, Access access) {
   return access.user ? FaultDecision::KillProcess : FaultDecision::KernelBug;
 }
 
-bool rescue_report(FormatSink& sink) {
+bool rescue_report(FormatSink& sink, VirtAddr address) {
   if (g_kernel_space == nullptr) return false;
   const VirtAddr half(layout::kKernelHalfBase);
   const PhysAddr live = arch::live_root_for(half);
+  if (address.value() < layout::kKernelHalfBase) {
+    const bool root = align_down(address.value(), kPageSize) == live.value() ||
+                      align_down(address.value(), kPageSize) == arch::live_root_for(address).value();
+    format_to(sink, "it read {:#x}, a low address{}: the report reads page tables through phys_to_ptr(), which gave "
+                    "the physical address itself instead of the window's (kWindowBase + physical: lab 2)",
+              address.value(), root ? ", the live root's own physical address" : "");
+    return true;
+  }
+  if (address.value() < layout::kWindowBase || address.value() >= layout::kWindowBase + layout::kWindowSize)
+    return false;
   const PhysAddr kernel = g_kernel_space->query(half).root;
   if (live == kernel || kernel == PhysAddr()) return false;
   g_kernel_space->arch().activate();  // raw: no check, the old root may be the broken thing

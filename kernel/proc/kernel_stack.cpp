@@ -207,6 +207,11 @@ bool explain_user_trap_stack(FormatSink& sink, const char* what, uptr top) {
 void describe_address(FormatSink& sink, uptr va) {
   if (va < layout::kKernelHalfBase) {
     format_to(sink, "in the lower half (a process's own half; nothing of the kernel lives there after lab 2)");
+    const Span<const u64> used = vm::frames().used_bitmap();
+    const AddressSpace* space = vm::current_space();
+    if (va / kPageSize < used.size() * 64 && (space == nullptr || space->is_kernel()))
+      format_to(sink, "; {:#x} is below the top of RAM: a physical address used as a pointer? (phys_to_ptr() gives "
+                      "the window's address of a frame)", va);
     return;
   }
   const usize slot = slot_of(va);
