@@ -1,8 +1,9 @@
 // What an AArch64 CPU needs mapped the instant after a TTBR is loaded (mm/mmu.hpp,
 // mm/critical_ranges.hpp), as of now, most telling first:
 //
-//   the running stack          SP's page, a trap frame's room below SP and, on the boot stack,
-//                              everything up to its top (the callers' frames)               rw-
+//   the running stack          the whole stack SP is on when the kernel knows it (boot_stack,
+//                              the entry stack, a process's kernel stack); else SP's page
+//                              and a trap frame's room below SP                             rw-
 //   the current instruction    the ones after the TTBR writes, in aarch64::hw::load_ttbr0()
 //                              and hw::load_kernel_roots()                                  r-x
 //   the vectors                VBAR_EL1's table (2 KiB, 16 entries)                          r-x

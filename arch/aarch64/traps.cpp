@@ -37,7 +37,8 @@
 #include "proc/kernel_stack.hpp"
 #include "proc/user_memory.hpp"
 
-extern "C" char aarch64_vectors[], boot_entry_stack_bottom[], boot_entry_stack_top[];
+extern "C" char aarch64_vectors[], boot_entry_stack_bottom[], boot_entry_stack_top[], boot_stack_guard[],
+    boot_stack_bottom[], boot_stack_top[];
 
 namespace pagoda::aarch64 {
 namespace {
@@ -202,6 +203,18 @@ void report_unmapped_stack(const TrapFrame& f) {
 /// stack's bounds; false when no guard was hit (the stack is not mapped at all).
 bool report_stack_overflow(const TrapFrame& f) {
   const bool has_far = is_translation_abort(f);
+  // The kernel's own stack (boot_stack, boot.S) has a guard page below it too.
+  const u64 guard = reinterpret_cast<u64>(boot_stack_guard);
+  const u64 candidates[] = {has_far ? f.far : ~u64{0}, f.sp, f.sp - TRAP_FRAME_SIZE};
+  for (const u64 at : candidates) {
+    if (at - guard >= kPageSize) continue;
+    println("KERNEL STACK OVERFLOW: the kernel's own stack (boot_stack [{:#x}, {:#x})) ran into its guard page at {:#x} "
+            "(SP {:#x}, FAR {:#x}); the exception could not be taken on that stack, so the vector entry moved to the "
+            "overflow stack",
+            reinterpret_cast<u64>(boot_stack_bottom), reinterpret_cast<u64>(boot_stack_top), guard, f.sp,
+            has_far ? f.far : 0);
+    return true;
+  }
   proc::StackRange hit = has_far ? proc::guard_hit(f.far) : proc::StackRange{};
   u64 where = f.far;
   if (hit.empty()) {

@@ -1,8 +1,9 @@
 // What an x86_64 CPU needs mapped the instant after CR3 is loaded (mm/mmu.hpp,
 // mm/critical_ranges.hpp), as of now, most telling first:
 //
-//   the running stack          RSP's page, a trap frame's room below RSP and, on a known kernel
-//                              stack, everything up to its top (the callers' frames)       rw-
+//   the running stack          the whole stack RSP is on when the kernel knows it (the boot
+//                              stack, an IST stack, a process's kernel stack); else RSP's
+//                              page and a trap frame's room below it                       rw-
 //   the current instruction    the one after the CR3 write, in x86::hw::load_root()        r-x
 //   the trap entry             x86_vector_stubs .. x86_trap_entry_end (vectors.S)          r-x
 //   the IDT, the GDT           where IDTR and GDTR point (SIDT, SGDT)                      r--

@@ -25,7 +25,7 @@
 #include "proc/kernel_stack.hpp"
 #include "proc/user_memory.hpp"
 
-extern "C" char x86_vector_stubs[], x86_syscall_entry[];
+extern "C" char x86_vector_stubs[], x86_syscall_entry[], boot_stack_guard[], boot_stack_bottom[], boot_stack_top[];
 extern "C" pagoda::u64 x86_syscall_kernel_rsp;
 
 namespace pagoda::x86 {
@@ -144,6 +144,17 @@ void report_exception(const TrapFrame& f) {
 /// Says so, with the stack's bounds; false when it is not that.
 bool report_stack_overflow(const TrapFrame& f) {
   const u64 cr2 = read_cr2();
+  // The kernel's own stack (boot_stack, boot.S) has a guard page below it too.
+  const u64 guard = reinterpret_cast<u64>(boot_stack_guard);
+  const u64 candidates[] = {cr2, f.rsp};
+  for (const u64 at : candidates) {
+    if (at - guard >= kPageSize) continue;
+    println("KERNEL STACK OVERFLOW: the kernel's own stack (boot_stack [{:#x}, {:#x})) ran into its guard page at {:#x} "
+            "(RSP {:#x}, CR2 {:#x}); the page fault could not be delivered on that stack, so the CPU raised a double "
+            "fault on its own IST stack",
+            reinterpret_cast<u64>(boot_stack_bottom), reinterpret_cast<u64>(boot_stack_top), guard, f.rsp, cr2);
+    return true;
+  }
   proc::StackRange hit = proc::guard_hit(cr2);
   u64 where = cr2;
   if (hit.empty()) {

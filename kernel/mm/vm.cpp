@@ -17,7 +17,7 @@ extern "C" char __kernel_start[], __kernel_end[], __text_start[], __text_end[], 
     __rodata_end[], __data_start[], __data_end[], __kernel_phys_start[], __kernel_phys_end[],
     __kernel_virt_offset[];
 // The kernel's own stack (linked high, in .bss), defined by each boot stub (arch/<isa>/boot.S).
-extern "C" char boot_stack_bottom[], boot_stack_top[];
+extern "C" char boot_stack_bottom[], boot_stack_top[], boot_stack_guard[];
 
 /// Where the frame reference counts are (lab 6), for the grader and GDB: {the table's kernel
 /// address, its entries}; each entry is a u16, the references beyond the first (frame_refs.hpp).
@@ -331,6 +331,10 @@ Result<void> init(const BootInfo& boot) {
     lab_todo(half.error());  // lab 2 not done: lab 1's kernel works without a prepared kernel half
   }
   TRY(build_kernel_map(space, boot.memory));  // a lab skeleton returns before any switch
+  // The page below the kernel's own stack is its guard: never mapped, so that an overflow
+  // faults there (and is reported as one) instead of writing over the data below.
+  const VirtAddr guard(reinterpret_cast<u64>(boot_stack_guard));
+  if (space.query(guard).mapped()) TRY(space.unmap_range(guard, kPageSize));
   g_kernel_space = construct_at(reinterpret_cast<AddressSpace*>(g_kernel_space_storage), move(space));
   println("vm: kernel page table at {:#x} ({} frames of tables)", g_kernel_space->root().value(),
           before - g_frames.free_frames());

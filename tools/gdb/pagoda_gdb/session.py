@@ -275,6 +275,42 @@ VMA included), bt shows the path, vma-list and pt-dump --user show its memory as
                                                if args.positional else ""))
 
 
+# PSTATE.PAN (bit 22 of CPSR as QEMU's gdbstub gives it): EL1 may not touch a page EL0 can.
+PSTATE_PAN = 1 << 22
+
+
+@command
+class Gva2Gpa(PagodaCommand):
+    """QEMU's own translation of a virtual address, as `monitor gva2gpa` gives it, PAN aside.
+
+Usage: pagoda-gva2gpa VA
+On AArch64 QEMU translates VA as the CPU would access it now; the kernel runs with PSTATE.PAN
+set, so every user address is "Unmapped" to it while the CPU is stopped in the kernel.  This
+clears PAN for the question and restores it after (the guest never runs in between).  On
+x86_64 it is `monitor gva2gpa VA`.  pt-walk VA walks the tables themselves."""
+
+    name = "pagoda-gva2gpa"
+    usage = "pagoda-gva2gpa VA"
+
+    def run(self, arg, from_tty):
+        args = parse(arg, min_positional=1, max_positional=1)
+        from . import target
+        target.require_stopped()
+        va = int(gdb.parse_and_eval(args.positional[0])) & ((1 << 64) - 1)
+        saved = None
+        if target.current_arch() == "aarch64":
+            cpsr = target.register("cpsr")
+            if cpsr is not None and cpsr & PSTATE_PAN:
+                saved = cpsr
+                gdb.execute("set $cpsr = %#x" % (cpsr & ~PSTATE_PAN), to_string=True)
+        try:
+            text = gdb.execute("monitor gva2gpa %#x" % va, to_string=True).strip()
+        finally:
+            if saved is not None:
+                gdb.execute("set $cpsr = %#x" % saved, to_string=True)
+        out(text + (" (asked with PSTATE.PAN cleared, then set again)" if saved is not None else ""))
+
+
 @command
 class Serial(PagodaCommand):
     """Show the guest's serial console output (new lines since last shown, or --all).
