@@ -259,7 +259,10 @@ void user_fault(const UserFault& fault) {
     else verdict.format(more);
     if (verdict.cause == FaultCause::StackLimit) f.how = abi::Termination::StackLimit;
   }
-  print("proc {} ({}): killed: {}: {} {} ({} {}) at {} {:#x}", p->pid, p->name_view(), abi::termination_name(f.how),
+  // Killed is the status of an exception that has no name of its own ("killed: killed:" said nothing).
+  const char* how = f.how == abi::Termination::Killed ? "an exception the kernel does not answer"
+                                                       : abi::termination_name(f.how);
+  print("proc {} ({}): killed: {}: {} {} ({} {}) at {} {:#x}", p->pid, p->name_view(), how,
         f.mnemonic, f.name, f.vector_label, f.vector, f.pc_label, f.pc);
   if (f.has_address) print(", address {:#x}", f.address);
   if (f.reason[0] != '\0') print(": {}", StringView(f.reason));
