@@ -91,3 +91,15 @@ def test_a_clean_success_gets_no_headline(layout, tmp_path):
     run = run_of(layout["kernel"], "", lines=("all good",), exit_code=33, tmp_path=tmp_path)
     assert run.outcome() == "success"
     assert causes.headline(run, "a value was wrong") is None
+
+
+@pytest.mark.parametrize("arch", ["x86_64", "aarch64"])
+def test_an_overflow_of_the_boot_stack_is_named(arch, reference_kernel, aarch64_kernel, tmp_path):
+    """boot_stack had no guard page: its overflow wrote over .bss silently."""
+    from pagoda_grade.harness import Booter
+    kernel = reference_kernel if arch == "x86_64" else aarch64_kernel
+    run = Booter(kernel, arch, str(tmp_path), timeout=120)(test="boot_stack_overflow")
+    assert run.outcome() == "failure", run.lines[-10:]
+    assert run.search(r"^KERNEL STACK OVERFLOW: the kernel's own stack \(boot_stack \[0x[0-9a-f]+, 0x[0-9a-f]+\)\) ran "
+                      r"into its guard page at 0x[0-9a-f]+"), run.lines[-10:]
+    assert run.search(r"^PANIC: kernel stack overflow")
