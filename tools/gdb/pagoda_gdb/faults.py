@@ -146,6 +146,10 @@ def _with_addition(arch, lines, describe, unreadable):
     return lines[:first] + extra + lines[first:]
 
 
+# How both ISAs' rules end the verdict of a fault from user mode, before the VMAs are read.
+UNRESOLVED = "the kernel kills the process unless it resolves the fault"
+
+
 def _with_user_decision(arch, lines, fault):
     """@p lines with the verdict of a fault from user mode replaced by what the kernel's fault
     decision makes of it (pagoda_pt.diagnose.user_fault_decision): a demand fault, a
@@ -163,7 +167,10 @@ def _with_user_decision(arch, lines, fault):
     kind, sentence = user_fault_decision(row["vmas"], fault["address"], fault["write"], fault["fetch"],
                                          fault["mapped"], fault["perms"], row.get("stack_limit"))
     at = next((i for i, line in enumerate(lines) if line.startswith("verdict: ")), len(lines))
-    if kind == "deny":
+    if kind == "deny" and at < len(lines) and UNRESOLVED in lines[at]:
+        # What the walk found stays (it says what the access met); the VMAs say why it is a kill.
+        verdict = lines[at].replace(UNRESOLVED, sentence)
+    elif kind == "deny":
         verdict = "verdict: %s in user mode: %s" % (fault["who"], sentence)
     else:
         verdict = "verdict: %s: %s" % (fault["who"], sentence)
