@@ -175,10 +175,8 @@ def kernel_fault_cause(run, f, roots=None):
                       "the kernel-stack area")):
         if a.present:
             need = "execute" if a.fetch else "write" if a.write else "read"
-            return (f"the kernel ({where}) {a.verb()} {va:#x}, in {at[4:] if at.startswith('the ') else at}, which "
-                    f"{root} maps without {need} permission")
-        return (f"the kernel ({where}) {a.verb()} {va:#x}, in {at[4:] if at.startswith('the ') else at}, which is "
-                f"not mapped in {root}")
+            return f"the kernel ({where}) {a.verb()} {va:#x}, in {at}, which {root} maps without {need} permission"
+        return f"the kernel ({where}) {a.verb()} {va:#x}, in {at}, which is not mapped in {root}"
     return None
 
 

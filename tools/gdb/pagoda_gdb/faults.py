@@ -146,6 +146,47 @@ def _with_addition(arch, lines, describe, unreadable):
     return lines[:first] + extra + lines[first:]
 
 
+def last_panic():
+    """The message of the kernel's last PANIC line in the session's serial log, or None."""
+    path = session.serial_log_path()
+    if not path:
+        return None
+    try:
+        with open(path, "rb") as f:
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return None
+    found = [line.split("PANIC: ", 1)[1].strip() for line in text.splitlines() if "PANIC: " in line]
+    return found[-1] if found else None
+
+
+def _with_panic(lines):
+    """A machine stopped in a panic that no fault explains (the kernel's own check refused
+    something: the pre-switch check, an allocator's double free, the user-trap stack): the
+    verdict is the kernel's reason, as its PANIC line gave it, not "nothing is wrong"."""
+    at = next((i for i, line in enumerate(lines) if line.startswith("verdict: ")), None)
+    if at is None or not lines[at].startswith("verdict: nothing is wrong that I can see"):
+        return lines
+    try:
+        import gdb
+        frame, names = gdb.newest_frame(), []
+        for _ in range(8):
+            if frame is None:
+                break
+            names.append(frame.name() or "")
+            frame = frame.older()
+    except Exception:  # noqa: BLE001 - not in a panic we can see
+        return lines
+    if not any(n in ("pagoda::panic_end", "pagoda::panic_begin") for n in names):
+        return lines
+    message = last_panic()
+    if not message:
+        return lines
+    return lines[:at] + ["the kernel panicked: no exception explains it, so it is the kernel's own check that "
+                         "refused (its message is the cause)",
+                         "verdict: the kernel panicked: " + message] + lines[at + 1:]
+
+
 # How both ISAs' rules end the verdict of a fault from user mode, before the VMAs are read.
 UNRESOLVED = "the kernel kills the process unless it resolves the fault"
 
@@ -212,6 +253,7 @@ usable.  The last line is always a verdict."""
         lines = list(lines)
         if fault and fault.get("user"):
             lines = _with_user_decision(arch, lines, fault)
+        lines = _with_panic(lines)
         from . import memory, tempmap
         # Which temp-map slot the address is, and whether it is live (lab 4); the process's VMA
         # that covers a user address, or that none does (lab 5).
