@@ -285,7 +285,7 @@ def cmd_hunt(args):
         return 0
     if action == "start":
         token, state = start(args.arch, args.lab, args.token or (rest[0] if rest else None))
-        info(f"hunt {token} ({state['arch']}): a kernel with one slip, drawn from {state['pool']} that apply "
+        info(f"hunt {token} ({state['arch']}): a kernel with one slip, drawn from {state['pool']} slips "
              f"here. Grading lab {state['lab']} on it (the first failing test says what goes wrong):")
         tree_pagoda(state, "grade", f"lab{state['lab']}", "--arch", state["arch"], "--first-failure")
         info(f"now debug it: ./pagoda hunt gdb --stop-at-kill -- --cmdline run=PROGRAM  (or ./pagoda hunt run);\n"
