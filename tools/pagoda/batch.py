@@ -38,7 +38,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from . import deps, grade, paths, publish, qemu
+from . import deps, grade, paths, publish, qemu, speed
 from .ui import PagodaError, info
 
 sys.path.insert(0, paths.GRADE)
@@ -134,8 +134,11 @@ def discover(directory):
 
 
 class Deadline:
+    """A time limit of @p seconds on the reference machine, scaled by this machine's speed
+    factor (speed.py): a class graded on a slower or busier machine gets proportionally longer."""
+
     def __init__(self, seconds):
-        self.end = time.monotonic() + seconds
+        self.end = time.monotonic() + speed.scaled(seconds)
         self.seconds = seconds
 
     def left(self):
@@ -511,6 +514,7 @@ def cmd_batch(args):
         raise PagodaError("--batch grades one lab, given with --lab; drop the LAB arguments")
     jobs = (os.cpu_count() or 1) if args.jobs == "auto" else int(args.jobs)
     deps.ensure(deps.needed(grading_only=True, arches=[args.arch]))
+    speed.export()
     submissions = discover(args.batch)
     if not submissions:
         raise PagodaError(f"no submissions in {args.batch}")

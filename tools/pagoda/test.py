@@ -9,15 +9,22 @@ Steps, in order (each prints one result line):
   docs     ./pagoda docs --check: Doxygen builds the documentation without a warning about a
            documented header or a page
   labs     ./pagoda labs check: every published lab builds, passes the labs before it and
-           fails its own tests on the skeleton
+           fails its own tests on the skeleton (in parallel; main's own grade is the grade
+           step's, not done again)
+
+First the speed factor is measured and exported (PAGODA_SPEED_FACTOR, tools/pagoda/speed.py):
+every time limit under it is scaled to this machine, so a slow or busy machine makes the run
+longer, never red. Each step's line gives its wall time and the CPU time it used (its own and
+its children's: the machine-independent measure of its cost).
 """
 import os
 import re
+import resource
 import subprocess
 import sys
 import time
 
-from . import build, deps, docs, grade, handouts, paths
+from . import build, deps, docs, grade, handouts, paths, speed
 from .ui import PagodaError, info
 
 TOOL_TEST_DIRS = ("tools/gdb/tests", "tools/tests", "grade/harness_tests")
@@ -82,11 +89,20 @@ def step_host(verbose):
 def step_tools(verbose):
     dirs = [d for d in TOOL_TEST_DIRS if os.path.isdir(os.path.join(paths.ROOT, d))]
     out = subprocess.run([paths.SYSTEM_PYTHON, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                          "-n", "auto", *dirs], cwd=paths.ROOT, capture_output=True, text=True)
+                          "-n", "auto", "--durations=25", *dirs], cwd=paths.ROOT, capture_output=True, text=True)
+    log = os.path.join(paths.BUILD, "tools-tests.log")
+    with open(log, "w") as f:
+        f.write(out.stdout + out.stderr)
     last = [l for l in out.stdout.splitlines() if l.strip()][-1:] or ["no pytest output"]
     if verbose or out.returncode != 0:
         print(out.stdout[-20000:] + out.stderr[-5000:])
+        print(f"(pytest's whole output, slowest tests included: {os.path.relpath(log, paths.ROOT)})")
     return out.returncode == 0, f"{', '.join(dirs)}: {last[0].strip('= ')}"
+
+
+# What earlier steps of this run proved, for later ones to reuse ("grade": main scores full
+# marks on every ISA).
+PROVED = set()
 
 
 def step_grade(verbose):
@@ -95,6 +111,8 @@ def step_grade(verbose):
         earned, possible = grade.grade(["all"], arch=arch, verbose=verbose)
         ok = ok and earned == possible and possible > 0
         scores.append(f"{arch} {earned}/{possible}")
+    if ok:
+        PROVED.add("grade")
     return ok, "score " + ", ".join(scores)
 
 
@@ -115,33 +133,63 @@ def step_docs(verbose):
     return not report.failing, docs.summary(report)
 
 
+# Labs checked at once: a lab's grading waits on QEMU while another lab builds.
+LABS_PARALLEL = 3
+
+
 def step_labs(verbose):
-    out = subprocess.run([paths.SYSTEM_PYTHON, os.path.join(paths.ROOT, "pagoda"), "labs", "check"],
-                         cwd=paths.ROOT, capture_output=True, text=True)
+    argv = [paths.SYSTEM_PYTHON, os.path.join(paths.ROOT, "pagoda"), "labs", "check",
+            "--parallel", str(LABS_PARALLEL)]
+    if "grade" in PROVED:   # main's full marks on every ISA: proved by the grade step
+        argv.append("--skip-main")
+    out = subprocess.run(argv, cwd=paths.ROOT, capture_output=True, text=True)
     if verbose or out.returncode != 0:
         print(out.stdout[-20000:] + out.stderr[-5000:])
     last = [l for l in out.stdout.splitlines() if l.strip()][-1:] or ["no output"]
     return out.returncode == 0, last[0]
 
 
+# The steps, in order: (name, function(verbose) -> (ok, detail)). A step is added here and
+# nowhere else (--only's choices and the help come from this table).
 STEPS = (("host", step_host), ("tools", step_tools), ("grade", step_grade),
          ("handouts", step_handouts), ("docs", step_docs), ("labs", step_labs))
 
 
+def _cpu_seconds():
+    """CPU time used so far by this process and its children that have ended (user + system)."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def _load():
+    try:
+        return "/".join(f"{x:.1f}" for x in os.getloadavg())
+    except OSError:
+        return "?"
+
+
 def cmd_test(args):
     deps.ensure()
+    PROVED.clear()
+    factor = speed.export()
+    info(f"test: speed factor {factor:.2f} (time limits scaled by it; load average {_load()} on "
+         f"{os.cpu_count()} CPUs)")
     chosen = [(n, f) for n, f in STEPS if not args.only or n in args.only]
     passed = failed = 0
+    run_start, run_cpu = time.monotonic(), _cpu_seconds()
     for name, step in chosen:
-        start = time.monotonic()
+        start, cpu = time.monotonic(), _cpu_seconds()
         info(f"test: {name} ...")
         try:
             ok, detail = step(args.verbose)
         except PagodaError as e:
             ok, detail = False, str(e)
         mark = "ok" if ok else "FAILED"
-        print(f"pagoda test: {name}: {mark} ({detail}; {time.monotonic() - start:.1f}s)", flush=True)
+        print(f"pagoda test: {name}: {mark} ({detail}; {time.monotonic() - start:.1f}s, "
+              f"CPU {_cpu_seconds() - cpu:.0f}s)", flush=True)
         passed, failed = passed + ok, failed + (not ok)
+    info(f"test: {time.monotonic() - run_start:.0f}s, CPU {_cpu_seconds() - run_cpu:.0f}s; load average "
+         f"now {_load()}")
     print(f"{passed} passed, {failed} failed")
     return 0 if failed == 0 else 1
 
