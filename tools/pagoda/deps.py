@@ -79,14 +79,20 @@ def _apt_clang_major():
 
 
 def sanitizer_package():
-    """The package of clang's sanitizer runtimes. Its name carries the LLVM version on every
-    distribution Pagoda supports (libclang-rt-14-dev on Debian 12 and Ubuntu 22.04, -18- on
-    Ubuntu 24.04, -19- on Debian 13); a versionless libclang-rt-dev is taken where apt has one.
-    The version is the installed clang's, else the one apt's clang would bring."""
+    """The package of clang's sanitizer runtimes: the versionless libclang-rt-dev where apt has
+    one (Debian 12 and 13, Ubuntu 24.04), else the versioned package of the installed clang's
+    LLVM (or the one apt's clang would bring): libclang-rt-N-dev, or libclang-common-N-dev on
+    Ubuntu 22.04, whose LLVM 14 still ships the runtimes there (clang depends on it, so they
+    come with clang)."""
     if _apt_has("libclang-rt-dev"):
         return "libclang-rt-dev"
     major = clang_major() or _apt_clang_major()
-    return f"libclang-rt-{major}-dev" if major else "libclang-rt-dev"
+    if not major:
+        return "libclang-rt-dev"
+    for name in (f"libclang-rt-{major}-dev", f"libclang-common-{major}-dev"):
+        if _apt_has(name):
+            return name
+    return f"libclang-rt-{major}-dev"
 
 
 @dataclass(frozen=True)
@@ -272,6 +278,8 @@ def install(requirements):
         log.write(f"\n==== ./pagoda setup, {time.strftime('%Y-%m-%d %H:%M:%S')}: {' '.join(names)}\n")
         run(prefix + ["apt-get", "update", "-q"], packages(fixed))
         for group in (fixed, asked):
+            if group is asked:   # what the first round brought needs no package of its own
+                group = [r for r in group if not r.present()]
             if not group:
                 continue
             pkgs = packages(group)
