@@ -12,6 +12,8 @@ Steps, in order (each prints one result line):
   labs     ./pagoda labs check: every published lab builds, passes the labs before it and
            fails its own tests on the skeleton (in parallel; main's own grade is the grade
            step's, not done again)
+  mutants  ./pagoda labs mutants: every known slip of every lab (labs/NN-name/mutants/) is
+           caught by the grader, and the first failing test's first lines name its cause
 
 First the speed factor is measured and exported (PAGODA_SPEED_FACTOR, tools/pagoda/speed.py):
 every time limit under it is scaled to this machine, so a slow or busy machine makes the run
@@ -230,10 +232,20 @@ def step_labs(verbose):
     return out.returncode == 0, last[0]
 
 
+def step_mutants(verbose):
+    out = subprocess.run([paths.SYSTEM_PYTHON, os.path.join(paths.ROOT, "pagoda"), "labs", "mutants"],
+                         cwd=paths.ROOT, capture_output=True, text=True)
+    if verbose or out.returncode != 0:
+        print(out.stdout[-20000:] + out.stderr[-5000:])
+    last = [l for l in out.stdout.splitlines() if l.strip()][-1:] or ["no output"]
+    return out.returncode == 0, last[0]
+
+
 # The steps, in order: (name, function(verbose) -> (ok, detail)). A step is added here and
 # nowhere else (--only's choices and the help come from this table).
 STEPS = (("host", step_host), ("tools", step_tools), ("grade", step_grade),
-         ("handouts", step_handouts), ("docs", step_docs), ("labs", step_labs))
+         ("handouts", step_handouts), ("docs", step_docs), ("labs", step_labs),
+         ("mutants", step_mutants))
 
 
 def _cpu_seconds():
