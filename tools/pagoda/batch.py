@@ -133,16 +133,14 @@ def discover(directory):
     return found
 
 
-class Deadline:
-    """A time limit of @p seconds on the reference machine, scaled by this machine's speed
-    factor (speed.py): a class graded on a slower or busier machine gets proportionally longer."""
+class Deadline(speed.Budget):
+    """A time limit of @p seconds on the reference machine (speed.Budget): scaled to this
+    machine, and giving back the time the commands run under it (watch(pid): each one and
+    every process it starts) waited for a CPU. A class graded on a slower or busier machine gets
+    the time it needs."""
 
     def __init__(self, seconds):
-        self.end = time.monotonic() + speed.scaled(seconds)
-        self.seconds = seconds
-
-    def left(self):
-        return self.end - time.monotonic()
+        super().__init__(seconds, tree=True, watch_self=False)
 
 
 class Batch:
@@ -275,11 +273,16 @@ class Batch:
                                     preexec_fn=lambda: (os.setpgid(0, 0), qemu.die_with_parent()))
             with self.lock:
                 self.running[sub_id] = proc
+            deadline.watch(proc.pid)
             try:
-                try:
-                    return proc.wait(timeout=max(deadline.left(), 0.01)), False
-                except subprocess.TimeoutExpired:
-                    pass
+                while True:     # (left() grows back by the time the command waited for a CPU)
+                    left = deadline.left()
+                    if left <= 0:
+                        break
+                    try:
+                        return proc.wait(timeout=min(left, 1.0)), False
+                    except subprocess.TimeoutExpired:
+                        pass
                 if interrupt:
                     os.killpg(proc.pid, signal.SIGINT)
                     try:

@@ -7,14 +7,16 @@ Two tools, both standard library only:
   once. `./pagoda test` and `./pagoda grade` measure it at their start and export it as
   PAGODA_SPEED_FACTOR, which every process under them (pytest workers, graders of generated
   trees) reads instead of measuring again. It covers a slower CPU and the load at the start.
-  scaled(seconds) is a time limit scaled by it; hang guards (pytest timeouts, a subprocess's
-  timeout in a test) use it.
+  scaled(seconds) is a time limit scaled by it, or by the load factor (the load average over
+  the CPU count) when the machine has got busier since; hang guards (pytest timeouts, a
+  subprocess's timeout in a test) use it.
 
 - Budget: a deadline that counts only the time the watched processes could run. Wall time
   spent waiting for a CPU (the run-queue delay Linux accounts per thread in
   /proc/<pid>/task/<tid>/schedstat) is given back, so a boot on a machine whose load rises
-  mid-test gets exactly the time it lost; a guest that hangs (spinning or halted) still runs
-  out of budget. The grader's per-test deadline is one (harness.Booter). Where schedstat is
+  mid-test gets the time it lost; a guest that hangs (spinning or halted) still runs out of
+  budget. The grader's per-test deadline is one (harness.Booter), and so is a batch grade's
+  time limit per submission (batch.Deadline, over the whole process tree). Where schedstat is
   not there, a Budget is a plain scaled deadline.
 """
 import os
@@ -67,16 +69,27 @@ def export():
     return value
 
 
+def load_factor():
+    """How much busier than its CPUs the machine is now: the 1-minute load average over the CPU
+    count, at least 1."""
+    try:
+        return max(1.0, min(MAX_FACTOR, os.getloadavg()[0] / (os.cpu_count() or 1)))
+    except OSError:
+        return 1.0
+
+
 def scaled(seconds):
-    """A time limit of @p seconds on the reference machine, for this machine."""
-    return seconds * factor()
+    """A time limit of @p seconds on the reference machine, for this machine now: scaled by the
+    speed factor, or by the load factor when the machine has become busier since it was
+    measured."""
+    return seconds * max(factor(), load_factor())
 
 
 # ---- run-queue delay ----------------------------------------------------------------------
 
 def _thread_delays(pid):
-    """{tid: nanoseconds spent runnable but waiting for a CPU} of @p pid's threads ({} when the
-    kernel does not say)."""
+    """{(pid, tid): nanoseconds spent runnable but waiting for a CPU} of @p pid's threads ({}
+    when the kernel does not say)."""
     delays = {}
     base = f"/proc/{pid}/task"
     try:
@@ -92,42 +105,79 @@ def _thread_delays(pid):
     return delays
 
 
+def _descendants(pids):
+    """@p pids and every process below them (from each process's parent in /proc/<pid>/stat)."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], list(pids)
+    while todo:
+        pid = todo.pop()
+        if pid not in found:
+            found.append(pid)
+            todo += children.get(pid, [])
+    return found
+
+
 class Budget:
-    """@p seconds (scaled by the speed factor) of time the watched processes could run.
+    """@p seconds (scaled to this machine) of time the watched processes could run.
 
-    left() is how much is left: the scaled seconds, less the wall time since the start, plus
-    the longest run-queue delay any watched thread has had since (the time the slowest of them
-    was kept from running). This process is always watched; watch(pid) adds another (a QEMU)."""
+    left() is how much is left: the scaled seconds, less the wall time since the start, plus the
+    time given back. The delays are sampled every SAMPLE_SECONDS (whenever left() is asked);
+    each sample gives back the longest run-queue delay any watched thread had in that interval
+    (at most the interval), so delays add up across processes that come and go (the boots of
+    one test, the tests of one grade). This process is always watched; watch(pid) adds another
+    (a QEMU); with @p tree, every process below the watched ones is watched too (a grader run
+    and the QEMUs it starts). Without @p watch_self, only what watch() names."""
 
-    def __init__(self, seconds, scale=True):
+    SAMPLE_SECONDS = 0.5
+
+    def __init__(self, seconds, scale=True, tree=False, watch_self=True):
         self.given = seconds
         self.seconds = scaled(seconds) if scale else seconds
-        self.start = time.monotonic()
-        self._base = {}
+        self.tree = tree
+        self.start = self._sampled = time.monotonic()
         self._pids = []
+        self._last = {}
         self._stolen = 0.0
-        self.watch(os.getpid())
+        if watch_self:
+            self.watch(os.getpid())
 
     def watch(self, pid):
+        """Watches @p pid from now on (what its threads waited before does not count)."""
         self._pids.append(pid)
-        for key, delay in _thread_delays(pid).items():
-            self._base.setdefault(key, delay)
+        self._last.update(_thread_delays(pid))
+
+    def sample(self):
+        now = time.monotonic()
+        pids = _descendants(self._pids) if self.tree else self._pids
+        delays = {}
+        for pid in pids:
+            delays.update(_thread_delays(pid))
+        # A thread not seen before was born since the last sample: all its delay is new.
+        worst = max((d - self._last.get(key, 0) for key, d in delays.items()), default=0)
+        self._stolen += max(0.0, min(worst / 1e9, now - self._sampled))
+        self._last, self._sampled = delays, now
 
     def stolen(self):
-        """Seconds of run-queue delay given back so far (never decreases)."""
-        for pid in self._pids:
-            for key, delay in _thread_delays(pid).items():
-                base = self._base.setdefault(key, 0 if pid != os.getpid() else delay)
-                self._stolen = max(self._stolen, (delay - base) / 1e9)
+        """Seconds given back so far."""
+        if time.monotonic() - self._sampled >= self.SAMPLE_SECONDS:
+            self.sample()
         return self._stolen
 
     def left(self):
-        """Seconds left; <= 0 once spent. Cheap while far from the end: the delays are read
-        only when wall time alone would have spent the budget."""
-        left = self.seconds - (time.monotonic() - self.start)
-        if left > 0:
-            return left + self._stolen
-        return left + self.stolen()
+        """Seconds left; <= 0 once spent."""
+        left = self.seconds - (time.monotonic() - self.start) + self.stolen()
+        if left <= 0 and time.monotonic() > self._sampled:
+            self.sample()      # the last interval may give some back
+            left = self.seconds - (time.monotonic() - self.start) + self._stolen
+        return left
 
     def expired(self):
         return self.left() <= 0
@@ -136,4 +186,4 @@ class Budget:
         """How long the budget was, for a message: "10 s (x1.00 for this machine's speed, +3.2 s
         it waited for a CPU)"."""
         return (f"{self.given:g} s (x{self.seconds / self.given if self.given else 1:.2f} for this machine's "
-                f"speed, +{self.stolen():.1f} s it waited for a CPU)")
+                f"speed, +{self._stolen:.1f} s it waited for a CPU)")

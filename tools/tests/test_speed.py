@@ -17,6 +17,7 @@ def fresh_factor(monkeypatch):
 
 
 def test_the_factor_comes_from_the_environment_and_is_clamped(fresh_factor):
+    fresh_factor.setattr(speed, "load_factor", lambda: 1.0)
     fresh_factor.setenv(speed.ENV, "3.5")
     assert speed.factor() == 3.5 and speed.scaled(10) == 35
     fresh_factor.setattr(speed, "_factor", None)
@@ -47,15 +48,40 @@ def test_measuring_tracks_the_calibration_time(fresh_factor):
 
 
 def test_a_budget_gives_back_the_time_spent_waiting_for_a_cpu(monkeypatch):
-    delays = {"ns": 0}
-    monkeypatch.setattr(speed, "_thread_delays", lambda pid: {(pid, pid): delays["ns"]})
-    budget = speed.Budget(0.2, scale=False)
+    threads = {}
+    monkeypatch.setattr(speed, "_thread_delays", lambda pid: dict(threads))
+    monkeypatch.setattr(speed.Budget, "SAMPLE_SECONDS", 0.0)      # a sample at every look
+    budget = speed.Budget(1.0, scale=False)
     time.sleep(0.3)
-    assert budget.left() < 0                     # spent, by wall time alone
-    delays["ns"] = int(0.5e9)                    # ...but 0.5 s of it the thread could not run
-    assert 0.3 < budget.left() <= 0.4
-    assert not budget.expired()
-    assert "+0.5 s it waited for a CPU" in budget.describe()
+    threads[(1, 1)] = int(0.25e9)                # a thread born since, that waited 0.25 s
+    left, elapsed = budget.left(), time.monotonic() - budget.start
+    assert budget.stolen() == pytest.approx(0.25)
+    assert left == pytest.approx(1.0 - elapsed + 0.25, abs=0.05)
+    assert "+0.2 s it waited for a CPU" in budget.describe()
+    del threads[(1, 1)]                          # it ends; another waits 0.3 s: the delays add up
+    time.sleep(0.6)
+    threads[(2, 2)] = int(0.3e9)
+    budget.left()
+    assert budget.stolen() == pytest.approx(0.55)
+    time.sleep(1.2)                              # no more waiting: the budget runs out
+    assert budget.expired()
+
+
+def test_an_interval_gives_back_at_most_its_own_length(monkeypatch):
+    threads = {}
+    monkeypatch.setattr(speed, "_thread_delays", lambda pid: dict(threads))
+    budget = speed.Budget(0.1, scale=False)
+    time.sleep(0.2)
+    threads[(1, 1)] = int(50e9)                  # a nonsense delay cannot buy 50 s
+    assert budget.left() <= 0.1
+
+
+def test_scaled_follows_the_load_when_it_rises(fresh_factor):
+    fresh_factor.setenv(speed.ENV, "2")
+    fresh_factor.setattr(speed.os, "getloadavg", lambda: (8.0 * (os.cpu_count() or 1), 0.0, 0.0))
+    assert speed.scaled(10) == 80
+    fresh_factor.setattr(speed.os, "getloadavg", lambda: (0.5, 0.0, 0.0))
+    assert speed.scaled(10) == 20
 
 
 schedstat = pytest.mark.skipif(not os.path.exists(f"/proc/{os.getpid()}/schedstat"),
@@ -95,9 +121,9 @@ GUARDED = textwrap.dedent("""\
 
 @pytest.mark.parametrize("factor, passes", [("2", True), ("1", False)])
 def test_timeout_marks_are_scaled_by_the_factor(tmp_path, factor, passes):
-    (tmp_path / "conftest.py").write_text(
+    (tmp_path / "conftest.py").write_text(   # (a quiet machine: the load factor held at 1)
         f"import sys\nsys.path.insert(0, {os.path.join(paths.ROOT, 'tools')!r})\n"
-        "from pagoda import pytest_speed\n\n"
+        "from pagoda import pytest_speed, speed\nspeed.load_factor = lambda: 1.0\n\n"
         "def pytest_configure(config):\n    pytest_speed.register(config)\n")
     (tmp_path / "test_guarded.py").write_text(GUARDED)
     env = dict(os.environ, PAGODA_SPEED_FACTOR=factor, PAGODA_BUSY_EXTENSIONS="0")
