@@ -17,4 +17,7 @@ macro(pagoda_freestanding_link_rules)
     set(CMAKE_${_pagoda_lang}_LINK_EXECUTABLE
         "${PAGODA_LLD} <LINK_FLAGS> <OBJECTS> -o <TARGET> <LINK_LIBRARIES>")
   endforeach()
+  # CMake 3.27+ asks the linker for the link's dependencies through the compiler driver
+  # (-Xlinker --dependency-file=...): not an ld.lld option, and ld.lld 14 has no such file.
+  set(CMAKE_LINK_DEPENDS_USE_LINKER FALSE)
 endmacro()
