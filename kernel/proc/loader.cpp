@@ -91,6 +91,7 @@ Result<arch::UserEntry> load_stack(AddressSpace& space, Span<const StringView> a
 }  // namespace
 
 Vma segment_vma(Span<const u8> image, const elf::Segment& s) {
+  // LAB 5 BEGIN the region of one load segment: whole pages, its file offset and file bytes
   const u64 start = align_down(s.vaddr, kPageSize);
   return Vma{.start = start,
              .end = align_up(s.end(), kPageSize),
@@ -101,6 +102,11 @@ Vma segment_vma(Span<const u8> image, const elf::Segment& s) {
              // vaddr starts (vaddr - start) bytes before the segment in the file.
              .offset = s.filesz == 0 ? align_down(s.offset, kPageSize) : s.offset - (s.vaddr - start),
              .file_size = s.filesz == 0 ? 0 : s.vaddr + s.filesz - start};
+  // LAB 5 SKELETON
+  // (void)image;
+  // (void)s;
+  // return Vma{};  // lab 5: write segment_vma() in kernel/proc/loader.cpp (labs/05-vmas/README.md)
+  // LAB 5 END
 }
 
 Result<arch::UserEntry> load_program(AddressSpace& space, UserRegions& regions, Span<const u8> image,
