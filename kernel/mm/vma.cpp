@@ -9,7 +9,7 @@ namespace {
 
 constexpr usize kMinCapacity = 4;
 
-bool is_image(const Vma& v) { return v.kind == VmaKind::Image; }
+[[maybe_unused]] bool is_image(const Vma& v) { return v.kind == VmaKind::Image; }
 
 // The three helpers below are used by the set's operations (split_at, remove, merge_range,
 // insert): [[maybe_unused]] only so that a tree whose operations are still skeletons builds.
