@@ -176,6 +176,13 @@ def loader_problems(record, segments, stack_top, stack_pages):
     if order:
         problems.append(f"the VMA list of {who} is not sorted and disjoint: {order[0]} overlaps or precedes the "
                         "region before it")
+    for v in record.vmas:
+        spans = [s for s in segments if v.start < page_up(s.vaddr + s.memsz) and page_down(s.vaddr) < v.end]
+        if len({segment_prot(s) for s in spans}) > 1:
+            shown = ", ".join(f"[{page_down(s.vaddr):#x}, {page_up(s.vaddr + s.memsz):#x}) "
+                              f"{prot_text(segment_prot(s))}" for s in spans)
+            problems.append(f"the VMA {v} of {who} spans load segments of different permissions ({shown}): "
+                            "regions with different permissions merged into one")
     for n, s in enumerate(segments):
         start, end, prot = page_down(s.vaddr), page_up(s.vaddr + s.memsz), segment_prot(s)
         file_end = page_up(s.vaddr + s.filesz)
@@ -195,7 +202,7 @@ def loader_problems(record, segments, stack_top, stack_pages):
             if v.prot != prot:
                 others = [t for t in segments if t is not s and segment_prot(t) != v.prot
                           and v.start < page_up(t.vaddr + t.memsz) and page_down(t.vaddr) < v.end]
-                merged = f" and spans another segment: regions with different permissions merged" if others else ""
+                merged = " and spans another segment: regions with different permissions merged" if others else ""
                 problems.append(f"{what}: the VMA over it is {v}: permissions {v.rwx()}, the segment's are "
                                 f"{prot_text(prot)}{merged}")
                 break
