@@ -21,13 +21,11 @@ from pagoda_grade.harness import BootEnded
 from pagoda_grade.processes import HEX, count_used, parse_kills, parse_reaped, user_elf, user_runs, user_symbol
 from pagoda_grade.proof import proof
 from pagoda_grade.symbols import fact, segments
-from pagoda_grade.vmas import GROWS_DOWN, loader_problems, page_down, page_up, read_records
+from pagoda_grade.vmas import GROWS_DOWN, KIND_IMAGE, KIND_STACK, PF_R, PF_W, PF_X, PROT_EXEC, PROT_READ, \
+    PROT_WRITE, loader_problems, page_down, page_up, read_records
 from pagoda_grade.witness import ARCHES, PAGE, pick_in
 from test_lab3 import GRADER_MEMORY, Watch, fault_expectation, syscall_number, syscall_stops
 
-PF_X, PF_W, PF_R = 1, 2, 4
-PROT_READ, PROT_WRITE, PROT_EXEC = 1, 2, 4
-KIND_ANONYMOUS, KIND_IMAGE, KIND_STACK, KIND_HEAP = 0, 1, 2, 3
 LAZY_SIZE = 64 << 20
 ENOMEM = -12
 
@@ -115,6 +113,14 @@ class VmaWatch(Watch):
             if top - limit - gap <= k.address < top and not any(v.end == top for v in record.vmas):
                 stack = next((p for p in problems if "stack" in p), problems[0])
                 return f"{head}, on its stack: {stack}"
+        for pid, k in sorted(parse_kills(_Lines(lines)).items()):
+            record = self.records.get(pid)
+            over = record.find(k.address) if record is not None and k.address is not None else None
+            if over is not None and over.kind in (KIND_IMAGE, KIND_STACK) and k.reason.endswith("no VMA"):
+                return (f"proc {pid} ({record.name}) was killed at {k.address:#x} with 'no VMA', yet the record the "
+                        f"loader made (read from guest RAM before it ran) covers that address with {over}, and "
+                        f"{record.name} never unmaps its image or its stack: the lookup missed a region that contains "
+                        "the address (VmaSet::find, or decide_fault's use of it)")
         return None
 
     def fail(self, run, message):
@@ -154,11 +160,12 @@ def started_lazy(watch, guest, kernel):
                      f"arguments' page {top - PAGE:#x}")
             if record is not None and not record.vmas and not record.problem:
                 raise AssertionError(
-                    f"the loader mapped {record.name} (pid {pid}) eagerly and recorded no VMA: {eager}, and its VMA "
+                    f"the loader (load_program) mapped {record.name} (pid {pid}) eagerly and recorded no VMA: {eager}, "
+                    "and its VMA "
                     "list (read from guest RAM) is empty: every segment, the stack and the heap must be recorded as "
                     "VMAs and nothing mapped (a fault handler, and fork, trust the record)")
-            raise AssertionError(f"{eager}: the loader must record each segment, the stack and the heap as VMAs and "
-                                 "map nothing eagerly (pages come on the first touch)"
+            raise AssertionError(f"{eager}: the loader (load_program) must record each segment, the stack and the heap "
+                                 "as VMAs and map nothing eagerly (pages come on the first touch)"
                                  + (f"\n  its record: {'; '.join(watch.loader[pid])}" if watch.loader.get(pid) else ""))
     return snap
 
