@@ -1,6 +1,7 @@
 // The fault decision and the coverage check over a user space's record (see user_regions.hpp).
 #include "mm/user_regions.hpp"
 
+#include "core/lab.hpp"
 #include "mm/address_space.hpp"
 
 namespace pagoda {
@@ -45,7 +46,8 @@ bool allows_nothing(const Vma& vma) { return !vma.perms.read && !vma.perms.write
   // LAB 5 SKELETON
   // (void)vma;
   // (void)access;
-  // return FaultCause::NoVma;  // lab 5: write permits() in kernel/mm/user_regions.cpp (labs/05-vmas/README.md)
+  // (void)lab_not_done("lab 5: write permits() in kernel/mm/user_regions.cpp (labs/05-vmas/README.md)");
+  // return FaultCause::NoVma;
   // LAB 5 END
 }
 
@@ -93,7 +95,8 @@ FaultVerdict decide_fault(const UserRegions& regions, u64 va, Access access) {
   // (void)regions;
   // (void)va;
   // (void)access;
-  // return FaultVerdict{};  // lab 5: write decide_fault() in kernel/mm/user_regions.cpp (labs/05-vmas/README.md)
+  // (void)lab_not_done("lab 5: write decide_fault() in kernel/mm/user_regions.cpp (labs/05-vmas/README.md)");
+  // return FaultVerdict{};  // "no VMA": every fault from user mode ends its process, as in lab 4
   // LAB 5 END
 }
 

@@ -521,7 +521,7 @@ Result<void> populate(AddressSpace& space, const Vma& vma, u64 page) {
   // (void)space;
   // (void)vma;
   // (void)page;
-  // return Error(Error::NotImplemented, "lab 5: write populate() in kernel/mm/vm.cpp (labs/05-vmas/README.md)");
+  // return lab_not_done("lab 5: write populate() in kernel/mm/vm.cpp (labs/05-vmas/README.md)");
   // LAB 5 END
 }
 
@@ -539,7 +539,7 @@ Result<void> grow_stack(UserRegions& regions, const Vma& growth, u64 page) {
   // (void)regions;
   // (void)growth;
   // (void)page;
-  // return Error(Error::NotImplemented, "lab 5: write grow_stack() in kernel/mm/vm.cpp (labs/05-vmas/README.md)");
+  // return lab_not_done("lab 5: write grow_stack() in kernel/mm/vm.cpp (labs/05-vmas/README.md)");
   // LAB 5 END
 }
 

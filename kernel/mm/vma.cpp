@@ -2,6 +2,7 @@
 // which is the only step that can fail, and then rewrites the array in place.
 #include "mm/vma.hpp"
 
+#include "core/lab.hpp"
 #include "core/panic.hpp"
 
 namespace pagoda {
@@ -24,7 +25,8 @@ constexpr usize kMinCapacity = 4;
   return h;
   // LAB 5 SKELETON
   // (void)at;
-  // return v;  // lab 5: write head_of() in kernel/mm/vma.cpp (labs/05-vmas/README.md)
+  // (void)lab_not_done("lab 5: write head_of() in kernel/mm/vma.cpp (labs/05-vmas/README.md)");
+  // return v;
   // LAB 5 END
 }
 
@@ -42,7 +44,8 @@ constexpr usize kMinCapacity = 4;
   return t;
   // LAB 5 SKELETON
   // (void)at;
-  // return v;  // lab 5: write tail_of() in kernel/mm/vma.cpp (labs/05-vmas/README.md)
+  // (void)lab_not_done("lab 5: write tail_of() in kernel/mm/vma.cpp (labs/05-vmas/README.md)");
+  // return v;
   // LAB 5 END
 }
 
@@ -55,7 +58,8 @@ constexpr usize kMinCapacity = 4;
   return m;
   // LAB 5 SKELETON
   // (void)right;
-  // return left;  // lab 5: write merged() in kernel/mm/vma.cpp (labs/05-vmas/README.md)
+  // (void)lab_not_done("lab 5: write merged() in kernel/mm/vma.cpp (labs/05-vmas/README.md)");
+  // return left;
   // LAB 5 END
 }
 
@@ -81,7 +85,8 @@ bool VmaSet::mergeable(const Vma& left, const Vma& right) {
   // LAB 5 SKELETON
   // (void)left;
   // (void)right;
-  // return false;  // lab 5: write VmaSet::mergeable() in kernel/mm/vma.cpp (labs/05-vmas/README.md)
+  // (void)lab_not_done("lab 5: write VmaSet::mergeable() in kernel/mm/vma.cpp (labs/05-vmas/README.md)");
+  // return false;
   // LAB 5 END
 }
 
@@ -123,7 +128,8 @@ const Vma* VmaSet::find(u64 address) const {
   return i < size_ && data_[i].start <= address ? &data_[i] : nullptr;
   // LAB 5 SKELETON
   // (void)address;
-  // return nullptr;  // lab 5: write VmaSet::find() in kernel/mm/vma.cpp (labs/05-vmas/README.md)
+  // (void)lab_not_done("lab 5: write VmaSet::find() in kernel/mm/vma.cpp (labs/05-vmas/README.md)");
+  // return nullptr;
   // LAB 5 END
 }
 
@@ -245,7 +251,7 @@ Result<void> VmaSet::insert(const Vma& vma) {
   }
   return {};
   // LAB 5 SKELETON
-  // return Error(Error::NotImplemented, "lab 5: write VmaSet::insert() in kernel/mm/vma.cpp (labs/05-vmas/README.md)");
+  // return lab_not_done("lab 5: write VmaSet::insert() in kernel/mm/vma.cpp (labs/05-vmas/README.md)");
   // LAB 5 END
 }
 
@@ -279,7 +285,7 @@ Result<void> VmaSet::remove(u64 start, u64 end) {
   size_ -= removed;
   return {};
   // LAB 5 SKELETON
-  // return Error(Error::NotImplemented, "lab 5: write VmaSet::remove() in kernel/mm/vma.cpp (labs/05-vmas/README.md)");
+  // return lab_not_done("lab 5: write VmaSet::remove() in kernel/mm/vma.cpp (labs/05-vmas/README.md)");
   // LAB 5 END
 }
 
@@ -310,7 +316,7 @@ Result<void> VmaSet::protect(u64 start, u64 end, Perms perms) {
   return {};
   // LAB 5 SKELETON
   // (void)perms;
-  // return Error(Error::NotImplemented, "lab 5: write VmaSet::protect() in kernel/mm/vma.cpp (labs/05-vmas/README.md)");
+  // return lab_not_done("lab 5: write VmaSet::protect() in kernel/mm/vma.cpp (labs/05-vmas/README.md)");
   // LAB 5 END
 }
 

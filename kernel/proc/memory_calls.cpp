@@ -2,6 +2,7 @@
 #include "proc/memory_calls.hpp"
 
 #include "arch_impl/user_space.hpp"
+#include "core/lab.hpp"
 #include "lib/abi.hpp"
 #include "lib/console.hpp"
 #include "lib/facts.hpp"
@@ -68,8 +69,7 @@ Errno errno_of(Error e) { return e == Error::NoMemory ? Errno::NoMem : Errno::In
   // (void)p;
   // (void)start;
   // (void)end;
-  // return Error(Error::NotImplemented, "lab 5: write reprotect_pages() in kernel/proc/memory_calls.cpp "
-  //                                     "(labs/05-vmas/README.md)");
+  // return lab_not_done("lab 5: write reprotect_pages() in kernel/proc/memory_calls.cpp (labs/05-vmas/README.md)");
   // LAB 5 END
 }
 
@@ -85,8 +85,7 @@ Result<void> remove_range(Process& p, u64 start, u64 end) {
   // (void)p;
   // (void)start;
   // (void)end;
-  // return Error(Error::NotImplemented, "lab 5: write remove_range() in kernel/proc/memory_calls.cpp "
-  //                                     "(labs/05-vmas/README.md)");
+  // return lab_not_done("lab 5: write remove_range() in kernel/proc/memory_calls.cpp (labs/05-vmas/README.md)");
   // LAB 5 END
 }
 
@@ -142,7 +141,8 @@ i64 sys_mmap(Process& p, u64 addr, u64 length, u64 prot, u64 flags) {
   // LAB 5 SKELETON
   // (void)p;
   // (void)addr;
-  // return fail(Errno::NoSys);  // lab 5: write sys_mmap() in kernel/proc/memory_calls.cpp (labs/05-vmas/README.md)
+  // (void)lab_not_done("lab 5: write sys_mmap() in kernel/proc/memory_calls.cpp (labs/05-vmas/README.md)");
+  // return fail(Errno::NoSys);
   // LAB 5 END
 }
 
@@ -164,7 +164,8 @@ i64 sys_mprotect(Process& p, u64 addr, u64 length, u64 prot) {
   return pages.is_error() ? fail(Errno::NoMem) : 0;
   // LAB 5 SKELETON
   // (void)p;
-  // return fail(Errno::NoSys);  // lab 5: write sys_mprotect() in kernel/proc/memory_calls.cpp (labs/05-vmas/README.md)
+  // (void)lab_not_done("lab 5: write sys_mprotect() in kernel/proc/memory_calls.cpp (labs/05-vmas/README.md)");
+  // return fail(Errno::NoSys);
   // LAB 5 END
 }
 
@@ -186,7 +187,8 @@ i64 sys_brk(Process& p, u64 new_break) {
   r.brk = new_break;
   return i64(r.brk);
   // LAB 5 SKELETON
-  // return i64(r.brk);  // lab 5: write sys_brk() in kernel/proc/memory_calls.cpp (labs/05-vmas/README.md)
+  // (void)lab_not_done("lab 5: write sys_brk() in kernel/proc/memory_calls.cpp (labs/05-vmas/README.md)");
+  // return i64(r.brk);
   // LAB 5 END
 }
 
