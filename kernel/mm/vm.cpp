@@ -544,7 +544,8 @@ Result<void> grow_stack(UserRegions& regions, const Vma& growth, u64 page) {
 }
 
 /// Why the last allowed user fault was not resolved (explain_unresolved()). One CPU: the kill
-/// report that reads it follows the fault that wrote it.
+/// report that reads it follows the fault that wrote it (every allowed fault that ends a process
+/// writes it; the report checks the page).
 struct Unresolved {
   enum class Why : u8 { None, Populate, Grow, Refault, Widen } why = Why::None;
   u64 page = 0;
@@ -592,7 +593,6 @@ Result<void> copy_on_write(AddressSpace& space, VirtAddr page, PhysAddr frame, P
 /// A fault at a user address of a space with a record (lab 5): what the record says.
 FaultDecision resolve_user_fault(AddressSpace& space, UserRegions& regions, VirtAddr va, Access access) {
   using Why = Unresolved::Why;
-  g_unresolved.why = Why::None;
   const FaultVerdict verdict = decide_fault(regions, va.value(), access);
   const u64 page = va.align_down(kPageSize).value();
   switch (verdict.action) {
