@@ -359,6 +359,54 @@ def probe_live_problems(snap, kernel, arch, guards, frames, area):
     return problems
 
 
+# Where each ISA says whether an interrupt may be taken: (register, bit, set means enabled).
+IRQ_FLAG = {"x86_64": ("eflags", 9, True), "aarch64": ("cpsr", 7, False)}
+MAX_STEPS = 4000
+
+
+def step_problems(guest, kernel, arch, area_va, slot, until, phase):
+    """Steps the stopped guest one instruction at a time until it reaches @p until (an address),
+    reading at each instruction the slot stack's depth and slot @p slot's entry from guest RAM
+    and whether an interrupt could be taken there. An interrupt's own guard takes the slot at
+    the stack's top (depth_): during a push of @p slot it must never find @p slot's entry written
+    while the slot is not yet counted taken; during its pop, never the slot counted free while its
+    entry is still there. Returns [] or the sentence for the first instruction where that fails."""
+    reg, bit, enabled_when_set = IRQ_FLAG[arch]
+    area_pa = guest.snapshot().translate(area_va)
+    depth_pa = area_pa + fact(kernel, "temp_map_depth_offset")
+    entry_ptr_pa = area_pa + fact(kernel, "temp_map_entries_offset") + 8 * slot
+    entry_va = struct.unpack("<Q", guest.read_phys(entry_ptr_pa, 8))[0]
+    entry_pa = guest.snapshot().translate(entry_va & ~(PAGE - 1)) + entry_va % PAGE
+    u64_at = lambda pa: struct.unpack("<Q", guest.read_phys(pa, 8))[0]
+    pc_name = ARCHES[arch].pc
+    for _ in range(MAX_STEPS):
+        guest.client.step()
+        guest._wait("one instruction")
+        pc = guest.client.read_register(pc_name)
+        if pc == until:
+            guest._stopped_at = pc
+            return []
+        irq = bool(guest.client.read_register(reg) >> bit & 1) == enabled_when_set
+        depth, entry = u64_at(depth_pa), u64_at(entry_pa)
+        where = guest.symbol_of(pc) or f"{pc:#x}"
+        if not irq:
+            continue
+        if phase == "push" and entry != 0 and depth <= slot:
+            guest._stopped_at = None
+            return [f"an interrupt at {pc:#x} ({where}), in the middle of push(), would take temp-map slot {slot} too: "
+                    f"its entry is already written ({entry:#x}) while the stack still counts {depth} slot(s) taken, "
+                    "so the interrupt's guard writes the same entry over it and its pop clears it under the interrupted "
+                    "guard (the grader stepped one push with interrupts on: reserve the slot, ++depth_, before writing "
+                    "its entry, or keep interrupts off around both)"]
+        if phase == "pop" and depth <= slot and entry != 0:
+            guest._stopped_at = None
+            return [f"an interrupt at {pc:#x} ({where}), in the middle of pop(), would take temp-map slot {slot} while "
+                    f"its entry still maps the released guard's frame ({entry:#x}): pop gave the slot back (depth_ "
+                    f"{depth}) before clearing and invalidating it (the grader stepped one pop with interrupts on)"]
+    guest._stopped_at = None
+    return [f"the grader stepped {MAX_STEPS} instructions of one {phase} without reaching the next stop"]
+
+
 @lab_test(4, "temp_map_slots")
 def test_temp_map_slots(boot, kernel, arch):
     token = boot.fresh_token()
@@ -369,11 +417,13 @@ def test_temp_map_slots(boot, kernel, arch):
     read_size = fact(kernel, "temp_probe_read_size")
 
     def stop(guest, name):
-        snap = guest.stop_at("pagoda_grader_checkpoint")
-        if snap.argument(0) != fact(kernel, f"temp_probe_{name}_stop"):
-            raise AssertionError(f"the temp_map_slots self-test stopped at checkpoint {snap.argument(0):#x}, not at "
-                                 f"its {name} stop")
-        return snap
+        """The probe's stop @p name (passing the stepping stops when a step check ended early)."""
+        for _ in range(4):
+            snap = guest.stop_at("pagoda_grader_checkpoint")
+            if snap.argument(0) == fact(kernel, f"temp_probe_{name}_stop"):
+                return snap
+        raise AssertionError(f"the temp_map_slots self-test stopped at checkpoint {snap.argument(0):#x}, not at its "
+                             f"{name} stop")
 
     def script(guest):
         snap = stop(guest, "frames")
@@ -389,11 +439,27 @@ def test_temp_map_slots(boot, kernel, arch):
             live = slot_entry_problems(snap, kernel, arch, snap.root, area, {snap.root: "the live (kernel) root"})
         if live:
             return dict(frames=frames, live=live)   # what comes after may well die of it
+        snap = stop(guest, "push")
+        area = temp_area(snap, kernel)
+        slot = snap.argument(1)
+        checkpoint = address_of(kernel, "pagoda_grader_checkpoint")
+        area_va, = kernel_u64s(snap, kernel, address_of(kernel, "pagoda::TempMapArea::s_current"), 1)
+        stepped = step_problems(guest, kernel, arch, area_va, slot, checkpoint, "push")
+        if not stepped:
+            snap = guest.snapshot()
+            if snap.argument(0) != fact(kernel, "temp_probe_pushed_stop"):
+                stepped = [f"stepping from the probe's push stop reached checkpoint {snap.argument(0):#x}, not its pushed "
+                           "stop"]
+            elif snap.argument(1) != area["va"][slot]:
+                stepped = [f"the stepped guard holds {snap.argument(1):#x}, not slot {slot}'s address "
+                           f"{area['va'][slot]:#x}, the top of the stack"]
+            else:
+                stepped = step_problems(guest, kernel, arch, area_va, slot, checkpoint, "pop")
         snap = stop(guest, "reads")
         n = snap.argument(2)
         raw = snap.read_virt(snap.argument(1), read_size * n) if n <= 512 else b""
         reads = [struct.unpack_from("<4Q", raw, read_size * i) for i in range(len(raw) // read_size)]
-        return dict(frames=frames, live=live, reads=reads, area=temp_area(snap, kernel))
+        return dict(frames=frames, live=live, reads=reads, area=temp_area(snap, kernel), stepped=stepped)
 
     run = boot(test="temp_map_slots", token=token, args={"rounds": rounds, "seed": seed}, witness=script,
                memory=GRADER_MEMORY)
@@ -408,6 +474,8 @@ def test_temp_map_slots(boot, kernel, arch):
         run.fail(problems[0] + (f"\n{len(problems)} of the probe's {len(w['reads'])} reads through the slots did not "
                                 "see their frame (the grader wrote every frame's values itself and compared each read):"
                                 "\n  " + "\n  ".join(problems[1:4]) if len(problems) > 1 else ""))
+    if w["stepped"]:
+        run.fail(w["stepped"][0])
     if w["area"]["depth"] != 0:
         run.fail(f"after every guard of the probe was released the kernel's slot stack is {w['area']['depth']} deep "
                  "(read from guest RAM): a slot was not given back")

@@ -1,6 +1,7 @@
 // Lab 4's probe of the temp-map slot stack, witnessed from outside (grade/test_lab4.py,
 // temp_map_slots). Given code: it only makes guards and reads through them; the grader decides
 // what the reads should have seen.
+#include "core/arch.hpp"
 #include "core/panic.hpp"
 #include "core/selftest.hpp"
 #include "lib/abi.hpp"
@@ -20,10 +21,20 @@ constexpr usize kMaxReads = 2 * kLiveGuards + kMaxRounds * 2 * (1 + 2 + 3 + 4);
 constexpr usize kWords = kPageSize / sizeof(u64);
 
 /// The three stops of the probe (the first argument of pagoda_grader_checkpoint()).
-enum ProbeStop : u64 { kFramesStop = 0x544d01, kLiveStop = 0x544d02, kReadsStop = 0x544d03 };
+enum ProbeStop : u64 {
+  kFramesStop = 0x544d01,
+  kLiveStop = 0x544d02,
+  kReadsStop = 0x544d03,
+  kPushStop = 0x544d04,    ///< the grader steps from here to kPushedStop: one push, interrupts on
+  kPushedStop = 0x544d05,  ///< ... and from here to kPoppedStop: its pop
+  kPoppedStop = 0x544d06,
+};
 PAGODA_FACT(temp_probe_frames_stop, kFramesStop)
 PAGODA_FACT(temp_probe_live_stop, kLiveStop)
 PAGODA_FACT(temp_probe_reads_stop, kReadsStop)
+PAGODA_FACT(temp_probe_push_stop, kPushStop)
+PAGODA_FACT(temp_probe_pushed_stop, kPushedStop)
+PAGODA_FACT(temp_probe_popped_stop, kPoppedStop)
 PAGODA_FACT(temp_probe_frames, kProbeFrames)
 PAGODA_FACT(temp_probe_depth, kProbeDepth)
 PAGODA_FACT(temp_probe_live_guards, kLiveGuards)
@@ -92,7 +103,8 @@ void nest(u64 round, usize depth, usize i, const TempMap* const* outer) {
 /// before it, every guard read when made and again when the deepest is; then a stop with every
 /// read (kReadsStop). A read that did not see its frame's value went through another frame: a
 /// stale translation of a slot given back without invalidating it, or a slot two live guards
-/// share. seed=S picks the words read.
+/// share. Then one guard made and released with interrupts on, which the grader steps through
+/// one instruction at a time (kPushStop .. kPoppedStop). seed=S picks the words read.
 PAGODA_SELFTEST(temp_map_slots) {
   if (!vm::ready()) panic("lab 1 is not done: the kernel has no page tables of its own");
   if (TempMapArea::current() == nullptr)
@@ -131,6 +143,17 @@ PAGODA_SELFTEST(temp_map_slots) {
   }
   for (u64 round = 0; round < rounds; ++round)
     for (usize depth = 1; depth <= kProbeDepth; ++depth) nest(round, depth, 0, nullptr);
+  // Interrupt safety, stepped by the grader one instruction at a time from kPushStop to
+  // kPoppedStop: with interrupts on (as in a system call), one guard is made and released. At
+  // every instruction an interrupt could land and make a guard of its own.
+  arch::interrupts_enable();
+  pagoda_grader_checkpoint(kPushStop, TempMapArea::current()->depth(), 0);
+  {
+    TempMap guard(PhysAddr(g_probe.frames[3]));
+    pagoda_grader_checkpoint(kPushedStop, guard.address().value(), guard.slot());
+  }
+  pagoda_grader_checkpoint(kPoppedStop, 0, 0);
+  arch::interrupts_disable();
   pagoda_grader_checkpoint(kReadsStop, reinterpret_cast<u64>(g_probe.reads), g_probe.count);
   println("temp_map_slots: {} reads through temp-map slots in {} rounds; slots live now: {}", g_probe.count, rounds,
           TempMapArea::current()->depth());
