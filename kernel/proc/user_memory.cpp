@@ -25,7 +25,7 @@ extern "C" [[noreturn]] void pagoda_user_copy_missing() {
 namespace pagoda::proc {
 namespace {
 
-void require_live(const AddressSpace& space, const char* who) {
+[[maybe_unused]] void require_live(const AddressSpace& space, const char* who) {
   if (!space.is_live()) panic("{}: the space (root {:#x}) is not the live one", who, space.root().value());
 }
 
