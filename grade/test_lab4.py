@@ -731,7 +731,7 @@ def test_bad_pointers(boot, kernel, arch):
         watch.fail(run, copy_fault_problem(run, kernel, faults[0], kernel_address))
     fixed = [f for f in run.log.faults if recovered_by_fixup(kernel, f)]
     if run.search(r"^PANIC"):
-        stuck = [f for f in fixed if f.index == run.log.faults[-1].index]
+        stuck = [f for f in fixed if run.log.faults and f.index == run.log.faults[-1].index]
         watch.fail(run, "a bad user pointer made the kernel panic" + (
             f": the last fault, at {run.symbol_of(stuck[0].pc) or hex(stuck[0].pc)} on user address "
             f"{stuck[0].address:#x}, is a user copy's whose instruction the fix-up table holds, yet the kernel did "
