@@ -434,6 +434,19 @@ void enter_kernel_space(KernelMain next, const BootInfo& boot) {
 
 bool ready() { return g_ready; }
 
+namespace {
+
+/// Lab 3's way to a frame, what the lab-4 skeleton keeps: the window, where every frame of lab 3
+/// lies (its user memory came from below reachable_limit()). A frame above it has no kernel address.
+[[maybe_unused]] u8* window_bytes(PhysAddr pa) {
+  if (void* p = phys_to_ptr(pa, kPageSize)) return static_cast<u8*>(p);
+  panic("lab 4: frame {:#x} lies beyond the kernel's window: write zero_frame(), write_frame(), copy_frame() and "
+        "allocate_user_frame() in kernel/mm/vm.cpp (labs/04-temp-mappings/README.md)", pa.value());
+}
+
+}  // namespace
+
+// LAB 4 BEGIN reach any frame: through the window when it shows the frame, else a temporary mapping; user memory from the top
 void zero_frame(PhysAddr pa) {
   if (void* p = phys_to_ptr(pa, kPageSize)) {
     arch::zero_page(p);
@@ -454,6 +467,7 @@ void write_frame(PhysAddr pa, usize offset, const void* src, usize size) {
 }
 
 Result<PhysAddr> allocate_user_frame() {
+  // Above the window once temporary mappings reach it: the window's frames stay for the tables.
   return TempMapArea::current() != nullptr ? g_frames.allocate_high() : g_frames.allocate_below(reachable_limit());
 }
 
@@ -462,6 +476,19 @@ void copy_frame(PhysAddr to, PhysAddr from) {
   TempMap target(to);
   arch::copy_page(target.bytes(), source.bytes());  // the ISA's cheapest page copy (mm/mmu.hpp)
 }
+// LAB 4 SKELETON
+// // Lab 3's way: every frame through the window (user memory comes from below it, too).
+// void zero_frame(PhysAddr pa) { arch::zero_page(window_bytes(pa)); }
+//
+// void write_frame(PhysAddr pa, usize offset, const void* src, usize size) {
+//   PAGODA_ASSERT(offset <= kPageSize && size <= kPageSize - offset);
+//   memcpy(window_bytes(pa) + offset, src, size);
+// }
+//
+// Result<PhysAddr> allocate_user_frame() { return g_frames.allocate_below(reachable_limit()); }
+//
+// void copy_frame(PhysAddr to, PhysAddr from) { arch::copy_page(window_bytes(to), window_bytes(from)); }
+// LAB 4 END
 
 FrameAllocator& frames() { return g_frames; }
 

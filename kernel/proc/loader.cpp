@@ -7,6 +7,7 @@
 #include "mm/vm.hpp"
 #include "proc/elf.hpp"
 #include "proc/elf_target.hpp"
+#include "proc/user_memory.hpp"
 
 namespace pagoda::proc {
 namespace {
@@ -74,18 +75,19 @@ Result<arch::UserEntry> load_stack(AddressSpace& space, Span<const StringView> a
     vm::frames().free(top_frame);
     return mapped.error();
   }
-  // Everything goes in the top page: strings from the top down, then argv[] below them.
-  const u64 page_va = kUserStackTop - kPageSize;
-  const auto put = [&](u64 va, const void* src, usize size) { vm::write_frame(top_frame, va - page_va, src, size); };
+  // Everything goes in the top page: strings from the top down, then argv[] below them. The
+  // space is not live (the kernel's root is, or the root of the process that spawns this one):
+  // the bytes go through its own tables and a temporary mapping of the frame (copy_to_space()),
+  // never through their user address, which the live root translates.
   u64 strings = kUserStackTop;
   u64 pointers[abi::kMaxArgs + 1] = {};
   for (usize i = args.size(); i-- > 0;) {
     strings -= args[i].size() + 1;
-    put(strings, args[i].data(), args[i].size());
+    TRY(copy_to_space(space, strings, args[i].data(), args[i].size()));  // its NUL: the frame is zeroed
     pointers[i] = strings;
   }
   const u64 argv = align_down(strings - (args.size() + 1) * sizeof(u64), kStackAlign);
-  put(argv, pointers, (args.size() + 1) * sizeof(u64));
+  TRY(copy_to_space(space, argv, pointers, (args.size() + 1) * sizeof(u64)));
   return arch::UserEntry{.pc = 0, .sp = argv, .argc = args.size(), .argv = argv};
 }
 
