@@ -103,3 +103,35 @@ def test_an_overflow_of_the_boot_stack_is_named(arch, reference_kernel, aarch64_
     assert run.search(r"^KERNEL STACK OVERFLOW: the kernel's own stack \(boot_stack \[0x[0-9a-f]+, 0x[0-9a-f]+\)\) ran "
                       r"into its guard page at 0x[0-9a-f]+"), run.lines[-10:]
     assert run.search(r"^PANIC: kernel stack overflow")
+
+
+class _NoWalks:
+    """A RootInspector that walked nothing (the dumps and kernel-half findings of no root)."""
+    dumps = {}
+    half = {}
+
+
+def death(layout, tmp_path, address):
+    from pagoda_grade.processes import Layout, explain_death
+    run = run_of(layout["kernel"], pf(0, layout["memset"], address, 0x2), tmp_path=tmp_path)
+    return explain_death(run, _NoWalks(), Layout.of(layout["kernel"]), {KERNEL_CR3: "the kernel root"})
+
+
+def test_a_kernel_fault_on_page_0_is_a_null_pointer(layout, tmp_path):
+    cause = death(layout, tmp_path, 0x10)
+    assert "in page 0" in cause and "null pointer" in cause and "physical address" not in cause, cause
+
+
+def test_a_kernel_fault_on_a_user_stack_address_names_a_user_address_not_kernel_memory(layout, tmp_path):
+    """A process's arguments written through their user address while another root is live
+    (seed 003's mistake): not 'kernel memory reached through a low address'."""
+    cause = death(layout, tmp_path, fact(layout["kernel"], "user_stack_top") - 0x17)
+    assert "a user-stack address, and the kernel root does not map it" in cause, cause
+    assert "where that process is not loaded" in cause and "physical address" not in cause, cause
+
+
+def test_a_cause_that_is_also_the_reason_is_said_once(layout, tmp_path):
+    run = run_of(layout["kernel"], "", tmp_path=tmp_path)
+    with pytest.raises(GradeFailure) as e:
+        run.fail("the lab's own evidence", cause="the lab's own evidence")
+    assert str(e.value).splitlines()[:2] == ["the lab's own evidence", "the kernel panicked: something"]

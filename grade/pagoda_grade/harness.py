@@ -246,7 +246,7 @@ class Run:
         the reason (the symptom the test saw), what went wrong with the machine, and the context."""
         from . import causes
         head = cause or causes.headline(self, reason)
-        parts = [head, reason] if head else [reason]
+        parts = [head, reason] if head and head != reason else [reason]
         said = "\n".join(parts)
         outcome = self.outcome()
         if outcome == TIMEOUT:

@@ -424,8 +424,19 @@ def explain_death(run, inspector, layout, roots):
                     f"{', '.join(roots.get(r, f'{r:#x}') for r in elsewhere)}, while {label} was live: a process "
                     "whose root is not live is written through temporary mappings of its frames (lab 4), never "
                     "through its user addresses")
+        lacks = "do not map it" if root is None else "does not map it"
+        if f.address < PAGE:
+            return (f"{first}: the kernel ({where}) touched {f.address:#x}, in page 0, which no root maps: a null "
+                    "pointer (a user copy given one must refuse it through its fix-up, lab 4; kernel code must check "
+                    "it)")
+        top = symbols.fact(run.symbolizer.elf, "user_stack_top")
+        if top - symbols.fact(run.symbolizer.elf, "user_stack_limit") <= f.address < top:
+            return (f"{first}: the kernel ({where}) touched {f.address:#x}, a user-stack address, and {label} "
+                    f"{lacks}: a process's user address reached by the kernel in a root where that process is not "
+                    "loaded (a process that is not live is written through its own tables and temporary mappings "
+                    "of its frames, lab 4), or outside a checked user copy")
         half = "TTBR0's range" if f.arch == "aarch64" else "the lower half"
-        return (f"{first}: the kernel ({where}) touched {f.address:#x}, in {half}, and {label} does not map it: kernel "
+        return (f"{first}: the kernel ({where}) touched {f.address:#x}, in {half}, and {label} {lacks}: kernel "
                 "memory reached through a low address (an identity-mapped or physical address used as a pointer), "
                 "in the half every switch of processes reloads (kernel memory must be reached in the kernel half: "
                 "the window, phys_to_ptr())")
