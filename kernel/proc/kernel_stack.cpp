@@ -212,6 +212,16 @@ void describe_address(FormatSink& sink, uptr va) {
     if (va / kPageSize < used.size() * 64 && (space == nullptr || space->is_kernel()))
       format_to(sink, "; {:#x} is below the top of RAM: a physical address used as a pointer? (phys_to_ptr() gives "
                       "the window's address of a frame)", va);
+    // A process that is not live maps it: the kernel wrote it through its user address (seed 003).
+    for (Process& p : process_table()) {
+      if (!p.has_space() || &p.space() == space) continue;  // a space being loaded is Free yet
+      const Walk walk = p.space().query(VirtAddr(va).align_down(kPageSize));
+      if (!walk.mapped()) continue;
+      format_to(sink, "; pid {} ({}) maps it in its own root {:#x}, which is not live: a process that is not live is "
+                      "reached through its own tables and temporary mappings of its frames (lab 4), never through its "
+                      "user addresses", p.pid, p.name_view(), walk.root.value());
+      break;
+    }
     return;
   }
   const usize slot = slot_of(va);
