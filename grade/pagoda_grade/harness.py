@@ -128,6 +128,35 @@ def kill_lines(data, at_most=2):
     return found
 
 
+# A lab skeleton's own words, wherever the kernel prints them (a panic, an error a caller
+# prints, kernel/core/lab.cpp's "LAB TODO: ..."): every skeleton message names its lab, what to
+# write and where, and ends with its handout: "lab 3: write f() in FILE (labs/03-name/README.md)".
+SKELETON_MESSAGE = re.compile(r"\blab (\d+): (.+?\(labs/\d\d-[a-z0-9-]+/README\.md\))")
+
+
+def skeleton_reached(lines, upto):
+    """(lab, message) of the first skeleton of lab @p upto or earlier that the kernel says, in
+    @p lines (the serial lines of a test's boots, in order), it reached; None when none. A
+    skeleton of a later lab is expected in a published tree (the later lab hands a working
+    fallback) and is never the cause."""
+    for line in lines:
+        for m in SKELETON_MESSAGE.finditer(line):
+            if upto is None or int(m[1]) <= upto:
+                return int(m[1]), m[2]
+    return None
+
+
+def skeleton_headline(reason, lines, upto):
+    """@p reason with, as its first line, the skeleton the kernel reached (skeleton_reached):
+    the function the student still has to write comes before every symptom it caused."""
+    found = skeleton_reached(lines, upto)
+    if found is None:
+        return reason
+    lab, message = found
+    head = f"lab {lab} is not written yet: the kernel reached the skeleton that says \"{message}\""
+    return head + "\n" + reason
+
+
 class GradeFailure(AssertionError):
     """A test's verdict, with everything a student needs to start debugging."""
 
@@ -416,6 +445,7 @@ class Booter:
         self.count = 0
         self.symbolizer = Symbolizer(kernel)
         self.deadline = time.monotonic() + timeout  # shared by all boots of one test
+        self.serial_lines = []   # every boot's console lines, in boot order (for the failure's headline)
 
     def fresh_token(self):
         """A token for the next boot (PAGODA_GRADE_TOKEN when set): tests that derive their
@@ -487,6 +517,7 @@ class Booter:
         session._watch_log(force=True)
 
         text = session.data.decode(errors="replace").replace("\r\n", "\n")
+        self.serial_lines += text.splitlines()
         with open(os.path.join(directory, "serial.log"), "w") as f:
             f.write(text)
         faultlog.cut_file(qemu_log, LOG_KEEP_HEAD, LOG_KEEP_TAIL)
