@@ -302,13 +302,16 @@ Result<u32> wait_for_child(Process& p, i64 pid, abi::ExitInfo& info, bool no_han
 }
 
 Result<void> free_user_half(AddressSpace& space, usize& pages) {
+  return free_user_pages(space, VirtAddr(0), VirtAddr(arch::UserSpace::kEnd), pages);
+}
+
+Result<void> free_user_pages(AddressSpace& space, VirtAddr start, VirtAddr end, usize& pages) {
   pages = 0;
-  // LAB 3 BEGIN free every page of the user half, and its frame
-  // One cursor over the user half: next_mapped() skips empty ranges a whole entry at a time;
+  // LAB 3 BEGIN free every page of [start, end) of the user half, and its frame
+  // One cursor over the range: next_mapped() skips empty ranges a whole entry at a time;
   // each unmap frees the tables it leaves empty (the batch frees them after the invalidation).
-  const VirtAddr end(arch::UserSpace::kEnd);
   ConsistencyBatch batch = space.batch();
-  for (AddressSpace::Cursor c = space.cursor(batch, VirtAddr(0)); c.next_mapped(end);) {
+  for (AddressSpace::Cursor c = space.cursor(batch, start); c.next_mapped(end);) {
     const PhysAddr frame = TRY(c.unmap());
     batch.flush();  // no TLB may still reach the frame when it is reused
     vm::put_user_frame(frame);  // freed with its last mapping (lab 6: copy-on-write shares frames)
@@ -318,7 +321,9 @@ Result<void> free_user_half(AddressSpace& space, usize& pages) {
   return {};
   // LAB 3 SKELETON
   // (void)space;
-  // return Error(Error::NotImplemented, "lab 3: write free_user_half() in kernel/proc/process.cpp "
+  // (void)start;
+  // (void)end;
+  // return Error(Error::NotImplemented, "lab 3: write free_user_pages() in kernel/proc/process.cpp "
   //                                     "(labs/03-process-roots/README.md)");
   // LAB 3 END
 }
