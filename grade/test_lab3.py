@@ -14,10 +14,11 @@ import re
 
 from pagoda_grade import lab_test
 from pagoda_grade.processes import (HEX, Layout, RootInspector, count_used, explain_death, is_used, kernel_faults,
-                                    parse_kills, parse_reaped, parse_started, process_roots, table_frames, user_elf,
+                                    parse_kills, parse_reaped, parse_started, process_roots, registry, table_frames,
+                                    user_elf,
                                     user_page_frames, user_symbol)
 from pagoda_grade.proof import proof
-from pagoda_grade.symbols import address_of, fact, find
+from pagoda_grade.symbols import address_of, fact, find, segments
 from pagoda_grade.witness import ARCHES, MACHINES, PAGE, expect_fault, pick_in, pick_page, window_ram
 
 # Values the user programs compute from the token with the same tags (user/programs/*.cpp).
@@ -28,6 +29,9 @@ FUZZ_CALLS = 10_000
 ENOSYS = 38
 SPIN_FOREVER = 1 << 40           # a count no spinner reaches: the grader stops them
 GRADER_MEMORY = "128M"
+# What the grader writes into every free frame before the first process is made (Watch.before):
+# whatever the kernel hands out unzeroed shows it.
+FREE_FILL = 0x5A
 
 
 def u64(data):
@@ -97,30 +101,227 @@ class Watch:
         self.inspector = RootInspector(snap, self.kernel, self.arch, snap.root)
         self.bitmap = (snap.argument(1), snap.argument(2))
         self.frames_before = count_used(snap, *self.bitmap)
+        self.fill_free_frames(guest, self.frames_before[1])
         return snap
+
+    def fill_free_frames(self, guest, bitmap):
+        """Fills every frame the allocator has free (@p bitmap: its used bits) with FREE_FILL, as
+        real RAM would hold old data: a frame the kernel hands out without zeroing where zeros
+        are due (a bss, a page table) then shows the pattern instead of QEMU's fresh zeros."""
+        base, size = guest.machine.ram_base, guest.ram_size
+        first, end = base // PAGE, min((base + size) // PAGE, self.bitmap[1] * 64)
+        frame = first
+        while frame < end:
+            if bitmap >> frame & 1:
+                frame += 1
+                continue
+            run = frame
+            while run < end and not bitmap >> run & 1:
+                run += 1
+            guest.fill_phys(frame * PAGE, (run - frame) * PAGE, FREE_FILL)
+            frame = run
 
     def started_check(self, guest):
         """The stop after every process is made and none has run: every process root (the
-        registry's, walked here) must share the kernel half, and every kernel stack (where the
-        kernel says it put them, walked here) must be mapped in every root, in the kStackBase
-        area, above an unmapped guard. Raises AssertionError naming the first failure."""
-        snap = self.checkpoint(guest, "started")
+        registry's, walked here) must share the kernel half, map its pages with their own
+        permissions (no user page writable and executable, nothing user in the kernel half), and
+        every kernel stack (where the kernel says it put them, walked here) must be mapped in
+        every root, rw- kernel only, in the kStackBase area, above an unmapped guard. Then the
+        first switch: when it loads a process's root, the kernel stack for traps from user mode
+        must already be that process's (trap_stack_problem). Raises AssertionError naming the
+        first failure. Should the kernel panic before (its own checks: a root made without the
+        kernel half, say), the grader walks the roots it has published at that moment first."""
+        panic = address_of(self.kernel, "pagoda::panic_begin")
+        checkpoint = address_of(self.kernel, "pagoda_grader_checkpoint")
+        tag = fact(self.kernel, "run_checkpoint_started")
+        for _ in range(8):
+            snap = guest.stop_at_any([checkpoint, panic])
+            if snap.pc == panic:
+                self.root_problems(snap, "when the kernel panicked (before any process ran), ")
+                return self.checkpoint(guest, "started")   # the panic's own words: the boot ends there
+            if snap.argument(0) == tag:
+                break
+        else:
+            raise AssertionError("the run never reached its 'started' checkpoint")
         self.plan = snap.argument(1)
-        self.started = parse_started(_Lines(guest.lines()))
+        self.started = self.started_lines(guest, snap)
+        self.root_problems(snap, "after the processes were made (none has run yet), ", stacks=True)
+        self.first_switch(guest)
+        return snap
+
+    def started_lines(self, guest, snap):
+        """parse_started() of the console once it holds a 'started' line for every process root
+        the registry lists (the guest is stopped, but what it printed before may still be on its
+        way to the grader): the labels of the kernel stacks the grader then walks."""
+        want = set(process_roots(snap, self.kernel))
+        while True:
+            started = parse_started(_Lines(guest.lines()))
+            # (until the test's deadline: a kernel that never prints one fails on its missing label)
+            if want <= {p.root for p in started.values()} or not guest.session.pump(0.05):
+                return started
+
+    def root_problems(self, snap, when, stacks=False):
+        """Walks every process root the registry lists now (and, with @p stacks, every kernel
+        stack the kernel says it made) and raises AssertionError with what is wrong."""
         for root, label in process_roots(snap, self.kernel).items():
-            self.roots[root] = f"root {root:#x} of {label}"
-        problems = []
+            self.roots.setdefault(root, f"root {root:#x} of {label}")
+        problems = self.own_upper_problems(snap)
         for root, label in self.roots.items():
             if root in self.kernel_roots:
                 continue
             half = self.inspector.kernel_half_problem(snap, root)
             if half:
                 problems.append(f"{label}: {half}")
-        problems += self.stack_problems(snap)
+        if stacks:
+            problems += self.stack_problems(snap)
+        if not problems:
+            for root, label in self.roots.items():
+                if root not in self.kernel_roots:
+                    problems += self.inspector.map_problems(snap, root, label)
+        if not problems and stacks:
+            problems += self.segment_problems(snap)
+        if not problems and stacks:
+            problems += self.bss_problems(snap)
+        if not problems and stacks:
+            slots = {self.layout.slot_of(p.stack[0]) for p in self.started.values()} - {None}
+            problems += self.inspector.stack_problems(snap, self.kernel_root, slots, "the kernel root")
         if problems:
-            raise AssertionError("the grader walked every root after the processes were made (none has run yet):\n  "
-                                 + "\n  ".join(problems[:12]))
-        return snap
+            raise AssertionError(f"the grader walked every root {when}itself:\n  " + "\n  ".join(problems[:12]))
+
+    def own_upper_problems(self, snap):
+        """AArch64: a process space that owns a TTBR1 tree (the kernel publishes it as 'own
+        ttbr1'; walked here) instead of sharing the kernel's: at its switch TTBR1 would lose the
+        kernel half."""
+        problems = []
+        for k in registry(snap, self.kernel).roots:
+            if k.kind == "other" and k.name == "own ttbr1":
+                valid = sum(1 for e in snap.table_entries(k.root) if e & 1)
+                problems.append(f"a process space gives TTBR1_EL1 a tree of its own, root {k.root:#x} ({valid} valid "
+                                f"top-level entries), not the kernel root {self.kernel_root:#x}: a process root without "
+                                "the kernel half (its switch would load it into TTBR1, and the vectors, the kernel "
+                                "stacks and the kernel itself would be gone)")
+        return problems
+
+    def segment_problems(self, snap):
+        """Each process's loadable segments, where its root maps them now, must be mapped with
+        the segment's own permissions (its ELF flags: r, w, x; the effective permissions the CPU
+        applies, walked here)."""
+        problems = []
+        for k in registry(snap, self.kernel).roots:
+            if k.kind != "process":
+                continue
+            try:
+                segs = segments(user_elf(self.kernel, self.arch, k.name))
+            except (AssertionError, OSError, ValueError):
+                continue
+            for seg in segs:
+                want = ("r" if seg.flags & 6 or seg.flags & 1 else "-") + ("w" if seg.flags & 2 else "-") + \
+                    ("x" if seg.flags & 1 else "-")
+                for page in range(seg.vaddr - seg.vaddr % PAGE, seg.vaddr + seg.memsz, PAGE):
+                    w = snap.walk(page, k.root)
+                    if not w.mapped or w.perms.rwx() == want:
+                        continue
+                    got = w.perms.rwx()
+                    why = ""
+                    if got[1] == "w" and want[2] == "x":
+                        why = (": its text is writable and executable" if got[2] == "x" else
+                               ": its text is writable, and a writable page is never executable (SCTLR_EL1.WXN): "
+                               "the text cannot run (no page may be writable and executable at once)")
+                    problems.append(f"{self.roots.get(k.root, hex(k.root))}: {k.name}'s segment [{seg.vaddr:#x}, "
+                                    f"{seg.vaddr + seg.memsz:#x}) is {want} in its ELF but mapped {got} at {page:#x}"
+                                    f"{why}: the loader must map each segment with its own permissions")
+                    break
+        return problems
+
+    def bss_problems(self, snap):
+        """Each process's bss (the bytes of a loadable segment past its file size), where its
+        root maps it now, must read as zeros: the frames came from the allocator, which
+        fill_free_frames() filled with FREE_FILL."""
+        problems = []
+        for k in registry(snap, self.kernel).roots:
+            if k.kind != "process":
+                continue
+            try:
+                segs = segments(user_elf(self.kernel, self.arch, k.name))
+            except (AssertionError, OSError, ValueError):
+                continue   # not one of the programs (the kernel names it otherwise)
+            for seg in segs:
+                va, end = seg.vaddr + seg.filesz, seg.vaddr + seg.memsz
+                while va < end:
+                    stop = min((va // PAGE + 1) * PAGE, end)
+                    pa = snap.translate(va, k.root)
+                    data = snap.read_phys(pa, stop - va) if pa is not None else b""
+                    at = next((i for i, b in enumerate(data) if b), None)
+                    if at is not None:
+                        problems.append(
+                            f"{self.roots.get(k.root, hex(k.root))}: {k.name}'s bss [{seg.vaddr + seg.filesz:#x}, "
+                            f"{end:#x}) is not zeroed: at {va + at:#x} (frame {pa - (va % PAGE):#x}) it holds "
+                            f"{data[at:at + 8].hex()} (the grader filled every free frame with {FREE_FILL:#04x} before "
+                            "the processes were made): the loader mapped a frame there without zeroing it")
+                        break
+                    va = stop
+        return problems
+
+    def user_trap_stacks(self, snap):
+        """[(what, value)]: where the next trap from user mode lands, read in guest RAM where the
+        CPU takes it (x86_64: TSS.RSP0, and the stack x86_syscall_entry loads; AArch64: the EL1
+        stack every vector entry from EL0 loads)."""
+        out = []
+        for what, symbol, offset in self.proc["user_trap_stacks"]:
+            va = address_of(self.kernel, symbol) + (fact(self.kernel, offset) if offset else 0)
+            out.append((what, u64(snap.read_virt(va, 8))))
+        return out
+
+    def whose_stack(self, value):
+        """Whose kernel stack @p value (a stack top) is, in words."""
+        if value == 0:
+            return "never set"
+        for p in self.started.values():
+            bottom, top = p.stack
+            if bottom < value <= top:
+                return (f"the top of pid {p.pid} ({p.name})'s kernel stack" if value == top else
+                        f"inside pid {p.pid} ({p.name})'s kernel stack [{bottom:#x}, {top:#x}), not its top")
+        slot = self.layout.slot_of(value - 1)
+        return f"in kernel-stack slot {slot}, which no process started with" if slot is not None else \
+            "on no process's kernel stack"
+
+    def trap_stack_problem(self, root, at_load, at_switch):
+        """What is wrong with the kernel stack a trap from user mode will land on, at the switch
+        that loads process root @p root (None: nothing). @p at_load and @p at_switch are
+        user_trap_stacks() read where the switch loads the root and at its switch_context (None:
+        not read). It must be the top of that process's own kernel stack, and set before the root
+        is loaded (the pre-switch check walks it in the new root)."""
+        owner = next((p for p in self.started.values() if p.root == root), None)
+        if owner is None:
+            return None
+        bottom, top = owner.stack
+        for (what, value), (_, later) in zip(at_load, at_switch or at_load):
+            if value == top:
+                continue
+            head = (f"the kernel stack for traps from user mode is wrong when the switch to pid {owner.pid} "
+                    f"({owner.name}) loads its root: {what} is {value:#x} ({self.whose_stack(value)}), not {top:#x}, "
+                    f"the top of its kernel stack [{bottom:#x}, {top:#x})")
+            if at_switch is None:
+                return head
+            if later == top:
+                return (head + f"; at switch_context it is right: the switch sets it only after the root. Set the next "
+                        "process's kernel stack first, then load its root, then switch contexts")
+            return head + (f"; at switch_context it is still {later:#x}: the switch never sets it for the next process "
+                           "(arch::set_kernel_stack(its top), before its root is loaded), so its first trap from user "
+                           "mode lands on a stack that is not its own")
+        return None
+
+    def first_switch(self, guest):
+        """Stops where the first switch loads a process root and checks the kernel stack for
+        traps from user mode there, and again at that switch's switch_context when it is wrong
+        (trap_stack_problem)."""
+        snap = guest.stop_at(self.proc["root_loader"])
+        root = snap.register(self.proc["root_loader_arg"]) & ~0xFFF
+        at_load = self.user_trap_stacks(snap)
+        if self.trap_stack_problem(root, at_load, None) is None:
+            return
+        at_switch = self.user_trap_stacks(guest.stop_at(self.proc["switch"]))
+        raise AssertionError(self.trap_stack_problem(root, at_load, at_switch))
 
     def stack_problems(self, snap):
         problems = []
@@ -362,13 +563,20 @@ def test_preempt_user(boot, kernel, arch):
     if "problem" in w:
         run.fail(w["problem"])
     (a1, b1), (a2, b2) = w["looks"]
-    for name, first, second in (("first", a1, a2), ("second", b1, b2)):
-        if not 0 < first < second:
-            run.fail(f"the {name} spinner's spin_count, read by the grader in its root at two instants "
-                     f"{delays[1]:.2f} s apart, went from {first} to {second}: it did not keep making progress while "
-                     "the other spun")
     user_ticks = [e for e in run.log.hardware_interrupts(watch.proc["timer_vector"])
                   if e.privilege == watch.proc["user_privilege"] and spin_main.contains(e.pc)]
+    for name, first, second in (("first", a1, a2), ("second", b1, b2)):
+        if not 0 < first < second:
+            # Why, from QEMU's log: the timer did interrupt spin in user mode (and nothing took the
+            # CPU away), or it never did.
+            why = (f"QEMU's log shows {len(user_ticks)} timer interrupts taken in user mode inside spin's loop, yet one "
+                   "spinner kept the CPU: a tick that interrupts a process in user mode does not preempt it (the "
+                   "timer's handler must end its turn: schedule())" if user_ticks else
+                   "QEMU's log shows no timer interrupt taken in user mode inside spin's loop: nothing could preempt "
+                   "the spinners (interrupts off in user mode, or the timer stopped)")
+            run.fail(f"the {name} spinner's spin_count, read by the grader in its root at two instants "
+                     f"{delays[1]:.2f} s apart, went from {first} to {second}: it did not keep making progress while "
+                     f"the other spun. {why}")
     if all(e.root is None for e in user_ticks):
         # AArch64's log names no root: the two spinners run the same code, so the log can only say
         # that the timer interrupted spin's loop in EL0 (their counters, read per root, say both ran).
@@ -758,12 +966,14 @@ def test_exit_frees(boot, kernel, arch):
             if root in watch.kernel_roots:
                 continue
             runs = insp.dump(started, root)
-            for f in user_page_frames(runs, watch.layout) | table_frames(started, root, kernel, arch):
-                frames[f] = label
+            for f in user_page_frames(runs, watch.layout):
+                frames[f] = ("a user page", label)
+            for f in table_frames(started, root, kernel, arch):
+                frames[f] = ("the root" if f == root else "a page table", label)
         for slot in insp.mapped_stack_slots(started, watch.kernel_root):
             bottom, top = watch.layout.stack(slot)
             for va in range(bottom, top, PAGE):
-                frames[started.translate(va)] = f"the kernel stack of slot {slot}"
+                frames[started.translate(va)] = ("a kernel stack page", f"the kernel stack of slot {slot}")
         end = watch.checkpoint(guest, "ended")
         after = count_used(end, *watch.bitmap)
         return {"frames": frames, "after": after}
@@ -773,11 +983,23 @@ def test_exit_frees(boot, kernel, arch):
     run = boot(args={"run": run_spec(*programs)}, token=token, witness=script)
     w = watch.require(run)
     (before, _), (after, bitmap) = watch.frames_before, w["after"]
-    still = sorted((f, what) for f, what in w["frames"].items() if is_used(bitmap, f))
+    still = sorted((f, kind, whose) for f, (kind, whose) in w["frames"].items() if is_used(bitmap, f))
     if still:
-        run.fail(f"{len(still)} frames the processes used are still allocated after every process ended (the grader "
-                 "read the frame allocator's bitmap in guest RAM): "
-                 + ", ".join(f"{f:#x} ({what})" for f, what in still[:8]))
+        # What kinds leaked says which part of the teardown is missing.
+        kinds = {}
+        for _, kind, _ in still:
+            kinds[kind] = kinds.get(kind, 0) + 1
+        missing = {"a user page": "the user pages (free_user_pages)",
+                   "a page table": "the user half's page tables", "the root": "the roots (~AddressSpace)",
+                   "a kernel stack page": "the kernel stacks (destroy_kernel_stack)"}
+        plural = {"a user page": "user pages", "a page table": "page tables", "the root": "roots",
+                  "a kernel stack page": "kernel stack pages"}
+        run.fail(f"exit's teardown does not free {' nor '.join(missing[k] for k in missing if k in kinds)}: "
+                 f"{len(still)} frames the processes used are still allocated after every process ended ("
+                 + ", ".join(f"{n} {plural[k] if n > 1 else k.replace('a ', '', 1).replace('the ', '', 1)}"
+                             for k, n in kinds.items()) +
+                 "; the grader read the frame allocator's bitmap in guest RAM): "
+                 + ", ".join(f"{f:#x} ({kind} of {whose})" for f, kind, whose in still[:8]))
     if after != before:
         run.fail(f"{before} frames were in use before the first process started and {after} after every process ended "
                  "(counted by the grader in the allocator's bitmap): the teardown leaks")

@@ -45,6 +45,10 @@ extern "C" pagoda::i64 aarch64_user_string_copy(char* dst, const char* src, pago
 /// What the synchronous vector of the kernel (vectors.S, kstack_check) compares the stack
 /// pointer with: {kStackBase, the area's size, slot stride - 1, guard size}. From the one
 /// definition of the area (kernel/proc/kernel_stack.hpp).
+/// The top of the kernel stack every exception from EL0 lands on (the vector entries load SP_EL1
+/// from it, vectors.S): arch::set_kernel_stack() sets it to the next process's at a switch.
+extern "C" pagoda::u64 aarch64_user_trap_sp = 0;
+
 extern "C" alignas(32) const pagoda::u64 aarch64_kstack_area[4] = {
     pagoda::layout::kStackBase, pagoda::proc::kKernelStackSlots * pagoda::proc::kKernelStackStride,
     pagoda::proc::kKernelStackStride - 1, pagoda::proc::kKernelStackGuard};
@@ -64,8 +68,6 @@ constexpr u64 kSpsrEl0t = 0;
 
 constexpr u64 kClassWfx = 0x01, kClassSysreg = 0x18, kClassPcAlignment = 0x22,
               kClassSpAlignment = 0x26, kClassFp = 0x07, kClassBrk = 0x3c;
-
-uptr g_kernel_stack = 0;
 
 /// PSTATE.PAN through its register form (the PAN register, S3_0_C4_C2_3): an ARMv8.0 assembler
 /// takes it, and the value says exactly which bit it is.
@@ -266,9 +268,18 @@ void switch_context(uptr* save_sp, uptr load_sp) { aarch64_switch_context(save_s
 
 // SP_EL1 at an exception from EL0 is what the last ERET to EL0 left: the top of the frame the
 // process's kernel stack held. Nothing to load; recorded for the reports.
-void set_kernel_stack(uptr top) { aarch64::g_kernel_stack = top; }
+void set_kernel_stack(uptr top) {
+  // LAB 3 BEGIN the stack that exceptions from EL0 land on
+  // Every vector entry for an exception from EL0 loads SP_EL1 from aarch64_user_trap_sp before
+  // it pushes its frame (vectors.S): the running process's kernel stack.
+  aarch64_user_trap_sp = top;
+  // LAB 3 SKELETON
+  // (void)top;
+  // panic("lab 3: write arch::set_kernel_stack() in arch/aarch64/user_mode.cpp (labs/03-process-roots/README.md)");
+  // LAB 3 END
+}
 
-uptr kernel_stack() { return aarch64::g_kernel_stack; }
+uptr kernel_stack() { return aarch64_user_trap_sp; }
 
 void user_access_begin() { aarch64::set_pan(false); }
 

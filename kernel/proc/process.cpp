@@ -19,6 +19,11 @@ bool g_eager_fork = false;
 
 /// Gives back what create_process made of @p p so far (any order of failure), the slot last.
 void release(Process& p) {
+  // LAB 3 BEGIN give back a process's memory: the user half, its tables and root, the kernel stack
+  // The user half first (every page and its frame; the tables its unmaps leave empty go with
+  // them), then the space itself (~AddressSpace: the tables of the user half that are left, then
+  // the root), then the record of the user half, then the kernel stack: it is not in use (the
+  // process is not running), and nothing of the user half refers to it.
   if (p.space_made) {
     usize pages = 0;
     const Result<void> freed = free_user_half(p.space(), pages);
@@ -26,7 +31,7 @@ void release(Process& p) {
       // A lab skeleton: the user pages stay allocated (the frame counts will say so).
       println("proc {} ({}): the user half was not freed: {}", p.pid, p.name_view(), freed.error());
     }
-    p.space().~AddressSpace();  // frees the tables of the user half, then the root
+    p.space().~AddressSpace();
     p.space_made = false;
   }
   if (p.regions_made) {
@@ -34,6 +39,9 @@ void release(Process& p) {
     p.regions_made = false;
   }
   destroy_kernel_stack(p.kstack);
+  // LAB 3 SKELETON
+  // panic("lab 3: write release() in kernel/proc/process.cpp (labs/03-process-roots/README.md)");
+  // LAB 3 END
   p = Process{};
 }
 
@@ -91,11 +99,12 @@ Process* find_process(u32 pid) {
 
 Result<Process*> create_process(StringView name, Span<const u8> image, Span<const StringView> args) {
   Process& p = *TRY(take_slot(name));
+  // LAB 3 BEGIN a root of its own with the program loaded, a kernel stack, and its first frame
+  // In the order that lets each failure give back exactly what was made (release()).
   if (Result<void> made = make_space(p); made.is_error()) {
     release(p);
     return made.error();
   }
-
   const Result<arch::UserEntry> entry = load_program(p.space(), p.regions(), image, args);
   if (entry.is_error()) {
     const Error e = entry.error();
@@ -109,9 +118,17 @@ Result<Process*> create_process(StringView name, Span<const u8> image, Span<cons
     return e;
   }
   p.kstack = stack.value();
+  // The first switch to it "returns" through this frame into user mode at the ELF's entry.
   p.saved_sp = arch::prepare_user_entry(p.kstack.top().value(), entry.value());
   p.state = State::Ready;
   return &p;
+  // LAB 3 SKELETON
+  // (void)p;
+  // (void)image;
+  // (void)args;
+  // return Error(Error::NotImplemented, "lab 3: write create_process() in kernel/proc/process.cpp "
+  //                                     "(labs/03-process-roots/README.md)");
+  // LAB 3 END
 }
 
 void destroy_process(Process& p) {
