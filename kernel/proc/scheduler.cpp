@@ -44,7 +44,7 @@ void switch_to(Process* next) {
   if (const TempMapArea* temp = TempMapArea::current(); temp != nullptr && temp->depth() != 0)
     panic("switch_to: {} temp-map slot(s) still live across a context switch (a TempMap held while "
           "yielding or sleeping)", temp->depth());
-  // LAB 3 BEGIN the switch: the kernel stack for traps from user mode, the root, the context
+  // LAB 3 BEGIN the switch, first half: the kernel stack for traps from user mode, then the root
   // The next process's kernel stack for traps from user mode first, so that activate()'s check
   // walks it in the new root too; then the root. We still run on prev's stack (or the boot
   // stack) until switch_context(): the new root must map it, which it does because kernel
@@ -52,16 +52,21 @@ void switch_to(Process* next) {
   AddressSpace& space = next != nullptr ? next->space() : vm::kernel_space();
   if (next != nullptr) arch::set_kernel_stack(next->kstack.top().value());
   space.activate();
+  // LAB 3 SKELETON
+  // panic("lab 3: write the switch in switch_to() in kernel/proc/scheduler.cpp "
+  //       "(labs/03-process-roots/README.md)");
+  // LAB 3 END
   vm::set_current_space(next != nullptr ? &next->space() : nullptr);
   g_current = next;
   ++g_switches;
+  // LAB 3 BEGIN the switch, second half: the context
   // Saves prev's callee-saved registers and stack pointer; returns on next's (the idle loop's
   // is the boot stack's).
   arch::switch_context(prev != nullptr ? &prev->saved_sp : &g_idle_sp, next != nullptr ? next->saved_sp : g_idle_sp);
   // LAB 3 SKELETON
   // (void)prev;
   // (void)g_idle_sp;
-  // panic("lab 3: write the switch in switch_to() in kernel/proc/scheduler.cpp "
+  // panic("lab 3: write the context switch at the end of switch_to() in kernel/proc/scheduler.cpp "
   //       "(labs/03-process-roots/README.md)");
   // LAB 3 END
 }
