@@ -26,6 +26,7 @@ from pagoda.ui import PagodaError
 from pagoda.symbolize import Symbolizer
 
 from .proof import new_token, proof
+from .rsp import RspError
 
 TAIL_LINES = 40
 # A runaway kernel is cut off at these bounds (and judged on what it printed before).
@@ -539,7 +540,9 @@ class Booter:
         try:
             guest = witness.Guest.attach(self, session, sock, memory_bytes(memory))
             return script(guest), None, ""
-        except BootEnded as e:
+        except (BootEnded, RspError) as e:
+            if isinstance(e, RspError) and session.pump(0.0):
+                raise   # the machine still runs: a fault of the grader's, not the guest's end
             where = guest.waiting_for if guest is not None and guest.waiting_for else "the grader's checks"
             how = session.stop_reason if session.stop_kind else f"the kernel exited first ({e})"
             panicked = panic_line(session.data)

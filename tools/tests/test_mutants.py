@@ -241,3 +241,16 @@ def test_a_first_failure_grade_marks_the_tests_after_the_failure_as_not_run(lab_
     out = io.StringIO()
     grade.print_table([1], labs, results, out=out)        # without it: a test with no result is a crash
     assert "no result: the grader crashed" in out.getvalue()
+
+
+def test_slips_can_be_chosen_by_name(lab_tree):
+    add_slip(lab_tree, "01-map", "no-map", slip())
+    add_slip(lab_tree, "01-map", "no-flush", slip(find="    flush_whole_tlb_now();\n", replace="", cause="stale"))
+    lines = []
+    assert mutants.run(lab_tree, listing=True, out=lines.append, slugs=["no-flush"]) == 0
+    assert lines[0].startswith("lab1/no-flush ") and lines[-1] == "labs mutants: 1 slip(s) in 1 lab(s)"
+    lines = []
+    mutants.run(lab_tree, listing=True, out=lines.append, slugs=["lab1/no-map"])
+    assert lines[0].startswith("lab1/no-map ")
+    with pytest.raises(mutants.PagodaError, match="no slip nothing"):
+        mutants.run(lab_tree, listing=True, out=lines.append, slugs=["nothing"])
