@@ -63,6 +63,16 @@ def fault_expectation(arch, *, user=True, write=False, fetch=False, mapped=True,
             esr["mask"])
 
 
+def elf_entry(kernel, arch, program):
+    """The entry point of user program @p program (None when it is not one of the programs)."""
+    try:
+        with open(user_elf(kernel, arch, program), "rb") as f:
+            head = f.read(0x20)
+    except (AssertionError, OSError):
+        return None
+    return int.from_bytes(head[0x18:0x20], "little") if len(head) == 0x20 and head[:4] == b"\x7fELF" else None
+
+
 class Watch:
     """What the witness script of one boot learns, shared with the checks after it: the kernel
     root, the process roots, the kernel stacks, and a RootInspector that can explain a death."""
@@ -185,6 +195,8 @@ class Watch:
         if not problems and stacks:
             slots = {self.layout.slot_of(p.stack[0]) for p in self.started.values()} - {None}
             problems += self.inspector.stack_problems(snap, self.kernel_root, slots, "the kernel root")
+        if not problems and stacks:
+            problems += self.entry_frame_problems(snap)
         if problems:
             raise AssertionError(f"the grader walked every root {when}itself:\n  " + "\n  ".join(problems[:12]))
 
@@ -260,6 +272,45 @@ class Watch:
                             "the processes were made): the loader mapped a frame there without zeroing it")
                         break
                     va = stop
+        return problems
+
+    def entry_frame_problems(self, snap):
+        """Each new process's first frame (arch::prepare_user_entry's, at the top of its kernel
+        stack; read here before it runs): its return must go to user mode (x86_64: CS and SS of
+        RPL 3; AArch64: SPSR's M = EL0t) with interrupts enabled (RFLAGS.IF; SPSR's I clear), to
+        a user PC in an executable page of its root and a user stack pointer."""
+        size = fact(self.kernel, "user_frame_size")
+        problems = []
+        for p in sorted(self.started.values(), key=lambda s: s.pid):
+            base = p.stack[1] - size
+            word = lambda name: u64(snap.read_virt(base + fact(self.kernel, name), 8))
+            pc, sp, flags = word("user_frame_pc"), word("user_frame_sp"), word("user_frame_flags")
+            what = f"pid {p.pid} ({p.name})'s first frame (at the top of its kernel stack, {base:#x})"
+            if self.arch == "x86_64":
+                cs, ss = word("user_frame_cs"), word("user_frame_ss")
+                if cs & 3 != 3 or ss & 3 != 3:
+                    problems.append(f"{what} returns to ring {cs & 3}: CS {cs:#x}, SS {ss:#x}; the IRETQ enters "
+                                    "ring 3 only with the user selectors (RPL 3)")
+                elif not flags & (1 << 9):
+                    problems.append(f"{what} has RFLAGS {flags:#x}: IF is clear, so the process runs in ring 3 "
+                                    "with interrupts disabled and the timer can never preempt it (set RFLAGS.IF in "
+                                    "the entry frame)")
+            else:
+                if flags & 0xF != 0:
+                    problems.append(f"{what} has SPSR {flags:#x}: M[3:0] = {flags & 0xF:#x}, not EL0t (0): the "
+                                    "ERET does not enter EL0")
+                elif flags & (1 << 7):
+                    problems.append(f"{what} has SPSR {flags:#x}: the I bit is set, so the process runs in EL0 "
+                                    "with IRQs masked and the timer can never preempt it (leave D A I F clear in "
+                                    "the entry frame)")
+            if problems:
+                continue
+            entry = elf_entry(self.kernel, self.arch, p.name)
+            if (entry is not None and pc != entry) or pc >= self.layout.kernel_half_base or \
+                    sp >= self.layout.kernel_half_base:
+                problems.append(f"{what} returns to PC {pc:#x} on stack {sp:#x}: the PC must be the program's entry"
+                                f"{f' ({entry:#x})' if entry is not None else ''} and the stack its user stack, both in "
+                                "the user half")
         return problems
 
     def user_trap_stacks(self, snap):
