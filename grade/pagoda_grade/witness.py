@@ -97,6 +97,9 @@ ARCHES = {
               "user_guards": (("cr4", 20, "SMEP"), ("cr4", 21, "SMAP"), ("cr4", 11, "UMIP")),
               "pf_error": {"present": 1, "write": 2, "user": 4, "fetch": 16},
               "syscall_result": "rax", "user_privilege": 3, "privileged_fault": 13, "instruction_abort": 14,
+              # Where a trap from ring 3 takes its kernel stack: (what, symbol, PAGODA_FACT of an offset).
+              "user_trap_stacks": (("TSS.RSP0", "pagoda::x86::g_tss", "tss_rsp0_offset"),
+                                   ("the system-call stack (x86_syscall_kernel_rsp)", "x86_syscall_kernel_rsp", None)),
               "syscall_entry_kernel_sp": False}),   # `syscall` leaves the user's RSP in place
     "aarch64": ArchModel(
         name="aarch64", pc="pc", sp="sp", arguments=tuple(f"x{i}" for i in range(8)),
@@ -115,6 +118,7 @@ ARCHES = {
               "syscall_args": ("x0", "x1", "x2", "x3", "x4", "x5"), "syscall_return_pc": "elr_el1",
               "syscall_result": "x0", "syscall_entry_kernel_sp": True,   # SP is SP_EL1 there
               "root_loader": "pagoda::aarch64::hw::load_ttbr0", "root_loader_arg": "x0",
+              "user_trap_stacks": (("the EL1 stack (aarch64_user_trap_sp)", "aarch64_user_trap_sp", None),),
               "timer_vector": 5, "page_fault": 4, "instruction_abort": 3, "protection_fault": 4,
               "privileged_fault": 1, "stack_overflow": None, "user_privilege": 0,
               # PSTATE.PAN, as the gdbstub's CPSR shows it (bit 22).
@@ -506,6 +510,7 @@ class Guest:
         self.session = session
         self.client = client
         self.ram_fd = ram_fd
+        self._ram_write_fd = None   # opened by the first fill_phys()
         self.ram_size = ram_size
         self.waiting_for = None
         self._stops = 0
@@ -696,6 +701,21 @@ class Guest:
         """Writes @p data into guest RAM at physical @p pa (through the gdbstub, while stopped)."""
         self.client.write_memory(pa, data, physical=True)
 
+    def fill_phys(self, pa, size, value):
+        """Fills [@p pa, @p pa + @p size) of guest RAM with the byte @p value, straight into
+        QEMU's memfd RAM (fast: whole frames at a time), while the guest is stopped."""
+        offset = pa - self.machine.ram_base
+        if offset < 0 or offset + size > self.ram_size:
+            raise ValueError(f"physical [{pa:#x}, {pa + size:#x}) is not in the guest's RAM")
+        if self._ram_write_fd is None:
+            self._ram_write_fd = _open_guest_ram(self.session.proc.pid, os.O_RDWR)
+        chunk = bytes([value]) * min(size, 1 << 20)
+        done = 0
+        while done < size:
+            n = min(len(chunk), size - done)
+            os.pwrite(self._ram_write_fd, chunk[:n], offset + done)
+            done += n
+
     def deliver(self, values, symbol="pagoda_grader_inbox"):
         """Writes @p values (u64s) into the kernel's inbox while the guest is stopped in
         pagoda_grader_stop() (see kernel/core/selftest.hpp): count first, then the values."""
@@ -731,9 +751,12 @@ class Guest:
             if self.ram_fd is not None:
                 os.close(self.ram_fd)
                 self.ram_fd = None
+            if self._ram_write_fd is not None:
+                os.close(self._ram_write_fd)
+                self._ram_write_fd = None
 
 
-def _open_guest_ram(pid):
+def _open_guest_ram(pid, mode=os.O_RDONLY):
     """An fd on QEMU's memfd guest RAM (memory-backend-memfd): nothing of it is ever on disk."""
     fd_dir = f"/proc/{pid}/fd"
     for name in os.listdir(fd_dir):
@@ -742,7 +765,7 @@ def _open_guest_ram(pid):
         except OSError:
             continue
         if target.startswith("/memfd:memory-backend-memfd"):
-            return os.open(os.path.join(fd_dir, name), os.O_RDONLY)
+            return os.open(os.path.join(fd_dir, name), mode)
     raise AssertionError("QEMU has no memfd guest RAM to read")
 
 
