@@ -24,7 +24,8 @@ milestone uses this library, so that later labs inherit the same witnesses:
    check, and hands them to the kernel on the command line (boot(args=...)) or in guest RAM.
 
 The per-architecture facts live in ARCHES (registers, argument registers, how the kernel's
-printed report reads) and MACHINES (where QEMU puts RAM and devices); the kernel's own layout is
+printed report reads) and MACHINES (where QEMU puts devices, and RAM where the kernel is handed
+no memory map: where it is, usable_ram() reads QEMU's own map); the kernel's own layout is
 read from the facts its ELF exports (symbols.fact). An AArch64 port adds its entries there and a
 parser in faultlog.py.
 """
@@ -136,16 +137,22 @@ class Machine:
     max_low_ram: int             # RAM above this is split elsewhere by QEMU
     loaded: tuple = ()           # (physical base, size, what) QEMU puts in RAM for the kernel to keep
 
+    boot_map: str = ""           # how the kernel learns its RAM from QEMU: "pvh" (start_info), "" (fixed)
+
     def usable_ram(self, memory_size):
-        """[(start, end)] of the RAM the kernel may use, for -m memory_size bytes."""
+        """[(start, end)] of the RAM this model says the kernel may use, for -m memory_size bytes.
+        Only for machines whose kernel is not handed a memory map (boot_map ""): where QEMU hands
+        one, its contents depend on the QEMU version (QEMU 10's microvm reserves the top 4 KiB of
+        RAM, 7.2's does not), and usable_ram() below reads it from QEMU instead."""
         ram = [(self.ram_base, self.ram_base + min(memory_size, self.max_low_ram))]
         return subtract(ram, [(base, base + size) for base, size, _ in self.loaded])
 
 
 MACHINES = {
     # microvm: RAM from 0 (the firmware keeps parts of the first MiB), below 3 GiB; the local APIC.
+    # The kernel learns its RAM from the PVH start_info's memory map: usable_ram() reads it.
     "x86_64": Machine("x86_64", ram_base=0,
-                      devices=((0xFEE0_0000, PAGE, "the local APIC"),), max_low_ram=3 * GiB),
+                      devices=((0xFEE0_0000, PAGE, "the local APIC"),), max_low_ram=3 * GiB, boot_map="pvh"),
     # virt: RAM at 1 GiB; the PL011 UART and the GICv2's distributor and CPU interface (64 KiB
     # each, as the kernel maps them). QEMU loads its device tree, always a 1 MiB blob, at the start
     # of RAM when the kernel's image leaves room there (docs/boot.md): the kernel keeps it.
@@ -155,6 +162,119 @@ MACHINES = {
                                 (0x0900_0000, PAGE, "the PL011 UART")),
                        max_low_ram=255 * GiB, loaded=((0x4000_0000, MiB, "QEMU's device tree"),)),
 }
+
+
+# ---- The RAM QEMU gives the kernel ------------------------------------------------------------
+
+# The PVH boot protocol (Xen's arch-x86/hvm/start_info.h): the note that names the 32-bit entry,
+# start_info's magic, and the layout of start_info and of a memory map entry.
+XEN_ELFNOTE_PHYS32_ENTRY = 18
+PVH_MAGIC = 0x336E_C578
+PVH_START_INFO = struct.Struct("<IIIIQQQQII")   # magic version flags nr_modules modlist cmdline rsdp memmap entries -
+PVH_MEMMAP_ENTRY = struct.Struct("<QQII")      # addr size type reserved
+PVH_RAM = 1
+PVH_MAX_ENTRIES = 128
+_ram_maps = {}   # (QEMU binary, arch, memory size) -> usable ranges, read once per process
+
+
+def pvh_entry(kernel):
+    """The 32-bit entry a PVH loader jumps to: the ELF's XEN_ELFNOTE_PHYS32_ENTRY note."""
+    with open(kernel, "rb") as f:
+        elf = f.read()
+    if elf[:4] != b"\x7fELF" or elf[4] != 2:
+        raise AssertionError(f"{kernel} is not an ELF64 file")
+    phoff, = struct.unpack_from("<Q", elf, 0x20)
+    phentsize, phnum = struct.unpack_from("<HH", elf, 0x36)
+    for i in range(phnum):
+        p_type, _, p_offset, _, _, p_filesz = struct.unpack_from("<IIQQQQ", elf, phoff + i * phentsize)
+        if p_type != 4:   # PT_NOTE
+            continue
+        at, end = p_offset, p_offset + p_filesz
+        while at + 12 <= end:
+            namesz, descsz, kind = struct.unpack_from("<III", elf, at)
+            name_at = at + 12
+            desc_at = name_at + _align_up(namesz, 4)
+            if elf[name_at:name_at + namesz].rstrip(b"\0") == b"Xen" and kind == XEN_ELFNOTE_PHYS32_ENTRY:
+                return struct.unpack_from("<I" if descsz == 4 else "<Q", elf, desc_at)[0]
+            at = desc_at + _align_up(descsz, 4)
+    raise AssertionError(f"{kernel} has no PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY): QEMU cannot boot it")
+
+
+def pvh_usable_ram(read, start_info):
+    """[(start, end)] of the usable RAM (type 1 entries, sorted and merged) in the PVH memory
+    map at @p start_info, read with @p read(physical address, size) -> bytes."""
+    magic, version, _, _, _, _, _, memmap, entries, _ = PVH_START_INFO.unpack(read(start_info, PVH_START_INFO.size))
+    if magic != PVH_MAGIC:
+        raise AssertionError(f"QEMU's PVH start_info at {start_info:#x} has magic {magic:#x}, not {PVH_MAGIC:#x}")
+    if version < 1 or memmap == 0 or not 0 < entries <= PVH_MAX_ENTRIES:
+        raise AssertionError(f"QEMU's PVH start_info (version {version}) has no memory map ({entries} entries)")
+    raw = read(memmap, entries * PVH_MEMMAP_ENTRY.size)
+    ram = sorted((addr, addr + size) for addr, size, kind, _ in PVH_MEMMAP_ENTRY.iter_unpack(raw)
+                 if kind == PVH_RAM and size)
+    merged = []
+    for a, b in ram:
+        if merged and a <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(b, merged[-1][1]))
+        else:
+            merged.append((a, b))
+    return merged
+
+
+def _read_pvh_map(kernel, arch, memory_size):
+    """Boots QEMU stopped (-S) with the grader's own machine and -m, runs it to @p kernel's PVH
+    entry (no instruction of the kernel has run; only QEMU's firmware) and reads the memory map
+    that QEMU's loader wrote for it: start_info's address is in EBX there. Paging is off, so
+    the gdbstub reads physical memory (QEMU 7.2 keeps start_info in the BIOS area, outside RAM)."""
+    import socket
+    import subprocess
+    from pagoda import qemu
+    entry = pvh_entry(kernel)
+    ours, theirs = socket.socketpair()
+    extra = ["-chardev", f"socket,id=pagoda-gdb,fd={theirs.fileno()}", "-gdb", "chardev:pagoda-gdb", "-S"]
+    argv = qemu.command(kernel, "", arch=arch, memory=f"{memory_size >> 20}M", serial="null", extra=extra)
+    proc = qemu.spawn(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                      pass_fds=(theirs.fileno(),))
+    theirs.close()
+    try:
+        client = RspClient(ours, arch=arch)
+        try:
+            client.handshake()
+            client.set_breakpoint(entry)
+            client.cont()
+            reply = client.wait_stop()
+            if reply.exited or client.read_register("rip") != entry:
+                raise AssertionError(f"QEMU did not reach the kernel's PVH entry {entry:#x}")
+            start_info = client.read_register("rbx") & 0xFFFF_FFFF
+            return pvh_usable_ram(lambda pa, size: client.read_memory(pa, size), start_info)
+        except RspError as e:
+            qemu.kill_group(proc)
+            err = proc.stderr.read().decode(errors="replace").strip()
+            raise AssertionError(f"cannot read the memory map QEMU gives the kernel: {e}"
+                                 + (f" (QEMU said: {err})" if err else "")) from None
+        finally:
+            client.close()
+    finally:
+        qemu.kill_group(proc)
+        proc.stderr.close()
+        ours.close()
+
+
+def usable_ram(kernel, arch, memory_size):
+    """[(start, end)] of the RAM the kernel may use under the grader's QEMU with -m
+    @p memory_size bytes, as QEMU hands it to the kernel: on x86_64 the usable entries of the
+    PVH memory map, read from this very QEMU once per process (QEMU 10 reserves the top 4 KiB
+    of microvm's RAM, 7.2 does not: a model would be right for one of them only); on AArch64,
+    whose kernel is handed no map, the machine's fixed layout (Machine.usable_ram)."""
+    machine = MACHINES[arch]
+    if machine.boot_map != "pvh":
+        return machine.usable_ram(memory_size)
+    from pagoda import qemu
+    import shutil
+    binary = qemu.MACHINES[arch].binary
+    key = (shutil.which(binary) or binary, arch, memory_size)
+    if key not in _ram_maps:
+        _ram_maps[key] = _read_pvh_map(kernel, arch, memory_size)
+    return list(_ram_maps[key])
 
 
 # ---- The kernel's layout -----------------------------------------------------------------------
@@ -261,7 +381,7 @@ def expected_kernel_map(kernel, arch, memory_size):
     else:
         ram_offset, limit, dev_offset = 0, 1 << 64, 0
         ram_what, dev_what = "identity map of RAM", "identity map of devices"
-    for lo, hi in machine.usable_ram(memory_size):
+    for lo, hi in usable_ram(kernel, arch, memory_size):
         lo, hi = max(lo, low_end), min(hi, limit)
         for a, b in ((lo, min(hi, img_lo)), (max(lo, img_hi), hi)):
             if a < b:
@@ -878,9 +998,8 @@ def window_ram(kernel, arch, memory_size):
     """The RAM the window must reach: usable RAM from the kernel's low_memory_end to the window's
     end, minus the kernel image (which the window leaves unmapped). Probes of the window test
     come from here."""
-    machine = MACHINES[arch]
     phys_base = layout_value(kernel, "window_phys_base")
     start = max(phys_base, layout_value(kernel, "low_memory_end"))
     limit = phys_base + layout_value(kernel, "window_size")
-    usable = [(max(a, start), min(b, limit)) for a, b in machine.usable_ram(memory_size)]
+    usable = [(max(a, start), min(b, limit)) for a, b in usable_ram(kernel, arch, memory_size)]
     return subtract([(a, b) for a, b in usable if a < b], [image_physical(kernel)])
