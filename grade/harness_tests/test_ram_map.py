@@ -1,7 +1,6 @@
 """The RAM the grader expects the kernel to map is the RAM QEMU hands the kernel, read from QEMU,
 not a model: QEMU 10's microvm reserves the top 4 KiB of RAM in the PVH memory map, QEMU 7.2's
 does not, and a lab-1 kernel identity maps exactly the usable entries."""
-import struct
 
 import pytest
 
