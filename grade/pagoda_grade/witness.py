@@ -24,8 +24,8 @@ milestone uses this library, so that later labs inherit the same witnesses:
    check, and hands them to the kernel on the command line (boot(args=...)) or in guest RAM.
 
 The per-architecture facts live in ARCHES (registers, argument registers, how the kernel's
-printed report reads) and MACHINES (where QEMU puts devices, and RAM where the kernel is handed
-no memory map: where it is, usable_ram() reads QEMU's own map); the kernel's own layout is
+printed report reads) and MACHINES (where QEMU puts RAM and devices; usable_ram() reads the
+memory map QEMU hands the kernel from QEMU itself); the kernel's own layout is
 read from the facts its ELF exports (symbols.fact). An AArch64 port adds its entries there and a
 parser in faultlog.py.
 """
@@ -134,33 +134,20 @@ class Machine:
     arch: str
     ram_base: int                # guest-physical address of the first byte of RAM
     devices: tuple               # (physical base, size, what) the kernel must map to work
-    max_low_ram: int             # RAM above this is split elsewhere by QEMU
-    loaded: tuple = ()           # (physical base, size, what) QEMU puts in RAM for the kernel to keep
-
-    boot_map: str = ""           # how the kernel learns its RAM from QEMU: "pvh" (start_info), "" (fixed)
-
-    def usable_ram(self, memory_size):
-        """[(start, end)] of the RAM this model says the kernel may use, for -m memory_size bytes.
-        Only for machines whose kernel is not handed a memory map (boot_map ""): where QEMU hands
-        one, its contents depend on the QEMU version (QEMU 10's microvm reserves the top 4 KiB of
-        RAM, 7.2's does not), and usable_ram() below reads it from QEMU instead."""
-        ram = [(self.ram_base, self.ram_base + min(memory_size, self.max_low_ram))]
-        return subtract(ram, [(base, base + size) for base, size, _ in self.loaded])
+    boot_map: str                # how QEMU tells the kernel its RAM: usable_ram() reads the same
 
 
 MACHINES = {
-    # microvm: RAM from 0 (the firmware keeps parts of the first MiB), below 3 GiB; the local APIC.
-    # The kernel learns its RAM from the PVH start_info's memory map: usable_ram() reads it.
-    "x86_64": Machine("x86_64", ram_base=0,
-                      devices=((0xFEE0_0000, PAGE, "the local APIC"),), max_low_ram=3 * GiB, boot_map="pvh"),
+    # microvm: RAM from 0; the local APIC. The kernel learns its RAM from the PVH start_info's
+    # memory map (QEMU's firmware keeps parts of the first MiB; QEMU 10 also the top 4 KiB).
+    "x86_64": Machine("x86_64", ram_base=0, devices=((0xFEE0_0000, PAGE, "the local APIC"),), boot_map="pvh"),
     # virt: RAM at 1 GiB; the PL011 UART and the GICv2's distributor and CPU interface (64 KiB
-    # each, as the kernel maps them). QEMU loads its device tree, always a 1 MiB blob, at the start
-    # of RAM when the kernel's image leaves room there (docs/boot.md): the kernel keeps it.
+    # each, as the kernel maps them). The kernel learns its RAM from the device tree QEMU loads at
+    # the start of RAM when the kernel's image leaves room there (docs/boot.md), and keeps the tree.
     "aarch64": Machine("aarch64", ram_base=0x4000_0000,
                        devices=((0x0800_0000, 64 * 1024, "the GIC distributor"),
                                 (0x0801_0000, 64 * 1024, "the GIC CPU interface"),
-                                (0x0900_0000, PAGE, "the PL011 UART")),
-                       max_low_ram=255 * GiB, loaded=((0x4000_0000, MiB, "QEMU's device tree"),)),
+                                (0x0900_0000, PAGE, "the PL011 UART")), boot_map="fdt"),
 }
 
 
@@ -209,10 +196,18 @@ def pvh_usable_ram(read, start_info):
     if version < 1 or memmap == 0 or not 0 < entries <= PVH_MAX_ENTRIES:
         raise AssertionError(f"QEMU's PVH start_info (version {version}) has no memory map ({entries} entries)")
     raw = read(memmap, entries * PVH_MEMMAP_ENTRY.size)
-    ram = sorted((addr, addr + size) for addr, size, kind, _ in PVH_MEMMAP_ENTRY.iter_unpack(raw)
-                 if kind == PVH_RAM and size)
+    return _merge((addr, addr + size) for addr, size, kind, _ in PVH_MEMMAP_ENTRY.iter_unpack(raw) if kind == PVH_RAM)
+
+
+FDT_MAGIC = 0xD00D_FEED
+FDT_HEADER = struct.Struct(">10I")   # magic totalsize off_struct off_strings off_rsvmap version ... size_strings size_struct
+FDT_BEGIN_NODE, FDT_END_NODE, FDT_PROP, FDT_NOP, FDT_END = 1, 2, 3, 4, 9
+FDT_MAX_SIZE = 2 * MiB
+
+
+def _merge(ranges):
     merged = []
-    for a, b in ram:
+    for a, b in sorted(r for r in ranges if r[0] < r[1]):
         if merged and a <= merged[-1][1]:
             merged[-1] = (merged[-1][0], max(b, merged[-1][1]))
         else:
@@ -220,15 +215,80 @@ def pvh_usable_ram(read, start_info):
     return merged
 
 
-def _read_pvh_map(kernel, arch, memory_size):
-    """Boots QEMU stopped (-S) with the grader's own machine and -m, runs it to @p kernel's PVH
-    entry (no instruction of the kernel has run; only QEMU's firmware) and reads the memory map
-    that QEMU's loader wrote for it: start_info's address is in EBX there. Paging is off, so
-    the gdbstub reads physical memory (QEMU 7.2 keeps start_info in the BIOS area, outside RAM)."""
+def fdt_usable_ram(read, base):
+    """[(start, end)] of the usable RAM a device tree at @p base describes, as the AArch64 kernel
+    reads it (arch/aarch64/fdt.cpp): the root's memory nodes, minus the memory reservation block,
+    the children of /reserved-memory, and the blob itself (page aligned), which the kernel keeps."""
+    header = FDT_HEADER.unpack(read(base, FDT_HEADER.size))
+    magic, total, off_struct, off_strings, off_rsv = header[:5]
+    size_strings, size_struct = header[8], header[9]
+    if magic != FDT_MAGIC:
+        raise AssertionError(f"no device tree at {base:#x} (magic {magic:#x}): QEMU loads one at the start of RAM")
+    end = max(off_struct + size_struct, off_strings + size_strings)
+    if not FDT_HEADER.size <= end <= total <= FDT_MAX_SIZE or off_rsv >= total:
+        raise AssertionError(f"the device tree at {base:#x} is malformed (total size {total:#x})")
+    blob = read(base, max(end, off_rsv + 16))
+    reserved = [(base, base + _align_up(total))]
+    at = off_rsv
+    while at + 16 <= len(blob):
+        address, size = struct.unpack_from(">QQ", blob, at)
+        if address == 0 and size == 0:
+            break
+        reserved.append((address, address + size))
+        at += 16
+
+    def cells(value, count, at):
+        return int.from_bytes(value[at * 4:(at + count) * 4], "big")
+
+    def reg_ranges(value, parent):
+        ac, sc = parent.get("#address-cells", 2), parent.get("#size-cells", 1)
+        step = 4 * (ac + sc)
+        if step == 0 or len(value) % step:
+            raise AssertionError("a device tree reg property does not fit its parent's cell counts")
+        return [(cells(value[i:], ac, 0), cells(value[i:], ac, 0) + cells(value[i:], sc, ac))
+                for i in range(0, len(value), step)]
+
+    memory, stack, at = [], [], off_struct
+    while at < off_struct + size_struct:
+        token, = struct.unpack_from(">I", blob, at)
+        at += 4
+        if token == FDT_BEGIN_NODE:
+            name_end = blob.index(b"\0", at)
+            stack.append({"name": blob[at:name_end].decode(errors="replace").split("@")[0], "props": {}})
+            at = _align_up(name_end + 1, 4)
+        elif token == FDT_PROP:
+            length, name_off = struct.unpack_from(">II", blob, at)
+            value = blob[at + 8:at + 8 + length]
+            name = blob[off_strings + name_off:blob.index(b"\0", off_strings + name_off)].decode(errors="replace")
+            if name in ("#address-cells", "#size-cells"):
+                stack[-1][name] = cells(value, 1, 0)
+            stack[-1]["props"][name] = value
+            at = _align_up(at + 8 + length, 4)
+        elif token == FDT_END_NODE:
+            node = stack.pop()
+            reg = node["props"].get("reg")
+            if reg and len(stack) == 1 and (node["name"] == "memory" or node["props"].get("device_type") == b"memory\0"):
+                memory += reg_ranges(reg, stack[0])
+            if reg and len(stack) == 2 and stack[1]["name"] == "reserved-memory":
+                reserved += reg_ranges(reg, stack[1])
+        elif token == FDT_END:
+            break
+        elif token != FDT_NOP:
+            raise AssertionError(f"the device tree at {base:#x} has an unknown token {token:#x}")
+    return _merge(subtract(_merge(memory), _merge(reserved)))
+
+
+def _read_boot_map(kernel, arch, memory_size):
+    """Boots QEMU stopped (-S) with the grader's own machine and -m, and reads the memory map
+    QEMU hands @p kernel before any instruction of the kernel runs. x86_64: runs it to the
+    kernel's PVH entry (only QEMU's firmware has run) and reads start_info, whose address is in
+    EBX there; paging is off, so the gdbstub reads physical memory (QEMU 7.2 keeps start_info in
+    the BIOS area, outside RAM). AArch64: the device tree QEMU has put at the start of RAM
+    before the first instruction (the kernel reads the same one)."""
     import socket
     import subprocess
     from pagoda import qemu
-    entry = pvh_entry(kernel)
+    machine = MACHINES[arch]
     ours, theirs = socket.socketpair()
     extra = ["-chardev", f"socket,id=pagoda-gdb,fd={theirs.fileno()}", "-gdb", "chardev:pagoda-gdb", "-S"]
     argv = qemu.command(kernel, "", arch=arch, memory=f"{memory_size >> 20}M", serial="null", extra=extra)
@@ -239,13 +299,18 @@ def _read_pvh_map(kernel, arch, memory_size):
         client = RspClient(ours, arch=arch)
         try:
             client.handshake()
+
+            def read(pa, size):
+                return client.read_memory(pa, size)
+            if machine.boot_map == "fdt":
+                return fdt_usable_ram(read, machine.ram_base)
+            entry = pvh_entry(kernel)
             client.set_breakpoint(entry)
             client.cont()
             reply = client.wait_stop()
             if reply.exited or client.read_register("rip") != entry:
                 raise AssertionError(f"QEMU did not reach the kernel's PVH entry {entry:#x}")
-            start_info = client.read_register("rbx") & 0xFFFF_FFFF
-            return pvh_usable_ram(lambda pa, size: client.read_memory(pa, size), start_info)
+            return pvh_usable_ram(read, client.read_register("rbx") & 0xFFFF_FFFF)
         except RspError as e:
             qemu.kill_group(proc)
             err = proc.stderr.read().decode(errors="replace").strip()
@@ -261,19 +326,16 @@ def _read_pvh_map(kernel, arch, memory_size):
 
 def usable_ram(kernel, arch, memory_size):
     """[(start, end)] of the RAM the kernel may use under the grader's QEMU with -m
-    @p memory_size bytes, as QEMU hands it to the kernel: on x86_64 the usable entries of the
-    PVH memory map, read from this very QEMU once per process (QEMU 10 reserves the top 4 KiB
-    of microvm's RAM, 7.2 does not: a model would be right for one of them only); on AArch64,
-    whose kernel is handed no map, the machine's fixed layout (Machine.usable_ram)."""
-    machine = MACHINES[arch]
-    if machine.boot_map != "pvh":
-        return machine.usable_ram(memory_size)
+    @p memory_size bytes, as QEMU hands it to the kernel, read from this very QEMU once per
+    process: on x86_64 the usable entries of the PVH memory map (QEMU 10 reserves the top 4 KiB
+    of microvm's RAM, 7.2 does not: a model would be right for one of them only); on AArch64
+    the device tree's memory minus its reservations and the tree itself."""
     from pagoda import qemu
     import shutil
     binary = qemu.MACHINES[arch].binary
     key = (shutil.which(binary) or binary, arch, memory_size)
     if key not in _ram_maps:
-        _ram_maps[key] = _read_pvh_map(kernel, arch, memory_size)
+        _ram_maps[key] = _read_boot_map(kernel, arch, memory_size)
     return list(_ram_maps[key])
 
 
