@@ -12,13 +12,14 @@ import re
 
 from pagoda_grade import lab_test
 from pagoda_grade.harness import BootEnded, KILL_LINE
-from pagoda_grade.processes import (Layout, count_used, parse_reaped, process_roots, user_elf, user_page_frames,
-                                    user_symbol)
+from pagoda_grade.lifecycle import (Deaths, Refs, covered, fork_problems, fork_view, leak_story, pid_of, processes,
+                                    return_address)
+from pagoda_grade.processes import (Layout, count_used, parse_reaped, process_roots, registry, user_elf,
+                                    user_page_frames, user_symbol)
 from pagoda_grade.proof import MASK64, proof
 from pagoda_grade.symbols import address_of, fact, segments
 from pagoda_grade.witness import PAGE, pick_in
 from test_lab3 import GRADER_MEMORY, Watch, syscall_number, syscall_stops, user_text
-from test_lab4 import kernel_u64s
 
 ENOENT = 2
 ECHILD = 10
@@ -59,11 +60,23 @@ def echo_digest(args):
 
 # ---- stops -------------------------------------------------------------------------------------
 
+def deaths_of(watch):
+    """The Deaths recorder of @p watch's boot (made on first use): every test of this lab also
+    stops at each process's end and each exec, to name a leak or a kill from what it saw there."""
+    if getattr(watch, "deaths", None) is None:
+        watch.deaths = Deaths(watch.kernel)
+    return watch.deaths
+
+
 def calls(guest, watch, numbers, limit):
-    """Stops at the system-call entry, yielding each stop whose call is in @p numbers."""
+    """Stops at the system-call entry, yielding each stop whose call is in @p numbers (and
+    recording every death and exec on the way)."""
     number = watch.proc["syscall_number"]
+    deaths = deaths_of(watch)
     for _ in range(limit):
-        snap = guest.stop_at(watch.proc["syscall_entry"])
+        snap = guest.stop_at_any([watch.proc["syscall_entry"], *deaths.addresses()])
+        if deaths.take(snap):
+            continue
         if snap.register(number) in numbers:
             yield snap
 
@@ -83,21 +96,57 @@ def first_root(snap, kernel):
 
 def baseline(watch, guest):
     """At the run's end: frames in use (the allocator's bitmap, guest RAM) after every process
-    was reaped, and before the first one was made."""
-    end = watch.checkpoint(guest, "ended")
-    return dict(before=watch.frames_before[0], after=count_used(end, *watch.bitmap)[0])
+    was reaped, and before the first one was made; when they differ, what the leaked frames
+    were (leak_story(): from every death and exec the grader stopped at, and guest RAM now)."""
+    deaths = deaths_of(watch)
+    tag = fact(watch.kernel, "run_checkpoint_ended")
+    for _ in range(100_000):
+        end = guest.stop_at_any(["pagoda_grader_checkpoint", *deaths.addresses()])
+        if not deaths.take(end) and end.argument(0) == tag:
+            break
+    else:
+        raise AssertionError("the run never reached its 'ended' checkpoint")
+    after, bits = count_used(end, *watch.bitmap)
+    before, before_bits = watch.frames_before
+    story = leak_story(before_bits, bits, end, watch.kernel, deaths.moments) if after != before else []
+    return dict(before=before, after=after, leak=story)
+
+
+def kill_story(m):
+    """Why @p m (a death by a fault) happened, from what the grader read as the process died: its
+    record (VMA list) and its root's pages."""
+    vmas = m.vmas or []
+    page = m.address & ~(PAGE - 1)
+    mapped = m.pages.get(page)
+    state = (f"mapped {'read/write' if mapped[1] else 'read-only'} to frame {mapped[0]:#x}" if mapped
+             else "not mapped")
+    if m.vmas is None or not vmas:
+        return (f"its record (VMA list, read from guest RAM as it died) is empty while its root maps "
+                f"{len(m.pages)} user pages: a forked child whose record fork never filled (copy_record), or a loader "
+                "that mapped its segments without recording them")
+    if covered(vmas, m.address):
+        region = next(v for v in vmas if v.start <= m.address < v.end)
+        return (f"{m.address:#x} lies in its region {region} (record read from guest RAM as it died) and the page is "
+                f"{state}: the fault was one the record allows, yet it was not resolved"
+                + (" (a write to a read-only page of a writable region is copy-on-write: the fault must copy it, or "
+                   "take the frame back at count 1)" if mapped and not mapped[1] and region.write else ""))
+    return (f"{m.address:#x} lies in none of its {len(vmas)} regions ({', '.join(str(v) for v in vmas[:4])}"
+            f"{', ...' if len(vmas) > 4 else ''}; read from guest RAM as it died), and the page is {state}: a wild "
+            "access, the usual sign of a stack or data page that changed under the process (a frame it shared "
+            "written by another process, or a copy that is not a copy)")
 
 
 def fail_on_killed_children(watch, run):
     """Fails naming the processes the kernel killed, when any was (no test here expects one):
-    the usual reason the grader never saw a child run, or a bomb's statuses are wrong."""
+    the usual reason the grader never saw a child run, or a bomb's statuses are wrong. The
+    cause comes from what the grader read at the death (kill_story()), the kernel's line after."""
     kills = [l.strip() for l in run.lines if KILL_LINE.match(l.strip())]
+    killed = deaths_of(watch).killed()
+    if killed:
+        m = killed[0]
+        watch.fail(run, f"{m.who} was {m.ending()}: {kill_story(m)}\n  " + "\n  ".join(kills[:2]))
     if kills:
-        hint = ""
-        if any("no VMA" in l for l in kills):
-            hint = (" (a child with no record of its memory: fork copied by a VMA list that is empty, e.g. a "
-                    "loader that mapped its segments without recording them)")
-        watch.fail(run, f"a process was killed{hint}:\n  " + "\n  ".join(kills[:3]))
+        watch.fail(run, "a process was killed:\n  " + "\n  ".join(kills[:3]))
 
 
 def require(watch, run):
@@ -110,10 +159,13 @@ def require(watch, run):
 
 def check_baseline(watch, run, w):
     if w["after"] != w["before"]:
-        watch.fail(run, f"frames in use (the frame allocator's bitmap, read by the grader from guest RAM): "
-                        f"{w['before']} before the first process, {w['after']} after every process was reaped: "
-                        f"{w['after'] - w['before']:+d} (a fork that leaks the frames or tables of the copy, a zombie "
-                        "never reaped, or exit not freeing the whole user half)")
+        head = (f"frames in use (the frame allocator's bitmap, read by the grader from guest RAM): {w['before']} before "
+                f"the first process, {w['after']} after every process was reaped: {w['after'] - w['before']:+d}")
+        story = w.get("leak") or []
+        if story:
+            watch.fail(run, f"{head}: {story[0]}" + "".join(f"\n  {s}" for s in story[1:4]))
+        watch.fail(run, f"{head} (frames the grader never saw as a process's page or table: a fork that leaks the "
+                        "tables of the copy, or a kernel stack never freed)")
 
 
 # ---- fork --------------------------------------------------------------------------------------
@@ -128,29 +180,88 @@ def test_fork_basic(boot, kernel, arch):
     page = word & ~(PAGE - 1)
     write = syscall_number("Write")
 
+    wait_call, exit_call = syscall_number("Wait"), syscall_number("Exit")
+    info_size = 16  # abi::ExitInfo: i32 code, u32 how, u64 address
+
     def script(guest):
         watch.before(guest)
         snap = watch.started_check(guest)
         parent = first_root(snap, kernel)
-        seen = {}
-        for snap in calls(guest, watch, {write}, 800):
+        deaths = deaths_of(watch)
+        seen, waits, exits = {}, [], {}
+        state = watch.fork_state = dict(at_fork=None, later=None)
+        tracer = Tracer(guest, watch)
+        fork_at = address_of(kernel, "pagoda::proc::fork_process")
+        for kind, snap, data in tracer.stops(40 * n + 400, deaths_too=True, extra=[] if state["at_fork"] else [fork_at]):
             root = snap.lower_root
-            if root == parent or root in watch.kernel_roots:
+            at_fork = state["at_fork"]
+            if kind == "extra":
+                # The first fork: seen again where fork_process returns to the system call, in the
+                # parent's kernel context, before the child can run.
+                if root == parent and at_fork is None:
+                    tracer.follow_call(snap, ("forked", set(processes(snap, kernel))))
+                continue
+            if kind == "death":
+                # A child that dies before its first system call is the later moment of the fork.
+                if at_fork and state["later"] is None and data.what == "exit" and root == at_fork.child.root:
+                    state["later"] = fork_view(snap, kernel, parent, root, "later")
+                    deaths.add(state["later"].parent)
+                continue
+            if kind == "return":
+                result = signed(snap.register(watch.proc["syscall_result"]))
+                if data[0] == "forked":
+                    made = sorted(set(processes(snap, kernel)) - data[1])
+                    child = next((k.root for k in registry(snap, kernel).roots if k.kind == "process" and made
+                                  and k.id == made[0]), None)
+                    if child is not None:
+                        state["at_fork"] = fork_view(snap, kernel, parent, child, "fork")
+                        for m in (state["at_fork"].parent, state["at_fork"].child):
+                            deaths.add(m)
+                elif data[0] == "wait":
+                    waits.append((result, snap.read_virt(data[1], info_size, parent) if result > 0 and data[1] else b""))
+                    if result < 0:
+                        break
+                continue
+            number = snap.register(watch.proc["syscall_number"])
+            if root == parent:
+                if number == wait_call:
+                    tracer.follow(snap, ("wait", snap.register(watch.proc["syscall_args"][1])))
+                continue
+            if root in watch.kernel_roots:
+                continue
+            if at_fork and state["later"] is None and root == at_fork.child.root:
+                state["later"] = fork_view(snap, kernel, parent, root, "later")
+                deaths.add(state["later"].parent)
+                deaths.add(state["later"].child)
+            if number == exit_call:
+                exits[pid_of(snap, kernel, root)[0]] = signed(snap.register(watch.proc["syscall_args"][0]))
+                continue
+            if number != write:
                 continue
             m = re.match(rb"forktree: child (\d+) pid (\d+)", write_buffer(snap, watch, root))
-            if not m or int(m[1]) in seen:
+            if not m or int(m[1]) in seen or len(seen) == witnesses:
                 continue
             seen[int(m[1])] = dict(
                 root=root, pid=int(m[2]), child=u64(snap.read_virt(word, 8, root)),
                 parent=u64(snap.read_virt(word, 8, parent)), child_frame=snap.translate(page, root),
                 parent_frame=snap.translate(page, parent), half=watch.inspector.kernel_half_problem(snap, root),
                 registered=root in process_roots(snap, kernel))
-            if len(seen) == witnesses:
-                break
-        return dict(parent=parent, seen=seen, **baseline(watch, guest))
+        return dict(parent=parent, seen=seen, waits=waits, exits=exits, at_fork=state["at_fork"],
+                    later=state["later"], **baseline(watch, guest))
+
+    def fork_failure(at_fork, later):
+        problems = fork_problems(at_fork, later) if at_fork else []
+        if problems:
+            watch.fail(run, problems[0] + "".join(f"\n  {p}" for p in problems[1:3]))
 
     run = boot(args={"run": f"forktree:basic:{n}"}, token=token, witness=script, memory=GRADER_MEMORY)
+    if run.witness is None:
+        # The boot ended before the grader's stops (a kill, a panic): what it saw of the fork first.
+        seen_so_far = getattr(watch, "fork_state", {})
+        fork_failure(seen_so_far.get("at_fork"), seen_so_far.get("later"))
     w = require(watch, run)
+    fork_failure(w["at_fork"], w["later"])
+    fail_on_killed_children(watch, run)
     if len(w["seen"]) < witnesses:
         watch.fail(run, f"the grader saw {len(w['seen'])} forked children write their line from a root other than the "
                         f"parent's ({w['parent']:#x}); expected {witnesses} (fork made no new root, or the child never "
@@ -174,6 +285,23 @@ def test_fork_basic(boot, kernel, arch):
                             f"{c['parent_frame']:#x}: the child has no copy of its own")
         run.expect(rf"^forktree: child {i} pid {c['pid']} parent 1 wrote "
                    rf"proof={proof(token, child_value(token, i) ^ c['pid']):016x}$", f"child {i}'s line")
+    # Each wait's result and the status it wrote (read in user mode at its return) against the
+    # code each child passed to exit (read at its exit call).
+    reaped = [(pid, u64(st[:4]) & 0xffffffff, u64(st[4:8]) & 0xffffffff) for pid, st in w["waits"] if pid > 0]
+    for pid, code, how in reaped:
+        want_code = w["exits"].get(pid)
+        if code >= 1 << 31:
+            code -= 1 << 32
+        if want_code is not None and (how != 0 or code != want_code):
+            watch.fail(run, f"wait returned child pid {pid} with the status how={how} code={code} (the ExitInfo it "
+                            f"wrote, read in user mode at its return), but pid {pid} passed {want_code} to exit (read "
+                            "at its exit call): wait must report the status of the child it reaped")
+    if len(reaped) != n or len({pid for pid, _, _ in reaped}) != n:
+        last = w["waits"][-1][0] if w["waits"] else None
+        watch.fail(run, f"the parent's wait calls returned {len(reaped)} children ({len({p for p, _, _ in reaped})} "
+                        f"distinct ids), then {last}, as read in user mode: expected its {n} children, each once, then "
+                        f"-ECHILD ({-ECHILD})")
+    check_baseline(watch, run, w)
     total = sum(child_code(token, i) * (i + 1) for i in range(n)) & MASK64
     run.expect(rf"^forktree: forked {n} reaped {n} with their statuses ok proof={proof(token, total):016x}$",
                "the parent's summary: every child reaped by wait() with its exit status")
@@ -182,7 +310,6 @@ def test_fork_basic(boot, kernel, arch):
     want = sorted([0] + [child_code(token, i) for i in range(n)])
     if codes != want or len(reaped) != n + 1:
         watch.fail(run, f"expected forktree and its {n} children to be reaped with codes {want}; reaped: {reaped}")
-    check_baseline(watch, run, w)
     run.expect_outcome("success")
 
 
@@ -283,20 +410,6 @@ def test_exec_args(boot, kernel, arch):
 
 
 # ---- copy-on-write -----------------------------------------------------------------------------
-
-class Refs:
-    """The kernel's frame reference counts, read from guest RAM (pagoda_frame_refs: the table's
-    kernel address and its entries; each entry a u16 of references beyond the first)."""
-
-    def __init__(self, snap, kernel):
-        self.snap = snap
-        self.table, self.entries = kernel_u64s(snap, kernel, address_of(kernel, "pagoda_frame_refs"), 2)
-
-    def count(self, frame):
-        if not self.table or frame // PAGE >= self.entries:
-            return None
-        return 1 + u64(self.snap.read_virt(self.table + 2 * (frame // PAGE), 2))
-
 
 def pages_in(snap, roots, vas):
     """{va: [(frame, writable) per root]} through the grader's walk of each root."""
@@ -567,10 +680,27 @@ class Tracer:
     def follow(self, snap, data):
         self.pending[(snap.register(self.watch.proc["syscall_return_pc"]), snap.lower_root)] = data
 
-    def stops(self, limit):
+    def follow_call(self, snap, data):
+        """At the entry of a kernel function (@p snap): stop again where it returns, in the same
+        root (its caller's next instruction)."""
+        self.pending[(return_address(snap), snap.lower_root)] = data
+
+    def stops(self, limit, deaths_too=False, extra=()):
+        """(kind, snap, data) of each stop; with @p deaths_too also ("death", snap, Moment) at each
+        death or exec (recorded in the boot's Deaths either way), and ("extra", snap, None) at each
+        of the addresses @p extra."""
         entry = self.watch.proc["syscall_entry"]
+        deaths = deaths_of(self.watch)
+        extra = [a if isinstance(a, int) else address_of(self.watch.kernel, a) for a in extra]
         for _ in range(limit):
-            snap = self.guest.stop_at_any([entry] + sorted({pc for pc, _ in self.pending}))
+            snap = self.guest.stop_at_any([entry, *deaths.addresses(), *extra] + sorted({pc for pc, _ in self.pending}))
+            if deaths.take(snap):
+                if deaths_too:
+                    yield "death", snap, deaths.moments[-1]
+                continue
+            if snap.pc in extra:
+                yield "extra", snap, None
+                continue
             if snap.pc != address_of(self.watch.kernel, entry) and (snap.pc, snap.lower_root) in self.pending:
                 yield "return", snap, self.pending.pop((snap.pc, snap.lower_root))
             elif snap.pc == address_of(self.watch.kernel, entry):

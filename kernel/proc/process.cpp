@@ -1,7 +1,9 @@
 // The process table, creation and teardown (see process.hpp).
 #include "proc/process.hpp"
 
+#include "core/lab.hpp"
 #include "core/panic.hpp"
+#include "lib/facts.hpp"
 #include "mm/fork_copy.hpp"
 #include "mm/heap_allocator.hpp"
 #include "mm/table_iterator.hpp"
@@ -10,6 +12,21 @@
 #include "proc/scheduler.hpp"
 
 namespace pagoda::proc {
+
+// Where the grader finds each process and its record of regions in guest RAM (the table is
+// g_processes below; a record's VMAs: mm/vma.cpp's vma_* facts). It reads them at a death, at a
+// fork's return and at the end of a run to name what a fork, an exit or a wait got wrong.
+PAGODA_FACT(process_size, sizeof(Process))
+PAGODA_FACT(process_pid, offsetof(Process, pid))
+PAGODA_FACT(process_parent, offsetof(Process, parent))
+PAGODA_FACT(process_state, offsetof(Process, state))
+PAGODA_FACT(process_exit, offsetof(Process, exit))
+PAGODA_FACT(process_regions, offsetof(Process, regions_storage))
+PAGODA_FACT(process_regions_made, offsetof(Process, regions_made))
+PAGODA_FACT(process_state_zombie, u64(State::Zombie))
+PAGODA_FACT(process_slots, kMaxProcesses)
+static_assert(__builtin_offsetof(UserRegions, vmas) == 0, "the grader reads a record's VMA set at its start");
+
 namespace {
 
 Process g_processes[kMaxProcesses];
@@ -181,7 +198,14 @@ void configure_fork(StringView mode) {
 bool eager_fork() { return g_eager_fork; }
 
 Result<void> copy_user_half(AddressSpace& from, const VmaSet& vmas, AddressSpace& to) {
-  return g_eager_fork ? copy_pages(from, vmas, to) : share_pages(from, vmas, to);
+  if (g_eager_fork) return copy_pages(from, vmas, to);
+  const Result<void> shared = share_pages(from, vmas, to);
+  if (shared.is_error() && shared.error() == Error::NotImplemented) {
+    // Lab 6, before copy-on-write is written: the eager copy stands in for it (it changed nothing).
+    lab_todo(shared.error());
+    return copy_pages(from, vmas, to);
+  }
+  return shared;
 }
 
 Result<void> copy_pages(AddressSpace& from, const VmaSet& vmas, AddressSpace& to) {
