@@ -73,10 +73,12 @@ def calls(guest, watch, numbers, limit):
     recording every death and exec on the way)."""
     number = watch.proc["syscall_number"]
     deaths = deaths_of(watch)
-    for _ in range(limit):
+    taken = 0
+    while taken < limit:
         snap = guest.stop_at_any([watch.proc["syscall_entry"], *deaths.addresses()])
         if deaths.take(snap):
-            continue
+            continue   # (not counted: the limit is the test's own stops)
+        taken += 1
         if snap.register(number) in numbers:
             yield snap
 
@@ -150,8 +152,13 @@ def fail_on_killed_children(watch, run):
 
 
 def require(watch, run):
-    """The witness's result; when there is none, the failure says first what the console shows
-    about processes that died (the usual reason the grader never saw a forked child run)."""
+    """The witness's result. First, what the grader saw go wrong on the way, the likeliest cause
+    of anything after it: a copy-on-write fault that did the wrong thing (seen at its entry and
+    return); when the witness has no result, the processes that died (the usual reason the
+    grader never saw a forked child run)."""
+    cow = deaths_of(watch).cow_problems()
+    if cow:
+        watch.fail(run, cow[0] + "".join(f"\n  {p}" for p in cow[1:3]))
     if run.witness is None:
         fail_on_killed_children(watch, run)
     return watch.require(run)
@@ -180,7 +187,7 @@ def test_fork_basic(boot, kernel, arch):
     page = word & ~(PAGE - 1)
     write = syscall_number("Write")
 
-    wait_call, exit_call = syscall_number("Wait"), syscall_number("Exit")
+    fork_call, wait_call, exit_call = syscall_number("Fork"), syscall_number("Wait"), syscall_number("Exit")
     info_size = 16  # abi::ExitInfo: i32 code, u32 how, u64 address
 
     def script(guest):
@@ -199,7 +206,7 @@ def test_fork_basic(boot, kernel, arch):
                 # The first fork: seen again where fork_process returns to the system call, in the
                 # parent's kernel context, before the child can run.
                 if root == parent and at_fork is None:
-                    tracer.follow_call(snap, ("forked", set(processes(snap, kernel))))
+                    tracer.follow_call(snap, ("forked", set(processes(snap, kernel, records_of=-1))))
                 continue
             if kind == "death":
                 # A child that dies before its first system call is the later moment of the fork.
@@ -210,13 +217,22 @@ def test_fork_basic(boot, kernel, arch):
             if kind == "return":
                 result = signed(snap.register(watch.proc["syscall_result"]))
                 if data[0] == "forked":
-                    made = sorted(set(processes(snap, kernel)) - data[1])
+                    made = sorted(set(processes(snap, kernel, records_of=-1)) - data[1])
                     child = next((k.root for k in registry(snap, kernel).roots if k.kind == "process" and made
                                   and k.id == made[0]), None)
                     if child is not None:
                         state["at_fork"] = fork_view(snap, kernel, parent, child, "fork")
                         for m in (state["at_fork"].parent, state["at_fork"].child):
                             deaths.add(m)
+                        # The child's first return to user mode, where the parent's returned: the
+                        # moment before it runs a single instruction of its own.
+                        if state.get("fork_pc") is not None:
+                            tracer.pending[(state["fork_pc"], child)] = ("child runs",)
+                elif data[0] == "child runs":
+                    if state["later"] is None:
+                        state["later"] = fork_view(snap, kernel, parent, root, "later")
+                        deaths.add(state["later"].parent)
+                        deaths.add(state["later"].child)
                 elif data[0] == "wait":
                     waits.append((result, snap.read_virt(data[1], info_size, parent) if result > 0 and data[1] else b""))
                     if result < 0:
@@ -224,15 +240,13 @@ def test_fork_basic(boot, kernel, arch):
                 continue
             number = snap.register(watch.proc["syscall_number"])
             if root == parent:
-                if number == wait_call:
+                if number == fork_call:
+                    state["fork_pc"] = snap.register(watch.proc["syscall_return_pc"])
+                elif number == wait_call:
                     tracer.follow(snap, ("wait", snap.register(watch.proc["syscall_args"][1])))
                 continue
             if root in watch.kernel_roots:
                 continue
-            if at_fork and state["later"] is None and root == at_fork.child.root:
-                state["later"] = fork_view(snap, kernel, parent, root, "later")
-                deaths.add(state["later"].parent)
-                deaths.add(state["later"].child)
             if number == exit_call:
                 exits[pid_of(snap, kernel, root)[0]] = signed(snap.register(watch.proc["syscall_args"][0]))
                 continue
@@ -255,12 +269,11 @@ def test_fork_basic(boot, kernel, arch):
             watch.fail(run, problems[0] + "".join(f"\n  {p}" for p in problems[1:3]))
 
     run = boot(args={"run": f"forktree:basic:{n}"}, token=token, witness=script, memory=GRADER_MEMORY)
-    if run.witness is None:
-        # The boot ended before the grader's stops (a kill, a panic): what it saw of the fork first.
-        seen_so_far = getattr(watch, "fork_state", {})
-        fork_failure(seen_so_far.get("at_fork"), seen_so_far.get("later"))
+    # What the grader saw of the first fork comes first (even when the boot ended before the
+    # grader's last stop: a kill, a panic): the fork is what the other checks depend on.
+    seen_so_far = getattr(watch, "fork_state", {})
+    fork_failure(seen_so_far.get("at_fork"), seen_so_far.get("later"))
     w = require(watch, run)
-    fork_failure(w["at_fork"], w["later"])
     fail_on_killed_children(watch, run)
     if len(w["seen"]) < witnesses:
         watch.fail(run, f"the grader saw {len(w['seen'])} forked children write their line from a root other than the "
@@ -617,6 +630,7 @@ def test_fork_bomb(boot, kernel, arch):
     # of process slots (EAGAIN). Either way: every child reaped, nothing leaked.
     for mode, mib, errno_name, errno in (("eager", 16, "ENOMEM", 12), ("cow", pick_in(token, "bomb MiB", 1, 8), "EAGAIN", 11)):
         watch = Watch(kernel, arch)
+        watch.deaths = Deaths(kernel, cow=False)   # (hundreds of faults: the deaths are enough here)
         run = boot(args={"run": f"forktree:bomb:{mib}", "fork": mode}, token=token,
                    witness=bomb_script(watch, fork_call, kernel), memory=GRADER_MEMORY)
         w = require(watch, run)
@@ -692,12 +706,14 @@ class Tracer:
         entry = self.watch.proc["syscall_entry"]
         deaths = deaths_of(self.watch)
         extra = [a if isinstance(a, int) else address_of(self.watch.kernel, a) for a in extra]
-        for _ in range(limit):
+        taken = 0
+        while taken < limit:
             snap = self.guest.stop_at_any([entry, *deaths.addresses(), *extra] + sorted({pc for pc, _ in self.pending}))
-            if deaths.take(snap):
-                if deaths_too:
+            if deaths.take(snap):  # (not counted: the limit is the test's own stops)
+                if deaths_too and snap.pc in (deaths.exit_at, deaths.exec_at):
                     yield "death", snap, deaths.moments[-1]
                 continue
+            taken += 1
             if snap.pc in extra:
                 yield "extra", snap, None
                 continue
@@ -712,6 +728,7 @@ class Tracer:
 def test_wide_fork(boot, kernel, arch):
     token = boot.fresh_token()
     watch = Watch(kernel, arch)
+    watch.deaths = Deaths(kernel, cow=False)   # (64 children: the deaths are enough here)
     exit_call, wait_call = syscall_number("Exit"), syscall_number("Wait")
     info_size = 16  # abi::ExitInfo: i32 code, u32 how, u64 address
 
@@ -1005,6 +1022,8 @@ def usertests_case(boot, kernel, arch, case):
     give (user/programs/usertests.cpp). Each probe is judged on what the grader saw."""
     token = boot.fresh_token()
     watch = Watch(kernel, arch)
+    if case == "forkmem":
+        watch.deaths = Deaths(kernel, cow=False)   # (memory touched until it runs out: many faults)
     exit_call = syscall_number("Exit")
     record = user_symbol(kernel, arch, "usertests", "usertests_probes").address
     count_at = user_symbol(kernel, arch, "usertests", "usertests_probe_count").address

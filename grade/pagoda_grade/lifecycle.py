@@ -98,8 +98,9 @@ def read_vmas(snap, kernel, record_va):
     return out
 
 
-def processes(snap, kernel):
-    """{pid: Proc} of every slot of the process table that is not free (guest RAM)."""
+def processes(snap, kernel, records_of=None):
+    """{pid: Proc} of every slot of the process table that is not free (guest RAM); the record
+    (VMA list) is read for every process, or only for pid @p records_of when given."""
     k = _Facts.of(kernel)
     data = snap.read_phys(k.table, k.slots * k.size)
     base_va = symbols.address_of(kernel, "pagoda::proc::g_processes")
@@ -110,7 +111,7 @@ def processes(snap, kernel):
         if state == 0 and pid == 0:
             continue
         vmas = None
-        if p[k.regions_made]:
+        if p[k.regions_made] and (records_of is None or records_of == pid):
             try:
                 vmas = read_vmas(snap, kernel, base_va + slot * k.size + k.regions)
             except AssertionError:
@@ -227,32 +228,126 @@ class Moment:
 
 def moment(snap, kernel, root, what, order=0):
     pid, name = pid_of(snap, kernel, root)
-    procs = processes(snap, kernel)
-    proc = procs.get(pid)
+    proc = processes(snap, kernel, records_of=pid).get(pid)
     return Moment(what, pid, name or "?", root, Pages.of(snap, root), table_frames(snap, root),
                   proc.vmas if proc else None, parent=proc.parent if proc else 0, order=order)
+
+
+@dataclass
+class CowFault:
+    """One copy-on-write fault, seen at the entry and the return of copy_on_write(): the page,
+    the frame it mapped, that frame's count and bytes before, and after: the frame the page maps
+    now, writable or not, both counts, the old frame's bytes."""
+    who: str
+    page: int
+    frame: int
+    count: int
+    before: bytes
+    after_frame: int = None
+    after_writable: bool = False
+    after_count: int = None
+    new_count: int = None
+    frame_now: bytes = None
+    copy_bytes: bytes = None
+
+    def problem(self):
+        """The sentence naming what this fault got wrong, or None."""
+        at = f"the copy-on-write fault of {self.who} at page {self.page:#x}"
+        if self.after_frame is None:
+            return None
+        if not self.after_writable:
+            return f"{at} returned with the page still read-only (frame {self.after_frame:#x})"
+        if self.after_frame == self.frame:
+            if self.count > 1:
+                return (f"{at} found frame {self.frame:#x} with count {self.count} (shared) and gave write permission "
+                        f"back instead of copying it: it gave write permission back while the frame was shared, so "
+                        "this process's writes reach the other's memory (take a frame back only at count 1)")
+            return None
+        if self.count <= 1:
+            return (f"{at} found frame {self.frame:#x} with count {self.count} (this mapping was its last) and copied "
+                    f"it into {self.after_frame:#x}: a page with one mapping left is taken back, not copied")
+        if self.frame_now != self.before:
+            return (f"{at} copied frame {self.frame:#x} (count {self.count}) into {self.after_frame:#x}, and the bytes "
+                    f"of {self.frame:#x}, which another process still maps, changed during the fault: the "
+                    "copy-on-write fault wrote the shared frame (the copy made the wrong way round) instead of its copy")
+        if self.copy_bytes != self.before:
+            return (f"{at} mapped frame {self.after_frame:#x} in place of {self.frame:#x}, and it does not hold the "
+                    "bytes of the page it replaces: the copy was not made (or made from another frame)")
+        if self.after_count is not None and self.after_count != self.count - 1:
+            return (f"{at} copied frame {self.frame:#x} (count {self.count} before) and left its count at "
+                    f"{self.after_count} (the kernel's table, guest RAM): it did not drop its reference to the old "
+                    "frame (put_user_frame / FrameRefs::drop), so the frame outlives its last mapping")
+        return None
 
 
 class Deaths:
     """Stops at every process's end (exit_current: an exit call or a kill) and every exec
     (exec_current, before the old space goes): the dying or exec'ing process's root (the one the
-    CPU holds), walked then, with its record and, at a death, how it ended. A test that follows
-    system calls adds addresses() to its stops and hands every stop to take()."""
+    CPU holds), walked then, with its record and, at a death, how it ended; and at the entry and
+    the return of every copy-on-write fault (copy_on_write). A test that follows system calls adds
+    addresses() to its stops and hands every stop to take()."""
 
     EXIT = "pagoda::proc::exit_current"
     EXEC = "pagoda::proc::exec_current"
+    COW = "pagoda::vm::copy_on_write"
 
-    def __init__(self, kernel):
+    def __init__(self, kernel, cow=True):
+        """@p cow: also witness every copy-on-write fault (two stops each: a test that makes
+        hundreds of them may leave it off and still have the deaths)."""
         self.kernel = kernel
         self.exit_at = symbols.address_of(kernel, self.EXIT)
         self.exec_at = symbols.address_of(kernel, self.EXEC)
+        self.cow_at = None
+        if cow:
+            try:
+                self.cow_at = symbols.address_of(kernel, self.COW)
+            except AssertionError:
+                pass   # (a kernel that inlined it: no fault is witnessed)
         self.moments = []
+        self.cow_faults = []
+        self._returns = {}       # (return address, root) -> CowFault
 
     def addresses(self):
-        return [self.exit_at, self.exec_at]
+        return [self.exit_at, self.exec_at, *([self.cow_at] if self.cow_at else []),
+                *sorted({pc for pc, _ in self._returns})]
+
+    def _cow_entry(self, snap):
+        root = snap.lower_root
+        # copy_on_write(space, page, frame, perms) returns a Result<void>, too big for registers:
+        # on x86_64 its address comes first (RDI), on AArch64 in X8, apart from the arguments.
+        first = 2 if snap.arch == "x86_64" else 1
+        page, frame = snap.argument(first), snap.argument(first + 1)
+        if page % PAGE or frame % PAGE:
+            return
+        pid, name = pid_of(snap, self.kernel, root)
+        fault = CowFault(f"pid {pid} ({name})", page, frame, Refs(snap, self.kernel).count(frame) or 0,
+                         snap.read_phys(frame, PAGE))
+        self._returns[(return_address(snap), root)] = fault
+        self.cow_faults.append(fault)
+
+    def _cow_return(self, snap, fault):
+        w = snap.walk(fault.page, snap.lower_root)
+        refs = Refs(snap, self.kernel)
+        fault.after_frame = w.pa if w.mapped else None
+        fault.after_writable = bool(w.mapped and w.perms and w.perms.write)
+        fault.after_count = refs.count(fault.frame)
+        fault.frame_now = snap.read_phys(fault.frame, PAGE)
+        if fault.after_frame is not None:
+            fault.new_count = refs.count(fault.after_frame)
+            fault.copy_bytes = snap.read_phys(fault.after_frame, PAGE)
+
+    def cow_problems(self):
+        return [p for p in (f.problem() for f in self.cow_faults) if p]
 
     def take(self, snap):
         """Records @p snap when it is a stop at one of addresses(); True then."""
+        if self.cow_at is not None and snap.pc == self.cow_at:
+            self._cow_entry(snap)
+            return True
+        key = (snap.pc, snap.lower_root)
+        if key in self._returns:
+            self._cow_return(snap, self._returns.pop(key))
+            return True
         if snap.pc not in (self.exit_at, self.exec_at):
             return False
         m = moment(snap, self.kernel, snap.lower_root, "exit" if snap.pc == self.exit_at else "exec",
@@ -360,7 +455,8 @@ def fork_problems(at_fork, later=None):
             break
     if problems or later is None:
         return problems
-    # Later: the parent has written after the fork (forktree does), the child has not yet.
+    # Later: the child about to run its first instruction; the parent has usually run on and
+    # written (forktree's parent does, before it waits).
     lp, lc = later.parent, later.child
     for va in sorted(p.pages):
         if va not in c.pages or va not in lp.pages or va not in lc.pages:

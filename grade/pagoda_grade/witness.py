@@ -545,8 +545,7 @@ class Guest:
         if self._stopped_at == address:
             # Stopped on this very instruction: QEMU would report the breakpoint again without
             # running it. Step past it first.
-            self.client.step()
-            self._wait(what)
+            self._step_off(address, what)
         self.client.set_breakpoint(address)
         self._stopped_at = None
         self.client.cont()
@@ -564,9 +563,7 @@ class Guest:
         where = [a if isinstance(a, int) else symbols.address_of(self.kernel, a) for a in addresses]
         what = " or ".join(f"{a:#x}" for a in where)
         if self._stopped_at in where:
-            self.client.step()
-            self._wait(what)
-            snap = self.snapshot()
+            snap = self._step_off(self._stopped_at, what)
             if snap.pc in where:
                 return snap
         for a in where:
@@ -579,6 +576,19 @@ class Guest:
         snap = self.snapshot()
         if snap.pc not in where:
             raise AssertionError(f"the guest stopped at {snap.pc:#x}, not at {what}")
+        return snap
+
+    def _step_off(self, pc, what):
+        """Steps the guest off @p pc, the instruction it is stopped at; the Snapshot after. QEMU's
+        single step now and then reports a stop without having run the instruction (the PC
+        unchanged): stepping again is what runs it. Without this, a stop was seen twice (one
+        exit call counted as two)."""
+        for _ in range(8):
+            self.client.step()
+            self._wait(what)
+            snap = self.snapshot()
+            if snap.pc != pc:
+                return snap
         return snap
 
     def stop_after(self, seconds):
