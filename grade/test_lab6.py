@@ -630,7 +630,7 @@ def test_fork_bomb(boot, kernel, arch):
     # of process slots (EAGAIN). Either way: every child reaped, nothing leaked.
     for mode, mib, errno_name, errno in (("eager", 16, "ENOMEM", 12), ("cow", pick_in(token, "bomb MiB", 1, 8), "EAGAIN", 11)):
         watch = Watch(kernel, arch)
-        watch.deaths = Deaths(kernel, cow=False)   # (hundreds of faults: the deaths are enough here)
+        watch.deaths = Deaths(kernel, cow=False, light=True)   # (a hundred children of megabytes each)
         run = boot(args={"run": f"forktree:bomb:{mib}", "fork": mode}, token=token,
                    witness=bomb_script(watch, fork_call, kernel), memory=GRADER_MEMORY)
         w = require(watch, run)
@@ -1023,7 +1023,7 @@ def usertests_case(boot, kernel, arch, case):
     token = boot.fresh_token()
     watch = Watch(kernel, arch)
     if case == "forkmem":
-        watch.deaths = Deaths(kernel, cow=False)   # (memory touched until it runs out: many faults)
+        watch.deaths = Deaths(kernel, cow=False, light=True)   # (memory touched until it runs out)
     exit_call = syscall_number("Exit")
     record = user_symbol(kernel, arch, "usertests", "usertests_probes").address
     count_at = user_symbol(kernel, arch, "usertests", "usertests_probe_count").address
