@@ -65,6 +65,8 @@ def deaths_of(watch):
     stops at each process's end and each exec, to name a leak or a kill from what it saw there."""
     if getattr(watch, "deaths", None) is None:
         watch.deaths = Deaths(watch.kernel)
+    if watch.deaths.bitmap is None:
+        watch.deaths.bitmap = watch.bitmap
     return watch.deaths
 
 

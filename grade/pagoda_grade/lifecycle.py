@@ -64,13 +64,15 @@ class _Facts:
     def __init__(self, kernel):
         f = lambda name: symbols.fact(kernel, name)  # noqa: E731
         self.table = symbols.physical_of(kernel, symbols.address_of(kernel, "pagoda::proc::g_processes"))
-        self.slots, self.size = f("process_slots"), f("process_size")
+        # Lab 5's facts for the table and the record (kernel/proc/process.cpp's end), lab 6's for
+        # the parent, the status and the zombie state.
+        self.slots, self.size = f("process_count"), f("process_stride")
         self.pid, self.parent, self.state = f("process_pid"), f("process_parent"), f("process_state")
         self.exit, self.regions, self.regions_made = f("process_exit"), f("process_regions"), f("process_regions_made")
         self.zombie = f("process_state_zombie")
-        self.vmas_data, self.vmas_size = f("vma_set_data"), f("vma_set_size")
-        self.vma_size, self.vma_start, self.vma_end = f("vma_size"), f("vma_start"), f("vma_end")
-        self.vma_r, self.vma_w, self.vma_x = f("vma_perms_read"), f("vma_perms_write"), f("vma_perms_execute")
+        self.vmas_data, self.vmas_size = f("regions_vmas_data"), f("regions_vmas_size")
+        self.vma_size, self.vma_start, self.vma_end = f("vma_stride"), f("vma_start"), f("vma_end")
+        self.vma_r, self.vma_w, self.vma_x = f("vma_read"), f("vma_write"), f("vma_execute")
 
     @classmethod
     def of(cls, kernel):
@@ -80,8 +82,8 @@ class _Facts:
 
 
 def read_vmas(snap, kernel, record_va):
-    """The VMAs of the record (UserRegions, whose VmaSet comes first) at kernel address
-    @p record_va, read through the kernel half."""
+    """The VMAs of the record (a UserRegions) at kernel address @p record_va, read through the
+    kernel half."""
     k = _Facts.of(kernel)
     head = snap.read_virt(record_va, max(k.vmas_data, k.vmas_size) + 8)
     data, count = _u(head, k.vmas_data, 8), _u(head, k.vmas_size, 8)
@@ -249,6 +251,7 @@ class CowFault:
     new_count: int = None
     frame_now: bytes = None
     copy_bytes: bytes = None
+    freed: bool = False       # the old frame free in the allocator's bitmap at the return
 
     def problem(self):
         """The sentence naming what this fault got wrong, or None."""
@@ -263,6 +266,11 @@ class CowFault:
                         f"back instead of copying it: it gave write permission back while the frame was shared, so "
                         "this process's writes reach the other's memory (take a frame back only at count 1)")
             return None
+        if self.freed and self.count > 1:
+            return (f"{at} copied frame {self.frame:#x} (count {self.count} before: other roots still map it) into "
+                    f"{self.after_frame:#x} and the old frame is free in the allocator's bitmap (guest RAM) at the "
+                    f"fault's return, count now {self.after_count}: a frame freed while it is still mapped (a drop "
+                    "that said 'last' when the count fell to 1, not when it was 1)")
         if self.count <= 1:
             return (f"{at} found frame {self.frame:#x} with count {self.count} (this mapping was its last) and copied "
                     f"it into {self.after_frame:#x}: a page with one mapping left is taken back, not copied")
@@ -298,6 +306,7 @@ class Deaths:
         kill is always recorded whole."""
         self.kernel = kernel
         self.light = light
+        self.bitmap = None       # (address, words) of the allocator's used-frame bitmap, when known
         self.exit_at = symbols.address_of(kernel, self.EXIT)
         self.exec_at = symbols.address_of(kernel, self.EXEC)
         self.cow_at = None
@@ -331,6 +340,9 @@ class Deaths:
     def _cow_return(self, snap, fault):
         w = snap.walk(fault.page, snap.lower_root)
         refs = Refs(snap, self.kernel)
+        if self.bitmap is not None:
+            words = snap.read_virt(self.bitmap[0] + 8 * (fault.frame // PAGE // 64), 8)
+            fault.freed = not (int.from_bytes(words, "little") >> (fault.frame // PAGE % 64)) & 1
         fault.after_frame = w.pa if w.mapped else None
         fault.after_writable = bool(w.mapped and w.perms and w.perms.write)
         fault.after_count = refs.count(fault.frame)

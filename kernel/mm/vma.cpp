@@ -2,29 +2,7 @@
 // which is the only step that can fail, and then rewrites the array in place.
 #include "mm/vma.hpp"
 
-#include "lib/facts.hpp"
-
 namespace pagoda {
-
-/// Where a VmaSet keeps its array and its size (the set's members are private).
-struct VmaSetLayout {
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Winvalid-offsetof"  // VmaSet holds a reference: not standard layout
-  static constexpr usize kData = offsetof(VmaSet, data_);
-  static constexpr usize kSize = offsetof(VmaSet, size_);
-#pragma GCC diagnostic pop
-};
-
-// A process's record read from guest RAM by the grader (with proc/process.cpp's process_*
-// facts): the array pointer and the count of its VmaSet, then each Vma's bounds and permissions.
-PAGODA_FACT(vma_set_data, VmaSetLayout::kData)
-PAGODA_FACT(vma_set_size, VmaSetLayout::kSize)
-PAGODA_FACT(vma_size, sizeof(Vma))
-PAGODA_FACT(vma_start, offsetof(Vma, start))
-PAGODA_FACT(vma_end, offsetof(Vma, end))
-PAGODA_FACT(vma_perms_read, offsetof(Vma, perms) + offsetof(Perms, read))
-PAGODA_FACT(vma_perms_write, offsetof(Vma, perms) + offsetof(Perms, write))
-PAGODA_FACT(vma_perms_execute, offsetof(Vma, perms) + offsetof(Perms, execute))
 namespace {
 
 constexpr usize kMinCapacity = 4;

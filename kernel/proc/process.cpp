@@ -13,19 +13,11 @@
 
 namespace pagoda::proc {
 
-// Where the grader finds each process and its record of regions in guest RAM (the table is
-// g_processes below; a record's VMAs: mm/vma.cpp's vma_* facts). It reads them at a death, at a
-// fork's return and at the end of a run to name what a fork, an exit or a wait got wrong.
-PAGODA_FACT(process_size, sizeof(Process))
-PAGODA_FACT(process_pid, offsetof(Process, pid))
+// What lab 6's grader reads of a process besides its record (the facts at the end of this
+// file): who its parent is, how it ended, which state is a zombie (grade/pagoda_grade/lifecycle.py).
 PAGODA_FACT(process_parent, offsetof(Process, parent))
-PAGODA_FACT(process_state, offsetof(Process, state))
 PAGODA_FACT(process_exit, offsetof(Process, exit))
-PAGODA_FACT(process_regions, offsetof(Process, regions_storage))
-PAGODA_FACT(process_regions_made, offsetof(Process, regions_made))
 PAGODA_FACT(process_state_zombie, u64(State::Zombie))
-PAGODA_FACT(process_slots, kMaxProcesses)
-static_assert(__builtin_offsetof(UserRegions, vmas) == 0, "the grader reads a record's VMA set at its start");
 
 namespace {
 
@@ -413,4 +405,56 @@ UserFrames count_user_frames(AddressSpace& space) {
   return out;
 }
 
+}  // namespace pagoda::proc
+
+// ---- What the grader reads of every process's record (grade/pagoda_grade/vmas.py) -------------
+
+namespace pagoda {
+
+/// Where a UserRegions keeps its VMA set's array and its heap (a friend of VmaSet), for the facts
+/// below.
+struct VmaSetLayout {
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Winvalid-offsetof"  // VmaSet holds a reference: not standard layout
+  static constexpr usize data = offsetof(VmaSet, data_);
+  static constexpr usize size = offsetof(VmaSet, size_);
+  static constexpr usize vmas = offsetof(UserRegions, vmas);
+  static constexpr usize heap_start = offsetof(UserRegions, heap_start);
+  static constexpr usize brk = offsetof(UserRegions, brk);
+#pragma GCC diagnostic pop
+};
+
+}  // namespace pagoda
+
+namespace pagoda::proc {
+namespace {
+
+// The process table (g_processes) slot by slot, each slot's record (UserRegions: its VMA set's
+// sorted array and length, the heap), and one Vma: the grader reads a process's VMAs from guest
+// RAM with these, to name what a loader or a memory call recorded (or did not).
+PAGODA_FACT(process_count, kMaxProcesses)
+PAGODA_FACT(process_stride, sizeof(Process))
+PAGODA_FACT(process_pid, offsetof(Process, pid))
+PAGODA_FACT(process_state, offsetof(Process, state))
+PAGODA_FACT(process_name, offsetof(Process, name))
+PAGODA_FACT(process_name_size, sizeof(Process::name))
+PAGODA_FACT(process_regions, offsetof(Process, regions_storage))
+PAGODA_FACT(process_regions_made, offsetof(Process, regions_made))
+PAGODA_FACT(regions_vmas_data, VmaSetLayout::vmas + VmaSetLayout::data)
+PAGODA_FACT(regions_vmas_size, VmaSetLayout::vmas + VmaSetLayout::size)
+PAGODA_FACT(regions_heap_start, VmaSetLayout::heap_start)
+PAGODA_FACT(regions_brk, VmaSetLayout::brk)
+PAGODA_FACT(vma_stride, sizeof(Vma))
+PAGODA_FACT(vma_start, offsetof(Vma, start))
+PAGODA_FACT(vma_end, offsetof(Vma, end))
+PAGODA_FACT(vma_read, offsetof(Vma, perms) + offsetof(Perms, read))
+PAGODA_FACT(vma_write, offsetof(Vma, perms) + offsetof(Perms, write))
+PAGODA_FACT(vma_execute, offsetof(Vma, perms) + offsetof(Perms, execute))
+PAGODA_FACT(vma_kind, offsetof(Vma, kind))
+PAGODA_FACT(vma_flags, offsetof(Vma, flags))
+PAGODA_FACT(vma_source, offsetof(Vma, source))
+PAGODA_FACT(vma_offset, offsetof(Vma, offset))
+PAGODA_FACT(vma_file_size, offsetof(Vma, file_size))
+
+}  // namespace
 }  // namespace pagoda::proc
