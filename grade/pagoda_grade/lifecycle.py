@@ -407,6 +407,7 @@ class ForkView:
     child: Moment
     counts: dict = field(default_factory=dict)    # frame -> count
     digests: dict = field(default_factory=dict)   # frame -> bytes digest
+    live_root: int = None                         # the root the CPU held then (lower half)
 
 
 def fork_view(snap, kernel, parent_root, child_root, what):
@@ -414,7 +415,13 @@ def fork_view(snap, kernel, parent_root, child_root, what):
     child = moment(snap, kernel, child_root, what)
     refs = Refs(snap, kernel)
     frames = parent.pages.frames() | child.pages.frames()
-    return ForkView(parent, child, {f: refs.count(f) for f in frames}, {f: digest(snap, f) for f in frames})
+    view = ForkView(parent, child, {f: refs.count(f) for f in frames}, {f: digest(snap, f) for f in frames})
+    view.arch = snap.arch
+    return view
+
+
+def snap_arch(view):
+    return getattr(view, "arch", "x86_64")
 
 
 def _where(vmas, va):
@@ -430,6 +437,13 @@ def fork_problems(at_fork, later=None):
     fork). The first sentence is the most specific cause."""
     p, c = at_fork.parent, at_fork.child
     problems = []
+    if at_fork.live_root is not None and at_fork.live_root != p.root:
+        whose = f"the child's ({c.who})" if at_fork.live_root == c.root else f"{at_fork.live_root:#x}"
+        problems.append(f"where fork_process returned to the parent's system call, the CPU's root "
+                        f"({'TTBR0' if snap_arch(at_fork) == 'aarch64' else 'CR3'}) is {whose}, not the parent's "
+                        f"{p.root:#x}: fork made another root live while the parent still runs, so the rest of the "
+                        "system call and the parent's return to user mode go through the child's tables (fork "
+                        "writes the child's tables through its own cursor: it never needs the child's root live)")
     pv, cv = p.vmas or [], c.vmas or []
     if pv and not cv:
         problems.append(f"right after fork, the child's record is empty: {c.who}'s VMA list, read from guest RAM at "
