@@ -337,8 +337,7 @@ Result<u32> wait_for_child(Process& p, i64 pid, abi::ExitInfo& info, bool no_han
   // orphans to the first process). A zombie among the ones asked for is reaped here: its status
   // is what it ended with, and reap() frees all it still holds (user half, tables, root, kernel
   // stack, slot). Otherwise p sleeps (Waiting) until the exit of a child makes it Ready, then
-  // looks again: a child may have been reaped meanwhile by nobody else, but may also have been
-  // adopted away, so the search starts over.
+  // searches again from the start (what it was woken for may have changed meanwhile).
   for (;;) {
     bool any = false;
     for (Process& q : process_table()) {
