@@ -13,7 +13,7 @@ import re
 from pagoda_grade import lab_test
 from pagoda_grade.harness import BootEnded, KILL_LINE
 from pagoda_grade.lifecycle import (Deaths, Refs, covered, fork_problems, fork_view, leak_story, pid_of, processes,
-                                    return_address)
+                                    return_address, stalled_waits)
 from pagoda_grade.processes import (Layout, count_used, parse_reaped, process_roots, registry, user_elf,
                                     user_page_frames, user_symbol)
 from pagoda_grade.proof import MASK64, proof
@@ -201,9 +201,16 @@ def test_fork_basic(boot, kernel, arch):
         state = watch.fork_state = dict(at_fork=None, later=None)
         tracer = Tracer(guest, watch)
         fork_at = address_of(kernel, "pagoda::proc::fork_process")
-        for kind, snap, data in tracer.stops(40 * n + 400, deaths_too=True, extra=[] if state["at_fork"] else [fork_at]):
+        idle_at = address_of(kernel, "pagoda::proc::idle_until_interrupt")
+        for kind, snap, data in tracer.stops(40 * n + 400, deaths_too=True, extra=[fork_at, idle_at]):
             root = snap.lower_root
             at_fork = state["at_fork"]
+            if kind == "extra" and snap.pc == idle_at:
+                # Nobody is ready (no child here sleeps): someone waits for what will never come.
+                stalled = stalled_waits(snap, kernel)
+                if stalled:
+                    raise AssertionError(stalled[0])
+                continue
             if kind == "extra":
                 # The first fork: seen again where fork_process returns to the system call, in the
                 # parent's kernel context, before the child can run.

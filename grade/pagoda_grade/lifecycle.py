@@ -52,6 +52,7 @@ class Proc:
     parent: int
     state: int
     zombie: bool
+    waiting: bool
     vmas: list          # [Vma], or None when the process has no record (yet)
     exit_code: int
     exit_how: int
@@ -69,7 +70,7 @@ class _Facts:
         self.slots, self.size = f("process_count"), f("process_stride")
         self.pid, self.parent, self.state = f("process_pid"), f("process_parent"), f("process_state")
         self.exit, self.regions, self.regions_made = f("process_exit"), f("process_regions"), f("process_regions_made")
-        self.zombie = f("process_state_zombie")
+        self.zombie, self.waiting = f("process_state_zombie"), f("process_state_waiting")
         self.vmas_data, self.vmas_size = f("regions_vmas_data"), f("regions_vmas_size")
         self.vma_size, self.vma_start, self.vma_end = f("vma_stride"), f("vma_start"), f("vma_end")
         self.vma_r, self.vma_w, self.vma_x = f("vma_read"), f("vma_write"), f("vma_execute")
@@ -119,7 +120,7 @@ def processes(snap, kernel, records_of=None):
             except AssertionError:
                 vmas = None
         code = _u(p, k.exit, 4)
-        out.setdefault(pid, Proc(slot, pid, _u(p, k.parent, 4), state, state == k.zombie, vmas,
+        out.setdefault(pid, Proc(slot, pid, _u(p, k.parent, 4), state, state == k.zombie, state == k.waiting, vmas,
                                  code - (1 << 32) if code >> 31 else code, _u(p, k.exit + 4, 4)))
     return out
 
@@ -526,6 +527,23 @@ def fork_problems(at_fork, later=None):
         if len(problems) >= 4:
             break
     return problems
+
+
+def stalled_waits(snap, kernel):
+    """At a stop where nothing is ready to run (the idle loop): each process that waits while one
+    of its children has already ended, as a sentence: its exit did not make the waiting parent
+    ready (or the parent went to sleep after its child had ended without looking again)."""
+    procs = processes(snap, kernel, records_of=-1)
+    out = []
+    for p in procs.values():
+        if not p.waiting:
+            continue
+        ended = [c for c in procs.values() if c.parent == p.pid and c.zombie]
+        if ended:
+            out.append(f"nothing can run: pid {p.pid} waits (state read from guest RAM) while its child pid "
+                       f"{ended[0].pid} has already ended (a zombie, exit status {ended[0].exit_code}): the child's "
+                       "exit did not wake the waiting parent (exit must make a Waiting parent Ready)")
+    return out
 
 
 # ---- a leak, explained --------------------------------------------------------------------------

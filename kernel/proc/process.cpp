@@ -18,6 +18,7 @@ namespace pagoda::proc {
 PAGODA_FACT(process_parent, offsetof(Process, parent))
 PAGODA_FACT(process_exit, offsetof(Process, exit))
 PAGODA_FACT(process_state_zombie, u64(State::Zombie))
+PAGODA_FACT(process_state_waiting, u64(State::Waiting))
 
 namespace {
 

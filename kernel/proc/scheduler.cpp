@@ -80,6 +80,15 @@ void wake_waiter(u32 parent) {
 }
 // LAB 6 END
 
+/// Nothing is ready: wait for the next interrupt. Never inlined: the lab-6 grader stops here to
+/// see who waits for what when no process can run (a parent waiting for a child that has ended
+/// and was never told).
+[[gnu::noinline]] void idle_until_interrupt() {
+  arch::interrupts_enable();
+  arch::wait_for_interrupt();
+  arch::interrupts_disable();
+}
+
 bool any_process() {
   for (const Process& p : process_table())
     if (p.state != State::Free) return true;
@@ -160,9 +169,7 @@ void run_processes() {
       schedule();
       continue;
     }
-    arch::interrupts_enable();
-    arch::wait_for_interrupt();
-    arch::interrupts_disable();
+    idle_until_interrupt();
   }
 }
 
