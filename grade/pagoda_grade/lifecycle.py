@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from . import symbols
 from .processes import process_roots, registry
-from .witness import PAGE, pagoda_pt  # noqa: F401  (pagoda_pt is on the path once witness is imported)
+from .witness import PAGE  # (importing witness puts tools/gdb, pagoda_pt's home, on the path)
 
 from pagoda_pt import frames as pt_frames  # noqa: E402
 
@@ -178,11 +178,6 @@ def return_address(snap):
     if snap.arch == "x86_64":
         return int.from_bytes(snap.read_virt(snap.sp, 8), "little")
     return snap.register("x30")
-
-
-def label_of(snap, kernel, root):
-    """'name (pid N)' of a process root in the registry, or the root's address."""
-    return process_roots(snap, kernel).get(root, f"root {root:#x}")
 
 
 def pid_of(snap, kernel, root):
@@ -380,11 +375,6 @@ class Deaths:
         m.order = len(self.moments)
         self.moments.append(m)
         return True
-
-    def add(self, m):
-        """Records a Moment the test took itself (a fork's view), in the order of the stops."""
-        m.order = len(self.moments)
-        self.moments.append(m)
 
     def add(self, m):
         """Records a Moment the test took itself (a fork's view), in the order of the stops."""
