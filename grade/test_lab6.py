@@ -12,8 +12,8 @@ import re
 
 from pagoda_grade import lab_test
 from pagoda_grade.harness import BootEnded, KILL_LINE
-from pagoda_grade.lifecycle import (Deaths, Refs, covered, fork_problems, fork_view, leak_story, pid_of, processes,
-                                    return_address, stalled_waits)
+from pagoda_grade.lifecycle import (Deaths, Pages, Refs, covered, fork_problems, fork_view, leak_story, pid_of, processes,
+                                    return_address, stale_records, stalled_waits)
 from pagoda_grade.processes import (Layout, count_used, parse_reaped, process_roots, registry, user_elf,
                                     user_page_frames, user_symbol)
 from pagoda_grade.proof import MASK64, proof
@@ -153,6 +153,17 @@ def fail_on_killed_children(watch, run):
         watch.fail(run, "a process was killed:\n  " + "\n  ".join(kills[:3]))
 
 
+def unflushed(flush, at_fork):
+    """The pages the parent mapped writable as fork began (@p flush["before"]), maps read-only
+    to the same frame where fork returned (@p at_fork), and that no invalidation during fork
+    covered (@p flush: the pages invalidate_page was called for, and whether invalidate_all was)."""
+    if flush["all"]:
+        return []
+    now = at_fork.parent.pages
+    return sorted(va for va, (frame, writable) in flush["before"].items()
+                  if writable and va in now and now[va] == (frame, False) and va not in flush["pages"])
+
+
 def require(watch, run):
     """The witness's result. First, what the grader saw go wrong on the way, the likeliest cause
     of anything after it: a copy-on-write fault that did the wrong thing (seen at its entry and
@@ -162,6 +173,9 @@ def require(watch, run):
     if cow:
         watch.fail(run, cow[0] + "".join(f"\n  {p}" for p in cow[1:3]))
     if run.witness is None:
+        stale = stale_records(deaths_of(watch).moments)
+        if stale:
+            watch.fail(run, stale[0])
         fail_on_killed_children(watch, run)
     return watch.require(run)
 
@@ -198,10 +212,11 @@ def test_fork_basic(boot, kernel, arch):
         parent = first_root(snap, kernel)
         deaths = deaths_of(watch)
         seen, waits, exits = {}, [], {}
-        state = watch.fork_state = dict(at_fork=None, later=None)
+        state = watch.fork_state = dict(at_fork=None, later=None, flush=None)
         tracer = Tracer(guest, watch)
         fork_at = address_of(kernel, "pagoda::proc::fork_process")
         idle_at = address_of(kernel, "pagoda::proc::idle_until_interrupt")
+        tlb_page, tlb_all = address_of(kernel, watch.proc["tlb_page"]), address_of(kernel, watch.proc["tlb_all"])
         for kind, snap, data in tracer.stops(40 * n + 400, deaths_too=True, extra=[fork_at, idle_at]):
             root = snap.lower_root
             at_fork = state["at_fork"]
@@ -211,11 +226,22 @@ def test_fork_basic(boot, kernel, arch):
                 if stalled:
                     raise AssertionError(stalled[0])
                 continue
+            if kind == "extra" and snap.pc in (tlb_page, tlb_all):
+                # Inside the first fork: every invalidation the kernel asks of the TLB.
+                flush = state["flush"]
+                if snap.pc == tlb_all:
+                    flush["all"] = True
+                else:
+                    flush["pages"].add(snap.argument(1) & ~(PAGE - 1))
+                continue
             if kind == "extra":
                 # The first fork: seen again where fork_process returns to the system call, in the
                 # parent's kernel context, before the child can run.
                 if root == parent and at_fork is None:
                     tracer.follow_call(snap, ("forked", set(processes(snap, kernel, records_of=-1))), any_root=True)
+                    # The parent's pages as fork starts, and every TLB invalidation until it returns.
+                    state["flush"] = dict(before=Pages.of(snap, parent), pages=set(), all=False)
+                    tracer.transient = {tlb_page, tlb_all}
                 continue
             if kind == "death":
                 # A child that dies before its first system call is the later moment of the fork.
@@ -226,6 +252,7 @@ def test_fork_basic(boot, kernel, arch):
             if kind == "return":
                 result = signed(snap.register(watch.proc["syscall_result"]))
                 if data[0] == "forked":
+                    tracer.transient = set()
                     made = sorted(set(processes(snap, kernel, records_of=-1)) - data[1])
                     child = next((k.root for k in registry(snap, kernel).roots if k.kind == "process" and made
                                   and k.id == made[0]), None)
@@ -273,7 +300,23 @@ def test_fork_basic(boot, kernel, arch):
         return dict(parent=parent, seen=seen, waits=waits, exits=exits, at_fork=state["at_fork"],
                     later=state["later"], **baseline(watch, guest))
 
-    def fork_failure(at_fork, later):
+    def fork_failure(at_fork, later, flush):
+        # In the order things happened: the fork's return, the copy-on-write faults after it (a
+        # wrong one changes what the later view sees), the later view.
+        problems = fork_problems(at_fork) if at_fork else []
+        if problems:
+            watch.fail(run, problems[0] + "".join(f"\n  {p}" for p in problems[1:3]))
+        stale = unflushed(flush, at_fork) if at_fork and flush else []
+        if stale:
+            watch.fail(run, f"right after fork, page {stale[0]:#x} (and {len(stale) - 1} more) was writable in the "
+                            f"parent (pid {at_fork.parent.pid}) as fork began and is read-only in its root now, but "
+                            "no TLB invalidation of it ran during fork (the grader stopped at every invalidate_page "
+                            "and invalidate_all): the parent's TLB may still hold the writable translation, and its "
+                            "next write would reach the frame the child shares (fork must invalidate the parent's "
+                            "narrowed entries: its batch)")
+        cow = deaths_of(watch).cow_problems()
+        if cow:
+            watch.fail(run, cow[0] + "".join(f"\n  {p}" for p in cow[1:3]))
         problems = fork_problems(at_fork, later) if at_fork else []
         if problems:
             watch.fail(run, problems[0] + "".join(f"\n  {p}" for p in problems[1:3]))
@@ -282,7 +325,7 @@ def test_fork_basic(boot, kernel, arch):
     # What the grader saw of the first fork comes first (even when the boot ended before the
     # grader's last stop: a kill, a panic): the fork is what the other checks depend on.
     seen_so_far = getattr(watch, "fork_state", {})
-    fork_failure(seen_so_far.get("at_fork"), seen_so_far.get("later"))
+    fork_failure(seen_so_far.get("at_fork"), seen_so_far.get("later"), seen_so_far.get("flush"))
     w = require(watch, run)
     fail_on_killed_children(watch, run)
     if len(w["seen"]) < witnesses:
@@ -700,6 +743,7 @@ class Tracer:
         self.guest = guest
         self.watch = watch
         self.pending = {}   # (return pc, root) -> data
+        self.transient = set()  # more addresses to stop at for now (kind "extra"), names or addresses
 
     def follow(self, snap, data):
         self.pending[(snap.register(self.watch.proc["syscall_return_pc"]), snap.lower_root)] = data
@@ -719,13 +763,15 @@ class Tracer:
         extra = [a if isinstance(a, int) else address_of(self.watch.kernel, a) for a in extra]
         taken = 0
         while taken < limit:
-            snap = self.guest.stop_at_any([entry, *deaths.addresses(), *extra] + sorted({pc for pc, _ in self.pending}))
+            now = [a if isinstance(a, int) else address_of(self.watch.kernel, a) for a in self.transient]
+            snap = self.guest.stop_at_any([entry, *deaths.addresses(), *extra, *now]
+                                          + sorted({pc for pc, _ in self.pending}))
             if deaths.take(snap):  # (not counted: the limit is the test's own stops)
                 if deaths_too and snap.pc in (deaths.exit_at, deaths.exec_at):
                     yield "death", snap, deaths.moments[-1]
                 continue
             taken += 1
-            if snap.pc in extra:
+            if snap.pc in extra or snap.pc in now:
                 yield "extra", snap, None
                 continue
             if snap.pc != address_of(self.watch.kernel, entry) and (snap.pc, snap.lower_root) in self.pending:

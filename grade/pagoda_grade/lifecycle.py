@@ -388,6 +388,28 @@ class Deaths:
         return [m for m in self.moments if m.what == "exit"]
 
 
+def stale_records(moments):
+    """What the grader saw of an exec that kept the old program's record: a process that exec'd
+    (its record read at exec_current's entry, the old program's) and was later seen (its death)
+    in another root under another program's name with that very VMA list. Read only to name a
+    failure: two programs of identical layout would match too."""
+    out = []
+    for m in moments:
+        if m.what != "exec" or not m.vmas:
+            continue
+        for later in moments:
+            if later.order <= m.order or later.pid != m.pid or later.what == "exec":
+                continue
+            if later.root != m.root and later.name != m.name and later.vmas == m.vmas:
+                out.append(f"after exec, {later.who}'s record (VMA list, read from guest RAM as it "
+                           f"{'exited' if later.what == 'exit' else 'ran'}) is still {m.name}'s, the program before "
+                           f"exec: {', '.join(str(v) for v in m.vmas[:4])}{' ...' if len(m.vmas) > 4 else ''}: exec "
+                           "did not give the process the new program's record (copy_record of what load_program() "
+                           "recorded), so its faults and a later fork go by the old program's regions")
+            break
+    return out
+
+
 # ---- one fork -----------------------------------------------------------------------------------
 
 @dataclass
