@@ -13,7 +13,7 @@ import re
 from pagoda_grade import lab_test
 from pagoda_grade.harness import BootEnded, KILL_LINE
 from pagoda_grade.lifecycle import (Deaths, Pages, Refs, covered, fork_problems, fork_view, leak_story, pid_of, processes,
-                                    return_address, stale_records, stalled_waits)
+                                    return_address, stale_records, stalled_waits, unflushed)
 from pagoda_grade.processes import (Layout, count_used, parse_reaped, process_roots, registry, user_elf,
                                     user_page_frames, user_symbol)
 from pagoda_grade.proof import MASK64, proof
@@ -151,17 +151,6 @@ def fail_on_killed_children(watch, run):
         watch.fail(run, f"{m.who} was {m.ending()}: {kill_story(m)}\n  " + "\n  ".join(kills[:2]))
     if kills:
         watch.fail(run, "a process was killed:\n  " + "\n  ".join(kills[:3]))
-
-
-def unflushed(flush, at_fork):
-    """The pages the parent mapped writable as fork began (@p flush["before"]), maps read-only
-    to the same frame where fork returned (@p at_fork), and that no invalidation during fork
-    covered (@p flush: the pages invalidate_page was called for, and whether invalidate_all was)."""
-    if flush["all"]:
-        return []
-    now = at_fork.parent.pages
-    return sorted(va for va, (frame, writable) in flush["before"].items()
-                  if writable and va in now and now[va] == (frame, False) and va not in flush["pages"])
 
 
 def require(watch, run):

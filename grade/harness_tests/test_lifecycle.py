@@ -1,6 +1,6 @@
 """Lab 6's evidence rules (grade/pagoda_grade/lifecycle.py) on synthetic views, without booting:
 each slip's evidence gives its sentence, and a correct fork, fault or run gives none."""
-from pagoda_grade.lifecycle import CowFault, ForkView, Moment, Pages, Vma, fork_problems
+from pagoda_grade.lifecycle import CowFault, ForkView, Moment, Pages, Vma, fork_problems, stale_records, unflushed
 
 PAGE = 4096
 TEXT, DATA, STACK = 0x400000, 0x409000, 0x7ffffffff000
@@ -71,3 +71,23 @@ def test_each_copy_on_write_slip_is_named_from_the_fault():
     assert "frame freed while it is still mapped" in fault(freed=True).problem()
     assert "copy was not made" in fault(copy_bytes=b"zeros").problem()
     assert "still read-only" in fault(after_writable=False).problem()
+
+
+def test_a_parent_narrowed_without_an_invalidation_is_named():
+    before = {TEXT: (0xa000, False), DATA: (0xb000, True), STACK: (0xc000, True)}
+    at_fork = view(SHARED, SHARED, COUNTS)
+    assert unflushed(dict(before=before, pages={DATA, STACK}, all=False), at_fork) == []
+    assert unflushed(dict(before=before, pages=set(), all=True), at_fork) == []
+    assert unflushed(dict(before=before, pages={DATA}, all=False), at_fork) == [STACK]
+    # A page that was read-only already (text) needs no invalidation; an eager copy narrows nothing.
+    assert unflushed(dict(before=before, pages=set(), all=False), view(before, {}, {})) == []
+
+
+def test_an_exec_that_kept_the_old_record_is_named():
+    echo = [Vma(0x400000, 0x402000, True, False, True), Vma(0x7fffff000000, 0x800000000000, True, True, False)]
+    exec_ = Moment("exec", 2, "forktree", 0x2000, Pages(), set(), VMAS, order=0)
+    kept = Moment("exit", 2, "echo", 0x3000, Pages(), set(), VMAS, order=1)
+    fresh = Moment("exit", 2, "echo", 0x3000, Pages(), set(), echo, order=1)
+    assert "is still forktree's, the program before exec" in stale_records([exec_, kept])[0]
+    assert stale_records([exec_, fresh]) == []
+    assert stale_records([exec_]) == []

@@ -388,6 +388,17 @@ class Deaths:
         return [m for m in self.moments if m.what == "exit"]
 
 
+def unflushed(flush, at_fork):
+    """The pages the parent mapped writable as fork began (@p flush["before"]), maps read-only
+    to the same frame where fork returned (@p at_fork), and that no invalidation during fork
+    covered (@p flush: the pages invalidate_page was called for, and whether invalidate_all was)."""
+    if flush["all"]:
+        return []
+    now = at_fork.parent.pages
+    return sorted(va for va, (frame, writable) in flush["before"].items()
+                  if writable and va in now and now[va] == (frame, False) and va not in flush["pages"])
+
+
 def stale_records(moments):
     """What the grader saw of an exec that kept the old program's record: a process that exec'd
     (its record read at exec_current's entry, the old program's) and was later seen (its death)
