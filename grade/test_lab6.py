@@ -153,11 +153,33 @@ def fail_on_killed_children(watch, run):
         watch.fail(run, "a process was killed:\n  " + "\n  ".join(kills[:3]))
 
 
+LAB6_TODO = re.compile(r"LAB TODO: lab 6: write (\S+\(\))")
+# Skeletons that print their TODO but leave a working stand-in (the eager copy for share_pages()):
+# reaching one says nothing about why a test failed.
+STAND_INS = {"share_pages()"}
+
+
+def fail_on_lab6_skeleton(watch, run):
+    """Fails naming the lab-6 functions whose skeleton the kernel reached in this boot (each
+    prints `LAB TODO: lab 6: write F() ...` once): on a skeleton, the first line names what to
+    write."""
+    todo = []
+    for line in run.lines:
+        m = LAB6_TODO.search(line)
+        if m and m[1] not in STAND_INS and m[1] not in todo:
+            todo.append(m[1])
+    if todo:
+        watch.fail(run, f"the kernel reached lab 6's skeleton of {', '.join(todo)}: write {todo[0]} "
+                        "(labs/06-fork/README.md); the console says "
+                        + next(l.strip() for l in run.lines if todo[0] in l and "LAB TODO" in l))
+
+
 def require(watch, run):
     """The witness's result. First, what the grader saw go wrong on the way, the likeliest cause
     of anything after it: a copy-on-write fault that did the wrong thing (seen at its entry and
     return); when the witness has no result, the processes that died (the usual reason the
     grader never saw a forked child run)."""
+    fail_on_lab6_skeleton(watch, run)
     cow = deaths_of(watch).cow_problems()
     if cow:
         watch.fail(run, cow[0] + "".join(f"\n  {p}" for p in cow[1:3]))
@@ -313,6 +335,7 @@ def test_fork_basic(boot, kernel, arch):
     run = boot(args={"run": f"forktree:basic:{n}"}, token=token, witness=script, memory=GRADER_MEMORY)
     # What the grader saw of the first fork comes first (even when the boot ended before the
     # grader's last stop: a kill, a panic): the fork is what the other checks depend on.
+    fail_on_lab6_skeleton(watch, run)
     seen_so_far = getattr(watch, "fork_state", {})
     fork_failure(seen_so_far.get("at_fork"), seen_so_far.get("later"), seen_so_far.get("flush"))
     w = require(watch, run)
