@@ -109,9 +109,14 @@ Process* find_process(u32 pid);
 /// full), NoMemory; on failure nothing stays allocated.
 [[nodiscard]] Result<Process*> fork_process(Process& parent);
 
+/// Lab 6: makes @p to (a record of regions) a copy of @p from: every VMA, the stack's limit and
+/// gap, the heap's start and break (fork's child, exec's commit). NoMemory leaves @p to as it was.
+[[nodiscard]] Result<void> copy_record(const UserRegions& from, UserRegions& to);
+
 /// Lab 6: gives @p to (a fresh user space, not live) the user half of @p from (whose record is
-/// @p vmas), region by region: share_pages(), or copy_pages() with the boot option fork=eager.
-/// On failure @p to keeps what was mapped (its owner frees it; the references go with it).
+/// @p vmas), region by region: share_pages(), or copy_pages() with the boot option fork=eager
+/// (and while share_pages() is still a lab skeleton). On failure @p to keeps what was mapped
+/// (its owner frees it; the references go with it).
 [[nodiscard]] Result<void> copy_user_half(AddressSpace& from, const VmaSet& vmas, AddressSpace& to);
 /// The eager copy: every page a region covers that @p from maps gets a frame of its own in
 /// @p to holding the same bytes, at the same address, with the same permissions.

@@ -5,6 +5,7 @@
 // -EFAULT, any other malformed argument -EINVAL. No argument can make the kernel panic, except
 // the one call whose purpose is exactly that (kernel_recurse, with its confirmation word).
 #include "core/arch.hpp"
+#include "core/lab.hpp"
 #include "core/panic.hpp"
 #include "lib/abi.hpp"
 #include "mm/vm.hpp"
@@ -180,6 +181,7 @@ i64 sys_exec(Process& p, u64 name_va, u64 argv_va) {
   if (const i64 bad = read_program_call(p, name_va, argv_va, call); bad != 0) return bad;
   const Result<arch::UserEntry> entry =
       exec_current(p, call.program->name, call.program->image(), Span<const StringView>(call.args, call.argc));
+  if (entry.is_error() && entry.error() == Error::NotImplemented) lab_todo(entry.error());
   if (entry.is_error()) return fail(entry.error() == Error::NoMemory ? Errno::NoMem : Errno::NoExec);
   println("proc {} ({}): exec; root {:#x}", p.pid, p.name_view(), p.space().root().value());
   return i64(entry.value().argc);
@@ -188,6 +190,7 @@ i64 sys_exec(Process& p, u64 name_va, u64 argv_va) {
 /// fork(): a copy of the caller (lab 6); the child's id here, 0 in the child.
 i64 sys_fork(Process& p) {
   const Result<Process*> made = fork_process(p);
+  if (made.is_error() && made.error() == Error::NotImplemented) lab_todo(made.error());
   if (made.is_error()) return fail(made.error() == Error::NoMemory ? Errno::NoMem : Errno::Again);
   return made.value()->pid;
 }
@@ -200,6 +203,7 @@ i64 sys_wait(Process& p, u64 pid_arg, u64 info_va, u64 options) {
   abi::ExitInfo info{};
   if (info_va != 0 && copy_to_user(p.space(), info_va, &info, sizeof info).is_error()) return fail(Errno::Fault);
   const Result<u32> reaped = wait_for_child(p, pid, info, (options & abi::kWaitNoHang) != 0);
+  if (reaped.is_error() && reaped.error() == Error::NotImplemented) lab_todo(reaped.error());
   if (reaped.is_error()) return fail(pid == -1 ? Errno::Child : Errno::Srch);
   if (reaped.value() != 0 && info_va != 0 && copy_to_user(p.space(), info_va, &info, sizeof info).is_error())
     return fail(Errno::Fault);
