@@ -1,10 +1,22 @@
-"""Command-line parsing for ./pagoda: one subcommand per task, each with --help."""
+"""Command-line parsing for ./pagoda: one subcommand per task, each with --help.
+
+Every parser (subcommands included) is a Parser: its help is at most HELP_WIDTH columns on any
+terminal, and a description written with its own line breaks keeps them but has its long lines
+wrapped to that width too.
+"""
 import argparse
+import functools
 import os
+import re
+import shutil
+import subprocess
 import sys
+import textwrap
 
 from . import autograder, bench, build, deps, docs, gdb, grade, labs, paths, run, test
 from .ui import PagodaError
+
+HELP_WIDTH = 100      # columns: help is never wider, whatever the terminal
 
 
 def _ensure_system_python():
@@ -15,11 +27,75 @@ def _ensure_system_python():
         os.execv(paths.SYSTEM_PYTHON, [paths.SYSTEM_PYTHON, os.path.join(paths.ROOT, "pagoda")] + sys.argv[1:])
 
 
+class _KeepLinesFormatter(argparse.RawDescriptionHelpFormatter):
+    """RawDescriptionHelpFormatter whose lines longer than the width are wrapped (each under its
+    own indentation) instead of running past it."""
+
+    def _fill_text(self, text, width, indent):
+        out = []
+        for line in text.splitlines():
+            if len(indent + line) <= width or not line.strip():
+                out.append(indent + line)
+                continue
+            lead = indent + line[:len(line) - len(line.lstrip())]
+            out.append(textwrap.fill(line.strip(), width, initial_indent=lead, subsequent_indent=lead,
+                                     break_on_hyphens=False))
+        return "\n".join(out)
+
+
+def help_width():
+    """The width argparse wraps to: the terminal's (less argparse's usual 2-column margin), at
+    most HELP_WIDTH."""
+    return min(HELP_WIDTH, shutil.get_terminal_size().columns - 2)
+
+
+class Parser(argparse.ArgumentParser):
+    """ArgumentParser whose help fits in HELP_WIDTH columns; add_subparsers() makes more of it."""
+
+    def __init__(self, *args, formatter_class=argparse.HelpFormatter, **kwargs):
+        base = _KeepLinesFormatter if issubclass(formatter_class, argparse.RawDescriptionHelpFormatter) \
+            else formatter_class
+        super().__init__(*args, formatter_class=functools.partial(base, width=help_width()), **kwargs)
+
+
+def version_text():
+    """`pagoda VERSION (git DESCRIPTION)`: the project version from CMakeLists.txt (its one
+    home) and, in a git tree, the commit (and the lab branch a student is on)."""
+    with open(os.path.join(paths.ROOT, "CMakeLists.txt")) as f:
+        m = re.search(r"^project\(\s*pagoda\b[^)]*\bVERSION\s+([0-9.]+)", f.read(), re.M)
+    text = f"pagoda {m[1] if m else 'unknown'}"
+    try:
+        git = subprocess.run(["git", "-C", paths.ROOT, "describe", "--always", "--dirty", "--tags"],
+                             capture_output=True, text=True, timeout=30)
+        if git.returncode == 0 and git.stdout.strip():
+            text += f" (git {git.stdout.strip()})"
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    lab = os.path.join(paths.ROOT, ".pagoda-lab")
+    if os.path.exists(lab):
+        with open(lab) as f:
+            text += f", lab {f.read().strip()}"
+    return text
+
+
+class _Version(argparse.Action):
+    """--version: computed only when asked for (it runs git)."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS,
+                         help="print Pagoda's version and exit")
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(version_text())
+        parser.exit()
+
+
 def parser():
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="./pagoda",
         description="Pagoda, a teaching OS for virtual memory. Start with `./pagoda run` and "
                     "`./pagoda test`; both install what is missing.")
+    p.add_argument("--version", action=_Version)
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for module in (deps, build, run, gdb, test, grade, bench, docs, labs, autograder):

@@ -1,0 +1,58 @@
+"""./pagoda follows the usual command-line conventions: --version, and help that fits in 100
+columns on any terminal (every subcommand's, however wide the terminal says it is)."""
+import argparse
+import os
+import re
+import subprocess
+
+import pytest
+
+from pagoda import cli, paths
+
+
+def every_parser(parser, name="./pagoda"):
+    yield name, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub_name, sub in action.choices.items():
+                yield from every_parser(sub, f"{name} {sub_name}")
+
+
+@pytest.mark.parametrize("columns", ["60", "100", "250"])
+def test_every_help_fits_in_100_columns(monkeypatch, columns):
+    monkeypatch.setenv("COLUMNS", columns)
+    parsers = list(every_parser(cli.parser()))
+    assert len(parsers) > 15                       # the walk reached the nested subcommands
+    for name, parser in parsers:
+        text = parser.format_help()
+        wide = [line for line in text.splitlines() if len(line) > cli.HELP_WIDTH]
+        assert not wide, f"{name} --help (COLUMNS={columns}): {len(wide[0])} columns: {wide[0]}"
+
+
+def test_a_long_description_line_is_wrapped_not_cut():
+    """A description with its own line breaks keeps them; a line too long is wrapped under its
+    own indentation, and no word is lost."""
+    words = " ".join(f"word{i}" for i in range(40))
+    p = cli.Parser(prog="x", description=f"first line\n\n  {words}\nlast line",
+                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    text = p.format_help()
+    assert "first line\n\n  word0" in text and "\nlast line" in text
+    body = text[text.index("  word0"):text.index("last line")]
+    assert body.split() == words.split()
+    assert all(len(l) <= cli.HELP_WIDTH and l.startswith("  ") for l in body.splitlines() if l)
+
+
+def test_version():
+    out = subprocess.run([paths.SYSTEM_PYTHON, os.path.join(paths.ROOT, "pagoda"), "--version"],
+                         capture_output=True, text=True, cwd="/")
+    assert out.returncode == 0, out.stderr
+    with open(os.path.join(paths.ROOT, "CMakeLists.txt")) as f:
+        version = re.search(r"project\(pagoda VERSION ([0-9.]+)", f.read())[1]
+    assert re.fullmatch(rf"pagoda {re.escape(version)}( \(git [^)]+\))?(, lab \d+)?\n", out.stdout), out.stdout
+
+
+def test_help_through_the_command_on_a_wide_terminal():
+    out = subprocess.run([paths.SYSTEM_PYTHON, os.path.join(paths.ROOT, "pagoda"), "bench", "--help"],
+                         capture_output=True, text=True, env=dict(os.environ, COLUMNS="300"))
+    assert out.returncode == 0 and "usage: ./pagoda bench" in out.stdout
+    assert max(map(len, out.stdout.splitlines())) <= cli.HELP_WIDTH
