@@ -19,7 +19,7 @@ import tempfile
 import threading
 
 from . import build, deps, junit, paths
-from .ui import PagodaError, info
+from .ui import PagodaError, clip, info
 
 sys.path.insert(0, paths.GRADE)
 from pagoda_grade import manifest  # noqa: E402
@@ -162,19 +162,6 @@ def run_pytest(numbers, arch, workers, kernel=None, verbose=False, extra=(), onl
             tail = f.read()[-3000:]
         raise PagodaError(f"the grader could not run (pytest status {status}):\n{tail}")
     return results, status
-
-
-def clip(text, width):
-    """@p text cut to at most @p width characters, with an ellipsis when cut (at a space when
-    one is near the end, so that a word or an address is not cut in half)."""
-    text = " ".join(text.split()) if "\n" in text else text
-    if len(text) <= width:
-        return text
-    cut = text[:width - 1]
-    space = cut.rfind(" ")
-    if space >= width * 3 // 4:
-        cut = cut[:space]
-    return cut.rstrip() + "\u2026"
 
 
 class Progress:
