@@ -187,3 +187,20 @@ def test_a_link_to_a_file_that_is_no_page_fails_at_its_line(tree, tmp_path, caps
         run(tree, tmp_path)
     out = capsys.readouterr().out
     assert out.startswith("docs/guide.md:3: ") and message in out
+
+
+def test_the_lab_overview_links_every_handout_and_the_readme_names_every_isa():
+    """labs/README.md linked labs 0 and 6 only; README.md said AArch64 ran labs 0 to 2."""
+    import re
+    import sys
+    sys.path.insert(0, paths.GRADE)
+    from pagoda_grade import manifest
+    with open(os.path.join(paths.LABS, "README.md")) as f:
+        overview = f.read()
+    linked = set(re.findall(r"\]\((\d\d-[a-z0-9-]+)/README\.md\)", overview))
+    handouts = {d for d in os.listdir(paths.LABS) if os.path.exists(os.path.join(paths.LABS, d, "README.md"))}
+    assert linked == handouts
+    with open(os.path.join(paths.ROOT, "README.md")) as f:
+        readme = f.read()
+    everywhere = all(set(paths.ARCHES) <= set(lab.arches) for lab in manifest.load_all().values())
+    assert everywhere == ("every lab on both" in readme) and "so far" not in readme
