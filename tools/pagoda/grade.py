@@ -75,18 +75,23 @@ def test_files(number, grade_dir=None):
     return [os.path.join(grade_dir, f"test_lab{number}.py")] + hidden
 
 
-def run_pytest(numbers, arch, workers, kernel=None, verbose=False, extra=(), only=None, progress=None):
+def run_pytest(numbers, arch, workers, kernel=None, verbose=False, extra=(), only=None, progress=None,
+               first_failure=False):
     """Runs the grader on @p numbers (only the test ids @p only, if given); returns
     {(lab, id): result dict} and pytest's status. @p progress, if given, is called with each
-    test's result as the test ends. On Ctrl-C the grader is stopped and Interrupted is raised
-    with the results of the tests that finished (a second Ctrl-C stops it at once)."""
+    test's result as the test ends. With @p first_failure the tests run one at a time in
+    lab.toml order and the grade stops at the first that fails. On Ctrl-C the grader is stopped
+    and Interrupted is raised with the results of the tests that finished (a second Ctrl-C
+    stops it at once)."""
     fd, report = tempfile.mkstemp(prefix="pagoda-grade-", suffix=".json")
     os.close(fd)
     os.makedirs(paths.BUILD, exist_ok=True)
     log = os.path.join(paths.BUILD, "grade-pytest.log")
     argv = [paths.SYSTEM_PYTHON, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rN",
             f"--pagoda-report={report}", f"--pagoda-arch={arch}"]
-    if str(workers) != "1":   # -j 1: no xdist at all (workers arrives as text from the command line)
+    if first_failure:
+        argv += ["-x", "--pagoda-in-order"]
+    elif str(workers) != "1":   # -j 1: no xdist at all (workers arrives as text from the command line)
         argv += ["-n", str(workers)]
     if kernel:
         argv += [f"--pagoda-kernel={kernel}"]
@@ -198,9 +203,14 @@ class Progress:
         print(head, file=self.out, flush=True)
 
 
-def print_table(numbers, labs, results, out=sys.stdout, only=None, interrupted=False):
-    """Prints the score table (of the tests @p only, if given); returns (earned, possible)."""
+NOT_RUN = "not run: the grade stopped at the first failing test (--first-failure)"
+
+
+def print_table(numbers, labs, results, out=sys.stdout, only=None, first_failure=False, interrupted=False):
+    """Prints the score table (of the tests @p only, if given); returns (earned, possible).
+    With @p first_failure a test without a result after a failed one was not run."""
     earned = possible = 0
+    stopped = False
     if interrupted:
         print("Interrupted (Ctrl-C): the tests that had not finished score nothing.", file=out)
     for n in numbers:
@@ -218,6 +228,10 @@ def print_table(numbers, labs, results, out=sys.stdout, only=None, interrupted=F
                 lab_earned += spec.points
                 print(f"  {name}: OK ({r['duration']:.2f}s)", file=out)
                 continue
+            if r is None and stopped:
+                print(f"  {name}: FAIL ({NOT_RUN})", file=out)
+                continue
+            stopped = first_failure
             if r is None:
                 reason = ("not run: the grade was interrupted first" if interrupted else
                           "no result: the grader crashed or was stopped before this test finished")
@@ -256,7 +270,7 @@ def check_only(numbers, labs, only):
 
 
 def grade(names, arch=paths.DEFAULT_ARCH, workers="auto", kernel=None, verbose=False, out=sys.stdout,
-          json_out=None, junit_out=None, only=None, progress=None):
+          json_out=None, junit_out=None, only=None, first_failure=False, progress=None):
     """Grades labs @p names; prints the table to @p out and, with @p progress (a stream), a line
     per test as it ends. Returns (earned, possible); Ctrl-C raises Interrupted after the table,
     --json and --junit of what finished."""
@@ -270,10 +284,12 @@ def grade(names, arch=paths.DEFAULT_ARCH, workers="auto", kernel=None, verbose=F
     interrupted = None
     try:
         results, _ = run_pytest(numbers, arch, workers, kernel=kernel, verbose=verbose, only=only,
-                                progress=Progress(numbers, labs, only, progress) if progress else None)
+                                progress=Progress(numbers, labs, only, progress) if progress else None,
+                                first_failure=first_failure)
     except Interrupted as e:
         results, interrupted = e.results, e
-    earned, possible = print_table(numbers, labs, results, out=out, only=only, interrupted=bool(interrupted))
+    earned, possible = print_table(numbers, labs, results, out=out, only=only, first_failure=first_failure,
+                                   interrupted=bool(interrupted))
     if json_out:
         write_json(json_out, numbers, results, earned, possible, interrupted=bool(interrupted))
     if junit_out:
@@ -322,7 +338,7 @@ def cmd_grade(args):
         kernel = os.path.abspath(args.kernel) if args.kernel else None   # pytest runs in grade/
         earned, possible = grade(args.labs, args.arch, args.jobs, kernel, args.verbose,
                                  json_out=args.json, junit_out=args.junit, only=args.test,
-                                 progress=sys.stderr)
+                                 first_failure=args.first_failure, progress=sys.stderr)
     except manifest.ManifestError as e:
         raise PagodaError(f"bad lab manifest: {e}")
     return 0 if earned == possible else 1
@@ -356,7 +372,6 @@ def add_parser(sub):
                    help="also write JUnit XML: one testcase per test, points as properties")
     p.add_argument("--test", action="append", metavar="ID",
                    help="grade only this test (repeatable); the score counts only these")
-    b = p.add_argument_group("batch grading (instructors; see docs/instructors.md): these need --batch")
     b.add_argument("--batch", metavar="DIR",
                    help="grade every submission in DIR (directories, git repositories, git "
                         "bundles), each in its own copy with this tree's grader; needs --lab and --csv")
