@@ -31,7 +31,8 @@ INTERRUPT_GRACE = 60.0     # seconds the grader gets, after Ctrl-C, to stop and 
 BATCH_ONLY = {"lab": "--lab", "csv": "--csv", "time_limit": "--time-limit",
               "build_time_limit": "--build-time-limit", "ref": "--ref", "work": "--work", "keep": "--keep"}
 # Flags of a grade of this tree that --batch has no use for.
-NOT_BATCH = {"json": "--json", "junit": "--junit", "test": "--test", "kernel": "--kernel"}
+NOT_BATCH = {"json": "--json", "junit": "--junit", "test": "--test", "kernel": "--kernel",
+             "first_failure": "--first-failure"}
 
 
 class Interrupted(KeyboardInterrupt):
@@ -372,6 +373,11 @@ def add_parser(sub):
                    help="also write JUnit XML: one testcase per test, points as properties")
     p.add_argument("--test", action="append", metavar="ID",
                    help="grade only this test (repeatable); the score counts only these")
+    p.add_argument("-x", "--first-failure", action="store_true",
+                   help="run the tests one at a time in lab.toml order and stop at the first that "
+                        "fails (the rest score 0, marked 'not run'): the quickest answer to 'what "
+                        "is the first thing wrong'")
+    b = p.add_argument_group("batch grading (instructors; see docs/instructors.md): these need --batch")
     b.add_argument("--batch", metavar="DIR",
                    help="grade every submission in DIR (directories, git repositories, git "
                         "bundles), each in its own copy with this tree's grader; needs --lab and --csv")
