@@ -17,6 +17,7 @@ from . import autograder, bench, build, deps, docs, gdb, grade, labs, paths, run
 from .ui import PagodaError
 
 HELP_WIDTH = 100      # columns: help is never wider, whatever the terminal
+VERSION_HOME = os.path.join("kernel", "core", "kmain.hpp")
 
 
 def _ensure_system_python():
@@ -59,10 +60,11 @@ class Parser(argparse.ArgumentParser):
 
 
 def version_text():
-    """`pagoda VERSION (git DESCRIPTION)`: the project version from CMakeLists.txt (its one
-    home) and, in a git tree, the commit (and the lab branch a student is on)."""
-    with open(os.path.join(paths.ROOT, "CMakeLists.txt")) as f:
-        m = re.search(r"^project\(\s*pagoda\b[^)]*\bVERSION\s+([0-9.]+)", f.read(), re.M)
+    """`pagoda VERSION (git DESCRIPTION), lab N`: the version the kernel's banner prints (its one
+    home: kVersion in kernel/core/kmain.hpp) and, in a git tree, the commit (and the lab a
+    student's branch is for)."""
+    with open(os.path.join(paths.ROOT, VERSION_HOME)) as f:
+        m = re.search(r'^inline constexpr const char\* kVersion = "([^"]+)";', f.read(), re.M)
     text = f"pagoda {m[1] if m else 'unknown'}"
     try:
         git = subprocess.run(["git", "-C", paths.ROOT, "describe", "--always", "--dirty", "--tags"],

@@ -46,8 +46,8 @@ def test_version():
     out = subprocess.run([paths.SYSTEM_PYTHON, os.path.join(paths.ROOT, "pagoda"), "--version"],
                          capture_output=True, text=True, cwd="/")
     assert out.returncode == 0, out.stderr
-    with open(os.path.join(paths.ROOT, "CMakeLists.txt")) as f:
-        version = re.search(r"project\(pagoda VERSION ([0-9.]+)", f.read())[1]
+    with open(os.path.join(paths.ROOT, cli.VERSION_HOME)) as f:     # what the kernel's banner says
+        version = re.search(r'kVersion = "([^"]+)"', f.read())[1]
     assert re.fullmatch(rf"pagoda {re.escape(version)}( \(git [^)]+\))?(, lab \d+)?\n", out.stdout), out.stdout
 
 
