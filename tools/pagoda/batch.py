@@ -38,7 +38,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from . import deps, grade, paths, publish, qemu
+from . import deps, grade, paths, publish, qemu, speed
 from .ui import PagodaError, clip, info
 
 sys.path.insert(0, paths.GRADE)
@@ -136,13 +136,14 @@ def discover(directory):
     return found
 
 
-class Deadline:
-    def __init__(self, seconds):
-        self.end = time.monotonic() + seconds
-        self.seconds = seconds
+class Deadline(speed.Budget):
+    """A time limit of @p seconds on the reference machine (speed.Budget): scaled to this
+    machine, and giving back the time the commands run under it (watch(pid): each one and
+    every process it starts) waited for a CPU. A class graded on a slower or busier machine gets
+    the time it needs."""
 
-    def left(self):
-        return self.end - time.monotonic()
+    def __init__(self, seconds):
+        super().__init__(seconds, tree=True, watch_self=False)
 
 
 class Batch:
@@ -275,11 +276,16 @@ class Batch:
                                     preexec_fn=lambda: (os.setpgid(0, 0), qemu.die_with_parent()))
             with self.lock:
                 self.running[sub_id] = proc
+            deadline.watch(proc.pid)
             try:
-                try:
-                    return proc.wait(timeout=max(deadline.left(), 0.01)), False
-                except subprocess.TimeoutExpired:
-                    pass
+                while True:     # (left() grows back by the time the command waited for a CPU)
+                    left = deadline.left()
+                    if left <= 0:
+                        break
+                    try:
+                        return proc.wait(timeout=min(left, 1.0)), False
+                    except subprocess.TimeoutExpired:
+                        pass
                 if interrupt:
                     os.killpg(proc.pid, signal.SIGINT)
                     try:
@@ -559,6 +565,7 @@ def cmd_batch(args):
         raise PagodaError("--batch grades one lab, given with --lab; drop the LAB arguments")
     jobs = (os.cpu_count() or 1) if args.jobs == "auto" else int(args.jobs)
     deps.ensure(deps.needed(grading_only=True, arches=[args.arch]))
+    speed.export()
     submissions = discover(args.batch)
     if not submissions:
         raise PagodaError(f"no submissions in {args.batch}")

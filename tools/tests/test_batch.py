@@ -33,6 +33,7 @@ from pagoda import batch, paths, publish
 
 sys.path.insert(0, paths.GRADE)
 from pagoda_grade import manifest  # noqa: E402
+from pagoda.speed import scaled  # noqa: E402  (limits for this machine: speed.py)
 
 TIMEOUT = 8          # seconds per lab-0 test in the instructor's copy
 TIME_LIMIT = 36      # for grading one submission: 4 tests that hang, and part of a 5th
@@ -149,7 +150,7 @@ def graded(tmp_path_factory):
     out = subprocess.run([paths.SYSTEM_PYTHON, os.path.join(root, "pagoda"), "grade", "--batch", subs,
                           "--lab", "0", "-j", "2", "--csv", csv_path, "--work", work,
                           "--time-limit", str(TIME_LIMIT)],
-                         cwd=root, capture_output=True, text=True, timeout=900)
+                         cwd=root, capture_output=True, text=True, timeout=scaled(900))
     elapsed = time.monotonic() - start
     assert out.returncode == 0, out.stdout + out.stderr
     with open(csv_path, newline="") as f:
@@ -277,7 +278,7 @@ def test_the_limit_interrupts_first_then_kills(tmp_path, monkeypatch):
     start = time.monotonic()
     status, late = b._run("x", [paths.SYSTEM_PYTHON, "-c", stubborn + f"# {tmp_path}"], str(tmp_path),
                           log, batch.Deadline(1.0), interrupt=True)
-    assert late and status == -9 and time.monotonic() - start < 5
+    assert late and status == -9 and time.monotonic() - start < scaled(5)
     assert qemu.processes_mentioning(paths.SYSTEM_PYTHON, str(tmp_path)) == []
     assert b._run("x", ["true"], str(tmp_path), log, batch.Deadline(5)) == (0, False)
 
@@ -291,12 +292,12 @@ def test_an_interrupted_test_scores_nothing(tmp_path):
                              f"--pagoda-report={report}", "--pagoda-only=timer_ticks", "test_lab0.py"],
                             cwd=paths.GRADE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env=dict(os.environ, PAGODA_GRADE_CMDLINE="test=hang", PAGODA_GRADE_LOGS=str(logs)))
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + scaled(60)
     while not qemu.processes_mentioning("qemu-system", str(logs)):
         assert proc.poll() is None and time.monotonic() < deadline
         time.sleep(0.05)
     proc.send_signal(2)
-    proc.wait(timeout=30)
+    proc.wait(timeout=scaled(30))
     [entry] = json.load(open(report))
     assert entry["id"] == "timer_ticks" and entry["outcome"] == "incomplete"
     assert qemu.processes_mentioning("qemu-system", str(logs)) == []
