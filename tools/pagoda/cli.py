@@ -29,19 +29,53 @@ def _ensure_system_python():
 
 
 class _KeepLinesFormatter(argparse.RawDescriptionHelpFormatter):
-    """RawDescriptionHelpFormatter whose lines longer than the width are wrapped (each under its
-    own indentation) instead of running past it."""
+    """RawDescriptionHelpFormatter whose paragraphs with a line longer than the width are filled
+    again to the width instead of running past it. A paragraph is a line and the lines after it
+    indented to its text's column: the column after its label (`  host     text...`, its
+    continuation lines under `text`), or prose at the left margin; an indented line without a
+    label (code, an example) is wrapped alone, under its own indentation."""
 
     def _fill_text(self, text, width, indent):
-        out = []
-        for line in text.splitlines():
-            if len(indent + line) <= width or not line.strip():
-                out.append(indent + line)
+        lines = text.splitlines()
+        out, i = [], 0
+        while i < len(lines):
+            line = lines[i]
+            if not line.strip():
+                out.append("")
+                i += 1
                 continue
-            lead = indent + line[:len(line) - len(line.lstrip())]
-            out.append(textwrap.fill(line.strip(), width, initial_indent=lead, subsequent_indent=lead,
-                                     break_on_hyphens=False))
+            lead = len(line) - len(line.lstrip())
+            hang = self._hanging_column(line, lines[i + 1] if i + 1 < len(lines) else "")
+            j = i + 1
+            # An indented line without a label (code, an example) is a paragraph of its own.
+            while (hang > lead or lead == 0) and j < len(lines) and lines[j].strip() and _indent(lines[j]) == hang \
+                    and not re.match(r"\s*\S.*?\s{2,}\S", lines[j][hang:]):
+                j += 1
+            block = lines[i:j]
+            if all(len(indent + l) <= width for l in block):
+                out += [indent + l for l in block]
+            else:
+                first = line[:hang] if hang > lead else line[:lead]
+                words = line[len(first):].split() + [w for l in block[1:] for w in l.split()]
+                out.append(textwrap.fill(" ".join(words), width, initial_indent=indent + first,
+                                         subsequent_indent=indent + " " * hang, break_on_hyphens=False))
+            i = j
         return "\n".join(out)
+
+    @staticmethod
+    def _hanging_column(line, following):
+        """Where @p line's continuation lines start: after its label (`  host     ...`: the
+        column the next line is indented to, or else after a run of 2 blanks), else its indent."""
+        lead = _indent(line)
+        n = _indent(following) if following.strip() else 0
+        if n > lead and n < len(line) and line[n - 1] == " " and line[n] != " ":
+            return n
+        label = re.match(r"(\s*\S.*?\s{2,})\S", line)
+        return len(label[1]) if label else lead
+
+
+def _indent(line):
+    return len(line) - len(line.lstrip())
 
 
 def help_width():

@@ -56,3 +56,26 @@ def test_help_through_the_command_on_a_wide_terminal():
                          capture_output=True, text=True, env=dict(os.environ, COLUMNS="300"))
     assert out.returncode == 0 and "usage: ./pagoda bench" in out.stdout
     assert max(map(len, out.stdout.splitlines())) <= cli.HELP_WIDTH
+
+
+def test_a_hanging_paragraph_is_filled_again_under_its_label(monkeypatch):
+    """`./pagoda test --help` on an 80-column terminal wrapped each too-long line alone, leaving
+    a ragged column of short lines; a paragraph (a label's text and the lines under it, or
+    prose) is filled again as a whole, under its own column."""
+    monkeypatch.setenv("COLUMNS", "62")           # argparse wraps to 60
+    item = [f"w{i}" for i in range(30)]
+    prose = [f"p{i}" for i in range(40)]
+    description = (f"Steps:\n  one      {' '.join(item[:20])}\n           {' '.join(item[20:])}\n"
+                   f"  two      short\n\n{' '.join(prose[:25])}\n{' '.join(prose[25:])}")
+    text = cli.Parser(prog="x", description=description,
+                      formatter_class=argparse.RawDescriptionHelpFormatter).format_help()
+    lines = text.splitlines()
+    start, stop = lines.index("Steps:") + 1, next(i for i, l in enumerate(lines) if l.startswith("  two"))
+    assert lines[start].startswith("  one      w0 ")
+    assert " ".join(lines[start:stop]).split()[1:] == item
+    assert all(l.startswith(" " * 11 + "w") for l in lines[start + 1:stop])
+    prose_lines = lines[lines.index("  two      short") + 2:][:-3]     # up to the options
+    assert " ".join(prose_lines).split() == prose
+    for block in (lines[start:stop], prose_lines):
+        for line, after in zip(block, block[1:]):          # filled: the next word did not fit
+            assert 60 - 4 < len(line) + 1 + len(after.split()[0]) and len(line) <= 60, block
