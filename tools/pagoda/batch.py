@@ -61,7 +61,8 @@ def is_grader_path(rel):
     """Whether @p rel (relative to a tree) is one of the grader's files."""
     if rel == "pagoda" or rel.startswith(("grade/", "tools/")):
         return "__pycache__" not in rel and not rel.endswith(".pyc")
-    return re.fullmatch(r"labs/[0-9][0-9]-[^/]+/lab\.toml", rel) is not None
+    # The manifests, and the labs' slips (a graded bug hunt draws from the grader's own).
+    return re.fullmatch(r"labs/[0-9][0-9]-[^/]+/(lab\.toml|mutants/[^/]+\.toml)", rel) is not None
 
 
 @dataclass

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import textwrap
 
-from . import autograder, bench, build, deps, docs, gdb, grade, labs, paths, run, test
+from . import autograder, bench, build, deps, docs, gdb, grade, hunt, labs, paths, run, test
 from .ui import PagodaError
 
 HELP_WIDTH = 100      # columns: help is never wider, whatever the terminal
@@ -134,7 +134,7 @@ def parser():
     p.add_argument("--version", action=_Version)
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for module in (deps, build, run, gdb, test, grade, bench, docs, labs, autograder):
+    for module in (deps, build, run, gdb, test, grade, bench, docs, labs, hunt, autograder):
         module.add_parser(sub)
     return p
 

@@ -102,7 +102,7 @@ class RunBuilder:
 def dump(arch: str, read_phys: PhysReader, root_pa, regs: Optional[dict] = None,
          user_only: bool = False, kernel_only: bool = False, *,
          pa_bits: Optional[int] = None, maxphyaddr: Optional[int] = None,
-         problems: Optional[list] = None) -> list[Run]:
+         problems: Optional[list] = None, held_mask: int = 0) -> list[Run]:
     """Every mapped range of the tree, as Runs in increasing VA order.
 
     Walks the tables recursively (one read_phys per table), skipping invalid entries and
@@ -111,7 +111,9 @@ def dump(arch: str, read_phys: PhysReader, root_pa, regs: Optional[dict] = None,
     clear, bad descriptor types) and unreadable tables are left out; if `problems` is a
     list, one message per such entry is appended to it.  user_only keeps runs accessible
     from user mode, kernel_only the others; asking for both is a ValueError.  pa_bits as
-    for walk()."""
+    for walk().  held_mask: the kernel's held_entry_bit fact; held leaves (PROT_NONE pages
+    whose frames the kernel keeps, invalid to the MMU) then come out too, as runs whose
+    perms.read is False and cache "held"."""
     if user_only and kernel_only:
         raise ValueError("user_only and kernel_only exclude each other")
     arch = canonical_arch(arch)
@@ -119,9 +121,9 @@ def dump(arch: str, read_phys: PhysReader, root_pa, regs: Optional[dict] = None,
     builder = RunBuilder()
     report = problems.append if problems is not None else None
     if arch == x86_64.ARCH:
-        x86_64.iter_leaves(read_phys, root_pa, builder.add, regs, pa_bits, report)
+        x86_64.iter_leaves(read_phys, root_pa, builder.add, regs, pa_bits, report, held_mask)
     else:
-        aarch64.iter_leaves(read_phys, root_pa, builder.add, regs, report, pa_bits)
+        aarch64.iter_leaves(read_phys, root_pa, builder.add, regs, report, pa_bits, held_mask)
     runs = builder.finish()
     if user_only:
         runs = [run for run in runs if run.perms.user]
