@@ -9,6 +9,7 @@
 #include "mm/table_iterator.hpp"
 #include "mm/vm.hpp"
 #include "proc/loader.hpp"
+#include "proc/run.hpp"
 #include "proc/scheduler.hpp"
 
 namespace pagoda::proc {
@@ -342,6 +343,7 @@ abi::ExitInfo reap(Process& p) {
   for (usize i = 0; i < sizeof name; ++i) name[i] = p.name[i];
   const abi::ExitInfo exit = p.exit;
   destroy_process(p);
+  if (!lifecycle_log()) return exit;
   if (exit.how == u32(abi::Termination::Exited))
     println("proc {} ({}): reaped: exited with code {}", pid, StringView(name), exit.code);
   else

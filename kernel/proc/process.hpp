@@ -27,6 +27,11 @@
 ///                                                   v
 ///                                                 Zombie --reap (parent's wait, or idle)--> Free
 ///
+/// kill() (the kill system call, the console's Ctrl-C) never ends a process on the spot: it marks
+/// it and wakes it if it sleeps or waits; the process dies through exit_current(), like every
+/// other death, at its next return to user mode or when it would sleep or wait again
+/// (scheduler.hpp), so that nothing the kernel holds is abandoned halfway.
+///
 /// Parents (lab 6): fork and spawn make the caller the parent. When a process ends, its
 /// children are adopted by the first process (pid 1) while that one lives, else by the kernel
 /// (parent 0: the idle loop reaps them).
@@ -71,6 +76,10 @@ struct Process {
   abi::ExitInfo exit = {};
   /// System calls it made (for reports).
   u64 syscalls = 0;
+  /// kill() marked it: it ends with kill_how at its next return to user mode, or when it would
+  /// sleep or wait (scheduler.hpp).
+  bool kill_pending = false;
+  abi::Termination kill_how = abi::Termination::Killed;
 
   /// Its address space (valid from creation until it is reaped).
   AddressSpace& space() { return *reinterpret_cast<AddressSpace*>(space_storage); }
