@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.join(ROOT, "tools"))
 sys.path.insert(0, HERE)
 
 from pagoda import build, paths, qemu  # noqa: E402
-from pagoda_grade import manifest, todo  # noqa: E402
+from pagoda_grade import manifest, programs, todo  # noqa: E402
 from pagoda_grade.harness import Booter, escape_controls  # noqa: E402
 
 # The grader, its xdist workers and their QEMUs all die with whoever started them.
@@ -90,6 +90,8 @@ def pytest_addoption(parser):
     parser.addoption("--pagoda-report", default=None, help="write per-test results as JSON here")
     parser.addoption("--pagoda-arch", default=paths.DEFAULT_ARCH, choices=paths.ARCHES)
     parser.addoption("--pagoda-kernel", default=None, help="boot this kernel ELF instead of building")
+    parser.addoption("--pagoda-user", default=None,
+                     help="the grader's own user-program ELFs (default: this tree's build of user/)")
     parser.addoption("--pagoda-only", default=None, help="run only these test ids (comma-separated)")
     parser.addoption("--pagoda-lab", default=None, type=int,
                      help="the lab the graded tree is for (default: its .pagoda-lab)")
@@ -111,6 +113,8 @@ def _lab_files(config):
 
 
 def pytest_configure(config):
+    if config.getoption("--pagoda-user"):   # (xdist workers inherit it)
+        os.environ[programs.USER_DIR_ENV] = os.path.abspath(config.getoption("--pagoda-user"))
     config.addinivalue_line("markers", "lab(number, id): the lab test this function implements")
     config._pagoda_labs = manifest.load_all()
     config._pagoda_results = {}
@@ -176,11 +180,26 @@ def _build_once(arch):
         return build.build_kernel(arch)
 
 
+def _build_user_programs(arch):
+    """This tree's user programs alone (for a kernel given with --pagoda-kernel): the grader's own."""
+    os.makedirs(paths.BUILD, exist_ok=True)
+    with open(os.path.join(paths.BUILD, f".grade-build-{arch}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        build.build(arch, target=f"user_programs_{arch}")
+
+
 @pytest.fixture(scope="session")
 def kernel(pytestconfig):
-    """Path of the kernel ELF under test (built once per process)."""
+    """Path of the kernel ELF under test (built once per process). With --pagoda-kernel, the
+    grader still builds its own user programs (unless --pagoda-user names them): the kernel must
+    embed exactly those (grade/pagoda_grade/programs.py)."""
     given = pytestconfig.getoption("--pagoda-kernel")
-    return given or _build_once(pytestconfig.getoption("--pagoda-arch"))
+    arch = pytestconfig.getoption("--pagoda-arch")
+    if given:
+        if not os.environ.get(programs.USER_DIR_ENV):
+            _build_user_programs(arch)
+        return given
+    return _build_once(arch)
 
 
 @pytest.fixture(scope="session")
@@ -198,7 +217,8 @@ def boot(request, kernel, arch):
     if "pagoda_lab" in props:
         timeout = labs[props["pagoda_lab"]].test(props["pagoda_id"]).timeout
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.nodeid)
-    return Booter(kernel, arch, os.path.join(log_dir(), safe), timeout)
+    runs_programs = props.get("pagoda_lab", -1) >= programs.FIRST_LAB
+    return Booter(kernel, arch, os.path.join(log_dir(), safe), timeout, programs=runs_programs)
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -408,11 +408,12 @@ def _at_inspect_ready(inspect):
 class Booter:
     """Boots one kernel ELF; a test's `boot` fixture is one of these."""
 
-    def __init__(self, kernel, arch, directory, timeout):
+    def __init__(self, kernel, arch, directory, timeout, programs=False):
         self.kernel = kernel
         self.arch = arch
         self.directory = directory
         self.timeout = timeout
+        self.programs = programs   # the test runs user programs: the kernel must embed the grader's
         self.count = 0
         self.symbolizer = Symbolizer(kernel)
         self.deadline = time.monotonic() + timeout  # shared by all boots of one test
@@ -438,6 +439,12 @@ class Booter:
         `inspect: ready`, and the callable looks at it. Graded tests pick their moments."""
         if inspect is not None:
             witness = _at_inspect_ready(inspect)
+        if self.programs and self.count == 0:
+            from .programs import embedded_problems
+            problems = embedded_problems(self.kernel, self.arch)
+            if problems:
+                raise GradeFailure(problems[0] + "\n(the grader booted nothing: a test that runs user programs "
+                                   "relies on them being the grader's)")
         # PAGODA_GRADE_TOKEN reproduces a boot whose token a failure message gave.
         token = token or self.fresh_token()
         # PAGODA_GRADE_CMDLINE is appended to every boot (its test= wins): a debugging aid, and

@@ -22,7 +22,7 @@ import re
 import struct
 from dataclasses import dataclass, field
 
-from . import symbols
+from . import programs, symbols
 from .witness import ARCHES, PAGE, WalkError, layout_value, top_level
 
 HEX = r"0x[0-9a-f]+"
@@ -73,11 +73,10 @@ class Layout:
 # ---- User programs -----------------------------------------------------------------------------
 
 def user_elf(kernel, arch, program):
-    """The ELF of user program @p program built with @p kernel (with its symbols)."""
-    path = os.path.join(os.path.dirname(kernel), "user", arch, f"{program}.elf")
-    if not os.path.exists(path):
-        raise AssertionError(f"no user program {program} for {arch}: {path} is missing (user/programs/{program}.cpp)")
-    return path
+    """The ELF of user program @p program (with its symbols): the grader's own build of user/,
+    never the submission's (programs.py); @p kernel is not consulted (a kernel embeds the same
+    programs or its tests fail before they boot)."""
+    return programs.program_elf(arch, program)
 
 
 def user_symbol(kernel, arch, program, name):
@@ -344,6 +343,46 @@ def count_used(snap, bitmap_va, words, root=None):
 
 def is_used(bitmap, frame):
     return bool(bitmap >> (frame // PAGE) & 1)
+
+
+FRAME_ALLOCATOR = "pagoda::vm::g_frames"
+
+
+def frame_bitmap(snap, kernel):
+    """(address, words) of the `used` bitmap the kernel's frame allocator really works with: the
+    allocator object found through the symbol table (FRAME_ALLOCATOR), its bitmap pointer and
+    length read from guest RAM at its load address, at the offsets the kernel's facts give. Never
+    what a checkpoint says (a kernel could show the grader a frozen copy). AssertionError when it
+    cannot be read or is absurd for the guest's RAM."""
+    try:
+        at = symbols.physical_of(kernel, symbols.address_of(kernel, FRAME_ALLOCATOR))
+    except AssertionError as e:
+        raise AssertionError(f"the grader cannot find the kernel's frame allocator ({FRAME_ALLOCATOR}): {e}") from None
+    used = u64(snap.read_phys(at + layout_value(kernel, "frame_allocator_used_offset"), 8))
+    words = u64(snap.read_phys(at + layout_value(kernel, "frame_allocator_words_offset"), 8))
+    ram = snap.guest.machine.ram_base + snap.guest.ram_size
+    if not 0 < words <= ram // PAGE // 64 + 1:
+        raise AssertionError(f"the kernel's frame allocator ({FRAME_ALLOCATOR}) has a used bitmap of {words} words, "
+                             f"not one bit per frame of the guest's {ram >> 20} MiB of physical addresses")
+    return used, words
+
+
+def unmarked(bitmap, ranges, words):
+    """The first few frames of @p ranges ([start, end) physical) that @p bitmap (an int, one bit
+    per frame) does not mark used; frames past the bitmap's @p words are not the allocator's."""
+    limit = words * 64 * PAGE
+    out = []
+    for start, end in sorted(ranges):
+        lo, hi = start // PAGE, min(end, limit) // PAGE
+        if lo >= hi:
+            continue
+        span = (bitmap >> lo) & ((1 << (hi - lo)) - 1)
+        if span != (1 << (hi - lo)) - 1:
+            free = next(i for i in range(hi - lo) if not span >> i & 1)
+            out.append((lo + free) * PAGE)
+            if len(out) == 4:
+                break
+    return out
 
 
 # ---- A machine that died ----------------------------------------------------------------------

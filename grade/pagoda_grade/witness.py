@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 from . import symbols
 from .harness import ENDED, BootEnded
-from .rsp import RspClient, RspError
+from .rsp import RspClient, RspError, RspTimeout
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                                 "tools", "gdb"))
@@ -557,10 +557,14 @@ class Guest:
             raise AssertionError(f"the guest stopped at {snap.pc:#x}, not at {what} ({address:#x})")
         return snap
 
-    def stop_at_any(self, addresses):
+    def stop_at_any(self, addresses, within=None):
         """Runs the guest until it executes one of @p addresses (function names or addresses);
         returns the Snapshot there (every breakpoint is removed). How a test follows two things at
-        once, e.g. a system call's return in one process and the system-call entry of others."""
+        once, e.g. a system call's return in one process and the system-call entry of others.
+
+        With @p within (seconds), a guest that reaches none of them in that time is stopped
+        wherever it is and that Snapshot is returned (its pc is then none of @p addresses): how a
+        test keeps looking at QEMU's log while it waits for something that may never come."""
         where = [a if isinstance(a, int) else symbols.address_of(self.kernel, a) for a in addresses]
         what = " or ".join(f"{a:#x}" for a in where)
         if self._stopped_at in where:
@@ -573,13 +577,46 @@ class Guest:
             self.client.set_breakpoint(a)
         self._stopped_at = None
         self.client.cont()
-        self._wait(what)
+        if within is None:
+            self._wait(what)
+        else:
+            self._wait_within(what, within)
         for a in where:
             self.client.remove_breakpoint(a)
         snap = self.snapshot()
-        if snap.pc not in where:
+        if snap.pc not in where and within is None:
             raise AssertionError(f"the guest stopped at {snap.pc:#x}, not at {what}")
         return snap
+
+    def _wait_within(self, what, seconds):
+        """Waits for a stop at most @p seconds (and the test's deadline); then interrupts."""
+        self.waiting_for = what
+        try:
+            reply = self.client.wait_stop(timeout=min(seconds, self._left()))
+            if reply.exited:
+                self.session.run_to_end()
+                raise BootEnded("QEMU reported that the guest exited")
+        except RspTimeout:
+            self.session.check()
+            self.client.sock.sendall(b"\x03")
+            self._wait(what)
+            return
+        except RspError as e:
+            end = time.monotonic() + 2
+            while self.session.pump(0.05) and time.monotonic() < end:
+                pass
+            raise BootEnded(str(e)) from None
+        self.waiting_for = None
+
+    def log_events(self):
+        """Every exception and interrupt QEMU has logged so far (faultlog events), read now."""
+        session = self.session
+        for _ in range(1024):
+            before = session._log_offset
+            session._watch_log(force=True)
+            if session._log_offset == before:
+                break
+        return session.watcher.parser.events
 
     def stop_after(self, seconds):
         """Lets the guest run @p seconds more, stops it and returns the Snapshot."""
