@@ -302,6 +302,38 @@ def user_page_frames(runs, layout):
     return frames
 
 
+def writable_in_two(snap, roots, layout, labels=None):
+    """None, or a sentence naming a frame that two of @p roots map as a user page while one of
+    them maps it writable: a write through that root reaches the other process (copy-on-write
+    shares frames read-only in every root; an eager copy shares none). Compared run by run (no
+    page lists), each root walked by the grader at this stop."""
+    labels = labels or {}
+    pieces = []
+    for root in roots:
+        try:
+            runs = snap.dump(root)
+        except WalkError:
+            continue
+        for r in user_runs(runs, layout):
+            pieces.append((r.pa_start, r.pa_start + (r.va_end - r.va_start), root, r.va_start, bool(r.perms.write)))
+    pieces.sort()
+    open_ = []   # pieces whose frames may still overlap the next one
+    for piece in pieces:
+        start, end, root, va, writable = piece
+        open_ = [p for p in open_ if p[1] > start]
+        for other in open_:
+            if other[2] != root and (writable or other[4]):
+                frame = max(start, other[0])
+                a, b = (piece, other) if writable else (other, piece)
+                name = lambda r: labels.get(r, f"root {r:#x}")  # noqa: E731
+                return (f"frame {frame:#x} is mapped in {name(a[2])} at {a[3] + frame - a[0]:#x} WRITABLE and in "
+                        f"{name(b[2])} at {b[3] + frame - b[0]:#x} ({'writable' if b[4] else 'read-only'}) at the same "
+                        "time (the grader's walk of both roots): a write through the first reaches the other process "
+                        "(a copy-on-write fork must make a shared frame read-only in every root that maps it)")
+        open_.append(piece)
+    return None
+
+
 def table_frames(snap, root, kernel, arch):
     """Every page-table frame under the user half of @p root (the root itself included):
     what the teardown of the process must free."""
