@@ -7,6 +7,8 @@
 - gives each test a `boot` fixture: fresh QEMU per boot, own log directory, per-test deadline;
 - writes a JSON report (--pagoda-report) that `./pagoda grade` turns into the score table;
 - --pagoda-only=ID,ID runs only those tests (how one Classroom step grades one test);
+- --pagoda-in-order runs the tests in lab.toml order (with -x: a grade that stops at the first
+  failing test, which is then the first failure in the manifest's order);
 - marks skeleton TODO lines of labs later than the tree's (.pagoda-lab, or --pagoda-lab) as
   expected in failure messages.
 """
@@ -93,6 +95,8 @@ def pytest_addoption(parser):
     parser.addoption("--pagoda-user", default=None,
                      help="the grader's own user-program ELFs (default: this tree's build of user/)")
     parser.addoption("--pagoda-only", default=None, help="run only these test ids (comma-separated)")
+    parser.addoption("--pagoda-in-order", action="store_true",
+                     help="run the tests in lab.toml order (lab by lab), not in file order")
     parser.addoption("--pagoda-lab", default=None, type=int,
                      help="the lab the graded tree is for (default: its .pagoda-lab)")
 
@@ -162,6 +166,13 @@ def pytest_collection_modifyitems(session, config, items):
         item.user_properties.append(("pagoda_lab", number))
         item.user_properties.append(("pagoda_id", test_id))
         item.add_marker(pytest.mark.timeout(spec.timeout + TIMEOUT_MARGIN))
+    if config.getoption("--pagoda-in-order"):
+        def order(item):
+            key = _lab_marker(item)
+            if key is None:
+                return (-1, -1)
+            return (key[0], [t.id for t in labs[key[0]].tests].index(key[1]))
+        items.sort(key=order)   # (stable: a test implemented twice keeps its file order)
     # Labs whose test file was collected must implement every declared test.
     collected_labs = {k[0] for k in implemented}
     for number in collected_labs:

@@ -55,16 +55,19 @@ def test_files(number, grade_dir=None):
     return [os.path.join(grade_dir, f"test_lab{number}.py")] + hidden
 
 
-def run_pytest(numbers, arch, workers, kernel=None, verbose=False, extra=(), only=None):
+def run_pytest(numbers, arch, workers, kernel=None, verbose=False, extra=(), only=None, first_failure=False):
     """Runs the grader on @p numbers (only the test ids @p only, if given); returns
-    {(lab, id): result dict} and pytest's status."""
+    {(lab, id): result dict} and pytest's status. With @p first_failure the tests run one at a
+    time in lab.toml order and the grade stops at the first that fails."""
     fd, report = tempfile.mkstemp(prefix="pagoda-grade-", suffix=".json")
     os.close(fd)
     os.makedirs(paths.BUILD, exist_ok=True)
     log = os.path.join(paths.BUILD, "grade-pytest.log")
     argv = [paths.SYSTEM_PYTHON, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rN",
             f"--pagoda-report={report}", f"--pagoda-arch={arch}"]
-    if str(workers) != "1":   # -j 1: no xdist at all (workers arrives as text from the command line)
+    if first_failure:
+        argv += ["-x", "--pagoda-in-order"]
+    elif str(workers) != "1":   # -j 1: no xdist at all (workers arrives as text from the command line)
         argv += ["-n", str(workers)]
     if kernel:
         argv += [f"--pagoda-kernel={kernel}"]
@@ -90,9 +93,14 @@ def run_pytest(numbers, arch, workers, kernel=None, verbose=False, extra=(), onl
     return results, status
 
 
-def print_table(numbers, labs, results, out=sys.stdout, only=None):
-    """Prints the score table (of the tests @p only, if given); returns (earned, possible)."""
+NOT_RUN = "not run: the grade stopped at the first failing test (--first-failure)"
+
+
+def print_table(numbers, labs, results, out=sys.stdout, only=None, first_failure=False):
+    """Prints the score table (of the tests @p only, if given); returns (earned, possible).
+    With @p first_failure a test without a result after a failed one was not run."""
     earned = possible = 0
+    stopped = False
     for n in numbers:
         lab = labs[n]
         lab_earned = lab_possible = 0
@@ -108,6 +116,10 @@ def print_table(numbers, labs, results, out=sys.stdout, only=None):
                 lab_earned += spec.points
                 print(f"  {name}: OK ({r['duration']:.2f}s)", file=out)
                 continue
+            if r is None and stopped:
+                print(f"  {name}: FAIL ({NOT_RUN})", file=out)
+                continue
+            stopped = first_failure
             if r is None:
                 reason = "no result: the grader crashed or was stopped before this test finished"
                 print(f"  {name}: FAIL", file=out)
@@ -144,7 +156,7 @@ def check_only(numbers, labs, only):
 
 
 def grade(names, arch=paths.DEFAULT_ARCH, workers="auto", kernel=None, verbose=False, out=sys.stdout,
-          json_out=None, junit_out=None, only=None):
+          json_out=None, junit_out=None, only=None, first_failure=False):
     labs = manifest.load_all()
     numbers = parse_lab_names(names, labs, arch)
     if not numbers:
@@ -152,8 +164,9 @@ def grade(names, arch=paths.DEFAULT_ARCH, workers="auto", kernel=None, verbose=F
     check_only(numbers, labs, only)
     if kernel is None:
         build.build_kernel(arch)
-    results, _ = run_pytest(numbers, arch, workers, kernel=kernel, verbose=verbose, only=only)
-    earned, possible = print_table(numbers, labs, results, out=out, only=only)
+    results, _ = run_pytest(numbers, arch, workers, kernel=kernel, verbose=verbose, only=only,
+                            first_failure=first_failure)
+    earned, possible = print_table(numbers, labs, results, out=out, only=only, first_failure=first_failure)
     if json_out:
         write_json(json_out, numbers, results, earned, possible)
     if junit_out:
@@ -181,7 +194,8 @@ def cmd_grade(args):
     try:
         kernel = os.path.abspath(args.kernel) if args.kernel else None   # pytest runs in grade/
         earned, possible = grade(args.labs, args.arch, args.jobs, kernel, args.verbose,
-                                 json_out=args.json, junit_out=args.junit, only=args.test)
+                                 json_out=args.json, junit_out=args.junit, only=args.test,
+                                 first_failure=args.first_failure)
     except manifest.ManifestError as e:
         raise PagodaError(f"bad lab manifest: {e}")
     return 0 if earned == possible else 1
@@ -212,6 +226,10 @@ def add_parser(sub):
                    help="also write JUnit XML: one testcase per test, points as properties")
     p.add_argument("--test", action="append", metavar="ID",
                    help="grade only this test (repeatable); the score counts only these")
+    p.add_argument("-x", "--first-failure", action="store_true",
+                   help="run the tests one at a time in lab.toml order and stop at the first that "
+                        "fails (the rest score 0, marked 'not run'): the quickest answer to 'what "
+                        "is the first thing wrong'")
     b = p.add_argument_group("batch grading (instructors; see docs/instructors.md)")
     b.add_argument("--batch", metavar="DIR",
                    help="grade every submission in DIR (directories, git repositories, git "

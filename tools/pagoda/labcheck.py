@@ -20,7 +20,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 
-from . import paths, publish
+from . import mutants, paths, publish
 from .ui import PagodaError, info
 
 CHECK_SUBDIR = os.path.join("build", "labs-check")
@@ -146,6 +146,11 @@ def check_lab(n, root, labs, sources, workers="auto", arch=paths.DEFAULT_ARCH):
     start = time.monotonic()
     v = Verdict(_name(f"lab{n}", arch))
     tree = os.path.join(root, CHECK_SUBDIR, f"lab{n}")
+    with mutants.tree_lock(tree):   # `labs mutants` builds its slips in the same trees
+        return _check_lab_locked(n, root, labs, sources, workers, arch, v, start, tree)
+
+
+def _check_lab_locked(n, root, labs, sources, workers, arch, v, start, tree):
     publish.publish_tree(n, tree, root, sources, incremental=True)
     build_log = tree + _suffix(arch) + ".build.log"
     kernel = build_tree(tree, build_log, arch)

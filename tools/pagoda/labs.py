@@ -4,7 +4,7 @@ trees and branches; labcheck.py proves the skeletons."""
 import argparse
 import os
 
-from . import deps, grade, handouts, labcheck, labstart, labstatus, paths, publish
+from . import deps, grade, handouts, labcheck, labstart, labstatus, mutants, paths, publish
 from .ui import PagodaError, info
 
 MARKERS_HELP = """\
@@ -63,6 +63,15 @@ def cmd_check(args):
     problems = labcheck.check(paths.ROOT, only=args.labs or None, jobs=args.parallel,
                               clean=args.clean, workers=args.jobs,
                               out=lambda line: print(line, flush=True))
+    return 1 if problems else 0
+
+
+def cmd_mutants(args):
+    if not args.list:
+        deps.ensure()
+    problems = mutants.run(paths.ROOT, numbers=args.labs or None,
+                           arches=(args.arch,) if args.arch else paths.ARCHES, listing=args.list,
+                           workers=args.parallel, out=lambda line: print(line, flush=True))
     return 1 if problems else 0
 
 
@@ -137,6 +146,19 @@ def add_parser(sub):
     q.add_argument("--clean", action="store_true",
                    help="delete build/labs-check first (full rebuild of every lab tree)")
     q.set_defaults(func=cmd_check)
+
+    q = labs_sub.add_parser("mutants", help="prove the grader catches and names each lab's known slips",
+                            description=mutants.__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    q.add_argument("labs", nargs="*", type=_lab_number, metavar="LAB",
+                   help="only the slips of these labs (default: every lab's)")
+    q.add_argument("--arch", choices=paths.ARCHES,
+                   help="only this ISA (default: each ISA a slip applies to)")
+    q.add_argument("--list", action="store_true",
+                   help="validate the slip files and list them; build and grade nothing")
+    q.add_argument("-p", "--parallel", type=int, metavar="N",
+                   help="grades run at the same time (default: one per core); builds run one at a time")
+    q.set_defaults(func=cmd_mutants)
 
     p = sub.add_parser("lab", help="students: where you stand in the current lab",
                        description="Commands for the lab this branch is for (.pagoda-lab).")

@@ -6,7 +6,8 @@ labs/NN-name/ that hold a lab.toml. See regions.py for the marker syntax.
 
 What branch labN reveals: the reference solutions of labs 0..N-1 (that is what lets a student
 who did not finish lab N-1 start lab N), the skeletons of labs N and later, and no hidden test
-(grade/hidden/ and the lab.toml entries marked `hidden = true` are never published). The leak
+(grade/hidden/ and the lab.toml entries marked `hidden = true` are never published). The labs'
+slips (labs/NN-name/mutants/, which quote solutions) are never published either. The leak
 check proves the last two; publishing with `upto` keeps later branches, and with them earlier
 labs' solutions, out of the repository until their time.
 """
@@ -152,6 +153,16 @@ def is_hidden(path):
     return path.startswith(HIDDEN_DIR)
 
 
+_STAFF_ONLY = re.compile(r"^labs/[0-9][0-9]-[^/]+/mutants/")
+
+
+def is_staff_only(path):
+    """Whether @p path (relative) is staff material that no branch carries, though it is no
+    secret: the labs' slips (labs/NN-name/mutants/, `./pagoda labs mutants`), whose text
+    quotes the lab's solution."""
+    return _STAFF_ONLY.match(path) is not None
+
+
 def split_manifest(text):
     """(public text, [hidden [[tests]] blocks]) of a lab.toml: each `[[tests]]` block (from its
     header line to the next one) whose entry says `hidden = true` goes to the second part."""
@@ -167,8 +178,10 @@ def split_manifest(text):
 
 
 def resolved(src, lab):
-    """The bytes of @p src as published for lab @p lab."""
+    """The bytes of @p src as published for lab @p lab (None: main's own bytes)."""
     data = src.data
+    if lab is None:
+        return data
     if src.parsed is not None and src.parsed.regions:
         data = regions.render(src.parsed, lab).encode("utf-8", "surrogateescape")
     if _MANIFEST_PATH.match(src.path) and b"hidden" in data:
@@ -245,14 +258,16 @@ def _remove_stale(out_dir, keep):
 def publish_tree(lab, out_dir, root=paths.ROOT, sources=None, incremental=False):
     """Writes the tree students get for lab @p lab into @p out_dir: regions of earlier labs
     resolved to their solution, regions of lab @p lab and later to their skeleton, plus
-    .pagoda-lab. With @p incremental, @p out_dir may hold an earlier generated tree: unchanged
-    files are not rewritten, files no longer in the tree go, build/ stays. Returns the paths."""
+    .pagoda-lab. With @p lab None it writes main's own files (the reference tree: every
+    solution, hidden tests included, no .pagoda-lab). With @p incremental, @p out_dir may hold
+    an earlier generated tree: unchanged files are not rewritten, files no longer in the tree
+    go, build/ stays. Returns the paths."""
     sources = scan(root) if sources is None else sources
     require_clean(root, sources)
     os.makedirs(out_dir, exist_ok=True)
     written = set()
     for src in sources:
-        if is_hidden(src.path):
+        if (is_hidden(src.path) or is_staff_only(src.path)) and lab is not None:
             continue
         dest = os.path.join(out_dir, src.path)
         if src.link is not None:
@@ -266,11 +281,12 @@ def publish_tree(lab, out_dir, root=paths.ROOT, sources=None, incremental=False)
         else:
             _write(dest, resolved(src, lab), src.mode, incremental)
         written.add(src.path)
-    _write(os.path.join(out_dir, LAB_FILE), f"{lab}\n".encode(), 0o644, incremental)
-    written.add(LAB_FILE)
-    regions_json = json.dumps(region_map(lab, sources), indent=1, sort_keys=True) + "\n"
-    _write(os.path.join(out_dir, REGIONS_FILE), regions_json.encode(), 0o644, incremental)
-    written.add(REGIONS_FILE)
+    if lab is not None:
+        _write(os.path.join(out_dir, LAB_FILE), f"{lab}\n".encode(), 0o644, incremental)
+        written.add(LAB_FILE)
+        regions_json = json.dumps(region_map(lab, sources), indent=1, sort_keys=True) + "\n"
+        _write(os.path.join(out_dir, REGIONS_FILE), regions_json.encode(), 0o644, incremental)
+        written.add(REGIONS_FILE)
     if incremental:
         _remove_stale(out_dir, written)
     return sorted(written)
@@ -356,7 +372,7 @@ def secrets_for(lab, sources):
     under grade/hidden/, its lab.toml entry), minus the lines that the tree shows anyway
     (outside regions, in earlier labs' solutions, in skeletons). `what` describes the source."""
     public = "\n".join(resolved(s, lab).decode("utf-8", "surrogateescape")
-                       for s in sources if s.link is None and not is_hidden(s.path))
+                       for s in sources if s.link is None and not is_hidden(s.path) and not is_staff_only(s.path))
     found = {}
 
     def add(lines, path, what):
@@ -364,7 +380,7 @@ def secrets_for(lab, sources):
             if line not in public:
                 found.setdefault(line, (path, what))
     for src in sources:
-        if src.link is not None:
+        if src.link is not None or is_staff_only(src.path):
             continue
         if is_hidden(src.path):
             add(_distinctive(src.data.decode("utf-8", "surrogateescape").splitlines()), src.path,

@@ -10,6 +10,8 @@ Steps, in order (each prints one result line):
            documented header or a page
   labs     ./pagoda labs check: every published lab builds, passes the labs before it and
            fails its own tests on the skeleton
+  mutants  ./pagoda labs mutants: every known slip of every lab (labs/NN-name/mutants/) is
+           caught by the grader, and the first failing test's first lines name its cause
 """
 import os
 import re
@@ -124,8 +126,18 @@ def step_labs(verbose):
     return out.returncode == 0, last[0]
 
 
+def step_mutants(verbose):
+    out = subprocess.run([paths.SYSTEM_PYTHON, os.path.join(paths.ROOT, "pagoda"), "labs", "mutants"],
+                         cwd=paths.ROOT, capture_output=True, text=True)
+    if verbose or out.returncode != 0:
+        print(out.stdout[-20000:] + out.stderr[-5000:])
+    last = [l for l in out.stdout.splitlines() if l.strip()][-1:] or ["no output"]
+    return out.returncode == 0, last[0]
+
+
 STEPS = (("host", step_host), ("tools", step_tools), ("grade", step_grade),
-         ("handouts", step_handouts), ("docs", step_docs), ("labs", step_labs))
+         ("handouts", step_handouts), ("docs", step_docs), ("labs", step_labs),
+         ("mutants", step_mutants))
 
 
 def cmd_test(args):

@@ -10,7 +10,7 @@ from pagoda import cli, grade, labcheck, labstatus, paths, publish
 
 
 @pytest.mark.parametrize("argv", [["labs"], ["labs", "lint"], ["labs", "publish"], ["labs", "check"],
-                                  ["lab"], ["lab", "status"]])
+                                  ["labs", "mutants"], ["lab"], ["lab", "status"]])
 def test_every_subcommand_has_help(argv, capsys):
     with pytest.raises(SystemExit) as e:
         cli.parser().parse_args(argv + ["--help"])

@@ -1,0 +1,593 @@
+"""`pagoda labs mutants [N ...] [--arch A] [--list]`: prove that the grader catches each realistic
+slip a student makes in a lab's own code, and names its cause in the first lines it prints.
+
+Each lab keeps its slips in labs/NN-name/mutants/, one file per slip, SLUG.toml:
+
+    title = "the new root does not share the kernel half"   # the slip, as a student makes it
+    function = "AddressSpace::create"  # the function (in the student's region) the slip is in
+    seed = "000"                      # optional: the post-mortem (/work/shared/seeds) it is a form of
+    arches = ["x86_64", "aarch64"]    # where the slip applies (its edits may touch both arch folders)
+    cause = 'does not share the kernel half'   # what the grade must say (see below)
+    cause_x86_64 = '...'              # optional: overrides cause on that ISA (so does cause_aarch64)
+
+    [[edit]]                          # one or more, applied in order
+    file = "arch/x86_64/address_space.cpp"
+    find = '''text found exactly once in main, wholly inside the reference part of a LAB NN region'''
+    replace = '''the slipped text'''
+
+`cause` is a Python regex, searched (re.search, case-insensitive) in the first 2 non-empty lines
+of the reason of the first failing test, tests taken in lab.toml order.
+
+How a lab N is checked. The slips go, one at a time, into the tree a student has when lab N is
+done: the reference of labs <= N with the skeletons of later labs, i.e. the published lab N+1
+tree, which `./pagoda labs check` builds in build/labs-check/lab<N+1> (this command regenerates
+it there, incrementally, and shares it under a lock); for the last lab it is main's own text, in
+build/labs-check/reference. For each slip: its edits are applied, the kernel of each ISA it
+applies to is built (ninja recompiles only what the slip touched), the ELFs are set aside, the
+tree is restored, and the tree's own grader grades lab N on them one test at a time in lab.toml
+order, stopping at the first failure (`./pagoda grade --first-failure`). The builds of a tree
+follow one another (one source tree); the grades run beside them and beside each other.
+
+A slip passes when lab N scores below full marks AND the first failing test's first 2 lines
+match its cause. Anything else (full marks, a cause not named, a slip that does not apply or
+does not build, a grader that did not run) is a problem; the command exits 1 if there is one.
+Logs and the set-aside ELFs: build/labs-check/mutants/labN/SLUG/ARCH/ (grade.log, the boots'
+serial and QEMU logs under logs/).
+"""
+import concurrent.futures
+import contextlib
+import fcntl
+import glob
+import json
+import os
+import re
+import shutil
+import subprocess
+import threading
+import time
+import tomllib
+from dataclasses import dataclass, field
+
+from . import paths, publish, regions
+from .ui import PagodaError, info
+
+CHECK_SUBDIR = os.path.join("build", "labs-check")
+MUTANTS_DIR = "mutants"
+REFERENCE_TREE = "reference"
+HEADLINE_LINES = 2
+KERNEL_TARGET = "kernel"
+KEYS = {"title": str, "function": str, "seed": str, "arches": list, "cause": str, "edit": list,
+        **{f"cause_{a}": str for a in paths.ARCHES}}
+EDIT_KEYS = {"file", "find", "replace"}
+# Files a mutants folder may hold besides the slips.
+OTHER_FILES = {"README.md"}
+
+
+@dataclass
+class Edit:
+    file: str
+    find: str
+    replace: str
+
+
+@dataclass
+class Mutant:
+    lab: int
+    slug: str
+    path: str                   # relative to the root
+    title: str
+    function: str
+    arches: tuple
+    causes: dict                # arch -> regex
+    edits: list
+    seed: str = None
+
+    @property
+    def name(self):
+        return f"lab{self.lab}/{self.slug}"
+
+
+# ---- loading and validating -----------------------------------------------------------------
+
+def solution_spans(src, lab):
+    """[start, end) character offsets, in @p src's text, of the reference part of every LAB
+    @p lab region."""
+    starts = [0]
+    for line in regions.split_lines(src.text):
+        starts.append(starts[-1] + len(line))
+    spans = []
+    for region in src.parsed.regions:
+        if region.lab == lab:
+            first = region.begin      # 0-based index of the first solution line
+            spans.append((starts[first], starts[first + len(region.solution)]))
+    return spans
+
+
+def _region_lab_at(src, offset):
+    """The lab of the region whose lines hold @p offset, or None."""
+    line = src.text.count("\n", 0, offset) + 1
+    for region in src.parsed.regions:
+        if region.begin <= line <= region.end:
+            return region.lab
+    return None
+
+
+def _text(value):
+    return isinstance(value, str) and value != ""
+
+
+def load_mutant(path, lab, root, labs, by_path):
+    """A Mutant from the file @p path of lab @p lab, or (None, [problems])."""
+    rel = os.path.relpath(path, root)
+    problems = []
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        return None, [f"{rel}: {e}"]
+    for key in sorted(set(data) - set(KEYS)):
+        problems.append(f"{rel}: unknown key '{key}' (known: {', '.join(sorted(KEYS))})")
+    for key, kind in KEYS.items():
+        if key in data and not isinstance(data[key], kind):
+            problems.append(f"{rel}: '{key}' must be a {'list' if kind is list else 'string'}")
+    if problems:
+        return None, problems
+    for key in ("title", "function"):
+        if not _text(data.get(key)):
+            problems.append(f"{rel}: '{key}' is missing or empty")
+    if "title" in data and "\n" in data["title"]:
+        problems.append(f"{rel}: 'title' must be one line")
+    if "seed" in data and not re.fullmatch(r"\d{3}", data["seed"]):
+        problems.append(f"{rel}: 'seed' must name a post-mortem by its number, e.g. \"002\"")
+    arches = data.get("arches")
+    lab_arches = labs[lab].arches
+    if not arches or any(a not in paths.ARCHES for a in arches) or len(set(arches)) != len(arches):
+        problems.append(f"{rel}: 'arches' must be a non-empty list of {', '.join(paths.ARCHES)}")
+        arches = []
+    elif any(a not in lab_arches for a in arches):
+        problems.append(f"{rel}: 'arches' names {', '.join(a for a in arches if a not in lab_arches)}, where "
+                        f"lab {lab} does not run (its lab.toml: {', '.join(lab_arches)})")
+    causes = {}
+    for arch in arches:
+        pattern = data.get(f"cause_{arch}", data.get("cause"))
+        if not _text(pattern):
+            problems.append(f"{rel}: no cause for {arch} ('cause' or 'cause_{arch}')")
+            continue
+        try:
+            re.compile(pattern, re.IGNORECASE)
+        except re.error as e:
+            problems.append(f"{rel}: the cause for {arch} is not a valid regex: {e}")
+            continue
+        causes[arch] = pattern
+    for arch in paths.ARCHES:
+        if f"cause_{arch}" in data and arch not in (arches or []):
+            problems.append(f"{rel}: 'cause_{arch}' for an ISA the slip does not apply to")
+    edits = []
+    if not data.get("edit"):
+        problems.append(f"{rel}: no [[edit]]")
+    for k, e in enumerate(data.get("edit") or [], 1):
+        where = f"{rel}: edit {k}"
+        if not isinstance(e, dict):
+            problems.append(f"{where}: must be a table ([[edit]])")
+            continue
+        for key in sorted(set(e) - EDIT_KEYS):
+            problems.append(f"{where}: unknown key '{key}' (known: file, find, replace)")
+        if not all(isinstance(e.get(key), str) for key in EDIT_KEYS) or not e["find"] or not e["file"]:
+            problems.append(f"{where}: 'file', 'find' and 'replace' are all needed, as strings ('find' not empty)")
+            continue
+        if e["find"] == e["replace"]:
+            problems.append(f"{where}: 'replace' is the same text as 'find': the edit changes nothing")
+        src = by_path.get(e["file"])
+        if src is None or src.text is None:
+            problems.append(f"{where}: {e['file']} is not a text file of the tree")
+            continue
+        count = src.text.count(e["find"])
+        if count != 1:
+            problems.append(f"{where}: the find text occurs {count} times in {e['file']}; it must occur exactly "
+                            "once (add context lines)")
+            continue
+        at = src.text.index(e["find"])
+        spans = solution_spans(src, lab) if src.parsed is not None else []
+        if not any(start <= at and at + len(e["find"]) <= end for start, end in spans):
+            inside = _region_lab_at(src, at) if src.parsed is not None else None
+            why = (" (it starts outside every region)" if inside is None else
+                   f" (it starts in a LAB {inside} region)" if inside != lab else
+                   " (it reaches a marker or the skeleton)")
+            problems.append(f"{where}: the find text in {e['file']} is not wholly inside the reference part of a LAB "
+                            f"{lab} region{why}")
+            continue
+        edits.append(Edit(e["file"], e["find"], e["replace"]))
+    name = data.get("function", "")
+    bare = re.sub(r"\(.*$", "", name).split("::")[-1].strip()
+    if bare and edits and not any(bare in by_path[e.file].text for e in edits):
+        problems.append(f"{rel}: function '{name}': '{bare}' appears in none of the edited files")
+    if problems:
+        return None, problems
+    slug = os.path.splitext(os.path.basename(path))[0]
+    return Mutant(lab=lab, slug=slug, path=rel, title=data["title"], function=name, arches=tuple(arches),
+                  causes=causes, edits=edits, seed=data.get("seed")), []
+
+
+def load_all(root, labs, sources):
+    """(every Mutant of every lab, in lab then file order; every problem with the files)."""
+    by_path = {s.path: s for s in sources}
+    mutants, problems = [], []
+    for n in sorted(labs):
+        folder = os.path.join(labs[n].directory, MUTANTS_DIR)
+        if not os.path.isdir(folder):
+            continue
+        for entry in sorted(os.listdir(folder)):
+            path = os.path.join(folder, entry)
+            if entry in OTHER_FILES:
+                continue
+            if not entry.endswith(".toml") or not os.path.isfile(path):
+                problems.append(f"{os.path.relpath(path, root)}: not a slip (SLUG.toml) or {', '.join(OTHER_FILES)}")
+                continue
+            if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*\.toml", entry):
+                problems.append(f"{os.path.relpath(path, root)}: a slip's file name is lower-case letters, digits, "
+                                "'-' and '_'")
+                continue
+            m, found = load_mutant(path, n, root, labs, by_path)
+            problems += found
+            if m is not None:
+                mutants.append(m)
+    return mutants, problems
+
+
+# ---- trees ------------------------------------------------------------------------------------
+
+def tree_for(n, labs, root):
+    """(the lab the tree is published for, or None for the reference; its directory) of the tree
+    a student has when lab @p n is done."""
+    if n + 1 in labs:
+        return n + 1, os.path.join(root, CHECK_SUBDIR, f"lab{n + 1}")
+    return None, os.path.join(root, CHECK_SUBDIR, REFERENCE_TREE)
+
+
+@contextlib.contextmanager
+def tree_lock(tree):
+    """Holds the lock of a generated tree (`labs check` and `labs mutants` share the trees)."""
+    os.makedirs(os.path.dirname(tree), exist_ok=True)
+    with open(tree + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+class TreeLock:
+    """tree_lock() that another thread may release (after the tree's last grade)."""
+
+    def __init__(self, tree):
+        os.makedirs(os.path.dirname(tree), exist_ok=True)
+        self.file = open(tree + ".lock", "w")
+        fcntl.flock(self.file, fcntl.LOCK_EX)
+
+    def release(self):
+        if not self.file.closed:
+            self.file.close()
+
+
+def build_kernel(tree, arch, log_path):
+    """Configures (once) and builds the kernel of @p tree for @p arch (the kernel and the user
+    programs it embeds, nothing else); True when it built. Appends to @p log_path."""
+    cache = os.path.join(tree, "build", arch, "CMakeCache.txt")
+    with open(log_path, "a") as log:
+        for argv in ([] if os.path.exists(cache) else [["cmake", "--preset", arch]]) + \
+                [["cmake", "--build", "--preset", arch, "--target", KERNEL_TARGET]]:
+            log.write(f"$ {' '.join(argv)}\n")
+            log.flush()
+            if subprocess.run(argv, cwd=tree, stdout=log, stderr=subprocess.STDOUT).returncode != 0:
+                return False
+    return True
+
+
+def first_error(log_path):
+    """The first compiler error line of a build log (or its last line)."""
+    try:
+        with open(log_path, errors="replace") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return "no build log"
+    errors = [l for l in lines if re.search(r"\berror\b", l)]
+    return ((errors or lines or ["empty build log"])[0]).strip()[:200]
+
+
+def set_aside(tree, arch, dest):
+    """Copies the kernel ELF of @p tree's @p arch build and the user ELFs beside it (the grader
+    reads them there) into @p dest; the kernel's new path."""
+    build = os.path.join(tree, "build", arch)
+    shutil.rmtree(dest, ignore_errors=True)
+    os.makedirs(os.path.join(dest, "user", arch))
+    kernel = os.path.join(dest, "kernel.elf")
+    shutil.copy2(os.path.join(build, "kernel.elf"), kernel)
+    for elf in glob.glob(os.path.join(build, "user", arch, "*.elf")):
+        shutil.copy2(elf, os.path.join(dest, "user", arch))
+    return kernel
+
+
+def apply_edits(tree, edits):
+    """Applies @p edits to @p tree's files; returns {path: original bytes} (to restore), or raises
+    PagodaError (with everything restored) when a find text is not there exactly once."""
+    originals = {}
+    try:
+        for k, e in enumerate(edits, 1):
+            path = os.path.join(tree, e.file)
+            if e.file not in originals:
+                with open(path, "rb") as f:
+                    originals[e.file] = f.read()
+            with open(path, encoding="utf-8", errors="surrogateescape") as f:
+                text = f.read()
+            count = text.count(e.find)
+            if count != 1:
+                raise PagodaError(f"edit {k}: the find text occurs {count} times in the tree's {e.file} "
+                                  "(the published text differs from main's there)")
+            with open(path, "w", encoding="utf-8", errors="surrogateescape") as f:
+                f.write(text.replace(e.find, e.replace))
+    except BaseException:
+        restore(tree, originals)
+        raise
+    return originals
+
+
+def restore(tree, originals):
+    for rel, data in originals.items():
+        with open(os.path.join(tree, rel), "wb") as f:
+            f.write(data)
+
+
+# ---- grading and judging ----------------------------------------------------------------------
+
+@dataclass
+class Outcome:
+    mutant: Mutant
+    arch: str
+    earned: int = None
+    possible: int = None
+    test: str = None            # the first failing test
+    headline: list = field(default_factory=list)
+    named: bool = False
+    problem: str = ""           # empty: caught and named
+    log: str = ""
+    seconds: float = 0.0
+
+    @property
+    def ok(self):
+        return not self.problem
+
+    @property
+    def score(self):
+        return "-" if self.earned is None else f"{self.earned}/{self.possible}"
+
+
+def headline_of(reason):
+    """The first HEADLINE_LINES non-empty lines of a test's reason."""
+    return [l.strip() for l in (reason or "").splitlines() if l.strip()][:HEADLINE_LINES]
+
+
+def judge(outcome, data, specs):
+    """Fills @p outcome from the grade's JSON @p data; @p specs are lab N's tests in order."""
+    results = {r["id"]: r for r in data.get("results", []) if r.get("lab") == outcome.mutant.lab}
+    outcome.earned, outcome.possible = data.get("earned"), data.get("possible")
+    first = next((s for s in specs if results.get(s.id, {}).get("outcome") != "passed"), None)
+    if first is None or (outcome.earned is not None and outcome.earned >= outcome.possible):
+        outcome.problem = f"not caught: lab {outcome.mutant.lab} scored full marks with the slip"
+        return outcome
+    outcome.test = first.id
+    r = results.get(first.id)
+    outcome.headline = headline_of(r["reason"] if r else "no result: the grader stopped before this test")
+    pattern = outcome.mutant.causes[outcome.arch]
+    outcome.named = re.search(pattern, "\n".join(outcome.headline), re.IGNORECASE) is not None
+    if not outcome.named:
+        outcome.problem = (f"caught by {first.id}, but its first {HEADLINE_LINES} lines do not name the cause "
+                           f"/{pattern}/")
+    return outcome
+
+
+def grade_slip(tree, lab, arch, kernel, work):
+    """Runs @p tree's own grader on lab @p lab with @p kernel, stopping at the first failure;
+    the JSON it wrote, or None (its log: @p work/grade.log)."""
+    json_path = os.path.join(work, "grade.json")
+    env = dict(os.environ, PAGODA_GRADE_LOGS=os.path.join(work, "logs"))
+    argv = [paths.SYSTEM_PYTHON, os.path.join(tree, "pagoda"), "grade", f"lab{lab}", "--arch", arch, "-j", "1",
+            "--first-failure", "--kernel", kernel, "--json", json_path]
+    with open(os.path.join(work, "grade.log"), "w") as log:
+        log.write(f"$ {' '.join(argv)}\n")
+        log.flush()
+        subprocess.run(argv, cwd=tree, stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        with open(json_path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+class Runner:
+    """Builds the slips of each lab in its tree, one after another, and grades them in a pool."""
+
+    def __init__(self, root, labs, sources, grade_workers, out):
+        self.root, self.labs, self.sources = root, labs, sources
+        self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, grade_workers))
+        self.out = out
+        self.work = os.path.join(root, CHECK_SUBDIR, MUTANTS_DIR)
+        self.futures = []
+        self.lab_times = {}         # lab -> [start, end]
+        self.lock = threading.Lock()
+
+    def _time(self, lab, start, end):
+        with self.lock:
+            span = self.lab_times.setdefault(lab, [start, end])
+            span[0], span[1] = min(span[0], start), max(span[1], end)
+
+    def run_lab(self, n, mutants, arches):
+        """Builds every slip of lab @p n (on @p arches) and queues its grades; a list of futures
+        of Outcomes."""
+        start = time.monotonic()
+        published, tree = tree_for(n, self.labs, self.root)
+        lock = TreeLock(tree)
+        futures = []
+        try:
+            info(f"labs mutants: lab{n}: generating {os.path.relpath(tree, self.root)}")
+            publish.publish_tree(published, tree, self.root, self.sources, incremental=True)
+            if published is None:
+                for stale in (publish.LAB_FILE, publish.REGIONS_FILE):
+                    if os.path.exists(os.path.join(tree, stale)):
+                        os.unlink(os.path.join(tree, stale))
+            lab_dir = os.path.join(self.work, f"lab{n}")
+            os.makedirs(lab_dir, exist_ok=True)
+            needed = [a for a in arches if any(a in m.arches for m in mutants)]
+            broken = {}
+            for arch in needed:
+                log = os.path.join(lab_dir, f"tree-{arch}.build.log")
+                open(log, "w").close()
+                info(f"labs mutants: lab{n}: building the unchanged tree ({arch})")
+                if not build_kernel(tree, arch, log):
+                    broken[arch] = (f"the tree without the slip does not build on {arch} "
+                                    f"({os.path.relpath(log, self.root)}): {first_error(log)}")
+            specs = [s for s in self.labs[n].tests if published is None or not s.hidden]
+            for m in mutants:
+                futures += self._slip(n, m, [a for a in arches if a in m.arches], tree, lab_dir, broken, specs)
+        except BaseException:
+            lock.release()
+            raise
+        self._time(n, start, time.monotonic())
+
+        def release_when_graded():
+            concurrent.futures.wait(futures)
+            lock.release()
+        threading.Thread(target=release_when_graded, daemon=True).start()
+        return futures
+
+    def _slip(self, n, m, arches, tree, lab_dir, broken, specs):
+        futures = []
+        slip_dir = os.path.join(lab_dir, m.slug)
+        shutil.rmtree(slip_dir, ignore_errors=True)
+        os.makedirs(slip_dir)
+        try:
+            originals = apply_edits(tree, m.edits)
+        except PagodaError as e:
+            return [_resolved(Outcome(m, a, problem=f"the slip does not apply: {e}")) for a in arches]
+        kernels = {}
+        try:
+            for arch in arches:
+                if arch in broken:
+                    futures.append(_resolved(Outcome(m, arch, problem=broken[arch])))
+                    continue
+                log = os.path.join(slip_dir, f"{arch}.build.log")
+                open(log, "w").close()
+                info(f"labs mutants: {m.name}: building ({arch})")
+                if not build_kernel(tree, arch, log):
+                    futures.append(_resolved(Outcome(m, arch, log=log, problem=f"the slipped kernel does not build "
+                                                f"({os.path.relpath(log, self.root)}): {first_error(log)}")))
+                    continue
+                kernels[arch] = set_aside(tree, arch, os.path.join(slip_dir, arch))
+        finally:
+            restore(tree, originals)
+        for arch, kernel in kernels.items():
+            futures.append(self.pool.submit(self._grade, n, m, arch, tree, kernel, specs))
+        return futures
+
+    def _grade(self, n, m, arch, tree, kernel, specs):
+        start = time.monotonic()
+        work = os.path.dirname(kernel)
+        info(f"labs mutants: {m.name}: grading lab{n} ({arch})")
+        data = grade_slip(tree, n, arch, kernel, work)
+        outcome = Outcome(m, arch, log=os.path.join(work, "grade.log"))
+        if data is None:
+            outcome.problem = f"the grader did not run (see {os.path.relpath(outcome.log, self.root)})"
+        else:
+            judge(outcome, data, specs)
+        outcome.seconds = time.monotonic() - start
+        self._time(n, start, time.monotonic())
+        return outcome
+
+
+def _resolved(value):
+    f = concurrent.futures.Future()
+    f.set_result(value)
+    return f
+
+
+# ---- the command --------------------------------------------------------------------------------
+
+def _cut(text, width):
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
+def table(outcomes):
+    """The result table, one row per slip and ISA, as lines."""
+    rows = [("slip", "ISA", "score", "first failing test", "named", "headline")]
+    for o in outcomes:
+        head = o.headline[0] if o.headline else o.problem
+        rows.append((o.mutant.name, o.arch, o.score, o.test or "-", "yes" if o.named else "NO", _cut(head, 110)))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r[:5], widths)) + "  " + r[5] for r in rows]
+    return lines
+
+
+def describe_problems(outcomes, root):
+    lines = []
+    for o in outcomes:
+        if o.ok:
+            continue
+        lines.append(f"{o.mutant.name} ({o.arch}): {o.problem}")
+        lines.append(f"  slip: {o.mutant.title} (in {o.mutant.function}; {o.mutant.path})")
+        for h in o.headline:
+            lines.append(f"  | {_cut(h, 300)}")
+        if o.log:
+            lines.append(f"  log: {os.path.relpath(o.log, root)}")
+    return lines
+
+
+def select(mutants, labs, numbers, arches):
+    if numbers:
+        unknown = [n for n in numbers if n not in labs]
+        if unknown:
+            raise PagodaError(f"unknown lab(s): {', '.join(f'lab{n}' for n in unknown)}")
+        mutants = [m for m in mutants if m.lab in numbers]
+    return [m for m in mutants if any(a in m.arches for a in arches)]
+
+
+def run(root=paths.ROOT, numbers=None, arches=paths.ARCHES, listing=False, workers=None, out=print):
+    """The command: returns the number of problems."""
+    start = time.monotonic()
+    sources = publish.scan(root)
+    errors = publish.lint(root, sources)
+    if errors:
+        for e in errors:
+            out(e)
+        out(f"labs mutants: the region markers have {len(errors)} error(s) (./pagoda labs lint)")
+        return len(errors)
+    labs = publish.load_labs(root)
+    mutants, problems = load_all(root, labs, sources)
+    for p in problems:
+        out(p)
+    chosen = select(mutants, labs, numbers, arches)
+    if listing or problems:
+        for m in chosen:
+            out(f"{m.name}  [{', '.join(m.arches)}]  {m.function}: {m.title}"
+                + (f" (seed {m.seed})" if m.seed else ""))
+        out(f"labs mutants: {len(chosen)} slip(s) in {len({m.lab for m in chosen})} lab(s)"
+            + (f"; {len(problems)} problem(s) in the slip files" if problems else ""))
+        return len(problems)
+    if not chosen:
+        out("labs mutants: no slips to check" + (f" in {', '.join(f'lab{n}' for n in numbers)}" if numbers else ""))
+        return 0
+    runner = Runner(root, labs, sources, workers or os.cpu_count() or 1, out)
+    futures = []
+    try:
+        for n in sorted({m.lab for m in chosen}):
+            futures += runner.run_lab(n, [m for m in chosen if m.lab == n], arches)
+        outcomes = [f.result() for f in futures]
+    finally:
+        runner.pool.shutdown(wait=True, cancel_futures=True)
+    outcomes.sort(key=lambda o: (o.mutant.lab, o.mutant.slug, paths.ARCHES.index(o.arch)))
+    for line in table(outcomes):
+        out(line)
+    bad = [o for o in outcomes if not o.ok]
+    if bad:
+        out("")
+        for line in describe_problems(bad, root):
+            out(line)
+    times = ", ".join(f"lab{n} {span[1] - span[0]:.0f}s" for n, span in sorted(runner.lab_times.items()))
+    out(f"labs mutants: {len(outcomes) - len(bad)}/{len(outcomes)} slips caught and named "
+        f"({len({o.mutant.name for o in outcomes})} slip(s)) in {time.monotonic() - start:.0f}s ({times})")
+    return len(bad)
