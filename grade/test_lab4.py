@@ -9,11 +9,11 @@ import re
 import struct
 
 from pagoda_grade import lab_test
-from pagoda_grade.processes import (kernel_faults, parse_reaped, process_roots, recovered_by_fixup, user_page_frames,
+from pagoda_grade.processes import (KernelReach, kernel_faults, parse_reaped, process_roots, recovered_by_fixup,
                                     user_runs, user_symbol)
 from pagoda_grade.proof import MASK64, proof
 from pagoda_grade.symbols import address_of, fact, physical_of, user_fixups
-from pagoda_grade.witness import ARCHES, PAGE, pick_in
+from pagoda_grade.witness import ARCHES, PAGE, WalkError, pick_in
 from test_lab3 import GRADER_MEMORY, HELLO_TAG, Watch, collatz_steps, syscall_number, syscall_stops
 
 EFAULT = -14
@@ -22,12 +22,8 @@ STRESS_TAG = 0x5453   # "TS": tmstress's call i has seed proof(token, STRESS_TAG
 STRESS_FRAMES = 4     # abi::kTempStressFrames
 STRESS_MAPS = 100_000
 WORDS = PAGE // 8
+MAX_TEMP_SLOTS = 64   # a temp-map area with more slots than this is a window by another name
 BADPTR_KINDS = ["null", "kernel", "noncanonical", "unmapped", "straddling", "readonly"]
-
-
-def window_end(kernel):
-    """The first physical address above the kernel's window (facts exported by the kernel)."""
-    return fact(kernel, "window_phys_base") + fact(kernel, "window_size")
 
 
 def hello_line(token, arch):
@@ -49,23 +45,36 @@ def hello_write(guest, watch, want_roots_not, limit=60):
         data = snap.read_virt(buf, min(length, 4096), root)
         if not data.startswith(b"hello:"):
             continue
-        runs = snap.dump(root)
-        return dict(root=root, data=data, frames=sorted(user_page_frames(runs, watch.layout)),
-                    pages=sum((r.va_end - r.va_start) // PAGE for r in user_runs(runs, watch.layout)))
+        runs = user_runs(snap.dump(root), watch.layout)
+        return dict(root=root, data=data, frames=sorted((r.pa_start, r.pa_start + r.va_end - r.va_start) for r in runs),
+                    pages=sum((r.va_end - r.va_start) // PAGE for r in runs))
     raise AssertionError(f"no write of hello's line in {limit} system calls")
 
 
-def low_frames(w, kernel):
-    """A sentence about the frames of the root in @p w that lie inside the window, or ''."""
-    end = window_end(kernel)
-    low = [f for f in w["frames"] if f < end]
+def low_frames(w, reach):
+    """A sentence about the frames of the root in @p w (physical ranges) that the kernel reaches
+    without a temporary mapping (@p reach: the grader's walk of the kernel half), or ''."""
     if not w["frames"]:
         return "the grader found no user page in its root"
-    if low:
-        return (f"{len(low)} of its {len(w['frames'])} user pages are in frames below {end:#x}, inside the kernel's "
-                f"window (first: {low[0]:#x}): user memory must come from above the window (allocate high frames "
-                "and write them through temporary mappings)")
+    for lo, hi in w["frames"]:
+        frame = reach.first_in(lo, hi)
+        if frame is not None:
+            return reach.problem(frame, "one of its user pages") + " (user memory must come from frames only a " \
+                "temporary mapping reaches: allocate high frames and write them through temporary mappings)"
     return ""
+
+
+def kernel_reach(snap, watch):
+    """KernelReach of the kernel root at @p snap (a stop with it live: the run's 'before')."""
+    runs = watch.inspector.dump(snap, watch.kernel_root)
+    if isinstance(runs, WalkError):
+        raise AssertionError(f"the grader's walk of the kernel root cannot finish: {runs}")
+    reach = KernelReach(runs, watch.kernel)
+    slots = fact(watch.kernel, "temp_map_slots")
+    if reach.temp_pages > min(slots, MAX_TEMP_SLOTS):
+        raise AssertionError(f"the kernel root maps {reach.temp_pages} pages in the temp-map area before any process "
+                             f"runs, more than its {slots} slots: the area holds temporary mappings only")
+    return reach
 
 
 # ---- temporary mappings, seen from outside ------------------------------------------------------
@@ -163,6 +172,32 @@ def all_roots(snap, watch):
     return roots
 
 
+def live_slot(guest, watch, entry, who):
+    """At the entry of a test call that maps one frame (@p entry, a syscall-entry Snapshot),
+    runs to the moment its temporary mapping is live (pagoda_temp_map_live, kernel/proc/
+    temp_map_calls.cpp) and returns what the grader's own walk of the live root shows there:
+    {va, frame}. Fails when the call returns to user mode first (it never mapped anything), when
+    the address is not a slot of the temp-map area, or when the slot does not map the frame the
+    kernel says it does."""
+    kernel = watch.kernel
+    back = entry.register(watch.proc["syscall_return_pc"])
+    snap = guest.stop_at_any(["pagoda_temp_map_live", back])
+    if snap.pc == back:
+        raise AssertionError(f"{who} returned to user mode without a temporary mapping ever live (the grader waited for "
+                             "it in pagoda_temp_map_live): no temporary mappings")
+    va, said = snap.argument(0), snap.argument(1)
+    base, end = fact(kernel, "temp_map_base"), fact(kernel, "stack_base")
+    if not base <= va < end:
+        raise AssertionError(f"{who} reaches its frame at {va:#x}, not through a slot of the temp-map area "
+                             f"({base:#x}...): not a temporary mapping")
+    frame = snap.translate(va & ~(PAGE - 1))
+    if frame is None or frame != said:
+        raise AssertionError(f"while {who}'s temporary mapping is live, the grader's walk of the live root finds "
+                             f"{va:#x} {'unmapped' if frame is None else f'mapping frame {frame:#x}'}, not the frame "
+                             f"{said:#x} the kernel maps there: the slot's entry is not in the tables the CPU walks")
+    return dict(va=va, frame=frame)
+
+
 @lab_test(4, "temp_maps_live")
 def test_temp_maps_live(boot, kernel, arch):
     token = boot.fresh_token()
@@ -175,21 +210,26 @@ def test_temp_maps_live(boot, kernel, arch):
     stride = fact(kernel, "temp_frames_stride")
 
     def script(guest):
-        watch.before(guest)
+        reach = kernel_reach(watch.before(guest), watch)
         watch.started_check(guest)
         snap = syscall_stops(guest, watch, {fill_call})
         filler = snap.lower_root
         shared = shared_slot_problems(snap, watch, temp_area(snap, kernel), all_roots(snap, watch))
+        filled = live_slot(guest, watch, snap, "tmfill's temp_fill")
         snap = syscall_stops(guest, watch, {take_call})
         reader = snap.lower_root
         handle = snap.register(watch.proc["syscall_args"][0])
         shared += shared_slot_problems(snap, watch, temp_area(snap, kernel), all_roots(snap, watch))
         if handle >= 4:
             return dict(problem=f"tmread asked for handle {handle}")
-        held = address_of(kernel, "pagoda_temp_frames") + handle * stride
-        frame, = kernel_u64s(snap, kernel, held + fact(kernel, "temp_frames_frame"), 1)
-        data = snap.read_phys(frame, PAGE) if frame else b""
+        frame = filled["frame"]
+        data = snap.read_phys(frame, PAGE)   # what the fill left there, read before tmread takes it
+        taken = live_slot(guest, watch, snap, "tmread's temp_take")
+        if taken["frame"] != frame:
+            return dict(problem=f"tmread's temp_take mapped frame {taken['frame']:#x} in its slot (the grader's walk of "
+                                f"the live root), not the frame {frame:#x} temp_fill's slot mapped")
         return dict(filler=filler, reader=reader, frame=frame, data=data, shared=shared,
+                    reached=reach.problem(frame, "the frame temp_fill filled"),
                     labels={**watch.roots, **all_roots(snap, watch)})
 
     run = boot(args={"run": f"tmfill,spin:{spins}"}, token=token, witness=script, memory=GRADER_MEMORY)
@@ -208,10 +248,8 @@ def test_temp_maps_live(boot, kernel, arch):
     if w["shared"]:
         shared = list(dict.fromkeys(w["shared"]))
         watch.fail(run, "the grader walked every root while a process ran:\n  " + "\n  ".join(shared[:4]))
-    end = window_end(kernel)
-    if w["frame"] < end:
-        watch.fail(run, f"the frame temp_fill filled is {w['frame']:#x}, inside the kernel's window (below {end:#x}): "
-                        "the test needs a frame only a temporary mapping reaches")
+    if w["reached"]:
+        watch.fail(run, w["reached"])
     if w["data"] != want:
         bad = next(i for i in range(WORDS) if w["data"][8 * i:8 * i + 8] != want[8 * i:8 * i + 8])
         got = struct.unpack_from("<Q", w["data"], 8 * bad)[0]
@@ -239,7 +277,7 @@ def test_temp_map_stress(boot, kernel, arch):
     stress = address_of(kernel, "pagoda_temp_stress")
 
     def script(guest):
-        watch.before(guest)
+        reach = kernel_reach(watch.before(guest), watch)
         snap = watch.started_check(guest)
         area0 = temp_area(snap, kernel)
         for _ in range(stop_call + 1):
@@ -256,7 +294,7 @@ def test_temp_map_stress(boot, kernel, arch):
         area1 = temp_area(end, kernel)
         irqs, = kernel_u64s(end, kernel, stress + fact(kernel, "temp_stress_irq_maps_total"), 1)
         return dict(area0=area0, area=area, round=round_no, seed=seed, frames=frames, contents=contents, live=live,
-                    shared=shared, area1=area1, irqs=irqs)
+                    shared=shared, area1=area1, irqs=irqs, reach=reach)
 
     run = boot(args={"run": f"tmstress:{STRESS_MAPS}:{per_call},spin:{spins}"}, token=token, witness=script,
                memory=GRADER_MEMORY)
@@ -271,10 +309,10 @@ def test_temp_map_stress(boot, kernel, arch):
     want_seed = proof(token, STRESS_TAG + stop_call)
     if w["seed"] != want_seed:
         watch.fail(run, f"temp_stress call {stop_call} runs with seed {w['seed']:#x}, not {want_seed:#x}")
-    end = window_end(kernel)
     for k, (f, data) in enumerate(zip(w["frames"], w["contents"])):
-        if f < end:
-            watch.fail(run, f"stress frame {k} is {f:#x}, inside the kernel's window (below {end:#x})")
+        reached = w["reach"].problem(f, f"stress frame {k}")
+        if reached:
+            watch.fail(run, reached)
         if data != pattern_page(want_seed + k):
             watch.fail(run, f"stress frame {k} ({f:#x}), read by the grader in round {r} of call {stop_call}, does not "
                             "hold its pattern: the fill through a temporary mapping went elsewhere")
@@ -325,16 +363,16 @@ def test_high_frames(boot, kernel, arch):
     watch = Watch(kernel, arch)
 
     def script(guest):
-        watch.before(guest)
+        reach = kernel_reach(watch.before(guest), watch)
         watch.started_check(guest)
-        return hello_write(guest, watch, set())
+        return dict(hello_write(guest, watch, set()), reach=reach)
 
     run = boot(args={"run": "hello"}, token=token, witness=script, memory=GRADER_MEMORY)
     w = watch.require(run)
     if w["data"].decode(errors="replace") != want:
         watch.fail(run, f"hello's write buffer, read by the grader through its root, holds {w['data'][:120]!r}, "
                         f"expected {want!r}")
-    problem = low_frames(w, kernel)
+    problem = low_frames(w, w["reach"])
     if problem:
         watch.fail(run, f"hello ran, but {problem}")
     run.expect(re.escape(want.rstrip("\n")) + "$", "hello's line on the console")
@@ -353,10 +391,10 @@ def test_spawn_while_running(boot, kernel, arch):
     watch = Watch(kernel, arch)
 
     def script(guest):
-        watch.before(guest)
+        reach = kernel_reach(watch.before(guest), watch)
         watch.started_check(guest)
         parent_roots = set(watch.roots)  # the kernel's and the spawner's: the child's is made later
-        return hello_write(guest, watch, parent_roots)
+        return dict(hello_write(guest, watch, parent_roots), reach=reach)
 
     run = boot(args={"run": f"spawner:hello:{count}"}, token=token, witness=script, memory=GRADER_MEMORY)
     w = watch.require(run)
@@ -364,7 +402,7 @@ def test_spawn_while_running(boot, kernel, arch):
         watch.fail(run, f"the spawned hello's write buffer, read by the grader through the child's root "
                         f"{w['root']:#x}, holds {w['data'][:120]!r}, expected {want!r}: the child was not loaded "
                         "correctly into its root (written through a mapping of another root?)")
-    problem = low_frames(w, kernel)
+    problem = low_frames(w, w["reach"])
     if problem:
         watch.fail(run, f"the spawned hello ran, but {problem}")
     run.expect(rf"^spawner: {count} of {count} started proof={proof(token, count):016x}$", "the spawner's summary")

@@ -289,6 +289,73 @@ class RootInspector:
         return {s for s in range(self.layout.slots) if snap.walk(self.layout.stack(s)[1] - PAGE, root).mapped}
 
 
+class KernelReach:
+    """The frames the kernel reaches without a temporary mapping: every physical range the kernel
+    half of the kernel root maps outside the temp-map area, from the grader's own walk (lab 4).
+    The window's real extent is here, whatever the kernel's window_size fact says: a kernel whose
+    window secretly maps all RAM reaches every frame.
+
+        reach = KernelReach(runs, kernel)   runs: a dump of the kernel root (Snapshot.dump)
+        reach.where(frame)                  the kernel-half address that maps @p frame, or None
+        reach.temp_pages                    pages mapped in the temp-map area at that instant"""
+
+    def __init__(self, runs, kernel):
+        import bisect
+        self._bisect = bisect
+        half = layout_value(kernel, "kernel_half_base")
+        temp_lo, temp_hi = layout_value(kernel, "temp_map_base"), layout_value(kernel, "stack_base")
+        pieces, self.temp_pages = [], 0
+        for r in runs:
+            if r.va_end <= half:
+                continue
+            for lo, hi in ((r.va_start, min(r.va_end, temp_lo)), (max(r.va_start, temp_hi), r.va_end)):
+                if lo < hi:
+                    pieces.append((r.pa_start + lo - r.va_start, r.pa_start + hi - r.va_start, lo))
+            lo, hi = max(r.va_start, temp_lo), min(r.va_end, temp_hi)
+            if lo < hi:
+                self.temp_pages += (hi - lo) // PAGE
+        pieces.sort()
+        self.pieces = pieces
+        merged = []
+        for pa, end, _ in pieces:
+            if merged and pa <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], end)
+            else:
+                merged.append([pa, end])
+        self.merged = merged
+        self.starts = [m[0] for m in merged]
+        self.end = max((m[1] for m in merged), default=0)
+
+    def where(self, frame):
+        """The kernel-half address mapping @p frame outside the temp-map area, or None."""
+        i = self._bisect.bisect_right(self.starts, frame) - 1
+        if i < 0 or frame >= self.merged[i][1]:
+            return None
+        return next(va + frame - pa for pa, end, va in self.pieces if pa <= frame < end)
+
+    def first_in(self, lo, hi):
+        """The first frame of physical [@p lo, @p hi) the kernel half maps outside the temp-map
+        area, or None."""
+        i = max(0, self._bisect.bisect_right(self.starts, lo) - 1)
+        for start, end in self.merged[i:]:
+            if start >= hi:
+                break
+            if end > lo:
+                return max(start, lo)
+        return None
+
+    def problem(self, frame, what):
+        """None when only a temporary mapping reaches @p frame; else a sentence about @p what."""
+        va = self.where(frame)
+        if va is None:
+            return None
+        return (f"{what} is frame {frame:#x}, which the kernel half of the kernel root maps at {va:#x}, outside the "
+                f"temp-map area (the grader's own walk; the kernel half reaches RAM up to {self.end:#x}): the kernel "
+                "reaches it without a temporary mapping. The test's frames must be ones only a temporary mapping "
+                "reaches, above the window the live tables really map (a window wider than the kernel's window_size "
+                "says, or RAM mapped elsewhere, defeats that)")
+
+
 def user_runs(runs, layout):
     return [r for r in runs if r.va_start < layout.kernel_half_base]
 
