@@ -5,7 +5,8 @@
   without a manifest entry, is an error;
 - builds the kernel once per process (under a lock, so parallel workers build it once);
 - gives each test a `boot` fixture: fresh QEMU per boot, own log directory, per-test deadline;
-- writes a JSON report (--pagoda-report) that `./pagoda grade` turns into the score table;
+- writes a JSON report (--pagoda-report) that `./pagoda grade` turns into the score table (with,
+  per test, the grader process's peak memory so far: peak_rss_kib);
 - --pagoda-only=ID,ID runs only those tests (how one Classroom step grades one test);
 - --pagoda-in-order runs the tests in lab.toml order (with -x: a grade that stops at the first
   failing test, which is then the first failure in the manifest's order);
@@ -16,6 +17,7 @@ import fcntl
 import json
 import os
 import re
+import resource
 import sys
 
 import pytest
@@ -236,6 +238,9 @@ def boot(request, kernel, arch):
 def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
+    if report.when == "call":
+        # The grader's own peak memory so far (this process; its QEMUs are other processes).
+        report.user_properties.append(("pagoda_peak_rss_kib", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
     if call.excinfo is not None and report.when == "call":
         e = call.excinfo.value
         if isinstance(e, AssertionError) and str(e):
@@ -262,6 +267,8 @@ def pytest_runtest_logreport(report):
                                      "outcome": "incomplete", "duration": 0.0,
                                      "reason": "the test did not finish (the grader was interrupted)"})
     entry["duration"] += report.duration
+    if "pagoda_peak_rss_kib" in props:
+        entry["peak_rss_kib"] = max(entry.get("peak_rss_kib", 0), props["pagoda_peak_rss_kib"])
     if report.failed or report.skipped:
         entry["outcome"] = "failed" if report.failed else "skipped"
         entry["reason"] = props.get("pagoda_reason") or (report.longreprtext or "")[-2000:] or entry["reason"]

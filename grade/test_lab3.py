@@ -149,7 +149,8 @@ class Watch:
                 continue
             runs = self.inspector.dump(snap, root)
             if isinstance(runs, WalkError):
-                continue   # (named by the checks that need the walk)
+                problems.append(f"{self.roots.get(root, hex(root))}: the grader's walk of it cannot finish: {runs}")
+                continue
             problems += [f"{self.roots.get(root, hex(root))}: {p}" for p in programs.image_problems(snap, runs, name,
                                                                                                    self.arch)]
         return problems

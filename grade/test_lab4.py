@@ -207,7 +207,6 @@ def test_temp_maps_live(boot, kernel, arch):
     spins = pick_in(token, "temp_maps_live spin", 1_000_000, 3_000_000)
     watch = Watch(kernel, arch)
     fill_call, take_call = syscall_number("TempFill"), syscall_number("TempTake")
-    stride = fact(kernel, "temp_frames_stride")
 
     def script(guest):
         reach = kernel_reach(watch.before(guest), watch)

@@ -13,7 +13,7 @@ import re
 from pagoda_grade import lab_test
 from pagoda_grade.harness import BootEnded, KILL_LINE
 from pagoda_grade.processes import (Layout, count_used, parse_reaped, process_roots, user_elf, user_page_frames,
-                                    user_symbol, writable_in_two)
+                                    user_pages, user_symbol, writable_in_two)
 from pagoda_grade.proof import MASK64, proof
 from pagoda_grade.symbols import address_of, fact, segments
 from pagoda_grade.witness import PAGE, pick_in
@@ -776,13 +776,8 @@ def test_fork_vmas(boot, kernel, arch):
     data = user_symbol(kernel, arch, "forktree", "(anonymous namespace)::g_vma_data")
 
     def pages_of(snap, root):
-        out = {}
-        for r in snap.dump(root):
-            if r.va_start >= layout.kernel_half_base:
-                continue
-            for va in range(r.va_start, r.va_end, PAGE):
-                out[va] = (r.pa_start + va - r.va_start, r.perms.rwx())
-        return out
+        return {va: (r.pa_start + va - r.va_start, r.perms.rwx())
+                for va, r in user_pages(snap.runs(root), layout, f"root {root:#x}").items()}
 
     def script(guest):
         watch.before(guest)

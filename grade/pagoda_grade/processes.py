@@ -17,7 +17,6 @@ where each lies in the kStackBase area comes from the layout facts the kernel ex
     explain_death(run, inspectors, layout)           why a machine died, from QEMU's log and the
                                                      roots the grader read before it died
 """
-import os
 import re
 import struct
 from dataclasses import dataclass, field
@@ -357,16 +356,39 @@ class KernelReach:
 
 
 def user_runs(runs, layout):
+    """The runs of @p runs (a list, or Snapshot.runs()' generator) in the user half."""
     return [r for r in runs if r.va_start < layout.kernel_half_base]
 
 
+# The most user pages the grader lists one by one (64 MiB): the programs of these labs map a few
+# MiB; a root that maps more is refused with this reason before a set of millions is built.
+MAX_USER_PAGES = 1 << 14
+
+
+def count_user_pages(runs, layout, what="a process root"):
+    """The user pages of @p runs (their runs, a list); AssertionError past MAX_USER_PAGES."""
+    total = sum((r.va_end - r.va_start) // PAGE for r in runs if r.va_start < layout.kernel_half_base)
+    if total > MAX_USER_PAGES:
+        raise AssertionError(f"{what} maps {total} user pages ({total * PAGE >> 20} MiB), more than the "
+                             f"{MAX_USER_PAGES} ({MAX_USER_PAGES * PAGE >> 20} MiB) the grader lists one by one: no "
+                             "program of these labs maps a tenth of that (a hostile or runaway map)")
+    return total
+
+
+def user_pages(runs, layout, what="a process root"):
+    """{va: run} of every user page of @p runs, at most MAX_USER_PAGES (AssertionError beyond)."""
+    runs = user_runs(runs, layout)
+    count_user_pages(runs, layout, what)
+    out = {}
+    for r in runs:
+        for va in range(r.va_start, r.va_end, PAGE):
+            out[va] = r
+    return out
+
+
 def user_page_frames(runs, layout):
-    """The frames of every page a root maps in its user half."""
-    frames = set()
-    for r in user_runs(runs, layout):
-        for off in range(0, r.va_end - r.va_start, PAGE):
-            frames.add(r.pa_start + off)
-    return frames
+    """The frames of every page a root maps in its user half (at most MAX_USER_PAGES)."""
+    return {r.pa_start + va - r.va_start for va, r in user_pages(runs, layout).items()}
 
 
 def writable_in_two(snap, roots, layout, labels=None):
@@ -377,11 +399,7 @@ def writable_in_two(snap, roots, layout, labels=None):
     labels = labels or {}
     pieces = []
     for root in roots:
-        try:
-            runs = snap.dump(root)
-        except WalkError:
-            continue
-        for r in user_runs(runs, layout):
+        for r in user_runs(snap.runs(root), layout):
             pieces.append((r.pa_start, r.pa_start + (r.va_end - r.va_start), root, r.va_start, bool(r.perms.write)))
     pieces.sort()
     open_ = []   # pieces whose frames may still overlap the next one

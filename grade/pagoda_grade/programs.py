@@ -151,7 +151,7 @@ def embedded_problems(kernel, arch):
         problems.append(f"{name} is not one of the grader's programs")
     if not problems:
         return ()
-    return (f"the kernel embeds user programs that are not the grader's own build of user/ ("
+    return ("the kernel embeds user programs that are not the grader's own build of user/ ("
             + "; ".join(problems[:6]) + (f"; and {len(problems) - 6} more" if len(problems) > 6 else "")
             + "): the programs a test runs, and the addresses it reads in them, come from the grader's copy of "
             "user/ (user/, kernel/lib/ and cmake/user.cmake make them; rebuild, and leave user/ as the lab gives it)",)

@@ -50,6 +50,10 @@ GiB = 1 << 30
 # A dump reads at most this many page tables: a legitimate kernel map uses a few hundred; a root
 # whose entries lead back to itself would otherwise make the walk astronomically long.
 MAX_TABLE_READS = 4096
+# ...and yields at most this many runs (merged leaves): a kernel map is a few hundred, a process a
+# few dozen; a root whose 2 MiB entries each map a frame of their own (512 GiB of them: 262144)
+# would otherwise take the grader minutes and gigabytes.
+MAX_RUNS = 1 << 16
 # Problems reported by compare_map() before it only counts them.
 MAX_PROBLEMS_SHOWN = 12
 
@@ -334,8 +338,9 @@ def compare_map(snap, regions, extra_allowed=(), root=None):
 
 # ---- Reading the guest -------------------------------------------------------------------------
 
-class WalkError(Exception):
-    """The grader's own walk could not finish (a table cycle, an absurd tree)."""
+class WalkError(AssertionError):
+    """The grader's own walk could not finish (a table cycle, an absurd tree, the test's time
+    running out): a failure of the test, with the boot's context, like any failed check."""
 
 
 class _Abort(BaseException):
@@ -343,12 +348,14 @@ class _Abort(BaseException):
 
 
 class _BoundedReader:
-    """A read_phys that counts the page tables a dump reads and stops a walk that never ends."""
+    """A read_phys that counts the page tables a dump reads and stops a walk that never ends, or
+    that runs past the test's deadline."""
 
-    def __init__(self, read_phys, roots, limit=MAX_TABLE_READS):
+    def __init__(self, read_phys, roots, limit=MAX_TABLE_READS, deadline=None):
         self.read_phys = read_phys
         self.roots = set(roots)
         self.limit = limit
+        self.deadline = deadline
         self.counts = {}
         self.total = 0
         self.reason = None
@@ -356,6 +363,10 @@ class _BoundedReader:
     def __call__(self, pa, size):
         if size == PAGE:
             self.total += 1
+            if self.deadline is not None and time.monotonic() > self.deadline:
+                self.reason = (f"the test's time ran out while the grader walked the tables ({self.total} tables read): "
+                               "a tree this large takes the grader longer than the test has")
+                raise _Abort()
             n = self.counts[pa] = self.counts.get(pa, 0) + 1
             if pa in self.roots and n > 1:
                 self.reason = (f"page-table cycle at root table {pa:#x}: an entry below it points back "
@@ -425,14 +436,27 @@ class Snapshot:
         w = self.walk(va, root)
         return w.pa if w.mapped else None
 
-    def dump(self, root=None):
-        """Every mapped run of the live root (or @p root); WalkError when the tables cycle."""
+    def runs(self, root=None):
+        """Every mapped run of the live root (or @p root), lazily: the walk reads tables only as
+        far as the runs asked for. WalkError when the tables cycle, when the tree holds more than
+        MAX_RUNS runs, or when the test's deadline passes during the walk."""
         roots = [root] if root is not None else list(self.roots.values())
-        reader = _BoundedReader(self.read_phys, roots)
+        reader = _BoundedReader(self.read_phys, roots, deadline=self.guest.session.deadline)
+        shown = f"root {root:#x}" if isinstance(root, int) else "the live root"
         try:
-            return pagoda_pt.dump(self.arch, reader, self._root_arg(root), self.walk_regs, pa_bits=self.pa_bits)
+            for n, run in enumerate(pagoda_pt.iter_runs(self.arch, reader, self._root_arg(root), self.walk_regs,
+                                                        pa_bits=self.pa_bits)):
+                if n == MAX_RUNS:
+                    raise WalkError(f"{shown} maps more than {MAX_RUNS} separate runs of pages (the grader stopped "
+                                    f"walking it at {run.va_start:#x}): no kernel or process of these labs maps a "
+                                    "thousandth of that; a table filled with entries to scattered frames")
+                yield run
         except _Abort:
-            raise WalkError(reader.reason) from None
+            raise WalkError(f"{shown}: {reader.reason}") from None
+
+    def dump(self, root=None):
+        """Every mapped run of the live root (or @p root), as a list; WalkError as for runs()."""
+        return list(self.runs(root))
 
     def read_virt(self, va, size, root=None):
         """@p size bytes at virtual @p va, translated by the grader's own walk (not the CPU's)."""

@@ -510,6 +510,14 @@ def iter_leaves(read_phys: PhysReader, root_pa, emit: Emit, regs: Optional[dict]
     unreadable tables, invalid descriptors at L0/L3 that would fault, address size
     faults and AF-clear leaves (without TCR_EL1.HA) are skipped and reported through
     problem(message) when given.  root_pa as in walk()."""
+    for leaf in leaves(read_phys, root_pa, regs, problem, pa_bits):
+        emit(*leaf)
+
+
+def leaves(read_phys: PhysReader, root_pa, regs: Optional[dict] = None,
+           problem: Optional[Callable[[str], None]] = None, pa_bits: Optional[int] = None):
+    """iter_leaves() as a generator of (va, pa, size, perms): the caller may stop at any leaf,
+    and no table is read before the leaves ahead of it are asked for."""
     regs = normalize_regs(regs)
     cfg = _Config(regs, root_pa, pa_bits)
     report = problem or (lambda message: None)
@@ -519,15 +527,16 @@ def iter_leaves(read_phys: PhysReader, root_pa, emit: Emit, regs: Optional[dict]
             if region.root is not None or region.disabled:
                 report(why)
             continue
-        _Dumper(read_phys, cfg, emit, report, region).table(
+        yield from _Dumper(read_phys, cfg, report, region).table(
             region.start_level, region.root, region.base, 0, False, False)
 
 
 class _Dumper:
-    def __init__(self, read_phys, cfg: _Config, emit: Emit, report, region: Region):
+    """Recursive descent over one range's tree, a generator of leaves."""
+
+    def __init__(self, read_phys, cfg: _Config, report, region: Region):
         self.read_phys = read_phys
         self.cfg = cfg
-        self.emit = emit
         self.report = report
         self.region = region
 
@@ -546,7 +555,6 @@ class _Dumper:
             else len(entries)
         leaf_addr = cfg.addr_mask & ~(size - 1)
         perms = cfg.perms
-        emit = self.emit
         for index in range(count):
             raw = entries[index]
             if not raw & DESC_VALID:
@@ -558,10 +566,10 @@ class _Dumper:
                     self.report("va %#x: %s entry %d: table address beyond the PA size"
                                 % (va, name, index))
                     continue
-                self.table(level + 1, raw & cfg.addr_mask, va,
-                           ap_table | (raw >> DESC_AP_TABLE_SHIFT & DESC_AP_MASK),
-                           uxn_table or bool(raw & DESC_UXN_TABLE),
-                           pxn_table or bool(raw & DESC_PXN_TABLE))
+                yield from self.table(level + 1, raw & cfg.addr_mask, va,
+                                      ap_table | (raw >> DESC_AP_TABLE_SHIFT & DESC_AP_MASK),
+                                      uxn_table or bool(raw & DESC_UXN_TABLE),
+                                      pxn_table or bool(raw & DESC_PXN_TABLE))
                 continue
             if level == 0 or (level == LAST_LEVEL and not is_table):
                 self.report("va %#x: %s entry %d: invalid descriptor type" % (va, name, index))
@@ -574,7 +582,7 @@ class _Dumper:
                 self.report("va %#x: %s entry %d: AF clear (access flag fault)"
                             % (va, name, index))
                 continue
-            emit(va, raw & leaf_addr, size, perms(raw, ap_table, uxn_table, pxn_table))
+            yield va, raw & leaf_addr, size, perms(raw, ap_table, uxn_table, pxn_table)
 
 
 # ---------------------------------------------------------------------------------------

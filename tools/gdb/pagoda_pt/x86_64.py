@@ -373,6 +373,14 @@ def iter_leaves(read_phys: PhysReader, root_pa: Optional[int], emit: Emit,
     VA order and call emit(va, pa, size, perms).  Each table is read with one read_phys
     call.  Entries with reserved bits (which would fault) and unreadable tables are
     skipped and reported through problem(message) when given."""
+    for leaf in leaves(read_phys, root_pa, regs, maxphyaddr, problem):
+        emit(*leaf)
+
+
+def leaves(read_phys: PhysReader, root_pa: Optional[int], regs: Optional[dict] = None,
+           maxphyaddr: int = DEFAULT_MAXPHYADDR, problem: Problem = None):
+    """iter_leaves() as a generator of (va, pa, size, perms): the caller may stop at any leaf,
+    and no table is read before the leaves ahead of it are asked for."""
     regs = normalize_regs(regs)
     cfg = _Config(regs, maxphyaddr)
     if root_pa is None:
@@ -382,20 +390,17 @@ def iter_leaves(read_phys: PhysReader, root_pa: Optional[int], emit: Emit,
     if cfg.la57:
         raise ValueError("CR4.LA57=1: 5-level paging is not supported")
     report = problem or (lambda message: None)
-    _Dumper(read_phys, cfg, emit, report).table(0, root_pa & cfg.addr_mask, 0,
-                                                PTE_RW | PTE_US, 0)
+    yield from _Dumper(read_phys, cfg, report).table(0, root_pa & cfg.addr_mask, 0, PTE_RW | PTE_US, 0)
 
 
 class _Dumper:
-    """Recursive descent over the tree.  The permission state travels down as
-    allow (RW|US bits still granted by every level) and no_exec (PTE_NX once any level
+    """Recursive descent over the tree, a generator of leaves.  The permission state travels
+    down as allow (RW|US bits still granted by every level) and no_exec (PTE_NX once any level
     set NX with NXE on), so a leaf's Perms key is one AND and one OR."""
 
-    def __init__(self, read_phys: PhysReader, cfg: _Config, emit: Emit,
-                 report: Callable[[str], None]):
+    def __init__(self, read_phys: PhysReader, cfg: _Config, report: Callable[[str], None]):
         self.read_phys = read_phys
         self.cfg = cfg
-        self.emit = emit
         self.report = report
 
     def _read(self, name: str, table_pa: int):
@@ -414,7 +419,7 @@ class _Dumper:
             return
         cfg = self.cfg
         if name == PT:
-            self._pt(entries, va_base, allow, no_exec)
+            yield from self._pt(entries, va_base, allow, no_exec)
             return
         huge_ok = name in HUGE_LEVELS
         page_size = 1 << shift
@@ -437,15 +442,14 @@ class _Dumper:
             sub_no_exec = no_exec | (raw & cfg.nx_bit)
             if leaf:
                 key = (sub_allow & (PTE_RW | PTE_US)) | sub_no_exec | (raw & leaf_bits)
-                self.emit(va, raw & leaf_addr, page_size, cfg.perms_for_key(key))
+                yield va, raw & leaf_addr, page_size, cfg.perms_for_key(key)
             else:
-                self.table(depth + 1, raw & cfg.addr_mask, va, sub_allow & (PTE_RW | PTE_US),
-                           sub_no_exec)
+                yield from self.table(depth + 1, raw & cfg.addr_mask, va, sub_allow & (PTE_RW | PTE_US),
+                                      sub_no_exec)
 
     def _pt(self, entries, va_base: int, allow: int, no_exec: int) -> None:
         # The hot loop: 512 entries per PT, up to 262144 per GiB mapped.
         cfg = self.cfg
-        emit = self.emit
         perms_for_key = cfg.perms_for_key
         reserved = cfg.reserved[(PT, True)]
         addr_mask = cfg.addr_mask
@@ -459,7 +463,7 @@ class _Dumper:
                 self.report("va %#x: reserved bit set in PT entry %d: %s%s" % (
                     va, index, "; ".join(cfg.reserved_parts(raw, PT, True)), kva_hint(raw)))
                 continue
-            emit(va, raw & addr_mask, PAGE_SIZE_4K, perms_for_key((raw & key_mask) | no_exec))
+            yield va, raw & addr_mask, PAGE_SIZE_4K, perms_for_key((raw & key_mask) | no_exec)
 
 
 # ---------------------------------------------------------------------------------------
