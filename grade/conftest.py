@@ -28,7 +28,7 @@ sys.path.insert(0, os.path.join(ROOT, "tools"))
 sys.path.insert(0, HERE)
 
 from pagoda import build, paths, qemu  # noqa: E402
-from pagoda_grade import manifest, programs, todo  # noqa: E402
+from pagoda_grade import logs, manifest, programs, todo  # noqa: E402
 from pagoda_grade.harness import Booter, escape_controls  # noqa: E402
 
 # The grader, its xdist workers and their QEMUs all die with whoever started them.
@@ -37,57 +37,25 @@ qemu.die_with_parent()
 # pytest-timeout's limit is the manifest's, plus this margin for QEMU teardown: the harness's
 # own deadline fires first and produces the useful message; this only catches a stuck harness.
 TIMEOUT_MARGIN = 15
-# Where boots keep serial.log and qemu.log; PAGODA_GRADE_LOGS moves it (tests of the grader).
-# Each grade gets its own directory in it (two grades in one clone do not touch each other's
-# logs); `last` points to the newest, and only the newest LOG_RUNS_KEPT are kept.
-LOG_ROOT = os.environ.get("PAGODA_GRADE_LOGS") or os.path.join(paths.BUILD, "grade")
-LOG_RUNS_KEPT = 5
-_RUN_DIR_ENV = "PAGODA_GRADE_RUN_DIR"
+# Where boots keep serial.log and qemu.log: one directory per grade (pagoda_grade/logs.py).
+LOG_ROOT = logs.log_root(paths.BUILD)
 
 
 def _start_log_run(config):
-    """Creates this grade's log directory (the controller does; its xdist workers inherit it)."""
+    """This grade's log directory: the one `./pagoda grade` made (PAGODA_GRADE_RUN_DIR), else a
+    new one (the controller makes it; its xdist workers inherit it)."""
     if hasattr(config, "workerinput"):
         return
-    import tempfile
-    import time
-    os.makedirs(LOG_ROOT, exist_ok=True)
-    run_dir = tempfile.mkdtemp(prefix=time.strftime("run-%Y%m%d-%H%M%S-"), dir=LOG_ROOT)
-    lock = open(os.path.join(run_dir, ".lock"), "w")
-    fcntl.flock(lock, fcntl.LOCK_EX)   # held while this grade runs (released when it dies)
-    config._pagoda_log_lock = lock
-    os.environ[_RUN_DIR_ENV] = run_dir
-    link = os.path.join(LOG_ROOT, "last")
-    tmp = f"{link}.{os.getpid()}"
-    try:
-        os.symlink(os.path.basename(run_dir), tmp)
-        os.replace(tmp, link)
-    except OSError:
-        pass
-    _prune_log_runs(run_dir)
-
-
-def _prune_log_runs(current):
-    """Removes old grades' log directories beyond the newest LOG_RUNS_KEPT, never one in use."""
-    import shutil
-    runs = sorted(d for d in os.listdir(LOG_ROOT) if d.startswith("run-"))
-    for name in runs[:-LOG_RUNS_KEPT]:
-        path = os.path.join(LOG_ROOT, name)
-        if path == current:
-            continue
-        try:
-            with open(os.path.join(path, ".lock"), "a") as f:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            continue  # another grade is running with it
-        except OSError:
-            pass
-        shutil.rmtree(path, ignore_errors=True)
+    given = os.environ.get(logs.RUN_DIR_ENV)
+    if given and os.path.isdir(given):
+        return
+    run_dir, config._pagoda_log_lock = logs.start_run(LOG_ROOT)
+    os.environ[logs.RUN_DIR_ENV] = run_dir
 
 
 def log_dir():
     """This grade's log directory."""
-    return os.environ.get(_RUN_DIR_ENV) or LOG_ROOT
+    return os.environ.get(logs.RUN_DIR_ENV) or LOG_ROOT
 
 
 def pytest_addoption(parser):

@@ -106,6 +106,8 @@ class Watch:
                                  f"works with the one at {self.bitmap[0]:#x} ({self.bitmap[1]} words): the grader counts "
                                  "frames in the allocator's own")
         self.frames_before = count_used(snap, *self.bitmap)
+        # From now on, at every stop in a process: it runs the grader's own program.
+        guest.stop_hooks.append(programs.ImageWatch(self.arch, self.process_names, self.kernel_roots))
         return snap
 
     def started_check(self, guest):
@@ -461,14 +463,18 @@ def test_preempt_user(boot, kernel, arch):
         spinners = sorted(r for r, label in watch.roots.items() if label.endswith(")") and " of spin (" in label)
         if len(spinners) != 2:
             return {"problem": f"the registry lists {len(spinners)} roots for spin, expected 2"}
+        trace = trace_preemption(guest, watch, spinners, spin_main)
         looks = []
         for delay in delays:
             snap = guest.stop_after(delay)
-            looks.append([u64(snap.read_virt(count_va, 8, root)) for root in spinners])
-        trace = trace_preemption(guest, watch, spinners, spin_main)
-        snap = guest.snapshot()   # (the trace leaves the guest stopped)
+            # (a counter whose page is not mapped yet was never touched: that spinner never ran)
+            looks.append([u64(snap.read_virt(count_va, 8, root)) if snap.walk(count_va, root).mapped else 0
+                          for root in spinners])
         for root in spinners:
-            snap.write_virt(stop_va, (1).to_bytes(8, "little"), root)
+            if snap.walk(stop_va, root).mapped:
+                snap.write_virt(stop_va, (1).to_bytes(8, "little"), root)
+        if not all(trace["preempted"].values()):
+            guest.end()   # a spinner that never ran would spin on to the deadline: the failure is named
         return {"spinners": spinners, "looks": looks, "trace": trace}
 
     run = boot(args={"run": run_spec(f"spin:{SPIN_FOREVER:#x}", f"spin:{SPIN_FOREVER:#x}", f"ticker:{lines}:{pause}")},

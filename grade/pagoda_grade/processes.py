@@ -348,11 +348,11 @@ class KernelReach:
         va = self.where(frame)
         if va is None:
             return None
-        return (f"{what} is frame {frame:#x}, which the kernel half of the kernel root maps at {va:#x}, outside the "
-                f"temp-map area (the grader's own walk; the kernel half reaches RAM up to {self.end:#x}): the kernel "
-                "reaches it without a temporary mapping. The test's frames must be ones only a temporary mapping "
-                "reaches, above the window the live tables really map (a window wider than the kernel's window_size "
-                "says, or RAM mapped elsewhere, defeats that)")
+        return (f"{what} is frame {frame:#x}, which the kernel half maps at {va:#x}, outside the temp-map area (the "
+                "grader's own walk of the live tables at that moment): the kernel reaches it without a temporary "
+                "mapping. The test's frames must be ones only a temporary mapping reaches, above the window the live "
+                "tables really map (a window wider than the kernel's window_size says, or RAM mapped elsewhere in "
+                "the kernel half, defeats that)")
 
 
 def user_runs(runs, layout):

@@ -157,6 +157,58 @@ def embedded_problems(kernel, arch):
             "user/ (user/, kernel/lib/ and cmake/user.cmake make them; rebuild, and leave user/ as the lab gives it)",)
 
 
+def read_only_pages(arch, name):
+    """[(page, [(lo, hi, bytes)])] of the read-only loadable segments of the grader's program
+    @p name: for each page, the byte ranges of the image in it and what they must hold."""
+    entry, segs = _file_image(program_elf(arch, name))
+    pages = {}
+    for vaddr, memsz, flags, data in segs:
+        if flags & 2:   # PF_W: a process may write it
+            continue
+        for page in range(vaddr & ~(PAGE - 1), vaddr + memsz, PAGE):
+            lo, hi = max(page, vaddr), min(page + PAGE, vaddr + memsz)
+            pages.setdefault(page, []).append((lo, hi, data[lo - vaddr:hi - vaddr].ljust(hi - lo, b"\0")))
+    return sorted(pages.items())
+
+
+class ImageWatch:
+    """Checked at every stop the grader takes in a process (Guest.stop_hooks): the root live then
+    runs the grader's own program. Each read-only page of the program's image (text, rodata) that
+    the root maps read-only must hold the program's bytes; a page is compared once per root and
+    frame. The program's name is the one the kernel publishes for the root (its root registry);
+    a root that publishes no known program's name is not checked here (the tests that rely on a
+    program find its root by that name)."""
+
+    def __init__(self, arch, names_of, kernel_roots):
+        self.arch = arch
+        self.names_of = names_of          # snap -> {root: program name}
+        self.kernel_roots = kernel_roots
+        self.known = set(names(arch))
+        self.checked = set()              # (root, name, page, frame) compared and equal
+
+    def __call__(self, snap):
+        root = snap.lower_root
+        if root in self.kernel_roots:
+            return
+        name = self.names_of(snap).get(root)
+        if name not in self.known:
+            return
+        for page, pieces in read_only_pages(self.arch, name):
+            w = snap.walk(page, root)
+            if not w.mapped or (w.perms and w.perms.write) or (root, name, page, w.pa) in self.checked:
+                continue
+            for lo, hi, want in pieces:
+                got = snap.read_phys(w.pa + (lo - page), hi - lo)
+                if got != want:
+                    at = next(i for i in range(len(want)) if got[i] != want[i])
+                    raise AssertionError(
+                        f"the process {name} (root {root:#x}) maps its read-only page {page:#x} to frame {w.pa:#x}, "
+                        f"which holds {got[at:at + 8].hex()} at {lo + at:#x} where the grader's build of {name} has "
+                        f"{want[at:at + 8].hex()}: it does not run the grader's program (user programs come from the "
+                        "grader's copy of user/)")
+            self.checked.add((root, name, page, w.pa))
+
+
 def image_problems(snap, runs, name, arch):
     """What differs between what @p runs (a dump of a process root, before the process ran)
     map and the grader's ELF of program @p name, compared byte for byte inside each loadable
