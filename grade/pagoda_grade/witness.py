@@ -443,7 +443,8 @@ class Snapshot:
         far as the runs asked for. WalkError when the tables cycle, when the tree holds more than
         MAX_RUNS runs, or when the test's deadline passes during the walk."""
         roots = [root] if root is not None else list(self.roots.values())
-        reader = _BoundedReader(self.read_phys, roots, deadline=self.guest.session.deadline)
+        session = getattr(self.guest, "session", None)
+        reader = _BoundedReader(self.read_phys, roots, deadline=session.deadline if session is not None else None)
         shown = f"root {root:#x}" if isinstance(root, int) else "the live root"
         try:
             for n, run in enumerate(pagoda_pt.iter_runs(self.arch, reader, self._root_arg(root), self.walk_regs,
@@ -454,7 +455,7 @@ class Snapshot:
                                     "thousandth of that; a table filled with entries to scattered frames")
                 yield run
         except _Abort:
-            raise WalkError(f"{shown}: {reader.reason}") from None
+            raise WalkError(reader.reason) from None
 
     def dump(self, root=None):
         """Every mapped run of the live root (or @p root), as a list; WalkError as for runs()."""
