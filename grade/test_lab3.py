@@ -385,12 +385,16 @@ COMPLETE_LINES = (TICKER_LINE, re.compile(r"^spin: pid \d+ counted to \d+ proof=
 
 # Preemption is seen, not believed: while two spinners count, the grader stops the guest at every
 # system-call entry and every context switch, and reads QEMU's log (line-buffered: at a stop it
-# holds every exception taken before it) at each stop. A spinner is preempted when, between the
-# switch that loaded its root and the next switch, which loads another, QEMU's log shows the
-# timer interrupting spin's loop in user mode and the grader saw no system call from it: only the
-# timer took the CPU from it. (A spinner's root at a switch is the root loaded there: the switch
-# in this lab's order comes after the new root.) The trace ends once each spinner was seen
-# preempted, or once the timer has interrupted spin's loop TRACE_TICKS times without it.
+# holds every exception taken before it) at each stop. A spinner must never make a system call
+# (spin makes none while it counts), and must be seen preempted:
+#   - where the log names the root of an interrupt (x86_64's CR3): a timer interrupt in user mode
+#     inside spin's loop with the spinner's root, followed by a context switch before any system
+#     call from it;
+#   - where it does not (AArch64): the switches load the spinner's root, then another, then the
+#     spinner's again, with timer interrupts in user mode inside spin's loop logged meanwhile.
+# Neither depends on whether a kernel loads the next root before or after its switch of stacks.
+# The trace ends once each spinner was seen preempted, or once the timer has interrupted spin's
+# loop TRACE_TICKS times without it.
 TRACE_TICKS = 40
 TRACE_POLL = 0.2   # seconds between looks at QEMU's log while no stop comes
 
@@ -403,26 +407,40 @@ def trace_preemption(guest, watch, spinners, spin_main):
     timer, user = watch.proc["timer_vector"], watch.proc["user_privilege"]
     calls = {r: [] for r in spinners}
     preempted = {r: 0 for r in spinners}
+    pending = {r: False for r in spinners}     # x86_64: ticked in ring 3, not yet switched out
+    state = {r: None for r in spinners}        # AArch64: None, "in" (seen loaded), "out" (another loaded since)
+    ticked = {r: 0 for r in spinners}          # AArch64: spin ticks since the spinner was last seen loaded
     order = []
     seen = len(guest.log_events())
-    live, called, ticked = None, False, False   # the root the last switch loaded, and what it did since
     ticks = 0
     while True:
         snap = guest.stop_at_any([entry, switch], within=TRACE_POLL)
-        for e in guest.log_events()[seen:]:
-            if e.kind == "interrupt" and e.vector == timer and e.privilege == user and spin_main.contains(e.pc) \
-                    and (e.root is None or e.root == live):
+        events = guest.log_events()
+        for e in events[seen:]:
+            if e.kind == "interrupt" and e.vector == timer and e.privilege == user and spin_main.contains(e.pc):
                 ticks += 1
-                ticked = True
-        seen = len(guest.log_events())
-        if snap.pc == entry and snap.lower_root in calls:
-            calls[snap.lower_root].append(snap.register(watch.proc["syscall_number"]))
-            called = called or snap.lower_root == live
+                if e.root in pending:
+                    pending[e.root] = True
+                elif e.root is None:
+                    for r in spinners:
+                        ticked[r] += state[r] is not None
+        seen = len(events)
+        root = snap.lower_root
+        if snap.pc == entry and root in calls:
+            calls[root].append(snap.register(watch.proc["syscall_number"]))
+            pending[root] = False
         elif snap.pc == switch:
-            if live in preempted and snap.lower_root != live and ticked and not called:
-                preempted[live] += 1
-            live, called, ticked = snap.lower_root, False, False
-            order.append(live)
+            order.append(root)
+            for r in spinners:
+                if pending[r]:
+                    preempted[r] += 1
+                    pending[r] = False
+                if root == r:
+                    if state[r] == "out" and ticked[r] and not calls[r]:
+                        preempted[r] += 1
+                    state[r], ticked[r] = "in", 0
+                elif state[r] == "in":
+                    state[r] = "out"
         if all(preempted.values()) or ticks >= TRACE_TICKS:
             break
     return dict(calls=calls, preempted=preempted, order=order, ticks=ticks)
@@ -439,7 +457,7 @@ def preemption_problem(trace, root, arch):
     if not trace["preempted"][root]:
         shown = ", ".join(f"{r:#x}" for r in trace["order"][:8]) or "none"
         return (f"the grader traced every context switch while two spinners counted: spin's root {root:#x} was never "
-                f"switched out right after a timer interrupt in {ring3} inside spin's loop (QEMU's log shows "
+                f"switched out after a timer interrupt in {ring3} inside spin's loop (QEMU's log shows "
                 f"{trace['ticks']} such interrupts meanwhile; the switches loaded: {shown}"
                 f"{' ...' if len(trace['order']) > 8 else ''}): the timer interrupt from user mode does not preempt "
                 "the running process")
