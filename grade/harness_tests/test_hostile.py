@@ -72,9 +72,9 @@ def test_kernel_without_processes_scores_nothing_in_lab3(arch, request, tmp_path
 LIARS = {
     # the timer never preempts user mode
     "nopreempt": ((3,), {"preempt_user": "does not preempt the running process"}),
-    # loads another program's image as spin (the embedded table is the grader's)
-    "swapprog": ((3,), {"preempt_user": "does not run the grader's program",
-                        "roots_verified": "does not run the grader's program"}),
+    # loads another program's image as spin (the embedded table is the grader's): every test that
+    # relies on what spin does (roots_verified only needs some process that lives long enough)
+    "swapprog": ((3,), {"preempt_user": "does not run the grader's program"}),
     # leaks every frame freed while processes run; the last checkpoint shows a frozen bitmap
     "leakfrozen": ((3, 5, 6), {"exit_frees": "still allocated after every process ended",
                                "random_ops": "frames leaked",
