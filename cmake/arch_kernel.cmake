@@ -2,7 +2,7 @@
 # its own (its sources, its ISA flags, the header that defines its page size):
 #
 #   pagoda_arch_setup(PAGE_HEADER ... PAGE_SHIFT_MACRO ... FLAGS ... [LINKER_DEPENDS ...])
-#       reads the page size from its one definition (PAGODA_PAGE_SIZE, for the ELF segment
+#       makes ld.lld the linker of the arch's directory (cmake/freestanding.cmake), reads the page size from its one definition (PAGODA_PAGE_SIZE, for the ELF segment
 #       alignment and the embedded programs), and preprocesses arch/<isa>/kernel.ld into
 #       PAGODA_LINKER_SCRIPT (target kernel_linker_script) for the constants it shares with
 #       the boot stub and the C++;
@@ -25,6 +25,7 @@ macro(pagoda_arch_setup)
   string(REGEX REPLACE "^#define ${PAGODA_SETUP_PAGE_SHIFT_MACRO} ([0-9]+).*" "\\1" _pagoda_shift "${_pagoda_shift_line}")
   math(EXPR PAGODA_PAGE_SIZE "1 << ${_pagoda_shift}" OUTPUT_FORMAT HEXADECIMAL)
   set(PAGODA_ARCH_CXX_FLAGS ${PAGODA_SETUP_FLAGS})
+  pagoda_freestanding_link_rules()   # the kernel, its fixtures and the floor link with ld.lld
 
   set(PAGODA_LINKER_SCRIPT ${CMAKE_CURRENT_BINARY_DIR}/kernel.ld)
   add_custom_command(OUTPUT ${PAGODA_LINKER_SCRIPT}
@@ -46,10 +47,9 @@ endfunction()
 function(pagoda_arch_kernel target output)
   pagoda_arch_objects(${target})
   add_dependencies(${target} kernel_linker_script)
-  target_link_options(${target} PRIVATE
-    -nostdlib -static -fuse-ld=lld
-    -Wl,-T,${PAGODA_LINKER_SCRIPT}
-    -Wl,--no-dynamic-linker -Wl,-z,max-page-size=${PAGODA_PAGE_SIZE} -Wl,--build-id=none)
+  target_link_options(${target} PRIVATE     # ld.lld's own options (cmake/freestanding.cmake)
+    -static -T ${PAGODA_LINKER_SCRIPT}
+    --no-dynamic-linker -z max-page-size=${PAGODA_PAGE_SIZE} --build-id=none)
   set_target_properties(${target} PROPERTIES
     OUTPUT_NAME ${output}
     SUFFIX ""
@@ -62,7 +62,7 @@ function(pagoda_arch_floor)
   set(dir ${CMAKE_CURRENT_SOURCE_DIR}/floor)
   add_executable(boot-floor ${dir}/floor.S)
   target_include_directories(boot-floor PRIVATE ${CMAKE_SOURCE_DIR})
-  target_link_options(boot-floor PRIVATE -nostdlib -static -fuse-ld=lld -Wl,-T,${dir}/floor.ld -Wl,--build-id=none)
+  target_link_options(boot-floor PRIVATE -static -T ${dir}/floor.ld --build-id=none)
   set_target_properties(boot-floor PROPERTIES
     OUTPUT_NAME boot-floor.elf
     SUFFIX ""

@@ -26,7 +26,7 @@ set(PAGODA_USER_LINKER_SCRIPT ${CMAKE_SOURCE_DIR}/user/user.ld)
 
 # The kernel embeds each program without its debug information (the symbol table stays, for
 # reports that name user functions); the full ELF beside it is GDB's symbol file.
-find_program(PAGODA_OBJCOPY NAMES llvm-objcopy llvm-objcopy-14 REQUIRED)
+find_program(PAGODA_OBJCOPY NAMES llvm-objcopy REQUIRED)
 
 # The longest program name the ABI allows, read from the one place that says it.
 file(STRINGS ${CMAKE_SOURCE_DIR}/kernel/lib/abi.hpp PAGODA_MAX_PROGRAM_NAME_LINE
@@ -104,9 +104,8 @@ function(pagoda_add_user_programs isa)
     set(target user_${name}_${isa})
     add_executable(${target} ${sources} $<TARGET_OBJECTS:${lib}>)
     pagoda_user_flags(${target} ${isa})
-    target_link_options(${target} PRIVATE --target=${PAGODA_USER_TRIPLE} -nostdlib -static
-      -fuse-ld=lld -Wl,-T,${PAGODA_USER_LINKER_SCRIPT} -Wl,--gc-sections
-      -Wl,-z,max-page-size=0x1000 -Wl,--no-dynamic-linker -Wl,--build-id=none)
+    target_link_options(${target} PRIVATE -static -T ${PAGODA_USER_LINKER_SCRIPT} --gc-sections
+      -z max-page-size=0x1000 --no-dynamic-linker --build-id=none)   # ld.lld's (freestanding.cmake)
     set_target_properties(${target} PROPERTIES
       OUTPUT_NAME ${name}
       SUFFIX ".elf"

@@ -27,7 +27,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 sys.path.insert(0, HERE)
 
-from pagoda import build, paths, qemu  # noqa: E402
+from pagoda import build, paths, pytest_speed, qemu  # noqa: E402
 from pagoda_grade import logs, manifest, programs, todo  # noqa: E402
 from pagoda_grade.harness import Booter, escape_controls  # noqa: E402
 
@@ -36,6 +36,7 @@ qemu.die_with_parent()
 
 # pytest-timeout's limit is the manifest's, plus this margin for QEMU teardown: the harness's
 # own deadline fires first and produces the useful message; this only catches a stuck harness.
+# Both are seconds on the reference machine, scaled to this one (pagoda/speed.py).
 TIMEOUT_MARGIN = 15
 # Where boots keep serial.log and qemu.log: one directory per grade (pagoda_grade/logs.py).
 LOG_ROOT = logs.log_root(paths.BUILD)
@@ -87,6 +88,7 @@ def _lab_files(config):
 
 
 def pytest_configure(config):
+    pytest_speed.register(config)   # timeouts scaled to this machine's speed and load
     if config.getoption("--pagoda-user"):   # (xdist workers inherit it)
         os.environ[programs.USER_DIR_ENV] = os.path.abspath(config.getoption("--pagoda-user"))
     config.addinivalue_line("markers", "lab(number, id): the lab test this function implements")

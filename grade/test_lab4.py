@@ -12,12 +12,13 @@ from pagoda_grade import lab_test
 from pagoda_grade.processes import (KernelReach, kernel_faults, parse_reaped, process_roots, recovered_by_fixup,
                                     user_runs, user_symbol)
 from pagoda_grade.proof import MASK64, proof
-from pagoda_grade.symbols import address_of, fact, physical_of, user_fixups
+from pagoda_grade.symbols import address_of, fact, function_at, physical_of, user_fixups
 from pagoda_grade.witness import ARCHES, PAGE, pick_in
 from test_lab3 import GRADER_MEMORY, HELLO_TAG, Watch, collatz_steps, syscall_number, syscall_stops
 
 EFAULT = -14
 FILL_TAG = 0x5446     # "TF": tmfill's seed is proof(token, FILL_TAG) (user/programs/tmfill.cpp)
+PROBE_TAG = 0x5450    # "TP": the grader fills the probe's frame k with pattern(proof(token, PROBE_TAG) + k, i)
 STRESS_TAG = 0x5453   # "TS": tmstress's call i has seed proof(token, STRESS_TAG + i)
 STRESS_FRAMES = 4     # abi::kTempStressFrames
 STRESS_MAPS = 100_000
@@ -47,7 +48,7 @@ def hello_write(guest, watch, want_roots_not, limit=60):
             continue
         runs = user_runs(snap.dump(root), watch.layout)
         return dict(root=root, data=data, frames=sorted((r.pa_start, r.pa_start + r.va_end - r.va_start) for r in runs),
-                    pages=sum((r.va_end - r.va_start) // PAGE for r in runs), reach=kernel_reach(snap, watch))
+                    pages=sum((r.va_end - r.va_start) // PAGE for r in runs), reach=kernel_reach(snap, watch.kernel))
     raise AssertionError(f"no write of hello's line in {limit} system calls")
 
 
@@ -64,15 +65,92 @@ def low_frames(w, reach):
     return ""
 
 
-def kernel_reach(snap, watch):
+def kernel_reach(snap, kernel):
     """KernelReach of the kernel half the CPU uses at @p snap (the live root's: every root shares
     it), walked at this very stop: a window the kernel grew after an earlier look is seen."""
-    reach = KernelReach(snap.runs(), watch.kernel)   # (WalkError, an AssertionError, names a walk that cannot finish)
-    slots = fact(watch.kernel, "temp_map_slots")
+    reach = KernelReach(snap.runs(), kernel)   # (WalkError, an AssertionError, names a walk that cannot finish)
+    slots = fact(kernel, "temp_map_slots")
     if reach.temp_pages > min(slots, MAX_TEMP_SLOTS):
         raise AssertionError(f"the kernel half maps {reach.temp_pages} pages in the temp-map area at once, more than "
                              f"its {slots} slots: the area holds temporary mappings only")
     return reach
+
+
+# ---- what a failed run shows about the kernel's user-memory code -------------------------------------
+
+COPY_ROUTINES = ("user_copy", "user_string_copy")   # arch/<isa>/user_copy.S: <isa>_user_copy, ...
+
+
+def in_copy_routine(kernel, pc):
+    """True when @p pc lies in one of the arch's user-copy routines (arch/<isa>/user_copy.S)."""
+    s = function_at(kernel, pc)
+    return bool(s) and s.name.endswith(COPY_ROUTINES)
+
+
+def loader_write_problem(run, kernel, watch):
+    """A sentence when QEMU's log shows the kernel touching the top page of the user stack (where a
+    new process's arguments go) through its user address while the root that was live does not
+    map it: the loader wrote a process that is not live through the live root (seed 003's mistake)
+    instead of through its own tables and a temporary mapping of the frame. None otherwise."""
+    top = fact(kernel, "user_stack_top")
+    privilege = ARCHES[run.arch].kernel_privilege
+    events = run.log.events
+    for n, f in enumerate(events):
+        if f.kind != "exception" or f.privilege != privilege or f.address is None \
+                or not top - PAGE <= f.address < top:
+            continue
+        ran = any(e.privilege != privilege for e in events[:n])
+        if f.root is not None and watch is not None and f.root in watch.roots:
+            live = watch.roots[f.root]
+        elif not ran:
+            live = "the kernel root (no process had run yet)"
+        else:
+            live = f"root {f.root:#x}" if f.root is not None else "another process's root"
+        where = run.symbol_of(f.pc) or f"{f.pc:#x}"
+        if recovered_by_fixup(kernel, f):
+            return (f"the kernel wrote a new process's arguments through the live root: a user copy ({where}) into "
+                    f"{f.address:#x}, in the argument page at the top of the user stack, faulted while {live} was live "
+                    "(QEMU's log) and came back EFAULT: copy_to_user() reaches the live process only, and a process "
+                    "being made is not live; write its pages through its own tables and a temporary mapping of each "
+                    "frame (copy_to_space())")
+        return (f"the kernel wrote a new process's arguments through their user address {f.address:#x} (the argument "
+                f"page at the top of the user stack) while {live} was live: a kernel fault at {where} (QEMU's log). "
+                "The page is mapped in the new process's root, which is not live while it is loaded; the live root "
+                "translates the address (to nothing here, or to another process's stack): write a space that is not "
+                "live through its own tables and a temporary mapping of each frame (copy_to_space()), never through "
+                "its user addresses")
+    return None
+
+
+QEMU_LOG = "QEMU's log"
+
+
+def copy_fault_problem(run, kernel, f, kernel_address):
+    """The sentence for @p f, a kernel fault that no fix-up recovered, in the bad-pointer test."""
+    where = run.symbol_of(f.pc) or f"{f.pc:#x}"
+    user_end = fact(kernel, "user_end")
+    copying = in_copy_routine(kernel, f.pc)
+    first = f"the first kernel fault: {f.describe(run.symbol_of)}"
+    if f.address is not None and kernel_address <= f.address < kernel_address + PAGE:
+        return (f"the kernel touched the kernel-half address {kernel_address:#x} that badptr passed it ({where}, "
+                f"{QEMU_LOG}): a pointer outside the user half must be refused before any copy (a kernel pointer "
+                f"copied on a user's behalf reads or writes the kernel)\n{first}")
+    if copying and (f.address is None or f.address >= user_end):
+        return (f"a user copy ({where}) was given a pointer outside the user half and faulted on it: the copies must "
+                f"refuse a kernel or non-canonical pointer before copying\n{first}")
+    if copying and f.pc not in user_fixups(kernel):
+        return (f"a user copy faulted on user address {f.address:#x} at {where}, and no fix-up took it: that "
+                "instruction is not in the fix-up table (section pagoda_user_fixups, read from the kernel's ELF file): "
+                f"every instruction of a copy that may fault on a user address needs its entry\n{first}")
+    return (f"a bad user pointer made the kernel fault: {f.describe(run.symbol_of)} (a user copy whose instruction is "
+            "not in the fix-up table, or an access outside the copies)")
+
+
+def check_loader_writes(run, kernel, watch):
+    """Fails the test first with loader_write_problem(), when there is one."""
+    problem = loader_write_problem(run, kernel, watch)
+    if problem:
+        watch.fail(run, problem)
 
 
 # ---- temporary mappings, seen from outside ------------------------------------------------------
@@ -127,12 +205,19 @@ def shared_slot_problems(snap, watch, area, roots):
     the entry the CPU walks for the slot's address in every root. x86_64: @p roots are the kernel
     root and every process root (the same top-level entry, the same tables under it); AArch64: the
     slots are in TTBR1's tree, which must hold the kernel root at this stop."""
-    kernel, arch = watch.kernel, watch.arch
     problems = []
-    kroot = watch.kernel_root if arch == "x86_64" else None
-    if arch != "x86_64" and snap.root != watch.kernel_root:
+    if watch.arch != "x86_64" and snap.root != watch.kernel_root:
         problems.append(f"TTBR1 holds {snap.root:#x} while {watch.roots.get(snap.lower_root, 'a process')} runs, not "
                         f"the kernel root {watch.kernel_root:#x}: the temp-map slots must be in the one kernel tree")
+    return problems + slot_entry_problems(snap, watch.kernel, watch.arch, watch.kernel_root, area, roots)
+
+
+def slot_entry_problems(snap, kernel, arch, kernel_root, area, roots):
+    """Each slot's entry, the one the kernel writes (TempMapArea::entries_, located through
+    @p kernel_root), must be the entry the CPU walks for the slot's address in every root of
+    @p roots ({root: label}; on AArch64 the live TTBR1 tree is walked instead)."""
+    problems = []
+    kroot = kernel_root if arch == "x86_64" else None
     if area is None:
         return problems + ["the kernel has no temp-map area (TempMapArea::s_current is null)"]
     walked = roots if arch == "x86_64" else {None: "the live TTBR1 tree"}
@@ -193,7 +278,249 @@ def live_slot(guest, watch, entry, who):
         raise AssertionError(f"while {who}'s temporary mapping is live, the grader's walk of the live root finds "
                              f"{va:#x} {'unmapped' if frame is None else f'mapping frame {frame:#x}'}, not the frame "
                              f"{said:#x} the kernel maps there: the slot's entry is not in the tables the CPU walks")
-    return dict(va=va, frame=frame, reach=kernel_reach(snap, watch))
+    return dict(va=va, frame=frame, reach=kernel_reach(snap, watch.kernel))
+
+
+# ---- the slot stack, probed with the kernel's root live -------------------------------------------
+
+def probe_plan(frames, rounds):
+    """The twin of the temp_map_slots self-test (kernel/mm/temp_map_selftest.cpp): for every read,
+    (the slot it goes through, the frame its guard was given, the guards live then as
+    [(slot, frame)])."""
+    n = len(frames)
+    plan = []
+    live = [(i, frames[i]) for i in range(3)]
+    plan += [(i, frames[i], live[:i + 1]) for i in range(3)] + [(i, frames[i], live) for i in range(3)]
+    for r in range(rounds):
+        for d in range(1, 5):
+            guards = [(i, frames[(i + d + r) % n]) for i in range(d)]
+            plan += [(i, f, guards[:i + 1]) for i, f in guards] + [(i, f, guards) for i, f in guards]
+    return plan
+
+
+def probe_reads_problems(frames, fill, seed, rounds, reads, slot_va):
+    """What the reads of the probe show (empty when every read saw its own frame's value): each
+    read is compared with the value the grader wrote into its guard's frame; a read that returned
+    another frame's value is traced to that frame: the one its slot mapped before (a stale
+    translation) or the one another live guard holds (two guards in one slot)."""
+    plan = probe_plan(frames, rounds)
+    if len(reads) != len(plan):
+        return [f"the probe made {len(reads)} reads through its guards, the grader's plan {len(plan)} (rounds={rounds})"]
+    index = {f: k for k, f in enumerate(frames)}
+    before = {}        # slot -> the frame its previous guard mapped
+    current = {}       # slot -> the frame its guard maps now (as planned)
+    problems, stale_slots = [], set()
+    for n, ((slot, frame, live), (va, got_frame, word, value)) in enumerate(zip(plan, reads)):
+        if current.get(slot) != frame:
+            if slot in current:
+                before[slot] = current[slot]
+            current[slot] = frame
+        if got_frame != frame or word != pattern(seed, n) % WORDS:
+            return [f"read {n} of the probe was of word {word} of frame {got_frame:#x}; the grader's plan says word "
+                    f"{pattern(seed, n) % WORDS} of frame {frame:#x}: the self-test did not run the grader's plan"]
+        if va != slot_va(slot):
+            return [f"guard {slot} of the nest (frame {frame:#x}) went through {va:#x}, not slot {slot}'s address "
+                    f"{slot_va(slot):#x}: the slots are a stack: the n-th live guard holds slot n-1"]
+        want = pattern(fill + index[frame], word)
+        if value == want:
+            continue
+        holders = [f for f in frames if pattern(fill + index[f], word) == value]
+        where = f"temp-map slot {slot} ({va:#x})"
+        said = (f"read {n}, word {word} of frame {frame:#x} through {where}, returned {value:#018x}, not the frame's "
+                f"{want:#018x}")
+        others = [f"guard in slot {s}" for s, f in live if s != slot and holders and f == holders[0]]
+        if holders and holders[0] == before.get(slot):
+            stale_slots.add(slot)
+            problems.append(f"stale {where}: {said}; {value:#018x} is word {word} of frame {holders[0]:#x}, the frame "
+                            f"slot {slot} mapped before: the CPU still translated the slot through the entry it cached "
+                            "for the previous guard (a slot given back without invalidating its TLB entry, or another "
+                            "slot invalidated instead of it)")
+        elif others:
+            problems.append(f"{where} reads another live guard's frame: {said}; {value:#018x} is what frame "
+                            f"{holders[0]:#x} of the {others[0]} holds there: two live guards share one slot (nesting "
+                            "must take the slot above the ones in use)")
+        elif holders:
+            problems.append(f"{where} reads another frame: {said}; {value:#018x} is word {word} of frame "
+                            f"{holders[0]:#x}")
+        else:
+            problems.append(f"{where} reads no frame of the probe: {said}")
+    if stale_slots and problems:
+        clean = sorted(set(range(4)) - stale_slots)
+        problems[0] += (f" (stale reads through slot(s) {', '.join(map(str, sorted(stale_slots)))}"
+                        + (f"; slot(s) {', '.join(map(str, clean))} read right: the invalidation hit another slot"
+                           if clean else "") + ")")
+    return problems
+
+
+def probe_live_problems(snap, kernel, arch, guards, frames, area):
+    """The three nested guards live at the probe's middle stop, seen by the grader's walk of the
+    live root: guard i must hold slot i, and slot i must translate to its frame, kernel data."""
+    problems = []
+    vas = [va for va, _ in guards]
+    if area is None:
+        return ["the kernel has no temp-map area (TempMapArea::s_current is null)"]
+    expected = area["va"]
+    if len(set(vas)) < len(vas):
+        shared = sorted({va for va in vas if vas.count(va) > 1})
+        problems.append(f"nesting reused a live slot: with three guards live (frames {', '.join(f'{f:#x}' for f in frames)}) "
+                        f"they share the address(es) {', '.join(f'{v:#x}' for v in shared)}: a new guard must take the "
+                        "slot above the ones in use (the slots are a stack), never one that is live")
+    for i, (va, frame) in enumerate(guards):
+        if frame != frames[i]:
+            problems.append(f"guard {i} says it maps frame {frame:#x}, not the frame {frames[i]:#x} it was given")
+            continue
+        if va != expected[i]:
+            problems.append(f"guard {i} (frame {frame:#x}) is at {va:#x}, not slot {i}'s address {expected[i]:#x}: "
+                            f"the n-th nested guard holds slot n-1 of the stack")
+        w = snap.walk(va)
+        if not w.mapped:
+            problems.append(f"temp-map slot {i} ({va:#x}) is live with frame {frame:#x}, but the live root "
+                            f"{snap.root:#x} does not map it ({w.stop_reason}): the slot's entry was not written where "
+                            "the live root walks")
+        elif w.pa & ~(PAGE - 1) != frame:
+            holder = [k for k, f in enumerate(frames) if f == w.pa & ~(PAGE - 1) and k != i]
+            problems.append(f"temp-map slot {i} ({va:#x}) is live with frame {frame:#x}, but the live root maps it to "
+                            f"{w.pa & ~(PAGE - 1):#x}"
+                            + (f", guard {holder[0]}'s frame: nesting reused a live slot" if holder else ""))
+        elif w.perms.user or not w.perms.write or w.perms.priv_execute:
+            problems.append(f"temp-map slot {i} ({va:#x}) maps its frame {w.perms.rwx()}"
+                            f"{' user' if w.perms.user else ''}: a slot's entry is kernel data (rw-, no execute, "
+                            "no user access)")
+    if area["depth"] != len(guards):
+        problems.append(f"with {len(guards)} guards live the kernel's slot stack is {area['depth']} deep (read from "
+                        "guest RAM)")
+    return problems
+
+
+# Where each ISA says whether an interrupt may be taken: (register, bit, set means enabled).
+IRQ_FLAG = {"x86_64": ("eflags", 9, True), "aarch64": ("cpsr", 7, False)}
+MAX_STEPS = 4000
+
+
+def step_problems(guest, kernel, arch, area_va, slot, until, phase):
+    """Steps the stopped guest one instruction at a time until it reaches @p until (an address),
+    reading at each instruction the slot stack's depth and slot @p slot's entry from guest RAM
+    and whether an interrupt could be taken there. An interrupt's own guard takes the slot at
+    the stack's top (depth_): during a push of @p slot it must never find @p slot's entry written
+    while the slot is not yet counted taken; during its pop, never the slot counted free while its
+    entry is still there. Returns [] or the sentence for the first instruction where that fails."""
+    reg, bit, enabled_when_set = IRQ_FLAG[arch]
+    area_pa = guest.snapshot().translate(area_va)
+    depth_pa = area_pa + fact(kernel, "temp_map_depth_offset")
+    entry_ptr_pa = area_pa + fact(kernel, "temp_map_entries_offset") + 8 * slot
+    entry_va = struct.unpack("<Q", guest.read_phys(entry_ptr_pa, 8))[0]
+    entry_pa = guest.snapshot().translate(entry_va & ~(PAGE - 1)) + entry_va % PAGE
+    u64_at = lambda pa: struct.unpack("<Q", guest.read_phys(pa, 8))[0]
+    pc_name = ARCHES[arch].pc
+    for _ in range(MAX_STEPS):
+        guest.client.step()
+        guest._wait("one instruction")
+        pc = guest.client.read_register(pc_name)
+        if pc == until:
+            guest._stopped_at = pc
+            return []
+        irq = bool(guest.client.read_register(reg) >> bit & 1) == enabled_when_set
+        depth, entry = u64_at(depth_pa), u64_at(entry_pa)
+        where = guest.symbol_of(pc) or f"{pc:#x}"
+        if not irq:
+            continue
+        if phase == "push" and entry != 0 and depth <= slot:
+            guest._stopped_at = None
+            return [f"an interrupt at {pc:#x} ({where}), in the middle of push(), would take temp-map slot {slot} too: "
+                    f"its entry is already written ({entry:#x}) while the stack still counts {depth} slot(s) taken, "
+                    "so the interrupt's guard writes the same entry over it and its pop clears it under the interrupted "
+                    "guard (the grader stepped one push with interrupts on: reserve the slot, ++depth_, before writing "
+                    "its entry, or keep interrupts off around both)"]
+        if phase == "pop" and depth <= slot and entry != 0:
+            guest._stopped_at = None
+            return [f"an interrupt at {pc:#x} ({where}), in the middle of pop(), would take temp-map slot {slot} while "
+                    f"its entry still maps the released guard's frame ({entry:#x}): pop gave the slot back (depth_ "
+                    f"{depth}) before clearing and invalidating it (the grader stepped one pop with interrupts on)"]
+    guest._stopped_at = None
+    return [f"the grader stepped {MAX_STEPS} instructions of one {phase} without reaching the next stop"]
+
+
+@lab_test(4, "temp_map_slots")
+def test_temp_map_slots(boot, kernel, arch):
+    token = boot.fresh_token()
+    rounds = pick_in(token, "probe rounds", 3, 6)
+    seed = pick_in(token, "probe seed", 1, 2**48)
+    fill = proof(token, PROBE_TAG)
+    count = fact(kernel, "temp_probe_frames")
+    read_size = fact(kernel, "temp_probe_read_size")
+
+    def stop(guest, name):
+        """The probe's stop @p name (passing the stepping stops when a step check ended early)."""
+        for _ in range(4):
+            snap = guest.stop_at("pagoda_grader_checkpoint")
+            if snap.argument(0) == fact(kernel, f"temp_probe_{name}_stop"):
+                return snap
+        raise AssertionError(f"the temp_map_slots self-test stopped at checkpoint {snap.argument(0):#x}, not at its "
+                             f"{name} stop")
+
+    def script(guest):
+        snap = stop(guest, "frames")
+        frames = list(struct.unpack(f"<{count}Q", snap.read_virt(snap.argument(1), 8 * count)))
+        reach = kernel_reach(snap, kernel)
+        reached = [reach.problem(f, f"probe frame {k}") for k, f in enumerate(frames)]
+        for k, f in enumerate(frames):   # values only the grader knows: the kernel reads them through its slots
+            guest.write_phys(f, pattern_page(fill + k))
+        snap = stop(guest, "live")
+        n = snap.argument(2)
+        guards = [struct.unpack("<2Q", snap.read_virt(snap.argument(1) + 16 * i, 16)) for i in range(n)]
+        area = temp_area(snap, kernel)
+        live = probe_live_problems(snap, kernel, arch, guards, frames[:n], area)
+        if not live:
+            live = slot_entry_problems(snap, kernel, arch, snap.root, area, {snap.root: "the live (kernel) root"})
+        if live:
+            return dict(frames=frames, live=live, reached=reached)   # what comes after may well die of it
+        snap = stop(guest, "push")
+        area = temp_area(snap, kernel)
+        slot = snap.argument(1)
+        checkpoint = address_of(kernel, "pagoda_grader_checkpoint")
+        area_va, = kernel_u64s(snap, kernel, address_of(kernel, "pagoda::TempMapArea::s_current"), 1)
+        stepped = step_problems(guest, kernel, arch, area_va, slot, checkpoint, "push")
+        if not stepped:
+            snap = guest.snapshot()
+            if snap.argument(0) != fact(kernel, "temp_probe_pushed_stop"):
+                stepped = [f"stepping from the probe's push stop reached checkpoint {snap.argument(0):#x}, not its pushed "
+                           "stop"]
+            elif snap.argument(1) != area["va"][slot]:
+                stepped = [f"the stepped guard holds {snap.argument(1):#x}, not slot {slot}'s address "
+                           f"{area['va'][slot]:#x}, the top of the stack"]
+            else:
+                stepped = step_problems(guest, kernel, arch, area_va, slot, checkpoint, "pop")
+        snap = stop(guest, "reads")
+        n = snap.argument(2)
+        raw = snap.read_virt(snap.argument(1), read_size * n) if n <= 512 else b""
+        reads = [struct.unpack_from("<4Q", raw, read_size * i) for i in range(len(raw) // read_size)]
+        return dict(frames=frames, live=live, reads=reads, area=temp_area(snap, kernel), stepped=stepped,
+                    reached=reached)
+
+    run = boot(test="temp_map_slots", token=token, args={"rounds": rounds, "seed": seed}, witness=script,
+               memory=GRADER_MEMORY)
+    w = run.require_witness()
+    if w["live"]:
+        run.fail(w["live"][0] + ("\nthe grader stopped the probe with three nested guards live and walked the live "
+                                 "root at each guard's slot:\n  " + "\n  ".join(w["live"][1:4]) if len(w["live"]) > 1
+                                 else ""))
+    cpu_va = lambda slot: w["area"]["va"][slot]
+    problems = probe_reads_problems(w["frames"], fill, seed, rounds, w["reads"], cpu_va)
+    if problems:
+        run.fail(problems[0] + (f"\n{len(problems)} of the probe's {len(w['reads'])} reads through the slots did not "
+                                "see their frame (the grader wrote every frame's values itself and compared each read):"
+                                "\n  " + "\n  ".join(problems[1:4]) if len(problems) > 1 else ""))
+    if w["stepped"]:
+        run.fail(w["stepped"][0])
+    if w["area"]["depth"] != 0:
+        run.fail(f"after every guard of the probe was released the kernel's slot stack is {w['area']['depth']} deep "
+                 "(read from guest RAM): a slot was not given back")
+    if all(w["reached"]):   # (the grader's walk of the kernel half, never the window_size fact)
+        run.fail(f"the probe's frames ({w['frames'][0]:#x}, ...) are all reached by the kernel half without a temporary "
+                 f"mapping: allocate_high() gave no frame only a temporary mapping reaches\n{w['reached'][0]}")
+    run.expect(rf"^temp_map_slots: {len(w['reads'])} reads through temp-map slots in {rounds} rounds; slots live now: 0$",
+               "the probe's summary")
+    run.expect_outcome("success")
 
 
 @lab_test(4, "temp_maps_live")
@@ -231,6 +558,7 @@ def test_temp_maps_live(boot, kernel, arch):
                     labels={**watch.roots, **all_roots(snap, watch)})
 
     run = boot(args={"run": f"tmfill,spin:{spins}"}, token=token, witness=script, memory=GRADER_MEMORY)
+    check_loader_writes(run, kernel, watch)
     refused = run.search(r"^tmfill: pid \d+ temp_fill -> (-\d+)$")
     if refused:
         watch.fail(run, f"temp_fill returned {refused[1]}: the kernel could not fill a frame above its window "
@@ -288,7 +616,7 @@ def test_temp_map_stress(boot, kernel, arch):
         contents = [snap.read_phys(f, PAGE) if f else b"" for f in frames]
         live = [snap.translate(area["va"][s]) for s in range(min(area["depth"], area["slots"]))]
         shared = shared_slot_problems(snap, watch, area, all_roots(snap, watch))
-        reach = kernel_reach(snap, watch)
+        reach = kernel_reach(snap, watch.kernel)
         end = watch.checkpoint(guest, "ended")
         area1 = temp_area(end, kernel)
         irqs, = kernel_u64s(end, kernel, stress + fact(kernel, "temp_stress_irq_maps_total"), 1)
@@ -297,6 +625,7 @@ def test_temp_map_stress(boot, kernel, arch):
 
     run = boot(args={"run": f"tmstress:{STRESS_MAPS}:{per_call},spin:{spins}"}, token=token, witness=script,
                memory=GRADER_MEMORY)
+    check_loader_writes(run, kernel, watch)
     refused = run.search(r"^tmstress: call (\d+): temp_stress -> (-\d+)$")
     if refused:
         watch.fail(run, f"temp_stress call {refused[1]} returned {refused[2]} (ENOMEM = -12: no temporary mappings "
@@ -367,6 +696,7 @@ def test_high_frames(boot, kernel, arch):
         return hello_write(guest, watch, set())
 
     run = boot(args={"run": "hello"}, token=token, witness=script, memory=GRADER_MEMORY)
+    check_loader_writes(run, kernel, watch)
     w = watch.require(run)
     if w["data"].decode(errors="replace") != want:
         watch.fail(run, f"hello's write buffer, read by the grader through its root, holds {w['data'][:120]!r}, "
@@ -396,6 +726,7 @@ def test_spawn_while_running(boot, kernel, arch):
         return hello_write(guest, watch, parent_roots)
 
     run = boot(args={"run": f"spawner:hello:{count}"}, token=token, witness=script, memory=GRADER_MEMORY)
+    check_loader_writes(run, kernel, watch)
     w = watch.require(run)
     if w["data"].decode(errors="replace") != want:
         watch.fail(run, f"the spawned hello's write buffer, read by the grader through the child's root "
@@ -431,13 +762,21 @@ def test_bad_pointers(boot, kernel, arch):
 
     run = boot(args={"run": f"badptr:{kernel_address:#x}:{unmapped:#x}"}, token=token, witness=script,
                memory=GRADER_MEMORY)
+    check_loader_writes(run, kernel, watch)
     watch.require(run)
-    if run.search(r"^PANIC"):
-        watch.fail(run, "a bad user pointer made the kernel panic")
+    # The cause first, from QEMU's log: which copy faulted where, and what became of it.
     faults = kernel_faults(kernel, run)
     if faults:
-        watch.fail(run, f"a bad user pointer made the kernel fault: {faults[0].describe(run.symbol_of)} (a user copy "
-                        "whose instruction is not in the fix-up table, or an access outside the copies)")
+        watch.fail(run, copy_fault_problem(run, kernel, faults[0], kernel_address))
+    fixed = [f for f in run.log.faults if recovered_by_fixup(kernel, f)]
+    if run.search(r"^PANIC"):
+        stuck = [f for f in fixed if run.log.faults and f.index == run.log.faults[-1].index]
+        watch.fail(run, "a bad user pointer made the kernel panic" + (
+            f": the last fault, at {run.symbol_of(stuck[0].pc) or hex(stuck[0].pc)} on user address "
+            f"{stuck[0].address:#x}, is a user copy's whose instruction the fix-up table holds, yet the kernel did "
+            "not resume at its fix-up (user_fixup_for() did not find it)" if stuck else ""))
+    expected = {"null": lambda a: a < PAGE, "unmapped": lambda a: unmapped <= a < unmapped + PAGE,
+                "straddling": lambda a: a == straddle_page, "readonly": lambda a: readonly <= a < readonly + 64}
     tag = 0
     efaults = 0
     for kind in BADPTR_KINDS:
@@ -446,17 +785,26 @@ def test_bad_pointers(boot, kernel, arch):
             if kind != "readonly" else [("write (proc_info)", 2), ("write (read)", 3)]
         for op, salt in ops:
             got = proof(token, (EFAULT & (2**64 - 1)) ^ (tag << 8) ^ salt)
+            said = run.search(rf"badptr: {kind} {re.escape(op)} -> (-?\d+) proof=")  # after what write() printed
+            if said and int(said[1]) != EFAULT:
+                seen = [f for f in fixed if kind in expected and expected[kind](f.address)]
+                if seen:
+                    watch.fail(run, f"the copy for the {kind} pointer faulted and resumed at its fix-up ({QEMU_LOG}: at "
+                                    f"{run.symbol_of(seen[0].pc) or hex(seen[0].pc)} on {seen[0].address:#x}), yet "
+                                    f"{op.split()[-1].strip('()')}() returned {said[1]}, not EFAULT ({EFAULT}): the fix-up path must make "
+                                    "the copy return what it did not copy (the copy reported success after a fault)")
+                if kind == "kernel":
+                    watch.fail(run, f"{op.split()[-1].strip('()')}() with the kernel-half address {kernel_address:#x} returned "
+                                    f"{said[1]}, not EFAULT: the kernel copied kernel memory for a user (a pointer "
+                                    "outside the user half must be refused before any copy)")
             run.expect(rf"^badptr: {kind} {re.escape(op)} -> {EFAULT} proof={got:016x}$",
                        f"EFAULT for a {kind} pointer ({op})")
             efaults += 1
     run.expect(rf"^badptr: {efaults} EFAULTs proof={proof(token, efaults):016x}$", "badptr's summary")
     # The witness: the copies really ran and faulted on the addresses the grader chose, and were
     # recovered (instruction in the fix-up table read from the ELF file, address in the user half).
-    fixed = [f for f in run.log.faults if recovered_by_fixup(kernel, f)]
     if not user_fixups(kernel):
         watch.fail(run, "the kernel has no fix-up table (section pagoda_user_fixups)")
-    expected = {"null": lambda a: a < PAGE, "unmapped": lambda a: unmapped <= a < unmapped + PAGE,
-                "straddling": lambda a: a == straddle_page, "readonly": lambda a: readonly <= a < readonly + 64}
     missing = [k for k, hit in expected.items() if not any(hit(f.address) for f in fixed)]
     if missing:
         watch.fail(run, f"QEMU's log shows no recovered user-copy fault for the {', '.join(missing)} pointer(s): "

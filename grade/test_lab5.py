@@ -10,19 +10,22 @@ what the grader saw.
 Every boot first checks, after the processes are made and before any runs, that each process
 root maps exactly one user page: the arguments' page at the top of the stack. A loader that
 maps its segments eagerly (or records nothing and maps everything) fails there, whatever it
-prints later."""
+prints later. At the same stop the grader reads each process's VMA list from guest RAM
+(pagoda_grade.vmas) and compares it with the program's ELF file: what the loader left out (no
+VMA at all, no stack, a segment without its bss, ...) is not failed there, but names the cause
+when a test fails later (a kill at an address the record should have covered)."""
 import re
 
 from pagoda_grade import lab_test
+from pagoda_grade.harness import BootEnded
 from pagoda_grade.processes import HEX, count_used, parse_kills, parse_reaped, user_elf, user_pages, user_symbol
 from pagoda_grade.proof import proof
 from pagoda_grade.symbols import fact, segments
+from pagoda_grade.vmas import GROWS_DOWN, KIND_IMAGE, KIND_STACK, PF_R, PF_W, PF_X, PROT_EXEC, PROT_READ, \
+    PROT_WRITE, loader_problems, page_down, page_up, read_records
 from pagoda_grade.witness import ARCHES, PAGE, pick_in
 from test_lab3 import GRADER_MEMORY, Watch, fault_expectation, syscall_number, syscall_stops
 
-PF_X, PF_W, PF_R = 1, 2, 4
-PROT_READ, PROT_WRITE, PROT_EXEC = 1, 2, 4
-KIND_ANONYMOUS, KIND_IMAGE, KIND_STACK, KIND_HEAP = 0, 1, 2, 3
 LAZY_SIZE = 64 << 20
 ENOMEM = -12
 
@@ -43,15 +46,103 @@ def pages_of(runs, layout):
     return user_pages(runs, layout)
 
 
+def embedded_bytes(kernel, arch, program, offset, size):
+    """@p size bytes at file offset @p offset of the copy of @p program the kernel embeds (built
+    beside the kernel: user/<arch>/embedded/<program>.elf), or None."""
+    import os
+    path = os.path.join(os.path.dirname(user_elf(kernel, arch, program)), "embedded", f"{program}.elf")
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            data = f.read(size)
+    except OSError:
+        return None
+    return data if len(data) == size else None
+
+
 def image_end(kernel, arch):
     """The page after vmas's last segment: where its heap starts."""
     return max((s.vaddr + s.memsz + PAGE - 1) // PAGE * PAGE for s in segments(user_elf(kernel, arch, "vmas")))
 
 
+class VmaWatch(Watch):
+    """A lab-5 boot's watch: also the VMA list of every process read from guest RAM before any
+    ran (its record as the loader left it), and what that record lacks against the program's
+    ELF file. fail() and require() put the cause that evidence names first."""
+
+    def __init__(self, kernel, arch):
+        super().__init__(kernel, arch)
+        self.records = {}         # pid -> pagoda_grade.vmas.Record, at the 'started' stop
+        self.loader = {}          # pid -> [sentences]: what the loader left out
+
+    def segments_of(self, name):
+        try:
+            return segments(user_elf(self.kernel, self.arch, name))
+        except AssertionError:
+            return None
+
+    def read_loader_records(self, snap):
+        self.records = read_records(snap, self.kernel)
+        top, pages = fact(self.kernel, "user_stack_top"), fact(self.kernel, "user_stack_pages")
+        for pid, record in self.records.items():
+            segs = self.segments_of(record.name)
+            if segs is not None:
+                self.loader[pid] = loader_problems(record, segs, top, pages)
+
+    def kill_cause(self, lines):
+        """The cause of the first kill (a page fault or a stack limit, at a user address) that the
+        record read before the process ran explains: the loader left that address out. None when
+        no kill is explained so."""
+        top, limit = fact(self.kernel, "user_stack_top"), fact(self.kernel, "user_stack_limit")
+        gap = fact(self.kernel, "user_stack_gap")
+        for pid, k in sorted(parse_kills(_Lines(lines)).items()):
+            record, problems = self.records.get(pid), self.loader.get(pid)
+            if record is None or not problems or k.address is None:
+                continue
+            head = f"proc {pid} ({record.name}) was killed at {k.address:#x} ({k.reason or k.how})"
+            if not record.vmas:
+                return f"{head}: {problems[0]}"
+            for s in self.segments_of(record.name) or ():
+                if page_down(s.vaddr) <= k.address < page_up(s.vaddr + s.memsz) and record.find(k.address) is None:
+                    seg = next((p for p in problems if f"[{page_down(s.vaddr):#x}, " in p), problems[0])
+                    return f"{head}, inside its ELF file's load segment, which the loader's record leaves out: {seg}"
+            if top - limit - gap <= k.address < top and not any(v.end == top for v in record.vmas):
+                stack = next((p for p in problems if "stack" in p), problems[0])
+                return f"{head}, on its stack: {stack}"
+        for pid, k in sorted(parse_kills(_Lines(lines)).items()):
+            record = self.records.get(pid)
+            over = record.find(k.address) if record is not None and k.address is not None else None
+            if over is not None and over.kind in (KIND_IMAGE, KIND_STACK) and k.reason.endswith("no VMA"):
+                return (f"proc {pid} ({record.name}) was killed at {k.address:#x} with 'no VMA', yet the record the "
+                        f"loader made (read from guest RAM before it ran) covers that address with {over}, and "
+                        f"{record.name} never unmaps its image or its stack: the lookup missed a region that contains "
+                        "the address (VmaSet::find, or decide_fault's use of it)")
+        return None
+
+    def fail(self, run, message):
+        cause = self.kill_cause(run.lines)
+        super().fail(run, f"{cause}\n{message}" if cause else message)
+
+    def require(self, run):
+        if run.witness is None:
+            cause = self.kill_cause(run.lines)
+            if cause:
+                run.witness_failure = f"{cause}\n{run.witness_failure}"
+        return super().require(run)
+
+
+class _Lines:
+    def __init__(self, lines):
+        self.lines = lines
+
+
 def started_lazy(watch, guest, kernel):
     """The 'started' stop: every process root must map only its arguments' page. Raises
-    AssertionError naming the first root that maps more (the loader mapped eagerly)."""
+    AssertionError naming the first root that maps more (the loader mapped eagerly), and the
+    record it made (none at all: the seed's loader). Reads each process's VMA list for the
+    diagnoses of later failures (VmaWatch)."""
     snap = watch.started_check(guest)
+    watch.read_loader_records(snap)
     top = fact(kernel, "user_stack_top")
     for root, label in watch.roots.items():
         if root in watch.kernel_roots:
@@ -59,20 +150,35 @@ def started_lazy(watch, guest, kernel):
         pages = sorted(pages_of(snap.dump(root), watch.layout))
         if pages != [top - PAGE]:
             shown = ", ".join(f"{p:#x}" for p in pages[:6]) + (" ..." if len(pages) > 6 else "")
-            raise AssertionError(
-                f"before it ran, {label} maps {len(pages)} user page(s) ({shown or 'none'}); expected only the "
-                f"arguments' page {top - PAGE:#x}: the loader must record each segment, the stack and the heap as "
-                "VMAs and map nothing eagerly (pages come on the first touch)")
+            pid = next((int(m[1]) for m in [re.search(r"\(pid (\d+)\)", label)] if m), None)
+            record = watch.records.get(pid)
+            eager = (f"before it ran, {label} maps {len(pages)} user page(s) ({shown or 'none'}); expected only the "
+                     f"arguments' page {top - PAGE:#x}")
+            if record is not None and not record.vmas and not record.problem:
+                raise AssertionError(
+                    f"the loader (load_program) mapped {record.name} (pid {pid}) eagerly and recorded no VMA: {eager}, "
+                    "and its VMA "
+                    "list (read from guest RAM) is empty: every segment, the stack and the heap must be recorded as "
+                    "VMAs and nothing mapped (a fault handler, and fork, trust the record)")
+            raise AssertionError(f"{eager}: the loader (load_program) must record each segment, the stack and the heap "
+                                 "as VMAs and map nothing eagerly (pages come on the first touch)"
+                                 + (f"\n  its record: {'; '.join(watch.loader[pid])}" if watch.loader.get(pid) else ""))
     return snap
 
 
 def boot_vmas(boot, kernel, arch, token, spec, script):
-    watch = Watch(kernel, arch)
+    watch = VmaWatch(kernel, arch)
 
     def witness(guest):
         watch.before(guest)
         started_lazy(watch, guest, kernel)
-        return script(guest, watch)
+        try:
+            return script(guest, watch)
+        except AssertionError as e:
+            cause = watch.kill_cause(guest.lines())
+            if cause:
+                raise AssertionError(f"{cause}\n{e}") from None
+            raise
 
     run = boot(args={"run": spec}, token=token, witness=witness, memory=GRADER_MEMORY)
     return run, watch, watch.require(run)
@@ -159,8 +265,20 @@ def test_bss_data(boot, kernel, arch):
                         "0x1111 0x2222 0x3333: the data before the bss on their shared page was not copied from the ELF")
     nonzero = [i for i in range(600) if u64(w["bss"][i * 8:i * 8 + 8])]
     if nonzero:
-        watch.fail(run, f"{len(nonzero)} words of vmas_bss are not zero (first: word {nonzero[0]}): the bss tail of the "
-                        "last file page and the bss pages after it must read as zeros")
+        first = bss + nonzero[0] * 8
+        seg = next((g for g in segments(user_elf(kernel, arch, "vmas")) if g.vaddr <= data < g.vaddr + g.memsz), None)
+        file_word = embedded_bytes(kernel, arch, "vmas", seg.offset + (first - seg.vaddr), 8) if seg else None
+        value = u64(w["bss"][nonzero[0] * 8:nonzero[0] * 8 + 8])
+        if seg is not None and first >= seg.vaddr + seg.filesz and first // PAGE == (seg.vaddr + seg.filesz) // PAGE:
+            follows = (f"; it is the word the ELF file holds at offset {seg.offset + first - seg.vaddr:#x}, among the "
+                       "bytes that follow the segment's file bytes" if file_word is not None and u64(file_word) == value
+                       else "")
+            watch.fail(run, f"the bss on the page it shares with the data reads bytes past the segment's file bytes: "
+                            f"word {nonzero[0]} of vmas_bss ({first:#x}) holds {value:#x}, yet the data segment has only "
+                            f"{seg.filesz:#x} bytes from the file (up to {seg.vaddr + seg.filesz:#x}){follows}: a page "
+                            "gets its region's file bytes and zeros after them, never a whole page of the file")
+        watch.fail(run, f"{len(nonzero)} words of vmas_bss are not zero (first: word {nonzero[0]} at {first:#x}, "
+                        f"{value:#x}): the bss tail of the last file page and the bss pages after it must read as zeros")
     run.expect(rf"^vmas: bss at {bss:#x}: 0 nonzero words; data at {data:#x} intact proof={proof(token, 0):016x}$",
                "vmas's bss line")
     run.expect_outcome("success")
@@ -182,29 +300,76 @@ def test_munmap_hole(boot, kernel, arch):
         mapped = sorted(va for va in pages_of(snap.dump(root), watch.layout) if in_area(va))
         after = syscall_stops(guest, watch, {write})
         table = after.read_virt(out, 16 * 32, root)
-        return dict(mapped=mapped, table=table)
+        # The record as the process leaves (killed, or exiting when the touch was resolved).
+        try:
+            end = guest.stop_at("pagoda::proc::exit_current")
+            final = read_records(end, kernel).get(1)
+        except BootEnded:
+            final = None
+        return dict(mapped=mapped, table=table, final=final)
 
     run, watch, w = boot_vmas(boot, kernel, arch, token, "vmas:hole", script)
     m = run.expect(rf"^vmas: touching the hole at ({HEX})$", "vmas's hole line")
     hole = int(m[1], 16)
     at = hole - 3 * PAGE
     want = [at + i * PAGE for i in (0, 1, 2, 5, 6, 7)]
+    vmas = [(u64(w["table"][i:i + 8]), u64(w["table"][i + 8:i + 16]), u64(w["table"][i + 16:i + 20]) & 0xffffffff)
+            for i in range(0, len(w["table"]), 32)]
+    around = [(s, e, p) for s, e, p in vmas if s < at + 8 * PAGE and at < e]
     if w["mapped"] != want:
+        kept = [va for va in w["mapped"] if hole <= va < hole + 2 * PAGE]
+        listed = [(s, e) for s, e, _ in around if s < hole + 2 * PAGE and hole < e]
+        if kept and not listed:
+            watch.fail(run, f"munmap left the hole's pages {', '.join(hex(v) for v in kept)} mapped (the grader's walk "
+                            "of the root), though the VMA list the kernel wrote into vmas's memory has no region there: "
+                            "munmap must unmap the pages of the range and free their frames, not only forget its VMAs")
         watch.fail(run, f"after munmap of pages 3-4 of 8 at {at:#x}, the grader's walk finds pages "
                         f"{[hex(v) for v in w['mapped']]} mapped; expected {[hex(v) for v in want]} (the hole's frames "
                         "freed, the ends kept)")
-    vmas = [(u64(w["table"][i:i + 8]), u64(w["table"][i + 8:i + 16]), u64(w["table"][i + 16:i + 20]) & 0xffffffff)
-            for i in range(0, len(w["table"]), 32)]
-    around = [(s, e, p) for s, e, p in vmas if at <= s < at + 8 * PAGE]
-    if around != [(at, at + 3 * PAGE, PROT_READ | PROT_WRITE), (at + 5 * PAGE, at + 8 * PAGE, PROT_READ | PROT_WRITE)]:
-        watch.fail(run, f"the VMA list the kernel wrote into vmas's memory (read from guest RAM) has "
-                        f"{[(hex(s), hex(e), p) for s, e, p in around]} around the hole; expected two rw VMAs "
-                        f"[{at:#x}, {at + 3 * PAGE:#x}) and [{at + 5 * PAGE:#x}, {at + 8 * PAGE:#x})")
+    expected = [(at, at + 3 * PAGE, PROT_READ | PROT_WRITE), (at + 5 * PAGE, at + 8 * PAGE, PROT_READ | PROT_WRITE)]
+    if around != expected:
+        watch.fail(run, f"{hole_cut(around, at, hole)}: after munmap of pages 3-4 of 8 at {at:#x}, the VMA list the "
+                        "kernel wrote into vmas's memory (read from guest RAM) has "
+                        f"{[(hex(s), hex(e), p) for s, e, p in around]} there; expected two rw VMAs "
+                        f"[{at:#x}, {hole:#x}) and [{hole + 2 * PAGE:#x}, {at + 8 * PAGE:#x})")
     run.expect(rf"^vmas: hole: munmap -> 0; \d+ VMAs; ends sum 27 proof={proof(token, 27):016x}$", "the ends still work")
     if not user_faults(run, arch, hole):
         watch.fail(run, f"QEMU's log shows no user-mode fault at {hole:#x}: the hole was never touched")
+    final = w["final"]
+    over = final.find(hole) if final is not None else None
+    if over is not None and 1 not in parse_kills(run):
+        watch.fail(run, f"the touch of the hole at {hole:#x} was resolved, not refused: as vmas ends, its record (read "
+                        f"from guest RAM) covers the hole with {over}"
+                        + (", a region that is not a grows-down stack: the fault decision grew it down to the fault "
+                           "(only a stack grows)" if not over.flags & GROWS_DOWN else "")
+                        + f"; expected no VMA at {hole:#x} and a kill naming none")
     killed(run, watch, 1, "page fault", "no VMA", hole)
     run.expect_outcome("success")
+
+
+def hole_cut(around, at, hole):
+    """What is wrong with the VMAs @p around (start, end, prot) a two-page hole at @p hole cut into
+    the eight pages at @p at: the cut that is off, in pages."""
+    end = hole + 2 * PAGE
+
+    def pages(n):
+        return "one page" if n == 1 else f"{n} pages"
+
+    head = [(s, e) for s, e, _ in around if s <= at < e]
+    tail = [(s, e) for s, e, _ in around if s < at + 8 * PAGE <= e]
+    if len(around) == 1 and around[0][0] <= at and around[0][1] >= at + 8 * PAGE:
+        return "munmap left the record whole: one region still spans the hole"
+    if head and head[0][1] != hole:
+        e = head[0][1]
+        return (f"the region before the hole ends at {e:#x}, {pages(abs(e - hole) // PAGE)} "
+                f"{'into the hole' if e > hole else 'short of it'}: the cut at the hole's start is "
+                f"{pages(abs(e - hole) // PAGE)} off")
+    if tail and tail[0][0] != end:
+        s = tail[0][0]
+        return (f"the region after the hole starts at {s:#x}, {pages(abs(s - end) // PAGE)} "
+                f"{'into the hole' if s < end else 'past its end'}: the cut at the hole's end is "
+                f"{pages(abs(s - end) // PAGE)} off")
+    return "the VMAs around the hole are not the two ends of the mapping"
 
 
 # ---- mprotect ------------------------------------------------------------------------------------
@@ -224,12 +389,33 @@ def test_mprotect(boot, kernel, arch):
                 at = int(m[1], 16)
                 w = snap.walk(at, snap.lower_root)
                 return dict(at=at, perms=w.perms.rwx() if w.mapped else None, user=w.mapped and w.perms.user,
-                            value=u64(snap.read_virt(at, 8, snap.lower_root)) if w.mapped else None)
+                            value=u64(snap.read_virt(at, 8, snap.lower_root)) if w.mapped else None,
+                            record=read_records(snap, kernel).get(1))
         raise AssertionError("vmas never said it would write the read-only page")
 
     run, watch, w = boot_vmas(boot, kernel, arch, token, "vmas:protect", script)
-    at = w["at"]
+    at, record = w["at"], w["record"]
+    # The record first: after mprotect(PROT_READ) of page 0 of the two rw- pages, two regions.
+    want = [(at, at + PAGE, "r--"), (at + PAGE, at + 2 * PAGE, "rw-")]
+    have = [(v.start, v.end, v.rwx()) for v in record.around(at, at + 2 * PAGE)] if record else None
+    if record is not None and have != want:
+        unsorted = [v for a, v in zip(record.vmas, record.vmas[1:]) if v.start < a.end]
+        if unsorted:
+            why = (f"the VMA list is not sorted and disjoint: {unsorted[0]} overlaps or precedes the region before it "
+                   "(a region split at the wrong index?)")
+        elif len(have) == 1 and have[0][0] <= at and have[0][1] >= at + 2 * PAGE:
+            why = (f"one VMA {record.around(at, at + PAGE)[0]} covers both pages: the r-- page and its rw- neighbour "
+                   "were merged although their permissions differ")
+        else:
+            why = "the record does not hold the r-- page and the rw- page apart"
+        watch.fail(run, f"{why}: after mprotect(PROT_READ) of the first of two rw- pages at {at:#x}, vmas's VMAs there "
+                        f"(read from guest RAM) are {record.describe(at, at + 2 * PAGE)}; expected "
+                        f"[{at:#x}, {at + PAGE:#x}) r-- and [{at + PAGE:#x}, {at + 2 * PAGE:#x}) rw-")
     if w["perms"] != "r--" or not w["user"] or w["value"] != 8:
+        if w["perms"] == "rw-" and record is not None and record.find(at) and not record.find(at).write:
+            watch.fail(run, f"mprotect changed the VMA but not the page: vmas's record (read from guest RAM) has "
+                            f"{record.find(at)}, yet the grader's walk finds {at:#x} still mapped rw-: the entries of "
+                            "the pages already brought in must get the region's new permissions (and the TLB be told)")
         watch.fail(run, f"before the write, the grader's walk finds {at:#x} "
                         f"{'mapped ' + str(w['perms']) if w['perms'] else 'not mapped'} holding {w['value']}; expected a "
                         "user r-- page holding 8 (written while rw, then made read-only by mprotect)")
@@ -239,6 +425,12 @@ def test_mprotect(boot, kernel, arch):
               and f.error & mask == error & mask]
     if not logged:
         watch.fail(run, f"QEMU's log shows no user-mode write fault on the present page {at:#x}")
+    k = parse_kills(run).get(1)
+    if k is not None and k.address == at and "write to read-only VMA" not in k.reason and record is not None:
+        watch.fail(run, f"the fault decision allowed a write to a read-only VMA: the CPU refused a user write to "
+                        f"{at:#x} (QEMU's log), a present page the grader's walk found r-- in {record.find(at)} "
+                        f"(vmas's record, read from guest RAM), and the kill does not name the denial: '{k.reason}'; "
+                        "a write needs the VMA's write permission ('write to read-only VMA')")
     killed(run, watch, 1, "page fault", "write to read-only VMA", at)
     run.expect_outcome("success")
 
@@ -372,7 +564,7 @@ def test_brk(boot, kernel, arch):
             snap = syscall_stops(guest, watch, {info})
             mapped = pages_of(snap.dump(snap.lower_root), watch.layout)
             heap = {va: mapped[va].perms.rwx() for va in range(base, base + count * PAGE, PAGE) if va in mapped}
-            seen.append(dict(heap=heap, used=count_used(snap, *watch.bitmap)[0]))
+            seen.append(dict(heap=heap, used=count_used(snap, *watch.bitmap)[0], record=read_records(snap, kernel).get(1)))
         return seen
 
     run, watch, w = boot_vmas(boot, kernel, arch, token, f"vmas:brk:{count}", script)
@@ -383,7 +575,16 @@ def test_brk(boot, kernel, arch):
                         f"{ {hex(k): v for k, v in grown['heap'].items()} } mapped in [{base:#x}, "
                         f"{base + count * PAGE:#x}); expected all {count}, rw-")
     if shrunk["heap"]:
-        watch.fail(run, f"after sbrk(-{count} pages) the heap pages {[hex(k) for k in shrunk['heap']]} are still mapped")
+        record, kept = shrunk["record"], sorted(shrunk["heap"])
+        over = [v for v in record.around(base, base + count * PAGE)] if record is not None else None
+        if over == []:
+            watch.fail(run, f"sbrk(-{count} pages) shrank the heap's VMA but left {len(kept)} heap pages mapped "
+                            f"({', '.join(hex(k) for k in kept[:6])}: the grader's walk), though vmas's record (read from "
+                            f"guest RAM) has no region over [{base:#x}, {base + count * PAGE:#x}): the pages above the new "
+                            "break must be unmapped and their frames freed")
+        watch.fail(run, f"after sbrk(-{count} pages) the heap pages {[hex(k) for k in kept]} are still mapped"
+                        + (f", and vmas's record (read from guest RAM) still has {', '.join(str(v) for v in over)} "
+                           "there: the break moved down but neither the heap's VMA nor its pages did" if over else ""))
     if grown["used"] - shrunk["used"] < count:
         watch.fail(run, f"shrinking the heap by {count} pages gave back {grown['used'] - shrunk['used']} frames "
                         "(the frame allocator's bitmap, read from guest RAM)")
@@ -577,7 +778,7 @@ def test_random_ops(boot, kernel, arch):
     checksum, model = random_model(token, ops, marker)
     stop = user_symbol(kernel, arch, "vmas", "vmas_marker").address
 
-    watch = Watch(kernel, arch)
+    watch = VmaWatch(kernel, arch)
     frames = {}
 
     def witness(guest):

@@ -2,11 +2,14 @@
  * The only instructions that touch user memory (kernel/proc/user_memory.hpp), AArch64 side.
  * Each load or store that may fault on a bad user address is in the fix-up table (section
  * pagoda_user_fixups: pairs of the instruction's address and where to resume), so that the
- * synchronous-exception handler resumes there instead of reporting a kernel abort. The caller
- * clears PSTATE.PAN around the call.
+ * synchronous-exception handler resumes there instead of reporting a kernel abort
+ * (proc::user_fixup_for(), arch/aarch64/traps.cpp). The caller clears PSTATE.PAN around the call.
+ *
+ * AAPCS64: arguments in x0, x1, x2; the result in x0; x0-x17 may be clobbered.
  */
     .text
 
+    // LAB 4 BEGIN the copies that may fault on a user address, and their entries in the fix-up table
 /* u64 aarch64_user_copy(void* dst, const void* src, u64 n): bytes NOT copied (0: all). */
     .globl aarch64_user_copy
     .type aarch64_user_copy, %function
@@ -45,3 +48,17 @@ aarch64_user_string_copy:
     .quad 1b, 3b
     .quad 2b, 3b
     .quad 5b, 7b
+    // LAB 4 SKELETON
+    // /* Lab 4: write both copies here (their contracts: kernel/proc/arch.hpp), and put every
+    //  * load or store that may fault on a user address in the fix-up table with where to resume:
+    //  *     .section pagoda_user_fixups, "a"
+    //  *     .balign 8
+    //  *     .quad <faulting instruction>, <where to resume>          */
+    //     .globl aarch64_user_copy
+    //     .type aarch64_user_copy, %function
+    //     .globl aarch64_user_string_copy
+    //     .type aarch64_user_string_copy, %function
+    // aarch64_user_copy:
+    // aarch64_user_string_copy:
+    //     b pagoda_user_copy_missing  /* panics: "lab 4: write the copies of arch/aarch64/user_copy.S" */
+    // LAB 4 END

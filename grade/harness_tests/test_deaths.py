@@ -10,6 +10,7 @@ import pytest
 from pagoda import faultlog, paths, qemu
 from pagoda_grade import harness
 from pagoda_grade.harness import Booter, GradeFailure
+from pagoda.speed import scaled  # noqa: E402  (limits for this machine: speed.py)
 
 ROOT = paths.ROOT
 
@@ -135,7 +136,7 @@ def test_sigkill_of_grade_leaves_no_qemu(tmp_path):
     env = dict(os.environ, PAGODA_GRADE_LOGS=logs, PAGODA_GRADE_CMDLINE="test=hang", TMPDIR=str(tmp))
     proc = subprocess.Popen([paths.SYSTEM_PYTHON, os.path.join(ROOT, "pagoda"), "grade", "lab0"],
                             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + scaled(60)
     while not qemus_mentioning(logs):
         assert proc.poll() is None, "the grade finished before any QEMU was seen"
         assert time.monotonic() < deadline, "no QEMU started within 60 s"
@@ -149,7 +150,7 @@ def test_sigkill_of_grade_leaves_no_qemu(tmp_path):
 
 
 def assert_no_qemu_left(logs):
-    deadline = time.monotonic() + 3
+    deadline = time.monotonic() + scaled(3)
     while qemus_mentioning(logs) and time.monotonic() < deadline:
         time.sleep(0.05)
     left = qemus_mentioning(logs)
@@ -168,7 +169,7 @@ def test_sigkill_during_a_witnessed_boot_leaves_no_file(tmp_path, reference_kern
     proc = subprocess.Popen([paths.SYSTEM_PYTHON, "-m", "pytest", "-p", "no:cacheprovider", "-q",
                              f"--pagoda-kernel={reference_kernel}", "test_lab1.py", "-k", "tables_verified"],
                             cwd=paths.GRADE, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + scaled(60)
     while not [p for p in qemus_mentioning(str(logs)) if b"memory-backend" in open(f"/proc/{p}/cmdline", "rb").read()]:
         assert proc.poll() is None, "the grader finished before a witnessed QEMU was seen"
         assert time.monotonic() < deadline, "no witnessed QEMU started within 60 s"

@@ -5,6 +5,7 @@ import subprocess
 import time
 
 from pagoda import grade, paths
+from pagoda.speed import scaled  # noqa: E402  (limits for this machine: speed.py)
 
 ROOT = paths.ROOT
 
@@ -116,7 +117,7 @@ def test_two_grades_in_one_clone_keep_their_own_logs(tmp_path, reference_kernel)
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     time.sleep(1.0)   # the slow grade's boot is running (it hangs until its 10 s timeout)
     fast = subprocess.run(argv, cwd=paths.GRADE, env=env, capture_output=True, text=True)
-    slow_out = slow.communicate(timeout=120)[0]
+    slow_out = slow.communicate(timeout=scaled(120))[0]
     assert fast.returncode == 0, fast.stdout[-3000:]
     assert "FileNotFoundError" not in slow_out
     commands = []

@@ -10,6 +10,7 @@ import pytest
 from pagoda import build, qemu
 from pagoda_grade import rsp
 from pagoda_grade.symbols import address_of, physical_of, segments
+from pagoda.speed import scaled  # noqa: E402  (limits for this machine: speed.py)
 
 # AArch64: set TTBR0/TTBR1/TCR to known values, then spin at `parked` (MMU off: addresses are
 # physical). QEMU's virt machine loads the image at 0x40080000.
@@ -43,7 +44,7 @@ def start(argv):
     proc = qemu.spawn(argv + ["-S", "-chardev", f"socket,id=g,fd={theirs.fileno()}", "-gdb", "chardev:g"],
                       pass_fds=(theirs.fileno(),), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     theirs.close()
-    return proc, rsp.RspClient(ours, timeout=10)
+    return proc, rsp.RspClient(ours, timeout=scaled(10))
 
 
 def test_packets_frame_escape_and_run_length():
@@ -100,7 +101,7 @@ def test_detach_lets_the_guest_run_on(kernel):
         client.handshake()
         client.set_breakpoint(address_of(kernel, "pagoda::kmain"))
         client.detach()                 # breakpoints go with the debugger
-        assert proc.wait(timeout=20) == qemu.EXIT_SUCCESS
+        assert proc.wait(timeout=scaled(20)) == qemu.EXIT_SUCCESS
     finally:
         qemu.kill_group(proc)
 

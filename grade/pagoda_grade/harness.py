@@ -21,7 +21,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 
-from pagoda import faultlog, kernelinfo, qemu
+from pagoda import faultlog, kernelinfo, qemu, speed
 from pagoda.ui import PagodaError
 from pagoda.symbolize import Symbolizer
 
@@ -297,16 +297,19 @@ class Run:
 
 
 class Session:
-    """A running QEMU: its serial output, its log, its deadline, and (when witnessed) its gdbstub.
+    """A running QEMU: its serial output, its log, its time budget (a speed.Budget: the test's
+    timeout, scaled to this machine, counting only time QEMU and the grader could run), and
+    (when witnessed) its gdbstub.
 
     pump() is the one place the grader waits: it reads the console, watches the log and enforces
     every bound; the gdbstub client calls it while it waits for the guest."""
 
-    def __init__(self, proc, qemu_log, deadline, arch):
+    def __init__(self, proc, qemu_log, budget, arch):
         self.proc = proc
         self.fd = proc.stdout.fileno()
         self.qemu_log = qemu_log
-        self.deadline = deadline
+        self.budget = budget
+        budget.watch(proc.pid)
         self.data = bytearray()
         self.ended = False
         self.stop_kind = None
@@ -361,9 +364,9 @@ class Session:
         the deadline; returns False once the boot has ended."""
         if self.ended:
             return False
-        left = self.deadline - time.monotonic()
+        left = self.budget.left()
         if left <= 0:
-            self.stop(TIMEOUT, "the deadline passed")
+            self.stop(TIMEOUT, f"the deadline passed: {self.budget.describe()}")
             return False
         ready, _, _ = select.select([self.fd], [], [], max(0.0, min(timeout, left, POLL_SECONDS)))
         if ready:
@@ -429,7 +432,9 @@ class Booter:
         self.programs = programs   # the test runs user programs: the kernel must embed the grader's
         self.count = 0
         self.symbolizer = Symbolizer(kernel)
-        self.deadline = time.monotonic() + timeout  # shared by all boots of one test
+        # Shared by all boots of one test: @p timeout seconds on the reference machine, scaled
+        # by the speed factor, not counting time the grader or its QEMUs waited for a CPU.
+        self.budget = speed.Budget(timeout)
 
     def fresh_token(self):
         """A token for the next boot (PAGODA_GRADE_TOKEN when set): tests that derive their
@@ -486,7 +491,7 @@ class Booter:
                           pass_fds=pass_fds)
         if theirs is not None:
             theirs.close()
-        session = Session(proc, qemu_log, self.deadline, self.arch)
+        session = Session(proc, qemu_log, self.budget, self.arch)
         session.symbolize = lambda a: name_code(self.symbolizer, a)
         witness_result, witness_error, witness_failure = None, None, ""
         try:

@@ -26,10 +26,35 @@ must pass there.
 import glob
 import os
 import re
-import tomllib
 from dataclasses import dataclass, field
 
 from pagoda.paths import ARCHES
+
+# The TOML parser: Python 3.11's tomllib, or on 3.10 (Ubuntu 22.04) the same parser packaged as
+# python3-tomli. Every reader of TOML in Pagoda takes it from here. None until ./pagoda setup has
+# installed python3-tomli (importing this module must not fail before setup has run).
+try:
+    import tomllib
+except ModuleNotFoundError:
+    try:
+        import tomli as tomllib
+    except ModuleNotFoundError:
+        tomllib = None
+
+
+def _parser():
+    if tomllib is None:
+        raise ManifestError("reading TOML needs Python 3.11 or python3-tomli: run ./pagoda setup")
+    return tomllib
+
+
+def loads_toml(text):
+    """The table of TOML @p text; ManifestError when it is not TOML."""
+    parser = _parser()
+    try:
+        return parser.loads(text)
+    except parser.TOMLDecodeError as e:
+        raise ManifestError(str(e)) from None
 
 LABS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "labs")
 _DIR_NAME = re.compile(r"^(\d\d)-([a-z0-9-]+)$")
@@ -81,10 +106,11 @@ class Lab:
 
 def _load(path):
     where = os.path.relpath(path, os.path.dirname(LABS_DIR))
+    parser = _parser()
     try:
         with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except tomllib.TOMLDecodeError as e:
+            data = parser.load(f)
+    except parser.TOMLDecodeError as e:
         raise ManifestError(f"{where}: {e}") from None
     for key, kind in (("number", int), ("name", str), ("title", str)):
         if not isinstance(data.get(key), kind):

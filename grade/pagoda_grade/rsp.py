@@ -31,6 +31,9 @@ import select
 import socket
 import time
 
+from pagoda import speed
+
+# Seconds to wait for an answer, on the reference machine (scaled by the speed factor).
 DEFAULT_TIMEOUT = 10.0
 # Software-breakpoint "kind": the size of the breakpoint instruction.
 BREAKPOINT_KIND = {"x86_64": 1, "aarch64": 4}
@@ -125,9 +128,9 @@ class RspClient:
     guest's serial output and watching QEMU's log, and to abort (by raising) when the guest died.
     """
 
-    def __init__(self, sock, timeout=DEFAULT_TIMEOUT, idle=None, arch=None):
+    def __init__(self, sock, timeout=None, idle=None, arch=None):
         self.sock = sock
-        self.timeout = timeout
+        self.timeout = speed.scaled(DEFAULT_TIMEOUT) if timeout is None else timeout
         self.idle = idle
         self.arch = arch
         self.acks = True

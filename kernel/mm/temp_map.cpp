@@ -122,8 +122,13 @@ TempMap::TempMap(TempMap&& other) : area_(other.area_), slot_(other.slot_), gene
 
 void TempMap::check_live(const char* what) const {
   if (area_ == nullptr) panic("TempMap: {} of a temp map used after release (reset() or moved from)", what);
-  if (slot_ >= area_->depth_ || area_->generation_[slot_] != generation_)
-    panic("TempMap: {} of temp-map slot {} used after the slot was released and reused", what, slot_);
+  if (slot_ >= area_->depth_)
+    panic("TempMap: {} of temp-map slot {} used after the slot was released", what, slot_);
+  // A guard releases its slot only through reset(), which forgets the area: a live guard whose
+  // slot was handed out again was given a slot another guard then took while it was live.
+  if (area_->generation_[slot_] != generation_)
+    panic("TempMap: {} of temp-map slot {} used after push() gave the same slot to another guard while this one "
+          "was live (nesting must take the slot above the ones in use)", what, slot_);
 }
 
 VirtAddr TempMap::address() const {

@@ -1,6 +1,7 @@
 // The fault decision and the coverage check over a user space's record (see user_regions.hpp).
 #include "mm/user_regions.hpp"
 
+#include "core/lab.hpp"
 #include "mm/address_space.hpp"
 
 namespace pagoda {
@@ -33,12 +34,21 @@ namespace {
 /// True when @p vma allows no access at all (PROT_NONE).
 bool allows_nothing(const Vma& vma) { return !vma.perms.read && !vma.perms.write && !vma.perms.execute; }
 
-/// Whether @p vma allows @p access; why not otherwise.
-FaultCause permits(const Vma& vma, Access access) {
+/// Whether @p vma allows @p access (Allowed); otherwise why not: NoAccess for a region that
+/// allows nothing (whatever the access), else ExecuteDenied or WriteDenied. A read is allowed
+/// by any region that allows something (every page the MMU uses is readable).
+[[maybe_unused]] FaultCause permits(const Vma& vma, Access access) {
+  // LAB 5 BEGIN whether a region's permissions allow an access, and why not
   if (allows_nothing(vma)) return FaultCause::NoAccess;
   if (access.execute && !vma.perms.execute) return FaultCause::ExecuteDenied;
   if (access.write && !vma.perms.write) return FaultCause::WriteDenied;
   return FaultCause::Allowed;
+  // LAB 5 SKELETON
+  // (void)vma;
+  // (void)access;
+  // (void)lab_not_done("lab 5: write permits() in kernel/mm/user_regions.cpp (labs/05-vmas/README.md)");
+  // return FaultCause::NoVma;
+  // LAB 5 END
 }
 
 }  // namespace
@@ -85,7 +95,8 @@ FaultVerdict decide_fault(const UserRegions& regions, u64 va, Access access) {
   // (void)regions;
   // (void)va;
   // (void)access;
-  // return FaultVerdict{};  // lab 5: write decide_fault() in kernel/mm/user_regions.cpp (labs/05-vmas/README.md)
+  // (void)lab_not_done("lab 5: write decide_fault() in kernel/mm/user_regions.cpp (labs/05-vmas/README.md)");
+  // return FaultVerdict{};  // "no VMA": every fault from user mode ends its process, as in lab 4
   // LAB 5 END
 }
 
@@ -110,7 +121,7 @@ bool check_coverage(AddressSpace& space, const VmaSet& vmas, u64 user_end, Forma
       ++pages;
       const Vma* vma = vmas.find(at);
       if (vma == nullptr) return broken("no VMA covers it", c, nullptr);
-      const bool held = !c.perms().read, none = permits(*vma, Access{}) == FaultCause::NoAccess;
+      const bool held = !c.perms().read, none = allows_nothing(*vma);
       if (none && !held) return broken("accessible, but its VMA allows no access (it must be held)", c, vma);
       if (!none && held) return broken("held (no access), but its VMA allows access", c, vma);
       if (!(c.perms() == page_perms_of(*vma))) return broken("other permissions than its VMA", c, vma);

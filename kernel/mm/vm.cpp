@@ -438,6 +438,19 @@ void enter_kernel_space(KernelMain next, const BootInfo& boot) {
 
 bool ready() { return g_ready; }
 
+namespace {
+
+/// Lab 3's way to a frame, what the lab-4 skeleton keeps: the window, where every frame of lab 3
+/// lies (its user memory came from below reachable_limit()). A frame above it has no kernel address.
+[[maybe_unused]] u8* window_bytes(PhysAddr pa) {
+  if (void* p = phys_to_ptr(pa, kPageSize)) return static_cast<u8*>(p);
+  panic("lab 4: frame {:#x} lies beyond the kernel's window: write zero_frame(), write_frame(), copy_frame() and "
+        "allocate_user_frame() in kernel/mm/vm.cpp (labs/04-temp-mappings/README.md)", pa.value());
+}
+
+}  // namespace
+
+// LAB 4 BEGIN reach any frame: through the window when it shows the frame, else a temporary mapping; user memory from the top
 void zero_frame(PhysAddr pa) {
   if (void* p = phys_to_ptr(pa, kPageSize)) {
     arch::zero_page(p);
@@ -458,6 +471,7 @@ void write_frame(PhysAddr pa, usize offset, const void* src, usize size) {
 }
 
 Result<PhysAddr> allocate_user_frame() {
+  // Above the window once temporary mappings reach it: the window's frames stay for the tables.
   return TempMapArea::current() != nullptr ? g_frames.allocate_high() : g_frames.allocate_below(reachable_limit());
 }
 
@@ -466,6 +480,19 @@ void copy_frame(PhysAddr to, PhysAddr from) {
   TempMap target(to);
   arch::copy_page(target.bytes(), source.bytes());  // the ISA's cheapest page copy (mm/mmu.hpp)
 }
+// LAB 4 SKELETON
+// // Lab 3's way: every frame through the window (user memory comes from below it, too).
+// void zero_frame(PhysAddr pa) { arch::zero_page(window_bytes(pa)); }
+//
+// void write_frame(PhysAddr pa, usize offset, const void* src, usize size) {
+//   PAGODA_ASSERT(offset <= kPageSize && size <= kPageSize - offset);
+//   memcpy(window_bytes(pa) + offset, src, size);
+// }
+//
+// Result<PhysAddr> allocate_user_frame() { return g_frames.allocate_below(reachable_limit()); }
+//
+// void copy_frame(PhysAddr to, PhysAddr from) { arch::copy_page(window_bytes(to), window_bytes(from)); }
+// LAB 4 END
 
 FrameAllocator& frames() { return g_frames; }
 
@@ -501,11 +528,16 @@ bool mapped_now(VirtAddr va) {
 
 namespace {
 
-/// Gives the page at @p page of region @p vma a frame, filled as the region's kind says (an
-/// image page from its file, zeros past the file's end; every other kind zeros), and maps it
-/// with the region's permissions. The frame is written before it is mapped, through the window
-/// or a temporary mapping, never through @p space (which need not be live).
+/// Gives the page at @p page of region @p vma (page aligned, inside it) a frame, filled as the
+/// region's kind says, and maps it in @p space with the region's page permissions
+/// (page_perms_of()). An image page holds the file's bytes from vma.offset + (page - vma.start),
+/// at most vma.file_size - (page - vma.start) of them, and zeros after them (the bss tail of the
+/// last file page); a page past the file bytes, and a page of every other kind, is all zeros.
+/// The frame is written before it is mapped, through the window or a temporary mapping
+/// (zero_frame(), write_frame()), never through @p space, which need not be live. On failure
+/// nothing stays allocated.
 Result<void> populate(AddressSpace& space, const Vma& vma, u64 page) {
+  // LAB 5 BEGIN bring in one page of a region: a zeroed frame, the file's bytes, then map it
   const PhysAddr frame = TRY(allocate_user_frame());
   zero_frame(frame);
   if (vma.kind == VmaKind::Image && page - vma.start < vma.file_size) {
@@ -516,6 +548,49 @@ Result<void> populate(AddressSpace& space, const Vma& vma, u64 page) {
   const Result<void> mapped = space.map(VirtAddr(page), frame, page_perms_of(vma));
   if (mapped.is_error()) g_frames.free(frame);
   return mapped;
+  // LAB 5 SKELETON
+  // (void)space;
+  // (void)vma;
+  // (void)page;
+  // return lab_not_done("lab 5: write populate() in kernel/mm/vm.cpp (labs/05-vmas/README.md)");
+  // LAB 5 END
+}
+
+/// A Grow verdict for @p page: extends the grows-down region just above @p page (the stack)
+/// down to it in @p regions, so that @p growth ([page, the stack's start), the stack's
+/// permissions, kind and flags: decide_fault() made it) becomes part of that region. NoMemory
+/// when the record cannot take it; nothing changes then.
+Result<void> grow_stack(UserRegions& regions, const Vma& growth, u64 page) {
+  // LAB 5 BEGIN grow the stack down to a page: the record first
+  Vma part = growth;
+  part.start = page;
+  part.end = regions.vmas.overlapping(page, align_down(~u64{0}, kPageSize))[0].start;
+  return regions.vmas.insert(part);  // it merges into the stack
+  // LAB 5 SKELETON
+  // (void)regions;
+  // (void)growth;
+  // (void)page;
+  // return lab_not_done("lab 5: write grow_stack() in kernel/mm/vm.cpp (labs/05-vmas/README.md)");
+  // LAB 5 END
+}
+
+/// Why the last allowed user fault was not resolved (explain_unresolved()). One CPU: the kill
+/// report that reads it follows the fault that wrote it (every allowed fault that ends a process
+/// writes it; the report checks the page).
+struct Unresolved {
+  enum class Why : u8 { None, Populate, Grow, Refault, Widen } why = Why::None;
+  u64 page = 0;
+  Access access{};
+  Vma vma{};      ///< the region the verdict named
+  Perms mapped{};  ///< Refault: the page's permissions
+  Error error{Error::NotFound};  ///< Populate, Grow, Widen: what failed
+};
+Unresolved g_unresolved;
+
+FaultDecision unresolved(Unresolved::Why why, u64 page, Access access, const Vma& vma,
+                         Error error = Error(Error::NotFound), Perms mapped = {}) {
+  g_unresolved = Unresolved{.why = why, .page = page, .access = access, .vma = vma, .mapped = mapped, .error = error};
+  return FaultDecision::KillProcess;
 }
 
 /// A write fault at @p page, mapped read-only to @p frame in a region that allows writing
@@ -548,16 +623,15 @@ Result<void> copy_on_write(AddressSpace& space, VirtAddr page, PhysAddr frame, P
 
 /// A fault at a user address of a space with a record (lab 5): what the record says.
 FaultDecision resolve_user_fault(AddressSpace& space, UserRegions& regions, VirtAddr va, Access access) {
+  using Why = Unresolved::Why;
   const FaultVerdict verdict = decide_fault(regions, va.value(), access);
   const u64 page = va.align_down(kPageSize).value();
   switch (verdict.action) {
     case FaultAction::Deny: return FaultDecision::KillProcess;
-    case FaultAction::Grow: {
-      Vma growth = verdict.vma;  // [page, the stack's start now): merges into the stack
-      growth.end = regions.vmas.overlapping(page, align_down(~u64{0}, kPageSize))[0].start;
-      if (regions.vmas.insert(growth).is_error()) return FaultDecision::KillProcess;
+    case FaultAction::Grow:
+      if (Result<void> grown = grow_stack(regions, verdict.vma, page); grown.is_error())
+        return unresolved(Why::Grow, page, access, verdict.vma, grown.error());
       break;
-    }
     case FaultAction::Populate: break;
   }
   const Walk walk = space.query(VirtAddr(page));
@@ -565,14 +639,15 @@ FaultDecision resolve_user_fault(AddressSpace& space, UserRegions& regions, Virt
     // Mapped, yet the region allows the access: the entry is narrower than its region (a
     // change of permissions not yet applied, or lab 6's copy-on-write). Widen it once; a
     // second fault is not ours.
-    if (walk.perms == page_perms_of(verdict.vma)) return FaultDecision::KillProcess;
-    if (access.write && !walk.perms.write)
-      return copy_on_write(space, VirtAddr(page), walk.pa, page_perms_of(verdict.vma)).ok() ? FaultDecision::Resolved
-                                                                                          : FaultDecision::KillProcess;
-    return space.protect(VirtAddr(page), kPageSize, page_perms_of(verdict.vma)).ok() ? FaultDecision::Resolved
-                                                                                     : FaultDecision::KillProcess;
+    if (walk.perms == page_perms_of(verdict.vma))
+      return unresolved(Why::Refault, page, access, verdict.vma, Error(Error::NotFound), walk.perms);
+    Result<void> widened = access.write && !walk.perms.write
+                               ? copy_on_write(space, VirtAddr(page), walk.pa, page_perms_of(verdict.vma))
+                               : space.protect(VirtAddr(page), kPageSize, page_perms_of(verdict.vma));
+    return widened.ok() ? FaultDecision::Resolved : unresolved(Why::Widen, page, access, verdict.vma, widened.error());
   }
-  return populate(space, verdict.vma, page).ok() ? FaultDecision::Resolved : FaultDecision::KillProcess;
+  const Result<void> brought = populate(space, verdict.vma, page);
+  return brought.ok() ? FaultDecision::Resolved : unresolved(Why::Populate, page, access, verdict.vma, brought.error());
 }
 
 }  // namespace
@@ -588,6 +663,33 @@ FaultDecision handle_fault(AddressSpace* space, VirtAddr va, Access access) {
   if (access.user && space != nullptr && space->regions() != nullptr)
     return resolve_user_fault(*space, *space->regions(), va, access);
   return access.user ? FaultDecision::KillProcess : FaultDecision::KernelBug;
+}
+
+bool explain_unresolved(FormatSink& sink, VirtAddr va) {
+  const Unresolved& u = g_unresolved;
+  if (u.why == Unresolved::Why::None || u.page != va.align_down(kPageSize).value()) return false;
+  const char* what = u.access.execute ? "an instruction fetch" : u.access.write ? "a write" : "a read";
+  switch (u.why) {
+    case Unresolved::Why::None: break;
+    case Unresolved::Why::Refault:
+      format_to(sink, "decide_fault() allowed {} in VMA ", what);
+      u.vma.format(sink);
+      format_to(sink, ", but the page is already mapped {}, as that VMA says, and the CPU refused the access there",
+                u.mapped);
+      return true;
+    case Unresolved::Why::Grow:
+      format_to(sink, "the stack could not grow down to the page ({}): ", u.error);
+      break;
+    case Unresolved::Why::Populate:
+      if (u.error == Error::NoMemory) format_to(sink, "allowed by its VMA, but no frame could be given (out of memory): ");
+      else format_to(sink, "allowed by its VMA, but populate() failed ({}): ", u.error);
+      break;
+    case Unresolved::Why::Widen:
+      format_to(sink, "allowed by its VMA, but widening the page's entry failed ({}): ", u.error);
+      break;
+  }
+  u.vma.format(sink);
+  return true;
 }
 
 void report_fault(FormatSink& sink, VirtAddr va, Access access) {

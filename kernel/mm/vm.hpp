@@ -115,6 +115,14 @@ enum class FaultDecision : u8 {
 /// Labs 5 and 6 add the faults that are resolved (demand paging, copy-on-write).
 FaultDecision handle_fault(AddressSpace* space, VirtAddr va, Access access);
 
+/// Lab 5: why the last user fault that the record allowed (a Populate or Grow verdict) still
+/// ended its process, in the words of the kill report: "no frame could be given (out of
+/// memory)", "the stack could not grow: ...", or, when the page was already mapped just as its
+/// region says and the CPU refused the access anyway, "decide_fault() allowed a write in VMA
+/// [...] r--, but the page is mapped r-- user, as that VMA says". Prints nothing (returns false)
+/// when the last unresolved fault was not at @p va's page.
+bool explain_unresolved(FormatSink& sink, VirtAddr va);
+
 /// Prints the walk of @p va through the live root and the reason @p access faults there; what
 /// every page-fault report ends with.
 void report_fault(FormatSink& sink, VirtAddr va, Access access);

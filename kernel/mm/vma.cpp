@@ -2,23 +2,38 @@
 // which is the only step that can fail, and then rewrites the array in place.
 #include "mm/vma.hpp"
 
+#include "core/lab.hpp"
+#include "core/panic.hpp"
+
 namespace pagoda {
 namespace {
 
 constexpr usize kMinCapacity = 4;
 
-bool is_image(const Vma& v) { return v.kind == VmaKind::Image; }
+[[maybe_unused]] bool is_image(const Vma& v) { return v.kind == VmaKind::Image; }
 
-/// The part [v.start, at) of @p v.
-Vma head_of(const Vma& v, u64 at) {
+// The three helpers below are used by the set's operations (split_at, remove, merge_range,
+// insert): [[maybe_unused]] only so that a tree whose operations are still skeletons builds.
+
+/// The part [v.start, at) of @p v (v.start < at < v.end). An image region keeps the file bytes
+/// that lie before @p at.
+[[maybe_unused]] Vma head_of(const Vma& v, u64 at) {
+  // LAB 5 BEGIN the head of a region cut at an address
   Vma h = v;
   h.end = at;
   if (is_image(v)) h.file_size = min(v.file_size, at - v.start);
   return h;
+  // LAB 5 SKELETON
+  // (void)at;
+  // (void)lab_not_done("lab 5: write head_of() in kernel/mm/vma.cpp (labs/05-vmas/README.md)");
+  // return v;
+  // LAB 5 END
 }
 
-/// The part [at, v.end) of @p v.
-Vma tail_of(const Vma& v, u64 at) {
+/// The part [at, v.end) of @p v (v.start < at < v.end). An image region's tail starts that
+/// much further into the file and keeps the file bytes that lie after @p at (maybe none).
+[[maybe_unused]] Vma tail_of(const Vma& v, u64 at) {
+  // LAB 5 BEGIN the tail of a region cut at an address
   Vma t = v;
   t.start = at;
   if (is_image(v)) {
@@ -27,14 +42,25 @@ Vma tail_of(const Vma& v, u64 at) {
     t.file_size = v.file_size > cut ? v.file_size - cut : 0;
   }
   return t;
+  // LAB 5 SKELETON
+  // (void)at;
+  // (void)lab_not_done("lab 5: write tail_of() in kernel/mm/vma.cpp (labs/05-vmas/README.md)");
+  // return v;
+  // LAB 5 END
 }
 
-/// @p left and @p right (mergeable) as one region.
-Vma merged(const Vma& left, const Vma& right) {
+/// @p left and @p right (neighbours, VmaSet::mergeable()) as one region.
+[[maybe_unused]] Vma merged(const Vma& left, const Vma& right) {
+  // LAB 5 BEGIN two neighbouring regions as one
   Vma m = left;
   m.end = right.end;
   m.file_size = left.file_size + right.file_size;
   return m;
+  // LAB 5 SKELETON
+  // (void)right;
+  // (void)lab_not_done("lab 5: write merged() in kernel/mm/vma.cpp (labs/05-vmas/README.md)");
+  // return left;
+  // LAB 5 END
 }
 
 }  // namespace
@@ -50,11 +76,18 @@ VmaSet::~VmaSet() {
 }
 
 bool VmaSet::mergeable(const Vma& left, const Vma& right) {
+  // LAB 5 BEGIN whether two neighbours describe one region (vma.hpp: canonical form)
   if (left.end != right.start || !(left.perms == right.perms) || left.kind != right.kind ||
       left.flags != right.flags || left.source != right.source)
     return false;
   if (!is_image(left)) return true;
   return right.offset == left.offset + left.size() && (left.file_size == left.size() || right.file_size == 0);
+  // LAB 5 SKELETON
+  // (void)left;
+  // (void)right;
+  // (void)lab_not_done("lab 5: write VmaSet::mergeable() in kernel/mm/vma.cpp (labs/05-vmas/README.md)");
+  // return false;
+  // LAB 5 END
 }
 
 bool VmaSet::range_ok(u64 start, u64 end) const {
@@ -95,7 +128,8 @@ const Vma* VmaSet::find(u64 address) const {
   return i < size_ && data_[i].start <= address ? &data_[i] : nullptr;
   // LAB 5 SKELETON
   // (void)address;
-  // return nullptr;  // lab 5: write VmaSet::find() in kernel/mm/vma.cpp (labs/05-vmas/README.md)
+  // (void)lab_not_done("lab 5: write VmaSet::find() in kernel/mm/vma.cpp (labs/05-vmas/README.md)");
+  // return nullptr;
   // LAB 5 END
 }
 
@@ -162,12 +196,19 @@ void VmaSet::erase_at(usize index) {
 }
 
 void VmaSet::split_at(usize index, u64 address) {
+  // LAB 5 BEGIN split the region at index in two at address
   const Vma whole = data_[index];
   data_[index] = head_of(whole, address);
   insert_at(index + 1, tail_of(whole, address));
+  // LAB 5 SKELETON
+  // (void)index;
+  // (void)address;
+  // panic("lab 5: write VmaSet::split_at() in kernel/mm/vma.cpp (labs/05-vmas/README.md)");
+  // LAB 5 END
 }
 
 void VmaSet::merge_range(usize first, usize last) {
+  // LAB 5 BEGIN merge the mergeable neighbours among regions first..last
   if (size_ == 0) return;
   last = min(last, size_ - 1);
   usize k = first;
@@ -180,10 +221,16 @@ void VmaSet::merge_range(usize first, usize last) {
       ++k;
     }
   }
+  // LAB 5 SKELETON
+  // (void)first;
+  // (void)last;
+  // panic("lab 5: write VmaSet::merge_range() in kernel/mm/vma.cpp (labs/05-vmas/README.md)");
+  // LAB 5 END
 }
 
 Result<void> VmaSet::insert(const Vma& vma) {
   if (problem_of(vma) != nullptr) return Error::InvalidArgument;
+  // LAB 5 BEGIN insert vma: refuse an overlap, join identical neighbours, else take one more slot
   const usize i = first_ending_above(vma.start);
   if (i < size_ && data_[i].start < vma.end) return Error::AlreadyExists;
 
@@ -203,11 +250,14 @@ Result<void> VmaSet::insert(const Vma& vma) {
     insert_at(i, vma);
   }
   return {};
+  // LAB 5 SKELETON
+  // return lab_not_done("lab 5: write VmaSet::insert() in kernel/mm/vma.cpp (labs/05-vmas/README.md)");
+  // LAB 5 END
 }
 
 Result<void> VmaSet::remove(u64 start, u64 end) {
-  // LAB 5 BEGIN remove [start, end), splitting the regions it cuts (a hole needs one more slot)
   if (!range_ok(start, end)) return Error::InvalidArgument;
+  // LAB 5 BEGIN remove [start, end), splitting the regions it cuts (a hole needs one more slot)
   const Span<const Vma> run = overlapping(start, end);
   if (run.empty()) return {};
   usize first = usize(run.begin() - data_);
@@ -235,14 +285,13 @@ Result<void> VmaSet::remove(u64 start, u64 end) {
   size_ -= removed;
   return {};
   // LAB 5 SKELETON
-  // (void)start;
-  // (void)end;
-  // return Error(Error::NotImplemented, "lab 5: write VmaSet::remove() in kernel/mm/vma.cpp (labs/05-vmas/README.md)");
+  // return lab_not_done("lab 5: write VmaSet::remove() in kernel/mm/vma.cpp (labs/05-vmas/README.md)");
   // LAB 5 END
 }
 
 Result<void> VmaSet::protect(u64 start, u64 end, Perms perms) {
   if (!range_ok(start, end)) return Error::InvalidArgument;
+  // LAB 5 BEGIN new permissions for [start, end): refuse holes, split the ends, merge back
   const Span<const Vma> run = overlapping(start, end);
   if (run.empty() || run[0].start > start || run[run.size() - 1].end < end) return Error::NotFound;
   bool unchanged = true;
@@ -265,6 +314,10 @@ Result<void> VmaSet::protect(u64 start, u64 end, Perms perms) {
   for (usize k = first; k < last; ++k) data_[k].perms = perms;
   merge_range(first > 0 ? first - 1 : 0, last);
   return {};
+  // LAB 5 SKELETON
+  // (void)perms;
+  // return lab_not_done("lab 5: write VmaSet::protect() in kernel/mm/vma.cpp (labs/05-vmas/README.md)");
+  // LAB 5 END
 }
 
 Result<void> VmaSet::copy_from(const VmaSet& other) {

@@ -132,6 +132,7 @@ class VmaSet {
 
  private:
   friend struct VmaSetTester;  // host tests break the invariants on purpose to see check() fail
+  friend struct VmaSetLayout;  // the grader reads the array from guest RAM (proc/process.cpp's facts)
 
   bool range_ok(u64 start, u64 end) const;
   /// What is wrong with @p v on its own, or nullptr.

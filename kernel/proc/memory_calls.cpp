@@ -2,6 +2,7 @@
 #include "proc/memory_calls.hpp"
 
 #include "arch_impl/user_space.hpp"
+#include "core/lab.hpp"
 #include "lib/abi.hpp"
 #include "lib/console.hpp"
 #include "lib/facts.hpp"
@@ -20,7 +21,7 @@ PAGODA_FACT(mmap_base, kMmapBase)
 
 /// The region permissions of protection bits @p prot (already checked): write implies read, as
 /// every page the MMU uses is readable (PROT_NONE's pages are held instead: page_perms_of()).
-Perms perms_of(u64 prot) {
+[[maybe_unused]] Perms perms_of(u64 prot) {
   const bool w = prot & abi::kProtWrite;
   return Perms{.read = w || (prot & abi::kProtRead), .write = w, .execute = bool(prot & abi::kProtExec), .user = true};
 }
@@ -42,27 +43,50 @@ bool range_ok(u64 addr, u64 length, u64& end) {
 
 Errno errno_of(Error e) { return e == Error::NoMemory ? Errno::NoMem : Errno::Inval; }
 
-/// Gives every page already brought in in [start, end) its region's permissions: under
-/// PROT_NONE the pages become held (invalid to the MMU, frames and contents kept; the batch
-/// invalidates the TLB), and back to present under an accessible region.
-Result<void> reprotect_pages(Process& p, u64 start, u64 end) {
+/// The permissions a page of @p vma already mapped to @p frame gets now: page_perms_of(), except
+/// that a frame shared copy-on-write (lab 6: its reference count is above 1) stays read-only:
+/// the first write copies it.
+[[maybe_unused]] Perms mapped_page_perms(const Vma& vma, PhysAddr frame) {
+  Perms perms = page_perms_of(vma);
+  if (perms.write && vm::frame_refs().count(frame) > 1) perms.write = false;
+  return perms;
+}
+
+/// Gives every page already brought in in [start, end) its region's permissions
+/// (mapped_page_perms()): under PROT_NONE the pages become held (invalid to the MMU, frames and
+/// contents kept), and back to present under an accessible region. The batch invalidates the
+/// TLB entries of the pages it changed. NotFound for a mapped page no region covers.
+[[maybe_unused]] Result<void> reprotect_pages(Process& p, u64 start, u64 end) {
+  // LAB 5 BEGIN give every mapped page of [start, end) its region's permissions
   ConsistencyBatch reads = p.space().batch();
   for (AddressSpace::Cursor c = p.space().cursor(reads, VirtAddr(start)); c.next_mapped(VirtAddr(end)); c.next()) {
     const Vma* vma = p.regions().vmas.find(c.va().value());
     if (vma == nullptr) return Error(Error::NotFound, "a mapped page outside every region");
-    Perms perms = page_perms_of(*vma);
-    // Lab 6: a frame shared copy-on-write stays read-only; the first write copies it.
-    if (perms.write && vm::frame_refs().count(c.pa()) > 1) perms.write = false;
-    TRY(c.protect(perms));
+    TRY(c.protect(mapped_page_perms(*vma, c.pa())));
   }
   return {};
+  // LAB 5 SKELETON
+  // (void)p;
+  // (void)start;
+  // (void)end;
+  // return lab_not_done("lab 5: write reprotect_pages() in kernel/proc/memory_calls.cpp (labs/05-vmas/README.md)");
+  // LAB 5 END
 }
 
-/// Removes [start, end) from the record, then frees its pages.
+/// Removes [start, end) from the record, then unmaps its pages and frees their frames
+/// (release_pages()). The record changes first: a failure there (NoMemory, splitting a region)
+/// leaves everything as it was.
 Result<void> remove_range(Process& p, u64 start, u64 end) {
+  // LAB 5 BEGIN forget [start, end): the record first, then the pages
   TRY(p.regions().vmas.remove(start, end));
   usize pages = 0;
   return release_pages(p.space(), start, end, pages);
+  // LAB 5 SKELETON
+  // (void)p;
+  // (void)start;
+  // (void)end;
+  // return lab_not_done("lab 5: write remove_range() in kernel/proc/memory_calls.cpp (labs/05-vmas/README.md)");
+  // LAB 5 END
 }
 
 }  // namespace
@@ -84,12 +108,14 @@ i64 sys_mmap(Process& p, u64 addr, u64 length, u64 prot, u64 flags) {
   if (const i64 bad = check_prot(prot)) return bad;
   if ((flags & ~abi::kMapMask) || (flags & abi::kMapFixed && flags & abi::kMapFixedNoReplace)) return fail(Errno::Inval);
   if (length == 0 || length > arch::UserSpace::kEnd) return fail(Errno::Inval);
+  const bool fixed = flags & (abi::kMapFixed | abi::kMapFixedNoReplace);
+  u64 end = 0;
+  if (fixed && !range_ok(addr, length, end)) return fail(Errno::Inval);
+  // LAB 5 BEGIN place the mapping, replace what a fixed one covers, record it (nothing is mapped)
   const u64 size = align_up(length, kPageSize);
   VmaSet& vmas = p.regions().vmas;
-  const bool fixed = flags & (abi::kMapFixed | abi::kMapFixedNoReplace);
-  u64 start = 0, end = 0;
+  u64 start = 0;
   if (fixed) {
-    if (!range_ok(addr, length, end)) return fail(Errno::Inval);
     start = addr;
     if (!vmas.overlapping(start, end).empty()) {
       if (flags & abi::kMapFixedNoReplace) return fail(Errno::Exist);
@@ -112,6 +138,12 @@ i64 sys_mmap(Process& p, u64 addr, u64 length, u64 prot, u64 flags) {
   const Result<void> inserted = vmas.insert(Vma{.start = start, .end = end, .perms = perms_of(prot)});
   if (inserted.is_error()) return fail(errno_of(inserted.error()));
   return i64(start);
+  // LAB 5 SKELETON
+  // (void)p;
+  // (void)addr;
+  // (void)lab_not_done("lab 5: write sys_mmap() in kernel/proc/memory_calls.cpp (labs/05-vmas/README.md)");
+  // return fail(Errno::NoSys);
+  // LAB 5 END
 }
 
 i64 sys_munmap(Process& p, u64 addr, u64 length) {
@@ -125,15 +157,22 @@ i64 sys_mprotect(Process& p, u64 addr, u64 length, u64 prot) {
   if (const i64 bad = check_prot(prot)) return bad;
   u64 end = 0;
   if (!range_ok(addr, length, end)) return fail(Errno::Inval);
+  // LAB 5 BEGIN mprotect: the record first (a range not wholly mapped is ENOMEM), then the pages
   const Result<void> changed = p.regions().vmas.protect(addr, end, perms_of(prot));
   if (changed.is_error()) return fail(changed.error() == Error::NotFound ? Errno::NoMem : errno_of(changed.error()));
   const Result<void> pages = reprotect_pages(p, addr, end);
   return pages.is_error() ? fail(Errno::NoMem) : 0;
+  // LAB 5 SKELETON
+  // (void)p;
+  // (void)lab_not_done("lab 5: write sys_mprotect() in kernel/proc/memory_calls.cpp (labs/05-vmas/README.md)");
+  // return fail(Errno::NoSys);
+  // LAB 5 END
 }
 
 i64 sys_brk(Process& p, u64 new_break) {
   UserRegions& r = p.regions();
   if (new_break == 0 || new_break < r.heap_start) return i64(r.brk);
+  // LAB 5 BEGIN brk: grow the heap region (nothing mapped) or shrink it (its pages freed)
   const u64 old_top = align_up(r.brk, kPageSize);
   if (new_break > kMmapBase) return i64(r.brk);  // the heap stays below the mmap area
   const u64 new_top = align_up(new_break, kPageSize);
@@ -147,6 +186,10 @@ i64 sys_brk(Process& p, u64 new_break) {
   }
   r.brk = new_break;
   return i64(r.brk);
+  // LAB 5 SKELETON
+  // (void)lab_not_done("lab 5: write sys_brk() in kernel/proc/memory_calls.cpp (labs/05-vmas/README.md)");
+  // return i64(r.brk);
+  // LAB 5 END
 }
 
 i64 sys_sbrk(Process& p, i64 increment) {

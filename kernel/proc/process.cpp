@@ -2,6 +2,7 @@
 #include "proc/process.hpp"
 
 #include "core/panic.hpp"
+#include "lib/facts.hpp"
 #include "mm/fork_copy.hpp"
 #include "mm/heap_allocator.hpp"
 #include "mm/table_iterator.hpp"
@@ -342,4 +343,56 @@ UserFrames count_user_frames(AddressSpace& space) {
   return out;
 }
 
+}  // namespace pagoda::proc
+
+// ---- What the grader reads of every process's record (grade/pagoda_grade/vmas.py) -------------
+
+namespace pagoda {
+
+/// Where a UserRegions keeps its VMA set's array and its heap (a friend of VmaSet), for the facts
+/// below.
+struct VmaSetLayout {
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Winvalid-offsetof"  // VmaSet holds a reference: not standard layout
+  static constexpr usize data = offsetof(VmaSet, data_);
+  static constexpr usize size = offsetof(VmaSet, size_);
+  static constexpr usize vmas = offsetof(UserRegions, vmas);
+  static constexpr usize heap_start = offsetof(UserRegions, heap_start);
+  static constexpr usize brk = offsetof(UserRegions, brk);
+#pragma GCC diagnostic pop
+};
+
+}  // namespace pagoda
+
+namespace pagoda::proc {
+namespace {
+
+// The process table (g_processes) slot by slot, each slot's record (UserRegions: its VMA set's
+// sorted array and length, the heap), and one Vma: the grader reads a process's VMAs from guest
+// RAM with these, to name what a loader or a memory call recorded (or did not).
+PAGODA_FACT(process_count, kMaxProcesses)
+PAGODA_FACT(process_stride, sizeof(Process))
+PAGODA_FACT(process_pid, offsetof(Process, pid))
+PAGODA_FACT(process_state, offsetof(Process, state))
+PAGODA_FACT(process_name, offsetof(Process, name))
+PAGODA_FACT(process_name_size, sizeof(Process::name))
+PAGODA_FACT(process_regions, offsetof(Process, regions_storage))
+PAGODA_FACT(process_regions_made, offsetof(Process, regions_made))
+PAGODA_FACT(regions_vmas_data, VmaSetLayout::vmas + VmaSetLayout::data)
+PAGODA_FACT(regions_vmas_size, VmaSetLayout::vmas + VmaSetLayout::size)
+PAGODA_FACT(regions_heap_start, VmaSetLayout::heap_start)
+PAGODA_FACT(regions_brk, VmaSetLayout::brk)
+PAGODA_FACT(vma_stride, sizeof(Vma))
+PAGODA_FACT(vma_start, offsetof(Vma, start))
+PAGODA_FACT(vma_end, offsetof(Vma, end))
+PAGODA_FACT(vma_read, offsetof(Vma, perms) + offsetof(Perms, read))
+PAGODA_FACT(vma_write, offsetof(Vma, perms) + offsetof(Perms, write))
+PAGODA_FACT(vma_execute, offsetof(Vma, perms) + offsetof(Perms, execute))
+PAGODA_FACT(vma_kind, offsetof(Vma, kind))
+PAGODA_FACT(vma_flags, offsetof(Vma, flags))
+PAGODA_FACT(vma_source, offsetof(Vma, source))
+PAGODA_FACT(vma_offset, offsetof(Vma, offset))
+PAGODA_FACT(vma_file_size, offsetof(Vma, file_size))
+
+}  // namespace
 }  // namespace pagoda::proc

@@ -253,8 +253,9 @@ void user_fault(const UserFault& fault) {
     const usize used = StringView(f.reason).size();
     BufferSink more(f.reason + used, sizeof f.reason - used);
     format_to(more, "{}", used == 0 ? "" : "; ");
-    if (verdict.allowed()) format_to(more, "allowed by its VMA, but no frame could be given (out of memory)");
-    else verdict.format(more);
+    // An allowed fault that still ends the process: why resolving it failed (vm.cpp records it).
+    if (!verdict.allowed()) verdict.format(more);
+    else if (!vm::explain_unresolved(more, VirtAddr(f.address))) verdict.format(more);
     if (verdict.cause == FaultCause::StackLimit) f.how = abi::Termination::StackLimit;
   }
   print("proc {} ({}): killed: {}: {} {} ({} {}) at {} {:#x}", p->pid, p->name_view(), abi::termination_name(f.how),

@@ -1,6 +1,7 @@
 /// @file user_memory.hpp
-/// @brief The only way the kernel reads and writes user memory: copies that recover from a
-/// fault (lab 4), with the CPU's guard lifted around the copy alone.
+/// @brief How the kernel reads and writes user memory (lab 4): copies through the user's own
+/// address that recover from a fault, with the CPU's guard lifted around the copy alone; and
+/// writes into a process whose root is not live, through temporary mappings.
 ///
 /// The CPU stops the kernel from touching user pages (x86_64 SMAP, AArch64 PAN): a stray
 /// kernel pointer into user space faults, and the report says "kernel touched user memory".
@@ -24,6 +25,12 @@
 ///
 /// A fault is resolved first when it can be (lab 5's demand paging): the fix-up applies only to
 /// what nothing resolves.
+///
+/// Those copies go through the user address, so they reach the *live* root's pages only. A
+/// process being made (its stack, its arguments: proc/loader.cpp) or a program exec loads is
+/// not live while the kernel writes it: its pages are reached through its own tables and a
+/// temporary mapping of each frame (copy_to_space()). Written through the user address instead,
+/// the bytes land in whatever the live root maps there (another process's stack) or fault.
 #pragma once
 
 #include "lib/result.hpp"
@@ -41,9 +48,10 @@ class [[nodiscard]] UserAccessScope {
   UserAccessScope& operator=(const UserAccessScope&) = delete;
 };
 
-/// Lab 3's interim check, kept for the lab-4 skeleton (until the fix-up path works): InvalidArgument
-/// unless every page of [va, va + size) is in the user half and mapped user (and writable when
-/// @p write) in @p space. The copies below do not use it.
+/// Lab 3's check of a user range in @p space's tables, what the lab-4 skeleton's copies use:
+/// InvalidArgument unless every page of [va, va + size) is in the user half and mapped user (and
+/// writable when @p write) in @p space; a page its region allows but that is not there yet comes
+/// in first (lab 5). The copies of lab 4 do not use it: they let a bad page fault instead.
 [[nodiscard]] Result<void> check_user_range(AddressSpace& space, u64 va, u64 size, bool write);
 
 /// True when [va, va + size) lies in the user half (an empty range always does).
@@ -61,6 +69,12 @@ bool in_user_half(u64 va, u64 size);
 /// NUL included) and returns its length; InvalidArgument when it cannot be read, Overflow when
 /// it has no NUL within @p capacity bytes.
 [[nodiscard]] Result<usize> copy_string_from_user(AddressSpace& space, char* dst, u64 va, usize capacity);
+
+/// Copies @p size bytes from @p src to user address @p va of @p space, which need not be live
+/// (a process being made, an exec's new space): each page is found in @p space's own tables and
+/// written through the window or a temporary mapping of its frame (vm::write_frame()), never
+/// through the user address. InvalidArgument when a page is not mapped user-writable there.
+[[nodiscard]] Result<void> copy_to_space(AddressSpace& space, u64 va, const void* src, usize size);
 
 /// Where to resume after a kernel-mode page fault at instruction @p ip on user address
 /// @p address: the fix-up of a user-copy instruction, or 0 when the fault is a kernel bug (not

@@ -20,7 +20,9 @@ archive. Its id is the entry's name without the extension. For each one:
 Each submission has two wall-clock limits: one for its build (--build-time-limit; by default
 BUILD_TIME_LIMIT) and one for its grading (--time-limit; by default the lab's test timeouts added
 up, plus a margin, so that normally each test's own timeout decides). Both defaults are scaled by
-the load -j puts on the machine (submissions per core) and by its measured speed factor. When the grading limit runs out, the grader is
+the load -j puts on the machine (submissions per core); every limit is a Deadline (speed.Budget):
+scaled by the machine's measured speed factor, and given back the time the build or the grader
+waited for a CPU. When the grading limit runs out, the grader is
 interrupted (it reports the tests that finished; the interrupted one scores nothing) and the
 rest score 0. The CSV gets
 one row per submission, rewritten after each one finishes: id, status (graded, does not build,
@@ -42,7 +44,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from . import build, deps, grade, paths, publish, qemu
+from . import build, deps, grade, paths, publish, qemu, speed
 from .ui import PagodaError, info
 
 sys.path.insert(0, paths.GRADE)
@@ -50,8 +52,9 @@ from pagoda_grade import manifest  # noqa: E402
 
 GRADE_MARGIN = 30.0         # seconds added to the lab's test timeouts for the default limit
 # Seconds for configuring and building one kernel on the reference machine (2 cores, quiet),
-# one submission at a time; the default limit is this times the load (-j over the cores) and the
-# machine's speed factor: a busy machine or -j 4 on 2 cores builds each kernel that much slower.
+# one submission at a time; the default limit is this times the load (-j over the cores), as a
+# Deadline (scaled by the machine's speed factor, run-queue delay given back): a busy machine or
+# -j 4 on 2 cores builds each kernel that much slower.
 BUILD_TIME_LIMIT = 300.0
 INTERRUPT_GRACE = 10.0      # after SIGINT, how long the grader gets to write its report
 # One boot printing more than this floods the console: a kernel's whole normal output is a
@@ -77,20 +80,10 @@ def is_user_build_path(rel):
     return rel in ("CMakeLists.txt", "CMakePresets.json") or rel.startswith(("cmake/", "user/", "kernel/lib/"))
 
 
-def speed_factor():
-    """How much slower than the reference machine this one is now (>= 1): pagoda.speed's factor
-    (issue 25's, measured once per command and inherited through PAGODA_SPEED_FACTOR); 1.0 on a
-    tree that does not have it yet."""
-    try:
-        from . import speed
-    except ImportError:
-        return 1.0
-    return speed.factor()
-
-
 def load_factor(jobs):
     """How many submissions share each core when @p jobs run at once (>= 1): each build and each
-    grader gets that much less of the machine than one alone."""
+    grader gets that much less of the machine than one alone. (The machine's speed factor and
+    the run-queue delay are Deadline's own: speed.Budget.)"""
     return max(1.0, jobs / (os.cpu_count() or 1))
 
 
@@ -177,13 +170,14 @@ def discover(directory):
     return found
 
 
-class Deadline:
-    def __init__(self, seconds):
-        self.end = time.monotonic() + seconds
-        self.seconds = seconds
+class Deadline(speed.Budget):
+    """A time limit of @p seconds on the reference machine (speed.Budget): scaled to this
+    machine, and giving back the time the commands run under it (watch(pid): each one and
+    every process it starts) waited for a CPU. A class graded on a slower or busier machine gets
+    the time it needs."""
 
-    def left(self):
-        return self.end - time.monotonic()
+    def __init__(self, seconds):
+        super().__init__(seconds, tree=True, watch_self=False)
 
 
 class Batch:
@@ -203,7 +197,7 @@ class Batch:
         if not os.path.exists(os.path.join(root, "grade", f"test_lab{lab}.py")):
             raise PagodaError(f"lab {lab} has no grader tests (grade/test_lab{lab}.py)")
         self.spec = labs[lab]
-        scale = load_factor(jobs) * speed_factor()
+        scale = load_factor(jobs)
         self.time_limit = time_limit or (sum(t.timeout for t in self.spec.tests) + GRADE_MARGIN) * scale
         self.build_time_limit = build_time_limit or BUILD_TIME_LIMIT * scale
         self.user_dir = None    # the grader's own build of the user programs (prepare())
@@ -327,11 +321,16 @@ class Batch:
                                     preexec_fn=lambda: (os.setpgid(0, 0), qemu.die_with_parent()))
             with self.lock:
                 self.running[sub_id] = proc
+            deadline.watch(proc.pid)
             try:
-                try:
-                    return proc.wait(timeout=max(deadline.left(), 0.01)), False
-                except subprocess.TimeoutExpired:
-                    pass
+                while True:     # (left() grows back by the time the command waited for a CPU)
+                    left = deadline.left()
+                    if left <= 0:
+                        break
+                    try:
+                        return proc.wait(timeout=min(left, 1.0)), False
+                    except subprocess.TimeoutExpired:
+                        pass
                 if interrupt:
                     os.killpg(proc.pid, signal.SIGINT)
                     try:
@@ -569,6 +568,7 @@ def cmd_batch(args):
         raise PagodaError("--batch grades one lab, given with --lab; drop the LAB arguments")
     jobs = (os.cpu_count() or 1) if args.jobs == "auto" else int(args.jobs)
     deps.ensure(deps.needed(grading_only=True, arches=[args.arch]))
+    speed.export()
     submissions = discover(args.batch)
     if not submissions:
         raise PagodaError(f"no submissions in {args.batch}")

@@ -36,36 +36,103 @@ def _system_python_has(module):
     return result.returncode == 0
 
 
+def _ask(argv):
+    """@p argv's standard output, stripped ("" when it cannot run or fails)."""
+    try:
+        out = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                             env=dict(os.environ, LC_ALL="C"))
+    except OSError:
+        return ""
+    return out.stdout.strip() if out.returncode == 0 else ""
+
+
+# ---- what the compiler says -------------------------------------------------------------
+# Nothing below names an LLVM version, a host ISA or an install prefix: the distribution's
+# default clang (14 or newer) says where its runtimes are, and apt says what it calls them.
+
+def clang_major():
+    """The major version of the clang on PATH (None when there is none)."""
+    m = re.match(r"(\d+)", _ask(["clang", "-dumpversion"]))
+    return int(m[1]) if m else None
+
+
+def sanitizer_runtime():
+    """The AddressSanitizer runtime the host tests link, where clang looks for it: the compiler
+    names its own builtins library (directory and naming scheme: old per-OS layout or per-target
+    layout, with or without the host ISA in the name), and the ASan runtime sits beside it under
+    the same scheme. None without a clang."""
+    builtins = _ask(["clang", "-rtlib=compiler-rt", "-print-libgcc-file-name"])
+    if "builtins" not in os.path.basename(builtins):
+        return None
+    return os.path.join(os.path.dirname(builtins), os.path.basename(builtins).replace("builtins", "asan", 1))
+
+
+def _apt_has(package):
+    """Whether apt knows a real (installable) package of that name."""
+    return bool(_ask(["apt-cache", "show", "--no-all-versions", package]))
+
+
+def _apt_clang_major():
+    """The major version of the clang apt would install (its versionless package's dependency)."""
+    m = re.search(r"Depends: clang-(\d+)\b", _ask(["apt-cache", "depends", "clang"]))
+    return int(m[1]) if m else None
+
+
+def sanitizer_package():
+    """The package of clang's sanitizer runtimes: the versionless libclang-rt-dev where apt has
+    one (Debian 12 and 13, Ubuntu 24.04), else the versioned package of the installed clang's
+    LLVM (or the one apt's clang would bring): libclang-rt-N-dev, or libclang-common-N-dev on
+    Ubuntu 22.04, whose LLVM 14 still ships the runtimes there (clang depends on it, so they
+    come with clang)."""
+    if _apt_has("libclang-rt-dev"):
+        return "libclang-rt-dev"
+    major = clang_major() or _apt_clang_major()
+    if not major:
+        return "libclang-rt-dev"
+    for name in (f"libclang-rt-{major}-dev", f"libclang-common-{major}-dev"):
+        if _apt_has(name):
+            return name
+    return f"libclang-rt-{major}-dev"
+
+
 @dataclass(frozen=True)
 class Requirement:
     name: str          # what the user sees
-    package: str       # the Debian package providing it
+    package: object    # the Debian/Ubuntu package providing it (or a function naming it)
     purpose: str       # why Pagoda needs it
-    kind: str          # "exe", "python" or "file"
-    probe: str         # executable name, module name, or glob pattern
+    kind: str          # "exe", "python", "file" or "runtime"
+    probe: object      # executable name, module name(s), glob pattern, or a function giving a path
     grading: bool = False  # needed to build a kernel and grade it (what autograders install)
     arch: str = None   # needed only for this target architecture
+
+    @property
+    def package_name(self):
+        return self.package() if callable(self.package) else self.package
 
     def present(self):
         if self.kind == "exe":
             return shutil.which(self.probe) is not None
         if self.kind == "file":
             return bool(glob.glob(self.probe))
-        if self.kind == "python":
-            return _system_python_has(self.probe)
+        if self.kind == "runtime":
+            path = self.probe()
+            return path is not None and os.path.exists(path)
+        if self.kind == "python":   # one module, or a tuple of modules any of which will do
+            return any(_system_python_has(m) for m in ((self.probe,) if isinstance(self.probe, str) else self.probe))
         raise ValueError(self.kind)
 
 
+# Versionless package names: the same on Debian 12 and 13 and Ubuntu 22.04 and 24.04 (only the
+# sanitizer runtimes have none everywhere: sanitizer_package() asks). Requirements that others
+# need come after them (the runtime's package is named by the clang installed before it).
 REQUIREMENTS = (
     Requirement("clang++", "clang", "compiles the kernel and the host tests", "exe", "clang++",
                 grading=True),
-    Requirement("ld.lld", "lld", "links the kernel", "exe", "ld.lld", grading=True),
+    Requirement("ld.lld", "lld", "links the kernel and the user programs", "exe", "ld.lld", grading=True),
     Requirement("llvm-symbolizer", "llvm", "names the addresses in backtraces", "exe",
                 "llvm-symbolizer", grading=True),
     Requirement("llvm-objcopy", "llvm", "strips the user programs embedded in the kernel", "exe",
                 "llvm-objcopy", grading=True),
-    Requirement("sanitizer runtimes", "libclang-rt-14-dev", "host tests run under ASan and UBSan",
-                "file", "/usr/lib/llvm-14/lib/clang/*/lib/linux/libclang_rt.asan-x86_64.a"),
     Requirement("cmake", "cmake", "configures the build", "exe", "cmake", grading=True),
     Requirement("ninja", "ninja-build", "runs the build", "exe", "ninja", grading=True),
     Requirement("GoogleTest", "libgtest-dev", "host unit tests", "file",
@@ -81,11 +148,16 @@ REQUIREMENTS = (
                 grading=True),
     Requirement("pytest-timeout", "python3-pytest-timeout", "stops a grader test that hangs",
                 "python", "pytest_timeout", grading=True),
+    # Python 3.11 has tomllib; 3.10 (Ubuntu 22.04) has the same parser as the tomli package.
+    Requirement("a TOML parser", "python3-tomli", "reads the labs' manifests (lab.toml)", "python",
+                ("tomllib", "tomli"), grading=True),
     Requirement("pexpect", "python3-pexpect", "drives interactive sessions in tests", "python",
                 "pexpect"),
     Requirement("doxygen", "doxygen", "builds the HTML documentation (./pagoda docs)", "exe",
                 "doxygen"),
     Requirement("dot", "graphviz", "draws the documentation's diagrams", "exe", "dot"),
+    Requirement("sanitizer runtimes", sanitizer_package, "host tests run under ASan and UBSan",
+                "runtime", sanitizer_runtime),
 )
 
 
@@ -103,7 +175,7 @@ def missing(requirements=REQUIREMENTS):
 
 def packages(requirements):
     """The Debian packages of @p requirements, in order, each once."""
-    return list(dict.fromkeys(r.package for r in requirements))
+    return list(dict.fromkeys(r.package_name for r in requirements))
 
 
 def check(verbose=True, requirements=REQUIREMENTS):
@@ -113,7 +185,7 @@ def check(verbose=True, requirements=REQUIREMENTS):
         if not absent:
             info("setup --check: everything Pagoda needs is installed")
         for r in absent:
-            print(f"missing: {r.name} ({r.purpose}); fix: apt-get install {r.package}")
+            print(f"missing: {r.name} ({r.purpose}); fix: apt-get install {r.package_name}")
         if absent:
             print(f"install them all with: ./pagoda setup   "
                   f"(or apt-get install {' '.join(packages(absent))})")
@@ -169,22 +241,25 @@ def _run_logged(cmd, env, log, on_line=None):
 
 def install(requirements):
     """Installs the packages of @p requirements with apt-get: one line per package on the
-    terminal (printed when dpkg has set it up), everything apt and dpkg say in the log."""
-    pkgs = packages(requirements)
-    why = {}
-    for r in requirements:
-        why.setdefault(r.package, f"{r.name}: {r.purpose}")
+    terminal (printed when dpkg has set it up), everything apt and dpkg say in the log.
+
+    Two rounds when some package is named by asking (the sanitizer runtimes): first the packages
+    whose names are fixed (after apt-get update, so apt knows the distribution's names), then
+    those, named by the clang the first round installed."""
+    fixed = [r for r in requirements if not callable(r.package)]
+    asked = [r for r in requirements if callable(r.package)]
+    names = [r.package if not callable(r.package) else r.name for r in requirements]
     prefix = []
     if os.geteuid() != 0:
         if shutil.which("sudo") is None:
             raise PagodaError("installing packages needs root: run as root or install sudo, or "
-                              f"install by hand: apt-get install {' '.join(pkgs)}")
+                              f"install by hand: apt-get install {' '.join(packages(requirements))}")
         prefix = ["sudo"]
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     path = log_path()
     start = time.monotonic()
-    info(f"setup: installing {len(pkgs)} package(s) with apt-get; its output goes to {path}")
-    done = set()
+    info(f"setup: installing {len(dict.fromkeys(names))} package(s) with apt-get; its output goes to {path}")
+    why, done, installed = {}, set(), []
 
     def on_line(line):
         m = _SETTING_UP.match(line)
@@ -192,22 +267,34 @@ def install(requirements):
             done.add(m[1])
             info(f"  installed {m[1]} ({why[m[1]]})")
 
+    def run(cmd, pkgs):
+        status = _run_logged(cmd, env, log, on_line)
+        if status != 0:
+            tail = "\n  ".join(_tail(path))
+            raise PagodaError(f"'{' '.join(cmd)}' failed (status {status}); the end of {path}:\n  "
+                              f"{tail}\ninstall by hand: apt-get install {' '.join(pkgs)}")
+
     with open(path, "a") as log:
-        log.write(f"\n==== ./pagoda setup, {time.strftime('%Y-%m-%d %H:%M:%S')}: {' '.join(pkgs)}\n")
-        for cmd in (prefix + ["apt-get", "update", "-q"],
-                    prefix + ["apt-get", "install", "-y", "-q", "--no-install-recommends"] + pkgs):
-            status = _run_logged(cmd, env, log, on_line)
-            if status != 0:
-                tail = "\n  ".join(_tail(path))
-                raise PagodaError(f"'{' '.join(cmd)}' failed (status {status}); the end of {path}:\n  "
-                                  f"{tail}\ninstall by hand: apt-get install {' '.join(pkgs)}")
-    for p in pkgs:     # already up to date, or set up without dpkg saying so
+        log.write(f"\n==== ./pagoda setup, {time.strftime('%Y-%m-%d %H:%M:%S')}: {' '.join(names)}\n")
+        run(prefix + ["apt-get", "update", "-q"], packages(fixed))
+        for group in (fixed, asked):
+            if group is asked:   # what the first round brought needs no package of its own
+                group = [r for r in group if not r.present()]
+            if not group:
+                continue
+            pkgs = packages(group)
+            for r in group:
+                why.setdefault(r.package_name, f"{r.name}: {r.purpose}")
+            log.write(f"==== packages: {' '.join(pkgs)}\n")
+            run(prefix + ["apt-get", "install", "-y", "-q", "--no-install-recommends"] + pkgs, pkgs)
+            installed += pkgs
+    for p in dict.fromkeys(installed):     # already up to date, or set up without dpkg saying so
         if p not in done:
             info(f"  {p}: apt-get had nothing to set up ({why[p]})")
     still = [r.name for r in missing(requirements)]
     if still:
         raise PagodaError(f"still missing after apt-get: {', '.join(still)} (apt's output: {path})")
-    info(f"setup: {len(pkgs)} package(s) installed in {time.monotonic() - start:.0f}s")
+    info(f"setup: {len(dict.fromkeys(installed))} package(s) installed in {time.monotonic() - start:.0f}s")
 
 
 def ensure(requirements=REQUIREMENTS):

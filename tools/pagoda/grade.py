@@ -11,7 +11,7 @@ import re
 import subprocess
 import sys
 
-from . import build, deps, junit, paths
+from . import build, deps, junit, paths, speed
 from .ui import PagodaError, info
 
 sys.path.insert(0, paths.GRADE)
@@ -200,6 +200,7 @@ def cmd_grade(args):
     if args.kernel:
         check_kernel_file(args.kernel)
     deps.ensure(deps.needed(grading_only=True, arches=[args.arch]))
+    speed.export()   # measured once here, not in every pytest worker
     try:
         kernel = os.path.abspath(args.kernel) if args.kernel else None   # pytest runs in grade/
         earned, possible = grade(args.labs, args.arch, args.jobs, kernel, args.verbose,

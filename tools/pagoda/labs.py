@@ -4,7 +4,7 @@ trees and branches; labcheck.py proves the skeletons."""
 import argparse
 import os
 
-from . import deps, grade, handouts, labcheck, labstart, labstatus, mutants, paths, publish
+from . import deps, grade, handouts, labcheck, labstart, labstatus, mutants, paths, publish, speed
 from .ui import PagodaError, info
 
 MARKERS_HELP = """\
@@ -60,8 +60,9 @@ def cmd_tables(args):
 
 def cmd_check(args):
     deps.ensure()
+    speed.export()
     problems = labcheck.check(paths.ROOT, only=args.labs or None, jobs=args.parallel,
-                              clean=args.clean, workers=args.jobs,
+                              clean=args.clean, workers=args.jobs, skip_main=args.skip_main,
                               out=lambda line: print(line, flush=True))
     return 1 if problems else 0
 
@@ -69,6 +70,7 @@ def cmd_check(args):
 def cmd_mutants(args):
     if not args.list:
         deps.ensure()
+        speed.export()
     problems = mutants.run(paths.ROOT, numbers=args.labs or None,
                            arches=(args.arch,) if args.arch else paths.ARCHES, listing=args.list,
                            workers=args.parallel, out=lambda line: print(line, flush=True))
@@ -145,6 +147,9 @@ def add_parser(sub):
                    help="parallel QEMU boots per grader run (default auto)")
     q.add_argument("--clean", action="store_true",
                    help="delete build/labs-check first (full rebuild of every lab tree)")
+    q.add_argument("--skip-main", action="store_true",
+                   help="do not grade main itself (./pagoda test does: its grade step has just "
+                        "proved main's full marks on every ISA)")
     q.set_defaults(func=cmd_check)
 
     q = labs_sub.add_parser("mutants", help="prove the grader catches and names each lab's known slips",

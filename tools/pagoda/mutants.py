@@ -43,13 +43,16 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import threading
 import time
-import tomllib
 from dataclasses import dataclass, field
 
 from . import paths, publish, regions
 from .ui import PagodaError, info
+
+sys.path.insert(0, paths.GRADE)
+from pagoda_grade import manifest  # noqa: E402
 
 CHECK_SUBDIR = os.path.join("build", "labs-check")
 MUTANTS_DIR = "mutants"
@@ -121,9 +124,9 @@ def load_mutant(path, lab, root, labs, by_path):
     rel = os.path.relpath(path, root)
     problems = []
     try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except (OSError, tomllib.TOMLDecodeError) as e:
+        with open(path, encoding="utf-8") as f:
+            data = manifest.loads_toml(f.read())   # tomllib, or python3-tomli on Python 3.10
+    except (OSError, UnicodeDecodeError, manifest.ManifestError) as e:
         return None, [f"{rel}: {e}"]
     for key in sorted(set(data) - set(KEYS)):
         problems.append(f"{rel}: unknown key '{key}' (known: {', '.join(sorted(KEYS))})")

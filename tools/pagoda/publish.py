@@ -20,7 +20,6 @@ import shutil
 import stat
 import subprocess
 import sys
-import tomllib
 from dataclasses import dataclass
 
 from . import paths, regions
@@ -170,8 +169,8 @@ def split_manifest(text):
     public, hidden = [parts[0]], []
     for block in parts[1:]:
         try:
-            entry = tomllib.loads(block).get("tests", [{}])[0]
-        except tomllib.TOMLDecodeError:
+            entry = manifest.loads_toml(block).get("tests", [{}])[0]
+        except manifest.ManifestError:
             entry = {}
         (hidden if entry.get("hidden") is True else public).append(block)
     return "".join(public), hidden

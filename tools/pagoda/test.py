@@ -1,7 +1,8 @@
 """`pagoda test`: everything that must pass before a change lands.
 
 Steps, in order (each prints one result line):
-  host     host unit tests of the arch-independent kernel code (GoogleTest through ctest)
+  host     host unit tests of the arch-independent kernel code: each GoogleTest binary run
+           once (not once per test, as ctest would), the other ctest tests through ctest
   tools    pytest suites of the tools (GDB walker core, grader harness, ./pagoda itself)
   grade    the grader on every implemented lab, on each ISA it runs on (lab.toml's arches),
            which must score full marks
@@ -9,17 +10,25 @@ Steps, in order (each prints one result line):
   docs     ./pagoda docs --check: Doxygen builds the documentation without a warning about a
            documented header or a page
   labs     ./pagoda labs check: every published lab builds, passes the labs before it and
-           fails its own tests on the skeleton
+           fails its own tests on the skeleton (in parallel; main's own grade is the grade
+           step's, not done again)
   mutants  ./pagoda labs mutants: every known slip of every lab (labs/NN-name/mutants/) is
            caught by the grader, and the first failing test's first lines name its cause
+
+First the speed factor is measured and exported (PAGODA_SPEED_FACTOR, tools/pagoda/speed.py):
+every time limit under it is scaled to this machine, so a slow or busy machine makes the run
+longer, never red. Each step's line gives its wall time and the CPU time it used (its own and
+its children's: the machine-independent measure of its cost).
 """
+import json
 import os
 import re
+import resource
 import subprocess
 import sys
 import time
 
-from . import build, deps, docs, grade, handouts, paths
+from . import build, deps, docs, grade, handouts, paths, speed
 from .ui import PagodaError, info
 
 TOOL_TEST_DIRS = ("tools/gdb/tests", "tools/tests", "grade/harness_tests")
@@ -52,43 +61,131 @@ def host_failures(ctest_output):
     return failures
 
 
-def describe_host_failures(failures):
-    """What to print for failed host tests: each one's assertion text and how to rerun it."""
+def describe_host_failures(failures, binaries=None):
+    """What to print for failed host tests: each one's assertion text and how to rerun it
+    (@p binaries: test name -> the GoogleTest binary it is in, relative to the tree)."""
     out = []
     for name, lines in failures.items():
         out.append(f"host test {name} FAILED:")
         out += ["  " + l for l in lines[-60:]] or ["  (no output)"]
         if "." in name and not name.startswith("format_compile_fail"):
-            out.append(f"  rerun it: {HOST_TEST_BINARY} --gtest_filter={name}")
+            out.append(f"  rerun it: {(binaries or {}).get(name, HOST_TEST_BINARY)} --gtest_filter={name}")
     return out
 
 
+def gtest_failures(report):
+    """(number of tests, {test name: its failure messages' lines}) of a GoogleTest JSON report
+    (--gtest_output=json)."""
+    failures, count = {}, 0
+    for suite in report.get("testsuites", []):
+        for case in suite.get("testsuite", []):
+            count += 1
+            if case.get("failures"):
+                failures[f"{suite['name']}.{case['name']}"] = [
+                    line for f in case["failures"] for line in f.get("failure", "").splitlines() if line.strip()]
+    return count, failures
+
+
+def _host_tests():
+    """What ctest would run in build/host, from its own list: {GoogleTest binary: the arguments
+    its tests are run with, less the filter}, the names of the other tests, and the count of
+    tests GoogleTest should report."""
+    out = subprocess.run(["ctest", "--preset", "host", "--show-only=json-v1"], cwd=paths.ROOT,
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        raise PagodaError(f"ctest cannot list the host tests: {out.stderr.strip()[-2000:]}")
+    binaries, others, gtests = {}, [], 0
+    for t in json.loads(out.stdout).get("tests", []):
+        command = t.get("command") or []
+        if any(a.startswith("--gtest_filter=") for a in command):
+            binaries.setdefault(command[0], [a for a in command[1:] if not a.startswith("--gtest_filter=")])
+            gtests += 1
+        else:
+            others.append(t["name"])
+    return binaries, others, gtests
+
+
 def step_host(verbose):
+    """Each GoogleTest binary runs once, whole (ctest would start it once per test: five times
+    the CPU), at the same time as ctest runs the tests that are not GoogleTest's."""
     build.build("host")
-    out = subprocess.run(["ctest", "--preset", "host", "-j", str(os.cpu_count() or 1)],
-                         cwd=paths.ROOT, capture_output=True, text=True)
-    summary = re.search(r"(\d+)% tests passed, (\d+) tests failed out of (\d+)", out.stdout)
-    log = os.path.join(paths.BUILD, "host-tests.log")
-    with open(log, "w") as f:
-        f.write(out.stdout + out.stderr)
+    binaries, others, expected = _host_tests()
+    log_dir = os.path.join(paths.BUILD, "host-tests")
+    os.makedirs(log_dir, exist_ok=True)
+    running = []
+    for binary, extra in binaries.items():
+        base = os.path.join(log_dir, os.path.basename(binary))
+        if os.path.exists(base + ".json"):
+            os.unlink(base + ".json")
+        output = open(base + ".log", "w")
+        running.append((binary, base, output, subprocess.Popen(
+            [binary, *extra, f"--gtest_output=json:{base}.json"], cwd=os.path.dirname(binary),
+            stdout=output, stderr=subprocess.STDOUT)))
+    ctest = None
+    if others:
+        pattern = "^(" + "|".join(re.escape(n) for n in others) + ")$"
+        ctest = subprocess.run(["ctest", "--preset", "host", "-j", str(os.cpu_count() or 1), "-R", pattern],
+                               cwd=paths.ROOT, capture_output=True, text=True)
+    failures, where, ran, problems = {}, {}, 0, []
+    for binary, base, output, proc in running:
+        status = proc.wait()
+        output.close()
+        rel = os.path.relpath(binary, paths.ROOT)
+        try:
+            with open(base + ".json") as f:
+                count, failed = gtest_failures(json.load(f))
+        except (OSError, ValueError):
+            with open(base + ".log", errors="replace") as f:
+                tail = f.read().splitlines()[-40:]
+            failures[f"{rel} (ended with status {status} before writing its report)"] = tail
+            continue
+        ran += count
+        failures.update(failed)
+        where.update((name, rel) for name in failed)
+        if status != 0 and not failed:
+            problems.append(f"{rel} exited with status {status} though no test failed (see {base}.log)")
+    if ctest is not None:
+        with open(os.path.join(log_dir, "ctest.log"), "w") as f:
+            f.write(ctest.stdout + ctest.stderr)
+        summary = re.search(r"(\d+)% tests passed, (\d+) tests failed out of (\d+)", ctest.stdout)
+        if summary is None:
+            problems.append("ctest printed no summary: " + (ctest.stdout + ctest.stderr)[-2000:])
+        else:
+            ran += int(summary[3])
+        failures.update(host_failures(ctest.stdout))
+    if ran - len(others) != expected and not any("before writing" in n for n in failures):
+        problems.append(f"GoogleTest ran {ran - len(others)} tests where ctest lists {expected}")
     if verbose:
-        print(out.stdout + out.stderr)
-    elif out.returncode != 0:
-        failures = host_failures(out.stdout)
-        print("\n".join(describe_host_failures(failures)) if failures else out.stdout + out.stderr)
-        print(f"(ctest's whole output: {os.path.relpath(log, paths.ROOT)})")
-    detail = f"{summary[3]} ctest tests, {summary[2]} failed" if summary else "no ctest summary"
-    return out.returncode == 0 and summary is not None and int(summary[3]) > 0, detail
+        for _, base, _, _ in running:
+            with open(base + ".log", errors="replace") as f:
+                print(f.read())
+        if ctest is not None:
+            print(ctest.stdout + ctest.stderr)
+    if failures or problems:
+        print("\n".join(describe_host_failures(failures, where) + problems))
+        print(f"(every binary's output: {os.path.relpath(log_dir, paths.ROOT)}/)")
+    detail = (f"{ran} tests ({ran - len(others)} GoogleTest, in {len(binaries)} runs; {len(others)} ctest), "
+              f"{len(failures)} failed")
+    return not failures and not problems and ran > 0, detail
 
 
 def step_tools(verbose):
     dirs = [d for d in TOOL_TEST_DIRS if os.path.isdir(os.path.join(paths.ROOT, d))]
     out = subprocess.run([paths.SYSTEM_PYTHON, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                          "-n", "auto", *dirs], cwd=paths.ROOT, capture_output=True, text=True)
+                          "-n", "auto", "--durations=25", *dirs], cwd=paths.ROOT, capture_output=True, text=True)
+    log = os.path.join(paths.BUILD, "tools-tests.log")
+    with open(log, "w") as f:
+        f.write(out.stdout + out.stderr)
     last = [l for l in out.stdout.splitlines() if l.strip()][-1:] or ["no pytest output"]
     if verbose or out.returncode != 0:
         print(out.stdout[-20000:] + out.stderr[-5000:])
+        print(f"(pytest's whole output, slowest tests included: {os.path.relpath(log, paths.ROOT)})")
     return out.returncode == 0, f"{', '.join(dirs)}: {last[0].strip('= ')}"
+
+
+# What earlier steps of this run proved, for later ones to reuse ("grade": main scores full
+# marks on every ISA).
+PROVED = set()
 
 
 def step_grade(verbose):
@@ -97,6 +194,8 @@ def step_grade(verbose):
         earned, possible = grade.grade(["all"], arch=arch, verbose=verbose)
         ok = ok and earned == possible and possible > 0
         scores.append(f"{arch} {earned}/{possible}")
+    if ok:
+        PROVED.add("grade")
     return ok, "score " + ", ".join(scores)
 
 
@@ -117,9 +216,16 @@ def step_docs(verbose):
     return not report.failing, docs.summary(report)
 
 
+# Labs checked at once: a lab's grading waits on QEMU while another lab builds.
+LABS_PARALLEL = 3
+
+
 def step_labs(verbose):
-    out = subprocess.run([paths.SYSTEM_PYTHON, os.path.join(paths.ROOT, "pagoda"), "labs", "check"],
-                         cwd=paths.ROOT, capture_output=True, text=True)
+    argv = [paths.SYSTEM_PYTHON, os.path.join(paths.ROOT, "pagoda"), "labs", "check",
+            "--parallel", str(LABS_PARALLEL)]
+    if "grade" in PROVED:   # main's full marks on every ISA: proved by the grade step
+        argv.append("--skip-main")
+    out = subprocess.run(argv, cwd=paths.ROOT, capture_output=True, text=True)
     if verbose or out.returncode != 0:
         print(out.stdout[-20000:] + out.stderr[-5000:])
     last = [l for l in out.stdout.splitlines() if l.strip()][-1:] or ["no output"]
@@ -135,25 +241,48 @@ def step_mutants(verbose):
     return out.returncode == 0, last[0]
 
 
+# The steps, in order: (name, function(verbose) -> (ok, detail)). A step is added here and
+# nowhere else (--only's choices and the help come from this table).
 STEPS = (("host", step_host), ("tools", step_tools), ("grade", step_grade),
          ("handouts", step_handouts), ("docs", step_docs), ("labs", step_labs),
          ("mutants", step_mutants))
 
 
+def _cpu_seconds():
+    """CPU time used so far by this process and its children that have ended (user + system)."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def _load():
+    try:
+        return "/".join(f"{x:.1f}" for x in os.getloadavg())
+    except OSError:
+        return "?"
+
+
 def cmd_test(args):
     deps.ensure()
+    PROVED.clear()
+    factor = speed.export()
+    info(f"test: speed factor {factor:.2f} (time limits scaled by it; load average {_load()} on "
+         f"{os.cpu_count()} CPUs)")
     chosen = [(n, f) for n, f in STEPS if not args.only or n in args.only]
     passed = failed = 0
+    run_start, run_cpu = time.monotonic(), _cpu_seconds()
     for name, step in chosen:
-        start = time.monotonic()
+        start, cpu = time.monotonic(), _cpu_seconds()
         info(f"test: {name} ...")
         try:
             ok, detail = step(args.verbose)
         except PagodaError as e:
             ok, detail = False, str(e)
         mark = "ok" if ok else "FAILED"
-        print(f"pagoda test: {name}: {mark} ({detail}; {time.monotonic() - start:.1f}s)", flush=True)
+        print(f"pagoda test: {name}: {mark} ({detail}; {time.monotonic() - start:.1f}s, "
+              f"CPU {_cpu_seconds() - cpu:.0f}s)", flush=True)
         passed, failed = passed + ok, failed + (not ok)
+    info(f"test: {time.monotonic() - run_start:.0f}s, CPU {_cpu_seconds() - run_cpu:.0f}s; load average "
+         f"now {_load()}")
     print(f"{passed} passed, {failed} failed")
     return 0 if failed == 0 else 1
 

@@ -12,6 +12,11 @@ sys.path.insert(0, os.path.join(ROOT, "tools"))
 sys.path.insert(0, HERE)
 
 import labtree  # noqa: E402
+from pagoda import pytest_speed  # noqa: E402
+
+
+def pytest_configure(config):
+    pytest_speed.register(config)   # timeout marks scaled to this machine's speed and load
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ import pytest
 
 from labtree import write
 from pagoda import autograder, paths, publish
+from pagoda.speed import scaled  # noqa: E402  (limits for this machine: speed.py)
 
 # Gradescope's documented results.json fields, and the values of the enumerated ones.
 TOP_FIELDS = {"score", "execution_time", "output", "output_format", "test_output_format",
@@ -78,7 +79,7 @@ def gradescope(tmp_path_factory):
         (ag / "results").mkdir()
         tree_maker(str(ag / "submission"))
         proc = subprocess.run([str(ag / "run_autograder")], cwd=str(ag), capture_output=True, text=True,
-                              env=dict(os.environ, PAGODA_AUTOGRADER_ROOT=str(ag)), timeout=900)
+                              env=dict(os.environ, PAGODA_AUTOGRADER_ROOT=str(ag)), timeout=scaled(900))
         assert proc.returncode == 0, proc.stdout + proc.stderr
         with open(ag / "results" / "results.json") as f:
             return json.load(f), proc.stdout
@@ -164,8 +165,9 @@ def test_setup_sh_installs_the_grading_packages(gradescope, tmp_path):
     update, install = open(calls).read().splitlines()
     assert update == "update -q"
     packages = install.split()
-    assert {"clang-14", "lld-14", "llvm-14", "cmake", "ninja-build", "qemu-system-x86",
-            "python3-pytest", "python3-pytest-timeout"} <= set(packages)
+    assert {"clang", "lld", "llvm", "cmake", "ninja-build", "qemu-system-x86",
+            "python3-pytest", "python3-pytest-timeout", "python3-tomli"} <= set(packages)
+    assert not [p for p in packages if re.search(r"-\d+(-dev)?$", p)], packages   # no version pinned
     assert "doxygen" not in packages and "qemu-system-arm" not in packages
 
 
@@ -231,11 +233,11 @@ def test_each_classroom_command_passes_exactly_when_its_test_does(tmp_path):
     os.symlink(paths.ROOT, workspace / "grader")
     # (a generous limit of its own: the machine running this test may be far busier than a runner)
     out = subprocess.run(grade.split() + ["--time-limit", "1500"], cwd=workspace, capture_output=True, text=True,
-                         timeout=1800)
+                         timeout=scaled(1800))
     assert out.returncode == 0, out.stdout + out.stderr
     for name, expect in (("lab0/boot_banner", 0), ("lab0/trap_pf", 1)):
         argv = commands[name].split()
         assert argv[:2] == ["/usr/bin/python3", "grader/pagoda"]
-        out = subprocess.run(argv, cwd=workspace, capture_output=True, text=True, timeout=60)
+        out = subprocess.run(argv, cwd=workspace, capture_output=True, text=True, timeout=scaled(60))
         assert out.returncode == expect, out.stdout + out.stderr
         assert out.stdout.strip()

@@ -33,6 +33,7 @@ from pagoda import batch, paths, publish
 
 sys.path.insert(0, paths.GRADE)
 from pagoda_grade import manifest  # noqa: E402
+from pagoda.speed import scaled  # noqa: E402  (limits for this machine: speed.py)
 
 TIMEOUT = 8          # seconds per lab-0 test in the instructor's copy
 TIME_LIMIT = 36      # for grading one submission: 4 tests that hang, and part of a 5th
@@ -149,7 +150,7 @@ def graded(tmp_path_factory):
     out = subprocess.run([paths.SYSTEM_PYTHON, os.path.join(root, "pagoda"), "grade", "--batch", subs,
                           "--lab", "0", "-j", "2", "--csv", csv_path, "--work", work,
                           "--time-limit", str(TIME_LIMIT)],
-                         cwd=root, capture_output=True, text=True, timeout=900)
+                         cwd=root, capture_output=True, text=True, timeout=scaled(900))
     elapsed = time.monotonic() - start
     assert out.returncode == 0, out.stdout + out.stderr
     with open(csv_path, newline="") as f:
@@ -279,11 +280,13 @@ def test_a_submission_s_user_programs_are_replaced_by_the_grader_s(tmp_path):
 
 def test_default_limits_scale_with_the_load_and_the_machine(monkeypatch, tmp_path):
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
-    monkeypatch.setattr(batch, "speed_factor", lambda: 1.5)
+    monkeypatch.setattr(batch.speed, "_factor", 1.5)
+    monkeypatch.setattr(batch.speed, "load_factor", lambda: 1.0)
     one = batch.Batch(0, "x86_64", str(tmp_path), None, jobs=1)
     four = batch.Batch(0, "x86_64", str(tmp_path), None, jobs=4)
-    assert one.build_time_limit == batch.BUILD_TIME_LIMIT * 1.5
-    assert four.build_time_limit == batch.BUILD_TIME_LIMIT * 2 * 1.5
+    assert one.build_time_limit == batch.BUILD_TIME_LIMIT
+    assert four.build_time_limit == batch.BUILD_TIME_LIMIT * 2
+    assert batch.Deadline(four.build_time_limit).seconds == batch.BUILD_TIME_LIMIT * 2 * 1.5
     assert four.time_limit == 2 * one.time_limit
     assert batch.Batch(0, "x86_64", str(tmp_path), 99, build_time_limit=7, jobs=4).build_time_limit == 7
 
@@ -312,7 +315,7 @@ def test_the_limit_interrupts_first_then_kills(tmp_path, monkeypatch):
     start = time.monotonic()
     status, late = b._run("x", [paths.SYSTEM_PYTHON, "-c", stubborn + f"# {tmp_path}"], str(tmp_path),
                           log, batch.Deadline(1.0), interrupt=True)
-    assert late and status == -9 and time.monotonic() - start < 5
+    assert late and status == -9 and time.monotonic() - start < scaled(5)
     assert qemu.processes_mentioning(paths.SYSTEM_PYTHON, str(tmp_path)) == []
     assert b._run("x", ["true"], str(tmp_path), log, batch.Deadline(5)) == (0, False)
 
@@ -326,12 +329,12 @@ def test_an_interrupted_test_scores_nothing(tmp_path):
                              f"--pagoda-report={report}", "--pagoda-only=timer_ticks", "test_lab0.py"],
                             cwd=paths.GRADE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env=dict(os.environ, PAGODA_GRADE_CMDLINE="test=hang", PAGODA_GRADE_LOGS=str(logs)))
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + scaled(60)
     while not qemu.processes_mentioning("qemu-system", str(logs)):
         assert proc.poll() is None and time.monotonic() < deadline
         time.sleep(0.05)
     proc.send_signal(2)
-    proc.wait(timeout=30)
+    proc.wait(timeout=scaled(30))
     [entry] = json.load(open(report))
     assert entry["id"] == "timer_ticks" and entry["outcome"] == "incomplete"
     assert qemu.processes_mentioning("qemu-system", str(logs)) == []

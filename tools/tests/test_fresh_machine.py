@@ -12,6 +12,7 @@ import textwrap
 import pytest
 
 from pagoda import deps, paths
+from pagoda.speed import scaled  # noqa: E402  (limits for this machine: speed.py)
 
 BLOCKED = ("pytest", "_pytest", "xdist", "pexpect")
 BLOCKER = textwrap.dedent(f"""\
@@ -63,7 +64,7 @@ def fresh(tmp_path):
         if fail_apt:
             env["FAKE_APT_FAIL"] = "1"
         return subprocess.run([python, *flags, os.path.join(paths.ROOT, "pagoda"), *argv],
-                              cwd=paths.ROOT, env=env, capture_output=True, text=True, timeout=60)
+                              cwd=paths.ROOT, env=env, capture_output=True, text=True, timeout=scaled(60))
     run.log = tmp_path / "setup.log"
     run.calls = calls
     return run

@@ -13,11 +13,12 @@ from pagoda import junit, paths
 
 sys.path.insert(0, paths.GRADE)
 from pagoda_grade import manifest, todo  # noqa: E402
+from pagoda.speed import scaled  # noqa: E402  (limits for this machine: speed.py)
 
 
 def pagoda(*argv, env=None):
     return subprocess.run([paths.SYSTEM_PYTHON, os.path.join(paths.ROOT, "pagoda"), *argv],
-                          cwd=paths.ROOT, capture_output=True, text=True, timeout=300,
+                          cwd=paths.ROOT, capture_output=True, text=True, timeout=scaled(300),
                           env=dict(os.environ, **(env or {})))
 
 

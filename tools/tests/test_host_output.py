@@ -42,3 +42,26 @@ def test_failures_keep_the_assertion_text_and_drop_the_frame():
     text = "\n".join(test.describe_host_failures(failures))
     assert "rerun it: build/host/kernel/tests/kernel_host_tests --gtest_filter=Printers.EnumsPrintByEnumeratorName" in text
     assert "FrameAllocator.Basic" not in text
+
+
+GTEST_REPORT = {
+    "tests": 3, "failures": 1,
+    "testsuites": [
+        {"name": "Walk", "testsuite": [
+            {"name": "Mapped", "result": "COMPLETED"},
+            {"name": "Leaf", "result": "COMPLETED", "failures": [
+                {"failure": "/src/kernel/tests/walk_test.cpp:9\nExpected equality of these values:\n  a\n  b\n",
+                 "type": ""}]}]},
+        {"name": "Fdt", "testsuite": [{"name": "Parse", "result": "COMPLETED"}]},
+    ],
+}
+
+
+def test_a_gtest_report_gives_the_count_and_the_failures_with_their_text():
+    count, failures = test.gtest_failures(GTEST_REPORT)
+    assert count == 3
+    assert list(failures) == ["Walk.Leaf"]
+    assert failures["Walk.Leaf"] == ["/src/kernel/tests/walk_test.cpp:9", "Expected equality of these values:",
+                                     "  a", "  b"]
+    text = "\n".join(test.describe_host_failures(failures, {"Walk.Leaf": "build/host/kernel/tests/other_tests"}))
+    assert "rerun it: build/host/kernel/tests/other_tests --gtest_filter=Walk.Leaf" in text

@@ -7,6 +7,7 @@ import subprocess
 import pytest
 
 from pagoda import build, kernelinfo, paths, qemu
+from pagoda.speed import scaled  # noqa: E402  (limits for this machine: speed.py)
 
 
 @pytest.fixture(scope="module")
@@ -16,7 +17,7 @@ def kernel():
 
 def pagoda(*argv):
     return subprocess.run([paths.SYSTEM_PYTHON, os.path.join(paths.ROOT, "pagoda"), *argv],
-                          cwd=paths.ROOT, capture_output=True, text=True, timeout=120)
+                          cwd=paths.ROOT, capture_output=True, text=True, timeout=scaled(120))
 
 
 def test_selftests_match_the_symbol_table(kernel):
@@ -40,7 +41,7 @@ def boot_outcome(kernel, mib, arch=paths.DEFAULT_ARCH):
     argv = qemu.command(kernel, "test=shutdown", arch=arch, memory=f"{mib}M", serial="stdio")
     proc = qemu.spawn(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        out, _ = proc.communicate(timeout=15)
+        out, _ = proc.communicate(timeout=scaled(15))
     except subprocess.TimeoutExpired:
         qemu.kill_group(proc)
         return "hang", b""

@@ -21,12 +21,13 @@ sys.path.insert(0, os.path.join(ROOT, "tools"))
 
 from pagoda import memview, qemu, run  # noqa: E402
 from pagoda.ui import PagodaError  # noqa: E402
+from pagoda.speed import scaled  # noqa: E402  (limits for this machine: speed.py)
 
 pexpect = pytest.importorskip("pexpect")
 ARCHES = [pytest.param(a, marks=pytest.mark.skipif(shutil.which(qemu.MACHINES[a].binary) is None,
                                                    reason=qemu.MACHINES[a].binary + " missing"))
           for a in ("x86_64", "aarch64")]
-BOOT_TIMEOUT = 300        # the first run may build the kernel
+BOOT_TIMEOUT = scaled(300)        # the first run may build the kernel
 
 
 def spawn(*args):

@@ -15,6 +15,7 @@ import pytest
 import labtree
 from labtree import run_git, write
 from pagoda import labstart, paths, publish, regions
+from pagoda.speed import scaled  # noqa: E402  (limits for this machine: speed.py)
 
 CONFLICT = re.compile(r"^(<{7}|={7}|>{7}|\|{7})( |$)", re.M)
 
@@ -48,7 +49,7 @@ def with_regions(sources, up_to):
 
 def pagoda_in(clone, *argv):
     return subprocess.run([paths.SYSTEM_PYTHON, os.path.join(clone, "pagoda"), *argv], cwd=clone,
-                          capture_output=True, text=True, timeout=600,
+                          capture_output=True, text=True, timeout=scaled(600),
                           env=dict(labtree.git_env(), PAGODA_REEXEC="1"))
 
 

@@ -7,3 +7,10 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 for path in (os.path.dirname(_HERE), _HERE):
     if path not in sys.path:
         sys.path.insert(0, path)
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(_HERE))), "tools"))
+from pagoda import pytest_speed  # noqa: E402
+
+
+def pytest_configure(config):
+    pytest_speed.register(config)   # timeout marks scaled to this machine's speed and load

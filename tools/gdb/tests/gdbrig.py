@@ -32,12 +32,13 @@ ROOT = os.path.dirname(os.path.dirname(GDB_DIR))
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 
 from pagoda import build, paths, qemu  # noqa: E402
+from pagoda.speed import scaled  # noqa: E402  (limits for this machine: speed.py)
 
 GDB = "gdb-multiarch"
 QEMU = "qemu-system-x86_64"
 QEMU_AARCH64 = "qemu-system-aarch64"
 DRIVER = os.path.join(HERE, "gdb_driver.py")
-GDB_TIMEOUT = 60
+GDB_TIMEOUT = scaled(60)
 
 
 def missing_tools(qemu_binary=QEMU):
@@ -86,7 +87,7 @@ class Machine:
         self.proc = qemu.spawn(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
         try:
-            deadline = time.monotonic() + 10
+            deadline = time.monotonic() + scaled(10)
             while not os.path.exists(self.socket):
                 assert self.proc.poll() is None, f"QEMU exited: {self.proc.returncode}"
                 assert time.monotonic() < deadline, "QEMU never created its gdbstub socket"

@@ -10,6 +10,7 @@ import pytest
 
 import gdbrig
 from pagoda import qemu
+from pagoda.speed import scaled  # noqa: E402  (limits for this machine: speed.py)
 
 pytestmark = [pytest.mark.skipif(bool(gdbrig.missing_tools()), reason=gdbrig.missing_tools()),
               pytest.mark.timeout(180)]
@@ -28,7 +29,7 @@ def gdbs_mentioning(text):
     return qemu.processes_mentioning(gdbrig.GDB, text)
 
 
-def wait_until(condition, timeout=10.0):
+def wait_until(condition, timeout=scaled(10.0)):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
@@ -38,18 +39,18 @@ def wait_until(condition, timeout=10.0):
 
 
 def test_help():
-    proc = subprocess.run(PAGODA + ["gdb", "--help"], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(PAGODA + ["gdb", "--help"], capture_output=True, text=True, timeout=scaled(60))
     assert proc.returncode == 0, proc.stderr
     for word in ("--int-log", "--batch", "--ex", "--write-autoload", "-- --test pf",
                  "pagoda run --gdb", "pt-walk"):
         assert word in proc.stdout, word
-    top = subprocess.run(PAGODA + ["--help"], capture_output=True, text=True, timeout=60)
+    top = subprocess.run(PAGODA + ["--help"], capture_output=True, text=True, timeout=scaled(60))
     assert re.search(r"^\s+gdb\s+debug the kernel in GDB", top.stdout, re.M), top.stdout
 
 
 def test_bad_run_options_are_refused(tmp_path):
     proc = subprocess.run(PAGODA + ["gdb", "--", "--frobnicate"], capture_output=True,
-                          text=True, timeout=60, env=pagoda_env(tmp_path))
+                          text=True, timeout=scaled(60), env=pagoda_env(tmp_path))
     assert proc.returncode == 2
     assert "pagoda: error: unknown run options after --: --frobnicate" in proc.stderr
 
@@ -57,7 +58,7 @@ def test_bad_run_options_are_refused(tmp_path):
 def test_batch_session_diagnoses_the_page_fault(tmp_path):
     proc = subprocess.run(PAGODA + ["gdb", "--batch", "--ex", "continue", "--ex", "fault-why",
                                     "--", "--test", "pf"],
-                          capture_output=True, text=True, timeout=120, env=pagoda_env(tmp_path))
+                          capture_output=True, text=True, timeout=scaled(120), env=pagoda_env(tmp_path))
     out = proc.stdout
     assert proc.returncode == 0, out + proc.stderr
     assert "Traceback" not in out + proc.stderr
@@ -81,10 +82,10 @@ def test_killing_pagoda_gdb_ends_qemu_and_gdb(tmp_path, sig):
                             env=pagoda_env(tmp_path))
     try:
         assert wait_until(lambda: gdbrig.qemus_mentioning(str(tmp_path)) and
-                          gdbs_mentioning(str(tmp_path)), timeout=60)
+                          gdbs_mentioning(str(tmp_path)), timeout=scaled(60))
         time.sleep(0.3)  # GDB attached and the guest is running the hang test
         proc.send_signal(sig)
-        proc.wait(timeout=10)
+        proc.wait(timeout=scaled(10))
         assert wait_until(lambda: not gdbrig.qemus_mentioning(str(tmp_path)) and
                           not gdbs_mentioning(str(tmp_path)))
         if sig == signal.SIGTERM:   # a catchable signal also cleans up the private directory
@@ -126,7 +127,7 @@ def test_run_gdb_prints_one_ready_line_and_serves_gdb(tmp_path):
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, env=pagoda_env(tmp_path))
     try:
-        m, lines = _read_until(proc, READY, timeout=60)
+        m, lines = _read_until(proc, READY, timeout=scaled(60))
         assert m, "\n".join(lines)
         socket = m.group(1)
         assert socket.startswith(str(tmp_path)) and os.path.exists(socket)
@@ -135,9 +136,9 @@ def test_run_gdb_prints_one_ready_line_and_serves_gdb(tmp_path):
         kernel = gdbrig.paths.kernel_elf("x86_64")
         gdb = subprocess.run(gdbrig.gdb_argv(kernel, "-ex", f"pagoda-attach {socket}",
                                              "-ex", "continue"),
-                             capture_output=True, text=True, timeout=60)
+                             capture_output=True, text=True, timeout=scaled(60))
         assert "Stopped at the kernel's entry point" in gdb.stdout, gdb.stdout + gdb.stderr
-        serial, _ = proc.communicate(timeout=30)
+        serial, _ = proc.communicate(timeout=scaled(30))
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -153,7 +154,7 @@ def test_interactive_session_ctrl_c_and_quit(tmp_path):
     ./pagoda), quitting GDB stops QEMU."""
     pexpect = pytest.importorskip("pexpect")
     child = pexpect.spawn(PAGODA[0], PAGODA[1:] + ["gdb", "--", "--test", "hang"],
-                          env=pagoda_env(tmp_path), encoding="utf-8", timeout=60,
+                          env=pagoda_env(tmp_path), encoding="utf-8", timeout=scaled(60),
                           dimensions=(50, 200))
     try:
         child.expect(r"Stopped at the kernel's entry point 0x[0-9a-f]+")

@@ -8,6 +8,7 @@ import pytest
 
 import gdbrig
 from gdbrig import Machine, monitor_gva2gpa, run_steps
+from pagoda.speed import scaled  # noqa: E402  (limits for this machine: speed.py)
 
 pytestmark = [pytest.mark.skipif(bool(gdbrig.missing_tools()), reason=gdbrig.missing_tools()),
               pytest.mark.timeout(120)]
@@ -280,14 +281,14 @@ def test_every_command_has_help(kernel):
     argv = gdbrig.gdb_argv(kernel, "-ex", "python import pagoda_gdb.registry as r; "
                            "print('NAMES=' + ' '.join(n for n, _, _ in r.commands()))")
     names = re.search(r"NAMES=(.*)", subprocess.run(argv, capture_output=True, text=True,
-                                                     timeout=60).stdout).group(1).split()
+                                                     timeout=scaled(60)).stdout).group(1).split()
     assert {"pt-walk", "pt-dump", "pt-diff", "pt-regs", "pt-top", "fault-why",
             "pagoda-attach", "pagoda-serial", "pagoda-help"} <= set(names)
     commands = [f"{name} {flag}" for name in names for flag in ("-h", "--help")] + \
         ["pt-walk $rsp -h"]
     argv = gdbrig.gdb_argv(kernel, *[a for cmd in commands for a in ("-ex", cmd)],
                            *[a for name in names for a in ("-ex", f"help {name}")])
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=scaled(60))
     assert proc.stderr.strip() == "", proc.stderr
     for name in names:
         usage = re.escape("Usage: %s" % name)
@@ -311,7 +312,7 @@ def test_bad_arguments_are_one_line_usage_errors(kernel):
     with Machine(kernel) as machine:
         argv = gdbrig.gdb_argv(kernel, "-ex", f"pagoda-attach {machine.socket} --no-entry",
                                *[a for cmd in commands for a in ("-ex", cmd)])
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=scaled(60))
     assert "Traceback" not in proc.stderr + proc.stdout
     errors = proc.stderr.strip().split("\n")
     for cmd, expected in commands.items():
@@ -323,7 +324,7 @@ def test_bad_arguments_are_one_line_usage_errors(kernel):
 def test_not_connected_is_a_clear_message(kernel):
     commands = ["pt-walk 0x1000", "pt-dump", "pt-regs", "pt-diff 1 2", "fault-why"]
     argv = gdbrig.gdb_argv(kernel, *[a for cmd in commands for a in ("-ex", cmd)])
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=scaled(60))
     assert "Traceback" not in proc.stderr + proc.stdout
     lines = [line for line in proc.stderr.split("\n") if line]
     for cmd in commands:
@@ -350,7 +351,7 @@ def test_attach_stops_at_the_elf_entry(kernel):
         argv = gdbrig.gdb_argv(kernel, "-ex", f"pagoda-attach {machine.socket}",
                                "-ex", "python print('pc=%#x' % int(gdb.parse_and_eval('$pc')))",
                                "-ex", "info breakpoints")
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=scaled(60))
     assert f"pc={entry:#x}" in proc.stdout, proc.stdout + proc.stderr
     assert "Stopped at the kernel's entry point %#x" % entry in proc.stdout
     assert re.search(r"breakpoint\s+keep\s+y\s+0x[0-9a-f]+ in pagoda::panic_end", proc.stdout)
@@ -362,7 +363,7 @@ def test_serial_output_is_shown_at_stops(kernel):
                                "-ex", f"pagoda-attach {machine.socket} --no-entry",
                                "-ex", "continue", "-ex", "pagoda-serial",
                                "-ex", "pagoda-serial --all")
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=scaled(60))
         serial = machine.serial_text()
     first = serial.split("\n")[0]
     assert "PANIC: self-test panic" in serial
@@ -380,11 +381,11 @@ def test_autoload_script_needs_the_safe_path(kernel, tmp_path):
     assert script == str(elf) + "-gdb.py"
     trusted = subprocess.run([gdbrig.GDB, "-batch", "-nx", "-iex",
                               f"add-auto-load-safe-path {tmp_path}", str(elf),
-                              "-ex", "pagoda-help"], capture_output=True, text=True, timeout=60)
+                              "-ex", "pagoda-help"], capture_output=True, text=True, timeout=scaled(60))
     assert "pt-walk VA [--root PID|PA]" in trusted.stdout, trusted.stdout + trusted.stderr
     assert "Traceback" not in trusted.stderr
     untrusted = subprocess.run([gdbrig.GDB, "-batch", "-nx", str(elf), "-ex", "pagoda-help"],
-                               capture_output=True, text=True, timeout=60)
+                               capture_output=True, text=True, timeout=scaled(60))
     assert "auto-loading has been declined" in untrusted.stderr
     assert 'Undefined command: "pagoda-help"' in untrusted.stderr
     assert os.path.exists(script)

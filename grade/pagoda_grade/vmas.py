@@ -1,0 +1,235 @@
+"""The record the kernel keeps of each process's user half (lab 5: its VMAs, its heap), read from
+guest RAM, and what it says about a program's ELF file.
+
+The kernel exports the layout of its process table and of one VMA as facts
+(kernel/proc/process.cpp: process_stride, regions_vmas_data, vma_start, ...); the table itself
+is the symbol pagoda::proc::(anonymous namespace)::g_processes. The grader reads the table, each
+process's sorted VMA array and its length through its own walk of the live root: what the
+kernel holds, not what it prints. Lab 5's tests use it to name a cause from evidence (a loader
+that recorded no stack, an mprotect that changed the record but not the page, ...); nothing here
+trusts the kernel's lines."""
+from dataclasses import dataclass
+
+from pagoda_grade.symbols import address_of, fact
+
+TABLE = "pagoda::proc::(anonymous namespace)::g_processes"
+KINDS = {0: "anonymous", 1: "image", 2: "stack", 3: "heap"}
+KIND_ANONYMOUS, KIND_IMAGE, KIND_STACK, KIND_HEAP = 0, 1, 2, 3
+GROWS_DOWN = 1
+PROT_READ, PROT_WRITE, PROT_EXEC = 1, 2, 4
+PF_X, PF_W, PF_R = 1, 2, 4
+PAGE = 4096
+MAX_VMAS = 4096          # more than any process of the labs makes: a larger count is garbage
+
+
+@dataclass(frozen=True)
+class Vma:
+    start: int
+    end: int
+    read: bool
+    write: bool
+    execute: bool
+    kind: int
+    flags: int
+    offset: int
+    file_size: int
+
+    def rwx(self):
+        return ("r" if self.read else "-") + ("w" if self.write else "-") + ("x" if self.execute else "-")
+
+    @property
+    def prot(self):
+        return (PROT_READ if self.read else 0) | (PROT_WRITE if self.write else 0) | (PROT_EXEC if self.execute else 0)
+
+    def contains(self, va):
+        return self.start <= va < self.end
+
+    def __str__(self):
+        text = f"[{self.start:#x}, {self.end:#x}) {self.rwx()} {KINDS.get(self.kind, f'kind {self.kind}')}"
+        if self.flags & GROWS_DOWN:
+            text += " grows-down"
+        if self.kind == KIND_IMAGE:
+            text += f" offset {self.offset:#x} file {self.file_size:#x}"
+        return text
+
+
+@dataclass
+class Record:
+    """One process's record: its VMAs in the kernel's order, its heap, or why it could not be read."""
+    pid: int
+    name: str
+    vmas: list
+    heap_start: int
+    brk: int
+    problem: str = None
+
+    def find(self, va):
+        return next((v for v in self.vmas if v.contains(va)), None)
+
+    def around(self, start, end):
+        """The VMAs that intersect [start, end)."""
+        return [v for v in self.vmas if v.start < end and start < v.end]
+
+    def describe(self, start=None, end=None, limit=8):
+        shown = self.vmas if start is None else self.around(start, end)
+        if not shown:
+            return "none"
+        text = ", ".join(str(v) for v in shown[:limit])
+        return text + (f" (+{len(shown) - limit} more)" if len(shown) > limit else "")
+
+
+class Layout:
+    """The facts, read once per kernel."""
+
+    def __init__(self, kernel):
+        f = lambda name: fact(kernel, name)  # noqa: E731
+        self.table = address_of(kernel, TABLE)
+        self.count, self.stride = f("process_count"), f("process_stride")
+        self.pid, self.state = f("process_pid"), f("process_state")
+        self.name, self.name_size = f("process_name"), f("process_name_size")
+        self.regions, self.regions_made = f("process_regions"), f("process_regions_made")
+        self.data, self.size = f("regions_vmas_data"), f("regions_vmas_size")
+        self.heap_start, self.brk = f("regions_heap_start"), f("regions_brk")
+        self.vma_stride = f("vma_stride")
+        self.fields = {k: f(f"vma_{k}") for k in ("start", "end", "read", "write", "execute", "kind", "flags",
+                                                  "offset", "file_size")}
+
+
+_layouts = {}
+
+
+def layout_of(kernel):
+    if kernel not in _layouts:
+        _layouts[kernel] = Layout(kernel)
+    return _layouts[kernel]
+
+
+def _u(data, at, size):
+    return int.from_bytes(data[at:at + size], "little")
+
+
+def read_records(snap, kernel):
+    """{pid: Record} of every process slot in use whose record exists, read from guest RAM
+    through the grader's walk of the live root at @p snap."""
+    lay = layout_of(kernel)
+    table = snap.read_virt(lay.table, lay.count * lay.stride)
+    out = {}
+    for i in range(lay.count):
+        slot = table[i * lay.stride:(i + 1) * lay.stride]
+        if slot[lay.state] == 0 or not slot[lay.regions_made]:  # State::Free, or no record yet
+            continue
+        pid = _u(slot, lay.pid, 4)
+        name = slot[lay.name:lay.name + lay.name_size].split(b"\0")[0].decode(errors="replace")
+        base = lay.regions
+        data, size = _u(slot, base + lay.data, 8), _u(slot, base + lay.size, 8)
+        record = Record(pid, name, [], _u(slot, base + lay.heap_start, 8), _u(slot, base + lay.brk, 8))
+        out[pid] = record
+        if size > MAX_VMAS:
+            record.problem = f"its VMA set claims {size} regions (more than {MAX_VMAS}: not a set the grader can read)"
+            continue
+        if size == 0:
+            continue
+        try:
+            raw = snap.read_virt(data, size * lay.vma_stride)
+        except (AssertionError, ValueError) as e:
+            record.problem = f"its VMA array at {data:#x} ({size} regions) cannot be read: {e}"
+            continue
+        fl = lay.fields
+        for k in range(size):
+            v = raw[k * lay.vma_stride:(k + 1) * lay.vma_stride]
+            record.vmas.append(Vma(start=_u(v, fl["start"], 8), end=_u(v, fl["end"], 8), read=bool(v[fl["read"]]),
+                                   write=bool(v[fl["write"]]), execute=bool(v[fl["execute"]]),
+                                   kind=_u(v, fl["kind"], 4), flags=_u(v, fl["flags"], 4),
+                                   offset=_u(v, fl["offset"], 8), file_size=_u(v, fl["file_size"], 8)))
+    return out
+
+
+def segment_prot(s):
+    return (PROT_READ if s.flags & PF_R else 0) | (PROT_WRITE if s.flags & PF_W else 0) | \
+        (PROT_EXEC if s.flags & PF_X else 0)
+
+
+def prot_text(prot):
+    return ("r" if prot & PROT_READ else "-") + ("w" if prot & PROT_WRITE else "-") + ("x" if prot & PROT_EXEC else "-")
+
+
+def page_down(va):
+    return va // PAGE * PAGE
+
+
+def page_up(va):
+    return (va + PAGE - 1) // PAGE * PAGE
+
+
+def loader_problems(record, segments, stack_top, stack_pages):
+    """What @p record (read before the process ran) lacks against its ELF file's load
+    @p segments and the stack the loader must record ([stack_top - stack_pages pages,
+    stack_top), grows down), each a sentence naming the cause, first the most telling."""
+    if record.problem:
+        return [f"{record.name} (pid {record.pid}): {record.problem}"]
+    who = f"{record.name} (pid {record.pid})"
+    if not record.vmas:
+        return [f"the VMA list of {who}, read from guest RAM before it ran, is empty: the loader recorded no VMA "
+                "(each load segment, the stack): a fault finds no region, and fork copies nothing"]
+    problems = []
+    order = [v for a, v in zip(record.vmas, record.vmas[1:]) if v.start < a.end]
+    if order:
+        problems.append(f"the VMA list of {who} is not sorted and disjoint: {order[0]} overlaps or precedes the "
+                        "region before it")
+    for v in record.vmas:
+        spans = [s for s in segments if v.start < page_up(s.vaddr + s.memsz) and page_down(s.vaddr) < v.end]
+        if len({segment_prot(s) for s in spans}) > 1:
+            shown = ", ".join(f"[{page_down(s.vaddr):#x}, {page_up(s.vaddr + s.memsz):#x}) "
+                              f"{prot_text(segment_prot(s))}" for s in spans)
+            problems.append(f"the VMA {v} of {who} spans load segments of different permissions ({shown}): "
+                            "regions with different permissions merged into one")
+    for n, s in enumerate(segments):
+        start, end, prot = page_down(s.vaddr), page_up(s.vaddr + s.memsz), segment_prot(s)
+        file_end = page_up(s.vaddr + s.filesz)
+        what = f"load segment {n} [{start:#x}, {end:#x}) {prot_text(prot)} of the ELF file"
+        holes = [va for va in range(start, end, PAGE) if record.find(va) is None]
+        if holes:
+            if holes[0] >= file_end and s.memsz > s.filesz and not any(va < file_end for va in holes):
+                problems.append(f"{what}: no VMA covers its bss pages [{holes[0]:#x}, {end:#x}) past its file bytes "
+                                f"(file size {s.filesz:#x}, memory size {s.memsz:#x}): the loader recorded the file "
+                                "size, not the memory size")
+            elif len(holes) == (end - start) // PAGE:
+                problems.append(f"{what}: no VMA covers it (the VMA list of {who}: {record.describe()})")
+            else:
+                problems.append(f"{what}: no VMA covers its pages from {holes[0]:#x} ({len(holes)} page(s))")
+            continue
+        for v in record.around(start, end):
+            if v.prot != prot:
+                others = [t for t in segments if t is not s and segment_prot(t) != v.prot
+                          and v.start < page_up(t.vaddr + t.memsz) and page_down(t.vaddr) < v.end]
+                merged = " and spans another segment: regions with different permissions merged" if others else ""
+                problems.append(f"{what}: the VMA over it is {v}: permissions {v.rwx()}, the segment's are "
+                                f"{prot_text(prot)}{merged}")
+                break
+            if v.kind != KIND_IMAGE:
+                problems.append(f"{what}: the VMA over it is {v}, not an image region (its pages come from the file)")
+                break
+            first = max(v.start, start)
+            want_offset = s.offset - (s.vaddr - start) + (first - start) if s.filesz else None
+            if want_offset is not None and v.offset + (first - v.start) != want_offset:
+                problems.append(f"{what}: the VMA over it is {v}, whose page {first:#x} comes from file offset "
+                                f"{v.offset + first - v.start:#x}; the ELF file has it at {want_offset:#x}")
+                break
+            want_file = max(0, min(s.vaddr + s.filesz, v.end) - first) if s.filesz else 0
+            have_file = max(0, min(v.file_size - (first - v.start), v.end - first))
+            if have_file != want_file:
+                problems.append(f"{what}: the VMA over it is {v}, which takes {have_file:#x} bytes from the file at "
+                                f"{first:#x}; the segment has {want_file:#x} there (the rest of its memory reads as "
+                                "zeros)")
+                break
+    stack = [v for v in record.vmas if v.end == stack_top]
+    bottom = stack_top - stack_pages * PAGE
+    if not stack:
+        problems.append(f"no VMA of {who} ends at the stack's top {stack_top:#x}: the loader did not record the "
+                        f"stack [{bottom:#x}, {stack_top:#x}) (its VMA list: {record.describe()})")
+    else:
+        v = stack[0]
+        if v.kind != KIND_STACK or not v.flags & GROWS_DOWN or not v.write or v.start > bottom:
+            problems.append(f"the stack's VMA of {who} is {v}; the loader must record [{bottom:#x}, {stack_top:#x}) "
+                            "rw- stack grows-down")
+    return problems

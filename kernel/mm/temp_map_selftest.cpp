@@ -1,0 +1,163 @@
+// Lab 4's probe of the temp-map slot stack, witnessed from outside (grade/test_lab4.py,
+// temp_map_slots). Given code: it only makes guards and reads through them; the grader decides
+// what the reads should have seen.
+#include "core/arch.hpp"
+#include "core/panic.hpp"
+#include "core/selftest.hpp"
+#include "lib/abi.hpp"
+#include "lib/console.hpp"
+#include "lib/facts.hpp"
+#include "mm/temp_map.hpp"
+#include "mm/vm.hpp"
+
+namespace pagoda {
+namespace {
+
+constexpr usize kProbeFrames = 6;    ///< frames the probe maps, above the window when there is RAM there
+constexpr usize kProbeDepth = 4;     ///< the deepest nesting of a round (slots 0..3)
+constexpr usize kLiveGuards = 3;     ///< guards live at the grader's stop in the middle
+constexpr u64 kMaxRounds = 6;
+constexpr usize kMaxReads = 2 * kLiveGuards + kMaxRounds * 2 * (1 + 2 + 3 + 4);
+constexpr usize kWords = kPageSize / sizeof(u64);
+
+/// The three stops of the probe (the first argument of pagoda_grader_checkpoint()).
+enum ProbeStop : u64 {
+  kFramesStop = 0x544d01,
+  kLiveStop = 0x544d02,
+  kReadsStop = 0x544d03,
+  kPushStop = 0x544d04,    ///< the grader steps from here to kPushedStop: one push, interrupts on
+  kPushedStop = 0x544d05,  ///< ... and from here to kPoppedStop: its pop
+  kPoppedStop = 0x544d06,
+};
+PAGODA_FACT(temp_probe_frames_stop, kFramesStop)
+PAGODA_FACT(temp_probe_live_stop, kLiveStop)
+PAGODA_FACT(temp_probe_reads_stop, kReadsStop)
+PAGODA_FACT(temp_probe_push_stop, kPushStop)
+PAGODA_FACT(temp_probe_pushed_stop, kPushedStop)
+PAGODA_FACT(temp_probe_popped_stop, kPoppedStop)
+PAGODA_FACT(temp_probe_frames, kProbeFrames)
+PAGODA_FACT(temp_probe_depth, kProbeDepth)
+PAGODA_FACT(temp_probe_live_guards, kLiveGuards)
+
+/// One read through a guard: which address it went through, which frame the guard was given,
+/// which word was read and what came back. The grader compares the value with what it wrote
+/// into that frame.
+struct ProbeRead {
+  u64 va;
+  u64 frame;
+  u64 word;
+  u64 value;
+};
+PAGODA_FACT(temp_probe_read_size, sizeof(ProbeRead))
+
+/// What the probe reads and shows; static so that the grader finds them at its stops.
+struct Probe {
+  u64 frames[kProbeFrames] = {};
+  u64 live[kLiveGuards][2] = {};  ///< {guard address, frame} of each guard live at the middle stop
+  ProbeRead reads[kMaxReads] = {};
+  usize count = 0;
+  u64 seed = 0;
+};
+constinit Probe g_probe;
+
+/// Which frame guard @p i of depth @p depth in round @p round maps (the grader's twin:
+/// grade/test_lab4.py): consecutive guards of one slot always map different frames.
+usize frame_of(u64 round, usize depth, usize i) { return usize((i + depth + round) % kProbeFrames); }
+
+/// Which word read @p n of the probe reads (the grader recomputes it from the seed).
+usize word_of(u64 n) { return usize(abi::temp_map_pattern(g_probe.seed, n) % kWords); }
+
+/// Reads a word through @p map (a volatile load: the compiler may not reuse an earlier one).
+void read_through(const TempMap& map, PhysAddr frame) {
+  PAGODA_ASSERT(g_probe.count < kMaxReads);
+  const u64 n = g_probe.count;
+  const usize word = word_of(n);
+  const u64 value = reinterpret_cast<const volatile u64*>(map.bytes())[word];
+  g_probe.reads[n] = ProbeRead{map.address().value(), frame.value(), word, value};
+  g_probe.count = n + 1;
+}
+
+/// Guards @p i .. @p depth - 1 of one round, nested: each read right after it is made, and
+/// every live one read again once the deepest is.
+void nest(u64 round, usize depth, usize i, const TempMap* const* outer) {
+  if (i == depth) {
+    for (usize k = 0; k < depth; ++k) read_through(*outer[k], PhysAddr(g_probe.frames[frame_of(round, depth, k)]));
+    return;
+  }
+  const PhysAddr frame(g_probe.frames[frame_of(round, depth, i)]);
+  TempMap map(frame);
+  read_through(map, frame);
+  const TempMap* guards[kProbeDepth];
+  for (usize k = 0; k < i; ++k) guards[k] = outer[k];
+  guards[i] = &map;
+  nest(round, depth, i + 1, guards);
+}
+
+}  // namespace
+
+/// The temp-map slot stack, seen from outside. Takes kProbeFrames frames (above the window when
+/// the machine has RAM there) and stops (kFramesStop) so that the grader fills them with values
+/// of its own. Then: three nested guards, each read through, and a stop while all three are live
+/// (kLiveStop: the grader walks the live root at each guard's address); then rounds=N rounds of
+/// nesting 1, 2, 3 and 4 guards deep, each guard of a slot mapping another frame than the one
+/// before it, every guard read when made and again when the deepest is; then a stop with every
+/// read (kReadsStop). A read that did not see its frame's value went through another frame: a
+/// stale translation of a slot given back without invalidating it, or a slot two live guards
+/// share. Then one guard made and released with interrupts on, which the grader steps through
+/// one instruction at a time (kPushStop .. kPoppedStop). seed=S picks the words read.
+PAGODA_SELFTEST(temp_map_slots) {
+  if (!vm::ready()) panic("lab 1 is not done: the kernel has no page tables of its own");
+  if (TempMapArea::current() == nullptr)
+    panic("temp_map_slots: the kernel has no temp-map area: lab 4: write TempMapArea::init(), push() and pop() in "
+          "kernel/mm/temp_map.cpp (labs/04-temp-mappings/README.md)");
+  const u64 rounds = ctx.arg("rounds", 4);
+  if (rounds == 0 || rounds > kMaxRounds) panic("temp_map_slots: rounds={}: 1..{}", rounds, kMaxRounds);
+  g_probe.seed = ctx.arg("seed", 0x544d);
+  for (u64& f : g_probe.frames) {
+    const Result<PhysAddr> frame = vm::frames().allocate_high();
+    if (frame.is_error()) panic("temp_map_slots: no frame for the probe: {}", frame.error());
+    f = frame.value().value();
+  }
+  pagoda_grader_checkpoint(kFramesStop, reinterpret_cast<u64>(g_probe.frames), kProbeFrames);
+
+  {
+    const PhysAddr a(g_probe.frames[0]), b(g_probe.frames[1]), c(g_probe.frames[2]);
+    // Each guard's address and frame noted as it is made (before the next one could take its slot).
+    const auto note = [](usize k, const TempMap& map) {
+      g_probe.live[k][0] = map.address().value();
+      g_probe.live[k][1] = map.frame().value();
+    };
+    TempMap first(a);
+    note(0, first);
+    read_through(first, a);
+    TempMap second(b);
+    note(1, second);
+    read_through(second, b);
+    TempMap third(c);
+    note(2, third);
+    read_through(third, c);
+    pagoda_grader_checkpoint(kLiveStop, reinterpret_cast<u64>(g_probe.live), kLiveGuards);
+    read_through(first, a);
+    read_through(second, b);
+    read_through(third, c);
+  }
+  for (u64 round = 0; round < rounds; ++round)
+    for (usize depth = 1; depth <= kProbeDepth; ++depth) nest(round, depth, 0, nullptr);
+  // Interrupt safety, stepped by the grader one instruction at a time from kPushStop to
+  // kPoppedStop: with interrupts on (as in a system call), one guard is made and released. At
+  // every instruction an interrupt could land and make a guard of its own.
+  arch::interrupts_enable();
+  pagoda_grader_checkpoint(kPushStop, TempMapArea::current()->depth(), 0);
+  {
+    TempMap guard(PhysAddr(g_probe.frames[3]));
+    pagoda_grader_checkpoint(kPushedStop, guard.address().value(), guard.slot());
+  }
+  pagoda_grader_checkpoint(kPoppedStop, 0, 0);
+  arch::interrupts_disable();
+  pagoda_grader_checkpoint(kReadsStop, reinterpret_cast<u64>(g_probe.reads), g_probe.count);
+  println("temp_map_slots: {} reads through temp-map slots in {} rounds; slots live now: {}", g_probe.count, rounds,
+          TempMapArea::current()->depth());
+  for (const u64 f : g_probe.frames) vm::frames().free(PhysAddr(f));
+}
+
+}  // namespace pagoda

@@ -1,0 +1,93 @@
+"""tools/fresh-machine's promise: what it mounts in a root is unmounted whatever happens.
+
+The script itself runs for real in its own time (docs/platforms.md: it debootstraps and installs
+for tens of minutes); these tests load it and check its mounting on an empty directory, which
+needs root (skipped otherwise)."""
+import importlib.machinery
+import importlib.util
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from pagoda import paths
+
+SCRIPT = os.path.join(paths.ROOT, "tools", "fresh-machine")
+
+
+def load():
+    loader = importlib.machinery.SourceFileLoader("fresh_machine", SCRIPT)
+    spec = importlib.util.spec_from_loader("fresh_machine", loader)
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
+
+
+def test_help_needs_nothing():
+    out = subprocess.run([paths.SYSTEM_PYTHON, SCRIPT, "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "debootstrap --variant=minbase" in out.stdout
+
+
+def test_the_commands_run_in_the_clone_with_a_fresh_environment():
+    fm = load()
+    argv = fm.in_root("/r", "exec ./pagoda test")
+    assert argv[:3] == ["chroot", "/r", "/usr/bin/env"] and "-i" in argv
+    assert argv[-1] == "cd /root/pagoda && exec ./pagoda test"
+    assert not [a for a in argv if a.startswith(("PAGODA_", "PYTHONPATH"))]
+
+
+def can_mount():
+    """Root, and allowed to mount (a container without CAP_SYS_ADMIN is not)."""
+    if os.geteuid() != 0:
+        return False
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        if subprocess.run(["mount", "-t", "tmpfs", "none", d], capture_output=True).returncode != 0:
+            return False
+        subprocess.run(["umount", d])
+        return True
+
+
+as_root = pytest.mark.skipif(not can_mount(), reason="mounting needs root (with the right to mount)")
+
+
+@as_root
+@pytest.mark.parametrize("raised", [RuntimeError, KeyboardInterrupt])
+def test_everything_mounted_is_unmounted_on_the_way_out(tmp_path, raised):
+    fm = load()
+    root = str(tmp_path / "root")
+    os.makedirs(root)
+    with pytest.raises(raised):
+        with fm.Mounted(root):
+            points = fm.mounts_under(root)
+            assert {os.path.join(root, p) for p in ("proc", "sys", "dev")} <= set(points)
+            assert os.path.exists(os.path.join(root, "dev", "null"))
+            raise raised()
+    assert fm.mounts_under(root) == []
+    assert os.path.exists("/dev/null") and os.path.ismount("/proc")   # the host's are untouched
+
+
+@as_root
+def test_a_process_left_in_the_root_is_ended(tmp_path):
+    fm = load()
+    root = str(tmp_path / "root")
+    os.makedirs(root)
+    with fm.Mounted(root):
+        # a process whose root is this directory: chroot into it needs a program inside, so the
+        # process changes its root itself
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.chroot(root)
+                signal.pause()
+            finally:
+                os._exit(0)
+        for _ in range(200):
+            if fm.processes_in(root):
+                break
+            time.sleep(0.05)
+        assert fm.processes_in(root) == [pid]
+    assert os.waitpid(pid, 0)[0] == pid          # ended by Mounted on the way out
+    assert fm.mounts_under(root) == []
