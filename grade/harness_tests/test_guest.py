@@ -163,11 +163,11 @@ class _SteppyClient:
 
 
 def _steppy_guest(client):
-    import time
     from pagoda_grade.witness import ARCHES, MACHINES, Guest
     guest = object.__new__(Guest)
     guest.arch, guest.model, guest.machine, guest.client = "x86_64", ARCHES["x86_64"], MACHINES["x86_64"], client
-    guest.session = type("S", (), {"deadline": time.monotonic() + 60, "check": lambda self: None})()
+    budget = type("B", (), {"left": lambda self: 60.0})()
+    guest.session = type("S", (), {"budget": budget, "check": lambda self: None})()
     guest.waiting_for, guest._stops, guest.stop_hooks = None, 0, []
     guest._stopped_at = client.pc
     return guest
