@@ -57,7 +57,7 @@ def boot_translate(boot, kernel, arch):
         return {"chosen": chosen, "walks": walks, "root": snap.root}
 
     run = boot(test="vm_translate", token=token, witness=script)
-    return run, run.witness
+    return run, run.require_witness()
 
 
 @lab_test(1, "translate_text_data")

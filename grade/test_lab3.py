@@ -219,13 +219,13 @@ class Watch:
     def fail(self, run, message):
         """run.fail() with, when the machine died, what the grader can say about why."""
         why = explain_death(run, self.inspector, self.layout, self.roots)
-        run.fail(message + (f"\n{why}" if why else ""))
+        run.fail(message, cause=why)
 
     def require(self, run):
         """The witness's result, or a failure that names why the guest never got there."""
         if run.witness is None:
             why = explain_death(run, self.inspector, self.layout, self.roots)
-            run.fail((run.witness_failure or "the grader could not look at the guest") + (f"\n{why}" if why else ""))
+            run.fail(run.witness_failure or "the grader could not look at the guest", cause=why)
         return run.witness
 
 

@@ -9,8 +9,8 @@ import re
 import struct
 
 from pagoda_grade import lab_test
-from pagoda_grade.processes import (KernelReach, kernel_faults, parse_reaped, process_roots, recovered_by_fixup,
-                                    user_runs, user_symbol)
+from pagoda_grade.processes import (KernelReach, explain_death, kernel_faults, parse_reaped, process_roots,
+                                    recovered_by_fixup, user_runs, user_symbol)
 from pagoda_grade.proof import MASK64, proof
 from pagoda_grade.symbols import address_of, fact, function_at, physical_of, user_fixups
 from pagoda_grade.witness import ARCHES, PAGE, pick_in
@@ -146,11 +146,23 @@ def copy_fault_problem(run, kernel, f, kernel_address):
             "not in the fix-up table, or an access outside the copies)")
 
 
+def fail_on_cause(run, watch, cause):
+    """Fails with @p cause, the lab's own evidence of the slip, as the headline, and the grader's
+    reading of the machine's death (explain_death: the first kernel fault against the roots) after
+    it. The evidence comes first: it knows the lab (whose arguments, which copy, which table),
+    where the reading of a kernel fault knows only the fault."""
+    why = explain_death(run, watch.inspector, watch.layout, watch.roots) if watch is not None else None
+    lines = cause.split("\n")
+    if why and len(lines) > 1 and why.startswith(lines[-1]):   # the same fault, said once
+        cause = "\n".join(lines[:-1])
+    run.fail(why or cause, cause=cause)
+
+
 def check_loader_writes(run, kernel, watch):
     """Fails the test first with loader_write_problem(), when there is one."""
     problem = loader_write_problem(run, kernel, watch)
     if problem:
-        watch.fail(run, problem)
+        fail_on_cause(run, watch, problem)
 
 
 # ---- temporary mappings, seen from outside ------------------------------------------------------
@@ -767,7 +779,7 @@ def test_bad_pointers(boot, kernel, arch):
     # The cause first, from QEMU's log: which copy faulted where, and what became of it.
     faults = kernel_faults(kernel, run)
     if faults:
-        watch.fail(run, copy_fault_problem(run, kernel, faults[0], kernel_address))
+        fail_on_cause(run, watch, copy_fault_problem(run, kernel, faults[0], kernel_address))
     fixed = [f for f in run.log.faults if recovered_by_fixup(kernel, f)]
     if run.search(r"^PANIC"):
         stuck = [f for f in fixed if run.log.faults and f.index == run.log.faults[-1].index]

@@ -78,7 +78,8 @@ def first_root(snap, kernel):
     for root, label in process_roots(snap, kernel).items():
         if label.endswith("(pid 1)"):
             return root
-    raise AssertionError("pid 1 has no root in the kernel's root registry")
+    raise AssertionError("the first process (pid 1) has no root in the kernel's root registry at the grader's stop: "
+                         "it was never made, or it had ended already (its kill line, if any, says why)")
 
 
 def baseline(watch, guest):
@@ -1041,9 +1042,13 @@ def usertests_case(boot, kernel, arch, case):
                         "succeeded, e.g. an exec that replaced the child's program, or the child was killed)")
     if w["ended"] is None and w["trace"]:
         last = w["trace"][-1]
+        if last["result"] == last["probe"]["want"]:
+            after = (f"returned {shown_result(last['result'])} as it should, and the child never made another system "
+                     "call: it died after it (a kill line, if any, says why)")
+        else:
+            after = (f"returned {shown_result(last['result'])}, expected {shown_result(last['probe']['want'])}")
         watch.fail(run, f"usertests {case}: the child made {len(w['trace'])} probes and never reached its exit; the last, "
-                        f"probe {len(w['trace']) - 1} ({last['probe']['what']}), returned {shown_result(last['result'])} "
-                        f"(expected {shown_result(last['probe']['want'])})")
+                        f"probe {len(w['trace']) - 1} ({last['probe']['what']}), {after}")
     if w["child"] is None or w["ended"] is None:
         watch.fail(run, f"usertests {case}: the grader saw no forked child make its probes and exit (every case runs in "
                         "a child of its own: fork must work)")

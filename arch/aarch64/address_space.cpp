@@ -106,6 +106,10 @@ bool Aarch64AddressSpace::shares_kernel_half(FormatSink& why) const {
   return false;
 }
 
+bool Aarch64AddressSpace::shares_kernel_half_at(VirtAddr) const {
+  return kernel_ || hw::read_ttbr1() == shared_upper_->root();
+}
+
 void Aarch64AddressSpace::activate() {
   if (kernel_) {
     hw::load_kernel_roots(own_upper_.root(), lower_.root());

@@ -37,7 +37,8 @@
 #include "proc/kernel_stack.hpp"
 #include "proc/user_memory.hpp"
 
-extern "C" char aarch64_vectors[], boot_entry_stack_bottom[], boot_entry_stack_top[];
+extern "C" char aarch64_vectors[], boot_entry_stack_bottom[], boot_entry_stack_top[], boot_stack_guard[],
+    boot_stack_bottom[], boot_stack_top[];
 
 namespace pagoda::aarch64 {
 namespace {
@@ -202,6 +203,18 @@ void report_unmapped_stack(const TrapFrame& f) {
 /// stack's bounds; false when no guard was hit (the stack is not mapped at all).
 bool report_stack_overflow(const TrapFrame& f) {
   const bool has_far = is_translation_abort(f);
+  // The kernel's own stack (boot_stack, boot.S) has a guard page below it too.
+  const u64 guard = reinterpret_cast<u64>(boot_stack_guard);
+  const u64 candidates[] = {has_far ? f.far : ~u64{0}, f.sp, f.sp - TRAP_FRAME_SIZE};
+  for (const u64 at : candidates) {
+    if (at - guard >= kPageSize) continue;
+    println("KERNEL STACK OVERFLOW: the kernel's own stack (boot_stack [{:#x}, {:#x})) ran into its guard page at {:#x} "
+            "(SP {:#x}, FAR {:#x}); the exception could not be taken on that stack, so the vector entry moved to the "
+            "overflow stack",
+            reinterpret_cast<u64>(boot_stack_bottom), reinterpret_cast<u64>(boot_stack_top), guard, f.sp,
+            has_far ? f.far : 0);
+    return true;
+  }
   proc::StackRange hit = has_far ? proc::guard_hit(f.far) : proc::StackRange{};
   u64 where = f.far;
   if (hit.empty()) {
@@ -218,6 +231,45 @@ bool report_stack_overflow(const TrapFrame& f) {
           "SP against the stack's guard before it pushes anything, moved to the overflow stack",
           hit.slot, hit.bottom, hit.top, align_down(where, kPageSize), f.sp, has_far ? f.far : 0);
   return true;
+}
+
+/// The frame whose report is being printed (a report walks page tables and reads kernel data:
+/// a fault while it does is the same problem seen again), or nullptr.
+const TrapFrame* g_reporting = nullptr;
+
+/// Marks the report of @p f as under way for as long as it lives.
+struct Reporting {
+  explicit Reporting(const TrapFrame& f) { g_reporting = &f; }
+  ~Reporting() { g_reporting = nullptr; }
+  Reporting(const Reporting&) = delete;
+  Reporting& operator=(const Reporting&) = delete;
+};
+
+/// A synchronous exception taken while the report of @p outer was being printed: says so once,
+/// moves to the kernel's roots and names what the live ones lacked, instead of faulting in the
+/// report again and again.
+[[noreturn]] void report_nested_fault(const TrapFrame& inner, const TrapFrame& outer) {
+  static bool again = false;  // a fault in this report too: say the least and stop
+  if (again) panic("{} at ELR {:#x}: the report of a fault faulted, and so did the report of that", class_name(esr_class(outer.esr)), outer.elr);
+  again = true;
+  println("FAULT WHILE REPORTING A FAULT: {} (ELR {:#x}, FAR {:#x}) while reporting {} in {} mode at ELR {:#x}",
+          class_name(esr_class(inner.esr)), inner.elr, inner.far, class_name(esr_class(outer.esr)),
+          outer.from_el() == 0 ? "user" : "kernel", outer.elr);
+  char why[400];
+  BufferSink sink(why, sizeof why);
+  if (is_translation_abort(inner) && vm::rescue_report(sink, VirtAddr(inner.far))) {
+    println("  the report of the fault faulted in turn: {}", sink.view());
+    panic("{} at ELR {:#x}, and its report faulted: {}", class_name(esr_class(outer.esr)), outer.elr, sink.view());
+  }
+  panic("{} at ELR {:#x}, and its report faulted in turn ({} at ELR {:#x}, FAR {:#x})", class_name(esr_class(outer.esr)),
+        outer.elr, class_name(esr_class(inner.esr)), inner.elr, inner.far);
+}
+
+/// The vector entries for exceptions from EL0 (the third quarter of the table): the first thing
+/// they do is push a frame on SP_EL1, the EL1 stack a trap from user mode lands on.
+bool in_lower_el_vectors(u64 pc) {
+  const u64 table = reinterpret_cast<u64>(aarch64_vectors);
+  return pc >= table + 0x400 && pc < table + 0x600;
 }
 
 }  // namespace
@@ -261,7 +313,23 @@ void vectors_init() {
 /// Called by aarch64_trap_entry for every exception.
 extern "C" void aarch64_trap(pagoda::aarch64::TrapFrame* frame) {
   using namespace pagoda::aarch64;
+  if (g_reporting != nullptr && frame->type() == VectorType::Synchronous) report_nested_fault(*frame, *g_reporting);
   if (frame->overflowed()) {
+    const Reporting reporting(*frame);
+    if (in_lower_el_vectors(frame->elr)) {
+      // The entry of an exception from EL0 could not push its frame on SP_EL1.
+      const pagoda::uptr top = frame->sp + TRAP_FRAME_SIZE;
+      char why[400];
+      pagoda::BufferSink sink(why, sizeof why);
+      if (!pagoda::proc::explain_user_trap_stack(sink, "the EL1 stack (SP_EL1)", top))
+        pagoda::format_to(sink, "SP_EL1 {:#x} is the process's own kernel stack", top);
+      pagoda::println("TRAP FROM USER MODE WITHOUT A KERNEL STACK: an exception from user mode could not push its "
+                      "frame on the EL1 stack, so the kernel's vector moved to the overflow stack: {}",
+                      sink.view());
+      report_unmapped_stack(*frame);
+      report_exception(*frame);
+      pagoda::panic("the kernel stack for traps from user mode is wrong: {}", sink.view());
+    }
     if (!report_stack_overflow(*frame)) {
       report_unmapped_stack(*frame);
       report_exception(*frame);
@@ -271,6 +339,11 @@ extern "C" void aarch64_trap(pagoda::aarch64::TrapFrame* frame) {
     pagoda::panic("kernel stack overflow: a guard page was hit (the stack's owner recursed or used too much stack)");
   }
   const bool from_user = frame->origin() == VectorOrigin::LowerElAarch64;
+  // A trap from EL0 lands on SP_EL1: the running process's own kernel stack, or the switch to
+  // it went wrong. Checked before anything uses the stack.
+  if (from_user)
+    pagoda::proc::check_user_trap_frame(reinterpret_cast<pagoda::uptr>(frame), "the EL1 stack (SP_EL1)",
+                                        reinterpret_cast<pagoda::uptr>(frame) + TRAP_FRAME_SIZE);
   switch (frame->type()) {
     case VectorType::Irq:
       if (frame->origin() == VectorOrigin::CurrentElSpx || frame->origin() == VectorOrigin::LowerElAarch64) {
@@ -307,13 +380,29 @@ extern "C" void aarch64_trap(pagoda::aarch64::TrapFrame* frame) {
     case VectorType::Fiq:
     case VectorType::SError: break;
   }
-  report_exception(*frame);
+  {
+    const Reporting reporting(*frame);
+    report_exception(*frame);
+  }
   // Whatever a process did, it ends only that process.
   if (from_user && frame->type() == VectorType::Synchronous) user_exception(*frame);
   if (frame->type() == VectorType::Synchronous) {
     const pagoda::u64 ec = esr_class(frame->esr);
-    pagoda::panic("unhandled {} (EC {:#04x}) in {} mode at ELR {:#x}", class_name(ec), ec,
-                  frame->from_el() == 0 ? "user" : "kernel", frame->elr);
+    char why[400] = {};
+    if (is_translation_abort(*frame)) {
+      // The panic line carries the cause: what the access was, where the address lies, and what
+      // the walk found (the report above has the whole walk).
+      const Reporting reporting(*frame);
+      pagoda::BufferSink sink(why, sizeof why);
+      const pagoda::Access access = abort_access(*frame);
+      pagoda::format_to(sink, ": {} {:#x} ", access.execute ? "fetch from" : access.write ? "write to" : "read of",
+                        frame->far);
+      pagoda::proc::describe_address(sink, frame->far);
+      pagoda::format_to(sink, ": ");
+      pagoda::explain_fault(sink, pagoda::vm::walk_active(pagoda::VirtAddr(frame->far)), access);
+    }
+    pagoda::panic("unhandled {} (EC {:#04x}) in {} mode at ELR {:#x}{}", class_name(ec), ec,
+                  frame->from_el() == 0 ? "user" : "kernel", frame->elr, pagoda::StringView(why));
   }
   pagoda::panic("unhandled {} from the {} at ELR {:#x}", kVectorTypeNames[pagoda::u64(frame->type())],
                 kVectorOriginNames[pagoda::u64(frame->origin())], frame->elr);

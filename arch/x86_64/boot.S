@@ -232,9 +232,14 @@ boot_entry_stack_bottom:
         .skip   BOOT_ENTRY_STACK_SIZE
 boot_entry_stack_top:
 
-        /* The kernel's own stack, linked high like the rest of the kernel. */
+        /* The kernel's own stack, linked high like the rest of the kernel, above a guard page
+           that the kernel's root leaves unmapped (vm::init): an overflow faults there and is
+           reported as one, as a process's kernel stack's is (kernel/proc/kernel_stack.hpp). */
         .section .bss
-        .balign 16
+        .balign X86_PAGE_SIZE
+        .global boot_stack_guard
+boot_stack_guard:
+        .skip   X86_PAGE_SIZE
         .global boot_stack_bottom, boot_stack_top
 boot_stack_bottom:
         .skip   BOOT_STACK_SIZE

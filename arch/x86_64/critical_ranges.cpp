@@ -1,8 +1,9 @@
 // What an x86_64 CPU needs mapped the instant after CR3 is loaded (mm/mmu.hpp,
 // mm/critical_ranges.hpp), as of now, most telling first:
 //
-//   the running stack          RSP's page, a trap frame's room below RSP and, on a known kernel
-//                              stack, everything up to its top (the callers' frames)       rw-
+//   the running stack          the whole stack RSP is on when the kernel knows it (the boot
+//                              stack, an IST stack, a process's kernel stack); else RSP's
+//                              page and a trap frame's room below it                       rw-
 //   the current instruction    the one after the CR3 write, in x86::hw::load_root()        r-x
 //   the trap entry             x86_vector_stubs .. x86_trap_entry_end (vectors.S)          r-x
 //   the IDT, the GDT           where IDTR and GDTR point (SIDT, SGDT)                      r--
@@ -20,6 +21,7 @@
 #include "arch/x86_64/mmu_hw.hpp"
 #include "mm/mmu.hpp"
 #include "mm/page.hpp"
+#include "proc/kernel_stack.hpp"
 
 extern "C" char __text_start[], __text_end[], x86_vector_stubs[], x86_trap_entry_end[];
 
@@ -54,8 +56,9 @@ void critical_ranges(CriticalRanges& out) {
   const u64 rsp = read_rsp();
   const x86::StackBounds stack = x86::kernel_stack_bounds(rsp);
   // On a stack the kernel knows (the boot stack, an IST stack, a process's kernel stack), all
-  // of it that is in use; on another (a fixture's) RSP's page and the room below it.
-  const u64 low = stack.empty() ? rsp - kTrapFrameRoom : max<u64>(stack.bottom, rsp - kTrapFrameRoom);
+  // of it (a later switch on the same stack, at another depth, is then proven: switch_stacks());
+  // on another (a fixture's) RSP's page and the room below it.
+  const u64 low = stack.empty() ? rsp - kTrapFrameRoom : stack.bottom;
   const u64 high = stack.empty() ? align_up(rsp + 1, kPageSize) : stack.top;
   out.add("the running stack", VirtAddr(low), high - low, kWrite, VirtAddr(rsp));
 
@@ -83,7 +86,8 @@ void critical_ranges(CriticalRanges& out) {
   }
   if (const uptr rsp0 = x86::tss_rsp0()) {
     // The whole kernel stack a trap from ring 3 will use: the next process's, since the
-    // scheduler sets RSP0 before it loads that process's root.
+    // scheduler sets RSP0 before it loads that process's root (AddressSpace::activate() checks
+    // first that it is that process's).
     const x86::StackBounds next = x86::kernel_stack_bounds(rsp0 - 1);
     const u64 next_low = next.empty() ? rsp0 - kTrapFrameRoom : next.bottom;
     out.add("the kernel stack for traps from user mode (TSS.RSP0)", VirtAddr(next_low), rsp0 - next_low, kWrite,
@@ -91,6 +95,17 @@ void critical_ranges(CriticalRanges& out) {
   }
 
   out.add("the kernel text", va(__text_start), u64(__text_end - __text_start), kExecute);
+}
+
+SwitchStacks switch_stacks() {
+  SwitchStacks now;
+  now.sp = read_rsp();
+  const x86::StackBounds stack = x86::kernel_stack_bounds(now.sp);
+  now.stack_bottom = stack.bottom;
+  now.stack_top = stack.top;
+  now.user_trap_top = x86::tss_rsp0();
+  now.user_trap_what = "TSS.RSP0";
+  return now;
 }
 
 }  // namespace pagoda::arch

@@ -60,6 +60,8 @@ bool on_entry_stack(uptr a) {
 StackBounds kernel_stack_bounds(uptr a) {
   const StackBounds boot{reinterpret_cast<uptr>(boot_stack_bottom), reinterpret_cast<uptr>(boot_stack_top)};
   if (a >= boot.bottom && a < boot.top) return boot;
+  const proc::StackRange process = proc::stack_containing(a);  // a process's kernel stack
+  if (!process.empty()) return {process.bottom, process.top};
   // The boot stub's low entry stack, until vm::enter_kernel_space() leaves it.
   const StackBounds entry{reinterpret_cast<uptr>(boot_entry_stack_bottom), reinterpret_cast<uptr>(boot_entry_stack_top)};
   if (a >= entry.bottom && a < entry.top) return entry;
@@ -67,8 +69,6 @@ StackBounds kernel_stack_bounds(uptr a) {
     const StackBounds ist{reinterpret_cast<uptr>(g_ist_stacks[i]), reinterpret_cast<uptr>(g_ist_stacks[i] + kIstStackSize)};
     if (a >= ist.bottom && a < ist.top) return ist;
   }
-  const proc::StackRange process = proc::stack_containing(a);  // a process's kernel stack
-  if (!process.empty()) return {process.bottom, process.top};
   return {};
 }
 

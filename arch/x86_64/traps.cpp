@@ -25,7 +25,8 @@
 #include "proc/kernel_stack.hpp"
 #include "proc/user_memory.hpp"
 
-extern "C" char x86_vector_stubs[];
+extern "C" char x86_vector_stubs[], x86_syscall_entry[], boot_stack_guard[], boot_stack_bottom[], boot_stack_top[];
+extern "C" pagoda::u64 x86_syscall_kernel_rsp;
 
 namespace pagoda::x86 {
 namespace {
@@ -143,6 +144,17 @@ void report_exception(const TrapFrame& f) {
 /// Says so, with the stack's bounds; false when it is not that.
 bool report_stack_overflow(const TrapFrame& f) {
   const u64 cr2 = read_cr2();
+  // The kernel's own stack (boot_stack, boot.S) has a guard page below it too.
+  const u64 guard = reinterpret_cast<u64>(boot_stack_guard);
+  const u64 candidates[] = {cr2, f.rsp};
+  for (const u64 at : candidates) {
+    if (at - guard >= kPageSize) continue;
+    println("KERNEL STACK OVERFLOW: the kernel's own stack (boot_stack [{:#x}, {:#x})) ran into its guard page at {:#x} "
+            "(RSP {:#x}, CR2 {:#x}); the page fault could not be delivered on that stack, so the CPU raised a double "
+            "fault on its own IST stack",
+            reinterpret_cast<u64>(boot_stack_bottom), reinterpret_cast<u64>(boot_stack_top), guard, f.rsp, cr2);
+    return true;
+  }
   proc::StackRange hit = proc::guard_hit(cr2);
   u64 where = cr2;
   if (hit.empty()) {
@@ -173,6 +185,72 @@ bool report_unmapped_stack(const TrapFrame& f) {
   print("  ");
   vm::report_fault(console_sink(), below, Access{.write = true});
   return true;
+}
+
+/// The frame whose report is being printed (a report walks page tables and reads kernel data:
+/// a fault while it does is not a new problem but the same one, seen again), or nullptr.
+const TrapFrame* g_reporting = nullptr;
+
+/// Marks the report of @p f as under way for as long as it lives.
+struct Reporting {
+  explicit Reporting(const TrapFrame& f) { g_reporting = &f; }
+  ~Reporting() { g_reporting = nullptr; }
+  Reporting(const Reporting&) = delete;
+  Reporting& operator=(const Reporting&) = delete;
+};
+
+/// A fault taken while the report of @p outer was being printed: says so once, moves to the
+/// kernel's root (so that the panic can read memory) and names what the live root lacked,
+/// instead of faulting in the report over and over until the stack overflows.
+[[noreturn]] void report_nested_fault(const TrapFrame& inner, const TrapFrame& outer) {
+  static bool again = false;  // a fault in this report too: say the least and stop
+  if (again) panic("{} at RIP {:#x}: the report of a fault faulted, and so did the report of that", kExceptionNames[outer.vector].mnemonic, outer.rip);
+  again = true;
+  const u64 cr2 = read_cr2(), cr3 = read_cr3();
+  println("FAULT WHILE REPORTING A FAULT: {} at RIP {:#x} (CR2 {:#x}, CR3 {:#x}) while reporting {} {} in {} mode at "
+          "RIP {:#x}",
+          kExceptionNames[inner.vector].mnemonic, inner.rip, cr2, cr3, kExceptionNames[outer.vector].mnemonic,
+          kExceptionNames[outer.vector].name, outer.cpl() == 0 ? "kernel" : "user", outer.rip);
+  char why[400];
+  BufferSink sink(why, sizeof why);
+  if (inner.vector == kPageFault && vm::rescue_report(sink, VirtAddr(cr2))) {
+    println("  the report of the fault faulted in turn: {}", sink.view());
+    panic("{} at RIP {:#x}, and its report faulted: {}", kExceptionNames[outer.vector].mnemonic, outer.rip,
+          sink.view());
+  }
+  panic("{} at RIP {:#x}, and its report faulted in turn ({} at RIP {:#x}, CR2 {:#x})",
+        kExceptionNames[outer.vector].mnemonic, outer.rip, kExceptionNames[inner.vector].mnemonic, inner.rip, cr2);
+}
+
+/// A double fault that interrupted user mode: the CPU could not push the frame of an exception
+/// or interrupt from ring 3 on the kernel stack TSS.RSP0 names. Reports what RSP0 is instead of
+/// the process's kernel stack, and panics: a kernel bug (the switch to the process), never the
+/// process's.
+[[noreturn]] void report_user_trap_stack(const TrapFrame& f) {
+  char why[400];
+  BufferSink sink(why, sizeof why);
+  const bool wrong = proc::explain_user_trap_stack(sink, "TSS.RSP0", tss_rsp0());
+  if (!wrong)
+    format_to(sink, "TSS.RSP0 {:#x} is the process's own kernel stack and it is mapped: the IDT, the handler, the "
+                    "GDT or the TSS is what could not be reached",
+              tss_rsp0());
+  println("TRAP FROM USER MODE WITHOUT A KERNEL STACK: an exception or interrupt from user mode (RIP {:#x}) could not "
+          "be delivered, so the CPU raised a double fault on its own IST stack: {}",
+          f.rip, sink.view());
+  if (wrong && !vm::mapped_now(VirtAddr(tss_rsp0() - sizeof(u64)))) {
+    print("  ");
+    vm::report_fault(console_sink(), VirtAddr(tss_rsp0() - sizeof(u64)), Access{.write = true});
+  }
+  report_exception(f);
+  if (wrong) panic("the kernel stack for traps from user mode is wrong: {}", sink.view());
+  panic("a double fault from user mode at RIP {:#x} (a kernel bug: {})", f.rip, sink.view());
+}
+
+/// True when @p rip is in the system-call entry (switch.S), before it calls x86_syscall: where
+/// it runs on the system-call stack it just loaded.
+bool in_syscall_entry(u64 rip) {
+  const u64 entry = reinterpret_cast<u64>(x86_syscall_entry);
+  return rip >= entry && rip < entry + kPageSize;
 }
 
 }  // namespace
@@ -229,7 +307,12 @@ void set_irq_handler(u8 vector, IrqHandler handler) {
 /// Called by x86_trap_common for every vector.
 extern "C" void x86_trap(pagoda::x86::TrapFrame* frame) {
   using namespace pagoda::x86;
+  if (g_reporting != nullptr && frame->vector < kExceptionCount) report_nested_fault(*frame, *g_reporting);
   const bool from_user = frame->cpl() == 3;
+  // A trap from ring 3 lands on TSS.RSP0 (the IST vectors excepted): the running process's own
+  // kernel stack, or the switch to it went wrong. Checked before anything uses the stack.
+  if (from_user && ist_for(frame->vector) == 0)
+    pagoda::proc::check_user_trap_frame(reinterpret_cast<pagoda::uptr>(frame), "TSS.RSP0", tss_rsp0());
   if (frame->vector == kPageFault) {
     // The generic decision comes first, before anything is reported.
     const pagoda::VirtAddr address(read_cr2());
@@ -250,24 +333,57 @@ extern "C" void x86_trap(pagoda::x86::TrapFrame* frame) {
       }
     }
   }
+  // A double fault is the CPU failing to deliver an exception: always the kernel's bug, never
+  // the process's, even when the exception came from ring 3.
+  if (frame->vector == kDoubleFault) {
+    const Reporting reporting(*frame);
+    if (from_user) report_user_trap_stack(*frame);
+    if (in_syscall_entry(frame->rip) && !pagoda::vm::mapped_now(pagoda::VirtAddr(frame->rsp - sizeof(pagoda::u64)))) {
+      char why[400];
+      pagoda::BufferSink sink(why, sizeof why);
+      if (pagoda::proc::explain_user_trap_stack(sink, "the system-call stack", x86_syscall_kernel_rsp)) {
+        pagoda::println("TRAP FROM USER MODE WITHOUT A KERNEL STACK: the system-call entry loaded the stack {:#x} and "
+                        "could not push its frame there, so the CPU raised a double fault on its own IST stack: {}",
+                        x86_syscall_kernel_rsp, sink.view());
+        report_exception(*frame);
+        pagoda::panic("the kernel stack for traps from user mode is wrong: {}", sink.view());
+      }
+    }
+    if (report_stack_overflow(*frame)) {
+      report_exception(*frame);
+      pagoda::panic("kernel stack overflow: a guard page was hit (the stack's owner recursed or used too much stack)");
+    }
+    if (report_unmapped_stack(*frame)) {
+      report_exception(*frame);
+      pagoda::panic("kernel stack not mapped: the running stack at {:#x} was taken away under the CPU", frame->rsp);
+    }
+  }
   if (frame->vector < kExceptionCount && from_user) {
     // Whatever a process did, it ends only that process.
-    report_exception(*frame);
+    {
+      const Reporting reporting(*frame);
+      report_exception(*frame);
+    }
     const ExceptionName& e = kExceptionNames[frame->vector];
     user_exception(*frame, e.mnemonic, e.name, page_fault_access(frame->error));
   }
-  if (frame->vector == kDoubleFault && report_stack_overflow(*frame)) {
-    report_exception(*frame);
-    pagoda::panic("kernel stack overflow: a guard page was hit (the stack's owner recursed or used too much stack)");
-  }
-  if (frame->vector == kDoubleFault && report_unmapped_stack(*frame)) {
-    report_exception(*frame);
-    pagoda::panic("kernel stack not mapped: the running stack at {:#x} was taken away under the CPU", frame->rsp);
-  }
   if (frame->vector < kExceptionCount) {
+    const Reporting reporting(*frame);
     report_exception(*frame);
-    pagoda::panic("unhandled {} in {} mode at RIP {:#x}", kExceptionNames[frame->vector].mnemonic,
-                  frame->cpl() == 0 ? "kernel" : "user", frame->rip);
+    char why[400] = {};
+    if (frame->vector == kPageFault) {
+      // The panic line carries the cause: what the access was, where the address lies, and what
+      // the walk found (the report above has the whole walk).
+      pagoda::BufferSink sink(why, sizeof why);
+      const pagoda::u64 cr2 = read_cr2();
+      const pagoda::Access access = page_fault_access(frame->error);
+      pagoda::format_to(sink, ": {} {:#x} ", access.execute ? "fetch from" : access.write ? "write to" : "read of", cr2);
+      pagoda::proc::describe_address(sink, cr2);
+      pagoda::format_to(sink, ": ");
+      pagoda::explain_fault(sink, pagoda::vm::walk_active(pagoda::VirtAddr(cr2)), access);
+    }
+    pagoda::panic("unhandled {} in {} mode at RIP {:#x}{}", kExceptionNames[frame->vector].mnemonic,
+                  frame->cpl() == 0 ? "kernel" : "user", frame->rip, pagoda::StringView(why));
   }
   if (IrqHandler handler = g_irq_handlers[frame->vector]) {
     handler(*frame);

@@ -27,6 +27,7 @@
 #include "lib/string.hpp"
 #include "mm/vm.hpp"
 #include "proc/arch.hpp"
+#include "proc/kernel_stack.hpp"
 #include "proc/user_memory.hpp"
 
 extern "C" char x86_syscall_entry[], x86_trap_return[];
@@ -248,6 +249,10 @@ i64 user_string_copy(char* dst, const char* src, usize max) { return x86_user_st
 
 /// Called by x86_syscall_entry (switch.S) with the frame it built; the result goes back in RAX.
 extern "C" void x86_syscall(pagoda::x86::TrapFrame* frame) {
+  // The entry pushed the frame on the stack it loaded from x86_syscall_kernel_rsp: the calling
+  // process's own kernel stack, or the switch to it went wrong.
+  pagoda::proc::check_user_trap_frame(reinterpret_cast<pagoda::uptr>(frame), "the system-call stack",
+                                      x86_syscall_kernel_rsp);
   const pagoda::proc::SyscallArgs call{frame->rax, {frame->rdi, frame->rsi, frame->rdx, frame->r10, frame->r8, frame->r9}};
   frame->rax = pagoda::u64(pagoda::proc::syscall(call));
 }

@@ -216,22 +216,52 @@ class Run:
                 "a table no root uses) instead of the one shared kernel-half table, or the slot was used after its "
                 "guard released it (the kernel's report above says whether it is live; labs/04-temp-mappings)")
 
-    def fail(self, reason):
-        """Raises GradeFailure: the reason, what went wrong with the machine, and the context."""
-        parts = [reason]
+    def first_fault_cause(self, roots=None):
+        """What the grader can say about the first fault the kernel itself took, from QEMU's log,
+        the kernel ELF and its layout (causes.py): a switch of roots that unmapped the code making
+        it, a temp-map slot used after its mapping went, where the address lies and what the
+        access needed. None when there is no such fault or nothing to add to it."""
+        from . import causes
+        first = causes.first_kernel_fault(self)
+        if first is None:
+            return None
+        return (faultlog.after_root_switch(first, self._kernel_words, self.symbol_of) or self._temp_map_fault(first)
+                or causes.kernel_fault_cause(self, first, roots))
+
+    def fault_summary(self):
+        """The log's summary, its "first fault" the first one the kernel itself took when there is
+        one (a user program's demand faults and copy-on-write faults, resolved, are no cause)."""
+        from . import causes
+        first = causes.first_kernel_fault(self)
+        summary = self.log.summary(self.symbol_of)
+        if first is None or first is (self.log.faults[0] if self.log.faults else None):
+            return summary
+        users = sum(1 for f in self.log.faults if f.privilege != first.privilege and f.index < first.index)
+        return (f"first kernel fault: {first.describe(self.symbol_of)} (after {users} fault(s) in user mode, which "
+                f"demand paging, copy-on-write or a kill answered); " + summary.replace("first fault: ", "first fault of all: ", 1))
+
+    def fail(self, reason, cause=None):
+        """Raises GradeFailure: the cause first when one is known (@p cause, what the test found;
+        else causes.headline(): the first kernel fault's cause, the kernel's panic, ...), then
+        the reason (the symptom the test saw), what went wrong with the machine, and the context."""
+        from . import causes
+        head = cause or causes.headline(self, reason)
+        parts = [head, reason] if head and head != reason else [reason]
+        said = "\n".join(parts)
         outcome = self.outcome()
         if outcome == TIMEOUT:
             parts.append("the kernel did not finish in time (hung, or looping)")
         elif self.stop_kind in (CHECKED, ENDED):
             pass
         elif self.stop_kind:
-            parts.append(f"the grader stopped the machine: {self.stop_reason}")
+            if self.stop_reason not in said:
+                parts.append(f"the grader stopped the machine: {self.stop_reason}")
         elif outcome not in ("success", "failure"):
             parts.append(f"the machine ended with: {outcome}")
         panicked = panic_line("\n".join(self.lines)) if outcome == "failure" else ""
-        if panicked and panicked not in reason:
+        if panicked and panicked not in said:
             parts.append(f"the kernel panicked: {panicked}")
-        summary = self.log.summary(self.symbol_of)
+        summary = self.fault_summary()
         if summary and outcome != "success" and self.stop_kind != STORM:
             parts.append(summary)
         elif self.stop_kind == STORM and self.log.faults:
@@ -242,12 +272,9 @@ class Run:
             if first not in self.stop_reason:
                 parts.append(f"before the storm, the first fault: {first}")
         if self.log.faults and outcome != "success":
-            switch = faultlog.after_root_switch(self.log.faults[0], self._kernel_words, self.symbol_of)
-            if switch:
-                parts.append(f"the first fault's cause: {switch}")
-            temp = self._temp_map_fault(self.log.faults[0])
-            if temp:
-                parts.append(f"the first fault's cause: {temp}")
+            found = self.first_fault_cause()
+            if found and found not in "\n".join(parts):
+                parts.append(f"the first fault's cause: {found}")
         parts.append(f"boot token {self.token} (PAGODA_GRADE_TOKEN={self.token} repeats the grader's choices)")
         tail = self.symbolizer.annotate(self.lines[-TAIL_LINES:])
         parts.append(f"last {len(tail)} lines of serial output (full log: {self.serial_log}; "
@@ -288,11 +315,12 @@ class Run:
     def symbolized_lines(self):
         return self.symbolizer.annotate(self.lines)
 
-    def require_witness(self):
-        """What the witness script returned; fails the test when it could not finish."""
+    def require_witness(self, cause=None):
+        """What the witness script returned; fails the test when it could not finish (@p cause:
+        what the test knows of why, as for fail())."""
         if self.witness is None:
             self.fail(self.witness_failure or "the grader could not look at the guest (its witness script "
-                      "returned nothing)")
+                      "returned nothing)", cause=cause)
         return self.witness
 
 
@@ -539,7 +567,8 @@ class Booter:
             how = session.stop_reason if session.stop_kind else f"the kernel exited first ({e})"
             panicked = panic_line(session.data)
             if panicked and not session.stop_kind:
-                how = f"the kernel panicked first: {panicked}"
+                # The panic itself heads the failure (causes.headline()): the cause before the symptom.
+                how = "the kernel panicked first"
             killed = kill_lines(session.data)
             if killed:
                 how += "; before that: " + "; ".join(killed)

@@ -13,6 +13,8 @@
     checks = "the banner carries this boot's token"
     passes_on_skeleton = true   # optional: the lab hands this working; the test guards it
     hidden = true               # optional: kept out of published branches (see below)
+    hunt = [3, 4]               # optional: a graded bug hunt drawn from these labs' slips; no
+                                # implementation of its own (grade/test_hunt.py, tools/pagoda/hunt.py)
 
 A hidden test is the instructor's: `./pagoda labs publish` drops its [[tests]] entry from the
 published lab.toml and its implementation (grade/hidden/test_labN*.py) from the published tree;
@@ -72,6 +74,7 @@ class TestSpec:
     checks: str
     passes_on_skeleton: bool = False
     hidden: bool = False
+    hunt: tuple = ()   # a bug hunt: the labs whose slips it draws from (grade/test_hunt.py implements it)
 
 
 @dataclass
@@ -143,9 +146,12 @@ def _load(path):
         hidden = t.get("hidden", False)
         if not isinstance(hidden, bool):
             raise ManifestError(f"{where}: test {tid}: hidden must be true or false")
+        hunt = t.get("hunt", [])
+        if not isinstance(hunt, list) or any(not isinstance(n, int) for n in hunt):
+            raise ManifestError(f"{where}: test {tid}: hunt must be a list of lab numbers")
         lab.tests.append(TestSpec(id=tid, points=points, timeout=float(timeout),
                                   checks=str(t.get("checks", "")), passes_on_skeleton=given,
-                                  hidden=hidden))
+                                  hidden=hidden, hunt=tuple(hunt)))
     return lab
 
 
@@ -208,7 +214,7 @@ def check_implementations(labs, test_files):
     for number, done in sorted(done_by_lab.items()):
         lab = labs.get(number)
         for spec in lab.tests if lab else ():
-            if (number, spec.id) not in done:
+            if (number, spec.id) not in done and not spec.hunt:
                 hint = " (hidden tests live in grade/hidden/)" if getattr(spec, "hidden", False) else ""
                 problems.append(f"lab {number} declares test '{spec.id}' in its lab.toml, but grade/test_lab{number}.py "
                                 f"does not implement it{hint}")

@@ -545,24 +545,57 @@ def explain_death(run, inspector, layout, roots):
             return f"{first}; at a stop before, {roots.get(seen[0][0], hex(seen[0][0]))}: {seen[0][1]}"
     address = f.address if f.address is not None else f.sp
     slot = layout.slot_of(address)
+
+    def mapped_in(va):
+        return [r for r, runs in dumps.items() if not isinstance(runs, WalkError)
+                and any(x.va_start <= va < x.va_end for x in runs)]
+
     if slot is not None:
         bottom, top = layout.stack(slot)
-        mapped_in = [r for r, runs in dumps.items() if not isinstance(runs, WalkError)
-                     and any(x.va_start <= address < x.va_end for x in runs)]
         if layout.in_guard(address):
             return f"{first}: {address:#x} is the guard page below the kernel stack of slot {slot}: a kernel stack overflow"
-        if root is not None and root not in mapped_in:
-            where_ok = ", ".join(roots.get(r, f"{r:#x}") for r in mapped_in) or "no root the grader read"
+        have = mapped_in(address)
+        if root is not None and root not in have:
+            if not have:
+                page = (address - bottom) // PAGE
+                return (f"{first}: {address:#x} is page {page} of the {(top - bottom) // PAGE} of the kernel stack of slot "
+                        f"{slot} [{bottom:#x}, {top:#x}), and no root the grader read maps it (the kernel root "
+                        f"included): the stack's pages were not all mapped where the kernel stack was made")
+            where_ok = ", ".join(roots.get(r, f"{r:#x}") for r in have)
             return (f"{first}: {address:#x} is on the kernel stack of slot {slot} [{bottom:#x}, {top:#x}), mapped in "
                     f"{where_ok} but not in {label}, the root loaded when the CPU faulted (in {where}): a kernel "
                     "stack mapped only in the root where it was allocated")
+    from .causes import Access
+    access = Access(f) if f.error is not None else None
     if f.address is not None and f.address == f.pc:
+        if access is not None and access.present:
+            return (f"{first}: the code being executed is mapped without execute permission in {label}, the root "
+                    "loaded then (text mapped NX, or code run from a data page)")
         return f"{first}: the code being executed is not mapped in {label}, the root loaded then"
-    if f.address is not None and f.address < layout.kernel_half_base and f.arch == "aarch64" \
-            and (f.error or 0) >> 26 == 0x25 and run.symbol_of(f.pc):
-        return (f"{first}: the kernel ({where}) touched {f.address:#x}, in TTBR0's range, and it is not mapped there: "
-                "kernel memory reached through TTBR0, the half every switch of processes reloads (a kernel stack "
-                "or kernel data must live in TTBR1's range, the kernel half)")
+    if f.address is not None and f.address < layout.kernel_half_base and run.symbol_of(f.pc) and \
+            access is not None and not access.present:
+        elsewhere = [r for r in mapped_in(f.address) if r != root]
+        if elsewhere:
+            return (f"{first}: the kernel ({where}) touched {f.address:#x}, a user address mapped in "
+                    f"{', '.join(roots.get(r, f'{r:#x}') for r in elsewhere)}, while {label} was live: a process "
+                    "whose root is not live is written through temporary mappings of its frames (lab 4), never "
+                    "through its user addresses")
+        lacks = "do not map it" if root is None else "does not map it"
+        if f.address < PAGE:
+            return (f"{first}: the kernel ({where}) touched {f.address:#x}, in page 0, which no root maps: a null "
+                    "pointer (a user copy given one must refuse it through its fix-up, lab 4; kernel code must check "
+                    "it)")
+        top = symbols.fact(run.symbolizer.elf, "user_stack_top")
+        if top - symbols.fact(run.symbolizer.elf, "user_stack_limit") <= f.address < top:
+            return (f"{first}: the kernel ({where}) touched {f.address:#x}, a user-stack address, and {label} "
+                    f"{lacks}: a process's user address reached by the kernel in a root where that process is not "
+                    "loaded (a process that is not live is written through its own tables and temporary mappings "
+                    "of its frames, lab 4), or outside a checked user copy")
+        half = "TTBR0's range" if f.arch == "aarch64" else "the lower half"
+        return (f"{first}: the kernel ({where}) touched {f.address:#x}, in {half}, and {label} {lacks}: kernel "
+                "memory reached through a low address (an identity-mapped or physical address used as a pointer), "
+                "in the half every switch of processes reloads (kernel memory must be reached in the kernel half: "
+                "the window, phys_to_ptr())")
     return None
 
 

@@ -223,14 +223,24 @@ def kernel_image_regions(kernel):
     (the boot stub before it is not part of it) at its link address, its load address, and the
     permissions the ELF gives it."""
     start = symbols.address_of(kernel, "__kernel_start")
+    try:   # the page below the kernel's own stack is left unmapped: its guard (boot.S, vm::init)
+        guard = symbols.address_of(kernel, "boot_stack_guard")
+    except AssertionError:
+        guard = None
     regions = []
     for seg in symbols.segments(kernel):
         if seg.vaddr < start or seg.memsz == 0:
             continue
         va = _align_down(seg.vaddr)
         size = _align_up(seg.vaddr + seg.memsz) - va
-        regions.append(Region(va, size, _align_down(seg.paddr), seg.perms, f"kernel {_section_name(seg.perms)}",
-                              content=(seg.vaddr, seg.vaddr + seg.memsz)))
+        pieces = [(va, va + size, "")]
+        if guard is not None and va <= guard < va + size:
+            pieces = [(a, b, w) for a, b, w in ((va, guard, " below the boot stack's guard page"),
+                                                (guard + PAGE, va + size, " from the boot stack up")) if a < b]
+        for a, b, part in pieces:
+            regions.append(Region(a, b - a, _align_down(seg.paddr) + (a - va), seg.perms,
+                                  f"kernel {_section_name(seg.perms)}{part}",
+                                  content=(max(a, seg.vaddr), min(b, seg.vaddr + seg.memsz))))
     return regions
 
 

@@ -74,6 +74,24 @@ PAGODA_SELFTEST(pf) {
   panic("the write to {:p} did not fault", target);
 }
 
+namespace {
+/// Uses @p depth frames of 512 bytes of the stack it runs on (not optimized into a loop).
+[[gnu::noinline]] u64 use_stack(u64 depth) {
+  volatile u8 frame[512];
+  frame[0] = u8(depth);
+  if (depth == 0) return frame[0];
+  return use_stack(depth - 1) + frame[0];
+}
+}  // namespace
+
+/// Recurses on the kernel's own stack (boot_stack) until it runs into the guard page below it:
+/// the kernel must say "KERNEL STACK OVERFLOW" and name that stack, as it does for a process's.
+PAGODA_SELFTEST(boot_stack_overflow) {
+  println("selftest boot_stack_overflow: recursing on the stack at {:p}", __builtin_frame_address(0));
+  const u64 sum = use_stack(ctx.arg("depth", 1'000'000));
+  panic("the recursion ended ({}) without running into a guard page", sum);
+}
+
 /// Waits, halted, for ticks=N timer interrupts (N chosen by the grader) and reports the tick
 /// counter before and after. The grader counts the hardware interrupts in QEMU's log.
 PAGODA_SELFTEST(timer) {

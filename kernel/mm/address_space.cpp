@@ -94,11 +94,53 @@ class KernelHalfProofs {
 
 constinit KernelHalfProofs g_proofs;
 
+/// The kernel stacks a whole check of a switch walked (rw- in every page) in one generation of
+/// the tables, under one kernel root: a switch made later on one of them (or with one as the
+/// kernel stack of traps from user mode) needs no walk of it while nothing changed. Direct
+/// mapped by the stack's bottom: kernel stacks are 32 KiB apart, so 16 consecutive ones never
+/// share an entry.
+class StackProofs {
+ public:
+  static constexpr usize kEntries = 16;
+
+  bool proves(PhysAddr root, u64 generation, u64 bottom, u64 top) const {
+    if (root != root_ || generation != generation_ || top <= bottom) return false;
+    const Entry& e = entries_[index(bottom)];
+    return e.bottom == bottom && e.top == top;
+  }
+
+  void add(PhysAddr root, u64 generation, u64 bottom, u64 top) {
+    if (top <= bottom || bottom < layout::kKernelHalfBase) return;
+    if (root != root_ || generation != generation_) {
+      for (Entry& e : entries_) e = Entry{};
+      root_ = root;
+      generation_ = generation;
+    }
+    entries_[index(bottom)] = Entry{bottom, top};
+  }
+
+  void forget() { root_ = PhysAddr(); }
+
+ private:
+  struct Entry {
+    u64 bottom = 0;
+    u64 top = 0;
+  };
+  static usize index(u64 bottom) { return usize(bottom >> 15) % kEntries; }
+
+  PhysAddr root_;
+  u64 generation_ = 0;
+  Entry entries_[kEntries] = {};
+};
+
+constinit StackProofs g_stack_proofs;
+
 }  // namespace
 
 Result<AddressSpace> AddressSpace::create_kernel(TableMemory& memory) {
   AddressSpace space(TRY(arch::ArchAddressSpace::create_kernel(memory)), debug::RootKind::Kernel, "kernel");
   g_proofs.forget();  // its root may be where a destroyed kernel space's was
+  g_stack_proofs.forget();
   return space;
 }
 
@@ -199,19 +241,60 @@ void AddressSpace::refuse(const SwitchRefusal& refusal, Span<const CriticalRange
       println("ok");
     }
   }
-  if (refusal.kind != SwitchRefusal::Kind::KernelHalf) refusal.walk.format(console_sink());
+  if (refusal.kind == SwitchRefusal::Kind::TrapStack) println("  and the kernel stack for traps from user mode: {}", StringView(refusal.detail));
+  else if (refusal.kind != SwitchRefusal::Kind::KernelHalf) refusal.walk.format(console_sink());
   println("  (the boot option vm_check=off skips this check)");
   panic("{}", refusal);
 }
 
+bool AddressSpace::proven_for(const SwitchStacks& now) const {
+  if (!checked_ || checked_generation_ != ConsistencyBatch::changes()) return false;
+  if (!arch_.is_kernel() && now.user_trap_top != checked_trap_top_) return false;
+  if (!g_stack_proofs.proves(arch_.kernel_root(), checked_generation_, now.stack_bottom, now.stack_top)) return false;
+  // The top-level entry over the running stack is what a root loses first when a kernel half is
+  // copied instead of shared; it is cheap to compare at every switch (the others were compared
+  // by the whole check of this generation).
+  return arch_.shares_kernel_half_at(VirtAddr(now.stack_bottom));
+}
+
+void AddressSpace::check_and_prove(const SwitchStacks& now) {
+  const u64 generation = ConsistencyBatch::changes();
+  CriticalRanges needed;
+  arch::critical_ranges(needed);
+  if (needed.dropped() > 0)
+    panic("arch::critical_ranges() gave more than {} ranges: {} were dropped", CriticalRanges::kMax, needed.dropped());
+  if (!arch_.is_kernel()) {
+    // The next trap from user mode runs on the kernel stack set for it: the process of this
+    // root's own. Judged first: a wrong one is often still mapped (another process's stack).
+    SwitchRefusal refusal;
+    refusal.root = root();
+    BufferSink why(refusal.detail, sizeof refusal.detail);
+    // Only a space some process owns is judged: one made for a self-test never enters user mode.
+    if (s_trap_judge != nullptr && owner_ != 0 &&
+        s_trap_judge(owner_, now.user_trap_top, now.user_trap_what, why))
+      refusal.kind = SwitchRefusal::Kind::TrapStack;
+    if (!refusal.ok()) refuse(refusal, needed.ranges());
+  }
+  const SwitchRefusal refusal = check_switch(needed.ranges());
+  if (!refusal.ok()) refuse(refusal, needed.ranges());
+  // Passed: every range walked (or proven) in this generation, the kernel half shared.
+  checked_ = true;
+  checked_generation_ = generation;
+  checked_trap_top_ = now.user_trap_top;
+  if (now.stack_top > now.stack_bottom && now.sp >= now.stack_bottom && now.sp <= now.stack_top)
+    g_stack_proofs.add(arch_.kernel_root(), generation, now.stack_bottom, now.stack_top);
+  // The kernel stack of traps from user mode was walked as a range of its own (the arch's list
+  // names it by its top, the focus being the top's last byte): proven too.
+  if (!arch_.is_kernel() && now.user_trap_top != 0)
+    for (const CriticalRange& r : needed.ranges())
+      if (r.focus.value() == now.user_trap_top - 1 && r.start.value() + r.size == now.user_trap_top)
+        g_stack_proofs.add(arch_.kernel_root(), generation, r.start.value(), now.user_trap_top);
+}
+
 void AddressSpace::activate() {
   if (s_switch_checks) {
-    CriticalRanges needed;
-    arch::critical_ranges(needed);
-    if (needed.dropped() > 0)
-      panic("arch::critical_ranges() gave more than {} ranges: {} were dropped", CriticalRanges::kMax, needed.dropped());
-    const SwitchRefusal refusal = check_switch(needed.ranges());
-    if (!refusal.ok()) refuse(refusal, needed.ranges());
+    const SwitchStacks now = arch::switch_stacks();
+    if (!proven_for(now)) check_and_prove(now);
   }
   arch_.activate();
 }

@@ -85,17 +85,32 @@ class AddressSpace {
   /// Turns the check of activate() on or off for every space (the boot option vm_check=off).
   static void set_switch_checks(bool on) { s_switch_checks = on; }
   static bool switch_checks() { return s_switch_checks; }
+
+  /// Who judges the kernel stack of traps from user mode at a switch into a user space: given
+  /// the space's owner (the id it was named with, name_for_debugging(): a process id), the
+  /// stack's top as the arch reads it (@p top, 0 when never set) and the arch's name for it
+  /// (@p what: "TSS.RSP0"), it writes why that is not the owner's own kernel stack to @p why and
+  /// returns true, or returns false when it is. kernel/proc sets it (it knows the processes);
+  /// without one, only a top of 0 is refused.
+  using TrapStackJudge = bool (*)(u32 owner, u64 top, const char* what, FormatSink& why);
+  static void set_trap_stack_judge(TrapStackJudge judge) { s_trap_judge = judge; }
   /// @}
 
   /// Names this space for the debugging tools, e.g. a process's name and pid (at most 15
   /// characters are kept).
-  void name_for_debugging(StringView name, u32 id) { published_.rename(name, id); }
+  void name_for_debugging(StringView name, u32 id) {
+    published_.rename(name, id);
+    owner_ = id;
+  }
   /// The same, and what kind of root it is (a second kernel-like space, say, that must not be
   /// taken for the kernel's).
-  void name_for_debugging(StringView name, u32 id, debug::RootKind kind) { published_.rename(name, id, kind); }
+  void name_for_debugging(StringView name, u32 id, debug::RootKind kind) {
+    published_.rename(name, id, kind);
+    owner_ = id;
+  }
 
   /// A batch for changes to this space: barrier, invalidations and frees when it goes away.
-  [[nodiscard]] ConsistencyBatch batch() { return ConsistencyBatch(arch_, arch_.memory()); }
+  [[nodiscard]] ConsistencyBatch batch() { return ConsistencyBatch(arch_, arch_.memory(), !arch_.is_kernel()); }
   /// A cursor at @p va on the tree that translates it, whose changes go through @p batch. The
   /// caller keeps to what may_change() allows (the range operations below check it).
   [[nodiscard]] Cursor cursor(ConsistencyBatch& batch, VirtAddr va) { return Cursor(arch_.tree_for(va), batch, va); }
@@ -154,12 +169,30 @@ class AddressSpace {
   /// with @p refusal.
   [[noreturn]] void refuse(const SwitchRefusal& refusal, Span<const CriticalRange> needed);
 
+  /// True when a switch into this space with the stacks @p now needs no walk: this space passed
+  /// a whole check since the last change to any table (ConsistencyBatch::changes()), with the
+  /// same kernel stack for traps from user mode, and the stack the CPU runs on is one a whole
+  /// check walked in that generation (and its top-level entry is still the kernel's).
+  bool proven_for(const SwitchStacks& now) const;
+  /// The whole check of activate() (the kernel stack of traps from user mode, every critical
+  /// range walked, the kernel half shared): panics on the first failure; on success remembers
+  /// what it proved for proven_for().
+  void check_and_prove(const SwitchStacks& now);
+
   static inline bool s_switch_checks = true;
+  static inline TrapStackJudge s_trap_judge = nullptr;
 
   arch::ArchAddressSpace arch_;
   /// Declared after arch_, so that the root is withdrawn before its tables are freed.
   debug::PublishedRoot published_;
   UserRegions* regions_ = nullptr;
+  /// The id name_for_debugging() gave (a process id; 0: none).
+  u32 owner_ = 0;
+  /// What the last whole check of a switch into this space proved: at which generation of the
+  /// tables, with which kernel stack for traps from user mode (proven_for()).
+  bool checked_ = false;
+  u64 checked_generation_ = 0;
+  u64 checked_trap_top_ = 0;
 };
 
 }  // namespace pagoda

@@ -19,6 +19,7 @@
 #include "lib/result.hpp"
 #include "lib/types.hpp"
 #include "mm/addr.hpp"
+#include "mm/layout.hpp"
 #include "mm/page.hpp"
 #include "mm/table_memory.hpp"
 
@@ -52,27 +53,34 @@ class [[nodiscard]] ConsistencyBatch {
   static constexpr usize kMaxPages = 32;
   static constexpr usize kMaxTables = 32;
 
-  ConsistencyBatch(TlbSync& tlb, TableMemory& memory) : tlb_(tlb), memory_(memory) {}
+  /// @p user_half_only: the batch of a user space, which changes only its own lower half (its
+  /// changes there start no new generation of the kernel half: see changes()).
+  ConsistencyBatch(TlbSync& tlb, TableMemory& memory, bool user_half_only = false)
+      : tlb_(tlb), memory_(memory), user_half_only_(user_half_only) {}
   ConsistencyBatch(const ConsistencyBatch&) = delete;
   ConsistencyBatch& operator=(const ConsistencyBatch&) = delete;
   ~ConsistencyBatch() { flush(); }
 
-  /// How many changes every batch has been told of since boot (entries written, translations
-  /// invalidated, tables unlinked), in any tree: a generation of the page tables. What the
-  /// pre-switch check proved of the kernel half holds while it stays the same
-  /// (AddressSpace::check_switch). It counts when the change is made, not at the flush.
+  /// How many changes batches have been told of since boot that could take away something the
+  /// kernel needs (entries written, translations invalidated, tables unlinked): a generation of
+  /// the page tables. What the pre-switch check proved holds while it stays the same
+  /// (AddressSpace::check_switch, activate). Every change through a batch of the kernel's space
+  /// counts; through a user space's batch (user_half_only), only an invalidation in the kernel
+  /// half or of a global entry: its own lower half holds nothing a switch needs (a page mapped
+  /// where nothing was, the only change that invalidates nothing, takes nothing away). It counts
+  /// when the change is made, not at the flush.
   static u64 changes() { return s_changes; }
 
   /// Table entries were written: the next flush issues the write barrier (also what makes a
   /// new mapping usable on AArch64), even with nothing to invalidate.
   void wrote() {
-    ++s_changes;
+    if (!user_half_only_) ++s_changes;
     wrote_ = true;
   }
 
   /// The translation of @p va changed or went away (@p global: the old entry was global).
   void invalidate(VirtAddr va, bool global) {
-    ++s_changes;
+    count_change(va, global);
     any_global_ = any_global_ || global;
     if (all_) return;
     for (usize i = 0; i < pages_; ++i)
@@ -89,7 +97,7 @@ class [[nodiscard]] ConsistencyBatch {
 
   /// Every page of [va, va + size) (a block that was split or remapped).
   void invalidate_range(VirtAddr va, u64 size, bool global) {
-    ++s_changes;
+    count_change(va.offset(size - 1), global);
     if (size / kPageSize > kMaxPages - pages_) {
       any_global_ = any_global_ || global;
       all_ = true;
@@ -157,6 +165,11 @@ class [[nodiscard]] ConsistencyBatch {
     bool global;
   };
 
+  /// A change at @p va: a new generation, unless a user space's batch changed its own half.
+  void count_change(VirtAddr va, bool global) {
+    if (!user_half_only_ || global || va.value() >= layout::kKernelHalfBase) ++s_changes;
+  }
+
   static inline u64 s_changes = 0;
 
   TlbSync& tlb_;
@@ -168,6 +181,7 @@ class [[nodiscard]] ConsistencyBatch {
   bool wrote_ = false;
   bool all_ = false;
   bool any_global_ = false;
+  bool user_half_only_ = false;
 };
 
 }  // namespace pagoda

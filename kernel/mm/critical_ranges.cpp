@@ -34,6 +34,10 @@ void SwitchRefusal::format(FormatSink& sink) const {
     case Kind::KernelHalf:
       format_to(sink, "new root {:#x} does not share the kernel half: {}", root.value(), StringView(detail));
       return;
+    case Kind::TrapStack:
+      format_to(sink, "the kernel stack for traps from user mode is wrong for new root {:#x}: {}", root.value(),
+                StringView(detail));
+      return;
     case Kind::NotMapped:
     case Kind::Denied:
       break;

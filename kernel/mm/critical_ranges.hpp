@@ -52,6 +52,20 @@ class CriticalRanges {
   usize dropped_ = 0;
 };
 
+/// What changes from one switch to the next, read by the arch at every switch without a walk or
+/// a list (arch::switch_stacks(), mm/mmu.hpp): the stack the CPU runs on, and the kernel stack
+/// a trap from user mode lands on once the new root is live (set before the root is loaded:
+/// TSS.RSP0 on x86_64, the EL1 stack on AArch64). AddressSpace::activate() takes a switch as
+/// proven without the list when the space passed a whole check since the last change to any
+/// table and both stacks are ones such a check walked; otherwise it walks everything.
+struct SwitchStacks {
+  u64 sp = 0;                      ///< the stack pointer now
+  u64 stack_bottom = 0;            ///< the kernel stack it is on, [bottom, top); 0, 0 when not a
+  u64 stack_top = 0;               ///< stack the kernel knows (then nothing is taken as proven)
+  u64 user_trap_top = 0;           ///< where the next trap from user mode pushes (0: never set)
+  const char* user_trap_what = "";  ///< what the ISA calls it: "TSS.RSP0", "the EL1 stack"
+};
+
 /// Why a root may not be loaded (AddressSpace::check_switch()); ok() when nothing is wrong.
 struct SwitchRefusal {
   enum class Kind : u8 {
@@ -59,8 +73,9 @@ struct SwitchRefusal {
     NotMapped,   ///< a page of a critical range is not mapped (see walk)
     Denied,      ///< it is mapped without the access it needs (see walk.perms)
     KernelHalf,  ///< the root does not share the kernel half (see detail)
+    TrapStack,   ///< the kernel stack set for traps from user mode is not this root's process's (see detail)
   };
-  static constexpr usize kDetailSize = 240;
+  static constexpr usize kDetailSize = 400;
 
   Kind kind = Kind::None;
   PhysAddr root;                  ///< the root that was checked
@@ -68,7 +83,7 @@ struct SwitchRefusal {
   VirtAddr va;                    ///< NotMapped, Denied: the first address of it that fails
   Walk walk;                      ///< NotMapped, Denied: the walk of va in the new root
   bool before_mapped = false;     ///< the pages of the range before va are mapped as needed
-  char detail[kDetailSize] = {};  ///< KernelHalf: the arch's words; otherwise a kernel-half note
+  char detail[kDetailSize] = {};  ///< KernelHalf, TrapStack: the reason; otherwise a kernel-half note
 
   bool ok() const { return kind == Kind::None; }
   /// The one-line reason, e.g. "new root 0x25c000 does not map the running stack

@@ -37,6 +37,10 @@ PhysAddr live_root_for(VirtAddr va);
 /// VBAR_EL1's vectors, the kernel text.
 void critical_ranges(CriticalRanges& out);
 
+/// The stacks of a switch, as of now (mm/critical_ranges.hpp, SwitchStacks): read at every
+/// switch before anything else, so a few loads and compares, never a walk.
+SwitchStacks switch_stacks();
+
 /// Physical ranges of device registers the kernel must map (uncached) to keep working.
 Span<const PhysRange> device_ranges();
 /// The page tables the boot stub built; free once the kernel runs on its own tables.

@@ -18,7 +18,7 @@ extern "C" char __kernel_start[], __kernel_end[], __text_start[], __text_end[], 
     __rodata_end[], __data_start[], __data_end[], __kernel_phys_start[], __kernel_phys_end[],
     __kernel_virt_offset[];
 // The kernel's own stack (linked high, in .bss), defined by each boot stub (arch/<isa>/boot.S).
-extern "C" char boot_stack_bottom[], boot_stack_top[];
+extern "C" char boot_stack_bottom[], boot_stack_top[], boot_stack_guard[];
 
 /// Where the frame reference counts are (lab 6), for the grader and GDB: {the table's kernel
 /// address, its entries}; each entry is a u16, the references beyond the first (frame_refs.hpp).
@@ -335,6 +335,10 @@ Result<void> init(const BootInfo& boot) {
     lab_todo(half.error());  // lab 2 not done: lab 1's kernel works without a prepared kernel half
   }
   TRY(build_kernel_map(space, boot.memory));  // a lab skeleton returns before any switch
+  // The page below the kernel's own stack is its guard: never mapped, so that an overflow
+  // faults there (and is reported as one) instead of writing over the data below.
+  const VirtAddr guard(reinterpret_cast<u64>(boot_stack_guard));
+  if (space.query(guard).mapped()) TRY(space.unmap_range(guard, kPageSize));
   g_kernel_space = construct_at(reinterpret_cast<AddressSpace*>(g_kernel_space_storage), move(space));
   println("vm: kernel page table at {:#x} ({} frames of tables)", g_kernel_space->root().value(),
           before - g_frames.free_frames());
@@ -663,6 +667,50 @@ FaultDecision handle_fault(AddressSpace* space, VirtAddr va, Access access) {
   if (access.user && space != nullptr && space->regions() != nullptr)
     return resolve_user_fault(*space, *space->regions(), va, access);
   return access.user ? FaultDecision::KillProcess : FaultDecision::KernelBug;
+}
+
+bool rescue_report(FormatSink& sink, VirtAddr address) {
+  if (g_kernel_space == nullptr) return false;
+  const VirtAddr half(layout::kKernelHalfBase);
+  const PhysAddr live = arch::live_root_for(half);
+  if (address.value() < layout::kKernelHalfBase) {
+    const bool root = align_down(address.value(), kPageSize) == live.value() ||
+                      align_down(address.value(), kPageSize) == arch::live_root_for(address).value();
+    format_to(sink, "it read {:#x}, a low address{}: the report reads page tables through phys_to_ptr(), which gave "
+                    "the physical address itself instead of the window's (kWindowBase + physical: lab 2)",
+              address.value(), root ? ", the live root's own physical address" : "");
+    return true;
+  }
+  if (address.value() < layout::kWindowBase || address.value() >= layout::kWindowBase + layout::kWindowSize)
+    return false;
+  const PhysAddr kernel = g_kernel_space->query(half).root;
+  if (live == kernel || kernel == PhysAddr()) return false;
+  g_kernel_space->arch().activate();  // raw: no check, the old root may be the broken thing
+  const u64* mine = static_cast<const u64*>(phys_to_ptr(live, kPageSize));
+  const u64* theirs = static_cast<const u64*>(phys_to_ptr(kernel, kPageSize));
+  if (mine == nullptr || theirs == nullptr) {
+    format_to(sink, "the live root {:#x} is not a table in RAM", live.value());
+    return true;
+  }
+  const usize first = Format::index(half, 0);
+  usize differ = 0, at = 0, present = 0;
+  for (usize i = first; i < Format::kEntriesPerTable; ++i) {
+    present += Format::is_present(mine[i], 0) ? 1 : 0;
+    if (Format::output_address(mine[i], 0) != Format::output_address(theirs[i], 0) ||
+        Format::is_present(mine[i], 0) != Format::is_present(theirs[i], 0)) {
+      if (differ++ == 0) at = i;
+    }
+  }
+  if (differ == 0) {
+    format_to(sink, "the live root {:#x} shares the kernel half, yet reading kernel memory through it faulted", live.value());
+    return true;
+  }
+  format_to(sink, "the live root {:#x} does not share the kernel half: {} of its {} kernel-half top-level entries differ "
+                  "from the kernel root's ({} entry {} is {:#x}, the kernel's {:#x}; {} present), so the kernel's own "
+                  "memory (the physical window, through which it reads page tables) is not mapped there",
+            live.value(), differ, Format::kEntriesPerTable - first, Format::level_name(0), at, mine[at], theirs[at],
+            present);
+  return true;
 }
 
 bool explain_unresolved(FormatSink& sink, VirtAddr va) {

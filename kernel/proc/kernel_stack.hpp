@@ -26,6 +26,7 @@
 /// guard: then the report says "kernel stack overflow".
 #pragma once
 
+#include "lib/format.hpp"
 #include "lib/result.hpp"
 #include "lib/types.hpp"
 #include "mm/addr.hpp"
@@ -93,5 +94,54 @@ StackRange guard_hit(uptr address);
 
 /// True when slot @p slot holds a stack now.
 bool kernel_stack_slot_used(usize slot);
+
+/// @name The kernel stack of traps from user mode
+/// A trap or system call from user mode lands on the kernel stack the switch set for the process
+/// it interrupts (arch::set_kernel_stack(): TSS.RSP0 and the system-call stack on x86_64, the EL1
+/// stack on AArch64). Set late, never, to the wrong end or to another process's stack, the trap
+/// either cannot push its frame (x86_64: a double fault; AArch64: the vector's stack check) or,
+/// worse, pushes it on a stack that is not the process's and silently corrupts it. These name
+/// which, the cause first.
+/// @{
+/// Writes why @p top cannot be the kernel stack of a trap from the current process (one
+/// sentence: "TSS.RSP0 is 0: ...", "... is the bottom of pid 1's kernel stack ...", "... is the
+/// top of the kernel stack of slot 3, which belongs to pid 2 (ticker), not to pid 1 (hello) ...")
+/// to @p sink and returns true; false (nothing written) when it is the top of that process's own
+/// kernel stack. @p what names where the value was read ("TSS.RSP0").
+bool explain_user_trap_stack(FormatSink& sink, const char* what, uptr top);
+
+namespace detail {
+/// The running process's kernel stack [bottom, top) (0, 0 in kernel context): set at every
+/// switch (note_running_stack()), read at every trap from user mode.
+inline uptr g_running_stack_bottom = 0, g_running_stack_top = 0;
+void user_trap_frame_elsewhere(uptr frame, const char* what, uptr top);
+}  // namespace detail
+
+/// The ISA's trap code calls this for every trap and system call from user mode, before anything
+/// else, with where the frame was pushed (@p frame: its lowest address) and the stack value it
+/// came from (@p what, @p top: "TSS.RSP0", its value): panics, naming the cause, when the frame is
+/// not on the current process's own kernel stack. Two compares when it is.
+inline void check_user_trap_frame(uptr frame, const char* what, uptr top) {
+  if (frame - detail::g_running_stack_bottom < detail::g_running_stack_top - detail::g_running_stack_bottom)
+    [[likely]] return;
+  detail::user_trap_frame_elsewhere(frame, what, top);
+}
+
+/// Records @p stack (invalid: none, the idle loop) as the running process's kernel stack, for
+/// check_user_trap_frame(); the scheduler calls it with every switch.
+inline void note_running_stack(const KernelStack& stack) {
+  detail::g_running_stack_bottom = stack.valid() ? stack.bottom().value() : 0;
+  detail::g_running_stack_top = stack.valid() ? stack.top().value() : 0;
+}
+
+/// Writes where the kernel address @p va lies, for the report of a kernel fault at it: "on the
+/// kernel stack of slot 2 [b, t), pid 3 (spin), its top page", "in the guard page below the
+/// kernel stack of slot 2", "in the physical window (physical 0x123000)", "in the lower half"...
+void describe_address(FormatSink& sink, uptr va);
+
+/// Makes the pre-switch check (AddressSpace::activate()) refuse a switch into a process's root
+/// while the kernel stack set for traps from user mode is not that process's own (proc::init()).
+void judge_user_trap_stacks_at_switches();
+/// @}
 
 }  // namespace pagoda::proc

@@ -10,6 +10,7 @@
 #include "mm/temp_map.hpp"
 #include "mm/vm.hpp"
 #include "proc/arch.hpp"
+#include "proc/kernel_stack.hpp"
 #include "proc/process.hpp"
 #include "proc/programs.hpp"
 #include "proc/scheduler.hpp"
@@ -199,6 +200,7 @@ void checkpoint_frames(RunCheckpoint tag) {
 }  // namespace
 
 void init() {
+  judge_user_trap_stacks_at_switches();
   print("user mode: ");
   const Result<void> ready = arch::user_mode_init(console_sink());
   println("");
@@ -258,7 +260,10 @@ void user_fault(const UserFault& fault) {
     else if (!vm::explain_unresolved(more, VirtAddr(f.address))) verdict.format(more);
     if (verdict.cause == FaultCause::StackLimit) f.how = abi::Termination::StackLimit;
   }
-  print("proc {} ({}): killed: {}: {} {} ({} {}) at {} {:#x}", p->pid, p->name_view(), abi::termination_name(f.how),
+  // Killed is the status of an exception that has no name of its own ("killed: killed:" said nothing).
+  const char* how = f.how == abi::Termination::Killed ? "an exception the kernel does not answer"
+                                                       : abi::termination_name(f.how);
+  print("proc {} ({}): killed: {}: {} {} ({} {}) at {} {:#x}", p->pid, p->name_view(), how,
         f.mnemonic, f.name, f.vector_label, f.vector, f.pc_label, f.pc);
   if (f.has_address) print(", address {:#x}", f.address);
   if (f.reason[0] != '\0') print(": {}", StringView(f.reason));

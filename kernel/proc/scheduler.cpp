@@ -6,6 +6,7 @@
 #include "mm/temp_map.hpp"
 #include "mm/vm.hpp"
 #include "proc/arch.hpp"
+#include "proc/kernel_stack.hpp"
 #include "proc/temp_map_calls.hpp"
 
 namespace pagoda::proc {
@@ -52,6 +53,7 @@ void switch_to(Process* next) {
   // LAB 3 END
   vm::set_current_space(next != nullptr ? &next->space() : nullptr);
   g_current = next;
+  note_running_stack(next != nullptr ? next->kstack : KernelStack{});  // what traps from user mode must land on
   ++g_switches;
   arch::switch_context(prev != nullptr ? &prev->saved_sp : &g_idle_sp, next != nullptr ? next->saved_sp : g_idle_sp);
 }

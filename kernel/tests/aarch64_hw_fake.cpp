@@ -46,4 +46,6 @@ void critical_ranges(CriticalRanges& out) {
   for (const CriticalRange& r : aarch64::hw::fake::cpu().critical) out.add(r.what, r.start, r.size, r.access, r.focus);
 }
 
+SwitchStacks switch_stacks() { return aarch64::hw::fake::cpu().stacks; }
+
 }  // namespace pagoda::arch

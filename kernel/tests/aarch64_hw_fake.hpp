@@ -21,6 +21,8 @@ struct Cpu {
   std::vector<std::string> log;
   /// What arch::critical_ranges() reports (none by default: activate() checks only the half).
   std::vector<CriticalRange> critical;
+  /// What arch::switch_stacks() reports (no known stack by default: every switch walks).
+  SwitchStacks stacks;
 };
 
 /// The simulated CPU (reset it in each test).

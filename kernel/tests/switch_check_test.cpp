@@ -257,11 +257,83 @@ TEST_F(SwitchCheckTest, ASwitchIntoASharedKernelHalfWalksNothingUntilATableChang
   memory.lookups = 0;
   ASSERT_TRUE(kernel.check_switch(all()).ok());
   EXPECT_EQ(memory.lookups, 0u) << "the kernel's own root shares its half with itself";
-  // A change anywhere, even in a user half, starts over.
+  // A change in a user half (through the user space's batch) takes nothing the check proved:
+  // the kernel half's proofs stay.
   ASSERT_TRUE(user.map(VirtAddr(0x40'0000), PhysAddr(0x50'0000), kKernelData).ok());
+  ASSERT_TRUE(user.unmap(VirtAddr(0x40'0000)).ok());
+  memory.lookups = 0;
+  ASSERT_TRUE(other.check_switch(all()).ok());
+  EXPECT_LE(memory.lookups, 1u) << "a user half's own changes sent the check back to a full walk";
+  // A change of the kernel's tables starts over.
+  ASSERT_TRUE(kernel.map(VirtAddr(0xffff'9000'0000'0000), PhysAddr(0x50'0000), kKernelData).ok());
+  ASSERT_TRUE(kernel.unmap(VirtAddr(0xffff'9000'0000'0000)).ok());
   memory.lookups = 0;
   ASSERT_TRUE(other.check_switch(all()).ok());
   EXPECT_GE(memory.lookups, walked - 1);
+}
+
+// ---- The fast path of activate(): the stacks of a switch, and the user-trap stack's owner ------
+
+TEST_F(SwitchCheckTest, ASecondSwitchOnAProvenStackWalksNothingAndAChangeSendsItBack) {
+  x86::hw::fake::cpu().critical.assign(needed, needed + 3);
+  SwitchStacks& stacks = x86::hw::fake::cpu().stacks;
+  stacks = SwitchStacks{.sp = kRsp, .stack_bottom = kStack, .stack_top = kStack + 4 * kPageSize};
+  AddressSpace user = AddressSpace::create_user(kernel).release_value();
+  user.activate();
+  kernel.activate();
+  memory.lookups = 0;
+  user.activate();
+  EXPECT_EQ(memory.lookups, 0u) << "a proven switch walked tables";
+  // The stack the switch runs on is taken away in the kernel half: the next switch walks again.
+  kernel.arch().activate();
+  ASSERT_TRUE(kernel.unmap(VirtAddr(align_down(kRsp, kPageSize))).ok());
+  EXPECT_THROW(user.activate(), host::HostPanic);
+}
+
+TEST_F(SwitchCheckTest, ASwitchOnAStackNoCheckProvedIsWalked) {
+  x86::hw::fake::cpu().critical.assign(needed, needed + 3);
+  SwitchStacks& stacks = x86::hw::fake::cpu().stacks;
+  stacks = SwitchStacks{.sp = kRsp, .stack_bottom = kStack, .stack_top = kStack + 4 * kPageSize};
+  AddressSpace user = AddressSpace::create_user(kernel).release_value();
+  user.activate();
+  kernel.activate();
+  stacks.stack_bottom += 0x10000;  // another stack (the arch says so): never taken as proven
+  stacks.stack_top += 0x10000;
+  memory.lookups = 0;
+  user.activate();
+  EXPECT_GT(memory.lookups, 0u);
+  kernel.arch().activate();
+}
+
+namespace {
+bool judge_wants_top(u32 owner, u64 top, const char* what, FormatSink& why) {
+  if (owner == 7 && top == 0xffff'ff00'0000'8000) return false;
+  format_to(why, "{} is {:#x}, not pid {}'s", what, top, owner);
+  return true;
+}
+}  // namespace
+
+TEST_F(SwitchCheckTest, TheUserTrapStackIsJudgedForTheSpacesOwnerAtEverySwitchItChanges) {
+  x86::hw::fake::cpu().critical.assign(needed, needed + 3);
+  AddressSpace::set_trap_stack_judge(judge_wants_top);
+  SwitchStacks& stacks = x86::hw::fake::cpu().stacks;
+  stacks = SwitchStacks{.sp = kRsp, .stack_bottom = kStack, .stack_top = kStack + 4 * kPageSize,
+                        .user_trap_top = 0xffff'ff00'0000'8000, .user_trap_what = "TSS.RSP0"};
+  AddressSpace user = AddressSpace::create_user(kernel).release_value();
+  user.name_for_debugging("proc", 7);
+  user.activate();  // its owner's stack: loaded
+  kernel.activate();
+  stacks.user_trap_top = 0;  // not set for the next switch into it
+  try {
+    user.activate();
+    FAIL() << "a switch into pid 7's root with TSS.RSP0 = 0 was not refused";
+  } catch (const host::HostPanic& e) {
+    EXPECT_NE(std::string(e.what()).find("the kernel stack for traps from user mode is wrong for new root"), std::string::npos)
+        << e.what();
+    EXPECT_NE(std::string(e.what()).find("TSS.RSP0 is 0x0, not pid 7's"), std::string::npos) << e.what();
+  }
+  AddressSpace::set_trap_stack_judge(nullptr);
+  kernel.arch().activate();
 }
 
 TEST_F(SwitchCheckTest, AKernelHalfMappingRemovedAfterACheckedSwitchIsCaughtAtTheNext) {

@@ -16,6 +16,8 @@ struct Cpu {
   std::vector<std::string> log;  ///< "load 0x...", "invlpg 0x...", "flush", "flush global"
   /// What arch::critical_ranges() reports (none by default: activate() checks only the half).
   std::vector<CriticalRange> critical;
+  /// What arch::switch_stacks() reports (no known stack by default: every switch walks).
+  SwitchStacks stacks;
 };
 
 /// The simulated CPU (reset it in each test).

@@ -71,7 +71,8 @@ def is_grader_path(rel):
     of them is replaced by the grader's."""
     if rel == "pagoda" or rel.startswith(("grade/", "tools/", "user/")):
         return "__pycache__" not in rel and not rel.endswith(".pyc")
-    return re.fullmatch(r"labs/[0-9][0-9]-[^/]+/lab\.toml", rel) is not None
+    # The manifests, and the labs' slips (a graded bug hunt draws from the grader's own).
+    return re.fullmatch(r"labs/[0-9][0-9]-[^/]+/(lab\.toml|mutants/[^/]+\.toml)", rel) is not None
 
 
 def is_user_build_path(rel):

@@ -3,7 +3,7 @@ import argparse
 import os
 import sys
 
-from . import autograder, bench, build, deps, docs, gdb, grade, labs, paths, run, test
+from . import autograder, bench, build, deps, docs, gdb, grade, hunt, labs, paths, run, test
 from .ui import PagodaError
 
 
@@ -22,7 +22,7 @@ def parser():
                     "`./pagoda test`; both install what is missing.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for module in (deps, build, run, gdb, test, grade, bench, docs, labs, autograder):
+    for module in (deps, build, run, gdb, test, grade, bench, docs, labs, hunt, autograder):
         module.add_parser(sub)
     return p
 

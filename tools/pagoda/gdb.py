@@ -266,7 +266,8 @@ def cmd_gdb(args):
             info(f"serial console -> {serial_log}: shown at each stop as [serial] lines, "
                  f"or `pagoda-serial`; follow it live with: tail -f {serial_log}")
         gdb_argv = gdb_command(args.arch, kernel, socket, serial_log, qemu_log,
-                               panic_break=not args.no_panic_break, extra_commands=args.ex,
+                               panic_break=not args.no_panic_break,
+                               extra_commands=(["break-kill"] if args.stop_at_kill else []) + args.ex,
                                batch=args.batch)
         # GDB owns the terminal; Ctrl-C is for it (it interrupts the guest), not for us.
         old_handlers[signal.SIGINT] = signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -306,7 +307,8 @@ def add_parser(sub):
                "  ./pagoda gdb -- --test pf\n"
                "  ./pagoda gdb --int-log -- --test triple_fault\n"
                "  ./pagoda gdb --fixtures --int-log -- --test bug_empty_root\n"
-               "  ./pagoda gdb --batch --ex continue --ex fault-why -- --test pf")
+               "  ./pagoda gdb --batch --ex continue --ex fault-why -- --test pf\n"
+               "  ./pagoda gdb --stop-at-kill -- --cmdline run=vmas:lazy   (stop where a process dies)")
     p.add_argument("--arch", choices=paths.ARCHES, default=paths.DEFAULT_ARCH)
     p.add_argument("--memory", "-m", default=qemu.DEFAULT_MEMORY, metavar="SIZE",
                    type=qemu.memory_size, help=f"guest RAM (default {qemu.DEFAULT_MEMORY})")
@@ -317,6 +319,9 @@ def add_parser(sub):
                         "grows by ~130 KB/s while the kernel idles")
     p.add_argument("--no-panic-break", action="store_true",
                    help="no breakpoint on pagoda::panic_end")
+    p.add_argument("--stop-at-kill", action="store_true",
+                   help="also stop where a process is killed for a fault (break-kill: "
+                        "pagoda::proc::user_fault), before it is gone")
     p.add_argument("--fixtures", action="store_true",
                    help="boot build/<arch>/kernel-fixtures.elf: the kernel plus deliberately "
                         "broken self-tests (bug_*) that the debugging guide walks through")

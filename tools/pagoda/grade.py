@@ -51,7 +51,14 @@ def test_files(number, grade_dir=None):
     hidden tests grade/hidden/test_labN_*.py (never published)."""
     grade_dir = grade_dir or paths.GRADE
     hidden = sorted(glob.glob(os.path.join(grade_dir, "hidden", f"test_lab{number}_*.py")))
-    return [os.path.join(grade_dir, f"test_lab{number}.py")] + hidden
+    files = [os.path.join(grade_dir, f"test_lab{number}.py")] + hidden
+    try:
+        labs = manifest.load_all(os.path.join(os.path.dirname(grade_dir), "labs"))
+    except manifest.ManifestError:
+        labs = {}
+    if number in labs and any(t.hunt for t in labs[number].tests):
+        files.append(os.path.join(grade_dir, "test_hunt.py"))   # a graded bug hunt
+    return files
 
 
 def run_pytest(numbers, arch, workers, kernel=None, verbose=False, extra=(), only=None, first_failure=False):

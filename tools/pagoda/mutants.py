@@ -60,7 +60,10 @@ REFERENCE_TREE = "reference"
 HEADLINE_LINES = 2
 KERNEL_TARGET = "kernel"
 KEYS = {"title": str, "function": str, "seed": str, "arches": list, "cause": str, "edit": list,
-        **{f"cause_{a}": str for a in paths.ARCHES}}
+        "category": str, **{f"cause_{a}": str for a in paths.ARCHES}}
+# The kinds of slip a bug hunt's answer may name (`category`, optional; tools/pagoda/hunt.py).
+CATEGORIES = ("address kind", "allocator", "heap", "leak", "missing mapping", "order", "permissions",
+              "range", "reference count", "stack", "tlb", "walker", "wrong root", "vma")
 EDIT_KEYS = {"file", "find", "replace"}
 # Files a mutants folder may hold besides the slips.
 OTHER_FILES = {"README.md"}
@@ -84,6 +87,7 @@ class Mutant:
     causes: dict                # arch -> regex
     edits: list
     seed: str = None
+    category: str = None
 
     @property
     def name(self):
@@ -140,6 +144,8 @@ def load_mutant(path, lab, root, labs, by_path):
             problems.append(f"{rel}: '{key}' is missing or empty")
     if "title" in data and "\n" in data["title"]:
         problems.append(f"{rel}: 'title' must be one line")
+    if "category" in data and data["category"] not in CATEGORIES:
+        problems.append(f"{rel}: 'category' must be one of: {', '.join(CATEGORIES)}")
     if "seed" in data and not re.fullmatch(r"\d{3}", data["seed"]):
         problems.append(f"{rel}: 'seed' must name a post-mortem by its number, e.g. \"002\"")
     arches = data.get("arches")
@@ -208,7 +214,7 @@ def load_mutant(path, lab, root, labs, by_path):
         return None, problems
     slug = os.path.splitext(os.path.basename(path))[0]
     return Mutant(lab=lab, slug=slug, path=rel, title=data["title"], function=name, arches=tuple(arches),
-                  causes=causes, edits=edits, seed=data.get("seed")), []
+                  causes=causes, edits=edits, seed=data.get("seed"), category=data.get("category")), []
 
 
 def load_all(root, labs, sources):

@@ -286,6 +286,13 @@ def publish_tree(lab, out_dir, root=paths.ROOT, sources=None, incremental=False)
         regions_json = json.dumps(region_map(lab, sources), indent=1, sort_keys=True) + "\n"
         _write(os.path.join(out_dir, REGIONS_FILE), regions_json.encode(), 0o644, incremental)
         written.add(REGIONS_FILE)
+        # The bug hunts of this branch: the slips of the labs whose solution it shows (labs before
+        # @p lab), packed so that they are not read by accident (tools/pagoda/hunt.py).
+        from . import hunt
+        slips = [r for r in hunt.slip_records(root) if r["lab"] < lab]
+        if slips:
+            _write(os.path.join(out_dir, hunt.PACK_PATH), hunt.encode_pack(slips).encode(), 0o644, incremental)
+            written.add(hunt.PACK_PATH)
     if incremental:
         _remove_stale(out_dir, written)
     return sorted(written)

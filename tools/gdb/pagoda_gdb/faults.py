@@ -146,6 +146,78 @@ def _with_addition(arch, lines, describe, unreadable):
     return lines[:first] + extra + lines[first:]
 
 
+def last_panic():
+    """The message of the kernel's last PANIC line in the session's serial log, or None."""
+    path = session.serial_log_path()
+    if not path:
+        return None
+    try:
+        with open(path, "rb") as f:
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return None
+    found = [line.split("PANIC: ", 1)[1].strip() for line in text.splitlines() if "PANIC: " in line]
+    return found[-1] if found else None
+
+
+def _with_panic(lines):
+    """A machine stopped in a panic that no fault explains (the kernel's own check refused
+    something: the pre-switch check, an allocator's double free, the user-trap stack): the
+    verdict is the kernel's reason, as its PANIC line gave it, not "nothing is wrong"."""
+    at = next((i for i, line in enumerate(lines) if line.startswith("verdict: ")), None)
+    if at is None or not lines[at].startswith("verdict: nothing is wrong that I can see"):
+        return lines
+    try:
+        import gdb
+        frame, names = gdb.newest_frame(), []
+        for _ in range(8):
+            if frame is None:
+                break
+            names.append(frame.name() or "")
+            frame = frame.older()
+    except Exception:  # noqa: BLE001 - not in a panic we can see
+        return lines
+    if not any(n in ("pagoda::panic_end", "pagoda::panic_begin") for n in names):
+        return lines
+    message = last_panic()
+    if not message:
+        return lines
+    return lines[:at] + ["the kernel panicked: no exception explains it, so it is the kernel's own check that "
+                         "refused (its message is the cause)",
+                         "verdict: the kernel panicked: " + message] + lines[at + 1:]
+
+
+# How both ISAs' rules end the verdict of a fault from user mode, before the VMAs are read.
+UNRESOLVED = "the kernel kills the process unless it resolves the fault"
+
+
+def _with_user_decision(arch, lines, fault):
+    """@p lines with the verdict of a fault from user mode replaced by what the kernel's fault
+    decision makes of it (pagoda_pt.diagnose.user_fault_decision): a demand fault, a
+    copy-on-write fault or stack growth is answered and the program goes on; a denied one ends
+    the process, for the reason the VMAs give. Unchanged when the process keeps no VMAs (before
+    lab 5) or they cannot be read."""
+    from pagoda_pt.diagnose import user_fault_decision
+    from . import memory
+    try:
+        row = memory.pick_process(memory.read_processes(), arch, target.paging_regs(arch))
+    except Exception:  # noqa: BLE001 - an addition: never lose fault-why's own lines to it
+        return lines
+    if row.get("vmas") is None:
+        return lines
+    kind, sentence = user_fault_decision(row["vmas"], fault["address"], fault["write"], fault["fetch"],
+                                         fault["mapped"], fault["perms"], row.get("stack_limit"))
+    at = next((i for i, line in enumerate(lines) if line.startswith("verdict: ")), len(lines))
+    if kind == "deny" and at < len(lines) and UNRESOLVED in lines[at]:
+        # What the walk found stays (it says what the access met); the VMAs say why it is a kill.
+        verdict = lines[at].replace(UNRESOLVED, sentence)
+    elif kind == "deny":
+        verdict = "verdict: %s in user mode: %s" % (fault["who"], sentence)
+    else:
+        verdict = "verdict: %s: %s" % (fault["who"], sentence)
+    return lines[:at] + [verdict]
+
+
 @command
 class FaultWhy(PagodaCommand):
     """Explain the exception the kernel is handling, or why the machine stopped.
@@ -177,7 +249,11 @@ usable.  The last line is always a verdict."""
         if arch not in ARCH_MODULES:
             raise CommandError("no fault rules for %s yet" % arch)
         module = importlib.import_module("." + ARCH_MODULES[arch], __package__)
-        lines = list(module.explain())
+        lines, fault = module.explain()
+        lines = list(lines)
+        if fault and fault.get("user"):
+            lines = _with_user_decision(arch, lines, fault)
+        lines = _with_panic(lines)
         from . import memory, tempmap
         # Which temp-map slot the address is, and whether it is live (lab 4); the process's VMA
         # that covers a user address, or that none does (lab 5).

@@ -121,7 +121,7 @@ def user_verdicts(esr, walk, sentences):
     return sentences
 
 
-def _from_trap_frame(paging, faultlog, level, addr):
+def _from_trap_frame(paging, faultlog, level, addr, fault):
     tf = read_trap_frame(addr)
     esr, spsr = tf["esr"], tf["spsr"]
     from_el = spsr >> 2 & 3
@@ -161,10 +161,13 @@ def _from_trap_frame(paging, faultlog, level, addr):
     yield format_walk(result)
     sentences = abort_verdict(esr, result, spsr, faultlog)
     if who:
-        sentences = ["%s in EL0: %s; the kernel kills the process, not a kernel bug" % (who, sentence)
+        data = faultlog.esr_class(esr) in faultlog.A64_DATA_ABORTS
+        fault.update(user=True, address=far, write=data and bool(esr & faultlog.ISS_WNR) and not esr & faultlog.ISS_CM,
+                     fetch=not data, mapped=result.mapped, perms=result.perms.rwx() if result.mapped else None,
+                     who=who)
+        sentences = ["%s in EL0: %s; the kernel kills the process unless it resolves the fault" % (who, sentence)
                      for sentence in user_verdicts(esr, result, sentences)]
-    for sentence in sentences:
-        yield "verdict: " + sentence
+    yield "verdict: " + "; also: ".join(sentences)
 
 
 def _check(label, walk, need_write=False, need_exec=False):
@@ -222,8 +225,7 @@ def _without_trap_frame(paging, faultlog):
                         "vectors, an exception loop")
     if not verdicts:
         verdicts.append("nothing is wrong that I can see: the PC, the vectors and the stack are usable")
-    for sentence in verdicts:
-        yield "verdict: " + sentence
+    yield "verdict: " + "; ".join(verdicts)
 
 
 def _qemu_log_line(faultlog):
@@ -239,12 +241,15 @@ def _qemu_log_line(faultlog):
 
 
 def explain():
-    """The lines fault-why prints on AArch64, ending with verdicts."""
+    """(the lines fault-why prints on AArch64, ending with one verdict; for an abort from EL0 what
+    the kernel's fault decision needs: {user, address, write, fetch, mapped, perms, who}, else None)."""
     faultlog = _faultlog()
     paging = target.paging_regs("aarch64")
     found = find_trap_frame()
-    lines = list(_without_trap_frame(paging, faultlog) if found is None else _from_trap_frame(paging, faultlog, *found))
+    fault = {}
+    lines = list(_without_trap_frame(paging, faultlog) if found is None
+                 else _from_trap_frame(paging, faultlog, *found, fault))
     log_line = _qemu_log_line(faultlog)
     if log_line:
         lines.insert(len(lines) - sum(1 for line in lines if line.startswith("verdict: ")), log_line)
-    return lines
+    return lines, (fault or None)

@@ -13,7 +13,7 @@ physical-memory mode is switched on for the walks.
 import gdb
 
 from pagoda_pt.diagnose_x86_64 import (TRAP_FRAME_FIELDS, KernelImage, TrapFrameAt, X86Facts,
-                                       explain as explain_facts)
+                                       explain_with_fault)
 
 from . import faults, kernel, session, target
 from .faults import qemu_log_story
@@ -73,8 +73,18 @@ def _image():
                        layout.text_end, kernel.symbol_address(TRAP_ENTRY_SYMBOL), layout.sections)
 
 
+def kernel_stacks():
+    """(kStackBase, stride, guard, size, slots) from the kernel's facts (absolute symbols whose
+    value is the constant), or None."""
+    names = ("stack_base", "kernel_stack_stride", "kernel_stack_guard", "kernel_stack_size",
+             "kernel_stack_slots")
+    values = [kernel.symbol_address("pagoda_fact_" + name) for name in names]
+    return None if None in values else tuple(values)
+
+
 def explain():
-    """The lines of fault-why for the machine as it is stopped now."""
+    """(the lines of fault-why for the machine as it is stopped now, the user page fault being
+    handled or None: see diagnose_x86_64.explain_with_fault)."""
     regs = target.x86_control_regs()
     regs["rip"] = target.register("rip") or 0
     regs["rsp"] = target.register("rsp") or 0
@@ -103,8 +113,8 @@ def explain():
             gdt=(gdt["base"], gdt["limit"]) if gdt else None,
             tr=(tr["selector"], tr["base"], tr["limit"]) if tr else None,
             roots=roots, image=_image(), trap=trap, stop=session.last_stop_signal(),
-            log=story, log_hint=hint, symbol=symbol, instruction=instructions.get)
-        lines = explain_facts(facts)
+            log=story, log_hint=hint, symbol=symbol, instruction=instructions.get, stacks=kernel_stacks())
+        lines, fault = explain_with_fault(facts)
     if note and roots is not None:
         lines.insert(-1, "note: " + note)
-    return lines
+    return lines, fault

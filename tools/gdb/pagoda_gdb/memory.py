@@ -24,6 +24,8 @@ from .registry import CommandError, PagodaCommand, UsageError, command, out
 PAGE = 4096
 USER_REGIONS_TYPE = "pagoda::UserRegions"
 USER_END_FACT = "pagoda_fact_user_end"
+# Pagoda's software bit of a held leaf (a PROT_NONE page: invalid to the MMU, its frame kept).
+HELD_BIT_FACT = "pagoda_fact_held_entry_bit"
 
 
 def _enum_name(value):
@@ -121,13 +123,18 @@ def page_verdict(vma, pages):
         return "-", "nothing mapped yet (demand paging)"
     groups = {}
     for page in pages:
-        key = ("r" + ("w" if page.writable else "-") + ("x" if page.executable else "-"))
+        key = "--- held" if getattr(page, "held", False) else \
+            ("r" + ("w" if page.writable else "-") + ("x" if page.executable else "-"))
         groups[key] = groups.get(key, 0) + 1
     shown = " ".join("%s x%d" % (k, n) for k, n in sorted(groups.items()))
-    too_much = [k for k in groups if (k[1] == "w" and not vma["write"]) or
-                (k[2] == "x" and not vma["execute"])]
+    too_much = [k for k in groups if k != "--- held" and ((k[1] == "w" and not vma["write"]) or
+                                                           (k[2] == "x" and not vma["execute"]))]
     if not (vma["read"] or vma["write"] or vma["execute"]):
+        if set(groups) == {"--- held"}:
+            return shown, "agree: held (PROT_NONE keeps the frames; no access until mprotect)"
         return shown, "DISAGREE: the VMA allows no access, yet pages are mapped"
+    if "--- held" in groups:
+        return shown, "DISAGREE: held pages (no access) in a VMA that allows %s" % vma_perms(vma)
     if too_much:
         return shown, "DISAGREE: %s allows more than the VMA's %s" % (", ".join(sorted(too_much)),
                                                                      vma_perms(vma))
@@ -174,7 +181,8 @@ lose those pages)."""
         bits = target.pa_bits(arch)[0]
         with target.physical_memory() as read_phys:
             root = process_root(row["pid"], read_phys).root
-            pages = user_pages(arch, read_phys, root, regs, bits)
+            pages = user_pages(arch, read_phys, root, regs, bits,
+                               kernel.symbol_address(HELD_BIT_FACT) or 0)
         vmas = row["vmas"]
         out("process %d '%s' (%s), root %s: %d VMA%s, %d user pages mapped" % (
             row["pid"], row["name"], "running" if row["current"] else row["state"], ADDR % root,

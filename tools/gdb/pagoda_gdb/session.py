@@ -23,6 +23,9 @@ from .registry import CommandError, PagodaCommand, UsageError, command, commands
 
 # Where a panicking kernel goes after printing its message and backtrace (kernel/core).
 PANIC_FUNCTIONS = ("pagoda::panic_end",)
+# Where a process dies of a fault the kernel did not resolve: the trap code calls it with the
+# exception decoded, before the kill line is printed and the process's memory goes.
+KILL_FUNCTION = "pagoda::proc::user_fault"
 
 _state = {"signal": None, "serial_offset": 0, "listening": False}
 _params = {}
@@ -236,6 +239,76 @@ a panic or an unhandled exception stops here with its stack intact.
                 pass
         out("Stopped at the kernel's entry point %#x.%s pagoda-help lists Pagoda's commands."
             % (entry, note))
+
+
+@command
+class BreakKill(PagodaCommand):
+    """Stop where a process is killed for a fault, before it is gone.
+
+Usage: break-kill [PID]
+Sets a breakpoint on pagoda::proc::user_fault, which the trap code calls for every exception
+from user mode that nothing resolved (not a demand fault, not a copy-on-write fault), before
+the kill line is printed and before the process's memory is freed.  With PID, only that
+process.  At the stop the trap frame is on the stack: fault-why explains it (the process's
+VMA included), bt shows the path, vma-list and pt-dump --user show its memory as it was.
+`./pagoda gdb --stop-at-kill` sets it at the start."""
+
+    name = "break-kill"
+    usage = "break-kill [PID]"
+    command_class = gdb.COMMAND_BREAKPOINTS
+
+    def run(self, arg, from_tty):
+        args = parse(arg, max_positional=1)
+        condition = ""
+        if args.positional:
+            text = args.positional[0]
+            if not text.isdigit():
+                raise UsageError("PID must be a process id (a decimal number), not %r" % text)
+            condition = " if pagoda::proc::current()->pid == %s" % text
+        try:
+            _quiet("break %s%s" % (KILL_FUNCTION, condition))
+        except gdb.error as err:
+            raise CommandError("cannot set a breakpoint on %s (%s): is this Pagoda's kernel, "
+                               "lab 3 or later?" % (KILL_FUNCTION, err)) from None
+        out("Breakpoint on %s%s: a process killed for a fault stops there, before its kill line "
+            "(then fault-why, bt, vma-list)" % (KILL_FUNCTION, " for pid %s" % args.positional[0]
+                                               if args.positional else ""))
+
+
+# PSTATE.PAN (bit 22 of CPSR as QEMU's gdbstub gives it): EL1 may not touch a page EL0 can.
+PSTATE_PAN = 1 << 22
+
+
+@command
+class Gva2Gpa(PagodaCommand):
+    """QEMU's own translation of a virtual address, as `monitor gva2gpa` gives it, PAN aside.
+
+Usage: pagoda-gva2gpa VA
+On AArch64 QEMU translates VA as the CPU would access it now; the kernel runs with PSTATE.PAN
+set, so every user address is "Unmapped" to it while the CPU is stopped in the kernel.  This
+clears PAN for the question and restores it after (the guest never runs in between).  On
+x86_64 it is `monitor gva2gpa VA`.  pt-walk VA walks the tables themselves."""
+
+    name = "pagoda-gva2gpa"
+    usage = "pagoda-gva2gpa VA"
+
+    def run(self, arg, from_tty):
+        args = parse(arg, min_positional=1, max_positional=1)
+        from . import target
+        target.require_stopped()
+        va = int(gdb.parse_and_eval(args.positional[0])) & ((1 << 64) - 1)
+        saved = None
+        if target.current_arch() == "aarch64":
+            cpsr = target.register("cpsr")
+            if cpsr is not None and cpsr & PSTATE_PAN:
+                saved = cpsr
+                gdb.execute("set $cpsr = %#x" % (cpsr & ~PSTATE_PAN), to_string=True)
+        try:
+            text = gdb.execute("monitor gva2gpa %#x" % va, to_string=True).strip()
+        finally:
+            if saved is not None:
+                gdb.execute("set $cpsr = %#x" % saved, to_string=True)
+        out(text + (" (asked with PSTATE.PAN cleared, then set again)" if saved is not None else ""))
 
 
 @command

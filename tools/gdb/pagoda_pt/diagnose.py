@@ -194,3 +194,56 @@ def story_from_faults(faults: list, triple_fault: bool, partial: bool = False,
         else:
             story.runs.append(LogRun(fault))
     return story
+
+
+# ---- a user page fault and the process's VMAs (labs 5, 6) --------------------------------------
+
+def _vma_text(vma: dict) -> str:
+    perms = ("r" if vma["read"] else "-") + ("w" if vma["write"] else "-") + \
+        ("x" if vma["execute"] else "-")
+    return "[%#x, %#x) %s %s%s" % (vma["start"], vma["end"], perms, vma["kind"],
+                                   " grows down" if vma.get("flags", 0) & 1 else "")
+
+
+def user_fault_decision(vmas: list, address: int, write: bool, fetch: bool, mapped: bool,
+                        perms: Optional[str], stack_limit: Optional[int] = None,
+                        page: int = 4096) -> tuple[str, str]:
+    """What the kernel's fault decision (kernel/mm/user_regions.cpp, decide_fault, and lab 6's
+    copy-on-write) makes of a user-mode page fault at @p address, given the process's VMAs
+    (dicts: start, end, read, write, execute, kind, flags; flags bit 0: grows down), what the
+    access was and what the page tables map there now (@p perms 'r-x' when @p mapped).
+
+    Returns (kind, sentence): 'demand', 'cow' and 'grow' are answered (the program goes on);
+    'deny' ends the process; 'mapped' is a page that allows the access now."""
+    access = "instruction fetch" if fetch else "write" if write else "read"
+    vma = next((v for v in vmas if v["start"] <= address < v["end"]), None)
+    if vma is None:
+        above = [v for v in vmas if v["start"] > address]
+        if above and above[0].get("flags", 0) & 1:
+            stack = above[0]
+            floor = stack["end"] - stack_limit if stack_limit else None
+            if floor is None or address >= floor:
+                return "grow", ("stack growth: %#x lies just below the stack VMA %s, which grows down: "
+                                "the kernel extends the stack to this page and the program goes on (lab 5); "
+                                "not an error" % (address, _vma_text(stack)))
+            return "deny", ("%#x lies below the stack VMA %s, past its limit (%#x bytes): the kernel "
+                            "kills the process (stack limit)" % (address, _vma_text(stack), stack_limit))
+        return "deny", ("no VMA covers %#x: the kernel kills the process (an address the program was "
+                        "never given, or a region the loader never recorded)" % address)
+    allows = (vma["read"] or vma["write"] or vma["execute"]) and (not write or vma["write"]) and \
+        (not fetch or vma["execute"])
+    if not allows:
+        return "deny", ("%#x lies in the VMA %s, which does not allow a %s: the kernel kills the "
+                        "process" % (address, _vma_text(vma), access))
+    if not mapped or perms is None or perms == "---":
+        return "demand", ("a demand fault: %#x lies in the VMA %s, which allows a %s, and its page is "
+                          "not mapped yet: the kernel brings the page in and the program goes on "
+                          "(lab 5); not an error" % (address, _vma_text(vma), access))
+    if write and perms[1] != "w" and vma["write"]:
+        return "cow", ("a copy-on-write fault: %#x is mapped %s in the writable VMA %s: the kernel "
+                       "gives this process a copy of the page (or the page itself when no other "
+                       "mapping shares it) and the program goes on (lab 6); not an error"
+                       % (address, perms, _vma_text(vma)))
+    return "mapped", ("%#x is mapped %s and its VMA %s allows a %s: the kernel widens the page to "
+                      "its VMA's permissions and the program goes on, or the fault came before the "
+                      "tables changed (a stale TLB entry?)" % (address, perms, _vma_text(vma), access))

@@ -223,6 +223,8 @@ class X86Facts:
     stop: Optional[str] = None
     log: Optional[LogStory] = None
     log_hint: str = ""
+    # (kStackBase, stride, guard, size, slots) of the kernel stacks (the kernel's facts), or None
+    stacks: Optional[tuple] = None
     symbol: Callable[[int], str] = lambda address: ""
     instruction: Callable[[int], Optional[str]] = lambda address: None
 
@@ -250,6 +252,7 @@ class _Explainer:
         self.mode = cpu_mode(regs.get("cr0", 0), regs.get("efer", 0))
         self.cr2_first = None
         self.trap_vector = None
+        self.fault = None       # a user page fault: what the VMA decision needs (fault_of())
 
     # -- helpers ---------------------------------------------------------------------------
     def name(self, va: int) -> str:
@@ -388,18 +391,27 @@ class _Explainer:
         return "the process in the active root %s" % self.roots.label()
 
     def user_trap(self, tf: dict):
-        """An exception raised by user code (CPL 3): its cause is the program's; the rules
-        that explain it are the kernel's, and the verdict says whose fault it is."""
-        self.ex.line("  raised in user mode by %s: the kernel ends that process "
-                     "(proc::user_fault), the kernel and the other processes go on"
-                     % self.process_label())
+        """An exception raised by user code (CPL 3). A page fault may be answered (a page brought
+        in, a copy made: the process's VMAs decide, which the GDB layer adds, fault_of() says
+        what to decide on); anything else ends the process. The verdict says what the CPU saw,
+        not whose fault it is: a program killed for reading what the kernel wrote there wrongly
+        is the kernel's bug."""
+        self.ex.line("  raised in user mode by %s: unless the kernel resolves it (lab 5: a page "
+                     "of a VMA brought in; lab 6: a copy-on-write copy), the kernel ends that "
+                     "process (proc::user_fault) and the others go on" % self.process_label())
         self.kernel_trap(tf)
+        if tf["vector"] == PAGE_FAULT and self.cr2 is not None:
+            decoded = decode_pf_error(tf["error"])
+            w = self.roots.walk(self.cr2)
+            self.fault = {"user": True, "address": self.cr2, "write": decoded.write,
+                          "fetch": decoded.fetch, "mapped": w.mapped,
+                          "perms": w.perms.rwx() if w.mapped else None, "who": self.process_label()}
         if not self.ex.findings:
             return
         best = min(self.ex.findings, key=lambda f: f.rank)
-        self.ex.findings = [Finding(best.rank, "%s in ring 3: %s; the kernel kills the process, "
-                                               "not a kernel bug" % (self.process_label(),
-                                                                     best.sentence))]
+        self.ex.findings = [Finding(best.rank, "%s in ring 3: %s; the kernel kills the process "
+                                               "unless it resolves the fault" % (
+                                                   self.process_label(), best.sentence))]
 
     def kernel_trap(self, tf: dict):
         vector, error, rip = tf["vector"], tf["error"], tf["rip"]
@@ -452,8 +464,13 @@ class _Explainer:
                             "mapping was added afterwards, the fault came from another root, "
                             "or a stale TLB entry was used (missing invlpg or CR3 reload)" % cr2)
                 return
-            if _near_stack(cr2, rsp):
+            if _near_stack(cr2, rsp) and not decoded.user:
                 ex.find(5, self.stack_sentence("the interrupted stack pointer", rsp, cr2))
+            elif _near_stack(cr2, rsp):
+                ex.find(39, "CR2 %#x is at the program's own stack pointer %#x, and its page is not "
+                            "mapped in the active root %s (%s): the user stack is missing there "
+                            "(no stack VMA, or a stack that does not grow down this far)"
+                        % (cr2, rsp, roots.label(), w.stop_reason))
             fetch = decoded.fetch and cr2 >> 12 == rip >> 12
             rounded = self.section_end_sentence(cr2, "the code at RIP" if fetch else "CR2")
             if rounded:
@@ -599,6 +616,7 @@ class _Explainer:
             if rsp0 is not None:
                 self.ex.line("walk of TSS.RSP0 in the active root %s:" % self.roots.label())
                 self.ex.line(format_walk(self.roots.walk(rsp0 - 8)))
+            self.user_trap_stack_rules(rsp0)
         else:
             self.ex.line("walk of the interrupted RSP in the active root %s:"
                          % self.roots.label())
@@ -612,6 +630,29 @@ class _Explainer:
         self.delivery(rsp, tf["cs"] & 3, vectors)
         self.ex.find(60, "a double fault at RIP %s: an exception there could not be delivered"
                      % self.short(rip))
+
+    def user_trap_stack_rules(self, rsp0: Optional[int]) -> None:
+        """What is wrong with TSS.RSP0 itself when a trap from ring 3 could not be delivered: a
+        double fault is the kernel's bug, the switch to the process being where RSP0 is set."""
+        if rsp0 == 0:
+            self.ex.find(3, "TSS.RSP0 is 0: no kernel stack was set for traps from user mode, so the "
+                            "CPU could not push the frame of an exception from ring 3 (%s): the switch "
+                            "to a process must set its kernel stack (arch::set_kernel_stack), before "
+                            "its root is loaded; a double fault is always the kernel's bug"
+                         % self.process_label())
+            return
+        slots = self.f.stacks
+        if rsp0 is None or slots is None:
+            return
+        base, stride, guard, size, count = slots
+        if base <= rsp0 < base + stride * count:
+            slot, offset = divmod(rsp0 - base, stride)
+            bottom = base + slot * stride + guard
+            if offset <= guard:
+                self.ex.find(3, "TSS.RSP0 %#x is the bottom of the kernel stack of slot %d [%#x, %#x), "
+                                "not its top: a trap from ring 3 pushes its frame below it, into the "
+                                "guard page; a stack grows down, so RSP0 must be %#x"
+                             % (rsp0, slot, bottom, bottom + size, bottom + size))
 
     def rsp0(self) -> Optional[int]:
         """TSS.RSP0 read through the active root, or None."""
@@ -817,3 +858,11 @@ class _Explainer:
 def explain(facts: X86Facts) -> list[str]:
     """The lines fault-why prints for @p facts; the last one is the verdict."""
     return _Explainer(facts).explain()
+
+
+def explain_with_fault(facts: X86Facts) -> tuple[list[str], Optional[dict]]:
+    """explain(), and for a page fault raised in user mode what the kernel's decision needs:
+    {user, address, write, fetch, mapped, perms, who} (None otherwise)."""
+    e = _Explainer(facts)
+    lines = e.explain()
+    return lines, e.fault

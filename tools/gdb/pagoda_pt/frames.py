@@ -122,21 +122,23 @@ class UserPage:
     pa: int
     writable: bool
     executable: bool
+    held: bool = False      # a PROT_NONE page: invalid to the MMU, its frame kept by the kernel
 
 
 def user_pages(arch: str, read_phys, root: int, regs: Optional[dict] = None,
-               pa_bits: Optional[int] = None) -> list[UserPage]:
-    """Every 4 KiB user page the tree under @p root maps (AArch64: the TTBR0 tree alone)."""
+               pa_bits: Optional[int] = None, held_mask: int = 0) -> list[UserPage]:
+    """Every 4 KiB user page the tree under @p root maps (AArch64: the TTBR0 tree alone); with
+    @p held_mask (the kernel's held_entry_bit fact) the held ones too (held=True)."""
     arch = canonical_arch(arch)
     if arch == aarch64.ARCH:
         tree = (root, None)
     else:
         tree, read_phys = root, lower_half(read_phys, root)
     pages = []
-    for run in dump(arch, read_phys, tree, regs or {}, user_only=True, pa_bits=pa_bits):
+    for run in dump(arch, read_phys, tree, regs or {}, user_only=True, pa_bits=pa_bits, held_mask=held_mask):
         for offset in range(0, run.size, PAGE_SIZE_4K):
             pages.append(UserPage(run.va_start + offset, run.pa_start + offset, run.perms.write,
-                                  run.perms.execute))
+                                  run.perms.execute, not run.perms.read))
     return pages
 
 
@@ -231,6 +233,8 @@ def take_census(arch: str, read_phys, symbol: Symbol, regs: Optional[dict] = Non
         for i in range(min(entries, frames)):
             refs[i] = 1 + extra[i]
     roots = read_root_table(read_phys, image_phys(REGISTRY_SYMBOL))
+    # PROT_NONE pages keep their frames in held leaves (invalid to the MMU): theirs too.
+    held_mask = symbol("pagoda_fact_held_entry_bit") or 0
 
     owner = [RESERVED] * frames
     pid_of, mappings = {}, {}
@@ -263,7 +267,7 @@ def take_census(arch: str, read_phys, symbol: Symbol, regs: Optional[dict] = Non
             table_owner.setdefault(pa // PAGE_SIZE_4K, known)
         if known.kind == "process":
             memory = ProcessMemory(known.id, known.name, known.root, tables,
-                                   user_pages(arch, read_phys, known.root, regs, pa_bits))
+                                   user_pages(arch, read_phys, known.root, regs, pa_bits, held_mask))
             census.processes.append(memory)
             for page in memory.pages:
                 mappings.setdefault(page.pa // PAGE_SIZE_4K, []).append((memory, page))

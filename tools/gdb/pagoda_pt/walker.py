@@ -102,7 +102,7 @@ class RunBuilder:
 def dump(arch: str, read_phys: PhysReader, root_pa, regs: Optional[dict] = None,
          user_only: bool = False, kernel_only: bool = False, *,
          pa_bits: Optional[int] = None, maxphyaddr: Optional[int] = None,
-         problems: Optional[list] = None) -> list[Run]:
+         problems: Optional[list] = None, held_mask: int = 0) -> list[Run]:
     """Every mapped range of the tree, as Runs in increasing VA order.
 
     Walks the tables recursively (one read_phys per table), skipping invalid entries and
@@ -111,11 +111,13 @@ def dump(arch: str, read_phys: PhysReader, root_pa, regs: Optional[dict] = None,
     clear, bad descriptor types) and unreadable tables are left out; if `problems` is a
     list, one message per such entry is appended to it.  user_only keeps runs accessible
     from user mode, kernel_only the others; asking for both is a ValueError.  pa_bits as
-    for walk()."""
+    for walk().  held_mask: the kernel's held_entry_bit fact; held leaves (PROT_NONE pages
+    whose frames the kernel keeps, invalid to the MMU) then come out too, as runs whose
+    perms.read is False and cache "held"."""
     if user_only and kernel_only:
         raise ValueError("user_only and kernel_only exclude each other")
     runs = list(iter_runs(arch, read_phys, root_pa, regs, pa_bits=pa_bits, maxphyaddr=maxphyaddr,
-                          problems=problems))
+                          problems=problems, held_mask=held_mask))
     if user_only:
         runs = [run for run in runs if run.perms.user]
     elif kernel_only:
@@ -125,7 +127,7 @@ def dump(arch: str, read_phys: PhysReader, root_pa, regs: Optional[dict] = None,
 
 def iter_runs(arch: str, read_phys: PhysReader, root_pa, regs: Optional[dict] = None, *,
               pa_bits: Optional[int] = None, maxphyaddr: Optional[int] = None,
-              problems: Optional[list] = None):
+              problems: Optional[list] = None, held_mask: int = 0):
     """dump() as a generator: each Run is yielded as soon as the walk has passed its end, and
     the walk goes no further than the runs asked for (a caller that has seen enough of a huge
     tree stops reading it; nothing holds the runs it has let go)."""
@@ -133,9 +135,9 @@ def iter_runs(arch: str, read_phys: PhysReader, root_pa, regs: Optional[dict] = 
     pa_bits = _pa_bits(arch, pa_bits, maxphyaddr)
     report = problems.append if problems is not None else None
     if arch == x86_64.ARCH:
-        leaves = x86_64.leaves(read_phys, root_pa, regs, pa_bits, report)
+        leaves = x86_64.leaves(read_phys, root_pa, regs, pa_bits, report, held_mask)
     else:
-        leaves = aarch64.leaves(read_phys, root_pa, regs, report, pa_bits)
+        leaves = aarch64.leaves(read_phys, root_pa, regs, report, pa_bits, held_mask)
     cur = None   # [va_start, va_end, pa_start, pa_end, perms, size] of the run being built
     for va, pa, size, perms in leaves:
         if cur is not None and va == cur[1] and pa == cur[3] and size == cur[5] and \

@@ -368,21 +368,25 @@ Problem = Optional[Callable[[str], None]]
 
 def iter_leaves(read_phys: PhysReader, root_pa: Optional[int], emit: Emit,
                 regs: Optional[dict] = None, maxphyaddr: int = DEFAULT_MAXPHYADDR,
-                problem: Problem = None) -> None:
+                problem: Problem = None, held_mask: int = 0) -> None:
     """Visit every present leaf of the tree under root_pa (CR3 when None) in increasing
     VA order and call emit(va, pa, size, perms).  Each table is read with one read_phys
     call.  Entries with reserved bits (which would fault) and unreadable tables are
-    skipped and reported through problem(message) when given."""
-    for leaf in leaves(read_phys, root_pa, regs, maxphyaddr, problem):
+    skipped and reported through problem(message) when given.  With @p held_mask (the
+    kernel's fact held_entry_bit: Pagoda's software bit of a held leaf), a not-present leaf
+    with that bit set (a PROT_NONE page whose frame the kernel keeps) is emitted too, with
+    Perms(read=False, ..., cache="held"): the MMU ignores it, the kernel's records do not."""
+    for leaf in leaves(read_phys, root_pa, regs, maxphyaddr, problem, held_mask):
         emit(*leaf)
 
 
 def leaves(read_phys: PhysReader, root_pa: Optional[int], regs: Optional[dict] = None,
-           maxphyaddr: int = DEFAULT_MAXPHYADDR, problem: Problem = None):
+           maxphyaddr: int = DEFAULT_MAXPHYADDR, problem: Problem = None, held_mask: int = 0):
     """iter_leaves() as a generator of (va, pa, size, perms): the caller may stop at any leaf,
     and no table is read before the leaves ahead of it are asked for."""
     regs = normalize_regs(regs)
     cfg = _Config(regs, maxphyaddr)
+    cfg.held_mask = held_mask
     if root_pa is None:
         if cfg.cr3 is None:
             raise ValueError("no root table: pass root_pa or CR3 in regs")
@@ -425,9 +429,14 @@ class _Dumper:
         page_size = 1 << shift
         leaf_addr = cfg.addr_mask & ~(page_size - 1)
         leaf_bits = PTE_PWT | PTE_PCD | PTE_PAT_HUGE
+        held_mask = cfg.held_mask
         for index in range(ENTRIES_PER_TABLE):
             raw = entries[index]
             if not raw & PTE_P:
+                if held_mask and raw & held_mask and huge_ok and raw & PTE_PS:
+                    va = va_base + (index << shift)
+                    yield (sign_extend(va) if depth == 0 else va, raw & leaf_addr, page_size,
+                           Perms(False, False, False, bool(allow & raw & PTE_US), False, "held"))
                 continue
             va = va_base + (index << shift)
             if depth == 0:
@@ -454,9 +463,13 @@ class _Dumper:
         reserved = cfg.reserved[(PT, True)]
         addr_mask = cfg.addr_mask
         key_mask = allow | PTE_PWT | PTE_PCD | PTE_PAT | cfg.nx_bit
+        held_mask = cfg.held_mask
         for index in range(ENTRIES_PER_TABLE):
             raw = entries[index]
             if not raw & PTE_P:
+                if held_mask and raw & held_mask:
+                    yield (va_base + (index << PAGE_SHIFT), raw & addr_mask, PAGE_SIZE_4K,
+                           Perms(False, False, False, bool(allow & raw & PTE_US), False, "held"))
                 continue
             va = va_base + (index << PAGE_SHIFT)
             if raw & reserved:

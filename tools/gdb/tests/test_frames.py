@@ -72,3 +72,29 @@ def test_the_cached_reader_reads_each_table_once():
     first = mem.reads
     table_frames("x86_64", read, parent.root)
     assert mem.reads == first
+
+
+X86_HELD = 1 << 9        # the kernel's held_entry_bit fact on x86_64 (Format::kHeld)
+ARM_HELD = 1 << 55       # ... and on AArch64
+
+
+def test_x86_held_pages_are_user_pages_that_allow_nothing():
+    """A PROT_NONE page keeps its frame in a held leaf (P clear, the software bit set): vma-list
+    showed a PROT_NONE region with no pages, and the census did not attribute its frame."""
+    mem, parent, _ = x86_pair()
+    parent.edit(0x402000, "PT", set_bits=X86_HELD, clear_bits=P)
+    regs = {"efer": 1 << 11}
+    assert [p.va for p in user_pages("x86_64", mem.read_phys, parent.root, regs)] == [0x400000, 0x401000]
+    pages = user_pages("x86_64", mem.read_phys, parent.root, regs, held_mask=X86_HELD)
+    assert [(p.va, p.pa, p.held, p.writable) for p in pages] == [
+        (0x400000, 0x800000, False, False), (0x401000, 0x801000, False, False), (0x402000, 0x803000, True, False)]
+
+
+def test_aarch64_held_pages_are_user_pages_that_allow_nothing():
+    mem = PhysMem(first_free=0x4000_0000)
+    tables = ArmTables(mem)
+    tables.map(0x400000, 0x4100_0000, attrs=ARM_USER_RW)
+    tables.edit(0x400000, 3, set_bits=ARM_HELD, clear_bits=1)          # bit 0 clear: held
+    assert user_pages("aarch64", mem.read_phys, tables.root) == []
+    [page] = user_pages("aarch64", mem.read_phys, tables.root, held_mask=ARM_HELD)
+    assert (page.va, page.pa, page.held) == (0x400000, 0x4100_0000, True)

@@ -190,3 +190,31 @@ def test_interactive_session_ctrl_c_and_quit(tmp_path):
         child.close(force=True)
     assert child.exitstatus == 0
     assert wait_until(lambda: not gdbrig.qemus_mentioning(str(tmp_path)))
+
+
+@pytest.mark.parametrize("arch", ["x86_64", "aarch64"])
+def test_stop_at_kill_stops_before_the_kill_with_the_fault_on_the_stack(tmp_path, arch):
+    """--stop-at-kill (break-kill): a process that reads an address it was never given stops in
+    proc::user_fault before its kill line is printed, with the trap below it on the stack, and
+    fault-why calls the fault a kill of that process."""
+    if gdbrig.missing_tools(gdbrig.QEMU_AARCH64 if arch == "aarch64" else gdbrig.QEMU):
+        pytest.skip(gdbrig.missing_tools(gdbrig.QEMU_AARCH64 if arch == "aarch64" else gdbrig.QEMU))
+    proc = subprocess.run(PAGODA + ["gdb", "--arch", arch, "--batch", "--stop-at-kill",
+                                    "--ex", "continue", "--ex", "bt", "--ex", "fault-why",
+                                    "--ex", "echo <serial>\\n", "--ex", "pagoda-serial --all",
+                                    "--ex", "echo </serial>\\n",
+                                    "--", "--cmdline", f"run=probe:read:{0x7000_0000:#x}"],
+                          capture_output=True, text=True, timeout=scaled(150), env=pagoda_env(tmp_path))
+    out = proc.stdout
+    assert proc.returncode == 0, out + proc.stderr
+    assert "Traceback" not in out + proc.stderr
+    assert "Breakpoint on pagoda::proc::user_fault" in out, out
+    assert re.search(r"Breakpoint \d+, pagoda::proc::user_fault", out), out
+    assert not re.search(r"Breakpoint \d+, pagoda::panic_end", out), out
+    assert re.search(r"^#\d+ .* in (x86_trap|aarch64_trap) ", out, re.M), out
+    assert re.search(r"^verdict: process 'probe' \(pid 1, root 0x[0-9a-f]+\) in (ring 3|EL0): .*0x70000000.*"
+                     r"the kernel kills the process", out, re.M), out
+    serial = out[out.index("<serial>"):out.index("</serial>")]
+    assert "probe: pid 1 reads 0x70000000" in serial, serial
+    assert "killed" not in serial, serial      # stopped before the kill line
+    assert gdbrig.qemus_mentioning(str(tmp_path)) == []

@@ -79,6 +79,9 @@ class Aarch64AddressSpace final : public TlbSync {
   /// when TTBR1_EL1 holds the kernel root it shares (otherwise says what TTBR1 holds to @p why).
   /// AddressSpace::activate() checks it before a switch, with the critical ranges.
   bool shares_kernel_half(FormatSink& why) const;
+  /// The same, for a switch a whole check proved already (AddressSpace::activate()): TTBR1 still
+  /// holds the kernel's root (@p va is not needed: the whole kernel half is one root).
+  bool shares_kernel_half_at(VirtAddr va) const;
   /// Makes this the live space, unchecked (AddressSpace::activate() checks the critical ranges
   /// and shares_kernel_half() first). The kernel space loads both TTBRs (the switch from the
   /// boot tables; TTBR1 never changes after it); a user space loads TTBR0 with its ASID.

@@ -69,6 +69,13 @@ class X86AddressSpace final : public TlbSync {
   /// prints which top-level entry differs to @p why. AddressSpace::activate() checks it before
   /// a switch: a root without the kernel half loses the kernel at the next instruction.
   bool shares_kernel_half(FormatSink& why) const;
+  /// The same for the one top-level entry over @p va (a kernel-half address): what a switch
+  /// compares at every switch once a whole check proved the rest (AddressSpace::activate()).
+  bool shares_kernel_half_at(VirtAddr va) const {
+    if (kernel_) return true;
+    const usize i = Format::index(va, 0);
+    return i >= kKernelHalfFirst && ((top_[i] ^ kernel_top_[i]) & ~(Format::kAccessed | Format::kDirty)) == 0;
+  }
   /// Loads this space's root into CR3, unchecked (AddressSpace::activate() checks first).
   void activate();
 
@@ -80,7 +87,8 @@ class X86AddressSpace final : public TlbSync {
 
  private:
   X86AddressSpace(Tree tree, bool kernel, PhysAddr kernel_root, const u64* kernel_top)
-      : tree_(move(tree)), kernel_(kernel), kernel_root_(kernel_root), kernel_top_(kernel_top) {}
+      : tree_(move(tree)), kernel_(kernel), kernel_root_(kernel_root), kernel_top_(kernel_top),
+        top_(tree_.root_entries()) {}
 
   /// True when @p va is in the kernel half, which every root shares.
   static bool in_kernel_half(VirtAddr va) { return va.value() >= arch::layout::kKernelHalfBase; }
@@ -89,6 +97,7 @@ class X86AddressSpace final : public TlbSync {
   bool kernel_;
   PhysAddr kernel_root_;   ///< the kernel root (this space's own root for the kernel space)
   const u64* kernel_top_;  ///< the kernel root's entries (what a user root must share)
+  const u64* top_;         ///< this root's entries
 };
 
 }  // namespace pagoda::x86

@@ -1,0 +1,217 @@
+"""The headline of a failure: the cause first, the symptom after.
+
+A test fails on what it checks (a line missing, a value wrong, a stop never reached): that is
+the symptom. When the machine died on the way, the reason it died is nearly always the more
+useful first line, and the grader can often say it from what it sees itself:
+
+    the first kernel fault     QEMU's exception log, read against the kernel ELF and its layout
+                               facts: where the address lies (a kernel stack or its guard, the
+                               window, the device area, the temp-map area, the lower half), what
+                               the access was, which root the CPU used
+    the kernel's last words    its PANIC line and the processes it killed (believed only as
+                               words: they score nothing, they name)
+    the machine's end          a triple fault, an exception storm, a timeout
+
+Run.fail() puts headline(run, reason) before the test's reason. Lab tests that know more (a
+root they walked, lab 3's explain_death()) pass their own cause to fail(), which wins.
+
+Nothing here imports the walker: it runs for every failure, witnessed or not.
+"""
+from . import symbols
+
+PAGE = 4096
+
+
+# ---- The fault ---------------------------------------------------------------------------------
+
+class Access:
+    """What one logged fault tried, from its error code (x86_64) or syndrome (AArch64)."""
+
+    def __init__(self, event):
+        self.fetch = self.write = self.present = False
+        e = event.error or 0
+        if event.arch == "x86_64":
+            self.present, self.write, self.fetch = bool(e & 1), bool(e & 2), bool(e & 16)
+        else:
+            ec = (e >> 26) & 0x3F
+            self.fetch = ec in (0x20, 0x21)
+            self.write = ec in (0x24, 0x25) and bool(e & (1 << 6)) and not e & (1 << 8)
+            self.present = (e & 0x3F) >> 2 in (2, 3)   # access flag or permission: a leaf was there
+
+    def verb(self):
+        return "fetched code at" if self.fetch else "wrote to" if self.write else "read"
+
+
+def kernel_privilege(arch):
+    return 0 if arch == "x86_64" else 1
+
+
+def is_page_fault(event):
+    if event.arch == "x86_64":
+        return event.vector == 14 and event.address is not None
+    return event.address is not None and ((event.error or 0) >> 26) & 0x3F in (0x20, 0x21, 0x24, 0x25)
+
+
+def first_kernel_fault(run):
+    """The first exception the kernel itself took (not a user copy that its fix-up recovered), or
+    None."""
+    kernel = run.symbolizer.elf
+    try:
+        fixups = symbols.user_fixups(kernel)
+        user_end = symbols.fact(kernel, "user_end")
+    except (AssertionError, OSError):
+        fixups, user_end = set(), 0
+    for f in run.log.faults:
+        if f.privilege != kernel_privilege(run.arch):
+            continue
+        if f.address is not None and f.address < user_end and f.pc in fixups:
+            continue  # a checked copy meeting a bad user pointer: EFAULT, not a fault
+        return f
+    return None
+
+
+# ---- Where an address lies ---------------------------------------------------------------------
+
+def _fact(kernel, name):
+    try:
+        return symbols.fact(kernel, name)
+    except (AssertionError, OSError):
+        return None
+
+
+def place(kernel, va):
+    """A phrase naming the part of the kernel's address space @p va lies in, or None:
+    'the guard page below the kernel stack of slot 2', 'the physical window (physical 0x1000)',
+    'the lower half'..."""
+    f = {k: _fact(kernel, k) for k in ("kernel_half_base", "window_base", "window_size", "window_phys_base",
+                                        "mmio_base", "temp_map_base", "stack_base", "kernel_image_base",
+                                        "kernel_stack_stride", "kernel_stack_guard", "kernel_stack_slots")}
+    if None in f.values():
+        return None
+    if va < f["kernel_half_base"]:
+        return "the lower half"
+    if f["stack_base"] <= va < f["kernel_image_base"]:
+        slot = (va - f["stack_base"]) // f["kernel_stack_stride"]
+        if slot < f["kernel_stack_slots"]:
+            bottom = f["stack_base"] + slot * f["kernel_stack_stride"] + f["kernel_stack_guard"]
+            top = bottom + f["kernel_stack_stride"] - f["kernel_stack_guard"]
+            if va < bottom:
+                return f"the guard page below the kernel stack of slot {slot} [{bottom:#x}, {top:#x})"
+            page = (va - bottom) // PAGE
+            pages = (top - bottom) // PAGE
+            which = "its top page" if page == pages - 1 else f"page {page} of its {pages}"
+            return f"the kernel stack of slot {slot} [{bottom:#x}, {top:#x}), {which}"
+        return "the kernel-stack area, past its last slot"
+    if f["temp_map_base"] <= va < f["stack_base"]:
+        return "the temp-map area"
+    if f["mmio_base"] <= va < f["temp_map_base"]:
+        return f"the device area (device register at physical {va - f['mmio_base']:#x})"
+    if f["window_base"] <= va < f["window_base"] + f["window_size"]:
+        return f"the physical window (physical {va - f['window_base'] + f['window_phys_base']:#x})"
+    if f["window_base"] + f["window_size"] <= va < f["mmio_base"]:
+        return "the hole above the physical window (RAM there is reached only through temporary mappings)"
+    if va >= f["kernel_image_base"]:
+        try:
+            for name, start, end in image_sections(kernel):
+                if start <= va < end:
+                    return f"the kernel image's {name}"
+        except OSError:
+            pass
+        return "the kernel image"
+    return None
+
+
+def image_sections(kernel):
+    """((name, start, end), ...) of the kernel image's parts, from the linker script's symbols."""
+    out = []
+    for name, a, b in ((".text", "__text_start", "__text_end"), (".rodata", "__rodata_start", "__rodata_end"),
+                       (".data/.bss", "__data_start", "__data_end")):
+        try:
+            out.append((name, symbols.address_of(kernel, a), symbols.address_of(kernel, b)))
+        except (AssertionError, OSError):
+            pass
+    return out
+
+
+# ---- The cause of a kernel fault -------------------------------------------------------------
+
+def kernel_fault_cause(run, f, roots=None):
+    """One sentence, the cause first, for the kernel's own fault @p f (a logged Event), from
+    where its address lies and what the access was; None when nothing more than the fault can
+    be said. @p roots: {root: label} of the roots the grader knows (to name CR3)."""
+    if not is_page_fault(f):
+        return None
+    kernel = run.symbolizer.elf
+    a = Access(f)
+    va = f.address
+    where = run.symbol_of(f.pc) or f"{f.pc:#x}"
+    at = place(kernel, va) or f"{va:#x}"
+    if f.root is not None:
+        root = (roots or {}).get(f.root) or f"root {f.root:#x}"
+    else:
+        root = "the live roots"
+    if a.fetch and va == f.pc:
+        if a.present:
+            return (f"the kernel's code at {va:#x} ({at}) is mapped without execute permission in {root}: the CPU "
+                    "cannot fetch it (text mapped NX, or code run from a data page)")
+        return f"the kernel's code at {va:#x} ({at}) is not mapped in {root}, the root the CPU used when it fetched it"
+    if at.startswith("the guard page"):
+        return (f"kernel stack overflow: the kernel ({where}) {a.verb()} {va:#x}, {at}: a recursion or a frame too "
+                "large for the stack, or a stack pointer set to a stack's bottom instead of its top")
+    if at.startswith("the kernel stack of slot"):
+        if a.present:
+            return (f"the kernel ({where}) {a.verb()} {va:#x}, {at}, and the page is mapped without "
+                    f"{'write' if a.write else 'read'} permission in {root}: a kernel stack must be rw-")
+        return (f"the kernel ({where}) {a.verb()} {va:#x}, {at}, which is not mapped in {root}: a kernel stack "
+                "missing pages (not all of its pages mapped, or mapped only where it was allocated)")
+    if at == "the lower half":
+        if a.present:
+            return (f"the kernel ({where}) {a.verb()} user memory at {va:#x} outside a checked copy (SMAP/PAN "
+                    f"stopped it) in {root}")
+        return (f"the kernel ({where}) {a.verb()} {va:#x}, in the lower half, which {root} does not map: kernel "
+                "memory reached through a low (identity or physical) address, after the low half stopped being the "
+                "kernel's (a physical address used as a pointer? phys_to_ptr() gives the window's)")
+    if at.startswith(("the physical window", "the hole above", "the device area", "the kernel image",
+                      "the kernel-stack area")):
+        if a.present:
+            need = "execute" if a.fetch else "write" if a.write else "read"
+            return f"the kernel ({where}) {a.verb()} {va:#x}, in {at}, which {root} maps without {need} permission"
+        return f"the kernel ({where}) {a.verb()} {va:#x}, in {at}, which is not mapped in {root}"
+    return None
+
+
+# ---- The headline -------------------------------------------------------------------------------
+
+def headline(run, reason):
+    """The cause to put before @p reason in a failure message (None: the reason says it best).
+
+    In order: the grader's reading of the first kernel fault in QEMU's log (run.first_fault_cause),
+    the kernel's PANIC line, a process the kernel killed while the boot was cut short, how the
+    machine ended (storm, triple fault). Never something the first line of the reason already
+    says."""
+    first_line = reason.splitlines()[0] if reason else ""
+
+    def fresh(text):
+        return text and text not in first_line
+
+    outcome = run.outcome()
+    if outcome == "success" and not run.search(r"PANIC: "):
+        return None
+    found = run.first_fault_cause()
+    if fresh(found):
+        return found
+    from .harness import panic_line, kill_lines, STORM
+    panicked = panic_line("\n".join(run.lines))
+    if panicked and fresh(panicked):
+        return f"the kernel panicked: {panicked}"
+    if run.stop_kind == STORM and fresh(run.stop_reason):
+        return f"the grader stopped the machine: {run.stop_reason}"
+    if outcome == "triple fault":
+        summary = run.log.summary(run.symbol_of)
+        return "the machine triple-faulted (the CPU could not deliver an exception and reset)" + (
+            f": {summary}" if summary else "")
+    if run.witness is None and run.witness_failure:
+        killed = kill_lines("\n".join(run.lines), 1)
+        if killed and fresh(killed[0]):
+            return f"a process was killed before the grader's stop: {killed[0]}"
+    return None

@@ -1,0 +1,49 @@
+"""fault-why's reading of a user page fault against the process's VMAs (pagoda_pt.diagnose.
+user_fault_decision): the faults the kernel answers (a demand fault, a copy-on-write fault,
+stack growth) were called "the kernel kills the process"."""
+from pagoda_pt.diagnose import user_fault_decision
+
+TEXT = dict(start=0x40_0000, end=0x40_2000, read=True, write=False, execute=True, kind="image", flags=0)
+DATA = dict(start=0x40_2000, end=0x40_4000, read=True, write=True, execute=False, kind="image", flags=0)
+NONE = dict(start=0x50_0000, end=0x50_1000, read=False, write=False, execute=False, kind="anonymous", flags=0)
+STACK = dict(start=0x7FFF_FFFF_0000, end=0x8000_0000_0000, read=True, write=True, execute=False,
+             kind="stack", flags=1)
+VMAS = [TEXT, DATA, NONE, STACK]
+
+
+def decide(address, write=False, fetch=False, mapped=False, perms=None, limit=1 << 20):
+    return user_fault_decision(VMAS, address, write, fetch, mapped, perms, limit)
+
+
+def test_the_first_fetch_at_the_entry_is_a_demand_fault():
+    kind, sentence = decide(0x40_0010, fetch=True)
+    assert kind == "demand" and sentence.startswith("a demand fault: 0x400010 lies in the VMA [0x400000, 0x402000) r-x image")
+    assert "not an error" in sentence
+
+
+def test_a_write_to_a_read_only_page_of_a_writable_vma_is_copy_on_write():
+    kind, sentence = decide(0x40_2008, write=True, mapped=True, perms="r--")
+    assert kind == "cow" and sentence.startswith("a copy-on-write fault: 0x402008 is mapped r-- in the writable VMA")
+
+
+def test_below_the_stack_within_its_limit_grows():
+    assert decide(0x7FFF_FFFE_F000, write=True)[0] == "grow"
+
+
+def test_below_the_stack_past_its_limit_is_denied():
+    kind, sentence = decide(0x7FFF_0000_0000, write=True)
+    assert kind == "deny" and "past its limit" in sentence
+
+
+def test_a_write_to_text_is_denied_by_its_vma():
+    kind, sentence = decide(0x40_0010, write=True, mapped=True, perms="r-x")
+    assert kind == "deny" and "which does not allow a write" in sentence
+
+
+def test_a_prot_none_region_allows_nothing():
+    assert decide(0x50_0000)[0] == "deny"
+
+
+def test_no_vma():
+    kind, sentence = decide(0x1000)
+    assert kind == "deny" and sentence.startswith("no VMA covers 0x1000")

@@ -1,0 +1,361 @@
+"""`pagoda hunt`: a bug hunt. A kernel with one realistic slip in it, drawn from the labs' slips by
+a token, without saying which: the student finds it with the tools (the grade's first lines,
+the kernel's own report, fault-why in GDB) and names it, or fixes it.
+
+    ./pagoda hunt [--arch A] [--lab N] [--token T]   start a hunt (or go on with the current one)
+    ./pagoda hunt --list                             what can be drawn here (counts, no titles)
+    ./pagoda hunt grade                              grade the slip's lab on the hunt's kernel
+    ./pagoda hunt run [-- RUN_OPTIONS]               boot it (options as for ./pagoda run)
+    ./pagoda hunt gdb [GDB_OPTIONS] [-- RUN_OPTIONS] debug it (as ./pagoda gdb; --stop-at-kill...)
+    ./pagoda hunt answer FUNCTION [--category C]     name the cause: the function the slip is in
+                                                     (and what kind of slip it is); written to
+                                                     hunt.toml for a graded hunt
+    ./pagoda hunt fix                                the hunt's own copy of the tree, edited by you
+                                                     (its path is printed), graded: full marks =
+                                                     fixed
+    ./pagoda hunt reveal                             give up: the slip's title
+
+Where the slips come from: in the instructor's tree, labs/NN-name/mutants/*.toml (the same files
+`./pagoda labs mutants` checks); in a student's repository, labs/hunts.pack, which `./pagoda labs
+publish` writes into branch labN with the slips of labs before N (whose solution that branch
+shows anyway), compressed so that it is not read by accident. Only slips whose edits apply to
+this tree can be drawn (a student's own code for an earlier lab may differ from the reference).
+
+The token picks the slip: the same token, ISA and set of slips draw the same one anywhere, so an
+instructor can hand each student a token (PAGODA_HUNT_TOKEN or --token). A hunt keeps its own
+copy of the tree in build/hunt/TOKEN/tree (the slip applied there, never in your files).
+
+A graded hunt: a lab.toml test with `hunt = [3, 4]` (the labs to draw from) is implemented by
+grade/test_hunt.py, which reads the answer from hunt.toml (written by `./pagoda hunt answer`) and
+checks it against the slip the token draws from the grader's own copy of the slips.
+"""
+import base64
+import hashlib
+import json
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+import zlib
+
+from . import paths
+from .ui import PagodaError, info
+
+HUNT_DIR = os.path.join("build", "hunt")
+PACK_PATH = os.path.join("labs", "hunts.pack")
+ANSWER_FILE = "hunt.toml"
+CURRENT = "current"
+PACK_MAGIC = "pagoda-hunts 1\n"
+
+
+# ---- the slips ---------------------------------------------------------------------------------
+
+def slip_records(root):
+    """[dict(lab, slug, title, function, category, arches, edits=[(file, find, replace)])] of every
+    slip this tree holds: its labs/*/mutants (the instructor's tree, and a submission graded in
+    batch, which gets the grader's; `./pagoda labs mutants` validates them, this only reads them),
+    else its labs/hunts.pack (a student's branch)."""
+    import glob
+    import tomllib
+    pack = os.path.join(root, PACK_PATH)
+    files = sorted(glob.glob(os.path.join(root, "labs", "[0-9][0-9]-*", "mutants", "*.toml")))
+    if not files and os.path.exists(pack):
+        return read_pack(pack)
+    records = []
+    for path in files:
+        try:
+            with open(path, "rb") as f:
+                data = tomllib.load(f)
+            records.append(dict(lab=int(os.path.basename(os.path.dirname(os.path.dirname(path)))[:2]),
+                                slug=os.path.splitext(os.path.basename(path))[0], title=data["title"],
+                                function=data["function"], category=data.get("category"),
+                                arches=list(data.get("arches", [])),
+                                edits=[(e["file"], e["find"], e["replace"]) for e in data.get("edit", [])]))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # `./pagoda labs mutants --list` says what is wrong with it
+    return records
+
+
+def encode_pack(records):
+    """The text of a hunts.pack holding @p records (compressed JSON: not for reading by eye)."""
+    data = zlib.compress(json.dumps(records, sort_keys=True).encode(), 9)
+    body = base64.b64encode(data).decode()
+    return PACK_MAGIC + "\n".join(body[i:i + 76] for i in range(0, len(body), 76)) + "\n"
+
+
+def read_pack(path):
+    with open(path) as f:
+        text = f.read()
+    if not text.startswith(PACK_MAGIC):
+        raise PagodaError(f"{path} is not a hunts pack")
+    return json.loads(zlib.decompress(base64.b64decode("".join(text[len(PACK_MAGIC):].split()))))
+
+
+def applies(root, record):
+    """True when every edit of @p record finds its text exactly once in this tree."""
+    texts = {}
+    for file, find, _ in record["edits"]:
+        path = os.path.join(root, file)
+        if file not in texts:
+            try:
+                with open(path, encoding="utf-8", errors="surrogateescape") as f:
+                    texts[file] = f.read()
+            except OSError:
+                return False
+        if texts[file].count(find) != 1:
+            return False
+        texts[file] = texts[file].replace(find, "\0" * len(find), 1)  # later edits see the first applied
+    return True
+
+
+def candidates(records, arch, labs=None, root=None):
+    """The slips a hunt on @p arch may draw (of @p labs when given; applying to @p root when
+    given), in a fixed order."""
+    chosen = [r for r in records if arch in r["arches"] and (not labs or r["lab"] in labs)]
+    if root is not None:
+        chosen = [r for r in chosen if applies(root, r)]
+    return sorted(chosen, key=lambda r: (r["lab"], r["slug"]))
+
+
+def draw(records, token, arch):
+    """The slip @p token draws among @p records (candidates()), or None when there is none."""
+    if not records:
+        return None
+    digest = hashlib.sha256(f"pagoda hunt {token} {arch}".encode()).digest()
+    return records[int.from_bytes(digest[:8], "big") % len(records)]
+
+
+# ---- judging an answer ----------------------------------------------------------------------------
+
+def bare_function(name):
+    """'FrameAllocator::allocate_below' for 'pagoda::FrameAllocator::allocate_below(PhysAddr)'."""
+    name = re.sub(r"\(.*$", "", name.strip())
+    parts = [p for p in name.split("::") if p and p != "pagoda"]
+    return "::".join(parts[-2:]) if parts else ""
+
+
+def judge(record, function, category=None):
+    """(points out of 2, sentence): 2 for the right function and, when the slip has a category, the
+    right category; 1 for the right function alone; 0 otherwise."""
+    want = bare_function(record["function"])
+    got = bare_function(function or "")
+    same = got and (got.lower() == want.lower() or got.lower() == want.split("::")[-1].lower())
+    if not same:
+        return 0, f"not the function the slip is in (you named '{function}')"
+    if record.get("category") and (category or "").strip().lower() != record["category"]:
+        return 1, (f"the right function ({want}); the kind of slip is not '{category}'" if category else
+                   f"the right function ({want}); name the kind of slip too (--category) for full marks")
+    return 2, f"the right function ({want})" + (f" and the right kind of slip ({record['category']})"
+                                                 if record.get("category") else "")
+
+
+# ---- a hunt on disk --------------------------------------------------------------------------------
+
+def hunt_dir(token):
+    return os.path.join(paths.ROOT, HUNT_DIR, token)
+
+
+def current_token():
+    path = os.path.join(paths.ROOT, HUNT_DIR, CURRENT)
+    try:
+        with open(path) as f:
+            return f.read().strip() or None
+    except OSError:
+        return None
+
+
+def load_state(token):
+    try:
+        with open(os.path.join(hunt_dir(token), "hunt.json")) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def save_state(token, state):
+    os.makedirs(hunt_dir(token), exist_ok=True)
+    with open(os.path.join(hunt_dir(token), "hunt.json"), "w") as f:
+        json.dump(state, f, indent=1)
+    with open(os.path.join(paths.ROOT, HUNT_DIR, CURRENT), "w") as f:
+        f.write(token + "\n")
+
+
+def copy_tree(root, dest):
+    """The tree's files (tracked and untracked, not ignored; no build/) copied to @p dest."""
+    from . import publish
+    for rel in publish.source_files(root):
+        if rel.startswith(("build/", ".git/")) or rel == ANSWER_FILE:
+            continue
+        src, out = os.path.join(root, rel), os.path.join(dest, rel)
+        if os.path.islink(src) or not os.path.isfile(src):
+            continue
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+        shutil.copy2(src, out)
+    # The hunt's copy draws from what this tree holds, never from anything of its own.
+    if os.path.exists(os.path.join(dest, PACK_PATH)):
+        os.remove(os.path.join(dest, PACK_PATH))
+    for folder in os.listdir(os.path.join(dest, "labs")):
+        shutil.rmtree(os.path.join(dest, "labs", folder, "mutants"), ignore_errors=True)
+
+
+def apply(tree, record):
+    for file, find, replace in record["edits"]:
+        path = os.path.join(tree, file)
+        with open(path, encoding="utf-8", errors="surrogateescape") as f:
+            text = f.read()
+        if text.count(find) != 1:
+            raise PagodaError(f"the hunt's slip does not apply to {file} any more")
+        with open(path, "w", encoding="utf-8", errors="surrogateescape") as f:
+            f.write(text.replace(find, replace))
+
+
+def start(arch, labs=None, token=None):
+    """Makes (or finds) the hunt of @p token (a new one when None); returns (token, state)."""
+    token = token or os.environ.get("PAGODA_HUNT_TOKEN") or secrets.token_hex(4)
+    if not re.fullmatch(r"[0-9A-Za-z_-]{1,40}", token):
+        raise PagodaError(f"a hunt token is letters, digits, '-' and '_' (got {token!r})")
+    state = load_state(token)
+    if state is not None and state["arch"] == arch:
+        save_state(token, state)
+        return token, state
+    # The draw does not depend on this tree's code (a graded hunt's grader draws it again from its
+    # own copy of the slips); a slip that cannot go into this tree needs another token.
+    pool = candidates(slip_records(paths.ROOT), arch, labs)
+    record = draw(pool, token, arch)
+    if record is None:
+        raise PagodaError("no slip can be drawn here" + (f" for lab(s) {', '.join(map(str, labs))}" if labs else "")
+                          + f" on {arch}: this tree has no labs/*/mutants or labs/hunts.pack")
+    if not applies(paths.ROOT, record):
+        raise PagodaError(f"the slip token {token} draws is in code of lab {record['lab']} that differs here from the "
+                          "reference (your own version of it?): start a hunt with another token")
+    tree = os.path.join(hunt_dir(token), "tree")
+    shutil.rmtree(tree, ignore_errors=True)
+    info(f"hunt {token}: copying the tree to {os.path.relpath(tree, paths.ROOT)} and putting one slip in it")
+    copy_tree(paths.ROOT, tree)
+    apply(tree, record)
+    state = {"token": token, "arch": arch, "lab": record["lab"], "slip": record["slug"],
+             "fingerprint": hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:16],
+             "pool": len(pool), "answers": [], "solved": False}
+    save_state(token, state)
+    return token, state
+
+
+def record_of(state):
+    """The slip of a hunt (looked up again: never stored in plain text beside it)."""
+    for r in slip_records(paths.ROOT):
+        if r["lab"] == state["lab"] and r["slug"] == state["slip"]:
+            return r
+    raise PagodaError("the hunt's slip is no longer among this tree's slips")
+
+
+def tree_pagoda(state, *words, check=False):
+    tree = os.path.join(hunt_dir(state["token"]), "tree")
+    return subprocess.run([paths.SYSTEM_PYTHON, os.path.join(tree, "pagoda"), *words], cwd=tree, check=check)
+
+
+def write_answer(state, function, category):
+    """hunt.toml at the tree's root: what a graded hunt reads."""
+    def q(text):
+        return json.dumps(text or "")
+    with open(os.path.join(paths.ROOT, ANSWER_FILE), "w") as f:
+        f.write("# A bug hunt's answer (./pagoda hunt answer): graded by a lab.toml test with `hunt = [...]`.\n"
+                f"token = {q(state['token'])}\narch = {q(state['arch'])}\nfunction = {q(function)}\n"
+                f"category = {q(category)}\n")
+
+
+# ---- the command ------------------------------------------------------------------------------------
+
+ACTIONS = ("start", "grade", "run", "gdb", "answer", "fix", "reveal")
+
+
+def cmd_hunt(args):
+    action = args.words[0] if args.words and args.words[0] in ACTIONS else "start"
+    rest = args.words[1:] if args.words and args.words[0] in ACTIONS else args.words
+    if args.list:
+        records = slip_records(paths.ROOT)
+        for arch in paths.ARCHES:
+            pool = candidates(records, arch, args.lab, paths.ROOT)
+            by_lab = {}
+            for r in pool:
+                by_lab[r["lab"]] = by_lab.get(r["lab"], 0) + 1
+            info(f"{arch}: {len(pool)} slip(s) can be drawn"
+                 + (": " + ", ".join(f"lab {n}: {k}" for n, k in sorted(by_lab.items())) if by_lab else ""))
+        return 0
+    if action == "start":
+        token, state = start(args.arch, args.lab, args.token or (rest[0] if rest else None))
+        info(f"hunt {token} ({state['arch']}): a kernel with one slip, drawn from {state['pool']} slips "
+             f"here. Grading lab {state['lab']} on it (the first failing test says what goes wrong):")
+        tree_pagoda(state, "grade", f"lab{state['lab']}", "--arch", state["arch"], "--first-failure")
+        info(f"now debug it: ./pagoda hunt gdb --stop-at-kill -- --cmdline run=PROGRAM  (or ./pagoda hunt run);\n"
+             f"name the cause: ./pagoda hunt answer FUNCTION --category KIND  (kinds: "
+             f"{', '.join(_categories())});\n"
+             f"or fix it in {os.path.relpath(os.path.join(hunt_dir(token), 'tree'), paths.ROOT)} and: ./pagoda hunt fix")
+        return 0
+    token = args.token or current_token()
+    state = load_state(token) if token else None
+    if state is None:
+        raise PagodaError("no hunt is going on: ./pagoda hunt starts one")
+    if action == "grade":
+        return tree_pagoda(state, "grade", f"lab{state['lab']}", "--arch", state["arch"], *rest).returncode
+    if action == "run":
+        return tree_pagoda(state, "run", "--arch", state["arch"], *rest).returncode
+    if action == "gdb":
+        return tree_pagoda(state, "gdb", "--arch", state["arch"], *rest).returncode
+    if action == "reveal":
+        record = record_of(state)
+        info(f"hunt {token}: lab {record['lab']}, in {record['function']}: {record['title']}"
+             + (f" (kind: {record['category']})" if record.get("category") else ""))
+        state["revealed"] = True
+        save_state(token, state)
+        return 0
+    if action == "answer":
+        category = args.category
+        if "--category" in rest:
+            at = rest.index("--category")
+            category = rest[at + 1] if at + 1 < len(rest) else ""
+            rest = rest[:at] + rest[at + 2:]
+        args.category = category
+        if not rest:
+            raise PagodaError("name the function the slip is in: ./pagoda hunt answer FUNCTION [--category KIND]")
+        function = rest[0]
+        points, sentence = judge(record_of(state), function, args.category)
+        state["answers"].append({"function": function, "category": args.category, "points": points})
+        state["solved"] = state["solved"] or points == 2
+        save_state(token, state)
+        write_answer(state, function, args.category)
+        info(f"hunt {token}: {['wrong', 'partly right', 'right'][points]}: {sentence} ({len(state['answers'])} "
+             f"answer(s) so far; written to {ANSWER_FILE})")
+        return 0 if points == 2 else 1
+    if action == "fix":
+        info(f"hunt {token}: grading lab {state['lab']} on your edited copy of the tree")
+        status = tree_pagoda(state, "grade", f"lab{state['lab']}", "--arch", state["arch"]).returncode
+        if status == 0:
+            state["fixed"] = state["solved"] = True
+            save_state(token, state)
+            info(f"hunt {token}: fixed (full marks on lab {state['lab']})")
+        else:
+            info(f"hunt {token}: not fixed yet (lab {state['lab']} is below full marks)")
+        return status
+    raise PagodaError(f"unknown hunt action {action}")
+
+
+def _categories():
+    from .mutants import CATEGORIES
+    return CATEGORIES
+
+
+def add_parser(sub):
+    p = sub.add_parser(
+        "hunt", help="a bug hunt: a kernel with one hidden realistic slip to find",
+        description=__doc__.split("\n\n")[0] + "\n\n" + "\n".join(__doc__.split("\n\n")[1].splitlines()),
+        formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
+    p.add_argument("--arch", choices=paths.ARCHES, default=paths.DEFAULT_ARCH)
+    p.add_argument("--lab", type=int, action="append", metavar="N", help="draw only from lab N's slips (repeatable)")
+    p.add_argument("--token", help="the hunt's token (default: a new one, or the current hunt's)")
+    p.add_argument("--category", help="with answer: the kind of slip")
+    p.add_argument("--list", action="store_true", help="how many slips can be drawn here, per ISA and lab")
+    p.add_argument("words", nargs=__import__("argparse").REMAINDER,
+                   help=f"an action ({', '.join(ACTIONS)}) and its words")
+    p.set_defaults(func=cmd_hunt)
