@@ -29,7 +29,7 @@ sys.path.insert(0, HERE)
 
 from pagoda import build, paths, pytest_speed, qemu  # noqa: E402
 from pagoda_grade import logs, manifest, programs, todo  # noqa: E402
-from pagoda_grade.harness import Booter, escape_controls  # noqa: E402
+from pagoda_grade.harness import Booter, escape_controls, skeleton_headline  # noqa: E402
 
 # The grader, its xdist workers and their QEMUs all die with whoever started them.
 qemu.die_with_parent()
@@ -218,8 +218,14 @@ def pytest_runtest_makereport(item, call):
         else:
             reason = f"{call.excinfo.typename}: {e}"
         lab = item.config._pagoda_current_lab
+        test_lab = dict(item.user_properties).get("pagoda_lab")
         if lab is None:
-            lab = dict(item.user_properties).get("pagoda_lab")
+            lab = test_lab
+        # A skeleton the kernel reached is the first thing to say: the function still to write.
+        # Only one of the test's own lab or earlier (and not past the tree's lab).
+        booter = item.funcargs.get("boot") if hasattr(item, "funcargs") else None
+        if isinstance(booter, Booter) and test_lab is not None:
+            reason = skeleton_headline(reason, booter.serial_lines, min(test_lab, lab))
         report.user_properties.append(("pagoda_reason", escape_controls(todo.mark_later_todos(reason, lab))))
     elif call.excinfo is not None and report.failed:
         report.user_properties.append(("pagoda_reason", f"{report.when} error: {call.excinfo.typename}: {call.excinfo.value}"))

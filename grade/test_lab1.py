@@ -11,8 +11,8 @@ from pagoda_grade.symbols import address_of, physical_of
 from pagoda_grade.tlb import stale_read
 from pagoda_grade.vmchecks import (GRADER_RAM, KERNEL_HALF_BITS, PAGE_FAULT, check_whole_map, entries_in_range,
                                    stop_words)
-from pagoda_grade.witness import (ARCHES, MACHINES, PAGE, expect_fault, image_physical, kernel_image_regions,
-                                  layout_value, pick_in, pick_page, top_level)
+from pagoda_grade.witness import (ARCHES, PAGE, expect_fault, image_physical, kernel_image_regions, layout_value,
+                                  pick_in, pick_page, top_level, usable_ram)
 
 HEX = r"0x[0-9a-f]+"
 FRAMES_PAGES = (1100, 2000)
@@ -200,7 +200,7 @@ def test_null_faults(boot, kernel, arch):
 @lab_test(1, "frames_return")
 def test_frames_return(boot, kernel, arch):
     token = boot.fresh_token()
-    machine, top = MACHINES[arch], top_level(kernel)
+    top = top_level(kernel)
     # a top-level slot of the lower half away from both its ends, which no kernel map here uses
     slot = pick_in(token, "frames slot", top.lower_entries // 8, top.lower_entries * 7 // 8)
     pages = pick_in(token, "frames pages", *FRAMES_PAGES)
@@ -208,7 +208,7 @@ def test_frames_return(boot, kernel, arch):
     boundary = (slot << top.shift) + pick_in(token, "frames gib", 1, 255) * (1 << 30)
     base = boundary - pick_in(token, "frames below", 256, pages - 256) * PAGE  # crosses a 1 GiB boundary
     img_lo, img_hi = image_physical(kernel)
-    ram = machine.usable_ram(GRADER_RAM)
+    ram = usable_ram(kernel, arch, GRADER_RAM)
 
     def script(guest):
         problems = []
@@ -339,7 +339,7 @@ def boot_frames_fit(boot, kernel, arch):
 def check_frames(run, kernel, arch, frames, what):
     """Every frame of @p frames is distinct, page aligned, usable RAM, and not the kernel image."""
     img_lo, img_hi = image_physical(kernel)
-    ram = MACHINES[arch].usable_ram(GRADER_RAM)
+    ram = usable_ram(kernel, arch, GRADER_RAM)
     if len(set(frames)) != len(frames):
         run.fail(f"{what}: the allocator handed out the same frame twice")
     for f in frames:

@@ -12,7 +12,9 @@ namespace {
 /// Which ASIDs are taken (bit n: ASID n). The kernel's, 0, is never handed out.
 u64 g_asids_used[Aarch64AddressSpace::kAsids / 64] = {1};
 
+/// The lowest ASID not taken, now taken; NoMemory when every one is.
 Result<u16> allocate_asid() {
+  // LAB 3 BEGIN hand out the lowest free ASID
   for (u16 asid = 1; asid < Aarch64AddressSpace::kAsids; ++asid) {
     u64& word = g_asids_used[asid / 64];
     const u64 bit = u64{1} << (asid % 64);
@@ -21,9 +23,21 @@ Result<u16> allocate_asid() {
     return asid;
   }
   return Error(Error::NoMemory, "every ASID is taken (255 address spaces live)");
+  // LAB 3 SKELETON
+  // (void)g_asids_used;
+  // return Error(Error::NotImplemented, "lab 3: write allocate_asid() in arch/aarch64/address_space.cpp "
+  //                                     "(labs/03-process-roots/README.md)");
+  // LAB 3 END
 }
 
-void free_asid(u16 asid) { g_asids_used[asid / 64] &= ~(u64{1} << (asid % 64)); }
+/// Gives @p asid back (the caller has dropped every translation tagged with it).
+void free_asid(u16 asid) {
+  // LAB 3 BEGIN give an ASID back
+  g_asids_used[asid / 64] &= ~(u64{1} << (asid % 64));
+  // LAB 3 SKELETON
+  // (void)asid;
+  // LAB 3 END
+}
 
 /// The end of TTBR0's range: a user space may change [0, this).
 constexpr u64 kLowerEnd = u64{1} << PageTableFormat::kVirtualBits;
@@ -31,16 +45,25 @@ constexpr u64 kLowerEnd = u64{1} << PageTableFormat::kVirtualBits;
 }  // namespace
 
 Aarch64AddressSpace::Aarch64AddressSpace(Tree lower, Tree upper)
-    : lower_(move(lower)), kernel_(true), asid_(kKernelAsid) {
+    : lower_(move(lower)), kernel_(true), owns_upper_(true), asid_(kKernelAsid) {
   construct_at(&own_upper_, move(upper));
+  kernel_root_ = own_upper_.root();
 }
 
-Aarch64AddressSpace::Aarch64AddressSpace(Tree lower, Tree* shared_upper, u16 asid)
-    : lower_(move(lower)), kernel_(false), shared_upper_(shared_upper), asid_(asid) {}
+Aarch64AddressSpace::Aarch64AddressSpace(Tree lower, Tree* shared_upper, u16 asid, const Aarch64AddressSpace& kernel)
+    : lower_(move(lower)), kernel_(false), owns_upper_(false), shared_upper_(shared_upper), asid_(asid),
+      kernel_root_(kernel.kernel_root()) {}
+
+Aarch64AddressSpace::Aarch64AddressSpace(Tree lower, Tree own_upper, u16 asid, const Aarch64AddressSpace& kernel)
+    : lower_(move(lower)), kernel_(false), owns_upper_(true), asid_(asid), kernel_root_(kernel.kernel_root()) {
+  construct_at(&own_upper_, move(own_upper));
+  upper_published_ = debug::PublishedRoot(own_upper_.root(), debug::RootKind::Other, "own ttbr1");
+}
 
 Aarch64AddressSpace::Aarch64AddressSpace(Aarch64AddressSpace&& other)
-    : lower_(move(other.lower_)), kernel_(other.kernel_), asid_(other.asid_) {
-  if (kernel_) construct_at(&own_upper_, move(other.own_upper_));
+    : lower_(move(other.lower_)), kernel_(other.kernel_), owns_upper_(other.owns_upper_), asid_(other.asid_),
+      kernel_root_(other.kernel_root_), upper_published_(move(other.upper_published_)) {
+  if (owns_upper_) construct_at(&own_upper_, move(other.own_upper_));
   else shared_upper_ = other.shared_upper_;
 }
 
@@ -52,20 +75,23 @@ Result<Aarch64AddressSpace> Aarch64AddressSpace::create_kernel(TableMemory& memo
 
 Result<Aarch64AddressSpace> Aarch64AddressSpace::create_user(const Aarch64AddressSpace& kernel) {
   if (!kernel.kernel_) return Error(Error::InvalidArgument, "create_user() needs the kernel's address space");
+  // LAB 3 BEGIN a space of its own: an ASID, a TTBR0 root, and the kernel's TTBR1 tree shared
+  // The lower half is the space's own tree, tagged with an ASID of its own so that a switch
+  // needs no TLB flush. The kernel half is one tree, the kernel's, held by TTBR1 for every
+  // space: the new space refers to it (never a copy, never a tree of its own), so that
+  // activate() changes only TTBR0, and a kernel mapping made later (a kernel stack) is in
+  // every space at once.
   const u16 asid = TRY(allocate_asid());
   Result<Tree> lower = Tree::create(kernel.memory());
   if (lower.is_error()) {
     free_asid(asid);
     return lower.error();
   }
-  // LAB 3 BEGIN share the kernel half: the new space's TTBR1 root is the kernel's own tree
-  // The kernel half is one tree, the kernel's, held by TTBR1 for every address space: the new
-  // space refers to it (never a copy, never a tree of its own), so that activate() changes
-  // only TTBR0, and a kernel mapping made later (a kernel stack) is in every space at once.
-  return Aarch64AddressSpace(lower.release_value(), const_cast<Tree*>(&kernel.own_upper_), asid);
+  return Aarch64AddressSpace(lower.release_value(), const_cast<Tree*>(&kernel.own_upper_), asid, kernel);
   // LAB 3 SKELETON
-  // free_asid(asid);
-  // return Error(Error::NotImplemented, "lab 3: share the kernel half in Aarch64AddressSpace::create_user() in "
+  // (void)allocate_asid;
+  // (void)free_asid;
+  // return Error(Error::NotImplemented, "lab 3: write Aarch64AddressSpace::create_user() in "
   //                                     "arch/aarch64/address_space.cpp (labs/03-process-roots/README.md)");
   // LAB 3 END
 }
@@ -73,14 +99,17 @@ Result<Aarch64AddressSpace> Aarch64AddressSpace::create_user(const Aarch64Addres
 Aarch64AddressSpace::~Aarch64AddressSpace() {
   if (!lower_.valid()) return;  // moved from
   if (is_live()) panic("destroying the live address space (TTBR0 root {:#x}, ASID {})", lower_.root().value(), asid_);
-  if (kernel_) {
-    own_upper_.~Tree();
-    return;  // ~Tree frees the lower tree
-  }
-  // Nothing this space mapped may stay in a TLB once its tables and its ASID are reused.
+  upper_published_.withdraw();
+  if (owns_upper_) own_upper_.~Tree();
+  if (kernel_) return;  // ~Tree frees the lower tree
+  // LAB 3 BEGIN nothing of this space may stay in a TLB once its tables and its ASID are reused
   hw::write_barrier();
   hw::invalidate_asid(asid_);
   free_asid(asid_);
+  // LAB 3 SKELETON
+  // // lab 3: drop this space's translations and give its ASID back in ~Aarch64AddressSpace()
+  // // (arch/aarch64/address_space.cpp; labs/03-process-roots/README.md)
+  // LAB 3 END
 }
 
 Result<void> Aarch64AddressSpace::prepare_kernel_half() {
@@ -100,14 +129,25 @@ bool Aarch64AddressSpace::is_live() const {
 
 bool Aarch64AddressSpace::shares_kernel_half(FormatSink& why) const {
   if (kernel_) return true;
+  if (upper().root() != kernel_root_) {
+    const u64* entries = upper().root_entries();
+    usize valid = 0;
+    for (usize i = 0; entries != nullptr && i < Format::kEntriesPerTable; ++i) valid += Format::is_present(entries[i], 0);
+    format_to(why, "the space gives TTBR1_EL1 a tree of its own, root {:#x} ({} valid top-level entries), not the "
+                   "kernel root {:#x}: {}",
+              upper().root().value(), valid, kernel_root_.value(),
+              valid == 0 ? "a kernel half that was never filled in (the vectors and the kernel stacks are not there)"
+                         : "a copy, frozen when it was made (what the kernel maps later is not there)");
+    return false;
+  }
   const PhysAddr ttbr1 = hw::read_ttbr1();
-  if (ttbr1 == shared_upper_->root()) return true;
-  format_to(why, "TTBR1_EL1 holds {:#x}, not the kernel root {:#x}", ttbr1.value(), shared_upper_->root().value());
+  if (ttbr1 == kernel_root_) return true;
+  format_to(why, "TTBR1_EL1 holds {:#x}, not the kernel root {:#x}", ttbr1.value(), kernel_root_.value());
   return false;
 }
 
 bool Aarch64AddressSpace::shares_kernel_half_at(VirtAddr) const {
-  return kernel_ || hw::read_ttbr1() == shared_upper_->root();
+  return kernel_ || (upper().root() == kernel_root_ && hw::read_ttbr1() == kernel_root_);
 }
 
 void Aarch64AddressSpace::activate() {
@@ -115,6 +155,7 @@ void Aarch64AddressSpace::activate() {
     hw::load_kernel_roots(own_upper_.root(), lower_.root());
     return;
   }
+  if (hw::read_ttbr1() != upper().root()) hw::load_ttbr1(upper().root());
   hw::load_ttbr0(lower_.root(), asid_);
 }
 

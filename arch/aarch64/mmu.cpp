@@ -71,6 +71,14 @@ PhysAddr read_ttbr1() { return PhysAddr(PAGODA_READ_SYSREG("ttbr1_el1") & Format
   isb();
 }
 
+[[gnu::noinline]] void load_ttbr1(PhysAddr root) {
+  dsb_ishst();
+  PAGODA_WRITE_SYSREG("ttbr1_el1", ttbr_value(root, 0));
+  isb();
+  asm volatile("tlbi vmalle1is" ::: "memory");
+  tlbi_done();
+}
+
 void write_barrier() { dsb_ishst(); }
 
 /// The operand of a TLBI by address: VA[55:12] in bits 43:0, the ASID in bits 63:48.

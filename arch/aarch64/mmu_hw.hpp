@@ -27,6 +27,9 @@ void load_kernel_roots(PhysAddr kernel_root, PhysAddr lower_root);
 /// A process's switch: TTBR0 = @p root tagged with @p asid. No invalidation: the ASID keeps
 /// other spaces' translations apart.
 void load_ttbr0(PhysAddr root, u16 asid);
+/// TTBR1 = @p root, every TLB entry dropped (the kernel half's translations are global): what
+/// a space with a TTBR1 tree other than the kernel's does at its switch.
+void load_ttbr1(PhysAddr root);
 /// DSB ISHST: earlier table writes are visible to every table walker before what follows.
 void write_barrier();
 /// TLBI VAAE1IS: @p va's translations (and walks through its tables) under every ASID.

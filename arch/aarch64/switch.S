@@ -22,8 +22,8 @@
  * into the exception return path (vectors.S), which restores the frame and ERETs to EL0.
  *
  * The system-call entry. The lower-EL synchronous vector (vectors.S) made room for a TrapFrame
- * on SP_EL1 (the process's kernel stack: SP_EL1 is whatever the last ERET to EL0 left, the top
- * of the current process's stack), saved x0 and x1, saw ESR_EL1.EC = SVC64 and came here with
+ * on SP_EL1 (the process's kernel stack: the entry loaded SP_EL1 from aarch64_user_trap_sp, the
+ * top of the current process's stack), saved x0 and x1, saw ESR_EL1.EC = SVC64 and came here with
  * every register as the program left it: x8 the number, x0..x5 the arguments, ELR_EL1 the
  * instruction after the `svc`. From here it is an ordinary exception from EL0: the common path
  * saves the frame, aarch64_trap() calls proc::syscall() and puts the result in the frame's x0.

@@ -30,6 +30,7 @@
 #include "arch/aarch64/traps.hpp"
 #include "arch_impl/page_table_format.hpp"
 #include "core/panic.hpp"
+#include "lib/facts.hpp"
 #include "lib/string.hpp"
 #include "mm/vm.hpp"
 #include "proc/arch.hpp"
@@ -45,11 +46,23 @@ extern "C" pagoda::i64 aarch64_user_string_copy(char* dst, const char* src, pago
 /// What the synchronous vector of the kernel (vectors.S, kstack_check) compares the stack
 /// pointer with: {kStackBase, the area's size, slot stride - 1, guard size}. From the one
 /// definition of the area (kernel/proc/kernel_stack.hpp).
+/// The top of the kernel stack every exception from EL0 lands on (the vector entries load SP_EL1
+/// from it, vectors.S): arch::set_kernel_stack() sets it to the next process's at a switch.
+extern "C" pagoda::u64 aarch64_user_trap_sp = 0;
+
 extern "C" alignas(32) const pagoda::u64 aarch64_kstack_area[4] = {
     pagoda::layout::kStackBase, pagoda::proc::kKernelStackSlots * pagoda::proc::kKernelStackStride,
     pagoda::proc::kKernelStackStride - 1, pagoda::proc::kKernelStackGuard};
 
 namespace pagoda::aarch64 {
+
+// The frame a process enters EL0 from, for the grader (it reads each new process's at the top of
+// its kernel stack before it runs): its size, where the return goes and with which PSTATE.
+PAGODA_FACT(user_frame_size, sizeof(TrapFrame))
+PAGODA_FACT(user_frame_pc, __builtin_offsetof(TrapFrame, elr))
+PAGODA_FACT(user_frame_sp, __builtin_offsetof(TrapFrame, sp))
+PAGODA_FACT(user_frame_flags, __builtin_offsetof(TrapFrame, spsr))
+
 namespace {
 
 static_assert((proc::kKernelStackStride & (proc::kKernelStackStride - 1)) == 0,
@@ -60,12 +73,10 @@ constexpr u64 kSctlrUma = 1u << 9, kSctlrNtwi = 1u << 16, kSctlrNtwe = 1u << 18,
               kSctlrUci = 1u << 26;
 constexpr u64 kCntkctlEl0Vcten = 1u << 1;
 /// SPSR_EL1 for a return to EL0 on SP_EL0 (M[3:0] = 0b0000, EL0t) with no exception masked.
-constexpr u64 kSpsrEl0t = 0;
+[[maybe_unused]] constexpr u64 kSpsrEl0t = 0;
 
 constexpr u64 kClassWfx = 0x01, kClassSysreg = 0x18, kClassPcAlignment = 0x22,
               kClassSpAlignment = 0x26, kClassFp = 0x07, kClassBrk = 0x3c;
-
-uptr g_kernel_stack = 0;
 
 /// PSTATE.PAN through its register form (the PAN register, S3_0_C4_C2_3): an ARMv8.0 assembler
 /// takes it, and the value says exactly which bit it is.
@@ -136,8 +147,13 @@ const char* privileged_instruction(u32 insn) {
 // ---- System calls and faults from EL0 ---------------------------------------------------------
 
 void user_syscall(TrapFrame& f) {
+  // LAB 3 BEGIN the system-call ABI: the number and arguments from the frame, the result into it
+  // kernel/lib/abi.hpp: the number in x8, the arguments in x0..x5; the result back in x0.
   const proc::SyscallArgs call{f.x[8], {f.x[0], f.x[1], f.x[2], f.x[3], f.x[4], f.x[5]}};
   f.x[0] = u64(proc::syscall(call));
+  // LAB 3 SKELETON
+  // panic("lab 3: write user_syscall() in arch/aarch64/user_mode.cpp (labs/03-process-roots/README.md): system call {}", f.x[8]);
+  // LAB 3 END
 }
 
 void user_exception(const TrapFrame& f) {
@@ -214,12 +230,20 @@ namespace {
 /// Fills @p frame to enter EL0 at @p entry (process-entry convention, every other register 0).
 void fill_entry_frame(aarch64::TrapFrame* frame, const UserEntry& entry) {
   memset(frame, 0, sizeof *frame);
+  frame->kind = TRAP_KIND_LOWER_SYNC;  // a frame from EL0: the return loads SP_EL0 from it
+  // LAB 3 BEGIN the frame whose ERET enters EL0: where, on which stack, at which level, interrupts on
+  // The process-entry convention: argc in x0, argv in x1 (user/lib's _start reads them).
   frame->x[0] = entry.argc;
   frame->x[1] = entry.argv;
+  // The ERET loads PC from ELR_EL1 and PSTATE from SPSR_EL1: M[3:0] = EL0t makes it a return to
+  // EL0 on SP_EL0 (the frame's sp), and D A I F clear let the timer interrupt the process.
   frame->sp = entry.sp;
   frame->elr = entry.pc;
   frame->spsr = aarch64::kSpsrEl0t;
-  frame->kind = TRAP_KIND_LOWER_SYNC;  // a frame from EL0: the return loads SP_EL0 from it
+  // LAB 3 SKELETON
+  // (void)entry;
+  // panic("lab 3: write fill_entry_frame() in arch/aarch64/user_mode.cpp (labs/03-process-roots/README.md)");
+  // LAB 3 END
 }
 
 /// Writes below @p frame what aarch64_switch_context loads: x19..x28, x29 (zero) and x30, the
@@ -266,9 +290,18 @@ void switch_context(uptr* save_sp, uptr load_sp) { aarch64_switch_context(save_s
 
 // SP_EL1 at an exception from EL0 is what the last ERET to EL0 left: the top of the frame the
 // process's kernel stack held. Nothing to load; recorded for the reports.
-void set_kernel_stack(uptr top) { aarch64::g_kernel_stack = top; }
+void set_kernel_stack(uptr top) {
+  // LAB 3 BEGIN the stack that exceptions from EL0 land on
+  // Every vector entry for an exception from EL0 loads SP_EL1 from aarch64_user_trap_sp before
+  // it pushes its frame (vectors.S): the running process's kernel stack.
+  aarch64_user_trap_sp = top;
+  // LAB 3 SKELETON
+  // (void)top;
+  // panic("lab 3: write arch::set_kernel_stack() in arch/aarch64/user_mode.cpp (labs/03-process-roots/README.md)");
+  // LAB 3 END
+}
 
-uptr kernel_stack() { return aarch64::g_kernel_stack; }
+uptr kernel_stack() { return aarch64_user_trap_sp; }
 
 void user_access_begin() { aarch64::set_pan(false); }
 

@@ -18,6 +18,11 @@
  *       x30 ... x0
  *     lower addresses  <- SP = struct TrapFrame* passed to aarch64_trap()
  *
+ * Every entry for an exception from EL0 first loads SP_EL1 from aarch64_user_trap_sp, the top of
+ * the running process's kernel stack (arch::set_kernel_stack() sets it at every switch, before
+ * the process's root is loaded; user_mode.cpp), the way x86_64's CPU loads TSS.RSP0: what
+ * SP_EL1 held when the kernel returned to EL0 does not matter. x0 waits in TPIDR_EL1 meanwhile.
+ *
  * Two entries do more (lab 3):
  *   - lower EL, synchronous: an SVC (ESR_EL1.EC 0x15) goes to aarch64_svc_entry (switch.S), on
  *     a page of its own for the grader's breakpoint, with every register as EL0 left it;
@@ -47,6 +52,24 @@
 
 .macro vector_entry kind
         .balign VECTOR_ENTRY_SIZE
+        sub     sp, sp, #TRAP_FRAME_SIZE
+        stp     x0, x1, [sp, #TRAP_FRAME_X0]
+        mov     x0, #\kind
+        b       aarch64_trap_entry
+.endm
+
+/* From EL0: SP_EL1 = aarch64_user_trap_sp (the running process's kernel stack top). */
+.macro user_trap_stack
+        msr     tpidr_el1, x0
+        adrp    x0, aarch64_user_trap_sp
+        ldr     x0, [x0, #:lo12:aarch64_user_trap_sp]
+        mov     sp, x0
+        mrs     x0, tpidr_el1
+.endm
+
+.macro user_vector_entry kind
+        .balign VECTOR_ENTRY_SIZE
+        user_trap_stack
         sub     sp, sp, #TRAP_FRAME_SIZE
         stp     x0, x1, [sp, #TRAP_FRAME_X0]
         mov     x0, #\kind
@@ -111,6 +134,7 @@ current_el_sync:
         .endr
         /* lower EL, AArch64: user programs. An SVC is a system call. */
         .balign VECTOR_ENTRY_SIZE
+        user_trap_stack
         sub     sp, sp, #TRAP_FRAME_SIZE
         stp     x0, x1, [sp, #TRAP_FRAME_X0]
         mrs     x0, esr_el1
@@ -120,7 +144,10 @@ current_el_sync:
         b.eq    aarch64_svc_entry
         mov     x0, #TRAP_KIND_LOWER_SYNC
         b       aarch64_trap_entry
-        .irp kind, 9, 10, 11, 12, 13, 14, 15
+        .irp kind, 9, 10, 11
+        user_vector_entry \kind
+        .endr
+        .irp kind, 12, 13, 14, 15
         vector_entry \kind
         .endr
 

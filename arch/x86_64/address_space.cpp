@@ -21,26 +21,29 @@ Result<X86AddressSpace> X86AddressSpace::create_kernel(TableMemory& memory) {
 Result<X86AddressSpace> X86AddressSpace::create_user(const X86AddressSpace& kernel) {
   if (!kernel.kernel_) return Error(Error::InvalidArgument, "create_user() needs the kernel's address space");
   const u64* shared = kernel.tree_.root_entries();
+  // LAB 3 BEGIN a root of its own whose upper entries are the kernel root's
+  // Every upper entry must already lead to a table (prepare_kernel_half()): an entry still
+  // empty now would stay empty here when the kernel fills it later.
   for (usize i = kKernelHalfFirst; i < Format::kEntriesPerTable; ++i)
     if (!Format::is_present(shared[i], 0))
       return Error(Error::Unsupported, "the kernel half is not prepared (prepare_kernel_half): a new root would "
                                        "miss every kernel table made after it");
+  // The new tree owns its lower half; its upper entries are pinned, never freed by it.
   Tree tree = TRY(Tree::create(kernel.tree_.memory(), {.owned_first = 0,
                                                        .owned_end = kKernelHalfFirst,
                                                        .pinned_first = kKernelHalfFirst,
                                                        .user_end = kKernelHalfFirst}));
-  // LAB 3 BEGIN share the kernel half: the new root's upper entries are the kernel root's
   // The same entries, pointing to the same (pinned) tables: a mapping the kernel makes later
   // under any of them (a kernel stack, say) is in this root at once. Copying the tables
   // instead would freeze this root's view of the kernel half.
   u64* top = tree.root_entries();
   for (usize i = kKernelHalfFirst; i < Format::kEntriesPerTable; ++i) top[i] = shared[i];
-  // LAB 3 SKELETON
-  // (void)tree;
-  // return Error(Error::NotImplemented, "lab 3: share the kernel half in X86AddressSpace::create_user() in "
-  //                                     "arch/x86_64/address_space.cpp (labs/03-process-roots/README.md)");
-  // LAB 3 END
   return X86AddressSpace(move(tree), false, kernel.tree_.root(), shared);
+  // LAB 3 SKELETON
+  // (void)shared;
+  // return Error(Error::NotImplemented, "lab 3: write X86AddressSpace::create_user() in arch/x86_64/address_space.cpp "
+  //                                     "(labs/03-process-roots/README.md)");
+  // LAB 3 END
 }
 
 X86AddressSpace::~X86AddressSpace() {

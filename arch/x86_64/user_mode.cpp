@@ -24,6 +24,7 @@
 #include "arch/x86_64/user_defs.h"
 #include "arch/x86_64/user_mode.hpp"
 #include "core/panic.hpp"
+#include "lib/facts.hpp"
 #include "lib/string.hpp"
 #include "mm/vm.hpp"
 #include "proc/arch.hpp"
@@ -39,20 +40,28 @@ extern "C" pagoda::u64 x86_syscall_kernel_rsp;
 extern "C" pagoda::u8 x86_smap_enabled = 0;
 
 namespace pagoda::x86 {
+
+// The frame a process enters ring 3 from, for the grader (it reads each new process's at the top
+// of its kernel stack before it runs): its size, where the return goes and at which privilege.
+PAGODA_FACT(user_frame_size, sizeof(TrapFrame))
+PAGODA_FACT(user_frame_pc, __builtin_offsetof(TrapFrame, rip))
+PAGODA_FACT(user_frame_sp, __builtin_offsetof(TrapFrame, rsp))
+PAGODA_FACT(user_frame_flags, __builtin_offsetof(TrapFrame, rflags))
+PAGODA_FACT(user_frame_cs, __builtin_offsetof(TrapFrame, cs))
+PAGODA_FACT(user_frame_ss, __builtin_offsetof(TrapFrame, ss))
+
 namespace {
 
 constexpr u32 kMsrStar = 0xC0000081, kMsrLstar = 0xC0000082, kMsrSfmask = 0xC0000084;
 constexpr u64 kEferSyscall = 1u << 0;
 constexpr u64 kCr4Umip = 1u << 11, kCr4Smep = 1u << 20, kCr4Smap = 1u << 21;
 constexpr u64 kRflagsTf = 1u << 8, kRflagsDf = 1u << 10, kRflagsNt = 1u << 14, kRflagsAc = 1u << 18;
-constexpr u64 kRflagsReserved = 1u << 1;  // always 1
+[[maybe_unused]] constexpr u64 kRflagsReserved = 1u << 1;  // always 1
 /// CPUID leaf 7: EBX bit 7 SMEP, bit 20 SMAP; ECX bit 2 UMIP.
 constexpr u32 kCpuidStructured = 7;
 constexpr u32 kCpuidSmep = 1u << 7, kCpuidSmap = 1u << 20, kCpuidUmip = 1u << 2;
 
 void write_cr4(u64 value) { asm volatile("mov %0, %%cr4" ::"r"(value) : "memory"); }
-
-uptr g_kernel_stack = 0;
 
 }  // namespace
 
@@ -176,13 +185,21 @@ namespace {
 /// Fills @p frame to enter ring 3 at @p entry (process-entry convention, every other register 0).
 void fill_entry_frame(x86::TrapFrame* frame, const UserEntry& entry) {
   memset(frame, 0, sizeof *frame);
+  // LAB 3 BEGIN the frame whose IRETQ enters ring 3: where, on which stack, at which privilege, interrupts on
+  // The process-entry convention: argc in RDI, argv in RSI (user/lib's _start reads them).
   frame->rdi = entry.argc;
   frame->rsi = entry.argv;
+  // IRETQ pops RIP, CS, RFLAGS, RSP, SS: the selectors' RPL 3 makes it a return to ring 3, and
+  // RFLAGS.IF lets the timer interrupt the process (no IF: it runs until it makes a call).
   frame->rip = entry.pc;
   frame->cs = X86_USER_CODE_SELECTOR;
   frame->rflags = x86::kRflagsIf | x86::kRflagsReserved;
   frame->rsp = entry.sp;
   frame->ss = X86_USER_DATA_SELECTOR;
+  // LAB 3 SKELETON
+  // (void)entry;
+  // panic("lab 3: write fill_entry_frame() in arch/x86_64/user_mode.cpp (labs/03-process-roots/README.md)");
+  // LAB 3 END
 }
 
 /// Writes below @p frame what x86_switch_context pops: RBP RBX R12-R15 (zero) and the return
@@ -226,12 +243,18 @@ void restart_user_entry(uptr stack_top, const UserEntry& entry) {
 void switch_context(uptr* save_sp, uptr load_sp) { x86_switch_context(save_sp, load_sp); }
 
 void set_kernel_stack(uptr top) {
-  x86::g_kernel_stack = top;
+  // LAB 3 BEGIN the stack that traps and system calls from ring 3 land on
+  // Two places: an interrupt or exception from ring 3 loads RSP from TSS.RSP0 (the CPU does);
+  // `syscall` loads nothing, and x86_syscall_entry (switch.S) loads x86_syscall_kernel_rsp.
   x86::set_tss_rsp0(top);
   x86_syscall_kernel_rsp = top;
+  // LAB 3 SKELETON
+  // (void)top;
+  // panic("lab 3: write arch::set_kernel_stack() in arch/x86_64/user_mode.cpp (labs/03-process-roots/README.md)");
+  // LAB 3 END
 }
 
-uptr kernel_stack() { return x86::g_kernel_stack; }
+uptr kernel_stack() { return x86::tss_rsp0(); }
 
 void user_access_begin() {
   if (x86_smap_enabled) asm volatile("stac" ::: "memory");
@@ -253,6 +276,12 @@ extern "C" void x86_syscall(pagoda::x86::TrapFrame* frame) {
   // process's own kernel stack, or the switch to it went wrong.
   pagoda::proc::check_user_trap_frame(reinterpret_cast<pagoda::uptr>(frame), "the system-call stack",
                                       x86_syscall_kernel_rsp);
+  // LAB 3 BEGIN the system-call ABI: the number and arguments from the frame, the result into it
+  // kernel/lib/abi.hpp: the number in RAX, the arguments in RDI RSI RDX R10 R8 R9 (R10, not
+  // RCX: `syscall` overwrote RCX with the return address); the result back in RAX.
   const pagoda::proc::SyscallArgs call{frame->rax, {frame->rdi, frame->rsi, frame->rdx, frame->r10, frame->r8, frame->r9}};
   frame->rax = pagoda::u64(pagoda::proc::syscall(call));
+  // LAB 3 SKELETON
+  // pagoda::panic("lab 3: write x86_syscall() in arch/x86_64/user_mode.cpp (labs/03-process-roots/README.md): system call {}", frame->rax);
+  // LAB 3 END
 }

@@ -37,3 +37,37 @@ def test_kill_lines_are_named_in_order_and_at_most_two():
 def test_a_reap_or_a_program_saying_killed_is_not_a_kill_line():
     assert kill_lines(b"proc 1 (a): reaped: killed (page fault)\nhello: killed: not by the kernel\n") == []
     assert kill_lines("") == []
+
+
+# ---- the skeleton a kernel reached: the first line of every failure it causes ----------------
+
+SKELETON_LINES = [
+    "LAB TODO: lab 4: write TempMapArea::init(), push() and pop() in kernel/mm/temp_map.cpp "
+    "(labs/04-temp-mappings/README.md)",
+    "run: cannot start hello: not implemented yet (a lab skeleton): lab 3: share the kernel half in "
+    "X86AddressSpace::create_user() in arch/x86_64/address_space.cpp (labs/03-process-roots/README.md) "
+    "(made at arch/x86_64/address_space.cpp:33); 0 frames leaked",
+    "PANIC: lab 2: write the small-object path of heap::free() in kernel/mm/heap.cpp (labs/02-higher-half/README.md)",
+]
+
+
+def test_the_first_skeleton_of_the_lab_or_earlier_is_named():
+    from pagoda_grade.harness import skeleton_reached
+    assert skeleton_reached(SKELETON_LINES, 3) == (
+        3, "share the kernel half in X86AddressSpace::create_user() in arch/x86_64/address_space.cpp "
+           "(labs/03-process-roots/README.md)")
+    assert skeleton_reached(SKELETON_LINES, 2)[0] == 2       # lab 3 and 4 come later there
+    assert skeleton_reached(SKELETON_LINES, 4)[0] == 4       # the first one said
+    assert skeleton_reached(SKELETON_LINES, 1) is None
+    assert skeleton_reached(["lab 3: a program's own line without a handout"], 6) is None
+
+
+def test_the_skeleton_comes_before_the_symptom():
+    from pagoda_grade.harness import skeleton_headline
+    reason = "the guest never reached x86_syscall_entry: the kernel exited first\nboot token 00"
+    text = skeleton_headline(reason, SKELETON_LINES, 3)
+    assert text.splitlines()[0] == ('lab 3 is not written yet: the kernel reached the skeleton that says "share the '
+                                    'kernel half in X86AddressSpace::create_user() in arch/x86_64/address_space.cpp '
+                                    '(labs/03-process-roots/README.md)"')
+    assert text.splitlines()[1:] == reason.splitlines()
+    assert skeleton_headline(reason, SKELETON_LINES, 1) == reason

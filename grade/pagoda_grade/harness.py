@@ -26,6 +26,7 @@ from pagoda.ui import PagodaError
 from pagoda.symbolize import Symbolizer
 
 from .proof import new_token, proof
+from .rsp import RspError
 
 TAIL_LINES = 40
 # A runaway kernel is cut off at these bounds (and judged on what it printed before).
@@ -126,6 +127,35 @@ def kill_lines(data, at_most=2):
             if len(found) == at_most:
                 break
     return found
+
+
+# A lab skeleton's own words, wherever the kernel prints them (a panic, an error a caller
+# prints, kernel/core/lab.cpp's "LAB TODO: ..."): every skeleton message names its lab, what to
+# write and where, and ends with its handout: "lab 3: write f() in FILE (labs/03-name/README.md)".
+SKELETON_MESSAGE = re.compile(r"\blab (\d+): (.+?\(labs/\d\d-[a-z0-9-]+/README\.md\))")
+
+
+def skeleton_reached(lines, upto):
+    """(lab, message) of the first skeleton of lab @p upto or earlier that the kernel says, in
+    @p lines (the serial lines of a test's boots, in order), it reached; None when none. A
+    skeleton of a later lab is expected in a published tree (the later lab hands a working
+    fallback) and is never the cause."""
+    for line in lines:
+        for m in SKELETON_MESSAGE.finditer(line):
+            if upto is None or int(m[1]) <= upto:
+                return int(m[1]), m[2]
+    return None
+
+
+def skeleton_headline(reason, lines, upto):
+    """@p reason with, as its first line, the skeleton the kernel reached (skeleton_reached):
+    the function the student still has to write comes before every symptom it caused."""
+    found = skeleton_reached(lines, upto)
+    if found is None:
+        return reason
+    lab, message = found
+    head = f"lab {lab} is not written yet: the kernel reached the skeleton that says \"{message}\""
+    return head + "\n" + reason
 
 
 class GradeFailure(AssertionError):
@@ -460,6 +490,7 @@ class Booter:
         self.programs = programs   # the test runs user programs: the kernel must embed the grader's
         self.count = 0
         self.symbolizer = Symbolizer(kernel)
+        self.serial_lines = []   # every boot's console lines, in boot order (for the failure's headline)
         # Shared by all boots of one test: @p timeout seconds on the reference machine, scaled
         # by the speed factor, not counting time the grader or its QEMUs waited for a CPU.
         self.budget = speed.Budget(timeout)
@@ -541,6 +572,7 @@ class Booter:
         session._watch_log(force=True)
 
         text = session.data.decode(errors="replace").replace("\r\n", "\n")
+        self.serial_lines += text.splitlines()
         with open(os.path.join(directory, "serial.log"), "w") as f:
             f.write(text)
         faultlog.cut_file(qemu_log, LOG_KEEP_HEAD, LOG_KEEP_TAIL)
@@ -562,7 +594,9 @@ class Booter:
         try:
             guest = witness.Guest.attach(self, session, sock, memory_bytes(memory))
             return script(guest), None, ""
-        except BootEnded as e:
+        except (BootEnded, RspError) as e:
+            if isinstance(e, RspError) and session.pump(0.0):
+                raise   # the machine still runs: a fault of the grader's, not the guest's end
             where = guest.waiting_for if guest is not None and guest.waiting_for else "the grader's checks"
             how = session.stop_reason if session.stop_kind else f"the kernel exited first ({e})"
             panicked = panic_line(session.data)

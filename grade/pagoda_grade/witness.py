@@ -24,7 +24,8 @@ milestone uses this library, so that later labs inherit the same witnesses:
    check, and hands them to the kernel on the command line (boot(args=...)) or in guest RAM.
 
 The per-architecture facts live in ARCHES (registers, argument registers, how the kernel's
-printed report reads) and MACHINES (where QEMU puts RAM and devices); the kernel's own layout is
+printed report reads) and MACHINES (where QEMU puts RAM and devices; usable_ram() reads the
+memory map QEMU hands the kernel from QEMU itself); the kernel's own layout is
 read from the facts its ELF exports (symbols.fact). An AArch64 port adds its entries there and a
 parser in faultlog.py.
 """
@@ -101,6 +102,9 @@ ARCHES = {
               "user_guards": (("cr4", 20, "SMEP"), ("cr4", 21, "SMAP"), ("cr4", 11, "UMIP")),
               "pf_error": {"present": 1, "write": 2, "user": 4, "fetch": 16},
               "syscall_result": "rax", "user_privilege": 3, "privileged_fault": 13, "instruction_abort": 14,
+              # Where a trap from ring 3 takes its kernel stack: (what, symbol, PAGODA_FACT of an offset).
+              "user_trap_stacks": (("TSS.RSP0", "pagoda::x86::g_tss", "tss_rsp0_offset"),
+                                   ("the system-call stack (x86_syscall_kernel_rsp)", "x86_syscall_kernel_rsp", None)),
               "syscall_entry_kernel_sp": False}),   # `syscall` leaves the user's RSP in place
     "aarch64": ArchModel(
         name="aarch64", pc="pc", sp="sp", arguments=tuple(f"x{i}" for i in range(8)),
@@ -119,6 +123,7 @@ ARCHES = {
               "syscall_args": ("x0", "x1", "x2", "x3", "x4", "x5"), "syscall_return_pc": "elr_el1",
               "syscall_result": "x0", "syscall_entry_kernel_sp": True,   # SP is SP_EL1 there
               "root_loader": "pagoda::aarch64::hw::load_ttbr0", "root_loader_arg": "x0",
+              "user_trap_stacks": (("the EL1 stack (aarch64_user_trap_sp)", "aarch64_user_trap_sp", None),),
               "timer_vector": 5, "page_fault": 4, "instruction_abort": 3, "protection_fault": 4,
               "privileged_fault": 1, "stack_overflow": None, "user_privilege": 0,
               # PSTATE.PAN, as the gdbstub's CPSR shows it (bit 22).
@@ -137,28 +142,209 @@ class Machine:
     arch: str
     ram_base: int                # guest-physical address of the first byte of RAM
     devices: tuple               # (physical base, size, what) the kernel must map to work
-    max_low_ram: int             # RAM above this is split elsewhere by QEMU
-    loaded: tuple = ()           # (physical base, size, what) QEMU puts in RAM for the kernel to keep
-
-    def usable_ram(self, memory_size):
-        """[(start, end)] of the RAM the kernel may use, for -m memory_size bytes."""
-        ram = [(self.ram_base, self.ram_base + min(memory_size, self.max_low_ram))]
-        return subtract(ram, [(base, base + size) for base, size, _ in self.loaded])
+    boot_map: str                # how QEMU tells the kernel its RAM: usable_ram() reads the same
 
 
 MACHINES = {
-    # microvm: RAM from 0 (the firmware keeps parts of the first MiB), below 3 GiB; the local APIC.
-    "x86_64": Machine("x86_64", ram_base=0,
-                      devices=((0xFEE0_0000, PAGE, "the local APIC"),), max_low_ram=3 * GiB),
+    # microvm: RAM from 0; the local APIC. The kernel learns its RAM from the PVH start_info's
+    # memory map (QEMU's firmware keeps parts of the first MiB; QEMU 10 also the top 4 KiB).
+    "x86_64": Machine("x86_64", ram_base=0, devices=((0xFEE0_0000, PAGE, "the local APIC"),), boot_map="pvh"),
     # virt: RAM at 1 GiB; the PL011 UART and the GICv2's distributor and CPU interface (64 KiB
-    # each, as the kernel maps them). QEMU loads its device tree, always a 1 MiB blob, at the start
-    # of RAM when the kernel's image leaves room there (docs/boot.md): the kernel keeps it.
+    # each, as the kernel maps them). The kernel learns its RAM from the device tree QEMU loads at
+    # the start of RAM when the kernel's image leaves room there (docs/boot.md), and keeps the tree.
     "aarch64": Machine("aarch64", ram_base=0x4000_0000,
                        devices=((0x0800_0000, 64 * 1024, "the GIC distributor"),
                                 (0x0801_0000, 64 * 1024, "the GIC CPU interface"),
-                                (0x0900_0000, PAGE, "the PL011 UART")),
-                       max_low_ram=255 * GiB, loaded=((0x4000_0000, MiB, "QEMU's device tree"),)),
+                                (0x0900_0000, PAGE, "the PL011 UART")), boot_map="fdt"),
 }
+
+
+# ---- The RAM QEMU gives the kernel ------------------------------------------------------------
+
+# The PVH boot protocol (Xen's arch-x86/hvm/start_info.h): the note that names the 32-bit entry,
+# start_info's magic, and the layout of start_info and of a memory map entry.
+XEN_ELFNOTE_PHYS32_ENTRY = 18
+PVH_MAGIC = 0x336E_C578
+PVH_START_INFO = struct.Struct("<IIIIQQQQII")   # magic version flags nr_modules modlist cmdline rsdp memmap entries -
+PVH_MEMMAP_ENTRY = struct.Struct("<QQII")      # addr size type reserved
+PVH_RAM = 1
+PVH_MAX_ENTRIES = 128
+_ram_maps = {}   # (QEMU binary, arch, memory size) -> usable ranges, read once per process
+
+
+def pvh_entry(kernel):
+    """The 32-bit entry a PVH loader jumps to: the ELF's XEN_ELFNOTE_PHYS32_ENTRY note."""
+    with open(kernel, "rb") as f:
+        elf = f.read()
+    if elf[:4] != b"\x7fELF" or elf[4] != 2:
+        raise AssertionError(f"{kernel} is not an ELF64 file")
+    phoff, = struct.unpack_from("<Q", elf, 0x20)
+    phentsize, phnum = struct.unpack_from("<HH", elf, 0x36)
+    for i in range(phnum):
+        p_type, _, p_offset, _, _, p_filesz = struct.unpack_from("<IIQQQQ", elf, phoff + i * phentsize)
+        if p_type != 4:   # PT_NOTE
+            continue
+        at, end = p_offset, p_offset + p_filesz
+        while at + 12 <= end:
+            namesz, descsz, kind = struct.unpack_from("<III", elf, at)
+            name_at = at + 12
+            desc_at = name_at + _align_up(namesz, 4)
+            if elf[name_at:name_at + namesz].rstrip(b"\0") == b"Xen" and kind == XEN_ELFNOTE_PHYS32_ENTRY:
+                return struct.unpack_from("<I" if descsz == 4 else "<Q", elf, desc_at)[0]
+            at = desc_at + _align_up(descsz, 4)
+    raise AssertionError(f"{kernel} has no PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY): QEMU cannot boot it")
+
+
+def pvh_usable_ram(read, start_info):
+    """[(start, end)] of the usable RAM (type 1 entries, sorted and merged) in the PVH memory
+    map at @p start_info, read with @p read(physical address, size) -> bytes."""
+    magic, version, _, _, _, _, _, memmap, entries, _ = PVH_START_INFO.unpack(read(start_info, PVH_START_INFO.size))
+    if magic != PVH_MAGIC:
+        raise AssertionError(f"QEMU's PVH start_info at {start_info:#x} has magic {magic:#x}, not {PVH_MAGIC:#x}")
+    if version < 1 or memmap == 0 or not 0 < entries <= PVH_MAX_ENTRIES:
+        raise AssertionError(f"QEMU's PVH start_info (version {version}) has no memory map ({entries} entries)")
+    raw = read(memmap, entries * PVH_MEMMAP_ENTRY.size)
+    return _merge((addr, addr + size) for addr, size, kind, _ in PVH_MEMMAP_ENTRY.iter_unpack(raw) if kind == PVH_RAM)
+
+
+FDT_MAGIC = 0xD00D_FEED
+FDT_HEADER = struct.Struct(">10I")   # magic totalsize off_struct off_strings off_rsvmap version ... size_strings size_struct
+FDT_BEGIN_NODE, FDT_END_NODE, FDT_PROP, FDT_NOP, FDT_END = 1, 2, 3, 4, 9
+FDT_MAX_SIZE = 2 * MiB
+
+
+def _merge(ranges):
+    merged = []
+    for a, b in sorted(r for r in ranges if r[0] < r[1]):
+        if merged and a <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(b, merged[-1][1]))
+        else:
+            merged.append((a, b))
+    return merged
+
+
+def fdt_usable_ram(read, base):
+    """[(start, end)] of the usable RAM a device tree at @p base describes, as the AArch64 kernel
+    reads it (arch/aarch64/fdt.cpp): the root's memory nodes, minus the memory reservation block,
+    the children of /reserved-memory, and the blob itself (page aligned), which the kernel keeps."""
+    header = FDT_HEADER.unpack(read(base, FDT_HEADER.size))
+    magic, total, off_struct, off_strings, off_rsv = header[:5]
+    size_strings, size_struct = header[8], header[9]
+    if magic != FDT_MAGIC:
+        raise AssertionError(f"no device tree at {base:#x} (magic {magic:#x}): QEMU loads one at the start of RAM")
+    end = max(off_struct + size_struct, off_strings + size_strings)
+    if not FDT_HEADER.size <= end <= total <= FDT_MAX_SIZE or off_rsv >= total:
+        raise AssertionError(f"the device tree at {base:#x} is malformed (total size {total:#x})")
+    blob = read(base, max(end, off_rsv + 16))
+    reserved = [(base, base + _align_up(total))]
+    at = off_rsv
+    while at + 16 <= len(blob):
+        address, size = struct.unpack_from(">QQ", blob, at)
+        if address == 0 and size == 0:
+            break
+        reserved.append((address, address + size))
+        at += 16
+
+    def cells(value, count, at):
+        return int.from_bytes(value[at * 4:(at + count) * 4], "big")
+
+    def reg_ranges(value, parent):
+        ac, sc = parent.get("#address-cells", 2), parent.get("#size-cells", 1)
+        step = 4 * (ac + sc)
+        if step == 0 or len(value) % step:
+            raise AssertionError("a device tree reg property does not fit its parent's cell counts")
+        return [(cells(value[i:], ac, 0), cells(value[i:], ac, 0) + cells(value[i:], sc, ac))
+                for i in range(0, len(value), step)]
+
+    memory, stack, at = [], [], off_struct
+    while at < off_struct + size_struct:
+        token, = struct.unpack_from(">I", blob, at)
+        at += 4
+        if token == FDT_BEGIN_NODE:
+            name_end = blob.index(b"\0", at)
+            stack.append({"name": blob[at:name_end].decode(errors="replace").split("@")[0], "props": {}})
+            at = _align_up(name_end + 1, 4)
+        elif token == FDT_PROP:
+            length, name_off = struct.unpack_from(">II", blob, at)
+            value = blob[at + 8:at + 8 + length]
+            name = blob[off_strings + name_off:blob.index(b"\0", off_strings + name_off)].decode(errors="replace")
+            if name in ("#address-cells", "#size-cells"):
+                stack[-1][name] = cells(value, 1, 0)
+            stack[-1]["props"][name] = value
+            at = _align_up(at + 8 + length, 4)
+        elif token == FDT_END_NODE:
+            node = stack.pop()
+            reg = node["props"].get("reg")
+            if reg and len(stack) == 1 and (node["name"] == "memory" or node["props"].get("device_type") == b"memory\0"):
+                memory += reg_ranges(reg, stack[0])
+            if reg and len(stack) == 2 and stack[1]["name"] == "reserved-memory":
+                reserved += reg_ranges(reg, stack[1])
+        elif token == FDT_END:
+            break
+        elif token != FDT_NOP:
+            raise AssertionError(f"the device tree at {base:#x} has an unknown token {token:#x}")
+    return _merge(subtract(_merge(memory), _merge(reserved)))
+
+
+def _read_boot_map(kernel, arch, memory_size):
+    """Boots QEMU stopped (-S) with the grader's own machine and -m, and reads the memory map
+    QEMU hands @p kernel before any instruction of the kernel runs. x86_64: runs it to the
+    kernel's PVH entry (only QEMU's firmware has run) and reads start_info, whose address is in
+    EBX there; paging is off, so the gdbstub reads physical memory (QEMU 7.2 keeps start_info in
+    the BIOS area, outside RAM). AArch64: the device tree QEMU has put at the start of RAM
+    before the first instruction (the kernel reads the same one)."""
+    import socket
+    import subprocess
+    from pagoda import qemu
+    machine = MACHINES[arch]
+    ours, theirs = socket.socketpair()
+    extra = ["-chardev", f"socket,id=pagoda-gdb,fd={theirs.fileno()}", "-gdb", "chardev:pagoda-gdb", "-S"]
+    argv = qemu.command(kernel, "", arch=arch, memory=f"{memory_size >> 20}M", serial="null", extra=extra)
+    proc = qemu.spawn(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                      pass_fds=(theirs.fileno(),))
+    theirs.close()
+    try:
+        client = RspClient(ours, arch=arch)
+        try:
+            client.handshake()
+
+            def read(pa, size):
+                return client.read_memory(pa, size)
+            if machine.boot_map == "fdt":
+                return fdt_usable_ram(read, machine.ram_base)
+            entry = pvh_entry(kernel)
+            client.set_breakpoint(entry)
+            client.cont()
+            reply = client.wait_stop()
+            if reply.exited or client.read_register("rip") != entry:
+                raise AssertionError(f"QEMU did not reach the kernel's PVH entry {entry:#x}")
+            return pvh_usable_ram(read, client.read_register("rbx") & 0xFFFF_FFFF)
+        except RspError as e:
+            qemu.kill_group(proc)
+            err = proc.stderr.read().decode(errors="replace").strip()
+            raise AssertionError(f"cannot read the memory map QEMU gives the kernel: {e}"
+                                 + (f" (QEMU said: {err})" if err else "")) from None
+        finally:
+            client.close()
+    finally:
+        qemu.kill_group(proc)
+        proc.stderr.close()
+        ours.close()
+
+
+def usable_ram(kernel, arch, memory_size):
+    """[(start, end)] of the RAM the kernel may use under the grader's QEMU with -m
+    @p memory_size bytes, as QEMU hands it to the kernel, read from this very QEMU once per
+    process: on x86_64 the usable entries of the PVH memory map (QEMU 10 reserves the top 4 KiB
+    of microvm's RAM, 7.2 does not: a model would be right for one of them only); on AArch64
+    the device tree's memory minus its reservations and the tree itself."""
+    from pagoda import qemu
+    import shutil
+    binary = qemu.MACHINES[arch].binary
+    key = (shutil.which(binary) or binary, arch, memory_size)
+    if key not in _ram_maps:
+        _ram_maps[key] = _read_boot_map(kernel, arch, memory_size)
+    return list(_ram_maps[key])
 
 
 # ---- The kernel's layout -----------------------------------------------------------------------
@@ -275,7 +461,7 @@ def expected_kernel_map(kernel, arch, memory_size):
     else:
         ram_offset, limit, dev_offset = 0, 1 << 64, 0
         ram_what, dev_what = "identity map of RAM", "identity map of devices"
-    for lo, hi in machine.usable_ram(memory_size):
+    for lo, hi in usable_ram(kernel, arch, memory_size):
         lo, hi = max(lo, low_end), min(hi, limit)
         for a, b in ((lo, min(hi, img_lo)), (max(lo, img_hi), hi)):
             if a < b:
@@ -531,6 +717,7 @@ class Guest:
         self.session = session
         self.client = client
         self.ram_fd = ram_fd
+        self._ram_write_fd = None   # opened by the first fill_phys()
         self.ram_size = ram_size
         self.waiting_for = None
         self._stops = 0
@@ -763,6 +950,21 @@ class Guest:
         """Writes @p data into guest RAM at physical @p pa (through the gdbstub, while stopped)."""
         self.client.write_memory(pa, data, physical=True)
 
+    def fill_phys(self, pa, size, value):
+        """Fills [@p pa, @p pa + @p size) of guest RAM with the byte @p value, straight into
+        QEMU's memfd RAM (fast: whole frames at a time), while the guest is stopped."""
+        offset = pa - self.machine.ram_base
+        if offset < 0 or offset + size > self.ram_size:
+            raise ValueError(f"physical [{pa:#x}, {pa + size:#x}) is not in the guest's RAM")
+        if self._ram_write_fd is None:
+            self._ram_write_fd = _open_guest_ram(self.session.proc.pid, os.O_RDWR)
+        chunk = bytes([value]) * min(size, 1 << 20)
+        done = 0
+        while done < size:
+            n = min(len(chunk), size - done)
+            os.pwrite(self._ram_write_fd, chunk[:n], offset + done)
+            done += n
+
     def deliver(self, values, symbol="pagoda_grader_inbox"):
         """Writes @p values (u64s) into the kernel's inbox while the guest is stopped in
         pagoda_grader_stop() (see kernel/core/selftest.hpp): count first, then the values."""
@@ -798,9 +1000,12 @@ class Guest:
             if self.ram_fd is not None:
                 os.close(self.ram_fd)
                 self.ram_fd = None
+            if self._ram_write_fd is not None:
+                os.close(self._ram_write_fd)
+                self._ram_write_fd = None
 
 
-def _open_guest_ram(pid):
+def _open_guest_ram(pid, mode=os.O_RDONLY):
     """An fd on QEMU's memfd guest RAM (memory-backend-memfd): nothing of it is ever on disk."""
     fd_dir = f"/proc/{pid}/fd"
     for name in os.listdir(fd_dir):
@@ -809,7 +1014,7 @@ def _open_guest_ram(pid):
         except OSError:
             continue
         if target.startswith("/memfd:memory-backend-memfd"):
-            return os.open(os.path.join(fd_dir, name), os.O_RDONLY)
+            return os.open(os.path.join(fd_dir, name), mode)
     raise AssertionError("QEMU has no memfd guest RAM to read")
 
 
@@ -955,9 +1160,8 @@ def window_ram(kernel, arch, memory_size):
     """The RAM the window must reach: usable RAM from the kernel's low_memory_end to the window's
     end, minus the kernel image (which the window leaves unmapped). Probes of the window test
     come from here."""
-    machine = MACHINES[arch]
     phys_base = layout_value(kernel, "window_phys_base")
     start = max(phys_base, layout_value(kernel, "low_memory_end"))
     limit = phys_base + layout_value(kernel, "window_size")
-    usable = [(max(a, start), min(b, limit)) for a, b in machine.usable_ram(memory_size)]
+    usable = [(max(a, start), min(b, limit)) for a, b in usable_ram(kernel, arch, memory_size)]
     return subtract([(a, b) for a, b in usable if a < b], [image_physical(kernel)])

@@ -16,8 +16,8 @@
 ///                                                   stack that the first switch "returns" into,
 ///                                                   ending in user mode at the ELF entry
 ///     switch_to(next) -------------------------->  set_kernel_stack(next's top): x86_64
-///       (after the root of next is loaded)          TSS.RSP0 + the syscall stack; AArch64:
-///                                                   nothing (SP_EL1 at the eret is it)
+///       (before the root of next is loaded)         TSS.RSP0 + the syscall stack; AArch64:
+///                                                   the EL1 stack every entry from EL0 loads
 ///                     -------------------------->  switch_context(): callee-saved registers
 ///                                                   and the stack pointer, nothing else
 ///     copy to/from user (lab 3: checked ranges) ->  user_access_begin/end(): x86_64 STAC/CLAC,
@@ -37,7 +37,8 @@
 /// user_mode_init (PAN on; SCTLR_EL1.SPAN = 0 so that an exception sets PAN; WFI, WFE and DAIF
 /// trapped at EL0), prepare_user_entry (a TrapFrame with ELR = entry, SPSR = EL0t, SP_EL0 =
 /// user stack, x0/x1 = argc/argv, whose return is the vector's eret path), switch_context
-/// (x19..x30 and SP), set_kernel_stack (nothing: SP_EL1 at the eret is it), user_access_begin/
+/// (x19..x30 and SP), set_kernel_stack (aarch64_user_trap_sp, which every vector entry from EL0
+/// loads into SP_EL1 before it pushes its frame), user_access_begin/
 /// end (PAN), and in its trap code: SVC from EL0 -> proc::syscall (x8, x0..x5, result in x0),
 /// aborts and undefined or trapped instructions from EL0 -> proc::user_fault, the timer IRQ ->
 /// proc::timer_tick(from EL0), after the GIC's end of interrupt. A kernel stack overflow has no
@@ -96,9 +97,11 @@ void restart_user_entry(uptr stack_top, const UserEntry& entry);
 /// kernel code, the idle loop, or a prepare_user_entry() frame). Interrupts must be off.
 void switch_context(uptr* save_sp, uptr load_sp);
 
-/// Makes @p top the kernel stack that the next trap or system call from user mode lands on.
+/// Makes @p top the kernel stack that the next trap or system call from user mode lands on
+/// (lab 3: x86_64 TSS.RSP0 and the system-call stack; AArch64 the EL1 stack of the vectors).
 void set_kernel_stack(uptr top);
-/// What set_kernel_stack() last set (0 before the first process).
+/// Where the next trap from user mode lands, read where the CPU takes it (x86_64 TSS.RSP0;
+/// AArch64 the value the vectors load); 0 before the first process.
 uptr kernel_stack();
 
 /// Lifts / restores the CPU's protection against kernel accesses to user pages. Only

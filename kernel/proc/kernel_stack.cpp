@@ -13,6 +13,9 @@ bool g_used[kKernelStackSlots];
 
 /// Unmaps the pages of @p stack that are mapped and frees their frames.
 void release_pages(KernelStack& stack) {
+  // LAB 3 BEGIN unmap a kernel stack's pages and free their frames
+  // Through the kernel's space, as they were mapped: every root loses them at once (the kernel
+  // half is shared). Each page must still map the frame recorded for it.
   AddressSpace& kernel = vm::kernel_space();
   for (usize i = 0; i < stack.mapped; ++i) {
     const Result<PhysAddr> was = kernel.unmap(stack.bottom().offset(i * kPageSize));
@@ -22,6 +25,10 @@ void release_pages(KernelStack& stack) {
     stack.frames[i] = PhysAddr();
   }
   stack.mapped = 0;
+  // LAB 3 SKELETON
+  // (void)stack;
+  // panic("lab 3: write release_pages() in kernel/proc/kernel_stack.cpp (labs/03-process-roots/README.md)");
+  // LAB 3 END
 }
 
 /// The slot an address of the area falls in, or kKernelStackSlots outside the area.
@@ -40,6 +47,7 @@ StackRange range_of_slot(usize slot) {
 
 Result<KernelStack> create_kernel_stack() {
   KernelStack stack;
+  // LAB 3 BEGIN take a free slot and map its stack
   for (usize i = 0; i < kKernelStackSlots; ++i) {
     if (g_used[i]) continue;
     stack.slot = u32(i);
@@ -53,6 +61,11 @@ Result<KernelStack> create_kernel_stack() {
     return mapped.error();
   }
   return stack;
+  // LAB 3 SKELETON
+  // (void)stack;
+  // return Error(Error::NotImplemented, "lab 3: write create_kernel_stack() in kernel/proc/kernel_stack.cpp "
+  //                                     "(labs/03-process-roots/README.md)");
+  // LAB 3 END
 }
 
 Result<void> map_kernel_stack(KernelStack& stack) {
@@ -80,7 +93,6 @@ Result<void> map_kernel_stack(KernelStack& stack) {
   return {};
   // LAB 3 SKELETON
   // (void)stack;
-  // (void)release_pages;
   // return Error(Error::NotImplemented, "lab 3: write map_kernel_stack() in kernel/proc/kernel_stack.cpp "
   //                                     "(labs/03-process-roots/README.md)");
   // LAB 3 END
@@ -91,9 +103,14 @@ void destroy_kernel_stack(KernelStack& stack) {
   const uptr sp = reinterpret_cast<uptr>(__builtin_frame_address(0));
   if (sp >= stack.bottom().value() && sp < stack.top().value())
     panic("destroying kernel stack slot {} while running on it", stack.slot);
+  // LAB 3 BEGIN give back the stack's pages, then its slot
   release_pages(stack);
   g_used[stack.slot] = false;
   stack.slot = ~u32{0};
+  // LAB 3 SKELETON
+  // (void)release_pages;
+  // panic("lab 3: write destroy_kernel_stack() in kernel/proc/kernel_stack.cpp (labs/03-process-roots/README.md)");
+  // LAB 3 END
 }
 
 StackRange stack_containing(uptr address) {

@@ -27,9 +27,11 @@ Result<PhysAddr> zeroed_frame() {
   return pa;
 }
 
-/// Lab 4's loader, what the lab-5 skeleton keeps: maps every page of segment @p s at once, each a
-/// fresh frame with the file bytes copied in (the rest zero), recording nothing.
+/// Lab 3's loader, what the lab-5 skeleton keeps: maps every page of segment @p s at once, each a
+/// fresh frame with the file bytes copied in (the rest zero: the bss, and the ends of the first
+/// and last pages), with the segment's permissions, recording nothing.
 [[maybe_unused]] Result<void> map_segment_eagerly(AddressSpace& space, Span<const u8> image, const elf::Segment& s) {
+  // LAB 3 BEGIN map one ELF segment: a zeroed frame per page, the file's bytes, its permissions
   const u64 file_end = s.vaddr + s.filesz;
   // A page the MMU uses is readable: an execute-only or write-only segment is mapped readable
   // too; only a segment that allows nothing gets held pages (Perms::read false).
@@ -37,6 +39,7 @@ Result<PhysAddr> zeroed_frame() {
   perms.read = perms.read || perms.write || perms.execute;
   for (u64 page = align_down(s.vaddr, kPageSize); page < s.end(); page += kPageSize) {
     const PhysAddr frame = TRY(zeroed_frame());
+    // The part of the file that lands in this page (none for a page of bss only).
     const u64 from = max(page, s.vaddr), to = min(page + kPageSize, file_end);
     if (from < to) vm::write_frame(frame, from - page, image.data() + s.offset + (from - s.vaddr), to - from);
     const Result<void> mapped = space.map(VirtAddr(page), frame, perms);
@@ -46,11 +49,19 @@ Result<PhysAddr> zeroed_frame() {
     }
   }
   return {};
+  // LAB 3 SKELETON
+  // (void)space;
+  // (void)image;
+  // (void)s;
+  // return Error(Error::NotImplemented, "lab 3: write map_segment_eagerly() in kernel/proc/loader.cpp "
+  //                                     "(labs/03-process-roots/README.md)");
+  // LAB 3 END
 }
 
-/// Lab 4's stack, what the lab-5 skeleton keeps: every page below the arguments' page mapped at
-/// once, recording nothing.
+/// Lab 3's stack, what the lab-5 skeleton keeps: every page below the arguments' page mapped at
+/// once, read-write, never executable, recording nothing.
 [[maybe_unused]] Result<void> map_stack_eagerly(AddressSpace& space) {
+  // LAB 3 BEGIN map the user stack below its top page
   for (u64 va = kUserStackBottom; va < kUserStackTop - kPageSize; va += kPageSize) {
     const PhysAddr frame = TRY(zeroed_frame());
     const Result<void> mapped = space.map(VirtAddr(va), frame, kUserStack);
@@ -60,6 +71,11 @@ Result<PhysAddr> zeroed_frame() {
     }
   }
   return {};
+  // LAB 3 SKELETON
+  // (void)space;
+  // return Error(Error::NotImplemented, "lab 3: write map_stack_eagerly() in kernel/proc/loader.cpp "
+  //                                     "(labs/03-process-roots/README.md)");
+  // LAB 3 END
 }
 
 /// Maps the stack's top page and writes @p args in it; the entry's sp, argc and argv.

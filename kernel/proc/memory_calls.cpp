@@ -92,16 +92,7 @@ Result<void> remove_range(Process& p, u64 start, u64 end) {
 }  // namespace
 
 Result<void> release_pages(AddressSpace& space, u64 start, u64 end, usize& pages) {
-  pages = 0;
-  ConsistencyBatch batch = space.batch();
-  for (AddressSpace::Cursor c = space.cursor(batch, VirtAddr(start)); c.next_mapped(VirtAddr(end));) {
-    const PhysAddr frame = TRY(c.unmap());
-    batch.flush();  // no TLB may still reach the frame when it is reused
-    vm::put_user_frame(frame);  // freed with its last mapping (lab 6: copy-on-write shares frames)
-    ++pages;
-    c.find(c.va().offset(kPageSize));
-  }
-  return {};
+  return free_user_pages(space, VirtAddr(start), VirtAddr(end), pages);  // lab 3's
 }
 
 i64 sys_mmap(Process& p, u64 addr, u64 length, u64 prot, u64 flags) {

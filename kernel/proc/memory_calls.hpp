@@ -27,7 +27,7 @@ i64 sys_sbrk(Process& p, i64 increment);
 i64 sys_vma_list(Process& p, u64 out, u64 max_count);
 
 /// Unmaps every mapped page of [start, end) of @p space and frees its frame; tables left empty
-/// go with them. @p pages counts the pages freed.
+/// go with them. @p pages counts the pages freed. (Lab 3's free_user_pages().)
 [[nodiscard]] Result<void> release_pages(AddressSpace& space, u64 start, u64 end, usize& pages);
 
 }  // namespace pagoda::proc

@@ -20,6 +20,11 @@ bool g_eager_fork = false;
 
 /// Gives back what create_process made of @p p so far (any order of failure), the slot last.
 void release(Process& p) {
+  // LAB 3 BEGIN give back a process's memory: the user half, its tables and root, the kernel stack
+  // The user half first (every page and its frame; the tables its unmaps leave empty go with
+  // them), then the space itself (~AddressSpace: the tables of the user half that are left, then
+  // the root), then the record of the user half, then the kernel stack: it is not in use (the
+  // process is not running), and nothing of the user half refers to it.
   if (p.space_made) {
     usize pages = 0;
     const Result<void> freed = free_user_half(p.space(), pages);
@@ -27,7 +32,7 @@ void release(Process& p) {
       // A lab skeleton: the user pages stay allocated (the frame counts will say so).
       println("proc {} ({}): the user half was not freed: {}", p.pid, p.name_view(), freed.error());
     }
-    p.space().~AddressSpace();  // frees the tables of the user half, then the root
+    p.space().~AddressSpace();
     p.space_made = false;
   }
   if (p.regions_made) {
@@ -35,6 +40,9 @@ void release(Process& p) {
     p.regions_made = false;
   }
   destroy_kernel_stack(p.kstack);
+  // LAB 3 SKELETON
+  // panic("lab 3: write release() in kernel/proc/process.cpp (labs/03-process-roots/README.md)");
+  // LAB 3 END
   p = Process{};
 }
 
@@ -92,11 +100,12 @@ Process* find_process(u32 pid) {
 
 Result<Process*> create_process(StringView name, Span<const u8> image, Span<const StringView> args) {
   Process& p = *TRY(take_slot(name));
+  // LAB 3 BEGIN a root of its own with the program loaded, a kernel stack, and its first frame
+  // In the order that lets each failure give back exactly what was made (release()).
   if (Result<void> made = make_space(p); made.is_error()) {
     release(p);
     return made.error();
   }
-
   const Result<arch::UserEntry> entry = load_program(p.space(), p.regions(), image, args);
   if (entry.is_error()) {
     const Error e = entry.error();
@@ -110,9 +119,17 @@ Result<Process*> create_process(StringView name, Span<const u8> image, Span<cons
     return e;
   }
   p.kstack = stack.value();
+  // The first switch to it "returns" through this frame into user mode at the ELF's entry.
   p.saved_sp = arch::prepare_user_entry(p.kstack.top().value(), entry.value());
   p.state = State::Ready;
   return &p;
+  // LAB 3 SKELETON
+  // (void)p;
+  // (void)image;
+  // (void)args;
+  // return Error(Error::NotImplemented, "lab 3: write create_process() in kernel/proc/process.cpp "
+  //                                     "(labs/03-process-roots/README.md)");
+  // LAB 3 END
 }
 
 void destroy_process(Process& p) {
@@ -303,13 +320,16 @@ Result<u32> wait_for_child(Process& p, i64 pid, abi::ExitInfo& info, bool no_han
 }
 
 Result<void> free_user_half(AddressSpace& space, usize& pages) {
+  return free_user_pages(space, VirtAddr(0), VirtAddr(arch::UserSpace::kEnd), pages);
+}
+
+Result<void> free_user_pages(AddressSpace& space, VirtAddr start, VirtAddr end, usize& pages) {
   pages = 0;
-  // LAB 3 BEGIN free every page of the user half, and its frame
-  // One cursor over the user half: next_mapped() skips empty ranges a whole entry at a time;
+  // LAB 3 BEGIN free every page of [start, end) of the user half, and its frame
+  // One cursor over the range: next_mapped() skips empty ranges a whole entry at a time;
   // each unmap frees the tables it leaves empty (the batch frees them after the invalidation).
-  const VirtAddr end(arch::UserSpace::kEnd);
   ConsistencyBatch batch = space.batch();
-  for (AddressSpace::Cursor c = space.cursor(batch, VirtAddr(0)); c.next_mapped(end);) {
+  for (AddressSpace::Cursor c = space.cursor(batch, start); c.next_mapped(end);) {
     const PhysAddr frame = TRY(c.unmap());
     batch.flush();  // no TLB may still reach the frame when it is reused
     vm::put_user_frame(frame);  // freed with its last mapping (lab 6: copy-on-write shares frames)
@@ -319,7 +339,9 @@ Result<void> free_user_half(AddressSpace& space, usize& pages) {
   return {};
   // LAB 3 SKELETON
   // (void)space;
-  // return Error(Error::NotImplemented, "lab 3: write free_user_half() in kernel/proc/process.cpp "
+  // (void)start;
+  // (void)end;
+  // return Error(Error::NotImplemented, "lab 3: write free_user_pages() in kernel/proc/process.cpp "
   //                                     "(labs/03-process-roots/README.md)");
   // LAB 3 END
 }

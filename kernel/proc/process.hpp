@@ -145,8 +145,14 @@ void destroy_process(Process& process);
 
 /// Unmaps every page of @p space's user half and frees its frame; the tables the unmaps leave
 /// empty go with them (the root stays, for ~AddressSpace). Nothing of the kernel half is touched.
-/// @p pages counts the pages it freed. (The lab-3 part of the teardown.)
+/// @p pages counts the pages it freed. free_user_pages() over the whole user half.
 [[nodiscard]] Result<void> free_user_half(AddressSpace& space, usize& pages);
+
+/// Unmaps every mapped page of [@p start, @p end) (page aligned, in the user half) of @p space
+/// and frees its frame (vm::put_user_frame: lab 6 shares frames); the tables the unmaps leave
+/// empty go with them. @p pages counts the pages it freed. (Lab 3; exit's teardown and lab 5's
+/// munmap both use it.)
+[[nodiscard]] Result<void> free_user_pages(AddressSpace& space, VirtAddr start, VirtAddr end, usize& pages);
 
 /// Ends the current process with @p info (its exit status) and never returns: it stays a
 /// Zombie until the idle loop reaps it.

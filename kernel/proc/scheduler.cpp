@@ -21,12 +21,18 @@ u64 g_switches = 0;
 /// The next ready process after @p after in table order (round robin), or nullptr.
 Process* next_ready(const Process* after) {
   const Span<Process> table = process_table();
+  // LAB 3 BEGIN round robin: the first Ready slot after @p after, wrapping around
   const usize start = after == nullptr ? 0 : usize(after - table.data()) + 1;
   for (usize k = 0; k < table.size(); ++k) {
     Process& p = table[(start + k) % table.size()];
     if (p.state == State::Ready) return &p;
   }
   return nullptr;
+  // LAB 3 SKELETON
+  // (void)after;
+  // (void)table;
+  // panic("lab 3: write next_ready() in kernel/proc/scheduler.cpp (labs/03-process-roots/README.md)");
+  // LAB 3 END
 }
 
 /// Moves the CPU from the current context to @p next (nullptr: the idle loop): its root, its
@@ -39,23 +45,32 @@ void switch_to(Process* next) {
   if (const TempMapArea* temp = TempMapArea::current(); temp != nullptr && temp->depth() != 0)
     panic("switch_to: {} temp-map slot(s) still live across a context switch (a TempMap held while "
           "yielding or sleeping)", temp->depth());
-  // LAB 3 BEGIN switch roots on a context switch
-  // The next process's kernel stack first, so that activate()'s check walks it in the new
-  // root too; then the root. We still run on prev's stack (or the boot stack) until
-  // switch_context(): the new root must map it, which it does because kernel stacks live in
-  // the shared kernel half. The idle loop runs in the kernel's own root.
+  // LAB 3 BEGIN the switch, first half: the kernel stack for traps from user mode, then the root
+  // The next process's kernel stack for traps from user mode first, so that activate()'s check
+  // walks it in the new root too; then the root. We still run on prev's stack (or the boot
+  // stack) until switch_context(): the new root must map it, which it does because kernel
+  // stacks live in the shared kernel half. The idle loop runs in the kernel's own root.
   AddressSpace& space = next != nullptr ? next->space() : vm::kernel_space();
   if (next != nullptr) arch::set_kernel_stack(next->kstack.top().value());
   space.activate();
   // LAB 3 SKELETON
-  // panic("lab 3: load the next root and set the next kernel stack in switch_to() in "
-  //       "kernel/proc/scheduler.cpp (labs/03-process-roots/README.md)");
+  // panic("lab 3: write the switch in switch_to() in kernel/proc/scheduler.cpp "
+  //       "(labs/03-process-roots/README.md)");
   // LAB 3 END
   vm::set_current_space(next != nullptr ? &next->space() : nullptr);
   g_current = next;
   note_running_stack(next != nullptr ? next->kstack : KernelStack{});  // what traps from user mode must land on
   ++g_switches;
+  // LAB 3 BEGIN the switch, second half: the context
+  // Saves prev's callee-saved registers and stack pointer; returns on next's (the idle loop's
+  // is the boot stack's).
   arch::switch_context(prev != nullptr ? &prev->saved_sp : &g_idle_sp, next != nullptr ? next->saved_sp : g_idle_sp);
+  // LAB 3 SKELETON
+  // (void)prev;
+  // (void)g_idle_sp;
+  // panic("lab 3: write the context switch at the end of switch_to() in kernel/proc/scheduler.cpp "
+  //       "(labs/03-process-roots/README.md)");
+  // LAB 3 END
 }
 
 /// Frees every process that has ended and has no parent to reap it (never the current one:
@@ -95,14 +110,21 @@ u64 ticks() { return arch::timer_ticks(); }
 u64 switches() { return g_switches; }
 
 void schedule() {
+  // LAB 3 BEGIN give the CPU to the next ready process (the idle loop when there is none)
+  // A running process that stays ready goes to the back of the round; one that ended, sleeps
+  // or waits is left as it is. Nothing else ready: a running process carries on.
   Process* next = next_ready(g_current);
   if (g_current != nullptr && g_current->state == State::Running) {
-    if (next == nullptr) return;  // nothing else is ready: carry on
+    if (next == nullptr) return;
     g_current->state = State::Ready;
   }
   if (next == nullptr && g_current == nullptr) return;  // idle, and nothing to run
   if (next != nullptr) next->state = State::Running;
   switch_to(next);
+  // LAB 3 SKELETON
+  // (void)switch_to;
+  // panic("lab 3: write schedule() in kernel/proc/scheduler.cpp (labs/03-process-roots/README.md)");
+  // LAB 3 END
 }
 
 void sleep(u64 n) {
@@ -138,7 +160,13 @@ void timer_tick(bool from_user) {
   for (Process& p : process_table())
     if (p.state == State::Sleeping && now >= p.wake_tick) p.state = State::Ready;
   if (!from_user) temp_map_timer_hook();  // lab 4's stress test: a temp map nested in a call's
+  // LAB 3 BEGIN preemption: a tick that interrupted a process in user mode ends its turn
+  // Only from user mode: kernel code is never preempted (it may hold a temporary mapping, or be
+  // half-way through a change of the page tables).
   if (from_user && g_current != nullptr) schedule();
+  // LAB 3 SKELETON
+  // (void)from_user;
+  // LAB 3 END
 }
 
 void run_processes() {

@@ -66,16 +66,15 @@ namespace {
 [[maybe_unused]] Result<void> copy_through_window(AddressSpace& space, u64 va, void* kernel, usize size, bool to_user) {
   TRY(check_user_range(space, va, size, to_user));
   u8* bytes = static_cast<u8*>(kernel);
-  for (usize done = 0; done < size;) {
-    const u64 at = va + done;
-    const usize n = usize(min<u64>(size - done, kPageSize - at % kPageSize));
+  for (u64 at = va, end = va + size; at < end;) {
+    const usize n = usize(min<u64>(end - at, kPageSize - at % kPageSize));
     u8* frame = static_cast<u8*>(vm::phys_to_ptr(space.query(VirtAddr(at)).pa, n));
     if (frame == nullptr)
       panic("lab 4: user page {:#x} is in a frame beyond the kernel's window: write the user copies in "
             "kernel/proc/user_memory.cpp (labs/04-temp-mappings/README.md)", at);
-    if (to_user) memcpy(frame, bytes + done, n);
-    else memcpy(bytes + done, frame, n);
-    done += n;
+    if (to_user) memcpy(frame, bytes + (at - va), n);
+    else memcpy(bytes + (at - va), frame, n);
+    at += n;
   }
   return {};
 }

@@ -30,6 +30,11 @@ void load_ttbr0(PhysAddr root, u16 asid) {
   cpu().log.push_back("ttbr0 " + hex(root.value()) + " asid " + std::to_string(asid));
 }
 
+void load_ttbr1(PhysAddr root) {
+  cpu().ttbr1 = root;
+  cpu().log.push_back("ttbr1 " + hex(root.value()));
+}
+
 void write_barrier() { cpu().log.push_back("barrier"); }
 void invalidate_va_all_asids(VirtAddr va) { cpu().log.push_back("tlbi va " + hex(va.value())); }
 void invalidate_va(VirtAddr va, u16 asid) {

@@ -29,11 +29,14 @@ DOC_COMMENT = re.compile(r"^\s*(///|//!|/\*\*|/\*!)|[@\\]file\b", re.MULTILINE)
 # "<file>:<line>: warning: <text>" (Doxygen's WARN_FORMAT); a file may be "<dir/>".
 _LOCATED = re.compile(r"^<?(?P<file>[^<>]+?)>?:(?P<line>\d+): (?:warning|error): (?P<text>.*)$")
 _UNLOCATED = re.compile(r"^(?:warning|error): (?P<text>.*)$")
-# What Doxygen means when a page's Markdown link [text](file.md) goes wrong.
-_PAGE_HINTS = (
-    ("unexpected token TK_EOF as the argument of ref", "a link to a file that does not exist?"),
-    ("unable to resolve reference to", "a link to a Markdown file that is not one of the pages"),
-)
+# A page's Markdown link to a local Markdown file, [text](file.md) or [text](file.md#part): what
+# Doxygen turns into a reference to that page, and warns about when it is not one. Its wording
+# differs between versions (1.9.4: "unexpected token TK_EOF as the argument of ref" for a
+# missing file; 1.9.8: "unable to resolve reference to '...' for \\ref command" for both), so
+# what went wrong is told from the tree itself, not from the words.
+_MD_LINK = re.compile(r"\]\((?P<target>[^)\s#?]+\.(?:md|markdown))(?:[#?][^)\s]*)?\)")
+_MISSING_HINT = "a link to a file that does not exist?"
+_NOT_A_PAGE_HINT = "a link to a Markdown file that is not one of the pages"
 
 
 @dataclass(frozen=True)
@@ -59,10 +62,16 @@ class Report:
     def index(self):
         return os.path.join(self.html, "index.html")
 
+    def page_files(self):
+        """{title: HTML file name} of the pages, the main page first, then as the site lists
+        them (file names are Doxygen's and change between its versions: md_labs_README.html in
+        1.9.4, md_labs_2README.html in 1.9.8)."""
+        names = ["index.html"] + _links(os.path.join(self.html, "pages.html"), r"md_[^\"#]*\.html")
+        return {_title(os.path.join(self.html, name)): name for name in names}
+
     def pages(self):
         """Titles of the pages, the main page first, then as the site lists them."""
-        return [_title(os.path.join(self.html, name)) for name in ["index.html"] + _links(
-            os.path.join(self.html, "pages.html"), r"md_[^\"#]*\.html")]
+        return list(self.page_files())
 
 
 def _read(path):
@@ -98,7 +107,8 @@ def parse_warnings(text, root):
                 path = path if rel.startswith("..") else rel
             text = m["text"].strip()
             if path.endswith(PAGE_SUFFIXES):
-                text += "".join(f" ({hint})" for start, hint in _PAGE_HINTS if text.startswith(start))
+                hint = _link_hint(root, path, int(m["line"]), text)
+                text += f" ({hint})" if hint else ""
             found.append(DocWarning(path.rstrip("/") or ".", int(m["line"]), text))
         elif raw[:1].isspace() and found:
             last = found.pop()
@@ -108,6 +118,28 @@ def parse_warnings(text, root):
             u = _UNLOCATED.match(raw)
             found.append(DocWarning(None, 0, (u["text"] if u else raw).strip()))
     return list(dict.fromkeys(found))
+
+
+def _link_hint(root, page, line, text):
+    """Why a warning at @p page:@p line (relative to @p root) may be about a Markdown link
+    there: a link to a file that does not exist, or to a Markdown file Doxygen does not read
+    as a page. None when the warning is not about a reference or the line has no link to a
+    local Markdown file."""
+    if not re.search(r"\bref\b", text):
+        return None   # not about a reference (both versions' link warnings say "ref")
+    full = os.path.join(root, page)
+    lines = _read(full).splitlines()
+    if not 0 < line <= len(lines):
+        return None
+    here = os.path.dirname(full)
+    targets = {t: os.path.normpath(os.path.join(here, t)) for t in _MD_LINK.findall(lines[line - 1])
+               if not re.match(r"[A-Za-z][A-Za-z0-9+.-]*:", t)}
+    # The file the warning names, as written or as a full path (versions differ), when it does.
+    named = [f for t, f in targets.items() if t in text or f in text]
+    files = named or list(targets.values())
+    if not files:
+        return None
+    return _MISSING_HINT if any(not os.path.exists(f) for f in files) else _NOT_A_PAGE_HINT
 
 
 def is_checked(warning, root):

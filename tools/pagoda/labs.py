@@ -73,7 +73,7 @@ def cmd_mutants(args):
         speed.export()
     problems = mutants.run(paths.ROOT, numbers=args.labs or None,
                            arches=(args.arch,) if args.arch else paths.ARCHES, listing=args.list,
-                           workers=args.parallel, out=lambda line: print(line, flush=True))
+                           workers=args.parallel, out=lambda line: print(line, flush=True), slugs=args.slip)
     return 1 if problems else 0
 
 
@@ -161,6 +161,8 @@ def add_parser(sub):
                    help="only this ISA (default: each ISA a slip applies to)")
     q.add_argument("--list", action="store_true",
                    help="validate the slip files and list them; build and grade nothing")
+    q.add_argument("-s", "--slip", action="append", metavar="SLUG",
+                   help="only this slip (its file name without .toml, or labN/SLUG); repeatable")
     q.add_argument("-p", "--parallel", type=int, metavar="N",
                    help="grades run at the same time (default: one per core); builds run one at a time")
     q.set_defaults(func=cmd_mutants)

@@ -1,4 +1,4 @@
-"""`pagoda labs mutants [N ...] [--arch A] [--list]`: prove that the grader catches each realistic
+"""`pagoda labs mutants [N ...] [--arch A] [--slip SLUG] [--list]`: prove that the grader catches each realistic
 slip a student makes in a lab's own code, and names its cause in the first lines it prints.
 
 Each lab keeps its slips in labs/NN-name/mutants/, one file per slip, SLUG.toml:
@@ -546,16 +546,21 @@ def describe_problems(outcomes, root):
     return lines
 
 
-def select(mutants, labs, numbers, arches):
+def select(mutants, labs, numbers, arches, slugs=None):
     if numbers:
         unknown = [n for n in numbers if n not in labs]
         if unknown:
             raise PagodaError(f"unknown lab(s): {', '.join(f'lab{n}' for n in unknown)}")
         mutants = [m for m in mutants if m.lab in numbers]
+    if slugs:
+        unknown = [s for s in slugs if not any(s in (m.slug, m.name) for m in mutants)]
+        if unknown:
+            raise PagodaError(f"no slip {', '.join(unknown)} (./pagoda labs mutants --list lists them)")
+        mutants = [m for m in mutants if m.slug in slugs or m.name in slugs]
     return [m for m in mutants if any(a in m.arches for a in arches)]
 
 
-def run(root=paths.ROOT, numbers=None, arches=paths.ARCHES, listing=False, workers=None, out=print):
+def run(root=paths.ROOT, numbers=None, arches=paths.ARCHES, listing=False, workers=None, out=print, slugs=None):
     """The command: returns the number of problems."""
     start = time.monotonic()
     sources = publish.scan(root)
@@ -569,7 +574,7 @@ def run(root=paths.ROOT, numbers=None, arches=paths.ARCHES, listing=False, worke
     mutants, problems = load_all(root, labs, sources)
     for p in problems:
         out(p)
-    chosen = select(mutants, labs, numbers, arches)
+    chosen = select(mutants, labs, numbers, arches, slugs)
     if listing or problems:
         for m in chosen:
             out(f"{m.name}  [{', '.join(m.arches)}]  {m.function}: {m.title}"

@@ -404,6 +404,90 @@ def secrets_for(lab, sources):
     return found
 
 
+# The block search (secret_blocks): runs of this many consecutive code lines of a region, or a
+# whole region that is shorter; a run or region shorter than these many characters (normalized)
+# is too common to count.
+WINDOW_LINES = 3
+MIN_WINDOW_CHARS = 60
+MIN_BLOCK_CHARS = 40
+_LEADER = re.compile(r"^(?://+|#+|/\*+|\*+/?|<!--|;+|--)[ \t]*")
+_TRAILING_COMMENT = re.compile(r"[ \t]+//.*$")
+
+
+def normalized_lines(text):
+    """@p text as the block search sees it: each line without a leading comment leader (a
+    commented-out or quoted copy of code is still a copy), without a trailing // comment,
+    whitespace collapsed; empty lines dropped."""
+    out = []
+    for line in text.splitlines():
+        line = _TRAILING_COMMENT.sub("", _LEADER.sub("", line.strip()))
+        line = " ".join(line.split())
+        if line:
+            out.append(line)
+    return out
+
+
+@dataclass(frozen=True)
+class SecretBlock:
+    text: str           # normalized lines joined with "\n"
+    key: str            # a line the text holds whole (found first, cheaply), or None
+    path: str
+    what: str
+
+
+def secret_blocks(lab, sources):
+    """The solution code of every region of lab @p lab or later as SecretBlocks: every run of
+    WINDOW_LINES consecutive code lines (comment lines left out), normalized, and the whole
+    region when it is shorter. Unlike secrets_for's lines, a block is secret even when the text
+    is also written outside the region: a region's answer copied into given code is in plain
+    view, whatever the copy says around it."""
+    blocks = []
+    for src in sources:
+        if src.parsed is None or src.link is not None or is_staff_only(src.path):
+            continue
+        leader = src.parsed.style.open
+        for region in src.parsed.regions:
+            if region.lab < lab:
+                continue
+            code = normalized_lines("".join(l for l in region.solution if not l.strip().startswith(leader)))
+            # What the skeleton also holds (a function's header, a given call) is no secret: it
+            # splits the code into runs, and blocks stay within a run.
+            given = set(normalized_lines("".join(uncomment_all(region.skeleton_lines, src.parsed.style))))
+            runs, run = [], []
+            for line in code + [None]:
+                if line is None or line in given:
+                    if run:
+                        runs.append(run)
+                    run = []
+                else:
+                    run.append(line)
+            what = f"solution code of the LAB {region.lab} region at {src.path}:{region.begin}"
+            if len(runs) == 1 and len(runs[0]) < WINDOW_LINES:
+                text = "\n".join(runs[0])
+                if len(text) >= MIN_BLOCK_CHARS:
+                    blocks.append(SecretBlock(text, None, src.path, what))
+                continue
+            for run in runs:
+                for i in range(len(run) - WINDOW_LINES + 1):
+                    window = run[i:i + WINDOW_LINES]
+                    if sum(map(len, window)) >= MIN_WINDOW_CHARS and \
+                            sum(len(l) >= MIN_SECRET_LEN for l in window) >= 2:
+                        blocks.append(SecretBlock("\n".join(window), window[1], src.path, what))
+    return blocks
+
+
+def uncomment_all(lines, style):
+    return [regions.uncomment(l, style) for l in lines]
+
+
+def block_leaks(text, blocks):
+    """The SecretBlocks whose text @p text holds (normalized the same way)."""
+    lines = normalized_lines(text)
+    have = set(lines)
+    joined = "\n".join(lines)
+    return [b for b in blocks if (b.key is None or b.key in have) and b.text in joined]
+
+
 def _branch_lab(ref, numbers):
     m = re.fullmatch(r"refs/heads/lab([0-9]+)", ref)
     return int(m[1]) if m and int(m[1]) in numbers else None
@@ -436,7 +520,8 @@ def find_leaks(repo, root=paths.ROOT, sources=None):
     """Solution text in a published repository, as messages (none: no leak). For each branch
     labN, every blob in its history (all commits, not only the tip) must be free of the
     distinctive solution lines of every region of lab N or later and of every hidden test (see
-    secrets_for). Branches and tags with other names get the strictest check: no solution text
+    secrets_for), and of every block of those regions' code, normalized, even where the same
+    code is also written outside the regions (secret_blocks). Branches and tags with other names get the strictest check: no solution text
     at all. (A branch labN does hold the solutions of labs before N, on purpose.)"""
     sources = scan(root) if sources is None else sources
     numbers = lab_numbers(root)
@@ -447,17 +532,25 @@ def find_leaks(repo, root=paths.ROOT, sources=None):
         lab = _branch_lab(ref, numbers)
         strictness = lab if lab is not None else -1
         if strictness not in cache:
-            cache[strictness] = secrets_for(strictness, sources)
-        secrets = cache[strictness]
-        if not secrets:
+            cache[strictness] = secrets_for(strictness, sources), secret_blocks(strictness, sources)
+        secrets, blocks = cache[strictness]
+        if not secrets and not blocks:
             continue
         name = ref.split("/", 2)[2]
         reported = set()
         for path, data in reachable_blobs(repo, ref):
+            if b"\0" in data[:BINARY_PROBE]:
+                continue
             text = data.decode("utf-8", "surrogateescape")
             for line, (src_path, what) in secrets.items():
                 key = (what, path)
                 if key not in reported and line in text:
                     reported.add(key)
                     findings.append(f"{name}: {path} contains {what}: {line!r}")
+            for block in block_leaks(text, blocks):
+                key = (block.what, path)
+                if key not in reported:
+                    reported.add(key)
+                    shown = block.text.replace("\n", " / ")
+                    findings.append(f"{name}: {path} contains {block.what} (normalized: {shown!r})")
     return findings

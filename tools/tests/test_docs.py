@@ -85,8 +85,9 @@ def test_clean_tree_passes_the_check(tree, tmp_path, capsys):
     assert report.failing == [] and report.unchecked == []
     assert report.pages() == ["Tiny", "The labs", "A guide"]
     assert "3 pages, 0 warning(s)" in capsys.readouterr().err
-    with open(os.path.join(report.html, "md_labs_README.html"), encoding="utf-8") as f:
-        assert 'href="md_docs_guide.html' in f.read()     # relative links between pages resolve
+    files = report.page_files()
+    with open(os.path.join(report.html, files["The labs"]), encoding="utf-8") as f:
+        assert f'href="{files["A guide"]}' in f.read()     # relative links between pages resolve
 
 
 def test_param_typo_fails_the_check_with_file_and_line(tree, tmp_path, capsys):

@@ -225,3 +225,32 @@ def test_list_builds_nothing(lab_tree):
     assert lines == ["lab1/no-map  [x86_64]  map_kernel: the identity map is not made (seed 002)",
                      "labs mutants: 1 slip(s) in 1 lab(s)"]
     assert not os.path.exists(os.path.join(lab_tree, "build", "labs-check"))
+
+
+def test_a_first_failure_grade_marks_the_tests_after_the_failure_as_not_run(lab_tree, capsys):
+    """--first-failure: the table says which tests never ran (after the first that failed)."""
+    import io
+    from pagoda import grade
+    labs = publish.load_labs(lab_tree)
+    out = io.StringIO()
+    results = {(1, "t1"): {"lab": 1, "id": "t1", "outcome": "failed", "duration": 0.1, "reason": "the map is wrong"}}
+    grade.print_table([1], labs, results, out=out, first_failure=True)
+    lines = out.getvalue().splitlines()
+    assert lines[1].strip() == "t1: FAIL (0.10s)" and lines[2].strip() == "the map is wrong"
+    assert lines[3].strip() == f"t1b: FAIL ({grade.NOT_RUN})"
+    out = io.StringIO()
+    grade.print_table([1], labs, results, out=out)        # without it: a test with no result is a crash
+    assert "no result: the grader crashed" in out.getvalue()
+
+
+def test_slips_can_be_chosen_by_name(lab_tree):
+    add_slip(lab_tree, "01-map", "no-map", slip())
+    add_slip(lab_tree, "01-map", "no-flush", slip(find="    flush_whole_tlb_now();\n", replace="", cause="stale"))
+    lines = []
+    assert mutants.run(lab_tree, listing=True, out=lines.append, slugs=["no-flush"]) == 0
+    assert lines[0].startswith("lab1/no-flush ") and lines[-1] == "labs mutants: 1 slip(s) in 1 lab(s)"
+    lines = []
+    mutants.run(lab_tree, listing=True, out=lines.append, slugs=["lab1/no-map"])
+    assert lines[0].startswith("lab1/no-map ")
+    with pytest.raises(mutants.PagodaError, match="no slip nothing"):
+        mutants.run(lab_tree, listing=True, out=lines.append, slugs=["nothing"])

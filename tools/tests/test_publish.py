@@ -205,3 +205,29 @@ def test_solution_lines_shown_elsewhere_are_not_secrets(tree):
     assert c.VM_LAB0[0] not in publish.secrets_for(1, sources)
     write(tree, "src/public.cpp", "// also here: " + c.VM_LAB2[0] + "\n")
     assert c.VM_LAB2[0] not in publish.secrets_for(0, publish.scan(tree))
+
+
+def test_a_solution_copied_into_given_code_is_a_leak_even_though_the_lines_are_public(tree):
+    """A region's code written out again outside the regions (a helper that repeats the
+    answer) is in plain view in every branch: the line check skips such lines, the block
+    check does not, whatever the copy's indentation, comments and surroundings."""
+    write(tree, "src/helper.cpp", "// copied from vm.cpp\nvoid helper() {\n  if (x) {\n"
+          "      map_identity_range(root, 0, kernel_end_address);  // same call\n"
+          "         flush_whole_tlb_now();\n  }\n}\n")
+    sources = publish.scan(tree)
+    assert c.VM_LAB1[0].strip() not in publish.secrets_for(1, sources)     # public: no line leak
+    out = os.path.join(os.path.dirname(tree), "pub-copy")
+    with pytest.raises(PagodaError) as e:
+        publish.publish(out, tree, sources=sources)
+    assert "lab0: src/helper.cpp contains solution code of the LAB 1 region at src/vm.cpp:" in str(e.value)
+    assert "lab1: src/helper.cpp contains solution code of the LAB 1 region" in str(e.value)
+    assert "lab2: src/helper.cpp" not in str(e.value)    # lab 2's branch ships lab 1's solution
+
+
+def test_a_commented_out_copy_is_a_leak_and_skeleton_lines_are_not(tree):
+    blocks = publish.secret_blocks(0, publish.scan(tree))
+    assert [b.text for b in blocks if b.what.startswith("solution code of the LAB 1 region at src/vm.cpp")] == \
+        ["map_identity_range(root, 0, kernel_end_address);\nflush_whole_tlb_now();"]
+    assert publish.block_leaks("/* map_identity_range(root, 0, kernel_end_address);\n"
+                               " * flush_whole_tlb_now(); */\n", blocks)
+    assert not publish.block_leaks("map_identity_range(root, 0, kernel_end_address);\n", blocks)

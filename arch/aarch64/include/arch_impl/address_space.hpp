@@ -13,14 +13,20 @@
 ///              (lab 1: the identity map;
 ///               from lab 2 on: empty), ASID 0
 ///
-/// A kernel still running through TTBR0 (linked low) loses itself when TTBR0 changes; a
-/// TTBR1 without the kernel's tables leaves every exception nowhere to go (labs 2 and 3).
+/// A space names the tree TTBR1 gets when it is activated (upper()): the kernel's, shared, for
+/// every space made right. A space may also own a TTBR1 tree (the kernel's does): activate()
+/// then loads that tree into TTBR1, and with it the kernel half the space's tree holds, which
+/// for a user space is nothing: the vectors, the kernel stacks and the kernel itself are gone
+/// at the next instruction. A kernel still running through TTBR0 (linked low) loses itself
+/// when TTBR0 changes; a TTBR1 without the kernel's tables leaves every exception nowhere to
+/// go (labs 2 and 3).
 /// Generic code reaches this class as arch::ArchAddressSpace through mm/address_space.hpp.
 #pragma once
 
 #include "arch_impl/layout.hpp"
 #include "arch_impl/page_table_format.hpp"
 #include "mm/consistency_batch.hpp"
+#include "mm/debug_roots.hpp"
 #include "mm/page_table.hpp"
 
 namespace pagoda::aarch64 {
@@ -66,8 +72,10 @@ class Aarch64AddressSpace final : public TlbSync {
   PhysAddr root() const { return kernel_ ? upper().root() : lower_.root(); }
   /// The TTBR0 root of this space (for the kernel, its lower half).
   PhysAddr lower_root() const { return lower_.root(); }
-  /// The TTBR1 root every space shares: the kernel's.
-  PhysAddr kernel_root() const { return upper().root(); }
+  /// The kernel's TTBR1 root, the one every space must share.
+  PhysAddr kernel_root() const { return kernel_root_; }
+  /// The root activate() loads into TTBR1: kernel_root() for every space made right.
+  PhysAddr upper_root() const { return upper().root(); }
   u16 asid() const { return asid_; }
   /// Where this space's tables live.
   TableMemory& memory() const { return lower_.memory(); }
@@ -76,15 +84,17 @@ class Aarch64AddressSpace final : public TlbSync {
   /// and TTBR1 the kernel's).
   bool is_live() const;
   /// True when this space shares the kernel's half: the kernel space always does; a user space
-  /// when TTBR1_EL1 holds the kernel root it shares (otherwise says what TTBR1 holds to @p why).
-  /// AddressSpace::activate() checks it before a switch, with the critical ranges.
+  /// when the tree it gives TTBR1 is the kernel's and TTBR1_EL1 holds it (otherwise says which
+  /// is not to @p why). AddressSpace::activate() checks it before a switch, with the critical
+  /// ranges.
   bool shares_kernel_half(FormatSink& why) const;
   /// The same, for a switch a whole check proved already (AddressSpace::activate()): TTBR1 still
   /// holds the kernel's root (@p va is not needed: the whole kernel half is one root).
   bool shares_kernel_half_at(VirtAddr va) const;
   /// Makes this the live space, unchecked (AddressSpace::activate() checks the critical ranges
   /// and shares_kernel_half() first). The kernel space loads both TTBRs (the switch from the
-  /// boot tables; TTBR1 never changes after it); a user space loads TTBR0 with its ASID.
+  /// boot tables); a user space loads TTBR0 with its ASID, and TTBR1 with upper_root() when
+  /// TTBR1 holds another root (never, for a space made right: TTBR1 keeps the kernel's).
   void activate();
 
   // TlbSync. Translations of the kernel half, and global ones, may be cached under any ASID;
@@ -94,19 +104,29 @@ class Aarch64AddressSpace final : public TlbSync {
   void invalidate_all(bool global) override;
 
  private:
-  Aarch64AddressSpace(Tree lower, Tree* shared_upper, u16 asid);
+  /// A user space with TTBR0 root @p lower and @p asid whose TTBR1 gets @p shared_upper (the
+  /// kernel's tree, @p kernel).
+  Aarch64AddressSpace(Tree lower, Tree* shared_upper, u16 asid, const Aarch64AddressSpace& kernel);
+  /// A user space that owns the tree TTBR1 gets (@p own_upper), beside the kernel's (@p kernel).
+  Aarch64AddressSpace(Tree lower, Tree own_upper, u16 asid, const Aarch64AddressSpace& kernel);
+  /// The kernel's space.
   Aarch64AddressSpace(Tree lower, Tree upper);
 
-  Tree& upper() { return kernel_ ? own_upper_ : *shared_upper_; }
-  const Tree& upper() const { return kernel_ ? own_upper_ : *shared_upper_; }
+  Tree& upper() { return owns_upper_ ? own_upper_ : *shared_upper_; }
+  const Tree& upper() const { return owns_upper_ ? own_upper_ : *shared_upper_; }
 
   Tree lower_;
   bool kernel_;
+  bool owns_upper_;
   union {
-    Tree own_upper_;        ///< the kernel space's TTBR1 tree (kernel_)
-    Tree* shared_upper_;    ///< a user space's view of the kernel's (!kernel_)
+    Tree own_upper_;        ///< the TTBR1 tree this space owns (owns_upper_: the kernel space's)
+    Tree* shared_upper_;    ///< the kernel's, which this space shares (!owns_upper_)
   };
   u16 asid_;
+  PhysAddr kernel_root_;    ///< the kernel's TTBR1 root
+  /// A user space's own TTBR1 tree is published for the debugger and the grader (the registry
+  /// lists every root the kernel builds, mm/debug_roots.hpp), as "own ttbr1".
+  debug::PublishedRoot upper_published_;
 };
 
 }  // namespace pagoda::aarch64
