@@ -52,6 +52,7 @@ set(PAGODA_KERNEL_GENERIC_SOURCES
   ${CMAKE_SOURCE_DIR}/kernel/proc/run.cpp
   ${CMAKE_SOURCE_DIR}/kernel/proc/scheduler.cpp
   ${CMAKE_SOURCE_DIR}/kernel/proc/syscalls.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/proc/terminal.cpp
   ${CMAKE_SOURCE_DIR}/kernel/proc/memory_calls.cpp
   ${CMAKE_SOURCE_DIR}/kernel/proc/temp_map_calls.cpp
   ${CMAKE_SOURCE_DIR}/kernel/proc/user_memory.cpp

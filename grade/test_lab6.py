@@ -12,13 +12,14 @@ import re
 
 from pagoda_grade import lab_test
 from pagoda_grade.harness import BootEnded, KILL_LINE
-from pagoda_grade.processes import (Layout, count_used, parse_reaped, process_roots, user_elf, user_page_frames,
-                                    user_symbol)
+from pagoda_grade.lifecycle import (Deaths, Pages, Refs, covered, fork_problems, fork_view, leak_story, pid_of, processes,
+                                    return_address, stale_records, stalled_waits, unflushed)
+from pagoda_grade.processes import (Layout, count_used, parse_reaped, process_roots, registry, user_elf,
+                                    user_page_frames, user_symbol)
 from pagoda_grade.proof import MASK64, proof
 from pagoda_grade.symbols import address_of, fact, segments
 from pagoda_grade.witness import PAGE, pick_in
 from test_lab3 import GRADER_MEMORY, Watch, syscall_number, syscall_stops, user_text
-from test_lab4 import kernel_u64s
 
 ENOENT = 2
 ECHILD = 10
@@ -59,11 +60,27 @@ def echo_digest(args):
 
 # ---- stops -------------------------------------------------------------------------------------
 
+def deaths_of(watch):
+    """The Deaths recorder of @p watch's boot (made on first use): every test of this lab also
+    stops at each process's end and each exec, to name a leak or a kill from what it saw there."""
+    if getattr(watch, "deaths", None) is None:
+        watch.deaths = Deaths(watch.kernel)
+    if watch.deaths.bitmap is None:
+        watch.deaths.bitmap = watch.bitmap
+    return watch.deaths
+
+
 def calls(guest, watch, numbers, limit):
-    """Stops at the system-call entry, yielding each stop whose call is in @p numbers."""
+    """Stops at the system-call entry, yielding each stop whose call is in @p numbers (and
+    recording every death and exec on the way)."""
     number = watch.proc["syscall_number"]
-    for _ in range(limit):
-        snap = guest.stop_at(watch.proc["syscall_entry"])
+    deaths = deaths_of(watch)
+    taken = 0
+    while taken < limit:
+        snap = guest.stop_at_any([watch.proc["syscall_entry"], *deaths.addresses()])
+        if deaths.take(snap):
+            continue   # (not counted: the limit is the test's own stops)
+        taken += 1
         if snap.register(number) in numbers:
             yield snap
 
@@ -84,37 +101,106 @@ def first_root(snap, kernel):
 
 def baseline(watch, guest):
     """At the run's end: frames in use (the allocator's bitmap, guest RAM) after every process
-    was reaped, and before the first one was made."""
-    end = watch.checkpoint(guest, "ended")
-    return dict(before=watch.frames_before[0], after=count_used(end, *watch.bitmap)[0])
+    was reaped, and before the first one was made; when they differ, what the leaked frames
+    were (leak_story(): from every death and exec the grader stopped at, and guest RAM now)."""
+    deaths = deaths_of(watch)
+    tag = fact(watch.kernel, "run_checkpoint_ended")
+    for _ in range(100_000):
+        end = guest.stop_at_any(["pagoda_grader_checkpoint", *deaths.addresses()])
+        if not deaths.take(end) and end.argument(0) == tag:
+            break
+    else:
+        raise AssertionError("the run never reached its 'ended' checkpoint")
+    after, bits = count_used(end, *watch.bitmap)
+    before, before_bits = watch.frames_before
+    story = leak_story(before_bits, bits, end, watch.kernel, deaths.moments) if after != before else []
+    return dict(before=before, after=after, leak=story)
+
+
+def kill_story(m):
+    """Why @p m (a death by a fault) happened, from what the grader read as the process died: its
+    record (VMA list) and its root's pages."""
+    vmas = m.vmas or []
+    page = m.address & ~(PAGE - 1)
+    mapped = m.pages.get(page)
+    state = (f"mapped {'read/write' if mapped[1] else 'read-only'} to frame {mapped[0]:#x}" if mapped
+             else "not mapped")
+    if m.vmas is None or not vmas:
+        return (f"its record (VMA list, read from guest RAM as it died) is empty while its root maps "
+                f"{len(m.pages)} user pages: a forked child whose record fork never filled (copy_record), or a loader "
+                "that mapped its segments without recording them")
+    if covered(vmas, m.address):
+        region = next(v for v in vmas if v.start <= m.address < v.end)
+        return (f"{m.address:#x} lies in its region {region} (record read from guest RAM as it died) and the page is "
+                f"{state}: the fault was one the record allows, yet it was not resolved"
+                + (" (a write to a read-only page of a writable region is copy-on-write: the fault must copy it, or "
+                   "take the frame back at count 1)" if mapped and not mapped[1] and region.write else ""))
+    return (f"{m.address:#x} lies in none of its {len(vmas)} regions ({', '.join(str(v) for v in vmas[:4])}"
+            f"{', ...' if len(vmas) > 4 else ''}; read from guest RAM as it died), and the page is {state}: a wild "
+            "access, the usual sign of a stack or data page that changed under the process (a frame it shared "
+            "written by another process, or a copy that is not a copy)")
 
 
 def fail_on_killed_children(watch, run):
     """Fails naming the processes the kernel killed, when any was (no test here expects one):
-    the usual reason the grader never saw a child run, or a bomb's statuses are wrong."""
+    the usual reason the grader never saw a child run, or a bomb's statuses are wrong. The
+    cause comes from what the grader read at the death (kill_story()), the kernel's line after."""
     kills = [l.strip() for l in run.lines if KILL_LINE.match(l.strip())]
+    killed = deaths_of(watch).killed()
+    if killed:
+        m = killed[0]
+        watch.fail(run, f"{m.who} was {m.ending()}: {kill_story(m)}\n  " + "\n  ".join(kills[:2]))
     if kills:
-        hint = ""
-        if any("no VMA" in l for l in kills):
-            hint = (" (a child with no record of its memory: fork copied by a VMA list that is empty, e.g. a "
-                    "loader that mapped its segments without recording them)")
-        watch.fail(run, f"a process was killed{hint}:\n  " + "\n  ".join(kills[:3]))
+        watch.fail(run, "a process was killed:\n  " + "\n  ".join(kills[:3]))
+
+
+LAB6_TODO = re.compile(r"LAB TODO: lab 6: write (\S+\(\))")
+# Skeletons that print their TODO but leave a working stand-in (the eager copy for share_pages()):
+# reaching one says nothing about why a test failed.
+STAND_INS = {"share_pages()"}
+
+
+def fail_on_lab6_skeleton(watch, run):
+    """Fails naming the lab-6 functions whose skeleton the kernel reached in this boot (each
+    prints `LAB TODO: lab 6: write F() ...` once): on a skeleton, the first line names what to
+    write."""
+    todo = []
+    for line in run.lines:
+        m = LAB6_TODO.search(line)
+        if m and m[1] not in STAND_INS and m[1] not in todo:
+            todo.append(m[1])
+    if todo:
+        watch.fail(run, f"the kernel reached lab 6's skeleton of {', '.join(todo)}: write {todo[0]} "
+                        "(labs/06-fork/README.md); the console says "
+                        + next(l.strip() for l in run.lines if todo[0] in l and "LAB TODO" in l))
 
 
 def require(watch, run):
-    """The witness's result; when there is none, the failure says first what the console shows
-    about processes that died (the usual reason the grader never saw a forked child run)."""
+    """The witness's result. First, what the grader saw go wrong on the way, the likeliest cause
+    of anything after it: a copy-on-write fault that did the wrong thing (seen at its entry and
+    return); when the witness has no result, the processes that died (the usual reason the
+    grader never saw a forked child run)."""
+    fail_on_lab6_skeleton(watch, run)
+    cow = deaths_of(watch).cow_problems()
+    if cow:
+        watch.fail(run, cow[0] + "".join(f"\n  {p}" for p in cow[1:3]))
     if run.witness is None:
+        stale = stale_records(deaths_of(watch).moments)
+        if stale:
+            watch.fail(run, stale[0])
         fail_on_killed_children(watch, run)
     return watch.require(run)
 
 
 def check_baseline(watch, run, w):
     if w["after"] != w["before"]:
-        watch.fail(run, f"frames in use (the frame allocator's bitmap, read by the grader from guest RAM): "
-                        f"{w['before']} before the first process, {w['after']} after every process was reaped: "
-                        f"{w['after'] - w['before']:+d} (a fork that leaks the frames or tables of the copy, a zombie "
-                        "never reaped, or exit not freeing the whole user half)")
+        head = (f"frames in use (the frame allocator's bitmap, read by the grader from guest RAM): {w['before']} before "
+                f"the first process, {w['after']} after every process was reaped: {w['after'] - w['before']:+d}")
+        story = w.get("leak") or []
+        if story:
+            watch.fail(run, f"{head}: {story[0]}" + "".join(f"\n  {s}" for s in story[1:4]))
+        watch.fail(run, f"{head} (frames the grader never saw as a process's page or table: a fork that leaks the "
+                        "tables of the copy, or a kernel stack never freed)")
 
 
 # ---- fork --------------------------------------------------------------------------------------
@@ -129,29 +215,132 @@ def test_fork_basic(boot, kernel, arch):
     page = word & ~(PAGE - 1)
     write = syscall_number("Write")
 
+    fork_call, wait_call, exit_call = syscall_number("Fork"), syscall_number("Wait"), syscall_number("Exit")
+    info_size = 16  # abi::ExitInfo: i32 code, u32 how, u64 address
+
     def script(guest):
         watch.before(guest)
         snap = watch.started_check(guest)
         parent = first_root(snap, kernel)
-        seen = {}
-        for snap in calls(guest, watch, {write}, 800):
+        deaths = deaths_of(watch)
+        seen, waits, exits = {}, [], {}
+        state = watch.fork_state = dict(at_fork=None, later=None, flush=None)
+        tracer = Tracer(guest, watch)
+        fork_at = address_of(kernel, "pagoda::proc::fork_process")
+        idle_at = address_of(kernel, "pagoda::proc::idle_until_interrupt")
+        tlb_page, tlb_all = address_of(kernel, watch.proc["tlb_page"]), address_of(kernel, watch.proc["tlb_all"])
+        for kind, snap, data in tracer.stops(40 * n + 400, deaths_too=True, extra=[fork_at, idle_at]):
             root = snap.lower_root
-            if root == parent or root in watch.kernel_roots:
+            at_fork = state["at_fork"]
+            if kind == "extra" and snap.pc == idle_at:
+                # Nobody is ready (no child here sleeps): someone waits for what will never come.
+                stalled = stalled_waits(snap, kernel)
+                if stalled:
+                    raise AssertionError(stalled[0])
+                continue
+            if kind == "extra" and snap.pc in (tlb_page, tlb_all):
+                # Inside the first fork: every invalidation the kernel asks of the TLB.
+                flush = state["flush"]
+                if snap.pc == tlb_all:
+                    flush["all"] = True
+                else:
+                    flush["pages"].add(snap.argument(1) & ~(PAGE - 1))
+                continue
+            if kind == "extra":
+                # The first fork: seen again where fork_process returns to the system call, in the
+                # parent's kernel context, before the child can run.
+                if root == parent and at_fork is None:
+                    tracer.follow_call(snap, ("forked", set(processes(snap, kernel, records_of=-1))), any_root=True)
+                    # The parent's pages as fork starts, and every TLB invalidation until it returns.
+                    state["flush"] = dict(before=Pages.of(snap, parent), pages=set(), all=False)
+                    tracer.transient = {tlb_page, tlb_all}
+                continue
+            if kind == "death":
+                # A child that dies before its first system call is the later moment of the fork.
+                if at_fork and state["later"] is None and data.what == "exit" and root == at_fork.child.root:
+                    state["later"] = fork_view(snap, kernel, parent, root, "later")
+                    deaths.add(state["later"].parent)
+                continue
+            if kind == "return":
+                result = signed(snap.register(watch.proc["syscall_result"]))
+                if data[0] == "forked":
+                    tracer.transient = set()
+                    made = sorted(set(processes(snap, kernel, records_of=-1)) - data[1])
+                    child = next((k.root for k in registry(snap, kernel).roots if k.kind == "process" and made
+                                  and k.id == made[0]), None)
+                    if child is not None:
+                        state["at_fork"] = fork_view(snap, kernel, parent, child, "fork")
+                        state["at_fork"].live_root = root
+                        for m in (state["at_fork"].parent, state["at_fork"].child):
+                            deaths.add(m)
+                        # The child's first return to user mode, where the parent's returned: the
+                        # moment before it runs a single instruction of its own.
+                        if state.get("fork_pc") is not None:
+                            tracer.pending[(state["fork_pc"], child)] = ("child runs",)
+                elif data[0] == "child runs":
+                    if state["later"] is None:
+                        state["later"] = fork_view(snap, kernel, parent, root, "later")
+                        deaths.add(state["later"].parent)
+                        deaths.add(state["later"].child)
+                elif data[0] == "wait":
+                    waits.append((result, snap.read_virt(data[1], info_size, parent) if result > 0 and data[1] else b""))
+                    if result < 0:
+                        break
+                continue
+            number = snap.register(watch.proc["syscall_number"])
+            if root == parent:
+                if number == fork_call:
+                    state["fork_pc"] = snap.register(watch.proc["syscall_return_pc"])
+                elif number == wait_call:
+                    tracer.follow(snap, ("wait", snap.register(watch.proc["syscall_args"][1])))
+                continue
+            if root in watch.kernel_roots:
+                continue
+            if number == exit_call:
+                exits[pid_of(snap, kernel, root)[0]] = signed(snap.register(watch.proc["syscall_args"][0]))
+                continue
+            if number != write:
                 continue
             m = re.match(rb"forktree: child (\d+) pid (\d+)", write_buffer(snap, watch, root))
-            if not m or int(m[1]) in seen:
+            if not m or int(m[1]) in seen or len(seen) == witnesses:
                 continue
             seen[int(m[1])] = dict(
                 root=root, pid=int(m[2]), child=u64(snap.read_virt(word, 8, root)),
                 parent=u64(snap.read_virt(word, 8, parent)), child_frame=snap.translate(page, root),
                 parent_frame=snap.translate(page, parent), half=watch.inspector.kernel_half_problem(snap, root),
                 registered=root in process_roots(snap, kernel))
-            if len(seen) == witnesses:
-                break
-        return dict(parent=parent, seen=seen, **baseline(watch, guest))
+        return dict(parent=parent, seen=seen, waits=waits, exits=exits, at_fork=state["at_fork"],
+                    later=state["later"], **baseline(watch, guest))
+
+    def fork_failure(at_fork, later, flush):
+        # In the order things happened: the fork's return, the copy-on-write faults after it (a
+        # wrong one changes what the later view sees), the later view.
+        problems = fork_problems(at_fork) if at_fork else []
+        if problems:
+            watch.fail(run, problems[0] + "".join(f"\n  {p}" for p in problems[1:3]))
+        stale = unflushed(flush, at_fork) if at_fork and flush else []
+        if stale:
+            watch.fail(run, f"right after fork, page {stale[0]:#x} (and {len(stale) - 1} more) was writable in the "
+                            f"parent (pid {at_fork.parent.pid}) as fork began and is read-only in its root now, but "
+                            "no TLB invalidation of it ran during fork (the grader stopped at every invalidate_page "
+                            "and invalidate_all): the parent's TLB may still hold the writable translation, and its "
+                            "next write would reach the frame the child shares (fork must invalidate the parent's "
+                            "narrowed entries: its batch)")
+        cow = deaths_of(watch).cow_problems()
+        if cow:
+            watch.fail(run, cow[0] + "".join(f"\n  {p}" for p in cow[1:3]))
+        problems = fork_problems(at_fork, later) if at_fork else []
+        if problems:
+            watch.fail(run, problems[0] + "".join(f"\n  {p}" for p in problems[1:3]))
 
     run = boot(args={"run": f"forktree:basic:{n}"}, token=token, witness=script, memory=GRADER_MEMORY)
+    # What the grader saw of the first fork comes first (even when the boot ended before the
+    # grader's last stop: a kill, a panic): the fork is what the other checks depend on.
+    fail_on_lab6_skeleton(watch, run)
+    seen_so_far = getattr(watch, "fork_state", {})
+    fork_failure(seen_so_far.get("at_fork"), seen_so_far.get("later"), seen_so_far.get("flush"))
     w = require(watch, run)
+    fail_on_killed_children(watch, run)
     if len(w["seen"]) < witnesses:
         watch.fail(run, f"the grader saw {len(w['seen'])} forked children write their line from a root other than the "
                         f"parent's ({w['parent']:#x}); expected {witnesses} (fork made no new root, or the child never "
@@ -175,6 +364,23 @@ def test_fork_basic(boot, kernel, arch):
                             f"{c['parent_frame']:#x}: the child has no copy of its own")
         run.expect(rf"^forktree: child {i} pid {c['pid']} parent 1 wrote "
                    rf"proof={proof(token, child_value(token, i) ^ c['pid']):016x}$", f"child {i}'s line")
+    # Each wait's result and the status it wrote (read in user mode at its return) against the
+    # code each child passed to exit (read at its exit call).
+    reaped = [(pid, u64(st[:4]) & 0xffffffff, u64(st[4:8]) & 0xffffffff) for pid, st in w["waits"] if pid > 0]
+    for pid, code, how in reaped:
+        want_code = w["exits"].get(pid)
+        if code >= 1 << 31:
+            code -= 1 << 32
+        if want_code is not None and (how != 0 or code != want_code):
+            watch.fail(run, f"wait returned child pid {pid} with the status how={how} code={code} (the ExitInfo it "
+                            f"wrote, read in user mode at its return), but pid {pid} passed {want_code} to exit (read "
+                            "at its exit call): wait must report the status of the child it reaped")
+    if len(reaped) != n or len({pid for pid, _, _ in reaped}) != n:
+        last = w["waits"][-1][0] if w["waits"] else None
+        watch.fail(run, f"the parent's wait calls returned {len(reaped)} children ({len({p for p, _, _ in reaped})} "
+                        f"distinct ids), then {last}, as read in user mode: expected its {n} children, each once, then "
+                        f"-ECHILD ({-ECHILD})")
+    check_baseline(watch, run, w)
     total = sum(child_code(token, i) * (i + 1) for i in range(n)) & MASK64
     run.expect(rf"^forktree: forked {n} reaped {n} with their statuses ok proof={proof(token, total):016x}$",
                "the parent's summary: every child reaped by wait() with its exit status")
@@ -183,7 +389,6 @@ def test_fork_basic(boot, kernel, arch):
     want = sorted([0] + [child_code(token, i) for i in range(n)])
     if codes != want or len(reaped) != n + 1:
         watch.fail(run, f"expected forktree and its {n} children to be reaped with codes {want}; reaped: {reaped}")
-    check_baseline(watch, run, w)
     run.expect_outcome("success")
 
 
@@ -284,20 +489,6 @@ def test_exec_args(boot, kernel, arch):
 
 
 # ---- copy-on-write -----------------------------------------------------------------------------
-
-class Refs:
-    """The kernel's frame reference counts, read from guest RAM (pagoda_frame_refs: the table's
-    kernel address and its entries; each entry a u16 of references beyond the first)."""
-
-    def __init__(self, snap, kernel):
-        self.snap = snap
-        self.table, self.entries = kernel_u64s(snap, kernel, address_of(kernel, "pagoda_frame_refs"), 2)
-
-    def count(self, frame):
-        if not self.table or frame // PAGE >= self.entries:
-            return None
-        return 1 + u64(self.snap.read_virt(self.table + 2 * (frame // PAGE), 2))
-
 
 def pages_in(snap, roots, vas):
     """{va: [(frame, writable) per root]} through the grader's walk of each root."""
@@ -505,6 +696,7 @@ def test_fork_bomb(boot, kernel, arch):
     # of process slots (EAGAIN). Either way: every child reaped, nothing leaked.
     for mode, mib, errno_name, errno in (("eager", 16, "ENOMEM", 12), ("cow", pick_in(token, "bomb MiB", 1, 8), "EAGAIN", 11)):
         watch = Watch(kernel, arch)
+        watch.deaths = Deaths(kernel, cow=False, light=True)   # (a hundred children of megabytes each)
         run = boot(args={"run": f"forktree:bomb:{mib}", "fork": mode}, token=token,
                    witness=bomb_script(watch, fork_call, kernel), memory=GRADER_MEMORY)
         w = require(watch, run)
@@ -564,16 +756,41 @@ class Tracer:
         self.guest = guest
         self.watch = watch
         self.pending = {}   # (return pc, root) -> data
+        self.transient = set()  # more addresses to stop at for now (kind "extra"), names or addresses
 
     def follow(self, snap, data):
         self.pending[(snap.register(self.watch.proc["syscall_return_pc"]), snap.lower_root)] = data
 
-    def stops(self, limit):
+    def follow_call(self, snap, data, any_root=False):
+        """At the entry of a kernel function (@p snap): stop again where it returns, in the same
+        root (its caller's next instruction), or in whatever root the CPU holds then (@p any_root:
+        a function that may change the root under its caller, which is a bug to see)."""
+        self.pending[(return_address(snap), None if any_root else snap.lower_root)] = data
+
+    def stops(self, limit, deaths_too=False, extra=()):
+        """(kind, snap, data) of each stop; with @p deaths_too also ("death", snap, Moment) at each
+        death or exec (recorded in the boot's Deaths either way), and ("extra", snap, None) at each
+        of the addresses @p extra."""
         entry = self.watch.proc["syscall_entry"]
-        for _ in range(limit):
-            snap = self.guest.stop_at_any([entry] + sorted({pc for pc, _ in self.pending}))
+        deaths = deaths_of(self.watch)
+        extra = [a if isinstance(a, int) else address_of(self.watch.kernel, a) for a in extra]
+        taken = 0
+        while taken < limit:
+            now = [a if isinstance(a, int) else address_of(self.watch.kernel, a) for a in self.transient]
+            snap = self.guest.stop_at_any([entry, *deaths.addresses(), *extra, *now]
+                                          + sorted({pc for pc, _ in self.pending}))
+            if deaths.take(snap):  # (not counted: the limit is the test's own stops)
+                if deaths_too and snap.pc in (deaths.exit_at, deaths.exec_at):
+                    yield "death", snap, deaths.moments[-1]
+                continue
+            taken += 1
+            if snap.pc in extra or snap.pc in now:
+                yield "extra", snap, None
+                continue
             if snap.pc != address_of(self.watch.kernel, entry) and (snap.pc, snap.lower_root) in self.pending:
                 yield "return", snap, self.pending.pop((snap.pc, snap.lower_root))
+            elif snap.pc != address_of(self.watch.kernel, entry) and (snap.pc, None) in self.pending:
+                yield "return", snap, self.pending.pop((snap.pc, None))
             elif snap.pc == address_of(self.watch.kernel, entry):
                 yield "entry", snap, None
         raise AssertionError(f"the grader followed {limit} stops without seeing the end it waited for")
@@ -583,6 +800,7 @@ class Tracer:
 def test_wide_fork(boot, kernel, arch):
     token = boot.fresh_token()
     watch = Watch(kernel, arch)
+    watch.deaths = Deaths(kernel, cow=False)   # (64 children: the deaths are enough here)
     exit_call, wait_call = syscall_number("Exit"), syscall_number("Wait")
     info_size = 16  # abi::ExitInfo: i32 code, u32 how, u64 address
 
@@ -876,6 +1094,8 @@ def usertests_case(boot, kernel, arch, case):
     give (user/programs/usertests.cpp). Each probe is judged on what the grader saw."""
     token = boot.fresh_token()
     watch = Watch(kernel, arch)
+    if case == "forkmem":
+        watch.deaths = Deaths(kernel, cow=False, light=True)   # (memory touched until it runs out)
     exit_call = syscall_number("Exit")
     record = user_symbol(kernel, arch, "usertests", "usertests_probes").address
     count_at = user_symbol(kernel, arch, "usertests", "usertests_probe_count").address

@@ -51,14 +51,22 @@ def test_one_job_means_no_xdist(monkeypatch, tmp_path):
     """-j 1 arrives as the text "1", which was compared with the number 1."""
     seen = []
 
-    def fake_run(argv, **kwargs):
-        seen.append(argv)
-        report = next(a.split("=", 1)[1] for a in argv if a.startswith("--pagoda-report="))
-        with open(report, "w") as f:
-            f.write("[]")
-        return subprocess.CompletedProcess(argv, 0)
+    class FakePytest:
+        pid, returncode = 0, 0
 
-    monkeypatch.setattr(grade.subprocess, "run", fake_run)
+        def __init__(self, argv, **kwargs):
+            seen.append(argv)
+            report = next(a.split("=", 1)[1] for a in argv if a.startswith("--pagoda-report="))
+            with open(report, "w") as f:
+                f.write("[]")
+
+        def wait(self):
+            return 0
+
+        def poll(self):
+            return 0
+
+    monkeypatch.setattr(grade.subprocess, "Popen", FakePytest)
     monkeypatch.setattr(grade.paths, "BUILD", str(tmp_path))
     grade.run_pytest([0], "x86_64", grade.jobs_argument("1"))
     grade.run_pytest([0], "x86_64", grade.jobs_argument("2"))

@@ -93,6 +93,9 @@ ARCHES = {
               "syscall_entry": "x86_syscall_entry", "syscall_number": "rax",
               "syscall_args": ("rdi", "rsi", "rdx", "r10", "r8", "r9"), "syscall_return_pc": "rcx",
               "root_loader": "pagoda::x86::hw::load_root", "root_loader_arg": "rdi",
+              # The TLB maintenance of one address space (this, va, global / this, global).
+              "tlb_page": "pagoda::x86::X86AddressSpace::invalidate_page",
+              "tlb_all": "pagoda::x86::X86AddressSpace::invalidate_all",
               "timer_vector": 32, "page_fault": 14, "protection_fault": 13, "stack_overflow": 8,
               "cpu_set_bits": (1 << 5) | (1 << 6),
               "user_guards": (("cr4", 20, "SMEP"), ("cr4", 21, "SMAP"), ("cr4", 11, "UMIP")),
@@ -120,6 +123,8 @@ ARCHES = {
               "syscall_result": "x0", "syscall_entry_kernel_sp": True,   # SP is SP_EL1 there
               "root_loader": "pagoda::aarch64::hw::load_ttbr0", "root_loader_arg": "x0",
               "user_trap_stacks": (("the EL1 stack (aarch64_user_trap_sp)", "aarch64_user_trap_sp", None),),
+              "tlb_page": "pagoda::aarch64::Aarch64AddressSpace::invalidate_page",
+              "tlb_all": "pagoda::aarch64::Aarch64AddressSpace::invalidate_all",
               "timer_vector": 5, "page_fault": 4, "instruction_abort": 3, "protection_fault": 4,
               "privileged_fault": 1, "stack_overflow": None, "user_privilege": 0,
               # PSTATE.PAN, as the gdbstub's CPSR shows it (bit 22).

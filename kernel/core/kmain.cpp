@@ -29,6 +29,7 @@ StringView token_of(const BootInfo& boot) { return cmdline_get(boot.cmdline(), "
 [[noreturn]] void kmain_running(const BootInfo& boot) {
   proc::init();
   if (const CmdlineValue fork = cmdline_get(boot.cmdline(), "fork"); fork.found) proc::configure_fork(fork.value);
+  if (const CmdlineValue log = cmdline_get(boot.cmdline(), "log"); log.found) proc::configure_log(log.value);
   arch::timer_init(kTimerHz);
 
   // run=NAME,...: the programs run as processes to their end, then the machine stops.

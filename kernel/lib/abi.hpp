@@ -56,7 +56,17 @@ enum class Syscall : u64 {
   Mprotect = 13, ///< (u64 addr, u64 length, u64 prot) -> 0; the whole range must be mapped
   Brk = 14,      ///< (u64 new_break) -> the break after the call; 0 only queries it
   Sbrk = 15,     ///< (i64 increment) -> the break before the call
-  // 16 .. 63: reserved for general calls to come.
+  // ---- the console and its programs (the shell) ----
+  Kill = 16,        ///< (i64 pid, u64 flags) -> 0: ends process @p pid (with kKillTree, every
+                    ///< descendant too) through the exit path, at its next return to user mode
+                    ///< or when it sleeps or waits; wait() reports Termination::Killed. ESRCH: no
+                    ///< such process (or already ended); EINVAL: pid <= 0, unknown flags
+  Foreground = 17,  ///< (i64 pid) -> the previous foreground process (0: none): the process
+                    ///< that kConsoleInterrupt typed on the console ends, with its descendants
+                    ///< (Termination::Interrupted); 0 clears it. ESRCH: no such process
+  Programs = 18,    ///< (char* out, usize size) -> bytes the whole list takes: the embedded
+                    ///< programs' names, each followed by '\n'; as much as fits goes to @p out
+  // 19 .. 63: reserved for general calls to come.
 
   // ---- test calls: reports for the grader's programs ----
   ProcInfo = 64,       ///< (ProcInfo* out, usize size) -> bytes written (min(size, sizeof))
@@ -123,6 +133,9 @@ constexpr const char* syscall_name(u64 number) {
     case Syscall::Mprotect: return "mprotect";
     case Syscall::Brk: return "brk";
     case Syscall::Sbrk: return "sbrk";
+    case Syscall::Kill: return "kill";
+    case Syscall::Foreground: return "foreground";
+    case Syscall::Programs: return "programs";
     case Syscall::ProcInfo: return "proc_info";
     case Syscall::VmaList: return "vma_list";
     case Syscall::KernelRecurse: return "kernel_recurse";
@@ -212,6 +225,13 @@ inline constexpr u64 kMapMask = kMapFixed | kMapFixedNoReplace;
 /// Wait option: return 0 at once instead of blocking when no child has exited.
 inline constexpr u64 kWaitNoHang = 1;
 
+/// Kill flag: the process and every process descending from it.
+inline constexpr u64 kKillTree = 1;
+
+/// The console's interrupt character (Ctrl-C). With a foreground process it ends that process
+/// and its descendants (Foreground); with none, a reader gets it as an ordinary byte.
+inline constexpr char kConsoleInterrupt = 0x03;
+
 /// Longest program name, without its NUL.
 inline constexpr usize kMaxProgramName = 31;
 /// Most arguments spawn and exec accept (argv[0] included).
@@ -230,7 +250,8 @@ enum class Termination : u32 {
   PrivilegedInstruction = 4,  ///< an instruction user mode may not execute (hlt, mov cr3, ...)
   ArithmeticError = 5,        ///< division by zero and the like
   StackLimit = 6,             ///< the stack grew past its limit (address set)
-  Killed = 7,                 ///< ended by the kernel for another reason
+  Killed = 7,                 ///< ended by the kernel for another reason, or by kill()
+  Interrupted = 8,            ///< the console's interrupt character (Ctrl-C) ended it
 };
 
 /// The name of a Termination ("page fault").
@@ -244,6 +265,7 @@ constexpr const char* termination_name(Termination t) {
     case Termination::ArithmeticError: return "arithmetic error";
     case Termination::StackLimit: return "stack limit";
     case Termination::Killed: return "killed";
+    case Termination::Interrupted: return "interrupted";
   }
   return "unknown";
 }

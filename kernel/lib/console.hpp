@@ -10,8 +10,20 @@
 
 namespace pagoda {
 
-/// Writes raw text to the console (the arch's serial port).
+/// Writes raw text to the console (the arch's serial port), as the kernel.
 void console_write(StringView text);
+
+/// Who writes: a process id, or the kernel.
+inline constexpr u32 kKernelWriter = 0;
+/// Writes raw text to the console for @p writer (a process's write()).
+void console_write_from(u32 writer, StringView text);
+/// @p reader (a process id) waits for console input: what is on the console's current line is
+/// its own (a prompt, its echo), written again below anything others write meanwhile
+/// (core/held_line.hpp). console_release_line() when it has its input or ends.
+void console_hold_line(u32 reader);
+void console_release_line(u32 reader);
+/// Writes the held line again if others wrote since and have ended their lines (at each tick).
+void console_settle();
 
 /// The console as a FormatSink.
 FormatSink& console_sink();

@@ -1,38 +1,44 @@
 /// @file fork_copy.hpp
-/// @brief copy_mappings(): fork's walk of a range of the parent, a page table at a time.
+/// @brief Fork's walk of the parent's pages (lab 6): the reference's speed path.
 ///
-/// Fork visits every mapped page of every region of the parent once and writes the child's
-/// entry for it: the same frame (copy-on-write) or a copy (the eager baseline). Done page by
-/// page through the cursor (find, perms, protect, map), each page costs a walk step, a decode
-/// of its permissions, an encode of new ones and an invalidation record, about a thousand
-/// instructions: more than the rest of a copy-on-write fork together. copy_mappings() does the
-/// walk a leaf table at a time instead:
-///
-///     parent cursor: next_mapped() -> the first mapped page of a leaf table
-///                    page_entry()  -> its entry; the next ones are the next pages'
-///     child cursor:  reserve_page_entry() at the same address -> the child's leaf table
-///                                                                (made once per table)
-///     for each present entry of the run:  visit(page)     the caller's decision
-///     then: the child's batch told of the writes (one barrier), the parent's of the run's
-///           invalidation (the batch turns many pages into one flush of the space)
-///
-/// The caller decides what each page becomes (ForkPage): share() maps the parent's frame in
-/// the child and takes write permission from both entries; map_copy(frame) maps a frame of
-/// the child's own with the parent's permissions. Permissions are decoded and encoded only
-/// when an entry's attribute bits (everything but its address) differ from the last entry's:
-/// the format's with_perms() keeps the address and changes only attribute bits, so the entry
-/// without write permission is the old address with the remembered attributes.
-///
-/// Large pages are refused (InvalidArgument): the user half maps 4 KiB pages only. On an error
-/// from visit() the walk stops: what it wrote stays written and consistent (every entry it
-/// wrote in the child is a whole mapping, every parent entry it narrowed is invalidated), so
-/// the caller undoes the child by freeing its user half.
+/// Lab 6 (labs/06-fork/README.md) has you write fork's copy of the user half, eager and then
+/// copy-on-write, in kernel/proc/process.cpp. A walk page by page with the cursor (next_mapped(),
+/// perms(), protect(), map()) is correct, and the place to start. This header holds the walk the
+/// reference uses to meet `./pagoda bench fork`'s targets.
 #pragma once
 
 #include "lib/result.hpp"
 #include "mm/cursor.hpp"
 
 namespace pagoda {
+
+// LAB 6 BEGIN fork's walk a leaf table at a time, and what it makes of each page (share, copy)
+// Fork visits every mapped page of every region of the parent once and writes the child's
+// entry for it: the same frame (copy-on-write) or a copy (the eager baseline). Done page by
+// page through the cursor (find, perms, protect, map), each page costs a walk step, a decode
+// of its permissions, an encode of new ones and an invalidation record, about a thousand
+// instructions: more than the rest of a copy-on-write fork together. copy_mappings() does the
+// walk a leaf table at a time instead:
+//
+//     parent cursor: next_mapped() -> the first mapped page of a leaf table
+//                    page_entry()  -> its entry; the next ones are the next pages'
+//     child cursor:  reserve_page_entry() at the same address -> the child's leaf table
+//                                                                (made once per table)
+//     for each present entry of the run:  visit(page)     the caller's decision
+//     then: the child's batch told of the writes (one barrier), the parent's of the run's
+//           invalidation (the batch turns many pages into one flush of the space)
+//
+// The caller decides what each page becomes (ForkPage): share() maps the parent's frame in
+// the child and takes write permission from both entries; map_copy(frame) maps a frame of
+// the child's own with the parent's permissions. Permissions are decoded and encoded only
+// when an entry's attribute bits (everything but its address) differ from the last entry's:
+// the format's with_perms() keeps the address and changes only attribute bits, so the entry
+// without write permission is the old address with the remembered attributes.
+//
+// Large pages are refused (InvalidArgument): the user half maps 4 KiB pages only. On an error
+// from visit() the walk stops: what it wrote stays written and consistent (every entry it
+// wrote in the child is a whole mapping, every parent entry it narrowed is invalidated), so
+// the caller undoes the child by freeing its user half.
 
 namespace fork_detail {
 
@@ -157,5 +163,8 @@ Result<void> copy_mappings(Cursor<F>& from, Cursor<F>& to, VirtAddr start, VirtA
   }
   return {};
 }
+// LAB 6 SKELETON
+// // Your walk may live here or in kernel/proc/process.cpp (labs/06-fork/README.md).
+// LAB 6 END
 
 }  // namespace pagoda

@@ -1,6 +1,7 @@
 // The process table, creation and teardown (see process.hpp).
 #include "proc/process.hpp"
 
+#include "core/lab.hpp"
 #include "core/panic.hpp"
 #include "lib/facts.hpp"
 #include "mm/fork_copy.hpp"
@@ -8,9 +9,18 @@
 #include "mm/table_iterator.hpp"
 #include "mm/vm.hpp"
 #include "proc/loader.hpp"
+#include "proc/run.hpp"
 #include "proc/scheduler.hpp"
 
 namespace pagoda::proc {
+
+// What lab 6's grader reads of a process besides its record (the facts at the end of this
+// file): who its parent is, how it ended, which state is a zombie (grade/pagoda_grade/lifecycle.py).
+PAGODA_FACT(process_parent, offsetof(Process, parent))
+PAGODA_FACT(process_exit, offsetof(Process, exit))
+PAGODA_FACT(process_state_zombie, u64(State::Zombie))
+PAGODA_FACT(process_state_waiting, u64(State::Waiting))
+
 namespace {
 
 Process g_processes[kMaxProcesses];
@@ -138,20 +148,36 @@ void destroy_process(Process& p) {
   release(p);
 }
 
+Result<void> copy_record(const UserRegions& from, UserRegions& to) {
+  // LAB 6 BEGIN copy a record of regions: every VMA, then the stack's and the heap's bounds
+  // The VMA set first: it is the only step that can fail (NoMemory), and it leaves @p to as it
+  // was when it does, so the caller may still use it.
+  TRY(to.vmas.copy_from(from.vmas));
+  to.stack_limit = from.stack_limit;
+  to.stack_gap = from.stack_gap;
+  to.heap_start = from.heap_start;
+  to.brk = from.brk;
+  return {};
+  // LAB 6 SKELETON
+  // (void)from;
+  // (void)to;
+  // return Error(Error::NotImplemented, "lab 6: write copy_record() in kernel/proc/process.cpp "
+  //                                     "(labs/06-fork/README.md)");
+  // LAB 6 END
+}
+
 Result<Process*> fork_process(Process& parent) {
+  // LAB 6 BEGIN fork: a child whose record and user half are copies of the parent's, returning 0
+  // The child is made in the order create_process() makes a process, and undone by release()
+  // on any failure: a slot (its pid), a root that shares the kernel half with an empty record,
+  // the record copied, the user half copied *by the child's record* (now the same regions as
+  // the parent's: copying by a record still empty would copy nothing), a kernel stack. The
+  // caller is the parent: it reaps the child with wait().
   Process& child = *TRY(take_slot(parent.name_view()));
   child.parent = parent.pid;
   Result<void> done = make_space(child);
-  if (done.ok()) {
-    UserRegions& from = parent.regions();
-    UserRegions& to = child.regions();
-    to.stack_limit = from.stack_limit;
-    to.stack_gap = from.stack_gap;
-    to.heap_start = from.heap_start;
-    to.brk = from.brk;
-    done = to.vmas.copy_from(from.vmas);
-  }
-  if (done.ok()) done = copy_user_half(parent.space(), parent.regions().vmas, child.space());
+  if (done.ok()) done = copy_record(parent.regions(), child.regions());
+  if (done.ok()) done = copy_user_half(parent.space(), child.regions().vmas, child.space());
   if (done.ok()) {
     Result<KernelStack> stack = create_kernel_stack();
     if (stack.ok()) child.kstack = stack.value();
@@ -161,9 +187,16 @@ Result<Process*> fork_process(Process& parent) {
     release(child);
     return done.error();
   }
+  // The first switch to the child returns through a copy of the parent's system-call frame,
+  // with result 0 (arch::prepare_fork_return()); it runs once the scheduler picks it.
   child.saved_sp = arch::prepare_fork_return(child.kstack.top().value(), parent.kstack.top().value());
   child.state = State::Ready;
   return &child;
+  // LAB 6 SKELETON
+  // (void)parent;
+  // return Error(Error::NotImplemented, "lab 6: write fork_process() in kernel/proc/process.cpp "
+  //                                     "(labs/06-fork/README.md)");
+  // LAB 6 END
 }
 
 void configure_fork(StringView mode) {
@@ -176,7 +209,14 @@ void configure_fork(StringView mode) {
 bool eager_fork() { return g_eager_fork; }
 
 Result<void> copy_user_half(AddressSpace& from, const VmaSet& vmas, AddressSpace& to) {
-  return g_eager_fork ? copy_pages(from, vmas, to) : share_pages(from, vmas, to);
+  if (g_eager_fork) return copy_pages(from, vmas, to);
+  const Result<void> shared = share_pages(from, vmas, to);
+  if (shared.is_error() && shared.error() == Error::NotImplemented) {
+    // Lab 6, before copy-on-write is written: the eager copy stands in for it (it changed nothing).
+    lab_todo(shared.error());
+    return copy_pages(from, vmas, to);
+  }
+  return shared;
 }
 
 Result<void> copy_pages(AddressSpace& from, const VmaSet& vmas, AddressSpace& to) {
@@ -239,8 +279,11 @@ Result<void> share_pages(AddressSpace& from, const VmaSet& vmas, AddressSpace& t
 }
 
 Result<arch::UserEntry> exec_current(Process& p, StringView name, Span<const u8> image, Span<const StringView> args) {
-  // The new space is made and loaded beside the old one (the old root stays live, the loader
-  // writes through temporary mappings): any failure drops the new one and changes nothing.
+  // LAB 6 BEGIN exec: a new space loaded beside the old one, then the switch, then the old one freed
+  // The new space is made and loaded while the old root stays live (the loader writes the new
+  // one through temporary mappings: load_program(), labs 4 and 5), so that any failure drops
+  // the new space and returns with the old one untouched. The new space and its record live on
+  // this stack until the commit moves them into the process.
   Result<AddressSpace> made = AddressSpace::create_user(vm::kernel_space());
   if (made.is_error()) return made.error();
   alignas(AddressSpace) u8 space_storage[sizeof(AddressSpace)];
@@ -262,16 +305,13 @@ Result<arch::UserEntry> exec_current(Process& p, StringView name, Span<const u8>
   }
   // The last step that can fail: the process's record takes the new regions (NoMemory leaves
   // it unchanged). From here on nothing fails.
-  if (Result<void> copied = p.regions().vmas.copy_from(regions.vmas); copied.is_error()) {
+  if (Result<void> copied = copy_record(regions, p.regions()); copied.is_error()) {
     drop_new();
     return copied.error();
   }
-  p.regions().stack_limit = regions.stack_limit;
-  p.regions().stack_gap = regions.stack_gap;
-  p.regions().heap_start = regions.heap_start;
-  p.regions().brk = regions.brk;
   regions.~UserRegions();
-  // Commit: the new space goes live, then the old one is freed (no longer live).
+  // Commit. The new root goes live first: the old one may be freed only once the CPU no longer
+  // translates through it (freeing the live root is freeing the tables under the CPU's feet).
   space.name_for_debugging(name, p.pid);
   space.set_regions(&p.regions());
   space.activate();
@@ -279,13 +319,22 @@ Result<arch::UserEntry> exec_current(Process& p, StringView name, Span<const u8>
   usize pages = 0;
   if (Result<void> freed = free_user_half(old_space, pages); freed.is_error())
     println("proc {} ({}): exec: the old user half was not freed: {}", p.pid, p.name_view(), freed.error());
-  old_space.~AddressSpace();
+  old_space.~AddressSpace();  // the old root and the tables of its user half; withdrawn from the registry
   construct_at(&p.space(), move(space));
-  space.~AddressSpace();
+  space.~AddressSpace();      // moved from: owns nothing
   vm::set_current_space(&p.space());
   set_name(p, name);
+  // The system call returns into the new program's entry, not to its caller.
   arch::restart_user_entry(p.kstack.top().value(), entry.value());
   return entry.value();
+  // LAB 6 SKELETON
+  // (void)p;
+  // (void)name;
+  // (void)image;
+  // (void)args;
+  // return Error(Error::NotImplemented, "lab 6: write exec_current() in kernel/proc/process.cpp "
+  //                                     "(labs/06-fork/README.md)");
+  // LAB 6 END
 }
 
 abi::ExitInfo reap(Process& p) {
@@ -294,6 +343,7 @@ abi::ExitInfo reap(Process& p) {
   for (usize i = 0; i < sizeof name; ++i) name[i] = p.name[i];
   const abi::ExitInfo exit = p.exit;
   destroy_process(p);
+  if (!lifecycle_log()) return exit;
   if (exit.how == u32(abi::Termination::Exited))
     println("proc {} ({}): reaped: exited with code {}", pid, StringView(name), exit.code);
   else
@@ -302,9 +352,15 @@ abi::ExitInfo reap(Process& p) {
 }
 
 Result<u32> wait_for_child(Process& p, i64 pid, abi::ExitInfo& info, bool no_hang) {
+  // LAB 6 BEGIN wait: reap a child that has ended, or sleep until one does
+  // A child of @p p is any process whose parent is p's pid (fork and spawn set it; exit hands
+  // orphans to the first process). A zombie among the ones asked for is reaped here: its status
+  // is what it ended with, and reap() frees all it still holds (user half, tables, root, kernel
+  // stack, slot). Otherwise p sleeps (Waiting) until the exit of a child makes it Ready, then
+  // searches again from the start (what it was woken for may have changed meanwhile).
   for (;;) {
     bool any = false;
-    for (Process& q : g_processes) {
+    for (Process& q : process_table()) {
       if (q.state == State::Free || q.parent != p.pid || (pid != -1 && i64(q.pid) != pid)) continue;
       any = true;
       if (q.state != State::Zombie) continue;
@@ -317,6 +373,14 @@ Result<u32> wait_for_child(Process& p, i64 pid, abi::ExitInfo& info, bool no_han
     p.state = State::Waiting;  // exit_current() of a child makes it Ready again
     schedule();
   }
+  // LAB 6 SKELETON
+  // (void)p;
+  // (void)pid;
+  // (void)info;
+  // (void)no_hang;
+  // return Error(Error::NotImplemented, "lab 6: write wait_for_child() in kernel/proc/process.cpp "
+  //                                     "(labs/06-fork/README.md)");
+  // LAB 6 END
 }
 
 Result<void> free_user_half(AddressSpace& space, usize& pages) {

@@ -27,6 +27,11 @@
 ///                                                   v
 ///                                                 Zombie --reap (parent's wait, or idle)--> Free
 ///
+/// kill() (the kill system call, the console's Ctrl-C) never ends a process on the spot: it marks
+/// it and wakes it if it sleeps or waits; the process dies through exit_current(), like every
+/// other death, at its next return to user mode or when it would sleep or wait again
+/// (scheduler.hpp), so that nothing the kernel holds is abandoned halfway.
+///
 /// Parents (lab 6): fork and spawn make the caller the parent. When a process ends, its
 /// children are adopted by the first process (pid 1) while that one lives, else by the kernel
 /// (parent 0: the idle loop reaps them).
@@ -71,6 +76,10 @@ struct Process {
   abi::ExitInfo exit = {};
   /// System calls it made (for reports).
   u64 syscalls = 0;
+  /// kill() marked it: it ends with kill_how at its next return to user mode, or when it would
+  /// sleep or wait (scheduler.hpp).
+  bool kill_pending = false;
+  abi::Termination kill_how = abi::Termination::Killed;
 
   /// Its address space (valid from creation until it is reaped).
   AddressSpace& space() { return *reinterpret_cast<AddressSpace*>(space_storage); }
@@ -109,9 +118,14 @@ Process* find_process(u32 pid);
 /// full), NoMemory; on failure nothing stays allocated.
 [[nodiscard]] Result<Process*> fork_process(Process& parent);
 
+/// Lab 6: makes @p to (a record of regions) a copy of @p from: every VMA, the stack's limit and
+/// gap, the heap's start and break (fork's child, exec's commit). NoMemory leaves @p to as it was.
+[[nodiscard]] Result<void> copy_record(const UserRegions& from, UserRegions& to);
+
 /// Lab 6: gives @p to (a fresh user space, not live) the user half of @p from (whose record is
-/// @p vmas), region by region: share_pages(), or copy_pages() with the boot option fork=eager.
-/// On failure @p to keeps what was mapped (its owner frees it; the references go with it).
+/// @p vmas), region by region: share_pages(), or copy_pages() with the boot option fork=eager
+/// (and while share_pages() is still a lab skeleton). On failure @p to keeps what was mapped
+/// (its owner frees it; the references go with it).
 [[nodiscard]] Result<void> copy_user_half(AddressSpace& from, const VmaSet& vmas, AddressSpace& to);
 /// The eager copy: every page a region covers that @p from maps gets a frame of its own in
 /// @p to holding the same bytes, at the same address, with the same permissions.

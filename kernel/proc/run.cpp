@@ -15,6 +15,7 @@
 #include "proc/programs.hpp"
 #include "proc/scheduler.hpp"
 #include "proc/temp_map_calls.hpp"
+#include "proc/terminal.hpp"
 #include "proc/user_memory.hpp"
 
 namespace pagoda::proc {
@@ -22,6 +23,8 @@ namespace {
 
 /// Whether arch::user_mode_init() succeeded (init()): without it no process can run.
 bool g_user_mode = false;
+/// log=quiet: no lifecycle lines.
+bool g_quiet = false;
 
 /// Most programs one run= starts.
 constexpr usize kMaxRun = kMaxProcesses;
@@ -185,8 +188,9 @@ bool launch(const Launch& l, StringView token) {
     println("run: {} was accepted, but it is damaged", name);
     (void)format_buffer(g_damaged_holder, sizeof g_damaged_holder, "{}", name);
   }
-  println("proc {} ({}): started; root {:#x}, kernel stack [{:#x}, {:#x})", p.pid, p.name_view(),
-          p.space().root().value(), p.kstack.bottom().value(), p.kstack.top().value());
+  if (lifecycle_log())
+    println("proc {} ({}): started; root {:#x}, kernel stack [{:#x}, {:#x})", p.pid, p.name_view(),
+            p.space().root().value(), p.kstack.bottom().value(), p.kstack.top().value());
   return l.damage.empty();
 }
 
@@ -198,6 +202,14 @@ void checkpoint_frames(RunCheckpoint tag) {
 }
 
 }  // namespace
+
+void configure_log(StringView mode) {
+  if (mode == "quiet") g_quiet = true;
+  else if (mode == "all") g_quiet = false;
+  else println("log: unknown mode '{}' (quiet, all): all lines are printed", mode);
+}
+
+bool lifecycle_log() { return !g_quiet; }
 
 void init() {
   judge_user_trap_stacks_at_switches();
@@ -223,7 +235,7 @@ bool run_programs(StringView spec, StringView token) {
   RunPlan& plan = *made.value();
   bool ok = parse_plan(spec, plan);
   const usize before = frames_in_use();
-  println("run: {} programs; frames in use before: {}", plan.count, before);
+  if (lifecycle_log()) println("run: {} programs; frames in use before: {}", plan.count, before);
   checkpoint_frames(kBefore);
   usize started = 0;
   for (usize i = 0; i < plan.count; ++i) {
@@ -232,14 +244,16 @@ bool run_programs(StringView spec, StringView token) {
     started += good && plan.launches[i].damage.empty();
   }
   pagoda_grader_checkpoint(kStarted, reinterpret_cast<u64>(&plan), started);
+  terminal_start();
   run_processes();
   if (const usize untaken = release_untaken_temp_frames())
     println("run: {} frame(s) filled by temp_fill and never taken: freed", untaken);
   const usize after = frames_in_use();
   checkpoint_frames(kEnded);
-  println("run: all processes ended; frames in use: before {}, after {}{}", before, after,
-          after == before ? "" : " (LEAKED)");
-  if (const TempMapArea* temp = TempMapArea::current())
+  if (lifecycle_log() || after != before)
+    println("run: all processes ended; frames in use: before {}, after {}{}", before, after,
+            after == before ? "" : " (LEAKED)");
+  if (const TempMapArea* temp = TempMapArea::current(); temp != nullptr && lifecycle_log())
     println("run: temp-map slots live: {}; temporary mappings made since boot: {}", temp->depth(), temp->maps());
   heap::free(&plan);
   return ok;

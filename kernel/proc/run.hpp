@@ -27,6 +27,14 @@ namespace pagoda::proc {
 /// boot, after vm::init.
 void init();
 
+/// The boot option log=quiet|all (default all). Quiet leaves out the lines that trace the
+/// processes' lives (run: ..., started, spawned, exec, reaped): what a user at the shell does not
+/// want between their commands (`./pagoda run --quiet`). What goes wrong is still printed (a
+/// process killed by a fault, frames leaked). The grader never boots quiet.
+void configure_log(StringView mode);
+/// Whether the lifecycle lines are printed.
+bool lifecycle_log();
+
 /// Runs the programs of @p spec (the value of run=) to their end; @p token goes to each as
 /// `token=TOKEN`. Returns true when every program could be started and the kernel can shut
 /// down cleanly.

@@ -19,6 +19,8 @@
 /// made the one traps from user mode land on, and switch_context() moves to that stack.
 #pragma once
 
+#include "lib/abi.hpp"
+#include "lib/result.hpp"
 #include "lib/types.hpp"
 #include "proc/process.hpp"
 
@@ -34,6 +36,17 @@ void schedule();
 
 /// Makes the current process wait at least @p ticks timer ticks, then returns.
 void sleep(u64 ticks);
+
+/// Ends process @p pid with @p how, and with @p tree every process descending from it. Each one
+/// is marked and, if it sleeps or waits, woken; it dies through exit_current() (the exit path of
+/// every death: its status kept for wait(), its children adopted) at its next return to user
+/// mode or when it would sleep or wait again, never in the middle of kernel work. NotFound when
+/// @p pid is no live process (a zombie has already ended).
+[[nodiscard]] Result<void> kill(u32 pid, abi::Termination how, bool tree);
+
+/// Ends the current process now if kill() marked it: called where it may die (a system call's
+/// return, a timer tick from user mode).
+void die_if_killed();
 
 /// Timer ticks since boot (the arch's counter).
 u64 ticks();

@@ -5,6 +5,7 @@
 // -EFAULT, any other malformed argument -EINVAL. No argument can make the kernel panic, except
 // the one call whose purpose is exactly that (kernel_recurse, with its confirmation word).
 #include "core/arch.hpp"
+#include "core/lab.hpp"
 #include "core/panic.hpp"
 #include "lib/abi.hpp"
 #include "mm/vm.hpp"
@@ -12,8 +13,10 @@
 #include "proc/memory_calls.hpp"
 #include "proc/process.hpp"
 #include "proc/programs.hpp"
+#include "proc/run.hpp"
 #include "proc/scheduler.hpp"
 #include "proc/temp_map_calls.hpp"
+#include "proc/terminal.hpp"
 #include "proc/user_memory.hpp"
 
 namespace pagoda::proc {
@@ -40,14 +43,15 @@ i64 sys_write(Process& p, u64 fd, u64 buf, u64 len) {
   for (usize done = 0; done < n;) {
     const usize k = min(n - done, kCopyChunk);
     if (copy_from_user(p.space(), chunk, buf + done, k).is_error()) return fail(Errno::Fault);
-    console_write(StringView(chunk, k));
+    console_write_from(p.pid, StringView(chunk, k));
     done += k;
   }
   return i64(n);
 }
 
 /// Reads console input: what is waiting, up to @p len bytes and the first newline; waits (a
-/// tick at a time) while nothing is.
+/// tick at a time) while nothing is, holding the console's current line (its prompt and echo
+/// stay whole under others' output: lib/console.hpp). A kill ends the wait (in sleep()).
 i64 sys_read(Process& p, u64 fd, u64 buf, u64 len) {
   if (fd != u64(abi::kStdin)) return fail(Errno::BadFd);
   const usize n = usize(min<u64>(len, kCopyChunk));
@@ -57,15 +61,16 @@ i64 sys_read(Process& p, u64 fd, u64 buf, u64 len) {
   // bytes read and written back, both through the recovering copies.
   if (copy_from_user(p.space(), got, buf, n).is_error() || copy_to_user(p.space(), buf, got, n).is_error())
     return fail(Errno::Fault);
-  usize k = 0;
-  for (;;) {
-    int c;
-    while (k < n && (c = arch::console_read_byte()) >= 0) {
-      got[k++] = char(c == '\r' ? '\n' : c);
-      if (got[k - 1] == '\n') break;
+  terminal_poll();
+  usize k = terminal_take(got, n);
+  if (k == 0) {
+    console_hold_line(p.pid);
+    while (k == 0) {
+      sleep(1);
+      terminal_poll();
+      k = terminal_take(got, n);
     }
-    if (k > 0) break;
-    sleep(1);
+    console_release_line(p.pid);
   }
   if (copy_to_user(p.space(), buf, got, k).is_error()) return fail(Errno::Fault);
   return i64(k);
@@ -166,8 +171,9 @@ i64 sys_spawn(Process& p, u64 name_va, u64 argv_va) {
   if (made.is_error()) return fail(made.error() == Error::NoMemory ? Errno::NoMem : Errno::Again);
   Process& child = *made.value();
   child.parent = p.pid;
-  println("proc {} ({}): spawned by {}; root {:#x}, kernel stack [{:#x}, {:#x})", child.pid, child.name_view(), p.pid,
-          child.space().root().value(), child.kstack.bottom().value(), child.kstack.top().value());
+  if (lifecycle_log())
+    println("proc {} ({}): spawned by {}; root {:#x}, kernel stack [{:#x}, {:#x})", child.pid, child.name_view(),
+            p.pid, child.space().root().value(), child.kstack.bottom().value(), child.kstack.top().value());
   return child.pid;
 }
 
@@ -180,14 +186,16 @@ i64 sys_exec(Process& p, u64 name_va, u64 argv_va) {
   if (const i64 bad = read_program_call(p, name_va, argv_va, call); bad != 0) return bad;
   const Result<arch::UserEntry> entry =
       exec_current(p, call.program->name, call.program->image(), Span<const StringView>(call.args, call.argc));
+  if (entry.is_error() && entry.error() == Error::NotImplemented) lab_todo(entry.error());
   if (entry.is_error()) return fail(entry.error() == Error::NoMemory ? Errno::NoMem : Errno::NoExec);
-  println("proc {} ({}): exec; root {:#x}", p.pid, p.name_view(), p.space().root().value());
+  if (lifecycle_log()) println("proc {} ({}): exec; root {:#x}", p.pid, p.name_view(), p.space().root().value());
   return i64(entry.value().argc);
 }
 
 /// fork(): a copy of the caller (lab 6); the child's id here, 0 in the child.
 i64 sys_fork(Process& p) {
   const Result<Process*> made = fork_process(p);
+  if (made.is_error() && made.error() == Error::NotImplemented) lab_todo(made.error());
   if (made.is_error()) return fail(made.error() == Error::NoMemory ? Errno::NoMem : Errno::Again);
   return made.value()->pid;
 }
@@ -200,18 +208,51 @@ i64 sys_wait(Process& p, u64 pid_arg, u64 info_va, u64 options) {
   abi::ExitInfo info{};
   if (info_va != 0 && copy_to_user(p.space(), info_va, &info, sizeof info).is_error()) return fail(Errno::Fault);
   const Result<u32> reaped = wait_for_child(p, pid, info, (options & abi::kWaitNoHang) != 0);
+  if (reaped.is_error() && reaped.error() == Error::NotImplemented) lab_todo(reaped.error());
   if (reaped.is_error()) return fail(pid == -1 ? Errno::Child : Errno::Srch);
   if (reaped.value() != 0 && info_va != 0 && copy_to_user(p.space(), info_va, &info, sizeof info).is_error())
     return fail(Errno::Fault);
   return reaped.value();
 }
 
-}  // namespace
+/// kill(pid, flags): ends @p pid (and with kKillTree its descendants) as kill() does.
+i64 sys_kill(u64 pid_arg, u64 flags) {
+  const i64 pid = i64(pid_arg);
+  if (pid <= 0 || pid > i64(0xffff'ffff) || (flags & ~abi::kKillTree) != 0) return fail(Errno::Inval);
+  if (kill(u32(pid), abi::Termination::Killed, (flags & abi::kKillTree) != 0).is_error()) return fail(Errno::Srch);
+  return 0;
+}
 
-i64 syscall(const SyscallArgs& call) {
-  Process* p = current();
-  if (p == nullptr) panic("a system call ({}) with no current process", call.number);
-  ++p->syscalls;
+/// foreground(pid): the process Ctrl-C ends (0: none); the previous one.
+i64 sys_foreground(u64 pid_arg) {
+  const i64 pid = i64(pid_arg);
+  if (pid < 0 || pid > i64(0xffff'ffff)) return fail(Errno::Inval);
+  if (pid != 0) {
+    const Process* q = find_process(u32(pid));
+    if (q == nullptr || q->state == State::Zombie) return fail(Errno::Srch);
+  }
+  return set_foreground(u32(pid));
+}
+
+/// programs(out, size): the embedded programs' names, one a line; the bytes the whole list takes.
+i64 sys_programs(Process& p, u64 out, u64 size) {
+  usize total = 0;
+  for (const EmbeddedProgram& program : embedded_programs()) {
+    char line[abi::kMaxProgramName + 1];
+    const usize n = program.name.size() + 1;
+    for (usize i = 0; i + 1 < n; ++i) line[i] = program.name[i];
+    line[n - 1] = '\n';
+    if (total < size) {
+      const usize k = usize(min<u64>(n, size - total));
+      if (!in_user_half(out + total, k) || copy_to_user(p.space(), out + total, line, k).is_error())
+        return fail(Errno::Fault);
+    }
+    total += n;
+  }
+  return i64(total);
+}
+
+i64 dispatch(Process* p, const SyscallArgs& call) {
   const u64* a = call.args;
   switch (abi::Syscall(call.number)) {
     case abi::Syscall::Write: return sys_write(*p, a[0], a[1], a[2]);
@@ -235,8 +276,22 @@ i64 syscall(const SyscallArgs& call) {
     case abi::Syscall::TempFill: return sys_temp_fill(*p, a[0]);
     case abi::Syscall::TempTake: return sys_temp_take(*p, a[0], a[1], a[2]);
     case abi::Syscall::TempStress: return sys_temp_stress(*p, a[0], a[1], a[2], a[3]);
+    case abi::Syscall::Kill: return sys_kill(a[0], a[1]);
+    case abi::Syscall::Foreground: return sys_foreground(a[0]);
+    case abi::Syscall::Programs: return sys_programs(*p, a[0], a[1]);
     default: return fail(Errno::NoSys);
   }
+}
+
+}  // namespace
+
+i64 syscall(const SyscallArgs& call) {
+  Process* p = current();
+  if (p == nullptr) panic("a system call ({}) with no current process", call.number);
+  ++p->syscalls;
+  const i64 result = dispatch(p, call);
+  die_if_killed();  // on its way back to user mode
+  return result;
 }
 
 }  // namespace pagoda::proc

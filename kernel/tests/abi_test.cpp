@@ -21,7 +21,7 @@ TEST(Abi, EverySystemCallHasOneNumberAndADistinctName) {
     EXPECT_TRUE(names.insert(name).second) << "two calls named " << name;
     test_calls += n >= kFirstTestSyscall;
   }
-  EXPECT_EQ(names.size(), 21u);
+  EXPECT_EQ(names.size(), 24u);
   EXPECT_EQ(test_calls, 6u);  // proc_info, vma_list, kernel_recurse; temp_fill, temp_take, temp_stress (lab 4)
   EXPECT_STREQ(syscall_name(u64(Syscall::Write)), "write");
   EXPECT_STREQ(syscall_name(u64(Syscall::ProcInfo)), "proc_info");
@@ -52,6 +52,7 @@ TEST(Abi, ProtectionAndMapFlagsAreDistinctBits) {
   EXPECT_EQ(kProtMask, 7u);
   EXPECT_EQ(kMapFixed & kMapFixedNoReplace, 0u);
   EXPECT_STREQ(termination_name(Termination::StackLimit), "stack limit");
+  EXPECT_STREQ(termination_name(Termination::Interrupted), "interrupted");
   EXPECT_STREQ(memory_kind_name(MemoryKind::Image), "image");
 }
 

@@ -5,8 +5,10 @@ gradescope  writes the autograder zip Gradescope takes: setup.sh (installs the D
             hidden tests, tools/, labs/*/lab.toml, ./pagoda). run_autograder grades
             /autograder/submission exactly as `grade --batch` grades one submission (own copy,
             the zip's grader files, time limits) and writes /autograder/results/results.json:
-            one test per lab test (name, score, max_score, status, output = the grader's whole
-            message, visibility; hidden tests "after_published"), the summary as output, and
+            one test per lab test (name "labN/ID", score, max_score, status, output = what the
+            test checks, then the grader's whole message; visibility: hidden tests
+            "after_published"), the summary as output (for a kernel that does not build: its
+            first compiler, linker or CMake error, paths relative to the student's tree), and
             execution_time. PAGODA_AUTOGRADER_ROOT replaces /autograder (to try it locally).
 classroom   writes the GitHub Actions workflow GitHub Classroom runs on every push: it installs
             the toolchain, builds once, runs one autograding-command-grader step per visible test
@@ -39,7 +41,6 @@ from pagoda_grade import manifest  # noqa: E402
 GRADESCOPE_ROOT = "/autograder"
 MIN_PYTHON = (3, 10)
 VISIBILITY = {False: "visible", True: "after_published"}
-BUILD_LOG_LINES = 40
 
 
 def autograder_packages(arch):
@@ -116,13 +117,6 @@ def submission_root(path):
     return path
 
 
-def build_errors(log):
-    with open(log, errors="replace") as f:
-        lines = f.read().splitlines()
-    errors = [l for l in lines if "error" in l.lower()]
-    return (errors or lines)[:BUILD_LOG_LINES]
-
-
 def gradescope_results(row, spec, arch, elapsed):
     """results.json for one graded submission (Gradescope's documented fields only)."""
     tests = []
@@ -130,28 +124,29 @@ def gradescope_results(row, spec, arch, elapsed):
         r = row.results.get(t.id)
         passed = row.points.get(t.id, 0) == t.points and r is not None and r["outcome"] == "passed"
         if r is None:
-            output = {"does not build": "Not run: the kernel does not build (see the top of this page).",
+            result = {"does not build": "Not run: the kernel does not build (see the top of this page).",
                       "time limit": "Not run: the grading time limit ran out first."}.get(
                 row.status, "Not run (see the top of this page).")
         elif passed:
-            output = f"Passed in {r['duration']:.1f} s."
+            result = f"Passed in {r['duration']:.1f} s."
         else:
-            output = r["reason"] or r["outcome"]
+            result = r["reason"] or r["outcome"]
         tests.append({
-            "name": f"lab{spec.number}/{t.id}: {t.checks}",
+            "name": f"lab{spec.number}/{t.id}",
             "number": f"{spec.number}.{number}",
             "score": t.points if passed else 0,
             "max_score": t.points,
             "status": "passed" if passed else "failed",
-            "output": output,
+            "output": f"Checks: {t.checks}\n\n{result}",
             "output_format": "text",
             "visibility": VISIBILITY[t.hidden],
             "tags": [f"lab{spec.number}", arch] + (["hidden"] if t.hidden else []),
         })
     summary = [f"Lab {spec.number} ({spec.title}) on {arch}: {row.total}/{row.possible} points; {row.status}."]
     summary += [f"- {n}" for n in row.notes]
-    if row.status == "does not build" and row.build_log and os.path.exists(row.build_log):
-        summary += ["", "Compiler output (errors first):"] + build_errors(row.build_log)
+    if row.status == "does not build" and row.build_error:
+        summary += ["", "The first error (paths are relative to your repository's top folder):", ""]
+        summary += ["    " + line for line in row.build_error]
     return {
         "score": row.total,
         "execution_time": int(round(elapsed)),
@@ -179,7 +174,7 @@ def cmd_run(args):
         json.dump(results, f, indent=1)
     print(results["output"])
     for t in results["tests"]:
-        print(f"  {t['name'].split(':')[0]}: {t['score']}/{t['max_score']}")
+        print(f"  {t['name']}: {t['score']}/{t['max_score']}")
     return 0
 
 

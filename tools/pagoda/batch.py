@@ -39,7 +39,7 @@ import time
 from dataclasses import dataclass, field
 
 from . import deps, grade, paths, publish, qemu, speed
-from .ui import PagodaError, info
+from .ui import PagodaError, clip, info
 
 sys.path.insert(0, paths.GRADE)
 from pagoda_grade import manifest  # noqa: E402
@@ -55,7 +55,9 @@ INTERRUPT_GRACE = 10.0
 # ends a flood long before the harness's own cap.
 FLOOD_BYTES = 256 << 10
 ARCHIVES = (".tar", ".tar.gz", ".tgz", ".tar.xz", ".zip")
-MAX_SUMMARY = 400
+MAX_SUMMARY = 400           # characters of a CSV row's summary (cut with an ellipsis)
+MAX_NOTE = 200              # characters of one part of it: a first failure, a build error
+MAX_ERROR_LINES = 20        # lines of the first build error kept for Gradescope's page
 
 
 def is_grader_path(rel):
@@ -87,9 +89,10 @@ class Row:
     results: dict = field(default_factory=dict)    # test id: the grader's result
     build_log: str = None                          # path of the build log, once built
 
+    build_error: list = field(default_factory=list)  # the first build error's lines, if any
+
     def summary(self):
-        text = "; ".join(self.notes)
-        return text if len(text) <= MAX_SUMMARY else text[:MAX_SUMMARY - 3] + "..."
+        return clip("; ".join(self.notes), MAX_SUMMARY)
 
 
 def grader_sources(root):
@@ -319,8 +322,9 @@ class Batch:
                 if proc.poll() is None:
                     qemu.kill_group(proc)
 
-    def build(self, sub_id, tree, log, deadline):
-        """Builds @p tree's kernel; returns (ELF path or None, note)."""
+    def build(self, sub_id, tree, log, deadline, row=None):
+        """Builds @p tree's kernel; returns (ELF path or None, note). A failed build's first
+        error (paths relative to @p tree) goes into @p row.build_error."""
         steps = []
         if not os.path.exists(os.path.join(tree, "build", self.arch, "CMakeCache.txt")):
             steps.append(["cmake", "--preset", self.arch])
@@ -330,7 +334,10 @@ class Batch:
             if late:
                 return None, f"the build ran past its {deadline.seconds:.0f} s time limit"
             if status != 0:
-                return None, "does not build: " + build_error(log).replace(tree + os.sep, "")
+                error = first_build_error(log, tree)
+                if row is not None:
+                    row.build_error = error
+                return None, "does not build: " + clip(one_line(error), MAX_NOTE)
         elf = os.path.join(tree, "build", self.arch, "kernel.elf")
         if not os.path.exists(elf):
             return None, f"does not build: the build made no build/{self.arch}/kernel.elf"
@@ -387,7 +394,7 @@ class Batch:
             t = time.monotonic()
             row.build_log = os.path.join(base, "build.log")
             kernel, problem = self.build(sub.id, tree, os.path.join(base, "build.log"),
-                                         Deadline(self.build_time_limit))
+                                         Deadline(self.build_time_limit), row)
             row.phases["build"] = time.monotonic() - t
             if kernel is None:
                 row.status = "time limit" if "time limit" in problem else "does not build"
@@ -452,18 +459,59 @@ class Batch:
 
 
 def first_line(text):
-    return next((l.strip() for l in (text or "").splitlines() if l.strip()), "")[:200]
+    return clip(next((l.strip() for l in (text or "").splitlines() if l.strip()), ""), MAX_NOTE)
 
 
-def build_error(log):
-    """The first compiler or CMake error in a build log."""
+# Where an error starts in a build log, and how far it goes: a compiler's diagnostic and its
+# source and caret lines; the linker's and its ">>>" lines; CMake's and its indented message.
+_COMPILER_ERROR = re.compile(r"^\S.*?:\d+:(\d+:)? (fatal )?error: ")
+_LINKER_ERROR = re.compile(r"^(\S*ld(\.lld)?|clang(\+\+)?(-\d+)?): error: ")
+_CMAKE_ERROR = re.compile(r"^CMake Error\b")
+_INCLUDED_FROM = re.compile(r"^In file included from |^\s+from \S+:\d+")
+_NEXT_THING = re.compile(r"^(\S.*?:\d+:(\d+:)? (fatal error|error|warning|note): |\d+ errors? generated|"
+                         r"ninja: |FAILED: |\[\d+/\d+\] |\$ |-- |CMake )")
+
+
+def first_build_error(log, tree=None):
+    """The first compiler, linker or CMake error in the build log @p log, as lines (the message
+    with what follows it: source and caret, '>>>' references, CMake's indented text), with
+    paths under @p tree made relative to it. The log's last line when it names no error."""
     with open(log, errors="replace") as f:
         lines = f.read().splitlines()
-    for pattern in (r"\berror\b", r"CMake Error|FAILED:"):
-        hit = [l.strip() for l in lines if re.search(pattern, l)]
-        if hit:
-            return hit[0][:250]
-    return (lines[-1].strip() if lines else "no output")[:250]
+    if tree:
+        prefix = os.path.join(os.path.realpath(tree), "")
+        lines = [l.replace(prefix, "").replace(os.path.join(tree, ""), "") for l in lines]
+    for i, line in enumerate(lines):
+        if _COMPILER_ERROR.match(line) or _LINKER_ERROR.match(line):
+            start = i
+            while start > 0 and _INCLUDED_FROM.match(lines[start - 1]):
+                start -= 1
+            block = lines[start:i + 1]
+            for more in lines[i + 1:]:
+                if _NEXT_THING.match(more) or (_LINKER_ERROR.match(line) and not more.startswith(">>>")):
+                    break
+                block.append(more)
+            return block[:MAX_ERROR_LINES]
+        if _CMAKE_ERROR.match(line):
+            block = [line]
+            for more in lines[i + 1:]:
+                if more and not more[0].isspace():
+                    break
+                block.append(more)
+            while block and not block[-1].strip():
+                block.pop()
+            return block[:MAX_ERROR_LINES]
+    tail = [l for l in lines if l.strip() and not l.startswith("$ ")]
+    return tail[-1:] or ["the build failed with no output"]
+
+
+def one_line(block):
+    """A build error's lines as one line: the message, and for CMake its indented text (a
+    compiler's source and caret lines are left out)."""
+    if block and _CMAKE_ERROR.match(block[0]):
+        return " ".join(l.strip() for l in block if l.strip())
+    head = next((l for l in block if not _INCLUDED_FROM.match(l)), block[0] if block else "")
+    return head.strip()
 
 
 def biggest_console(boots):
@@ -477,7 +525,7 @@ def write_csv(path, batch, rows):
     """One row per finished submission, sorted by id (rewritten as rows arrive)."""
     tests = [t.id for t in batch.spec.tests]
     tmp = path + ".tmp"
-    with open(tmp, "w", newline="") as f:
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["id", "status", *[f"lab{batch.lab}/{t}" for t in tests], "total", "possible",
                     "seconds", "summary"])

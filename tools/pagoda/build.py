@@ -4,9 +4,15 @@ One build at a time per build directory: two ninjas in one directory corrupt eac
 and parallel grader tests (or two grades in one clone) all want the kernel. build() holds
 build/.build-<preset>.lock while it configures and builds; so does anything else that runs
 cmake --build there (locked()).
+
+After each build, build/compile_commands.json is rewritten from the compilation databases CMake
+exports in build/<preset>/ (merge_compile_commands): what clangd (.clangd) and the VS Code C/C++
+extension (.vscode/settings.json) read, so that an editor knows every file's flags, each arch/
+file with its own ISA's.
 """
 import contextlib
 import fcntl
+import json
 import os
 import subprocess
 
@@ -47,10 +53,50 @@ def build(preset, quiet=True, target=None):
                                 (["--target", target] if target else []), cwd=paths.ROOT,
                                 stdout=subprocess.PIPE if quiet else None, stderr=subprocess.STDOUT,
                                 text=True)
+    merge_compile_commands()
     if result.returncode != 0:
         if quiet:
             print(result.stdout)
         raise PagodaError(f"building build/{preset} failed (output above)")
+
+
+# Whose flags a file shared by several builds gets in the merged database: the default ISA's,
+# then the other's, then the host tests' (a file in arch/ISA/ is only in its own ISA's build).
+MERGE_ORDER = (paths.DEFAULT_ARCH,) + tuple(a for a in paths.ARCHES if a != paths.DEFAULT_ARCH) + ("host",)
+
+
+def merge_compile_commands(build_root=None):
+    """Writes BUILD/compile_commands.json: every entry of the build/<preset>/compile_commands.json
+    files that exist, one per source file (MERGE_ORDER decides between builds); returns its path,
+    or None when no build has exported one yet. Rewritten only when it changes."""
+    build_root = build_root or paths.BUILD
+    entries, seen = [], set()
+    for preset in MERGE_ORDER:
+        try:
+            with open(os.path.join(build_root, preset, "compile_commands.json")) as f:
+                database = json.load(f)
+        except (OSError, ValueError):
+            continue
+        for entry in database:
+            source = os.path.normpath(os.path.join(entry.get("directory", ""), entry["file"]))
+            if source not in seen:
+                seen.add(source)
+                entries.append(entry)
+    if not entries:
+        return None
+    path = os.path.join(build_root, "compile_commands.json")
+    text = json.dumps(entries, indent=1) + "\n"
+    try:
+        with open(path) as f:
+            if f.read() == text:
+                return path
+    except OSError:
+        pass
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+    return path
 
 
 def build_kernel(arch=paths.DEFAULT_ARCH, quiet=True, fixtures=False):

@@ -153,6 +153,8 @@ REQUIREMENTS = (
                 ("tomllib", "tomli"), grading=True),
     Requirement("pexpect", "python3-pexpect", "drives interactive sessions in tests", "python",
                 "pexpect"),
+    Requirement("xmllint", "libxml2-utils", "validates the JUnit XML of a grade against its schema in "
+                "the tools' tests", "exe", "xmllint"),
     Requirement("doxygen", "doxygen", "builds the HTML documentation (./pagoda docs)", "exe",
                 "doxygen"),
     Requirement("dot", "graphviz", "draws the documentation's diagrams", "exe", "dot"),

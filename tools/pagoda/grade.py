@@ -1,25 +1,46 @@
 """`pagoda grade [LAB...]`: run the grader and print the score table.
 
-Each selected lab's tests run in parallel under pytest (one fresh QEMU per test). The table
-lists every test the lab's manifest declares, even one that crashed, timed out or never ran
-(with 0 points), then `Score: a/b`. The exit status is 0 only at full marks.
+Each selected lab's tests run in parallel under pytest (one fresh QEMU per test). As each test
+ends, a line with its result and the running score goes to stderr. The table (stdout) then lists
+every test the lab's manifest declares, even one that crashed, timed out or never ran (with 0
+points), then `Score: a/b`. The exit status is 0 only at full marks.
+
+Ctrl-C stops the grader (the tests running score nothing) and still prints the table and writes
+--json and --junit for the tests that finished; the exit status is then 130.
 """
 import glob
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 
 from . import build, deps, junit, paths, speed
-from .ui import PagodaError, info
+from .ui import PagodaError, clip, info
 
 sys.path.insert(0, paths.GRADE)
 from pagoda_grade import manifest  # noqa: E402
 
 REASON_INDENT = "      "
 MAX_REASON_LINES = 60
+INTERRUPT_GRACE = 60.0     # seconds the grader gets, after Ctrl-C, to stop and write its report
+# Flags that only mean something with --batch (argparse dest: the option as the user wrote it).
+BATCH_ONLY = {"lab": "--lab", "csv": "--csv", "time_limit": "--time-limit",
+              "build_time_limit": "--build-time-limit", "ref": "--ref", "work": "--work", "keep": "--keep"}
+# Flags of a grade of this tree that --batch has no use for.
+NOT_BATCH = {"json": "--json", "junit": "--junit", "test": "--test", "kernel": "--kernel",
+             "first_failure": "--first-failure"}
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a grade; carries the results of the tests that had finished."""
+
+    def __init__(self, results):
+        super().__init__("the grade was interrupted")
+        self.results = results
 
 
 def parse_lab_names(names, labs, arch=paths.DEFAULT_ARCH):
@@ -62,10 +83,14 @@ def test_files(number, grade_dir=None):
     return files
 
 
-def run_pytest(numbers, arch, workers, kernel=None, verbose=False, extra=(), only=None, first_failure=False):
+def run_pytest(numbers, arch, workers, kernel=None, verbose=False, extra=(), only=None, progress=None,
+               first_failure=False):
     """Runs the grader on @p numbers (only the test ids @p only, if given); returns
-    {(lab, id): result dict} and pytest's status. With @p first_failure the tests run one at a
-    time in lab.toml order and the grade stops at the first that fails."""
+    {(lab, id): result dict} and pytest's status. @p progress, if given, is called with each
+    test's result as the test ends. With @p first_failure the tests run one at a time in
+    lab.toml order and the grade stops at the first that fails. On Ctrl-C the grader is stopped
+    and Interrupted is raised with the results of the tests that finished (a second Ctrl-C
+    stops it at once)."""
     fd, report = tempfile.mkstemp(prefix="pagoda-grade-", suffix=".json")
     os.close(fd)
     os.makedirs(paths.BUILD, exist_ok=True)
@@ -80,19 +105,71 @@ def run_pytest(numbers, arch, workers, kernel=None, verbose=False, extra=(), onl
         argv += [f"--pagoda-kernel={kernel}"]
     if only:
         argv += [f"--pagoda-only={','.join(only)}"]
+    read_end, write_end = os.pipe()
+    argv += [f"--pagoda-progress-fd={write_end}"]
     argv += [f for n in numbers for f in test_files(n)] + list(extra)
-    from .qemu import die_with_parent
+    from .qemu import die_with_parent, kill_group
+
+    def own_group():
+        # Its own process group: Ctrl-C reaches us alone, and we pass it on once (a second
+        # SIGINT while pytest writes its report would lose the report).
+        os.setpgid(0, 0)
+        die_with_parent()
+
+    finished, interrupted = {}, False
+
+    def take(line):
+        try:
+            r = json.loads(line)
+        except ValueError:
+            return
+        finished[(r["lab"], r["id"])] = r
+        if progress:
+            progress(r)
+
     try:
         with open(log, "w") as out:
-            status = subprocess.run(argv, cwd=paths.GRADE, stdout=None if verbose else out,
-                                    stderr=subprocess.STDOUT, preexec_fn=die_with_parent).returncode
+            proc = subprocess.Popen(argv, cwd=paths.GRADE, stdout=None if verbose else out,
+                                    stderr=subprocess.STDOUT, pass_fds=(write_end,), preexec_fn=own_group)
+    finally:
+        os.close(write_end)
+    stream = os.fdopen(read_end)
+    try:
+        try:
+            for line in stream:
+                take(line)
+        except KeyboardInterrupt:
+            interrupted = True
+            try:
+                os.killpg(proc.pid, signal.SIGINT)
+            except ProcessLookupError:
+                pass
+            limit = threading.Timer(INTERRUPT_GRACE, kill_group, (proc,))
+            limit.start()
+            try:
+                for line in stream:   # the tests that end while it stops
+                    take(line)
+            finally:
+                limit.cancel()
+        status = proc.wait()
+    except KeyboardInterrupt:
+        interrupted = True
+        kill_group(proc)
+        status = proc.returncode
+    finally:
+        stream.close()
+        if proc.poll() is None:
+            kill_group(proc)
+    try:
         with open(report) as f:
             results = {(r["lab"], r["id"]): r for r in json.load(f)}
     except (OSError, ValueError):
         results = {}
-        status = status if "status" in locals() else 1
     finally:
         os.unlink(report)
+    results = {**finished, **results}
+    if interrupted:
+        raise Interrupted(results)
     if status not in (0, 1) and not results:
         with open(log) as f:
             tail = f.read()[-3000:]
@@ -100,14 +177,50 @@ def run_pytest(numbers, arch, workers, kernel=None, verbose=False, extra=(), onl
     return results, status
 
 
+class Progress:
+    """Prints one line per finished test (to @p out) with the running score:
+    `[ 3/12]  9/33  lab0/trap_pf  OK  1.2s`, and for a failure its first line."""
+
+    LINE_WIDTH = 100
+
+    def __init__(self, numbers, labs, only=None, out=sys.stderr):
+        self.points = {(n, t.id): t.points for n in numbers for t in labs[n].tests
+                       if not only or t.id in only}
+        self.possible = sum(self.points.values())
+        self.name_width = max((len(f"lab{n}/{i}") for n, i in self.points), default=0)
+        self.earned = 0
+        self.seen = set()
+        self.out = out
+
+    def __call__(self, r):
+        key = (r["lab"], r["id"])
+        if key not in self.points or key in self.seen:
+            return
+        self.seen.add(key)
+        passed = r["outcome"] == "passed"
+        self.earned += self.points[key] if passed else 0
+        total = len(self.points)
+        head = (f"[{len(self.seen):>{len(str(total))}}/{total}] "
+                f"{self.earned:>{len(str(self.possible))}}/{self.possible}  "
+                f"{f'lab{key[0]}/{key[1]}':<{self.name_width}}  "
+                f"{'OK' if passed else 'FAIL':<4} {r['duration']:5.1f}s")
+        if not passed:
+            why = next((l.strip() for l in (r["reason"] or r["outcome"]).splitlines() if l.strip()), "")
+            if why and self.LINE_WIDTH - len(head) - 2 > 10:
+                head += "  " + clip(why, self.LINE_WIDTH - len(head) - 2)
+        print(head, file=self.out, flush=True)
+
+
 NOT_RUN = "not run: the grade stopped at the first failing test (--first-failure)"
 
 
-def print_table(numbers, labs, results, out=sys.stdout, only=None, first_failure=False):
+def print_table(numbers, labs, results, out=sys.stdout, only=None, first_failure=False, interrupted=False):
     """Prints the score table (of the tests @p only, if given); returns (earned, possible).
     With @p first_failure a test without a result after a failed one was not run."""
     earned = possible = 0
     stopped = False
+    if interrupted:
+        print("Interrupted (Ctrl-C): the tests that had not finished score nothing.", file=out)
     for n in numbers:
         lab = labs[n]
         lab_earned = lab_possible = 0
@@ -128,7 +241,8 @@ def print_table(numbers, labs, results, out=sys.stdout, only=None, first_failure
                 continue
             stopped = first_failure
             if r is None:
-                reason = "no result: the grader crashed or was stopped before this test finished"
+                reason = ("not run: the grade was interrupted first" if interrupted else
+                          "no result: the grader crashed or was stopped before this test finished")
                 print(f"  {name}: FAIL", file=out)
             else:
                 reason = r["reason"] or r["outcome"]
@@ -145,9 +259,10 @@ def print_table(numbers, labs, results, out=sys.stdout, only=None, first_failure
     return earned, possible
 
 
-def write_json(path, numbers, results, earned, possible):
-    """The machine-readable score: what `pagoda labs check` reads from a generated tree."""
-    data = {"labs": numbers, "earned": earned, "possible": possible,
+def write_json(path, numbers, results, earned, possible, interrupted=False):
+    """The machine-readable score: what `pagoda labs check` reads from a generated tree.
+    "interrupted" is true when Ctrl-C stopped the grade (the results are those that finished)."""
+    data = {"labs": numbers, "earned": earned, "possible": possible, "interrupted": interrupted,
             "results": sorted(results.values(), key=lambda r: (r["lab"], r["id"]))}
     with open(path, "w") as f:
         json.dump(data, f, indent=1)
@@ -163,7 +278,10 @@ def check_only(numbers, labs, only):
 
 
 def grade(names, arch=paths.DEFAULT_ARCH, workers="auto", kernel=None, verbose=False, out=sys.stdout,
-          json_out=None, junit_out=None, only=None, first_failure=False):
+          json_out=None, junit_out=None, only=None, first_failure=False, progress=None):
+    """Grades labs @p names; prints the table to @p out and, with @p progress (a stream), a line
+    per test as it ends. Returns (earned, possible); Ctrl-C raises Interrupted after the table,
+    --json and --junit of what finished."""
     labs = manifest.load_all()
     numbers = parse_lab_names(names, labs, arch)
     if not numbers:
@@ -171,13 +289,24 @@ def grade(names, arch=paths.DEFAULT_ARCH, workers="auto", kernel=None, verbose=F
     check_only(numbers, labs, only)
     if kernel is None:
         build.build_kernel(arch)
-    results, _ = run_pytest(numbers, arch, workers, kernel=kernel, verbose=verbose, only=only,
-                            first_failure=first_failure)
-    earned, possible = print_table(numbers, labs, results, out=out, only=only, first_failure=first_failure)
+    interrupted = None
+    try:
+        results, _ = run_pytest(numbers, arch, workers, kernel=kernel, verbose=verbose, only=only,
+                                progress=Progress(numbers, labs, only, progress) if progress else None,
+                                first_failure=first_failure)
+    except Interrupted as e:
+        results, interrupted = e.results, e
+    earned, possible = print_table(numbers, labs, results, out=out, only=only, first_failure=first_failure,
+                                   interrupted=bool(interrupted))
     if json_out:
-        write_json(json_out, numbers, results, earned, possible)
+        write_json(json_out, numbers, results, earned, possible, interrupted=bool(interrupted))
     if junit_out:
         junit.write(junit_out, numbers, labs, results, only=only, arch=arch)
+    if interrupted:
+        done = sum(1 for r in results.values() if r["outcome"] in ("passed", "failed"))
+        written = " and ".join(f for f in (json_out, junit_out) if f)
+        info(f"interrupted: {done} test(s) had finished" + (f"; their results are in {written}" if written else ""))
+        raise interrupted
     return earned, possible
 
 
@@ -191,7 +320,22 @@ def check_kernel_file(path):
         raise PagodaError(f"--kernel {e} (build one with ./pagoda build)")
 
 
+def check_batch_flags(args):
+    """Refuses flags that mean nothing in this mode (exit 2), instead of ignoring them."""
+    if args.batch:
+        given = [flag for dest, flag in NOT_BATCH.items() if getattr(args, dest)]
+        if given:
+            raise PagodaError(f"{', '.join(given)}: not with --batch (each submission's results are "
+                              "in its row of --csv and in WORK/ID/results.json)")
+        return
+    given = [flag for dest, flag in BATCH_ONLY.items() if getattr(args, dest) not in (None, False)]
+    if given:
+        hint = f" (to grade lab {args.lab} here: ./pagoda grade lab{args.lab})" if args.lab is not None else ""
+        raise PagodaError(f"{', '.join(given)}: only with --batch DIR{hint}")
+
+
 def cmd_grade(args):
+    check_batch_flags(args)
     if args.batch:
         from . import batch
         return batch.cmd_batch(args)
@@ -203,7 +347,7 @@ def cmd_grade(args):
         kernel = os.path.abspath(args.kernel) if args.kernel else None   # pytest runs in grade/
         earned, possible = grade(args.labs, args.arch, args.jobs, kernel, args.verbose,
                                  json_out=args.json, junit_out=args.junit, only=args.test,
-                                 first_failure=args.first_failure)
+                                 first_failure=args.first_failure, progress=sys.stderr)
     except manifest.ManifestError as e:
         raise PagodaError(f"bad lab manifest: {e}")
     return 0 if earned == possible else 1
@@ -219,7 +363,10 @@ def jobs_argument(text):
 def add_parser(sub):
     p = sub.add_parser("grade", help="grade labs: one line per test and the score",
                        description="Builds the kernel and runs the grader on the given labs "
-                                   "(default: every lab with tests). Exits 0 only at full marks. "
+                                   "(default: every lab with tests): a line per test on stderr as "
+                                   "it ends, with the running score, then the table on stdout. "
+                                   "Exits 0 only at full marks (130 after Ctrl-C, which still "
+                                   "writes --json and --junit for the tests that finished). "
                                    "Logs of each boot are kept under build/grade/.")
     p.add_argument("labs", nargs="*", metavar="LAB", help="lab0, lab1, ... or a number, or 'all'")
     p.add_argument("--arch", choices=paths.ARCHES, default=paths.DEFAULT_ARCH)
@@ -238,7 +385,7 @@ def add_parser(sub):
                    help="run the tests one at a time in lab.toml order and stop at the first that "
                         "fails (the rest score 0, marked 'not run'): the quickest answer to 'what "
                         "is the first thing wrong'")
-    b = p.add_argument_group("batch grading (instructors; see docs/instructors.md)")
+    b = p.add_argument_group("batch grading (instructors; see docs/instructors.md): these need --batch")
     b.add_argument("--batch", metavar="DIR",
                    help="grade every submission in DIR (directories, git repositories, git "
                         "bundles), each in its own copy with this tree's grader; needs --lab and --csv")

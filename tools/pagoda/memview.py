@@ -8,13 +8,29 @@ census GDB's `frames --map` prints (tools/gdb/pagoda_pt/frames.py), then lets th
 Nothing in the kernel takes part (it cannot lie about it, and a hung kernel can still be
 pictured), and the guest is stopped only for the snapshot.
 
+With --memview-at EVENT the picture is also taken at a moment the user chooses: Session holds
+one gdbstub connection for the whole run, stops the guest at the kernel function behind the event
+(a breakpoint; at its return for fork and exec), draws the map and lets the guest go on, every
+time the event happens. Ctrl-A M then goes through the same connection. Events: fork (fork
+has just copied or shared the parent's pages: both processes' frames, copy-on-write shared),
+exec (the new program's space is live and the old one freed), exit (a process ends, its memory
+still there), or any kernel function that is not inlined (NAME stops at its entry, NAME:return
+at its return).
+
     snapshot(socket, kernel, arch, colour)   the map's lines (or one line saying why not)
+    Session(socket, kernel, arch, events)    a connection for the run: maps at events and on request
     KeyFilter                                finds Ctrl-A M in what the user types
 """
 import os
+import select
+import socket as sockets
 import sys
+import threading
+import time
+from dataclasses import dataclass
 
 from . import kernelinfo, paths
+from .ui import PagodaError
 
 HOTKEY = b"\x01"               # Ctrl-A: QEMU's own escape, so Ctrl-A M sits beside Ctrl-A X
 HOTKEY_LETTERS = (b"m", b"M")
@@ -30,39 +46,205 @@ def _imports():
     return rsp, frames
 
 
-def snapshot(socket_path, kernel, arch, colour=False, width=64):
-    """Stops the guest, takes the census, lets the guest go on; returns the map's lines."""
+def _census_lines(client, kernel, arch, colour, width):
+    """The map's lines, read through @p client while the guest is stopped."""
     rsp, frames = _imports()
     symbols = kernelinfo.elf(kernel).symbols
+    # No registers: owners do not depend on them (the walk assumes 48-bit, 4-level tables, what
+    # Pagoda uses on both ISAs).
+    regs = {}
+
+    def read_phys(pa, size):
+        return client.read_memory(pa, size, physical=True)
+
+    try:
+        census = frames.take_census(arch, read_phys, symbols.get, regs)
+    except frames.CensusError as err:
+        return [f"memview: {err}"]
+    except (rsp.RspError, ValueError) as err:
+        return [f"memview: the kernel's records cannot be read yet ({err})"]
+    return frames.format_map(census, width=width, colour=colour)
+
+
+def _attach(client, rsp):
+    client.handshake()          # QEMU stops the guest when a debugger connects ...
+    while True:                 # ... and then says so once more, unasked: drop that reply
+        try:
+            client._read_packet(timeout=STRAY_REPLY_WAIT)
+        except rsp.RspError:
+            break
+
+
+def snapshot(socket_path, kernel, arch, colour=False, width=64):
+    """Stops the guest, takes the census, lets the guest go on; returns the map's lines."""
+    rsp, _ = _imports()
     try:
         client = rsp.RspClient.connect_unix(socket_path, arch=arch, timeout=10)
     except OSError as err:
         return [f"memview: cannot reach QEMU's gdbstub ({err})"]
     try:
-        client.handshake()          # QEMU stops the guest when a debugger connects ...
-        while True:                 # ... and then says so once more, unasked: drop that reply
-            try:
-                client._read_packet(timeout=STRAY_REPLY_WAIT)
-            except rsp.RspError:
-                break
-        # No registers: owners do not depend on them (the walk assumes 48-bit, 4-level
-        # tables, what Pagoda uses on both ISAs).
-        regs = {}
-
-        def read_phys(pa, size):
-            return client.read_memory(pa, size, physical=True)
-
-        try:
-            census = frames.take_census(arch, read_phys, symbols.get, regs)
-        except frames.CensusError as err:
-            return [f"memview: {err}"]
-        except (rsp.RspError, ValueError) as err:
-            return [f"memview: the kernel's records cannot be read yet ({err})"]
-        return frames.format_map(census, width=width, colour=colour)
+        _attach(client, rsp)
+        return _census_lines(client, kernel, arch, colour, width)
     except rsp.RspError as err:
         return [f"memview: the gdbstub failed: {err}"]
     finally:
         client.detach()              # the guest runs on
+
+
+@dataclass(frozen=True)
+class Event:
+    name: str          # what the user asked for ("fork", or a function name)
+    function: str      # the kernel function it stops in
+    at_return: bool    # at its return (else at its entry)
+    what: str          # the heading of its map
+
+
+# The named events: the kernel function behind each, and where in it the picture is taken.
+EVENTS = {
+    "fork": ("pagoda::proc::fork_process", True, "fork has copied or shared the parent's pages"),
+    "exec": ("pagoda::proc::exec_current", True, "exec has made the new program's space live"),
+    "exit": ("pagoda::proc::exit_current", False, "a process is ending (its memory still there)"),
+}
+
+
+def parse_event(text):
+    """An Event from --memview-at's text: a named event, NAME (a kernel function's entry) or
+    NAME:return."""
+    if text in EVENTS:
+        function, at_return, what = EVENTS[text]
+        return Event(text, function, at_return, what)
+    function, _, where = text.partition(":return")
+    if not function or where or (":" in function and "::" not in function):
+        raise PagodaError(f"--memview-at {text}: not an event ({', '.join(EVENTS)}) or a kernel "
+                          "function name (NAME, or NAME:return)")
+    return Event(text, function, text.endswith(":return"),
+                 f"{function} {'returns' if text.endswith(':return') else 'is called'}")
+
+
+class Session:
+    """One gdbstub connection for the whole run: it stops the guest at each of @p events (and
+    when request() asks, for Ctrl-A M), hands the map's lines to @p show(heading, lines), and
+    lets the guest go on. start() once QEMU listens; it runs in a thread of its own."""
+
+    WAIT_STEP = 0.2     # seconds between looks at the socket while the guest runs
+
+    def __init__(self, socket_path, kernel, arch, events, show, colour=False, width=64):
+        self.socket_path, self.kernel, self.arch = socket_path, kernel, arch
+        self.events, self.show, self.colour, self.width = events, show, colour, width
+        self.rsp, _ = _imports()
+        self.client = None
+        self.entries = {}       # breakpoint address: the Event stopping at that function's entry
+        self.returns = {}       # return breakpoint address: the Event waiting for it
+        self.wanted = threading.Event()
+        self.wake_r, self.wake_w = os.pipe()
+        self.thread = None
+        self.error = None
+
+    def resolve(self):
+        """The entry addresses of the events' functions (PagodaError for an unknown one)."""
+        sys.path.insert(0, paths.GRADE)
+        from pagoda_grade import symbols
+        for event in self.events:
+            try:
+                self.entries[symbols.address_of(self.kernel, event.function)] = event
+            except AssertionError as err:
+                raise PagodaError(f"--memview-at {event.name}: {err}")
+
+    def start(self, wait=30.0):
+        """Connects (waiting up to @p wait seconds for QEMU's socket), puts the breakpoints in and
+        lets the guest run."""
+        end = time.monotonic() + wait
+        while True:
+            try:
+                self.client = self.rsp.RspClient.connect_unix(self.socket_path, arch=self.arch, timeout=10)
+                break
+            except (FileNotFoundError, ConnectionRefusedError, sockets.error):
+                if time.monotonic() > end:
+                    raise PagodaError(f"QEMU's gdbstub never listened on {self.socket_path}")
+                time.sleep(0.05)
+        _attach(self.client, self.rsp)
+        for address in self.entries:
+            self.client.set_breakpoint(address)
+        self.client.cont()
+        self.thread = threading.Thread(target=self._run, name="memview", daemon=True)
+        self.thread.start()
+
+    def request(self):
+        """Ctrl-A M: a map as soon as the guest can be stopped."""
+        self.wanted.set()
+        os.write(self.wake_w, b"x")
+
+    def close(self):
+        os.write(self.wake_w, b"q")
+        if self.thread:
+            self.thread.join(timeout=5)
+        if self.client:
+            self.client.close()
+        for fd in (self.wake_r, self.wake_w):
+            os.close(fd)
+
+    def _pc(self):
+        return self.client.read_register("rip" if self.arch == "x86_64" else "pc")
+
+    def _return_address(self):
+        """At a function's first instruction: where it returns to (x86_64: the word at RSP;
+        AArch64: the link register)."""
+        if self.arch == "x86_64":
+            sp = self.client.read_register("rsp")
+            return int.from_bytes(self.client.read_memory(sp, 8), "little")
+        return self.client.read_register("x30")
+
+    def _go_on(self, pc):
+        """Lets the guest run from a stop at @p pc (stepping over a breakpoint there first: QEMU
+        would report it again without running it)."""
+        if pc in self.entries or pc in self.returns:
+            self.client.remove_breakpoint(pc)
+            self.client.step()
+            self.client.wait_stop()
+            self.client.set_breakpoint(pc)
+        self.client.cont()
+
+    def _run(self):
+        try:
+            while True:
+                ready, _, _ = select.select([self.client.sock, self.wake_r], [], [], self.WAIT_STEP)
+                if self.wake_r in ready:
+                    if os.read(self.wake_r, 64).endswith(b"q"):
+                        return
+                    if self.wanted.is_set() and self.client.running:
+                        self.client._sendall(b"\x03")
+                if self.client.sock not in ready and not self.client._buffer and self.client.running:
+                    continue
+                stop = self.client.wait_stop()
+                if stop.exited:
+                    return
+                self._stopped()
+        except (self.rsp.RspError, OSError) as err:
+            self.error = str(err)      # QEMU ended: the run is over
+
+    def _stopped(self):
+        pc = self._pc()
+        headings = []
+        event = self.returns.get(pc)
+        if event is not None:
+            del self.returns[pc]
+            self.client.remove_breakpoint(pc)
+            headings.append(f"memview at {event.name}: {event.what}")
+        event = self.entries.get(pc)
+        if event is not None:
+            if event.at_return:
+                back = self._return_address()
+                if back not in self.returns:
+                    self.returns[back] = event
+                    self.client.set_breakpoint(back)
+            else:
+                headings.append(f"memview at {event.name}: {event.what}")
+        if self.wanted.is_set():
+            self.wanted.clear()
+            headings.append("memview (Ctrl-A M)")
+        if headings:
+            self.show(headings, _census_lines(self.client, self.kernel, self.arch, self.colour, self.width))
+        self._go_on(pc)
 
 
 class KeyFilter:

@@ -2,7 +2,9 @@
 
 By default the kernel starts the user shell (run=sh) when it has one and the branch is at lab 6
 or later (the shell needs fork, exec and wait); --no-shell, --test or a run= of --cmdline boot
-without it. --memview adds Ctrl-A M: a map of physical memory by owner (memview.py).
+without it. --quiet boots with log=quiet (no lifecycle lines). --memview adds Ctrl-A M: a map of
+physical memory by owner (memview.py); --memview-at EVENT draws it each time EVENT happens (the
+guest stopped at that moment: a fork's shared pages, say).
 """
 import os
 import select
@@ -10,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 
 from . import build, deps, gdb, kernelinfo, memview, paths, qemu
 from .symbolize import Symbolizer
@@ -18,6 +21,22 @@ from .ui import PagodaError, info
 # Output is passed on line by line (so backtraces can be named); a partial line waits at most
 # this long before it is shown as it is.
 PARTIAL_LINE_DELAY = 0.05
+
+
+class _LockedOut:
+    """The terminal, written by the relay and by the memview session's thread in turn."""
+
+    def __init__(self, out):
+        self.out = out
+        self.lock = threading.Lock()
+
+    def write(self, data):
+        with self.lock:
+            self.out.write(data)
+
+    def flush(self):
+        with self.lock:
+            self.out.flush()
 
 
 def _relay(fd, out, symbolizer, keys=None):
@@ -97,10 +116,13 @@ def cmd_run(args):
     shell, note = shell_words(args, kernel)
     if note:
         info(note)
+    events = [memview.parse_event(e) for e in args.memview_at or ()]
+    args.memview = args.memview or bool(events)
     if args.memview and args.gdb is not None:
         raise PagodaError("--memview and --gdb exclude each other (in GDB, `frames --map` draws "
                           "the same map)")
-    cmdline = " ".join(filter(None, [f"test={args.test}" if args.test else "", shell, args.cmdline]))
+    cmdline = " ".join(filter(None, [f"test={args.test}" if args.test else "", shell,
+                                     "log=quiet" if args.quiet else "", args.cmdline]))
     log = os.path.join(paths.build_dir(args.arch), "run-qemu.log")
     stub = gdb.GdbStub(args.arch, args.gdb) if args.gdb is not None else None
     view_dir = tempfile.mkdtemp(prefix="pagoda-memview-") if args.memview else None
@@ -119,25 +141,38 @@ def cmd_run(args):
     # Same process group as us, so the terminal's signals reach it; it still dies with us.
     proc = qemu.spawn(argv, new_group=False, stdout=subprocess.PIPE,
                       stdin=subprocess.PIPE if keyboard is not None else None)
-    keys = None
+    keys = session = None
+    out = _LockedOut(sys.stdout.buffer)
     if keyboard is not None:
         colour = os.isatty(sys.stdout.fileno()) and os.environ.get("NO_COLOR") is None
 
-        def show():
-            lines = memview.snapshot(view_socket, kernel, args.arch, colour=colour)
-            sys.stdout.buffer.write(b"\r\n" + "\r\n".join(lines).encode() + b"\r\n")
-            sys.stdout.buffer.flush()
+        def write_map(headings, lines):
+            out.write(b"\r\n" + "\r\n".join(list(headings) + list(lines)).encode() + b"\r\n")
+            out.flush()
 
+        def show():
+            if session is not None:
+                session.request()   # through the session's connection (it holds the stub)
+            else:
+                write_map([], memview.snapshot(view_socket, kernel, args.arch, colour=colour))
+
+        if events:
+            session = memview.Session(view_socket, kernel, args.arch, events, write_map, colour=colour)
+            session.resolve()
         keys = (keyboard, proc.stdin.fileno(), memview.KeyFilter(), show)
         if saved_tty is not None:
             tty.setraw(keyboard)   # keys reach us one by one; QEMU no longer owns the terminal
     try:
         if stub:
             stub.announce(proc)
-        _relay(proc.stdout.fileno(), sys.stdout.buffer, Symbolizer(kernel), keys)
+        if session:
+            session.start()
+        _relay(proc.stdout.fileno(), out, Symbolizer(kernel), keys)
     except KeyboardInterrupt:
         pass
     finally:
+        if session:
+            session.close()
         if saved_tty is not None:
             termios.tcsetattr(keyboard, termios.TCSADRAIN, saved_tty)
         if stub and not stub.ready and proc.poll() is None:
@@ -166,6 +201,9 @@ def add_parser(sub):
                    help=f"guest RAM, as QEMU's -m takes it (default {qemu.DEFAULT_MEMORY})")
     p.add_argument("--test", metavar="NAME", help="run the kernel self-test NAME (test=NAME)")
     p.add_argument("--cmdline", default="", metavar="TEXT", help="more kernel command line words")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="keep the kernel's lifecycle lines (run:, started, exec, reaped) out of the "
+                        "console: only what the programs print, and what goes wrong (log=quiet)")
     shell = p.add_mutually_exclusive_group()
     shell.add_argument("--no-shell", action="store_true",
                        help="boot without the user shell (the default starts it, run=sh, when the "
@@ -176,6 +214,10 @@ def add_parser(sub):
                    help="Ctrl-A M prints a map of physical memory coloured by owner (kernel image, "
                         "page tables, free, each process, shared copy-on-write frames), read from "
                         "guest RAM through QEMU's gdbstub while the guest is stopped")
+    p.add_argument("--memview-at", action="append", metavar="EVENT",
+                   help="also draw that map each time EVENT happens, the guest stopped there: fork "
+                        "(the parent's pages just shared or copied), exec, exit, or a kernel "
+                        "function (NAME, NAME:return); repeatable; implies --memview")
     p.add_argument("--gdb", nargs="?", const="", metavar="SOCKET",
                    help="boot paused with a gdbstub on a unix socket (SOCKET, or one in a fresh "
                         "temporary directory) and print 'pagoda: gdb ready: target remote "

@@ -16,3 +16,16 @@ def info(message):
 
 def warn(message):
     print(f"pagoda: warning: {message}", file=sys.stderr, flush=True)
+
+
+def clip(text, width):
+    """@p text cut to at most @p width characters, with an ellipsis when cut (at a space when
+    one is near the end, so that a word or an address is not cut in half)."""
+    text = " ".join(text.split()) if "\n" in text else text
+    if len(text) <= width:
+        return text
+    cut = text[:width - 1]
+    space = cut.rfind(" ")
+    if space >= width * 3 // 4:
+        cut = cut[:space]
+    return cut.rstrip() + "\u2026"

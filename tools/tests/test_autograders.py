@@ -97,6 +97,12 @@ def broken(dest):
         f.write("\nnot C++ at all;\n")
 
 
+def broken_cmake(dest):
+    skeleton(dest)
+    with open(os.path.join(dest, "arch/x86_64/CMakeLists.txt"), "a") as f:
+        f.write("\nadd_library(stray STATIC no_such_file.cpp)\n")
+
+
 def test_the_zip_has_gradescope_s_two_files_at_its_root(gradescope):
     with zipfile.ZipFile(gradescope.zip) as z:
         names = z.namelist()
@@ -110,25 +116,45 @@ def test_the_zip_has_gradescope_s_two_files_at_its_root(gradescope):
 def test_run_autograder_grades_a_submission(gradescope):
     results, stdout = gradescope(skeleton)
     validate(results)
-    tests = {t["name"].split(":")[0]: t for t in results["tests"]}
+    tests = {t["name"]: t for t in results["tests"]}
     assert set(tests) == {"lab0/boot_banner", "lab0/memory_map", "lab0/trap_ud", "lab0/trap_pf",
                           "lab0/timer_ticks", "lab0/panic_exit"}
     assert results["score"] == 13 and sum(t["max_score"] for t in results["tests"]) == 17
+    lab0 = {t.id: t for t in publish.load_labs(paths.ROOT)[0].tests}
+    for name, t in tests.items():       # a short name; what the test checks opens its output
+        assert t["output"].startswith(f"Checks: {lab0[name.split('/')[1]].checks}\n\n"), t["output"]
     pf = tests["lab0/trap_pf"]
     assert pf["status"] == "failed" and pf["score"] == 0
     assert "missing:" in pf["output"] and "last " in pf["output"] and "lines of serial output" in pf["output"]
     assert "<- expected: lab 1 comes later, not the cause" in pf["output"]
     assert tests["lab0/boot_banner"]["status"] == "passed"
     assert results["output"].startswith("Lab 0 (Boot and console) on x86_64: 13/17 points; graded.")
-    assert "13/17" in stdout
+    assert "13/17" in stdout and "  lab0/trap_pf: 0/" in stdout
 
 
 def test_a_submission_that_does_not_build(gradescope):
+    """The first compiler error, with its source line, paths relative to the student's tree; not
+    the compiler's command line (it says -Werror) nor the grading container's paths."""
     results, _ = gradescope(broken)
     validate(results)
     assert results["score"] == 0 and results["extra_data"]["status"] == "does not build"
-    assert "kmain.cpp" in results["output"] and "error" in results["output"]
-    assert all(t["output"].startswith("Not run: the kernel does not build") for t in results["tests"])
+    out = results["output"]
+    assert re.search(r"^- does not build: kernel/core/kmain\.cpp:\d+:\d+: error: ", out, re.M), out
+    assert re.search(r"^    kernel/core/kmain\.cpp:\d+:\d+: error: .*\n    not C\+\+ at all;\n    \s*\^", out, re.M), out
+    assert "-Werror" not in out and "/submission" not in out and "autograder" not in out
+    assert all("Not run: the kernel does not build" in t["output"] for t in results["tests"])
+
+
+def test_a_submission_whose_cmake_files_fail(gradescope):
+    """CMake's first error keeps its message (it was dropped), paths relative to the tree."""
+    results, _ = gradescope(broken_cmake)
+    validate(results)
+    assert results["extra_data"]["status"] == "does not build"
+    out = results["output"]
+    assert "- does not build: CMake Error at arch/x86_64/CMakeLists.txt:" in out, out
+    assert re.search(r"^    CMake Error at arch/x86_64/CMakeLists\.txt:\d+ \(add_library\):\n"
+                     r"(    .*\n)*    .*no_such_file\.cpp", out, re.M), out
+    assert "autograder" not in out and "/submission" not in out
 
 
 def test_setup_sh_installs_the_grading_packages(gradescope, tmp_path):

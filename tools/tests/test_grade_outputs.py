@@ -9,7 +9,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from pagoda import junit, paths
+from junit_xsd import schema_errors
+from pagoda import junit, paths, qemu
 
 sys.path.insert(0, paths.GRADE)
 from pagoda_grade import manifest, todo  # noqa: E402
@@ -28,26 +29,37 @@ def props(element):
 
 def test_junit_totals_equal_the_score(tmp_path):
     """A real grade in which some tests fail: every boot runs the shutdown self-test instead of
-    the one its test asks for (PAGODA_GRADE_CMDLINE's test= wins)."""
+    the one its test asks for (PAGODA_GRADE_CMDLINE's test= wins). Its JUnit is valid against
+    the schema, its points add up to the score, and stderr had one line per test as it ended,
+    the last one's running score being the final score."""
     xml_path, json_path = tmp_path / "grade.xml", tmp_path / "grade.json"
     out = pagoda("grade", "lab0", "-j", "2", "--junit", str(xml_path), "--json", str(json_path),
                  env={"PAGODA_GRADE_CMDLINE": "test=shutdown", "PAGODA_GRADE_LOGS": str(tmp_path / "logs")})
     earned, possible = map(int, re.search(r"^Score: (\d+)/(\d+)$", out.stdout, re.M).groups())
     assert 0 < earned < possible, out.stdout
+    assert schema_errors(xml_path) == ""
     root = ET.parse(xml_path).getroot()
     cases = root.findall("testsuite/testcase")
     lab0 = manifest.load_all()[0]
     assert [c.get("name") for c in cases] == [t.id for t in lab0.tests]
-    assert sum(int(props(c)["points"]) for c in cases) == earned
-    assert sum(int(props(c)["max_points"]) for c in cases) == possible
-    assert props(root) == {"points": str(earned), "max_points": str(possible)}
-    assert props(root.find("testsuite"))["points"] == str(earned)
+    suite = props(root.find("testsuite"))
+    assert sum(int(suite[f"points.{c.get('name')}"]) for c in cases) == earned == int(suite["points"])
+    assert sum(int(suite[f"max_points.{c.get('name')}"]) for c in cases) == possible == int(suite["max_points"])
     failed = [c for c in cases if c.find("failure") is not None]
-    assert int(root.get("failures")) == len(failed) > 0 and int(root.get("tests")) == len(cases)
+    suite_element = root.find("testsuite")
+    assert int(suite_element.get("failures")) == len(failed) > 0 and int(suite_element.get("tests")) == len(cases)
     for c in failed:
-        assert props(c)["points"] == "0" and c.find("failure").text.strip()
+        assert suite[f"points.{c.get('name')}"] == "0" and c.find("failure").text.strip()
     with open(json_path) as f:
-        assert json.load(f)["earned"] == earned
+        data = json.load(f)
+    assert data["earned"] == earned and data["interrupted"] is False
+    progress = [l for l in out.stderr.splitlines() if re.match(r"\[\s*\d+/\d+\]", l)]
+    assert len(progress) == len(lab0.tests), out.stderr
+    assert [int(re.match(r"\[\s*(\d+)/", l)[1]) for l in progress] == list(range(1, len(lab0.tests) + 1))
+    assert re.search(rf"\s{earned}/{possible}\s", progress[-1]), progress[-1]
+    assert sorted(re.search(r"lab0/(\S+)", l)[1] for l in progress) == sorted(t.id for t in lab0.tests)
+    assert max(map(len, progress)) <= 100
+    assert sum(" FAIL " in l for l in progress) == len(failed)
 
 
 def test_junit_reports_a_test_without_a_result_as_an_error():
@@ -58,7 +70,51 @@ def test_junit_reports_a_test_without_a_result_as_an_error():
     cases = root.findall("testsuite/testcase")
     assert [c.get("name") for c in cases] == [first.id, second.id]
     assert cases[1].find("error").get("type") == "no result"
-    assert root.get("errors") == "1" and props(root)["points"] == str(first.points)
+    assert root.find("testsuite").get("errors") == "1"
+    assert props(root.find("testsuite"))["points"] == str(first.points)
+
+
+def test_ctrl_c_keeps_what_finished(tmp_path):
+    """Ctrl-C after the first test has ended (its line seen on the terminal): exit status 130,
+    the table, and a JSON and a valid JUnit file holding that test's result; the others are
+    marked as cut short or never run, not lost and not passed."""
+    pexpect = pytest.importorskip("pexpect")
+    xml_path, json_path = tmp_path / "grade.xml", tmp_path / "grade.json"
+    child = pexpect.spawn(paths.SYSTEM_PYTHON, [os.path.join(paths.ROOT, "pagoda"), "grade", "lab0", "-j", "1",
+                                                "--junit", str(xml_path), "--json", str(json_path)],
+                          cwd=paths.ROOT, timeout=300, encoding="utf-8",
+                          env=dict(os.environ, PAGODA_GRADE_LOGS=str(tmp_path / "logs")))
+    child.expect(r"\[1/\d+\]\s+\d+/\d+\s+lab0/(\S+)\s+(OK|FAIL)")
+    first = child.match.group(1)
+    child.sendintr()
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 130, child.before
+    assert "Score: " in child.before and "interrupted" in child.before
+    with open(json_path) as f:
+        data = json.load(f)
+    assert data["interrupted"] is True
+    by_id = {r["id"]: r for r in data["results"]}
+    assert by_id[first]["outcome"] == "passed"
+    assert len([r for r in data["results"] if r["outcome"] == "passed"]) < len(manifest.load_all()[0].tests)
+    assert schema_errors(xml_path) == ""
+    root = ET.parse(xml_path).getroot()
+    cases = {c.get("name"): c for c in root.iter("testcase")}
+    assert len(cases[first]) == 0                      # passed: no failure, no error
+    unfinished = [c for n, c in cases.items() if by_id.get(n, {}).get("outcome") != "passed"]
+    assert unfinished and all(c.find("error") is not None for c in unfinished)
+    assert not qemu.processes_mentioning(qemu.MACHINES["x86_64"].binary, str(tmp_path))
+
+
+def test_batch_only_flags_need_batch():
+    """`grade --lab 3` graded every lab, silently; now each mode refuses the other's flags."""
+    out = pagoda("grade", "--lab", "3")
+    assert out.returncode == 2 and "--lab: only with --batch DIR" in out.stderr
+    assert "./pagoda grade lab3" in out.stderr and "Score" not in out.stdout
+    out = pagoda("grade", "lab0", "--csv", "x.csv", "--keep")
+    assert out.returncode == 2 and "--csv, --keep: only with --batch DIR" in out.stderr
+    out = pagoda("grade", "--batch", "nowhere", "--lab", "0", "--csv", "x.csv", "--junit", "x.xml")
+    assert out.returncode == 2 and "--junit: not with --batch" in out.stderr
 
 
 def test_grade_only_some_tests(tmp_path):

@@ -124,6 +124,20 @@ def student(tree, tmp_path):
     return clone
 
 
+def test_the_overview_s_git_diff_works_in_a_student_s_clone(student):
+    """labs/README.md's `git diff lab2 lab3` failed in a clone, which has origin/lab2 and only
+    the checked-out lab as a local branch. Its command, with this small tree's labs 1 and 2."""
+    with open(os.path.join(paths.LABS, "README.md")) as f:
+        commands = re.findall(r"`(git diff (\S*)lab\d (\S*)lab\d)`", f.read())
+    assert commands, "labs/README.md shows no git diff between two lab branches"
+    for _, first, second in commands:
+        out = subprocess.run(["git", "diff", "--stat", f"{first}lab1", f"{second}lab2"], cwd=student,
+                             capture_output=True, text=True, env=labtree.git_env())
+        assert out.returncode == 0 and out.stdout.strip(), out.stderr
+    bare = subprocess.run(["git", "diff", "lab1", "lab2"], cwd=student, capture_output=True, text=True)
+    assert bare.returncode != 0            # why the overview names origin/
+
+
 def test_a_conflict_outside_regions_stops_with_a_list(student, tree):
     # lab 0's region in src/vm.cpp (resolved for the student) and a line outside any region
     # that lab 1 also changes: .pagoda-lab.

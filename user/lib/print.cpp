@@ -1,8 +1,16 @@
 #include "user/lib/print.hpp"
 
+#include "lib/proof.hpp"
+#include "user/lib/start.hpp"
 #include "user/lib/syscalls.hpp"
 
 namespace pagoda::user {
+
+void ProofNote::format(FormatSink& sink) const {
+  if (grading()) format_to(sink, " proof={:016x}", proof(token(), value));
+}
+
+ProofNote proof_note(u64 value) { return {value}; }
 
 void WriteSink::put(StringView text) {
   if (size_ + text.size() > kBufferSize) flush();

@@ -41,6 +41,16 @@ class WriteSink final : public FormatSink {
   char buffer_[kBufferSize];
 };
 
+/// A line's proof for the grader: formats as " proof=P" (P = proof(token(), value) in 16 hex
+/// digits) while grading(), as nothing otherwise, so that a user at the shell sees no proofs:
+///
+///     println("spin: pid {} counted to {}{}", getpid(), n, proof_note(n));
+struct ProofNote {
+  u64 value;
+  void format(FormatSink& sink) const;
+};
+ProofNote proof_note(u64 value);
+
 /// Formats to standard output.
 template <class... Args> void print(FormatString<Args...> format, const Args&... args) {
   WriteSink sink(abi::kStdout);

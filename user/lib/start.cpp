@@ -36,6 +36,8 @@ StringView token() {
   return {};
 }
 
+bool grading() { return !token().empty(); }
+
 bool parse_number(StringView text, u64& value) {
   u64 base = 10;
   if (text.starts_with("0x")) {

@@ -18,6 +18,10 @@ StringView arg(int i);
 /// The boot token (the value of the argument `token=...`), empty when there is none. User
 /// programs print proof(token(), value) so that the grader can check the value (lib/proof.hpp).
 StringView token();
+/// Whether the grader runs this program: it has a boot token (the grader gives every boot one;
+/// `./pagoda run` never does). Programs then add proofs to their lines (proof_note(), print.hpp);
+/// at the shell they print what a user expects.
+bool grading();
 /// Argument @p i as a number (decimal, or hexadecimal with 0x), or @p fallback when there is no
 /// such argument or it is not a number.
 u64 arg_number(int i, u64 fallback);

@@ -65,6 +65,12 @@ inline i64 mprotect(u64 addr, u64 length, u64 prot) { return call(abi::Syscall::
 inline i64 brk(u64 new_break) { return call(abi::Syscall::Brk, new_break); }
 /// Moves the end of the heap by @p increment; the break before the call.
 inline i64 sbrk(i64 increment) { return call(abi::Syscall::Sbrk, u64(increment)); }
+/// Ends process @p pid (with abi::kKillTree, its descendants too): 0, or -ESRCH.
+inline i64 kill(i64 pid, u64 flags = 0) { return call(abi::Syscall::Kill, u64(pid), flags); }
+/// Makes @p pid the process the console's Ctrl-C ends (0: none); the previous one.
+inline i64 foreground(i64 pid) { return call(abi::Syscall::Foreground, u64(pid)); }
+/// The embedded programs' names, one a line, into @p out (as much as fits); the list's size.
+inline i64 programs(char* out, usize size) { return call(abi::Syscall::Programs, arg(out), size); }
 /// Fills @p out with facts about this process (a test call).
 inline i64 proc_info(abi::ProcInfo* out) { return call(abi::Syscall::ProcInfo, arg(out), sizeof *out); }
 /// Copies up to @p max of this process's VMAs into @p out; how many it has (a test call).

@@ -62,8 +62,8 @@ int main(int, char**) {
     u64 bad = 0;
     for (u64 j = 0; j < n; ++j) bad += words[j * kWords] != ((mask >> j & 1) ? value(0x900 + j) : value(0x800 + j));
     const bool kernel_ok = got == i64(sizeof *info) && info->pid == u64(getpid());
-    println("cowtest: child wrote {} pages, {} wrong; the kernel's write {} proof={:016x}", __builtin_popcountll(mask),
-            bad, kernel_ok ? "landed" : "FAILED", proof(token(), mask ^ (bad << 32) ^ (kernel_ok ? 0 : 1)));
+    println("cowtest: child wrote {} pages, {} wrong; the kernel's write {}{}", __builtin_popcountll(mask),
+            bad, kernel_ok ? "landed" : "FAILED", proof_note(mask ^ (bad << 32) ^ (kernel_ok ? 0 : 1)));
     exit(bad == 0 && kernel_ok ? 0 : 1);
   }
   abi::ExitInfo info{};
@@ -74,7 +74,7 @@ int main(int, char**) {
   for (u64 j = 0; j < n; ++j) words[j * kWords] = value(0xa00 + j);
   (void)yield();  // moment D
   const bool child_ok = got == pid && info.how == u32(abi::Termination::Exited) && info.code == 0;
-  println("cowtest: parent's words {} after the child's writes; child {} proof={:016x}", bad == 0 ? "intact" : "CHANGED",
-          child_ok ? "ok" : "FAILED", proof(token(), n ^ (bad << 32) ^ (child_ok ? 0 : 1)));
+  println("cowtest: parent's words {} after the child's writes; child {}{}", bad == 0 ? "intact" : "CHANGED",
+          child_ok ? "ok" : "FAILED", proof_note(n ^ (bad << 32) ^ (child_ok ? 0 : 1)));
   return bad == 0 && child_ok ? 0 : 1;
 }

@@ -29,6 +29,9 @@
 //                      the kernel's write into a copy-on-write page must copy it. The child
 //                      yields (the grader compares the roots) and exits with a code of the bytes;
 //                      the parent checks its pages never changed.
+//   forktree hang N    forks N children that sleep until something ends them, says so, and
+//                      waits for them: a process tree for the shell's Ctrl-C (which ends the
+//                      foreground program with its descendants) and `kill -t`.
 #include "user/lib/user.hpp"
 
 using namespace pagoda;
@@ -89,8 +92,8 @@ int basic(u64 n) {
       fill(w, [i](usize r) { return child_value(i, r); });
       abi::ProcInfo info{};
       (void)proc_info(&info);
-      println("forktree: child {} pid {} parent {} wrote proof={:016x}", i, getpid(), info.parent,
-              proof(token(), child_value(i, 0) ^ u64(getpid())));
+      println("forktree: child {} pid {} parent {} wrote{}", i, getpid(), info.parent,
+              proof_note(child_value(i, 0) ^ u64(getpid())));
       for (int k = 0; k < 8; ++k) (void)yield();
       const int again = check(w, [i](usize r) { return child_value(i, r); });
       if (again != 0) {
@@ -126,8 +129,8 @@ int basic(u64 n) {
   const int bad = check(w, [](usize r) { return value(0x300 + r); });
   if (bad != 0)
     println("forktree: the parent's {} word is {:#x}: a child's write reached it", kRegionNames[bad - 1], *w.at[bad - 1]);
-  println("forktree: forked {} reaped {} with their statuses {} proof={:016x}", forked, reaped,
-          good == n && reaped == n ? "ok" : "WRONG", proof(token(), sum));
+  println("forktree: forked {} reaped {} with their statuses {}{}", forked, reaped,
+          good == n && reaped == n ? "ok" : "WRONG", proof_note(sum));
   return good == n && reaped == n && bad == 0 ? 0 : 1;
 }
 
@@ -152,8 +155,8 @@ int exec_test() {
   const i64 pid = fork();
   if (pid == 0) {
     const i64 missing = exec("nosuchprogram", nullptr);
-    println("forktree: exec of a missing program: {} proof={:016x}", abi::errno_name(abi::errno_of(missing)),
-            proof(token(), u64(-missing)));
+    println("forktree: exec of a missing program: {}{}", abi::errno_name(abi::errno_of(missing)),
+            proof_note(u64(-missing)));
     char count[24] = {}, tok[80] = {};
     format_buffer(count, sizeof count, "{}", 1 + value(0x600) % 1000);
     format_buffer(tok, sizeof tok, "{}{}", abi::kTokenArgPrefix, token());
@@ -200,8 +203,8 @@ int bomb(u64 mib) {
     ++reaped;
     sevens += info.how == u32(abi::Termination::Exited) && info.code == 7;
   }
-  println("forktree: bomb: forked {} then fork failed with {}; reaped {} ({} with 7) proof={:016x}", forked,
-          abi::errno_name(abi::errno_of(failure)), reaped, sevens, proof(token(), forked ^ (reaped << 16) ^ (sevens << 32)));
+  println("forktree: bomb: forked {} then fork failed with {}; reaped {} ({} with 7){}", forked,
+          abi::errno_name(abi::errno_of(failure)), reaped, sevens, proof_note(forked ^ (reaped << 16) ^ (sevens << 32)));
   return reaped == forked && sevens == forked ? 0 : 1;
 }
 
@@ -236,8 +239,8 @@ int wide(u64 n) {
     good += ok;
     sum += u64(info.code) * (i + 1);
   }
-  println("forktree: wide: forked {} reaped {} statuses {} proof={:016x}", forked, reaped,
-          good == n && reaped == n ? "ok" : "WRONG", proof(token(), sum ^ (reaped << 32)));
+  println("forktree: wide: forked {} reaped {} statuses {}{}", forked, reaped,
+          good == n && reaped == n ? "ok" : "WRONG", proof_note(sum ^ (reaped << 32)));
   return good == n && reaped == n ? 0 : 1;
 }
 
@@ -301,8 +304,8 @@ struct Marked {
   u64 bad = 0;
   for (u64 i = 0; i < m.count; ++i) bad += marked(m.pages[i]);
   const bool ok = got == pid && info.how == u32(abi::Termination::Exited) && info.code == vmas_code() && bad == 0;
-  println("forktree: vmas: {} marked pages; child code {}; parent's pages {} proof={:016x}", m.count, info.code,
-          bad == 0 ? "intact" : "CHANGED", proof(token(), m.count ^ (u64(info.code) << 16) ^ (bad << 32)));
+  println("forktree: vmas: {} marked pages; child code {}; parent's pages {}{}", m.count, info.code,
+          bad == 0 ? "intact" : "CHANGED", proof_note(m.count ^ (u64(info.code) << 16) ^ (bad << 32)));
   return ok ? 0 : 1;
 }
 
@@ -370,9 +373,24 @@ int readcow(u64 offset) {
   const i64 got = waitpid(pid, &info);
   u64 bad = 0;
   for (u64 i = 0; i < 2 * kPage / 8; ++i) bad += words[i] != kFill;
-  println("forktree: readcow: child {} code {}; parent's buffer {} proof={:016x}", got == pid ? "reaped" : "LOST",
-          info.code, bad == 0 ? "intact" : "CHANGED", proof(token(), u64(info.code) ^ (bad << 16)));
+  println("forktree: readcow: child {} code {}; parent's buffer {}{}", got == pid ? "reaped" : "LOST",
+          info.code, bad == 0 ? "intact" : "CHANGED", proof_note(u64(info.code) ^ (bad << 16)));
   return got == pid && bad == 0 ? 0 : 1;
+}
+
+int hang(u64 n) {
+  u64 forked = 0;
+  for (; forked < n; ++forked) {
+    const i64 pid = fork();
+    if (pid == 0)
+      for (;;) (void)sleep(100);
+    if (pid < 0) break;
+  }
+  println("forktree: hang: pid {} and {} children waiting to be ended (Ctrl-C)", getpid(), forked);
+  abi::ExitInfo info{};
+  while (wait(&info) > 0) {
+  }
+  return 0;
 }
 
 }  // namespace
@@ -383,7 +401,7 @@ int main(int, char**) {
   if (mode == "deep") {
     const u64 depth = arg_number(2, 8);
     const i32 code = deep(0, depth);
-    println("forktree: deep {}: code {} proof={:016x}", depth, code, proof(token(), u64(code)));
+    println("forktree: deep {}: code {}{}", depth, code, proof_note(u64(code)));
     return code == leaf_code() + i32(depth) ? 0 : 1;
   }
   if (mode == "exec") return exec_test();
@@ -391,6 +409,8 @@ int main(int, char**) {
   if (mode == "wide") return wide(arg_number(2, kMaxWide));
   if (mode == "vmas") return vmas(arg_number(2, 3), arg_number(3, 4), arg_number(4, 4));
   if (mode == "readcow") return readcow(arg_number(2, 0));
-  println("forktree: usage: forktree basic N | deep D | exec | bomb MIB | wide N | vmas M H S | readcow OFFSET");
+  if (mode == "hang") return hang(arg_number(2, 3));
+  println("forktree: usage: forktree basic N | deep D | exec | bomb MIB | wide N | vmas M H S | readcow OFFSET | "
+          "hang N");
   return 2;
 }

@@ -5,7 +5,7 @@
 // What it never does, because it would end or stall the test rather than probe the kernel:
 // exit (it would end the fuzzing; its number is drawn but replaced by getpid), fork (lab 6: every
 // child would fuzz on with the same stream, repeating the same calls and faults; replaced by
-// getpid too), read from the
+// getpid too), kill (it could end the fuzzer or its siblings; getpid too), read from the
 // console (fd 0 with a usable buffer would wait for input: the descriptor is changed), long
 // sleeps (valid tick counts are cut to 1), and more than kMaxOutput bytes of output through
 // write to fd 1 or 2.
@@ -62,7 +62,8 @@ int main(int, char**) {
     u64 number = pick_number(r);
     u64 a[6];
     for (u64& x : a) x = pick_argument(r);
-    if (number == u64(abi::Syscall::Exit) || number == u64(abi::Syscall::Fork)) number = u64(abi::Syscall::GetPid);
+    if (number == u64(abi::Syscall::Exit) || number == u64(abi::Syscall::Fork) || number == u64(abi::Syscall::Kill))
+      number = u64(abi::Syscall::GetPid);
     if (number == u64(abi::Syscall::Read) && a[0] == u64(abi::kStdin)) a[0] = 0x7f;
     if (number == u64(abi::Syscall::Sleep) && a[0] <= 1000) a[0] = 1;
     if (number == u64(abi::Syscall::Write) && (a[0] == 1 || a[0] == 2)) {

@@ -25,7 +25,7 @@ u64 collatz_steps(u64 n) {
 int main(int, char**) {
   const u64 n = 1 + proof(token(), kHelloTag) % kRange;
   const u64 steps = collatz_steps(n);
-  println("hello: from user space on {}: collatz({}) takes {} steps proof={:016x}", arch::kName, n, steps,
-          proof(token(), steps));
+  println("hello: from user space on {}: collatz({}) takes {} steps{}", arch::kName, n, steps,
+          proof_note(steps));
   return 0;
 }

@@ -18,6 +18,6 @@ int main(int, char**) {
   const u64 limit = arg_number(1, 50'000'000);
   while (spin_stop == 0 && spin_count < limit) spin_count = spin_count + 1;
   const u64 n = spin_count;
-  println("spin: pid {} counted to {} proof={:016x}", getpid(), n, proof(token(), n));
+  println("spin: pid {} counted to {}{}", getpid(), n, proof_note(n));
   return 0;
 }

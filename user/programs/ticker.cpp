@@ -15,7 +15,7 @@ int main(int, char**) {
   const i64 pid = getpid();
   for (u64 i = 1; i <= lines; ++i) {
     sleep(pause);
-    println("ticker: pid {} line {} of {} proof={:016x}", pid, i, lines, proof(token(), kTickerTag ^ (i << 16) ^ lines));
+    println("ticker: pid {} line {} of {}{}", pid, i, lines, proof_note(kTickerTag ^ (i << 16) ^ lines));
   }
   return 0;
 }

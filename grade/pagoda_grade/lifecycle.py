@@ -1,0 +1,662 @@
+"""Lab 6's evidence, read from guest RAM: the process table and each process's record of regions
+(its VMA list), every user page a root maps with its frame, write permission, reference count
+and bytes, and what the grader saw at each death and exec. The lab-6 tests read these at moments
+they pick (a fork's return, a process's first system call after it, every death, the end of a
+run) and name what a fork, a copy-on-write fault, an exit, a wait or an exec got wrong from what
+they saw, never from what the kernel printed.
+
+    processes(snap, kernel)             the process table: pid, parent, state, record (Vma list)
+    Pages.of(snap, root)                 a root's user pages: va -> (frame, writable)
+    Refs(snap, kernel)                   the kernel's reference counts (pagoda_frame_refs)
+    Deaths(kernel)                       stops at exit_current and exec_current; records each
+    fork_view(...) / fork_problems(...)  one fork, seen at its return and at a later moment
+    leak_story(...)                      whose frames a leak is made of, and why
+
+Layouts come from the kernel's facts (process_*, vma_*: kernel/proc/process.cpp, mm/vma.cpp).
+"""
+import hashlib
+import struct
+from dataclasses import dataclass, field
+
+from . import symbols
+from .processes import process_roots, registry
+from .witness import PAGE  # (importing witness puts tools/gdb, pagoda_pt's home, on the path)
+
+from pagoda_pt import frames as pt_frames  # noqa: E402
+
+# Records longer than this are not a process's (a pointer into garbage): read no further.
+MAX_VMAS = 256
+
+
+def _u(data, offset, size):
+    return int.from_bytes(data[offset:offset + size], "little")
+
+
+@dataclass(frozen=True)
+class Vma:
+    start: int
+    end: int
+    read: bool
+    write: bool
+    execute: bool
+
+    def __str__(self):
+        return (f"[{self.start:#x}, {self.end:#x}) {'r' if self.read else '-'}{'w' if self.write else '-'}"
+                f"{'x' if self.execute else '-'}")
+
+
+@dataclass
+class Proc:
+    slot: int
+    pid: int
+    parent: int
+    state: int
+    zombie: bool
+    waiting: bool
+    vmas: list          # [Vma], or None when the process has no record (yet)
+    exit_code: int
+    exit_how: int
+
+
+class _Facts:
+    """The kernel's layout facts for processes and records, read once per kernel."""
+    _cache = {}
+
+    def __init__(self, kernel):
+        f = lambda name: symbols.fact(kernel, name)  # noqa: E731
+        self.table = symbols.physical_of(kernel, symbols.address_of(kernel, "pagoda::proc::g_processes"))
+        # Lab 5's facts for the table and the record (kernel/proc/process.cpp's end), lab 6's for
+        # the parent, the status and the zombie state.
+        self.slots, self.size = f("process_count"), f("process_stride")
+        self.pid, self.parent, self.state = f("process_pid"), f("process_parent"), f("process_state")
+        self.exit, self.regions, self.regions_made = f("process_exit"), f("process_regions"), f("process_regions_made")
+        self.zombie, self.waiting = f("process_state_zombie"), f("process_state_waiting")
+        self.vmas_data, self.vmas_size = f("regions_vmas_data"), f("regions_vmas_size")
+        self.vma_size, self.vma_start, self.vma_end = f("vma_stride"), f("vma_start"), f("vma_end")
+        self.vma_r, self.vma_w, self.vma_x = f("vma_read"), f("vma_write"), f("vma_execute")
+
+    @classmethod
+    def of(cls, kernel):
+        if kernel not in cls._cache:
+            cls._cache[kernel] = cls(kernel)
+        return cls._cache[kernel]
+
+
+def read_vmas(snap, kernel, record_va):
+    """The VMAs of the record (a UserRegions) at kernel address @p record_va, read through the
+    kernel half."""
+    k = _Facts.of(kernel)
+    head = snap.read_virt(record_va, max(k.vmas_data, k.vmas_size) + 8)
+    data, count = _u(head, k.vmas_data, 8), _u(head, k.vmas_size, 8)
+    if count == 0 or data == 0:
+        return []
+    if count > MAX_VMAS:
+        return None
+    raw = snap.read_virt(data, count * k.vma_size)
+    out = []
+    for i in range(count):
+        v = raw[i * k.vma_size:(i + 1) * k.vma_size]
+        out.append(Vma(_u(v, k.vma_start, 8), _u(v, k.vma_end, 8), bool(v[k.vma_r]), bool(v[k.vma_w]),
+                       bool(v[k.vma_x])))
+    return out
+
+
+def processes(snap, kernel, records_of=None):
+    """{pid: Proc} of every slot of the process table that is not free (guest RAM); the record
+    (VMA list) is read for every process, or only for pid @p records_of when given."""
+    k = _Facts.of(kernel)
+    data = snap.read_phys(k.table, k.slots * k.size)
+    base_va = symbols.address_of(kernel, "pagoda::proc::g_processes")
+    out = {}
+    for slot in range(k.slots):
+        p = data[slot * k.size:(slot + 1) * k.size]
+        pid, state = _u(p, k.pid, 4), p[k.state]
+        if state == 0 and pid == 0:
+            continue
+        vmas = None
+        if p[k.regions_made] and (records_of is None or records_of == pid):
+            try:
+                vmas = read_vmas(snap, kernel, base_va + slot * k.size + k.regions)
+            except AssertionError:
+                vmas = None
+        code = _u(p, k.exit, 4)
+        out.setdefault(pid, Proc(slot, pid, _u(p, k.parent, 4), state, state == k.zombie, state == k.waiting, vmas,
+                                 code - (1 << 32) if code >> 31 else code, _u(p, k.exit + 4, 4)))
+    return out
+
+
+def covered(vmas, va):
+    return any(v.start <= va < v.end for v in vmas or [])
+
+
+# ---- pages of a root ----------------------------------------------------------------------------
+
+class Pages(dict):
+    """{va: (frame, writable)} of every 4 KiB user page a root maps (the grader's walk)."""
+
+    @classmethod
+    def of(cls, snap, root):
+        pages = cls()
+        for p in pt_frames.user_pages(snap.arch, snap.read_phys, root, snap.walk_regs, pa_bits=snap.pa_bits):
+            pages[p.va] = (p.pa, p.writable)
+        return pages
+
+    def frames(self):
+        return {pa for pa, _ in self.values()}
+
+
+def table_frames(snap, root):
+    """The page-table frames of a root's user half (the root included)."""
+    read = snap.read_phys
+    if snap.arch == "x86_64":
+        read = pt_frames.lower_half(read, root)
+    return pt_frames.table_frames(snap.arch, read, root)
+
+
+def digest(snap, frame):
+    return hashlib.blake2b(snap.read_phys(frame, PAGE), digest_size=8).digest()
+
+
+class Refs:
+    """The kernel's frame reference counts, read from guest RAM (pagoda_frame_refs: the table's
+    kernel address and its entries; each entry a u16 of references beyond the first)."""
+
+    def __init__(self, snap, kernel):
+        self.snap = snap
+        pa = symbols.physical_of(kernel, symbols.address_of(kernel, "pagoda_frame_refs"))
+        self.table, self.entries = struct.unpack("<2Q", snap.read_phys(pa, 16))
+
+    def count(self, frame):
+        if not self.table or frame is None or frame // PAGE >= self.entries:
+            return None
+        return 1 + int.from_bytes(self.snap.read_virt(self.table + 2 * (frame // PAGE), 2), "little")
+
+
+def return_address(snap):
+    """Where the function the guest is stopped at the entry of returns to (x86_64: the word at
+    RSP; AArch64: the link register)."""
+    if snap.arch == "x86_64":
+        return int.from_bytes(snap.read_virt(snap.sp, 8), "little")
+    return snap.register("x30")
+
+
+def pid_of(snap, kernel, root):
+    for k in registry(snap, kernel).roots:
+        if k.root == root and k.kind == "process":
+            return k.id, k.name
+    return None, None
+
+
+# ---- deaths and execs ----------------------------------------------------------------------------
+
+TERMINATIONS = {0: "exited", 1: "page fault", 2: "protection fault", 3: "illegal instruction",
+                4: "privileged instruction", 5: "arithmetic error", 6: "stack limit", 7: "killed"}
+
+
+@dataclass
+class Moment:
+    """What the grader saw of one process at one stop: its root's user pages and tables, its
+    record, and (a death) how it ended."""
+    what: str                 # "exit", "exec", "fork", "later"
+    pid: int
+    name: str
+    root: int
+    pages: Pages
+    tables: set
+    vmas: list
+    parent: int = 0
+    how: int = 0
+    code: int = 0
+    address: int = 0
+    order: int = 0
+
+    @property
+    def who(self):
+        return f"pid {self.pid} ({self.name})"
+
+    @property
+    def killed(self):
+        return self.what == "exit" and self.how != 0
+
+    def ending(self):
+        if self.how == 0:
+            return f"exited with code {self.code}"
+        return f"killed ({TERMINATIONS.get(self.how, self.how)}) at address {self.address:#x}"
+
+
+def moment(snap, kernel, root, what, order=0):
+    pid, name = pid_of(snap, kernel, root)
+    proc = processes(snap, kernel, records_of=pid).get(pid)
+    return Moment(what, pid, name or "?", root, Pages.of(snap, root), table_frames(snap, root),
+                  proc.vmas if proc else None, parent=proc.parent if proc else 0, order=order)
+
+
+@dataclass
+class CowFault:
+    """One copy-on-write fault, seen at the entry and the return of copy_on_write(): the page,
+    the frame it mapped, that frame's count and bytes before, and after: the frame the page maps
+    now, writable or not, both counts, the old frame's bytes."""
+    who: str
+    page: int
+    frame: int
+    count: int
+    before: bytes
+    after_frame: int = None
+    after_writable: bool = False
+    after_count: int = None
+    new_count: int = None
+    frame_now: bytes = None
+    copy_bytes: bytes = None
+    freed: bool = False       # the old frame free in the allocator's bitmap at the return
+
+    def problem(self):
+        """The sentence naming what this fault got wrong, or None."""
+        at = f"the copy-on-write fault of {self.who} at page {self.page:#x}"
+        if self.after_frame is None:
+            return None
+        if not self.after_writable:
+            return f"{at} returned with the page still read-only (frame {self.after_frame:#x})"
+        if self.after_frame == self.frame:
+            if self.count > 1:
+                return (f"{at} found frame {self.frame:#x} with count {self.count} (shared) and gave write permission "
+                        f"back instead of copying it: it gave write permission back while the frame was shared, so "
+                        "this process's writes reach the other's memory (take a frame back only at count 1)")
+            return None
+        if self.freed and self.count > 1:
+            return (f"{at} copied frame {self.frame:#x} (count {self.count} before: other roots still map it) into "
+                    f"{self.after_frame:#x} and the old frame is free in the allocator's bitmap (guest RAM) at the "
+                    f"fault's return, count now {self.after_count}: a frame freed while it is still mapped (a drop "
+                    "that said 'last' when the count fell to 1, not when it was 1)")
+        if self.count <= 1:
+            return (f"{at} found frame {self.frame:#x} with count {self.count} (this mapping was its last) and copied "
+                    f"it into {self.after_frame:#x}: a page with one mapping left is taken back, not copied")
+        if self.frame_now != self.before:
+            return (f"{at} copied frame {self.frame:#x} (count {self.count}) into {self.after_frame:#x}, and the bytes "
+                    f"of {self.frame:#x}, which another process still maps, changed during the fault: the "
+                    "copy-on-write fault wrote the shared frame (the copy made the wrong way round) instead of its copy")
+        if self.copy_bytes != self.before:
+            return (f"{at} mapped frame {self.after_frame:#x} in place of {self.frame:#x}, and it does not hold the "
+                    "bytes of the page it replaces: the copy was not made (or made from another frame)")
+        if self.after_count is not None and self.after_count != self.count - 1:
+            return (f"{at} copied frame {self.frame:#x} (count {self.count} before) and left its count at "
+                    f"{self.after_count} (the kernel's table, guest RAM): it did not drop its reference to the old "
+                    "frame (put_user_frame / FrameRefs::drop), so the frame outlives its last mapping")
+        return None
+
+
+class Deaths:
+    """Stops at every process's end (exit_current: an exit call or a kill) and every exec
+    (exec_current, before the old space goes): the dying or exec'ing process's root (the one the
+    CPU holds), walked then, with its record and, at a death, how it ended; and at the entry and
+    the return of every copy-on-write fault (copy_on_write). A test that follows system calls adds
+    addresses() to its stops and hands every stop to take()."""
+
+    EXIT = "pagoda::proc::exit_current"
+    EXEC = "pagoda::proc::exec_current"
+    COW = "pagoda::vm::copy_on_write"
+
+    def __init__(self, kernel, cow=True, light=False):
+        """@p cow: also witness every copy-on-write fault (two stops each: a test that makes
+        hundreds of them may leave it off and still have the deaths). @p light: at a normal exit
+        record only who exited and how (a test with a hundred processes of megabytes each); a
+        kill is always recorded whole."""
+        self.kernel = kernel
+        self.light = light
+        self.bitmap = None       # (address, words) of the allocator's used-frame bitmap, when known
+        self.exit_at = symbols.address_of(kernel, self.EXIT)
+        self.exec_at = symbols.address_of(kernel, self.EXEC)
+        self.cow_at = None
+        if cow:
+            try:
+                self.cow_at = symbols.address_of(kernel, self.COW)
+            except AssertionError:
+                pass   # (a kernel that inlined it: no fault is witnessed)
+        self.moments = []
+        self.cow_faults = []
+        self._returns = {}       # (return address, root) -> CowFault
+
+    def addresses(self):
+        return [self.exit_at, self.exec_at, *([self.cow_at] if self.cow_at else []),
+                *sorted({pc for pc, _ in self._returns})]
+
+    def _cow_entry(self, snap):
+        root = snap.lower_root
+        # copy_on_write(space, page, frame, perms) returns a Result<void>, too big for registers:
+        # on x86_64 its address comes first (RDI), on AArch64 in X8, apart from the arguments.
+        first = 2 if snap.arch == "x86_64" else 1
+        page, frame = snap.argument(first), snap.argument(first + 1)
+        if page % PAGE or frame % PAGE:
+            return
+        pid, name = pid_of(snap, self.kernel, root)
+        fault = CowFault(f"pid {pid} ({name})", page, frame, Refs(snap, self.kernel).count(frame) or 0,
+                         snap.read_phys(frame, PAGE))
+        self._returns[(return_address(snap), root)] = fault
+        self.cow_faults.append(fault)
+
+    def _cow_return(self, snap, fault):
+        w = snap.walk(fault.page, snap.lower_root)
+        refs = Refs(snap, self.kernel)
+        if self.bitmap is not None:
+            words = snap.read_virt(self.bitmap[0] + 8 * (fault.frame // PAGE // 64), 8)
+            fault.freed = not (int.from_bytes(words, "little") >> (fault.frame // PAGE % 64)) & 1
+        fault.after_frame = w.pa if w.mapped else None
+        fault.after_writable = bool(w.mapped and w.perms and w.perms.write)
+        fault.after_count = refs.count(fault.frame)
+        fault.frame_now = snap.read_phys(fault.frame, PAGE)
+        if fault.after_frame is not None:
+            fault.new_count = refs.count(fault.after_frame)
+            fault.copy_bytes = snap.read_phys(fault.after_frame, PAGE)
+
+    def cow_problems(self):
+        return [p for p in (f.problem() for f in self.cow_faults) if p]
+
+    def take(self, snap):
+        """Records @p snap when it is a stop at one of addresses(); True then."""
+        if self.cow_at is not None and snap.pc == self.cow_at:
+            self._cow_entry(snap)
+            return True
+        key = (snap.pc, snap.lower_root)
+        if key in self._returns:
+            self._cow_return(snap, self._returns.pop(key))
+            return True
+        if snap.pc not in (self.exit_at, self.exec_at):
+            return False
+        code = how = address = 0
+        if snap.pc == self.exit_at:
+            info = snap.read_virt(snap.argument(0), 16)
+            code, how, address = _u(info, 0, 4), _u(info, 4, 4), _u(info, 8, 8)
+        what = "exit" if snap.pc == self.exit_at else "exec"
+        if self.light and what == "exit" and how == 0:
+            pid, name = pid_of(snap, self.kernel, snap.lower_root)
+            m = Moment(what, pid, name or "?", snap.lower_root, Pages(), set(), None)
+        else:
+            m = moment(snap, self.kernel, snap.lower_root, what)
+        m.code, m.how, m.address = code - (1 << 32) if code >> 31 else code, how, address
+        m.order = len(self.moments)
+        self.moments.append(m)
+        return True
+
+    def add(self, m):
+        """Records a Moment the test took itself (a fork's view), in the order of the stops."""
+        m.order = len(self.moments)
+        self.moments.append(m)
+
+    def killed(self):
+        return [m for m in self.moments if m.killed]
+
+    def exits(self):
+        return [m for m in self.moments if m.what == "exit"]
+
+
+def unflushed(flush, at_fork):
+    """The pages the parent mapped writable as fork began (@p flush["before"]), maps read-only
+    to the same frame where fork returned (@p at_fork), and that no invalidation during fork
+    covered (@p flush: the pages invalidate_page was called for, and whether invalidate_all was)."""
+    if flush["all"]:
+        return []
+    now = at_fork.parent.pages
+    return sorted(va for va, (frame, writable) in flush["before"].items()
+                  if writable and va in now and now[va] == (frame, False) and va not in flush["pages"])
+
+
+def stale_records(moments):
+    """What the grader saw of an exec that kept the old program's record: a process that exec'd
+    (its record read at exec_current's entry, the old program's) and was later seen (its death)
+    in another root under another program's name with that very VMA list. Read only to name a
+    failure: two programs of identical layout would match too."""
+    out = []
+    for m in moments:
+        if m.what != "exec" or not m.vmas:
+            continue
+        for later in moments:
+            if later.order <= m.order or later.pid != m.pid or later.what == "exec":
+                continue
+            if later.root != m.root and later.name != m.name and later.vmas == m.vmas:
+                out.append(f"after exec, {later.who}'s record (VMA list, read from guest RAM as it "
+                           f"{'exited' if later.what == 'exit' else 'ran'}) is still {m.name}'s, the program before "
+                           f"exec: {', '.join(str(v) for v in m.vmas[:4])}{' ...' if len(m.vmas) > 4 else ''}: exec "
+                           "did not give the process the new program's record (copy_record of what load_program() "
+                           "recorded), so its faults and a later fork go by the old program's regions")
+            break
+    return out
+
+
+# ---- one fork -----------------------------------------------------------------------------------
+
+@dataclass
+class ForkView:
+    """Both roots of one fork at one moment: each page's frame and write permission in the
+    parent and the child, each frame's count and bytes, and both records."""
+    parent: Moment
+    child: Moment
+    counts: dict = field(default_factory=dict)    # frame -> count
+    digests: dict = field(default_factory=dict)   # frame -> bytes digest
+    live_root: int = None                         # the root the CPU held then (lower half)
+
+
+def fork_view(snap, kernel, parent_root, child_root, what):
+    parent = moment(snap, kernel, parent_root, what)
+    child = moment(snap, kernel, child_root, what)
+    refs = Refs(snap, kernel)
+    frames = parent.pages.frames() | child.pages.frames()
+    view = ForkView(parent, child, {f: refs.count(f) for f in frames}, {f: digest(snap, f) for f in frames})
+    view.arch = snap.arch
+    return view
+
+
+def snap_arch(view):
+    return getattr(view, "arch", "x86_64")
+
+
+def _where(vmas, va):
+    for v in vmas or []:
+        if v.start <= va < v.end:
+            return f"in its region {v}"
+    return "in none of its regions"
+
+
+def fork_problems(at_fork, later=None):
+    """What is wrong with a fork, from its view at the fork's return (@p at_fork) and, when given,
+    at a later moment before the child ended (@p later: after the parent's writes following the
+    fork). The first sentence is the most specific cause."""
+    p, c = at_fork.parent, at_fork.child
+    problems = []
+    if at_fork.live_root is not None and at_fork.live_root != p.root:
+        whose = f"the child's ({c.who})" if at_fork.live_root == c.root else f"{at_fork.live_root:#x}"
+        problems.append(f"where fork_process returned to the parent's system call, the CPU's root "
+                        f"({'TTBR0' if snap_arch(at_fork) == 'aarch64' else 'CR3'}) is {whose}, not the parent's "
+                        f"{p.root:#x}: fork made another root live while the parent still runs, so the rest of the "
+                        "system call and the parent's return to user mode go through the child's tables (fork "
+                        "writes the child's tables through its own cursor: it never needs the child's root live)")
+    pv, cv = p.vmas or [], c.vmas or []
+    if pv and not cv:
+        problems.append(f"right after fork, the child's record is empty: {c.who}'s VMA list, read from guest RAM at "
+                        f"fork's return, holds no region while the parent's holds {len(pv)} (e.g. {pv[0]}): fork "
+                        "did not copy the record of regions (copy_record) into the child")
+    if p.pages and not c.pages:
+        problems.append(f"right after fork, {c.who}'s root maps none of the {len(p.pages)} user pages the parent maps "
+                        f"(grader's walk of both roots): fork copied nothing, as a copy walked by a VMA list that was "
+                        f"empty when it ran does (the child's record holds {len(cv)} region(s) now: copied after the "
+                        "pages were, or a record the loader never filled)")
+        return problems
+    missing = [va for va in sorted(p.pages) if va not in c.pages]
+    if missing:
+        va = missing[0]
+        problems.append(f"right after fork, {len(missing)} of the parent's {len(p.pages)} user pages are not mapped in "
+                        f"the child (first: {va:#x}, {_where(pv, va)}): fork's walk left pages of a region out")
+    for va in sorted(p.pages):
+        if va not in c.pages:
+            continue
+        (pf, pw), (cf, cw) = p.pages[va], c.pages[va]
+        if pf == cf:
+            n = at_fork.counts.get(pf)
+            if pw:
+                problems.append(f"right after fork, page {va:#x} is frame {pf:#x} in both roots and still writable in "
+                                f"the parent ({p.who}), read-only in the child, count {n}: the parent was left "
+                                "writable: a copy-on-write fork must take write permission from the parent's entry "
+                                "too (and flush it), or the parent's writes land in the child's memory")
+            elif cw:
+                problems.append(f"right after fork, page {va:#x} is frame {pf:#x} in both roots and writable in the "
+                                f"child ({c.who}): a shared frame must be read-only in both roots")
+            elif n is not None and n < 2:
+                problems.append(f"right after fork, frame {pf:#x} (page {va:#x}) is mapped by both roots but its "
+                                f"reference count in the kernel's table (guest RAM) is {n}: fork must count the child's "
+                                "mapping (FrameRefs::share), or the first unmap frees a frame the other root still maps")
+        else:
+            if at_fork.digests.get(pf) != at_fork.digests.get(cf):
+                problems.append(f"right after fork, the child's copy of page {va:#x} (frame {cf:#x}) does not hold the "
+                                f"bytes of the parent's frame {pf:#x}: the eager copy copied the wrong frame or not at "
+                                "all")
+            elif cw != pw:
+                problems.append(f"right after fork, the child's copy of page {va:#x} is {'' if cw else 'not '}writable "
+                                f"while the parent's is{'' if pw else ' not'}: a copy keeps the parent's permissions")
+        if len(problems) >= 6:
+            break
+    if problems or later is None:
+        return problems
+    # Later: the child about to run its first instruction; the parent has usually run on and
+    # written (forktree's parent does, before it waits).
+    lp, lc = later.parent, later.child
+    for va in sorted(p.pages):
+        if va not in c.pages or va not in lp.pages or va not in lc.pages:
+            continue
+        shared = p.pages[va][0]
+        if c.pages[va][0] != shared:
+            continue  # an eager copy
+        (pf, pw), (cf, cw) = lp.pages[va], lc.pages[va]
+        before = at_fork.digests.get(shared)
+        if pf == cf == shared:
+            n = later.counts.get(shared)
+            if pw or cw:
+                who = lp.who if pw else lc.who
+                problems.append(f"frame {shared:#x} (page {va:#x}) is still mapped by both roots with count {n}, and "
+                                f"{who} now maps it writable (it was read-only in both at fork's return): a "
+                                "copy-on-write fault gave write permission back while the frame was shared: it "
+                                "must copy the page when the count is above 1 (take the frame back only at 1)")
+            elif later.digests.get(shared) != before:
+                problems.append(f"frame {shared:#x} (page {va:#x}) is shared by both roots, read-only in both, count "
+                                f"{n}, and its bytes changed after fork's return: a write reached a read-only shared "
+                                "frame without a fault: the parent kept a writable translation in its TLB (fork took "
+                                "write permission from the parent's entries but did not flush the parent's TLB)")
+        elif cf == shared and pf != shared and not cw and later.digests.get(shared) != before:
+            problems.append(f"after the parent's write fault on page {va:#x} gave it frame {pf:#x}, the frame it "
+                            f"copied from, {shared:#x}, which the child still maps read-only, no longer holds its "
+                            "bytes: the copy-on-write fault wrote the shared frame (copied the wrong way round, or "
+                            "wrote before remapping) instead of the copy")
+        elif pf == shared and cf != shared and not pw and later.digests.get(shared) != before:
+            problems.append(f"after the child's write fault on page {va:#x} gave it frame {cf:#x}, the frame it "
+                            f"copied from, {shared:#x}, which the parent still maps read-only, no longer holds its "
+                            "bytes: the copy-on-write fault wrote the shared frame instead of the copy")
+        if len(problems) >= 4:
+            break
+    return problems
+
+
+def stalled_waits(snap, kernel):
+    """At a stop where nothing is ready to run (the idle loop): each process that waits while one
+    of its children has already ended, as a sentence: its exit did not make the waiting parent
+    ready (or the parent went to sleep after its child had ended without looking again)."""
+    procs = processes(snap, kernel, records_of=-1)
+    out = []
+    for p in procs.values():
+        if not p.waiting:
+            continue
+        ended = [c for c in procs.values() if c.parent == p.pid and c.zombie]
+        if ended:
+            out.append(f"nothing can run: pid {p.pid} waits (state read from guest RAM) while its child pid "
+                       f"{ended[0].pid} has already ended (a zombie, exit status {ended[0].exit_code}): the child's "
+                       "exit did not wake the waiting parent (exit must make a Waiting parent Ready)")
+    return out
+
+
+# ---- a leak, explained --------------------------------------------------------------------------
+
+def leak_story(before_bits, after_bits, end_snap, kernel, moments):
+    """Sentences naming what the frames in use after every process was reaped (and not before the
+    first one) are, from what the grader saw (@p moments: deaths, execs, forks, in the order seen)
+    and what guest RAM holds now: process roots still registered, slots not freed, reference
+    counts. The first sentence is the likeliest cause."""
+    leaked = after_bits & ~before_bits
+    frames = {i * PAGE for i in range(leaked.bit_length()) if leaked >> i & 1}
+    if not frames:
+        return []
+    out = []
+    left = process_roots(end_snap, kernel)
+    procs = processes(end_snap, kernel)
+    for pid, p in sorted(procs.items()):
+        if p.state == 0:
+            root = next((r for r, label in left.items() if label.endswith(f"(pid {pid})")), None)
+            held = f" and its root {root:#x} still in the kernel's root registry" if root else ""
+            out.append(f"pid {pid}'s slot of the process table (guest RAM) is marked free but was never released (its "
+                       f"pid and record still there{held}): the process was reaped without being destroyed: wait "
+                       "must free what the zombie holds (reap(): user half, tables, root, kernel stack)")
+            continue
+        state = "a zombie" if p.zombie else f"in state {p.state}"
+        parent = f"its parent pid {p.parent}" if p.parent else "no parent (the idle loop reaps it)"
+        out.append(f"pid {pid} is still {state} in the process table (guest RAM) after the run, with {parent}: "
+                   f"nobody reaped it")
+    if left and not procs:
+        root, label = next(iter(left.items()))
+        out.append(f"{label}'s root {root:#x} is still in the kernel's root registry though no process is left in the "
+                   "process table: its address space was never destroyed")
+    refs = Refs(end_snap, kernel)
+    # The last moment each leaked frame was seen as a user page, a table or a root.
+    last_page, last_table = {}, {}
+    for m in moments:
+        for va, (pa, _) in m.pages.items():
+            if pa in frames:
+                last_page[pa] = (m, va)
+        for t in m.tables:
+            if t in frames:
+                last_table[t] = m
+    counted = sorted(f for f in last_page if (refs.count(f) or 1) > 1)
+    if counted:
+        m, va = last_page[counted[0]]
+        out.append(f"{len(counted)} of the {len(frames)} frames still in use were user pages that still have a "
+                   f"reference count above 1 in the kernel's table (guest RAM) though no root maps them: e.g. frame "
+                   f"{counted[0]:#x}, page {va:#x} of {m.who} when the grader saw it at its {m.what}, count "
+                   f"{refs.count(counted[0])}: an unmap (exit's teardown, a copy-on-write fault) that did not drop "
+                   "its reference (put_user_frame / FrameRefs::drop), so the last mapping never frees the frame")
+    replaced, at_exit, at_exec = [], [], []
+    for f, (m, va) in last_page.items():
+        if f in counted:
+            continue
+        later = [x for x in moments if x.order > m.order and x.pid == m.pid and x.what in ("exit", "exec")]
+        if m.what in ("exit",):
+            at_exit.append((f, m, va))
+        elif m.what == "exec":
+            at_exec.append((f, m, va))
+        elif later and later[0].pages.get(va, (None,))[0] != f:
+            replaced.append((f, m, va, later[0]))
+        else:
+            at_exit.append((f, m, va))
+    if replaced:
+        f, m, va, end = replaced[0]
+        now = end.pages.get(va, (None,))[0]
+        out.append(f"{len(replaced)} of them were user pages replaced while their process lived: e.g. frame {f:#x} was "
+                   f"page {va:#x} of {m.who} at its {m.what}, and at its {end.what} that page was "
+                   f"{'frame ' + hex(now) if now else 'unmapped'}: the copy-on-write fault (or an unmap) put a new "
+                   "frame in place without dropping the old frame's reference (put_user_frame), which frees it when "
+                   "it was the last")
+    if at_exec:
+        f, m, va = at_exec[0]
+        out.append(f"{len(at_exec)} of them were user pages of {m.who}'s root {m.root:#x} when it called exec (e.g. "
+                   f"frame {f:#x} at {va:#x}): exec did not free the old user half after switching to the new root")
+    if at_exit:
+        f, m, va = at_exit[0]
+        out.append(f"{len(at_exit)} of them were user pages mapped in {m.who}'s root when the grader last saw it (its "
+                   f"{m.what}; e.g. frame {f:#x} at {va:#x}, count now {refs.count(f)}) and not freed when the process "
+                   "was torn down: the last reference's drop must free the frame (put_user_frame, FrameRefs::drop), "
+                   "and wait must destroy the zombie")
+    tables = [t for t in frames if t in last_table and t not in last_page]
+    if tables:
+        m = last_table[tables[0]]
+        kind = "the root" if tables[0] == m.root else "a page table"
+        out.append(f"{len(tables)} of them were page tables of processes' roots (e.g. {tables[0]:#x}, {kind} of "
+                   f"{m.who} at its {m.what}): their address space was not destroyed"
+                   f"{' (exec must destroy the old space)' if m.what == 'exec' else ''}")
+    unknown = len(frames) - len(last_page) - len(tables)
+    if unknown > 0 and not out:
+        out.append(f"{unknown} of them were never seen by the grader as a user page or a page table of a process "
+                   "(kernel stacks, or tables made and dropped between its stops)")
+    return out
