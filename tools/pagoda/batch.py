@@ -184,9 +184,11 @@ class Batch:
         self.time_limit = time_limit or sum(t.timeout for t in self.spec.tests) + GRADE_MARGIN
         self.build_time_limit = build_time_limit or BUILD_TIME_LIMIT
         sources = grader_sources(root)
-        # The grader files a student's lab-N tree holds (published: no hidden test)...
+        # The grader files a student's lab-N tree holds (published: no hidden test, none of
+        # the staff's slips)...
         self.published = {s.path: publish.resolved(s, lab) for s in sources
-                          if is_grader_path(s.path) and not publish.is_hidden(s.path) and s.link is None}
+                          if is_grader_path(s.path) and not publish.is_hidden(s.path)
+                          and not publish.is_staff_only(s.path) and s.link is None}
         # ...and the ones every submission is graded with (hidden tests included).
         self.grader = sources
         self.lock = threading.Lock()
@@ -268,6 +270,12 @@ class Batch:
                 shutil.rmtree(full)
         for path in glob.glob(os.path.join(tree, "labs", "*", "lab.toml")):
             os.unlink(path)
+        for path in glob.glob(os.path.join(tree, "labs", "*", "mutants")):
+            # (a slip the submission added must not join the grader's own: hunts draw from them)
+            if os.path.islink(path) or not os.path.isdir(path):
+                os.unlink(path)
+            else:
+                shutil.rmtree(path)
         for src in self.grader:
             dest = os.path.join(tree, src.path)
             if os.path.lexists(dest) and not os.path.isdir(dest):
