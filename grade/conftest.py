@@ -5,7 +5,8 @@
   without a manifest entry, is an error;
 - builds the kernel once per process (under a lock, so parallel workers build it once);
 - gives each test a `boot` fixture: fresh QEMU per boot, own log directory, per-test deadline;
-- writes a JSON report (--pagoda-report) that `./pagoda grade` turns into the score table, and
+- writes a JSON report (--pagoda-report) that `./pagoda grade` turns into the score table (with,
+  per test, the grader process's peak memory so far: peak_rss_kib), and
   with --pagoda-progress-fd one JSON line per test as it ends (the report's entry for it), so
   that `./pagoda grade` can print each test's line at once and keep what finished on Ctrl-C;
 - --pagoda-only=ID,ID runs only those tests (how one Classroom step grades one test);
@@ -18,6 +19,7 @@ import fcntl
 import json
 import os
 import re
+import resource
 import sys
 
 import pytest
@@ -28,7 +30,7 @@ sys.path.insert(0, os.path.join(ROOT, "tools"))
 sys.path.insert(0, HERE)
 
 from pagoda import build, paths, pytest_speed, qemu  # noqa: E402
-from pagoda_grade import manifest, todo  # noqa: E402
+from pagoda_grade import logs, manifest, programs, todo  # noqa: E402
 from pagoda_grade.harness import Booter, escape_controls, skeleton_headline  # noqa: E402
 
 # The grader, its xdist workers and their QEMUs all die with whoever started them.
@@ -38,63 +40,33 @@ qemu.die_with_parent()
 # own deadline fires first and produces the useful message; this only catches a stuck harness.
 # Both are seconds on the reference machine, scaled to this one (pagoda/speed.py).
 TIMEOUT_MARGIN = 15
-# Where boots keep serial.log and qemu.log; PAGODA_GRADE_LOGS moves it (tests of the grader).
-# Each grade gets its own directory in it (two grades in one clone do not touch each other's
-# logs); `last` points to the newest, and only the newest LOG_RUNS_KEPT are kept.
-LOG_ROOT = os.environ.get("PAGODA_GRADE_LOGS") or os.path.join(paths.BUILD, "grade")
-LOG_RUNS_KEPT = 5
-_RUN_DIR_ENV = "PAGODA_GRADE_RUN_DIR"
+# Where boots keep serial.log and qemu.log: one directory per grade (pagoda_grade/logs.py).
+LOG_ROOT = logs.log_root(paths.BUILD)
 
 
 def _start_log_run(config):
-    """Creates this grade's log directory (the controller does; its xdist workers inherit it)."""
+    """This grade's log directory: the one `./pagoda grade` made (PAGODA_GRADE_RUN_DIR), else a
+    new one (the controller makes it; its xdist workers inherit it)."""
     if hasattr(config, "workerinput"):
         return
-    import tempfile
-    import time
-    os.makedirs(LOG_ROOT, exist_ok=True)
-    run_dir = tempfile.mkdtemp(prefix=time.strftime("run-%Y%m%d-%H%M%S-"), dir=LOG_ROOT)
-    lock = open(os.path.join(run_dir, ".lock"), "w")
-    fcntl.flock(lock, fcntl.LOCK_EX)   # held while this grade runs (released when it dies)
-    config._pagoda_log_lock = lock
-    os.environ[_RUN_DIR_ENV] = run_dir
-    link = os.path.join(LOG_ROOT, "last")
-    tmp = f"{link}.{os.getpid()}"
-    try:
-        os.symlink(os.path.basename(run_dir), tmp)
-        os.replace(tmp, link)
-    except OSError:
-        pass
-    _prune_log_runs(run_dir)
-
-
-def _prune_log_runs(current):
-    """Removes old grades' log directories beyond the newest LOG_RUNS_KEPT, never one in use."""
-    import shutil
-    runs = sorted(d for d in os.listdir(LOG_ROOT) if d.startswith("run-"))
-    for name in runs[:-LOG_RUNS_KEPT]:
-        path = os.path.join(LOG_ROOT, name)
-        if path == current:
-            continue
-        try:
-            with open(os.path.join(path, ".lock"), "a") as f:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            continue  # another grade is running with it
-        except OSError:
-            pass
-        shutil.rmtree(path, ignore_errors=True)
+    given = os.environ.get(logs.RUN_DIR_ENV)
+    if given and os.path.isdir(given):
+        return
+    run_dir, config._pagoda_log_lock = logs.start_run(LOG_ROOT)
+    os.environ[logs.RUN_DIR_ENV] = run_dir
 
 
 def log_dir():
     """This grade's log directory."""
-    return os.environ.get(_RUN_DIR_ENV) or LOG_ROOT
+    return os.environ.get(logs.RUN_DIR_ENV) or LOG_ROOT
 
 
 def pytest_addoption(parser):
     parser.addoption("--pagoda-report", default=None, help="write per-test results as JSON here")
     parser.addoption("--pagoda-arch", default=paths.DEFAULT_ARCH, choices=paths.ARCHES)
     parser.addoption("--pagoda-kernel", default=None, help="boot this kernel ELF instead of building")
+    parser.addoption("--pagoda-user", default=None,
+                     help="the grader's own user-program ELFs (default: this tree's build of user/)")
     parser.addoption("--pagoda-only", default=None, help="run only these test ids (comma-separated)")
     parser.addoption("--pagoda-in-order", action="store_true",
                      help="run the tests in lab.toml order (lab by lab), not in file order")
@@ -122,6 +94,8 @@ def _lab_files(config):
 def pytest_configure(config):
     _open_progress(config)
     pytest_speed.register(config)   # timeouts scaled to this machine's speed and load
+    if config.getoption("--pagoda-user"):   # (xdist workers inherit it)
+        os.environ[programs.USER_DIR_ENV] = os.path.abspath(config.getoption("--pagoda-user"))
     config.addinivalue_line("markers", "lab(number, id): the lab test this function implements")
     config._pagoda_labs = manifest.load_all()
     config._pagoda_results = {}
@@ -204,11 +178,26 @@ def _build_once(arch):
         return build.build_kernel(arch)
 
 
+def _build_user_programs(arch):
+    """This tree's user programs alone (for a kernel given with --pagoda-kernel): the grader's own."""
+    os.makedirs(paths.BUILD, exist_ok=True)
+    with open(os.path.join(paths.BUILD, f".grade-build-{arch}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        build.build(arch, target=f"user_programs_{arch}")
+
+
 @pytest.fixture(scope="session")
 def kernel(pytestconfig):
-    """Path of the kernel ELF under test (built once per process)."""
+    """Path of the kernel ELF under test (built once per process). With --pagoda-kernel, the
+    grader still builds its own user programs (unless --pagoda-user names them): the kernel must
+    embed exactly those (grade/pagoda_grade/programs.py)."""
     given = pytestconfig.getoption("--pagoda-kernel")
-    return given or _build_once(pytestconfig.getoption("--pagoda-arch"))
+    arch = pytestconfig.getoption("--pagoda-arch")
+    if given:
+        if not os.environ.get(programs.USER_DIR_ENV):
+            _build_user_programs(arch)
+        return given
+    return _build_once(arch)
 
 
 @pytest.fixture(scope="session")
@@ -226,13 +215,17 @@ def boot(request, kernel, arch):
     if "pagoda_lab" in props:
         timeout = labs[props["pagoda_lab"]].test(props["pagoda_id"]).timeout
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.nodeid)
-    return Booter(kernel, arch, os.path.join(log_dir(), safe), timeout)
+    runs_programs = props.get("pagoda_lab", -1) >= programs.FIRST_LAB
+    return Booter(kernel, arch, os.path.join(log_dir(), safe), timeout, programs=runs_programs)
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
+    if report.when == "call":
+        # The grader's own peak memory so far (this process; its QEMUs are other processes).
+        report.user_properties.append(("pagoda_peak_rss_kib", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
     if call.excinfo is not None and report.when == "call":
         e = call.excinfo.value
         if isinstance(e, AssertionError) and str(e):
@@ -265,6 +258,8 @@ def pytest_runtest_logreport(report):
                                      "outcome": "incomplete", "duration": 0.0,
                                      "reason": "the test did not finish (the grader was interrupted)"})
     entry["duration"] += report.duration
+    if "pagoda_peak_rss_kib" in props:
+        entry["peak_rss_kib"] = max(entry.get("peak_rss_kib", 0), props["pagoda_peak_rss_kib"])
     if report.failed or report.skipped:
         entry["outcome"] = "failed" if report.failed else "skipped"
         entry["reason"] = props.get("pagoda_reason") or (report.longreprtext or "")[-2000:] or entry["reason"]

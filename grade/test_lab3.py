@@ -12,14 +12,14 @@ mapped in every root. So the two classic failures of this lab are named before t
 dies of them, whether the kernel's pre-switch check is on or off (vm_check=off)."""
 import re
 
-from pagoda_grade import lab_test
-from pagoda_grade.processes import (HEX, Layout, RootInspector, count_used, explain_death, is_used, kernel_faults,
-                                    parse_kills, parse_reaped, parse_started, process_roots, registry, table_frames,
-                                    user_elf,
-                                    user_page_frames, user_symbol)
+from pagoda_grade import lab_test, programs
+from pagoda_grade.processes import (FRAME_ALLOCATOR, HEX, Layout, RootInspector, count_used, explain_death,
+                                    frame_bitmap, is_used, kernel_faults, parse_kills, parse_reaped, parse_started,
+                                    process_roots, registry, table_frames, unmarked, user_elf, user_page_frames,
+                                    user_runs, user_symbol)
 from pagoda_grade.proof import proof
 from pagoda_grade.symbols import address_of, fact, find, segments
-from pagoda_grade.witness import ARCHES, MACHINES, PAGE, expect_fault, pick_in, pick_page, window_ram
+from pagoda_grade.witness import ARCHES, MACHINES, PAGE, WalkError, expect_fault, pick_in, pick_page, window_ram
 
 # Values the user programs compute from the token with the same tags (user/programs/*.cpp).
 HELLO_TAG = 0x4845   # "HE"
@@ -109,9 +109,19 @@ class Watch:
         if snap.lower_root != snap.root:
             self.roots[snap.lower_root] = "the kernel's TTBR0 root"
         self.inspector = RootInspector(snap, self.kernel, self.arch, snap.root)
-        self.bitmap = (snap.argument(1), snap.argument(2))
+        # The allocator's own bitmap, found through the symbol table; the checkpoint's arguments
+        # only have to agree with it.
+        self.bitmap = frame_bitmap(snap, self.kernel)
+        said = (snap.argument(1), snap.argument(2))
+        if said != self.bitmap:
+            raise AssertionError(f"the run's 'before' checkpoint names a used-frame bitmap at {said[0]:#x} ({said[1]} "
+                                 f"words), but the kernel's frame allocator ({FRAME_ALLOCATOR}, read from guest RAM) "
+                                 f"works with the one at {self.bitmap[0]:#x} ({self.bitmap[1]} words): the grader counts "
+                                 "frames in the allocator's own")
         self.frames_before = count_used(snap, *self.bitmap)
         self.fill_free_frames(guest, self.frames_before[1])
+        # From now on, at every stop in a process: it runs the grader's own program.
+        guest.stop_hooks.append(programs.ImageWatch(self.arch, self.process_names, self.kernel_roots))
         return snap
 
     def fill_free_frames(self, guest, bitmap):
@@ -197,6 +207,10 @@ class Watch:
             problems += self.inspector.stack_problems(snap, self.kernel_root, slots, "the kernel root")
         if not problems and stacks:
             problems += self.entry_frame_problems(snap)
+        if not problems and stacks:
+            problems += self.program_problems(snap)
+        if not problems and stacks:
+            problems += self.bitmap_problems(snap)
         if problems:
             raise AssertionError(f"the grader walked every root {when}itself:\n  " + "\n  ".join(problems[:12]))
 
@@ -374,6 +388,46 @@ class Watch:
         at_switch = self.user_trap_stacks(guest.stop_at(self.proc["switch"]))
         raise AssertionError(self.trap_stack_problem(root, at_load, at_switch))
 
+    def process_names(self, snap):
+        """{root: program name} of the process roots the registry lists."""
+        return {k.root: k.name for k in registry(snap, self.kernel).roots if k.kind == "process"}
+
+    def program_problems(self, snap):
+        """Each process root's pages of its program's image must hold the grader's own build of
+        that program (programs.py): what runs is what the test relies on."""
+        known = set(programs.names(self.arch))
+        problems = []
+        for root, name in self.process_names(snap).items():
+            if name not in known:
+                continue
+            runs = self.inspector.dump(snap, root)
+            if isinstance(runs, WalkError):
+                problems.append(f"{self.roots.get(root, hex(root))}: the grader's walk of it cannot finish: {runs}")
+                continue
+            problems += [f"{self.roots.get(root, hex(root))}: {p}" for p in programs.image_problems(snap, runs, name,
+                                                                                                   self.arch)]
+        return problems
+
+    def bitmap_problems(self, snap):
+        """The used-frame bitmap is the one the allocator works with now: every frame the grader
+        finds in a process root (its user pages, its tables) and under every kernel stack must be
+        marked used in it (a frozen copy made before the processes were is not)."""
+        _, bits = count_used(snap, *self.bitmap)
+        for root, label in self.roots.items():
+            if root in self.kernel_roots:
+                continue
+            runs = self.inspector.dump(snap, root)
+            if isinstance(runs, WalkError):
+                continue
+            ranges = [(r.pa_start, r.pa_start + r.va_end - r.va_start) for r in user_runs(runs, self.layout)]
+            ranges += [(f, f + PAGE) for f in table_frames(snap, root, self.kernel, self.arch)]
+            missing = unmarked(bits, ranges, self.bitmap[1])
+            if missing:
+                return [f"{label} maps frame(s) {', '.join(hex(f) for f in missing)}, which the frame allocator's used "
+                        f"bitmap ({self.bitmap[0]:#x}, read from guest RAM) does not mark used: the frames a process "
+                        "holds must come from the allocator (or the bitmap the grader reads is not the one in use)"]
+        return []
+
     def stack_problems(self, snap):
         problems = []
         for p in self.started.values():
@@ -457,11 +511,10 @@ def collatz_steps(n):
 
 
 def last_test_call():
-    """The highest test-call number kernel/lib/abi.hpp names (read, not copied): the numbers above
-    it, up to kSyscallCount - 1, are reserved and return ENOSYS."""
-    import os
-    path = os.path.join(os.path.dirname(os.path.dirname(__file__)), "kernel", "lib", "abi.hpp")
-    with open(path) as f:
+    """The highest test-call number kernel/lib/abi.hpp names (read, not copied; the grader's copy,
+    which its user programs are built with): the numbers above it, up to kSyscallCount - 1, are
+    reserved and return ENOSYS."""
+    with open(programs.abi_header()) as f:
         numbers = [int(n) for n in re.findall(r"^\s*[A-Z]\w* = (\d+),", f.read(), re.M)]
     return max(n for n in numbers if 64 <= n < 128)
 
@@ -477,10 +530,8 @@ def last_general_call():
 
 
 def syscall_number(name):
-    """Numbers from kernel/lib/abi.hpp (read, not copied)."""
-    import os
-    path = os.path.join(os.path.dirname(os.path.dirname(__file__)), "kernel", "lib", "abi.hpp")
-    with open(path) as f:
+    """Numbers from kernel/lib/abi.hpp (read, not copied; the grader's copy)."""
+    with open(programs.abi_header()) as f:
         m = re.search(rf"^\s*{name} = (\d+),", f.read(), re.M)
     return int(m[1])
 
@@ -602,6 +653,87 @@ COMPLETE_LINES = (TICKER_LINE, re.compile(r"^spin: pid \d+ counted to \d+ proof=
                   re.compile(r"^run: temp-map slots live: \d+; temporary mappings made since boot: \d+$"))  # lab 4
 
 
+# Preemption is seen, not believed: while two spinners count, the grader stops the guest at every
+# system-call entry and every context switch, and reads QEMU's log (line-buffered: at a stop it
+# holds every exception taken before it) at each stop. A spinner must never make a system call
+# (spin makes none while it counts), and must be seen preempted:
+#   - where the log names the root of an interrupt (x86_64's CR3): a timer interrupt in user mode
+#     inside spin's loop with the spinner's root, followed by a context switch before any system
+#     call from it;
+#   - where it does not (AArch64): the switches load the spinner's root, then another, then the
+#     spinner's again, with timer interrupts in user mode inside spin's loop logged meanwhile.
+# Neither depends on whether a kernel loads the next root before or after its switch of stacks.
+# The trace ends once each spinner was seen preempted, or once the timer has interrupted spin's
+# loop TRACE_TICKS times without it.
+TRACE_TICKS = 40
+TRACE_POLL = 0.2   # seconds between looks at QEMU's log while no stop comes
+
+
+def trace_preemption(guest, watch, spinners, spin_main):
+    """What the grader saw while the spinners ran: per spinner root, the system calls it made
+    (their numbers) and the number of times it was seen preempted; the roots the switches loaded."""
+    entry = address_of(watch.kernel, watch.proc["syscall_entry"])
+    switch = address_of(watch.kernel, watch.proc["switch"])
+    timer, user = watch.proc["timer_vector"], watch.proc["user_privilege"]
+    calls = {r: [] for r in spinners}
+    preempted = {r: 0 for r in spinners}
+    pending = {r: False for r in spinners}     # x86_64: ticked in ring 3, not yet switched out
+    state = {r: None for r in spinners}        # AArch64: None, "in" (seen loaded), "out" (another loaded since)
+    ticked = {r: 0 for r in spinners}          # AArch64: spin ticks since the spinner was last seen loaded
+    order = []
+    seen = len(guest.log_events())
+    ticks = 0
+    while True:
+        snap = guest.stop_at_any([entry, switch], within=TRACE_POLL)
+        events = guest.log_events()
+        for e in events[seen:]:
+            if e.kind == "interrupt" and e.vector == timer and e.privilege == user and spin_main.contains(e.pc):
+                ticks += 1
+                if e.root in pending:
+                    pending[e.root] = True
+                elif e.root is None:
+                    for r in spinners:
+                        ticked[r] += state[r] is not None
+        seen = len(events)
+        root = snap.lower_root
+        if snap.pc == entry and root in calls:
+            calls[root].append(snap.register(watch.proc["syscall_number"]))
+            pending[root] = False
+        elif snap.pc == switch:
+            order.append(root)
+            for r in spinners:
+                if pending[r]:
+                    preempted[r] += 1
+                    pending[r] = False
+                if root == r:
+                    if state[r] == "out" and ticked[r] and not calls[r]:
+                        preempted[r] += 1
+                    state[r], ticked[r] = "in", 0
+                elif state[r] == "in":
+                    state[r] = "out"
+        if all(preempted.values()) or ticks >= TRACE_TICKS:
+            break
+    return dict(calls=calls, preempted=preempted, order=order, ticks=ticks)
+
+
+def preemption_problem(trace, root, arch):
+    """Why the trace does not show @p root preempted (None: it does)."""
+    made = trace["calls"][root]
+    ring3 = "ring 3" if arch == "x86_64" else "EL0"
+    if made:
+        return (f"spin (root {root:#x}) made {len(made)} system call(s) (number {made[0]} first) while the grader "
+                "traced it: spin never makes one while it counts, so the process that ran is not the grader's spin, or "
+                "something made it call the kernel (preemption means the timer takes the CPU, not the program)")
+    if not trace["preempted"][root]:
+        shown = ", ".join(f"{r:#x}" for r in trace["order"][:8]) or "none"
+        return (f"the grader traced every context switch while two spinners counted: spin's root {root:#x} was never "
+                f"switched out after a timer interrupt in {ring3} inside spin's loop (QEMU's log shows "
+                f"{trace['ticks']} such interrupts meanwhile; the switches loaded: {shown}"
+                f"{' ...' if len(trace['order']) > 8 else ''}): the timer interrupt from user mode does not preempt "
+                "the running process")
+    return None
+
+
 @lab_test(3, "preempt_user")
 def test_preempt_user(boot, kernel, arch):
     token = boot.fresh_token()
@@ -619,6 +751,7 @@ def test_preempt_user(boot, kernel, arch):
         spinners = sorted(r for r, label in watch.roots.items() if label.endswith(")") and " of spin (" in label)
         if len(spinners) != 2:
             return {"problem": f"the registry lists {len(spinners)} roots for spin, expected 2"}
+        trace = trace_preemption(guest, watch, spinners, spin_main)
         def look(delay):
             snap = guest.stop_after(delay)
             # (from lab 5 on, spin_count's page comes at the first touch: not there yet reads 0)
@@ -640,14 +773,21 @@ def test_preempt_user(boot, kernel, arch):
             snap, second = look(delays[1])
         looks = [first, second]
         for root in spinners:
-            snap.write_virt(stop_va, (1).to_bytes(8, "little"), root)
-        return {"spinners": spinners, "looks": looks}
+            if snap.walk(stop_va, root).mapped:
+                snap.write_virt(stop_va, (1).to_bytes(8, "little"), root)
+        if not all(trace["preempted"].values()):
+            guest.end()   # a spinner that never ran would spin on to the deadline: the failure is named
+        return {"spinners": spinners, "looks": looks, "trace": trace}
 
     run = boot(args={"run": run_spec(f"spin:{SPIN_FOREVER:#x}", f"spin:{SPIN_FOREVER:#x}", f"ticker:{lines}:{pause}")},
                token=token, witness=script)
     w = watch.require(run)
     if "problem" in w:
         run.fail(w["problem"])
+    for root in w["spinners"]:
+        problem = preemption_problem(w["trace"], root, watch.arch)
+        if problem:
+            watch.fail(run, problem)
     (a1, b1), (a2, b2) = w["looks"]
     user_ticks = [e for e in run.log.hardware_interrupts(watch.proc["timer_vector"])
                   if e.privilege == watch.proc["user_privilege"] and spin_main.contains(e.pc)]
@@ -1009,10 +1149,12 @@ def test_roots_verified(boot, kernel, arch):
             if " of spin (" in label:
                 # From lab 5 on pages come on the first touch: spin maps spin_stop's page when it
                 # first reads it, which may take a few more switches.
+                # Spin may be the only process left by then, and nothing switches: a timer tick
+                # comes either way.
                 for _ in range(50):
                     if snap.walk(stop_va, root).mapped:
                         break
-                    snap = guest.stop_at(proc["switch"])
+                    snap = guest.stop_at_any([proc["switch"], "pagoda::proc::timer_tick"])
                 snap.write_virt(stop_va, (1).to_bytes(8, "little"), root)
         return {"problems": problems, "cpu_roots": cpu_roots, "slots": slots}
 

@@ -9,8 +9,8 @@ import re
 import struct
 
 from pagoda_grade import lab_test
-from pagoda_grade.processes import (explain_death, kernel_faults, parse_reaped, process_roots, recovered_by_fixup,
-                                    user_page_frames, user_runs, user_symbol)
+from pagoda_grade.processes import (KernelReach, explain_death, kernel_faults, parse_reaped, process_roots,
+                                    recovered_by_fixup, user_runs, user_symbol)
 from pagoda_grade.proof import MASK64, proof
 from pagoda_grade.symbols import address_of, fact, function_at, physical_of, user_fixups
 from pagoda_grade.witness import ARCHES, PAGE, pick_in
@@ -23,12 +23,8 @@ STRESS_TAG = 0x5453   # "TS": tmstress's call i has seed proof(token, STRESS_TAG
 STRESS_FRAMES = 4     # abi::kTempStressFrames
 STRESS_MAPS = 100_000
 WORDS = PAGE // 8
+MAX_TEMP_SLOTS = 64   # a temp-map area with more slots than this is a window by another name
 BADPTR_KINDS = ["null", "kernel", "noncanonical", "unmapped", "straddling", "readonly"]
-
-
-def window_end(kernel):
-    """The first physical address above the kernel's window (facts exported by the kernel)."""
-    return fact(kernel, "window_phys_base") + fact(kernel, "window_size")
 
 
 def hello_line(token, arch):
@@ -50,23 +46,34 @@ def hello_write(guest, watch, want_roots_not, limit=60):
         data = snap.read_virt(buf, min(length, 4096), root)
         if not data.startswith(b"hello:"):
             continue
-        runs = snap.dump(root)
-        return dict(root=root, data=data, frames=sorted(user_page_frames(runs, watch.layout)),
-                    pages=sum((r.va_end - r.va_start) // PAGE for r in user_runs(runs, watch.layout)))
+        runs = user_runs(snap.dump(root), watch.layout)
+        return dict(root=root, data=data, frames=sorted((r.pa_start, r.pa_start + r.va_end - r.va_start) for r in runs),
+                    pages=sum((r.va_end - r.va_start) // PAGE for r in runs), reach=kernel_reach(snap, watch.kernel))
     raise AssertionError(f"no write of hello's line in {limit} system calls")
 
 
-def low_frames(w, kernel):
-    """A sentence about the frames of the root in @p w that lie inside the window, or ''."""
-    end = window_end(kernel)
-    low = [f for f in w["frames"] if f < end]
+def low_frames(w, reach):
+    """A sentence about the frames of the root in @p w (physical ranges) that the kernel reaches
+    without a temporary mapping (@p reach: the grader's walk of the kernel half), or ''."""
     if not w["frames"]:
         return "the grader found no user page in its root"
-    if low:
-        return (f"{len(low)} of its {len(w['frames'])} user pages are in frames below {end:#x}, inside the kernel's "
-                f"window (first: {low[0]:#x}): user memory must come from above the window (allocate high frames "
-                "and write them through temporary mappings)")
+    for lo, hi in w["frames"]:
+        frame = reach.first_in(lo, hi)
+        if frame is not None:
+            return reach.problem(frame, "one of its user pages") + " (user memory must come from frames only a " \
+                "temporary mapping reaches: allocate high frames and write them through temporary mappings)"
     return ""
+
+
+def kernel_reach(snap, kernel):
+    """KernelReach of the kernel half the CPU uses at @p snap (the live root's: every root shares
+    it), walked at this very stop: a window the kernel grew after an earlier look is seen."""
+    reach = KernelReach(snap.runs(), kernel)   # (WalkError, an AssertionError, names a walk that cannot finish)
+    slots = fact(kernel, "temp_map_slots")
+    if reach.temp_pages > min(slots, MAX_TEMP_SLOTS):
+        raise AssertionError(f"the kernel half maps {reach.temp_pages} pages in the temp-map area at once, more than "
+                             f"its {slots} slots: the area holds temporary mappings only")
+    return reach
 
 
 # ---- what a failed run shows about the kernel's user-memory code -------------------------------------
@@ -260,6 +267,32 @@ def all_roots(snap, watch):
     return roots
 
 
+def live_slot(guest, watch, entry, who):
+    """At the entry of a test call that maps one frame (@p entry, a syscall-entry Snapshot),
+    runs to the moment its temporary mapping is live (pagoda_temp_map_live, kernel/proc/
+    temp_map_calls.cpp) and returns what the grader's own walk of the live root shows there:
+    {va, frame}. Fails when the call returns to user mode first (it never mapped anything), when
+    the address is not a slot of the temp-map area, or when the slot does not map the frame the
+    kernel says it does."""
+    kernel = watch.kernel
+    back = entry.register(watch.proc["syscall_return_pc"])
+    snap = guest.stop_at_any(["pagoda_temp_map_live", back])
+    if snap.pc == back:
+        raise AssertionError(f"{who} returned to user mode without a temporary mapping ever live (the grader waited for "
+                             "it in pagoda_temp_map_live): no temporary mappings")
+    va, said = snap.argument(0), snap.argument(1)
+    base, end = fact(kernel, "temp_map_base"), fact(kernel, "stack_base")
+    if not base <= va < end:
+        raise AssertionError(f"{who} reaches its frame at {va:#x}, not through a slot of the temp-map area "
+                             f"({base:#x}...): not a temporary mapping")
+    frame = snap.translate(va & ~(PAGE - 1))
+    if frame is None or frame != said:
+        raise AssertionError(f"while {who}'s temporary mapping is live, the grader's walk of the live root finds "
+                             f"{va:#x} {'unmapped' if frame is None else f'mapping frame {frame:#x}'}, not the frame "
+                             f"{said:#x} the kernel maps there: the slot's entry is not in the tables the CPU walks")
+    return dict(va=va, frame=frame, reach=kernel_reach(snap, watch.kernel))
+
+
 # ---- the slot stack, probed with the kernel's root live -------------------------------------------
 
 def probe_plan(frames, rounds):
@@ -440,6 +473,8 @@ def test_temp_map_slots(boot, kernel, arch):
     def script(guest):
         snap = stop(guest, "frames")
         frames = list(struct.unpack(f"<{count}Q", snap.read_virt(snap.argument(1), 8 * count)))
+        reach = kernel_reach(snap, kernel)
+        reached = [reach.problem(f, f"probe frame {k}") for k, f in enumerate(frames)]
         for k, f in enumerate(frames):   # values only the grader knows: the kernel reads them through its slots
             guest.write_phys(f, pattern_page(fill + k))
         snap = stop(guest, "live")
@@ -450,7 +485,7 @@ def test_temp_map_slots(boot, kernel, arch):
         if not live:
             live = slot_entry_problems(snap, kernel, arch, snap.root, area, {snap.root: "the live (kernel) root"})
         if live:
-            return dict(frames=frames, live=live)   # what comes after may well die of it
+            return dict(frames=frames, live=live, reached=reached)   # what comes after may well die of it
         snap = stop(guest, "push")
         area = temp_area(snap, kernel)
         slot = snap.argument(1)
@@ -471,7 +506,8 @@ def test_temp_map_slots(boot, kernel, arch):
         n = snap.argument(2)
         raw = snap.read_virt(snap.argument(1), read_size * n) if n <= 512 else b""
         reads = [struct.unpack_from("<4Q", raw, read_size * i) for i in range(len(raw) // read_size)]
-        return dict(frames=frames, live=live, reads=reads, area=temp_area(snap, kernel), stepped=stepped)
+        return dict(frames=frames, live=live, reads=reads, area=temp_area(snap, kernel), stepped=stepped,
+                    reached=reached)
 
     run = boot(test="temp_map_slots", token=token, args={"rounds": rounds, "seed": seed}, witness=script,
                memory=GRADER_MEMORY)
@@ -491,10 +527,9 @@ def test_temp_map_slots(boot, kernel, arch):
     if w["area"]["depth"] != 0:
         run.fail(f"after every guard of the probe was released the kernel's slot stack is {w['area']['depth']} deep "
                  "(read from guest RAM): a slot was not given back")
-    end = window_end(kernel)
-    if all(f < end for f in w["frames"]):
-        run.fail(f"the probe's frames ({w['frames'][0]:#x}, ...) all lie inside the kernel's window (below {end:#x}): "
-                 "allocate_high() gave no frame only a temporary mapping reaches")
+    if all(w["reached"]):   # (the grader's walk of the kernel half, never the window_size fact)
+        run.fail(f"the probe's frames ({w['frames'][0]:#x}, ...) are all reached by the kernel half without a temporary "
+                 f"mapping: allocate_high() gave no frame only a temporary mapping reaches\n{w['reached'][0]}")
     run.expect(rf"^temp_map_slots: {len(w['reads'])} reads through temp-map slots in {rounds} rounds; slots live now: 0$",
                "the probe's summary")
     run.expect_outcome("success")
@@ -509,7 +544,6 @@ def test_temp_maps_live(boot, kernel, arch):
     spins = pick_in(token, "temp_maps_live spin", 1_000_000, 3_000_000)
     watch = Watch(kernel, arch)
     fill_call, take_call = syscall_number("TempFill"), syscall_number("TempTake")
-    stride = fact(kernel, "temp_frames_stride")
 
     def script(guest):
         watch.before(guest)
@@ -517,16 +551,22 @@ def test_temp_maps_live(boot, kernel, arch):
         snap = syscall_stops(guest, watch, {fill_call})
         filler = snap.lower_root
         shared = shared_slot_problems(snap, watch, temp_area(snap, kernel), all_roots(snap, watch))
+        filled = live_slot(guest, watch, snap, "tmfill's temp_fill")
+        reach = filled["reach"]
         snap = syscall_stops(guest, watch, {take_call})
         reader = snap.lower_root
         handle = snap.register(watch.proc["syscall_args"][0])
         shared += shared_slot_problems(snap, watch, temp_area(snap, kernel), all_roots(snap, watch))
         if handle >= 4:
             return dict(problem=f"tmread asked for handle {handle}")
-        held = address_of(kernel, "pagoda_temp_frames") + handle * stride
-        frame, = kernel_u64s(snap, kernel, held + fact(kernel, "temp_frames_frame"), 1)
-        data = snap.read_phys(frame, PAGE) if frame else b""
+        frame = filled["frame"]
+        data = snap.read_phys(frame, PAGE)   # what the fill left there, read before tmread takes it
+        taken = live_slot(guest, watch, snap, "tmread's temp_take")
+        if taken["frame"] != frame:
+            return dict(problem=f"tmread's temp_take mapped frame {taken['frame']:#x} in its slot (the grader's walk of "
+                                f"the live root), not the frame {frame:#x} temp_fill's slot mapped")
         return dict(filler=filler, reader=reader, frame=frame, data=data, shared=shared,
+                    reached=reach.problem(frame, "the frame temp_fill filled"),
                     labels={**watch.roots, **all_roots(snap, watch)})
 
     run = boot(args={"run": f"tmfill,spin:{spins}"}, token=token, witness=script, memory=GRADER_MEMORY)
@@ -546,10 +586,8 @@ def test_temp_maps_live(boot, kernel, arch):
     if w["shared"]:
         shared = list(dict.fromkeys(w["shared"]))
         watch.fail(run, "the grader walked every root while a process ran:\n  " + "\n  ".join(shared[:4]))
-    end = window_end(kernel)
-    if w["frame"] < end:
-        watch.fail(run, f"the frame temp_fill filled is {w['frame']:#x}, inside the kernel's window (below {end:#x}): "
-                        "the test needs a frame only a temporary mapping reaches")
+    if w["reached"]:
+        watch.fail(run, w["reached"])
     if w["data"] != want:
         bad = next(i for i in range(WORDS) if w["data"][8 * i:8 * i + 8] != want[8 * i:8 * i + 8])
         got = struct.unpack_from("<Q", w["data"], 8 * bad)[0]
@@ -590,11 +628,12 @@ def test_temp_map_stress(boot, kernel, arch):
         contents = [snap.read_phys(f, PAGE) if f else b"" for f in frames]
         live = [snap.translate(area["va"][s]) for s in range(min(area["depth"], area["slots"]))]
         shared = shared_slot_problems(snap, watch, area, all_roots(snap, watch))
+        reach = kernel_reach(snap, watch.kernel)
         end = watch.checkpoint(guest, "ended")
         area1 = temp_area(end, kernel)
         irqs, = kernel_u64s(end, kernel, stress + fact(kernel, "temp_stress_irq_maps_total"), 1)
         return dict(area0=area0, area=area, round=round_no, seed=seed, frames=frames, contents=contents, live=live,
-                    shared=shared, area1=area1, irqs=irqs)
+                    shared=shared, area1=area1, irqs=irqs, reach=reach)
 
     run = boot(args={"run": f"tmstress:{STRESS_MAPS}:{per_call},spin:{spins}"}, token=token, witness=script,
                memory=GRADER_MEMORY)
@@ -610,10 +649,10 @@ def test_temp_map_stress(boot, kernel, arch):
     want_seed = proof(token, STRESS_TAG + stop_call)
     if w["seed"] != want_seed:
         watch.fail(run, f"temp_stress call {stop_call} runs with seed {w['seed']:#x}, not {want_seed:#x}")
-    end = window_end(kernel)
     for k, (f, data) in enumerate(zip(w["frames"], w["contents"])):
-        if f < end:
-            watch.fail(run, f"stress frame {k} is {f:#x}, inside the kernel's window (below {end:#x})")
+        reached = w["reach"].problem(f, f"stress frame {k}")
+        if reached:
+            watch.fail(run, reached)
         if data != pattern_page(want_seed + k):
             watch.fail(run, f"stress frame {k} ({f:#x}), read by the grader in round {r} of call {stop_call}, does not "
                             "hold its pattern: the fill through a temporary mapping went elsewhere")
@@ -674,7 +713,7 @@ def test_high_frames(boot, kernel, arch):
     if w["data"].decode(errors="replace") != want:
         watch.fail(run, f"hello's write buffer, read by the grader through its root, holds {w['data'][:120]!r}, "
                         f"expected {want!r}")
-    problem = low_frames(w, kernel)
+    problem = low_frames(w, w["reach"])
     if problem:
         watch.fail(run, f"hello ran, but {problem}")
     run.expect(re.escape(want.rstrip("\n")) + "$", "hello's line on the console")
@@ -705,7 +744,7 @@ def test_spawn_while_running(boot, kernel, arch):
         watch.fail(run, f"the spawned hello's write buffer, read by the grader through the child's root "
                         f"{w['root']:#x}, holds {w['data'][:120]!r}, expected {want!r}: the child was not loaded "
                         "correctly into its root (written through a mapping of another root?)")
-    problem = low_frames(w, kernel)
+    problem = low_frames(w, w["reach"])
     if problem:
         watch.fail(run, f"the spawned hello ran, but {problem}")
     run.expect(rf"^spawner: {count} of {count} started proof={proof(token, count):016x}$", "the spawner's summary")

@@ -18,7 +18,7 @@ import re
 
 from pagoda_grade import lab_test
 from pagoda_grade.harness import BootEnded
-from pagoda_grade.processes import HEX, count_used, parse_kills, parse_reaped, user_elf, user_runs, user_symbol
+from pagoda_grade.processes import HEX, count_used, parse_kills, parse_reaped, user_elf, user_pages, user_symbol
 from pagoda_grade.proof import proof
 from pagoda_grade.symbols import fact, segments
 from pagoda_grade.vmas import GROWS_DOWN, KIND_IMAGE, KIND_STACK, PF_R, PF_W, PF_X, PROT_EXEC, PROT_READ, \
@@ -42,12 +42,8 @@ def mmap_area(kernel):
 
 
 def pages_of(runs, layout):
-    """Every user page a dump maps: {va: Run}."""
-    out = {}
-    for r in user_runs(runs, layout):
-        for off in range(0, r.va_end - r.va_start, PAGE):
-            out[r.va_start + off] = r
-    return out
+    """Every user page a dump maps: {va: Run} (at most processes.MAX_USER_PAGES)."""
+    return user_pages(runs, layout)
 
 
 def embedded_bytes(kernel, arch, program, offset, size):

@@ -15,7 +15,7 @@ from pagoda_grade.harness import BootEnded, KILL_LINE
 from pagoda_grade.lifecycle import (Deaths, Pages, Refs, covered, fork_problems, fork_view, leak_story, pid_of, processes,
                                     return_address, stale_records, stalled_waits, unflushed)
 from pagoda_grade.processes import (Layout, count_used, parse_reaped, process_roots, registry, user_elf,
-                                    user_page_frames, user_symbol)
+                                    user_page_frames, user_pages, user_symbol, writable_in_two)
 from pagoda_grade.proof import MASK64, proof
 from pagoda_grade.symbols import address_of, fact, segments
 from pagoda_grade.witness import PAGE, pick_in
@@ -203,6 +203,20 @@ def check_baseline(watch, run, w):
                         "tables of the copy, or a kernel stack never freed)")
 
 
+EXIT_INFO_SIZE = 16   # abi::ExitInfo: i32 code, u32 how, u64 address
+
+
+def exit_info(data):
+    """(code, how) of an abi::ExitInfo read from guest RAM ((None, None) when there was none)."""
+    if len(data) < 8:
+        return None, None
+    return signed32(u64(data[:4]) & 0xffffffff), u64(data[4:8]) & 0xffffffff
+
+
+def signed32(value):
+    return value - (1 << 32) if value >> 31 else value
+
+
 # ---- fork --------------------------------------------------------------------------------------
 
 @lab_test(6, "fork_basic")
@@ -216,7 +230,6 @@ def test_fork_basic(boot, kernel, arch):
     write = syscall_number("Write")
 
     fork_call, wait_call, exit_call = syscall_number("Fork"), syscall_number("Wait"), syscall_number("Exit")
-    info_size = 16  # abi::ExitInfo: i32 code, u32 how, u64 address
 
     def script(guest):
         watch.before(guest)
@@ -283,7 +296,7 @@ def test_fork_basic(boot, kernel, arch):
                         deaths.add(state["later"].parent)
                         deaths.add(state["later"].child)
                 elif data[0] == "wait":
-                    waits.append((result, snap.read_virt(data[1], info_size, parent) if result > 0 and data[1] else b""))
+                    waits.append((result, snap.read_virt(data[1], EXIT_INFO_SIZE, parent) if result > 0 and data[1] else b""))
                     if result < 0:
                         break
                 continue
@@ -308,7 +321,9 @@ def test_fork_basic(boot, kernel, arch):
                 root=root, pid=int(m[2]), child=u64(snap.read_virt(word, 8, root)),
                 parent=u64(snap.read_virt(word, 8, parent)), child_frame=snap.translate(page, root),
                 parent_frame=snap.translate(page, parent), half=watch.inspector.kernel_half_problem(snap, root),
-                registered=root in process_roots(snap, kernel))
+                registered=root in process_roots(snap, kernel),
+                shared=writable_in_two(snap, [parent, root], watch.layout, {parent: "the parent's root",
+                                                                           root: "the child's root"}))
         return dict(parent=parent, seen=seen, waits=waits, exits=exits, at_fork=state["at_fork"],
                     later=state["later"], **baseline(watch, guest))
 
@@ -362,6 +377,8 @@ def test_fork_basic(boot, kernel, arch):
         if c["child_frame"] is None or c["child_frame"] == c["parent_frame"]:
             watch.fail(run, f"{who}: its data page is frame {c['child_frame']}, the parent's is "
                             f"{c['parent_frame']:#x}: the child has no copy of its own")
+        if c["shared"]:
+            watch.fail(run, f"{who} wrote its line: {c['shared']}")
         run.expect(rf"^forktree: child {i} pid {c['pid']} parent 1 wrote "
                    rf"proof={proof(token, child_value(token, i) ^ c['pid']):016x}$", f"child {i}'s line")
     # Each wait's result and the status it wrote (read in user mode at its return) against the
@@ -398,23 +415,44 @@ def test_fork_deep(boot, kernel, arch):
     watch = Watch(kernel, arch)
     wait = syscall_number("Wait")
 
+    fork_call = syscall_number("Fork")
+
     def script(guest):
         watch.before(guest)
         watch.started_check(guest)
         roots, problems = [], []
-        for snap in calls(guest, watch, {wait}, 400):
+        forks, waits = {}, {}   # root -> its fork's result; root -> (wait's result, ExitInfo) at its return
+        tracer = Tracer(guest, watch)
+        for kind, snap, data in tracer.stops(40 * DEEP + 200):
             root = snap.lower_root
-            if root in roots:
+            if kind == "return":
+                result = signed(snap.register(watch.proc["syscall_result"]))
+                if data[0] == "fork":
+                    forks[root] = result
+                    continue
+                waits[root] = (result, snap.read_virt(data[1], EXIT_INFO_SIZE, root) if result > 0 and data[1] else b"")
+                if len(waits) == DEEP:
+                    break
+                continue
+            number = snap.register(watch.proc["syscall_number"])
+            if number == fork_call and root not in forks:
+                tracer.follow(snap, ("fork",))
+                continue
+            if number != wait or root in roots:
                 continue
             roots.append(root)
+            tracer.follow(snap, ("wait", snap.register(watch.proc["syscall_args"][1])))
             if root not in process_roots(snap, kernel):
                 problems.append(f"root {root:#x} made a wait call but is not in the kernel's root registry")
             half = watch.inspector.kernel_half_problem(snap, root)
             if half:
                 problems.append(f"root {root:#x}: {half}")
             if len(roots) == DEEP:
-                break
-        return dict(roots=roots, problems=problems, **baseline(watch, guest))
+                # The whole chain exists now (each waiting for the next): no frame writable in two of its roots.
+                shared = writable_in_two(snap, list(process_roots(snap, kernel)), watch.layout)
+                if shared:
+                    problems.append(f"with the whole chain alive: {shared}")
+        return dict(roots=roots, problems=problems, forks=forks, waits=waits, **baseline(watch, guest))
 
     run = boot(args={"run": f"forktree:deep:{DEEP}"}, token=token, witness=script, memory=GRADER_MEMORY)
     w = require(watch, run)
@@ -423,6 +461,22 @@ def test_fork_deep(boot, kernel, arch):
                         "per parent of the chain)")
     if w["problems"]:
         watch.fail(run, "the grader walked each root of the chain:\n  " + "\n  ".join(w["problems"][:4]))
+    # Each parent of the chain waits for its one child: the status wait wrote into its memory (read
+    # at the return) is that child's exit code, the deepest leaf_code, each level above one more.
+    got = []
+    for root in w["roots"]:
+        result, info = w["waits"].get(root, (None, b""))
+        child = w["forks"].get(root)
+        code, how = exit_info(info)
+        if result is None or child is None or result != child or how != 0:
+            watch.fail(run, f"root {root:#x} forked child {child} and its wait returned {result} with how {how} (read in "
+                            "user mode at the return): waitpid must reap that child, exited (how 0)")
+        got.append(code)
+    want = sorted(leaf_code(token) + k for k in range(DEEP))
+    if sorted(got) != want:
+        watch.fail(run, f"the statuses the chain's waits returned (ExitInfo read from each parent's memory at the "
+                        f"return) are {sorted(got)}; the children called exit with {want}: wait must report each "
+                        "child's own exit code")
     code = leaf_code(token) + DEEP
     run.expect(rf"^forktree: deep {DEEP}: code {code} proof={proof(token, code):016x}$",
                "the chain's exit codes, each parent's = its child's + 1, collected by waitpid()")
@@ -547,6 +601,9 @@ def test_cow(boot, kernel, arch):
             words = {va: [u64(snap.read_virt(va, 8, r)) for r in roots] for va in vas}
             counts = {va: [refs.count(f) if f is not None else None for f, _ in pages[va]] for va in vas + [kbuf]}
             kpages = [snap.read_virt(kbuf, PAGE, r) for r in roots]
+            shared = writable_in_two(snap, roots, watch.layout, {parent: "the parent's root", child: "the child's root"})
+            if shared:
+                raise AssertionError(f"at moment {name} of cowtest: {shared}")
             moments[name] = dict(pages=pages, words=words, counts=counts, kpages=kpages, used=count_used(snap, *watch.bitmap)[0])
             if name == "D":
                 break
@@ -802,7 +859,6 @@ def test_wide_fork(boot, kernel, arch):
     watch = Watch(kernel, arch)
     watch.deaths = Deaths(kernel, cow=False)   # (64 children: the deaths are enough here)
     exit_call, wait_call = syscall_number("Exit"), syscall_number("Wait")
-    info_size = 16  # abi::ExitInfo: i32 code, u32 how, u64 address
 
     def script(guest):
         watch.before(guest)
@@ -814,7 +870,7 @@ def test_wide_fork(boot, kernel, arch):
             root = snap.lower_root
             if kind == "return":
                 result = signed(snap.register(watch.proc["syscall_result"]))
-                waits.append((result, snap.read_virt(info, info_size, parent) if result > 0 else b""))
+                waits.append((result, snap.read_virt(info, EXIT_INFO_SIZE, parent) if result > 0 else b""))
                 if result < 0 or len(waits) > 2 * WIDE:
                     break   # (more waits than children: wait returns children it does not reap)
                 continue
@@ -893,13 +949,8 @@ def test_fork_vmas(boot, kernel, arch):
     data = user_symbol(kernel, arch, "forktree", "(anonymous namespace)::g_vma_data")
 
     def pages_of(snap, root):
-        out = {}
-        for r in snap.dump(root):
-            if r.va_start >= layout.kernel_half_base:
-                continue
-            for va in range(r.va_start, r.va_end, PAGE):
-                out[va] = (r.pa_start + va - r.va_start, r.perms.rwx())
-        return out
+        return {va: (r.pa_start + va - r.va_start, r.perms.rwx())
+                for va, r in user_pages(snap.runs(root), layout, f"root {root:#x}").items()}
 
     def script(guest):
         watch.before(guest)
@@ -913,6 +964,10 @@ def test_fork_vmas(boot, kernel, arch):
             if seen < moment:
                 continue
             child = snap.lower_root
+            shared = writable_in_two(snap, [parent, child], watch.layout, {parent: "the parent's root",
+                                                                          child: "the child's root"})
+            if shared:
+                raise AssertionError(f"at the forked child's yield: {shared}")
             mine, theirs = pages_of(snap, parent), pages_of(snap, child)
             contents = {va: (snap.read_phys(mine[va][0], PAGE) if va in mine else None,
                              snap.read_phys(theirs[va][0], PAGE) if va in theirs else None)

@@ -128,9 +128,12 @@ def test_guest_terminal_escapes_are_shown_escaped(reference_kernel, tmp_path):
 
 
 def test_sigkill_of_grade_leaves_no_qemu(tmp_path):
+    """...and no file outside its log directory (it left an empty /tmp/pagoda-grade-*.json)."""
     logs = str(tmp_path / "logs")
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
     # Every boot hangs until its test's timeout (10 s): only dying with the grader ends it sooner.
-    env = dict(os.environ, PAGODA_GRADE_LOGS=logs, PAGODA_GRADE_CMDLINE="test=hang")
+    env = dict(os.environ, PAGODA_GRADE_LOGS=logs, PAGODA_GRADE_CMDLINE="test=hang", TMPDIR=str(tmp))
     proc = subprocess.Popen([paths.SYSTEM_PYTHON, os.path.join(ROOT, "pagoda"), "grade", "lab0"],
                             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + scaled(60)
@@ -141,6 +144,9 @@ def test_sigkill_of_grade_leaves_no_qemu(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert_no_qemu_left(logs)
+    assert [f for f in os.listdir(tmp) if f.startswith("pagoda")] == []   # (pytest keeps its own pytest-of-*)
+    [run] = [d for d in os.listdir(logs) if d.startswith("run-")]
+    assert os.path.exists(os.path.join(logs, run, "pytest.log"))   # pytest's output: in the grade's own directory
 
 
 def assert_no_qemu_left(logs):

@@ -68,10 +68,39 @@ def test_one_job_means_no_xdist(monkeypatch, tmp_path):
 
     monkeypatch.setattr(grade.subprocess, "Popen", FakePytest)
     monkeypatch.setattr(grade.paths, "BUILD", str(tmp_path))
+    monkeypatch.delenv("PAGODA_GRADE_LOGS", raising=False)
     grade.run_pytest([0], "x86_64", grade.jobs_argument("1"))
     grade.run_pytest([0], "x86_64", grade.jobs_argument("2"))
     assert "-n" not in seen[0]
     assert seen[1][seen[1].index("-n") + 1] == "2"
+
+
+def test_each_grade_keeps_its_pytest_output_and_report_to_itself(monkeypatch, tmp_path):
+    """Two grades in one clone both wrote build/grade-pytest.log, and each left an empty
+    /tmp/pagoda-grade-*.json when killed with -9. Now pytest's output is in the grade's own log
+    directory and the report in memory (the report path is a /dev/fd of a memfd)."""
+    logs, reports = [], []
+
+    def fake_run(argv, **kwargs):
+        logs.append(kwargs["stdout"].name)
+        reports.append(next(a.split("=", 1)[1] for a in argv if a.startswith("--pagoda-report=")))
+        assert kwargs["env"]["PAGODA_GRADE_RUN_DIR"] == os.path.dirname(logs[-1])
+        with open(reports[-1], "w") as f:
+            f.write('[{"lab": 0, "id": "boot_banner", "outcome": "passed", "duration": 1.0, "reason": ""}]')
+        return subprocess.CompletedProcess(argv, 0)
+
+    monkeypatch.setattr(grade.subprocess, "run", fake_run)
+    monkeypatch.setattr(grade.paths, "BUILD", str(tmp_path / "build"))
+    monkeypatch.delenv("PAGODA_GRADE_LOGS", raising=False)
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    for _ in range(2):
+        results, status = grade.run_pytest([0], "x86_64", "1")
+        assert status == 0 and results[(0, "boot_banner")]["outcome"] == "passed"
+    assert logs[0] != logs[1] and all(os.path.basename(p) == "pytest.log" for p in logs)
+    assert all(p.startswith(str(tmp_path / "build" / "grade" / "run-")) for p in logs)
+    assert all(r.startswith("/dev/fd/") for r in reports)
+    assert os.listdir(tmp_path / "tmp") == [] and not os.path.exists(tmp_path / "build" / "grade-pytest.log")
 
 
 def test_truncated_kernel_is_rejected_up_front(tmp_path, reference_kernel):

@@ -121,3 +121,68 @@ def test_a_failed_check_in_the_script_fails_with_the_boot_context(reference_kern
     assert message.startswith("the grader did not like what it saw")
     assert "did not finish in time" not in message and "selftest hang: start" not in message
     assert "last " in message   # the serial tail follows
+
+
+# ---- a single step QEMU reports without moving (QEMU 10) --------------------------------------
+
+class _Reply:
+    exited = False
+
+
+class _SteppyClient:
+    """A gdbstub that, like QEMU 10 now and then, reports the first single step off a breakpoint
+    without having executed anything (the same PC); a continue stops at the next breakpoint."""
+
+    def __init__(self, pc, stuck_steps):
+        self.pc, self.stuck, self.breakpoints, self.conts, self.running = pc, stuck_steps, set(), 0, False
+
+    def step(self):
+        if self.stuck:
+            self.stuck -= 1
+        else:
+            self.pc += 4
+        self.running = True
+
+    def cont(self):
+        self.conts += 1
+        self.pc = min(self.breakpoints)
+        self.running = True
+
+    def wait_stop(self, timeout=None):
+        self.running = False
+        return _Reply()
+
+    def read_register(self, name):
+        return self.pc if name in ("rip", "pc") else 0
+
+    def set_breakpoint(self, a):
+        self.breakpoints.add(a)
+
+    def remove_breakpoint(self, a):
+        self.breakpoints.discard(a)
+
+
+def _steppy_guest(client):
+    from pagoda_grade.witness import ARCHES, MACHINES, Guest
+    guest = object.__new__(Guest)
+    guest.arch, guest.model, guest.machine, guest.client = "x86_64", ARCHES["x86_64"], MACHINES["x86_64"], client
+    budget = type("B", (), {"left": lambda self: 60.0})()
+    guest.session = type("S", (), {"budget": budget, "check": lambda self: None})()
+    guest.waiting_for, guest._stops, guest.stop_hooks = None, 0, []
+    guest._stopped_at = client.pc
+    return guest
+
+
+@pytest.mark.parametrize("stuck", [0, 1, 3])
+def test_a_step_that_did_not_move_is_not_a_second_arrival(stuck):
+    """Stopped at the system-call entry, the grader asks for the next stop there. A step QEMU
+    reports at the same PC is stepped again; the answer is the next real arrival (one continue),
+    never the same stop twice (the double-counted exit of wide_fork on QEMU 10)."""
+    entry = 0xffffffff80229000
+    client = _SteppyClient(entry, stuck)
+    guest = _steppy_guest(client)
+    snap = guest.stop_at_any([entry])
+    assert snap.pc == entry and client.conts == 1
+    client = _SteppyClient(entry, stuck)
+    guest = _steppy_guest(client)
+    assert guest.stop_at(entry).pc == entry and client.conts == 1

@@ -54,14 +54,115 @@ def test_kernel_without_processes_scores_nothing_in_lab3(arch, request, tmp_path
     program and of the kernel printed, proofs computed from the token, frames balanced, and no
     process ever made. The grader waits for what it can see (the run's checkpoints, the
     system-call entry, QEMU's log) and gives it nothing."""
-    import os
-    import shutil
     kernels = request.getfixturevalue("fixture_kernels" if arch == "x86_64" else "aarch64_fixture_kernels")
-    kernel = tmp_path / "noproc.elf"
-    shutil.copy(kernels["noproc"], kernel)
-    # the user programs the tests read symbols from, as next to a built kernel
-    os.symlink(os.path.join(os.path.dirname(os.path.dirname(kernels["noproc"])), "user"), tmp_path / "user")
-    results = run_grader(tmp_path, str(kernel), (3,), workers=2, arch=arch)
+    # (the user programs the tests read come from the grader's own build, never from beside the kernel)
+    results = run_grader(tmp_path, kernels["noproc"], (3,), workers=2, arch=arch)
     assert len(results) == 8
     passed = {t: reason[:300] for t, (outcome, reason) in results.items() if outcome != "failed"}
     assert not passed, passed
+
+
+# ---- labs 3-6: the liars of issue 23 (fixtures/common/, the same source on both ISAs) -----------
+#
+# name -> (labs graded, {test id: words its failure reason must contain}). Each lie targets what a
+# test used to believe: the grader before issue 23 gave these kernels the points of the tests
+# named here (measured on main 2d09dec: leakfrozen 27/27 in lab 3, 23/26 in lab 5, 33/39 in lab 6;
+# windowall 13/17; cowboth fork_deep and fork_vmas; nopreempt and swapprog preempt_user with an
+# edited spin; fakewait fork_basic).
+LIARS = {
+    # the timer never preempts user mode
+    "nopreempt": ((3,), {"preempt_user": "does not preempt the running process"}),
+    # loads another program's image as spin (the embedded table is the grader's): every test that
+    # relies on what spin does (roots_verified only needs some process that lives long enough)
+    "swapprog": ((3,), {"preempt_user": "does not run the grader's program"}),
+    # leaks every frame freed while processes run; the checkpoints show a frozen bitmap
+    "leakfrozen": ((3, 5, 6), {t: "but the kernel's frame allocator (pagoda::vm::g_frames, read from guest RAM) works "
+                                  "with the one at" for t in ("exit_frees", "random_ops", "fork_basic")}),
+    # every frame writable in both roots after a copy-on-write fork
+    "cowboth": ((6,), {"fork_deep": "WRITABLE", "fork_vmas": "WRITABLE", "cow": "WRITABLE"}),
+    # wait reports no status; the kernel rewrites forktree's summary
+    "fakewait": ((6,), {"fork_basic": "wait returned child", "fork_deep": "wait must report each child's own exit code"}),
+    # the fault decision allows everything
+    "anyfault": ((5,), {"munmap_hole": "was not killed", "mprotect": "was not killed"}),
+}
+
+# name -> (lab, tests whose failure proves the goal: a kernel that skips the lab's subject scores at
+# most a quarter of it, whatever the tests not run here give it).
+SKIPPERS = {
+    # no temporary mappings: the window maps all RAM (the issue's 13/17)
+    "windowall": (4, ("temp_map_slots", "high_frames", "spawn_while_running", "temp_maps_live", "temp_map_stress")),
+    # no demand paging: every page of every VMA mapped when the VMA is made
+    "eagerload": (5, ("lazy", "bss_data", "munmap_hole", "mprotect", "brk", "stack_growth", "vma_list_walk")),
+}
+GOAL = 0.25
+
+
+def _kernels(request, arch):
+    return request.getfixturevalue("fixture_kernels" if arch == "x86_64" else "aarch64_fixture_kernels")
+
+
+@pytest.mark.parametrize("arch", ["x86_64", "aarch64"])
+@pytest.mark.parametrize("name", sorted(LIARS))
+def test_lab3_to_6_liars_lose_what_they_lie_about(name, arch, request, tmp_path):
+    labs, targets = LIARS[name]
+    results = run_grader(tmp_path, _kernels(request, arch)[name], labs, only=targets, workers=2, arch=arch)
+    assert set(results) == set(targets)
+    for test_id, words in targets.items():
+        outcome, reason = results[test_id]
+        assert outcome == "failed", f"{name} ({arch}) scored {test_id}"
+        assert words in reason, f"{name}/{test_id} ({arch}): {reason[:800]}"
+
+
+@pytest.mark.parametrize("arch", ["x86_64", "aarch64"])
+@pytest.mark.parametrize("name", sorted(SKIPPERS))
+def test_a_kernel_that_skips_the_subject_scores_at_most_a_quarter(name, arch, request, tmp_path):
+    lab, tests = SKIPPERS[name]
+    spec = load_all()[lab]
+    results = run_grader(tmp_path, _kernels(request, arch)[name], (lab,), only=tests, workers=2, arch=arch)
+    passed = {t: reason[:300] for t, (outcome, reason) in results.items() if outcome != "failed"}
+    assert not passed, passed
+    lost = sum(spec.test(t).points for t in tests)
+    assert spec.total_points - lost <= GOAL * spec.total_points, (name, spec.total_points - lost, spec.total_points)
+
+
+FIRST_TEST = {3: "hello_user", 4: "high_frames", 5: "lazy", 6: "fork_basic"}
+# The grader's own memory on a hostile map (fixtures/common/hugemap.cpp), in KiB.
+MAX_GRADER_KIB = 200 * 1024
+
+
+@pytest.mark.parametrize("arch", ["x86_64", "aarch64"])
+def test_a_huge_map_ends_each_test_in_its_time_with_a_named_reason(arch, request, tmp_path):
+    """Every process root gets 512 GiB of 2 MiB user pages (262144 leaves from two table frames).
+    The first test of each of labs 3-6 fails within its own time, naming the grader's bound, with
+    the console tail; the grader process stays under 200 MB (its peak, measured by the grader
+    itself: peak_rss_kib)."""
+    results = run_grader(tmp_path, _kernels(request, arch)["hugemap"], (3, 4, 5, 6),
+                         only=FIRST_TEST.values(), workers=1, arch=arch, records=True)
+    labs = load_all()
+    assert set(results) == set(FIRST_TEST.values())
+    for lab, test_id in FIRST_TEST.items():
+        r = results[test_id]
+        assert r["outcome"] == "failed", test_id
+        assert "maps more than 65536 separate runs of pages" in r["reason"], r["reason"][:600]
+        assert "lines of serial output" in r["reason"] and "fixture hugemap" in r["reason"]
+        assert r["duration"] < labs[lab].test(test_id).timeout
+        assert r["peak_rss_kib"] < MAX_GRADER_KIB, r["peak_rss_kib"]
+    print(f"\nhugemap ({arch}): the grader's peak memory {max(r['peak_rss_kib'] for r in results.values()) // 1024} MiB")
+
+
+def test_a_forged_user_program_earns_nothing(reference_kernel, tmp_path):
+    """The reference kernel with one byte of its embedded spin changed (what a tree whose spin.cpp
+    was edited embeds): every lab-3 test fails before it boots, naming the program."""
+    from pagoda_grade import symbols
+    data = bytearray(open(reference_kernel, "rb").read())
+    begin = symbols.symbols(reference_kernel)["pagoda_program_spin_begin"]
+    seg = next(s for s in symbols.segments(reference_kernel) if s.vaddr <= begin < s.vaddr + s.filesz)
+    data[seg.offset + begin - seg.vaddr + 0x1010] ^= 0xff   # a byte of spin's text
+    forged = tmp_path / "forged.elf"
+    forged.write_bytes(data)
+    results = run_grader(tmp_path, str(forged), (3,), workers=2)
+    assert len(results) == len(load_all()[3].tests)
+    for test_id, (outcome, reason) in results.items():
+        assert outcome == "failed", test_id
+        assert "the kernel embeds user programs that are not the grader's own build of user/ (spin: its bytes " \
+               "differ at" in reason, reason[:400]

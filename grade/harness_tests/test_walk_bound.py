@@ -50,7 +50,9 @@ def test_table_pointing_at_itself_below_the_root_is_bounded():
     guest.table(0x2000, {i: 0x2000 | P_RW for i in range(512)})
     with pytest.raises(witness.WalkError) as e:
         snapshot(guest, 0x1000).dump()
-    assert str(e.value).startswith("page-table cycle at table 0x2000 (reached ")
+    # Whichever bound comes first names it: the tables read, or the runs they map.
+    assert str(e.value).startswith(("page-table cycle at table 0x2000 (reached ",
+                                    f"the live root maps more than {witness.MAX_RUNS} separate runs"))
 
 
 def test_a_shared_table_is_not_a_cycle():
@@ -62,3 +64,54 @@ def test_a_shared_table_is_not_a_cycle():
     guest.table(0x4000, {1: 0x5000 | P_RW})
     runs = snapshot(guest, 0x1000).dump()
     assert [(r.va_start, r.pa_start) for r in runs] == [(0x1000, 0x5000), (0xFFFF_8000_0000_1000, 0x5000)]
+
+
+# ---- a huge map, from a handful of tables ----------------------------------------------------
+
+P_US_PS = 0x87   # present, writable, user, 2 MiB page
+
+
+def huge_map(guest):
+    """Root 0x1000 maps 512 GiB at VA 512 GiB: 512 entries to one table of 512 2 MiB leaves, all
+    to the same frame (262144 leaves from three tables; no two merge into one run)."""
+    guest.table(0x1000, {1: 0x2000 | 0x7})
+    guest.table(0x2000, {i: 0x3000 | 0x7 for i in range(512)})
+    guest.table(0x3000, {i: 0x200000 | P_US_PS for i in range(512)})
+
+
+@pytest.mark.timeout(60)
+def test_a_huge_map_stops_at_the_runs_bound_with_its_reason():
+    guest = FakeGuest()
+    huge_map(guest)
+    with pytest.raises(witness.WalkError) as e:
+        snapshot(guest, 0x1000).dump()
+    assert str(e.value).startswith(f"the live root maps more than {witness.MAX_RUNS} separate runs of pages")
+
+
+def test_runs_are_read_lazily():
+    """The walk reads tables only as far as the runs asked for."""
+    guest = FakeGuest()
+    huge_map(guest)
+    reads = []
+    real = guest.read_phys
+    guest.read_phys = lambda pa, size: reads.append(pa) or real(pa, size)
+    runs = snapshot(guest, 0x1000).runs()
+    first = next(runs)
+    assert (first.va_start, first.pa_start) == (1 << 39, 0x200000)
+    assert len(reads) <= 4
+
+
+def test_a_walk_past_the_test_s_deadline_stops_with_its_reason():
+    class Budget:
+        def left(self):
+            return -1.0
+
+    class Session:
+        budget = Budget()
+
+    guest = FakeGuest()
+    guest.session = Session()
+    huge_map(guest)
+    with pytest.raises(witness.WalkError) as e:
+        snapshot(guest, 0x1000).dump()
+    assert "the test's time ran out while the grader walked the tables" in str(e.value)

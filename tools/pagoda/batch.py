@@ -6,17 +6,23 @@ labN if it has one, else HEAD; --ref chooses), a git bundle (*.bundle), or a .ta
 archive. Its id is the entry's name without the extension. For each one:
 
   1. copy:  its files go to WORK/<id>/tree (never a build/ or .git/ of its own);
-  2. check: its grader files (grade/, tools/, labs/*/lab.toml, ./pagoda) are compared with those
-            this tree publishes for lab N; differences are noted in its row, then replaced: the
-            grader files always come from this tree (hidden tests included);
-  3. build: its kernel, with its own CMake files (log: WORK/<id>/build.log);
+  2. check: its grader files (grade/, tools/, user/, labs/*/lab.toml, ./pagoda) are compared with
+            those this tree publishes for lab N; differences are noted in its row, then replaced:
+            the grader files always come from this tree (hidden tests included), and so do the
+            user programs the tests run and read;
+  3. build: its kernel, with its own CMake files (log: WORK/<id>/build.log); it embeds the user
+            programs of this tree's user/, and for a lab whose tests run them the grader checks
+            that it does, against its own build of them (made once per batch, prepare());
   4. grade: the grader files are put back (a build may have touched them), and this tree's
             grader runs lab N's tests on its kernel, one QEMU at a time (log: WORK/<id>/grade.log,
             boots under WORK/<id>/boots/, results in WORK/<id>/results.json).
 
-Each submission has two wall-clock limits: one for its build (--build-time-limit) and one for
-its grading (--time-limit; by default the lab's test timeouts added up, plus a margin, so that
-normally each test's own timeout decides). When the grading limit runs out, the grader is
+Each submission has two wall-clock limits: one for its build (--build-time-limit; by default
+BUILD_TIME_LIMIT) and one for its grading (--time-limit; by default the lab's test timeouts added
+up, plus a margin, so that normally each test's own timeout decides). Both defaults are scaled by
+the load -j puts on the machine (submissions per core); every limit is a Deadline (speed.Budget):
+scaled by the machine's measured speed factor, and given back the time the build or the grader
+waited for a CPU. When the grading limit runs out, the grader is
 interrupted (it reports the tests that finished; the interrupted one scores nothing) and the
 rest score 0. The CSV gets
 one row per submission, rewritten after each one finishes: id, status (graded, does not build,
@@ -38,14 +44,18 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from . import deps, grade, paths, publish, qemu, speed
+from . import build, deps, grade, paths, publish, qemu, speed
 from .ui import PagodaError, clip, info
 
 sys.path.insert(0, paths.GRADE)
 from pagoda_grade import manifest  # noqa: E402
 
 GRADE_MARGIN = 30.0         # seconds added to the lab's test timeouts for the default limit
-BUILD_TIME_LIMIT = 300.0    # default seconds for configuring and building one kernel
+# Seconds for configuring and building one kernel on the reference machine (2 cores, quiet),
+# one submission at a time; the default limit is this times the load (-j over the cores), as a
+# Deadline (scaled by the machine's speed factor, run-queue delay given back): a busy machine or
+# -j 4 on 2 cores builds each kernel that much slower.
+BUILD_TIME_LIMIT = 300.0
 # After SIGINT, how long the grader gets to write its report: seconds on the reference machine,
 # a Deadline (scaled, and giving back the time the grader waited for a CPU), so that a busy
 # machine does not turn an interrupted grade into a killed one that reports nothing.
@@ -61,11 +71,26 @@ MAX_ERROR_LINES = 20        # lines of the first build error kept for Gradescope
 
 
 def is_grader_path(rel):
-    """Whether @p rel (relative to a tree) is one of the grader's files."""
-    if rel == "pagoda" or rel.startswith(("grade/", "tools/")):
+    """Whether @p rel (relative to a tree) is one of the grader's files: its code, the lab
+    manifests, and the user programs its tests run and read (user/): a submission's copy of any
+    of them is replaced by the grader's."""
+    if rel == "pagoda" or rel.startswith(("grade/", "tools/", "user/")):
         return "__pycache__" not in rel and not rel.endswith(".pyc")
     # The manifests, and the labs' slips (a graded bug hunt draws from the grader's own).
     return re.fullmatch(r"labs/[0-9][0-9]-[^/]+/(lab\.toml|mutants/[^/]+\.toml)", rel) is not None
+
+
+def is_user_build_path(rel):
+    """Whether @p rel is needed to build the user programs on their own (CMake's PAGODA_USER_ONLY):
+    the grader's copy of them is built from these (an autograder's source holds them too)."""
+    return rel in ("CMakeLists.txt", "CMakePresets.json") or rel.startswith(("cmake/", "user/", "kernel/lib/"))
+
+
+def load_factor(jobs):
+    """How many submissions share each core when @p jobs run at once (>= 1): each build and each
+    grader gets that much less of the machine than one alone. (The machine's speed factor and
+    the run-queue delay are Deadline's own: speed.Budget.)"""
+    return max(1.0, jobs / (os.cpu_count() or 1))
 
 
 @dataclass
@@ -95,21 +120,33 @@ class Row:
         return clip("; ".join(self.notes), MAX_SUMMARY)
 
 
-def grader_sources(root):
-    """The grader files of the tree at @p root, as publish.SourceFile: from git when @p root is
-    a git working tree, else (an autograder's unpacked source) every file on disk."""
+def _sources(root, wanted):
+    """The files of the tree at @p root for which @p wanted(relative path) holds, as
+    publish.SourceFile: from git when @p root is a git working tree, else (an autograder's
+    unpacked source) every file on disk."""
     labs = publish.lab_numbers(root)
     if os.path.exists(os.path.join(root, ".git")):
-        rels = [r for r in publish.source_files(root) if is_grader_path(r)]
+        rels = [r for r in publish.source_files(root) if wanted(r)]
     else:
         rels = []
         for dirpath, dirnames, filenames in os.walk(root):
             dirnames[:] = sorted(d for d in dirnames if d not in ("__pycache__", ".git", "build"))
             for name in sorted(filenames):
                 rel = os.path.relpath(os.path.join(dirpath, name), root)
-                if is_grader_path(rel):
+                if wanted(rel):
                     rels.append(rel)
     return [publish.read_source(root, rel, labs) for rel in rels]
+
+
+def grader_sources(root):
+    """The grader files of the tree at @p root (is_grader_path), as publish.SourceFile."""
+    return _sources(root, is_grader_path)
+
+
+def user_build_sources(root):
+    """The files of the tree at @p root that building its user programs alone needs
+    (is_user_build_path): what an autograder carries besides the grader files."""
+    return _sources(root, is_user_build_path)
 
 
 def discover(directory):
@@ -168,7 +205,7 @@ class Batch:
     """What every submission is graded with: this tree's grader, lab @p lab's tests."""
 
     def __init__(self, lab, arch, work, time_limit, ref=None, keep=False, root=paths.ROOT,
-                 build_time_limit=None):
+                 build_time_limit=None, jobs=1):
         self.root = root
         self.lab = lab
         self.arch = arch
@@ -181,8 +218,10 @@ class Batch:
         if not os.path.exists(os.path.join(root, "grade", f"test_lab{lab}.py")):
             raise PagodaError(f"lab {lab} has no grader tests (grade/test_lab{lab}.py)")
         self.spec = labs[lab]
-        self.time_limit = time_limit or sum(t.timeout for t in self.spec.tests) + GRADE_MARGIN
-        self.build_time_limit = build_time_limit or BUILD_TIME_LIMIT
+        scale = load_factor(jobs)
+        self.time_limit = time_limit or (sum(t.timeout for t in self.spec.tests) + GRADE_MARGIN) * scale
+        self.build_time_limit = build_time_limit or BUILD_TIME_LIMIT * scale
+        self.user_dir = None    # the grader's own build of the user programs (prepare())
         sources = grader_sources(root)
         # The grader files a student's lab-N tree holds (published: no hidden test, none of
         # the staff's slips)...
@@ -193,6 +232,15 @@ class Batch:
         self.grader = sources
         self.lock = threading.Lock()
         self.running = {}       # submission id: Popen, for interrupting on Ctrl-C
+
+    def prepare(self):
+        """Builds what every submission is graded with, once: for a lab whose tests run user
+        programs, the grader's own build of them (from this tree's user/, kernel/lib/ and cmake/,
+        in a build directory of its own), which each submission's kernel must embed."""
+        from pagoda_grade.programs import FIRST_LAB
+        if self.lab >= FIRST_LAB and self.user_dir is None:
+            self.user_dir = build.grader_user_programs(self.root, self.arch)
+        return self
 
     # ---- steps ------------------------------------------------------------------------------
 
@@ -262,7 +310,7 @@ class Batch:
 
     def install_grader(self, tree):
         """Replaces every grader file of @p tree by this tree's (hidden tests included)."""
-        for rel in ("grade", "tools", "pagoda"):
+        for rel in ("grade", "tools", "user", "pagoda"):
             full = os.path.join(tree, rel)
             if os.path.islink(full) or os.path.isfile(full):
                 os.unlink(full)
@@ -358,8 +406,11 @@ class Batch:
                 f"--pagoda-report={report}", f"--pagoda-arch={self.arch}", f"--pagoda-kernel={kernel}",
                 f"--pagoda-lab={self.lab}",
                 *grade.test_files(self.lab, os.path.join(tree, "grade"))]
-        env = dict(os.environ, PAGODA_GRADE_LOGS=os.path.join(base, "boots"))
+        env = dict(os.environ, PAGODA_GRADE_LOGS=os.path.join(base, "boots"), PAGODA_GRADE_SOURCE=self.root)
         env.pop("PAGODA_GRADE_CMDLINE", None)
+        env.pop("PAGODA_GRADE_RUN_DIR", None)
+        if self.user_dir:
+            env["PAGODA_GRADE_USER_DIR"] = self.user_dir
         status, late = self._run(sub_id, argv, os.path.join(tree, "grade"),
                                  os.path.join(base, "grade.log"), deadline, env=env, interrupt=True)
         try:
@@ -601,7 +652,7 @@ def cmd_batch(args):
     work = os.path.abspath(args.work or os.path.join(paths.BUILD, "batch"))
     os.makedirs(work, exist_ok=True)
     batch = Batch(args.lab, args.arch, work, args.time_limit, ref=args.ref, keep=args.keep,
-                  build_time_limit=args.build_time_limit)
+                  build_time_limit=args.build_time_limit, jobs=jobs).prepare()
     info(f"batch: grading {len(submissions)} submission(s) of lab {args.lab}, {jobs} at a time, "
          f"each with {batch.build_time_limit:.0f} s to build and {batch.time_limit:.0f} s to grade; "
          f"copies and logs in {work}")

@@ -109,6 +109,26 @@ def build_kernel(arch=paths.DEFAULT_ARCH, quiet=True, fixtures=False):
     return paths.kernel_elf(arch)
 
 
+def grader_user_programs(root, arch):
+    """Builds the user programs of @p arch from the tree at @p root alone (CMake's
+    PAGODA_USER_ONLY: user/, kernel/lib/ and cmake/ are all it needs), in
+    <root>/build/grader-user-<arch>/; returns the directory of their ELFs. The grader's own copy
+    of the programs a submission's kernel must embed (grade/pagoda_grade/programs.py)."""
+    out = os.path.join(root, "build", f"grader-user-{arch}")
+    os.makedirs(os.path.join(root, "build"), exist_ok=True)
+    with open(os.path.join(root, "build", f".build-grader-user-{arch}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        steps = [] if os.path.exists(os.path.join(out, "CMakeCache.txt")) else \
+            [["cmake", "--preset", arch, "-B", out, "-DPAGODA_USER_ONLY=ON"]]
+        steps.append(["cmake", "--build", out, "--target", f"user_programs_{arch}"])
+        for argv in steps:
+            result = subprocess.run(argv, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            if result.returncode != 0:
+                raise PagodaError(f"building the grader's user programs ({' '.join(argv)}) failed:\n"
+                                  + result.stdout[-4000:])
+    return os.path.join(out, "user", arch)
+
+
 def cmd_build(args):
     targets = list(args.targets or [])
     if args.arch and args.arch not in targets:

@@ -190,6 +190,7 @@ _X86_INT_LINE = re.compile(
 # Register-dump lines: NAME=hex pairs (segment lines and the FPU/XMM lines are skipped).
 _X86_DUMP_LINE = re.compile(r"^(?:R[A-Z0-9]{1,2}\s*=|RIP=|CR0=|EFER=)")
 _X86_PAIR = re.compile(r"\b([A-Z][A-Z0-9]*)\s*=\s*([0-9a-f]+)\b")
+_X86_CR3 = re.compile(r"\bCR3\s*=\s*([0-9a-f]+)\b")
 
 
 class LogParser:
@@ -197,10 +198,13 @@ class LogParser:
     the Events, resets counts 'CPU Reset' lines, triple_fault says whether the CPU gave up."""
     arch = ""
 
-    def __init__(self):
+    def __init__(self, keep_registers=True):
         self.events = []
         self.triple_fault = False
         self.resets = 0
+        # A reader that only watches (Watcher: storms, a test's live look) keeps each event's root
+        # but not its whole register dump: a long log would otherwise hold kilobytes per event.
+        self.keep_registers = keep_registers
 
     def _add(self, event):
         event.index = len(self.events)
@@ -227,6 +231,11 @@ class X86Parser(LogParser):
             self._open = self._add(self._event(m))
             return
         if self._open is not None and _X86_DUMP_LINE.match(line):
+            if not self.keep_registers:
+                cr3 = _X86_CR3.search(line)
+                if cr3 and self._open.root is None:
+                    self._open.root = _hex(cr3[1]) & 0x000F_FFFF_FFFF_F000
+                return
             regs = self._open.registers
             for name, value in _X86_PAIR.findall(line):
                 regs.setdefault(name, _hex(value))
@@ -633,6 +642,7 @@ class Watcher:
 
     def __init__(self, arch="x86_64", storm_threshold=STORM_THRESHOLD, max_bytes=None):
         self.parser = parser_for(arch)
+        self.parser.keep_registers = False
         self.arch = arch
         self.storm_threshold = storm_threshold
         self.max_bytes = max_bytes

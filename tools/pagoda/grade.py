@@ -15,14 +15,13 @@ import re
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 
 from . import build, deps, junit, paths, speed
 from .ui import PagodaError, clip, info
 
 sys.path.insert(0, paths.GRADE)
-from pagoda_grade import manifest  # noqa: E402
+from pagoda_grade import logs, manifest, programs  # noqa: E402
 
 REASON_INDENT = "      "
 MAX_REASON_LINES = 60
@@ -91,10 +90,14 @@ def run_pytest(numbers, arch, workers, kernel=None, verbose=False, extra=(), onl
     lab.toml order and the grade stops at the first that fails. On Ctrl-C the grader is stopped
     and Interrupted is raised with the results of the tests that finished (a second Ctrl-C
     stops it at once)."""
-    fd, report = tempfile.mkstemp(prefix="pagoda-grade-", suffix=".json")
-    os.close(fd)
+    # The report lives in memory (a memfd pytest writes through /dev/fd): a grade killed with -9
+    # leaves no file behind. pytest's own output goes into this grade's log directory, which no
+    # other grade in the clone shares.
+    report_fd = os.memfd_create("pagoda-grade-report")
+    report = f"/dev/fd/{report_fd}"
     os.makedirs(paths.BUILD, exist_ok=True)
-    log = os.path.join(paths.BUILD, "grade-pytest.log")
+    run_dir, lock = logs.start_run(logs.log_root(paths.BUILD))
+    log = os.path.join(run_dir, "pytest.log")
     argv = [paths.SYSTEM_PYTHON, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rN",
             f"--pagoda-report={report}", f"--pagoda-arch={arch}"]
     if first_failure:
@@ -109,6 +112,7 @@ def run_pytest(numbers, arch, workers, kernel=None, verbose=False, extra=(), onl
     argv += [f"--pagoda-progress-fd={write_end}"]
     argv += [f for n in numbers for f in test_files(n)] + list(extra)
     from .qemu import die_with_parent, kill_group
+    env = dict(os.environ, **{logs.RUN_DIR_ENV: run_dir})
 
     def own_group():
         # Its own process group: Ctrl-C reaches us alone, and we pass it on once (a second
@@ -128,52 +132,56 @@ def run_pytest(numbers, arch, workers, kernel=None, verbose=False, extra=(), onl
             progress(r)
 
     try:
-        with open(log, "w") as out:
-            proc = subprocess.Popen(argv, cwd=paths.GRADE, stdout=None if verbose else out,
-                                    stderr=subprocess.STDOUT, pass_fds=(write_end,), preexec_fn=own_group)
-    finally:
-        os.close(write_end)
-    stream = os.fdopen(read_end)
-    try:
         try:
-            for line in stream:
-                take(line)
+            with open(log, "w") as out:
+                proc = subprocess.Popen(argv, cwd=paths.GRADE, stdout=None if verbose else out, env=env,
+                                        stderr=subprocess.STDOUT, pass_fds=(write_end, report_fd),
+                                        preexec_fn=own_group)
+        finally:
+            os.close(write_end)
+        stream = os.fdopen(read_end)
+        try:
+            try:
+                for line in stream:
+                    take(line)
+            except KeyboardInterrupt:
+                interrupted = True
+                try:
+                    os.killpg(proc.pid, signal.SIGINT)
+                except ProcessLookupError:
+                    pass
+                limit = threading.Timer(INTERRUPT_GRACE, kill_group, (proc,))
+                limit.start()
+                try:
+                    for line in stream:   # the tests that end while it stops
+                        take(line)
+                finally:
+                    limit.cancel()
+            status = proc.wait()
         except KeyboardInterrupt:
             interrupted = True
-            try:
-                os.killpg(proc.pid, signal.SIGINT)
-            except ProcessLookupError:
-                pass
-            limit = threading.Timer(INTERRUPT_GRACE, kill_group, (proc,))
-            limit.start()
-            try:
-                for line in stream:   # the tests that end while it stops
-                    take(line)
-            finally:
-                limit.cancel()
-        status = proc.wait()
-    except KeyboardInterrupt:
-        interrupted = True
-        kill_group(proc)
-        status = proc.returncode
-    finally:
-        stream.close()
-        if proc.poll() is None:
             kill_group(proc)
-    try:
-        with open(report) as f:
-            results = {(r["lab"], r["id"]): r for r in json.load(f)}
-    except (OSError, ValueError):
-        results = {}
+            status = proc.returncode
+        finally:
+            stream.close()
+            if proc.poll() is None:
+                kill_group(proc)
+        try:
+            with os.fdopen(os.dup(report_fd), "rb") as f:
+                f.seek(0)
+                results = {(r["lab"], r["id"]): r for r in json.loads(f.read() or b"[]")}
+        except (OSError, ValueError):
+            results = {}
     finally:
-        os.unlink(report)
+        os.close(report_fd)
+        lock.close()
     results = {**finished, **results}
     if interrupted:
         raise Interrupted(results)
     if status not in (0, 1) and not results:
         with open(log) as f:
             tail = f.read()[-3000:]
-        raise PagodaError(f"the grader could not run (pytest status {status}):\n{tail}")
+        raise PagodaError(f"the grader could not run (pytest status {status}; its output: {log}):\n{tail}")
     return results, status
 
 
@@ -289,6 +297,8 @@ def grade(names, arch=paths.DEFAULT_ARCH, workers="auto", kernel=None, verbose=F
     check_only(numbers, labs, only)
     if kernel is None:
         build.build_kernel(arch)
+    elif any(n >= programs.FIRST_LAB for n in numbers):
+        build.build(arch, target=f"user_programs_{arch}")   # the grader's own, which the kernel must embed
     interrupted = None
     try:
         results, _ = run_pytest(numbers, arch, workers, kernel=kernel, verbose=verbose, only=only,
@@ -372,7 +382,9 @@ def add_parser(sub):
     p.add_argument("--arch", choices=paths.ARCHES, default=paths.DEFAULT_ARCH)
     p.add_argument("-j", "--jobs", type=jobs_argument, default="auto",
                    help="parallel QEMU boots: a number or 'auto' (one per core; the default)")
-    p.add_argument("--kernel", metavar="ELF", help="grade this kernel ELF instead of building one")
+    p.add_argument("--kernel", metavar="ELF",
+                   help="grade this kernel ELF instead of building one (labs 3 and up: it must embed the user "
+                        "programs of this tree's user/, which the grader builds to read them; docs/grader.md)")
     p.add_argument("-v", "--verbose", action="store_true", help="show pytest's own output")
     p.add_argument("--json", metavar="FILE",
                    help="also write the results as JSON: {labs, earned, possible, results: "
@@ -393,9 +405,10 @@ def add_parser(sub):
     b.add_argument("--csv", metavar="FILE", help="with --batch: one row per submission")
     b.add_argument("--time-limit", type=float, metavar="SECONDS",
                    help="with --batch: wall-clock limit for grading one submission (default: the "
-                        "lab's test timeouts added up, plus 30 s)")
+                        "lab's test timeouts added up, plus 30 s, scaled as the build's)")
     b.add_argument("--build-time-limit", type=float, metavar="SECONDS",
-                   help="with --batch: wall-clock limit for building one submission (default 300)")
+                   help="with --batch: wall-clock limit for building one submission (default 300 s, "
+                        "times the load -j puts on the cores and the machine's measured speed factor)")
     b.add_argument("--ref", metavar="REF",
                    help="with --batch: what to grade in a git submission (default: its branch labN "
                         "if it has one, else HEAD)")

@@ -110,7 +110,28 @@ def test_the_zip_has_gradescope_s_two_files_at_its_root(gradescope):
     assert "setup.sh" in names and "run_autograder" in names
     assert modes["run_autograder"] & stat.S_IXUSR and modes["setup.sh"] & stat.S_IXUSR
     assert "grade/test_lab0.py" in names and "pagoda" in names and "labs/00-boot/lab.toml" in names
-    assert not any(n.startswith(("kernel/", "arch/")) for n in names)   # the kernel is the student's
+    # the kernel is the student's; the user programs, and what building them alone needs, are the grader's
+    assert not any(n.startswith("arch/") or (n.startswith("kernel/") and not n.startswith("kernel/lib/"))
+                   for n in names)
+    assert {"user/programs/spin.cpp", "user/user.ld", "cmake/user.cmake", "kernel/lib/abi.hpp",
+            "CMakeLists.txt", "CMakePresets.json"} <= set(names)
+
+
+def test_the_zip_builds_the_grader_s_user_programs_alone(gradescope, tmp_path):
+    """What run_autograder does before grading a lab whose tests run user programs: build them
+    from the zip's own files (nothing of a kernel is there), the copy every submission's kernel
+    must embed."""
+    from pagoda import build
+    source = tmp_path / "source"
+    with zipfile.ZipFile(gradescope.zip) as z:
+        z.extractall(source)
+    out = build.grader_user_programs(str(source), "x86_64")
+    built = sorted(os.listdir(out))
+    assert "spin.elf" in built and "forktree.elf" in built, built
+    mine = os.path.join(paths.build_dir("x86_64"), "user", "x86_64", "embedded", "spin.elf")
+    if os.path.exists(mine):   # the same compiler makes the same bytes from the same sources
+        with open(mine, "rb") as a, open(os.path.join(out, "embedded", "spin.elf"), "rb") as b:
+            assert a.read() == b.read()
 
 
 def test_run_autograder_grades_a_submission(gradescope):
@@ -193,7 +214,8 @@ def workflow_steps(text):
 def test_classroom_workflow_reports_points_per_test(tmp_path):
     out = tmp_path / "classroom.yml"
     proc = subprocess.run([paths.SYSTEM_PYTHON, os.path.join(paths.ROOT, "pagoda"), "autograder", "classroom",
-                           "--lab", "1", "--out", str(out)], capture_output=True, text=True)
+                           "--lab", "1", "--grader-repo", "course/pagoda-grader", "--out", str(out)],
+                          capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     text = out.read_text()
     from pagoda_grade import manifest
@@ -209,18 +231,39 @@ def test_classroom_workflow_reports_points_per_test(tmp_path):
     for sid in ids:     # the reporter reads <ID>_RESULTS, base64 JSON from the step's output
         assert f'{sid.upper()}_RESULTS: "${{{{steps.{sid}.outputs.result}}}}"' in text
     assert "'on':\n- push\n" in text and "checks: write" in text
+    # The grader is the instructor's, checked out beside the submission: never the student's copy.
+    assert "repository: course/pagoda-grader\n" in text and "ref: main\n" in text and "path: grader\n" in text
+    assert "path: submission\n" in text and "grader/pagoda autograder run --lab 1" in text
+    assert "/usr/bin/python3 ./pagoda" not in text   # no step runs the student's copy of anything
+
+
+def test_classroom_needs_the_grader_s_repository(tmp_path):
+    proc = subprocess.run([paths.SYSTEM_PYTHON, os.path.join(paths.ROOT, "pagoda"), "autograder", "classroom",
+                           "--lab", "1", "--grader-repo", "not a repo", "--out", str(tmp_path / "x.yml")],
+                          capture_output=True, text=True)
+    assert proc.returncode != 0 and "OWNER/NAME" in proc.stderr
 
 
 def test_each_classroom_command_passes_exactly_when_its_test_does(tmp_path):
-    """The lab-0 skeleton: trap_pf's command fails, boot_banner's passes."""
-    text = autograder.classroom_workflow(0, "x86_64")
+    """The workflow's steps, run here as the runner would: the submission (the lab-0 skeleton,
+    its grader files rewritten to pass everything) in submission/, this tree's grader in grader/;
+    the grading step grades with grader/'s tests, then trap_pf's step fails and boot_banner's
+    passes."""
+    text = autograder.classroom_workflow(0, "x86_64", "course/pagoda-grader")
     commands = {s[1]["test-name"]: s[1]["command"] for s in workflow_steps(text)}
-    tree = str(tmp_path / "lab0")
-    publish.publish_tree(0, tree, paths.ROOT)
+    grade = re.search(r"^      run: (.*grader/pagoda autograder run.*)$", text, re.M)[1]
+    workspace = tmp_path / "workspace"
+    publish.publish_tree(0, str(workspace / "submission"), paths.ROOT)
+    with open(workspace / "submission" / "grade" / "test_lab0.py", "w") as f:   # a student's "tests"
+        f.write("raise SystemExit('the student copy of the tests ran')\n")
+    os.symlink(paths.ROOT, workspace / "grader")
+    # (a generous limit of its own: the machine running this test may be far busier than a runner)
+    out = subprocess.run(grade.split() + ["--time-limit", "1500"], cwd=workspace, capture_output=True, text=True,
+                         timeout=scaled(1800))
+    assert out.returncode == 0, out.stdout + out.stderr
     for name, expect in (("lab0/boot_banner", 0), ("lab0/trap_pf", 1)):
         argv = commands[name].split()
-        assert argv[:2] == ["/usr/bin/python3", "./pagoda"]
-        out = subprocess.run(argv, cwd=tree, capture_output=True, text=True, timeout=scaled(600))
+        assert argv[:2] == ["/usr/bin/python3", "grader/pagoda"]
+        out = subprocess.run(argv, cwd=workspace, capture_output=True, text=True, timeout=scaled(60))
         assert out.returncode == expect, out.stdout + out.stderr
-        assert len([l for l in out.stdout.splitlines() if l.startswith("  ") and ": " in l
-                    and not l.startswith("      ")]) == 1
+        assert out.stdout.strip()

@@ -252,9 +252,46 @@ def test_submission_discovery(tmp_path):
 def test_grader_paths():
     assert batch.is_grader_path("grade/test_lab0.py") and batch.is_grader_path("tools/pagoda/cli.py")
     assert batch.is_grader_path("labs/01-identity-map/lab.toml") and batch.is_grader_path("pagoda")
+    assert batch.is_grader_path("user/programs/spin.cpp") and batch.is_grader_path("user/lib/start.cpp")
     assert not batch.is_grader_path("labs/01-identity-map/README.md")
-    assert not batch.is_grader_path("kernel/core/kmain.cpp")
+    assert not batch.is_grader_path("kernel/core/kmain.cpp") and not batch.is_grader_path("kernel/lib/abi.hpp")
     assert not batch.is_grader_path("grade/__pycache__/x.pyc")
+    assert batch.is_user_build_path("kernel/lib/abi.hpp") and batch.is_user_build_path("cmake/user.cmake")
+    assert not batch.is_user_build_path("kernel/mm/vm.cpp") and not batch.is_user_build_path("arch/x86_64/mmu.cpp")
+
+
+def test_a_submission_s_user_programs_are_replaced_by_the_grader_s(tmp_path):
+    """A student who edits spin.cpp (to yield instead of spinning, say) or adds a program of their
+    own is graded with the grader's user programs: the edit is named in the row and undone before
+    the build, so the kernel embeds the grader's spin."""
+    tree = str(tmp_path / "tree")
+    publish.publish_tree(3, tree, paths.ROOT)
+    spin = os.path.join(tree, "user", "programs", "spin.cpp")
+    with open(spin) as f:
+        original = f.read()
+    with open(spin, "w") as f:
+        f.write(original.replace("spin_count = spin_count + 1;", "{ spin_count = spin_count + 1; yield(); }"))
+    write(tree, "user/programs/mine.cpp", "int main() { return 0; }\n")
+    b = batch.Batch(3, "x86_64", str(tmp_path / "work"), 60)
+    assert b.grader_differences(tree) == ["user/programs/mine.cpp (added)", "user/programs/spin.cpp"]
+    b.install_grader(tree)
+    with open(spin) as f:
+        assert f.read() == original
+    assert not os.path.exists(os.path.join(tree, "user", "programs", "mine.cpp"))
+    assert b.grader_differences(tree) == []
+
+
+def test_default_limits_scale_with_the_load_and_the_machine(monkeypatch, tmp_path):
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(batch.speed, "_factor", 1.5)
+    monkeypatch.setattr(batch.speed, "load_factor", lambda: 1.0)
+    one = batch.Batch(0, "x86_64", str(tmp_path), None, jobs=1)
+    four = batch.Batch(0, "x86_64", str(tmp_path), None, jobs=4)
+    assert one.build_time_limit == batch.BUILD_TIME_LIMIT
+    assert four.build_time_limit == batch.BUILD_TIME_LIMIT * 2
+    assert batch.Deadline(four.build_time_limit).seconds == batch.BUILD_TIME_LIMIT * 2 * 1.5
+    assert four.time_limit == 2 * one.time_limit
+    assert batch.Batch(0, "x86_64", str(tmp_path), 99, build_time_limit=7, jobs=4).build_time_limit == 7
 
 
 # ---- the time limit, piece by piece --------------------------------------------------------------

@@ -513,6 +513,15 @@ def iter_leaves(read_phys: PhysReader, root_pa, emit: Emit, regs: Optional[dict]
     held_entry_bit: Pagoda's software bit of a held leaf), an invalid leaf with that bit set (a
     PROT_NONE page whose frame the kernel keeps) is emitted too, with Perms(read=False, ...,
     cache="held"): the MMU ignores it, the kernel's records do not."""
+    for leaf in leaves(read_phys, root_pa, regs, problem, pa_bits, held_mask):
+        emit(*leaf)
+
+
+def leaves(read_phys: PhysReader, root_pa, regs: Optional[dict] = None,
+           problem: Optional[Callable[[str], None]] = None, pa_bits: Optional[int] = None,
+           held_mask: int = 0):
+    """iter_leaves() as a generator of (va, pa, size, perms): the caller may stop at any leaf,
+    and no table is read before the leaves ahead of it are asked for."""
     regs = normalize_regs(regs)
     cfg = _Config(regs, root_pa, pa_bits)
     cfg.held_mask = held_mask
@@ -523,15 +532,16 @@ def iter_leaves(read_phys: PhysReader, root_pa, emit: Emit, regs: Optional[dict]
             if region.root is not None or region.disabled:
                 report(why)
             continue
-        _Dumper(read_phys, cfg, emit, report, region).table(
+        yield from _Dumper(read_phys, cfg, report, region).table(
             region.start_level, region.root, region.base, 0, False, False)
 
 
 class _Dumper:
-    def __init__(self, read_phys, cfg: _Config, emit: Emit, report, region: Region):
+    """Recursive descent over one range's tree, a generator of leaves."""
+
+    def __init__(self, read_phys, cfg: _Config, report, region: Region):
         self.read_phys = read_phys
         self.cfg = cfg
-        self.emit = emit
         self.report = report
         self.region = region
 
@@ -550,15 +560,14 @@ class _Dumper:
             else len(entries)
         leaf_addr = cfg.addr_mask & ~(size - 1)
         perms = cfg.perms
-        emit = self.emit
         held_mask = getattr(cfg, "held_mask", 0)
         for index in range(count):
             raw = entries[index]
             if not raw & DESC_VALID:
                 if held_mask and raw & held_mask and level > 0 and (level == LAST_LEVEL or not raw & DESC_TABLE):
                     user = bool((raw >> DESC_AP_SHIFT) & 1)   # AP[1]: EL0 may access
-                    emit(va_base + (index << shift), raw & leaf_addr, size,
-                         Perms(False, False, False, user, False, "held"))
+                    yield (va_base + (index << shift), raw & leaf_addr, size,
+                           Perms(False, False, False, user, False, "held"))
                 continue
             va = va_base + (index << shift)
             is_table = raw & DESC_TABLE
@@ -567,10 +576,10 @@ class _Dumper:
                     self.report("va %#x: %s entry %d: table address beyond the PA size"
                                 % (va, name, index))
                     continue
-                self.table(level + 1, raw & cfg.addr_mask, va,
-                           ap_table | (raw >> DESC_AP_TABLE_SHIFT & DESC_AP_MASK),
-                           uxn_table or bool(raw & DESC_UXN_TABLE),
-                           pxn_table or bool(raw & DESC_PXN_TABLE))
+                yield from self.table(level + 1, raw & cfg.addr_mask, va,
+                                      ap_table | (raw >> DESC_AP_TABLE_SHIFT & DESC_AP_MASK),
+                                      uxn_table or bool(raw & DESC_UXN_TABLE),
+                                      pxn_table or bool(raw & DESC_PXN_TABLE))
                 continue
             if level == 0 or (level == LAST_LEVEL and not is_table):
                 self.report("va %#x: %s entry %d: invalid descriptor type" % (va, name, index))
@@ -583,7 +592,7 @@ class _Dumper:
                 self.report("va %#x: %s entry %d: AF clear (access flag fault)"
                             % (va, name, index))
                 continue
-            emit(va, raw & leaf_addr, size, perms(raw, ap_table, uxn_table, pxn_table))
+            yield va, raw & leaf_addr, size, perms(raw, ap_table, uxn_table, pxn_table)
 
 
 # ---------------------------------------------------------------------------------------

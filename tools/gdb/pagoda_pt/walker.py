@@ -116,20 +116,40 @@ def dump(arch: str, read_phys: PhysReader, root_pa, regs: Optional[dict] = None,
     perms.read is False and cache "held"."""
     if user_only and kernel_only:
         raise ValueError("user_only and kernel_only exclude each other")
-    arch = canonical_arch(arch)
-    pa_bits = _pa_bits(arch, pa_bits, maxphyaddr)
-    builder = RunBuilder()
-    report = problems.append if problems is not None else None
-    if arch == x86_64.ARCH:
-        x86_64.iter_leaves(read_phys, root_pa, builder.add, regs, pa_bits, report, held_mask)
-    else:
-        aarch64.iter_leaves(read_phys, root_pa, builder.add, regs, report, pa_bits, held_mask)
-    runs = builder.finish()
+    runs = list(iter_runs(arch, read_phys, root_pa, regs, pa_bits=pa_bits, maxphyaddr=maxphyaddr,
+                          problems=problems, held_mask=held_mask))
     if user_only:
         runs = [run for run in runs if run.perms.user]
     elif kernel_only:
         runs = [run for run in runs if not run.perms.user]
     return runs
+
+
+def iter_runs(arch: str, read_phys: PhysReader, root_pa, regs: Optional[dict] = None, *,
+              pa_bits: Optional[int] = None, maxphyaddr: Optional[int] = None,
+              problems: Optional[list] = None, held_mask: int = 0):
+    """dump() as a generator: each Run is yielded as soon as the walk has passed its end, and
+    the walk goes no further than the runs asked for (a caller that has seen enough of a huge
+    tree stops reading it; nothing holds the runs it has let go)."""
+    arch = canonical_arch(arch)
+    pa_bits = _pa_bits(arch, pa_bits, maxphyaddr)
+    report = problems.append if problems is not None else None
+    if arch == x86_64.ARCH:
+        leaves = x86_64.leaves(read_phys, root_pa, regs, pa_bits, report, held_mask)
+    else:
+        leaves = aarch64.leaves(read_phys, root_pa, regs, report, pa_bits, held_mask)
+    cur = None   # [va_start, va_end, pa_start, pa_end, perms, size] of the run being built
+    for va, pa, size, perms in leaves:
+        if cur is not None and va == cur[1] and pa == cur[3] and size == cur[5] and \
+                (perms is cur[4] or perms == cur[4]):
+            cur[1] += size
+            cur[3] += size
+            continue
+        if cur is not None:
+            yield Run(cur[0], cur[1], cur[2], cur[4], cur[5])
+        cur = [va, va + size, pa, pa + size, perms, size]
+    if cur is not None:
+        yield Run(cur[0], cur[1], cur[2], cur[4], cur[5])
 
 
 def diff(arch: str, read_phys: PhysReader, root_a, root_b, regs: Optional[dict] = None,

@@ -376,6 +376,14 @@ def iter_leaves(read_phys: PhysReader, root_pa: Optional[int], emit: Emit,
     kernel's fact held_entry_bit: Pagoda's software bit of a held leaf), a not-present leaf
     with that bit set (a PROT_NONE page whose frame the kernel keeps) is emitted too, with
     Perms(read=False, ..., cache="held"): the MMU ignores it, the kernel's records do not."""
+    for leaf in leaves(read_phys, root_pa, regs, maxphyaddr, problem, held_mask):
+        emit(*leaf)
+
+
+def leaves(read_phys: PhysReader, root_pa: Optional[int], regs: Optional[dict] = None,
+           maxphyaddr: int = DEFAULT_MAXPHYADDR, problem: Problem = None, held_mask: int = 0):
+    """iter_leaves() as a generator of (va, pa, size, perms): the caller may stop at any leaf,
+    and no table is read before the leaves ahead of it are asked for."""
     regs = normalize_regs(regs)
     cfg = _Config(regs, maxphyaddr)
     cfg.held_mask = held_mask
@@ -386,20 +394,17 @@ def iter_leaves(read_phys: PhysReader, root_pa: Optional[int], emit: Emit,
     if cfg.la57:
         raise ValueError("CR4.LA57=1: 5-level paging is not supported")
     report = problem or (lambda message: None)
-    _Dumper(read_phys, cfg, emit, report).table(0, root_pa & cfg.addr_mask, 0,
-                                                PTE_RW | PTE_US, 0)
+    yield from _Dumper(read_phys, cfg, report).table(0, root_pa & cfg.addr_mask, 0, PTE_RW | PTE_US, 0)
 
 
 class _Dumper:
-    """Recursive descent over the tree.  The permission state travels down as
-    allow (RW|US bits still granted by every level) and no_exec (PTE_NX once any level
+    """Recursive descent over the tree, a generator of leaves.  The permission state travels
+    down as allow (RW|US bits still granted by every level) and no_exec (PTE_NX once any level
     set NX with NXE on), so a leaf's Perms key is one AND and one OR."""
 
-    def __init__(self, read_phys: PhysReader, cfg: _Config, emit: Emit,
-                 report: Callable[[str], None]):
+    def __init__(self, read_phys: PhysReader, cfg: _Config, report: Callable[[str], None]):
         self.read_phys = read_phys
         self.cfg = cfg
-        self.emit = emit
         self.report = report
 
     def _read(self, name: str, table_pa: int):
@@ -418,7 +423,7 @@ class _Dumper:
             return
         cfg = self.cfg
         if name == PT:
-            self._pt(entries, va_base, allow, no_exec)
+            yield from self._pt(entries, va_base, allow, no_exec)
             return
         huge_ok = name in HUGE_LEVELS
         page_size = 1 << shift
@@ -430,8 +435,8 @@ class _Dumper:
             if not raw & PTE_P:
                 if held_mask and raw & held_mask and huge_ok and raw & PTE_PS:
                     va = va_base + (index << shift)
-                    self.emit(sign_extend(va) if depth == 0 else va, raw & leaf_addr, page_size,
-                              Perms(False, False, False, bool(allow & raw & PTE_US), False, "held"))
+                    yield (sign_extend(va) if depth == 0 else va, raw & leaf_addr, page_size,
+                           Perms(False, False, False, bool(allow & raw & PTE_US), False, "held"))
                 continue
             va = va_base + (index << shift)
             if depth == 0:
@@ -446,15 +451,14 @@ class _Dumper:
             sub_no_exec = no_exec | (raw & cfg.nx_bit)
             if leaf:
                 key = (sub_allow & (PTE_RW | PTE_US)) | sub_no_exec | (raw & leaf_bits)
-                self.emit(va, raw & leaf_addr, page_size, cfg.perms_for_key(key))
+                yield va, raw & leaf_addr, page_size, cfg.perms_for_key(key)
             else:
-                self.table(depth + 1, raw & cfg.addr_mask, va, sub_allow & (PTE_RW | PTE_US),
-                           sub_no_exec)
+                yield from self.table(depth + 1, raw & cfg.addr_mask, va, sub_allow & (PTE_RW | PTE_US),
+                                      sub_no_exec)
 
     def _pt(self, entries, va_base: int, allow: int, no_exec: int) -> None:
         # The hot loop: 512 entries per PT, up to 262144 per GiB mapped.
         cfg = self.cfg
-        emit = self.emit
         perms_for_key = cfg.perms_for_key
         reserved = cfg.reserved[(PT, True)]
         addr_mask = cfg.addr_mask
@@ -464,15 +468,15 @@ class _Dumper:
             raw = entries[index]
             if not raw & PTE_P:
                 if held_mask and raw & held_mask:
-                    emit(va_base + (index << PAGE_SHIFT), raw & addr_mask, PAGE_SIZE_4K,
-                         Perms(False, False, False, bool(allow & raw & PTE_US), False, "held"))
+                    yield (va_base + (index << PAGE_SHIFT), raw & addr_mask, PAGE_SIZE_4K,
+                           Perms(False, False, False, bool(allow & raw & PTE_US), False, "held"))
                 continue
             va = va_base + (index << PAGE_SHIFT)
             if raw & reserved:
                 self.report("va %#x: reserved bit set in PT entry %d: %s%s" % (
                     va, index, "; ".join(cfg.reserved_parts(raw, PT, True)), kva_hint(raw)))
                 continue
-            emit(va, raw & addr_mask, PAGE_SIZE_4K, perms_for_key((raw & key_mask) | no_exec))
+            yield va, raw & addr_mask, PAGE_SIZE_4K, perms_for_key((raw & key_mask) | no_exec)
 
 
 # ---------------------------------------------------------------------------------------

@@ -1,0 +1,238 @@
+"""The user programs the grader relies on: its own build of user/, never the submission's.
+
+Lab 3 and later run user programs (user/programs/) and read their symbols (spin_count, the
+probes' instructions, forktree's statuses...). A submission could edit a program (spin that
+yields instead of spinning) or embed other bytes under its name; so the grader builds user/
+from its own copy and
+
+  - reads every program's symbols and segments from that build (user_elf()),
+  - checks, before a test of a lab with processes boots anything, that the kernel embeds exactly
+    those programs: for each one the kernel's table has (symbols pagoda_program_<name>_begin and
+    _end, cmake/user.cmake), the ELF between them must load the same image as the grader's (entry
+    point and every loadable segment: addresses, sizes, permissions, bytes) - embedded_problems(),
+  - and, at the first stop after the processes are made, compares the pages a process root maps
+    with the program's own bytes (image_problems()), so a kernel that loads something else than
+    what it embeds is caught too.
+
+Where the grader's build is:
+  ./pagoda grade          the tree's own build (build/<arch>/user/<arch>/), which the kernel under
+                          test embeds; with --kernel ELF the grader builds that target alone;
+  --batch, Gradescope,    the instructor's copy, built once per batch in a build directory of its
+  Classroom               own (tools/pagoda/batch.py: user_programs_build), given to every
+                          submission's grader in PAGODA_GRADE_USER_DIR.
+The grader's source tree (kernel/lib/abi.hpp: the system-call numbers those programs use) is
+PAGODA_GRADE_SOURCE, or the tree the grader runs from.
+"""
+import functools
+import os
+import re
+import struct
+
+from . import symbols
+
+USER_DIR_ENV = "PAGODA_GRADE_USER_DIR"
+# The first lab whose tests run user programs (lab 3, per-process roots): its tests, and every
+# later lab's, boot nothing unless the kernel embeds the grader's programs.
+FIRST_LAB = 3
+SOURCE_ENV = "PAGODA_GRADE_SOURCE"
+_BEGIN = re.compile(r"^pagoda_program_([a-z][a-z0-9_]*)_begin$")
+# Bytes of a program compared per page at the first stop (the whole page when it is inside a segment).
+PAGE = 4096
+
+
+def grader_source():
+    """The root of the grader's own source tree (what its user programs are built from)."""
+    here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    return os.environ.get(SOURCE_ENV) or here
+
+
+def abi_header():
+    """The grader's kernel/lib/abi.hpp: the system-call numbers its user programs were built with."""
+    return os.path.join(grader_source(), "kernel", "lib", "abi.hpp")
+
+
+def directory(arch):
+    """The directory of the grader's user-program ELFs for @p arch (<name>.elf, with symbols)."""
+    given = os.environ.get(USER_DIR_ENV)
+    if given:
+        return given
+    return os.path.join(grader_source(), "build", arch, "user", arch)
+
+
+def program_elf(arch, name):
+    """The grader's ELF of user program @p name; AssertionError when it has none."""
+    path = os.path.join(directory(arch), f"{name}.elf")
+    if not os.path.exists(path):
+        raise AssertionError(f"the grader has no user program {name} for {arch}: {path} is missing (its own build of "
+                             f"user/programs/{name}.cpp)")
+    return path
+
+
+def names(arch):
+    """The programs of the grader's build."""
+    d = directory(arch)
+    if not os.path.isdir(d):
+        return []
+    return sorted(f[:-4] for f in os.listdir(d) if f.endswith(".elf"))
+
+
+@functools.lru_cache(maxsize=256)
+def _file_image(path):
+    with open(path, "rb") as f:
+        return image(f.read(), path)
+
+
+def image(data, what="the program"):
+    """What loading an ELF gives: (entry, ((vaddr, memsz, flags, file bytes), ...)). Raises
+    symbols.ElfError for a damaged file."""
+    segs = symbols.parse_segments(data, what)
+    entry, = struct.unpack_from("<Q", data, 0x18)
+    return entry, tuple((s.vaddr, s.memsz, s.flags, bytes(data[s.offset:s.offset + s.filesz])) for s in segs)
+
+
+def embedded(kernel):
+    """{name: bytes} of the programs @p kernel embeds (its table, read from the ELF file)."""
+    table = symbols.symbols(kernel)
+    out = {}
+    for sym, begin in table.items():
+        m = _BEGIN.match(sym)
+        if not m:
+            continue
+        end = table.get(f"pagoda_program_{m[1]}_end")
+        if end is None or end < begin:
+            out[m[1]] = None
+            continue
+        out[m[1]] = symbols.read_image(kernel, begin, end - begin) if end > begin else b""
+    return out
+
+
+def _describe_difference(mine, theirs):
+    (e1, s1), (e2, s2) = mine, theirs
+    if e1 != e2:
+        return f"its entry point is {e2:#x}, the grader's {e1:#x}"
+    if len(s1) != len(s2):
+        return f"it has {len(s2)} loadable segments, the grader's {len(s1)}"
+    for (va1, mem1, fl1, b1), (va2, mem2, fl2, b2) in zip(s1, s2):
+        if (va1, mem1, fl1) != (va2, mem2, fl2):
+            return (f"its segment at {va2:#x} ({mem2:#x} bytes, flags {fl2}) differs from the grader's at {va1:#x} "
+                    f"({mem1:#x} bytes, flags {fl1})")
+        if b1 != b2:
+            at = next((i for i in range(min(len(b1), len(b2))) if b1[i] != b2[i]), min(len(b1), len(b2)))
+            return f"its bytes differ at {va1 + at:#x}"
+    return "it differs"
+
+
+@functools.lru_cache(maxsize=16)
+def embedded_problems(kernel, arch):
+    """Sentences naming every way the programs @p kernel embeds differ from the grader's build
+    (a program missing, added, or with another image); () when they are the same."""
+    mine = names(arch)
+    if not mine:
+        return (f"the grader has no build of its user programs for {arch} ({directory(arch)} is empty or missing)",)
+    try:
+        theirs = embedded(kernel)
+    except (OSError, AssertionError, symbols.ElfError) as e:
+        return (f"the grader cannot read the kernel's table of user programs: {e}",)
+    problems = []
+    for name in mine:
+        if name not in theirs:
+            problems.append(f"{name} is missing")
+            continue
+        data = theirs[name]
+        try:
+            got = image(data, f"the embedded {name}") if data is not None else None
+        except symbols.ElfError as e:
+            problems.append(f"{name} is not a whole ELF file ({e})")
+            continue
+        want = _file_image(program_elf(arch, name))
+        if got != want:
+            problems.append(f"{name}: {_describe_difference(want, got) if got else 'no end symbol'}")
+    for name in sorted(set(theirs) - set(mine)):
+        problems.append(f"{name} is not one of the grader's programs")
+    if not problems:
+        return ()
+    return ("the kernel embeds user programs that are not the grader's own build of user/ ("
+            + "; ".join(problems[:6]) + (f"; and {len(problems) - 6} more" if len(problems) > 6 else "")
+            + "): the programs a test runs, and the addresses it reads in them, come from the grader's copy of "
+            "user/ (user/, kernel/lib/ and cmake/user.cmake make them; rebuild, and leave user/ as the lab gives it)",)
+
+
+def read_only_pages(arch, name):
+    """[(page, [(lo, hi, bytes)])] of the read-only loadable segments of the grader's program
+    @p name: for each page, the byte ranges of the image in it and what they must hold."""
+    entry, segs = _file_image(program_elf(arch, name))
+    pages = {}
+    for vaddr, memsz, flags, data in segs:
+        if flags & 2:   # PF_W: a process may write it
+            continue
+        for page in range(vaddr & ~(PAGE - 1), vaddr + memsz, PAGE):
+            lo, hi = max(page, vaddr), min(page + PAGE, vaddr + memsz)
+            pages.setdefault(page, []).append((lo, hi, data[lo - vaddr:hi - vaddr].ljust(hi - lo, b"\0")))
+    return sorted(pages.items())
+
+
+class ImageWatch:
+    """Checked at every stop the grader takes in a process (Guest.stop_hooks): the root live then
+    runs the grader's own program. Each read-only page of the program's image (text, rodata) that
+    the root maps read-only must hold the program's bytes; a page is compared once per root and
+    frame. The program's name is the one the kernel publishes for the root (its root registry);
+    a root that publishes no known program's name is not checked here (the tests that rely on a
+    program find its root by that name)."""
+
+    def __init__(self, arch, names_of, kernel_roots):
+        self.arch = arch
+        self.names_of = names_of          # snap -> {root: program name}
+        self.kernel_roots = kernel_roots
+        self.known = set(names(arch))
+        self.checked = set()              # (root, name, page, frame) compared and equal
+
+    def __call__(self, snap):
+        root = snap.lower_root
+        if root in self.kernel_roots:
+            return
+        name = self.names_of(snap).get(root)
+        if name not in self.known:
+            return
+        for page, pieces in read_only_pages(self.arch, name):
+            w = snap.walk(page, root)
+            if not w.mapped or (w.perms and w.perms.write) or (root, name, page, w.pa) in self.checked:
+                continue
+            for lo, hi, want in pieces:
+                got = snap.read_phys(w.pa + (lo - page), hi - lo)
+                if got != want:
+                    at = next(i for i in range(len(want)) if got[i] != want[i])
+                    raise AssertionError(
+                        f"the process {name} (root {root:#x}) maps its read-only page {page:#x} to frame {w.pa:#x}, "
+                        f"which holds {got[at:at + 8].hex()} at {lo + at:#x} where the grader's build of {name} has "
+                        f"{want[at:at + 8].hex()}: it does not run the grader's program (user programs come from the "
+                        "grader's copy of user/)")
+            self.checked.add((root, name, page, w.pa))
+
+
+def image_problems(snap, runs, name, arch):
+    """What differs between what @p runs (a dump of a process root, before the process ran)
+    map and the grader's ELF of program @p name, compared byte for byte inside each loadable
+    segment (bss as zeros); [] when every mapped page of the image holds the program's own
+    bytes. Pages not mapped yet are skipped (a lazy loader maps them at the first touch)."""
+    import bisect
+    try:
+        entry, segs = _file_image(program_elf(arch, name))
+    except AssertionError as e:
+        return [str(e)]
+    starts = [r.va_start for r in runs]
+    for vaddr, memsz, flags, data in segs:
+        first, end = vaddr & ~(PAGE - 1), vaddr + memsz
+        for page in range(first, end, PAGE):
+            i = bisect.bisect_right(starts, page) - 1
+            if i < 0 or not runs[i].va_start <= page < runs[i].va_end:
+                continue
+            frame = runs[i].pa_start + (page - runs[i].va_start)
+            lo, hi = max(page, vaddr), min(page + PAGE, end)
+            want = data[lo - vaddr:hi - vaddr].ljust(hi - lo, b"\0")
+            got = snap.read_phys(frame + (lo - page), hi - lo)
+            if got != want:
+                at = next(i for i in range(len(want)) if got[i] != want[i])
+                return [f"{name}'s page {page:#x} (frame {frame:#x}) holds {got[at:at + 8].hex()} at {lo + at:#x}, "
+                        f"where the grader's build of {name} has {want[at:at + 8].hex()}: the process was not loaded "
+                        "from the grader's program"]
+    return []
