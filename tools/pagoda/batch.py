@@ -56,7 +56,10 @@ GRADE_MARGIN = 30.0         # seconds added to the lab's test timeouts for the d
 # Deadline (scaled by the machine's speed factor, run-queue delay given back): a busy machine or
 # -j 4 on 2 cores builds each kernel that much slower.
 BUILD_TIME_LIMIT = 300.0
-INTERRUPT_GRACE = 10.0      # after SIGINT, how long the grader gets to write its report
+# After SIGINT, how long the grader gets to write its report: seconds on the reference machine,
+# a Deadline (scaled, and giving back the time the grader waited for a CPU), so that a busy
+# machine does not turn an interrupted grade into a killed one that reports nothing.
+INTERRUPT_GRACE = 10.0
 # One boot printing more than this floods the console: a kernel's whole normal output is a
 # few KiB, and QEMU's serial port moves only ~100-500 KiB/s here, so a test's timeout usually
 # ends a flood long before the harness's own cap.
@@ -184,6 +187,20 @@ class Deadline(speed.Budget):
         super().__init__(seconds, tree=True, watch_self=False)
 
 
+def _wait(proc, deadline):
+    """Waits for @p proc to end until @p deadline (a Deadline watching it: its left() grows back
+    by the time the command waited for a CPU); returns whether it ended."""
+    while True:
+        left = deadline.left()
+        if left <= 0:
+            return proc.poll() is not None
+        try:
+            proc.wait(timeout=min(left, 1.0))
+            return True
+        except subprocess.TimeoutExpired:
+            pass
+
+
 class Batch:
     """What every submission is graded with: this tree's grader, lab @p lab's tests."""
 
@@ -206,9 +223,11 @@ class Batch:
         self.build_time_limit = build_time_limit or BUILD_TIME_LIMIT * scale
         self.user_dir = None    # the grader's own build of the user programs (prepare())
         sources = grader_sources(root)
-        # The grader files a student's lab-N tree holds (published: no hidden test)...
+        # The grader files a student's lab-N tree holds (published: no hidden test, none of
+        # the staff's slips)...
         self.published = {s.path: publish.resolved(s, lab) for s in sources
-                          if is_grader_path(s.path) and not publish.is_hidden(s.path) and s.link is None}
+                          if is_grader_path(s.path) and not publish.is_hidden(s.path)
+                          and not publish.is_staff_only(s.path) and s.link is None}
         # ...and the ones every submission is graded with (hidden tests included).
         self.grader = sources
         self.lock = threading.Lock()
@@ -299,6 +318,12 @@ class Batch:
                 shutil.rmtree(full)
         for path in glob.glob(os.path.join(tree, "labs", "*", "lab.toml")):
             os.unlink(path)
+        for path in glob.glob(os.path.join(tree, "labs", "*", "mutants")):
+            # (a slip the submission added must not join the grader's own: hunts draw from them)
+            if os.path.islink(path) or not os.path.isdir(path):
+                os.unlink(path)
+            else:
+                shutil.rmtree(path)
         for src in self.grader:
             dest = os.path.join(tree, src.path)
             if os.path.lexists(dest) and not os.path.isdir(dest):
@@ -317,31 +342,34 @@ class Batch:
         then writes its report), SIGKILL after INTERRUPT_GRACE or at once."""
         if deadline.left() <= 0:
             return None, True
+
+        def child_setup():
+            os.setpgid(0, 0)
+            qemu.die_with_parent()
+            if interrupt:
+                # The command must take the SIGINT it is sent as an interrupt. A batch started
+                # with SIGINT ignored (`nohup`, `cmd &` in a script, a CI job) hands that on to its
+                # children, and Python keeps an ignored SIGINT: the grader would run on, be killed
+                # after the grace, and report nothing.
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+
         with open(log_path, "a") as log:
             log.write(f"$ {' '.join(argv)}\n")
             log.flush()
             proc = subprocess.Popen(argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=log,
-                                    stderr=subprocess.STDOUT, env=env,
-                                    preexec_fn=lambda: (os.setpgid(0, 0), qemu.die_with_parent()))
+                                    stderr=subprocess.STDOUT, env=env, preexec_fn=child_setup)
             with self.lock:
                 self.running[sub_id] = proc
             deadline.watch(proc.pid)
             try:
-                while True:     # (left() grows back by the time the command waited for a CPU)
-                    left = deadline.left()
-                    if left <= 0:
-                        break
-                    try:
-                        return proc.wait(timeout=min(left, 1.0)), False
-                    except subprocess.TimeoutExpired:
-                        pass
+                if _wait(proc, deadline):
+                    return proc.returncode, False
                 if interrupt:
                     os.killpg(proc.pid, signal.SIGINT)
-                    try:
-                        proc.wait(timeout=INTERRUPT_GRACE)
+                    grace = Deadline(INTERRUPT_GRACE)
+                    grace.watch(proc.pid)
+                    if _wait(proc, grace):
                         return proc.returncode, True
-                    except subprocess.TimeoutExpired:
-                        pass
                 qemu.kill_group(proc)
                 return proc.returncode, True
             finally:
