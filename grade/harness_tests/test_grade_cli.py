@@ -81,15 +81,24 @@ def test_each_grade_keeps_its_pytest_output_and_report_to_itself(monkeypatch, tm
     directory and the report in memory (the report path is a /dev/fd of a memfd)."""
     logs, reports = [], []
 
-    def fake_run(argv, **kwargs):
+    class Ended:   # a pytest that has already ended with status 0
+        returncode = pid = 0
+
+        def wait(self):
+            return 0
+
+        def poll(self):
+            return 0
+
+    def fake_popen(argv, **kwargs):
         logs.append(kwargs["stdout"].name)
         reports.append(next(a.split("=", 1)[1] for a in argv if a.startswith("--pagoda-report=")))
         assert kwargs["env"]["PAGODA_GRADE_RUN_DIR"] == os.path.dirname(logs[-1])
         with open(reports[-1], "w") as f:
             f.write('[{"lab": 0, "id": "boot_banner", "outcome": "passed", "duration": 1.0, "reason": ""}]')
-        return subprocess.CompletedProcess(argv, 0)
+        return Ended()
 
-    monkeypatch.setattr(grade.subprocess, "run", fake_run)
+    monkeypatch.setattr(grade.subprocess, "Popen", fake_popen)
     monkeypatch.setattr(grade.paths, "BUILD", str(tmp_path / "build"))
     monkeypatch.delenv("PAGODA_GRADE_LOGS", raising=False)
     monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))

@@ -27,8 +27,8 @@ void terminal_start();
 /// character; then lets the console redraw a held line (console_settle()). Interrupts off.
 void terminal_poll();
 
-/// Takes up to @p size bytes of input into @p out, stopping after the first newline ('\r'
-/// arrives as '\n'); how many (0: nothing is waiting).
+/// Takes up to @p size bytes of input into @p out, stopping after the first newline (a carriage
+/// return arrives as a newline); how many (0: nothing is waiting).
 usize terminal_take(char* out, usize size);
 
 /// The foreground process (0: none): the one the interrupt character ends.

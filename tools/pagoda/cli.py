@@ -9,6 +9,7 @@ import functools
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -141,6 +142,11 @@ def parser():
 
 def main(argv):
     _ensure_system_python()
+    # Ctrl-C must reach every task as KeyboardInterrupt. A command started in the background by a
+    # non-interactive shell (a CI job's `cmd &`) inherits SIGINT ignored, and Python then keeps
+    # it ignored: a grade would never stop on Ctrl-C or on the batch limit's SIGINT.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     args = parser().parse_args(argv)
     try:
         return args.func(args)

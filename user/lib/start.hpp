@@ -19,7 +19,7 @@ StringView arg(int i);
 /// programs print proof(token(), value) so that the grader can check the value (lib/proof.hpp).
 StringView token();
 /// Whether the grader runs this program: it has a boot token (the grader gives every boot one;
-/// `./pagoda run` never does). Programs then add proofs to their lines (proof_note(), print.hpp);
+/// a plain ./pagoda run never does). Programs then add proofs to their lines (proof_note(), print.hpp);
 /// at the shell they print what a user expects.
 bool grading();
 /// Argument @p i as a number (decimal, or hexadecimal with 0x), or @p fallback when there is no
