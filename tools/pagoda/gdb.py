@@ -232,7 +232,14 @@ def cmd_gdb(args):
         return 0
     deps.ensure()
     require_gdb()
-    kernel = build.build_kernel(args.arch, fixtures=args.fixtures)
+    if args.kernel:
+        if args.fixtures:
+            raise PagodaError("--kernel and --fixtures both choose the kernel: give one")
+        kernel = os.path.abspath(args.kernel)
+        if not os.path.isfile(kernel):
+            raise PagodaError(f"--kernel {args.kernel}: no such file")
+    else:
+        kernel = build.build_kernel(args.arch, fixtures=args.fixtures)
     kernelinfo.check_boot_arguments(kernel, args.arch, args.memory, args.test)
     write_autoload(args.arch)
     workdir = private_dir()
@@ -325,6 +332,9 @@ def add_parser(sub):
     p.add_argument("--fixtures", action="store_true",
                    help="boot build/<arch>/kernel-fixtures.elf: the kernel plus deliberately "
                         "broken self-tests (bug_*) that the debugging guide walks through")
+    p.add_argument("--kernel", metavar="ELF",
+                   help="debug this kernel ELF (built for --arch) instead of building "
+                        "build/<arch>/kernel.elf, e.g. a slip's kernel that `./pagoda labs mutants` set aside")
     p.add_argument("--ex", action="append", default=[], metavar="CMD",
                    help="a GDB command to run after attaching (repeatable)")
     p.add_argument("--batch", action="store_true",

@@ -73,7 +73,8 @@ def cmd_mutants(args):
         speed.export()
     problems = mutants.run(paths.ROOT, numbers=args.labs or None,
                            arches=(args.arch,) if args.arch else paths.ARCHES, listing=args.list,
-                           workers=args.parallel, out=lambda line: print(line, flush=True), slugs=args.slip)
+                           workers=args.parallel, out=lambda line: print(line, flush=True), slugs=args.slip,
+                           why=args.why, json_path=args.json)
     return 1 if problems else 0
 
 
@@ -165,6 +166,11 @@ def add_parser(sub):
                    help="only this slip (its file name without .toml, or labN/SLUG); repeatable")
     q.add_argument("-p", "--parallel", type=int, metavar="N",
                    help="grades run at the same time (default: one per core); builds run one at a time")
+    q.add_argument("--why", action="store_true",
+                   help="also replay each caught slip's failing boot under GDB and run fault-why where it "
+                        "dies or a process is killed; its verdict, and whether it names the cause, is a "
+                        "column (a second boot per slip: not run by ./pagoda test)")
+    q.add_argument("--json", metavar="FILE", help="write every slip's outcome (and fault-why's) as JSON")
     q.set_defaults(func=cmd_mutants)
 
     p = sub.add_parser("lab", help="students: where you stand in the current lab",

@@ -33,6 +33,13 @@ match its cause. Anything else (full marks, a cause not named, a slip that does 
 does not build, a grader that did not run) is a problem; the command exits 1 if there is one.
 Logs and the set-aside ELFs: build/labs-check/mutants/labN/SLUG/ARCH/ (grade.log, the boots'
 serial and QEMU logs under logs/).
+
+With --why (not part of `./pagoda test`), each caught slip's failing boot is replayed under GDB
+with the same kernel, command line and memory, stopped where the machine dies or a process is
+killed, and fault-why's first verdict is a column: yes (it names the cause), partly (another of
+its lines does), no, or n.a. (a boot the grader feeds cannot be replayed alone; a replay that
+ran to its end). The replay's GDB output: why.log beside grade.log (tools/pagoda/mutant_why.py).
+--json FILE writes every slip's outcome, fault-why's included.
 """
 import concurrent.futures
 import contextlib
@@ -48,7 +55,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from . import paths, publish, regions
+from . import mutant_why, paths, publish, regions
 from .ui import PagodaError, info
 
 sys.path.insert(0, paths.GRADE)
@@ -357,6 +364,11 @@ class Outcome:
     problem: str = ""           # empty: caught and named
     log: str = ""
     seconds: float = 0.0
+    reason: str = ""            # the first failing test's whole reason
+    kernel: str = ""            # the slipped kernel that was graded
+    why: str = ""               # --why: fault-why's first verdict on a replay, or why there is none
+    why_match: str = ""         # --why: yes / partly / no / n.a. (tools/pagoda/mutant_why.py)
+    why_log: str = ""
 
     @property
     def ok(self):
@@ -382,7 +394,8 @@ def judge(outcome, data, specs):
         return outcome
     outcome.test = first.id
     r = results.get(first.id)
-    outcome.headline = headline_of(r["reason"] if r else "no result: the grader stopped before this test")
+    outcome.reason = r["reason"] if r else "no result: the grader stopped before this test"
+    outcome.headline = headline_of(outcome.reason)
     pattern = outcome.mutant.causes[outcome.arch]
     outcome.named = re.search(pattern, "\n".join(outcome.headline), re.IGNORECASE) is not None
     if not outcome.named:
@@ -412,8 +425,9 @@ def grade_slip(tree, lab, arch, kernel, work):
 class Runner:
     """Builds the slips of each lab in its tree, one after another, and grades them in a pool."""
 
-    def __init__(self, root, labs, sources, grade_workers, out):
+    def __init__(self, root, labs, sources, grade_workers, out, why=False):
         self.root, self.labs, self.sources = root, labs, sources
+        self.why = why
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, grade_workers))
         self.out = out
         self.work = os.path.join(root, CHECK_SUBDIR, MUTANTS_DIR)
@@ -499,11 +513,14 @@ class Runner:
         work = os.path.dirname(kernel)
         info(f"labs mutants: {m.name}: grading lab{n} ({arch})")
         data = grade_slip(tree, n, arch, kernel, work)
-        outcome = Outcome(m, arch, log=os.path.join(work, "grade.log"))
+        outcome = Outcome(m, arch, log=os.path.join(work, "grade.log"), kernel=kernel)
         if data is None:
             outcome.problem = f"the grader did not run (see {os.path.relpath(outcome.log, self.root)})"
         else:
             judge(outcome, data, specs)
+            if self.why and outcome.test:
+                info(f"labs mutants: {m.name}: replaying {outcome.test}'s boot under GDB for fault-why ({arch})")
+                mutant_why.why(outcome, tree, self.root)
         outcome.seconds = time.monotonic() - start
         self._time(n, start, time.monotonic())
         return outcome
@@ -521,15 +538,41 @@ def _cut(text, width):
     return text if len(text) <= width else text[:width - 3] + "..."
 
 
-def table(outcomes):
-    """The result table, one row per slip and ISA, as lines."""
+def table(outcomes, why=False):
+    """The result table, one row per slip and ISA, as lines; with @p why, fault-why's columns
+    (does its verdict name the cause; the verdict) after the headline's."""
     rows = [("slip", "ISA", "score", "first failing test", "named", "headline")]
+    if why:
+        rows[0] = rows[0][:5] + ("fault-why", "headline | fault-why's verdict")
     for o in outcomes:
         head = o.headline[0] if o.headline else o.problem
-        rows.append((o.mutant.name, o.arch, o.score, o.test or "-", "yes" if o.named else "NO", _cut(head, 110)))
-    widths = [max(len(r[i]) for r in rows) for i in range(5)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r[:5], widths)) + "  " + r[5] for r in rows]
+        row = (o.mutant.name, o.arch, o.score, o.test or "-", "yes" if o.named else "NO")
+        if why:
+            rows.append(row + (o.why_match or "n.a.", _cut(head, 70) + " | " + _cut(o.why or "-", 90)))
+        else:
+            rows.append(row + (_cut(head, 110),))
+    fixed = len(rows[0]) - 1
+    widths = [max(len(r[i]) for r in rows) for i in range(fixed)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r[:fixed], widths)) + "  " + r[fixed] for r in rows]
     return lines
+
+
+def why_counts(outcomes):
+    """"fault-why names the cause for N of M replayable slips" and the tallies, as a line."""
+    tally = {k: sum(1 for o in outcomes if o.why_match == k) for k in ("yes", "partly", "no", "n.a.")}
+    replayable = tally["yes"] + tally["partly"] + tally["no"]
+    return (f"labs mutants --why: fault-why's verdict names the cause for {tally['yes']} of {replayable} replayed "
+            f"slip(s) (partly {tally['partly']}, no {tally['no']}); no verdict for {tally['n.a.']} "
+            f"(not replayable, ran to its end, or not caught)")
+
+
+def to_json(outcomes):
+    """The outcomes as JSON-ready dicts (--json)."""
+    return [{"slip": o.mutant.name, "arch": o.arch, "title": o.mutant.title, "earned": o.earned,
+             "possible": o.possible, "test": o.test, "headline": o.headline, "named": o.named,
+             "cause": o.mutant.causes.get(o.arch), "problem": o.problem,
+             "why": o.why or None, "why_match": o.why_match or None,
+             "why_log": o.why_log or None} for o in outcomes]
 
 
 def describe_problems(outcomes, root):
@@ -560,8 +603,10 @@ def select(mutants, labs, numbers, arches, slugs=None):
     return [m for m in mutants if any(a in m.arches for a in arches)]
 
 
-def run(root=paths.ROOT, numbers=None, arches=paths.ARCHES, listing=False, workers=None, out=print, slugs=None):
-    """The command: returns the number of problems."""
+def run(root=paths.ROOT, numbers=None, arches=paths.ARCHES, listing=False, workers=None, out=print, slugs=None,
+        why=False, json_path=None):
+    """The command: returns the number of problems. @p why replays each caught slip's failing
+    boot for fault-why (tools/pagoda/mutant_why.py); @p json_path gets every outcome as JSON."""
     start = time.monotonic()
     sources = publish.scan(root)
     errors = publish.lint(root, sources)
@@ -585,7 +630,7 @@ def run(root=paths.ROOT, numbers=None, arches=paths.ARCHES, listing=False, worke
     if not chosen:
         out("labs mutants: no slips to check" + (f" in {', '.join(f'lab{n}' for n in numbers)}" if numbers else ""))
         return 0
-    runner = Runner(root, labs, sources, workers or os.cpu_count() or 1, out)
+    runner = Runner(root, labs, sources, workers or os.cpu_count() or 1, out, why=why)
     futures = []
     try:
         for n in sorted({m.lab for m in chosen}):
@@ -594,8 +639,11 @@ def run(root=paths.ROOT, numbers=None, arches=paths.ARCHES, listing=False, worke
     finally:
         runner.pool.shutdown(wait=True, cancel_futures=True)
     outcomes.sort(key=lambda o: (o.mutant.lab, o.mutant.slug, paths.ARCHES.index(o.arch)))
-    for line in table(outcomes):
+    for line in table(outcomes, why=why):
         out(line)
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump({"why": why, "slips": to_json(outcomes)}, f, indent=1)
     bad = [o for o in outcomes if not o.ok]
     if bad:
         out("")
@@ -604,4 +652,6 @@ def run(root=paths.ROOT, numbers=None, arches=paths.ARCHES, listing=False, worke
     times = ", ".join(f"lab{n} {span[1] - span[0]:.0f}s" for n, span in sorted(runner.lab_times.items()))
     out(f"labs mutants: {len(outcomes) - len(bad)}/{len(outcomes)} slips caught and named "
         f"({len({o.mutant.name for o in outcomes})} slip(s)) in {time.monotonic() - start:.0f}s ({times})")
+    if why:
+        out(why_counts(outcomes))
     return len(bad)

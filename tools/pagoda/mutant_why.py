@@ -1,0 +1,223 @@
+"""`./pagoda labs mutants --why`: fault-why's verdict on each caught slip (issue 26's third column).
+
+For a slip the grader caught, the boot of the first failing test is replayed under GDB with the
+slipped kernel and the same command line (the grader's token included, so the kernel makes the
+same choices) and the same memory, QEMU's exception log kept (`./pagoda gdb --int-log`), stopped
+where the machine dies (a panic, a triple fault) or where a process is killed for a fault
+(`--stop-at-kill`); there `fault-why` runs, and its first verdict line is judged against the
+slip's cause regex:
+
+    yes      the verdict line names the cause
+    partly   another line of fault-why's output names it, the verdict does not
+    no       fault-why speaks, and names it nowhere
+    n.a.     no verdict: the boot cannot be replayed alone, ran to its end, or GDB failed
+
+A boot cannot be replayed alone when the grader fed it inputs: values delivered at
+pagoda_grader_stop() (await_grader_inputs), guest memory written at a stop, or text typed on its
+console. Those are found in the failing test's own source (its calls of Guest.deliver, write_phys,
+write_virt, write, send) and, at run time, by a breakpoint on pagoda_grader_stop; either gives
+"not replayable" and its reason, never a verdict from a different boot.
+
+A machine that neither dies nor kills within REPLAY_DEADLINE seconds is interrupted (SIGINT to
+GDB, which stops the guest) and fault-why explains where it is: a hang or an exception loop.
+This is not part of `./pagoda test` (a replay is a second boot of every caught slip).
+"""
+import os
+import re
+import signal
+import subprocess
+
+from . import paths
+
+NOT_REPLAYABLE = "not replayable"
+REPLAY_DEADLINE = 120.0      # seconds of wall clock before a replay that never stops is interrupted
+AFTER_INTERRUPT = 120.0      # seconds GDB gets, after the interrupt, to run fault-why and exit
+# A storming kernel writes QEMU's exception log at ~100 MB/s: when the grader's log of the boot
+# is this large, the replay keeps none (fault-why then reads the CPU as it is).
+STORM_LOG_BYTES = 64 << 20
+MARK_STOP = "@@pagoda-why: stop@@"
+MARK_WHY = "@@pagoda-why: fault-why@@"
+SERIAL_LOG = re.compile(r"full log: (\S+?serial\.log)")
+CMDLINE = re.compile(r'^cmdline: "(.*)"\s*$', re.MULTILINE)
+MEMORY = re.compile(r"(?:^|\s)-m\s+(\S+)")
+# What a test's script calls to feed the guest (grade/pagoda_grade/witness.py's Guest and Snapshot).
+FEEDS = re.compile(r"\.(deliver|write_phys|write_virt|write|send)\(")
+GRADER_STOP = "pagoda_grader_stop"
+
+
+def serial_log_of(reason):
+    """The serial log of the boot a failing test's @p reason names (the last "full log:"), or None."""
+    found = SERIAL_LOG.findall(reason or "")
+    return found[-1] if found else None
+
+
+def boot_of(serial_text, command_text=""):
+    """(kernel command line, memory or None) of a grader's boot, from its serial log (the
+    kernel's "cmdline:" line) and QEMU's command (-m); the command line is None when the kernel
+    never printed it."""
+    m = CMDLINE.search(serial_text or "")
+    mem = MEMORY.search(command_text or "")
+    return (m.group(1) if m else None), (mem.group(1) if mem else None)
+
+
+def test_source(text, test_id):
+    """The source of `def test_<test_id>(` in a grade/test_labN.py @p text: up to the next
+    top-level statement; None when it is not there."""
+    m = re.search(r"^def test_%s\(.*?(?=^\S)" % re.escape(test_id), text + "\n#end\n", re.MULTILINE | re.DOTALL)
+    return m.group(0) if m else None
+
+
+def feeds_of(source):
+    """The calls by which a test's @p source feeds the guest (sorted, unique)."""
+    return sorted(set(FEEDS.findall(source or "")))
+
+
+def first_verdict(output):
+    """(first fault-why verdict line without "verdict: ", fault-why's whole output) from a replay's
+    GDB output: fault-why's part is what follows MARK_WHY."""
+    text = output.split(MARK_WHY, 1)[1] if MARK_WHY in output else ""
+    for line in text.splitlines():
+        if line.startswith("verdict: "):
+            return line[len("verdict: "):].strip(), text
+    return None, text
+
+
+def stopped_at_grader(output):
+    """True when the replay's first stop is pagoda_grader_stop (the boot awaits the grader)."""
+    text = output.split(MARK_STOP, 1)[1] if MARK_STOP in output else ""
+    text = text.split(MARK_WHY, 1)[0]
+    frame0 = next((l for l in text.splitlines() if l.startswith("#0")), "")
+    return re.search(r"\b%s\b" % GRADER_STOP, frame0) is not None
+
+
+def ended_without_stop(output):
+    """True when the guest ran to its end (QEMU exited) instead of stopping."""
+    return re.search(r"Remote connection closed|The program is not being run|\[Inferior \d+ .*exited",
+                     output) is not None
+
+
+def judge_verdict(verdict, whole, pattern):
+    """yes / partly / no for a @p verdict against the slip's cause regex @p pattern."""
+    if verdict is None:
+        return "n.a."
+    if re.search(pattern, verdict, re.IGNORECASE):
+        return "yes"
+    if re.search(pattern, whole or "", re.IGNORECASE):
+        return "partly"
+    return "no"
+
+
+def gdb_argv(pagoda, arch, kernel, cmdline, memory, int_log):
+    """The `./pagoda gdb` command of a replay."""
+    argv = [paths.SYSTEM_PYTHON, pagoda, "gdb", "--arch", arch, "--kernel", kernel, "--stop-at-kill", "--batch"]
+    if int_log:
+        argv.append("--int-log")
+    argv += ["--ex", f"break {GRADER_STOP}", "--ex", "continue",
+             "--ex", f"echo {MARK_STOP}\\n", "--ex", "bt 4",
+             "--ex", f"echo {MARK_WHY}\\n", "--ex", "fault-why", "--", "--cmdline", cmdline]
+    if memory:
+        argv += ["--memory", memory]
+    return argv
+
+
+def run_replay(argv, log_path, deadline=REPLAY_DEADLINE):
+    """Runs a replay's GDB; (its output, whether it had to be interrupted). GDB is interrupted
+    (SIGINT: it stops the guest and goes on with its commands) after @p deadline seconds, and
+    killed with its process group if it is still there AFTER_INTERRUPT seconds later (QEMU
+    dies with its parent)."""
+    interrupted = False
+    with open(log_path, "w") as log:
+        log.write("$ " + " ".join(repr(a) if " " in a else a for a in argv) + "\n")
+        log.flush()
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+        try:
+            proc.wait(timeout=deadline)
+        except subprocess.TimeoutExpired:
+            interrupted = True
+            _signal_gdb(proc, signal.SIGINT)
+            try:
+                proc.wait(timeout=AFTER_INTERRUPT)
+            except subprocess.TimeoutExpired:
+                _signal_group(proc, signal.SIGKILL)
+                proc.wait()
+        except BaseException:
+            _signal_group(proc, signal.SIGKILL)
+            proc.wait()
+            raise
+    with open(log_path, errors="replace") as f:
+        return f.read(), interrupted
+
+
+def _signal_group(proc, sig):
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _signal_gdb(proc, sig):
+    """@p sig to the GDB under `./pagoda gdb` (./pagoda ignores SIGINT while GDB runs; QEMU is in
+    a group of its own): every process of the replay's session whose command is GDB's."""
+    try:
+        out = subprocess.run(["ps", "-o", "pid=,comm=", "-s", str(proc.pid)], capture_output=True,
+                             text=True).stdout
+    except OSError:
+        out = ""
+    pids = [int(p) for p, comm in (l.split(None, 1) for l in out.splitlines() if l.strip())
+            if comm.strip().startswith("gdb")]
+    for pid in pids or [proc.pid]:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+def why(outcome, tree, root, pagoda=None, replay=run_replay):
+    """Fills @p outcome.why / why_match / why_log for a caught slip (@p outcome.test failed);
+    @p tree is the tree whose grader graded it (its grade/test_labN.py is read)."""
+    o = outcome
+    work = os.path.dirname(o.log) if o.log else None
+    pattern = o.mutant.causes[o.arch]
+    o.why_match = "n.a."
+    serial = serial_log_of(o.reason)
+    if serial is None or not os.path.exists(serial):
+        o.why = "no boot to replay: the failing test's reason names no serial log"
+        return o
+    try:
+        with open(serial, errors="replace") as f:
+            serial_text = f.read()
+        command_path = os.path.join(os.path.dirname(serial), "command")
+        command = open(command_path, errors="replace").read() if os.path.exists(command_path) else ""
+    except OSError as e:
+        o.why = f"no boot to replay: {e}"
+        return o
+    cmdline, memory = boot_of(serial_text, command)
+    if cmdline is None:
+        o.why = f"{NOT_REPLAYABLE}: the kernel died before it printed its command line"
+        return o
+    try:
+        with open(os.path.join(tree, "grade", f"test_lab{o.mutant.lab}.py")) as f:
+            feeds = feeds_of(test_source(f.read(), o.test))
+    except OSError:
+        feeds = []
+    if feeds:
+        o.why = (f"{NOT_REPLAYABLE}: the grader feeds this boot ({o.test} calls "
+                 f"{', '.join(x + '()' for x in feeds)})")
+        return o
+    qemu_log = os.path.join(os.path.dirname(serial), "qemu.log")
+    storm = os.path.exists(qemu_log) and os.path.getsize(qemu_log) > STORM_LOG_BYTES
+    argv = gdb_argv(pagoda or os.path.join(root, "pagoda"), o.arch, o.kernel, cmdline, memory, not storm)
+    o.why_log = os.path.join(work, "why.log")
+    output, interrupted = replay(argv, o.why_log)
+    if stopped_at_grader(output):
+        o.why = f"{NOT_REPLAYABLE}: the boot stops at {GRADER_STOP}() for the grader's inputs"
+        return o
+    verdict, whole = first_verdict(output)
+    if verdict is None:
+        o.why = ("the replay ran to its end: nothing died" if ended_without_stop(output)
+                 else f"no verdict from fault-why (see {os.path.relpath(o.why_log, root)})")
+        return o
+    o.why = ("(interrupted after %.0fs) " % REPLAY_DEADLINE if interrupted else "") + verdict
+    o.why_match = judge_verdict(verdict, whole, pattern)
+    return o

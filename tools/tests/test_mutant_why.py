@@ -1,0 +1,162 @@
+"""`./pagoda labs mutants --why`'s bookkeeping (tools/pagoda/mutant_why.py) without QEMU or GDB:
+which boot is replayed and how, when a boot cannot be replayed alone, and how fault-why's
+verdict is read from the replay's GDB output and judged against a slip's cause."""
+import os
+
+from pagoda import mutant_why as mw
+from pagoda import mutants
+
+SERIAL = '''Pagoda 0.1 (x86_64) booted; token=00c0ffee
+cmdline: "token=00c0ffee run=hello"
+vm: on the kernel's root
+'''
+COMMAND = "qemu-system-x86_64 -M microvm -no-reboot -m 128M -kernel /k.elf -serial stdio -append token=00c0ffee run=hello"
+
+TEST_SOURCE = '''import os
+
+
+@lab_test(3, "quiet")
+def test_quiet(boot, kernel, arch):
+    run = boot(args={"run": "hello"})
+    assert run.ok, "the kernel does not share the kernel half"
+
+
+def test_feeds(boot, kernel, arch):
+    def script(guest):
+        snap = guest.stop_at("pagoda_grader_checkpoint")
+        guest.write_phys(0x1000, b"x")
+    boot(witness=script)
+
+
+def test_types(boot, kernel, arch):
+    guest.send("ls")
+'''
+
+# What a replay's GDB prints around the markers the replay's commands echo.
+REPLAY = f'''Breakpoint 1 at 0xffffffff80201000
+Program received signal SIGQUIT
+{mw.MARK_STOP}
+#0  0xffffffff80200000 in x86_trap ()
+#1  0xffffffff80201234 in isr_common ()
+{mw.MARK_WHY}
+exception: #PF page fault (vector 14) in kernel mode
+walk of CR2 in the active root 0x1000: PML4[511] not present
+verdict: the active root does not map the kernel half: the new root does not share the kernel's mappings
+verdict: a second verdict is never read
+'''
+
+
+def test_the_boot_to_replay_is_the_last_serial_log_the_reason_names():
+    reason = ("missing: hello\nboot token 1\n(full log: /a/boot1/serial.log; QEMU log: /a/boot1/qemu.log)\n"
+              "then (full log: /a/boot2/serial.log; QEMU log: /a/boot2/qemu.log)")
+    assert mw.serial_log_of(reason) == "/a/boot2/serial.log"
+    assert mw.serial_log_of("no log at all") is None
+
+
+def test_the_command_line_and_memory_come_from_the_boot():
+    assert mw.boot_of(SERIAL, COMMAND) == ("token=00c0ffee run=hello", "128M")
+    assert mw.boot_of("Pagoda 0.1 booted\nPANIC: early\n", "") == (None, None)
+
+
+def test_a_test_that_writes_into_the_guest_feeds_it():
+    assert mw.feeds_of(mw.test_source(TEST_SOURCE, "quiet")) == []
+    assert mw.feeds_of(mw.test_source(TEST_SOURCE, "feeds")) == ["write_phys"]
+    assert mw.feeds_of(mw.test_source(TEST_SOURCE, "types")) == ["send"]
+    assert mw.test_source(TEST_SOURCE, "absent") is None
+
+
+def test_the_first_verdict_after_the_marker_is_read():
+    verdict, whole = mw.first_verdict("verdict: printed before fault-why ran\n" + REPLAY)
+    assert verdict.startswith("the active root does not map the kernel half")
+    assert "walk of CR2" in whole and "printed before" not in whole
+    assert mw.first_verdict("GDB failed before fault-why\n") == (None, "")
+    assert not mw.stopped_at_grader(REPLAY)
+    at_grader = REPLAY.replace("#0  0xffffffff80200000 in x86_trap ()", "#0  pagoda_grader_stop () at selftest.cpp:19")
+    assert mw.stopped_at_grader(at_grader)
+
+
+def test_the_verdict_is_judged_against_the_cause():
+    whole = REPLAY.split(mw.MARK_WHY, 1)[1]
+    verdict = mw.first_verdict(REPLAY)[0]
+    assert mw.judge_verdict(verdict, whole, r"does not share the kernel") == "yes"
+    assert mw.judge_verdict(verdict, whole, r"PML4\[511\] not present") == "partly"
+    assert mw.judge_verdict(verdict, whole, r"kernel stack") == "no"
+    assert mw.judge_verdict(None, "", r"anything") == "n.a."
+
+
+def test_the_replay_command_boots_the_slipped_kernel_as_the_grader_did():
+    argv = mw.gdb_argv("/t/pagoda", "aarch64", "/s/kernel.elf", "token=1 run=hello", "128M", int_log=True)
+    assert argv[1:3] == ["/t/pagoda", "gdb"]
+    assert argv[argv.index("--kernel") + 1] == "/s/kernel.elf"
+    assert argv[argv.index("--arch") + 1] == "aarch64"
+    assert "--stop-at-kill" in argv and "--int-log" in argv and "--batch" in argv
+    after = argv[argv.index("--") + 1:]
+    assert after == ["--cmdline", "token=1 run=hello", "--memory", "128M"]
+    exs = [argv[i + 1] for i, a in enumerate(argv) if a == "--ex"]
+    assert exs.index("continue") < exs.index("fault-why")
+    assert "--int-log" not in mw.gdb_argv("/t/pagoda", "x86_64", "/k", "run=x", None, int_log=False)
+
+
+def _outcome(tmp_path, test_id, test_source=TEST_SOURCE, serial=SERIAL):
+    boot = tmp_path / "logs" / "boot1"
+    boot.mkdir(parents=True)
+    (boot / "serial.log").write_text(serial)
+    (boot / "command").write_text(COMMAND)
+    tree = tmp_path / "tree"
+    (tree / "grade").mkdir(parents=True)
+    (tree / "grade" / "test_lab3.py").write_text(test_source)
+    m = mutants.Mutant(lab=3, slug="root-without-kernel-half", path="labs/03/mutants/x.toml", title="t",
+                       function="f", arches=("x86_64",), causes={"x86_64": "does not (share|map) the kernel half"},
+                       edits=[])
+    o = mutants.Outcome(m, "x86_64", test=test_id, log=str(tmp_path / "grade.log"), kernel="/s/kernel.elf",
+                        reason=f"headline\n(full log: {boot}/serial.log; QEMU log: {boot}/qemu.log)")
+    return o, str(tree)
+
+
+def test_a_caught_slip_gets_fault_whys_verdict(tmp_path):
+    o, tree = _outcome(tmp_path, "quiet")
+    seen = []
+
+    def replay(argv, log_path):
+        seen.append(argv)
+        return REPLAY, False
+    mw.why(o, tree, str(tmp_path), pagoda="/t/pagoda", replay=replay)
+    assert o.why_match == "yes", o.why
+    assert o.why.startswith("the active root does not map the kernel half")
+    assert "token=00c0ffee run=hello" in seen[0]
+    assert o.why_log == os.path.join(str(tmp_path), "why.log")
+    head, row = mutants.table([o], why=True)
+    assert "  fault-why  " in head and row.split()[5] == "yes"
+    assert "| the active root does not map the kernel half" in row
+    assert mutants.to_json([o])[0]["why_match"] == "yes"
+
+
+def test_a_boot_the_grader_feeds_is_not_replayed(tmp_path):
+    o, tree = _outcome(tmp_path, "feeds")
+
+    def replay(argv, log_path):
+        raise AssertionError("a fed boot must not be replayed")
+    mw.why(o, tree, str(tmp_path), replay=replay)
+    assert o.why_match == "n.a." and o.why.startswith(mw.NOT_REPLAYABLE) and "write_phys" in o.why
+
+
+def test_a_replay_that_stops_for_the_grader_has_no_verdict(tmp_path):
+    o, tree = _outcome(tmp_path, "quiet")
+    at_grader = REPLAY.replace("#0  0xffffffff80200000 in x86_trap ()", "#0  pagoda_grader_stop () at s.cpp:19")
+    mw.why(o, tree, str(tmp_path), replay=lambda argv, log: (at_grader, False))
+    assert o.why_match == "n.a." and o.why.startswith(mw.NOT_REPLAYABLE)
+
+
+def test_a_replay_that_runs_to_its_end_has_no_verdict(tmp_path):
+    o, tree = _outcome(tmp_path, "quiet")
+    ended = f"Remote connection closed\n{mw.MARK_STOP}\n{mw.MARK_WHY}\nThe program is not being run.\n"
+    mw.why(o, tree, str(tmp_path), replay=lambda argv, log: (ended, False))
+    assert o.why_match == "n.a." and "ran to its end" in o.why
+
+
+def test_why_counts_only_replayed_slips():
+    class O:
+        def __init__(self, match):
+            self.why_match = match
+    line = mutants.why_counts([O("yes"), O("yes"), O("no"), O("partly"), O("n.a.")])
+    assert "for 2 of 4 replayed" in line and "no verdict for 1" in line
