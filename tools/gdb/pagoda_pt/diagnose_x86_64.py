@@ -621,6 +621,7 @@ class _Explainer:
             self.ex.line("walk of the interrupted RSP in the active root %s:"
                          % self.roots.label())
             self.ex.line(format_walk(self.roots.walk(rsp)))
+            self.null_stack_rule(rip, rsp)
         # The exception that could not be delivered: QEMU's log knows; else the usual two.
         first = self.f.log.first if self.f.log is not None else None
         if first is not None and first.vector == PAGE_FAULT and first.rip == rip:
@@ -630,6 +631,25 @@ class _Explainer:
         self.delivery(rsp, tf["cs"] & 3, vectors)
         self.ex.find(60, "a double fault at RIP %s: an exception there could not be delivered"
                      % self.short(rip))
+
+    def null_stack_rule(self, rip: int, rsp: int) -> None:
+        """A kernel-mode double fault on a stack pointer in the null page: no stack was ever
+        set there (it is not a mapping problem). At the system-call entry, which loads the
+        process's kernel stack itself (SYSCALL switches no stack), that is the system-call stack
+        the switch to the process should have set."""
+        if rsp >= PAGE_SIZE_4K:
+            return
+        symbol = (self.f.symbol(rip) if rip else "") or ""
+        if "syscall" in symbol.split(" in section ")[0]:
+            self.ex.find(3, "the system-call stack is %#x at %s: the system-call entry loaded a kernel "
+                            "stack that was never set (SYSCALL switches no stack; the switch to %s must "
+                            "set its kernel stack, arch::set_kernel_stack, before it runs), so the CPU "
+                            "could not push there; a double fault is always the kernel's bug"
+                         % (rsp, self.short(rip), self.process_label()))
+        else:
+            self.ex.find(4, "the stack pointer is %#x at %s: the kernel ran on a stack that was never "
+                            "set (a null stack pointer, not an unmapped stack), so the CPU could not "
+                            "push the exception frame" % (rsp, self.short(rip)))
 
     def user_trap_stack_rules(self, rsp0: Optional[int]) -> None:
         """What is wrong with TSS.RSP0 itself when a trap from ring 3 could not be delivered: a

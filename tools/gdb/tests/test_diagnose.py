@@ -389,3 +389,19 @@ def test_a_kernel_stack_mapped_only_in_the_root_where_it_was_allocated(m):
                  "(it is mapped in root 'kernel' (%#x) and 'ticker' (%#x)), so the CPU could not "
                  "push the exception frame" % (top - 8, top, second.root, m.kernel.root,
                                                first.root)), v
+
+
+def test_a_double_fault_at_the_syscall_entry_on_a_null_stack_names_the_unset_syscall_stack(m):
+    # SYSCALL switches no stack: an entry that loads a kernel stack never set runs on RSP 0 and
+    # its first push faults; the walk of the null page is beside the point.
+    proc = process_root(m)
+    facts = m.facts(root=proc, cr2=(1 << 64) - 8, rip=TEXT + 0x20, rsp=0,
+                    trap=trap(8, 0, rip=TEXT + 0x20, rsp=0))
+    facts.symbol = lambda va: "x86_syscall_entry + 14 in section .text" if va == TEXT + 0x20 else ""
+    v = verdict(explain(facts))
+    assert v.startswith("the system-call stack is 0x0 at %#x (x86_syscall_entry + 14): the system-call entry "
+                        "loaded a kernel stack that was never set" % (TEXT + 0x20)), v
+    facts.symbol = lambda va: ""
+    v = verdict(explain(facts))
+    assert v.startswith("the stack pointer is 0x0 at %#x: the kernel ran on a stack that was never set"
+                        % (TEXT + 0x20)), v
