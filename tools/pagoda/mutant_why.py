@@ -90,6 +90,24 @@ def stopped_at_grader(output):
     return re.search(r"\b%s\b" % GRADER_STOP, frame0) is not None
 
 
+def stop_kind(output, interrupted=False):
+    """Where the replay stopped, from the frames after MARK_STOP: "panic", "kill" (a process
+    killed for a fault), "triple fault" (the machine paused), "interrupted" (it did neither in
+    time), or "stop"."""
+    if interrupted:
+        return "interrupted"
+    text = output.split(MARK_STOP, 1)[1] if MARK_STOP in output else ""
+    frames = " ".join(l for l in text.split(MARK_WHY, 1)[0].splitlines() if l.startswith("#"))
+    if "panic_end" in frames:
+        return "panic"
+    if "user_fault" in frames:
+        return "kill"
+    before = output.split(MARK_STOP, 1)[0]
+    if "SIGQUIT" in before or "shutdown" in before.lower():
+        return "triple fault"
+    return "stop"
+
+
 def ended_without_stop(output):
     """True when the guest ran to its end (QEMU exited) instead of stopping."""
     return re.search(r"Remote connection closed|The program is not being run|\[Inferior \d+ .*exited",
@@ -218,6 +236,6 @@ def why(outcome, tree, root, pagoda=None, replay=run_replay):
         o.why = ("the replay ran to its end: nothing died" if ended_without_stop(output)
                  else f"no verdict from fault-why (see {os.path.relpath(o.why_log, root)})")
         return o
-    o.why = ("(interrupted after %.0fs) " % REPLAY_DEADLINE if interrupted else "") + verdict
+    o.why = f"[{stop_kind(output, interrupted)}] {verdict}"
     o.why_match = judge_verdict(verdict, whole, pattern)
     return o

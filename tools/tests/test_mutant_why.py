@@ -34,7 +34,7 @@ def test_types(boot, kernel, arch):
 
 # What a replay's GDB prints around the markers the replay's commands echo.
 REPLAY = f'''Breakpoint 1 at 0xffffffff80201000
-Program received signal SIGQUIT
+Breakpoint 3, 0xffffffff80200000 in x86_trap ()
 {mw.MARK_STOP}
 #0  0xffffffff80200000 in x86_trap ()
 #1  0xffffffff80201234 in isr_common ()
@@ -122,12 +122,12 @@ def test_a_caught_slip_gets_fault_whys_verdict(tmp_path):
         return REPLAY, False
     mw.why(o, tree, str(tmp_path), pagoda="/t/pagoda", replay=replay)
     assert o.why_match == "yes", o.why
-    assert o.why.startswith("the active root does not map the kernel half")
+    assert o.why.startswith("[stop] the active root does not map the kernel half"), o.why
     assert "token=00c0ffee run=hello" in seen[0]
     assert o.why_log == os.path.join(str(tmp_path), "why.log")
     head, row = mutants.table([o], why=True)
     assert "  fault-why  " in head and row.split()[5] == "yes"
-    assert "| the active root does not map the kernel half" in row
+    assert "| [stop] the active root does not map the kernel half" in row
     assert mutants.to_json([o])[0]["why_match"] == "yes"
 
 
@@ -152,6 +152,15 @@ def test_a_replay_that_runs_to_its_end_has_no_verdict(tmp_path):
     ended = f"Remote connection closed\n{mw.MARK_STOP}\n{mw.MARK_WHY}\nThe program is not being run.\n"
     mw.why(o, tree, str(tmp_path), replay=lambda argv, log: (ended, False))
     assert o.why_match == "n.a." and "ran to its end" in o.why
+
+
+def test_the_stop_is_named():
+    assert mw.stop_kind(REPLAY) == "stop"
+    assert mw.stop_kind(REPLAY, interrupted=True) == "interrupted"
+    at = lambda frame0: REPLAY.replace("#0  0xffffffff80200000 in x86_trap ()", frame0)
+    assert mw.stop_kind(at("#0  pagoda::panic_end () at panic.cpp:30")) == "panic"
+    assert mw.stop_kind(at("#0  pagoda::proc::user_fault (frame=...) at run.cpp:9")) == "kill"
+    assert mw.stop_kind("Program received signal SIGQUIT, Quit.\n" + REPLAY) == "triple fault"
 
 
 def test_why_counts_only_replayed_slips():
