@@ -4,7 +4,7 @@ What each test witnesses and what it still believes: docs/grader.md, "What the g
 import struct
 
 from pagoda_grade import lab_test
-from pagoda_grade.processes import is_used
+from pagoda_grade.processes import frame_bitmap, is_used
 from pagoda_grade.symbols import address_of, fact, find, physical_of
 from pagoda_grade.vmchecks import GRADER_RAM, PAGE_FAULT, check_whole_map, kernel_half_problems, stop_words
 from pagoda_grade.witness import ARCHES, PAGE, expect_fault, pick_in, pick_page, top_level, window_ram
@@ -386,13 +386,22 @@ def test_leaves_boot_stub(boot, kernel, arch):
 
     def script(guest):
         start = guest.stop_at("pagoda::kmain")
-        guest.stop_at("pagoda::run_selftest")  # after the step, in a quiet page
+        # The moment of the step when the kernel takes it with arch::run_on_stack: the CPU is
+        # still on the entry stack, so none of its frames may be free in the allocator yet.
+        step = guest.stop_at_any(["pagoda_run_on_stack", "pagoda::run_selftest"])
+        freed_early = []
+        if step.pc == address_of(kernel, "pagoda_run_on_stack"):
+            used, words = frame_bitmap(step, kernel)
+            live = int.from_bytes(step.read_virt(used, 8 * words), "little")   # the boot tables map the window
+            freed_early = [f for f in frames_of(*entry) if not is_used(live, physical_of(kernel, f))]
+            guest.stop_at("pagoda::run_selftest")  # after the step, in a quiet page
         snap = guest.stop_at("pagoda_grader_checkpoint")
         managed_va, words = snap.argument(0), snap.argument(2)
         if not 0 < words <= 1 << 16:
             return {"problem": f"the checkpoint names a bitmap of {words} words"}
         bitmap = {"managed": int.from_bytes(snap.read_virt(managed_va, 8 * words), "little")}
         return {"start_sp": start.sp, "start_roots": set(start.roots.values()), "sp": snap.sp,
+                "freed_early": freed_early, "step_sp": step.sp,
                 "roots": set(snap.roots.values()), "low": top_level_counts(snap, kernel, arch)[0], **bitmap}
 
     run = boot(test="vm_boot_memory", witness=script)
@@ -405,6 +414,11 @@ def test_leaves_boot_stub(boot, kernel, arch):
     if not w["start_roots"] & boot_roots:
         run.fail("at kmain's entry no live root is the boot stub's tables: the boot stub must leave the switch "
                  "of roots to the kernel")
+    if w["freed_early"]:
+        run.fail(f"the boot stub's entry stack is free in the frame allocator while the CPU still runs on it: at "
+                 f"arch::run_on_stack, the step to the kernel's stack, SP is {w['step_sp']:#x} and "
+                 f"{len(w['freed_early'])} of its frames (e.g. {w['freed_early'][0]:#x}) are already free in the used "
+                 "bitmap (read by the grader from guest RAM): release the entry stack only after leaving it")
     sp = w["sp"]
     where = "read from outside at a checkpoint after the step"
     if entry[0] <= sp < entry[1]:

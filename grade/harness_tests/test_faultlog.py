@@ -303,6 +303,18 @@ def test_abort_after_ttbr1_switch_names_the_write_to_ttbr1():
     assert "in TTBR1_EL1's range" in text and "TTBR1 must only ever hold the kernel's root" in text
 
 
+def test_permission_abort_after_a_switch_names_the_text_permissions():
+    """A root that maps the kernel text rwx: the fetch after the switch (which turns WXN on) is a
+    permission fault, never 'does not map it'."""
+    pc = 0x40219A34
+    abort = instruction_abort(pc)
+    abort.error = 0x8600000F  # permission fault at level 3
+    text = faultlog.after_root_switch(abort, words_before(pc, SWITCH_WORDS), lambda a: None)
+    assert text.startswith("the kernel text at 0x40219a34 is mapped but not executable at EL1")
+    assert "permission fault at level 3" in text and "writable (rwx)" in text
+    assert "does not map" not in text and "`msr TTBR0_EL1` at 0x40219a20" in text
+
+
 def test_abort_without_a_switch_before_it_is_not_blamed_on_one():
     pc = 0x40219A34
     assert faultlog.after_root_switch(instruction_abort(pc), words_before(pc, [0xD503201F] * 7)) is None

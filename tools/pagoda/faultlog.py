@@ -310,6 +310,9 @@ A64_OTHER_FAULTS = {
 # The bits of an abort's ESR that say what kind of fault it was, whatever the level it was found
 # at: the class, WnR and the fault status type (bits 5:2; bits 1:0 are the level).
 ESR_FAULT_KIND_MASK = (0x3F << 26) | ISS_WNR | 0x3C
+# An abort's fault status code (ISS bits 5:0): bits 5:2 its type, bits 1:0 the level.
+A64_FSC_MASK = 0x3F
+A64_PERMISSION_FAULT_TYPE = 0b0011
 # An exception vector entry: 32 instructions. A fault whose ELR lies in the entry it is taken to
 # is the vector faulting on itself.
 A64_VECTOR_ENTRY_BYTES = 0x80
@@ -322,7 +325,7 @@ def esr_class(esr):
 def describe_abort(esr):
     """An abort's syndrome in the kernel's own wording (describe_abort in
     arch/aarch64/traps.cpp), so reports and summaries agree: 'translation fault at level 0, write'."""
-    status = esr & 0x3F
+    status = esr & A64_FSC_MASK
     if status >> 2 < len(A64_LEVELLED_FAULTS):
         words = [f"{A64_LEVELLED_FAULTS[status >> 2]} at level {status & 3}"]
     else:
@@ -400,10 +403,17 @@ def after_root_switch(event, words_at, symbolize=None):
     # The write to the register whose root was walked, else the nearest write to either.
     for back, register in sorted(switches, key=lambda s: (s[1] != walked, s[0]))[:1]:
         at = event.pc - 4 * back
-        text = (f"this is {back} instruction{'s' if back > 1 else ''} after a switch of roots, "
-                f"`msr {register}` at {at:#x}" + (f" <{symbolize(at)}>" if symbolize and symbolize(at) else "")
-                + f": the code making the switch runs at {event.pc:#x}, in {walked}'s range, and the root the "
-                f"CPU walked for it, the one {walked} holds now, does not map it ({describe_abort_status(event.error)})")
+        switch = (f"this is {back} instruction{'s' if back > 1 else ''} after a switch of roots, "
+                  f"`msr {register}` at {at:#x}" + (f" <{symbolize(at)}>" if symbolize and symbolize(at) else ""))
+        if _is_permission_fault(event):
+            # The new root maps the code but forbids fetching it at EL1: not a missing mapping.
+            return (f"the kernel text at {event.pc:#x} is mapped but not executable at EL1 in the root "
+                    f"{walked} holds now ({describe_abort_status(event.error)}, {switch}): a kernel text page "
+                    "mapped writable (rwx) never executes once SCTLR_EL1.WXN is on, nor one mapped PXN or "
+                    "writable at EL0; map the text r-x, kernel only")
+        text = (switch + f": the code making the switch runs at {event.pc:#x}, in {walked}'s range, and the root "
+                f"the CPU walked for it, the one {walked} holds now, does not map it "
+                f"({describe_abort_status(event.error)})")
         if back > 1:
             text += "; the TLB served the old translations for the instructions in between"
         if walked == "TTBR0_EL1":
@@ -474,7 +484,7 @@ def _is_permission_fault(event):
     if event.arch == "x86_64":
         return bool(event.error & PF_PRESENT)
     if event.arch == "aarch64":
-        return 12 <= (event.error & 0x3F) <= 15
+        return (event.error & A64_FSC_MASK) >> 2 == A64_PERMISSION_FAULT_TYPE
     return False
 
 
