@@ -31,7 +31,7 @@ sys.path.insert(0, HERE)
 
 from pagoda import build, paths, pytest_speed, qemu  # noqa: E402
 from pagoda_grade import logs, manifest, programs, todo  # noqa: E402
-from pagoda_grade.harness import Booter, escape_controls, skeleton_headline  # noqa: E402
+from pagoda_grade.harness import Booter, escape_controls, skeleton_headline, watch_note  # noqa: E402
 
 # The grader, its xdist workers and their QEMUs all die with whoever started them.
 qemu.die_with_parent()
@@ -219,6 +219,20 @@ def boot(request, kernel, arch):
     return Booter(kernel, arch, os.path.join(log_dir(), safe), timeout, programs=runs_programs)
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem):
+    """Runs a test that boots (its `boot` fixture a Booter) and, when it passed, fails it with
+    what a watch at the grader's stops recorded (Booter.watch_problems: a process that does not
+    run the grader's program), which the test's own checks had the first chance to explain.
+    Other tests: pytest's own call."""
+    booter = pyfuncitem.funcargs.get("boot")
+    if not isinstance(booter, Booter):
+        return None
+    pyfuncitem.obj(**{arg: pyfuncitem.funcargs[arg] for arg in pyfuncitem._fixtureinfo.argnames})
+    booter.unexplained_problem()
+    return True
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
@@ -241,6 +255,10 @@ def pytest_runtest_makereport(item, call):
         booter = item.funcargs.get("boot") if hasattr(item, "funcargs") else None
         if isinstance(booter, Booter) and test_lab is not None:
             reason = skeleton_headline(reason, booter.serial_lines, min(test_lab, lab))
+        if isinstance(booter, Booter):
+            seen = watch_note(booter.watch_problems, reason)
+            if seen:
+                reason += "\n" + seen
         report.user_properties.append(("pagoda_reason", escape_controls(todo.mark_later_todos(reason, lab))))
     elif call.excinfo is not None and report.failed:
         report.user_properties.append(("pagoda_reason", f"{report.when} error: {call.excinfo.typename}: {call.excinfo.value}"))

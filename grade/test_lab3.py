@@ -120,8 +120,10 @@ class Watch:
                                  "frames in the allocator's own")
         self.frames_before = count_used(snap, *self.bitmap)
         self.fill_free_frames(guest, self.frames_before[1])
-        # From now on, at every stop in a process: it runs the grader's own program.
-        guest.stop_hooks.append(programs.ImageWatch(self.arch, self.process_names, self.kernel_roots))
+        # From now on, at every stop in a process: it runs the grader's own program (what differs
+        # is the test's to explain first, and fails it when nothing else does: Booter.watch_problems).
+        guest.stop_hooks.append(programs.ImageWatch(self.arch, self.process_names, self.kernel_roots,
+                                                    guest.booter.watch_problems))
         return snap
 
     def fill_free_frames(self, guest, bitmap):

@@ -183,7 +183,8 @@ def kernel_fault_cause(run, f, roots=None):
 def headline(run, reason):
     """The cause to put before @p reason in a failure message (None: the reason says it best).
 
-    In order: the grader's reading of the first kernel fault in QEMU's log (run.first_fault_cause),
+    In order: what the grader's watches saw at its stops when the reason is only that the guest
+    never reached the grader's next stop (Run.watch_problems), the grader's reading of the first kernel fault in QEMU's log (run.first_fault_cause),
     the kernel's PANIC line, a process the kernel killed while the boot was cut short, how the
     machine ended (storm, triple fault). Never something the first line of the reason already
     says."""
@@ -193,6 +194,13 @@ def headline(run, reason):
         return text and text not in first_line
 
     outcome = run.outcome()
+    # What a watch saw at the grader's stops (a process not running the grader's program), when
+    # the reason is only that the boot ended before the grader's next stop (a hang, the time
+    # limit, an early exit): no check of the test's named anything that explains it.
+    from .harness import NEVER_REACHED
+    watched = getattr(run, "watch_problems", None)
+    if watched and first_line.startswith(NEVER_REACHED) and fresh(watched[0].splitlines()[0]):
+        return watched[0].splitlines()[0]
     if outcome == "success" and not run.search(r"PANIC: "):
         return None
     found = run.first_fault_cause()

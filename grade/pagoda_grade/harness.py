@@ -158,6 +158,20 @@ def skeleton_headline(reason, lines, upto):
     return head + "\n" + reason
 
 
+# How a witnessed boot's failure begins when the guest ended before the grader's next stop.
+NEVER_REACHED = "the guest never reached "
+
+
+def watch_note(problems, said):
+    """The line that tells a failure's reader what the grader's watches also saw at its stops
+    (@p problems, Booter.watch_problems), or "" when there is none or @p said already says it."""
+    rest = [p for p in problems if p.splitlines()[0] not in said]
+    if not rest:
+        return ""
+    return "the grader also saw, at its stops: " + rest[0].splitlines()[0] + (
+        f" (and {len(rest) - 1} more)" if len(rest) > 1 else "")
+
+
 class GradeFailure(AssertionError):
     """A test's verdict, with everything a student needs to start debugging."""
 
@@ -188,6 +202,9 @@ class Run:
     stop_reason: str = ""             # the sentence for stop_kind
     witness: object = None            # what the witness script returned
     witness_failure: str = ""         # why the script could not finish (the guest never got there)
+    # What the grader's watches saw at its stops and left for the test's own checks to explain
+    # first (Booter.watch_problems: shared by every boot of the test).
+    watch_problems: list = field(default_factory=list)
 
     @property
     def faults(self):
@@ -305,6 +322,9 @@ class Run:
             found = self.first_fault_cause()
             if found and found not in "\n".join(parts):
                 parts.append(f"the first fault's cause: {found}")
+        seen = watch_note(self.watch_problems, "\n".join(parts))
+        if seen:
+            parts.append(seen)
         parts.append(f"boot token {self.token} (PAGODA_GRADE_TOKEN={self.token} repeats the grader's choices)")
         tail = self.symbolizer.annotate(self.lines[-TAIL_LINES:])
         parts.append(f"last {len(tail)} lines of serial output (full log: {self.serial_log}; "
@@ -491,6 +511,10 @@ class Booter:
         self.count = 0
         self.symbolizer = Symbolizer(kernel)
         self.serial_lines = []   # every boot's console lines, in boot order (for the failure's headline)
+        # What a watch the grader runs at every stop (programs.ImageWatch) found wrong: not raised
+        # there, so that the test's own checks name a kernel bug that explains it first; the test
+        # fails with it when nothing else fails it (unexplained_problem(), grade/conftest.py).
+        self.watch_problems = []
         # Shared by all boots of one test: @p timeout seconds on the reference machine, scaled
         # by the speed factor, not counting time the grader or its QEMUs waited for a CPU.
         self.budget = speed.Budget(timeout)
@@ -581,10 +605,18 @@ class Booter:
                   directory=directory, log=faultlog.parse_file(qemu_log, self.arch),
                   symbolizer=self.symbolizer, arch=self.arch, args=dict(args or {}),
                   stop_kind=session.stop_kind, stop_reason=session.stop_reason, witness=witness_result,
-                  witness_failure=witness_failure)
+                  witness_failure=witness_failure, watch_problems=self.watch_problems)
         if witness_error is not None:
             run.fail(str(witness_error))
         return run
+
+    def unexplained_problem(self):
+        """Raises GradeFailure with the first problem a watch recorded in this test's boots (a test
+        that otherwise passed: no check of its own explained it); nothing when there is none."""
+        if self.watch_problems:
+            more = len(self.watch_problems) - 1
+            raise GradeFailure(self.watch_problems[0] + (f"\n(and {more} more such problem{'s' * (more > 1)} at "
+                                                         "the grader's stops)" if more else ""))
 
     def _witness(self, script, session, sock, memory):
         """Runs the witness script against the live guest; returns (its result, its failed check,
@@ -606,7 +638,7 @@ class Booter:
             killed = kill_lines(session.data)
             if killed:
                 how += "; before that: " + "; ".join(killed)
-            return None, None, f"the guest never reached {where}: {how}"
+            return None, None, f"{NEVER_REACHED}{where}: {how}"
         except AssertionError as e:
             if not session.ended:
                 session.stop(CHECKED, "")

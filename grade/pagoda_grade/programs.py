@@ -177,14 +177,26 @@ class ImageWatch:
     the root maps read-only must hold the program's bytes; a page is compared once per root and
     frame. The program's name is the one the kernel publishes for the root (its root registry);
     a root that publishes no known program's name is not checked here (the tests that rely on a
-    program find its root by that name)."""
+    program find its root by that name).
 
-    def __init__(self, arch, names_of, kernel_roots):
+    A difference is recorded in @p problems (Booter.watch_problems), not raised: a kernel bug
+    makes the same sight (a frame freed while still mapped and reused; exec keeping the program
+    before it; a wrong frame mapped), and the test's own checks, which name such bugs, must
+    speak first. The test fails with the recorded problem when nothing else fails it, or heads
+    its failure when the boot ended before its checks (causes.headline), so a kernel that runs a
+    forged program still scores nothing where it ran one. The sentence says what the grader can
+    tell apart: a frame that held the program's bytes at an earlier stop and changed while
+    mapped, another grader program's bytes under this program's name, or bytes of no program."""
+
+    def __init__(self, arch, names_of, kernel_roots, problems=None):
         self.arch = arch
         self.names_of = names_of          # snap -> {root: program name}
         self.kernel_roots = kernel_roots
         self.known = set(names(arch))
         self.checked = set()              # (root, name, page, frame) compared and equal
+        self.bad = set()                  # (root, name, page, frame) compared, different and recorded
+        self.loaded = {}                  # frame -> (name, page): seen holding that page's bytes
+        self.problems = [] if problems is None else problems
 
     def __call__(self, snap):
         root = snap.lower_root
@@ -195,18 +207,44 @@ class ImageWatch:
             return
         for page, pieces in read_only_pages(self.arch, name):
             w = snap.walk(page, root)
-            if not w.mapped or (w.perms and w.perms.write) or (root, name, page, w.pa) in self.checked:
+            key = (root, name, page, w.pa)
+            if not w.mapped or (w.perms and w.perms.write) or key in self.checked or key in self.bad:
                 continue
             for lo, hi, want in pieces:
                 got = snap.read_phys(w.pa + (lo - page), hi - lo)
                 if got != want:
                     at = next(i for i in range(len(want)) if got[i] != want[i])
-                    raise AssertionError(
-                        f"the process {name} (root {root:#x}) maps its read-only page {page:#x} to frame {w.pa:#x}, "
-                        f"which holds {got[at:at + 8].hex()} at {lo + at:#x} where the grader's build of {name} has "
-                        f"{want[at:at + 8].hex()}: it does not run the grader's program (user programs come from the "
-                        "grader's copy of user/)")
-            self.checked.add((root, name, page, w.pa))
+                    self.bad.add(key)
+                    self.problems.append(self._describe(snap, root, name, page, w.pa, lo + at, got[at:at + 8],
+                                                        want[at:at + 8]))
+                    break
+            else:
+                self.checked.add(key)
+                self.loaded[w.pa] = (name, page)
+
+    def _describe(self, snap, root, name, page, frame, va, got, want):
+        where = (f"the process {name} (root {root:#x}) maps its read-only page {page:#x} to frame {frame:#x}, which "
+                 f"holds {got.hex()} at {va:#x} where the grader's build of {name} has {want.hex()}")
+        if self.loaded.get(frame) == (name, page):
+            return (f"{where}, and the grader saw {name}'s own bytes in that frame at an earlier stop: the frame "
+                    "changed while a process still maps it read-only (a frame freed while it is still mapped, and "
+                    "reused?)")
+        other = self._other_program(snap, name, page, frame)
+        if other:
+            return (f"{where}: the frame holds {other}'s page {page:#x} instead, so the process runs {other}'s image "
+                    f"under {name}'s name (exec kept the program before it, or the kernel loaded another program "
+                    f"than the one asked): it does not run the grader's program {name}")
+        return (f"{where}: it does not run the grader's program (user programs come from the grader's copy of "
+                "user/), or the kernel mapped a frame that holds something else")
+
+    def _other_program(self, snap, name, page, frame):
+        """Another of the grader's programs whose read-only page @p page holds what @p frame holds
+        (every byte of its image there), or None."""
+        for other in sorted(self.known - {name}):
+            pieces = dict(read_only_pages(self.arch, other)).get(page)
+            if pieces and all(snap.read_phys(frame + (lo - page), hi - lo) == want for lo, hi, want in pieces):
+                return other
+        return None
 
 
 def image_problems(snap, runs, name, arch):

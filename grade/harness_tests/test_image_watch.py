@@ -1,0 +1,159 @@
+"""programs.ImageWatch over fake guests: what it records when a process's read-only page does not
+hold the grader's program, how it tells a kernel bug from a program that is not the grader's, and
+that a test which otherwise passes still fails with what it recorded (Booter.watch_problems,
+grade/conftest.py's pytest_pyfunc_call), while a failing test keeps its own reason first.
+
+The programs are tiny ELF files written here (PAGODA_GRADE_USER_DIR names them), so no build is
+needed."""
+import importlib.util
+import os
+import struct
+from types import SimpleNamespace
+
+import pytest
+
+from pagoda import paths
+from pagoda_grade import programs
+
+PAGE = programs.PAGE
+TEXT = 0x400000
+ROOT, OTHER_ROOT = 0x1000000, 0x2000000
+
+
+def elf(text, vaddr=TEXT):
+    """A little-endian ELF64 with one read-execute PT_LOAD of @p text at @p vaddr."""
+    ehdr = bytearray(64)
+    ehdr[:7] = b"\x7fELF\x02\x01\x01"
+    struct.pack_into("<HHIQQQIHHHHHH", ehdr, 16, 2, 62, 1, vaddr, 64, 0, 0, 64, 56, 1, 0, 0, 0)
+    phdr = struct.pack("<IIQQQQQQ", 1, 5, 120, vaddr, vaddr, len(text), len(text), PAGE)
+    return bytes(ehdr) + phdr + text
+
+
+def text_of(tag):
+    return bytes((tag + i * 7) & 0xFF for i in range(PAGE))
+
+
+@pytest.fixture
+def user_dir(tmp_path, monkeypatch):
+    for name, tag in (("spin", 1), ("echo", 2)):
+        (tmp_path / f"{name}.elf").write_bytes(elf(text_of(tag)))
+    monkeypatch.setenv(programs.USER_DIR_ENV, str(tmp_path))
+    programs._file_image.cache_clear()
+    yield tmp_path
+    programs._file_image.cache_clear()
+
+
+class FakeSnap:
+    """A stop in process root @p root whose page TEXT maps frame @p frame; @p ram holds frames."""
+
+    def __init__(self, ram, root, frame):
+        self.ram, self.lower_root, self.frame = ram, root, frame
+
+    def walk(self, va, root):
+        perms = SimpleNamespace(write=False)
+        return SimpleNamespace(mapped=va == TEXT, perms=perms, pa=self.frame)
+
+    def read_phys(self, pa, size):
+        base = pa & ~(PAGE - 1)
+        return self.ram[base][pa - base:pa - base + size]
+
+
+def watch(names, problems):
+    return programs.ImageWatch("x86_64", lambda snap: names, {0x5000}, problems)
+
+
+def test_the_grader_s_program_records_nothing(user_dir):
+    problems = []
+    w = watch({ROOT: "spin"}, problems)
+    w(FakeSnap({0x7000: text_of(1)}, ROOT, 0x7000))
+    assert problems == []
+
+
+def test_bytes_of_no_program_are_recorded_not_raised(user_dir):
+    problems = []
+    w = watch({ROOT: "spin"}, problems)
+    forged = bytearray(text_of(1))
+    forged[0x10] ^= 0xFF
+    snap = FakeSnap({0x7000: bytes(forged)}, ROOT, 0x7000)
+    w(snap)   # (no AssertionError: the test's own checks speak first)
+    w(snap)   # the same root, page and frame: recorded once
+    assert len(problems) == 1
+    assert "the process spin" in problems[0] and "it does not run the grader's program" in problems[0]
+    assert f"at {TEXT + 0x10:#x}" in problems[0]
+
+
+def test_another_program_s_bytes_are_named(user_dir):
+    """spin's root maps echo's text (exec kept the old program, or the kernel loaded another)."""
+    problems = []
+    watch({ROOT: "spin"}, problems)(FakeSnap({0x7000: text_of(2)}, ROOT, 0x7000))
+    assert len(problems) == 1
+    assert "holds echo's page 0x400000 instead" in problems[0], problems[0]
+    assert "does not run the grader's program spin" in problems[0]
+
+
+def test_a_frame_that_changed_after_it_was_seen_loaded_is_a_kernel_bug(user_dir):
+    """The frame held spin's text at an earlier stop (the parent's), then another root that maps
+    it shows other bytes: it was freed while still mapped and reused, not a forged program."""
+    problems = []
+    ram = {0x7000: text_of(1)}
+    w = watch({ROOT: "spin", OTHER_ROOT: "spin"}, problems)
+    w(FakeSnap(ram, ROOT, 0x7000))
+    assert problems == []
+    ram[0x7000] = bytes(PAGE)   # reused: a page table, zeroed
+    w(FakeSnap(ram, OTHER_ROOT, 0x7000))
+    assert len(problems) == 1
+    assert "a frame freed while it is still mapped" in problems[0], problems[0]
+    assert "does not run the grader's program" not in problems[0]
+
+
+def _grader_conftest():
+    spec = importlib.util.spec_from_file_location("pagoda_grader_conftest", os.path.join(paths.GRADE, "conftest.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _item(test, problems):
+    from pagoda_grade.harness import Booter
+    booter = object.__new__(Booter)
+    booter.watch_problems = list(problems)
+    return SimpleNamespace(funcargs={"boot": booter}, obj=test, _fixtureinfo=SimpleNamespace(argnames=("boot",)))
+
+
+SEEN = "the process spin (root 0x1000) maps its read-only page 0x400000 to frame 0x7000: it does not run the grader's program"
+
+
+def test_a_test_that_otherwise_passes_fails_with_what_the_watch_saw():
+    """The grader's conftest runs a booting test and fails it with the watch's first problem when
+    nothing else failed it; a test that fails on its own keeps its own reason."""
+    from pagoda_grade.harness import GradeFailure, watch_note
+    hook = _grader_conftest().pytest_pyfunc_call
+    ran = []
+    assert hook(_item(lambda boot: ran.append(1), [])) is True and ran == [1]
+    with pytest.raises(GradeFailure) as e:
+        hook(_item(lambda boot: None, [SEEN]))
+    assert str(e.value).splitlines()[0] == SEEN
+
+    def fails(boot):
+        raise AssertionError("record 0x9000 is still init's, the program before exec")
+    with pytest.raises(AssertionError) as e:
+        hook(_item(fails, [SEEN]))
+    assert str(e.value).startswith("record 0x9000")
+    # (its report then says what the watch saw, after its own reason)
+    assert watch_note([SEEN], str(e.value)) == "the grader also saw, at its stops: " + SEEN
+    assert watch_note([SEEN], SEEN) == ""
+    # a test that does not boot: pytest's own call
+    assert hook(SimpleNamespace(funcargs={}, obj=None)) is None
+
+
+def test_the_watch_heads_a_failure_only_when_no_check_of_the_test_named_anything():
+    """causes.headline: when the guest ended before the grader's next stop (the reason is only
+    that), what the watch saw comes first; a reason from the test's own checks keeps its place."""
+    from pagoda_grade import causes
+    from pagoda_grade.harness import NEVER_REACHED
+    run = SimpleNamespace(watch_problems=[SEEN], outcome=lambda: "success", search=lambda pattern: None)
+    assert causes.headline(run, f"{NEVER_REACHED}pagoda_grader_checkpoint: the kernel exited first") == SEEN
+    assert causes.headline(run, "after exec, pid 2 (echo)'s record is still forktree's, the program before exec") \
+        is None
+    run.watch_problems = []
+    assert causes.headline(run, f"{NEVER_REACHED}pagoda_grader_checkpoint: the kernel exited first") is None
