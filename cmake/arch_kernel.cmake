@@ -14,16 +14,23 @@
 # The caller's kernel is then: an OBJECT library kernel-objects (compiled once, and linked
 # again by the grader's hostile fixtures, cmake/grader_fixtures.cmake) and `kernel` made of it.
 
+# Sets @p out to the page size (hexadecimal) that @p header defines: 1 << the macro @p shift_macro.
+# The one reader of the page size's one definition: the kernel's and the user programs' links.
+function(pagoda_page_size header shift_macro out)
+  file(STRINGS ${header} line REGEX "^#define ${shift_macro} ")
+  if(NOT line)
+    message(FATAL_ERROR "${header} defines no ${shift_macro}")
+  endif()
+  string(REGEX REPLACE "^#define ${shift_macro} ([0-9]+).*" "\\1" shift "${line}")
+  math(EXPR size "1 << ${shift}" OUTPUT_FORMAT HEXADECIMAL)
+  set(${out} ${size} PARENT_SCOPE)
+endfunction()
+
 # A macro, so that what it sets (PAGODA_PAGE_SIZE, PAGODA_LINKER_SCRIPT, PAGODA_ARCH_CXX_FLAGS)
 # is set in the arch's directory scope.
 macro(pagoda_arch_setup)
   cmake_parse_arguments(PAGODA_SETUP "" "PAGE_HEADER;PAGE_SHIFT_MACRO" "FLAGS;LINKER_DEPENDS" ${ARGN})
-  file(STRINGS ${PAGODA_SETUP_PAGE_HEADER} _pagoda_shift_line REGEX "^#define ${PAGODA_SETUP_PAGE_SHIFT_MACRO} ")
-  if(NOT _pagoda_shift_line)
-    message(FATAL_ERROR "${PAGODA_SETUP_PAGE_HEADER} defines no ${PAGODA_SETUP_PAGE_SHIFT_MACRO}")
-  endif()
-  string(REGEX REPLACE "^#define ${PAGODA_SETUP_PAGE_SHIFT_MACRO} ([0-9]+).*" "\\1" _pagoda_shift "${_pagoda_shift_line}")
-  math(EXPR PAGODA_PAGE_SIZE "1 << ${_pagoda_shift}" OUTPUT_FORMAT HEXADECIMAL)
+  pagoda_page_size(${PAGODA_SETUP_PAGE_HEADER} ${PAGODA_SETUP_PAGE_SHIFT_MACRO} PAGODA_PAGE_SIZE)
   set(PAGODA_ARCH_CXX_FLAGS ${PAGODA_SETUP_FLAGS})
   pagoda_freestanding_link_rules()   # the kernel, its fixtures and the floor link with ld.lld
 

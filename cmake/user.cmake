@@ -12,7 +12,7 @@
 # A program is user/programs/<name>.cpp, or a folder user/programs/<name>/ of .cpp files. The
 # globs re-run at every build, so a new program is picked up without touching CMake; a changed
 # program is relinked and re-embedded. An ISA is user/lib/arch/<ISA>/ (arch.cmake: target
-# triple and flags; start.cpp: _start; syscall_arch.hpp: the system-call instruction).
+# triple, flags and page-size header; start.cpp: _start; syscall_arch.hpp: the system-call instruction).
 # Nothing generated is kept in the source tree: the table is written to build/<preset>/generated.
 
 # The freestanding flags of the kernel, plus what user code needs: no static destructors (a
@@ -50,14 +50,16 @@ function(pagoda_user_isas out)
   set(${out} ${isas} PARENT_SCOPE)
 endfunction()
 
-# Applies the user flags of @p isa to @p target.
+# Applies the user flags of @p isa to @p target; sets PAGODA_USER_TRIPLE and PAGODA_USER_PAGE_SIZE.
 function(pagoda_user_flags target isa)
   include(${CMAKE_SOURCE_DIR}/user/lib/arch/${isa}/arch.cmake)
   target_compile_options(${target} PRIVATE --target=${PAGODA_USER_TRIPLE} ${PAGODA_USER_CXX_FLAGS}
                          ${PAGODA_USER_ISA_FLAGS})
   target_include_directories(${target} PRIVATE ${CMAKE_SOURCE_DIR}/kernel ${CMAKE_SOURCE_DIR}
                              ${CMAKE_SOURCE_DIR}/user/lib/arch/${isa})
+  pagoda_page_size(${CMAKE_SOURCE_DIR}/${PAGODA_USER_PAGE_HEADER} ${PAGODA_USER_PAGE_SHIFT_MACRO} page_size)
   set(PAGODA_USER_TRIPLE ${PAGODA_USER_TRIPLE} PARENT_SCOPE)
+  set(PAGODA_USER_PAGE_SIZE ${page_size} PARENT_SCOPE)
 endfunction()
 
 function(pagoda_add_user_programs isa)
@@ -105,7 +107,7 @@ function(pagoda_add_user_programs isa)
     add_executable(${target} ${sources} $<TARGET_OBJECTS:${lib}>)
     pagoda_user_flags(${target} ${isa})
     target_link_options(${target} PRIVATE -static -T ${PAGODA_USER_LINKER_SCRIPT} --gc-sections
-      -z max-page-size=0x1000 --no-dynamic-linker --build-id=none)   # ld.lld's (freestanding.cmake)
+      -z max-page-size=${PAGODA_USER_PAGE_SIZE} --no-dynamic-linker --build-id=none)   # ld.lld's (freestanding.cmake)
     set_target_properties(${target} PROPERTIES
       OUTPUT_NAME ${name}
       SUFFIX ".elf"

@@ -349,8 +349,8 @@ def probe_reads_problems(frames, fill, seed, rounds, reads, slot_va):
                             "slot invalidated instead of it)")
         elif others:
             problems.append(f"{where} reads another live guard's frame: {said}; {value:#018x} is what frame "
-                            f"{holders[0]:#x} of the {others[0]} holds there: two live guards share one slot (nesting "
-                            "must take the slot above the ones in use)")
+                            f"{holders[0]:#x} of the {others[0]} holds there: two live guards share one slot, so nesting "
+                            "reused a live slot (a new guard must take the slot above the ones in use)")
         elif holders:
             problems.append(f"{where} reads another frame: {said}; {value:#018x} is word {word} of frame "
                             f"{holders[0]:#x}")

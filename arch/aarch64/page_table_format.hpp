@@ -76,7 +76,6 @@ namespace pagoda::aarch64 {
 
 struct PageTableFormat : RadixGeometry<4, AARCH64_PAGE_SHIFT, AARCH64_INDEX_BITS> {
   static_assert(kEntriesPerTable == AARCH64_ENTRIES_PER_TABLE && kPageSize == AARCH64_PAGE_SIZE);
-  static constexpr const char* kArchName = "aarch64";
   /// A live entry changes its output address or size only through an invalid one.
   static constexpr bool kBreakBeforeMake = true;
 

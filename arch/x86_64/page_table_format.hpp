@@ -56,7 +56,6 @@ struct PageTableFormat : RadixGeometry<4, X86_PAGE_SHIFT, X86_INDEX_BITS> {
   static_assert(kEntriesPerTable == X86_ENTRIES_PER_TABLE && kPageSize == X86_PAGE_SIZE);
   /// The physical address bits of an entry (51:12); also CR3's and IA32_APIC_BASE's.
   static constexpr u64 kAddressMask = 0x000f'ffff'ffff'f000ull;
-  static constexpr const char* kArchName = "x86_64";
   /// x86 may replace a live entry by another directly (the TLB is invalidated afterwards);
   /// no invalid entry is needed in between.
   static constexpr bool kBreakBeforeMake = false;

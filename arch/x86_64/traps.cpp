@@ -74,7 +74,7 @@ constexpr ExceptionName kExceptionNames[kExceptionCount] = {
     {"NMI", "non-maskable interrupt"}, {"#BP", "breakpoint"},
     {"#OF", "overflow"},              {"#BR", "bound range exceeded"},
     {"#UD", "invalid opcode"},        {"#NM", "device not available"},
-    {"#DF", "double fault"},          {"#MF", "coprocessor segment overrun"},
+    {"#DF", "double fault"},          {"#9", "coprocessor segment overrun"},
     {"#TS", "invalid TSS"},           {"#NP", "segment not present"},
     {"#SS", "stack-segment fault"},   {"#GP", "general protection fault"},
     {"#PF", "page fault"},            {"#15", "reserved vector 15"},

@@ -19,8 +19,6 @@ Nothing here imports the walker: it runs for every failure, witnessed or not.
 """
 from . import symbols
 
-PAGE = 4096
-
 
 # ---- The fault ---------------------------------------------------------------------------------
 
@@ -85,7 +83,7 @@ def place(kernel, va):
     'the lower half'..."""
     f = {k: _fact(kernel, k) for k in ("kernel_half_base", "window_base", "window_size", "window_phys_base",
                                         "mmio_base", "temp_map_base", "stack_base", "kernel_image_base",
-                                        "kernel_stack_stride", "kernel_stack_guard", "kernel_stack_slots")}
+                                        "kernel_stack_stride", "kernel_stack_guard", "kernel_stack_slots", "page_size")}
     if None in f.values():
         return None
     if va < f["kernel_half_base"]:
@@ -97,8 +95,8 @@ def place(kernel, va):
             top = bottom + f["kernel_stack_stride"] - f["kernel_stack_guard"]
             if va < bottom:
                 return f"the guard page below the kernel stack of slot {slot} [{bottom:#x}, {top:#x})"
-            page = (va - bottom) // PAGE
-            pages = (top - bottom) // PAGE
+            page = (va - bottom) // f["page_size"]
+            pages = (top - bottom) // f["page_size"]
             which = "its top page" if page == pages - 1 else f"page {page} of its {pages}"
             return f"the kernel stack of slot {slot} [{bottom:#x}, {top:#x}), {which}"
         return "the kernel-stack area, past its last slot"

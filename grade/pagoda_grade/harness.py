@@ -251,12 +251,12 @@ class Run:
         from .symbols import fact
         try:
             base, end = fact(self.symbolizer.elf, "temp_map_base"), fact(self.symbolizer.elf, "stack_base")
-            slots = fact(self.symbolizer.elf, "temp_map_slots")
+            slots, page = fact(self.symbolizer.elf, "temp_map_slots"), fact(self.symbolizer.elf, "page_size")
         except (AssertionError, OSError):
             return ""
         if fault.address is None or not base <= fault.address < end:
             return ""
-        index = (fault.address - base) // 4096
+        index = (fault.address - base) // page
         return (f"{fault.address:#x} is temp-map slot {index % slots} of CPU {index // slots} (the kTempMapBase "
                 "area): the kernel took the slot and used it, and the live root's walk does not find the frame there: "
                 "the slot's entry was written into a table the live root does not walk (the kernel root's own copy, or "

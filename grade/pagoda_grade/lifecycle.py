@@ -20,29 +20,15 @@ from dataclasses import dataclass, field
 
 from . import symbols
 from .processes import process_roots, registry
+from .vmas import MAX_VMAS, Vma, decode_vma, vma_fields  # noqa: F401 - Vma: the record's type, for callers
 from .witness import PAGE  # (importing witness puts tools/gdb, pagoda_pt's home, on the path)
 
 from pagoda_pt import frames as pt_frames  # noqa: E402
 
-# Records longer than this are not a process's (a pointer into garbage): read no further.
-MAX_VMAS = 256
 
 
 def _u(data, offset, size):
     return int.from_bytes(data[offset:offset + size], "little")
-
-
-@dataclass(frozen=True)
-class Vma:
-    start: int
-    end: int
-    read: bool
-    write: bool
-    execute: bool
-
-    def __str__(self):
-        return (f"[{self.start:#x}, {self.end:#x}) {'r' if self.read else '-'}{'w' if self.write else '-'}"
-                f"{'x' if self.execute else '-'}")
 
 
 @dataclass
@@ -72,8 +58,7 @@ class _Facts:
         self.exit, self.regions, self.regions_made = f("process_exit"), f("process_regions"), f("process_regions_made")
         self.zombie, self.waiting = f("process_state_zombie"), f("process_state_waiting")
         self.vmas_data, self.vmas_size = f("regions_vmas_data"), f("regions_vmas_size")
-        self.vma_size, self.vma_start, self.vma_end = f("vma_stride"), f("vma_start"), f("vma_end")
-        self.vma_r, self.vma_w, self.vma_x = f("vma_read"), f("vma_write"), f("vma_execute")
+        self.vma_size, self.vma_fields = f("vma_stride"), vma_fields(kernel)
 
     @classmethod
     def of(cls, kernel):
@@ -96,8 +81,7 @@ def read_vmas(snap, kernel, record_va):
     out = []
     for i in range(count):
         v = raw[i * k.vma_size:(i + 1) * k.vma_size]
-        out.append(Vma(_u(v, k.vma_start, 8), _u(v, k.vma_end, 8), bool(v[k.vma_r]), bool(v[k.vma_w]),
-                       bool(v[k.vma_x])))
+        out.append(decode_vma(v, k.vma_fields))
     return out
 
 

@@ -11,6 +11,7 @@ trusts the kernel's lines."""
 from dataclasses import dataclass
 
 from pagoda_grade.symbols import address_of, fact
+from pagoda_grade.witness import PAGE
 
 TABLE = "pagoda::proc::(anonymous namespace)::g_processes"
 KINDS = {0: "anonymous", 1: "image", 2: "stack", 3: "heap"}
@@ -18,21 +19,26 @@ KIND_ANONYMOUS, KIND_IMAGE, KIND_STACK, KIND_HEAP = 0, 1, 2, 3
 GROWS_DOWN = 1
 PROT_READ, PROT_WRITE, PROT_EXEC = 1, 2, 4
 PF_X, PF_W, PF_R = 1, 2, 4
-PAGE = 4096
-MAX_VMAS = 4096          # more than any process of the labs makes: a larger count is garbage
+# More VMAs than any process of the labs makes (the kernel sets no limit of its own): a record that
+# claims more is garbage, and is not read. lifecycle.py reads records with the same bound.
+MAX_VMAS = 4096
+# The fields of one VMA, each exported by the kernel as the fact vma_<field> (its offset).
+VMA_FIELDS = ("start", "end", "read", "write", "execute", "kind", "flags", "offset", "file_size")
 
 
 @dataclass(frozen=True)
 class Vma:
+    """One VMA as the kernel holds it (kernel/mm/vma.hpp); what a caller does not give is an
+    anonymous region's."""
     start: int
     end: int
     read: bool
     write: bool
     execute: bool
-    kind: int
-    flags: int
-    offset: int
-    file_size: int
+    kind: int = KIND_ANONYMOUS
+    flags: int = 0
+    offset: int = 0
+    file_size: int = 0
 
     def rwx(self):
         return ("r" if self.read else "-") + ("w" if self.write else "-") + ("x" if self.execute else "-")
@@ -91,8 +97,7 @@ class Layout:
         self.data, self.size = f("regions_vmas_data"), f("regions_vmas_size")
         self.heap_start, self.brk = f("regions_heap_start"), f("regions_brk")
         self.vma_stride = f("vma_stride")
-        self.fields = {k: f(f"vma_{k}") for k in ("start", "end", "read", "write", "execute", "kind", "flags",
-                                                  "offset", "file_size")}
+        self.fields = vma_fields(kernel)
 
 
 _layouts = {}
@@ -106,6 +111,19 @@ def layout_of(kernel):
 
 def _u(data, at, size):
     return int.from_bytes(data[at:at + size], "little")
+
+
+def vma_fields(kernel):
+    """{field: offset} of one VMA in the kernel's memory, from its facts."""
+    return {k: fact(kernel, f"vma_{k}") for k in VMA_FIELDS}
+
+
+def decode_vma(raw, fields):
+    """The Vma in @p raw, the bytes of one, laid out as @p fields (vma_fields()) says."""
+    return Vma(start=_u(raw, fields["start"], 8), end=_u(raw, fields["end"], 8), read=bool(raw[fields["read"]]),
+               write=bool(raw[fields["write"]]), execute=bool(raw[fields["execute"]]),
+               kind=_u(raw, fields["kind"], 4), flags=_u(raw, fields["flags"], 4),
+               offset=_u(raw, fields["offset"], 8), file_size=_u(raw, fields["file_size"], 8))
 
 
 def read_records(snap, kernel):
@@ -134,13 +152,8 @@ def read_records(snap, kernel):
         except (AssertionError, ValueError) as e:
             record.problem = f"its VMA array at {data:#x} ({size} regions) cannot be read: {e}"
             continue
-        fl = lay.fields
         for k in range(size):
-            v = raw[k * lay.vma_stride:(k + 1) * lay.vma_stride]
-            record.vmas.append(Vma(start=_u(v, fl["start"], 8), end=_u(v, fl["end"], 8), read=bool(v[fl["read"]]),
-                                   write=bool(v[fl["write"]]), execute=bool(v[fl["execute"]]),
-                                   kind=_u(v, fl["kind"], 4), flags=_u(v, fl["flags"], 4),
-                                   offset=_u(v, fl["offset"], 8), file_size=_u(v, fl["file_size"], 8)))
+            record.vmas.append(decode_vma(raw[k * lay.vma_stride:(k + 1) * lay.vma_stride], lay.fields))
     return out
 
 

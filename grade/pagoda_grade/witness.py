@@ -44,6 +44,7 @@ from .rsp import RspClient, RspError, RspTimeout
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                                 "tools", "gdb"))
 import pagoda_pt  # noqa: E402
+from pagoda_pt.x86_facts import FRAME_MASK as X86_FRAME_MASK  # noqa: E402
 
 PAGE = 4096
 MiB = 1 << 20
@@ -79,7 +80,7 @@ class ArchModel:
     def roots(self, regs):
         """{name: physical root} of the live translation tables."""
         if self.name == "x86_64":
-            return {"cr3": regs["cr3"] & 0x000F_FFFF_FFFF_F000}
+            return {"cr3": regs["cr3"] & X86_FRAME_MASK}
         return {n: regs[n] & 0x0000_FFFF_FFFF_FFFE for n in ("ttbr0_el1", "ttbr1_el1")}
 
     def present(self, entry):

@@ -40,7 +40,6 @@ void MemoryMap::normalise() {
 
   MemoryRegion out[kMaxRegions];
   usize nout = 0;
-  bool overflow = false;
   for (usize p = 0; p + 1 < npoints; ++p) {
     const u64 lo = points[p], hi = points[p + 1];
     if (lo == hi) continue;
@@ -56,13 +55,10 @@ void MemoryMap::normalise() {
     if (!covered) continue;
     if (nout > 0 && out[nout - 1].type == type && out[nout - 1].end().value() == lo) {
       out[nout - 1].size += hi - lo;
-    } else if (nout < kMaxRegions) {
+    } else if (nout < kMaxRegions) {  // a full table drops the intervals after it
       out[nout++] = MemoryRegion{PhysAddr(lo), hi - lo, type};
-    } else {
-      overflow = true;  // cannot happen: n regions make at most 2n-1 intervals, merged here
     }
   }
-  (void)overflow;
 
   // Usable RAM shrinks inwards to whole pages; what is cut off is simply not used.
   count_ = 0;

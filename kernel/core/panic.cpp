@@ -15,14 +15,13 @@ bool g_panicking = false;
 
 }  // namespace
 
-bool panic_begin() {
+void panic_begin() {
   arch::interrupts_disable();
   if (g_panicking) {
     console_write("PANIC: panic while panicking\n");
     arch::shutdown(ExitStatus::Failure);
   }
   g_panicking = true;
-  return true;
 }
 
 void panic_end() {

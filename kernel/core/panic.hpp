@@ -12,15 +12,14 @@ template <class... Args> [[noreturn]] void panic(FormatString<Args...> format, c
 
 /// @cond internal
 /// The parts of panic() that do not depend on the argument types.
-bool panic_begin();
+void panic_begin();
 [[noreturn]] void panic_end();
 /// @endcond
 
 template <class... Args> [[noreturn]] void panic(FormatString<Args...> format, const Args&... args) {
-  if (panic_begin()) {
-    print("PANIC: ");
-    println(format, args...);
-  }
+  panic_begin();
+  print("PANIC: ");
+  println(format, args...);
   panic_end();
 }
 

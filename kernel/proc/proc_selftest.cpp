@@ -1,4 +1,5 @@
 // Self-tests of lab 3 that are not a run= of programs: the kernel touching user memory.
+#include "core/arch.hpp"
 #include "core/panic.hpp"
 #include "core/selftest.hpp"
 #include "lib/proof.hpp"
@@ -10,12 +11,6 @@ namespace pagoda {
 namespace {
 
 constexpr Perms kUserCode{.read = true, .write = false, .execute = true, .user = true};
-/// A return instruction, on every ISA Pagoda runs on, as bytes (x86_64 `ret`; AArch64 `ret`).
-#if defined(__x86_64__)
-constexpr u8 kReturn[] = {0xc3};
-#else
-constexpr u8 kReturn[] = {0xc0, 0x03, 0x5f, 0xd6};
-#endif
 
 }  // namespace
 
@@ -33,7 +28,8 @@ PAGODA_SELFTEST(user_touch) {
   const PhysAddr frame = MUST(vm::frames().allocate_below(vm::reachable_limit()));
   auto* bytes = static_cast<u8*>(vm::phys_to_ptr(frame, kPageSize));
   memset(bytes, 0, kPageSize);
-  memcpy(bytes, kReturn, sizeof kReturn);
+  const Span<const u8> ret = arch::return_instruction();
+  memcpy(bytes, ret.data(), ret.size());
   const u64 marker = proof(ctx.token, va);
   memcpy(bytes + kPageSize - sizeof marker, &marker, sizeof marker);
   MUST(space.map(VirtAddr(va), frame, kUserCode));

@@ -21,10 +21,9 @@ CaptureSink g_sink;
 void console_write(StringView text) { g_console.append(text.data(), text.size()); }
 FormatSink& console_sink() { return g_sink; }
 
-bool panic_begin() {
+void panic_begin() {
   g_before_panic.swap(g_console);
   g_console.clear();
-  return true;
 }
 
 void panic_end() { throw host::HostPanic(host::take_console()); }

@@ -29,9 +29,13 @@ The number is QEMU's EXCP_* code, not an architectural vector. An IRQ does not s
 interrupt it was, so a software-generated interrupt (GIC SGI) cannot be told from the timer by
 the log alone.
 
-This file imports only the standard library: the GDB helpers load it by path.
+This file imports only the standard library (and loads tools/gdb/pagoda_pt/x86_facts.py by
+path): the GDB helpers load it by path.
 """
+import importlib.util
+import os
 import re
+import sys
 from dataclasses import dataclass, field
 
 EXCEPTION = "exception"     # raised by the CPU: a fault, trap or abort
@@ -120,20 +124,28 @@ def _where(event, symbolize):
 
 # ---- x86_64 ------------------------------------------------------------------------------------
 
-X86_EXCEPTIONS = {
-    0: ("#DE", "divide error"), 1: ("#DB", "debug"), 2: ("NMI", "non-maskable interrupt"),
-    3: ("#BP", "breakpoint"), 4: ("#OF", "overflow"), 5: ("#BR", "bound range exceeded"),
-    6: ("#UD", "invalid opcode"), 7: ("#NM", "device not available"), 8: ("#DF", "double fault"),
-    10: ("#TS", "invalid TSS"), 11: ("#NP", "segment not present"), 12: ("#SS", "stack-segment fault"),
-    13: ("#GP", "general protection fault"), 14: ("#PF", "page fault"), 16: ("#MF", "x87 error"),
-    17: ("#AC", "alignment check"), 18: ("#MC", "machine check"), 19: ("#XM", "SIMD error"),
-    20: ("#VE", "virtualization exception"), 21: ("#CP", "control protection"),
-}
-FIRST_IRQ_VECTOR = 32
-PAGE_FAULT = 14
+def _x86_facts():
+    """tools/gdb/pagoda_pt/x86_facts.py, the one home of the x86 exception vectors and address
+    mask, loaded by path: this file is itself loaded by path inside GDB, and tools/gdb is on no
+    path here."""
+    name = "pagoda_pt_x86_facts"
+    if name not in sys.modules:
+        source = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "gdb", "pagoda_pt",
+                              "x86_facts.py")
+        spec = importlib.util.spec_from_file_location(name, source)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules[name] = module
+    return sys.modules[name]
+
+
+_X86 = _x86_facts()
+X86_EXCEPTIONS = _X86.EXCEPTIONS
+FIRST_IRQ_VECTOR = _X86.FIRST_INTERRUPT
+PAGE_FAULT = _X86.PAGE_FAULT
 # Vectors that push an error code (others log e=0000, which means nothing).
-X86_ERROR_CODE_VECTORS = (8, 10, 11, 12, 13, 14, 17, 21)
-SELECTOR_ERROR_VECTORS = (10, 11, 12, 13)
+X86_ERROR_CODE_VECTORS = _X86.ERROR_CODE_VECTORS
+SELECTOR_ERROR_VECTORS = _X86.SELECTOR_VECTORS
 
 # Page-fault error code bits, low to high: see arch/x86_64/traps.cpp for the drawn layout.
 PF_PRESENT, PF_WRITE, PF_USER, PF_RESERVED, PF_FETCH, PF_KEY, PF_SHADOW = (1 << i for i in range(7))
@@ -234,13 +246,13 @@ class X86Parser(LogParser):
             if not self.keep_registers:
                 cr3 = _X86_CR3.search(line)
                 if cr3 and self._open.root is None:
-                    self._open.root = _hex(cr3[1]) & 0x000F_FFFF_FFFF_F000
+                    self._open.root = _hex(cr3[1]) & _X86.FRAME_MASK
                 return
             regs = self._open.registers
             for name, value in _X86_PAIR.findall(line):
                 regs.setdefault(name, _hex(value))
             if "CR3" in regs and self._open.root is None:
-                self._open.root = regs["CR3"] & 0x000F_FFFF_FFFF_F000
+                self._open.root = regs["CR3"] & _X86.FRAME_MASK
             return
         if line.startswith("Triple fault"):
             self.triple_fault = True

@@ -10,7 +10,8 @@ Checked by `./pagoda test` (tools/tests/test_layers.py) on the real tree:
             through other headers: its lab skeletons return errors that carry their message;
   seam      core/arch.hpp, which everything includes, does not pull in the memory manager;
   facts     the page size and the x86 address mask are written only where they are defined
-            (the format and arch/x86_64/page_defs.h), not as literals elsewhere in the kernel.
+            (the format and arch/x86_64/page_defs.h), not as literals elsewhere in the kernel
+            or in the user programs (user/lib/arch/<isa>/syscall_arch.hpp gives them kPageSize).
 
 Includes are `#include "path"` lines, resolved like the compiler does for the kernel: against
 kernel/, the tree's root, and arch/<isa>/include/.
@@ -86,7 +87,7 @@ def check(root):
         pulled = sorted(r for r in reaches(root, seam, arches) if r.startswith("kernel/mm/"))
         if pulled:
             problems.append(f"{seam}: pulls in {', '.join(pulled)}: the CPU seam must not drag in the memory manager")
-    for top in ("kernel", "arch"):
+    for top in ("kernel", "arch", "user"):
         for rel in _sources(root, top):
             if rel.startswith("kernel/tests/") or rel in FACT_HOMES:
                 continue

@@ -19,8 +19,7 @@ using namespace pagoda::user;
 
 namespace {
 
-constexpr u64 kPage = 4096;
-constexpr u64 kWords = kPage / 8;
+constexpr u64 kWords = arch::kPageSize / 8;
 constexpr u64 kFill = 0x5555'5555'5555'5555ull;
 
 u64 value(u64 tag) { return proof(token(), tag); }
@@ -34,8 +33,8 @@ int main(int, char**) {
     println("cowtest: usage: cowtest N MASK (1 <= N <= 64, MASK below 2^N)");
     return 2;
   }
-  const i64 region = mmap(0, n * kPage, abi::kProtRead | abi::kProtWrite);
-  const i64 kbuf = mmap(0, kPage, abi::kProtRead | abi::kProtWrite);
+  const i64 region = mmap(0, n * arch::kPageSize, abi::kProtRead | abi::kProtWrite);
+  const i64 kbuf = mmap(0, arch::kPageSize, abi::kProtRead | abi::kProtWrite);
   if (abi::is_error(region) || abi::is_error(kbuf)) {
     println("cowtest: mmap failed ({} {})", region, kbuf);
     return 2;

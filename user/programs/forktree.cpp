@@ -41,7 +41,6 @@ namespace {
 
 constexpr usize kRegions = 4;
 constexpr const char* kRegionNames[kRegions] = {"data", "heap", "mmap", "stack"};
-constexpr u64 kPage = 4096;
 
 /// The word of the data region the grader reads (by its symbol, through each root).
 volatile u64 g_word = 0;
@@ -69,8 +68,8 @@ template <class F> void fill(const Words& w, F want) {
 
 int basic(u64 n) {
   volatile u64 stack_word = 0;
-  const i64 heap = sbrk(i64(kPage));
-  const i64 map = mmap(0, kPage, abi::kProtRead | abi::kProtWrite);
+  const i64 heap = sbrk(i64(arch::kPageSize));
+  const i64 map = mmap(0, arch::kPageSize, abi::kProtRead | abi::kProtWrite);
   if (abi::is_error(heap) || abi::is_error(map)) {
     println("forktree: no heap or mmap page ({} {})", heap, map);
     return 2;
@@ -178,7 +177,7 @@ int bomb(u64 mib) {
     println("forktree: bomb: mmap of {} MiB failed", mib);
     return 2;
   }
-  for (u64 off = 0; off < bytes; off += 4096) reinterpret_cast<volatile u64*>(area)[off / 8] = off;
+  for (u64 off = 0; off < bytes; off += arch::kPageSize) reinterpret_cast<volatile u64*>(area)[off / 8] = off;
   u64 forked = 0;
   i64 failure = 0;
   for (;;) {
@@ -188,7 +187,7 @@ int bomb(u64 mib) {
       // One copy-on-write page, a different one per child: the same fault at the same address
       // in many processes would look like one process faulting in a loop (AArch64's log does
       // not say which root faulted).
-      if (bytes != 0) reinterpret_cast<volatile u64*>(area)[(forked * 4096 % bytes) / 8] = 1;
+      if (bytes != 0) reinterpret_cast<volatile u64*>(area)[(forked * arch::kPageSize % bytes) / 8] = 1;
       exit(7);
     }
     if (pid < 0) {
@@ -252,20 +251,20 @@ constexpr u64 kMaxHeapPages = 16;
 constexpr u64 kMaxStackPages = 12;
 
 /// The data region's pages (the grader finds them by this symbol).
-alignas(4096) u64 g_vma_data[kDataPages * kPage / 8];
+alignas(arch::kPageSize) u64 g_vma_data[kDataPages * arch::kPageSize / 8];
 
 /// Word k of the page at @p page: the grader's twin is grade/test_lab6.py page_mark().
 u64 page_mark(u64 page, u64 k) { return value(0x10000 + (page >> 12)) + k; }
 
 void mark_page(u64 page) {
   auto* w = reinterpret_cast<volatile u64*>(page);
-  for (u64 k = 0; k < kPage / 8; ++k) w[k] = page_mark(page, k);
+  for (u64 k = 0; k < arch::kPageSize / 8; ++k) w[k] = page_mark(page, k);
 }
 
 /// 0 when every word of the page holds its mark; else 1.
 u64 marked(u64 page) {
   auto* w = reinterpret_cast<volatile u64*>(page);
-  for (u64 k = 0; k < kPage / 8; ++k)
+  for (u64 k = 0; k < arch::kPageSize / 8; ++k)
     if (w[k] != page_mark(page, k)) return 1;
   return 0;
 }
@@ -284,10 +283,10 @@ struct Marked {
 /// Grows the stack by @p pages marked pages in its own frame, then forks from there (so the
 /// marked pages lie above the stack pointer of both processes, untouched after the fork).
 [[gnu::noinline]] int fork_deep_in_stack(Marked& m, u64 pages) {
-  alignas(16) volatile u64 frame[(kMaxStackPages + 1) * kPage / 8];
+  alignas(16) volatile u64 frame[(kMaxStackPages + 1) * arch::kPageSize / 8];
   asm volatile("" ::"r"(frame) : "memory");
-  const u64 low = (u64(reinterpret_cast<uptr>(frame)) + kPage - 1) & ~(kPage - 1);
-  for (u64 i = 0; i < pages; ++i) m.add(low + i * kPage);
+  const u64 low = (u64(reinterpret_cast<uptr>(frame)) + arch::kPageSize - 1) & ~(arch::kPageSize - 1);
+  for (u64 i = 0; i < pages; ++i) m.add(low + i * arch::kPageSize);
   const i64 pid = fork();
   if (pid == 0) {
     for (int k = 0; k < 3; ++k) (void)yield();  // the grader picks one of these moments
@@ -314,25 +313,25 @@ int vmas(u64 maps, u64 heap_pages, u64 stack_pages) {
   heap_pages = min(heap_pages, kMaxHeapPages);
   stack_pages = min(stack_pages, kMaxStackPages);
   static Marked m;
-  for (u64 i = 0; i < kDataPages; ++i) m.add(u64(reinterpret_cast<uptr>(g_vma_data)) + i * kPage);
+  for (u64 i = 0; i < kDataPages; ++i) m.add(u64(reinterpret_cast<uptr>(g_vma_data)) + i * arch::kPageSize);
   for (u64 r = 0; r < maps; ++r) {
     const u64 pages = 1 + r % 3;
-    const i64 at = mmap(0, pages * kPage, abi::kProtRead | abi::kProtWrite);
+    const i64 at = mmap(0, pages * arch::kPageSize, abi::kProtRead | abi::kProtWrite);
     if (abi::is_error(at)) {
       println("forktree: vmas: mmap failed: {}", abi::errno_name(abi::errno_of(at)));
       return 2;
     }
-    for (u64 i = 0; i < pages; ++i) m.add(u64(at) + i * kPage);
+    for (u64 i = 0; i < pages; ++i) m.add(u64(at) + i * arch::kPageSize);
     // The first region becomes read-only: its pages are shared by fork and never copied.
-    if (r == 0 && mprotect(u64(at), pages * kPage, abi::kProtRead) != 0) return 2;
+    if (r == 0 && mprotect(u64(at), pages * arch::kPageSize, abi::kProtRead) != 0) return 2;
   }
   const i64 old = sbrk(0);
-  const u64 heap = (u64(old) + kPage - 1) & ~(kPage - 1);
-  if (abi::is_error(sbrk(i64(heap - u64(old) + heap_pages * kPage)))) {
+  const u64 heap = (u64(old) + arch::kPageSize - 1) & ~(arch::kPageSize - 1);
+  if (abi::is_error(sbrk(i64(heap - u64(old) + heap_pages * arch::kPageSize)))) {
     println("forktree: vmas: sbrk failed");
     return 2;
   }
-  for (u64 i = 0; i < heap_pages; ++i) m.add(heap + i * kPage);
+  for (u64 i = 0; i < heap_pages; ++i) m.add(heap + i * arch::kPageSize);
   return fork_deep_in_stack(m, stack_pages);
 }
 
@@ -347,11 +346,11 @@ i32 bytes_code(const volatile char* p, u64 n) {
 int readcow(u64 offset) {
   constexpr u64 kFill = 0x5555'5555'5555'5555ull;
   constexpr u64 kMaxLine = 240;
-  const i64 buf = mmap(0, 2 * kPage, abi::kProtRead | abi::kProtWrite);
+  const i64 buf = mmap(0, 2 * arch::kPageSize, abi::kProtRead | abi::kProtWrite);
   if (abi::is_error(buf)) return 2;
   auto* words = reinterpret_cast<volatile u64*>(buf);
-  for (u64 i = 0; i < 2 * kPage / 8; ++i) words[i] = kFill;
-  if (offset == 0 || offset >= kPage) offset = kPage - 32;
+  for (u64 i = 0; i < 2 * arch::kPageSize / 8; ++i) words[i] = kFill;
+  if (offset == 0 || offset >= arch::kPageSize) offset = arch::kPageSize - 32;
   const i64 pid = fork();
   if (pid == 0) {
     auto* line = reinterpret_cast<volatile char*>(buf + offset);
@@ -372,7 +371,7 @@ int readcow(u64 offset) {
   abi::ExitInfo info{};
   const i64 got = waitpid(pid, &info);
   u64 bad = 0;
-  for (u64 i = 0; i < 2 * kPage / 8; ++i) bad += words[i] != kFill;
+  for (u64 i = 0; i < 2 * arch::kPageSize / 8; ++i) bad += words[i] != kFill;
   println("forktree: readcow: child {} code {}; parent's buffer {}{}", got == pid ? "reaped" : "LOST",
           info.code, bad == 0 ? "intact" : "CHANGED", proof_note(u64(info.code) ^ (bad << 16)));
   return got == pid && bad == 0 ? 0 : 1;

@@ -53,7 +53,6 @@ namespace {
 using abi::Errno;
 using abi::Syscall;
 
-constexpr u64 kPage = 4096;
 u64 g_wrong = 0;
 
 u64 value(u64 tag) { return proof(token(), tag); }
@@ -127,7 +126,7 @@ void case_badptr() {
 
 void case_sbrk() {
   const i64 start = probe("sbrk(0)", Syscall::Sbrk, 0, kSuccess, 0);
-  const u64 below = (1 + value(11) % 64) * kPage + value(12) % kPage;
+  const u64 below = (1 + value(11) % 64) * arch::kPageSize + value(12) % arch::kPageSize;
   refuse("sbrk below the heap's start", Syscall::Sbrk, Errno::NoMem, u64(-i64(below)));
   refuse("sbrk of a huge increment", Syscall::Sbrk, Errno::NoMem, u64{1} << (44 + value(13) % 8));
   refuse("sbrk that overflows", Syscall::Sbrk, Errno::NoMem, u64{0x7fff'ffff'ffff'ffffull});
@@ -135,13 +134,13 @@ void case_sbrk() {
   probe("brk(0) after the refusals", Syscall::Brk, start, kExact, 0);
   probe("brk below the heap's start leaves it", Syscall::Brk, start, kExact, u64(start) - below);
   const u64 pages = 2 + value(14) % 4;
-  probe("sbrk of a few pages", Syscall::Sbrk, start, kExact, pages * kPage);
+  probe("sbrk of a few pages", Syscall::Sbrk, start, kExact, pages * arch::kPageSize);
   auto* heap = reinterpret_cast<volatile u64*>(start);
-  for (u64 i = 0; i < pages; ++i) heap[i * kPage / 8] = value(15) + i;
-  probe("sbrk back down", Syscall::Sbrk, i64(u64(start) + pages * kPage), kExact, u64(-i64(pages * kPage)));
+  for (u64 i = 0; i < pages; ++i) heap[i * arch::kPageSize / 8] = value(15) + i;
+  probe("sbrk back down", Syscall::Sbrk, i64(u64(start) + pages * arch::kPageSize), kExact, u64(-i64(pages * arch::kPageSize)));
   probe("brk(0) back at the start", Syscall::Brk, start, kExact, 0);
-  const u64 page_up = (u64(start) + kPage - 1) & ~(kPage - 1);
-  refuse("write from a heap page given back", Syscall::Write, Errno::Fault, 1, page_up + kPage, 8);
+  const u64 page_up = (u64(start) + arch::kPageSize - 1) & ~(arch::kPageSize - 1);
+  refuse("write from a heap page given back", Syscall::Write, Errno::Fault, 1, page_up + arch::kPageSize, 8);
 }
 
 void case_exec() {
@@ -174,32 +173,32 @@ void case_exec() {
 void case_mem() {
   constexpr u64 rw = abi::kProtRead | abi::kProtWrite;
   refuse("mmap of length 0", Syscall::Mmap, Errno::Inval, 0, 0, rw, 0);
-  refuse("mmap with unknown protection bits", Syscall::Mmap, Errno::Inval, 0, kPage, 8 << (value(30) % 4), 0);
-  refuse("mmap writable and executable", Syscall::Mmap, Errno::Access, 0, kPage, abi::kProtWrite | abi::kProtExec, 0);
-  refuse("mmap with unknown flags", Syscall::Mmap, Errno::Inval, 0, kPage, rw, 4 << (value(31) % 4));
-  refuse("mmap fixed at a misaligned address", Syscall::Mmap, Errno::Inval, unmapped_pointer(32) + 8, kPage, rw,
+  refuse("mmap with unknown protection bits", Syscall::Mmap, Errno::Inval, 0, arch::kPageSize, 8 << (value(30) % 4), 0);
+  refuse("mmap writable and executable", Syscall::Mmap, Errno::Access, 0, arch::kPageSize, abi::kProtWrite | abi::kProtExec, 0);
+  refuse("mmap with unknown flags", Syscall::Mmap, Errno::Inval, 0, arch::kPageSize, rw, 4 << (value(31) % 4));
+  refuse("mmap fixed at a misaligned address", Syscall::Mmap, Errno::Inval, unmapped_pointer(32) + 8, arch::kPageSize, rw,
          abi::kMapFixed);
-  refuse("mmap fixed in the kernel half", Syscall::Mmap, Errno::Inval, kernel_pointer(33) & ~(kPage - 1), kPage, rw,
+  refuse("mmap fixed in the kernel half", Syscall::Mmap, Errno::Inval, kernel_pointer(33) & ~(arch::kPageSize - 1), arch::kPageSize, rw,
          abi::kMapFixed);
-  refuse("mmap longer than the user half", Syscall::Mmap, Errno::Inval, 0, ~u64{0} - value(34) % kPage, rw, 0);
-  const i64 a = probe("mmap of two pages", Syscall::Mmap, 0, kSuccess, 0, 2 * kPage, rw, 0);
+  refuse("mmap longer than the user half", Syscall::Mmap, Errno::Inval, 0, ~u64{0} - value(34) % arch::kPageSize, rw, 0);
+  const i64 a = probe("mmap of two pages", Syscall::Mmap, 0, kSuccess, 0, 2 * arch::kPageSize, rw, 0);
   if (a < 0) return;
   reinterpret_cast<volatile u64*>(a)[0] = value(35);
-  refuse("mmap fixed-noreplace over a mapping", Syscall::Mmap, Errno::Exist, u64(a), kPage, rw,
+  refuse("mmap fixed-noreplace over a mapping", Syscall::Mmap, Errno::Exist, u64(a), arch::kPageSize, rw,
          abi::kMapFixedNoReplace);
-  refuse("munmap at a misaligned address", Syscall::Munmap, Errno::Inval, u64(a) + 1 + value(36) % (kPage - 1), kPage);
+  refuse("munmap at a misaligned address", Syscall::Munmap, Errno::Inval, u64(a) + 1 + value(36) % (arch::kPageSize - 1), arch::kPageSize);
   refuse("munmap of length 0", Syscall::Munmap, Errno::Inval, u64(a), 0);
-  refuse("munmap in the kernel half", Syscall::Munmap, Errno::Inval, kernel_pointer(37) & ~(kPage - 1), kPage);
-  refuse("munmap of a range that wraps", Syscall::Munmap, Errno::Inval, ~u64{0} & ~(kPage - 1), 2 * kPage);
-  refuse("mprotect writable and executable", Syscall::Mprotect, Errno::Access, u64(a), kPage,
+  refuse("munmap in the kernel half", Syscall::Munmap, Errno::Inval, kernel_pointer(37) & ~(arch::kPageSize - 1), arch::kPageSize);
+  refuse("munmap of a range that wraps", Syscall::Munmap, Errno::Inval, ~u64{0} & ~(arch::kPageSize - 1), 2 * arch::kPageSize);
+  refuse("mprotect writable and executable", Syscall::Mprotect, Errno::Access, u64(a), arch::kPageSize,
          abi::kProtWrite | abi::kProtExec);
-  refuse("mprotect with unknown bits", Syscall::Mprotect, Errno::Inval, u64(a), kPage, 16);
-  refuse("mprotect of a range nothing maps", Syscall::Mprotect, Errno::NoMem, unmapped_pointer(38) & ~(kPage - 1),
-         kPage, abi::kProtRead);
-  probe("mprotect to read-only", Syscall::Mprotect, 0, kExact, u64(a), kPage, abi::kProtRead);
+  refuse("mprotect with unknown bits", Syscall::Mprotect, Errno::Inval, u64(a), arch::kPageSize, 16);
+  refuse("mprotect of a range nothing maps", Syscall::Mprotect, Errno::NoMem, unmapped_pointer(38) & ~(arch::kPageSize - 1),
+         arch::kPageSize, abi::kProtRead);
+  probe("mprotect to read-only", Syscall::Mprotect, 0, kExact, u64(a), arch::kPageSize, abi::kProtRead);
   refuse("read into the read-only page", Syscall::Read, Errno::Fault, 0, u64(a) + value(39) % 512, 16);
-  probe("munmap of both pages", Syscall::Munmap, 0, kExact, u64(a), 2 * kPage);
-  probe("munmap of the hole again", Syscall::Munmap, 0, kExact, u64(a), 2 * kPage);
+  probe("munmap of both pages", Syscall::Munmap, 0, kExact, u64(a), 2 * arch::kPageSize);
+  probe("munmap of the hole again", Syscall::Munmap, 0, kExact, u64(a), 2 * arch::kPageSize);
   refuse("write from the unmapped pages", Syscall::Write, Errno::Fault, 1, u64(a), 8);
 }
 
@@ -230,14 +229,14 @@ void case_wait() {
 void case_forkmem() {
   // Every page of the program first (lab 5 loads them lazily): with no frame left, a first
   // touch of code would kill the case. _start opens .text; _end closes the last segment.
-  for (u64 page = va(&_start) & ~(kPage - 1); page < va(_end); page += kPage)
+  for (u64 page = va(&_start) & ~(arch::kPageSize - 1); page < va(_end); page += arch::kPageSize)
     (void)*reinterpret_cast<volatile const char*>(page);
   // Exhaust memory: touch pages of a large mapping until only a few frames are free (the
   // kernel's own count steers the loop; the grader reads the bitmap itself).
   abi::ProcInfo info{};
   (void)proc_info(&info);
   const u64 room = info.frames_total - info.frames_in_use;
-  const i64 area = mmap(0, room * kPage, abi::kProtRead | abi::kProtWrite);
+  const i64 area = mmap(0, room * arch::kPageSize, abi::kProtRead | abi::kProtWrite);
   if (abi::is_error(area)) {
     ++g_wrong;
     return;
@@ -250,8 +249,8 @@ void case_forkmem() {
     (void)proc_info(&info);
     const u64 free = info.frames_total - info.frames_in_use;
     if (free <= leave || touched == room) break;
-    const u64 va = u64(area) + touched * kPage;
-    const bool new_table = touched == 0 || (va >> 21) != ((va - kPage) >> 21);
+    const u64 va = u64(area) + touched * arch::kPageSize;
+    const bool new_table = touched == 0 || (va >> 21) != ((va - arch::kPageSize) >> 21);
     if (free < 8) {
       if (new_table && free < 2) break;
       reinterpret_cast<volatile u64*>(va)[0] = touched++;
@@ -259,12 +258,12 @@ void case_forkmem() {
     }
     const u64 step = (free - 8) / 2 + 1;
     for (u64 i = 0; i < step && touched < room; ++i, ++touched)
-      reinterpret_cast<volatile u64*>(area + i64(touched * kPage))[0] = touched;
+      reinterpret_cast<volatile u64*>(area + i64(touched * arch::kPageSize))[0] = touched;
   }
   refuse("fork with memory exhausted", Syscall::Fork, Errno::NoMem);
   refuse("spawn with memory exhausted", Syscall::Spawn, Errno::NoMem, va("echo"), 0);
   refuse("exec with memory exhausted", Syscall::Exec, Errno::NoMem, va("echo"), 0);
-  probe("munmap of the exhausting mapping", Syscall::Munmap, 0, kExact, u64(area), room * kPage);
+  probe("munmap of the exhausting mapping", Syscall::Munmap, 0, kExact, u64(area), room * arch::kPageSize);
   const i64 child = probe("fork after the memory came back", Syscall::Fork, 0, kSuccess);
   if (child == 0) exit(0);
   if (child < 0) return;

@@ -28,7 +28,6 @@ using namespace pagoda::user;
 
 namespace {
 
-constexpr u64 kPage = 4096;
 
 // Data and bss that share a page: the data's last bytes are followed by bss.
 extern "C" {
@@ -37,7 +36,7 @@ volatile u64 vmas_bss[600];
 
 /// Called once, before operation MARKER of `random` (argv[3]), for the grader to stop at: the
 /// model is between two operations there. In a page of its own (a breakpoint slows its page).
-[[gnu::noinline, gnu::aligned(4096)]] void vmas_marker(u64 op) { asm volatile("" ::"r"(op) : "memory"); }
+[[gnu::noinline, gnu::aligned(arch::kPageSize)]] void vmas_marker(u64 op) { asm volatile("" ::"r"(op) : "memory"); }
 }
 
 abi::ProcInfo info() {
@@ -56,8 +55,8 @@ int lazy(u64 pages) {
   }
   const abi::ProcInfo mapped = info();
   for (u64 i = 0; i < pages; ++i) {
-    const u64 page = proof(token(), i) % (size / kPage);
-    *reinterpret_cast<volatile u64*>(u64(at) + page * kPage + 8) = i + 1;
+    const u64 page = proof(token(), i) % (size / arch::kPageSize);
+    *reinterpret_cast<volatile u64*>(u64(at) + page * arch::kPageSize + 8) = i + 1;
   }
   const abi::ProcInfo after = info();
   println("vmas: lazy: 64 MiB at {:#x}; user frames {} -> {} -> {}; tables {} -> {} proof={:016x}", at,
@@ -76,29 +75,29 @@ int bss() {
 }
 
 int hole() {
-  const i64 at = mmap(0, 8 * kPage, abi::kProtRead | abi::kProtWrite);
-  auto word = [&](u64 page) { return reinterpret_cast<volatile u64*>(u64(at) + page * kPage); };
+  const i64 at = mmap(0, 8 * arch::kPageSize, abi::kProtRead | abi::kProtWrite);
+  auto word = [&](u64 page) { return reinterpret_cast<volatile u64*>(u64(at) + page * arch::kPageSize); };
   for (u64 i = 0; i < 8; ++i) *word(i) = i + 1;
-  const i64 r = munmap(u64(at) + 3 * kPage, 2 * kPage);
+  const i64 r = munmap(u64(at) + 3 * arch::kPageSize, 2 * arch::kPageSize);
   abi::VmaInfo list[16];
   const i64 n = vma_list(list, 16);
   u64 ends = 0;
   constexpr u64 kEnds[] = {0, 1, 2, 5, 6, 7};
   for (u64 i : kEnds) ends += *word(i);
   println("vmas: hole: munmap -> {}; {} VMAs; ends sum {} proof={:016x}", r, n, ends, proof(token(), ends));
-  println("vmas: touching the hole at {:#x}", u64(at) + 3 * kPage);
+  println("vmas: touching the hole at {:#x}", u64(at) + 3 * arch::kPageSize);
   return int(*word(3));
 }
 
 int protect() {
-  const i64 at = mmap(0, 2 * kPage, abi::kProtRead | abi::kProtWrite);
+  const i64 at = mmap(0, 2 * arch::kPageSize, abi::kProtRead | abi::kProtWrite);
   volatile u64* p = reinterpret_cast<volatile u64*>(at);
   p[0] = 7;
-  const i64 a = mprotect(u64(at), 2 * kPage, abi::kProtRead);
+  const i64 a = mprotect(u64(at), 2 * arch::kPageSize, abi::kProtRead);
   const u64 seen = p[0];
-  const i64 b = mprotect(u64(at), 2 * kPage, abi::kProtRead | abi::kProtWrite);
+  const i64 b = mprotect(u64(at), 2 * arch::kPageSize, abi::kProtRead | abi::kProtWrite);
   p[0] = seen + 1;
-  const i64 c = mprotect(u64(at), kPage, abi::kProtRead);
+  const i64 c = mprotect(u64(at), arch::kPageSize, abi::kProtRead);
   println("vmas: protect: {} {} {}; read {} then wrote {} proof={:016x}", a, b, c, seen, p[0], proof(token(), p[0]));
   println("vmas: writing the read-only page at {:#x}", at);
   p[0] = 9;
@@ -108,14 +107,14 @@ int protect() {
 int brk_mode(u64 pages) {
   const i64 base = sbrk(0);
   const abi::ProcInfo before = info();
-  const i64 old = sbrk(i64(pages * kPage));
-  for (u64 i = 0; i < pages; ++i) reinterpret_cast<volatile u64*>(u64(base) + i * kPage)[1] = i;
+  const i64 old = sbrk(i64(pages * arch::kPageSize));
+  for (u64 i = 0; i < pages; ++i) reinterpret_cast<volatile u64*>(u64(base) + i * arch::kPageSize)[1] = i;
   const abi::ProcInfo grown = info();
-  const i64 back = sbrk(-i64(pages * kPage));
+  const i64 back = sbrk(-i64(pages * arch::kPageSize));
   const abi::ProcInfo shrunk = info();
-  const u64 top = (u64(sbrk(0)) + kPage - 1) / kPage * kPage;
-  const i64 wall = mmap(top + kPage, kPage, abi::kProtRead, abi::kMapFixedNoReplace);
-  const i64 past = sbrk(i64(4 * kPage));
+  const u64 top = (u64(sbrk(0)) + arch::kPageSize - 1) / arch::kPageSize * arch::kPageSize;
+  const i64 wall = mmap(top + arch::kPageSize, arch::kPageSize, abi::kProtRead, abi::kMapFixedNoReplace);
+  const i64 past = sbrk(i64(4 * arch::kPageSize));
   println("vmas: brk: base {:#x} old {:#x}; frames {} -> {} -> {}; shrink {:#x}; wall {:#x}; sbrk past it -> {} "
           "proof={:016x}", base, old, before.user_frames, grown.user_frames, shrunk.user_frames, back, wall, past,
           proof(token(), grown.user_frames - before.user_frames));
@@ -123,7 +122,7 @@ int brk_mode(u64 pages) {
 }
 
 [[gnu::noinline]] u64 dig(u64 pages) {
-  volatile u8 frame[kPage - 64];
+  volatile u8 frame[arch::kPageSize - 64];
   frame[0] = u8(pages);
   frame[sizeof frame - 1] = u8(pages);
   asm volatile("" ::"r"(frame) : "memory");
@@ -152,12 +151,12 @@ int list() {
 /// instructions under -icount shift=0).
 [[gnu::noinline]] u64 touch_pages(u64 base, u64 pages) {
   const u64 start = arch::cycle_counter();
-  for (u64 i = 0; i < pages; ++i) reinterpret_cast<volatile u64*>(base + i * kPage)[0] = i;
+  for (u64 i = 0; i < pages; ++i) reinterpret_cast<volatile u64*>(base + i * arch::kPageSize)[0] = i;
   return arch::cycle_counter() - start;
 }
 
 int fault(u64 pages) {
-  const i64 at = mmap(0, pages * kPage, abi::kProtRead | abi::kProtWrite);
+  const i64 at = mmap(0, pages * arch::kPageSize, abi::kProtRead | abi::kProtWrite);
   if (abi::is_error(at)) {
     println("vmas: fault: mmap of {} pages failed: {}", pages, at);
     return 1;
@@ -197,7 +196,7 @@ struct Model {
 int random_ops(u64 ops, u64 marker) {
   TestRandom r{proof(token(), kRandomTag) | 1};
   Model m;
-  auto at = [](u64 page) { return kWindow + page * kPage; };
+  auto at = [](u64 page) { return kWindow + page * arch::kPageSize; };
   for (u64 op = 0; op < ops; ++op) {
     if (marker != 0 && op == marker) vmas_marker(op);
     const u64 kind = r.below(4);
@@ -211,7 +210,7 @@ int random_ops(u64 ops, u64 marker) {
     if (kind == 0) {  // mmap: fixed, or fixed without replacing
       const u64 prot = kProts[r.below(3)];
       const bool keep = r.below(2) == 0;
-      const i64 got = mmap(at(first), count * kPage, prot, keep ? abi::kMapFixedNoReplace : abi::kMapFixed);
+      const i64 got = mmap(at(first), count * arch::kPageSize, prot, keep ? abi::kMapFixedNoReplace : abi::kMapFixed);
       if (keep && any) {
         m.expect(got, abi::error_result(abi::Errno::Exist));
         continue;
@@ -219,11 +218,11 @@ int random_ops(u64 ops, u64 marker) {
       m.expect(got, i64(at(first)));
       for (u64 i = first; i < first + count; ++i) m.pages[i] = Page{true, prot, 0};
     } else if (kind == 1) {  // munmap (holes are fine)
-      m.expect(munmap(at(first), count * kPage), 0);
+      m.expect(munmap(at(first), count * arch::kPageSize), 0);
       for (u64 i = first; i < first + count; ++i) m.pages[i] = Page{};
     } else if (kind == 2) {  // mprotect to ---, r-- or rw- (the whole range must be mapped; --- keeps the values)
       const u64 prot = kProts[r.below(3)];
-      m.expect(mprotect(at(first), count * kPage, prot), all ? 0 : abi::error_result(abi::Errno::NoMem));
+      m.expect(mprotect(at(first), count * arch::kPageSize, prot), all ? 0 : abi::error_result(abi::Errno::NoMem));
       if (all)
         for (u64 i = first; i < first + count; ++i) m.pages[i].prot = prot;
     } else {  // touch one page: write if writable, read if readable; a kernel write must fail if not writable
@@ -238,7 +237,7 @@ int random_ops(u64 ops, u64 marker) {
       if (!writable) m.expect(proc_info(reinterpret_cast<abi::ProcInfo*>(at(first))), abi::error_result(abi::Errno::Fault));
     }
   }
-  m.expect(munmap(kWindow, kWindowPages * kPage), 0);
+  m.expect(munmap(kWindow, kWindowPages * arch::kPageSize), 0);
   println("vmas: random: {} operations, {} mismatches, checksum {:016x} proof={:016x}", ops, m.mismatches, m.hash,
           proof(token(), m.hash));
   return m.mismatches == 0 ? 0 : 1;
@@ -259,7 +258,7 @@ u64 pattern_intact(volatile u64* p) {
 /// to the MMU, its frame still holding the pattern) and at the write() of the last line (the page
 /// rw- again, the pattern intact), then watches the read of the no-access page fault.
 int none() {
-  const i64 at = mmap(0, 2 * kPage, abi::kProtRead | abi::kProtWrite);
+  const i64 at = mmap(0, 2 * arch::kPageSize, abi::kProtRead | abi::kProtWrite);
   if (abi::is_error(at)) {
     println("vmas: none: mmap failed: {}", at);
     return 1;
@@ -267,14 +266,14 @@ int none() {
   volatile u64* p = reinterpret_cast<volatile u64*>(at);
   for (u64 i = 0; i < kNoneWords; ++i) p[i] = proof(token(), kNoneTag + i);
   println("vmas: none: pattern at {:#x}", at);
-  const i64 a = mprotect(u64(at), 2 * kPage, abi::kProtNone);  // one page brought in, one not
+  const i64 a = mprotect(u64(at), 2 * arch::kPageSize, abi::kProtNone);  // one page brought in, one not
   const i64 r = read(abi::kStdin, reinterpret_cast<void*>(at), 16);
   const i64 w = write(abi::kStdout, reinterpret_cast<const void*>(at), 16);
-  const i64 b = mprotect(u64(at), 2 * kPage, abi::kProtRead | abi::kProtWrite);
+  const i64 b = mprotect(u64(at), 2 * arch::kPageSize, abi::kProtRead | abi::kProtWrite);
   const u64 intact = pattern_intact(p);
   println("vmas: none: mprotect {} read {} write {} mprotect {}; {} of {} words intact proof={:016x}", a, r, w, b,
           intact, kNoneWords, proof(token(), intact));
-  const i64 c = mprotect(u64(at), kPage, abi::kProtNone);
+  const i64 c = mprotect(u64(at), arch::kPageSize, abi::kProtNone);
   println("vmas: none: mprotect {}; reading the no-access page at {:#x}", c, at);
   return int(p[1]);
 }
@@ -284,14 +283,14 @@ int none() {
 /// stops at the child's read() (both roots: the leaves invalid to the MMU, the frames, their
 /// reference counts) and at the parent's last line.
 int none_fork() {
-  const i64 at = mmap(0, 2 * kPage, abi::kProtRead | abi::kProtWrite);
+  const i64 at = mmap(0, 2 * arch::kPageSize, abi::kProtRead | abi::kProtWrite);
   if (abi::is_error(at)) {
     println("vmas: nonefork: mmap failed: {}", at);
     return 1;
   }
   volatile u64* p = reinterpret_cast<volatile u64*>(at);
   for (u64 i = 0; i < kNoneWords; ++i) p[i] = proof(token(), kNoneTag + i);
-  const i64 a = mprotect(u64(at), 2 * kPage, abi::kProtNone);
+  const i64 a = mprotect(u64(at), 2 * arch::kPageSize, abi::kProtNone);
   println("vmas: nonefork: pattern at {:#x}, mprotect {}", at, a);
   const i64 pid = fork();
   if (pid < 0) {
@@ -300,7 +299,7 @@ int none_fork() {
   }
   if (pid == 0) {
     const i64 r = read(abi::kStdin, reinterpret_cast<void*>(at), 16);
-    const i64 b = mprotect(u64(at), 2 * kPage, abi::kProtRead | abi::kProtWrite);
+    const i64 b = mprotect(u64(at), 2 * arch::kPageSize, abi::kProtRead | abi::kProtWrite);
     const u64 intact = pattern_intact(p);
     for (u64 i = 0; i < kNoneWords; ++i) p[i] = ~p[i];  // the child's own copy from here on
     println("vmas: nonefork: child: read {} mprotect {}; {} of {} words intact proof={:016x}", r, b, intact,
@@ -310,7 +309,7 @@ int none_fork() {
   abi::ExitInfo info{};
   const i64 got = waitpid(pid, &info);
   const bool child_ok = got == pid && info.how == u32(abi::Termination::Exited) && info.code == 0;
-  const i64 b = mprotect(u64(at), 2 * kPage, abi::kProtRead | abi::kProtWrite);
+  const i64 b = mprotect(u64(at), 2 * arch::kPageSize, abi::kProtRead | abi::kProtWrite);
   const u64 intact = pattern_intact(p);
   println("vmas: nonefork: parent: child {}; mprotect {}; {} of {} words intact proof={:016x}",
           child_ok ? "ok" : "FAILED", b, intact, kNoneWords, proof(token(), intact ^ (child_ok ? 0 : 1ull << 32)));

@@ -26,24 +26,10 @@ from .format import format_gp_error, format_pf_error, format_walk
 from .model import PAGE_SIZE_4K, Walk
 from .regs import CR0_PE, EFER_LMA, decode_gp_error, decode_pf_error, paging_mode
 from .roots import MISSING, RootTable, top_level, top_level_problem
+from .x86_facts import (DOUBLE_FAULT, ERROR_CODE_VECTORS, EXCEPTIONS, FIRST_INTERRUPT, GENERAL_PROTECTION,
+                          PAGE_FAULT, SELECTOR_VECTORS)
 
-EXCEPTIONS = {
-    0: ("#DE", "divide error"), 1: ("#DB", "debug"), 2: ("NMI", "non-maskable interrupt"),
-    3: ("#BP", "breakpoint"), 4: ("#OF", "overflow"), 5: ("#BR", "bound range exceeded"),
-    6: ("#UD", "invalid opcode"), 7: ("#NM", "device not available"),
-    8: ("#DF", "double fault"), 10: ("#TS", "invalid TSS"), 11: ("#NP", "segment not present"),
-    12: ("#SS", "stack-segment fault"), 13: ("#GP", "general protection fault"),
-    14: ("#PF", "page fault"), 16: ("#MF", "x87 error"), 17: ("#AC", "alignment check"),
-    18: ("#MC", "machine check"), 19: ("#XM", "SIMD error"), 20: ("#VE", "virtualization"),
-    21: ("#CP", "control protection"), 29: ("#VC", "VMM communication"),
-    30: ("#SX", "security exception"),
-}
-DOUBLE_FAULT, GENERAL_PROTECTION, PAGE_FAULT = 8, 13, 14
-SELECTOR_VECTORS = (10, 11, 12, 13)
-# Vectors for which the CPU pushes an error code (the stubs push 0 for the others).
-ERROR_CODE_VECTORS = frozenset((8, 10, 11, 12, 13, 14, 17, 21, 29, 30))
 VECTORS = 256
-FIRST_INTERRUPT = 32
 
 # The TrapFrame of arch/x86_64/trap_frame.hpp, lowest address first (used when GDB has no
 # debug type for it).

@@ -41,6 +41,7 @@ from . import aarch64, x86_64
 from .model import PAGE_SIZE_4K, read_table
 from .roots import REGISTRY_SYMBOL, read_root_table
 from .walker import canonical_arch, dump
+from .x86_facts import FRAME_MASK as X86_FRAME_MASK
 
 Symbol = Callable[[str], Optional[int]]
 
@@ -103,7 +104,7 @@ def table_frames(arch: str, read_phys, root: int, levels: int = 4) -> set[int]:
             if arch == x86_64.ARCH:
                 if not raw & x86_64.PTE_P or (level > 0 and raw & x86_64.PTE_PS):
                     continue
-                child = raw & 0x000F_FFFF_FFFF_F000
+                child = raw & X86_FRAME_MASK
             else:
                 if raw & 3 != 3:
                     continue

@@ -4,12 +4,16 @@
 ///     x8 = number   x0 .. x5 = arguments 0..5   -> x0 = result
 #pragma once
 
+#include "arch/aarch64/page_defs.h"
 #include "lib/types.hpp"
 
 namespace pagoda::user::arch {
 
 /// The ISA's name, as the kernel prints it.
 inline constexpr const char* kName = "aarch64";
+
+/// The page size: the kernel's own definition (arch/aarch64/page_defs.h).
+inline constexpr u64 kPageSize = AARCH64_PAGE_SIZE;
 
 /// Executes one system call with six arguments (unused ones are passed as 0).
 inline i64 syscall6(u64 number, u64 a0, u64 a1, u64 a2, u64 a3, u64 a4, u64 a5) {

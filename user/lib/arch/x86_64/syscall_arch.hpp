@@ -7,12 +7,16 @@
 /// clobbered. r10 stands in for rcx, which the C calling convention would use for argument 3.
 #pragma once
 
+#include "arch/x86_64/page_defs.h"
 #include "lib/types.hpp"
 
 namespace pagoda::user::arch {
 
 /// The ISA's name, as the kernel prints it.
 inline constexpr const char* kName = "x86_64";
+
+/// The page size: the kernel's own definition (arch/x86_64/page_defs.h).
+inline constexpr u64 kPageSize = X86_PAGE_SIZE;
 
 /// Executes one system call with six arguments (unused ones are passed as 0).
 inline i64 syscall6(u64 number, u64 a0, u64 a1, u64 a2, u64 a3, u64 a4, u64 a5) {
