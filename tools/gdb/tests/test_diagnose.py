@@ -7,7 +7,7 @@ from collections import namedtuple
 
 import pytest
 
-from pagoda_pt.diagnose import NOTHING_WRONG, story_from_faults
+from pagoda_pt.diagnose import NOTHING_WRONG, SyscallAt, story_from_faults
 from pagoda_pt.diagnose_x86_64 import (KernelImage, TrapFrameAt, X86Facts, decode_gate,
                                        explain, idt_vectors, trap_frame_problems)
 from pagoda_pt.roots import KnownRoot, RootTable
@@ -405,3 +405,83 @@ def test_a_double_fault_at_the_syscall_entry_on_a_null_stack_names_the_unset_sys
     v = verdict(explain(facts))
     assert v.startswith("the stack pointer is 0x0 at %#x: the kernel ran on a stack that was never set"
                         % (TEXT + 0x20)), v
+
+
+# ---- lab 4: a kernel access on a process's behalf -----------------------------------------------
+
+KERNEL_POINTER = 0xFFFF_8000_5A51_D000     # a kernel-half address no root maps
+USER_END = 0x8000_0000_0000
+
+
+def copy_fault(m, cr2, error, fixups, syscall=None, function="x86_user_copy"):
+    """A kernel-mode #PF at CODE, which the symbols place in @p function, on @p cr2, while process
+    'badptr' is live."""
+    proc = process_root(m)
+    facts = m.facts(root=proc, cr2=cr2, trap=trap(14, error),
+                    roots=[KnownRoot(proc.root, "badptr", "process", 1)])
+    facts.symbol = lambda va: "%s + 3 in section .text" % function if va == CODE else ""
+    facts.fixups, facts.user_end, facts.syscall = fixups, USER_END, syscall
+    return facts
+
+
+def test_a_user_copy_fault_on_a_user_address_without_a_fix_up_entry_names_the_missing_entry(m):
+    facts = copy_fault(m, 0, 0x0, fixups={CODE + 0x40: CODE + 0x44})          # another instruction's
+    v = verdict(explain(facts))
+    assert v.startswith("a user copy faulted on user address 0x0: the read at %#x in x86_user_copy, for "
+                        "process 'badptr' (pid 1, root " % CODE), v
+    assert "is not in the fix-up table (1 entry, none for %#x)" % CODE in v, v
+    # With its entry the fault is the copy's way of finding a bad pointer (EFAULT), not a missing entry.
+    facts = copy_fault(m, 0, 0x0, fixups={CODE: CODE + 0x10})
+    v = verdict(explain(facts))
+    assert "not in the fix-up table" not in v, v
+    assert v.startswith("a user copy faulted on user address 0x0, and the fix-up table sends the read at "
+                        "%#x in x86_user_copy to %#x" % (CODE, CODE + 0x10)), v
+    # Outside the copies the table says nothing.
+    facts = copy_fault(m, 0, 0x0, fixups={}, function="pagoda::kmain")
+    assert "fix-up" not in verdict(explain(facts))
+
+
+def test_a_system_call_on_a_kernel_pointer_the_process_passed_names_the_unchecked_pointer(m):
+    write = SyscallAt(1, (1, KERNEL_POINTER, 64, 0, 0, 0), "write")
+    facts = copy_fault(m, KERNEL_POINTER, 0x0, fixups={CODE: CODE + 0x10}, syscall=write)
+    v = verdict(explain(facts))
+    assert v.startswith("the kernel touched the kernel-half address %#x on behalf of process 'badptr' "
+                        "(pid 1, root " % KERNEL_POINTER), v
+    assert "the process passed %#x as argument 2 of write (system call 1)" % KERNEL_POINTER in v, v
+    assert "a user pointer that was not checked to be in the user half" in v, v
+    # A kernel-half fault in a copy whose pointers were all the user's is the copy's kernel side.
+    other = SyscallAt(1, (1, 0x40_1000, 64, 0, 0, 0), "write")
+    facts = copy_fault(m, KERNEL_POINTER, 0x0, fixups={CODE: CODE + 0x10}, syscall=other)
+    assert "user pointer" not in verdict(explain(facts))
+
+
+def test_an_iretq_to_a_user_address_with_a_ring_0_selector_names_the_entry_s_privilege(m):
+    frame_at = STACK + 0x1F00
+    m.write(frame_at, struct.pack("<5Q", PROC_PAGE, 0x08, 0x202, USER_RSP, USER_SS))
+    proc = process_root(m)
+    facts = m.facts(root=proc, trap=trap(13, USER_SS & ~3, rsp=frame_at),
+                    roots=[KnownRoot(proc.root, "hello", "process", 1)])
+    facts.instruction = lambda va: "%#x <x86_trap_common+71>:\tiretq" % va if va == CODE else None
+    lines = explain(facts)
+    v = verdict(lines)
+    assert v.startswith("the IRETQ at %#x returns to ring 0 at the user address %#x for process 'hello'"
+                        % (CODE, PROC_PAGE)), v
+    assert "has CS 0x8, RPL 0 (the kernel's code selector), where entering user mode needs the user code " \
+           "selector, RPL 3 (its SS 0x1b has RPL 3" in v, v
+    # The same frame with the user's code selector is an ordinary #GP.
+    m.write(frame_at, struct.pack("<5Q", PROC_PAGE, USER_CS, 0x202, USER_RSP, USER_SS))
+    assert "ring 0" not in verdict(explain(facts))
+
+
+def test_a_kernel_mode_fault_on_the_process_s_code_is_user_code_run_in_ring_0(m):
+    proc = process_root(m)
+    facts = m.facts(root=proc, cr2=PROC_PAGE, trap=trap(14, 0x11, rip=PROC_PAGE, rsp=STACK + 0x2000),
+                    roots=[KnownRoot(proc.root, "hello", "process", 1)])
+    v = verdict(explain(facts))
+    assert v.startswith("the CPU was running the process's user code at %#x in ring 0 (CS 0x8, CPL 0) for "
+                        "process 'hello'" % PROC_PAGE), v
+    assert "the entry to user mode kept kernel privilege" in v, v
+    # A kernel page there is not the process's code: the rule stays silent.
+    m.kernel.map(PROC_PAGE, 0x30_0000, flags=P)
+    facts = m.facts(cr2=PROC_PAGE, trap=trap(14, 0x11, rip=PROC_PAGE, rsp=STACK + 0x2000))
+    assert "user code" not in verdict(explain(facts))
