@@ -7,7 +7,10 @@ facts and the rules are per architecture:
   pagoda_pt/diagnose_x86_64.py   the x86_64 rules (pure, tested on synthetic tables)
   faults_aarch64.py         AArch64: the trap frame (ESR, FAR, ELR, SPSR) and FAR walked through
                             TTBR0 or TTBR1, or the CPU as it is (ESR_EL1, ELR_EL1, FAR_EL1,
-                            VBAR_EL1, SP) in an exception loop
+                            VBAR_EL1, SP) in an exception loop; its pure rules are in
+                            pagoda_pt/diagnose_aarch64.py
+  here, for both            the fix-up table, the kernel's user_end and the system call on the
+                            stack (pagoda_pt.diagnose.on_behalf_findings reasons about them)
 
 The output always ends with a verdict line, "nothing is wrong that I can see" included.
 """

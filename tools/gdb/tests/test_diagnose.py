@@ -485,3 +485,67 @@ def test_a_kernel_mode_fault_on_the_process_s_code_is_user_code_run_in_ring_0(m)
     m.kernel.map(PROC_PAGE, 0x30_0000, flags=P)
     facts = m.facts(cr2=PROC_PAGE, trap=trap(14, 0x11, rip=PROC_PAGE, rsp=STACK + 0x2000))
     assert "user code" not in verdict(explain(facts))
+
+
+# ---- AArch64 (pagoda_pt.diagnose_aarch64): the walk of synthetic tables, the rules' sentences ----
+
+from pagoda_pt.diagnose import KernelAccess, on_behalf_findings            # noqa: E402
+from pagoda_pt.diagnose_aarch64 import (USER_COPY_ROUTINES, in_kernel_half, user_code_at_el1,  # noqa: E402
+                                        writable_and_executable)
+from pagoda_pt.walker import walk as walk_tables                             # noqa: E402
+from ptbuild import (AF, AP_EL0, AP_RO, LEAF_DEFAULT, PXN, TCR_48BIT_4K, UXN, UXN_TABLE,  # noqa: E402
+                     ArmTables, PhysMem)
+
+SCTLR_M, SCTLR_WXN = 1, 1 << 19
+A64_CODE = 0x40_0000
+SPSR_EL0T, SPSR_EL1H = 0x0, 0x5
+
+
+def arm_walk(attrs, sctlr=SCTLR_M | SCTLR_WXN, table_bits=0):
+    """The walk of A64_CODE in a TTBR0 tree that maps it with leaf @p attrs."""
+    mem = PhysMem()
+    tables = ArmTables(mem)
+    tables.map(A64_CODE, 0x4100_0000, attrs=LEAF_DEFAULT | attrs, table_bits=table_bits)
+    regs = {"tcr_el1": TCR_48BIT_4K, "sctlr_el1": sctlr, "ttbr0_el1": tables.root}
+    return walk_tables("aarch64", mem, None, A64_CODE, regs)
+
+
+def test_aarch64_an_el0_fetch_from_a_writable_executable_page_is_a_segment_mapped_w_and_x():
+    w = arm_walk(AP_EL0 | PXN)                               # EL0 read-write, UXN clear: W and X
+    assert w.mapped and w.perms.write and not w.perms.execute   # WXN: the walker already refuses X
+    s = writable_and_executable(w, A64_CODE, SCTLR_M | SCTLR_WXN)
+    assert s.startswith("the page at %#x is mapped writable and executable for EL0 (L3[0]: AP=01, UXN=0), and "
+                        "SCTLR_EL1.WXN is set" % A64_CODE), s
+    assert "The loader mapped a segment writable and executable" in s, s
+    # Code mapped as it should be (read-only, or never executable at EL0) is not this cause.
+    assert writable_and_executable(arm_walk(AP_EL0 | AP_RO | PXN), A64_CODE, SCTLR_M | SCTLR_WXN) is None
+    assert writable_and_executable(arm_walk(AP_EL0 | PXN | UXN), A64_CODE, SCTLR_M | SCTLR_WXN) is None
+    assert writable_and_executable(arm_walk(AP_EL0 | PXN, table_bits=UXN_TABLE), A64_CODE, SCTLR_M) is None
+
+
+def test_aarch64_an_el1_exception_on_the_process_s_code_is_user_code_run_at_el1():
+    code = arm_walk(AP_EL0 | AP_RO | PXN)                    # the process's text: r-x at EL0
+    s = user_code_at_el1(SPSR_EL1H, A64_CODE, code, "process 'hello' (pid 1, root 0x4010000)")
+    assert s.startswith("the CPU was running the process's user code at %#x at EL1 for process 'hello' (pid 1, "
+                        "root 0x4010000): its PSTATE says EL1h, not EL0t" % A64_CODE), s
+    assert "an exception return whose SPSR_EL1 names EL1h does not enter EL0" in s, s
+    # From EL0 it is the process's own fault; a page EL0 may not execute is not its code.
+    assert user_code_at_el1(SPSR_EL0T, A64_CODE, code, "p") is None
+    assert user_code_at_el1(SPSR_EL1H, A64_CODE, arm_walk(AP_EL0 | AP_RO | PXN | UXN), "p") is None
+    assert user_code_at_el1(SPSR_EL1H, A64_CODE, arm_walk(AP_RO), "p") is None     # a kernel page
+
+
+def test_aarch64_a_kernel_access_on_a_process_s_behalf_uses_the_shared_rules():
+    copy = 0xFFFF_FFFF_8022_78E8
+    base = dict(pc=copy, function="aarch64_user_copy", write=True, user_end=0x1_0000_0000_0000,
+                copy_routines=USER_COPY_ROUTINES, process="process 'badptr' (pid 1, root 0x401c1000)")
+    missing = on_behalf_findings(KernelAccess(address=0, kernel_half=in_kernel_half(0),
+                                              fixups={copy - 4: copy + 8}, **base))
+    assert [s for _, s in missing][0].startswith(
+        "a user copy faulted on user address 0x0: the write at %#x in aarch64_user_copy, for process 'badptr' "
+        "(pid 1, root 0x401c1000), is not in the fix-up table (1 entry, none for %#x)" % (copy, copy))
+    pointer = 0xFFFF_8000_AA9F_1000
+    found = on_behalf_findings(KernelAccess(address=pointer, kernel_half=in_kernel_half(pointer),
+                                            fixups={copy: copy + 8}, **base))
+    assert [s for _, s in found][0].startswith("the kernel touched the kernel-half address %#x on behalf of "
+                                               "process 'badptr'" % pointer)
