@@ -17,7 +17,9 @@ import os
 import gdb
 
 from pagoda_pt import format_walk
-from pagoda_pt.diagnose import KernelAccess, function_name, on_behalf_findings
+from pagoda_pt.diagnose import (RANK_NOT_LIVE_USER_ADDRESS, KernelAccess, Roots, function_name, not_live_user_address,
+                                on_behalf_findings)
+from pagoda_pt.aarch64 import TTBR_BADDR_MASK
 from pagoda_pt.diagnose_aarch64 import (RANK_USER_CODE_AT_EL1, USER_COPY_ROUTINES, in_kernel_half, user_code_at_el1,
                                         writable_and_executable)
 
@@ -104,7 +106,7 @@ def process_label(paging):
     """"process 'probe' (pid 3, root 0x...)" for the live TTBR0 root when the kernel published it
     as a process's, else "the process in TTBR0's root 0x..."."""
     root = paging.get("ttbr0_el1")
-    root = None if root is None else root & 0x0000_FFFF_FFFF_F000
+    root = None if root is None else root & TTBR_BADDR_MASK & ~0xFFF
     try:
         with target.physical_memory() as read_phys:
             table, _ = kernel.published_roots(read_phys)
@@ -176,7 +178,12 @@ def _from_trap_frame(paging, faultlog, level, addr, fault):
     yield format_walk(result)
     sentences = abort_verdict(esr, result, spsr, faultlog, far, paging.get("sctlr_el1"))
     if from_el != 0:
-        findings += on_behalf_findings(_kernel_access(paging, tf, esr, faultlog))
+        access = _kernel_access(paging, tf, esr, faultlog)
+        findings += on_behalf_findings(access)
+        if not result.mapped and not access.kernel_half:
+            not_live = _not_live(paging, far, access.write, access.user_end)
+            if not_live:
+                findings.append((RANK_NOT_LIVE_USER_ADDRESS, not_live))
     if findings:
         # The cause comes first; what the walk found follows it as evidence.
         yield "what the walk of FAR found: " + "; ".join(sentences)
@@ -203,6 +210,22 @@ def _kernel_access(paging, tf, esr, faultlog):
                         kernel_half=in_kernel_half(tf["far"]), user_end=faults.user_end(),
                         copy_routines=USER_COPY_ROUTINES, fixups=fixups, syscall=faults.syscall_in_progress(),
                         process=process_label(paging))
+
+
+def _not_live(paging, far, write, user_end):
+    """pagoda_pt.diagnose.not_live_user_address for FAR, walked in every root the kernel published
+    (TTBR0's table is the active one)."""
+    root = paging.get("ttbr0_el1")
+    if root is None:
+        return None
+    try:
+        with target.physical_memory() as read_phys:
+            table, _ = kernel.published_roots(read_phys)
+            roots = Roots("aarch64", read_phys, paging, root & TTBR_BADDR_MASK & ~0xFFF, table,
+                          target.pa_bits("aarch64")[0])
+            return not_live_user_address(roots, far, user_end, write, "address (FAR)")
+    except Exception:  # noqa: BLE001 - an addition: never lose fault-why's own lines to it
+        return None
 
 
 def _check(label, walk, need_write=False, need_exec=False):

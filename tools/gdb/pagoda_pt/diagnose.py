@@ -364,3 +364,25 @@ def on_behalf_findings(a: KernelAccess) -> list:
                           "behalf, a kernel pointer reads or writes the kernel itself"
                           % (a.address, a.process, access, passed)))
     return found
+
+
+RANK_NOT_LIVE_USER_ADDRESS = 11   # before Roots.elsewhere_sentence's "written into a root that is not active"
+
+
+def not_live_user_address(roots: Roots, address: int, user_end: Optional[int], write: bool,
+                          what: str = "address") -> Optional[str]:
+    """A kernel-mode fault on a user-half @p address that the active root does not map while a
+    process's published root (not the active one) does: the kernel reached a process that is not
+    live through its user address (seed 003's i386 form: the mapping is right, the path to it is
+    not). None when no process's root maps it or the address is not in the user half."""
+    if user_end is None or address >= user_end or roots.walk(address).mapped:
+        return None
+    owners = [k for k in roots.mapped_elsewhere(address) if k.kind == "process"]
+    if not owners:
+        return None
+    return ("the kernel %s the user %s %#x of process %s, whose root is not live (the active root is %s): "
+            "it reached a process that is not live through its user address. Its pages are mapped in its "
+            "own root only; a process that is not live is reached through its own tables and a temporary "
+            "mapping of each frame (lab 4), never through its user addresses"
+            % ("wrote to" if write else "read", what, address, " and ".join(k.label() for k in owners),
+               roots.label()))

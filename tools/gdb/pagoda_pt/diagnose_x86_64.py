@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 from . import x86_64
-from .diagnose import (Explanation, Finding, KernelAccess, LogStory, Roots, SyscallAt, denying_levels,
-                       function_name, on_behalf_findings)
+from .diagnose import (RANK_NOT_LIVE_USER_ADDRESS, Explanation, Finding, KernelAccess, LogStory, Roots, SyscallAt,
+                       denying_levels, function_name, not_live_user_address, on_behalf_findings)
 from .format import format_gp_error, format_pf_error, format_walk
 from .model import PAGE_SIZE_4K, Walk
 from .regs import CR0_PE, EFER_LMA, decode_gp_error, decode_pf_error, paging_mode
@@ -535,6 +535,11 @@ class _Explainer:
                 ex.find(5, rounded)
             if fetch:
                 ex.find(6, self.code_sentence(rip))
+            if not decoded.user:
+                not_live = not_live_user_address(roots, cr2, self.f.user_end or KERNEL_HALF_START,
+                                                 decoded.write, "address (CR2)")
+                if not_live:
+                    ex.find(RANK_NOT_LIVE_USER_ADDRESS, not_live)
             elsewhere = roots.elsewhere_sentence("CR2", cr2)
             if elsewhere:
                 ex.find(12, elsewhere + ": the mapping was written into a root that is not "

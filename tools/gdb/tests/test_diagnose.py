@@ -162,16 +162,36 @@ def test_handler_not_executable(m):
                  "(%#x)" % (handler, m.kernel.root))
 
 
+SLOT = 0xFFFF_E000_0000_0000            # a kernel-half page (a temp-map slot's address)
+
+
 def test_page_fault_mapped_only_in_an_inactive_root(m):
     proc = m.root()
-    proc.map(PROC_PAGE, 0x30_0000, flags=P | RW | NX)
-    facts = m.facts(cr2=PROC_PAGE, trap=trap(14, 0x2),
+    proc.map(SLOT, 0x30_0000, flags=P | RW | NX)
+    facts = m.facts(cr2=SLOT, trap=trap(14, 0x2),
                     roots=[KnownRoot(proc.root, "proc 1", "process", 1)])
     lines = explain(facts)
     assert "  exception  #PF page fault (vector 14) in kernel mode (CPL 0)" in lines
     assert verdict(lines) == ("CR2 %#x is mapped in root 'proc 1' (%#x), not in the active root "
                               "'kernel' (%#x): the mapping was written into a root that is not "
-                              "the active one" % (PROC_PAGE, proc.root, m.kernel.root))
+                              "the active one" % (SLOT, proc.root, m.kernel.root))
+
+
+def test_a_kernel_fault_on_a_user_address_of_a_process_that_is_not_live(m):
+    """A user-half page that only a process's own root maps, touched by the kernel while another root
+    is live: the mapping is where it belongs; the kernel reached the process through its user
+    address (a loader writing a new process's arguments through their user address)."""
+    proc = m.root()
+    proc.map(PROC_PAGE, 0x30_0000, flags=P | RW | US | NX)
+    facts = m.facts(cr2=PROC_PAGE + 0x10, trap=trap(14, 0x2),
+                    roots=[KnownRoot(proc.root, "hello", "process", 1)])
+    v = verdict(explain(facts))
+    assert v.startswith("the kernel wrote to the user address (CR2) %#x of process 'hello' (%#x), whose root is "
+                        "not live (the active root is 'kernel' (%#x)): it reached a process that is not live "
+                        "through its user address" % (PROC_PAGE + 0x10, proc.root, m.kernel.root)), v
+    # A root that is not a process's (the kernel's, a boot root) keeps the other reading.
+    facts = m.facts(cr2=PROC_PAGE + 0x10, trap=trap(14, 0x2), roots=[KnownRoot(proc.root, "boot", "boot")])
+    assert "root that is not the active one" in verdict(explain(facts))
 
 
 def test_page_fault_on_the_last_page_of_a_section_mapped_rounded_down(m):
