@@ -72,10 +72,21 @@ def feeds_of(source):
     return sorted(set(FEEDS.findall(source or "")))
 
 
+def _split_at(output, mark):
+    """(before, after) the line of @p output that is @p mark alone, as GDB's `echo` prints it; (output,
+    None) when there is none. The replay's own command line (the first line of why.log) names the
+    marks too, inside quotes: that is never a mark, and what follows it (the kernel's serial output)
+    is not fault-why's."""
+    m = re.search(r"^%s[ \t]*$" % re.escape(mark), output, re.MULTILINE)
+    if m is None:
+        return output, None
+    return output[:m.start()], output[m.end():]
+
+
 def first_verdict(output):
     """(first fault-why verdict line without "verdict: ", fault-why's whole output) from a replay's
-    GDB output: fault-why's part is what follows MARK_WHY."""
-    text = output.split(MARK_WHY, 1)[1] if MARK_WHY in output else ""
+    GDB output: fault-why's part is what follows the MARK_WHY line."""
+    text = _split_at(output, MARK_WHY)[1] or ""
     for line in text.splitlines():
         if line.startswith("verdict: "):
             return line[len("verdict: "):].strip(), text
@@ -84,8 +95,7 @@ def first_verdict(output):
 
 def stopped_at_grader(output):
     """True when the replay's first stop is pagoda_grader_stop (the boot awaits the grader)."""
-    text = output.split(MARK_STOP, 1)[1] if MARK_STOP in output else ""
-    text = text.split(MARK_WHY, 1)[0]
+    text = _split_at(_split_at(output, MARK_STOP)[1] or "", MARK_WHY)[0]
     frame0 = next((l for l in text.splitlines() if l.startswith("#0")), "")
     return re.search(r"\b%s\b" % GRADER_STOP, frame0) is not None
 
@@ -96,13 +106,12 @@ def stop_kind(output, interrupted=False):
     time), or "stop"."""
     if interrupted:
         return "interrupted"
-    text = output.split(MARK_STOP, 1)[1] if MARK_STOP in output else ""
-    frames = " ".join(l for l in text.split(MARK_WHY, 1)[0].splitlines() if l.startswith("#"))
+    before, text = _split_at(output, MARK_STOP)
+    frames = " ".join(l for l in _split_at(text or "", MARK_WHY)[0].splitlines() if l.startswith("#"))
     if "panic_end" in frames:
         return "panic"
     if "user_fault" in frames:
         return "kill"
-    before = output.split(MARK_STOP, 1)[0]
     if "SIGQUIT" in before or "shutdown" in before.lower():
         return "triple fault"
     return "stop"

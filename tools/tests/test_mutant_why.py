@@ -75,6 +75,26 @@ def test_the_first_verdict_after_the_marker_is_read():
     assert mw.stopped_at_grader(at_grader)
 
 
+def test_the_marks_in_the_replay_s_own_command_line_are_not_marks():
+    """why.log opens with the replay's command, which names both marks inside quotes; the kernel's
+    serial output follows it. Neither is fault-why's: a cause the kernel's PANIC line names must not
+    make fault-why's verdict 'partly', and the frames after the real stop mark say where it stopped."""
+    command = "$ ./pagoda gdb --ex 'echo %s\\n' --ex 'bt 4' --ex 'echo %s\\n' --ex fault-why\n" % (
+        mw.MARK_STOP, mw.MARK_WHY)
+    serial = "[serial] PANIC: the kernel wrote through their user address\n"
+    stopped = REPLAY.replace("#0  0xffffffff80200000 in x86_trap ()", "#0  pagoda::panic_end () at panic.cpp:30")
+    output = command + serial + stopped
+    verdict, whole = mw.first_verdict(output)
+    assert verdict.startswith("the active root does not map the kernel half")
+    assert "PANIC" not in whole and "--ex" not in whole
+    assert mw.judge_verdict(verdict, whole, r"through their user address") == "no"
+    assert mw.stop_kind(output) == "panic"
+    assert not mw.stopped_at_grader(output)
+    at_grader = command + stopped.replace("#0  pagoda::panic_end () at panic.cpp:30",
+                                          "#0  pagoda_grader_stop () at selftest.cpp:19")
+    assert mw.stopped_at_grader(at_grader)
+
+
 def test_the_verdict_is_judged_against_the_cause():
     whole = REPLAY.split(mw.MARK_WHY, 1)[1]
     verdict = mw.first_verdict(REPLAY)[0]

@@ -7,7 +7,10 @@ facts and the rules are per architecture:
   pagoda_pt/diagnose_x86_64.py   the x86_64 rules (pure, tested on synthetic tables)
   faults_aarch64.py         AArch64: the trap frame (ESR, FAR, ELR, SPSR) and FAR walked through
                             TTBR0 or TTBR1, or the CPU as it is (ESR_EL1, ELR_EL1, FAR_EL1,
-                            VBAR_EL1, SP) in an exception loop
+                            VBAR_EL1, SP) in an exception loop; its pure rules are in
+                            pagoda_pt/diagnose_aarch64.py
+  here, for both            the fix-up table, the kernel's user_end and the system call on the
+                            stack (pagoda_pt.diagnose.on_behalf_findings reasons about them)
 
 The output always ends with a verdict line, "nothing is wrong that I can see" included.
 """
@@ -67,6 +70,75 @@ def _trap_frame_address(frame, trap_function, stack_register):
     if caller is None:
         raise CommandError(f"{trap_function}'s `frame` argument is optimized out and its caller is unknown")
     return int(caller.read_register(stack_register)) & MASK64
+
+
+# ---- lab 4: what says a kernel fault was made on a process's behalf -------------------------------
+
+FIXUPS_START, FIXUPS_STOP = "__start_pagoda_user_fixups", "__stop_pagoda_user_fixups"
+USER_END_FACT = "pagoda_fact_user_end"
+SYSCALL_FUNCTION = "pagoda::proc::syscall"    # kernel/proc/arch.hpp: i64 syscall(const SyscallArgs&)
+SYSCALL_ENUM = "pagoda::abi::Syscall"         # kernel/lib/abi.hpp: the numbers' names
+
+
+def user_fixups(read_phys):
+    """{faulting instruction: resume address} of the kernel's fix-up table (section
+    pagoda_user_fixups, read at its physical address: the image's link map, no walk), {} when the
+    section is empty, None when the kernel has none or it cannot be read."""
+    from . import kernel
+    start, stop = kernel.symbol_address(FIXUPS_START), kernel.symbol_address(FIXUPS_STOP)
+    if start is None or stop is None or stop < start:
+        return None
+    pa = kernel.image_phys(start)
+    if pa is None:
+        return None
+    try:
+        raw = bytes(read_phys(pa, stop - start)) if stop > start else b""
+    except Exception:  # noqa: BLE001 - no table is a fact too, never a failure of fault-why
+        return None
+    words = [int.from_bytes(raw[i:i + 8], "little") for i in range(0, len(raw) // 16 * 16, 8)]
+    return dict(zip(words[0::2], words[1::2]))
+
+
+def user_end():
+    """The first address past the user half (the kernel's fact), or None."""
+    from . import kernel
+    return kernel.symbol_address(USER_END_FACT)
+
+
+def _snake(name):
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def syscall_in_progress():
+    """pagoda_pt.diagnose.SyscallAt for the system call on GDB's stack (the `call` argument of
+    pagoda::proc::syscall), or None: no system call is being run, or its argument is optimized out."""
+    import gdb
+    from pagoda_pt.diagnose import SyscallAt
+    try:
+        frame, level = gdb.newest_frame(), 0
+        while frame is not None and level < MAX_TRAP_SEARCH:
+            if frame.name() == SYSCALL_FUNCTION:
+                call = frame.read_var("call")
+                if call.type.code == gdb.TYPE_CODE_REF:
+                    call = call.referenced_value()
+                number = int(call["number"]) & MASK64
+                args = tuple(int(call["args"][i]) & MASK64 for i in range(6))
+                return SyscallAt(number, args, _syscall_name(number))
+            frame, level = frame.older(), level + 1
+    except (gdb.error, ValueError, RuntimeError):
+        return None
+    return None
+
+
+def _syscall_name(number):
+    import gdb
+    try:
+        for field in gdb.lookup_type(SYSCALL_ENUM).fields():
+            if field.enumval == number:
+                return _snake(field.name.split("::")[-1])
+    except gdb.error:
+        pass
+    return ""
 
 
 def _faultlog():

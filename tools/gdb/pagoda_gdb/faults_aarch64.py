@@ -17,6 +17,11 @@ import os
 import gdb
 
 from pagoda_pt import format_walk
+from pagoda_pt.diagnose import (RANK_NOT_LIVE_USER_ADDRESS, KernelAccess, Roots, function_name, not_live_user_address,
+                                on_behalf_findings)
+from pagoda_pt.aarch64 import TTBR_BADDR_MASK
+from pagoda_pt.diagnose_aarch64 import (RANK_USER_CODE_AT_EL1, USER_COPY_ROUTINES, in_kernel_half, user_code_at_el1,
+                                        writable_and_executable)
 
 from . import faults, kernel, session, target
 from .faults import _faultlog
@@ -51,7 +56,7 @@ def read_trap_frame(addr):
                 for name, offset in TRAP_FRAME_OFFSETS.items()}
 
 
-def abort_verdict(esr, walk, spsr, faultlog):
+def abort_verdict(esr, walk, spsr, faultlog, far=None, sctlr=None):
     """Sentences comparing an abort's syndrome with today's walk of FAR."""
     data = faultlog.esr_class(esr) in faultlog.A64_DATA_ABORTS
     write = data and bool(esr & faultlog.ISS_WNR) and not esr & faultlog.ISS_CM
@@ -79,7 +84,10 @@ def abort_verdict(esr, walk, spsr, faultlog):
     user = (spsr >> 2 & 3) == 0
     if write and not perms.write:
         reasons.append("a write to a read-only page (AP[2]=1)")
-    if fetch and not perms.execute:
+    wx = writable_and_executable(walk, far, sctlr) if fetch and user and far is not None else None
+    if wx:
+        reasons.append(wx)
+    elif fetch and not perms.execute:
         reasons.append("an instruction fetch from a page that may not execute here (%s, or "
                        "SCTLR_EL1.WXN with a writable page)" % ("UXN" if user else "PXN"))
     if user and not perms.user:
@@ -98,7 +106,7 @@ def process_label(paging):
     """"process 'probe' (pid 3, root 0x...)" for the live TTBR0 root when the kernel published it
     as a process's, else "the process in TTBR0's root 0x..."."""
     root = paging.get("ttbr0_el1")
-    root = None if root is None else root & 0x0000_FFFF_FFFF_F000
+    root = None if root is None else root & TTBR_BADDR_MASK & ~0xFFF
     try:
         with target.physical_memory() as read_phys:
             table, _ = kernel.published_roots(read_phys)
@@ -140,8 +148,17 @@ def _from_trap_frame(paging, faultlog, level, addr, fault):
     symbol = symbol_of(tf["elr"])
     yield "  ELR        %s%s" % (ADDR % tf["elr"], "  " + symbol if symbol else "")
     yield "  SP         %s" % (ADDR % tf["sp"])
+    findings = []      # (rank, sentence): causes that explain the abort's own sentences
+    if from_el != 0 and not in_kernel_half(tf["elr"]):
+        # Kernel mode on a user address: was the CPU running the process's own code at EL1?
+        at_el1 = user_code_at_el1(spsr, tf["elr"], walk_address("aarch64", paging, tf["elr"]), process_label(paging))
+        if at_el1:
+            findings.append((RANK_USER_CODE_AT_EL1, at_el1))
     if tf["kind"] & 3 or faultlog.esr_class(esr) not in faultlog.A64_ABORTS:
         yield "  ESR        %#010x" % esr
+        if findings:
+            yield "verdict: " + min(findings)[1]
+            return
         yield "verdict: not an abort: the report before the panic names it (%s)" % (
             VECTOR_TYPES[tf["kind"] & 3] if tf["kind"] & 3 else faultlog.A64_CLASSES.get(faultlog.esr_class(esr), "?"))
         return
@@ -159,7 +176,19 @@ def _from_trap_frame(paging, faultlog, level, addr, fault):
     result = walk_address("aarch64", paging, far)
     yield "walk of FAR through %s (the current tables):" % ttbr
     yield format_walk(result)
-    sentences = abort_verdict(esr, result, spsr, faultlog)
+    sentences = abort_verdict(esr, result, spsr, faultlog, far, paging.get("sctlr_el1"))
+    if from_el != 0:
+        access = _kernel_access(paging, tf, esr, faultlog)
+        findings += on_behalf_findings(access)
+        if not result.mapped and not access.kernel_half:
+            not_live = _not_live(paging, far, access.write, access.user_end)
+            if not_live:
+                findings.append((RANK_NOT_LIVE_USER_ADDRESS, not_live))
+    if findings:
+        # The cause comes first; what the walk found follows it as evidence.
+        yield "what the walk of FAR found: " + "; ".join(sentences)
+        yield "verdict: " + min(findings)[1]
+        return
     if who:
         data = faultlog.esr_class(esr) in faultlog.A64_DATA_ABORTS
         fault.update(user=True, address=far, write=data and bool(esr & faultlog.ISS_WNR) and not esr & faultlog.ISS_CM,
@@ -168,6 +197,35 @@ def _from_trap_frame(paging, faultlog, level, addr, fault):
         sentences = ["%s in EL0: %s; the kernel kills the process unless it resolves the fault" % (who, sentence)
                      for sentence in user_verdicts(esr, result, sentences)]
     yield "verdict: " + "; also: ".join(sentences)
+
+
+def _kernel_access(paging, tf, esr, faultlog):
+    """What pagoda_pt.diagnose.on_behalf_findings needs about an abort taken at EL1: which routine
+    faulted, on which half, the fix-up table, the kernel's user_end and the system call being run."""
+    with target.physical_memory() as read_phys:
+        fixups = faults.user_fixups(read_phys)
+    data = faultlog.esr_class(esr) in faultlog.A64_DATA_ABORTS
+    return KernelAccess(pc=tf["elr"], function=function_name(symbol_of(tf["elr"])), address=tf["far"],
+                        write=data and bool(esr & faultlog.ISS_WNR) and not esr & faultlog.ISS_CM,
+                        kernel_half=in_kernel_half(tf["far"]), user_end=faults.user_end(),
+                        copy_routines=USER_COPY_ROUTINES, fixups=fixups, syscall=faults.syscall_in_progress(),
+                        process=process_label(paging))
+
+
+def _not_live(paging, far, write, user_end):
+    """pagoda_pt.diagnose.not_live_user_address for FAR, walked in every root the kernel published
+    (TTBR0's table is the active one)."""
+    root = paging.get("ttbr0_el1")
+    if root is None:
+        return None
+    try:
+        with target.physical_memory() as read_phys:
+            table, _ = kernel.published_roots(read_phys)
+            roots = Roots("aarch64", read_phys, paging, root & TTBR_BADDR_MASK & ~0xFFF, table,
+                          target.pa_bits("aarch64")[0])
+            return not_live_user_address(roots, far, user_end, write, "address (FAR)")
+    except Exception:  # noqa: BLE001 - an addition: never lose fault-why's own lines to it
+        return None
 
 
 def _check(label, walk, need_write=False, need_exec=False):

@@ -105,15 +105,18 @@ def explain():
             symbols[address] = symbol_of(address)
         return symbols[address]
 
+    syscall = faults.syscall_in_progress()
     with target.physical_memory() as read_phys:
         roots, note = kernel.published_roots(read_phys)
+        fixups = faults.user_fixups(read_phys)
         facts = X86Facts(
             regs=regs, read_phys=read_phys, pa_bits=bits,
             idt=(idt["base"], idt["limit"]) if idt else None,
             gdt=(gdt["base"], gdt["limit"]) if gdt else None,
             tr=(tr["selector"], tr["base"], tr["limit"]) if tr else None,
             roots=roots, image=_image(), trap=trap, stop=session.last_stop_signal(),
-            log=story, log_hint=hint, symbol=symbol, instruction=instructions.get, stacks=kernel_stacks())
+            log=story, log_hint=hint, symbol=symbol, instruction=instructions.get, stacks=kernel_stacks(),
+            fixups=fixups, user_end=faults.user_end(), syscall=syscall)
         lines, fault = explain_with_fault(facts)
     if note and roots is not None:
         lines.insert(-1, "note: " + note)

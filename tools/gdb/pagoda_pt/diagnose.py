@@ -247,3 +247,142 @@ def user_fault_decision(vmas: list, address: int, write: bool, fetch: bool, mapp
     return "mapped", ("%#x is mapped %s and its VMA %s allows a %s: the kernel widens the page to "
                       "its VMA's permissions and the program goes on, or the fault came before the "
                       "tables changed (a stale TLB entry?)" % (address, perms, _vma_text(vma), access))
+
+
+# ---- a kernel access on a process's behalf (lab 4: the user copies and their fix-up table) ------
+
+# How far past a pointer a system call's access may land and still be called that pointer's:
+# a copy walks forward from the pointer it was given.
+ARGUMENT_REACH = 64 << 10
+
+
+@dataclass
+class SyscallAt:
+    """The system call the kernel was running when it faulted: pagoda::proc::syscall's `call`
+    (its number and six argument registers), and the call's name when the kernel's ABI names it."""
+
+    number: int
+    args: tuple
+    name: str = ""
+
+    def label(self) -> str:
+        return "%s (system call %d)" % (self.name, self.number) if self.name else \
+            "system call %d" % self.number
+
+    def argument_for(self, address: int) -> Optional[int]:
+        """The index of the argument @p address lies at or just past, or None."""
+        for i, value in enumerate(self.args):
+            if 0 <= address - value < ARGUMENT_REACH:
+                return i
+        return None
+
+
+@dataclass
+class KernelAccess:
+    """A kernel-mode fault, and what says whether it was made on a process's behalf.
+
+    pc, function    the faulting instruction and the function that holds it ('' if unknown)
+    address         the address that faulted
+    write           a store (False: a load or a fetch)
+    kernel_half     @p address lies in the kernel half (the arch's test: x86_64 the upper
+                    canonical half, AArch64 TTBR1's range)
+    user_end        the first address past the user half (the kernel's fact), or None
+    copy_routines   the arch's user-copy routines (the only code that may touch user memory)
+    fixups          the kernel's fix-up table {instruction: resume}, or None when unread
+    syscall         the system call being run (SyscallAt), or None when it is not known
+    process         "process 'badptr' (pid 1, root 0x...)" or similar"""
+
+    pc: int
+    function: str
+    address: int
+    write: bool
+    kernel_half: bool
+    user_end: Optional[int]
+    copy_routines: tuple
+    fixups: Optional[dict] = None
+    syscall: Optional[SyscallAt] = None
+    process: str = "the process"
+
+    @property
+    def in_copy(self) -> bool:
+        return bool(self.function) and self.function in self.copy_routines
+
+    @property
+    def user_address(self) -> bool:
+        return not self.kernel_half and self.user_end is not None and self.address < self.user_end
+
+
+def function_name(symbol: str) -> str:
+    """'x86_user_copy' of GDB's 'x86_user_copy + 3 in section .text' ('' for '')."""
+    return symbol.split(" in section ")[0].split(" + ")[0].strip()
+
+
+# Ranks (diagnose.Explanation: lower is more fundamental) shared by both ISAs' rules.
+RANK_USER_POINTER = 9       # a kernel-half pointer passed by a process, used unchecked
+RANK_FIXUP_MISSING = 10     # a user copy's instruction without its fix-up entry
+RANK_FIXUP_PRESENT = 35     # a user copy's fault that its fix-up entry answers
+
+
+def on_behalf_findings(a: KernelAccess) -> list:
+    """[(rank, sentence)] for a kernel-mode fault made on a process's behalf: a user copy that
+    faulted on a user address its fix-up table has no entry for, or a system call that reached a
+    kernel-half address the process passed as a pointer. [] when the evidence is not there."""
+    found = []
+    access = "the %s at %#x%s" % ("write" if a.write else "read", a.pc,
+                                  " in %s" % a.function if a.function else "")
+    during = ", during %s" % a.syscall.label() if a.syscall is not None else ""
+    if a.in_copy and a.user_address and a.fixups is not None:
+        if a.pc not in a.fixups:
+            found.append((RANK_FIXUP_MISSING,
+                          "a user copy faulted on user address %#x: %s, for %s%s, is not in the fix-up "
+                          "table (%d entr%s, none for %#x). Without its entry the fault is the kernel's own "
+                          "instead of a short copy that returns EFAULT: every load or store of a copy that "
+                          "may fault on a user address needs one"
+                          % (a.address, access, a.process, during, len(a.fixups),
+                             "y" if len(a.fixups) == 1 else "ies", a.pc)))
+        else:
+            found.append((RANK_FIXUP_PRESENT,
+                          "a user copy faulted on user address %#x, and the fix-up table sends %s to %#x: "
+                          "the copy stops short and the system call returns EFAULT; if the kernel reported "
+                          "this fault instead, its handler did not take the entry (proc::user_fixup_for())"
+                          % (a.address, access, a.fixups[a.pc])))
+    if a.kernel_half and (a.in_copy or a.syscall is not None):
+        argument = a.syscall.argument_for(a.address) if a.syscall is not None else None
+        if argument is not None:
+            passed = "the process passed %#x as argument %d of %s" % (
+                a.syscall.args[argument], argument + 1, a.syscall.label())
+        elif a.syscall is None and a.in_copy:
+            passed = "a user copy runs only for a system call, on the pointer the process gave it"
+        else:
+            passed = None
+        if passed:
+            found.append((RANK_USER_POINTER,
+                          "the kernel touched the kernel-half address %#x on behalf of %s during a system "
+                          "call: a user pointer that was not checked to be in the user half (%s; %s). A "
+                          "system call must refuse any pointer outside the user half before it copies "
+                          "(copy_from_user and copy_to_user return EFAULT for it): copied on a process's "
+                          "behalf, a kernel pointer reads or writes the kernel itself"
+                          % (a.address, a.process, access, passed)))
+    return found
+
+
+RANK_NOT_LIVE_USER_ADDRESS = 11   # before Roots.elsewhere_sentence's "written into a root that is not active"
+
+
+def not_live_user_address(roots: Roots, address: int, user_end: Optional[int], write: bool,
+                          what: str = "address") -> Optional[str]:
+    """A kernel-mode fault on a user-half @p address that the active root does not map while a
+    process's published root (not the active one) does: the kernel reached a process that is not
+    live through its user address (seed 003's i386 form: the mapping is right, the path to it is
+    not). None when no process's root maps it or the address is not in the user half."""
+    if user_end is None or address >= user_end or roots.walk(address).mapped:
+        return None
+    owners = [k for k in roots.mapped_elsewhere(address) if k.kind == "process"]
+    if not owners:
+        return None
+    return ("the kernel %s the user %s %#x of process %s, whose root is not live (the active root is %s): "
+            "it reached a process that is not live through its user address. Its pages are mapped in its "
+            "own root only; a process that is not live is reached through its own tables and a temporary "
+            "mapping of each frame (lab 4), never through its user addresses"
+            % ("wrote to" if write else "read", what, address, " and ".join(k.label() for k in owners),
+               roots.label()))

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 from . import x86_64
-from .diagnose import Explanation, Finding, LogStory, Roots, denying_levels
+from .diagnose import (RANK_NOT_LIVE_USER_ADDRESS, Explanation, Finding, KernelAccess, LogStory, Roots, SyscallAt,
+                       denying_levels, function_name, not_live_user_address, on_behalf_findings)
 from .format import format_gp_error, format_pf_error, format_walk
 from .model import PAGE_SIZE_4K, Walk
 from .regs import CR0_PE, EFER_LMA, decode_gp_error, decode_pf_error, paging_mode
@@ -72,6 +73,11 @@ TSS_IST1 = 36
 TSS_IST_SLOTS = 7
 # The reset value of IDTR: no IDT was ever loaded.
 RESET_IDT = (0, 0xFFFF)
+# The routines of arch/x86_64/user_copy.S: the only kernel code that touches user memory, each of
+# its faulting instructions in the fix-up table (section pagoda_user_fixups).
+USER_COPY_ROUTINES = ("x86_user_copy", "x86_user_string_copy")
+# What IRETQ pops, lowest address first (Intel SDM Vol. 3A, 6.14.3).
+IRET_FRAME = ("rip", "cs", "rflags", "rsp", "ss")
 
 
 def exception_name(vector: int) -> str:
@@ -213,6 +219,11 @@ class X86Facts:
     stacks: Optional[tuple] = None
     symbol: Callable[[int], str] = lambda address: ""
     instruction: Callable[[int], Optional[str]] = lambda address: None
+    # Lab 4: the kernel's fix-up table {instruction: resume} (None: not read), the first address
+    # past the user half (the kernel's fact user_end), the system call being run (or None).
+    fixups: Optional[dict] = None
+    user_end: Optional[int] = None
+    syscall: Optional[SyscallAt] = None
 
 
 def _near_stack(cr2: Optional[int], rsp: int) -> bool:
@@ -399,8 +410,65 @@ class _Explainer:
                                                "unless it resolves the fault" % (
                                                    self.process_label(), best.sentence))]
 
+    def kernel_access(self, rip: int, address: int, write: bool) -> KernelAccess:
+        """What the rules of a kernel access on a process's behalf (diagnose.on_behalf_findings)
+        need about a kernel-mode fault at @p rip on @p address."""
+        f = self.f
+        return KernelAccess(pc=rip, function=function_name(f.symbol(rip) or ""), address=address,
+                            write=write, kernel_half=address >= KERNEL_HALF_START,
+                            user_end=f.user_end if f.user_end is not None else KERNEL_HALF_START,
+                            copy_routines=USER_COPY_ROUTINES, fixups=f.fixups, syscall=f.syscall,
+                            process=self.process_label())
+
+    def user_code_in_ring_0(self, tf: dict) -> None:
+        """A kernel-mode exception whose RIP is on a user page the process may execute: the CPU
+        was running the process's own code in ring 0. Entering user mode is what loads ring 3
+        (the CS of the IRETQ or SYSRET frame), so the entry kept the kernel's privilege."""
+        rip = tf["rip"]
+        if tf["cs"] & SELECTOR_RPL or rip >= KERNEL_HALF_START:
+            return
+        w = self.roots.walk(rip)
+        if not w.mapped or not w.perms.user or not w.perms.execute:
+            return
+        self.ex.find(7, "the CPU was running the process's user code at %#x in ring 0 (CS %#x, CPL 0) for %s: "
+                        "the entry to user mode kept kernel privilege; it returns to ring 0 when the code "
+                        "selector it loads has RPL 0, where the user code selector has RPL 3"
+                     % (rip, tf["cs"], self.process_label()))
+
+    def iret_rules(self, tf: dict) -> None:
+        """A #GP raised by IRETQ itself: the frame it was popping (at the interrupted RSP) is
+        decoded; a return to a user address with a ring-0 code selector is the entry to user
+        mode keeping the kernel's privilege."""
+        insn = self.f.instruction(tf["rip"]) or ""
+        if tf["vector"] != GENERAL_PROTECTION or "iret" not in insn.split(">:")[-1]:
+            return
+        data = self.read_virt(tf["rsp"], 8 * len(IRET_FRAME))
+        if data is None:
+            return
+        frame = dict(zip(IRET_FRAME, struct.unpack("<%dQ" % len(IRET_FRAME), data)))
+        cs, ss, target = frame["cs"], frame["ss"], frame["rip"]
+        self.ex.line("  the frame IRETQ pops (at RSP %s): RIP %s%s  CS %#x (RPL %d)  RFLAGS %#x  RSP %#x  "
+                     "SS %#x (RPL %d)" % (ADDR % tf["rsp"], ADDR % target, self.name(target), cs,
+                                          cs & SELECTOR_RPL, frame["rflags"], frame["rsp"], ss,
+                                          ss & SELECTOR_RPL))
+        mismatch = ss & SELECTOR_RPL != cs & SELECTOR_RPL
+        refused = (" (its SS %#x has RPL %d, which IRETQ refuses beside that CS: the #GP)"
+                   % (ss, ss & SELECTOR_RPL)) if mismatch else ""
+        if cs & SELECTOR_RPL == 0 and target < KERNEL_HALF_START:
+            self.ex.find(6, "the IRETQ at %s returns to ring 0 at the user address %#x for %s: the frame it "
+                            "pops has CS %#x, RPL 0 (the kernel's code selector), where entering user mode "
+                            "needs the user code selector, RPL 3%s; the entry to user mode kept kernel "
+                            "privilege, so the process's code would run in ring 0"
+                         % (self.short(tf["rip"]), target, self.process_label(), cs, refused))
+        elif mismatch:
+            self.ex.find(15, "the IRETQ at %s pops CS %#x (RPL %d) with SS %#x (RPL %d): the two must have the "
+                             "same privilege, so IRETQ raised #GP" % (self.short(tf["rip"]), cs,
+                                                                       cs & SELECTOR_RPL, ss,
+                                                                       ss & SELECTOR_RPL))
+
     def kernel_trap(self, tf: dict):
         vector, error, rip = tf["vector"], tf["error"], tf["rip"]
+        self.user_code_in_ring_0(tf)
         if vector == PAGE_FAULT:
             self.page_fault(tf)
         elif vector == DOUBLE_FAULT:
@@ -413,6 +481,7 @@ class _Explainer:
             insn = self.f.instruction(rip) if vector < FIRST_INTERRUPT else None
             if insn:
                 self.ex.line("  instruction: " + insn)
+            self.iret_rules(tf)
             w = self.roots.walk(rip)
             if not w.mapped:
                 self.ex.find(6, "the code at RIP %s is not mapped in the active root %s (%s)"
@@ -438,6 +507,9 @@ class _Explainer:
 
     def page_fault_rules(self, decoded, w: Walk, cr2: int, rip: int, rsp: int):
         ex, roots = self.ex, self.roots
+        if not decoded.user:
+            for rank, sentence in on_behalf_findings(self.kernel_access(rip, cr2, decoded.write)):
+                ex.find(rank, sentence)
         kva = self.virtual_address_in_entry(w)
         if kva:
             ex.find(4, kva)
@@ -463,6 +535,11 @@ class _Explainer:
                 ex.find(5, rounded)
             if fetch:
                 ex.find(6, self.code_sentence(rip))
+            if not decoded.user:
+                not_live = not_live_user_address(roots, cr2, self.f.user_end or KERNEL_HALF_START,
+                                                 decoded.write, "address (CR2)")
+                if not_live:
+                    ex.find(RANK_NOT_LIVE_USER_ADDRESS, not_live)
             elsewhere = roots.elsewhere_sentence("CR2", cr2)
             if elsewhere:
                 ex.find(12, elsewhere + ": the mapping was written into a root that is not "

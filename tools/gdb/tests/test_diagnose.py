@@ -7,7 +7,7 @@ from collections import namedtuple
 
 import pytest
 
-from pagoda_pt.diagnose import NOTHING_WRONG, story_from_faults
+from pagoda_pt.diagnose import NOTHING_WRONG, SyscallAt, story_from_faults
 from pagoda_pt.diagnose_x86_64 import (KernelImage, TrapFrameAt, X86Facts, decode_gate,
                                        explain, idt_vectors, trap_frame_problems)
 from pagoda_pt.roots import KnownRoot, RootTable
@@ -162,16 +162,36 @@ def test_handler_not_executable(m):
                  "(%#x)" % (handler, m.kernel.root))
 
 
+SLOT = 0xFFFF_E000_0000_0000            # a kernel-half page (a temp-map slot's address)
+
+
 def test_page_fault_mapped_only_in_an_inactive_root(m):
     proc = m.root()
-    proc.map(PROC_PAGE, 0x30_0000, flags=P | RW | NX)
-    facts = m.facts(cr2=PROC_PAGE, trap=trap(14, 0x2),
+    proc.map(SLOT, 0x30_0000, flags=P | RW | NX)
+    facts = m.facts(cr2=SLOT, trap=trap(14, 0x2),
                     roots=[KnownRoot(proc.root, "proc 1", "process", 1)])
     lines = explain(facts)
     assert "  exception  #PF page fault (vector 14) in kernel mode (CPL 0)" in lines
     assert verdict(lines) == ("CR2 %#x is mapped in root 'proc 1' (%#x), not in the active root "
                               "'kernel' (%#x): the mapping was written into a root that is not "
-                              "the active one" % (PROC_PAGE, proc.root, m.kernel.root))
+                              "the active one" % (SLOT, proc.root, m.kernel.root))
+
+
+def test_a_kernel_fault_on_a_user_address_of_a_process_that_is_not_live(m):
+    """A user-half page that only a process's own root maps, touched by the kernel while another root
+    is live: the mapping is where it belongs; the kernel reached the process through its user
+    address (a loader writing a new process's arguments through their user address)."""
+    proc = m.root()
+    proc.map(PROC_PAGE, 0x30_0000, flags=P | RW | US | NX)
+    facts = m.facts(cr2=PROC_PAGE + 0x10, trap=trap(14, 0x2),
+                    roots=[KnownRoot(proc.root, "hello", "process", 1)])
+    v = verdict(explain(facts))
+    assert v.startswith("the kernel wrote to the user address (CR2) %#x of process 'hello' (%#x), whose root is "
+                        "not live (the active root is 'kernel' (%#x)): it reached a process that is not live "
+                        "through its user address" % (PROC_PAGE + 0x10, proc.root, m.kernel.root)), v
+    # A root that is not a process's (the kernel's, a boot root) keeps the other reading.
+    facts = m.facts(cr2=PROC_PAGE + 0x10, trap=trap(14, 0x2), roots=[KnownRoot(proc.root, "boot", "boot")])
+    assert "root that is not the active one" in verdict(explain(facts))
 
 
 def test_page_fault_on_the_last_page_of_a_section_mapped_rounded_down(m):
@@ -405,3 +425,147 @@ def test_a_double_fault_at_the_syscall_entry_on_a_null_stack_names_the_unset_sys
     v = verdict(explain(facts))
     assert v.startswith("the stack pointer is 0x0 at %#x: the kernel ran on a stack that was never set"
                         % (TEXT + 0x20)), v
+
+
+# ---- lab 4: a kernel access on a process's behalf -----------------------------------------------
+
+KERNEL_POINTER = 0xFFFF_8000_5A51_D000     # a kernel-half address no root maps
+USER_END = 0x8000_0000_0000
+
+
+def copy_fault(m, cr2, error, fixups, syscall=None, function="x86_user_copy"):
+    """A kernel-mode #PF at CODE, which the symbols place in @p function, on @p cr2, while process
+    'badptr' is live."""
+    proc = process_root(m)
+    facts = m.facts(root=proc, cr2=cr2, trap=trap(14, error),
+                    roots=[KnownRoot(proc.root, "badptr", "process", 1)])
+    facts.symbol = lambda va: "%s + 3 in section .text" % function if va == CODE else ""
+    facts.fixups, facts.user_end, facts.syscall = fixups, USER_END, syscall
+    return facts
+
+
+def test_a_user_copy_fault_on_a_user_address_without_a_fix_up_entry_names_the_missing_entry(m):
+    facts = copy_fault(m, 0, 0x0, fixups={CODE + 0x40: CODE + 0x44})          # another instruction's
+    v = verdict(explain(facts))
+    assert v.startswith("a user copy faulted on user address 0x0: the read at %#x in x86_user_copy, for "
+                        "process 'badptr' (pid 1, root " % CODE), v
+    assert "is not in the fix-up table (1 entry, none for %#x)" % CODE in v, v
+    # With its entry the fault is the copy's way of finding a bad pointer (EFAULT), not a missing entry.
+    facts = copy_fault(m, 0, 0x0, fixups={CODE: CODE + 0x10})
+    v = verdict(explain(facts))
+    assert "not in the fix-up table" not in v, v
+    assert v.startswith("a user copy faulted on user address 0x0, and the fix-up table sends the read at "
+                        "%#x in x86_user_copy to %#x" % (CODE, CODE + 0x10)), v
+    # Outside the copies the table says nothing.
+    facts = copy_fault(m, 0, 0x0, fixups={}, function="pagoda::kmain")
+    assert "fix-up" not in verdict(explain(facts))
+
+
+def test_a_system_call_on_a_kernel_pointer_the_process_passed_names_the_unchecked_pointer(m):
+    write = SyscallAt(1, (1, KERNEL_POINTER, 64, 0, 0, 0), "write")
+    facts = copy_fault(m, KERNEL_POINTER, 0x0, fixups={CODE: CODE + 0x10}, syscall=write)
+    v = verdict(explain(facts))
+    assert v.startswith("the kernel touched the kernel-half address %#x on behalf of process 'badptr' "
+                        "(pid 1, root " % KERNEL_POINTER), v
+    assert "the process passed %#x as argument 2 of write (system call 1)" % KERNEL_POINTER in v, v
+    assert "a user pointer that was not checked to be in the user half" in v, v
+    # A kernel-half fault in a copy whose pointers were all the user's is the copy's kernel side.
+    other = SyscallAt(1, (1, 0x40_1000, 64, 0, 0, 0), "write")
+    facts = copy_fault(m, KERNEL_POINTER, 0x0, fixups={CODE: CODE + 0x10}, syscall=other)
+    assert "user pointer" not in verdict(explain(facts))
+
+
+def test_an_iretq_to_a_user_address_with_a_ring_0_selector_names_the_entry_s_privilege(m):
+    frame_at = STACK + 0x1F00
+    m.write(frame_at, struct.pack("<5Q", PROC_PAGE, 0x08, 0x202, USER_RSP, USER_SS))
+    proc = process_root(m)
+    facts = m.facts(root=proc, trap=trap(13, USER_SS & ~3, rsp=frame_at),
+                    roots=[KnownRoot(proc.root, "hello", "process", 1)])
+    facts.instruction = lambda va: "%#x <x86_trap_common+71>:\tiretq" % va if va == CODE else None
+    lines = explain(facts)
+    v = verdict(lines)
+    assert v.startswith("the IRETQ at %#x returns to ring 0 at the user address %#x for process 'hello'"
+                        % (CODE, PROC_PAGE)), v
+    assert "has CS 0x8, RPL 0 (the kernel's code selector), where entering user mode needs the user code " \
+           "selector, RPL 3 (its SS 0x1b has RPL 3" in v, v
+    # The same frame with the user's code selector is an ordinary #GP.
+    m.write(frame_at, struct.pack("<5Q", PROC_PAGE, USER_CS, 0x202, USER_RSP, USER_SS))
+    assert "ring 0" not in verdict(explain(facts))
+
+
+def test_a_kernel_mode_fault_on_the_process_s_code_is_user_code_run_in_ring_0(m):
+    proc = process_root(m)
+    facts = m.facts(root=proc, cr2=PROC_PAGE, trap=trap(14, 0x11, rip=PROC_PAGE, rsp=STACK + 0x2000),
+                    roots=[KnownRoot(proc.root, "hello", "process", 1)])
+    v = verdict(explain(facts))
+    assert v.startswith("the CPU was running the process's user code at %#x in ring 0 (CS 0x8, CPL 0) for "
+                        "process 'hello'" % PROC_PAGE), v
+    assert "the entry to user mode kept kernel privilege" in v, v
+    # A kernel page there is not the process's code: the rule stays silent.
+    m.kernel.map(PROC_PAGE, 0x30_0000, flags=P)
+    facts = m.facts(cr2=PROC_PAGE, trap=trap(14, 0x11, rip=PROC_PAGE, rsp=STACK + 0x2000))
+    assert "user code" not in verdict(explain(facts))
+
+
+# ---- AArch64 (pagoda_pt.diagnose_aarch64): the walk of synthetic tables, the rules' sentences ----
+
+from pagoda_pt.diagnose import KernelAccess, on_behalf_findings            # noqa: E402
+from pagoda_pt.diagnose_aarch64 import (USER_COPY_ROUTINES, in_kernel_half, user_code_at_el1,  # noqa: E402
+                                        writable_and_executable)
+from pagoda_pt.walker import walk as walk_tables                             # noqa: E402
+from ptbuild import (AF, AP_EL0, AP_RO, LEAF_DEFAULT, PXN, TCR_48BIT_4K, UXN, UXN_TABLE,  # noqa: E402
+                     ArmTables, PhysMem)
+
+SCTLR_M, SCTLR_WXN = 1, 1 << 19
+A64_CODE = 0x40_0000
+SPSR_EL0T, SPSR_EL1H = 0x0, 0x5
+
+
+def arm_walk(attrs, sctlr=SCTLR_M | SCTLR_WXN, table_bits=0):
+    """The walk of A64_CODE in a TTBR0 tree that maps it with leaf @p attrs."""
+    mem = PhysMem()
+    tables = ArmTables(mem)
+    tables.map(A64_CODE, 0x4100_0000, attrs=LEAF_DEFAULT | attrs, table_bits=table_bits)
+    regs = {"tcr_el1": TCR_48BIT_4K, "sctlr_el1": sctlr, "ttbr0_el1": tables.root}
+    return walk_tables("aarch64", mem, None, A64_CODE, regs)
+
+
+def test_aarch64_an_el0_fetch_from_a_writable_executable_page_is_a_segment_mapped_w_and_x():
+    w = arm_walk(AP_EL0 | PXN)                               # EL0 read-write, UXN clear: W and X
+    assert w.mapped and w.perms.write and not w.perms.execute   # WXN: the walker already refuses X
+    s = writable_and_executable(w, A64_CODE, SCTLR_M | SCTLR_WXN)
+    assert s.startswith("the page at %#x is mapped writable and executable for EL0 (L3[0]: AP=01, UXN=0), and "
+                        "SCTLR_EL1.WXN is set" % A64_CODE), s
+    assert "The loader mapped a segment writable and executable" in s, s
+    # Code mapped as it should be (read-only, or never executable at EL0) is not this cause.
+    assert writable_and_executable(arm_walk(AP_EL0 | AP_RO | PXN), A64_CODE, SCTLR_M | SCTLR_WXN) is None
+    assert writable_and_executable(arm_walk(AP_EL0 | PXN | UXN), A64_CODE, SCTLR_M | SCTLR_WXN) is None
+    assert writable_and_executable(arm_walk(AP_EL0 | PXN, table_bits=UXN_TABLE), A64_CODE, SCTLR_M) is None
+
+
+def test_aarch64_an_el1_exception_on_the_process_s_code_is_user_code_run_at_el1():
+    code = arm_walk(AP_EL0 | AP_RO | PXN)                    # the process's text: r-x at EL0
+    s = user_code_at_el1(SPSR_EL1H, A64_CODE, code, "process 'hello' (pid 1, root 0x4010000)")
+    assert s.startswith("the CPU was running the process's user code at %#x at EL1 for process 'hello' (pid 1, "
+                        "root 0x4010000): its PSTATE says EL1h, not EL0t" % A64_CODE), s
+    assert "an exception return whose SPSR_EL1 names EL1h does not enter EL0" in s, s
+    # From EL0 it is the process's own fault; a page EL0 may not execute is not its code.
+    assert user_code_at_el1(SPSR_EL0T, A64_CODE, code, "p") is None
+    assert user_code_at_el1(SPSR_EL1H, A64_CODE, arm_walk(AP_EL0 | AP_RO | PXN | UXN), "p") is None
+    assert user_code_at_el1(SPSR_EL1H, A64_CODE, arm_walk(AP_RO), "p") is None     # a kernel page
+
+
+def test_aarch64_a_kernel_access_on_a_process_s_behalf_uses_the_shared_rules():
+    copy = 0xFFFF_FFFF_8022_78E8
+    base = dict(pc=copy, function="aarch64_user_copy", write=True, user_end=0x1_0000_0000_0000,
+                copy_routines=USER_COPY_ROUTINES, process="process 'badptr' (pid 1, root 0x401c1000)")
+    missing = on_behalf_findings(KernelAccess(address=0, kernel_half=in_kernel_half(0),
+                                              fixups={copy - 4: copy + 8}, **base))
+    assert [s for _, s in missing][0].startswith(
+        "a user copy faulted on user address 0x0: the write at %#x in aarch64_user_copy, for process 'badptr' "
+        "(pid 1, root 0x401c1000), is not in the fix-up table (1 entry, none for %#x)" % (copy, copy))
+    pointer = 0xFFFF_8000_AA9F_1000
+    found = on_behalf_findings(KernelAccess(address=pointer, kernel_half=in_kernel_half(pointer),
+                                            fixups={copy: copy + 8}, **base))
+    assert [s for _, s in found][0].startswith("the kernel touched the kernel-half address %#x on behalf of "
+                                               "process 'badptr'" % pointer)
