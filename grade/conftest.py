@@ -26,10 +26,13 @@ import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+# The grader's Python path, set here only (as ./pagoda sets its own): pagoda_core, pagoda_grade and
+# pagoda_pt (the page-table model the grader shares with GDB).
+sys.path.insert(0, os.path.join(ROOT, "tools", "gdb"))
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 sys.path.insert(0, HERE)
 
-from pagoda import build, paths, pytest_speed, qemu  # noqa: E402
+from pagoda_core import build, paths, pytest_speed, qemu  # noqa: E402
 from pagoda_grade import logs, manifest, programs, todo  # noqa: E402
 from pagoda_grade.harness import Booter, escape_controls, skeleton_headline, watch_note  # noqa: E402
 
@@ -38,7 +41,7 @@ qemu.die_with_parent()
 
 # pytest-timeout's limit is the manifest's, plus this margin for QEMU teardown: the harness's
 # own deadline fires first and produces the useful message; this only catches a stuck harness.
-# Both are seconds on the reference machine, scaled to this one (pagoda/speed.py).
+# Both are seconds on the reference machine, scaled to this one (pagoda_core/speed.py).
 TIMEOUT_MARGIN = 15
 # Where boots keep serial.log and qemu.log: one directory per grade (pagoda_grade/logs.py).
 LOG_ROOT = logs.log_root(paths.BUILD)

@@ -9,7 +9,8 @@ import os
 
 import pytest
 
-from pagoda import hunt as hunts, paths
+from pagoda import hunt as hunts
+from pagoda_core import paths
 from pagoda_grade import lab_test, manifest
 from pagoda_grade.manifest import tomllib
 

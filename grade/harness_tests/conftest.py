@@ -12,10 +12,11 @@ import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, "tools", "gdb"))
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from pagoda import build, paths  # noqa: E402
+from pagoda_core import build, paths  # noqa: E402
 
 
 def _locked_build(targets, arch=paths.DEFAULT_ARCH):

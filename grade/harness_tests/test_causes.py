@@ -3,8 +3,8 @@ after. Each case is a synthetic QEMU log against the reference kernel ELF (its l
 symbols), as the grader reads a real one."""
 import pytest
 
-from pagoda import faultlog
-from pagoda.symbolize import Symbolizer
+from pagoda_core import faultlog
+from pagoda_core.symbolize import Symbolizer
 from pagoda_grade import causes
 from pagoda_grade.harness import GradeFailure, Run
 from pagoda_grade.symbols import address_of, fact

@@ -7,10 +7,10 @@ import time
 
 import pytest
 
-from pagoda import faultlog, paths, qemu
+from pagoda_core import faultlog, paths, qemu
 from pagoda_grade import harness
 from pagoda_grade.harness import Booter, GradeFailure
-from pagoda.speed import scaled  # noqa: E402  (limits for this machine: speed.py)
+from pagoda_core.speed import scaled  # noqa: E402  (limits for this machine: speed.py)
 
 ROOT = paths.ROOT
 

@@ -1,7 +1,7 @@
-"""The exception-log model (tools/pagoda/faultlog.py): what QEMU's `-d int` log says the CPU did."""
+"""The exception-log model (tools/pagoda_core/faultlog.py): what QEMU's `-d int` log says the CPU did."""
 import os
 
-from pagoda import faultlog
+from pagoda_core import faultlog
 
 TRIPLE = """\
 CPU Reset (CPU 0)
@@ -326,7 +326,7 @@ def test_abort_without_a_switch_before_it_is_not_blamed_on_one():
 
 def test_msr_ttbr_encodings_are_the_kernels(aarch64_kernel):
     """The encodings the switch is recognised by are the ones in the AArch64 kernel's text."""
-    from pagoda import kernelinfo
+    from pagoda_core import kernelinfo
     elf = kernelinfo.elf(aarch64_kernel)
     text = elf.section(".text")
     words = set(elf.words_at(text.addr, text.size // 4))

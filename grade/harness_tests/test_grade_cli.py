@@ -4,8 +4,9 @@ import shutil
 import subprocess
 import time
 
-from pagoda import grade, paths
-from pagoda.speed import scaled  # noqa: E402  (limits for this machine: speed.py)
+from pagoda import grade
+from pagoda_core import paths
+from pagoda_core.speed import scaled  # noqa: E402  (limits for this machine: speed.py)
 
 ROOT = paths.ROOT
 

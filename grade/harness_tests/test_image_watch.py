@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from pagoda import paths
+from pagoda_core import paths
 from pagoda_grade import programs
 
 PAGE = programs.PAGE

@@ -16,7 +16,7 @@ import re
 
 import pytest
 
-from pagoda import build, paths
+from pagoda_core import build, paths
 from pagoda_grade import tlb
 from pagoda_grade.harness import Booter
 from pagoda_grade.proof import new_token, proof

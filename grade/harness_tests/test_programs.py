@@ -11,7 +11,7 @@ import struct
 
 import pytest
 
-from pagoda import build, paths
+from pagoda_core import build, paths
 from pagoda_grade.harness import Booter
 from pagoda_grade.proof import FNV_OFFSET_BASIS, FNV_PRIME, MASK64, proof
 

@@ -7,10 +7,10 @@ import time
 
 import pytest
 
-from pagoda import build, qemu
+from pagoda_core import build, qemu
 from pagoda_grade import rsp
 from pagoda_grade.symbols import address_of, physical_of, segments
-from pagoda.speed import scaled  # noqa: E402  (limits for this machine: speed.py)
+from pagoda_core.speed import scaled  # noqa: E402  (limits for this machine: speed.py)
 
 # AArch64: set TTBR0/TTBR1/TCR to known values, then spin at `parked` (MMU off: addresses are
 # physical). QEMU's virt machine loads the image at 0x40080000.

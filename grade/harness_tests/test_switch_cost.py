@@ -1,6 +1,7 @@
 """`./pagoda bench check` (`bench switch` before lab 3) reads what the kernel's vm_switch_cost self-test prints (no timing is
 asserted here: numbers belong in the benchmark's report)."""
-from pagoda import bench, build
+from pagoda import bench
+from pagoda_core import build
 
 
 def test_the_switch_benchmark_understands_the_self_test():

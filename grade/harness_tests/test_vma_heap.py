@@ -3,7 +3,7 @@ the middle (chosen from this boot's token) leaves one more region, a protect acr
 refused, and destroying the set returns the heap to where it was."""
 import pytest
 
-from pagoda import build
+from pagoda_core import build
 from pagoda_grade.harness import Booter
 from pagoda_grade.proof import proof
 

@@ -21,9 +21,9 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 
-from pagoda import faultlog, kernelinfo, qemu, speed
-from pagoda.ui import PagodaError
-from pagoda.symbolize import Symbolizer
+from pagoda_core import faultlog, kernelinfo, qemu, speed
+from pagoda_core.ui import PagodaError
+from pagoda_core.symbolize import Symbolizer
 
 from .proof import new_token, proof
 from .rsp import RspError

@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from . import symbols
 from .processes import process_roots, registry
 from .vmas import MAX_VMAS, Vma, decode_vma, vma_fields  # noqa: F401 - Vma: the record's type, for callers
-from .witness import PAGE  # (importing witness puts tools/gdb, pagoda_pt's home, on the path)
+from .witness import PAGE
 
-from pagoda_pt import frames as pt_frames  # noqa: E402
+from pagoda_pt import frames as pt_frames
 
 
 

@@ -30,7 +30,7 @@ import os
 import re
 from dataclasses import dataclass, field
 
-from pagoda.paths import ARCHES
+from pagoda_core.paths import ARCHES
 
 # The TOML parser: Python 3.11's tomllib, or on 3.10 (Ubuntu 22.04) the same parser packaged as
 # python3-tomli. Every reader of TOML in Pagoda takes it from here. None until ./pagoda setup has

@@ -31,7 +31,7 @@ import select
 import socket
 import time
 
-from pagoda import speed
+from pagoda_core import speed
 
 # Seconds to wait for an answer, on the reference machine (scaled by the speed factor).
 DEFAULT_TIMEOUT = 10.0

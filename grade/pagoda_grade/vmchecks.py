@@ -2,7 +2,7 @@
 instant the grader picks, and the architecture facts of the fault tests."""
 import re
 
-from pagoda import faultlog
+from pagoda_core import faultlog
 
 from .witness import (MAX_PROBLEMS_SHOWN, MAX_TABLE_READS, WalkError, compare_map, expected_kernel_map,
                       layout_value, pick_in, top_level)

@@ -3,7 +3,7 @@
 A kernel can print any line; it cannot forge what QEMU sees. Every grader test that checks a
 milestone uses this library, so that later labs inherit the same witnesses:
 
-1. QEMU's exception log (`-d int`, parsed by tools/pagoda/faultlog.py):
+1. QEMU's exception log (`-d int`, parsed by tools/pagoda_core/faultlog.py):
        expect_fault(run, ...)               the fault the test provoked, as the CPU took it, and
                                             matching what the kernel's report says
        expect_hardware_interrupts(run, n)   interrupts the hardware raised (not INT n / SVC)
@@ -33,7 +33,6 @@ import hashlib
 import os
 import re
 import struct
-import sys
 import time
 from dataclasses import dataclass
 
@@ -41,10 +40,8 @@ from . import symbols
 from .harness import ENDED, BootEnded
 from .rsp import RspClient, RspError, RspTimeout
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                                "tools", "gdb"))
-import pagoda_pt  # noqa: E402
-from pagoda_pt.x86_facts import FRAME_MASK as X86_FRAME_MASK  # noqa: E402
+import pagoda_pt
+from pagoda_pt.x86_facts import FRAME_MASK as X86_FRAME_MASK
 
 PAGE = 4096
 MiB = 1 << 20
@@ -301,7 +298,7 @@ def _read_boot_map(kernel, arch, memory_size):
     before the first instruction (the kernel reads the same one)."""
     import socket
     import subprocess
-    from pagoda import qemu
+    from pagoda_core import qemu
     machine = MACHINES[arch]
     ours, theirs = socket.socketpair()
     extra = ["-chardev", f"socket,id=pagoda-gdb,fd={theirs.fileno()}", "-gdb", "chardev:pagoda-gdb", "-S"]
@@ -344,7 +341,7 @@ def usable_ram(kernel, arch, memory_size):
     process: on x86_64 the usable entries of the PVH memory map (QEMU 10 reserves the top 4 KiB
     of microvm's RAM, 7.2 does not: a model would be right for one of them only); on AArch64
     the device tree's memory minus its reservations and the tree itself."""
-    from pagoda import qemu
+    from pagoda_core import qemu
     import shutil
     binary = qemu.MACHINES[arch].binary
     key = (shutil.which(binary) or binary, arch, memory_size)

@@ -27,7 +27,7 @@ void panic_begin() {
 void panic_end() {
   uptr frames[kBacktraceDepth];
   const usize n = arch::backtrace(frames, kBacktraceDepth, kPanicFrames);
-  // One address per line, in a fixed shape the host tools symbolize (tools/pagoda/symbolize.py).
+  // One address per line, in a fixed shape the host tools symbolize (tools/pagoda_core/symbolize.py).
   println("backtrace:");
   for (usize i = 0; i < n; ++i) println("  #{} {:#018x}", i, frames[i]);
   arch::shutdown(ExitStatus::Failure);

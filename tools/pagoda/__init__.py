@@ -1,1 +1,2 @@
-"""The implementation of ./pagoda: build, run, test, grade, benchmark (standard library only)."""
+"""./pagoda's commands: build, run, test, grade, benchmark (standard library only). The machinery
+they share with the grader lives below them, in tools/pagoda_core."""

@@ -33,11 +33,11 @@ import sys
 import time
 import zipfile
 
-from . import batch, deps, paths
-from .ui import PagodaError, info
+from . import batch, deps
+from pagoda_core import paths
+from pagoda_core.ui import PagodaError, info
 
-sys.path.insert(0, paths.GRADE)
-from pagoda_grade import manifest  # noqa: E402
+from pagoda_grade import manifest
 
 # Autograders install the distribution's default toolchain by versionless names (clang 14 on
 # Ubuntu 22.04, 18 on 24.04: any clang from 14 on builds Pagoda), the same names ./pagoda setup

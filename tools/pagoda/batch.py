@@ -44,11 +44,11 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from . import build, deps, grade, paths, publish, qemu, speed
-from .ui import PagodaError, clip, info
+from . import deps, grade, publish
+from pagoda_core import build, paths, qemu, speed
+from pagoda_core.ui import PagodaError, clip, info
 
-sys.path.insert(0, paths.GRADE)
-from pagoda_grade import manifest  # noqa: E402
+from pagoda_grade import manifest
 
 GRADE_MARGIN = 30.0         # seconds added to the lab's test timeouts for the default limit
 # Seconds for configuring and building one kernel on the reference machine (2 cores, quiet),

@@ -42,8 +42,9 @@ import statistics
 import subprocess
 import time
 
-from . import build, deps, paths, qemu
-from .ui import PagodaError, info
+from . import deps
+from pagoda_core import build, paths, qemu
+from pagoda_core.ui import PagodaError, info
 
 
 def time_boot(kernel, cmdline, arch):

@@ -14,8 +14,9 @@ import subprocess
 import sys
 import textwrap
 
-from . import autograder, bench, build, deps, docs, gdb, grade, hunt, labs, paths, run, test
-from .ui import PagodaError
+from . import autograder, bench, deps, docs, gdb, grade, hunt, labs, run, test
+from pagoda_core import build, paths
+from pagoda_core.ui import PagodaError
 
 HELP_WIDTH = 100      # columns: help is never wider, whatever the terminal
 VERSION_HOME = os.path.join("kernel", "core", "kmain.hpp")

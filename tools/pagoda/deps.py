@@ -19,8 +19,8 @@ import sys
 import time
 from dataclasses import dataclass
 
-from . import paths
-from .ui import PagodaError, info
+from pagoda_core import paths
+from pagoda_core.ui import PagodaError, info
 
 
 def _system_python_has(module):

@@ -17,8 +17,9 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 
-from . import deps, paths
-from .ui import PagodaError, info, warn
+from . import deps
+from pagoda_core import paths
+from pagoda_core.ui import PagodaError, info, warn
 
 DOXYFILE = os.path.join("docs", "Doxyfile")          # relative to the root it documents
 OUTPUT = os.path.join(paths.BUILD, "docs")

@@ -24,8 +24,9 @@ import sys
 import tempfile
 import time
 
-from . import build, deps, kernelinfo, paths, qemu
-from .ui import PagodaError, info
+from . import deps
+from pagoda_core import build, kernelinfo, paths, qemu
+from pagoda_core.ui import PagodaError, info
 
 GDB = "gdb-multiarch"
 GDB_PACKAGE = "gdb-multiarch"

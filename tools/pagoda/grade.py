@@ -17,11 +17,11 @@ import subprocess
 import sys
 import threading
 
-from . import build, deps, junit, paths, speed
-from .ui import PagodaError, clip, info
+from . import deps, junit
+from pagoda_core import build, paths, speed
+from pagoda_core.ui import PagodaError, clip, info
 
-sys.path.insert(0, paths.GRADE)
-from pagoda_grade import logs, manifest, programs  # noqa: E402
+from pagoda_grade import logs, manifest, programs
 
 REASON_INDENT = "      "
 MAX_REASON_LINES = 60
@@ -111,7 +111,7 @@ def run_pytest(numbers, arch, workers, kernel=None, verbose=False, extra=(), onl
     read_end, write_end = os.pipe()
     argv += [f"--pagoda-progress-fd={write_end}"]
     argv += [f for n in numbers for f in test_files(n)] + list(extra)
-    from .qemu import die_with_parent, kill_group
+    from pagoda_core.qemu import die_with_parent, kill_group
     env = dict(os.environ, **{logs.RUN_DIR_ENV: run_dir})
 
     def own_group():

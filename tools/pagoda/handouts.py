@@ -16,7 +16,7 @@ import os
 import re
 
 from . import publish
-from .ui import PagodaError
+from pagoda_core.ui import PagodaError
 
 BEGIN = "<!-- tests: generated from lab.toml by ./pagoda labs tables --write; do not edit -->"
 END = "<!-- end of tests -->"

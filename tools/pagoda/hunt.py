@@ -40,8 +40,8 @@ import subprocess
 import sys
 import zlib
 
-from . import paths
-from .ui import PagodaError, info
+from pagoda_core import paths
+from pagoda_core.ui import PagodaError, info
 
 HUNT_DIR = os.path.join("build", "hunt")
 PACK_PATH = os.path.join("labs", "hunts.pack")

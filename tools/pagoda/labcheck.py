@@ -20,8 +20,9 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 
-from . import mutants, paths, publish
-from .ui import PagodaError, info
+from . import mutants, publish
+from pagoda_core import paths
+from pagoda_core.ui import PagodaError, info
 
 CHECK_SUBDIR = os.path.join("build", "labs-check")
 MAX_DETAIL_LINES = 25

@@ -4,8 +4,9 @@ trees and branches; labcheck.py proves the skeletons."""
 import argparse
 import os
 
-from . import deps, grade, handouts, labcheck, labstart, labstatus, mutants, paths, publish, speed
-from .ui import PagodaError, info
+from . import deps, grade, handouts, labcheck, labstart, labstatus, mutants, publish
+from pagoda_core import paths, speed
+from pagoda_core.ui import PagodaError, info
 
 MARKERS_HELP = """\
 A solution region, in C/C++/assembly (CMake, Python, shell, TOML: '#'; linker scripts:

@@ -22,8 +22,9 @@ import os
 import subprocess
 from dataclasses import dataclass
 
-from . import paths, publish
-from .ui import PagodaError, info
+from . import publish
+from pagoda_core import paths
+from pagoda_core.ui import PagodaError, info
 
 MARKER_WIDTH = 7
 

@@ -5,8 +5,9 @@ tree, where every lab's solution is in place.
 """
 import os
 
-from . import build, grade, labstart, paths, publish
-from .ui import PagodaError
+from . import grade, labstart, publish
+from pagoda_core import build, paths
+from pagoda_core.ui import PagodaError
 
 
 def current_lab(root=paths.ROOT):

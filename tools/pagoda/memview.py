@@ -24,13 +24,12 @@ at its return).
 import os
 import select
 import socket as sockets
-import sys
 import threading
 import time
 from dataclasses import dataclass
 
-from . import kernelinfo, paths
-from .ui import PagodaError
+from pagoda_core import kernelinfo
+from pagoda_core.ui import PagodaError
 
 HOTKEY = b"\x01"               # Ctrl-A: QEMU's own escape, so Ctrl-A M sits beside Ctrl-A X
 HOTKEY_LETTERS = (b"m", b"M")
@@ -38,11 +37,8 @@ STRAY_REPLY_WAIT = 0.2         # seconds: how long a stop reply QEMU sends on it
 
 
 def _imports():
-    for path in (os.path.join(paths.ROOT, "tools", "gdb"), paths.GRADE):
-        if path not in sys.path:
-            sys.path.insert(0, path)
-    from pagoda_grade import rsp  # noqa: E402  (standard library only)
-    from pagoda_pt import frames  # noqa: E402
+    from pagoda_grade import rsp  # (standard library only)
+    from pagoda_pt import frames
     return rsp, frames
 
 
@@ -142,7 +138,6 @@ class Session:
 
     def resolve(self):
         """The entry addresses of the events' functions (PagodaError for an unknown one)."""
-        sys.path.insert(0, paths.GRADE)
         from pagoda_grade import symbols
         for event in self.events:
             try:

@@ -27,7 +27,7 @@ import re
 import signal
 import subprocess
 
-from . import paths
+from pagoda_core import paths
 
 NOT_REPLAYABLE = "not replayable"
 REPLAY_DEADLINE = 120.0      # seconds of wall clock before a replay that never stops is interrupted

@@ -50,16 +50,15 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
 
-from . import mutant_why, paths, publish, regions
-from .ui import PagodaError, info
+from . import mutant_why, publish, regions
+from pagoda_core import paths
+from pagoda_core.ui import PagodaError, info
 
-sys.path.insert(0, paths.GRADE)
-from pagoda_grade import manifest  # noqa: E402
+from pagoda_grade import manifest
 
 CHECK_SUBDIR = os.path.join("build", "labs-check")
 MUTANTS_DIR = "mutants"

@@ -19,14 +19,13 @@ import re
 import shutil
 import stat
 import subprocess
-import sys
 from dataclasses import dataclass
 
-from . import paths, regions
-from .ui import PagodaError
+from . import regions
+from pagoda_core import paths
+from pagoda_core.ui import PagodaError
 
-sys.path.insert(0, paths.GRADE)
-from pagoda_grade import manifest  # noqa: E402
+from pagoda_grade import manifest
 
 LAB_FILE = ".pagoda-lab"
 # Where each solution region of an earlier lab sits in a published tree (`./pagoda lab start`

@@ -14,9 +14,10 @@ import sys
 import tempfile
 import threading
 
-from . import build, deps, gdb, kernelinfo, memview, paths, qemu
-from .symbolize import Symbolizer
-from .ui import PagodaError, info
+from . import deps, gdb, memview
+from pagoda_core import build, kernelinfo, paths, qemu
+from pagoda_core.symbolize import Symbolizer
+from pagoda_core.ui import PagodaError, info
 
 # Output is passed on line by line (so backtraces can be named); a partial line waits at most
 # this long before it is shown as it is.

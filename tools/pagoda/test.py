@@ -15,7 +15,7 @@ Steps, in order (each prints one result line):
   mutants  ./pagoda labs mutants: every known slip of every lab (labs/NN-name/mutants/) is
            caught by the grader, and the first failing test's first lines name its cause
 
-First the speed factor is measured and exported (PAGODA_SPEED_FACTOR, tools/pagoda/speed.py):
+First the speed factor is measured and exported (PAGODA_SPEED_FACTOR, tools/pagoda_core/speed.py):
 every time limit under it is scaled to this machine, so a slow or busy machine makes the run
 longer, never red. Each step's line gives its wall time and the CPU time it used (its own and
 its children's: the machine-independent measure of its cost).
@@ -28,8 +28,9 @@ import subprocess
 import sys
 import time
 
-from . import build, deps, docs, grade, handouts, paths, speed
-from .ui import PagodaError, info
+from . import deps, docs, grade, handouts
+from pagoda_core import build, paths, speed
+from pagoda_core.ui import PagodaError, info
 
 TOOL_TEST_DIRS = ("tools/gdb/tests", "tools/tests", "grade/harness_tests")
 

@@ -8,11 +8,13 @@ import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(ROOT, "tools"))
-sys.path.insert(0, HERE)
+# The Python path of these tests, as ./pagoda sets its own: tools/ (pagoda, pagoda_core), grade/
+# (pagoda_grade), tools/gdb/ (pagoda_pt) and this directory (labtree).
+for _path in (os.path.join(ROOT, "tools", "gdb"), os.path.join(ROOT, "grade"), os.path.join(ROOT, "tools"), HERE):
+    sys.path.insert(0, _path)
 
 import labtree  # noqa: E402
-from pagoda import pytest_speed  # noqa: E402
+from pagoda_core import pytest_speed  # noqa: E402
 
 
 def pytest_configure(config):

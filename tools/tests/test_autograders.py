@@ -18,8 +18,9 @@ import zipfile
 import pytest
 
 from labtree import write
-from pagoda import autograder, paths, publish
-from pagoda.speed import scaled  # noqa: E402  (limits for this machine: speed.py)
+from pagoda import autograder, publish
+from pagoda_core import paths
+from pagoda_core.speed import scaled  # noqa: E402  (limits for this machine: speed.py)
 
 # Gradescope's documented results.json fields, and the values of the enumerated ones.
 TOP_FIELDS = {"score", "execution_time", "output", "output_format", "test_output_format",
@@ -121,7 +122,7 @@ def test_the_zip_builds_the_grader_s_user_programs_alone(gradescope, tmp_path):
     """What run_autograder does before grading a lab whose tests run user programs: build them
     from the zip's own files (nothing of a kernel is there), the copy every submission's kernel
     must embed."""
-    from pagoda import build
+    from pagoda_core import build
     source = tmp_path / "source"
     with zipfile.ZipFile(gradescope.zip) as z:
         z.extractall(source)

@@ -23,18 +23,17 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import textwrap
 import time
 
 import pytest
 
 from labtree import run_git, write
-from pagoda import batch, paths, publish
+from pagoda import batch, publish
+from pagoda_core import paths
 
-sys.path.insert(0, paths.GRADE)
-from pagoda_grade import manifest  # noqa: E402
-from pagoda.speed import scaled  # noqa: E402  (limits for this machine: speed.py)
+from pagoda_grade import manifest
+from pagoda_core.speed import scaled  # (limits for this machine: speed.py)
 
 TIMEOUT = 8          # seconds per lab-0 test in the instructor's copy
 TIME_LIMIT = 36      # for grading one submission: 4 tests that hang, and part of a 5th
@@ -304,7 +303,7 @@ def bare_batch():
 
 
 def test_the_limit_interrupts_first_then_kills(tmp_path, monkeypatch):
-    from pagoda import qemu
+    from pagoda_core import qemu
     mark = tmp_path / "interrupted"
     polite = ("import signal, sys, time\n"
               f"def stop(*a):\n    open({str(mark)!r}, 'w').write('yes'); sys.exit(3)\n"
@@ -338,7 +337,7 @@ def test_the_limit_interrupts_first_then_kills(tmp_path, monkeypatch):
 def test_an_interrupted_test_scores_nothing(tmp_path):
     """Every boot hangs (PAGODA_GRADE_CMDLINE); SIGINT while the test waits for its timeout must
     leave it 'incomplete', not passed (its setup had passed)."""
-    from pagoda import qemu
+    from pagoda_core import qemu
     report, logs = tmp_path / "report.json", tmp_path / "logs"
     proc = subprocess.Popen([paths.SYSTEM_PYTHON, "-m", "pytest", "-p", "no:cacheprovider", "-q",
                              f"--pagoda-report={report}", "--pagoda-only=timer_ticks", "test_lab0.py"],

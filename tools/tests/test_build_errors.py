@@ -7,7 +7,7 @@ real failed builds of broken trees, the tree at /sub/tree)."""
 import pytest
 
 from pagoda import batch
-from pagoda.ui import clip
+from pagoda_core.ui import clip
 
 TREE = "/sub/tree"
 CLANG = "/usr/bin/clang++ --target=x86_64-unknown-none-elf -I/sub/tree/kernel -Wall -Werror -c " \

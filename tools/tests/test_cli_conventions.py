@@ -7,7 +7,8 @@ import subprocess
 
 import pytest
 
-from pagoda import cli, paths
+from pagoda import cli
+from pagoda_core import paths
 
 
 def every_parser(parser, name="./pagoda"):

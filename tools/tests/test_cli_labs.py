@@ -6,7 +6,8 @@ import os
 import pytest
 
 from labtree import write
-from pagoda import cli, grade, labcheck, labstatus, paths, publish
+from pagoda import cli, grade, labcheck, labstatus, publish
+from pagoda_core import paths
 
 
 @pytest.mark.parametrize("argv", [["labs"], ["labs", "lint"], ["labs", "publish"], ["labs", "check"],

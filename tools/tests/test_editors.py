@@ -6,14 +6,13 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 
 import pytest
 
-from pagoda import build, cli, paths
+from pagoda import cli
+from pagoda_core import build, paths
 
-sys.path.insert(0, paths.GRADE)
-from pagoda_grade import symbols  # noqa: E402
+from pagoda_grade import symbols
 
 VSCODE = os.path.join(paths.ROOT, ".vscode")
 WS = "${workspaceFolder}"

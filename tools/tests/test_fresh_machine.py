@@ -11,8 +11,9 @@ import textwrap
 
 import pytest
 
-from pagoda import deps, paths
-from pagoda.speed import scaled  # noqa: E402  (limits for this machine: speed.py)
+from pagoda import deps
+from pagoda_core import paths
+from pagoda_core.speed import scaled  # noqa: E402  (limits for this machine: speed.py)
 
 BLOCKED = ("pytest", "_pytest", "xdist", "pexpect")
 BLOCKER = textwrap.dedent(f"""\

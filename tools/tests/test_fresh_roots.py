@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from pagoda import paths
+from pagoda_core import paths
 
 SCRIPT = os.path.join(paths.ROOT, "tools", "fresh-machine")
 

@@ -4,17 +4,16 @@ import json
 import os
 import re
 import subprocess
-import sys
 import xml.etree.ElementTree as ET
 
 import pytest
 
 from junit_xsd import schema_errors
-from pagoda import junit, paths, qemu
+from pagoda import junit
+from pagoda_core import paths, qemu
 
-sys.path.insert(0, paths.GRADE)
-from pagoda_grade import manifest, todo  # noqa: E402
-from pagoda.speed import scaled  # noqa: E402  (limits for this machine: speed.py)
+from pagoda_grade import manifest, todo
+from pagoda_core.speed import scaled  # (limits for this machine: speed.py)
 
 
 def pagoda(*argv, env=None):

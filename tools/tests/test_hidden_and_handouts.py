@@ -7,7 +7,7 @@ import pytest
 import labtree as c
 from labtree import run_git, write
 from pagoda import handouts, publish
-from pagoda.ui import PagodaError
+from pagoda_core.ui import PagodaError
 
 HIDDEN_ENTRY = ('\n[[tests]]\nid = "secret_probe"\npoints = 5\ntimeout = 5\nhidden = true\n'
                 'checks = "the instructor-only probe of the identity map"\n')
@@ -98,5 +98,5 @@ def test_a_handout_without_a_table_is_reported(tree):
 
 
 def test_the_real_handouts_match_their_manifests():
-    from pagoda import paths
+    from pagoda_core import paths
     assert handouts.stale(paths.ROOT) == []

@@ -5,7 +5,8 @@ import textwrap
 
 import pytest
 
-from pagoda import hunt, paths, publish  # noqa: F401  (publish puts grade/ on the path)
+from pagoda import hunt, publish  # noqa: F401  (publish puts grade/ on the path)
+from pagoda_core import paths
 from pagoda_grade import manifest  # noqa: E402
 
 SLIPS = [dict(lab=3, slug="a", title="first", function="pagoda::X86AddressSpace::create_user", category="wrong root",

@@ -6,8 +6,8 @@ import subprocess
 
 import pytest
 
-from pagoda import build, kernelinfo, paths, qemu
-from pagoda.speed import scaled  # noqa: E402  (limits for this machine: speed.py)
+from pagoda_core import build, kernelinfo, paths, qemu
+from pagoda_core.speed import scaled  # noqa: E402  (limits for this machine: speed.py)
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,8 @@
 catches its violation in a small synthetic tree."""
 import os
 
-from pagoda import layers, paths
+from pagoda import layers
+from pagoda_core import paths
 
 
 def write(root, rel, text):

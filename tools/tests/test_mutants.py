@@ -9,7 +9,8 @@ import pytest
 
 import labtree
 from labtree import write
-from pagoda import mutants, paths, publish
+from pagoda import mutants, publish
+from pagoda_core import paths
 
 pytestmark = pytest.mark.skipif(shutil.which("cmake") is None or shutil.which("ninja") is None,
                                 reason="needs cmake and ninja (./pagoda setup)")

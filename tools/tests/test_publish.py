@@ -7,7 +7,7 @@ import pytest
 import labtree as c
 from labtree import marker, run_git, write
 from pagoda import publish
-from pagoda.ui import PagodaError
+from pagoda_core.ui import PagodaError
 
 
 def read(root, rel):

@@ -12,17 +12,13 @@ import os
 import random
 import re
 import shutil
-import sys
 
 import pytest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(ROOT, "tools"))
-
-from pagoda import build, kernelinfo, memview, qemu, run  # noqa: E402
-from pagoda.ui import PagodaError  # noqa: E402
-from pagoda.speed import scaled  # noqa: E402  (limits for this machine: speed.py)
+from pagoda import memview, run
+from pagoda_core import build, kernelinfo, paths, qemu
+from pagoda_core.ui import PagodaError
+from pagoda_core.speed import scaled  # (limits for this machine: speed.py)
 
 pexpect = pytest.importorskip("pexpect")
 ARCHES = [pytest.param(a, marks=pytest.mark.skipif(shutil.which(qemu.MACHINES[a].binary) is None,
@@ -35,8 +31,8 @@ LIFECYCLE = re.compile(r"^(run: |proc \d+ \(\w+\): (started|spawned|exec|reaped)
 
 
 def spawn(*args):
-    child = pexpect.spawn("/usr/bin/python3", [os.path.join(ROOT, "pagoda"), "run", *args],
-                          cwd=ROOT, timeout=BOOT_TIMEOUT, encoding="utf-8",
+    child = pexpect.spawn("/usr/bin/python3", [os.path.join(paths.ROOT, "pagoda"), "run", *args],
+                          cwd=paths.ROOT, timeout=BOOT_TIMEOUT, encoding="utf-8",
                           codec_errors="replace", dimensions=(50, 160))
     child.transcript = []
     child.logfile_read = _Transcript(child.transcript)
@@ -212,7 +208,8 @@ def options(**given):
 
 
 def test_which_boots_start_the_shell(monkeypatch):
-    from pagoda import kernelinfo, labstatus
+    from pagoda import labstatus
+    from pagoda_core import kernelinfo
     monkeypatch.setattr(kernelinfo, "embedded_programs", lambda kernel: ["echo", "sh"])
     monkeypatch.setattr(labstatus, "current_lab", lambda: None)
     assert run.shell_words(options(), "k") == ("run=sh", "")

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from pagoda import paths, speed
+from pagoda_core import paths, speed
 
 
 @pytest.fixture

@@ -14,8 +14,9 @@ import pytest
 
 import labtree
 from labtree import run_git, write
-from pagoda import labstart, paths, publish, regions
-from pagoda.speed import scaled  # noqa: E402  (limits for this machine: speed.py)
+from pagoda import labstart, publish, regions
+from pagoda_core import paths
+from pagoda_core.speed import scaled  # noqa: E402  (limits for this machine: speed.py)
 
 CONFLICT = re.compile(r"^(<{7}|={7}|>{7}|\|{7})( |$)", re.M)
 

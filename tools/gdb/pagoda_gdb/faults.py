@@ -142,10 +142,10 @@ def _syscall_name(number):
 
 
 def _faultlog():
-    """tools/pagoda/faultlog.py, loaded by path: putting tools/ on sys.path would let tools/gdb
+    """tools/pagoda_core/faultlog.py, loaded by path: putting tools/ on sys.path would let tools/gdb
     shadow GDB's own `gdb` module."""
     tools = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    source = os.path.join(tools, "pagoda", "faultlog.py")
+    source = os.path.join(tools, "pagoda_core", "faultlog.py")
     spec = importlib.util.spec_from_file_location("pagoda_faultlog", source)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -1,7 +1,7 @@
 """The x86_64 facts every Python reader needs, once: the exception vectors and the physical-address
 mask. Readers: the debugger's fault-why (diagnose_x86_64.py), the frame census (frames.py), the
 grader's witness (grade/pagoda_grade/witness.py) and the fault-log witness
-(tools/pagoda/faultlog.py, which loads this file by path). The kernel's own copies, for its
+(tools/pagoda_core/faultlog.py, which loads this file by path). The kernel's own copies, for its
 printed reports and its tables, are arch/x86_64/traps.cpp's names and
 arch/x86_64/page_table_format.hpp's kAddressMask.
 

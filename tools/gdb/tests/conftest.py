@@ -9,7 +9,7 @@ for path in (os.path.dirname(_HERE), _HERE):
         sys.path.insert(0, path)
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(_HERE))), "tools"))
-from pagoda import pytest_speed  # noqa: E402
+from pagoda_core import pytest_speed  # noqa: E402
 
 
 def pytest_configure(config):

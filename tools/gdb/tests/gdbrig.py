@@ -21,7 +21,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -29,10 +28,9 @@ from dataclasses import dataclass
 HERE = os.path.dirname(os.path.abspath(__file__))
 GDB_DIR = os.path.dirname(HERE)
 ROOT = os.path.dirname(os.path.dirname(GDB_DIR))
-sys.path.insert(0, os.path.join(ROOT, "tools"))
 
-from pagoda import build, paths, qemu  # noqa: E402
-from pagoda.speed import scaled  # noqa: E402  (limits for this machine: speed.py)
+from pagoda_core import build, paths, qemu
+from pagoda_core.speed import scaled  # (limits for this machine: speed.py)
 
 GDB = "gdb-multiarch"
 QEMU = "qemu-system-x86_64"

@@ -9,8 +9,8 @@ import time
 import pytest
 
 import gdbrig
-from pagoda import qemu
-from pagoda.speed import scaled  # noqa: E402  (limits for this machine: speed.py)
+from pagoda_core import qemu
+from pagoda_core.speed import scaled  # noqa: E402  (limits for this machine: speed.py)
 
 pytestmark = [pytest.mark.skipif(bool(gdbrig.missing_tools()), reason=gdbrig.missing_tools()),
               pytest.mark.timeout(180)]

@@ -8,7 +8,7 @@ import pytest
 
 import gdbrig
 from gdbrig import Machine, monitor_gva2gpa, run_steps
-from pagoda.speed import scaled  # noqa: E402  (limits for this machine: speed.py)
+from pagoda_core.speed import scaled  # noqa: E402  (limits for this machine: speed.py)
 
 pytestmark = [pytest.mark.skipif(bool(gdbrig.missing_tools()), reason=gdbrig.missing_tools()),
               pytest.mark.timeout(120)]

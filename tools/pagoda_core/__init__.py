@@ -1,0 +1,8 @@
+"""The machinery ./pagoda's commands and the grader share (standard library only): where things
+are (paths), messages (ui), building the kernel (build), starting QEMU (qemu), reading QEMU's
+exception log (faultlog), facts of a kernel ELF (kernelinfo), naming addresses (symbolize), this
+machine's speed (speed, pytest_speed) and the labs' slips (slips).
+
+It sits below both: tools/pagoda (the commands) and grade/pagoda_grade (the grader) import it;
+it imports neither (tools/pagoda/layers.py checks that, and that no Python import goes round in
+a circle)."""
