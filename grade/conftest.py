@@ -34,7 +34,8 @@ sys.path.insert(0, HERE)
 
 from pagoda_core import build, paths, pytest_speed, qemu  # noqa: E402
 from pagoda_grade import logs, manifest, programs, todo  # noqa: E402
-from pagoda_grade.harness import Booter, escape_controls, skeleton_headline, watch_note  # noqa: E402
+from pagoda_grade.harness import Booter  # noqa: E402
+from pagoda_grade.outcomes import escape_controls, skeleton_headline, watch_note  # noqa: E402
 
 # The grader, its xdist workers and their QEMUs all die with whoever started them.
 qemu.die_with_parent()

@@ -1,4 +1,4 @@
-"""A graded bug hunt (tools/pagoda/hunt.py): the lab.toml test that says `hunt = [N, ...]`.
+"""A graded bug hunt (tools/pagoda/hunt.py; the slips: tools/pagoda_core/slips.py): the lab.toml test that says `hunt = [N, ...]`.
 
 The student drew a slip with a token (`./pagoda hunt`), found it with the tools and named it with
 `./pagoda hunt answer FUNCTION --category KIND`, which wrote hunt.toml at the root of the tree. The
@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from pagoda import hunt as hunts
+from pagoda_core import slips as hunts
 from pagoda_core import paths
 from pagoda_grade import lab_test, manifest
 from pagoda_grade.manifest import tomllib

@@ -17,7 +17,7 @@ when a test fails later (a kill at an address the record should have covered).""
 import re
 
 from pagoda_grade import lab_test
-from pagoda_grade.harness import BootEnded
+from pagoda_grade.outcomes import BootEnded
 from pagoda_grade.processes import HEX, count_used, parse_kills, parse_reaped, user_elf, user_pages, user_symbol
 from pagoda_grade.proof import proof
 from pagoda_grade.symbols import fact, segments

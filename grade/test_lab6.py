@@ -11,7 +11,7 @@ lines only label what the grader saw."""
 import re
 
 from pagoda_grade import lab_test
-from pagoda_grade.harness import BootEnded, KILL_LINE
+from pagoda_grade.outcomes import KILL_LINE, BootEnded
 from pagoda_grade.lifecycle import (Deaths, Pages, Refs, covered, fork_problems, fork_view, leak_story, pid_of, processes,
                                     return_address, stale_records, stalled_waits, unflushed)
 from pagoda_grade.processes import (Layout, count_used, parse_reaped, process_roots, registry, user_elf,

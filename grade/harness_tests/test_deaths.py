@@ -8,7 +8,7 @@ import time
 import pytest
 
 from pagoda_core import faultlog, paths, qemu
-from pagoda_grade import harness
+from pagoda_grade import harness, outcomes
 from pagoda_grade.harness import Booter, GradeFailure
 from pagoda_core.speed import scaled  # noqa: E402  (limits for this machine: speed.py)
 
@@ -124,7 +124,7 @@ def test_guest_terminal_escapes_are_shown_escaped(reference_kernel, tmp_path):
     assert "\x1b" not in message and "\x07" not in message and "\x9b" not in message
     assert "\\x1b[2J\\x1b[HScore: 999/999 (drawn by the guest)" in message
     assert "\\x07bell \\x9b31m" in message
-    assert harness.escape_controls("a\tb\nc\x1b") == "a\tb\nc\\x1b"
+    assert outcomes.escape_controls("a\tb\nc\x1b") == "a\tb\nc\\x1b"
 
 
 def test_sigkill_of_grade_leaves_no_qemu(tmp_path):

@@ -126,7 +126,7 @@ SEEN = "the process spin (root 0x1000) maps its read-only page 0x400000 to frame
 def test_a_test_that_otherwise_passes_fails_with_what_the_watch_saw():
     """The grader's conftest runs a booting test and fails it with the watch's first problem when
     nothing else failed it; a test that fails on its own keeps its own reason."""
-    from pagoda_grade.harness import GradeFailure, watch_note
+    from pagoda_grade.outcomes import GradeFailure, watch_note
     hook = _grader_conftest().pytest_pyfunc_call
     ran = []
     assert hook(_item(lambda boot: ran.append(1), [])) is True and ran == [1]
@@ -150,7 +150,7 @@ def test_the_watch_heads_a_failure_only_when_no_check_of_the_test_named_anything
     """causes.headline: when the guest ended before the grader's next stop (the reason is only
     that), what the watch saw comes first; a reason from the test's own checks keeps its place."""
     from pagoda_grade import causes
-    from pagoda_grade.harness import NEVER_REACHED
+    from pagoda_grade.outcomes import NEVER_REACHED
     run = SimpleNamespace(watch_problems=[SEEN], outcome=lambda: "success", search=lambda pattern: None)
     assert causes.headline(run, f"{NEVER_REACHED}pagoda_grader_checkpoint: the kernel exited first") == SEEN
     assert causes.headline(run, "after exec, pid 2 (echo)'s record is still forktree's, the program before exec") \

@@ -1,8 +1,8 @@
-"""The grader names a kernel panic that ended a boot: harness.panic_line() finds the kernel's
-"PANIC: " line (the message only, cut when very long) and nothing else; harness.kill_lines()
+"""The grader names a kernel panic that ended a boot: outcomes.panic_line() finds the kernel's
+"PANIC: " line (the message only, cut when very long) and nothing else; outcomes.kill_lines()
 finds the lines of processes the kernel killed, which a failure quotes when the boot ended
 before the grader's stop."""
-from pagoda_grade.harness import PANIC_LINE_MAX, kill_lines, panic_line
+from pagoda_grade.outcomes import PANIC_LINE_MAX, kill_lines, panic_line
 
 
 def test_the_first_panic_line_is_named():
@@ -52,7 +52,7 @@ SKELETON_LINES = [
 
 
 def test_the_first_skeleton_of_the_lab_or_earlier_is_named():
-    from pagoda_grade.harness import skeleton_reached
+    from pagoda_grade.outcomes import skeleton_reached
     assert skeleton_reached(SKELETON_LINES, 3) == (
         3, "share the kernel half in X86AddressSpace::create_user() in arch/x86_64/address_space.cpp "
            "(labs/03-process-roots/README.md)")
@@ -63,7 +63,7 @@ def test_the_first_skeleton_of_the_lab_or_earlier_is_named():
 
 
 def test_the_skeleton_comes_before_the_symptom():
-    from pagoda_grade.harness import skeleton_headline
+    from pagoda_grade.outcomes import skeleton_headline
     reason = "the guest never reached x86_syscall_entry: the kernel exited first\nboot token 00"
     text = skeleton_headline(reason, SKELETON_LINES, 3)
     assert text.splitlines()[0] == ('lab 3 is not written yet: the kernel reached the skeleton that says "share the '

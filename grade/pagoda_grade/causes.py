@@ -18,6 +18,7 @@ root they walked, lab 3's explain_death()) pass their own cause to fail(), which
 Nothing here imports the walker: it runs for every failure, witnessed or not.
 """
 from . import symbols
+from .outcomes import NEVER_REACHED, STORM, kill_lines, panic_line
 
 
 # ---- The fault ---------------------------------------------------------------------------------
@@ -197,7 +198,6 @@ def headline(run, reason):
     # What a watch saw at the grader's stops (a process not running the grader's program), when
     # the reason is only that the boot ended before the grader's next stop (a hang, the time
     # limit, an early exit): no check of the test's named anything that explains it.
-    from .harness import NEVER_REACHED
     watched = getattr(run, "watch_problems", None)
     if watched and first_line.startswith(NEVER_REACHED) and fresh(watched[0].splitlines()[0]):
         return watched[0].splitlines()[0]
@@ -206,7 +206,6 @@ def headline(run, reason):
     found = run.first_fault_cause()
     if fresh(found):
         return found
-    from .harness import panic_line, kill_lines, STORM
     panicked = panic_line("\n".join(run.lines))
     if panicked and fresh(panicked):
         return f"the kernel panicked: {panicked}"

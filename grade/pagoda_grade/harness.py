@@ -25,6 +25,8 @@ from pagoda_core import faultlog, kernelinfo, qemu, speed
 from pagoda_core.ui import PagodaError
 from pagoda_core.symbolize import Symbolizer
 
+from .outcomes import (CHECKED, ENDED, LOG_LIMIT, NEVER_REACHED, OUTPUT_LIMIT, STORM, TIMEOUT, BootEnded,
+                       GradeFailure, kill_lines, panic_line, shown, watch_note)
 from .proof import new_token, proof
 from .rsp import RspError
 
@@ -36,35 +38,10 @@ MAX_LINE_BYTES = 64 * 1024
 MAX_LOG_BYTES = 64 * 1024 * 1024
 LOG_KEEP_HEAD = 1024 * 1024
 LOG_KEEP_TAIL = 1024 * 1024
-# Guest text in a failure message: each line at most this long.
-SHOWN_LINE_CHARS = 300
 # How often the boot loop looks at QEMU's log while nothing else happens, and how much of it it
 # reads at a time (a storm writes tens of MB a second; 64 identical exceptions fit in 100 KB).
 POLL_SECONDS = 0.05
 LOG_READ_BYTES = 256 * 1024
-
-# Stop kinds (Run.outcome() gives them).
-TIMEOUT = "timeout"
-STORM = "exception storm"
-LOG_LIMIT = "exception log limit"
-OUTPUT_LIMIT = "output limit"
-CHECKED = "stopped after a failed check"  # a witness script's check failed: the grader ended the boot
-ENDED = "ended by the grader"              # a witness script had seen enough (Guest.end())
-
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-
-def escape_controls(text):
-    """@p text with every control character but newline and tab shown as \\xNN, so that a guest
-    cannot move the cursor, clear the screen or draw a fake score on the grader's terminal."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m[0]):02x}", text)
-
-
-def shown(line):
-    """A guest line as a failure message shows it: escaped, and cut when very long."""
-    if len(line) > SHOWN_LINE_CHARS:
-        line = line[:SHOWN_LINE_CHARS] + f"... ({len(line) - SHOWN_LINE_CHARS} more characters)"
-    return escape_controls(line)
 
 
 def name_code(symbolizer, address):
@@ -89,99 +66,6 @@ def format_args(args):
     """Command-line words for the inputs a test chose: numbers in hex."""
     return " ".join(f"{k}={v:#x}" if isinstance(v, int) else f"{k}={v}" for k, v in (args or {}).items())
 
-
-
-PANIC_PREFIX = "PANIC: "
-PANIC_LINE_MAX = 400
-
-
-def panic_line(data):
-    """The kernel's first "PANIC: ..." line in the serial bytes @p data (its message, without
-    the prefix, cut at PANIC_LINE_MAX characters), or "". It names the cause of a boot that
-    ended before the grader could look; the kernel saying it does not score anything."""
-    text = data.decode(errors="replace") if isinstance(data, (bytes, bytearray)) else data
-    for line in text.splitlines():
-        at = line.find(PANIC_PREFIX)
-        if at >= 0:
-            message = line[at + len(PANIC_PREFIX):].strip()
-            return message[:PANIC_LINE_MAX] + ("..." if len(message) > PANIC_LINE_MAX else "")
-    return ""
-
-
-# The kernel's line for a process it ended (kernel/proc/run.cpp user_fault): "proc PID (NAME):
-# killed: HOW: ...".
-KILL_LINE = re.compile(r"^proc \d+ \([^)]*\): killed: ")
-
-
-def kill_lines(data, at_most=2):
-    """The first @p at_most "proc N (name): killed: ..." lines in the serial bytes @p data, each
-    cut at PANIC_LINE_MAX characters. When a boot ends before the grader's stop, a killed
-    process is the likeliest reason (a fork whose child faulted, a loader that recorded nothing),
-    so the failure quotes them; as with panic_line, what the kernel says scores nothing."""
-    text = data.decode(errors="replace") if isinstance(data, (bytes, bytearray)) else data
-    found = []
-    for line in text.splitlines():
-        line = line.strip()
-        if KILL_LINE.match(line):
-            found.append(line[:PANIC_LINE_MAX] + ("..." if len(line) > PANIC_LINE_MAX else ""))
-            if len(found) == at_most:
-                break
-    return found
-
-
-# A lab skeleton's own words, wherever the kernel prints them (a panic, an error a caller
-# prints, kernel/core/lab.cpp's "LAB TODO: ..."): every skeleton message names its lab, what to
-# write and where, and ends with its handout: "lab 3: write f() in FILE (labs/03-name/README.md)".
-SKELETON_MESSAGE = re.compile(r"\blab (\d+): (.+?\(labs/\d\d-[a-z0-9-]+/README\.md\))")
-
-
-def skeleton_reached(lines, upto):
-    """(lab, message) of the first skeleton of lab @p upto or earlier that the kernel says, in
-    @p lines (the serial lines of a test's boots, in order), it reached; None when none. A
-    skeleton of a later lab is expected in a published tree (the later lab hands a working
-    fallback) and is never the cause."""
-    for line in lines:
-        for m in SKELETON_MESSAGE.finditer(line):
-            if upto is None or int(m[1]) <= upto:
-                return int(m[1]), m[2]
-    return None
-
-
-def skeleton_headline(reason, lines, upto):
-    """@p reason with, as its first line, the skeleton the kernel reached (skeleton_reached):
-    the function the student still has to write comes before every symptom it caused."""
-    found = skeleton_reached(lines, upto)
-    if found is None:
-        return reason
-    lab, message = found
-    head = f"lab {lab} is not written yet: the kernel reached the skeleton that says \"{message}\""
-    return head + "\n" + reason
-
-
-# How a witnessed boot's failure begins when the guest ended before the grader's next stop.
-NEVER_REACHED = "the guest never reached "
-
-
-def watch_note(problems, said):
-    """The line that tells a failure's reader what the grader's watches also saw at its stops
-    (@p problems, Booter.watch_problems), or "" when there is none or @p said already says it."""
-    rest = [p for p in problems if p.splitlines()[0] not in said]
-    if not rest:
-        return ""
-    return "the grader also saw, at its stops: " + rest[0].splitlines()[0] + (
-        f" (and {len(rest) - 1} more)" if len(rest) > 1 else "")
-
-
-class GradeFailure(AssertionError):
-    """A test's verdict, with everything a student needs to start debugging."""
-
-    def __init__(self, message):
-        super().__init__(escape_controls(message))
-
-
-class BootEnded(Exception):
-    """Raised inside a witness script when the boot ended under it (the kernel exited, the
-    deadline passed, or the grader stopped it); the Run says how."""
 
 
 @dataclass

@@ -30,6 +30,7 @@ import os
 import re
 from dataclasses import dataclass, field
 
+from pagoda_core import paths
 from pagoda_core.paths import ARCHES
 
 # The TOML parser: Python 3.11's tomllib, or on 3.10 (Ubuntu 22.04) the same parser packaged as
@@ -219,3 +220,24 @@ def check_implementations(labs, test_files):
                 problems.append(f"lab {number} declares test '{spec.id}' in its lab.toml, but grade/test_lab{number}.py "
                                 f"does not implement it{hint}")
     return problems
+
+
+def test_file(number):
+    """grade/test_labN.py of this tree, lab @p number's grader tests."""
+    return os.path.join(paths.GRADE, f"test_lab{number}.py")
+
+
+def test_files(number, grade_dir=None):
+    """Lab @p number's grader files: grade/test_labN.py and, in the instructor's tree, its
+    hidden tests grade/hidden/test_labN_*.py (never published); grade/test_hunt.py too when the
+    lab has a graded bug hunt. @p grade_dir: another tree's grade/ (a submission's)."""
+    grade_dir = grade_dir or paths.GRADE
+    hidden = sorted(glob.glob(os.path.join(grade_dir, "hidden", f"test_lab{number}_*.py")))
+    files = [os.path.join(grade_dir, f"test_lab{number}.py")] + hidden
+    try:
+        labs = load_all(os.path.join(os.path.dirname(grade_dir), "labs"))
+    except ManifestError:
+        labs = {}
+    if number in labs and any(t.hunt for t in labs[number].tests):
+        files.append(os.path.join(grade_dir, "test_hunt.py"))   # a graded bug hunt
+    return files

@@ -37,7 +37,7 @@ import time
 from dataclasses import dataclass
 
 from . import symbols
-from .harness import ENDED, BootEnded
+from .outcomes import ENDED, BootEnded
 from .rsp import RspClient, RspError, RspTimeout
 
 import pagoda_pt

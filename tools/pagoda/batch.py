@@ -44,7 +44,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from . import deps, grade, publish
+from . import deps, publish
 from pagoda_core import build, paths, qemu, speed
 from pagoda_core.ui import PagodaError, clip, info
 
@@ -406,7 +406,7 @@ class Batch:
         argv = [paths.SYSTEM_PYTHON, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rN",
                 f"--pagoda-report={report}", f"--pagoda-arch={self.arch}", f"--pagoda-kernel={kernel}",
                 f"--pagoda-lab={self.lab}",
-                *grade.test_files(self.lab, os.path.join(tree, "grade"))]
+                *manifest.test_files(self.lab, os.path.join(tree, "grade"))]
         env = dict(os.environ, PAGODA_GRADE_LOGS=os.path.join(base, "boots"), PAGODA_GRADE_SOURCE=self.root)
         env.pop("PAGODA_GRADE_CMDLINE", None)
         env.pop("PAGODA_GRADE_RUN_DIR", None)

@@ -8,7 +8,6 @@ points), then `Score: a/b`. The exit status is 0 only at full marks.
 Ctrl-C stops the grader (the tests running score nothing) and still prints the table and writes
 --json and --junit for the tests that finished; the exit status is then 130.
 """
-import glob
 import json
 import os
 import re
@@ -46,14 +45,14 @@ def parse_lab_names(names, labs, arch=paths.DEFAULT_ARCH):
     """Turns ['lab0', '1', 'all'] into sorted lab numbers; rejects unknown ones clearly. 'all'
     (or nothing) means every lab with tests that runs on @p arch."""
     if not names or names == ["all"]:
-        return sorted(n for n in labs if os.path.exists(test_file(n)) and arch in labs[n].arches)
+        return sorted(n for n in labs if os.path.exists(manifest.test_file(n)) and arch in labs[n].arches)
     chosen = set()
     for name in names:
         m = re.fullmatch(r"(?:lab)?(\d+)", name)
         if not m or int(m[1]) not in labs:
             known = ", ".join(f"lab{n}" for n in sorted(labs))
             raise PagodaError(f"unknown lab '{name}' (known: {known}, or 'all')")
-        if not os.path.exists(test_file(int(m[1]))):
+        if not os.path.exists(manifest.test_file(int(m[1]))):
             raise PagodaError(f"lab{m[1]} has no grader tests yet (grade/test_lab{m[1]}.py)")
         lab = labs[int(m[1])]
         if arch not in lab.arches:
@@ -61,25 +60,6 @@ def parse_lab_names(names, labs, arch=paths.DEFAULT_ARCH):
                               f"'arches' in {os.path.relpath(os.path.join(lab.directory, 'lab.toml'), paths.ROOT)})")
         chosen.add(int(m[1]))
     return sorted(chosen)
-
-
-def test_file(number):
-    return os.path.join(paths.GRADE, f"test_lab{number}.py")
-
-
-def test_files(number, grade_dir=None):
-    """Lab @p number's grader files: grade/test_labN.py and, in the instructor's tree, its
-    hidden tests grade/hidden/test_labN_*.py (never published)."""
-    grade_dir = grade_dir or paths.GRADE
-    hidden = sorted(glob.glob(os.path.join(grade_dir, "hidden", f"test_lab{number}_*.py")))
-    files = [os.path.join(grade_dir, f"test_lab{number}.py")] + hidden
-    try:
-        labs = manifest.load_all(os.path.join(os.path.dirname(grade_dir), "labs"))
-    except manifest.ManifestError:
-        labs = {}
-    if number in labs and any(t.hunt for t in labs[number].tests):
-        files.append(os.path.join(grade_dir, "test_hunt.py"))   # a graded bug hunt
-    return files
 
 
 def run_pytest(numbers, arch, workers, kernel=None, verbose=False, extra=(), only=None, progress=None,
@@ -110,7 +90,7 @@ def run_pytest(numbers, arch, workers, kernel=None, verbose=False, extra=(), onl
         argv += [f"--pagoda-only={','.join(only)}"]
     read_end, write_end = os.pipe()
     argv += [f"--pagoda-progress-fd={write_end}"]
-    argv += [f for n in numbers for f in test_files(n)] + list(extra)
+    argv += [f for n in numbers for f in manifest.test_files(n)] + list(extra)
     from pagoda_core.qemu import die_with_parent, kill_group
     env = dict(os.environ, **{logs.RUN_DIR_ENV: run_dir})
 

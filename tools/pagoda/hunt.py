@@ -29,7 +29,6 @@ A graded hunt: a lab.toml test with `hunt = [3, 4]` (the labs to draw from) is i
 grade/test_hunt.py, which reads the answer from hunt.toml (written by `./pagoda hunt answer`) and
 checks it against the slip the token draws from the grader's own copy of the slips.
 """
-import base64
 import hashlib
 import json
 import os
@@ -37,118 +36,14 @@ import re
 import secrets
 import shutil
 import subprocess
-import sys
-import zlib
 
 from pagoda_core import paths
+from pagoda_core.slips import (ANSWER_FILE, PACK_PATH, applies, candidates, draw, judge,
+                                 slip_records)
 from pagoda_core.ui import PagodaError, info
 
 HUNT_DIR = os.path.join("build", "hunt")
-PACK_PATH = os.path.join("labs", "hunts.pack")
-ANSWER_FILE = "hunt.toml"
 CURRENT = "current"
-PACK_MAGIC = "pagoda-hunts 1\n"
-
-
-# ---- the slips ---------------------------------------------------------------------------------
-
-def slip_records(root):
-    """[dict(lab, slug, title, function, category, arches, edits=[(file, find, replace)])] of every
-    slip this tree holds: its labs/*/mutants (the instructor's tree, and a submission graded in
-    batch, which gets the grader's; `./pagoda labs mutants` validates them, this only reads them),
-    else its labs/hunts.pack (a student's branch)."""
-    import glob
-    import tomllib
-    pack = os.path.join(root, PACK_PATH)
-    files = sorted(glob.glob(os.path.join(root, "labs", "[0-9][0-9]-*", "mutants", "*.toml")))
-    if not files and os.path.exists(pack):
-        return read_pack(pack)
-    records = []
-    for path in files:
-        try:
-            with open(path, "rb") as f:
-                data = tomllib.load(f)
-            records.append(dict(lab=int(os.path.basename(os.path.dirname(os.path.dirname(path)))[:2]),
-                                slug=os.path.splitext(os.path.basename(path))[0], title=data["title"],
-                                function=data["function"], category=data.get("category"),
-                                arches=list(data.get("arches", [])),
-                                edits=[(e["file"], e["find"], e["replace"]) for e in data.get("edit", [])]))
-        except (OSError, ValueError, KeyError, TypeError):
-            continue  # `./pagoda labs mutants --list` says what is wrong with it
-    return records
-
-
-def encode_pack(records):
-    """The text of a hunts.pack holding @p records (compressed JSON: not for reading by eye)."""
-    data = zlib.compress(json.dumps(records, sort_keys=True).encode(), 9)
-    body = base64.b64encode(data).decode()
-    return PACK_MAGIC + "\n".join(body[i:i + 76] for i in range(0, len(body), 76)) + "\n"
-
-
-def read_pack(path):
-    with open(path) as f:
-        text = f.read()
-    if not text.startswith(PACK_MAGIC):
-        raise PagodaError(f"{path} is not a hunts pack")
-    return json.loads(zlib.decompress(base64.b64decode("".join(text[len(PACK_MAGIC):].split()))))
-
-
-def applies(root, record):
-    """True when every edit of @p record finds its text exactly once in this tree."""
-    texts = {}
-    for file, find, _ in record["edits"]:
-        path = os.path.join(root, file)
-        if file not in texts:
-            try:
-                with open(path, encoding="utf-8", errors="surrogateescape") as f:
-                    texts[file] = f.read()
-            except OSError:
-                return False
-        if texts[file].count(find) != 1:
-            return False
-        texts[file] = texts[file].replace(find, "\0" * len(find), 1)  # later edits see the first applied
-    return True
-
-
-def candidates(records, arch, labs=None, root=None):
-    """The slips a hunt on @p arch may draw (of @p labs when given; applying to @p root when
-    given), in a fixed order."""
-    chosen = [r for r in records if arch in r["arches"] and (not labs or r["lab"] in labs)]
-    if root is not None:
-        chosen = [r for r in chosen if applies(root, r)]
-    return sorted(chosen, key=lambda r: (r["lab"], r["slug"]))
-
-
-def draw(records, token, arch):
-    """The slip @p token draws among @p records (candidates()), or None when there is none."""
-    if not records:
-        return None
-    digest = hashlib.sha256(f"pagoda hunt {token} {arch}".encode()).digest()
-    return records[int.from_bytes(digest[:8], "big") % len(records)]
-
-
-# ---- judging an answer ----------------------------------------------------------------------------
-
-def bare_function(name):
-    """'FrameAllocator::allocate_below' for 'pagoda::FrameAllocator::allocate_below(PhysAddr)'."""
-    name = re.sub(r"\(.*$", "", name.strip())
-    parts = [p for p in name.split("::") if p and p != "pagoda"]
-    return "::".join(parts[-2:]) if parts else ""
-
-
-def judge(record, function, category=None):
-    """(points out of 2, sentence): 2 for the right function and, when the slip has a category, the
-    right category; 1 for the right function alone; 0 otherwise."""
-    want = bare_function(record["function"])
-    got = bare_function(function or "")
-    same = got and (got.lower() == want.lower() or got.lower() == want.split("::")[-1].lower())
-    if not same:
-        return 0, f"not the function the slip is in (you named '{function}')"
-    if record.get("category") and (category or "").strip().lower() != record["category"]:
-        return 1, (f"the right function ({want}); the kind of slip is not '{category}'" if category else
-                   f"the right function ({want}); name the kind of slip too (--category) for full marks")
-    return 2, f"the right function ({want})" + (f" and the right kind of slip ({record['category']})"
-                                                 if record.get("category") else "")
 
 
 # ---- a hunt on disk --------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import os
 from . import grade, labstart, publish
 from pagoda_core import build, paths
 from pagoda_core.ui import PagodaError
+from pagoda_grade import manifest
 
 
 def current_lab(root=paths.ROOT):
@@ -70,7 +71,7 @@ def status(root=paths.ROOT, arch=paths.DEFAULT_ARCH, workers="auto", earlier=Fal
     labs = publish.load_labs(root)
     if not labs:
         raise PagodaError("there are no labs (labs/NN-name/lab.toml)")
-    graded = [n for n in sorted(labs) if os.path.exists(grade.test_file(n)) and arch in labs[n].arches]
+    graded = [n for n in sorted(labs) if os.path.exists(manifest.test_file(n)) and arch in labs[n].arches]
     n = current_lab(root)
     if n is None:
         out("This is the reference tree (main): every lab's solution is in it.")

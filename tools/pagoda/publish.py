@@ -22,7 +22,7 @@ import subprocess
 from dataclasses import dataclass
 
 from . import regions
-from pagoda_core import paths
+from pagoda_core import paths, slips
 from pagoda_core.ui import PagodaError
 
 from pagoda_grade import manifest
@@ -286,12 +286,11 @@ def publish_tree(lab, out_dir, root=paths.ROOT, sources=None, incremental=False)
         _write(os.path.join(out_dir, REGIONS_FILE), regions_json.encode(), 0o644, incremental)
         written.add(REGIONS_FILE)
         # The bug hunts of this branch: the slips of the labs whose solution it shows (labs before
-        # @p lab), packed so that they are not read by accident (tools/pagoda/hunt.py).
-        from . import hunt
-        slips = [r for r in hunt.slip_records(root) if r["lab"] < lab]
-        if slips:
-            _write(os.path.join(out_dir, hunt.PACK_PATH), hunt.encode_pack(slips).encode(), 0o644, incremental)
-            written.add(hunt.PACK_PATH)
+        # @p lab), packed so that they are not read by accident (tools/pagoda_core/slips.py).
+        chosen = [r for r in slips.slip_records(root) if r["lab"] < lab]
+        if chosen:
+            _write(os.path.join(out_dir, slips.PACK_PATH), slips.encode_pack(chosen).encode(), 0o644, incremental)
+            written.add(slips.PACK_PATH)
     if incremental:
         _remove_stale(out_dir, written)
     return sorted(written)
