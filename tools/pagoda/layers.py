@@ -15,6 +15,9 @@ Checked by `./pagoda test` (tools/tests/test_layers.py) on the real tree:
 
 Includes are `#include "path"` lines, resolved like the compiler does for the kernel: against
 kernel/, the tree's root, and arch/<isa>/include/.
+
+The same for the Python side (check_python, below): its packages import only those below them,
+no import goes round in a circle, and no module edits sys.path.
 """
 import os
 import re
@@ -98,4 +101,183 @@ def check(root):
                     if m:
                         problems.append(f"{rel}:{number}: '{m[0]}' is the page size or the address mask, "
                                         f"written again: use kPageSize or the format's kAddressMask")
+    return problems
+
+
+# ---- Python: packages point down, no circles, the path set only at the entry points -------------
+#
+#   pagoda      tools/pagoda: ./pagoda's commands (the top)
+#   grader      grade/pagoda_grade and grade/*.py (the graded tests, conftest.py)
+#   gdb         tools/gdb/pagoda_gdb: the GDB commands
+#   core        tools/pagoda_core: the machinery the commands and the grader share
+#   pt          tools/gdb/pagoda_pt: the pure page-table model (the bottom)
+#
+# A package imports only the packages listed for it below (its own modules aside); the grader
+# never imports a command, the library neither a command nor the grader. Imports inside functions
+# count like the others: a circle made lazy is still a circle. Tests (tools/tests, tools/gdb/tests,
+# grade/harness_tests) may import anything, but no module, test or not, edits sys.path: the
+# entry points alone do (./pagoda, which is no .py file, the conftest.py files, and GDB's script
+# loader, which is text that tools/pagoda/gdb.py writes).
+
+PYTHON_PACKAGES = {   # package: (folder, the packages it may import)
+    "pagoda": ("tools/pagoda", ("pagoda_core", "pagoda_grade", "pagoda_pt")),
+    "pagoda_grade": ("grade/pagoda_grade", ("pagoda_core", "pagoda_pt")),
+    "pagoda_gdb": ("tools/gdb/pagoda_gdb", ("pagoda_core", "pagoda_pt")),
+    "pagoda_core": ("tools/pagoda_core", ("pagoda_pt",)),
+    "pagoda_pt": ("tools/gdb/pagoda_pt", ()),
+}
+# Folders of top-level modules: (folder, the layer its modules belong to, or None for tests).
+PYTHON_MODULE_DIRS = (("grade", "pagoda_grade"), ("grade/hidden", "pagoda_grade"), ("tools/tests", None),
+                      ("grade/harness_tests", None), ("tools/gdb/tests", None))
+PATH_EDITS = ("insert", "append", "extend", "remove", "clear", "pop")
+
+
+def python_modules(root):
+    """{file (relative to @p root): (dotted name, its layer: a package of PYTHON_PACKAGES, or None
+    for a test)} of every Python module the rules above cover."""
+    found = {}
+    for package, (folder, _) in PYTHON_PACKAGES.items():
+        base = os.path.join(root, folder)
+        for name in sorted(os.listdir(base)) if os.path.isdir(base) else []:
+            if name.endswith(".py"):
+                dotted = package if name == "__init__.py" else f"{package}.{name[:-3]}"
+                found[f"{folder}/{name}"] = (dotted, package)
+    for folder, layer in PYTHON_MODULE_DIRS:
+        base = os.path.join(root, folder)
+        for name in sorted(os.listdir(base)) if os.path.isdir(base) else []:
+            if name.endswith(".py"):
+                found[f"{folder}/{name}"] = (name[:-3], layer)
+    return found
+
+
+def python_imports(root, rel, dotted):
+    """[(line, dotted name imported, names imported from it)] of every import in @p rel, at any
+    depth (in functions too), relative imports made absolute."""
+    import ast
+    with open(os.path.join(root, rel), encoding="utf-8") as f:
+        tree = ast.parse(f.read(), rel)
+    package = dotted if rel.endswith("/__init__.py") else dotted.rpartition(".")[0]
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.extend((node.lineno, a.name, ()) for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                parts = package.split(".") if package else []
+                parts = parts[:len(parts) - (node.level - 1)] if node.level > 1 else parts
+                base = ".".join(parts + ([node.module] if node.module else []))
+            else:
+                base = node.module or ""
+            found.append((node.lineno, base, tuple(a.name for a in node.names)))
+    return found
+
+
+def python_graph(root):
+    """(modules, {file: {file it imports: line}}) over the modules python_modules() finds."""
+    modules = python_modules(root)
+    by_name = {}
+    for rel, (dotted, _) in modules.items():
+        # A test's helper (labtree, ptbuild) is imported by its bare name from its own folder.
+        by_name.setdefault(dotted, []).append(rel)
+
+    def resolve(importer, name):
+        choices = by_name.get(name, [])
+        same = [r for r in choices if os.path.dirname(r) == os.path.dirname(importer)]
+        return (same or [r for r in choices if "." in name or modules[r][1] is not None] or [None])[0]
+
+    edges = {}
+    for rel, (dotted, _) in modules.items():
+        out = edges.setdefault(rel, {})
+        for line, base, names in python_imports(root, rel, dotted):
+            targets = [resolve(rel, f"{base}.{n}") for n in names] if names else []
+            targets = [t for t in targets if t] or [resolve(rel, base)]
+            for target in targets:
+                if target and target != rel:
+                    out.setdefault(target, line)
+    return modules, edges
+
+
+def _cycles(edges):
+    """Every circle of @p edges, as the sorted members of each strongly connected component."""
+    index, low, stack, on, found, counter = {}, {}, [], set(), [], [0]
+
+    def visit(v):
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on.add(v)
+        for w in sorted(edges.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            members = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                members.append(w)
+                if w == v:
+                    break
+            if len(members) > 1:
+                found.append(sorted(members))
+
+    for v in sorted(edges):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def _path_edits(root, rel):
+    """Lines of @p rel that change sys.path (sys.path.insert(...), sys.path = ..., ...)."""
+    import ast
+    with open(os.path.join(root, rel), encoding="utf-8") as f:
+        tree = ast.parse(f.read(), rel)
+
+    def is_path(node):
+        return isinstance(node, ast.Attribute) and node.attr == "path" and \
+            isinstance(node.value, ast.Name) and node.value.id == "sys"
+
+    lines = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and \
+                node.func.attr in PATH_EDITS and is_path(node.func.value):
+            lines.append(node.lineno)
+        elif isinstance(node, (ast.Assign, ast.AugAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for t in targets:
+                if is_path(t) or (isinstance(t, ast.Subscript) and is_path(t.value)):
+                    lines.append(node.lineno)
+    return sorted(lines)
+
+
+def check_python(root):
+    """Every violation of the Python rules above in the tree at @p root, as 'file:line: problem'
+    lines: an import of a package above the importer's, an import circle, a sys.path edit outside
+    the entry points."""
+    modules, edges = python_graph(root)
+    problems = []
+    for rel, targets in sorted(edges.items()):
+        layer = modules[rel][1]
+        if layer is None:
+            continue
+        allowed = PYTHON_PACKAGES[layer][1] + (layer,)
+        for target, line in sorted(targets.items(), key=lambda t: t[1]):
+            other = modules[target][1]
+            if other is not None and other not in allowed:
+                problems.append(f"{rel}:{line}: imports {modules[target][0]} ({target}): {layer} imports only "
+                                f"{', '.join(allowed)}, never a package above it")
+            elif other is None:
+                problems.append(f"{rel}:{line}: imports the test module {target}")
+    for members in _cycles(edges):
+        ring = ", ".join(f"{m} -> {n} (line {edges[m][n]})" for m in members for n in sorted(edges[m]) if n in members)
+        problems.append(f"{members[0]}: import circle among {', '.join(members)}: {ring}; move what they share "
+                        "into a module below them")
+    for rel in sorted(modules):
+        if os.path.basename(rel) == "conftest.py":
+            continue
+        for line in _path_edits(root, rel):
+            problems.append(f"{rel}:{line}: edits sys.path: only the entry points do (./pagoda, conftest.py, GDB's "
+                            "script loader); import the package instead")
     return problems

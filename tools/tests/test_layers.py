@@ -1,5 +1,5 @@
-"""The kernel's include rules (tools/pagoda/layers.py): the real tree keeps them, and each rule
-catches its violation in a small synthetic tree."""
+"""The kernel's include rules and the Python side's import rules (tools/pagoda/layers.py): the real
+tree keeps them, and each rule catches its violation in a small synthetic tree."""
 import os
 
 from pagoda import layers
@@ -46,4 +46,39 @@ def test_each_rule_catches_its_violation(tmp_path):
     assert "kernel/mm/vm.cpp:3: '4 * KiB'" in text
     assert "arch/x86_64/lapic.cpp:1: '0x000f'ffff'ffff'f000'" in text
     assert "page_defs.h" not in text
+    assert len(problems) == 8, text
+
+
+def test_the_python_side_keeps_its_layers():
+    assert layers.check_python(paths.ROOT) == []
+
+
+def test_each_python_rule_catches_its_violation(tmp_path):
+    root = str(tmp_path)
+    write(root, "tools/pagoda/__init__.py", "")
+    write(root, "tools/pagoda/cmd.py", "import os\nimport sys\n\nfrom pagoda_core import lib\nimport pagoda_grade\n"
+                                       "sys.path[:0] = ['elsewhere']\n")
+    write(root, "tools/pagoda_core/__init__.py", "")
+    write(root, "tools/pagoda_core/lib.py", "import json\n\n\ndef f():\n    from pagoda import cmd  # lazy, still up\n"
+                                            "    return cmd\n")
+    write(root, "tools/gdb/pagoda_pt/__init__.py", "")
+    write(root, "tools/gdb/pagoda_pt/walk.py", "from pagoda_core.lib import f\n")
+    write(root, "grade/pagoda_grade/__init__.py", "")
+    write(root, "grade/pagoda_grade/a.py", "from . import b\nfrom pagoda_core import lib\nfrom pagoda_pt import walk\n")
+    write(root, "grade/pagoda_grade/b.py", "def g():\n    from .a import X\n    return X\n")
+    write(root, "grade/pagoda_grade/c.py", "from pagoda.cmd import run\n")
+    write(root, "grade/test_lab9.py", "from pagoda_grade import c\nfrom pagoda import cmd\n")
+    write(root, "grade/conftest.py", "import sys\nsys.path.insert(0, 'tools')\n")               # an entry point
+    write(root, "tools/tests/test_x.py", "import sys\nsys.path.insert(0, 'x')\nfrom pagoda import cmd\n")
+    problems = layers.check_python(root)
+    text = "\n".join(problems)
+    assert "tools/pagoda_core/lib.py:5: imports pagoda.cmd" in text
+    assert "tools/gdb/pagoda_pt/walk.py:1: imports pagoda_core.lib" in text
+    assert "grade/pagoda_grade/c.py:1: imports pagoda.cmd" in text
+    assert "grade/test_lab9.py:2: imports pagoda.cmd" in text
+    assert "import circle among grade/pagoda_grade/a.py, grade/pagoda_grade/b.py" in text
+    assert "import circle among tools/pagoda/cmd.py, tools/pagoda_core/lib.py" in text
+    assert "tools/pagoda/cmd.py:6: edits sys.path" in text
+    assert "tools/tests/test_x.py:2: edits sys.path" in text
+    assert "grade/conftest.py" not in text and "tools/pagoda/cmd.py:5" not in text    # entry point; down is fine
     assert len(problems) == 8, text
