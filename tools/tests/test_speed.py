@@ -123,7 +123,7 @@ GUARDED = textwrap.dedent("""\
 def test_timeout_marks_are_scaled_by_the_factor(tmp_path, factor, passes):
     (tmp_path / "conftest.py").write_text(   # (a quiet machine: the load factor held at 1)
         f"import sys\nsys.path.insert(0, {os.path.join(paths.ROOT, 'tools')!r})\n"
-        "from pagoda import pytest_speed, speed\nspeed.load_factor = lambda: 1.0\n\n"
+        "from pagoda_core import pytest_speed, speed\nspeed.load_factor = lambda: 1.0\n\n"
         "def pytest_configure(config):\n    pytest_speed.register(config)\n")
     (tmp_path / "test_guarded.py").write_text(GUARDED)
     env = dict(os.environ, PAGODA_SPEED_FACTOR=factor, PAGODA_BUSY_EXTENSIONS="0")
