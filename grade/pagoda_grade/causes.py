@@ -19,6 +19,7 @@ Nothing here imports the walker: it runs for every failure, witnessed or not.
 """
 from . import symbols
 from .outcomes import NEVER_REACHED, STORM, kill_lines, panic_line
+from .witness import ARCHES
 
 
 # ---- The fault ---------------------------------------------------------------------------------
@@ -27,28 +28,18 @@ class Access:
     """What one logged fault tried, from its error code (x86_64) or syndrome (AArch64)."""
 
     def __init__(self, event):
-        self.fetch = self.write = self.present = False
-        e = event.error or 0
-        if event.arch == "x86_64":
-            self.present, self.write, self.fetch = bool(e & 1), bool(e & 2), bool(e & 16)
-        else:
-            ec = (e >> 26) & 0x3F
-            self.fetch = ec in (0x20, 0x21)
-            self.write = ec in (0x24, 0x25) and bool(e & (1 << 6)) and not e & (1 << 8)
-            self.present = (e & 0x3F) >> 2 in (2, 3)   # access flag or permission: a leaf was there
+        self.present, self.write, self.fetch = ARCHES[event.arch].access(event.error or 0)
 
     def verb(self):
         return "fetched code at" if self.fetch else "wrote to" if self.write else "read"
 
 
 def kernel_privilege(arch):
-    return 0 if arch == "x86_64" else 1
+    return ARCHES[arch].kernel_privilege
 
 
 def is_page_fault(event):
-    if event.arch == "x86_64":
-        return event.vector == 14 and event.address is not None
-    return event.address is not None and ((event.error or 0) >> 26) & 0x3F in (0x20, 0x21, 0x24, 0x25)
+    return ARCHES[event.arch].is_page_fault(event)
 
 
 def first_kernel_fault(run):

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from . import symbols
 from .processes import process_roots, registry
 from .vmas import MAX_VMAS, Vma, decode_vma, vma_fields  # noqa: F401 - Vma: the record's type, for callers
-from .witness import PAGE
+from .witness import ARCHES, PAGE
 
 from pagoda_pt import frames as pt_frames
 
@@ -132,7 +132,7 @@ class Pages(dict):
 def table_frames(snap, root):
     """The page-table frames of a root's user half (the root included)."""
     read = snap.read_phys
-    if snap.arch == "x86_64":
+    if ARCHES[snap.arch].one_root:   # the root holds the kernel half too: its lower half only
         read = pt_frames.lower_half(read, root)
     return pt_frames.table_frames(snap.arch, read, root)
 
@@ -159,9 +159,10 @@ class Refs:
 def return_address(snap):
     """Where the function the guest is stopped at the entry of returns to (x86_64: the word at
     RSP; AArch64: the link register)."""
-    if snap.arch == "x86_64":
+    link = ARCHES[snap.arch].link_register
+    if link is None:
         return int.from_bytes(snap.read_virt(snap.sp, 8), "little")
-    return snap.register("x30")
+    return snap.register(link)
 
 
 def pid_of(snap, kernel, root):
@@ -307,7 +308,7 @@ class Deaths:
         root = snap.lower_root
         # copy_on_write(space, page, frame, perms) returns a Result<void>, too big for registers:
         # on x86_64 its address comes first (RDI), on AArch64 in X8, apart from the arguments.
-        first = 2 if snap.arch == "x86_64" else 1
+        first = 2 if ARCHES[snap.arch].result_pointer_argument else 1
         page, frame = snap.argument(first), snap.argument(first + 1)
         if page % PAGE or frame % PAGE:
             return
@@ -448,7 +449,7 @@ def fork_problems(at_fork, later=None):
     if at_fork.live_root is not None and at_fork.live_root != p.root:
         whose = f"the child's ({c.who})" if at_fork.live_root == c.root else f"{at_fork.live_root:#x}"
         problems.append(f"where fork_process returned to the parent's system call, the CPU's root "
-                        f"({'TTBR0' if snap_arch(at_fork) == 'aarch64' else 'CR3'}) is {whose}, not the parent's "
+                        f"({ARCHES[snap_arch(at_fork)].lower_root_label}) is {whose}, not the parent's "
                         f"{p.root:#x}: fork made another root live while the parent still runs, so the rest of the "
                         "system call and the parent's return to user mode go through the child's tables (fork "
                         "writes the child's tables through its own cursor: it never needs the child's root live)")

@@ -185,7 +185,7 @@ class RootInspector:
         return self.half[root]
 
     def _kernel_half_problem(self, snap, root):
-        if self.arch != "x86_64":
+        if not ARCHES[self.arch].one_root:
             return self._ttbr1_problem(snap, root)
         mine = snap.table_entries(root)
         ignore = self.proc["cpu_set_bits"]
@@ -232,7 +232,7 @@ class RootInspector:
     def dump(self, snap, root):
         if root not in self.dumps:
             # AArch64: the kernel root is TTBR1's; its address space is the pair with its own lower root.
-            walk_root = (self.kernel_lower, root) if self.arch != "x86_64" and root == self.kernel_root else root
+            walk_root = (self.kernel_lower, root) if not ARCHES[self.arch].one_root and root == self.kernel_root else root
             try:
                 self.dumps[root] = snap.dump(walk_root)
             except WalkError as e:
@@ -426,14 +426,9 @@ def table_frames(snap, root, kernel, arch):
     address = layout_value(kernel, "address_mask")
     levels = layout_value(kernel, "levels")
     frames = {root}
-    huge = 1 << 7
 
     def is_table(e, level):
-        if level == levels - 1:
-            return False
-        if arch == "x86_64":
-            return bool(e & 1) and not (level in (1, 2) and e & huge)
-        return e & 3 == 3  # AArch64: a table descriptor (0b01 is a block)
+        return level != levels - 1 and ARCHES[arch].is_table_entry(e, level)
 
     def visit(table, level, first, end):
         entries = snap.table_entries(table)
@@ -446,7 +441,7 @@ def table_frames(snap, root, kernel, arch):
             visit(child, level + 1, 0, tl.entries)
 
     # x86_64: the lower half of the root; AArch64: the whole of TTBR0's tree.
-    visit(root, 0, 0, tl.kernel_first if arch == "x86_64" else tl.entries)
+    visit(root, 0, 0, tl.kernel_first if ARCHES[arch].one_root else tl.entries)
     return frames
 
 
@@ -591,7 +586,7 @@ def explain_death(run, inspector, layout, roots):
                     f"{lacks}: a process's user address reached by the kernel in a root where that process is not "
                     "loaded (a process that is not live is written through its own tables and temporary mappings "
                     "of its frames, lab 4), or outside a checked user copy")
-        half = "TTBR0's range" if f.arch == "aarch64" else "the lower half"
+        half = ARCHES[f.arch].lower_half_label
         return (f"{first}: the kernel ({where}) touched {f.address:#x}, in {half}, and {label} {lacks}: kernel "
                 "memory reached through a low address (an identity-mapped or physical address used as a pointer), "
                 "in the half every switch of processes reloads (kernel memory must be reached in the kernel half: "

@@ -61,6 +61,40 @@ STEP_OFF_TRIES = 8
 
 # ---- Per-architecture facts --------------------------------------------------------------------
 
+# Each ISA's rules for what a fault tried and for its page-table entries, used through ARCHES.
+
+def _x86_access(error):
+    """(present, write, fetch) of a #PF error code: bits P, W/R and I/D."""
+    return bool(error & 1), bool(error & 2), bool(error & 16)
+
+
+def _aarch64_access(error):
+    """(present, write, fetch) of an abort's ESR: an instruction abort fetched; a data abort wrote
+    when WnR is set and it was no cache maintenance (CM); a leaf was there when the fault status
+    is an access flag or permission fault."""
+    ec = (error >> 26) & 0x3F
+    present = (error & 0x3F) >> 2 in (2, 3)
+    return present, ec in (0x24, 0x25) and bool(error & (1 << 6)) and not error & (1 << 8), ec in (0x20, 0x21)
+
+
+def _x86_page_fault(event):
+    return event.vector == 14 and event.address is not None
+
+
+def _aarch64_page_fault(event):
+    return event.address is not None and ((event.error or 0) >> 26) & 0x3F in (0x20, 0x21, 0x24, 0x25)
+
+
+def _x86_table_entry(entry, level):
+    """A present entry above the leaf level that is no 1 GiB or 2 MiB page (PS, bit 7, at levels
+    1 and 2 counted from the root)."""
+    return bool(entry & 1) and not (level in (1, 2) and entry & (1 << 7))
+
+
+def _aarch64_table_entry(entry, level):
+    return entry & 3 == 3   # a table descriptor (0b01 is a block)
+
+
 @dataclass(frozen=True)
 class ArchModel:
     name: str
@@ -72,13 +106,25 @@ class ArchModel:
     kernel_privilege: int        # the CPL (x86_64) or exception level (AArch64) the kernel runs at
     lower_root: str              # the register whose root translates the lower half
     upper_root: str              # ... and the kernel half (the same one on x86_64)
+    root_masks: tuple            # (register, mask of the table's physical address in it) per root register
+    lower_root_label: str        # the lower root's register as a sentence names it
+    lower_half_label: str        # ... and the range of addresses it translates
+    link_register: str           # where a function finds its return address at entry (None: the stack)
+    result_pointer_argument: bool  # a result returned in memory takes the first argument register
+    phys_bits_from_qemu: bool    # QEMU's CPU object has a phys-bits property to ask
+    access: object               # error code or syndrome -> (present, write, fetch)
+    is_page_fault: object        # faultlog event -> True for a translation or permission fault
+    is_table_entry: object       # (entry, level from the root) -> True when it points to a table
     proc: dict = None            # processes (lab 3): see PROCESS_FACTS below
+
+    @property
+    def one_root(self):
+        """True when one root translates both halves (x86_64's CR3; AArch64 has TTBR0 and TTBR1)."""
+        return self.lower_root == self.upper_root
 
     def roots(self, regs):
         """{name: physical root} of the live translation tables."""
-        if self.name == "x86_64":
-            return {"cr3": regs["cr3"] & X86_FRAME_MASK}
-        return {n: regs[n] & 0x0000_FFFF_FFFF_FFFE for n in ("ttbr0_el1", "ttbr1_el1")}
+        return {name: regs[name] & mask for name, mask in self.root_masks}
 
     def present(self, entry):
         return bool(entry & 1)
@@ -90,7 +136,10 @@ ARCHES = {
         translation=("cr0", "cr3", "cr4", "efer"),
         report={"header": r"^TRAP: (\S+) .*\(vector (\d+)\)", "address": r"^\s+CR2 (0x[0-9a-f]+)",
                 "pc": r"^\s+RIP (0x[0-9a-f]+)", "error": r"^\s+error (0x[0-9a-f]+)"},
-        kernel_privilege=0, lower_root="cr3", upper_root="cr3",
+        kernel_privilege=0, lower_root="cr3", upper_root="cr3", root_masks=(("cr3", X86_FRAME_MASK),),
+        lower_root_label="CR3", lower_half_label="the lower half", link_register=None,
+        result_pointer_argument=True, phys_bits_from_qemu=True,
+        access=_x86_access, is_page_fault=_x86_page_fault, is_table_entry=_x86_table_entry,
         proc={"switch": "x86_switch_context", "switch_next_sp": "rsi",
               "syscall_entry": "x86_syscall_entry", "syscall_number": "rax",
               "syscall_args": ("rdi", "rsi", "rdx", "r10", "r8", "r9"), "syscall_return_pc": "rcx",
@@ -113,6 +162,10 @@ ARCHES = {
         report={"header": r"^TRAP: (\S+)", "address": r"^\s+FAR (0x[0-9a-f]+)",
                 "pc": r"^\s+ELR (0x[0-9a-f]+)", "error": r"^\s+ESR (0x[0-9a-f]+)"},
         kernel_privilege=1, lower_root="ttbr0_el1", upper_root="ttbr1_el1",
+        root_masks=(("ttbr0_el1", 0x0000_FFFF_FFFF_FFFE), ("ttbr1_el1", 0x0000_FFFF_FFFF_FFFE)),
+        lower_root_label="TTBR0", lower_half_label="TTBR0's range", link_register="x30",
+        result_pointer_argument=False, phys_bits_from_qemu=False,   # (X8 holds a result's address)
+        access=_aarch64_access, is_page_fault=_aarch64_page_fault, is_table_entry=_aarch64_table_entry,
         # Vectors are QEMU's exception numbers (faultlog.AARCH64_EXCEPTIONS): 1 UNDEF (undefined
         # and trapped instructions alike), 3 prefetch abort, 4 data abort, 5 IRQ. A process's
         # root is TTBR0's; TTBR1 holds the kernel's at every instant. There is no exception that
@@ -621,7 +674,7 @@ class Snapshot:
     def _root_arg(self, root):
         if root is not None:
             return root
-        return self.roots["cr3"] if self.arch == "x86_64" else None
+        return self.roots[self.model.lower_root] if self.model.one_root else None
 
     @property
     def pa_bits(self):
@@ -924,7 +977,7 @@ class Guest:
         not say (the walker then assumes the architectural maximum)."""
         if not hasattr(self, "_pa_bits"):
             self._pa_bits = None
-            if self.arch == "x86_64":
+            if self.model.phys_bits_from_qemu:
                 text = self.client.monitor("qom-get /machine/unattached/device[0] phys-bits").strip()
                 if text.isdigit() and 32 <= int(text) <= 52:
                     self._pa_bits = int(text)

@@ -128,6 +128,8 @@ class Session:
         self.socket_path, self.kernel, self.arch = socket_path, kernel, arch
         self.events, self.show, self.colour, self.width = events, show, colour, width
         self.rsp, _ = _imports()
+        from pagoda_grade.witness import ARCHES   # the ISA's registers (gdbstub names)
+        self.model = ARCHES[arch]
         self.client = None
         self.entries = {}       # breakpoint address: the Event stopping at that function's entry
         self.returns = {}       # return breakpoint address: the Event waiting for it
@@ -179,15 +181,15 @@ class Session:
             os.close(fd)
 
     def _pc(self):
-        return self.client.read_register("rip" if self.arch == "x86_64" else "pc")
+        return self.client.read_register(self.model.pc)
 
     def _return_address(self):
         """At a function's first instruction: where it returns to (x86_64: the word at RSP;
         AArch64: the link register)."""
-        if self.arch == "x86_64":
-            sp = self.client.read_register("rsp")
+        if self.model.link_register is None:
+            sp = self.client.read_register(self.model.sp)
             return int.from_bytes(self.client.read_memory(sp, 8), "little")
-        return self.client.read_register("x30")
+        return self.client.read_register(self.model.link_register)
 
     def _go_on(self, pc):
         """Lets the guest run from a stop at @p pc (stepping over a breakpoint there first: QEMU
