@@ -126,8 +126,9 @@ def _where(event, symbolize):
 
 def _x86_facts():
     """tools/gdb/pagoda_pt/x86_facts.py, the one home of the x86 exception vectors and address
-    mask, loaded by path: this file is itself loaded by path inside GDB, and tools/gdb is on no
-    path here."""
+    mask, loaded by path: this file is itself loaded by path inside GDB (pagoda_gdb/faults.py), and
+    pagoda_core imports no package above the standard library (a caller that did not put tools/gdb
+    on its path still reads the log)."""
     name = "pagoda_pt_x86_facts"
     if name not in sys.modules:
         source = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "gdb", "pagoda_pt",
