@@ -3,9 +3,9 @@
 gradescope  writes the autograder zip Gradescope takes: setup.sh (installs the Debian/Ubuntu
             packages the grader needs), run_autograder, this tree's grader files (grade/ with
             hidden tests, tools/, user/, labs/*/lab.toml, ./pagoda) and what building the user
-            programs alone needs (CMake files, kernel/lib/). run_autograder grades
-            /autograder/submission exactly as `grade --batch` grades one submission (own copy,
-            the zip's grader files and user programs, time limits) and writes
+            programs alone needs (CMake files, kernel/lib/, the ISAs' page_defs.h).
+            run_autograder grades /autograder/submission exactly as `grade --batch` grades one
+            submission (own copy, the zip's grader files and user programs, time limits) and writes
             /autograder/results/results.json: one test per lab test (name "labN/ID", score,
             max_score, status, output = what the test checks, then the grader's whole message;
             visibility: hidden tests "after_published"), the summary as output (for a kernel that

@@ -82,8 +82,10 @@ def is_grader_path(rel):
 
 def is_user_build_path(rel):
     """Whether @p rel is needed to build the user programs on their own (CMake's PAGODA_USER_ONLY):
-    the grader's copy of them is built from these (an autograder's source holds them too)."""
-    return rel in ("CMakeLists.txt", "CMakePresets.json") or rel.startswith(("cmake/", "user/", "kernel/lib/"))
+    the grader's copy of them is built from these (an autograder's source holds them too). The
+    page size is the kernel's one definition, arch/<isa>/page_defs.h (user/lib/arch/<isa>/arch.cmake)."""
+    return (rel in ("CMakeLists.txt", "CMakePresets.json") or rel.startswith(("cmake/", "user/", "kernel/lib/"))
+            or re.fullmatch(r"arch/[^/]+/page_defs\.h", rel) is not None)
 
 
 def load_factor(jobs):

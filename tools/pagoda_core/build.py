@@ -111,7 +111,7 @@ def build_kernel(arch=paths.DEFAULT_ARCH, quiet=True, fixtures=False):
 
 def grader_user_programs(root, arch):
     """Builds the user programs of @p arch from the tree at @p root alone (CMake's
-    PAGODA_USER_ONLY: user/, kernel/lib/ and cmake/ are all it needs), in
+    PAGODA_USER_ONLY: user/, kernel/lib/, cmake/ and arch/<isa>/page_defs.h are all it needs), in
     <root>/build/grader-user-<arch>/; returns the directory of their ELFs. The grader's own copy
     of the programs a submission's kernel must embed (grade/pagoda_grade/programs.py)."""
     out = os.path.join(root, "build", f"grader-user-{arch}")

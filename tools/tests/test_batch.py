@@ -257,6 +257,7 @@ def test_grader_paths():
     assert not batch.is_grader_path("grade/__pycache__/x.pyc")
     assert batch.is_user_build_path("kernel/lib/abi.hpp") and batch.is_user_build_path("cmake/user.cmake")
     assert not batch.is_user_build_path("kernel/mm/vm.cpp") and not batch.is_user_build_path("arch/x86_64/mmu.cpp")
+    assert batch.is_user_build_path("arch/aarch64/page_defs.h")           # the programs' page size
 
 
 def test_a_submission_s_user_programs_are_replaced_by_the_grader_s(tmp_path):

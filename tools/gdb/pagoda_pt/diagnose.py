@@ -374,10 +374,14 @@ def not_live_user_address(roots: Roots, address: int, user_end: Optional[int], w
     """A kernel-mode fault on a user-half @p address that the active root does not map while a
     process's published root (not the active one) does: the kernel reached a process that is not
     live through its user address (seed 003's i386 form: the mapping is right, the path to it is
-    not). None when no process's root maps it or the address is not in the user half."""
+    not). None when no process's root maps it as a user page or the address is not in the user
+    half."""
     if user_end is None or address >= user_end or roots.walk(address).mapped:
         return None
-    owners = [k for k in roots.mapped_elsewhere(address) if k.kind == "process"]
+    # Only the process's own user pages: a supervisor-only page in a process root is a kernel
+    # mapping written into a root that is not active (Roots.elsewhere_sentence says so).
+    owners = [k for k in roots.mapped_elsewhere(address, lambda w: w.perms is not None and w.perms.user)
+              if k.kind == "process"]
     if not owners:
         return None
     return ("the kernel %s the user %s %#x of process %s, whose root is not live (the active root is %s): "

@@ -165,16 +165,20 @@ def test_handler_not_executable(m):
 SLOT = 0xFFFF_E000_0000_0000            # a kernel-half page (a temp-map slot's address)
 
 
-def test_page_fault_mapped_only_in_an_inactive_root(m):
+@pytest.mark.parametrize("page", [SLOT, PROC_PAGE], ids=["kernel-half", "user-half-supervisor-page"])
+def test_page_fault_mapped_only_in_an_inactive_root(m, page):
+    """A kernel mapping (no user access) written into a process's root: wherever it is, the
+    mapping went into a root that is not the active one (the bug_inactive_root fixture maps a
+    user-half address this way)."""
     proc = m.root()
-    proc.map(SLOT, 0x30_0000, flags=P | RW | NX)
-    facts = m.facts(cr2=SLOT, trap=trap(14, 0x2),
+    proc.map(page, 0x30_0000, flags=P | RW | NX)
+    facts = m.facts(cr2=page, trap=trap(14, 0x2),
                     roots=[KnownRoot(proc.root, "proc 1", "process", 1)])
     lines = explain(facts)
     assert "  exception  #PF page fault (vector 14) in kernel mode (CPL 0)" in lines
     assert verdict(lines) == ("CR2 %#x is mapped in root 'proc 1' (%#x), not in the active root "
                               "'kernel' (%#x): the mapping was written into a root that is not "
-                              "the active one" % (SLOT, proc.root, m.kernel.root))
+                              "the active one" % (page, proc.root, m.kernel.root))
 
 
 def test_a_kernel_fault_on_a_user_address_of_a_process_that_is_not_live(m):
