@@ -263,6 +263,23 @@ def _with_panic(lines):
 UNRESOLVED = "the kernel kills the process unless it resolves the fault"
 
 
+def _in_user_fault():
+    """Whether GDB's stack is in the kernel's kill path (session.KILL_FUNCTION, which never
+    returns: the process is being ended for this fault)."""
+    try:
+        import gdb
+        frame = gdb.newest_frame()
+        for _ in range(MAX_TRAP_SEARCH):
+            if frame is None:
+                return False
+            if (frame.name() or "").startswith(session.KILL_FUNCTION):
+                return True
+            frame = frame.older()
+    except Exception:  # noqa: BLE001 - an addition: never lose fault-why's own lines to it
+        return False
+    return False
+
+
 def _with_user_decision(arch, lines, fault):
     """@p lines with the verdict of a fault from user mode replaced by what the kernel's fault
     decision makes of it (pagoda_pt.diagnose.user_fault_decision): a demand fault, a
@@ -278,7 +295,8 @@ def _with_user_decision(arch, lines, fault):
     if row.get("vmas") is None:
         return lines
     kind, sentence = user_fault_decision(row["vmas"], fault["address"], fault["write"], fault["fetch"],
-                                         fault["mapped"], fault["perms"], row.get("stack_limit"))
+                                         fault["mapped"], fault["perms"], row.get("stack_limit"),
+                                         killing=_in_user_fault())
     at = next((i for i, line in enumerate(lines) if line.startswith("verdict: ")), len(lines))
     if kind == "deny" and at < len(lines) and UNRESOLVED in lines[at]:
         # What the walk found stays (it says what the access met); the VMAs say why it is a kill.

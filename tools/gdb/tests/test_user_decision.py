@@ -47,3 +47,23 @@ def test_a_prot_none_region_allows_nothing():
 def test_no_vma():
     kind, sentence = decide(0x1000)
     assert kind == "deny" and sentence.startswith("no VMA covers 0x1000")
+
+
+def test_an_empty_record_is_named_whatever_the_address():
+    """A process with no VMAs at all (the loader recorded none, or fork gave the child none):
+    every fault is refused, and the cause is the empty record, not the address."""
+    kind, sentence = user_fault_decision([], 0x40_0010, False, True, False, None, 1 << 20)
+    assert kind == "deny" and sentence.startswith("the process's VMA list is empty: the loader recorded no VMA")
+    assert "the child's record is empty" in sentence
+
+
+def test_a_kill_on_a_fault_the_record_allows_blames_the_kernel_s_decision():
+    """Stopped in the kernel's kill path on a fault the VMAs answer (a demand fault here): the
+    decision or the lookup is wrong, not the program."""
+    kind, sentence = user_fault_decision(VMAS, 0x40_0010, False, True, False, None, 1 << 20, killing=True)
+    assert kind == "wrong" and sentence.startswith("the kernel is ending the process for a fault at 0x400010, "
+                                                   "yet the record covers that address (a demand fault: 0x400010 "
+                                                   "lies in the VMA [0x400000, 0x402000) r-x image")
+    assert "not an error" not in sentence
+    # A fault the record refuses is still the program's, killing or not.
+    assert user_fault_decision(VMAS, 0x40_0010, True, False, True, "r-x", 1 << 20, killing=True)[0] == "deny"
