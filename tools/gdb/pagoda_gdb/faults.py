@@ -296,7 +296,8 @@ def _with_user_decision(arch, lines, fault):
         return lines
     kind, sentence = user_fault_decision(row["vmas"], fault["address"], fault["write"], fault["fetch"],
                                          fault["mapped"], fault["perms"], row.get("stack_limit"),
-                                         killing=_in_user_fault())
+                                         killing=_in_user_fault(),
+                                         who="proc %d (%s)" % (row["pid"], row["name"]))
     at = next((i for i, line in enumerate(lines) if line.startswith("verdict: ")), len(lines))
     if kind == "deny" and at < len(lines) and UNRESOLVED in lines[at]:
         # What the walk found stays (it says what the access met); the VMAs say why it is a kill.

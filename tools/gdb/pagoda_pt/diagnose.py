@@ -207,30 +207,32 @@ def _vma_text(vma: dict) -> str:
 
 def user_fault_decision(vmas: list, address: int, write: bool, fetch: bool, mapped: bool,
                         perms: Optional[str], stack_limit: Optional[int] = None,
-                        page: int = 4096, killing: bool = False) -> tuple[str, str]:
+                        page: int = 4096, killing: bool = False,
+                        who: str = "the process") -> tuple[str, str]:
     """What the kernel's fault decision (kernel/mm/user_regions.cpp, decide_fault, and lab 6's
     copy-on-write) makes of a user-mode page fault at @p address, given the process's VMAs
     (dicts: start, end, read, write, execute, kind, flags; flags bit 0: grows down), what the
     access was and what the page tables map there now (@p perms 'r-x' when @p mapped).
     @p killing: the kernel is ending the process for this fault now (stopped in proc::user_fault).
+    @p who names the process in the sentences ("proc 3 (hello)").
 
     Returns (kind, sentence): 'demand', 'cow' and 'grow' are answered (the program goes on);
     'deny' ends the process; 'mapped' is a page that allows the access now; 'wrong' is a fault
     the VMAs allow that the kernel is ending the process for (its decision is the bug)."""
-    kind, sentence = _user_fault_decision(vmas, address, write, fetch, mapped, perms, stack_limit)
+    kind, sentence = _user_fault_decision(vmas, address, write, fetch, mapped, perms, stack_limit, who)
     if killing and kind in ("demand", "cow", "grow", "mapped"):
         reading = sentence.split(": the kernel ")[0]
-        return "wrong", ("the kernel is ending the process for a fault at %#x, yet the record covers that "
+        return "wrong", ("the kernel is ending %s for a fault at %#x, yet the record covers that "
                          "address (%s): the kernel's own decision is wrong, not the program: its VMA lookup "
                          "or fault path refused what the record allows (decide_fault, the VMA find, "
-                         "the demand or copy-on-write path)" % (address, reading))
+                         "the demand or copy-on-write path)" % (who, address, reading))
     return kind, sentence
 
 
-def _user_fault_decision(vmas, address, write, fetch, mapped, perms, stack_limit):
+def _user_fault_decision(vmas, address, write, fetch, mapped, perms, stack_limit, who):
     access = "instruction fetch" if fetch else "write" if write else "read"
     if not vmas:
-        return "deny", ("the process's VMA list is empty: the loader recorded no VMA (for a forked "
+        return "deny", ("the VMA list of " + who + " is empty: the loader recorded no VMA (for a forked "
                         "child, the child's record is empty: fork did not copy the parent's), so no "
                         "fault can be answered and %#x is refused like any address" % address)
     vma = next((v for v in vmas if v["start"] <= address < v["end"]), None)

@@ -53,7 +53,9 @@ def test_an_empty_record_is_named_whatever_the_address():
     """A process with no VMAs at all (the loader recorded none, or fork gave the child none):
     every fault is refused, and the cause is the empty record, not the address."""
     kind, sentence = user_fault_decision([], 0x40_0010, False, True, False, None, 1 << 20)
-    assert kind == "deny" and sentence.startswith("the process's VMA list is empty: the loader recorded no VMA")
+    assert kind == "deny" and sentence.startswith("the VMA list of the process is empty: the loader recorded no VMA")
+    named = user_fault_decision([], 0x40_0010, False, True, False, None, 1 << 20, who="proc 3 (hello)")[1]
+    assert named.startswith("the VMA list of proc 3 (hello) is empty: the loader recorded no VMA")
     assert "the child's record is empty" in sentence
 
 
@@ -65,5 +67,8 @@ def test_a_kill_on_a_fault_the_record_allows_blames_the_kernel_s_decision():
                                                    "yet the record covers that address (a demand fault: 0x400010 "
                                                    "lies in the VMA [0x400000, 0x402000) r-x image")
     assert "not an error" not in sentence
+    named = user_fault_decision(VMAS, 0x40_0010, False, True, False, None, 1 << 20, killing=True,
+                                who="proc 2 (vmas)")[1]
+    assert named.startswith("the kernel is ending proc 2 (vmas) for a fault at 0x400010, yet the record")
     # A fault the record refuses is still the program's, killing or not.
     assert user_fault_decision(VMAS, 0x40_0010, True, False, True, "r-x", 1 << 20, killing=True)[0] == "deny"
