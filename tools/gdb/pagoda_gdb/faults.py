@@ -20,7 +20,7 @@ import importlib.util
 import os
 import re
 
-from pagoda_pt.diagnose import story_from_faults
+from pagoda_pt.diagnose import NOTHING_WRONG, story_from_faults
 
 from . import session, target
 from .args import parse
@@ -259,6 +259,25 @@ def _with_panic(lines):
                          "verdict: the kernel panicked: " + message] + lines[at + 1:]
 
 
+def _with_stalled_wait(lines):
+    """A machine stopped with nothing wrong in the CPU's state (a hang interrupted with Ctrl-C):
+    when nothing can run because a parent waits for a child that has already ended
+    (pagoda_pt.diagnose.stalled_wait, from the process table), that is the verdict."""
+    at = next((i for i, line in enumerate(lines) if line.startswith("verdict: ")), None)
+    if at is None or not lines[at].startswith("verdict: " + NOTHING_WRONG):
+        return lines
+    from pagoda_pt.diagnose import stalled_wait
+    from . import memory
+    try:
+        sentence = stalled_wait(memory.read_processes())
+    except Exception:  # noqa: BLE001 - an addition: never lose fault-why's own lines to it
+        return lines
+    if sentence is None:
+        return lines
+    return lines[:at] + [lines[at][len("verdict: "):] + " (the CPU's state)",
+                         "verdict: " + sentence] + lines[at + 1:]
+
+
 # How both ISAs' rules end the verdict of a fault from user mode, before the VMAs are read.
 UNRESOLVED = "the kernel kills the process unless it resolves the fault"
 
@@ -325,7 +344,8 @@ breakpoint): checks the active root (empty? kernel half?), the code at RIP, the 
 IDT, the handlers, IST stacks, GDT and TSS, each walked in the active root.
 With ./pagoda gdb --int-log the chain of exceptions comes from QEMU's log (a loop is called a
 loop).  A fault on a user address names the VMA of the process that covers it, or says
-that no VMA does (lab 5; vma-list shows them all).  On AArch64: stopped in aarch64_trap, decodes ESR (class, fault status and level, WnR),
+that no VMA does (lab 5; vma-list shows them all).  Stopped in a hang where nothing can
+run, a parent waiting for a child that has already ended is named (lab 6).  On AArch64: stopped in aarch64_trap, decodes ESR (class, fault status and level, WnR),
 walks FAR through TTBR0 or TTBR1 and says what was missing; anywhere else (an exception loop),
 shows ESR_EL1, ELR_EL1 and FAR_EL1 and checks that the PC, VBAR_EL1's vector and the stack are
 usable.  The last line is always a verdict."""
@@ -345,6 +365,7 @@ usable.  The last line is always a verdict."""
         if fault and fault.get("user"):
             lines = _with_user_decision(arch, lines, fault)
         lines = _with_panic(lines)
+        lines = _with_stalled_wait(lines)
         from . import memory, tempmap
         # Which temp-map slot the address is, and whether it is live (lab 4); the process's VMA
         # that covers a user address, or that none does (lab 5).

@@ -33,7 +33,7 @@ def _enum_name(value):
 
 
 def read_processes():
-    """[dict(pid, name, state, current, vmas=[...] or None, heap_start, brk, stack_limit)] of
+    """[dict(pid, name, state, parent, current, vmas=[...] or None, heap_start, brk, stack_limit)] of
     every process that is not Free, from the kernel's process table (GDB's types)."""
     try:
         table = gdb.parse_and_eval(PROCESS_TABLE)
@@ -49,7 +49,7 @@ def read_processes():
             continue
         name = p["name"].string(errors="replace") if p["name"].type.code == gdb.TYPE_CODE_ARRAY \
             else str(p["name"])
-        row = {"pid": int(p["pid"]), "name": name, "state": state,
+        row = {"pid": int(p["pid"]), "name": name, "state": state, "parent": int(p["parent"]),
                "current": int(p.address) == current, "vmas": None}
         if bool(p["regions_made"]):
             regions = p["regions_storage"].address.cast(regions_type).dereference()

@@ -4,6 +4,7 @@
   Roots                walking one address in every root the kernel published
   LogStory             what QEMU's exception log says happened, compressed into a chain
   denying_levels       which levels of a walk deny an access ("PML4[511], PDPT[510]")
+  stalled_wait         a machine where nothing can run and a parent waits for a child that ended
 
 Each architecture has its own rules module (diagnose_x86_64.py; AArch64 adds
 diagnose_aarch64.py with ESR/FAR/ELR, VBAR_EL1 and TTBR0/TTBR1 rules) that fills an
@@ -409,3 +410,31 @@ def not_live_user_address(roots: Roots, address: int, user_end: Optional[int], w
             "mapping of each frame (lab 4), never through its user addresses"
             % ("wrote to" if write else "read", what, address, " and ".join(k.label() for k in owners),
                roots.label()))
+
+
+# ---- a machine where nothing runs (lab 6) -------------------------------------------------------
+
+def stalled_wait(rows: list) -> Optional[str]:
+    """The cause of a machine that idles with work left, from the process table (@p rows: dicts
+    with pid, name, state, parent, current; state as the kernel names it, "waiting" only in
+    wait()), or None when it sees none.
+
+    Only when nothing is ready or running (the machine has nothing to do but wait): a process
+    waiting in wait() while a child of its own has already ended (a zombie) was never made
+    ready again, so the child's exit did not wake it. A zombie that is the current process is
+    still on its way out (exit_current() has not reached the wake-up yet) and is not counted."""
+    if any(r["state"] in ("ready", "running") for r in rows):
+        return None
+    for parent in sorted(rows, key=lambda r: r["pid"]):
+        if parent["state"] != "waiting":
+            continue
+        ended = [c for c in rows if c.get("parent") == parent["pid"] and c["state"] == "zombie"
+                 and not c.get("current")]
+        if ended:
+            child = min(ended, key=lambda r: r["pid"])
+            return ("nothing can run: proc %d (%s) waits in wait() while its child proc %d (%s) has "
+                    "already ended (a zombie, not yet reaped): the child's exit did not wake the waiting "
+                    "parent (exit must make a Waiting parent Ready), or the parent went to wait after "
+                    "the child ended without looking at its children again"
+                    % (parent["pid"], parent["name"], child["pid"], child["name"]))
+    return None
