@@ -259,6 +259,32 @@ def _with_panic(lines):
                          "verdict: the kernel panicked: " + message] + lines[at + 1:]
 
 
+def _with_freed_frames(arch, lines):
+    """Stopped in the kill path (the kernel's records are consistent: the fault came from user
+    mode), a frame that a user page maps but that the frame allocator has freed (or given out
+    again) is the verdict (pagoda_pt.frames.mapped_frame_story, from the census of `frames`):
+    the program died of memory that is no longer its own, whatever address it faulted on. The
+    verdict that the fault alone gives stays on the line above."""
+    if not _in_user_fault():
+        return lines
+    at = next((i for i, line in enumerate(lines) if line.startswith("verdict: ")), None)
+    if at is None:
+        return lines
+    from pagoda_pt.frames import mapped_frame_story, take_census
+    from . import kernel
+    try:
+        with target.physical_memory() as read_phys:
+            census = take_census(arch, read_phys, kernel.symbol_address, target.paging_regs(arch),
+                                 target.pa_bits(arch)[0])
+        sentence = mapped_frame_story(census)
+    except Exception:  # noqa: BLE001 - an addition: never lose fault-why's own lines to it
+        return lines
+    if sentence is None:
+        return lines
+    return lines[:at] + ["the fault itself: " + lines[at][len("verdict: "):],
+                         "verdict: " + sentence] + lines[at + 1:]
+
+
 def _with_stalled_wait(lines):
     """A machine stopped with nothing wrong in the CPU's state (a hang interrupted with Ctrl-C):
     when nothing can run because a parent waits for a child that has already ended
@@ -345,7 +371,8 @@ IDT, the handlers, IST stacks, GDT and TSS, each walked in the active root.
 With ./pagoda gdb --int-log the chain of exceptions comes from QEMU's log (a loop is called a
 loop).  A fault on a user address names the VMA of the process that covers it, or says
 that no VMA does (lab 5; vma-list shows them all).  Stopped in a hang where nothing can
-run, a parent waiting for a child that has already ended is named (lab 6).  On AArch64: stopped in aarch64_trap, decodes ESR (class, fault status and level, WnR),
+run, a parent waiting for a child that has already ended is named (lab 6).  Stopped in the kill path,
+a frame a user page maps that the allocator has freed is named before the fault (lab 6).  On AArch64: stopped in aarch64_trap, decodes ESR (class, fault status and level, WnR),
 walks FAR through TTBR0 or TTBR1 and says what was missing; anywhere else (an exception loop),
 shows ESR_EL1, ELR_EL1 and FAR_EL1 and checks that the PC, VBAR_EL1's vector and the stack are
 usable.  The last line is always a verdict."""
@@ -364,6 +391,7 @@ usable.  The last line is always a verdict."""
         lines = list(lines)
         if fault and fault.get("user"):
             lines = _with_user_decision(arch, lines, fault)
+        lines = _with_freed_frames(arch, lines)
         lines = _with_panic(lines)
         lines = _with_stalled_wait(lines)
         from . import memory, tempmap

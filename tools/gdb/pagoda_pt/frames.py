@@ -180,6 +180,12 @@ class Census:
     processes: list                      # ProcessMemory, in the registry's order
     problems: list = field(default_factory=list)
     note: str = ""
+    # The problems above that say a frame was freed while still mapped, as facts for fault-why
+    # (mapped_frame_story): (frame, va, who, what the allocator calls it) for a mapped frame
+    # that is free, a page table or the image; (frame, [(who, va)], count) for a frame with more
+    # user mappings than its reference count.
+    misowned: list = field(default_factory=list)
+    overmapped: list = field(default_factory=list)
 
     def count(self, owner: str) -> int:
         return sum(1 for i in range(self.first, self.frames) if self.owner[i] == owner)
@@ -284,12 +290,16 @@ def take_census(arch: str, read_phys, symbol: Symbol, regs: Optional[dict] = Non
                                    "bitmaps" % (index * PAGE_SIZE_4K, maps[0][1].va,
                                                 _who(maps[0][0])))
             continue
+        if owner[index] in (FREE, IMAGE, TABLE):
+            census.misowned.append((index * PAGE_SIZE_4K, maps[0][1].va, _who(maps[0][0]), owner[index]))
         if owner[index] in (FREE, RESERVED, IMAGE, TABLE):
             census.problems.append("frame %#x is mapped at %#x by %s but is %s" % (
                 index * PAGE_SIZE_4K, maps[0][1].va, _who(maps[0][0]),
                 "a page table" if owner[index] == TABLE else
                 "the kernel image" if owner[index] == IMAGE else
                 owner[index] + " in the frame allocator"))
+        if len(maps) > refs[index]:
+            census.overmapped.append((index * PAGE_SIZE_4K, [(_who(m), p.va) for m, p in maps], refs[index]))
         if len(maps) != refs[index]:
             census.problems.append("frame %#x: %d user mapping%s (%s) but reference count %d" % (
                 index * PAGE_SIZE_4K, len(maps), "" if len(maps) == 1 else "s",
@@ -307,6 +317,31 @@ def take_census(arch: str, read_phys, symbol: Symbol, regs: Optional[dict] = Non
     if roots.dropped:
         census.note = "%d roots were not published (the kernel's table was full)" % roots.dropped
     return census
+
+
+def mapped_frame_story(census: Census) -> Optional[str]:
+    """The census's evidence that a frame was freed while a user page still maps it, as one
+    sentence (the likeliest form first), or None. Freed while mapped, a frame goes to its next
+    owner (a page table, another process, the kernel's heap) while the program still reads and
+    writes it: what dies later dies of that, wherever it faults. Only meaningful where the
+    kernel's records are consistent (between operations: a fault from user mode)."""
+    if census.misowned:
+        frame, va, who, what = census.misowned[0]
+        owner = {FREE: "free in the frame allocator", TABLE: "a page table of a published root",
+                 IMAGE: "part of the kernel image"}[what]
+        again = "" if what == FREE else " and given out again"
+        more = " (and %d more)" % (len(census.misowned) - 1) if len(census.misowned) > 1 else ""
+        return ("frame %#x is mapped at %#x by %s, yet it is %s%s: a frame freed while it is still "
+                "mapped%s (the reference count fell to its last too early, or a page was freed "
+                "without being unmapped); the program's memory now belongs to someone else"
+                % (frame, va, who, owner, more, again))
+    if census.overmapped:
+        frame, maps, count = census.overmapped[0]
+        return ("frame %#x is mapped by %d user pages (%s) but its reference count is %d: a frame "
+                "freed while it is still mapped and given out again, or shared without raising its "
+                "count (the next drop frees it under the other mapping)"
+                % (frame, len(maps), ", ".join("%s at %#x" % m for m in maps[:4]), count))
+    return None
 
 
 def _who(memory: ProcessMemory) -> str:

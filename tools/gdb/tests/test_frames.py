@@ -98,3 +98,32 @@ def test_aarch64_held_pages_are_user_pages_that_allow_nothing():
     assert user_pages("aarch64", mem.read_phys, tables.root) == []
     [page] = user_pages("aarch64", mem.read_phys, tables.root, held_mask=ARM_HELD)
     assert (page.va, page.pa, page.held) == (0x400000, 0x4100_0000, True)
+
+
+def _census(misowned=(), overmapped=()):
+    from pagoda_pt.frames import Census
+    return Census("x86_64", 16, 0, ["free"] * 16, {}, [1] * 16, {}, [],
+                  misowned=list(misowned), overmapped=list(overmapped))
+
+
+def test_a_mapped_frame_the_allocator_freed_is_the_story():
+    from pagoda_pt.frames import FREE, TABLE, mapped_frame_story
+    assert mapped_frame_story(_census()) is None
+    story = mapped_frame_story(_census(misowned=[(0x7ffd000, 0x409000, "proc 1 (forktree)", FREE)]))
+    assert story.startswith("frame 0x7ffd000 is mapped at 0x409000 by proc 1 (forktree), yet it is free in "
+                            "the frame allocator: a frame freed while it is still mapped (")
+    again = mapped_frame_story(_census(misowned=[(0x7ffd000, 0x409000, "proc 1 (a)", TABLE),
+                                                 (0x7ffe000, 0x40a000, "proc 1 (a)", FREE)]))
+    assert "yet it is a page table of a published root (and 1 more): a frame freed while it is still " \
+           "mapped and given out again" in again
+
+
+def test_more_mappings_than_references_is_the_story_when_nothing_is_misowned():
+    from pagoda_pt.frames import FREE, mapped_frame_story
+    maps = [("proc 1 (a)", 0x409000), ("proc 2 (a)", 0x409000)]
+    story = mapped_frame_story(_census(overmapped=[(0x7ffd000, maps, 1)]))
+    assert story.startswith("frame 0x7ffd000 is mapped by 2 user pages (proc 1 (a) at 0x409000, proc 2 (a) "
+                            "at 0x409000) but its reference count is 1: a frame freed while it is still mapped")
+    both = mapped_frame_story(_census(misowned=[(0x1000, 0x400000, "proc 3 (b)", FREE)],
+                                      overmapped=[(0x7ffd000, maps, 1)]))
+    assert both.startswith("frame 0x1000 is mapped at 0x400000 by proc 3 (b)")
