@@ -276,13 +276,62 @@ def _with_freed_frames(arch, lines):
         with target.physical_memory() as read_phys:
             census = take_census(arch, read_phys, kernel.symbol_address, target.paging_regs(arch),
                                  target.pa_bits(arch)[0])
-        sentence = mapped_frame_story(census)
+        sentence = mapped_frame_story(census) or _fork_story(census)
     except Exception:  # noqa: BLE001 - an addition: never lose fault-why's own lines to it
         return lines
     if sentence is None:
         return lines
     return lines[:at] + ["the fault itself: " + lines[at][len("verdict: "):],
                          "verdict: " + sentence] + lines[at + 1:]
+
+
+def _with_foreign_root(arch, lines):
+    """Stopped in the kill path (the fault came from user mode, and the current process is who
+    ran there): a live root that the kernel published as another process's is the verdict
+    (pagoda_pt.diagnose.foreign_root); the verdict before it stays on the line above."""
+    if not _in_user_fault():
+        return lines
+    at = next((i for i, line in enumerate(lines) if line.startswith("verdict: ")), None)
+    if at is None:
+        return lines
+    from pagoda_pt.diagnose import foreign_root
+    from . import kernel, memory
+    from .paging import active_root
+    try:
+        regs = target.paging_regs(arch)
+        if target.paging_off_reason(arch, regs) is not None:
+            return lines
+        current = next((r for r in memory.read_processes() if r["current"]), None)
+        live = active_root(arch, regs)
+        with target.physical_memory() as read_phys:
+            table, _ = kernel.published_roots(read_phys)
+        known = table.find(live) if table is not None else None
+    except Exception:  # noqa: BLE001 - an addition: never lose fault-why's own lines to it
+        return lines
+    if current is None or known is None or known.kind != "process" or known.id == current["pid"]:
+        return lines
+    owner = "proc %d" % known.id
+    if known.name and known.name != owner:
+        owner += " (%s)" % known.name
+    sentence = foreign_root("proc %d (%s)" % (current["pid"], current["name"]), owner, live)
+    return lines[:at] + ["the fault itself: " + lines[at][len("verdict: "):],
+                         "verdict: " + sentence] + lines[at + 1:]
+
+
+def _fork_story(census):
+    """pagoda_pt.diagnose.fork_copied_nothing for the current process and its parent, with the
+    pages the census walked in their roots; None when it does not apply."""
+    from pagoda_pt.diagnose import fork_copied_nothing
+    from . import memory
+    rows = memory.read_processes()
+    child = next((r for r in rows if r["current"]), None)
+    parent = next((r for r in rows if child is not None and r["pid"] == child["parent"]), None)
+    if child is None or parent is None:
+        return None
+    pages = {m.pid: m.pages for m in census.processes}
+    if child["pid"] not in pages or parent["pid"] not in pages:
+        return None
+    return fork_copied_nothing(child, parent, pages[child["pid"]], pages[parent["pid"]])
 
 
 def _with_stalled_wait(lines):
@@ -372,7 +421,9 @@ With ./pagoda gdb --int-log the chain of exceptions comes from QEMU's log (a loo
 loop).  A fault on a user address names the VMA of the process that covers it, or says
 that no VMA does (lab 5; vma-list shows them all).  Stopped in a hang where nothing can
 run, a parent waiting for a child that has already ended is named (lab 6).  Stopped in the kill path,
-a frame a user page maps that the allocator has freed is named before the fault (lab 6).  On AArch64: stopped in aarch64_trap, decodes ESR (class, fault status and level, WnR),
+a frame a user page maps that the allocator has freed, or a forked child whose root holds
+nothing of its parent's, or a live root that is another process's, is named before the fault
+(lab 6).  On AArch64: stopped in aarch64_trap, decodes ESR (class, fault status and level, WnR),
 walks FAR through TTBR0 or TTBR1 and says what was missing; anywhere else (an exception loop),
 shows ESR_EL1, ELR_EL1 and FAR_EL1 and checks that the PC, VBAR_EL1's vector and the stack are
 usable.  The last line is always a verdict."""
@@ -392,6 +443,7 @@ usable.  The last line is always a verdict."""
         if fault and fault.get("user"):
             lines = _with_user_decision(arch, lines, fault)
         lines = _with_freed_frames(arch, lines)
+        lines = _with_foreign_root(arch, lines)
         lines = _with_panic(lines)
         lines = _with_stalled_wait(lines)
         from . import memory, tempmap

@@ -5,6 +5,8 @@
   LogStory             what QEMU's exception log says happened, compressed into a chain
   denying_levels       which levels of a walk deny an access ("PML4[511], PDPT[510]")
   stalled_wait         a machine where nothing can run and a parent waits for a child that ended
+  fork_copied_nothing  a forked child whose root holds nothing of its parent's user half
+  foreign_root         a process that faulted in user mode on another process's root
 
 Each architecture has its own rules module (diagnose_x86_64.py; AArch64 adds
 diagnose_aarch64.py with ESR/FAR/ELR, VBAR_EL1 and TTBR0/TTBR1 rules) that fills an
@@ -438,3 +440,51 @@ def stalled_wait(rows: list) -> Optional[str]:
                     "the child ended without looking at its children again"
                     % (parent["pid"], parent["name"], child["pid"], child["name"]))
     return None
+
+
+def _same_record(a: list, b: list) -> bool:
+    keys = ("start", "end", "read", "write", "execute", "kind")
+    return [tuple(v[k] for k in keys) for v in a] == [tuple(v[k] for k in keys) for v in b]
+
+
+def fork_copied_nothing(child: dict, parent: dict, child_pages: list,
+                        parent_pages: list) -> Optional[str]:
+    """The cause of a forked child's death when fork put nothing of the parent's user half into
+    its root, or None. @p child and @p parent are process rows (pid, name, parent, vmas);
+    @p child_pages and @p parent_pages the user pages their roots map (objects with va, pa).
+
+    Only for a child of @p parent whose record is the parent's own (fork copied the record and
+    nothing has changed it since: no exec, no mmap), when the child's root shares no frame with
+    the parent's (copy-on-write shares every page at fork; even an eager copy leaves the text
+    shared or copied page for page) and lacks pages the parent maps in those regions: the
+    child holds only what it faulted in since, so its stack and data read as zeros."""
+    if not parent.get("pid") or child.get("parent") != parent["pid"]:
+        return None
+    if not child.get("vmas") or not parent.get("vmas") or not _same_record(child["vmas"], parent["vmas"]):
+        return None
+    covered = [(v["start"], v["end"]) for v in parent["vmas"]]
+    mine = {p.va: p.pa for p in child_pages}
+    theirs = {p.va: p.pa for p in parent_pages if any(s <= p.va < e for s, e in covered)}
+    if not theirs or set(mine.values()) & set(theirs.values()):
+        return None
+    missing = sorted(va for va in theirs if va not in mine)
+    if not missing:
+        return None
+    return ("proc %d (%s), forked by proc %d (%s), shares no frame with its parent and lacks %d of the "
+            "%d pages the parent maps in the regions their records share (%#x first): fork copied "
+            "nothing of the parent's user half into the child's root (copied by a list that was still "
+            "empty, or skipped the pages), so the child holds only what it faulted in since, "
+            "zero-filled: its stack and data are gone"
+            % (child["pid"], child["name"], parent["pid"], parent["name"], len(missing), len(theirs),
+               missing[0]))
+
+
+def foreign_root(current: str, owner: str, root: int) -> str:
+    """The verdict for a fault from user mode taken while the live root (CR3; TTBR0 on AArch64)
+    is @p root, published as process @p owner's, though the current process is @p current
+    (both "proc 2 (forktree)"): the program ran in another process's address space, so
+    whatever it faulted on, the root switch is the bug."""
+    return ("%s ran in user mode on %s's root %#x, not its own: a root other than the current "
+            "process's was made live (fork made another root live while the parent still runs, or a "
+            "switch loaded the wrong root); every access the program made went to the other "
+            "process's memory" % (current, owner, root))
