@@ -33,21 +33,13 @@ from dataclasses import dataclass, field
 from pagoda_core import paths
 from pagoda_core.paths import ARCHES
 
-# The TOML parser: Python 3.11's tomllib, or on 3.10 (Ubuntu 22.04) the same parser packaged as
-# python3-tomli. Every reader of TOML in Pagoda takes it from here. None until ./pagoda setup has
-# installed python3-tomli (importing this module must not fail before setup has run).
-try:
-    import tomllib
-except ModuleNotFoundError:
-    try:
-        import tomli as tomllib
-    except ModuleNotFoundError:
-        tomllib = None
+# The TOML parser (tomllib, or python3-tomli on Python 3.10; None before setup).
+from pagoda_core.tomlparse import MISSING as _NO_TOML, tomllib
 
 
 def _parser():
     if tomllib is None:
-        raise ManifestError("reading TOML needs Python 3.11 or python3-tomli: run ./pagoda setup")
+        raise ManifestError(_NO_TOML)
     return tomllib
 
 

@@ -1,7 +1,7 @@
 """The machinery ./pagoda's commands and the grader share (standard library only): where things
 are (paths), messages (ui), building the kernel (build), starting QEMU (qemu), reading QEMU's
 exception log (faultlog), facts of a kernel ELF (kernelinfo), naming addresses (symbolize), this
-machine's speed (speed, pytest_speed) and the labs' slips (slips).
+machine's speed (speed, pytest_speed), the labs' slips (slips) and the TOML parser (tomlparse).
 
 It sits below both: tools/pagoda (the commands) and grade/pagoda_grade (the grader) import it;
 it imports neither (tools/pagoda/layers.py checks that, and that no Python import goes round in

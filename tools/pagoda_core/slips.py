@@ -24,11 +24,13 @@ def slip_records(root):
     batch, which gets the grader's; `./pagoda labs mutants` validates them, this only reads them),
     else its labs/hunts.pack (a student's branch)."""
     import glob
-    import tomllib
+    from .tomlparse import MISSING, tomllib
     pack = os.path.join(root, PACK_PATH)
     files = sorted(glob.glob(os.path.join(root, "labs", "[0-9][0-9]-*", "mutants", "*.toml")))
     if not files and os.path.exists(pack):
         return read_pack(pack)
+    if files and tomllib is None:
+        raise PagodaError(MISSING)
     records = []
     for path in files:
         try:

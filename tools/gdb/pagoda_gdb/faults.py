@@ -236,8 +236,8 @@ def _with_panic(lines):
     """A machine stopped in a panic that no fault explains (the kernel's own check refused
     something: the pre-switch check, an allocator's double free, the user-trap stack): the
     verdict is the kernel's reason, as its PANIC line gave it, not "nothing is wrong"."""
-    at = next((i for i, line in enumerate(lines) if line.startswith("verdict: ")), None)
-    if at is None or not lines[at].startswith("verdict: nothing is wrong that I can see"):
+    at = _verdict_at(lines)
+    if at is None or not lines[at].startswith("verdict: " + NOTHING_WRONG):
         return lines
     try:
         import gdb
@@ -259,86 +259,73 @@ def _with_panic(lines):
                          "verdict: the kernel panicked: " + message] + lines[at + 1:]
 
 
-def _with_freed_frames(arch, lines):
-    """Stopped in the kill path (the kernel's records are consistent: the fault came from user
-    mode), a frame that a user page maps but that the frame allocator has freed (or given out
-    again) is the verdict (pagoda_pt.frames.mapped_frame_story, from the census of `frames`):
-    the program died of memory that is no longer its own, whatever address it faulted on. The
-    verdict that the fault alone gives stays on the line above."""
-    if not _in_user_fault():
+def _verdict_at(lines):
+    """The index of fault-why's verdict line in @p lines, or None."""
+    return next((i for i, line in enumerate(lines) if line.startswith("verdict: ")), None)
+
+
+def _overruled(lines, at, before, sentence):
+    """@p lines with the verdict at @p at replaced by @p sentence; the old verdict stays on the
+    line above, its text wrapped as @p before ("the fault itself: {}")."""
+    return lines[:at] + [before.format(lines[at][len("verdict: "):]), "verdict: " + sentence] + lines[at + 1:]
+
+
+def _label(pid, name):
+    return "proc %d (%s)" % (pid, name)
+
+
+def _with_kill_causes(arch, lines):
+    """Stopped in the kill path (the fault came from user mode, so the kernel's records are
+    consistent and the current process is who ran there), three causes come before the fault,
+    the first that applies: the live root is another process's (pagoda_pt.diagnose.foreign_root);
+    a user page maps a frame the allocator has freed or given out again
+    (pagoda_pt.frames.mapped_frame_story, from the census of `frames`); a forked child holds
+    nothing of its parent's user half (pagoda_pt.diagnose.fork_copied_nothing). The verdict of
+    the fault alone stays on the line above."""
+    at = _verdict_at(lines)
+    if at is None or not _in_user_fault():
         return lines
-    at = next((i for i, line in enumerate(lines) if line.startswith("verdict: ")), None)
-    if at is None:
-        return lines
-    from pagoda_pt.frames import mapped_frame_story, take_census
-    from . import kernel
     try:
-        with target.physical_memory() as read_phys:
-            census = take_census(arch, read_phys, kernel.symbol_address, target.paging_regs(arch),
-                                 target.pa_bits(arch)[0])
-        sentence = mapped_frame_story(census) or _fork_story(census)
+        sentence = _kill_cause(arch)
     except Exception:  # noqa: BLE001 - an addition: never lose fault-why's own lines to it
         return lines
-    if sentence is None:
-        return lines
-    return lines[:at] + ["the fault itself: " + lines[at][len("verdict: "):],
-                         "verdict: " + sentence] + lines[at + 1:]
+    return lines if sentence is None else _overruled(lines, at, "the fault itself: {}", sentence)
 
 
-def _with_foreign_root(arch, lines):
-    """Stopped in the kill path (the fault came from user mode, and the current process is who
-    ran there): a live root that the kernel published as another process's is the verdict
-    (pagoda_pt.diagnose.foreign_root); the verdict before it stays on the line above."""
-    if not _in_user_fault():
-        return lines
-    at = next((i for i, line in enumerate(lines) if line.startswith("verdict: ")), None)
-    if at is None:
-        return lines
-    from pagoda_pt.diagnose import foreign_root
+def _kill_cause(arch):
+    from pagoda_pt.diagnose import fork_copied_nothing, foreign_root
+    from pagoda_pt.frames import mapped_frame_story, take_census
     from . import kernel, memory
     from .paging import active_root
-    try:
-        regs = target.paging_regs(arch)
-        if target.paging_off_reason(arch, regs) is not None:
-            return lines
-        current = next((r for r in memory.read_processes() if r["current"]), None)
-        live = active_root(arch, regs)
-        with target.physical_memory() as read_phys:
-            table, _ = kernel.published_roots(read_phys)
-        known = table.find(live) if table is not None else None
-    except Exception:  # noqa: BLE001 - an addition: never lose fault-why's own lines to it
-        return lines
-    if current is None or known is None or known.kind != "process" or known.id == current["pid"]:
-        return lines
-    owner = "proc %d" % known.id
-    if known.name and known.name != owner:
-        owner += " (%s)" % known.name
-    sentence = foreign_root("proc %d (%s)" % (current["pid"], current["name"]), owner, live)
-    return lines[:at] + ["the fault itself: " + lines[at][len("verdict: "):],
-                         "verdict: " + sentence] + lines[at + 1:]
-
-
-def _fork_story(census):
-    """pagoda_pt.diagnose.fork_copied_nothing for the current process and its parent, with the
-    pages the census walked in their roots; None when it does not apply."""
-    from pagoda_pt.diagnose import fork_copied_nothing
-    from . import memory
     rows = memory.read_processes()
-    child = next((r for r in rows if r["current"]), None)
-    parent = next((r for r in rows if child is not None and r["pid"] == child["parent"]), None)
-    if child is None or parent is None:
+    current = next((r for r in rows if r["current"]), None)
+    if current is None:
         return None
+    regs = target.paging_regs(arch)
+    with target.physical_memory() as read_phys:
+        if target.paging_off_reason(arch, regs) is None:
+            live = active_root(arch, regs)
+            table, _ = kernel.published_roots(read_phys)
+            known = table.find(live) if table is not None else None
+            if known is not None and known.kind == "process" and known.id != current["pid"]:
+                owner = "proc %d" % known.id
+                if known.name and known.name != owner:
+                    owner = _label(known.id, known.name)
+                return foreign_root(_label(current["pid"], current["name"]), owner, live)
+        census = take_census(arch, read_phys, kernel.symbol_address, regs, target.pa_bits(arch)[0])
+    story = mapped_frame_story(census)
+    parent = next((r for r in rows if r["pid"] == current["parent"]), None)
     pages = {m.pid: m.pages for m in census.processes}
-    if child["pid"] not in pages or parent["pid"] not in pages:
-        return None
-    return fork_copied_nothing(child, parent, pages[child["pid"]], pages[parent["pid"]])
+    if story is None and parent is not None and current["pid"] in pages and parent["pid"] in pages:
+        story = fork_copied_nothing(current, parent, pages[current["pid"]], pages[parent["pid"]])
+    return story
 
 
 def _with_stalled_wait(lines):
     """A machine stopped with nothing wrong in the CPU's state (a hang interrupted with Ctrl-C):
     when nothing can run because a parent waits for a child that has already ended
     (pagoda_pt.diagnose.stalled_wait, from the process table), that is the verdict."""
-    at = next((i for i, line in enumerate(lines) if line.startswith("verdict: ")), None)
+    at = _verdict_at(lines)
     if at is None or not lines[at].startswith("verdict: " + NOTHING_WRONG):
         return lines
     from pagoda_pt.diagnose import stalled_wait
@@ -347,10 +334,7 @@ def _with_stalled_wait(lines):
         sentence = stalled_wait(memory.read_processes())
     except Exception:  # noqa: BLE001 - an addition: never lose fault-why's own lines to it
         return lines
-    if sentence is None:
-        return lines
-    return lines[:at] + [lines[at][len("verdict: "):] + " (the CPU's state)",
-                         "verdict: " + sentence] + lines[at + 1:]
+    return lines if sentence is None else _overruled(lines, at, "{} (the CPU's state)", sentence)
 
 
 # How both ISAs' rules end the verdict of a fault from user mode, before the VMAs are read.
@@ -391,7 +375,7 @@ def _with_user_decision(arch, lines, fault):
     kind, sentence = user_fault_decision(row["vmas"], fault["address"], fault["write"], fault["fetch"],
                                          fault["mapped"], fault["perms"], row.get("stack_limit"),
                                          killing=_in_user_fault(),
-                                         who="proc %d (%s)" % (row["pid"], row["name"]))
+                                         who=_label(row["pid"], row["name"]))
     at = next((i for i, line in enumerate(lines) if line.startswith("verdict: ")), len(lines))
     if kind == "deny" and at < len(lines) and UNRESOLVED in lines[at]:
         # What the walk found stays (it says what the access met); the VMAs say why it is a kill.
@@ -442,8 +426,7 @@ usable.  The last line is always a verdict."""
         lines = list(lines)
         if fault and fault.get("user"):
             lines = _with_user_decision(arch, lines, fault)
-        lines = _with_freed_frames(arch, lines)
-        lines = _with_foreign_root(arch, lines)
+        lines = _with_kill_causes(arch, lines)
         lines = _with_panic(lines)
         lines = _with_stalled_wait(lines)
         from . import memory, tempmap
