@@ -8,21 +8,31 @@ Two tools, both standard library only:
   PAGODA_SPEED_FACTOR, which every process under them (pytest workers, graders of generated
   trees) reads instead of measuring again. It covers a slower CPU and the load at the start.
   scaled(seconds) is a time limit scaled by it, or by the load factor (the load average over
-  the CPU count) when the machine has got busier since; hang guards (pytest timeouts, a
-  subprocess's timeout in a test) use it.
+  the CPU count) when the machine has got busier since; hang guards that cannot see what the
+  machine did to them (pytest timeouts, a subprocess's timeout in a test) use it.
+  cpu_factor() comes from the same calibration but counts only the CPU time it took: how slow
+  the CPU itself is, without the waiting (exported as PAGODA_CPU_FACTOR).
 
-- Budget: a deadline that counts only the time the watched processes could run. Wall time
-  spent waiting for a CPU (the run-queue delay Linux accounts per thread in
+- Budget: a deadline that counts only the time the watched work could run. Wall time the
+  worker spent waiting for a CPU (the run-queue delay Linux accounts per thread in
   /proc/<pid>/task/<tid>/schedstat) is given back, so a boot on a machine whose load rises
   mid-test gets the time it lost; a guest that hangs (spinning or halted) still runs out of
-  budget. The grader's per-test deadline is one (harness.Booter), and so is a batch grade's
+  budget. Its seconds are scaled by cpu_factor() only: the load is what the give-back answers
+  for, so scaling by the load as well would count it twice. The worker of each 0.5 s sample
+  is the one watched thread that wanted a CPU most in it (ran plus waited the longest: QEMU's
+  vCPU thread while the guest runs, the grader's thread while it walks a stopped guest, the
+  busiest compiler of a build); other threads' waits are not given back. The give-back is
+  capped at GIVE_BACK_CAP times the budget, so a hang ends in bounded wall time whatever the
+  load (see GIVE_BACK_CAP for why that cap cannot fail a correct kernel at four busy processes
+  per core). The grader's per-test deadline is one (harness.Booter), and so is a batch grade's
   time limit per submission (batch.Deadline, over the whole process tree). Where schedstat is
-  not there, a Budget is a plain scaled deadline.
+  not there, a Budget is a plain deadline of its scaled seconds.
 """
 import os
 import time
 
 ENV = "PAGODA_SPEED_FACTOR"
+CPU_ENV = "PAGODA_CPU_FACTOR"
 MAX_FACTOR = 50.0
 # The calibration work, three rounds of it: the CPU seconds it takes on the reference machine
 # (/usr/bin/python3 3.11; on a quiet machine its wall time is its CPU time). Long enough (many
@@ -32,40 +42,72 @@ CALIBRATION_ROUNDS = 3
 REFERENCE_SECONDS = 0.29
 
 _factor = None
+_cpu_factor = None
+_now = time.monotonic     # the clock budgets read (a test's fake clock replaces it)
 
 
 def _calibrate():
-    """Wall seconds of the calibration work."""
-    start = time.perf_counter()
+    """(wall seconds, CPU seconds) of the calibration work."""
+    wall, cpu = time.perf_counter(), time.process_time()
     x = 0
     for _ in range(CALIBRATION_ROUNDS):
         for i in range(CALIBRATION_LOOPS):
             x = (x * 31 + i) & 0xFFFF_FFFF
-    return time.perf_counter() - start
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def _clamp(value):
+    return max(1.0, min(MAX_FACTOR, value))
 
 
 def measure():
-    """The speed factor measured now: calibration wall time over the reference's, at least 1."""
-    return max(1.0, min(MAX_FACTOR, _calibrate() / REFERENCE_SECONDS))
+    """(speed factor, CPU factor) measured now: the calibration's wall time, and its CPU time,
+    over the reference's, each at least 1."""
+    wall, cpu = _calibrate()
+    return _clamp(wall / REFERENCE_SECONDS), _clamp(cpu / REFERENCE_SECONDS)
+
+
+def _from_env(name):
+    try:
+        return _clamp(float(os.environ[name]))
+    except (KeyError, ValueError):
+        return None
 
 
 def factor():
     """The speed factor: $PAGODA_SPEED_FACTOR when set (by whoever started us), else measured
     once in this process."""
-    global _factor
+    global _factor, _cpu_factor
     if _factor is None:
-        try:
-            _factor = max(1.0, min(MAX_FACTOR, float(os.environ[ENV])))
-        except (KeyError, ValueError):
-            _factor = measure()
+        _factor = _from_env(ENV)
+        if _factor is None:
+            _factor, cpu = measure()
+            if _cpu_factor is None and _from_env(CPU_ENV) is None:
+                _cpu_factor = min(cpu, _factor)     # the same calibration, no second run
     return _factor
 
 
+def cpu_factor():
+    """How much slower than the reference machine's this CPU is while it runs (time spent waiting
+    for it not counted), at most the speed factor; budgets are scaled by it. $PAGODA_CPU_FACTOR
+    when set; else, when only $PAGODA_SPEED_FACTOR is (set by hand: docs/platforms.md), that;
+    else measured once in this process, with the speed factor."""
+    global _cpu_factor
+    if _cpu_factor is None:
+        value = _from_env(CPU_ENV) or _from_env(ENV)
+        if value is None:
+            factor()
+            value = _cpu_factor if _cpu_factor is not None else measure()[1]
+        _cpu_factor = min(value, factor())
+    return _cpu_factor
+
+
 def export():
-    """Measures the factor (unless set already) and puts it in this process's environment, so
-    children inherit it; returns it."""
+    """Measures both factors (unless set already) and puts them in this process's environment,
+    so children inherit them; returns the speed factor."""
     value = factor()
     os.environ[ENV] = f"{value:.2f}"
+    os.environ[CPU_ENV] = f"{cpu_factor():.2f}"
     return value
 
 
@@ -87,22 +129,54 @@ def scaled(seconds):
 
 # ---- run-queue delay ----------------------------------------------------------------------
 
-def _thread_delays(pid):
-    """{(pid, tid): nanoseconds spent runnable but waiting for a CPU} of @p pid's threads ({}
-    when the kernel does not say)."""
-    delays = {}
+# The most a budget gives back, as a multiple of its seconds: a budget of B seconds lasts at
+# most (1 + GIVE_BACK_CAP) x B of wall time, whatever the load, so a hanging kernel costs a
+# bounded time. Why 8 cannot fail a correct kernel at four busy processes per core: Linux's
+# scheduler shares a core fairly among runnable threads of equal weight (and, with autogroup,
+# among sessions, which only helps ours), so with k busy processes per core the worker runs at
+# least 1/(k + 1) of the time it wants a CPU: it waits at most k seconds for each second it
+# runs. Until a correct kernel is done, its worker has run (or slept) for less than B, so at
+# most k x B is given back: 4 x B at four busy processes per core, half the cap. The other half
+# is room for the grader's own threads and for as much load again from elsewhere; only beyond
+# about 8 busy processes per core can a test that needs its whole budget run out of it.
+GIVE_BACK_CAP = 8.0
+
+
+def _thread_stats(pid):
+    """{(pid, tid): (nanoseconds on a CPU, nanoseconds runnable but waiting for one)} of @p
+    pid's threads ({} when the kernel does not say)."""
+    stats = {}
     base = f"/proc/{pid}/task"
     try:
         tids = os.listdir(base)
     except OSError:
-        return delays
+        return stats
     for tid in tids:
         try:
             with open(f"{base}/{tid}/schedstat") as f:
-                delays[(pid, int(tid))] = int(f.read().split()[1])
+                fields = f.read().split()
+            stats[(pid, int(tid))] = (int(fields[0]), int(fields[1]))
         except (OSError, ValueError, IndexError):
             pass
-    return delays
+    return stats
+
+
+def give_back(before, after, interval):
+    """Seconds one sample interval of @p interval seconds gives back, from the threads' schedstat
+    counters at its start (@p before) and end (@p after), {(pid, tid): (run ns, wait ns)}: the
+    run-queue wait of the interval's worker, the thread that wanted a CPU most in it (ran plus
+    waited the longest; on a tie, the one that waited longer), at most the interval. A thread
+    not in @p before was born since: all its counts are new. Other threads' waits are not
+    given back: a QEMU's helper threads, the grader's idle wake-ups and a build's small jobs
+    wait a little often, and giving back the worst of them made nearly every interval count
+    whole on a busy machine."""
+    worker = (0, 0)
+    for key, (run, wait) in after.items():
+        run0, wait0 = before.get(key, (0, 0))
+        ran, waited = max(0, run - run0), max(0, wait - wait0)
+        if (ran + waited, waited) > (worker[0] + worker[1], worker[1]):
+            worker = (ran, waited)
+    return max(0.0, min(worker[1] / 1e9, interval))
 
 
 def _descendants(pids):
@@ -126,23 +200,29 @@ def _descendants(pids):
 
 
 class Budget:
-    """@p seconds (scaled to this machine) of time the watched processes could run.
+    """@p seconds (on the reference machine, scaled by cpu_factor()) of time the watched work
+    could run.
 
     left() is how much is left: the scaled seconds, less the wall time since the start, plus the
-    time given back. The delays are sampled every SAMPLE_SECONDS (whenever left() is asked);
-    each sample gives back the longest run-queue delay any watched thread had in that interval
-    (at most the interval), so delays add up across processes that come and go (the boots of
-    one test, the tests of one grade). This process is always watched; watch(pid) adds another
-    (a QEMU); with @p tree, every process below the watched ones is watched too (a grader run
-    and the QEMUs it starts). Without @p watch_self, only what watch() names."""
+    time given back, which is at most GIVE_BACK_CAP x the scaled seconds. The threads' counters
+    are sampled every SAMPLE_SECONDS (whenever left() is asked); each sample gives back its
+    worker's run-queue wait (give_back()), so waits add up across processes that come and go
+    (the boots of one test, the tests of one grade). This process is always watched; watch(pid)
+    adds another (a QEMU); with @p tree, every process below the watched ones is watched too (a
+    grader run and the QEMUs it starts). Without @p watch_self, only what watch() names.
+
+    The scale is fixed when the budget is made, from the factor measured once at the start, not
+    from the load at that moment: a budget made while the machine is busy and used after it
+    has calmed down is no longer than one made quiet."""
 
     SAMPLE_SECONDS = 0.5
 
     def __init__(self, seconds, scale=True, tree=False, watch_self=True):
         self.given = seconds
-        self.seconds = scaled(seconds) if scale else seconds
+        self.seconds = seconds * cpu_factor() if scale else seconds
+        self.cap = GIVE_BACK_CAP * self.seconds
         self.tree = tree
-        self.start = self._sampled = time.monotonic()
+        self.start = self._sampled = _now()
         self._pids = []
         self._last = {}
         self._stolen = 0.0
@@ -150,33 +230,31 @@ class Budget:
             self.watch(os.getpid())
 
     def watch(self, pid):
-        """Watches @p pid from now on (what its threads waited before does not count)."""
+        """Watches @p pid from now on (what its threads did before does not count)."""
         self._pids.append(pid)
-        self._last.update(_thread_delays(pid))
+        self._last.update(_thread_stats(pid))
 
     def sample(self):
-        now = time.monotonic()
+        now = _now()
         pids = _descendants(self._pids) if self.tree else self._pids
-        delays = {}
+        stats = {}
         for pid in pids:
-            delays.update(_thread_delays(pid))
-        # A thread not seen before was born since the last sample: all its delay is new.
-        worst = max((d - self._last.get(key, 0) for key, d in delays.items()), default=0)
-        self._stolen += max(0.0, min(worst / 1e9, now - self._sampled))
-        self._last, self._sampled = delays, now
+            stats.update(_thread_stats(pid))
+        self._stolen = min(self.cap, self._stolen + give_back(self._last, stats, now - self._sampled))
+        self._last, self._sampled = stats, now
 
     def stolen(self):
         """Seconds given back so far."""
-        if time.monotonic() - self._sampled >= self.SAMPLE_SECONDS:
+        if _now() - self._sampled >= self.SAMPLE_SECONDS:
             self.sample()
         return self._stolen
 
     def left(self):
         """Seconds left; <= 0 once spent."""
-        left = self.seconds - (time.monotonic() - self.start) + self.stolen()
-        if left <= 0 and time.monotonic() > self._sampled:
+        left = self.seconds - (_now() - self.start) + self.stolen()
+        if left <= 0 and _now() > self._sampled:
             self.sample()      # the last interval may give some back
-            left = self.seconds - (time.monotonic() - self.start) + self._stolen
+            left = self.seconds - (_now() - self.start) + self._stolen
         return left
 
     def expired(self):
@@ -184,6 +262,8 @@ class Budget:
 
     def describe(self):
         """How long the budget was, for a message: "10 s (x1.00 for this machine's speed, +3.2 s
-        it waited for a CPU)"."""
+        it waited for a CPU)", and when the give-back reached its cap, that it did."""
+        capped = (f", the most a budget gives back ({GIVE_BACK_CAP:g}x its time)"
+                  if self.cap and self._stolen >= self.cap else "")
         return (f"{self.given:g} s (x{self.seconds / self.given if self.given else 1:.2f} for this machine's "
-                f"speed, +{self._stolen:.1f} s it waited for a CPU)")
+                f"speed, +{self._stolen:.1f} s it waited for a CPU{capped})")
