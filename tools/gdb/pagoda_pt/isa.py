@@ -138,7 +138,6 @@ class Isa:
     gva2gpa_masked_by: Optional[tuple]  # (register, bit) that QEMU's gva2gpa honours (PAN): lift it to ask
     vector_entry_bytes: Optional[int]  # an exception vector entry's size, when the log says where it went
     root_writes: Optional[dict]    # instruction word -> root register it writes (bits 4:0 the source)
-    diagnose: str                  # pagoda_pt's fault-why rules (module name)
     gdb_faults: str                # pagoda_gdb's fault-why fact gatherer (module name)
     access: Callable               # error code or syndrome -> (present, write, fetch)
     is_page_fault: Callable        # faultlog event -> True for a translation or permission fault
@@ -171,7 +170,7 @@ X86_64 = Isa(
     registers_from="monitor", system_registers=("cr0", "cr2", "cr3", "cr4", "efer"),
     required_registers=("cr0", "cr3", "cr4", "efer"), register_aliases=(),
     exceptions=x86_facts.EXCEPTIONS, gva2gpa_masked_by=None, vector_entry_bytes=None, root_writes=None,
-    diagnose="diagnose_x86_64", gdb_faults="faults_x86_64",
+    gdb_faults="faults_x86_64",
     access=_x86_access, is_page_fault=_x86_page_fault, is_permission_fault=_x86_permission_fault,
     is_table_entry=_x86_table_entry, kernel_fetch_lost=_x86_fetch_lost, paging_off=_x86_paging_off)
 
@@ -193,7 +192,7 @@ AARCH64 = Isa(
     vector_entry_bytes=0x80,                           # 32 instructions
     # MSR TTBR0_EL1, Xt and MSR TTBR1_EL1, Xt (op0 3, op1 0, CRn 2, CRm 0, op2 0 or 1).
     root_writes={0xD5182000: "TTBR0_EL1", 0xD5182020: "TTBR1_EL1"},
-    diagnose="diagnose_aarch64", gdb_faults="faults_aarch64",
+    gdb_faults="faults_aarch64",
     access=_aarch64_access, is_page_fault=_aarch64_page_fault, is_permission_fault=_aarch64_permission_fault,
     is_table_entry=_aarch64_table_entry, kernel_fetch_lost=_never, paging_off=_aarch64_paging_off)
 
