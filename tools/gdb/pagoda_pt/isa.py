@@ -146,6 +146,10 @@ class Isa:
     kernel_fetch_lost: Callable    # faultlog event -> True when the kernel could not fetch its next instruction
     paging_off: Callable           # {translation register: value} -> None, or why nothing is walkable
 
+    def __reduce__(self):
+        # One object per ISA, also through pickle and copy (a module, its format, does not pickle).
+        return isa, (self.name,)
+
     @property
     def one_root(self):
         """True when one root translates both halves (x86_64's CR3; AArch64 has TTBR0 and TTBR1):
