@@ -358,6 +358,48 @@ def _in_user_fault():
     return False
 
 
+PROGRAM_BEGIN = "pagoda_program_%s_begin"   # cmake/user.cmake: each embedded program's ELF file
+ELF_HEADERS_READ = 4096                        # the ELF header and its program headers
+
+
+def _program_segments(name):
+    """The load segments of the embedded program called @p name (the process's name), read from
+    the kernel image at its physical address (pagoda_pt.diagnose.load_segments), or None."""
+    from pagoda_pt.diagnose import load_segments
+    from . import kernel
+    try:
+        begin = kernel.symbol_address(PROGRAM_BEGIN % name) if re.fullmatch(r"[A-Za-z0-9_]+", name) else None
+        end = kernel.symbol_address((PROGRAM_BEGIN % name)[:-len("begin")] + "end")
+        pa = kernel.image_phys(begin) if begin is not None else None
+        if pa is None or end is None or end <= begin:
+            return None
+        with target.physical_memory() as read_phys:
+            return load_segments(bytes(read_phys(pa, min(ELF_HEADERS_READ, end - begin))))
+    except Exception:  # noqa: BLE001 - an addition: never lose fault-why's own lines to it
+        return None
+
+
+def _answered_before(arch, fault):
+    """How many times QEMU's exception log (when the session keeps one) shows the user fault being
+    killed now answered before it (pagoda_pt.diagnose.answered_before); 0 when it cannot tell.
+    Only the log's last LOG_READ_END bytes are read: the fault being killed is at its end."""
+    from pagoda_pt.diagnose import answered_before
+    path = session.qemu_log_path()
+    if fault.get("pc") is None or not path or not os.path.exists(path):
+        return 0
+    try:
+        with open(path, "rb") as f:
+            size = os.path.getsize(path)
+            f.seek(max(0, size - LOG_READ_END))
+            text = f.read()
+        if size > LOG_READ_END:
+            text = text[text.find(b"\n") + 1:]
+        events = _faultlog().parse(text.decode(errors="replace"), arch).events
+        return answered_before(events, fault["pc"], fault["address"])
+    except Exception:  # noqa: BLE001 - an addition: never lose fault-why's own lines to it
+        return 0
+
+
 def _with_user_decision(arch, lines, fault):
     """@p lines with the verdict of a fault from user mode replaced by what the kernel's fault
     decision makes of it (pagoda_pt.diagnose.user_fault_decision): a demand fault, a
@@ -372,10 +414,13 @@ def _with_user_decision(arch, lines, fault):
         return lines
     if row.get("vmas") is None:
         return lines
+    killing = _in_user_fault()
+    answered = _answered_before(arch, fault) if killing else 0
     kind, sentence = user_fault_decision(row["vmas"], fault["address"], fault["write"], fault["fetch"],
                                          fault["mapped"], fault["perms"], row.get("stack_limit"),
-                                         killing=_in_user_fault(),
-                                         who=_label(row["pid"], row["name"]))
+                                         killing=killing, who=_label(row["pid"], row["name"]),
+                                         sp=fault.get("sp"), answered=answered, pc=fault.get("pc"),
+                                         segments=_program_segments(row["name"]))
     at = next((i for i, line in enumerate(lines) if line.startswith("verdict: ")), len(lines))
     if kind == "deny" and at < len(lines) and UNRESOLVED in lines[at]:
         # What the walk found stays (it says what the access met); the VMAs say why it is a kill.
