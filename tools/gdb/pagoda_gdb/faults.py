@@ -379,6 +379,42 @@ def _program_segments(name):
         return None
 
 
+REGIONS_OF_CURRENT = "(*(pagoda::UserRegions*)%s->regions_storage)"   # kernel/proc/process.hpp regions()
+
+
+def _kernel_decision(address):
+    """Stopped in the kill path: (its action: "Deny", "Populate", "Grow"; the kernel's words for its
+    refusal, or None; whether its VMA lookup finds a region) from the kernel's own
+    pagoda::decide_fault and VmaSet::find, called through GDB on the current process's record with
+    the fault's address and access (what proc::user_fault is about to do: both are pure); None
+    when they cannot be called."""
+    import gdb
+    from .paging import CURRENT_PROCESS
+    unwind = gdb.parameter("unwindonsignal")
+    try:
+        frame = gdb.newest_frame()
+        for _ in range(MAX_TRAP_SEARCH):
+            if frame is None or (frame.name() or "").startswith(session.KILL_FUNCTION):
+                break
+            frame = frame.older()
+        if frame is None:
+            return None
+        gdb.set_convenience_variable("pagoda_access", frame.read_var("fault")["access"])
+        gdb.execute("set unwindonsignal on", to_string=True)
+        regions = REGIONS_OF_CURRENT % CURRENT_PROCESS
+        verdict = gdb.parse_and_eval("pagoda::decide_fault(%s, %#x, $pagoda_access)" % (regions, address))
+        action = str(verdict["action"]).rsplit("::", 1)[-1]
+        if action != "Deny":
+            return action, None, None
+        refusal = gdb.parse_and_eval("pagoda::fault_cause_text((pagoda::FaultCause)%d)" % int(verdict["cause"])).string()
+        found = int(gdb.parse_and_eval("%s.vmas.find(%#x)" % (regions, address))) != 0
+        return action, refusal, found
+    except Exception:  # noqa: BLE001 - an addition: never lose fault-why's own lines to it
+        return None
+    finally:
+        gdb.execute("set unwindonsignal %s" % ("on" if unwind else "off"), to_string=True)
+
+
 def _answered_before(arch, fault):
     """How many times QEMU's exception log (when the session keeps one) shows the user fault being
     killed now answered before it (pagoda_pt.diagnose.answered_before); 0 when it cannot tell.
@@ -406,7 +442,7 @@ def _with_user_decision(arch, lines, fault):
     copy-on-write fault or stack growth is answered and the program goes on; a denied one ends
     the process, for the reason the VMAs give. Unchanged when the process keeps no VMAs (before
     lab 5) or they cannot be read."""
-    from pagoda_pt.diagnose import user_fault_decision
+    from pagoda_pt.diagnose import allowed_what_record_refuses, refused_what_record_allows, user_fault_decision
     from . import memory
     try:
         row = memory.pick_process(memory.read_processes(), arch, target.paging_regs(arch))
@@ -421,6 +457,20 @@ def _with_user_decision(arch, lines, fault):
                                          killing=killing, who=_label(row["pid"], row["name"]),
                                          sp=fault.get("sp"), answered=answered, pc=fault.get("pc"),
                                          segments=_program_segments(row["name"]))
+    if killing and row["vmas"] and kind in ("wrong", "deny"):
+        # The kernel's own decision on the same record, address and access: it is what the kill
+        # path is about to use, and where it disagrees with the record it is the cause.
+        asked = _kernel_decision(fault["address"])
+        vma = next((v for v in row["vmas"] if v["start"] <= fault["address"] < v["end"]), None)
+        if asked is None:
+            pass
+        elif kind == "wrong" and vma is not None and asked[0] == "Deny" and not sentence.startswith(
+                "the kernel's fault decision allowed"):
+            sentence = refused_what_record_allows(_label(row["pid"], row["name"]), fault["address"],
+                                                  asked[1], vma, asked[2])
+        elif kind == "deny" and asked[0] != "Deny":
+            kind, sentence = "wrong", allowed_what_record_refuses(row["vmas"], fault["address"], fault["write"],
+                                                                  fault["fetch"], asked[0], sentence)
     at = next((i for i, line in enumerate(lines) if line.startswith("verdict: ")), len(lines))
     if kind == "deny" and at < len(lines) and UNRESOLVED in lines[at]:
         # What the walk found stays (it says what the access met); the VMAs say why it is a kill.

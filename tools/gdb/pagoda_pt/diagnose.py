@@ -9,6 +9,8 @@
   foreign_root         a process that faulted in user mode on another process's root
   answered_before      how often QEMU's log shows the fault being killed now answered first
   load_segments        a program's ELF load segments, for comparing the loader's record with them
+  refused_what_record_allows  the kernel's own decision, asked at a kill, refusing a covered address
+  allowed_what_record_refuses the same decision allowing what the record refuses
 
 Each architecture has its own rules module (diagnose_x86_64.py; AArch64 adds
 diagnose_aarch64.py with ESR/FAR/ELR, VBAR_EL1 and TTBR0/TTBR1 rules) that fills an
@@ -254,6 +256,23 @@ def user_fault_decision(vmas: list, address: int, write: bool, fetch: bool, mapp
     return kind, sentence
 
 
+def refused_what_record_allows(who: str, address: int, refusal: str, vma: dict,
+                               found: Optional[bool]) -> str:
+    """The verdict at a kill on a fault the record allows, once the kernel's own decision
+    (decide_fault, asked in the kill path on the same record, address and access) has refused it
+    for @p refusal (its words: fault_cause_text, "no VMA", ...). @p vma: the record's region that
+    covers @p address; @p found: whether the kernel's VMA lookup (VmaSet::find) returns a region
+    for it (None: not asked)."""
+    if found is False:
+        why = ("the kernel's VMA lookup (VmaSet::find) returns no region for %#x although the record "
+               "holds one: the lookup misses part of a region (its bounds compared wrongly?)" % address)
+    else:
+        why = ("its lookup finds the region, so the decision's own check refused an access the region "
+               "allows (decide_fault, permits)")
+    return ("%s is killed at %#x with '%s' (the kernel's own decide_fault, asked now), yet the record's "
+            "VMA %s covers that address and allows the access: %s" % (who, address, refusal, _vma_text(vma), why))
+
+
 # ---- the loader's record against the program's ELF -------------------------------------------
 
 PT_LOAD = 1
@@ -332,17 +351,33 @@ def _no_stack_recorded(vmas: list, address: int, sp: int, page: int) -> bool:
     return (sp & ~(page - 1)) - STACK_REACH <= address < (sp & ~(page - 1)) + page
 
 
-def _answered_then_refused(vmas, address, write, fetch, answered, pc, page, refusal):
+def _refused_access(vmas, address, write, fetch):
+    """'a write to the read-only VMA [...]': an access the record refuses, and why."""
     access = "an instruction fetch" if fetch else "a write" if write else "a read"
     vma = next((v for v in vmas if v["start"] <= address < v["end"]), None)
     if vma is None:
-        what = "%s at %#x, which no VMA covers" % (access, address)
-    elif fetch and not vma["execute"]:
-        what = "%s from the non-executable VMA %s" % (access, _vma_text(vma))
-    elif write and not vma["write"]:
-        what = "%s to the read-only VMA %s" % (access, _vma_text(vma))
-    else:
-        what = "%s in the inaccessible VMA %s" % (access, _vma_text(vma))
+        return "%s at %#x, which no VMA covers" % (access, address)
+    if fetch and not vma["execute"]:
+        return "%s from the non-executable VMA %s" % (access, _vma_text(vma))
+    if write and not vma["write"]:
+        return "%s to the read-only VMA %s" % (access, _vma_text(vma))
+    return "%s in the inaccessible VMA %s" % (access, _vma_text(vma))
+
+
+def allowed_what_record_refuses(vmas: list, address: int, write: bool, fetch: bool, action: str,
+                                refusal: str) -> str:
+    """The verdict at a kill on a fault the record refuses (@p refusal: user_fault_decision's
+    sentence), once the kernel's own decision (decide_fault, asked in the kill path) has answered
+    it with @p action ("Populate", "Grow"): the decision let the access through, and the process
+    dies only because resolving it failed."""
+    return ("the kernel's fault decision allowed %s (decide_fault, asked now, answers %s instead of "
+            "refusing): the process is killed only because resolving the fault failed, not for the access; "
+            "the decision must check the access against the VMA's permissions; the record says: %s"
+            % (_refused_access(vmas, address, write, fetch), action, refusal))
+
+
+def _answered_then_refused(vmas, address, write, fetch, answered, pc, page, refusal):
+    what = _refused_access(vmas, address, write, fetch)
     times = "once" if answered == 1 else "%d times" % answered
     where = " (the instruction at %#x" % pc if pc is not None else " (the same instruction"
     return ("the kernel's fault decision allowed %s: QEMU's log shows this same fault%s, page %#x, "

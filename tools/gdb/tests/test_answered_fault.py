@@ -104,3 +104,29 @@ def test_a_stack_fault_with_no_stack_vma_is_the_loader_s():
     past = user_fault_decision([TEXT, DATA, STACK], 0x7FFF_0000_0000, True, False, False, None, 1 << 20,
                                sp=0x7FFF_0000_0010)[1]
     assert "did not record the stack" not in past and "past its limit" in past
+
+
+# ---- refused_what_record_allows: the kernel's own decision, asked at the kill --------------------
+
+def test_the_kernel_s_own_refusal_of_a_covered_address_is_quoted():
+    from pagoda_pt.diagnose import refused_what_record_allows
+    sentence = refused_what_record_allows("proc 1 (vmas)", 0x40_0000, "no VMA", TEXT, False)
+    assert sentence.startswith("proc 1 (vmas) is killed at 0x400000 with 'no VMA' (the kernel's own decide_fault, "
+                               "asked now), yet the record's VMA [0x400000, 0x402000) r-x image covers that address")
+    assert "VmaSet::find) returns no region for 0x400000" in sentence
+    # The lookup finds the region: the decision's own check is what refused.
+    found = refused_what_record_allows("proc 1 (vmas)", 0x40_2000, "write to read-only VMA", DATA, True)
+    assert "with 'write to read-only VMA'" in found and "VmaSet::find" not in found
+    assert "the decision's own check refused an access the region allows" in found
+
+
+def test_the_kernel_s_own_decision_allowing_a_refused_write_is_the_cause():
+    from pagoda_pt.diagnose import allowed_what_record_refuses
+    refusal = user_fault_decision([TEXT, DATA, RO], 0x10_0000_0000, True, False, True, "r--", 1 << 20)[1]
+    sentence = allowed_what_record_refuses([TEXT, DATA, RO], 0x10_0000_0000, True, False, "Populate", refusal)
+    assert sentence.startswith("the kernel's fault decision allowed a write to the read-only VMA [0x1000000000, "
+                               "0x1000001000) r-- anonymous (decide_fault, asked now, answers Populate instead of "
+                               "refusing)")
+    assert sentence.endswith("the record says: " + refusal)
+    fetch = allowed_what_record_refuses([TEXT, DATA], 0x40_2010, False, True, "Populate", "")
+    assert "allowed an instruction fetch from the non-executable VMA [0x402000, 0x404000)" in fetch
