@@ -502,8 +502,11 @@ that no VMA does (lab 5; vma-list shows them all).  Stopped in a hang where noth
 run, a parent waiting for a child that has already ended is named (lab 6).  Stopped in the kill path,
 a frame a user page maps that the allocator has freed, or a forked child whose root holds
 nothing of its parent's, or a live root that is another process's, is named before the fault
-(lab 6).  On AArch64: stopped in aarch64_trap, decodes ESR (class, fault status and level, WnR),
-walks FAR through TTBR0 or TTBR1 and says what was missing; anywhere else (an exception loop),
+(lab 6); and the kernel's own decide_fault and VmaSet::find are called on the fault: where they
+disagree with the record (a refused fault the record allows, an allowed one it refuses) that is
+the verdict (lab 5).  A refused fault at the stack pointer with no grows-down VMA, or inside
+a load segment of the program's ELF that no VMA covers, names the loader's record.
+On AArch64: stopped in aarch64_trap, decodes ESR (class, fault status and level, WnR), walks FAR through TTBR0 or TTBR1 and says what was missing; anywhere else (an exception loop),
 shows ESR_EL1, ELR_EL1 and FAR_EL1 and checks that the PC, VBAR_EL1's vector and the stack are
 usable.  The last line is always a verdict."""
 
