@@ -269,8 +269,9 @@ def refused_what_record_allows(who: str, address: int, refusal: str, vma: dict,
     else:
         why = ("its lookup finds the region, so the decision's own check refused an access the region "
                "allows (decide_fault, permits)")
-    return ("%s is killed at %#x with '%s' (the kernel's own decide_fault, asked now), yet the record's "
-            "VMA %s covers that address and allows the access: %s" % (who, address, refusal, _vma_text(vma), why))
+    return ("%s is killed at %#x with '%s', yet the record of %s covers that address: its VMA %s allows "
+            "the access (the kernel's own decide_fault, asked now, refuses it): %s"
+            % (who, address, refusal, who, _vma_text(vma), why))
 
 
 # ---- the loader's record against the program's ELF -------------------------------------------
