@@ -173,7 +173,7 @@ def step_host(verbose):
 def step_tools(verbose):
     dirs = [d for d in TOOL_TEST_DIRS if os.path.isdir(os.path.join(paths.ROOT, d))]
     out = subprocess.run([paths.SYSTEM_PYTHON, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                          "-n", "auto", "--durations=25", *dirs], cwd=paths.ROOT, capture_output=True, text=True)
+                          "-n", "auto", "--dist", "loadgroup", "--durations=60", *dirs], cwd=paths.ROOT, capture_output=True, text=True)
     log = os.path.join(paths.BUILD, "tools-tests.log")
     with open(log, "w") as f:
         f.write(out.stdout + out.stderr)
