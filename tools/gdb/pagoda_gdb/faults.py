@@ -358,13 +358,91 @@ def _in_user_fault():
     return False
 
 
+PROGRAM_BEGIN = "pagoda_program_%s_begin"   # cmake/user.cmake: each embedded program's ELF file
+ELF_HEADERS_READ = 4096                        # the ELF header and its program headers
+
+
+def _program_segments(name):
+    """The load segments of the embedded program called @p name (the process's name), read from
+    the kernel image at its physical address (pagoda_pt.diagnose.load_segments), or None."""
+    from pagoda_pt.diagnose import load_segments
+    from . import kernel
+    try:
+        begin = kernel.symbol_address(PROGRAM_BEGIN % name) if re.fullmatch(r"[A-Za-z0-9_]+", name) else None
+        end = kernel.symbol_address((PROGRAM_BEGIN % name)[:-len("begin")] + "end")
+        pa = kernel.image_phys(begin) if begin is not None else None
+        if pa is None or end is None or end <= begin:
+            return None
+        with target.physical_memory() as read_phys:
+            return load_segments(bytes(read_phys(pa, min(ELF_HEADERS_READ, end - begin))))
+    except Exception:  # noqa: BLE001 - an addition: never lose fault-why's own lines to it
+        return None
+
+
+REGIONS_OF_CURRENT = "(*(pagoda::UserRegions*)%s->regions_storage)"   # kernel/proc/process.hpp regions()
+
+
+def _kernel_decision(address):
+    """Stopped in the kill path: (its action: "Deny", "Populate", "Grow"; the kernel's words for its
+    refusal, or None; whether its VMA lookup finds a region) from the kernel's own
+    pagoda::decide_fault and VmaSet::find, called through GDB on the current process's record with
+    the fault's address and access (what proc::user_fault is about to do: both are pure); None
+    when they cannot be called."""
+    import gdb
+    from .paging import CURRENT_PROCESS
+    unwind = gdb.parameter("unwindonsignal")
+    try:
+        frame = gdb.newest_frame()
+        for _ in range(MAX_TRAP_SEARCH):
+            if frame is None or (frame.name() or "").startswith(session.KILL_FUNCTION):
+                break
+            frame = frame.older()
+        if frame is None:
+            return None
+        gdb.set_convenience_variable("pagoda_access", frame.read_var("fault")["access"])
+        gdb.execute("set unwindonsignal on", to_string=True)
+        regions = REGIONS_OF_CURRENT % CURRENT_PROCESS
+        verdict = gdb.parse_and_eval("pagoda::decide_fault(%s, %#x, $pagoda_access)" % (regions, address))
+        action = str(verdict["action"]).rsplit("::", 1)[-1]
+        if action != "Deny":
+            return action, None, None
+        refusal = gdb.parse_and_eval("pagoda::fault_cause_text((pagoda::FaultCause)%d)" % int(verdict["cause"])).string()
+        found = int(gdb.parse_and_eval("%s.vmas.find(%#x)" % (regions, address))) != 0
+        return action, refusal, found
+    except Exception:  # noqa: BLE001 - an addition: never lose fault-why's own lines to it
+        return None
+    finally:
+        gdb.execute("set unwindonsignal %s" % ("on" if unwind else "off"), to_string=True)
+
+
+def _answered_before(arch, fault):
+    """How many times QEMU's exception log (when the session keeps one) shows the user fault being
+    killed now answered before it (pagoda_pt.diagnose.answered_before); 0 when it cannot tell.
+    Only the log's last LOG_READ_END bytes are read: the fault being killed is at its end."""
+    from pagoda_pt.diagnose import answered_before
+    path = session.qemu_log_path()
+    if fault.get("pc") is None or not path or not os.path.exists(path):
+        return 0
+    try:
+        with open(path, "rb") as f:
+            size = os.path.getsize(path)
+            f.seek(max(0, size - LOG_READ_END))
+            text = f.read()
+        if size > LOG_READ_END:
+            text = text[text.find(b"\n") + 1:]
+        events = _faultlog().parse(text.decode(errors="replace"), arch).events
+        return answered_before(events, fault["pc"], fault["address"])
+    except Exception:  # noqa: BLE001 - an addition: never lose fault-why's own lines to it
+        return 0
+
+
 def _with_user_decision(arch, lines, fault):
     """@p lines with the verdict of a fault from user mode replaced by what the kernel's fault
     decision makes of it (pagoda_pt.diagnose.user_fault_decision): a demand fault, a
     copy-on-write fault or stack growth is answered and the program goes on; a denied one ends
     the process, for the reason the VMAs give. Unchanged when the process keeps no VMAs (before
     lab 5) or they cannot be read."""
-    from pagoda_pt.diagnose import user_fault_decision
+    from pagoda_pt.diagnose import allowed_what_record_refuses, refused_what_record_allows, user_fault_decision
     from . import memory
     try:
         row = memory.pick_process(memory.read_processes(), arch, target.paging_regs(arch))
@@ -372,10 +450,27 @@ def _with_user_decision(arch, lines, fault):
         return lines
     if row.get("vmas") is None:
         return lines
+    killing = _in_user_fault()
+    answered = _answered_before(arch, fault) if killing else 0
     kind, sentence = user_fault_decision(row["vmas"], fault["address"], fault["write"], fault["fetch"],
                                          fault["mapped"], fault["perms"], row.get("stack_limit"),
-                                         killing=_in_user_fault(),
-                                         who=_label(row["pid"], row["name"]))
+                                         killing=killing, who=_label(row["pid"], row["name"]),
+                                         sp=fault.get("sp"), answered=answered, pc=fault.get("pc"),
+                                         segments=_program_segments(row["name"]))
+    if killing and row["vmas"] and kind in ("wrong", "deny"):
+        # The kernel's own decision on the same record, address and access: it is what the kill
+        # path is about to use, and where it disagrees with the record it is the cause.
+        asked = _kernel_decision(fault["address"])
+        vma = next((v for v in row["vmas"] if v["start"] <= fault["address"] < v["end"]), None)
+        if asked is None:
+            pass
+        elif kind == "wrong" and vma is not None and asked[0] == "Deny" and not sentence.startswith(
+                "the kernel's fault decision allowed"):
+            sentence = refused_what_record_allows(_label(row["pid"], row["name"]), fault["address"],
+                                                  asked[1], vma, asked[2])
+        elif kind == "deny" and asked[0] != "Deny":
+            kind, sentence = "wrong", allowed_what_record_refuses(row["vmas"], fault["address"], fault["write"],
+                                                                  fault["fetch"], asked[0], sentence)
     at = next((i for i, line in enumerate(lines) if line.startswith("verdict: ")), len(lines))
     if kind == "deny" and at < len(lines) and UNRESOLVED in lines[at]:
         # What the walk found stays (it says what the access met); the VMAs say why it is a kill.
@@ -407,8 +502,11 @@ that no VMA does (lab 5; vma-list shows them all).  Stopped in a hang where noth
 run, a parent waiting for a child that has already ended is named (lab 6).  Stopped in the kill path,
 a frame a user page maps that the allocator has freed, or a forked child whose root holds
 nothing of its parent's, or a live root that is another process's, is named before the fault
-(lab 6).  On AArch64: stopped in aarch64_trap, decodes ESR (class, fault status and level, WnR),
-walks FAR through TTBR0 or TTBR1 and says what was missing; anywhere else (an exception loop),
+(lab 6); and the kernel's own decide_fault and VmaSet::find are called on the fault: where they
+disagree with the record (a refused fault the record allows, an allowed one it refuses) that is
+the verdict (lab 5).  A refused fault at the stack pointer with no grows-down VMA, or inside
+a load segment of the program's ELF that no VMA covers, names the loader's record.
+On AArch64: stopped in aarch64_trap, decodes ESR (class, fault status and level, WnR), walks FAR through TTBR0 or TTBR1 and says what was missing; anywhere else (an exception loop),
 shows ESR_EL1, ELR_EL1 and FAR_EL1 and checks that the PC, VBAR_EL1's vector and the stack are
 usable.  The last line is always a verdict."""
 

@@ -193,7 +193,7 @@ def _from_trap_frame(paging, faultlog, level, addr, fault):
         data = faultlog.esr_class(esr) in faultlog.A64_DATA_ABORTS
         fault.update(user=True, address=far, write=data and bool(esr & faultlog.ISS_WNR) and not esr & faultlog.ISS_CM,
                      fetch=not data, mapped=result.mapped, perms=result.perms.rwx() if result.mapped else None,
-                     who=who)
+                     who=who, pc=tf["elr"], sp=tf["sp"])
         sentences = ["%s in EL0: %s; the kernel kills the process unless it resolves the fault" % (who, sentence)
                      for sentence in user_verdicts(esr, result, sentences)]
     yield "verdict: " + "; also: ".join(sentences)

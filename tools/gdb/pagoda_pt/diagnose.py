@@ -7,6 +7,10 @@
   stalled_wait         a machine where nothing can run and a parent waits for a child that ended
   fork_copied_nothing  a forked child whose root holds nothing of its parent's user half
   foreign_root         a process that faulted in user mode on another process's root
+  answered_before      how often QEMU's log shows the fault being killed now answered first
+  load_segments        a program's ELF load segments, for comparing the loader's record with them
+  refused_what_record_allows  the kernel's own decision, asked at a kill, refusing a covered address
+  allowed_what_record_refuses the same decision allowing what the record refuses
 
 Each architecture has its own rules module (diagnose_x86_64.py; AArch64 adds
 diagnose_aarch64.py with ESR/FAR/ELR, VBAR_EL1 and TTBR0/TTBR1 rules) that fills an
@@ -211,7 +215,9 @@ def _vma_text(vma: dict) -> str:
 def user_fault_decision(vmas: list, address: int, write: bool, fetch: bool, mapped: bool,
                         perms: Optional[str], stack_limit: Optional[int] = None,
                         page: int = 4096, killing: bool = False,
-                        who: str = "the process") -> tuple[str, str]:
+                        who: str = "the process", sp: Optional[int] = None,
+                        answered: int = 0, pc: Optional[int] = None,
+                        segments: Optional[list] = None) -> tuple[str, str]:
     """What the kernel's fault decision (kernel/mm/user_regions.cpp, decide_fault, and lab 6's
     copy-on-write) makes of a user-mode page fault at @p address, given the process's VMAs
     (dicts: start, end, read, write, execute, kind, flags; flags bit 0: grows down), what the
@@ -221,8 +227,26 @@ def user_fault_decision(vmas: list, address: int, write: bool, fetch: bool, mapp
 
     Returns (kind, sentence): 'demand', 'cow' and 'grow' are answered (the program goes on);
     'deny' ends the process; 'mapped' is a page that allows the access now; 'wrong' is a fault
-    the VMAs allow that the kernel is ending the process for (its decision is the bug)."""
+    the VMAs allow that the kernel is ending the process for (its decision is the bug).
+    @p sp: the program's stack pointer at the fault (a fault there with no stack VMA at all is the
+    loader's: it did not record the stack). @p answered: how many times QEMU's log shows this same
+    fault (the instruction at @p pc, the same page, the same state) answered before
+    (answered_before): a fault the record refuses that was answered first is the decision's bug,
+    not the program's (it let through what it now refuses). @p segments: the program's ELF load
+    segments (load_segments): a refused address in one of them that the record leaves out or
+    grants other permissions is the loader's record, not the program."""
     kind, sentence = _user_fault_decision(vmas, address, write, fetch, mapped, perms, stack_limit, who)
+    if kind == "deny" and vmas and segments:
+        story = _segment_story(segments, vmas, address, page, who)
+        if story is not None:
+            sentence = story
+    if kind == "deny" and vmas and sp is not None and _no_stack_recorded(vmas, address, sp, page):
+        kind, sentence = "deny", (
+            "the loader did not record the stack: no VMA covers %#x, at the stack pointer %#x, and none "
+            "of the %d VMAs of %s grows down, so the stack is only the pages the loader mapped itself, "
+            "it cannot grow, and its fault is refused like any address" % (address, sp, len(vmas), who))
+    if killing and kind == "deny" and vmas and answered > 0:
+        return "wrong", _answered_then_refused(vmas, address, write, fetch, answered, pc, page, sentence)
     if killing and kind in ("demand", "cow", "grow", "mapped"):
         reading = sentence.split(": the kernel ")[0]
         return "wrong", ("the kernel is ending %s for a fault at %#x, yet the record covers that "
@@ -230,6 +254,171 @@ def user_fault_decision(vmas: list, address: int, write: bool, fetch: bool, mapp
                          "or fault path refused what the record allows (decide_fault, the VMA find, "
                          "the demand or copy-on-write path)" % (who, address, reading))
     return kind, sentence
+
+
+def refused_what_record_allows(who: str, address: int, refusal: str, vma: dict,
+                               found: Optional[bool]) -> str:
+    """The verdict at a kill on a fault the record allows, once the kernel's own decision
+    (decide_fault, asked in the kill path on the same record, address and access) has refused it
+    for @p refusal (its words: fault_cause_text, "no VMA", ...). @p vma: the record's region that
+    covers @p address; @p found: whether the kernel's VMA lookup (VmaSet::find) returns a region
+    for it (None: not asked)."""
+    if found is False:
+        why = ("the kernel's VMA lookup (VmaSet::find) returns no region for %#x although the record "
+               "holds one: the lookup misses part of a region (its bounds compared wrongly?)" % address)
+    else:
+        why = ("its lookup finds the region, so the decision's own check refused an access the region "
+               "allows (decide_fault, permits)")
+    return ("%s is killed at %#x with '%s', yet the record of %s covers that address: its VMA %s allows "
+            "the access (the kernel's own decide_fault, asked now, refuses it): %s"
+            % (who, address, refusal, who, _vma_text(vma), why))
+
+
+# ---- the loader's record against the program's ELF -------------------------------------------
+
+PT_LOAD = 1
+PF_X, PF_W, PF_R = 1, 2, 4
+
+
+def load_segments(elf: bytes) -> list:
+    """The PT_LOAD segments of an ELF64 little-endian file's program headers (@p elf holds at
+    least the header and the program header table), as dicts: vaddr, memsz, filesz, read, write,
+    execute. [] for anything that is not such a file."""
+    if len(elf) < 64 or elf[:4] != b"\x7fELF" or elf[4] != 2 or elf[5] != 1:
+        return []
+    phoff = int.from_bytes(elf[0x20:0x28], "little")
+    entsize = int.from_bytes(elf[0x36:0x38], "little")
+    count = int.from_bytes(elf[0x38:0x3A], "little")
+    segments = []
+    for i in range(count):
+        at = phoff + i * entsize
+        ph = elf[at:at + 56]
+        if entsize < 56 or len(ph) < 56 or int.from_bytes(ph[0:4], "little") != PT_LOAD:
+            continue
+        flags = int.from_bytes(ph[4:8], "little")
+        segments.append({"vaddr": int.from_bytes(ph[16:24], "little"),
+                         "filesz": int.from_bytes(ph[32:40], "little"),
+                         "memsz": int.from_bytes(ph[40:48], "little"),
+                         "read": bool(flags & PF_R), "write": bool(flags & PF_W), "execute": bool(flags & PF_X)})
+    return segments
+
+
+def _perms(d: dict) -> str:
+    return ("r" if d["read"] else "-") + ("w" if d["write"] else "-") + ("x" if d["execute"] else "-")
+
+
+def _segment_text(seg: dict) -> str:
+    return "[%#x, %#x) %s (file size %#x, memory size %#x)" % (
+        seg["vaddr"], seg["vaddr"] + seg["memsz"], _perms(seg), seg["filesz"], seg["memsz"])
+
+
+def _segment_story(segments: list, vmas: list, address: int, page: int, who: str) -> Optional[str]:
+    """Why a refused @p address is the loader's record: it lies in a load segment of the program's
+    ELF that no VMA covers there (the segment's region ends at its file bytes, or is cut short).
+    None when a VMA covers it, or no segment does. (A munmap of part of the image would read
+    the same: the rule is for the kill, and programs do not unmap their own image.)"""
+    def up(x):
+        return (x + page - 1) & ~(page - 1)
+    seg = next((g for g in segments if g["memsz"] and
+                g["vaddr"] & ~(page - 1) <= address < up(g["vaddr"] + g["memsz"])), None)
+    if seg is None:
+        return None
+    if any(v["start"] <= address < v["end"] for v in vmas):
+        # Covered: a refusal by the VMA's permissions (which mprotect may have changed) is not
+        # the loader's to answer for.
+        return None
+    start = seg["vaddr"] & ~(page - 1)
+    own = next((v for v in vmas if v["start"] <= start < v["end"]), None)
+    if own is not None and seg["filesz"] < seg["memsz"] and own["end"] == up(seg["vaddr"] + seg["filesz"]):
+        return ("the loader recorded the file size, not the memory size: the load segment %s of %s's "
+                "program has the VMA %s, which ends where the segment's file bytes end, so %#x (its "
+                "zero-filled bss, past the file bytes) is in no VMA and is refused"
+                % (_segment_text(seg), who, _vma_text(own), address))
+    return ("the loader's record leaves out part of a load segment: %#x lies in the segment %s of %s's "
+            "program, but no VMA covers it%s, so it is refused like an address the program was never given"
+            % (address, _segment_text(seg), who,
+               " (the segment's region is %s)" % _vma_text(own) if own is not None else ""))
+
+
+# How far below the stack pointer a fault still counts as the stack's own (a frame being pushed).
+STACK_REACH = 64 << 10
+
+
+def _no_stack_recorded(vmas: list, address: int, sp: int, page: int) -> bool:
+    """A fault at the program's stack (within STACK_REACH below its stack pointer, or on its page)
+    in a process none of whose VMAs grows down."""
+    if any(v.get("flags", 0) & 1 for v in vmas):
+        return False
+    return (sp & ~(page - 1)) - STACK_REACH <= address < (sp & ~(page - 1)) + page
+
+
+def _refused_access(vmas, address, write, fetch):
+    """'a write to the read-only VMA [...]': an access the record refuses, and why."""
+    access = "an instruction fetch" if fetch else "a write" if write else "a read"
+    vma = next((v for v in vmas if v["start"] <= address < v["end"]), None)
+    if vma is None:
+        return "%s at %#x, which no VMA covers" % (access, address)
+    if fetch and not vma["execute"]:
+        return "%s from the non-executable VMA %s" % (access, _vma_text(vma))
+    if write and not vma["write"]:
+        return "%s to the read-only VMA %s" % (access, _vma_text(vma))
+    return "%s in the inaccessible VMA %s" % (access, _vma_text(vma))
+
+
+def allowed_what_record_refuses(vmas: list, address: int, write: bool, fetch: bool, action: str,
+                                refusal: str) -> str:
+    """The verdict at a kill on a fault the record refuses (@p refusal: user_fault_decision's
+    sentence), once the kernel's own decision (decide_fault, asked in the kill path) has answered
+    it with @p action ("Populate", "Grow"): the decision let the access through, and the process
+    dies only because resolving it failed."""
+    return ("the kernel's fault decision allowed %s (decide_fault, asked now, answers %s instead of "
+            "refusing): the process is killed only because resolving the fault failed, not for the access; "
+            "the decision must check the access against the VMA's permissions; the record says: %s"
+            % (_refused_access(vmas, address, write, fetch), action, refusal))
+
+
+def _answered_then_refused(vmas, address, write, fetch, answered, pc, page, refusal):
+    what = _refused_access(vmas, address, write, fetch)
+    times = "once" if answered == 1 else "%d times" % answered
+    where = " (the instruction at %#x" % pc if pc is not None else " (the same instruction"
+    return ("the kernel's fault decision allowed %s: QEMU's log shows this same fault%s, page %#x, "
+            "the same state) answered %s before the kernel refused it now, so the decision brought the "
+            "page in instead of refusing it at once; it must check the access against the VMA "
+            "(decide_fault); the record now says: %s" % (what, where, address & ~(page - 1), times, refusal))
+
+
+# The general registers that an answered fault's retry finds as they were (QEMU's x86 dump);
+# a system call or other work between two faults changes some of them.
+RETRY_REGISTERS = ("RAX", "RBX", "RCX", "RDX", "RSI", "RDI", "RBP", "RSP", "R8", "R9", "R10", "R11",
+                   "R12", "R13", "R14", "R15")
+
+
+def answered_before(events: list, pc: int, address: int, page: int = 4096) -> int:
+    """How many times QEMU's exception log (@p events: tools/pagoda_core/faultlog.Event objects,
+    in order) shows the fault being answered now, the last exception at @p pc and @p address,
+    taken just before it: the same instruction faulting on the same page, in the same root when
+    the log names roots, with the same general registers when it dumps them, and nothing between
+    but hardware interrupts (a system call or another exception means the program went on). A
+    count above zero means the kernel answered this fault and the instruction ran into it again."""
+    current = next((i for i in range(len(events) - 1, -1, -1)
+                    if events[i].kind == "exception" and events[i].pc == pc and events[i].address == address),
+                   None)
+    if current is None:
+        return 0
+    this, count = events[current], 0
+    for event in reversed(events[:current]):
+        if event.kind == "interrupt":
+            continue
+        if event.kind != "exception" or event.pc != this.pc or event.address is None or \
+                event.address & ~(page - 1) != this.address & ~(page - 1):
+            break
+        if event.root is not None and this.root is not None and event.root != this.root:
+            break
+        if any(event.registers.get(r) != this.registers.get(r) for r in RETRY_REGISTERS
+               if r in event.registers and r in this.registers):
+            break
+        count += 1
+    return count
 
 
 def _user_fault_decision(vmas, address, write, fetch, mapped, perms, stack_limit, who):

@@ -402,7 +402,8 @@ class _Explainer:
             w = self.roots.walk(self.cr2)
             self.fault = {"user": True, "address": self.cr2, "write": decoded.write,
                           "fetch": decoded.fetch, "mapped": w.mapped,
-                          "perms": w.perms.rwx() if w.mapped else None, "who": self.process_label()}
+                          "perms": w.perms.rwx() if w.mapped else None, "who": self.process_label(),
+                          "pc": tf["rip"], "sp": tf["rsp"]}
         if not self.ex.findings:
             return
         best = min(self.ex.findings, key=lambda f: f.rank)
