@@ -244,6 +244,9 @@ def pytest_runtest_makereport(item, call):
     if report.when == "call":
         # The grader's own peak memory so far (this process; its QEMUs are other processes).
         report.user_properties.append(("pagoda_peak_rss_kib", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
+        booter = item.funcargs.get("boot") if hasattr(item, "funcargs") else None
+        if isinstance(booter, Booter) and booter.notes:
+            report.user_properties.append(("pagoda_note", "\n".join(booter.notes)))
     if call.excinfo is not None and report.when == "call":
         e = call.excinfo.value
         if isinstance(e, AssertionError) and str(e):
@@ -282,6 +285,8 @@ def pytest_runtest_logreport(report):
     entry["duration"] += report.duration
     if "pagoda_peak_rss_kib" in props:
         entry["peak_rss_kib"] = max(entry.get("peak_rss_kib", 0), props["pagoda_peak_rss_kib"])
+    if "pagoda_note" in props:
+        entry["note"] = props["pagoda_note"]
     if report.failed or report.skipped:
         entry["outcome"] = "failed" if report.failed else "skipped"
         entry["reason"] = props.get("pagoda_reason") or (report.longreprtext or "")[-2000:] or entry["reason"]

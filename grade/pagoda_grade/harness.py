@@ -399,9 +399,17 @@ class Booter:
         # there, so that the test's own checks name a kernel bug that explains it first; the test
         # fails with it when nothing else fails it (unexplained_problem(), grade/conftest.py).
         self.watch_problems = []
+        # What the test wants said even when it passes (e.g. a check this QEMU cannot make):
+        # the grade prints it under the test (grade/conftest.py, tools/pagoda/grade.py).
+        self.notes = []
         # Shared by all boots of one test: @p timeout seconds on the reference machine, scaled
         # by the speed factor, not counting time the grader or its QEMUs waited for a CPU.
         self.budget = speed.Budget(timeout)
+
+    def note(self, text):
+        """Says @p text under the test's result, passed or failed (once)."""
+        if text not in self.notes:
+            self.notes.append(text)
 
     def fresh_token(self):
         """A token for the next boot (PAGODA_GRADE_TOKEN when set): tests that derive their

@@ -110,7 +110,10 @@ ARCHES = {
               "tlb_all": "pagoda::x86::X86AddressSpace::invalidate_all",
               "timer_vector": 32, "page_fault": 14, "protection_fault": 13, "stack_overflow": 8,
               "cpu_set_bits": (1 << 5) | (1 << 6),
-              "user_guards": (("cr4", 20, "SMEP"), ("cr4", 21, "SMAP"), ("cr4", 11, "UMIP")),
+              # (register, bit, name, the -cpu feature QEMU must emulate for it: qemu.missing_cpu_features)
+              "user_guards": (("cr4", 20, "SMEP", "smep"), ("cr4", 21, "SMAP", "smap"), ("cr4", 11, "UMIP", "umip")),
+              # Instructions of user/programs/priv.cpp that fault in ring 3 only with a CPU feature.
+              "privileged_needs": {"sgdt": "umip"},
               "pf_error": {"present": 1, "write": 2, "user": 4, "fetch": 16},
               "syscall_result": "rax", "user_privilege": 3, "privileged_fault": 13, "instruction_abort": 14,
               # Where a trap from ring 3 takes its kernel stack: (what, symbol, PAGODA_FACT of an offset).
@@ -140,7 +143,8 @@ ARCHES = {
               "timer_vector": 5, "page_fault": 4, "instruction_abort": 3, "protection_fault": 4,
               "privileged_fault": 1, "stack_overflow": None, "user_privilege": 0,
               # PSTATE.PAN, as the gdbstub's CPSR shows it (bit 22).
-              "user_guards": (("cpsr", 22, "PAN"),),
+              "user_guards": (("cpsr", 22, "PAN", None),),   # the Cortex-A76 model always has PAN
+              "privileged_needs": {},
               # ESR_EL1: classes (lower EL; the same-EL class is one more), WnR, the fault status
               # type (bits 5:2; bits 1:0 are the level, which depends on the tables), and the bits
               # a test compares.

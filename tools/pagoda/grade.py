@@ -223,6 +223,8 @@ def print_table(numbers, labs, results, out=sys.stdout, only=None, first_failure
             if r and r["outcome"] == "passed":
                 lab_earned += spec.points
                 print(f"  {name}: OK ({r['duration']:.2f}s)", file=out)
+                for line in r.get("note", "").splitlines():
+                    print(REASON_INDENT + "note: " + line, file=out)
                 continue
             if r is None and stopped:
                 print(f"  {name}: FAIL ({NOT_RUN})", file=out)
@@ -234,6 +236,8 @@ def print_table(numbers, labs, results, out=sys.stdout, only=None, first_failure
                 print(f"  {name}: FAIL", file=out)
             else:
                 reason = r["reason"] or r["outcome"]
+                if r.get("note"):
+                    reason += "".join(f"\nnote: {line}" for line in r["note"].splitlines())
                 print(f"  {name}: FAIL ({r['duration']:.2f}s)", file=out)
             lines = reason.splitlines()
             for line in lines[:MAX_REASON_LINES]:

@@ -49,7 +49,9 @@ MACHINES = {
     "x86_64": Machine(
         binary="qemu-system-x86_64",
         # The CPU model QEMU calls qemu64, plus what keeps kernel and user apart (lab 3): SMEP,
-        # SMAP and UMIP, which TCG emulates and the kernel turns on (arch/x86_64/user_mode.cpp).
+        # SMAP and UMIP, which the kernel turns on when CPUID has them (arch/x86_64/user_mode.cpp).
+        # TCG emulates all three from QEMU 7.2; QEMU 6.2 (Ubuntu 22.04) has no UMIP and says so
+        # (missing_cpu_features).
         args=("-M", "microvm", "-cpu", "qemu64,+smep,+smap,+umip",
               "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"),
     ),
@@ -100,6 +102,55 @@ def command(kernel, cmdline="", arch=paths.DEFAULT_ARCH, memory=DEFAULT_MEMORY, 
     if paused:
         argv += ["-S"]
     return argv + list(extra)
+
+
+# QEMU's warning for a feature -cpu asks for and the accelerator cannot give, e.g.
+# "qemu-system-x86_64: warning: TCG doesn't support requested feature: CPUID.07H:ECX.umip [bit 2]"
+# (the register part names CPUID's leaf and register; a feature without a name has no ".name").
+_MISSING_FEATURE = re.compile(r"doesn't support requested feature: ([^\s\[]+) \[bit (\d+)\]")
+_missing_features = {}   # (QEMU binary, its arguments) -> frozenset, probed once per process
+
+
+def parse_missing_features(stderr_text):
+    """The names (lower case, e.g. {"umip"}) of the requested CPU features QEMU said, in
+    @p stderr_text, that it cannot give the guest."""
+    names = set()
+    for m in _MISSING_FEATURE.finditer(stderr_text):
+        where = m[1]
+        names.add(where.rsplit(".", 1)[1].lower() if "." in where.split(":", 1)[-1] else where)
+    return frozenset(names)
+
+
+def requested_features(arch):
+    """The features the grader's -cpu adds to its model (lower case, e.g. {"smep", "umip"})."""
+    args = MACHINES[arch].args
+    model = args[args.index("-cpu") + 1] if "-cpu" in args else ""
+    return frozenset(f[1:].lower() for f in model.split(",")[1:] if f.startswith("+"))
+
+
+def missing_cpu_features(arch=paths.DEFAULT_ARCH):
+    """The features of requested_features(@p arch) that this machine's QEMU cannot emulate, as
+    QEMU itself reports them: it is started once per process with the grader's machine and CPU,
+    stopped (-S) before any guest instruction, and told to quit; its warnings are read. An
+    outside fact about QEMU (QEMU 6.2's TCG has no UMIP), never the kernel's word. Raises
+    RuntimeError when QEMU will not start, so that a broken probe requires every feature."""
+    m = MACHINES[arch]
+    if not requested_features(arch):
+        return frozenset()
+    key = (shutil.which(m.binary) or m.binary, m.args)
+    if key not in _missing_features:
+        argv = [m.binary, *m.args, "-nodefaults", "-display", "none", "-S", "-monitor", "stdio"]
+        proc = spawn(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            _, err = proc.communicate(b"quit\n", timeout=600)
+        finally:
+            kill_group(proc)
+        text = err.decode(errors="replace")
+        if proc.returncode != 0:
+            raise RuntimeError(f"QEMU did not start to report its CPU features (status {proc.returncode}): "
+                               f"{text.strip() or 'no message'}")
+        _missing_features[key] = parse_missing_features(text) & requested_features(arch)
+    return _missing_features[key]
 
 
 def describe_exit(code, log_text="", arch=paths.DEFAULT_ARCH):
