@@ -137,3 +137,12 @@ def test_key_fingerprints_read_both_packet_formats(tmp_path):
     (tmp_path / "armored").write_bytes(b"-----BEGIN PGP PUBLIC KEY BLOCK-----\n")
     with pytest.raises(RuntimeError, match="not a binary OpenPGP keyring"):
         fm.key_fingerprints(str(tmp_path / "armored"))
+
+
+def test_the_echoed_word_is_the_program_s_line_not_the_typed_command():
+    fm = load()
+    typed = b"$ echo fresh01234567\r\r\nproc 2 (echo): exec; root 0x36e000\r\r\n"
+    assert not fm.echoed("fresh01234567", typed)
+    assert fm.echoed("fresh01234567", typed + b"fresh01234567\r\r\n")
+    assert fm.echoed("fresh01234567", typed + b"echo: argc 2: fresh01234567 proof=ab\r\n")
+    assert not fm.echoed("fresh01234567", typed + b"fresh0123456\r\n")
