@@ -6,11 +6,11 @@
 #include "core/panic.hpp"
 #include "lib/facts.hpp"
 #include "lib/string.hpp"
-#include "mm/debug_roots.hpp"
-#include "mm/layout.hpp"
-#include "mm/mmu.hpp"
-#include "mm/temp_map.hpp"
-#include "mm/user_regions.hpp"
+#include "mm/space/debug_roots.hpp"
+#include "mm/base/layout.hpp"
+#include "mm/space/mmu.hpp"
+#include "mm/window/temp_map.hpp"
+#include "mm/space/user_regions.hpp"
 
 // Section bounds from the linker script (arch/<isa>/kernel.ld): virtual addresses, except the
 // *_phys ones; __kernel_virt_offset's address is the offset between the two.
@@ -53,10 +53,10 @@ bool g_ready = false;  ///< the kernel's own root is live (enter_kernel_space())
 /// The kernel's address space lives here, built in place by init() and never destroyed.
 alignas(AddressSpace) u8 g_kernel_space_storage[sizeof(AddressSpace)];
 AddressSpace* g_kernel_space = nullptr;
-/// This CPU's temporary-mapping slots (mm/temp_map.hpp).
+/// This CPU's temporary-mapping slots (mm/window/temp_map.hpp).
 constinit TempMapArea g_temp_maps;
 
-/// The boot stub's root, named for the debugging tools (mm/debug_roots.hpp) from init() until
+/// The boot stub's root, named for the debugging tools (mm/space/debug_roots.hpp) from init() until
 /// its frames are reclaimed (built in place: it must outlive init()'s frame).
 alignas(debug::PublishedRoot) u8 g_boot_root_storage[sizeof(debug::PublishedRoot)];
 debug::PublishedRoot* g_boot_root = nullptr;
@@ -283,7 +283,7 @@ Result<void> build_kernel_map(AddressSpace& space, const MemoryMap& map) {
 }
 
 /// The boot option vm_check=on|off: whether AddressSpace::activate() checks a root before
-/// loading it (mm/critical_ranges.hpp). Off, a lab can show what a bad switch does on its own.
+/// loading it (mm/space/critical_ranges.hpp). Off, a lab can show what a bad switch does on its own.
 void configure_switch_checks(StringView cmdline) {
   const CmdlineValue option = cmdline_get(cmdline, "vm_check");
   if (!option.found) return;
@@ -482,7 +482,7 @@ Result<PhysAddr> allocate_user_frame() {
 void copy_frame(PhysAddr to, PhysAddr from) {
   TempMap source(from);
   TempMap target(to);
-  arch::copy_page(target.bytes(), source.bytes());  // the ISA's cheapest page copy (mm/mmu.hpp)
+  arch::copy_page(target.bytes(), source.bytes());  // the ISA's cheapest page copy (mm/space/mmu.hpp)
 }
 // LAB 4 SKELETON
 // // Lab 3's way: every frame through the window (user memory comes from below it, too).

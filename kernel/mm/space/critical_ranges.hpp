@@ -6,7 +6,7 @@
 /// vectors kills the machine at once, and usually without a word: the fault that follows
 /// cannot be delivered either (a triple fault on x86_64, a loop on the vector on AArch64). So
 /// AddressSpace::activate() asks the arch what the CPU needs (arch::critical_ranges(), in
-/// mm/mmu.hpp) and walks each range in the new root *before* loading it; a root that does not
+/// mm/space/mmu.hpp) and walks each range in the new root *before* loading it; a root that does not
 /// map one of them is refused with a panic while the old root still works:
 ///
 ///     PANIC: new root 0x25c000 does not map the running stack 0xffffff0000004fd0 (PML4 entry 510 not present)
@@ -19,9 +19,9 @@
 
 #include "lib/format.hpp"
 #include "lib/types.hpp"
-#include "mm/addr.hpp"
-#include "mm/perms.hpp"
-#include "mm/walk.hpp"
+#include "mm/base/addr.hpp"
+#include "mm/base/perms.hpp"
+#include "mm/pt/walk.hpp"
 
 namespace pagoda {
 
@@ -53,7 +53,7 @@ class CriticalRanges {
 };
 
 /// What changes from one switch to the next, read by the arch at every switch without a walk or
-/// a list (arch::switch_stacks(), mm/mmu.hpp): the stack the CPU runs on, and the kernel stack
+/// a list (arch::switch_stacks(), mm/space/mmu.hpp): the stack the CPU runs on, and the kernel stack
 /// a trap from user mode lands on once the new root is live (set before the root is loaded:
 /// TSS.RSP0 on x86_64, the EL1 stack on AArch64). AddressSpace::activate() takes a switch as
 /// proven without the list when the space passed a whole check since the last change to any

@@ -3,7 +3,7 @@
 ///
 /// The names are generic; their values belong to the platform
 /// (`arch/<isa>/include/arch_impl/layout.hpp`) and are exported to the grader as ELF symbols
-/// (kernel/mm/facts.cpp). On x86_64:
+/// (kernel/mm/base/facts.cpp). On x86_64:
 ///
 ///     virtual address                        what                              permissions
 ///     0x0000_0000_0000_0000 +------------------------------------------+

@@ -26,8 +26,8 @@
 
 #include "lib/format.hpp"
 #include "lib/types.hpp"
-#include "mm/perms.hpp"
-#include "mm/vma.hpp"
+#include "mm/base/perms.hpp"
+#include "mm/space/vma.hpp"
 
 namespace pagoda {
 

@@ -3,7 +3,7 @@
 #pragma once
 
 #include "lib/result.hpp"
-#include "mm/addr.hpp"
+#include "mm/base/addr.hpp"
 
 namespace pagoda {
 

@@ -24,8 +24,8 @@
 
 #include "lib/result.hpp"
 #include "lib/types.hpp"
-#include "mm/addr.hpp"
-#include "mm/page.hpp"
+#include "mm/base/addr.hpp"
+#include "mm/base/page.hpp"
 
 namespace pagoda {
 
@@ -63,7 +63,7 @@ class FrameRefs {
     return {};
     // LAB 6 SKELETON
     // (void)frame;
-    // return Error(Error::NotImplemented, "lab 6: write FrameRefs::share() in kernel/mm/frame_refs.hpp "
+    // return Error(Error::NotImplemented, "lab 6: write FrameRefs::share() in kernel/mm/phys/frame_refs.hpp "
     //                                     "(labs/06-fork/README.md)");
     // LAB 6 END
   }

@@ -1,4 +1,4 @@
-#include "mm/walk.hpp"
+#include "mm/pt/walk.hpp"
 
 namespace pagoda {
 

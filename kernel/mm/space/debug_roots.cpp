@@ -1,4 +1,4 @@
-#include "mm/debug_roots.hpp"
+#include "mm/space/debug_roots.hpp"
 
 /// The table the tools read (see debug_roots.hpp). extern "C": its symbol is the contract.
 extern "C" constinit pagoda::debug::DebugRootTable pagoda_debug_roots = {

@@ -5,7 +5,7 @@
 /// not in the active root B". The tools can only say it if they know the roots, so the kernel
 /// publishes every root it builds in one table at the well-known symbol `pagoda_debug_roots`:
 /// the boot root while it exists (mm/vm.cpp), and every AddressSpace for as long as it lives,
-/// the kernel's and, from lab 3, each process's (mm/address_space.hpp does it itself). GDB's
+/// the kernel's and, from lab 3, each process's (mm/space/address_space.hpp does it itself). GDB's
 /// `fault-why` and `pt-top` (tools/gdb/pagoda_gdb) and the grader read it from guest memory;
 /// no tool needs to change when a lab adds a new kind of root.
 ///
@@ -25,7 +25,7 @@
 
 #include "lib/string_view.hpp"
 #include "lib/types.hpp"
-#include "mm/addr.hpp"
+#include "mm/base/addr.hpp"
 
 namespace pagoda::debug {
 
@@ -61,7 +61,7 @@ static_assert(sizeof(DebugRootTable) == 32 + 32 * kDebugRootSlots);
 
 }  // namespace pagoda::debug
 
-/// The published roots (kernel/mm/debug_roots.cpp). extern "C": its symbol is the contract.
+/// The published roots (kernel/mm/space/debug_roots.cpp). extern "C": its symbol is the contract.
 extern "C" pagoda::debug::DebugRootTable pagoda_debug_roots;
 
 namespace pagoda::debug {

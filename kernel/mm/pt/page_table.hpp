@@ -18,20 +18,20 @@
 ///   - PageTable<F> (here): owns a root and the tables under the part of the tree it owns;
 ///     knows which tables may never be freed (the pinned kernel half). Move-only, made only by
 ///     create(): no second handle on a root can exist.
-///   - Cursor<F> (mm/cursor.hpp): stands on one virtual address of a tree, keeps its path, and
+///   - Cursor<F> (mm/pt/cursor.hpp): stands on one virtual address of a tree, keeps its path, and
 ///     maps, unmaps, protects and splits there; range operations walk each table once.
-///   - TableIterator<F> (mm/cursor.hpp): every table frame of a tree, children first (teardown).
-///   - ConsistencyBatch (mm/consistency_batch.hpp): write barrier, TLB invalidations and table
+///   - TableIterator<F> (mm/pt/cursor.hpp): every table frame of a tree, children first (teardown).
+///   - ConsistencyBatch (mm/pt/consistency_batch.hpp): write barrier, TLB invalidations and table
 ///     frees, in that order, when it goes out of scope.
-///   - AddressSpace (mm/address_space.hpp): what the rest of the kernel uses; owns the arch's
+///   - AddressSpace (mm/space/address_space.hpp): what the rest of the kernel uses; owns the arch's
 ///     roots (arch::ArchAddressSpace) and offers map/unmap/protect/query over them.
 #pragma once
 
 #include "lib/result.hpp"
-#include "mm/addr.hpp"
-#include "mm/perms.hpp"
-#include "mm/table_memory.hpp"
-#include "mm/walk.hpp"
+#include "mm/base/addr.hpp"
+#include "mm/base/perms.hpp"
+#include "mm/pt/table_memory.hpp"
+#include "mm/pt/walk.hpp"
 
 namespace pagoda {
 
@@ -218,7 +218,7 @@ template <ValidPageTableFormat F> class PageTable {
     }
     return {};
     // LAB 2 SKELETON
-    // return Error(Error::NotImplemented, "lab 2: write PageTable::populate_top_level() in kernel/mm/page_table.hpp "
+    // return Error(Error::NotImplemented, "lab 2: write PageTable::populate_top_level() in kernel/mm/pt/page_table.hpp "
     //                                     "(labs/02-higher-half/README.md)");
     // LAB 2 END
   }
@@ -250,4 +250,4 @@ template <ValidPageTableFormat F> class PageTable {
 
 }  // namespace pagoda
 
-#include "mm/table_iterator.hpp"  // TableIterator, used by ~PageTable
+#include "mm/pt/table_iterator.hpp"  // TableIterator, used by ~PageTable

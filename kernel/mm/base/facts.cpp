@@ -2,8 +2,8 @@
 // copying them (lib/facts.hpp; grade/pagoda_grade/symbols.py reads them with fact()).
 #include "arch_impl/page_table_format.hpp"
 #include "lib/facts.hpp"
-#include "mm/layout.hpp"
-#include "mm/page.hpp"
+#include "mm/base/layout.hpp"
+#include "mm/base/page.hpp"
 
 namespace pagoda {
 namespace {

@@ -1,8 +1,8 @@
-#include "mm/address_space.hpp"
+#include "mm/space/address_space.hpp"
 
 #include "core/panic.hpp"
-#include "mm/layout.hpp"
-#include "mm/mmu.hpp"
+#include "mm/base/layout.hpp"
+#include "mm/space/mmu.hpp"
 
 namespace pagoda {
 
@@ -363,7 +363,7 @@ Result<void> AddressSpace::split_partial_blocks(ConsistencyBatch& batch, VirtAdd
   // for (const VirtAddr at : ends)
   //   if (query(at).page_size > kPageSize)
   //     return Error(Error::NotImplemented, "lab 2: write AddressSpace::split_partial_blocks() in "
-  //                                         "kernel/mm/address_space.cpp (labs/02-higher-half/README.md)");
+  //                                         "kernel/mm/space/address_space.cpp (labs/02-higher-half/README.md)");
   // (void)batch;
   // return {};
   // LAB 2 END

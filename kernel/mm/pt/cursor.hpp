@@ -12,11 +12,11 @@
 ///     level 2  PD[0]    ----+
 ///     level 3  PT[3]    -> PT[4]   (the only entry read again)
 ///
-/// Changes go through a ConsistencyBatch (mm/consistency_batch.hpp), which issues the write
+/// Changes go through a ConsistencyBatch (mm/pt/consistency_batch.hpp), which issues the write
 /// barrier, the invalidations and the frees of unlinked tables in that order when it goes out
 /// of scope. One cursor changes a tree at a time (a second cursor's path would go stale).
 ///
-/// Usually reached through AddressSpace (mm/address_space.hpp):
+/// Usually reached through AddressSpace (mm/space/address_space.hpp):
 ///
 ///     ConsistencyBatch batch = space.batch();
 ///     for (auto c = space.cursor(batch, first); c.next_mapped(end); c.next())
@@ -24,8 +24,8 @@
 #pragma once
 
 #include "lib/result.hpp"
-#include "mm/consistency_batch.hpp"
-#include "mm/page_table.hpp"
+#include "mm/pt/consistency_batch.hpp"
+#include "mm/pt/page_table.hpp"
 
 namespace pagoda {
 
@@ -86,7 +86,7 @@ template <ValidPageTableFormat F> class Cursor {
 
   /// The page-level entry that maps va() (mapped() at the page level), else nullptr. The
   /// entries after it, to the end of its table, are the next pages': for a range operation
-  /// that works a whole table at a time (fork, mm/fork_copy.hpp). Whoever writes through it
+  /// that works a whole table at a time (fork, mm/space/fork_copy.hpp). Whoever writes through it
   /// keeps the batch told (wrote(), invalidate_range()) and leaves present entries present (the
   /// path stays valid).
   u64* page_entry() { return mapped() && level() == kLeafLevel ? &slot(kLeafLevel) : nullptr; }
@@ -134,7 +134,7 @@ template <ValidPageTableFormat F> class Cursor {
 
   /// The page-level entry that decides va(), creating the missing tables above it, for an
   /// owner that writes that one entry itself and does its own barrier and invalidation (the
-  /// temporary-mapping slots, mm/temp_map.hpp). The table holding it is never freed by its
+  /// temporary-mapping slots, mm/window/temp_map.hpp). The table holding it is never freed by its
   /// owner's writes: only a cursor unmap frees tables, and no cursor changes such an entry.
   /// InvalidArgument when a block or a table the kernel cannot reach stands in the way.
   [[nodiscard]] Result<u64*> reserve_page_entry() {
@@ -170,7 +170,7 @@ template <ValidPageTableFormat F> class Cursor {
     while (level() >= tree_->lowest_freeable_level(va_) && table_is_empty(level())) unlink_table(level() - 1);
     return pa;
     // LAB 1 SKELETON
-    // return Error(Error::NotImplemented, "lab 1: write the end of Cursor::unmap() in kernel/mm/cursor.hpp "
+    // return Error(Error::NotImplemented, "lab 1: write the end of Cursor::unmap() in kernel/mm/pt/cursor.hpp "
     //                                     "(labs/01-identity-map/README.md)");
     // LAB 1 END
   }
@@ -190,7 +190,7 @@ template <ValidPageTableFormat F> class Cursor {
     return {};
     // LAB 1 SKELETON
     // (void)perms;
-    // return Error(Error::NotImplemented, "lab 1: write Cursor::protect() in kernel/mm/cursor.hpp "
+    // return Error(Error::NotImplemented, "lab 1: write Cursor::protect() in kernel/mm/pt/cursor.hpp "
     //                                     "(labs/01-identity-map/README.md)");
     // LAB 1 END
   }
@@ -370,7 +370,7 @@ template <ValidPageTableFormat F> class Cursor {
     return {};
     // LAB 1 SKELETON
     // (void)target;
-    // return Error(Error::NotImplemented, "lab 1: write Cursor::make_path() in kernel/mm/cursor.hpp "
+    // return Error(Error::NotImplemented, "lab 1: write Cursor::make_path() in kernel/mm/pt/cursor.hpp "
     //                                     "(labs/01-identity-map/README.md)");
     // LAB 1 END
   }

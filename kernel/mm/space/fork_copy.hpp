@@ -8,7 +8,7 @@
 #pragma once
 
 #include "lib/result.hpp"
-#include "mm/cursor.hpp"
+#include "mm/pt/cursor.hpp"
 
 namespace pagoda {
 

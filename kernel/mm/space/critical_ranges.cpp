@@ -1,6 +1,6 @@
-#include "mm/critical_ranges.hpp"
+#include "mm/space/critical_ranges.hpp"
 
-#include "mm/page.hpp"
+#include "mm/base/page.hpp"
 
 namespace pagoda {
 

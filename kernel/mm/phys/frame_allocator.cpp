@@ -1,4 +1,4 @@
-#include "mm/frame_allocator.hpp"
+#include "mm/phys/frame_allocator.hpp"
 
 #include "core/panic.hpp"
 
@@ -61,7 +61,7 @@ FreeCheck FrameAllocator::check_free(PhysAddr frame) const {
   return FreeCheck::Ok;
   // LAB 1 SKELETON
   // (void)frame;
-  // panic("lab 1: write FrameAllocator::check_free() in kernel/mm/frame_allocator.cpp "
+  // panic("lab 1: write FrameAllocator::check_free() in kernel/mm/phys/frame_allocator.cpp "
   //       "(labs/01-identity-map/README.md)");
   // LAB 1 END
 }
@@ -87,7 +87,7 @@ Result<PhysAddr> FrameAllocator::allocate_below(PhysAddr limit) {
   // LAB 1 SKELETON
   // (void)limit;
   // return Error(Error::NotImplemented, "lab 1: write FrameAllocator::allocate_below() in "
-  //                                     "kernel/mm/frame_allocator.cpp (labs/01-identity-map/README.md)");
+  //                                     "kernel/mm/phys/frame_allocator.cpp (labs/01-identity-map/README.md)");
   // LAB 1 END
 }
 

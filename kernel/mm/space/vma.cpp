@@ -1,6 +1,6 @@
 // The sorted array of VMAs (see vma.hpp). Every change first reserves the slots it may need,
 // which is the only step that can fail, and then rewrites the array in place.
-#include "mm/vma.hpp"
+#include "mm/space/vma.hpp"
 
 #include "core/lab.hpp"
 #include "core/panic.hpp"
@@ -25,7 +25,7 @@ constexpr usize kMinCapacity = 4;
   return h;
   // LAB 5 SKELETON
   // (void)at;
-  // (void)lab_not_done("lab 5: write head_of() in kernel/mm/vma.cpp (labs/05-vmas/README.md)");
+  // (void)lab_not_done("lab 5: write head_of() in kernel/mm/space/vma.cpp (labs/05-vmas/README.md)");
   // return v;
   // LAB 5 END
 }
@@ -44,7 +44,7 @@ constexpr usize kMinCapacity = 4;
   return t;
   // LAB 5 SKELETON
   // (void)at;
-  // (void)lab_not_done("lab 5: write tail_of() in kernel/mm/vma.cpp (labs/05-vmas/README.md)");
+  // (void)lab_not_done("lab 5: write tail_of() in kernel/mm/space/vma.cpp (labs/05-vmas/README.md)");
   // return v;
   // LAB 5 END
 }
@@ -58,7 +58,7 @@ constexpr usize kMinCapacity = 4;
   return m;
   // LAB 5 SKELETON
   // (void)right;
-  // (void)lab_not_done("lab 5: write merged() in kernel/mm/vma.cpp (labs/05-vmas/README.md)");
+  // (void)lab_not_done("lab 5: write merged() in kernel/mm/space/vma.cpp (labs/05-vmas/README.md)");
   // return left;
   // LAB 5 END
 }
@@ -85,7 +85,7 @@ bool VmaSet::mergeable(const Vma& left, const Vma& right) {
   // LAB 5 SKELETON
   // (void)left;
   // (void)right;
-  // (void)lab_not_done("lab 5: write VmaSet::mergeable() in kernel/mm/vma.cpp (labs/05-vmas/README.md)");
+  // (void)lab_not_done("lab 5: write VmaSet::mergeable() in kernel/mm/space/vma.cpp (labs/05-vmas/README.md)");
   // return false;
   // LAB 5 END
 }
@@ -128,7 +128,7 @@ const Vma* VmaSet::find(u64 address) const {
   return i < size_ && data_[i].start <= address ? &data_[i] : nullptr;
   // LAB 5 SKELETON
   // (void)address;
-  // (void)lab_not_done("lab 5: write VmaSet::find() in kernel/mm/vma.cpp (labs/05-vmas/README.md)");
+  // (void)lab_not_done("lab 5: write VmaSet::find() in kernel/mm/space/vma.cpp (labs/05-vmas/README.md)");
   // return nullptr;
   // LAB 5 END
 }
@@ -203,7 +203,7 @@ void VmaSet::split_at(usize index, u64 address) {
   // LAB 5 SKELETON
   // (void)index;
   // (void)address;
-  // panic("lab 5: write VmaSet::split_at() in kernel/mm/vma.cpp (labs/05-vmas/README.md)");
+  // panic("lab 5: write VmaSet::split_at() in kernel/mm/space/vma.cpp (labs/05-vmas/README.md)");
   // LAB 5 END
 }
 
@@ -224,7 +224,7 @@ void VmaSet::merge_range(usize first, usize last) {
   // LAB 5 SKELETON
   // (void)first;
   // (void)last;
-  // panic("lab 5: write VmaSet::merge_range() in kernel/mm/vma.cpp (labs/05-vmas/README.md)");
+  // panic("lab 5: write VmaSet::merge_range() in kernel/mm/space/vma.cpp (labs/05-vmas/README.md)");
   // LAB 5 END
 }
 
@@ -251,7 +251,7 @@ Result<void> VmaSet::insert(const Vma& vma) {
   }
   return {};
   // LAB 5 SKELETON
-  // return lab_not_done("lab 5: write VmaSet::insert() in kernel/mm/vma.cpp (labs/05-vmas/README.md)");
+  // return lab_not_done("lab 5: write VmaSet::insert() in kernel/mm/space/vma.cpp (labs/05-vmas/README.md)");
   // LAB 5 END
 }
 
@@ -285,7 +285,7 @@ Result<void> VmaSet::remove(u64 start, u64 end) {
   size_ -= removed;
   return {};
   // LAB 5 SKELETON
-  // return lab_not_done("lab 5: write VmaSet::remove() in kernel/mm/vma.cpp (labs/05-vmas/README.md)");
+  // return lab_not_done("lab 5: write VmaSet::remove() in kernel/mm/space/vma.cpp (labs/05-vmas/README.md)");
   // LAB 5 END
 }
 
@@ -316,7 +316,7 @@ Result<void> VmaSet::protect(u64 start, u64 end, Perms perms) {
   return {};
   // LAB 5 SKELETON
   // (void)perms;
-  // return lab_not_done("lab 5: write VmaSet::protect() in kernel/mm/vma.cpp (labs/05-vmas/README.md)");
+  // return lab_not_done("lab 5: write VmaSet::protect() in kernel/mm/space/vma.cpp (labs/05-vmas/README.md)");
   // LAB 5 END
 }
 

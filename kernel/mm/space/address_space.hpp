@@ -3,7 +3,7 @@
 ///
 /// An AddressSpace owns the arch's part (arch::ArchAddressSpace: the root or roots the ISA
 /// needs, and how the kernel half is shared) and offers map, unmap, protect and query on it,
-/// written on Cursor<F> (mm/cursor.hpp) and made consistent by a ConsistencyBatch. It is the
+/// written on Cursor<F> (mm/pt/cursor.hpp) and made consistent by a ConsistencyBatch. It is the
 /// only owner of its roots: no other handle on them exists, so no second handle can forget
 /// which tables are pinned.
 ///
@@ -17,7 +17,7 @@
 /// A user space changes only its lower half (InvalidArgument otherwise); the kernel half is
 /// changed through the kernel space, and every space sees it.
 ///
-/// Every space publishes its root for the debugging tools while it lives (mm/debug_roots.hpp):
+/// Every space publishes its root for the debugging tools while it lives (mm/space/debug_roots.hpp):
 /// the kernel's as 'kernel', a user space as 'user' until its process names it
 /// (name_for_debugging()), so that GDB's fault-why can say "mapped in root A, not in the active
 /// root B" about any of them.
@@ -26,17 +26,17 @@
 /// what the CPU needs then (arch::critical_ranges(): the running stack, the code, the trap
 /// entry, the descriptor tables, the interrupt stacks) in the new root, and checks that a user
 /// space still shares the kernel half; on failure it panics, naming the cause, while the old
-/// root still works (mm/critical_ranges.hpp). The boot option `vm_check=off` turns this off.
+/// root still works (mm/space/critical_ranges.hpp). The boot option `vm_check=off` turns this off.
 #pragma once
 
 #include "arch_impl/address_space.hpp"
-#include "mm/critical_ranges.hpp"
-#include "mm/cursor.hpp"
-#include "mm/debug_roots.hpp"
+#include "mm/space/critical_ranges.hpp"
+#include "mm/pt/cursor.hpp"
+#include "mm/space/debug_roots.hpp"
 
 namespace pagoda {
 
-struct UserRegions;  // mm/user_regions.hpp
+struct UserRegions;  // mm/space/user_regions.hpp
 
 class AddressSpace {
  public:

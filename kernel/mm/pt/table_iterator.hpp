@@ -16,7 +16,7 @@
 ///   PT(1st) PT(2nd) PT(4th)   PT(7th)
 #pragma once
 
-#include "mm/page_table.hpp"
+#include "mm/pt/page_table.hpp"
 
 namespace pagoda {
 

@@ -18,10 +18,10 @@
 
 #include "lib/result.hpp"
 #include "lib/types.hpp"
-#include "mm/addr.hpp"
-#include "mm/layout.hpp"
-#include "mm/page.hpp"
-#include "mm/table_memory.hpp"
+#include "mm/base/addr.hpp"
+#include "mm/base/layout.hpp"
+#include "mm/base/page.hpp"
+#include "mm/pt/table_memory.hpp"
 
 namespace pagoda {
 
@@ -132,7 +132,7 @@ class [[nodiscard]] ConsistencyBatch {
   //   (void)table;
   //   (void)covered;
   //   MUST(Result<void>(Error(Error::NotImplemented, "lab 1: write ConsistencyBatch::free_table() in "
-  //                                                  "kernel/mm/consistency_batch.hpp (labs/01-identity-map/README.md)")));
+  //                                                  "kernel/mm/pt/consistency_batch.hpp (labs/01-identity-map/README.md)")));
   // }
   //
   // /// The barrier, the invalidations (page_[], all_), the frees (table_[]); then empty again.
@@ -140,7 +140,7 @@ class [[nodiscard]] ConsistencyBatch {
   //   if (!wrote_ && pages_ == 0 && !all_ && tables_ == 0) return;
   //   (void)memory_;
   //   MUST(Result<void>(Error(Error::NotImplemented, "lab 1: write ConsistencyBatch::flush() in "
-  //                                                  "kernel/mm/consistency_batch.hpp (labs/01-identity-map/README.md)")));
+  //                                                  "kernel/mm/pt/consistency_batch.hpp (labs/01-identity-map/README.md)")));
   // }
   // LAB 1 END
 

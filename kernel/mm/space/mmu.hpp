@@ -7,8 +7,8 @@
 
 #include "lib/format.hpp"
 #include "lib/types.hpp"
-#include "mm/addr.hpp"
-#include "mm/critical_ranges.hpp"
+#include "mm/base/addr.hpp"
+#include "mm/space/critical_ranges.hpp"
 
 namespace pagoda::arch {
 
@@ -27,7 +27,7 @@ LiveRoots live_roots();
 PhysAddr live_root_for(VirtAddr va);
 
 /// Adds to @p out what the CPU needs mapped the instant after this CPU loads a new root, as of
-/// now, most telling first (mm/critical_ranges.hpp): AddressSpace::activate() walks each in the
+/// now, most telling first (mm/space/critical_ranges.hpp): AddressSpace::activate() walks each in the
 /// new root before loading it. Called on every switch: keep it cheap (no allocation, no walk).
 ///
 /// x86_64 (arch/x86_64/critical_ranges.cpp): the running stack (from a trap frame's room below
@@ -37,7 +37,7 @@ PhysAddr live_root_for(VirtAddr va);
 /// VBAR_EL1's vectors, the kernel text.
 void critical_ranges(CriticalRanges& out);
 
-/// The stacks of a switch, as of now (mm/critical_ranges.hpp, SwitchStacks): read at every
+/// The stacks of a switch, as of now (mm/space/critical_ranges.hpp, SwitchStacks): read at every
 /// switch before anything else, so a few loads and compares, never a walk.
 SwitchStacks switch_stacks();
 

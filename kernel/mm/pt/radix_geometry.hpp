@@ -16,7 +16,7 @@
 #pragma once
 
 #include "lib/types.hpp"
-#include "mm/addr.hpp"
+#include "mm/base/addr.hpp"
 
 namespace pagoda {
 

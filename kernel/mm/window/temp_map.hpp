@@ -1,7 +1,7 @@
 /// @file temp_map.hpp
 /// @brief Temporary mappings: any physical frame, reachable for a moment, from any root.
 ///
-/// The kernel's window (mm/layout.hpp) shows only the first kWindowSize bytes of RAM. A frame
+/// The kernel's window (mm/base/layout.hpp) shows only the first kWindowSize bytes of RAM. A frame
 /// above it has no kernel address until something maps it; TempMap maps one frame for the
 /// life of a guard object, in a slot of the kTempMapBase area:
 ///
@@ -40,9 +40,9 @@
 #include "lib/format.hpp"
 #include "lib/result.hpp"
 #include "lib/types.hpp"
-#include "mm/addr.hpp"
-#include "mm/layout.hpp"
-#include "mm/page.hpp"
+#include "mm/base/addr.hpp"
+#include "mm/base/layout.hpp"
+#include "mm/base/page.hpp"
 
 namespace pagoda {
 

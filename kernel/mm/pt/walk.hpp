@@ -14,8 +14,8 @@
 #pragma once
 
 #include "lib/format.hpp"
-#include "mm/addr.hpp"
-#include "mm/perms.hpp"
+#include "mm/base/addr.hpp"
+#include "mm/base/perms.hpp"
 
 namespace pagoda {
 

@@ -1,8 +1,8 @@
 // The fault decision and the coverage check over a user space's record (see user_regions.hpp).
-#include "mm/user_regions.hpp"
+#include "mm/space/user_regions.hpp"
 
 #include "core/lab.hpp"
-#include "mm/address_space.hpp"
+#include "mm/space/address_space.hpp"
 
 namespace pagoda {
 
@@ -46,7 +46,7 @@ bool allows_nothing(const Vma& vma) { return !vma.perms.read && !vma.perms.write
   // LAB 5 SKELETON
   // (void)vma;
   // (void)access;
-  // (void)lab_not_done("lab 5: write permits() in kernel/mm/user_regions.cpp (labs/05-vmas/README.md)");
+  // (void)lab_not_done("lab 5: write permits() in kernel/mm/space/user_regions.cpp (labs/05-vmas/README.md)");
   // return FaultCause::NoVma;
   // LAB 5 END
 }
@@ -95,7 +95,7 @@ FaultVerdict decide_fault(const UserRegions& regions, u64 va, Access access) {
   // (void)regions;
   // (void)va;
   // (void)access;
-  // (void)lab_not_done("lab 5: write decide_fault() in kernel/mm/user_regions.cpp (labs/05-vmas/README.md)");
+  // (void)lab_not_done("lab 5: write decide_fault() in kernel/mm/space/user_regions.cpp (labs/05-vmas/README.md)");
   // return FaultVerdict{};  // "no VMA": every fault from user mode ends its process, as in lab 4
   // LAB 5 END
 }
