@@ -38,6 +38,9 @@ set(PAGODA_KERNEL_GENERIC_SOURCES
   ${CMAKE_SOURCE_DIR}/kernel/core/console.cpp
   ${CMAKE_SOURCE_DIR}/kernel/lib/string.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/vm.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/mm/window.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/mm/frames.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/mm/fault.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/base/facts.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/heap.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/vm_selftest.cpp

@@ -87,7 +87,7 @@ class FrameAllocator {
 
   /// Where, inside the object, the `used` bitmap's pointer and its length in words are: the
   /// grader finds the kernel's allocator by its symbol and reads the bitmap it really uses
-  /// (facts frame_allocator_used_offset and frame_allocator_words_offset, kernel/mm/vm.cpp).
+  /// (facts frame_allocator_used_offset and frame_allocator_words_offset, kernel/mm/frames.cpp).
   static constexpr usize used_bits_offset();
   static constexpr usize words_offset();
 
