@@ -41,7 +41,7 @@ from .outcomes import ENDED, BootEnded
 from .rsp import RspClient, RspError, RspTimeout
 
 import pagoda_pt
-from pagoda_pt.x86_facts import FRAME_MASK as X86_FRAME_MASK
+from pagoda_pt.isa import ISAS
 
 PAGE = 4096
 MiB = 1 << 20
@@ -61,66 +61,31 @@ STEP_OFF_TRIES = 8
 
 # ---- Per-architecture facts --------------------------------------------------------------------
 
-# Each ISA's rules for what a fault tried and for its page-table entries, used through ARCHES.
+# The grader's view of each ISA: the ISA's own object (pagoda_pt/isa.py: register names, root
+# registers and their masks, labels, the fault and table-entry rules), which the GDB commands and
+# the fault-log reader share, plus what only the grader asks (argument registers, the kernel's
+# printed report, processes).
 
-def _x86_access(error):
-    """(present, write, fetch) of a #PF error code: bits P, W/R and I/D."""
-    return bool(error & 1), bool(error & 2), bool(error & 16)
-
-
-def _aarch64_access(error):
-    """(present, write, fetch) of an abort's ESR: an instruction abort fetched; a data abort wrote
-    when WnR is set and it was no cache maintenance (CM); a leaf was there when the fault status
-    is an access flag or permission fault."""
-    ec = (error >> 26) & 0x3F
-    present = (error & 0x3F) >> 2 in (2, 3)
-    return present, ec in (0x24, 0x25) and bool(error & (1 << 6)) and not error & (1 << 8), ec in (0x20, 0x21)
-
-
-def _x86_page_fault(event):
-    return event.vector == 14 and event.address is not None
-
-
-def _aarch64_page_fault(event):
-    return event.address is not None and ((event.error or 0) >> 26) & 0x3F in (0x20, 0x21, 0x24, 0x25)
-
-
-def _x86_table_entry(entry, level):
-    """A present entry above the leaf level that is no 1 GiB or 2 MiB page (PS, bit 7, at levels
-    1 and 2 counted from the root)."""
-    return bool(entry & 1) and not (level in (1, 2) and entry & (1 << 7))
-
-
-def _aarch64_table_entry(entry, level):
-    return entry & 3 == 3   # a table descriptor (0b01 is a block)
+# The ISA object's facts an ArchModel answers for it, under the same names.
+FROM_ISA = frozenset(("name", "pc", "sp", "translation", "lower_root", "upper_root", "root_masks",
+                      "lower_root_label", "lower_half_label", "phys_bits_from_qemu", "access",
+                      "is_page_fault", "is_table_entry", "one_root"))
 
 
 @dataclass(frozen=True)
 class ArchModel:
-    name: str
-    pc: str                      # gdbstub register names
-    sp: str
+    isa: object                  # the pagoda_pt.isa.Isa it extends (see FROM_ISA)
     arguments: tuple             # registers holding a function's first arguments at its entry
-    translation: tuple           # registers the page-table walker needs
     report: dict                 # regexes over the kernel's printed exception report
     kernel_privilege: int        # the CPL (x86_64) or exception level (AArch64) the kernel runs at
-    lower_root: str              # the register whose root translates the lower half
-    upper_root: str              # ... and the kernel half (the same one on x86_64)
-    root_masks: tuple            # (register, mask of the table's physical address in it) per root register
-    lower_root_label: str        # the lower root's register as a sentence names it
-    lower_half_label: str        # ... and the range of addresses it translates
     link_register: str           # where a function finds its return address at entry (None: the stack)
     result_pointer_argument: bool  # a result returned in memory takes the first argument register
-    phys_bits_from_qemu: bool    # QEMU's CPU object has a phys-bits property to ask
-    access: object               # error code or syndrome -> (present, write, fetch)
-    is_page_fault: object        # faultlog event -> True for a translation or permission fault
-    is_table_entry: object       # (entry, level from the root) -> True when it points to a table
     proc: dict = None            # processes (lab 3): see PROCESS_FACTS below
 
-    @property
-    def one_root(self):
-        """True when one root translates both halves (x86_64's CR3; AArch64 has TTBR0 and TTBR1)."""
-        return self.lower_root == self.upper_root
+    def __getattr__(self, attr):
+        if attr in FROM_ISA:
+            return getattr(self.isa, attr)
+        raise AttributeError(attr)
 
     def roots(self, regs):
         """{name: physical root} of the live translation tables."""
@@ -132,14 +97,10 @@ class ArchModel:
 
 ARCHES = {
     "x86_64": ArchModel(
-        name="x86_64", pc="rip", sp="rsp", arguments=("rdi", "rsi", "rdx", "rcx", "r8", "r9"),
-        translation=("cr0", "cr3", "cr4", "efer"),
+        isa=ISAS["x86_64"], arguments=("rdi", "rsi", "rdx", "rcx", "r8", "r9"),
         report={"header": r"^TRAP: (\S+) .*\(vector (\d+)\)", "address": r"^\s+CR2 (0x[0-9a-f]+)",
                 "pc": r"^\s+RIP (0x[0-9a-f]+)", "error": r"^\s+error (0x[0-9a-f]+)"},
-        kernel_privilege=0, lower_root="cr3", upper_root="cr3", root_masks=(("cr3", X86_FRAME_MASK),),
-        lower_root_label="CR3", lower_half_label="the lower half", link_register=None,
-        result_pointer_argument=True, phys_bits_from_qemu=True,
-        access=_x86_access, is_page_fault=_x86_page_fault, is_table_entry=_x86_table_entry,
+        kernel_privilege=0, link_register=None, result_pointer_argument=True,
         proc={"switch": "x86_switch_context", "switch_next_sp": "rsi",
               "syscall_entry": "x86_syscall_entry", "syscall_number": "rax",
               "syscall_args": ("rdi", "rsi", "rdx", "r10", "r8", "r9"), "syscall_return_pc": "rcx",
@@ -157,15 +118,11 @@ ARCHES = {
                                    ("the system-call stack (x86_syscall_kernel_rsp)", "x86_syscall_kernel_rsp", None)),
               "syscall_entry_kernel_sp": False}),   # `syscall` leaves the user's RSP in place
     "aarch64": ArchModel(
-        name="aarch64", pc="pc", sp="sp", arguments=tuple(f"x{i}" for i in range(8)),
-        translation=("ttbr0_el1", "ttbr1_el1", "tcr_el1", "sctlr_el1", "mair_el1"),
+        isa=ISAS["aarch64"], arguments=tuple(f"x{i}" for i in range(8)),
         report={"header": r"^TRAP: (\S+)", "address": r"^\s+FAR (0x[0-9a-f]+)",
                 "pc": r"^\s+ELR (0x[0-9a-f]+)", "error": r"^\s+ESR (0x[0-9a-f]+)"},
-        kernel_privilege=1, lower_root="ttbr0_el1", upper_root="ttbr1_el1",
-        root_masks=(("ttbr0_el1", 0x0000_FFFF_FFFF_FFFE), ("ttbr1_el1", 0x0000_FFFF_FFFF_FFFE)),
-        lower_root_label="TTBR0", lower_half_label="TTBR0's range", link_register="x30",
-        result_pointer_argument=False, phys_bits_from_qemu=False,   # (X8 holds a result's address)
-        access=_aarch64_access, is_page_fault=_aarch64_page_fault, is_table_entry=_aarch64_table_entry,
+        kernel_privilege=1, link_register="x30",
+        result_pointer_argument=False,   # (X8 holds a result's address)
         # Vectors are QEMU's exception numbers (faultlog.AARCH64_EXCEPTIONS): 1 UNDEF (undefined
         # and trapped instructions alike), 3 prefetch abort, 4 data abort, 5 IRQ. A process's
         # root is TTBR0's; TTBR1 holds the kernel's at every instant. There is no exception that

@@ -141,6 +141,8 @@ REQUIREMENTS = (
                 "qemu-system-x86_64", grading=True, arch="x86_64"),
     Requirement("qemu-system-aarch64", "qemu-system-arm", "runs the AArch64 kernel", "exe",
                 "qemu-system-aarch64", grading=True, arch="aarch64"),
+    Requirement("ccache", "ccache", "compiles a source file the generated lab trees share once "
+                "(./pagoda labs check and labs mutants; without it each tree builds in full)", "exe", "ccache"),
     Requirement("gdb-multiarch", "gdb-multiarch", "./pagoda gdb and the page-table commands", "exe",
                 "gdb-multiarch"),
     Requirement("pytest", "python3-pytest", "runs the grader", "python", "pytest", grading=True),

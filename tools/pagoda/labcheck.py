@@ -20,7 +20,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 
-from . import mutants, publish
+from . import mutants, publish, treebuild
 from pagoda_core import paths
 from pagoda_core.ui import PagodaError, info
 
@@ -60,12 +60,11 @@ def _error_excerpt(log_path):
 
 
 def build_tree(tree, log_path, arch=paths.DEFAULT_ARCH):
-    """Configures (once) and builds the @p arch kernel of a generated tree; returns the ELF or
-    None."""
-    cache = os.path.join(tree, "build", arch, "CMakeCache.txt")
+    """Configures (once, compiling through the trees' shared object cache: treebuild.py) and
+    builds the @p arch kernel of a generated tree; returns the ELF or None."""
     open(log_path, "w").close()
-    if not os.path.exists(cache) and \
-            _run_logged(["cmake", "--preset", arch], tree, log_path, "a") != 0:
+    configure = treebuild.configure_argv(tree, arch)
+    if configure and _run_logged(configure, tree, log_path, "a") != 0:
         return None
     if _run_logged(["cmake", "--build", "--preset", arch], tree, log_path, "a") != 0:
         return None

@@ -24,7 +24,8 @@ Includes are `#include "path"` lines, resolved like the compiler does for the ke
 kernel/, the tree's root, and arch/<isa>/include/.
 
 The same for the Python side (check_python, below): its packages import only those below them,
-no import goes round in a circle, and no module edits sys.path.
+no import goes round in a circle, no module edits sys.path, and no package module compares an
+ISA's name (the ISA objects of tools/gdb/pagoda_pt/isa.py are looked up by name instead).
 """
 import os
 import re
@@ -168,6 +169,11 @@ PYTHON_PACKAGES = {   # package: (folder, the packages it may import)
 PYTHON_MODULE_DIRS = (("grade", "pagoda_grade"), ("grade/hidden", "pagoda_grade"), ("tools/tests", None),
                       ("grade/harness_tests", None), ("tools/gdb/tests", None))
 PATH_EDITS = ("insert", "append", "extend", "remove", "clear", "pop")
+# ISA names a package module must not compare against (==, !=, in, startswith, match case): it
+# looks up the ISA's object (pagoda_pt.isa.isa(name), witness.ARCHES[name], qemu.MACHINES[name])
+# and asks it. Comparing against a format module's ARCH constant (x86_64.ARCH) counts the same.
+ISA_NAMES = ("x86_64", "aarch64", "x86", "arm64", "amd64", "i386", "arm")
+ISA_MODULES = ("x86_64", "aarch64")
 
 
 def python_modules(root):
@@ -290,10 +296,42 @@ def _path_edits(root, rel):
     return sorted(lines)
 
 
+def _isa_comparisons(root, rel):
+    """[(line, name)] of every comparison in @p rel against an ISA's name (see ISA_NAMES)."""
+    import ast
+    with open(os.path.join(root, rel), encoding="utf-8") as f:
+        tree = ast.parse(f.read(), rel)
+
+    def named(node):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in ISA_NAMES:
+            return node.value
+        if isinstance(node, ast.Attribute) and node.attr == "ARCH" and \
+                isinstance(node.value, ast.Name) and node.value.id in ISA_MODULES:
+            return f"{node.value.id}.ARCH"
+        if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+            return next((n for n in map(named, node.elts) if n), None)
+        return None
+
+    found = []
+    for node in ast.walk(tree):
+        operands = []
+        if isinstance(node, ast.Compare):
+            operands = [node.left, *node.comparators]
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and \
+                node.func.attr in ("startswith", "endswith"):
+            operands = list(node.args)
+        elif isinstance(node, ast.MatchValue):
+            operands = [node.value]
+        name = next((n for n in map(named, operands) if n), None)
+        if name:
+            found.append((node.lineno, name))
+    return sorted(found)
+
+
 def check_python(root):
     """Every violation of the Python rules above in the tree at @p root, as 'file:line: problem'
     lines: an import of a package above the importer's, an import circle, a sys.path edit outside
-    the entry points."""
+    the entry points, an ISA name compared in a package module."""
     modules, edges = python_graph(root)
     problems = []
     for rel, targets in sorted(edges.items()):
@@ -318,4 +356,11 @@ def check_python(root):
         for line in _path_edits(root, rel):
             problems.append(f"{rel}:{line}: edits sys.path: only the entry points do (./pagoda, conftest.py, GDB's "
                             "script loader); import the package instead")
+    packages = tuple(folder + "/" for folder, _ in PYTHON_PACKAGES.values())
+    for rel in sorted(modules):
+        if not rel.startswith(packages):
+            continue
+        for line, name in _isa_comparisons(root, rel):
+            problems.append(f"{rel}:{line}: compares against the ISA name {name}: look its object up once "
+                            "(pagoda_pt.isa.isa, witness.ARCHES) and ask it")
     return problems

@@ -54,7 +54,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from . import mutant_why, publish, regions
+from . import mutant_why, publish, regions, treebuild
 from pagoda_core import paths
 from pagoda_core.ui import PagodaError, info
 
@@ -282,11 +282,12 @@ class TreeLock:
 
 
 def build_kernel(tree, arch, log_path):
-    """Configures (once) and builds the kernel of @p tree for @p arch (the kernel and the user
-    programs it embeds, nothing else); True when it built. Appends to @p log_path."""
-    cache = os.path.join(tree, "build", arch, "CMakeCache.txt")
+    """Configures (once, compiling through the trees' shared object cache: treebuild.py) and
+    builds the kernel of @p tree for @p arch (the kernel and the user programs it embeds,
+    nothing else); True when it built. Appends to @p log_path."""
+    configure = treebuild.configure_argv(tree, arch)
     with open(log_path, "a") as log:
-        for argv in ([] if os.path.exists(cache) else [["cmake", "--preset", arch]]) + \
+        for argv in ([configure] if configure else []) + \
                 [["cmake", "--build", "--preset", arch, "--target", KERNEL_TARGET]]:
             log.write(f"$ {' '.join(argv)}\n")
             log.flush()

@@ -29,14 +29,15 @@ The number is QEMU's EXCP_* code, not an architectural vector. An IRQ does not s
 interrupt it was, so a software-generated interrupt (GIC SGI) cannot be told from the timer by
 the log alone.
 
-This file imports only the standard library (and loads tools/gdb/pagoda_pt/x86_facts.py by
-path): the GDB helpers load it by path.
+This file imports only the standard library and pagoda_pt (the ISA objects of pagoda_pt/isa.py
+and x86_facts.py): the GDB helpers load it by path, with tools/gdb on their path.
 """
-import importlib.util
 import os
 import re
-import sys
 from dataclasses import dataclass, field
+
+from pagoda_pt import x86_facts as _X86
+from pagoda_pt.isa import isa
 
 EXCEPTION = "exception"     # raised by the CPU: a fault, trap or abort
 INTERRUPT = "interrupt"     # a hardware interrupt (timer, device)
@@ -107,14 +108,29 @@ class Event:
         the very vector entry it is sent to is the entry faulting on itself: its FAR moves down
         with SP as every nested attempt pushes again (a stack the entry cannot write), so the
         address is left out there."""
-        if self.arch == "aarch64" and self.handler is not None and \
-                0 <= self.pc - self.handler < A64_VECTOR_ENTRY_BYTES:
+        if _in_own_vector(self):
             return (self.kind, self.vector, self.error, self.pc, None)
         return (self.kind, self.vector, self.error, self.pc, self.address)
 
     def describe(self, symbolize=None):
         """One line: what, where (named by @p symbolize(pc) -> str|None when given), why."""
         return DESCRIBERS.get(self.arch, _describe_generic)(self, symbolize)
+
+
+def _model(arch):
+    """The ISA object of @p arch (pagoda_pt/isa.py), or None for a name it does not know."""
+    try:
+        return isa(arch)
+    except ValueError:
+        return None
+
+
+def _in_own_vector(event):
+    """True when @p event was taken inside the vector entry it was sent to (an ISA whose log says
+    where the CPU went, and how long a vector entry is)."""
+    model = _model(event.arch)
+    size = model.vector_entry_bytes if model else None
+    return bool(size) and event.handler is not None and 0 <= event.pc - event.handler < size
 
 
 def _where(event, symbolize):
@@ -124,23 +140,6 @@ def _where(event, symbolize):
 
 # ---- x86_64 ------------------------------------------------------------------------------------
 
-def _x86_facts():
-    """tools/gdb/pagoda_pt/x86_facts.py, the one home of the x86 exception vectors and address
-    mask, loaded by path: this file is itself loaded by path inside GDB (pagoda_gdb/faults.py), and
-    pagoda_core imports no package above the standard library (a caller that did not put tools/gdb
-    on its path still reads the log)."""
-    name = "pagoda_pt_x86_facts"
-    if name not in sys.modules:
-        source = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "gdb", "pagoda_pt",
-                              "x86_facts.py")
-        spec = importlib.util.spec_from_file_location(name, source)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        sys.modules[name] = module
-    return sys.modules[name]
-
-
-_X86 = _x86_facts()
 X86_EXCEPTIONS = _X86.EXCEPTIONS
 FIRST_IRQ_VECTOR = _X86.FIRST_INTERRUPT
 PAGE_FAULT = _X86.PAGE_FAULT
@@ -325,10 +324,8 @@ A64_OTHER_FAULTS = {
 ESR_FAULT_KIND_MASK = (0x3F << 26) | ISS_WNR | 0x3C
 # An abort's fault status code (ISS bits 5:0): bits 5:2 its type, bits 1:0 the level.
 A64_FSC_MASK = 0x3F
-A64_PERMISSION_FAULT_TYPE = 0b0011
-# An exception vector entry: 32 instructions. A fault whose ELR lies in the entry it is taken to
-# is the vector faulting on itself.
-A64_VECTOR_ENTRY_BYTES = 0x80
+# (Which fault status types are permission faults, and an exception vector entry's size: the
+# ISA's object, pagoda_pt/isa.py.)
 
 
 def esr_class(esr):
@@ -378,7 +375,7 @@ def _describe_aarch64(event, symbolize):
 def _aarch64_loop(event):
     """A sentence when @p event is a vector faulting on itself (ELR inside the entry it was sent
     to): AArch64 has no triple fault, it takes the same exception at the same vector forever."""
-    if event.arch != "aarch64" or event.handler is None or not 0 <= event.pc - event.handler < A64_VECTOR_ENTRY_BYTES:
+    if not _in_own_vector(event):
         return None
     if event.pc == event.handler:
         return (f"the exception vector at {event.handler:#x} itself cannot be fetched, so every exception "
@@ -390,7 +387,7 @@ def _aarch64_loop(event):
 
 
 # MSR TTBR0_EL1, Xt and MSR TTBR1_EL1, Xt (op0 3, op1 0, CRn 2, CRm 0, op2 0 or 1); bits 4:0 are Xt.
-A64_MSR_TTBR = {0xD5182000: "TTBR0_EL1", 0xD5182020: "TTBR1_EL1"}
+A64_MSR_TTBR = isa("aarch64").root_writes
 A64_MSR_RT_MASK = 0x1F
 # How far before an instruction abort a switch of roots is looked for: the TLB may keep serving
 # the old translations for a few instructions (QEMU flushes it at the next SCTLR_EL1 write or TLBI).
@@ -402,7 +399,9 @@ def after_root_switch(event, words_at, symbolize=None):
     instructions after an MSR to TTBR0_EL1 or TTBR1_EL1 in the kernel's code: the switch of roots
     unmapped the code that made it. @p words_at(va, n) reads n instruction words of the kernel ELF
     (None when it cannot). None otherwise."""
-    if (event.arch != "aarch64" or event.error is None or esr_class(event.error) != 0x21
+    model = _model(event.arch)
+    writes = model.root_writes if model else None
+    if (not writes or event.error is None or esr_class(event.error) != 0x21
             or event.address != event.pc or event.pc < 4):
         return None
     count = min(A64_SWITCH_LOOKBACK, event.pc // 4)
@@ -410,9 +409,9 @@ def after_root_switch(event, words_at, symbolize=None):
     if not words:
         return None
     walked = "TTBR1_EL1" if event.pc >> 55 & 1 else "TTBR0_EL1"
-    switches = [(back, A64_MSR_TTBR[word & ~A64_MSR_RT_MASK & 0xFFFFFFFF])
+    switches = [(back, writes[word & ~A64_MSR_RT_MASK & 0xFFFFFFFF])
                 for back, word in enumerate(reversed(words), start=1)
-                if word & ~A64_MSR_RT_MASK & 0xFFFFFFFF in A64_MSR_TTBR]
+                if word & ~A64_MSR_RT_MASK & 0xFFFFFFFF in writes]
     # The write to the register whose root was walked, else the nearest write to either.
     for back, register in sorted(switches, key=lambda s: (s[1] != walked, s[0]))[:1]:
         at = event.pc - 4 * back
@@ -492,13 +491,8 @@ def _describe_generic(event, symbolize):
 
 def _is_permission_fault(event):
     """True when the fault hit a mapped page (a protection fault, not a missing mapping)."""
-    if event.error is None:
-        return False
-    if event.arch == "x86_64":
-        return bool(event.error & PF_PRESENT)
-    if event.arch == "aarch64":
-        return (event.error & A64_FSC_MASK) >> 2 == A64_PERMISSION_FAULT_TYPE
-    return False
+    model = _model(event.arch)
+    return event.error is not None and model is not None and model.is_permission_fault(event.error)
 
 
 @dataclass
@@ -568,9 +562,9 @@ class ExceptionLog:
         if faults:
             parts.append(f"first fault: {faults[0].describe(symbolize)}")
             first = faults[0]
-            if first.arch == "x86_64" and first.vector == PAGE_FAULT and first.privilege == 0 and \
-                    first.error is not None and first.error & 0x11 == 0x10 and first.address == first.pc:
-                root = f" (CR3 {first.root:#x})" if first.root is not None else ""
+            model = _model(first.arch)
+            if model and model.kernel_fetch_lost(first):
+                root = f" ({model.lower_root_label} {first.root:#x})" if first.root is not None else ""
                 parts.append(f"the kernel could not fetch its own next instruction: the root it had just "
                              f"loaded{root} does not map the kernel's code there (a new root without the kernel half, or a kernel "
                              f"text not mapped where it is linked)")

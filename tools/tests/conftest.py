@@ -14,11 +14,12 @@ for _path in (os.path.join(ROOT, "tools", "gdb"), os.path.join(ROOT, "grade"), o
     sys.path.insert(0, _path)
 
 import labtree  # noqa: E402
-from pagoda_core import pytest_speed  # noqa: E402
+from pagoda_core import pytest_share, pytest_speed  # noqa: E402
 
 
 def pytest_configure(config):
     pytest_speed.register(config)   # timeout marks scaled to this machine's speed and load
+    pytest_share.register(config)   # a module's shared fixtures set up on one xdist worker, once
 
 
 @pytest.fixture

@@ -78,6 +78,15 @@ def test_each_python_rule_catches_its_violation(tmp_path):
     write(root, "grade/test_lab9.py", "from pagoda_grade import c\nfrom pagoda import cmd\n")
     write(root, "grade/conftest.py", "import sys\nsys.path.insert(0, 'tools')\n")               # an entry point
     write(root, "tools/tests/test_x.py", "import sys\nsys.path.insert(0, 'x')\nfrom pagoda import cmd\n")
+    # ISA names: compared in a package module is a violation; looked up, or compared in a test, is not.
+    write(root, "tools/pagoda_core/machine.py", 'MACHINES = {"x86_64": 1}\n\n\ndef f(arch):\n'
+                                                '    if arch == "aarch64":\n        return MACHINES["x86_64"]\n'
+                                                '    return arch.startswith("x86")\n')
+    write(root, "tools/gdb/pagoda_pt/x86_64.py", 'ARCH = "x86_64"\n')
+    write(root, "tools/gdb/pagoda_pt/fmt.py", "from . import x86_64\n\n\ndef g(arch):\n"
+                                              '    return arch in (x86_64.ARCH, "other")\n')
+    write(root, "tools/tests/test_y.py", 'def test_z(arch):\n    assert arch != "aarch64"\n')
+    write(root, "grade/test_lab8.py", 'def test_z(arch):\n    assert arch in ("x86_64", "aarch64")\n')
     problems = layers.check_python(root)
     text = "\n".join(problems)
     assert "tools/pagoda_core/lib.py:5: imports pagoda.cmd" in text
@@ -89,4 +98,9 @@ def test_each_python_rule_catches_its_violation(tmp_path):
     assert "tools/pagoda/cmd.py:6: edits sys.path" in text
     assert "tools/tests/test_x.py:2: edits sys.path" in text
     assert "grade/conftest.py" not in text and "tools/pagoda/cmd.py:5" not in text    # entry point; down is fine
-    assert len(problems) == 8, text
+    assert "tools/pagoda_core/machine.py:5: compares against the ISA name aarch64" in text
+    assert "tools/pagoda_core/machine.py:7: compares against the ISA name x86" in text
+    assert "tools/gdb/pagoda_pt/fmt.py:5: compares against the ISA name x86_64.ARCH" in text
+    assert "machine.py:1" not in text and "machine.py:6" not in text and "x86_64.py" not in text  # lookups
+    assert "test_y.py" not in text and "test_lab8.py" not in text                      # tests may compare
+    assert len(problems) == 11, text

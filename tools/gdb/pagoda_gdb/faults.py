@@ -21,12 +21,12 @@ import os
 import re
 
 from pagoda_pt.diagnose import NOTHING_WRONG, story_from_faults
+from pagoda_pt.isa import isa
 
 from . import session, target
 from .args import parse
 from .registry import CommandError, PagodaCommand, command, out
 
-ARCH_MODULES = {"x86_64": "faults_x86_64", "aarch64": "faults_aarch64"}
 
 # A storming kernel writes QEMU's log at ~100 MB/s: only its two ends are read.
 LOG_READ_WHOLE = 8 << 20
@@ -419,9 +419,10 @@ usable.  The last line is always a verdict."""
         parse(arg, max_positional=0)
         target.require_stopped()
         arch = target.current_arch()
-        if arch not in ARCH_MODULES:
+        rules = isa(arch).gdb_faults        # the ISA's fact gatherer (faults_<isa>.py)
+        if not rules:
             raise CommandError("no fault rules for %s yet" % arch)
-        module = importlib.import_module("." + ARCH_MODULES[arch], __package__)
+        module = importlib.import_module("." + rules, __package__)
         lines, fault = module.explain()
         lines = list(lines)
         if fault and fault.get("user"):

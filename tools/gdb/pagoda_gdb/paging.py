@@ -18,6 +18,7 @@ from pagoda_pt import (decode_x86_regs, diff_runs, dump, format_diff, format_run
                        format_x86_regs, walk)
 from pagoda_pt.format import format_range
 from pagoda_pt.frames import cow_pairs, user_pages
+from pagoda_pt.isa import isa
 from pagoda_pt.diagnose_x86_64 import RESET_IDT, cpu_mode, idt_vectors
 from pagoda_pt.roots import address_problem, format_top_level, root_problems, top_level
 
@@ -58,17 +59,16 @@ def require_paging(arch, regs, root):
 
 def active_root(arch, regs):
     """The physical address of the root the CPU uses (TTBR0's table on AArch64)."""
-    if arch == "x86_64":
-        return regs["cr3"] & ~0xFFF & ((1 << 52) - 1)
-    return regs.get("ttbr0_el1", 0) & ((1 << 48) - 1) & ~1
+    return isa(arch).root_of(regs)
 
 
 def root_label_of(arch, regs, root):
     if root is not None:
         return ADDR % root
-    if arch == "x86_64":
-        return ADDR % active_root(arch, regs) + " (CR3)"
-    return "TTBR0_EL1/TTBR1_EL1"
+    model = isa(arch)
+    if model.one_root:
+        return ADDR % active_root(arch, regs) + " (%s)" % model.lower_root_label
+    return "/".join(name.upper() for name, _ in model.root_masks)
 
 
 PID_ARGUMENT = re.compile(r"^\s*(?:pid[ =:]?)?(\d+)\s*$")
@@ -147,9 +147,9 @@ On AArch64: TTBR0/1_EL1, TCR_EL1, MAIR_EL1, SCTLR_EL1 and ID_AA64MMFR0_EL1.PARan
         target.require_stopped()
         arch = target.current_arch()
         bits, source = target.pa_bits(arch)
-        if arch == "aarch64":
-            regs = target.aarch64_system_regs()
-            for name in target.AARCH64_REGS:
+        if isa(arch).registers_from == "gdbstub":     # the gdbstub's system registers alone
+            regs = target.system_regs(arch)
+            for name in isa(arch).system_registers:
                 value = regs.get(name)
                 out("%-10s %s" % (name, "<unavailable>" if value is None else ADDR % value))
             sctlr = regs.get("SCTLR_EL1")
@@ -387,7 +387,7 @@ The kernel root is the one the kernel published (kernel/mm/space/debug_roots.hpp
             kernel_root = table.kernel() if table is not None else None
             # On AArch64 a TTBR0 root has no kernel half to compare: every space shares the
             # kernel's through TTBR1 (checked below instead).
-            compare = kernel_root.root if kernel_root and arch == "x86_64" else None
+            compare = kernel_root.root if kernel_root and isa(arch).one_root else None
             try:
                 view = top_level(arch, read_phys, root, compare, bits)
             except Exception as err:  # noqa: BLE001 - an unreadable root
@@ -396,8 +396,9 @@ The kernel root is the one the kernel published (kernel/mm/space/debug_roots.hpp
         known = table.find(root) if table is not None else None
         out(format_top_level(view, "'%s'" % known.name if known else "",
                              "'%s'" % kernel_root.name if kernel_root else ""))
-        if arch == "aarch64" and kernel_root is not None:
-            ttbr1 = regs.get("ttbr1_el1", 0) & ((1 << 48) - 1) & ~1
+        model = isa(arch)
+        if not model.one_root and kernel_root is not None:
+            ttbr1 = model.root_of(regs, model.upper_root)
             if ttbr1 == kernel_root.root:
                 out("TTBR1_EL1 holds the kernel root %#x '%s': this space shares the kernel half"
                     % (ttbr1, kernel_root.name))

@@ -18,6 +18,8 @@ import sys
 
 import gdb
 
+from pagoda_pt.isa import isa
+
 from .args import parse
 from .registry import CommandError, PagodaCommand, UsageError, command, commands, out
 
@@ -276,7 +278,7 @@ VMA included), bt shows the path, vma-list and pt-dump --user show its memory as
 
 
 # PSTATE.PAN (bit 22 of CPSR as QEMU's gdbstub gives it): EL1 may not touch a page EL0 can.
-PSTATE_PAN = 1 << 22
+PSTATE_PAN = isa("aarch64").gva2gpa_masked_by[1]
 
 
 @command
@@ -298,16 +300,19 @@ x86_64 it is `monitor gva2gpa VA`.  pt-walk VA walks the tables themselves."""
         target.require_stopped()
         va = int(gdb.parse_and_eval(args.positional[0])) & ((1 << 64) - 1)
         saved = None
-        if target.current_arch() == "aarch64":
-            cpsr = target.register("cpsr")
-            if cpsr is not None and cpsr & PSTATE_PAN:
-                saved = cpsr
-                gdb.execute("set $cpsr = %#x" % (cpsr & ~PSTATE_PAN), to_string=True)
+        # QEMU's gva2gpa honours a guard some ISAs have (AArch64's PAN): lift it while asking.
+        guard = isa(target.current_arch()).gva2gpa_masked_by
+        if guard is not None:
+            reg, bit = guard
+            value = target.register(reg)
+            if value is not None and value & bit:
+                saved = (reg, value)
+                gdb.execute("set $%s = %#x" % (reg, value & ~bit), to_string=True)
         try:
             text = gdb.execute("monitor gva2gpa %#x" % va, to_string=True).strip()
         finally:
             if saved is not None:
-                gdb.execute("set $cpsr = %#x" % saved, to_string=True)
+                gdb.execute("set $%s = %#x" % saved, to_string=True)
         out(text + (" (asked with PSTATE.PAN cleared, then set again)" if saved is not None else ""))
 
 

@@ -30,6 +30,7 @@ from contextlib import contextmanager
 import gdb
 
 from pagoda_pt import canonical_arch
+from pagoda_pt.isa import isa
 
 from .registry import CommandError
 
@@ -105,65 +106,57 @@ def x86_system_regs():
     return parse_x86_monitor_registers(monitor("info registers"))
 
 
-def x86_control_regs():
-    """{'cr0', 'cr2', 'cr3', 'cr4', 'efer'} as integers; GDB's registers first, the monitor's
-    `info registers` for any GDB does not have."""
-    regs = {name: register(name) for name in ("cr0", "cr2", "cr3", "cr4", "efer")}
-    if any(value is None for value in regs.values()):
+def system_regs(arch):
+    """The ISA's translation registers (Isa.system_registers, spelled as GDB spells them) as
+    integers, None for one nobody can read: GDB's registers first, then an older gdbstub's name
+    for one (Isa.register_aliases), then QEMU's monitor `info registers` where it shows them
+    (Isa.registers_from). CommandError when a register a walk needs stays unknown."""
+    model = isa(arch)
+    regs = {name: register(name) for name in model.system_registers}
+    for name, older in model.register_aliases:
+        if regs[name] is None:
+            regs[name] = register(older)
+    monitor_too = model.registers_from == "monitor"
+    if monitor_too and any(value is None for value in regs.values()):
         fallback = x86_system_regs()
         for name in regs:
             if regs[name] is None:
                 regs[name] = fallback.get(name.upper())
-    missing = [name for name, value in regs.items() if value is None and name != "cr2"]
+    missing = [name for name in model.required_registers if regs[name] is None]
     if missing:
-        raise CommandError("cannot read %s from GDB or the QEMU monitor" % ", ".join(missing))
+        raise CommandError(("cannot read %s from GDB or the QEMU monitor" if monitor_too else
+                            "GDB cannot read %s from this target") % ", ".join(missing))
     return regs
 
 
-AARCH64_REGS = ("TTBR0_EL1", "TTBR1_EL1", "TCR_EL1", "MAIR_EL1", "SCTLR_EL1")
+def x86_control_regs():
+    """{'cr0', 'cr2', 'cr3', 'cr4', 'efer'} as integers; GDB's registers first, the monitor's
+    `info registers` for any GDB does not have."""
+    return system_regs("x86_64")
+
+
+AARCH64_REGS = isa("aarch64").system_registers
 
 
 def aarch64_system_regs():
     """The EL1 translation registers by their upper-case names (GDB's spelling for QEMU)."""
-    regs = {name: register(name) for name in AARCH64_REGS}
-    if regs["SCTLR_EL1"] is None:   # QEMU 7.2's gdbstub calls it SCTLR (measured)
-        regs["SCTLR_EL1"] = register("SCTLR")
-    missing = [name for name in ("TTBR0_EL1", "TTBR1_EL1", "TCR_EL1") if regs[name] is None]
-    if missing:
-        raise CommandError("GDB cannot read %s from this target" % ", ".join(missing))
-    return regs
+    return system_regs("aarch64")
 
 
 def paging_regs(arch):
     """The register dictionary pagoda_pt's walk/dump/diff take."""
-    if arch == "x86_64":
-        regs = x86_control_regs()
-        return {k: regs[k] for k in ("cr0", "cr3", "cr4", "efer")}
-    return {k.lower(): v for k, v in aarch64_system_regs().items() if v is not None}
+    model = isa(arch)
+    return {k.lower(): v for k, v in system_regs(model).items()
+            if v is not None and k.lower() in model.translation}
 
 
 def paging_off_reason(arch, regs):
     """None when the CPU translates with tables pagoda_pt can walk; otherwise a sentence."""
-    if arch == "x86_64":
-        from pagoda_pt import paging_mode
-        mode = paging_mode(regs["cr0"], regs["cr4"], regs["efer"])
-        if mode == "disabled":
-            return ("paging is off (CR0.PG=0): addresses are physical, there are no tables to "
-                    "walk yet (pass --root PA to read tables the kernel is building)")
-        if mode != "4-level":
-            return ("the CPU uses %s paging; these helpers read 4-level (long mode) tables "
-                    "only" % mode)
-        return None
-    sctlr = regs.get("sctlr_el1")
-    if sctlr is not None and not sctlr & 1:
-        return ("the MMU is off (SCTLR_EL1.M=0): addresses are physical (pass --root PA to "
-                "read tables the kernel is building)")
-    return None
+    return isa(arch).paging_off(regs)
 
 
 # ---- the physical address width -----------------------------------------------------------
 
-ASSUMED_PA_BITS = {"x86_64": 52, "aarch64": 48}
 CPUID_ADDRESS_SIZES = 0x80000008
 _CPUID = b"\x0f\xa2"
 _pa_bits_cache = {}
@@ -221,18 +214,18 @@ def pa_bits(arch):
     if key in _pa_bits_cache:
         return _pa_bits_cache[key]
     found = None
-    if arch == "x86_64":
+    model = isa(arch)
+    if model.phys_bits_from_qemu:
         bits = _qemu_phys_bits()
         if bits:
             found = (bits, "QEMU's CPU phys-bits, what its CPUID 0x80000008 reports")
-    else:
-        from pagoda_pt.aarch64 import pa_bits_from_mmfr0
-        mmfr0 = register("ID_AA64MMFR0_EL1")
-        bits = pa_bits_from_mmfr0(mmfr0) if mmfr0 is not None else None
+    elif model.pa_bits_register:
+        value = register(model.pa_bits_register)
+        bits = model.pa_bits_decode(value) if value is not None else None
         if bits:
-            found = (bits, "ID_AA64MMFR0_EL1.PARange")
+            found = (bits, "%s.PARange" % model.pa_bits_register)
     if found is None:
-        return ASSUMED_PA_BITS[arch], "assumed: the architectural maximum (the CPU did not say)"
+        return model.max_pa_bits, "assumed: the architectural maximum (the CPU did not say)"
     _pa_bits_cache[key] = found
     return found
 

@@ -37,11 +37,10 @@ import struct
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-from . import aarch64, x86_64
+from .isa import isa
 from .model import PAGE_SIZE_4K, read_table
 from .roots import REGISTRY_SYMBOL, read_root_table
 from .walker import canonical_arch, dump
-from .x86_facts import FRAME_MASK as X86_FRAME_MASK
 
 Symbol = Callable[[str], Optional[int]]
 
@@ -90,7 +89,7 @@ def table_frames(arch: str, read_phys, root: int, levels: int = 4) -> set[int]:
     """Every table frame of the tree under @p root (the root included): x86_64 follows present
     entries that are not huge pages, AArch64 table descriptors (bits 1:0 = 0b11) above the last
     level.  An unreadable table is left out (its children with it)."""
-    arch = canonical_arch(arch)
+    model = isa(arch)
     found = {root}
 
     def visit(table: int, level: int) -> None:
@@ -101,14 +100,9 @@ def table_frames(arch: str, read_phys, root: int, levels: int = 4) -> set[int]:
         except Exception:  # noqa: BLE001 - a table the reader cannot reach
             return
         for raw in entries:
-            if arch == x86_64.ARCH:
-                if not raw & x86_64.PTE_P or (level > 0 and raw & x86_64.PTE_PS):
-                    continue
-                child = raw & X86_FRAME_MASK
-            else:
-                if raw & 3 != 3:
-                    continue
-                child = raw & 0x0000_FFFF_FFFF_F000
+            if not model.is_table_entry(raw, level):
+                continue
+            child = raw & model.table_address_mask
             if child not in found:
                 found.add(child)
                 visit(child, level + 1)
@@ -130,11 +124,11 @@ def user_pages(arch: str, read_phys, root: int, regs: Optional[dict] = None,
                pa_bits: Optional[int] = None, held_mask: int = 0) -> list[UserPage]:
     """Every 4 KiB user page the tree under @p root maps (AArch64: the TTBR0 tree alone); with
     @p held_mask (the kernel's held_entry_bit fact) the held ones too (held=True)."""
-    arch = canonical_arch(arch)
-    if arch == aarch64.ARCH:
-        tree = (root, None)
-    else:
+    model = isa(arch)
+    if model.one_root:      # the process's root holds the kernel half too: its lower half alone
         tree, read_phys = root, lower_half(read_phys, root)
+    else:                   # the process's TTBR0 tree alone
+        tree = (root, None)
     pages = []
     for run in dump(arch, read_phys, tree, regs or {}, user_only=True, pa_bits=pa_bits, held_mask=held_mask):
         for offset in range(0, run.size, PAGE_SIZE_4K):
@@ -268,7 +262,7 @@ def take_census(arch: str, read_phys, symbol: Symbol, regs: Optional[dict] = Non
         # A process's kernel half (x86_64) is the kernel's own tables, shared: counted once.
         # (AArch64: a process root is TTBR0's tree, all of it the process's.)
         own = lower_half(read_phys, known.root) \
-            if known.kind == "process" and arch == x86_64.ARCH else read_phys
+            if known.kind == "process" and isa(arch).one_root else read_phys
         tables = table_frames(arch, own, known.root)
         for pa in tables:
             table_owner.setdefault(pa // PAGE_SIZE_4K, known)

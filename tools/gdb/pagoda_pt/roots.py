@@ -22,9 +22,8 @@ import struct
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-from . import aarch64, x86_64
+from .isa import isa
 from .model import ENTRIES_PER_TABLE, PAGE_SIZE_4K, PhysReader, read_table
-from .walker import canonical_arch
 
 REGISTRY_SYMBOL = "pagoda_debug_roots"
 REGISTRY_MAGIC = b"PGROOTS\0"
@@ -33,8 +32,6 @@ _HEADER = struct.Struct("<8sIIIIQ")
 _SLOT = struct.Struct("<QII16s")
 MAX_SLOTS = 4096          # a bound on what a corrupted header can make us read
 KINDS = {1: "kernel", 2: "boot", 3: "process", 4: "other"}
-
-_ARCH_MODULES = {x86_64.ARCH: x86_64, aarch64.ARCH: aarch64}
 
 
 class RegistryError(ValueError):
@@ -114,7 +111,7 @@ def root_label(root: int, table: Optional[RootTable]) -> str:
 
 def address_problem(arch: str, address: int, pa_bits: int) -> Optional[str]:
     """Why @p address cannot be a physical address on this machine, or None."""
-    module = _ARCH_MODULES[canonical_arch(arch)]
+    module = isa(arch).format
     kva = module.kernel_va_in(address)
     if kva is not None:
         return "%#x is a kernel virtual address, not a physical one" % address
@@ -130,7 +127,7 @@ def root_problems(arch: str, read_phys: PhysReader, root: int, pa_bits: int) -> 
     why = address_problem(arch, root, pa_bits)
     if why:
         return [why]
-    module = _ARCH_MODULES[canonical_arch(arch)]
+    module = isa(arch).format
     try:
         entries = read_table(read_phys, root & ~(PAGE_SIZE_4K - 1))
     except Exception as err:  # noqa: BLE001 - any reader failure
@@ -207,10 +204,10 @@ def top_level(arch: str, read_phys: PhysReader, root: int, kernel_root: Optional
               pa_bits: Optional[int] = None) -> TopLevel:
     """Reads the top-level table at @p root (and the kernel root's, when given) and classifies
     each entry.  Raises whatever read_phys raises for the root itself."""
-    arch = canonical_arch(arch)
-    module = _ARCH_MODULES[arch]
+    model = isa(arch)
+    arch, module = model.name, model.format
     if pa_bits is None:
-        pa_bits = x86_64.DEFAULT_MAXPHYADDR if arch == x86_64.ARCH else aarch64.OA_BITS
+        pa_bits = model.max_pa_bits
     mask = ~(PAGE_SIZE_4K - 1)
     if kernel_root is not None and root & mask == kernel_root & mask:
         kernel_root = None             # the kernel root itself: nothing to compare with

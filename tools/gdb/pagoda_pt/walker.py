@@ -11,25 +11,15 @@ from __future__ import annotations
 
 from typing import Optional
 
-from . import aarch64, x86_64
+from .isa import ISAS, isa
 from .model import CHANGED, ONLY_A, ONLY_B, DiffRange, Perms, PhysReader, Run, Walk
 
-# Accepted spellings, including the names GDB's Architecture.name() reports.
-_ARCH_ALIASES = {
-    "x86_64": x86_64.ARCH, "x86-64": x86_64.ARCH, "amd64": x86_64.ARCH,
-    "i386:x86-64": x86_64.ARCH,
-    "aarch64": aarch64.ARCH, "arm64": aarch64.ARCH,
-}
-ARCHES = (x86_64.ARCH, aarch64.ARCH)
+ARCHES = tuple(ISAS)
 
 
 def canonical_arch(arch: str) -> str:
     """Map an architecture name or alias to 'x86_64' or 'aarch64'; ValueError otherwise."""
-    try:
-        return _ARCH_ALIASES[arch.lower()]
-    except (KeyError, AttributeError):
-        raise ValueError("unsupported architecture %r (expected one of %s)"
-                         % (arch, ", ".join(ARCHES))) from None
+    return isa(arch).name
 
 
 def _pa_bits(arch: str, pa_bits: Optional[int], maxphyaddr: Optional[int]) -> Optional[int]:
@@ -37,8 +27,8 @@ def _pa_bits(arch: str, pa_bits: Optional[int], maxphyaddr: Optional[int]) -> Op
         if pa_bits is not None and pa_bits != maxphyaddr:
             raise ValueError("pa_bits and maxphyaddr disagree")
         pa_bits = maxphyaddr
-    if arch == x86_64.ARCH and pa_bits is None:
-        return x86_64.DEFAULT_MAXPHYADDR
+    if pa_bits is None:
+        return isa(arch).default_pa_bits
     return pa_bits
 
 
@@ -58,9 +48,7 @@ def walk(arch: str, read_phys: PhysReader, root_pa, va: int, regs: Optional[dict
     pa_bits.  Raises only for a bad arch or width."""
     arch = canonical_arch(arch)
     pa_bits = _pa_bits(arch, pa_bits, maxphyaddr)
-    if arch == x86_64.ARCH:
-        return x86_64.walk(read_phys, root_pa, va, regs, pa_bits)
-    return aarch64.walk(read_phys, root_pa, va, regs, pa_bits)
+    return isa(arch).format.walk(read_phys, root_pa, va, regs, pa_bits)
 
 
 class RunBuilder:
@@ -134,10 +122,7 @@ def iter_runs(arch: str, read_phys: PhysReader, root_pa, regs: Optional[dict] = 
     arch = canonical_arch(arch)
     pa_bits = _pa_bits(arch, pa_bits, maxphyaddr)
     report = problems.append if problems is not None else None
-    if arch == x86_64.ARCH:
-        leaves = x86_64.leaves(read_phys, root_pa, regs, pa_bits, report, held_mask)
-    else:
-        leaves = aarch64.leaves(read_phys, root_pa, regs, report, pa_bits, held_mask)
+    leaves = isa(arch).leaves(read_phys, root_pa, regs, pa_bits, report, held_mask)
     cur = None   # [va_start, va_end, pa_start, pa_end, perms, size] of the run being built
     for va, pa, size, perms in leaves:
         if cur is not None and va == cur[1] and pa == cur[3] and size == cur[5] and \

@@ -1,8 +1,7 @@
 """The x86_64 facts every Python reader needs, once: the exception vectors and the physical-address
-mask. Readers: the debugger's fault-why (diagnose_x86_64.py), the frame census (frames.py), the
-grader's witness (grade/pagoda_grade/witness.py) and the fault-log witness
-(tools/pagoda_core/faultlog.py, which loads this file by path). The kernel's own copies, for its
-printed reports and its tables, are arch/x86_64/traps.cpp's names and
+mask. Readers: the ISA object (isa.py, which the grader's witness and the GDB commands ask), the
+debugger's fault-why (diagnose_x86_64.py) and the fault-log witness (tools/pagoda_core/faultlog.py).
+The kernel's own copies, for its printed reports and its tables, are arch/x86_64/traps.cpp's names and
 arch/x86_64/page_table_format.hpp's kAddressMask.
 
 Pure data: it imports nothing, so any side may load it. Reference: Intel SDM Vol. 3A, 4.5 and

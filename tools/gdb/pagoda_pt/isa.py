@@ -1,0 +1,215 @@
+"""One object per ISA for every Python reader of Pagoda: the GDB commands, the fault-log witness
+(pagoda_core/faultlog.py), QEMU's launcher and the grader's ArchModel (witness.ARCHES) ask it
+instead of comparing ISA names.
+
+    isa("x86_64")            -> Isa     (also GDB's spellings: "i386:x86-64", "aarch64", ...)
+    ISAS                     -> {name: Isa}
+
+An Isa holds what differs between the ISAs as data or as small pure rules: register names (as
+the gdbstub spells them), the root registers and the mask of the table address in each, the
+page-table format module the walker uses, the fault rules (what an error code or syndrome says),
+the exception names, and how the physical address width is learnt. ISA names are compared only
+here, where a name becomes its object (tools/pagoda/layers.py checks that).
+
+The constants come from the ISA's facts modules (x86_facts.py, the formats x86_64.py and
+aarch64.py), which tools/tests check against what the kernel exports (its PAGODA_FACT notes).
+Pure data: nothing here imports gdb, so GDB, the grader and the CLI can all load it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+from . import aarch64, x86_64, x86_facts
+from .regs import paging_mode
+
+
+# ---- x86_64's rules -----------------------------------------------------------------------------
+
+def _x86_access(error):
+    """(present, write, fetch) of a #PF error code: bits P, W/R and I/D."""
+    return bool(error & 1), bool(error & 2), bool(error & 16)
+
+
+def _x86_page_fault(event):
+    return event.vector == x86_facts.PAGE_FAULT and event.address is not None
+
+
+def _x86_permission_fault(error):
+    """True when a #PF hit a present page (P set): a protection fault, not a missing mapping."""
+    return bool(error & 1)
+
+
+def _x86_table_entry(entry, level):
+    """A present entry above the leaf level that is no 1 GiB or 2 MiB page (PS, bit 7, at levels
+    1 and 2 counted from the root)."""
+    return bool(entry & x86_64.PTE_P) and not (level in (1, 2) and entry & x86_64.PTE_PS)
+
+
+def _x86_fetch_lost(event):
+    """A #PF in ring 0 fetching the very instruction it faulted at: the kernel could not fetch its
+    own next instruction (the root it had just loaded does not map its code)."""
+    return event.vector == x86_facts.PAGE_FAULT and event.privilege == 0 and event.error is not None and \
+        event.error & 0x11 == 0x10 and event.address == event.pc
+
+
+def _x86_paging_off(regs):
+    mode = paging_mode(regs["cr0"], regs["cr4"], regs["efer"])
+    if mode == "disabled":
+        return ("paging is off (CR0.PG=0): addresses are physical, there are no tables to "
+                "walk yet (pass --root PA to read tables the kernel is building)")
+    if mode != "4-level":
+        return "the CPU uses %s paging; these helpers read 4-level (long mode) tables only" % mode
+    return None
+
+
+# ---- AArch64's rules ----------------------------------------------------------------------------
+
+def _esr_class(error):
+    return (error >> 26) & 0x3F
+
+
+def _aarch64_access(error):
+    """(present, write, fetch) of an abort's ESR: an instruction abort fetched; a data abort wrote
+    when WnR is set and it was no cache maintenance (CM); a leaf was there when the fault status
+    is an access flag or permission fault."""
+    ec = _esr_class(error)
+    present = (error & 0x3F) >> 2 in (2, 3)
+    return present, ec in (0x24, 0x25) and bool(error & (1 << 6)) and not error & (1 << 8), ec in (0x20, 0x21)
+
+
+def _aarch64_page_fault(event):
+    return event.address is not None and _esr_class(event.error or 0) in (0x20, 0x21, 0x24, 0x25)
+
+
+def _aarch64_permission_fault(error):
+    """True when the abort's fault status type (ISS bits 5:2) is a permission fault."""
+    return (error & 0x3F) >> 2 == 0b0011
+
+
+def _aarch64_table_entry(entry, level):
+    return entry & 3 == 3   # a table descriptor (0b01 is a block)
+
+
+def _aarch64_paging_off(regs):
+    sctlr = regs.get("sctlr_el1")
+    if sctlr is not None and not sctlr & 1:
+        return ("the MMU is off (SCTLR_EL1.M=0): addresses are physical (pass --root PA to "
+                "read tables the kernel is building)")
+    return None
+
+
+def _aarch64_leaves(read_phys, root_pa, regs, pa_bits, problem, held_mask):
+    return aarch64.leaves(read_phys, root_pa, regs, problem, pa_bits, held_mask)
+
+
+def _never(*_):
+    return False
+
+
+# ---- The objects --------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Isa:
+    name: str
+    aliases: tuple                 # other spellings (GDB's Architecture.name() among them)
+    format: object                 # the page-table format module the walker uses
+    leaves: Callable               # (read_phys, root, regs, pa_bits, problem, held_mask) -> (va, pa, size, perms)...
+    pc: str                        # gdbstub register names
+    sp: str
+    translation: tuple             # registers the page-table walker needs (lower case)
+    lower_root: str                # the register whose root translates the lower half
+    upper_root: str                # ... and the kernel half (the same one on x86_64)
+    root_masks: tuple              # (register, mask of the table's physical address in it) per root register
+    table_address_mask: int        # the next table's physical address in a table entry
+    lower_root_label: str          # the lower root's register as a sentence names it
+    lower_half_label: str          # ... and the range of addresses it translates
+    max_pa_bits: int               # the architectural maximum physical address width
+    default_pa_bits: Optional[int]  # what the walker assumes when it is not told (None: the tables say)
+    phys_bits_from_qemu: bool      # QEMU's CPU object has a phys-bits property to ask
+    pa_bits_register: Optional[str]  # ... else the ID register that says, decoded by pa_bits_decode
+    pa_bits_decode: Optional[Callable]
+    registers_from: str            # where a halted guest's translation registers are read: QEMU's
+                                   # 'monitor' ('info registers' shows CR3) or its 'gdbstub'
+    system_registers: tuple        # the translation registers as GDB spells them
+    required_registers: tuple      # ... those a walk cannot do without
+    register_aliases: tuple        # (name, older gdbstub name) pairs
+    exceptions: Optional[dict]     # vector -> (mnemonic, name), when the log numbers architectural vectors
+    gva2gpa_masked_by: Optional[tuple]  # (register, bit) that QEMU's gva2gpa honours (PAN): lift it to ask
+    vector_entry_bytes: Optional[int]  # an exception vector entry's size, when the log says where it went
+    root_writes: Optional[dict]    # instruction word -> root register it writes (bits 4:0 the source)
+    gdb_faults: str                # pagoda_gdb's fault-why fact gatherer (module name)
+    access: Callable               # error code or syndrome -> (present, write, fetch)
+    is_page_fault: Callable        # faultlog event -> True for a translation or permission fault
+    is_permission_fault: Callable  # error code or syndrome -> True when the page was there
+    is_table_entry: Callable       # (entry, level from the root) -> True when it points to a table
+    kernel_fetch_lost: Callable    # faultlog event -> True when the kernel could not fetch its next instruction
+    paging_off: Callable           # {translation register: value} -> None, or why nothing is walkable
+
+    def __reduce__(self):
+        # One object per ISA, also through pickle and copy (a module, its format, does not pickle).
+        return isa, (self.name,)
+
+    @property
+    def one_root(self):
+        """True when one root translates both halves (x86_64's CR3; AArch64 has TTBR0 and TTBR1):
+        then a process's root holds the kernel half too."""
+        return self.lower_root == self.upper_root
+
+    def root_of(self, regs, register=None):
+        """The physical table address in root register @p register (the lower root by default)
+        of @p regs (lower-case names; 0 when it is missing)."""
+        register = register or self.lower_root
+        return regs.get(register, 0) & dict(self.root_masks)[register]
+
+
+X86_64 = Isa(
+    name="x86_64", aliases=("x86-64", "amd64", "i386:x86-64"), format=x86_64, leaves=x86_64.leaves,
+    pc="rip", sp="rsp", translation=("cr0", "cr3", "cr4", "efer"),
+    lower_root="cr3", upper_root="cr3", root_masks=(("cr3", x86_facts.FRAME_MASK),),
+    table_address_mask=x86_facts.FRAME_MASK,
+    lower_root_label="CR3", lower_half_label="the lower half",
+    max_pa_bits=x86_64.DEFAULT_MAXPHYADDR, default_pa_bits=x86_64.DEFAULT_MAXPHYADDR,
+    phys_bits_from_qemu=True, pa_bits_register=None, pa_bits_decode=None,
+    registers_from="monitor", system_registers=("cr0", "cr2", "cr3", "cr4", "efer"),
+    required_registers=("cr0", "cr3", "cr4", "efer"), register_aliases=(),
+    exceptions=x86_facts.EXCEPTIONS, gva2gpa_masked_by=None, vector_entry_bytes=None, root_writes=None,
+    gdb_faults="faults_x86_64",
+    access=_x86_access, is_page_fault=_x86_page_fault, is_permission_fault=_x86_permission_fault,
+    is_table_entry=_x86_table_entry, kernel_fetch_lost=_x86_fetch_lost, paging_off=_x86_paging_off)
+
+AARCH64 = Isa(
+    name="aarch64", aliases=("arm64",), format=aarch64, leaves=_aarch64_leaves,
+    pc="pc", sp="sp", translation=("ttbr0_el1", "ttbr1_el1", "tcr_el1", "sctlr_el1", "mair_el1"),
+    lower_root="ttbr0_el1", upper_root="ttbr1_el1",
+    # BADDR (bits 47:1; bit 0 is CnP) of a 48-bit output address.
+    root_masks=(("ttbr0_el1", 0x0000_FFFF_FFFF_FFFE), ("ttbr1_el1", 0x0000_FFFF_FFFF_FFFE)),
+    table_address_mask=0x0000_FFFF_FFFF_F000,
+    lower_root_label="TTBR0", lower_half_label="TTBR0's range",
+    max_pa_bits=aarch64.OA_BITS, default_pa_bits=None,
+    phys_bits_from_qemu=False, pa_bits_register="ID_AA64MMFR0_EL1", pa_bits_decode=aarch64.pa_bits_from_mmfr0,
+    registers_from="gdbstub", system_registers=("TTBR0_EL1", "TTBR1_EL1", "TCR_EL1", "MAIR_EL1", "SCTLR_EL1"),
+    required_registers=("TTBR0_EL1", "TTBR1_EL1", "TCR_EL1"),
+    register_aliases=(("SCTLR_EL1", "SCTLR"),),        # QEMU 7.2's gdbstub calls it SCTLR (measured)
+    exceptions=None,                                   # the log numbers QEMU's EXCP_* codes (faultlog.py)
+    gva2gpa_masked_by=("cpsr", 1 << 22),               # PSTATE.PAN, as the gdbstub's CPSR shows it
+    vector_entry_bytes=0x80,                           # 32 instructions
+    # MSR TTBR0_EL1, Xt and MSR TTBR1_EL1, Xt (op0 3, op1 0, CRn 2, CRm 0, op2 0 or 1).
+    root_writes={0xD5182000: "TTBR0_EL1", 0xD5182020: "TTBR1_EL1"},
+    gdb_faults="faults_aarch64",
+    access=_aarch64_access, is_page_fault=_aarch64_page_fault, is_permission_fault=_aarch64_permission_fault,
+    is_table_entry=_aarch64_table_entry, kernel_fetch_lost=_never, paging_off=_aarch64_paging_off)
+
+ISAS = {i.name: i for i in (X86_64, AARCH64)}
+_BY_SPELLING = {spelling: i for i in ISAS.values() for spelling in (i.name, *i.aliases)}
+
+
+def isa(name):
+    """The Isa called @p name (any spelling in its aliases, any case); ValueError otherwise."""
+    if isinstance(name, Isa):
+        return name
+    try:
+        return _BY_SPELLING[name.lower()]
+    except (KeyError, AttributeError):
+        raise ValueError("unsupported architecture %r (expected one of %s)"
+                         % (name, ", ".join(ISAS))) from None

@@ -1,0 +1,81 @@
+"""Configuring the generated lab trees (`labs check`, `labs mutants`) so that a source file the
+trees share is compiled once.
+
+The seven lab trees and the reference tree under build/labs-check differ from each other only in
+the files that hold lab regions; every other file (the user programs, most of the kernel) is the
+same text in each. When ccache is installed (./pagoda setup installs it), each tree's build runs
+the compilers through it, with one cache for all trees, build/labs-check/ccache:
+
+- base_dir is the tree itself, so ccache hashes the paths under the tree relative to the build
+  directory (`../../kernel/mm/vm.cpp`) and the same file in two trees has the same key;
+- hash_dir is off, so the build directory's own path is not part of the key either. An object
+  reused from another tree names that tree's directory as its DWARF compilation directory:
+  the file names under it are the same, and the grader's symbolizer keeps only the part from
+  kernel/ or arch/ on;
+- ccache hands the compiler those relative paths, so the trees add `-fmacro-prefix-map=../../=`:
+  __FILE__ in a panic or a Result is `kernel/mm/vm.cpp`, as in a tree built without ccache.
+
+A hit needs the same compiler, the same flags and the same bytes in the source and in every
+header it includes (ccache's direct mode hashes them all; the preprocessor mode, its fallback,
+hashes the preprocessed text), so a reused object is the object the compiler would have made.
+`labs check --clean` deletes build/labs-check, the cache with it: a full rebuild. Without ccache
+the trees build as before, each in full.
+
+The settings are part of each tree's CMake cache (the launcher is `env CCACHE_...=... ccache`),
+so a build started by hand in a tree uses the same cache.
+"""
+import os
+import re
+import shutil
+
+CACHE_DIR = "ccache"
+LANGUAGES = ("C", "CXX")     # CMake has no launcher for ASM; the few .S files compile each time
+# Ninja runs every compiler from build/<arch>, two levels below the tree.
+RELATIVE_PREFIX_MAP = "-fmacro-prefix-map=../../="
+
+
+def cache_dir(tree):
+    """The shared object cache of the trees beside @p tree (build/labs-check/ccache)."""
+    return os.path.join(os.path.dirname(os.path.abspath(tree)), CACHE_DIR)
+
+
+def launcher(tree):
+    """The compiler launcher (a CMake list) for @p tree, or "" when ccache is not installed."""
+    ccache = shutil.which("ccache")
+    if ccache is None:
+        return ""
+    return ";".join([shutil.which("env") or "/usr/bin/env",
+                     f"CCACHE_DIR={cache_dir(tree)}",
+                     f"CCACHE_BASEDIR={os.path.abspath(tree)}",
+                     "CCACHE_NOHASHDIR=1",
+                     ccache])
+
+
+def settings(tree):
+    """The CMake cache entries @p tree's builds need: the launcher, and (with it) a macro prefix map
+    for the relative paths ccache hands the compiler, so that __FILE__ stays `kernel/...` as in
+    a tree built without ccache (the project's own map covers only the absolute path)."""
+    wrap = launcher(tree)
+    flags = RELATIVE_PREFIX_MAP if wrap else ""
+    return {**{f"CMAKE_{lang}_COMPILER_LAUNCHER": wrap for lang in LANGUAGES},
+            **{f"CMAKE_{lang}_FLAGS": flags for lang in LANGUAGES}}
+
+
+def _cached(cache_file):
+    """{entry: value} of a CMakeCache.txt, or None without the file."""
+    try:
+        with open(cache_file, errors="replace") as f:
+            text = f.read()
+    except OSError:
+        return None
+    return dict(re.findall(r"^([A-Za-z_][A-Za-z0-9_]*):[A-Z]+=(.*)$", text, re.MULTILINE))
+
+
+def configure_argv(tree, arch):
+    """The cmake command that configures @p tree's @p arch build, or None when its cache is
+    already configured that way (through ccache when it is installed, else without it)."""
+    wanted = settings(tree)
+    cached = _cached(os.path.join(tree, "build", arch, "CMakeCache.txt"))
+    if cached is not None and all(cached.get(k, "") == v for k, v in wanted.items()):
+        return None
+    return ["cmake", "--preset", arch] + [f"-D{k}={v}" for k, v in wanted.items()]
