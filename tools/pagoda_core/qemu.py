@@ -3,8 +3,8 @@
 The machine choices are measured and explained in docs/boot.md: on x86_64, microvm boots a PVH
 kernel the fastest of the x86 machines here (no PCI enumeration, no legacy firmware), and still
 has the ISA devices the kernel uses (COM1, PIT, LAPIC, isa-debug-exit); on AArch64, virt with a
-Cortex-A76 (ARMv8.2: it has PAN, the A57 does not), or `max` on a QEMU older than 7.1 that has
-no A76 (cpu_model()), and semihosting for the exit status.
+Cortex-A76 (ARMv8.2: it has PAN, the A57 does not), or `max` on a QEMU that has
+no A76, such as 6.2 (cpu_model()), and semihosting for the exit status.
 """
 import argparse
 import ctypes
@@ -62,9 +62,9 @@ MACHINES = {
     "aarch64": Machine(
         binary="qemu-system-aarch64",
         # The CPU: a Cortex-A76 (ARMv8.2), a real core with a fixed feature set that has PAN
-        # (ARMv8.1), which the kernel turns on. QEMU has it from 7.1 on; QEMU 6.2 (Ubuntu 22.04,
+        # (ARMv8.1), which the kernel turns on. QEMU 7.2 has it; QEMU 6.2 (Ubuntu 22.04,
         # Gradescope's image) has only the ARMv8.0 cores without PAN (a53, a57, a72), the A64FX
-        # (SVE always on) and `max`, which has PAN too. docs/boot.md says what `max` adds.
+        # (with SVE) and `max`, which has PAN too. docs/boot.md says what `max` adds.
         args=("-M", "virt", "-semihosting-config", "enable=on,target=native"),
         cpu_models=("cortex-a76", "max"),
         ram_base=0x4000_0000,
