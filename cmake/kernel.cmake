@@ -18,14 +18,14 @@ set(PAGODA_KERNEL_PURE_SOURCES
   ${CMAKE_SOURCE_DIR}/kernel/core/cmdline.cpp
   ${CMAKE_SOURCE_DIR}/kernel/core/lab.cpp
   ${CMAKE_SOURCE_DIR}/kernel/boot/memmap.cpp
-  ${CMAKE_SOURCE_DIR}/kernel/mm/frame_allocator.cpp
-  ${CMAKE_SOURCE_DIR}/kernel/mm/walk.cpp
-  ${CMAKE_SOURCE_DIR}/kernel/mm/address_space.cpp
-  ${CMAKE_SOURCE_DIR}/kernel/mm/critical_ranges.cpp
-  ${CMAKE_SOURCE_DIR}/kernel/mm/debug_roots.cpp
-  ${CMAKE_SOURCE_DIR}/kernel/mm/temp_map.cpp
-  ${CMAKE_SOURCE_DIR}/kernel/mm/vma.cpp
-  ${CMAKE_SOURCE_DIR}/kernel/mm/user_regions.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/mm/phys/frame_allocator.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/mm/pt/walk.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/mm/space/address_space.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/mm/space/critical_ranges.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/mm/space/debug_roots.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/mm/window/temp_map.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/mm/space/vma.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/mm/space/user_regions.cpp
   ${CMAKE_SOURCE_DIR}/kernel/proc/elf.cpp)
 
 # The arch-independent kernel sources, for every arch's kernel target.
@@ -38,7 +38,10 @@ set(PAGODA_KERNEL_GENERIC_SOURCES
   ${CMAKE_SOURCE_DIR}/kernel/core/console.cpp
   ${CMAKE_SOURCE_DIR}/kernel/lib/string.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/vm.cpp
-  ${CMAKE_SOURCE_DIR}/kernel/mm/facts.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/mm/window.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/mm/frames.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/mm/fault.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/mm/base/facts.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/heap.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/vm_selftest.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/temp_map_selftest.cpp

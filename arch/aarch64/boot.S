@@ -13,7 +13,7 @@
  *        TTBR0: identity of [0, 4 GiB): [0, 1 GiB) device memory, RAM normal memory, so the
  *               next instructions keep running and C++ reaches the DTB and the devices;
  *        TTBR1: RAM [1 GiB, 4 GiB) at 0xffff800000000000, the kernel's physical window
- *               (kernel/mm/layout.hpp), through which the start code reads the device tree;
+ *               (kernel/mm/base/layout.hpp), through which the start code reads the device tree;
  *               [0, 1 GiB) as device memory at 0xffffc00000000000 (kMmioBase + physical:
  *               vm::device_ptr, the PL011 and the GIC); and [1 GiB, 3 GiB) at
  *               0xffffffff80000000, where the kernel is linked (kernel.ld: VMA = LMA +

@@ -1,5 +1,5 @@
-// What an AArch64 CPU needs mapped the instant after a TTBR is loaded (mm/mmu.hpp,
-// mm/critical_ranges.hpp), as of now, most telling first:
+// What an AArch64 CPU needs mapped the instant after a TTBR is loaded (mm/space/mmu.hpp,
+// mm/space/critical_ranges.hpp), as of now, most telling first:
 //
 //   the running stack          the whole stack SP is on when the kernel knows it (boot_stack,
 //                              the entry stack, a process's kernel stack); else SP's page
@@ -18,8 +18,8 @@
 #include "arch/aarch64/mmu_hw.hpp"
 #include "arch/aarch64/cpu.hpp"
 #include "arch/aarch64/trap_frame.hpp"
-#include "mm/mmu.hpp"
-#include "mm/page.hpp"
+#include "mm/space/mmu.hpp"
+#include "mm/base/page.hpp"
 #include "proc/arch.hpp"
 #include "proc/kernel_stack.hpp"
 

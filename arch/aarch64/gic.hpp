@@ -3,7 +3,7 @@
 #pragma once
 
 #include "arch/aarch64/traps.hpp"
-#include "mm/addr.hpp"
+#include "mm/base/addr.hpp"
 
 namespace pagoda::aarch64 {
 

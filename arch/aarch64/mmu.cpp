@@ -1,5 +1,5 @@
 // AArch64 MMU control: the TTBRs, SCTLR_EL1.WXN and TLBI (the aarch64::hw seam of mmu_hw.hpp),
-// the live roots, and what the boot stub leaves behind (mm/mmu.hpp).
+// the live roots, and what the boot stub leaves behind (mm/space/mmu.hpp).
 //
 //   TTBR0_EL1 / TTBR1_EL1                      SCTLR_EL1 (bits Pagoda sets)
 //   63     48 47                       1  0    0 M    MMU on          12 I   instruction cache
@@ -14,7 +14,7 @@
 #include "arch/aarch64/platform.hpp"
 #include "arch_impl/layout.hpp"
 #include "arch_impl/page_table_format.hpp"
-#include "mm/mmu.hpp"
+#include "mm/space/mmu.hpp"
 
 extern "C" char boot_tables_start[], boot_tables_end[], boot_entry_stack_bottom[], boot_entry_stack_top[];
 

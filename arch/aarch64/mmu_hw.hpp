@@ -6,7 +6,7 @@
 /// (arch/aarch64/address_space.cpp) runs on the build machine unchanged.
 #pragma once
 
-#include "mm/addr.hpp"
+#include "mm/base/addr.hpp"
 
 namespace pagoda::aarch64::hw {
 

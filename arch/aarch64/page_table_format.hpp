@@ -2,7 +2,7 @@
 /// @brief The AArch64 stage-1 translation format (4 KiB granule, 48-bit VA, four levels): the
 /// only place that knows AArch64 descriptor bits.
 ///
-/// Generic code (kernel/mm/page_table.hpp, cursor.hpp) walks "levels" 0..3 and asks this format
+/// Generic code (kernel/mm/pt/page_table.hpp, cursor.hpp) walks "levels" 0..3 and asks this format
 /// for the index of a virtual address at a level and for the meaning of an entry; it never
 /// touches a bit itself. The kernel reaches it as arch::PageTableFormat through the seam header
 /// arch_impl/page_table_format.hpp; host tests name aarch64::PageTableFormat directly, so that
@@ -68,9 +68,9 @@
 
 #include "arch/aarch64/page_defs.h"
 #include "lib/format.hpp"
-#include "mm/addr.hpp"
-#include "mm/perms.hpp"
-#include "mm/radix_geometry.hpp"
+#include "mm/base/addr.hpp"
+#include "mm/base/perms.hpp"
+#include "mm/pt/radix_geometry.hpp"
 
 namespace pagoda::aarch64 {
 

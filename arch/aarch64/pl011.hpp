@@ -3,7 +3,7 @@
 #pragma once
 
 #include "lib/string_view.hpp"
-#include "mm/addr.hpp"
+#include "mm/base/addr.hpp"
 
 namespace pagoda::aarch64 {
 

@@ -10,7 +10,7 @@
 #include "core/arch.hpp"
 #include "core/frame_records.hpp"
 #include "core/panic.hpp"
-#include "mm/layout.hpp"
+#include "mm/base/layout.hpp"
 #include "mm/vm.hpp"
 
 extern "C" char boot_stack_bottom[], boot_stack_top[], boot_entry_stack_bottom[], boot_entry_stack_top[],

@@ -12,7 +12,7 @@
  *   3. builds a temporary root with 2 MiB pages that maps physical [0, 4 GiB) four times:
  *        PML4[0]   -> boot_pdpt      identity, so the next instructions and the entry stack
  *                                    keep working;
- *        PML4[256] -> boot_pdpt      the kernel's physical window (kernel/mm/layout.hpp): the
+ *        PML4[256] -> boot_pdpt      the kernel's physical window (kernel/mm/base/layout.hpp): the
  *                                    start code reads the PVH start_info through it;
  *        PML4[384] -> boot_pdpt      the device area, kMmioBase + physical (vm::device_ptr);
  *        PML4[511] -> boot_pdpt_high PDPT[510..511]: [0, 2 GiB) at 0xffffffff80000000, where

@@ -1,5 +1,5 @@
-// What an x86_64 CPU needs mapped the instant after CR3 is loaded (mm/mmu.hpp,
-// mm/critical_ranges.hpp), as of now, most telling first:
+// What an x86_64 CPU needs mapped the instant after CR3 is loaded (mm/space/mmu.hpp,
+// mm/space/critical_ranges.hpp), as of now, most telling first:
 //
 //   the running stack          the whole stack RSP is on when the kernel knows it (the boot
 //                              stack, an IST stack, a process's kernel stack); else RSP's
@@ -19,8 +19,8 @@
 // exception into a double fault and then a triple fault.
 #include "arch/x86_64/gdt.hpp"
 #include "arch/x86_64/mmu_hw.hpp"
-#include "mm/mmu.hpp"
-#include "mm/page.hpp"
+#include "mm/space/mmu.hpp"
+#include "mm/base/page.hpp"
 #include "proc/kernel_stack.hpp"
 
 extern "C" char __text_start[], __text_end[], x86_vector_stubs[], x86_trap_entry_end[];

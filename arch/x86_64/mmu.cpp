@@ -1,11 +1,11 @@
 // x86_64 MMU control: CR3, INVLPG, CR4.PGE (the x86::hw seam of mmu_hw.hpp), the live root,
-// and what the boot stub leaves behind (mm/mmu.hpp).
+// and what the boot stub leaves behind (mm/space/mmu.hpp).
 #include "arch/x86_64/boot_defs.h"
 #include "arch/x86_64/cpu.hpp"
 #include "arch/x86_64/mmu_hw.hpp"
 #include "arch_impl/layout.hpp"
 #include "arch_impl/page_table_format.hpp"
-#include "mm/mmu.hpp"
+#include "mm/space/mmu.hpp"
 
 extern "C" char boot_tables_start[], boot_tables_end[], boot_entry_stack_bottom[], boot_entry_stack_top[];
 

@@ -6,7 +6,7 @@
 /// (arch/x86_64/address_space.cpp) runs on the build machine unchanged.
 #pragma once
 
-#include "mm/addr.hpp"
+#include "mm/base/addr.hpp"
 
 namespace pagoda::x86::hw {
 

@@ -1,7 +1,7 @@
 /// @file page_table_format.hpp
 /// @brief The x86_64 4-level page-table format: the only place that knows x86 PTE bits.
 ///
-/// Generic code (kernel/mm/page_table.hpp, cursor.hpp) walks "levels" 0..3 and asks this format
+/// Generic code (kernel/mm/pt/page_table.hpp, cursor.hpp) walks "levels" 0..3 and asks this format
 /// for the index of a virtual address at a level and for the meaning of an entry; it never
 /// touches a bit itself. The kernel reaches it as arch::PageTableFormat through the seam header
 /// arch_impl/page_table_format.hpp; host tests name x86::PageTableFormat directly, so that one
@@ -46,9 +46,9 @@
 #include "arch/x86_64/page_defs.h"
 #include "core/panic.hpp"
 #include "lib/format.hpp"
-#include "mm/addr.hpp"
-#include "mm/perms.hpp"
-#include "mm/radix_geometry.hpp"
+#include "mm/base/addr.hpp"
+#include "mm/base/perms.hpp"
+#include "mm/pt/radix_geometry.hpp"
 
 namespace pagoda::x86 {
 

@@ -11,7 +11,7 @@
 #include "core/panic.hpp"
 #include "core/runtime.hpp"
 #include "lib/types.hpp"
-#include "mm/layout.hpp"
+#include "mm/base/layout.hpp"
 
 namespace pagoda::x86 {
 namespace {

@@ -3,7 +3,7 @@
 #pragma once
 
 #include "arch/x86_64/trap_frame.hpp"
-#include "mm/perms.hpp"
+#include "mm/base/perms.hpp"
 
 namespace pagoda::x86 {
 

@@ -1,7 +1,7 @@
 """Paging bugs under the grader's harness (build/x86_64/kernel-fixtures.elf: the kernel plus the
 deliberately broken self-tests of arch/x86_64/fixtures/paging_bugs.cpp).
 
-- The kernel's pre-switch check (AddressSpace::activate, mm/critical_ranges.hpp) refuses a root
+- The kernel's pre-switch check (AddressSpace::activate, mm/space/critical_ranges.hpp) refuses a root
   that would kill the CPU and names the cause in its panic, before the switch: the machine
   takes no exception at all. With vm_check=off the same bugs die the raw way (what fault-why
   explains: tools/gdb/tests/test_gdb_fixtures.py).

@@ -12,7 +12,7 @@ they saw, never from what the kernel printed.
     fork_view(...) / fork_problems(...)  one fork, seen at its return and at a later moment
     leak_story(...)                      whose frames a leak is made of, and why
 
-Layouts come from the kernel's facts (process_*, vma_*: kernel/proc/process.cpp, mm/vma.cpp).
+Layouts come from the kernel's facts (process_*, vma_*: kernel/proc/process.cpp, mm/space/vma.cpp).
 """
 import hashlib
 import struct

@@ -4,7 +4,7 @@ programs, seen from outside the kernel.
 What the kernel says about its processes ("proc 1 (hello): started; root 0x...") is read only
 to label what the grader sees: the roots come from the CPU (CR3 / TTBR0 at the stops the grader
 picks: a context switch, a system call from user mode, a checkpoint) and from the registry the
-kernel publishes (kernel/mm/debug_roots.hpp), and every one is walked in guest RAM by the
+kernel publishes (kernel/mm/space/debug_roots.hpp), and every one is walked in guest RAM by the
 grader itself. The kernel stacks come from the stack pointers the CPU holds at those stops;
 where each lies in the kStackBase area comes from the layout facts the kernel exports.
 

@@ -28,7 +28,7 @@ VMA_FIELDS = ("start", "end", "read", "write", "execute", "kind", "flags", "offs
 
 @dataclass(frozen=True)
 class Vma:
-    """One VMA as the kernel holds it (kernel/mm/vma.hpp); what a caller does not give is an
+    """One VMA as the kernel holds it (kernel/mm/space/vma.hpp); what a caller does not give is an
     anonymous region's."""
     start: int
     end: int

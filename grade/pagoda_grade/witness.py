@@ -363,7 +363,7 @@ def usable_ram(kernel, arch, memory_size):
 # ---- The kernel's layout -----------------------------------------------------------------------
 
 def layout_value(kernel, key):
-    """A layout constant of the kernel (kernel/mm/layout.hpp), read from the fact it exports as
+    """A layout constant of the kernel (kernel/mm/base/layout.hpp), read from the fact it exports as
     an ELF symbol (symbols.fact): the grader keeps no copy of the layout."""
     return symbols.fact(kernel, key)
 

@@ -12,8 +12,8 @@
 
 #include "lib/result.hpp"
 #include "lib/types.hpp"
-#include "mm/addr.hpp"
-#include "mm/page.hpp"
+#include "mm/base/addr.hpp"
+#include "mm/base/page.hpp"
 
 namespace pagoda {
 

@@ -5,7 +5,7 @@
 /// them (x86_64 and AArch64). Nothing ISA-specific crosses this line: no register
 /// names, no port numbers, no table layouts. The memory manager's part of the seam is
 /// narrower and separate: the page-table format (arch_impl/page_table_format.hpp), address
-/// spaces (arch_impl/address_space.hpp), the layout (arch_impl/layout.hpp) and mm/mmu.hpp.
+/// spaces (arch_impl/address_space.hpp), the layout (arch_impl/layout.hpp) and mm/space/mmu.hpp.
 #pragma once
 
 #include "lib/string_view.hpp"

@@ -4,7 +4,7 @@
 #include "core/cmdline.hpp"
 #include "core/panic.hpp"
 #include "lib/proof.hpp"
-#include "mm/page.hpp"
+#include "mm/base/page.hpp"
 
 // The table the linker builds from every PAGODA_SELFTEST (see the linker script).
 extern "C" const pagoda::SelfTest __start_pagoda_selftests[];

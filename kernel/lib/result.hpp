@@ -12,7 +12,7 @@
 /// An Error records the source file and line where it was first made (through clang's
 /// __builtin_FILE()/__builtin_LINE() as default arguments, evaluated where the error is
 /// written), and TRY passes it up unchanged, so a panic far away still says where the failure
-/// began: "no memory (made at kernel/mm/cursor.hpp:212)".
+/// began: "no memory (made at kernel/mm/pt/cursor.hpp:212)".
 ///
 /// Asking a Result for what it does not hold (value() of an error, error() of a success) is a
 /// bug and stops at once: result_misuse() panics in the kernel and throws in host tests.
@@ -74,7 +74,7 @@ struct Error {
 
   friend constexpr bool operator==(const Error& e, ErrorCode c) { return e.code == c; }
 
-  /// Prints e.g. "no memory (made at kernel/mm/cursor.hpp:212)", with ": <message>" after the
+  /// Prints e.g. "no memory (made at kernel/mm/pt/cursor.hpp:212)", with ": <message>" after the
   /// name when there is one.
   void format(FormatSink& sink) const {
     format_to(sink, "{}", error_name(code));

@@ -1,7 +1,7 @@
 #include "mm/heap_allocator.hpp"
 
 #include "mm/heap.hpp"
-#include "mm/page.hpp"
+#include "mm/base/page.hpp"
 
 namespace pagoda::heap {
 namespace {

@@ -4,9 +4,9 @@
 #pragma once
 
 #include "boot/bootinfo.hpp"
-#include "mm/address_space.hpp"
-#include "mm/frame_allocator.hpp"
-#include "mm/frame_refs.hpp"
+#include "mm/space/address_space.hpp"
+#include "mm/phys/frame_allocator.hpp"
+#include "mm/phys/frame_refs.hpp"
 
 namespace pagoda::vm {
 
@@ -48,7 +48,7 @@ AddressSpace* current_space();
 /// nullptr: the kernel's).
 void set_current_space(AddressSpace* space);
 
-/// @name The physical window (kernel/mm/layout.hpp)
+/// @name The physical window (kernel/mm/base/layout.hpp)
 /// The kernel reaches usable RAM in [kWindowPhysBase, reachable_limit()) at
 /// layout::kWindowBase + (physical - kWindowPhysBase); nothing else has a kernel-virtual
 /// address unless something maps it.
@@ -72,14 +72,14 @@ VirtAddr device_virt(PhysAddr pa);
 /// A pointer to device registers at @p pa, valid before and after the kernel's own tables.
 void* device_ptr(PhysAddr pa);
 /// Fills the frame at @p pa with zeros, wherever it lies: through the window below
-/// reachable_limit(), through a temporary mapping above it (mm/temp_map.hpp).
+/// reachable_limit(), through a temporary mapping above it (mm/window/temp_map.hpp).
 void zero_frame(PhysAddr pa);
 /// Copies the frame at @p from to the frame at @p to, wherever each lies.
 void copy_frame(PhysAddr to, PhysAddr from);
 /// Copies @p size bytes from @p src into the frame at @p pa at @p offset (within the frame),
 /// wherever the frame lies.
 void write_frame(PhysAddr pa, usize offset, const void* src, usize size);
-/// The reference counts of user frames (lab 6, mm/frame_refs.hpp).
+/// The reference counts of user frames (lab 6, mm/phys/frame_refs.hpp).
 FrameRefs& frame_refs();
 /// One mapping of the user frame @p frame is gone (an unmap): frees it when that was its last
 /// mapping (copy-on-write shares a frame between roots).

@@ -11,10 +11,10 @@
 #include "lib/proof.hpp"
 #include "lib/random.hpp"
 #include "mm/heap.hpp"
-#include "mm/layout.hpp"
-#include "mm/mmu.hpp"
+#include "mm/base/layout.hpp"
+#include "mm/space/mmu.hpp"
 #include "mm/vm.hpp"
-#include "mm/vmprint.hpp"
+#include "mm/pt/vmprint.hpp"
 
 namespace pagoda {
 namespace {
@@ -470,7 +470,7 @@ u64 activates_in(AddressSpace& space, u64 ticks) {
 
 }  // namespace
 
-/// The cost of the pre-switch check (mm/critical_ranges.hpp) for `./pagoda bench switch`:
+/// The cost of the pre-switch check (mm/space/critical_ranges.hpp) for `./pagoda bench switch`:
 /// reloads the kernel's root for `ticks=N` timer ticks (default 100) with the check on, then as
 /// long with it off, and prints how many reloads each managed and what the check walks.
 PAGODA_SELFTEST(vm_switch_cost) {

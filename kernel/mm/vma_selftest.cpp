@@ -6,9 +6,9 @@
 #include "lib/proof.hpp"
 #include "mm/heap.hpp"
 #include "mm/heap_allocator.hpp"
-#include "mm/page.hpp"
+#include "mm/base/page.hpp"
 #include "mm/vm.hpp"
-#include "mm/vma.hpp"
+#include "mm/space/vma.hpp"
 
 namespace pagoda {
 namespace {

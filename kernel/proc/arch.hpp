@@ -51,7 +51,7 @@
 #include "lib/format.hpp"
 #include "lib/result.hpp"
 #include "lib/types.hpp"
-#include "mm/perms.hpp"
+#include "mm/base/perms.hpp"
 
 namespace pagoda::arch {
 

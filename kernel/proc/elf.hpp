@@ -37,7 +37,7 @@
 
 #include "lib/format.hpp"
 #include "lib/types.hpp"
-#include "mm/perms.hpp"
+#include "mm/base/perms.hpp"
 
 namespace pagoda::elf {
 

@@ -3,7 +3,7 @@
 /// never mapped, mapped through the kernel's address space so that every root sees it.
 ///
 /// A process runs its kernel code (system calls, interrupts from user mode, the context switch)
-/// on a kernel stack of its own. The area starts at layout::kStackBase (kernel/mm/layout.hpp)
+/// on a kernel stack of its own. The area starts at layout::kStackBase (kernel/mm/base/layout.hpp)
 /// and is cut into slots of kKernelStackStride bytes; slot i is
 ///
 ///     kStackBase + i * stride                       + kKernelStackGuard           + stride
@@ -29,9 +29,9 @@
 #include "lib/format.hpp"
 #include "lib/result.hpp"
 #include "lib/types.hpp"
-#include "mm/addr.hpp"
-#include "mm/layout.hpp"
-#include "mm/page.hpp"
+#include "mm/base/addr.hpp"
+#include "mm/base/layout.hpp"
+#include "mm/base/page.hpp"
 
 namespace pagoda::proc {
 

@@ -3,7 +3,7 @@
 /// arguments, recorded as the regions (VMAs) of a process's address space.
 ///
 /// elf::parse_executable() (proc/elf.hpp) decides whether an image may run; load_program()
-/// records what it accepted in the space's UserRegions (mm/user_regions.hpp) *before* anything
+/// records what it accepted in the space's UserRegions (mm/space/user_regions.hpp) *before* anything
 /// is mapped, and maps nothing eagerly but the one page that must hold the arguments:
 ///
 ///     each load segment      an image region [page below vaddr, page above vaddr + memsz) with
@@ -37,8 +37,8 @@
 #include "arch_impl/user_space.hpp"
 #include "lib/result.hpp"
 #include "lib/string_view.hpp"
-#include "mm/address_space.hpp"
-#include "mm/user_regions.hpp"
+#include "mm/space/address_space.hpp"
+#include "mm/space/user_regions.hpp"
 #include "proc/arch.hpp"
 #include "proc/elf.hpp"
 

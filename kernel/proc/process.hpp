@@ -41,9 +41,9 @@
 #include "lib/placement.hpp"
 #include "lib/result.hpp"
 #include "lib/string_view.hpp"
-#include "mm/address_space.hpp"
-#include "mm/debug_roots.hpp"
-#include "mm/user_regions.hpp"
+#include "mm/space/address_space.hpp"
+#include "mm/space/debug_roots.hpp"
+#include "mm/space/user_regions.hpp"
 #include "proc/arch.hpp"
 #include "proc/kernel_stack.hpp"
 

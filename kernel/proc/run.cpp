@@ -7,7 +7,7 @@
 #include "lib/facts.hpp"
 #include "lib/string.hpp"
 #include "mm/heap.hpp"
-#include "mm/temp_map.hpp"
+#include "mm/window/temp_map.hpp"
 #include "mm/vm.hpp"
 #include "proc/arch.hpp"
 #include "proc/kernel_stack.hpp"
@@ -269,7 +269,7 @@ void user_fault(const UserFault& fault) {
     const usize used = StringView(f.reason).size();
     BufferSink more(f.reason + used, sizeof f.reason - used);
     format_to(more, "{}", used == 0 ? "" : "; ");
-    // An allowed fault that still ends the process: why resolving it failed (vm.cpp records it).
+    // An allowed fault that still ends the process: why resolving it failed (mm/fault.cpp records it).
     if (!verdict.allowed()) verdict.format(more);
     else if (!vm::explain_unresolved(more, VirtAddr(f.address))) verdict.format(more);
     if (verdict.cause == FaultCause::StackLimit) f.how = abi::Termination::StackLimit;

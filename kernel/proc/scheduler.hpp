@@ -15,7 +15,7 @@
 ///     idle    -> process     (run_processes(): something became ready)
 ///
 /// and each goes through switch_to(): the next root is loaded (checked first: it must map the
-/// stack we are running on and the next one; mm/critical_ranges.hpp), the next kernel stack is
+/// stack we are running on and the next one; mm/space/critical_ranges.hpp), the next kernel stack is
 /// made the one traps from user mode land on, and switch_context() moves to that stack.
 #pragma once
 

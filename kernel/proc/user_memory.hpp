@@ -34,7 +34,7 @@
 #pragma once
 
 #include "lib/result.hpp"
-#include "mm/address_space.hpp"
+#include "mm/space/address_space.hpp"
 #include "proc/arch.hpp"
 
 namespace pagoda::proc {

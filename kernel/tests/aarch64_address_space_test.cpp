@@ -9,8 +9,8 @@
 
 #include "aarch64_hw_fake.hpp"
 #include "host_support.hpp"
-#include "mm/address_space.hpp"
-#include "mm/layout.hpp"
+#include "mm/space/address_space.hpp"
+#include "mm/base/layout.hpp"
 #include "page_table_fakes.hpp"
 
 namespace pagoda {

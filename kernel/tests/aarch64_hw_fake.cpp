@@ -1,6 +1,6 @@
 #include "aarch64_hw_fake.hpp"
 
-#include "mm/mmu.hpp"
+#include "mm/space/mmu.hpp"
 #include "page_table_fakes.hpp"
 
 namespace pagoda::aarch64::hw {

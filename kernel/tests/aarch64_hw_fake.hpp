@@ -1,14 +1,14 @@
 // The host's stand-in for the AArch64 MMU instructions (arch/aarch64/mmu_hw.hpp): TTBR0 (root
 // and ASID), TTBR1, WXN, and a log of what was asked, so that the address-space tests see every
 // switch of roots, barrier and invalidation; and the critical ranges the pre-switch check asks
-// the arch for (mm/mmu.hpp).
+// the arch for (mm/space/mmu.hpp).
 #pragma once
 
 #include <string>
 #include <vector>
 
 #include "arch/aarch64/mmu_hw.hpp"
-#include "mm/critical_ranges.hpp"
+#include "mm/space/critical_ranges.hpp"
 
 namespace pagoda::aarch64::hw::fake {
 

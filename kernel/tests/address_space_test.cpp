@@ -7,8 +7,8 @@
 #include <type_traits>
 
 #include "host_support.hpp"
-#include "mm/address_space.hpp"
-#include "mm/layout.hpp"
+#include "mm/space/address_space.hpp"
+#include "mm/base/layout.hpp"
 #include "page_table_fakes.hpp"
 #include "x86_hw_fake.hpp"
 

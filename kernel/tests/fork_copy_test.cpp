@@ -1,4 +1,4 @@
-// copy_mappings() (mm/fork_copy.hpp), fork's walk a leaf table at a time, over simulated
+// copy_mappings() (mm/space/fork_copy.hpp), fork's walk a leaf table at a time, over simulated
 // physical memory, on every ISA's format: what it writes must be exactly what the page-by-page
 // cursor operations would (protect() for the parent's narrowed entries, map() for the child's
 // copies), and the parent's TLB must be told of every entry it narrowed.
@@ -11,7 +11,7 @@
 #include "arch/aarch64/page_table_format.hpp"
 #include "arch/x86_64/page_table_format.hpp"
 #include "host_support.hpp"
-#include "mm/fork_copy.hpp"
+#include "mm/space/fork_copy.hpp"
 #include "page_table_fakes.hpp"
 
 namespace pagoda {

@@ -4,7 +4,7 @@
 #include <vector>
 
 #include "host_support.hpp"
-#include "mm/frame_allocator.hpp"
+#include "mm/phys/frame_allocator.hpp"
 
 namespace pagoda {
 namespace {

@@ -1,4 +1,4 @@
-// FrameRefs (mm/frame_refs.hpp): the reference counts of user frames shared copy-on-write, with
+// FrameRefs (mm/phys/frame_refs.hpp): the reference counts of user frames shared copy-on-write, with
 // the frame allocator they sit beside: a frame goes back exactly when its last mapping goes.
 #include <gtest/gtest.h>
 
@@ -6,8 +6,8 @@
 #include <vector>
 
 #include "host_support.hpp"
-#include "mm/frame_allocator.hpp"
-#include "mm/frame_refs.hpp"
+#include "mm/phys/frame_allocator.hpp"
+#include "mm/phys/frame_refs.hpp"
 
 namespace pagoda {
 namespace {

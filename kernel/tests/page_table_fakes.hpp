@@ -13,8 +13,8 @@
 #include <string>
 #include <vector>
 
-#include "mm/consistency_batch.hpp"
-#include "mm/page_table.hpp"
+#include "mm/pt/consistency_batch.hpp"
+#include "mm/pt/page_table.hpp"
 
 namespace pagoda::test {
 

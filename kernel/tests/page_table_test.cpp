@@ -13,7 +13,7 @@
 #include "arch/aarch64/page_table_format.hpp"
 #include "arch/x86_64/page_table_format.hpp"
 #include "host_support.hpp"
-#include "mm/cursor.hpp"
+#include "mm/pt/cursor.hpp"
 #include "page_table_fakes.hpp"
 
 namespace pagoda {

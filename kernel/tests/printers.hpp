@@ -1,5 +1,5 @@
 // GoogleTest printers for the kernel's types, so that a failing assertion reads
-//   Which is: ErrorCode::NotFound: not found (made at kernel/mm/cursor.hpp:212)
+//   Which is: ErrorCode::NotFound: not found (made at kernel/mm/pt/cursor.hpp:212)
 // instead of a raw byte dump such as `<02>`. Included by host_support.hpp.
 //
 // Enumerator names are not written here a second time: the compiler spells them (clang and
@@ -24,10 +24,10 @@
 #include "boot/memmap.hpp"
 #include "lib/abi.hpp"
 #include "lib/result.hpp"
-#include "mm/addr.hpp"
-#include "mm/frame_allocator.hpp"
-#include "mm/perms.hpp"
-#include "mm/walk.hpp"
+#include "mm/base/addr.hpp"
+#include "mm/phys/frame_allocator.hpp"
+#include "mm/base/perms.hpp"
+#include "mm/pt/walk.hpp"
 
 namespace pagoda::host {
 
@@ -92,7 +92,7 @@ namespace pagoda {
 inline void PrintTo(ErrorCode c, std::ostream* os) {
   *os << host::enum_name(c) << " (" << error_name(c) << ")";
 }
-/// "ErrorCode::NoMemory: no memory (made at kernel/mm/cursor.hpp:212)".
+/// "ErrorCode::NoMemory: no memory (made at kernel/mm/pt/cursor.hpp:212)".
 inline void PrintTo(const Error& e, std::ostream* os) {
   *os << host::enum_name(e.code) << ": " << host::formatted(e);
 }

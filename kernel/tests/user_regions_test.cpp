@@ -1,4 +1,4 @@
-// A user space's record (mm/user_regions.hpp): the fault decision over VMAs (populate, grow the
+// A user space's record (mm/space/user_regions.hpp): the fault decision over VMAs (populate, grow the
 // stack, or deny with the cause a report names) and the coverage check of the page tables
 // against the VMAs, over simulated physical memory.
 #include <gtest/gtest.h>
@@ -7,8 +7,8 @@
 #include <string>
 
 #include "host_support.hpp"
-#include "mm/address_space.hpp"
-#include "mm/user_regions.hpp"
+#include "mm/space/address_space.hpp"
+#include "mm/space/user_regions.hpp"
 #include "page_table_fakes.hpp"
 #include "x86_hw_fake.hpp"
 

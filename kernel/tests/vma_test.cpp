@@ -1,4 +1,4 @@
-// The VMA set (mm/vma.hpp): unit tests of each operation, allocation failures that must leave
+// The VMA set (mm/space/vma.hpp): unit tests of each operation, allocation failures that must leave
 // the set unchanged, check() catching broken invariants, and a randomised test against a model
 // that keeps one entry per page.
 #include <gtest/gtest.h>
@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "mm/vma.hpp"
+#include "mm/space/vma.hpp"
 
 namespace pagoda {
 

@@ -1,7 +1,7 @@
 #include "x86_hw_fake.hpp"
 
 #include "arch/x86_64/mmu_hw.hpp"
-#include "mm/mmu.hpp"
+#include "mm/space/mmu.hpp"
 #include "page_table_fakes.hpp"
 
 namespace pagoda::x86::hw {

@@ -1,13 +1,13 @@
 // The host's stand-in for the x86_64 MMU instructions (arch/x86_64/mmu_hw.hpp): a CR3 register
 // and a log of what was asked, so that the address-space tests see every root switch and
-// invalidation; and the critical ranges the pre-switch check asks the arch for (mm/mmu.hpp).
+// invalidation; and the critical ranges the pre-switch check asks the arch for (mm/space/mmu.hpp).
 #pragma once
 
 #include <string>
 #include <vector>
 
-#include "mm/addr.hpp"
-#include "mm/critical_ranges.hpp"
+#include "mm/base/addr.hpp"
+#include "mm/space/critical_ranges.hpp"
 
 namespace pagoda::x86::hw::fake {
 

@@ -16,7 +16,7 @@ switch  guest instructions per context switch under -icount shift=0: two pingpon
         roots, kernel stacks and registers; the report gives a yield, and a yield minus the
         null system call: the switch itself (scheduler, TSS.RSP0, the checked CR3 load,
         switch_context).
-check   what the pre-switch check (AddressSpace::activate, kernel/mm/critical_ranges.hpp) costs
+check   what the pre-switch check (AddressSpace::activate, kernel/mm/space/critical_ranges.hpp) costs
         (this was `bench switch` before lab 3):
         the vm_switch_cost self-test reloads the kernel's root for a second with the check and a
         second without, N boots; the report gives the median time of one switch each way and

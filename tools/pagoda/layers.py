@@ -5,6 +5,13 @@ Checked by `./pagoda test` (tools/tests/test_layers.py) on the real tree:
   lib       kernel/lib includes nothing from core/, mm/, boot/ or the arch (it is the bottom);
   mm        kernel/mm reaches the arch only through its seam headers
             (arch_impl/page_table_format.hpp, address_space.hpp, layout.hpp), never arch/<isa>/;
+  mm order  kernel/mm's folders include only their own folder and those below it, bottom first:
+            base (addr, page, perms, layout: the vocabulary), pt (the page-table layer: format use,
+            walk, table memory, consistency batch, cursor, table iterator), phys (frames and their
+            references), space (address spaces, critical ranges, VMAs, user regions, fork's copy),
+            window (temporary mappings), then kernel/mm itself (vm: the kernel's map, the
+            physical window, user frames and faults; the heap; the self-tests) on top. A folder
+            not in that list is itself a problem;
   labs      the page-table layer (page_table, cursor, table_iterator, consistency_batch,
             table_memory, address_space, walk, perms, addr, page) never reaches core/lab.hpp, even
             through other headers: its lab skeletons return errors that carry their message;
@@ -26,6 +33,8 @@ import re
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.MULTILINE)
 SOURCE_SUFFIXES = (".hpp", ".h", ".cpp")
 MM_ARCH_SEAMS = ("arch_impl/page_table_format.hpp", "arch_impl/address_space.hpp", "arch_impl/layout.hpp")
+# kernel/mm's folders, bottom first; "" is kernel/mm itself, the top.
+MM_FOLDERS = ("base", "pt", "phys", "space", "window", "")
 PAGE_TABLE_LAYER = ("page_table", "cursor", "table_iterator", "consistency_batch", "table_memory",
                     "address_space", "walk", "perms", "addr", "page")
 # Literals of the page size and of the x86 physical-address mask, and where they may appear.
@@ -69,6 +78,34 @@ def reaches(root, start, arches):
     return seen
 
 
+def mm_folder(path):
+    """The folder of kernel/mm that @p path (a file under kernel/mm, or an include "mm/...") is in:
+    "" for kernel/mm itself."""
+    parts = path.split("/")
+    parts = parts[parts.index("mm") + 1:]
+    return parts[0] if len(parts) > 1 else ""
+
+
+def _mm_order_problems(rel, names):
+    """The includes @p names of @p rel (a file under kernel/mm) that point up MM_FOLDERS."""
+    own = mm_folder(rel)
+    if own not in MM_FOLDERS:
+        return [f"{rel}: kernel/mm/{own}/ is no folder of kernel/mm's order ({_mm_order()})"]
+    problems = []
+    for name in names:
+        if not name.startswith("mm/"):
+            continue
+        target = mm_folder(name)
+        if target not in MM_FOLDERS or MM_FOLDERS.index(target) > MM_FOLDERS.index(own):
+            problems.append(f"{rel}: includes {name}: kernel/mm's folders include only their own and "
+                            f"those below ({_mm_order()})")
+    return problems
+
+
+def _mm_order():
+    return " < ".join(f"mm/{f}" if f else "mm" for f in MM_FOLDERS)
+
+
 def check(root):
     """Every violation of the rules above in the tree at @p root, as 'file: problem' lines."""
     arches = sorted(d for d in os.listdir(os.path.join(root, "arch"))) if os.path.isdir(os.path.join(root, "arch")) else []
@@ -82,6 +119,7 @@ def check(root):
             if name.startswith("arch/") or (name.startswith("arch_impl/") and name not in MM_ARCH_SEAMS):
                 problems.append(f"{rel}: includes {name}: kernel/mm reaches the arch only through "
                                 f"{', '.join(MM_ARCH_SEAMS)}")
+        problems.extend(_mm_order_problems(rel, includes(root, rel)))
         stem = os.path.splitext(os.path.basename(rel))[0]
         if stem in PAGE_TABLE_LAYER and "kernel/core/lab.hpp" in reaches(root, rel, arches):
             problems.append(f"{rel}: reaches core/lab.hpp: the page-table layer's skeletons return errors "

@@ -22,13 +22,17 @@ def test_each_rule_catches_its_violation(tmp_path):
     write(root, "kernel/lib/types.hpp", "#pragma once\n")
     write(root, "kernel/lib/console.cpp", '#include "lib/types.hpp"\n#include "core/arch.hpp"\n')
     write(root, "kernel/core/arch.hpp", '#include "lib/types.hpp"\n#include "core/helper.hpp"\n')
-    write(root, "kernel/core/helper.hpp", '#include "mm/page_table.hpp"\n')
+    write(root, "kernel/core/helper.hpp", '#include "mm/pt/page_table.hpp"\n')
     write(root, "kernel/core/lab.hpp", "#pragma once\n")
-    write(root, "kernel/mm/page_table.hpp", '#include "mm/walk.hpp"\n#include "arch_impl/page_table_format.hpp"\n')
-    write(root, "kernel/mm/walk.hpp", '#include "core/lab.hpp"\n')                        # reaches lab.hpp
+    write(root, "kernel/mm/pt/page_table.hpp", '#include "mm/pt/walk.hpp"\n#include "arch_impl/page_table_format.hpp"\n')
+    write(root, "kernel/mm/pt/walk.hpp", '#include "core/lab.hpp"\n')                        # reaches lab.hpp
     write(root, "kernel/mm/vm.cpp", '#include "core/lab.hpp"\n#include "arch/x86_64/cpu.hpp"\n'
                                     "constexpr u64 kPage = 4 * KiB;  // 4096 in a comment is fine\n")
     write(root, "kernel/mm/heap.cpp", '#include "arch_impl/traps.hpp"\n')
+    write(root, "kernel/mm/space/vma.hpp", '#include "mm/pt/cursor.hpp"\n#include "mm/space/regions.hpp"\n'
+                                           '#include "mm/window/temp_map.hpp"\n')  # down, own, up
+    write(root, "kernel/mm/phys/frames.cpp", '#include "mm/vm.hpp"\n#include "mm/base/addr.hpp"\n')  # up, down
+    write(root, "kernel/mm/misc/odd.hpp", '#include "lib/types.hpp"\n')            # a folder out of order
     write(root, "arch/x86_64/cpu.hpp", "#pragma once\n")
     write(root, "arch/x86_64/lapic.cpp", "constexpr u64 kMask = 0x000f'ffff'ffff'f000ull;\n")
     write(root, "arch/x86_64/page_defs.h", "#define X86_PAGE_SIZE 4096\n")            # its home: fine
@@ -39,14 +43,18 @@ def test_each_rule_catches_its_violation(tmp_path):
     assert "kernel/lib/console.cpp: includes core/arch.hpp" in text
     assert "kernel/mm/vm.cpp: includes arch/x86_64/cpu.hpp" in text
     assert "kernel/mm/heap.cpp: includes arch_impl/traps.hpp" in text
-    assert "kernel/mm/page_table.hpp: reaches core/lab.hpp" in text     # through walk.hpp
-    assert "kernel/mm/walk.hpp: reaches core/lab.hpp" in text
+    assert "kernel/mm/pt/page_table.hpp: reaches core/lab.hpp" in text     # through walk.hpp
+    assert "kernel/mm/pt/walk.hpp: reaches core/lab.hpp" in text
     assert "kernel/mm/vm.cpp: reaches" not in text                       # vm is not the page-table layer
-    assert "kernel/core/arch.hpp: pulls in kernel/mm/page_table.hpp, kernel/mm/walk.hpp" in text
+    assert "kernel/core/arch.hpp: pulls in kernel/mm/pt/page_table.hpp, kernel/mm/pt/walk.hpp" in text
     assert "kernel/mm/vm.cpp:3: '4 * KiB'" in text
     assert "arch/x86_64/lapic.cpp:1: '0x000f'ffff'ffff'f000'" in text
     assert "page_defs.h" not in text
-    assert len(problems) == 8, text
+    assert "kernel/mm/space/vma.hpp: includes mm/window/temp_map.hpp: kernel/mm's folders include only" in text
+    assert "kernel/mm/phys/frames.cpp: includes mm/vm.hpp" in text
+    assert "kernel/mm/misc/odd.hpp: kernel/mm/misc/ is no folder of kernel/mm's order" in text
+    assert "mm/pt/cursor.hpp" not in text and "mm/space/regions.hpp" not in text and "mm/base/addr.hpp" not in text
+    assert len(problems) == 11, text
 
 
 def test_the_python_side_keeps_its_layers():

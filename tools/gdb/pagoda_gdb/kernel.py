@@ -1,5 +1,5 @@
 """What the tools learn from the kernel's symbols: where its image is, and the page-table roots
-it publishes (kernel/mm/debug_roots.hpp, read with pagoda_pt.roots).
+it publishes (kernel/mm/space/debug_roots.hpp, read with pagoda_pt.roots).
 
   symbol_address(name)   the address of a symbol (assembly labels included), or None
   image()                the linker script's bounds: start, end, virt_offset, text, sections

@@ -1,6 +1,6 @@
 """What processes own: vma-list (lab 5), frames (lab 6), and the VMA line of fault-why.
 
-  vma-list [PID]    a process's VMAs (kernel/mm/vma.hpp, read from the process table through
+  vma-list [PID]    a process's VMAs (kernel/mm/space/vma.hpp, read from the process table through
                     GDB's types) beside what its page tables map in each
   frames            every frame's owner and the reference counts (pagoda_pt/frames.py)
   vma_lines(...)    fault-why's line naming the VMA of a faulting user address

@@ -3,7 +3,7 @@ pagoda_pt).
 
 Roots given by the user (--root, pt-diff's ROOT_A/ROOT_B) are process ids or physical
 addresses. A plain decimal number below 4096 is a process id, looked up among the roots the
-kernel published (kernel/mm/debug_roots.hpp; `pt-ps` lists them); anything else is a physical
+kernel published (kernel/mm/space/debug_roots.hpp; `pt-ps` lists them); anything else is a physical
 address: a pagoda::PhysAddr value counts by its value; a kernel virtual address is refused with the
 physical address it translates to (never converted silently: mixing the two up is the bug
 these commands help find), and pt-dump/pt-diff refuse a page that does not look like a root
@@ -364,7 +364,7 @@ appear here too), or MISSING (the kernel root has them, this root does not).  On
 current root is TTBR0's, with no kernel half: its L0 entries are listed, and TTBR1_EL1 is
 checked to hold the kernel root every space shares.  A root whose
 kernel half is missing or incomplete says so: pt-dump skips empty tables, this does not.
-The kernel root is the one the kernel published (kernel/mm/debug_roots.hpp).
+The kernel root is the one the kernel published (kernel/mm/space/debug_roots.hpp).
 --root PID shows process PID's root, --root PA the root at PA, instead of the current one."""
 
     name = "pt-top"
@@ -446,7 +446,7 @@ class PtPs(PagodaCommand):
     """List the processes and the roots the kernel published, the active one marked.
 
 Usage: pt-ps
-One line per published root (kernel/mm/debug_roots.hpp): the process id, its name, its state,
+One line per published root (kernel/mm/space/debug_roots.hpp): the process id, its name, its state,
 kernel stack slot and system calls from the kernel's process table (pagoda::proc), and the
 physical address of its root; `*` marks the root in CR3 (TTBR0 on AArch64).  The kernel's and
 the boot roots are listed too.  A process id is what `--root` of pt-walk, pt-dump and pt-top

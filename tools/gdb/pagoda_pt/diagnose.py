@@ -218,7 +218,7 @@ def user_fault_decision(vmas: list, address: int, write: bool, fetch: bool, mapp
                         who: str = "the process", sp: Optional[int] = None,
                         answered: int = 0, pc: Optional[int] = None,
                         segments: Optional[list] = None) -> tuple[str, str]:
-    """What the kernel's fault decision (kernel/mm/user_regions.cpp, decide_fault, and lab 6's
+    """What the kernel's fault decision (kernel/mm/space/user_regions.cpp, decide_fault, and lab 6's
     copy-on-write) makes of a user-mode page fault at @p address, given the process's VMAs
     (dicts: start, end, read, write, execute, kind, flags; flags bit 0: grows down), what the
     access was and what the page tables map there now (@p perms 'r-x' when @p mapped).

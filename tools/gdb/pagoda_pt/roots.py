@@ -1,7 +1,7 @@
 """Page-table roots: the list the kernel publishes, whether a number can be a root at all, and
 the top-level table of a root seen on its own (pt-top).
 
-The kernel's list (kernel/mm/debug_roots.hpp) is a table at the symbol `pagoda_debug_roots`:
+The kernel's list (kernel/mm/space/debug_roots.hpp) is a table at the symbol `pagoda_debug_roots`:
 
     offset  size  field
     0       8     magic       b"PGROOTS\\0"

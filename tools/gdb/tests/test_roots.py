@@ -18,7 +18,7 @@ WINDOW_VA_OF = HIGH          # a kernel (window) address: HIGH + physical addres
 
 
 def registry_bytes(slots, capacity=8, magic=b"PGROOTS\0", version=1, slot_size=32, dropped=0):
-    """The layout of kernel/mm/debug_roots.hpp, written out here independently."""
+    """The layout of kernel/mm/space/debug_roots.hpp, written out here independently."""
     data = bytearray(magic + struct.pack("<IIIIQ", version, slot_size, capacity, dropped, 7))
     for i in range(capacity):
         if i < len(slots):

@@ -20,14 +20,14 @@
 /// at the next instruction. A kernel still running through TTBR0 (linked low) loses itself
 /// when TTBR0 changes; a TTBR1 without the kernel's tables leaves every exception nowhere to
 /// go (labs 2 and 3).
-/// Generic code reaches this class as arch::ArchAddressSpace through mm/address_space.hpp.
+/// Generic code reaches this class as arch::ArchAddressSpace through mm/space/address_space.hpp.
 #pragma once
 
 #include "arch_impl/layout.hpp"
 #include "arch_impl/page_table_format.hpp"
-#include "mm/consistency_batch.hpp"
-#include "mm/debug_roots.hpp"
-#include "mm/page_table.hpp"
+#include "mm/pt/consistency_batch.hpp"
+#include "mm/space/debug_roots.hpp"
+#include "mm/pt/page_table.hpp"
 
 namespace pagoda::aarch64 {
 
@@ -125,7 +125,7 @@ class Aarch64AddressSpace final : public TlbSync {
   u16 asid_;
   PhysAddr kernel_root_;    ///< the kernel's TTBR1 root
   /// A user space's own TTBR1 tree is published for the debugger and the grader (the registry
-  /// lists every root the kernel builds, mm/debug_roots.hpp), as "own ttbr1".
+  /// lists every root the kernel builds, mm/space/debug_roots.hpp), as "own ttbr1".
   debug::PublishedRoot upper_published_;
 };
 

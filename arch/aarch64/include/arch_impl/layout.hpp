@@ -1,6 +1,6 @@
 /// @file layout.hpp
 /// @brief Seam: the AArch64 (QEMU virt) values of the address-space layout that
-/// kernel/mm/layout.hpp draws and names. Generic code includes mm/layout.hpp and asks for these
+/// kernel/mm/base/layout.hpp draws and names. Generic code includes mm/base/layout.hpp and asks for these
 /// by name.
 ///
 /// The kernel half is TTBR1_EL1's whole range (T1SZ = 16): one root for every address space.

@@ -12,14 +12,14 @@
 ///     PML4[0..255]   kernel's own      PML4[0..255]   the process's own tables (owned)
 ///     PML4[256..511] -> pinned tables  PML4[256..511] copies -> the same pinned tables
 ///
-/// Generic code reaches this class as arch::ArchAddressSpace through mm/address_space.hpp.
+/// Generic code reaches this class as arch::ArchAddressSpace through mm/space/address_space.hpp.
 /// (AArch64's will hold a TTBR0 user root, the single TTBR1 kernel root, and an ASID.)
 #pragma once
 
 #include "arch_impl/layout.hpp"
 #include "arch_impl/page_table_format.hpp"
-#include "mm/consistency_batch.hpp"
-#include "mm/page_table.hpp"
+#include "mm/pt/consistency_batch.hpp"
+#include "mm/pt/page_table.hpp"
 
 namespace pagoda::x86 {
 

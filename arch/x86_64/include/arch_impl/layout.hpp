@@ -1,6 +1,6 @@
 /// @file arch_impl/layout.hpp
-/// @brief Seam: the x86_64 (PC) values of the address-space layout that kernel/mm/layout.hpp
-/// draws and names. Generic code includes mm/layout.hpp and asks for these by name.
+/// @brief Seam: the x86_64 (PC) values of the address-space layout that kernel/mm/base/layout.hpp
+/// draws and names. Generic code includes mm/base/layout.hpp and asks for these by name.
 #pragma once
 
 #include "lib/types.hpp"

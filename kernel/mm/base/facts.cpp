@@ -1,0 +1,32 @@
+// The memory-management facts the grader and the tools read from the kernel ELF instead of
+// copying them (lib/facts.hpp; grade/pagoda_grade/symbols.py reads them with fact()).
+#include "arch_impl/page_table_format.hpp"
+#include "lib/facts.hpp"
+#include "mm/base/layout.hpp"
+#include "mm/base/page.hpp"
+
+namespace pagoda {
+namespace {
+
+using Format = arch::PageTableFormat;
+
+PAGODA_FACT(kernel_half_base, layout::kKernelHalfBase)
+PAGODA_FACT(window_base, layout::kWindowBase)
+PAGODA_FACT(window_phys_base, layout::kWindowPhysBase)
+PAGODA_FACT(window_size, layout::kWindowSize)
+PAGODA_FACT(mmio_base, layout::kMmioBase)
+PAGODA_FACT(temp_map_base, layout::kTempMapBase)
+PAGODA_FACT(stack_base, layout::kStackBase)
+PAGODA_FACT(kernel_image_base, layout::kKernelImageBase)
+PAGODA_FACT(low_memory_end, layout::kLowMemoryEnd)
+PAGODA_FACT(page_size, kPageSize)
+PAGODA_FACT(address_mask, Format::kAddressMask)
+PAGODA_FACT(levels, Format::kLevels)
+PAGODA_FACT(entries_per_table, Format::kEntriesPerTable)
+/// The software bit of a held leaf (a PROT_NONE page: invalid to the MMU, its frame kept).
+PAGODA_FACT(held_entry_bit, Format::kHeld)
+/// The first top-level entry of the kernel half (x86_64: PML4 256).
+PAGODA_FACT(kernel_half_first_entry, Format::index(VirtAddr(layout::kKernelHalfBase), 0))
+
+}  // namespace
+}  // namespace pagoda

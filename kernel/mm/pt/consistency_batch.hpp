@@ -1,0 +1,187 @@
+/// @file consistency_batch.hpp
+/// @brief Keeping the TLB consistent with the tables: a write barrier, invalidations, then the
+/// frees of table frames, in that order, once per batch of changes.
+///
+/// Changing a page table is three steps that must happen in order, and the third must not
+/// come before the second:
+///
+///     1. write the entries                      (Cursor::map/unmap/protect/split)
+///     2. barrier: the table walker sees them;   (x86: compiler barrier; AArch64: DSB ISHST)
+///        invalidate what the TLB may cache      (x86: INVLPG; AArch64: TLBI VAE1IS, DSB, ISB)
+///     3. free the table frames the change unlinked
+///
+/// A table frame freed before step 2 can be reused (as a new table, or as anything else) while
+/// a TLB or a walk cache still holds a walk through it: the CPU then translates through
+/// whatever the new owner writes there. ConsistencyBatch collects steps 2 and 3 and does them on
+/// flush() or when it goes out of scope, so that no caller can forget or reorder them.
+#pragma once
+
+#include "lib/result.hpp"
+#include "lib/types.hpp"
+#include "mm/base/addr.hpp"
+#include "mm/base/layout.hpp"
+#include "mm/base/page.hpp"
+#include "mm/pt/table_memory.hpp"
+
+namespace pagoda {
+
+/// The TLB maintenance of one address space, implemented by the arch (arch::ArchAddressSpace)
+/// and by recording fakes in host tests. The space decides whether a change can be cached at
+/// all (on x86_64 without PCIDs a space that is not live has nothing in the TLB, except its
+/// global and kernel-half translations, which are shared).
+class TlbSync {
+ public:
+  /// Makes this CPU's earlier table writes visible to its table walker before anything after
+  /// it (the format's write_barrier()).
+  virtual void write_barrier() = 0;
+  /// Drops what the TLB may hold for @p va in this space: the translation, and any walk-cache
+  /// entry through the tables above it. @p global: the old entry was global.
+  virtual void invalidate_page(VirtAddr va, bool global) = 0;
+  /// Drops every translation of this space (and global ones too when @p global).
+  virtual void invalidate_all(bool global) = 0;
+
+ protected:
+  ~TlbSync() = default;
+};
+
+/// Collects the invalidations and the table frees of a change to one address space, and issues
+/// them in order (barrier, invalidations, frees) on flush() and when it goes out of scope.
+/// Past kMaxPages pages one full invalidation is cheaper than many single ones; past
+/// kMaxTables tables it flushes early (always safe: it only does sooner what it would do later).
+class [[nodiscard]] ConsistencyBatch {
+ public:
+  static constexpr usize kMaxPages = 32;
+  static constexpr usize kMaxTables = 32;
+
+  /// @p user_half_only: the batch of a user space, which changes only its own lower half (its
+  /// changes there start no new generation of the kernel half: see changes()).
+  ConsistencyBatch(TlbSync& tlb, TableMemory& memory, bool user_half_only = false)
+      : tlb_(tlb), memory_(memory), user_half_only_(user_half_only) {}
+  ConsistencyBatch(const ConsistencyBatch&) = delete;
+  ConsistencyBatch& operator=(const ConsistencyBatch&) = delete;
+  ~ConsistencyBatch() { flush(); }
+
+  /// How many changes batches have been told of since boot that could take away something the
+  /// kernel needs (entries written, translations invalidated, tables unlinked): a generation of
+  /// the page tables. What the pre-switch check proved holds while it stays the same
+  /// (AddressSpace::check_switch, activate). Every change through a batch of the kernel's space
+  /// counts; through a user space's batch (user_half_only), only an invalidation in the kernel
+  /// half or of a global entry: its own lower half holds nothing a switch needs (a page mapped
+  /// where nothing was, the only change that invalidates nothing, takes nothing away). It counts
+  /// when the change is made, not at the flush.
+  static u64 changes() { return s_changes; }
+
+  /// Table entries were written: the next flush issues the write barrier (also what makes a
+  /// new mapping usable on AArch64), even with nothing to invalidate.
+  void wrote() {
+    if (!user_half_only_) ++s_changes;
+    wrote_ = true;
+  }
+
+  /// The translation of @p va changed or went away (@p global: the old entry was global).
+  void invalidate(VirtAddr va, bool global) {
+    count_change(va, global);
+    any_global_ = any_global_ || global;
+    if (all_) return;
+    for (usize i = 0; i < pages_; ++i)
+      if (page_[i].va == va) {
+        page_[i].global = page_[i].global || global;
+        return;
+      }
+    if (pages_ == kMaxPages) {
+      all_ = true;
+      return;
+    }
+    page_[pages_++] = Page{va, global};
+  }
+
+  /// Every page of [va, va + size) (a block that was split or remapped).
+  void invalidate_range(VirtAddr va, u64 size, bool global) {
+    count_change(va.offset(size - 1), global);
+    if (size / kPageSize > kMaxPages - pages_) {
+      any_global_ = any_global_ || global;
+      all_ = true;
+      return;
+    }
+    for (u64 off = 0; off < size; off += kPageSize) invalidate(va.offset(off), global);
+  }
+
+  // LAB 1 BEGIN free_table() and flush(): the walk caches, and the order of barrier, invalidations and frees
+  /// @p table was unlinked from its tree; it is freed after the invalidations. @p covered is
+  /// an address it translated: its invalidation also drops walk-cache entries through it.
+  void free_table(PhysAddr table, VirtAddr covered) {
+    if (tables_ == kMaxTables) flush();
+    invalidate(covered, false);
+    table_[tables_++] = table;
+  }
+
+  /// Barrier, invalidations, frees; now (the destructor calls this).
+  void flush() {
+    if (!wrote_ && pages_ == 0 && !all_ && tables_ == 0) return;
+    tlb_.write_barrier();
+    if (all_) tlb_.invalidate_all(any_global_);
+    else
+      for (usize i = 0; i < pages_; ++i) tlb_.invalidate_page(page_[i].va, page_[i].global);
+    for (usize i = 0; i < tables_; ++i) memory_.free_table(table_[i]);
+    wrote_ = all_ = any_global_ = false;
+    pages_ = tables_ = 0;
+  }
+  // LAB 1 SKELETON
+  // /// @p table was unlinked from its tree: remember it (table_[], tables_), to be freed by flush().
+  // void free_table(PhysAddr table, VirtAddr covered) {
+  //   (void)table;
+  //   (void)covered;
+  //   MUST(Result<void>(Error(Error::NotImplemented, "lab 1: write ConsistencyBatch::free_table() in "
+  //                                                  "kernel/mm/pt/consistency_batch.hpp (labs/01-identity-map/README.md)")));
+  // }
+  //
+  // /// The barrier, the invalidations (page_[], all_), the frees (table_[]); then empty again.
+  // void flush() {
+  //   if (!wrote_ && pages_ == 0 && !all_ && tables_ == 0) return;
+  //   (void)memory_;
+  //   MUST(Result<void>(Error(Error::NotImplemented, "lab 1: write ConsistencyBatch::flush() in "
+  //                                                  "kernel/mm/pt/consistency_batch.hpp (labs/01-identity-map/README.md)")));
+  // }
+  // LAB 1 END
+
+  /// Break-before-make: replaces the live entry @p slot, which maps [va, va + size), by
+  /// @p entry with an invalid entry in between that no TLB still holds (write invalid,
+  /// barrier, invalidate, write new). What an ISA whose format has kBreakBeforeMake requires
+  /// when a live entry changes its output address or its size.
+  void break_before_make(u64& slot, u64 entry, VirtAddr va, u64 size, bool global) {
+    slot = 0;
+    wrote();
+    invalidate_range(va, size, global);
+    flush();
+    slot = entry;
+    wrote();
+  }
+
+  TlbSync& tlb() const { return tlb_; }
+
+ private:
+  struct Page {
+    VirtAddr va;
+    bool global;
+  };
+
+  /// A change at @p va: a new generation, unless a user space's batch changed its own half.
+  void count_change(VirtAddr va, bool global) {
+    if (!user_half_only_ || global || va.value() >= layout::kKernelHalfBase) ++s_changes;
+  }
+
+  static inline u64 s_changes = 0;
+
+  TlbSync& tlb_;
+  TableMemory& memory_;
+  Page page_[kMaxPages];
+  PhysAddr table_[kMaxTables];
+  usize pages_ = 0;
+  usize tables_ = 0;
+  bool wrote_ = false;
+  bool all_ = false;
+  bool any_global_ = false;
+  bool user_half_only_ = false;
+};
+
+}  // namespace pagoda
