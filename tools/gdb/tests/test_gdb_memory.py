@@ -209,7 +209,7 @@ def forked(request):
              ("del", "cmd", "delete"), ("ret", "python", RETURN_BREAK), ("fin", "cmd", "continue"),
              ("ps", "cmd", "pt-ps"), ("diff", "cmd", "pt-diff 1 2"),
              ("checked", "python", SHARED_CHECK), ("frames", "cmd", "frames"),
-             ("free", "eval", "'pagoda::vm::(anonymous namespace)::g_frames'.free_"),
+             ("free", "eval", "'pagoda::vm::g_frames'.free_"),
              ("parent", "cmd", "vma-list 1"), ("child", "cmd", "vma-list 2")]
     with Machine(kernel, cmdline=f"run=cowtest:{COW_PAGES}:0x5", arch=arch) as machine:
         results = run_steps(kernel, machine.socket, steps, attach="--no-entry")
