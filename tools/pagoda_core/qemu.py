@@ -106,19 +106,27 @@ def choose_cpu(preferred, available):
     return next((model for model in preferred if model in available), preferred[0])
 
 
-_cpu_models = {}   # (QEMU binary path, its mtime) -> the models its `-cpu help` lists
+def _binary_key(binary):
+    """(real path, mtime) of the QEMU @p binary on PATH: what a probe's answer is cached by, so
+    that each installed QEMU (and each version of it) is asked once per process; None when
+    there is no such binary."""
+    path = shutil.which(binary)
+    try:
+        return None if path is None else (os.path.realpath(path), os.stat(path).st_mtime_ns)
+    except OSError:
+        return None
+
+
+_cpu_models = {}   # _binary_key -> the models its `-cpu help` lists
 
 
 def available_cpus(binary):
     """The CPU models the QEMU @p binary on PATH lists (asked once per binary and version of
     it in a process); None when it cannot be asked."""
-    path = shutil.which(binary)
-    if path is None:
+    key = _binary_key(binary)
+    if key is None:
         return None
-    try:
-        key = (os.path.realpath(path), os.stat(path).st_mtime_ns)
-    except OSError:
-        return None
+    path = key[0]
     if key not in _cpu_models:
         try:
             out = subprocess.run([path, "-M", "virt", "-cpu", "help"], stdin=subprocess.DEVNULL,
@@ -164,7 +172,7 @@ def command(kernel, cmdline="", arch=paths.DEFAULT_ARCH, memory=DEFAULT_MEMORY, 
 # "qemu-system-x86_64: warning: TCG doesn't support requested feature: CPUID.07H:ECX.umip [bit 2]"
 # (the register part names CPUID's leaf and register; a feature without a name has no ".name").
 _MISSING_FEATURE = re.compile(r"doesn't support requested feature: ([^\s\[]+) \[bit (\d+)\]")
-_missing_features = {}   # (QEMU binary, its arguments) -> frozenset, probed once per process
+_missing_features = {}   # (_binary_key, the machine's arguments) -> frozenset
 
 
 def parse_missing_features(stderr_text):
@@ -193,7 +201,7 @@ def missing_cpu_features(arch=paths.DEFAULT_ARCH):
     m = MACHINES[arch]
     if not requested_features(arch):
         return frozenset()
-    key = (shutil.which(m.binary) or m.binary, m.args)
+    key = (_binary_key(m.binary) or m.binary, m.args)
     if key not in _missing_features:
         argv = [m.binary, *m.args, "-nodefaults", "-display", "none", "-S", "-monitor", "stdio"]
         proc = spawn(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

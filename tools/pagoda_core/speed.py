@@ -43,6 +43,7 @@ REFERENCE_SECONDS = 0.29
 
 _factor = None
 _cpu_factor = None
+_measurement = None       # measure()'s answer, taken at most once in a process
 _now = time.monotonic     # the clock budgets read (a test's fake clock replaces it)
 
 
@@ -74,16 +75,20 @@ def _from_env(name):
         return None
 
 
+def _measured():
+    """(speed factor, CPU factor) from one calibration in this process: both factors read it."""
+    global _measurement
+    if _measurement is None:
+        _measurement = measure()
+    return _measurement
+
+
 def factor():
     """The speed factor: $PAGODA_SPEED_FACTOR when set (by whoever started us), else measured
     once in this process."""
-    global _factor, _cpu_factor
+    global _factor
     if _factor is None:
-        _factor = _from_env(ENV)
-        if _factor is None:
-            _factor, cpu = measure()
-            if _cpu_factor is None and _from_env(CPU_ENV) is None:
-                _cpu_factor = min(cpu, _factor)     # the same calibration, no second run
+        _factor = _from_env(ENV) or _measured()[0]
     return _factor
 
 
@@ -94,10 +99,7 @@ def cpu_factor():
     else measured once in this process, with the speed factor."""
     global _cpu_factor
     if _cpu_factor is None:
-        value = _from_env(CPU_ENV) or _from_env(ENV)
-        if value is None:
-            factor()
-            value = _cpu_factor if _cpu_factor is not None else measure()[1]
+        value = _from_env(CPU_ENV) or _from_env(ENV) or _measured()[1]
         _cpu_factor = min(value, factor())
     return _cpu_factor
 
@@ -105,9 +107,9 @@ def cpu_factor():
 def export():
     """Measures both factors (unless set already) and puts them in this process's environment,
     so children inherit them; returns the speed factor."""
-    value = factor()
+    value, cpu = factor(), cpu_factor()     # both before either is set: cpu_factor() reads ENV
     os.environ[ENV] = f"{value:.2f}"
-    os.environ[CPU_ENV] = f"{cpu_factor():.2f}"
+    os.environ[CPU_ENV] = f"{cpu:.2f}"
     return value
 
 

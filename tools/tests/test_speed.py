@@ -14,6 +14,7 @@ from pagoda_core import paths, speed
 def fresh_factor(monkeypatch):
     monkeypatch.setattr(speed, "_factor", None)
     monkeypatch.setattr(speed, "_cpu_factor", None)
+    monkeypatch.setattr(speed, "_measurement", None)
     monkeypatch.delenv(speed.CPU_ENV, raising=False)
     return monkeypatch
 
