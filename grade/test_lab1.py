@@ -9,8 +9,7 @@ import struct
 from pagoda_grade import lab_test
 from pagoda_grade.symbols import address_of, physical_of
 from pagoda_grade.tlb import stale_read
-from pagoda_grade.vmchecks import (GRADER_RAM, KERNEL_HALF_BITS, PAGE_FAULT, check_whole_map, entries_in_range,
-                                   stop_words)
+from pagoda_grade.vmchecks import GRADER_RAM, check_whole_map, entries_in_range, stop_words
 from pagoda_grade.witness import (ARCHES, PAGE, expect_fault, image_physical, kernel_image_regions, layout_value,
                                   pick_in, pick_page, top_level, usable_ram)
 
@@ -136,7 +135,7 @@ def test_write_text_faults(boot, kernel, arch):
     text = next(r for r in kernel_image_regions(kernel) if r.perms == "r-x")
     address = pick_in(token, "write_text", text.content[0], text.content[1] - 1)
     run = boot_fault(boot, kernel, arch, "vm_write_text", {"addr": address}, token, watch=address)
-    expect_fault(run, **PAGE_FAULT[arch]["write_protect"], address=address,
+    expect_fault(run, **ARCHES[arch].page_faults["write_protect"], address=address,
                  function="pagoda::pagoda_selftest_vm_write_text", root=root_of(run), kernel=kernel,
                  what=f"the write to kernel text at {address:#x}")
     _, walk, _ = run.require_witness()
@@ -154,7 +153,7 @@ def test_nx_stack(boot, kernel, arch):
     # The kernel's own stack, or, until lab 2 moves the kernel off it, the boot stub's entry stack.
     stacks = [(address_of(kernel, f"{name}_bottom"), address_of(kernel, f"{name}_top"))
               for name in ("boot_stack", "boot_entry_stack")]
-    event = expect_fault(run, **PAGE_FAULT[arch]["fetch"], root=root_of(run),
+    event = expect_fault(run, **ARCHES[arch].page_faults["fetch"], root=root_of(run),
                          kernel=kernel, what="the jump to code on the stack")
     _, _, sp = run.require_witness()
     if event.address != event.pc or not any(lo <= event.address < hi for lo, hi in stacks):
@@ -171,7 +170,7 @@ def test_nx_stack(boot, kernel, arch):
 def test_nx_data(boot, kernel, arch):
     code = address_of(kernel, "pagoda::(anonymous namespace)::g_data_code")
     run = boot_fault(boot, kernel, arch, "vm_exec_data", watch=code)
-    expect_fault(run, **PAGE_FAULT[arch]["fetch"], address=code, pc=code,
+    expect_fault(run, **ARCHES[arch].page_faults["fetch"], address=code, pc=code,
                  root=root_of(run), kernel=kernel, what="the call into .data")
     _, walk, _ = run.require_witness()
     if not walk.mapped or walk.perms.execute:
@@ -186,7 +185,7 @@ def test_null_faults(boot, kernel, arch):
     token = boot.fresh_token()
     address = pick_in(token, "null", 0, PAGE // 8 - 1) * 8
     run = boot_fault(boot, kernel, arch, "vm_null", {"addr": address}, token, watch=address)
-    expect_fault(run, **PAGE_FAULT[arch]["read"], address=address,
+    expect_fault(run, **ARCHES[arch].page_faults["read"], address=address,
                  function="pagoda::pagoda_selftest_vm_null", root=root_of(run), kernel=kernel,
                  what=f"the read of {address:#x} (a null pointer's field)")
     _, walk, _ = run.require_witness()
@@ -299,7 +298,7 @@ def test_stale_tlb(boot, kernel, arch):
         run.fail("after unmapping each page and mapping it to a new frame, the kernel read through the address "
                  "again; the grader compared every read with the frame the live tables map:\n  "
                  + "\n  ".join(problems[:MAX_SHOWN]))
-    expect_fault(run, **PAGE_FAULT[arch]["write_protect"], address=protected,
+    expect_fault(run, **ARCHES[arch].page_faults["write_protect"], address=protected,
                  function="pagoda::pagoda_selftest_vm_stale_tlb", kernel=kernel,
                  what=f"the write to {protected:#x} after protecting it read-only (a TLB entry left writable "
                       "by a protect that does not invalidate lets it through)")
@@ -408,7 +407,7 @@ def test_vmprint_matches(boot, kernel, arch):
     m = run.expect(VMPRINT_ROOT.pattern, "the 'vmprint: root ...' line")
     if (int(m[1], 16), int(m[2], 16), int(m[3], 16)) != (root, lo, hi):
         run.fail(f"vmprint says '{m[0]}'; the live root is {root:#x} and the range [{lo:#x}, {hi:#x})")
-    hardware = KERNEL_HALF_BITS[arch]["hardware_bits"]  # accessed/dirty: the CPU may set them meanwhile
+    hardware = ARCHES[arch].kernel_half_bits["hardware_bits"]  # accessed/dirty: the CPU may set them meanwhile
     printed = [(len(p[1]) // 3, int(p[4], 16), int(p[5], 16) & ~hardware)
                for p in (VMPRINT_LINE.match(l) for l in run.lines) if p]
     expected = [(level, va, e & ~hardware) for level, va, e, _ in seen["entries"]]

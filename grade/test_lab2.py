@@ -6,7 +6,7 @@ import struct
 from pagoda_grade import lab_test
 from pagoda_grade.processes import frame_bitmap, is_used
 from pagoda_grade.symbols import address_of, fact, find, physical_of
-from pagoda_grade.vmchecks import GRADER_RAM, PAGE_FAULT, check_whole_map, kernel_half_problems, stop_words
+from pagoda_grade.vmchecks import GRADER_RAM, check_whole_map, kernel_half_problems, stop_words
 from pagoda_grade.witness import ARCHES, PAGE, expect_fault, pick_in, pick_page, top_level, window_ram
 
 HEX = r"0x[0-9a-f]+"
@@ -75,7 +75,7 @@ def test_low_addresses_fault(boot, kernel, arch):
 
         run = boot(test="vm_low", token=token, args={"addr": address}, witness=script)
         run.expect(rf"^low: reading 0x0*{address:x}$", f"the kernel saying it reads {address:#x}")
-        expect_fault(run, **PAGE_FAULT[arch]["read"], address=address,
+        expect_fault(run, **ARCHES[arch].page_faults["read"], address=address,
                      function="pagoda::pagoda_selftest_vm_low", root=run.witness[0] if run.witness else None,
                      kernel=kernel, what=f"the read of {address:#x}")
         _, walk = run.require_witness()

@@ -32,11 +32,10 @@ import socket
 import time
 
 from pagoda_core import speed
+from pagoda_pt.isa import isa
 
 # Seconds to wait for an answer, on the reference machine (scaled by the speed factor).
 DEFAULT_TIMEOUT = 10.0
-# Software-breakpoint "kind": the size of the breakpoint instruction.
-BREAKPOINT_KIND = {"x86_64": 1, "aarch64": 4}
 _TAG = re.compile(r"<([A-Za-z:]+)\s([^>]*?)/?>")
 _ATTRIBUTE = re.compile(r'([A-Za-z_:]+)="([^"]*)"')
 
@@ -368,7 +367,12 @@ class RspClient:
     # ---- execution -----------------------------------------------------------------------------
 
     def _kind(self):
-        return BREAKPOINT_KIND.get(self.arch or "x86_64", 1)
+        # Software-breakpoint "kind": the size of the breakpoint instruction (the ISA's; 1 when
+        # the client was not told its ISA).
+        try:
+            return isa(self.arch).breakpoint_bytes
+        except ValueError:
+            return 1
 
     def set_breakpoint(self, address):
         self._ok(f"Z0,{address:x},{self._kind()}")

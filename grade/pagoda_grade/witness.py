@@ -23,11 +23,12 @@ milestone uses this library, so that later labs inherit the same witnesses:
    token (so a failure is reproducible with PAGODA_GRADE_TOKEN) among values valid for the
    check, and hands them to the kernel on the command line (boot(args=...)) or in guest RAM.
 
-The per-architecture facts live in ARCHES (registers, argument registers, how the kernel's
-printed report reads) and MACHINES (where QEMU puts RAM and devices; usable_ram() reads the
-memory map QEMU hands the kernel from QEMU itself); the kernel's own layout is
-read from the facts its ELF exports (symbols.fact). An AArch64 port adds its entries there and a
-parser in faultlog.py.
+The per-architecture facts live in one ArchModel per ISA (ARCHES: registers, argument registers,
+how the kernel's printed report reads, the faults the tests provoke), built on the ISA's object
+(pagoda_pt/isa.py), and in the QEMU board that object names (Isa.machine: where QEMU puts RAM and
+devices; usable_ram() reads the memory map QEMU hands the kernel from QEMU itself); the kernel's
+own layout is read from the facts its ELF exports (symbols.fact). A new ISA adds its Isa, its
+ArchModel and a parser in faultlog.py.
 """
 import hashlib
 import os
@@ -41,7 +42,10 @@ from .outcomes import ENDED, BootEnded
 from .rsp import RspClient, RspError, RspTimeout
 
 import pagoda_pt
+import pagoda_pt.isa
+from pagoda_pt import x86_facts as _X86
 from pagoda_pt.isa import ISAS
+from pagoda_core.faultlog import ESR_FAULT_KIND_MASK
 
 PAGE = 4096
 MiB = 1 << 20
@@ -80,6 +84,13 @@ class ArchModel:
     kernel_privilege: int        # the CPL (x86_64) or exception level (AArch64) the kernel runs at
     link_register: str           # where a function finds its return address at entry (None: the stack)
     result_pointer_argument: bool  # a result returned in memory takes the first argument register
+    # expect_fault()'s vector, error and error_mask for a read of an unmapped page, a write to a
+    # read-only page and an instruction fetch from a no-execute page (the fault tests of labs 1-2).
+    page_faults: dict
+    # The paging controls that make permissions real, read from outside: (register, bit, what).
+    paging_controls: tuple
+    # What the grader reads in each entry of the kernel half's tables (vmchecks.kernel_half_problems).
+    kernel_half_bits: dict
     proc: dict = None            # processes (lab 3): see PROCESS_FACTS below
 
     def __getattr__(self, attr):
@@ -95,12 +106,32 @@ class ArchModel:
         return bool(entry & 1)
 
 
-ARCHES = {
-    "x86_64": ArchModel(
-        isa=ISAS["x86_64"], arguments=("rdi", "rsi", "rdx", "rcx", "r8", "r9"),
+# How each ISA raises the page faults the lab 1-2 tests provoke. x86_64: #PF and its error code.
+# AArch64: QEMU's exception 4 (Data Abort) or 3 (Prefetch Abort) and the syndrome, ESR: class (EC
+# 0x25 data abort / 0x21 instruction abort, same EL), WnR and the fault status type (translation
+# or permission fault); its level depends on the tables, so it is masked out.
+#
+# The kernel half, entry by entry. x86_64: the upper half of CR3's root (PML4 256..511); US (bit 2)
+# at every level must be clear, and every leaf global (G, bit 8; CR4.PGE on, bit 7). AArch64: every
+# entry of TTBR1's root; a table descriptor must forbid EL0 below it (APTable[0], bit 61), a leaf
+# must be EL1-only (AP[1], bit 6, clear) and global (nG, bit 11, clear: one TLB entry for every ASID).
+
+X86_64 = ArchModel(
+        isa=pagoda_pt.isa.X86_64, arguments=("rdi", "rsi", "rdx", "rcx", "r8", "r9"),
         report={"header": r"^TRAP: (\S+) .*\(vector (\d+)\)", "address": r"^\s+CR2 (0x[0-9a-f]+)",
                 "pc": r"^\s+RIP (0x[0-9a-f]+)", "error": r"^\s+error (0x[0-9a-f]+)"},
         kernel_privilege=0, link_register=None, result_pointer_argument=True,
+        page_faults=dict(read=dict(vector=_X86.PAGE_FAULT, error=0x0),
+                         write_protect=dict(vector=_X86.PAGE_FAULT, error=0x3),
+                         fetch=dict(vector=_X86.PAGE_FAULT, error=0x11)),
+        paging_controls=(("efer", 11, "EFER.NXE is off: no-execute bits are not enforced"),
+                         ("cr0", 16, "CR0.WP is off: the kernel can write to read-only pages")),
+        kernel_half_bits=dict(
+            table_allows_user=lambda e: bool(e & 1 << 2), leaf_allows_user=lambda e: bool(e & 1 << 2),
+            leaf_global=lambda e: bool(e & 1 << 8),
+            is_leaf=lambda e, level, last: level == last or (level in (1, 2) and bool(e & 1 << 7)),
+            user_words="US set", global_words="G clear", hardware_bits=(1 << 5) | (1 << 6),
+            global_control=("cr4", 7, "CR4.PGE is off: global entries are flushed at every CR3 load")),
         proc={"switch": "x86_switch_context", "switch_next_sp": "rsi",
               "syscall_entry": "x86_syscall_entry", "syscall_number": "rax",
               "syscall_args": ("rdi", "rsi", "rdx", "r10", "r8", "r9"), "syscall_return_pc": "rcx",
@@ -108,24 +139,38 @@ ARCHES = {
               # The TLB maintenance of one address space (this, va, global / this, global).
               "tlb_page": "pagoda::x86::X86AddressSpace::invalidate_page",
               "tlb_all": "pagoda::x86::X86AddressSpace::invalidate_all",
-              "timer_vector": 32, "page_fault": 14, "protection_fault": 13, "stack_overflow": 8,
+              "timer_vector": _X86.FIRST_INTERRUPT, "page_fault": _X86.PAGE_FAULT,
+              "protection_fault": _X86.GENERAL_PROTECTION, "stack_overflow": _X86.DOUBLE_FAULT,
               "cpu_set_bits": (1 << 5) | (1 << 6),
               # (register, bit, name, the -cpu feature QEMU must emulate for it: qemu.missing_cpu_features)
               "user_guards": (("cr4", 20, "SMEP", "smep"), ("cr4", 21, "SMAP", "smap"), ("cr4", 11, "UMIP", "umip")),
               # Instructions of user/programs/priv.cpp that fault in ring 3 only with a CPU feature.
               "privileged_needs": {"sgdt": "umip"},
               "pf_error": {"present": 1, "write": 2, "user": 4, "fetch": 16},
-              "syscall_result": "rax", "user_privilege": 3, "privileged_fault": 13, "instruction_abort": 14,
+              "syscall_result": "rax", "user_privilege": 3, "privileged_fault": _X86.GENERAL_PROTECTION,
+              "instruction_abort": _X86.PAGE_FAULT,
               # Where a trap from ring 3 takes its kernel stack: (what, symbol, PAGODA_FACT of an offset).
               "user_trap_stacks": (("TSS.RSP0", "pagoda::x86::g_tss", "tss_rsp0_offset"),
                                    ("the system-call stack (x86_syscall_kernel_rsp)", "x86_syscall_kernel_rsp", None)),
-              "syscall_entry_kernel_sp": False}),   # `syscall` leaves the user's RSP in place
-    "aarch64": ArchModel(
-        isa=ISAS["aarch64"], arguments=tuple(f"x{i}" for i in range(8)),
+              "syscall_entry_kernel_sp": False})   # `syscall` leaves the user's RSP in place
+
+AARCH64 = ArchModel(
+        isa=pagoda_pt.isa.AARCH64, arguments=tuple(f"x{i}" for i in range(8)),
         report={"header": r"^TRAP: (\S+)", "address": r"^\s+FAR (0x[0-9a-f]+)",
                 "pc": r"^\s+ELR (0x[0-9a-f]+)", "error": r"^\s+ESR (0x[0-9a-f]+)"},
         kernel_privilege=1, link_register="x30",
         result_pointer_argument=False,   # (X8 holds a result's address)
+        page_faults=dict(read=dict(vector=4, error=0x9600_0004, error_mask=ESR_FAULT_KIND_MASK),
+                         write_protect=dict(vector=4, error=0x9600_004C, error_mask=ESR_FAULT_KIND_MASK),
+                         fetch=dict(vector=3, error=0x8600_000C, error_mask=ESR_FAULT_KIND_MASK)),
+        paging_controls=(("sctlr_el1", 0, "SCTLR_EL1.M is off: the MMU does not translate"),
+                         ("sctlr_el1", 19, "SCTLR_EL1.WXN is off: writable pages are executable")),
+        kernel_half_bits=dict(
+            table_allows_user=lambda e: not e & 1 << 61, leaf_allows_user=lambda e: bool(e & 1 << 6),
+            leaf_global=lambda e: not e & 1 << 11,
+            is_leaf=lambda e, level, last: level == last or (level in (1, 2) and e & 3 == 1),
+            user_words="EL0 allowed (APTable[0] clear on a table, AP[1] set on a leaf)",
+            global_words="nG set", global_control=None, hardware_bits=0),
         # Vectors are QEMU's exception numbers (faultlog.AARCH64_EXCEPTIONS): 1 UNDEF (undefined
         # and trapped instructions alike), 3 prefetch abort, 4 data abort, 5 IRQ. A process's
         # root is TTBR0's; TTBR1 holds the kernel's at every instant. There is no exception that
@@ -149,31 +194,15 @@ ARCHES = {
               # type (bits 5:2; bits 1:0 are the level, which depends on the tables), and the bits
               # a test compares.
               "esr": {"data_abort": 0x24, "instruction_abort": 0x20, "wnr": 1 << 6, "translation": 0b0100,
-                      "permission": 0b1100, "mask": (0x3F << 26) | (1 << 6) | 0x3C}}),
-}
+                      "permission": 0b1100, "mask": (0x3F << 26) | (1 << 6) | 0x3C}})
+
+# The models by their ISA's name.
+ARCHES = {m.name: m for m in (X86_64, AARCH64)}
 
 
-@dataclass(frozen=True)
-class Machine:
-    """What QEMU's machine gives the guest (facts about QEMU, not about the kernel)."""
-    arch: str
-    ram_base: int                # guest-physical address of the first byte of RAM
-    devices: tuple               # (physical base, size, what) the kernel must map to work
-    boot_map: str                # how QEMU tells the kernel its RAM: usable_ram() reads the same
-
-
-MACHINES = {
-    # microvm: RAM from 0; the local APIC. The kernel learns its RAM from the PVH start_info's
-    # memory map (QEMU's firmware keeps parts of the first MiB; QEMU 10 also the top 4 KiB).
-    "x86_64": Machine("x86_64", ram_base=0, devices=((0xFEE0_0000, PAGE, "the local APIC"),), boot_map="pvh"),
-    # virt: RAM at 1 GiB; the PL011 UART and the GICv2's distributor and CPU interface (64 KiB
-    # each, as the kernel maps them). The kernel learns its RAM from the device tree QEMU loads at
-    # the start of RAM when the kernel's image leaves room there (docs/boot.md), and keeps the tree.
-    "aarch64": Machine("aarch64", ram_base=0x4000_0000,
-                       devices=((0x0800_0000, 64 * 1024, "the GIC distributor"),
-                                (0x0801_0000, 64 * 1024, "the GIC CPU interface"),
-                                (0x0900_0000, PAGE, "the PL011 UART")), boot_map="fdt"),
-}
+# The QEMU board each ISA runs on (RAM base, devices, how it tells the kernel its RAM) is its
+# Isa's: pagoda_pt/machines.py, shared with the launcher (qemu.MACHINES indexes them by name).
+MACHINES = {i.name: i.machine for i in ISAS.values()}
 
 
 # ---- The RAM QEMU gives the kernel ------------------------------------------------------------

@@ -25,7 +25,8 @@ kernel/, the tree's root, and arch/<isa>/include/.
 
 The same for the Python side (check_python, below): its packages import only those below them,
 no import goes round in a circle, no module edits sys.path, and no package module compares an
-ISA's name (the ISA objects of tools/gdb/pagoda_pt/isa.py are looked up by name instead).
+ISA's name or keys a table by it (the ISA objects of tools/gdb/pagoda_pt/isa.py are looked up by
+name instead, and hold each per-ISA fact once).
 """
 import os
 import re
@@ -169,9 +170,11 @@ PYTHON_PACKAGES = {   # package: (folder, the packages it may import)
 PYTHON_MODULE_DIRS = (("grade", "pagoda_grade"), ("grade/hidden", "pagoda_grade"), ("tools/tests", None),
                       ("grade/harness_tests", None), ("tools/gdb/tests", None))
 PATH_EDITS = ("insert", "append", "extend", "remove", "clear", "pop")
-# ISA names a package module must not compare against (==, !=, in, startswith, match case): it
-# looks up the ISA's object (pagoda_pt.isa.isa(name), witness.ARCHES[name], qemu.MACHINES[name])
-# and asks it. Comparing against a format module's ARCH constant (x86_64.ARCH) counts the same.
+# ISA names a package module must not compare against (==, !=, in, startswith, match case), nor
+# key a table by ({"x86_64": ...}, dict(aarch64=...)): each per-ISA fact is written once, on the
+# ISA's object (pagoda_pt/isa.py) or on what it names (Isa.machine, Isa.log_parser), and the
+# module looks the object up (pagoda_pt.isa.isa(name), witness.ARCHES[name]) and asks it.
+# Comparing against a format module's ARCH constant (x86_64.ARCH) counts the same.
 ISA_NAMES = ("x86_64", "aarch64", "x86", "arm64", "amd64", "i386", "arm")
 ISA_MODULES = ("x86_64", "aarch64")
 
@@ -328,10 +331,29 @@ def _isa_comparisons(root, rel):
     return sorted(found)
 
 
+def _isa_tables(root, rel):
+    """[(line, name)] of every table in @p rel keyed by an ISA's name: a dict display with an ISA
+    name among its keys ({"x86_64": ...}), or dict(x86_64=...)."""
+    import ast
+    with open(os.path.join(root, rel), encoding="utf-8") as f:
+        tree = ast.parse(f.read(), rel)
+    found = []
+    for node in ast.walk(tree):
+        keys = []
+        if isinstance(node, ast.Dict):
+            keys = [k.value for k in node.keys if isinstance(k, ast.Constant) and isinstance(k.value, str)]
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "dict":
+            keys = [k.arg for k in node.keywords if k.arg]
+        name = next((k for k in keys if k in ISA_NAMES), None)
+        if name:
+            found.append((node.lineno, name))
+    return sorted(found)
+
+
 def check_python(root):
     """Every violation of the Python rules above in the tree at @p root, as 'file:line: problem'
     lines: an import of a package above the importer's, an import circle, a sys.path edit outside
-    the entry points, an ISA name compared in a package module."""
+    the entry points, an ISA name compared in a package module or used there as a table's key."""
     modules, edges = python_graph(root)
     problems = []
     for rel, targets in sorted(edges.items()):
@@ -363,4 +385,8 @@ def check_python(root):
         for line, name in _isa_comparisons(root, rel):
             problems.append(f"{rel}:{line}: compares against the ISA name {name}: look its object up once "
                             "(pagoda_pt.isa.isa, witness.ARCHES) and ask it")
+        for line, name in _isa_tables(root, rel):
+            problems.append(f"{rel}:{line}: a table keyed by the ISA name {name}: put the fact on the ISA's "
+                            "object (pagoda_pt/isa.py, or what it names: its machine, its log parser; the "
+                            "grader's ArchModel) instead")
     return problems

@@ -8,8 +8,9 @@ whether the CPU reset itself (a triple fault), and one-line summaries for failur
     first fault: #PF page fault (vector 14) at RIP 0x100bb1 <pagoda::selftest_pf>, CPL 0,
     CR2 0x5000083bd000, error 0x2 (not-present page, write, supervisor); 3 exceptions logged
 
-It is arch-pluggable: PARSERS maps an architecture to a parser class with the interface of
-LogParser (feed one line at a time, collect Events). Adding an ISA means adding one class.
+It is arch-pluggable: each ISA's object (pagoda_pt/isa.py) names its parser class here
+(Isa.log_parser), with the interface of LogParser: feed one line at a time, collect Events, and
+describe one. Adding an ISA means adding one class.
 
 x86_64 (TCG's do_interrupt_all) logs each delivery as one line, then the whole CPU state:
     `     0: v=0e e=0002 i=0 cpl=0 IP=0008:ffffffff8010bcb1 pc=ffffffff8010bcb1
@@ -114,7 +115,7 @@ class Event:
 
     def describe(self, symbolize=None):
         """One line: what, where (named by @p symbolize(pc) -> str|None when given), why."""
-        return DESCRIBERS.get(self.arch, _describe_generic)(self, symbolize)
+        return parser_class(self.arch).describe(self, symbolize)
 
 
 def _model(arch):
@@ -205,10 +206,16 @@ _X86_PAIR = re.compile(r"\b([A-Z][A-Z0-9]*)\s*=\s*([0-9a-f]+)\b")
 _X86_CR3 = re.compile(r"\bCR3\s*=\s*([0-9a-f]+)\b")
 
 
+def _describe_generic(event, symbolize):
+    return f"{event.name} at {_where(event, symbolize)}"
+
+
 class LogParser:
     """Base of the per-arch parsers: feed() lines in order, then finish(); events collects
-    the Events, resets counts 'CPU Reset' lines, triple_fault says whether the CPU gave up."""
+    the Events, resets counts 'CPU Reset' lines, triple_fault says whether the CPU gave up.
+    describe(event, symbolize) is one line for an Event of the parser's ISA."""
     arch = ""
+    describe = staticmethod(_describe_generic)
 
     def __init__(self, keep_registers=True):
         self.events = []
@@ -232,6 +239,7 @@ class LogParser:
 
 class X86Parser(LogParser):
     arch = "x86_64"
+    describe = staticmethod(_describe_x86)
 
     def __init__(self):
         super().__init__()
@@ -448,6 +456,7 @@ _A64_TO = re.compile(r"^\.\.\.to EL\d PC 0x([0-9a-f]+)")
 
 class AArch64Parser(LogParser):
     arch = "aarch64"
+    describe = staticmethod(_describe_aarch64)
 
     def __init__(self):
         super().__init__()
@@ -479,12 +488,8 @@ class AArch64Parser(LogParser):
             e.handler = _hex(m[1])
 
 
-PARSERS = {"x86_64": X86Parser, "aarch64": AArch64Parser}
-DESCRIBERS = {"x86_64": _describe_x86, "aarch64": _describe_aarch64}
-
-
-def _describe_generic(event, symbolize):
-    return f"{event.name} at {_where(event, symbolize)}"
+# The parsers by class name: an Isa names its own (Isa.log_parser).
+_PARSERS = {c.__name__: c for c in (X86Parser, AArch64Parser)}
 
 
 # ---- The log -----------------------------------------------------------------------------------
@@ -584,11 +589,19 @@ FaultLog = ExceptionLog
 Fault = Event
 
 
+def parser_class(arch):
+    """The LogParser subclass the ISA @p arch names (LogParser itself for a name no Isa has:
+    its events are described generically)."""
+    model = _model(arch)
+    return _PARSERS[model.log_parser] if model else LogParser
+
+
 def parser_for(arch):
-    try:
-        return PARSERS[arch]()
-    except KeyError:
-        raise ValueError(f"no exception-log parser for {arch!r} (known: {', '.join(PARSERS)})") from None
+    model = _model(arch)
+    if model is None:
+        known = ", ".join(c.arch for c in _PARSERS.values())
+        raise ValueError(f"no exception-log parser for {arch!r} (known: {known})")
+    return _PARSERS[model.log_parser]()
 
 
 def parse(text, arch="x86_64"):

@@ -13,7 +13,8 @@ import re
 import shutil
 import signal
 import subprocess
-from dataclasses import dataclass
+from pagoda_pt.isa import ISAS
+from pagoda_pt.machines import Machine
 
 from . import paths
 
@@ -27,56 +28,10 @@ EXIT_RESET = 0            # x86_64: -no-reboot turned a reset (a triple fault) i
 EXIT_QEMU_ERROR = 1       # QEMU itself refused to start (bad option, missing file, ...)
 
 
-@dataclass(frozen=True)
-class Machine:
-    binary: str
-    args: tuple
-    ram_base: int = 0       # physical address where -m's RAM starts
-    # Frames the kernel takes while it boots, before any self-test runs: its page tables (lab 2
-    # gives each of the 256 kernel-half top entries a table up front, plus the image, window and
-    # MMIO tables). Measured: at the smallest RAM that boots, x86_64 prints "vm: kernel page
-    # table ... (264 frames of tables)"; with one MiB less, vm::init panics "no memory" (the
-    # test of kernelinfo.minimum_memory boots both).
-    boot_frames: int = 264
-    # RAM at ram_base the kernel never takes frames from: x86_64's first MiB (kLowMemoryEnd),
-    # and on AArch64 the MiB where QEMU puts the device tree (the memory map marks it reserved).
-    low_reserved: int = 1 << 20
-    # What EXIT_RESET means on this machine, for describe_exit (a triple fault is told apart by
-    # its log line).
-    reset_exit: str = "QEMU quit (by the user, or a reset)"
-    # The -cpu models the kernel runs on, best first; cpu_model() takes the first that the
-    # installed QEMU has. Empty: args names the CPU.
-    cpu_models: tuple = ()
+# The board each ISA's kernel runs on is its Isa's (pagoda_pt/machines.py); MACHINES indexes them
+# by the ISA's name for callers that hold a name.
+MACHINES = {i.name: i.machine for i in ISAS.values()}
 
-
-MACHINES = {
-    "x86_64": Machine(
-        binary="qemu-system-x86_64",
-        # The CPU model QEMU calls qemu64, plus what keeps kernel and user apart (lab 3): SMEP,
-        # SMAP and UMIP, which the kernel turns on when CPUID has them (arch/x86_64/user_mode.cpp).
-        # TCG emulates all three from QEMU 7.2; QEMU 6.2 (Ubuntu 22.04) has no UMIP and says so
-        # (missing_cpu_features).
-        args=("-M", "microvm", "-cpu", "qemu64,+smep,+smap,+umip",
-              "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"),
-    ),
-    # target=native: semihosting calls are QEMU's even with GDB attached (the default, auto,
-    # would hand them to GDB, and the kernel's exit would not end QEMU).
-    "aarch64": Machine(
-        binary="qemu-system-aarch64",
-        # The CPU: a Cortex-A76 (ARMv8.2), a real core with a fixed feature set that has PAN
-        # (ARMv8.1), which the kernel turns on. QEMU 7.2 has it; QEMU 6.2 (Ubuntu 22.04,
-        # Gradescope's image) has only the ARMv8.0 cores without PAN (a53, a57, a72), the A64FX
-        # (with SVE) and `max`, which has PAN too. docs/boot.md says what `max` adds.
-        args=("-M", "virt", "-semihosting-config", "enable=on,target=native"),
-        cpu_models=("cortex-a76", "max"),
-        ram_base=0x4000_0000,
-        # Measured at -m 3M, the least that boots (the image ends 2.2 MiB into RAM): 13 frames
-        # of page tables, and 25 of the frame allocator's bitmaps, which cover physical memory
-        # from 0, so the GiB of flash and devices below RAM too. -m 2M cannot hold the image.
-        boot_frames=38,
-        reset_exit="QEMU quit (by the user, or a PSCI power-off or reset)",
-    ),
-}
 
 DEFAULT_MEMORY = "128M"
 _MEMORY_SIZE = re.compile(r"^[1-9][0-9]*[MG]?$")
@@ -227,7 +182,7 @@ def describe_exit(code, log_text="", arch=paths.DEFAULT_ARCH):
         if "Triple fault" in log_text:
             return "triple fault (the CPU reset itself)"
         machine = MACHINES.get(arch)
-        return machine.reset_exit if machine else Machine.reset_exit
+        return (machine or Machine).reset_exit
     if code == EXIT_QEMU_ERROR:
         return "QEMU failed to start (its own message is in the output)"
     if code is not None and code < 0:

@@ -83,6 +83,9 @@ def test_each_python_rule_catches_its_violation(tmp_path):
                                                 '    if arch == "aarch64":\n        return MACHINES["x86_64"]\n'
                                                 '    return arch.startswith("x86")\n')
     write(root, "tools/gdb/pagoda_pt/x86_64.py", 'ARCH = "x86_64"\n')
+    # ISA names as a table's keys: a violation in a package module (machine.py:1 above too), not in a test.
+    write(root, "grade/pagoda_grade/rsp.py", 'KIND = dict(x86_64=1, aarch64=4)\nBY_ARCH = {a: 1 for a in ("x", "y")}\n')
+    write(root, "tools/tests/test_w.py", 'EXPECTED = {"aarch64": 4}\n')
     write(root, "tools/gdb/pagoda_pt/fmt.py", "from . import x86_64\n\n\ndef g(arch):\n"
                                               '    return arch in (x86_64.ARCH, "other")\n')
     write(root, "tools/tests/test_y.py", 'def test_z(arch):\n    assert arch != "aarch64"\n')
@@ -101,6 +104,9 @@ def test_each_python_rule_catches_its_violation(tmp_path):
     assert "tools/pagoda_core/machine.py:5: compares against the ISA name aarch64" in text
     assert "tools/pagoda_core/machine.py:7: compares against the ISA name x86" in text
     assert "tools/gdb/pagoda_pt/fmt.py:5: compares against the ISA name x86_64.ARCH" in text
-    assert "machine.py:1" not in text and "machine.py:6" not in text and "x86_64.py" not in text  # lookups
+    assert "tools/pagoda_core/machine.py:1: a table keyed by the ISA name x86_64" in text
+    assert "grade/pagoda_grade/rsp.py:1: a table keyed by the ISA name x86_64" in text
+    assert "rsp.py:2" not in text and "test_w.py" not in text                        # no name; a test
+    assert "machine.py:6" not in text and "x86_64.py" not in text                    # lookups
     assert "test_y.py" not in text and "test_lab8.py" not in text                      # tests may compare
-    assert len(problems) == 11, text
+    assert len(problems) == 13, text

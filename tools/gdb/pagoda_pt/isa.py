@@ -8,7 +8,8 @@ instead of comparing ISA names.
 An Isa holds what differs between the ISAs as data or as small pure rules: register names (as
 the gdbstub spells them), the root registers and the mask of the table address in each, the
 page-table format module the walker uses, the fault rules (what an error code or syndrome says),
-the exception names, and how the physical address width is learnt. ISA names are compared only
+the exception names, how the physical address width is learnt, and the QEMU board it runs on
+(machines.py). ISA names are compared only
 here, where a name becomes its object (tools/pagoda/layers.py checks that).
 
 The constants come from the ISA's facts modules (x86_facts.py, the formats x86_64.py and
@@ -20,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from . import aarch64, x86_64, x86_facts
+from . import aarch64, machines, x86_64, x86_facts
 from .regs import paging_mode
 
 
@@ -139,6 +140,9 @@ class Isa:
     vector_entry_bytes: Optional[int]  # an exception vector entry's size, when the log says where it went
     root_writes: Optional[dict]    # instruction word -> root register it writes (bits 4:0 the source)
     gdb_faults: str                # pagoda_gdb's fault-why fact gatherer (module name)
+    log_parser: str                # pagoda_core.faultlog's reader of QEMU's exception log (class name)
+    machine: machines.Machine      # the QEMU board the kernel runs on (RAM base, devices, arguments)
+    breakpoint_bytes: int          # a software breakpoint's size (the gdbstub's Z0 "kind")
     access: Callable               # error code or syndrome -> (present, write, fetch)
     is_page_fault: Callable        # faultlog event -> True for a translation or permission fault
     is_permission_fault: Callable  # error code or syndrome -> True when the page was there
@@ -174,7 +178,7 @@ X86_64 = Isa(
     registers_from="monitor", system_registers=("cr0", "cr2", "cr3", "cr4", "efer"),
     required_registers=("cr0", "cr3", "cr4", "efer"), register_aliases=(),
     exceptions=x86_facts.EXCEPTIONS, gva2gpa_masked_by=None, vector_entry_bytes=None, root_writes=None,
-    gdb_faults="faults_x86_64",
+    gdb_faults="faults_x86_64", log_parser="X86Parser", machine=machines.MICROVM, breakpoint_bytes=1,
     access=_x86_access, is_page_fault=_x86_page_fault, is_permission_fault=_x86_permission_fault,
     is_table_entry=_x86_table_entry, kernel_fetch_lost=_x86_fetch_lost, paging_off=_x86_paging_off)
 
@@ -196,7 +200,7 @@ AARCH64 = Isa(
     vector_entry_bytes=0x80,                           # 32 instructions
     # MSR TTBR0_EL1, Xt and MSR TTBR1_EL1, Xt (op0 3, op1 0, CRn 2, CRm 0, op2 0 or 1).
     root_writes={0xD5182000: "TTBR0_EL1", 0xD5182020: "TTBR1_EL1"},
-    gdb_faults="faults_aarch64",
+    gdb_faults="faults_aarch64", log_parser="AArch64Parser", machine=machines.VIRT, breakpoint_bytes=4,
     access=_aarch64_access, is_page_fault=_aarch64_page_fault, is_permission_fault=_aarch64_permission_fault,
     is_table_entry=_aarch64_table_entry, kernel_fetch_lost=_never, paging_off=_aarch64_paging_off)
 
