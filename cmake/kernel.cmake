@@ -31,10 +31,10 @@ set(PAGODA_KERNEL_PURE_SOURCES
 # The arch-independent kernel sources, for every arch's kernel target.
 set(PAGODA_KERNEL_GENERIC_SOURCES
   ${PAGODA_KERNEL_PURE_SOURCES}
-  ${CMAKE_SOURCE_DIR}/kernel/core/kmain.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/main/kmain.cpp
   ${CMAKE_SOURCE_DIR}/kernel/core/panic.cpp
   ${CMAKE_SOURCE_DIR}/kernel/core/selftest.cpp
-  ${CMAKE_SOURCE_DIR}/kernel/core/runtime.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/main/runtime.cpp
   ${CMAKE_SOURCE_DIR}/kernel/core/console.cpp
   ${CMAKE_SOURCE_DIR}/kernel/lib/string.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/vm.cpp

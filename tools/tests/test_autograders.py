@@ -94,7 +94,7 @@ def skeleton(dest):
 
 def broken(dest):
     skeleton(dest)
-    with open(os.path.join(dest, "kernel/core/kmain.cpp"), "a") as f:
+    with open(os.path.join(dest, "kernel/main/kmain.cpp"), "a") as f:
         f.write("\nnot C++ at all;\n")
 
 

@@ -62,7 +62,7 @@ HIDDEN_TEST = textwrap.dedent('''\
     ''')
 HIDDEN_ENTRY = ('\n[[tests]]\nid = "pf_each_boot"\npoints = 5\ntimeout = 8\nhidden = true\n'
                 'checks = "two boots, two #PF, each at its own address, in the exception log"\n')
-KMAIN = "kernel/core/kmain.cpp"
+KMAIN = "kernel/main/kmain.cpp"
 KMAIN_OPEN = re.compile(r"void kmain\([^)]*\)\s*\{\n")
 
 
@@ -257,7 +257,7 @@ def test_grader_paths():
     assert batch.is_grader_path("labs/01-identity-map/lab.toml") and batch.is_grader_path("pagoda")
     assert batch.is_grader_path("user/programs/spin.cpp") and batch.is_grader_path("user/lib/start.cpp")
     assert not batch.is_grader_path("labs/01-identity-map/README.md")
-    assert not batch.is_grader_path("kernel/core/kmain.cpp") and not batch.is_grader_path("kernel/lib/abi.hpp")
+    assert not batch.is_grader_path("kernel/main/kmain.cpp") and not batch.is_grader_path("kernel/lib/abi.hpp")
     assert not batch.is_grader_path("grade/__pycache__/x.pyc")
     assert batch.is_user_build_path("kernel/lib/abi.hpp") and batch.is_user_build_path("cmake/user.cmake")
     assert not batch.is_user_build_path("kernel/mm/vm.cpp") and not batch.is_user_build_path("arch/x86_64/mmu.cpp")
