@@ -14,7 +14,7 @@
 #include "mm/base/layout.hpp"
 #include "mm/space/mmu.hpp"
 #include "mm/vm.hpp"
-#include "mm/pt/vmprint.hpp"
+#include "mm/vmprint.hpp"
 
 namespace pagoda {
 namespace {

@@ -65,7 +65,7 @@ void vmprint_table(FormatSink& sink, TableMemory& memory, PhysAddr table, usize 
 //   (void)level;
 //   (void)lo;
 //   (void)hi;
-//   (void)lab_not_done("lab 1: write vmprint_table() in kernel/mm/pt/vmprint.hpp (labs/01-identity-map/README.md)");
+//   (void)lab_not_done("lab 1: write vmprint_table() in kernel/mm/vmprint.hpp (labs/01-identity-map/README.md)");
 // }
 // LAB 1 END
 
