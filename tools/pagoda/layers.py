@@ -2,7 +2,13 @@
 
 Checked by `./pagoda test` (tools/tests/test_layers.py) on the real tree:
 
-  lib       kernel/lib includes nothing from core/, mm/, boot/ or the arch (it is the bottom);
+  lib       kernel/lib includes nothing from the arch (nor, by the order below, from the kernel's
+            other folders: it is the bottom);
+  order     the kernel's folders include only their own folder and those below it, bottom first:
+            lib, mm/base (the memory vocabulary), boot (what the boot protocol hands over), core
+            (the CPU seam, panic, lab, the command line, the self-test registry), mm, proc, and
+            main (kmain, the C++ runtime) on top. kernel/tests (host tests) may include anything;
+            a file in no folder of that list is itself a problem;
   mm        kernel/mm reaches the arch only through its seam headers
             (arch_impl/page_table_format.hpp, address_space.hpp, layout.hpp), never arch/<isa>/;
   mm order  kernel/mm's folders include only their own folder and those below it, bottom first:
@@ -12,9 +18,8 @@ Checked by `./pagoda test` (tools/tests/test_layers.py) on the real tree:
             window (temporary mappings), then kernel/mm itself (vm: the kernel's map, the
             physical window, user frames and faults; the heap; the self-tests) on top. A folder
             not in that list is itself a problem;
-  labs      the page-table layer (page_table, cursor, table_iterator, consistency_batch,
-            table_memory, address_space, walk, perms, addr, page) never reaches core/lab.hpp, even
-            through other headers: its lab skeletons return errors that carry their message;
+  labs      the page-table layer (kernel/mm/pt, and mm/base below it) never reaches core/lab.hpp,
+            even through other headers: its lab skeletons return errors that carry their message;
   seam      core/arch.hpp, which everything includes, does not pull in the memory manager;
   facts     the page size and the x86 address mask are written only where they are defined
             (the format and arch/x86_64/page_defs.h), not as literals elsewhere in the kernel
@@ -34,10 +39,14 @@ import re
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.MULTILINE)
 SOURCE_SUFFIXES = (".hpp", ".h", ".cpp")
 MM_ARCH_SEAMS = ("arch_impl/page_table_format.hpp", "arch_impl/address_space.hpp", "arch_impl/layout.hpp")
+# The kernel's folders, bottom first. mm/base, the memory vocabulary (addresses, pages, layout,
+# permissions), sits below the rest of mm: the boot memory map and the self-tests speak it.
+KERNEL_FOLDERS = ("lib", "mm/base", "boot", "core", "mm", "proc", "main")
+KERNEL_UNCHECKED = ("tests",)   # host tests over the kernel's code: they may include anything
 # kernel/mm's folders, bottom first; "" is kernel/mm itself, the top.
 MM_FOLDERS = ("base", "pt", "phys", "space", "window", "")
-PAGE_TABLE_LAYER = ("page_table", "cursor", "table_iterator", "consistency_batch", "table_memory",
-                    "address_space", "walk", "perms", "addr", "page")
+# The page-table layer: kernel/mm's folders up to pt (its vocabulary, base, below it).
+PAGE_TABLE_LAYER = MM_FOLDERS[:MM_FOLDERS.index("pt") + 1]
 # Literals of the page size and of the x86 physical-address mask, and where they may appear.
 FACT_LITERALS = re.compile(r"\b4096\b|\b4\s*\*\s*KiB\b|0x0*1000\b(?!')|0x000f'?ffff'?ffff'?f000")
 FACT_HOMES = ("arch/x86_64/page_defs.h", "arch/x86_64/page_table_format.hpp")
@@ -103,6 +112,37 @@ def _mm_order_problems(rel, names):
     return problems
 
 
+def kernel_folder(path):
+    """The folder of KERNEL_FOLDERS that @p path (a file under kernel/, or an include written
+    relative to kernel/) is in, or its first folder when that is none of them."""
+    parts = path.split("/")
+    if parts[0] == "kernel":
+        parts = parts[1:]
+    if len(parts) > 2 and "/".join(parts[:2]) in KERNEL_FOLDERS:
+        return "/".join(parts[:2])
+    return parts[0]
+
+
+def _kernel_order_problems(rel, names):
+    """The includes @p names of @p rel (a file under kernel/) that point up KERNEL_FOLDERS."""
+    own = kernel_folder(rel)
+    if own in KERNEL_UNCHECKED:
+        return []
+    if own not in KERNEL_FOLDERS:
+        return [f"{rel}: kernel/{own}/ is no folder of the kernel's order ({_kernel_order()})"]
+    problems = []
+    for name in names:
+        target = kernel_folder(name)
+        if target in KERNEL_FOLDERS and KERNEL_FOLDERS.index(target) > KERNEL_FOLDERS.index(own):
+            problems.append(f"{rel}: includes {name}: the kernel's folders include only their own and those "
+                            f"below ({_kernel_order()})")
+    return problems
+
+
+def _kernel_order():
+    return " < ".join(KERNEL_FOLDERS)
+
+
 def _mm_order():
     return " < ".join(f"mm/{f}" if f else "mm" for f in MM_FOLDERS)
 
@@ -113,7 +153,7 @@ def check(root):
     problems = []
     for rel in _sources(root, "kernel/lib"):
         for name in includes(root, rel):
-            if name.split("/")[0] in ("core", "mm", "boot", "arch", "arch_impl"):
+            if name.split("/")[0] in ("arch", "arch_impl"):   # the kernel's folders: the order below
                 problems.append(f"{rel}: includes {name}: kernel/lib includes nothing from the layers above it")
     for rel in _sources(root, "kernel/mm"):
         for name in includes(root, rel):
@@ -121,10 +161,11 @@ def check(root):
                 problems.append(f"{rel}: includes {name}: kernel/mm reaches the arch only through "
                                 f"{', '.join(MM_ARCH_SEAMS)}")
         problems.extend(_mm_order_problems(rel, includes(root, rel)))
-        stem = os.path.splitext(os.path.basename(rel))[0]
-        if stem in PAGE_TABLE_LAYER and "kernel/core/lab.hpp" in reaches(root, rel, arches):
+        if mm_folder(rel) in PAGE_TABLE_LAYER and "kernel/core/lab.hpp" in reaches(root, rel, arches):
             problems.append(f"{rel}: reaches core/lab.hpp: the page-table layer's skeletons return errors "
                             "with their message instead")
+    for rel in _sources(root, "kernel"):
+        problems.extend(_kernel_order_problems(rel, includes(root, rel)))
     seam = os.path.join("kernel", "core", "arch.hpp")
     if os.path.isfile(os.path.join(root, seam)):
         pulled = sorted(r for r in reaches(root, seam, arches) if r.startswith("kernel/mm/"))

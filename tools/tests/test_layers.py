@@ -33,6 +33,14 @@ def test_each_rule_catches_its_violation(tmp_path):
                                            '#include "mm/window/temp_map.hpp"\n')  # down, own, up
     write(root, "kernel/mm/phys/frames.cpp", '#include "mm/vm.hpp"\n#include "mm/base/addr.hpp"\n')  # up, down
     write(root, "kernel/mm/misc/odd.hpp", '#include "lib/types.hpp"\n')            # a folder out of order
+    # The kernel's folder order: down is fine, up or an unknown folder is not; host tests may include anything.
+    write(root, "kernel/lib/format.hpp", '#include "arch_impl/traps.hpp"\n')                   # the arch from lib
+    write(root, "kernel/boot/memmap.hpp", '#include "mm/base/addr.hpp"\n#include "core/panic.hpp"\n')  # down, up
+    write(root, "kernel/mm/base/layout.hpp", '#include "boot/memmap.hpp"\n')              # mm/base is below boot
+    write(root, "kernel/main/kmain.cpp", '#include "proc/run.hpp"\n#include "mm/vm.hpp"\n')     # the top: fine
+    write(root, "kernel/proc/run.hpp", '#include "main/kmain.hpp"\n')                       # up to the top
+    write(root, "kernel/tests/test_vm.cpp", '#include "main/kmain.hpp"\n')                  # a host test: fine
+    write(root, "kernel/extra/thing.hpp", '#include "lib/types.hpp"\n')                     # no such folder
     write(root, "arch/x86_64/cpu.hpp", "#pragma once\n")
     write(root, "arch/x86_64/lapic.cpp", "constexpr u64 kMask = 0x000f'ffff'ffff'f000ull;\n")
     write(root, "arch/x86_64/page_defs.h", "#define X86_PAGE_SIZE 4096\n")            # its home: fine
@@ -40,7 +48,14 @@ def test_each_rule_catches_its_violation(tmp_path):
     write(root, "arch/x86_64/include/arch_impl/traps.hpp", "#pragma once\n")
     problems = layers.check(root)
     text = "\n".join(problems)
-    assert "kernel/lib/console.cpp: includes core/arch.hpp" in text
+    assert "kernel/lib/console.cpp: includes core/arch.hpp: the kernel's folders include only" in text
+    assert "kernel/lib/format.hpp: includes arch_impl/traps.hpp: kernel/lib includes nothing" in text
+    assert "kernel/core/helper.hpp: includes mm/pt/page_table.hpp: the kernel's folders" in text
+    assert "kernel/boot/memmap.hpp: includes core/panic.hpp: the kernel's folders" in text
+    assert "kernel/mm/base/layout.hpp: includes boot/memmap.hpp: the kernel's folders" in text
+    assert "kernel/proc/run.hpp: includes main/kmain.hpp: the kernel's folders" in text
+    assert "kernel/extra/thing.hpp: kernel/extra/ is no folder of the kernel's order" in text
+    assert "kmain.cpp" not in text and "test_vm.cpp" not in text and "includes mm/base/addr.hpp" not in text
     assert "kernel/mm/vm.cpp: includes arch/x86_64/cpu.hpp" in text
     assert "kernel/mm/heap.cpp: includes arch_impl/traps.hpp" in text
     assert "kernel/mm/pt/page_table.hpp: reaches core/lab.hpp" in text     # through walk.hpp
@@ -54,7 +69,7 @@ def test_each_rule_catches_its_violation(tmp_path):
     assert "kernel/mm/phys/frames.cpp: includes mm/vm.hpp" in text
     assert "kernel/mm/misc/odd.hpp: kernel/mm/misc/ is no folder of kernel/mm's order" in text
     assert "mm/pt/cursor.hpp" not in text and "mm/space/regions.hpp" not in text and "mm/base/addr.hpp" not in text
-    assert len(problems) == 11, text
+    assert len(problems) == 17, text
 
 
 def test_the_python_side_keeps_its_layers():
