@@ -5,17 +5,11 @@
 #include "mm/vm.hpp"
 
 #include "mm/vm_parts.hpp"
-#include "core/arch.hpp"
-#include "core/cmdline.hpp"
-#include "core/lab.hpp"
 #include "core/panic.hpp"
 #include "lib/facts.hpp"
 #include "lib/string.hpp"
-#include "mm/space/debug_roots.hpp"
-#include "mm/base/layout.hpp"
 #include "mm/space/mmu.hpp"
 #include "mm/window/temp_map.hpp"
-#include "mm/space/user_regions.hpp"
 
 namespace pagoda::vm {
 

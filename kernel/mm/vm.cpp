@@ -11,13 +11,10 @@
 #include "core/cmdline.hpp"
 #include "core/lab.hpp"
 #include "core/panic.hpp"
-#include "lib/facts.hpp"
-#include "lib/string.hpp"
 #include "mm/space/debug_roots.hpp"
 #include "mm/base/layout.hpp"
 #include "mm/space/mmu.hpp"
 #include "mm/window/temp_map.hpp"
-#include "mm/space/user_regions.hpp"
 
 // Section bounds from the linker script (arch/<isa>/kernel.ld): virtual addresses, except the
 // *_phys ones; __kernel_virt_offset's address is the offset between the two.
