@@ -42,7 +42,7 @@ def test_a_reap_or_a_program_saying_killed_is_not_a_kill_line():
 # ---- the skeleton a kernel reached: the first line of every failure it causes ----------------
 
 SKELETON_LINES = [
-    "LAB TODO: lab 4: write TempMapArea::init(), push() and pop() in kernel/mm/window/temp_map.cpp "
+    "LAB TODO: lab 4: write TempMapArea::init(), push() and pop() in kernel/mm/tempmap/temp_map.cpp "
     "(labs/04-temp-mappings/README.md)",
     "run: cannot start hello: not implemented yet (a lab skeleton): lab 3: share the kernel half in "
     "X86AddressSpace::create_user() in arch/x86_64/address_space.cpp (labs/03-process-roots/README.md) "

@@ -8,7 +8,7 @@
 #include "core/lab.hpp"
 #include "mm/base/layout.hpp"
 #include "mm/space/mmu.hpp"
-#include "mm/window/temp_map.hpp"
+#include "mm/tempmap/temp_map.hpp"
 #include "mm/space/user_regions.hpp"
 
 namespace pagoda::vm {

@@ -9,7 +9,7 @@
 #include "lib/facts.hpp"
 #include "lib/string.hpp"
 #include "mm/space/mmu.hpp"
-#include "mm/window/temp_map.hpp"
+#include "mm/tempmap/temp_map.hpp"
 
 namespace pagoda::vm {
 

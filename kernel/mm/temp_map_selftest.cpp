@@ -7,7 +7,7 @@
 #include "lib/abi.hpp"
 #include "lib/console.hpp"
 #include "lib/facts.hpp"
-#include "mm/window/temp_map.hpp"
+#include "mm/tempmap/temp_map.hpp"
 #include "mm/vm.hpp"
 
 namespace pagoda {
@@ -109,7 +109,7 @@ PAGODA_SELFTEST(temp_map_slots) {
   if (!vm::ready()) panic("lab 1 is not done: the kernel has no page tables of its own");
   if (TempMapArea::current() == nullptr)
     panic("temp_map_slots: the kernel has no temp-map area: lab 4: write TempMapArea::init(), push() and pop() in "
-          "kernel/mm/window/temp_map.cpp (labs/04-temp-mappings/README.md)");
+          "kernel/mm/tempmap/temp_map.cpp (labs/04-temp-mappings/README.md)");
   const u64 rounds = ctx.arg("rounds", 4);
   if (rounds == 0 || rounds > kMaxRounds) panic("temp_map_slots: rounds={}: 1..{}", rounds, kMaxRounds);
   g_probe.seed = ctx.arg("seed", 0x544d);

@@ -14,7 +14,7 @@
 #include "mm/space/debug_roots.hpp"
 #include "mm/base/layout.hpp"
 #include "mm/space/mmu.hpp"
-#include "mm/window/temp_map.hpp"
+#include "mm/tempmap/temp_map.hpp"
 
 // Section bounds from the linker script (arch/<isa>/kernel.ld): virtual addresses, except the
 // *_phys ones; __kernel_virt_offset's address is the offset between the two.
@@ -53,7 +53,7 @@ using Format = arch::PageTableFormat;
 
 /// The kernel's address space lives here, built in place by init() and never destroyed.
 alignas(AddressSpace) u8 g_kernel_space_storage[sizeof(AddressSpace)];
-/// This CPU's temporary-mapping slots (mm/window/temp_map.hpp).
+/// This CPU's temporary-mapping slots (mm/tempmap/temp_map.hpp).
 constinit TempMapArea g_temp_maps;
 
 /// The boot stub's root, named for the debugging tools (mm/space/debug_roots.hpp) from init() until

@@ -72,7 +72,7 @@ VirtAddr device_virt(PhysAddr pa);
 /// A pointer to device registers at @p pa, valid before and after the kernel's own tables.
 void* device_ptr(PhysAddr pa);
 /// Fills the frame at @p pa with zeros, wherever it lies: through the window below
-/// reachable_limit(), through a temporary mapping above it (mm/window/temp_map.hpp).
+/// reachable_limit(), through a temporary mapping above it (mm/tempmap/temp_map.hpp).
 void zero_frame(PhysAddr pa);
 /// Copies the frame at @p from to the frame at @p to, wherever each lies.
 void copy_frame(PhysAddr to, PhysAddr from);

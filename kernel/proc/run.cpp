@@ -7,7 +7,7 @@
 #include "lib/facts.hpp"
 #include "lib/string.hpp"
 #include "mm/heap.hpp"
-#include "mm/window/temp_map.hpp"
+#include "mm/tempmap/temp_map.hpp"
 #include "mm/vm.hpp"
 #include "proc/arch.hpp"
 #include "proc/kernel_stack.hpp"

@@ -3,7 +3,7 @@
 
 #include "core/arch.hpp"
 #include "core/panic.hpp"
-#include "mm/window/temp_map.hpp"
+#include "mm/tempmap/temp_map.hpp"
 #include "mm/vm.hpp"
 #include "lib/console.hpp"
 #include "proc/arch.hpp"
@@ -43,7 +43,7 @@ void switch_to(Process* next) {
   Process* prev = g_current;
   if (prev == next) return;
   // Temp-map slots are a per-CPU stack: one held across a switch would be released by another
-  // thread's code, out of order (mm/window/temp_map.hpp).
+  // thread's code, out of order (mm/tempmap/temp_map.hpp).
   if (const TempMapArea* temp = TempMapArea::current(); temp != nullptr && temp->depth() != 0)
     panic("switch_to: {} temp-map slot(s) still live across a context switch (a TempMap held while "
           "yielding or sleeping)", temp->depth());

@@ -5,7 +5,7 @@
 #include "lib/string.hpp"
 #include "lib/abi.hpp"
 #include "lib/facts.hpp"
-#include "mm/window/temp_map.hpp"
+#include "mm/tempmap/temp_map.hpp"
 #include "mm/vm.hpp"
 #include "proc/process.hpp"
 #include "proc/user_memory.hpp"

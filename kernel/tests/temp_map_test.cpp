@@ -1,4 +1,4 @@
-// Temporary mappings (mm/window/temp_map.hpp) over simulated physical memory and a simulated MMU, built
+// Temporary mappings (mm/tempmap/temp_map.hpp) over simulated physical memory and a simulated MMU, built
 // twice: for x86_64 (kernel_host_tests) and AArch64 (kernel_host_tests_aarch64). The slot is
 // written while a process's root is live, and every access goes through a walk of a root, so
 // the lab's failure (the slot's entry written into a table the live root does not use) shows.
@@ -12,7 +12,7 @@
 
 #include "host_support.hpp"
 #include "mm/space/address_space.hpp"
-#include "mm/window/temp_map.hpp"
+#include "mm/tempmap/temp_map.hpp"
 #include "page_table_fakes.hpp"
 
 #if defined(PAGODA_TEST_AARCH64)

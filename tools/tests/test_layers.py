@@ -30,7 +30,7 @@ def test_each_rule_catches_its_violation(tmp_path):
                                     "constexpr u64 kPage = 4 * KiB;  // 4096 in a comment is fine\n")
     write(root, "kernel/mm/heap.cpp", '#include "arch_impl/traps.hpp"\n')
     write(root, "kernel/mm/space/vma.hpp", '#include "mm/pt/cursor.hpp"\n#include "mm/space/regions.hpp"\n'
-                                           '#include "mm/window/temp_map.hpp"\n')  # down, own, up
+                                           '#include "mm/tempmap/temp_map.hpp"\n')  # down, own, up
     write(root, "kernel/mm/phys/frames.cpp", '#include "mm/vm.hpp"\n#include "mm/base/addr.hpp"\n')  # up, down
     write(root, "kernel/mm/misc/odd.hpp", '#include "lib/types.hpp"\n')            # a folder out of order
     # The kernel's folder order: down is fine, up or an unknown folder is not; host tests may include anything.
@@ -65,7 +65,7 @@ def test_each_rule_catches_its_violation(tmp_path):
     assert "kernel/mm/vm.cpp:3: '4 * KiB'" in text
     assert "arch/x86_64/lapic.cpp:1: '0x000f'ffff'ffff'f000'" in text
     assert "page_defs.h" not in text
-    assert "kernel/mm/space/vma.hpp: includes mm/window/temp_map.hpp: kernel/mm's folders include only" in text
+    assert "kernel/mm/space/vma.hpp: includes mm/tempmap/temp_map.hpp: kernel/mm's folders include only" in text
     assert "kernel/mm/phys/frames.cpp: includes mm/vm.hpp" in text
     assert "kernel/mm/misc/odd.hpp: kernel/mm/misc/ is no folder of kernel/mm's order" in text
     assert "mm/pt/cursor.hpp" not in text and "mm/space/regions.hpp" not in text and "mm/base/addr.hpp" not in text

@@ -52,7 +52,7 @@ class FrameAllocator {
   [[nodiscard]] Result<PhysAddr> allocate_below(PhysAddr limit);
 
   /// One free frame, the highest free one: for user memory, which the kernel reaches through
-  /// temporary mappings wherever it lies (mm/window/temp_map.hpp), so that the window's frames stay
+  /// temporary mappings wherever it lies (mm/tempmap/temp_map.hpp), so that the window's frames stay
   /// for what must be reachable through it (page tables, the heap, kernel stacks).
   /// The search starts at a hint, the highest word that may hold a free frame (every word above
   /// it is full; a free or release above it raises it), so that a run of calls costs one word

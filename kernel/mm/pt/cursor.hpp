@@ -134,7 +134,7 @@ template <ValidPageTableFormat F> class Cursor {
 
   /// The page-level entry that decides va(), creating the missing tables above it, for an
   /// owner that writes that one entry itself and does its own barrier and invalidation (the
-  /// temporary-mapping slots, mm/window/temp_map.hpp). The table holding it is never freed by its
+  /// temporary-mapping slots, mm/tempmap/temp_map.hpp). The table holding it is never freed by its
   /// owner's writes: only a cursor unmap frees tables, and no cursor changes such an entry.
   /// InvalidArgument when a block or a table the kernel cannot reach stands in the way.
   [[nodiscard]] Result<u64*> reserve_page_entry() {

@@ -1,4 +1,4 @@
-"""tmpmap: the temporary-mapping slots of lab 4 (kernel/mm/window/temp_map.hpp), and what fault-why
+"""tmpmap: the temporary-mapping slots of lab 4 (kernel/mm/tempmap/temp_map.hpp), and what fault-why
 adds when a fault lies in their area.
 
 The slots are read from the kernel's own TempMapArea (TempMapArea::s_current, through its debug

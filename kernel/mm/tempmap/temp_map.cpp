@@ -1,6 +1,6 @@
 /// @file temp_map.cpp
-/// @brief The temp-map slots and their guard (see mm/window/temp_map.hpp).
-#include "mm/window/temp_map.hpp"
+/// @brief The temp-map slots and their guard (see mm/tempmap/temp_map.hpp).
+#include "mm/tempmap/temp_map.hpp"
 
 #include "core/panic.hpp"
 #include "lib/facts.hpp"
@@ -59,7 +59,7 @@ Result<void> TempMapArea::init(AddressSpace& kernel, usize cpu) {
   // LAB 4 SKELETON
   // (void)kernel;
   // return Error(Error::NotImplemented, "lab 4: write TempMapArea::init(), push() and pop() in "
-  //                                     "kernel/mm/window/temp_map.cpp (labs/04-temp-mappings/README.md)");
+  //                                     "kernel/mm/tempmap/temp_map.cpp (labs/04-temp-mappings/README.md)");
   // LAB 4 END
 }
 
@@ -83,7 +83,7 @@ usize TempMapArea::push(PhysAddr frame) {
   return slot;
   // LAB 4 SKELETON
   // (void)entries_;
-  // panic("lab 4: write TempMapArea::push() in kernel/mm/window/temp_map.cpp (labs/04-temp-mappings/README.md)");
+  // panic("lab 4: write TempMapArea::push() in kernel/mm/tempmap/temp_map.cpp (labs/04-temp-mappings/README.md)");
   // LAB 4 END
 }
 
@@ -101,7 +101,7 @@ void TempMapArea::pop(usize slot) {
   ordered();
   --depth_;  // given back only once nothing can translate through it
   // LAB 4 SKELETON
-  // panic("lab 4: write TempMapArea::pop() in kernel/mm/window/temp_map.cpp (labs/04-temp-mappings/README.md)");
+  // panic("lab 4: write TempMapArea::pop() in kernel/mm/tempmap/temp_map.cpp (labs/04-temp-mappings/README.md)");
   // LAB 4 END
 }
 
