@@ -16,8 +16,8 @@ Checked by `./pagoda test` (tools/tests/test_layers.py) on the real tree:
             walk, table memory, consistency batch, cursor, table iterator), phys (frames and their
             references), space (address spaces, critical ranges, VMAs, user regions, fork's copy),
             tempmap (temporary mappings), then kernel/mm itself (vm: the kernel's map, the
-            physical window, user frames and faults; the heap; the self-tests and vmprint) on top. A folder
-            not in that list is itself a problem;
+            physical window, user frames and faults; the heap; the self-tests and vmprint) on top.
+            A folder not in that list is itself a problem;
   labs      the page-table layer (kernel/mm/pt, and mm/base below it) never reaches core/lab.hpp,
             even through other headers: its lab skeletons return errors that carry their message;
   seam      core/arch.hpp, which everything includes, does not pull in the memory manager;
