@@ -677,3 +677,98 @@ def foreign_root(current: str, owner: str, root: int) -> str:
             "process's was made live (fork made another root live while the parent still runs, or a "
             "switch loaded the wrong root); every access the program made went to the other "
             "process's memory" % (current, owner, root))
+
+
+# ---- a frame two roots share while one of them may write it (lab 6) ------------------------------
+
+def user_write_protect_faults(events: list, model) -> list:
+    """[(page, root or None)] of every write that a user program made to a page mapped read-only,
+    in QEMU's exception log (@p events: faultlog.Event objects; @p model: the ISA's
+    pagoda_pt.isa.Isa, which decodes the error code or syndrome): the faults a copy-on-write
+    fault answers. root: the root register's table address when the log names it (x86_64's
+    CR3), else None."""
+    found = []
+    for e in events:
+        if e.kind != "exception" or e.address is None or e.error is None or e.privilege != model.user_privilege:
+            continue
+        if not model.is_page_fault(e):
+            continue
+        present, write, fetch = model.access(e.error)
+        if present and write and not fetch:
+            found.append((e.address & ~0xFFF, None if e.root is None else model.root_of({model.lower_root: e.root})))
+    return found
+
+
+def shared_writable(processes: list, parent_of: dict, write_faults: Optional[list] = None,
+                    page: int = 4096) -> Optional[str]:
+    """The cause of a death where two processes' roots map one frame as a user page and one of
+    them may write it (a write through it reaches the other process's memory), or None.
+
+    @p processes: objects with pid, name, root and pages (pagoda_pt.frames.ProcessMemory:
+    UserPage va, pa, writable, held); @p parent_of: {pid: parent pid}; @p write_faults: the
+    user writes to read-only pages QEMU's log shows (user_write_protect_faults), None when there
+    is no log.
+
+    Copy-on-write fork makes every frame it shares read-only in both roots; only a write fault
+    may make a page writable again, and only by copying it, or by taking the frame back when no
+    other mapping is left (count 1). So a shared frame writable in a forked child, writable in
+    two roots, or writable in a root whose own write fault on that page the log shows, was made
+    writable by the copy-on-write fault while still shared. Writable in the parent alone, with no
+    such fault, fork's share left the parent's entry writable."""
+    maps: dict = {}
+    for memory in processes:
+        for p in memory.pages:
+            if not p.held:
+                maps.setdefault(p.pa // page, []).append((memory, p))
+    label = lambda m: "proc %d (%s)" % (m.pid, m.name)  # noqa: E731
+
+    def faulted(m, p) -> bool:
+        if not write_faults:
+            return False
+        for va, root in write_faults:
+            if va != p.va & ~(page - 1):
+                continue
+            if root is not None:
+                if root == m.root:
+                    return True
+                continue
+            # The log does not name roots (AArch64): the write is this root's only when no process
+            # holds a copy at that address (a process that faulted there and got one).
+            if all(q.pa == p.pa for o in processes for q in o.pages if q.va == p.va):
+                return True
+        return False
+
+    for index in sorted(maps):
+        here = maps[index]
+        if len({m.root for m, _ in here}) < 2:
+            continue
+        writers = [(m, p) for m, p in here if p.writable]
+        if not writers:
+            continue
+        others = lambda m: [(o, q) for o, q in here if o.root != m.root]  # noqa: E731
+        frame = index * page
+        by_fault = [(m, p) for m, p in writers if faulted(m, p)]
+        children = [(m, p) for m, p in writers if any(parent_of.get(m.pid) == o.pid for o, _ in others(m))]
+        taken = by_fault or children or (writers if len({m.root for m, _ in writers}) > 1 else [])
+        if taken:
+            m, p = taken[0]
+            o, q = others(m)[0]
+            how = ("QEMU's log shows its write fault on that page" if (m, p) in by_fault else
+                   "it is a forked child, whose shared entries fork makes read-only" if (m, p) in children else
+                   "both roots may write it")
+            return ("frame %#x is mapped by %s at %#x WRITABLE and by %s at %#x (%s) at the same time, and "
+                    "%s: the copy-on-write fault gave write permission back while the frame was shared (it "
+                    "took the frame back instead of copying it: a frame is taken back only at count 1), so "
+                    "each process's writes reach the other's memory"
+                    % (frame, label(m), p.va, label(o), q.va, "writable" if q.writable else "read-only", how))
+        m, p = writers[0]
+        o, q = others(m)[0]
+        if parent_of.get(o.pid) == m.pid:
+            return ("frame %#x is mapped by %s at %#x WRITABLE and by its child %s at %#x (read-only), and no "
+                    "write fault made the parent's page writable: fork shared the frame but the parent was left "
+                    "writable (a copy-on-write share makes the entry read-only in both roots), so the parent's "
+                    "writes reach the child's memory" % (frame, label(m), p.va, label(o), q.va))
+        return ("frame %#x is mapped by %s at %#x WRITABLE and by %s at %#x at the same time: a write through "
+                "the first reaches the other process (a shared frame must be read-only in every root that maps "
+                "it)" % (frame, label(m), p.va, label(o), q.va))
+    return None
