@@ -317,7 +317,8 @@ def _kill_cause(arch):
         census = take_census(arch, read_phys, kernel.symbol_address, regs, target.pa_bits(arch)[0])
     story = mapped_frame_story(census)
     if story is None:
-        story = shared_writable(census.processes, {r["pid"]: r["parent"] for r in rows}, _log_write_faults(arch))
+        story = shared_writable(census.processes, {r["pid"]: r["parent"] for r in rows}, _log_write_faults(arch),
+                                vmas_of={r["pid"]: r.get("vmas") for r in rows})
     parent = next((r for r in rows if r["pid"] == current["parent"]), None)
     pages = {m.pid: m.pages for m in census.processes}
     if story is None and parent is not None and current["pid"] in pages and parent["pid"] in pages:
@@ -369,7 +370,8 @@ def _with_shared_frames(arch, lines):
         regs = target.paging_regs(arch)
         with target.physical_memory() as read_phys:
             census = take_census(arch, read_phys, kernel.symbol_address, regs, target.pa_bits(arch)[0])
-        sentence = shared_writable(census.processes, {r["pid"]: r["parent"] for r in rows}, _log_write_faults(arch))
+        sentence = shared_writable(census.processes, {r["pid"]: r["parent"] for r in rows}, _log_write_faults(arch),
+                                vmas_of={r["pid"]: r.get("vmas") for r in rows})
     except Exception:  # noqa: BLE001 - an addition: never lose fault-why's own lines to it
         return lines
     return lines if sentence is None else _overruled(lines, at, "{} (the CPU's state)", sentence)

@@ -700,7 +700,7 @@ def user_write_protect_faults(events: list, model) -> list:
 
 
 def shared_writable(processes: list, parent_of: dict, write_faults: Optional[list] = None,
-                    page: int = 4096) -> Optional[str]:
+                    page: int = 4096, vmas_of: Optional[dict] = None) -> Optional[str]:
     """The cause of a death where two processes' roots map one frame as a user page and one of
     them may write it (a write through it reaches the other process's memory), or None.
 
@@ -713,8 +713,10 @@ def shared_writable(processes: list, parent_of: dict, write_faults: Optional[lis
     may make a page writable again, and only by copying it, or by taking the frame back when no
     other mapping is left (count 1). So a shared frame writable in a forked child, writable in
     two roots, or writable in a root whose own write fault on that page the log shows, was made
-    writable by the copy-on-write fault while still shared. Writable in the parent alone, with no
-    such fault, fork's share left the parent's entry writable."""
+    writable by the copy-on-write fault while still shared. So was one writable in the parent
+    alone when the two roots also share, read-only in both, a page of a region the parent may
+    write (@p vmas_of: {pid: VMA dicts}): fork did write-protect the parent's entries. Writable in
+    the parent alone otherwise, with no such fault, fork's share left the parent's entry writable."""
     maps: dict = {}
     for memory in processes:
         for p in memory.pages:
@@ -738,6 +740,17 @@ def shared_writable(processes: list, parent_of: dict, write_faults: Optional[lis
                 return True
         return False
 
+    def protected_by_fork(m, o) -> Optional[int]:
+        """A page @p m and @p o map to one frame, read-only in both, in a region @p m may write."""
+        vmas = (vmas_of or {}).get(m.pid) or []
+        theirs = {q.va: q for q in o.pages}
+        for p in m.pages:
+            q = theirs.get(p.va)
+            if q is not None and q.pa == p.pa and not p.writable and not q.writable and not p.held and \
+                    any(v["start"] <= p.va < v["end"] and v["write"] for v in vmas):
+                return p.va
+        return None
+
     for index in sorted(maps):
         here = maps[index]
         if len({m.root for m, _ in here}) < 2:
@@ -749,13 +762,18 @@ def shared_writable(processes: list, parent_of: dict, write_faults: Optional[lis
         frame = index * page
         by_fault = [(m, p) for m, p in writers if faulted(m, p)]
         children = [(m, p) for m, p in writers if any(parent_of.get(m.pid) == o.pid for o, _ in others(m))]
-        taken = by_fault or children or (writers if len({m.root for m, _ in writers}) > 1 else [])
+        protected = [(m, p, va) for m, p in writers for o, _ in others(m)
+                     for va in [protected_by_fork(m, o)] if va is not None]
+        taken = by_fault or children or (writers if len({m.root for m, _ in writers}) > 1 else []) or \
+            [(m, p) for m, p, _ in protected]
         if taken:
             m, p = taken[0]
             o, q = others(m)[0]
             how = ("QEMU's log shows its write fault on that page" if (m, p) in by_fault else
                    "it is a forked child, whose shared entries fork makes read-only" if (m, p) in children else
-                   "both roots may write it")
+                   "both roots may write it" if len({w.root for w, _ in writers}) > 1 else
+                   "fork did make the parent's shared entries read-only (both map %#x, in a region the parent "
+                   "may write, read-only)" % protected[0][2])
             return ("frame %#x is mapped by %s at %#x WRITABLE and by %s at %#x (%s) at the same time, and "
                     "%s: the copy-on-write fault gave write permission back while the frame was shared (it "
                     "took the frame back instead of copying it: a frame is taken back only at count 1), so "

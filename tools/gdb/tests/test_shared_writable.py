@@ -57,6 +57,19 @@ def test_the_parent_writable_after_its_own_write_fault_is_the_copy_on_write_faul
     assert COW in shared_writable([parent, child], PARENTS, write_faults=[(STACK, None)])
 
 
+def test_the_parent_writable_beside_pages_fork_write_protected_is_the_copy_on_write_fault():
+    """No log that names it: the two roots also share a page of the parent's writable data region,
+    read-only in both, so fork did write-protect the parent; its one writable shared frame came
+    from a fault. A read-only shared page of a read-only region (text) says nothing."""
+    text = dict(start=0x40_0000, end=0x40_1000, read=True, write=False, execute=True)
+    data = dict(start=DATA, end=DATA + 0x1000, read=True, write=True, execute=False)
+    parent = proc(1, "forktree", P_ROOT, (STACK, 0x5000, True), (DATA, 0x6000, False), (0x40_0000, 0x7000, False))
+    child = proc(2, "forktree", C_ROOT, (STACK, 0x5000, False), (DATA, 0x6000, False), (0x40_0000, 0x7000, False))
+    sentence = shared_writable([parent, child], PARENTS, write_faults=[], vmas_of={1: [text, data], 2: [text, data]})
+    assert COW in sentence and "0x402000" in sentence
+    assert FORK in shared_writable([parent, child], PARENTS, write_faults=[], vmas_of={1: [text], 2: [text]})
+
+
 def test_a_rootless_write_fault_answered_by_a_copy_elsewhere_is_not_the_writer_s():
     """Fork left the parent writable; the child's write at the same address was copied (a
     grandchild still shares the frame read-only): the log's fault was the child's, not the parent's."""
