@@ -711,8 +711,9 @@ def shared_writable(processes: list, parent_of: dict, write_faults: Optional[lis
 
     Copy-on-write fork makes every frame it shares read-only in both roots; only a write fault
     may make a page writable again, and only by copying it, or by taking the frame back when no
-    other mapping is left (count 1). So a shared frame writable in a forked child, writable in
-    two roots, or writable in a root whose own write fault on that page the log shows, was made
+    other mapping is left (count 1). So a shared frame writable in a process that forked none of
+    the others that map it (a fork leaves only the forking process's own entries writable when it
+    forgets them; two writers are never both forkers of each other), or writable in a root whose own write fault on that page the log shows, was made
     writable by the copy-on-write fault while still shared. So was one writable in the parent
     alone when the two roots also share, read-only in both, a page of a region the parent may
     write (@p vmas_of: {pid: VMA dicts}): fork did write-protect the parent's entries. Writable in
@@ -740,6 +741,15 @@ def shared_writable(processes: list, parent_of: dict, write_faults: Optional[lis
                 return True
         return False
 
+    def descends(pid, ancestor) -> bool:
+        seen = set()
+        while pid in parent_of and pid not in seen:
+            seen.add(pid)
+            pid = parent_of[pid]
+            if pid == ancestor:
+                return True
+        return False
+
     def protected_by_fork(m, o) -> Optional[int]:
         """A page @p m and @p o map to one frame, read-only in both, in a region @p m may write."""
         vmas = (vmas_of or {}).get(m.pid) or []
@@ -761,17 +771,17 @@ def shared_writable(processes: list, parent_of: dict, write_faults: Optional[lis
         others = lambda m: [(o, q) for o, q in here if o.root != m.root]  # noqa: E731
         frame = index * page
         by_fault = [(m, p) for m, p in writers if faulted(m, p)]
-        children = [(m, p) for m, p in writers if any(parent_of.get(m.pid) == o.pid for o, _ in others(m))]
+        children = [(m, p) for m, p in writers if not any(descends(o.pid, m.pid) for o, _ in others(m))]
         protected = [(m, p, va) for m, p in writers for o, _ in others(m)
                      for va in [protected_by_fork(m, o)] if va is not None]
-        taken = by_fault or children or (writers if len({m.root for m, _ in writers}) > 1 else []) or \
-            [(m, p) for m, p, _ in protected]
+        taken = by_fault or children or [(m, p) for m, p, _ in protected]
         if taken:
             m, p = taken[0]
             o, q = others(m)[0]
             how = ("QEMU's log shows its write fault on that page" if (m, p) in by_fault else
-                   "it is a forked child, whose shared entries fork makes read-only" if (m, p) in children else
-                   "both roots may write it" if len({w.root for w, _ in writers}) > 1 else
+                   "%s forked none of the processes it shares the frame with, so no fork of its own left the "
+                   "entry writable, and fork makes a child's shared entries read-only" % label(m)
+                   if (m, p) in children else
                    "fork did make the parent's shared entries read-only (both map %#x, in a region the parent "
                    "may write, read-only)" % protected[0][2])
             return ("frame %#x is mapped by %s at %#x WRITABLE and by %s at %#x (%s) at the same time, and "
@@ -780,9 +790,9 @@ def shared_writable(processes: list, parent_of: dict, write_faults: Optional[lis
                     "each process's writes reach the other's memory"
                     % (frame, label(m), p.va, label(o), q.va, "writable" if q.writable else "read-only", how))
         m, p = writers[0]
-        o, q = others(m)[0]
-        if parent_of.get(o.pid) == m.pid:
-            return ("frame %#x is mapped by %s at %#x WRITABLE and by its child %s at %#x (read-only), and no "
+        o, q = next(((o, q) for o, q in others(m) if descends(o.pid, m.pid)), others(m)[0])
+        if descends(o.pid, m.pid):
+            return ("frame %#x is mapped by %s at %#x WRITABLE and by its descendant %s at %#x (read-only), and no "
                     "write fault made the parent's page writable: fork shared the frame but the parent was left "
                     "writable (a copy-on-write share makes the entry read-only in both roots), so the parent's "
                     "writes reach the child's memory" % (frame, label(m), p.va, label(o), q.va))

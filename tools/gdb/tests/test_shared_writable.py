@@ -32,12 +32,23 @@ def test_a_forked_child_writable_on_a_shared_frame_names_the_copy_on_write_fault
     assert COW in sentence and "frame 0x5000" in sentence and "proc 2 (forktree) at 0x7fffffffe000 WRITABLE" in sentence
 
 
+def test_a_writable_sibling_that_forked_nobody_names_the_copy_on_write_fault():
+    """The parent copied its own page since (it no longer maps the frame); the two children share it."""
+    parent = proc(1, "forktree", P_ROOT, (STACK, 0x9000, True))
+    first = proc(2, "forktree", C_ROOT, (STACK, 0x5000, True))
+    second = proc(3, "forktree", 0x40_0000, (STACK, 0x5000, False))
+    sentence = shared_writable([parent, first, second], {1: 0, 2: 1, 3: 1}, write_faults=[])
+    assert COW in sentence and "proc 2 (forktree) forked none" in sentence
+    # A grandchild shares it with its grandparent left writable: fork's (no fault, nothing protected).
+    grandparent = proc(1, "forktree", P_ROOT, (STACK, 0x5000, True))
+    grandchild = proc(3, "forktree", 0x40_0000, (STACK, 0x5000, False))
+    assert FORK in shared_writable([grandparent, grandchild], {1: 0, 2: 1, 3: 2}, write_faults=[])
+
+
 def test_both_roots_writable_names_the_copy_on_write_fault():
-    """Two siblings (neither the other's parent: fork's share of one cannot explain it)."""
-    first = proc(2, "forktree", P_ROOT, (STACK, 0x5000, True))
-    second = proc(3, "forktree", C_ROOT, (STACK, 0x5000, True))
-    sentence = shared_writable([first, second], {2: 1, 3: 1})
-    assert COW in sentence and "both roots may write it" in sentence
+    parent = proc(1, "forktree", P_ROOT, (STACK, 0x5000, True))
+    child = proc(2, "forktree", C_ROOT, (STACK, 0x5000, True))
+    assert COW in shared_writable([parent, child], PARENTS, write_faults=[])
 
 
 def test_the_parent_alone_writable_with_no_write_fault_is_fork_leaving_it_writable():
