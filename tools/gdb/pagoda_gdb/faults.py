@@ -319,11 +319,27 @@ def _kill_cause(arch):
     if story is None:
         story = shared_writable(census.processes, {r["pid"]: r["parent"] for r in rows}, _log_write_faults(arch),
                                 vmas_of={r["pid"]: r.get("vmas") for r in rows})
+    if story is None:
+        story = _cow_story(census)
     parent = next((r for r in rows if r["pid"] == current["parent"]), None)
     pages = {m.pid: m.pages for m in census.processes}
     if story is None and parent is not None and current["pid"] in pages and parent["pid"] in pages:
         story = fork_copied_nothing(current, parent, pages[current["pid"]], pages[parent["pid"]])
     return story
+
+
+def _cow_story(census):
+    """What the copy-on-write faults seen so far did to the frames they copied from
+    (pagoda_pt.diagnose.cow_wrote_shared over pagoda_gdb.cowwatch's records), or None."""
+    from pagoda_pt.diagnose import cow_wrote_shared
+    from . import cowwatch
+    if not cowwatch.records:
+        return None
+
+    def now(frame):
+        data = cowwatch.read_frame(frame)
+        return None if data is None else cowwatch.digest(data)
+    return cow_wrote_shared({f: list(e) for f, e in cowwatch.records.items()}, census.processes, now)
 
 
 def _log_events(arch):
@@ -371,7 +387,7 @@ def _with_shared_frames(arch, lines):
         with target.physical_memory() as read_phys:
             census = take_census(arch, read_phys, kernel.symbol_address, regs, target.pa_bits(arch)[0])
         sentence = shared_writable(census.processes, {r["pid"]: r["parent"] for r in rows}, _log_write_faults(arch),
-                                vmas_of={r["pid"]: r.get("vmas") for r in rows})
+                                vmas_of={r["pid"]: r.get("vmas") for r in rows}) or _cow_story(census)
     except Exception:  # noqa: BLE001 - an addition: never lose fault-why's own lines to it
         return lines
     return lines if sentence is None else _overruled(lines, at, "{} (the CPU's state)", sentence)

@@ -800,3 +800,43 @@ def shared_writable(processes: list, parent_of: dict, write_faults: Optional[lis
                 "the first reaches the other process (a shared frame must be read-only in every root that maps "
                 "it)" % (frame, label(m), p.va, label(o), q.va))
     return None
+
+
+def cow_wrote_shared(records: dict, processes: list, digest_now: Callable, page: int = 4096) -> Optional[str]:
+    """The cause of a death after a copy-on-write fault changed the frame it copied from, or None.
+
+    @p records: {frame: [(page, root, digest), ...]}: each copy-on-write fault asked to copy that
+    frame, in order: the page, the faulting root and a digest of the frame's bytes at the fault's
+    entry (pagoda_gdb.cowwatch); @p processes: the census's ProcessMemory list (UserPage va, pa,
+    writable); @p digest_now: frame -> the digest of its bytes now (None when unreadable).
+
+    Only for a fault that copied (its root, still live, now maps the page to another frame): from
+    its entry to the next fault on the same frame the frame stayed shared and read-only (that
+    next fault is a write to a read-only mapping of it), and after the last fault every root that
+    still maps it maps it read-only: no process could write it, so bytes that changed were written
+    by the fault itself (the copy made the wrong way round, from the new frame onto the shared one)."""
+    by_root = {m.root: m for m in processes}
+    label = lambda m: "proc %d (%s)" % (m.pid, m.name)  # noqa: E731
+    for frame in sorted(records):
+        entries = records[frame]
+        for i, (va, root, before) in enumerate(entries):
+            faulter = by_root.get(root)
+            now = next((p for p in faulter.pages if p.va == va), None) if faulter is not None else None
+            if now is None or now.pa == frame:
+                continue        # the fault took the frame back, or the faulter or its page is gone
+            holders = [(m, p) for m in processes for p in m.pages if p.pa == frame and m.root != root]
+            if i + 1 < len(entries):
+                after = entries[i + 1][2]
+            elif holders and not any(p.writable for _, p in holders):
+                after = digest_now(frame)
+            else:
+                continue
+            if after is None or after == before:
+                continue
+            held = (" while %s maps it at %#x read-only (as every root that still maps it does, so no process "
+                    "could write it)" % (label(holders[0][0]), holders[0][1].va) if holders else "")
+            return ("the copy-on-write fault of %s at page %#x copied into frame %#x but wrote the shared frame "
+                    "%#x: its bytes changed between that fault and the next use of the frame%s: the copy was "
+                    "made the wrong way round (copy_frame(destination, source)), so the processes still sharing "
+                    "it see the new frame's bytes" % (label(faulter), va, now.pa, frame, held))
+    return None

@@ -134,3 +134,48 @@ def test_aarch64_user_write_protect_faults_are_el0_write_permission_aborts():
               Ev("exception", 4, 0, perm_read, DATA),
               Ev("exception", 4, 1, (0x25 << 26) | (1 << 6) | 0x0F, DATA)]
     assert user_write_protect_faults(events, isa("aarch64")) == [(STACK, None)]
+
+
+# ---- cow_wrote_shared: the frame a copy-on-write fault copied from changed ---------------------
+
+from pagoda_pt.diagnose import cow_wrote_shared  # noqa: E402
+
+WROTE = "wrote the shared frame"
+
+
+def test_a_copied_fault_whose_shared_frame_changed_names_the_backwards_copy():
+    parent = proc(1, "forktree", P_ROOT, (STACK, 0x9000, True))      # copied: 0x5000 -> 0x9000
+    child = proc(2, "forktree", C_ROOT, (STACK, 0x5000, False))
+    records = {0x5000: [(STACK, P_ROOT, "before")]}
+    assert WROTE in cow_wrote_shared(records, [parent, child], lambda f: "after")
+    assert cow_wrote_shared(records, [parent, child], lambda f: "before") is None     # unchanged
+    assert cow_wrote_shared(records, [parent, child], lambda f: None) is None         # unreadable
+
+
+def test_a_taken_back_frame_a_writable_holder_or_no_holder_is_no_finding():
+    child = proc(2, "forktree", C_ROOT, (STACK, 0x5000, False))
+    records = {0x5000: [(STACK, P_ROOT, "before")]}
+    taken_back = proc(1, "forktree", P_ROOT, (STACK, 0x5000, True))
+    assert cow_wrote_shared(records, [taken_back, child], lambda f: "after") is None
+    copied = proc(1, "forktree", P_ROOT, (STACK, 0x9000, True))
+    writer = proc(2, "forktree", C_ROOT, (STACK, 0x5000, True))       # the holder may write it itself
+    assert cow_wrote_shared(records, [copied, writer], lambda f: "after") is None
+    assert cow_wrote_shared(records, [copied], lambda f: "after") is None             # nobody holds it
+    assert cow_wrote_shared(records, [child], lambda f: "after") is None              # the faulter has gone
+
+
+def test_a_change_between_two_faults_on_the_frame_is_the_first_fault_s():
+    """The first fault copied backwards (the frame's bytes changed before the second fault read
+    them); the second found them already changed and changed nothing more."""
+    parent = proc(1, "forktree", P_ROOT, (STACK, 0x9000, True))
+    child = proc(2, "forktree", C_ROOT, (STACK, 0xA000, True))
+    grandchild = proc(3, "forktree", 0x40_0000, (STACK, 0x5000, False))
+    records = {0x5000: [(STACK, P_ROOT, "data"), (STACK, C_ROOT, "zeros")]}
+    sentence = cow_wrote_shared(records, [parent, child, grandchild], lambda f: "zeros")
+    assert WROTE in sentence and "proc 1 (forktree) at page 0x7fffffffe000" in sentence
+    # Unchanged between the faults: nothing.
+    same = {0x5000: [(STACK, P_ROOT, "data"), (STACK, C_ROOT, "data")]}
+    assert cow_wrote_shared(same, [parent, child, grandchild], lambda f: "data") is None
+    # The first fault took the frame back (its root still maps it): its writes since are its own.
+    taken = proc(1, "forktree", P_ROOT, (STACK, 0x5000, True))
+    assert cow_wrote_shared(records, [taken, child], lambda f: "zeros") is None

@@ -1,0 +1,83 @@
+"""What each copy-on-write fault found in the frame it was asked to copy (lab 6), for fault-why.
+
+A slip in the copy (copy_frame's arguments swapped, a write before the remap) changes the bytes
+of the frame other processes still share: nothing faults then, and what dies later dies of data
+that changed under it. That is witnessed by remembering, at the entry of every copy-on-write
+fault (COW_FUNCTION, kernel/mm/fault.cpp: copy_on_write(space, page, frame, perms)), the frame,
+the page, the faulting root and a digest of the frame's bytes; fault-why compares them later
+(pagoda_pt.diagnose.cow_wrote_shared). `break-kill` (so `./pagoda gdb --stop-at-kill`) arms it:
+a silent breakpoint that never stops the guest.
+"""
+
+import hashlib
+
+import gdb
+
+from pagoda_pt.isa import isa
+
+from . import kernel, target
+
+COW_FUNCTION = "copy_on_write"
+WINDOW_BASE, WINDOW_PHYS = "pagoda_fact_window_base", "pagoda_fact_window_phys_base"
+PAGE = 4096
+
+# frame -> [(page, root, digest), ...]: each copy-on-write fault asked to copy that frame, in order.
+records = {}
+_armed = []
+
+
+def digest(data):
+    return hashlib.sha1(bytes(data)).hexdigest()
+
+
+def read_frame(frame):
+    """The bytes of physical frame @p frame through the kernel's direct window (lab 2), or None."""
+    base, phys = kernel.symbol_address(WINDOW_BASE), kernel.symbol_address(WINDOW_PHYS)
+    if base is None or phys is None:
+        return None
+    try:
+        return bytes(gdb.selected_inferior().read_memory(base + frame - phys, PAGE))
+    except (gdb.error, gdb.MemoryError):
+        return None
+
+
+def _address(value):
+    """The integer of a pagoda::Address (PhysAddr / VirtAddr) value."""
+    try:
+        return int(value["value_"]) & ((1 << 64) - 1)
+    except gdb.error:
+        return int(value) & ((1 << 64) - 1)
+
+
+class _CopyOnWriteEntry(gdb.Breakpoint):
+    def stop(self):
+        try:
+            frame = gdb.selected_frame()
+            pa, page = _address(frame.read_var("frame")), _address(frame.read_var("page"))
+            data = read_frame(pa)
+            if data is not None:
+                arch = target.current_arch()
+                root = isa(arch).root_of({isa(arch).lower_root: int(gdb.parse_and_eval("$" + _root_register(arch)))})
+                records.setdefault(pa, []).append((page & ~(PAGE - 1), root, digest(data)))
+        except Exception:  # noqa: BLE001 - a recorder: never stop or break the session
+            pass
+        return False
+
+
+def _root_register(arch):
+    """The lower root register as GDB spells it (cr3; TTBR0_EL1)."""
+    model = isa(arch)
+    return next((r for r in model.system_registers if r.lower() == model.lower_root), model.lower_root)
+
+
+def arm():
+    """Sets the silent breakpoint once per session; False when the kernel has no copy-on-write
+    fault (before lab 6's code is there, or another kernel)."""
+    if _armed:
+        return True
+    try:
+        gdb.decode_line(COW_FUNCTION)
+        _armed.append(_CopyOnWriteEntry(COW_FUNCTION, internal=True))
+    except (gdb.error, RuntimeError):
+        return False
+    return True
