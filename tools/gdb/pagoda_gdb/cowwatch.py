@@ -15,14 +15,14 @@ import gdb
 
 from pagoda_pt.isa import isa
 
-from . import kernel, target
+from . import target
 
 COW_FUNCTION = "copy_on_write"
-WINDOW_BASE, WINDOW_PHYS = "pagoda_fact_window_base", "pagoda_fact_window_phys_base"
 PAGE = 4096
 
 # frame -> [(page, root, digest), ...]: each copy-on-write fault asked to copy that frame, in order.
 records = {}
+errors = []     # why the recorder could not read a fault (the last few): fault-why stays silent then
 _armed = []
 
 
@@ -31,13 +31,11 @@ def digest(data):
 
 
 def read_frame(frame):
-    """The bytes of physical frame @p frame through the kernel's direct window (lab 2), or None."""
-    base, phys = kernel.symbol_address(WINDOW_BASE), kernel.symbol_address(WINDOW_PHYS)
-    if base is None or phys is None:
-        return None
+    """The bytes of physical frame @p frame (target.physical_memory: QEMU's physical mode), or None."""
     try:
-        return bytes(gdb.selected_inferior().read_memory(base + frame - phys, PAGE))
-    except (gdb.error, gdb.MemoryError):
+        with target.physical_memory() as read_phys:
+            return bytes(read_phys(frame, PAGE))
+    except Exception:  # noqa: BLE001 - unreadable is an answer: fault-why says nothing then
         return None
 
 
@@ -55,12 +53,14 @@ class _CopyOnWriteEntry(gdb.Breakpoint):
             frame = gdb.selected_frame()
             pa, page = _address(frame.read_var("frame")), _address(frame.read_var("page"))
             data = read_frame(pa)
-            if data is not None:
+            if data is None:
+                errors[:] = errors[-3:] + ["frame %#x (page %#x) could not be read" % (pa, page)]
+            else:
                 arch = target.current_arch()
                 root = isa(arch).root_of({isa(arch).lower_root: int(gdb.parse_and_eval("$" + _root_register(arch)))})
                 records.setdefault(pa, []).append((page & ~(PAGE - 1), root, digest(data)))
-        except Exception:  # noqa: BLE001 - a recorder: never stop or break the session
-            pass
+        except Exception as err:  # noqa: BLE001 - a recorder: never stop or break the session
+            errors[:] = errors[-3:] + [repr(err)]
         return False
 
 

@@ -836,7 +836,7 @@ def cow_wrote_shared(records: dict, processes: list, digest_now: Callable, page:
             held = (" while %s maps it at %#x read-only (as every root that still maps it does, so no process "
                     "could write it)" % (label(holders[0][0]), holders[0][1].va) if holders else "")
             return ("the copy-on-write fault of %s at page %#x copied into frame %#x but wrote the shared frame "
-                    "%#x: its bytes changed between that fault and the next use of the frame%s: the copy was "
+                    "%#x: its bytes changed between that fault's entry and the next fault on the frame (or now)%s: the copy was "
                     "made the wrong way round (copy_frame(destination, source)), so the processes still sharing "
                     "it see the new frame's bytes" % (label(faulter), va, now.pa, frame, held))
     return None
