@@ -568,8 +568,9 @@ run, a parent waiting for a child that has already ended is named (lab 6); stopp
 nothing else wrong (at a process's exit, say), two roots sharing a frame that one of them may write
 are named, and QEMU's log tells whether the copy-on-write fault or fork left it writable (lab 6).  Stopped in the kill path,
 a frame a user page maps that the allocator has freed, or a forked child whose root holds
-nothing of its parent's, or a live root that is another process's, is named before the fault
-(lab 6); and the kernel's own decide_fault and VmaSet::find are called on the fault: where they
+nothing of its parent's, or a live root that is another process's, or a frame two roots share
+while one may write it, or a copy-on-write fault that wrote the frame it copied from (break-kill
+remembers each fault's frame), is named before the fault (lab 6); and the kernel's own decide_fault and VmaSet::find are called on the fault: where they
 disagree with the record (a refused fault the record allows, an allowed one it refuses) that is
 the verdict (lab 5).  A refused fault at the stack pointer with no grows-down VMA, or inside
 a load segment of the program's ELF that no VMA covers, names the loader's record.
