@@ -10,17 +10,20 @@ a silent breakpoint that never stops the guest.
 """
 
 import hashlib
+import struct
 
 import gdb
 
 from pagoda_pt.isa import isa
 
-from . import target
+from . import kernel, target
 
 COW_FUNCTION = "copy_on_write"
 PAGE = 4096
+WINDOW_BASE, WINDOW_PHYS = "pagoda_fact_window_base", "pagoda_fact_window_phys_base"   # lab 2's direct window
 
-# frame -> [(page, root, digest), ...]: each copy-on-write fault asked to copy that frame, in order.
+# frame -> [(page, root, digest, count), ...]: each copy-on-write fault asked to copy that frame, in
+# order, with the frame's reference count as the fault found it (1: the fault takes the frame back).
 records = {}
 errors = []     # why the recorder could not read a fault (the last few): fault-why stays silent then
 _armed = []
@@ -30,13 +33,35 @@ def digest(data):
     return hashlib.sha1(bytes(data)).hexdigest()
 
 
-def read_frame(frame):
-    """The bytes of physical frame @p frame (target.physical_memory: QEMU's physical mode), or None."""
+def read_frame(frame, count=False):
+    """The bytes of physical frame @p frame (target.physical_memory: QEMU's physical mode), or
+    None; with @p count, (bytes, the kernel's reference count of the frame or None)."""
     try:
         with target.physical_memory() as read_phys:
-            return bytes(read_phys(frame, PAGE))
+            data = bytes(read_phys(frame, PAGE))
+            if not count:
+                return data
+            try:
+                return data, frame_count(read_phys, frame)
+            except Exception:  # noqa: BLE001 - a count unread is unknown, not a failure
+                return data, None
     except Exception:  # noqa: BLE001 - unreadable is an answer: fault-why says nothing then
         return None
+
+
+def frame_count(read_phys, frame):
+    """The kernel's reference count of @p frame (1 + its extra count in pagoda_frame_refs, read
+    as the census reads it: pagoda_pt.frames), or None when it cannot be read."""
+    from pagoda_pt.frames import REFS_SYMBOL
+    offset, refs = kernel.symbol_address("__kernel_virt_offset"), kernel.symbol_address(REFS_SYMBOL)
+    window, window_phys = kernel.symbol_address(WINDOW_BASE), kernel.symbol_address(WINDOW_PHYS)
+    if None in (offset, refs, window, window_phys):
+        return None
+    table, entries = struct.unpack("<QQ", bytes(read_phys(refs - offset, 16)))
+    index = frame // PAGE
+    if not table or index >= entries:
+        return 1
+    return 1 + struct.unpack("<H", bytes(read_phys(table - window + window_phys + 2 * index, 2)))[0]
 
 
 def _address(value):
@@ -52,13 +77,13 @@ class _CopyOnWriteEntry(gdb.Breakpoint):
         try:
             frame = gdb.selected_frame()
             pa, page = _address(frame.read_var("frame")), _address(frame.read_var("page"))
-            data = read_frame(pa)
-            if data is None:
+            read = read_frame(pa, count=True)
+            if read is None:
                 errors[:] = errors[-3:] + ["frame %#x (page %#x) could not be read" % (pa, page)]
             else:
                 arch = target.current_arch()
                 root = isa(arch).root_of({isa(arch).lower_root: int(gdb.parse_and_eval("$" + _root_register(arch)))})
-                records.setdefault(pa, []).append((page & ~(PAGE - 1), root, digest(data)))
+                records.setdefault(pa, []).append((page & ~(PAGE - 1), root, digest(read[0]), read[1]))
         except Exception as err:  # noqa: BLE001 - a recorder: never stop or break the session
             errors[:] = errors[-3:] + [repr(err)]
         return False

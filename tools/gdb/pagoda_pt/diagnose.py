@@ -805,9 +805,10 @@ def shared_writable(processes: list, parent_of: dict, write_faults: Optional[lis
 def cow_wrote_shared(records: dict, processes: list, digest_now: Callable, page: int = 4096) -> Optional[str]:
     """The cause of a death after a copy-on-write fault changed the frame it copied from, or None.
 
-    @p records: {frame: [(page, root, digest), ...]}: each copy-on-write fault asked to copy that
-    frame, in order: the page, the faulting root and a digest of the frame's bytes at the fault's
-    entry (pagoda_gdb.cowwatch); @p processes: the census's ProcessMemory list (UserPage va, pa,
+    @p records: {frame: [(page, root, digest[, count]), ...]}: each copy-on-write fault asked to
+    copy that frame, in order: the page, the faulting root, a digest of the frame's bytes at the
+    fault's entry and the frame's reference count then (pagoda_gdb.cowwatch; at count 1 the fault
+    takes the frame back, and what its process writes since is its own); @p processes: the census's ProcessMemory list (UserPage va, pa,
     writable); @p digest_now: frame -> the digest of its bytes now (None when unreadable).
 
     Only for a fault that copied (its root, still live, now maps the page to another frame): from
@@ -819,7 +820,10 @@ def cow_wrote_shared(records: dict, processes: list, digest_now: Callable, page:
     label = lambda m: "proc %d (%s)" % (m.pid, m.name)  # noqa: E731
     for frame in sorted(records):
         entries = records[frame]
-        for i, (va, root, before) in enumerate(entries):
+        for i, (va, root, before, *rest) in enumerate(entries):
+            count = rest[0] if rest else None
+            if count is not None and count <= 1:
+                continue        # the frame's last mapping: the fault takes it back, its writes since are its own
             faulter = by_root.get(root)
             now = next((p for p in faulter.pages if p.va == va), None) if faulter is not None else None
             if now is None or now.pa == frame:

@@ -179,3 +179,16 @@ def test_a_change_between_two_faults_on_the_frame_is_the_first_fault_s():
     # The first fault took the frame back (its root still maps it): its writes since are its own.
     taken = proc(1, "forktree", P_ROOT, (STACK, 0x5000, True))
     assert cow_wrote_shared(records, [taken, child], lambda f: "zeros") is None
+
+
+def test_a_take_back_at_count_one_then_a_new_share_is_no_finding():
+    """A correct kernel: proc 2 takes the frame back (count 1, by then its only mapping), writes it,
+    forks proc 4 (shared again, read-only), and later copies its own page away when proc 4 still
+    shares the frame: the bytes changed after the take-back, by proc 2's own writes."""
+    p2 = proc(2, "forktree", C_ROOT, (STACK, 0xB000, True))
+    p4 = proc(4, "forktree", 0x40_0000, (STACK, 0x5000, False))
+    records = {0x5000: [(STACK, P_ROOT, "data", 2), (STACK, C_ROOT, "data", 1), (STACK, C_ROOT, "mine", 2)]}
+    assert cow_wrote_shared(records, [p2, p4], lambda f: "mine") is None
+    # The same history with the take-back's count unknown blames it (what the count is for).
+    unknown = {0x5000: [(STACK, P_ROOT, "data"), (STACK, C_ROOT, "data"), (STACK, C_ROOT, "mine")]}
+    assert WROTE in cow_wrote_shared(unknown, [p2, p4], lambda f: "mine")
