@@ -319,27 +319,11 @@ def _kill_cause(arch):
     if story is None:
         story = shared_writable(census.processes, {r["pid"]: r["parent"] for r in rows}, _log_write_faults(arch),
                                 vmas_of={r["pid"]: r.get("vmas") for r in rows})
-    if story is None:
-        story = _cow_story(census)
     parent = next((r for r in rows if r["pid"] == current["parent"]), None)
     pages = {m.pid: m.pages for m in census.processes}
     if story is None and parent is not None and current["pid"] in pages and parent["pid"] in pages:
         story = fork_copied_nothing(current, parent, pages[current["pid"]], pages[parent["pid"]])
     return story
-
-
-def _cow_story(census):
-    """What the copy-on-write faults seen so far did to the frames they copied from
-    (pagoda_pt.diagnose.cow_wrote_shared over pagoda_gdb.cowwatch's records), or None."""
-    from pagoda_pt.diagnose import cow_wrote_shared
-    from . import cowwatch
-    if not cowwatch.records:
-        return None
-
-    def now(frame):
-        data = cowwatch.read_frame(frame)
-        return None if data is None else cowwatch.digest(data)
-    return cow_wrote_shared({f: list(e) for f, e in cowwatch.records.items()}, census.processes, now)
 
 
 def _log_events(arch):
@@ -387,7 +371,7 @@ def _with_shared_frames(arch, lines):
         with target.physical_memory() as read_phys:
             census = take_census(arch, read_phys, kernel.symbol_address, regs, target.pa_bits(arch)[0])
         sentence = shared_writable(census.processes, {r["pid"]: r["parent"] for r in rows}, _log_write_faults(arch),
-                                vmas_of={r["pid"]: r.get("vmas") for r in rows}) or _cow_story(census)
+                                vmas_of={r["pid"]: r.get("vmas") for r in rows})
     except Exception:  # noqa: BLE001 - an addition: never lose fault-why's own lines to it
         return lines
     return lines if sentence is None else _overruled(lines, at, "{} (the CPU's state)", sentence)
@@ -569,8 +553,7 @@ nothing else wrong (at a process's exit, say), two roots sharing a frame that on
 are named, and QEMU's log tells whether the copy-on-write fault or fork left it writable (lab 6).  Stopped in the kill path,
 a frame a user page maps that the allocator has freed, or a forked child whose root holds
 nothing of its parent's, or a live root that is another process's, or a frame two roots share
-while one may write it, or a copy-on-write fault that wrote the frame it copied from (break-kill
-remembers each fault's frame), is named before the fault (lab 6); and the kernel's own decide_fault and VmaSet::find are called on the fault: where they
+while one may write it, is named before the fault (lab 6); and the kernel's own decide_fault and VmaSet::find are called on the fault: where they
 disagree with the record (a refused fault the record allows, an allowed one it refuses) that is
 the verdict (lab 5).  A refused fault at the stack pointer with no grows-down VMA, or inside
 a load segment of the program's ELF that no VMA covers, names the loader's record.

@@ -253,9 +253,7 @@ from user mode that nothing resolved (not a demand fault, not a copy-on-write fa
 the kill line is printed and before the process's memory is freed.  With PID, only that
 process.  At the stop the trap frame is on the stack: fault-why explains it (the process's
 VMA included), bt shows the path, vma-list and pt-dump --user show its memory as it was.
-It also remembers, silently, what each copy-on-write fault was asked to copy (the frame's
-bytes as a digest), so that fault-why can tell when a fault wrote the frame it should have
-copied from (lab 6).  `./pagoda gdb --stop-at-kill` sets it at the start."""
+`./pagoda gdb --stop-at-kill` sets it at the start."""
 
     name = "break-kill"
     usage = "break-kill [PID]"
@@ -274,8 +272,6 @@ copied from (lab 6).  `./pagoda gdb --stop-at-kill` sets it at the start."""
         except gdb.error as err:
             raise CommandError("cannot set a breakpoint on %s (%s): is this Pagoda's kernel, "
                                "lab 3 or later?" % (KILL_FUNCTION, err)) from None
-        from . import cowwatch
-        cowwatch.arm()      # what each copy-on-write fault copies from, for fault-why (lab 6)
         out("Breakpoint on %s%s: a process killed for a fault stops there, before its kill line "
             "(then fault-why, bt, vma-list)" % (KILL_FUNCTION, " for pid %s" % args.positional[0]
                                                if args.positional else ""))
