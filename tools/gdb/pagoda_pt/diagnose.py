@@ -717,7 +717,9 @@ def shared_writable(processes: list, parent_of: dict, write_faults: Optional[lis
     writable by the copy-on-write fault while still shared. So was one writable in the parent
     alone when the two roots also share, read-only in both, a page of a region the parent may
     write (@p vmas_of: {pid: VMA dicts}): fork did write-protect the parent's entries. Writable in
-    the parent alone otherwise, with no such fault, fork's share left the parent's entry writable."""
+    the parent alone otherwise, with no such fault, fork's share left the parent's entry writable;
+    with write faults on that page in a log that names no roots (AArch64) while others hold copies
+    there, the two cannot be told apart, and the sentence says so."""
     maps: dict = {}
     for memory in processes:
         for p in memory.pages:
@@ -791,6 +793,14 @@ def shared_writable(processes: list, parent_of: dict, write_faults: Optional[lis
                     % (frame, label(m), p.va, label(o), q.va, "writable" if q.writable else "read-only", how))
         m, p = writers[0]
         o, q = next(((o, q) for o, q in others(m) if descends(o.pid, m.pid)), others(m)[0])
+        if descends(o.pid, m.pid) and any(root is None and va == p.va & ~(page - 1) for va, root in write_faults or []):
+            # The log shows user write faults on that page but not whose (it names no roots), and
+            # others hold copies there: the parent's own fault cannot be told from its children's.
+            return ("frame %#x is mapped by %s at %#x WRITABLE and by its descendant %s at %#x (read-only): a "
+                    "shared frame one process may write. Either fork's share did not write-protect the parent's "
+                    "entry, or a copy-on-write fault of the parent at this page took the frame back instead of "
+                    "copying it: QEMU's log shows write faults at %#x but not in which root (break on "
+                    "copy_on_write to see which)" % (frame, label(m), p.va, label(o), q.va, p.va))
         if descends(o.pid, m.pid):
             return ("frame %#x is mapped by %s at %#x WRITABLE and by its descendant %s at %#x (read-only), and no "
                     "write fault made the parent's page writable: fork shared the frame but the parent was left "
