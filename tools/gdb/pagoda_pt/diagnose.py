@@ -719,7 +719,8 @@ def shared_writable(processes: list, parent_of: dict, write_faults: Optional[lis
     write (@p vmas_of: {pid: VMA dicts}): fork did write-protect the parent's entries. Writable in
     the parent alone otherwise, with no such fault, fork's share left the parent's entry writable;
     with write faults on that page in a log that names no roots (AArch64) while others hold copies
-    there, the two cannot be told apart, and the sentence says so."""
+    there, the two cannot be told apart on that frame: another shared writable frame that no
+    write fault touched is then fork's, and without one the sentence says both are possible."""
     maps: dict = {}
     for memory in processes:
         for p in memory.pages:
@@ -763,6 +764,7 @@ def shared_writable(processes: list, parent_of: dict, write_faults: Optional[lis
                 return p.va
         return None
 
+    undecided = None
     for index in sorted(maps):
         here = maps[index]
         if len({m.root for m, _ in here}) < 2:
@@ -796,11 +798,14 @@ def shared_writable(processes: list, parent_of: dict, write_faults: Optional[lis
         if descends(o.pid, m.pid) and any(root is None and va == p.va & ~(page - 1) for va, root in write_faults or []):
             # The log shows user write faults on that page but not whose (it names no roots), and
             # others hold copies there: the parent's own fault cannot be told from its children's.
-            return ("frame %#x is mapped by %s at %#x WRITABLE and by its descendant %s at %#x (read-only): a "
-                    "shared frame one process may write. Either fork's share did not write-protect the parent's "
-                    "entry, or a copy-on-write fault of the parent at this page took the frame back instead of "
-                    "copying it: QEMU's log shows write faults at %#x but not in which root (break on "
-                    "copy_on_write to see which)" % (frame, label(m), p.va, label(o), q.va, p.va))
+            # Another frame may say more (one no write fault touched): kept as the last resort.
+            undecided = undecided or (
+                "frame %#x is mapped by %s at %#x WRITABLE and by its descendant %s at %#x (read-only): a "
+                "shared frame one process may write. Either fork's share did not write-protect the parent's "
+                "entry, or a copy-on-write fault of the parent at this page took the frame back instead of "
+                "copying it: QEMU's log shows write faults at %#x but not in which root (break on "
+                "copy_on_write to see which)" % (frame, label(m), p.va, label(o), q.va, p.va))
+            continue
         if descends(o.pid, m.pid):
             return ("frame %#x is mapped by %s at %#x WRITABLE and by its descendant %s at %#x (read-only), and no "
                     "write fault made the parent's page writable: fork shared the frame but the parent was left "
@@ -809,5 +814,5 @@ def shared_writable(processes: list, parent_of: dict, write_faults: Optional[lis
         return ("frame %#x is mapped by %s at %#x WRITABLE and by %s at %#x at the same time: a write through "
                 "the first reaches the other process (a shared frame must be read-only in every root that maps "
                 "it)" % (frame, label(m), p.va, label(o), q.va))
-    return None
+    return undecided
 

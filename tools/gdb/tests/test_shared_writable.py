@@ -139,3 +139,13 @@ def test_aarch64_user_write_protect_faults_are_el0_write_permission_aborts():
               Ev("exception", 4, 1, (0x25 << 26) | (1 << 6) | 0x0F, DATA)]
     assert user_write_protect_faults(events, isa("aarch64")) == [(STACK, None)]
 
+
+
+def test_an_undecided_frame_gives_way_to_one_no_write_fault_touched():
+    """AArch64's log: write faults at STACK (whose, it cannot say), none at DATA. The parent's writable
+    DATA frame shared with its child was never faulted on: fork left it writable."""
+    parent = proc(1, "forktree", P_ROOT, (STACK, 0x5000, True), (DATA, 0x6000, True))
+    child = proc(2, "forktree", C_ROOT, (STACK, 0x9000, True))
+    grandchild = proc(3, "forktree", 0x40_0000, (STACK, 0x5000, False), (DATA, 0x6000, False))
+    sentence = shared_writable([parent, child, grandchild], {1: 0, 2: 1, 3: 1}, write_faults=[(STACK, None)])
+    assert FORK in sentence and "frame 0x6000" in sentence
