@@ -419,8 +419,7 @@ bool check_vmas(Process& p, FormatSink* report, usize* mapped_pages) {
 UserFrames count_user_frames(AddressSpace& space) {
   UserFrames out;
   const VirtAddr end(arch::UserSpace::kEnd);
-  ConsistencyBatch reads = space.batch();
-  for (AddressSpace::Cursor c = space.cursor(reads, VirtAddr(0)); c.next_mapped(end); c.next()) ++out.pages;
+  for (AddressSpace::ReadCursor c = space.read_cursor(VirtAddr(0)); c.next_mapped(end); c.next()) ++out.pages;
   const AddressSpace::Tree& tree = space.arch().tree_for(VirtAddr(0));
   const usize user_end = arch::PageTableFormat::index(VirtAddr(layout::kKernelHalfBase), 0);
   out.tables = 1;  // the root

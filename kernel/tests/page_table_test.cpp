@@ -601,6 +601,40 @@ TYPED_TEST(TreeTest, UnmapsAreBatchedIntoOneFlush) {
   EXPECT_EQ(this->tlb.pages.size(), 1u);
 }
 
+// ---- A read-only cursor: queries with no batch --------------------------------------------
+
+template <class C> concept CanMap = requires(C c) { c.map(PhysAddr(0), Perms{}); };
+template <class C> concept CanUnmap = requires(C c) { c.unmap(); };
+template <class C> concept CanProtect = requires(C c) { c.protect(Perms{}); };
+template <class C> concept CanReachAnEntry = requires(C c) { c.page_entry(); };
+
+TYPED_TEST(TreeTest, AReadCursorCannotChangeTheTreeAndNeedsNoBatch) {
+  using Read = ReadCursor<TypeParam>;
+  static_assert(!CanMap<Read> && !CanUnmap<Read> && !CanProtect<Read> && !CanReachAnEntry<Read>);
+  static_assert(CanMap<Cursor<TypeParam>> && CanUnmap<Cursor<TypeParam>> && CanProtect<Cursor<TypeParam>>);
+  static_assert(std::is_constructible_v<Read, const PageTable<TypeParam>&, VirtAddr>);
+  static_assert(!std::is_constructible_v<Read, const PageTable<TypeParam>&, ConsistencyBatch&, VirtAddr>);
+}
+
+TYPED_TEST(TreeTest, AReadCursorWalksAsTheCursorDoesAndTellsTheTlbNothing) {
+  const u64 step = TypeParam::entry_span(this->kBlock);
+  ASSERT_TRUE(this->map_range(VirtAddr(0x4000'0000), PhysAddr(0x10'0000), 3 * this->kPage, kKernelData).ok());
+  ASSERT_TRUE(this->map(VirtAddr(0x4000'0000 + 5 * step), PhysAddr(0x20'0000), Perms{.read = true}).ok());
+  this->log.clear();
+  const PageTable<TypeParam>& tree = this->tree;
+  std::vector<std::string> seen;
+  for (ReadCursor<TypeParam> c(tree, VirtAddr(0x4000'0000)); c.next_mapped(VirtAddr(0x8000'0000)); c.next())
+    seen.push_back(test::hex(c.va().value()) + " " + test::hex(c.pa().value()) + (c.perms().write ? " w" : " -"));
+  const std::vector<std::string> expected = {
+      "0x40000000 0x100000 w", "0x40001000 0x101000 w", "0x40002000 0x102000 w",
+      test::hex(0x4000'0000 + 5 * step) + " 0x200000 -"};
+  EXPECT_EQ(seen, expected);
+  EXPECT_TRUE(this->log.empty()) << ::testing::PrintToString(this->log);
+  const ReadCursor<TypeParam> hole(tree, VirtAddr(0x4000'3000));
+  EXPECT_FALSE(hole.mapped());
+  EXPECT_EQ(hole.stop(), WalkStop::NotPresent);
+}
+
 // ---- Walks and fault explanations ------------------------------------------------------------
 
 TYPED_TEST(TreeTest, WalkStopsAreNamedByLevel) {
