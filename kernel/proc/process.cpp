@@ -392,12 +392,12 @@ Result<void> free_user_pages(AddressSpace& space, VirtAddr start, VirtAddr end, 
   pages = 0;
   // LAB 3 BEGIN free every page of [start, end) of the user half, and its frame
   // One cursor over the range: next_mapped() skips empty ranges a whole entry at a time;
-  // each unmap frees the tables it leaves empty (the batch frees them after the invalidation).
+  // each unmap frees the tables it leaves empty, and the frame goes to the batch, which gives it
+  // back (vm::put_user_frame: lab 6's copy-on-write shares frames) only after its flush, so that
+  // no TLB still reaches it when it is reused: one flush for the whole range.
   ConsistencyBatch batch = space.batch();
   for (AddressSpace::Cursor c = space.cursor(batch, start); c.next_mapped(end);) {
-    const PhysAddr frame = TRY(c.unmap());
-    batch.flush();  // no TLB may still reach the frame when it is reused
-    vm::put_user_frame(frame);  // freed with its last mapping (lab 6: copy-on-write shares frames)
+    batch.release_frame(TRY(c.unmap()));
     ++pages;
     c.find(c.va().offset(kPageSize));
   }
