@@ -227,10 +227,10 @@ Result<void> copy_pages(AddressSpace& from, const VmaSet& vmas, AddressSpace& to
   // whole entry at a time) and makes the child's tables; each page gets a frame of its own in
   // the child, filled through temporary mappings (neither root needs to be live: the child's
   // is not), mapped with the parent's permissions.
-  ConsistencyBatch reads = from.batch();
-  ConsistencyBatch writes = to.batch();
-  AddressSpace::Cursor parent = from.cursor(reads, VirtAddr(0));
-  AddressSpace::Cursor child = to.cursor(writes, VirtAddr(0));
+  ConsistencyBatch parent_changes = from.batch();  // stays empty: the copy only reads the parent
+  ConsistencyBatch child_changes = to.batch();
+  AddressSpace::Cursor parent = from.cursor(parent_changes, VirtAddr(0));
+  AddressSpace::Cursor child = to.cursor(child_changes, VirtAddr(0));
   for (const Vma& vma : vmas) {
     TRY(copy_mappings(parent, child, VirtAddr(vma.start), VirtAddr(vma.end), [](auto& page) -> Result<void> {
       const PhysAddr frame = TRY(vm::allocate_user_frame());
@@ -257,10 +257,10 @@ Result<void> share_pages(AddressSpace& from, const VmaSet& vmas, AddressSpace& t
   // write fault on either side then finds a writable region over a read-only page whose frame
   // is shared, and copies it (vm::handle_fault). Read-only pages are shared the same way and
   // stay shared. The tables are never shared: the child gets its own.
-  ConsistencyBatch reads = from.batch();
-  ConsistencyBatch writes = to.batch();
-  AddressSpace::Cursor parent = from.cursor(reads, VirtAddr(0));
-  AddressSpace::Cursor child = to.cursor(writes, VirtAddr(0));
+  ConsistencyBatch parent_changes = from.batch();  // the parent's entries made read-only
+  ConsistencyBatch child_changes = to.batch();
+  AddressSpace::Cursor parent = from.cursor(parent_changes, VirtAddr(0));
+  AddressSpace::Cursor child = to.cursor(child_changes, VirtAddr(0));
   FrameRefs& refs = vm::frame_refs();
   for (const Vma& vma : vmas) {
     TRY(copy_mappings(parent, child, VirtAddr(vma.start), VirtAddr(vma.end), [&refs](auto& page) -> Result<void> {
