@@ -707,6 +707,8 @@ TYPED_TEST(FrameReleaseTest, AFullFrameListFlushesBeforeReleasingAndStillInOrder
   EXPECT_EQ(this->count("release"), pages);
   EXPECT_EQ(this->count("barrier"), 2u) << ::testing::PrintToString(this->log);
   EXPECT_TRUE(this->releases_follow_flushes()) << ::testing::PrintToString(this->log);
+  // The last frames go after the last flush, not before it.
+  EXPECT_EQ(this->log.back(), "release " + test::hex(0x10'0000 + (pages - 1) * this->kPage));
 }
 
 TYPED_TEST(TreeTest, PastTheIsasLimitARangeIsFlushedWholeOnce) {
