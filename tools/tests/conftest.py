@@ -14,12 +14,17 @@ for _path in (os.path.join(ROOT, "tools", "gdb"), os.path.join(ROOT, "grade"), o
     sys.path.insert(0, _path)
 
 import labtree  # noqa: E402
-from pagoda_core import pytest_share, pytest_speed  # noqa: E402
+from pagoda import batch  # noqa: E402
+from pagoda_core import paths, pytest_share, pytest_speed  # noqa: E402
 
 
 def pytest_configure(config):
     pytest_speed.register(config)   # timeout marks scaled to this machine's speed and load
     pytest_share.register(config)   # a module's shared fixtures set up on one xdist worker, once
+    # Every lab tree these tests grade (batch submissions, the Gradescope and Classroom runs, each
+    # in a work directory of its own) compiles through one object cache (batch.Batch.cache): the
+    # first build fills it, the others compile only what their patches changed.
+    os.environ.setdefault(batch.TREE_CACHE_VARIABLE, os.path.join(paths.BUILD, "tools-tests", "ccache"))
 
 
 @pytest.fixture
