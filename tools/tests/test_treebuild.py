@@ -60,3 +60,17 @@ def test_without_ccache_a_tree_builds_without_a_launcher(tmp_path, monkeypatch):
     assert treebuild.configure_argv(tree, "aarch64") is None
     _cache(tree, "aarch64", "/usr/bin/env;CCACHE_DIR=x;/usr/bin/ccache")   # ccache since removed
     assert treebuild.configure_argv(tree, "aarch64") is not None
+
+
+def test_a_tree_can_name_a_cache_of_its_own(tmp_path, monkeypatch):
+    """Batch grading's submission trees (WORK/<id>/tree) share the batch's cache, not one beside each."""
+    with_ccache(monkeypatch, True)
+    tree, cache = str(tmp_path / "work" / "alice" / "tree"), str(tmp_path / "work" / "ccache")
+    argv = treebuild.configure_argv(tree, "x86_64", cache)
+    assert f"-DCMAKE_CXX_COMPILER_LAUNCHER={treebuild.launcher(tree, cache)}" in argv
+    assert f"CCACHE_DIR={cache}" in treebuild.launcher(tree, cache).split(";")
+    assert f"CCACHE_BASEDIR={tree}" in treebuild.launcher(tree, cache).split(";")
+    _cache(tree, "x86_64", treebuild.launcher(tree), treebuild.RELATIVE_PREFIX_MAP)
+    assert treebuild.configure_argv(tree, "x86_64", cache) == argv    # configured with another cache
+    _cache(tree, "x86_64", treebuild.launcher(tree, cache), treebuild.RELATIVE_PREFIX_MAP)
+    assert treebuild.configure_argv(tree, "x86_64", cache) is None
