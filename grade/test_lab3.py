@@ -102,6 +102,28 @@ class Watch:
                 return snap
         raise AssertionError(f"the run never reached its '{name}' checkpoint")
 
+    def until_touched(self, guest, snap, va, root, what):
+        """Lets the guest run until @p root maps @p va, a page its process maps for itself (from
+        lab 5 on a page comes at its first touch: spin's spin_stop); returns the Snapshot then,
+        at a quiet point (a context switch or a tick), or None once @p root has left the registry
+        (its process ended first). @p what names the page, for a deadline that passes meanwhile.
+
+        Only the test's deadline bounds the wait, never a count of stops: on a loaded host (or
+        an emulated CPU) a tick may fall due while the kernel switches to a process, and then
+        the process is preempted before its first instruction, turn after turn (seen: 30 ticks
+        in a row at spin's entry point, and 50 stops were not enough). Between looks the guest
+        runs with no breakpoint: one in the scheduler's page makes QEMU run its code one
+        instruction at a time, which widens exactly that window."""
+        quiet = [self.proc["switch"], "pagoda::proc::timer_tick"]
+        pause = 0.02
+        while not snap.walk(va, root).mapped:
+            if root not in process_roots(snap, self.kernel):
+                return None
+            guest.stop_after(pause, what)
+            snap = guest.stop_at_any(quiet)
+            pause = min(2 * pause, 0.5)
+        return snap
+
     def before(self, guest):
         """The first stop of a run: the kernel root (the CPU's), the frames in use."""
         snap = self.checkpoint(guest, "before")
@@ -1166,16 +1188,17 @@ def test_roots_verified(boot, kernel, arch):
                             "does not map in the kStackBase area")
         for root, label in watch.roots.items():
             problems += insp.stack_problems(snap, root, slots | cpu_slots, label)
-        for root, label in watch.roots.items():
+        for root, label in list(watch.roots.items()):
             if " of spin (" in label:
                 # From lab 5 on pages come on the first touch: spin maps spin_stop's page when it
-                # first reads it, which may take a few more switches.
-                # Spin may be the only process left by then, and nothing switches: a timer tick
-                # comes either way.
-                for _ in range(50):
-                    if snap.walk(stop_va, root).mapped:
-                        break
-                    snap = guest.stop_at_any([proc["switch"], "pagoda::proc::timer_tick"])
+                # first reads it, which may take many more switches on a loaded host.
+                touched = watch.until_touched(guest, snap, stop_va, root,
+                                              f"spin ({label}) to map its spin_stop page ({stop_va:#x}) by reading it")
+                if touched is None:
+                    problems.append(f"{label} ended before it mapped its spin_stop page ({stop_va:#x}): spin runs "
+                                    "until the grader stops it")
+                    continue
+                snap = touched
                 snap.write_virt(stop_va, (1).to_bytes(8, "little"), root)
         return {"problems": problems, "cpu_roots": cpu_roots, "slots": slots}
 

@@ -126,3 +126,9 @@ class GradeFailure(AssertionError):
 class BootEnded(Exception):
     """Raised inside a witness script when the boot ended under it (the kernel exited, the
     deadline passed, or the grader stopped it); the Run says how."""
+
+
+def note_lines(result):
+    """A test result's notes (what the grader noticed about a test it did not fail for, such as a
+    QEMU that cannot emulate a feature), one "note: ..." line each, as every output shows them."""
+    return [f"note: {line}" for line in (result or {}).get("note", "").splitlines()]

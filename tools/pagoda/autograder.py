@@ -37,7 +37,7 @@ from . import batch, deps
 from pagoda_core import paths
 from pagoda_core.ui import PagodaError, info
 
-from pagoda_grade import manifest
+from pagoda_grade import manifest, outcomes
 
 # Autograders install the distribution's default toolchain by versionless names (clang 14 on
 # Ubuntu 22.04, 18 on 24.04: any clang from 14 on builds Pagoda), the same names ./pagoda setup
@@ -140,6 +140,7 @@ def gradescope_results(row, spec, arch, elapsed):
             result = f"Passed in {r['duration']:.1f} s."
         else:
             result = r["reason"] or r["outcome"]
+        result = "\n".join([result] + outcomes.note_lines(r))
         tests.append({
             "name": f"lab{spec.number}/{t.id}",
             "number": f"{spec.number}.{number}",

@@ -20,7 +20,7 @@ from . import deps, junit
 from pagoda_core import build, paths, speed
 from pagoda_core.ui import PagodaError, clip, info
 
-from pagoda_grade import logs, manifest, programs
+from pagoda_grade import logs, manifest, outcomes, programs
 
 REASON_INDENT = "      "
 MAX_REASON_LINES = 60
@@ -223,8 +223,8 @@ def print_table(numbers, labs, results, out=sys.stdout, only=None, first_failure
             if r and r["outcome"] == "passed":
                 lab_earned += spec.points
                 print(f"  {name}: OK ({r['duration']:.2f}s)", file=out)
-                for line in r.get("note", "").splitlines():
-                    print(REASON_INDENT + "note: " + line, file=out)
+                for line in outcomes.note_lines(r):
+                    print(REASON_INDENT + line, file=out)
                 continue
             if r is None and stopped:
                 print(f"  {name}: FAIL ({NOT_RUN})", file=out)
@@ -236,8 +236,7 @@ def print_table(numbers, labs, results, out=sys.stdout, only=None, first_failure
                 print(f"  {name}: FAIL", file=out)
             else:
                 reason = r["reason"] or r["outcome"]
-                if r.get("note"):
-                    reason += "".join(f"\nnote: {line}" for line in r["note"].splitlines())
+                reason = "\n".join([reason] + outcomes.note_lines(r))
                 print(f"  {name}: FAIL ({r['duration']:.2f}s)", file=out)
             lines = reason.splitlines()
             for line in lines[:MAX_REASON_LINES]:

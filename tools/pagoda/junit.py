@@ -12,6 +12,7 @@ valid for Jenkins' junit-10 schema); tools/tests/test_junit_schema.py validates 
           points.ID, max_points.ID    each test's points earned and possible
           checks.ID                   what the test checks (its lab.toml description)
           hidden.ID = true            a hidden test
+          note.ID                     the grader's notes on a test, passed or not
         </properties>
         <testcase classname="labN" name="ID" time="SECONDS">     one per test of the manifest,
           <failure type message>the grader's whole message</failure>       in manifest order
@@ -26,6 +27,8 @@ import re
 import socket
 import time
 import xml.etree.ElementTree as ET
+
+from pagoda_grade.outcomes import note_lines
 
 # Characters XML 1.0 cannot carry at all, even escaped (a console's ESC, a NUL): shown as \xNN.
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
@@ -66,6 +69,8 @@ def build(numbers, labs, results, only=None, arch=None):
                          (f"max_points.{spec.id}", spec.points), (f"checks.{spec.id}", spec.checks)]
             if spec.hidden:
                 per_test.append((f"hidden.{spec.id}", "true"))
+            if note_lines(r):
+                per_test.append((f"note.{spec.id}", "\n".join(note_lines(r))))
             if r is None or r["outcome"] == "incomplete":
                 counts["errors"] += 1
                 kind = "no result" if r is None else "interrupted"
@@ -77,7 +82,7 @@ def build(numbers, labs, results, only=None, arch=None):
                 counts["failures"] += 1
                 fail = ET.SubElement(case, "failure", type=r["outcome"],
                                      message=_first_line(r["reason"]) or r["outcome"])
-                fail.text = _text(r["reason"] or r["outcome"])
+                fail.text = _text("\n".join([r["reason"] or r["outcome"]] + note_lines(r)))
             counts["tests"] += 1
             counts["time"] += duration
             counts["points"] += spec.points if passed else 0

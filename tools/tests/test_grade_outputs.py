@@ -73,6 +73,32 @@ def test_junit_reports_a_test_without_a_result_as_an_error():
     assert props(root.find("testsuite"))["points"] == str(first.points)
 
 
+def test_every_output_carries_the_grader_s_notes(tmp_path):
+    """A note the grader attaches to a test (e.g. "this QEMU cannot emulate umip") reaches every
+    output, on a passed test as on a failed one: JUnit (a property, and the failure's text) and
+    Gradescope's results.json (the test's output). The JUnit stays valid against the schema."""
+    from pagoda import autograder, batch
+    lab0 = manifest.load_all()[0]
+    first, second = lab0.tests[0], lab0.tests[1]
+    results = {(0, first.id): {"outcome": "passed", "duration": 0.5, "reason": "", "note": "noted on a pass"},
+               (0, second.id): {"outcome": "failed", "duration": 0.5, "reason": "it broke",
+                                "note": "noted on a failure\nsecond line"}}
+    root = junit.build([0], {0: lab0}, results, only={first.id, second.id})
+    xml_path = tmp_path / "notes.xml"
+    ET.ElementTree(root).write(xml_path, encoding="utf-8", xml_declaration=True)
+    assert schema_errors(xml_path) == ""
+    suite = props(root.find("testsuite"))
+    assert suite[f"note.{first.id}"] == "note: noted on a pass"
+    assert suite[f"note.{second.id}"] == "note: noted on a failure\nnote: second line"
+    failure = root.find("testsuite/testcase[@name='%s']/failure" % second.id)
+    assert failure.text.startswith("it broke") and "note: second line" in failure.text
+    row = batch.Row(id="alice", results={t: r for (_, t), r in results.items()},
+                    points={first.id: first.points})
+    shown = {t["name"]: t["output"] for t in autograder.gradescope_results(row, lab0, "x86_64", 1.0)["tests"]}
+    assert "note: noted on a pass" in shown[f"lab0/{first.id}"]
+    assert "it broke" in shown[f"lab0/{second.id}"] and "note: second line" in shown[f"lab0/{second.id}"]
+
+
 def test_ctrl_c_keeps_what_finished(tmp_path):
     """Ctrl-C after the first test has ended (its line seen on the terminal): exit status 130,
     the table, and a JSON and a valid JUnit file holding that test's result; the others are
