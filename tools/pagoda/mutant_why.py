@@ -4,7 +4,9 @@ For a slip the grader caught, the boot of the first failing test is replayed und
 slipped kernel and the same command line (the grader's token included, so the kernel makes the
 same choices) and the same memory, QEMU's exception log kept (`./pagoda gdb --int-log`), stopped
 where the machine dies (a panic, a triple fault) or where a process is killed for a fault
-(`--stop-at-kill`); there `fault-why` runs, and its first verdict line is judged against the
+(`--stop-at-kill`); a boot in which nothing dies is replayed once more, stopped at the first
+process's exit (EXIT_FUNCTION: a slip that corrupts memory quietly is visible while the processes
+live, though only the grader's checks notice it); there `fault-why` runs, and its first verdict line is judged against the
 slip's cause regex:
 
     yes      the verdict line names the cause
@@ -43,6 +45,10 @@ MEMORY = re.compile(r"(?:^|\s)-m\s+(\S+)")
 # What a test's script calls to feed the guest (grade/pagoda_grade/witness.py's Guest and Snapshot).
 FEEDS = re.compile(r"\.(deliver|write_phys|write_virt|write|send)\(")
 GRADER_STOP = "pagoda_grader_stop"
+# Where every process ends (kernel/proc/process.hpp): a replay in which nothing died is replayed
+# again to stop at the first exit, where fault-why reads the processes' memory while they live
+# (a frame two of them share, one writable, is seen there; the program only notices it later).
+EXIT_FUNCTION = "pagoda::proc::exit_current"
 
 
 def serial_log_of(reason):
@@ -112,6 +118,8 @@ def stop_kind(output, interrupted=False):
         return "panic"
     if "user_fault" in frames:
         return "kill"
+    if EXIT_FUNCTION.rsplit("::", 1)[-1] in frames:
+        return "exit"
     if "SIGQUIT" in before or "shutdown" in before.lower():
         return "triple fault"
     return "stop"
@@ -134,12 +142,14 @@ def judge_verdict(verdict, whole, pattern):
     return "no"
 
 
-def gdb_argv(pagoda, arch, kernel, cmdline, memory, int_log):
-    """The `./pagoda gdb` command of a replay."""
+def gdb_argv(pagoda, arch, kernel, cmdline, memory, int_log, stop_at_exit=False):
+    """The `./pagoda gdb` command of a replay; with @p stop_at_exit it also stops at the first
+    process's exit (EXIT_FUNCTION)."""
     argv = [paths.SYSTEM_PYTHON, pagoda, "gdb", "--arch", arch, "--kernel", kernel, "--stop-at-kill", "--batch"]
     if int_log:
         argv.append("--int-log")
-    argv += ["--ex", f"break {GRADER_STOP}", "--ex", "continue",
+    argv += ["--ex", f"break {GRADER_STOP}"] + (["--ex", f"break {EXIT_FUNCTION}"] if stop_at_exit else [])
+    argv += ["--ex", "continue",
              "--ex", f"echo {MARK_STOP}\\n", "--ex", "bt 4",
              "--ex", f"echo {MARK_WHY}\\n", "--ex", "fault-why", "--", "--cmdline", cmdline]
     if memory:
@@ -241,8 +251,16 @@ def why(outcome, tree, root, pagoda=None, replay=run_replay):
         o.why = f"{NOT_REPLAYABLE}: the boot stops at {GRADER_STOP}() for the grader's inputs"
         return o
     verdict, whole = first_verdict(output)
+    if verdict is None and ended_without_stop(output):
+        # Nothing died: replay once more, stopping at the first exit (where the processes still live).
+        output, interrupted = replay(gdb_argv(pagoda or os.path.join(root, "pagoda"), o.arch, o.kernel, cmdline,
+                                              memory, not storm, stop_at_exit=True), o.why_log)
+        if stopped_at_grader(output):
+            o.why = f"{NOT_REPLAYABLE}: the boot stops at {GRADER_STOP}() for the grader's inputs"
+            return o
+        verdict, whole = first_verdict(output)
     if verdict is None:
-        o.why = ("the replay ran to its end: nothing died" if ended_without_stop(output)
+        o.why = ("the replay ran to its end: nothing died, nothing exited" if ended_without_stop(output)
                  else f"no verdict from fault-why (see {os.path.relpath(o.why_log, root)})")
         return o
     o.why = f"[{stop_kind(output, interrupted)}] {verdict}"

@@ -170,8 +170,20 @@ def test_a_replay_that_stops_for_the_grader_has_no_verdict(tmp_path):
 def test_a_replay_that_runs_to_its_end_has_no_verdict(tmp_path):
     o, tree = _outcome(tmp_path, "quiet")
     ended = f"Remote connection closed\n{mw.MARK_STOP}\n{mw.MARK_WHY}\nThe program is not being run.\n"
-    mw.why(o, tree, str(tmp_path), replay=lambda argv, log: (ended, False))
+    seen = []
+    mw.why(o, tree, str(tmp_path), replay=lambda argv, log: (seen.append(argv), (ended, False))[1])
     assert o.why_match == "n.a." and "ran to its end" in o.why
+    assert len(seen) == 2 and f"break {mw.EXIT_FUNCTION}" not in seen[0] and f"break {mw.EXIT_FUNCTION}" in seen[1]
+
+
+def test_a_replay_where_nothing_died_is_asked_again_at_the_first_exit(tmp_path):
+    o, tree = _outcome(tmp_path, "quiet")
+    ended = f"Remote connection closed\n{mw.MARK_STOP}\n{mw.MARK_WHY}\nThe program is not being run.\n"
+    at_exit = REPLAY.replace("#0  0xffffffff80200000 in x86_trap ()",
+                             "#0  pagoda::proc::exit_current (info=...) at process.cpp:80")
+    mw.why(o, tree, str(tmp_path),
+           replay=lambda argv, log: (at_exit if f"break {mw.EXIT_FUNCTION}" in argv else ended, False))
+    assert o.why_match == "yes" and o.why.startswith("[exit] the active root does not map the kernel half"), o.why
 
 
 def test_the_stop_is_named():

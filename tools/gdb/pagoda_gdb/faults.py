@@ -276,10 +276,12 @@ def _label(pid, name):
 
 def _with_kill_causes(arch, lines):
     """Stopped in the kill path (the fault came from user mode, so the kernel's records are
-    consistent and the current process is who ran there), three causes come before the fault,
+    consistent and the current process is who ran there), four causes come before the fault,
     the first that applies: the live root is another process's (pagoda_pt.diagnose.foreign_root);
     a user page maps a frame the allocator has freed or given out again
-    (pagoda_pt.frames.mapped_frame_story, from the census of `frames`); a forked child holds
+    (pagoda_pt.frames.mapped_frame_story, from the census of `frames`); two roots share a frame
+    one of them may write (pagoda_pt.diagnose.shared_writable: the copy-on-write fault, or fork,
+    left it writable; QEMU's log tells which); a forked child holds
     nothing of its parent's user half (pagoda_pt.diagnose.fork_copied_nothing). The verdict of
     the fault alone stays on the line above."""
     at = _verdict_at(lines)
@@ -293,7 +295,7 @@ def _with_kill_causes(arch, lines):
 
 
 def _kill_cause(arch):
-    from pagoda_pt.diagnose import fork_copied_nothing, foreign_root
+    from pagoda_pt.diagnose import fork_copied_nothing, foreign_root, shared_writable
     from pagoda_pt.frames import mapped_frame_story, take_census
     from . import kernel, memory
     from .paging import active_root
@@ -314,11 +316,65 @@ def _kill_cause(arch):
                 return foreign_root(_label(current["pid"], current["name"]), owner, live)
         census = take_census(arch, read_phys, kernel.symbol_address, regs, target.pa_bits(arch)[0])
     story = mapped_frame_story(census)
+    if story is None:
+        story = shared_writable(census.processes, {r["pid"]: r["parent"] for r in rows}, _log_write_faults(arch),
+                                vmas_of={r["pid"]: r.get("vmas") for r in rows})
     parent = next((r for r in rows if r["pid"] == current["parent"]), None)
     pages = {m.pid: m.pages for m in census.processes}
     if story is None and parent is not None and current["pid"] in pages and parent["pid"] in pages:
         story = fork_copied_nothing(current, parent, pages[current["pid"]], pages[parent["pid"]])
     return story
+
+
+def _log_events(arch):
+    """The events of QEMU's exception log (its last LOG_READ_END bytes) when the session keeps
+    one, else None."""
+    path = session.qemu_log_path()
+    if not path or not os.path.exists(path):
+        return None
+    with open(path, "rb") as f:
+        size = os.path.getsize(path)
+        f.seek(max(0, size - LOG_READ_END))
+        text = f.read()
+    if size > LOG_READ_END:
+        text = text[text.find(b"\n") + 1:]
+    return _faultlog().parse(text.decode(errors="replace"), arch).events
+
+
+def _log_write_faults(arch):
+    """The user writes to read-only pages QEMU's log shows (pagoda_pt.diagnose
+    .user_write_protect_faults), or None when the session keeps no log or it cannot be read."""
+    from pagoda_pt.diagnose import user_write_protect_faults
+    try:
+        events = _log_events(arch)
+        return None if events is None else user_write_protect_faults(events, isa(arch))
+    except Exception:  # noqa: BLE001 - an addition: never lose fault-why's own lines to it
+        return None
+
+
+def _with_shared_frames(arch, lines):
+    """A machine stopped with nothing wrong in the CPU's state (a breakpoint, such as a process's
+    exit, or Ctrl-C) while processes live: two roots that share a frame one of them may write
+    (pagoda_pt.diagnose.shared_writable) are the verdict: each process's writes reach the other's
+    memory, which it sees later as data that changed under it."""
+    at = _verdict_at(lines)
+    if at is None or not lines[at].startswith("verdict: " + NOTHING_WRONG):
+        return lines
+    from pagoda_pt.diagnose import shared_writable
+    from pagoda_pt.frames import take_census
+    from . import kernel, memory
+    try:
+        rows = memory.read_processes()
+        if len(rows) < 2:
+            return lines
+        regs = target.paging_regs(arch)
+        with target.physical_memory() as read_phys:
+            census = take_census(arch, read_phys, kernel.symbol_address, regs, target.pa_bits(arch)[0])
+        sentence = shared_writable(census.processes, {r["pid"]: r["parent"] for r in rows}, _log_write_faults(arch),
+                                vmas_of={r["pid"]: r.get("vmas") for r in rows})
+    except Exception:  # noqa: BLE001 - an addition: never lose fault-why's own lines to it
+        return lines
+    return lines if sentence is None else _overruled(lines, at, "{} (the CPU's state)", sentence)
 
 
 def _with_stalled_wait(lines):
@@ -420,18 +476,11 @@ def _answered_before(arch, fault):
     killed now answered before it (pagoda_pt.diagnose.answered_before); 0 when it cannot tell.
     Only the log's last LOG_READ_END bytes are read: the fault being killed is at its end."""
     from pagoda_pt.diagnose import answered_before
-    path = session.qemu_log_path()
-    if fault.get("pc") is None or not path or not os.path.exists(path):
+    if fault.get("pc") is None:
         return 0
     try:
-        with open(path, "rb") as f:
-            size = os.path.getsize(path)
-            f.seek(max(0, size - LOG_READ_END))
-            text = f.read()
-        if size > LOG_READ_END:
-            text = text[text.find(b"\n") + 1:]
-        events = _faultlog().parse(text.decode(errors="replace"), arch).events
-        return answered_before(events, fault["pc"], fault["address"])
+        events = _log_events(arch)
+        return 0 if events is None else answered_before(events, fault["pc"], fault["address"])
     except Exception:  # noqa: BLE001 - an addition: never lose fault-why's own lines to it
         return 0
 
@@ -499,10 +548,12 @@ IDT, the handlers, IST stacks, GDT and TSS, each walked in the active root.
 With ./pagoda gdb --int-log the chain of exceptions comes from QEMU's log (a loop is called a
 loop).  A fault on a user address names the VMA of the process that covers it, or says
 that no VMA does (lab 5; vma-list shows them all).  Stopped in a hang where nothing can
-run, a parent waiting for a child that has already ended is named (lab 6).  Stopped in the kill path,
+run, a parent waiting for a child that has already ended is named (lab 6); stopped anywhere with
+nothing else wrong (at a process's exit, say), two roots sharing a frame that one of them may write
+are named, and QEMU's log tells whether the copy-on-write fault or fork left it writable (lab 6).  Stopped in the kill path,
 a frame a user page maps that the allocator has freed, or a forked child whose root holds
-nothing of its parent's, or a live root that is another process's, is named before the fault
-(lab 6); and the kernel's own decide_fault and VmaSet::find are called on the fault: where they
+nothing of its parent's, or a live root that is another process's, or a frame two roots share
+while one may write it, is named before the fault (lab 6); and the kernel's own decide_fault and VmaSet::find are called on the fault: where they
 disagree with the record (a refused fault the record allows, an allowed one it refuses) that is
 the verdict (lab 5).  A refused fault at the stack pointer with no grows-down VMA, or inside
 a load segment of the program's ELF that no VMA covers, names the loader's record.
@@ -528,6 +579,7 @@ usable.  The last line is always a verdict."""
         lines = _with_kill_causes(arch, lines)
         lines = _with_panic(lines)
         lines = _with_stalled_wait(lines)
+        lines = _with_shared_frames(arch, lines)
         from . import memory, tempmap
         # Which temp-map slot the address is, and whether it is live (lab 4); the process's VMA
         # that covers a user address, or that none does (lab 5).

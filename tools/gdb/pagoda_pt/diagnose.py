@@ -677,3 +677,142 @@ def foreign_root(current: str, owner: str, root: int) -> str:
             "process's was made live (fork made another root live while the parent still runs, or a "
             "switch loaded the wrong root); every access the program made went to the other "
             "process's memory" % (current, owner, root))
+
+
+# ---- a frame two roots share while one of them may write it (lab 6) ------------------------------
+
+def user_write_protect_faults(events: list, model) -> list:
+    """[(page, root or None)] of every write that a user program made to a page mapped read-only,
+    in QEMU's exception log (@p events: faultlog.Event objects; @p model: the ISA's
+    pagoda_pt.isa.Isa, which decodes the error code or syndrome): the faults a copy-on-write
+    fault answers. root: the root register's table address when the log names it (x86_64's
+    CR3), else None."""
+    found = []
+    for e in events:
+        if e.kind != "exception" or e.address is None or e.error is None or e.privilege != model.user_privilege:
+            continue
+        if not model.is_page_fault(e):
+            continue
+        present, write, fetch = model.access(e.error)
+        if present and write and not fetch:
+            found.append((e.address & ~0xFFF, None if e.root is None else model.root_of({model.lower_root: e.root})))
+    return found
+
+
+def shared_writable(processes: list, parent_of: dict, write_faults: Optional[list] = None,
+                    page: int = 4096, vmas_of: Optional[dict] = None) -> Optional[str]:
+    """The cause of a death where two processes' roots map one frame as a user page and one of
+    them may write it (a write through it reaches the other process's memory), or None.
+
+    @p processes: objects with pid, name, root and pages (pagoda_pt.frames.ProcessMemory:
+    UserPage va, pa, writable, held); @p parent_of: {pid: parent pid}; @p write_faults: the
+    user writes to read-only pages QEMU's log shows (user_write_protect_faults), None when there
+    is no log.
+
+    Copy-on-write fork makes every frame it shares read-only in both roots; only a write fault
+    may make a page writable again, and only by copying it, or by taking the frame back when no
+    other mapping is left (count 1). So a shared frame writable in a process that forked none of
+    the others that map it (a fork leaves only the forking process's own entries writable when it
+    forgets them; two writers are never both forkers of each other), or writable in a root whose own write fault on that page the log shows, was made
+    writable by the copy-on-write fault while still shared. So was one writable in the parent
+    alone when the two roots also share, read-only in both, a page of a region the parent may
+    write (@p vmas_of: {pid: VMA dicts}): fork did write-protect the parent's entries. Writable in
+    the parent alone otherwise, with no such fault, fork's share left the parent's entry writable;
+    with write faults on that page in a log that names no roots (AArch64) while others hold copies
+    there, the two cannot be told apart on that frame: another shared writable frame that no
+    write fault touched is then fork's, and without one the sentence says both are possible."""
+    maps: dict = {}
+    for memory in processes:
+        for p in memory.pages:
+            if not p.held:
+                maps.setdefault(p.pa // page, []).append((memory, p))
+    label = lambda m: "proc %d (%s)" % (m.pid, m.name)  # noqa: E731
+
+    def faulted(m, p) -> bool:
+        if not write_faults:
+            return False
+        for va, root in write_faults:
+            if va != p.va & ~(page - 1):
+                continue
+            if root is not None:
+                if root == m.root:
+                    return True
+                continue
+            # The log does not name roots (AArch64): the write is this root's only when no process
+            # holds a copy at that address (a process that faulted there and got one).
+            if all(q.pa == p.pa for o in processes for q in o.pages if q.va == p.va):
+                return True
+        return False
+
+    def descends(pid, ancestor) -> bool:
+        seen = set()
+        while pid in parent_of and pid not in seen:
+            seen.add(pid)
+            pid = parent_of[pid]
+            if pid == ancestor:
+                return True
+        return False
+
+    def protected_by_fork(m, o) -> Optional[int]:
+        """A page @p m and @p o map to one frame, read-only in both, in a region @p m may write."""
+        vmas = (vmas_of or {}).get(m.pid) or []
+        theirs = {q.va: q for q in o.pages}
+        for p in m.pages:
+            q = theirs.get(p.va)
+            if q is not None and q.pa == p.pa and not p.writable and not q.writable and not p.held and \
+                    any(v["start"] <= p.va < v["end"] and v["write"] for v in vmas):
+                return p.va
+        return None
+
+    undecided = None
+    for index in sorted(maps):
+        here = maps[index]
+        if len({m.root for m, _ in here}) < 2:
+            continue
+        writers = [(m, p) for m, p in here if p.writable]
+        if not writers:
+            continue
+        others = lambda m: [(o, q) for o, q in here if o.root != m.root]  # noqa: E731
+        frame = index * page
+        by_fault = [(m, p) for m, p in writers if faulted(m, p)]
+        children = [(m, p) for m, p in writers if not any(descends(o.pid, m.pid) for o, _ in others(m))]
+        protected = [(m, p, va) for m, p in writers for o, _ in others(m)
+                     for va in [protected_by_fork(m, o)] if va is not None]
+        taken = by_fault or children or [(m, p) for m, p, _ in protected]
+        if taken:
+            m, p = taken[0]
+            o, q = others(m)[0]
+            how = ("QEMU's log shows its write fault on that page" if (m, p) in by_fault else
+                   "%s forked none of the processes it shares the frame with, so no fork of its own left the "
+                   "entry writable, and fork makes a child's shared entries read-only" % label(m)
+                   if (m, p) in children else
+                   "fork did make the parent's shared entries read-only (both map %#x, in a region the parent "
+                   "may write, read-only)" % protected[0][2])
+            return ("frame %#x is mapped by %s at %#x WRITABLE and by %s at %#x (%s) at the same time, and "
+                    "%s: the copy-on-write fault gave write permission back while the frame was shared (it "
+                    "took the frame back instead of copying it: a frame is taken back only at count 1), so "
+                    "each process's writes reach the other's memory"
+                    % (frame, label(m), p.va, label(o), q.va, "writable" if q.writable else "read-only", how))
+        m, p = writers[0]
+        o, q = next(((o, q) for o, q in others(m) if descends(o.pid, m.pid)), others(m)[0])
+        if descends(o.pid, m.pid) and any(root is None and va == p.va & ~(page - 1) for va, root in write_faults or []):
+            # The log shows user write faults on that page but not whose (it names no roots), and
+            # others hold copies there: the parent's own fault cannot be told from its children's.
+            # Another frame may say more (one no write fault touched): kept as the last resort.
+            undecided = undecided or (
+                "frame %#x is mapped by %s at %#x WRITABLE and by its descendant %s at %#x (read-only): a "
+                "shared frame one process may write. Either fork's share did not write-protect the parent's "
+                "entry, or a copy-on-write fault of the parent at this page took the frame back instead of "
+                "copying it: QEMU's log shows write faults at %#x but not in which root (break on "
+                "copy_on_write to see which)" % (frame, label(m), p.va, label(o), q.va, p.va))
+            continue
+        if descends(o.pid, m.pid):
+            return ("frame %#x is mapped by %s at %#x WRITABLE and by its descendant %s at %#x (read-only), and no "
+                    "write fault made the parent's page writable: fork shared the frame but the parent was left "
+                    "writable (a copy-on-write share makes the entry read-only in both roots), so the parent's "
+                    "writes reach the child's memory" % (frame, label(m), p.va, label(o), q.va))
+        return ("frame %#x is mapped by %s at %#x WRITABLE and by %s at %#x at the same time: a write through "
+                "the first reaches the other process (a shared frame must be read-only in every root that maps "
+                "it)" % (frame, label(m), p.va, label(o), q.va))
+    return undecided
+

@@ -145,6 +145,7 @@ class Isa:
     is_table_entry: Callable       # (entry, level from the root) -> True when it points to a table
     kernel_fetch_lost: Callable    # faultlog event -> True when the kernel could not fetch its next instruction
     paging_off: Callable           # {translation register: value} -> None, or why nothing is walkable
+    user_privilege: int = 0        # the privilege a user program runs at, as QEMU's log numbers it (CPL 3; EL0)
 
     def __reduce__(self):
         # One object per ISA, also through pickle and copy (a module, its format, does not pickle).
@@ -176,7 +177,8 @@ X86_64 = Isa(
     exceptions=x86_facts.EXCEPTIONS, gva2gpa_masked_by=None, vector_entry_bytes=None, root_writes=None,
     gdb_faults="faults_x86_64",
     access=_x86_access, is_page_fault=_x86_page_fault, is_permission_fault=_x86_permission_fault,
-    is_table_entry=_x86_table_entry, kernel_fetch_lost=_x86_fetch_lost, paging_off=_x86_paging_off)
+    is_table_entry=_x86_table_entry, kernel_fetch_lost=_x86_fetch_lost, paging_off=_x86_paging_off,
+    user_privilege=3)
 
 AARCH64 = Isa(
     name="aarch64", aliases=("arm64",), format=aarch64, leaves=_aarch64_leaves,
