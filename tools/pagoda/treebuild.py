@@ -26,15 +26,27 @@ so a build started by hand in a tree uses the same cache.
 
 Batch grading (batch.py) builds each submission's tree the same way, through one cache for the
 whole batch (see Batch.cache): a class's submissions differ from each other in the same few files.
+
+build() is the one way `labs check` and `labs mutants` build a tree: configure (once), then build
+(the whole tree, or one target). It lets one build run at a time in a process: ninja already
+keeps every core busy, and two trees built side by side with a cold cache would each compile
+the sources they share (the second finds them in the cache only after the first). Grades run
+beside a build; only builds wait for each other.
 """
 import os
 import re
 import shutil
+import subprocess
+import threading
 
 CACHE_DIR = "ccache"
 LANGUAGES = ("C", "CXX")     # CMake has no launcher for ASM; the few .S files compile each time
 # Ninja runs every compiler from build/<arch>, two levels below the tree.
 RELATIVE_PREFIX_MAP = "-fmacro-prefix-map=../../="
+
+
+# One build at a time in this process (see the module's docstring).
+_BUILDING = threading.Lock()
 
 
 def cache_dir(tree):
@@ -84,3 +96,20 @@ def configure_argv(tree, arch, cache=None):
     if cached is not None and all(cached.get(k, "") == v for k, v in wanted.items()):
         return None
     return ["cmake", "--preset", arch] + [f"-D{k}={v}" for k, v in wanted.items()]
+
+
+def build(tree, arch, log_path, target=None):
+    """Configures @p tree's @p arch build when needed (configure_argv) and builds it: @p target
+    alone (ninja rebuilds only what changed since the last build and what depends on it), or
+    everything. Appends both commands and their output to @p log_path; True when it built.
+    Waits for any other build of this process to end first."""
+    steps = [["cmake", "--build", "--preset", arch] + (["--target", target] if target else [])]
+    with _BUILDING:
+        configure = configure_argv(tree, arch)
+        with open(log_path, "a") as log:
+            for argv in ([configure] if configure else []) + steps:
+                log.write(f"$ {' '.join(argv)}\n")
+                log.flush()
+                if subprocess.run(argv, cwd=tree, stdout=log, stderr=subprocess.STDOUT).returncode != 0:
+                    return False
+    return True
