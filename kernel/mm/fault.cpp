@@ -92,15 +92,15 @@ FaultDecision unresolved(Unresolved::Why why, u64 page, Access access, const Vma
   if (g_frame_refs.count(frame) <= 1) return space.protect(page, kPageSize, perms);
   const PhysAddr copy = TRY(allocate_user_frame());
   copy_frame(copy, frame);
-  {
-    ConsistencyBatch batch = space.batch();
-    AddressSpace::Cursor c = space.cursor(batch, page);
-    if (Result<void> moved = c.remap(copy, perms); moved.is_error()) {
-      g_frames.free(copy);
-      return moved.error();
-    }
-  }  // the batch flushes: no TLB entry reaches the shared frame through this root any more
-  put_user_frame(frame);  // this mapping's reference (never the last: the count was above 1)
+  ConsistencyBatch batch = space.batch();
+  AddressSpace::Cursor c = space.cursor(batch, page);
+  if (Result<void> moved = c.remap(copy, perms); moved.is_error()) {
+    g_frames.free(copy);
+    return moved.error();
+  }
+  // This mapping's reference (never the last: the count was above 1), dropped when the batch has
+  // flushed: no TLB entry reaches the shared frame through this root any more.
+  batch.release_frame(frame);
   return {};
   // LAB 6 SKELETON
   // (void)space;

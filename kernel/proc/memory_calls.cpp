@@ -58,8 +58,8 @@ Errno errno_of(Error e) { return e == Error::NoMemory ? Errno::NoMem : Errno::In
 /// TLB entries of the pages it changed. NotFound for a mapped page no region covers.
 [[maybe_unused]] Result<void> reprotect_pages(Process& p, u64 start, u64 end) {
   // LAB 5 BEGIN give every mapped page of [start, end) its region's permissions
-  ConsistencyBatch reads = p.space().batch();
-  for (AddressSpace::Cursor c = p.space().cursor(reads, VirtAddr(start)); c.next_mapped(VirtAddr(end)); c.next()) {
+  ConsistencyBatch batch = p.space().batch();
+  for (AddressSpace::Cursor c = p.space().cursor(batch, VirtAddr(start)); c.next_mapped(VirtAddr(end)); c.next()) {
     const Vma* vma = p.regions().vmas.find(c.va().value());
     if (vma == nullptr) return Error(Error::NotFound, "a mapped page outside every region");
     TRY(c.protect(mapped_page_perms(*vma, c.pa())));

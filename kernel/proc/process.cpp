@@ -227,10 +227,10 @@ Result<void> copy_pages(AddressSpace& from, const VmaSet& vmas, AddressSpace& to
   // whole entry at a time) and makes the child's tables; each page gets a frame of its own in
   // the child, filled through temporary mappings (neither root needs to be live: the child's
   // is not), mapped with the parent's permissions.
-  ConsistencyBatch reads = from.batch();
-  ConsistencyBatch writes = to.batch();
-  AddressSpace::Cursor parent = from.cursor(reads, VirtAddr(0));
-  AddressSpace::Cursor child = to.cursor(writes, VirtAddr(0));
+  ConsistencyBatch parent_changes = from.batch();  // stays empty: the copy only reads the parent
+  ConsistencyBatch child_changes = to.batch();
+  AddressSpace::Cursor parent = from.cursor(parent_changes, VirtAddr(0));
+  AddressSpace::Cursor child = to.cursor(child_changes, VirtAddr(0));
   for (const Vma& vma : vmas) {
     TRY(copy_mappings(parent, child, VirtAddr(vma.start), VirtAddr(vma.end), [](auto& page) -> Result<void> {
       const PhysAddr frame = TRY(vm::allocate_user_frame());
@@ -257,10 +257,10 @@ Result<void> share_pages(AddressSpace& from, const VmaSet& vmas, AddressSpace& t
   // write fault on either side then finds a writable region over a read-only page whose frame
   // is shared, and copies it (vm::handle_fault). Read-only pages are shared the same way and
   // stay shared. The tables are never shared: the child gets its own.
-  ConsistencyBatch reads = from.batch();
-  ConsistencyBatch writes = to.batch();
-  AddressSpace::Cursor parent = from.cursor(reads, VirtAddr(0));
-  AddressSpace::Cursor child = to.cursor(writes, VirtAddr(0));
+  ConsistencyBatch parent_changes = from.batch();  // the parent's entries made read-only
+  ConsistencyBatch child_changes = to.batch();
+  AddressSpace::Cursor parent = from.cursor(parent_changes, VirtAddr(0));
+  AddressSpace::Cursor child = to.cursor(child_changes, VirtAddr(0));
   FrameRefs& refs = vm::frame_refs();
   for (const Vma& vma : vmas) {
     TRY(copy_mappings(parent, child, VirtAddr(vma.start), VirtAddr(vma.end), [&refs](auto& page) -> Result<void> {
@@ -392,12 +392,12 @@ Result<void> free_user_pages(AddressSpace& space, VirtAddr start, VirtAddr end, 
   pages = 0;
   // LAB 3 BEGIN free every page of [start, end) of the user half, and its frame
   // One cursor over the range: next_mapped() skips empty ranges a whole entry at a time;
-  // each unmap frees the tables it leaves empty (the batch frees them after the invalidation).
+  // each unmap frees the tables it leaves empty, and the frame goes to the batch, which gives it
+  // back (vm::put_user_frame: lab 6's copy-on-write shares frames) only after its flush, so that
+  // no TLB still reaches it when it is reused: one flush for the whole range.
   ConsistencyBatch batch = space.batch();
   for (AddressSpace::Cursor c = space.cursor(batch, start); c.next_mapped(end);) {
-    const PhysAddr frame = TRY(c.unmap());
-    batch.flush();  // no TLB may still reach the frame when it is reused
-    vm::put_user_frame(frame);  // freed with its last mapping (lab 6: copy-on-write shares frames)
+    batch.release_frame(TRY(c.unmap()));
     ++pages;
     c.find(c.va().offset(kPageSize));
   }
@@ -419,8 +419,7 @@ bool check_vmas(Process& p, FormatSink* report, usize* mapped_pages) {
 UserFrames count_user_frames(AddressSpace& space) {
   UserFrames out;
   const VirtAddr end(arch::UserSpace::kEnd);
-  ConsistencyBatch reads = space.batch();
-  for (AddressSpace::Cursor c = space.cursor(reads, VirtAddr(0)); c.next_mapped(end); c.next()) ++out.pages;
+  for (AddressSpace::ReadCursor c = space.read_cursor(VirtAddr(0)); c.next_mapped(end); c.next()) ++out.pages;
   const AddressSpace::Tree& tree = space.arch().tree_for(VirtAddr(0));
   const usize user_end = arch::PageTableFormat::index(VirtAddr(layout::kKernelHalfBase), 0);
   out.tables = 1;  // the root

@@ -601,6 +601,128 @@ TYPED_TEST(TreeTest, UnmapsAreBatchedIntoOneFlush) {
   EXPECT_EQ(this->tlb.pages.size(), 1u);
 }
 
+// ---- A read-only cursor: queries with no batch --------------------------------------------
+
+template <class C> concept CanMap = requires(C c) { c.map(PhysAddr(0), Perms{}); };
+template <class C> concept CanUnmap = requires(C c) { c.unmap(); };
+template <class C> concept CanProtect = requires(C c) { c.protect(Perms{}); };
+template <class C> concept CanReachAnEntry = requires(C c) { c.page_entry(); };
+
+TYPED_TEST(TreeTest, AReadCursorCannotChangeTheTreeAndNeedsNoBatch) {
+  using Read = ReadCursor<TypeParam>;
+  static_assert(!CanMap<Read> && !CanUnmap<Read> && !CanProtect<Read> && !CanReachAnEntry<Read>);
+  static_assert(CanMap<Cursor<TypeParam>> && CanUnmap<Cursor<TypeParam>> && CanProtect<Cursor<TypeParam>>);
+  static_assert(std::is_constructible_v<Read, const PageTable<TypeParam>&, VirtAddr>);
+  static_assert(!std::is_constructible_v<Read, const PageTable<TypeParam>&, ConsistencyBatch&, VirtAddr>);
+}
+
+TYPED_TEST(TreeTest, AReadCursorWalksAsTheCursorDoesAndTellsTheTlbNothing) {
+  const u64 step = TypeParam::entry_span(this->kBlock);
+  ASSERT_TRUE(this->map_range(VirtAddr(0x4000'0000), PhysAddr(0x10'0000), 3 * this->kPage, kKernelData).ok());
+  ASSERT_TRUE(this->map(VirtAddr(0x4000'0000 + 5 * step), PhysAddr(0x20'0000), Perms{.read = true}).ok());
+  this->log.clear();
+  const PageTable<TypeParam>& tree = this->tree;
+  std::vector<std::string> seen;
+  for (ReadCursor<TypeParam> c(tree, VirtAddr(0x4000'0000)); c.next_mapped(VirtAddr(0x8000'0000)); c.next())
+    seen.push_back(test::hex(c.va().value()) + " " + test::hex(c.pa().value()) + (c.perms().write ? " w" : " -"));
+  const std::vector<std::string> expected = {
+      "0x40000000 0x100000 w", "0x40001000 0x101000 w", "0x40002000 0x102000 w",
+      test::hex(0x4000'0000 + 5 * step) + " 0x200000 -"};
+  EXPECT_EQ(seen, expected);
+  EXPECT_TRUE(this->log.empty()) << ::testing::PrintToString(this->log);
+  const ReadCursor<TypeParam> hole(tree, VirtAddr(0x4000'3000));
+  EXPECT_FALSE(hole.mapped());
+  EXPECT_EQ(hole.stop(), WalkStop::NotPresent);
+}
+
+// ---- User frames: released only after the flush ---------------------------------------------
+
+/// Where the released frames are recorded (ConsistencyBatch's release hook is a plain function).
+test::EventLog* g_release_log = nullptr;
+void record_release(PhysAddr frame) {
+  if (g_release_log != nullptr) g_release_log->push_back("release " + test::hex(frame.value()));
+}
+
+template <class F> struct FrameReleaseTest : TreeTest<F> {
+  void SetUp() override {
+    g_release_log = &this->log;
+    ConsistencyBatch::set_frame_release(record_release);
+  }
+  void TearDown() override {
+    ConsistencyBatch::set_frame_release(nullptr);
+    g_release_log = nullptr;
+  }
+  /// Unmaps @p pages pages from @p va through one batch, each frame handed to it as a teardown does.
+  void tear_down(VirtAddr va, u64 pages) {
+    ConsistencyBatch b(this->tlb, this->memory, true);
+    for (Cursor<F> c(this->tree, b, va); c.next_mapped(va.offset(pages * this->kPage));) {
+      b.release_frame(c.unmap().value());
+      EXPECT_EQ(this->count("release"), 0u) << "a frame released while its translation may be cached";
+      c.find(c.va().offset(this->kPage));
+    }
+  }
+  /// True when every "release" in the log comes after a barrier and an invalidation of the same
+  /// flush (none before the first flush, none between a barrier and its invalidations).
+  bool releases_follow_flushes() const {
+    bool barrier = false, invalidated = false;
+    for (const std::string& e : this->log) {
+      if (e == "barrier") {
+        barrier = true;
+        invalidated = false;
+      } else if (e.rfind("invalidate", 0) == 0) {
+        invalidated = true;
+      } else if (e.rfind("release", 0) == 0 && !(barrier && invalidated)) {
+        return false;
+      }
+    }
+    return true;
+  }
+};
+TYPED_TEST_SUITE(FrameReleaseTest, Formats);
+
+TYPED_TEST(FrameReleaseTest, FramesAreReleasedOnlyAfterTheBatchFlushesOnceForTheRange) {
+  ASSERT_TRUE(this->map_range(VirtAddr(0x40'0000), PhysAddr(0x10'0000), 20 * this->kPage, kKernelData).ok());
+  this->log.clear();
+  this->tear_down(VirtAddr(0x40'0000), 20);
+  EXPECT_EQ(this->count("release"), 20u);
+  EXPECT_EQ(this->count("barrier"), 1u) << "one flush for the whole range: " << ::testing::PrintToString(this->log);
+  EXPECT_EQ(this->count("invalidate"), 20u);  // each page once (the freed tables' walks: the last page's)
+  EXPECT_TRUE(this->releases_follow_flushes()) << ::testing::PrintToString(this->log);
+  EXPECT_EQ(this->log.back(), "release " + test::hex(0x10'0000 + 19 * this->kPage));
+}
+
+TYPED_TEST(FrameReleaseTest, AFullFrameListFlushesBeforeReleasingAndStillInOrder) {
+  const u64 pages = ConsistencyBatch::kMaxFrames + 10;
+  ASSERT_TRUE(this->map_range(VirtAddr(0x40'0000), PhysAddr(0x10'0000), pages * this->kPage, kKernelData).ok());
+  this->log.clear();
+  {
+    ConsistencyBatch b(this->tlb, this->memory, true);
+    Cursor<TypeParam> c(this->tree, b, VirtAddr(0x40'0000));
+    for (u64 i = 0; i < pages; ++i) {
+      c.find(VirtAddr(0x40'0000 + i * this->kPage));
+      b.release_frame(c.unmap().value());
+    }
+    EXPECT_EQ(this->count("release"), ConsistencyBatch::kMaxFrames);  // the full list, after a flush
+  }
+  EXPECT_EQ(this->count("release"), pages);
+  EXPECT_EQ(this->count("barrier"), 2u) << ::testing::PrintToString(this->log);
+  EXPECT_TRUE(this->releases_follow_flushes()) << ::testing::PrintToString(this->log);
+  // The last frames go after the last flush, not before it.
+  EXPECT_EQ(this->log.back(), "release " + test::hex(0x10'0000 + (pages - 1) * this->kPage));
+}
+
+TYPED_TEST(TreeTest, PastTheIsasLimitARangeIsFlushedWholeOnce) {
+  this->tlb.page_limit = 4;
+  ASSERT_TRUE(this->map_range(VirtAddr(0x800000), PhysAddr(0x1000), 6 * this->kPage, kKernelData).ok());
+  ASSERT_TRUE(this->unmap_range(VirtAddr(0x800000), 4 * this->kPage).ok());
+  EXPECT_EQ(this->tlb.pages.size(), 4u);  // at the limit: each page
+  EXPECT_EQ(this->tlb.full_flushes, 0);
+  ASSERT_TRUE(this->map_range(VirtAddr(0x800000), PhysAddr(0x1000), 4 * this->kPage, kKernelData).ok());
+  this->log.clear();
+  ASSERT_TRUE(this->unmap_range(VirtAddr(0x800000), 5 * this->kPage).ok());
+  EXPECT_EQ(this->log, (std::vector<std::string>{"barrier", "invalidate all"}));  // past it: one whole flush
+}
+
 // ---- Walks and fault explanations ------------------------------------------------------------
 
 TYPED_TEST(TreeTest, WalkStopsAreNamedByLevel) {

@@ -44,7 +44,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from . import deps, publish
+from . import deps, publish, treebuild
 from pagoda_core import build, paths, qemu, speed
 from pagoda_core.ui import PagodaError, clip, info
 
@@ -68,6 +68,7 @@ ARCHIVES = (".tar", ".tar.gz", ".tgz", ".tar.xz", ".zip")
 MAX_SUMMARY = 400           # characters of a CSV row's summary (cut with an ellipsis)
 MAX_NOTE = 200              # characters of one part of it: a first failure, a build error
 MAX_ERROR_LINES = 20        # lines of the first build error kept for Gradescope's page
+TREE_CACHE_VARIABLE = "PAGODA_TREE_CACHE"
 
 
 def is_grader_path(rel):
@@ -224,6 +225,11 @@ class Batch:
         self.time_limit = time_limit or (sum(t.timeout for t in self.spec.tests) + GRADE_MARGIN) * scale
         self.build_time_limit = build_time_limit or BUILD_TIME_LIMIT * scale
         self.user_dir = None    # the grader's own build of the user programs (prepare())
+        # The object cache every submission's build compiles through (treebuild.py; when ccache
+        # is installed): a class's trees share most of their files, so all but the first compile
+        # only what the students changed. PAGODA_TREE_CACHE names one to share between batches
+        # (./pagoda test's tool tests share one per run); by default it is WORK/ccache.
+        self.cache = os.environ.get(TREE_CACHE_VARIABLE) or os.path.join(work, "ccache")
         sources = grader_sources(root)
         # The grader files a student's lab-N tree holds (published: no hidden test, none of
         # the staff's slips)...
@@ -384,9 +390,8 @@ class Batch:
     def build(self, sub_id, tree, log, deadline, row=None):
         """Builds @p tree's kernel; returns (ELF path or None, note). A failed build's first
         error (paths relative to @p tree) goes into @p row.build_error."""
-        steps = []
-        if not os.path.exists(os.path.join(tree, "build", self.arch, "CMakeCache.txt")):
-            steps.append(["cmake", "--preset", self.arch])
+        configure = treebuild.configure_argv(tree, self.arch, self.cache)
+        steps = [configure] if configure else []
         steps.append(["cmake", "--build", "--preset", self.arch])
         for argv in steps:
             status, late = self._run(sub_id, argv, tree, log, deadline)
@@ -529,6 +534,7 @@ def first_line(text):
 _COMPILER_ERROR = re.compile(r"^\S.*?:\d+:(\d+:)? (fatal )?error: ")
 _LINKER_ERROR = re.compile(r"^(\S*ld(\.lld)?|clang(\+\+)?(-\d+)?): error: ")
 _CMAKE_ERROR = re.compile(r"^CMake Error\b")
+_FROM_BUILD_DIR = re.compile(r"(^|[\s(])\.\./\.\./(?=[\w.])")
 _INCLUDED_FROM = re.compile(r"^In file included from |^\s+from \S+:\d+")
 _NEXT_THING = re.compile(r"^(\S.*?:\d+:(\d+:)? (fatal error|error|warning|note): |\d+ errors? generated|"
                          r"ninja: |FAILED: |\[\d+/\d+\] |\$ |-- |CMake )")
@@ -543,6 +549,9 @@ def first_build_error(log, tree=None):
     if tree:
         prefix = os.path.join(os.path.realpath(tree), "")
         lines = [l.replace(prefix, "").replace(os.path.join(tree, ""), "") for l in lines]
+        # Compiled through the object cache (treebuild.py), the compiler names the tree's files
+        # relative to build/<arch>, two levels down.
+        lines = [_FROM_BUILD_DIR.sub(r"\1", l) for l in lines]
     for i, line in enumerate(lines):
         if _COMPILER_ERROR.match(line) or _LINKER_ERROR.match(line):
             start = i

@@ -60,13 +60,10 @@ def _error_excerpt(log_path):
 
 
 def build_tree(tree, log_path, arch=paths.DEFAULT_ARCH):
-    """Configures (once, compiling through the trees' shared object cache: treebuild.py) and
-    builds the @p arch kernel of a generated tree; returns the ELF or None."""
+    """Builds (treebuild.build: configured once, through the trees' shared object cache) the
+    @p arch kernel of a generated tree; returns the ELF or None."""
     open(log_path, "w").close()
-    configure = treebuild.configure_argv(tree, arch)
-    if configure and _run_logged(configure, tree, log_path, "a") != 0:
-        return None
-    if _run_logged(["cmake", "--build", "--preset", arch], tree, log_path, "a") != 0:
+    if not treebuild.build(tree, arch, log_path):
         return None
     return os.path.join(tree, "build", arch, "kernel.elf")
 
@@ -244,20 +241,21 @@ def check(root=paths.ROOT, only=None, jobs=1, clean=False, workers="auto", out=p
         if unknown:
             raise PagodaError(f"unknown lab(s): {', '.join(f'lab{n}' for n in unknown)}")
     problems = 0
-    verdict = check_leaks(root, sources)
-    out(verdict.line())
-    problems += len(verdict.problems)
-    if not only and not skip_main:
-        for arch in paths.ARCHES:
-            info(f"labs check: grading main ({arch})")
-            verdict = check_main(root, labs, arch)
-            out(verdict.line())
-            problems += len(verdict.problems)
     numbers = sorted(only or labs)
-    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+    # The trial publication (git and Python, no build) runs beside the labs' builds and grades.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as side, \
+            concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        leaks = side.submit(check_leaks, root, sources)
         futures = []
+        if not only and not skip_main:
+            for arch in paths.ARCHES:
+                info(f"labs check: grading main ({arch})")
+                futures.append(pool.submit(lambda a: [check_main(root, labs, a)], arch))
         for n in numbers:
             futures.append(pool.submit(_check_lab_logged, n, root, labs, sources, workers))
+        verdict = leaks.result()
+        out(verdict.line())
+        problems += len(verdict.problems)
         for fut in futures:
             for verdict in fut.result():
                 out(verdict.line())

@@ -58,7 +58,7 @@ from . import mutant_why, publish, regions, treebuild
 from pagoda_core import paths
 from pagoda_core.ui import PagodaError, info
 
-from pagoda_grade import manifest
+from pagoda_grade import manifest, programs
 
 CHECK_SUBDIR = os.path.join("build", "labs-check")
 MUTANTS_DIR = "mutants"
@@ -282,18 +282,10 @@ class TreeLock:
 
 
 def build_kernel(tree, arch, log_path):
-    """Configures (once, compiling through the trees' shared object cache: treebuild.py) and
-    builds the kernel of @p tree for @p arch (the kernel and the user programs it embeds,
-    nothing else); True when it built. Appends to @p log_path."""
-    configure = treebuild.configure_argv(tree, arch)
-    with open(log_path, "a") as log:
-        for argv in ([configure] if configure else []) + \
-                [["cmake", "--build", "--preset", arch, "--target", KERNEL_TARGET]]:
-            log.write(f"$ {' '.join(argv)}\n")
-            log.flush()
-            if subprocess.run(argv, cwd=tree, stdout=log, stderr=subprocess.STDOUT).returncode != 0:
-                return False
-    return True
+    """Builds (treebuild.build: configured once, through the trees' shared object cache) the
+    kernel of @p tree for @p arch, and the user programs it embeds, nothing else; True when it
+    built. Appends to @p log_path."""
+    return treebuild.build(tree, arch, log_path, target=KERNEL_TARGET)
 
 
 def first_error(log_path):
@@ -408,7 +400,12 @@ def grade_slip(tree, lab, arch, kernel, work):
     """Runs @p tree's own grader on lab @p lab with @p kernel, stopping at the first failure;
     the JSON it wrote, or None (its log: @p work/grade.log)."""
     json_path = os.path.join(work, "grade.json")
-    env = dict(os.environ, PAGODA_GRADE_LOGS=os.path.join(work, "logs"))
+    # The user programs: the copies set_aside() took from the slip's own build. A slip edits only
+    # lab regions and user/ has none, so they are the programs the grader would build from the
+    # tree; read from the copies, the grade neither runs a second ninja in the build directory
+    # the next slip is building in, nor reads programs that build may be rewriting.
+    env = dict(os.environ, PAGODA_GRADE_LOGS=os.path.join(work, "logs"),
+               **{programs.USER_DIR_ENV: os.path.join(work, "user", arch)})
     argv = [paths.SYSTEM_PYTHON, os.path.join(tree, "pagoda"), "grade", f"lab{lab}", "--arch", arch, "-j", "1",
             "--first-failure", "--kernel", kernel, "--json", json_path]
     with open(os.path.join(work, "grade.log"), "w") as log:

@@ -23,10 +23,21 @@ the trees build as before, each in full.
 
 The settings are part of each tree's CMake cache (the launcher is `env CCACHE_...=... ccache`),
 so a build started by hand in a tree uses the same cache.
+
+Batch grading (batch.py) builds each submission's tree the same way, through one cache for the
+whole batch (see Batch.cache): a class's submissions differ from each other in the same few files.
+
+build() is the one way `labs check` and `labs mutants` build a tree: configure (once), then build
+(the whole tree, or one target). It lets one build run at a time in a process: ninja already
+keeps every core busy, and two trees built side by side with a cold cache would each compile
+the sources they share (the second finds them in the cache only after the first). Grades run
+beside a build; only builds wait for each other.
 """
 import os
 import re
 import shutil
+import subprocess
+import threading
 
 CACHE_DIR = "ccache"
 LANGUAGES = ("C", "CXX")     # CMake has no launcher for ASM; the few .S files compile each time
@@ -34,28 +45,33 @@ LANGUAGES = ("C", "CXX")     # CMake has no launcher for ASM; the few .S files c
 RELATIVE_PREFIX_MAP = "-fmacro-prefix-map=../../="
 
 
+# One build at a time in this process (see the module's docstring).
+_BUILDING = threading.Lock()
+
+
 def cache_dir(tree):
     """The shared object cache of the trees beside @p tree (build/labs-check/ccache)."""
     return os.path.join(os.path.dirname(os.path.abspath(tree)), CACHE_DIR)
 
 
-def launcher(tree):
-    """The compiler launcher (a CMake list) for @p tree, or "" when ccache is not installed."""
+def launcher(tree, cache=None):
+    """The compiler launcher (a CMake list) for @p tree, or "" when ccache is not installed;
+    @p cache: the object cache, when not the one beside the tree (cache_dir)."""
     ccache = shutil.which("ccache")
     if ccache is None:
         return ""
     return ";".join([shutil.which("env") or "/usr/bin/env",
-                     f"CCACHE_DIR={cache_dir(tree)}",
+                     f"CCACHE_DIR={os.path.abspath(cache or cache_dir(tree))}",
                      f"CCACHE_BASEDIR={os.path.abspath(tree)}",
                      "CCACHE_NOHASHDIR=1",
                      ccache])
 
 
-def settings(tree):
+def settings(tree, cache=None):
     """The CMake cache entries @p tree's builds need: the launcher, and (with it) a macro prefix map
     for the relative paths ccache hands the compiler, so that __FILE__ stays `kernel/...` as in
     a tree built without ccache (the project's own map covers only the absolute path)."""
-    wrap = launcher(tree)
+    wrap = launcher(tree, cache)
     flags = RELATIVE_PREFIX_MAP if wrap else ""
     return {**{f"CMAKE_{lang}_COMPILER_LAUNCHER": wrap for lang in LANGUAGES},
             **{f"CMAKE_{lang}_FLAGS": flags for lang in LANGUAGES}}
@@ -71,11 +87,29 @@ def _cached(cache_file):
     return dict(re.findall(r"^([A-Za-z_][A-Za-z0-9_]*):[A-Z]+=(.*)$", text, re.MULTILINE))
 
 
-def configure_argv(tree, arch):
+def configure_argv(tree, arch, cache=None):
     """The cmake command that configures @p tree's @p arch build, or None when its cache is
-    already configured that way (through ccache when it is installed, else without it)."""
-    wanted = settings(tree)
+    already configured that way (through ccache when it is installed, else without it), with
+    @p cache as the object cache when given (else cache_dir(tree))."""
+    wanted = settings(tree, cache)
     cached = _cached(os.path.join(tree, "build", arch, "CMakeCache.txt"))
     if cached is not None and all(cached.get(k, "") == v for k, v in wanted.items()):
         return None
     return ["cmake", "--preset", arch] + [f"-D{k}={v}" for k, v in wanted.items()]
+
+
+def build(tree, arch, log_path, target=None):
+    """Configures @p tree's @p arch build when needed (configure_argv) and builds it: @p target
+    alone (ninja rebuilds only what changed since the last build and what depends on it), or
+    everything. Appends both commands and their output to @p log_path; True when it built.
+    Waits for any other build of this process to end first."""
+    steps = [["cmake", "--build", "--preset", arch] + (["--target", target] if target else [])]
+    with _BUILDING:
+        configure = configure_argv(tree, arch)
+        with open(log_path, "a") as log:
+            for argv in ([configure] if configure else []) + steps:
+                log.write(f"$ {' '.join(argv)}\n")
+                log.flush()
+                if subprocess.run(argv, cwd=tree, stdout=log, stderr=subprocess.STDOUT).returncode != 0:
+                    return False
+    return True

@@ -58,7 +58,7 @@ def validate(results):
 
 
 @pytest.fixture(scope="module")
-def gradescope(tmp_path_factory):
+def gradescope(tmp_path_factory, tree_cache):
     """run(tree) -> (results, stdout): run_autograder on a submission laid out as Gradescope does."""
     base = tmp_path_factory.mktemp("gradescope")
     zip_path = str(base / "autograder.zip")
@@ -248,7 +248,7 @@ def test_classroom_needs_the_grader_s_repository(tmp_path):
     assert proc.returncode != 0 and "OWNER/NAME" in proc.stderr
 
 
-def test_each_classroom_command_passes_exactly_when_its_test_does(tmp_path):
+def test_each_classroom_command_passes_exactly_when_its_test_does(tmp_path, tree_cache):
     """The workflow's steps, run here as the runner would: the submission (the lab-0 skeleton,
     its grader files rewritten to pass everything) in submission/, this tree's grader in grader/;
     the grading step grades with grader/'s tests, then trap_pf's step fails and boot_banner's

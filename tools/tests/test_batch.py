@@ -111,7 +111,7 @@ def as_repo(tree):
 
 
 @pytest.fixture(scope="module")
-def graded(tmp_path_factory):
+def graded(tmp_path_factory, tree_cache):
     base = str(tmp_path_factory.mktemp("batch"))
     root = instructor_tree(base)
     sources = publish.scan(root)

@@ -114,3 +114,14 @@ def test_clip_cuts_with_an_ellipsis(width):
 def test_a_long_summary_is_cut_with_an_ellipsis():
     row = batch.Row("s1", notes=["graded lab1 (0123456789ab)", "first failure: x: " + "0x3430 " * 200])
     assert len(row.summary()) <= batch.MAX_SUMMARY and row.summary().endswith("0x3430\u2026")
+
+
+def test_paths_relative_to_the_build_directory_are_made_relative_to_the_tree(tmp_path):
+    """Compiled through the object cache (treebuild.py), clang names the tree's files as ccache
+    handed them over: relative to build/x86_64, two levels below the tree."""
+    relative = COMPILER_LOG.replace("/sub/tree/", "../../")
+    block = batch.first_build_error(log(tmp_path, relative), TREE)
+    assert block == ["In file included from kernel/core/cmdline.cpp:3:",
+                     "kernel/core/cmdline.hpp:41:12: error: use of undeclared identifier 'undefined_thing'",
+                     "int oops = undefined_thing;",
+                     "           ^"]

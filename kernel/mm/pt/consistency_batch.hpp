@@ -1,6 +1,6 @@
 /// @file consistency_batch.hpp
 /// @brief Keeping the TLB consistent with the tables: a write barrier, invalidations, then the
-/// frees of table frames, in that order, once per batch of changes.
+/// frees of table frames and the release of user frames, in that order, once per batch of changes.
 ///
 /// Changing a page table is three steps that must happen in order, and the third must not
 /// come before the second:
@@ -8,12 +8,15 @@
 ///     1. write the entries                      (Cursor::map/unmap/protect/split)
 ///     2. barrier: the table walker sees them;   (x86: compiler barrier; AArch64: DSB ISHST)
 ///        invalidate what the TLB may cache      (x86: INVLPG; AArch64: TLBI VAE1IS, DSB, ISB)
-///     3. free the table frames the change unlinked
+///     3. free the table frames the change unlinked, release the user frames it unmapped
 ///
 /// A table frame freed before step 2 can be reused (as a new table, or as anything else) while
 /// a TLB or a walk cache still holds a walk through it: the CPU then translates through
-/// whatever the new owner writes there. ConsistencyBatch collects steps 2 and 3 and does them on
-/// flush() or when it goes out of scope, so that no caller can forget or reorder them.
+/// whatever the new owner writes there. A user frame released before step 2 is the same hazard
+/// one level down: a stale translation still reaches the frame its next owner fills.
+/// ConsistencyBatch collects steps 2 and 3 and does them on flush() or when it goes out of scope
+/// (user frames: only when it goes out of scope or its list is full, always after a flush), so
+/// that no caller can forget or reorder them.
 #pragma once
 
 #include "lib/result.hpp"
@@ -39,6 +42,10 @@ class TlbSync {
   virtual void invalidate_page(VirtAddr va, bool global) = 0;
   /// Drops every translation of this space (and global ones too when @p global).
   virtual void invalidate_all(bool global) = 0;
+  /// Past how many pages one invalidate_all() is cheaper than invalidating each: the ISA's
+  /// choice (a batch holds at most ConsistencyBatch::kMaxPages in any case).
+  virtual usize page_invalidation_limit() const { return kDefaultPageLimit; }
+  static constexpr usize kDefaultPageLimit = 32;
 
  protected:
   ~TlbSync() = default;
@@ -46,20 +53,43 @@ class TlbSync {
 
 /// Collects the invalidations and the table frees of a change to one address space, and issues
 /// them in order (barrier, invalidations, frees) on flush() and when it goes out of scope.
-/// Past kMaxPages pages one full invalidation is cheaper than many single ones; past
+/// Past the ISA's limit of pages (TlbSync::page_invalidation_limit(), at most kMaxPages) one full
+/// invalidation is cheaper than many single ones: the range is flushed whole, once; past
 /// kMaxTables tables it flushes early (always safe: it only does sooner what it would do later).
 class [[nodiscard]] ConsistencyBatch {
  public:
   static constexpr usize kMaxPages = 32;
   static constexpr usize kMaxTables = 32;
+  static constexpr usize kMaxFrames = 64;
+
+  /// How a user frame is given back once no TLB can reach it (the kernel: vm::put_user_frame,
+  /// which drops one reference; host tests: a recorder). Set once, before any release_frame().
+  using FrameRelease = void (*)(PhysAddr frame);
+  static void set_frame_release(FrameRelease release) { s_release = release; }
 
   /// @p user_half_only: the batch of a user space, which changes only its own lower half (its
   /// changes there start no new generation of the kernel half: see changes()).
   ConsistencyBatch(TlbSync& tlb, TableMemory& memory, bool user_half_only = false)
-      : tlb_(tlb), memory_(memory), user_half_only_(user_half_only) {}
+      : tlb_(tlb), memory_(memory), page_limit_(min(tlb.page_invalidation_limit(), kMaxPages)),
+        user_half_only_(user_half_only) {}
   ConsistencyBatch(const ConsistencyBatch&) = delete;
   ConsistencyBatch& operator=(const ConsistencyBatch&) = delete;
-  ~ConsistencyBatch() { flush(); }
+  ~ConsistencyBatch() {
+    flush();
+    release_frames();
+  }
+
+  /// @p frame, which a change through this batch unmapped, is given back (set_frame_release())
+  /// only after the batch's invalidations: when the batch goes out of scope, or earlier when
+  /// kMaxFrames are held (a flush first). Until then no one else can be handed it while a stale
+  /// translation still reaches it.
+  void release_frame(PhysAddr frame) {
+    if (frames_ == kMaxFrames) {
+      flush();
+      release_frames();
+    }
+    frame_[frames_++] = frame;
+  }
 
   /// How many changes batches have been told of since boot that could take away something the
   /// kernel needs (entries written, translations invalidated, tables unlinked): a generation of
@@ -88,7 +118,7 @@ class [[nodiscard]] ConsistencyBatch {
         page_[i].global = page_[i].global || global;
         return;
       }
-    if (pages_ == kMaxPages) {
+    if (pages_ >= page_limit_) {
       all_ = true;
       return;
     }
@@ -98,7 +128,7 @@ class [[nodiscard]] ConsistencyBatch {
   /// Every page of [va, va + size) (a block that was split or remapped).
   void invalidate_range(VirtAddr va, u64 size, bool global) {
     count_change(va.offset(size - 1), global);
-    if (size / kPageSize > kMaxPages - pages_) {
+    if (size / kPageSize > page_limit_ - pages_) {
       any_global_ = any_global_ || global;
       all_ = true;
       return;
@@ -170,14 +200,28 @@ class [[nodiscard]] ConsistencyBatch {
     if (!user_half_only_ || global || va.value() >= layout::kKernelHalfBase) ++s_changes;
   }
 
+  /// Gives back the held user frames; only right after a flush(), which covered every change
+  /// made before they were handed over.
+  void release_frames() {
+    for (usize i = 0; i < frames_; ++i) {
+      if (s_release == nullptr) MUST(Result<void>(Error(Error::InvalidArgument, "ConsistencyBatch: no frame release set")));
+      s_release(frame_[i]);
+    }
+    frames_ = 0;
+  }
+
   static inline u64 s_changes = 0;
+  static inline FrameRelease s_release = nullptr;
 
   TlbSync& tlb_;
   TableMemory& memory_;
   Page page_[kMaxPages];
   PhysAddr table_[kMaxTables];
+  PhysAddr frame_[kMaxFrames];
   usize pages_ = 0;
   usize tables_ = 0;
+  usize frames_ = 0;
+  usize page_limit_;
   bool wrote_ = false;
   bool all_ = false;
   bool any_global_ = false;

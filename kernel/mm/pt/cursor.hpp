@@ -1,5 +1,6 @@
 /// @file cursor.hpp
-/// @brief Cursor<F>: one position in one page-table tree, and every change made there.
+/// @brief ReadCursor<F>: one position in one page-table tree, for queries; Cursor<F>: the same,
+/// and every change made there.
 ///
 /// A cursor stands on a virtual address and remembers the path of tables down to the entry that
 /// decides it: the leaf that maps it, or the entry where the walk stops (not present). Moving
@@ -12,15 +13,20 @@
 ///     level 2  PD[0]    ----+
 ///     level 3  PT[3]    -> PT[4]   (the only entry read again)
 ///
-/// Changes go through a ConsistencyBatch (mm/pt/consistency_batch.hpp), which issues the write
-/// barrier, the invalidations and the frees of unlinked tables in that order when it goes out
-/// of scope. One cursor changes a tree at a time (a second cursor's path would go stale).
+/// A ReadCursor only reads: it has no way to change an entry, so it needs no batch. A Cursor is
+/// a ReadCursor that also changes the tree; its changes go through a ConsistencyBatch
+/// (mm/pt/consistency_batch.hpp), which issues the write barrier, the invalidations and the
+/// frees of unlinked tables in that order when it goes out of scope. One cursor changes a tree
+/// at a time (a second cursor's path would go stale).
 ///
 /// Usually reached through AddressSpace (mm/space/address_space.hpp):
 ///
-///     ConsistencyBatch batch = space.batch();
+///     for (auto c = space.read_cursor(first); c.next_mapped(end); c.next())   // queries
+///       ... c.va(), c.pa(), c.perms() ...
+///
+///     ConsistencyBatch batch = space.batch();                                 // changes
 ///     for (auto c = space.cursor(batch, first); c.next_mapped(end); c.next())
-///       ... c.va(), c.pa(), c.perms(), c.protect(...), c.unmap() ...
+///       ... c.protect(...), c.unmap() ...
 #pragma once
 
 #include "lib/result.hpp"
@@ -29,20 +35,20 @@
 
 namespace pagoda {
 
-template <ValidPageTableFormat F> class Cursor {
+/// A position in one tree that reads and moves, and never writes an entry: what a query, a
+/// check or a count walks with. It has no batch because it has nothing to tell one.
+template <ValidPageTableFormat F> class ReadCursor {
  public:
   static constexpr usize kLeafLevel = F::kLevels - 1;
   static constexpr u64 kPage = F::kPageSize;
 
-  /// A cursor on @p tree at @p va; its changes go through @p batch.
-  Cursor(PageTable<F>& tree, ConsistencyBatch& batch, VirtAddr va) : tree_(&tree), batch_(&batch) {
+  /// A cursor on @p tree at @p va.
+  ReadCursor(const PageTable<F>& tree, VirtAddr va) : tree_(&tree) {
     table_[0] = tree.root();
     entries_[0] = tree.root_entries();
     va_ = va;
     if (F::is_canonical(va)) descend(0);
   }
-  Cursor(const Cursor&) = delete;
-  Cursor& operator=(const Cursor&) = delete;
 
   // ---- Where it stands --------------------------------------------------------------------
 
@@ -79,17 +85,8 @@ template <ValidPageTableFormat F> class Cursor {
     }
     return p;
   }
-  /// The batch its changes go through.
-  ConsistencyBatch& batch() const { return *batch_; }
   /// The full walk record of va() (for reports).
   Walk query() const { return tree_->query(va_); }
-
-  /// The page-level entry that maps va() (mapped() at the page level), else nullptr. The
-  /// entries after it, to the end of its table, are the next pages': for a range operation
-  /// that works a whole table at a time (fork, mm/space/fork_copy.hpp). Whoever writes through it
-  /// keeps the batch told (wrote(), invalidate_range()) and leaves present entries present (the
-  /// path stays valid).
-  u64* page_entry() { return mapped() && level() == kLeafLevel ? &slot(kLeafLevel) : nullptr; }
 
   // ---- Moving -----------------------------------------------------------------------------
 
@@ -123,6 +120,83 @@ template <ValidPageTableFormat F> class Cursor {
     find(end);
     return false;
   }
+
+ protected:
+  /// True when the entry at level() exists (its table is reachable and va() canonical).
+  bool has_entry() const { return stop_ != WalkStop::NonCanonical && entries_[level()] != nullptr; }
+
+  /// The entry for va() in the path's table at @p level (level < depth_).
+  u64& slot(usize level) { return entries_[level][F::index(va_, level)]; }
+
+  /// True when @p a and @p b go through the same table at @p level (>= 1): they agree on every
+  /// index above it.
+  static bool same_table(VirtAddr a, VirtAddr b, usize level) {
+    const u64 above = F::entry_span(level - 1);
+    return a.align_down(above) == b.align_down(above);
+  }
+
+  /// Walks from the table at @p level (on the path) down to the entry that decides va_.
+  void descend(usize level) {
+    for (;; ++level) {
+      depth_ = level + 1;
+      const u64* entries = entries_[level];
+      if (entries == nullptr) {
+        stop_ = WalkStop::TableUnreachable;
+        return;
+      }
+      const u64 e = entries[F::index(va_, level)];
+      if (!F::is_present(e, level)) {
+        stop_ = WalkStop::NotPresent;
+        return;
+      }
+      if (F::has_reserved_bits(e, level)) {
+        stop_ = WalkStop::ReservedBits;
+        return;
+      }
+      if (F::is_leaf(e, level)) {
+        stop_ = WalkStop::Mapped;
+        return;
+      }
+      table_[level + 1] = F::output_address(e, level);
+      entries_[level + 1] = tree_->memory().table_entries(table_[level + 1]);
+    }
+  }
+
+  const PageTable<F>* tree_;
+  VirtAddr va_;
+  PhysAddr table_[F::kLevels];   ///< the table read at each level of the path (table_[0]: root)
+  u64* entries_[F::kLevels];     ///< its entries (nullptr: the kernel cannot reach it)
+  usize depth_ = 1;              ///< levels [0, depth_) are on the path
+  WalkStop stop_ = WalkStop::NonCanonical;
+};
+
+/// A ReadCursor that also changes the tree where it stands: map, unmap, protect, split, remap
+/// and their ranges. Its changes go through a ConsistencyBatch.
+template <ValidPageTableFormat F> class Cursor : public ReadCursor<F> {
+  using Read = ReadCursor<F>;
+
+ public:
+  using Read::kLeafLevel;
+  using Read::kPage;
+  using Read::find;
+  using Read::level;
+  using Read::mapped;
+  using Read::span;
+
+  /// A cursor on @p tree at @p va; its changes go through @p batch.
+  Cursor(PageTable<F>& tree, ConsistencyBatch& batch, VirtAddr va) : Read(tree, va), batch_(&batch) {}
+  Cursor(const Cursor&) = delete;
+  Cursor& operator=(const Cursor&) = delete;
+
+  /// The batch its changes go through.
+  ConsistencyBatch& batch() const { return *batch_; }
+
+  /// The page-level entry that maps va() (mapped() at the page level), else nullptr. The
+  /// entries after it, to the end of its table, are the next pages': for a range operation
+  /// that works a whole table at a time (fork, mm/space/fork_copy.hpp). Whoever writes through it
+  /// keeps the batch told (wrote(), invalidate_range()) and leaves present entries present (the
+  /// path stays valid).
+  u64* page_entry() { return mapped() && level() == kLeafLevel ? &slot(kLeafLevel) : nullptr; }
 
   // ---- Changes at va() --------------------------------------------------------------------
 
@@ -284,45 +358,14 @@ template <ValidPageTableFormat F> class Cursor {
   }
 
  private:
-  /// True when the entry at level() exists (its table is reachable and va() canonical).
-  bool has_entry() const { return stop_ != WalkStop::NonCanonical && entries_[level()] != nullptr; }
-
-  /// The entry for va() in the path's table at @p level (level < depth_).
-  u64& slot(usize level) { return entries_[level][F::index(va_, level)]; }
-
-  /// True when @p a and @p b go through the same table at @p level (>= 1): they agree on every
-  /// index above it.
-  static bool same_table(VirtAddr a, VirtAddr b, usize level) {
-    const u64 above = F::entry_span(level - 1);
-    return a.align_down(above) == b.align_down(above);
-  }
-
-  /// Walks from the table at @p level (on the path) down to the entry that decides va_.
-  void descend(usize level) {
-    for (;; ++level) {
-      depth_ = level + 1;
-      const u64* entries = entries_[level];
-      if (entries == nullptr) {
-        stop_ = WalkStop::TableUnreachable;
-        return;
-      }
-      const u64 e = entries[F::index(va_, level)];
-      if (!F::is_present(e, level)) {
-        stop_ = WalkStop::NotPresent;
-        return;
-      }
-      if (F::has_reserved_bits(e, level)) {
-        stop_ = WalkStop::ReservedBits;
-        return;
-      }
-      if (F::is_leaf(e, level)) {
-        stop_ = WalkStop::Mapped;
-        return;
-      }
-      table_[level + 1] = F::output_address(e, level);
-      entries_[level + 1] = tree_->memory().table_entries(table_[level + 1]);
-    }
-  }
+  using Read::depth_;
+  using Read::descend;
+  using Read::entries_;
+  using Read::slot;
+  using Read::stop_;
+  using Read::table_;
+  using Read::tree_;
+  using Read::va_;
 
   /// The entry at level() now points to the new table @p table: the path goes one level down,
   /// where nothing is present yet. (TableMemory hands out tables the kernel can reach.)
@@ -400,13 +443,7 @@ template <ValidPageTableFormat F> class Cursor {
     return {};
   }
 
-  PageTable<F>* tree_;
   ConsistencyBatch* batch_;
-  VirtAddr va_;
-  PhysAddr table_[F::kLevels];   ///< the table read at each level of the path (table_[0]: root)
-  u64* entries_[F::kLevels];     ///< its entries (nullptr: the kernel cannot reach it)
-  usize depth_ = 1;              ///< levels [0, depth_) are on the path
-  WalkStop stop_ = WalkStop::NonCanonical;
 };
 
 }  // namespace pagoda

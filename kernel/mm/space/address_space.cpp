@@ -187,13 +187,12 @@ SwitchRefusal AddressSpace::check_switch(Span<const CriticalRange> needed) {
     out.before_mapped = before_mapped;
   };
   // A cursor re-reads only the tables below the first level whose index changed: a range costs
-  // one table lookup per leaf, not a whole walk. It only reads here (the batch stays empty).
-  ConsistencyBatch reads = batch();
+  // one table lookup per leaf, not a whole walk. It only reads here (a ReadCursor: no batch).
   for (const CriticalRange& range : needed) {
     const bool provable = shares && KernelHalfProofs::in_kernel_half(range);
     if (provable && g_proofs.covers(range)) continue;  // walked since the last change to any table
     // The focus first (the stack pointer, the instruction): the address a report should name.
-    Cursor c = cursor(reads, range.focus);
+    ReadCursor c = read_cursor(range.focus);
     if (!c.mapped() || !allows(c.perms(), range)) {
       refuse_at(range, range.focus, false);
       break;

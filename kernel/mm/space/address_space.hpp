@@ -43,6 +43,7 @@ class AddressSpace {
   using Format = arch::PageTableFormat;
   using Tree = PageTable<Format>;
   using Cursor = pagoda::Cursor<Format>;
+  using ReadCursor = pagoda::ReadCursor<Format>;
 
   /// The kernel's space: a fresh root (vm::init makes the one kernel space; host tests make
   /// their own over fake memory).
@@ -77,8 +78,7 @@ class AddressSpace {
   /// Why this space may not be loaded now, given what the CPU needs (@p needed, normally
   /// arch::critical_ranges()): the first page of a range that it does not map, or maps without
   /// the access the range needs, or a kernel half it does not share; ok() when there is none.
-  /// Walks this space's tables and changes nothing (not const only because it walks with a
-  /// Cursor, which could change them). When this space shares the kernel half, a range of it
+  /// Walks this space's tables (a ReadCursor) and changes nothing. When this space shares the kernel half, a range of it
   /// that an earlier check walked, with no change to any table since (no ConsistencyBatch told
   /// of one), is taken as proven instead of walked again (docs/debugging.md, "Cost").
   [[nodiscard]] SwitchRefusal check_switch(Span<const CriticalRange> needed);
@@ -114,6 +114,9 @@ class AddressSpace {
   /// A cursor at @p va on the tree that translates it, whose changes go through @p batch. The
   /// caller keeps to what may_change() allows (the range operations below check it).
   [[nodiscard]] Cursor cursor(ConsistencyBatch& batch, VirtAddr va) { return Cursor(arch_.tree_for(va), batch, va); }
+  /// A cursor at @p va on the tree that translates it, for queries only: it cannot change an
+  /// entry, so it needs no batch.
+  [[nodiscard]] ReadCursor read_cursor(VirtAddr va) const { return ReadCursor(arch_.tree_for(va), va); }
   /// True when this space may change [va, va + size) (a user space: only its own half).
   bool may_change(VirtAddr va, u64 size) const { return arch_.may_change(va, size); }
 

@@ -102,7 +102,7 @@ FaultVerdict decide_fault(const UserRegions& regions, u64 va, Access access) {
 
 bool check_coverage(AddressSpace& space, const VmaSet& vmas, u64 user_end, FormatSink* report, usize* mapped_pages) {
   usize pages = 0;
-  const auto broken = [&](const char* what, const AddressSpace::Cursor& c, const Vma* vma) {
+  const auto broken = [&](const char* what, const AddressSpace::ReadCursor& c, const Vma* vma) {
     if (report != nullptr) {
       format_to(*report, "VMA coverage broken: page {:#x} mapped {} to {:#x}: {}", c.va().value(), c.perms(),
                 c.pa().value(), what);
@@ -114,8 +114,7 @@ bool check_coverage(AddressSpace& space, const VmaSet& vmas, u64 user_end, Forma
     if (mapped_pages != nullptr) *mapped_pages = pages;
     return false;
   };
-  ConsistencyBatch reads = space.batch();
-  for (AddressSpace::Cursor c = space.cursor(reads, VirtAddr(0)); c.next_mapped(VirtAddr(user_end)); c.next()) {
+  for (AddressSpace::ReadCursor c = space.read_cursor(VirtAddr(0)); c.next_mapped(VirtAddr(user_end)); c.next()) {
     const u64 size = c.range_end().value() - c.va().value();
     for (u64 at = c.va().value(); at < c.va().value() + size; at += vmas.page_size()) {
       ++pages;
