@@ -74,6 +74,22 @@ def background(child, text):
     return pid
 
 
+def descendants(pid):
+    """PIDs of every running process below @p pid (children, their children, ...)."""
+    parents = {}
+    for p in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                parents[int(p)] = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {p for p, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
 def quit_qemu(child):
     child.send("\x01x")
     child.expect(pexpect.EOF)
@@ -92,6 +108,9 @@ def test_a_shell_session(arch):
     try:
         child.expect(r"proc 1 \(sh\): started")
         child.expect(PROMPT)
+        # This session's QEMU (other tests may boot the same kernel at the same time).
+        ours = set(qemu.processes_mentioning(qemu.MACHINES[arch].binary, kernel)) & descendants(child.pid)
+        assert ours, "the QEMU of ./pagoda run is not among its descendants"
         # help: the builtins, then every program the kernel carries.
         command(child, "help", r"builtins:", r"kill \[-t\] PID", r"programs \(run one by name")
         listed = set(child.before.split())
@@ -150,7 +169,7 @@ def test_a_shell_session(arch):
     finally:
         if child.isalive():
             quit_qemu(child)
-    assert not qemu.processes_mentioning(qemu.MACHINES[arch].binary, kernel)
+    assert not ours & set(qemu.processes_mentioning(qemu.MACHINES[arch].binary, kernel))
 
 
 @pytest.mark.timeout(900)
