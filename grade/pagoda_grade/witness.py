@@ -44,7 +44,7 @@ from .rsp import RspClient, RspError, RspTimeout
 import pagoda_pt
 import pagoda_pt.isa
 from pagoda_pt import x86_facts as _X86
-from pagoda_pt.isa import ISAS
+from pagoda_pt.isa import MACHINES
 from pagoda_core.faultlog import ESR_FAULT_KIND_MASK
 
 PAGE = 4096
@@ -198,11 +198,6 @@ AARCH64 = ArchModel(
 
 # The models by their ISA's name.
 ARCHES = {m.name: m for m in (X86_64, AARCH64)}
-
-
-# The QEMU board each ISA runs on (RAM base, devices, how it tells the kernel its RAM) is its
-# Isa's: pagoda_pt/machines.py, shared with the launcher (qemu.MACHINES indexes them by name).
-MACHINES = {i.name: i.machine for i in ISAS.values()}
 
 
 # ---- The RAM QEMU gives the kernel ------------------------------------------------------------

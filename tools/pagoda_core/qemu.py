@@ -13,7 +13,7 @@ import re
 import shutil
 import signal
 import subprocess
-from pagoda_pt.isa import ISAS
+from pagoda_pt.isa import MACHINES
 from pagoda_pt.machines import Machine
 
 from . import paths
@@ -26,11 +26,6 @@ EXIT_FAILURE = 35         # the kernel's shutdown(Failure): a panic
 EXIT_RESET = 0            # x86_64: -no-reboot turned a reset (a triple fault) into an exit;
                           # AArch64: a PSCI power-off or reset (semihosting off). Never a status above.
 EXIT_QEMU_ERROR = 1       # QEMU itself refused to start (bad option, missing file, ...)
-
-
-# The board each ISA's kernel runs on is its Isa's (pagoda_pt/machines.py); MACHINES indexes them
-# by the ISA's name for callers that hold a name.
-MACHINES = {i.name: i.machine for i in ISAS.values()}
 
 
 DEFAULT_MEMORY = "128M"
