@@ -153,8 +153,9 @@ def _faultlog():
 
 
 def read_log_story(path):
-    """The LogStory of QEMU's -d int log at @p path (its first and last 4 MiB when it is
-    larger than 8 MiB: then counts are lower bounds)."""
+    """The LogStory of QEMU's -d int log at @p path, from every event it logged (exceptions,
+    interrupts, system calls); its first and last 4 MiB when it is larger than 8 MiB: then counts
+    are lower bounds."""
     faultlog = _faultlog()
     size = os.path.getsize(path)
     with open(path, "rb") as f:
@@ -169,7 +170,9 @@ def read_log_story(path):
     faults, triple = [], False
     for text in texts:
         parsed = faultlog.parse(text.decode(errors="replace"))
-        faults.extend(parsed.faults)
+        # Every event, not only the exceptions: a system call between two alike faults is the
+        # program going on, so they are no loop (LogStory.loop).
+        faults.extend(parsed.events)
         triple = triple or parsed.triple_fault
     return story_from_faults(faults, triple, partial=size > LOG_READ_WHOLE, size=size)
 
