@@ -326,7 +326,23 @@ def _kill_cause(arch):
     pages = {m.pid: m.pages for m in census.processes}
     if story is None and parent is not None and current["pid"] in pages and parent["pid"] in pages:
         story = fork_copied_nothing(current, parent, pages[current["pid"]], pages[parent["pid"]])
+    if story is None:
+        story = _record_story([current], census)
     return story
+
+
+def _record_story(rows, census):
+    """The first process of @p rows whose record (its VMAs) the pages its root maps contradict
+    (pagoda_pt.diagnose.record_against_pages: regions of different permissions merged, a hole cut
+    a page off), or None."""
+    from pagoda_pt.diagnose import record_against_pages
+    pages = {m.pid: m.pages for m in census.processes}
+    for row in rows:
+        if row.get("vmas") and row["pid"] in pages:
+            story = record_against_pages(row["vmas"], pages[row["pid"]], _label(row["pid"], row["name"]))
+            if story is not None:
+                return story
+    return None
 
 
 def _log_events(arch):
@@ -368,13 +384,15 @@ def _with_shared_frames(arch, lines):
     from . import kernel, memory
     try:
         rows = memory.read_processes()
-        if len(rows) < 2:
+        if not rows:
             return lines
         regs = target.paging_regs(arch)
         with target.physical_memory() as read_phys:
             census = take_census(arch, read_phys, kernel.symbol_address, regs, target.pa_bits(arch)[0])
         sentence = shared_writable(census.processes, {r["pid"]: r["parent"] for r in rows}, _log_write_faults(arch),
-                                vmas_of={r["pid"]: r.get("vmas") for r in rows})
+                                   vmas_of={r["pid"]: r.get("vmas") for r in rows}) if len(rows) >= 2 else None
+        if sentence is None:
+            sentence = _record_story(rows, census)
     except Exception:  # noqa: BLE001 - an addition: never lose fault-why's own lines to it
         return lines
     return lines if sentence is None else _overruled(lines, at, "{} (the CPU's state)", sentence)

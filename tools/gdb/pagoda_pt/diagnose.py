@@ -856,3 +856,81 @@ def shared_writable(processes: list, parent_of: dict, write_faults: Optional[lis
                 "it)" % (frame, label(m), p.va, label(o), q.va))
     return undecided
 
+
+
+# ---- a process's record against the pages its root maps (lab 5) ----------------------------------
+
+def _same_region(a: dict, b: dict) -> bool:
+    """Two VMAs that may once have been one region: the same kind, flags and permissions, and for a
+    file-backed one the second's offset where the first's would run to."""
+    if any(a.get(k) != b.get(k) for k in ("kind", "flags", "read", "write", "execute")):
+        return False
+    if a.get("offset") is not None and b.get("offset") is not None and (a.get("file_size") or b.get("file_size")):
+        return b["offset"] == a["offset"] + (b["start"] - a["start"])
+    return True
+
+
+def record_against_pages(vmas: list, pages: list, who: str = "the process",
+                         page: int = 4096) -> Optional[str]:
+    """What a process's record (@p vmas: dicts start, end, read, write, execute, kind, flags) says
+    against the user pages its root maps (@p pages: pagoda_pt.frames.UserPage va, writable,
+    executable, held), as one sentence, or None when they agree as far as this can tell.
+
+    Two rule breaks of the VMA set, each seen in the pages:
+      * one VMA whose mapped pages carry different permissions, some wider than the VMA grants
+        (writable or executable where it is not): two regions with different permissions were
+        merged into one (mprotect made a page read-only, then the record merged it back into its
+        writable neighbour). Pages narrower than their VMA are normal (copy-on-write, not yet
+        widened); a page wider than its VMA is never.
+      * a hole between two VMAs that were one region (same kind, flags, permissions) whose edge is
+        off by a page or more: the pages on one side of the hole are mapped up to it, and the first
+        pages of the other region are unmapped while the next one is mapped (munmap unmapped
+        them, but the record still holds them): the record's cut at the hole's edge is off."""
+    mapped = {p.va: p for p in pages if not p.held}
+    ordered = sorted(vmas, key=lambda v: v["start"])
+    for v in ordered:
+        inside = [mapped[va] for va in range(v["start"], v["end"], page) if va in mapped]
+        wider = [p for p in inside if (p.writable and not v["write"]) or (p.executable and not v["execute"])]
+        within = [p for p in inside if p not in wider]
+        if wider and within:
+            w, n = wider[0], within[0]
+            return ("the VMA %s of %s holds pages of different permissions: %#x is mapped %s, which the VMA "
+                    "grants, and %#x is mapped %s, which it does not: two regions whose permissions differ were "
+                    "merged into one (the merge must compare permissions, VmaSet::mergeable), so the record "
+                    "gives the merged pages the wrong permissions"
+                    % (_vma_text(v), who, n.va, _page_perms(n), w.va, _page_perms(w)))
+    for a, b in zip(ordered, ordered[1:]):
+        if a["end"] >= b["start"] or not _same_region(a, b):
+            continue
+        hole = "[%#x, %#x)" % (a["end"], b["start"])
+        short = _unmapped_run(mapped, b["start"], b["end"], page)
+        if a["end"] - page in mapped and 0 < short < (b["end"] - b["start"]) // page:
+            return ("the record's hole %s in %s's region ends %d page%s short: the pages [%#x, %#x) just past it "
+                    "are unmapped (munmap took them) while the VMA %s still holds them, and the page after them "
+                    "is mapped: the cut at the hole's end is %s off (the end taken as inclusive?), so the record "
+                    "keeps pages the program gave back"
+                    % (hole, who, short, "" if short == 1 else "s", b["start"], b["start"] + short * page,
+                       _vma_text(b), "one page" if short == 1 else "%d pages" % short))
+        before = _unmapped_run(mapped, a["end"] - page, a["start"] - page, -page)
+        if b["start"] in mapped and 0 < before < (a["end"] - a["start"]) // page:
+            return ("the record's hole %s in %s's region starts %d page%s late: the pages [%#x, %#x) just before it "
+                    "are unmapped (munmap took them) while the VMA %s still holds them, and the page before them "
+                    "is mapped: the cut at the hole's start is %s off, so the record keeps pages the program gave back"
+                    % (hole, who, before, "" if before == 1 else "s", a["end"] - before * page, a["end"],
+                       _vma_text(a), "one page" if before == 1 else "%d pages" % before))
+    return None
+
+
+def _page_perms(p) -> str:
+    return "r" + ("w" if p.writable else "-") + ("x" if p.executable else "-")
+
+
+def _unmapped_run(mapped: dict, start: int, stop: int, step: int) -> int:
+    """How many pages from @p start (by @p step, up to @p stop) are unmapped before the first mapped
+    one; 0 when @p start is mapped, and 0 when none is mapped at all (a region never touched)."""
+    count = 0
+    for va in range(start, stop, step):
+        if va in mapped:
+            return count
+        count += 1
+    return 0
