@@ -20,7 +20,7 @@ import importlib.util
 import os
 import re
 
-from pagoda_pt.diagnose import NOTHING_WRONG, story_from_faults
+from pagoda_pt.diagnose import MARK_STOP, MARK_WHY, MARK_WRONG, NOTHING_WRONG, story_from_faults
 from pagoda_pt.isa import isa
 
 from . import session, target
@@ -398,6 +398,28 @@ def _with_shared_frames(arch, lines):
     return lines if sentence is None else _overruled(lines, at, "{} (the CPU's state)", sentence)
 
 
+def _with_leaks(lines):
+    """A machine stopped with nothing wrong in the CPU's state (a process's exit, the end of a run):
+    kernel stack slots still taken and process roots still published that no process in the table
+    accounts for (pagoda_pt.diagnose.left_behind) are the verdict: a reaped process's teardown
+    left them allocated."""
+    at = _verdict_at(lines)
+    if at is None or not lines[at].startswith("verdict: " + NOTHING_WRONG):
+        return lines
+    from pagoda_pt.diagnose import left_behind
+    from . import kernel, memory
+    try:
+        rows = memory.read_processes()
+        taken = memory.taken_stack_slots() or []
+        with target.physical_memory() as read_phys:
+            table, _ = kernel.published_roots(read_phys)
+        sentence = left_behind({r["pid"] for r in rows}, {r["kstack_slot"] for r in rows if r.get("kstack_slot") is not None},
+                               taken, table.roots if table is not None else [])
+    except Exception:  # noqa: BLE001 - an addition: never lose fault-why's own lines to it
+        return lines
+    return lines if sentence is None else _overruled(lines, at, "{} (the CPU's state)", sentence)
+
+
 def _with_stalled_wait(lines):
     """A machine stopped with nothing wrong in the CPU's state (a hang interrupted with Ctrl-C):
     when nothing can run because a parent waits for a child that has already ended
@@ -521,6 +543,7 @@ def _with_user_decision(arch, lines, fault):
     if row.get("vmas") is None:
         return lines
     killing = _in_user_fault()
+    fault["killing"] = killing
     answered = _answered_before(arch, fault) if killing else 0
     kind, sentence = user_fault_decision(row["vmas"], fault["address"], fault["write"], fault["fetch"],
                                          fault["mapped"], fault["perms"], row.get("stack_limit"),
@@ -541,6 +564,7 @@ def _with_user_decision(arch, lines, fault):
         elif kind == "deny" and asked[0] != "Deny":
             kind, sentence = "wrong", allowed_what_record_refuses(row["vmas"], fault["address"], fault["write"],
                                                                   fault["fetch"], asked[0], sentence)
+    fault["decision"] = kind
     at = next((i for i, line in enumerate(lines) if line.startswith("verdict: ")), len(lines))
     if kind == "deny" and at < len(lines) and UNRESOLVED in lines[at]:
         # What the walk found stays (it says what the access met); the VMAs say why it is a kill.
@@ -550,6 +574,36 @@ def _with_user_decision(arch, lines, fault):
     else:
         verdict = "verdict: %s: %s" % (fault["who"], sentence)
     return lines[:at] + [verdict]
+
+
+WRONG_VARIABLE = "pagoda_why_wrong"
+
+
+def program_s_own(verdict, fault, overruled):
+    """Whether fault-why's @p verdict line names nothing wrong with the kernel: nothing is wrong, or
+    a process killed for an access its record (or, before lab 5, the CPU) refuses, with no cause of
+    the kernel's found before the fault (@p overruled). @p fault: what the ISA's rules gave (with
+    the decision _with_user_decision took), or None."""
+    if verdict is None:
+        return False
+    if verdict.startswith("verdict: " + NOTHING_WRONG):
+        return True
+    if overruled or not fault or not fault.get("user"):
+        return False
+    decision = fault.get("decision")
+    return decision == "deny" or (decision is None and UNRESOLVED in verdict)
+
+
+def _set_wrong(lines, fault, overruled):
+    """$pagoda_why_wrong: 0 when the verdict names nothing wrong with the kernel
+    (program_s_own), else 1; `why-stops` goes on past the stops where it is 0."""
+    at = _verdict_at(lines)
+    try:
+        import gdb
+        gdb.set_convenience_variable(WRONG_VARIABLE, 0 if program_s_own(lines[at] if at is not None else None,
+                                                                      fault, overruled) else 1)
+    except Exception:  # noqa: BLE001 - outside GDB (host tests), or an old GDB
+        pass
 
 
 @command
@@ -597,10 +651,15 @@ usable.  The last line is always a verdict."""
         lines = list(lines)
         if fault and fault.get("user"):
             lines = _with_user_decision(arch, lines, fault)
+        before = _verdict_at(lines)
+        before = lines[before] if before is not None else None
         lines = _with_kill_causes(arch, lines)
+        overruled = _verdict_at(lines) is not None and lines[_verdict_at(lines)] != before
         lines = _with_panic(lines)
         lines = _with_stalled_wait(lines)
         lines = _with_shared_frames(arch, lines)
+        lines = _with_leaks(lines)
+        _set_wrong(lines, fault, overruled)
         from . import memory, tempmap
         # Which temp-map slot the address is, and whether it is live (lab 4); the process's VMA
         # that covers a user address, or that none does (lab 5).
@@ -608,3 +667,84 @@ usable.  The last line is always a verdict."""
         lines = _with_addition(arch, lines, memory.vma_lines, "the process's VMAs")
         for line in lines:
             out(line)
+
+
+CHECKPOINT = "pagoda_grader_checkpoint"
+RUN_ENDED = "pagoda_fact_run_checkpoint_ended"   # kernel/proc/run.cpp: every process reaped
+
+
+def _stopped_in(name):
+    import gdb
+    try:
+        frame = gdb.newest_frame()
+        return frame is not None and (frame.name() or "") == name
+    except gdb.error:
+        return False
+
+
+def _checkpoint_is_run_end():
+    """Stopped at pagoda_grader_checkpoint: whether its tag is the end of a run (every process
+    reaped), the only checkpoint worth a look."""
+    import gdb
+    from . import kernel
+    ended = kernel.symbol_address(RUN_ENDED)
+    try:
+        return ended is not None and int(gdb.newest_frame().read_var("a")) == ended
+    except (gdb.error, ValueError, RuntimeError):
+        return False
+
+
+@command
+class WhyStops(PagodaCommand):
+    """Run on from stop to stop and explain each, until fault-why names something wrong with the kernel.
+
+Usage: why-stops [N]
+Continues the machine, and at each stop (a breakpoint set before: a panic, a kill, a process's
+exit, the end of a run at pagoda_grader_checkpoint) prints a stop mark, `bt 4`, a fault-why mark
+and fault-why. It goes on while fault-why names nothing wrong with the kernel ($pagoda_why_wrong
+is 0: nothing is wrong, or a process killed for an access its record refuses), at most N stops
+(default 16); after a verdict that does name something, it prints a wrong mark and stops there.
+A stop at pagoda_grader_checkpoint other than the end of a run is passed over; a stop at
+pagoda_grader_stop (the grader's inputs) ends it. Interrupted (Ctrl-C), it explains where the
+machine is, marks that wrong (a hang) and ends. `./pagoda labs mutants --why` judges the first stop marked wrong."""
+
+    name = "why-stops"
+    usage = "why-stops [N]"
+
+    def run(self, arg, from_tty):
+        import gdb
+        args = parse(arg, max_positional=1)
+        limit = int(args.positional[0], 0) if args.positional else 16
+        shown = 0
+        signals = []
+
+        def on_stop(event):
+            if isinstance(event, gdb.SignalEvent):
+                signals.append(event.stop_signal)
+        while shown < limit:
+            del signals[:]
+            gdb.events.stop.connect(on_stop)
+            try:
+                gdb.execute("continue")
+                interrupted = "SIGINT" in signals
+            except KeyboardInterrupt:
+                interrupted = True
+            except gdb.error as err:
+                out("why-stops: %s" % err)
+                return
+            finally:
+                gdb.events.stop.disconnect(on_stop)
+            if not gdb.selected_inferior().pid:
+                return
+            if _stopped_in(CHECKPOINT) and not interrupted and not _checkpoint_is_run_end():
+                continue
+            shown += 1
+            out(MARK_STOP)
+            gdb.execute("bt 4")
+            if _stopped_in("pagoda_grader_stop"):
+                return
+            out(MARK_WHY)
+            gdb.execute("fault-why")
+            if interrupted or int(gdb.convenience_variable(WRONG_VARIABLE) or 0):
+                out(MARK_WRONG)
+                return

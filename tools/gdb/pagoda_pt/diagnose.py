@@ -29,6 +29,13 @@ from .walker import walk as walk_tables
 
 NOTHING_WRONG = "nothing is wrong that I can see"
 
+# The lines GDB's why-stops prints around each stop it explains, which `./pagoda labs mutants --why`
+# (tools/pagoda/mutant_why.py) reads: the stop (then `bt 4`), fault-why's output, and the mark
+# after a verdict that names something wrong with the kernel (the stop it judges).
+MARK_STOP = "@@pagoda-why: stop@@"
+MARK_WHY = "@@pagoda-why: fault-why@@"
+MARK_WRONG = "@@pagoda-why: wrong@@"
+
 
 @dataclass
 class Finding:
@@ -934,3 +941,39 @@ def _unmapped_run(mapped: dict, start: int, stop: int, step: int) -> int:
             return count
         count += 1
     return 0
+
+
+# ---- what a reaped process left behind (labs 3, 6) ----------------------------------------------
+
+def left_behind(live_pids: set, held_slots: set, taken_slots: list, published: list) -> Optional[str]:
+    """What no live process accounts for, as one sentence, or None: kernel stack slots still taken
+    (@p taken_slots, the kernel's slot table) that no process in the table holds (@p held_slots),
+    and process roots still published (@p published: KnownRoot of kind "process") whose pid is in
+    no live slot of the process table (@p live_pids: every process not Free, zombies included).
+
+    A process is given back by its teardown (release(): the user half, the space with its root,
+    the kernel stack) when it is reaped; what is still held after its slot is free leaked. Both a
+    root and a stack left: the teardown never ran (the process was reaped without being
+    destroyed); only stacks: the teardown forgot the kernel stack; only roots: it forgot the
+    space."""
+    stacks = sorted(s for s in taken_slots if s not in held_slots)
+    roots = [k for k in published if k.kind == "process" and k.id not in live_pids]
+    if not stacks and not roots:
+        return None
+    slots = "kernel stack slot%s %s" % ("" if len(stacks) == 1 else "s", ", ".join(str(s) for s in stacks))
+    gone = ", ".join("%s (root %#x)" % (k.label(), k.root) for k in roots[:4]) + \
+        (" and %d more" % (len(roots) - 4) if len(roots) > 4 else "")
+    if stacks and roots:
+        return ("a process was reaped without being destroyed: %s %s still published and %s still taken, though "
+                "no process in the table holds them (their slots are free): reaping must destroy the process "
+                "(its user half, its space and root, its kernel stack), not only free its slot"
+                % (gone, "is" if len(roots) == 1 else "are", slots))
+    if stacks:
+        return ("exit's teardown does not free the kernel stacks: %s %s still taken (mapped, their frames "
+                "allocated) though no process in the table holds %s: the processes that had them were reaped "
+                "and release() did not give the stack back (destroy_kernel_stack)"
+                % (slots, "is" if len(stacks) == 1 else "are", "it" if len(stacks) == 1 else "them"))
+    return ("exit's teardown does not free the roots: %s %s still published, %s tables allocated, though no "
+            "process in the table has that pid: the process was reaped but its address space was never "
+            "destroyed (~AddressSpace frees the tables and the root)"
+            % (gone, "is" if len(roots) == 1 else "are", "its" if len(roots) == 1 else "their"))
