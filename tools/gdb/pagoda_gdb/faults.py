@@ -20,7 +20,8 @@ import importlib.util
 import os
 import re
 
-from pagoda_pt.diagnose import MARK_STOP, MARK_WHY, MARK_WRONG, NOTHING_WRONG, story_from_faults
+from pagoda_pt.diagnose import (MARK_STOP, MARK_WHY, MARK_WRONG, NOTHING_WRONG, UNRESOLVED, program_s_own,
+                                story_from_faults)
 from pagoda_pt.isa import isa
 
 from . import session, target
@@ -436,8 +437,6 @@ def _with_stalled_wait(lines):
     return lines if sentence is None else _overruled(lines, at, "{} (the CPU's state)", sentence)
 
 
-# How both ISAs' rules end the verdict of a fault from user mode, before the VMAs are read.
-UNRESOLVED = "the kernel kills the process unless it resolves the fault"
 
 
 def _in_user_fault():
@@ -577,21 +576,6 @@ def _with_user_decision(arch, lines, fault):
 
 
 WRONG_VARIABLE = "pagoda_why_wrong"
-
-
-def program_s_own(verdict, fault, overruled):
-    """Whether fault-why's @p verdict line names nothing wrong with the kernel: nothing is wrong, or
-    a process killed for an access its record (or, before lab 5, the CPU) refuses, with no cause of
-    the kernel's found before the fault (@p overruled). @p fault: what the ISA's rules gave (with
-    the decision _with_user_decision took), or None."""
-    if verdict is None:
-        return False
-    if verdict.startswith("verdict: " + NOTHING_WRONG):
-        return True
-    if overruled or not fault or not fault.get("user"):
-        return False
-    decision = fault.get("decision")
-    return decision == "deny" or (decision is None and UNRESOLVED in verdict)
 
 
 def _set_wrong(lines, fault, overruled):

@@ -35,6 +35,24 @@ NOTHING_WRONG = "nothing is wrong that I can see"
 MARK_STOP = "@@pagoda-why: stop@@"
 MARK_WHY = "@@pagoda-why: fault-why@@"
 MARK_WRONG = "@@pagoda-why: wrong@@"
+# How both ISAs' rules end the verdict of a fault from user mode, before the VMAs are read.
+UNRESOLVED = "the kernel kills the process unless it resolves the fault"
+
+
+def program_s_own(verdict: Optional[str], fault: Optional[dict], overruled: bool) -> bool:
+    """Whether fault-why's @p verdict line ("verdict: ...") names nothing wrong with the kernel:
+    nothing is wrong, or a process killed for an access its record (or, before lab 5 gives
+    processes VMAs, the CPU) refuses, with no cause of the kernel's found before the fault
+    (@p overruled). @p fault: what the ISA's rules gave for a user fault (user, and the decision
+    user_fault_decision took: "deny", "wrong", ...), or None."""
+    if verdict is None:
+        return False
+    if verdict.startswith("verdict: " + NOTHING_WRONG):
+        return True
+    if overruled or not fault or not fault.get("user"):
+        return False
+    decision = fault.get("decision")
+    return decision == "deny" or (decision is None and UNRESOLVED in verdict)
 
 
 @dataclass
