@@ -340,7 +340,8 @@ def _record_story(rows, census):
     pages = {m.pid: m.pages for m in census.processes}
     for row in rows:
         if row.get("vmas") and row["pid"] in pages:
-            story = record_against_pages(row["vmas"], pages[row["pid"]], _label(row["pid"], row["name"]))
+            heap = (row["heap_start"], row["brk"]) if row.get("heap_start") is not None else None
+            story = record_against_pages(row["vmas"], pages[row["pid"]], _label(row["pid"], row["name"]), heap=heap)
             if story is not None:
                 return story
     return None
@@ -563,7 +564,8 @@ def _with_user_decision(arch, lines, fault):
         elif kind == "deny" and asked[0] != "Deny":
             kind, sentence = "wrong", allowed_what_record_refuses(row["vmas"], fault["address"], fault["write"],
                                                                   fault["fetch"], asked[0], sentence)
-    fault["decision"] = kind
+    # The loader's record named (the stack, a segment left out): the kernel's bug, not the program's.
+    fault["decision"] = "loader" if kind == "deny" and sentence.startswith("the loader") else kind
     at = next((i for i, line in enumerate(lines) if line.startswith("verdict: ")), len(lines))
     if kind == "deny" and at < len(lines) and UNRESOLVED in lines[at]:
         # What the walk found stays (it says what the access met); the VMAs say why it is a kill.
@@ -615,7 +617,16 @@ nothing of its parent's, or a live root that is another process's, or a frame tw
 while one may write it, is named before the fault (lab 6); and the kernel's own decide_fault and VmaSet::find are called on the fault: where they
 disagree with the record (a refused fault the record allows, an allowed one it refuses) that is
 the verdict (lab 5).  A refused fault at the stack pointer with no grows-down VMA, or inside
-a load segment of the program's ELF that no VMA covers, names the loader's record.
+a load segment of the program's ELF that no VMA covers, names the loader's record.  The record is
+read against the pages the root maps, at a kill and at any stop with nothing else wrong: one VMA
+whose pages carry different permissions (some wider than it grants) is regions merged although
+their permissions differ; a hole whose edge leaves pages munmap took in the record is cut a page
+off (lab 5).  At any stop with nothing else wrong, kernel stack slots still taken and process roots
+still published that no process in the table holds are what a reaped process's teardown left
+behind (labs 3, 6).  A loop is the same fault retried with no progress (same root and registers,
+nothing but interrupts between, the machine still in it), never alike faults of several
+processes.  $pagoda_why_wrong is 1 when the verdict names something wrong with the kernel, 0 when
+it is the program's own kill or nothing (why-stops goes on past those).
 On AArch64: stopped in aarch64_trap, decodes ESR (class, fault status and level, WnR), walks FAR through TTBR0 or TTBR1 and says what was missing; anywhere else (an exception loop),
 shows ESR_EL1, ELR_EL1 and FAR_EL1 and checks that the PC, VBAR_EL1's vector and the stack are
 usable.  The last line is always a verdict."""

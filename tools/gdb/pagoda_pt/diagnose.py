@@ -11,6 +11,10 @@
   load_segments        a program's ELF load segments, for comparing the loader's record with them
   refused_what_record_allows  the kernel's own decision, asked at a kill, refusing a covered address
   allowed_what_record_refuses the same decision allowing what the record refuses
+  record_against_pages  a process's VMAs against the pages its root maps (a merge of different
+                       permissions, a hole cut a page off)
+  left_behind          kernel stack slots and process roots no live process holds (a teardown's leak)
+  program_s_own        whether a verdict names nothing wrong with the kernel (why-stops goes on)
 
 Each architecture has its own rules module (diagnose_x86_64.py; AArch64 adds
 diagnose_aarch64.py with ESR/FAR/ELR, VBAR_EL1 and TTBR0/TTBR1 rules) that fills an
@@ -896,7 +900,7 @@ def _same_region(a: dict, b: dict) -> bool:
 
 
 def record_against_pages(vmas: list, pages: list, who: str = "the process",
-                         page: int = 4096) -> Optional[str]:
+                         page: int = 4096, heap: Optional[tuple] = None) -> Optional[str]:
     """What a process's record (@p vmas: dicts start, end, read, write, execute, kind, flags) says
     against the user pages its root maps (@p pages: pagoda_pt.frames.UserPage va, writable,
     executable, held), as one sentence, or None when they agree as far as this can tell.
@@ -910,9 +914,26 @@ def record_against_pages(vmas: list, pages: list, who: str = "the process",
       * a hole between two VMAs that were one region (same kind, flags, permissions) whose edge is
         off by a page or more: the pages on one side of the hole are mapped up to it, and the first
         pages of the other region are unmapped while the next one is mapped (munmap unmapped
-        them, but the record still holds them): the record's cut at the hole's edge is off."""
+        them, but the record still holds them): the record's cut at the hole's edge is off.
+    And one break of the pages against the record: user pages mapped where no VMA covers them,
+    which the range's removal from the record left mapped (their frames never freed): at or above
+    the heap's break (@p heap: (heap_start, brk)), brk's shrink; elsewhere, munmap's."""
     mapped = {p.va: p for p in pages if not p.held}
     ordered = sorted(vmas, key=lambda v: v["start"])
+    # Without a grows-down VMA the loader did not record the stack: its pages lie in no VMA from the
+    # start (the loader's record is the cause, user_fault_decision names it), not left by a removal.
+    if ordered and any(v.get("flags", 0) & 1 for v in ordered):
+        stray = sorted(va for va in mapped if not any(v["start"] <= va < v["end"] for v in ordered))
+        if stray:
+            shown = ", ".join("%#x" % va for va in stray[:4]) + (" and %d more" % (len(stray) - 4) if len(stray) > 4 else "")
+            if heap is not None and heap[0] <= stray[0] and all(va >= heap[1] for va in stray):
+                return ("brk shrank the heap but left %d heap page%s mapped above the break %#x (%s): no VMA covers "
+                        "them, yet %s's root still maps them and their frames were never freed (a shrink must unmap "
+                        "the pages it takes out of the record)" % (len(stray), "" if len(stray) == 1 else "s",
+                                                                   heap[1], shown, who))
+            return ("munmap left %d page%s mapped that the record no longer holds (%s): no VMA of %s covers them, "
+                    "yet its root still maps them and their frames were never freed (removing a range from the record "
+                    "must unmap its pages)" % (len(stray), "" if len(stray) == 1 else "s", shown, who))
     for v in ordered:
         inside = [mapped[va] for va in range(v["start"], v["end"], page) if va in mapped]
         wider = [p for p in inside if (p.writable and not v["write"]) or (p.executable and not v["execute"])]

@@ -75,3 +75,28 @@ def test_a_hole_between_pages_never_touched_on_either_side_says_nothing():
     ones, not ones munmap took."""
     assert record_against_pages([vma(AT, AT + 3 * PAGE), vma(AT + 4 * PAGE, AT + 8 * PAGE)],
                                 [page(i) for i in (0, 1, 5, 6, 7)]) is None
+
+
+MUNMAP_CAUSE = r"munmap left .* mapped"
+BRK_CAUSE = r"shr[ai]nk.* (still mapped|left .* mapped)|left .* heap pages mapped"
+
+
+def test_pages_no_vma_covers_are_a_removal_that_left_them_mapped():
+    """munmap of pages 3-4 took them out of the record but left them mapped."""
+    stack = vma(0x7FFF_FFFF_0000, 0x8000_0000_0000, kind="stack", flags=1)
+    vmas = [vma(AT, AT + 3 * PAGE), vma(AT + 5 * PAGE, AT + 8 * PAGE), stack]
+    said = record_against_pages(vmas, [page(i) for i in range(8)], "proc 1 (vmas)")
+    assert said is not None and re.search(MUNMAP_CAUSE, said) and not re.search(BRK_CAUSE, said), said
+    # No grows-down VMA: the loader did not record the stack, and its pages lie in no VMA from the
+    # start (user_fault_decision names the loader): not a removal's.
+    assert record_against_pages(vmas[:2], [page(i) for i in range(8)]) is None
+    # Above the heap's break: brk's shrink.
+    heap = 0x40_9000
+    vmas = [vma(0x40_0000, 0x40_9000, write=False, execute=True, kind="image"), vma(heap, heap + PAGE, kind="heap"), stack]
+    pages = [page(i, base=heap) for i in range(4)]
+    said = record_against_pages(vmas, pages, "proc 1 (vmas)", heap=(heap, heap + PAGE))
+    assert said is not None and re.search(BRK_CAUSE, said) and "3 heap pages" in said, said
+
+
+def test_every_page_in_a_vma_says_nothing():
+    assert record_against_pages([vma(AT, AT + 8 * PAGE)], [page(i) for i in range(8)]) is None
