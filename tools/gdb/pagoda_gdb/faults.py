@@ -299,7 +299,7 @@ def _with_kill_causes(arch, lines):
 
 
 def _kill_cause(arch):
-    from pagoda_pt.diagnose import fork_copied_nothing, foreign_root, shared_writable
+    from pagoda_pt.diagnose import fork_copied_nothing, foreign_root, shared_writable, writable_and_executable
     from pagoda_pt.frames import mapped_frame_story, take_census
     from . import kernel, memory
     from .paging import active_root
@@ -327,6 +327,8 @@ def _kill_cause(arch):
     pages = {m.pid: m.pages for m in census.processes}
     if story is None and parent is not None and current["pid"] in pages and parent["pid"] in pages:
         story = fork_copied_nothing(current, parent, pages[current["pid"]], pages[parent["pid"]])
+    if story is None:
+        story = writable_and_executable(census.processes)
     if story is None:
         story = _record_story([current], census)
     return story
@@ -381,7 +383,7 @@ def _with_shared_frames(arch, lines):
     at = _verdict_at(lines)
     if at is None or not lines[at].startswith("verdict: " + NOTHING_WRONG):
         return lines
-    from pagoda_pt.diagnose import shared_writable
+    from pagoda_pt.diagnose import shared_writable, writable_and_executable
     from pagoda_pt.frames import take_census
     from . import kernel, memory
     try:
@@ -394,7 +396,7 @@ def _with_shared_frames(arch, lines):
         sentence = shared_writable(census.processes, {r["pid"]: r["parent"] for r in rows}, _log_write_faults(arch),
                                    vmas_of={r["pid"]: r.get("vmas") for r in rows}) if len(rows) >= 2 else None
         if sentence is None:
-            sentence = _record_story(rows, census)
+            sentence = writable_and_executable(census.processes) or _record_story(rows, census)
     except Exception:  # noqa: BLE001 - an addition: never lose fault-why's own lines to it
         return lines
     return lines if sentence is None else _overruled(lines, at, "{} (the CPU's state)", sentence)

@@ -1016,3 +1016,20 @@ def left_behind(live_pids: set, held_slots: set, taken_slots: list, published: l
             "process in the table has that pid: the process was reaped but its address space was never "
             "destroyed (~AddressSpace frees the tables and the root)"
             % (gone, "is" if len(roots) == 1 else "are", "its" if len(roots) == 1 else "their"))
+
+
+def writable_and_executable(processes: list) -> Optional[str]:
+    """A user page some process's root maps both writable and executable, as one sentence, or None.
+    @p processes: pagoda_pt.frames.ProcessMemory (pid, name, pages of UserPage). The kernel never
+    grants both (mmap and mprotect refuse PROT_WRITE with PROT_EXEC, and no ELF segment of its
+    programs asks for them), so such a page is a mapping that gave one permission to more than it
+    should: the loader mapping every segment alike (the text writable, the data executable)."""
+    for memory in processes:
+        both = [p for p in memory.pages if p.writable and p.executable and not p.held]
+        if both:
+            return ("proc %d (%s) maps %#x%s writable and executable: the kernel never grants both (mmap refuses "
+                    "them together, and no segment asks for them), so the mapping gave one permission to more than "
+                    "its segment (the loader mapped every segment alike: the text writable, the data executable)"
+                    % (memory.pid, memory.name, both[0].va,
+                       " (and %d more page%s)" % (len(both) - 1, "" if len(both) == 2 else "s") if len(both) > 1 else ""))
+    return None

@@ -51,3 +51,17 @@ def test_which_verdicts_are_the_program_s_own():
     assert not program_s_own("verdict: the kernel's decision ...", {"user": True, "decision": "wrong"}, False)
     assert not program_s_own("verdict: the kernel panicked: ...", None, False)
     assert not program_s_own(None, user, False)
+
+
+def test_a_page_writable_and_executable_is_named():
+    """lab 3: the kernel never grants both; a loader that maps every segment alike does."""
+    from pagoda_pt.diagnose import writable_and_executable
+    from pagoda_pt.frames import ProcessMemory, UserPage
+    text = UserPage(0x40_0000, 0x80_0000, False, True)
+    data = UserPage(0x40_1000, 0x80_1000, True, False)
+    fine = ProcessMemory(1, "hello", 0x30_0000, pages=[text, data])
+    assert writable_and_executable([fine]) is None
+    bad = ProcessMemory(2, "hello", 0x31_0000, pages=[text, UserPage(0x40_2000, 0x80_2000, True, True),
+                                                      UserPage(0x40_3000, 0x80_3000, True, True, held=True)])
+    said = writable_and_executable([fine, bad])
+    assert said is not None and re.search(r"writable and executable", said) and "proc 2 (hello) maps 0x402000 " in said
