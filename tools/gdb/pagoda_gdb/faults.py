@@ -384,7 +384,7 @@ def _with_shared_frames(arch, lines):
     if at is None or not lines[at].startswith("verdict: " + NOTHING_WRONG):
         return lines
     from pagoda_pt.diagnose import shared_writable, writable_and_executable
-    from pagoda_pt.frames import take_census
+    from pagoda_pt.frames import count_left_story, take_census
     from . import kernel, memory
     try:
         rows = memory.read_processes()
@@ -396,7 +396,8 @@ def _with_shared_frames(arch, lines):
         sentence = shared_writable(census.processes, {r["pid"]: r["parent"] for r in rows}, _log_write_faults(arch),
                                    vmas_of={r["pid"]: r.get("vmas") for r in rows}) if len(rows) >= 2 else None
         if sentence is None:
-            sentence = writable_and_executable(census.processes) or _record_story(rows, census)
+            sentence = writable_and_executable(census.processes) or _record_story(rows, census) or \
+                count_left_story(census)
     except Exception:  # noqa: BLE001 - an addition: never lose fault-why's own lines to it
         return lines
     return lines if sentence is None else _overruled(lines, at, "{} (the CPU's state)", sentence)
