@@ -328,7 +328,7 @@ def _kill_cause(arch):
     if story is None and parent is not None and current["pid"] in pages and parent["pid"] in pages:
         story = fork_copied_nothing(current, parent, pages[current["pid"]], pages[parent["pid"]])
     if story is None:
-        story = writable_and_executable(census.processes)
+        story = writable_and_executable([m for m in census.processes if m.pid in {r["pid"] for r in rows}])
     if story is None:
         story = _record_story([current], census)
     return story
@@ -396,7 +396,10 @@ def _with_shared_frames(arch, lines):
         sentence = shared_writable(census.processes, {r["pid"]: r["parent"] for r in rows}, _log_write_faults(arch),
                                    vmas_of={r["pid"]: r.get("vmas") for r in rows}) if len(rows) >= 2 else None
         if sentence is None:
-            sentence = writable_and_executable(census.processes) or _record_story(rows, census) or \
+            # Only the processes in the table: a root left published by a reaped process is walked
+            # through tables that may have been freed and given out again.
+            live = [m for m in census.processes if m.pid in {r["pid"] for r in rows}]
+            sentence = writable_and_executable(live) or _record_story(rows, census) or \
                 count_left_story(census)
     except Exception:  # noqa: BLE001 - an addition: never lose fault-why's own lines to it
         return lines

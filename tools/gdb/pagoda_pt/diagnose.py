@@ -926,7 +926,9 @@ def record_against_pages(vmas: list, pages: list, who: str = "the process",
         stray = sorted(va for va in mapped if not any(v["start"] <= va < v["end"] for v in ordered))
         if stray:
             shown = ", ".join("%#x" % va for va in stray[:4]) + (" and %d more" % (len(stray) - 4) if len(stray) > 4 else "")
-            if heap is not None and heap[0] <= stray[0] and all(va >= heap[1] for va in stray):
+            # The heap's own range: from its break up to the next region (the mmap area, the stack).
+            above = min([v["start"] for v in ordered if heap is not None and v["start"] >= heap[1]] + [1 << 64])
+            if heap is not None and all(heap[1] <= va < above for va in stray):
                 return ("brk shrank the heap but left %d heap page%s mapped above the break %#x (%s): no VMA covers "
                         "them, yet %s's root still maps them and their frames were never freed (a shrink must unmap "
                         "the pages it takes out of the record)" % (len(stray), "" if len(stray) == 1 else "s",
@@ -938,6 +940,13 @@ def record_against_pages(vmas: list, pages: list, who: str = "the process",
         inside = [mapped[va] for va in range(v["start"], v["end"], page) if va in mapped]
         wider = [p for p in inside if (p.writable and not v["write"]) or (p.executable and not v["execute"])]
         within = [p for p in inside if p not in wider]
+        if wider and not within:
+            w = wider[0]
+            return ("mprotect changed the VMA but not the pages already brought in: the VMA %s of %s grants %s, yet "
+                    "%d of its pages %s mapped wider (%#x is %s): the entries of the pages already mapped must get "
+                    "the region's new permissions (and the TLB be told)"
+                    % (_vma_text(v), who, _perms(v), len(wider), "is" if len(wider) == 1 else "are", w.va,
+                       _page_perms(w)))
         if wider and within:
             w, n = wider[0], within[0]
             return ("the VMA %s of %s holds pages of different permissions: %#x is mapped %s, which the VMA "

@@ -30,11 +30,18 @@ def test_a_vma_whose_pages_have_different_permissions_was_merged():
 
 def test_pages_narrower_than_their_vma_are_normal():
     """Copy-on-write leaves pages read-only in a writable VMA until the write fault widens them; held
-    (PROT_NONE) pages are not the MMU's; a page wider than its VMA with no page it grants beside it
-    is a different slip (mprotect that changed only the record), not this one."""
+    (PROT_NONE) pages are not the MMU's."""
     assert record_against_pages([vma(AT, AT + 2 * PAGE)], [page(0, write=False), page(1)]) is None
     assert record_against_pages([vma(AT, AT + 2 * PAGE, write=False)], [page(0, write=False), page(1, held=True)]) is None
-    assert record_against_pages([vma(AT, AT + 2 * PAGE, write=False)], [page(0), page(1)]) is None
+
+
+def test_pages_all_wider_than_their_vma_are_a_record_only_change():
+    """mprotect(PROT_READ) that changed the VMA but left the page brought in writable: no page of the
+    VMA has its permissions, so nothing was merged; the record alone changed."""
+    said = record_against_pages([vma(AT, AT + PAGE, write=False), vma(AT + PAGE, AT + 2 * PAGE)], [page(0), page(1)],
+                                "proc 1 (vmas)")
+    assert said is not None and re.search(r"mprotect changed the VMA but not the page", said), said
+    assert not re.search(MERGE_CAUSE, said)
 
 
 def eight_pages_with_a_hole(tail_start):
@@ -100,3 +107,13 @@ def test_pages_no_vma_covers_are_a_removal_that_left_them_mapped():
 
 def test_every_page_in_a_vma_says_nothing():
     assert record_against_pages([vma(AT, AT + 8 * PAGE)], [page(i) for i in range(8)]) is None
+
+
+def test_pages_left_in_an_mmap_hole_are_munmap_s_not_the_heap_s():
+    """The hole's pages lie above the heap's break too, but past the next region: the mmap area's."""
+    heap = 0x40_9000
+    stack = vma(0x7FFF_FFFF_0000, 0x8000_0000_0000, kind="stack", flags=1)
+    vmas = [vma(0x40_0000, heap, write=False, execute=True, kind="image"), vma(AT, AT + 3 * PAGE),
+            vma(AT + 5 * PAGE, AT + 8 * PAGE), stack]
+    said = record_against_pages(vmas, [page(i) for i in range(8)], "proc 1 (vmas)", heap=(heap, heap))
+    assert said is not None and re.search(MUNMAP_CAUSE, said) and not re.search(BRK_CAUSE, said), said
