@@ -658,8 +658,9 @@ usable.  The last line is always a verdict."""
         overruled = _verdict_at(lines) is not None and lines[_verdict_at(lines)] != before
         lines = _with_panic(lines)
         lines = _with_stalled_wait(lines)
-        lines = _with_shared_frames(arch, lines)
+        # What reaped processes left behind first: a root left published poisons the census.
         lines = _with_leaks(lines)
+        lines = _with_shared_frames(arch, lines)
         _set_wrong(lines, fault, overruled)
         from . import memory, tempmap
         # Which temp-map slot the address is, and whether it is live (lab 4); the process's VMA
