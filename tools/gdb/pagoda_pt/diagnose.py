@@ -1009,7 +1009,7 @@ def left_behind(live_pids: set, held_slots: set, taken_slots: list, published: l
     if not stacks and not roots:
         return None
     slots = "kernel stack slot%s %s" % ("" if len(stacks) == 1 else "s", ", ".join(str(s) for s in stacks))
-    gone = ", ".join("%s (root %#x)" % (k.label(), k.root) for k in roots[:4]) + \
+    gone = ", ".join("%s %s" % ("proc %d" % k.id if k.id else "a process", k.label()) for k in roots[:4]) + \
         (" and %d more" % (len(roots) - 4) if len(roots) > 4 else "")
     if stacks and roots:
         return ("a process was reaped without being destroyed: %s %s still published and %s still taken, though "
@@ -1022,7 +1022,7 @@ def left_behind(live_pids: set, held_slots: set, taken_slots: list, published: l
                 "and release() did not give the stack back (destroy_kernel_stack)"
                 % (slots, "is" if len(stacks) == 1 else "are", "it" if len(stacks) == 1 else "them"))
     return ("exit's teardown does not free the roots: %s %s still published, %s tables allocated, though no "
-            "process in the table has that pid: the process was reaped but its address space was never "
+            "process in the table has that pid: its process is gone (reaped, or refused as it started) but its address space was never "
             "destroyed (~AddressSpace frees the tables and the root)"
             % (gone, "is" if len(roots) == 1 else "are", "its" if len(roots) == 1 else "their"))
 
