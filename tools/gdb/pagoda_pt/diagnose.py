@@ -916,8 +916,8 @@ def record_against_pages(vmas: list, pages: list, who: str = "the process",
         pages of the other region are unmapped while the next one is mapped (munmap unmapped
         them, but the record still holds them): the record's cut at the hole's edge is off.
     And one break of the pages against the record: user pages mapped where no VMA covers them,
-    which the range's removal from the record left mapped (their frames never freed): at or above
-    the heap's break (@p heap: (heap_start, brk)), brk's shrink; elsewhere, munmap's."""
+    which the range's removal from the record left mapped (their frames never freed): from the
+    heap's break up (@p heap: (heap_start, brk)), brk's shrink; elsewhere, munmap's."""
     mapped = {p.va: p for p in pages if not p.held}
     ordered = sorted(vmas, key=lambda v: v["start"])
     # Without a grows-down VMA the loader did not record the stack: its pages lie in no VMA from the
@@ -926,9 +926,8 @@ def record_against_pages(vmas: list, pages: list, who: str = "the process",
         stray = sorted(va for va in mapped if not any(v["start"] <= va < v["end"] for v in ordered))
         if stray:
             shown = ", ".join("%#x" % va for va in stray[:4]) + (" and %d more" % (len(stray) - 4) if len(stray) > 4 else "")
-            # The heap's own range: from its break up to the next region (the mmap area, the stack).
-            above = min([v["start"] for v in ordered if heap is not None and v["start"] >= heap[1]] + [1 << 64])
-            if heap is not None and all(heap[1] <= va < above for va in stray):
+            # A shrink leaves the pages from the new break up: the first one left is the break's page.
+            if heap is not None and stray[0] == (heap[1] + page - 1) & ~(page - 1):
                 return ("brk shrank the heap but left %d heap page%s mapped above the break %#x (%s): no VMA covers "
                         "them, yet %s's root still maps them and their frames were never freed (a shrink must unmap "
                         "the pages it takes out of the record)" % (len(stray), "" if len(stray) == 1 else "s",

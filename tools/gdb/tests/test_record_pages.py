@@ -110,10 +110,21 @@ def test_every_page_in_a_vma_says_nothing():
 
 
 def test_pages_left_in_an_mmap_hole_are_munmap_s_not_the_heap_s():
-    """The hole's pages lie above the heap's break too, but past the next region: the mmap area's."""
+    """The hole's pages lie above the heap's break too, but not from the break up: the mmap area's."""
     heap = 0x40_9000
     stack = vma(0x7FFF_FFFF_0000, 0x8000_0000_0000, kind="stack", flags=1)
     vmas = [vma(0x40_0000, heap, write=False, execute=True, kind="image"), vma(AT, AT + 3 * PAGE),
             vma(AT + 5 * PAGE, AT + 8 * PAGE), stack]
     said = record_against_pages(vmas, [page(i) for i in range(8)], "proc 1 (vmas)", heap=(heap, heap))
     assert said is not None and re.search(MUNMAP_CAUSE, said) and not re.search(BRK_CAUSE, said), said
+
+
+def test_a_shrink_s_pages_are_brk_s_whatever_was_mapped_among_them_since():
+    """vmas:brk: the heap shrank to its start, then a page among the ones left mapped got a VMA of its own."""
+    heap = 0x40_9000
+    stack = vma(0x7FFF_FFFF_0000, 0x8000_0000_0000, kind="stack", flags=1)
+    vmas = [vma(0x40_0000, heap, write=False, execute=True, kind="image"),
+            vma(heap + PAGE, heap + 2 * PAGE, write=False), stack]
+    pages = [page(i, base=heap) for i in range(8) if i != 1]
+    said = record_against_pages(vmas, pages, "proc 1 (vmas)", heap=(heap, heap))
+    assert said is not None and re.search(BRK_CAUSE, said), said
