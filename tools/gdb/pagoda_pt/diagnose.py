@@ -928,7 +928,7 @@ def record_against_pages(vmas: list, pages: list, who: str = "the process",
             shown = ", ".join("%#x" % va for va in stray[:4]) + (" and %d more" % (len(stray) - 4) if len(stray) > 4 else "")
             # A shrink leaves the pages from the new break up: the first one left is the break's page.
             if heap is not None and stray[0] == (heap[1] + page - 1) & ~(page - 1):
-                return ("brk shrank the heap but left %d heap page%s mapped above the break %#x (%s): no VMA covers "
+                return ("brk shrank the heap but left %d heap page%s mapped from the break %#x up (%s): no VMA covers "
                         "them, yet %s's root still maps them and their frames were never freed (a shrink must unmap "
                         "the pages it takes out of the record)" % (len(stray), "" if len(stray) == 1 else "s",
                                                                    heap[1], shown, who))
