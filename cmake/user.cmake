@@ -62,11 +62,16 @@ function(pagoda_user_flags target isa)
   set(PAGODA_USER_PAGE_SIZE ${page_size} PARENT_SCOPE)
 endfunction()
 
+# Where the build in @p build_dir puts the user programs of @p isa (<name>.elf, embedded/<name>.elf).
+function(pagoda_user_program_dir build_dir isa out)
+  set(${out} ${build_dir}/user/${isa} PARENT_SCOPE)
+endfunction()
+
 function(pagoda_add_user_programs isa)
   if(NOT EXISTS ${CMAKE_SOURCE_DIR}/user/lib/arch/${isa}/arch.cmake)
     message(FATAL_ERROR "no user library for ${isa}: user/lib/arch/${isa}/arch.cmake is missing")
   endif()
-  set(out_dir ${CMAKE_BINARY_DIR}/user/${isa})
+  pagoda_user_program_dir(${CMAKE_BINARY_DIR} ${isa} out_dir)
 
   # The user library: its own start-up and system calls, and the kernel's formatter and
   # memory functions compiled for user mode (one formatter, not two). An object library, so no
@@ -139,8 +144,9 @@ function(pagoda_embed_user_programs target isa)
   string(APPEND cpp "#include \"proc/programs.hpp\"\n\n")
   set(entries "")
   set(elfs "")
+  pagoda_user_program_dir(${CMAKE_BINARY_DIR} ${isa} out_dir)
   foreach(name IN LISTS names)
-    set(elf ${CMAKE_BINARY_DIR}/user/${isa}/embedded/${name}.elf)
+    set(elf ${out_dir}/embedded/${name}.elf)
     list(APPEND elfs ${elf})
     string(APPEND asm
       "    .section .rodata.pagoda_program.${name}, \"a\"\n"

@@ -5,7 +5,8 @@ Steps, in order (each prints one result line):
            once (not once per test, as ctest would), the other ctest tests through ctest
   tools    pytest suites of the tools (GDB walker core, grader harness, ./pagoda itself), on every
            CPU; the tests that share a module's fixture (a boot, a GDB session, a graded batch)
-           run on one worker, so it is set up once (pagoda_core/pytest_share.py)
+           run on one worker, so it is set up once (pagoda_core/pytest_share.py); each test's CPU
+           time, its children's included, is listed in build/tools-tests.log (pytest_cpu.py)
   grade    the grader on every implemented lab, on each ISA it runs on (lab.toml's arches),
            which must score full marks
   handouts ./pagoda labs tables: every handout's test table is the one its lab.toml gives
@@ -182,7 +183,8 @@ def step_tools(verbose):
     last = [l for l in out.stdout.splitlines() if l.strip()][-1:] or ["no pytest output"]
     if verbose or out.returncode != 0:
         print(out.stdout[-20000:] + out.stderr[-5000:])
-        print(f"(pytest's whole output, slowest tests included: {os.path.relpath(log, paths.ROOT)})")
+        print(f"(pytest's whole output, the slowest tests and the dearest in CPU time included: "
+              f"{os.path.relpath(log, paths.ROOT)})")
     return out.returncode == 0, f"{', '.join(dirs)}: {last[0].strip('= ')}"
 
 

@@ -46,7 +46,12 @@ def configure(preset):
 
 def build(preset, quiet=True, target=None):
     """Configures and builds one preset (only @p target when given); raises PagodaError with the
-    compiler output on failure."""
+    compiler output on failure. The host tests first get every ISA's user programs built in
+    that ISA's kernel build, where they read them (kernel/tests/CMakeLists.txt): compiled once
+    for both builds."""
+    if preset == "host":
+        for arch in paths.ARCHES:
+            build(arch, quiet, target=f"user_programs_{arch}")
     with locked(preset):
         configure(preset)
         result = subprocess.run(["cmake", "--build", "--preset", preset] +

@@ -2,7 +2,10 @@
 symbol table and against real boots."""
 import os
 import re
+import resource
 import subprocess
+import threading
+import time
 
 import pytest
 
@@ -37,15 +40,42 @@ def test_run_lists_the_self_tests_instead_of_booting_an_unknown_one(kernel):
     assert "booting" not in out.stderr
 
 
-def boot_outcome(kernel, mib, arch=paths.DEFAULT_ARCH):
+def cpu_seconds(pid):
+    """CPU time (user + system) process @p pid has used so far, or None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def children_cpu():
+    own = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime
+
+
+def boot_outcome(kernel, mib, arch=paths.DEFAULT_ARCH, cpu_budget=None):
+    """(outcome, output) of booting @p kernel in @p mib MiB to the shutdown self-test. A "hang"
+    runs past the time limit or, with @p cpu_budget, has made QEMU spend that many CPU seconds
+    without ending: under TCG the guest advances with QEMU's CPU time, not the clock, so a boot
+    that has used several times a clean boot's CPU is not booting cleanly, however busy the
+    machine (a kernel that spins in an exception loop would otherwise burn a CPU to the limit)."""
     argv = qemu.command(kernel, "test=shutdown", arch=arch, memory=f"{mib}M", serial="stdio")
     proc = qemu.spawn(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        out, _ = proc.communicate(timeout=scaled(15))
-    except subprocess.TimeoutExpired:
-        qemu.kill_group(proc)
-        return "hang", b""
-    return qemu.describe_exit(proc.returncode), out
+    chunks = []
+    reader = threading.Thread(target=lambda: chunks.append(proc.stdout.read()), daemon=True)
+    reader.start()
+    deadline = time.monotonic() + scaled(15)
+    while proc.poll() is None:
+        spent = cpu_seconds(proc.pid)
+        if time.monotonic() > deadline or (cpu_budget is not None and spent is not None and spent > cpu_budget):
+            qemu.kill_group(proc)
+            reader.join()
+            return "hang", b"".join(chunks)
+        time.sleep(0.05)
+    reader.join()
+    return qemu.describe_exit(proc.returncode), b"".join(chunks)
 
 
 @pytest.mark.parametrize("arch", paths.ARCHES)
@@ -55,9 +85,12 @@ def test_the_minimum_memory_is_the_least_that_boots(arch):
     least = kernelinfo.minimum_memory(kernel, machine)
     image_end = kernelinfo.elf(kernel).load_end(machine.ram_base)
     assert least * kernelinfo.MiB >= image_end  # equal when the image ends on a MiB boundary
+    before = children_cpu()
     outcome, out = boot_outcome(kernel, least, arch)
     assert outcome == "clean shutdown", out.decode(errors="replace")[-2000:]
-    outcome, out = boot_outcome(kernel, least - 1, arch)
+    clean = children_cpu() - before             # what QEMU spent on the clean boot
+    # One MiB less must not boot: given four times that CPU, it would have shut down by then.
+    outcome, out = boot_outcome(kernel, least - 1, arch, cpu_budget=4 * clean + 1.0)
     assert outcome != "clean shutdown", f"-m {least - 1}M boots too: the minimum is not tight"
 
 

@@ -12,7 +12,7 @@ from gdbrig import Machine, monitor_gva2gpa, run_steps
 
 pytestmark = [pytest.mark.skipif(bool(gdbrig.missing_tools(gdbrig.QEMU_AARCH64)),
                                  reason=gdbrig.missing_tools(gdbrig.QEMU_AARCH64)),
-              pytest.mark.timeout(120)]
+              pytest.mark.timeout(180)]   # (one test sets up both stops: two GDB sessions' worth)
 
 UNMAPPED = 0x0000500000000000          # TTBR0 range, L0 entry 160: never mapped
 RAM = 0x40000000
@@ -26,26 +26,59 @@ def kernel():
     return gdbrig.build_kernel("aarch64")
 
 
+# The steps at kmain, on the boot tables.
+AT_KMAIN = [("brk", "cmd", "break pagoda::kmain"), ("go", "cmd", "continue"),
+            ("kmain", "eval", "&pagoda::kmain"),
+            ("walk_text", "cmd", "pt-walk &pagoda::kmain"),
+            ("qemu_text", "cmd", "monitor gva2gpa {kmain:#x}"),
+            ("data", "eval", "&__data_start"),
+            ("walk_data", "cmd", "pt-walk &__data_start"),
+            ("qemu_data", "cmd", "monitor gva2gpa {data:#x}"),
+            ("walk_low", "cmd", f"pt-walk {RAM + 0x123456:#x}"),
+            ("qemu_low", "cmd", f"monitor gva2gpa {RAM + 0x123456:#x}"),
+            ("walk_unmapped", "cmd", f"pt-walk {UNMAPPED:#x}"),
+            ("qemu_unmapped", "cmd", f"monitor gva2gpa {UNMAPPED:#x}"),
+            ("regs", "cmd", "pt-regs"),
+            ("ttbr0", "eval", "$TTBR0_EL1"), ("ttbr1", "eval", "$TTBR1_EL1"),
+            ("tcr", "eval", "$TCR_EL1"), ("sctlr", "eval", "$SCTLR")]
+
+# The steps at timer_init, after vm::init switched to the kernel's own address space.
+ON_KERNEL_TABLES = [("brk", "cmd", "break pagoda::aarch64::timer_init"), ("go", "cmd", "continue"),
+                    ("kmain", "eval", "&pagoda::kmain"),
+                    ("walk_text", "cmd", "pt-walk &pagoda::kmain"),
+                    ("qemu_text", "cmd", "monitor gva2gpa {kmain:#x}"),
+                    ("walk_low", "cmd", f"pt-walk {RAM + 0x123456:#x}"),
+                    ("qemu_low", "cmd", f"monitor gva2gpa {RAM + 0x123456:#x}"),
+                    ("walk_window", "cmd", "pt-walk 0xffff800000200000"),
+                    ("qemu_window", "cmd", "monitor gva2gpa 0xffff800000200000"),
+                    ("regs", "cmd", "pt-regs"), ("sctlr", "eval", "$SCTLR"),
+                    ("dump", "cmd", "pt-dump"), ("dump_user", "cmd", "pt-dump --user"),
+                    ("qemu_uart", "cmd", "monitor gva2gpa 0xffffc00009000000"),
+                    ("diff", "cmd", "pt-diff $TTBR1_EL1 $TTBR1_EL1"),
+                    ("top", "cmd", "pt-top"), ("top_kernel", "cmd", "pt-top --root $TTBR1_EL1"),
+                    ("ttbr1", "eval", "$TTBR1_EL1")]
+
+
 @pytest.fixture(scope="module")
-def at_kmain(kernel):
-    steps = [("brk", "cmd", "break pagoda::kmain"), ("go", "cmd", "continue"),
-             ("kmain", "eval", "&pagoda::kmain"),
-             ("walk_text", "cmd", "pt-walk &pagoda::kmain"),
-             ("qemu_text", "cmd", "monitor gva2gpa {kmain:#x}"),
-             ("data", "eval", "&__data_start"),
-             ("walk_data", "cmd", "pt-walk &__data_start"),
-             ("qemu_data", "cmd", "monitor gva2gpa {data:#x}"),
-             ("walk_low", "cmd", f"pt-walk {RAM + 0x123456:#x}"),
-             ("qemu_low", "cmd", f"monitor gva2gpa {RAM + 0x123456:#x}"),
-             ("walk_unmapped", "cmd", f"pt-walk {UNMAPPED:#x}"),
-             ("qemu_unmapped", "cmd", f"monitor gva2gpa {UNMAPPED:#x}"),
-             ("regs", "cmd", "pt-regs"),
-             ("ttbr0", "eval", "$TTBR0_EL1"), ("ttbr1", "eval", "$TTBR1_EL1"),
-             ("tcr", "eval", "$TCR_EL1"), ("sctlr", "eval", "$SCTLR")]
+def stops(kernel):
+    """One boot, read at two stops: kmain (the boot tables), then timer_init (the kernel's own,
+    which vm::init switched to in between). Nothing here changes the machine, so the second
+    stop is the one a boot of its own would reach. {stop: {step name: Step}}."""
+    stops = {"kmain": AT_KMAIN, "tables": ON_KERNEL_TABLES}
+    steps = [(f"{stop}__{name}", kind, re.sub(r"\{(\w+)", rf"{{{stop}__\1", text))   # {kmain:#x}: this stop's
+             for stop, listed in stops.items() for name, kind, text in listed]
     with Machine(kernel, arch="aarch64") as machine:
-        results = run_steps(kernel, machine.socket, steps)
-    assert not results["go"].error, results["go"].error
-    return results
+        results = run_steps(kernel, machine.socket, steps, timeout=gdbrig.GDB_TIMEOUT * len(stops))
+    out = {stop: {name.split("__", 1)[1]: step for name, step in results.items() if name.startswith(stop + "__")}
+           for stop in stops}
+    for stop, r in out.items():
+        assert not r["go"].error, (stop, r["go"].error)
+    return out
+
+
+@pytest.fixture(scope="module")
+def at_kmain(stops):
+    return stops["kmain"]
 
 
 def walk_pa(output):
@@ -102,26 +135,9 @@ def test_regs_are_gdbs_own(at_kmain):
 # ---- On the kernel's own tables (after vm::init), and fault-why ------------------------------
 
 @pytest.fixture(scope="module")
-def on_kernel_tables(kernel):
+def on_kernel_tables(stops):
     """Stopped at timer_init, after vm::init switched to the kernel's own address space."""
-    steps = [("brk", "cmd", "break pagoda::aarch64::timer_init"), ("go", "cmd", "continue"),
-             ("kmain", "eval", "&pagoda::kmain"),
-             ("walk_text", "cmd", "pt-walk &pagoda::kmain"),
-             ("qemu_text", "cmd", "monitor gva2gpa {kmain:#x}"),
-             ("walk_low", "cmd", f"pt-walk {RAM + 0x123456:#x}"),
-             ("qemu_low", "cmd", f"monitor gva2gpa {RAM + 0x123456:#x}"),
-             ("walk_window", "cmd", "pt-walk 0xffff800000200000"),
-             ("qemu_window", "cmd", "monitor gva2gpa 0xffff800000200000"),
-             ("regs", "cmd", "pt-regs"), ("sctlr", "eval", "$SCTLR"),
-             ("dump", "cmd", "pt-dump"), ("dump_user", "cmd", "pt-dump --user"),
-             ("qemu_uart", "cmd", "monitor gva2gpa 0xffffc00009000000"),
-             ("diff", "cmd", "pt-diff $TTBR1_EL1 $TTBR1_EL1"),
-             ("top", "cmd", "pt-top"), ("top_kernel", "cmd", "pt-top --root $TTBR1_EL1"),
-             ("ttbr1", "eval", "$TTBR1_EL1")]
-    with Machine(kernel, arch="aarch64") as machine:
-        results = run_steps(kernel, machine.socket, steps)
-    assert not results["go"].error, results["go"].error
-    return results
+    return stops["tables"]
 
 
 def test_the_kernels_own_tables_agree_with_qemu(on_kernel_tables):

@@ -1,0 +1,105 @@
+"""pytest plugin: what each test cost in CPU time, listed after the run, dearest first.
+
+`--durations` lists wall time, which on a busy machine says more about the machine than about the
+test. This plugin measures, around each test's setup, call and teardown, the CPU time of the
+process running it and of the children it has reaped (QEMU, GDB, the grader's pytest, ninja and
+the compilers): the cost that stays when the machine is shared. A shared fixture (module scope,
+pytest_share.py) counts in the test that set it up. Under xdist each worker measures its own
+tests, and the numbers travel to the controller in the reports (user_properties), which prints:
+
+  CPU time by test file   the files, dearest first (where sharing or a cut pays)
+  CPU time by test        the CPU_TOP dearest tests
+
+Every tool-test conftest.py calls register(config) from pytest_configure (as for pytest_speed).
+"""
+import collections
+import resource
+import sys
+
+import pytest
+
+NAME = "pagoda-cpu"
+PROPERTY = "pagoda_cpu_s"
+CPU_TOP = 40          # tests listed
+FILES_TOP = 25        # files listed
+
+
+def register(config):
+    if not config.pluginmanager.has_plugin(NAME):
+        config.pluginmanager.register(sys.modules[__name__], NAME)
+
+
+def cpu_seconds():
+    """CPU time (user + system) of this process and of its children that have ended."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def _measured(item, when):
+    start = cpu_seconds()
+    yield
+    item.stash.setdefault(_SPENT, {})[when] = cpu_seconds() - start
+
+
+_SPENT = pytest.StashKey()
+_totals = collections.Counter()     # test node id: CPU seconds, this run
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_setup(item):
+    yield from _measured(item, "setup")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    yield from _measured(item, "call")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item):
+    yield from _measured(item, "teardown")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    spent = item.stash.get(_SPENT, {}).get(call.when)
+    if spent is not None:
+        outcome.get_result().user_properties.append((PROPERTY, round(spent, 3)))
+
+
+def pytest_configure(config):
+    _totals.clear()
+
+
+def pytest_runtest_logreport(report):
+    # (the controller's copy of a worker's report, or this process's own without xdist)
+    for name, value in getattr(report, "user_properties", ()):
+        if name == PROPERTY:
+            _totals[report.nodeid] += value
+
+
+def summary_lines(totals, tests=CPU_TOP, files=FILES_TOP):
+    """The two tables of @p totals ({test node id: CPU seconds})."""
+    if not totals:
+        return []
+    by_file = collections.Counter()
+    for nodeid, value in totals.items():
+        by_file[nodeid.split("::")[0]] += value
+    lines = [f"CPU time of the tests: {sum(totals.values()):.1f} s in {len(totals)} tests "
+             "(each test's process and the children it reaped; a shared fixture counts in the test that set it up)",
+             "CPU time by test file:"]
+    lines += [f"{value:9.2f}s  {name}" for name, value in by_file.most_common(files)]
+    lines.append("CPU time by test:")
+    lines += [f"{value:9.2f}s  {name}" for name, value in totals.most_common(tests)]
+    return lines
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    if hasattr(config, "workerinput"):
+        return              # a worker: the controller prints the whole run's
+    lines = summary_lines(_totals)
+    if lines:
+        terminalreporter.write_sep("=", "CPU time (pagoda_core/pytest_cpu.py)")
+        for line in lines:
+            terminalreporter.write_line(line)

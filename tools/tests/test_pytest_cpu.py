@@ -1,0 +1,77 @@
+"""pagoda_core/pytest_cpu.py: after a run under xdist (as `./pagoda test` runs the tool tests),
+the controller lists each test's CPU time, its children's included, and each file's, dearest
+first; a module's shared fixture counts in the test that set it up."""
+import os
+import re
+import subprocess
+import textwrap
+
+import pytest
+
+from pagoda_core import paths, pytest_cpu, speed
+
+# A child that burns about 0.4 s of CPU (its own clock, whatever the machine's load), in a
+# shared fixture and in a test's call; and a test that only waits.
+BURN = "import time\\nwhile time.process_time() < 0.4: pass\\n"
+TESTS = textwrap.dedent(f"""\
+    import subprocess
+    import sys
+    import time
+
+    import pytest
+
+    @pytest.fixture(scope="module")
+    def booted():
+        subprocess.run([sys.executable, "-c", "{BURN}"], check=True)
+        return "booted"
+
+    def test_burns_in_a_child():
+        subprocess.run([sys.executable, "-c", "{BURN}"], check=True)
+
+    def test_sets_up_the_fixture(booted):
+        assert booted
+
+    def test_waits():
+        time.sleep(0.5)
+    """)
+
+
+def run(tmp_path):
+    (tmp_path / "conftest.py").write_text(
+        f"import sys\nsys.path.insert(0, {os.path.join(paths.ROOT, 'tools')!r})\n"
+        "from pagoda_core import pytest_cpu\n\n"
+        "def pytest_configure(config):\n    pytest_cpu.register(config)\n")
+    (tmp_path / "test_cost.py").write_text(TESTS)
+    out = subprocess.run([paths.SYSTEM_PYTHON, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "2",
+                          str(tmp_path)], cwd=tmp_path, capture_output=True, text=True, timeout=speed.scaled(120))
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return out.stdout
+
+
+def listed(text, heading):
+    """{name: seconds} of one table of the summary."""
+    block = text.split(heading + "\n", 1)[1]
+    rows = {}
+    for line in block.splitlines():
+        m = re.match(r"^\s+([0-9.]+)s  (\S+)$", line)
+        if not m:
+            break
+        rows[m[2]] = float(m[1])
+    return rows
+
+
+def test_the_controller_lists_each_test_s_cpu_with_its_children_s(tmp_path):
+    pytest.importorskip("xdist")
+    out = run(tmp_path)
+    tests = listed(out, "CPU time by test:")
+    burn, fixture, wait = (tests[f"test_cost.py::{n}"] for n in ("test_burns_in_a_child", "test_sets_up_the_fixture",
+                                                                "test_waits"))
+    assert burn >= 0.4 and fixture >= 0.4, out          # the children's CPU, the fixture's setup included
+    assert wait < 0.3, out                               # half a second asleep costs next to nothing
+    assert list(tests)[-1] == "test_cost.py::test_waits", out     # dearest first
+    files = listed(out, "CPU time by test file:")
+    assert files["test_cost.py"] == pytest.approx(sum(tests.values()), abs=0.05), out
+
+
+def test_no_tests_no_table():
+    assert pytest_cpu.summary_lines({}) == []
