@@ -84,3 +84,17 @@ def test_an_eager_loader_that_leaves_a_segment_page_out_is_named_and_a_lazy_one_
     # lazy (lab 5): no segment page and only the stack's top page mapped
     assert segment_gap_problem(who, [(text, 0x400000), (data, 0x401000), (data, 0x402000)], 0, False) is None
     assert segment_gap_problem(who, [], 3, True) is None
+
+
+def test_a_window_pointer_made_without_the_window_s_physical_base_is_named(reference_kernel, aarch64_kernel):
+    """AArch64's RAM (and window) starts at physical 0x40000000: window_base + pa is past the
+    window, in the hole above it; the headline says what the address should have been."""
+    from pagoda_grade.causes import window_arithmetic
+    from pagoda_grade.symbols import fact
+    base, phys = fact(aarch64_kernel, "window_base"), fact(aarch64_kernel, "window_phys_base")
+    assert phys != 0
+    why = window_arithmetic(aarch64_kernel, base + phys + 0x100000)
+    assert why is not None and f"physical {phys + 0x100000:#x} is at {base + 0x100000:#x}" in why, why
+    assert "without taking away the window's physical base" in why, why
+    assert window_arithmetic(aarch64_kernel, base + 0x100000) is None          # a right window address
+    assert window_arithmetic(reference_kernel, fact(reference_kernel, "window_base") + 0x100000) is None  # x86: base 0
