@@ -98,3 +98,19 @@ def test_a_window_pointer_made_without_the_window_s_physical_base_is_named(refer
     assert "without taking away the window's physical base" in why, why
     assert window_arithmetic(aarch64_kernel, base + 0x100000) is None          # a right window address
     assert window_arithmetic(reference_kernel, fact(reference_kernel, "window_base") + 0x100000) is None  # x86: base 0
+
+
+def test_an_illegal_instruction_inside_the_program_s_own_code_names_a_page_filled_wrong(reference_kernel):
+    """populate() forgetting the file offset, a fork copy that copies nothing: the process runs
+    bytes that are not its program's and dies of an illegal instruction where its ELF has code."""
+    from pagoda_grade.processes import Killed, foreign_code_kill, user_elf
+    from pagoda_grade.symbols import segments
+    text = next(s for s in segments(user_elf(reference_kernel, "x86_64", "vmas")) if s.flags & 1)
+    kill = Killed(1, "vmas", "illegal instruction", "#UD", 6, text.vaddr + 0x10, None, "")
+    why = foreign_code_kill(reference_kernel, "x86_64", {1: kill})
+    assert why is not None and why.startswith("proc 1 (vmas) was killed for an illegal instruction"), why
+    assert "does not hold the program's bytes" in why and "file offset" in why, why
+    outside = Killed(1, "vmas", "illegal instruction", "#UD", 6, text.vaddr + text.filesz + 0x1000, None, "")
+    assert foreign_code_kill(reference_kernel, "x86_64", {1: outside}) is None        # not its code: a wild jump
+    fault = Killed(1, "vmas", "page fault", "#PF", 14, text.vaddr + 0x10, 0, "")
+    assert foreign_code_kill(reference_kernel, "x86_64", {1: fault}) is None          # not an illegal instruction

@@ -130,6 +130,31 @@ def parse_kills(run):
     return out
 
 
+def foreign_code_kill(kernel, arch, kills):
+    """A sentence, or None: the first of @p kills ({pid: Killed}) that is an illegal-instruction
+    kill at a PC inside its program's executable load segment (the grader's own ELF of the
+    program, named by the kill line). The program's code is there, and it never executes an
+    undefined instruction, so the page the CPU fetched from held other bytes than the file's:
+    a page of the image filled from the wrong place (a file offset forgotten, a copy that did
+    not copy, a frame never filled), not a bug of the program."""
+    for k in kills.values():
+        if k.how != "illegal instruction":
+            continue
+        try:
+            segs = symbols.segments(user_elf(kernel, arch, k.name))
+        except (AssertionError, OSError, ValueError):
+            continue
+        seg = next((s for s in segs if s.flags & 1 and s.vaddr <= k.pc < s.vaddr + s.filesz), None)
+        if seg is None:
+            continue
+        return (f"proc {k.pid} ({k.name}) was killed for an illegal instruction at {k.pc:#x}, inside its own code "
+                f"(the executable segment [{seg.vaddr:#x}, {seg.vaddr + seg.memsz:#x}) of {k.name}'s ELF, where the "
+                f"program has an instruction): the page it ran from does not hold the program's bytes. Its image page "
+                "was filled from the wrong place or not at all (a file offset forgotten when a page is populated, a "
+                "fork copy that did not copy, a frame never written)")
+    return None
+
+
 def parse_reaped(run):
     """{pid: 'exited with code N' | 'killed (HOW)'} from the 'proc N (name): reaped: ...' lines."""
     out = {}
