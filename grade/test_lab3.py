@@ -15,7 +15,8 @@ import re
 from pagoda_core import qemu
 
 from pagoda_grade import lab_test, programs
-from pagoda_grade.processes import (FRAME_ALLOCATOR, HEX, Layout, RootInspector, count_used, explain_death,
+from pagoda_grade.processes import (FRAME_ALLOCATOR, HEX, Layout, RootInspector, count_used, entry_sp_problem,
+                                    explain_death, segment_gap_problem,
                                     frame_bitmap, is_used, kernel_faults, parse_kills, parse_reaped, parse_started,
                                     process_roots, registry, table_frames, unmarked, user_elf, user_page_frames,
                                     user_runs, user_symbol)
@@ -257,7 +258,10 @@ class Watch:
     def segment_problems(self, snap):
         """Each process's loadable segments, where its root maps them now, must be mapped with
         the segment's own permissions (its ELF flags: r, w, x; the effective permissions the CPU
-        applies, walked here)."""
+        applies, walked here). Before any process ran (the only stop that calls this), a loader
+        maps either every page of every segment and of the stack (eager, lab 3) or none of the
+        segments and only the stack's top page (lazy, lab 5): an eager loader that leaves a
+        segment page out has a loop that stops early or skips a segment."""
         problems = []
         for k in registry(snap, self.kernel).roots:
             if k.kind != "process":
@@ -266,23 +270,37 @@ class Watch:
                 segs = segments(user_elf(self.kernel, self.arch, k.name))
             except (AssertionError, OSError, ValueError):
                 continue
+            mapped, unmapped = 0, []
             for seg in segs:
                 want = ("r" if seg.flags & 6 or seg.flags & 1 else "-") + ("w" if seg.flags & 2 else "-") + \
                     ("x" if seg.flags & 1 else "-")
                 for page in range(seg.vaddr - seg.vaddr % PAGE, seg.vaddr + seg.memsz, PAGE):
                     w = snap.walk(page, k.root)
+                    mapped += bool(w.mapped)
+                    if not w.mapped:
+                        unmapped.append((seg, page))
                     if not w.mapped or w.perms.rwx() == want:
                         continue
                     got = w.perms.rwx()
-                    why = ""
+                    rights = ("read", "write", "execute")
+                    missing = [r for r, g, x in zip(rights, got, want) if x != "-" and g == "-"]
+                    extra = [r for r, g, x in zip(rights, got, want) if x == "-" and g != "-"]
+                    why = ": " + "; ".join(([f"{' and '.join(missing)} permission missing"] if missing else []) +
+                                           ([f"{' and '.join(extra)} permission it must not have"] if extra else []))
                     if got[1] == "w" and want[2] == "x":
-                        why = (": its text is writable and executable" if got[2] == "x" else
+                        why += (": its text is writable and executable" if got[2] == "x" else
                                ": its text is writable, and a writable page is never executable (SCTLR_EL1.WXN): "
                                "the text cannot run (no page may be writable and executable at once)")
                     problems.append(f"{self.roots.get(k.root, hex(k.root))}: {k.name}'s segment [{seg.vaddr:#x}, "
                                     f"{seg.vaddr + seg.memsz:#x}) is {want} in its ELF but mapped {got} at {page:#x}"
                                     f"{why}: the loader must map each segment with its own permissions")
                     break
+            # An eager loader also maps the whole user stack; a lazy one only its top page (the arguments').
+            below_top = fact(self.kernel, "user_stack_top") - 2 * PAGE
+            gap = segment_gap_problem(f"{self.roots.get(k.root, hex(k.root))}: {k.name}", unmapped, mapped,
+                                      snap.walk(below_top, k.root).mapped)
+            if gap:
+                problems.append(gap)
         return problems
 
     def bss_problems(self, snap):
@@ -346,6 +364,11 @@ class Watch:
             if problems:
                 continue
             entry = elf_entry(self.kernel, self.arch, p.name)
+            stack_top = fact(self.kernel, "user_stack_top")
+            off_stack = entry_sp_problem(what, pc, sp, stack_top - fact(self.kernel, "user_stack_limit"), stack_top)
+            if pc < self.layout.kernel_half_base and (entry is None or pc == entry) and off_stack:
+                problems.append(off_stack)
+                continue
             if (entry is not None and pc != entry) or pc >= self.layout.kernel_half_base or \
                     sp >= self.layout.kernel_half_base:
                 problems.append(f"{what} returns to PC {pc:#x} on stack {sp:#x}: the PC must be the program's entry"
@@ -495,13 +518,13 @@ class Watch:
 
     def fail(self, run, message):
         """run.fail() with, when the machine died, what the grader can say about why."""
-        why = explain_death(run, self.inspector, self.layout, self.roots)
+        why = explain_death(run, self.inspector, self.layout, self.roots, self.started)
         run.fail(message, cause=why)
 
     def require(self, run):
         """The witness's result, or a failure that names why the guest never got there."""
         if run.witness is None:
-            why = explain_death(run, self.inspector, self.layout, self.roots)
+            why = explain_death(run, self.inspector, self.layout, self.roots, self.started)
             run.fail(run.witness_failure or "the grader could not look at the guest", cause=why)
         return run.witness
 

@@ -18,7 +18,7 @@ import re
 
 from pagoda_grade import lab_test
 from pagoda_grade.outcomes import BootEnded
-from pagoda_grade.processes import HEX, count_used, parse_kills, parse_reaped, user_elf, user_pages, user_symbol
+from pagoda_grade.processes import HEX, count_used, foreign_code_kill, parse_kills, parse_reaped, user_elf, user_pages, user_symbol
 from pagoda_grade.proof import proof
 from pagoda_grade.symbols import fact, segments
 from pagoda_grade.vmas import GROWS_DOWN, KIND_IMAGE, KIND_STACK, PF_R, PF_W, PF_X, PROT_EXEC, PROT_READ, \
@@ -109,6 +109,9 @@ class VmaWatch(Watch):
             if top - limit - gap <= k.address < top and not any(v.end == top for v in record.vmas):
                 stack = next((p for p in problems if "stack" in p), problems[0])
                 return f"{head}, on its stack: {stack}"
+        foreign = foreign_code_kill(self.kernel, self.arch, parse_kills(_Lines(lines)))
+        if foreign:
+            return foreign
         for pid, k in sorted(parse_kills(_Lines(lines)).items()):
             record = self.records.get(pid)
             over = record.find(k.address) if record is not None and k.address is not None else None

@@ -14,8 +14,8 @@ from pagoda_grade import lab_test
 from pagoda_grade.outcomes import KILL_LINE, BootEnded
 from pagoda_grade.lifecycle import (Deaths, Pages, Refs, covered, fork_problems, fork_view, leak_story, pid_of, processes,
                                     return_address, stale_records, stalled_waits, unflushed)
-from pagoda_grade.processes import (Layout, count_used, parse_reaped, process_roots, registry, user_elf,
-                                    user_page_frames, user_pages, user_symbol, writable_in_two)
+from pagoda_grade.processes import (Layout, count_used, foreign_code_kill, parse_kills, parse_reaped, process_roots,
+                                    registry, user_elf, user_page_frames, user_pages, user_symbol, writable_in_two)
 from pagoda_grade.proof import MASK64, proof
 from pagoda_grade.symbols import address_of, fact, segments
 from pagoda_grade.witness import PAGE, pick_in
@@ -146,6 +146,11 @@ def fail_on_killed_children(watch, run):
     the usual reason the grader never saw a child run, or a bomb's statuses are wrong. The
     cause comes from what the grader read at the death (kill_story()), the kernel's line after."""
     kills = [l.strip() for l in run.lines if KILL_LINE.match(l.strip())]
+    # An illegal instruction where the program's ELF has code: the page held other bytes (its
+    # "address" is no access, so kill_story() would call it a wild one).
+    foreign = foreign_code_kill(watch.kernel, watch.arch, parse_kills(run)) if kills else None
+    if foreign:
+        watch.fail(run, f"{foreign}\n  " + "\n  ".join(kills[:3]))
     killed = deaths_of(watch).killed()
     if killed:
         m = killed[0]

@@ -123,6 +123,23 @@ def image_sections(kernel):
     return out
 
 
+def window_arithmetic(kernel, va):
+    """A phrase, or None: @p va is the window's base plus a physical address the window shows
+    (va - window_base in [window_phys_base, window_phys_base + window_size)) on an ISA whose RAM,
+    and so the window, does not start at physical 0: a pointer into the window computed without
+    taking away the physical address the window starts at."""
+    f = {k: _fact(kernel, k) for k in ("window_base", "window_size", "window_phys_base")}
+    if None in f.values() or not f["window_phys_base"]:
+        return None
+    pa = va - f["window_base"]
+    if not f["window_phys_base"] <= pa < f["window_phys_base"] + f["window_size"]:
+        return None
+    right = f["window_base"] + pa - f["window_phys_base"]
+    return (f"{va:#x} is the window's base plus physical {pa:#x}, but the window starts at physical "
+            f"{f['window_phys_base']:#x}: physical {pa:#x} is at {right:#x}. A window pointer computed without taking "
+            "away the window's physical base (phys_to_ptr(), or an address made by hand)")
+
+
 # ---- The cause of a kernel fault -------------------------------------------------------------
 
 def kernel_fault_cause(run, f, roots=None):
@@ -161,6 +178,9 @@ def kernel_fault_cause(run, f, roots=None):
         return (f"the kernel ({where}) {a.verb()} {va:#x}, in the lower half, which {root} does not map: kernel "
                 "memory reached through a low (identity or physical) address, after the low half stopped being the "
                 "kernel's (a physical address used as a pointer? phys_to_ptr() gives the window's)")
+    misplaced = window_arithmetic(kernel, va)
+    if misplaced and not a.present:
+        return f"the kernel ({where}) {a.verb()} {va:#x}, in {at}, which is not mapped in {root}: {misplaced}"
     if at.startswith(("the physical window", "the hole above", "the device area", "the kernel image",
                       "the kernel-stack area")):
         if a.present:

@@ -130,6 +130,31 @@ def parse_kills(run):
     return out
 
 
+def foreign_code_kill(kernel, arch, kills):
+    """A sentence, or None: the first of @p kills ({pid: Killed}) that is an illegal-instruction
+    kill at a PC inside its program's executable load segment (the grader's own ELF of the
+    program, named by the kill line). The program's code is there, and it never executes an
+    undefined instruction, so the page the CPU fetched from held other bytes than the file's:
+    a page of the image filled from the wrong place (a file offset forgotten, a copy that did
+    not copy, a frame never filled), not a bug of the program."""
+    for k in kills.values():
+        if k.how != "illegal instruction":
+            continue
+        try:
+            segs = symbols.segments(user_elf(kernel, arch, k.name))
+        except (AssertionError, OSError, ValueError):
+            continue
+        seg = next((s for s in segs if s.flags & 1 and s.vaddr <= k.pc < s.vaddr + s.filesz), None)
+        if seg is None:
+            continue
+        return (f"proc {k.pid} ({k.name}) was killed for an illegal instruction at {k.pc:#x}, inside its own code "
+                f"(the executable segment [{seg.vaddr:#x}, {seg.vaddr + seg.memsz:#x}) of {k.name}'s ELF, where the "
+                f"program has an instruction): the page it ran from does not hold the program's bytes. Its image page "
+                "was filled from the wrong place or not at all (a file offset forgotten when a page is populated, a "
+                "fork copy that did not copy, a frame never written)")
+    return None
+
+
 def parse_reaped(run):
     """{pid: 'exited with code N' | 'killed (HOW)'} from the 'proc N (name): reaped: ...' lines."""
     out = {}
@@ -514,16 +539,87 @@ def kernel_faults(kernel, run):
     return [f for f in run.log.faults if f.privilege == privilege and not recovered_by_fixup(kernel, f)]
 
 
-def explain_death(run, inspector, layout, roots):
+def entry_sp_problem(what, pc, sp, floor, top):
+    """None, or why the first frame @p what (returning to @p pc) hands the process a stack
+    pointer @p sp off its user stack (@p floor, @p top]: an entry frame whose SP was never set
+    (0) or set to something else than the loader's."""
+    if floor < sp <= top:
+        return None
+    return (f"{what} returns to its entry {pc:#x} with the user stack pointer {sp:#x}, which is not on its user "
+            f"stack ({floor:#x}, {top:#x}]: the entry frame's stack pointer must be the one the loader gives "
+            f"(arch::UserEntry's sp, below the arguments); {'zero: it was never set' if sp == 0 else 'it is another value'}")
+
+
+def segment_gap_problem(who, unmapped, mapped, stack_below_top_mapped):
+    """None, or why a process (@p who: 'root R of P (pid N): NAME') was loaded with segment pages
+    missing, before it ran: @p unmapped [(segment, page)] of its loadable segments' pages are
+    not mapped while @p mapped are. A lazy loader (lab 5) maps no segment page and only the
+    stack's top page; an eager one (lab 3) maps every segment page and the whole stack, so
+    with the page below the stack's top mapped (@p stack_below_top_mapped) or any segment
+    page mapped, a missing one is the loader's: its loop stops early or skips a segment."""
+    if not unmapped or not (mapped or stack_below_top_mapped):
+        return None
+    seg, page = unmapped[0]
+    first, last = seg.vaddr & ~(PAGE - 1), (seg.vaddr + seg.memsz - 1) & ~(PAGE - 1)
+    which = "its only page" if first == last else "its last page" if page == last else \
+        "its first page" if page == first else "a page inside it"
+    return (f"{who}'s segment [{seg.vaddr:#x}, {seg.vaddr + seg.memsz:#x}) is not mapped at {page:#x} ({which}; "
+            f"{len(unmapped)} segment page(s) unmapped, {mapped} mapped) before the process ran: the loader maps every "
+            "page a segment covers, from its start rounded down to its end rounded up (a loop that stops before a "
+            "partial last page, or skips a segment, leaves it out)")
+
+
+def _permits(perms, access):
+    """True when a page of @p perms (a walked run's effective rights) allows @p access (causes.Access)."""
+    return bool(perms.execute if access.fetch else perms.write if access.write else perms.read)
+
+
+def wrong_root_kill(run, inspector, roots, started):
+    """A sentence, or None: a process the kernel killed for a user-mode fault at a page its own
+    root maps with the rights that access needs, as the grader walked that root (before it
+    ran). The CPU did not translate through the process's root when it faulted: the switch
+    loaded another root (the kernel's, another process's), or a TLB entry outlived a change of
+    the root's tables. (A demand or copy-on-write fault is at a page not mapped, or mapped
+    without that right: never this.) @p started: {pid: Started}."""
+    if inspector is None or not started:
+        return None
+    from .causes import Access
+    user_faults = [f for f in run.log.faults if f.privilege != ARCHES[run.arch].kernel_privilege
+                   and f.address is not None and f.error is not None]
+    for k in parse_kills(run).values():
+        p = started.get(k.pid)
+        if p is None or k.address is None:
+            continue
+        runs = inspector.dumps.get(p.root)
+        if runs is None or isinstance(runs, WalkError):
+            continue
+        page = next((r for r in runs if r.va_start <= k.address < r.va_end), None)
+        fault = next((f for f in user_faults if f.address == k.address), None)
+        if page is None or fault is None or not _permits(page.perms, Access(fault)):
+            continue
+        access = Access(fault)
+        held = ""
+        if fault.root is not None and fault.root != p.root:
+            held = f"; the root the CPU held then was {roots.get(fault.root, f'root {fault.root:#x}')}"
+        return (f"pid {k.pid} ({k.name}) ran in the wrong root: it was killed for a fault ({access.verb()} "
+                f"{k.address:#x}) at a page its own root {p.root:#x} maps {page.perms.rwx()} (the grader walked it "
+                f"before the process ran){held}: the CPU was not translating through the process's own root (the "
+                "switch must load the next process's root, not the kernel's or another's), or a stale TLB entry "
+                "outlived a change of its tables")
+    return None
+
+
+def explain_death(run, inspector, layout, roots, started=None):
     """A sentence naming why the kernel died, from the first kernel-mode fault in QEMU's log and
     the roots the grader read while the guest lived (@p roots: {root: label}); None when the log
     shows no kernel fault. It does not trust the kernel's report: the fault is the CPU's, the
-    tables are read from guest RAM."""
+    tables are read from guest RAM. With no kernel fault and @p started ({pid: Started}): a
+    process killed in the wrong root (wrong_root_kill)."""
     if inspector is None:
         return None
     faults = kernel_faults(run.symbolizer.elf, run)
     if not faults:
-        return None
+        return wrong_root_kill(run, inspector, roots, started)
     f = faults[0]
     where = run.symbol_of(f.pc) or f"{f.pc:#x}"
     first = f"the first kernel fault: {f.describe(run.symbol_of)}"

@@ -75,7 +75,7 @@ def cmd_mutants(args):
     problems = mutants.run(paths.ROOT, numbers=args.labs or None,
                            arches=(args.arch,) if args.arch else paths.ARCHES, listing=args.list,
                            workers=args.parallel, out=lambda line: print(line, flush=True), slugs=args.slip,
-                           why=args.why, json_path=args.json)
+                           why=args.why, json_path=args.json, slips_dir=args.slips)
     return 1 if problems else 0
 
 
@@ -172,6 +172,11 @@ def add_parser(sub):
                         "dies or a process is killed; its verdict, and whether it names the cause, is a "
                         "column (a second boot per slip: not run by ./pagoda test)")
     q.add_argument("--json", metavar="FILE", help="write every slip's outcome (and fault-why's) as JSON")
+    q.add_argument("--slips", metavar="DIR",
+                   help="check the slips kept in DIR instead of the labs' own: DIR/NN-name/SLUG.toml or "
+                        "DIR/labN/SLUG.toml, in the same format (a wider set kept outside the tree, so the "
+                        "grader is measured on bugs it was not written against); logs in "
+                        "build/labs-check/mutants-slips/")
     q.set_defaults(func=cmd_mutants)
 
     p = sub.add_parser("lab", help="students: where you stand in the current lab",

@@ -1,7 +1,9 @@
 """`pagoda labs mutants [N ...] [--arch A] [--slip SLUG] [--list]`: prove that the grader catches each realistic
 slip a student makes in a lab's own code, and names its cause in the first lines it prints.
 
-Each lab keeps its slips in labs/NN-name/mutants/, one file per slip, SLUG.toml:
+Each lab keeps its slips in labs/NN-name/mutants/, one file per slip, SLUG.toml (with
+`--slips DIR`, only the slips kept in DIR/NN-name/ or DIR/labN/ are checked instead: a wider set
+kept outside the tree, so the grader is measured on bugs it was not written against):
 
     title = "the new root does not share the kernel half"   # the slip, as a student makes it
     function = "AddressSpace::create"  # the function (in the student's region) the slip is in
@@ -63,6 +65,7 @@ from pagoda_grade import manifest, programs
 
 CHECK_SUBDIR = os.path.join("build", "labs-check")
 MUTANTS_DIR = "mutants"
+SLIPS_WORK = "mutants-slips"        # build/labs-check/ folder of the logs of a --slips DIR run
 REFERENCE_TREE = "reference"
 HEADLINE_LINES = 2
 KERNEL_TARGET = "kernel"
@@ -130,9 +133,15 @@ def _text(value):
     return isinstance(value, str) and value != ""
 
 
+def shown_path(path, root):
+    """@p path relative to @p root, or absolute when it lies outside the tree (--slips DIR)."""
+    rel = os.path.relpath(path, root)
+    return os.path.abspath(path) if rel == os.pardir or rel.startswith(os.pardir + os.sep) else rel
+
+
 def load_mutant(path, lab, root, labs, by_path):
     """A Mutant from the file @p path of lab @p lab, or (None, [problems])."""
-    rel = os.path.relpath(path, root)
+    rel = shown_path(path, root)
     problems = []
     try:
         with open(path, encoding="utf-8") as f:
@@ -224,12 +233,44 @@ def load_mutant(path, lab, root, labs, by_path):
                   causes=causes, edits=edits, seed=data.get("seed"), category=data.get("category")), []
 
 
-def load_all(root, labs, sources):
-    """(every Mutant of every lab, in lab then file order; every problem with the files)."""
+def slip_folders(labs, slips_dir=None):
+    """{lab: the folder holding its slips}: each lab's labs/NN-name/mutants/, or with
+    @p slips_dir (a set kept outside the tree, `--slips DIR`) DIR/NN-name/ or DIR/labN/, the
+    one that exists. Any other entry of DIR is a problem, so a misnamed folder is not skipped
+    in silence; (folders, problems)."""
+    if slips_dir is None:
+        return {n: os.path.join(labs[n].directory, MUTANTS_DIR) for n in labs}, []
+    if not os.path.isdir(slips_dir):
+        raise PagodaError(f"--slips {slips_dir}: not a directory")
+    names = {}
+    for n in labs:
+        names[os.path.basename(labs[n].directory)] = n
+        names[f"lab{n}"] = n
+    folders, problems = {}, []
+    for entry in sorted(os.listdir(slips_dir)):
+        path = os.path.join(slips_dir, entry)
+        if entry in OTHER_FILES or entry.startswith("."):
+            continue
+        n = names.get(entry)
+        if n is None or not os.path.isdir(path):
+            problems.append(f"{os.path.abspath(path)}: not a lab's folder of slips (one of: "
+                            f"{', '.join(sorted(names))})")
+        elif n in folders:
+            problems.append(f"{os.path.abspath(path)}: lab {n} has two folders of slips here")
+        else:
+            folders[n] = path
+    return folders, problems
+
+
+def load_all(root, labs, sources, slips_dir=None):
+    """(every Mutant of every lab, in lab then file order; every problem with the files). The
+    slips are each lab's own (labs/NN-name/mutants/) or, with @p slips_dir, only those kept
+    there (slip_folders)."""
     by_path = {s.path: s for s in sources}
-    mutants, problems = [], []
-    for n in sorted(labs):
-        folder = os.path.join(labs[n].directory, MUTANTS_DIR)
+    folders, problems = slip_folders(labs, slips_dir)
+    mutants = []
+    for n in sorted(folders):
+        folder = folders[n]
         if not os.path.isdir(folder):
             continue
         for entry in sorted(os.listdir(folder)):
@@ -237,10 +278,10 @@ def load_all(root, labs, sources):
             if entry in OTHER_FILES:
                 continue
             if not entry.endswith(".toml") or not os.path.isfile(path):
-                problems.append(f"{os.path.relpath(path, root)}: not a slip (SLUG.toml) or {', '.join(OTHER_FILES)}")
+                problems.append(f"{shown_path(path, root)}: not a slip (SLUG.toml) or {', '.join(OTHER_FILES)}")
                 continue
             if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*\.toml", entry):
-                problems.append(f"{os.path.relpath(path, root)}: a slip's file name is lower-case letters, digits, "
+                problems.append(f"{shown_path(path, root)}: a slip's file name is lower-case letters, digits, "
                                 "'-' and '_'")
                 continue
             m, found = load_mutant(path, n, root, labs, by_path)
@@ -423,12 +464,12 @@ def grade_slip(tree, lab, arch, kernel, work):
 class Runner:
     """Builds the slips of each lab in its tree, one after another, and grades them in a pool."""
 
-    def __init__(self, root, labs, sources, grade_workers, out, why=False):
+    def __init__(self, root, labs, sources, grade_workers, out, why=False, work=MUTANTS_DIR):
         self.root, self.labs, self.sources = root, labs, sources
         self.why = why
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, grade_workers))
         self.out = out
-        self.work = os.path.join(root, CHECK_SUBDIR, MUTANTS_DIR)
+        self.work = os.path.join(root, CHECK_SUBDIR, work)
         self.futures = []
         self.lab_times = {}         # lab -> [start, end]
         self.lock = threading.Lock()
@@ -602,9 +643,11 @@ def select(mutants, labs, numbers, arches, slugs=None):
 
 
 def run(root=paths.ROOT, numbers=None, arches=paths.ARCHES, listing=False, workers=None, out=print, slugs=None,
-        why=False, json_path=None):
+        why=False, json_path=None, slips_dir=None):
     """The command: returns the number of problems. @p why replays each caught slip's failing
-    boot for fault-why (tools/pagoda/mutant_why.py); @p json_path gets every outcome as JSON."""
+    boot for fault-why (tools/pagoda/mutant_why.py); @p json_path gets every outcome as JSON.
+    @p slips_dir: check the slips kept there (slip_folders) instead of the labs' own; their logs
+    go to build/labs-check/SLIPS_WORK/."""
     start = time.monotonic()
     sources = publish.scan(root)
     errors = publish.lint(root, sources)
@@ -614,7 +657,7 @@ def run(root=paths.ROOT, numbers=None, arches=paths.ARCHES, listing=False, worke
         out(f"labs mutants: the region markers have {len(errors)} error(s) (./pagoda labs lint)")
         return len(errors)
     labs = publish.load_labs(root)
-    mutants, problems = load_all(root, labs, sources)
+    mutants, problems = load_all(root, labs, sources, slips_dir)
     for p in problems:
         out(p)
     chosen = select(mutants, labs, numbers, arches, slugs)
@@ -628,7 +671,8 @@ def run(root=paths.ROOT, numbers=None, arches=paths.ARCHES, listing=False, worke
     if not chosen:
         out("labs mutants: no slips to check" + (f" in {', '.join(f'lab{n}' for n in numbers)}" if numbers else ""))
         return 0
-    runner = Runner(root, labs, sources, workers or os.cpu_count() or 1, out, why=why)
+    runner = Runner(root, labs, sources, workers or os.cpu_count() or 1, out, why=why,
+                    work=MUTANTS_DIR if slips_dir is None else SLIPS_WORK)
     futures = []
     try:
         for n in sorted({m.lab for m in chosen}):

@@ -255,3 +255,33 @@ def test_slips_can_be_chosen_by_name(lab_tree):
     assert lines[0].startswith("lab1/no-map ")
     with pytest.raises(mutants.PagodaError, match="no slip nothing"):
         mutants.run(lab_tree, listing=True, out=lines.append, slugs=["nothing"])
+
+
+def test_slips_kept_outside_the_tree_are_checked_instead_of_the_labs_own(lab_tree, tmp_path):
+    """--slips DIR: DIR/NN-name/ or DIR/labN/ hold the slips; the labs' own are not loaded, a
+    folder that names no lab is a problem, and the run grades them like the in-tree ones."""
+    add_slip(lab_tree, "01-map", "in-tree", slip())
+    outside = tmp_path / "outside"
+    (outside / "01-map").mkdir(parents=True)
+    (outside / "01-map" / "no-flush.toml").write_text(
+        slip(find="    flush_whole_tlb_now();\n", replace="", cause="stale TLB"))
+    (outside / "README.md").write_text("the outside set\n")
+    lines = []
+    assert mutants.run(lab_tree, listing=True, out=lines.append, slips_dir=str(outside)) == 0
+    assert lines == ["lab1/no-flush  [x86_64]  map_kernel: the identity map is not made",
+                     "labs mutants: 1 slip(s) in 1 lab(s)"]
+    (outside / "01-map").rename(outside / "lab1")
+    lines = []
+    assert mutants.run(lab_tree, listing=True, out=lines.append, slips_dir=str(outside)) == 0
+    assert lines[0].startswith("lab1/no-flush ")
+    (outside / "lab9").mkdir()
+    lines = []
+    assert mutants.run(lab_tree, listing=True, out=lines.append, slips_dir=str(outside)) == 1
+    assert any("lab9: not a lab's folder of slips" in line for line in lines)
+    (outside / "lab9").rmdir()
+    lines = []
+    assert mutants.run(lab_tree, arches=("x86_64",), out=lines.append, workers=1, slips_dir=str(outside)) == 0
+    assert lines[-1].startswith("labs mutants: 1/1 slips caught and named")
+    assert os.path.exists(os.path.join(lab_tree, "build/labs-check", mutants.SLIPS_WORK, "lab1/no-flush/x86_64"))
+    with pytest.raises(mutants.PagodaError, match="not a directory"):
+        mutants.run(lab_tree, listing=True, out=lines.append, slips_dir=str(tmp_path / "none"))
