@@ -711,15 +711,15 @@ TYPED_TEST(FrameReleaseTest, AFullFrameListFlushesBeforeReleasingAndStillInOrder
   EXPECT_EQ(this->log.back(), "release " + test::hex(0x10'0000 + (pages - 1) * this->kPage));
 }
 
-TYPED_TEST(TreeTest, PastTheIsasLimitARangeIsFlushedWholeOnce) {
-  this->tlb.page_limit = 4;
-  ASSERT_TRUE(this->map_range(VirtAddr(0x800000), PhysAddr(0x1000), 6 * this->kPage, kKernelData).ok());
-  ASSERT_TRUE(this->unmap_range(VirtAddr(0x800000), 4 * this->kPage).ok());
-  EXPECT_EQ(this->tlb.pages.size(), 4u);  // at the limit: each page
+TYPED_TEST(TreeTest, PastThePageLimitARangeIsFlushedWholeOnce) {
+  const u64 limit = ConsistencyBatch::kMaxPages;
+  ASSERT_TRUE(this->map_range(VirtAddr(0x800000), PhysAddr(0x1000), (limit + 2) * this->kPage, kKernelData).ok());
+  ASSERT_TRUE(this->unmap_range(VirtAddr(0x800000), limit * this->kPage).ok());
+  EXPECT_EQ(this->tlb.pages.size(), limit);  // at the limit: each page
   EXPECT_EQ(this->tlb.full_flushes, 0);
-  ASSERT_TRUE(this->map_range(VirtAddr(0x800000), PhysAddr(0x1000), 4 * this->kPage, kKernelData).ok());
+  ASSERT_TRUE(this->map_range(VirtAddr(0x800000), PhysAddr(0x1000), limit * this->kPage, kKernelData).ok());
   this->log.clear();
-  ASSERT_TRUE(this->unmap_range(VirtAddr(0x800000), 5 * this->kPage).ok());
+  ASSERT_TRUE(this->unmap_range(VirtAddr(0x800000), (limit + 1) * this->kPage).ok());
   EXPECT_EQ(this->log, (std::vector<std::string>{"barrier", "invalidate all"}));  // past it: one whole flush
 }
 
