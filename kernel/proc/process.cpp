@@ -226,10 +226,10 @@ Result<void> copy_pages(AddressSpace& from, const VmaSet& vmas, AddressSpace& to
   // page the parent maps there (a leaf table at a time; what was never touched is skipped a
   // whole entry at a time) and makes the child's tables; each page gets a frame of its own in
   // the child, filled through temporary mappings (neither root needs to be live: the child's
-  // is not), mapped with the parent's permissions.
-  ConsistencyBatch parent_changes = from.batch();  // stays empty: the copy only reads the parent
+  // is not), mapped with the parent's permissions. The parent is only read: a read cursor, which
+  // cannot change it and needs no batch.
   ConsistencyBatch child_changes = to.batch();
-  AddressSpace::Cursor parent = from.cursor(parent_changes, VirtAddr(0));
+  AddressSpace::ReadCursor parent = from.read_cursor(VirtAddr(0));
   AddressSpace::Cursor child = to.cursor(child_changes, VirtAddr(0));
   for (const Vma& vma : vmas) {
     TRY(copy_mappings(parent, child, VirtAddr(vma.start), VirtAddr(vma.end), [](auto& page) -> Result<void> {
