@@ -88,7 +88,8 @@ struct Process {
   /// regions(), ended after it.
   Optional<UserRegions> user_regions;
 
-  /// Its address space (a bug to ask for before it is made or after it is ended).
+  /// Its address space (a bug to ask for before it is made or after it is ended; unchecked: the
+  /// switch asks for it every time).
   AddressSpace& space() { return *address_space; }
   bool has_space() const { return address_space.has_value(); }
   /// The record of its user half (the same rule).
