@@ -254,11 +254,9 @@ class Watch:
                                 "stacks and the kernel itself would be gone)")
         return problems
 
-    def segment_problems(self, snap):
-        """Each process's loadable segments, where its root maps them now, must be mapped with
-        the segment's own permissions (its ELF flags: r, w, x; the effective permissions the CPU
-        applies, walked here)."""
-        problems = []
+    def process_segments(self, snap):
+        """(root, its loadable segments) of every process root in the registry whose name is one of
+        the user programs (the kernel names any other root otherwise)."""
         for k in registry(snap, self.kernel).roots:
             if k.kind != "process":
                 continue
@@ -266,6 +264,14 @@ class Watch:
                 segs = segments(user_elf(self.kernel, self.arch, k.name))
             except (AssertionError, OSError, ValueError):
                 continue
+            yield k, segs
+
+    def segment_problems(self, snap):
+        """Each process's loadable segments, where its root maps them now, must be mapped with
+        the segment's own permissions (its ELF flags: r, w, x; the effective permissions the CPU
+        applies, walked here)."""
+        problems = []
+        for k, segs in self.process_segments(snap):
             for seg in segs:
                 want = ("r" if seg.flags & 6 or seg.flags & 1 else "-") + ("w" if seg.flags & 2 else "-") + \
                     ("x" if seg.flags & 1 else "-")
@@ -290,13 +296,7 @@ class Watch:
         root maps it now, must read as zeros: the frames came from the allocator, which
         fill_free_frames() filled with FREE_FILL."""
         problems = []
-        for k in registry(snap, self.kernel).roots:
-            if k.kind != "process":
-                continue
-            try:
-                segs = segments(user_elf(self.kernel, self.arch, k.name))
-            except (AssertionError, OSError, ValueError):
-                continue   # not one of the programs (the kernel names it otherwise)
+        for k, segs in self.process_segments(snap):
             for seg in segs:
                 va, end = seg.vaddr + seg.filesz, seg.vaddr + seg.memsz
                 while va < end:
