@@ -2,12 +2,16 @@
 
 For a slip the grader caught, the boot of the first failing test is replayed under GDB with the
 slipped kernel and the same command line (the grader's token included, so the kernel makes the
-same choices) and the same memory, QEMU's exception log kept (`./pagoda gdb --int-log`), stopped
-where the machine dies (a panic, a triple fault) or where a process is killed for a fault
-(`--stop-at-kill`); a boot in which nothing dies is replayed once more, stopped at the first
-process's exit (EXIT_FUNCTION: a slip that corrupts memory quietly is visible while the processes
-live, though only the grader's checks notice it); there `fault-why` runs, and its first verdict line is judged against the
-slip's cause regex:
+same choices) and the same memory, QEMU's exception log kept (`./pagoda gdb --int-log`). GDB's
+`why-stops` runs it from stop to stop: where the machine dies (a panic, a triple fault), where a
+process is killed for a fault (`--stop-at-kill`), at each process's exit (EXIT_FUNCTION: a slip
+that corrupts memory quietly is visible while the processes live, though only the grader's checks
+notice it) and at the end of the run (every process reaped: what a teardown left behind is
+visible there). At each stop `fault-why` runs; the replay goes on while its verdict names nothing
+wrong with the kernel (nothing is wrong, or a process killed for an access its record refuses:
+the program's own fault, which the grader's programs make on purpose) and ends at the first that
+does (marked MARK_WRONG). That stop's verdict line, or the first stop's when none names anything,
+is judged against the slip's cause regex:
 
     yes      the verdict line names the cause
     partly   another line of fault-why's output names it, the verdict does not
@@ -30,25 +34,29 @@ import signal
 import subprocess
 
 from pagoda_core import paths
+from pagoda_pt import diagnose
 
 NOT_REPLAYABLE = "not replayable"
-REPLAY_DEADLINE = 120.0      # seconds of wall clock before a replay that never stops is interrupted
+REPLAY_DEADLINE = 180.0      # seconds of wall clock (every stop of a replay) before one that never stops is interrupted
 AFTER_INTERRUPT = 120.0      # seconds GDB gets, after the interrupt, to run fault-why and exit
 # A storming kernel writes QEMU's exception log at ~100 MB/s: when the grader's log of the boot
 # is this large, the replay keeps none (fault-why then reads the CPU as it is).
 STORM_LOG_BYTES = 64 << 20
-MARK_STOP = "@@pagoda-why: stop@@"
-MARK_WHY = "@@pagoda-why: fault-why@@"
+MARK_STOP, MARK_WHY, MARK_WRONG = diagnose.MARK_STOP, diagnose.MARK_WHY, diagnose.MARK_WRONG
 SERIAL_LOG = re.compile(r"full log: (\S+?serial\.log)")
 CMDLINE = re.compile(r'^cmdline: "(.*)"\s*$', re.MULTILINE)
 MEMORY = re.compile(r"(?:^|\s)-m\s+(\S+)")
 # What a test's script calls to feed the guest (grade/pagoda_grade/witness.py's Guest and Snapshot).
 FEEDS = re.compile(r"\.(deliver|write_phys|write_virt|write|send)\(")
 GRADER_STOP = "pagoda_grader_stop"
-# Where every process ends (kernel/proc/process.hpp): a replay in which nothing died is replayed
-# again to stop at the first exit, where fault-why reads the processes' memory while they live
-# (a frame two of them share, one writable, is seen there; the program only notices it later).
+# Where every process ends (kernel/proc/process.hpp): fault-why reads the processes' memory there
+# while they live (a frame two of them share, one writable, is seen there; the program only
+# notices it later).
 EXIT_FUNCTION = "pagoda::proc::exit_current"
+# Where a run's checkpoints stop (why-stops looks only at the one after every process is reaped).
+CHECKPOINT_FUNCTION = "pagoda_grader_checkpoint"
+# The most stops why-stops explains in one replay.
+MAX_STOPS = 16
 
 
 def serial_log_of(reason):
@@ -78,21 +86,41 @@ def feeds_of(source):
     return sorted(set(FEEDS.findall(source or "")))
 
 
-def _split_at(output, mark):
-    """(before, after) the line of @p output that is @p mark alone, as GDB's `echo` prints it; (output,
-    None) when there is none. The replay's own command line (the first line of why.log) names the
-    marks too, inside quotes: that is never a mark, and what follows it (the kernel's serial output)
-    is not fault-why's."""
-    m = re.search(r"^%s[ \t]*$" % re.escape(mark), output, re.MULTILINE)
-    if m is None:
-        return output, None
-    return output[:m.start()], output[m.end():]
+def _marks(output, mark):
+    """The (start, end) of every line of @p output that is @p mark alone, as GDB prints it. The
+    replay's own command line (the first line of why.log) may name the marks inside quotes: never a
+    mark."""
+    return [(m.start(), m.end()) for m in re.finditer(r"^%s[ \t]*$" % re.escape(mark), output, re.MULTILINE)]
+
+
+def _stops(output):
+    """[(text before the stop, its frames, fault-why's output or None, marked wrong)] of every stop
+    why-stops explained, in order."""
+    marks = _marks(output, MARK_STOP)
+    found = []
+    for i, (start, end) in enumerate(marks):
+        block = output[end:marks[i + 1][0] if i + 1 < len(marks) else len(output)]
+        why = _marks(block, MARK_WHY)
+        wrong = _marks(block, MARK_WRONG)
+        frames = block[:why[0][0]] if why else block
+        text = None
+        if why:
+            text = block[why[0][1]:wrong[0][0] if wrong else len(block)]
+        found.append((output[:start], frames, text, bool(wrong)))
+    return found
+
+
+def _judged(output):
+    """The stop judged: the first marked wrong, else the first; None when there is none."""
+    stops = _stops(output)
+    return next((s for s in stops if s[3]), stops[0] if stops else None)
 
 
 def first_verdict(output):
-    """(first fault-why verdict line without "verdict: ", fault-why's whole output) from a replay's
-    GDB output: fault-why's part is what follows the MARK_WHY line."""
-    text = _split_at(output, MARK_WHY)[1] or ""
+    """(the judged stop's fault-why verdict line without "verdict: ", that stop's whole fault-why
+    output) from a replay's GDB output; (None, "") when no stop has one."""
+    stop = _judged(output)
+    text = (stop[2] if stop else None) or ""
     for line in text.splitlines():
         if line.startswith("verdict: "):
             return line[len("verdict: "):].strip(), text
@@ -101,25 +129,28 @@ def first_verdict(output):
 
 def stopped_at_grader(output):
     """True when the replay's first stop is pagoda_grader_stop (the boot awaits the grader)."""
-    text = _split_at(_split_at(output, MARK_STOP)[1] or "", MARK_WHY)[0]
-    frame0 = next((l for l in text.splitlines() if l.startswith("#0")), "")
+    stops = _stops(output)
+    frame0 = next((l for l in (stops[0][1] if stops else "").splitlines() if l.startswith("#0")), "")
     return re.search(r"\b%s\b" % GRADER_STOP, frame0) is not None
 
 
 def stop_kind(output, interrupted=False):
-    """Where the replay stopped, from the frames after MARK_STOP: "panic", "kill" (a process
-    killed for a fault), "triple fault" (the machine paused), "interrupted" (it did neither in
-    time), or "stop"."""
+    """Where the judged stop is, from its frames: "panic", "kill" (a process killed for a fault),
+    "exit", "end" (the run's end), "triple fault" (the machine paused), "interrupted" (it did
+    neither in time), or "stop"."""
     if interrupted:
         return "interrupted"
-    before, text = _split_at(output, MARK_STOP)
-    frames = " ".join(l for l in _split_at(text or "", MARK_WHY)[0].splitlines() if l.startswith("#"))
+    stop = _judged(output)
+    before, frames = (stop[0], stop[1]) if stop else (output, "")
+    frames = " ".join(l for l in frames.splitlines() if l.startswith("#"))
     if "panic_end" in frames:
         return "panic"
     if "user_fault" in frames:
         return "kill"
     if EXIT_FUNCTION.rsplit("::", 1)[-1] in frames:
         return "exit"
+    if CHECKPOINT_FUNCTION in frames:
+        return "end"
     if "SIGQUIT" in before or "shutdown" in before.lower():
         return "triple fault"
     return "stop"
@@ -142,16 +173,14 @@ def judge_verdict(verdict, whole, pattern):
     return "no"
 
 
-def gdb_argv(pagoda, arch, kernel, cmdline, memory, int_log, stop_at_exit=False):
-    """The `./pagoda gdb` command of a replay; with @p stop_at_exit it also stops at the first
-    process's exit (EXIT_FUNCTION)."""
+def gdb_argv(pagoda, arch, kernel, cmdline, memory, int_log):
+    """The `./pagoda gdb` command of a replay: breakpoints at the grader's stop, each process's exit
+    and the run's checkpoints (besides --stop-at-kill's and the panic's), then why-stops."""
     argv = [paths.SYSTEM_PYTHON, pagoda, "gdb", "--arch", arch, "--kernel", kernel, "--stop-at-kill", "--batch"]
     if int_log:
         argv.append("--int-log")
-    argv += ["--ex", f"break {GRADER_STOP}"] + (["--ex", f"break {EXIT_FUNCTION}"] if stop_at_exit else [])
-    argv += ["--ex", "continue",
-             "--ex", f"echo {MARK_STOP}\\n", "--ex", "bt 4",
-             "--ex", f"echo {MARK_WHY}\\n", "--ex", "fault-why", "--", "--cmdline", cmdline]
+    argv += ["--ex", f"break {GRADER_STOP}", "--ex", f"break {EXIT_FUNCTION}", "--ex", f"break {CHECKPOINT_FUNCTION}",
+             "--ex", f"why-stops {MAX_STOPS}", "--", "--cmdline", cmdline]
     if memory:
         argv += ["--memory", memory]
     return argv
@@ -251,14 +280,6 @@ def why(outcome, tree, root, pagoda=None, replay=run_replay):
         o.why = f"{NOT_REPLAYABLE}: the boot stops at {GRADER_STOP}() for the grader's inputs"
         return o
     verdict, whole = first_verdict(output)
-    if verdict is None and ended_without_stop(output):
-        # Nothing died: replay once more, stopping at the first exit (where the processes still live).
-        output, interrupted = replay(gdb_argv(pagoda or os.path.join(root, "pagoda"), o.arch, o.kernel, cmdline,
-                                              memory, not storm, stop_at_exit=True), o.why_log)
-        if stopped_at_grader(output):
-            o.why = f"{NOT_REPLAYABLE}: the boot stops at {GRADER_STOP}() for the grader's inputs"
-            return o
-        verdict, whole = first_verdict(output)
     if verdict is None:
         o.why = ("the replay ran to its end: nothing died, nothing exited" if ended_without_stop(output)
                  else f"no verdict from fault-why (see {os.path.relpath(o.why_log, root)})")

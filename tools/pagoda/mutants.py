@@ -35,9 +35,10 @@ Logs and the set-aside ELFs: build/labs-check/mutants/labN/SLUG/ARCH/ (grade.log
 serial and QEMU logs under logs/).
 
 With --why (not part of `./pagoda test`), each caught slip's failing boot is replayed under GDB
-with the same kernel, command line and memory, stopped where the machine dies or a process is
-killed, and fault-why's first verdict is a column: yes (it names the cause), partly (another of
-its lines does), no, or n.a. (a boot the grader feeds cannot be replayed alone; a replay that
+with the same kernel, command line and memory, and run from stop to stop (where the machine dies,
+a process is killed or exits, the run ends) until fault-why names something wrong with the
+kernel; that verdict (or the first stop's) is a column: yes (it names the cause), partly (another
+of its lines does), no, or n.a. (a boot the grader feeds cannot be replayed alone; a replay that
 ran to its end). The replay's GDB output: why.log beside grade.log (tools/pagoda/mutant_why.py).
 --json FILE writes every slip's outcome, fault-why's included.
 """

@@ -113,7 +113,9 @@ def test_the_replay_command_boots_the_slipped_kernel_as_the_grader_did():
     after = argv[argv.index("--") + 1:]
     assert after == ["--cmdline", "token=1 run=hello", "--memory", "128M"]
     exs = [argv[i + 1] for i, a in enumerate(argv) if a == "--ex"]
-    assert exs.index("continue") < exs.index("fault-why")
+    # Every stop is a breakpoint set before why-stops runs on from one to the next.
+    assert exs[-1].startswith("why-stops")
+    assert {f"break {mw.GRADER_STOP}", f"break {mw.EXIT_FUNCTION}", f"break {mw.CHECKPOINT_FUNCTION}"} <= set(exs[:-1])
     assert "--int-log" not in mw.gdb_argv("/t/pagoda", "x86_64", "/k", "run=x", None, int_log=False)
 
 
@@ -169,21 +171,38 @@ def test_a_replay_that_stops_for_the_grader_has_no_verdict(tmp_path):
 
 def test_a_replay_that_runs_to_its_end_has_no_verdict(tmp_path):
     o, tree = _outcome(tmp_path, "quiet")
-    ended = f"Remote connection closed\n{mw.MARK_STOP}\n{mw.MARK_WHY}\nThe program is not being run.\n"
+    ended = "Remote connection closed\nwhy-stops: The program is not being run.\n"
     seen = []
     mw.why(o, tree, str(tmp_path), replay=lambda argv, log: (seen.append(argv), (ended, False))[1])
     assert o.why_match == "n.a." and "ran to its end" in o.why
-    assert len(seen) == 2 and f"break {mw.EXIT_FUNCTION}" not in seen[0] and f"break {mw.EXIT_FUNCTION}" in seen[1]
+    assert len(seen) == 1
 
 
-def test_a_replay_where_nothing_died_is_asked_again_at_the_first_exit(tmp_path):
-    o, tree = _outcome(tmp_path, "quiet")
-    ended = f"Remote connection closed\n{mw.MARK_STOP}\n{mw.MARK_WHY}\nThe program is not being run.\n"
-    at_exit = REPLAY.replace("#0  0xffffffff80200000 in x86_trap ()",
-                             "#0  pagoda::proc::exit_current (info=...) at process.cpp:80")
-    mw.why(o, tree, str(tmp_path),
-           replay=lambda argv, log: (at_exit if f"break {mw.EXIT_FUNCTION}" in argv else ended, False))
-    assert o.why_match == "yes" and o.why.startswith("[exit] the active root does not map the kernel half"), o.why
+def stop(frame0, verdict, wrong):
+    """One stop as why-stops prints it."""
+    return (f"{mw.MARK_STOP}\n#0  {frame0}\n{mw.MARK_WHY}\nsome line of fault-why\nverdict: {verdict}\n"
+            + (f"{mw.MARK_WRONG}\n" if wrong else ""))
+
+
+def test_the_first_stop_marked_wrong_is_judged():
+    """why-stops goes on past a kill the record refuses (the program's own) and an exit where nothing
+    is wrong; the stop it marks wrong is the one judged, wherever it comes."""
+    kill = stop("pagoda::proc::user_fault (fault=...) at run.cpp:263", "proc 3 (probe) in ring 3: no VMA covers 0x0", False)
+    at_exit = stop("pagoda::proc::exit_current (info=...) at scheduler.cpp:178", "nothing is wrong that I can see", False)
+    end = stop("pagoda_grader_checkpoint (a=1381322291, b=1, c=2) at selftest.cpp:22",
+               "exit's teardown does not free the kernel stacks: kernel stack slot 0 is still taken", True)
+    output = "Breakpoint 1 at 0x1\n" + kill + at_exit + end
+    verdict, whole = mw.first_verdict(output)
+    assert verdict.startswith("exit's teardown does not free the kernel stacks"), verdict
+    assert "no VMA covers" not in whole and mw.MARK_WRONG not in whole
+    assert mw.stop_kind(output) == "end"
+    assert mw.judge_verdict(verdict, whole, r"teardown does not free .*kernel stacks") == "yes"
+    # None marked wrong: the first stop's verdict is judged (the grader's death, if it named it).
+    verdict, _ = mw.first_verdict("Breakpoint 1 at 0x1\n" + kill + at_exit)
+    assert verdict.startswith("proc 3 (probe)") and mw.stop_kind(kill + at_exit) == "kill"
+    # A stop at the grader's inputs is the first stop, wherever a wrong one follows.
+    assert mw.stopped_at_grader(stop("pagoda_grader_stop () at selftest.cpp:19", "x", False) + end)
+    assert not mw.stopped_at_grader(kill + end)
 
 
 def test_the_stop_is_named():

@@ -20,7 +20,8 @@ import importlib.util
 import os
 import re
 
-from pagoda_pt.diagnose import NOTHING_WRONG, story_from_faults
+from pagoda_pt.diagnose import (MARK_STOP, MARK_WHY, MARK_WRONG, NOTHING_WRONG, UNRESOLVED, program_s_own,
+                                story_from_faults)
 from pagoda_pt.isa import isa
 
 from . import session, target
@@ -153,8 +154,9 @@ def _faultlog():
 
 
 def read_log_story(path):
-    """The LogStory of QEMU's -d int log at @p path (its first and last 4 MiB when it is
-    larger than 8 MiB: then counts are lower bounds)."""
+    """The LogStory of QEMU's -d int log at @p path, from every event it logged (exceptions,
+    interrupts, system calls); its first and last 4 MiB when it is larger than 8 MiB: then counts
+    are lower bounds."""
     faultlog = _faultlog()
     size = os.path.getsize(path)
     with open(path, "rb") as f:
@@ -169,7 +171,9 @@ def read_log_story(path):
     faults, triple = [], False
     for text in texts:
         parsed = faultlog.parse(text.decode(errors="replace"))
-        faults.extend(parsed.faults)
+        # Every event, not only the exceptions: a system call between two alike faults is the
+        # program going on, so they are no loop (LogStory.loop).
+        faults.extend(parsed.events)
         triple = triple or parsed.triple_fault
     return story_from_faults(faults, triple, partial=size > LOG_READ_WHOLE, size=size)
 
@@ -295,7 +299,7 @@ def _with_kill_causes(arch, lines):
 
 
 def _kill_cause(arch):
-    from pagoda_pt.diagnose import fork_copied_nothing, foreign_root, shared_writable
+    from pagoda_pt.diagnose import fork_copied_nothing, foreign_root, shared_writable, writable_and_executable
     from pagoda_pt.frames import mapped_frame_story, take_census
     from . import kernel, memory
     from .paging import active_root
@@ -323,7 +327,26 @@ def _kill_cause(arch):
     pages = {m.pid: m.pages for m in census.processes}
     if story is None and parent is not None and current["pid"] in pages and parent["pid"] in pages:
         story = fork_copied_nothing(current, parent, pages[current["pid"]], pages[parent["pid"]])
+    if story is None:
+        story = writable_and_executable([m for m in census.processes if m.pid in {r["pid"] for r in rows}])
+    if story is None:
+        story = _record_story([current], census)
     return story
+
+
+def _record_story(rows, census):
+    """The first process of @p rows whose record (its VMAs) the pages its root maps contradict
+    (pagoda_pt.diagnose.record_against_pages: regions of different permissions merged, a hole cut
+    a page off), or None."""
+    from pagoda_pt.diagnose import record_against_pages
+    pages = {m.pid: m.pages for m in census.processes}
+    for row in rows:
+        if row.get("vmas") and row["pid"] in pages:
+            heap = (row["heap_start"], row["brk"]) if row.get("heap_start") is not None else None
+            story = record_against_pages(row["vmas"], pages[row["pid"]], _label(row["pid"], row["name"]), heap=heap)
+            if story is not None:
+                return story
+    return None
 
 
 def _log_events(arch):
@@ -360,18 +383,46 @@ def _with_shared_frames(arch, lines):
     at = _verdict_at(lines)
     if at is None or not lines[at].startswith("verdict: " + NOTHING_WRONG):
         return lines
-    from pagoda_pt.diagnose import shared_writable
-    from pagoda_pt.frames import take_census
+    from pagoda_pt.diagnose import shared_writable, writable_and_executable
+    from pagoda_pt.frames import count_left_story, take_census
     from . import kernel, memory
     try:
         rows = memory.read_processes()
-        if len(rows) < 2:
+        if not rows:
             return lines
         regs = target.paging_regs(arch)
         with target.physical_memory() as read_phys:
             census = take_census(arch, read_phys, kernel.symbol_address, regs, target.pa_bits(arch)[0])
         sentence = shared_writable(census.processes, {r["pid"]: r["parent"] for r in rows}, _log_write_faults(arch),
-                                vmas_of={r["pid"]: r.get("vmas") for r in rows})
+                                   vmas_of={r["pid"]: r.get("vmas") for r in rows}) if len(rows) >= 2 else None
+        if sentence is None:
+            # Only the processes in the table: a root left published by a reaped process is walked
+            # through tables that may have been freed and given out again.
+            live = [m for m in census.processes if m.pid in {r["pid"] for r in rows}]
+            sentence = writable_and_executable(live) or _record_story(rows, census) or \
+                count_left_story(census)
+    except Exception:  # noqa: BLE001 - an addition: never lose fault-why's own lines to it
+        return lines
+    return lines if sentence is None else _overruled(lines, at, "{} (the CPU's state)", sentence)
+
+
+def _with_leaks(lines):
+    """A machine stopped with nothing wrong in the CPU's state (a process's exit, the end of a run):
+    kernel stack slots still taken and process roots still published that no process in the table
+    accounts for (pagoda_pt.diagnose.left_behind) are the verdict: a reaped process's teardown
+    left them allocated."""
+    at = _verdict_at(lines)
+    if at is None or not lines[at].startswith("verdict: " + NOTHING_WRONG):
+        return lines
+    from pagoda_pt.diagnose import left_behind
+    from . import kernel, memory
+    try:
+        rows = memory.read_processes()
+        taken = memory.taken_stack_slots() or []
+        with target.physical_memory() as read_phys:
+            table, _ = kernel.published_roots(read_phys)
+        sentence = left_behind({r["pid"] for r in rows}, {r["kstack_slot"] for r in rows if r.get("kstack_slot") is not None},
+                               taken, table.roots if table is not None else [])
     except Exception:  # noqa: BLE001 - an addition: never lose fault-why's own lines to it
         return lines
     return lines if sentence is None else _overruled(lines, at, "{} (the CPU's state)", sentence)
@@ -393,8 +444,6 @@ def _with_stalled_wait(lines):
     return lines if sentence is None else _overruled(lines, at, "{} (the CPU's state)", sentence)
 
 
-# How both ISAs' rules end the verdict of a fault from user mode, before the VMAs are read.
-UNRESOLVED = "the kernel kills the process unless it resolves the fault"
 
 
 def _in_user_fault():
@@ -500,6 +549,7 @@ def _with_user_decision(arch, lines, fault):
     if row.get("vmas") is None:
         return lines
     killing = _in_user_fault()
+    fault["killing"] = killing
     answered = _answered_before(arch, fault) if killing else 0
     kind, sentence = user_fault_decision(row["vmas"], fault["address"], fault["write"], fault["fetch"],
                                          fault["mapped"], fault["perms"], row.get("stack_limit"),
@@ -520,6 +570,8 @@ def _with_user_decision(arch, lines, fault):
         elif kind == "deny" and asked[0] != "Deny":
             kind, sentence = "wrong", allowed_what_record_refuses(row["vmas"], fault["address"], fault["write"],
                                                                   fault["fetch"], asked[0], sentence)
+    # The loader's record named (the stack, a segment left out): the kernel's bug, not the program's.
+    fault["decision"] = "loader" if kind == "deny" and sentence.startswith("the loader") else kind
     at = next((i for i, line in enumerate(lines) if line.startswith("verdict: ")), len(lines))
     if kind == "deny" and at < len(lines) and UNRESOLVED in lines[at]:
         # What the walk found stays (it says what the access met); the VMAs say why it is a kill.
@@ -529,6 +581,21 @@ def _with_user_decision(arch, lines, fault):
     else:
         verdict = "verdict: %s: %s" % (fault["who"], sentence)
     return lines[:at] + [verdict]
+
+
+WRONG_VARIABLE = "pagoda_why_wrong"
+
+
+def _set_wrong(lines, fault, overruled):
+    """$pagoda_why_wrong: 0 when the verdict names nothing wrong with the kernel
+    (program_s_own), else 1; `why-stops` goes on past the stops where it is 0."""
+    at = _verdict_at(lines)
+    try:
+        import gdb
+        gdb.set_convenience_variable(WRONG_VARIABLE, 0 if program_s_own(lines[at] if at is not None else None,
+                                                                      fault, overruled) else 1)
+    except Exception:  # noqa: BLE001 - outside GDB (host tests), or an old GDB
+        pass
 
 
 @command
@@ -556,7 +623,16 @@ nothing of its parent's, or a live root that is another process's, or a frame tw
 while one may write it, is named before the fault (lab 6); and the kernel's own decide_fault and VmaSet::find are called on the fault: where they
 disagree with the record (a refused fault the record allows, an allowed one it refuses) that is
 the verdict (lab 5).  A refused fault at the stack pointer with no grows-down VMA, or inside
-a load segment of the program's ELF that no VMA covers, names the loader's record.
+a load segment of the program's ELF that no VMA covers, names the loader's record.  The record is
+read against the pages the root maps, at a kill and at any stop with nothing else wrong: one VMA
+whose pages carry different permissions (some wider than it grants) is regions merged although
+their permissions differ; a hole whose edge leaves pages munmap took in the record is cut a page
+off (lab 5).  At any stop with nothing else wrong, kernel stack slots still taken and process roots
+still published that no process in the table holds are what a reaped process's teardown left
+behind (labs 3, 6).  A loop is the same fault retried with no progress (same root and registers,
+nothing but interrupts between, the machine still in it), never alike faults of several
+processes.  $pagoda_why_wrong is 1 when the verdict names something wrong with the kernel, 0 when
+it is the program's own kill or nothing (why-stops goes on past those).
 On AArch64: stopped in aarch64_trap, decodes ESR (class, fault status and level, WnR), walks FAR through TTBR0 or TTBR1 and says what was missing; anywhere else (an exception loop),
 shows ESR_EL1, ELR_EL1 and FAR_EL1 and checks that the PC, VBAR_EL1's vector and the stack are
 usable.  The last line is always a verdict."""
@@ -576,10 +652,16 @@ usable.  The last line is always a verdict."""
         lines = list(lines)
         if fault and fault.get("user"):
             lines = _with_user_decision(arch, lines, fault)
+        before = _verdict_at(lines)
+        before = lines[before] if before is not None else None
         lines = _with_kill_causes(arch, lines)
+        overruled = _verdict_at(lines) is not None and lines[_verdict_at(lines)] != before
         lines = _with_panic(lines)
         lines = _with_stalled_wait(lines)
+        # What reaped processes left behind first: a root left published poisons the census.
+        lines = _with_leaks(lines)
         lines = _with_shared_frames(arch, lines)
+        _set_wrong(lines, fault, overruled)
         from . import memory, tempmap
         # Which temp-map slot the address is, and whether it is live (lab 4); the process's VMA
         # that covers a user address, or that none does (lab 5).
@@ -587,3 +669,84 @@ usable.  The last line is always a verdict."""
         lines = _with_addition(arch, lines, memory.vma_lines, "the process's VMAs")
         for line in lines:
             out(line)
+
+
+CHECKPOINT = "pagoda_grader_checkpoint"
+RUN_ENDED = "pagoda_fact_run_checkpoint_ended"   # kernel/proc/run.cpp: every process reaped
+
+
+def _stopped_in(name):
+    import gdb
+    try:
+        frame = gdb.newest_frame()
+        return frame is not None and (frame.name() or "") == name
+    except gdb.error:
+        return False
+
+
+def _checkpoint_is_run_end():
+    """Stopped at pagoda_grader_checkpoint: whether its tag is the end of a run (every process
+    reaped), the only checkpoint worth a look."""
+    import gdb
+    from . import kernel
+    ended = kernel.symbol_address(RUN_ENDED)
+    try:
+        return ended is not None and int(gdb.newest_frame().read_var("a")) == ended
+    except (gdb.error, ValueError, RuntimeError):
+        return False
+
+
+@command
+class WhyStops(PagodaCommand):
+    """Run on from stop to stop and explain each, until fault-why names something wrong with the kernel.
+
+Usage: why-stops [N]
+Continues the machine, and at each stop (a breakpoint set before: a panic, a kill, a process's
+exit, the end of a run at pagoda_grader_checkpoint) prints a stop mark, `bt 4`, a fault-why mark
+and fault-why. It goes on while fault-why names nothing wrong with the kernel ($pagoda_why_wrong
+is 0: nothing is wrong, or a process killed for an access its record refuses), at most N stops
+(default 16); after a verdict that does name something, it prints a wrong mark and stops there.
+A stop at pagoda_grader_checkpoint other than the end of a run is passed over; a stop at
+pagoda_grader_stop (the grader's inputs) ends it. Interrupted (Ctrl-C), it explains where the
+machine is, marks that wrong (a hang) and ends. `./pagoda labs mutants --why` judges the first stop marked wrong."""
+
+    name = "why-stops"
+    usage = "why-stops [N]"
+
+    def run(self, arg, from_tty):
+        import gdb
+        args = parse(arg, max_positional=1)
+        limit = int(args.positional[0], 0) if args.positional else 16
+        shown = 0
+        signals = []
+
+        def on_stop(event):
+            if isinstance(event, gdb.SignalEvent):
+                signals.append(event.stop_signal)
+        while shown < limit:
+            del signals[:]
+            gdb.events.stop.connect(on_stop)
+            try:
+                gdb.execute("continue")
+                interrupted = "SIGINT" in signals
+            except KeyboardInterrupt:
+                interrupted = True
+            except gdb.error as err:
+                out("why-stops: %s" % err)
+                return
+            finally:
+                gdb.events.stop.disconnect(on_stop)
+            if not gdb.selected_inferior().pid:
+                return
+            if _stopped_in(CHECKPOINT) and not interrupted and not _checkpoint_is_run_end():
+                continue
+            shown += 1
+            out(MARK_STOP)
+            gdb.execute("bt 4")
+            if _stopped_in("pagoda_grader_stop"):
+                return
+            out(MARK_WHY)
+            gdb.execute("fault-why")
+            if interrupted or int(gdb.convenience_variable(WRONG_VARIABLE) or 0):
+                out(MARK_WRONG)
+                return

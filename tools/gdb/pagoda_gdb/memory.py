@@ -32,8 +32,31 @@ def _enum_name(value):
     return str(value).split("::")[-1].lower()
 
 
+NO_SLOT = 0xFFFF_FFFF     # KernelStack::slot of a stack that is not valid (kernel/proc/kernel_stack.hpp)
+KERNEL_STACK_SLOTS = "'pagoda::proc::(anonymous namespace)::g_used'"   # which slots hold a stack
+
+
+def _kstack_slot(p):
+    """The kernel stack slot the process table entry @p p holds, or None."""
+    try:
+        slot = int(p["kstack"]["slot"])
+    except (gdb.error, RuntimeError):
+        return None
+    return None if slot == NO_SLOT else slot
+
+
+def taken_stack_slots():
+    """The kernel stack slots the kernel's slot table marks taken (kernel/proc/kernel_stack.cpp), or
+    None when it cannot be read."""
+    try:
+        used = gdb.parse_and_eval(KERNEL_STACK_SLOTS)
+        return [i for i in range(used.type.range()[1] + 1) if bool(used[i])]
+    except (gdb.error, RuntimeError):
+        return None
+
+
 def read_processes():
-    """[dict(pid, name, state, parent, current, vmas=[...] or None, heap_start, brk, stack_limit)] of
+    """[dict(pid, name, state, parent, current, vmas=[...] or None, kstack_slot, heap_start, brk, stack_limit)] of
     every process that is not Free, from the kernel's process table (GDB's types)."""
     try:
         table = gdb.parse_and_eval(PROCESS_TABLE)
@@ -50,7 +73,7 @@ def read_processes():
         name = p["name"].string(errors="replace") if p["name"].type.code == gdb.TYPE_CODE_ARRAY \
             else str(p["name"])
         row = {"pid": int(p["pid"]), "name": name, "state": state, "parent": int(p["parent"]),
-               "current": int(p.address) == current, "vmas": None}
+               "current": int(p.address) == current, "vmas": None, "kstack_slot": _kstack_slot(p)}
         held = p["user_regions"]  # an Optional<UserRegions> (kernel/lib/optional.hpp)
         if bool(held["engaged_"]):
             regions = held["storage_"].address.cast(regions_type).dereference()

@@ -11,6 +11,10 @@
   load_segments        a program's ELF load segments, for comparing the loader's record with them
   refused_what_record_allows  the kernel's own decision, asked at a kill, refusing a covered address
   allowed_what_record_refuses the same decision allowing what the record refuses
+  record_against_pages  a process's VMAs against the pages its root maps (a merge of different
+                       permissions, a hole cut a page off)
+  left_behind          kernel stack slots and process roots no live process holds (a teardown's leak)
+  program_s_own        whether a verdict names nothing wrong with the kernel (why-stops goes on)
 
 Each architecture has its own rules module (diagnose_x86_64.py; AArch64 adds
 diagnose_aarch64.py with ESR/FAR/ELR, VBAR_EL1 and TTBR0/TTBR1 rules) that fills an
@@ -28,6 +32,31 @@ from .roots import KnownRoot, RootTable, root_label
 from .walker import walk as walk_tables
 
 NOTHING_WRONG = "nothing is wrong that I can see"
+
+# The lines GDB's why-stops prints around each stop it explains, which `./pagoda labs mutants --why`
+# (tools/pagoda/mutant_why.py) reads: the stop (then `bt 4`), fault-why's output, and the mark
+# after a verdict that names something wrong with the kernel (the stop it judges).
+MARK_STOP = "@@pagoda-why: stop@@"
+MARK_WHY = "@@pagoda-why: fault-why@@"
+MARK_WRONG = "@@pagoda-why: wrong@@"
+# How both ISAs' rules end the verdict of a fault from user mode, before the VMAs are read.
+UNRESOLVED = "the kernel kills the process unless it resolves the fault"
+
+
+def program_s_own(verdict: Optional[str], fault: Optional[dict], overruled: bool) -> bool:
+    """Whether fault-why's @p verdict line ("verdict: ...") names nothing wrong with the kernel:
+    nothing is wrong, or a process killed for an access its record (or, before lab 5 gives
+    processes VMAs, the CPU) refuses, with no cause of the kernel's found before the fault
+    (@p overruled). @p fault: what the ISA's rules gave for a user fault (user, and the decision
+    user_fault_decision took: "deny", "wrong", ...), or None."""
+    if verdict is None:
+        return False
+    if verdict.startswith("verdict: " + NOTHING_WRONG):
+        return True
+    if overruled or not fault or not fault.get("user"):
+        return False
+    decision = fault.get("decision")
+    return decision == "deny" or (decision is None and UNRESOLVED in verdict)
 
 
 @dataclass
@@ -141,21 +170,32 @@ def denying_levels(walk: Walk, bit: int, denies_when_set: bool) -> list[str]:
 
 @dataclass
 class LogRun:
-    """Consecutive identical exceptions (same vector, error code, RIP and CR2)."""
+    """Consecutive identical exceptions (same vector, error code, RIP and CR2), for the chain.
 
-    fault: object      # a tools/pagoda/faultlog.Fault
+    Identical is not a loop: the children of one fork take the same demand or copy-on-write
+    fault at the same instruction and address, each in its own root, and each is answered.
+    @p stuck counts the last streak of retries without progress: the same fault taken again in
+    the same root (when the log names roots) with the same general registers (when it dumps
+    them) and nothing between but hardware interrupts (a system call or another exception means
+    the program went on)."""
+
+    fault: object      # a tools/pagoda_core/faultlog.Event (or anything with vector, error, rip, cr2)
     count: int = 1
+    stuck: int = 1
+    latest: object = None   # the last of the run (its root and registers are the retry's to match)
 
 
 @dataclass
 class LogStory:
     """What the log says: the runs in order, whether it ends in a triple fault, and whether
-    only part of a large log was read (then counts are lower bounds)."""
+    only part of a large log was read (then counts are lower bounds). @p went_on: after the
+    last exception the log shows the CPU going on (a system call or software interrupt)."""
 
     runs: list[LogRun] = field(default_factory=list)
     triple_fault: bool = False
     partial: bool = False
     size: int = 0
+    went_on: bool = False
 
     @property
     def empty(self) -> bool:
@@ -166,9 +206,12 @@ class LogStory:
         return self.runs[0].fault if self.runs else None
 
     def loop(self, threshold: int = 3) -> Optional[LogRun]:
-        """The run the log ends with, when the CPU was taking the same exception again and
-        again (no triple fault after it)."""
-        if self.runs and not self.triple_fault and self.runs[-1].count >= threshold:
+        """The run the log ends with when the CPU was taking the same exception again and again
+        with no progress (LogRun.stuck at least @p threshold, nothing after it but hardware
+        interrupts, no triple fault): a handler returning to the faulting instruction without
+        fixing its cause. Resolved faults that look alike (one per process, at the same
+        instruction) are not a loop."""
+        if self.runs and not self.triple_fault and not self.went_on and self.runs[-1].stuck >= threshold:
             return self.runs[-1]
         return None
 
@@ -187,19 +230,54 @@ class LogStory:
         return " -> ".join(parts)
 
 
+# The general registers that an answered fault's retry finds as they were (QEMU's x86 dump);
+# a system call or other work between two faults changes some of them.
+RETRY_REGISTERS = ("RAX", "RBX", "RCX", "RDX", "RSI", "RDI", "RBP", "RSP", "R8", "R9", "R10", "R11",
+                   "R12", "R13", "R14", "R15")
+
+
+# A loop of exceptions delivered on the same stack (the handler faulting on its own first
+# instruction) nests: each delivery pushes a frame, so only the stack pointer moves.
+NESTING_REGISTERS = tuple(r for r in RETRY_REGISTERS if r != "RSP")
+
+
+def same_state(a, b, registers: tuple = RETRY_REGISTERS) -> bool:
+    """Whether two exceptions were taken in the same state as far as the log says: the same root
+    when it names both, the same @p registers where it dumps both."""
+    ra, rb = getattr(a, "root", None), getattr(b, "root", None)
+    if ra is not None and rb is not None and ra != rb:
+        return False
+    regs_a, regs_b = getattr(a, "registers", None) or {}, getattr(b, "registers", None) or {}
+    return all(regs_a.get(r) == regs_b.get(r) for r in registers if r in regs_a and r in regs_b)
+
+
 def story_from_faults(faults: list, triple_fault: bool, partial: bool = False,
                       size: int = 0) -> LogStory:
-    """Groups the exceptions of a parsed log (objects with vector, error, rip, cr2) into runs
-    of identical consecutive ones."""
+    """Groups the exceptions of a parsed log into runs of identical consecutive ones. @p faults:
+    the log's events in order (faultlog.Event: kind, vector, error, rip, cr2, root, registers),
+    or bare exceptions (anything with vector, error, rip and cr2 is one). Hardware interrupts are
+    passed over; a system call (kind 'software') is progress: it ends a retry streak and, after
+    the last exception, says the CPU went on."""
     story = LogStory(triple_fault=triple_fault, partial=partial, size=size)
+    progress = False
     for fault in faults:
+        kind = getattr(fault, "kind", "exception")
+        if kind == "interrupt":
+            continue
+        if kind != "exception":
+            progress = True
+            continue
         key = (fault.vector, fault.error, fault.rip, fault.cr2)
         last = story.runs[-1] if story.runs else None
         if last is not None and (last.fault.vector, last.fault.error, last.fault.rip,
                                  last.fault.cr2) == key:
             last.count += 1
+            last.stuck = last.stuck + 1 if not progress and same_state(last.latest or last.fault, fault, NESTING_REGISTERS) else 1
+            last.latest = fault
         else:
-            story.runs.append(LogRun(fault))
+            story.runs.append(LogRun(fault, latest=fault))
+        progress = False
+    story.went_on = progress
     return story
 
 
@@ -387,12 +465,6 @@ def _answered_then_refused(vmas, address, write, fetch, answered, pc, page, refu
             "(decide_fault); the record now says: %s" % (what, where, address & ~(page - 1), times, refusal))
 
 
-# The general registers that an answered fault's retry finds as they were (QEMU's x86 dump);
-# a system call or other work between two faults changes some of them.
-RETRY_REGISTERS = ("RAX", "RBX", "RCX", "RDX", "RSI", "RDI", "RBP", "RSP", "R8", "R9", "R10", "R11",
-                   "R12", "R13", "R14", "R15")
-
-
 def answered_before(events: list, pc: int, address: int, page: int = 4096) -> int:
     """How many times QEMU's exception log (@p events: tools/pagoda_core/faultlog.Event objects,
     in order) shows the fault being answered now, the last exception at @p pc and @p address,
@@ -412,10 +484,7 @@ def answered_before(events: list, pc: int, address: int, page: int = 4096) -> in
         if event.kind != "exception" or event.pc != this.pc or event.address is None or \
                 event.address & ~(page - 1) != this.address & ~(page - 1):
             break
-        if event.root is not None and this.root is not None and event.root != this.root:
-            break
-        if any(event.registers.get(r) != this.registers.get(r) for r in RETRY_REGISTERS
-               if r in event.registers and r in this.registers):
+        if not same_state(event, this):
             break
         count += 1
     return count
@@ -816,3 +885,159 @@ def shared_writable(processes: list, parent_of: dict, write_faults: Optional[lis
                 "it)" % (frame, label(m), p.va, label(o), q.va))
     return undecided
 
+
+
+# ---- a process's record against the pages its root maps (lab 5) ----------------------------------
+
+def _same_region(a: dict, b: dict) -> bool:
+    """Two VMAs that may once have been one region: the same kind, flags and permissions, and for a
+    file-backed one the second's offset where the first's would run to."""
+    if any(a.get(k) != b.get(k) for k in ("kind", "flags", "read", "write", "execute")):
+        return False
+    if a.get("offset") is not None and b.get("offset") is not None and (a.get("file_size") or b.get("file_size")):
+        return b["offset"] == a["offset"] + (b["start"] - a["start"])
+    return True
+
+
+def record_against_pages(vmas: list, pages: list, who: str = "the process",
+                         page: int = 4096, heap: Optional[tuple] = None) -> Optional[str]:
+    """What a process's record (@p vmas: dicts start, end, read, write, execute, kind, flags) says
+    against the user pages its root maps (@p pages: pagoda_pt.frames.UserPage va, writable,
+    executable, held), as one sentence, or None when they agree as far as this can tell.
+
+    Two rule breaks of the VMA set, each seen in the pages:
+      * one VMA whose mapped pages carry different permissions, some wider than the VMA grants
+        (writable or executable where it is not): two regions with different permissions were
+        merged into one (mprotect made a page read-only, then the record merged it back into its
+        writable neighbour). Pages narrower than their VMA are normal (copy-on-write, not yet
+        widened); a page wider than its VMA is never.
+      * a hole between two VMAs that were one region (same kind, flags, permissions) whose edge is
+        off by a page or more: the pages on one side of the hole are mapped up to it, and the first
+        pages of the other region are unmapped while the next one is mapped (munmap unmapped
+        them, but the record still holds them): the record's cut at the hole's edge is off.
+    And one break of the pages against the record: user pages mapped where no VMA covers them,
+    which the range's removal from the record left mapped (their frames never freed): from the
+    heap's break up (@p heap: (heap_start, brk)), brk's shrink; elsewhere, munmap's."""
+    mapped = {p.va: p for p in pages if not p.held}
+    ordered = sorted(vmas, key=lambda v: v["start"])
+    # Without a grows-down VMA the loader did not record the stack: its pages lie in no VMA from the
+    # start (the loader's record is the cause, user_fault_decision names it), not left by a removal.
+    if ordered and any(v.get("flags", 0) & 1 for v in ordered):
+        stray = sorted(va for va in mapped if not any(v["start"] <= va < v["end"] for v in ordered))
+        if stray:
+            shown = ", ".join("%#x" % va for va in stray[:4]) + (" and %d more" % (len(stray) - 4) if len(stray) > 4 else "")
+            # A shrink leaves the pages from the new break up: the first one left is the break's page.
+            if heap is not None and stray[0] == (heap[1] + page - 1) & ~(page - 1):
+                return ("brk shrank the heap but left %d heap page%s mapped from the break %#x up (%s): no VMA covers "
+                        "them, yet %s's root still maps them and their frames were never freed (a shrink must unmap "
+                        "the pages it takes out of the record)" % (len(stray), "" if len(stray) == 1 else "s",
+                                                                   heap[1], shown, who))
+            return ("munmap left %d page%s mapped that the record no longer holds (%s): no VMA of %s covers them, "
+                    "yet its root still maps them and their frames were never freed (removing a range from the record "
+                    "must unmap its pages)" % (len(stray), "" if len(stray) == 1 else "s", shown, who))
+    for v in ordered:
+        inside = [mapped[va] for va in range(v["start"], v["end"], page) if va in mapped]
+        wider = [p for p in inside if (p.writable and not v["write"]) or (p.executable and not v["execute"])]
+        within = [p for p in inside if p not in wider]
+        if wider and not within:
+            w = wider[0]
+            return ("mprotect changed the VMA but not the pages already brought in: the VMA %s of %s grants %s, yet "
+                    "%d of its pages %s mapped wider (%#x is %s): the entries of the pages already mapped must get "
+                    "the region's new permissions (and the TLB be told)"
+                    % (_vma_text(v), who, _perms(v), len(wider), "is" if len(wider) == 1 else "are", w.va,
+                       _page_perms(w)))
+        if wider and within:
+            w, n = wider[0], within[0]
+            return ("the VMA %s of %s holds pages of different permissions: %#x is mapped %s, which the VMA "
+                    "grants, and %#x is mapped %s, which it does not: two regions whose permissions differ were "
+                    "merged into one (the merge must compare permissions, VmaSet::mergeable), so the record "
+                    "gives the merged pages the wrong permissions"
+                    % (_vma_text(v), who, n.va, _page_perms(n), w.va, _page_perms(w)))
+    for a, b in zip(ordered, ordered[1:]):
+        if a["end"] >= b["start"] or not _same_region(a, b):
+            continue
+        hole = "[%#x, %#x)" % (a["end"], b["start"])
+        short = _unmapped_run(mapped, b["start"], b["end"], page)
+        if a["end"] - page in mapped and 0 < short < (b["end"] - b["start"]) // page:
+            return ("the record's hole %s in %s's region ends %d page%s short: the pages [%#x, %#x) just past it "
+                    "are unmapped (munmap took them) while the VMA %s still holds them, and the page after them "
+                    "is mapped: the cut at the hole's end is %s off (the end taken as inclusive?), so the record "
+                    "keeps pages the program gave back"
+                    % (hole, who, short, "" if short == 1 else "s", b["start"], b["start"] + short * page,
+                       _vma_text(b), "one page" if short == 1 else "%d pages" % short))
+        before = _unmapped_run(mapped, a["end"] - page, a["start"] - page, -page)
+        if b["start"] in mapped and 0 < before < (a["end"] - a["start"]) // page:
+            return ("the record's hole %s in %s's region starts %d page%s late: the pages [%#x, %#x) just before it "
+                    "are unmapped (munmap took them) while the VMA %s still holds them, and the page before them "
+                    "is mapped: the cut at the hole's start is %s off, so the record keeps pages the program gave back"
+                    % (hole, who, before, "" if before == 1 else "s", a["end"] - before * page, a["end"],
+                       _vma_text(a), "one page" if before == 1 else "%d pages" % before))
+    return None
+
+
+def _page_perms(p) -> str:
+    return "r" + ("w" if p.writable else "-") + ("x" if p.executable else "-")
+
+
+def _unmapped_run(mapped: dict, start: int, stop: int, step: int) -> int:
+    """How many pages from @p start (by @p step, up to @p stop) are unmapped before the first mapped
+    one; 0 when @p start is mapped, and 0 when none is mapped at all (a region never touched)."""
+    count = 0
+    for va in range(start, stop, step):
+        if va in mapped:
+            return count
+        count += 1
+    return 0
+
+
+# ---- what a reaped process left behind (labs 3, 6) ----------------------------------------------
+
+def left_behind(live_pids: set, held_slots: set, taken_slots: list, published: list) -> Optional[str]:
+    """What no live process accounts for, as one sentence, or None: kernel stack slots still taken
+    (@p taken_slots, the kernel's slot table) that no process in the table holds (@p held_slots),
+    and process roots still published (@p published: KnownRoot of kind "process") whose pid is in
+    no live slot of the process table (@p live_pids: every process not Free, zombies included).
+
+    A process is given back by its teardown (release(): the user half, the space with its root,
+    the kernel stack) when it is reaped; what is still held after its slot is free leaked. Both a
+    root and a stack left: the teardown never ran (the process was reaped without being
+    destroyed); only stacks: the teardown forgot the kernel stack; only roots: it forgot the
+    space."""
+    stacks = sorted(s for s in taken_slots if s not in held_slots)
+    roots = [k for k in published if k.kind == "process" and k.id not in live_pids]
+    if not stacks and not roots:
+        return None
+    slots = "kernel stack slot%s %s" % ("" if len(stacks) == 1 else "s", ", ".join(str(s) for s in stacks))
+    gone = ", ".join("%s %s" % ("proc %d" % k.id if k.id else "a process", k.label()) for k in roots[:4]) + \
+        (" and %d more" % (len(roots) - 4) if len(roots) > 4 else "")
+    if stacks and roots:
+        return ("a process was reaped without being destroyed: %s %s still published and %s still taken, though "
+                "no process in the table holds them (their slots are free): reaping must destroy the process "
+                "(its user half, its space and root, its kernel stack), not only free its slot"
+                % (gone, "is" if len(roots) == 1 else "are", slots))
+    if stacks:
+        return ("exit's teardown does not free the kernel stacks: %s %s still taken (mapped, their frames "
+                "allocated) though no process in the table holds %s: the processes that had them were reaped "
+                "and release() did not give the stack back (destroy_kernel_stack)"
+                % (slots, "is" if len(stacks) == 1 else "are", "it" if len(stacks) == 1 else "them"))
+    return ("exit's teardown does not free the roots: %s %s still published, %s tables allocated, though no "
+            "process in the table has that pid: its process is gone (reaped, or refused as it started) but its address space was never "
+            "destroyed (~AddressSpace frees the tables and the root)"
+            % (gone, "is" if len(roots) == 1 else "are", "its" if len(roots) == 1 else "their"))
+
+
+def writable_and_executable(processes: list) -> Optional[str]:
+    """A user page some process's root maps both writable and executable, as one sentence, or None.
+    @p processes: pagoda_pt.frames.ProcessMemory (pid, name, pages of UserPage). The kernel never
+    grants both (mmap and mprotect refuse PROT_WRITE with PROT_EXEC, and no ELF segment of its
+    programs asks for them), so such a page is a mapping that gave one permission to more than it
+    should: the loader mapping every segment alike (the text writable, the data executable)."""
+    for memory in processes:
+        both = [p for p in memory.pages if p.writable and p.executable and not p.held]
+        if both:
+            return ("proc %d (%s) maps %#x%s writable and executable: the kernel never grants both (mmap refuses "
+                    "them together, and no segment asks for them), so the mapping gave one permission to more than "
+                    "its segment (the loader mapped every segment alike: the text writable, the data executable)"
+                    % (memory.pid, memory.name, both[0].va,
+                       " (and %d more page%s)" % (len(both) - 1, "" if len(both) == 2 else "s") if len(both) > 1 else ""))
+    return None

@@ -299,13 +299,31 @@ class _Explainer:
             text, "at least " if story.partial else "", count, "" if count == 1 else "s",
             story.chain(lambda fault: mnemonic(fault.vector))))
         loop = story.loop()
+        if loop is not None and not self.still_in(loop.fault):
+            loop = None
         context = "QEMU's log: " + story.chain(lambda fault: mnemonic(fault.vector), limit=4)
         if loop is not None:
             fault = loop.fault
             context += "; a loop: %s%d x %s at RIP %s%s, and no triple fault" % (
-                "at least " if story.partial else "", loop.count, mnemonic(fault.vector),
+                "at least " if story.partial else "", loop.stuck, mnemonic(fault.vector),
                 self.short(fault.rip), ", CR2 %#x" % fault.cr2 if fault.cr2 is not None else "")
+        elif story.runs and story.runs[-1].count >= 3:
+            run = story.runs[-1]
+            self.ex.line("  the last %d exceptions are alike (%s at RIP %s) but not a loop: %s" % (
+                run.count, mnemonic(run.fault.vector), self.short(run.fault.rip),
+                "the CPU went on after them" if story.went_on or not self.still_in(run.fault) else
+                "they were taken in different roots or states (one each, answered), not the same "
+                "fault retried with no progress"))
         self.ex.context.append(context)
+
+    def still_in(self, fault) -> bool:
+        """Whether the machine may still be taking @p fault: stopped in a trap frame for that same
+        exception (vector, RIP), or not stopped at a breakpoint (a triple fault, an interrupt, no
+        stop known). Stopped at a breakpoint anywhere else, the CPU got there: it went on."""
+        trap = self.f.trap
+        if trap is not None and trap.fields is not None:
+            return trap.fields["vector"] == fault.vector and trap.fields["rip"] == fault.rip
+        return self.f.stop != "SIGTRAP"
 
     # -- top level -------------------------------------------------------------------------
     def explain(self) -> list[str]:

@@ -452,3 +452,20 @@ def _colour_of(census: Census, letter: str) -> str:
         if mark == letter:
             return COLOURS[owner]
     return PROCESS_COLOURS[DIGITS.index(letter) % len(PROCESS_COLOURS)]
+
+
+def count_left_story(census: Census) -> Optional[str]:
+    """A frame whose reference count is above the user pages that map it (at least one): a mapping
+    went away without dropping its reference, as one sentence, or None. Between operations (a stop
+    at an exit, at a kill from user mode) every count equals the frame's user mappings; one left
+    above them means the frame is never freed when its last mapping goes (the count never reaches
+    the last)."""
+    for index in sorted(census.mappings):
+        maps = census.mappings[index]
+        if index < census.frames and maps and census.refs[index] > len(maps):
+            who = ", ".join("%s at %#x" % (_who(m), p.va) for m, p in maps[:3])
+            return ("frame %#x has reference count %d but %d user mapping%s (%s): a mapping went away (an unmap at "
+                    "exit, munmap or a copy-on-write copy) that did not drop its reference, so the count never falls "
+                    "to the last and the frame is never freed"
+                    % (index * PAGE_SIZE_4K, census.refs[index], len(maps), "" if len(maps) == 1 else "s", who))
+    return None

@@ -4,6 +4,8 @@ test breaks one thing and checks the verdict line names it."""
 
 import struct
 from collections import namedtuple
+from dataclasses import dataclass, field
+from typing import Optional
 
 import pytest
 
@@ -310,6 +312,43 @@ def test_the_chain_comes_from_the_log(m):
                       "and no triple fault)" % (handler, handler))
     assert "QEMU's exception log: first #PF at RIP %#x, CR2 %#x, error 0x10; 501 exceptions " \
            "logged: #PF -> #PF x500" % (CODE, CODE) in lines
+
+
+@dataclass
+class Ev:
+    """Stands in for faultlog.Event: what story_from_faults reads of it."""
+    kind: str
+    vector: int = 14
+    error: int = 0x6
+    rip: int = 0x40_1000
+    cr2: Optional[int] = 0x40_3000
+    root: Optional[int] = None
+    registers: dict = field(default_factory=dict)
+
+
+def test_alike_demand_faults_of_several_processes_are_not_a_loop(m):
+    """issue 26: at a process's exit, three forked children's demand faults (the same instruction
+    and address, one each in its own root, each answered) were called "a loop"."""
+    children = story_from_faults([Ev("exception", root=0x30_0000 + 0x1000 * i, registers={"RAX": 0, "RSP": 0x7FF0})
+                                  for i in range(3)], False)
+    assert children.runs[-1].count == 3 and children.loop() is None
+    lines = explain(m.facts(log=children, stop="SIGTRAP"))
+    assert "a loop" not in verdict(lines)
+    assert any("the last 3 exceptions are alike" in line and "not a loop" in line for line in lines)
+    # One process, the same fault, but a system call between each (the program went on).
+    syscalls = story_from_faults([e for _ in range(3) for e in (Ev("exception", root=0x30_0000), Ev("software"))],
+                                 False)
+    assert syscalls.loop() is None and syscalls.went_on
+    # The same fault retried with nothing but timer interrupts between, same root and registers:
+    # a loop, when the machine was interrupted there (not when a breakpoint elsewhere was reached).
+    stuck = story_from_faults([e for _ in range(4) for e in (Ev("exception", root=0x30_0000, registers={"RAX": 5}),
+                                                             Ev("interrupt", vector=32))][:-1], False)
+    assert stuck.loop() is not None and stuck.loop().stuck == 4
+    assert "a loop: 4 x #PF at RIP 0x401000, CR2 0x403000" in verdict(explain(m.facts(log=stuck, stop="SIGINT")))
+    assert "a loop" not in verdict(explain(m.facts(log=stuck, stop="SIGTRAP")))
+    # The registers changed between two of them: the program ran in between (a new streak).
+    moved = story_from_faults([Ev("exception", root=0x30_0000, registers={"RAX": i // 2}) for i in range(4)], False)
+    assert moved.runs[-1].count == 4 and moved.runs[-1].stuck == 2 and moved.loop() is None
 
 
 def test_a_loop_is_recognised_without_the_log(m):

@@ -127,3 +127,21 @@ def test_more_mappings_than_references_is_the_story_when_nothing_is_misowned():
     both = mapped_frame_story(_census(misowned=[(0x1000, 0x400000, "proc 3 (b)", FREE)],
                                       overmapped=[(0x7ffd000, maps, 1)]))
     assert both.startswith("frame 0x1000 is mapped at 0x400000 by proc 3 (b)")
+
+
+def test_a_count_above_the_frame_s_mappings_is_a_reference_not_dropped():
+    """lab 6: an unmap (exit, munmap, a copy) that frees at count 1 but never drops a reference leaves
+    the survivor's frame counted twice: it is never freed."""
+    import re
+    from pagoda_pt.frames import ProcessMemory, UserPage, count_left_story
+    census = _census()
+    parent = ProcessMemory(1, "forktree", 0x30_0000)
+    page = UserPage(0x40_9000, 0x5000, True, False)
+    census.mappings[5] = [(parent, page)]
+    assert count_left_story(census) is None
+    census.refs[5] = 2
+    story = count_left_story(census)
+    assert story is not None and re.search(r"did not drop its reference", story) and "frame 0x5000" in story, story
+    # Two mappings, count 2 (copy-on-write after fork): as it should be.
+    census.mappings[5].append((ProcessMemory(2, "forktree", 0x31_0000), page))
+    assert count_left_story(census) is None
