@@ -255,6 +255,18 @@ class Watch:
                                 "stacks and the kernel itself would be gone)")
         return problems
 
+    def process_segments(self, snap):
+        """(root, its loadable segments) of every process root in the registry whose name is one of
+        the user programs (the kernel names any other root otherwise)."""
+        for k in registry(snap, self.kernel).roots:
+            if k.kind != "process":
+                continue
+            try:
+                segs = segments(user_elf(self.kernel, self.arch, k.name))
+            except (AssertionError, OSError, ValueError):
+                continue
+            yield k, segs
+
     def segment_problems(self, snap):
         """Each process's loadable segments, where its root maps them now, must be mapped with
         the segment's own permissions (its ELF flags: r, w, x; the effective permissions the CPU
@@ -263,13 +275,7 @@ class Watch:
         segments and only the stack's top page (lazy, lab 5): an eager loader that leaves a
         segment page out has a loop that stops early or skips a segment."""
         problems = []
-        for k in registry(snap, self.kernel).roots:
-            if k.kind != "process":
-                continue
-            try:
-                segs = segments(user_elf(self.kernel, self.arch, k.name))
-            except (AssertionError, OSError, ValueError):
-                continue
+        for k, segs in self.process_segments(snap):
             mapped, unmapped = 0, []
             for seg in segs:
                 want = ("r" if seg.flags & 6 or seg.flags & 1 else "-") + ("w" if seg.flags & 2 else "-") + \
@@ -308,13 +314,7 @@ class Watch:
         root maps it now, must read as zeros: the frames came from the allocator, which
         fill_free_frames() filled with FREE_FILL."""
         problems = []
-        for k in registry(snap, self.kernel).roots:
-            if k.kind != "process":
-                continue
-            try:
-                segs = segments(user_elf(self.kernel, self.arch, k.name))
-            except (AssertionError, OSError, ValueError):
-                continue   # not one of the programs (the kernel names it otherwise)
+        for k, segs in self.process_segments(snap):
             for seg in segs:
                 va, end = seg.vaddr + seg.filesz, seg.vaddr + seg.memsz
                 while va < end:

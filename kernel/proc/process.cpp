@@ -23,37 +23,41 @@ PAGODA_FACT(process_state_waiting, u64(State::Waiting))
 
 namespace {
 
-Process g_processes[kMaxProcesses];
+/// Made at compile time and never destroyed (the kernel does not end; a slot's end is release()).
+[[clang::no_destroy]] constinit Process g_processes[kMaxProcesses];
 u32 g_next_pid = 1;
 /// fork=eager (boot option): fork copies every page, the baseline copy-on-write is measured against.
 bool g_eager_fork = false;
+
+/// Makes @p p a Free slot again, every field as a new slot has it. Whatever its Optionals still
+/// hold ends here (~Process); release() ends them first, in the order the teardown needs.
+void clear_slot(Process& p) {
+  p.~Process();
+  construct_at(&p);
+}
 
 /// Gives back what create_process made of @p p so far (any order of failure), the slot last.
 void release(Process& p) {
   // LAB 3 BEGIN give back a process's memory: the user half, its tables and root, the kernel stack
   // The user half first (every page and its frame; the tables its unmaps leave empty go with
-  // them), then the space itself (~AddressSpace: the tables of the user half that are left, then
-  // the root), then the record of the user half, then the kernel stack: it is not in use (the
-  // process is not running), and nothing of the user half refers to it.
-  if (p.space_made) {
+  // them), then the space itself (reset(): ~AddressSpace frees the tables of the user half that
+  // are left, then the root), then the record of the user half, then the kernel stack: it is not
+  // in use (the process is not running), and nothing of the user half refers to it.
+  if (p.has_space()) {
     usize pages = 0;
     const Result<void> freed = free_user_half(p.space(), pages);
     if (freed.is_error()) {
       // A lab skeleton: the user pages stay allocated (the frame counts will say so).
       println("proc {} ({}): the user half was not freed: {}", p.pid, p.name_view(), freed.error());
     }
-    p.space().~AddressSpace();
-    p.space_made = false;
   }
-  if (p.regions_made) {
-    p.regions().~UserRegions();
-    p.regions_made = false;
-  }
+  p.address_space.reset();
+  p.user_regions.reset();
   destroy_kernel_stack(p.kstack);
   // LAB 3 SKELETON
   // panic("lab 3: write release() in kernel/proc/process.cpp (labs/03-process-roots/README.md)");
   // LAB 3 END
-  p = Process{};
+  clear_slot(p);
 }
 
 void set_name(Process& p, StringView name) {
@@ -65,7 +69,7 @@ void set_name(Process& p, StringView name) {
 /// A Free slot with a new pid and @p name; Overflow when the table is full.
 Result<Process*> take_slot(StringView name) {
   for (Process& p : g_processes)
-    if (p.state == State::Free && !p.space_made && !p.kstack.valid()) {
+    if (p.state == State::Free && !p.has_space() && !p.kstack.valid()) {
       p.pid = g_next_pid++;
       set_name(p, name);
       return &p;
@@ -78,12 +82,9 @@ Result<Process*> take_slot(StringView name) {
 [[maybe_unused]] Result<void> make_space(Process& p) {
   Result<AddressSpace> space = AddressSpace::create_user(vm::kernel_space());
   if (space.is_error()) return space.error();
-  construct_at(&p.space(), space.release_value());
-  p.space_made = true;
-  p.space().name_for_debugging(p.name_view(), p.pid);
-  construct_at(&p.regions(), heap::frame_granular_allocator(), kPageSize);
-  p.regions_made = true;
-  p.space().set_regions(&p.regions());
+  AddressSpace& made = p.address_space.emplace(space.release_value());
+  made.name_for_debugging(p.name_view(), p.pid);
+  made.set_regions(&p.user_regions.emplace(heap::frame_granular_allocator(), kPageSize));
   return {};
 }
 
@@ -145,7 +146,7 @@ Result<Process*> create_process(StringView name, Span<const u8> image, Span<cons
 
 void destroy_process(Process& p) {
   if (p.state == State::Running || &p == current()) panic("destroying process {} while it runs", p.pid);
-  if (p.space_made && p.space().is_live()) panic("destroying process {} while its root is live", p.pid);
+  if (p.has_space() && p.space().is_live()) panic("destroying process {} while its root is live", p.pid);
   release(p);
 }
 
@@ -226,10 +227,10 @@ Result<void> copy_pages(AddressSpace& from, const VmaSet& vmas, AddressSpace& to
   // page the parent maps there (a leaf table at a time; what was never touched is skipped a
   // whole entry at a time) and makes the child's tables; each page gets a frame of its own in
   // the child, filled through temporary mappings (neither root needs to be live: the child's
-  // is not), mapped with the parent's permissions.
-  ConsistencyBatch parent_changes = from.batch();  // stays empty: the copy only reads the parent
+  // is not), mapped with the parent's permissions. The parent is only read: a read cursor, which
+  // cannot change it and needs no batch.
   ConsistencyBatch child_changes = to.batch();
-  AddressSpace::Cursor parent = from.cursor(parent_changes, VirtAddr(0));
+  AddressSpace::ReadCursor parent = from.read_cursor(VirtAddr(0));
   AddressSpace::Cursor child = to.cursor(child_changes, VirtAddr(0));
   for (const Vma& vma : vmas) {
     TRY(copy_mappings(parent, child, VirtAddr(vma.start), VirtAddr(vma.end), [](auto& page) -> Result<void> {
@@ -284,20 +285,17 @@ Result<arch::UserEntry> exec_current(Process& p, StringView name, Span<const u8>
   // The new space is made and loaded while the old root stays live (the loader writes the new
   // one through temporary mappings: load_program(), labs 4 and 5), so that any failure drops
   // the new space and returns with the old one untouched. The new space and its record live on
-  // this stack until the commit moves them into the process.
+  // this stack: the commit moves the space into the process; what is left of them here (the
+  // record, a moved-from space that owns nothing, or on failure the new space's tables and root)
+  // ends with this function.
   Result<AddressSpace> made = AddressSpace::create_user(vm::kernel_space());
   if (made.is_error()) return made.error();
-  alignas(AddressSpace) u8 space_storage[sizeof(AddressSpace)];
-  alignas(UserRegions) u8 regions_storage[sizeof(UserRegions)];
-  AddressSpace& space = *construct_at(reinterpret_cast<AddressSpace*>(space_storage), made.release_value());
-  UserRegions& regions = *construct_at(reinterpret_cast<UserRegions*>(regions_storage),
-                                       heap::frame_granular_allocator(), kPageSize);
+  AddressSpace space = made.release_value();
+  UserRegions regions(heap::frame_granular_allocator(), kPageSize);
   space.set_regions(&regions);
-  const auto drop_new = [&] {
+  const auto drop_new = [&] {  // its user pages: ~AddressSpace frees only tables
     usize pages = 0;
     (void)free_user_half(space, pages);
-    space.~AddressSpace();
-    regions.~UserRegions();
   };
   const Result<arch::UserEntry> entry = load_program(space, regions, image, args);
   if (entry.is_error()) {
@@ -310,19 +308,16 @@ Result<arch::UserEntry> exec_current(Process& p, StringView name, Span<const u8>
     drop_new();
     return copied.error();
   }
-  regions.~UserRegions();
   // Commit. The new root goes live first: the old one may be freed only once the CPU no longer
   // translates through it (freeing the live root is freeing the tables under the CPU's feet).
   space.name_for_debugging(name, p.pid);
   space.set_regions(&p.regions());
   space.activate();
-  AddressSpace& old_space = p.space();
   usize pages = 0;
-  if (Result<void> freed = free_user_half(old_space, pages); freed.is_error())
+  if (Result<void> freed = free_user_half(p.space(), pages); freed.is_error())
     println("proc {} ({}): exec: the old user half was not freed: {}", p.pid, p.name_view(), freed.error());
-  old_space.~AddressSpace();  // the old root and the tables of its user half; withdrawn from the registry
-  construct_at(&p.space(), move(space));
-  space.~AddressSpace();      // moved from: owns nothing
+  p.address_space.reset();  // the old root and the tables of its user half; withdrawn from the registry
+  p.address_space.emplace(move(space));  // the new one; the local is left owning nothing
   vm::set_current_space(&p.space());
   set_name(p, name);
   // The system call returns into the new program's entry, not to its caller.
@@ -412,7 +407,7 @@ Result<void> free_user_pages(AddressSpace& space, VirtAddr start, VirtAddr end, 
 }
 
 bool check_vmas(Process& p, FormatSink* report, usize* mapped_pages) {
-  if (!p.space_made || !p.regions_made) return true;
+  if (!p.has_space() || !p.has_regions()) return true;
   return check_coverage(p.space(), p.regions().vmas, arch::UserSpace::kEnd, report, mapped_pages);
 }
 
@@ -462,8 +457,8 @@ PAGODA_FACT(process_pid, offsetof(Process, pid))
 PAGODA_FACT(process_state, offsetof(Process, state))
 PAGODA_FACT(process_name, offsetof(Process, name))
 PAGODA_FACT(process_name_size, sizeof(Process::name))
-PAGODA_FACT(process_regions, offsetof(Process, regions_storage))
-PAGODA_FACT(process_regions_made, offsetof(Process, regions_made))
+PAGODA_FACT(process_regions, offsetof(Process, user_regions) + Optional<UserRegions>::value_offset())
+PAGODA_FACT(process_regions_made, offsetof(Process, user_regions) + Optional<UserRegions>::engaged_offset())
 PAGODA_FACT(regions_vmas_data, VmaSetLayout::vmas + VmaSetLayout::data)
 PAGODA_FACT(regions_vmas_size, VmaSetLayout::vmas + VmaSetLayout::size)
 PAGODA_FACT(regions_heap_start, VmaSetLayout::heap_start)

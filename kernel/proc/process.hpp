@@ -38,7 +38,7 @@
 #pragma once
 
 #include "lib/abi.hpp"
-#include "lib/placement.hpp"
+#include "lib/optional.hpp"
 #include "lib/result.hpp"
 #include "lib/string_view.hpp"
 #include "mm/space/address_space.hpp"
@@ -81,19 +81,21 @@ struct Process {
   bool kill_pending = false;
   abi::Termination kill_how = abi::Termination::Killed;
 
-  /// Its address space (valid from creation until it is reaped).
-  AddressSpace& space() { return *reinterpret_cast<AddressSpace*>(space_storage); }
-  bool has_space() const { return space_made; }
-  StringView name_view() const { return StringView(name); }
-
+  /// Its address space: made with the process (make_space()), ended when it is reaped (release())
+  /// or replaced by exec; the Optional ends whatever it still holds when the slot is cleared.
+  Optional<AddressSpace> address_space;
   /// The record of its user half (its VMAs; lab 5): made with the space, set as the space's
-  /// regions(), destroyed after it.
-  UserRegions& regions() { return *reinterpret_cast<UserRegions*>(regions_storage); }
+  /// regions(), ended after it.
+  Optional<UserRegions> user_regions;
 
-  alignas(AddressSpace) u8 space_storage[sizeof(AddressSpace)] = {};
-  bool space_made = false;
-  alignas(UserRegions) u8 regions_storage[sizeof(UserRegions)] = {};
-  bool regions_made = false;
+  /// Its address space (a bug to ask for before it is made or after it is ended; unchecked: the
+  /// switch asks for it every time).
+  AddressSpace& space() { return *address_space; }
+  bool has_space() const { return address_space.has_value(); }
+  /// The record of its user half (the same rule).
+  UserRegions& regions() { return *user_regions; }
+  bool has_regions() const { return user_regions.has_value(); }
+  StringView name_view() const { return StringView(name); }
 };
 
 /// The process table (slot order), for the scheduler, reports and the debugger (`ps` reads it).

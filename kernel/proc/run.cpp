@@ -263,7 +263,7 @@ void user_fault(const UserFault& fault) {
   Process* p = current();
   if (p == nullptr) panic("a fault from user mode with no current process: {} at {:#x}", fault.mnemonic, fault.pc);
   UserFault f = fault;
-  if (f.how == abi::Termination::PageFault && f.has_address && in_user_half(f.address, 1) && p->regions_made) {
+  if (f.how == abi::Termination::PageFault && f.has_address && in_user_half(f.address, 1) && p->has_regions()) {
     // Lab 5: what the record says about the address, after what the walk said.
     const FaultVerdict verdict = decide_fault(p->regions(), f.address, f.access);
     const usize used = StringView(f.reason).size();

@@ -82,10 +82,18 @@ template <class F> struct ForkCopyTest : ::testing::Test {
   VirtAddr range_end() const { return VirtAddr(5 * kTableSpan + 8 * kPage); }
   bool in_range(u64 va) const { return va >= range_start().value() && va < range_end().value(); }
 
+  /// The walk with the parent under a Cursor (copy-on-write: it may narrow the parent).
   template <class Visit> Result<void> copy(Visit visit) {
     ConsistencyBatch parent_batch(parent_tlb, memory);
     ConsistencyBatch child_batch(child_tlb, memory);
     Cur from(parent, parent_batch, VirtAddr(0));
+    Cur to(child, child_batch, VirtAddr(0));
+    return copy_mappings(from, to, range_start(), range_end(), visit);
+  }
+  /// The walk with the parent under a ReadCursor (the eager copy: no batch for the parent).
+  template <class Visit> Result<void> copy_reading_parent(Visit visit) {
+    ConsistencyBatch child_batch(child_tlb, memory);
+    ReadCursor<F> from(parent, VirtAddr(0));
     Cur to(child, child_batch, VirtAddr(0));
     return copy_mappings(from, to, range_start(), range_end(), visit);
   }
@@ -135,26 +143,41 @@ TYPED_TEST(ForkCopyTest, ShareMapsTheSameFramesReadOnlyInBothAsProtectWould) {
   EXPECT_GT(this->child_tlb.barriers, 0) << "the child's table writes were never made visible";
 }
 
+// Through a read cursor the walk cannot narrow the parent: its pages have no share().
+template <class Page>
+concept CanShare = requires(Page& page) { page.share(); };
+static_assert(CanShare<ForkPage<x86::PageTableFormat, u64*>>);
+static_assert(!CanShare<ForkPage<x86::PageTableFormat, const u64*>>);
+static_assert(!CanShare<ForkPage<aarch64::PageTableFormat, const u64*>>);
+
 TYPED_TEST(ForkCopyTest, MapCopyGivesTheChildItsOwnFramesAndLeavesTheParentAlone) {
   using F = TypeParam;
   this->build_parent();
   u64 next = 0x900'0000;
   std::map<u64, u64> copies;
-  ASSERT_TRUE(this->copy([&](auto& page) -> Result<void> {
+  std::vector<u64> visited;
+  ASSERT_TRUE(this->copy_reading_parent([&](auto& page) -> Result<void> {
+                    static_assert(!CanShare<decltype(page)>, "a read-only walk of the parent offers no share()");
+                    visited.push_back(page.va().value());
                     copies[page.va().value()] = next;
                     page.map_copy(PhysAddr(next));
                     next += this->kPage;
                     return {};
                   }).ok());
+  std::vector<u64> expected_visits;
   for (const auto& [va, old] : this->before) {
     EXPECT_EQ(this->entry(this->parent, VirtAddr(va)), old) << "eager fork changed the parent at " << test::hex(va);
     if (!this->in_range(va)) continue;
+    expected_visits.push_back(va);
     const Walk w = this->child.query(VirtAddr(va));
     ASSERT_TRUE(w.mapped()) << test::hex(va);
     EXPECT_EQ(w.pa.value(), copies[va]);
     EXPECT_EQ(w.perms, F::entry_perms(old, this->kLeaf)) << "child permissions at " << test::hex(va);
   }
+  EXPECT_EQ(visited, expected_visits) << "every mapped page of the range once, in order";
   EXPECT_TRUE(this->parent_tlb.pages.empty() && this->parent_tlb.full_flushes == 0) << "nothing to invalidate";
+  EXPECT_EQ(this->parent_tlb.barriers, 0) << "a read-only walk has nothing to make visible";
+  EXPECT_GT(this->child_tlb.barriers, 0) << "the child's table writes were never made visible";
 }
 
 // A failing visit stops the walk: the pages before it are whole mappings in the child, the

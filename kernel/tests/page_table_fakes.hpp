@@ -87,9 +87,7 @@ class RecordingTlb final : public TlbSync {
     ++full_flushes;
     record(global ? "invalidate all global" : "invalidate all");
   }
-  usize page_invalidation_limit() const override { return page_limit; }
   std::vector<u64> pages;
-  usize page_limit = TlbSync::kDefaultPageLimit;  ///< what the "ISA" chooses
   int full_flushes = 0;
   int barriers = 0;
   /// Called with each event as it happens (to look at memory at that moment).

@@ -42,10 +42,6 @@ class TlbSync {
   virtual void invalidate_page(VirtAddr va, bool global) = 0;
   /// Drops every translation of this space (and global ones too when @p global).
   virtual void invalidate_all(bool global) = 0;
-  /// Past how many pages one invalidate_all() is cheaper than invalidating each: the ISA's
-  /// choice (a batch holds at most ConsistencyBatch::kMaxPages in any case).
-  virtual usize page_invalidation_limit() const { return kDefaultPageLimit; }
-  static constexpr usize kDefaultPageLimit = 32;
 
  protected:
   ~TlbSync() = default;
@@ -53,11 +49,18 @@ class TlbSync {
 
 /// Collects the invalidations and the table frees of a change to one address space, and issues
 /// them in order (barrier, invalidations, frees) on flush() and when it goes out of scope.
-/// Past the ISA's limit of pages (TlbSync::page_invalidation_limit(), at most kMaxPages) one full
-/// invalidation is cheaper than many single ones: the range is flushed whole, once; past
-/// kMaxTables tables it flushes early (always safe: it only does sooner what it would do later).
+/// Past kMaxPages pages one full invalidation is cheaper than many single ones: the range is
+/// flushed whole, once; past kMaxTables tables it flushes early (always safe: it only does
+/// sooner what it would do later).
+///
+/// A batch is made for every change, however small (a fork makes several, a fault one), so making
+/// one costs next to nothing: its lists are not filled when it is made, only written as they
+/// grow, and their limits are compile-time facts.
 class [[nodiscard]] ConsistencyBatch {
  public:
+  /// Past how many pages one full invalidation replaces the single ones. One number for both
+  /// ISAs (x86_64: INVLPG against a CR3 reload; AArch64: TLBI VAE1IS against TLBI ASIDE1IS);
+  /// an ISA that wants another would set it in its arch_impl/ and this would read it there.
   static constexpr usize kMaxPages = 32;
   static constexpr usize kMaxTables = 32;
   static constexpr usize kMaxFrames = 64;
@@ -70,8 +73,7 @@ class [[nodiscard]] ConsistencyBatch {
   /// @p user_half_only: the batch of a user space, which changes only its own lower half (its
   /// changes there start no new generation of the kernel half: see changes()).
   ConsistencyBatch(TlbSync& tlb, TableMemory& memory, bool user_half_only = false)
-      : tlb_(tlb), memory_(memory), page_limit_(min(tlb.page_invalidation_limit(), kMaxPages)),
-        user_half_only_(user_half_only) {}
+      : tlb_(tlb), memory_(memory), user_half_only_(user_half_only) {}
   ConsistencyBatch(const ConsistencyBatch&) = delete;
   ConsistencyBatch& operator=(const ConsistencyBatch&) = delete;
   ~ConsistencyBatch() {
@@ -118,7 +120,7 @@ class [[nodiscard]] ConsistencyBatch {
         page_[i].global = page_[i].global || global;
         return;
       }
-    if (pages_ >= page_limit_) {
+    if (pages_ >= kMaxPages) {
       all_ = true;
       return;
     }
@@ -128,7 +130,7 @@ class [[nodiscard]] ConsistencyBatch {
   /// Every page of [va, va + size) (a block that was split or remapped).
   void invalidate_range(VirtAddr va, u64 size, bool global) {
     count_change(va.offset(size - 1), global);
-    if (size / kPageSize > page_limit_ - pages_) {
+    if (size / kPageSize > kMaxPages - pages_) {
       any_global_ = any_global_ || global;
       all_ = true;
       return;
@@ -195,6 +197,20 @@ class [[nodiscard]] ConsistencyBatch {
     bool global;
   };
 
+  /// @p kN places for a T that nothing fills when the batch is made: the first `count` of them
+  /// (pages_, tables_, frames_) are the list, each written before it is read. (Plain arrays of
+  /// addresses would be zeroed at every batch, 1,280 bytes, more than most batches ever hold.)
+  /// Their bytes make a T where one is written (C++20: a T that needs no constructor to begin its
+  /// life, such as an address or a Page, begins it in a byte array when it is assigned there).
+  template <class T, usize kN> class Slots {
+    static_assert(__is_trivially_copyable(T) && __is_trivially_destructible(T), "a T that begins its life when written");
+   public:
+    T& operator[](usize i) { return __builtin_launder(reinterpret_cast<T*>(bytes_))[i]; }
+
+   private:
+    alignas(T) u8 bytes_[sizeof(T) * kN];
+  };
+
   /// A change at @p va: a new generation, unless a user space's batch changed its own half.
   void count_change(VirtAddr va, bool global) {
     if (!user_half_only_ || global || va.value() >= layout::kKernelHalfBase) ++s_changes;
@@ -215,13 +231,12 @@ class [[nodiscard]] ConsistencyBatch {
 
   TlbSync& tlb_;
   TableMemory& memory_;
-  Page page_[kMaxPages];
-  PhysAddr table_[kMaxTables];
-  PhysAddr frame_[kMaxFrames];
+  Slots<Page, kMaxPages> page_;
+  Slots<PhysAddr, kMaxTables> table_;
+  Slots<PhysAddr, kMaxFrames> frame_;
   usize pages_ = 0;
   usize tables_ = 0;
   usize frames_ = 0;
-  usize page_limit_;
   bool wrote_ = false;
   bool all_ = false;
   bool any_global_ = false;

@@ -87,6 +87,13 @@ template <ValidPageTableFormat F> class ReadCursor {
   }
   /// The full walk record of va() (for reports).
   Walk query() const { return tree_->query(va_); }
+  /// The page-level entry that maps va() (mapped() at the page level), else nullptr; the entries
+  /// after it, to the end of its table, are the next pages': for a walk that reads a whole table
+  /// at a time (fork's eager copy, mm/space/fork_copy.hpp). Read only: Cursor::page_entry() is
+  /// the one to write through.
+  const u64* page_entry() const {
+    return mapped() && level() == kLeafLevel ? &entries_[kLeafLevel][F::index(va_, kLeafLevel)] : nullptr;
+  }
 
   // ---- Moving -----------------------------------------------------------------------------
 
@@ -191,11 +198,10 @@ template <ValidPageTableFormat F> class Cursor : public ReadCursor<F> {
   /// The batch its changes go through.
   ConsistencyBatch& batch() const { return *batch_; }
 
-  /// The page-level entry that maps va() (mapped() at the page level), else nullptr. The
-  /// entries after it, to the end of its table, are the next pages': for a range operation
-  /// that works a whole table at a time (fork, mm/space/fork_copy.hpp). Whoever writes through it
-  /// keeps the batch told (wrote(), invalidate_range()) and leaves present entries present (the
-  /// path stays valid).
+  /// ReadCursor::page_entry(), to write through: for a range operation that works a whole table
+  /// at a time (fork's copy-on-write, mm/space/fork_copy.hpp). Whoever writes through it keeps
+  /// the batch told (wrote(), invalidate_range()) and leaves present entries present (the path
+  /// stays valid).
   u64* page_entry() { return mapped() && level() == kLeafLevel ? &slot(kLeafLevel) : nullptr; }
 
   // ---- Changes at va() --------------------------------------------------------------------

@@ -30,7 +30,10 @@ namespace pagoda {
 //
 // The caller decides what each page becomes (ForkPage): share() maps the parent's frame in
 // the child and takes write permission from both entries; map_copy(frame) maps a frame of
-// the child's own with the parent's permissions. Permissions are decoded and encoded only
+// the child's own with the parent's permissions. Which of the two it may choose is the parent
+// cursor's type: through a Cursor (copy-on-write) the walk may narrow the parent's entries and
+// tells the Cursor's batch; through a ReadCursor (the eager copy) it can only read them, needs
+// no batch for the parent, and a share() there does not compile. Permissions are decoded and encoded only
 // when an entry's attribute bits (everything but its address) differ from the last entry's:
 // the format's with_perms() keeps the address and changes only attribute bits, so the entry
 // without write permission is the old address with the remembered attributes.
@@ -70,9 +73,14 @@ template <ValidPageTableFormat F> struct AttributeMemo {
 
 }  // namespace fork_detail
 
-/// One mapped page of the parent, as copy_mappings() meets it.
-template <ValidPageTableFormat F> class ForkPage {
+/// One mapped page of the parent, as copy_mappings() meets it. @p ParentEntry is what the walk
+/// holds of the parent's entry: u64* when it may narrow it (a Cursor), const u64* when it only
+/// reads it (a ReadCursor).
+template <ValidPageTableFormat F, class ParentEntry = u64*> class ForkPage {
  public:
+  /// True when share() may be called: the walk may write the parent's entries.
+  static constexpr bool kMayNarrow = kIsSame<ParentEntry, u64*>;
+
   /// Its virtual address (the same in both roots).
   VirtAddr va() const { return va_; }
   /// The parent's frame.
@@ -82,7 +90,9 @@ template <ValidPageTableFormat F> class ForkPage {
 
   /// The child maps the parent's frame; a writable page becomes read-only in both roots
   /// (copy-on-write), a read-only one stays as it is. The caller holds the extra reference.
-  void share() {
+  void share()
+    requires kMayNarrow
+  {
     u64 entry = entry_;
     if (memo_.narrow) {
       entry = (entry & F::kAddressMask) | memo_.read_only;
@@ -97,7 +107,7 @@ template <ValidPageTableFormat F> class ForkPage {
 
   /// Made by copy_mappings() only: the page at @p va whose parent entry @p entry is at
   /// @p parent and whose child entry goes to @p child.
-  ForkPage(VirtAddr va, u64 entry, u64* parent, u64* child, const fork_detail::AttributeMemo<F>& memo,
+  ForkPage(VirtAddr va, u64 entry, ParentEntry parent, u64* child, const fork_detail::AttributeMemo<F>& memo,
            bool& narrowed)
       : va_(va), entry_(entry), parent_(parent), child_(child), memo_(memo), narrowed_(narrowed) {}
   ForkPage(const ForkPage&) = delete;
@@ -108,21 +118,24 @@ template <ValidPageTableFormat F> class ForkPage {
 
   VirtAddr va_;
   u64 entry_;
-  u64* parent_;
+  ParentEntry parent_;
   u64* child_;
   const fork_detail::AttributeMemo<F>& memo_;
   bool& narrowed_;
 };
 
-/// Calls @p visit(ForkPage<F>&) -> Result<void> for every mapped page of [@p start, @p end)
+/// Calls @p visit(ForkPage<F, ...>&) -> Result<void> for every mapped page of [@p start, @p end)
 /// (page aligned, in one half) in @p from's tree, after making the child's leaf table that
 /// holds it in @p to's tree. The child must map nothing in the range (a fresh child: its
 /// entries are written without being read). Each visit must write the child's entry (share()
-/// or map_copy()) or fail. Errors: visit()'s, the child's NoMemory for a table,
-/// InvalidArgument for a large page or a page of the child in the way. Both cursors move;
-/// their batches flush when their owners end them.
-template <ValidPageTableFormat F, class Visit>
-Result<void> copy_mappings(Cursor<F>& from, Cursor<F>& to, VirtAddr start, VirtAddr end, Visit visit) {
+/// or map_copy(); share() only when @p from is a Cursor) or fail. Errors: visit()'s, the
+/// child's NoMemory for a table, InvalidArgument for a large page or a page of the child in the
+/// way. Both cursors move; their batches flush when their owners end them.
+template <ValidPageTableFormat F, class Parent, class Visit>
+  requires(kIsSame<Parent, ReadCursor<F>> || kIsSame<Parent, Cursor<F>>)
+Result<void> copy_mappings(Parent& from, Cursor<F>& to, VirtAddr start, VirtAddr end, Visit visit) {
+  using ParentEntry = decltype(from.page_entry());
+  using Page = ForkPage<F, ParentEntry>;
   constexpr usize kLeaf = F::kLevels - 1;
   constexpr u64 kPage = F::kPageSize;
   constexpr u64 kTableSpan = F::entry_span(kLeaf - 1);  // what one leaf table maps
@@ -130,7 +143,7 @@ Result<void> copy_mappings(Cursor<F>& from, Cursor<F>& to, VirtAddr start, VirtA
   if (!(start < end)) return {};
   from.find(start);
   while (from.next_mapped(end)) {
-    u64* parent = from.page_entry();
+    const ParentEntry parent = from.page_entry();
     if (parent == nullptr) return Error(Error::InvalidArgument, "a large page in the user half");
     const VirtAddr first = from.va();
     const VirtAddr table_end = first.align_down(kTableSpan).offset(kTableSpan);
@@ -141,21 +154,24 @@ Result<void> copy_mappings(Cursor<F>& from, Cursor<F>& to, VirtAddr start, VirtA
     u64* child = TRY(to.reserve_page_entry());
     bool narrowed = false;
     Result<void> done;
-    u64* const parent_end = parent + pages;
-    for (u64 *p = parent, *c = child; p != parent_end; ++p, ++c) {
+    const ParentEntry parent_end = parent + pages;
+    u64* c = child;
+    for (ParentEntry p = parent; p != parent_end; ++p, ++c) {
       const u64 entry = *p;
       if (!F::is_present(entry, kLeaf)) continue;
       memo.learn(entry);
-      ForkPage<F> page(first.offset(u64(p - parent) * kPage), entry, p, c, memo, narrowed);
+      Page page(first.offset(u64(p - parent) * kPage), entry, p, c, memo, narrowed);
       if (Result<void> visited = visit(page); visited.is_error()) [[unlikely]] {
         done = visited.error();
         break;
       }
     }
     to.batch().wrote();
-    if (narrowed) {
-      from.batch().wrote();
-      from.batch().invalidate_range(first, stop.value() - first.value(), memo.narrowed_global);
+    if constexpr (Page::kMayNarrow) {
+      if (narrowed) {
+        from.batch().wrote();
+        from.batch().invalidate_range(first, stop.value() - first.value(), memo.narrowed_global);
+      }
     }
     if (done.is_error()) return done.error();
     if (stop == end) break;

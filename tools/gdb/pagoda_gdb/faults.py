@@ -484,7 +484,7 @@ def _program_segments(name):
         return None
 
 
-REGIONS_OF_CURRENT = "(*(pagoda::UserRegions*)%s->regions_storage)"   # kernel/proc/process.hpp regions()
+REGIONS_OF_CURRENT = "(*(pagoda::UserRegions*)&%s->user_regions.storage_)"   # kernel/proc/process.hpp regions()
 
 
 def _kernel_decision(address):

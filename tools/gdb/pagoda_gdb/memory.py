@@ -5,8 +5,8 @@
   frames            every frame's owner and the reference counts (pagoda_pt/frames.py)
   vma_lines(...)    fault-why's line naming the VMA of a faulting user address
 
-The VMAs come from the kernel's structures (Process::regions_storage holds the UserRegions,
-whose VmaSet is a sorted array); the mappings from a walk of the process's published root in
+The VMAs come from the kernel's structures (Process::user_regions, an Optional, holds the
+UserRegions in its storage_ while its engaged_ is set; the VmaSet is a sorted array); the mappings from a walk of the process's published root in
 physical memory.  Neither trusts the other: that is the point of putting them side by side.
 """
 
@@ -74,8 +74,9 @@ def read_processes():
             else str(p["name"])
         row = {"pid": int(p["pid"]), "name": name, "state": state, "parent": int(p["parent"]),
                "current": int(p.address) == current, "vmas": None, "kstack_slot": _kstack_slot(p)}
-        if bool(p["regions_made"]):
-            regions = p["regions_storage"].address.cast(regions_type).dereference()
+        held = p["user_regions"]  # an Optional<UserRegions> (kernel/lib/optional.hpp)
+        if bool(held["engaged_"]):
+            regions = held["storage_"].address.cast(regions_type).dereference()
             row.update(heap_start=int(regions["heap_start"]), brk=int(regions["brk"]),
                        stack_limit=int(regions["stack_limit"]))
             vmas = regions["vmas"]
