@@ -19,6 +19,15 @@ Process* g_current = nullptr;
 /// Where switch_context() left the idle loop's stack (the boot stack).
 uptr g_idle_sp = 0;
 u64 g_switches = 0;
+/// The tick count when the CPU last moved to another context: when the current turn began.
+u64 g_turn_began = 0;
+/// Ticks a turn counts before a tick from user mode may end it. The first tick counted in a turn
+/// may have fallen due before the process ran a single instruction: while the kernel switched to
+/// it, interrupts off (on a busy host, or with a debugger's breakpoint in the scheduler's page,
+/// the switch can outlast a whole period), taken the moment the process enters user mode. Ended
+/// there, the process would lose its turn, turn after turn. The second tick falls due a period
+/// after the first, while the process runs.
+constexpr u64 kTicksPerTurn = 2;
 
 /// The next ready process after @p after in table order (round robin), or nullptr.
 Process* next_ready(const Process* after) {
@@ -63,6 +72,7 @@ void switch_to(Process* next) {
   g_current = next;
   note_running_stack(next != nullptr ? next->kstack : KernelStack{});  // what traps from user mode must land on
   ++g_switches;
+  g_turn_began = ticks();
   // LAB 3 BEGIN the switch, second half: the context
   // Saves prev's callee-saved registers and stack pointer; returns on next's (the idle loop's
   // is the boot stack's).
@@ -74,6 +84,9 @@ void switch_to(Process* next) {
   //       "(labs/03-process-roots/README.md)");
   // LAB 3 END
 }
+
+/// Whether the current turn has counted kTicksPerTurn ticks: a tick may end it.
+bool turn_is_over() { return ticks() - g_turn_began >= kTicksPerTurn; }
 
 /// Frees every process that has ended and has no parent to reap it (never the current one:
 /// the idle loop runs this).
@@ -231,12 +244,14 @@ void timer_tick(bool from_user) {
     if (p.state == State::Sleeping && now >= p.wake_tick) p.state = State::Ready;
   if (!from_user) temp_map_timer_hook();  // lab 4's stress test: a temp map nested in a call's
   if (from_user && g_current != nullptr) die_if_killed();  // on its way back to user mode
-  // LAB 3 BEGIN preemption: a tick that interrupted a process in user mode ends its turn
+  // LAB 3 BEGIN preemption: a tick that interrupted a process in user mode ends its turn, once the turn is over
   // Only from user mode: kernel code is never preempted (it may hold a temporary mapping, or be
-  // half-way through a change of the page tables).
-  if (from_user && g_current != nullptr) schedule();
+  // half-way through a change of the page tables). And only a turn that is over (turn_is_over():
+  // its first tick may have come before the process ran at all).
+  if (from_user && g_current != nullptr && turn_is_over()) schedule();
   // LAB 3 SKELETON
   // (void)from_user;
+  // (void)turn_is_over;
   // LAB 3 END
   if (from_user && g_current != nullptr) die_if_killed();  // killed while others ran
 }

@@ -2,9 +2,11 @@
 /// @brief Round-robin scheduling of processes, the context switch, sleeping, and the idle loop.
 ///
 /// One CPU. A process gives up the CPU when it makes a system call that waits (yield, sleep,
-/// exit), when it faults in user mode, and when the timer interrupts it in user mode: every
-/// tick that lands in user mode hands the CPU to the next ready process, in process-table
-/// order (round robin). Kernel code is never preempted: system calls run with interrupts off.
+/// exit), when it faults in user mode, and when the timer interrupts it in user mode once its
+/// turn is over: from the second tick counted since the switch to it (the first may have fallen
+/// due before it ran at all), a tick that lands in user mode hands the CPU to the next ready
+/// process, in process-table order (round robin). Kernel code is never preempted: system calls
+/// run with interrupts off.
 ///
 /// When no process is ready the CPU runs the idle loop, on the boot stack, in the kernel's
 /// root: it reaps the processes that ended and halts until the next interrupt. So a switch
