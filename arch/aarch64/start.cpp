@@ -70,7 +70,7 @@ extern "C" void aarch64_check_ram(pagoda::u64 x0) {
   info.memory.normalise();
   const u64 image_end = reinterpret_cast<u64>(__kernel_phys_end);
   const PhysAddr ram_end = usable_end(info.memory);
-  if (image_end <= ram_end.value()) return;
+  if (ram_end.value() <= RAM_BASE || image_end <= ram_end.value()) return;  // no RAM named: kmain's to say
   char line[160];
   const StringView text = too_little_memory(line, sizeof line, ram_end.value() - RAM_BASE, image_end - RAM_BASE,
                                             "its image ends there");
