@@ -20,8 +20,10 @@
  *               KERNEL_VIRT_OFFSET);
  *   3. sets MAIR_EL1 (once, for good), TCR_EL1 (48-bit ranges, 4 KiB granules), the two
  *      TTBRs, and SCTLR_EL1 (MMU, caches); sets PSTATE.PAN when the CPU has it;
- *   4. moves to the low ENTRY stack, jumps to the kernel's high address, clears .bss, points
- *      VBAR_EL1 at the exception vectors and calls aarch64_start(x0 of the entry).
+ *   4. moves to the low ENTRY stack, jumps to the kernel's high address, stops with the
+ *      too-little-memory line if the device tree's RAM ends before .bss does (aarch64_check_ram,
+ *      start.cpp: clearing it would fault before the vectors are live, a silent spin), clears
+ *      .bss, points VBAR_EL1 at the exception vectors and calls aarch64_start(x0 of the entry).
  * Nothing after the entry needs TTBR0's identity but that stack. Leaving it for the kernel's
  * own stack (boot_stack, linked high) and the boot tables for the kernel's own roots is the
  * kernel's job, lab 2's vm::enter_kernel_space() (kernel/mm/vm.cpp).
@@ -184,6 +186,8 @@ wrong_el:
 /* ---- linked high ---------------------------------------------------------------------- */
         .text
 boot_high_entry:
+        mov     x0, x19                 /* too little RAM for .bss: say so and stop (start.cpp) */
+        bl      aarch64_check_ram
         ldr     x0, =__bss_start
         ldr     x1, =__bss_end
 1:      stp     xzr, xzr, [x0], #16

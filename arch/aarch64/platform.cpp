@@ -54,6 +54,16 @@ void psci_system_off() {
 
 }  // namespace
 
+void boot_stop(StringView line) {
+  auto* const data = reinterpret_cast<volatile u32*>(u64(PL011_BASE));  // UARTDR, at offset 0
+  for (const char c : StringView("PANIC: ")) *data = u8(c);
+  for (const char c : line) *data = u8(c);
+  *data = u8('\n');
+  semihosting_exit(EXIT_STATUS_FAILURE);
+  psci_system_off();
+  for (;;) wfi();
+}
+
 void set_platform_devices(const PlatformDevices& devices) { g_devices = devices; }
 const PlatformDevices& platform_devices() { return g_devices; }
 

@@ -22,4 +22,9 @@ void* boot_window_ptr(PhysAddr pa, usize size);
 /// through PSCI instead.
 bool semihosting_trapped(TrapFrame& frame);
 
+/// Before .bss is cleared (boot.S): writes "PANIC: @p line" straight to the boot UART
+/// (PL011_BASE, through the boot stub's identity map) and exits QEMU with the failure status.
+/// Touches no global state.
+[[noreturn]] void boot_stop(StringView line);
+
 }  // namespace pagoda::aarch64

@@ -50,6 +50,33 @@ Result<void> read_device_tree(const DeviceTree& tree, PlatformDevices& devices) 
 }  // namespace
 }  // namespace pagoda::aarch64
 
+extern "C" char __kernel_phys_end[];
+
+/// Called by boot.S before it clears .bss: stops the boot with the too-little-memory line when
+/// the RAM the device tree names ends before the kernel image does (QEMU loads the image's
+/// file bytes, but .bss would lie past RAM, and clearing it would fault before the exception
+/// vectors are live: a silent spin). Uses no global state (.bss is not cleared yet, and may be
+/// outside RAM): the tree is read into this stack's copy, and the line goes straight to the
+/// boot UART.
+extern "C" void aarch64_check_ram(pagoda::u64 x0) {
+  using namespace pagoda;
+  using namespace pagoda::aarch64;
+  const Result<DeviceTree> tree = find_device_tree(x0);
+  if (tree.is_error()) return;  // aarch64_start() says so, with the kernel's own panic
+  BootInfo info;
+  PlatformDevices devices;
+  const auto* blob = static_cast<const u8*>(boot_window_ptr(tree.value().base, tree.value().size));
+  if (fdt_parse(Span<const u8>(blob, tree.value().size), info, devices).is_error()) return;
+  info.memory.normalise();
+  const u64 image_end = reinterpret_cast<u64>(__kernel_phys_end);
+  const PhysAddr ram_end = usable_end(info.memory);
+  if (ram_end.value() <= RAM_BASE || image_end <= ram_end.value()) return;  // no RAM named: kmain's to say
+  char line[160];
+  const StringView text = too_little_memory(line, sizeof line, ram_end.value() - RAM_BASE, image_end - RAM_BASE,
+                                            "its image ends there");
+  boot_stop(text);
+}
+
 extern "C" [[noreturn]] void aarch64_start(pagoda::u64 x0) {
   using namespace pagoda;
   using namespace pagoda::aarch64;

@@ -1,5 +1,7 @@
 #include "boot/memmap.hpp"
 
+#include "lib/format.hpp"
+
 namespace pagoda {
 
 const char* memory_type_name(MemoryType type) {
@@ -79,6 +81,19 @@ u64 MemoryMap::total(MemoryType type) const {
   for (const MemoryRegion& r : *this)
     if (r.type == type) sum += r.size;
   return sum;
+}
+
+StringView too_little_memory(char* buffer, usize capacity, u64 ram, u64 need, StringView why) {
+  constexpr u64 kKiB = 1024;
+  return format_buffer(buffer, capacity, "too little memory: {} KiB of RAM, the kernel needs at least {} KiB ({})",
+                       ram / kKiB, (need + kKiB - 1) / kKiB, why);
+}
+
+PhysAddr usable_end(const MemoryMap& map) {
+  PhysAddr end;
+  for (const MemoryRegion& r : map)
+    if (r.type == MemoryType::Usable && end < r.end()) end = r.end();
+  return end;
 }
 
 }  // namespace pagoda

@@ -11,6 +11,7 @@
 #pragma once
 
 #include "lib/result.hpp"
+#include "lib/string_view.hpp"
 #include "lib/types.hpp"
 #include "mm/base/addr.hpp"
 #include "mm/base/page.hpp"
@@ -65,5 +66,15 @@ class MemoryMap {
   MemoryRegion regions_[kMaxRegions];
   usize count_ = 0;
 };
+
+/// The one line a kernel given too little RAM stops with, on every ISA, formatted into
+/// @p buffer: it names the RAM the boot map has (@p ram: the end of its highest usable region,
+/// counted from @p ram_base, the ISA's first byte of RAM) and the least the kernel needs
+/// (@p need bytes from @p ram_base, a lower bound) and why (@p why). Uses no kernel state:
+/// AArch64's boot path prints it before .bss is cleared (arch/aarch64/start.cpp).
+StringView too_little_memory(char* buffer, usize capacity, u64 ram, u64 need, StringView why);
+
+/// The end of the highest usable region of @p map (a null address when it has none).
+PhysAddr usable_end(const MemoryMap& map);
 
 }  // namespace pagoda

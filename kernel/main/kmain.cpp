@@ -7,6 +7,7 @@
 #include "core/runtime.hpp"
 #include "core/selftest.hpp"
 #include "lib/proof.hpp"
+#include "mm/base/layout.hpp"
 #include "mm/vm.hpp"
 #include "proc/process.hpp"
 #include "proc/run.hpp"
@@ -56,6 +57,13 @@ void kmain(const BootInfo& boot) {
 
   const Result<void> vm_ok = vm::init(boot);
   if (vm_ok.ok()) vm::enter_kernel_space(kmain_running, boot);  // never returns
+  if (vm_ok.error() == Error::NoMemory) {
+    // The usual cause is a machine with too little RAM: say so, in the line every ISA uses.
+    const u64 ram = usable_end(boot.memory).value() - layout::kWindowPhysBase;
+    char line[160];
+    panic("vm: cannot set up virtual memory: {}; {}", vm_ok.error(),
+          too_little_memory(line, sizeof line, ram, ram + kPageSize, "vm::init ran out of frames"));
+  }
   if (vm_ok.error() != Error::NotImplemented) panic("vm: cannot set up virtual memory: {}", vm_ok.error());
   lab_todo(vm_ok.error());
   println("vm: not set up (a lab is not done yet); the kernel stays on the boot page tables");

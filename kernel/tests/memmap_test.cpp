@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <string>
+
 #include "boot/memmap.hpp"
 
 namespace pagoda {
@@ -82,6 +84,24 @@ TEST(MemoryMap, FullTableIsAnError) {
   const Result<void> r = map.add(PhysAddr(0x1000000), 0x1000, MemoryType::Usable);
   ASSERT_TRUE(r.is_error());
   EXPECT_EQ(r.error(), Error::Overflow);
+}
+
+TEST(MemoryMap, UsableEndIsTheEndOfTheHighestUsableRegion) {
+  MemoryMap map;
+  EXPECT_EQ(usable_end(map), PhysAddr());
+  ASSERT_TRUE(map.add(PhysAddr(0x4000'0000), 0x30'0000, MemoryType::Usable).ok());
+  ASSERT_TRUE(map.add(PhysAddr(0x4000'0000), 0x10'0000, MemoryType::Reserved).ok());
+  ASSERT_TRUE(map.add(PhysAddr(0x5000'0000), 0x1000, MemoryType::Reserved).ok());  // above: not RAM
+  map.normalise();
+  EXPECT_EQ(usable_end(map), PhysAddr(0x4030'0000));
+}
+
+TEST(MemoryMap, TooLittleMemorySaysWhatItHasAndWhatItNeedsInKiB) {
+  char line[160];
+  EXPECT_EQ(std::string(too_little_memory(line, sizeof line, 3 << 20, 3252224 + 1, "its image ends there").data()),
+            "too little memory: 3072 KiB of RAM, the kernel needs at least 3177 KiB (its image ends there)");
+  char tiny[12];  // cut to fit, NUL-terminated
+  EXPECT_EQ(std::string(too_little_memory(tiny, sizeof tiny, 1, 2, "x").data()), "too little ");
 }
 
 }  // namespace

@@ -89,9 +89,18 @@ def test_the_minimum_memory_is_the_least_that_boots(arch):
     outcome, out = boot_outcome(kernel, least, arch)
     assert outcome == "clean shutdown", out.decode(errors="replace")[-2000:]
     clean = children_cpu() - before             # what QEMU spent on the clean boot
-    # One MiB less must not boot: given four times that CPU, it would have shut down by then.
+    # One MiB less must not boot, and must say so and stop: a panic naming the RAM it got and
+    # the least it needs, the same line on every ISA (kernel/boot/memmap.cpp), and promptly:
+    # given four times the clean boot's CPU, a boot that spins (AArch64 once faulted clearing
+    # a .bss past the end of RAM, before its exception vectors were live) counts as a hang.
     outcome, out = boot_outcome(kernel, least - 1, arch, cpu_budget=4 * clean + 1.0)
+    text = out.decode(errors="replace")
     assert outcome != "clean shutdown", f"-m {least - 1}M boots too: the minimum is not tight"
+    assert outcome == "kernel panic (failure status)", f"-m {least - 1}M: {outcome}\n{text[-2000:]}"
+    said = re.search(r"PANIC: .*too little memory: (\d+) KiB of RAM, the kernel needs at least (\d+) KiB \(", text)
+    assert said, f"-m {least - 1}M panics without saying the RAM is too little:\n{text[-2000:]}"
+    got, need = int(said[1]), int(said[2])
+    assert (least - 2) * 1024 < got <= (least - 1) * 1024 < need, said[0]
 
 
 def test_run_refuses_too_little_memory_with_the_minimum(kernel):
