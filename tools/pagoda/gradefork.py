@@ -18,6 +18,7 @@ its own); the server dies with its parent.
 """
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -39,6 +40,9 @@ def serve(stdin=sys.stdin, stdout=sys.stdout):
         importlib.import_module(name)
     from pagoda import grade
     grade.PYTEST_IN_FORK = True
+    # Ctrl-C reaches the server with its parent: the grade running then stops as a new process's
+    # would (its fork takes Python's handler back) and the server waits for the end of its input.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     for line in stdin:
         request = json.loads(line)
         pid = os.fork()
@@ -52,6 +56,7 @@ def serve(stdin=sys.stdin, stdout=sys.stdout):
 def _child(request):
     status = 1
     try:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         from pagoda_core.qemu import die_with_parent
         die_with_parent()           # (the server's death ends its grades)
         with open(request["log"], "a") as log:

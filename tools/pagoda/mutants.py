@@ -435,22 +435,29 @@ class Runner:
         self.futures = []
         self.lab_times = {}         # lab -> [start, end]
         self.lock = threading.Lock()
-        self.servers = {}           # (tree, grading thread) -> its warm grader (gradefork.Server)
+        self.servers = {}           # grading thread -> {tree: its warm grader (gradefork.Server)}
         self.warm = warm
 
+    # Warm graders a grading thread keeps at once: the tree it grades and the one before (a lab's
+    # last grades and the next lab's first run side by side); an older one is closed.
+    SERVERS_PER_THREAD = 2
+
     def server(self, tree):
-        """The calling thread's warm grader of @p tree (started on first use), or None (--cold)."""
+        """The calling thread's warm grader of @p tree (started on first use), or None (not @p warm)."""
         if not self.warm:
             return None
-        key = (tree, threading.get_ident())
         with self.lock:
-            if key not in self.servers:
-                self.servers[key] = gradefork.Server(tree)
-            return self.servers[key]
+            mine = self.servers.setdefault(threading.get_ident(), {})
+        if tree not in mine:
+            while len(mine) >= self.SERVERS_PER_THREAD:
+                mine.pop(next(iter(mine))).close()
+            mine[tree] = gradefork.Server(tree)
+        return mine[tree]
 
     def close(self):
-        for server in self.servers.values():
-            server.close()
+        for mine in self.servers.values():
+            for server in mine.values():
+                server.close()
 
     def _time(self, lab, start, end):
         with self.lock:
