@@ -68,7 +68,6 @@ class ForkedPytest:
                     except OSError:
                         pass        # (the listing's own descriptor, closed already)
             sys.argv = [sys.executable, "-m", "pytest", *args]
-            sys.path.insert(0, cwd)       # as `python -m` puts its directory first
             import pytest
             status = int(pytest.main(args))
         except SystemExit as e:

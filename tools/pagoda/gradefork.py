@@ -26,15 +26,16 @@ import threading
 from pagoda_core import paths
 
 # Modules a grade imports, imported once in the server (see the module's docstring for what not).
-WARM_MODULES = ("pytest", "pagoda.cli", "pagoda.grade", "pagoda_grade.harness", "pagoda_grade.lifecycle",
+WARM_MODULES = ("pytest", "pagoda.grade", "pagoda_grade.harness", "pagoda_grade.lifecycle",
                 "pagoda_grade.witness", "pagoda_grade.processes", "pagoda_grade.vmas", "pagoda_grade.causes",
                 "pagoda_grade.vmchecks", "pagoda_grade.tlb", "pagoda_grade.symbols", "pagoda_grade.outcomes",
                 "pagoda_grade.manifest", "pagoda_grade.programs", "pagoda_grade.todo", "pagoda_grade.logs")
 
 
-def serve(stdin=sys.stdin, stdout=sys.stdout):
+def serve(main, stdin=sys.stdin, stdout=sys.stdout):
     """The server's loop: a request per line ({"argv", "cwd", "env", "log"}), a reply per line
-    ({"status"}: the grade's exit status) once that grade has ended; ends at end of input."""
+    ({"status"}: the grade's exit status) once that grade has ended; ends at end of input.
+    @p main is ./pagoda's (pagoda.cli.main), which the server's command line hands in."""
     import importlib
     for name in WARM_MODULES:
         importlib.import_module(name)
@@ -47,13 +48,13 @@ def serve(stdin=sys.stdin, stdout=sys.stdout):
         request = json.loads(line)
         pid = os.fork()
         if pid == 0:
-            _child(request)         # (does not return)
+            _child(main, request)   # (does not return)
         _, status = os.waitpid(pid, 0)
         stdout.write(json.dumps({"status": os.waitstatus_to_exitcode(status)}) + "\n")
         stdout.flush()
 
 
-def _child(request):
+def _child(main, request):
     status = 1
     try:
         signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -67,7 +68,6 @@ def _child(request):
         os.close(null)
         os.chdir(request["cwd"])
         os.environ.update(request["env"])
-        from pagoda.cli import main
         status = main(request["argv"])
     except SystemExit as e:
         status = e.code if isinstance(e.code, int) else 1
@@ -90,7 +90,7 @@ class Server:
         self.tree = tree
         path = [os.path.join(tree, p) for p in ("tools", "grade", "tools/gdb")]
         code = (f"import sys; sys.path[:0] = {path!r}; "
-                "from pagoda import gradefork; gradefork.serve()")
+                "from pagoda import cli, gradefork; gradefork.serve(cli.main)")
         self.proc = subprocess.Popen([paths.SYSTEM_PYTHON, "-c", code], cwd=tree, stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True, preexec_fn=die_with_parent)
         self.lock = threading.Lock()
