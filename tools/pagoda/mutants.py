@@ -26,7 +26,10 @@ build/labs-check/reference. For each slip: its edits are applied, the kernel of 
 applies to is built (ninja recompiles only what the slip touched), the ELFs are set aside, the
 tree is restored, and the tree's own grader grades lab N on them one test at a time in lab.toml
 order, stopping at the first failure (`./pagoda grade --first-failure`). The builds of a tree
-follow one another (one source tree); the grades run beside them and beside each other.
+follow one another (one source tree); the grades run beside them and beside each other. Each
+grading thread grades in a warm grader of the tree (tools/pagoda/gradefork.py: the tree's own
+./pagoda grade, forked from a process that has imported pytest and the grader once), not in a new
+Python per slip.
 
 A slip passes when lab N scores below full marks AND the first failing test's first 2 lines
 match its cause. Anything else (full marks, a cause not named, a slip that does not apply or
