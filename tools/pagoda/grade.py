@@ -33,6 +33,69 @@ NOT_BATCH = {"json": "--json", "junit": "--junit", "test": "--test", "kernel": "
              "first_failure": "--first-failure"}
 
 
+# Set by a warm grader (tools/pagoda/gradefork.py), which has pytest and the grader's modules
+# imported already: run_pytest() then runs pytest in a fork of this process (pytest.main) instead
+# of a new interpreter, which would import them all again. Everything else is the same: the
+# fork has the same arguments, directory, environment, process group and open descriptors.
+PYTEST_IN_FORK = False
+
+
+class ForkedPytest:
+    """pytest.main(@p args) in a forked child, as run_pytest() would start `python -m pytest
+    ARGS` (in @p cwd, with @p env, output to @p out or inherited, @p setup run first, the
+    descriptors @p keep left open); the Popen calls run_pytest and qemu.kill_group make."""
+
+    def __init__(self, args, cwd, out, env, setup, keep):
+        self.returncode = None
+        self.pid = os.fork()
+        if self.pid != 0:
+            return
+        status = 1
+        try:
+            setup()
+            os.chdir(cwd)
+            os.environ.clear()
+            os.environ.update(env)
+            if out is not None:
+                os.dup2(out.fileno(), 1)
+                os.dup2(out.fileno(), 2)
+            null = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(null, 0)
+            for fd in [int(f) for f in os.listdir("/proc/self/fd")]:   # as Popen's close_fds
+                if fd > 2 and fd not in keep:
+                    try:
+                        os.close(fd)
+                    except OSError:
+                        pass        # (the listing's own descriptor, closed already)
+            sys.argv = [sys.executable, "-m", "pytest", *args]
+            import pytest
+            status = int(pytest.main(args))
+        except SystemExit as e:
+            status = e.code if isinstance(e.code, int) else 1
+        except BaseException:
+            import traceback
+            traceback.print_exc()
+        finally:
+            try:
+                sys.stdout.flush()
+                sys.stderr.flush()
+            finally:
+                os._exit(status)
+
+    def poll(self):
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid != 0:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self):
+        if self.returncode is None:
+            _, status = os.waitpid(self.pid, 0)
+            self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C during a grade; carries the results of the tests that had finished."""
 
@@ -114,9 +177,13 @@ def run_pytest(numbers, arch, workers, kernel=None, verbose=False, extra=(), onl
     try:
         try:
             with open(log, "w") as out:
-                proc = subprocess.Popen(argv, cwd=paths.GRADE, stdout=None if verbose else out, env=env,
-                                        stderr=subprocess.STDOUT, pass_fds=(write_end, report_fd),
-                                        preexec_fn=own_group)
+                if PYTEST_IN_FORK:
+                    proc = ForkedPytest(argv[3:], paths.GRADE, None if verbose else out, env, own_group,
+                                        keep=(write_end, report_fd))
+                else:
+                    proc = subprocess.Popen(argv, cwd=paths.GRADE, stdout=None if verbose else out, env=env,
+                                            stderr=subprocess.STDOUT, pass_fds=(write_end, report_fd),
+                                            preexec_fn=own_group)
         finally:
             os.close(write_end)
         stream = os.fdopen(read_end)

@@ -28,7 +28,10 @@ build/labs-check/reference. For each slip: its edits are applied, the kernel of 
 applies to is built (ninja recompiles only what the slip touched), the ELFs are set aside, the
 tree is restored, and the tree's own grader grades lab N on them one test at a time in lab.toml
 order, stopping at the first failure (`./pagoda grade --first-failure`). The builds of a tree
-follow one another (one source tree); the grades run beside them and beside each other.
+follow one another (one source tree); the grades run beside them and beside each other. Each
+grading thread grades in a warm grader of the tree (tools/pagoda/gradefork.py: the tree's own
+./pagoda grade, forked from a process that has imported pytest and the grader once), not in a new
+Python per slip.
 
 A slip passes when lab N scores below full marks AND the first failing test's first 2 lines
 match its cause. Anything else (full marks, a cause not named, a slip that does not apply or
@@ -57,7 +60,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from . import mutant_why, publish, regions, treebuild
+from . import gradefork, mutant_why, publish, regions, treebuild
 from pagoda_core import paths
 from pagoda_core.ui import PagodaError, info
 
@@ -438,22 +441,26 @@ def judge(outcome, data, specs):
     return outcome
 
 
-def grade_slip(tree, lab, arch, kernel, work):
+def grade_slip(tree, lab, arch, kernel, work, server=None):
     """Runs @p tree's own grader on lab @p lab with @p kernel, stopping at the first failure;
-    the JSON it wrote, or None (its log: @p work/grade.log)."""
+    the JSON it wrote, or None (its log: @p work/grade.log). With @p server (a warm grader of
+    @p tree, gradefork.Server) the same grade runs there, without a new Python."""
     json_path = os.path.join(work, "grade.json")
     # The user programs: the copies set_aside() took from the slip's own build. A slip edits only
     # lab regions and user/ has none, so they are the programs the grader would build from the
     # tree; read from the copies, the grade neither runs a second ninja in the build directory
     # the next slip is building in, nor reads programs that build may be rewriting.
-    env = dict(os.environ, PAGODA_GRADE_LOGS=os.path.join(work, "logs"),
-               **{programs.USER_DIR_ENV: os.path.join(work, "user", arch)})
-    argv = [paths.SYSTEM_PYTHON, os.path.join(tree, "pagoda"), "grade", f"lab{lab}", "--arch", arch, "-j", "1",
-            "--first-failure", "--kernel", kernel, "--json", json_path]
-    with open(os.path.join(work, "grade.log"), "w") as log:
-        log.write(f"$ {' '.join(argv)}\n")
+    added = {"PAGODA_GRADE_LOGS": os.path.join(work, "logs"), programs.USER_DIR_ENV: os.path.join(work, "user", arch)}
+    args = ["grade", f"lab{lab}", "--arch", arch, "-j", "1", "--first-failure", "--kernel", kernel, "--json", json_path]
+    argv = [paths.SYSTEM_PYTHON, os.path.join(tree, "pagoda"), *args]
+    log_path = os.path.join(work, "grade.log")
+    with open(log_path, "w") as log:
+        log.write(f"$ {' '.join(argv)}{' (in a warm grader)' if server else ''}\n")
         log.flush()
-        subprocess.run(argv, cwd=tree, stdout=log, stderr=subprocess.STDOUT, env=env)
+        if server is None:
+            subprocess.run(argv, cwd=tree, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, **added))
+    if server is not None and server.grade(args, log_path, added) is None:
+        return None
     try:
         with open(json_path) as f:
             return json.load(f)
@@ -464,7 +471,7 @@ def grade_slip(tree, lab, arch, kernel, work):
 class Runner:
     """Builds the slips of each lab in its tree, one after another, and grades them in a pool."""
 
-    def __init__(self, root, labs, sources, grade_workers, out, why=False, work=MUTANTS_DIR):
+    def __init__(self, root, labs, sources, grade_workers, out, why=False, work=MUTANTS_DIR, warm=True):
         self.root, self.labs, self.sources = root, labs, sources
         self.why = why
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, grade_workers))
@@ -473,6 +480,29 @@ class Runner:
         self.futures = []
         self.lab_times = {}         # lab -> [start, end]
         self.lock = threading.Lock()
+        self.servers = {}           # grading thread -> {tree: its warm grader (gradefork.Server)}
+        self.warm = warm
+
+    # Warm graders a grading thread keeps at once: the tree it grades and the one before (a lab's
+    # last grades and the next lab's first run side by side); an older one is closed.
+    SERVERS_PER_THREAD = 2
+
+    def server(self, tree):
+        """The calling thread's warm grader of @p tree (started on first use), or None (not @p warm)."""
+        if not self.warm:
+            return None
+        with self.lock:
+            mine = self.servers.setdefault(threading.get_ident(), {})
+        if tree not in mine:
+            while len(mine) >= self.SERVERS_PER_THREAD:
+                mine.pop(next(iter(mine))).close()
+            mine[tree] = gradefork.Server(tree)
+        return mine[tree]
+
+    def close(self):
+        for mine in self.servers.values():
+            for server in mine.values():
+                server.close()
 
     def _time(self, lab, start, end):
         with self.lock:
@@ -551,7 +581,7 @@ class Runner:
         start = time.monotonic()
         work = os.path.dirname(kernel)
         info(f"labs mutants: {m.name}: grading lab{n} ({arch})")
-        data = grade_slip(tree, n, arch, kernel, work)
+        data = grade_slip(tree, n, arch, kernel, work, self.server(tree))
         outcome = Outcome(m, arch, log=os.path.join(work, "grade.log"), kernel=kernel)
         if data is None:
             outcome.problem = f"the grader did not run (see {os.path.relpath(outcome.log, self.root)})"
@@ -643,11 +673,12 @@ def select(mutants, labs, numbers, arches, slugs=None):
 
 
 def run(root=paths.ROOT, numbers=None, arches=paths.ARCHES, listing=False, workers=None, out=print, slugs=None,
-        why=False, json_path=None, slips_dir=None):
+        why=False, json_path=None, slips_dir=None, warm=True):
     """The command: returns the number of problems. @p why replays each caught slip's failing
     boot for fault-why (tools/pagoda/mutant_why.py); @p json_path gets every outcome as JSON.
     @p slips_dir: check the slips kept there (slip_folders) instead of the labs' own; their logs
-    go to build/labs-check/SLIPS_WORK/."""
+    go to build/labs-check/SLIPS_WORK/. Slips are graded by warm graders (gradefork.py), or each
+    by a new ./pagoda without @p warm."""
     start = time.monotonic()
     sources = publish.scan(root)
     errors = publish.lint(root, sources)
@@ -672,7 +703,7 @@ def run(root=paths.ROOT, numbers=None, arches=paths.ARCHES, listing=False, worke
         out("labs mutants: no slips to check" + (f" in {', '.join(f'lab{n}' for n in numbers)}" if numbers else ""))
         return 0
     runner = Runner(root, labs, sources, workers or os.cpu_count() or 1, out, why=why,
-                    work=MUTANTS_DIR if slips_dir is None else SLIPS_WORK)
+                    work=MUTANTS_DIR if slips_dir is None else SLIPS_WORK, warm=warm)
     futures = []
     try:
         for n in sorted({m.lab for m in chosen}):
@@ -680,6 +711,7 @@ def run(root=paths.ROOT, numbers=None, arches=paths.ARCHES, listing=False, worke
         outcomes = [f.result() for f in futures]
     finally:
         runner.pool.shutdown(wait=True, cancel_futures=True)
+        runner.close()
     outcomes.sort(key=lambda o: (o.mutant.lab, o.mutant.slug, paths.ARCHES.index(o.arch)))
     for line in table(outcomes, why=why):
         out(line)

@@ -181,7 +181,9 @@ def test_a_run_applies_builds_grades_and_restores(lab_tree):
                                                        find="static int secret_helper_for_lab2 = 1234567;",
                                                        replace="static int secret_helper_for_lab2 = 7654321;"))
     lines = []
-    problems = mutants.run(lab_tree, arches=("x86_64",), out=lines.append, workers=2)
+    # (The fake grader is a script, not the tree's tools/: each grade is a new ./pagoda, not a
+    # warm grader, which test_gradefork compares with a new ./pagoda on the real grader.)
+    problems = mutants.run(lab_tree, arches=("x86_64",), out=lines.append, workers=2, warm=False)
     text = "\n".join(lines)
     rows = {l.split()[0]: l for l in lines if l.startswith("lab") and " x86_64 " in l}
     assert rows["lab1/a-no-map"].split()[2:5] == ["0/2", "t1", "yes"]
