@@ -17,7 +17,7 @@ import sys
 import threading
 
 from . import deps, junit
-from pagoda_core import build, paths, speed
+from pagoda_core import build, forked, paths, speed
 from pagoda_core.ui import PagodaError, clip, info
 
 from pagoda_grade import logs, manifest, outcomes, programs
@@ -50,37 +50,28 @@ class ForkedPytest:
         self.pid = os.fork()
         if self.pid != 0:
             return
-        status = 1
-        try:
-            setup()
-            os.chdir(cwd)
-            os.environ.clear()
-            os.environ.update(env)
-            if out is not None:
-                os.dup2(out.fileno(), 1)
-                os.dup2(out.fileno(), 2)
-            null = os.open(os.devnull, os.O_RDONLY)
-            os.dup2(null, 0)
-            for fd in [int(f) for f in os.listdir("/proc/self/fd")]:   # as Popen's close_fds
-                if fd > 2 and fd not in keep:
-                    try:
-                        os.close(fd)
-                    except OSError:
-                        pass        # (the listing's own descriptor, closed already)
-            sys.argv = [sys.executable, "-m", "pytest", *args]
-            import pytest
-            status = int(pytest.main(args))
-        except SystemExit as e:
-            status = e.code if isinstance(e.code, int) else 1
-        except BaseException:
-            import traceback
-            traceback.print_exc()
-        finally:
-            try:
-                sys.stdout.flush()
-                sys.stderr.flush()
-            finally:
-                os._exit(status)
+        forked.exit_after(lambda: self._child(args, cwd, out, env, setup, keep))
+
+    @staticmethod
+    def _child(args, cwd, out, env, setup, keep):
+        setup()
+        os.chdir(cwd)
+        os.environ.clear()
+        os.environ.update(env)
+        if out is not None:
+            os.dup2(out.fileno(), 1)
+            os.dup2(out.fileno(), 2)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        for fd in [int(f) for f in os.listdir("/proc/self/fd")]:   # as Popen's close_fds
+            if fd > 2 and fd not in keep:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass        # (the listing's own descriptor, closed already)
+        sys.argv = [sys.executable, "-m", "pytest", *args]
+        import pytest
+        return int(pytest.main(args))
 
     def poll(self):
         if self.returncode is None:

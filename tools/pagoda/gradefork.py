@@ -23,7 +23,7 @@ import subprocess
 import sys
 import threading
 
-from pagoda_core import paths
+from pagoda_core import forked, paths
 
 # Modules a grade imports, imported once in the server (see the module's docstring for what not).
 WARM_MODULES = ("pytest", "pagoda.grade", "pagoda_grade.harness", "pagoda_grade.lifecycle",
@@ -55,8 +55,7 @@ def serve(main, stdin=sys.stdin, stdout=sys.stdout):
 
 
 def _child(main, request):
-    status = 1
-    try:
+    def body():
         signal.signal(signal.SIGINT, signal.default_int_handler)
         from pagoda_core.qemu import die_with_parent
         die_with_parent()           # (the server's death ends its grades)
@@ -68,18 +67,8 @@ def _child(main, request):
         os.close(null)
         os.chdir(request["cwd"])
         os.environ.update(request["env"])
-        status = main(request["argv"])
-    except SystemExit as e:
-        status = e.code if isinstance(e.code, int) else 1
-    except BaseException:
-        import traceback
-        traceback.print_exc()
-    finally:
-        try:
-            sys.stdout.flush()
-            sys.stderr.flush()
-        finally:
-            os._exit(status or 0)
+        return main(request["argv"])
+    forked.exit_after(body)
 
 
 class Server:
