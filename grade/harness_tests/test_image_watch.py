@@ -155,5 +155,8 @@ def test_the_watch_heads_a_failure_only_when_no_check_of_the_test_named_anything
     assert causes.headline(run, f"{NEVER_REACHED}pagoda_grader_checkpoint: the kernel exited first") == SEEN
     assert causes.headline(run, "after exec, pid 2 (echo)'s record is still forktree's, the program before exec") \
         is None
+    # the kernel's kill line first, the stop never reached after it: the watch still heads both
+    killed = "proc 1 (spin): killed: page fault: #PF page fault (vector 14) at RIP 0x400047, address 0x0: no VMA"
+    assert causes.headline(run, f"{killed}\n{NEVER_REACHED}pagoda_grader_checkpoint: the kernel exited first") == SEEN
     run.watch_problems = []
     assert causes.headline(run, f"{NEVER_REACHED}pagoda_grader_checkpoint: the kernel exited first") is None

@@ -39,6 +39,31 @@ def test_a_reap_or_a_program_saying_killed_is_not_a_kill_line():
     assert kill_lines("") == []
 
 
+def test_findings_are_kills_and_kernel_reports_in_the_order_printed():
+    from pagoda_grade.outcomes import findings
+    data = (b"proc 1 (hello): started; root 0x1000, kernel stack [0x1, 0x2)\n"
+            b"run: cannot start spin: out of memory; 3 frames leaked\n"
+            b"proc 2 (vmas): killed: page fault: #PF ... no VMA\n"
+            b"proc 3 (vmas): VMA coverage broken: page 0x400000 mapped r-x to 0x7000: no VMA covers it\n")
+    assert findings(data) == ["run: cannot start spin: out of memory; 3 frames leaked",
+                              "proc 2 (vmas): killed: page fault: #PF ... no VMA"]
+    assert findings(data, at_most=3)[2].startswith("proc 3 (vmas): VMA coverage broken")
+    assert findings(b"proc 1 (a): reaped: killed (page fault)\nrun: all processes ended\n") == []
+
+
+def test_a_stop_never_reached_comes_after_what_the_kernel_said():
+    """The cause before the symptom: the kill line heads the reason, the stop the grader never
+    reached follows it; with nothing said, the stop alone."""
+    from pagoda_grade.outcomes import NEVER_REACHED, is_never_reached, never_reached_reason
+    killed = "proc 1 (vmas): killed: page fault: #PF page fault (vector 14) at RIP 0x404e25, address 0x2000021000"
+    reason = never_reached_reason("0x401000", "the kernel exited first (QEMU reported that the guest exited)", [killed])
+    assert reason.splitlines() == [killed, f"{NEVER_REACHED}0x401000: the kernel exited first (QEMU reported that the "
+                                           "guest exited) (after the kernel's line above)"]
+    assert never_reached_reason("x", "the kernel exited first", []) == f"{NEVER_REACHED}x: the kernel exited first"
+    assert is_never_reached(reason) and is_never_reached(f"{NEVER_REACHED}x: y")
+    assert not is_never_reached(f"a check failed\nits detail\n{NEVER_REACHED}x: y")
+
+
 # ---- the skeleton a kernel reached: the first line of every failure it causes ----------------
 
 SKELETON_LINES = [

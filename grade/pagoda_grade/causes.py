@@ -18,7 +18,7 @@ root they walked, lab 3's explain_death()) pass their own cause to fail(), which
 Nothing here imports the walker: it runs for every failure, witnessed or not.
 """
 from . import symbols
-from .outcomes import NEVER_REACHED, STORM, kill_lines, panic_line
+from .outcomes import STORM, is_never_reached, kill_lines, panic_line
 from .witness import ARCHES
 
 
@@ -210,7 +210,7 @@ def headline(run, reason):
     # the reason is only that the boot ended before the grader's next stop (a hang, the time
     # limit, an early exit): no check of the test's named anything that explains it.
     watched = getattr(run, "watch_problems", None)
-    if watched and first_line.startswith(NEVER_REACHED) and fresh(watched[0].splitlines()[0]):
+    if watched and is_never_reached(reason) and fresh(watched[0].splitlines()[0]):
         return watched[0].splitlines()[0]
     if outcome == "success" and not run.search(r"PANIC: "):
         return None

@@ -25,8 +25,8 @@ from pagoda_core import faultlog, kernelinfo, qemu, speed
 from pagoda_core.ui import PagodaError
 from pagoda_core.symbolize import Symbolizer
 
-from .outcomes import (CHECKED, ENDED, LOG_LIMIT, NEVER_REACHED, OUTPUT_LIMIT, STORM, TIMEOUT, BootEnded,
-                       GradeFailure, kill_lines, panic_line, shown, watch_note)
+from .outcomes import (CHECKED, ENDED, LOG_LIMIT, OUTPUT_LIMIT, STORM, TIMEOUT, BootEnded, GradeFailure, findings,
+                       never_reached_reason, panic_line, shown, watch_note)
 from .proof import new_token, proof
 from .rsp import RspError
 
@@ -524,13 +524,13 @@ class Booter:
             where = guest.waiting_for if guest is not None and guest.waiting_for else "the grader's checks"
             how = session.stop_reason if session.stop_kind else f"the kernel exited first ({e})"
             panicked = panic_line(session.data)
+            found = findings(session.data)
             if panicked and not session.stop_kind:
-                # The panic itself heads the failure (causes.headline()): the cause before the symptom.
-                how = "the kernel panicked first"
-            killed = kill_lines(session.data)
-            if killed:
-                how += "; before that: " + "; ".join(killed)
-            return None, None, f"{NEVER_REACHED}{where}: {how}"
+                # The panic itself heads the failure (causes.headline()): the cause before the
+                # symptom; what the kernel said before it follows the symptom.
+                how = "the kernel panicked first" + ("; before that: " + "; ".join(found) if found else "")
+                found = []
+            return None, None, never_reached_reason(where, how, found)
         except AssertionError as e:
             if not session.ended:
                 session.stop(CHECKED, "")

@@ -73,6 +73,30 @@ def kill_lines(data, at_most=2):
     return found
 
 
+# The kernel's own reports of something wrong that it went on from (the process or the run ends,
+# the kernel does not panic): a process it could not start (kernel/proc/run.cpp), a trap on a
+# stack that is not the process's (kernel/proc/kernel_stack.cpp), a process record its pages
+# disagree with and a user half it could not free (kernel/proc/). Like a kill line, the likeliest
+# reason a boot ended before the grader's stop; quoted, never believed for a score.
+KERNEL_REPORT = re.compile(r"^(run: cannot start |TRAP FROM USER MODE |proc \d+ \([^)]*\): (VMA coverage broken|"
+                           r"(exec: )?the (old )?user half was not freed))")
+
+
+def findings(data, at_most=2):
+    """The kernel's first @p at_most kill lines (KILL_LINE) and reports (KERNEL_REPORT) in the
+    serial bytes @p data, in the order it printed them, each cut at PANIC_LINE_MAX characters:
+    what a failure whose boot ended before the grader's stop puts first (never_reached_reason)."""
+    text = data.decode(errors="replace") if isinstance(data, (bytes, bytearray)) else data
+    found = []
+    for line in text.splitlines():
+        line = line.strip()
+        if KILL_LINE.match(line) or KERNEL_REPORT.match(line):
+            found.append(line[:PANIC_LINE_MAX] + ("..." if len(line) > PANIC_LINE_MAX else ""))
+            if len(found) == at_most:
+                break
+    return found
+
+
 # A lab skeleton's own words, wherever the kernel prints them (a panic, an error a caller
 # prints, kernel/core/lab.cpp's "LAB TODO: ..."): every skeleton message names its lab, what to
 # write and where, and ends with its handout: "lab 3: write f() in FILE (labs/03-name/README.md)".
@@ -104,6 +128,25 @@ def skeleton_headline(reason, lines, upto):
 
 # How a witnessed boot's failure begins when the guest ended before the grader's next stop.
 NEVER_REACHED = "the guest never reached "
+
+
+def never_reached_reason(where, how, found):
+    """The reason of a witnessed boot that ended before the grader's stop @p where (@p how: the
+    kernel exited first, the deadline passed...): the kernel's findings (@p found: its kill lines
+    and reports, findings()) first, the cause before the symptom, then the stop the grader never
+    reached. Without findings, that stop alone (causes.headline() may still put a cause before
+    it: a kernel fault, a panic, a watch's problem)."""
+    never = f"{NEVER_REACHED}{where}: {how}"
+    if not found:
+        return never
+    return "; ".join(found) + "\n" + never + (" (after the kernel's line above)" if len(found) == 1
+                                             else " (after the kernel's lines above)")
+
+
+def is_never_reached(reason):
+    """True when @p reason is a never_reached_reason(): its first line, or its second after the
+    kernel's findings, says the guest never reached the grader's stop."""
+    return any(line.startswith(NEVER_REACHED) for line in (reason or "").splitlines()[:2])
 
 
 def watch_note(problems, said):
