@@ -157,6 +157,53 @@ def embedded_problems(kernel, arch):
             "user/ (user/, kernel/lib/ and cmake/user.cmake make them; rebuild, and leave user/ as the lab gives it)",)
 
 
+# Fewer bytes that are not zero than this, and a frame's bytes are too plain to say where in a
+# file they come from (file_place()).
+PLAIN_BYTES = 16
+
+
+def file_place(data, piece):
+    """The one offset at which @p piece (the bytes a frame holds) occurs in @p data (a program's
+    ELF file), or None: when they occur nowhere, more than once, or are too plain to place (fewer
+    than PLAIN_BYTES bytes that are not zero)."""
+    if sum(1 for b in piece if b) < PLAIN_BYTES:
+        return None
+    at = data.find(piece)
+    if at < 0 or data.find(piece, at + 1) >= 0:
+        return None
+    return at
+
+
+def misplaced_bytes(data, name, va, piece):
+    """A sentence when @p piece, the bytes a frame holds for @p va (in a loadable segment of
+    program @p name, whose ELF file is @p data: the copy the kernel loads from), are the file's own
+    bytes from another offset than @p va's: the page was filled from the wrong place in the file.
+    None otherwise (they are the right bytes, or none of the file's)."""
+    try:
+        segs = symbols.parse_segments(data, name)
+    except symbols.ElfError:
+        return None
+    seg = next((g for g in segs if g.vaddr <= va < g.vaddr + g.filesz), None)
+    found = file_place(data, piece)
+    if seg is None or found is None:
+        return None
+    want = seg.offset + (va - seg.vaddr)
+    if found == want:
+        return None
+    region = seg.offset - (seg.vaddr % PAGE)   # the file offset of the segment's first page
+    gap = want - found
+    if gap == region:
+        how = (f"exactly the file offset of its segment's first page ({region:#x}) too early: the page was read from "
+               "the file as if its region started at offset 0 (the region's file offset left out when the page was "
+               "brought in)")
+    else:
+        how = (f"{abs(gap):#x} bytes {'before' if gap > 0 else 'after'} them: the page was filled from the wrong place "
+               "in the file (a region's file offset not kept with its start: left out when a page is brought in, or "
+               "not moved when a region is cut)")
+    return (f"the frame holds {name}'s file bytes from offset {found:#x} (the ELF file the kernel embeds), where "
+            f"{va:#x}'s bytes are at offset {want:#x}, {how}")
+
+
 def read_only_pages(arch, name):
     """[(page, [(lo, hi, bytes)])] of the read-only loadable segments of the grader's program
     @p name: for each page, the byte ranges of the image in it and what they must hold."""
@@ -196,6 +243,7 @@ class ImageWatch:
         self.checked = set()              # (root, name, page, frame) compared and equal
         self.bad = set()                  # (root, name, page, frame) compared, different and recorded
         self.loaded = {}                  # frame -> (name, page): seen holding that page's bytes
+        self._embedded = None             # {name: ELF file bytes} the kernel embeds, read at the first difference
         self.problems = [] if problems is None else problems
 
     def __call__(self, snap):
@@ -216,15 +264,18 @@ class ImageWatch:
                     at = next(i for i in range(len(want)) if got[i] != want[i])
                     self.bad.add(key)
                     self.problems.append(self._describe(snap, root, name, page, w.pa, lo + at, got[at:at + 8],
-                                                        want[at:at + 8]))
+                                                        want[at:at + 8], (lo, got)))
                     break
             else:
                 self.checked.add(key)
                 self.loaded[w.pa] = (name, page)
 
-    def _describe(self, snap, root, name, page, frame, va, got, want):
+    def _describe(self, snap, root, name, page, frame, va, got, want, piece=None):
         where = (f"the process {name} (root {root:#x}) maps its read-only page {page:#x} to frame {frame:#x}, which "
                  f"holds {got.hex()} at {va:#x} where the grader's build of {name} has {want.hex()}")
+        misplaced = self._misplaced(snap, name, piece) if piece else None
+        if misplaced:
+            return f"{misplaced}: {where}"
         if self.loaded.get(frame) == (name, page):
             return (f"{where}, and the grader saw {name}'s own bytes in that frame at an earlier stop: the frame "
                     "changed while a process still maps it read-only (a frame freed while it is still mapped, and "
@@ -236,6 +287,19 @@ class ImageWatch:
                     f"than the one asked): it does not run the grader's program {name}")
         return (f"{where}: it does not run the grader's program (user programs come from the grader's copy of "
                 "user/), or the kernel mapped a frame that holds something else")
+
+    def _misplaced(self, snap, name, piece):
+        """misplaced_bytes() of @p piece ((va, bytes) a frame holds) against the copy of @p name the
+        kernel embeds (read from the kernel's ELF file; the grader checked that it loads the same
+        image as its own build), or None."""
+        kernel = getattr(getattr(snap, "guest", None), "kernel", None)
+        if self._embedded is None:
+            try:
+                self._embedded = embedded(kernel) if kernel else {}
+            except (OSError, AssertionError, symbols.ElfError):
+                self._embedded = {}
+        data = self._embedded.get(name)
+        return misplaced_bytes(data, name, piece[0], piece[1]) if data else None
 
     def _other_program(self, snap, name, page, frame):
         """Another of the grader's programs whose read-only page @p page holds what @p frame holds

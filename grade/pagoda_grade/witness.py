@@ -766,6 +766,8 @@ class Guest:
         # Callables run on every Snapshot the guest gives (a check that holds at every stop, e.g.
         # programs.ImageWatch); an AssertionError they raise fails the test there.
         self.stop_hooks = []
+        # Stops on the way (side_stop()): {address: callable(Snapshot) or None}.
+        self.side_stops = {}
 
     @classmethod
     def attach(cls, booter, session, sock, ram_size):
@@ -803,6 +805,16 @@ class Guest:
         self.waiting_for = None
         return reply
 
+    def side_stop(self, where, callback=None):
+        """From now on, stop_at() and stop_at_any() also stop the guest at @p where (a function
+        name or an address) on their way: the stop hooks run on the Snapshot there, then
+        @p callback(snapshot) when given, and the guest runs on to the stop the caller asked for.
+        How a test looks at a moment that may come between two of its stops, or instead of the
+        next one: a process being killed (pagoda::proc::user_fault), whose memory is gone once the
+        boot ends. stop_after() and stop_at_line() set no breakpoints, and so no side stops."""
+        address = where if isinstance(where, int) else symbols.address_of(self.kernel, where)
+        self.side_stops[address] = callback
+
     def stop_at(self, where):
         """Runs the guest until it executes @p where (a function name or an address); returns
         the Snapshot there (the breakpoint is removed).
@@ -813,6 +825,8 @@ class Guest:
         function you want."""
         address = where if isinstance(where, int) else symbols.address_of(self.kernel, where)
         what = where if isinstance(where, str) else f"{address:#x}"
+        if any(a != address for a in self.side_stops):
+            return self.stop_at_any([address], what=what)
         if self._stopped_at == address:
             # Stopped on this very instruction: QEMU would report the breakpoint again without
             # running it. Step past it first.
@@ -827,33 +841,52 @@ class Guest:
             raise AssertionError(f"the guest stopped at {snap.pc:#x}, not at {what} ({address:#x})")
         return snap
 
-    def stop_at_any(self, addresses, within=None):
+    def stop_at_any(self, addresses, within=None, what=None):
         """Runs the guest until it executes one of @p addresses (function names or addresses);
         returns the Snapshot there (every breakpoint is removed). How a test follows two things at
         once, e.g. a system call's return in one process and the system-call entry of others.
 
         With @p within (seconds), a guest that reaches none of them in that time is stopped
         wherever it is and that Snapshot is returned (its pc is then none of @p addresses): how a
-        test keeps looking at QEMU's log while it waits for something that may never come."""
+        test keeps looking at QEMU's log while it waits for something that may never come.
+        @p what names the stop for a failure (the guest never reached it); the addresses by default."""
         where = [a if isinstance(a, int) else symbols.address_of(self.kernel, a) for a in addresses]
-        what = " or ".join(f"{a:#x}" for a in where)
-        if self._stopped_at in where:
-            if self._step_off(self._stopped_at, what) in where:
-                return self.snapshot()   # the next instruction is one of them: a new arrival
-        for a in where:
-            self.client.set_breakpoint(a)
-        self._stopped_at = None
-        self.client.cont()
-        if within is None:
-            self._wait(what)
-        else:
-            self._wait_within(what, within)
-        for a in where:
-            self.client.remove_breakpoint(a)
-        snap = self.snapshot()
+        what = what or " or ".join(f"{a:#x}" for a in where)
+        side = [a for a in self.side_stops if a not in where]
+        end = None if within is None else time.monotonic() + within
+        while True:
+            if self._stopped_at in where or self._stopped_at in side:
+                pc = self._step_off(self._stopped_at, what)
+                if pc in where:
+                    return self.snapshot()   # the next instruction is one of them: a new arrival
+                if pc in side:
+                    self._side(self.snapshot())
+                    continue
+            for a in where + side:
+                self.client.set_breakpoint(a)
+            self._stopped_at = None
+            self.client.cont()
+            if end is None:
+                self._wait(what)
+            else:
+                self._wait_within(what, max(0.01, end - time.monotonic()))
+            for a in where + side:
+                self.client.remove_breakpoint(a)
+            snap = self.snapshot()
+            if snap.pc in side:
+                self._side(snap)
+                if end is None or time.monotonic() < end:
+                    continue
+            break
         if snap.pc not in where and within is None:
             raise AssertionError(f"the guest stopped at {snap.pc:#x}, not at {what}")
         return snap
+
+    def _side(self, snap):
+        """A side stop (side_stop()) reached at @p snap: its callback, if any."""
+        callback = self.side_stops.get(snap.pc)
+        if callback is not None:
+            callback(snap)
 
     def _step_off(self, address, what):
         """Single-steps the guest, stopped at @p address, until it has left it; the PC it stops
