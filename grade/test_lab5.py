@@ -16,7 +16,7 @@ VMA at all, no stack, a segment without its bss, ...) is not failed there, but n
 when a test fails later (a kill at an address the record should have covered)."""
 import re
 
-from pagoda_grade import lab_test
+from pagoda_grade import lab_test, programs
 from pagoda_grade.outcomes import BootEnded
 from pagoda_grade.processes import HEX, count_used, foreign_code_kill, parse_kills, parse_reaped, user_elf, user_pages, user_symbol
 from pagoda_grade.proof import proof
@@ -28,6 +28,8 @@ from test_lab3 import GRADER_MEMORY, Watch, fault_expectation, syscall_number, s
 
 LAZY_SIZE = 64 << 20
 ENOMEM = -12
+# Where the kernel ends a process for a fault (kernel/proc/run.cpp), its root still live.
+KILL_STOP = "pagoda::proc::user_fault"
 
 
 def u64(data):
@@ -74,6 +76,15 @@ class VmaWatch(Watch):
         super().__init__(kernel, arch)
         self.records = {}         # pid -> pagoda_grade.vmas.Record, at the 'started' stop
         self.loader = {}          # pid -> [sentences]: what the loader left out
+
+    def before(self, guest):
+        """Watch.before(), and from then on a stop at every kill on the way to the grader's other
+        stops: the stop hooks (programs.ImageWatch) look at the process while its root is still
+        live, which the boot's end takes away (a page of its code filled with other bytes than its
+        program's, and run until it faulted)."""
+        snap = super().before(guest)
+        guest.side_stop(KILL_STOP)
+        return snap
 
     def segments_of(self, name):
         try:
@@ -721,11 +732,60 @@ class TestRandom:
         return self.next() % n
 
 
+def random_steps(token, ops):
+    """Replays vmas's random mode one operation at a time: yields a dict per operation: op, call
+    ('mmap' with MAP_FIXED, 'noreplace' with MAP_FIXED_NOREPLACE, 'munmap', 'mprotect', 'touch'),
+    first and count (its pages of the window), prot, before (the window's mapped pages then:
+    {page: (prot, value)}) and wants (the results the program checks, in its order)."""
+    r = TestRandom(proof(token, RANDOM_TAG) | 1)
+    pages = [None] * WINDOW_PAGES  # None or [prot, value]
+    for op in range(ops):
+        before = {i: tuple(p) for i, p in enumerate(pages) if p is not None}
+        kind = r.below(4)
+        first = r.below(WINDOW_PAGES)
+        count = 1 + r.below(min(8, WINDOW_PAGES - first))
+        span = range(first, first + count)
+        step = dict(op=op, first=first, count=count, prot=None, before=before, wants=[])
+        wants = step["wants"]
+        if kind == 0:
+            prot = PROTS[r.below(3)]
+            keep = r.below(2) == 0
+            step.update(call="noreplace" if keep else "mmap", prot=prot)
+            if keep and any(pages[i] is not None for i in span):
+                wants.append(EEXIST)
+            else:
+                wants.append(WINDOW + first * PAGE)
+                for i in span:
+                    pages[i] = [prot, 0]
+        elif kind == 1:
+            step.update(call="munmap")
+            wants.append(0)
+            for i in span:
+                pages[i] = None
+        elif kind == 2:
+            prot = PROTS[r.below(3)]  # PROT_NONE included: the pages are held and keep their values
+            step.update(call="mprotect", prot=prot)
+            whole = all(pages[i] is not None for i in span)
+            wants.append(0 if whole else ENOMEM)
+            if whole:
+                for i in span:
+                    pages[i][0] = prot
+        else:
+            step.update(call="touch")
+            p = pages[first]
+            writable = p is not None and p[0] & PROT_WRITE
+            if writable:
+                p[1] = r.next()
+            if p is not None and p[0] & PROT_READ:
+                wants.append(p[1])
+            if not writable:
+                wants.append(EFAULT)
+        yield step
+
+
 def random_model(token, ops, marker):
     """Replays vmas's random mode: (the checksum it must print, the window's pages after
     @p marker operations: {page: (prot, value)} for the mapped ones)."""
-    r = TestRandom(proof(token, RANDOM_TAG) | 1)
-    pages = [None] * WINDOW_PAGES  # None or [prot, value]
     h = 0xCBF29CE484222325
     at_marker = None
 
@@ -733,44 +793,73 @@ def random_model(token, ops, marker):
         nonlocal h
         h = ((h ^ (value & MASK64)) * 0x100000001B3) & MASK64
 
-    for op in range(ops):
-        if op == marker:
-            at_marker = {i: tuple(p) for i, p in enumerate(pages) if p is not None}
-        kind = r.below(4)
-        first = r.below(WINDOW_PAGES)
-        count = 1 + r.below(min(8, WINDOW_PAGES - first))
-        span = range(first, first + count)
-        if kind == 0:
-            prot = PROTS[r.below(3)]
-            keep = r.below(2) == 0
-            if keep and any(pages[i] is not None for i in span):
-                expect(EEXIST)
-                continue
-            expect(WINDOW + first * PAGE)
-            for i in span:
-                pages[i] = [prot, 0]
-        elif kind == 1:
-            expect(0)
-            for i in span:
-                pages[i] = None
-        elif kind == 2:
-            prot = PROTS[r.below(3)]  # PROT_NONE included: the pages are held and keep their values
-            whole = all(pages[i] is not None for i in span)
-            expect(0 if whole else -12)
-            if whole:
-                for i in span:
-                    pages[i][0] = prot
-        else:
-            p = pages[first]
-            writable = p is not None and p[0] & PROT_WRITE
-            if writable:
-                p[1] = r.next()
-            if p is not None and p[0] & PROT_READ:
-                expect(p[1])
-            if not writable:
-                expect(EFAULT)
+    for step in random_steps(token, ops):
+        if step["op"] == marker:
+            at_marker = step["before"]
+        for value in step["wants"]:
+            expect(value)
     expect(0)
     return h, at_marker
+
+
+ERRNOS = {ENOMEM: "ENOMEM", EFAULT: "EFAULT", EEXIST: "EEXIST", -22: "EINVAL", -13: "EACCES", -38: "ENOSYS"}
+
+
+def result_text(value):
+    return f"-{ERRNOS[value]}" if value in ERRNOS else f"{value:#x}" if value >= 0 else str(value)
+
+
+def prot_text(prot):
+    return ("r" if prot & PROT_READ else "-") + ("w" if prot & PROT_WRITE else "-") + "-"
+
+
+def random_mismatch(token, ops, op, got, want):
+    """The first result of vmas's random mode that differs from the model (@p op: its operation,
+    @p got and @p want as the program handed them to vmas_mismatch, read by the grader from its
+    argument registers), told from the grader's own replay of the operation: what was asked, over
+    which pages, and what the model's answer means."""
+    step = next((s for s in random_steps(token, ops) if s["op"] == op), None)
+    if step is None:
+        return f"vmas's random mode reported a mismatch at operation {op}, past its {ops} operations"
+    first, count, before, prot = step["first"], step["count"], step["before"], step["prot"]
+    start, end = WINDOW + first * PAGE, WINDOW + (first + count) * PAGE
+    pages = f"pages {first}-{first + count - 1} [{start:#x}, {end:#x}) of the window"
+    mapped = [i for i in range(first, first + count) if i in before]
+    head = f"operation {op} of {ops} of vmas's random mode (the grader's replay of the program's model)"
+    seen = f"returned {result_text(got)} (read from the program's registers), the model expects {result_text(want)}"
+    if want not in step["wants"]:
+        return (f"{head}: the program's model expects {result_text(want)} where the grader's replay expects "
+                f"{', '.join(result_text(w) for w in step['wants'])}: it is not the grader's program")
+    call = step["call"]
+    if call == "mmap":
+        over = f"over {len(mapped)} mapped page(s)" if mapped else "over nothing mapped"
+        why = ("a MAP_FIXED mapping replaces whatever it covers: the old regions' part is removed (their pages "
+               "unmapped and freed) and the new region recorded; an overlap is no error" if mapped else
+               "a MAP_FIXED mapping of a free range is placed exactly where asked")
+        return f"{head}: mmap(MAP_FIXED) {prot_text(prot)} of {pages}, {over}, {seen}: {why}"
+    if call == "noreplace":
+        if mapped:
+            return (f"{head}: mmap(MAP_FIXED_NOREPLACE) {prot_text(prot)} of {pages}, over {len(mapped)} mapped "
+                    f"page(s), {seen}: MAP_FIXED_NOREPLACE over a mapping fails with EEXIST and changes nothing")
+        return (f"{head}: mmap(MAP_FIXED_NOREPLACE) {prot_text(prot)} of {pages}, over nothing mapped, {seen}: a "
+                "fixed mapping of a free range is placed exactly where asked")
+    if call == "munmap":
+        return (f"{head}: munmap of {pages} ({len(mapped)} of {count} mapped) {seen}: munmap of any range of the "
+                "user half succeeds, mapped or not")
+    if call == "mprotect":
+        if len(mapped) == count:
+            return f"{head}: mprotect({prot_text(prot)}) of {pages}, all mapped, {seen}"
+        hole = next(i for i in range(first, first + count) if i not in before)
+        return (f"{head}: mprotect({prot_text(prot)}) of {pages}, where page {hole} is not mapped, {seen}: "
+                "mprotect of a range with a hole is refused (ENOMEM) and changes nothing")
+    state = before.get(first)
+    what = "not mapped" if state is None else f"mapped {prot_text(state[0])}"
+    if want == EFAULT:
+        return (f"{head}: proc_info() into page {first} ({start:#x}, {what}) {seen}: the kernel's copy into a "
+                "page the program may not write must fail with EFAULT (and write nothing)")
+    return (f"{head}: the word at page {first} ({start:#x}, {what}) reads {got & MASK64:#x}, where the program last "
+            f"wrote {want & MASK64:#x}: the page lost its contents (its frame dropped or replaced while its region kept "
+            "it: an mprotect, a split or a neighbour's unmap)")
 
 
 @lab_test(5, "random_ops")
@@ -781,12 +870,18 @@ def test_random_ops(boot, kernel, arch):
     checksum, model = random_model(token, ops, marker)
     stop = user_symbol(kernel, arch, "vmas", "vmas_marker").address
 
+    mismatch = user_symbol(kernel, arch, "vmas", "vmas_mismatch").address
     watch = VmaWatch(kernel, arch)
-    frames = {}
+    frames, wrong = {}, {}
+
+    def first_wrong(snap):
+        # The program's first result that differs from its model: on the way to any stop.
+        wrong.setdefault("at", (snap.argument(0), signed(snap.argument(1)), signed(snap.argument(2))))
 
     def witness(guest):
         watch.before(guest)
         started_lazy(watch, guest, kernel)
+        guest.side_stop(mismatch, first_wrong)
         out = script_body(guest)
         end = watch.checkpoint(guest, "ended")
         frames["after"] = count_used(end, *watch.bitmap)[0]
@@ -802,7 +897,16 @@ def test_random_ops(boot, kernel, arch):
         return dict(seen=seen)
 
     run = boot(args={"run": f"vmas:random:{ops}:{marker}"}, token=token, witness=witness, memory=GRADER_MEMORY)
+    # The first operation the kernel answered otherwise than the model heads every failure: the
+    # checks below (and a kill before the grader's stop) are what it led to.
+    cause = random_mismatch(token, ops, *wrong["at"]) if "at" in wrong else None
+    if cause and run.witness is None:
+        run.witness_failure = f"{cause}\n{run.witness_failure}"
     w = watch.require(run)
+
+    def fail(message):
+        watch.fail(run, f"{cause}\n{message}" if cause else message)
+
     problems = []
     for page, (rwx, user, value) in sorted(w["seen"].items()):
         want = model.get(page)
@@ -815,15 +919,147 @@ def test_random_ops(boot, kernel, arch):
         if value != want[1]:
             problems.append(f"{va:#x} holds {value:#x}; the model wrote {want[1]:#x}")
     if problems:
-        watch.fail(run, f"before operation {marker} of {ops}, the grader's walk of the root against its own replay of "
-                        "the program's model:\n  " + "\n  ".join(problems[:12]))
-    m = run.expect(rf"^vmas: random: {ops} operations, (\d+) mismatches, checksum ([0-9a-f]{{16}}) "
-                   rf"proof=([0-9a-f]{{16}})$", "vmas's random line")
+        fail(f"before operation {marker} of {ops}, the grader's walk of the root against its own replay of the "
+             "program's model:\n  " + "\n  ".join(problems[:12]))
+    line = rf"^vmas: random: {ops} operations, (\d+) mismatches, checksum ([0-9a-f]{{16}}) proof=([0-9a-f]{{16}})$"
+    m = run.search(line)
+    if m is None:
+        fail(f"missing: vmas's random line (no line matches /{line}/)")
     if int(m[1]) != 0 or int(m[2], 16) != checksum:
-        watch.fail(run, f"the program counted {m[1]} results that differ from its model; its checksum {m[2]} is not the "
-                        f"grader's replay ({checksum:016x}): some system call returned another result than the model's")
+        fail(f"the program counted {m[1]} results that differ from its model; its checksum {m[2]} is not the "
+             f"grader's replay ({checksum:016x}): some system call returned another result than the model's")
     run.expect_proof(m[3], checksum, "the checksum")
     if frames.get("after") != watch.frames_before[0]:
-        watch.fail(run, f"frames in use before the run {watch.frames_before[0]}, after every process was reaped "
-                        f"{frames.get('after')} (the allocator's bitmap, read from guest RAM): frames leaked")
+        fail(f"frames in use before the run {watch.frames_before[0]}, after every process was reaped "
+             f"{frames.get('after')} (the allocator's bitmap, read from guest RAM): frames leaked")
+    run.expect_outcome("success")
+
+
+# ---- a fetch from a region without execute ----------------------------------------------------
+
+NOEXEC_TAG = 0x4E58   # "NX": user/programs/vmas.cpp's kNoExecTag
+
+
+@lab_test(5, "no_execute")
+def test_no_execute(boot, kernel, arch):
+    token = boot.fresh_token()
+    write = syscall_number("Write")
+
+    def script(guest, watch):
+        for _ in range(8):
+            snap = syscall_stops(guest, watch, {write})
+            buf, length = (snap.register(r) for r in watch.proc["syscall_args"][1:3])
+            text = snap.read_virt(buf, min(length, 200), snap.lower_root).decode(errors="replace")
+            m = re.match(rf"vmas: noexec: calling ({HEX}) in the read-only page at ({HEX})", text)
+            if m:
+                break
+        else:
+            raise AssertionError("vmas never said where it would call")
+        target, at = int(m[1], 16), int(m[2], 16)
+        # Where the kernel ends the process: its root still live, the page as the faults left it.
+        end = guest.stop_at(KILL_STOP)
+        w = end.walk(at, end.lower_root)
+        return dict(target=target, at=at, perms=w.perms.rwx() if w.mapped else None,
+                    record=read_records(end, kernel).get(1))
+
+    run, watch, w = boot_vmas(boot, kernel, arch, token, "vmas:noexec", script)
+    target, at = w["target"], w["at"]
+    if target != at + proof(token, NOEXEC_TAG) % (PAGE // 4) * 4:
+        watch.fail(run, f"vmas said it would call {target:#x}, not the offset of the page {at:#x} the token picks: "
+                        "it is not the grader's program")
+    region = w["record"].find(at) if w["record"] is not None else None
+    fetches = [f for f in user_faults(run, arch, target) if ARCHES[arch].access(f.error or 0)[2]]
+    if not fetches:
+        watch.fail(run, f"QEMU's log shows no user-mode instruction fetch fault at {target:#x}: vmas's call into its "
+                        "read-only page never faulted")
+    if w["perms"] is not None or len(fetches) > 1:
+        seen = [f"the grader's walk finds the page {at:#x} mapped {w['perms']} as the kernel kills vmas"
+                if w["perms"] is not None else "",
+                f"the CPU faulted {len(fetches)} times fetching {target:#x} (QEMU's log), the last time on the "
+                "page present" if len(fetches) > 1 else ""]
+        watch.fail(run, "the fault decision allowed an instruction fetch from a region without execute: vmas called "
+                        f"{target:#x}, in its region {region if region is not None else '(none in its record)'} (its "
+                        f"record, read from guest RAM), and {' and '.join(x for x in seen if x)}: the first fetch "
+                        "must end the process ('execute in non-executable VMA'), not bring the page in")
+    killed(run, watch, 1, "page fault", "execute in non-executable VMA", target)
+    run.expect_outcome("success")
+
+
+# ---- a cut image region keeps reading the file where it should --------------------------------
+
+TABLE_PAGES = 6                  # user/programs/vmas.cpp's kTablePages
+TABLE_WORDS = PAGE // 8          # per page
+
+
+def table_word(i):
+    """Word @p i of vmas_table (user/programs/vmas.cpp's table_word)."""
+    return ((i + 1) * 0x9E3779B97F4A7C15 ^ 0x7661736D74626C) & MASK64
+
+
+@lab_test(5, "image_cut")
+def test_image_cut(boot, kernel, arch):
+    token = boot.fresh_token()
+    cut = pick_in(token, "cut page", 1, TABLE_PAGES - 2)
+    elf = user_elf(kernel, arch, "vmas")
+    table = user_symbol(kernel, arch, "vmas", "vmas_table").address
+    seg = next(g for g in segments(elf) if g.vaddr <= table < g.vaddr + g.filesz)
+    hole = table + cut * PAGE
+    listing = syscall_number("VmaList")
+
+    def script(guest, watch):
+        snap = syscall_stops(guest, watch, {listing})   # after the cut and every read
+        root = snap.lower_root
+        pages = {}
+        for p in range(TABLE_PAGES):
+            w = snap.walk(table + p * PAGE, root)
+            pages[p] = (w.perms.rwx(), snap.read_phys(w.pa, PAGE)) if w.mapped else None
+        return dict(record=read_records(snap, kernel).get(1), pages=pages)
+
+    run, watch, w = boot_vmas(boot, kernel, arch, token, f"vmas:cut:{cut}", script)
+    record, pages = w["record"], w["pages"]
+    with open(elf, "rb") as f:
+        data = f.read()
+
+    def file_offset(va):
+        return seg.offset + (va - seg.vaddr)
+
+    region_start = page_down(seg.vaddr)
+    if pages[cut] is not None or (record is not None and record.find(hole) is not None):
+        watch.fail(run, f"after munmap of page {cut} of vmas_table ({hole:#x}), "
+                        + (f"the grader's walk finds it mapped {pages[cut][0]}" if pages[cut] is not None else
+                           f"vmas's record (read from guest RAM) still covers it with {record.find(hole)}")
+                        + ": munmap of one page of an image region must cut it out")
+    for side, va in (("head", table + (cut - 1) * PAGE), ("tail", hole + PAGE)):
+        v = record.find(va) if record is not None else None
+        if v is None:
+            watch.fail(run, f"after munmap of page {cut} of vmas_table ({hole:#x}), vmas's record (read from guest "
+                            f"RAM) has no region at {va:#x}, in the cut region's {side}: the cut removed more than the "
+                            "page")
+        if v.kind != KIND_IMAGE or v.offset != file_offset(v.start):
+            kept = (f": the {side} kept the file offset of the region's old start {region_start:#x}: cutting an image "
+                    "region must move its tail's file offset by the bytes cut off (tail_of), or the tail's pages are "
+                    "read from the region's old start" if side == "tail" and v.offset == file_offset(region_start)
+                    else ": a cut region's file offset must follow its start")
+            watch.fail(run, f"munmap of page {cut} of vmas_table ({hole:#x}) cut vmas's read-only image region in "
+                            f"two, and the {side} left, {v} (vmas's record, read from guest RAM), starts at {v.start:#x} "
+                            f"with file offset {v.offset:#x}, where the ELF file holds {v.start:#x}'s bytes at offset "
+                            f"{file_offset(v.start):#x}{kept}")
+    for p in range(TABLE_PAGES):
+        va = table + p * PAGE
+        if p == cut or pages[p] is None:
+            continue
+        perms, got = pages[p]
+        want = data[file_offset(va):file_offset(va) + PAGE]
+        if got != want:
+            misplaced = programs.misplaced_bytes(data, "vmas", va, got)
+            watch.fail(run, f"after the cut at page {cut} of vmas_table, its page {p} ({va:#x}, the "
+                            f"{'head' if p < cut else 'tail'}, brought in after the cut) "
+                            + (misplaced if misplaced else "holds other bytes than the ELF file has for it "
+                               f"(offset {file_offset(va):#x})") + " (the grader's walk of vmas's root)")
+        if perms != "r--":
+            watch.fail(run, f"vmas_table's page {p} ({va:#x}) is mapped {perms}; its segment is read-only (r--)")
+    slot = proof(token, cut) % TABLE_WORDS
+    total = sum(table_word(p * TABLE_WORDS + slot) for p in range(TABLE_PAGES) if p != cut) & MASK64
+    run.expect(rf"^vmas: cut: munmap of {hole:#x} -> 0; \d+ VMAs; 0 wrong words, sum {total:#x} "
+               rf"proof={proof(token, total):016x}$", "vmas's cut line (every word read back as the file has it)")
     run.expect_outcome("success")

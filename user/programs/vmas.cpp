@@ -18,7 +18,13 @@
 //                   pages (./pagoda bench fault: the difference is the demand-zero fault)
 //   random OPS [MARKER]  OPS random mmap/munmap/mprotect/access operations on a 64-page window, each
 //                   checked against a model of the window kept here (seeded by the token); the
-//                   checksum of every result and value read, which the grader recomputes
+//                   checksum of every result and value read, which the grader recomputes; the first
+//                   result that differs from the model is handed to vmas_mismatch (the grader stops there)
+//   noexec          calls into a read-only page it never touched, at an offset the token picks
+//                   (killed: "execute in non-executable VMA", the page never brought in)
+//   cut PAGE        munmaps page PAGE of vmas_table (read-only data of the image, none of it touched
+//                   yet), then reads a word of every other page of it: the regions left on each side
+//                   of the hole must still read the file's bytes at their own offsets
 // Every line ends with a proof bound to the boot token.
 #include "lib/random.hpp"
 #include "user/lib/user.hpp"
@@ -37,6 +43,31 @@ volatile u64 vmas_bss[600];
 /// Called once, before operation MARKER of `random` (argv[3]), for the grader to stop at: the
 /// model is between two operations there. In a page of its own (a breakpoint slows its page).
 [[gnu::noinline, gnu::aligned(arch::kPageSize)]] void vmas_marker(u64 op) { asm volatile("" ::"r"(op) : "memory"); }
+
+/// Called at the first result of `random` that differs from the model (operation @p op: the
+/// system call or the read gave @p got, the model wants @p want), for the grader to stop at and
+/// read the three from the argument registers. In a page of its own, as vmas_marker.
+[[gnu::noinline, gnu::aligned(arch::kPageSize)]] void vmas_mismatch(u64 op, i64 got, i64 want) {
+  asm volatile("" ::"r"(op), "r"(got), "r"(want) : "memory");
+}
+}
+
+// Read-only data of the image several pages long, for `cut`: word i is table_word(i). Pages of
+// its own (page aligned), in the read-only segment, brought in from the file on first touch.
+constexpr u64 kTablePages = 6;
+constexpr u64 kTableWords = kTablePages * arch::kPageSize / 8;
+constexpr u64 table_word(u64 i) { return (i + 1) * 0x9e3779b97f4a7c15ull ^ 0x7661736d74626cull; }
+struct Table {
+  u64 words[kTableWords];
+};
+constexpr Table make_table() {
+  Table t{};
+  for (u64 i = 0; i < kTableWords; ++i) t.words[i] = table_word(i);
+  return t;
+}
+extern "C" {
+extern const Table vmas_table;
+[[gnu::used, gnu::aligned(arch::kPageSize)]] const Table vmas_table = make_table();
 }
 
 abi::ProcInfo info() {
@@ -186,10 +217,14 @@ struct Model {
   u64 hash = 0xcbf29ce484222325ull;
   u64 mismatches = 0;
 
+  u64 op = 0;  // the operation under way (vmas_mismatch's)
+
   void mix(u64 x) { hash = (hash ^ x) * 0x100000001b3ull; }
   void expect(i64 got, i64 want) {
     mix(u64(got));
-    if (got != want) ++mismatches;
+    if (got == want) return;
+    if (mismatches == 0) vmas_mismatch(op, got, want);
+    ++mismatches;
   }
 };
 
@@ -199,6 +234,7 @@ int random_ops(u64 ops, u64 marker) {
   auto at = [](u64 page) { return kWindow + page * arch::kPageSize; };
   for (u64 op = 0; op < ops; ++op) {
     if (marker != 0 && op == marker) vmas_marker(op);
+    m.op = op;
     const u64 kind = r.below(4);
     const u64 first = r.below(kWindowPages);
     const u64 count = 1 + r.below(min<u64>(8, kWindowPages - first));
@@ -241,6 +277,52 @@ int random_ops(u64 ops, u64 marker) {
   println("vmas: random: {} operations, {} mismatches, checksum {:016x} proof={:016x}", ops, m.mismatches, m.hash,
           proof(token(), m.hash));
   return m.mismatches == 0 ? 0 : 1;
+}
+
+constexpr u64 kNoExecTag = 0x4e58;  // "NX"
+
+/// An instruction fetch from a region without execute: a read-only page, never touched, called
+/// at an offset the token picks. The first fetch must end the process ("execute in
+/// non-executable VMA") without bringing the page in.
+int noexec() {
+  const i64 at = mmap(0, arch::kPageSize, abi::kProtRead);
+  if (abi::is_error(at)) {
+    println("vmas: noexec: mmap failed: {}", at);
+    return 1;
+  }
+  const u64 target = u64(at) + proof(token(), kNoExecTag) % (arch::kPageSize / 4) * 4;
+  println("vmas: noexec: calling {:#x} in the read-only page at {:#x}", target, at);
+  reinterpret_cast<void (*)()>(target)();
+  println("vmas: noexec: came back from {:#x}", target);
+  return 1;
+}
+
+/// munmap of page @p page of vmas_table before any of it was touched: its region is cut in
+/// three (a head, the hole, a tail). Then one word of every other page of the table (the word
+/// the token picks), read through volatile loads: each page comes from the file now, at the
+/// offset of its own region. The VMA list is taken after the reads (the grader stops at it).
+int cut(u64 page) {
+  const u64 base = reinterpret_cast<uptr>(&vmas_table);
+  if (page == 0 || page + 1 >= kTablePages) {
+    println("vmas: cut: page {} is not inside the table (1..{})", page, kTablePages - 2);
+    return 2;
+  }
+  const i64 r = munmap(base + page * arch::kPageSize, arch::kPageSize);
+  const volatile u64* words = vmas_table.words;
+  const u64 slot = proof(token(), page) % (arch::kPageSize / 8);
+  u64 wrong = 0, sum = 0;
+  for (u64 p = 0; p < kTablePages; ++p) {
+    if (p == page) continue;
+    const u64 i = p * (arch::kPageSize / 8) + slot;
+    const u64 v = words[i];
+    sum += v;
+    wrong += v != table_word(i);
+  }
+  abi::VmaInfo list[32];
+  const i64 n = vma_list(list, 32);
+  println("vmas: cut: munmap of {:#x} -> {}; {} VMAs; {} wrong words, sum {:#x} proof={:016x}",
+          base + page * arch::kPageSize, r, n, wrong, sum, proof(token(), sum));
+  return wrong == 0 ? 0 : 1;
 }
 
 constexpr u64 kNoneTag = 0x4e4f4e45;  // "NONE"
@@ -331,6 +413,9 @@ int main(int, char**) {
   if (mode == "list") return list();
   if (mode == "fault") return fault(arg_number(2, 1000));
   if (mode == "random") return random_ops(arg_number(2, 1000), arg_number(3, 0));
-  println("vmas: unknown mode '{}' (lazy, bss, hole, protect, none, nonefork, brk, stack, list, fault, random)", mode);
+  if (mode == "noexec") return noexec();
+  if (mode == "cut") return cut(arg_number(2, 2));
+  println("vmas: unknown mode '{}' (lazy, bss, hole, protect, none, nonefork, brk, stack, list, fault, random, noexec, "
+          "cut)", mode);
   return 2;
 }
