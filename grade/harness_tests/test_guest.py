@@ -111,6 +111,33 @@ def test_a_stop_never_reached_quotes_the_process_the_kernel_killed(reference_ker
     assert lines[1].startswith("the guest never reached pagoda::run_selftest: the kernel exited first")
 
 
+def test_a_side_stop_is_taken_on_the_way_to_the_stop_asked_for(reference_kernel, tmp_path):
+    # run=probe:read:0 is killed at its first load, between the run's 'before' and 'ended'
+    # checkpoints: the side stop at the kill is taken on the way to 'ended', its callback and the
+    # stop hooks see the process's root still live, and the stop asked for still comes.
+    from pagoda_grade.symbols import fact
+    kill = address_of(reference_kernel, "pagoda::proc::user_fault")
+    ended = fact(reference_kernel, "run_checkpoint_ended")
+
+    def script(guest):
+        hooked, called = [], []
+        guest.stop_hooks.append(lambda snap: hooked.append(snap.pc))
+        guest.side_stop("pagoda::proc::user_fault", lambda snap: called.append((snap.pc, snap.lower_root)))
+        for _ in range(8):
+            snap = guest.stop_at("pagoda_grader_checkpoint")
+            if snap.argument(0) == ended:
+                return hooked, called, snap.lower_root
+        raise AssertionError("no 'ended' checkpoint")
+
+    run = Booter(reference_kernel, "x86_64", str(tmp_path), timeout=15)(extra_cmdline="run=probe:read:0",
+                                                                         witness=script)
+    hooked, called, root_at_end = run.require_witness()
+    assert [pc for pc, _ in called] == [kill]
+    assert kill in hooked
+    assert called[0][1] != root_at_end   # the process's root, live as it was killed
+    run.expect(r"^proc 1 \(probe\): killed: ", "the kill")
+
+
 def test_a_failed_check_in_the_script_fails_with_the_boot_context(reference_kernel, tmp_path):
     def script(guest):
         guest.stop_at("pagoda::run_selftest")
