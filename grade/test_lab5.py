@@ -710,7 +710,7 @@ RANDOM_TAG = 0x524E      # "RN" (user/programs/vmas.cpp, random_ops)
 WINDOW = 1 << 37
 WINDOW_PAGES = 64
 PROTS = (0, PROT_READ, PROT_READ | PROT_WRITE)
-EEXIST, EFAULT = -17, -14
+EEXIST, EFAULT, EINVAL = -17, -14, -22
 MASK64 = (1 << 64) - 1
 
 
@@ -802,7 +802,7 @@ def random_model(token, ops, marker):
     return h, at_marker
 
 
-ERRNOS = {ENOMEM: "ENOMEM", EFAULT: "EFAULT", EEXIST: "EEXIST", -22: "EINVAL", -13: "EACCES", -38: "ENOSYS"}
+ERRNOS = {ENOMEM: "ENOMEM", EFAULT: "EFAULT", EEXIST: "EEXIST", EINVAL: "EINVAL", -13: "EACCES", -38: "ENOSYS"}
 
 
 def result_text(value):
