@@ -156,7 +156,10 @@ def fail_on_killed_children(watch, run):
         m = killed[0]
         watch.fail(run, f"{m.who} was {m.ending()}: {kill_story(m)}\n  " + "\n  ".join(kills[:2]))
     if kills:
-        watch.fail(run, "a process was killed:\n  " + "\n  ".join(kills[:3]))
+        # Not seen dying (the grader had stopped looking): what the grader saw at its stops, if
+        # anything (a process not running its program's bytes), says more than the kill alone.
+        seen = [p.splitlines()[0] for p in run.watch_problems]
+        watch.fail(run, (f"{seen[0]}\n  " if seen else "") + "a process was killed:\n  " + "\n  ".join(kills[:3]))
 
 
 LAB6_TODO = re.compile(r"LAB TODO: lab 6: write (\S+\(\))")

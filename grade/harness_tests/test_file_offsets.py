@@ -46,3 +46,11 @@ def test_the_right_bytes_or_plain_ones_are_not_misplaced(vmas):
     assert programs.misplaced_bytes(data, "vmas", text.vaddr, bytes(PAGE)) is None          # zeros: anywhere
     assert programs.misplaced_bytes(data, "vmas", text.vaddr, b"\x5a" * PAGE) is None       # none of the file's
     assert programs.file_place(b"abc" + b"\x01" * 20 + b"abc" + b"\x01" * 20, b"abc" + b"\x01" * 20) is None
+
+
+def test_a_frame_never_written_is_named_as_such():
+    said = programs.never_written(b"\x5a" * PAGE)
+    assert said.startswith("the frame holds the byte 0x5a throughout") and "never written" in said
+    assert "0x00 throughout" in programs.never_written(bytes(64))
+    assert programs.never_written(b"\x5a" * 63 + b"\x5b") is None
+    assert programs.never_written(b"\x5a" * 8) is None     # too little to tell

@@ -204,6 +204,17 @@ def misplaced_bytes(data, name, va, piece):
             f"{va:#x}'s bytes are at offset {want:#x}, {how}")
 
 
+def never_written(piece):
+    """A sentence when @p piece (the bytes a frame holds where a program's image belongs) is one
+    byte over and over: nothing was written into the frame (zeros: zeroed and no more; any other
+    byte: what the frame held before, such as the grader's fill of free frames), so the image's
+    bytes were never copied or loaded into it. None otherwise."""
+    if len(piece) < PLAIN_BYTES or piece.count(piece[:1]) != len(piece):
+        return None
+    return (f"the frame holds the byte {piece[0]:#04x} throughout the image's part of the page: the program's bytes "
+            "were never written into it (a fork's copy that copied nothing, or a page mapped before it was filled)")
+
+
 def read_only_pages(arch, name):
     """[(page, [(lo, hi, bytes)])] of the read-only loadable segments of the grader's program
     @p name: for each page, the byte ranges of the image in it and what they must hold."""
@@ -273,13 +284,16 @@ class ImageWatch:
     def _describe(self, snap, root, name, page, frame, va, got, want, piece=None):
         where = (f"the process {name} (root {root:#x}) maps its read-only page {page:#x} to frame {frame:#x}, which "
                  f"holds {got.hex()} at {va:#x} where the grader's build of {name} has {want.hex()}")
-        misplaced = self._misplaced(snap, name, piece) if piece else None
-        if misplaced:
-            return f"{misplaced}: {where}"
         if self.loaded.get(frame) == (name, page):
             return (f"{where}, and the grader saw {name}'s own bytes in that frame at an earlier stop: the frame "
                     "changed while a process still maps it read-only (a frame freed while it is still mapped, and "
                     "reused?)")
+        misplaced = self._misplaced(snap, name, piece) if piece else None
+        if misplaced:
+            return f"{misplaced}: {where}"
+        unwritten = never_written(piece[1]) if piece else None
+        if unwritten:
+            return f"{where}: {unwritten}"
         other = self._other_program(snap, name, page, frame)
         if other:
             return (f"{where}: the frame holds {other}'s page {page:#x} instead, so the process runs {other}'s image "
