@@ -141,6 +141,13 @@ def kill_story(m):
             "written by another process, or a copy that is not a copy)")
 
 
+def seen_first(run, reason):
+    """Fails with @p reason, what the grader saw at a stop before anything died (a fork's result
+    in guest RAM at its return), as the headline: a panic or a kill that came later is what it led
+    to, and follows it (Run.fail adds the panic after the reason)."""
+    run.fail(reason, cause=reason)
+
+
 def fail_on_killed_children(watch, run):
     """Fails naming the processes the kernel killed, when any was (no test here expects one):
     the usual reason the grader never saw a child run, or a bomb's statuses are wrong. The
@@ -340,7 +347,7 @@ def test_fork_basic(boot, kernel, arch):
         # wrong one changes what the later view sees), the later view.
         problems = fork_problems(at_fork) if at_fork else []
         if problems:
-            watch.fail(run, problems[0] + "".join(f"\n  {p}" for p in problems[1:3]))
+            seen_first(run, problems[0] + "".join(f"\n  {p}" for p in problems[1:3]))
         stale = unflushed(flush, at_fork) if at_fork and flush else []
         if stale:
             watch.fail(run, f"right after fork, page {stale[0]:#x} (and {len(stale) - 1} more) was writable in the "
