@@ -6,6 +6,7 @@
 
 #include "mm/vm_parts.hpp"
 #include "core/lab.hpp"
+#include "core/panic.hpp"
 #include "mm/base/layout.hpp"
 #include "mm/space/mmu.hpp"
 #include "mm/tempmap/temp_map.hpp"
@@ -224,6 +225,45 @@ bool explain_unresolved(FormatSink& sink, VirtAddr va) {
   }
   u.vma.format(sink);
   return true;
+}
+
+namespace {
+
+bool g_reporting = false;
+TrapSite g_reported;  // the exception whose report is under way, while g_reporting
+
+}  // namespace
+
+ReportingFault::ReportingFault(const TrapSite& site) {
+  g_reported = site;
+  g_reporting = true;
+}
+
+ReportingFault::~ReportingFault() { g_reporting = false; }
+
+bool reporting_fault() { return g_reporting; }
+
+void report_nested_fault(const TrapSite& inner) {
+  const TrapSite& outer = g_reported;
+  static bool again = false;  // a fault in this report too: say the least and stop
+  if (again)
+    panic("{} at {} {:#x}: the report of a fault faulted, and so did the report of that", outer.name,
+          outer.pc_register, outer.pc);
+  again = true;
+  print("FAULT WHILE REPORTING A FAULT: {} at {} {:#x} ({} {:#x}", inner.name, inner.pc_register, inner.pc,
+        inner.address_register, inner.address);
+  if (inner.root_register != nullptr) print(", {} {:#x}", inner.root_register, inner.root);
+  print(") while reporting {}", outer.name);
+  if (outer.title != nullptr) print(" {}", outer.title);
+  println(" in {} mode at {} {:#x}", outer.from_user ? "user" : "kernel", outer.pc_register, outer.pc);
+  char why[400];
+  BufferSink sink(why, sizeof why);
+  if (inner.translation && rescue_report(sink, VirtAddr(inner.address))) {
+    println("  the report of the fault faulted in turn: {}", sink.view());
+    panic("{} at {} {:#x}, and its report faulted: {}", outer.name, outer.pc_register, outer.pc, sink.view());
+  }
+  panic("{} at {} {:#x}, and its report faulted in turn ({} at {} {:#x}, {} {:#x})", outer.name, outer.pc_register,
+        outer.pc, inner.name, inner.pc_register, inner.pc, inner.address_register, inner.address);
 }
 
 void report_fault(FormatSink& sink, VirtAddr va, Access access) {

@@ -138,4 +138,41 @@ void report_fault(FormatSink& sink, VirtAddr va, Access access);
 /// is 0x0, the kernel's is 0x..."). Returns false, writing nothing, when it cannot tell.
 bool rescue_report(FormatSink& sink, VirtAddr address);
 
+/// One exception as an ISA's trap code tells it to the report of a fault taken while another was
+/// being reported (report_nested_fault()): names and register values only, so that the report's
+/// words and steps are written once for every ISA.
+struct TrapSite {
+  const char* name;              ///< the short name: "#PF", "Data Abort (same EL)"
+  const char* title;             ///< a longer name said after it ("Page Fault"), or nullptr
+  const char* pc_register;       ///< where the exception was taken: "RIP", "ELR"
+  u64 pc;
+  const char* address_register;  ///< the faulting-address register: "CR2", "FAR"
+  u64 address;
+  const char* root_register;     ///< the live root's register ("CR3"), or nullptr: not said
+  u64 root;
+  bool from_user;
+  bool translation;              ///< may be a missing translation, which rescue_report() explains
+};
+
+/// Marks the report of the exception at @p site as under way for as long as it lives (a report
+/// walks page tables and reads kernel data: an exception meanwhile is not a new problem but the
+/// same one, seen again). The trap code makes one around every report and checks
+/// reporting_fault() first thing on every exception.
+class ReportingFault {
+ public:
+  explicit ReportingFault(const TrapSite& site);
+  ~ReportingFault();
+  ReportingFault(const ReportingFault&) = delete;
+  ReportingFault& operator=(const ReportingFault&) = delete;
+};
+
+/// Whether a ReportingFault lives: an exception now is one taken by a report.
+[[nodiscard]] bool reporting_fault();
+
+/// The exception at @p inner, taken while the report of another was under way: says so once,
+/// moves to the kernel's root and names what the live root lacked (rescue_report()), and panics,
+/// instead of faulting in the report again and again until the stack overflows. A fault in this
+/// report too panics at once with the least said.
+[[noreturn]] void report_nested_fault(const TrapSite& inner);
+
 }  // namespace pagoda::vm
