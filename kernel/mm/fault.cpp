@@ -156,6 +156,17 @@ FaultDecision handle_fault(AddressSpace* space, VirtAddr va, Access access) {
   return access.user ? FaultDecision::KillProcess : FaultDecision::KernelBug;
 }
 
+namespace {
+
+/// For report_nested_fault(), when a fault comes while the kernel is reporting another one: the
+/// report reads page tables and kernel data through the physical window (phys_to_ptr()), and either
+/// phys_to_ptr() does not give window addresses, or the live root does not map the window (it
+/// does not share the whole kernel half). Writes which, from @p address, the address the report
+/// itself faulted on: a low address ("... the live root's own physical address: phys_to_ptr()
+/// gives physical addresses, not the window's"), or, after loading the kernel's own root
+/// (unchecked: the machine is about to panic) so that the rest can read memory, the kernel half
+/// the root that was live lacks ("root 0x25c000 does not share the kernel half: PML4 entry 256
+/// is 0x0, the kernel's is 0x..."). Returns false, writing nothing, when it cannot tell.
 bool rescue_report(FormatSink& sink, VirtAddr address) {
   if (g_kernel_space == nullptr) return false;
   const VirtAddr half(layout::kKernelHalfBase);
@@ -199,6 +210,8 @@ bool rescue_report(FormatSink& sink, VirtAddr address) {
             present);
   return true;
 }
+
+}  // namespace
 
 bool explain_unresolved(FormatSink& sink, VirtAddr va) {
   const Unresolved& u = g_unresolved;
