@@ -9,6 +9,7 @@ import re
 import struct
 
 from pagoda_grade import lab_test
+from pagoda_grade.outcomes import finding_first
 from pagoda_grade.processes import (KernelReach, explain_death, kernel_faults, parse_reaped, process_roots,
                                     recovered_by_fixup, user_runs, user_symbol)
 from pagoda_grade.proof import MASK64, proof
@@ -585,7 +586,7 @@ def test_temp_maps_live(boot, kernel, arch):
         watch.fail(run, f"tmfill and tmread made their calls with the same root {w['filler']:#x} live")
     if w["shared"]:
         shared = list(dict.fromkeys(w["shared"]))
-        watch.fail(run, "the grader walked every root while a process ran:\n  " + "\n  ".join(shared[:4]))
+        watch.fail(run, finding_first(shared, "the grader walked every root itself while a process ran", 4))
     if w["reached"]:
         watch.fail(run, w["reached"])
     if w["data"] != want:
@@ -663,7 +664,7 @@ def test_temp_map_stress(boot, kernel, arch):
                         f"slot stack {area['depth']} deep, its slots translating (live root) to [{shown}], expected "
                         f"[{a:#x}, {b:#x}]: the slots do not map the frames the guards were given")
     if w["shared"]:
-        watch.fail(run, "the grader walked every root in the middle of the stress:\n  " + "\n  ".join(w["shared"][:4]))
+        watch.fail(run, finding_first(w["shared"], "the grader walked every root itself in the middle of the stress", 4))
     m = run.search(r"^tmstress: (\d+) calls of (\d+) maps: (\d+) maps, (\d+) in interrupts, deepest (\d+), "
                    r"(\d+) mismatches$")
     if not m:

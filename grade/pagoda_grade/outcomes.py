@@ -73,6 +73,23 @@ def kill_lines(data, at_most=2):
     return found
 
 
+# The kernel's own lines that say it refused to run what a run= asked for (kernel/proc/run.cpp): a
+# process it could not make, or no user mode or virtual memory at all. Like a panic, they are
+# believed only as words: they name why a test's goal was never reached, they score nothing. A
+# damaged image (a name with "!") is refused on purpose.
+REFUSAL_LINE = re.compile(r"^(run: cannot start [^:!]+: .+|run: this kernel has no user mode .+|run: no virtual memory.+)$")
+
+
+def refusal_line(lines):
+    """The kernel's first refusal line (REFUSAL_LINE) in @p lines, cut at PANIC_LINE_MAX
+    characters, or ""."""
+    for line in lines:
+        m = REFUSAL_LINE.match(line.strip())
+        if m:
+            return m[1][:PANIC_LINE_MAX] + ("..." if len(m[1]) > PANIC_LINE_MAX else "")
+    return ""
+
+
 # A lab skeleton's own words, wherever the kernel prints them (a panic, an error a caller
 # prints, kernel/core/lab.cpp's "LAB TODO: ..."): every skeleton message names its lab, what to
 # write and where, and ends with its handout: "lab 3: write f() in FILE (labs/03-name/README.md)".
@@ -114,6 +131,18 @@ def watch_note(problems, said):
         return ""
     return "the grader also saw, at its stops: " + rest[0].splitlines()[0] + (
         f" (and {len(rest) - 1} more)" if len(rest) > 1 else "")
+
+
+def finding_first(findings, how, shown=12):
+    """A report of what the grader found wrong itself (@p findings: one sentence each, in the
+    order it found them), headed by the first finding: the cause is line 1 of a failure, and
+    @p how the grader found it ("the grader walked every root itself after the processes were
+    made", no colon) is line 2, with the count of further findings; then up to @p shown - 1 of
+    them, indented. The reader of a failure sees the cause before the context."""
+    first, rest = findings[0], list(findings[1:shown])
+    more = len(findings) - 1
+    tail = f"; {more} more finding{'s' * (more > 1)}{':' if rest else ''}" if more else ""
+    return "\n".join([first, f"({how}{tail})"] + [f"  {f}" for f in rest])
 
 
 class GradeFailure(AssertionError):
