@@ -187,7 +187,7 @@ class Watch:
         for _ in range(8):
             snap = guest.stop_at_any([checkpoint, panic])
             if snap.pc == panic:
-                self.root_problems(snap, "when the kernel panicked (before any process ran)")
+                self.root_problems(snap, "when the kernel panicked, before any process ran")
                 return self.checkpoint(guest, "started")   # the panic's own words: the boot ends there
             if snap.argument(0) == tag:
                 break
@@ -195,7 +195,7 @@ class Watch:
             raise AssertionError("the run never reached its 'started' checkpoint")
         self.plan = snap.argument(1)
         self.started = self.started_lines(guest, snap)
-        self.root_problems(snap, "after the processes were made (none has run yet)", stacks=True)
+        self.root_problems(snap, "after the processes were made, before any ran", stacks=True)
         self.first_switch(guest)
         return snap
 
