@@ -3,30 +3,19 @@ late or not at all, and the walk report's order: each check is a pure function o
 grader read, tried here on synthetic readings.
 
 - a walk report heads its failure with its first finding, the walk after it (finding_first);
-- a kernel's refusal to start a process heads a test whose goal was never reached;
 - a process's arguments not where its entry registers point (bytes at another offset of the page);
 - a kernel-stack slot a process holds that the slot table marks free;
 - allocate_below() handing out the frame at its limit; check_free()'s answers;
 - copy_frame() copying nothing, or the wrong way."""
 import struct
 
-from pagoda_core import faultlog, qemu
-from pagoda_core.symbolize import Symbolizer
-from pagoda_grade.causes import headline
-from pagoda_grade.harness import Run
-from pagoda_grade.outcomes import finding_first, refusal_line
+from pagoda_grade.outcomes import finding_first
 from pagoda_grade.processes import Started, argument_problem, slot_marks_problem
 from test_lab1 import REFUSED, edge_problem, free_check_problems
 from test_lab4 import copy_problem, pattern_page
 
 PAGE = 4096
 TOP_PAGE = 0x7FFF_FFFF_E000
-
-
-def run_of(kernel, lines, tmp_path, exit_code=qemu.EXIT_SUCCESS):
-    return Run(token="00", cmdline="", memory="128M", lines=list(lines), exit_code=exit_code, elapsed=1.0,
-               directory=str(tmp_path), log=faultlog.parse("", "x86_64"), symbolizer=Symbolizer(kernel),
-               arch="x86_64")
 
 
 # ---- the walk report ----------------------------------------------------------------------------
@@ -38,29 +27,6 @@ def test_a_walk_report_puts_its_first_finding_on_line_1():
     assert lines == ["A is wrong", f"({how}; 2 more findings:)", "  B is wrong", "  C is wrong"]
     lines = finding_first(["A", "B", "C", "D"], how, shown=2).splitlines()
     assert lines == ["A", f"({how}; 3 more findings:)", "  B"]
-
-
-# ---- a refusal to start heads a goal never reached -------------------------------------------------
-
-REFUSAL = "run: cannot start memcheck: already exists (made at kernel/mm/pt/cursor.hpp:425); 0 frames leaked"
-
-
-def test_a_kernel_refusing_to_start_a_process_heads_a_goal_never_reached(reference_kernel, tmp_path):
-    lines = ["run: 2 programs; frames in use before: 271", REFUSAL, "proc 1 (memcheck): reaped: exited with code 0"]
-    run = run_of(reference_kernel, lines, tmp_path)
-    never = "the guest never reached x86_syscall_entry: the kernel exited first (QEMU reported that the guest exited)"
-    head = headline(run, never)
-    assert head and head.startswith("the kernel refused to start a process the test asked for"), head
-    assert REFUSAL in head, head
-    assert headline(run, "missing: the memcheck that wrote 0x1 reading it back").startswith("the kernel refused")
-    # another symptom: the refusal is no cause of it
-    assert headline(run, "roots 0x1 and 0x2 map memcheck_value to the same frame") is None
-
-
-def test_a_damaged_image_refused_on_purpose_is_no_refusal():
-    assert refusal_line([REFUSAL]) == REFUSAL
-    assert refusal_line(["run: cannot start hello!machine: built for another machine; 0 frames leaked"]) == ""
-    assert refusal_line(["user mode: unavailable (lab 3: ...): run= cannot start processes"]) == ""
 
 
 # ---- a process's arguments ----------------------------------------------------------------------

@@ -18,7 +18,7 @@ root they walked, lab 3's explain_death()) pass their own cause to fail(), which
 Nothing here imports the walker: it runs for every failure, witnessed or not.
 """
 from . import symbols
-from .outcomes import NEVER_REACHED, STORM, kill_lines, panic_line, refusal_line
+from .outcomes import NEVER_REACHED, STORM, kill_lines, panic_line
 from .witness import ARCHES
 
 
@@ -192,16 +192,6 @@ def kernel_fault_cause(run, f, roots=None):
 
 # ---- The headline -------------------------------------------------------------------------------
 
-def refusal_headline(run, first_line):
-    """The kernel's refusal to start a process (outcomes.refusal_line), as a headline, when the
-    test's reason (@p first_line) is that what it waited for never came: the guest never reached
-    the grader's stop, or a line is missing. None otherwise."""
-    if not first_line.startswith((NEVER_REACHED, "missing: ")):
-        return None
-    refused = refusal_line(run.lines)
-    return f"the kernel refused to start a process the test asked for: '{refused}'" if refused else None
-
-
 def headline(run, reason):
     """The cause to put before @p reason in a failure message (None: the reason says it best).
 
@@ -222,9 +212,6 @@ def headline(run, reason):
     watched = getattr(run, "watch_problems", None)
     if watched and first_line.startswith(NEVER_REACHED) and fresh(watched[0].splitlines()[0]):
         return watched[0].splitlines()[0]
-    refused = refusal_headline(run, first_line)
-    if refused and fresh(refused):
-        return refused
     if outcome == "success" and not run.search(r"PANIC: "):
         return None
     found = run.first_fault_cause()

@@ -73,23 +73,6 @@ def kill_lines(data, at_most=2):
     return found
 
 
-# The kernel's own lines that say it refused to run what a run= asked for (kernel/proc/run.cpp): a
-# process it could not make, or no user mode or virtual memory at all. Like a panic, they are
-# believed only as words: they name why a test's goal was never reached, they score nothing. A
-# damaged image (a name with "!") is refused on purpose.
-REFUSAL_LINE = re.compile(r"^(run: cannot start [^:!]+: .+|run: this kernel has no user mode .+|run: no virtual memory.+)$")
-
-
-def refusal_line(lines):
-    """The kernel's first refusal line (REFUSAL_LINE) in @p lines, cut at PANIC_LINE_MAX
-    characters, or ""."""
-    for line in lines:
-        m = REFUSAL_LINE.match(line.strip())
-        if m:
-            return m[1][:PANIC_LINE_MAX] + ("..." if len(m[1]) > PANIC_LINE_MAX else "")
-    return ""
-
-
 # A lab skeleton's own words, wherever the kernel prints them (a panic, an error a caller
 # prints, kernel/core/lab.cpp's "LAB TODO: ..."): every skeleton message names its lab, what to
 # write and where, and ends with its handout: "lab 3: write f() in FILE (labs/03-name/README.md)".
