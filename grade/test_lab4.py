@@ -878,13 +878,15 @@ def test_copy_frame(boot, kernel, arch):
     def script(guest):
         snap = stop(guest, "frames")
         source, target = snap.argument(1), snap.argument(2)
-        reach = kernel_reach(snap, kernel)
-        reached = [reach.problem(source, "the copy's source"), reach.problem(target, "the copy's target")]
+        before = temp_area(snap, kernel)
         guest.write_phys(source, pattern_page(seeds[0]))
         guest.write_phys(target, pattern_page(seeds[1]))
         snap = stop(guest, "copied")
+        # (walked after the copy: a kernel half that grew to reach them on the way is seen)
+        reach = kernel_reach(snap, kernel)
+        reached = [reach.problem(source, "the copy's source"), reach.problem(target, "the copy's target")]
         return dict(source=source, target=target, reached=reached, after_source=snap.read_phys(source, PAGE),
-                    after_target=snap.read_phys(target, PAGE), area=temp_area(snap, kernel))
+                    after_target=snap.read_phys(target, PAGE), before=before, area=temp_area(snap, kernel))
 
     run = boot(test="copy_frame", token=token, witness=script, memory=GRADER_MEMORY)
     w = run.require_witness()
@@ -892,8 +894,14 @@ def test_copy_frame(boot, kernel, arch):
     if problem:
         run.fail(problem)
     if all(w["reached"]):   # (the grader's walk of the kernel half, never the window_size fact)
-        run.fail(f"the copy's frames are both reached by the kernel half without a temporary mapping: allocate_high() "
-                 f"gave no frame only a temporary mapping reaches\n{w['reached'][0]}")
+        run.fail(f"after copy_frame() the kernel half still reaches both of the copy's frames without a temporary "
+                 f"mapping: allocate_high() gave no frame only a temporary mapping reaches, or the kernel maps them "
+                 f"some other way\n{w['reached'][0]}")
+    made = w["area"]["maps"] - w["before"]["maps"] if w["area"] is not None and w["before"] is not None else 0
+    if not any(w["reached"]) and made < 2:
+        run.fail(f"copy_frame() between two frames above the window made {made} temporary mapping(s) (the temp-map "
+                 "area's own counter, read from guest RAM before and after): a frame the window does not show is "
+                 "reached through a TempMap, one for each of the two")
     if w["area"] is None or w["area"]["depth"] != 0:
         run.fail("after copy_frame() returned, the kernel's temp-map slot stack is "
                  f"{'missing' if w['area'] is None else w['area']['depth']} deep (read from guest RAM): its guards must "
