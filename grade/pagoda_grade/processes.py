@@ -569,6 +569,9 @@ def segment_gap_problem(who, unmapped, mapped, stack_below_top_mapped):
             "partial last page, or skips a segment, leaves it out)")
 
 
+NAME_MAX = 31   # abi::kMaxProgramName: a longer name is cut in the process's record (its 'started' line)
+
+
 def argument_problem(what, name, argc, argv, page_va, page):
     """None, or why a new process, before it ran, would not find its arguments: @p argc and
     @p argv are its entry frame's argument registers (the process-entry convention), @p page the
@@ -601,7 +604,8 @@ def argument_problem(what, name, argc, argv, page_va, page):
     pointers = [word(argv + 8 * i) for i in range(argc + 1)]
     strings = [string(p) for p in pointers[:argc]]
     want = name.encode()
-    if strings[0] == want and pointers[argc] == 0 and None not in strings:
+    named = strings[0] == want or (len(want) >= NAME_MAX and (strings[0] or b"").startswith(want))
+    if named and pointers[argc] == 0 and None not in strings:
         return None
     shown = repr(strings[0].decode(errors="replace")) if strings[0] is not None else (
         "a null pointer" if pointers[0] == 0 else f"{pointers[0]:#x}, not a string in the page")
