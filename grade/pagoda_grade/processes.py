@@ -569,7 +569,11 @@ def segment_gap_problem(who, unmapped, mapped, stack_below_top_mapped):
             "partial last page, or skips a segment, leaves it out)")
 
 
-NAME_MAX = 31   # abi::kMaxProgramName: a longer name is cut in the process's record (its 'started' line)
+def name_max():
+    """abi::kMaxProgramName (read from the grader's kernel/lib/abi.hpp, not copied): a longer
+    program name is cut to it in the process's record, and so in its 'started' line."""
+    with open(programs.abi_header()) as f:
+        return int(re.search(r"kMaxProgramName = (\d+);", f.read())[1])
 
 
 def argument_problem(what, name, argc, argv, page_va, page):
@@ -604,7 +608,7 @@ def argument_problem(what, name, argc, argv, page_va, page):
     pointers = [word(argv + 8 * i) for i in range(argc + 1)]
     strings = [string(p) for p in pointers[:argc]]
     want = name.encode()
-    named = strings[0] == want or (len(want) >= NAME_MAX and (strings[0] or b"").startswith(want))
+    named = strings[0] == want or (len(want) >= name_max() and (strings[0] or b"").startswith(want))
     if named and pointers[argc] == 0 and None not in strings:
         return None
     shown = repr(strings[0].decode(errors="replace")) if strings[0] is not None else (
