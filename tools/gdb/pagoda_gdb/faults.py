@@ -341,11 +341,123 @@ def _record_story(rows, census):
     from pagoda_pt.diagnose import record_against_pages
     pages = {m.pid: m.pages for m in census.processes}
     for row in rows:
-        if row.get("vmas") and row["pid"] in pages:
+        if row.get("vmas") is not None and row["pid"] in pages:
             heap = (row["heap_start"], row["brk"]) if row.get("heap_start") is not None else None
-            story = record_against_pages(row["vmas"], pages[row["pid"]], _label(row["pid"], row["name"]), heap=heap)
+            limits = (row.get("heap_start") or 0, row.get("stack_limit") or 0)
+            story = record_against_pages(row["vmas"], pages[row["pid"]], _label(row["pid"], row["name"]), heap=heap,
+                                         limits=limits)
             if story is not None:
                 return story
+    return None
+
+
+def _quiet(rule, *args):
+    """@p rule(*args), or None when it fails: one rule that cannot read what it needs must not cost
+    fault-why the others."""
+    try:
+        return rule(*args)
+    except Exception:  # noqa: BLE001 - an addition: never lose fault-why's own lines to it
+        return None
+
+
+USER_FRAME_FACTS = ("pagoda_fact_user_frame_size", "pagoda_fact_user_frame_flags")
+PAGE = 4096
+
+
+def _user_frames_story(arch, rows):
+    """pagoda_pt.diagnose.user_interrupts_masked on the user frame at the top of each living
+    process's kernel stack (read from guest RAM through the frame behind the stack's top page; the
+    kernel's user_frame_size and user_frame_flags facts say where its flags are), or None."""
+    from pagoda_pt.diagnose import user_interrupts_masked
+    from . import kernel
+    size, flags_at = (kernel.symbol_address(f) for f in USER_FRAME_FACTS)
+    if size is None or flags_at is None or not 0 < size <= PAGE:
+        return None
+    rule = isa(arch).user_irqs_masked
+    frames = []
+    with target.physical_memory() as read_phys:
+        for row in rows:
+            top = row.get("kstack_top_frame")
+            if top is None or row.get("kstack_slot") is None or row["state"] == "zombie":
+                continue
+            pa = top + PAGE - size
+            flags = int.from_bytes(bytes(read_phys(pa + flags_at, 8)), "little")
+            frames.append((_label(row["pid"], row["name"]), pa, rule(flags)))
+    return user_interrupts_masked(frames)
+
+
+PROGRAM_SYMBOL = re.compile(r"\bpagoda_program_(\w+)_begin\b")
+
+
+def _program_at(address):
+    """The embedded program (cmake/user.cmake's pagoda_program_NAME_begin) whose ELF file @p address
+    lies in, or None."""
+    import gdb
+    try:
+        said = gdb.execute("info symbol %#x" % address, to_string=True)
+    except gdb.error:
+        return None
+    m = PROGRAM_SYMBOL.search(said)
+    return m.group(1) if m else None
+
+
+def _exec_record_story(rows):
+    """pagoda_pt.diagnose.record_of_another_program for each process with a record: the embedded
+    program each image VMA's source points into, against the process's name, or None."""
+    from pagoda_pt.diagnose import record_of_another_program
+    from . import memory
+    for row in rows:
+        images = [v for v in row.get("vmas") or [] if v["kind"] == "image" and v.get("source")]
+        if not images or not re.fullmatch(r"[A-Za-z0-9_]+", row["name"]) or \
+                _program_at_name(row["name"]) is None:
+            continue
+        story = record_of_another_program(_label(row["pid"], row["name"]), row["name"],
+                                          [(memory.describe_vma(v), _program_at(v["source"])) for v in images])
+        if story is not None:
+            return story
+    return None
+
+
+def _program_at_name(name):
+    from . import kernel
+    return kernel.symbol_address(PROGRAM_BEGIN % name)
+
+
+ACCESS_TYPE = "pagoda::Access"    # kernel/mm/base/perms.hpp: {bool write, execute, user}
+
+
+def _grow_story(arch, rows):
+    """pagoda_pt.diagnose.grows_what_is_not_a_stack on each process's record, the kernel's own
+    pagoda::decide_fault called through GDB for a read from user mode (it is pure); only when the
+    CPU is stopped in the kernel (a call from a user-mode stop would run kernel code in user mode).
+    None when nothing grows that should not, or the decision cannot be asked."""
+    import gdb
+    from pagoda_pt.diagnose import grows_what_is_not_a_stack
+    end = user_end()
+    pc = int(gdb.parse_and_eval("$pc")) & MASK64
+    if end is None or pc < end:
+        return None
+    access = gdb.Value(bytes([0, 0, 1]), gdb.lookup_type(ACCESS_TYPE))
+    unwind = gdb.parameter("unwindonsignal")
+    try:
+        gdb.execute("set unwindonsignal on", to_string=True)
+        gdb.set_convenience_variable("pagoda_access", access)
+        for row in rows:
+            if not row.get("vmas") or row.get("regions_address") is None:
+                continue
+
+            def decide(va, regions=row["regions_address"]):
+                try:
+                    verdict = gdb.parse_and_eval("pagoda::decide_fault(*(pagoda::UserRegions*)%#x, %#x, $pagoda_access)"
+                                                 % (regions, va))
+                    return str(verdict["action"]).rsplit("::", 1)[-1]
+                except gdb.error:
+                    return None
+            story = grows_what_is_not_a_stack(_label(row["pid"], row["name"]), row["vmas"], decide)
+            if story is not None:
+                return story
+    finally:
+        gdb.execute("set unwindonsignal %s" % ("on" if unwind else "off"), to_string=True)
     return None
 
 
@@ -399,7 +511,8 @@ def _with_shared_frames(arch, lines):
             # Only the processes in the table: a root left published by a reaped process is walked
             # through tables that may have been freed and given out again.
             live = [m for m in census.processes if m.pid in {r["pid"] for r in rows}]
-            sentence = writable_and_executable(live) or _record_story(rows, census) or \
+            sentence = writable_and_executable(live) or _quiet(_user_frames_story, arch, rows) or \
+                _quiet(_exec_record_story, rows) or _record_story(rows, census) or _quiet(_grow_story, arch, rows) or \
                 count_left_story(census)
     except Exception:  # noqa: BLE001 - an addition: never lose fault-why's own lines to it
         return lines

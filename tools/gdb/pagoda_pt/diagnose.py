@@ -900,7 +900,8 @@ def _same_region(a: dict, b: dict) -> bool:
 
 
 def record_against_pages(vmas: list, pages: list, who: str = "the process",
-                         page: int = 4096, heap: Optional[tuple] = None) -> Optional[str]:
+                         page: int = 4096, heap: Optional[tuple] = None,
+                         limits: Optional[tuple] = None) -> Optional[str]:
     """What a process's record (@p vmas: dicts start, end, read, write, execute, kind, flags) says
     against the user pages its root maps (@p pages: pagoda_pt.frames.UserPage va, writable,
     executable, held), as one sentence, or None when they agree as far as this can tell.
@@ -917,9 +918,22 @@ def record_against_pages(vmas: list, pages: list, who: str = "the process",
         them, but the record still holds them): the record's cut at the hole's edge is off.
     And one break of the pages against the record: user pages mapped where no VMA covers them,
     which the range's removal from the record left mapped (their frames never freed): from the
-    heap's break up (@p heap: (heap_start, brk)), brk's shrink; elsewhere, munmap's."""
+    heap's break up (@p heap: (heap_start, brk)), brk's shrink; elsewhere, munmap's.
+    And a record that holds no VMA at all while the root maps user pages, although the record is
+    in use (@p limits: (heap_start, stack_limit), set by lab 5's loader; both 0 before lab 5, when
+    the loader maps everything eagerly and records nothing by design): the loader mapped the
+    program eagerly, as in lab 4, and recorded no VMA."""
     mapped = {p.va: p for p in pages if not p.held}
     ordered = sorted(vmas, key=lambda v: v["start"])
+    if not ordered and mapped and limits is not None and any(limits):
+        shown = sorted(mapped)
+        return ("%s's root maps %d user page%s (%s) and its record holds no VMA, though the record is in use "
+                "(heap from %#x, stack limit %#x): the loader mapped the program eagerly and recorded no VMA (lab 5: "
+                "record each load segment and the stack as VMAs and map nothing; the pages come in at their first "
+                "faults), so every fault past these pages is refused and fork copies nothing"
+                % (who, len(shown), "" if len(shown) == 1 else "s",
+                   ", ".join("%#x" % va for va in shown[:3]) + (" ..." if len(shown) > 3 else ""),
+                   limits[0], limits[1]))
     # Without a grows-down VMA the loader did not record the stack: its pages lie in no VMA from the
     # start (the loader's record is the cause, user_fault_decision names it), not left by a removal.
     if ordered and any(v.get("flags", 0) & 1 for v in ordered):
@@ -1040,4 +1054,74 @@ def writable_and_executable(processes: list) -> Optional[str]:
                     "its segment (the loader mapped every segment alike: the text writable, the data executable)"
                     % (memory.pid, memory.name, both[0].va,
                        " (and %d more page%s)" % (len(both) - 1, "" if len(both) == 2 else "s") if len(both) > 1 else ""))
+    return None
+
+
+# ---- how a process returns to user mode (lab 3) ----------------------------------------------------
+
+def user_interrupts_masked(frames: list) -> Optional[str]:
+    """The first process whose user frame keeps interrupts off in user mode, as one sentence, or
+    None. @p frames: (who, physical address of the frame, why) for each process, @p why being what
+    the ISA reads in the frame's saved flags (Isa.user_irqs_masked: "its RFLAGS 0x2: IF is clear")
+    or None. The frame at the top of a process's kernel stack is the one it returns to user mode
+    through (the entry frame before it first runs, a system call's or an interrupt's since): with
+    interrupts off there, the timer never interrupts the program, which then holds the CPU until
+    it makes a system call."""
+    for who, pa, why in frames:
+        if why:
+            return ("%s returns to user mode with interrupts off: the frame at the top of its kernel stack (PA %#x, "
+                    "read from guest RAM) has %s, so in user mode the timer can never preempt it: a program that "
+                    "makes no system call keeps the CPU for good (the entry frame must let interrupts in: "
+                    "fill_entry_frame)" % (who, pa, why))
+    return None
+
+
+# ---- a record that is another program's (lab 6: exec) ---------------------------------------------
+
+def record_of_another_program(who: str, name: str, sources: list) -> Optional[str]:
+    """A process whose record's image VMAs come from another program's ELF file than its own, as one
+    sentence, or None. @p name: the program the process runs (its name); @p sources: (VMA text, the
+    program whose embedded ELF file the VMA's source points into, or None) of each image VMA. After
+    exec the process has the new program's name and root; its record must be the new program's
+    too: image VMAs of the old one mean exec kept the old record (faults are then decided by the old
+    program's regions)."""
+    other = [(text, program) for text, program in sources if program is not None and program != name]
+    if not other:
+        return None
+    text, program = other[0]
+    return ("the record of %s (its VMAs, read from the process table) is still %s's, the program before exec: its "
+            "image VMA %s%s comes from %s's ELF file, not %s's, though the process now runs %s: exec must give the "
+            "process the new program's record (and free the old one), or every fault is decided by the regions of a "
+            "program that is gone" % (who, program, text,
+                                      " (and %d more)" % (len(other) - 1) if len(other) > 1 else "",
+                                      program, name, name))
+
+
+# ---- a fault decision that grows what is not a stack (lab 5) -------------------------------------
+
+MAX_GROW_ASKS = 8      # decide_fault calls one look may make (each is a call into the stopped guest)
+
+
+def grows_what_is_not_a_stack(who: str, vmas: list, decide, page: int = 4096,
+                              asks: int = MAX_GROW_ASKS) -> Optional[str]:
+    """A region that is not a grows-down stack which the kernel's fault decision grows, as one
+    sentence, or None. @p decide(va) is the kernel's own answer (pagoda::decide_fault on the
+    process's record, a read from user mode: "Populate", "Grow", "Deny") or None when it cannot be
+    asked. Asked, for each VMA without the grows-down flag, about the free page just below it (at
+    most @p asks VMAs): a decision that answers Grow there grows a region the program never asked
+    to grow (a heap, a mapping, the text) over an address that lies in no VMA, which must be
+    refused."""
+    ordered = sorted(vmas, key=lambda v: v["start"])
+    for v in ordered:
+        if asks <= 0:
+            break
+        below = v["start"] - page
+        if v.get("flags", 0) & 1 or below < page or any(u["start"] <= below < u["end"] for u in ordered):
+            continue
+        asks -= 1
+        if decide(below) == "Grow":
+            return ("the VMA %s of %s is not a grows-down stack: the fault decision grew it all the same "
+                    "(pagoda::decide_fault, called through GDB on the process's record, answers Grow for a read of "
+                    "%#x, the free page just below it): only a grows-down region (the stack) may grow to a fault "
+                    "below it; a fault in no VMA anywhere else is refused (no VMA)" % (_vma_text(v), who, below))
     return None

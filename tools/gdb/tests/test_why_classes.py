@@ -1,0 +1,140 @@
+"""fault-why's rules for slips that kill nothing where they are made (labs 3, 5, 6), on synthetic
+facts: each must name its cause in the words the lab's slip file asks of the grader (its `cause`
+regex, labs/NN-name/mutants/SLUG.toml), and say nothing on the reference's state.
+
+  a user frame that keeps interrupts off (lab 3's entry-interrupts-off-*)     user_interrupts_masked
+  a record in use that holds no VMA while pages are mapped (loader-eager-no-record)
+                                                                             record_against_pages
+  a record whose image VMAs are another program's after exec (exec-keeps-old-record)
+                                                                             record_of_another_program
+  a fault decision that grows a region that is no stack (grow-any-region)    grows_what_is_not_a_stack
+"""
+import re
+
+from pagoda_pt.diagnose import (grows_what_is_not_a_stack, record_against_pages, record_of_another_program,
+                                user_interrupts_masked)
+from pagoda_pt.frames import UserPage
+from pagoda_pt.isa import isa
+
+PAGE = 0x1000
+# The slips' cause regexes (labs/03-process-roots/mutants/entry-interrupts-off-*.toml, labs/05-vmas/
+# mutants/loader-eager-no-record.toml and grow-any-region.toml, labs/06-fork/mutants/exec-keeps-old-record.toml).
+IRQ_CAUSE = {"x86_64": r"IF is clear.*timer can never preempt", "aarch64": r"I bit is set.*timer can never preempt"}
+EAGER_CAUSE = r"mapped .* eagerly and recorded no VMA"
+EXEC_CAUSE = r"record .* is still .*'s, the program before exec"
+GROW_CAUSE = r"not a grows-down stack: the fault decision grew it"
+
+
+def vma(start, end, write=False, execute=False, kind="anonymous", flags=0):
+    return dict(start=start, end=end, read=True, write=write, execute=execute, kind=kind, flags=flags,
+                offset=0, file_size=0)
+
+
+# ---- lab 3: the frame a process returns to user mode through --------------------------------------
+
+def test_a_user_frame_with_interrupts_off_is_named_on_each_isa():
+    """fill_entry_frame's flags without IF (x86_64: RFLAGS 0x2) or with SPSR.I (AArch64: 0x80)."""
+    for arch, bad, good in (("x86_64", 0x2, 0x202), ("aarch64", 0x80, 0x0)):
+        rule = isa(arch).user_irqs_masked
+        assert rule(good) is None, arch
+        said = user_interrupts_masked([("proc 1 (hello)", 0x7000, rule(good)), ("proc 2 (spin)", 0x9f58, rule(bad))])
+        assert said is not None and re.search(IRQ_CAUSE[arch], said), (arch, said)
+        assert said.startswith("proc 2 (spin)") and "0x9f58" in said
+
+
+def test_flags_that_are_no_user_frame_say_nothing():
+    """x86_64: a word without RFLAGS' always-one bit is no RFLAGS; AArch64: an SPSR that returns to
+    EL1 is no user frame (its I bit is the kernel's business)."""
+    assert isa("x86_64").user_irqs_masked(0x0) is None
+    assert isa("aarch64").user_irqs_masked(0x85) is None
+    assert user_interrupts_masked([("proc 1 (hello)", 0x7000, None)]) is None
+    assert user_interrupts_masked([]) is None
+
+
+# ---- lab 5: a loader that records nothing ----------------------------------------------------------
+
+def pages(*vas):
+    return [UserPage(va, 0x80_0000 + i * PAGE, False, False, False) for i, va in enumerate(vas)]
+
+
+def test_an_empty_record_in_use_with_pages_mapped_is_an_eager_loader():
+    said = record_against_pages([], pages(0x400000, 0x401000, 0x7ffffffff000), "proc 1 (vmas)",
+                                heap=(0x403000, 0x403000), limits=(0x403000, 8 << 20))
+    assert said is not None and re.search(EAGER_CAUSE, said), said
+    assert "proc 1 (vmas)" in said and "3 user pages" in said
+
+
+def test_an_empty_record_before_lab_5_is_the_lab_4_loader_by_design():
+    """Lab 4's loader maps everything and leaves the record as it was made (no heap, no stack limit);
+    a forked child whose record fork never copied has none either (another rule names that)."""
+    assert record_against_pages([], pages(0x400000), "proc 1 (hello)", limits=(0, 0)) is None
+    assert record_against_pages([], pages(0x400000), "proc 1 (hello)") is None
+    assert record_against_pages([], [], "proc 1 (vmas)", limits=(0x403000, 8 << 20)) is None
+
+
+# ---- lab 6: exec that keeps the old record ---------------------------------------------------------
+
+def test_image_vmas_of_another_program_are_the_record_before_exec():
+    said = record_of_another_program("proc 2 (echo)", "echo", [("[0x400000, 0x402000) r-x image", "forktree"),
+                                                                 ("[0x402000, 0x403000) rw- image", "forktree")])
+    assert said is not None and re.search(EXEC_CAUSE, said), said
+    assert "forktree's" in said and "(and 1 more)" in said
+
+
+def test_image_vmas_of_the_process_s_own_program_say_nothing():
+    assert record_of_another_program("proc 2 (echo)", "echo", [("[0x400000, 0x402000) r-x image", "echo")]) is None
+    assert record_of_another_program("proc 2 (echo)", "echo", [("[0x400000, 0x402000) r-x image", None)]) is None
+
+
+# ---- lab 5: a fault decision that grows anything -------------------------------------------------
+
+STACK = vma(0x7fff_fff0_0000, 0x8000_0000_0000, write=True, kind="stack", flags=1)
+TEXT = vma(0x400000, 0x402000, execute=True, kind="image")
+HEAP_AFTER_HOLE = vma(0x10_0000_4000, 0x10_0000_8000, write=True)
+HEAP_BEFORE_HOLE = vma(0x10_0000_0000, 0x10_0000_3000, write=True)
+
+
+def reference_decide(vmas):
+    """decide_fault's answer for a read: Populate inside a VMA, Grow just below a grows-down one,
+    Deny otherwise."""
+    def decide(va):
+        if any(v["start"] <= va < v["end"] for v in vmas):
+            return "Populate"
+        above = sorted((v for v in vmas if v["start"] > va), key=lambda v: v["start"])
+        return "Grow" if above and above[0]["flags"] & 1 else "Deny"
+    return decide
+
+
+def grow_anything(vmas):
+    def decide(va):
+        if any(v["start"] <= va < v["end"] for v in vmas):
+            return "Populate"
+        return "Grow" if any(v["start"] > va for v in vmas) else "Deny"
+    return decide
+
+
+def test_a_decision_that_grows_a_region_that_is_no_stack_is_named():
+    vmas = [TEXT, HEAP_BEFORE_HOLE, HEAP_AFTER_HOLE, STACK]
+    asked = []
+
+    def decide(va):
+        asked.append(va)
+        return grow_anything(vmas)(va)
+    said = grows_what_is_not_a_stack("proc 1 (vmas)", vmas, decide)
+    assert said is not None and re.search(GROW_CAUSE, said), said
+    assert asked[0] == TEXT["start"] - PAGE and "%#x" % (TEXT["start"] - PAGE) in said
+
+
+def test_the_reference_decision_and_a_decision_not_asked_say_nothing():
+    vmas = [TEXT, HEAP_BEFORE_HOLE, HEAP_AFTER_HOLE, STACK]
+    asked = []
+
+    def decide(va):
+        asked.append(va)
+        return reference_decide(vmas)(va)
+    assert grows_what_is_not_a_stack("proc 1 (vmas)", vmas, decide) is None
+    # Never below the stack (it may grow), never a page that another VMA covers.
+    assert STACK["start"] - PAGE not in asked and asked == [TEXT["start"] - PAGE, HEAP_BEFORE_HOLE["start"] - PAGE,
+                                                           HEAP_AFTER_HOLE["start"] - PAGE]
+    assert grows_what_is_not_a_stack("proc 1 (vmas)", vmas, lambda va: None) is None
+    assert grows_what_is_not_a_stack("proc 1 (vmas)", vmas, grow_anything(vmas), asks=0) is None
