@@ -20,8 +20,8 @@ import importlib.util
 import os
 import re
 
-from pagoda_pt.diagnose import (MARK_STOP, MARK_WHY, MARK_WRONG, NOTHING_WRONG, UNRESOLVED, program_s_own,
-                                story_from_faults)
+from pagoda_pt.diagnose import (MARK_STOP, MARK_WHY, MARK_WRONG, NOTHING_WRONG, UNRESOLVED, fixup_reports_success,
+                                program_s_own, story_from_faults)
 from pagoda_pt.isa import isa
 
 from . import session, target
@@ -423,6 +423,75 @@ def _program_at_name(name):
     return kernel.symbol_address(PROGRAM_BEGIN % name)
 
 
+def _file_tail_story(rows, census):
+    """pagoda_pt.diagnose.bytes_past_file_size for each image VMA whose file bytes end inside a page
+    that its process's root maps: that page's bytes past the end (guest RAM) against the bytes that
+    follow in the program's embedded ELF file (the VMA's source, read at its physical address in
+    the kernel image), or None."""
+    from pagoda_pt.diagnose import TAIL_COMPARED, bytes_past_file_size
+    from . import kernel, memory
+    pages = {m.pid: {p.va: p for p in m.pages if not p.held} for m in census.processes}
+    with target.physical_memory() as read_phys:
+        for row in rows:
+            for v in row.get("vmas") or []:
+                size = v.get("file_size") or 0
+                end = v["start"] + size
+                if v["kind"] != "image" or not v.get("source") or size % PAGE == 0 or end >= v["end"]:
+                    continue
+                page = pages.get(row["pid"], {}).get(end & ~(PAGE - 1))
+                source = kernel.image_phys(v["source"] + v["offset"] + size)
+                if page is None or source is None:
+                    continue
+                n = min(TAIL_COMPARED, PAGE - end % PAGE)
+                story = bytes_past_file_size(_label(row["pid"], row["name"]), memory.describe_vma(v), page.va, end,
+                                             bytes(read_phys(page.pa + end % PAGE, n)), bytes(read_phys(source, n)))
+                if story is not None:
+                    return story
+    return None
+
+
+COPY_ROUTINE = re.compile(r"^(\S*_user_copy)(?: \+ \d+)? in section")   # arch/<isa>/user_copy.S's byte copy
+PROBE_ADDRESS, PROBE_BYTES = 0x0, 8     # a user address no program maps (the null page)
+_probed = {}                            # one probe per session: the answer never changes
+
+
+def _fixup_story(arch):
+    """pagoda_pt.diagnose.fixup_reports_success: the kernel's own user copy (the routine of the
+    fix-up table's entries that is the byte copy, <isa>_user_copy) called through GDB from the
+    null page, which faults and goes on at its fix-up; asked once per session, and only when the
+    CPU is stopped in the kernel (the call runs kernel code) and the table has entries. None when
+    the copy reports the bytes left, or it cannot be asked."""
+    import gdb
+    if "story" in _probed:
+        return _probed["story"]
+    end = user_end()
+    pc = int(gdb.parse_and_eval("$pc")) & MASK64
+    sp = int(gdb.parse_and_eval("$sp")) & MASK64
+    if end is None or pc < end:
+        return None
+    with target.physical_memory() as read_phys:
+        table = user_fixups(read_phys) or {}
+    routine = None
+    for ip in sorted(table):
+        m = COPY_ROUTINE.match(gdb.execute("info symbol %#x" % ip, to_string=True).strip())
+        if m:
+            routine = m.group(1)
+            break
+    if routine is None:
+        return None
+    unwind = gdb.parameter("unwindonsignal")
+    try:
+        gdb.execute("set unwindonsignal on", to_string=True)
+        # Nothing is stored: the first load faults. The destination is the stack, well below SP.
+        left = int(gdb.parse_and_eval("((unsigned long (*)(void*, const void*, unsigned long))%s)((void*)%#x, "
+                                      "(const void*)%#x, %d)" % (routine, (sp - 2048) & ~0xF, PROBE_ADDRESS,
+                                                                 PROBE_BYTES))) & MASK64
+    finally:
+        gdb.execute("set unwindonsignal %s" % ("on" if unwind else "off"), to_string=True)
+    _probed["story"] = fixup_reports_success(routine, PROBE_BYTES, PROBE_ADDRESS, left)
+    return _probed["story"]
+
+
 ACCESS_TYPE = "pagoda::Access"    # kernel/mm/base/perms.hpp: {bool write, execute, user}
 
 
@@ -512,7 +581,8 @@ def _with_shared_frames(arch, lines):
             # through tables that may have been freed and given out again.
             live = [m for m in census.processes if m.pid in {r["pid"] for r in rows}]
             sentence = writable_and_executable(live) or _quiet(_user_frames_story, arch, rows) or \
-                _quiet(_exec_record_story, rows) or _record_story(rows, census) or _quiet(_grow_story, arch, rows) or \
+                _quiet(_exec_record_story, rows) or _record_story(rows, census) or _quiet(_file_tail_story, rows, census) or \
+                _quiet(_grow_story, arch, rows) or _quiet(_fixup_story, arch) or \
                 count_left_story(census)
     except Exception:  # noqa: BLE001 - an addition: never lose fault-why's own lines to it
         return lines

@@ -1125,3 +1125,40 @@ def grows_what_is_not_a_stack(who: str, vmas: list, decide, page: int = 4096,
                     "%#x, the free page just below it): only a grows-down region (the stack) may grow to a fault "
                     "below it; a fault in no VMA anywhere else is refused (no VMA)" % (_vma_text(v), who, below))
     return None
+
+
+# ---- an image page filled past the segment's file bytes (lab 5) ----------------------------------
+
+TAIL_COMPARED = 64      # bytes past a segment's file end compared with the file's next bytes
+
+
+def bytes_past_file_size(who: str, vma_text: str, va: int, file_end: int, got: bytes,
+                         following: bytes) -> Optional[str]:
+    """An image page whose bytes past the segment's file end are the ELF file's next bytes, as one
+    sentence, or None. @p va: the page (the one the segment's file bytes end in); @p file_end: the
+    address where they end; @p got: the page's bytes from there (guest RAM, through the process's
+    root); @p following: the file's bytes after the segment's (the program's embedded ELF file).
+    They must be zeros (the bss, or the rest of the page): alike and not all zero, the page was
+    filled with a whole page of the file."""
+    n = min(len(got), len(following))
+    if n == 0 or got[:n] != following[:n] or not any(following[:n]):
+        return None
+    return ("the image page %#x of %s holds, past the segment's file size (its file bytes end at %#x), the bytes "
+            "that follow the segment in the ELF file (%d bytes alike, read from guest RAM and from the program's "
+            "embedded file; they must be zeros: the bss): the VMA %s was populated with a whole page of the file "
+            "where only its file bytes may be copied, the rest of the page zeroed" % (va, who, file_end, n, vma_text))
+
+
+# ---- a user copy whose fix-up path reports success (lab 4) ---------------------------------------
+
+def fixup_reports_success(routine: str, asked: int, address: int, left: Optional[int]) -> Optional[str]:
+    """The copy routine @p routine's answer (@p left: the bytes it says it did not copy) for @p asked
+    bytes from @p address, a user address no root maps, as one sentence when it says all were copied
+    (0), else None. Its load faults there; the fault is resumed at the routine's fix-up, whose
+    return must be the bytes left (the caller turns them into EFAULT)."""
+    if left != 0 or asked == 0:
+        return None
+    return ("the user copy %s returned 0 (all copied) for %d bytes from %#x, which no root maps (called through GDB: "
+            "its load faulted and went on at its fix-up, as a copy given a bad pointer does): the fix-up path must make "
+            "the copy return the bytes left, or a system call given a bad pointer reports success on bytes it never "
+            "copied" % (routine, asked, address))

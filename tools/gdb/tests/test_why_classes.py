@@ -8,11 +8,13 @@ regex, labs/NN-name/mutants/SLUG.toml), and say nothing on the reference's state
   a record whose image VMAs are another program's after exec (exec-keeps-old-record)
                                                                              record_of_another_program
   a fault decision that grows a region that is no stack (grow-any-region)    grows_what_is_not_a_stack
+  an image page filled past its file bytes (populate-whole-file-page)         bytes_past_file_size
+  a user copy whose fix-up reports success (lab 4's fixup_returns_success_*)  fixup_reports_success
 """
 import re
 
-from pagoda_pt.diagnose import (grows_what_is_not_a_stack, record_against_pages, record_of_another_program,
-                                user_interrupts_masked)
+from pagoda_pt.diagnose import (bytes_past_file_size, fixup_reports_success, grows_what_is_not_a_stack,
+                                record_against_pages, record_of_another_program, user_interrupts_masked)
 from pagoda_pt.frames import UserPage
 from pagoda_pt.isa import isa
 
@@ -23,6 +25,8 @@ IRQ_CAUSE = {"x86_64": r"IF is clear.*timer can never preempt", "aarch64": r"I b
 EAGER_CAUSE = r"mapped .* eagerly and recorded no VMA"
 EXEC_CAUSE = r"record .* is still .*'s, the program before exec"
 GROW_CAUSE = r"not a grows-down stack: the fault decision grew it"
+TAIL_CAUSE = r"bytes that follow|past the segment.s file (size|bytes)"
+FIXUP_CAUSE = r"fix-up path must make the copy return"
 
 
 def vma(start, end, write=False, execute=False, kind="anonymous", flags=0):
@@ -138,3 +142,36 @@ def test_the_reference_decision_and_a_decision_not_asked_say_nothing():
                                                            HEAP_AFTER_HOLE["start"] - PAGE]
     assert grows_what_is_not_a_stack("proc 1 (vmas)", vmas, lambda va: None) is None
     assert grows_what_is_not_a_stack("proc 1 (vmas)", vmas, grow_anything(vmas), asks=0) is None
+
+
+# ---- lab 5: populate's file bytes ------------------------------------------------------------------
+
+FOLLOWING = bytes(range(1, 65))     # what the ELF file holds after the data segment's bytes
+
+
+def test_a_page_tail_equal_to_the_file_s_next_bytes_was_filled_with_a_whole_file_page():
+    said = bytes_past_file_size("proc 1 (vmas)", "[0x402000, 0x404000) rw- image", 0x403000, 0x403123, FOLLOWING,
+                                FOLLOWING)
+    assert said is not None and re.search(TAIL_CAUSE, said), said
+    assert "0x403000" in said and "0x403123" in said
+
+
+def test_a_zero_tail_or_one_the_program_wrote_says_nothing():
+    assert bytes_past_file_size("p", "v", 0x403000, 0x403123, bytes(64), FOLLOWING) is None
+    written = bytes([0xAA]) + FOLLOWING[1:]
+    assert bytes_past_file_size("p", "v", 0x403000, 0x403123, written, FOLLOWING) is None
+    assert bytes_past_file_size("p", "v", 0x403000, 0x403123, bytes(64), bytes(64)) is None   # the file's zeros
+    assert bytes_past_file_size("p", "v", 0x403000, 0x403123, b"", FOLLOWING) is None
+
+
+# ---- lab 4: the copy's fix-up ------------------------------------------------------------------------
+
+def test_a_copy_that_says_all_copied_after_a_fault_is_named():
+    said = fixup_reports_success("x86_user_copy", 8, 0x0, 0)
+    assert said is not None and re.search(FIXUP_CAUSE, said), said
+
+
+def test_a_copy_that_returns_the_bytes_left_says_nothing():
+    assert fixup_reports_success("aarch64_user_copy", 8, 0x0, 8) is None
+    assert fixup_reports_success("aarch64_user_copy", 8, 0x0, None) is None
+    assert fixup_reports_success("aarch64_user_copy", 0, 0x0, 0) is None
