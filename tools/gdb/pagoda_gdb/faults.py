@@ -319,6 +319,7 @@ def _kill_cause(arch):
                     owner = _label(known.id, known.name)
                 return foreign_root(_label(current["pid"], current["name"]), owner, live)
         census = take_census(arch, read_phys, kernel.symbol_address, regs, target.pa_bits(arch)[0])
+    _note_census(census)
     story = mapped_frame_story(census)
     if story is None:
         story = shared_writable(census.processes, {r["pid"]: r["parent"] for r in rows}, _log_write_faults(arch),
@@ -574,6 +575,7 @@ def _with_shared_frames(arch, lines):
         regs = target.paging_regs(arch)
         with target.physical_memory() as read_phys:
             census = take_census(arch, read_phys, kernel.symbol_address, regs, target.pa_bits(arch)[0])
+        _note_census(census)
         sentence = shared_writable(census.processes, {r["pid"]: r["parent"] for r in rows}, _log_write_faults(arch),
                                    vmas_of={r["pid"]: r.get("vmas") for r in rows}) if len(rows) >= 2 else None
         if sentence is None:
@@ -627,6 +629,70 @@ def _with_stalled_wait(lines):
     return lines if sentence is None else _overruled(lines, at, "{} (the CPU's state)", sentence)
 
 
+
+
+# What fault-why saw earlier in this session (a run's frames are judged at its end against them):
+# the allocator's bitmap at the run's start (why-stops notes it at the checkpoint before the first
+# process), and the frames each look's census found as a process's user page or page table.
+_run = {"before": None, "user_frames": {}, "table_frames": {}}
+RUN_BEFORE = "pagoda_fact_run_checkpoint_before"   # kernel/proc/run.cpp: no process made yet
+MAX_NOTED = 4096
+
+
+def _note_census(census):
+    """Remembers the user pages and page tables of each process in @p census (for the run's end)."""
+    for m in census.processes:
+        who = _label(m.pid, m.name)
+        for page in m.pages:
+            if len(_run["user_frames"]) < MAX_NOTED:
+                _run["user_frames"][page.pa & ~(PAGE - 1)] = (who, page.va)
+        for pa in m.tables:
+            if len(_run["table_frames"]) < MAX_NOTED:
+                _run["table_frames"][pa] = (who,)
+
+
+def _checkpoint_bitmap():
+    """Stopped at pagoda_grader_checkpoint(tag, used bitmap, words) of a run (kernel/proc/run.cpp
+    checkpoint_frames): the set of frame indexes the bitmap marks used."""
+    import gdb
+    frame = gdb.newest_frame()
+    address, words = int(frame.read_var("b")) & MASK64, int(frame.read_var("c"))
+    raw = bytes(gdb.selected_inferior().read_memory(address, words * 8))
+    bits = int.from_bytes(raw, "little")
+    return {i for i in range(words * 64) if bits >> i & 1}
+
+
+def note_run_start():
+    """why-stops, stopped at a checkpoint: when it is the one before a run's first process, notes
+    the allocator's bitmap (the run's end is judged against it)."""
+    import gdb
+    from . import kernel
+    before = kernel.symbol_address(RUN_BEFORE)
+    try:
+        if before is not None and int(gdb.newest_frame().read_var("a")) == before:
+            _run["before"] = _checkpoint_bitmap()
+            _run["user_frames"].clear()
+            _run["table_frames"].clear()
+    except (gdb.error, ValueError, RuntimeError):
+        pass
+
+
+def _with_run_leaks(lines):
+    """Stopped at a run's end (every process reaped) with nothing wrong in the CPU's state, after a
+    why-stops that saw its start: frames in use now that were free then are what the teardowns left
+    (pagoda_pt.diagnose.frames_left_after_run), named by what an earlier look saw in them."""
+    at = _verdict_at(lines)
+    if at is None or not lines[at].startswith("verdict: " + NOTHING_WRONG) or _run["before"] is None:
+        return lines
+    if not (_stopped_in(CHECKPOINT) and _checkpoint_is_run_end()):
+        return lines
+    from pagoda_pt.diagnose import frames_left_after_run
+    try:
+        leaked = sorted(i * PAGE for i in _checkpoint_bitmap() - _run["before"])
+        sentence = frames_left_after_run(leaked, _run["user_frames"], _run["table_frames"])
+    except Exception:  # noqa: BLE001 - an addition: never lose fault-why's own lines to it
+        return lines
+    return lines if sentence is None else _overruled(lines, at, "{} (the CPU's state)", sentence)
 
 
 def _in_user_fault():
@@ -843,6 +909,7 @@ usable.  The last line is always a verdict."""
         lines = _with_stalled_wait(lines)
         # What reaped processes left behind first: a root left published poisons the census.
         lines = _with_leaks(lines)
+        lines = _with_run_leaks(lines)
         lines = _with_shared_frames(arch, lines)
         _set_wrong(lines, fault, overruled)
         from . import memory, tempmap
@@ -922,6 +989,7 @@ machine is, marks that wrong (a hang) and ends. `./pagoda labs mutants --why` ju
             if not gdb.selected_inferior().pid:
                 return
             if _stopped_in(CHECKPOINT) and not interrupted and not _checkpoint_is_run_end():
+                note_run_start()
                 continue
             shown += 1
             out(MARK_STOP)

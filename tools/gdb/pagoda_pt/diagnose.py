@@ -1162,3 +1162,32 @@ def fixup_reports_success(routine: str, asked: int, address: int, left: Optional
             "its load faulted and went on at its fix-up, as a copy given a bad pointer does): the fix-up path must make "
             "the copy return the bytes left, or a system call given a bad pointer reports success on bytes it never "
             "copied" % (routine, asked, address))
+
+
+# ---- frames a run leaves allocated (labs 3, 6) ---------------------------------------------------
+
+def frames_left_after_run(leaked: list, user_frames: dict, table_frames: dict) -> Optional[str]:
+    """Frames in use once every process of a run was reaped that were free when it began (@p
+    leaked, physical addresses: the allocator's bitmap at both checkpoints), as one sentence, or
+    None. @p user_frames / @p table_frames: physical address -> (who, what) of the frames that an
+    earlier look saw as a process's user page or page table. The kernel's own rule: a run gives
+    back every frame it took (its teardown frees each process's user half, tables and kernel
+    stack)."""
+    if not leaked:
+        return None
+    users = [pa for pa in leaked if pa in user_frames]
+    tables = [pa for pa in leaked if pa in table_frames and pa not in user_frames]
+    counted = ("%d frame%s the run allocated %s still in use now that every process was reaped (the frame "
+               "allocator's bitmap at the run's start and at its end, read from guest RAM)"
+               % (len(leaked), "" if len(leaked) == 1 else "s", "is" if len(leaked) == 1 else "are"))
+    if users:
+        shown = ", ".join("%#x (%s at %#x)" % ((pa,) + user_frames[pa]) for pa in users[:3])
+        return ("exit's teardown does not free the user pages: %s, %d of them user pages a process mapped when it was "
+                "last seen (%s%s): release() must free the user half (every page's frame) before the space goes"
+                % (counted, len(users), shown, ", ..." if len(users) > 3 else ""))
+    if tables:
+        shown = ", ".join("%#x (%s)" % (pa, table_frames[pa][0]) for pa in tables[:3])
+        return ("exit's teardown does not free the page tables: %s, %d of them page tables of a process's root (%s): "
+                "destroying a space must free every table below its root" % (counted, len(tables), shown))
+    return ("a run leaks frames: %s (%#x%s), none of them a page a process was last seen mapping"
+            % (counted, leaked[0], ", ..." if len(leaked) > 1 else ""))

@@ -10,10 +10,12 @@ regex, labs/NN-name/mutants/SLUG.toml), and say nothing on the reference's state
   a fault decision that grows a region that is no stack (grow-any-region)    grows_what_is_not_a_stack
   an image page filled past its file bytes (populate-whole-file-page)         bytes_past_file_size
   a user copy whose fix-up reports success (lab 4's fixup_returns_success_*)  fixup_reports_success
+  frames a run leaves allocated, named by what they were (teardown-leaks-user-pages)
+                                                                             frames_left_after_run
 """
 import re
 
-from pagoda_pt.diagnose import (bytes_past_file_size, fixup_reports_success, grows_what_is_not_a_stack,
+from pagoda_pt.diagnose import (bytes_past_file_size, fixup_reports_success, frames_left_after_run, grows_what_is_not_a_stack,
                                 record_against_pages, record_of_another_program, user_interrupts_masked)
 from pagoda_pt.frames import UserPage
 from pagoda_pt.isa import isa
@@ -27,6 +29,7 @@ EXEC_CAUSE = r"record .* is still .*'s, the program before exec"
 GROW_CAUSE = r"not a grows-down stack: the fault decision grew it"
 TAIL_CAUSE = r"bytes that follow|past the segment.s file (size|bytes)"
 FIXUP_CAUSE = r"fix-up path must make the copy return"
+TEARDOWN_CAUSE = r"teardown does not free .*user pages"
 
 
 def vma(start, end, write=False, execute=False, kind="anonymous", flags=0):
@@ -175,3 +178,23 @@ def test_a_copy_that_returns_the_bytes_left_says_nothing():
     assert fixup_reports_success("aarch64_user_copy", 8, 0x0, 8) is None
     assert fixup_reports_success("aarch64_user_copy", 8, 0x0, None) is None
     assert fixup_reports_success("aarch64_user_copy", 0, 0x0, 0) is None
+
+
+# ---- labs 3, 6: what a run leaves allocated ----------------------------------------------------------
+
+SEEN_USER = {0x354000: ("proc 1 (hello)", 0x400000), 0x355000: ("proc 1 (hello)", 0x401000)}
+SEEN_TABLES = {0x350000: ("proc 1 (hello)",)}
+
+
+def test_frames_left_that_were_user_pages_are_the_teardown_s():
+    said = frames_left_after_run([0x354000, 0x355000, 0x360000], SEEN_USER, SEEN_TABLES)
+    assert said is not None and re.search(TEARDOWN_CAUSE, said), said
+    assert "3 frames" in said and "2 of them" in said and "proc 1 (hello) at 0x400000" in said
+
+
+def test_frames_left_that_were_tables_or_never_seen_are_not_called_user_pages():
+    tables = frames_left_after_run([0x350000], SEEN_USER, SEEN_TABLES)
+    assert tables is not None and "page tables" in tables and not re.search(TEARDOWN_CAUSE, tables)
+    unseen = frames_left_after_run([0x370000], SEEN_USER, SEEN_TABLES)
+    assert unseen is not None and "leaks frames" in unseen and not re.search(TEARDOWN_CAUSE, unseen)
+    assert frames_left_after_run([], SEEN_USER, SEEN_TABLES) is None
