@@ -695,6 +695,30 @@ def _with_run_leaks(lines):
     return lines if sentence is None else _overruled(lines, at, "{} (the CPU's state)", sentence)
 
 
+USER_STACK_TOP_FACT = "pagoda_fact_user_stack_top"
+
+
+def _with_log_copies(arch, lines):
+    """A stop with nothing wrong in the CPU's state: a user copy that QEMU's log shows faulting on the
+    argument page at the top of the user stack (pagoda_pt.diagnose.arguments_through_live_root)."""
+    at = _verdict_at(lines)
+    if at is None or not lines[at].startswith("verdict: " + NOTHING_WRONG):
+        return lines
+    from pagoda_pt.diagnose import arguments_through_live_root
+    from . import kernel
+    try:
+        top = kernel.symbol_address(USER_STACK_TOP_FACT)
+        events = _log_events(arch)
+        if top is None or not events:
+            return lines
+        with target.physical_memory() as read_phys:
+            fixups = user_fixups(read_phys) or {}
+        sentence = arguments_through_live_root(events, fixups, isa(arch).user_privilege, top) if fixups else None
+    except Exception:  # noqa: BLE001 - an addition: never lose fault-why's own lines to it
+        return lines
+    return lines if sentence is None else _overruled(lines, at, "{} (the CPU's state)", sentence)
+
+
 def _in_user_fault():
     """Whether GDB's stack is in the kernel's kill path (session.KILL_FUNCTION, which never
     returns: the process is being ended for this fault)."""
@@ -910,6 +934,7 @@ usable.  The last line is always a verdict."""
         # What reaped processes left behind first: a root left published poisons the census.
         lines = _with_leaks(lines)
         lines = _with_run_leaks(lines)
+        lines = _with_log_copies(arch, lines)
         lines = _with_shared_frames(arch, lines)
         _set_wrong(lines, fault, overruled)
         from . import memory, tempmap

@@ -10,12 +10,16 @@ regex, labs/NN-name/mutants/SLUG.toml), and say nothing on the reference's state
   a fault decision that grows a region that is no stack (grow-any-region)    grows_what_is_not_a_stack
   an image page filled past its file bytes (populate-whole-file-page)         bytes_past_file_size
   a user copy whose fix-up reports success (lab 4's fixup_returns_success_*)  fixup_reports_success
+  a new program's arguments written through the live root (args_through_live_root)
+                                                                             arguments_through_live_root
   frames a run leaves allocated, named by what they were (teardown-leaks-user-pages)
                                                                              frames_left_after_run
 """
 import re
 
-from pagoda_pt.diagnose import (bytes_past_file_size, fixup_reports_success, frames_left_after_run, grows_what_is_not_a_stack,
+from types import SimpleNamespace
+
+from pagoda_pt.diagnose import (arguments_through_live_root, bytes_past_file_size, fixup_reports_success, frames_left_after_run, grows_what_is_not_a_stack,
                                 record_against_pages, record_of_another_program, user_interrupts_masked)
 from pagoda_pt.frames import UserPage
 from pagoda_pt.isa import isa
@@ -30,6 +34,7 @@ GROW_CAUSE = r"not a grows-down stack: the fault decision grew it"
 TAIL_CAUSE = r"bytes that follow|past the segment.s file (size|bytes)"
 FIXUP_CAUSE = r"fix-up path must make the copy return"
 TEARDOWN_CAUSE = r"teardown does not free .*user pages"
+ARGS_CAUSE = r"through the live root"
 
 
 def vma(start, end, write=False, execute=False, kind="anonymous", flags=0):
@@ -198,3 +203,30 @@ def test_frames_left_that_were_tables_or_never_seen_are_not_called_user_pages():
     unseen = frames_left_after_run([0x370000], SEEN_USER, SEEN_TABLES)
     assert unseen is not None and "leaks frames" in unseen and not re.search(TEARDOWN_CAUSE, unseen)
     assert frames_left_after_run([], SEEN_USER, SEEN_TABLES) is None
+
+
+# ---- lab 4: a program being made, written through the live root ---------------------------------------
+
+TOP = 0x8000_0000_0000
+COPY_LOAD, COPY_RESUME = 0xffffffff8013806f, 0xffffffff80138075
+
+
+def event(pc, address, privilege=0, kind="exception", root=0x350000):
+    return SimpleNamespace(kind=kind, pc=pc, address=address, privilege=privilege, root=root)
+
+
+def test_a_copy_that_faults_on_the_argument_page_wrote_through_the_live_root():
+    events = [event(0x400000, 0x400000, privilege=3), event(COPY_LOAD, TOP - 0x17)]
+    said = arguments_through_live_root(events, {COPY_LOAD: COPY_RESUME}, 3, TOP)
+    assert said is not None and re.search(ARGS_CAUSE, said), said
+    assert "%#x" % (TOP - 0x17) in said and "root 0x350000" in said
+
+
+def test_copies_that_fault_elsewhere_and_other_faults_there_say_nothing():
+    """A bad pointer's copy (null, past the stack's top), a user fault on the page, a kernel fault
+    outside the copies: none is a write of the arguments."""
+    fixups = {COPY_LOAD: COPY_RESUME}
+    assert arguments_through_live_root([event(COPY_LOAD, 0x0), event(COPY_LOAD, TOP)], fixups, 3, TOP) is None
+    assert arguments_through_live_root([event(0x401000, TOP - 8, privilege=3)], fixups, 3, TOP) is None
+    assert arguments_through_live_root([event(0xffffffff80100000, TOP - 8)], fixups, 3, TOP) is None
+    assert arguments_through_live_root([event(COPY_LOAD, TOP - 8)], {}, 3, TOP) is None
