@@ -566,7 +566,7 @@ def _with_shared_frames(arch, lines):
     if at is None or not lines[at].startswith("verdict: " + NOTHING_WRONG):
         return lines
     from pagoda_pt.diagnose import shared_writable, writable_and_executable
-    from pagoda_pt.frames import count_left_story, take_census
+    from pagoda_pt.frames import count_left_story, exec_kept_story, take_census
     from . import kernel, memory
     try:
         rows = memory.read_processes()
@@ -585,7 +585,7 @@ def _with_shared_frames(arch, lines):
             sentence = writable_and_executable(live) or _quiet(_user_frames_story, arch, rows) or \
                 _quiet(_exec_record_story, rows) or _record_story(rows, census) or _quiet(_file_tail_story, rows, census) or \
                 _quiet(_grow_story, arch, rows) or _quiet(_fixup_story, arch) or \
-                count_left_story(census)
+                exec_kept_story(census, rows) or count_left_story(census)
     except Exception:  # noqa: BLE001 - an addition: never lose fault-why's own lines to it
         return lines
     return lines if sentence is None else _overruled(lines, at, "{} (the CPU's state)", sentence)

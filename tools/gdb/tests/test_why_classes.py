@@ -12,6 +12,8 @@ regex, labs/NN-name/mutants/SLUG.toml), and say nothing on the reference's state
   a user copy whose fix-up reports success (lab 4's fixup_returns_success_*)  fixup_reports_success
   a new program's arguments written through the live root (args_through_live_root)
                                                                              arguments_through_live_root
+  a parent's frame still counting a child's share after the child exec'd (exec-keeps-old-pages)
+                                                                             pagoda_pt.frames.exec_kept_story
   frames a run leaves allocated, named by what they were (teardown-leaks-user-pages)
                                                                              frames_left_after_run
 """
@@ -21,7 +23,7 @@ from types import SimpleNamespace
 
 from pagoda_pt.diagnose import (arguments_through_live_root, bytes_past_file_size, fixup_reports_success, frames_left_after_run, grows_what_is_not_a_stack,
                                 record_against_pages, record_of_another_program, user_interrupts_masked)
-from pagoda_pt.frames import UserPage
+from pagoda_pt.frames import Census, ProcessMemory, UserPage, exec_kept_story
 from pagoda_pt.isa import isa
 
 PAGE = 0x1000
@@ -35,6 +37,7 @@ TAIL_CAUSE = r"bytes that follow|past the segment.s file (size|bytes)"
 FIXUP_CAUSE = r"fix-up path must make the copy return"
 TEARDOWN_CAUSE = r"teardown does not free .*user pages"
 ARGS_CAUSE = r"through the live root"
+EXEC_PAGES_CAUSE = r"exec did not free the old user half"
 
 
 def vma(start, end, write=False, execute=False, kind="anonymous", flags=0):
@@ -230,3 +233,31 @@ def test_copies_that_fault_elsewhere_and_other_faults_there_say_nothing():
     assert arguments_through_live_root([event(0x401000, TOP - 8, privilege=3)], fixups, 3, TOP) is None
     assert arguments_through_live_root([event(0xffffffff80100000, TOP - 8)], fixups, 3, TOP) is None
     assert arguments_through_live_root([event(COPY_LOAD, TOP - 8)], {}, 3, TOP) is None
+
+
+# ---- lab 6: exec that keeps the old user half ------------------------------------------------------
+
+def census_of(refs):
+    """Frame 0x10 mapped by proc 1 (forktree) at 0x401000 with the reference count @p refs."""
+    parent = ProcessMemory(1, "forktree", 0x353000, set(), [UserPage(0x401000, 0x10000, False, True)])
+    counts = [1] * 64
+    counts[0x10] = refs
+    return Census("x86_64", 64, 0, ["kernel"] * 64, {}, counts, {0x10: [(parent, parent.pages[0])]}, [parent])
+
+
+ROWS = [dict(pid=1, name="forktree", parent=0), dict(pid=2, name="echo", parent=1)]
+
+
+def test_a_parent_s_frame_counting_a_child_that_exec_d_is_exec_s():
+    said = exec_kept_story(census_of(2), ROWS)
+    assert said is not None and re.search(EXEC_PAGES_CAUSE, said), said
+    assert "proc 2" in said and "now runs echo" in said
+
+
+def test_a_count_left_with_no_child_that_exec_d_is_not_exec_s():
+    """Children still running their parent's program (a copy-on-write copy that kept its reference),
+    or counts that match, are another rule's or nothing."""
+    assert exec_kept_story(census_of(2), [dict(pid=1, name="forktree", parent=0),
+                                          dict(pid=2, name="forktree", parent=1)]) is None
+    assert exec_kept_story(census_of(1), ROWS) is None
+    assert exec_kept_story(census_of(2), ROWS[:1]) is None
