@@ -332,6 +332,8 @@ def _kill_cause(arch):
         story = writable_and_executable([m for m in census.processes if m.pid in {r["pid"] for r in rows}])
     if story is None:
         story = _record_story([current], census)
+    if story is None:
+        story = _quiet(_merge_story, arch, [current])
     return story
 
 
@@ -493,6 +495,57 @@ def _fixup_story(arch):
     return _probed["story"]
 
 
+VMA_TYPE = "pagoda::Vma"     # kernel/mm/space/vma.hpp
+SCRATCH_BELOW_SP = 2048     # where the merge probe writes its two VMAs: far below the stopped SP
+
+
+def _merge_story(arch, rows):
+    """pagoda_pt.diagnose.merge_ignores_permissions on the first process whose record has a VMA that
+    comes from no file (an image VMA's neighbour must continue its file): that VMA's bytes, read from
+    guest RAM, and a copy moved to just after it, written below the stack pointer (the same
+    permissions, then the write permission flipped), given to the kernel's own VmaSet::mergeable
+    through GDB. Only when the CPU is stopped in the kernel. None when it merges as it should, or
+    cannot be asked."""
+    import gdb
+    from pagoda_pt.diagnose import merge_ignores_permissions
+    from . import memory
+    end = user_end()
+    pc = int(gdb.parse_and_eval("$pc")) & MASK64
+    sp = int(gdb.parse_and_eval("$sp")) & MASK64
+    if end is None or pc < end:
+        return None
+    vma_type = gdb.lookup_type(VMA_TYPE)
+    size = vma_type.sizeof
+    offsets = {f.name: f.bitpos // 8 for f in vma_type.fields()}
+    perms_type = vma_type["perms"].type.strip_typedefs()
+    write_at = offsets["perms"] + next(f.bitpos // 8 for f in perms_type.fields() if f.name == "write")
+    inferior = gdb.selected_inferior()
+    for row in rows:
+        if row.get("regions_address") is None:
+            continue
+        regions = gdb.parse_and_eval("*(pagoda::UserRegions*)%#x" % row["regions_address"])
+        for j, v in enumerate(row.get("vmas") or []):
+            if v["kind"] == "image":
+                continue
+            address = int(regions["vmas"]["data_"][j].address) & MASK64
+            left = bytearray(inferior.read_memory(address, size))
+            right = bytearray(left)
+            right[offsets["start"]:offsets["start"] + 8] = v["end"].to_bytes(8, "little")
+            right[offsets["end"]:offsets["end"] + 8] = (v["end"] + PAGE).to_bytes(8, "little")
+            a = (sp - SCRATCH_BELOW_SP - 2 * size) & ~0xF
+            b = a + ((size + 15) & ~0xF)
+            answers = []
+            for flip in (False, True):
+                if flip:
+                    right[write_at] ^= 1
+                inferior.write_memory(a, bytes(left))
+                inferior.write_memory(b, bytes(right))
+                answers.append(bool(gdb.parse_and_eval("pagoda::VmaSet::mergeable(*(pagoda::Vma*)%#x, *(pagoda::Vma*)%#x)"
+                                                       % (a, b))))
+            return merge_ignores_permissions(_label(row["pid"], row["name"]), memory.describe_vma(v), *answers)
+    return None
+
+
 ACCESS_TYPE = "pagoda::Access"    # kernel/mm/base/perms.hpp: {bool write, execute, user}
 
 
@@ -584,7 +637,7 @@ def _with_shared_frames(arch, lines):
             live = [m for m in census.processes if m.pid in {r["pid"] for r in rows}]
             sentence = writable_and_executable(live) or _quiet(_user_frames_story, arch, rows) or \
                 _quiet(_exec_record_story, rows) or _record_story(rows, census) or _quiet(_file_tail_story, rows, census) or \
-                _quiet(_grow_story, arch, rows) or _quiet(_fixup_story, arch) or \
+                _quiet(_grow_story, arch, rows) or _quiet(_merge_story, arch, rows) or _quiet(_fixup_story, arch) or \
                 exec_kept_story(census, rows) or count_left_story(census)
     except Exception:  # noqa: BLE001 - an addition: never lose fault-why's own lines to it
         return lines

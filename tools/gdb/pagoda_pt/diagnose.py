@@ -919,15 +919,22 @@ def record_against_pages(vmas: list, pages: list, who: str = "the process",
     And one break of the pages against the record: user pages mapped where no VMA covers them,
     which the range's removal from the record left mapped (their frames never freed): from the
     heap's break up (@p heap: (heap_start, brk)), brk's shrink; elsewhere, munmap's.
-    And a record that holds no VMA at all while the root maps user pages, although the record is
-    in use (@p limits: (heap_start, stack_limit), set by lab 5's loader; both 0 before lab 5, when
+    And a record that holds no VMA of the loader's (an image or a stack VMA; the program's own
+    mmaps may be there) while the root maps user pages no VMA covers, although the record is in
+    use (@p limits: (heap_start, stack_limit), set by lab 5's loader; both 0 before lab 5, when
     the loader maps everything eagerly and records nothing by design): the loader mapped the
     program eagerly, as in lab 4, and recorded no VMA."""
     mapped = {p.va: p for p in pages if not p.held}
     ordered = sorted(vmas, key=lambda v: v["start"])
-    if not ordered and mapped and limits is not None and any(limits):
-        shown = sorted(mapped)
-        return ("%s's root maps %d user page%s (%s) and its record holds no VMA, though the record is in use "
+    # The loader's own VMAs: the image's and the stack's (the program's mmaps are its own calls').
+    loaders = [v for v in ordered if v.get("kind") in ("image", "stack") or v.get("flags", 0) & 1]
+    outside = sorted(va for va in mapped if not any(v["start"] <= va < v["end"] for v in ordered))
+    # Its code among them: the loader mapped the segments (a loader that maps nothing but the
+    # argument page is named at the first fetch instead).
+    if not loaders and any(mapped[va].executable for va in outside) and limits is not None and any(limits):
+        shown = outside
+        return ("%s's root maps %d user page%s (%s) that no VMA covers and its record holds no VMA of the loader's (the "
+                "program's segments, the stack), though the record is in use "
                 "(heap from %#x, stack limit %#x): the loader mapped the program eagerly and recorded no VMA (lab 5: "
                 "record each load segment and the stack as VMAs and map nothing; the pages come in at their first "
                 "faults), so every fault past these pages is refused and fork copies nothing"
@@ -1129,7 +1136,9 @@ def grows_what_is_not_a_stack(who: str, vmas: list, decide, page: int = 4096,
 
 # ---- an image page filled past the segment's file bytes (lab 5) ----------------------------------
 
-TAIL_COMPARED = 64      # bytes past a segment's file end compared with the file's next bytes
+TAIL_COMPARED = 1024    # bytes past a segment's file end compared with the file's next bytes
+TAIL_MIN_ALIKE = 16     # nonzero bytes of the file that must be found there, at least ...
+TAIL_SHARE = 0.75       # ... and this share of them (the program writes its bss too)
 
 
 def bytes_past_file_size(who: str, vma_text: str, va: int, file_end: int, got: bytes,
@@ -1138,15 +1147,19 @@ def bytes_past_file_size(who: str, vma_text: str, va: int, file_end: int, got: b
     sentence, or None. @p va: the page (the one the segment's file bytes end in); @p file_end: the
     address where they end; @p got: the page's bytes from there (guest RAM, through the process's
     root); @p following: the file's bytes after the segment's (the program's embedded ELF file).
-    They must be zeros (the bss, or the rest of the page): alike and not all zero, the page was
-    filled with a whole page of the file."""
+    They must be zeros (the bss, or the rest of the page) until the program writes them: when most
+    of the file's nonzero bytes are found there, at their places, the page was filled with a whole
+    page of the file."""
     n = min(len(got), len(following))
-    if n == 0 or got[:n] != following[:n] or not any(following[:n]):
+    nonzero = [i for i in range(n) if following[i]]
+    alike = sum(1 for i in nonzero if got[i] == following[i])
+    if len(nonzero) < TAIL_MIN_ALIKE or alike < TAIL_MIN_ALIKE or alike < TAIL_SHARE * len(nonzero):
         return None
     return ("the image page %#x of %s holds, past the segment's file size (its file bytes end at %#x), the bytes "
-            "that follow the segment in the ELF file (%d bytes alike, read from guest RAM and from the program's "
-            "embedded file; they must be zeros: the bss): the VMA %s was populated with a whole page of the file "
-            "where only its file bytes may be copied, the rest of the page zeroed" % (va, who, file_end, n, vma_text))
+            "that follow the segment in the ELF file (%d of the file's %d nonzero bytes there, at their places, read "
+            "from guest RAM and from the program's embedded file; they must be zeros: the bss): the VMA %s was "
+            "populated with a whole page of the file where only its file bytes may be copied, the rest of the page "
+            "zeroed" % (va, who, file_end, alike, len(nonzero), vma_text))
 
 
 # ---- a user copy whose fix-up path reports success (lab 4) ---------------------------------------
@@ -1215,3 +1228,19 @@ def arguments_through_live_root(events: list, fixups: dict, user_privilege: int,
                 "that page, is not live while it is loaded: write a space that is not live through its own tables and "
                 "a temporary mapping of each frame (copy_to_space)" % (e.pc, e.address, live))
     return None
+
+
+# ---- a merge that ignores permissions (lab 5) ------------------------------------------------------
+
+def merge_ignores_permissions(who: str, vma_text: str, alike: Optional[bool], differ: Optional[bool]) -> Optional[str]:
+    """The kernel's own merge rule (VmaSet::mergeable, called through GDB) asked about two
+    neighbours made from the VMA @p vma_text of @p who: @p alike, the same region's next page with
+    the same permissions (must be True: a working merge), @p differ, the same with the write
+    permission flipped (must be False). One sentence when it merges both, else None (None for an
+    answer it could not give)."""
+    if alike is not True or differ is not True:
+        return None
+    return ("the record's merge ignores permissions: VmaSet::mergeable (called through GDB) says %s's VMA %s and a "
+            "neighbour just after it that differs only in its write permission are one region, so two regions whose "
+            "permissions differ are merged, and the merged one gives every page the permissions of one side (an "
+            "mprotect of part of a region is undone by the next merge)" % (who, vma_text))

@@ -14,6 +14,8 @@ regex, labs/NN-name/mutants/SLUG.toml), and say nothing on the reference's state
                                                                              arguments_through_live_root
   a parent's frame still counting a child's share after the child exec'd (exec-keeps-old-pages)
                                                                              pagoda_pt.frames.exec_kept_story
+  a merge rule that ignores permissions, asked through GDB (merge-ignores-permissions)
+                                                                             merge_ignores_permissions
   frames a run leaves allocated, named by what they were (teardown-leaks-user-pages)
                                                                              frames_left_after_run
 """
@@ -21,7 +23,7 @@ import re
 
 from types import SimpleNamespace
 
-from pagoda_pt.diagnose import (arguments_through_live_root, bytes_past_file_size, fixup_reports_success, frames_left_after_run, grows_what_is_not_a_stack,
+from pagoda_pt.diagnose import (arguments_through_live_root, bytes_past_file_size, merge_ignores_permissions, fixup_reports_success, frames_left_after_run, grows_what_is_not_a_stack,
                                 record_against_pages, record_of_another_program, user_interrupts_masked)
 from pagoda_pt.frames import Census, ProcessMemory, UserPage, exec_kept_story
 from pagoda_pt.isa import isa
@@ -38,6 +40,7 @@ FIXUP_CAUSE = r"fix-up path must make the copy return"
 TEARDOWN_CAUSE = r"teardown does not free .*user pages"
 ARGS_CAUSE = r"through the live root"
 EXEC_PAGES_CAUSE = r"exec did not free the old user half"
+MERGE_CAUSE = r"merged .*permissions differ|permissions differ.* merged|different permissions"
 
 
 def vma(start, end, write=False, execute=False, kind="anonymous", flags=0):
@@ -69,7 +72,8 @@ def test_flags_that_are_no_user_frame_say_nothing():
 # ---- lab 5: a loader that records nothing ----------------------------------------------------------
 
 def pages(*vas):
-    return [UserPage(va, 0x80_0000 + i * PAGE, False, False, False) for i, va in enumerate(vas)]
+    """Pages at @p vas: below 0x402000 the text (r-x), above it data (rw-)."""
+    return [UserPage(va, 0x80_0000 + i * PAGE, va >= 0x402000, va < 0x402000, False) for i, va in enumerate(vas)]
 
 
 def test_an_empty_record_in_use_with_pages_mapped_is_an_eager_loader():
@@ -77,6 +81,20 @@ def test_an_empty_record_in_use_with_pages_mapped_is_an_eager_loader():
                                 heap=(0x403000, 0x403000), limits=(0x403000, 8 << 20))
     assert said is not None and re.search(EAGER_CAUSE, said), said
     assert "proc 1 (vmas)" in said and "3 user pages" in said
+
+
+def test_a_record_with_only_the_program_s_own_mappings_is_an_eager_loader_too():
+    """vmas's lazy test maps 64 MiB itself: that VMA is the program's, none is the loader's."""
+    mmap = vma(0x10_0000_0000, 0x10_0400_0000, write=True)
+    said = record_against_pages([mmap], pages(0x400000, 0x402000, 0x10_0000_0000), "proc 1 (vmas)",
+                                limits=(0x403000, 8 << 20))
+    assert said is not None and re.search(EAGER_CAUSE, said), said
+    assert "2 user pages" in said
+
+
+def test_a_loader_that_recorded_and_mapped_nothing_but_the_arguments_is_not_eager():
+    """loader-records-nothing: only the argument page is mapped before the first fetch dies."""
+    assert record_against_pages([], pages(0x7ffffffff000), "proc 1 (vmas)", limits=(0x403000, 8 << 20)) is None
 
 
 def test_an_empty_record_before_lab_5_is_the_lab_4_loader_by_design():
@@ -167,10 +185,18 @@ def test_a_page_tail_equal_to_the_file_s_next_bytes_was_filled_with_a_whole_file
     assert "0x403000" in said and "0x403123" in said
 
 
+def test_a_tail_the_program_wrote_a_little_of_is_still_the_file_s():
+    """vmas's bss test: the program's own variables at the bss's start, the file's bytes after them."""
+    written = bytes([0xAA] * 8) + FOLLOWING[8:]
+    said = bytes_past_file_size("p", "v", 0x403000, 0x403123, written, FOLLOWING)
+    assert said is not None and re.search(TAIL_CAUSE, said) and "56 of the file's 64" in said, said
+
+
 def test_a_zero_tail_or_one_the_program_wrote_says_nothing():
     assert bytes_past_file_size("p", "v", 0x403000, 0x403123, bytes(64), FOLLOWING) is None
-    written = bytes([0xAA]) + FOLLOWING[1:]
+    written = bytes([0xAA] * 32) + FOLLOWING[32:]
     assert bytes_past_file_size("p", "v", 0x403000, 0x403123, written, FOLLOWING) is None
+    assert bytes_past_file_size("p", "v", 0x403000, 0x403123, FOLLOWING[:8], FOLLOWING[:8]) is None   # too few to tell
     assert bytes_past_file_size("p", "v", 0x403000, 0x403123, bytes(64), bytes(64)) is None   # the file's zeros
     assert bytes_past_file_size("p", "v", 0x403000, 0x403123, b"", FOLLOWING) is None
 
@@ -261,3 +287,17 @@ def test_a_count_left_with_no_child_that_exec_d_is_not_exec_s():
                                           dict(pid=2, name="forktree", parent=1)]) is None
     assert exec_kept_story(census_of(1), ROWS) is None
     assert exec_kept_story(census_of(2), ROWS[:1]) is None
+
+
+# ---- lab 5: the merge rule ---------------------------------------------------------------------------
+
+def test_a_merge_of_neighbours_whose_permissions_differ_is_named():
+    said = merge_ignores_permissions("proc 1 (vmas)", "[0x1000000000, 0x1000002000) r-- anonymous", True, True)
+    assert said is not None and re.search(MERGE_CAUSE, said), said
+
+
+def test_a_merge_that_refuses_them_or_merges_nothing_says_nothing():
+    """The reference (alike merged, differing not); a skeleton that merges nothing; no answer."""
+    assert merge_ignores_permissions("p", "v", True, False) is None
+    assert merge_ignores_permissions("p", "v", False, True) is None
+    assert merge_ignores_permissions("p", "v", None, None) is None
