@@ -354,6 +354,15 @@ def _record_story(rows, census):
     return None
 
 
+def _stopped_in_kernel():
+    """True when the CPU is stopped on kernel code (its PC past the user half): only then may
+    fault-why call a kernel function in the guest (from a user-mode stop the call would run kernel
+    code in user mode)."""
+    import gdb
+    end = user_end()
+    return end is not None and int(gdb.parse_and_eval("$pc")) & MASK64 >= end
+
+
 def _quiet(rule, *args):
     """@p rule(*args), or None when it fails: one rule that cannot read what it needs must not cost
     fault-why the others."""
@@ -467,11 +476,9 @@ def _fixup_story(arch):
     import gdb
     if "story" in _probed:
         return _probed["story"]
-    end = user_end()
-    pc = int(gdb.parse_and_eval("$pc")) & MASK64
-    sp = int(gdb.parse_and_eval("$sp")) & MASK64
-    if end is None or pc < end:
+    if not _stopped_in_kernel():
         return None
+    sp = int(gdb.parse_and_eval("$sp")) & MASK64
     with target.physical_memory() as read_phys:
         table = user_fixups(read_phys) or {}
     routine = None
@@ -480,7 +487,7 @@ def _fixup_story(arch):
         if m:
             routine = m.group(1)
             break
-    if routine is None:
+    if routine is None or not _first_access_answered(arch, routine, table):
         return None
     unwind = gdb.parameter("unwindonsignal")
     try:
@@ -509,11 +516,9 @@ def _merge_story(arch, rows):
     import gdb
     from pagoda_pt.diagnose import merge_ignores_permissions
     from . import memory
-    end = user_end()
-    pc = int(gdb.parse_and_eval("$pc")) & MASK64
-    sp = int(gdb.parse_and_eval("$sp")) & MASK64
-    if end is None or pc < end:
+    if not _stopped_in_kernel():
         return None
+    sp = int(gdb.parse_and_eval("$sp")) & MASK64
     vma_type = gdb.lookup_type(VMA_TYPE)
     size = vma_type.sizeof
     offsets = {f.name: f.bitpos // 8 for f in vma_type.fields()}
@@ -546,6 +551,30 @@ def _merge_story(arch, rows):
     return None
 
 
+def _first_access_answered(arch, routine, table):
+    """True when the first instruction of @p routine that touches memory (GDB's disassembly, read
+    by the ISA) has an entry in the fix-up table @p table: the probe's fault there goes on at its
+    fix-up. Without one the kernel would panic inside the call: the probe is not made (the copy's
+    missing entry is named when a bad pointer's copy faults)."""
+    import gdb
+    start = kernel_symbol(routine)
+    if start is None:
+        return False
+    touches = isa(arch).touches_memory
+    for insn in gdb.selected_frame().architecture().disassemble(start, count=MAX_PROBE_INSNS):
+        if touches(insn["asm"]):
+            return insn["addr"] in table
+    return False
+
+
+MAX_PROBE_INSNS = 24
+
+
+def kernel_symbol(name):
+    from . import kernel
+    return kernel.symbol_address(name)
+
+
 ACCESS_TYPE = "pagoda::Access"    # kernel/mm/base/perms.hpp: {bool write, execute, user}
 
 
@@ -556,9 +585,7 @@ def _grow_story(arch, rows):
     None when nothing grows that should not, or the decision cannot be asked."""
     import gdb
     from pagoda_pt.diagnose import grows_what_is_not_a_stack
-    end = user_end()
-    pc = int(gdb.parse_and_eval("$pc")) & MASK64
-    if end is None or pc < end:
+    if not _stopped_in_kernel():
         return None
     access = gdb.Value(bytes([0, 0, 1]), gdb.lookup_type(ACCESS_TYPE))
     unwind = gdb.parameter("unwindonsignal")
@@ -957,8 +984,16 @@ off (lab 5).  At any stop with nothing else wrong, kernel stack slots still take
 still published that no process in the table holds are what a reaped process's teardown left
 behind (labs 3, 6).  A loop is the same fault retried with no progress (same root and registers,
 nothing but interrupts between, the machine still in it), never alike faults of several
-processes.  $pagoda_why_wrong is 1 when the verdict names something wrong with the kernel, 0 when
-it is the program's own kill or nothing (why-stops goes on past those).
+processes.  At a stop with nothing else wrong, what kills nothing where it is made: a user frame
+that keeps interrupts off (lab 3); image VMAs of another program than the one the process runs,
+and a parent's frame still counting the share of a child that exec'd (lab 6); a record in use with
+no VMA of the loader's while its code is mapped, an image page holding the file's bytes past the
+segment's, and the kernel's own decide_fault and VmaSet::mergeable asked through GDB (a region that
+is no stack grown, regions of different permissions merged) (lab 5); the kernel's own user copy
+called once from the null page (a fix-up that returns 0), and QEMU's log showing a copy fault on
+the argument page before any process ran (lab 4); at a run's end after why-stops saw its start,
+the frames it left allocated (labs 3, 6).  $pagoda_why_wrong is 1 when the verdict names something
+wrong with the kernel, 0 when it is the program's own kill or nothing (why-stops goes on past those).
 On AArch64: stopped in aarch64_trap, decodes ESR (class, fault status and level, WnR), walks FAR through TTBR0 or TTBR1 and says what was missing; anywhere else (an exception loop),
 shows ESR_EL1, ELR_EL1 and FAR_EL1 and checks that the PC, VBAR_EL1's vector and the stack are
 usable.  The last line is always a verdict."""

@@ -1210,23 +1210,27 @@ def frames_left_after_run(leaked: list, user_frames: dict, table_frames: dict) -
 
 def arguments_through_live_root(events: list, fixups: dict, user_privilege: int, stack_top: int,
                                 page: int = 4096) -> Optional[str]:
-    """The first kernel-mode fault in QEMU's log (@p events) of a user copy (its PC in the fix-up
-    table @p fixups) on the argument page at the top of the user stack (@p stack_top), as one
-    sentence, or None. That page is where the loader puts a new program's arguments, and it is
-    mapped in the new program's root before they are written: a copy that faults there wrote
-    through the root that was live (the process that called exec or spawn, or the kernel's), not
-    through the new one."""
+    """A kernel-mode fault in QEMU's log (@p events) of a user copy (its PC in the fix-up table
+    @p fixups) on the argument page at the top of the user stack (@p stack_top) before any event
+    from user mode, as one sentence, or None. Before any process has run, the kernel copies into
+    user memory only to load a program, and the argument page is mapped in the new program's root
+    before its arguments are written: a copy that faults there wrote through the root that was live
+    (the kernel's), not through the new one. (Once processes run, a copy that faults on a stack page
+    is a program's own system call, or a copy-on-write fault the kernel resolves.)"""
     for e in events:
-        if e.kind != "exception" or e.privilege == user_privilege or e.address is None or e.pc not in fixups:
+        if e.privilege == user_privilege:
+            return None
+        if e.kind != "exception" or e.address is None or e.pc not in fixups:
             continue
         if not stack_top - page <= e.address < stack_top:
             continue
-        live = "root %#x" % e.root if e.root is not None else "the root that was live"
-        return ("a user copy (PC %#x) faulted on %#x, in the argument page at the top of the user stack, while %s was "
-                "live (QEMU's log), and went on at its fix-up: the kernel wrote a new program's arguments through "
-                "the live root (copy_to_user reaches the live process only), and the new program's root, which maps "
-                "that page, is not live while it is loaded: write a space that is not live through its own tables and "
-                "a temporary mapping of each frame (copy_to_space)" % (e.pc, e.address, live))
+        live = "root %#x" % e.root if e.root is not None else "the kernel's root"
+        return ("a user copy (PC %#x) faulted on %#x, in the argument page at the top of the user stack, before any "
+                "process had run (QEMU's log: no event from user mode before it), so while %s was live: the kernel "
+                "wrote a new program's arguments through the live root (copy_to_user reaches the live space only), "
+                "and the new program's root, which maps that page, is not live while it is loaded: write a space that "
+                "is not live through its own tables and a temporary mapping of each frame (copy_to_space)"
+                % (e.pc, e.address, live))
     return None
 
 

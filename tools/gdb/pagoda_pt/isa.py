@@ -18,6 +18,8 @@ Pure data: nothing here imports gdb, so GDB, the grader and the CLI can all load
 """
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -116,6 +118,17 @@ def _x86_user_irqs_masked(flags):
     return "its RFLAGS %#x: IF is clear" % flags
 
 
+def _x86_touches_memory(asm):
+    """True when an instruction, as GDB disassembles it (AT&T syntax), reads or writes memory other
+    than the stack: a memory operand, or a string instruction."""
+    return "(" in asm or re.search(r"\b(movs|stos|lods|cmps|scas)", asm) is not None
+
+
+def _aarch64_touches_memory(asm):
+    """True when an instruction, as GDB disassembles it, has a memory operand ([...])."""
+    return "[" in asm
+
+
 SPSR_MODE, SPSR_I = 0xF, 1 << 7    # SPSR_EL1: M[3:0] (0: EL0t) and the IRQ mask bit
 
 
@@ -170,6 +183,7 @@ class Isa:
     paging_off: Callable           # {translation register: value} -> None, or why nothing is walkable
     user_privilege: int = 0        # the privilege a user program runs at, as QEMU's log numbers it (CPL 3; EL0)
     user_irqs_masked: Callable = _never  # a user frame's saved flags -> why interrupts stay off in user mode, or None
+    touches_memory: Callable = _never    # an instruction as GDB disassembles it -> True when it has a memory operand
 
     def __reduce__(self):
         # One object per ISA, also through pickle and copy (a module, its format, does not pickle).
@@ -202,7 +216,7 @@ X86_64 = Isa(
     gdb_faults="faults_x86_64", log_parser="X86Parser", machine=machines.MICROVM, breakpoint_bytes=1,
     access=_x86_access, is_page_fault=_x86_page_fault, is_permission_fault=_x86_permission_fault,
     is_table_entry=_x86_table_entry, kernel_fetch_lost=_x86_fetch_lost, paging_off=_x86_paging_off,
-    user_privilege=3, user_irqs_masked=_x86_user_irqs_masked)
+    user_privilege=3, user_irqs_masked=_x86_user_irqs_masked, touches_memory=_x86_touches_memory)
 
 AARCH64 = Isa(
     name="aarch64", aliases=("arm64",), format=aarch64, leaves=_aarch64_leaves,
@@ -225,7 +239,7 @@ AARCH64 = Isa(
     gdb_faults="faults_aarch64", log_parser="AArch64Parser", machine=machines.VIRT, breakpoint_bytes=4,
     access=_aarch64_access, is_page_fault=_aarch64_page_fault, is_permission_fault=_aarch64_permission_fault,
     is_table_entry=_aarch64_table_entry, kernel_fetch_lost=_never, paging_off=_aarch64_paging_off,
-    user_irqs_masked=_aarch64_user_irqs_masked)
+    user_irqs_masked=_aarch64_user_irqs_masked, touches_memory=_aarch64_touches_memory)
 
 ISAS = {i.name: i for i in (X86_64, AARCH64)}
 # The QEMU board each ISA runs on (pagoda_pt/machines.py), by the ISA's name, for callers that
