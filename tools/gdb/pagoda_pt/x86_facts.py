@@ -32,3 +32,7 @@ ERROR_CODE_VECTORS = frozenset((8, 10, 11, 12, 13, 14, 17, 21, 29, 30))
 SELECTOR_VECTORS = (10, 11, 12, 13)
 # The first vector that is an interrupt rather than an exception.
 FIRST_INTERRUPT = 32
+# RFLAGS: IF (bit 9) lets maskable interrupts in; bit 1 always reads 1 (a saved RFLAGS without it is
+# no RFLAGS).
+RFLAGS_IF = 1 << 9
+RFLAGS_RESERVED = 1 << 1
