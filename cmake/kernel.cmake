@@ -17,6 +17,7 @@ set(PAGODA_KERNEL_PURE_SOURCES
   ${CMAKE_SOURCE_DIR}/kernel/lib/format.cpp
   ${CMAKE_SOURCE_DIR}/kernel/core/cmdline.cpp
   ${CMAKE_SOURCE_DIR}/kernel/core/lab.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/core/result_panics.cpp
   ${CMAKE_SOURCE_DIR}/kernel/boot/memmap.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/phys/frame_allocator.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/pt/walk.cpp

@@ -7,7 +7,9 @@ import re
 import struct
 
 from pagoda_grade import lab_test
-from pagoda_grade.symbols import address_of, physical_of
+from pagoda_grade.outcomes import finding_first
+from pagoda_grade.processes import FRAME_ALLOCATOR, count_used, frame_bitmap
+from pagoda_grade.symbols import address_of, fact, physical_of
 from pagoda_grade.tlb import stale_read
 from pagoda_grade.vmchecks import GRADER_RAM, check_whole_map, entries_in_range, stop_words
 from pagoda_grade.witness import (ARCHES, PAGE, expect_fault, image_physical, kernel_image_regions, layout_value,
@@ -18,6 +20,10 @@ FRAMES_PAGES = (1100, 2000)
 STALE_PAGES = (4, 12)       # pages the stale-TLB test remaps (the kernel takes at most 16)
 FIT_COUNT = (300, 900)      # frames the next-fit test allocates (the kernel takes at most 1024)
 FIT_FREED = 128             # ... of which it gives the first back (kernel/mm/vm_selftest.cpp)
+EDGE_MAX = 8                # free frames below the edge limit, at most (the kernel takes at most 8)
+REFUSED = (1 << 64) - 1     # what the self-test notes for a refused allocation (not a frame's address)
+# check_free()'s answers, by the names of the facts the kernel exports their values as
+FREE_CHECKS = ("ok", "misaligned", "not_managed", "never_allocated", "double_free")
 MAX_SHOWN = 6
 VMPRINT_PAGES = (16, 160)   # the range vmprint dumps, in pages
 
@@ -245,7 +251,7 @@ def test_frames_return(boot, kernel, arch):
     run = boot(test="vm_frames", token=token, args={"base": base, "pages": pages, "seed": seed}, witness=script)
     problems, table_count = run.require_witness()
     if problems:
-        run.fail("the grader walked the frame test's pages itself:\n  " + "\n  ".join(problems))
+        run.fail(finding_first(problems, "the grader walked the frame test's pages itself"))
     m = run.expect(rf"^frames: (\d+) pages at ({HEX}): free before (\d+) during (\d+) after (\d+)$",
                    "the 'frames: ...' line")
     before, during, after = int(m[3]), int(m[4]), int(m[5])
@@ -263,8 +269,8 @@ def test_tables_verified(boot, kernel, arch):
     """The whole live map, walked by the grader at an instant it picks; printed output plays no part."""
     run, problems = check_whole_map(boot, kernel, arch, boot.fresh_token())
     if problems:
-        run.fail("the grader walked the live page tables (root from the gdbstub, tables from guest RAM) and "
-                 "compared them with the whole expected map:\n  " + "\n  ".join(problems))
+        run.fail(finding_first(problems, "the grader walked the live page tables itself (root from the gdbstub, tables "
+                               "from guest RAM) and compared them with the whole expected map"))
 
 
 @lab_test(1, "stale_tlb")
@@ -308,12 +314,69 @@ def test_stale_tlb(boot, kernel, arch):
     run.expect_outcome("failure")
 
 
+def allocator_bits(snap, kernel):
+    """(used, ever, words): the frame allocator's `used` and `ever` bitmaps as ints (one bit per
+    frame), read from guest RAM where the allocator object (found by its symbol) points."""
+    used_va, words = frame_bitmap(snap, kernel)
+    at = physical_of(kernel, address_of(kernel, FRAME_ALLOCATOR))
+    ever_va = int.from_bytes(snap.read_phys(at + fact(kernel, "frame_allocator_ever_offset"), 8), "little")
+    return count_used(snap, used_va, words)[1], count_used(snap, ever_va, words)[1], words
+
+
+def lowest_free(used, words, count):
+    """The @p count lowest frames (addresses) the `used` bitmap @p used marks free."""
+    free = ~used & ((1 << (words * 64)) - 1)
+    out = []
+    while free and len(out) < count:
+        low = free & -free
+        out.append((low.bit_length() - 1) * PAGE)
+        free ^= low
+    return out
+
+
+def free_check_plan(token, kernel, arch, got, used, ever, words):
+    """[(address, expected answer, what it is)]: the addresses the grader asks check_free() about,
+    each answer known from what the grader saw (the frames the test holds and gave back, read
+    from guest RAM) and from the allocator's bitmaps; in an order the token picks."""
+    held = [f for f in got[FIT_FREED:] if used >> (f // PAGE) & 1]
+    back = [f for f in got[:FIT_FREED] if not used >> (f // PAGE) & 1 and ever >> (f // PAGE) & 1]
+    ram = [(a, b) for a, b in usable_ram(kernel, arch, GRADER_RAM)]
+    img_lo, img_hi = image_physical(kernel)
+    never = []
+    for a, b in ram:
+        for f in range(a // PAGE, min(b, words * 64 * PAGE) // PAGE):
+            if not (used | ever) >> f & 1 and not img_lo <= f * PAGE < img_hi:
+                never.append(f * PAGE)
+    plan = []
+    if held:
+        plan.append((held[pick_in(token, "check held", 0, len(held) - 1)], "ok", "a frame the test holds"))
+        frame = held[pick_in(token, "check odd", 0, len(held) - 1)]
+        plan.append((frame + pick_in(token, "check offset", 1, PAGE - 1), "misaligned",
+                     "an address inside a frame the test holds, not its start"))
+    for k in range(min(2, len(back))):
+        plan.append((back[pick_in(token, f"check back {k}", 0, len(back) - 1)], "double_free",
+                     "a frame the test was handed and gave back (free again: a second free is a double free)"))
+    if never:
+        plan.append((never[pick_in(token, "check never", 0, len(never) - 1)], "never_allocated",
+                     "a free frame of RAM the allocator never handed out"))
+    text = next(r for r in kernel_image_regions(kernel) if r.perms == "r-x")
+    plan.append((text.pa + pick_in(token, "check image", 0, text.size // PAGE - 1) * PAGE, "not_managed",
+                 "a frame of the kernel's text (reserved: never the allocator's)"))
+    plan.append((words * 64 * PAGE + pick_in(token, "check beyond", 0, 1 << 20) * PAGE, "not_managed",
+                 "a frame beyond the allocator's bitmaps"))
+    order = sorted(range(len(plan)), key=lambda i: pick_in(token, f"check order {i}", 0, 1 << 30))
+    return [plan[i] for i in order]
+
+
 def boot_frames_fit(boot, kernel, arch):
-    """Boots frames_fit: the grader reads the frames the kernel got at both checkpoints from
-    guest RAM and picks the limit in between (an address among the frames the test freed)."""
+    """Boots frames_fit: the grader reads the frames the kernel got at the checkpoints from guest
+    RAM and picks the limit in between (an address among the frames the test freed); then the
+    limit's edge (a limit with k free frames below it, k its choice, from the allocator's bitmap)
+    and the addresses it asks check_free() about (free_check_plan)."""
     token = boot.fresh_token()
     count = pick_in(token, "fit count", *FIT_COUNT)
     wanted = pick_in(token, "fit below", 8, FIT_FREED // 2)
+    edge_below = pick_in(token, "fit edge", 0, EDGE_MAX)
 
     def script(guest):
         first = guest.stop_at("pagoda_grader_checkpoint")
@@ -328,7 +391,27 @@ def boot_frames_fit(boot, kernel, arch):
         second = guest.stop_at("pagoda_grader_checkpoint")
         n = second.argument(1)
         below = struct.unpack(f"<{n}Q", second.read_virt(second.argument(0), 8 * n)) if n <= FIT_FREED else ()
-        return {"got": got, "next": following, "limit": limit, "limit_seen": second.argument(2), "below": below}
+        seen = {"got": got, "next": following, "limit": limit, "limit_seen": second.argument(2), "below": below}
+        # The limit's edge: the frame at the limit is free, and edge_below free frames lie below it.
+        snap = guest.stop_at("pagoda_grader_stop")
+        used, ever, words = allocator_bits(snap, kernel)
+        lowest = lowest_free(used, words, edge_below + 1)
+        edge = lowest[-1]
+        guest.deliver([edge, edge_below])
+        third = guest.stop_at("pagoda_grader_checkpoint")
+        n = third.argument(1)
+        edges = struct.unpack(f"<{n}Q", third.read_virt(third.argument(0), 8 * n)) if n <= EDGE_MAX + 1 else ()
+        seen.update(edge=edge, edge_below=lowest[:-1], edges=edges, edge_seen=third.argument(2))
+        # What check_free() says of addresses whose answer the grader knows.
+        snap = guest.stop_at("pagoda_grader_stop")
+        used, ever, words = allocator_bits(snap, kernel)
+        plan = free_check_plan(token, kernel, arch, got, used, ever, words)
+        guest.deliver([a for a, _, _ in plan])
+        fourth = guest.stop_at("pagoda_grader_checkpoint")
+        n = fourth.argument(1)
+        answers = struct.unpack(f"<{n}Q", fourth.read_virt(fourth.argument(0), 8 * n)) if n <= len(plan) else ()
+        seen.update(plan=plan, answers=answers)
+        return seen
 
     run = boot(test="frames_fit", token=token, args={"count": count, "below": wanted}, witness=script)
     seen = run.require_witness()
@@ -374,7 +457,70 @@ def test_frames_limit(boot, kernel, arch):
     if above:
         run.fail(f"allocate_below({limit:#x}) handed out {len(above)} of {wanted} frames at or above the limit, "
                  f"e.g. {above[0]:#x} (the grader read them from guest RAM)")
+    problem = edge_problem(seen["edge"], seen["edge_below"], seen["edges"], seen["edge_seen"])
+    if problem:
+        run.fail(problem)
     run.expect_outcome("success")
+
+
+def edge_problem(limit, free_below, got, limit_seen):
+    """None, or what is wrong with the k + 1 calls of allocate_below(@p limit) at the limit's edge
+    (@p got, what each returned; REFUSED for a refusal): the grader read in the allocator's
+    bitmap that exactly the k frames @p free_below are free below the limit, and the frame at the
+    limit is free too. The k calls must hand out those k frames, the last one must be refused:
+    the limit is not below itself."""
+    k = len(free_below)
+    said = (f"allocate_below({limit:#x}), called {k + 1} times with {k} free frame(s) below the limit and the frame at "
+            "the limit free too (the grader read the allocator's bitmap in guest RAM)")
+    if limit_seen != limit or len(got) != k + 1:
+        return f"the limit's edge: the test did not make {k + 1} calls of allocate_below({limit:#x}) (the grader's limit)"
+    if got[k] == limit:
+        return (f"{said}, handed out {limit:#x}, the frame at the limit itself: the limit is exclusive, only frames "
+                "below it may be handed out (a frame count that includes the limit's own frame)")
+    if got[k] != REFUSED:
+        return (f"{said}, handed out {got[k]:#x} on the last call, when no free frame was left below the limit: it must "
+                "be refused (Error::NoMemory)")
+    if sorted(got[:k]) != sorted(free_below):
+        shown = ", ".join("refused" if f == REFUSED else f"{f:#x}" for f in got[:k])
+        return (f"{said}, handed out [{shown}] on the first {k} calls, not the free frames below the limit "
+                f"[{', '.join(f'{f:#x}' for f in free_below)}]")
+    return None
+
+
+@lab_test(1, "frames_free_checks")
+def test_frames_free_checks(boot, kernel, arch):
+    """check_free() of addresses the grader picks at run time, each answer known to the grader from
+    the frames the test holds and gave back (read from guest RAM) and the allocator's bitmaps."""
+    run, seen, _, _ = boot_frames_fit(boot, kernel, arch)
+    problems = free_check_problems(kernel, seen["plan"], seen["answers"])
+    if problems:
+        run.fail(finding_first(problems, "the grader asked check_free() about addresses it picked, each answer known "
+                                         "from the allocator's bitmaps and the frames the test holds, read from guest "
+                                         "RAM"))
+    run.expect(r"^fit: \d+ frames below 0x[0-9a-f]+; free frames before (\d+) after \1$",
+               "every frame given back ('fit: ... free frames before N after N')")
+    run.expect_outcome("success")
+
+
+def free_check_problems(kernel, plan, answers):
+    """What check_free() answered wrongly for the grader's @p plan ([(address, expected, what)])."""
+    names = {fact(kernel, f"free_check_{n}"): n for n in FREE_CHECKS}
+    if len(answers) != len(plan):
+        return [f"the test answered {len(answers)} of the grader's {len(plan)} check_free() questions"]
+    problems = []
+    for (address, want, what), got in zip(plan, answers):
+        said = names.get(got, f"{got:#x} (no FreeCheck)")
+        if said == want:
+            continue
+        why = {"double_free": "a double free is accepted as if the frame were in use (the `ever` bitmap tells a "
+                              "frame freed twice from one never allocated)",
+               "never_allocated": "a frame never handed out must not be freed (the `ever` bitmap says it never was)",
+               "misaligned": "only the start of a frame can be freed",
+               "not_managed": "a frame the allocator does not manage (reserved, a hole, beyond its bitmaps) is never "
+                              "its to free",
+               "ok": "a frame in use must be accepted"}[want]
+        problems.append(f"check_free({address:#x}), {what}, answered {said}, not {want}: {why}")
+    return problems
 
 
 VMPRINT_ROOT = re.compile(rf"^vmprint: root ({HEX}) \[({HEX}), ({HEX})\)$")

@@ -4,6 +4,7 @@ What each test witnesses and what it still believes: docs/grader.md, "What the g
 import struct
 
 from pagoda_grade import lab_test
+from pagoda_grade.outcomes import finding_first
 from pagoda_grade.processes import frame_bitmap, is_used
 from pagoda_grade.symbols import address_of, fact, find, physical_of
 from pagoda_grade.vmchecks import GRADER_RAM, check_whole_map, kernel_half_problems, stop_words
@@ -118,7 +119,7 @@ def test_window_conversions(boot, kernel, arch):
     run = boot(test="vm_window", memory=GRADER_MEMORY, token=token, args={"pa1": pa1, "pa2": pa2, "value": value},
                witness=script)
     if run.require_witness():
-        run.fail("the grader checked the window from outside:\n  " + "\n  ".join(run.witness))
+        run.fail(finding_first(run.witness, "the grader checked the window from outside"))
     size_kib = int(run.expect(rf"^window: (\d+) KiB of RAM at {HEX}$", "the window's size")[1])
     if size_kib * 1024 != window_size:
         run.fail(f"the window maps {size_kib} KiB, but the layout says {window_size // 1024} KiB")
@@ -165,7 +166,7 @@ def test_heap_balanced(boot, kernel, arch):
 
     run = boot(test="heap_cycle", token=token, args={"objects": count, "seed": seed}, witness=script)
     if run.require_witness():
-        run.fail("the grader read the heap's objects from guest RAM at the test's peak:\n  " + "\n  ".join(run.witness))
+        run.fail(finding_first(run.witness, "the grader read the heap's objects from guest RAM at the test's peak"))
     m = run.expect(r"^heap: before (\d+) objects (\d+) bytes; peak (\d+) objects (\d+) bytes; "
                    r"after (\d+) objects (\d+) bytes$", "the 'heap: ...' line")
     before, before_bytes, peak, peak_bytes, after, after_bytes = (int(m[i]) for i in range(1, 7))
@@ -217,8 +218,8 @@ def test_tables_verified_high(boot, kernel, arch):
 
     run, problems = check_whole_map(boot, kernel, arch, boot.fresh_token(), extra=top)
     if problems:
-        run.fail("the grader walked the live page tables (root from the gdbstub, tables from guest RAM) and "
-                 "compared them with the whole expected map:\n  " + "\n  ".join(problems))
+        run.fail(finding_first(problems, "the grader walked the live page tables itself (root from the gdbstub, tables "
+                               "from guest RAM) and compared them with the whole expected map"))
 
 
 def kernel_half_at_idle(boot, kernel, arch, what):
@@ -234,9 +235,9 @@ def test_kernel_half_no_user(boot, kernel, arch):
     """No entry of the kernel half, at any level, lets user mode in: not only the leaves."""
     run, problems = kernel_half_at_idle(boot, kernel, arch, "user")
     if problems:
-        run.fail("the grader walked the live tables (the whole map) and read every entry of the kernel half from "
-                 "guest RAM; a kernel-half table entry must keep user mode out too, not only the leaf:\n  "
-                 + "\n  ".join(problems))
+        run.fail(finding_first(problems, "the grader walked the live tables (the whole map) and read every entry of the "
+                               "kernel half from guest RAM; a kernel-half table entry must keep user mode out too, not "
+                               "only the leaf"))
 
 
 @lab_test(2, "kernel_half_global")
@@ -244,9 +245,9 @@ def test_kernel_half_global(boot, kernel, arch):
     """Every mapping of the kernel half is global: its TLB entries survive a switch of roots."""
     run, problems = kernel_half_at_idle(boot, kernel, arch, "global")
     if problems:
-        run.fail("the grader walked the live tables (the whole map) and read every leaf of the kernel half from "
-                 "guest RAM; kernel mappings must be global (the same in every address space):\n  "
-                 + "\n  ".join(problems))
+        run.fail(finding_first(problems, "the grader walked the live tables (the whole map) and read every leaf of the "
+                               "kernel half from guest RAM; kernel mappings must be global (the same in every address "
+                               "space)"))
 
 
 @lab_test(2, "window_large_pages")
@@ -277,7 +278,7 @@ def test_window_large_pages(boot, kernel, arch):
 
     run = boot(token=token, memory=GRADER_MEMORY, witness=script)
     if run.require_witness():
-        run.fail("the grader walked the window in the live tables:\n  " + "\n  ".join(run.witness))
+        run.fail(finding_first(run.witness, "the grader walked the window in the live tables itself"))
 
 
 @lab_test(2, "split_large_page")
@@ -324,8 +325,8 @@ def test_split_large_page(boot, kernel, arch):
     run = boot(test="vm_split", token=token, memory=GRADER_MEMORY,
                args={"base": base, "first": first, "pages": count, "hole": hole, "seed": seed}, witness=script)
     if run.require_witness():
-        run.fail(f"the grader walked the 2 MiB page at {base:#x} before and after protecting pages {first}..."
-                 f"{first + count - 1} read-only and unmapping page {hole}:\n  " + "\n  ".join(run.witness))
+        run.fail(finding_first(run.witness, f"the grader walked the 2 MiB page at {base:#x} before and after protecting "
+                                            f"pages {first}...{first + count - 1} read-only and unmapping page {hole}"))
     run.expect(r"^split: .* free frames before (\d+) after \1$", "every frame given back")
     run.expect_outcome("success")
 
@@ -359,7 +360,7 @@ def test_heap_reuse(boot, kernel, arch):
 
     run = boot(test="heap_reuse", token=token, args={"objects": count, "seed": seed}, witness=script)
     if run.require_witness():
-        run.fail("the grader read both rounds' objects from guest RAM:\n  " + "\n  ".join(run.witness))
+        run.fail(finding_first(run.witness, "the grader read both rounds' objects from guest RAM"))
     m = run.expect(r"^heap_reuse: \d+ objects; heap frames (\d+) after the first round, (\d+) after the second; "
                    r"(\d+) objects live$", "the 'heap_reuse: ...' line")
     if m[1] != m[2]:

@@ -15,11 +15,12 @@ import re
 from pagoda_core import qemu
 
 from pagoda_grade import lab_test, programs
-from pagoda_grade.processes import (FRAME_ALLOCATOR, HEX, Layout, RootInspector, count_used, entry_sp_problem,
-                                    explain_death, segment_gap_problem,
+from pagoda_grade.processes import (FRAME_ALLOCATOR, HEX, Layout, RootInspector, argument_problem, count_used,
+                                    entry_sp_problem, explain_death, segment_gap_problem, slot_marks_problem,
                                     frame_bitmap, is_used, kernel_faults, parse_kills, parse_reaped, parse_started,
                                     process_roots, registry, table_frames, unmarked, user_elf, user_page_frames,
                                     user_runs, user_symbol)
+from pagoda_grade.outcomes import finding_first
 from pagoda_grade.proof import proof
 from pagoda_grade.symbols import address_of, fact, find, segments
 from pagoda_grade.witness import ARCHES, MACHINES, PAGE, WalkError, expect_fault, pick_in, pick_page, window_ram
@@ -32,6 +33,8 @@ FUZZ_CALLS = 10_000
 ENOSYS = 38
 SPIN_FOREVER = 1 << 40           # a count no spinner reaches: the grader stops them
 GRADER_MEMORY = "128M"
+# The kernel's kernel-stack slot table (kernel/proc/kernel_stack.cpp): one bool per slot, true when taken.
+SLOT_TABLE = "pagoda::proc::(anonymous namespace)::g_used"
 # What the grader writes into every free frame before the first process is made (Watch.before):
 # whatever the kernel hands out unzeroed shows it.
 FREE_FILL = 0x5A
@@ -184,7 +187,7 @@ class Watch:
         for _ in range(8):
             snap = guest.stop_at_any([checkpoint, panic])
             if snap.pc == panic:
-                self.root_problems(snap, "when the kernel panicked (before any process ran), ")
+                self.root_problems(snap, "when the kernel panicked, before any process ran")
                 return self.checkpoint(guest, "started")   # the panic's own words: the boot ends there
             if snap.argument(0) == tag:
                 break
@@ -192,7 +195,7 @@ class Watch:
             raise AssertionError("the run never reached its 'started' checkpoint")
         self.plan = snap.argument(1)
         self.started = self.started_lines(guest, snap)
-        self.root_problems(snap, "after the processes were made (none has run yet), ", stacks=True)
+        self.root_problems(snap, "after the processes were made, before any ran", stacks=True)
         self.first_switch(guest)
         return snap
 
@@ -220,7 +223,7 @@ class Watch:
             if half:
                 problems.append(f"{label}: {half}")
         if stacks:
-            problems += self.stack_problems(snap)
+            problems += self.slot_problems(snap) + self.stack_problems(snap)
         if not problems:
             for root, label in self.roots.items():
                 if root not in self.kernel_roots:
@@ -235,11 +238,13 @@ class Watch:
         if not problems and stacks:
             problems += self.entry_frame_problems(snap)
         if not problems and stacks:
+            problems += self.argument_problems(snap)
+        if not problems and stacks:
             problems += self.program_problems(snap)
         if not problems and stacks:
             problems += self.bitmap_problems(snap)
         if problems:
-            raise AssertionError(f"the grader walked every root {when}itself:\n  " + "\n  ".join(problems[:12]))
+            raise AssertionError(finding_first(problems, f"the grader walked every root itself {when}"))
 
     def own_upper_problems(self, snap):
         """AArch64: a process space that owns a TTBR1 tree (the kernel publishes it as 'own
@@ -375,6 +380,36 @@ class Watch:
                                 f"{f' ({entry:#x})' if entry is not None else ''} and the stack its user stack, both in "
                                 "the user half")
         return problems
+
+    def argument_problems(self, snap):
+        """Each new process's arguments (before it runs): its entry frame's argument registers
+        (argc, argv: the process-entry convention) against its argument page, the top page of its
+        user stack, read through its own root (argument_problem)."""
+        size = fact(self.kernel, "user_frame_size")
+        top = fact(self.kernel, "user_stack_top")
+        problems = []
+        for p in sorted(self.started.values(), key=lambda s: s.pid):
+            base = p.stack[1] - size
+            argc, argv = (u64(snap.read_virt(base + fact(self.kernel, f"user_frame_{r}"), 8)) for r in ("argc", "argv"))
+            pa = snap.translate(top - PAGE, p.root)
+            if pa is None:
+                continue   # (the segment and stack checks name a missing page)
+            problem = argument_problem(f"pid {p.pid} ({p.name})", p.name, argc, argv, top - PAGE, snap.read_phys(pa, PAGE))
+            if problem:
+                problems.append(problem)
+        return problems
+
+    def slot_problems(self, snap):
+        """The kernel-stack slots the started processes hold must be distinct and marked taken in
+        the kernel's slot table (kernel/proc/kernel_stack.cpp's g_used, read from guest RAM):
+        slot_marks_problem."""
+        try:
+            table = address_of(self.kernel, SLOT_TABLE)
+        except AssertionError:
+            return []
+        marks = snap.read_virt(table, self.layout.slots)
+        problem = slot_marks_problem(self.started, self.layout.slot_of, lambda slot: marks[slot] != 0)
+        return [problem] if problem else []
 
     def user_trap_stacks(self, snap):
         """[(what, value)]: where the next trap from user mode lands, read in guest RAM where the
@@ -1234,8 +1269,8 @@ def test_roots_verified(boot, kernel, arch):
                token=token, witness=script)
     w = watch.require(run)
     if w["problems"]:
-        run.fail("the grader walked every root itself (the kernel root, each process root from the registry and "
-                 "from CR3 at context switches):\n  " + "\n  ".join(w["problems"][:12]))
+        run.fail(finding_first(w["problems"], "the grader walked every root itself: the kernel root, each process root "
+                               "from the registry and from CR3 at context switches"))
     process_roots_seen = w["cpu_roots"] - watch.kernel_roots
     if len(process_roots_seen) < 2:
         run.fail(f"the CPU loaded only {len(process_roots_seen)} process root(s) in {switches} context switches")

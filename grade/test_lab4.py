@@ -9,6 +9,7 @@ import re
 import struct
 
 from pagoda_grade import lab_test
+from pagoda_grade.outcomes import finding_first
 from pagoda_grade.processes import (KernelReach, explain_death, kernel_faults, parse_reaped, process_roots,
                                     recovered_by_fixup, user_runs, user_symbol)
 from pagoda_grade.proof import MASK64, proof
@@ -585,7 +586,7 @@ def test_temp_maps_live(boot, kernel, arch):
         watch.fail(run, f"tmfill and tmread made their calls with the same root {w['filler']:#x} live")
     if w["shared"]:
         shared = list(dict.fromkeys(w["shared"]))
-        watch.fail(run, "the grader walked every root while a process ran:\n  " + "\n  ".join(shared[:4]))
+        watch.fail(run, finding_first(shared, "the grader walked every root itself while a process ran", 4))
     if w["reached"]:
         watch.fail(run, w["reached"])
     if w["data"] != want:
@@ -663,7 +664,7 @@ def test_temp_map_stress(boot, kernel, arch):
                         f"slot stack {area['depth']} deep, its slots translating (live root) to [{shown}], expected "
                         f"[{a:#x}, {b:#x}]: the slots do not map the frames the guards were given")
     if w["shared"]:
-        watch.fail(run, "the grader walked every root in the middle of the stress:\n  " + "\n  ".join(w["shared"][:4]))
+        watch.fail(run, finding_first(w["shared"], "the grader walked every root itself in the middle of the stress", 4))
     m = run.search(r"^tmstress: (\d+) calls of (\d+) maps: (\d+) maps, (\d+) in interrupts, deepest (\d+), "
                    r"(\d+) mismatches$")
     if not m:
@@ -829,4 +830,82 @@ def test_bad_pointers(boot, kernel, arch):
     run.expect(r"^run: temp-map slots live: 0;", "no temp-map slot left live after the run")
     if parse_reaped(run).get(1) != "exited with code 0":
         watch.fail(run, "missing: 'proc 1 (badptr): reaped: exited with code 0'")
+    run.expect_outcome("success")
+
+
+# ---- copy_frame(), seen from outside ------------------------------------------------------------
+
+COPY_TAG = 0x5443     # "TC": the grader fills the copy test's source with pattern(proof(token, COPY_TAG), i)
+
+
+def copy_problem(source, target, seeds, after_source, after_target):
+    """None, or what copy_frame(@p target, @p source) did wrong: before it the grader filled the
+    source with pattern_page(seeds[0]) and the target with pattern_page(seeds[1]); after it, it
+    read @p after_source and @p after_target from guest RAM. The target must hold the source's
+    bytes, and the source keep them."""
+    was_source, was_target = pattern_page(seeds[0]), pattern_page(seeds[1])
+    call = (f"copy_frame({target:#x}, {source:#x}) (the grader filled the source and the target with values of its "
+            "own, then read both frames from guest RAM after the call)")
+    if after_target == was_source and after_source == was_source:
+        return None
+    if after_source == was_target and after_target == was_target:
+        return (f"{call} copied the wrong way: the source now holds the target's old bytes, and the target kept them: "
+                "copy_frame(to, from) copies from its second argument into its first")
+    if after_target == was_target:
+        return (f"{call} left the target holding its old bytes: nothing was copied into it (the copy went from a "
+                "mapping of the source to itself or to another frame: the target's temporary mapping must be the "
+                "copy's destination)")
+    if after_source != was_source:
+        return f"{call} changed the source frame: a copy only reads its source"
+    word = next(i for i in range(WORDS) if after_target[8 * i:8 * i + 8] != was_source[8 * i:8 * i + 8])
+    got = struct.unpack_from("<Q", after_target, 8 * word)[0]
+    return (f"{call}: the target's word {word} holds {got:#018x}, not the source's {pattern(seeds[0], word):#018x}: the "
+            "copy did not copy every byte of the source page")
+
+
+@lab_test(4, "copy_frame")
+def test_copy_frame(boot, kernel, arch):
+    token = boot.fresh_token()
+    seeds = (proof(token, COPY_TAG), proof(token, COPY_TAG + 1))
+
+    def stop(guest, name):
+        snap = guest.stop_at("pagoda_grader_checkpoint")
+        if snap.argument(0) != fact(kernel, f"temp_copy_{name}_stop"):
+            raise AssertionError(f"the copy_frame self-test stopped at checkpoint {snap.argument(0):#x}, not at its "
+                                 f"{name} stop")
+        return snap
+
+    def script(guest):
+        snap = stop(guest, "frames")
+        source, target = snap.argument(1), snap.argument(2)
+        before = temp_area(snap, kernel)
+        guest.write_phys(source, pattern_page(seeds[0]))
+        guest.write_phys(target, pattern_page(seeds[1]))
+        snap = stop(guest, "copied")
+        # (walked after the copy: a kernel half that grew to reach them on the way is seen)
+        reach = kernel_reach(snap, kernel)
+        reached = [reach.problem(source, "the copy's source"), reach.problem(target, "the copy's target")]
+        return dict(source=source, target=target, reached=reached, after_source=snap.read_phys(source, PAGE),
+                    after_target=snap.read_phys(target, PAGE), before=before, area=temp_area(snap, kernel))
+
+    run = boot(test="copy_frame", token=token, witness=script, memory=GRADER_MEMORY)
+    w = run.require_witness()
+    problem = copy_problem(w["source"], w["target"], seeds, w["after_source"], w["after_target"])
+    if problem:
+        run.fail(problem)
+    if all(w["reached"]):   # (the grader's walk of the kernel half, never the window_size fact)
+        run.fail(f"after copy_frame() the kernel half still reaches both of the copy's frames without a temporary "
+                 f"mapping: allocate_high() gave no frame only a temporary mapping reaches, or the kernel maps them "
+                 f"some other way\n{w['reached'][0]}")
+    made = w["area"]["maps"] - w["before"]["maps"] if w["area"] is not None and w["before"] is not None else 0
+    if not any(w["reached"]) and made < 2:
+        run.fail(f"copy_frame() between two frames above the window made {made} temporary mapping(s) (the temp-map "
+                 "area's own counter, read from guest RAM before and after): a frame the window does not show is "
+                 "reached through a TempMap, one for each of the two")
+    if w["area"] is None or w["area"]["depth"] != 0:
+        run.fail("after copy_frame() returned, the kernel's temp-map slot stack is "
+                 f"{'missing' if w['area'] is None else w['area']['depth']} deep (read from guest RAM): its guards must "
+                 "give their slots back")
+    run.expect(rf"^copy_frame: copied frame {w['source']:#x} into {w['target']:#x}; temp-map slots live now: 0$",
+               "the copy test's summary")
     run.expect_outcome("success")

@@ -11,7 +11,7 @@ lines only label what the grader saw."""
 import re
 
 from pagoda_grade import lab_test
-from pagoda_grade.outcomes import KILL_LINE, BootEnded
+from pagoda_grade.outcomes import KILL_LINE, BootEnded, finding_first
 from pagoda_grade.lifecycle import (Deaths, Pages, Refs, covered, fork_problems, fork_view, leak_story, pid_of, processes,
                                     return_address, stale_records, stalled_waits, unflushed)
 from pagoda_grade.processes import (Layout, count_used, foreign_code_kill, parse_kills, parse_reaped, process_roots,
@@ -475,7 +475,7 @@ def test_fork_deep(boot, kernel, arch):
         watch.fail(run, f"the grader saw {len(w['roots'])} distinct roots make the wait call, expected {DEEP} (one "
                         "per parent of the chain)")
     if w["problems"]:
-        watch.fail(run, "the grader walked each root of the chain:\n  " + "\n  ".join(w["problems"][:4]))
+        watch.fail(run, finding_first(w["problems"], "the grader walked each root of the chain itself", 4))
     # Each parent of the chain waits for its one child: the status wait wrote into its memory (read
     # at the return) is that child's exit code, the deepest leaf_code, each level above one more.
     got = []

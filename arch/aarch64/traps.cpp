@@ -233,37 +233,16 @@ bool report_stack_overflow(const TrapFrame& f) {
   return true;
 }
 
-/// The frame whose report is being printed (a report walks page tables and reads kernel data:
-/// a fault while it does is the same problem seen again), or nullptr.
-const TrapFrame* g_reporting = nullptr;
-
-/// Marks the report of @p f as under way for as long as it lives.
-struct Reporting {
-  explicit Reporting(const TrapFrame& f) { g_reporting = &f; }
-  ~Reporting() { g_reporting = nullptr; }
-  Reporting(const Reporting&) = delete;
-  Reporting& operator=(const Reporting&) = delete;
-};
-
-/// A synchronous exception taken while the report of @p outer was being printed: says so once,
-/// moves to the kernel's roots and names what the live ones lacked, instead of faulting in the
-/// report again and again.
-[[noreturn]] void report_nested_fault(const TrapFrame& inner, const TrapFrame& outer) {
-  static bool again = false;  // a fault in this report too: say the least and stop
-  if (again) panic("{} at ELR {:#x}: the report of a fault faulted, and so did the report of that", class_name(esr_class(outer.esr)), outer.elr);
-  again = true;
-  println("FAULT WHILE REPORTING A FAULT: {} (ELR {:#x}, FAR {:#x}) while reporting {} in {} mode at ELR {:#x}",
-          class_name(esr_class(inner.esr)), inner.elr, inner.far, class_name(esr_class(outer.esr)),
-          outer.from_el() == 0 ? "user" : "kernel", outer.elr);
-  char why[400];
-  BufferSink sink(why, sizeof why);
-  if (is_translation_abort(inner) && vm::rescue_report(sink, VirtAddr(inner.far))) {
-    println("  the report of the fault faulted in turn: {}", sink.view());
-    panic("{} at ELR {:#x}, and its report faulted: {}", class_name(esr_class(outer.esr)), outer.elr, sink.view());
-  }
-  panic("{} at ELR {:#x}, and its report faulted in turn ({} at ELR {:#x}, FAR {:#x})", class_name(esr_class(outer.esr)),
-        outer.elr, class_name(esr_class(inner.esr)), inner.elr, inner.far);
+/// @p f as the report of a fault taken while another was being reported names it.
+vm::TrapSite trap_site(const TrapFrame& f) {
+  return {class_name(esr_class(f.esr)), nullptr, "ELR", f.elr, "FAR", f.far, nullptr, 0, f.from_el() == 0,
+          is_translation_abort(f)};
 }
+
+/// Marks the report of @p f as under way for as long as it lives (vm::ReportingFault).
+struct Reporting : vm::ReportingFault {
+  explicit Reporting(const TrapFrame& f) : vm::ReportingFault(trap_site(f)) {}
+};
 
 /// The vector entries for exceptions from EL0 (the third quarter of the table): the first thing
 /// they do is push a frame on SP_EL1, the EL1 stack a trap from user mode lands on.
@@ -313,7 +292,8 @@ void vectors_init() {
 /// Called by aarch64_trap_entry for every exception.
 extern "C" void aarch64_trap(pagoda::aarch64::TrapFrame* frame) {
   using namespace pagoda::aarch64;
-  if (g_reporting != nullptr && frame->type() == VectorType::Synchronous) report_nested_fault(*frame, *g_reporting);
+  if (pagoda::vm::reporting_fault() && frame->type() == VectorType::Synchronous)
+    pagoda::vm::report_nested_fault(trap_site(*frame));
   if (frame->overflowed()) {
     const Reporting reporting(*frame);
     if (in_lower_el_vectors(frame->elr)) {

@@ -62,6 +62,8 @@ PAGODA_FACT(user_frame_size, sizeof(TrapFrame))
 PAGODA_FACT(user_frame_pc, __builtin_offsetof(TrapFrame, elr))
 PAGODA_FACT(user_frame_sp, __builtin_offsetof(TrapFrame, sp))
 PAGODA_FACT(user_frame_flags, __builtin_offsetof(TrapFrame, spsr))
+PAGODA_FACT(user_frame_argc, __builtin_offsetof(TrapFrame, x))  // the process-entry convention: x0, x1
+PAGODA_FACT(user_frame_argv, __builtin_offsetof(TrapFrame, x) + sizeof(u64))
 
 namespace {
 

@@ -187,40 +187,17 @@ bool report_unmapped_stack(const TrapFrame& f) {
   return true;
 }
 
-/// The frame whose report is being printed (a report walks page tables and reads kernel data:
-/// a fault while it does is not a new problem but the same one, seen again), or nullptr.
-const TrapFrame* g_reporting = nullptr;
-
-/// Marks the report of @p f as under way for as long as it lives.
-struct Reporting {
-  explicit Reporting(const TrapFrame& f) { g_reporting = &f; }
-  ~Reporting() { g_reporting = nullptr; }
-  Reporting(const Reporting&) = delete;
-  Reporting& operator=(const Reporting&) = delete;
-};
-
-/// A fault taken while the report of @p outer was being printed: says so once, moves to the
-/// kernel's root (so that the panic can read memory) and names what the live root lacked,
-/// instead of faulting in the report over and over until the stack overflows.
-[[noreturn]] void report_nested_fault(const TrapFrame& inner, const TrapFrame& outer) {
-  static bool again = false;  // a fault in this report too: say the least and stop
-  if (again) panic("{} at RIP {:#x}: the report of a fault faulted, and so did the report of that", kExceptionNames[outer.vector].mnemonic, outer.rip);
-  again = true;
-  const u64 cr2 = read_cr2(), cr3 = read_cr3();
-  println("FAULT WHILE REPORTING A FAULT: {} at RIP {:#x} (CR2 {:#x}, CR3 {:#x}) while reporting {} {} in {} mode at "
-          "RIP {:#x}",
-          kExceptionNames[inner.vector].mnemonic, inner.rip, cr2, cr3, kExceptionNames[outer.vector].mnemonic,
-          kExceptionNames[outer.vector].name, outer.cpl() == 0 ? "kernel" : "user", outer.rip);
-  char why[400];
-  BufferSink sink(why, sizeof why);
-  if (inner.vector == kPageFault && vm::rescue_report(sink, VirtAddr(cr2))) {
-    println("  the report of the fault faulted in turn: {}", sink.view());
-    panic("{} at RIP {:#x}, and its report faulted: {}", kExceptionNames[outer.vector].mnemonic, outer.rip,
-          sink.view());
-  }
-  panic("{} at RIP {:#x}, and its report faulted in turn ({} at RIP {:#x}, CR2 {:#x})",
-        kExceptionNames[outer.vector].mnemonic, outer.rip, kExceptionNames[inner.vector].mnemonic, inner.rip, cr2);
+/// @p f as the report of a fault taken while another was being reported names it (CR2 and CR3
+/// as they are now, when the trap is taken).
+vm::TrapSite trap_site(const TrapFrame& f) {
+  const ExceptionName& e = kExceptionNames[f.vector];
+  return {e.mnemonic, e.name, "RIP", f.rip, "CR2", read_cr2(), "CR3", read_cr3(), f.cpl() != 0, f.vector == kPageFault};
 }
+
+/// Marks the report of @p f as under way for as long as it lives (vm::ReportingFault).
+struct Reporting : vm::ReportingFault {
+  explicit Reporting(const TrapFrame& f) : vm::ReportingFault(trap_site(f)) {}
+};
 
 /// A double fault that interrupted user mode: the CPU could not push the frame of an exception
 /// or interrupt from ring 3 on the kernel stack TSS.RSP0 names. Reports what RSP0 is instead of
@@ -307,7 +284,8 @@ void set_irq_handler(u8 vector, IrqHandler handler) {
 /// Called by x86_trap_common for every vector.
 extern "C" void x86_trap(pagoda::x86::TrapFrame* frame) {
   using namespace pagoda::x86;
-  if (g_reporting != nullptr && frame->vector < kExceptionCount) report_nested_fault(*frame, *g_reporting);
+  if (pagoda::vm::reporting_fault() && frame->vector < kExceptionCount)
+    pagoda::vm::report_nested_fault(trap_site(*frame));
   const bool from_user = frame->cpl() == 3;
   // A trap from ring 3 lands on TSS.RSP0 (the IST vectors excepted): the running process's own
   // kernel stack, or the switch to it went wrong. Checked before anything uses the stack.

@@ -49,6 +49,8 @@ PAGODA_FACT(user_frame_sp, __builtin_offsetof(TrapFrame, rsp))
 PAGODA_FACT(user_frame_flags, __builtin_offsetof(TrapFrame, rflags))
 PAGODA_FACT(user_frame_cs, __builtin_offsetof(TrapFrame, cs))
 PAGODA_FACT(user_frame_ss, __builtin_offsetof(TrapFrame, ss))
+PAGODA_FACT(user_frame_argc, __builtin_offsetof(TrapFrame, rdi))  // the process-entry convention
+PAGODA_FACT(user_frame_argv, __builtin_offsetof(TrapFrame, rsi))
 
 namespace {
 

@@ -159,6 +159,18 @@ def watch_note(problems, said):
         f" (and {len(rest) - 1} more)" if len(rest) > 1 else "")
 
 
+def finding_first(findings, how, shown=12):
+    """A report of what the grader found wrong itself (@p findings: one sentence each, in the
+    order it found them), headed by the first finding: the cause is line 1 of a failure, and
+    @p how the grader found it ("the grader walked every root itself after the processes were
+    made", no colon) is line 2, with the count of further findings; then up to @p shown - 1 of
+    them, indented. The reader of a failure sees the cause before the context."""
+    first, rest = findings[0], list(findings[1:shown])
+    more = len(findings) - 1
+    tail = f"; {more} more finding{'s' * (more > 1)}{':' if rest else ''}" if more else ""
+    return "\n".join([first, f"({how}{tail})"] + [f"  {f}" for f in rest])
+
+
 class GradeFailure(AssertionError):
     """A test's verdict, with everything a student needs to start debugging."""
 

@@ -569,6 +569,93 @@ def segment_gap_problem(who, unmapped, mapped, stack_below_top_mapped):
             "partial last page, or skips a segment, leaves it out)")
 
 
+def name_max():
+    """abi::kMaxProgramName (read from the grader's kernel/lib/abi.hpp, not copied): a longer
+    program name is cut to it in the process's record, and so in its 'started' line."""
+    with open(programs.abi_header()) as f:
+        return int(re.search(r"kMaxProgramName = (\d+);", f.read())[1])
+
+
+def argument_problem(what, name, argc, argv, page_va, page):
+    """None, or why a new process, before it ran, would not find its arguments: @p argc and
+    @p argv are its entry frame's argument registers (the process-entry convention), @p page the
+    bytes of its argument page (the top page of its user stack, at @p page_va, where the loader
+    writes every argument: read by the grader through the process's own root). argv must point
+    into that page at argc pointers and a null one, argv[0] at the process's @p name, each a
+    NUL-terminated string in the page. When the table or the name is not where the registers
+    say, the page is searched for where the bytes did land: bytes at another offset of the frame
+    than their address (an offset within the page dropped or added on the way to the frame)."""
+    end = page_va + len(page)
+
+    def word(va):
+        return int.from_bytes(page[va - page_va:va - page_va + 8], "little") if page_va <= va <= end - 8 else None
+
+    def string(va):
+        if va is None or not page_va <= va < end:
+            return None
+        nul = page.find(b"\0", va - page_va)
+        return page[va - page_va:nul] if nul >= 0 else None
+
+    head = f"{what} enters with argc {argc} and argv {argv:#x}"
+    if not page_va <= argv < end:
+        return (f"{head}: argv is not in its argument page [{page_va:#x}, {end:#x}) (the top page of its user stack, "
+                "where the loader writes the arguments): the entry frame's argument registers must be the loader's "
+                "argc and argv (arch::UserEntry)")
+    if not 1 <= argc <= (end - argv) // 8 - 1:
+        return (f"{head}: argc must count the arguments the loader wrote (the program's name at least), and fit "
+                "in the page above argv: the entry frame's argument registers must be the loader's argc and argv "
+                "(arch::UserEntry)")
+    pointers = [word(argv + 8 * i) for i in range(argc + 1)]
+    strings = [string(p) for p in pointers[:argc]]
+    want = name.encode()
+    named = strings[0] == want or (len(want) >= name_max() and (strings[0] or b"").startswith(want))
+    if named and pointers[argc] == 0 and None not in strings:
+        return None
+    shown = repr(strings[0].decode(errors="replace")) if strings[0] is not None else (
+        "a null pointer" if pointers[0] == 0 else f"{pointers[0]:#x}, not a string in the page")
+    said = f"{head}, but argv[0] is {shown}, not its name {name!r} (the grader read its argument page through its root)"
+    table = page[argv - page_va:argv - page_va + 8 * (argc + 1)]
+    landed = page.find(want + b"\0")
+    used = [i for i, b in enumerate(page) if b]
+    if not any(table) and used:
+        return (f"{said}: argv's table (page offset {argv - page_va:#x}) holds zeros while the page's bytes lie at offsets "
+                f"{used[0]:#x}-{used[-1]:#x}: the loader's bytes went to other offsets of the frame than their "
+                "addresses (an offset within the page dropped or added on the way to the frame: copy_to_space(), "
+                "write_frame())")
+    if landed >= 0 and pointers[0] != page_va + landed:
+        return (f"{said}: {name!r} lies at {page_va + landed:#x} (page offset {landed:#x}), where argv[0] should point: "
+                "the arguments' bytes and their pointers disagree on offsets in the page (an offset within the page "
+                "dropped or added on the way to the frame: copy_to_space(), write_frame())")
+    if not used:
+        return (f"{said}: the argument page holds only zeros: the arguments never reached the frame the process's "
+                "root maps there (written into another frame, or through another root)")
+    return f"{said}: its arguments were not written where argv points"
+
+
+def slot_marks_problem(started, slot_of, marked):
+    """None, or why the kernel-stack slots of the processes in @p started ({pid: Started}) are
+    not all taken: two processes in one slot, or a slot a process holds that the kernel's own
+    slot table marks free (@p marked(slot): g_used, read from guest RAM), so that the next
+    process is given the same slot. @p slot_of maps a stack's bottom to its slot."""
+    holders = {}
+    for p in sorted(started.values(), key=lambda s: s.pid):
+        slot = slot_of(p.stack[0])
+        if slot is None:
+            continue
+        if slot in holders:
+            q = holders[slot]
+            return (f"pid {q.pid} ({q.name}) and pid {p.pid} ({p.name}) were both given kernel stack slot {slot} "
+                    f"[{p.stack[0]:#x}, {p.stack[1]:#x}): create_kernel_stack() must take a slot no stack holds and "
+                    "mark it used")
+        holders[slot] = p
+        if not marked(slot):
+            return (f"pid {p.pid} ({p.name})'s kernel stack is in slot {slot} [{p.stack[0]:#x}, {p.stack[1]:#x}), "
+                    "but the kernel's slot table (g_used, read by the grader from guest RAM) marks that slot free: "
+                    "create_kernel_stack() did not mark the slot it took used, so the next process is given the "
+                    "same kernel stack slot")
+    return None
+
+
 def _permits(perms, access):
     """True when a page of @p perms (a walked run's effective rights) allows @p access (causes.Access)."""
     return bool(perms.execute if access.fetch else perms.write if access.write else perms.read)

@@ -30,6 +30,8 @@ import struct
 
 from . import symbols
 
+from pagoda_pt.model import PAGE_SIZE_4K
+
 USER_DIR_ENV = "PAGODA_GRADE_USER_DIR"
 # The first lab whose tests run user programs (lab 3, per-process roots): its tests, and every
 # later lab's, boot nothing unless the kernel embeds the grader's programs.
@@ -37,7 +39,7 @@ FIRST_LAB = 3
 SOURCE_ENV = "PAGODA_GRADE_SOURCE"
 _BEGIN = re.compile(r"^pagoda_program_([a-z][a-z0-9_]*)_begin$")
 # Bytes of a program compared per page at the first stop (the whole page when it is inside a segment).
-PAGE = 4096
+PAGE = PAGE_SIZE_4K
 
 
 def grader_source():

@@ -45,9 +45,9 @@ import pagoda_pt
 import pagoda_pt.isa
 from pagoda_pt import x86_facts as _X86
 from pagoda_pt.isa import MACHINES
+from pagoda_pt.model import PAGE_SIZE_4K as PAGE
 from pagoda_core.faultlog import ESR_FAULT_KIND_MASK
 
-PAGE = 4096
 MiB = 1 << 20
 GiB = 1 << 30
 # A dump reads at most this many page tables: a legitimate kernel map uses a few hundred; a root

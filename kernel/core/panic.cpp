@@ -1,7 +1,6 @@
 #include "core/panic.hpp"
 
 #include "core/arch.hpp"
-#include "lib/result.hpp"
 
 namespace pagoda {
 namespace {
@@ -33,16 +32,4 @@ void panic_end() {
   arch::shutdown(ExitStatus::Failure);
 }
 
-namespace detail {
-
-void result_misuse(const char* what, const Error* error) {
-  if (error != nullptr) panic("{}: it holds the error {}", what, *error);
-  panic("{}", what);
-}
-
-void must_failed(const char* expression, const Error& error, const char* file, u32 line) {
-  panic("MUST({}) failed at {}:{}: {}", expression, file, line, error);
-}
-
-}  // namespace detail
 }  // namespace pagoda

@@ -88,8 +88,8 @@ constexpr const char* error_name(const Error& error) { return error_name(error.c
 
 /// @cond internal
 namespace detail {
-/// A Result was asked for what it does not hold: panics in the kernel (core/panic.cpp), throws
-/// in host tests. @p error is the error it does hold, or nullptr for a success.
+/// A Result was asked for what it does not hold: panics (core/result_panics.cpp), which stops the
+/// kernel and throws in host tests. @p error is the error it does hold, or nullptr for a success.
 [[noreturn]] void result_misuse(const char* what, const Error* error);
 /// MUST(@p expression) at @p file:@p line failed with @p error: panics (throws on the host).
 [[noreturn]] void must_failed(const char* expression, const Error& error, const char* file, u32 line);

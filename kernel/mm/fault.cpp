@@ -6,6 +6,7 @@
 
 #include "mm/vm_parts.hpp"
 #include "core/lab.hpp"
+#include "core/panic.hpp"
 #include "mm/base/layout.hpp"
 #include "mm/space/mmu.hpp"
 #include "mm/tempmap/temp_map.hpp"
@@ -155,6 +156,17 @@ FaultDecision handle_fault(AddressSpace* space, VirtAddr va, Access access) {
   return access.user ? FaultDecision::KillProcess : FaultDecision::KernelBug;
 }
 
+namespace {
+
+/// For report_nested_fault(), when a fault comes while the kernel is reporting another one: the
+/// report reads page tables and kernel data through the physical window (phys_to_ptr()), and either
+/// phys_to_ptr() does not give window addresses, or the live root does not map the window (it
+/// does not share the whole kernel half). Writes which, from @p address, the address the report
+/// itself faulted on: a low address ("... the live root's own physical address: phys_to_ptr()
+/// gives physical addresses, not the window's"), or, after loading the kernel's own root
+/// (unchecked: the machine is about to panic) so that the rest can read memory, the kernel half
+/// the root that was live lacks ("root 0x25c000 does not share the kernel half: PML4 entry 256
+/// is 0x0, the kernel's is 0x..."). Returns false, writing nothing, when it cannot tell.
 bool rescue_report(FormatSink& sink, VirtAddr address) {
   if (g_kernel_space == nullptr) return false;
   const VirtAddr half(layout::kKernelHalfBase);
@@ -199,6 +211,8 @@ bool rescue_report(FormatSink& sink, VirtAddr address) {
   return true;
 }
 
+}  // namespace
+
 bool explain_unresolved(FormatSink& sink, VirtAddr va) {
   const Unresolved& u = g_unresolved;
   if (u.why == Unresolved::Why::None || u.page != va.align_down(kPageSize).value()) return false;
@@ -224,6 +238,45 @@ bool explain_unresolved(FormatSink& sink, VirtAddr va) {
   }
   u.vma.format(sink);
   return true;
+}
+
+namespace {
+
+bool g_reporting = false;
+TrapSite g_reported;  // the exception whose report is under way, while g_reporting
+
+}  // namespace
+
+ReportingFault::ReportingFault(const TrapSite& site) {
+  g_reported = site;
+  g_reporting = true;
+}
+
+ReportingFault::~ReportingFault() { g_reporting = false; }
+
+bool reporting_fault() { return g_reporting; }
+
+void report_nested_fault(const TrapSite& inner) {
+  const TrapSite& outer = g_reported;
+  static bool again = false;  // a fault in this report too: say the least and stop
+  if (again)
+    panic("{} at {} {:#x}: the report of a fault faulted, and so did the report of that", outer.name,
+          outer.pc_register, outer.pc);
+  again = true;
+  print("FAULT WHILE REPORTING A FAULT: {} at {} {:#x} ({} {:#x}", inner.name, inner.pc_register, inner.pc,
+        inner.address_register, inner.address);
+  if (inner.root_register != nullptr) print(", {} {:#x}", inner.root_register, inner.root);
+  print(") while reporting {}", outer.name);
+  if (outer.title != nullptr) print(" {}", outer.title);
+  println(" in {} mode at {} {:#x}", outer.from_user ? "user" : "kernel", outer.pc_register, outer.pc);
+  char why[400];
+  BufferSink sink(why, sizeof why);
+  if (inner.translation && rescue_report(sink, VirtAddr(inner.address))) {
+    println("  the report of the fault faulted in turn: {}", sink.view());
+    panic("{} at {} {:#x}, and its report faulted: {}", outer.name, outer.pc_register, outer.pc, sink.view());
+  }
+  panic("{} at {} {:#x}, and its report faulted in turn ({} at {} {:#x}, {} {:#x})", outer.name, outer.pc_register,
+        outer.pc, inner.name, inner.pc_register, inner.pc, inner.address_register, inner.address);
 }
 
 void report_fault(FormatSink& sink, VirtAddr va, Access access) {

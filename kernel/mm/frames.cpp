@@ -20,6 +20,13 @@ namespace {
 // The grader reads the bitmap g_frames really uses (grade/pagoda_grade/processes.py, FrameBitmap).
 PAGODA_FACT(frame_allocator_used_offset, FrameAllocator::used_bits_offset())
 PAGODA_FACT(frame_allocator_words_offset, FrameAllocator::words_offset())
+PAGODA_FACT(frame_allocator_ever_offset, FrameAllocator::ever_bits_offset())
+// check_free()'s answers, as the frames_fit self-test hands them to the grader (grade/test_lab1.py).
+PAGODA_FACT(free_check_ok, FreeCheck::Ok)
+PAGODA_FACT(free_check_misaligned, FreeCheck::Misaligned)
+PAGODA_FACT(free_check_not_managed, FreeCheck::NotManaged)
+PAGODA_FACT(free_check_never_allocated, FreeCheck::NeverAllocated)
+PAGODA_FACT(free_check_double_free, FreeCheck::DoubleFree)
 
 
 /// Lab 3's way to a frame, what the lab-4 skeleton keeps: the window, where every frame of lab 3

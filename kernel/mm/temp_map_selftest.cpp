@@ -161,3 +161,41 @@ PAGODA_SELFTEST(temp_map_slots) {
 }
 
 }  // namespace pagoda
+
+// ---- copy_frame(), seen from outside (grade/test_lab4.py, copy_frame) ----------------------------
+
+namespace pagoda {
+namespace {
+
+/// The two stops of the copy test (the first argument of pagoda_grader_checkpoint()).
+enum CopyStop : u64 {
+  kCopyFramesStop = 0x544d11,  ///< the frames taken: the grader fills both
+  kCopiedStop = 0x544d12,      ///< copy_frame() has returned: the grader reads both
+};
+PAGODA_FACT(temp_copy_frames_stop, kCopyFramesStop)
+PAGODA_FACT(temp_copy_copied_stop, kCopiedStop)
+
+}  // namespace
+
+/// vm::copy_frame(), witnessed. Takes two frames (above the window when the machine has RAM
+/// there) and stops (kCopyFramesStop, with the source and the target) so that the grader fills
+/// each with values of its own; copies the source into the target with vm::copy_frame() and stops
+/// again (kCopiedStop): the grader reads both frames from guest RAM, and judges. Given code.
+PAGODA_SELFTEST(copy_frame) {
+  if (!vm::ready()) panic("lab 1 is not done: the kernel has no page tables of its own");
+  PhysAddr frames[2];
+  for (PhysAddr& f : frames) {
+    const Result<PhysAddr> frame = vm::frames().allocate_high();
+    if (frame.is_error()) panic("copy_frame: no frame for the test: {}", frame.error());
+    f = frame.value();
+  }
+  const PhysAddr source = frames[0], target = frames[1];
+  pagoda_grader_checkpoint(kCopyFramesStop, source.value(), target.value());
+  vm::copy_frame(target, source);
+  const usize live = TempMapArea::current() != nullptr ? TempMapArea::current()->depth() : 0;
+  pagoda_grader_checkpoint(kCopiedStop, source.value(), target.value());
+  println("copy_frame: copied frame {:#x} into {:#x}; temp-map slots live now: {}", source.value(), target.value(), live);
+  for (const PhysAddr f : frames) vm::frames().free(f);
+}
+
+}  // namespace pagoda

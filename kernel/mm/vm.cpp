@@ -155,10 +155,7 @@ Result<void> init(const BootInfo& boot) {
   g_boot_root = construct_at(reinterpret_cast<debug::PublishedRoot*>(g_boot_root_storage),
                              arch::live_root_for(VirtAddr(layout::kKernelHalfBase)), debug::RootKind::Boot, "boot");
   const PhysRange image = image_phys();
-  PhysAddr top;
-  for (const MemoryRegion& r : boot.memory)
-    if (r.type == MemoryType::Usable && r.end() > top) top = r.end();
-  const usize words = 3 * FrameAllocator::words_for(top);
+  const usize words = 3 * FrameAllocator::words_for(usable_end(boot.memory));
   // The frame reference counts (lab 6) live right after the bitmaps, in the same reserved range.
   const usize ref_entries = FrameRefs::entries_for(PhysAddr(u64(words / 3) * FrameAllocator::kBitsPerWord * kPageSize));
   const PhysRange bitmaps = TRY(place_bitmaps(words * sizeof(u64) + ref_entries * sizeof(u16), image));

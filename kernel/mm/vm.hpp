@@ -127,15 +127,41 @@ bool explain_unresolved(FormatSink& sink, VirtAddr va);
 /// every page-fault report ends with.
 void report_fault(FormatSink& sink, VirtAddr va, Access access);
 
-/// For the trap code, when a fault comes while the kernel is reporting another one: the report
-/// reads page tables and kernel data through the physical window (phys_to_ptr()), and either
-/// phys_to_ptr() does not give window addresses, or the live root does not map the window (it
-/// does not share the whole kernel half). Writes which, from @p address, the address the report
-/// itself faulted on: a low address ("... the live root's own physical address: phys_to_ptr()
-/// gives physical addresses, not the window's"), or, after loading the kernel's own root
-/// (unchecked: the machine is about to panic) so that the rest can read memory, the kernel half
-/// the root that was live lacks ("root 0x25c000 does not share the kernel half: PML4 entry 256
-/// is 0x0, the kernel's is 0x..."). Returns false, writing nothing, when it cannot tell.
-bool rescue_report(FormatSink& sink, VirtAddr address);
+/// One exception as an ISA's trap code tells it to the report of a fault taken while another was
+/// being reported (report_nested_fault()): names and register values only, so that the report's
+/// words and steps are written once for every ISA.
+struct TrapSite {
+  const char* name;              ///< the short name: "#PF", "data abort, same EL"
+  const char* title;             ///< a longer name said after it ("page fault"), or nullptr
+  const char* pc_register;       ///< where the exception was taken: "RIP", "ELR"
+  u64 pc;
+  const char* address_register;  ///< the faulting-address register: "CR2", "FAR"
+  u64 address;
+  const char* root_register;     ///< the live root's register ("CR3"), or nullptr: not said
+  u64 root;
+  bool from_user;
+  bool translation;              ///< may be a missing translation (the report then says which)
+};
+
+/// Marks the report of the exception at @p site as under way for as long as it lives (a report
+/// walks page tables and reads kernel data: an exception meanwhile is not a new problem but the
+/// same one, seen again). The trap code makes one around every report and checks
+/// reporting_fault() first thing on every exception.
+class ReportingFault {
+ public:
+  explicit ReportingFault(const TrapSite& site);
+  ~ReportingFault();
+  ReportingFault(const ReportingFault&) = delete;
+  ReportingFault& operator=(const ReportingFault&) = delete;
+};
+
+/// Whether a ReportingFault lives: an exception now is one taken by a report.
+[[nodiscard]] bool reporting_fault();
+
+/// The exception at @p inner, taken while the report of another was under way: says so once,
+/// moves to the kernel's root and names what the live root lacked, and panics,
+/// instead of faulting in the report again and again until the stack overflows. A fault in this
+/// report too panics at once with the least said.
+[[noreturn]] void report_nested_fault(const TrapSite& inner);
 
 }  // namespace pagoda::vm

@@ -208,16 +208,22 @@ PAGODA_SELFTEST(vm_stale_tlb) {
         Hex{page.value()});
 }
 
-/// The frame allocator's next-fit cursor and its limit. Allocates count=N frames (the grader picks
-/// N), frees the first 128 of them and allocates one more: next fit continues after the last
-/// frame it handed out instead of going back to the freed ones. The grader checks that at a
-/// checkpoint and delivers a limit (an address among the freed frames); the test then allocates
-/// below=M frames with allocate_below(limit), which must all lie below it, checks them at a
-/// second checkpoint, and gives everything back.
+/// The frame allocator's next-fit cursor, its limit and its refusals. Allocates count=N frames
+/// (the grader picks N), frees the first 128 of them and allocates one more: next fit continues
+/// after the last frame it handed out instead of going back to the freed ones. The grader checks
+/// that at a checkpoint and delivers a limit (an address among the freed frames); the test then
+/// allocates below=M frames with allocate_below(limit), which must all lie below it, and stops
+/// at a second checkpoint. Then the limit's edge: the grader delivers a limit L and a count k
+/// (from the allocator's bitmap in guest RAM, k free frames lie below L, and the frame at L is
+/// free too); k + 1 calls of allocate_below(L) are noted (a refusal as kRefused), and a third
+/// checkpoint shows them. Then check_free() of each address the grader delivers (frames the test
+/// holds, gave back, never had; misaligned; not the allocator's), its answers at a fourth
+/// checkpoint. Then everything is given back. The grader judges every answer.
 PAGODA_SELFTEST(frames_fit) {
   require_vm();
-  constexpr u64 kMaxFrames = 1024, kFreed = 128;
-  static u64 got[kMaxFrames], below[kFreed];
+  constexpr u64 kMaxFrames = 1024, kFreed = 128, kMaxEdge = 8;
+  constexpr u64 kRefused = ~u64{0};  // not a frame's address
+  static u64 got[kMaxFrames], below[kFreed], edge[kMaxEdge + 1], answers[kGraderInboxSize];
   FrameAllocator& frames = vm::frames();
   const u64 count = ctx.arg("count", 400);
   const u64 wanted = ctx.arg("below", 32);
@@ -239,6 +245,22 @@ PAGODA_SELFTEST(frames_fit) {
     below[i] = f.value().value();
   }
   pagoda_grader_checkpoint(reinterpret_cast<u64>(below), wanted, limit.value());
+  usize edges = 0;
+  if (await_grader_inputs() >= 2) {
+    const PhysAddr edge_limit(pagoda_grader_inbox.values[0]);
+    const u64 below_edge = pagoda_grader_inbox.values[1];
+    edges = usize(min<u64>(below_edge, kMaxEdge)) + 1;
+    for (usize i = 0; i < edges; ++i) {
+      const Result<PhysAddr> f = frames.allocate_below(edge_limit);
+      edge[i] = f.is_error() ? kRefused : f.value().value();
+    }
+    pagoda_grader_checkpoint(reinterpret_cast<u64>(edge), edges, edge_limit.value());
+  }
+  const usize asked = await_grader_inputs();
+  for (usize i = 0; i < asked; ++i) answers[i] = u64(frames.check_free(PhysAddr(pagoda_grader_inbox.values[i])));
+  pagoda_grader_checkpoint(reinterpret_cast<u64>(answers), asked, 0);
+  for (usize i = 0; i < edges; ++i)
+    if (edge[i] != kRefused) frames.free(PhysAddr(edge[i]));
   for (u64 i = 0; i < wanted; ++i) frames.free(PhysAddr(below[i]));
   for (u64 i = kFreed; i < count; ++i) frames.free(PhysAddr(got[i]));
   frames.free(next);

@@ -1,7 +1,6 @@
 #include "host_support.hpp"
 
 #include "core/panic.hpp"
-#include "lib/result.hpp"
 
 namespace pagoda {
 namespace {
@@ -27,19 +26,6 @@ void panic_begin() {
 }
 
 void panic_end() { throw host::HostPanic(host::take_console()); }
-
-namespace detail {
-
-void result_misuse(const char* what, const Error* error) {
-  if (error != nullptr) panic("{}: it holds the error {}", what, *error);
-  panic("{}", what);
-}
-
-void must_failed(const char* expression, const Error& error, const char* file, u32 line) {
-  panic("MUST({}) failed at {}:{}: {}", expression, file, line, error);
-}
-
-}  // namespace detail
 
 namespace host {
 std::string output_before_panic() { return g_before_panic; }

@@ -100,6 +100,24 @@ template <class F> struct TreeTest : ::testing::Test {
   usize count(const std::string& prefix) const {
     return usize(std::count_if(log.begin(), log.end(), [&](const std::string& e) { return e.rfind(prefix, 0) == 0; }));
   }
+  /// True when every log entry that starts with @p prefix ("free", "release") comes after a
+  /// barrier and an invalidation of the same flush, and no invalidation comes before the first
+  /// barrier: what is handed back is handed back only once no translation of it can be cached.
+  bool follows_flushes(const std::string& prefix) const {
+    bool barrier = false, invalidated = false;
+    for (const std::string& e : log) {
+      if (e == "barrier") {
+        barrier = true;
+        invalidated = false;
+      } else if (e.rfind("invalidate", 0) == 0) {
+        if (!barrier) return false;
+        invalidated = true;
+      } else if (e.rfind(prefix, 0) == 0 && !(barrier && invalidated)) {
+        return false;
+      }
+    }
+    return true;
+  }
 };
 
 using Formats = ::testing::Types<x86::PageTableFormat, aarch64::PageTableFormat>;
@@ -570,18 +588,7 @@ TYPED_TEST(TreeTest, AFullBatchFlushesEarlyAndStillInOrder) {
   }
   EXPECT_EQ(this->count("free"), 40u + 2);  // and the level-2 and level-1 tables above them
   // Every free follows an invalidation of its own flush, which follows that flush's barrier.
-  bool barrier = false, invalidated = false;
-  for (const std::string& e : this->log) {
-    if (e == "barrier") {
-      barrier = true;
-      invalidated = false;
-    } else if (e.rfind("invalidate", 0) == 0) {
-      EXPECT_TRUE(barrier) << "an invalidation before the barrier";
-      invalidated = true;
-    } else if (e.rfind("free", 0) == 0) {
-      EXPECT_TRUE(barrier && invalidated) << "a table freed before its invalidation: " << ::testing::PrintToString(this->log);
-    }
-  }
+  EXPECT_TRUE(this->follows_flushes("free")) << ::testing::PrintToString(this->log);
   EXPECT_GE(this->count("barrier"), 2u);  // it flushed early at least once
 }
 
@@ -664,22 +671,6 @@ template <class F> struct FrameReleaseTest : TreeTest<F> {
       c.find(c.va().offset(this->kPage));
     }
   }
-  /// True when every "release" in the log comes after a barrier and an invalidation of the same
-  /// flush (none before the first flush, none between a barrier and its invalidations).
-  bool releases_follow_flushes() const {
-    bool barrier = false, invalidated = false;
-    for (const std::string& e : this->log) {
-      if (e == "barrier") {
-        barrier = true;
-        invalidated = false;
-      } else if (e.rfind("invalidate", 0) == 0) {
-        invalidated = true;
-      } else if (e.rfind("release", 0) == 0 && !(barrier && invalidated)) {
-        return false;
-      }
-    }
-    return true;
-  }
 };
 TYPED_TEST_SUITE(FrameReleaseTest, Formats);
 
@@ -690,7 +681,7 @@ TYPED_TEST(FrameReleaseTest, FramesAreReleasedOnlyAfterTheBatchFlushesOnceForThe
   EXPECT_EQ(this->count("release"), 20u);
   EXPECT_EQ(this->count("barrier"), 1u) << "one flush for the whole range: " << ::testing::PrintToString(this->log);
   EXPECT_EQ(this->count("invalidate"), 20u);  // each page once (the freed tables' walks: the last page's)
-  EXPECT_TRUE(this->releases_follow_flushes()) << ::testing::PrintToString(this->log);
+  EXPECT_TRUE(this->follows_flushes("release")) << ::testing::PrintToString(this->log);
   EXPECT_EQ(this->log.back(), "release " + test::hex(0x10'0000 + 19 * this->kPage));
 }
 
@@ -709,7 +700,7 @@ TYPED_TEST(FrameReleaseTest, AFullFrameListFlushesBeforeReleasingAndStillInOrder
   }
   EXPECT_EQ(this->count("release"), pages);
   EXPECT_EQ(this->count("barrier"), 2u) << ::testing::PrintToString(this->log);
-  EXPECT_TRUE(this->releases_follow_flushes()) << ::testing::PrintToString(this->log);
+  EXPECT_TRUE(this->follows_flushes("release")) << ::testing::PrintToString(this->log);
   // The last frames go after the last flush, not before it.
   EXPECT_EQ(this->log.back(), "release " + test::hex(0x10'0000 + (pages - 1) * this->kPage));
 }

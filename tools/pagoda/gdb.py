@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 
-from . import deps
+from . import bootopts, deps
 from pagoda_core import build, kernelinfo, paths, qemu
 from pagoda_core.ui import PagodaError, info
 
@@ -110,10 +110,6 @@ def wait_for_socket(path, proc, timeout=SOCKET_WAIT):
         time.sleep(0.01)
 
 
-def kernel_cmdline(test, extra):
-    return " ".join(filter(None, [f"test={test}" if test else "", extra]))
-
-
 class GdbStub:
     """The gdbstub of `pagoda run --gdb [SOCKET]`: a unix socket (SOCKET, or gdb.sock in a
     fresh private directory), QEMU paused at reset, one ready line for editors to wait for."""
@@ -179,10 +175,7 @@ def gdb_command(arch, kernel, socket, serial_log, qemu_log=None, panic_break=Tru
 def _boot_parser():
     p = argparse.ArgumentParser(prog="./pagoda gdb ... --", add_help=False,
                                 description="options of ./pagoda run that apply to the machine")
-    p.add_argument("--arch", choices=paths.ARCHES)
-    p.add_argument("--memory", "-m", type=qemu.memory_size)
-    p.add_argument("--test")
-    p.add_argument("--cmdline")
+    bootopts.add(p, defaults=False)
     return p
 
 
@@ -200,7 +193,7 @@ def _boot_options(args):
     if unknown:
         raise PagodaError(f"unknown run options after --: {' '.join(unknown)} "
                           "(known: --arch, --memory, --test, --cmdline)")
-    for name in ("arch", "memory", "test", "cmdline"):
+    for name in bootopts.NAMES:
         if getattr(extra, name) is not None:
             setattr(args, name, getattr(extra, name))
     return args
@@ -247,7 +240,7 @@ def cmd_gdb(args):
     socket = os.path.join(workdir, "gdb.sock")
     serial_log = os.path.join(workdir, "serial.log")
     qemu_log = os.path.join(workdir, "qemu-int.log") if args.int_log else None
-    argv = qemu.command(kernel, kernel_cmdline(args.test, args.cmdline), arch=args.arch,
+    argv = qemu.command(kernel, bootopts.kernel_cmdline(args.test, args.cmdline), arch=args.arch,
                         memory=args.memory, serial=f"file:{serial_log}",
                         log_items="int,cpu_reset" if qemu_log else None, log_file=qemu_log,
                         gdb_socket=socket, paused=True, extra=QEMU_DEBUG_ARGS)
@@ -317,11 +310,7 @@ def add_parser(sub):
                "  ./pagoda gdb --fixtures --int-log -- --test bug_empty_root\n"
                "  ./pagoda gdb --batch --ex continue --ex fault-why -- --test pf\n"
                "  ./pagoda gdb --stop-at-kill -- --cmdline run=vmas:lazy   (stop where a process dies)")
-    p.add_argument("--arch", choices=paths.ARCHES, default=paths.DEFAULT_ARCH)
-    p.add_argument("--memory", "-m", default=qemu.DEFAULT_MEMORY, metavar="SIZE",
-                   type=qemu.memory_size, help=f"guest RAM (default {qemu.DEFAULT_MEMORY})")
-    p.add_argument("--test", metavar="NAME", help="run the kernel self-test NAME (test=NAME)")
-    p.add_argument("--cmdline", default="", metavar="TEXT", help="more kernel command line words")
+    bootopts.add(p)
     p.add_argument("--int-log", action="store_true",
                    help="log every interrupt and exception (QEMU -d int) for fault-why; "
                         "grows by ~130 KB/s while the kernel idles")

@@ -3,7 +3,8 @@ slip a student makes in a lab's own code, and names its cause in the first lines
 
 Each lab keeps its slips in labs/NN-name/mutants/, one file per slip, SLUG.toml (with
 `--slips DIR`, only the slips kept in DIR/NN-name/ or DIR/labN/ are checked instead: a wider set
-kept outside the tree, so the grader is measured on bugs it was not written against):
+kept outside the tree, so the grader is measured on bugs it was not written against; DIR may also
+hold a README.md and a results/ folder of its own measurements):
 
     title = "the new root does not share the kernel half"   # the slip, as a student makes it
     function = "AddressSpace::create"  # the function (in the student's region) the slip is in
@@ -80,6 +81,9 @@ CATEGORIES = ("address kind", "allocator", "heap", "leak", "missing mapping", "o
 EDIT_KEYS = {"file", "find", "replace"}
 # Files a mutants folder may hold besides the slips.
 OTHER_FILES = {"README.md"}
+# Folders a --slips DIR may hold besides the labs' folders: the set's own measurements (runs'
+# JSON, its table), kept beside the slips they measure.
+SLIPS_OTHER_FOLDERS = {"results"}
 
 
 @dataclass
@@ -239,8 +243,8 @@ def load_mutant(path, lab, root, labs, by_path):
 def slip_folders(labs, slips_dir=None):
     """{lab: the folder holding its slips}: each lab's labs/NN-name/mutants/, or with
     @p slips_dir (a set kept outside the tree, `--slips DIR`) DIR/NN-name/ or DIR/labN/, the
-    one that exists. Any other entry of DIR is a problem, so a misnamed folder is not skipped
-    in silence; (folders, problems)."""
+    one that exists. Any other entry of DIR (but a README.md and a results/ folder) is a
+    problem, so a misnamed folder is not skipped in silence; (folders, problems)."""
     if slips_dir is None:
         return {n: os.path.join(labs[n].directory, MUTANTS_DIR) for n in labs}, []
     if not os.path.isdir(slips_dir):
@@ -252,7 +256,7 @@ def slip_folders(labs, slips_dir=None):
     folders, problems = {}, []
     for entry in sorted(os.listdir(slips_dir)):
         path = os.path.join(slips_dir, entry)
-        if entry in OTHER_FILES or entry.startswith("."):
+        if entry in OTHER_FILES or entry.startswith(".") or (entry in SLIPS_OTHER_FOLDERS and os.path.isdir(path)):
             continue
         n = names.get(entry)
         if n is None or not os.path.isdir(path):

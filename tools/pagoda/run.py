@@ -14,7 +14,7 @@ import sys
 import tempfile
 import threading
 
-from . import deps, gdb, memview
+from . import bootopts, deps, gdb, memview
 from pagoda_core import build, kernelinfo, paths, qemu
 from pagoda_core.symbolize import Symbolizer
 from pagoda_core.ui import PagodaError, info
@@ -122,8 +122,7 @@ def cmd_run(args):
     if args.memview and args.gdb is not None:
         raise PagodaError("--memview and --gdb exclude each other (in GDB, `frames --map` draws "
                           "the same map)")
-    cmdline = " ".join(filter(None, [f"test={args.test}" if args.test else "", shell,
-                                     "log=quiet" if args.quiet else "", args.cmdline]))
+    cmdline = bootopts.kernel_cmdline(args.test, shell, "log=quiet" if args.quiet else "", args.cmdline)
     log = os.path.join(paths.build_dir(args.arch), "run-qemu.log")
     stub = gdb.GdbStub(args.arch, args.gdb) if args.gdb is not None else None
     view_dir = tempfile.mkdtemp(prefix="pagoda-memview-") if args.memview else None
@@ -197,11 +196,7 @@ def add_parser(sub):
                                    "(run the embedded programs by name, with arguments and &; "
                                    "`exit` ends it). Ctrl-A X quits QEMU, Ctrl-A H lists the "
                                    "other keys. Installs missing tools first.")
-    p.add_argument("--arch", choices=paths.ARCHES, default=paths.DEFAULT_ARCH)
-    p.add_argument("--memory", "-m", default=qemu.DEFAULT_MEMORY, metavar="SIZE", type=qemu.memory_size,
-                   help=f"guest RAM, as QEMU's -m takes it (default {qemu.DEFAULT_MEMORY})")
-    p.add_argument("--test", metavar="NAME", help="run the kernel self-test NAME (test=NAME)")
-    p.add_argument("--cmdline", default="", metavar="TEXT", help="more kernel command line words")
+    bootopts.add(p)
     p.add_argument("-q", "--quiet", action="store_true",
                    help="keep the kernel's lifecycle lines (run:, started, exec, reaped) out of the "
                         "console: only what the programs print, and what goes wrong (log=quiet)")

@@ -10,10 +10,12 @@ from dataclasses import dataclass
 from . import qemu
 from .ui import PagodaError
 
+from pagoda_pt.model import PAGE_SIZE_4K
+
 SELFTEST_SECTION = "pagoda_selftests"
 # One descriptor per PAGODA_SELFTEST (kernel/core/selftest.hpp): {const char* name; void (*run)(...)}.
 SELFTEST_ENTRY = struct.Struct("<QQ")
-PAGE = 4096
+PAGE = PAGE_SIZE_4K
 MiB = 1 << 20
 
 

@@ -261,13 +261,16 @@ def test_slips_can_be_chosen_by_name(lab_tree):
 
 def test_slips_kept_outside_the_tree_are_checked_instead_of_the_labs_own(lab_tree, tmp_path):
     """--slips DIR: DIR/NN-name/ or DIR/labN/ hold the slips; the labs' own are not loaded, a
-    folder that names no lab is a problem, and the run grades them like the in-tree ones."""
+    folder that names no lab is a problem (but results/, the set's own measurements), and the
+    run grades them like the in-tree ones."""
     add_slip(lab_tree, "01-map", "in-tree", slip())
     outside = tmp_path / "outside"
     (outside / "01-map").mkdir(parents=True)
     (outside / "01-map" / "no-flush.toml").write_text(
         slip(find="    flush_whole_tlb_now();\n", replace="", cause="stale TLB"))
     (outside / "README.md").write_text("the outside set\n")
+    (outside / "results").mkdir()                          # the set's own measurements: not slips
+    (outside / "results" / "table.txt").write_text("slip ISA caught\n")
     lines = []
     assert mutants.run(lab_tree, listing=True, out=lines.append, slips_dir=str(outside)) == 0
     assert lines == ["lab1/no-flush  [x86_64]  map_kernel: the identity map is not made",
@@ -281,6 +284,11 @@ def test_slips_kept_outside_the_tree_are_checked_instead_of_the_labs_own(lab_tre
     assert mutants.run(lab_tree, listing=True, out=lines.append, slips_dir=str(outside)) == 1
     assert any("lab9: not a lab's folder of slips" in line for line in lines)
     (outside / "lab9").rmdir()
+    (outside / "results.toml").write_text("")               # only a folder named results/ is let through
+    lines = []
+    assert mutants.run(lab_tree, listing=True, out=lines.append, slips_dir=str(outside)) == 1
+    assert any("results.toml: not a lab's folder of slips" in line for line in lines)
+    (outside / "results.toml").unlink()
     lines = []
     assert mutants.run(lab_tree, arches=("x86_64",), out=lines.append, workers=1, slips_dir=str(outside),
                        warm=False) == 0

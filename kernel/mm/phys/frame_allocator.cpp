@@ -18,10 +18,7 @@ const char* free_check_message(FreeCheck check) {
 }
 
 Result<void> FrameAllocator::init(const MemoryMap& map, Span<u64> bitmaps, Span<const PhysRange> reserved) {
-  PhysAddr top;
-  for (const MemoryRegion& r : map)
-    if (r.type == MemoryType::Usable && r.end() > top) top = r.end();
-  words_ = words_for(top);
+  words_ = words_for(usable_end(map));
   if (bitmaps.size() < 3 * words_) return Error::InvalidArgument;
   map_ = &map;
   managed_bits_ = bitmaps.data();

@@ -85,10 +85,12 @@ class FrameAllocator {
   /// The highest address covered by the bitmaps.
   PhysAddr limit() const { return PhysAddr(u64(words_) * kBitsPerWord * kFrameSize); }
 
-  /// Where, inside the object, the `used` bitmap's pointer and its length in words are: the
-  /// grader finds the kernel's allocator by its symbol and reads the bitmap it really uses
-  /// (facts frame_allocator_used_offset and frame_allocator_words_offset, kernel/mm/frames.cpp).
+  /// Where, inside the object, the `used` and `ever` bitmaps' pointers and their length in words
+  /// are: the grader finds the kernel's allocator by its symbol and reads the bitmaps it really
+  /// uses (facts frame_allocator_used_offset, frame_allocator_ever_offset and
+  /// frame_allocator_words_offset, kernel/mm/frames.cpp).
   static constexpr usize used_bits_offset();
+  static constexpr usize ever_bits_offset();
   static constexpr usize words_offset();
 
  private:
@@ -116,6 +118,7 @@ class FrameAllocator {
 };
 
 constexpr usize FrameAllocator::used_bits_offset() { return offsetof(FrameAllocator, used_bits_); }
+constexpr usize FrameAllocator::ever_bits_offset() { return offsetof(FrameAllocator, ever_bits_); }
 constexpr usize FrameAllocator::words_offset() { return offsetof(FrameAllocator, words_); }
 
 }  // namespace pagoda

@@ -20,8 +20,8 @@ import importlib.util
 import os
 import re
 
-from pagoda_pt.diagnose import (MARK_STOP, MARK_WHY, MARK_WRONG, NOTHING_WRONG, UNRESOLVED, program_s_own,
-                                story_from_faults)
+from pagoda_pt.diagnose import (MARK_STOP, MARK_WHY, MARK_WRONG, NOTHING_WRONG, UNRESOLVED, fixup_reports_success,
+                                program_s_own, story_from_faults)
 from pagoda_pt.isa import isa
 
 from . import session, target
@@ -319,6 +319,7 @@ def _kill_cause(arch):
                     owner = _label(known.id, known.name)
                 return foreign_root(_label(current["pid"], current["name"]), owner, live)
         census = take_census(arch, read_phys, kernel.symbol_address, regs, target.pa_bits(arch)[0])
+    _note_census(census)
     story = mapped_frame_story(census)
     if story is None:
         story = shared_writable(census.processes, {r["pid"]: r["parent"] for r in rows}, _log_write_faults(arch),
@@ -331,6 +332,8 @@ def _kill_cause(arch):
         story = writable_and_executable([m for m in census.processes if m.pid in {r["pid"] for r in rows}])
     if story is None:
         story = _record_story([current], census)
+    if story is None:
+        story = _quiet(_merge_story, arch, [current])
     return story
 
 
@@ -341,11 +344,270 @@ def _record_story(rows, census):
     from pagoda_pt.diagnose import record_against_pages
     pages = {m.pid: m.pages for m in census.processes}
     for row in rows:
-        if row.get("vmas") and row["pid"] in pages:
+        if row.get("vmas") is not None and row["pid"] in pages:
             heap = (row["heap_start"], row["brk"]) if row.get("heap_start") is not None else None
-            story = record_against_pages(row["vmas"], pages[row["pid"]], _label(row["pid"], row["name"]), heap=heap)
+            limits = (row.get("heap_start") or 0, row.get("stack_limit") or 0)
+            story = record_against_pages(row["vmas"], pages[row["pid"]], _label(row["pid"], row["name"]), heap=heap,
+                                         limits=limits)
             if story is not None:
                 return story
+    return None
+
+
+def _stopped_in_kernel():
+    """True when the CPU is stopped on kernel code (its PC past the user half): only then may
+    fault-why call a kernel function in the guest (from a user-mode stop the call would run kernel
+    code in user mode)."""
+    import gdb
+    end = user_end()
+    return end is not None and int(gdb.parse_and_eval("$pc")) & MASK64 >= end
+
+
+def _quiet(rule, *args):
+    """@p rule(*args), or None when it fails: one rule that cannot read what it needs must not cost
+    fault-why the others."""
+    try:
+        return rule(*args)
+    except Exception:  # noqa: BLE001 - an addition: never lose fault-why's own lines to it
+        return None
+
+
+USER_FRAME_FACTS = ("pagoda_fact_user_frame_size", "pagoda_fact_user_frame_flags")
+PAGE = 4096
+
+
+def _user_frames_story(arch, rows):
+    """pagoda_pt.diagnose.user_interrupts_masked on the user frame at the top of each living
+    process's kernel stack (read from guest RAM through the frame behind the stack's top page; the
+    kernel's user_frame_size and user_frame_flags facts say where its flags are), or None."""
+    from pagoda_pt.diagnose import user_interrupts_masked
+    from . import kernel
+    size, flags_at = (kernel.symbol_address(f) for f in USER_FRAME_FACTS)
+    if size is None or flags_at is None or not 0 < size <= PAGE:
+        return None
+    rule = isa(arch).user_irqs_masked
+    frames = []
+    with target.physical_memory() as read_phys:
+        for row in rows:
+            top = row.get("kstack_top_frame")
+            if top is None or row.get("kstack_slot") is None or row["state"] == "zombie":
+                continue
+            pa = top + PAGE - size
+            flags = int.from_bytes(bytes(read_phys(pa + flags_at, 8)), "little")
+            frames.append((_label(row["pid"], row["name"]), pa, rule(flags)))
+    return user_interrupts_masked(frames)
+
+
+PROGRAM_SYMBOL = re.compile(r"\bpagoda_program_(\w+)_begin\b")
+
+
+def _program_at(address):
+    """The embedded program (cmake/user.cmake's pagoda_program_NAME_begin) whose ELF file @p address
+    lies in, or None."""
+    import gdb
+    try:
+        said = gdb.execute("info symbol %#x" % address, to_string=True)
+    except gdb.error:
+        return None
+    m = PROGRAM_SYMBOL.search(said)
+    return m.group(1) if m else None
+
+
+def _exec_record_story(rows):
+    """pagoda_pt.diagnose.record_of_another_program for each process with a record: the embedded
+    program each image VMA's source points into, against the process's name, or None."""
+    from pagoda_pt.diagnose import record_of_another_program
+    from . import memory
+    for row in rows:
+        images = [v for v in row.get("vmas") or [] if v["kind"] == "image" and v.get("source")]
+        if not images or not re.fullmatch(r"[A-Za-z0-9_]+", row["name"]) or \
+                _program_at_name(row["name"]) is None:
+            continue
+        story = record_of_another_program(_label(row["pid"], row["name"]), row["name"],
+                                          [(memory.describe_vma(v), _program_at(v["source"])) for v in images])
+        if story is not None:
+            return story
+    return None
+
+
+def _program_at_name(name):
+    from . import kernel
+    return kernel.symbol_address(PROGRAM_BEGIN % name)
+
+
+def _file_tail_story(rows, census):
+    """pagoda_pt.diagnose.bytes_past_file_size for each image VMA whose file bytes end inside a page
+    that its process's root maps: that page's bytes past the end (guest RAM) against the bytes that
+    follow in the program's embedded ELF file (the VMA's source, read at its physical address in
+    the kernel image), or None."""
+    from pagoda_pt.diagnose import TAIL_COMPARED, bytes_past_file_size
+    from . import kernel, memory
+    pages = {m.pid: {p.va: p for p in m.pages if not p.held} for m in census.processes}
+    with target.physical_memory() as read_phys:
+        for row in rows:
+            for v in row.get("vmas") or []:
+                size = v.get("file_size") or 0
+                end = v["start"] + size
+                if v["kind"] != "image" or not v.get("source") or size % PAGE == 0 or end >= v["end"]:
+                    continue
+                page = pages.get(row["pid"], {}).get(end & ~(PAGE - 1))
+                source = kernel.image_phys(v["source"] + v["offset"] + size)
+                if page is None or source is None:
+                    continue
+                n = min(TAIL_COMPARED, PAGE - end % PAGE)
+                story = bytes_past_file_size(_label(row["pid"], row["name"]), memory.describe_vma(v), page.va, end,
+                                             bytes(read_phys(page.pa + end % PAGE, n)), bytes(read_phys(source, n)))
+                if story is not None:
+                    return story
+    return None
+
+
+COPY_ROUTINE = re.compile(r"^(\S*_user_copy)(?: \+ \d+)? in section")   # arch/<isa>/user_copy.S's byte copy
+PROBE_ADDRESS, PROBE_BYTES = 0x0, 8     # a user address no program maps (the null page)
+_probed = {}                            # one probe per session: the answer never changes
+
+
+def _fixup_story(arch):
+    """pagoda_pt.diagnose.fixup_reports_success: the kernel's own user copy (the routine of the
+    fix-up table's entries that is the byte copy, <isa>_user_copy) called through GDB from the
+    null page, which faults and goes on at its fix-up; asked once per session, and only when the
+    CPU is stopped in the kernel (the call runs kernel code) and the table has entries. None when
+    the copy reports the bytes left, or it cannot be asked."""
+    import gdb
+    if "story" in _probed:
+        return _probed["story"]
+    if not _stopped_in_kernel():
+        return None
+    sp = int(gdb.parse_and_eval("$sp")) & MASK64
+    with target.physical_memory() as read_phys:
+        table = user_fixups(read_phys) or {}
+    routine = None
+    for ip in sorted(table):
+        m = COPY_ROUTINE.match(gdb.execute("info symbol %#x" % ip, to_string=True).strip())
+        if m:
+            routine = m.group(1)
+            break
+    if routine is None or not _first_access_answered(arch, routine, table):
+        return None
+    unwind = gdb.parameter("unwindonsignal")
+    try:
+        gdb.execute("set unwindonsignal on", to_string=True)
+        # Nothing is stored: the first load faults. The destination is the stack, well below SP.
+        left = int(gdb.parse_and_eval("((unsigned long (*)(void*, const void*, unsigned long))%s)((void*)%#x, "
+                                      "(const void*)%#x, %d)" % (routine, (sp - 2048) & ~0xF, PROBE_ADDRESS,
+                                                                 PROBE_BYTES))) & MASK64
+    finally:
+        gdb.execute("set unwindonsignal %s" % ("on" if unwind else "off"), to_string=True)
+    _probed["story"] = fixup_reports_success(routine, PROBE_BYTES, PROBE_ADDRESS, left)
+    return _probed["story"]
+
+
+VMA_TYPE = "pagoda::Vma"     # kernel/mm/space/vma.hpp
+SCRATCH_BELOW_SP = 2048     # where the merge probe writes its two VMAs: far below the stopped SP
+
+
+def _merge_story(arch, rows):
+    """pagoda_pt.diagnose.merge_ignores_permissions on the first process whose record has a VMA that
+    comes from no file (an image VMA's neighbour must continue its file): that VMA's bytes, read from
+    guest RAM, and a copy moved to just after it, written below the stack pointer (the same
+    permissions, then the write permission flipped), given to the kernel's own VmaSet::mergeable
+    through GDB. Only when the CPU is stopped in the kernel. None when it merges as it should, or
+    cannot be asked."""
+    import gdb
+    from pagoda_pt.diagnose import merge_ignores_permissions
+    from . import memory
+    if not _stopped_in_kernel():
+        return None
+    sp = int(gdb.parse_and_eval("$sp")) & MASK64
+    vma_type = gdb.lookup_type(VMA_TYPE)
+    size = vma_type.sizeof
+    offsets = {f.name: f.bitpos // 8 for f in vma_type.fields()}
+    perms_type = vma_type["perms"].type.strip_typedefs()
+    write_at = offsets["perms"] + next(f.bitpos // 8 for f in perms_type.fields() if f.name == "write")
+    inferior = gdb.selected_inferior()
+    for row in rows:
+        if row.get("regions_address") is None:
+            continue
+        regions = gdb.parse_and_eval("*(pagoda::UserRegions*)%#x" % row["regions_address"])
+        for j, v in enumerate(row.get("vmas") or []):
+            if v["kind"] == "image":
+                continue
+            address = int(regions["vmas"]["data_"][j].address) & MASK64
+            left = bytearray(inferior.read_memory(address, size))
+            right = bytearray(left)
+            right[offsets["start"]:offsets["start"] + 8] = v["end"].to_bytes(8, "little")
+            right[offsets["end"]:offsets["end"] + 8] = (v["end"] + PAGE).to_bytes(8, "little")
+            a = (sp - SCRATCH_BELOW_SP - 2 * size) & ~0xF
+            b = a + ((size + 15) & ~0xF)
+            answers = []
+            for flip in (False, True):
+                if flip:
+                    right[write_at] ^= 1
+                inferior.write_memory(a, bytes(left))
+                inferior.write_memory(b, bytes(right))
+                answers.append(bool(gdb.parse_and_eval("pagoda::VmaSet::mergeable(*(pagoda::Vma*)%#x, *(pagoda::Vma*)%#x)"
+                                                       % (a, b))))
+            return merge_ignores_permissions(_label(row["pid"], row["name"]), memory.describe_vma(v), *answers)
+    return None
+
+
+def _first_access_answered(arch, routine, table):
+    """True when the first instruction of @p routine that touches memory (GDB's disassembly, read
+    by the ISA) has an entry in the fix-up table @p table: the probe's fault there goes on at its
+    fix-up. Without one the kernel would panic inside the call: the probe is not made (the copy's
+    missing entry is named when a bad pointer's copy faults)."""
+    import gdb
+    start = kernel_symbol(routine)
+    if start is None:
+        return False
+    touches = isa(arch).touches_memory
+    for insn in gdb.selected_frame().architecture().disassemble(start, count=MAX_PROBE_INSNS):
+        if touches(insn["asm"]):
+            return insn["addr"] in table
+    return False
+
+
+MAX_PROBE_INSNS = 24
+
+
+def kernel_symbol(name):
+    from . import kernel
+    return kernel.symbol_address(name)
+
+
+ACCESS_TYPE = "pagoda::Access"    # kernel/mm/base/perms.hpp: {bool write, execute, user}
+
+
+def _grow_story(arch, rows):
+    """pagoda_pt.diagnose.grows_what_is_not_a_stack on each process's record, the kernel's own
+    pagoda::decide_fault called through GDB for a read from user mode (it is pure); only when the
+    CPU is stopped in the kernel (a call from a user-mode stop would run kernel code in user mode).
+    None when nothing grows that should not, or the decision cannot be asked."""
+    import gdb
+    from pagoda_pt.diagnose import grows_what_is_not_a_stack
+    if not _stopped_in_kernel():
+        return None
+    access = gdb.Value(bytes([0, 0, 1]), gdb.lookup_type(ACCESS_TYPE))
+    unwind = gdb.parameter("unwindonsignal")
+    try:
+        gdb.execute("set unwindonsignal on", to_string=True)
+        gdb.set_convenience_variable("pagoda_access", access)
+        for row in rows:
+            if not row.get("vmas") or row.get("regions_address") is None:
+                continue
+
+            def decide(va, regions=row["regions_address"]):
+                try:
+                    verdict = gdb.parse_and_eval("pagoda::decide_fault(*(pagoda::UserRegions*)%#x, %#x, $pagoda_access)"
+                                                 % (regions, va))
+                    return str(verdict["action"]).rsplit("::", 1)[-1]
+                except gdb.error:
+                    return None
+            story = grows_what_is_not_a_stack(_label(row["pid"], row["name"]), row["vmas"], decide)
+            if story is not None:
+                return story
+    finally:
+        gdb.execute("set unwindonsignal %s" % ("on" if unwind else "off"), to_string=True)
     return None
 
 
@@ -384,7 +646,7 @@ def _with_shared_frames(arch, lines):
     if at is None or not lines[at].startswith("verdict: " + NOTHING_WRONG):
         return lines
     from pagoda_pt.diagnose import shared_writable, writable_and_executable
-    from pagoda_pt.frames import count_left_story, take_census
+    from pagoda_pt.frames import count_left_story, exec_kept_story, take_census
     from . import kernel, memory
     try:
         rows = memory.read_processes()
@@ -393,14 +655,17 @@ def _with_shared_frames(arch, lines):
         regs = target.paging_regs(arch)
         with target.physical_memory() as read_phys:
             census = take_census(arch, read_phys, kernel.symbol_address, regs, target.pa_bits(arch)[0])
+        _note_census(census)
         sentence = shared_writable(census.processes, {r["pid"]: r["parent"] for r in rows}, _log_write_faults(arch),
                                    vmas_of={r["pid"]: r.get("vmas") for r in rows}) if len(rows) >= 2 else None
         if sentence is None:
             # Only the processes in the table: a root left published by a reaped process is walked
             # through tables that may have been freed and given out again.
             live = [m for m in census.processes if m.pid in {r["pid"] for r in rows}]
-            sentence = writable_and_executable(live) or _record_story(rows, census) or \
-                count_left_story(census)
+            sentence = writable_and_executable(live) or _quiet(_user_frames_story, arch, rows) or \
+                _quiet(_exec_record_story, rows) or _record_story(rows, census) or _quiet(_file_tail_story, rows, census) or \
+                _quiet(_grow_story, arch, rows) or _quiet(_merge_story, arch, rows) or _quiet(_fixup_story, arch) or \
+                exec_kept_story(census, rows) or count_left_story(census)
     except Exception:  # noqa: BLE001 - an addition: never lose fault-why's own lines to it
         return lines
     return lines if sentence is None else _overruled(lines, at, "{} (the CPU's state)", sentence)
@@ -444,6 +709,94 @@ def _with_stalled_wait(lines):
     return lines if sentence is None else _overruled(lines, at, "{} (the CPU's state)", sentence)
 
 
+
+
+# What fault-why saw earlier in this session (a run's frames are judged at its end against them):
+# the allocator's bitmap at the run's start (why-stops notes it at the checkpoint before the first
+# process), and the frames each look's census found as a process's user page or page table.
+_run = {"before": None, "user_frames": {}, "table_frames": {}}
+RUN_BEFORE = "pagoda_fact_run_checkpoint_before"   # kernel/proc/run.cpp: no process made yet
+MAX_NOTED = 4096
+
+
+def _note_census(census):
+    """Remembers the user pages and page tables of each process in @p census (for the run's end)."""
+    for m in census.processes:
+        who = _label(m.pid, m.name)
+        for page in m.pages:
+            if len(_run["user_frames"]) < MAX_NOTED:
+                _run["user_frames"][page.pa & ~(PAGE - 1)] = (who, page.va)
+        for pa in m.tables:
+            if len(_run["table_frames"]) < MAX_NOTED:
+                _run["table_frames"][pa] = (who,)
+
+
+def _checkpoint_bitmap():
+    """Stopped at pagoda_grader_checkpoint(tag, used bitmap, words) of a run (kernel/proc/run.cpp
+    checkpoint_frames): the set of frame indexes the bitmap marks used."""
+    import gdb
+    frame = gdb.newest_frame()
+    address, words = int(frame.read_var("b")) & MASK64, int(frame.read_var("c"))
+    raw = bytes(gdb.selected_inferior().read_memory(address, words * 8))
+    bits = int.from_bytes(raw, "little")
+    return {i for i in range(words * 64) if bits >> i & 1}
+
+
+def note_run_start():
+    """why-stops, stopped at a checkpoint: when it is the one before a run's first process, notes
+    the allocator's bitmap (the run's end is judged against it)."""
+    import gdb
+    from . import kernel
+    before = kernel.symbol_address(RUN_BEFORE)
+    try:
+        if before is not None and int(gdb.newest_frame().read_var("a")) == before:
+            _run["before"] = _checkpoint_bitmap()
+            _run["user_frames"].clear()
+            _run["table_frames"].clear()
+    except (gdb.error, ValueError, RuntimeError):
+        pass
+
+
+def _with_run_leaks(lines):
+    """Stopped at a run's end (every process reaped) with nothing wrong in the CPU's state, after a
+    why-stops that saw its start: frames in use now that were free then are what the teardowns left
+    (pagoda_pt.diagnose.frames_left_after_run), named by what an earlier look saw in them."""
+    at = _verdict_at(lines)
+    if at is None or not lines[at].startswith("verdict: " + NOTHING_WRONG) or _run["before"] is None:
+        return lines
+    if not (_stopped_in(CHECKPOINT) and _checkpoint_is_run_end()):
+        return lines
+    from pagoda_pt.diagnose import frames_left_after_run
+    try:
+        leaked = sorted(i * PAGE for i in _checkpoint_bitmap() - _run["before"])
+        sentence = frames_left_after_run(leaked, _run["user_frames"], _run["table_frames"])
+    except Exception:  # noqa: BLE001 - an addition: never lose fault-why's own lines to it
+        return lines
+    return lines if sentence is None else _overruled(lines, at, "{} (the CPU's state)", sentence)
+
+
+USER_STACK_TOP_FACT = "pagoda_fact_user_stack_top"
+
+
+def _with_log_copies(arch, lines):
+    """A stop with nothing wrong in the CPU's state: a user copy that QEMU's log shows faulting on the
+    argument page at the top of the user stack (pagoda_pt.diagnose.arguments_through_live_root)."""
+    at = _verdict_at(lines)
+    if at is None or not lines[at].startswith("verdict: " + NOTHING_WRONG):
+        return lines
+    from pagoda_pt.diagnose import arguments_through_live_root
+    from . import kernel
+    try:
+        top = kernel.symbol_address(USER_STACK_TOP_FACT)
+        events = _log_events(arch)
+        if top is None or not events:
+            return lines
+        with target.physical_memory() as read_phys:
+            fixups = user_fixups(read_phys) or {}
+        sentence = arguments_through_live_root(events, fixups, isa(arch).user_privilege, top) if fixups else None
+    except Exception:  # noqa: BLE001 - an addition: never lose fault-why's own lines to it
+        return lines
+    return lines if sentence is None else _overruled(lines, at, "{} (the CPU's state)", sentence)
 
 
 def _in_user_fault():
@@ -631,8 +984,16 @@ off (lab 5).  At any stop with nothing else wrong, kernel stack slots still take
 still published that no process in the table holds are what a reaped process's teardown left
 behind (labs 3, 6).  A loop is the same fault retried with no progress (same root and registers,
 nothing but interrupts between, the machine still in it), never alike faults of several
-processes.  $pagoda_why_wrong is 1 when the verdict names something wrong with the kernel, 0 when
-it is the program's own kill or nothing (why-stops goes on past those).
+processes.  At a stop with nothing else wrong, what kills nothing where it is made: a user frame
+that keeps interrupts off (lab 3); image VMAs of another program than the one the process runs,
+and a parent's frame still counting the share of a child that exec'd (lab 6); a record in use with
+no VMA of the loader's while its code is mapped, an image page holding the file's bytes past the
+segment's, and the kernel's own decide_fault and VmaSet::mergeable asked through GDB (a region that
+is no stack grown, regions of different permissions merged) (lab 5); the kernel's own user copy
+called once from the null page (a fix-up that returns 0), and QEMU's log showing a copy fault on
+the argument page before any process ran (lab 4); at a run's end after why-stops saw its start,
+the frames it left allocated (labs 3, 6).  $pagoda_why_wrong is 1 when the verdict names something
+wrong with the kernel, 0 when it is the program's own kill or nothing (why-stops goes on past those).
 On AArch64: stopped in aarch64_trap, decodes ESR (class, fault status and level, WnR), walks FAR through TTBR0 or TTBR1 and says what was missing; anywhere else (an exception loop),
 shows ESR_EL1, ELR_EL1 and FAR_EL1 and checks that the PC, VBAR_EL1's vector and the stack are
 usable.  The last line is always a verdict."""
@@ -660,6 +1021,8 @@ usable.  The last line is always a verdict."""
         lines = _with_stalled_wait(lines)
         # What reaped processes left behind first: a root left published poisons the census.
         lines = _with_leaks(lines)
+        lines = _with_run_leaks(lines)
+        lines = _with_log_copies(arch, lines)
         lines = _with_shared_frames(arch, lines)
         _set_wrong(lines, fault, overruled)
         from . import memory, tempmap
@@ -739,6 +1102,7 @@ machine is, marks that wrong (a hang) and ends. `./pagoda labs mutants --why` ju
             if not gdb.selected_inferior().pid:
                 return
             if _stopped_in(CHECKPOINT) and not interrupted and not _checkpoint_is_run_end():
+                note_run_start()
                 continue
             shown += 1
             out(MARK_STOP)

@@ -45,6 +45,18 @@ def _kstack_slot(p):
     return None if slot == NO_SLOT else slot
 
 
+def _kstack_top_frame(p):
+    """The physical frame behind the top page of the kernel stack the process table entry @p p holds
+    (where its user frame lies), or None."""
+    try:
+        frames = p["kstack"]["frames"]
+        top = frames[frames.type.range()[1]]
+        value = int(top["value_"]) if top.type.strip_typedefs().code == gdb.TYPE_CODE_STRUCT else int(top)
+    except (gdb.error, RuntimeError):
+        return None
+    return value or None
+
+
 def taken_stack_slots():
     """The kernel stack slots the kernel's slot table marks taken (kernel/proc/kernel_stack.cpp), or
     None when it cannot be read."""
@@ -73,11 +85,12 @@ def read_processes():
         name = p["name"].string(errors="replace") if p["name"].type.code == gdb.TYPE_CODE_ARRAY \
             else str(p["name"])
         row = {"pid": int(p["pid"]), "name": name, "state": state, "parent": int(p["parent"]),
-               "current": int(p.address) == current, "vmas": None, "kstack_slot": _kstack_slot(p)}
+               "current": int(p.address) == current, "vmas": None, "kstack_slot": _kstack_slot(p),
+               "kstack_top_frame": _kstack_top_frame(p)}
         held = p["user_regions"]  # an Optional<UserRegions> (kernel/lib/optional.hpp)
         if bool(held["engaged_"]):
             regions = held["storage_"].address.cast(regions_type).dereference()
-            row.update(heap_start=int(regions["heap_start"]), brk=int(regions["brk"]),
+            row.update(regions_address=int(regions.address), heap_start=int(regions["heap_start"]), brk=int(regions["brk"]),
                        stack_limit=int(regions["stack_limit"]))
             vmas = regions["vmas"]
             data, size = vmas["data_"], int(vmas["size_"])
@@ -92,7 +105,15 @@ def _vma(v):
             "read": bool(perms["read"]), "write": bool(perms["write"]),
             "execute": bool(perms["execute"]), "kind": _enum_name(v["kind"]),
             "flags": int(v["flags"]), "offset": int(v["offset"]),
-            "file_size": int(v["file_size"])}
+            "file_size": int(v["file_size"]), "source": _source(v)}
+
+
+def _source(v):
+    """The address a VMA's source points at (an image VMA's embedded ELF file), or None."""
+    try:
+        return int(v["source"]) or None
+    except (gdb.error, RuntimeError):
+        return None
 
 
 def vma_perms(vma):

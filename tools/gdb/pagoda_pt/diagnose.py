@@ -900,7 +900,8 @@ def _same_region(a: dict, b: dict) -> bool:
 
 
 def record_against_pages(vmas: list, pages: list, who: str = "the process",
-                         page: int = 4096, heap: Optional[tuple] = None) -> Optional[str]:
+                         page: int = 4096, heap: Optional[tuple] = None,
+                         limits: Optional[tuple] = None) -> Optional[str]:
     """What a process's record (@p vmas: dicts start, end, read, write, execute, kind, flags) says
     against the user pages its root maps (@p pages: pagoda_pt.frames.UserPage va, writable,
     executable, held), as one sentence, or None when they agree as far as this can tell.
@@ -917,9 +918,29 @@ def record_against_pages(vmas: list, pages: list, who: str = "the process",
         them, but the record still holds them): the record's cut at the hole's edge is off.
     And one break of the pages against the record: user pages mapped where no VMA covers them,
     which the range's removal from the record left mapped (their frames never freed): from the
-    heap's break up (@p heap: (heap_start, brk)), brk's shrink; elsewhere, munmap's."""
+    heap's break up (@p heap: (heap_start, brk)), brk's shrink; elsewhere, munmap's.
+    And a record that holds no VMA of the loader's (an image or a stack VMA; the program's own
+    mmaps may be there) while the root maps user pages no VMA covers, although the record is in
+    use (@p limits: (heap_start, stack_limit), set by lab 5's loader; both 0 before lab 5, when
+    the loader maps everything eagerly and records nothing by design): the loader mapped the
+    program eagerly, as in lab 4, and recorded no VMA."""
     mapped = {p.va: p for p in pages if not p.held}
     ordered = sorted(vmas, key=lambda v: v["start"])
+    # The loader's own VMAs: the image's and the stack's (the program's mmaps are its own calls').
+    loaders = [v for v in ordered if v.get("kind") in ("image", "stack") or v.get("flags", 0) & 1]
+    outside = sorted(va for va in mapped if not any(v["start"] <= va < v["end"] for v in ordered))
+    # Its code among them: the loader mapped the segments (a loader that maps nothing but the
+    # argument page is named at the first fetch instead).
+    if not loaders and any(mapped[va].executable for va in outside) and limits is not None and any(limits):
+        shown = outside
+        return ("%s's root maps %d user page%s (%s) that no VMA covers and its record holds no VMA of the loader's (the "
+                "program's segments, the stack), though the record is in use "
+                "(heap from %#x, stack limit %#x): the loader mapped the program eagerly and recorded no VMA (lab 5: "
+                "record each load segment and the stack as VMAs and map nothing; the pages come in at their first "
+                "faults), so every fault past these pages is refused and fork copies nothing"
+                % (who, len(shown), "" if len(shown) == 1 else "s",
+                   ", ".join("%#x" % va for va in shown[:3]) + (" ..." if len(shown) > 3 else ""),
+                   limits[0], limits[1]))
     # Without a grows-down VMA the loader did not record the stack: its pages lie in no VMA from the
     # start (the loader's record is the cause, user_fault_decision names it), not left by a removal.
     if ordered and any(v.get("flags", 0) & 1 for v in ordered):
@@ -1041,3 +1062,189 @@ def writable_and_executable(processes: list) -> Optional[str]:
                     % (memory.pid, memory.name, both[0].va,
                        " (and %d more page%s)" % (len(both) - 1, "" if len(both) == 2 else "s") if len(both) > 1 else ""))
     return None
+
+
+# ---- how a process returns to user mode (lab 3) ----------------------------------------------------
+
+def user_interrupts_masked(frames: list) -> Optional[str]:
+    """The first process whose user frame keeps interrupts off in user mode, as one sentence, or
+    None. @p frames: (who, physical address of the frame, why) for each process, @p why being what
+    the ISA reads in the frame's saved flags (Isa.user_irqs_masked: "its RFLAGS 0x2: IF is clear")
+    or None. The frame at the top of a process's kernel stack is the one it returns to user mode
+    through (the entry frame before it first runs, a system call's or an interrupt's since): with
+    interrupts off there, the timer never interrupts the program, which then holds the CPU until
+    it makes a system call."""
+    for who, pa, why in frames:
+        if why:
+            return ("%s returns to user mode with interrupts off: the frame at the top of its kernel stack (PA %#x, "
+                    "read from guest RAM) has %s, so in user mode the timer can never preempt it: a program that "
+                    "makes no system call keeps the CPU for good (the entry frame must let interrupts in: "
+                    "fill_entry_frame)" % (who, pa, why))
+    return None
+
+
+# ---- a record that is another program's (lab 6: exec) ---------------------------------------------
+
+def record_of_another_program(who: str, name: str, sources: list) -> Optional[str]:
+    """A process whose record's image VMAs come from another program's ELF file than its own, as one
+    sentence, or None. @p name: the program the process runs (its name); @p sources: (VMA text, the
+    program whose embedded ELF file the VMA's source points into, or None) of each image VMA. After
+    exec the process has the new program's name and root; its record must be the new program's
+    too: image VMAs of the old one mean exec kept the old record (faults are then decided by the old
+    program's regions)."""
+    other = [(text, program) for text, program in sources if program is not None and program != name]
+    if not other:
+        return None
+    text, program = other[0]
+    return ("the record of %s (its VMAs, read from the process table) is still %s's, the program before exec: its "
+            "image VMA %s%s comes from %s's ELF file, not %s's, though the process now runs %s: exec must give the "
+            "process the new program's record (and free the old one), or every fault is decided by the regions of a "
+            "program that is gone" % (who, program, text,
+                                      " (and %d more)" % (len(other) - 1) if len(other) > 1 else "",
+                                      program, name, name))
+
+
+# ---- a fault decision that grows what is not a stack (lab 5) -------------------------------------
+
+MAX_GROW_ASKS = 8      # decide_fault calls one look may make (each is a call into the stopped guest)
+
+
+def grows_what_is_not_a_stack(who: str, vmas: list, decide, page: int = 4096,
+                              asks: int = MAX_GROW_ASKS) -> Optional[str]:
+    """A region that is not a grows-down stack which the kernel's fault decision grows, as one
+    sentence, or None. @p decide(va) is the kernel's own answer (pagoda::decide_fault on the
+    process's record, a read from user mode: "Populate", "Grow", "Deny") or None when it cannot be
+    asked. Asked, for each VMA without the grows-down flag, about the free page just below it (at
+    most @p asks VMAs): a decision that answers Grow there grows a region the program never asked
+    to grow (a heap, a mapping, the text) over an address that lies in no VMA, which must be
+    refused."""
+    ordered = sorted(vmas, key=lambda v: v["start"])
+    for v in ordered:
+        if asks <= 0:
+            break
+        below = v["start"] - page
+        if v.get("flags", 0) & 1 or below < page or any(u["start"] <= below < u["end"] for u in ordered):
+            continue
+        asks -= 1
+        if decide(below) == "Grow":
+            return ("the VMA %s of %s is not a grows-down stack: the fault decision grew it all the same "
+                    "(pagoda::decide_fault, called through GDB on the process's record, answers Grow for a read of "
+                    "%#x, the free page just below it): only a grows-down region (the stack) may grow to a fault "
+                    "below it; a fault in no VMA anywhere else is refused (no VMA)" % (_vma_text(v), who, below))
+    return None
+
+
+# ---- an image page filled past the segment's file bytes (lab 5) ----------------------------------
+
+TAIL_COMPARED = 1024    # bytes past a segment's file end compared with the file's next bytes
+TAIL_MIN_ALIKE = 16     # nonzero bytes of the file that must be found there, at least ...
+TAIL_SHARE = 0.75       # ... and this share of them (the program writes its bss too)
+
+
+def bytes_past_file_size(who: str, vma_text: str, va: int, file_end: int, got: bytes,
+                         following: bytes) -> Optional[str]:
+    """An image page whose bytes past the segment's file end are the ELF file's next bytes, as one
+    sentence, or None. @p va: the page (the one the segment's file bytes end in); @p file_end: the
+    address where they end; @p got: the page's bytes from there (guest RAM, through the process's
+    root); @p following: the file's bytes after the segment's (the program's embedded ELF file).
+    They must be zeros (the bss, or the rest of the page) until the program writes them: when most
+    of the file's nonzero bytes are found there, at their places, the page was filled with a whole
+    page of the file."""
+    n = min(len(got), len(following))
+    nonzero = [i for i in range(n) if following[i]]
+    alike = sum(1 for i in nonzero if got[i] == following[i])
+    if len(nonzero) < TAIL_MIN_ALIKE or alike < TAIL_MIN_ALIKE or alike < TAIL_SHARE * len(nonzero):
+        return None
+    return ("the image page %#x of %s holds, past the segment's file size (its file bytes end at %#x), the bytes "
+            "that follow the segment in the ELF file (%d of the file's %d nonzero bytes there, at their places, read "
+            "from guest RAM and from the program's embedded file; they must be zeros: the bss): the VMA %s was "
+            "populated with a whole page of the file where only its file bytes may be copied, the rest of the page "
+            "zeroed" % (va, who, file_end, alike, len(nonzero), vma_text))
+
+
+# ---- a user copy whose fix-up path reports success (lab 4) ---------------------------------------
+
+def fixup_reports_success(routine: str, asked: int, address: int, left: Optional[int]) -> Optional[str]:
+    """The copy routine @p routine's answer (@p left: the bytes it says it did not copy) for @p asked
+    bytes from @p address, a user address no root maps, as one sentence when it says all were copied
+    (0), else None. Its load faults there; the fault is resumed at the routine's fix-up, whose
+    return must be the bytes left (the caller turns them into EFAULT)."""
+    if left != 0 or asked == 0:
+        return None
+    return ("the user copy %s returned 0 (all copied) for %d bytes from %#x, which no root maps (called through GDB: "
+            "its load faulted and went on at its fix-up, as a copy given a bad pointer does): the fix-up path must make "
+            "the copy return the bytes left, or a system call given a bad pointer reports success on bytes it never "
+            "copied" % (routine, asked, address))
+
+
+# ---- frames a run leaves allocated (labs 3, 6) ---------------------------------------------------
+
+def frames_left_after_run(leaked: list, user_frames: dict, table_frames: dict) -> Optional[str]:
+    """Frames in use once every process of a run was reaped that were free when it began (@p
+    leaked, physical addresses: the allocator's bitmap at both checkpoints), as one sentence, or
+    None. @p user_frames / @p table_frames: physical address -> (who, what) of the frames that an
+    earlier look saw as a process's user page or page table. The kernel's own rule: a run gives
+    back every frame it took (its teardown frees each process's user half, tables and kernel
+    stack)."""
+    if not leaked:
+        return None
+    users = [pa for pa in leaked if pa in user_frames]
+    tables = [pa for pa in leaked if pa in table_frames and pa not in user_frames]
+    counted = ("%d frame%s the run allocated %s still in use now that every process was reaped (the frame "
+               "allocator's bitmap at the run's start and at its end, read from guest RAM)"
+               % (len(leaked), "" if len(leaked) == 1 else "s", "is" if len(leaked) == 1 else "are"))
+    if users:
+        shown = ", ".join("%#x (%s at %#x)" % ((pa,) + user_frames[pa]) for pa in users[:3])
+        return ("exit's teardown does not free the user pages: %s, %d of them user pages a process mapped when it was "
+                "last seen (%s%s): release() must free the user half (every page's frame) before the space goes"
+                % (counted, len(users), shown, ", ..." if len(users) > 3 else ""))
+    if tables:
+        shown = ", ".join("%#x (%s)" % (pa, table_frames[pa][0]) for pa in tables[:3])
+        return ("exit's teardown does not free the page tables: %s, %d of them page tables of a process's root (%s): "
+                "destroying a space must free every table below its root" % (counted, len(tables), shown))
+    return ("a run leaks frames: %s (%#x%s), none of them a page a process was last seen mapping"
+            % (counted, leaked[0], ", ..." if len(leaked) > 1 else ""))
+
+
+# ---- a process being made, written through the live root (lab 4) ---------------------------------
+
+def arguments_through_live_root(events: list, fixups: dict, user_privilege: int, stack_top: int,
+                                page: int = 4096) -> Optional[str]:
+    """A kernel-mode fault in QEMU's log (@p events) of a user copy (its PC in the fix-up table
+    @p fixups) on the argument page at the top of the user stack (@p stack_top) before any event
+    from user mode, as one sentence, or None. Before any process has run, the kernel copies into
+    user memory only to load a program, and the argument page is mapped in the new program's root
+    before its arguments are written: a copy that faults there wrote through the root that was live
+    (the kernel's), not through the new one. (Once processes run, a copy that faults on a stack page
+    is a program's own system call, or a copy-on-write fault the kernel resolves.)"""
+    for e in events:
+        if e.privilege == user_privilege:
+            return None
+        if e.kind != "exception" or e.address is None or e.pc not in fixups:
+            continue
+        if not stack_top - page <= e.address < stack_top:
+            continue
+        live = "root %#x" % e.root if e.root is not None else "the kernel's root"
+        return ("a user copy (PC %#x) faulted on %#x, in the argument page at the top of the user stack, before any "
+                "process had run (QEMU's log: no event from user mode before it), so while %s was live: the kernel "
+                "wrote a new program's arguments through the live root (copy_to_user reaches the live space only), "
+                "and the new program's root, which maps that page, is not live while it is loaded: write a space that "
+                "is not live through its own tables and a temporary mapping of each frame (copy_to_space)"
+                % (e.pc, e.address, live))
+    return None
+
+
+# ---- a merge that ignores permissions (lab 5) ------------------------------------------------------
+
+def merge_ignores_permissions(who: str, vma_text: str, alike: Optional[bool], differ: Optional[bool]) -> Optional[str]:
+    """The kernel's own merge rule (VmaSet::mergeable, called through GDB) asked about two
+    neighbours made from the VMA @p vma_text of @p who: @p alike, the same region's next page with
+    the same permissions (must be True: a working merge), @p differ, the same with the write
+    permission flipped (must be False). One sentence when it merges both, else None (None for an
+    answer it could not give)."""
+    if alike is not True or differ is not True:
+        return None
+    return ("the record's merge ignores permissions: VmaSet::mergeable (called through GDB) says %s's VMA %s and a "
+            "neighbour just after it that differs only in its write permission are one region, so two regions whose "
+            "permissions differ are merged, and the merged one gives every page the permissions of one side (an "
+            "mprotect of part of a region is undone by the next merge)" % (who, vma_text))

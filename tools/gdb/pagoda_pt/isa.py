@@ -18,6 +18,8 @@ Pure data: nothing here imports gdb, so GDB, the grader and the CLI can all load
 """
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -108,6 +110,36 @@ def _never(*_):
     return False
 
 
+def _x86_user_irqs_masked(flags):
+    """The saved RFLAGS of a frame that returns to ring 3: why interrupts stay off there (IF, bit 9,
+    clear), or None (IF set, or no RFLAGS: the always-one bit 1 is clear)."""
+    if not flags & x86_facts.RFLAGS_RESERVED or flags & x86_facts.RFLAGS_IF:
+        return None
+    return "its RFLAGS %#x: IF is clear" % flags
+
+
+def _x86_touches_memory(asm):
+    """True when an instruction, as GDB disassembles it (AT&T syntax), reads or writes memory other
+    than the stack: a memory operand, or a string instruction."""
+    return "(" in asm or re.search(r"\b(movs|stos|lods|cmps|scas)", asm) is not None
+
+
+def _aarch64_touches_memory(asm):
+    """True when an instruction, as GDB disassembles it, has a memory operand ([...])."""
+    return "[" in asm
+
+
+SPSR_MODE, SPSR_I = 0xF, 1 << 7    # SPSR_EL1: M[3:0] (0: EL0t) and the IRQ mask bit
+
+
+def _aarch64_user_irqs_masked(flags):
+    """The saved SPSR of a frame that returns to EL0: why IRQs stay masked there (the I bit, 7, set),
+    or None (I clear, or the frame does not return to EL0t: M[3:0] is not 0)."""
+    if flags & SPSR_MODE or not flags & SPSR_I:
+        return None
+    return "its SPSR %#x: the I bit is set (IRQs masked)" % flags
+
+
 # ---- The objects --------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -150,6 +182,8 @@ class Isa:
     kernel_fetch_lost: Callable    # faultlog event -> True when the kernel could not fetch its next instruction
     paging_off: Callable           # {translation register: value} -> None, or why nothing is walkable
     user_privilege: int = 0        # the privilege a user program runs at, as QEMU's log numbers it (CPL 3; EL0)
+    user_irqs_masked: Callable = _never  # a user frame's saved flags -> why interrupts stay off in user mode, or None
+    touches_memory: Callable = _never    # an instruction as GDB disassembles it -> True when it has a memory operand
 
     def __reduce__(self):
         # One object per ISA, also through pickle and copy (a module, its format, does not pickle).
@@ -182,7 +216,7 @@ X86_64 = Isa(
     gdb_faults="faults_x86_64", log_parser="X86Parser", machine=machines.MICROVM, breakpoint_bytes=1,
     access=_x86_access, is_page_fault=_x86_page_fault, is_permission_fault=_x86_permission_fault,
     is_table_entry=_x86_table_entry, kernel_fetch_lost=_x86_fetch_lost, paging_off=_x86_paging_off,
-    user_privilege=3)
+    user_privilege=3, user_irqs_masked=_x86_user_irqs_masked, touches_memory=_x86_touches_memory)
 
 AARCH64 = Isa(
     name="aarch64", aliases=("arm64",), format=aarch64, leaves=_aarch64_leaves,
@@ -204,7 +238,8 @@ AARCH64 = Isa(
     root_writes={0xD5182000: "TTBR0_EL1", 0xD5182020: "TTBR1_EL1"},
     gdb_faults="faults_aarch64", log_parser="AArch64Parser", machine=machines.VIRT, breakpoint_bytes=4,
     access=_aarch64_access, is_page_fault=_aarch64_page_fault, is_permission_fault=_aarch64_permission_fault,
-    is_table_entry=_aarch64_table_entry, kernel_fetch_lost=_never, paging_off=_aarch64_paging_off)
+    is_table_entry=_aarch64_table_entry, kernel_fetch_lost=_never, paging_off=_aarch64_paging_off,
+    user_irqs_masked=_aarch64_user_irqs_masked, touches_memory=_aarch64_touches_memory)
 
 ISAS = {i.name: i for i in (X86_64, AARCH64)}
 # The QEMU board each ISA runs on (pagoda_pt/machines.py), by the ISA's name, for callers that
