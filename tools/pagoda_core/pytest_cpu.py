@@ -38,10 +38,11 @@ def cpu_seconds():
 def _measured(item, when):
     start = cpu_seconds()
     yield
-    item.stash.setdefault(_SPENT, {})[when] = cpu_seconds() - start
+    _spent[(item.nodeid, when)] = cpu_seconds() - start
 
 
-_SPENT = pytest.StashKey()
+# (a dict here, not item.stash: pytest 6.2, Ubuntu 22.04's, has no stash; pytest 7.0 added it)
+_spent = {}                         # (test node id, "setup"/"call"/"teardown"): CPU seconds, until reported
 _totals = collections.Counter()     # test node id: CPU seconds, this run
 
 
@@ -63,12 +64,13 @@ def pytest_runtest_teardown(item):
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
-    spent = item.stash.get(_SPENT, {}).get(call.when)
+    spent = _spent.pop((item.nodeid, call.when), None)
     if spent is not None:
         outcome.get_result().user_properties.append((PROPERTY, round(spent, 3)))
 
 
 def pytest_configure(config):
+    _spent.clear()
     _totals.clear()
 
 

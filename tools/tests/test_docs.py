@@ -104,7 +104,10 @@ def test_param_typo_fails_the_check_with_file_and_line(tree, tmp_path, capsys):
 def test_without_check_the_same_warnings_are_listed_but_do_not_fail(tree, tmp_path, capsys):
     write(tree, "kernel/mm/bad.hpp", PARAM_TYPO)
     report = run(tree, tmp_path, check=False)
-    assert [(w.path, w.line) for w in report.failing] == [("kernel/mm/bad.hpp", 6)] * 2
+    # (the undocumented x: line 6, the comment, on Doxygen 1.9.4 and 1.9.8; line 7, the
+    # declaration, on 1.9.1, Ubuntu 22.04's)
+    assert [(w.path, w.line) for w in report.failing] in ([("kernel/mm/bad.hpp", 6)] * 2,
+                                                         [("kernel/mm/bad.hpp", 6), ("kernel/mm/bad.hpp", 7)])
     assert "kernel/mm/bad.hpp:6:" in capsys.readouterr().out
 
 

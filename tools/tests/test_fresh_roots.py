@@ -38,6 +38,13 @@ def test_the_commands_run_in_the_clone_with_a_fresh_environment():
     assert not [a for a in argv if a.startswith(("PAGODA_", "PYTHONPATH"))]
 
 
+def test_each_step_of_the_test_is_reported(tmp_path):
+    log = tmp_path / "jammy.test.log"
+    log.write_text("pagoda: test: host ...\npagoda test: host: ok (303 tests)\nnoise\n"
+                   "E   pagoda test: quoted, not a result\npagoda test: tools: FAILED (3 failed)\n")
+    assert load().step_lines(str(log)) == ["pagoda test: host: ok (303 tests)", "pagoda test: tools: FAILED (3 failed)"]
+
+
 def can_mount():
     """Root, and allowed to mount (a container without CAP_SYS_ADMIN is not)."""
     if os.geteuid() != 0:

@@ -100,7 +100,9 @@ def test_the_minimum_memory_is_the_least_that_boots(arch):
     said = re.search(r"PANIC: .*too little memory: (\d+) KiB of RAM, the kernel needs at least (\d+) KiB \(", text)
     assert said, f"-m {least - 1}M panics without saying the RAM is too little:\n{text[-2000:]}"
     got, need = int(said[1]), int(said[2])
-    assert (least - 2) * 1024 < got <= (least - 1) * 1024 < need, said[0]
+    # (got: the RAM the firmware's map leaves, at most -m: QEMU 8.2's x86 map gives 3068 KiB for
+    # -m 3M, 7.2's 3072; x86's out-of-frames panic asks for a page more than it got)
+    assert (least - 2) * 1024 < got <= (least - 1) * 1024 and got < need, said[0]
 
 
 def test_run_refuses_too_little_memory_with_the_minimum(kernel):

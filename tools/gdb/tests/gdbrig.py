@@ -12,7 +12,9 @@ sessions that run a list of steps and hand back every step's output.
 Steps run inside GDB by gdb_driver.py: 'cmd' is gdb.execute(..., to_string=True) (GDB's
 error message is kept instead of raising), 'eval' is int(parse_and_eval(...)), 'python' runs
 a Python statement (for checks that need the gdb module directly), 'continue_for' continues
-and interrupts the machine after that many seconds, as Ctrl-C would.  QEMU is always killed
+and interrupts the machine after that many seconds, as Ctrl-C would, 'continue_until' does that
+again and again until a GDB expression holds at a stop (bounded by the session's deadline, the
+run's timeout less a fifth, so that the steps after it still report).  QEMU is always killed
 (Machine is a context manager around qemu.spawn / qemu.kill_group); GDB runs under a timeout.
 """
 import fcntl
@@ -132,7 +134,7 @@ def run_steps(kernel, socket, steps, attach="--no-entry --no-panic-break", timeo
         spec = os.path.join(tmp, "steps.json")
         results = os.path.join(tmp, "results.json")
         with open(spec, "w") as f:
-            json.dump({"steps": steps, "results": results}, f)
+            json.dump({"steps": steps, "results": results, "deadline": time.time() + 0.8 * timeout}, f)
         pre = ["-ex", "set pagoda-serial-on-stop off"]
         if attach is not None:
             pre += ["-ex", f"pagoda-attach {socket} {attach}"]
