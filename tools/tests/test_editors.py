@@ -170,7 +170,8 @@ def test_a_cmake_error_lands_in_its_cmakelists(tmp_path):
         pytest.skip("cmake missing")
     (tmp_path / "CMakeLists.txt").write_text(
         "cmake_minimum_required(VERSION 3.20)\nproject(x NONE)\n\nadd_library(stray STATIC no_such_file.cpp)\n")
-    out = subprocess.run(["cmake", "-S", str(tmp_path), "-B", str(tmp_path / "b")], capture_output=True,
+    # Ninja, the generator the project builds with (setup installs it; a fresh machine has no make)
+    out = subprocess.run(["cmake", "-G", "Ninja", "-S", str(tmp_path), "-B", str(tmp_path / "b")], capture_output=True,
                          text=True, cwd=tmp_path)
     assert out.returncode != 0
     lines = (out.stdout + out.stderr).splitlines()
