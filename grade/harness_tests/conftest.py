@@ -1,9 +1,10 @@
 """Tests of the grader itself; they import the grader's modules directly.
 
 Fixture kernels (hostile variants of the reference kernel, grade/harness_tests/fixtures/) are
-built once per run, under a lock, with `fixture_kernel(name)`; `run_grader(...)` runs the real
-grader (pytest on grade/test_labN.py) in a subprocess and returns its per-test results."""
-import json
+built once per run, under a lock, with `fixture_kernel(name)`. Helpers the tests import live in
+modules of their own names (graderrun.py: `run_grader`), never here: every test directory has a
+conftest.py, and one pytest command may collect several of them, so `from conftest import`
+would find whichever came first."""
 import os
 import subprocess
 import sys
@@ -64,25 +65,3 @@ def aarch64_fixture_kernels():
     """Every AArch64 fixture kernel (grade/harness_tests/fixtures/aarch64/), built once."""
     return _fixture_kernels("aarch64")
 
-
-def run_grader(tmp_path, kernel, labs, keyword=None, env=None, workers=None, arch=None, records=False, only=None):
-    """Runs the grader on grade/test_lab{labs}.py with @p kernel (of @p arch, the default arch
-    when None); returns {test id: (outcome, reason)} from its JSON report ({test id: the whole
-    record} with @p records: duration, peak_rss_kib...)."""
-    report = tmp_path / f"report-{os.path.basename(kernel)}-{len(os.listdir(tmp_path))}.json"
-    argv = [paths.SYSTEM_PYTHON, "-m", "pytest", "-p", "no:cacheprovider", "-q", f"--pagoda-kernel={kernel}",
-            f"--pagoda-report={report}"] + [f"test_lab{n}.py" for n in labs]
-    if keyword:
-        argv += ["-k", keyword]
-    if only:   # exact test ids (-k matches substrings: mprotect would take mprotect_none too)
-        argv += [f"--pagoda-only={','.join(only)}"]
-    if workers:
-        argv += ["-n", str(workers)]
-    if arch:
-        argv += [f"--pagoda-arch={arch}"]
-    full_env = dict(os.environ, PAGODA_GRADE_LOGS=str(tmp_path / "logs"), **(env or {}))
-    out = subprocess.run(argv, cwd=paths.GRADE, env=full_env, capture_output=True, text=True)
-    assert report.exists(), out.stdout[-3000:] + out.stderr[-3000:]
-    if records:
-        return {r["id"]: r for r in json.loads(report.read_text())}
-    return {r["id"]: (r["outcome"], r["reason"]) for r in json.loads(report.read_text())}

@@ -5,7 +5,7 @@ grader before the witnesses (main at 511b324) gave them these points; the refere
 full marks on the same tests (the `grade` step of ./pagoda test)."""
 import pytest
 
-from conftest import run_grader
+from graderrun import run_grader
 from pagoda_grade.manifest import load_all
 
 # fixture -> {test id: words its failure reason must contain}

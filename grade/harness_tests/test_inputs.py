@@ -2,7 +2,7 @@
 token (checked over many tokens here, on the host), and the token of a known flake passes."""
 import pytest
 
-from conftest import run_grader
+from graderrun import run_grader
 from pagoda_grade import witness
 from pagoda_grade.proof import new_token
 from test_lab0 import PF_PROBE_RANGE

@@ -252,7 +252,7 @@ def install(requirements):
     those, named by the clang the first round installed."""
     fixed = [r for r in requirements if not callable(r.package)]
     asked = [r for r in requirements if callable(r.package)]
-    names = [r.package if not callable(r.package) else r.name for r in requirements]
+    names = list(dict.fromkeys(r.package if not callable(r.package) else r.name for r in requirements))
     prefix = []
     if os.geteuid() != 0:
         if shutil.which("sudo") is None:
@@ -262,7 +262,7 @@ def install(requirements):
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     path = log_path()
     start = time.monotonic()
-    info(f"setup: installing {len(dict.fromkeys(names))} package(s) with apt-get; its output goes to {path}")
+    info(f"setup: installing {len(names)} package(s) with apt-get; its output goes to {path}")
     why, done, installed = {}, set(), []
 
     def on_line(line):

@@ -16,12 +16,15 @@ killed and the log is kept as build/<arch>/gdb-serial.log.  QEMU also dies with 
 Helpers for `pagoda run --gdb` (the two-terminal / editor workflow) live here too: GdbStub.
 """
 import argparse
+import json
 import os
 import shutil
 import signal
+import socket as sockets
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 from . import bootopts, deps
@@ -33,7 +36,8 @@ GDB_PACKAGE = "gdb-multiarch"
 HELPERS = os.path.join(paths.ROOT, "tools", "gdb")
 READY_PREFIX = "gdb ready: target remote "
 # A triple fault (a reset, which -no-reboot turns into a shutdown) pauses the machine instead
-# of ending QEMU, so GDB can still look at it (GDB reports SIGQUIT).
+# of ending QEMU, so GDB can still look at it (GDB reports SIGQUIT). Newer QEMUs (Debian 13's
+# 10.0) pause at the guest's own exit through isa-debug-exit too: ExitWatch ends those.
 QEMU_DEBUG_ARGS = ("-action", "shutdown=pause")
 SOCKET_WAIT = 10.0
 UNIX_PATH_MAX = 107
@@ -110,6 +114,65 @@ def wait_for_socket(path, proc, timeout=SOCKET_WAIT):
         time.sleep(0.01)
 
 
+class ExitWatch:
+    """Ends a QEMU paused by -action shutdown=pause when the guest itself asked to end (x86's
+    isa-debug-exit: a clean exit or a panic), with the guest's exit status, as QEMU 7.2 does
+    by itself; a triple fault (a reset) stays paused for GDB. QEMU 10.0's debug-exit device asks
+    for a shutdown like any other, so it pauses too: `./pagoda run --gdb` then never ended once
+    the attached GDB had gone. QEMU says which kind of shutdown it was on its QMP socket (the
+    SHUTDOWN event's reason: guest-shutdown, or guest-reset for the triple fault)."""
+
+    QUIT_ON = "guest-shutdown"
+
+    def __init__(self, path):
+        if len(path) > UNIX_PATH_MAX:
+            raise PagodaError(f"socket path too long for a unix socket: {path}")
+        self.path = path
+        self.thread = None
+
+    def qemu_args(self):
+        return ("-qmp", f"unix:{self.path},server=on,wait=off")
+
+    def start(self, proc):
+        """Connects to QEMU's QMP socket (before the guest can run: QEMU starts paused) and
+        watches its events in a thread until QEMU ends."""
+        wait_for_socket(self.path, proc)
+        conn = sockets.socket(sockets.AF_UNIX, sockets.SOCK_STREAM)
+        try:
+            conn.connect(self.path)
+            stream = conn.makefile("rw", encoding="utf-8", newline="\n")
+            stream.readline()                               # QEMU's greeting
+            self._send(stream, "qmp_capabilities")
+            while "return" not in json.loads(stream.readline() or '{"return": null}'):
+                pass                                        # (events before the reply)
+        except (OSError, ValueError) as e:
+            conn.close()
+            raise PagodaError(f"QEMU's QMP socket {self.path} does not answer: {e}") from None
+        self.thread = threading.Thread(target=self._watch, args=(conn, stream), daemon=True)
+        self.thread.start()
+
+    @staticmethod
+    def _send(stream, command):
+        stream.write(json.dumps({"execute": command}) + "\n")
+        stream.flush()
+
+    def _watch(self, conn, stream):
+        try:
+            for line in stream:
+                try:
+                    message = json.loads(line)
+                except ValueError:
+                    continue
+                if not isinstance(message, dict) or message.get("event") != "SHUTDOWN":
+                    continue
+                if (message.get("data") or {}).get("reason") == self.QUIT_ON:
+                    self._send(stream, "quit")
+        except OSError:
+            pass                                            # QEMU ended
+        finally:
+            conn.close()
+
+
 class GdbStub:
     """The gdbstub of `pagoda run --gdb [SOCKET]`: a unix socket (SOCKET, or gdb.sock in a
     fresh private directory), QEMU paused at reset, one ready line for editors to wait for."""
@@ -128,15 +191,19 @@ class GdbStub:
         else:
             self.dir = private_dir()
             self.socket = os.path.join(self.dir, "gdb.sock")
+        self.exits = ExitWatch(os.path.join(self.dir, "qmp.sock") if self.dir else self.socket + ".qmp")
+        if not self.dir and os.path.exists(self.exits.path):
+            os.unlink(self.exits.path)
         write_autoload(arch)
 
     def qemu_args(self):
         """Keyword arguments for qemu.command()."""
-        return {"gdb_socket": self.socket, "paused": True, "extra": QEMU_DEBUG_ARGS}
+        return {"gdb_socket": self.socket, "paused": True, "extra": QEMU_DEBUG_ARGS + self.exits.qemu_args()}
 
     def announce(self, proc):
         """Prints the ready line once QEMU listens (editors wait for it), then how to attach."""
         wait_for_socket(self.socket, proc)
+        self.exits.start(proc)
         self.ready = True
         info(READY_PREFIX + self.socket)
         info(f"QEMU is paused at reset; attach from another terminal with:\n"
@@ -146,8 +213,10 @@ class GdbStub:
     def close(self):
         if self.dir:
             shutil.rmtree(self.dir, ignore_errors=True)
-        elif os.path.exists(self.socket):
-            os.unlink(self.socket)
+            return
+        for path in (self.socket, self.exits.path):
+            if os.path.exists(path):
+                os.unlink(path)
 
 
 def gdb_command(arch, kernel, socket, serial_log, qemu_log=None, panic_break=True,
@@ -240,10 +309,11 @@ def cmd_gdb(args):
     socket = os.path.join(workdir, "gdb.sock")
     serial_log = os.path.join(workdir, "serial.log")
     qemu_log = os.path.join(workdir, "qemu-int.log") if args.int_log else None
+    exits = ExitWatch(os.path.join(workdir, "qmp.sock"))
     argv = qemu.command(kernel, bootopts.kernel_cmdline(args.test, args.cmdline), arch=args.arch,
                         memory=args.memory, serial=f"file:{serial_log}",
                         log_items="int,cpu_reset" if qemu_log else None, log_file=qemu_log,
-                        gdb_socket=socket, paused=True, extra=QEMU_DEBUG_ARGS)
+                        gdb_socket=socket, paused=True, extra=QEMU_DEBUG_ARGS + exits.qemu_args())
     old_handlers = {}
 
     def terminate(signum, frame):
@@ -258,6 +328,7 @@ def cmd_gdb(args):
                                  stdout=qemu_out, stderr=subprocess.STDOUT)
         try:
             wait_for_socket(socket, machine)
+            exits.start(machine)
         except PagodaError:
             with open(os.path.join(workdir, "qemu.out"), errors="replace") as f:
                 sys.stderr.write(f.read())

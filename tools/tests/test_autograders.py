@@ -165,9 +165,10 @@ def test_a_submission_that_does_not_build(gradescope):
     assert results["score"] == 0 and results["extra_data"]["status"] == "does not build"
     out = results["output"]
     assert re.search(r"^- does not build: kernel/main/kmain\.cpp:\d+:\d+: error: ", out, re.M), out
-    # (clang 14 shows the line and the caret bare; clang 18 puts them behind a gutter, `75 | `)
+    # clang's snippet: the line, then a caret under it; clang 16 and later put the line's number and
+    # a bar before both (Debian 13's clang 19: "   75 | not C++ at all;" and "      | ^").
     assert re.search(r"^    kernel/main/kmain\.cpp:\d+:\d+: error: .*\n    (?: *\d+ \| )?not C\+\+ at all;\n"
-                     r"    (?: *\| )? *\^", out, re.M), out
+                     r"    (?: +\| )?\s*\^", out, re.M), out
     assert "-Werror" not in out and "/submission" not in out and "autograder" not in out
     assert all("Not run: the kernel does not build" in t["output"] for t in results["tests"])
 

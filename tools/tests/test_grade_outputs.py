@@ -4,6 +4,7 @@ import json
 import os
 import re
 import subprocess
+import time
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -99,39 +100,83 @@ def test_every_output_carries_the_grader_s_notes(tmp_path):
     assert "it broke" in shown[f"lab0/{second.id}"] and "note: second line" in shown[f"lab0/{second.id}"]
 
 
+# A pytest plugin the Ctrl-C test hands the grade (PYTEST_PLUGINS): the grade's pytest holds the
+# test it would run third, once its setup is done, and says so in a file, until a signal ends the
+# hold. So the Ctrl-C lands at a known point however busy the machine is: two tests ended, one
+# cut short in the middle, the rest never started.
+HOLD_PLUGIN = """
+import os
+import time
+
+import pytest
+
+started = []
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_call(item):
+    started.append(item.nodeid)
+    if len(started) == int(os.environ["PAGODA_TEST_HOLD_AT"]):
+        said = os.environ["PAGODA_TEST_HOLD_FILE"]
+        with open(said + ".new", "w") as f:
+            f.write(dict(item.user_properties)["pagoda_id"])   # the grader's id of the test
+        os.replace(said + ".new", said)                        # whole, or not there yet
+        deadline = time.monotonic() + float(os.environ["PAGODA_TEST_HOLD_LIMIT"])
+        while time.monotonic() < deadline:   # KeyboardInterrupt (the Ctrl-C passed on) ends it
+            time.sleep(0.05)
+"""
+
+
 def test_ctrl_c_keeps_what_finished(tmp_path):
-    """Ctrl-C after the first test has ended (its line seen on the terminal): exit status 130,
-    the table, and a JSON and a valid JUnit file holding that test's result; the others are
-    marked as cut short or never run, not lost and not passed. Every lab (68 tests), not lab 0
-    alone: on a quiet machine its six tests end in half a second, before the Ctrl-C lands, and
-    on a busy one (8 CPU hogs) lab0, lab3 and lab6's 29 tests all ended before it did."""
+    """Ctrl-C while the third test of lab 0 runs (held there by HOLD_PLUGIN until the signal),
+    after the first two have ended (their lines seen on the terminal): exit status 130, the
+    table, and a JSON and a valid JUnit file holding those two tests' results; the held one is
+    marked as cut short and the others as never run, none lost and none passed. No QEMU is left."""
     pexpect = pytest.importorskip("pexpect")
     xml_path, json_path = tmp_path / "grade.xml", tmp_path / "grade.json"
-    child = pexpect.spawn(paths.SYSTEM_PYTHON, [os.path.join(paths.ROOT, "pagoda"), "grade", "all", "-j", "1",
+    plugin_dir, held_file = tmp_path / "plugin", tmp_path / "held"
+    plugin_dir.mkdir()
+    (plugin_dir / "pagoda_hold_third.py").write_text(HOLD_PLUGIN)
+    limit = scaled(300)
+    env = dict(os.environ, PAGODA_GRADE_LOGS=str(tmp_path / "logs"), PYTEST_PLUGINS="pagoda_hold_third",
+               PYTHONPATH=os.pathsep.join(filter(None, [str(plugin_dir), os.environ.get("PYTHONPATH")])),
+               PAGODA_TEST_HOLD_AT="3", PAGODA_TEST_HOLD_FILE=str(held_file),
+               PAGODA_TEST_HOLD_LIMIT=str(limit))
+    child = pexpect.spawn(paths.SYSTEM_PYTHON, [os.path.join(paths.ROOT, "pagoda"), "grade", "lab0", "-j", "1",
                                                 "--junit", str(xml_path), "--json", str(json_path)],
-                          cwd=paths.ROOT, timeout=300, encoding="utf-8",
-                          env=dict(os.environ, PAGODA_GRADE_LOGS=str(tmp_path / "logs")))
-    child.expect(r"\[\s*1/\d+\]\s+\d+/\d+\s+lab0/(\S+)\s+(OK|FAIL)")
-    first = child.match.group(1)
+                          cwd=paths.ROOT, timeout=limit, encoding="utf-8", env=env)
+    ended = []
+    for n in (1, 2):
+        child.expect(rf"\[\s*{n}/6\]\s+\d+/\d+\s+lab0/(\S+)\s+(OK|FAIL)")
+        ended.append(child.match.group(1))
+    deadline = time.monotonic() + limit
+    while not held_file.exists() and time.monotonic() < deadline:   # the third test is held
+        time.sleep(0.05)
+    assert held_file.exists(), f"the third test was never held:\n{child.before}"
+    held = held_file.read_text()
     child.sendintr()
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 130, child.before
-    assert "Score: " in child.before and "interrupted" in child.before
+    assert "Score: " in child.before and "interrupted: 2 test(s) had finished" in child.before
     with open(json_path) as f:
         data = json.load(f)
     assert data["interrupted"] is True
     by_id = {r["id"]: r for r in data["results"]}
-    assert by_id[first]["outcome"] == "passed"
-    tests = [t.id for lab in manifest.load_all().values() if "x86_64" in lab.arches for t in lab.tests]
-    assert len(set(tests)) == len(tests)      # ids name the tests alone here
-    assert len([r for r in data["results"] if r["outcome"] == "passed"]) < len(tests)
+    lab0 = manifest.load_all()[0]
+    tests = [t.id for t in lab0.tests]
+    never = set(tests) - set(ended) - {held}
+    assert len(tests) == 6 and held in tests and len(never) == 3, (held, ended)
+    assert sorted(t for t in tests if by_id.get(t, {}).get("outcome") == "passed") == sorted(ended)
+    assert by_id[held]["outcome"] == "incomplete"             # cut short: scores nothing
+    assert not set(by_id) & never                             # never started
+    assert data["earned"] == sum(t.points for t in lab0.tests if t.id in ended)
     assert schema_errors(xml_path) == ""
     root = ET.parse(xml_path).getroot()
     cases = {c.get("name"): c for c in root.iter("testcase")}
-    assert len(cases[first]) == 0                      # passed: no failure, no error
-    unfinished = [c for n, c in cases.items() if by_id.get(n, {}).get("outcome") != "passed"]
-    assert unfinished and all(c.find("error") is not None for c in unfinished)
+    assert sorted(cases) == sorted(tests)
+    assert all(len(cases[t]) == 0 for t in ended)             # passed: no failure, no error
+    assert all(cases[t].find("error") is not None for t in never | {held})
     assert not qemu.processes_mentioning(qemu.MACHINES["x86_64"].binary, str(tmp_path))
 
 

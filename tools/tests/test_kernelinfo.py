@@ -97,12 +97,14 @@ def test_the_minimum_memory_is_the_least_that_boots(arch):
     text = out.decode(errors="replace")
     assert outcome != "clean shutdown", f"-m {least - 1}M boots too: the minimum is not tight"
     assert outcome == "kernel panic (failure status)", f"-m {least - 1}M: {outcome}\n{text[-2000:]}"
-    said = re.search(r"PANIC: .*too little memory: (\d+) KiB of RAM, the kernel needs at least (\d+) KiB \(", text)
+    said = re.search(r"PANIC: .*too little memory: (\d+) KiB of RAM, the kernel needs at least (\d+) KiB \((.*)\)", text)
     assert said, f"-m {least - 1}M panics without saying the RAM is too little:\n{text[-2000:]}"
-    got, need = int(said[1]), int(said[2])
-    # (got: the RAM the firmware's map leaves, at most -m: QEMU 8.2's x86 map gives 3068 KiB for
-    # -m 3M, 7.2's 3072; x86's out-of-frames panic asks for a page more than it got)
-    assert (least - 2) * 1024 < got <= (least - 1) * 1024 and got < need, said[0]
+    got, need, why = int(said[1]), int(said[2]), said[3]
+    # The RAM it names is what the firmware left it: all of -m, or (QEMU 10's SeaBIOS, Debian 13)
+    # all but the top page, which the firmware keeps for itself.
+    assert (least - 2) * 1024 < got <= (least - 1) * 1024 and need > got, said[0]
+    if why == "its image ends there":   # the need is the image's end, past the RAM given
+        assert need > (least - 1) * 1024, said[0]
 
 
 def test_run_refuses_too_little_memory_with_the_minimum(kernel):
