@@ -180,6 +180,26 @@ def started_lazy(watch, guest, kernel):
     return snap
 
 
+def written_text(snap, watch):
+    """What the process's write() at @p snap writes (its first 200 bytes), read by the grader
+    through the process's own root."""
+    buf, length = (snap.register(r) for r in watch.proc["syscall_args"][1:3])
+    return snap.read_virt(buf, min(length, 200), snap.lower_root).decode(errors="replace")
+
+
+def program_says(guest, watch, pattern, what, looks=8):
+    """The stop at the first of the program's next @p looks write() calls whose text matches
+    @p pattern, and the match: vmas says where it is about to act, and the grader then looks
+    there itself. Fails naming @p what vmas never said."""
+    write = syscall_number("Write")
+    for _ in range(looks):
+        snap = syscall_stops(guest, watch, {write})
+        m = re.match(pattern, written_text(snap, watch))
+        if m:
+            return snap, m
+    raise AssertionError(f"vmas never said {what}")
+
+
 def boot_vmas(boot, kernel, arch, token, spec, script):
     watch = VmaWatch(kernel, arch)
 
@@ -391,21 +411,15 @@ def hole_cut(around, at, hole):
 @lab_test(5, "mprotect")
 def test_mprotect(boot, kernel, arch):
     token = boot.fresh_token()
-    write = syscall_number("Write")
 
     def script(guest, watch):
-        for _ in range(8):
-            snap = syscall_stops(guest, watch, {write})
-            buf, length = (snap.register(r) for r in watch.proc["syscall_args"][1:3])
-            text = snap.read_virt(buf, min(length, 200), snap.lower_root).decode(errors="replace")
-            m = re.match(rf"vmas: writing the read-only page at ({HEX})", text)
-            if m:
-                at = int(m[1], 16)
-                w = snap.walk(at, snap.lower_root)
-                return dict(at=at, perms=w.perms.rwx() if w.mapped else None, user=w.mapped and w.perms.user,
-                            value=u64(snap.read_virt(at, 8, snap.lower_root)) if w.mapped else None,
-                            record=read_records(snap, kernel).get(1))
-        raise AssertionError("vmas never said it would write the read-only page")
+        snap, m = program_says(guest, watch, rf"vmas: writing the read-only page at ({HEX})",
+                               "it would write the read-only page")
+        at = int(m[1], 16)
+        w = snap.walk(at, snap.lower_root)
+        return dict(at=at, perms=w.perms.rwx() if w.mapped else None, user=w.mapped and w.perms.user,
+                    value=u64(snap.read_virt(at, 8, snap.lower_root)) if w.mapped else None,
+                    record=read_records(snap, kernel).get(1))
 
     run, watch, w = boot_vmas(boot, kernel, arch, token, "vmas:protect", script)
     at, record = w["at"], w["record"]
@@ -468,20 +482,10 @@ def test_mprotect_none(boot, kernel, arch):
     held_bit = fact(kernel, "held_entry_bit")
     address_mask = fact(kernel, "address_mask")
 
-    def text_of(snap, watch):
-        buf, length = (snap.register(r) for r in watch.proc["syscall_args"][1:3])
-        return snap.read_virt(buf, min(length, 200), snap.lower_root).decode(errors="replace")
-
     def script(guest, watch):
         out = {}
         # 1. The page is rw- and holds the pattern: its frame, through the grader's walk.
-        for _ in range(8):
-            snap = syscall_stops(guest, watch, {write})
-            m = re.match(rf"vmas: none: pattern at ({HEX})", text_of(snap, watch))
-            if m:
-                break
-        else:
-            raise AssertionError("vmas never said where its pattern is")
+        snap, m = program_says(guest, watch, rf"vmas: none: pattern at ({HEX})", "where its pattern is")
         at = out["at"] = int(m[1], 16)
         w = snap.walk(at, snap.lower_root)
         out["before"] = dict(perms=w.perms.rwx() if w.mapped else None, user=w.mapped and w.perms.user,
@@ -507,7 +511,7 @@ def test_mprotect_none(boot, kernel, arch):
             snap = syscall_stops(guest, watch, {write})
             if snap.register(watch.proc["syscall_args"][1]) == at:
                 continue  # write(1, at, 16) while PROT_NONE: nothing the grader can read
-            if re.match(r"vmas: none: mprotect \S+ read", text_of(snap, watch)):
+            if re.match(r"vmas: none: mprotect \S+ read", written_text(snap, watch)):
                 break
         else:
             raise AssertionError("vmas never reported the page read/write again")
@@ -620,17 +624,12 @@ def test_stack_growth(boot, kernel, arch):
     top = fact(kernel, "user_stack_top")
     limit = fact(kernel, "user_stack_limit")
     too_deep = limit // PAGE + 40
-    write = syscall_number("Write")
 
     def script(guest, watch):
-        for _ in range(12):
-            snap = syscall_stops(guest, watch, {write})
-            buf, length = (snap.register(r) for r in watch.proc["syscall_args"][1:3])
-            text = snap.read_virt(buf, min(length, 200), snap.lower_root).decode(errors="replace")
-            if text.startswith(f"vmas: stack: back from {depth} pages"):
-                mapped = pages_of(snap.dump(snap.lower_root), watch.layout)
-                return dict(stack=sum(1 for va in mapped if top - limit <= va < top))
-        raise AssertionError(f"vmas never came back from {depth} pages of stack")
+        snap, _ = program_says(guest, watch, re.escape(f"vmas: stack: back from {depth} pages"),
+                               f"it came back from {depth} pages of stack", looks=12)
+        mapped = pages_of(snap.dump(snap.lower_root), watch.layout)
+        return dict(stack=sum(1 for va in mapped if top - limit <= va < top))
 
     run, watch, w = boot_vmas(boot, kernel, arch, token, f"vmas:stack:{depth},vmas:stack:{too_deep}", script)
     if w["stack"] < depth:
@@ -943,18 +942,10 @@ NOEXEC_TAG = 0x4E58   # "NX": user/programs/vmas.cpp's kNoExecTag
 @lab_test(5, "no_execute")
 def test_no_execute(boot, kernel, arch):
     token = boot.fresh_token()
-    write = syscall_number("Write")
 
     def script(guest, watch):
-        for _ in range(8):
-            snap = syscall_stops(guest, watch, {write})
-            buf, length = (snap.register(r) for r in watch.proc["syscall_args"][1:3])
-            text = snap.read_virt(buf, min(length, 200), snap.lower_root).decode(errors="replace")
-            m = re.match(rf"vmas: noexec: calling ({HEX}) in the read-only page at ({HEX})", text)
-            if m:
-                break
-        else:
-            raise AssertionError("vmas never said where it would call")
+        _, m = program_says(guest, watch, rf"vmas: noexec: calling ({HEX}) in the read-only page at ({HEX})",
+                            "where it would call")
         target, at = int(m[1], 16), int(m[2], 16)
         # Where the kernel ends the process: its root still live, the page as the faults left it.
         end = guest.stop_at(KILL_STOP)
