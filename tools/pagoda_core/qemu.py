@@ -153,7 +153,7 @@ def missing_cpu_features(arch=paths.DEFAULT_ARCH):
         return frozenset()
     key = (_binary_key(m.binary) or m.binary, m.args)
     if key not in _missing_features:
-        argv = [m.binary, *machine_args(arch), "-nodefaults", "-display", "none", "-S", "-monitor", "stdio"]
+        argv = [m.binary, *m.args, "-nodefaults", "-display", "none", "-S", "-monitor", "stdio"]
         proc = spawn(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
             _, err = proc.communicate(b"quit\n", timeout=600)
@@ -173,14 +173,17 @@ def machine_args(arch=paths.DEFAULT_ARCH):
     start (QEMU 6.2's "TCG doesn't support requested feature: CPUID.07H:ECX.umip", in the middle
     of what a student reads). The guest is the same either way: QEMU gives it no UMIP when asked.
     The grader's own question goes to missing_cpu_features, which probes with the full list.
-    When the probe fails, everything is asked for (QEMU's own error then says what is wrong)."""
+    When the probe fails, everything is asked for."""
     args = MACHINES[arch].args
     if not requested_features(arch):
         return args
+    from .ui import PagodaError
     try:
         missing = missing_cpu_features(arch)
-    except (RuntimeError, OSError, subprocess.SubprocessError):
-        return args
+    except RecursionError:
+        raise
+    except (RuntimeError, OSError, subprocess.SubprocessError, PagodaError):
+        return args   # not installed, or will not start: the boot itself then says why
     if not missing:
         return args
     at = args.index("-cpu") + 1

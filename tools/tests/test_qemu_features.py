@@ -75,12 +75,16 @@ def test_qemu_is_not_asked_for_what_it_lacks(fake_qemu):
     assert argv[1:1 + len(full)] == full
 
 
-def test_qemu_is_asked_for_everything_when_it_has_it_or_the_probe_fails(fake_qemu):
+def test_qemu_is_asked_for_everything_when_it_has_it_or_the_probe_fails(fake_qemu, monkeypatch):
     fake_qemu("")
     argv = qemu.command("kernel.elf", arch="x86_64")
     assert argv[argv.index("-cpu") + 1] == "qemu64,+smep,+smap,+umip"
     qemu._missing_features.clear()
-    fake_qemu("qemu-system-x86_64: -M microvm: unsupported machine type\n", status=1)
+    calls = fake_qemu("qemu-system-x86_64: -M microvm: unsupported machine type\n", status=1)
+    argv = qemu.command("kernel.elf", arch="x86_64")
+    assert argv[argv.index("-cpu") + 1] == "qemu64,+smep,+smap,+umip"
+    os.unlink(calls.parent / "qemu-system-x86_64")
+    monkeypatch.setenv("PATH", str(calls.parent))   # no QEMU at all: the boot will say so
     argv = qemu.command("kernel.elf", arch="x86_64")
     assert argv[argv.index("-cpu") + 1] == "qemu64,+smep,+smap,+umip"
 
