@@ -64,6 +64,31 @@ def test_a_qemu_that_does_not_start_is_an_error_not_a_lack(fake_qemu):
         qemu.missing_cpu_features("x86_64")
 
 
+def test_qemu_is_not_asked_for_what_it_lacks(fake_qemu):
+    """QEMU 6.2 would warn of UMIP on every start, in the middle of ./pagoda's own lines: the boot
+    command leaves out what the probe found missing, and keeps the rest of the machine."""
+    fake_qemu(JAMMY_STDERR)
+    argv = qemu.command("kernel.elf", arch="x86_64")
+    assert argv[argv.index("-cpu") + 1] == "qemu64,+smep,+smap"
+    full = list(qemu.MACHINES["x86_64"].args)
+    full[full.index("-cpu") + 1] = "qemu64,+smep,+smap"
+    assert argv[1:1 + len(full)] == full
+
+
+def test_qemu_is_asked_for_everything_when_it_has_it_or_the_probe_fails(fake_qemu, monkeypatch):
+    fake_qemu("")
+    argv = qemu.command("kernel.elf", arch="x86_64")
+    assert argv[argv.index("-cpu") + 1] == "qemu64,+smep,+smap,+umip"
+    qemu._missing_features.clear()
+    calls = fake_qemu("qemu-system-x86_64: -M microvm: unsupported machine type\n", status=1)
+    argv = qemu.command("kernel.elf", arch="x86_64")
+    assert argv[argv.index("-cpu") + 1] == "qemu64,+smep,+smap,+umip"
+    os.unlink(calls.parent / "qemu-system-x86_64")
+    monkeypatch.setenv("PATH", str(calls.parent))   # no QEMU at all: the boot will say so
+    argv = qemu.command("kernel.elf", arch="x86_64")
+    assert argv[argv.index("-cpu") + 1] == "qemu64,+smep,+smap,+umip"
+
+
 def test_a_note_is_printed_under_a_passed_and_a_failed_test():
     spec = lambda i: SimpleNamespace(id=i, points=1, hidden=False)   # noqa: E731
     labs = {3: SimpleNamespace(title="roots", tests=[spec("privileged"), spec("roots_verified")])}

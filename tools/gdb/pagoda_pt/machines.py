@@ -45,7 +45,7 @@ MICROVM = Machine(
     # The CPU model QEMU calls qemu64, plus what keeps kernel and user apart (lab 3): SMEP, SMAP
     # and UMIP, which the kernel turns on when CPUID has them (arch/x86_64/user_mode.cpp). TCG
     # emulates all three from QEMU 7.2; QEMU 6.2 (Ubuntu 22.04) has no UMIP and says so
-    # (qemu.missing_cpu_features).
+    # (qemu.missing_cpu_features), and its boots leave it out (qemu.machine_args).
     args=("-M", "microvm", "-cpu", "qemu64,+smep,+smap,+umip",
           "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"),
     ram_base=0,

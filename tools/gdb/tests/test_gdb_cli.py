@@ -133,6 +133,9 @@ def test_run_gdb_prints_one_ready_line_and_serves_gdb(tmp_path):
         assert socket.startswith(str(tmp_path)) and os.path.exists(socket)
         assert sum(bool(READY.match(line)) for line in lines) == 1
         assert any(line.startswith("pagoda: booting") for line in lines)
+        # QEMU has nothing to warn of (QEMU 6.2 warned of the UMIP it lacks, at a moment that
+        # raced with the ready line): ./pagoda asks it only for what it has.
+        assert not [line for line in lines if "qemu-system-" in line], "\n".join(lines)
         kernel = gdbrig.paths.kernel_elf("x86_64")
         gdb = subprocess.run(gdbrig.gdb_argv(kernel, "-ex", f"pagoda-attach {socket}",
                                              "-ex", "continue"),
