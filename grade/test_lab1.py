@@ -165,7 +165,7 @@ def test_nx_stack(boot, kernel, arch):
     if event.address != event.pc or not any(lo <= event.address < hi for lo, hi in stacks):
         run.fail(f"the CPU faulted fetching {event.address:#x} at PC {event.pc:#x}; expected a fetch from a "
                  "kernel stack (" + ", ".join(f"[{lo:#x}, {hi:#x})" for lo, hi in stacks) + ")")
-    if abs(event.address - sp) > 4096:
+    if abs(event.address - sp) > PAGE:
         run.fail(f"the fetch at {event.address:#x} is not in the self-test's stack frame (its stack pointer was "
                  f"{sp:#x} as it started)")
     check_reason(run, "execute of NX page", "the stack is not executable")

@@ -56,7 +56,7 @@ def test_runs_high(boot, kernel, arch):
         run.fail(f"kmain runs at {kmain:#x} but is linked at {address_of(kernel, 'pagoda::kmain'):#x}")
     if data != address_of(kernel, "pagoda::(anonymous namespace)::g_selftest_data"):
         run.fail(f"the printed data address {data:#x} is not where g_selftest_data is linked")
-    if abs(stack - sp) > 4096:
+    if abs(stack - sp) > PAGE:
         run.fail(f"the printed stack address {stack:#x} is not near the stack pointer the grader read ({sp:#x})")
     run.expect_outcome("success")
 

@@ -640,7 +640,7 @@ def test_hello_user(boot, kernel, arch):
         page = snap.walk(buf)
         return dict(root=snap.lower_root, live=watch.live_problem(snap, watch.proc["syscall_entry_kernel_sp"]),
                     pc=snap.register(watch.proc["syscall_return_pc"]), fd=fd,
-                    data=snap.read_virt(buf, min(length, 4096)), user=page.mapped and page.perms.user)
+                    data=snap.read_virt(buf, min(length, PAGE)), user=page.mapped and page.perms.user)
 
     run = boot(args={"run": "hello"}, token=token, witness=script)
     w = watch.require(run)

@@ -44,7 +44,7 @@ def hello_write(guest, watch, want_roots_not, limit=60):
         if root in want_roots_not:
             continue
         _, buf, length = (snap.register(r) for r in watch.proc["syscall_args"][:3])
-        data = snap.read_virt(buf, min(length, 4096), root)
+        data = snap.read_virt(buf, min(length, PAGE), root)
         if not data.startswith(b"hello:"):
             continue
         runs = user_runs(snap.dump(root), watch.layout)
@@ -596,7 +596,7 @@ def test_temp_maps_live(boot, kernel, arch):
                         f"tmread ran) holds {got:#018x} in word {bad}, expected {pattern(seed, bad):#018x}: the "
                         "kernel's writes through the temporary mapping did not reach the frame (a slot written into a "
                         "table the live root does not use, or a stale translation of another frame)")
-    run.expect(rf"^tmread: 4096 bytes of handle \d: digest {digest:016x} proof={proof(token, digest):016x}$",
+    run.expect(rf"^tmread: {PAGE} bytes of handle \d: digest {digest:016x} proof={proof(token, digest):016x}$",
                "tmread's digest of the frame, read through a temporary mapping while its own root was live")
     reaped = parse_reaped(run)
     if sorted(reaped.values()) != ["exited with code 0"] * 3:

@@ -23,6 +23,7 @@ import re
 from pagoda_pt.diagnose import (MARK_STOP, MARK_WHY, MARK_WRONG, NOTHING_WRONG, UNRESOLVED, fixup_reports_success,
                                 program_s_own, story_from_faults)
 from pagoda_pt.isa import isa
+from pagoda_pt.model import PAGE_SIZE_4K as PAGE
 
 from . import session, target
 from .args import parse
@@ -373,7 +374,6 @@ def _quiet(rule, *args):
 
 
 USER_FRAME_FACTS = ("pagoda_fact_user_frame_size", "pagoda_fact_user_frame_flags")
-PAGE = 4096
 
 
 def _user_frames_story(arch, rows):

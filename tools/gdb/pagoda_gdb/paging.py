@@ -19,6 +19,7 @@ from pagoda_pt import (decode_x86_regs, diff_runs, dump, format_diff, format_run
 from pagoda_pt.format import format_range
 from pagoda_pt.frames import cow_pairs, user_pages
 from pagoda_pt.isa import isa
+from pagoda_pt.model import PAGE_SIZE_4K
 from pagoda_pt.diagnose_x86_64 import RESET_IDT, cpu_mode, idt_vectors
 from pagoda_pt.roots import address_problem, format_top_level, root_problems, top_level
 
@@ -279,9 +280,9 @@ def _page_ranges(pairs):
     ranges = []
     for a, _ in pairs:
         if ranges and ranges[-1][1] == a.va and a.pa == ranges[-1][2] + (a.va - ranges[-1][0]):
-            ranges[-1][1] = a.va + 4096
+            ranges[-1][1] = a.va + PAGE_SIZE_4K
         else:
-            ranges.append([a.va, a.va + 4096, a.pa])
+            ranges.append([a.va, a.va + PAGE_SIZE_4K, a.pa])
     return ranges
 
 
@@ -297,8 +298,8 @@ def format_cow(pages_a, pages_b, most=64):
     ranges = _page_ranges(shared)
     for start, end, pa in ranges[:most]:
         lines.append("  shared %s  %4d page%s  PA %#x" % (format_range(start, end),
-                                                         (end - start) // 4096,
-                                                         "" if end - start == 4096 else "s", pa))
+                                                         (end - start) // PAGE_SIZE_4K,
+                                                         "" if end - start == PAGE_SIZE_4K else "s", pa))
     if len(ranges) > most:
         lines.append("  ... and %d more ranges" % (len(ranges) - most))
     for a, b in writable[:most]:

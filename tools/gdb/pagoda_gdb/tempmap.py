@@ -10,13 +10,14 @@ stack when the compiler kept them ("?" otherwise).
 """
 import gdb
 
+from pagoda_pt.model import PAGE_SIZE_4K as PAGE
+
 from . import kernel, target
 from .args import parse
 from .registry import CommandError, PagodaCommand, command, out
 
 ADDR = "0x%016x"
 MASK64 = (1 << 64) - 1
-PAGE = 4096
 
 
 def _u64(value):

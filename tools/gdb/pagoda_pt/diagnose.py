@@ -27,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-from .model import Walk
+from .model import PAGE_SIZE_4K, Walk
 from .roots import KnownRoot, RootTable, root_label
 from .walker import walk as walk_tables
 
@@ -292,7 +292,7 @@ def _vma_text(vma: dict) -> str:
 
 def user_fault_decision(vmas: list, address: int, write: bool, fetch: bool, mapped: bool,
                         perms: Optional[str], stack_limit: Optional[int] = None,
-                        page: int = 4096, killing: bool = False,
+                        page: int = PAGE_SIZE_4K, killing: bool = False,
                         who: str = "the process", sp: Optional[int] = None,
                         answered: int = 0, pc: Optional[int] = None,
                         segments: Optional[list] = None) -> tuple[str, str]:
@@ -465,7 +465,7 @@ def _answered_then_refused(vmas, address, write, fetch, answered, pc, page, refu
             "(decide_fault); the record now says: %s" % (what, where, address & ~(page - 1), times, refusal))
 
 
-def answered_before(events: list, pc: int, address: int, page: int = 4096) -> int:
+def answered_before(events: list, pc: int, address: int, page: int = PAGE_SIZE_4K) -> int:
     """How many times QEMU's exception log (@p events: tools/pagoda_core/faultlog.Event objects,
     in order) shows the fault being answered now, the last exception at @p pc and @p address,
     taken just before it: the same instruction faulting on the same page, in the same root when
@@ -769,7 +769,7 @@ def user_write_protect_faults(events: list, model) -> list:
 
 
 def shared_writable(processes: list, parent_of: dict, write_faults: Optional[list] = None,
-                    page: int = 4096, vmas_of: Optional[dict] = None) -> Optional[str]:
+                    page: int = PAGE_SIZE_4K, vmas_of: Optional[dict] = None) -> Optional[str]:
     """The cause of a death where two processes' roots map one frame as a user page and one of
     them may write it (a write through it reaches the other process's memory), or None.
 
@@ -900,7 +900,7 @@ def _same_region(a: dict, b: dict) -> bool:
 
 
 def record_against_pages(vmas: list, pages: list, who: str = "the process",
-                         page: int = 4096, heap: Optional[tuple] = None,
+                         page: int = PAGE_SIZE_4K, heap: Optional[tuple] = None,
                          limits: Optional[tuple] = None) -> Optional[str]:
     """What a process's record (@p vmas: dicts start, end, read, write, execute, kind, flags) says
     against the user pages its root maps (@p pages: pagoda_pt.frames.UserPage va, writable,
@@ -1109,7 +1109,7 @@ def record_of_another_program(who: str, name: str, sources: list) -> Optional[st
 MAX_GROW_ASKS = 8      # decide_fault calls one look may make (each is a call into the stopped guest)
 
 
-def grows_what_is_not_a_stack(who: str, vmas: list, decide, page: int = 4096,
+def grows_what_is_not_a_stack(who: str, vmas: list, decide, page: int = PAGE_SIZE_4K,
                               asks: int = MAX_GROW_ASKS) -> Optional[str]:
     """A region that is not a grows-down stack which the kernel's fault decision grows, as one
     sentence, or None. @p decide(va) is the kernel's own answer (pagoda::decide_fault on the
@@ -1209,7 +1209,7 @@ def frames_left_after_run(leaked: list, user_frames: dict, table_frames: dict) -
 # ---- a process being made, written through the live root (lab 4) ---------------------------------
 
 def arguments_through_live_root(events: list, fixups: dict, user_privilege: int, stack_top: int,
-                                page: int = 4096) -> Optional[str]:
+                                page: int = PAGE_SIZE_4K) -> Optional[str]:
     """A kernel-mode fault in QEMU's log (@p events) of a user copy (its PC in the fix-up table
     @p fixups) on the argument page at the top of the user stack (@p stack_top) before any event
     from user mode, as one sentence, or None. Before any process has run, the kernel copies into
