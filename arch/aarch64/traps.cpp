@@ -32,6 +32,7 @@
 #include "arch/aarch64/platform.hpp"
 #include "arch_impl/page_table_format.hpp"
 #include "core/panic.hpp"
+#include "lib/facts.hpp"
 #include "arch/aarch64/user_mode.hpp"
 #include "mm/vm.hpp"
 #include "proc/kernel_stack.hpp"
@@ -45,55 +46,74 @@ namespace {
 
 using Format = arch::PageTableFormat;
 
-struct ClassName {
-  u8 ec;
-  const char* name;
+// Each exception class's name (ESR_EL1.EC), as the kernel's reports print them. The tools print the
+// same names: they read this very table from the ELF (PAGODA_FACT_NAMES below, lib/facts.hpp).
+constexpr FactName kClassNames[] = {
+    {0x00, nullptr, "undefined instruction"},
+    {0x01, nullptr, "trapped WFI/WFE"},
+    {0x03, nullptr, "trapped AArch32 MCR/MRC (cp15)"},
+    {0x04, nullptr, "trapped AArch32 MCRR/MRRC (cp15)"},
+    {0x05, nullptr, "trapped AArch32 MCR/MRC (cp14)"},
+    {0x06, nullptr, "trapped AArch32 LDC/STC"},
+    {0x07, nullptr, "trapped SIMD/floating-point access"},
+    {0x0c, nullptr, "trapped AArch32 MRRC (cp14)"},
+    {0x0d, nullptr, "branch target exception"},
+    {0x0e, nullptr, "illegal execution state"},
+    {0x11, nullptr, "AArch32 SVC"},
+    {0x15, nullptr, "SVC (system call)"},
+    {0x16, nullptr, "HVC"},
+    {0x17, nullptr, "SMC"},
+    {0x18, nullptr, "trapped MSR/MRS or system instruction"},
+    {0x19, nullptr, "trapped SVE access"},
+    {0x1c, nullptr, "pointer authentication failure"},
+    {0x20, nullptr, "instruction abort, lower EL"},
+    {0x21, nullptr, "instruction abort, same EL"},
+    {0x22, nullptr, "PC alignment fault"},
+    {0x24, nullptr, "data abort, lower EL"},
+    {0x25, nullptr, "data abort, same EL"},
+    {0x26, nullptr, "SP alignment fault"},
+    {0x28, nullptr, "AArch32 floating-point exception"},
+    {0x2c, nullptr, "floating-point exception"},
+    {0x2f, nullptr, "SError interrupt"},
+    {0x30, nullptr, "breakpoint, lower EL"},
+    {0x31, nullptr, "breakpoint, same EL"},
+    {0x32, nullptr, "software step, lower EL"},
+    {0x33, nullptr, "software step, same EL"},
+    {0x34, nullptr, "watchpoint, lower EL"},
+    {0x35, nullptr, "watchpoint, same EL"},
+    {0x38, nullptr, "AArch32 BKPT"},
+    {0x3c, nullptr, "BRK instruction"},
 };
 
-constexpr ClassName kClassNames[] = {
-    {0x00, "undefined instruction"},
-    {0x01, "trapped WFI/WFE"},
-    {0x03, "trapped AArch32 MCR/MRC (cp15)"},
-    {0x04, "trapped AArch32 MCRR/MRRC (cp15)"},
-    {0x05, "trapped AArch32 MCR/MRC (cp14)"},
-    {0x06, "trapped AArch32 LDC/STC"},
-    {0x07, "trapped SIMD/floating-point access"},
-    {0x0c, "trapped AArch32 MRRC (cp14)"},
-    {0x0d, "branch target exception"},
-    {0x0e, "illegal execution state"},
-    {0x11, "AArch32 SVC"},
-    {0x15, "SVC (system call)"},
-    {0x16, "HVC"},
-    {0x17, "SMC"},
-    {0x18, "trapped MSR/MRS or system instruction"},
-    {0x19, "trapped SVE access"},
-    {0x1c, "pointer authentication failure"},
-    {0x20, "instruction abort, lower EL"},
-    {0x21, "instruction abort, same EL"},
-    {0x22, "PC alignment fault"},
-    {0x24, "data abort, lower EL"},
-    {0x25, "data abort, same EL"},
-    {0x26, "SP alignment fault"},
-    {0x28, "AArch32 floating-point exception"},
-    {0x2c, "floating-point exception"},
-    {0x2f, "SError interrupt"},
-    {0x30, "breakpoint, lower EL"},
-    {0x31, "breakpoint, same EL"},
-    {0x32, "software step, lower EL"},
-    {0x33, "software step, same EL"},
-    {0x34, "watchpoint, lower EL"},
-    {0x35, "watchpoint, same EL"},
-    {0x38, "AArch32 BKPT"},
-    {0x3c, "BRK instruction"},
+// The fault statuses (an abort's ISS bits 5:0) that carry no level (the four that do are decoded in
+// describe_abort), read by the tools the same way.
+constexpr FactName kFaultStatusNames[] = {
+    {0b010000, nullptr, "synchronous external abort"},
+    {0b010001, nullptr, "synchronous tag check fault"},
+    {0b010100, nullptr, "external abort on a table walk at level 0"},
+    {0b010101, nullptr, "external abort on a table walk at level 1"},
+    {0b010110, nullptr, "external abort on a table walk at level 2"},
+    {0b010111, nullptr, "external abort on a table walk at level 3"},
+    {0b011000, nullptr, "synchronous parity or ECC error"},
+    {0b100001, nullptr, "alignment fault"},
+    {0b110000, nullptr, "TLB conflict abort"},
+    {0b110001, nullptr, "unsupported atomic hardware update"},
 };
+
+/// The name of @p key in @p table, or @p otherwise.
+template <usize N> const char* name_in(const FactName (&table)[N], u64 key, const char* otherwise) {
+  for (const FactName& row : table)
+    if (row.key == key) return row.name;
+  return otherwise;
+}
 
 }  // namespace
 
-const char* exception_class_name(u64 ec) {
-  for (const ClassName& c : kClassNames)
-    if (c.ec == ec) return c.name;
-  return "reserved exception class";
-}
+// The tables above, for the tools (fault-why, the fault log, the grader) to print as the kernel does.
+PAGODA_FACT_NAMES(aarch64_exception_classes, kClassNames)
+PAGODA_FACT_NAMES(aarch64_fault_statuses, kFaultStatusNames)
+
+const char* exception_class_name(u64 ec) { return name_in(kClassNames, ec, "reserved exception class"); }
 
 namespace {
 
@@ -104,21 +124,7 @@ constexpr const char* kVectorOriginNames[] = {"current EL on SP_EL0", "current E
                                               "lower EL (AArch32)"};
 
 /// The fault statuses that carry no level (the four that do are decoded in describe_abort).
-const char* fault_status_name(u64 status) {
-  switch (status) {
-    case 0b010000: return "synchronous external abort";
-    case 0b010001: return "synchronous tag check fault";
-    case 0b010100: return "external abort on a table walk at level 0";
-    case 0b010101: return "external abort on a table walk at level 1";
-    case 0b010110: return "external abort on a table walk at level 2";
-    case 0b010111: return "external abort on a table walk at level 3";
-    case 0b011000: return "synchronous parity or ECC error";
-    case 0b100001: return "alignment fault";
-    case 0b110000: return "TLB conflict abort";
-    case 0b110001: return "unsupported atomic hardware update";
-    default: return "reserved fault status";
-  }
-}
+const char* fault_status_name(u64 status) { return name_in(kFaultStatusNames, status, "reserved fault status"); }
 
 /// What an abort's access tried to do, from its syndrome and the level it came from.
 Access abort_access(const TrapFrame& f) {

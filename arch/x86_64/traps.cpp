@@ -21,6 +21,7 @@
 #include "arch/x86_64/gdt.hpp"
 #include "arch/x86_64/user_mode.hpp"
 #include "core/panic.hpp"
+#include "lib/facts.hpp"
 #include "mm/vm.hpp"
 #include "proc/kernel_stack.hpp"
 #include "proc/user_memory.hpp"
@@ -64,29 +65,44 @@ enum Vector : u8 {
   kExceptionCount = 32,
 };
 
-struct ExceptionName {
-  const char* mnemonic;
-  const char* name;
+// Each vector's (mnemonic, name), as the kernel's reports print them. The tools print the same
+// names: they read this very table from the ELF (PAGODA_FACT_NAMES below, lib/facts.hpp). A
+// reserved vector is named by its number alone ("#9"): the tools leave it out and say "vector 9".
+constexpr FactName kExceptionNames[kExceptionCount] = {
+    {kDivide, "#DE", "divide error"},
+    {kDebug, "#DB", "debug"},
+    {kNmi, "NMI", "non-maskable interrupt"},
+    {kBreakpoint, "#BP", "breakpoint"},
+    {kOverflow, "#OF", "overflow"},
+    {kBound, "#BR", "bound range exceeded"},
+    {kInvalidOpcode, "#UD", "invalid opcode"},
+    {kDeviceNotAvailable, "#NM", "device not available"},
+    {kDoubleFault, "#DF", "double fault"},
+    {kCoprocessorOverrun, "#9", "coprocessor segment overrun"},
+    {kInvalidTss, "#TS", "invalid TSS"},
+    {kSegmentNotPresent, "#NP", "segment not present"},
+    {kStackFault, "#SS", "stack-segment fault"},
+    {kGeneralProtection, "#GP", "general protection fault"},
+    {kPageFault, "#PF", "page fault"},
+    {15, "#15", "reserved vector 15"},
+    {kX87, "#MF", "x87 floating-point error"},
+    {kAlignmentCheck, "#AC", "alignment check"},
+    {kMachineCheck, "#MC", "machine check"},
+    {kSimd, "#XM", "SIMD floating-point error"},
+    {kVirtualization, "#VE", "virtualization exception"},
+    {kControlProtection, "#CP", "control protection"},
+    {22, "#22", "reserved vector 22"},
+    {23, "#23", "reserved vector 23"},
+    {24, "#24", "reserved vector 24"},
+    {25, "#25", "reserved vector 25"},
+    {26, "#26", "reserved vector 26"},
+    {27, "#27", "reserved vector 27"},
+    {kHypervisorInjection, "#HV", "hypervisor injection"},
+    {kVmmCommunication, "#VC", "VMM communication"},
+    {kSecurity, "#SX", "security exception"},
+    {31, "#31", "reserved vector 31"},
 };
-
-constexpr ExceptionName kExceptionNames[kExceptionCount] = {
-    {"#DE", "divide error"},          {"#DB", "debug"},
-    {"NMI", "non-maskable interrupt"}, {"#BP", "breakpoint"},
-    {"#OF", "overflow"},              {"#BR", "bound range exceeded"},
-    {"#UD", "invalid opcode"},        {"#NM", "device not available"},
-    {"#DF", "double fault"},          {"#9", "coprocessor segment overrun"},
-    {"#TS", "invalid TSS"},           {"#NP", "segment not present"},
-    {"#SS", "stack-segment fault"},   {"#GP", "general protection fault"},
-    {"#PF", "page fault"},            {"#15", "reserved vector 15"},
-    {"#MF", "x87 floating-point error"}, {"#AC", "alignment check"},
-    {"#MC", "machine check"},         {"#XM", "SIMD floating-point error"},
-    {"#VE", "virtualization exception"}, {"#CP", "control protection"},
-    {"#22", "reserved vector 22"},    {"#23", "reserved vector 23"},
-    {"#24", "reserved vector 24"},    {"#25", "reserved vector 25"},
-    {"#26", "reserved vector 26"},    {"#27", "reserved vector 27"},
-    {"#HV", "hypervisor injection"},  {"#VC", "VMM communication"},
-    {"#SX", "security exception"},    {"#31", "reserved vector 31"},
-};
+static_assert(keyed_by_index(kExceptionNames), "kExceptionNames is indexed by vector: row v must be vector v");
 
 constexpr u64 kSelExternal = 1u << 0, kSelIdt = 1u << 1, kSelLdt = 1u << 2;
 constexpr u32 kSelIndexShift = 3;
@@ -112,7 +128,7 @@ Access page_fault_access(u64 error) {
 
 /// Prints the full report of an exception: what, where, why, and every register.
 void report_exception(const TrapFrame& f) {
-  const ExceptionName& e = kExceptionNames[f.vector];
+  const FactName& e = kExceptionNames[f.vector];
   println("TRAP: {} {} (vector {}) in {} mode, CPL {}", e.mnemonic, e.name, f.vector,
           f.cpl() == 0 ? "kernel" : "user", f.cpl());
   print("  error {:#x}", f.error);
@@ -190,7 +206,7 @@ bool report_unmapped_stack(const TrapFrame& f) {
 /// @p f as the report of a fault taken while another was being reported names it (CR2 and CR3
 /// as they are now, when the trap is taken).
 vm::TrapSite trap_site(const TrapFrame& f) {
-  const ExceptionName& e = kExceptionNames[f.vector];
+  const FactName& e = kExceptionNames[f.vector];
   return {e.mnemonic, e.name, "RIP", f.rip, "CR2", read_cr2(), "CR3", read_cr3(), f.cpl() != 0, f.vector == kPageFault};
 }
 
@@ -231,6 +247,9 @@ bool in_syscall_entry(u64 rip) {
 }
 
 }  // namespace
+
+// The exception names, for the tools (fault-why, the fault log, the grader) to print as the kernel does.
+PAGODA_FACT_NAMES(x86_exceptions, kExceptionNames)
 
 /// Writes the meaning of a page-fault error code, in this exact shape (the grader and every
 /// later lab's fault report rely on it):
@@ -342,7 +361,7 @@ extern "C" void x86_trap(pagoda::x86::TrapFrame* frame) {
       const Reporting reporting(*frame);
       report_exception(*frame);
     }
-    const ExceptionName& e = kExceptionNames[frame->vector];
+    const pagoda::FactName& e = kExceptionNames[frame->vector];
     user_exception(*frame, e.mnemonic, e.name, page_fault_access(frame->error));
   }
   if (frame->vector < kExceptionCount) {

@@ -47,6 +47,27 @@ def aarch64_kernel():
     return paths.kernel_elf("aarch64")
 
 
+def _kernel_names(kernel, arch):
+    from pagoda_core import kernelinfo
+    from pagoda_pt.isa import isa
+    from pagoda_pt.kernelnames import KernelNames
+    return KernelNames.read(isa(arch), kernelinfo.elf(kernel).names)
+
+
+@pytest.fixture(scope="session")
+def x86_names():
+    """The x86_64 reference kernel's tables of names (pagoda_pt.kernelnames), read from its ELF: what
+    a synthetic QEMU log is described with, as the grader describes a boot's."""
+    _locked_build(["kernel"], "x86_64")
+    return _kernel_names(paths.kernel_elf("x86_64"), "x86_64")
+
+
+@pytest.fixture(scope="session")
+def aarch64_names(aarch64_kernel):
+    """The AArch64 reference kernel's tables of names, read from its ELF."""
+    return _kernel_names(aarch64_kernel, "aarch64")
+
+
 def _fixture_kernels(arch):
     """Builds every fixture kernel of @p arch; returns name -> ELF path."""
     _locked_build(["kernel", "grader-fixtures"], arch)

@@ -3,11 +3,13 @@ after. Each case is a synthetic QEMU log against the reference kernel ELF (its l
 symbols), as the grader reads a real one."""
 import pytest
 
-from pagoda_core import faultlog
+from pagoda_core import faultlog, kernelinfo
 from pagoda_core.symbolize import Symbolizer
 from pagoda_grade import causes
 from pagoda_grade.harness import GradeFailure, Run
 from pagoda_grade.symbols import address_of, fact
+from pagoda_pt.isa import isa
+from pagoda_pt.kernelnames import KernelNames
 
 KERNEL_CR3 = 0x245000
 
@@ -22,7 +24,8 @@ def pf(index, rip, cr2, error, cpl=0, rsp=0xFFFF_FFFF_8022_3F00, cr3=KERNEL_CR3)
 
 def run_of(kernel, log_text, lines=("PANIC: something",), exit_code=35, tmp_path=None, **more):
     return Run(token="00", cmdline="", memory="128M", lines=list(lines), exit_code=exit_code, elapsed=1.0,
-               directory=str(tmp_path), log=faultlog.parse(log_text, "x86_64"), symbolizer=Symbolizer(kernel),
+               directory=str(tmp_path), symbolizer=Symbolizer(kernel),
+               log=faultlog.parse(log_text, "x86_64", KernelNames.read(isa("x86_64"), kernelinfo.elf(kernel).names)),
                arch="x86_64", **more)
 
 

@@ -87,8 +87,8 @@ Taking exception 1 [Undefined Instruction] on CPU 0
 """
 
 
-def test_triple_fault_chain_is_summarised():
-    log = faultlog.parse(TRIPLE)
+def test_triple_fault_chain_is_summarised(x86_names):
+    log = faultlog.parse(TRIPLE, "x86_64", x86_names)
     assert log.triple_fault
     assert [f.vector for f in log.faults] == [6, 13, 8]
     s = log.summary()
@@ -97,14 +97,14 @@ def test_triple_fault_chain_is_summarised():
     assert "triple fault" in s
 
 
-def test_summary_names_the_rip_with_the_symbolizer():
-    s = faultlog.parse(TRIPLE).summary(lambda a: "pagoda::arch::force_triple_fault" if a == 0x105a4a else None)
+def test_summary_names_the_rip_with_the_symbolizer(x86_names):
+    s = faultlog.parse(TRIPLE, "x86_64", x86_names).summary(lambda a: "pagoda::arch::force_triple_fault" if a == 0x105a4a else None)
     assert s.startswith("first fault: #UD invalid opcode (vector 6) at RIP 0x105a4a "
                         "<pagoda::arch::force_triple_fault>, CPL 0")
 
 
-def test_page_fault_is_decoded_and_interrupts_are_not_faults():
-    log = faultlog.parse(PAGE_FAULT_AFTER_TIMER)
+def test_page_fault_is_decoded_and_interrupts_are_not_faults(x86_names):
+    log = faultlog.parse(PAGE_FAULT_AFTER_TIMER, "x86_64", x86_names)
     assert log.interrupts == 2 and not log.triple_fault
     assert len(log.faults) == 1
     assert log.summary() == ("first fault: #PF page fault (vector 14) at RIP 0x400010, CPL 3, "
@@ -138,8 +138,8 @@ def test_clean_log_has_no_summary():
     assert faultlog.parse("CPU Reset (CPU 0)\nRAX=0\n").summary() == ""
 
 
-def test_aarch64_log():
-    log = faultlog.parse(AARCH64, "aarch64")
+def test_aarch64_log(aarch64_names):
+    log = faultlog.parse(AARCH64, "aarch64", aarch64_names)
     kinds = [(e.kind, e.mnemonic) for e in log.events]
     assert kinds == [("exception", "DABT"), ("software", "SVC"), ("software", "BRK"), ("interrupt", "IRQ"),
                      ("interrupt", "IRQ"), ("exception", "UNDEF")]
@@ -156,12 +156,12 @@ def test_aarch64_log():
 AARCH64_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "aarch64")
 
 
-def aarch64_log(name):
-    return faultlog.parse_file(os.path.join(AARCH64_DATA, name + ".log"), "aarch64")
+def aarch64_log(name, names=faultlog.NO_NAMES):
+    return faultlog.parse_file(os.path.join(AARCH64_DATA, name + ".log"), "aarch64", names)
 
 
-def test_aarch64_write_to_an_unmapped_page_in_the_kernels_words():
-    log = aarch64_log("data_abort")  # test=pf: a write far below any mapping, then the semihosting exit
+def test_aarch64_write_to_an_unmapped_page_in_the_kernels_words(aarch64_names):
+    log = aarch64_log("data_abort", aarch64_names)  # test=pf: a write far below any mapping, then the semihosting exit
     assert [(e.kind, e.mnemonic) for e in log.events] == [("exception", "DABT"), ("software", "SEMIHOST")]
     abort = log.faults[0]
     assert (abort.vector, abort.error, abort.address, abort.privilege) == (4, 0x96000044, 0x5000083BD000, 1)
@@ -220,10 +220,10 @@ def test_storm_of_identical_faults_is_diagnosed():
     assert faultlog.parse("".join(line.format(i=i) for i in range(10))).storm() is None
 
 
-def test_watcher_reads_a_log_in_pieces_and_stops_a_storm():
+def test_watcher_reads_a_log_in_pieces_and_stops_a_storm(x86_names):
     line = ("     0: v=0e e=0002 i=0 cpl=0 IP=0008:ffffffff8010bcb1 pc=ffffffff8010bcb1 "
             "SP=0010:ffffffff8011c7f0 CR2=00005000c7220000\nRAX=0\n").encode()
-    watcher = faultlog.Watcher("x86_64")
+    watcher = faultlog.Watcher("x86_64", names=x86_names)
     data = line * (faultlog.STORM_THRESHOLD + 5)
     for i in range(0, len(data), 37):      # lines split between reads
         watcher.feed(data[i:i + 37])

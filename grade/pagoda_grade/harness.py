@@ -12,6 +12,7 @@ A boot ends in one of these ways, each reported as what it is:
   passed (timeout), or the grader stopped it: an exception storm in QEMU's log, a log past
   MAX_LOG_BYTES, console output past MAX_SERIAL_BYTES, or one console line past MAX_LINE_BYTES.
 """
+import functools
 import os
 import re
 import select
@@ -24,6 +25,8 @@ from dataclasses import dataclass, field
 from pagoda_core import faultlog, kernelinfo, qemu, speed
 from pagoda_core.ui import PagodaError
 from pagoda_core.symbolize import Symbolizer
+from pagoda_pt.isa import isa
+from pagoda_pt.kernelnames import NO_NAMES, KernelNames
 
 from .outcomes import (CHECKED, ENDED, LOG_LIMIT, OUTPUT_LIMIT, STORM, TIMEOUT, BootEnded, GradeFailure, findings,
                        never_reached_reason, panic_line, shown, watch_note)
@@ -266,7 +269,7 @@ class Session:
     pump() is the one place the grader waits: it reads the console, watches the log and enforces
     every bound; the gdbstub client calls it while it waits for the guest."""
 
-    def __init__(self, proc, qemu_log, budget, arch):
+    def __init__(self, proc, qemu_log, budget, arch, names=NO_NAMES):
         self.proc = proc
         self.fd = proc.stdout.fileno()
         self.qemu_log = qemu_log
@@ -276,7 +279,7 @@ class Session:
         self.ended = False
         self.stop_kind = None
         self.stop_reason = ""
-        self.watcher = faultlog.Watcher(arch, max_bytes=MAX_LOG_BYTES)
+        self.watcher = faultlog.Watcher(arch, max_bytes=MAX_LOG_BYTES, names=names)
         self._log_offset = 0
         self._last_poll = 0.0
         self._line_start = 0
@@ -386,6 +389,12 @@ def _at_inspect_ready(inspect):
 class Booter:
     """Boots one kernel ELF; a test's `boot` fixture is one of these."""
 
+    @functools.cached_property
+    def kernel_names(self):
+        """The kernel's tables of names (pagoda_pt.kernelnames), read from its ELF: QEMU's log is
+        described in the kernel's words."""
+        return KernelNames.read(isa(self.arch), kernelinfo.elf(self.kernel).names)
+
     def __init__(self, kernel, arch, directory, timeout, programs=False):
         self.kernel = kernel
         self.arch = arch
@@ -466,7 +475,7 @@ class Booter:
                           pass_fds=pass_fds)
         if theirs is not None:
             theirs.close()
-        session = Session(proc, qemu_log, self.budget, self.arch)
+        session = Session(proc, qemu_log, self.budget, self.arch, self.kernel_names)
         session.symbolize = lambda a: name_code(self.symbolizer, a)
         witness_result, witness_error, witness_failure = None, None, ""
         try:
@@ -494,7 +503,7 @@ class Booter:
         faultlog.cut_file(qemu_log, LOG_KEEP_HEAD, LOG_KEEP_TAIL)
         run = Run(token=token, cmdline=cmdline, memory=memory, lines=text.splitlines(),
                   exit_code=None if session.stop_kind else proc.returncode, elapsed=elapsed,
-                  directory=directory, log=faultlog.parse_file(qemu_log, self.arch),
+                  directory=directory, log=faultlog.parse_file(qemu_log, self.arch, self.kernel_names),
                   symbolizer=self.symbolizer, arch=self.arch, args=dict(args or {}),
                   stop_kind=session.stop_kind, stop_reason=session.stop_reason, witness=witness_result,
                   witness_failure=witness_failure, watch_problems=self.watch_problems)

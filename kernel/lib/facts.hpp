@@ -8,6 +8,12 @@
 /// grade/pagoda_grade/symbols.py: `fact(kernel, "window_base")`). Nothing is allocated or run:
 /// the function that carries the directive lives in section .pagoda_facts, which the linker
 /// script discards (the absolute symbols stay).
+///
+/// A table of names the tools print as the kernel does (the x86 exception names, the AArch64
+/// exception classes) is exported with PAGODA_FACT_NAMES instead: the kernel's own table, of
+/// FactName rows, stays where the kernel uses it, and the object `pagoda_names_<name>` (a
+/// FactNames: where the rows are and how many) tells the tools where to read it in the ELF
+/// (tools/pagoda_core/elffile.py: `fact_names(kernel, "x86_exceptions")`).
 #pragma once
 
 #include "lib/types.hpp"
@@ -19,3 +25,36 @@
     asm volatile(".globl pagoda_fact_" #name "\n.set pagoda_fact_" #name ", %c0" ::"i"(           \
         static_cast<::pagoda::u64>(value)));                                                    \
   }
+
+namespace pagoda {
+
+/// One row of a table of names the kernel prints and exports (PAGODA_FACT_NAMES): a number (an
+/// exception vector, an exception class), its short name (nullptr when it has none) and its name.
+/// The layout is read by the tools (three 64-bit words): change it only together with
+/// tools/pagoda_core/elffile.py.
+struct FactName {
+  u64 key;
+  const char* mnemonic;
+  const char* name;
+};
+
+/// What `pagoda_names_<name>` holds: the rows of the table and how many there are.
+struct FactNames {
+  const FactName* rows;
+  u64 count;
+};
+
+/// True when row i of @p table has key i (a table indexed by its key, like the x86 vectors).
+template <usize N> consteval bool keyed_by_index(const FactName (&table)[N]) {
+  for (usize i = 0; i < N; ++i)
+    if (table[i].key != i) return false;
+  return true;
+}
+
+}  // namespace pagoda
+
+/// Exports the FactName array @p table (the kernel's own) as the object `pagoda_names_<name>`.
+/// Use at namespace scope (outside an anonymous namespace), once per name, after the table.
+#define PAGODA_FACT_NAMES(name, table)                                                          \
+  extern "C" [[gnu::used]] constinit const ::pagoda::FactNames pagoda_names_##name{            \
+      (table), sizeof(table) / sizeof((table)[0])};

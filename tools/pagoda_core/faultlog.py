@@ -30,8 +30,13 @@ The number is QEMU's EXCP_* code, not an architectural vector. An IRQ does not s
 interrupt it was, so a software-generated interrupt (GIC SGI) cannot be told from the timer by
 the log alone.
 
-This file imports only the standard library and pagoda_pt (the ISA objects of pagoda_pt/isa.py
-and x86_facts.py): the GDB helpers load it by path, with tools/gdb on their path.
+The names an event is described with are the kernel's (the x86 exception names, the AArch64
+exception classes and fault statuses), read from its ELF by the caller (pagoda_core/elffile.py,
+pagoda_pt/kernelnames.py) and handed to parse(), parse_file() and Watcher as `names`; without them
+(a log read with no kernel) vectors and classes are named by number.
+
+This file imports only the standard library and pagoda_pt (the ISA objects of pagoda_pt/isa.py,
+x86_facts.py and kernelnames.py): the GDB helpers load it by path, with tools/gdb on their path.
 """
 import os
 import re
@@ -39,6 +44,7 @@ from dataclasses import dataclass, field
 
 from pagoda_pt import x86_facts as _X86
 from pagoda_pt.isa import isa
+from pagoda_pt.kernelnames import NO_NAMES
 
 EXCEPTION = "exception"     # raised by the CPU: a fault, trap or abort
 INTERRUPT = "interrupt"     # a hardware interrupt (timer, device)
@@ -71,6 +77,7 @@ class Event:
     root     the page-table root in use (CR3 from the dump); None when the log does not say
     handler  AArch64: where the CPU went to handle it (the vector's address); None on x86_64
     registers  every NAME=value the log's register dump gave (x86_64), upper-case names
+    names    the kernel's names (pagoda_pt.kernelnames.KernelNames) the event is described with
     """
     arch: str
     kind: str
@@ -86,6 +93,7 @@ class Event:
     handler: int | None = None
     registers: dict = field(default_factory=dict, repr=False)
     index: int = 0
+    names: object = field(default=NO_NAMES, repr=False, compare=False)
 
     # Names the x86-minded callers (and older code) use.
     @property
@@ -141,7 +149,6 @@ def _where(event, symbolize):
 
 # ---- x86_64 ------------------------------------------------------------------------------------
 
-X86_EXCEPTIONS = _X86.EXCEPTIONS
 FIRST_IRQ_VECTOR = _X86.FIRST_INTERRUPT
 PAGE_FAULT = _X86.PAGE_FAULT
 # Vectors that push an error code (others log e=0000, which means nothing).
@@ -217,8 +224,10 @@ class LogParser:
     arch = ""
     describe = staticmethod(_describe_generic)
 
-    def __init__(self, keep_registers=True):
+    def __init__(self, keep_registers=True, names=NO_NAMES):
         self.events = []
+        # The kernel's names (pagoda_pt.kernelnames.KernelNames) each event is described with.
+        self.names = names
         self.triple_fault = False
         self.resets = 0
         # A reader that only watches (Watcher: storms, a test's live look) keeps each event's root
@@ -227,6 +236,7 @@ class LogParser:
 
     def _add(self, event):
         event.index = len(self.events)
+        event.names = self.names
         self.events.append(event)
         return event
 
@@ -241,14 +251,14 @@ class X86Parser(LogParser):
     arch = "x86_64"
     describe = staticmethod(_describe_x86)
 
-    def __init__(self):
-        super().__init__()
+    def __init__(self, names=NO_NAMES):
+        super().__init__(names=names)
         self._open = None   # the event whose register dump is being read
 
     def feed(self, line):
         m = _X86_INT_LINE.match(line)
         if m:
-            self._open = self._add(self._event(m))
+            self._open = self._add(self._event(m, self.names))
             return
         if self._open is not None and _X86_DUMP_LINE.match(line):
             if not self.keep_registers:
@@ -271,7 +281,7 @@ class X86Parser(LogParser):
             self._open = None
 
     @staticmethod
-    def _event(m):
+    def _event(m, names):
         vector = _hex(m["v"])
         if m["i"] == "1":
             kind = SOFTWARE
@@ -279,7 +289,8 @@ class X86Parser(LogParser):
             kind = INTERRUPT
         else:
             kind = EXCEPTION
-        mnemonic, name = X86_EXCEPTIONS.get(vector, (f"#{vector}", "reserved exception"))
+        mnemonic, name = names.exception(vector) or (f"#{vector}", "reserved exception" if names.exceptions
+                                                     else "exception")
         if kind != EXCEPTION:
             mnemonic, name = (f"INT {vector:#x}", "software interrupt") if kind == SOFTWARE else \
                 (f"IRQ {vector}", "hardware interrupt")
@@ -303,30 +314,12 @@ AARCH64_EXCEPTIONS = {
     15: ("VFIQ", "Virtual FIQ", INTERRUPT), 16: ("SEMIHOST", "Semihosting call", SOFTWARE),
     24: ("VSERR", "Virtual SERR", INTERRUPT), 25: ("GPC", "Granule Protection Check", EXCEPTION),
 }
-# Exception classes (ESR bits 31:26), with the kernel's names (arch/aarch64/traps.cpp).
-AARCH64_EC = {
-    0x00: "undefined instruction", 0x01: "trapped WFI/WFE", 0x07: "trapped SIMD/floating-point access",
-    0x0d: "branch target exception", 0x0e: "illegal execution state", 0x15: "SVC (system call)",
-    0x16: "HVC", 0x17: "SMC", 0x18: "trapped MSR/MRS or system instruction", 0x19: "trapped SVE access",
-    0x1c: "pointer authentication failure", 0x20: "instruction abort, lower EL",
-    0x21: "instruction abort, same EL", 0x22: "PC alignment fault", 0x24: "data abort, lower EL",
-    0x25: "data abort, same EL", 0x26: "SP alignment fault", 0x2c: "floating-point exception",
-    0x2f: "SError interrupt", 0x30: "breakpoint, lower EL", 0x31: "breakpoint, same EL",
-    0x32: "software step, lower EL", 0x33: "software step, same EL", 0x34: "watchpoint, lower EL",
-    0x35: "watchpoint, same EL", 0x3c: "BRK instruction",
-}
-A64_CLASSES = AARCH64_EC
+# (Exception classes, ESR bits 31:26, are named by the kernel's table: KernelNames.classes.)
 A64_ABORTS = (0x20, 0x21, 0x24, 0x25)
 A64_DATA_ABORTS = (0x24, 0x25)
 ISS_WNR, ISS_S1PTW, ISS_CM, ISS_EA, ISS_FNV = 1 << 6, 1 << 7, 1 << 8, 1 << 9, 1 << 10
 A64_LEVELLED_FAULTS = ("address size fault", "translation fault", "access flag fault", "permission fault")
-A64_OTHER_FAULTS = {
-    0b010000: "synchronous external abort", 0b010001: "synchronous tag check fault",
-    0b010100: "external abort on a table walk at level 0", 0b010101: "external abort on a table walk at level 1",
-    0b010110: "external abort on a table walk at level 2", 0b010111: "external abort on a table walk at level 3",
-    0b011000: "synchronous parity or ECC error", 0b100001: "alignment fault", 0b110000: "TLB conflict abort",
-    0b110001: "unsupported atomic hardware update",
-}
+# (The other fault statuses are named by the kernel's table: KernelNames.fault_statuses.)
 # The bits of an abort's ESR that say what kind of fault it was, whatever the level it was found
 # at: the class, WnR and the fault status type (bits 5:2; bits 1:0 are the level).
 ESR_FAULT_KIND_MASK = (0x3F << 26) | ISS_WNR | 0x3C
@@ -340,14 +333,15 @@ def esr_class(esr):
     return (esr >> 26) & 0x3F
 
 
-def describe_abort(esr):
+def describe_abort(esr, names=NO_NAMES):
     """An abort's syndrome in the kernel's own wording (describe_abort in
-    arch/aarch64/traps.cpp), so reports and summaries agree: 'translation fault at level 0, write'."""
+    arch/aarch64/traps.cpp), so reports and summaries agree: 'translation fault at level 0, write'.
+    @p names: the kernel's (KernelNames), for the fault statuses that carry no level."""
     status = esr & A64_FSC_MASK
     if status >> 2 < len(A64_LEVELLED_FAULTS):
         words = [f"{A64_LEVELLED_FAULTS[status >> 2]} at level {status & 3}"]
     else:
-        words = [A64_OTHER_FAULTS.get(status, "reserved fault status")]
+        words = [names.fault_status(status, "reserved fault status")]
     data = esr_class(esr) in A64_DATA_ABORTS
     words.append("instruction fetch" if not data else "write" if esr & ISS_WNR else "read")
     if data and esr & ISS_CM:
@@ -361,9 +355,9 @@ def describe_abort(esr):
     return ", ".join(words)
 
 
-def describe_abort_status(esr):
+def describe_abort_status(esr, names=NO_NAMES):
     """The fault status code (ISS.DFSC/IFSC) of an abort syndrome, in words."""
-    return describe_abort(esr).split(", ")[0]
+    return describe_abort(esr, names).split(", ")[0]
 
 
 def _describe_aarch64(event, symbolize):
@@ -373,9 +367,9 @@ def _describe_aarch64(event, symbolize):
         text += f", FAR {event.address:#x} ({'TTBR1' if event.address >> 55 & 1 else 'TTBR0'} range)"
     if event.error is not None and event.kind != INTERRUPT:
         ec = esr_class(event.error)
-        text += f", ESR {event.error:#x} (EC {ec:#04x} {AARCH64_EC.get(ec, 'other')}"
+        text += f", ESR {event.error:#x} (EC {ec:#04x} {event.names.class_name(ec, 'other')}"
         if ec in A64_ABORTS:
-            text += f"; {describe_abort(event.error)}"
+            text += f"; {describe_abort(event.error, event.names)}"
         text += ")"
     return text
 
@@ -458,8 +452,8 @@ class AArch64Parser(LogParser):
     arch = "aarch64"
     describe = staticmethod(_describe_aarch64)
 
-    def __init__(self):
-        super().__init__()
+    def __init__(self, names=NO_NAMES):
+        super().__init__(names=names)
         self._open = None
 
     def feed(self, line):
@@ -596,18 +590,19 @@ def parser_class(arch):
     return _PARSERS[model.log_parser] if model else LogParser
 
 
-def parser_for(arch):
+def parser_for(arch, names=NO_NAMES):
     model = _model(arch)
     if model is None:
         known = ", ".join(c.arch for c in _PARSERS.values())
         raise ValueError(f"no exception-log parser for {arch!r} (known: {known})")
-    return _PARSERS[model.log_parser]()
+    return _PARSERS[model.log_parser](names=names)
 
 
-def parse(text, arch="x86_64"):
+def parse(text, arch="x86_64", names=NO_NAMES):
     """Parses the whole text of a `-d int,cpu_reset` log. A last line without its newline is
-    left out: QEMU was killed while writing it, and half a CR2 is a wrong CR2."""
-    parser = parser_for(arch)
+    left out: QEMU was killed while writing it, and half a CR2 is a wrong CR2. @p names: the
+    kernel's (pagoda_pt.kernelnames.KernelNames, read from the ELF that was booted)."""
+    parser = parser_for(arch, names)
     lines = text.splitlines()
     if lines and not text.endswith("\n"):
         lines.pop()
@@ -622,10 +617,10 @@ def parse(text, arch="x86_64"):
                         resets=parser.resets, cut=cut)
 
 
-def parse_file(path, arch="x86_64"):
+def parse_file(path, arch="x86_64", names=NO_NAMES):
     try:
         with open(path, errors="replace") as f:
-            return parse(f.read(), arch)
+            return parse(f.read(), arch, names)
     except FileNotFoundError:
         return ExceptionLog(arch=arch, events=[])
 
@@ -670,8 +665,8 @@ class Watcher:
     calls); verdict is None while all is well, else a sentence: an exception storm (more than
     storm_threshold identical exceptions) or a log larger than max_bytes."""
 
-    def __init__(self, arch="x86_64", storm_threshold=STORM_THRESHOLD, max_bytes=None):
-        self.parser = parser_for(arch)
+    def __init__(self, arch="x86_64", storm_threshold=STORM_THRESHOLD, max_bytes=None, names=NO_NAMES):
+        self.parser = parser_for(arch, names)
         self.parser.keep_registers = False
         self.arch = arch
         self.storm_threshold = storm_threshold

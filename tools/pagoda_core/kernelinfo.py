@@ -3,11 +3,9 @@
 Read straight from the file (ELF64, little-endian: both architectures Pagoda targets), so that
 `./pagoda run --test nosuch` and `./pagoda run -m 1M` are refused before QEMU starts.
 """
-import functools
 import struct
-from dataclasses import dataclass
 
-from . import qemu
+from . import elffile, qemu
 from .ui import PagodaError
 
 from pagoda_pt.model import PAGE_SIZE_4K
@@ -19,103 +17,15 @@ PAGE = PAGE_SIZE_4K
 MiB = 1 << 20
 
 
-@dataclass(frozen=True)
-class Section:
-    name: str
-    addr: int
-    offset: int
-    size: int
-    nobits: bool
-
-
-@dataclass(frozen=True)
-class Segment:
-    vaddr: int
-    paddr: int
-    filesz: int
-    memsz: int
-
-
-class Elf:
-    """The sections and loadable segments of one ELF64 little-endian file."""
-
-    def __init__(self, path):
-        self.path = path
-        try:
-            with open(path, "rb") as f:
-                self.data = f.read()
-        except OSError as e:
-            raise PagodaError(f"{path}: {e.strerror}")
-        if self.data[:4] != b"\x7fELF" or self.data[4] != 2 or self.data[5] != 1:
-            raise PagodaError(f"{path} is not a little-endian ELF64 file")
-        phoff, shoff = struct.unpack_from("<QQ", self.data, 0x20)
-        phentsize, phnum, shentsize, shnum, shstrndx = struct.unpack_from("<HHHHH", self.data, 0x36)
-        self.segments = []
-        for i in range(phnum):
-            p_type, _, _, vaddr, paddr, filesz, memsz, _ = struct.unpack_from("<IIQQQQQQ", self.data,
-                                                                            phoff + i * phentsize)
-            if p_type == 1:  # PT_LOAD
-                self.segments.append(Segment(vaddr, paddr, filesz, memsz))
-        raw = [struct.unpack_from("<IIQQQQIIQQ", self.data, shoff + i * shentsize) for i in range(shnum)]
-        names = raw[shstrndx][4] if shnum else 0
-        self.sections = [Section(self._cstring(names + r[0]), r[3], r[4], r[5], r[1] == 8) for r in raw]
-
-    def _cstring(self, offset):
-        end = self.data.index(b"\0", offset)
-        return self.data[offset:end].decode(errors="replace")
-
-    def section(self, name):
-        return next((s for s in self.sections if s.name == name), None)
-
-    def string_at(self, va):
-        """The NUL-terminated string the kernel sees at virtual address @p va."""
-        for s in self.sections:
-            if not s.nobits and s.addr and s.addr <= va < s.addr + s.size:
-                return self._cstring(s.offset + va - s.addr)
-        raise PagodaError(f"{self.path}: address {va:#x} is in no section with contents")
-
-    def words_at(self, va, count):
-        """@p count little-endian 32-bit words (AArch64 instructions) at virtual address @p va, or
-        None when they are not all in one section with contents."""
-        for s in self.sections:
-            if not s.nobits and s.addr and s.addr <= va and va + 4 * count <= s.addr + s.size:
-                return list(struct.unpack_from(f"<{count}I", self.data, s.offset + va - s.addr))
-        return None
-
-    @functools.cached_property
-    def symbols(self):
-        """{name: value} of the symbol table (.symtab; empty when stripped)."""
-        table, strings = self.section(".symtab"), self.section(".strtab")
-        found = {}
-        if table is None or strings is None:
-            return found
-        for offset in range(table.offset, table.offset + table.size, 24):  # Elf64_Sym
-            name, _, _, _, value, _ = struct.unpack_from("<IBBHQQ", self.data, offset)
-            if name:
-                found[self._cstring(strings.offset + name)] = value
-        return found
-
-    def load_end(self, ram_base=0):
-        """The first byte after the loaded image, as an offset from @p ram_base."""
-        if not self.segments:
-            raise PagodaError(f"{self.path} has no loadable segment")
-        return max(s.paddr + s.memsz for s in self.segments) - ram_base
-
-    def load_start(self, ram_base=0):
-        """The first byte of the loaded image, as an offset from @p ram_base."""
-        if not self.segments:
-            raise PagodaError(f"{self.path} has no loadable segment")
-        return min(s.paddr for s in self.segments) - ram_base
-
-
-@functools.lru_cache(maxsize=8)
-def _elf(path, mtime):
-    return Elf(path)
+class Elf(elffile.Elf):
+    """The sections, segments and symbols of one kernel ELF (pagoda_core/elffile.py), refusing
+    what is wrong with it as the CLI does (PagodaError)."""
+    Error = PagodaError
 
 
 def elf(path):
-    import os
-    return _elf(path, os.stat(path).st_mtime_ns)
+    """The Elf of @p path, read once while the file is unchanged."""
+    return elffile.elf(path, Elf)
 
 
 def selftests(kernel):

@@ -16,7 +16,6 @@ The output always ends with a verdict line, "nothing is wrong that I can see" in
 """
 
 import importlib
-import importlib.util
 import os
 import re
 
@@ -144,20 +143,16 @@ def _syscall_name(number):
 
 
 def _faultlog():
-    """tools/pagoda_core/faultlog.py, loaded by path: putting tools/ on sys.path would let tools/gdb
-    shadow GDB's own `gdb` module."""
-    tools = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    source = os.path.join(tools, "pagoda_core", "faultlog.py")
-    spec = importlib.util.spec_from_file_location("pagoda_faultlog", source)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """tools/pagoda_core/faultlog.py (loaded by path: kernel.core_module)."""
+    from . import kernel
+    return kernel.core_module("faultlog")
 
 
 def read_log_story(path):
     """The LogStory of QEMU's -d int log at @p path, from every event it logged (exceptions,
     interrupts, system calls); its first and last 4 MiB when it is larger than 8 MiB: then counts
     are lower bounds."""
+    from . import kernel
     faultlog = _faultlog()
     size = os.path.getsize(path)
     with open(path, "rb") as f:
@@ -171,7 +166,7 @@ def read_log_story(path):
             texts = [head[:head.rfind(b"\n") + 1], tail[tail.find(b"\n") + 1:]]
     faults, triple = [], False
     for text in texts:
-        parsed = faultlog.parse(text.decode(errors="replace"))
+        parsed = faultlog.parse(text.decode(errors="replace"), "x86_64", kernel.names("x86_64"))
         # Every event, not only the exceptions: a system call between two alike faults is the
         # program going on, so they are no loop (LogStory.loop).
         faults.extend(parsed.events)
@@ -623,7 +618,8 @@ def _log_events(arch):
         text = f.read()
     if size > LOG_READ_END:
         text = text[text.find(b"\n") + 1:]
-    return _faultlog().parse(text.decode(errors="replace"), arch).events
+    from . import kernel
+    return _faultlog().parse(text.decode(errors="replace"), arch, kernel.names(arch)).events
 
 
 def _log_write_faults(arch):

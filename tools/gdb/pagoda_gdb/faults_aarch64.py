@@ -76,7 +76,7 @@ def abort_verdict(esr, walk, spsr, faultlog, far=None, sctlr=None):
         return ["an address size fault: a table or output address does not fit the physical "
                 "address size (TCR_EL1.IPS), or bits above it are set"]
     if kind != 3:
-        return [faultlog.describe_abort(esr)]
+        return [faultlog.describe_abort(esr, kernel.names("aarch64"))]
     if not walk.mapped:
         return ["a permission fault, but the walk now stops (" + walk.stop_reason +
                 "): the tables changed since the fault"]
@@ -132,6 +132,7 @@ def user_verdicts(esr, walk, sentences):
 def _from_trap_frame(paging, faultlog, level, addr, fault):
     tf = read_trap_frame(addr)
     esr, spsr = tf["esr"], tf["spsr"]
+    names = kernel.names("aarch64")    # the kernel's names of the classes and fault statuses
     from_el = spsr >> 2 & 3
     mode = "user" if from_el == 0 else "kernel"
     yield "trap frame at %s (%s, frame #%d)" % (ADDR % addr, TRAP_FUNCTION, level)
@@ -139,7 +140,7 @@ def _from_trap_frame(paging, faultlog, level, addr, fault):
         yield "  exception  %s in %s mode (EL%d)" % (VECTOR_TYPES[tf["kind"] & 3], mode, from_el)
     else:
         ec = faultlog.esr_class(esr)
-        yield "  exception  %s (EC %#04x) in %s mode (EL%d)" % (faultlog.A64_CLASSES.get(ec, "class %#x" % ec), ec,
+        yield "  exception  %s (EC %#04x) in %s mode (EL%d)" % (names.class_name(ec, "class %#x" % ec), ec,
                                                                mode, from_el)
     who = process_label(paging) if from_el == 0 else None
     if who:
@@ -160,11 +161,11 @@ def _from_trap_frame(paging, faultlog, level, addr, fault):
             yield "verdict: " + min(findings)[1]
             return
         yield "verdict: not an abort: the report before the panic names it (%s)" % (
-            VECTOR_TYPES[tf["kind"] & 3] if tf["kind"] & 3 else faultlog.A64_CLASSES.get(faultlog.esr_class(esr), "?"))
+            VECTOR_TYPES[tf["kind"] & 3] if tf["kind"] & 3 else names.class_name(faultlog.esr_class(esr), "?"))
         return
-    yield "  ESR        %#010x: %s" % (esr, faultlog.describe_abort(esr))
+    yield "  ESR        %#010x: %s" % (esr, faultlog.describe_abort(esr, names))
     if esr & ISS_FNV:
-        yield "verdict: FAR is not valid for this abort: nothing to walk (%s)" % faultlog.describe_abort(esr)
+        yield "verdict: FAR is not valid for this abort: nothing to walk (%s)" % faultlog.describe_abort(esr, names)
         return
     far = tf["far"]
     ttbr = "TTBR1_EL1" if far >> 55 & 1 else "TTBR0_EL1"
@@ -252,8 +253,9 @@ def _without_trap_frame(paging, faultlog):
     yield "  PC         %s%s" % (ADDR % pc, "  " + symbol if symbol else "")
     if regs["esr"] is not None:
         ec = faultlog.esr_class(regs["esr"])
-        decoded = faultlog.describe_abort(regs["esr"]) if ec in faultlog.A64_ABORTS else \
-            faultlog.A64_CLASSES.get(ec, "class %#x" % ec)
+        names = kernel.names("aarch64")
+        decoded = faultlog.describe_abort(regs["esr"], names) if ec in faultlog.A64_ABORTS else \
+            names.class_name(ec, "class %#x" % ec)
         yield "  ESR_EL1    %#010x: %s (the last exception taken)" % (regs["esr"], decoded)
     for key, label in (("elr", "ELR_EL1"), ("far", "FAR_EL1"), ("vbar", "VBAR_EL1")):
         if regs[key] is not None:
@@ -290,7 +292,7 @@ def _qemu_log_line(faultlog):
     path = session.qemu_log_path()
     if not path or not os.path.exists(path):
         return None
-    log = faultlog.parse_file(path, "aarch64")
+    log = faultlog.parse_file(path, "aarch64", kernel.names("aarch64"))
     summary = log.summary()
     storm = log.storm()
     if storm is not None:

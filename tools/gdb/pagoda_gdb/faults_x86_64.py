@@ -116,7 +116,7 @@ def explain():
             tr=(tr["selector"], tr["base"], tr["limit"]) if tr else None,
             roots=roots, image=_image(), trap=trap, stop=session.last_stop_signal(),
             log=story, log_hint=hint, symbol=symbol, instruction=instructions.get, stacks=kernel_stacks(),
-            fixups=fixups, user_end=faults.user_end(), syscall=syscall)
+            fixups=fixups, user_end=faults.user_end(), syscall=syscall, names=kernel.names("x86_64"))
         lines, fault = explain_with_fault(facts)
     if note and roots is not None:
         lines.insert(-1, "note: " + note)

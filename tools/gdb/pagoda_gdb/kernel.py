@@ -5,16 +5,50 @@ it publishes (kernel/mm/space/debug_roots.hpp, read with pagoda_pt.roots).
   image()                the linker script's bounds: start, end, virt_offset, text, sections
   image_phys(va)         the physical address of a kernel-image address (link map, no walk)
   published_roots(read_phys)  (RootTable or None, note): the roots the kernel published
+  names()                the kernel's tables of names (pagoda_pt.kernelnames), read from its ELF
+  core_module(name)      tools/pagoda_core/<name>.py (stdlib-only modules: faultlog, elffile)
 
 The registry is read at its physical address (its link address minus the image offset), not
 through the active root: a root that lacks the kernel half is exactly when it is needed.
 """
 
+import functools
+import importlib.util
+import os
 from dataclasses import dataclass
 
 import gdb
 
+from pagoda_pt.isa import isa
+from pagoda_pt.kernelnames import NO_NAMES, KernelNames
 from pagoda_pt.roots import REGISTRY_SYMBOL, RegistryError, read_root_table
+
+
+@functools.lru_cache(maxsize=None)
+def core_module(name):
+    """tools/pagoda_core/<name>.py, loaded by path (once): putting tools/ on sys.path would let
+    tools/gdb shadow GDB's own `gdb` module. Only the modules that import nothing of pagoda_core
+    load this way (faultlog.py, elffile.py)."""
+    tools = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    spec = importlib.util.spec_from_file_location("pagoda_" + name, os.path.join(tools, "pagoda_core", name + ".py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def names(arch):
+    """The kernel's tables of names for ISA @p arch (pagoda_pt.kernelnames.KernelNames), read from
+    the ELF GDB loaded (tools/pagoda_core/elffile.py): fault-why names an exception as the kernel's
+    report does. NO_NAMES (everything by number) when GDB has no kernel file, or one that exports
+    no table (a kernel built before PAGODA_FACT_NAMES)."""
+    path = gdb.current_progspace().filename
+    if not path:
+        return NO_NAMES
+    elffile = core_module("elffile")
+    try:
+        return KernelNames.read(isa(arch), elffile.elf(path).names)
+    except elffile.ElfError:
+        return NO_NAMES
 
 
 def symbol_address(name):

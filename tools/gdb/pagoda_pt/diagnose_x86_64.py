@@ -27,8 +27,9 @@ from .format import format_gp_error, format_pf_error, format_walk
 from .model import PAGE_SIZE_4K, Walk
 from .regs import CR0_PE, EFER_LMA, decode_gp_error, decode_pf_error, paging_mode
 from .roots import MISSING, RootTable, top_level, top_level_problem
-from .x86_facts import (DOUBLE_FAULT, ERROR_CODE_VECTORS, EXCEPTIONS, FIRST_INTERRUPT, GENERAL_PROTECTION,
-                          PAGE_FAULT, SELECTOR_VECTORS)
+from .kernelnames import NO_NAMES, KernelNames
+from .x86_facts import (DOUBLE_FAULT, ERROR_CODE_VECTORS, FIRST_INTERRUPT, GENERAL_PROTECTION, PAGE_FAULT,
+                        SELECTOR_VECTORS)
 
 VECTORS = 256
 
@@ -80,17 +81,18 @@ USER_COPY_ROUTINES = ("x86_user_copy", "x86_user_string_copy")
 IRET_FRAME = ("rip", "cs", "rflags", "rsp", "ss")
 
 
-def exception_name(vector: int) -> str:
-    if vector in EXCEPTIONS:
-        mnemonic, name = EXCEPTIONS[vector]
-        return "%s %s (vector %d)" % (mnemonic, name, vector)
+def exception_name(vector: int, names: KernelNames) -> str:
+    """'#PF page fault (vector 14)', in the kernel's words (@p names, read from its ELF)."""
+    known = names.exception(vector)
+    if known:
+        return "%s %s (vector %d)" % (known[0], known[1], vector)
     if vector >= FIRST_INTERRUPT:
         return "interrupt vector %d (not an exception)" % vector
-    return "reserved exception vector %d" % vector
+    return ("reserved exception vector %d" if names.exceptions else "exception vector %d") % vector
 
 
-def mnemonic(vector: int) -> str:
-    return EXCEPTIONS.get(vector, ("vector %d" % vector,))[0]
+def mnemonic(vector: int, names: KernelNames) -> str:
+    return (names.exception(vector) or ("vector %d" % vector,))[0]
 
 
 def idt_vectors(limit: int, mode: str) -> int:
@@ -224,6 +226,8 @@ class X86Facts:
     fixups: Optional[dict] = None
     user_end: Optional[int] = None
     syscall: Optional[SyscallAt] = None
+    # The kernel's names of the exceptions (pagoda_pt.kernelnames, read from its ELF); NO_NAMES: by number.
+    names: KernelNames = NO_NAMES
 
 
 def _near_stack(cr2: Optional[int], rsp: int) -> bool:
@@ -291,26 +295,26 @@ class _Explainer:
             self.ex.line("QEMU's exception log: no exception logged")
             return
         first = story.first
-        text = "first %s at RIP %s" % (mnemonic(first.vector), self.short(first.rip))
+        text = "first %s at RIP %s" % (mnemonic(first.vector, self.f.names), self.short(first.rip))
         if first.cr2 is not None and first.vector == PAGE_FAULT:
             text += ", CR2 %#x, error %#x" % (first.cr2, first.error)
         count = story.total()
         self.ex.line("QEMU's exception log: %s; %s%d exception%s logged: %s" % (
             text, "at least " if story.partial else "", count, "" if count == 1 else "s",
-            story.chain(lambda fault: mnemonic(fault.vector))))
+            story.chain(lambda fault: mnemonic(fault.vector, self.f.names))))
         loop = story.loop()
         if loop is not None and not self.still_in(loop.fault):
             loop = None
-        context = "QEMU's log: " + story.chain(lambda fault: mnemonic(fault.vector), limit=4)
+        context = "QEMU's log: " + story.chain(lambda fault: mnemonic(fault.vector, self.f.names), limit=4)
         if loop is not None:
             fault = loop.fault
             context += "; a loop: %s%d x %s at RIP %s%s, and no triple fault" % (
-                "at least " if story.partial else "", loop.stuck, mnemonic(fault.vector),
+                "at least " if story.partial else "", loop.stuck, mnemonic(fault.vector, self.f.names),
                 self.short(fault.rip), ", CR2 %#x" % fault.cr2 if fault.cr2 is not None else "")
         elif story.runs and story.runs[-1].count >= 3:
             run = story.runs[-1]
             self.ex.line("  the last %d exceptions are alike (%s at RIP %s) but not a loop: %s" % (
-                run.count, mnemonic(run.fault.vector), self.short(run.fault.rip),
+                run.count, mnemonic(run.fault.vector, self.f.names), self.short(run.fault.rip),
                 "the CPU went on after them" if story.went_on or not self.still_in(run.fault) else
                 "they were taken in different roots or states (one each, answered), not the same "
                 "fault retried with no progress"))
@@ -360,7 +364,7 @@ class _Explainer:
             mode, "physical" if mode == "disabled" else "translated by %s tables" % mode))
         if trap is not None:
             self.trap_header(trap)
-            self.ex.find(60, "%s at RIP %s" % (exception_name(trap.fields["vector"]),
+            self.ex.find(60, "%s at RIP %s" % (exception_name(trap.fields["vector"], self.f.names),
                                               self.short(trap.fields["rip"])))
         self.idt_line()
 
@@ -384,7 +388,7 @@ class _Explainer:
         self.ex.line("trap frame at %s (x86_trap, frame #%d)" % (ADDR % trap.address,
                                                                  trap.level))
         self.ex.line("  exception  %s in %s mode (CPL %d)" % (
-            exception_name(tf["vector"]), "user" if cpl == 3 else "kernel", cpl))
+            exception_name(tf["vector"], self.f.names), "user" if cpl == 3 else "kernel", cpl))
         self.ex.line("  RIP        %s%s" % (ADDR % tf["rip"], self.name(tf["rip"])))
         self.ex.line("  RSP        %s" % (ADDR % tf["rsp"]))
 
@@ -494,7 +498,7 @@ class _Explainer:
             self.double_fault(tf)
         else:
             if vector in SELECTOR_VECTORS:
-                self.ex.line("  " + format_gp_error(decode_gp_error(error), mnemonic(vector)))
+                self.ex.line("  " + format_gp_error(decode_gp_error(error), mnemonic(vector, self.f.names)))
             elif error:
                 self.ex.line("  error code %#x" % error)
             insn = self.f.instruction(rip) if vector < FIRST_INTERRUPT else None
@@ -505,7 +509,7 @@ class _Explainer:
             if not w.mapped:
                 self.ex.find(6, "the code at RIP %s is not mapped in the active root %s (%s)"
                              % (self.short(rip), self.roots.label(), w.stop_reason))
-            what = "%s at RIP %s" % (exception_name(vector), self.short(rip))
+            what = "%s at RIP %s" % (exception_name(vector, self.f.names), self.short(rip))
             if vector >= FIRST_INTERRUPT:
                 self.ex.find(60, what + " with no handler for it")
             else:
@@ -820,7 +824,7 @@ class _Explainer:
         else:
             count = idt_vectors(idt[1], self.mode)
             for vector in vectors:
-                name = mnemonic(vector)
+                name = mnemonic(vector, self.f.names)
                 if vector >= count:
                     lines.append("  %-12s none: the IDT (limit %#x) has %d vectors" % (
                         name + " gate", idt[1], count))
@@ -954,7 +958,7 @@ class _Explainer:
         if f.log is None and vector is not None and self.cr2 == rip and f.stop != "SIGQUIT":
             self.ex.context.append("the CPU is faulting on the first instruction of the %s "
                                    "handler (RIP = CR2 = %#x): an exception loop, not a "
-                                   "triple fault" % (mnemonic(vector), rip))
+                                   "triple fault" % (mnemonic(vector, self.f.names), rip))
 
 
 def explain(facts: X86Facts) -> list[str]:

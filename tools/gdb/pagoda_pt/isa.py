@@ -8,12 +8,14 @@ instead of comparing ISA names.
 An Isa holds what differs between the ISAs as data or as small pure rules: register names (as
 the gdbstub spells them), the root registers and the mask of the table address in each, the
 page-table format module the walker uses, the fault rules (what an error code or syndrome says),
-the exception names, how the physical address width is learnt, and the QEMU board it runs on
+which of the kernel's tables of names its readers print (kernelnames.py), how the physical address width is learnt, and the QEMU board it runs on
 (machines.py). ISA names are compared only
 here, where a name becomes its object (tools/pagoda/layers.py checks that).
 
 The constants come from the ISA's facts modules (x86_facts.py, the formats x86_64.py and
-aarch64.py), which tools/tests check against what the kernel exports (its PAGODA_FACT notes).
+aarch64.py), which tools/tests check against what the kernel exports (its PAGODA_FACT notes); the
+names the kernel prints (exceptions, exception classes) are read from the kernel ELF itself
+(kernelnames.py), never copied here.
 Pure data: nothing here imports gdb, so GDB, the grader and the CLI can all load it.
 """
 from __future__ import annotations
@@ -167,7 +169,8 @@ class Isa:
     system_registers: tuple        # the translation registers as GDB spells them
     required_registers: tuple      # ... those a walk cannot do without
     register_aliases: tuple        # (name, older gdbstub name) pairs
-    exceptions: Optional[dict]     # vector -> (mnemonic, name), when the log numbers architectural vectors
+    name_tables: tuple             # (role, table) of the kernel's tables of names its readers print
+                                   # (pagoda_pt/kernelnames.py; the kernel's PAGODA_FACT_NAMES)
     gva2gpa_masked_by: Optional[tuple]  # (register, bit) that QEMU's gva2gpa honours (PAN): lift it to ask
     vector_entry_bytes: Optional[int]  # an exception vector entry's size, when the log says where it went
     root_writes: Optional[dict]    # instruction word -> root register it writes (bits 4:0 the source)
@@ -212,7 +215,7 @@ X86_64 = Isa(
     phys_bits_from_qemu=True, pa_bits_register=None, pa_bits_decode=None,
     registers_from="monitor", system_registers=("cr0", "cr2", "cr3", "cr4", "efer"),
     required_registers=("cr0", "cr3", "cr4", "efer"), register_aliases=(),
-    exceptions=x86_facts.EXCEPTIONS, gva2gpa_masked_by=None, vector_entry_bytes=None, root_writes=None,
+    name_tables=(("exceptions", "x86_exceptions"),), gva2gpa_masked_by=None, vector_entry_bytes=None, root_writes=None,
     gdb_faults="faults_x86_64", log_parser="X86Parser", machine=machines.MICROVM, breakpoint_bytes=1,
     access=_x86_access, is_page_fault=_x86_page_fault, is_permission_fault=_x86_permission_fault,
     is_table_entry=_x86_table_entry, kernel_fetch_lost=_x86_fetch_lost, paging_off=_x86_paging_off,
@@ -231,7 +234,8 @@ AARCH64 = Isa(
     registers_from="gdbstub", system_registers=("TTBR0_EL1", "TTBR1_EL1", "TCR_EL1", "MAIR_EL1", "SCTLR_EL1"),
     required_registers=("TTBR0_EL1", "TTBR1_EL1", "TCR_EL1"),
     register_aliases=(("SCTLR_EL1", "SCTLR"),),        # QEMU 7.2's gdbstub calls it SCTLR (measured)
-    exceptions=None,                                   # the log numbers QEMU's EXCP_* codes (faultlog.py)
+    # (the log numbers QEMU's EXCP_* codes, faultlog.py; the kernel names the syndrome's class)
+    name_tables=(("classes", "aarch64_exception_classes"), ("fault_statuses", "aarch64_fault_statuses")),
     gva2gpa_masked_by=("cpsr", 1 << 22),               # PSTATE.PAN, as the gdbstub's CPSR shows it
     vector_entry_bytes=0x80,                           # 32 instructions
     # MSR TTBR0_EL1, Xt and MSR TTBR1_EL1, Xt (op0 3, op1 0, CRn 2, CRm 0, op2 0 or 1).

@@ -12,7 +12,10 @@ import pytest
 from pagoda_pt.diagnose import NOTHING_WRONG, SyscallAt, story_from_faults
 from pagoda_pt.diagnose_x86_64 import (KernelImage, TrapFrameAt, X86Facts, decode_gate,
                                        explain, idt_vectors, trap_frame_problems)
+from pagoda_pt.isa import isa
+from pagoda_pt.kernelnames import NO_NAMES, KernelNames
 from pagoda_pt.roots import KnownRoot, RootTable
+from gdbrig import build_kernel
 from ptbuild import NX, P, RW, US, PhysMem, X86Tables
 
 OFFSET = 0xFFFF_FFFF_8000_0000       # the image's link offset: VA = PA + OFFSET
@@ -36,7 +39,8 @@ Fault = namedtuple("Fault", "vector error rip cr2")
 class Machine:
     """Physical memory with the image's frames, and a way to build roots that map it."""
 
-    def __init__(self):
+    def __init__(self, names=NO_NAMES):
+        self.names = names      # the kernel's names of the exceptions (read from the built ELF)
         self.mem = PhysMem(first_free=0x100_0000)
         for va in range(TEXT, IMAGE_END, 0x1000):
             self.mem.frames[(va - OFFSET) // 0x1000] = bytearray(0x1000)
@@ -74,7 +78,7 @@ class Machine:
             read_phys=self.mem, pa_bits=40, idt=idt, gdt=(GDT, 0x37), tr=(0x28, TSS, 0x67),
             roots=table, image=KernelImage(TEXT, IMAGE_END, OFFSET, TEXT, TEXT + 0x1000, TEXT,
                                                   tuple(sections)),
-            trap=trap, stop=stop, log=log)
+            trap=trap, stop=stop, log=log, names=self.names)
 
 
 def trap(vector, error, **changes):
@@ -91,9 +95,16 @@ def verdict(lines):
     return lines[-1][len("verdict: "):]
 
 
+@pytest.fixture(scope="module")
+def kernel_names():
+    """The reference kernel's exception names, as fault-why reads them from the ELF GDB loaded."""
+    from pagoda_core import kernelinfo
+    return KernelNames.read(isa("x86_64"), kernelinfo.elf(build_kernel("x86_64")).names)
+
+
 @pytest.fixture
-def m():
-    return Machine()
+def m(kernel_names):
+    return Machine(kernel_names)
 
 
 def test_nothing_wrong(m):
