@@ -180,8 +180,6 @@ def machine_args(arch=paths.DEFAULT_ARCH):
     from .ui import PagodaError
     try:
         missing = missing_cpu_features(arch)
-    except RecursionError:
-        raise
     except (RuntimeError, OSError, subprocess.SubprocessError, PagodaError):
         return args   # not installed, or will not start: the boot itself then says why
     if not missing:
