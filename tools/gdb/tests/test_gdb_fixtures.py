@@ -14,7 +14,9 @@ import pytest
 
 import gdbrig
 from gdbrig import Machine, run_steps
-from pagoda_core import faultlog
+from pagoda_core import faultlog, kernelinfo
+from pagoda_pt.isa import isa
+from pagoda_pt.kernelnames import KernelNames
 from pagoda_pt.regs import decode_pf_error
 
 pytestmark = [pytest.mark.skipif(bool(gdbrig.missing_tools()), reason=gdbrig.missing_tools()),
@@ -40,7 +42,8 @@ def diagnose(kernel, test, go=("cmd", "continue"), extra=(), int_log=True, cmdli
         results = run_steps(kernel, machine.socket, steps, attach="--no-entry")
         serial = machine.serial_text()
         if faults is not None:
-            faults += faultlog.parse_file(machine.int_log, "x86_64").faults
+            names = KernelNames.read(isa("x86_64"), kernelinfo.elf(kernel).names)
+            faults += faultlog.parse_file(machine.int_log, "x86_64", names).faults
     assert not results["why"].error, results["why"].error
     lines = results["why"].output.strip().split("\n")
     assert lines[-1].startswith("verdict: "), results["why"].output
