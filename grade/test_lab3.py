@@ -19,7 +19,7 @@ from pagoda_grade.processes import (FRAME_ALLOCATOR, HEX, Layout, RootInspector,
                                     entry_sp_problem, explain_death, segment_gap_problem, slot_marks_problem,
                                     frame_bitmap, is_used, kernel_faults, parse_kills, parse_reaped, parse_started,
                                     process_roots, registry, table_frames, unmarked, user_elf, user_page_frames,
-                                    user_runs, user_symbol)
+                                    user_runs, user_symbol, written)
 from pagoda_grade.outcomes import finding_first
 from pagoda_grade.proof import proof
 from pagoda_grade.symbols import address_of, fact, find, segments
@@ -636,11 +636,11 @@ def test_hello_user(boot, kernel, arch):
         watch.before(guest)
         watch.started_check(guest)
         snap = syscall_stops(guest, watch, {write})
-        fd, buf, length = (snap.register(r) for r in watch.proc["syscall_args"][:3])
+        fd, buf, _ = (snap.register(r) for r in watch.proc["syscall_args"][:3])
         page = snap.walk(buf)
         return dict(root=snap.lower_root, live=watch.live_problem(snap, watch.proc["syscall_entry_kernel_sp"]),
                     pc=snap.register(watch.proc["syscall_return_pc"]), fd=fd,
-                    data=snap.read_virt(buf, min(length, PAGE)), user=page.mapped and page.perms.user)
+                    data=written(snap, watch.proc, most=PAGE), user=page.mapped and page.perms.user)
 
     run = boot(args={"run": "hello"}, token=token, witness=script)
     w = watch.require(run)

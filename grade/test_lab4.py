@@ -11,7 +11,7 @@ import struct
 from pagoda_grade import lab_test
 from pagoda_grade.outcomes import finding_first
 from pagoda_grade.processes import (KernelReach, explain_death, kernel_faults, parse_reaped, process_roots,
-                                    recovered_by_fixup, user_runs, user_symbol)
+                                    recovered_by_fixup, user_runs, user_symbol, written)
 from pagoda_grade.proof import MASK64, proof
 from pagoda_grade.symbols import address_of, fact, function_at, physical_of, user_fixups
 from pagoda_grade.witness import ARCHES, PAGE, pick_in
@@ -43,8 +43,7 @@ def hello_write(guest, watch, want_roots_not, limit=60):
         root = snap.lower_root  # the process's own root (x86_64: CR3; AArch64: TTBR0)
         if root in want_roots_not:
             continue
-        _, buf, length = (snap.register(r) for r in watch.proc["syscall_args"][:3])
-        data = snap.read_virt(buf, min(length, PAGE), root)
+        data = written(snap, watch.proc, root, most=PAGE)
         if not data.startswith(b"hello:"):
             continue
         runs = user_runs(snap.dump(root), watch.layout)

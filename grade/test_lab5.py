@@ -18,7 +18,8 @@ import re
 
 from pagoda_grade import lab_test, programs
 from pagoda_grade.outcomes import BootEnded
-from pagoda_grade.processes import HEX, count_used, foreign_code_kill, parse_kills, parse_reaped, user_elf, user_pages, user_symbol
+from pagoda_grade.processes import (HEX, count_used, foreign_code_kill, parse_kills, parse_reaped, user_elf, user_pages,
+                                    user_symbol, written)
 from pagoda_grade.proof import proof
 from pagoda_grade.symbols import fact, segments
 from pagoda_grade.vmas import GROWS_DOWN, KIND_IMAGE, KIND_STACK, PF_R, PF_W, PF_X, PROT_EXEC, PROT_READ, \
@@ -180,13 +181,6 @@ def started_lazy(watch, guest, kernel):
     return snap
 
 
-def written_text(snap, watch):
-    """What the process's write() at @p snap writes (its first 200 bytes), read by the grader
-    through the process's own root."""
-    buf, length = (snap.register(r) for r in watch.proc["syscall_args"][1:3])
-    return snap.read_virt(buf, min(length, 200), snap.lower_root).decode(errors="replace")
-
-
 def program_says(guest, watch, pattern, what, looks=8):
     """The stop at the first of the program's next @p looks write() calls whose text matches
     @p pattern, and the match: vmas says where it is about to act, and the grader then looks
@@ -194,7 +188,7 @@ def program_says(guest, watch, pattern, what, looks=8):
     write = syscall_number("Write")
     for _ in range(looks):
         snap = syscall_stops(guest, watch, {write})
-        m = re.match(pattern, written_text(snap, watch))
+        m = re.match(pattern, written(snap, watch.proc).decode(errors="replace"))
         if m:
             return snap, m
     raise AssertionError(f"vmas never said {what}")
@@ -511,7 +505,7 @@ def test_mprotect_none(boot, kernel, arch):
             snap = syscall_stops(guest, watch, {write})
             if snap.register(watch.proc["syscall_args"][1]) == at:
                 continue  # write(1, at, 16) while PROT_NONE: nothing the grader can read
-            if re.match(r"vmas: none: mprotect \S+ read", written_text(snap, watch)):
+            if re.match(r"vmas: none: mprotect \S+ read", written(snap, watch.proc).decode(errors="replace")):
                 break
         else:
             raise AssertionError("vmas never reported the page read/write again")

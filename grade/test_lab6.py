@@ -15,7 +15,7 @@ from pagoda_grade.outcomes import KILL_LINE, BootEnded, finding_first
 from pagoda_grade.lifecycle import (Deaths, Pages, Refs, covered, fork_problems, fork_view, leak_story, pid_of, processes,
                                     return_address, stale_records, stalled_waits, unflushed)
 from pagoda_grade.processes import (Layout, count_used, foreign_code_kill, parse_kills, parse_reaped, process_roots,
-                                    registry, user_elf, user_page_frames, user_pages, user_symbol, writable_in_two)
+                                    registry, user_elf, user_page_frames, user_pages, user_symbol, writable_in_two, written)
 from pagoda_grade.proof import MASK64, proof
 from pagoda_grade.symbols import address_of, fact, segments
 from pagoda_grade.witness import PAGE, pick_in
@@ -83,11 +83,6 @@ def calls(guest, watch, numbers, limit):
         taken += 1
         if snap.register(number) in numbers:
             yield snap
-
-
-def write_buffer(snap, watch, root, most=200):
-    _, buf, length = (snap.register(r) for r in watch.proc["syscall_args"][:3])
-    return snap.read_virt(buf, min(length, most), root)
 
 
 def first_root(snap, kernel):
@@ -329,7 +324,7 @@ def test_fork_basic(boot, kernel, arch):
                 continue
             if number != write:
                 continue
-            m = re.match(rb"forktree: child (\d+) pid (\d+)", write_buffer(snap, watch, root))
+            m = re.match(rb"forktree: child (\d+) pid (\d+)", written(snap, watch.proc, root))
             if not m or int(m[1]) in seen or len(seen) == witnesses:
                 continue
             seen[int(m[1])] = dict(
@@ -521,7 +516,7 @@ def test_exec_args(boot, kernel, arch):
         first = echo = None
         for snap in calls(guest, watch, {write}, 400):
             root = snap.lower_root
-            data = write_buffer(snap, watch, root)
+            data = written(snap, watch.proc, root)
             if data.startswith(b"forktree: exec of a missing program") and first is None:
                 first = dict(root=root, line=data)
             elif data.startswith(b"echo:"):
@@ -1334,7 +1329,7 @@ def test_fork_prot_none(boot, kernel, arch):
             parent = first_root(snap, kernel)
             out = dict(parent=parent)
             for snap in calls(guest, watch, {write}, 20):
-                m = re.match(rb"vmas: nonefork: pattern at (0x[0-9a-f]+)", write_buffer(snap, watch, snap.lower_root))
+                m = re.match(rb"vmas: nonefork: pattern at (0x[0-9a-f]+)", written(snap, watch.proc))
                 if m:
                     out["at"] = at = int(m[1], 16)
                     break
@@ -1354,7 +1349,7 @@ def test_fork_prot_none(boot, kernel, arch):
             out["leaves"] = leaves
             # The parent's last line: its page read/write again, holding its own pattern still.
             for snap in calls(guest, watch, {write}, 40):
-                if snap.lower_root == parent and write_buffer(snap, watch, parent).startswith(b"vmas: nonefork: parent"):
+                if snap.lower_root == parent and written(snap, watch.proc, parent).startswith(b"vmas: nonefork: parent"):
                     w = snap.walk(at, parent)
                     out["parent_after"] = snap.read_virt(at, len(pattern), parent) if w.mapped else None
                     break

@@ -14,6 +14,8 @@ where each lies in the kStackBase area comes from the layout facts the kernel ex
     table_frames(snap, root, arch)                   every table frame of a root's user half
     count_used(snap, bitmap, words)                  frames in use, from the allocator's bitmap
     parse_started / parse_kills / parse_reaped       the kernel's lines, to label what was seen
+    written(snap, proc)                              what a write() at a system-call stop says,
+                                                     read through the process's own root
     explain_death(run, inspectors, layout)           why a machine died, from QEMU's log and the
                                                      roots the grader read before it died
 """
@@ -166,6 +168,15 @@ def parse_reaped(run):
 
 
 # ---- Roots ---------------------------------------------------------------------------------------
+
+def written(snap, proc, root=None, most=200):
+    """What the program says at the stop @p snap, a system-call entry of its write(fd, buf, length):
+    the first @p most bytes of its buffer, read by the grader through @p root (the process's own root,
+    snap.lower_root, by default) rather than taken from the console. @p proc: the ArchModel's proc
+    facts (watch.proc), which name the argument registers."""
+    _, buf, length = (snap.register(r) for r in proc["syscall_args"][:3])
+    return snap.read_virt(buf, min(length, most), snap.lower_root if root is None else root)
+
 
 def registry(snap, kernel):
     """The roots the kernel publishes (pagoda_pt.roots.RootTable), read at the registry's load
