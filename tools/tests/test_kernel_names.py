@@ -6,8 +6,9 @@ for one exception.
 
 These tests read the built kernels: the reader returns the source's tables row for row; the vector
 numbers the readers reason about (x86_facts.py) are the ones the kernel names so; the fault log, the
-grader's harness and fault-why's rules print the kernel's words; and an ELF without the tables, or
-with a table that is not whole, is refused by name."""
+grader's harness and fault-why's rules print the kernel's words; an ELF without the tables, or
+with a table that is not whole, is refused by name; and the ISA objects' table-address mask, the one
+constant they keep, is the kernel's exported address_mask."""
 import os
 import re
 import shutil
@@ -114,3 +115,23 @@ def test_an_elf_without_the_tables_is_refused_by_name(x86_kernel, tmp_path):
         elffile.fact_names(stripped, "x86_exceptions")
     with pytest.raises(elffile.ElfError, match="exports no table of names 'nosuch'.*it exports: x86_exceptions"):
         elffile.fact_names(x86_kernel, "nosuch")
+
+
+@pytest.mark.parametrize("arch", ["x86_64", "aarch64"])
+def test_the_isa_objects_table_address_mask_is_the_kernel_s(arch, x86_kernel, aarch64_kernel):
+    """The one constant the ISA objects keep a copy of, because they are built before any kernel is
+    read: the next table's address in an entry, the kernel's exported fact address_mask."""
+    kernel = {"x86_64": x86_kernel, "aarch64": aarch64_kernel}[arch]
+    assert isa(arch).table_address_mask == elffile.elf(kernel).symbols["pagoda_fact_address_mask"]
+
+
+def test_a_table_that_is_not_whole_in_the_file_is_refused(x86_kernel, tmp_path):
+    damaged = str(tmp_path / "kernel.elf")
+    shutil.copy(x86_kernel, damaged)
+    image = elffile.Elf(x86_kernel)
+    at = image._offset(image.symbols["pagoda_names_x86_exceptions"], 16) + 8   # FactNames.count
+    with open(damaged, "r+b") as f:
+        f.seek(at)
+        f.write((1 << 20).to_bytes(8, "little"))
+    with pytest.raises(elffile.ElfError, match="the table of names 'x86_exceptions' .* is not in the file"):
+        elffile.fact_names(damaged, "x86_exceptions")
