@@ -11,9 +11,11 @@ kernel exports them with PAGODA_FACT_NAMES (kernel/lib/facts.hpp). Pure data: no
 so GDB, the grader and the CLI can all load it.
 
 The one fallback, NO_NAMES, is for a reader given no kernel: a QEMU log or a synthetic machine
-read on its own (a test's, or `faultlog.parse(text)` with no kernel). It copies no name: an x86
-vector is then "#14", an exception class "EC 0x25". Every reader that has the kernel (fault-why in
-GDB, the grader, the fault log of a graded boot) reads the kernel's names.
+read on its own (a test's, or `faultlog.parse(text)` with no kernel), and GDB with no kernel file
+or one built before the tables were exported. It copies no name: an x86 vector is then "#14
+exception" ("vector 14" in fault-why), an exception class only its number ("EC 0x25 other"). Every
+reader that has the kernel (fault-why in GDB, the grader, the fault log of a graded boot) reads the
+kernel's names.
 """
 from __future__ import annotations
 
