@@ -1072,7 +1072,12 @@ def test_brk_unaligned(boot, kernel, arch):
         root = snap.lower_root
         mapped = pages_of(snap.dump(root), watch.layout)
         heap = {va: mapped[va].perms.rwx() for va in range(base, page_up(end), PAGE) if va in mapped}
-        return dict(record=read_records(snap, kernel).get(1), heap=heap)
+        out = dict(record=read_records(snap, kernel).get(1), heap=heap)
+        snap = syscall_stops(guest, watch, {listing})   # back down to the unaligned break
+        w = snap.walk(base + odd - 1, root)
+        out["shrunk"] = dict(record=read_records(snap, kernel).get(1), perms=w.perms.rwx() if w.mapped else None,
+                             byte=snap.read_virt(base + odd - 1, 1, root)[0] if w.mapped else None)
+        return out
 
     run, watch, w = boot_vmas(boot, kernel, arch, token, f"vmas:brkodd:{odd}:{pages}", script)
     record = w["record"]
@@ -1096,7 +1101,20 @@ def test_brk_unaligned(boot, kernel, arch):
     if any(w["heap"].get(va) != "rw-" for va in touched):
         watch.fail(run, f"the grader's walk finds the heap pages {({hex(k): v for k, v in w['heap'].items()})} mapped; "
                         f"vmas touched {', '.join(hex(va) for va in sorted(touched))}: expected each mapped rw-")
+    shrunk = w["shrunk"]
+    kept = shrunk["record"].around(base, page_up(end)) if shrunk["record"] is not None else []
+    if [(v.start, v.end) for v in kept] != [(base, page_up(base + odd))] or shrunk["perms"] != "rw-" \
+            or shrunk["byte"] != 0x5A:
+        watch.fail(run, f"sbrk back down to the unaligned break {base + odd:#x} left vmas's heap as "
+                        f"{shrunk['record'].describe(base, page_up(end)) if shrunk['record'] else '(unread)'} (its record, "
+                        f"read from guest RAM), and the grader's walk finds the break's page {base:#x} "
+                        + (f"mapped {shrunk['perms']} holding {shrunk['byte']:#x} at {base + odd - 1:#x}"
+                           if shrunk["perms"] else "not mapped")
+                        + f"; expected the heap [{base:#x}, {page_up(base + odd):#x}) with that page kept and the byte "
+                          "0x5a vmas wrote there: a shrink keeps the page that holds the new break (align_up), and "
+                          "frees only the pages above it")
     total = sum(i + 1 for i in range(pages))
+    run.expect(rf"^vmas: brkodd: shrunk -> {end}; break {base + odd:#x}; byte 0x5a$", "vmas's line after the shrink")
     run.expect(rf"^vmas: brkodd: base {base:#x} break {base + odd:#x} -> {base} grow {pages} pages -> {base + odd}; "
                rf"break {end:#x}; \d+ VMAs; sum {total} proof={proof(token, total + end - base):016x}$",
                "vmas's brkodd line")
@@ -1148,16 +1166,23 @@ def test_merge_back(boot, kernel, arch):
     listing = syscall_number("VmaList")
     in_area = mmap_area(kernel)
 
+    bss_page = page_down(user_symbol(kernel, arch, "vmas", "vmas_bss").address + 599 * 8)
+    data_seg = next(g for g in segments(elf) if g.vaddr <= bss_page < g.vaddr + g.memsz)
+    if bss_page < page_up(data_seg.vaddr + data_seg.filesz):
+        raise AssertionError(f"vmas_bss's last page {bss_page:#x} holds file bytes: rebuild user/programs/vmas")
+
     def script(guest, watch):
         snap = syscall_stops(guest, watch, {listing})   # after every merge and the table's reads
         root = snap.lower_root
         record = read_records(snap, kernel).get(1)
+        b = snap.walk(bss_page, root)
+        bss = (b.perms.rwx(), snap.read_phys(b.pa, PAGE)) if b.mapped else None
         pages = {}
         for p in range(TABLE_PAGES):
             w = snap.walk(table + p * PAGE, root)
             pages[p] = snap.read_phys(w.pa, PAGE) if w.mapped else None
         anon = [v for v in (record.vmas if record else []) if in_area(v.start) and v.kind == KIND_ANONYMOUS]
-        return dict(record=record, pages=pages, anon=anon)
+        return dict(record=record, pages=pages, anon=anon, bss=bss)
 
     run, watch, w = boot_vmas(boot, kernel, arch, token, f"vmas:merge:{page}", script)
     record, anon = w["record"], w["anon"]
@@ -1208,6 +1233,21 @@ def test_merge_back(boot, kernel, arch):
             watch.fail(run, f"after page {page} of vmas_table was made rw- and back to r--, its page {p} ({va:#x}, "
                             f"brought in after) holds {what} (the grader's walk of vmas's root): an image region cut "
                             "and joined back must still read its file bytes at their own offsets")
+    tail = record.find(bss_page)
+    if tail is None or tail.kind != KIND_IMAGE or tail.file_size > tail.end - tail.start \
+            or (tail.start >= data_seg.vaddr + data_seg.filesz and tail.file_size != 0):
+        watch.fail(run, f"mprotect(PROT_READ) of {bss_page:#x}, a page of vmas's data segment past its file bytes (they "
+                        f"end at {data_seg.vaddr + data_seg.filesz:#x}), cut its image region there; the part from "
+                        f"{bss_page:#x} is {tail or 'gone'} in the record (read from guest RAM)"
+                        + (f": {tail.file_size:#x} file bytes for a region that starts past them: a cut past the file "
+                           "bytes leaves the tail none (tail_of), or its pages come in with bytes from past the file"
+                           if tail is not None and tail.file_size else ""))
+    if w["bss"] is None or w["bss"][0] != "r--" or w["bss"][1] != bytes(PAGE):
+        watch.fail(run, f"vmas_bss's page {bss_page:#x}, made r-- before it was touched and then read, is "
+                        + (f"mapped {w['bss'][0]} holding {'zeros' if w['bss'][1] == bytes(PAGE) else 'bytes that are not zero'}"
+                           if w["bss"] else "not mapped")
+                        + " in the grader's walk: expected r-- and zeros (bss past the file's bytes)")
+    run.expect(rf"^vmas: merge: bss page {bss_page:#x} read-only -> 0, word 0x0$", "vmas's bss line")
     slot = proof(token, 0x4D47 + page) % TABLE_WORDS
     total = sum(table_word(p * TABLE_WORDS + slot) for p in range(TABLE_PAGES)) & MASK64
     m = run.expect(rf"^vmas: merge: at {at:#x}: 0 0 0 (\d+) (\d+) (\d+) 0 0; \d+ VMAs; 0 wrong words, "
@@ -1245,5 +1285,15 @@ def test_exec_only(boot, kernel, arch):
                         + " in the grader's walk of vmas's root: an execute-only region allows an access, so its pages "
                           "stay present, executable and readable to the MMU (the page's permissions are "
                           "mapped_page_perms() of the region, not its bare permissions)")
+    said = run.search(rf"^vmas: xonly: reading the execute-only page at ({HEX})$")
+    x = int(said[1], 16) if said else None
+    k = parse_kills(run).get(1)
+    if x is not None and k is not None and k.address == x + 8:
+        watch.fail(run, f"a read of an execute-only region was refused: vmas read {x + 8:#x}, in a --x page it mapped "
+                        f"and never touched, and the kill says '{k.reason}': a region that allows any access allows "
+                        "reads (every page the MMU uses is readable: permits() refuses only what the region denies)")
     run.expect(rf"^vmas: xonly: called {at:#x} again proof={proof(token, at):016x}$", "vmas's second call")
+    run.expect(r"^vmas: xonly: read 0x0$", "vmas's read of an execute-only page (zeros)")
+    if not user_faults(run, arch, x + 8):
+        watch.fail(run, f"QEMU's log shows no user-mode fault at {x + 8:#x}: the execute-only page was never read")
     run.expect_outcome("success")

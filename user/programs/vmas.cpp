@@ -27,15 +27,18 @@
 //                   of the hole must still read the file's bytes at their own offsets
 //   brkodd BYTES PAGES  moves the break BYTES bytes past the heap's start (not page aligned), touches
 //                   its last byte, then grows it by PAGES pages and touches each: the heap grows from
-//                   the page above the old break, one region
+//                   the page above the old break, one region; then shrinks back to the
+//                   unaligned break (its page stays, with its byte)
 //   jump PAGES      touches the stack PAGES pages below its lowest mapped page first (one fault far
 //                   below), says where, then touches the pages between: the stack must be one region
 //   merge PAGE      three neighbours made one again: the middle of three rw- pages mprotect'ed r--
 //                   and back; a page mapped into the one-page gap between two; page PAGE of
 //                   vmas_table (never touched) made rw- and back to r--, then a word of each of its
-//                   pages read: the record holds each as one region, the table's bytes the file's
+//                   pages read: the record holds each as one region, the table's bytes the file's;
+//                   then the page of vmas_bss's last word (past the file bytes) made r-- and read
 //   xonly           calls a function alone in its text page, makes the page execute-only and calls
-//                   it again: an execute-only region's page stays present and executable
+//                   it again: an execute-only region's page stays present and executable; then
+//                   reads an execute-only page never touched (allowed)
 // Every line ends with a proof bound to the boot token.
 #include "lib/random.hpp"
 #include "user/lib/user.hpp"
@@ -440,6 +443,10 @@ int brk_odd(u64 bytes, u64 pages) {
   const i64 n = vma_list(list, 32);
   println("vmas: brkodd: base {:#x} break {:#x} -> {} grow {} pages -> {}; break {:#x}; {} VMAs; sum {} "
           "proof={:016x}", base, base + bytes, first, pages, grown, end, n, sum, proof(token(), sum + end - base));
+  // Back down to the unaligned break: the page that holds it stays, with its byte.
+  const i64 shrunk = sbrk(-i64(pages * arch::kPageSize));
+  (void)vma_list(list, 32);
+  println("vmas: brkodd: shrunk -> {}; break {:#x}; byte {:#x}", shrunk, u64(sbrk(0)), u64(*last));
   return abi::is_error(grown) ? 1 : 0;
 }
 
@@ -502,11 +509,17 @@ int merge(u64 page) {
     sum += v;
     wrong += v != table_word(i);
   }
+  // The data segment cut inside its bss, past its file bytes (the page of vmas_bss's last word,
+  // never touched): the tail has no file bytes, and reads zeros.
+  const u64 bss_page = reinterpret_cast<uptr>(&vmas_bss[599]) & ~(arch::kPageSize - 1);
+  const i64 r9 = mprotect(bss_page, arch::kPageSize, abi::kProtRead);
+  const u64 bss_word = vmas_bss[599];
   abi::VmaInfo list[32];
   const i64 n = vma_list(list, 32);
   println("vmas: merge: at {:#x}: {} {} {} {} {} {} {} {}; {} VMAs; {} wrong words, sum {:#x} proof={:016x}", a, r1, r2,
           r3, r4, r5, r6, r7, r8, n, wrong, sum, proof(token(), sum));
-  return wrong == 0 ? 0 : 1;
+  println("vmas: merge: bss page {:#x} read-only -> {}, word {:#x}", bss_page, r9, bss_word);
+  return wrong == 0 && bss_word == 0 ? 0 : 1;
 }
 
 /// An execute-only region: the page of vmas_xonly, brought in by a first call, made PROT_EXEC;
@@ -518,7 +531,13 @@ int xonly() {
   println("vmas: xonly: mprotect of {:#x} to --x -> {}", page, r);
   vmas_xonly();
   println("vmas: xonly: called {:#x} again proof={:016x}", page, proof(token(), page + u64(r)));
-  return r == 0 ? 0 : 1;
+  // A read of an execute-only region never touched: allowed (the region allows something).
+  const i64 x = mmap(0, arch::kPageSize, abi::kProtExec);
+  if (abi::is_error(x)) return 1;
+  println("vmas: xonly: reading the execute-only page at {:#x}", x);
+  const u64 v = *reinterpret_cast<volatile u64*>(x + 8);
+  println("vmas: xonly: read {:#x}", v);
+  return r == 0 && v == 0 ? 0 : 1;
 }
 
 }  // namespace
