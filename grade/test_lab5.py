@@ -22,7 +22,7 @@ from pagoda_grade.processes import (HEX, count_used, foreign_code_kill, parse_ki
                                     user_symbol, written)
 from pagoda_grade.proof import proof
 from pagoda_grade.symbols import fact, segments
-from pagoda_grade.vmas import GROWS_DOWN, KIND_IMAGE, KIND_STACK, PF_R, PF_W, PF_X, PROT_EXEC, PROT_READ, \
+from pagoda_grade.vmas import GROWS_DOWN, KIND_ANONYMOUS, KIND_IMAGE, KIND_STACK, PF_R, PF_W, PF_X, PROT_EXEC, PROT_READ, \
     PROT_WRITE, loader_problems, page_down, page_up, read_records
 from pagoda_grade.witness import ARCHES, PAGE, pick_in
 from test_lab3 import GRADER_MEMORY, Watch, fault_expectation, syscall_number, syscall_stops
@@ -1047,4 +1047,247 @@ def test_image_cut(boot, kernel, arch):
     total = sum(table_word(p * TABLE_WORDS + slot) for p in range(TABLE_PAGES) if p != cut) & MASK64
     run.expect(rf"^vmas: cut: munmap of {hole:#x} -> 0; \d+ VMAs; 0 wrong words, sum {total:#x} "
                rf"proof={proof(token, total):016x}$", "vmas's cut line (every word read back as the file has it)")
+    run.expect_outcome("success")
+
+
+# ---- boundaries: each side of a decision the lab's functions make ---------------------------------
+
+@lab_test(5, "brk_unaligned")
+def test_brk_unaligned(boot, kernel, arch):
+    token = boot.fresh_token()
+    odd = pick_in(token, "brk odd bytes", 1, PAGE - 1)
+    pages = pick_in(token, "brk odd pages", 2, 6)
+    base = image_end(kernel, arch)
+    listing = syscall_number("VmaList")
+    end = base + odd + pages * PAGE
+
+    def script(guest, watch):
+        snap = syscall_stops(guest, watch, {listing})   # after both sbrk calls and the touches
+        root = snap.lower_root
+        mapped = pages_of(snap.dump(root), watch.layout)
+        heap = {va: mapped[va].perms.rwx() for va in range(base, page_up(end), PAGE) if va in mapped}
+        out = dict(record=read_records(snap, kernel).get(1), heap=heap)
+        snap = syscall_stops(guest, watch, {listing})   # back down to the unaligned break
+        w = snap.walk(base + odd - 1, root)
+        out["shrunk"] = dict(record=read_records(snap, kernel).get(1), perms=w.perms.rwx() if w.mapped else None,
+                             byte=snap.read_virt(base + odd - 1, 1, root)[0] if w.mapped else None)
+        return out
+
+    run, watch, w = boot_vmas(boot, kernel, arch, token, f"vmas:brkodd:{odd}:{pages}", script)
+    record = w["record"]
+    if record is None:
+        watch.fail(run, "the grader could not read vmas's record (VMA list) from guest RAM at its vma_list call")
+    heap = [v for v in record.around(base, page_up(end))]
+    if record.brk == base + odd and end > page_up(base + odd):
+        watch.fail(run, f"brk from a break that is not page aligned was refused: vmas moved the break to "
+                        f"{base + odd:#x} ({odd} bytes into the heap's first page), then asked for {pages} pages more "
+                        f"(up to {end:#x}); its record (read from guest RAM) still has the break at {record.brk:#x} and "
+                        f"the heap as {record.describe(base, page_up(end))}: the heap region already covers the old "
+                        f"break's page up to {page_up(base + odd):#x}, so the growth starts there (align_up of the old "
+                        "break), not at the break itself (an unaligned region is refused, one from the break's page "
+                        "overlaps)")
+    if len(heap) != 1 or heap[0].start != base or heap[0].end != page_up(end) or heap[0].rwx() != "rw-":
+        watch.fail(run, f"after the break moved to {base + odd:#x} and then {pages} pages up to {end:#x}, vmas's heap "
+                        f"record (read from guest RAM) is {record.describe(base, page_up(end))}; expected one rw- heap "
+                        f"region [{base:#x}, {page_up(end):#x}) (the growth from the page above the old break joins "
+                        "the heap)")
+    touched = {page_down(base + odd - 1)} | {page_down(base + odd + i * PAGE) for i in range(pages)}
+    if any(w["heap"].get(va) != "rw-" for va in touched):
+        watch.fail(run, f"the grader's walk finds the heap pages {({hex(k): v for k, v in w['heap'].items()})} mapped; "
+                        f"vmas touched {', '.join(hex(va) for va in sorted(touched))}: expected each mapped rw-")
+    shrunk = w["shrunk"]
+    kept = shrunk["record"].around(base, page_up(end)) if shrunk["record"] is not None else []
+    if [(v.start, v.end) for v in kept] != [(base, page_up(base + odd))] or shrunk["perms"] != "rw-" \
+            or shrunk["byte"] != 0x5A:
+        watch.fail(run, f"sbrk back down to the unaligned break {base + odd:#x} left vmas's heap as "
+                        f"{shrunk['record'].describe(base, page_up(end)) if shrunk['record'] else '(unread)'} (its record, "
+                        f"read from guest RAM), and the grader's walk finds the break's page {base:#x} "
+                        + (f"mapped {shrunk['perms']} holding {shrunk['byte']:#x} at {base + odd - 1:#x}"
+                           if shrunk["perms"] else "not mapped")
+                        + f"; expected the heap [{base:#x}, {page_up(base + odd):#x}) with that page kept and the byte "
+                          "0x5a vmas wrote there: a shrink keeps the page that holds the new break (align_up), and "
+                          "frees only the pages above it")
+    total = sum(i + 1 for i in range(pages))
+    run.expect(rf"^vmas: brkodd: shrunk -> {end}; break {base + odd:#x}; byte 0x5a$", "vmas's line after the shrink")
+    run.expect(rf"^vmas: brkodd: base {base:#x} break {base + odd:#x} -> {base} grow {pages} pages -> {base + odd}; "
+               rf"break {end:#x}; \d+ VMAs; sum {total} proof={proof(token, total + end - base):016x}$",
+               "vmas's brkodd line")
+    run.expect_outcome("success")
+
+
+@lab_test(5, "stack_jump")
+def test_stack_jump(boot, kernel, arch):
+    token = boot.fresh_token()
+    pages = pick_in(token, "jump pages", 3, 12)
+    top = fact(kernel, "user_stack_top")
+
+    def script(guest, watch):
+        snap, m = program_says(guest, watch, rf"vmas: jump: touched ({HEX}), (\d+) pages down",
+                               "where its deep first touch was")
+        low = int(m[1], 16)
+        mapped = pages_of(snap.dump(snap.lower_root), watch.layout)
+        return dict(low=low, record=read_records(snap, kernel).get(1),
+                    stack=sorted(va for va in mapped if va < top and va >= page_down(low)))
+
+    run, watch, w = boot_vmas(boot, kernel, arch, token, f"vmas:jump:{pages}", script)
+    low, record = w["low"], w["record"]
+    if record is None:
+        watch.fail(run, "the grader could not read vmas's record (VMA list) from guest RAM after its deep touch")
+    stacks = [v for v in record.vmas if v.kind == KIND_STACK]
+    whole = [v for v in stacks if v.start <= page_down(low) and v.end == top]
+    if len(stacks) != 1 or not whole:
+        gaps = [(a.end, b.start) for a, b in zip(stacks, stacks[1:]) if a.end < b.start]
+        watch.fail(run, f"a first touch of the stack at {low:#x}, {pages} pages below the page the program ran on, "
+                        f"left the stack's record (read from guest RAM) as {len(stacks)} region(s): "
+                        f"{', '.join(str(v) for v in stacks[:4])}"
+                        + (f", with a hole [{gaps[0][0]:#x}, {gaps[0][1]:#x}) between them" if gaps else "")
+                        + ": growing the stack down to a fault must extend the stack's region from the faulting page "
+                          "up to where it starts (grow_stack), not record only the page that faulted")
+    if page_down(low) not in w["stack"]:
+        watch.fail(run, f"after vmas's first touch at {low:#x}, the grader's walk does not find its page mapped")
+    total = sum((i + 1) & 0xff for i in range(pages)) + 0x4a
+    run.expect(rf"^vmas: jump: back, \d+ VMAs, sum {total} proof={proof(token, total):016x}$", "vmas's jump line")
+    run.expect_outcome("success")
+
+
+@lab_test(5, "merge_back")
+def test_merge_back(boot, kernel, arch):
+    token = boot.fresh_token()
+    page = pick_in(token, "merge page", 1, TABLE_PAGES - 2)
+    elf = user_elf(kernel, arch, "vmas")
+    table = user_symbol(kernel, arch, "vmas", "vmas_table").address
+    seg = next(g for g in segments(elf) if g.vaddr <= table < g.vaddr + g.filesz)
+    listing = syscall_number("VmaList")
+    in_area = mmap_area(kernel)
+
+    bss_page = page_down(user_symbol(kernel, arch, "vmas", "vmas_bss").address + 599 * 8)
+    data_seg = next(g for g in segments(elf) if g.vaddr <= bss_page < g.vaddr + g.memsz)
+    if bss_page < page_up(data_seg.vaddr + data_seg.filesz):
+        raise AssertionError(f"vmas_bss's last page {bss_page:#x} holds file bytes: rebuild user/programs/vmas")
+
+    def script(guest, watch):
+        snap = syscall_stops(guest, watch, {listing})   # after every merge and the table's reads
+        root = snap.lower_root
+        record = read_records(snap, kernel).get(1)
+        b = snap.walk(bss_page, root)
+        bss = (b.perms.rwx(), snap.read_phys(b.pa, PAGE)) if b.mapped else None
+        pages = {}
+        for p in range(TABLE_PAGES):
+            w = snap.walk(table + p * PAGE, root)
+            pages[p] = snap.read_phys(w.pa, PAGE) if w.mapped else None
+        anon = [v for v in (record.vmas if record else []) if in_area(v.start) and v.kind == KIND_ANONYMOUS]
+        return dict(record=record, pages=pages, anon=anon, bss=bss)
+
+    run, watch, w = boot_vmas(boot, kernel, arch, token, f"vmas:merge:{page}", script)
+    record, anon = w["record"], w["anon"]
+    if record is None:
+        watch.fail(run, "the grader could not read vmas's record (VMA list) from guest RAM at its vma_list call")
+    said = run.search(rf"^vmas: merge: at ({HEX}):")
+    # (where vmas's mmap landed: its line, else the lowest anonymous region of the mmap area)
+    at = int(said[1], 16) if said else min((v.start for v in anon), default=0)
+    first = [v for v in anon if v.start < at + 4 * PAGE and at < v.end]
+    if [(v.start, v.end, v.rwx()) for v in first] != [(at, at + 4 * PAGE, "rw-")]:
+        watch.fail(run, f"mprotect of the middle of three rw- pages at {at:#x} to r-- and back to rw- left vmas's record "
+                        f"(read from guest RAM) as {record.describe(at, at + 4 * PAGE)}; expected one region "
+                        f"[{at:#x}, {at + 4 * PAGE:#x}) rw-: three neighbours with the same permissions are one region "
+                        "again (merge_range: after a merge, compare the merged region with its next neighbour too)")
+    gap = at + 8 * PAGE
+    second = [v for v in anon if v.start < gap + 3 * PAGE and gap < v.end]
+    if [(v.start, v.end, v.rwx()) for v in second] != [(gap, gap + 3 * PAGE, "rw-")]:
+        watch.fail(run, f"mmap of one rw- page into the one-page gap at {gap + PAGE:#x} between two rw- regions left "
+                        f"vmas's record (read from guest RAM) as {record.describe(gap, gap + 3 * PAGE)}; expected one "
+                        f"region [{gap:#x}, {gap + 3 * PAGE:#x}): a new region that touches both neighbours joins both "
+                        "(VmaSet::insert)")
+    start, end = page_down(seg.vaddr), page_up(seg.vaddr + seg.memsz)
+    file_end = seg.vaddr + seg.filesz    # the segment's file bytes end here
+    image = record.around(start, end)
+    hole = table + page * PAGE
+    short = [v for v in image if v.file_size < min(file_end, v.end) - v.start]
+    if short:
+        v = short[0]
+        watch.fail(run, f"vmas made page {page} of vmas_table ({hole:#x}) rw- and then r-- again, cutting its read-only "
+                        f"image region in three and joining it back: the record (read from guest RAM) now holds {v}, "
+                        f"{v.file_size:#x} file bytes where the ELF file has {min(file_end, v.end) - v.start:#x} for "
+                        f"[{v.start:#x}, {v.end:#x}): the file bytes of the part joined on the right were dropped "
+                        "(merged() must add both parts' file sizes), so its pages come in as zeros")
+    if [(v.start, v.end) for v in image] != [(start, end)] or \
+            any(v.offset != seg.offset - (seg.vaddr - start) for v in image):
+        watch.fail(run, f"page {page} of vmas_table ({hole:#x}) made rw- and back to r-- left the read-only image "
+                        f"region as {record.describe(start, end)} (read from guest RAM); expected the segment's one "
+                        f"region [{start:#x}, {end:#x}) with file offset {seg.offset - (seg.vaddr - start):#x}: the "
+                        "parts must be joined back (mergeable image neighbours: file offsets that follow on)")
+    with open(elf, "rb") as f:
+        data = f.read()
+    for p in range(TABLE_PAGES):
+        va = table + p * PAGE
+        want = data[seg.offset + va - seg.vaddr:seg.offset + va - seg.vaddr + PAGE]
+        got = w["pages"][p]
+        if got is not None and got != want:
+            what = "zeros" if got == bytes(PAGE) else "other bytes than the ELF file has for it"
+            watch.fail(run, f"after page {page} of vmas_table was made rw- and back to r--, its page {p} ({va:#x}, "
+                            f"brought in after) holds {what} (the grader's walk of vmas's root): an image region cut "
+                            "and joined back must still read its file bytes at their own offsets")
+    tail = record.find(bss_page)
+    if tail is None or tail.kind != KIND_IMAGE or tail.file_size > tail.end - tail.start \
+            or (tail.start >= data_seg.vaddr + data_seg.filesz and tail.file_size != 0):
+        watch.fail(run, f"mprotect(PROT_READ) of {bss_page:#x}, a page of vmas's data segment past its file bytes (they "
+                        f"end at {data_seg.vaddr + data_seg.filesz:#x}), cut its image region there; the part from "
+                        f"{bss_page:#x} is {tail or 'gone'} in the record (read from guest RAM)"
+                        + (f": {tail.file_size:#x} file bytes for a region that starts past them: a cut past the file "
+                           "bytes leaves the tail none (tail_of), or its pages come in with bytes from past the file"
+                           if tail is not None and tail.file_size else ""))
+    if w["bss"] is None or w["bss"][0] != "r--" or w["bss"][1] != bytes(PAGE):
+        watch.fail(run, f"vmas_bss's page {bss_page:#x}, made r-- before it was touched and then read, is "
+                        + (f"mapped {w['bss'][0]} holding {'zeros' if w['bss'][1] == bytes(PAGE) else 'bytes that are not zero'}"
+                           if w["bss"] else "not mapped")
+                        + " in the grader's walk: expected r-- and zeros (bss past the file's bytes)")
+    run.expect(rf"^vmas: merge: bss page {bss_page:#x} read-only -> 0, word 0x0$", "vmas's bss line")
+    slot = proof(token, 0x4D47 + page) % TABLE_WORDS
+    total = sum(table_word(p * TABLE_WORDS + slot) for p in range(TABLE_PAGES)) & MASK64
+    m = run.expect(rf"^vmas: merge: at {at:#x}: 0 0 0 (\d+) (\d+) (\d+) 0 0; \d+ VMAs; 0 wrong words, "
+                   rf"sum ({HEX}) proof=([0-9a-f]{{16}})$", "vmas's merge line (every call succeeded)")
+    if int(m[4], 16) != total:
+        watch.fail(run, f"vmas's table words sum to {m[4]}, the ELF file's to {total:#x}")
+    run.expect_proof(m[5], total, "the table's words")
+    run.expect_outcome("success")
+
+
+@lab_test(5, "exec_only")
+def test_exec_only(boot, kernel, arch):
+    token = boot.fresh_token()
+    fn = user_symbol(kernel, arch, "vmas", "vmas_xonly").address
+
+    def script(guest, watch):
+        snap, m = program_says(guest, watch, rf"vmas: xonly: mprotect of ({HEX}) to --x -> (-?\d+)",
+                               "that it made its page execute-only")
+        at = int(m[1], 16)
+        w = snap.walk(at, snap.lower_root)
+        return dict(at=at, result=int(m[2]), mapped=w.mapped, perms=w.perms.rwx() if w.mapped else None,
+                    user=w.mapped and w.perms.user, record=read_records(snap, kernel).get(1))
+
+    run, watch, w = boot_vmas(boot, kernel, arch, token, "vmas:xonly", script)
+    at, record = w["at"], w["record"]
+    if at != fn:
+        watch.fail(run, f"vmas said it made {at:#x} execute-only, not vmas_xonly's page {fn:#x}: not the grader's program")
+    region = record.find(at) if record is not None else None
+    if region is None or region.rwx() != "--x":
+        watch.fail(run, f"after mprotect(PROT_EXEC) of {at:#x}, vmas's record (read from guest RAM) has "
+                        f"{region or 'no region'} there; expected an execute-only (--x) region")
+    if not w["mapped"] or "x" not in w["perms"] or "w" in w["perms"] or not w["user"]:
+        watch.fail(run, f"mprotect(PROT_EXEC) of {at:#x}, a text page already brought in, left it "
+                        + (f"mapped {w['perms']}" if w["mapped"] else "invalid to the MMU (held, as under PROT_NONE)")
+                        + " in the grader's walk of vmas's root: an execute-only region allows an access, so its pages "
+                          "stay present, executable and readable to the MMU (the page's permissions are "
+                          "mapped_page_perms() of the region, not its bare permissions)")
+    said = run.search(rf"^vmas: xonly: reading the execute-only page at ({HEX})$")
+    x = int(said[1], 16) if said else None
+    k = parse_kills(run).get(1)
+    if x is not None and k is not None and k.address == x + 8:
+        watch.fail(run, f"a read of an execute-only region was refused: vmas read {x + 8:#x}, in a --x page it mapped "
+                        f"and never touched, and the kill says '{k.reason}': a region that allows any access allows "
+                        "reads (every page the MMU uses is readable: permits() refuses only what the region denies)")
+    run.expect(rf"^vmas: xonly: called {at:#x} again proof={proof(token, at):016x}$", "vmas's second call")
+    run.expect(r"^vmas: xonly: read 0x0$", "vmas's read of an execute-only page (zeros)")
+    if not user_faults(run, arch, x + 8):
+        watch.fail(run, f"QEMU's log shows no user-mode fault at {x + 8:#x}: the execute-only page was never read")
     run.expect_outcome("success")

@@ -14,7 +14,7 @@ from pagoda_grade import lab_test
 from pagoda_grade.outcomes import KILL_LINE, BootEnded, finding_first
 from pagoda_grade.lifecycle import (Deaths, Pages, Refs, covered, fork_problems, fork_view, leak_story, pid_of, processes,
                                     return_address, stale_records, stalled_waits, unflushed)
-from pagoda_grade.processes import (Layout, count_used, foreign_code_kill, parse_kills, parse_reaped, process_roots,
+from pagoda_grade.processes import (HEX, Layout, count_used, foreign_code_kill, parse_kills, parse_reaped, process_roots,
                                     registry, user_elf, user_page_frames, user_pages, user_symbol, writable_in_two, written)
 from pagoda_grade.proof import MASK64, proof
 from pagoda_grade.symbols import address_of, fact, segments
@@ -1386,3 +1386,252 @@ def test_fork_prot_none(boot, kernel, arch):
                             "the child's write reached the parent's frame")
         check_baseline(watch, run, w)
         run.expect_outcome("success")
+
+
+# ---- boundaries: a run of pages past its first, a child's stack, an orphan's end ------------------
+
+def runs_code(token):
+    """The twin of forktree's runs_code()."""
+    return 1 + proof(token, 0xB00) % 100
+
+
+def mmap_pages(snap, root, kernel):
+    """{va: (frame, first word)} of the pages @p root maps in the mmap area (guest RAM)."""
+    base = fact(kernel, "mmap_base")
+    out = {}
+    for va, (frame, _) in Pages.of(snap, root).items():
+        if base <= va < base + (1 << 36):
+            out[va] = (frame, u64(snap.read_phys(frame, 8)))
+    return out
+
+
+@lab_test(6, "fork_runs")
+def test_fork_runs(boot, kernel, arch):
+    token = boot.fresh_token()
+    n = pick_in(token, "runs pages", 3, 8)
+    k = pick_in(token, "runs page", 1, n - 1)
+    watch = Watch(kernel, arch)
+    # No stop at copy-on-write faults: between fork's return and the parent's write of page k the
+    # parent's stack takes one, and a stop there lets the timer's next tick fall due (QEMU's
+    # clock runs on while the grader holds the guest), which would end the parent's turn and
+    # flush its TLB before the write.
+    watch.deaths = Deaths(kernel, cow=False)
+    exit_call = syscall_number("Exit")
+
+    def script(guest):
+        watch.before(guest)
+        snap = watch.started_check(guest)
+        parent = first_root(snap, kernel)
+        tracer = Tracer(guest, watch)
+        fork_at = address_of(kernel, "pagoda::proc::fork_process")
+        tlb_page, tlb_all = address_of(kernel, watch.proc["tlb_page"]), address_of(kernel, watch.proc["tlb_all"])
+        state = watch.runs_state = dict(forks=[], child=None)   # forks: [(flush, pages after)]
+        for kind, snap, data in tracer.stops(400, extra=[fork_at]):
+            if kind == "extra" and snap.pc in (tlb_page, tlb_all):
+                flush = state["forks"][-1][0]
+                if snap.pc == tlb_all:
+                    flush["all"] = True
+                else:
+                    flush["pages"].add(snap.argument(1) & ~(PAGE - 1))
+                continue
+            if kind == "extra":
+                if snap.lower_root == parent:
+                    # The parent's pages as fork starts; every invalidation until fork_process returns.
+                    state["forks"].append((dict(before=Pages.of(snap, parent), pages=set(), all=False), None))
+                    tracer.follow_call(snap, "forked", any_root=True)
+                    tracer.transient = {tlb_page, tlb_all}
+                continue
+            if kind == "return":
+                tracer.transient = set()
+                state["forks"][-1] = (state["forks"][-1][0], Pages.of(snap, parent))
+                continue
+            root = snap.lower_root
+            if snap.register(watch.proc["syscall_number"]) == exit_call and root not in (parent, *watch.kernel_roots) \
+                    and len(state["forks"]) == 2:
+                # The child ends: both roots' pages of the run, and the code it passes to exit.
+                state["child"] = dict(code=signed(snap.register(watch.proc["syscall_args"][0])) & 0xffffffff,
+                                      mine=mmap_pages(snap, parent, kernel), theirs=mmap_pages(snap, root, kernel))
+                break
+        return dict(parent=parent, **baseline(watch, guest))
+
+    run = boot(args={"run": f"forktree:runs:{n}:{k}"}, token=token, witness=script, memory=GRADER_MEMORY)
+    fail_on_lab6_skeleton(watch, run)
+    state = getattr(watch, "runs_state", {})
+    for flush, after in state.get("forks", []):
+        if after is None or flush["all"]:
+            continue
+        stale = sorted(va for va, (frame, writable) in flush["before"].items()
+                       if writable and after.get(va) == (frame, False) and va not in flush["pages"])
+        if stale:
+            narrowed = sorted(va for va, (frame, writable) in flush["before"].items()
+                              if writable and after.get(va) == (frame, False))
+            done = [va for va in narrowed if va in flush["pages"]]
+            watch.fail(run, f"fork made {len(narrowed)} writable pages of the parent read-only but invalidated only "
+                            f"{len(done)} of them ({', '.join(hex(v) for v in done[:4]) or 'none'}): page "
+                            f"{stale[0]:#x} (and {len(stale) - 1} more) had no TLB invalidation during fork (the grader "
+                            "stopped at every invalidate_page and invalidate_all): a run of pages narrowed together "
+                            "must be invalidated whole, every page of it, not its first page only: the parent's TLB "
+                            "keeps the writable translation of the others, and its next write, before any switch, "
+                            "reaches the frame the child shares")
+    child = state.get("child")
+    if child is not None:
+        shared = {va: v for va, v in child["theirs"].items() if child["mine"].get(va, (None,))[0] == v[0]}
+        hit = [va for va, (frame, word) in child["theirs"].items() if word == proof(token, 0xA00)]
+        if hit:
+            va = hit[0]
+            watch.fail(run, f"the parent wrote page {k} of its {n}-page run ({va:#x}) right after fork returned, before "
+                            f"its next switch, and the child reads that new value there (frame {child['theirs'][va][0]:#x}, "
+                            f"through the child's root at its exit): the write went through a translation the parent's "
+                            "TLB still held writable from before the fork, into the frame fork shared"
+                            + (" (still shared by both roots)" if va in shared else "")
+                            + ": fork must invalidate every parent page it made read-only")
+    w = require(watch, run)
+    fail_on_killed_children(watch, run)
+    if child is None:
+        watch.fail(run, "the grader never saw the forked child's exit call")
+    if child["code"] != runs_code(token):
+        watch.fail(run, f"the child passed {child['code']} to exit (read at its exit call), not the code that says it "
+                        f"read every page of the run as the parent wrote it before fork ({runs_code(token)})")
+    m = run.expect(rf"^forktree: runs: {n} pages at ({HEX}), wrote page {k} after fork; child code (\d+); parent's "
+                   rf"pages intact proof=([0-9a-f]{{16}})$", "the parent's runs line")
+    run.expect_proof(m[3], runs_code(token) ^ (k << 40), "the child's code")
+    check_baseline(watch, run, w)
+    run.expect_outcome("success")
+
+
+def grow_code(token, depth):
+    """The twin of forktree's grow_code() of the child's sum."""
+    return 1 + (proof(token, 0xC00) ^ sum(p & 0xFF for p in range(1, depth + 1))) % 100
+
+
+@lab_test(6, "child_stack")
+def test_child_stack(boot, kernel, arch):
+    token = boot.fresh_token()
+    depth = pick_in(token, "child stack", 12, 40)
+    watch = Watch(kernel, arch)
+    exit_call = syscall_number("Exit")
+    top = fact(kernel, "user_stack_top")
+    limit = fact(kernel, "user_stack_limit")
+
+    def script(guest):
+        watch.before(guest)
+        snap = watch.started_check(guest)
+        parent = first_root(snap, kernel)
+        for snap in calls(guest, watch, {exit_call}, 200):
+            root = snap.lower_root
+            if root in (parent, *watch.kernel_roots):
+                continue
+            stack = sum(1 for va in Pages.of(snap, root) if top - limit <= va < top)
+            return dict(parent=parent, code=snap.register(watch.proc["syscall_args"][0]) & 0xffffffff, stack=stack,
+                        **baseline(watch, guest))
+        raise AssertionError("the forked child never called exit")
+
+    run = boot(args={"run": f"forktree:growchild:{depth}"}, token=token, witness=script, memory=GRADER_MEMORY)
+    fail_on_lab6_skeleton(watch, run)
+    kills = parse_kills(run)
+    for pid, kl in sorted(kills.items()):
+        if kl.address is not None and top - limit <= kl.address < top:
+            m = next((m for m in deaths_of(watch).moments if m.pid == pid), None)
+            stack = next((v for v in (m.vmas or []) if v.start <= kl.address + PAGE and v.end == top), None) if m else None
+            watch.fail(run, f"the forked child (pid {pid}) was killed growing its stack at {kl.address:#x}, "
+                            f"{(top - kl.address) // PAGE} pages below the stack's top and inside the stack's limit "
+                            f"({limit // PAGE} pages, the kernel's fact): '{kl.reason}'"
+                            + (f"; its record (read from guest RAM as it died) has the stack {stack}" if stack else "")
+                            + ": a child's stack grows as its parent's does: fork's copy of the record must keep the "
+                              "parent's stack limit and gap (copy_record), not only its regions")
+    w = require(watch, run)
+    fail_on_killed_children(watch, run)
+    if w["code"] != grow_code(token, depth):
+        watch.fail(run, f"the child passed {w['code']} to exit (read at its exit call), not the code of its {depth} "
+                        "pages of recursion")
+    if w["stack"] < depth:
+        watch.fail(run, f"as the child ends, the grader's walk of its root finds {w['stack']} stack pages; it recursed "
+                        f"{depth} pages deep")
+    run.expect(rf"^forktree: growchild: {depth} pages; child exited code {grow_code(token, depth)} "
+               rf"proof={proof(token, grow_code(token, depth)):016x}$", "the parent's growchild line")
+    check_baseline(watch, run, w)
+    run.expect_outcome("success")
+
+
+def orphan_code(token):
+    """The twin of forktree's orphan_code()."""
+    return 1 + proof(token, 0xD00) % 100
+
+
+@lab_test(6, "orphan_wait")
+def test_orphan_wait(boot, kernel, arch):
+    token = boot.fresh_token()
+    watch = Watch(kernel, arch)
+    exit_call, wait_call = syscall_number("Exit"), syscall_number("Wait")
+
+    def script(guest):
+        watch.before(guest)
+        snap = watch.started_check(guest)
+        parent = first_root(snap, kernel)
+        idle_at = address_of(kernel, "pagoda::proc::idle_until_interrupt")
+        events = []   # ("exit", pid, code) and ("wait", pid returned, code written), in order
+        tracer = Tracer(guest, watch)
+        for kind, snap, data in tracer.stops(600, extra=[idle_at]):
+            if kind == "extra":
+                stalled = stalled_waits(snap, kernel)
+                if stalled:
+                    procs = processes(snap, kernel, records_of=-1)
+                    orphans = [p for p in procs.values() if p.parent == 1 and p.zombie and p.pid not in watch.orphan_own]
+                    if orphans:
+                        raise AssertionError(
+                            f"nothing can run: pid 1 waits (state read from guest RAM) while pid {orphans[0].pid}, an "
+                            f"orphan it adopted when its own parent ended, has already ended (a zombie, exit status "
+                            f"{orphans[0].exit_code}): the exit that handed pid 1 a child that had ended did not wake "
+                            "it (exit must wake the adopter when a zombie is among the children it takes)")
+                    raise AssertionError(stalled[0])
+                continue
+            if kind == "return" and data[0] == "fork":
+                watch.orphan_own.add(signed(snap.register(watch.proc["syscall_result"])))
+                continue
+            if kind == "return":
+                result = signed(snap.register(watch.proc["syscall_result"]))
+                code = exit_info(snap.read_virt(data[1], EXIT_INFO_SIZE, parent))[0] if result > 0 else None
+                events.append(("wait", result, code))
+                if result < 0:
+                    break
+                continue
+            root = snap.lower_root
+            number = snap.register(watch.proc["syscall_number"])
+            if number == exit_call and root != parent:
+                events.append(("exit", pid_of(snap, kernel, root)[0],
+                               signed32(snap.register(watch.proc["syscall_args"][0]) & 0xffffffff)))
+            elif number == wait_call and root == parent:
+                tracer.follow(snap, ("wait", snap.register(watch.proc["syscall_args"][1])))
+            elif number == syscall_number("Fork") and root == parent:
+                tracer.follow(snap, ("fork",))   # (its result: pid 1's own child)
+        return dict(events=events, **baseline(watch, guest))
+
+    watch.orphan_own = set()
+    run = boot(args={"run": "forktree:orphan"}, token=token, witness=script, memory=GRADER_MEMORY)
+    w = require(watch, run)
+    fail_on_killed_children(watch, run)
+    events = w["events"]
+    exits = [(pid, code) for what, pid, code in events if what == "exit"]
+    orphan = next((pid for pid, code in exits if code == orphan_code(token)), None)
+    a = next((pid for pid, code in exits if code == 0x44), None)
+    waits = [(pid, code) for what, pid, code in events if what == "wait"]
+    if orphan is None or a is None:
+        watch.fail(run, f"the grader saw the exit calls {exits} (pid, code): expected the orphan's code "
+                        f"{orphan_code(token)} and A's 0x44 among them")
+    a_ended = next(i for i, e in enumerate(events) if e[0] == "exit" and e[1] == a)
+    first_wait = next((i for i, e in enumerate(events) if e[0] == "wait"), None)
+    if first_wait is None or first_wait > a_ended or waits[0][0] != orphan:
+        watch.fail(run, f"pid 1 waited for any child; the orphan pid {orphan} (its parent ended after it, so it went to "
+                        f"pid 1 a zombie) ended long before A (pid {a}, asleep meanwhile), yet pid 1's first wait returned "
+                        f"{waits[0][0] if waits else 'nothing'}"
+                        + (" only after A ended" if first_wait is None or first_wait > a_ended else "")
+                        + " (read in user mode at its return): the exit that hands pid 1 a zombie must wake it, if it "
+                          "waits, to reap the orphan")
+    if [p for p, _ in waits[:2]] != [orphan, a] or [c for _, c in waits[:2]] != [orphan_code(token), 0x44] \
+            or len(waits) < 3 or waits[2][0] != -ECHILD:
+        watch.fail(run, f"pid 1's wait calls returned {waits} (pid, code: read in user mode); expected the orphan "
+                        f"{orphan} with {orphan_code(token)}, then A {a} with 0x44, then -ECHILD")
+    run.expect(rf"^forktree: orphan: first the orphan code {orphan_code(token)}, then A code 68, then -{ECHILD} "
+               rf"proof=[0-9a-f]{{16}}$", "pid 1's orphan line")
+    check_baseline(watch, run, w)
+    run.expect_outcome("success")

@@ -29,6 +29,15 @@
 //                      the kernel's write into a copy-on-write page must copy it. The child
 //                      yields (the grader compares the roots) and exits with a code of the bytes;
 //                      the parent checks its pages never changed.
+//   forktree runs N K  maps N pages and writes each (their writable translations cached), forks,
+//                      and at once (no system call, no switch) writes page K (1..N-1, not the
+//                      first of the run): the child must still read the value written before the
+//                      fork there; it exits with runs_code() when every page holds it
+//   forktree growchild D  forks a child that grows its stack D pages deep, then exits with
+//                      grow_code(); the parent reaps it
+//   forktree orphan    pid 1 forks A, A forks C, C forks B; B ends at once, C ends after it
+//                      (B, a zombie, goes to pid 1), A reaps C and sleeps; pid 1, waiting since
+//                      it forked A, must reap B first (while A sleeps), then A
 //   forktree hang N    forks N children that sleep until something ends them, says so, and
 //                      waits for them: a process tree for the shell's Ctrl-C (which ends the
 //                      foreground program with its descendants) and `kill -t`.
@@ -392,6 +401,128 @@ int hang(u64 n) {
   return 0;
 }
 
+// ---- runs: fork narrows a run of writable pages; the parent writes one at once --------------
+
+constexpr u64 kRunsSkip = 32;
+
+i32 runs_code() { return i32(1 + value(0xb00) % 100); }
+
+int runs(u64 n, u64 k) {
+  if (n < 2 || n > 16 || k == 0 || k >= n) {
+    println("forktree: runs: N in 2..16, K in 1..N-1");
+    return 2;
+  }
+  // A first fork, whose child ends at once: the kernel's fork path is then translated (QEMU TCG
+  // translates code on first use, many times slower than running it), so the fork below is over
+  // well within the parent's turn.
+  const i64 warm = fork();
+  if (warm == 0) exit(0);
+  abi::ExitInfo warm_info{};
+  if (warm < 0 || waitpid(warm, &warm_info) != warm) {
+    println("forktree: runs: the first fork failed: {}", warm);
+    return 2;
+  }
+  // The run starts 32 pages into a larger mapping (the rest unmapped): a TLB indexed by the low
+  // bits of the page number (QEMU's holds at least 64 entries) keeps its pages apart from the
+  // program's text, data and stack pages, which could otherwise evict one of them before the write.
+  const i64 whole = mmap(0, (kRunsSkip + n) * arch::kPageSize, abi::kProtRead | abi::kProtWrite);
+  const i64 at = abi::is_error(whole) ? whole : whole + i64(kRunsSkip * arch::kPageSize);
+  if (abi::is_error(at) || munmap(u64(whole), kRunsSkip * arch::kPageSize) != 0) {
+    println("forktree: runs: mmap failed: {}", abi::errno_name(abi::errno_of(at)));
+    return 2;
+  }
+  auto word = [&](u64 i) { return reinterpret_cast<volatile u64*>(u64(at) + i * arch::kPageSize); };
+  for (u64 i = 0; i < n; ++i) *word(i) = value(0x900 + i);
+  // A turn of its own begins after the sleep (a tick ends a turn only after kTicksPerTurn): the
+  // writes below put each page's writable translation in the TLB again (the switch flushed it),
+  // and fork and the write after it come well within the turn, with no switch between them.
+  (void)sleep(1);
+  for (u64 i = 0; i < n; ++i) *word(i) = value(0x900 + i);
+  const i64 pid = fork();
+  if (pid > 0) *word(k) = value(0xa00);           // before anything else: the parent's next write
+  if (pid == 0) {
+    u64 bad = 0;
+    for (u64 i = 0; i < n; ++i) bad += *word(i) != value(0x900 + i);
+    exit(bad == 0 ? runs_code() : 100 + i32(min<u64>(bad, 100)));
+  }
+  if (pid < 0) {
+    println("forktree: runs: fork failed: {}", abi::errno_name(abi::errno_of(pid)));
+    return 2;
+  }
+  abi::ExitInfo info{};
+  const i64 got = waitpid(pid, &info);
+  u64 bad = 0;
+  for (u64 i = 0; i < n; ++i) bad += *word(i) != (i == k ? value(0xa00) : value(0x900 + i));
+  const bool ok = got == pid && info.how == u32(abi::Termination::Exited) && info.code == runs_code() && bad == 0;
+  println("forktree: runs: {} pages at {:#x}, wrote page {} after fork; child code {}; parent's pages {}{}", n, at, k,
+          info.code, bad == 0 ? "intact" : "CHANGED", proof_note(u64(info.code) ^ (bad << 32) ^ (k << 40)));
+  return ok ? 0 : 1;
+}
+
+// ---- growchild: a forked child grows its stack ------------------------------------------------
+
+i32 grow_code(u64 sum) { return i32(1 + (value(0xc00) ^ sum) % 100); }
+
+[[gnu::noinline]] u64 grow_down(u64 pages) {
+  volatile u8 frame[arch::kPageSize - 64];
+  frame[0] = u8(pages);
+  frame[sizeof frame - 1] = u8(pages);
+  asm volatile("" ::"r"(frame) : "memory");
+  if (pages == 0) return frame[0];
+  return grow_down(pages - 1) + frame[sizeof frame - 1];
+}
+
+int growchild(u64 depth) {
+  const i64 pid = fork();
+  if (pid == 0) exit(grow_code(grow_down(depth)));
+  if (pid < 0) {
+    println("forktree: growchild: fork failed: {}", abi::errno_name(abi::errno_of(pid)));
+    return 2;
+  }
+  abi::ExitInfo info{};
+  const i64 got = waitpid(pid, &info);
+  u64 sum = 0;
+  for (u64 p = 1; p <= depth; ++p) sum += p & 0xff;
+  const bool ok = got == pid && info.how == u32(abi::Termination::Exited) && info.code == grow_code(sum);
+  println("forktree: growchild: {} pages; child {} code {}{}", depth,
+          info.how == u32(abi::Termination::Exited) ? "exited" : "killed", info.code,
+          proof_note(u64(info.code) ^ (u64(info.how) << 16)));
+  return ok ? 0 : 1;
+}
+
+// ---- orphan: an orphan ends while pid 1 waits ------------------------------------------------
+
+i32 orphan_code() { return i32(1 + value(0xd00) % 100); }
+
+int orphan() {
+  const i64 a = fork();
+  if (a == 0) {  // A
+    const i64 c = fork();
+    if (c == 0) {  // C
+      const i64 b = fork();
+      if (b == 0) exit(orphan_code());  // B: ends at once
+      (void)sleep(2);                   // B ends meanwhile; C never reaps it
+      exit(b > 0 ? 0x33 : 99);          // C ends: B, a zombie, goes to pid 1
+    }
+    abi::ExitInfo ci{};
+    const i64 reaped = waitpid(c, &ci);
+    (void)sleep(40);  // A lives on while pid 1 reaps the orphan
+    exit(reaped == c && ci.code == 0x33 ? 0x44 : 98);
+  }
+  if (a < 0) {
+    println("forktree: orphan: fork failed: {}", abi::errno_name(abi::errno_of(a)));
+    return 2;
+  }
+  abi::ExitInfo first{}, second{}, none{};
+  const i64 p1 = wait(&first);
+  const i64 p2 = wait(&second);
+  const i64 p3 = wait(&none);
+  const bool ok = p1 > 0 && p1 != a && first.code == orphan_code() && p2 == a && second.code == 0x44 && p3 < 0;
+  println("forktree: orphan: first {} code {}, then {} code {}, then {}{}", p1 == a ? "A" : "the orphan", first.code,
+          p2 == a ? "A" : "the orphan", second.code, p3, proof_note(u64(first.code) ^ (u64(second.code) << 8)));
+  return ok ? 0 : 1;
+}
+
 }  // namespace
 
 int main(int, char**) {
@@ -409,7 +540,10 @@ int main(int, char**) {
   if (mode == "vmas") return vmas(arg_number(2, 3), arg_number(3, 4), arg_number(4, 4));
   if (mode == "readcow") return readcow(arg_number(2, 0));
   if (mode == "hang") return hang(arg_number(2, 3));
+  if (mode == "runs") return runs(arg_number(2, 4), arg_number(3, 1));
+  if (mode == "growchild") return growchild(arg_number(2, 16));
+  if (mode == "orphan") return orphan();
   println("forktree: usage: forktree basic N | deep D | exec | bomb MIB | wide N | vmas M H S | readcow OFFSET | "
-          "hang N");
+          "hang N | runs N K | growchild D | orphan");
   return 2;
 }
