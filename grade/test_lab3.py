@@ -1364,3 +1364,48 @@ def test_exit_frees(boot, kernel, arch):
     if m[1] != m[2]:
         run.fail(f"the kernel itself counts {m[1]} frames in use before and {m[2]} after")
     run.expect_outcome("success")
+
+
+@lab_test(3, "kstack_reuse")
+def test_kstack_reuse(boot, kernel, arch):
+    """More processes over one run than there are kernel-stack slots, one alive at a time (churn
+    spawns a child and reaps it before the next): every exit gives its slot back, and the slot
+    table (guest RAM) is empty at the end."""
+    token = boot.fresh_token()
+    watch = Watch(kernel, arch)
+    slots = watch.layout.slots
+    n = slots + pick_in(token, "churn extra", 8, slots // 2)
+
+    def script(guest):
+        watch.before(guest)
+        watch.started_check(guest)
+        end = watch.checkpoint(guest, "ended")
+        marks = end.read_virt(address_of(kernel, SLOT_TABLE), slots)
+        return [slot for slot in range(slots) if marks[slot]]
+
+    run = boot(args={"run": f"churn:{n}"}, token=token, witness=script)
+    taken = watch.require(run)
+    failed = run.search(r"^churn: spawn (\d+) of \d+ failed: (-?\d+) proof=")
+    children = len(re.findall(r"(?m)^proc \d+ \(churn\): spawned by 1;", "\n".join(run.lines)))
+    if failed and not taken:
+        run.fail(f"a kernel-stack slot given back is never taken again: churn's spawn {failed[1]} of {n} failed with "
+                 f"{failed[2]} with at most churn itself alive (each child before it had exited and been reaped), yet "
+                 f"when every process had ended the kernel's slot table (g_used, read by the grader from guest RAM) "
+                 f"marks all {slots} slots free: the search for a free slot must look at every slot again (from "
+                 "slot 0, or wrapping around), not only those never used")
+    if failed or taken:
+        said = (f"churn's spawn {failed[1]} of {n} failed with {failed[2]} although each child before it had exited "
+                "and been reaped (one process alive besides churn at most)" if failed else
+                f"churn made {children} children one after another")
+        run.fail(f"kernel-stack slots are not given back at exit: {said}; when every process had ended, "
+                 f"{len(taken)} of the {slots} slots were still marked taken in the kernel's slot table (g_used, read "
+                 f"by the grader from guest RAM{': slots ' + ', '.join(map(str, taken[:8])) if taken else ''}): "
+                 "destroying a kernel stack must free its slot, or a run makes at most as many processes as there "
+                 "are slots")
+    if children != n:
+        run.fail(f"the kernel says it spawned {children} churn children; churn asked for {n}")
+    run.expect(rf"^churn: {n} of {n} children ran and were reaped proof={proof(token, n):016x}$", "churn's summary")
+    reaped = parse_reaped(run)
+    if sum(1 for how in reaped.values() if how == "exited with code 0") < 1:
+        watch.fail(run, f"missing: churn (pid 1) exiting with 0; reaped: {dict(list(reaped.items())[:4])}")
+    run.expect_outcome("success")
