@@ -1368,9 +1368,9 @@ def test_exit_frees(boot, kernel, arch):
 
 @lab_test(3, "kstack_reuse")
 def test_kstack_reuse(boot, kernel, arch):
-    """More processes over one run than there are kernel-stack slots, one alive at a time (churn
-    spawns a child and reaps it before the next): every exit gives its slot back, and the slot
-    table (guest RAM) is empty at the end."""
+    """More processes over one run than there are kernel-stack slots, never many at once (churn
+    is a chain: each link sleeps a tick, spawns the next and exits): every exit gives its slot
+    back, and the slot table (guest RAM) is empty at the end."""
     token = boot.fresh_token()
     watch = Watch(kernel, arch)
     slots = watch.layout.slots
@@ -1385,27 +1385,79 @@ def test_kstack_reuse(boot, kernel, arch):
 
     run = boot(args={"run": f"churn:{n}"}, token=token, witness=script)
     taken = watch.require(run)
-    failed = run.search(r"^churn: spawn (\d+) of \d+ failed: (-?\d+) proof=")
-    children = len(re.findall(r"(?m)^proc \d+ \(churn\): spawned by 1;", "\n".join(run.lines)))
+    failed = run.search(r"^churn: link (\d+) of \d+: spawn failed: (-?\d+) proof=")
+    links = len(re.findall(r"(?m)^proc \d+ \(churn\): spawned by \d+;", "\n".join(run.lines))) + 1
     if failed and not taken:
-        run.fail(f"a kernel-stack slot given back is never taken again: churn's spawn {failed[1]} of {n} failed with "
-                 f"{failed[2]} with at most churn itself alive (each child before it had exited and been reaped), yet "
-                 f"when every process had ended the kernel's slot table (g_used, read by the grader from guest RAM) "
-                 f"marks all {slots} slots free: the search for a free slot must look at every slot again (from "
-                 "slot 0, or wrapping around), not only those never used")
+        run.fail(f"a kernel-stack slot given back is never taken again: link {failed[1]} of churn's chain of {n} "
+                 f"could not spawn the next ({failed[2]}) with at most two links alive (each ended before the next "
+                 f"but one began), yet when every process had ended the kernel's slot table (g_used, read by the "
+                 f"grader from guest RAM) marks all {slots} slots free: the search for a free slot must look at every "
+                 "slot again (from slot 0, or wrapping around), not only those never used")
     if failed or taken:
-        said = (f"churn's spawn {failed[1]} of {n} failed with {failed[2]} although each child before it had exited "
-                "and been reaped (one process alive besides churn at most)" if failed else
-                f"churn made {children} children one after another")
+        said = (f"link {failed[1]} of churn's chain of {n} could not spawn the next ({failed[2]}) with at most two "
+                "links alive (each ended before the next but one began)" if failed else
+                f"churn's chain made {links} processes one after another")
         run.fail(f"kernel-stack slots are not given back at exit: {said}; when every process had ended, "
                  f"{len(taken)} of the {slots} slots were still marked taken in the kernel's slot table (g_used, read "
                  f"by the grader from guest RAM{': slots ' + ', '.join(map(str, taken[:8])) if taken else ''}): "
                  "destroying a kernel stack must free its slot, or a run makes at most as many processes as there "
                  "are slots")
-    if children != n:
-        run.fail(f"the kernel says it spawned {children} churn children; churn asked for {n}")
-    run.expect(rf"^churn: {n} of {n} children ran and were reaped proof={proof(token, n):016x}$", "churn's summary")
+    if links != n:
+        run.fail(f"the kernel says it made {links} churn processes; the chain has {n} links")
+    run.expect(rf"^churn: link {n} of {n} ran, the last proof={proof(token, n):016x}$", "the chain's last link")
     reaped = parse_reaped(run)
-    if sum(1 for how in reaped.values() if how == "exited with code 0") < 1:
-        watch.fail(run, f"missing: churn (pid 1) exiting with 0; reaped: {dict(list(reaped.items())[:4])}")
+    if sum(1 for how in reaped.values() if how == "exited with code 0") != n:
+        watch.fail(run, f"expected the {n} links of churn's chain to exit with 0; reaped: "
+                        f"{dict(list(reaped.items())[:4])}...")
+    run.expect_outcome("success")
+
+
+SWITCH_COUNT = "pagoda::proc::(anonymous namespace)::g_switches"   # kernel/proc/scheduler.cpp
+
+
+@lab_test(3, "kernel_not_preempted")
+def test_kernel_not_preempted(boot, kernel, arch):
+    """A tick that interrupts kernel code while a process is current must not switch: kspin
+    waits in the kernel (interrupts on) for ticks the grader picks while spin is ready; the
+    grader reads the scheduler's switch count at the call's start and end."""
+    token = boot.fresh_token()
+    n = pick_in(token, "kspin ticks", 5, 12)
+    stop_va = user_symbol(kernel, arch, "spin", "spin_stop").address
+    tags = {fact(kernel, "kernel_spin_start_stop"): "start", fact(kernel, "kernel_spin_end_stop"): "end"}
+    watch = Watch(kernel, arch)
+
+    def script(guest):
+        watch.before(guest)
+        watch.started_check(guest)
+        spinners = [r for r, label in watch.roots.items() if " of spin (" in label]
+        seen = {}
+        while "end" not in seen:   # (only the test's deadline bounds the wait)
+            snap = guest.stop_at("pagoda_grader_checkpoint")
+            what = tags.get(snap.argument(0))
+            if what is not None:
+                seen[what] = (snap.argument(1), u64(snap.read_virt(address_of(kernel, SWITCH_COUNT), 8)),
+                              snap.argument(2))
+        for root in spinners:   # (from lab 5 on, spin_stop's page comes at spin's first touch)
+            snap = watch.until_touched(guest, snap, stop_va, root, "spin_stop's page in spin's root")
+            if snap is not None:
+                snap.write_virt(stop_va, (1).to_bytes(8, "little"), root)
+        return seen
+
+    run = boot(args={"run": run_spec(f"kspin:{n}", f"spin:{SPIN_FOREVER:#x}")}, token=token, witness=script)
+    seen = watch.require(run)
+    if "start" not in seen:
+        run.fail("the grader saw kernel_spin's end but not its start")
+    (pid, before, _), (_, after, passed) = seen["start"], seen["end"]
+    if after != before:
+        watch.fail(run, f"kernel code was preempted: while pid {pid} (kspin) waited in the kernel with interrupts on "
+                        f"(the kernel_spin call, {n} ticks; {passed} passed), the scheduler switched {after - before} "
+                        f"time(s) (its switch count g_switches went from {before} to {after}, read by the grader from "
+                        "guest RAM at the call's start and end) although spin was ready: a timer tick that interrupts "
+                        "kernel code must not end the turn (the kernel may hold a temporary mapping, or be half-way "
+                        "through a change of the page tables); only a tick from user mode preempts")
+    run.expect(rf"^kspin: pid \d+ waited {n} ticks in the kernel -> (\d+) proof=", "kspin's line")
+    run.expect(r"^spin: pid \d+ counted to \d+ proof=", "spin's line (stopped by the grader)")
+    reaped = parse_reaped(run)
+    if sorted(reaped.values()).count("exited with code 0") != 2:
+        watch.fail(run, f"expected kspin and spin to exit with 0; reaped: {reaped}")
     run.expect_outcome("success")

@@ -1,51 +1,41 @@
-// churn: many processes over one run, one at a time (lab 3: every exit gives its kernel stack
-// slot back, so a run may make more processes than there are slots).
+// churn: many processes over one run, never many at once (lab 3: every exit gives its kernel
+// stack slot back, so a run may make more processes than there are slots). A chain: link i
+// sleeps a tick (the idle loop then frees link i - 1, which has ended), spawns link i + 1 and
+// exits; the last link says so.
 //
-//   churn N      spawns churn (as "churn child") N times, each after the last one was reaped
-//   churn child  exits at once with a code from its pid and the token
+//   churn N [I]   link I (default 1) of a chain of N
 //
-// A spawn that fails ends the loop: "churn: spawn I of N failed: E". Last line: how many
-// children ran and were reaped with the code due.
+// A spawn that fails ends the chain: "churn: link I of N: spawn failed: E".
 #include "user/lib/user.hpp"
 
 using namespace pagoda;
 using namespace pagoda::user;
 
-namespace {
-
-int child_code(i64 pid) { return int(proof(token(), 0x4348'0000 + u64(pid)) % 100); }
-
-}  // namespace
-
 int main(int, char**) {
-  if (arg(1) == "child") return child_code(getpid());
-  const u64 n = arg_number(1, 0);
-  if (n == 0 || n > 10000) {
-    println("churn: usage: churn N | churn child");
+  const u64 n = arg_number(1, 0), i = arg_number(2, 1);
+  if (n == 0 || n > 10000 || i == 0 || i > n) {
+    println("churn: usage: churn N [I]");
     return 2;
   }
+  (void)sleep(1);  // nothing else is ready: the idle loop runs, and frees the link before this one
+  if (i == n) {
+    println("churn: link {} of {} ran, the last{}", i, n, proof_note(n));
+    return 0;
+  }
+  char count[24] = {}, index[24] = {};
+  BufferSink counted(count, sizeof count), indexed(index, sizeof index);
+  format_to(counted, "{}", n);
+  format_to(indexed, "{}", i + 1);
   char token_arg[80] = {};
   const StringView prefix = abi::kTokenArgPrefix, tok = token();
   usize k = 0;
-  for (usize i = 0; i < prefix.size() && k + 1 < sizeof token_arg; ++i) token_arg[k++] = prefix[i];
-  for (usize i = 0; i < tok.size() && k + 1 < sizeof token_arg; ++i) token_arg[k++] = tok[i];
-  const char* const argv[] = {"churn", "child", token_arg, nullptr};
-  u64 reaped = 0;
-  for (u64 i = 1; i <= n; ++i) {
-    const i64 pid = spawn("churn", argv);
-    if (pid < 0) {
-      println("churn: spawn {} of {} failed: {} proof={:016x}", i, n, pid, proof(token(), u64(pid) ^ i));
-      break;
-    }
-    abi::ExitInfo info{};
-    const i64 got = waitpid(pid, &info, 0);
-    if (got != pid || info.how != u32(abi::Termination::Exited) || info.code != child_code(pid)) {
-      println("churn: child {} (pid {}): wait returned {}, how {}, code {} (due {})", i, pid, got, info.how, info.code,
-              child_code(pid));
-      break;
-    }
-    ++reaped;
+  for (usize j = 0; j < prefix.size() && k + 1 < sizeof token_arg; ++j) token_arg[k++] = prefix[j];
+  for (usize j = 0; j < tok.size() && k + 1 < sizeof token_arg; ++j) token_arg[k++] = tok[j];
+  const char* const argv[] = {"churn", count, index, token_arg, nullptr};
+  const i64 pid = spawn("churn", argv);
+  if (pid < 0) {
+    println("churn: link {} of {}: spawn failed: {} proof={:016x}", i, n, pid, proof(tok, u64(pid) ^ i));
+    return 1;
   }
-  println("churn: {} of {} children ran and were reaped{}", reaped, n, proof_note(reaped));
-  return reaped == n ? 0 : 1;
+  return 0;
 }
