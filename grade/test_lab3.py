@@ -35,6 +35,9 @@ SPIN_FOREVER = 1 << 40           # a count no spinner reaches: the grader stops 
 GRADER_MEMORY = "128M"
 # The kernel's kernel-stack slot table (kernel/proc/kernel_stack.cpp): one bool per slot, true when taken.
 SLOT_TABLE = "pagoda::proc::(anonymous namespace)::g_used"
+# AArch64's ASID table (arch/aarch64/address_space.cpp): bit n set while ASID n is taken; kAsids of them.
+ASID_TABLE = "pagoda::aarch64::(anonymous namespace)::g_asids_used"
+ASIDS = 256
 # What the grader writes into every free frame before the first process is made (Watch.before):
 # whatever the kernel hands out unzeroed shows it.
 FREE_FILL = 0x5A
@@ -1374,18 +1377,29 @@ def test_kstack_reuse(boot, kernel, arch):
     token = boot.fresh_token()
     watch = Watch(kernel, arch)
     slots = watch.layout.slots
-    n = slots + pick_in(token, "churn extra", 8, slots // 2)
+    n = max(slots, ASIDS) + pick_in(token, "churn extra", 8, 40)   # more than every slot and every ASID
 
     def script(guest):
         watch.before(guest)
         watch.started_check(guest)
         end = watch.checkpoint(guest, "ended")
         marks = end.read_virt(address_of(kernel, SLOT_TABLE), slots)
-        return [slot for slot in range(slots) if marks[slot]]
+        try:
+            asids = int.from_bytes(end.read_virt(address_of(kernel, ASID_TABLE), ASIDS // 8), "little")
+        except AssertionError:   # (x86_64: no ASIDs)
+            asids = None
+        return [slot for slot in range(slots) if marks[slot]], asids
 
     run = boot(args={"run": f"churn:{n}"}, token=token, witness=script)
-    taken = watch.require(run)
+    taken, asids = watch.require(run)
     failed = run.search(r"^churn: link (\d+) of \d+: spawn failed: (-?\d+) proof=")
+    if asids is not None and bin(asids).count("1") > 1:   # (ASID 0, the kernel's, is always taken)
+        held = [a for a in range(1, ASIDS) if asids >> a & 1]
+        run.fail(f"ASIDs are not given back when an address space ends: when every process had ended, {len(held)} "
+                 f"ASIDs (e.g. {', '.join(map(str, held[:6]))}) were still marked taken in the kernel's ASID table "
+                 f"(g_asids_used, read by the grader from guest RAM) after churn's chain of {n} processes, never more "
+                 f"than two at once" + (f" (link {failed[1]} could not spawn the next: {failed[2]})" if failed else "")
+                 + ": free_asid() must clear the space's bit, or a run makes at most 255 address spaces")
     links = len(re.findall(r"(?m)^proc \d+ \(churn\): spawned by \d+;", "\n".join(run.lines))) + 1
     if failed and not taken:
         run.fail(f"a kernel-stack slot given back is never taken again: link {failed[1]} of churn's chain of {n} "
