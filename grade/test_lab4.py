@@ -1124,3 +1124,76 @@ def test_space_copy_pages(boot, kernel, arch):
     if m[4] != m[5]:
         run.fail(f"space_copy had {m[4]} free frames before and {m[5]} after: the copies leaked frames")
     run.expect_outcome("success")
+
+
+# ---- every temp-map slot at once ----------------------------------------------------------------
+
+FULL_TAG = 0x5446_0000   # the grader fills the full-depth test's frame k with pattern(proof(token, FULL_TAG) + k, i)
+
+
+@lab_test(4, "temp_map_full")
+def test_temp_map_full(boot, kernel, arch):
+    """Every slot of the stack live at once, the last included: guard n holds slot n and maps its
+    own frame (walked by the grader at the deepest point), and reads its frame's value."""
+    token = boot.fresh_token()
+    slots = fact(kernel, "temp_map_slots")
+    word = pick_in(token, "full word", 0, WORDS - 1)
+    fill = proof(token, FULL_TAG)
+    panic = address_of(kernel, "pagoda::panic_begin")
+    stops = {name: fact(kernel, f"temp_full_{name}_stop") for name in ("frames", "deep", "reads")}
+
+    def stop(guest, name):
+        while True:   # (only the test's deadline bounds the wait)
+            snap = guest.stop_at_any([address_of(kernel, "pagoda_grader_checkpoint"), panic])
+            if snap.pc == panic or snap.argument(0) == stops[name]:
+                return snap
+
+    def script(guest):
+        snap = stop(guest, "frames")
+        if snap.pc == panic:
+            return dict(panic=0)
+        record = snap.argument(1)
+        frames = list(struct.unpack(f"<{slots}Q", snap.read_virt(record, 8 * slots)))
+        for k, f in enumerate(frames):
+            guest.write_phys(f, pattern_page(fill + k))
+        snap = stop(guest, "deep")
+        fields = lambda s, index, n=slots: list(struct.unpack(f"<{n}Q", s.read_virt(record + 8 * slots * index, 8 * n)))
+        if snap.pc == panic:
+            return dict(panic=fields(snap, 4, 2)[1], frames=frames)
+        guards = list(zip(fields(snap, 1), frames))
+        live = probe_live_problems(snap, kernel, arch, guards, frames, temp_area(snap, kernel))
+        snap = stop(guest, "reads")
+        if snap.pc == panic:
+            return dict(panic=slots, frames=frames, live=live)
+        return dict(frames=frames, live=live, first=fields(snap, 2), again=fields(snap, 3),
+                    depth=temp_area(snap, kernel)["depth"])
+
+    run = boot(test="temp_map_full", token=token, args={"word": word}, witness=script, memory=GRADER_MEMORY)
+    w = run.require_witness()
+    if w.get("live"):
+        found = finding_first(w["live"], f"the grader stopped the test with all {slots} temp-map slots live (guard n "
+                                         "on slot n) and walked the live root at each")
+        run.fail(found, cause=found)
+    if "panic" in w:
+        made = w["panic"]
+        faults = kernel_faults(kernel, run)
+        fault = f" ({faults[0].describe(run.symbol_of)})" if faults else ""
+        if made < slots:
+            found = (f"making guard {made + 1} of {slots} nested guards, which takes slot {made}"
+                     f"{' (the last of the stack)' if made == slots - 1 else ''}, killed the kernel{fault}: the first "
+                     f"{made} slots worked; every slot up to the last must have its page-level entry reserved "
+                     "(TempMapArea::init()) and take its frame (push())")
+        else:
+            found = f"with all {slots} temp-map slots live the kernel panicked on the way out{fault}"
+        run.fail(found, cause=found)
+    for name in ("first", "again"):
+        for k, got in enumerate(w[name]):
+            due = pattern(fill + k, word)
+            if got != due:
+                when = "right after it was made" if name == "first" else f"with all {slots} slots live"
+                run.fail(f"guard {k} (slot {k}) read {got:#x} from word {word} of its frame {w['frames'][k]:#x} {when}, "
+                         f"where the grader wrote {due:#x}: the slot reached another frame")
+    if w["depth"] != 0:
+        run.fail(f"after all {slots} guards were released the slot stack is {w['depth']} deep (read from guest RAM)")
+    run.expect(rf"^temp_map_full: {slots} guards nested, every slot; slots live now: 0$", "the test's summary")
+    run.expect_outcome("success")
