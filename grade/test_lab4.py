@@ -919,7 +919,7 @@ PROC_INFO_SIZE = 72      # sizeof(abi::ProcInfo)
 EDGE_LETTER_TAG = 0x4c00  # edges' letter i is 'a' + proof(token, EDGE_LETTER_TAG + i) % 26
 
 
-def edge_cases(top, length, over, short):
+def edge_cases(top, length, over, short, cut, end_page):
     """(case, tag, result due, what the call is) of user/programs/edges.cpp, in its order."""
     return [
         ("at_top", 1, length, f"write(1, {top - length:#x}, {length}): a buffer whose last byte is the user half's "
@@ -936,6 +936,8 @@ def edge_cases(top, length, over, short):
                                  f"{top:#x} (no program has that name)"),
         ("name_short", 7, EFAULT, f"spawn() of a name of {short} bytes with no NUL, ending at the user half's top "
                                   f"{top:#x}: it runs off the user half before the kernel's buffer is full"),
+        ("name_cut", 8, EFAULT, f"spawn() of a name of {cut} bytes with no NUL, ending at the last byte of edges' last "
+                                f"mapped page ({end_page - 1:#x}; the page after it is not mapped)"),
     ]
 
 
@@ -969,7 +971,12 @@ def test_copy_edges(boot, kernel, arch):
     length = pick_in(token, "edges line", 24, 32)
     over = pick_in(token, "edges over", 1, 2 * PAGE)
     short = pick_in(token, "edges short", 1, MAX_NAME)
-    cases = edge_cases(top, length, over, short)
+    end = user_symbol(kernel, arch, "edges", "_end").address
+    end_page = (end + PAGE - 1) // PAGE * PAGE
+    if end_page - end < 1:
+        raise AssertionError(f"edges' _end ({end:#x}) is page aligned: no room for name_cut (the grader's build)")
+    cut = pick_in(token, "edges cut", 1, min(MAX_NAME, end_page - end))
+    cases = edge_cases(top, length, over, short, cut, end_page)
     watch = Watch(kernel, arch)
 
     def script(guest):
@@ -977,7 +984,7 @@ def test_copy_edges(boot, kernel, arch):
         watch.started_check(guest)
         return True
 
-    run = boot(args={"run": f"edges:{top:#x}:{length}:{over}:{short}"}, token=token, witness=script,
+    run = boot(args={"run": f"edges:{top:#x}:{length}:{over}:{short}:{cut}"}, token=token, witness=script,
                memory=GRADER_MEMORY)
     watch.require(run)
     announced = [m for m in (re.match(r"^edges: next (\w+)$", line) for line in run.lines) if m]
@@ -1006,6 +1013,11 @@ def test_copy_edges(boot, kernel, arch):
     run.expect(rf"^edges: {re.escape(letters)}$", f"the line edges wrote from the user half's last {length} bytes "
                                                    "(at_top), on the console")
     run.expect(rf"^edges: done proof={proof(token, top ^ length):016x}$", "edges' last line")
+    if not any(f.address == end_page for f in run.log.faults if recovered_by_fixup(kernel, f)):
+        watch.fail(run, f"name_cut: {cases[-1][3]} returned EFAULT, but {QEMU_LOG} shows no user-copy fault at "
+                        f"{end_page:#x} recovered through the fix-up table: the string copy did not read through the "
+                        "user address (lab 4's copies run straight through it, and a bad page faults; checking each "
+                        "page in the tables first is lab 3's way)")
     if parse_reaped(run).get(1) != "exited with code 0":
         watch.fail(run, "missing: 'proc 1 (edges): reaped: exited with code 0'")
     run.expect_outcome("success")

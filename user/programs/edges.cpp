@@ -3,9 +3,10 @@
 // user half, in the top page of the stack, where the loader put this program's arguments (read
 // before they are overwritten); the grader picks the sizes at run time.
 //
-//   edges TOP LEN OVER SHORT   TOP: one past the user half's last byte; LEN: 24..32, the bytes of
-//                              a line that ends at TOP; OVER: bytes a range runs past TOP;
-//                              SHORT: 1..31, a name's bytes left before TOP
+//   edges TOP LEN OVER SHORT CUT   TOP: one past the user half's last byte; LEN: 24..32, the
+//                                  bytes of a line that ends at TOP; OVER: bytes a range runs
+//                                  past TOP; SHORT: 1..31, a name's bytes left before TOP; CUT:
+//                                  1..31, a name's bytes before the program's first unmapped page
 //
 // The cases, each announced with "edges: next CASE" before its call and answered after it:
 //   at_top       write() of a line whose last byte is TOP - 1: the line itself is printed
@@ -18,12 +19,16 @@
 //                whole, no such program (ENOENT)
 //   name_short   spawn() of a name of SHORT bytes, no NUL, ending at TOP: it runs off the user
 //                half before the buffer is full (EFAULT), byte TOP is never read
+//   name_cut     spawn() of a name of CUT bytes, no NUL, ending at the last byte of the program's
+//                last mapped page (past _end): reading on faults in the unmapped page (EFAULT)
 #include "user/lib/user.hpp"
 
 using namespace pagoda;
 using namespace pagoda::user;
 
 namespace {
+
+extern "C" char _end[];  // user.ld: the end of the last mapped segment
 
 char g_token[128];  // a copy: the token's argument lies in the page the cases overwrite
 StringView g_tok;
@@ -49,11 +54,15 @@ char* name_at_top(u64 top, u64 n, u64 first, bool nul) {
 
 int main(int, char** argv) {
   const u64 top = arg_number(1, 0), len = arg_number(2, 0), over = arg_number(3, 0), shortn = arg_number(4, 0);
+  const u64 cut = arg_number(5, 0);
+  const u64 end = u64(reinterpret_cast<uptr>(_end)), end_page = (end + arch::kPageSize - 1) & ~(arch::kPageSize - 1);
   const StringView tok = token();
   const u64 room = top - u64(reinterpret_cast<uptr>(argv));  // the arguments' bytes below TOP
   if (top == 0 || len < 24 || len > 32 || over == 0 || shortn == 0 || shortn > abi::kMaxProgramName ||
-      tok.size() > sizeof g_token || room < sizeof(abi::ProcInfo) || room > arch::kPageSize) {
-    println("edges: usage: edges TOP LEN(24..32) OVER SHORT(1..{})", abi::kMaxProgramName);
+      tok.size() > sizeof g_token || room < sizeof(abi::ProcInfo) || room > arch::kPageSize || cut == 0 ||
+      cut > abi::kMaxProgramName || cut > end_page - end) {
+    println("edges: usage: edges TOP LEN(24..32) OVER SHORT(1..{}) CUT(1..{})", abi::kMaxProgramName,
+            min<u64>(abi::kMaxProgramName, end_page - end));
     return 2;
   }
   for (usize i = 0; i < tok.size(); ++i) g_token[i] = tok[i];
@@ -82,6 +91,8 @@ int main(int, char** argv) {
   answer("name_fits", spawn(name_at_top(top, abi::kMaxProgramName + 1, 200, true)), 6);
   next("name_short");
   answer("name_short", spawn(name_at_top(top, shortn, 300, false)), 7);
+  next("name_cut");
+  answer("name_cut", spawn(name_at_top(end_page, cut, 400, false)), 8);
   println("edges: done proof={:016x}", proof(g_tok, top ^ len));
   return 0;
 }
