@@ -1112,10 +1112,11 @@ def test_space_copy_pages(boot, kernel, arch):
         size = int(started[-1])
         offset = {n2: o2, n1: o1, k3 + 1: span - k3}.get(size, o1)
         cut = [hex(base + b) for b in range(offset // PAGE * PAGE + PAGE, offset + size, PAGE)]
-        run.fail(f"copy_to_space({base + offset:#x}, {size} bytes) into a space that is not live, starting "
+        found = (f"copy_to_space({base + offset:#x}, {size} bytes) into a space that is not live, starting "
                  f"{offset % PAGE} bytes into its page and crossing the page boundar{'y' if len(cut) == 1 else 'ies'} "
                  f"at {', '.join(cut)}: the kernel panicked during the copy: a chunk must end at its page's end "
                  f"(at most a page minus the offset), never run past it")
+        run.fail(found, cause=found)   # (the panic's own line follows it)
     w = run.require_witness()
     if w["walked"] != w["frames"]:
         run.fail(f"space_copy's space (root {w['root']:#x}) maps its pages at {base:#x} to "
