@@ -1100,10 +1100,14 @@ def test_space_copy_pages(boot, kernel, arch):
             walked.append(w.pa if w.mapped else None)
         for i, frame in enumerate(frames):
             guest.write_phys(frame, fills[i])
+        before = temp_area(snap, kernel)
         snap = stop(guest, "copied")
         got = [snap.read_phys(frame, PAGE) for frame in frames]
         results = struct.unpack("<3q", snap.read_virt(record + 8 * (1 + pages), 24))
-        return dict(root=root, frames=frames, walked=walked, got=got, results=results)
+        reach = kernel_reach(snap, kernel)   # (walked after the copies: a kernel half grown on the way is seen)
+        reached = [reach.problem(f, f"space_copy's page {i}") for i, f in enumerate(frames)]
+        return dict(root=root, frames=frames, walked=walked, got=got, results=results, reached=reached,
+                    before=before, area=temp_area(snap, kernel))
 
     run = boot(test="space_copy", token=token, memory=GRADER_MEMORY, witness=script,
                args={"base": base, "o1": o1, "n1": n1, "o2": o2, "n2": n2, "k3": k3})
@@ -1125,6 +1129,16 @@ def test_space_copy_pages(boot, kernel, arch):
     problem = space_copy_problem(base, w["frames"], copies, source, fills, w["got"])
     if problem:
         run.fail(problem)
+    if all(w["reached"]):   # (the grader's walk of the kernel half, never the window_size fact)
+        run.fail(f"after copy_to_space() the kernel half reaches every frame of space_copy's pages without a temporary "
+                 f"mapping: allocate_high() gave no frame only a temporary mapping reaches, or the kernel maps them "
+                 f"some other way\n{w['reached'][0]}")
+    chunks = sum(len(range(o // PAGE, (o + n - 1) // PAGE + 1)) for o, n in copies)
+    made = w["area"]["maps"] - w["before"]["maps"] if w["area"] is not None and w["before"] is not None else 0
+    if not any(w["reached"]) and made < chunks:
+        run.fail(f"copy_to_space() wrote {chunks} chunks into frames above the window with {made} temporary mapping(s) "
+                 "(the temp-map area's own counter, read from guest RAM before and after): a frame the window does not "
+                 "show is reached through a TempMap, one for each page written")
     if w["results"][:2] != (0, 0):
         which = (o2, n2) if w["results"][1] else (o1, n1)   # results: [the o1 copy, the o2 copy, the third]
         run.fail(f"copy_to_space({base + which[0]:#x}, {which[1]} bytes), inside the {pages} mapped pages, failed")
