@@ -926,6 +926,8 @@ def edge_cases(top, length, over, short, cut, end_page):
                               f"last ({top - 1:#x})"),
         ("over_top", 2, EFAULT, f"write(1, {top - length:#x}, {length + over}): a range that starts in the user half "
                                 f"and runs {over} bytes past its top {top:#x}"),
+        ("read_over", 9, EFAULT, f"read(0, {top - length:#x}, {length + min(over, 64)}): a buffer that starts in the "
+                                 f"user half and runs {min(over, 64)} bytes past its top {top:#x}"),
         ("info_over", 3, EFAULT, f"proc_info({top - length:#x}, {PROC_INFO_SIZE}): a record that runs "
                                  f"{PROC_INFO_SIZE - length} bytes past the user half's top {top:#x}"),
         ("info_at_top", 4, PROC_INFO_SIZE, f"proc_info({top - PROC_INFO_SIZE:#x}, {PROC_INFO_SIZE}): a record whose "
@@ -947,7 +949,7 @@ def edge_fault_problem(run, f, case, what, top, short):
     past = f.address is not None and f.address >= top
     head = f"{case}: {what}: the kernel faulted at {f.address:#x} in {where} ({QEMU_LOG})" if f.address is not None \
         else f"{case}: {what}: the kernel faulted in {where} ({QEMU_LOG})"
-    if case.startswith(("over_top", "info_over")) and past:
+    if case.startswith(("over_top", "read_over", "info_over")) and past:
         return (f"{head}, {f.address - top} byte(s) past the user half's top {top:#x}: the copy checked less than "
                 "the whole range (its first byte only?); a range must lie in the user half, end included, before "
                 "any byte of it is copied")

@@ -11,6 +11,8 @@
 // The cases, each announced with "edges: next CASE" before its call and answered after it:
 //   at_top       write() of a line whose last byte is TOP - 1: the line itself is printed
 //   over_top     write() of the same line plus OVER bytes: the range runs past the user half (EFAULT)
+//   read_over    read() into the same line plus OVER bytes (at most the kernel's chunk): the buffer
+//                runs past the user half (EFAULT, before any input is waited for)
 //   info_over    proc_info() into the last LEN bytes: its record runs past the user half (EFAULT)
 //   info_at_top  proc_info() into the last sizeof(ProcInfo) bytes: written whole, ending at TOP
 //   name_max     spawn() of a name of kMaxProgramName + 1 bytes, no NUL, ending at TOP: the
@@ -77,6 +79,8 @@ int main(int, char** argv) {
   answer("at_top", write(1, line, len), 1);
   next("over_top");
   answer("over_top", write(1, line, len + over), 2);
+  next("read_over");
+  answer("read_over", read(0, line, len + min<u64>(over, 64)), 9);
 
   next("info_over");
   answer("info_over", call(abi::Syscall::ProcInfo, top - len, sizeof(abi::ProcInfo)), 3);
