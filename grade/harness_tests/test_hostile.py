@@ -91,7 +91,7 @@ LIARS = {
 SKIPPERS = {
     # no temporary mappings: the window maps all RAM (the 13/17)
     "windowall": (4, ("temp_map_slots", "high_frames", "spawn_while_running", "temp_maps_live", "temp_map_stress",
-                      "copy_frame", "space_copy_pages", "temp_map_full")),
+                      "copy_frame", "space_copy_pages")),
     # no demand paging: every page of every VMA mapped when the VMA is made
     "eagerload": (5, ("lazy", "bss_data", "munmap_hole", "mprotect", "brk", "stack_growth", "vma_list_walk", "no_execute",
                       "image_cut")),
