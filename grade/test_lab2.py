@@ -331,6 +331,114 @@ def test_split_large_page(boot, kernel, arch):
     run.expect_outcome("success")
 
 
+SPLIT_BLOCKS = 4   # split_range_ends: blocks 0 and 3 covered whole, 1 and 2 in part
+
+
+def split_expectations(first, last, first2, hole):
+    """Per block of split_range_ends: ('whole', perms) or ('pages', {page: perms or None}) for the
+    ranges [first, last] and [first2, the last page] protected read-only and page @p hole unmapped."""
+    pages = BLOCK // PAGE
+    want = []
+    for b in range(SPLIT_BLOCKS):
+        lo, hi = b * pages, (b + 1) * pages - 1
+        covered = [first <= i <= last or i >= first2 for i in range(lo, hi + 1)]
+        if all(covered) and not lo <= hole <= hi:
+            want.append(("whole", "r--"))
+        else:
+            want.append(("pages", {i: None if i == hole else ("r--" if covered[i - lo] else "rw-")
+                                   for i in range(lo, hi + 1)}))
+    return want
+
+
+def split_block_problems(snap, base, pa, seed, want, ranges, when, panicked=False):
+    """What the walk of each block at @p snap shows against @p want (split_expectations): the
+    blocks left whole or split first; when the kernel @p panicked (a protect failed, changing
+    nothing), only that, not the permissions."""
+    pages, problems, later = BLOCK // PAGE, [], []
+    for b, (kind, expect) in enumerate(want):
+        start = base + b * BLOCK
+        w = snap.walk(start)
+        large = w.mapped and w.page_size == BLOCK
+        if kind == "whole":
+            if not large:
+                got = f"{w.page_size // 1024} KiB pages" if w.mapped else w.stop_reason
+                problems.append(f"block {b} [{start:#x}, {start + BLOCK:#x}), which the range {ranges} covers whole, is "
+                                f"{got} {when}: a block the range covers whole stays a block (changed as one)")
+            elif not panicked and (w.pa != pa + b * BLOCK or w.perms.rwx() != expect):
+                later.append(f"block {b} at {start:#x} is a 2 MiB page -> {w.pa:#x} {w.perms.rwx()} {when}; expected "
+                                f"-> {pa + b * BLOCK:#x} {expect}")
+            continue
+        if large:
+            edge = [i for i, perms in expect.items() if perms == "r--"]
+            side = "starts" if edge and edge[0] != b * pages else "ends"
+            at = edge[0] if side == "starts" else edge[-1] if edge else b * pages
+            problems.append(f"the range {ranges} {side} inside the 2 MiB page at {start:#x} (at its page "
+                            f"{at - b * pages}, {base + at * PAGE:#x}), which is still one 2 MiB page {when}: "
+                            f"split_partial_blocks() must split the large page under the range's "
+                            f"{'first' if side == 'starts' else 'last'} page, at each end of the range")
+            continue
+        if panicked:
+            continue
+        for i, perms in expect.items():
+            if len(later) >= 6:
+                break
+            w = snap.walk(base + i * PAGE)
+            if perms is None:
+                if w.mapped:
+                    later.append(f"page {i} ({base + i * PAGE:#x}) is still mapped after its unmap")
+                continue
+            if not w.mapped or w.page_size != PAGE or w.pa != pa + i * PAGE or w.perms.rwx() != perms:
+                got = f"{w.page_size // 1024} KiB -> {w.pa:#x} {w.perms.rwx()}" if w.mapped else w.stop_reason
+                later.append(f"page {i} ({base + i * PAGE:#x}) is {got} {when}; expected 4 KiB -> "
+                             f"{pa + i * PAGE:#x} {perms}")
+            elif snap.read_u64(w.pa) != i ^ seed:
+                later.append(f"page {i} lost its data in the split (frame {w.pa:#x})")
+    return (problems + later)[:6]
+
+
+@lab_test(2, "split_range_ends")
+def test_split_range_ends(boot, kernel, arch):
+    """Ranges whose ends fall on both sides of a large page's edges: one starts at a block's
+    first page and ends inside the next block, another starts inside a block and ends at the
+    last page of the next; the blocks covered whole stay 2 MiB pages, the others are split."""
+    token = boot.fresh_token()
+    top = top_level(kernel)
+    pages = BLOCK // PAGE
+    slot = pick_in(token, "ends slot", top.lower_entries // 8, top.lower_entries * 7 // 8)
+    base = (slot << top.shift) + pick_in(token, "ends block", 1, 4000) * BLOCK
+    last = pages + pick_in(token, "ends last", 0, pages - 2)         # inside block 1, not its last page
+    first2 = 2 * pages + pick_in(token, "ends first2", 1, pages - 1)  # inside block 2, not its first page
+    hole = pick_in(token, "ends hole", last + 1, first2 - 1)          # between the ranges
+    seed = pick_in(token, "ends seed", 1, 2**32)
+    want = split_expectations(0, last, first2, hole)
+    ranges = (f"[{base:#x}, {base + (last + 1) * PAGE:#x}) or [{base + first2 * PAGE:#x}, "
+              f"{base + SPLIT_BLOCKS * BLOCK:#x})")
+    panic = address_of(kernel, "pagoda::panic_begin")
+
+    def script(guest):
+        one = guest.stop_at("pagoda_grader_checkpoint")
+        if (one.argument(0), one.argument(2)) != (base, 0):
+            return ["the split test was not running on the grader's base="]
+        pa = one.argument(1)
+        for b in range(SPLIT_BLOCKS):
+            w = one.walk(base + b * BLOCK)
+            if not w.mapped or w.page_size != BLOCK or w.pa != pa + b * BLOCK:
+                return [f"before the protects, {base + b * BLOCK:#x} is not one 2 MiB page mapping {pa + b * BLOCK:#x}"]
+        two = guest.stop_at_any([address_of(kernel, "pagoda_grader_stop"), panic])
+        when = "when the kernel panicked (walked by the grader then)" if two.pc == panic else "after the protects"
+        return split_block_problems(two, base, pa, seed, want, ranges, when, panicked=two.pc == panic)
+
+    run = boot(test="vm_split", token=token, memory=GRADER_MEMORY, witness=script,
+               args={"base": base, "blocks": SPLIT_BLOCKS, "first": 0, "pages": last + 1, "first2": first2,
+                     "pages2": SPLIT_BLOCKS * pages - first2, "hole": hole, "seed": seed})
+    if run.require_witness():
+        found = finding_first(run.witness, f"the grader walked the {SPLIT_BLOCKS} 2 MiB pages at {base:#x} after "
+                                           f"protecting {ranges} read-only and unmapping page {hole}")
+        run.fail(found, cause=found)   # (before the kernel's panic: a protect that failed says only "unsupported")
+    run.expect(r"^split: .* free frames before (\d+) after \1$", "every frame given back")
+    run.expect_outcome("success")
+
+
 @lab_test(2, "heap_reuse")
 def test_heap_reuse(boot, kernel, arch):
     """The heap's free path puts blocks back where allocate finds them first: a second round of

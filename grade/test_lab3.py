@@ -35,6 +35,9 @@ SPIN_FOREVER = 1 << 40           # a count no spinner reaches: the grader stops 
 GRADER_MEMORY = "128M"
 # The kernel's kernel-stack slot table (kernel/proc/kernel_stack.cpp): one bool per slot, true when taken.
 SLOT_TABLE = "pagoda::proc::(anonymous namespace)::g_used"
+# AArch64's ASID table (arch/aarch64/address_space.cpp): bit n set while ASID n is taken; kAsids of them.
+ASID_TABLE = "pagoda::aarch64::(anonymous namespace)::g_asids_used"
+ASIDS = 256
 # What the grader writes into every free frame before the first process is made (Watch.before):
 # whatever the kernel hands out unzeroed shows it.
 FREE_FILL = 0x5A
@@ -1363,4 +1366,112 @@ def test_exit_frees(boot, kernel, arch):
     m = run.expect(r"^run: all processes ended; frames in use: before (\d+), after (\d+)", "the run's last line")
     if m[1] != m[2]:
         run.fail(f"the kernel itself counts {m[1]} frames in use before and {m[2]} after")
+    run.expect_outcome("success")
+
+
+@lab_test(3, "kstack_reuse")
+def test_kstack_reuse(boot, kernel, arch):
+    """More processes over one run than there are kernel-stack slots, never many at once (churn
+    is a chain: each link sleeps a tick, spawns the next and exits): every exit gives its slot
+    back, and the slot table (guest RAM) is empty at the end."""
+    token = boot.fresh_token()
+    watch = Watch(kernel, arch)
+    slots = watch.layout.slots
+    n = max(slots, ASIDS) + pick_in(token, "churn extra", 8, 40)   # more than every slot and every ASID
+
+    def script(guest):
+        watch.before(guest)
+        watch.started_check(guest)
+        end = watch.checkpoint(guest, "ended")
+        marks = end.read_virt(address_of(kernel, SLOT_TABLE), slots)
+        try:
+            asids = int.from_bytes(end.read_virt(address_of(kernel, ASID_TABLE), ASIDS // 8), "little")
+        except AssertionError:   # (x86_64: no ASIDs)
+            asids = None
+        return [slot for slot in range(slots) if marks[slot]], asids
+
+    run = boot(args={"run": f"churn:{n}"}, token=token, witness=script)
+    taken, asids = watch.require(run)
+    failed = run.search(r"^churn: link (\d+) of \d+: spawn failed: (-?\d+) proof=")
+    if asids is not None and bin(asids).count("1") > 1:   # (ASID 0, the kernel's, is always taken)
+        held = [a for a in range(1, ASIDS) if asids >> a & 1]
+        run.fail(f"ASIDs are not given back when an address space ends: when every process had ended, {len(held)} "
+                 f"ASIDs (e.g. {', '.join(map(str, held[:6]))}) were still marked taken in the kernel's ASID table "
+                 f"(g_asids_used, read by the grader from guest RAM) after churn's chain of {n} processes, never more "
+                 f"than two at once" + (f" (link {failed[1]} could not spawn the next: {failed[2]})" if failed else "")
+                 + ": free_asid() must clear the space's bit, or a run makes at most 255 address spaces")
+    links = len(re.findall(r"(?m)^proc \d+ \(churn\): spawned by \d+;", "\n".join(run.lines))) + 1
+    if failed and not taken:
+        run.fail(f"a kernel-stack slot given back is never taken again: link {failed[1]} of churn's chain of {n} "
+                 f"could not spawn the next ({failed[2]}) with at most two links alive (each ended before the next "
+                 f"but one began), yet when every process had ended the kernel's slot table (g_used, read by the "
+                 f"grader from guest RAM) marks all {slots} slots free: the search for a free slot must look at every "
+                 "slot again (from slot 0, or wrapping around), not only those never used")
+    if failed or taken:
+        said = (f"link {failed[1]} of churn's chain of {n} could not spawn the next ({failed[2]}) with at most two "
+                "links alive (each ended before the next but one began)" if failed else
+                f"churn's chain made {links} processes one after another")
+        run.fail(f"kernel-stack slots are not given back at exit: {said}; when every process had ended, "
+                 f"{len(taken)} of the {slots} slots were still marked taken in the kernel's slot table (g_used, read "
+                 f"by the grader from guest RAM{': slots ' + ', '.join(map(str, taken[:8])) if taken else ''}): "
+                 "destroying a kernel stack must free its slot, or a run makes at most as many processes as there "
+                 "are slots")
+    if links != n:
+        run.fail(f"the kernel says it made {links} churn processes; the chain has {n} links")
+    run.expect(rf"^churn: link {n} of {n} ran, the last proof={proof(token, n):016x}$", "the chain's last link")
+    reaped = parse_reaped(run)
+    if sum(1 for how in reaped.values() if how == "exited with code 0") != n:
+        watch.fail(run, f"expected the {n} links of churn's chain to exit with 0; reaped: "
+                        f"{dict(list(reaped.items())[:4])}...")
+    run.expect_outcome("success")
+
+
+SWITCH_COUNT = "pagoda::proc::(anonymous namespace)::g_switches"   # kernel/proc/scheduler.cpp
+
+
+@lab_test(3, "kernel_not_preempted")
+def test_kernel_not_preempted(boot, kernel, arch):
+    """A tick that interrupts kernel code while a process is current must not switch: kspin
+    waits in the kernel (interrupts on) for ticks the grader picks while spin is ready; the
+    grader reads the scheduler's switch count at the call's start and end."""
+    token = boot.fresh_token()
+    n = pick_in(token, "kspin ticks", 5, 12)
+    stop_va = user_symbol(kernel, arch, "spin", "spin_stop").address
+    tags = {fact(kernel, "kernel_spin_start_stop"): "start", fact(kernel, "kernel_spin_end_stop"): "end"}
+    watch = Watch(kernel, arch)
+
+    def script(guest):
+        watch.before(guest)
+        watch.started_check(guest)
+        spinners = [r for r, label in watch.roots.items() if " of spin (" in label]
+        seen = {}
+        while "end" not in seen:   # (only the test's deadline bounds the wait)
+            snap = guest.stop_at("pagoda_grader_checkpoint")
+            what = tags.get(snap.argument(0))
+            if what is not None:
+                seen[what] = (snap.argument(1), u64(snap.read_virt(address_of(kernel, SWITCH_COUNT), 8)),
+                              snap.argument(2))
+        for root in spinners:   # (from lab 5 on, spin_stop's page comes at spin's first touch)
+            snap = watch.until_touched(guest, snap, stop_va, root, "spin_stop's page in spin's root")
+            if snap is not None:
+                snap.write_virt(stop_va, (1).to_bytes(8, "little"), root)
+        return seen
+
+    run = boot(args={"run": run_spec(f"kspin:{n}", f"spin:{SPIN_FOREVER:#x}")}, token=token, witness=script)
+    seen = watch.require(run)
+    if "start" not in seen:
+        run.fail("the grader saw kernel_spin's end but not its start")
+    (pid, before, _), (_, after, passed) = seen["start"], seen["end"]
+    if after != before:
+        watch.fail(run, f"kernel code was preempted: while pid {pid} (kspin) waited in the kernel with interrupts on "
+                        f"(the kernel_spin call, {n} ticks; {passed} passed), the scheduler switched {after - before} "
+                        f"time(s) (its switch count g_switches went from {before} to {after}, read by the grader from "
+                        "guest RAM at the call's start and end) although spin was ready: a timer tick that interrupts "
+                        "kernel code must not end the turn (the kernel may hold a temporary mapping, or be half-way "
+                        "through a change of the page tables); only a tick from user mode preempts")
+    run.expect(rf"^kspin: pid \d+ waited {n} ticks in the kernel -> (\d+) proof=", "kspin's line")
+    run.expect(r"^spin: pid \d+ counted to \d+ proof=", "spin's line (stopped by the grader)")
+    reaped = parse_reaped(run)
+    if sorted(reaped.values()).count("exited with code 0") != 2:
+        watch.fail(run, f"expected kspin and spin to exit with 0; reaped: {reaped}")
     run.expect_outcome("success")

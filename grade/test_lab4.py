@@ -908,3 +908,248 @@ def test_copy_frame(boot, kernel, arch):
     run.expect(rf"^copy_frame: copied frame {w['source']:#x} into {w['target']:#x}; temp-map slots live now: 0$",
                "the copy test's summary")
     run.expect_outcome("success")
+
+
+# ---- the user half's top, and names of exactly the limit ----------------------------------------
+
+ENAMETOOLONG, ENOENT = -36, -2
+MAX_NAME = 31            # abi::kMaxProgramName: spawn's buffer holds MAX_NAME + 1 bytes
+PROC_INFO_SIZE = 72      # sizeof(abi::ProcInfo)
+EDGE_LETTER_TAG = 0x4c00  # edges' letter i is 'a' + proof(token, EDGE_LETTER_TAG + i) % 26
+
+
+def edge_cases(top, length, over, short, cut, end_page):
+    """(case, tag, result due, what the call is) of user/programs/edges.cpp, in its order."""
+    return [
+        ("at_top", 1, length, f"write(1, {top - length:#x}, {length}): a buffer whose last byte is the user half's "
+                              f"last ({top - 1:#x})"),
+        ("over_top", 2, EFAULT, f"write(1, {top - length:#x}, {length + over}): a range that starts in the user half "
+                                f"and runs {over} bytes past its top {top:#x}"),
+        ("read_over", 9, EFAULT, f"read(0, {top - length:#x}, {length + min(over, 64)}): a buffer that starts in the "
+                                 f"user half and runs {min(over, 64)} bytes past its top {top:#x}"),
+        ("info_over", 3, EFAULT, f"proc_info({top - length:#x}, {PROC_INFO_SIZE}): a record that runs "
+                                 f"{PROC_INFO_SIZE - length} bytes past the user half's top {top:#x}"),
+        ("info_at_top", 4, PROC_INFO_SIZE, f"proc_info({top - PROC_INFO_SIZE:#x}, {PROC_INFO_SIZE}): a record whose "
+                                           f"last byte is the user half's last"),
+        ("name_max", 5, ENAMETOOLONG, f"spawn() of a name of exactly {MAX_NAME + 1} bytes (the kernel's buffer, "
+                                      f"kMaxProgramName + 1) with no NUL, ending at the user half's top {top:#x}"),
+        ("name_fits", 6, ENOENT, f"spawn() of a name of {MAX_NAME} bytes and its NUL, ending at the user half's top "
+                                 f"{top:#x} (no program has that name)"),
+        ("name_short", 7, EFAULT, f"spawn() of a name of {short} bytes with no NUL, ending at the user half's top "
+                                  f"{top:#x}: it runs off the user half before the kernel's buffer is full"),
+        ("name_cut", 8, EFAULT, f"spawn() of a name of {cut} bytes with no NUL, ending at the last byte of edges' last "
+                                f"mapped page ({end_page - 1:#x}; the page after it is not mapped)"),
+    ]
+
+
+def edge_fault_problem(run, f, case, what, top, short):
+    """The sentence for @p f, a kernel fault no fix-up recovered, during edges' @p case."""
+    where = run.symbol_of(f.pc) or f"{f.pc:#x}"
+    past = f.address is not None and f.address >= top
+    head = f"{case}: {what}: the kernel faulted at {f.address:#x} in {where} ({QEMU_LOG})" if f.address is not None \
+        else f"{case}: {what}: the kernel faulted in {where} ({QEMU_LOG})"
+    if case.startswith(("over_top", "read_over", "info_over")) and past:
+        return (f"{head}, {f.address - top} byte(s) past the user half's top {top:#x}: the copy checked less than "
+                "the whole range (its first byte only?); a range must lie in the user half, end included, before "
+                "any byte of it is copied")
+    if case == "name_max" and past:
+        return (f"{head}: the string copy read byte {MAX_NAME + 1} of a name whose first {MAX_NAME + 1} bytes held no "
+                "NUL, one byte past its limit (the buffer's size): a string copy of at most max bytes must stop "
+                "after byte max - 1 (ENAMETOOLONG), never read byte max")
+    if case == "name_short" and past:
+        return (f"{head}: the string copy read past the user half's top: with {short} bytes left it "
+                "must stop at the top (the room is what is left of the user half when that is less than the "
+                "buffer), and say EFAULT")
+    return f"{head}: the first kernel fault: {f.describe(run.symbol_of)}"
+
+
+@lab_test(4, "copy_edges")
+def test_copy_edges(boot, kernel, arch):
+    """Copies whose range ends exactly at the user half's top and one past it, a record that
+    runs over it, and names of exactly the kernel's limit and one byte short (edges.cpp)."""
+    token = boot.fresh_token()
+    top = fact(kernel, "user_end")
+    length = pick_in(token, "edges line", 24, 32)
+    over = pick_in(token, "edges over", 1, 2 * PAGE)
+    short = pick_in(token, "edges short", 1, MAX_NAME)
+    end = user_symbol(kernel, arch, "edges", "_end").address
+    end_page = (end + PAGE - 1) // PAGE * PAGE
+    if end_page - end < 1:
+        raise AssertionError(f"edges' _end ({end:#x}) is page aligned: no room for name_cut (the grader's build)")
+    cut = pick_in(token, "edges cut", 1, min(MAX_NAME, end_page - end))
+    cases = edge_cases(top, length, over, short, cut, end_page)
+    watch = Watch(kernel, arch)
+
+    def script(guest):
+        watch.before(guest)
+        watch.started_check(guest)
+        return True
+
+    run = boot(args={"run": f"edges:{top:#x}:{length}:{over}:{short}:{cut}"}, token=token, witness=script,
+               memory=GRADER_MEMORY)
+    watch.require(run)
+    announced = [m for m in (re.match(r"^edges: next (\w+)$", line) for line in run.lines) if m]
+    case = announced[-1][1] if announced else None
+    faults = kernel_faults(kernel, run)
+    if faults and case is not None:
+        what = next(w for c, _, _, w in cases if c == case)
+        fail_on_cause(run, watch, edge_fault_problem(run, faults[0], case, what, top, short))
+    letters = "".join(chr(ord("a") + proof(token, EDGE_LETTER_TAG + i) % 26) for i in range(len("edges: "), length - 1))
+    for case, tag, due, what in cases:
+        said = run.search(rf"^edges: {case} -> (-?\d+) proof=([0-9a-f]{{16}})$")
+        if said is None:
+            run.expect(rf"^edges: {case} -> ", f"edges' answer to {case}, {what}")
+        got = int(said[1])
+        if got != due:
+            hint = {"at_top": "a range whose last byte is the user half's last lies in it (end == top is allowed)",
+                    "info_at_top": "a record whose last byte is the user half's last lies in it",
+                    "name_max": ("a name that fills the buffer with no NUL is too long (ENAMETOOLONG)" if got == EFAULT
+                                 else "the buffer held no NUL after max bytes"),
+                    "name_fits": "a name of max - 1 bytes and its NUL fits the buffer exactly",
+                    "name_short": "a name that reaches the user half's top without a NUL faults (EFAULT)"}.get(
+                        case, "a range that runs past the user half is refused whole, before any byte is copied")
+            watch.fail(run, f"{case}: {what} returned {got}, where {due} was due: {hint}")
+        if said[2] != f"{proof(token, (due & MASK64) ^ (tag << 8)):016x}":
+            watch.fail(run, f"{case}: edges' answer carries the wrong proof: the line was not printed by edges")
+    run.expect(rf"^edges: {re.escape(letters)}$", f"the line edges wrote from the user half's last {length} bytes "
+                                                   "(at_top), on the console")
+    run.expect(rf"^edges: done proof={proof(token, top ^ length):016x}$", "edges' last line")
+    if not any(f.address == end_page for f in run.log.faults if recovered_by_fixup(kernel, f)):
+        watch.fail(run, f"name_cut: {cases[-1][3]} returned EFAULT, but {QEMU_LOG} shows no user-copy fault at "
+                        f"{end_page:#x} recovered through the fix-up table: the string copy did not read through the "
+                        "user address (lab 4's copies run straight through it, and a bad page faults; checking each "
+                        "page in the tables first is lab 3's way)")
+    if parse_reaped(run).get(1) != "exited with code 0":
+        watch.fail(run, "missing: 'proc 1 (edges): reaped: exited with code 0'")
+    run.expect_outcome("success")
+
+
+# ---- copy_to_space() across page boundaries -----------------------------------------------------
+
+SPACE_COPY_TAG = 0x53430000   # space_copy's source byte i is byte i % 8 of proof(token, SPACE_COPY_TAG + i // 8)
+SPACE_FILL_TAG = 0x5346       # "SF": the grader fills page i's frame with pattern(proof(token, SPACE_FILL_TAG + i), w)
+
+
+def space_copy_source(token, size):
+    return b"".join(proof(token, SPACE_COPY_TAG + i).to_bytes(8, "little") for i in range(-(-size // 8)))[:size]
+
+
+def space_copy_problem(base, frames, copies, source, fills, got):
+    """None, or the first copy whose bytes are wrong: @p copies [(offset from base, size)] in the
+    order made, @p fills each frame's bytes before them, @p got each frame's bytes after them."""
+    want = bytearray(b"".join(fills))
+    for offset, size in copies:
+        want[offset:offset + size] = source[:size]
+    have = b"".join(got)
+    if have == bytes(want):
+        return None
+    at = next(i for i in range(len(want)) if have[i] != want[i])
+    page, within = divmod(at, PAGE)
+    for offset, size in reversed(copies):
+        if offset <= at < offset + size:
+            break
+    else:
+        offset, size = copies[-1]
+    cut = [b for b in range(offset // PAGE * PAGE + PAGE, offset + size, PAGE)]
+    crossing = (f"it starts {offset % PAGE} bytes into page {offset // PAGE} and crosses "
+                f"{len(cut)} page boundar{'y' if len(cut) == 1 else 'ies'} (at {', '.join(hex(base + b) for b in cut)})")
+    if offset <= at < offset + size:
+        stale = have[at:at + 8] == bytes(want[at:at + 8]) or have[at] == bytes(b"".join(fills))[at]
+        how = "still holds what the grader put there: the chunk for that page was not written" if stale else \
+            "holds another byte than the source's: the chunk for that page was written at the wrong offset"
+        return (f"copy_to_space({base + offset:#x}, {size} bytes) into a space that is not live: {crossing}; byte "
+                f"{at - offset} of the copy, at {base + at:#x} (page {page}, frame {frames[page]:#x}, offset {within}), "
+                f"{how} (the grader filled the frames and read them back from guest RAM): each chunk must start at the "
+                "address's offset in its page and end at that page's end")
+    return (f"copy_to_space({base + offset:#x}, {size} bytes) into a space that is not live: {crossing}; it changed "
+            f"{base + at:#x} (page {page}, frame {frames[page]:#x}, offset {within}), outside every copy's range (the "
+            "grader filled the frames and read them back from guest RAM): a chunk ran past its page's end")
+
+
+@lab_test(4, "space_copy_pages")
+def test_space_copy_pages(boot, kernel, arch):
+    """copy_to_space() into a space that is not live: ranges that start inside a page and cross
+    one or two page boundaries, one ending at the last mapped page's end, one running a byte
+    past it; the frames filled before and read after by the grader."""
+    token = boot.fresh_token()
+    pages = fact(kernel, "space_copy_pages")
+    span = pages * PAGE
+    base = (1 << 32) + pick_in(token, "space base", 0, (1 << 20) - 1) * PAGE
+    o2 = pick_in(token, "space o2", 1, PAGE - 1)                  # page 0 to the end of the last page
+    n2 = span - o2
+    o1 = pick_in(token, "space o1 page", 0, pages - 2) * PAGE + pick_in(token, "space o1", 1, PAGE - 1)
+    n1 = PAGE - o1 % PAGE + pick_in(token, "space n1", 1, PAGE - 1)   # crosses one boundary, ends inside a page
+    k3 = pick_in(token, "space k3", 1, 64)
+    fills = [pattern_page(proof(token, SPACE_FILL_TAG + i)) for i in range(pages)]
+    source = space_copy_source(token, span)
+    copies = [(o2, n2), (o1, n1)]
+
+    def stop(guest, name):
+        snap = guest.stop_at("pagoda_grader_checkpoint")
+        if snap.argument(0) != fact(kernel, f"space_copy_{name}_stop") or snap.argument(2) != base:
+            raise AssertionError(f"the space_copy self-test stopped at checkpoint {snap.argument(0):#x} (base "
+                                 f"{snap.argument(2):#x}), not at its {name} stop for base {base:#x}")
+        return snap
+
+    def script(guest):
+        snap = stop(guest, "frames")
+        record = snap.argument(1)
+        root, *frames = struct.unpack(f"<{1 + pages}Q", snap.read_virt(record, 8 * (1 + pages)))
+        walked = []
+        for i in range(pages):
+            w = snap.walk(base + i * PAGE, root)
+            walked.append(w.pa if w.mapped else None)
+        for i, frame in enumerate(frames):
+            guest.write_phys(frame, fills[i])
+        before = temp_area(snap, kernel)
+        snap = stop(guest, "copied")
+        got = [snap.read_phys(frame, PAGE) for frame in frames]
+        results = struct.unpack("<3q", snap.read_virt(record + 8 * (1 + pages), 24))
+        reach = kernel_reach(snap, kernel)   # (walked after the copies: a kernel half grown on the way is seen)
+        reached = [reach.problem(f, f"space_copy's page {i}") for i, f in enumerate(frames)]
+        return dict(root=root, frames=frames, walked=walked, got=got, results=results, reached=reached,
+                    before=before, area=temp_area(snap, kernel))
+
+    run = boot(test="space_copy", token=token, memory=GRADER_MEMORY, witness=script,
+               args={"base": base, "o1": o1, "n1": n1, "o2": o2, "n2": n2, "k3": k3})
+    started = [m[1] for m in (re.match(r"^space_copy: (\d+) bytes to (0x[0-9a-f]+)", line) for line in run.lines) if m]
+    if run.witness is None and run.search(r"^PANIC") and started:
+        size = int(started[-1])
+        offset = {n2: o2, n1: o1, k3 + 1: span - k3}.get(size, o1)
+        cut = [hex(base + b) for b in range(offset // PAGE * PAGE + PAGE, offset + size, PAGE)]
+        found = (f"copy_to_space({base + offset:#x}, {size} bytes) into a space that is not live, starting "
+                 f"{offset % PAGE} bytes into its page and crossing the page boundar{'y' if len(cut) == 1 else 'ies'} "
+                 f"at {', '.join(cut)}: the kernel panicked during the copy: a chunk must end at its page's end "
+                 f"(at most a page minus the offset), never run past it")
+        run.fail(found, cause=found)   # (the panic's own line follows it)
+    w = run.require_witness()
+    if w["walked"] != w["frames"]:
+        run.fail(f"space_copy's space (root {w['root']:#x}) maps its pages at {base:#x} to "
+                 f"{', '.join(hex(p) if p else 'nothing' for p in w['walked'])}, where the test says "
+                 f"{', '.join(hex(p) for p in w['frames'])} (the grader walked the root in guest RAM)")
+    problem = space_copy_problem(base, w["frames"], copies, source, fills, w["got"])
+    if problem:
+        run.fail(problem)
+    if all(w["reached"]):   # (the grader's walk of the kernel half, never the window_size fact)
+        run.fail(f"after copy_to_space() the kernel half reaches every frame of space_copy's pages without a temporary "
+                 f"mapping: allocate_high() gave no frame only a temporary mapping reaches, or the kernel maps them "
+                 f"some other way\n{w['reached'][0]}")
+    chunks = sum(len(range(o // PAGE, (o + n - 1) // PAGE + 1)) for o, n in copies)
+    made = w["area"]["maps"] - w["before"]["maps"] if w["area"] is not None and w["before"] is not None else 0
+    if not any(w["reached"]) and made < chunks:
+        run.fail(f"copy_to_space() wrote {chunks} chunks into frames above the window with {made} temporary mapping(s) "
+                 "(the temp-map area's own counter, read from guest RAM before and after): a frame the window does not "
+                 "show is reached through a TempMap, one for each page written")
+    if w["results"][:2] != (0, 0):
+        which = (o2, n2) if w["results"][1] else (o1, n1)   # results: [the o1 copy, the o2 copy, the third]
+        run.fail(f"copy_to_space({base + which[0]:#x}, {which[1]} bytes), inside the {pages} mapped pages, failed")
+    m = run.expect(r"^space_copy: results (-?\d+) (-?\d+) (-?\d+); free frames before (\d+) after (\d+) proof=",
+                   "space_copy's summary")
+    if int(m[3]) == 0:
+        run.fail(f"copy_to_space({base + span - k3:#x}, {k3 + 1} bytes), whose last byte is one past the mapped pages "
+                 f"(at {base + span:#x}, unmapped in that space), returned success: a page the space does not map "
+                 "must fail the copy")
+    if m[4] != m[5]:
+        run.fail(f"space_copy had {m[4]} free frames before and {m[5]} after: the copies leaked frames")
+    run.expect_outcome("success")
+

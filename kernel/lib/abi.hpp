@@ -84,12 +84,21 @@ enum class Syscall : u64 {
   TempStress = 69,     ///< (u64 seed, u64 maps, u64 flags, TempStressReport* out) -> 0: @p maps
                        ///< temporary mappings (nested, timer interrupts on, see the report);
                        ///< with kTempStressBare only bare map+unmap pairs (a benchmark)
-  // 70 .. kSyscallCount - 1: reserved for test calls to come.
+  KernelSpin = 70,     ///< (u64 ticks, u64 confirm) -> the ticks that passed: waits in the kernel,
+                       ///< interrupts on, until @p ticks (1 .. kKernelSpinMaxTicks) timer ticks
+                       ///< have passed (lab 3: a tick that interrupts kernel code never switches);
+                       ///< EINVAL unless confirm is kKernelSpinConfirm
+  // 71 .. kSyscallCount - 1: reserved for test calls to come.
 };
 
 /// The second argument kernel_recurse needs, so that no random call (a fuzzer's) can crash the
 /// kernel through it by chance.
 inline constexpr u64 kKernelRecurseConfirm = 0x5245'4355'5253'4521ull;  // "!ESRUCER"
+
+/// The second argument kernel_spin needs (a fuzzer's random call must not stall it), and the
+/// most ticks it waits.
+inline constexpr u64 kKernelSpinConfirm = 0x4e49'5053'4c4e'524bull;  // "KRNLSPIN"
+inline constexpr u64 kKernelSpinMaxTicks = 64;
 
 /// Frames TempFill may hold at once (machine-wide).
 inline constexpr u64 kTempFrames = 4;
@@ -142,6 +151,7 @@ constexpr const char* syscall_name(u64 number) {
     case Syscall::TempFill: return "temp_fill";
     case Syscall::TempTake: return "temp_take";
     case Syscall::TempStress: return "temp_stress";
+    case Syscall::KernelSpin: return "kernel_spin";
   }
   return nullptr;
 }

@@ -368,12 +368,15 @@ PAGODA_SELFTEST(vm_window) {
   panic("phys_to_virt({}) did not refuse an address above the window", Hex{above.value()});
 }
 
-/// A large page split by a partial protect and a partial unmap. Maps a block (2 MiB) at base=VA
-/// (the grader picks it) to fresh, physically contiguous frames and writes page i's index xor
-/// seed=S into it; the grader checks the block at a checkpoint. Then protects pages=N pages from
-/// page first=F read-only and unmaps page hole=H (both inside the block): the block must become
-/// a table of 4 KiB pages mapping the same frames, with those changes and the data intact; the
-/// grader checks every page when the test stops for it (pagoda_grader_stop). Then everything is given back.
+/// A large page split by a partial protect and a partial unmap. Maps blocks=B (1 to 3) adjacent
+/// blocks (2 MiB each) at base=VA (the grader picks it) to fresh, physically contiguous frames
+/// and writes page i's index xor seed=S into it; the grader checks the blocks at a checkpoint.
+/// Then protects pages=N pages from page first=F read-only (a range that may start in one block
+/// and end in another), and as many as pages2=N2 from first2=F2 when N2 is not 0, and unmaps
+/// page hole=H: a block the range covers in part must become a
+/// table of 4 KiB pages mapping the same frames, one it covers whole stays a block, with the
+/// changes and the data intact; the grader checks every page when the test stops for it
+/// (pagoda_grader_stop). Then everything is given back.
 PAGODA_SELFTEST(vm_split) {
   require_vm();
   constexpr u64 kBlock = AddressSpace::kBlockSize, kPages = kBlock / kPage;
@@ -381,28 +384,44 @@ PAGODA_SELFTEST(vm_split) {
   AddressSpace& space = vm::kernel_space();
   const VirtAddr base(ctx.arg("base", 0x0000'3000'0000'0000ull));
   const u64 first = ctx.arg("first", 3), count = ctx.arg("pages", 5), hole = ctx.arg("hole", 100);
-  const u64 seed = ctx.arg("seed", 0x5e5e);
-  if (!base.is_aligned(kBlock) || count == 0 || first + count > kPages || hole >= kPages ||
-      (first <= hole && hole < first + count))
-    panic("vm_split: base={} first={} pages={} hole={}: a block-aligned base, ranges inside one block, the hole "
-          "outside the protected pages", Hex{base.value()}, first, count, hole);
+  const u64 seed = ctx.arg("seed", 0x5e5e), blocks = ctx.arg("blocks", 1), all = blocks * kPages;
+  const u64 first2 = ctx.arg("first2", 0), count2 = ctx.arg("pages2", 0);
+  if (!base.is_aligned(kBlock) || blocks == 0 || blocks > 4 || count == 0 || first + count > all || hole >= all ||
+      (first <= hole && hole < first + count) || first2 + count2 > all || (first2 <= hole && hole < first2 + count2))
+    panic("vm_split: base={} blocks={} first={} pages={} first2={} pages2={} hole={}: a block-aligned base, 1 to 4 "
+          "blocks, ranges inside them, the hole outside the protected pages", Hex{base.value()}, blocks, first, count,
+          first2, count2, hole);
   const usize before = frames.free_frames();
-  const PhysAddr run = MUST(frames.allocate_contiguous_below(2 * kPages, vm::reachable_limit()));
-  const PhysAddr pa = run.align_up(kBlock);  // a block-aligned 2 MiB inside the run
-  MUST(space.map_block(base, pa, kBlock, kKernelData));
-  for (u64 i = 0; i < kPages; ++i) *reinterpret_cast<volatile u64*>(base.value() + i * kPage) = i ^ seed;
-  pagoda_grader_checkpoint(base.value(), pa.value(), 0);  // one block
-  MUST(space.protect(base.offset(first * kPage), count * kPage, kKernelReadOnly));
-  MUST(space.unmap_range(base.offset(hole * kPage), kPage));
-  for (u64 i = 0; i < kPages; ++i)
+  const PhysAddr run = MUST(frames.allocate_contiguous_below((blocks + 1) * kPages, vm::reachable_limit()));
+  const PhysAddr pa = run.align_up(kBlock);  // block-aligned 2 MiB pieces inside the run
+  for (u64 b = 0; b < blocks; ++b) MUST(space.map_block(base.offset(b * kBlock), pa.offset(b * kBlock), kBlock, kKernelData));
+  for (u64 i = 0; i < all; ++i) *reinterpret_cast<volatile u64*>(base.value() + i * kPage) = i ^ seed;
+  pagoda_grader_checkpoint(base.value(), pa.value(), 0);  // whole blocks
+  if (const Result<void> done = space.protect(base.offset(first * kPage), count * kPage, kKernelReadOnly); !done.ok())
+    panic("split: protecting pages {}..{} read-only ({} to {}, {} block(s)) failed: {}", first, first + count - 1,
+          Hex{base.value() + first * kPage}, Hex{base.value() + (first + count) * kPage}, blocks, done.error());
+  if (count2 != 0)
+    if (const Result<void> done = space.protect(base.offset(first2 * kPage), count2 * kPage, kKernelReadOnly); !done.ok())
+      panic("split: protecting pages {}..{} read-only ({} to {}, {} block(s)) failed: {}", first2, first2 + count2 - 1,
+            Hex{base.value() + first2 * kPage}, Hex{base.value() + (first2 + count2) * kPage}, blocks, done.error());
+  if (const Result<void> done = space.unmap_range(base.offset(hole * kPage), kPage); !done.ok())
+    panic("split: unmapping page {} ({}) failed: {}", hole, Hex{base.value() + hole * kPage}, done.error());
+  for (u64 i = 0; i < all; ++i)
     if (i != hole && *reinterpret_cast<volatile u64*>(base.value() + i * kPage) != (i ^ seed))
       panic("page {} of the split block lost its data", i);
   pagoda_grader_stop();  // pages now (a second stop at the checkpoint would be the same instant to a debugger)
-  for (u64 i = 0; i < kPages; ++i)
-    if (i != hole) (void)MUST(space.unmap(base.offset(i * kPage)));
-  for (u64 i = 0; i < 2 * kPages; ++i) frames.free(run.offset(i * kPage));
-  println("split: block at {} -> {} split; pages {}..{} read-only, page {} unmapped; free frames before {} after {}",
-          Hex{base.value()}, Hex{pa.value()}, first, first + count - 1, hole, before, frames.free_frames());
+  for (u64 b = 0; b < blocks; ++b) {
+    const VirtAddr block = base.offset(b * kBlock);
+    if (space.query(block).page_size == kBlock) {  // a block the range covered whole
+      MUST(space.unmap_range(block, kBlock));
+      continue;
+    }
+    for (u64 i = b * kPages; i < (b + 1) * kPages; ++i)
+      if (i != hole) (void)MUST(space.unmap(base.offset(i * kPage)));
+  }
+  for (u64 i = 0; i < (blocks + 1) * kPages; ++i) frames.free(run.offset(i * kPage));
+  println("split: {} block(s) at {} -> {} split; pages {}..{} read-only, page {} unmapped; free frames before {} after {}",
+          blocks, Hex{base.value()}, Hex{pa.value()}, first, first + count - 1, hole, before, frames.free_frames());
 }
 
 /// Allocates objects=N objects of random sizes (seed=S chosen by the grader), fills object i with

@@ -2,6 +2,7 @@
 #include "core/arch.hpp"
 #include "core/panic.hpp"
 #include "core/selftest.hpp"
+#include "lib/facts.hpp"
 #include "lib/proof.hpp"
 #include "lib/string.hpp"
 #include "mm/vm.hpp"
@@ -11,6 +12,27 @@ namespace pagoda {
 namespace {
 
 constexpr Perms kUserCode{.read = true, .write = false, .execute = true, .user = true};
+constexpr Perms kUserData{.read = true, .write = true, .execute = false, .user = true};
+
+constexpr usize kSpaceCopyPages = 3;  ///< the pages space_copy maps, one after another
+
+/// space_copy's stops (the first argument of pagoda_grader_checkpoint()).
+enum SpaceCopyStop : u64 {
+  kSpaceFramesStop = 0x5343'01,  ///< the pages mapped: the grader fills their frames
+  kSpaceCopiedStop = 0x5343'02,  ///< the two copies done: the grader reads the frames back
+};
+PAGODA_FACT(space_copy_frames_stop, kSpaceFramesStop)
+PAGODA_FACT(space_copy_copied_stop, kSpaceCopiedStop)
+PAGODA_FACT(space_copy_pages, kSpaceCopyPages)
+
+/// What space_copy shows the grader at its stops (static, so that it can be read there).
+struct SpaceCopy {
+  u64 root = 0;                       ///< the space's root (not live)
+  u64 frames[kSpaceCopyPages] = {};   ///< page i's frame
+  i64 results[3] = {};                ///< 0 or the error of each copy
+  u8 source[kSpaceCopyPages * kPageSize] = {};
+};
+SpaceCopy g_space_copy;
 
 }  // namespace
 
@@ -47,6 +69,56 @@ PAGODA_SELFTEST(user_touch) {
     println("user_touch: read {:#x}", value);
   }
   panic("user_touch: the kernel reached user page {:#x} and nothing stopped it (SMAP/SMEP off?)", va);
+}
+
+/// copy_to_space() into a space that is not live, across page boundaries (lab 4). Maps
+/// kSpaceCopyPages user pages at base=VA (the grader picks it) to frames above the window where
+/// there are any, in a new space that never becomes live, and stops (kSpaceFramesStop) so that
+/// the grader fills the frames. Then copies source bytes (from the token) to base + o1 (n1 bytes)
+/// and to base + o2 (n2 bytes): the grader picks ranges that start inside a page and cross one
+/// or two page boundaries, the second ending exactly at the last mapped page's end; stops again
+/// (kSpaceCopiedStop) for the grader to read the frames back. Last, a copy of k3 + 1 bytes whose
+/// last byte is one past the mapped pages must fail. Everything is given back.
+PAGODA_SELFTEST(space_copy) {
+  if (!vm::ready()) panic("space_copy: no virtual memory (a lab is not done yet)");
+  constexpr u64 kSpan = kSpaceCopyPages * kPageSize;
+  const u64 base = ctx.arg("base", 0x0000'0040'0000'0000ull);
+  const u64 o1 = ctx.arg("o1", 100), n1 = ctx.arg("n1", kPageSize), o2 = ctx.arg("o2", 200);
+  const u64 n2 = ctx.arg("n2", kSpan - 200), k3 = ctx.arg("k3", 8);
+  if (!is_aligned(base, kPageSize) || !proc::in_user_half(base, kSpan) || n1 == 0 || o1 + n1 > kSpan || n2 == 0 ||
+      o2 + n2 > kSpan || k3 == 0 || k3 >= kPageSize)
+    panic("space_copy: base={:#x} o1={} n1={} o2={} n2={} k3={}: a page-aligned user base, ranges inside its {} pages",
+          base, o1, n1, o2, n2, k3, kSpaceCopyPages);
+  SpaceCopy& t = g_space_copy;
+  for (u64 i = 0; i < kSpan; ++i) t.source[i] = u8(proof(ctx.token, 0x5343'0000 + i / 8) >> (8 * (i % 8)));
+  const usize before = vm::frames().free_frames();
+  {
+    AddressSpace space = MUST(AddressSpace::create_user(vm::kernel_space()));
+    space.name_for_debugging("space_copy", 0);
+    t.root = space.root().value();
+    for (usize i = 0; i < kSpaceCopyPages; ++i) {
+      Result<PhysAddr> frame = vm::frames().allocate_high();
+      if (frame.is_error()) frame = vm::frames().allocate_below(vm::reachable_limit());
+      t.frames[i] = MUST(frame).value();
+      MUST(space.map(VirtAddr(base + i * kPageSize), PhysAddr(t.frames[i]), kUserData));
+    }
+    pagoda_grader_checkpoint(kSpaceFramesStop, reinterpret_cast<u64>(&t), base);
+    println("space_copy: {} bytes to {:#x} (offset {} in its page)", n2, base + o2, o2 % kPageSize);
+    const Result<void> two = proc::copy_to_space(space, base + o2, t.source, n2);
+    t.results[1] = two.is_error() ? -1 : 0;
+    println("space_copy: {} bytes to {:#x} (offset {} in its page)", n1, base + o1, o1 % kPageSize);
+    const Result<void> one = proc::copy_to_space(space, base + o1, t.source, n1);
+    t.results[0] = one.is_error() ? -1 : 0;
+    pagoda_grader_checkpoint(kSpaceCopiedStop, reinterpret_cast<u64>(&t), base);
+    println("space_copy: {} bytes to {:#x}, one past the mapped pages", k3 + 1, base + kSpan - k3);
+    const Result<void> three = proc::copy_to_space(space, base + kSpan - k3, t.source, k3 + 1);
+    t.results[2] = three.is_error() ? -1 : 0;
+    for (usize i = 0; i < kSpaceCopyPages; ++i) (void)MUST(space.unmap(VirtAddr(base + i * kPageSize)));
+  }
+  for (const u64 f : t.frames) vm::frames().free(PhysAddr(f));
+  println("space_copy: results {} {} {}; free frames before {} after {} proof={:016x}", t.results[1], t.results[0],
+          t.results[2], before, vm::frames().free_frames(),
+          proof(ctx.token, u64(t.results[0]) ^ (u64(t.results[1]) << 1) ^ (u64(t.results[2]) << 2)));
 }
 
 }  // namespace pagoda
