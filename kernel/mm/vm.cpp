@@ -164,6 +164,7 @@ Result<void> init(const BootInfo& boot) {
   const PhysRange reserved[] = {{PhysAddr(0), layout::kLowMemoryEnd}, image, bitmaps};
   TRY(g_frames.init(boot.memory, Span<u64>(storage, words), Span<const PhysRange>(reserved, array_size(reserved))));
   g_frame_refs.init(Span<u16>(reinterpret_cast<u16*>(storage + words), ref_entries));
+  g_frames.watch_refs(g_frame_refs.table());  // free() refuses a frame still shared
   ConsistencyBatch::set_frame_release(put_user_frame);  // user frames a batch unmapped, after its flush
   pagoda_frame_refs = {reinterpret_cast<u64>(storage + words), ref_entries};
   pagoda_frame_bitmaps = {reinterpret_cast<u64>(g_frames.used_bitmap().data()),

@@ -92,6 +92,14 @@ class FrameAllocator {
   static constexpr usize used_bits_offset();
   static constexpr usize ever_bits_offset();
   static constexpr usize words_offset();
+  /// Where the count of free frames is (fact frame_allocator_free_offset): the grader compares
+  /// it with the bitmap's own count at a failure (grade/pagoda_grade/audit.py).
+  static constexpr usize free_offset();
+
+  /// Lets free() refuse a frame that still has mappings beyond the first in @p extra (FrameRefs'
+  /// table, one entry per frame from physical 0): a debug check at the producer of a shared
+  /// frame freed too early, which would otherwise surface as another process's data changing.
+  void watch_refs(Span<const u16> extra) { extra_refs_ = extra; }
 
  private:
   bool test(const u64* bits, u64 frame) const { return (bits[frame / kBitsPerWord] >> (frame % kBitsPerWord)) & 1; }
@@ -106,6 +114,7 @@ class FrameAllocator {
   u64* used_bits_ = nullptr;
   u64* ever_bits_ = nullptr;
   usize words_ = 0;
+  Span<const u16> extra_refs_{};
   usize free_ = 0;
   usize managed_ = 0;
   usize cursor_ = 0;  ///< word where the next search starts (next fit)
@@ -120,5 +129,6 @@ class FrameAllocator {
 constexpr usize FrameAllocator::used_bits_offset() { return offsetof(FrameAllocator, used_bits_); }
 constexpr usize FrameAllocator::ever_bits_offset() { return offsetof(FrameAllocator, ever_bits_); }
 constexpr usize FrameAllocator::words_offset() { return offsetof(FrameAllocator, words_); }
+constexpr usize FrameAllocator::free_offset() { return offsetof(FrameAllocator, free_); }
 
 }  // namespace pagoda
