@@ -219,7 +219,9 @@ def take_census(arch: str, read_phys, symbol: Symbol, regs: Optional[dict] = Non
         return _require(symbol, name) - offset
 
     def window_pa(va: int) -> int:
-        return va - window + window_phys
+        # Below the window: a kernel that still reaches RAM through the identity map (lab 1's,
+        # before the window of lab 2), whose pointers are physical addresses.
+        return va if va < window else va - window + window_phys
 
     used_va, managed_va, words = _u64s(read_phys(image_phys(BITMAPS_SYMBOL), 24))
     if not words:
