@@ -75,8 +75,9 @@ Result<void> refill(usize size_class) {
 
 /// Debug checks on a small block allocate() is about to hand out, at their producer (a few
 /// compares): still on its free list (the next allocation would get it again), a free list whose
-/// head is not a free block, and a block in a frame the frame allocator calls free (refill() cut
-/// it past the end of its frame).
+/// head is not a free block, a block not at a block's start (refill() cuts each frame, whose window
+/// address is frame-aligned, at multiples of the block size), and a block in a frame the frame
+/// allocator calls free (refill() cut it past the end of its frame).
 void check_handed_out(void* block, usize size_class) {
   auto* header = reinterpret_cast<FreeBlock*>(static_cast<u8*>(block) - kHeaderSize);
   const FreeBlock* head = g_free_lists[size_class];
@@ -88,6 +89,10 @@ void check_handed_out(void* block, usize size_class) {
     panic("heap: the free list of class {} starts at block {:p}, whose header (magic {:#x}) is not a free block's: a "
           "block in use is still on the free list, or a neighbour wrote past its end over the header",
           size_class, static_cast<const void*>(head), head->header.magic);
+  if (reinterpret_cast<u64>(header) % block_size(size_class) != 0)
+    panic("heap: allocate() handed out {:p} (class {}), which is not the start of a {}-byte block: the free list holds "
+          "a pointer into a block (free() put back the object's address, not its header's?)",
+          static_cast<void*>(header), size_class, block_size(size_class));
   const Result<PhysAddr> pa = vm::try_virt_to_phys(VirtAddr(reinterpret_cast<u64>(header)));
   if (!pa.is_error() && vm::frames().check_free(pa.value().align_down(kFrame)) != FreeCheck::Ok)
     panic("heap: allocate() handed out block {:p} (class {}) in frame {:#x}, which the frame allocator does not "
