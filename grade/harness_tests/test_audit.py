@@ -1,5 +1,6 @@
-"""The audit of the kernel's memory at a failure (grade/pagoda_grade/audit.py) and its rank in the
-failure (causes.producer_first), and a panic's site (causes.panic_site). The kernel's records are
+"""The audit of the kernel's memory at a failure (pagoda_pt.frames.audit, through
+grade/pagoda_grade/audit.py) and its rank in the failure (causes.producer_first), and a panic's
+site (causes.panic_site). The kernel's records are
 laid out in a synthetic guest RAM, where the reference kernel's ELF (its symbols and facts) says
 they live, as the grader reads a real one."""
 import struct
@@ -47,11 +48,14 @@ def records(kernel, used=(), managed=range(0x100, 0x4000), free_count=None):
     managed_bits = sum(1 << f for f in managed)
     ram.write(BITMAP_FRAME, used_bits.to_bytes(WORDS * 8, "little"))
     ram.write(BITMAP_FRAME + WORDS * 8, managed_bits.to_bytes(WORDS * 8, "little"))
+    count_at = BITMAP_FRAME + 2 * WORDS * 8
     at = physical_of(kernel, address_of(kernel, "pagoda_frame_bitmaps"))
-    ram.write(at, struct.pack("<3Q", window(kernel, BITMAP_FRAME), window(kernel, BITMAP_FRAME + WORDS * 8), WORDS))
+    ram.write(at, struct.pack("<4Q", window(kernel, BITMAP_FRAME), window(kernel, BITMAP_FRAME + WORDS * 8), WORDS,
+                              window(kernel, count_at)))
     count = bin(managed_bits & ~used_bits).count("1") if free_count is None else free_count
-    frames = physical_of(kernel, address_of(kernel, "pagoda::vm::g_frames"))
-    ram.write(frames + fact(kernel, "frame_allocator_free_offset"), struct.pack("<Q", count))
+    ram.write(count_at, struct.pack("<Q", count))
+    lists = address_of(kernel, "pagoda::heap::g_free_lists")
+    ram.write(physical_of(kernel, address_of(kernel, "pagoda_heap_free_lists")), struct.pack("<Q", lists))
     return ram
 
 
@@ -64,7 +68,7 @@ def list_block(ram, kernel, size_class, pa, magic, requested=0, nxt=0):
 
 
 def audit_of(kernel, ram):
-    return audit._audit(kernel, "x86_64", ram)
+    return audit.audit_ram(kernel, "x86_64", ram.read_phys)
 
 
 def test_consistent_records_have_no_finding(reference_kernel):

@@ -166,3 +166,7 @@ void free(void* p) {
 Stats stats() { return g_stats; }
 
 }  // namespace pagoda::heap
+
+/// Where the heap's free lists are (the kernel address of the array of list heads, one per class),
+/// for the audit of a failure, which walks them in guest RAM (tools/gdb/pagoda_pt/frames.py).
+extern "C" constinit void* pagoda_heap_free_lists = pagoda::heap::g_free_lists;
