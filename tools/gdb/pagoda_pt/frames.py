@@ -40,7 +40,7 @@ from typing import Callable, Optional
 from .isa import isa
 from .model import PAGE_SIZE_4K, read_table
 from .roots import REGISTRY_SYMBOL, RegistryError, read_root_table
-from .walker import canonical_arch, dump
+from .walker import canonical_arch, iter_runs
 
 Symbol = Callable[[str], Optional[int]]
 
@@ -121,16 +121,21 @@ class UserPage:
 
 
 def user_pages(arch: str, read_phys, root: int, regs: Optional[dict] = None,
-               pa_bits: Optional[int] = None, held_mask: int = 0) -> list[UserPage]:
+               pa_bits: Optional[int] = None, held_mask: int = 0, limit: Optional[int] = None) -> list[UserPage]:
     """Every 4 KiB user page the tree under @p root maps (AArch64: the TTBR0 tree alone); with
-    @p held_mask (the kernel's held_entry_bit fact) the held ones too (held=True)."""
+    @p held_mask (the kernel's held_entry_bit fact) the held ones too (held=True). With @p limit,
+    CensusError past that many pages (a root that maps huge ranges: the walk stops there)."""
     model = isa(arch)
     if model.one_root:      # the process's root holds the kernel half too: its lower half alone
         tree, read_phys = root, lower_half(read_phys, root)
     else:                   # the process's TTBR0 tree alone
         tree = (root, None)
     pages = []
-    for run in dump(arch, read_phys, tree, regs or {}, user_only=True, pa_bits=pa_bits, held_mask=held_mask):
+    for run in iter_runs(arch, read_phys, tree, regs or {}, pa_bits=pa_bits, held_mask=held_mask):
+        if not run.perms.user:
+            continue
+        if limit is not None and len(pages) + run.size // PAGE_SIZE_4K > limit:
+            raise CensusError("root %#x maps more than %d user pages (the census stopped walking it)" % (root, limit))
         for offset in range(0, run.size, PAGE_SIZE_4K):
             pages.append(UserPage(run.va_start + offset, run.pa_start + offset, run.perms.write,
                                   run.perms.execute, not run.perms.read))
@@ -203,9 +208,11 @@ def _require(symbol: Symbol, name: str) -> int:
 
 
 def take_census(arch: str, read_phys, symbol: Symbol, regs: Optional[dict] = None,
-                pa_bits: Optional[int] = None, ram_start: Optional[int] = None) -> Census:
+                pa_bits: Optional[int] = None, ram_start: Optional[int] = None,
+                max_user_pages: Optional[int] = None) -> Census:
     """Reads the kernel's records (see the module's docstring) and gives every frame an owner.
     @p ram_start (physical) starts the census there instead of at the first managed frame.
+    @p max_user_pages bounds each root's user pages (CensusError past it).
     CensusError when a record is missing or not set up yet (before vm::init)."""
     arch = canonical_arch(arch)
     read_phys = cached(read_phys)
@@ -270,7 +277,8 @@ def take_census(arch: str, read_phys, symbol: Symbol, regs: Optional[dict] = Non
             table_owner.setdefault(pa // PAGE_SIZE_4K, known)
         if known.kind == "process":
             memory = ProcessMemory(known.id, known.name, known.root, tables,
-                                   user_pages(arch, read_phys, known.root, regs, pa_bits, held_mask))
+                                   user_pages(arch, read_phys, known.root, regs, pa_bits, held_mask,
+                                              max_user_pages))
             census.processes.append(memory)
             for page in memory.pages:
                 mappings.setdefault(page.pa // PAGE_SIZE_4K, []).append((memory, page))
@@ -502,6 +510,9 @@ def exec_kept_story(census: Census, rows: list) -> Optional[str]:
 # ---- the audit: the kernel's own records against each other --------------------------------------
 
 HEAP_LISTS_SYMBOL = "pagoda_heap_free_lists"
+# The user pages the audit's census lists per root, at most (64 MiB): a root that maps more (a
+# hostile kernel's huge ranges) is left out of the audit rather than slowing every failure.
+AUDIT_MAX_USER_PAGES = 16384
 # How many blocks one free list may have before the walk gives up (a cycle is caught sooner by
 # the blocks already seen; this bounds the time on a list corrupted into a long chain).
 MAX_LIST_BLOCKS = 200_000
@@ -568,7 +579,6 @@ def kernel_stack_findings(arch: str, rec: _Records, kernel_root: Optional[int]) 
     f = {k: rec.fact(k) for k in keys}
     if kernel_root is None or None in f.values():
         return []
-    from .walker import iter_runs
     tree = kernel_root if isa(arch).one_root else (None, kernel_root)
     bad = []
     for run in iter_runs(arch, cached(rec.read_phys), tree, {}):
@@ -668,7 +678,7 @@ def audit(arch: str, read_phys, symbol: Symbol, census: Optional[Census] = None)
     out = []
     try:    # what the roots map: needs the root registry (a kernel before vm::init has none)
         if census is None:
-            census = take_census(arch, read_phys, symbol)
+            census = take_census(arch, read_phys, symbol, max_user_pages=AUDIT_MAX_USER_PAGES)
         story = mapped_frame_story(census)
         if story:
             out.append(story)
