@@ -153,3 +153,13 @@ def test_a_panic_names_its_function_and_caller(reference_kernel, tmp_path):
     assert causes.panic_site(run) == " in AddressSpace::unmap (called from pagoda_selftest_vm_frames)"
     assert causes.headline(run, "missing: a line").startswith(
         "the kernel panicked in AddressSpace::unmap (called from pagoda_selftest_vm_frames): frame allocator")
+
+
+def test_two_classes_in_one_frame_is_a_block_on_another_class_s_list(reference_kernel):
+    k = reference_kernel
+    ram = records(k, used=[HEAP_FRAME // PAGE])
+    list_block(ram, k, 0, HEAP_FRAME + 0x40, fact(k, "heap_magic_free"))      # a 64-byte block's place
+    list_block(ram, k, 1, HEAP_FRAME + 0x80, fact(k, "heap_magic_free"))
+    found = audit_of(k, ram)
+    assert found and f"heap frame {HEAP_FRAME:#x} holds free blocks of class 0" in found[0] \
+        and "given back to another class's free list" in found[0], found

@@ -566,7 +566,9 @@ def free_count_findings(rec: _Records) -> list[str]:
     if counted == real:
         return []
     how = ("an allocation that did not lower the free count (the frame is marked used, the count not taken down)"
-           if counted > real else "a free that did not raise the free count, or an allocation that lowered it twice")
+           if counted > real else "an allocation that lowered the count without marking its frame used in the bitmap "
+           "(the same frame can be handed out again), an allocation that lowered it twice, or a free that did not "
+           "raise it")
     return ["the frame allocator's free count says %d frames are free, but its own bitmaps hold %d free frames "
             "(%d %s counted than there are): %s" % (counted, real, abs(counted - real),
                                                     "more" if counted > real else "fewer", how)]
@@ -644,11 +646,14 @@ def heap_findings(rec: _Records) -> list[str]:
                 return ["heap block %#x on the free list of class %d is not at the start of a %d-byte block: the list "
                         "holds a pointer into a block (free() put back the object's address, not its header's?)"
                         % (va, c, size)]
-            other = class_of_frame.setdefault(frame, c)
+            other, first = class_of_frame.setdefault(frame, (c, va))
             if other != c:
-                return ["heap frame %#x holds free blocks of class %d (%d bytes) and of class %d (%d bytes): refill() "
-                        "cuts a frame into one class, so a block was cut past the end of its own frame into the next "
-                        "one" % (frame, other, 1 << (other + fact["heap_min_class_shift"]), c, size)]
+                past = (", or a block cut past the end of the frame below it (refill())"
+                        if pa % PAGE_SIZE_4K == 0 or rec.pa(first) % PAGE_SIZE_4K == 0 else "")
+                return ["heap frame %#x holds free blocks of class %d (%d bytes, %#x) and of class %d (%d bytes, %#x), "
+                        "but refill() cuts a frame into one class: a block was given back to another class's free "
+                        "list (free() pushing it by a class that is not its own)%s"
+                        % (frame, other, 1 << (other + fact["heap_min_class_shift"]), first, c, size, va, past)]
             va = struct.unpack_from("<Q", data, fact["heap_next_offset"])[0]
     return []
 
