@@ -163,3 +163,19 @@ def test_two_classes_in_one_frame_is_a_block_on_another_class_s_list(reference_k
     found = audit_of(k, ram)
     assert found and f"heap frame {HEAP_FRAME:#x} holds free blocks of class 0" in found[0] \
         and "given back to another class's free list" in found[0], found
+
+
+def test_kept_ram_is_given_back_when_its_run_goes(tmp_path):
+    """A Booter outside the grade's fixture is never closed: each boot's RAM (an fd on QEMU's
+    memfd, which keeps its memory alive) must go with the last object that holds it."""
+    import gc
+    import os
+    path = tmp_path / "ram"
+    path.write_bytes(bytes(PAGE))
+    fd = os.open(path, os.O_RDONLY)
+    remains = audit.Remains(fd, 0, PAGE)
+    assert remains.read_phys(0, 8) == bytes(8)
+    del remains
+    gc.collect()
+    with pytest.raises(OSError):
+        os.fstat(fd)
