@@ -220,7 +220,9 @@ def boot(request, kernel, arch):
         timeout = labs[props["pagoda_lab"]].test(props["pagoda_id"]).timeout
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.nodeid)
     runs_programs = props.get("pagoda_lab", -1) >= programs.FIRST_LAB
-    return Booter(kernel, arch, os.path.join(log_dir(), safe), timeout, programs=runs_programs)
+    booter = Booter(kernel, arch, os.path.join(log_dir(), safe), timeout, programs=runs_programs)
+    yield booter
+    booter.close()   # the guest RAM its boots kept for the audit at a failure
 
 
 @pytest.hookimpl(tryfirst=True)

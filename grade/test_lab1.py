@@ -65,6 +65,24 @@ def boot_translate(boot, kernel, arch):
     return run, run.require_witness()
 
 
+def permission_slip(perms, wanted):
+    """' is mapped executable (...)' and the like: what @p perms (a walk's) allow that the section's
+    @p wanted ('r--', 'rw-', 'r-x') does not, or lack; "" when only the frame differs."""
+    got = perms.rwx()
+    said = []
+    if got[2] == "x" and wanted[2] != "x":
+        said.append("executable (NX/XN clear), which it must not be")
+    if got[1] == "w" and wanted[1] != "w":
+        said.append("writable, which it must not be")
+    if got[2] != "x" and wanted[2] == "x":
+        said.append("not executable")
+    if got[1] != "w" and wanted[1] == "w":
+        said.append("read-only")
+    if perms.user:
+        said.append("user-accessible")
+    return f" is mapped {' and '.join(said)}" if said else ""
+
+
 @lab_test(1, "translate_text_data")
 def test_translate_text_data(boot, kernel, arch):
     run, seen = boot_translate(boot, kernel, arch)
@@ -76,7 +94,8 @@ def test_translate_text_data(boot, kernel, arch):
             run.fail(f"{region.what}: {va:#x} is not mapped in the live tables ({walk.stop_reason}; the grader "
                      "walked them itself)")
         if walk.pa != loaded or walk.perms.rwx() != region.perms or walk.perms.user:
-            run.fail(f"{region.what}: the live tables map {va:#x} to {walk.pa:#x} {walk.perms.rwx()}"
+            run.fail(f"{region.what}{permission_slip(walk.perms, region.perms)}: the live tables map {va:#x} to "
+                     f"{walk.pa:#x} {walk.perms.rwx()}"
                      f"{' user' if walk.perms.user else ''}; the kernel was loaded at {loaded:#x} and the "
                      f"section must be {region.perms}, kernel only (the grader walked the tables itself)")
         if va not in printed:

@@ -17,6 +17,8 @@ root they walked, lab 3's explain_death()) pass their own cause to fail(), which
 
 Nothing here imports the walker: it runs for every failure, witnessed or not.
 """
+import re
+
 from . import symbols
 from .outcomes import STORM, is_never_reached, kill_lines, panic_line
 from .witness import ARCHES
@@ -190,6 +192,49 @@ def kernel_fault_cause(run, f, roots=None):
     return None
 
 
+# ---- Where the kernel panicked -----------------------------------------------------------------
+
+BACKTRACE_LINE = re.compile(r"^\s*#\d+ (0x[0-9a-fA-F]+)\s*$")
+PANIC_SITE_FRAMES = 2
+
+
+def _short(name):
+    name = symbols.base_name(name).replace("(anonymous namespace)::", "")
+    return name[len("pagoda::"):] if name.startswith("pagoda::") else name
+
+
+def panic_site(run):
+    """' in F (called from G)' from the backtrace the kernel prints after its first PANIC line
+    (return addresses; the call is the byte before each), its frames inside panic itself left
+    out; "" when there is none. A check that panics names what it found; the function it is in
+    and that function's caller name who handed it the bad value (a free of frame 0x0 in
+    FrameAllocator::free, called from the unmap path that produced the 0x0)."""
+    kernel = run.symbolizer.elf
+    lines = run.lines
+    start = next((i for i, line in enumerate(lines) if "PANIC: " in line), None)
+    if start is None:
+        return ""
+    names = []
+    for line in lines[start + 1:start + 2 + 16]:
+        if line.strip() == "backtrace:":
+            continue
+        m = BACKTRACE_LINE.match(line)
+        if not m:
+            break
+        try:
+            found = symbols.function_at(kernel, int(m[1], 16) - 1)
+        except (AssertionError, OSError):
+            found = None
+        if found is None or _short(found.name).startswith(("panic", "detail::panic")):
+            continue
+        names.append(_short(found.name))
+        if len(names) == PANIC_SITE_FRAMES:
+            break
+    if not names:
+        return ""
+    return f" in {names[0]}" + (f" (called from {names[1]})" if len(names) > 1 else "")
+
+
 # ---- The headline -------------------------------------------------------------------------------
 
 def headline(run, reason):
@@ -219,7 +264,7 @@ def headline(run, reason):
         return found
     panicked = panic_line("\n".join(run.lines))
     if panicked and fresh(panicked):
-        return f"the kernel panicked: {panicked}"
+        return f"the kernel panicked{panic_site(run)}: {panicked}"
     if run.stop_kind == STORM and fresh(run.stop_reason):
         return f"the grader stopped the machine: {run.stop_reason}"
     if outcome == "triple fault":
@@ -231,3 +276,24 @@ def headline(run, reason):
         if killed and fresh(killed[0]):
             return f"a process was killed before the grader's stop: {killed[0]}"
     return None
+
+
+# ---- The producer before the consumer ------------------------------------------------------
+
+def producer_first(run, parts):
+    """@p parts (a failure's first lines: the cause the test or headline() gave, then the
+    symptom) with the audit's first finding before them when the grader's audit of the kernel's
+    records at the end of the boot (audit.findings: frames freed while mapped, counts that do
+    not add up, heap blocks handed out twice...) finds a broken invariant: the producer of the
+    mistake comes before the consumer that died of it, and what the test saw follows as line 2.
+    The audit's other findings come after the symptom. @p parts unchanged when it finds nothing
+    (or its first finding is already said). The one place that ranks the audit: every test's
+    failure goes through Run.fail()."""
+    from . import audit
+    found = audit.findings(run)
+    if not found or any(found[0] in p for p in parts):
+        return parts
+    rest = found[1:]
+    how = ("(the grader audited the kernel's frame and heap records in guest RAM as the boot ended"
+           + (f"; {len(rest)} more finding{'s' * (len(rest) > 1)} below)" if rest else ")"))
+    return [found[0]] + list(parts[:1]) + [how] + [f"  {f}" for f in rest] + list(parts[1:])

@@ -34,6 +34,9 @@ from .proof import new_token, proof
 from .rsp import RspError
 
 TAIL_LINES = 40
+# Boots whose guest RAM a test keeps after they end, for the audit at a failure (audit.py): the
+# last two (a test that compares two boots fails on either).
+KEPT_RAM = 2
 # A runaway kernel is cut off at these bounds (and judged on what it printed before).
 MAX_SERIAL_BYTES = 1024 * 1024
 MAX_LINE_BYTES = 64 * 1024
@@ -92,6 +95,9 @@ class Run:
     # What the grader's watches saw at its stops and left for the test's own checks to explain
     # first (Booter.watch_problems: shared by every boot of the test).
     watch_problems: list = field(default_factory=list)
+    # The boot's guest RAM as it was when the boot ended (audit.Remains; witnessed boots only):
+    # what the audit of the kernel's records reads at a failure (audit.findings).
+    remains: object = field(default=None, repr=False)
 
     @property
     def faults(self):
@@ -181,6 +187,7 @@ class Run:
         from . import causes
         head = cause or causes.headline(self, reason)
         parts = [head, reason] if head and head != reason else [reason]
+        parts = causes.producer_first(self, parts)
         said = "\n".join(parts)
         outcome = self.outcome()
         if outcome == TIMEOUT:
@@ -414,6 +421,20 @@ class Booter:
         # Shared by all boots of one test: @p timeout seconds on the reference machine, scaled
         # by the speed factor, not counting time the grader or its QEMUs waited for a CPU.
         self.budget = speed.Budget(timeout)
+        # The guest RAM of the last boots (audit.Remains), kept for the audit at a failure.
+        self.kept_ram = []
+
+    def keep_ram(self, remains):
+        """Keeps @p remains for the Run; gives back all but the last KEPT_RAM boots' RAM."""
+        if remains is not None:
+            self.kept_ram.append(remains)
+        while len(self.kept_ram) > KEPT_RAM:
+            self.kept_ram.pop(0).close()
+
+    def close(self):
+        """Gives back every boot's kept RAM (the test is over)."""
+        while self.kept_ram:
+            self.kept_ram.pop().close()
 
     def note(self, text):
         """Says @p text under the test's result, passed or failed (once)."""
@@ -478,6 +499,7 @@ class Booter:
         session = Session(proc, qemu_log, self.budget, self.arch, self.kernel_names)
         session.symbolize = lambda a: name_code(self.symbolizer, a)
         witness_result, witness_error, witness_failure = None, None, ""
+        self._remains = None
         try:
             if witness is not None:
                 witness_result, witness_error, witness_failure = self._witness(witness, session, ours, memory)
@@ -506,7 +528,7 @@ class Booter:
                   directory=directory, log=faultlog.parse_file(qemu_log, self.arch, self.kernel_names),
                   symbolizer=self.symbolizer, arch=self.arch, args=dict(args or {}),
                   stop_kind=session.stop_kind, stop_reason=session.stop_reason, witness=witness_result,
-                  witness_failure=witness_failure, watch_problems=self.watch_problems)
+                  witness_failure=witness_failure, watch_problems=self.watch_problems, remains=self._remains)
         if witness_error is not None:
             run.fail(str(witness_error))
         return run
@@ -546,4 +568,10 @@ class Booter:
             return None, e, ""
         finally:
             if guest is not None:
+                from . import audit
+                try:
+                    self._remains = audit.keep(guest)
+                    self.keep_ram(self._remains)
+                except OSError:
+                    self._remains = None
                 guest.release()

@@ -34,11 +34,13 @@ extern "C" constinit FrameRefsExport pagoda_frame_refs = {};
 
 /// Where the frame allocator's bitmaps are, for GDB's `frames` and `./pagoda run --memview`
 /// (tools/gdb/pagoda_pt/frames.py): {used, managed} as kernel addresses in the window, and their
-/// length in 64-bit words; one bit per frame from physical 0 (FrameAllocator::used_bitmap()).
+/// length in 64-bit words; one bit per frame from physical 0 (FrameAllocator::used_bitmap()); and
+/// where the allocator's count of free frames is (a kernel address), for the audit of a failure.
 struct FrameBitmapsExport {
   pagoda::u64 used;
   pagoda::u64 managed;
   pagoda::u64 words;
+  pagoda::u64 free_count;
 };
 extern "C" constinit FrameBitmapsExport pagoda_frame_bitmaps = {};
 
@@ -164,10 +166,12 @@ Result<void> init(const BootInfo& boot) {
   const PhysRange reserved[] = {{PhysAddr(0), layout::kLowMemoryEnd}, image, bitmaps};
   TRY(g_frames.init(boot.memory, Span<u64>(storage, words), Span<const PhysRange>(reserved, array_size(reserved))));
   g_frame_refs.init(Span<u16>(reinterpret_cast<u16*>(storage + words), ref_entries));
+  g_frames.watch_refs(g_frame_refs.table());  // free() refuses a frame still shared
   ConsistencyBatch::set_frame_release(put_user_frame);  // user frames a batch unmapped, after its flush
   pagoda_frame_refs = {reinterpret_cast<u64>(storage + words), ref_entries};
   pagoda_frame_bitmaps = {reinterpret_cast<u64>(g_frames.used_bitmap().data()),
-                          reinterpret_cast<u64>(g_frames.managed_bitmap().data()), g_frames.used_bitmap().size()};
+                          reinterpret_cast<u64>(g_frames.managed_bitmap().data()), g_frames.used_bitmap().size(),
+                          reinterpret_cast<u64>(g_frames.free_count())};
 
   print("vm: ");
   if (!arch::paging_controls_ok(console_sink())) panic("paging protections are off (see above)");

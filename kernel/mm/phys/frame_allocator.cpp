@@ -136,9 +136,23 @@ Result<PhysAddr> FrameAllocator::allocate_contiguous_below(usize count, PhysAddr
 
 void FrameAllocator::free(PhysAddr frame) {
   const FreeCheck check = check_free(frame);
-  if (check != FreeCheck::Ok) panic("frame allocator: cannot free frame {:#x}: {}", frame.value(), free_check_message(check));
-  set(used_bits_, frame.value() / kFrameSize, false);
-  note_freed(frame.value() / kFrameSize);
+  if (check != FreeCheck::Ok)
+    panic("frame allocator: cannot free frame {:#x} (freed by the code at {:p}): {}", frame.value(),
+          __builtin_return_address(0), free_check_message(check));
+  const u64 f = frame.value() / kFrameSize;
+  // Debug checks at the producer, each a compare: a frame still shared, and a count of free
+  // frames that no longer matches the bitmaps (an allocation that never lowered it).
+  if (f < extra_refs_.size() && extra_refs_[f] != 0)
+    panic("frame allocator: free of frame {:#x} (by the code at {:p}) while its reference count is {}: {} other "
+          "mapping(s) still share it (drop one reference per unmap; free only at the last)",
+          frame.value(), __builtin_return_address(0), u32(extra_refs_[f]) + 1, u32(extra_refs_[f]));
+  if (free_ >= managed_)
+    panic("frame allocator: the free count is {} of {} managed frames before freeing {:#x}, which was in use: the "
+          "count of free frames is wrong (an allocation that did not lower the free count, or a free that raised "
+          "it twice)",
+          free_, managed_, frame.value());
+  set(used_bits_, f, false);
+  note_freed(f);
   ++free_;
 }
 

@@ -75,6 +75,9 @@ class FrameAllocator {
   void release(PhysRange range);
 
   usize free_frames() const { return free_; }
+  /// Where the count of free frames lives (exported with the bitmaps, kernel/mm/vm.cpp): the audit
+  /// of a failure compares it with the bitmaps' own count (tools/gdb/pagoda_pt/frames.py).
+  const usize* free_count() const { return &free_; }
   /// The `used` bitmap (one bit per frame from physical 0, 1 = handed out or reserved): the
   /// grader reads it from guest RAM to count frames itself (grade/test_lab3.py).
   Span<const u64> used_bitmap() const { return {used_bits_, words_}; }
@@ -93,6 +96,11 @@ class FrameAllocator {
   static constexpr usize ever_bits_offset();
   static constexpr usize words_offset();
 
+  /// Lets free() refuse a frame that still has mappings beyond the first in @p extra (FrameRefs'
+  /// table, one entry per frame from physical 0): a debug check at the producer of a shared
+  /// frame freed too early, which would otherwise surface as another process's data changing.
+  void watch_refs(Span<const u16> extra) { extra_refs_ = extra; }
+
  private:
   bool test(const u64* bits, u64 frame) const { return (bits[frame / kBitsPerWord] >> (frame % kBitsPerWord)) & 1; }
   void set(u64* bits, u64 frame, bool value) {
@@ -106,6 +114,7 @@ class FrameAllocator {
   u64* used_bits_ = nullptr;
   u64* ever_bits_ = nullptr;
   usize words_ = 0;
+  Span<const u16> extra_refs_{};
   usize free_ = 0;
   usize managed_ = 0;
   usize cursor_ = 0;  ///< word where the next search starts (next fit)

@@ -313,7 +313,16 @@ Result<void> AddressSpace::map_range(VirtAddr va, PhysAddr pa, u64 size, Perms p
 Result<PhysAddr> AddressSpace::unmap(VirtAddr va) {
   if (!may_change(va, kPageSize)) return Error::InvalidArgument;
   ConsistencyBatch b = batch();
-  return cursor(b, va).unmap();
+  Cursor c = cursor(b, va);
+  // What the leaf maps, read before the unmap: the frame unmap() must hand back (its caller frees
+  // it). A wrong answer is caught here, at its producer, not later where the frame is freed.
+  const PhysAddr mapped = c.mapped() ? c.pa() : PhysAddr(0);
+  const Result<PhysAddr> was = c.unmap();
+  if (!was.is_error() && was.value() != mapped)
+    panic("unmap of {:#x}: Cursor::unmap() returned {:#x}, not the frame {:#x} the leaf mapped before the unmap "
+          "(read the frame out of the entry before clearing it)",
+          va.value(), was.value().value(), mapped.value());
+  return was;
 }
 
 Result<void> AddressSpace::unmap_range(VirtAddr va, u64 size) {

@@ -689,6 +689,25 @@ def _with_leaks(lines):
     return lines if sentence is None else _overruled(lines, at, "{} (the CPU's state)", sentence)
 
 
+def _with_audit(arch, lines):
+    """A machine stopped with nothing wrong in the CPU's state, or in a panic: the kernel's memory
+    records checked against each other (pagoda_pt.frames.audit, what the grader's failures lead
+    with: a frame freed while mapped, a kernel stack freed while mapped, a free count the bitmaps
+    do not match, a heap block handed out twice or cut past its frame). The first finding is the
+    verdict, the producer of what the panic or a later test sees; the old verdict stays above."""
+    at = _verdict_at(lines)
+    if at is None or not lines[at].startswith(("verdict: " + NOTHING_WRONG, "verdict: the kernel panicked")):
+        return lines
+    from pagoda_pt.frames import audit
+    from . import kernel
+    try:
+        with target.physical_memory() as read_phys:
+            found = audit(arch, read_phys, kernel.symbol_address)
+    except Exception:  # noqa: BLE001 - an addition: never lose fault-why's own lines to it
+        return lines
+    return lines if not found else _overruled(lines, at, "before the audit of the kernel's records: {}", found[0])
+
+
 def _with_stalled_wait(lines):
     """A machine stopped with nothing wrong in the CPU's state (a hang interrupted with Ctrl-C):
     when nothing can run because a parent waits for a child that has already ended
@@ -1020,6 +1039,7 @@ usable.  The last line is always a verdict."""
         lines = _with_run_leaks(lines)
         lines = _with_log_copies(arch, lines)
         lines = _with_shared_frames(arch, lines)
+        lines = _with_audit(arch, lines)
         _set_wrong(lines, fault, overruled)
         from . import memory, tempmap
         # Which temp-map slot the address is, and whether it is live (lab 4); the process's VMA

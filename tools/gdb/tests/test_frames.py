@@ -1,7 +1,9 @@
 """pagoda_pt.frames on synthetic tables: which frames are tables, which user pages a root maps
 (x86_64 without the shared kernel half), which pages two roots share copy-on-write. The census
 as a whole runs on the real kernel (test_gdb_memory.py)."""
-from pagoda_pt.frames import cached, cow_pairs, lower_half, table_frames, user_pages
+import pytest
+
+from pagoda_pt.frames import CensusError, cached, cow_pairs, lower_half, table_frames, user_pages
 from ptbuild import AF, AP_EL0, AP_RO, PAGE_DESC, SH_INNER, US, RW, P, ArmTables, PhysMem, X86Tables
 
 KERNEL_VA = 0xFFFF_8000_0000_0000
@@ -52,6 +54,15 @@ def test_x86_user_pages_and_cow_pairs():
     shared, writable = cow_pairs(a, b)
     assert [x.va for x, _ in shared] == [0x400000]
     assert [(x.va, y.writable) for x, y in writable] == [(0x401000, True)]
+
+
+def test_user_pages_stop_past_their_limit():
+    """The audit at every failure lists each root's user pages only up to a bound: a root mapping
+    huge ranges (a hostile kernel) ends its census, not the grader's time."""
+    mem, parent, _ = x86_pair()
+    assert len(user_pages("x86_64", mem.read_phys, parent.root, {"efer": 1 << 11}, limit=3)) == 3
+    with pytest.raises(CensusError):
+        user_pages("x86_64", mem.read_phys, parent.root, {"efer": 1 << 11}, limit=2)
 
 
 def test_aarch64_user_pages_cover_the_whole_ttbr0_tree():

@@ -1,0 +1,181 @@
+"""The audit of the kernel's memory at a failure (pagoda_pt.frames.audit, through
+grade/pagoda_grade/audit.py) and its rank in the failure (causes.producer_first), and a panic's
+site (causes.panic_site). The kernel's records are
+laid out in a synthetic guest RAM, where the reference kernel's ELF (its symbols and facts) says
+they live, as the grader reads a real one."""
+import struct
+
+import pytest
+
+from pagoda_core import faultlog
+from pagoda_core.symbolize import Symbolizer
+from pagoda_grade import audit, causes
+from pagoda_grade.harness import GradeFailure, Run
+from pagoda_grade.symbols import address_of, fact, physical_of
+
+PAGE = 4096
+HEAP_FRAME = 0x300000          # a frame of the heap, in the window
+FREE_FRAME = 0x301000          # a frame the allocator calls free
+BITMAP_FRAME = 0x200000        # where the fake bitmaps live (used, then managed)
+WORDS = 0x800                  # bitmap words: 64 Mi of RAM in 4 KiB frames
+
+
+class FakeRam:
+    """Sparse guest RAM (x86_64: from physical 0): read_phys like audit.Remains'; zeros unwritten."""
+
+    def __init__(self):
+        self.pages = {}
+        self.fd = 0   # what audit.findings() looks at to see that the RAM is still there
+
+    def write(self, pa, data):
+        for i, byte in enumerate(data):
+            page = self.pages.setdefault((pa + i) // PAGE, bytearray(PAGE))
+            page[(pa + i) % PAGE] = byte
+
+    def read_phys(self, pa, size):
+        return bytes(self.pages.get((pa + i) // PAGE, bytes(PAGE))[(pa + i) % PAGE] for i in range(size))
+
+
+def window(kernel, pa):
+    return fact(kernel, "window_base") + pa - fact(kernel, "window_phys_base")
+
+
+def records(kernel, used=(), managed=range(0x100, 0x4000), free_count=None):
+    """RAM with the frame allocator's bitmaps (@p used, @p managed: frame numbers) and its free
+    count (the bitmaps' own count unless given), and empty heap lists."""
+    ram = FakeRam()
+    used_bits = sum(1 << f for f in used)
+    managed_bits = sum(1 << f for f in managed)
+    ram.write(BITMAP_FRAME, used_bits.to_bytes(WORDS * 8, "little"))
+    ram.write(BITMAP_FRAME + WORDS * 8, managed_bits.to_bytes(WORDS * 8, "little"))
+    count_at = BITMAP_FRAME + 2 * WORDS * 8
+    at = physical_of(kernel, address_of(kernel, "pagoda_frame_bitmaps"))
+    ram.write(at, struct.pack("<4Q", window(kernel, BITMAP_FRAME), window(kernel, BITMAP_FRAME + WORDS * 8), WORDS,
+                              window(kernel, count_at)))
+    count = bin(managed_bits & ~used_bits).count("1") if free_count is None else free_count
+    ram.write(count_at, struct.pack("<Q", count))
+    lists = address_of(kernel, "pagoda::heap::g_free_lists")
+    ram.write(physical_of(kernel, address_of(kernel, "pagoda_heap_free_lists")), struct.pack("<Q", lists))
+    return ram
+
+
+def list_block(ram, kernel, size_class, pa, magic, requested=0, nxt=0):
+    """Puts the block at @p pa, with a header of @p magic, at the head of class @p size_class's list."""
+    lists = physical_of(kernel, address_of(kernel, "pagoda::heap::g_free_lists"))
+    ram.write(lists + 8 * size_class, struct.pack("<Q", window(kernel, pa)))
+    ram.write(pa, struct.pack("<IIQ", magic, size_class, requested))
+    ram.write(pa + fact(kernel, "heap_next_offset"), struct.pack("<Q", nxt))
+
+
+def audit_of(kernel, ram):
+    return audit.audit_ram(kernel, "x86_64", ram.read_phys)
+
+
+def test_consistent_records_have_no_finding(reference_kernel):
+    k = reference_kernel
+    ram = records(k, used=[HEAP_FRAME // PAGE])
+    list_block(ram, k, 3, HEAP_FRAME + 256, fact(k, "heap_magic_free"))
+    assert audit_of(k, ram) == []
+
+
+def test_a_listed_block_in_use_is_a_block_handed_out_twice(reference_kernel):
+    k = reference_kernel
+    ram = records(k, used=[HEAP_FRAME // PAGE])
+    list_block(ram, k, 3, HEAP_FRAME + 256, fact(k, "heap_magic_small"), requested=200)
+    found = audit_of(k, ram)
+    assert found and "on the free list and in use at once" in found[0] and "twice" in found[0], found
+
+
+def test_a_listed_block_in_a_free_frame_lies_outside_the_heap(reference_kernel):
+    k = reference_kernel
+    ram = records(k, used=[HEAP_FRAME // PAGE])
+    list_block(ram, k, 2, FREE_FRAME, fact(k, "heap_magic_free"))
+    found = audit_of(k, ram)
+    assert found and "which the frame allocator calls free" in found[0] and "past the end of its frame" in found[0], found
+
+
+def test_an_overwritten_header_names_the_neighbour_that_wrote_past_its_end(reference_kernel):
+    k = reference_kernel
+    ram = records(k, used=[HEAP_FRAME // PAGE])
+    size = 1 << (3 + fact(k, "heap_min_class_shift"))
+    ram.write(HEAP_FRAME, struct.pack("<IIQ", fact(k, "heap_magic_small"), 3, size + 40))   # in use, asked too much
+    list_block(ram, k, 3, HEAP_FRAME + size, 0x41414141)
+    found = audit_of(k, ram)
+    assert found and "overwritten header" in found[0] and f"{window(k, HEAP_FRAME):#x}" in found[0] \
+        and "wrote past its end" in found[0], found
+
+
+def test_a_free_count_above_the_bitmaps_is_an_allocation_that_did_not_lower_it(reference_kernel):
+    k = reference_kernel
+    managed = range(0x100, 0x4000)
+    ram = records(k, used=range(0x100, 0x180), free_count=len(managed))
+    found = audit_of(k, ram)
+    assert found and found[0].startswith(f"the frame allocator's free count says {len(managed)} frames are free, but "
+                                         f"its own bitmaps hold {len(managed) - 0x80} free frames"), found
+    assert "did not lower the free count" in found[0]
+
+
+def run_of(kernel, tmp_path, lines=("selftest x: start",), exit_code=33):
+    return Run(token="00", cmdline="", memory="128M", lines=list(lines), exit_code=exit_code, elapsed=1.0,
+               directory=str(tmp_path), log=faultlog.parse("", "x86_64"), symbolizer=Symbolizer(kernel),
+               arch="x86_64")
+
+
+def test_the_audit_heads_the_failure_and_the_test_s_words_follow(reference_kernel, tmp_path):
+    k = reference_kernel
+    run = run_of(k, tmp_path)
+    run.remains = records(k, used=[HEAP_FRAME // PAGE])
+    list_block(run.remains, k, 3, HEAP_FRAME + 256, fact(k, "heap_magic_small"), requested=200)
+    with pytest.raises(GradeFailure) as e:
+        run.fail("the symptom the test saw", cause="the cause the test found")
+    lines = str(e.value).splitlines()
+    assert "on the free list and in use at once" in lines[0], lines[:3]
+    assert lines[1] == "the cause the test found" and lines[3] == "the symptom the test saw", lines[:4]
+    assert lines[2].startswith("(the grader audited the kernel's frame and heap records"), lines[2]
+
+
+def test_nothing_found_leaves_the_failure_as_it_was(reference_kernel, tmp_path):
+    k = reference_kernel
+    run = run_of(k, tmp_path)
+    run.remains = records(k)
+    with pytest.raises(GradeFailure) as e:
+        run.fail("the symptom the test saw")
+    assert str(e.value).splitlines()[0] == "the symptom the test saw"
+
+
+def test_a_panic_names_its_function_and_caller(reference_kernel, tmp_path):
+    k = reference_kernel
+    inner = address_of(k, "pagoda::AddressSpace::unmap") + 8
+    outer = address_of(k, "pagoda::pagoda_selftest_vm_frames") + 8
+    run = run_of(k, tmp_path, lines=("PANIC: frame allocator: cannot free frame 0x0", "backtrace:",
+                                     f"  #0 {inner:#018x}", f"  #1 {outer:#018x}", "  #2 0x0000000000000001"),
+                 exit_code=35)
+    assert causes.panic_site(run) == " in AddressSpace::unmap (called from pagoda_selftest_vm_frames)"
+    assert causes.headline(run, "missing: a line").startswith(
+        "the kernel panicked in AddressSpace::unmap (called from pagoda_selftest_vm_frames): frame allocator")
+
+
+def test_two_classes_in_one_frame_is_a_block_on_another_class_s_list(reference_kernel):
+    k = reference_kernel
+    ram = records(k, used=[HEAP_FRAME // PAGE])
+    list_block(ram, k, 0, HEAP_FRAME + 0x40, fact(k, "heap_magic_free"))      # a 64-byte block's place
+    list_block(ram, k, 1, HEAP_FRAME + 0x80, fact(k, "heap_magic_free"))
+    found = audit_of(k, ram)
+    assert found and f"heap frame {HEAP_FRAME:#x} holds free blocks of class 0" in found[0] \
+        and "given back to another class's free list" in found[0], found
+
+
+def test_kept_ram_is_given_back_when_its_run_goes(tmp_path):
+    """A Booter outside the grade's fixture is never closed: each boot's RAM (an fd on QEMU's
+    memfd, which keeps its memory alive) must go with the last object that holds it."""
+    import gc
+    import os
+    path = tmp_path / "ram"
+    path.write_bytes(bytes(PAGE))
+    fd = os.open(path, os.O_RDONLY)
+    remains = audit.Remains(fd, 0, PAGE)
+    assert remains.read_phys(0, 8) == bytes(8)
+    del remains
+    gc.collect()
+    with pytest.raises(OSError):
+        os.fstat(fd)
