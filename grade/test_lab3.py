@@ -15,6 +15,7 @@ import re
 from pagoda_core import qemu
 
 from pagoda_grade import lab_test, programs
+from pagoda_grade.procaudit import ProcessAudit
 from pagoda_grade.processes import (FRAME_ALLOCATOR, HEX, Layout, RootInspector, argument_problem, count_used,
                                     entry_sp_problem, explain_death, segment_gap_problem, slot_marks_problem,
                                     frame_bitmap, is_used, kernel_faults, parse_kills, parse_reaped, parse_started,
@@ -96,6 +97,7 @@ class Watch:
         self.bitmap = None       # (address, words) of the used-frame bitmap
         self.plan = None         # the run's heap object
         self.frames_before = None
+        self.audit = None        # the process audit at the grader's stops (procaudit.ProcessAudit)
 
     def checkpoint(self, guest, name):
         """Runs to the run's checkpoint @p name ('before', 'started', 'ended'); the Snapshot."""
@@ -152,7 +154,18 @@ class Watch:
         # is the test's to explain first, and fails it when nothing else does: Booter.watch_problems).
         guest.stop_hooks.append(programs.ImageWatch(self.arch, self.process_names, self.kernel_roots,
                                                     guest.booter.watch_problems))
+        self.start_audit(guest)
         return snap
+
+    def start_audit(self, guest):
+        """From now on, at every stop where the scheduler's records are consistent, the process
+        audit (procaudit.py): its first finding heads any failure of the test (Run.fail)."""
+        self.audit = ProcessAudit(self.kernel, self.arch, guest.booter.audit_findings, roots_of=self.pid_roots)
+        guest.stop_hooks.append(self.audit)
+
+    def pid_roots(self, snap):
+        """{pid: root} of the process roots the kernel's registry lists now (guest RAM)."""
+        return {k.id: k.root for k in registry(snap, self.kernel).roots if k.kind == "process"}
 
     def fill_free_frames(self, guest, bitmap):
         """Fills every frame the allocator has free (@p bitmap: its used bits) with FREE_FILL, as

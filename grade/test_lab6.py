@@ -16,6 +16,7 @@ from pagoda_grade.lifecycle import (Deaths, Pages, Refs, covered, fork_problems,
                                     return_address, stale_records, stalled_waits, unflushed)
 from pagoda_grade.processes import (Layout, count_used, foreign_code_kill, parse_kills, parse_reaped, process_roots,
                                     registry, user_elf, user_page_frames, user_pages, user_symbol, writable_in_two)
+from pagoda_grade.procaudit import fork_error_problem, fork_findings, fork_result_problem, read_error, result_address
 from pagoda_grade.proof import MASK64, proof
 from pagoda_grade.symbols import address_of, fact, segments
 from pagoda_grade.witness import PAGE, pick_in
@@ -278,7 +279,8 @@ def test_fork_basic(boot, kernel, arch):
                 # The first fork: seen again where fork_process returns to the system call, in the
                 # parent's kernel context, before the child can run.
                 if root == parent and at_fork is None:
-                    tracer.follow_call(snap, ("forked", set(processes(snap, kernel, records_of=-1))), any_root=True)
+                    tracer.follow_call(snap, ("forked", set(processes(snap, kernel, records_of=-1)), result_address(snap)),
+                                       any_root=True)
                     # The parent's pages as fork starts, and every TLB invalidation until it returns.
                     state["flush"] = dict(before=Pages.of(snap, parent), pages=set(), all=False)
                     tracer.transient = {tlb_page, tlb_all}
@@ -296,6 +298,10 @@ def test_fork_basic(boot, kernel, arch):
                     made = sorted(set(processes(snap, kernel, records_of=-1)) - data[1])
                     child = next((k.root for k in registry(snap, kernel).roots if k.kind == "process" and made
                                   and k.id == made[0]), None)
+                    if watch.audit and not made:
+                        watch.audit.note(fork_error_problem(read_error(snap, kernel, data[2]), "pid 1 (forktree)"))
+                    for problem in fork_findings(snap, kernel, arch, set(made[:1])) if watch.audit else ():
+                        watch.audit.note(problem)
                     if child is not None:
                         state["at_fork"] = fork_view(snap, kernel, parent, child, "fork")
                         state["at_fork"].live_root = root
@@ -310,6 +316,10 @@ def test_fork_basic(boot, kernel, arch):
                         state["later"] = fork_view(snap, kernel, parent, root, "later")
                         deaths.add(state["later"].parent)
                         deaths.add(state["later"].child)
+                elif data[0] == "fork result":
+                    # Fork's result in the parent, where its call returned to user mode.
+                    if watch.audit:
+                        watch.audit.note(fork_result_problem(result, f"pid {pid_of(snap, kernel, root)[0]} (forktree)"))
                 elif data[0] == "wait":
                     waits.append((result, snap.read_virt(data[1], EXIT_INFO_SIZE, parent) if result > 0 and data[1] else b""))
                     if result < 0:
@@ -319,6 +329,7 @@ def test_fork_basic(boot, kernel, arch):
             if root == parent:
                 if number == fork_call:
                     state["fork_pc"] = snap.register(watch.proc["syscall_return_pc"])
+                    tracer.follow(snap, ("fork result",))
                 elif number == wait_call:
                     tracer.follow(snap, ("wait", snap.register(watch.proc["syscall_args"][1])))
                 continue

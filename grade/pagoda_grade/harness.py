@@ -89,6 +89,9 @@ class Run:
     # What the grader's watches saw at its stops and left for the test's own checks to explain
     # first (Booter.watch_problems: shared by every boot of the test).
     watch_problems: list = field(default_factory=list)
+    # Invariants of the kernel's records the grader's audits found broken at its stops (the
+    # process audit, procaudit.py): the cause put before a failing test's reason (causes.audit_first).
+    audit_findings: list = field(default_factory=list)
 
     @property
     def faults(self):
@@ -178,6 +181,9 @@ class Run:
         from . import causes
         head = cause or causes.headline(self, reason)
         parts = [head, reason] if head and head != reason else [reason]
+        audit = causes.audit_first(self, "\n".join(parts))
+        if audit:
+            parts.insert(0, audit)
         said = "\n".join(parts)
         outcome = self.outcome()
         if outcome == TIMEOUT:
@@ -399,6 +405,9 @@ class Booter:
         # there, so that the test's own checks name a kernel bug that explains it first; the test
         # fails with it when nothing else fails it (unexplained_problem(), grade/conftest.py).
         self.watch_problems = []
+        # What the grader's audits found broken at its stops (procaudit.ProcessAudit): the first
+        # heads a failure of the test (Run.fail, causes.audit_first); it never fails one itself.
+        self.audit_findings = []
         # What the test wants said even when it passes (e.g. a check this QEMU cannot make):
         # the grade prints it under the test (grade/conftest.py, tools/pagoda/grade.py).
         self.notes = []
@@ -497,14 +506,19 @@ class Booter:
                   directory=directory, log=faultlog.parse_file(qemu_log, self.arch),
                   symbolizer=self.symbolizer, arch=self.arch, args=dict(args or {}),
                   stop_kind=session.stop_kind, stop_reason=session.stop_reason, witness=witness_result,
-                  witness_failure=witness_failure, watch_problems=self.watch_problems)
+                  witness_failure=witness_failure, watch_problems=self.watch_problems,
+                  audit_findings=self.audit_findings)
         if witness_error is not None:
             run.fail(str(witness_error))
         return run
 
     def unexplained_problem(self):
         """Raises GradeFailure with the first problem a watch recorded in this test's boots (a test
-        that otherwise passed: no check of its own explained it); nothing when there is none."""
+        that otherwise passed: no check of its own explained it); nothing when there is none.
+        With PAGODA_GRADE_AUDIT_STRICT=1 (the grader's own checks of a correct kernel), an audit
+        finding (audit_findings) fails a test that passed too: on the reference there is none."""
+        if os.environ.get("PAGODA_GRADE_AUDIT_STRICT") == "1" and self.audit_findings:
+            raise GradeFailure("the process audit found, on a test that passed: " + self.audit_findings[0])
         if self.watch_problems:
             more = len(self.watch_problems) - 1
             raise GradeFailure(self.watch_problems[0] + (f"\n(and {more} more such problem{'s' * (more > 1)} at "
