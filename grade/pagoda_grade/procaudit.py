@@ -132,15 +132,20 @@ def audit_table(facts, recs, current, pointer, where, roots=None, asids=None):
     if current is not None and current.state == 0:
         return (f"the CPU runs {current.who} (g_current) {where}, but its slot of {table} is Free: a process freed "
                 "while it still runs")
+    if current is not None and current.state != facts.running:
+        return (f"the CPU runs {current.who} (the scheduler's g_current) {where}, but its slot of {table} says it is "
+                f"{facts.state_name(current.state)}, not Running: the scheduler switched to it without marking it "
+                "Running (schedule() makes the process it picks Running, and the one it leaves Ready)")
     others = [r for r in running if current is None or r.slot != current.slot]
     if others:
         r = others[0]
         on = (f"the CPU runs {current.who}" if current is not None else "the CPU is in the idle loop (no process is "
               "current)")
         return (f"{r.who} is Running in {table} {where}, but {on} (the scheduler's g_current): "
-                f"{len(running)} process{'es' if len(running) != 1 else ''} Running at once: the scheduler switched "
-                f"away from {r.who} and left it Running instead of making it Ready again (a preempted or yielding "
-                "process goes back to Ready, at the end of the round), so the round robin never picks it again")
+                f"{len(running)} process{'es' if len(running) != 1 else ''} Running at once: a process the CPU does not "
+                "run must be Ready (or sleeping, waiting, ended): the scheduler switched away from it and left it "
+                "Running instead of making it Ready again (a preempted or yielding process goes back to Ready, at the "
+                "end of the round), or it was made Running before it ever ran; the round robin never picks it")
     live = {r.pid: r for r in recs}
     for r in recs:
         if r.parent and r.parent not in live:
