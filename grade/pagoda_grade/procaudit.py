@@ -416,3 +416,29 @@ def fork_error_problem(error, who):
     said = f": {message}" if message else ""
     return (f"fork_process() failed for {who} with '{words}'{said} (the Error made at {where}, read from its Result "
             f"in guest RAM where it returned to the fork system call), so no child was made{why}")
+
+
+# ---- a loader that failed ------------------------------------------------------------------------
+
+LOADER = "pagoda::proc::load_program"
+
+
+def loader_error_problem(error, name, top, arguments_page_bytes):
+    """None, or the sentence for load_program()'s Error @p error (read_error()) while it loaded
+    @p name, with what the grader read in the new root at its return: @p arguments_page_bytes,
+    the bytes of the stack's top page (@p top - one page: where the loader writes the
+    arguments, the last thing it maps), or None when that page is not mapped. An 'already
+    exists' with the arguments' page mapped and no argument in it: the page was mapped before
+    the loader came to write the arguments, by a range that runs one page too far."""
+    if error is None or error[0] != "AlreadyExists":
+        return None
+    code, words, where, message = error
+    said = f"load_program() failed for {name} with '{words}'{': ' + message if message else ''} (the Error made at " \
+           f"{where}, read from its Result in guest RAM at its return): a page it maps was already mapped"
+    page = top - len(arguments_page_bytes) if arguments_page_bytes is not None else None
+    if arguments_page_bytes is not None and not any(arguments_page_bytes):
+        return (f"{said}: the argument page {page:#x} (the stack's top page, which the loader maps last to write the "
+                "arguments in) was already mapped, and holds no argument (zeros, in the new root at the loader's "
+                "return): another of the loader's ranges covered it first (the stack's pages are the ones below the "
+                "top page: a loop that runs to the top page inclusive maps it twice)")
+    return f"{said} (two of the loader's ranges cover one page: a loop that runs a page past its range's end)"
