@@ -185,3 +185,46 @@ def test_a_segment_whose_pages_all_hold_its_first_page_is_named(probe):
     assert "in its segment's first page" in said and "did not advance with the page" in said
     assert programs.bytes_origin("x86_64", "probe", va, data[seg.offset + PAGE:seg.offset + PAGE + size]) is None
     assert "0x5a throughout" in programs.bytes_origin("x86_64", "probe", va, b"\x5a" * size)
+
+
+def test_a_loader_that_maps_the_argument_page_twice_is_named():
+    error = ("AlreadyExists", "already exists", "kernel/mm/pt/cursor.hpp:425", "")
+    top = 0x7ffffffff000
+    said = procaudit.loader_error_problem(error, "hello (pid 1)", top, bytes(PAGE))
+    assert said.startswith("load_program() failed for hello (pid 1) with 'already exists' (the Error made at "
+                           "kernel/mm/pt/cursor.hpp:425")
+    assert "the argument page 0x7fffffffe000 (the stack's top page" in said and "maps it twice" in said
+    written = bytes(PAGE - 8) + b"hello\0\0\0"
+    assert "two of the loader's ranges cover one page" in procaudit.loader_error_problem(error, "h", top, written)
+    assert procaudit.loader_error_problem(("NoMemory", "no memory", "a:1", ""), "h", top, None) is None
+    assert procaudit.loader_error_problem(None, "h", top, None) is None
+
+
+def kill(pid, address, reason):
+    return (f"proc {pid} (vmas): killed: page fault: #PF page fault (vector 14) at RIP 0x4071fb, address "
+            f"{address:#x}: {reason}")
+
+
+def test_a_kill_just_below_the_stack_is_named_from_the_loaders_record(reference_kernel):
+    from pagoda_grade.vmas import GROWS_DOWN, KIND_STACK, Record, Vma
+    from test_lab5 import VmaWatch
+    top = symbols.fact(reference_kernel, "user_stack_top")
+    watch = VmaWatch(reference_kernel, "x86_64")
+    stack = Vma(top - 8 * PAGE, top, True, True, False, KIND_STACK, 0)
+    below = top - 9 * PAGE + 0x10
+    watch.records = {1: Record(1, "vmas", [stack], 0, 0)}
+    said = watch.stack_boundary_cause([kill(1, below, "PT entry 502 not present; no VMA")])
+    assert said.startswith(f"proc 1 (vmas) was killed at {below:#x}, 1 page(s) below its stack region") and \
+        "lacks the grows-down flag" in said
+    stack = Vma(top - 8 * PAGE, top, True, True, False, KIND_STACK, GROWS_DOWN)
+    watch.records = {1: Record(1, "vmas", [stack], 0, 0)}
+    refused = "PT entry 502 not present; the stack could not grow down to the page (already exists)"
+    said = watch.stack_boundary_cause([kill(1, below, refused)])
+    assert "refused to grow the stack, 'already exists', for a region that only touches its neighbour" in said
+    # A region really in the way, or a growth that failed otherwise: not this cause.
+    deeper = top - 10 * PAGE + 0x10
+    assert "2 page(s) below" in watch.stack_boundary_cause([kill(1, deeper, refused)])
+    watch.records = {1: Record(1, "vmas", [Vma(top - 9 * PAGE, top - 8 * PAGE, True, True, False), stack], 0, 0)}
+    assert watch.stack_boundary_cause([kill(1, deeper, refused)]) is None
+    watch.records = {1: Record(1, "vmas", [stack], 0, 0)}
+    assert watch.stack_boundary_cause([kill(1, below, "the stack could not grow (no memory)")]) is None
