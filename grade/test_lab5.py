@@ -154,12 +154,11 @@ class VmaWatch(Watch):
                 return (f"{head}: the stack region lacks the grows-down flag, so a fault below it finds no region that "
                         "may grow and the process dies instead (the loader must record its stack grows-down)")
             if "already exists" in k.reason:
-                between = [v for v in record.vmas if v.start < stack.start and v.end > page]
-                if not between:
-                    return (f"{head}: the kernel refused to grow the stack, 'already exists', for a region that only "
-                            f"touches its neighbour: no region of the record lies in [{page:#x}, {stack.start:#x}), the "
-                            "grown part ends where the stack starts (an overlap test that takes touching regions for "
-                            "overlapping ones: <= for <)")
+                # (the stack is the first region above the page: none lies in between)
+                return (f"{head}: the kernel refused to grow the stack, 'already exists', for a region that only "
+                        f"touches its neighbour: no region of the record lies in [{page:#x}, {stack.start:#x}), the "
+                        "grown part ends where the stack starts (an overlap test that takes touching regions for "
+                        "overlapping ones: <= for <)")
         return None
 
     def fail(self, run, message):
