@@ -240,7 +240,12 @@ class CowFault:
         if self.after_frame is None:
             return None
         if not self.after_writable:
-            return f"{at} returned with the page still read-only (frame {self.after_frame:#x})"
+            if self.after_frame != self.frame:
+                return (f"{at} mapped its copy, frame {self.after_frame:#x} (in place of the shared {self.frame:#x}), "
+                        "read-only: the copy must be mapped with its region's permissions (writable), or the write "
+                        "faults again on the copy, for ever")
+            return (f"{at} returned with the page still read-only, on the same frame {self.after_frame:#x}: it neither "
+                    "copied the page nor gave write permission back")
         if self.after_frame == self.frame:
             if self.count > 1:
                 return (f"{at} found frame {self.frame:#x} with count {self.count} (shared) and gave write permission "
