@@ -15,7 +15,9 @@ READY, RUNNING, SLEEPING, ZOMBIE, WAITING = 1, 2, 3, 4, 5
 class FakeFacts:
     ready, running, zombie, waiting = READY, RUNNING, ZOMBIE, WAITING
     frame_size, frame_result, frame_pc, frame_sp, frame_flags = 64, 0, 8, 16, 24
+    stack_base, stride, guard, stack_size, slots = 0x10000, 0x8000, 0x4000, 0x4000, 80
     state_name = procaudit.Facts.state_name
+    stack_top = procaudit.Facts.stack_top
 
 
 F = FakeFacts()
@@ -228,3 +230,17 @@ def test_a_kill_just_below_the_stack_is_named_from_the_loaders_record(reference_
     assert watch.stack_boundary_cause([kill(1, deeper, refused)]) is None
     watch.records = {1: Record(1, "vmas", [stack], 0, 0)}
     assert watch.stack_boundary_cause([kill(1, below, "the stack could not grow (no memory)")]) is None
+
+
+def test_a_trap_stack_that_is_not_the_current_processs_is_named():
+    recs = [rec(0, 1, state=RUNNING, kslot=0), rec(1, 2, kslot=1)]
+    mine, other = F.stack_top(0), F.stack_top(1)
+    assert procaudit.trap_stack_problem(F, recs, recs[0], WHERE, [("TSS.RSP0", mine), ("the syscall stack", mine)]) \
+        is None
+    said = procaudit.trap_stack_problem(F, recs, recs[0], WHERE, [("TSS.RSP0", mine), ("the syscall stack", other)])
+    assert said.startswith(f"the syscall stack is {other:#x} at a system call's entry while the CPU runs pid 1 (prog), "
+                           f"whose kernel stack (slot 0) tops at {mine:#x}: the top of slot 1's stack, pid 2 (prog)'s")
+    assert "never set (0)" in procaudit.trap_stack_problem(F, recs, recs[0], WHERE, [("TSS.RSP0", 0)])
+    assert "inside slot 0's stack, not its top" in \
+        procaudit.trap_stack_problem(F, recs, recs[0], WHERE, [("x", mine - F.stack_size)])
+    assert procaudit.trap_stack_problem(F, recs, None, WHERE, [("x", 0)]) is None     # the idle loop

@@ -118,6 +118,33 @@ def read_current(read_phys, facts, recs):
 
 # ---- the table's invariants ---------------------------------------------------------------------
 
+def trap_stack_problem(facts, recs, current, where, trap_stacks):
+    """None, or why a trap from user mode would not land on the current process's own kernel
+    stack: @p trap_stacks [(what, value)] are where the CPU takes that stack from (TSS.RSP0 and
+    the system-call stack; the EL1 stack), read at a stop @p where in @p current."""
+    if current is None or current.kslot == NO_SLOT:
+        return None
+    top = facts.stack_top(current.kslot)
+    for what, value in trap_stacks:
+        if value == top:
+            continue
+        slot = (value - 1 - facts.stack_base) // facts.stride if value > facts.stack_base else None
+        owner = next((r for r in recs if r.kslot == slot), None) if slot is not None else None
+        if value == 0:
+            whose = "never set (0)"
+        elif slot is None or slot >= facts.slots:
+            whose = "on no kernel stack"
+        elif value == facts.stack_top(slot):
+            whose = f"the top of slot {slot}'s stack" + (f", {owner.who}'s" if owner else ", which no process holds")
+        else:
+            whose = f"inside slot {slot}'s stack, not its top"
+        return (f"{what} is {value:#x} {where} while the CPU runs {current.who}, whose kernel stack (slot "
+                f"{current.kslot}) tops at {top:#x}: {whose}, so a trap from user mode would land on a stack that is "
+                "not the process's own (the switch must set the next process's kernel stack: arch::set_kernel_stack("
+                "its top))")
+    return None
+
+
 def audit_table(facts, recs, current, pointer, where, roots=None, asids=None):
     """The first broken invariant of the process table (@p recs, @p current: what g_current
     points at, @p pointer its value) at a stop @p where ("at the system-call entry") where the
@@ -206,6 +233,13 @@ class ProcessAudit:
         self.findings = findings
         self.roots_of = roots_of
         self.found = None
+        self.trap_stacks = []   # (what, physical address of the value)
+        for what, symbol, offset in ARCHES[arch].proc.get("user_trap_stacks", ()):
+            try:
+                va = symbols.address_of(kernel, symbol) + (symbols.fact(kernel, offset) if offset else 0)
+                self.trap_stacks.append((what, symbols.physical_of(kernel, va)))
+            except (AssertionError, OSError):
+                pass
         self.asids = {}     # (pid, root) -> ASID (AArch64: TTBR0_EL1's top 16 bits at a stop in that root)
         self.where = {}
         proc = ARCHES[arch].proc
@@ -219,6 +253,9 @@ class ProcessAudit:
                 self.where[symbols.address_of(kernel, name)] = label
             except (AssertionError, OSError):
                 pass
+        # Where the CPU's stack for traps from user mode must be the current process's: at a system
+        # call's entry and at a context switch to a process (the switch sets it before the root).
+        self.trap_stops = {a for a, label in self.where.items() if label.startswith(("at a system", "at a context"))}
 
     def note(self, finding):
         if finding and finding not in self.findings:
@@ -241,6 +278,9 @@ class ProcessAudit:
             return   # (the first broken invariant is the cause; the rest follow from it)
         self.found = audit_table(self.facts, recs, current, pointer, where, roots,
                                  self.asids if ttbr0 is not None else None)
+        if not self.found and snap.pc in self.trap_stops:
+            values = [(what, _u(snap.read_phys(pa, 8), 0, 8)) for what, pa in self.trap_stacks]
+            self.found = trap_stack_problem(self.facts, recs, current, where, values)
         self.note(self.found)
 
     def table(self, snap):
