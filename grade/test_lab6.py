@@ -16,7 +16,8 @@ from pagoda_grade.lifecycle import (Deaths, Pages, Refs, covered, fork_problems,
                                     return_address, stale_records, stalled_waits, unflushed)
 from pagoda_grade.processes import (Layout, count_used, foreign_code_kill, parse_kills, parse_reaped, process_roots,
                                     registry, user_elf, user_page_frames, user_pages, user_symbol, writable_in_two)
-from pagoda_grade.procaudit import fork_error_problem, fork_findings, fork_result_problem, read_error, result_address
+from pagoda_grade.procaudit import (current_frame, fork_error_problem, fork_findings, fork_result_problem, read_error,
+                                    result_address)
 from pagoda_grade.proof import MASK64, proof
 from pagoda_grade.symbols import address_of, fact, segments
 from pagoda_grade.witness import PAGE, pick_in
@@ -279,8 +280,8 @@ def test_fork_basic(boot, kernel, arch):
                 # The first fork: seen again where fork_process returns to the system call, in the
                 # parent's kernel context, before the child can run.
                 if root == parent and at_fork is None:
-                    tracer.follow_call(snap, ("forked", set(processes(snap, kernel, records_of=-1)), result_address(snap)),
-                                       any_root=True)
+                    tracer.follow_call(snap, ("forked", set(processes(snap, kernel, records_of=-1)), result_address(snap),
+                                              current_frame(snap, kernel)), any_root=True)
                     # The parent's pages as fork starts, and every TLB invalidation until it returns.
                     state["flush"] = dict(before=Pages.of(snap, parent), pages=set(), all=False)
                     tracer.transient = {tlb_page, tlb_all}
@@ -300,7 +301,7 @@ def test_fork_basic(boot, kernel, arch):
                                   and k.id == made[0]), None)
                     if watch.audit and not made:
                         watch.audit.note(fork_error_problem(read_error(snap, kernel, data[2]), "pid 1 (forktree)"))
-                    for problem in fork_findings(snap, kernel, arch, set(made[:1])) if watch.audit else ():
+                    for problem in fork_findings(snap, kernel, arch, set(made[:1]), data[3]) if watch.audit else ():
                         watch.audit.note(problem)
                     if child is not None:
                         state["at_fork"] = fork_view(snap, kernel, parent, child, "fork")

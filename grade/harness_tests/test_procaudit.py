@@ -244,3 +244,10 @@ def test_a_trap_stack_that_is_not_the_current_processs_is_named():
     assert "inside slot 0's stack, not its top" in \
         procaudit.trap_stack_problem(F, recs, recs[0], WHERE, [("x", mine - F.stack_size)])
     assert procaudit.trap_stack_problem(F, recs, None, WHERE, [("x", 0)]) is None     # the idle loop
+
+
+def test_a_fork_that_writes_its_parents_frame_is_named():
+    assert procaudit.parent_frame_problem(F, PARENT, frame(), frame()) is None
+    said = procaudit.parent_frame_problem(F, PARENT, frame(), bytes(64))
+    assert said.startswith("fork_process() wrote its parent pid 1 (prog)'s saved system-call frame") and \
+        "5 of its 8 words changed (PC 0x0, was 0x401000)" in said

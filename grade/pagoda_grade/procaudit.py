@@ -367,10 +367,41 @@ def fork_result_problem(result, who):
             f"read by the grader), so no child was made: {why}")
 
 
-def fork_findings(snap, kernel, arch, child_pids):
+def current_frame(snap, kernel):
+    """The saved user frame of the process the CPU runs (the top of its kernel stack), or None:
+    read at fork_process's entry, the parent's system-call frame as the call left user mode."""
+    facts = Facts.of(kernel)
+    if facts is None:
+        return None
+    try:
+        recs = read_table(snap.read_phys, facts)
+        current, _ = read_current(snap.read_phys, facts, recs)
+        if current is None or current.kslot == NO_SLOT:
+            return None
+        return read_frame(snap.read_virt, facts, current.kslot)
+    except (AssertionError, ValueError):
+        return None
+
+
+def parent_frame_problem(facts, parent, before, after):
+    """None, or why fork changed its parent's saved system-call frame (@p before: at
+    fork_process's entry; @p after: at its return), which only the call's result may change,
+    after fork returns."""
+    differ = [i for i in range(0, facts.frame_size, 8) if _u(before, i, 8) != _u(after, i, 8)]
+    if not differ:
+        return None
+    pc = facts.frame_pc
+    return (f"fork_process() wrote its parent {parent.who}'s saved system-call frame (the top of its kernel stack, read "
+            f"from guest RAM at fork's entry and at its return): {len(differ)} of its {facts.frame_size // 8} words "
+            f"changed (PC {_u(after, pc, 8):#x}, was {_u(before, pc, 8):#x}): the frame was copied the wrong way, into "
+            "the parent's stack instead of from it (prepare_fork_return(child's top, parent's top))")
+
+
+def fork_findings(snap, kernel, arch, child_pids, parent_before=None):
     """At fork_process's return to the parent's system call (@p snap, the parent still current),
     before the child ran: the problems of each new child (@p child_pids, the pids that were not
-    in the table at fork's entry): its parent, and its saved user frame against the parent's."""
+    in the table at fork's entry): the parent's frame changed (@p parent_before: it at fork's
+    entry, current_frame()), the child's parent, and its saved user frame against the parent's."""
     facts = Facts.of(kernel)
     if facts is None:
         return []
@@ -386,6 +417,9 @@ def fork_findings(snap, kernel, arch, child_pids):
                 frames = (read_frame(snap.read_virt, facts, parent.kslot), read_frame(snap.read_virt, facts, child.kslot))
             except (AssertionError, ValueError):
                 continue
+            if parent_before is not None:
+                out.insert(0, parent_frame_problem(facts, parent, parent_before, frames[0]))
+                frames = (parent_before, frames[1])
             out.append(fork_frame_problem(facts, arch, parent, child, *frames))
     return [p for p in out if p]
 
