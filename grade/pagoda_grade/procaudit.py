@@ -405,8 +405,11 @@ def fork_findings(snap, kernel, arch, child_pids, parent_before=None):
     facts = Facts.of(kernel)
     if facts is None:
         return []
-    recs = read_table(snap.read_phys, facts)
-    parent, _ = read_current(snap.read_phys, facts, recs)
+    try:
+        recs = read_table(snap.read_phys, facts)
+        parent, _ = read_current(snap.read_phys, facts, recs)
+    except (AssertionError, ValueError):
+        return []
     if parent is None:
         return []
     out = []
@@ -460,7 +463,10 @@ def read_error(snap, kernel, address):
     """None when the Result<pointer> at kernel address @p address holds a value; else
     (code, words, "file:line", message) of its Error, read from guest RAM."""
     f = lambda name: symbols.fact(kernel, name)  # noqa: E731
-    raw = snap.read_virt(address, f("result_pointer_ok") + 1)
+    try:
+        raw = snap.read_virt(address, f("result_pointer_ok") + 1)
+    except (AssertionError, ValueError):
+        return None   # (not where a Result can be: nothing to say)
     if raw[f("result_pointer_ok")]:
         return None
     codes = error_codes()
