@@ -84,14 +84,14 @@ class Run:
     args: dict = field(default_factory=dict)
     stop_kind: str | None = None      # TIMEOUT, STORM, LOG_LIMIT, OUTPUT_LIMIT, or None
     stop_reason: str = ""             # the sentence for stop_kind
+    # Invariants of the kernel's records the grader's audits found broken at its stops (the
+    # process audit, procaudit.py): the cause put before a failing test's reason (causes.audit_first).
+    audit_findings: list = field(default_factory=list)
     witness: object = None            # what the witness script returned
     witness_failure: str = ""         # why the script could not finish (the guest never got there)
     # What the grader's watches saw at its stops and left for the test's own checks to explain
     # first (Booter.watch_problems: shared by every boot of the test).
     watch_problems: list = field(default_factory=list)
-    # Invariants of the kernel's records the grader's audits found broken at its stops (the
-    # process audit, procaudit.py): the cause put before a failing test's reason (causes.audit_first).
-    audit_findings: list = field(default_factory=list)
 
     @property
     def faults(self):
@@ -181,10 +181,11 @@ class Run:
         from . import causes
         head = cause or causes.headline(self, reason)
         parts = [head, reason] if head and head != reason else [reason]
-        audit = causes.audit_first(self, "\n".join(parts))
+        said = "\n".join(parts)
+        audit = causes.audit_first(self, said)   # (a record seen broken at a stop: before all else)
         if audit:
             parts.insert(0, audit)
-        said = "\n".join(parts)
+            said = "\n".join(parts)
         outcome = self.outcome()
         if outcome == TIMEOUT:
             parts.append("the kernel did not finish in time (hung, or looping)")
@@ -502,12 +503,12 @@ class Booter:
             f.write(text)
         faultlog.cut_file(qemu_log, LOG_KEEP_HEAD, LOG_KEEP_TAIL)
         run = Run(token=token, cmdline=cmdline, memory=memory, lines=text.splitlines(),
+                  audit_findings=self.audit_findings,
                   exit_code=None if session.stop_kind else proc.returncode, elapsed=elapsed,
                   directory=directory, log=faultlog.parse_file(qemu_log, self.arch),
                   symbolizer=self.symbolizer, arch=self.arch, args=dict(args or {}),
                   stop_kind=session.stop_kind, stop_reason=session.stop_reason, witness=witness_result,
-                  witness_failure=witness_failure, watch_problems=self.watch_problems,
-                  audit_findings=self.audit_findings)
+                  witness_failure=witness_failure, watch_problems=self.watch_problems)
         if witness_error is not None:
             run.fail(str(witness_error))
         return run
