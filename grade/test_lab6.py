@@ -16,11 +16,11 @@ from pagoda_grade.lifecycle import (Deaths, Pages, Refs, covered, fork_problems,
                                     return_address, stale_records, stalled_waits, unflushed)
 from pagoda_grade.processes import (Layout, count_used, foreign_code_kill, parse_kills, parse_reaped, process_roots,
                                     registry, user_elf, user_page_frames, user_pages, user_symbol, writable_in_two)
-from pagoda_grade.procaudit import (current_frame, fork_error_problem, fork_findings, fork_result_problem, read_error,
-                                    result_address)
 from pagoda_grade.proof import MASK64, proof
 from pagoda_grade.symbols import address_of, fact, segments
 from pagoda_grade.witness import PAGE, pick_in
+from pagoda_grade.procaudit import (current_frame, fork_error_problem, fork_findings, fork_result_problem, read_error,
+                                    result_address)
 from test_lab3 import GRADER_MEMORY, Watch, syscall_number, syscall_stops, user_text
 
 ENOENT = 2
