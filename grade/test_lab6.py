@@ -301,7 +301,7 @@ def test_fork_basic(boot, kernel, arch):
                                   and k.id == made[0]), None)
                     if watch.audit and not made:
                         watch.audit.note(fork_error_problem(read_error(snap, kernel, data[2]), "pid 1 (forktree)"))
-                    for problem in fork_findings(snap, kernel, arch, set(made[:1]), data[3]) if watch.audit else ():
+                    for problem in fork_findings(snap, kernel, set(made[:1]), data[3]) if watch.audit else ():
                         watch.audit.note(problem)
                     if child is not None:
                         state["at_fork"] = fork_view(snap, kernel, parent, child, "fork")

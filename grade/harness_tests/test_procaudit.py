@@ -100,20 +100,20 @@ PARENT, CHILD = rec(0, 1, state=RUNNING), rec(1, 2, parent=1)
 
 
 def test_a_childs_frame_that_is_its_parents_with_result_0_passes():
-    assert procaudit.fork_frame_problem(F, "x86_64", PARENT, CHILD, frame(), frame(result=0)) is None
+    assert procaudit.fork_frame_problem(F, PARENT, CHILD, frame(), frame(result=0)) is None
 
 
 def test_a_childs_frame_from_the_wrong_stack_is_named():
-    said = procaudit.fork_frame_problem(F, "x86_64", PARENT, CHILD, frame(), bytes(64))
+    said = procaudit.fork_frame_problem(F, PARENT, CHILD, frame(), bytes(64))
     assert said.startswith("the child pid 2 (prog)'s saved user frame (the top of its kernel stack, slot 1")
     assert "is not its parent pid 1 (prog)'s system-call frame: 4 of its 8 words differ" in said
     assert "PC 0x0 where the parent's is 0x401000" in said and "it is all zeros" in said
-    said = procaudit.fork_frame_problem(F, "aarch64", PARENT, CHILD, frame(), frame(result=0, other=8))
+    said = procaudit.fork_frame_problem(F, PARENT, CHILD, frame(), frame(result=0, other=8))
     assert "the word at offset 0x20 0x8 where the parent's is 0x7" in said
 
 
 def test_a_childs_result_that_is_not_0_is_named():
-    said = procaudit.fork_frame_problem(F, "x86_64", PARENT, CHILD, frame(), frame(result=57))
+    said = procaudit.fork_frame_problem(F, PARENT, CHILD, frame(), frame(result=57))
     assert "its result register holds 0x39, not 0" in said
 
 

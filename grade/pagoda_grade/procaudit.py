@@ -296,14 +296,14 @@ def read_frame(read_virt, facts, kslot):
     return read_virt(top - facts.frame_size, facts.frame_size)
 
 
-def fork_frame_problem(facts, arch, parent, child, parent_frame, child_frame):
+def fork_frame_problem(facts, parent, child, parent_frame, child_frame):
     """None, or why @p child's saved user frame (@p child_frame: the top of its kernel stack,
     read at fork_process's return, before it ran) is not @p parent's system-call frame
     (@p parent_frame) with the result register 0: the PC, the stack pointer, the flags and every
     other register must be the parent's, so that the child returns from the same call."""
     size = facts.frame_size
     words = [(i, _u(parent_frame, i, 8), _u(child_frame, i, 8)) for i in range(0, size, 8)]
-    named = {facts.frame_pc: "PC", facts.frame_sp: "SP", facts.frame_flags: "flags" if arch == "x86_64" else "PSTATE",
+    named = {facts.frame_pc: "PC", facts.frame_sp: "SP", facts.frame_flags: "the flags (RFLAGS, SPSR)",
              facts.frame_result: "the result register"}
     differ = [(i, p, c) for i, p, c in words if i != facts.frame_result and p != c]
     result = _u(child_frame, facts.frame_result, 8)
@@ -397,7 +397,7 @@ def parent_frame_problem(facts, parent, before, after):
             "the parent's stack instead of from it (prepare_fork_return(child's top, parent's top))")
 
 
-def fork_findings(snap, kernel, arch, child_pids, parent_before=None):
+def fork_findings(snap, kernel, child_pids, parent_before=None):
     """At fork_process's return to the parent's system call (@p snap, the parent still current),
     before the child ran: the problems of each new child (@p child_pids, the pids that were not
     in the table at fork's entry): the parent's frame changed (@p parent_before: it at fork's
@@ -423,7 +423,7 @@ def fork_findings(snap, kernel, arch, child_pids, parent_before=None):
             if parent_before is not None:
                 out.insert(0, parent_frame_problem(facts, parent, parent_before, frames[0]))
                 frames = (parent_before, frames[1])
-            out.append(fork_frame_problem(facts, arch, parent, child, *frames))
+            out.append(fork_frame_problem(facts, parent, child, *frames))
     return [p for p in out if p]
 
 
