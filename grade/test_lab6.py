@@ -69,6 +69,8 @@ def deaths_of(watch):
         watch.deaths = Deaths(watch.kernel)
     if watch.deaths.bitmap is None:
         watch.deaths.bitmap = watch.bitmap
+    if watch.deaths.audit is None:
+        watch.deaths.audit = watch.audit
     return watch.deaths
 
 
@@ -259,7 +261,8 @@ def test_fork_basic(boot, kernel, arch):
         fork_at = address_of(kernel, "pagoda::proc::fork_process")
         idle_at = address_of(kernel, "pagoda::proc::idle_until_interrupt")
         tlb_page, tlb_all = address_of(kernel, watch.proc["tlb_page"]), address_of(kernel, watch.proc["tlb_all"])
-        for kind, snap, data in tracer.stops(40 * n + 400, deaths_too=True, extra=[fork_at, idle_at]):
+        # (n more stops than before: each fork's return in the parent, for its result)
+        for kind, snap, data in tracer.stops(41 * n + 400, deaths_too=True, extra=[fork_at, idle_at]):
             root = snap.lower_root
             at_fork = state["at_fork"]
             if kind == "extra" and snap.pc == idle_at:

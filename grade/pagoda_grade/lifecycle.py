@@ -303,6 +303,10 @@ class Deaths:
                 pass   # (a kernel that inlined it: no fault is witnessed)
         self.moments = []
         self.cow_faults = []
+        # The process audit (procaudit.ProcessAudit) of the boot, when the test runs one: a
+        # copy-on-write fault that went wrong is a finding as soon as it is seen, so it heads the
+        # test's failure whatever ends the boot after it (a limit of stops, a panic, a kill).
+        self.audit = None
         self._returns = {}       # (return address, root) -> CowFault
 
     def addresses(self):
@@ -336,6 +340,8 @@ class Deaths:
         if fault.after_frame is not None:
             fault.new_count = refs.count(fault.after_frame)
             fault.copy_bytes = snap.read_phys(fault.after_frame, PAGE)
+        if self.audit is not None:
+            self.audit.note(fault.problem())
 
     def cow_problems(self):
         return [p for p in (f.problem() for f in self.cow_faults) if p]
