@@ -15,6 +15,8 @@ import re
 from pagoda_core import qemu
 
 from pagoda_grade import lab_test, programs
+from pagoda_grade.lifecycle import return_address
+from pagoda_grade.procaudit import LOADER, ProcessAudit, loader_error_problem, read_error, result_address
 from pagoda_grade.processes import (FRAME_ALLOCATOR, HEX, Layout, RootInspector, argument_problem, count_used,
                                     entry_sp_problem, explain_death, segment_gap_problem, slot_marks_problem,
                                     frame_bitmap, is_used, kernel_faults, parse_kills, parse_reaped, parse_started,
@@ -99,6 +101,7 @@ class Watch:
         self.bitmap = None       # (address, words) of the used-frame bitmap
         self.plan = None         # the run's heap object
         self.frames_before = None
+        self.audit = None        # the process audit at the grader's stops (procaudit.ProcessAudit)
 
     def checkpoint(self, guest, name):
         """Runs to the run's checkpoint @p name ('before', 'started', 'ended'); the Snapshot."""
@@ -155,7 +158,18 @@ class Watch:
         # is the test's to explain first, and fails it when nothing else does: Booter.watch_problems).
         guest.stop_hooks.append(programs.ImageWatch(self.arch, self.process_names, self.kernel_roots,
                                                     guest.booter.watch_problems))
+        self.start_audit(guest)
         return snap
+
+    def start_audit(self, guest):
+        """From now on, at every stop where the scheduler's records are consistent, the process
+        audit (procaudit.py): its first finding heads any failure of the test (Run.fail)."""
+        self.audit = ProcessAudit(self.kernel, self.arch, guest.booter.audit_findings, roots_of=self.pid_roots)
+        guest.stop_hooks.append(self.audit)
+
+    def pid_roots(self, snap):
+        """{pid: root} of the process roots the kernel's registry lists now (guest RAM)."""
+        return {k.id: k.root for k in registry(snap, self.kernel).roots if k.kind == "process"}
 
     def fill_free_frames(self, guest, bitmap):
         """Fills every frame the allocator has free (@p bitmap: its used bits) with FREE_FILL, as
@@ -187,8 +201,11 @@ class Watch:
         panic = address_of(self.kernel, "pagoda::panic_begin")
         checkpoint = address_of(self.kernel, "pagoda_grader_checkpoint")
         tag = fact(self.kernel, "run_checkpoint_started")
+        loader = LoaderWatch(self)
         for _ in range(8):
-            snap = guest.stop_at_any([checkpoint, panic])
+            snap = guest.stop_at_any([checkpoint, panic, *loader.addresses()])
+            while loader.take(snap):   # (not counted: one pair of stops per process made)
+                snap = guest.stop_at_any([checkpoint, panic, *loader.addresses()])
             if snap.pc == panic:
                 self.root_problems(snap, "when the kernel panicked, before any process ran")
                 return self.checkpoint(guest, "started")   # the panic's own words: the boot ends there
@@ -570,6 +587,49 @@ class Watch:
 class _Lines:
     def __init__(self, lines):
         self.lines = lines
+
+
+class LoaderWatch:
+    """Stops at each load_program() before the processes start, and at its return: when it
+    failed, what the grader reads of its Error and of the new root then (procaudit's
+    loader_error_problem()) goes to the boot's audit findings, ahead of the kernel's one-line
+    'run: cannot start' and of the test's symptom."""
+
+    def __init__(self, watch):
+        self.watch = watch
+        try:
+            self.entry = address_of(watch.kernel, LOADER)
+        except AssertionError:
+            self.entry = None   # (inlined: nothing to see)
+        self.pending = {}       # return address -> the Result's address
+
+    def addresses(self):
+        return ([self.entry] if self.entry is not None else []) + sorted(self.pending)
+
+    def take(self, snap):
+        if snap.pc == self.entry:
+            self.pending[return_address(snap)] = result_address(snap)
+            return True
+        if snap.pc not in self.pending:
+            return False
+        result = self.pending.pop(snap.pc)
+        if self.watch.audit is None:
+            return True
+        try:
+            error = read_error(snap, self.watch.kernel, result)
+            if error is None:
+                return True
+            newest = max((k for k in registry(snap, self.watch.kernel).roots if k.kind == "process"),
+                         key=lambda k: k.id, default=None)
+            top = fact(self.watch.kernel, "user_stack_top")
+            page = None
+            if newest is not None and snap.walk(top - PAGE, newest.root).mapped:
+                page = snap.read_virt(top - PAGE, PAGE, newest.root)
+            self.watch.audit.note(loader_error_problem(error, f"{newest.name} (pid {newest.id})" if newest else "a "
+                                                       "process", top, page))
+        except (AssertionError, ValueError):
+            pass
+        return True
 
 
 def syscall_stops(guest, watch, want, limit=40):

@@ -132,6 +132,34 @@ class VmaWatch(Watch):
                         f"loader made (read from guest RAM before it ran) covers that address with {over}, and "
                         f"{record.name} never unmaps its image or its stack: the lookup missed a region that contains "
                         "the address (VmaSet::find, or decide_fault's use of it)")
+        return self.stack_boundary_cause(lines)
+
+    def stack_boundary_cause(self, lines):
+        """The cause of a kill just below a process's stack region, from the record the loader left
+        (read before the process ran; the stack's region is the first above the address): a stack
+        recorded without the grows-down flag, or a growth the kernel refused as 'already exists'
+        where the record holds no region in the way (a region that only touches the stack taken
+        for an overlap). None otherwise."""
+        top, limit = fact(self.kernel, "user_stack_top"), fact(self.kernel, "user_stack_limit")
+        for pid, k in sorted(parse_kills(_Lines(lines)).items()):
+            record = self.records.get(pid)
+            if record is None or not record.vmas or k.address is None or not top - limit <= k.address < top:
+                continue
+            above = sorted((v for v in record.vmas if v.start > k.address), key=lambda v: v.start)
+            if not above or above[0].kind != KIND_STACK or record.find(k.address) is not None:
+                continue
+            stack, page = above[0], k.address & ~(PAGE - 1)
+            head = (f"proc {pid} ({record.name}) was killed at {k.address:#x}, {(stack.start - page) // PAGE} page(s) "
+                    f"below its stack region {stack} (its record, read from guest RAM before it ran)")
+            if not stack.flags & GROWS_DOWN:
+                return (f"{head}: the stack region lacks the grows-down flag, so a fault below it finds no region that "
+                        "may grow and the process dies instead (the loader must record its stack grows-down)")
+            if "already exists" in k.reason:
+                # (the stack is the first region above the page: none lies in between)
+                return (f"{head}: the kernel refused to grow the stack, 'already exists', for a region that only "
+                        f"touches its neighbour: no region of the record lies in [{page:#x}, {stack.start:#x}), the "
+                        "grown part ends where the stack starts (an overlap test that takes touching regions for "
+                        "overlapping ones: <= for <)")
         return None
 
     def fail(self, run, message):

@@ -19,6 +19,8 @@ from pagoda_grade.processes import (HEX, Layout, count_used, foreign_code_kill, 
 from pagoda_grade.proof import MASK64, proof
 from pagoda_grade.symbols import address_of, fact, segments
 from pagoda_grade.witness import PAGE, pick_in
+from pagoda_grade.procaudit import (current_frame, fork_error_problem, fork_findings, fork_result_problem, read_error,
+                                    result_address)
 from test_lab3 import GRADER_MEMORY, Watch, syscall_number, syscall_stops, user_text
 
 ENOENT = 2
@@ -67,6 +69,8 @@ def deaths_of(watch):
         watch.deaths = Deaths(watch.kernel)
     if watch.deaths.bitmap is None:
         watch.deaths.bitmap = watch.bitmap
+    if watch.deaths.audit is None:
+        watch.deaths.audit = watch.audit
     return watch.deaths
 
 
@@ -252,7 +256,8 @@ def test_fork_basic(boot, kernel, arch):
         fork_at = address_of(kernel, "pagoda::proc::fork_process")
         idle_at = address_of(kernel, "pagoda::proc::idle_until_interrupt")
         tlb_page, tlb_all = address_of(kernel, watch.proc["tlb_page"]), address_of(kernel, watch.proc["tlb_all"])
-        for kind, snap, data in tracer.stops(40 * n + 400, deaths_too=True, extra=[fork_at, idle_at]):
+        # (n more stops than before: each fork's return in the parent, for its result)
+        for kind, snap, data in tracer.stops(41 * n + 400, deaths_too=True, extra=[fork_at, idle_at]):
             root = snap.lower_root
             at_fork = state["at_fork"]
             if kind == "extra" and snap.pc == idle_at:
@@ -273,7 +278,8 @@ def test_fork_basic(boot, kernel, arch):
                 # The first fork: seen again where fork_process returns to the system call, in the
                 # parent's kernel context, before the child can run.
                 if root == parent and at_fork is None:
-                    tracer.follow_call(snap, ("forked", set(processes(snap, kernel, records_of=-1))), any_root=True)
+                    tracer.follow_call(snap, ("forked", set(processes(snap, kernel, records_of=-1)), result_address(snap),
+                                              current_frame(snap, kernel)), any_root=True)
                     # The parent's pages as fork starts, and every TLB invalidation until it returns.
                     state["flush"] = dict(before=Pages.of(snap, parent), pages=set(), all=False)
                     tracer.transient = {tlb_page, tlb_all}
@@ -291,6 +297,10 @@ def test_fork_basic(boot, kernel, arch):
                     made = sorted(set(processes(snap, kernel, records_of=-1)) - data[1])
                     child = next((k.root for k in registry(snap, kernel).roots if k.kind == "process" and made
                                   and k.id == made[0]), None)
+                    if watch.audit and not made:
+                        watch.audit.note(fork_error_problem(read_error(snap, kernel, data[2]), "pid 1 (forktree)"))
+                    for problem in fork_findings(snap, kernel, set(made[:1]), data[3]) if watch.audit else ():
+                        watch.audit.note(problem)
                     if child is not None:
                         state["at_fork"] = fork_view(snap, kernel, parent, child, "fork")
                         state["at_fork"].live_root = root
@@ -305,6 +315,12 @@ def test_fork_basic(boot, kernel, arch):
                         state["later"] = fork_view(snap, kernel, parent, root, "later")
                         deaths.add(state["later"].parent)
                         deaths.add(state["later"].child)
+                elif data[0] == "fork result":
+                    # Fork's result in the parent, where its call returned to user mode: the cause
+                    # when no fork has made a child yet (a later fork's error follows from what
+                    # went wrong after the first: the checks below name that).
+                    if watch.audit and state["at_fork"] is None:
+                        watch.audit.note(fork_result_problem(result, f"pid {pid_of(snap, kernel, root)[0]} (forktree)"))
                 elif data[0] == "wait":
                     waits.append((result, snap.read_virt(data[1], EXIT_INFO_SIZE, parent) if result > 0 and data[1] else b""))
                     if result < 0:
@@ -314,6 +330,7 @@ def test_fork_basic(boot, kernel, arch):
             if root == parent:
                 if number == fork_call:
                     state["fork_pc"] = snap.register(watch.proc["syscall_return_pc"])
+                    tracer.follow(snap, ("fork result",))
                 elif number == wait_call:
                     tracer.follow(snap, ("wait", snap.register(watch.proc["syscall_args"][1])))
                 continue

@@ -64,6 +64,7 @@ PAGODA_FACT(user_frame_sp, __builtin_offsetof(TrapFrame, sp))
 PAGODA_FACT(user_frame_flags, __builtin_offsetof(TrapFrame, spsr))
 PAGODA_FACT(user_frame_argc, __builtin_offsetof(TrapFrame, x))  // the process-entry convention: x0, x1
 PAGODA_FACT(user_frame_argv, __builtin_offsetof(TrapFrame, x) + sizeof(u64))
+PAGODA_FACT(user_frame_result, __builtin_offsetof(TrapFrame, x))  // a system call's result, x0 (fork's child: 0)
 
 namespace {
 

@@ -51,6 +51,7 @@ PAGODA_FACT(user_frame_cs, __builtin_offsetof(TrapFrame, cs))
 PAGODA_FACT(user_frame_ss, __builtin_offsetof(TrapFrame, ss))
 PAGODA_FACT(user_frame_argc, __builtin_offsetof(TrapFrame, rdi))  // the process-entry convention
 PAGODA_FACT(user_frame_argv, __builtin_offsetof(TrapFrame, rsi))
+PAGODA_FACT(user_frame_result, __builtin_offsetof(TrapFrame, rax))  // a system call's result (fork's child: 0)
 
 namespace {
 

@@ -372,3 +372,27 @@ def test_the_same_fault_once_in_each_of_many_processes_is_no_storm():
     assert watcher.feed(((fault + svc) * n).encode()) is None
     # Back to back, the same fault is a storm.
     assert faultlog.parse(fault * n, "aarch64").storm().count == n
+
+
+A64_USER_COPY_FAULT = """Taking exception 4 [Data Abort] on CPU 0
+...from EL1 to EL1
+...with ESR 0x25/0x96000044
+...with FAR 0xb59bdf0f2946
+...with ELR 0xffffffff8022b3e8
+...to EL1 PC 0xffffffff8020b200 PSTATE 0x4003c5
+Exception return from AArch64 EL1 to AArch64 EL1 PC 0xffffffff8022b3f4
+Exception return from AArch64 EL1 to AArch64 EL0 PC 0x400cdc
+"""
+
+
+def test_a_cut_never_splits_an_exceptions_lines(tmp_path):
+    """Cut in the middle of an exception's lines, the rest of it would read as a fault at PC 0
+    (seen: lab 3's fuzz boot failing "the random system calls made the kernel fault: Data Abort
+    (DABT) at PC 0x0, from EL1"): each cut falls where an exception begins."""
+    path = tmp_path / "qemu.log"
+    whole = A64_USER_COPY_FAULT * 4000
+    for head in range(900, 1300, 37):   # cuts at many places inside an exception
+        path.write_text(whole)
+        assert faultlog.cut_file(str(path), head, head + 11) > 0
+        faults = faultlog.parse(path.read_text(), "aarch64").faults
+        assert faults and all(f.pc == 0xffffffff8022b3e8 and f.address == 0xb59bdf0f2946 for f in faults), head

@@ -70,7 +70,9 @@ def test_each_copy_on_write_slip_is_named_from_the_fault():
     assert "did not drop its reference" in fault(after_count=2).problem()
     assert "frame freed while it is still mapped" in fault(freed=True).problem()
     assert "copy was not made" in fault(copy_bytes=b"zeros").problem()
-    assert "still read-only" in fault(after_writable=False).problem()
+    assert "mapped its copy, frame 0xf000 (in place of the shared 0xb000), read-only" in \
+        fault(after_writable=False).problem()
+    assert "still read-only, on the same frame 0xb000" in fault(after_writable=False, after_frame=0xb000).problem()
 
 
 def test_a_parent_narrowed_without_an_invalidation_is_named():

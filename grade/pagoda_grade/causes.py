@@ -62,6 +62,19 @@ def first_kernel_fault(run):
     return None
 
 
+# ---- Audit findings: ranked before symptoms --------------------------------------------------------
+
+def audit_first(run, said=""):
+    """The first invariant of the kernel's records an audit found broken at the grader's stops
+    (Run.audit_findings: the process audit, procaudit.py), when @p said (the failure's lines so
+    far) does not already say it; None otherwise. A broken record is the cause of whatever the
+    test saw after it, so Run.fail() puts it before the test's own cause and reason."""
+    for finding in getattr(run, "audit_findings", None) or []:
+        first = finding.splitlines()[0]
+        return None if first in said else first
+    return None
+
+
 # ---- Where an address lies ---------------------------------------------------------------------
 
 def _fact(kernel, name):

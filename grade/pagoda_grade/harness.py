@@ -90,6 +90,9 @@ class Run:
     args: dict = field(default_factory=dict)
     stop_kind: str | None = None      # TIMEOUT, STORM, LOG_LIMIT, OUTPUT_LIMIT, or None
     stop_reason: str = ""             # the sentence for stop_kind
+    # Invariants of the kernel's records the grader's audits found broken at its stops (the
+    # process audit, procaudit.py): the cause put before a failing test's reason (causes.audit_first).
+    audit_findings: list = field(default_factory=list)
     witness: object = None            # what the witness script returned
     witness_failure: str = ""         # why the script could not finish (the guest never got there)
     # What the grader's watches saw at its stops and left for the test's own checks to explain
@@ -189,6 +192,10 @@ class Run:
         parts = [head, reason] if head and head != reason else [reason]
         parts = causes.producer_first(self, parts)
         said = "\n".join(parts)
+        audit = causes.audit_first(self, said)   # (a record seen broken at a stop: before all else)
+        if audit:
+            parts.insert(0, audit)
+            said = "\n".join(parts)
         outcome = self.outcome()
         if outcome == TIMEOUT:
             parts.append("the kernel did not finish in time (hung, or looping)")
@@ -415,6 +422,9 @@ class Booter:
         # there, so that the test's own checks name a kernel bug that explains it first; the test
         # fails with it when nothing else fails it (unexplained_problem(), grade/conftest.py).
         self.watch_problems = []
+        # What the grader's audits found broken at its stops (procaudit.ProcessAudit): the first
+        # heads a failure of the test (Run.fail, causes.audit_first); it never fails one itself.
+        self.audit_findings = []
         # What the test wants said even when it passes (e.g. a check this QEMU cannot make):
         # the grade prints it under the test (grade/conftest.py, tools/pagoda/grade.py).
         self.notes = []
@@ -524,6 +534,7 @@ class Booter:
             f.write(text)
         faultlog.cut_file(qemu_log, LOG_KEEP_HEAD, LOG_KEEP_TAIL)
         run = Run(token=token, cmdline=cmdline, memory=memory, lines=text.splitlines(),
+                  audit_findings=self.audit_findings,
                   exit_code=None if session.stop_kind else proc.returncode, elapsed=elapsed,
                   directory=directory, log=faultlog.parse_file(qemu_log, self.arch, self.kernel_names),
                   symbolizer=self.symbolizer, arch=self.arch, args=dict(args or {}),
@@ -535,7 +546,11 @@ class Booter:
 
     def unexplained_problem(self):
         """Raises GradeFailure with the first problem a watch recorded in this test's boots (a test
-        that otherwise passed: no check of its own explained it); nothing when there is none."""
+        that otherwise passed: no check of its own explained it); nothing when there is none.
+        With PAGODA_GRADE_AUDIT_STRICT=1 (the grader's own checks of a correct kernel), an audit
+        finding (audit_findings) fails a test that passed too: on the reference there is none."""
+        if os.environ.get("PAGODA_GRADE_AUDIT_STRICT") == "1" and self.audit_findings:
+            raise GradeFailure("the process audit found, on a test that passed: " + self.audit_findings[0])
         if self.watch_problems:
             more = len(self.watch_problems) - 1
             raise GradeFailure(self.watch_problems[0] + (f"\n(and {more} more such problem{'s' * (more > 1)} at "

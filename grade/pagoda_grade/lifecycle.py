@@ -240,7 +240,12 @@ class CowFault:
         if self.after_frame is None:
             return None
         if not self.after_writable:
-            return f"{at} returned with the page still read-only (frame {self.after_frame:#x})"
+            if self.after_frame != self.frame:
+                return (f"{at} mapped its copy, frame {self.after_frame:#x} (in place of the shared {self.frame:#x}), "
+                        "read-only: the copy must be mapped with its region's permissions (writable), or the write "
+                        "faults again on the copy, for ever")
+            return (f"{at} returned with the page still read-only, on the same frame {self.after_frame:#x}: it neither "
+                    "copied the page nor gave write permission back")
         if self.after_frame == self.frame:
             if self.count > 1:
                 return (f"{at} found frame {self.frame:#x} with count {self.count} (shared) and gave write permission "
@@ -298,6 +303,10 @@ class Deaths:
                 pass   # (a kernel that inlined it: no fault is witnessed)
         self.moments = []
         self.cow_faults = []
+        # The process audit (procaudit.ProcessAudit) of the boot, when the test runs one: a
+        # copy-on-write fault that went wrong is a finding as soon as it is seen, so it heads the
+        # test's failure whatever ends the boot after it (a limit of stops, a panic, a kill).
+        self.audit = None
         self._returns = {}       # (return address, root) -> CowFault
 
     def addresses(self):
@@ -331,6 +340,8 @@ class Deaths:
         if fault.after_frame is not None:
             fault.new_count = refs.count(fault.after_frame)
             fault.copy_bytes = snap.read_phys(fault.after_frame, PAGE)
+        if self.audit is not None:
+            self.audit.note(fault.problem())
 
     def cow_problems(self):
         return [p for p in (f.problem() for f in self.cow_faults) if p]

@@ -194,7 +194,13 @@ def misplaced_bytes(data, name, va, piece):
         return None
     region = seg.offset - (seg.vaddr % PAGE)   # the file offset of the segment's first page
     gap = want - found
-    if gap == region:
+    found_va = seg.vaddr + (found - seg.offset)  # the address the found bytes belong to
+    first_page = seg.vaddr & ~(PAGE - 1)
+    if seg.offset <= found < seg.offset + seg.filesz and found_va < first_page + PAGE <= va:
+        how = (f"the bytes of {found_va:#x}, in its segment's first page: the page was filled from the segment's first "
+               "file bytes, as every page of the segment may be (the file offset did not advance with the page when "
+               "the segment was copied page by page)")
+    elif gap == region:
         how = (f"exactly the file offset of its segment's first page ({region:#x}) too early: the page was read from "
                "the file as if its region started at offset 0 (the region's file offset left out when the page was "
                "brought in)")
@@ -215,6 +221,34 @@ def never_written(piece):
         return None
     return (f"the frame holds the byte {piece[0]:#04x} throughout the image's part of the page: the program's bytes "
             "were never written into it (a fork's copy that copied nothing, or a page mapped before it was filled)")
+
+
+def bytes_origin(arch, name, va, piece):
+    """Where the bytes @p piece that a frame holds at @p va (in program @p name's image) come
+    from, as a sentence, or None when the grader cannot tell: another file offset of the same
+    program (misplaced_bytes()), one byte throughout (never_written()), or another of the
+    grader's programs (the file offset there). Read against the grader's own builds, which the
+    kernel embeds byte for byte (embedded_problems())."""
+    try:
+        with open(program_elf(arch, name), "rb") as f:
+            data = f.read()
+    except (OSError, AssertionError):
+        return None
+    said = misplaced_bytes(data, name, va, piece) or never_written(piece)
+    if said:
+        return said
+    for other in names(arch):
+        if other == name:
+            continue
+        try:
+            with open(program_elf(arch, other), "rb") as f:
+                found = file_place(f.read(), piece)
+        except (OSError, AssertionError):
+            continue
+        if found is not None:
+            return (f"the frame holds {other}'s file bytes from offset {found:#x}, another program's: the page was "
+                    f"filled from another program's image than {name}'s")
+    return None
 
 
 def read_only_pages(arch, name):
@@ -350,7 +384,8 @@ def image_problems(snap, runs, name, arch):
             got = snap.read_phys(frame + (lo - page), hi - lo)
             if got != want:
                 at = next(i for i in range(len(want)) if got[i] != want[i])
-                return [f"{name}'s page {page:#x} (frame {frame:#x}) holds {got[at:at + 8].hex()} at {lo + at:#x}, "
-                        f"where the grader's build of {name} has {want[at:at + 8].hex()}: the process was not loaded "
-                        "from the grader's program"]
+                head = (f"{name}'s page {page:#x} (frame {frame:#x}) holds {got[at:at + 8].hex()} at {lo + at:#x}, "
+                        f"where the grader's build of {name} has {want[at:at + 8].hex()}")
+                origin = bytes_origin(arch, name, lo, got)
+                return [f"{head}: {origin}" if origin else f"{head}: the process was not loaded from the grader's program"]
     return []

@@ -20,6 +20,18 @@ PAGODA_FACT(process_parent, offsetof(Process, parent))
 PAGODA_FACT(process_exit, offsetof(Process, exit))
 PAGODA_FACT(process_state_zombie, u64(State::Zombie))
 PAGODA_FACT(process_state_waiting, u64(State::Waiting))
+// And what its process audit reads (grade/pagoda_grade/procaudit.py): which states are Ready and
+// Running, and which kernel-stack slot a process holds (its saved user frame is at that stack's top).
+PAGODA_FACT(process_state_ready, u64(State::Ready))
+PAGODA_FACT(process_state_running, u64(State::Running))
+PAGODA_FACT(process_kstack_slot, offsetof(Process, kstack) + offsetof(KernelStack, slot))
+// And the Error a Result<Process*> holds (fork_process()'s, read at its return): the union of the
+// value and the Error first, then whether it holds the value.
+PAGODA_FACT(error_code, offsetof(Error, code))
+PAGODA_FACT(error_file, offsetof(Error, file))
+PAGODA_FACT(error_line, offsetof(Error, line))
+PAGODA_FACT(error_message, offsetof(Error, message))
+PAGODA_FACT(result_pointer_ok, sizeof(Error) > sizeof(Process*) ? sizeof(Error) : sizeof(Process*))
 
 namespace {
 

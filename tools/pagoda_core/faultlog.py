@@ -711,9 +711,16 @@ class Watcher:
         return ""
 
 
+# A line that begins one exception's lines in QEMU's log (AArch64's "Taking exception", x86_64's
+# "check_exception" and numbered interrupt line, a reset): a cut of the log falls before one.
+_EVENT_START = re.compile(rb"^(?:Taking exception |check_exception |CPU Reset|\s*\d+: v=)", re.M)
+
+
 def cut_file(path, keep_head, keep_tail):
-    """Shrinks the log at @p path to its first @p keep_head and last @p keep_tail bytes (at line
-    boundaries), with a marker line between them. Returns the number of bytes dropped."""
+    """Shrinks the log at @p path to its first @p keep_head and last @p keep_tail bytes, with a
+    marker line between them. Each cut falls where an exception's lines begin (_EVENT_START), or
+    at a line boundary when there is none: an exception whose lines the cut split would read as
+    another (its ELR or RIP missing: a fault at PC 0). Returns the number of bytes dropped."""
     import os
     try:
         size = os.path.getsize(path)
@@ -725,8 +732,10 @@ def cut_file(path, keep_head, keep_tail):
         head = f.read(keep_head)
         f.seek(size - keep_tail)
         tail = f.read()
-    head = head[:head.rfind(b"\n") + 1]
-    tail = tail[tail.find(b"\n") + 1:]
+    starts = [m.start() for m in _EVENT_START.finditer(head)]
+    head = head[:starts[-1]] if len(starts) > 1 else head[:head.rfind(b"\n") + 1]
+    first = _EVENT_START.search(tail, tail.find(b"\n") + 1)
+    tail = tail[first.start():] if first else tail[tail.find(b"\n") + 1:]
     dropped = size - len(head) - len(tail)
     with open(path, "wb") as f:
         f.write(head)
