@@ -29,7 +29,9 @@ class FailureLine final : public FormatSink {
   /// The size of pagoda_last_failure (the console gets the whole line).
   static constexpr usize kKept = 512;
 
-  FailureLine();
+  /// A new line; @p keep false prints it without keeping it (a refusal the caller asked for on
+  /// purpose, such as a damaged image's: not a failure fault-why should name).
+  explicit FailureLine(bool keep = true);
   ~FailureLine();
   FailureLine(const FailureLine&) = delete;
   FailureLine& operator=(const FailureLine&) = delete;
@@ -38,6 +40,7 @@ class FailureLine final : public FormatSink {
 
  private:
   usize kept_ = 0;
+  bool keep_;
 };
 
 }  // namespace pagoda

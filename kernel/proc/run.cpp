@@ -217,7 +217,7 @@ bool launch(const Launch& l, StringView token) {
     const usize leaked = free_before - vm::frames().free_frames();
     const Error& e = made.error();
     {
-      FailureLine line;  // printed, and kept for fault-why
+      FailureLine line(l.damage.empty());  // printed, and kept for fault-why (unless damaged on purpose)
       format_to(line, "run: cannot start {}: {}", name, e);
       // An address no step named: what it is in the program being started.
       if (e.has_address && e.step == nullptr) {
@@ -304,25 +304,29 @@ bool run_programs(StringView spec, StringView token) {
   return ok;
 }
 
+FaultCause record_words(FormatSink& sink, Process& p, u64 address, Access access) {
+  const FaultVerdict verdict = decide_fault(p.regions(), address, access);
+  // An allowed fault that still ends the process: why resolving it failed (mm/fault.cpp records it).
+  if (!verdict.allowed()) {
+    verdict.format(sink);
+    // No region: which regions are around the address, and why none of them took it.
+    if (verdict.cause == FaultCause::NoVma) explain_no_vma(sink, p.regions(), address);
+  } else if (!vm::explain_unresolved(sink, VirtAddr(address))) {
+    verdict.format(sink);
+  }
+  return verdict.cause;
+}
+
 void user_fault(const UserFault& fault) {
   Process* p = current();
   if (p == nullptr) panic("a fault from user mode with no current process: {} at {:#x}", fault.mnemonic, fault.pc);
   UserFault f = fault;
   if (f.how == abi::Termination::PageFault && f.has_address && in_user_half(f.address, 1) && p->has_regions()) {
     // Lab 5: what the record says about the address, after what the walk said.
-    const FaultVerdict verdict = decide_fault(p->regions(), f.address, f.access);
     const usize used = StringView(f.reason).size();
     BufferSink more(f.reason + used, sizeof f.reason - used);
     format_to(more, "{}", used == 0 ? "" : "; ");
-    // An allowed fault that still ends the process: why resolving it failed (mm/fault.cpp records it).
-    if (!verdict.allowed()) {
-      verdict.format(more);
-      // No region: which regions are around the address, and why none of them took it.
-      if (verdict.cause == FaultCause::NoVma) explain_no_vma(more, p->regions(), f.address);
-    } else if (!vm::explain_unresolved(more, VirtAddr(f.address))) {
-      verdict.format(more);
-    }
-    if (verdict.cause == FaultCause::StackLimit) f.how = abi::Termination::StackLimit;
+    if (record_words(more, *p, f.address, f.access) == FaultCause::StackLimit) f.how = abi::Termination::StackLimit;
   }
   // Killed is the status of an exception that has no name of its own ("killed: killed:" said nothing).
   const char* how = f.how == abi::Termination::Killed ? "an exception the kernel does not answer"
@@ -338,3 +342,20 @@ void user_fault(const UserFault& fault) {
 }
 
 }  // namespace pagoda::proc
+
+extern "C" {
+/// What pagoda_record_words() wrote last.
+char pagoda_record_words_text[pagoda::proc::UserFault::kReasonSize];
+
+/// For fault-why (tools/gdb/pagoda_gdb/faults.py), called through GDB in the kill path: the words
+/// the kill line of the current process gives a fault at @p address trying @p access, from its
+/// record (proc::record_words(): the same function, so the two say the same), in
+/// pagoda_record_words_text; empty when no process with a record is current.
+[[gnu::used, gnu::noinline]] const char* pagoda_record_words(pagoda::u64 address, pagoda::Access access) {
+  using namespace pagoda;
+  BufferSink sink(pagoda_record_words_text, sizeof pagoda_record_words_text);
+  proc::Process* p = proc::current();
+  if (p != nullptr && p->has_regions()) (void)proc::record_words(sink, *p, address, access);
+  return pagoda_record_words_text;
+}
+}

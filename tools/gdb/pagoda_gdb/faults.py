@@ -693,6 +693,44 @@ def _with_leaks(lines):
     return lines if sentence is None else _overruled(lines, at, "{} (the CPU's state)", sentence)
 
 
+LAST_FAILURE = "pagoda_last_failure"        # kernel/core/last_failure.hpp
+FAILURE_COUNT = "pagoda_failure_count"
+
+
+def _last_failure():
+    """(the kernel's last failure line, how many since boot), read from its memory; (None, 0) when
+    this kernel keeps none."""
+    import gdb
+    try:
+        count = int(gdb.parse_and_eval(FAILURE_COUNT))
+        text = gdb.parse_and_eval("(const char*)%s" % LAST_FAILURE).string(errors="replace") if count else ""
+        return text, count
+    except (gdb.error, RuntimeError, ValueError):
+        return None, 0
+
+
+def _with_kernel_failure(lines):
+    """A stop with nothing wrong in the CPU's state (the end of a run): the kernel's last failure
+    line, when it refused to start a process, is the verdict (its words name the step and the
+    address; pagoda_pt.diagnose.kernel_failure_verdict). Otherwise, when the verdict stays "nothing
+    is wrong", a line before it says what was checked: the process table and the kernel's failure
+    lines (pagoda_pt.diagnose.what_was_checked)."""
+    at = _verdict_at(lines)
+    if at is None or not lines[at].startswith("verdict: " + NOTHING_WRONG):
+        return lines
+    from pagoda_pt.diagnose import kernel_failure_verdict, what_was_checked
+    from . import memory
+    try:
+        text, count = _last_failure()
+        sentence = kernel_failure_verdict(text, count)
+        if sentence is not None:
+            return _overruled(lines, at, "{} (the CPU's state)", sentence)
+        checked = what_was_checked(memory.read_processes(), text, count)
+    except Exception:  # noqa: BLE001 - an addition: never lose fault-why's own lines to it
+        return lines
+    return lines[:at] + [checked] + lines[at:]
+
+
 def _with_stalled_wait(lines):
     """A machine stopped with nothing wrong in the CPU's state (a hang interrupted with Ctrl-C):
     when nothing can run because a parent waits for a child that has already ended
@@ -873,6 +911,29 @@ def _kernel_decision(address):
         gdb.execute("set unwindonsignal %s" % ("on" if unwind else "off"), to_string=True)
 
 
+def _kernel_words(address):
+    """Stopped in the kill path: what the kill line will say of the fault at @p address from the
+    current process's record (pagoda_record_words(), kernel/proc/run.cpp: the function the kill
+    line itself uses), called through GDB with the fault's access; None when it cannot be called."""
+    import gdb
+    unwind = gdb.parameter("unwindonsignal")
+    try:
+        frame = gdb.newest_frame()
+        for _ in range(MAX_TRAP_SEARCH):
+            if frame is None or (frame.name() or "").startswith(session.KILL_FUNCTION):
+                break
+            frame = frame.older()
+        if frame is None:
+            return None
+        gdb.set_convenience_variable("pagoda_access", frame.read_var("fault")["access"])
+        gdb.execute("set unwindonsignal on", to_string=True)
+        return gdb.parse_and_eval("pagoda_record_words(%#x, $pagoda_access)" % address).string(errors="replace")
+    except Exception:  # noqa: BLE001 - an addition: never lose fault-why's own lines to it
+        return None
+    finally:
+        gdb.execute("set unwindonsignal %s" % ("on" if unwind else "off"), to_string=True)
+
+
 def _answered_before(arch, fault):
     """How many times QEMU's exception log (when the session keeps one) shows the user fault being
     killed now answered before it (pagoda_pt.diagnose.answered_before); 0 when it cannot tell.
@@ -923,6 +984,10 @@ def _with_user_decision(arch, lines, fault):
         elif kind == "deny" and asked[0] != "Deny":
             kind, sentence = "wrong", allowed_what_record_refuses(row["vmas"], fault["address"], fault["write"],
                                                                   fault["fetch"], asked[0], sentence)
+    if killing and row["vmas"] and kind in ("wrong", "deny"):
+        # The kernel's own words for the kill, from the same record: fault-why and the kill line agree.
+        from pagoda_pt.diagnose import with_kernel_words
+        sentence = with_kernel_words(sentence, _kernel_words(fault["address"]))
     # The loader's record named (the stack, a segment left out): the kernel's bug, not the program's.
     fault["decision"] = "loader" if kind == "deny" and sentence.startswith("the loader") else kind
     at = next((i for i, line in enumerate(lines) if line.startswith("verdict: ")), len(lines))
@@ -1024,6 +1089,7 @@ usable.  The last line is always a verdict."""
         lines = _with_run_leaks(lines)
         lines = _with_log_copies(arch, lines)
         lines = _with_shared_frames(arch, lines)
+        lines = _with_kernel_failure(lines)
         _set_wrong(lines, fault, overruled)
         from . import memory, tempmap
         # Which temp-map slot the address is, and whether it is live (lab 4); the process's VMA
