@@ -125,6 +125,11 @@ struct Error {
     if (step != nullptr) format_to(sink, "{}", step);
     if (has_address) format_to(sink, "{}{:#x}", step != nullptr ? " " : "at ", address);
     if (step != nullptr || has_address) format_to(sink, ": ");
+    format_cause(sink);
+  }
+  /// What format() prints after the step and the address: "already exists: <message>; <note>
+  /// (made at ...)", for a caller that says the step and the address in its own words.
+  void format_cause(FormatSink& sink) const {
     format_to(sink, "{}", error_name(code));
     if (message != nullptr) format_to(sink, ": {}", message);
     if (note != nullptr) format_to(sink, "; {}", note);

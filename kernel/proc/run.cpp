@@ -155,7 +155,6 @@ Span<const u8> damaged_copy(Span<const u8> image, StringView how) {
 /// address (the kernel stacks' area: kernel_stack.hpp), or none of these.
 void describe_start_address(FormatSink& sink, Span<const u8> image, u64 va) {
   if (va >= layout::kKernelHalfBase) {
-    format_to(sink, "a kernel address, ");
     describe_address(sink, va);
     return;
   }
@@ -218,11 +217,15 @@ bool launch(const Launch& l, StringView token) {
     const Error& e = made.error();
     {
       FailureLine line(l.damage.empty());  // printed, and kept for fault-why (unless damaged on purpose)
-      format_to(line, "run: cannot start {}: {}", name, e);
-      // An address no step named: what it is in the program being started.
+      format_to(line, "run: cannot start {}: ", name);
       if (e.has_address && e.step == nullptr) {
-        format_to(line, "; {:#x} is ", e.address);
+        // An address no step named: what it is in the program being started.
+        format_to(line, "at {:#x}, ", e.address);
         describe_start_address(line, image, e.address);
+        format_to(line, ": ");
+        e.format_cause(line);
+      } else {
+        format_to(line, "{}", e);
       }
       format_to(line, "; {} frames leaked", leaked);
     }

@@ -6,6 +6,7 @@
 // the one call whose purpose is exactly that (kernel_recurse, with its confirmation word).
 #include "core/arch.hpp"
 #include "core/lab.hpp"
+#include "core/last_failure.hpp"
 #include "core/panic.hpp"
 #include "lib/abi.hpp"
 #include "mm/vm.hpp"
@@ -159,6 +160,15 @@ i64 read_program_call(Process& p, u64 name_va, u64 argv_va, ProgramCall& out) {
   return 0;
 }
 
+/// A spawn, exec or fork of @p p that failed with @p e for another reason than running out of
+/// something (memory, process slots, kernel stack slots) or a lab not written yet: a kernel bug's
+/// own words, printed and kept for fault-why (core/last_failure.hpp). The program gets its errno.
+void report_call_failure(Process& p, const char* call, const Error& e) {
+  if (e == Error::NoMemory || e == Error::Overflow || e == Error::NotImplemented) return;
+  FailureLine line;
+  format_to(line, "proc {} ({}): {} failed: {}", p.pid, p.name_view(), call, e);
+}
+
 /// spawn(name, argv): a new process running the embedded program @p name_va with the
 /// NULL-terminated argument list @p argv_va (none: argv[0] is the name); the caller is its
 /// parent. The new process is loaded while the caller's root is live, so the loader writes its
@@ -168,7 +178,10 @@ i64 sys_spawn(Process& p, u64 name_va, u64 argv_va) {
   if (const i64 bad = read_program_call(p, name_va, argv_va, call); bad != 0) return bad;
   const Result<Process*> made =
       create_process(call.program->name, call.program->image(), Span<const StringView>(call.args, call.argc));
-  if (made.is_error()) return fail(made.error() == Error::NoMemory ? Errno::NoMem : Errno::Again);
+  if (made.is_error()) {
+    report_call_failure(p, "spawn", made.error());
+    return fail(made.error() == Error::NoMemory ? Errno::NoMem : Errno::Again);
+  }
   Process& child = *made.value();
   child.parent = p.pid;
   if (lifecycle_log())
@@ -187,7 +200,10 @@ i64 sys_exec(Process& p, u64 name_va, u64 argv_va) {
   const Result<arch::UserEntry> entry =
       exec_current(p, call.program->name, call.program->image(), Span<const StringView>(call.args, call.argc));
   if (entry.is_error() && entry.error() == Error::NotImplemented) lab_todo(entry.error());
-  if (entry.is_error()) return fail(entry.error() == Error::NoMemory ? Errno::NoMem : Errno::NoExec);
+  if (entry.is_error()) {
+    report_call_failure(p, "exec", entry.error());
+    return fail(entry.error() == Error::NoMemory ? Errno::NoMem : Errno::NoExec);
+  }
   if (lifecycle_log()) println("proc {} ({}): exec; root {:#x}", p.pid, p.name_view(), p.space().root().value());
   return i64(entry.value().argc);
 }
@@ -196,7 +212,10 @@ i64 sys_exec(Process& p, u64 name_va, u64 argv_va) {
 i64 sys_fork(Process& p) {
   const Result<Process*> made = fork_process(p);
   if (made.is_error() && made.error() == Error::NotImplemented) lab_todo(made.error());
-  if (made.is_error()) return fail(made.error() == Error::NoMemory ? Errno::NoMem : Errno::Again);
+  if (made.is_error()) {
+    report_call_failure(p, "fork", made.error());
+    return fail(made.error() == Error::NoMemory ? Errno::NoMem : Errno::Again);
+  }
   return made.value()->pid;
 }
 

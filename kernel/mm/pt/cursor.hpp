@@ -440,7 +440,7 @@ template <ValidPageTableFormat F> class Cursor : public ReadCursor<F> {
     const u64 size = F::entry_span(level);
     if (!va_.is_aligned(size) || !pa.is_aligned(size)) return Error::InvalidArgument;
     // The address goes with the error: its callers often do not know which page of a range it was.
-    if (stop_ == WalkStop::Mapped) return Error(Error::AlreadyExists, "something is mapped there already").at(va_.value());
+    if (stop_ == WalkStop::Mapped) return Error(Error::AlreadyExists, "the page is already mapped").at(va_.value());
     if (stop_ != WalkStop::NotPresent) return Error(Error::InvalidArgument, "a table on the way is not usable").at(va_.value());
     if (this->level() > level)  // a table is where the block would go
       return Error(Error::AlreadyExists, "a table is where the block would go").at(va_.value());

@@ -24,6 +24,7 @@ Explanation from facts it defines.  Every explanation ends with exactly one verd
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
@@ -1252,8 +1253,11 @@ def merge_ignores_permissions(who: str, vma_text: str, alike: Optional[bool], di
 
 # ---- the kernel's own words (kernel/core/last_failure.hpp, kernel/proc/run.cpp) ---------------------
 
-# How the kernel's line for a program it could not start begins (kernel/proc/run.cpp launch()).
+# How the kernel's line for a program it could not start begins (kernel/proc/run.cpp launch()),
+# and its line for a spawn, exec or fork that failed for another reason than running out of
+# something (kernel/proc/syscalls.cpp report_call_failure()).
 CANNOT_START = "run: cannot start "
+CALL_FAILED = re.compile(r"^proc \d+ \([^)]*\): (fork|spawn|exec) failed: ")
 
 
 def kernel_failure_verdict(last_failure: Optional[str], count: int) -> Optional[str]:
@@ -1262,9 +1266,13 @@ def kernel_failure_verdict(last_failure: Optional[str], count: int) -> Optional[
     as the verdict: the kernel's own words name the step, the address and who was there first,
     and no later state can (the process was never made). None for no line, or a kill line (a
     kill is judged where it happens: the kernel kills programs for their own faults on purpose)."""
-    if not count or not last_failure or not last_failure.startswith(CANNOT_START):
+    if not count or not last_failure:
         return None
-    return "the kernel could not start a process, in its own words: " + last_failure.strip()
+    if last_failure.startswith(CANNOT_START):
+        return "the kernel could not start a process, in its own words: " + last_failure.strip()
+    if CALL_FAILED.match(last_failure):
+        return "a system call that makes a process failed in the kernel, in its own words: " + last_failure.strip()
+    return None
 
 
 def what_was_checked(processes: list, last_failure: Optional[str], count: int) -> str:
