@@ -17,8 +17,10 @@ root they walked, lab 3's explain_death()) pass their own cause to fail(), which
 
 Nothing here imports the walker: it runs for every failure, witnessed or not.
 """
+import re
+
 from . import symbols
-from .outcomes import STORM, is_never_reached, kill_lines, panic_line
+from .outcomes import PANIC_LINE_MAX, STORM, is_never_reached, kill_lines, panic_line
 from .witness import ARCHES
 
 
@@ -192,6 +194,23 @@ def kernel_fault_cause(run, f, roots=None):
 
 # ---- The headline -------------------------------------------------------------------------------
 
+# The kernel's own words for a process it could not make that no test asked for (kernel/proc/run.cpp
+# launch(), kernel/proc/syscalls.cpp report_call_failure()): a refusal to start a program that is not
+# damaged on purpose (no "!DAMAGE" in its name), and a fork, spawn or exec that failed for another
+# reason than running out of something. Each names the step, the address and what was in the way.
+KERNEL_REFUSAL = re.compile(r"^(run: cannot start [^!:\s]+: |proc \d+ \([^)]*\): (fork|spawn|exec) failed: )")
+
+
+def kernel_refusal(run):
+    """The kernel's first KERNEL_REFUSAL line in @p run's serial output (cut as a panic line is), or
+    None: when the kernel says it could not make a process, that is the best cause the grader has."""
+    for line in run.lines:
+        line = line.strip()
+        if KERNEL_REFUSAL.match(line):
+            return line[:PANIC_LINE_MAX] + ("..." if len(line) > PANIC_LINE_MAX else "")
+    return None
+
+
 def headline(run, reason):
     """The cause to put before @p reason in a failure message (None: the reason says it best).
 
@@ -212,6 +231,9 @@ def headline(run, reason):
     watched = getattr(run, "watch_problems", None)
     if watched and is_never_reached(reason) and fresh(watched[0].splitlines()[0]):
         return watched[0].splitlines()[0]
+    refused = kernel_refusal(run)
+    if refused and fresh(refused):
+        return refused
     if outcome == "success" and not run.search(r"PANIC: "):
         return None
     found = run.first_fault_cause()

@@ -212,11 +212,12 @@ bool eager_fork() { return g_eager_fork; }
 
 namespace {
 
-/// @p e from copying a user half into a fresh space, with the step; a page the child already maps
-/// is named for what it means: the child's root was empty, so the walk visited the page twice.
-Error copy_refused(const Error& e) {
+/// @p e from copying a user half into the fresh space @p to, with the step; a page the child
+/// already maps (asked of @p to itself) is named for what it means: the child's root was empty,
+/// so the walk visited the page twice.
+Error copy_refused(const Error& e, AddressSpace& to) {
   const Error stepped = e.during("copying the parent's pages into the child's root");
-  if (!(e == Error::AlreadyExists) || !e.has_address) return stepped;
+  if (!e.has_address || !to.query(VirtAddr(e.address).align_down(kPageSize)).mapped()) return stepped;
   return stepped.noted("the child already maps that page, and its root held nothing when the copy began: the copy "
                        "visited the page twice (a walk that runs past a region's end reaches the next region's pages)");
 }
@@ -226,7 +227,7 @@ Error copy_refused(const Error& e) {
 Result<void> copy_user_half(AddressSpace& from, const VmaSet& vmas, AddressSpace& to) {
   if (g_eager_fork) {
     const Result<void> copied = copy_pages(from, vmas, to);
-    return copied.ok() ? copied : Result<void>(copy_refused(copied.error()));
+    return copied.ok() ? copied : Result<void>(copy_refused(copied.error(), to));
   }
   Result<void> shared = share_pages(from, vmas, to);
   if (shared.is_error() && shared.error() == Error::NotImplemented) {
@@ -234,7 +235,7 @@ Result<void> copy_user_half(AddressSpace& from, const VmaSet& vmas, AddressSpace
     lab_todo(shared.error());
     shared = copy_pages(from, vmas, to);
   }
-  return shared.ok() ? shared : Result<void>(copy_refused(shared.error()));
+  return shared.ok() ? shared : Result<void>(copy_refused(shared.error(), to));
 }
 
 Result<void> copy_pages(AddressSpace& from, const VmaSet& vmas, AddressSpace& to) {
