@@ -112,11 +112,15 @@ Result<arch::UserEntry> load_stack(AddressSpace& space, Span<const StringView> a
   return arch::UserEntry{.pc = 0, .sp = argv, .argc = args.size(), .argv = argv};
 }
 
-/// @p error from load_stack(), with who had mapped its page first when the page was taken: a
-/// load segment of @p exe that reaches it, or (none does) an earlier mapping of the stack's own
-/// pages, which must stop below the top page: that page is the arguments' alone.
-Error stack_refused(const elf::Executable& exe, const Error& error) {
+/// @p error from load_stack(), with who had mapped its page first when the page was taken: the
+/// space itself, when it mapped user pages before loading began (@p was_empty false), a load
+/// segment of @p exe that reaches it, or (none does) an earlier mapping of the stack's own pages,
+/// which must stop below the top page: that page is the arguments' alone.
+Error stack_refused(const elf::Executable& exe, const Error& error, bool was_empty) {
   if (!(error == Error::AlreadyExists) || !error.has_address) return error;
+  if (!was_empty)
+    return error.noted("the space already mapped user pages before loading began: the program is being loaded "
+                       "into a space that is not new (a loader, or exec, must load into a fresh space)");
   for (const elf::Segment& s : exe.loads())
     if (error.address >= align_down(s.vaddr, kPageSize) && error.address < align_up(s.end(), kPageSize))
       return error.noted("a load segment of the program covers that page: the image reaches the stack's top page");
@@ -153,6 +157,9 @@ Result<arch::UserEntry> load_program(AddressSpace& space, UserRegions& regions, 
   const elf::ParseResult parsed = elf::parse_executable(image, elf::kernel_target());
   if (parsed.is_error()) return Error(Error::InvalidArgument, elf::error_message(parsed.error()));
   const elf::Executable& exe = parsed.value();
+  // Whether the space maps no user page yet (a refusal below names a space that is not new).
+  AddressSpace::ReadCursor probe = space.read_cursor(VirtAddr(0));
+  const bool was_empty = !probe.next_mapped(VirtAddr(kUserStackTop));
   // Everything is recorded before anything is mapped: the regions are the truth, the page
   // tables their cache.
   // LAB 5 BEGIN record every segment, the heap and the stack as VMAs; map nothing eagerly
@@ -176,7 +183,7 @@ Result<arch::UserEntry> load_program(AddressSpace& space, UserRegions& regions, 
   // TRY(map_stack_eagerly(space));
   // LAB 5 END
   Result<arch::UserEntry> stacked = load_stack(space, args);
-  if (stacked.is_error()) return stack_refused(exe, stacked.error());
+  if (stacked.is_error()) return stack_refused(exe, stacked.error(), was_empty);
   arch::UserEntry entry = stacked.release_value();
   entry.pc = exe.entry;
   return entry;

@@ -314,6 +314,7 @@ FaultCause record_words(FormatSink& sink, Process& p, u64 address, Access access
     verdict.format(sink);
     // No region: which regions are around the address, and why none of them took it.
     if (verdict.cause == FaultCause::NoVma) explain_no_vma(sink, p.regions(), address);
+    if (verdict.cause == FaultCause::StackLimit) explain_stack_limit(sink, p.regions(), verdict);
   } else if (!vm::explain_unresolved(sink, VirtAddr(address))) {
     verdict.format(sink);
   }

@@ -148,6 +148,14 @@ void explain_no_vma(FormatSink& sink, const UserRegions& regions, u64 va) {
   }
 }
 
+void explain_stack_limit(FormatSink& sink, const UserRegions& regions, const FaultVerdict& v) {
+  // A stack grown to its limit is as large as the limit: only a smaller limit is wrong.
+  if (!v.has_vma || (regions.stack_limit != 0 && regions.stack_limit >= v.vma.size())) return;
+  format_to(sink, "; the record's stack limit is {:#x} bytes, less than the stack region's own {:#x}: the stack "
+                  "can never grow (the record's stack_limit was never set, or lost)",
+            regions.stack_limit, v.vma.size());
+}
+
 const char* refused_without_overlap(const VmaSet& vmas, u64 start, u64 end) {
   if (start >= end || !vmas.overlapping(start, end).empty()) return nullptr;
   return "yet no region of the record overlaps the range: it only touches a neighbour (one ends where the other "

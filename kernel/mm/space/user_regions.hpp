@@ -96,6 +96,11 @@ FaultVerdict decide_fault(const UserRegions& regions, u64 va, Access access);
 /// the record cannot place (no regions).
 void explain_no_vma(FormatSink& sink, const UserRegions& regions, u64 va);
 
+/// After a "stack limit" verdict @p v: what is wrong with the record's limit itself, when
+/// anything is: a limit of 0 or smaller than the stack region already is (never set, or lost:
+/// the stack can never grow).
+void explain_stack_limit(FormatSink& sink, const UserRegions& regions, const FaultVerdict& v);
+
 /// Why @p vmas refused to take [start, end) with AlreadyExists, when it should not have: a static
 /// note when no region overlaps the range (the range only touches a neighbour: insert() took
 /// touching for overlapping), else nullptr (a real overlap: the refusal was right).
