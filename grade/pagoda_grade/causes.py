@@ -211,6 +211,43 @@ def kernel_refusal(run):
     return None
 
 
+# A line of the kernel's panic backtrace (kernel/core/panic.cpp panic_end()): "  #N 0x...".
+BACKTRACE_FRAME = re.compile(r"^\s*#\d+ (0x[0-9a-fA-F]+)\s*$")
+# Frames that are the panic's own machinery, not where the bad value was found or came from.
+PANIC_MACHINERY = re.compile(r"(^|::)(panic|panic_end|panic_begin|must_failed|result_misuse)\b")
+CALLERS_SHOWN = 3
+
+
+def panic_callers(run, most=CALLERS_SHOWN):
+    """Where the kernel's panic was raised and who called it, from the backtrace after its PANIC
+    line, each return address symbolized (run.symbol_of: a function of the kernel, file:line):
+    "in FrameAllocator::free, called from put_user_frame <- ConsistencyBatch::flush". The caller is
+    where a bad value (a frame that is not RAM, a double free) came from. None when the run has no
+    backtrace the symbolizer can name."""
+    names, seen_panic = [], False
+    for line in run.lines:
+        if not seen_panic:
+            seen_panic = "PANIC: " in line
+            continue
+        m = BACKTRACE_FRAME.match(line)
+        if not m:
+            if names or line.strip() not in ("backtrace:", ""):
+                if names:
+                    break
+            continue
+        name = run.symbol_of(int(m[1], 16) - 1)   # a return address: the call is just before it
+        function = name.split(" ")[0] if name else None
+        if function is None or PANIC_MACHINERY.search(function):
+            continue
+        if not names or names[-1] != function:
+            names.append(function)
+        if len(names) == most + 1:
+            break
+    if not names:
+        return None
+    return "in %s" % names[0] + (", called from %s" % " <- ".join(names[1:]) if len(names) > 1 else "")
+
+
 def headline(run, reason):
     """The cause to put before @p reason in a failure message (None: the reason says it best).
 
@@ -241,7 +278,8 @@ def headline(run, reason):
         return found
     panicked = panic_line("\n".join(run.lines))
     if panicked and fresh(panicked):
-        return f"the kernel panicked: {panicked}"
+        callers = panic_callers(run)
+        return f"the kernel panicked: {panicked}" + (f" ({callers})" if callers else "")
     if run.stop_kind == STORM and fresh(run.stop_reason):
         return f"the grader stopped the machine: {run.stop_reason}"
     if outcome == "triple fault":

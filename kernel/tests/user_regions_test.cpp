@@ -130,10 +130,10 @@ std::string around(const UserRegions& regions, u64 va) {
 TEST_F(RegionsTest, NoVmaSaysWhatLiesAroundTheAddress) {
   // Between two regions: how far from each.
   EXPECT_EQ(around(regions, 0x404010), "; the page lies 2 page(s) past the end of [0x402000, 0x403000) r-- user image "
-                                       "offset 0x2000 file 0x100 and 4092 page(s) below [0x10000000, 0x10004000) --- "
+                                       "offset 0x2000 file 0x100 and 64508 page(s) below [0x10000000, 0x10004000) --- "
                                        "user anonymous");
   // Above every region, below none.
-  EXPECT_EQ(around(regions, 0x1000), "; the page lies 1020 page(s) below [0x400000, 0x402000) r-x user image offset 0x0 "
+  EXPECT_EQ(around(regions, 0x1000), "; the page lies 1023 page(s) below [0x400000, 0x402000) r-x user image offset 0x0 "
                                      "file 0x1800");
   // In the stack's guard gap.
   EXPECT_NE(around(regions, kTop - kLimit - kPage).find("in the guard gap below the stack's lowest address"),
