@@ -1057,7 +1057,12 @@ segment's, and the kernel's own decide_fault and VmaSet::mergeable asked through
 is no stack grown, regions of different permissions merged) (lab 5); the kernel's own user copy
 called once from the null page (a fix-up that returns 0), and QEMU's log showing a copy fault on
 the argument page before any process ran (lab 4); at a run's end after why-stops saw its start,
-the frames it left allocated (labs 3, 6).  $pagoda_why_wrong is 1 when the verdict names something
+the frames it left allocated (labs 3, 6).  The kernel's own words agree with it: at a kill, what
+the kill line says of the same fault from the same record (pagoda_record_words, called through
+GDB) ends the verdict; at a stop with nothing else wrong, the kernel's last failure line
+(pagoda_last_failure) is the verdict when it refused to start a process or a fork, spawn or exec
+failed, and otherwise a "checked:" line says what was looked at (the process table, the failure
+lines).  $pagoda_why_wrong is 1 when the verdict names something
 wrong with the kernel, 0 when it is the program's own kill or nothing (why-stops goes on past those).
 On AArch64: stopped in aarch64_trap, decodes ESR (class, fault status and level, WnR), walks FAR through TTBR0 or TTBR1 and says what was missing; anywhere else (an exception loop),
 shows ESR_EL1, ELR_EL1 and FAR_EL1 and checks that the PC, VBAR_EL1's vector and the stack are
