@@ -13,6 +13,8 @@ FORK = ("proc 1 (forktree): fork failed: copying the parent's pages into the chi
         "the child already maps a page fork copies (made at kernel/mm/space/fork_copy.hpp:153)")
 DAMAGED = ("run: cannot start hello!machine: invalid argument: built for another machine (made at "
            "kernel/proc/loader.cpp:127); 0 frames leaked")
+SLOT = ("proc: kernel stack slot 1 was given back, yet its page 0xffffff000000c000 is still mapped to frame 0x35f000: "
+        "the stack's frames were freed (or its slot given back) while its pages stayed mapped")
 KILLED = "proc 2 (vmas): killed: page fault: #PF page fault (vector 14) at RIP 0x401000, address 0x0: no VMA"
 
 
@@ -24,6 +26,7 @@ def test_a_refusal_to_start_or_fork_is_the_cause():
     assert kernel_refusal(run_of("hello: hi", START)) == START
     assert kernel_refusal(run_of(KILLED, FORK)) == FORK
     assert kernel_refusal(run_of(FORK, START)) == FORK   # the first one
+    assert kernel_refusal(run_of("proc 1 (hello): reaped: exited with code 0", SLOT)) == SLOT
 
 
 def test_asked_for_refusals_and_kills_are_not():

@@ -198,7 +198,10 @@ def kernel_fault_cause(run, f, roots=None):
 # launch(), kernel/proc/syscalls.cpp report_call_failure()): a refusal to start a program that is not
 # damaged on purpose (no "!DAMAGE" in its name), and a fork, spawn or exec that failed for another
 # reason than running out of something. Each names the step, the address and what was in the way.
-KERNEL_REFUSAL = re.compile(r"^(run: cannot start [^!:\s]+: |proc \d+ \([^)]*\): (fork|spawn|exec) failed: )")
+# And its finding after a teardown: a kernel stack slot given back whose pages are still mapped
+# (kernel/proc/kernel_stack.cpp check_given_back()).
+KERNEL_REFUSAL = re.compile(r"^(run: cannot start [^!:\s]+: |proc \d+ \([^)]*\): (fork|spawn|exec) failed: |"
+                            r"proc: kernel stack slot \d+ was given back, yet )")
 
 
 def kernel_refusal(run):

@@ -80,7 +80,7 @@ def kill_lines(data, at_most=2):
 # reason than running out of something (kernel/proc/). Like a kill line, the likeliest
 # reason a boot ended before the grader's stop; quoted, never believed for a score.
 KERNEL_REPORT = re.compile(r"^(run: cannot start |TRAP FROM USER MODE |proc \d+ \([^)]*\): (VMA coverage broken|"
-                           r"(exec: )?the (old )?user half was not freed|(fork|spawn|exec) failed: ))")
+                           r"(exec: )?the (old )?user half was not freed|(fork|spawn|exec) failed: )|proc: kernel stack slot \d+ was given back)")
 
 
 def findings(data, at_most=2):

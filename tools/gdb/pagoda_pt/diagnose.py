@@ -1258,12 +1258,15 @@ def merge_ignores_permissions(who: str, vma_text: str, alike: Optional[bool], di
 # something (kernel/proc/syscalls.cpp report_call_failure()).
 CANNOT_START = "run: cannot start "
 CALL_FAILED = re.compile(r"^proc \d+ \([^)]*\): (fork|spawn|exec) failed: ")
+# Its finding after a teardown (kernel/proc/kernel_stack.cpp check_given_back()).
+SLOT_STILL_MAPPED = re.compile(r"^proc: kernel stack slot \d+ was given back, yet ")
 
 
 def kernel_failure_verdict(last_failure: Optional[str], count: int) -> Optional[str]:
     """At a stop with nothing wrong in the CPU's state: the kernel's last failure line
-    (pagoda_last_failure, @p count of them since boot) when it is a refusal to start a process,
-    as the verdict: the kernel's own words name the step, the address and who was there first,
+    (pagoda_last_failure, @p count of them since boot) when it is a refusal to start a process, a
+    fork, spawn or exec that failed, or a kernel stack slot given back while still mapped, as the
+    verdict: the kernel's own words name the step, the address and who was there first,
     and no later state can (the process was never made). None for no line, or a kill line (a
     kill is judged where it happens: the kernel kills programs for their own faults on purpose)."""
     if not count or not last_failure:
@@ -1272,6 +1275,8 @@ def kernel_failure_verdict(last_failure: Optional[str], count: int) -> Optional[
         return "the kernel could not start a process, in its own words: " + last_failure.strip()
     if CALL_FAILED.match(last_failure):
         return "a system call that makes a process failed in the kernel, in its own words: " + last_failure.strip()
+    if SLOT_STILL_MAPPED.match(last_failure):
+        return "a teardown left a kernel stack mapped, in the kernel's own words: " + last_failure.strip()
     return None
 
 

@@ -21,6 +21,10 @@ CANNOT_START = ("run: cannot start hello: mapping the user stack's top page (the
 EXEC_FAILED = ("proc 2 (forktree): exec failed: mapping the user stack's top page (the arguments' page) 0x7fffffffe000: "
                "already exists: the page is already mapped; the space already mapped user pages before loading began: "
                "the program is being loaded into a space that is not new (made at kernel/mm/pt/cursor.hpp:426)")
+SLOT = ("proc: kernel stack slot 1 was given back, yet its page 0xffffff000000c000 is still mapped to frame 0x35f000, "
+        "which the allocator holds free: the stack's frames were freed (or its slot given back) while its pages stayed "
+        "mapped")
+SLOT_CAUSE = r"(kernel stack|stack slot).{0,100}(still mapped|not unmapped|already mapped|freed while)"
 KILLED = ("proc 3 (vmas): killed: page fault: #PF page fault (vector 14) at RIP 0x4071fb, address 0x7fffffff6ac0: "
           "PT entry 502 not present; no VMA")
 TOP_PAGE_CAUSE = r"(stack|top page|argument).{0,80}(already mapped|mapped twice|twice|exists)"
@@ -34,6 +38,8 @@ def test_a_refusal_to_start_is_the_verdict_in_the_kernels_words():
     assert said.endswith(CANNOT_START)
     said = kernel_failure_verdict(EXEC_FAILED, 3)
     assert said is not None and re.search(NOT_NEW_CAUSE, said)
+    said = kernel_failure_verdict(SLOT, 1)
+    assert said is not None and re.search(SLOT_CAUSE, said)
 
 
 def test_no_line_and_kill_lines_are_not_verdicts():
