@@ -695,6 +695,16 @@ def _with_leaks(lines):
 
 LAST_FAILURE = "pagoda_last_failure"        # kernel/core/last_failure.hpp
 FAILURE_COUNT = "pagoda_failure_count"
+LAST_REFUSED_CALL = "pagoda_last_refused_call"   # kernel/proc/syscalls.cpp noted()
+
+
+def _last_refused_call():
+    """The last memory call the kernel refused (its own words), or None."""
+    import gdb
+    try:
+        return gdb.parse_and_eval("(const char*)%s" % LAST_REFUSED_CALL).string(errors="replace") or None
+    except (gdb.error, RuntimeError, ValueError):
+        return None
 
 
 def _last_failure():
@@ -725,7 +735,7 @@ def _with_kernel_failure(lines):
         sentence = kernel_failure_verdict(text, count)
         if sentence is not None:
             return _overruled(lines, at, "{} (the CPU's state)", sentence)
-        checked = what_was_checked(memory.read_processes(), text, count)
+        checked = what_was_checked(memory.read_processes(), text, count, _last_refused_call())
     except Exception:  # noqa: BLE001 - an addition: never lose fault-why's own lines to it
         return lines
     return lines[:at] + [checked] + lines[at:]

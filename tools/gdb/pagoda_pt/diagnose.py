@@ -1280,10 +1280,11 @@ def kernel_failure_verdict(last_failure: Optional[str], count: int) -> Optional[
     return None
 
 
-def what_was_checked(processes: list, last_failure: Optional[str], count: int) -> str:
+def what_was_checked(processes: list, last_failure: Optional[str], count: int, refused: Optional[str] = None) -> str:
     """One line for a stop where nothing is wrong: what fault-why could check there, so that
     "nothing is wrong" says how far it looked: the process table (@p processes: memory.read_processes
-    rows) and the kernel's failure lines (@p count since boot, the last @p last_failure)."""
+    rows), the kernel's failure lines (@p count since boot, the last @p last_failure) and the last
+    memory call it refused (@p refused: pagoda_last_refused_call, kernel/proc/syscalls.cpp)."""
     if processes:
         shown = ", ".join("%d %s %s" % (p["pid"], p["name"], p["state"]) for p in processes[:6])
         table = "%d process%s (%s%s)" % (len(processes), "" if len(processes) == 1 else "es", shown,
@@ -1294,7 +1295,10 @@ def what_was_checked(processes: list, last_failure: Optional[str], count: int) -
         words = "%d failure line%s since boot, the last: %s" % (count, "" if count == 1 else "s", (last_failure or "").strip())
     else:
         words = "no failure line since boot (no process refused at start, none killed)"
-    return "checked: the process table holds %s; the kernel wrote %s" % (table, words)
+    line = "checked: the process table holds %s; the kernel wrote %s" % (table, words)
+    if refused:
+        line += "; the last memory call it refused: %s" % refused.strip()
+    return line
 
 
 def with_kernel_words(sentence: str, words: Optional[str]) -> str:

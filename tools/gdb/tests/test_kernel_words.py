@@ -57,7 +57,9 @@ def test_nothing_wrong_says_what_was_checked():
     assert "2 failure lines since boot, the last: " + KILLED in line
     assert not line.startswith("verdict: ") and NOTHING_WRONG not in line
     line = what_was_checked([], None, 0)
-    assert "holds no process" in line and "no failure line since boot" in line
+    assert "holds no process" in line and "no failure line since boot" in line and "memory call" not in line
+    line = what_was_checked([], None, 0, "proc 3 (vmas): mprotect(0x2000016000, 0x3000, 0x3) = -ENOMEM")
+    assert line.endswith("; the last memory call it refused: proc 3 (vmas): mprotect(0x2000016000, 0x3000, 0x3) = -ENOMEM")
 
 
 def test_a_kill_verdict_quotes_the_kill_lines_words():
