@@ -207,7 +207,7 @@ KERNEL_REFUSAL = re.compile(r"^(run: cannot start [^!:\s]+: |proc \d+ \([^)]*\):
 def kernel_refusal(run):
     """The kernel's first KERNEL_REFUSAL line in @p run's serial output (cut as a panic line is), or
     None: when the kernel says it could not make a process, that is the best cause the grader has."""
-    for line in run.lines:
+    for line in getattr(run, "lines", None) or ():   # (a run made up by a test may have none)
         line = line.strip()
         if KERNEL_REFUSAL.match(line):
             return line[:PANIC_LINE_MAX] + ("..." if len(line) > PANIC_LINE_MAX else "")

@@ -359,7 +359,8 @@ char pagoda_record_words_text[pagoda::proc::UserFault::kReasonSize];
   using namespace pagoda;
   BufferSink sink(pagoda_record_words_text, sizeof pagoda_record_words_text);
   proc::Process* p = proc::current();
-  if (p != nullptr && p->has_regions()) (void)proc::record_words(sink, *p, address, access);
+  // As the kill line: only a user address is asked of the record.
+  if (p != nullptr && p->has_regions() && proc::in_user_half(address, 1)) (void)proc::record_words(sink, *p, address, access);
   return pagoda_record_words_text;
 }
 }
