@@ -127,7 +127,7 @@ class VmaWatch(Watch):
         for pid, k in sorted(parse_kills(_Lines(lines)).items()):
             record = self.records.get(pid)
             over = record.find(k.address) if record is not None and k.address is not None else None
-            if over is not None and over.kind in (KIND_IMAGE, KIND_STACK) and k.reason.endswith("no VMA"):
+            if over is not None and over.kind in (KIND_IMAGE, KIND_STACK) and no_vma_verdict(k.reason):
                 return (f"proc {pid} ({record.name}) was killed at {k.address:#x} with 'no VMA', yet the record the "
                         f"loader made (read from guest RAM before it ran) covers that address with {over}, and "
                         f"{record.name} never unmaps its image or its stack: the lookup missed a region that contains "
@@ -243,6 +243,12 @@ def boot_vmas(boot, kernel, arch, token, spec, script):
 def user_faults(run, arch, address=None):
     priv = ARCHES[arch].proc["user_privilege"]
     return [f for f in run.log.faults if f.privilege == priv and (address is None or f.address == address)]
+
+
+def no_vma_verdict(reason):
+    """True when the kill reason @p reason ends in the record's verdict "no VMA" (alone, or followed by
+    the kernel's words about the regions around the address: "no VMA; the page lies ...")."""
+    return re.search(r"(^|; )no VMA(;|$)", reason) is not None
 
 
 def killed(run, watch, pid, how, reason, address):

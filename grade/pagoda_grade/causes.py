@@ -20,7 +20,7 @@ Nothing here imports the walker: it runs for every failure, witnessed or not.
 import re
 
 from . import symbols
-from .outcomes import STORM, is_never_reached, kill_lines, panic_line
+from .outcomes import PANIC_LINE_MAX, STORM, is_never_reached, kill_lines, panic_line
 from .witness import ARCHES
 
 
@@ -209,6 +209,8 @@ def kernel_fault_cause(run, f, roots=None):
 
 BACKTRACE_LINE = re.compile(r"^\s*#\d+ (0x[0-9a-fA-F]+)\s*$")
 PANIC_SITE_FRAMES = 2
+# Frames that are the panic's own machinery, not where the bad value was found or came from.
+PANIC_MACHINERY = re.compile(r"^(detail::)?(panic\w*|must_failed|result_misuse)\b")
 
 
 def _short(name):
@@ -238,7 +240,7 @@ def panic_site(run):
             found = symbols.function_at(kernel, int(m[1], 16) - 1)
         except (AssertionError, OSError):
             found = None
-        if found is None or _short(found.name).startswith(("panic", "detail::panic")):
+        if found is None or PANIC_MACHINERY.match(_short(found.name)):
             continue
         names.append(_short(found.name))
         if len(names) == PANIC_SITE_FRAMES:
@@ -249,6 +251,26 @@ def panic_site(run):
 
 
 # ---- The headline -------------------------------------------------------------------------------
+
+# The kernel's own words for a process it could not make that no test asked for (kernel/proc/run.cpp
+# launch(), kernel/proc/syscalls.cpp report_call_failure()): a refusal to start a program that is not
+# damaged on purpose (no "!DAMAGE" in its name), and a fork, spawn or exec that failed for another
+# reason than running out of something. Each names the step, the address and what was in the way.
+# And its finding after a teardown: a kernel stack slot given back whose pages are still mapped
+# (kernel/proc/kernel_stack.cpp check_given_back()).
+KERNEL_REFUSAL = re.compile(r"^(run: cannot start [^!:\s]+: |proc \d+ \([^)]*\): (fork|spawn|exec) failed: |"
+                            r"proc: kernel stack slot \d+ was given back, yet )")
+
+
+def kernel_refusal(run):
+    """The kernel's first KERNEL_REFUSAL line in @p run's serial output (cut as a panic line is), or
+    None: when the kernel says it could not make a process, that is the best cause the grader has."""
+    for line in getattr(run, "lines", None) or ():   # (a run made up by a test may have none)
+        line = line.strip()
+        if KERNEL_REFUSAL.match(line):
+            return line[:PANIC_LINE_MAX] + ("..." if len(line) > PANIC_LINE_MAX else "")
+    return None
+
 
 def headline(run, reason):
     """The cause to put before @p reason in a failure message (None: the reason says it best).
@@ -270,6 +292,9 @@ def headline(run, reason):
     watched = getattr(run, "watch_problems", None)
     if watched and is_never_reached(reason) and fresh(watched[0].splitlines()[0]):
         return watched[0].splitlines()[0]
+    refused = kernel_refusal(run)
+    if refused and fresh(refused):
+        return refused
     if outcome == "success" and not run.search(r"PANIC: "):
         return None
     found = run.first_fault_cause()

@@ -76,10 +76,11 @@ def kill_lines(data, at_most=2):
 # The kernel's own reports of something wrong that it went on from (the process or the run ends,
 # the kernel does not panic): a process it could not start (kernel/proc/run.cpp), a trap on a
 # stack that is not the process's (kernel/proc/kernel_stack.cpp), a process record its pages
-# disagree with and a user half it could not free (kernel/proc/). Like a kill line, the likeliest
+# disagree with, a user half it could not free, a fork, spawn or exec that failed for another
+# reason than running out of something (kernel/proc/). Like a kill line, the likeliest
 # reason a boot ended before the grader's stop; quoted, never believed for a score.
 KERNEL_REPORT = re.compile(r"^(run: cannot start |TRAP FROM USER MODE |proc \d+ \([^)]*\): (VMA coverage broken|"
-                           r"(exec: )?the (old )?user half was not freed))")
+                           r"(exec: )?the (old )?user half was not freed|(fork|spawn|exec) failed: )|proc: kernel stack slot \d+ was given back)")
 
 
 def findings(data, at_most=2):

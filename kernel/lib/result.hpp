@@ -14,6 +14,13 @@
 /// written), and TRY passes it up unchanged, so a panic far away still says where the failure
 /// began: "no memory (made at kernel/mm/pt/cursor.hpp:212)".
 ///
+/// The step that fails can add what it was doing and where, cheaply (static strings and one
+/// address, no heap): `return e.during("mapping the user stack's top page", va)`, or
+/// `TRY_DURING(space.map(va, frame, perms), "mapping the user stack's top page", va.value())`.
+/// The innermost step that says so wins (it knows most); a caller further up may still add a
+/// note (why, or who made the thing that is in the way): "mapping the user stack's top page
+/// 0x7ffffffff000: already exists: the page is mapped already; <note> (made at ...)".
+///
 /// Asking a Result for what it does not hold (value() of an error, error() of a success) is a
 /// bug and stops at once: result_misuse() panics in the kernel and throws in host tests.
 #pragma once
@@ -52,9 +59,13 @@ constexpr const char* error_name(ErrorCode code) {
 /// A failure: what went wrong, where it was first made, and optionally a sentence.
 struct Error {
   ErrorCode code;
-  const char* file;       ///< source file where the error was made (relative to the tree)
+  bool has_address = false;  ///< whether address means anything
   u32 line;               ///< its line
+  const char* file;       ///< source file where the error was made (relative to the tree)
   const char* message;    ///< a static sentence, or nullptr
+  const char* step = nullptr;  ///< what the failing step was doing (static), or nullptr
+  const char* note = nullptr;  ///< a static sentence a caller added (why, who was first), or nullptr
+  u64 address = 0;        ///< the address the step was working on (has_address)
 
   /// @name The codes, so that `return Error::NoMemory;` reads as it always did.
   /// @{
@@ -70,15 +81,58 @@ struct Error {
   /// An error made here: the default arguments take the caller's file and line.
   constexpr Error(ErrorCode c, const char* msg = nullptr, const char* made_in = __builtin_FILE(),
                   u32 made_at = __builtin_LINE())
-      : code(c), file(made_in), line(made_at), message(msg) {}
+      : code(c), line(made_at), file(made_in), message(msg) {}
 
   friend constexpr bool operator==(const Error& e, ErrorCode c) { return e.code == c; }
 
+  /// This error as the step @p what_step made it, working at @p at: kept as it is when an
+  /// inner step already said what it was doing (the innermost knows most); the address is
+  /// added when none is known yet.
+  [[nodiscard]] constexpr Error during(const char* what_step, u64 at) const {
+    Error e = *this;
+    if (e.step == nullptr) e.step = what_step;
+    if (!e.has_address) {
+      e.address = at;
+      e.has_address = true;
+    }
+    return e;
+  }
+  /// As during(), with no address.
+  [[nodiscard]] constexpr Error during(const char* what_step) const {
+    Error e = *this;
+    if (e.step == nullptr) e.step = what_step;
+    return e;
+  }
+  /// This error made at @p at (an address the maker knows and its callers may not).
+  [[nodiscard]] constexpr Error at(u64 where) const {
+    Error e = *this;
+    e.address = where;
+    e.has_address = true;
+    return e;
+  }
+  /// This error with the static sentence @p why after its message (a caller's finding: who made
+  /// the thing in the way, which rule was broken); a later note replaces an earlier one.
+  [[nodiscard]] constexpr Error noted(const char* why) const {
+    Error e = *this;
+    e.note = why;
+    return e;
+  }
+
   /// Prints e.g. "no memory (made at kernel/mm/pt/cursor.hpp:212)", with ": <message>" after the
-  /// name when there is one.
+  /// name when there is one; the step and the address first when known ("mapping the user
+  /// stack's top page 0x7ffffffff000: already exists: ..."), the note after the message.
   void format(FormatSink& sink) const {
+    if (step != nullptr) format_to(sink, "{}", step);
+    if (has_address) format_to(sink, "{}{:#x}", step != nullptr ? " " : "at ", address);
+    if (step != nullptr || has_address) format_to(sink, ": ");
+    format_cause(sink);
+  }
+  /// What format() prints after the step and the address: "already exists: <message>; <note>
+  /// (made at ...)", for a caller that says the step and the address in its own words.
+  void format_cause(FormatSink& sink) const {
     format_to(sink, "{}", error_name(code));
     if (message != nullptr) format_to(sink, ": {}", message);
+    if (note != nullptr) format_to(sink, "; {}", note);
     format_to(sink, " (made at {}:{})", file, line);
   }
 };
@@ -197,6 +251,12 @@ template <> class [[nodiscard]] Result<void> {
     if (result.is_error()) return result.error();    \
     result.release_value();                          \
   })
+#define PAGODA_TRY_DURING_IMPL(expr, result, ...)                \
+  ({                                                             \
+    auto result = (expr);                                        \
+    if (result.is_error()) return result.error().during(__VA_ARGS__); \
+    result.release_value();                                      \
+  })
 #define PAGODA_MUST_IMPL(expr, result)                                                       \
   ({                                                                                         \
     auto result = (expr);                                                                    \
@@ -209,6 +269,10 @@ template <> class [[nodiscard]] Result<void> {
 /// from the enclosing function, or yields the value. A GNU statement expression (clang, GCC);
 /// each use has its own variable name, so TRY nests (`TRY(f(TRY(g())))`) under -Wshadow.
 #define TRY(expr) PAGODA_TRY_IMPL(expr, PAGODA_CONCAT(pagoda_try_result_, __COUNTER__))
+
+/// TRY(), adding the step it was (and the address) to an error: `TRY_DURING(space.map(...),
+/// "mapping the user stack's top page", va)`. The step is a static string.
+#define TRY_DURING(expr, ...) PAGODA_TRY_DURING_IMPL(expr, PAGODA_CONCAT(pagoda_try_result_, __COUNTER__), __VA_ARGS__)
 
 /// Evaluates a Result expression that cannot fail by construction and yields its value; if it
 /// does fail, panics naming the expression, this line, and where the error was made.

@@ -120,8 +120,15 @@ FaultDecision resolve_user_fault(AddressSpace& space, UserRegions& regions, Virt
   switch (verdict.action) {
     case FaultAction::Deny: return FaultDecision::KillProcess;
     case FaultAction::Grow:
-      if (Result<void> grown = grow_stack(regions, verdict.vma, page); grown.is_error())
-        return unresolved(Why::Grow, page, access, verdict.vma, grown.error());
+      if (Result<void> grown = grow_stack(regions, verdict.vma, page); grown.is_error()) {
+        // What was asked of the record: [page, the region above), the stack's growth.
+        const Span<const Vma> above = regions.vmas.overlapping(page + kPageSize, align_down(~u64{0}, kPageSize));
+        const u64 end = above.empty() ? page + kPageSize : above[0].start;
+        Error e = grown.error().during("recording the stack's growth down to the page", page);
+        if (e == Error::AlreadyExists)
+          if (const char* why = refused_without_overlap(regions.vmas, page, end)) e = e.noted(why);
+        return unresolved(Why::Grow, page, access, verdict.vma, e);
+      }
       break;
     case FaultAction::Populate: break;
   }
@@ -135,10 +142,17 @@ FaultDecision resolve_user_fault(AddressSpace& space, UserRegions& regions, Virt
     Result<void> widened = access.write && !walk.perms.write
                                ? copy_on_write(space, VirtAddr(page), walk.pa, page_perms_of(verdict.vma))
                                : space.protect(VirtAddr(page), kPageSize, page_perms_of(verdict.vma));
-    return widened.ok() ? FaultDecision::Resolved : unresolved(Why::Widen, page, access, verdict.vma, widened.error());
+    return widened.ok() ? FaultDecision::Resolved
+                        : unresolved(Why::Widen, page, access, verdict.vma,
+                                     widened.error().during(access.write && !walk.perms.write
+                                                                ? "the copy-on-write fault at the page"
+                                                                : "widening the page's entry to its region's",
+                                                            page));
   }
   const Result<void> brought = populate(space, verdict.vma, page);
-  return brought.ok() ? FaultDecision::Resolved : unresolved(Why::Populate, page, access, verdict.vma, brought.error());
+  return brought.ok() ? FaultDecision::Resolved
+                      : unresolved(Why::Populate, page, access, verdict.vma,
+                                   brought.error().during("bringing in the page", page));
 }
 
 }  // namespace

@@ -135,7 +135,7 @@ i64 syscall(const SyscallArgs& call);
 
 /// An exception taken in user mode that nothing resolved, decoded by the ISA.
 struct UserFault {
-  static constexpr usize kReasonSize = 320;
+  static constexpr usize kReasonSize = 640;
   abi::Termination how = abi::Termination::Killed;  ///< what the exit status says
   const char* mnemonic = "";  ///< the exception, e.g. "#PF"
   const char* name = "";      ///< e.g. "page fault"

@@ -78,6 +78,9 @@ Result<PhysAddr> zeroed_frame() {
   // LAB 3 END
 }
 
+/// What load_stack() was doing when mapping the top page failed (load_program() adds who was there first).
+constexpr const char* kTopPageStep = "mapping the user stack's top page (the arguments' page)";
+
 /// Maps the stack's top page and writes @p args in it; the entry's sp, argc and argv.
 Result<arch::UserEntry> load_stack(AddressSpace& space, Span<const StringView> args) {
   if (args.size() > abi::kMaxArgs) return Error(Error::Overflow, "too many arguments (abi::kMaxArgs)");
@@ -85,11 +88,12 @@ Result<arch::UserEntry> load_stack(AddressSpace& space, Span<const StringView> a
   for (const StringView a : args) bytes += a.size() + 1;
   if (bytes > abi::kMaxArgBytes) return Error(Error::Overflow, "the arguments are too long (abi::kMaxArgBytes)");
 
-  const PhysAddr top_frame = TRY(zeroed_frame());
-  const Result<void> mapped = space.map(VirtAddr(kUserStackTop - kPageSize), top_frame, kUserStack);
+  const u64 top_page = kUserStackTop - kPageSize;
+  const PhysAddr top_frame = TRY_DURING(zeroed_frame(), kTopPageStep, top_page);
+  const Result<void> mapped = space.map(VirtAddr(top_page), top_frame, kUserStack);
   if (mapped.is_error()) {
     vm::frames().free(top_frame);
-    return mapped.error();
+    return mapped.error().during(kTopPageStep, top_page);
   }
   // Everything goes in the top page: strings from the top down, then argv[] below them. The
   // space is not live (the kernel's root is, or the root of the process that spawns this one):
@@ -99,12 +103,31 @@ Result<arch::UserEntry> load_stack(AddressSpace& space, Span<const StringView> a
   u64 pointers[abi::kMaxArgs + 1] = {};
   for (usize i = args.size(); i-- > 0;) {
     strings -= args[i].size() + 1;
-    TRY(copy_to_space(space, strings, args[i].data(), args[i].size()));  // its NUL: the frame is zeroed
+    // (its NUL: the frame is zeroed)
+    TRY_DURING(copy_to_space(space, strings, args[i].data(), args[i].size()), "writing an argument string", strings);
     pointers[i] = strings;
   }
   const u64 argv = align_down(strings - (args.size() + 1) * sizeof(u64), kStackAlign);
-  TRY(copy_to_space(space, argv, pointers, (args.size() + 1) * sizeof(u64)));
+  TRY_DURING(copy_to_space(space, argv, pointers, (args.size() + 1) * sizeof(u64)), "writing argv[]", argv);
   return arch::UserEntry{.pc = 0, .sp = argv, .argc = args.size(), .argv = argv};
+}
+
+/// @p error from load_stack(), with who had mapped its page first when the page was taken: the
+/// space itself, when it mapped user pages before loading began (@p was_empty false), a load
+/// segment of @p exe that reaches it, or (none does) an earlier mapping of the stack's own pages,
+/// which must stop below the top page: that page is the arguments' alone.
+Error stack_refused(const elf::Executable& exe, const Error& error, bool was_empty) {
+  if (!(error == Error::AlreadyExists) || !error.has_address) return error;
+  if (!was_empty)
+    return error.noted("the space already mapped user pages before loading began: the program is being loaded "
+                       "into a space that is not new (a loader, or exec, must load into a fresh space)");
+  for (const elf::Segment& s : exe.loads())
+    if (error.address >= align_down(s.vaddr, kPageSize) && error.address < align_up(s.end(), kPageSize))
+      return error.noted("a load segment of the program covers that page: the image reaches the stack's top page");
+  if (error.address >= kUserStackBottom && error.address < kUserStackTop)
+    return error.noted("no load segment covers it: the stack's own pages were mapped up to and including the "
+                       "top page (an eager stack mapping must stop below it: the top page holds the arguments)");
+  return error.noted("no load segment and no stack page covers it: an earlier step of the start mapped it");
 }
 
 }  // namespace
@@ -134,6 +157,9 @@ Result<arch::UserEntry> load_program(AddressSpace& space, UserRegions& regions, 
   const elf::ParseResult parsed = elf::parse_executable(image, elf::kernel_target());
   if (parsed.is_error()) return Error(Error::InvalidArgument, elf::error_message(parsed.error()));
   const elf::Executable& exe = parsed.value();
+  // Whether the space maps no user page yet (a refusal below names a space that is not new).
+  AddressSpace::ReadCursor probe = space.read_cursor(VirtAddr(0));
+  const bool was_empty = !probe.next_mapped(VirtAddr(kUserStackTop));
   // Everything is recorded before anything is mapped: the regions are the truth, the page
   // tables their cache.
   // LAB 5 BEGIN record every segment, the heap and the stack as VMAs; map nothing eagerly
@@ -156,7 +182,9 @@ Result<arch::UserEntry> load_program(AddressSpace& space, UserRegions& regions, 
   // for (const elf::Segment& s : exe.loads()) TRY(map_segment_eagerly(space, image, s));
   // TRY(map_stack_eagerly(space));
   // LAB 5 END
-  arch::UserEntry entry = TRY(load_stack(space, args));
+  Result<arch::UserEntry> stacked = load_stack(space, args);
+  if (stacked.is_error()) return stack_refused(exe, stacked.error(), was_empty);
+  arch::UserEntry entry = stacked.release_value();
   entry.pc = exe.entry;
   return entry;
 }

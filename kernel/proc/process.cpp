@@ -222,15 +222,32 @@ void configure_fork(StringView mode) {
 
 bool eager_fork() { return g_eager_fork; }
 
+namespace {
+
+/// @p e from copying a user half into the fresh space @p to, with the step; a page the child
+/// already maps (asked of @p to itself) is named for what it means: the child's root was empty,
+/// so the walk visited the page twice.
+Error copy_refused(const Error& e, AddressSpace& to) {
+  const Error stepped = e.during("copying the parent's pages into the child's root");
+  if (!e.has_address || !to.query(VirtAddr(e.address).align_down(kPageSize)).mapped()) return stepped;
+  return stepped.noted("the child already maps that page, and its root held nothing when the copy began: the copy "
+                       "visited the page twice (a walk that runs past a region's end reaches the next region's pages)");
+}
+
+}  // namespace
+
 Result<void> copy_user_half(AddressSpace& from, const VmaSet& vmas, AddressSpace& to) {
-  if (g_eager_fork) return copy_pages(from, vmas, to);
-  const Result<void> shared = share_pages(from, vmas, to);
+  if (g_eager_fork) {
+    const Result<void> copied = copy_pages(from, vmas, to);
+    return copied.ok() ? copied : Result<void>(copy_refused(copied.error(), to));
+  }
+  Result<void> shared = share_pages(from, vmas, to);
   if (shared.is_error() && shared.error() == Error::NotImplemented) {
     // Lab 6, before copy-on-write is written: the eager copy stands in for it (it changed nothing).
     lab_todo(shared.error());
-    return copy_pages(from, vmas, to);
+    shared = copy_pages(from, vmas, to);
   }
-  return shared;
+  return shared.ok() ? shared : Result<void>(copy_refused(shared.error(), to));
 }
 
 Result<void> copy_pages(AddressSpace& from, const VmaSet& vmas, AddressSpace& to) {

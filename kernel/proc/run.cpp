@@ -2,6 +2,7 @@
 #include "proc/run.hpp"
 
 #include "core/arch.hpp"
+#include "core/last_failure.hpp"
 #include "core/panic.hpp"
 #include "core/selftest.hpp"
 #include "lib/facts.hpp"
@@ -10,7 +11,10 @@
 #include "mm/tempmap/temp_map.hpp"
 #include "mm/vm.hpp"
 #include "proc/arch.hpp"
+#include "proc/elf.hpp"
+#include "proc/elf_target.hpp"
 #include "proc/kernel_stack.hpp"
+#include "proc/loader.hpp"
 #include "proc/process.hpp"
 #include "proc/programs.hpp"
 #include "proc/scheduler.hpp"
@@ -146,6 +150,36 @@ Span<const u8> damaged_copy(Span<const u8> image, StringView how) {
   return {g_damaged, size};
 }
 
+/// Writes what @p va is to a process being made from @p image: a page of one of its load
+/// segments, the user stack's top page (the arguments') or another page of the stack, a kernel
+/// address (the kernel stacks' area: kernel_stack.hpp), or none of these.
+void describe_start_address(FormatSink& sink, Span<const u8> image, u64 va) {
+  if (va >= layout::kKernelHalfBase) {
+    describe_address(sink, va);
+    return;
+  }
+  if (va >= kUserStackTop - kPageSize && va < kUserStackTop) {
+    format_to(sink, "the user stack's top page (the arguments' page)");
+    return;
+  }
+  if (va >= kUserStackBottom && va < kUserStackTop) {
+    format_to(sink, "a page of the user stack [{:#x}, {:#x}) below its top page", kUserStackBottom, kUserStackTop);
+    return;
+  }
+  const elf::ParseResult parsed = elf::parse_executable(image, elf::kernel_target());
+  if (parsed.ok()) {
+    usize n = 0;
+    for (const elf::Segment& s : parsed.value().loads()) {
+      if (va >= align_down(s.vaddr, kPageSize) && va < align_up(s.end(), kPageSize)) {
+        format_to(sink, "in load segment {} [{:#x}, {:#x}) {} of the program", n, s.vaddr, s.end(), s.perms);
+        return;
+      }
+      ++n;
+    }
+  }
+  format_to(sink, "in none of the program's load segments, nor its stack");
+}
+
 /// Starts one program; true when it runs (a damaged one: true when it was refused cleanly).
 bool launch(const Launch& l, StringView token) {
   const EmbeddedProgram* program = find_program(l.name);
@@ -180,7 +214,21 @@ bool launch(const Launch& l, StringView token) {
   const Result<Process*> made = create_process(name, image, Span<const StringView>(argv, argc));
   if (made.is_error()) {
     const usize leaked = free_before - vm::frames().free_frames();
-    println("run: cannot start {}: {}; {} frames leaked", name, made.error(), leaked);
+    const Error& e = made.error();
+    {
+      FailureLine line(l.damage.empty());  // printed, and kept for fault-why (unless damaged on purpose)
+      format_to(line, "run: cannot start {}: ", name);
+      if (e.has_address && e.step == nullptr) {
+        // An address no step named: what it is in the program being started.
+        format_to(line, "at {:#x}, ", e.address);
+        describe_start_address(line, image, e.address);
+        format_to(line, ": ");
+        e.format_cause(line);
+      } else {
+        format_to(line, "{}", e);
+      }
+      format_to(line, "; {} frames leaked", leaked);
+    }
     return !l.damage.empty() && leaked == 0;
   }
   Process& p = *made.value();
@@ -259,30 +307,60 @@ bool run_programs(StringView spec, StringView token) {
   return ok;
 }
 
+FaultCause record_words(FormatSink& sink, Process& p, u64 address, Access access) {
+  const FaultVerdict verdict = decide_fault(p.regions(), address, access);
+  // An allowed fault that still ends the process: why resolving it failed (mm/fault.cpp records it).
+  if (!verdict.allowed()) {
+    verdict.format(sink);
+    // No region: which regions are around the address, and why none of them took it.
+    if (verdict.cause == FaultCause::NoVma) explain_no_vma(sink, p.regions(), address);
+    if (verdict.cause == FaultCause::StackLimit) explain_stack_limit(sink, p.regions(), verdict);
+  } else if (!vm::explain_unresolved(sink, VirtAddr(address))) {
+    verdict.format(sink);
+  }
+  return verdict.cause;
+}
+
 void user_fault(const UserFault& fault) {
   Process* p = current();
   if (p == nullptr) panic("a fault from user mode with no current process: {} at {:#x}", fault.mnemonic, fault.pc);
   UserFault f = fault;
   if (f.how == abi::Termination::PageFault && f.has_address && in_user_half(f.address, 1) && p->has_regions()) {
     // Lab 5: what the record says about the address, after what the walk said.
-    const FaultVerdict verdict = decide_fault(p->regions(), f.address, f.access);
     const usize used = StringView(f.reason).size();
     BufferSink more(f.reason + used, sizeof f.reason - used);
     format_to(more, "{}", used == 0 ? "" : "; ");
-    // An allowed fault that still ends the process: why resolving it failed (mm/fault.cpp records it).
-    if (!verdict.allowed()) verdict.format(more);
-    else if (!vm::explain_unresolved(more, VirtAddr(f.address))) verdict.format(more);
-    if (verdict.cause == FaultCause::StackLimit) f.how = abi::Termination::StackLimit;
+    if (record_words(more, *p, f.address, f.access) == FaultCause::StackLimit) f.how = abi::Termination::StackLimit;
   }
   // Killed is the status of an exception that has no name of its own ("killed: killed:" said nothing).
   const char* how = f.how == abi::Termination::Killed ? "an exception the kernel does not answer"
                                                        : abi::termination_name(f.how);
-  print("proc {} ({}): killed: {}: {} {} ({} {}) at {} {:#x}", p->pid, p->name_view(), how,
-        f.mnemonic, f.name, f.vector_label, f.vector, f.pc_label, f.pc);
-  if (f.has_address) print(", address {:#x}", f.address);
-  if (f.reason[0] != '\0') print(": {}", StringView(f.reason));
-  println("");
+  {
+    FailureLine line;  // printed, and kept for fault-why
+    format_to(line, "proc {} ({}): killed: {}: {} {} ({} {}) at {} {:#x}", p->pid, p->name_view(), how, f.mnemonic,
+              f.name, f.vector_label, f.vector, f.pc_label, f.pc);
+    if (f.has_address) format_to(line, ", address {:#x}", f.address);
+    if (f.reason[0] != '\0') format_to(line, ": {}", StringView(f.reason));
+  }
   exit_current(abi::ExitInfo{.code = -1, .how = u32(f.how), .address = f.has_address ? f.address : 0});
 }
 
 }  // namespace pagoda::proc
+
+extern "C" {
+/// What pagoda_record_words() wrote last.
+char pagoda_record_words_text[pagoda::proc::UserFault::kReasonSize];
+
+/// For fault-why (tools/gdb/pagoda_gdb/faults.py), called through GDB in the kill path: the words
+/// the kill line of the current process gives a fault at @p address trying @p access, from its
+/// record (proc::record_words(): the same function, so the two say the same), in
+/// pagoda_record_words_text; empty when no process with a record is current.
+[[gnu::used, gnu::noinline]] const char* pagoda_record_words(pagoda::u64 address, pagoda::Access access) {
+  using namespace pagoda;
+  BufferSink sink(pagoda_record_words_text, sizeof pagoda_record_words_text);
+  proc::Process* p = proc::current();
+  // As the kill line: only a user address is asked of the record.
+  if (p != nullptr && p->has_regions() && proc::in_user_half(address, 1)) (void)proc::record_words(sink, *p, address, access);
+  return pagoda_record_words_text;
+}
+}

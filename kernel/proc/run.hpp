@@ -19,9 +19,14 @@
 /// leave no frame allocated (the grader's exit test uses them).
 #pragma once
 
+#include "lib/format.hpp"
 #include "lib/string_view.hpp"
+#include "mm/base/perms.hpp"
+#include "mm/space/user_regions.hpp"
 
 namespace pagoda::proc {
+
+struct Process;
 
 /// Prepares the CPU for user mode (arch::user_mode_init) and prints what it turned on; once at
 /// boot, after vm::init.
@@ -39,5 +44,12 @@ bool lifecycle_log();
 /// `token=TOKEN`. Returns true when every program could be started and the kernel can shut
 /// down cleanly.
 bool run_programs(StringView spec, StringView token);
+
+/// What the record of @p p (lab 5) says of a user fault at @p address trying @p access, as its
+/// kill line gives it (after what the walk found): the verdict, and for "no VMA" the regions
+/// around the address (explain_no_vma), or, for a fault the record allows that still ends the
+/// process, why resolving it failed (vm::explain_unresolved). Returns the verdict's cause. The
+/// debugger asks the same through pagoda_record_words() (run.cpp).
+FaultCause record_words(FormatSink& sink, Process& p, u64 address, Access access);
 
 }  // namespace pagoda::proc

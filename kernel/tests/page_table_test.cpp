@@ -188,6 +188,12 @@ TYPED_TEST(TreeTest, RejectsMisalignedNonCanonicalAndOverlappingRequests) {
             Error::InvalidArgument);  // runs into the non-canonical hole
   ASSERT_TRUE(this->map(VirtAddr(0x1001000), PhysAddr(0x2000), kKernelData).ok());
   EXPECT_EQ(this->map(VirtAddr(0x1001000), PhysAddr(0x3000), kKernelText).error(), Error::AlreadyExists);
+  {  // the refusal says which page: a caller mapping a range may not know
+    const Result<void> again = this->map(VirtAddr(0x1001000), PhysAddr(0x3000), kKernelText);
+    ASSERT_TRUE(again.is_error());
+    EXPECT_TRUE(again.error().has_address);
+    EXPECT_EQ(again.error().address, 0x1001000u);
+  }
   EXPECT_EQ(this->query(VirtAddr(0x1001000)).pa.value(), 0x2000u);  // the first mapping stays
   EXPECT_EQ(this->map_range(VirtAddr(0x1000000), PhysAddr(0x5000000), 4 * kPage, kKernelData).error(),
             Error::AlreadyExists);

@@ -62,6 +62,41 @@ TEST(Result, TryPassesTheErrorOnUnchanged) {
   EXPECT_EQ(r.error().line, u32(line));  // where it was made, not where TRY returned it
 }
 
+Result<void> maps_a_page(int* line) {
+  *line = __LINE__ + 1;
+  return Error(Error::AlreadyExists, "the page is already mapped").at(0x7fff'ffff'e000);
+}
+
+Result<void> loads_a_stack(int* line) {
+  TRY_DURING(maps_a_page(line), "mapping the user stack's top page", 0x1234);
+  return {};
+}
+
+Result<void> starts_a_process(int* line) {
+  const Result<void> loaded = loads_a_stack(line);
+  if (loaded.is_error()) return loaded.error().during("loading the program").noted("the stack mapped it first");
+  return {};
+}
+
+TEST(Result, TheFailingStepAddsWhatItWasDoingAndWhere) {
+  int line = 0;
+  const Result<void> r = starts_a_process(&line);
+  ASSERT_TRUE(r.is_error());
+  EXPECT_EQ(r.error(), Error::AlreadyExists);
+  EXPECT_EQ(r.error().line, u32(line));  // still where it was made
+  // The innermost step wins, and the address the maker knew is kept (the step's own is not used).
+  EXPECT_STREQ(r.error().step, "mapping the user stack's top page");
+  EXPECT_EQ(r.error().address, 0x7fff'ffff'e000u);
+  EXPECT_EQ(text(r.error()), "mapping the user stack's top page 0x7fffffffe000: already exists: the page is already "
+                             "mapped; the stack mapped it first (made at kernel/tests/result_test.cpp:" +
+                                 std::to_string(line) + ")");
+  // Without a step, the address alone; without either, as before.
+  EXPECT_EQ(text(Error(Error::NotFound, nullptr, "f.cpp", 3).at(0x1000)), "at 0x1000: not found (made at f.cpp:3)");
+  EXPECT_EQ(text(Error(Error::NotFound, nullptr, "f.cpp", 3).during("asking")), "asking: not found (made at f.cpp:3)");
+  EXPECT_EQ(text(Error(Error::NoMemory, nullptr, "f.cpp", 3).during("a step", 0x2000)),
+            "a step 0x2000: no memory (made at f.cpp:3)");
+}
+
 TEST(Result, TryNests) {
   const Result<u64> r = nested(3);
   ASSERT_TRUE(r.ok());

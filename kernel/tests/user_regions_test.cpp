@@ -120,6 +120,47 @@ TEST_F(RegionsTest, TheStackGrowsDownToItsLimitThenTheGapSaysStackLimit) {
   EXPECT_EQ(decide_fault(regions, kTop - 3 * kPage, kFetch).cause, FaultCause::ExecuteDenied);
 }
 
+std::string around(const UserRegions& regions, u64 va) {
+  char buffer[600];
+  BufferSink sink(buffer, sizeof buffer);
+  explain_no_vma(sink, regions, va);
+  return buffer;
+}
+
+TEST_F(RegionsTest, NoVmaSaysWhatLiesAroundTheAddress) {
+  // Between two regions: how far from each.
+  EXPECT_EQ(around(regions, 0x404010), "; the page lies 2 page(s) past the end of [0x402000, 0x403000) r-- user image "
+                                       "offset 0x2000 file 0x100 and 64508 page(s) below [0x10000000, 0x10004000) --- "
+                                       "user anonymous");
+  // Above every region, below none.
+  EXPECT_EQ(around(regions, 0x1000), "; the page lies 1023 page(s) below [0x400000, 0x402000) r-x user image offset 0x0 "
+                                     "file 0x1800");
+  // In the stack's guard gap.
+  EXPECT_NE(around(regions, kTop - kLimit - kPage).find("in the guard gap below the stack's lowest address"),
+            std::string::npos);
+  // Just below a stack that lacks the grows-down flag: the flag is named.
+  UserRegions flat{allocator, kPage};
+  flat.stack_limit = kLimit;
+  flat.stack_gap = kGap;
+  ASSERT_TRUE(flat.vmas.insert(Vma{.start = kTop - 2 * kPage, .end = kTop, .perms = kRW, .kind = VmaKind::Stack}).ok());
+  EXPECT_EQ(decide_fault(flat, kTop - 3 * kPage, kWrite).cause, FaultCause::NoVma);
+  EXPECT_EQ(around(flat, kTop - 3 * kPage + 8),
+            "; the page is 1 page(s) below the stack [0x7fffffffd000, 0x7ffffffff000) rw- user stack, which does not grow "
+            "down: it lacks the grows-down flag, so no fault below it can extend it");
+  // An empty record: nothing to say.
+  UserRegions none{allocator, kPage};
+  EXPECT_EQ(around(none, 0x1000), "");
+}
+
+TEST_F(RegionsTest, ARefusalWithoutOverlapIsNamed) {
+  // [top - 3 pages, top - 2 pages) only touches the stack: nothing overlaps it.
+  const char* why = refused_without_overlap(regions.vmas, kTop - 3 * kPage, kTop - 2 * kPage);
+  ASSERT_NE(why, nullptr);
+  EXPECT_NE(std::string(why).find("it only touches a neighbour"), std::string::npos);
+  // A real overlap: the refusal was right.
+  EXPECT_EQ(refused_without_overlap(regions.vmas, kTop - 3 * kPage, kTop - kPage), nullptr);
+}
+
 TEST_F(RegionsTest, ARegionBetweenTheAddressAndTheStackStopsTheGrowth) {
   ASSERT_TRUE(regions.vmas.insert(Vma{.start = kTop - 4 * kPage, .end = kTop - 3 * kPage, .perms = kRW}).ok());
   EXPECT_EQ(decide_fault(regions, kTop - 5 * kPage, kWrite).cause, FaultCause::NoVma);  // the anonymous region is above

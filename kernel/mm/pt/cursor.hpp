@@ -439,9 +439,11 @@ template <ValidPageTableFormat F> class Cursor : public ReadCursor<F> {
   Result<void> map_at(usize level, PhysAddr pa, Perms perms) {
     const u64 size = F::entry_span(level);
     if (!va_.is_aligned(size) || !pa.is_aligned(size)) return Error::InvalidArgument;
-    if (stop_ == WalkStop::Mapped) return Error::AlreadyExists;
-    if (stop_ != WalkStop::NotPresent) return Error::InvalidArgument;
-    if (this->level() > level) return Error::AlreadyExists;  // a table is where the block would go
+    // The address goes with the error: its callers often do not know which page of a range it was.
+    if (stop_ == WalkStop::Mapped) return Error(Error::AlreadyExists, "the page is already mapped").at(va_.value());
+    if (stop_ != WalkStop::NotPresent) return Error(Error::InvalidArgument, "a table on the way is not usable").at(va_.value());
+    if (this->level() > level)  // a table is where the block would go
+      return Error(Error::AlreadyExists, "a table is where the block would go").at(va_.value());
     if (this->level() < level) TRY(make_path(level));
     slot(level) = level == kLeafLevel ? F::make_page_entry(pa, perms) : F::make_block_entry(pa, level, perms);
     batch_->wrote();

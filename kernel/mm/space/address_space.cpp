@@ -145,7 +145,8 @@ Result<AddressSpace> AddressSpace::create_kernel(TableMemory& memory) {
 }
 
 Result<AddressSpace> AddressSpace::create_user(const AddressSpace& kernel) {
-  AddressSpace space(TRY(arch::ArchAddressSpace::create_user(kernel.arch_)), debug::RootKind::Process, "user");
+  AddressSpace space(TRY_DURING(arch::ArchAddressSpace::create_user(kernel.arch_), "making the user root"),
+                     debug::RootKind::Process, "user");
   // A root made without the kernel half dies at its first switch, with no word (the CPU
   // cannot reach its own trap entry). Say so now, while the kernel's root is live; unless the
   // checks are off (vm_check=off), so that a lab can show the raw symptom.
@@ -299,7 +300,8 @@ void AddressSpace::activate() {
 }
 
 Result<void> AddressSpace::map(VirtAddr va, PhysAddr pa, Perms perms) {
-  if (!may_change(va, kPageSize)) return Error::InvalidArgument;
+  if (!may_change(va, kPageSize))
+    return Error(Error::InvalidArgument, "this space may not change the page (misaligned, or the other half)").at(va.value());
   ConsistencyBatch b = batch();
   return cursor(b, va).map(pa, perms);
 }
@@ -333,7 +335,8 @@ Result<void> AddressSpace::unmap_range(VirtAddr va, u64 size) {
 }
 
 Result<void> AddressSpace::protect(VirtAddr va, u64 size, Perms perms) {
-  if (!may_change(va, size)) return Error::InvalidArgument;
+  if (!may_change(va, size))
+    return Error(Error::InvalidArgument, "this space may not change the range (misaligned, or the other half)").at(va.value());
   ConsistencyBatch b = batch();
   TRY(split_partial_blocks(b, va, size));
   return cursor(b, va).protect_range(size, perms);

@@ -150,7 +150,7 @@ Result<void> copy_mappings(Parent& from, Cursor<F>& to, VirtAddr start, VirtAddr
     const VirtAddr stop = table_end <= first || end < table_end ? end : table_end;
     const usize pages = usize((stop.value() - first.value()) / kPage);
     to.find(first);
-    if (to.mapped()) return Error(Error::InvalidArgument, "the child already maps a page fork copies");
+    if (to.mapped()) return Error(Error::InvalidArgument, "the child already maps a page fork copies").at(first.value());
     u64* child = TRY(to.reserve_page_entry());
     bool narrowed = false;
     Result<void> done;

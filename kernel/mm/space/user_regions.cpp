@@ -100,6 +100,68 @@ FaultVerdict decide_fault(const UserRegions& regions, u64 va, Access access) {
   // LAB 5 END
 }
 
+void explain_no_vma(FormatSink& sink, const UserRegions& regions, u64 va) {
+  const Span<const Vma> all = regions.vmas.regions();
+  if (all.empty()) return;
+  const u64 page_size = regions.vmas.page_size();
+  const u64 page = align_down(va, page_size);
+  const Vma* above = nullptr;
+  const Vma* below = nullptr;
+  for (const Vma& v : all) {
+    if (v.start > page && above == nullptr) above = &v;
+    if (v.end <= page) below = &v;
+  }
+  const auto pages = [page_size](u64 from, u64 to) { return (to - from) / page_size; };
+  if (above != nullptr && above->kind == VmaKind::Stack && !(above->flags & kVmaGrowsDown) &&
+      above->start - page <= regions.stack_limit) {
+    format_to(sink, "; the page is {} page(s) below the stack ", pages(page, above->start));
+    above->format(sink);
+    format_to(sink, ", which does not grow down: it lacks the grows-down flag, so no fault below it can extend it");
+    return;
+  }
+  if (above != nullptr && (above->flags & kVmaGrowsDown)) {
+    const u64 floor = above->end > regions.stack_limit ? above->end - regions.stack_limit : 0;
+    if (page >= floor) {
+      format_to(sink, "; yet the page is {} page(s) below the grows-down region ", pages(page, above->start));
+      above->format(sink);
+      format_to(sink, ", within its limit (lowest {:#x}): the stack should have grown to it", floor);
+      return;
+    }
+    if (page + regions.stack_gap >= floor) {
+      format_to(sink, "; the page is in the guard gap below the stack's lowest address {:#x} (", floor);
+      above->format(sink);
+      format_to(sink, "): a stack overflow");
+      return;
+    }
+  }
+  format_to(sink, "; the page lies ");
+  if (below != nullptr) {
+    format_to(sink, "{} page(s) past the end of ", pages(below->end, page) + 1);
+    below->format(sink);
+  }
+  if (below != nullptr && above != nullptr) format_to(sink, " and ");
+  if (above != nullptr) {
+    format_to(sink, "{} page(s) below ", pages(page, above->start));
+    above->format(sink);
+  } else {
+    format_to(sink, "{}above every region", below != nullptr ? ", " : "");
+  }
+}
+
+void explain_stack_limit(FormatSink& sink, const UserRegions& regions, const FaultVerdict& v) {
+  // A stack grown to its limit is as large as the limit: only a smaller limit is wrong.
+  if (!v.has_vma || (regions.stack_limit != 0 && regions.stack_limit >= v.vma.size())) return;
+  format_to(sink, "; the record's stack limit is {:#x} bytes, less than the stack region's own {:#x}: the stack "
+                  "can never grow (the record's stack_limit was never set, or lost)",
+            regions.stack_limit, v.vma.size());
+}
+
+const char* refused_without_overlap(const VmaSet& vmas, u64 start, u64 end) {
+  if (start >= end || !vmas.overlapping(start, end).empty()) return nullptr;
+  return "yet no region of the record overlaps the range: it only touches a neighbour (one ends where the other "
+         "starts), which insert() must take (and merge when they are alike)";
+}
+
 bool check_coverage(AddressSpace& space, const VmaSet& vmas, u64 user_end, FormatSink* report, usize* mapped_pages) {
   usize pages = 0;
   const auto broken = [&](const char* what, const AddressSpace::ReadCursor& c, const Vma* vma) {

@@ -88,6 +88,24 @@ struct FaultVerdict {
 /// it changes nothing (the caller grows the stack and maps the page).
 FaultVerdict decide_fault(const UserRegions& regions, u64 va, Access access);
 
+/// After a fault at @p va that no region covers (decide_fault() said "no VMA"): what the record
+/// has around it, from the record alone, so that a kill line says which region and why:
+/// "just below [b, t) rw- stack (1 page below its start), which does not grow down (no
+/// grows-down flag): a stack must", "in the stack's guard gap ...", "N pages above the end of
+/// [a, b) ..., M pages below [c, d) ...", "above every region". Writes nothing for an address
+/// the record cannot place (no regions).
+void explain_no_vma(FormatSink& sink, const UserRegions& regions, u64 va);
+
+/// After a "stack limit" verdict @p v: what is wrong with the record's limit itself, when
+/// anything is: a limit of 0 or smaller than the stack region already is (never set, or lost:
+/// the stack can never grow).
+void explain_stack_limit(FormatSink& sink, const UserRegions& regions, const FaultVerdict& v);
+
+/// Why @p vmas refused to take [start, end) with AlreadyExists, when it should not have: a static
+/// note when no region overlaps the range (the range only touches a neighbour: insert() took
+/// touching for overlapping), else nullptr (a real overlap: the refusal was right).
+const char* refused_without_overlap(const VmaSet& vmas, u64 start, u64 end);
+
 /// The permissions the page tables should give a page of @p vma. A page the MMU uses is readable
 /// on every ISA Pagoda supports, so a region that allows anything gets readable pages; one that
 /// allows nothing (PROT_NONE) gets read false: its pages are held (invalid to the MMU, every

@@ -708,6 +708,54 @@ def _with_audit(arch, lines):
     return lines if not found else _overruled(lines, at, "before the audit of the kernel's records: {}", found[0])
 
 
+LAST_FAILURE = "pagoda_last_failure"        # kernel/core/last_failure.hpp
+FAILURE_COUNT = "pagoda_failure_count"
+LAST_REFUSED_CALL = "pagoda_last_refused_call"   # kernel/proc/syscalls.cpp noted()
+
+
+def _last_refused_call():
+    """The last memory call the kernel refused (its own words), or None."""
+    import gdb
+    try:
+        return gdb.parse_and_eval("(const char*)%s" % LAST_REFUSED_CALL).string(errors="replace") or None
+    except (gdb.error, RuntimeError, ValueError):
+        return None
+
+
+def _last_failure():
+    """(the kernel's last failure line, how many since boot), read from its memory; (None, 0) when
+    this kernel keeps none."""
+    import gdb
+    try:
+        count = int(gdb.parse_and_eval(FAILURE_COUNT))
+        text = gdb.parse_and_eval("(const char*)%s" % LAST_FAILURE).string(errors="replace") if count else ""
+        return text, count
+    except (gdb.error, RuntimeError, ValueError):
+        return None, 0
+
+
+def _with_kernel_failure(lines):
+    """A stop with nothing wrong in the CPU's state (the end of a run): the kernel's last failure
+    line, when it refused to start a process, is the verdict (its words name the step and the
+    address; pagoda_pt.diagnose.kernel_failure_verdict). Otherwise, when the verdict stays "nothing
+    is wrong", a line before it says what was checked: the process table and the kernel's failure
+    lines (pagoda_pt.diagnose.what_was_checked)."""
+    at = _verdict_at(lines)
+    if at is None or not lines[at].startswith("verdict: " + NOTHING_WRONG):
+        return lines
+    from pagoda_pt.diagnose import kernel_failure_verdict, what_was_checked
+    from . import memory
+    try:
+        text, count = _last_failure()
+        sentence = kernel_failure_verdict(text, count)
+        if sentence is not None:
+            return _overruled(lines, at, "{} (the CPU's state)", sentence)
+        checked = what_was_checked(memory.read_processes(), text, count, _last_refused_call())
+    except Exception:  # noqa: BLE001 - an addition: never lose fault-why's own lines to it
+        return lines
+    return lines[:at] + [checked] + lines[at:]
+
+
 def _with_stalled_wait(lines):
     """A machine stopped with nothing wrong in the CPU's state (a hang interrupted with Ctrl-C):
     when nothing can run because a parent waits for a child that has already ended
@@ -888,6 +936,29 @@ def _kernel_decision(address):
         gdb.execute("set unwindonsignal %s" % ("on" if unwind else "off"), to_string=True)
 
 
+def _kernel_words(address):
+    """Stopped in the kill path: what the kill line will say of the fault at @p address from the
+    current process's record (pagoda_record_words(), kernel/proc/run.cpp: the function the kill
+    line itself uses), called through GDB with the fault's access; None when it cannot be called."""
+    import gdb
+    unwind = gdb.parameter("unwindonsignal")
+    try:
+        frame = gdb.newest_frame()
+        for _ in range(MAX_TRAP_SEARCH):
+            if frame is None or (frame.name() or "").startswith(session.KILL_FUNCTION):
+                break
+            frame = frame.older()
+        if frame is None:
+            return None
+        gdb.set_convenience_variable("pagoda_access", frame.read_var("fault")["access"])
+        gdb.execute("set unwindonsignal on", to_string=True)
+        return gdb.parse_and_eval("pagoda_record_words(%#x, $pagoda_access)" % address).string(errors="replace")
+    except Exception:  # noqa: BLE001 - an addition: never lose fault-why's own lines to it
+        return None
+    finally:
+        gdb.execute("set unwindonsignal %s" % ("on" if unwind else "off"), to_string=True)
+
+
 def _answered_before(arch, fault):
     """How many times QEMU's exception log (when the session keeps one) shows the user fault being
     killed now answered before it (pagoda_pt.diagnose.answered_before); 0 when it cannot tell.
@@ -938,6 +1009,10 @@ def _with_user_decision(arch, lines, fault):
         elif kind == "deny" and asked[0] != "Deny":
             kind, sentence = "wrong", allowed_what_record_refuses(row["vmas"], fault["address"], fault["write"],
                                                                   fault["fetch"], asked[0], sentence)
+    if killing and row["vmas"] and kind in ("wrong", "deny"):
+        # The kernel's own words for the kill, from the same record: fault-why and the kill line agree.
+        from pagoda_pt.diagnose import with_kernel_words
+        sentence = with_kernel_words(sentence, _kernel_words(fault["address"]))
     # The loader's record named (the stack, a segment left out): the kernel's bug, not the program's.
     fault["decision"] = "loader" if kind == "deny" and sentence.startswith("the loader") else kind
     at = next((i for i, line in enumerate(lines) if line.startswith("verdict: ")), len(lines))
@@ -1007,7 +1082,12 @@ segment's, and the kernel's own decide_fault and VmaSet::mergeable asked through
 is no stack grown, regions of different permissions merged) (lab 5); the kernel's own user copy
 called once from the null page (a fix-up that returns 0), and QEMU's log showing a copy fault on
 the argument page before any process ran (lab 4); at a run's end after why-stops saw its start,
-the frames it left allocated (labs 3, 6).  $pagoda_why_wrong is 1 when the verdict names something
+the frames it left allocated (labs 3, 6).  The kernel's own words agree with it: at a kill, what
+the kill line says of the same fault from the same record (pagoda_record_words, called through
+GDB) ends the verdict; at a stop with nothing else wrong, the kernel's last failure line
+(pagoda_last_failure) is the verdict when it refused to start a process or a fork, spawn or exec
+failed, and otherwise a "checked:" line says what was looked at (the process table, the failure
+lines).  $pagoda_why_wrong is 1 when the verdict names something
 wrong with the kernel, 0 when it is the program's own kill or nothing (why-stops goes on past those).
 On AArch64: stopped in aarch64_trap, decodes ESR (class, fault status and level, WnR), walks FAR through TTBR0 or TTBR1 and says what was missing; anywhere else (an exception loop),
 shows ESR_EL1, ELR_EL1 and FAR_EL1 and checks that the PC, VBAR_EL1's vector and the stack are
@@ -1040,6 +1120,7 @@ usable.  The last line is always a verdict."""
         lines = _with_log_copies(arch, lines)
         lines = _with_shared_frames(arch, lines)
         lines = _with_audit(arch, lines)
+        lines = _with_kernel_failure(lines)
         _set_wrong(lines, fault, overruled)
         from . import memory, tempmap
         # Which temp-map slot the address is, and whether it is live (lab 4); the process's VMA

@@ -24,6 +24,7 @@ Explanation from facts it defines.  Every explanation ends with exactly one verd
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
@@ -1248,3 +1249,63 @@ def merge_ignores_permissions(who: str, vma_text: str, alike: Optional[bool], di
             "neighbour just after it that differs only in its write permission are one region, so two regions whose "
             "permissions differ are merged, and the merged one gives every page the permissions of one side (an "
             "mprotect of part of a region is undone by the next merge)" % (who, vma_text))
+
+
+# ---- the kernel's own words (kernel/core/last_failure.hpp, kernel/proc/run.cpp) ---------------------
+
+# How the kernel's line for a program it could not start begins (kernel/proc/run.cpp launch()),
+# and its line for a spawn, exec or fork that failed for another reason than running out of
+# something (kernel/proc/syscalls.cpp report_call_failure()).
+CANNOT_START = "run: cannot start "
+CALL_FAILED = re.compile(r"^proc \d+ \([^)]*\): (fork|spawn|exec) failed: ")
+# Its finding after a teardown (kernel/proc/kernel_stack.cpp check_given_back()).
+SLOT_STILL_MAPPED = re.compile(r"^proc: kernel stack slot \d+ was given back, yet ")
+
+
+def kernel_failure_verdict(last_failure: Optional[str], count: int) -> Optional[str]:
+    """At a stop with nothing wrong in the CPU's state: the kernel's last failure line
+    (pagoda_last_failure, @p count of them since boot) when it is a refusal to start a process, a
+    fork, spawn or exec that failed, or a kernel stack slot given back while still mapped, as the
+    verdict: the kernel's own words name the step, the address and who was there first,
+    and no later state can (the process was never made). None for no line, or a kill line (a
+    kill is judged where it happens: the kernel kills programs for their own faults on purpose)."""
+    if not count or not last_failure:
+        return None
+    if last_failure.startswith(CANNOT_START):
+        return "the kernel could not start a process, in its own words: " + last_failure.strip()
+    if CALL_FAILED.match(last_failure):
+        return "a system call that makes a process failed in the kernel, in its own words: " + last_failure.strip()
+    if SLOT_STILL_MAPPED.match(last_failure):
+        return "a teardown left a kernel stack mapped, in the kernel's own words: " + last_failure.strip()
+    return None
+
+
+def what_was_checked(processes: list, last_failure: Optional[str], count: int, refused: Optional[str] = None) -> str:
+    """One line for a stop where nothing is wrong: what fault-why could check there, so that
+    "nothing is wrong" says how far it looked: the process table (@p processes: memory.read_processes
+    rows), the kernel's failure lines (@p count since boot, the last @p last_failure) and the last
+    memory call it refused (@p refused: pagoda_last_refused_call, kernel/proc/syscalls.cpp)."""
+    if processes:
+        shown = ", ".join("%d %s %s" % (p["pid"], p["name"], p["state"]) for p in processes[:6])
+        table = "%d process%s (%s%s)" % (len(processes), "" if len(processes) == 1 else "es", shown,
+                                         ", ..." if len(processes) > 6 else "")
+    else:
+        table = "no process"
+    if count:
+        words = "%d failure line%s since boot, the last: %s" % (count, "" if count == 1 else "s", (last_failure or "").strip())
+    else:
+        words = "no failure line since boot (no process refused at start, none killed)"
+    line = "checked: the process table holds %s; the kernel wrote %s" % (table, words)
+    if refused:
+        line += "; the last memory call it refused: %s" % refused.strip()
+    return line
+
+
+def with_kernel_words(sentence: str, words: Optional[str]) -> str:
+    """A kill verdict @p sentence followed by what the kernel's kill line says of the same fault from
+    the same record (pagoda_record_words(), called through GDB: the function the kill line uses),
+    when it says anything."""
+    words = (words or "").strip()
+    if not words:
+        return sentence
+    return "%s; the kernel's kill line says: %s" % (sentence, words)
