@@ -94,7 +94,7 @@ SKIPPERS = {
                       "copy_frame", "space_copy_pages")),
     # no demand paging: every page of every VMA mapped when the VMA is made
     "eagerload": (5, ("lazy", "bss_data", "munmap_hole", "mprotect", "brk", "stack_growth", "vma_list_walk", "no_execute",
-                      "image_cut")),
+                      "image_cut", "brk_unaligned", "stack_jump", "merge_back", "exec_only")),
 }
 GOAL = 0.25
 

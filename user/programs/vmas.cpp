@@ -85,15 +85,19 @@ extern const Table vmas_table;
 }
 
 // A function alone in a text page of its own (the page padded to its end), for `xonly`: "ret"
-// is the return instruction on both ISAs.
+// is the return instruction on both ISAs. Emitted from inside a function so the page size can be an
+// asm operand (kPageSize, not the number written again).
 extern "C" void vmas_xonly();
-asm(".pushsection .text.vmas_xonly,\"ax\"\n"
-    ".balign 4096\n"
-    ".globl vmas_xonly\n"
-    "vmas_xonly:\n"
-    "  ret\n"
-    ".balign 4096\n"
-    ".popsection\n");
+[[gnu::used]] static void vmas_xonly_emit() {
+  asm volatile(
+      ".pushsection .text.vmas_xonly,\"ax\"\n"
+      ".balign %c0\n"
+      ".globl vmas_xonly\n"
+      "vmas_xonly:\n"
+      "  ret\n"
+      ".balign %c0\n"
+      ".popsection\n" ::"i"(arch::kPageSize));
+}
 
 abi::ProcInfo info() {
   abi::ProcInfo i{};
