@@ -903,6 +903,30 @@ def _program_segments(name):
 REGIONS_OF_CURRENT = "(*(pagoda::UserRegions*)&%s->user_regions.storage_)"   # kernel/proc/process.hpp regions()
 
 
+def _call_in_kill_path(call):
+    """Stopped in the kill path: @p call() run with $pagoda_access set to the fault's access (read
+    from proc::user_fault's frame) and GDB's unwindonsignal on, so a kernel function GDB calls that
+    faults leaves the stop as it was; its result, or None when the kill frame is not on the stack or
+    the call fails."""
+    import gdb
+    unwind = gdb.parameter("unwindonsignal")
+    try:
+        frame = gdb.newest_frame()
+        for _ in range(MAX_TRAP_SEARCH):
+            if frame is None or (frame.name() or "").startswith(session.KILL_FUNCTION):
+                break
+            frame = frame.older()
+        if frame is None:
+            return None
+        gdb.set_convenience_variable("pagoda_access", frame.read_var("fault")["access"])
+        gdb.execute("set unwindonsignal on", to_string=True)
+        return call()
+    except Exception:  # noqa: BLE001 - an addition: never lose fault-why's own lines to it
+        return None
+    finally:
+        gdb.execute("set unwindonsignal %s" % ("on" if unwind else "off"), to_string=True)
+
+
 def _kernel_decision(address):
     """Stopped in the kill path: (its action: "Deny", "Populate", "Grow"; the kernel's words for its
     refusal, or None; whether its VMA lookup finds a region) from the kernel's own
@@ -911,17 +935,8 @@ def _kernel_decision(address):
     when they cannot be called."""
     import gdb
     from .paging import CURRENT_PROCESS
-    unwind = gdb.parameter("unwindonsignal")
-    try:
-        frame = gdb.newest_frame()
-        for _ in range(MAX_TRAP_SEARCH):
-            if frame is None or (frame.name() or "").startswith(session.KILL_FUNCTION):
-                break
-            frame = frame.older()
-        if frame is None:
-            return None
-        gdb.set_convenience_variable("pagoda_access", frame.read_var("fault")["access"])
-        gdb.execute("set unwindonsignal on", to_string=True)
+
+    def decide():
         regions = REGIONS_OF_CURRENT % CURRENT_PROCESS
         verdict = gdb.parse_and_eval("pagoda::decide_fault(%s, %#x, $pagoda_access)" % (regions, address))
         action = str(verdict["action"]).rsplit("::", 1)[-1]
@@ -930,10 +945,7 @@ def _kernel_decision(address):
         refusal = gdb.parse_and_eval("pagoda::fault_cause_text((pagoda::FaultCause)%d)" % int(verdict["cause"])).string()
         found = int(gdb.parse_and_eval("%s.vmas.find(%#x)" % (regions, address))) != 0
         return action, refusal, found
-    except Exception:  # noqa: BLE001 - an addition: never lose fault-why's own lines to it
-        return None
-    finally:
-        gdb.execute("set unwindonsignal %s" % ("on" if unwind else "off"), to_string=True)
+    return _call_in_kill_path(decide)
 
 
 def _kernel_words(address):
@@ -941,22 +953,8 @@ def _kernel_words(address):
     current process's record (pagoda_record_words(), kernel/proc/run.cpp: the function the kill
     line itself uses), called through GDB with the fault's access; None when it cannot be called."""
     import gdb
-    unwind = gdb.parameter("unwindonsignal")
-    try:
-        frame = gdb.newest_frame()
-        for _ in range(MAX_TRAP_SEARCH):
-            if frame is None or (frame.name() or "").startswith(session.KILL_FUNCTION):
-                break
-            frame = frame.older()
-        if frame is None:
-            return None
-        gdb.set_convenience_variable("pagoda_access", frame.read_var("fault")["access"])
-        gdb.execute("set unwindonsignal on", to_string=True)
-        return gdb.parse_and_eval("pagoda_record_words(%#x, $pagoda_access)" % address).string(errors="replace")
-    except Exception:  # noqa: BLE001 - an addition: never lose fault-why's own lines to it
-        return None
-    finally:
-        gdb.execute("set unwindonsignal %s" % ("on" if unwind else "off"), to_string=True)
+    return _call_in_kill_path(lambda: gdb.parse_and_eval("pagoda_record_words(%#x, $pagoda_access)" % address)
+                              .string(errors="replace"))
 
 
 def _answered_before(arch, fault):
