@@ -233,6 +233,16 @@ def signed32(value):
 
 # ---- fork --------------------------------------------------------------------------------------
 
+def note_invalidation(flush, snap, tlb_all):
+    """Stopped at one of the kernel's TLB invalidations (@p tlb_all: the address of the one that
+    drops every entry; else one page, its address the first argument): noted in @p flush
+    ({"all": bool, "pages": set})."""
+    if snap.pc == tlb_all:
+        flush["all"] = True
+    else:
+        flush["pages"].add(snap.argument(1) & ~(PAGE - 1))
+
+
 @lab_test(6, "fork_basic")
 def test_fork_basic(boot, kernel, arch):
     token = boot.fresh_token()
@@ -268,11 +278,7 @@ def test_fork_basic(boot, kernel, arch):
                 continue
             if kind == "extra" and snap.pc in (tlb_page, tlb_all):
                 # Inside the first fork: every invalidation the kernel asks of the TLB.
-                flush = state["flush"]
-                if snap.pc == tlb_all:
-                    flush["all"] = True
-                else:
-                    flush["pages"].add(snap.argument(1) & ~(PAGE - 1))
+                note_invalidation(state["flush"], snap, tlb_all)
                 continue
             if kind == "extra":
                 # The first fork: seen again where fork_process returns to the system call, in the
@@ -1445,11 +1451,7 @@ def test_fork_runs(boot, kernel, arch):
         state = watch.runs_state = dict(forks=[], child=None)   # forks: [(flush, pages after)]
         for kind, snap, data in tracer.stops(400, extra=[fork_at]):
             if kind == "extra" and snap.pc in (tlb_page, tlb_all):
-                flush = state["forks"][-1][0]
-                if snap.pc == tlb_all:
-                    flush["all"] = True
-                else:
-                    flush["pages"].add(snap.argument(1) & ~(PAGE - 1))
+                note_invalidation(state["forks"][-1][0], snap, tlb_all)
                 continue
             if kind == "extra":
                 if snap.lower_root == parent:
