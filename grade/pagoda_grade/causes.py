@@ -20,7 +20,7 @@ Nothing here imports the walker: it runs for every failure, witnessed or not.
 import re
 
 from . import symbols
-from .outcomes import PANIC_LINE_MAX, STORM, is_never_reached, kill_lines, panic_line
+from .outcomes import STORM, is_never_reached, kill_lines, panic_line, quoted_lines
 from .witness import ARCHES
 
 
@@ -265,11 +265,8 @@ KERNEL_REFUSAL = re.compile(r"^(run: cannot start [^!:\s]+: |proc \d+ \([^)]*\):
 def kernel_refusal(run):
     """The kernel's first KERNEL_REFUSAL line in @p run's serial output (cut as a panic line is), or
     None: when the kernel says it could not make a process, that is the best cause the grader has."""
-    for line in getattr(run, "lines", None) or ():   # (a run made up by a test may have none)
-        line = line.strip()
-        if KERNEL_REFUSAL.match(line):
-            return line[:PANIC_LINE_MAX] + ("..." if len(line) > PANIC_LINE_MAX else "")
-    return None
+    found = quoted_lines(getattr(run, "lines", None) or [], KERNEL_REFUSAL, at_most=1)   # (a made-up run may have none)
+    return found[0] if found else None
 
 
 def headline(run, reason):
@@ -335,3 +332,12 @@ def producer_first(run, parts):
     how = ("(the grader audited the kernel's frame and heap records in guest RAM as the boot ended"
            + (f"; {len(rest)} more finding{'s' * (len(rest) > 1)} below)" if rest else ")"))
     return [found[0]] + list(parts[:1]) + [how] + [f"  {f}" for f in rest] + list(parts[1:])
+
+
+def audits_first(run, parts):
+    """@p parts (a failure's first lines) with what the grader's audits found broken put first: the
+    frame and heap audit at the boot's end (producer_first), and before it what an audit saw broken
+    at the grader's stops, earlier in the boot (audit_first). The one place Run.fail() ranks them."""
+    parts = producer_first(run, parts)
+    seen = audit_first(run, "\n".join(parts))
+    return [seen] + parts if seen else parts

@@ -190,12 +190,8 @@ class Run:
         from . import causes
         head = cause or causes.headline(self, reason)
         parts = [head, reason] if head and head != reason else [reason]
-        parts = causes.producer_first(self, parts)
+        parts = causes.audits_first(self, parts)
         said = "\n".join(parts)
-        audit = causes.audit_first(self, said)   # (a record seen broken at a stop: before all else)
-        if audit:
-            parts.insert(0, audit)
-            said = "\n".join(parts)
         outcome = self.outcome()
         if outcome == TIMEOUT:
             parts.append("the kernel did not finish in time (hung, or looping)")

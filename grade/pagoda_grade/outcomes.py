@@ -57,20 +57,29 @@ def panic_line(data):
 KILL_LINE = re.compile(r"^proc \d+ \([^)]*\): killed: ")
 
 
+def quoted_lines(data, *patterns, at_most=2):
+    """The first @p at_most lines of the serial output @p data (bytes, text or a list of lines)
+    that one of @p patterns matches (stripped), each cut at PANIC_LINE_MAX characters: how the
+    grader quotes the kernel's own words (believed only as words: they score nothing, they name)."""
+    if isinstance(data, (bytes, bytearray)):
+        data = data.decode(errors="replace")
+    lines = data.splitlines() if isinstance(data, str) else data
+    found = []
+    for line in lines:
+        line = line.strip()
+        if any(p.match(line) for p in patterns):
+            found.append(line[:PANIC_LINE_MAX] + ("..." if len(line) > PANIC_LINE_MAX else ""))
+            if len(found) == at_most:
+                break
+    return found
+
+
 def kill_lines(data, at_most=2):
     """The first @p at_most "proc N (name): killed: ..." lines in the serial bytes @p data, each
     cut at PANIC_LINE_MAX characters. When a boot ends before the grader's stop, a killed
     process is the likeliest reason (a fork whose child faulted, a loader that recorded nothing),
     so the failure quotes them; as with panic_line, what the kernel says scores nothing."""
-    text = data.decode(errors="replace") if isinstance(data, (bytes, bytearray)) else data
-    found = []
-    for line in text.splitlines():
-        line = line.strip()
-        if KILL_LINE.match(line):
-            found.append(line[:PANIC_LINE_MAX] + ("..." if len(line) > PANIC_LINE_MAX else ""))
-            if len(found) == at_most:
-                break
-    return found
+    return quoted_lines(data, KILL_LINE, at_most=at_most)
 
 
 # The kernel's own reports of something wrong that it went on from (the process or the run ends,
@@ -87,15 +96,7 @@ def findings(data, at_most=2):
     """The kernel's first @p at_most kill lines (KILL_LINE) and reports (KERNEL_REPORT) in the
     serial bytes @p data, in the order it printed them, each cut at PANIC_LINE_MAX characters:
     what a failure whose boot ended before the grader's stop puts first (never_reached_reason)."""
-    text = data.decode(errors="replace") if isinstance(data, (bytes, bytearray)) else data
-    found = []
-    for line in text.splitlines():
-        line = line.strip()
-        if KILL_LINE.match(line) or KERNEL_REPORT.match(line):
-            found.append(line[:PANIC_LINE_MAX] + ("..." if len(line) > PANIC_LINE_MAX else ""))
-            if len(found) == at_most:
-                break
-    return found
+    return quoted_lines(data, KILL_LINE, KERNEL_REPORT, at_most=at_most)
 
 
 # A lab skeleton's own words, wherever the kernel prints them (a panic, an error a caller
