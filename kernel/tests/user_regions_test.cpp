@@ -130,8 +130,18 @@ std::string around(const UserRegions& regions, u64 va) {
 TEST_F(RegionsTest, NoVmaSaysWhatLiesAroundTheAddress) {
   // Between two regions: how far from each.
   EXPECT_EQ(around(regions, 0x404010), "; the page lies 2 page(s) past the end of [0x402000, 0x403000) r-- user image "
-                                       "offset 0x2000 file 0x100 and 64508 page(s) below [0x10000000, 0x10004000) --- "
+                                       "offset 0x2000 file 0x100 and about 252 MiB below [0x10000000, 0x10004000) --- "
                                        "user anonymous");
+  // Far from both neighbours: sizes, not page counts (65533 pages past one, 2^35 pages below the other).
+  EXPECT_EQ(around(regions, 0x20000000).find("; the page lies about 256 MiB past the end of [0x10000000, "), 0u)
+      << around(regions, 0x20000000);
+  EXPECT_NE(around(regions, 0x20000000).find("user anonymous and about 128 TiB below [0x7ffff"), std::string::npos)
+      << around(regions, 0x20000000);
+  // Either side of the threshold (4096 pages): pages below it, a size from it on.
+  EXPECT_NE(around(regions, 0x10004000 + 4094 * kPage).find("lies 4095 page(s) past the end of"), std::string::npos)
+      << around(regions, 0x10004000 + 4094 * kPage);
+  EXPECT_NE(around(regions, 0x10004000 + 4095 * kPage).find("lies about 16 MiB past the end of"), std::string::npos)
+      << around(regions, 0x10004000 + 4095 * kPage);
   // Above every region, below none.
   EXPECT_EQ(around(regions, 0x1000), "; the page lies 1023 page(s) below [0x400000, 0x402000) r-x user image offset 0x0 "
                                      "file 0x1800");

@@ -112,6 +112,27 @@ void explain_no_vma(FormatSink& sink, const UserRegions& regions, u64 va) {
     if (v.end <= page) below = &v;
   }
   const auto pages = [page_size](u64 from, u64 to) { return (to - from) / page_size; };
+  // A distance of a few pages is said in pages (the student counts them); a far one in a rounded
+  // size, since "34359737324 page(s)" tells a reader nothing.
+  const auto distance = [&sink, page_size](u64 count) {
+    constexpr u64 kFewPages = 4096;
+    if (count < kFewPages) {
+      format_to(sink, "{} page(s)", count);
+      return;
+    }
+    constexpr u64 TiB = 1024 * GiB;
+    const u64 bytes = count * page_size;
+    const struct {
+      u64 unit;
+      const char* name;
+    } scales[] = {{TiB, "TiB"}, {GiB, "GiB"}, {MiB, "MiB"}};
+    for (const auto& s : scales) {
+      if (bytes >= s.unit) {
+        format_to(sink, "about {} {}", (bytes + s.unit / 2) / s.unit, s.name);
+        return;
+      }
+    }
+  };
   if (above != nullptr && above->kind == VmaKind::Stack && !(above->flags & kVmaGrowsDown) &&
       above->start - page <= regions.stack_limit) {
     format_to(sink, "; the page is {} page(s) below the stack ", pages(page, above->start));
@@ -136,12 +157,14 @@ void explain_no_vma(FormatSink& sink, const UserRegions& regions, u64 va) {
   }
   format_to(sink, "; the page lies ");
   if (below != nullptr) {
-    format_to(sink, "{} page(s) past the end of ", pages(below->end, page) + 1);
+    distance(pages(below->end, page) + 1);
+    format_to(sink, " past the end of ");
     below->format(sink);
   }
   if (below != nullptr && above != nullptr) format_to(sink, " and ");
   if (above != nullptr) {
-    format_to(sink, "{} page(s) below ", pages(page, above->start));
+    distance(pages(page, above->start));
+    format_to(sink, " below ");
     above->format(sink);
   } else {
     format_to(sink, "{}above every region", below != nullptr ? ", " : "");
