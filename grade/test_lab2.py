@@ -7,7 +7,7 @@ from pagoda_grade import lab_test
 from pagoda_grade.outcomes import finding_first
 from pagoda_grade.processes import frame_bitmap, is_used
 from pagoda_grade.symbols import address_of, fact, find, physical_of
-from pagoda_grade.vmchecks import GRADER_RAM, check_whole_map, kernel_half_problems, stop_words
+from pagoda_grade.vmchecks import GRADER_RAM, check_whole_map, kernel_half_problems, lower_half_leftovers, stop_words
 from pagoda_grade.witness import ARCHES, PAGE, expect_fault, pick_in, pick_page, top_level, window_ram
 
 HEX = r"0x[0-9a-f]+"
@@ -72,14 +72,21 @@ def test_low_addresses_fault(boot, kernel, arch):
         def script(guest, address=address):
             guest.stop_at("pagoda::run_selftest")  # after the set-up, in a quiet page
             snap = guest.stop_at("pagoda::pagoda_selftest_vm_low")
-            return snap.root, snap.walk(address)
+            return snap.root, snap.walk(address), lower_half_leftovers(snap, kernel, arch)
 
         run = boot(test="vm_low", token=token, args={"addr": address}, witness=script)
+        # What the lower half still maps is the cause of whatever else this boot shows (the read of
+        # a low address may fault as expected while the identity of a device or a stack stays).
+        left = run.witness[2] if run.witness else []
+        if left:
+            run.fail("after the move nothing may be mapped in the lower half (the grader walked the live lower-half "
+                     "root itself while the kernel was about to read " f"{address:#x})"
+                     + "".join(f"\n  {line}" for line in left[1:]), cause=left[0])
         run.expect(rf"^low: reading 0x0*{address:x}$", f"the kernel saying it reads {address:#x}")
         expect_fault(run, **ARCHES[arch].page_faults["read"], address=address,
                      function="pagoda::pagoda_selftest_vm_low", root=run.witness[0] if run.witness else None,
                      kernel=kernel, what=f"the read of {address:#x}")
-        _, walk = run.require_witness()
+        _, walk, _ = run.require_witness()
         if walk.mapped or len(walk.levels) != 1:
             run.fail(f"the grader's own walk of {address:#x} in the live tables "
                      f"{'maps it to ' + hex(walk.pa) if walk.mapped else 'stops at ' + repr(walk.stop_reason)}: "
@@ -257,26 +264,37 @@ def test_window_large_pages(boot, kernel, arch):
     token = boot.fresh_token()
     window_phys = fact(kernel, "window_phys_base")
     offset = fact(kernel, "window_base") - window_phys
+    # RAM that ends inside the window, at an odd MiB the grader picks: the last piece of RAM then
+    # ends inside a 2 MiB block, so the window needs 4 KiB pages after its last whole block too.
+    window_mib = fact(kernel, "window_size") >> 20
+    memory = (2 * pick_in(token, "window memory", window_mib // 4, window_mib // 2 - 1) + 1) << 20
 
     def script(guest):
         snap = guest.stop_at_line(r"^idle:", delay=pick_in(token, "instant", 0, 200) / 1000)
         problems, blocks = [], 0
-        for a, b in window_ram(kernel, arch, GRADER_RAM):
+        for a, b in window_ram(kernel, arch, memory):
             first, end = -(-a // BLOCK) * BLOCK, b // BLOCK * BLOCK   # the whole blocks inside [a, b)
             probes = [(pa, BLOCK) for pa in range(first, end, BLOCK)]
             probes += [(pa, PAGE) for pa in (a, b - PAGE) if not first <= pa < end]
             for pa, size in probes:
                 w = snap.walk(offset + pa)
-                if not w.mapped or w.page_size != size:
-                    got = f"a {w.page_size // 1024} KiB page" if w.mapped else w.stop_reason
-                    problems.append(f"{offset + pa:#x} (RAM {pa:#x}) is {got}; expected a {size // 1024} KiB page")
+                if not w.mapped:
+                    edge = ("the first page of" if pa == a else "the last page of" if pa == b - PAGE
+                            else "a whole 2 MiB block of")
+                    problems.append(f"{offset + pa:#x} (RAM {pa:#x}, {edge} the RAM [{a:#x}, {b:#x}) the window must "
+                                    f"reach) is not mapped in the window ({w.stop_reason}): map_ram() must map every "
+                                    "page of RAM below the window's limit, the 4 KiB pages before a piece's first "
+                                    "whole block and after its last one included")
+                elif w.page_size != size:
+                    problems.append(f"{offset + pa:#x} (RAM {pa:#x}) is a {w.page_size // 1024} KiB page; expected a "
+                                    f"{size // 1024} KiB page")
                 blocks += size == BLOCK
         if blocks == 0:
             problems.append("the window has no RAM a whole 2 MiB page fits (the grader's memory size is wrong?)")
         guest.end()
         return problems[:8]
 
-    run = boot(token=token, memory=GRADER_MEMORY, witness=script)
+    run = boot(token=token, memory=f"{memory >> 20}M", witness=script)
     if run.require_witness():
         run.fail(finding_first(run.witness, "the grader walked the window in the live tables itself"))
 
