@@ -133,7 +133,11 @@ def test_window_conversions(boot, kernel, arch):
         run.fail(found, cause=found)   # (before the panic above the window, which the test asks for)
     size_kib = int(run.expect(rf"^window: (\d+) KiB of RAM at {HEX}$", "the window's size")[1])
     if size_kib * 1024 != window_size:
-        run.fail(f"the window maps {size_kib} KiB, but the layout says {window_size // 1024} KiB")
+        # The cause of whatever else fails here (a probe refused, the panic at the wrong address).
+        run.fail(f"the window maps {size_kib} KiB, but the layout says {window_size // 1024} KiB",
+                 cause=f"the window reaches {size_kib} KiB of RAM (reachable_limit() - window_phys_base, printed by "
+                       f"the kernel), not the layout's {window_size // 1024} KiB: reachable_limit() must be the "
+                       f"window's physical base plus its size ({window_phys + window_size:#x})")
     for pa in (pa1, pa2):
         m = run.expect(rf"^window: pa 0x0*{pa:x} -> va ({HEX}) -> pa ({HEX})$", f"the round trip of {pa:#x}")
         if int(m[1], 16) != window_base + pa or int(m[2], 16) != pa:
