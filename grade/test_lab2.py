@@ -7,7 +7,7 @@ from pagoda_grade import lab_test
 from pagoda_grade.outcomes import finding_first
 from pagoda_grade.processes import frame_bitmap, is_used
 from pagoda_grade.symbols import address_of, fact, find, physical_of
-from pagoda_grade.vmchecks import GRADER_RAM, check_whole_map, kernel_half_problems, stop_words
+from pagoda_grade.vmchecks import GRADER_RAM, check_whole_map, kernel_half_problems, lower_half_leftovers, stop_words
 from pagoda_grade.witness import ARCHES, PAGE, expect_fault, pick_in, pick_page, top_level, window_ram
 
 HEX = r"0x[0-9a-f]+"
@@ -72,14 +72,21 @@ def test_low_addresses_fault(boot, kernel, arch):
         def script(guest, address=address):
             guest.stop_at("pagoda::run_selftest")  # after the set-up, in a quiet page
             snap = guest.stop_at("pagoda::pagoda_selftest_vm_low")
-            return snap.root, snap.walk(address)
+            return snap.root, snap.walk(address), lower_half_leftovers(snap, kernel, arch)
 
         run = boot(test="vm_low", token=token, args={"addr": address}, witness=script)
+        # What the lower half still maps is the cause of whatever else this boot shows (the read of
+        # a low address may fault as expected while the identity of a device or a stack stays).
+        left = run.witness[2] if run.witness else []
+        if left:
+            run.fail("after the move nothing may be mapped in the lower half (the grader walked the live lower-half "
+                     "root itself while the kernel was about to read " f"{address:#x})"
+                     + "".join(f"\n  {line}" for line in left[1:]), cause=left[0])
         run.expect(rf"^low: reading 0x0*{address:x}$", f"the kernel saying it reads {address:#x}")
         expect_fault(run, **ARCHES[arch].page_faults["read"], address=address,
                      function="pagoda::pagoda_selftest_vm_low", root=run.witness[0] if run.witness else None,
                      kernel=kernel, what=f"the read of {address:#x}")
-        _, walk = run.require_witness()
+        _, walk, _ = run.require_witness()
         if walk.mapped or len(walk.levels) != 1:
             run.fail(f"the grader's own walk of {address:#x} in the live tables "
                      f"{'maps it to ' + hex(walk.pa) if walk.mapped else 'stops at ' + repr(walk.stop_reason)}: "
@@ -108,7 +115,10 @@ def test_window_conversions(boot, kernel, arch):
                 problems.append(f"physical {pa:#x} does not hold the value the kernel was to write through the "
                                 "window (read from guest RAM): the window does not reach it")
             w = snap.walk(window_base + pa)
-            if not w.mapped or w.pa != pa or w.perms.rwx() != "rw-":
+            if w.mapped and w.pa == pa and w.perms.rwx() != "rw-":
+                problems.append(f"the window maps RAM {w.perms.rwx()}: {window_base + pa:#x} -> {pa:#x} in the live "
+                                "tables; the window is data, rw- and never executable (NX/XN set), kernel only")
+            elif not w.mapped or w.pa != pa:
                 problems.append(f"{window_base + pa:#x} is not mapped rw- to {pa:#x} in the live tables")
         for above in (window_base + window_phys + window_size, window_base + GRADER_RAM - PAGE):
             w = snap.walk(above)
@@ -119,10 +129,15 @@ def test_window_conversions(boot, kernel, arch):
     run = boot(test="vm_window", memory=GRADER_MEMORY, token=token, args={"pa1": pa1, "pa2": pa2, "value": value},
                witness=script)
     if run.require_witness():
-        run.fail(finding_first(run.witness, "the grader checked the window from outside"))
+        found = finding_first(run.witness, "the grader checked the window from outside")
+        run.fail(found, cause=found)   # (before the panic above the window, which the test asks for)
     size_kib = int(run.expect(rf"^window: (\d+) KiB of RAM at {HEX}$", "the window's size")[1])
     if size_kib * 1024 != window_size:
-        run.fail(f"the window maps {size_kib} KiB, but the layout says {window_size // 1024} KiB")
+        # The cause of whatever else fails here (a probe refused, the panic at the wrong address).
+        run.fail(f"the window maps {size_kib} KiB, but the layout says {window_size // 1024} KiB",
+                 cause=f"the window reaches {size_kib} KiB of RAM (reachable_limit() - window_phys_base, printed by "
+                       f"the kernel), not the layout's {window_size // 1024} KiB: reachable_limit() must be the "
+                       f"window's physical base plus its size ({window_phys + window_size:#x})")
     for pa in (pa1, pa2):
         m = run.expect(rf"^window: pa 0x0*{pa:x} -> va ({HEX}) -> pa ({HEX})$", f"the round trip of {pa:#x}")
         if int(m[1], 16) != window_base + pa or int(m[2], 16) != pa:
@@ -253,32 +268,46 @@ def test_kernel_half_global(boot, kernel, arch):
 @lab_test(2, "window_large_pages")
 def test_window_large_pages(boot, kernel, arch):
     """The window maps RAM with 2 MiB pages wherever a whole aligned one is RAM it must map, and
-    4 KiB pages only at the edges; walked by the grader at an instant it picks."""
+    4 KiB pages only at the edges; walked by the grader at an instant it picks, in two boots: RAM
+    larger than the window (the window ends on a 2 MiB boundary, with a whole block), and RAM of an
+    odd number of MiB the grader picks (it ends inside the window and inside a 2 MiB block, so the
+    window needs 4 KiB pages after its last whole block)."""
     token = boot.fresh_token()
     window_phys = fact(kernel, "window_phys_base")
     offset = fact(kernel, "window_base") - window_phys
+    window_mib = fact(kernel, "window_size") >> 20
+    odd = (2 * pick_in(token, "window memory", window_mib // 4, window_mib // 2 - 1) + 1) << 20
 
-    def script(guest):
+    def script(guest, memory):
         snap = guest.stop_at_line(r"^idle:", delay=pick_in(token, "instant", 0, 200) / 1000)
         problems, blocks = [], 0
-        for a, b in window_ram(kernel, arch, GRADER_RAM):
+        for a, b in window_ram(kernel, arch, memory):
             first, end = -(-a // BLOCK) * BLOCK, b // BLOCK * BLOCK   # the whole blocks inside [a, b)
             probes = [(pa, BLOCK) for pa in range(first, end, BLOCK)]
             probes += [(pa, PAGE) for pa in (a, b - PAGE) if not first <= pa < end]
             for pa, size in probes:
                 w = snap.walk(offset + pa)
-                if not w.mapped or w.page_size != size:
-                    got = f"a {w.page_size // 1024} KiB page" if w.mapped else w.stop_reason
-                    problems.append(f"{offset + pa:#x} (RAM {pa:#x}) is {got}; expected a {size // 1024} KiB page")
+                if not w.mapped:
+                    edge = ("the first page of" if pa == a else "the last page of" if pa == b - PAGE
+                            else "a whole 2 MiB block of")
+                    problems.append(f"{offset + pa:#x} (RAM {pa:#x}, {edge} the RAM [{a:#x}, {b:#x}) the window must "
+                                    f"reach) is not mapped in the window ({w.stop_reason}): map_ram() must map every "
+                                    "page of RAM below the window's limit, the 4 KiB pages before a piece's first "
+                                    "whole block and after its last one included")
+                elif w.page_size != size:
+                    problems.append(f"{offset + pa:#x} (RAM {pa:#x}) is a {w.page_size // 1024} KiB page; expected a "
+                                    f"{size // 1024} KiB page")
                 blocks += size == BLOCK
         if blocks == 0:
             problems.append("the window has no RAM a whole 2 MiB page fits (the grader's memory size is wrong?)")
         guest.end()
         return problems[:8]
 
-    run = boot(token=token, memory=GRADER_MEMORY, witness=script)
-    if run.require_witness():
-        run.fail(finding_first(run.witness, "the grader walked the window in the live tables itself"))
+    for memory in (GRADER_RAM, odd):
+        run = boot(token=token, memory=f"{memory >> 20}M", witness=lambda guest, memory=memory: script(guest, memory))
+        if run.require_witness():
+            run.fail(finding_first(run.witness, f"the grader walked the window in the live tables itself (guest RAM "
+                                                f"{memory >> 20} MiB)"))
 
 
 @lab_test(2, "split_large_page")

@@ -108,6 +108,18 @@ def test_an_overflow_of_the_boot_stack_is_named(arch, reference_kernel, aarch64_
     assert run.search(r"^PANIC: kernel stack overflow")
 
 
+def test_a_fault_in_the_boot_stacks_guard_is_a_boot_stack_overflow(layout, tmp_path):
+    """The kernel's own stack (boot_stack, in the image's .bss) has its guard below it: a fault
+    there is an overflow (or a stack pointer set to the bottom), not a fault in .bss."""
+    k = layout["kernel"]
+    guard = address_of(k, "boot_stack_guard")
+    cause = run_of(k, pf(0, layout["memset"], guard + 0xff8, 0x2), tmp_path=tmp_path).first_fault_cause()
+    assert cause.startswith("kernel stack overflow:") and "boot_stack" in cause and "boot stack overflow" in cause, cause
+    inside = run_of(k, pf(0, layout["memset"], address_of(k, "boot_stack_bottom") + 0x10, 0x2),
+                    tmp_path=tmp_path).first_fault_cause()
+    assert "overflow" not in inside, inside
+
+
 class _NoWalks:
     """A RootInspector that walked nothing (the dumps and kernel-half findings of no root)."""
     dumps = {}

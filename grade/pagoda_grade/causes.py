@@ -94,7 +94,11 @@ def place(kernel, va):
     if None in f.values():
         return None
     if va < f["kernel_half_base"]:
-        return "the lower half"
+        try:   # a kernel linked low (lab 1) has its image there
+            section = next((name for name, start, end in image_sections(kernel) if start <= va < end), None)
+        except OSError:
+            section = None
+        return f"the kernel image's {section}" if section else "the lower half"
     if f["stack_base"] <= va < f["kernel_image_base"]:
         slot = (va - f["stack_base"]) // f["kernel_stack_stride"]
         if slot < f["kernel_stack_slots"]:
@@ -116,6 +120,10 @@ def place(kernel, va):
     if f["window_base"] + f["window_size"] <= va < f["mmio_base"]:
         return "the hole above the physical window (RAM there is reached only through temporary mappings)"
     if va >= f["kernel_image_base"]:
+        guard = boot_stack_guard(kernel)
+        if guard and guard[0] <= va < guard[0] + f["page_size"]:
+            return (f"the guard page below the kernel's own stack boot_stack [{guard[1]:#x}, {guard[2]:#x}) (a boot "
+                    "stack overflow)")
         try:
             for name, start, end in image_sections(kernel):
                 if start <= va < end:
@@ -124,6 +132,15 @@ def place(kernel, va):
             pass
         return "the kernel image"
     return None
+
+
+def boot_stack_guard(kernel):
+    """(guard, bottom, top) of the kernel's own stack boot_stack (in the image's .bss, boot.S)
+    and the unmapped page below it; None when the kernel has no such symbols."""
+    try:
+        return tuple(symbols.address_of(kernel, n) for n in ("boot_stack_guard", "boot_stack_bottom", "boot_stack_top"))
+    except (AssertionError, OSError):
+        return None
 
 
 def image_sections(kernel):
@@ -200,7 +217,8 @@ def kernel_fault_cause(run, f, roots=None):
                       "the kernel-stack area")):
         if a.present:
             need = "execute" if a.fetch else "write" if a.write else "read"
-            return f"the kernel ({where}) {a.verb()} {va:#x}, in {at}, which {root} maps without {need} permission"
+            how = "read-only (without write permission)" if a.write else f"without {need} permission"
+            return f"the kernel ({where}) {a.verb()} {va:#x}, in {at}, which {root} maps {how}"
         return f"the kernel ({where}) {a.verb()} {va:#x}, in {at}, which is not mapped in {root}"
     return None
 

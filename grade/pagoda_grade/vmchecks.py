@@ -3,8 +3,11 @@ instant the grader picks, and the kernel half entry by entry (the ISA facts they
 ArchModel's: witness.ARCHES)."""
 import re
 
+from pagoda_pt.isa import MACHINES
+
+from . import symbols
 from .witness import (ARCHES, MAX_PROBLEMS_SHOWN, MAX_TABLE_READS, WalkError, compare_map, expected_kernel_map,
-                      layout_value, pick_in, top_level)
+                      image_physical, layout_value, pick_in, top_level)
 
 # Guest RAM of the boots that check maps: more than the window, so RAM above it exists.
 GRADER_RAM = 128 * 1024 * 1024
@@ -99,3 +102,59 @@ def kernel_half_problems(snap, kernel, arch, what):
     if len(problems) > MAX_PROBLEMS_SHOWN:
         problems = problems[:MAX_PROBLEMS_SHOWN] + [f"... and {len(problems) - MAX_PROBLEMS_SHOWN} more"]
     return problems
+
+
+# ---- The lower half after the move (lab 2) ------------------------------------------------------
+
+LEFTOVERS_SHOWN = 3
+
+
+def _what_is_at(kernel, arch, pa):
+    """(what physical @p pa is, the step of lab 2 that should have moved it): a device the
+    machine has, the kernel image, or RAM."""
+    for base, size, what in MACHINES[arch].devices:
+        if base <= pa < base + size:
+            return (f"device registers ({what})", "device_virt() must give the device area's address "
+                    "(mmio_base + physical), as the kernel's map does for every device")
+    # The boot stub's memory is linked low: its symbols are its physical addresses.
+    for lo_name, hi_name, what, step in (
+            ("boot_entry_stack_bottom", "boot_entry_stack_top", "the boot stub's entry stack",
+             "the kernel must leave it for boot_stack before it loads its own root"),
+            ("boot_tables_start", "boot_tables_end", "the boot stub's page tables",
+             "the kernel's own root maps nothing low, and the boot tables go back to the allocator")):
+        try:
+            lo, hi = symbols.address_of(kernel, lo_name), symbols.address_of(kernel, hi_name)
+        except (AssertionError, OSError):
+            continue
+        if lo <= pa < hi:
+            return what, step
+    lo, hi = image_physical(kernel)
+    if lo <= pa < hi:
+        return ("the kernel image", "the image is linked high: only its high mapping may stay")
+    return ("RAM", "the kernel reaches RAM through the window only (map_ram() and phys_to_ptr() at window_base + "
+            "physical - window_phys_base), never at a low address")
+
+
+def lower_half_leftovers(snap, kernel, arch):
+    """What the live lower-half root still maps after the move to the higher half, read by the
+    grader from guest RAM, as sentences naming each leftover's kind and the step that should have
+    moved it (at most LEFTOVERS_SHOWN; the first is the cause to lead with); [] when the lower
+    half is empty, or when its walk cannot finish (the caller reports that walk itself)."""
+    half = layout_value(kernel, "kernel_half_base")
+    out, count = [], 0
+    try:
+        for run in snap.runs(snap.lower_root):
+            if run.va_start >= half:
+                break
+            count += 1
+            if len(out) == LEFTOVERS_SHOWN:
+                continue
+            what, step = _what_is_at(kernel, arch, run.pa_start)
+            identity = " (at its physical address: an identity mapping)" if run.va_start == run.pa_start else ""
+            out.append(f"the lower half still maps {what} after the move: [{run.va_start:#x}, {min(run.va_end, half):#x}) "
+                       f"-> {run.pa_start:#x} {run.perms.rwx()}{identity} in the live root {snap.lower_root:#x}; {step}")
+    except WalkError:
+        return out
+    if count > len(out):
+        out.append(f"... and {count - len(out)} more mapped run(s) in the lower half")
+    return out

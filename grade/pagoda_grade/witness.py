@@ -548,8 +548,15 @@ def compare_map(snap, regions, extra_allowed=(), root=None):
             key, text = ("missing", region), f"{region.what}: [{start:#x}, {end:#x}) is not mapped"
         elif region is None:
             key = ("extra", run.pa_start - run.va_start, run.perms.rwx())
-            text = (f"[{start:#x}, {end:#x}) -> {run.pa_start + start - run.va_start:#x} is mapped "
+            pa = run.pa_start + start - run.va_start
+            home = next((r for r in required if r.pa is not None and r.pa <= pa < r.pa + r.size), None)
+            text = (f"[{start:#x}, {end:#x}) -> {pa:#x} is mapped "
                     f"{run.perms.rwx()}{' user' if run.perms.user else ''}, but nothing may be mapped there")
+            if home is not None and "RAM" not in home.what:
+                # A frame the map must show elsewhere (a device, a section of the image) at the
+                # wrong address: the address computation is the cause.
+                text = (f"{home.what} is mapped at the wrong address: {text}; physical {pa:#x} belongs at "
+                        f"{home.va + pa - home.pa:#x}")
         else:
             pa = run.pa_start + (start - run.va_start)
             want_pa = None if region.pa is None else region.pa + (start - region.va)

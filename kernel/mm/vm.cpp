@@ -99,7 +99,20 @@ class KernelTableMemory final : public TableMemory {
     arch::zero_page(entries);  // every entry not present
     return frame;
   }
-  void free_table(PhysAddr table) override { g_frames.free(table); }
+  /// A table goes back to the allocator only when nothing in it is mapped any more (unmap frees
+  /// the tables it left empty; a teardown clears each before freeing it): a table freed with a
+  /// present entry takes the mappings under it away from whoever still uses them, and the
+  /// allocator hands it out again. Panics naming it, at the free, before that happens.
+  void free_table(PhysAddr table) override {
+    if (const u64* entries = table_entries(table))
+      for (usize i = 0; i < Format::kEntriesPerTable; ++i)
+        if (Format::is_present(entries[i], Format::kLevels - 1))
+          panic("vm: page table {:#x} is given back to the frame allocator while its entry {} ({:#x}) is still "
+                "present: a table may be freed only once it is empty (an unmap frees only the tables it left with "
+                "no present entry)",
+                table.value(), i, entries[i]);
+    g_frames.free(table);
+  }
   u64* table_entries(PhysAddr table) override { return static_cast<u64*>(phys_to_ptr(table, kPageSize)); }
 };
 
@@ -149,10 +162,23 @@ void configure_switch_checks(StringView cmdline) {
   }
 }
 
+/// reachable_limit() (lab 2) bounds the physical memory phys_to_ptr() reaches: RAM the window
+/// shows, from the window's physical base up. A limit at or below that base reaches no RAM at
+/// all, and every frame the kernel asks for is refused: say so here, not as "out of memory".
+void check_reachable_limit() {
+  const u64 limit = reachable_limit().value();
+  if (limit <= layout::kWindowPhysBase)
+    panic("vm: reachable_limit() is {:#x}, at or below the physical base of the window ({:#x}): the window shows "
+          "physical [{:#x}, {:#x}), so no RAM is reachable (a limit computed as the window's size, not its base plus "
+          "its size?)",
+          limit, layout::kWindowPhysBase, layout::kWindowPhysBase, layout::kWindowPhysBase + layout::kWindowSize);
+}
+
 }  // namespace
 
 Result<void> init(const BootInfo& boot) {
   collect_ram(boot.memory);
+  check_reachable_limit();
   configure_switch_checks(boot.cmdline());
   g_boot_root = construct_at(reinterpret_cast<debug::PublishedRoot*>(g_boot_root_storage),
                              arch::live_root_for(VirtAddr(layout::kKernelHalfBase)), debug::RootKind::Boot, "boot");
@@ -218,17 +244,42 @@ void make_temp_maps() {
   TempMapArea::set_current(&g_temp_maps);
 }
 
+/// The boot tables map the whole image, the guard page below boot_stack included: a stack that
+/// ran into the guard, or was started at boot_stack's bottom, goes unnoticed until the kernel's
+/// root, which leaves the guard out, is loaded. Named as what it is here, before the pre-switch
+/// check can say only that the running stack is not mapped.
+void check_stack_above_guard() {
+  const u64 sp = reinterpret_cast<u64>(__builtin_frame_address(0));
+  const u64 guard = reinterpret_cast<u64>(boot_stack_guard);
+  if (sp - guard < kPageSize)
+    panic("kernel stack overflow: the kernel runs on {:#x}, in the guard page below its own stack boot_stack [{:#x}, "
+          "{:#x}), as it loads its root (which leaves the guard unmapped): the stack overflowed while the boot tables "
+          "were live, or the stack pointer was set to boot_stack's bottom instead of its top",
+          sp, reinterpret_cast<u64>(boot_stack_bottom), reinterpret_cast<u64>(boot_stack_top));
+}
+
 /// Loads the kernel's root (the pre-switch check first: AddressSpace::activate()). From here on
 /// vm::ready() is true and devices are reached where the kernel's root maps them.
 void activate_kernel_root() {
+  check_stack_above_guard();
   g_kernel_space->activate();
   g_ready = true;
   make_temp_maps();
 }
 
 /// Gives the boot stub's page tables to the frame allocator: only once they are not live (and
-/// no TLB entry made through them is used any more: loading a root flushes those).
+/// no TLB entry made through them is used any more: loading a root flushes those). Panics, naming
+/// the order, when a root the CPU translates through is one of them: the allocator would hand
+/// out frames the MMU still walks (zeroed as page tables, they unmap the kernel under itself).
 void reclaim_boot_tables() {
+  const PhysRange tables = arch::boot_page_tables();
+  const arch::LiveRoots live = arch::live_roots();
+  for (usize i = 0; i < live.count; ++i)
+    if (tables.base <= live.roots[i] && live.roots[i] < tables.end())
+      panic("vm: the boot stub's tables [{:#x}, {:#x}) are given back to the frame allocator while they are still "
+            "live ({} = {:#x} is one of them): the kernel's root was not loaded first (activate_kernel_root() "
+            "before reclaim_boot_tables())",
+            tables.base.value(), tables.end().value(), live.names[i], live.roots[i].value());
   if (g_boot_root != nullptr) g_boot_root->withdraw();
   g_frames.release(arch::boot_page_tables());
   g_boot_reclaimed += arch::boot_page_tables().size;
