@@ -881,6 +881,85 @@ def preemption_problem(trace, root, arch):
     return None
 
 
+def wait_for_ticker_end(guest, watch):
+    """Runs the guest until the ticker process ends (its exit_current(), or it is no longer in
+    the process table): it is the third process of preempt_user's run."""
+    from pagoda_grade.procaudit import Facts, read_current, read_table
+    facts = Facts.of(watch.kernel)
+    if facts is None:
+        return
+    exit_at = address_of(watch.kernel, "pagoda::proc::exit_current")
+    snap = guest.snapshot()
+    while any(r.name == "ticker" and r.state != facts.zombie for r in read_table(snap.read_phys, facts)):
+        snap = guest.stop_at_any([exit_at], what="the ticker to end (exit_current), leaving the two spinners")
+        current, _ = read_current(snap.read_phys, facts, read_table(snap.read_phys, facts))
+        if current is not None and current.name == "ticker":
+            return
+
+
+# A spinner that is starved: the timer kept interrupting spin's loop in user mode (QEMU's log),
+# so turns kept ending, yet one spinner's count stood still. With kTicksPerTurn ticks a turn and
+# three processes, a fair round robin gives each spinner a turn within a few ticks; STARVE_TICKS
+# such interrupts with no progress is a scheduler that never picks it (counted in guest events,
+# never in wall-clock time).
+STARVE_TICKS = 48
+
+
+class SpinProgress:
+    """Each spinner's last count and the number of timer interrupts in user mode inside spin's
+    loop (QEMU's log) when it last moved: starved() names a spinner that stood still while the
+    timer kept ending turns."""
+
+    def __init__(self, spinners):
+        self.spinners = spinners
+        self.last = {r: None for r in spinners}
+        self.mark = {r: 0 for r in spinners}
+
+    def starved(self, guest, watch, snap, counts, spin_main):
+        timer, user = watch.proc["timer_vector"], watch.proc["user_privilege"]
+        ticks = sum(1 for e in guest.log_events() if e.kind == "interrupt" and e.vector == timer
+                    and e.privilege == user and spin_main.contains(e.pc))
+        for root, count in zip(self.spinners, counts):
+            if count != self.last[root]:
+                self.last[root], self.mark[root] = count, ticks
+        moving = [r for r in self.spinners if ticks - self.mark[r] < STARVE_TICKS]
+        stuck = [r for r in self.spinners if r not in moving]
+        if not stuck or not moving:
+            return None
+        return starvation_problem(snap, watch, stuck[0], moving[0], ticks - self.mark[stuck[0]], self.last)
+
+
+def starvation_problem(snap, watch, stuck, other, ticks, counts):
+    """The sentence for a spinner (root @p stuck) whose count stood still for @p ticks timer
+    interrupts in user mode while the one in root @p other counted on: what the process table
+    (guest RAM) says of it now, and what the scheduler must do."""
+    from pagoda_grade.procaudit import Facts, read_current, read_table
+    labels = process_roots(snap, watch.kernel)
+    pid = {r: int(m[1]) for r, label in labels.items() if (m := re.search(r"\(pid (\d+)\)", label))}
+    facts = Facts.of(watch.kernel)
+    state, on_cpu = "", ""
+    if facts is not None and stuck in pid:
+        recs = read_table(snap.read_phys, facts)
+        rec = next((r for r in recs if r.pid == pid[stuck]), None)
+        current, _ = read_current(snap.read_phys, facts, recs)
+        if rec is not None:
+            state = facts.state_name(rec.state)
+        if current is not None:
+            on_cpu = f"; the CPU runs {current.who}"
+    who = f"spin pid {pid[stuck]}" if stuck in pid else "spin"
+    head = (f"{who} (root {stuck:#x}) never ran for {ticks} timer interrupts in user mode (QEMU's log), its spin_count "
+            f"stuck at {counts[stuck]}, while the other spinner (root {other:#x}) counted on to {counts[other]}"
+            f"{on_cpu}")
+    if state == "Ready":
+        return (f"{head}: it is Ready in the process table (guest RAM), and the scheduler never picks it: round robin "
+                "takes the first Ready process after the current one in table order, wrapping around to the table's "
+                "start (next_ready), so that every Ready process gets a turn")
+    if state:
+        return (f"{head}: it is {state} in the process table (guest RAM), not Ready: a preempted process must go "
+                "back to Ready at the end of its turn, or the scheduler never picks it again")
+    return f"{head}: the scheduler never gives it a turn (round robin over every Ready process, wrapping around)"
+
+
 @lab_test(3, "preempt_user")
 def test_preempt_user(boot, kernel, arch):
     token = boot.fresh_token()
@@ -913,14 +992,27 @@ def test_preempt_user(boot, kernel, arch):
         # 60), so the grader looks again until both have started, then until both have counted on
         # from there: only the test's deadline bounds the looks, never a count of them, and the
         # deadline's message says what it waited for.
+        # The ticker ends first: from then on the two spinners are the only processes, and a
+        # scheduler that does not give every Ready process a turn (one that never wraps around the
+        # table) can no longer hide behind the ticker's wake-ups.
+        wait_for_ticker_end(guest, watch)
         started = "both spinners counting (spin_count above 0 in each spinner's root)"
+        progress = SpinProgress(spinners)
         snap, first = look(delays[0], started)
         while not all(first):
+            starved = progress.starved(guest, watch, snap, first, spin_main)
+            if starved:
+                guest.end()   # (the starved spinner would wait to the deadline: the failure is named)
+                return {"problem": starved}
             snap, first = look(delays[0], started)
         moved = (f"both spinners counting on past {first[0]} and {first[1]} (each must keep running while the "
                  "other spins)")
         snap, second = look(delays[1], moved)
         while not all(b > a for a, b in zip(first, second)):
+            starved = progress.starved(guest, watch, snap, second, spin_main)
+            if starved:
+                guest.end()   # (the starved spinner would wait to the deadline: the failure is named)
+                return {"problem": starved}
             snap, second = look(delays[1], moved)
         looks = [first, second]
         for root in spinners:
@@ -1274,6 +1366,16 @@ def test_kstack_overflow(boot, kernel, arch):
 
 # ---- every root, walked by the grader -------------------------------------------------------
 
+def live_stacks(snap, watch):
+    """The kernel-stack slots the process table (guest RAM) says live processes hold at @p snap
+    (every slot when the kernel exports no table facts)."""
+    from pagoda_grade.procaudit import NO_SLOT, Facts, read_table
+    facts = Facts.of(watch.kernel)
+    if facts is None:
+        return set(range(watch.layout.slots))
+    return {r.kslot for r in read_table(snap.read_phys, facts) if r.kslot != NO_SLOT}
+
+
 @lab_test(3, "roots_verified")
 def test_roots_verified(boot, kernel, arch):
     token = boot.fresh_token()
@@ -1325,8 +1427,12 @@ def test_roots_verified(boot, kernel, arch):
         if not cpu_slots <= slots:
             problems.append(f"the CPU ran on kernel stacks of slots {sorted(cpu_slots - slots)}, which the kernel root "
                             "does not map in the kStackBase area")
+        # At this last stop, the stacks and roots of the processes that still live: one that ended
+        # since (hello, memcheck, the ticker) gave its kernel stack and its root back.
+        live_slots, listed = live_stacks(snap, watch), set(process_roots(snap, watch.kernel))
         for root, label in watch.roots.items():
-            problems += insp.stack_problems(snap, root, slots | cpu_slots, label)
+            if root in watch.kernel_roots or root in listed or "not in the registry" in label:
+                problems += insp.stack_problems(snap, root, (slots | cpu_slots) & live_slots, label)
         for root, label in list(watch.roots.items()):
             if " of spin (" in label:
                 # From lab 5 on pages come on the first touch: spin maps spin_stop's page when it

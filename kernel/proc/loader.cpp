@@ -82,6 +82,21 @@ Result<PhysAddr> zeroed_frame() {
 constexpr const char* kTopPageStep = "mapping the user stack's top page (the arguments' page)";
 
 /// Maps the stack's top page and writes @p args in it; the entry's sp, argc and argv.
+/// copy_to_space(), with the cause added when it refuses a range that @p space's own tables
+/// map user-writable page by page: the copy looked the pages up elsewhere (the live root's
+/// tables: a space being loaded is not live), not in the space it writes.
+Result<void> write_space(AddressSpace& space, u64 va, const void* src, usize size) {
+  const Result<void> done = copy_to_space(space, va, src, size);
+  if (!done.is_error() || !(done.error() == Error::InvalidArgument) || size == 0) return done;
+  for (u64 page = align_down(va, kPageSize); page < va + size; page += kPageSize) {
+    const Walk walk = space.query(VirtAddr(page));
+    if (!walk.mapped() || !walk.perms.user || !walk.perms.write) return done;
+  }
+  return done.error().noted("yet this space's own tables map every page of the range rw- user: copy_to_space() "
+                            "looked the pages up in other tables (the live root's; a space being loaded is not "
+                            "live), not in the space it writes (space.query())");
+}
+
 Result<arch::UserEntry> load_stack(AddressSpace& space, Span<const StringView> args) {
   if (args.size() > abi::kMaxArgs) return Error(Error::Overflow, "too many arguments (abi::kMaxArgs)");
   u64 bytes = 0;
@@ -104,11 +119,11 @@ Result<arch::UserEntry> load_stack(AddressSpace& space, Span<const StringView> a
   for (usize i = args.size(); i-- > 0;) {
     strings -= args[i].size() + 1;
     // (its NUL: the frame is zeroed)
-    TRY_DURING(copy_to_space(space, strings, args[i].data(), args[i].size()), "writing an argument string", strings);
+    TRY_DURING(write_space(space, strings, args[i].data(), args[i].size()), "writing an argument string", strings);
     pointers[i] = strings;
   }
   const u64 argv = align_down(strings - (args.size() + 1) * sizeof(u64), kStackAlign);
-  TRY_DURING(copy_to_space(space, argv, pointers, (args.size() + 1) * sizeof(u64)), "writing argv[]", argv);
+  TRY_DURING(write_space(space, argv, pointers, (args.size() + 1) * sizeof(u64)), "writing argv[]", argv);
   return arch::UserEntry{.pc = 0, .sp = argv, .argc = args.size(), .argv = argv};
 }
 

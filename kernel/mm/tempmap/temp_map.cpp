@@ -103,6 +103,41 @@ void TempMapArea::pop(usize slot) {
   // LAB 4 SKELETON
   // panic("lab 4: write TempMapArea::pop() in kernel/mm/tempmap/temp_map.cpp (labs/04-temp-mappings/README.md)");
   // LAB 4 END
+  check_popped(slot);
+}
+
+// The slot stack's bookkeeping, checked outside push() and pop() (an interrupt's guards nest
+// inside and are gone again by the time these run): the slot a guard gets is the top of the
+// stack and maps its frame; a slot given back is counted free and maps nothing.
+void TempMapArea::check_pushed(usize slot, PhysAddr frame) const {
+  if (slot >= kSlots) panic("TempMap: push() returned slot {}, but CPU {} has only {} slots", slot, cpu_, kSlots);
+  if (slot >= depth_)
+    panic("TempMap: push() mapped frame {:#x} in slot {} but never counted the slot taken: the slot stack counts {} "
+          "slot(s) taken (depth_), so the next guard (or an interrupt's) is given the same slot and overwrites it "
+          "(push must reserve its slot, ++depth_, before writing the entry)",
+          frame.value(), slot, depth_);
+  if (slot != depth_ - 1)
+    panic("TempMap: nesting reused a live slot: push() returned slot {} for frame {:#x} while {} slots are taken and "
+          "slot {} (frame {:#x}) is live: a new guard must take the slot above the ones in use (slot depth_), never "
+          "one that is live",
+          slot, frame.value(), depth_, slot, frames_[slot].value());
+  const u64 entry = *entries_[slot];
+  if (!Format::is_present(entry, Format::kLevels - 1) ||
+      Format::output_address(entry, Format::kLevels - 1) != frame)
+    panic("TempMap: push() returned slot {} for frame {:#x}, but the slot's entry ({:p}) is {:#x}: it does not map "
+          "that frame (the entry written is another slot's, or none)",
+          slot, frame.value(), static_cast<const void*>(entries_[slot]), entry);
+}
+
+void TempMapArea::check_popped(usize slot) const {
+  if (depth_ > slot)
+    panic("TempMap: pop() cleared slot {} but never gave it back: the slot stack still counts {} slot(s) taken "
+          "(--depth_ left out), so every guard leaks its slot until none is left",
+          slot, depth_);
+  if (const u64 entry = *entries_[slot]; entry != 0)
+    panic("TempMap: pop() gave slot {} back with its entry still mapping frame {:#x} (entry {:#x}): a released slot "
+          "must not map anything: clear the entry, then invalidate its TLB entry, then give the slot back",
+          slot, Format::output_address(entry, Format::kLevels - 1).value(), entry);
 }
 
 TempMap::TempMap(PhysAddr frame) : TempMap(*[] {
@@ -113,6 +148,7 @@ TempMap::TempMap(PhysAddr frame) : TempMap(*[] {
 
 TempMap::TempMap(TempMapArea& area, PhysAddr frame) : area_(&area) {
   slot_ = area.push(frame);
+  area.check_pushed(slot_, frame);
   generation_ = area.generation_[slot_];
 }
 

@@ -93,6 +93,12 @@ class TempMapArea {
   usize push(PhysAddr frame);
   /// Unmaps slot @p slot, which must be the last one pushed; panics otherwise.
   void pop(usize slot);
+  /// After push() gave @p slot for @p frame: panics, naming the slip, unless @p slot is the top
+  /// of the stack, counted taken, and its entry maps @p frame.
+  void check_pushed(usize slot, PhysAddr frame) const;
+  /// After pop() of @p slot: panics, naming the slip, unless the slot was given back and its
+  /// entry cleared.
+  void check_popped(usize slot) const;
 
   static inline TempMapArea* s_current = nullptr;
 
