@@ -125,7 +125,11 @@ def kill_story(m):
     mapped = m.pages.get(page)
     state = (f"mapped {'read/write' if mapped[1] else 'read-only'} to frame {mapped[0]:#x}" if mapped
              else "not mapped")
-    if m.vmas is None or not vmas:
+    if m.vmas is None:
+        return (f"it has no record of regions (none made, or its VMA list not readable in guest RAM as it died) "
+                f"while its root maps {len(m.pages)} user pages: a forked child that fork never gave a record "
+                "(copy_record), or a loader that mapped its segments without recording them")
+    if not vmas:
         return (f"its record (VMA list, read from guest RAM as it died) is empty while its root maps "
                 f"{len(m.pages)} user pages: a forked child whose record fork never filled (copy_record), or a loader "
                 "that mapped its segments without recording them")
