@@ -23,7 +23,7 @@ from pagoda_grade.processes import (HEX, count_used, foreign_code_kill, parse_ki
 from pagoda_grade.proof import proof
 from pagoda_grade.symbols import fact, segments
 from pagoda_grade.vmas import GROWS_DOWN, KIND_ANONYMOUS, KIND_IMAGE, KIND_STACK, PF_R, PF_W, PF_X, PROT_EXEC, PROT_READ, \
-    PROT_WRITE, loader_problems, page_down, page_up, read_records
+    PROT_WRITE, heap_problems, loader_problems, page_down, page_up, read_records
 from pagoda_grade.witness import ARCHES, PAGE, pick_in
 from test_lab3 import GRADER_MEMORY, Watch, fault_expectation, syscall_number, syscall_stops
 
@@ -77,6 +77,7 @@ class VmaWatch(Watch):
         super().__init__(kernel, arch)
         self.records = {}         # pid -> pagoda_grade.vmas.Record, at the 'started' stop
         self.loader = {}          # pid -> [sentences]: what the loader left out
+        self.heap = {}            # pid -> [sentences]: what is wrong with the heap it starts with
 
     def before(self, guest):
         """Watch.before(), and from then on a stop at every kill on the way to the grader's other
@@ -100,6 +101,7 @@ class VmaWatch(Watch):
             segs = self.segments_of(record.name)
             if segs is not None:
                 self.loader[pid] = loader_problems(record, segs, top, pages)
+                self.heap[pid] = heap_problems(record, segs)
 
     def kill_cause(self, lines):
         """The cause of the first kill (a page fault or a stack limit, at a user address) that the
@@ -162,13 +164,18 @@ class VmaWatch(Watch):
                         "overlapping ones: <= for <)")
         return None
 
+    def heap_cause(self):
+        """What the loader got wrong about a process's heap (its record before it ran), or None: the
+        cause of whatever sbrk and brk then do."""
+        return next((p[0] for _, p in sorted(self.heap.items()) if p), None)
+
     def fail(self, run, message):
-        cause = self.kill_cause(run.lines)
+        cause = self.kill_cause(run.lines) or self.heap_cause()
         super().fail(run, f"{cause}\n{message}" if cause else message)
 
     def require(self, run):
         if run.witness is None:
-            cause = self.kill_cause(run.lines)
+            cause = self.kill_cause(run.lines) or self.heap_cause()
             if cause:
                 run.witness_failure = f"{cause}\n{run.witness_failure}"
         return super().require(run)

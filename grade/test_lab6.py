@@ -10,10 +10,10 @@ before the first process and after the last one is reaped: they must be the same
 lines only label what the grader saw."""
 import re
 
-from pagoda_grade import lab_test
+from pagoda_grade import lab_test, programs
 from pagoda_grade.outcomes import KILL_LINE, BootEnded, finding_first
 from pagoda_grade.lifecycle import (Deaths, Pages, Refs, covered, fork_problems, fork_view, leak_story, pid_of, processes,
-                                    return_address, stale_records, stalled_waits, unflushed)
+                                    return_address, stale_records, stalled_waits, unflushed, wider_than_record)
 from pagoda_grade.processes import (HEX, Layout, count_used, foreign_code_kill, parse_kills, parse_reaped, process_roots,
                                     registry, user_elf, user_page_frames, user_pages, user_symbol, writable_in_two, written)
 from pagoda_grade.proof import MASK64, proof
@@ -24,6 +24,7 @@ from pagoda_grade.procaudit import (current_frame, fork_error_problem, fork_find
 from test_lab3 import GRADER_MEMORY, Watch, syscall_number, syscall_stops, user_text
 
 ENOENT = 2
+ESRCH = 3
 ECHILD = 10
 DEEP = 8
 
@@ -124,7 +125,11 @@ def kill_story(m):
     mapped = m.pages.get(page)
     state = (f"mapped {'read/write' if mapped[1] else 'read-only'} to frame {mapped[0]:#x}" if mapped
              else "not mapped")
-    if m.vmas is None or not vmas:
+    if m.vmas is None:
+        return (f"it has no record of regions (none made, or its VMA list not readable in guest RAM as it died) "
+                f"while its root maps {len(m.pages)} user pages: a forked child that fork never gave a record "
+                "(copy_record), or a loader that mapped its segments without recording them")
+    if not vmas:
         return (f"its record (VMA list, read from guest RAM as it died) is empty while its root maps "
                 f"{len(m.pages)} user pages: a forked child whose record fork never filled (copy_record), or a loader "
                 "that mapped its segments without recording them")
@@ -198,6 +203,9 @@ def require(watch, run):
     cow = deaths_of(watch).cow_problems()
     if cow:
         watch.fail(run, cow[0] + "".join(f"\n  {p}" for p in cow[1:3]))
+    execs = deaths_of(watch).exec_faults
+    if execs:
+        watch.fail(run, execs[0])
     if run.witness is None:
         stale = stale_records(deaths_of(watch).moments)
         if stale:
@@ -310,6 +318,12 @@ def test_fork_basic(boot, kernel, arch):
                     if child is not None:
                         state["at_fork"] = fork_view(snap, kernel, parent, child, "fork")
                         state["at_fork"].live_root = root
+                        # What is wrong with the fork is a finding as it is seen (as a copy-on-write
+                        # fault's is): it heads the failure before what it leads to (frames freed
+                        # while mapped, found at the boot's end).
+                        wrong = fork_problems(state["at_fork"]) if watch.audit else []
+                        if wrong:
+                            watch.audit.note(wrong[0])
                         for m in (state["at_fork"].parent, state["at_fork"].child):
                             deaths.add(m)
                         # The child's first return to user mode, where the parent's returned: the
@@ -758,6 +772,7 @@ def bomb_script(watch, fork_call, kernel):
         for snap in calls(guest, watch, {fork_call}, 4 * watch.layout.slots + 32):
             at_entry, entry_bits = count_used(snap, *watch.bitmap)
             others = set(process_roots(snap, kernel)) - {snap.lower_root}   # the children made before
+            pids = set(processes(snap, kernel, records_of=-1))
             pc, root = snap.register(watch.proc["syscall_return_pc"]), snap.lower_root
             for _ in range(watch.layout.slots + 8):
                 back = guest.stop_at(pc)
@@ -771,7 +786,9 @@ def bomb_script(watch, fork_call, kernel):
                 new = after_bits & ~entry_bits
                 frames = {i * PAGE for i in range(new.bit_length()) if new >> i & 1}
                 after -= len(copies_in_other_roots(back, watch, frames, others & set(process_roots(back, kernel))))
-            forks.append((result, at_entry, after))
+            # A fork that failed and left a process in the table: the half-made child (nobody else forks).
+            left = sorted(set(processes(back, kernel, records_of=-1)) - pids) if result < 0 else []
+            forks.append((result, at_entry, after, left))
             if result < 0:
                 break
         return dict(forks=forks, **baseline(watch, guest))
@@ -796,7 +813,12 @@ def test_fork_bomb(boot, kernel, arch):
             watch.fail(run, f"fork={mode}, {mib} MiB touched: the grader read the result of {len(forks)} fork calls in "
                             f"user mode; the last is {got}, expected -{errno} ({errno_name}) once "
                             f"{'memory' if mode == 'eager' else 'the process table'} runs out")
-        result, at_entry, after = forks[-1]
+        result, at_entry, after, left = forks[-1]
+        if left:
+            watch.fail(run, f"fork={mode}: the fork that failed with {errno_name} left pid {left[0]} in the process table "
+                            f"(guest RAM, at its return; frames in use {after - at_entry:+d}): fork's error path did "
+                            "not release the half-made child (release(child): its slot and pid, its root, the pages "
+                            "copied so far)")
         if after != at_entry:
             watch.fail(run, f"fork={mode}: the fork that failed with {errno_name} left {after - at_entry:+d} frames in use "
                             f"(the allocator's bitmap, guest RAM, at its entry and right after it returned): a fork that "
@@ -1171,6 +1193,12 @@ ERRNO_NAMES = {1: "EPERM", 2: "ENOENT", 3: "ESRCH", 7: "E2BIG", 8: "ENOEXEC", 9:
                12: "ENOMEM", 13: "EACCES", 14: "EFAULT", 17: "EEXIST", 22: "EINVAL", 36: "ENAMETOOLONG", 38: "ENOSYS"}
 
 
+def wait_no_hang():
+    """abi::kWaitNoHang, wait's option bit (read from the grader's kernel/lib/abi.hpp, not copied)."""
+    with open(programs.abi_header()) as f:
+        return int(re.search(r"kWaitNoHang = (\d+);", f.read())[1])
+
+
 def shown_result(r):
     return f"-{ERRNO_NAMES[-r]}" if -4095 <= r < 0 and -r in ERRNO_NAMES else str(r)
 
@@ -1217,7 +1245,8 @@ def usertests_case(boot, kernel, arch, case):
             if u64(snap.read_virt(count_at, 8, child)) <= len(trace):
                 continue   # not a probe (the case's set-up): the record grows by one before each probe
             call = dict(number=number, result=None, before=count_used(snap, *watch.bitmap)[0], after=None,
-                        probe=probe_at(snap, child, len(trace)))
+                        probe=probe_at(snap, child, len(trace)),
+                        args=[snap.register(r) for r in watch.proc["syscall_args"][:3]])
             trace.append(call)
             tracer.follow(snap, call)
         return dict(child=child, trace=trace, ended=ended, **baseline(watch, guest))
@@ -1244,6 +1273,11 @@ def usertests_case(boot, kernel, arch, case):
     lost = [t for t in w["trace"] if t["result"] is None]
     if w["ended"] is None and lost:
         p = lost[0]["probe"]
+        if p["number"] == wait_call and p["want"] in (-ESRCH, -ECHILD):
+            watch.fail(run, f"usertests {case}: probe {w['trace'].index(lost[0])} ({p['what']}) must fail with "
+                            f"{shown_result(p['want'])} at once, yet the caller never came back from it: wait took a "
+                            "process that is not the caller's child (itself, or another's) for one to wait for and "
+                            "slept on it (wait must look only at processes whose parent is the caller)")
         watch.fail(run, f"usertests {case}: probe {w['trace'].index(lost[0])} ({p['what']}, system call {p['number']}) "
                         f"never returned to the child, expected {shown_result(p['want'])} (a call that must fail "
                         "succeeded, e.g. an exec that replaced the child's program, or the child was killed)")
@@ -1273,7 +1307,12 @@ def usertests_case(boot, kernel, arch, case):
         if r is None:
             wrong.append(f"{label}: never returned to the child")
             continue
-        if p["flags"] & PROBE_EXACT and r != p["want"] and t["number"] == wait_call and r > 0 and p["want"] > 0:
+        if (p["flags"] & PROBE_EXACT and t["number"] == wait_call and p["want"] == 0 and r > 0
+                and t.get("args", [0, 0, 0])[2] & wait_no_hang()):
+            wrong.append(f"{label}: returned child {r}, not 0 (read in user mode): wait ignored no-hang: it slept "
+                         "until that child ended and reaped it, where with no-hang it must return 0 at once while "
+                         "every child it may reap still runs")
+        elif p["flags"] & PROBE_EXACT and r != p["want"] and t["number"] == wait_call and r > 0 and p["want"] > 0:
             wrong.append(f"{label}: returned child {r}, not the child {p['want']} it asked for (read in user mode): "
                          "wait(pid) must reap that child only, and sleep until it ends, whichever other child has "
                          "ended")
@@ -1370,6 +1409,7 @@ def test_fork_prot_none(boot, kernel, arch):
                 leaves[name] = dict(mapped=w.mapped, raw=raw, frame=frame, count=refs.count(frame) if frame else None,
                                     data=snap.read_phys(frame, len(pattern)) if frame else b"")
             out["leaves"] = leaves
+            out["wider"] = wider_than_record(snap, kernel, child, "the child")
             # The parent's last line: its page read/write again, holding its own pattern still.
             for snap in calls(guest, watch, {write}, 40):
                 if snap.lower_root == parent and written(snap, watch.proc, parent).startswith(b"vmas: nonefork: parent"):
@@ -1381,6 +1421,8 @@ def test_fork_prot_none(boot, kernel, arch):
         run = boot(args={"run": "vmas:nonefork", "fork": mode}, token=token, witness=script, memory=GRADER_MEMORY)
         w = require(watch, run)
         at, leaves = w["at"], w["leaves"]
+        if w.get("wider"):
+            watch.fail(run, f"fork={mode}: at the child's read(), {w['wider']}")
         for name in ("parent", "child"):
             leaf = leaves[name]
             if leaf["mapped"] or leaf["raw"] is None or leaf["raw"] & 1:

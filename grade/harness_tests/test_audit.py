@@ -179,3 +179,33 @@ def test_kept_ram_is_given_back_when_its_run_goes(tmp_path):
     gc.collect()
     with pytest.raises(OSError):
         os.fstat(fd)
+
+
+def test_a_finding_seen_at_a_stop_that_the_test_puts_first_stays_before_the_audit(reference_kernel, tmp_path):
+    # A copy-on-write fault seen going wrong (the process audit's stop finding) is what the frames
+    # freed while mapped at the boot's end came from: it stays first, with its own lines, and the
+    # audit's finding follows them.
+    k = reference_kernel
+    run = run_of(k, tmp_path)
+    run.remains = records(k, used=[HEAP_FRAME // PAGE])
+    list_block(run.remains, k, 3, HEAP_FRAME + 256, fact(k, "heap_magic_small"), requested=200)
+    run.audit_findings = ["the copy-on-write fault gave write permission back"]
+    with pytest.raises(GradeFailure) as e:
+        run.fail("the copy-on-write fault gave write permission back\n  and again")
+    lines = str(e.value).splitlines()
+    assert lines[0] == "the copy-on-write fault gave write permission back", lines[:3]
+    assert lines[1] == "  and again" and "on the free list and in use at once" in lines[2], lines[:3]
+    run.audit_findings = ["and again"]   # (the test's own second line: still its cause first)
+    with pytest.raises(GradeFailure) as e:
+        run.fail("the copy-on-write fault gave write permission back\n  and again")
+    assert str(e.value).splitlines()[0] == "the copy-on-write fault gave write permission back"
+    run.audit_findings = ["the copy-on-write fault gave write permission back"]
+    with pytest.raises(GradeFailure) as e:   # the test's reason after another headline (a panic)
+        run.fail("the copy-on-write fault gave write permission back", cause="the kernel panicked")
+    lines = str(e.value).splitlines()
+    assert lines[0] == "the copy-on-write fault gave write permission back", lines[:3]
+    assert "on the free list and in use at once" in lines[1] and lines[2] == "the kernel panicked", lines[:4]
+    run.audit_findings = ["something else seen at a stop"]
+    with pytest.raises(GradeFailure) as e:
+        run.fail("the copy-on-write fault gave write permission back")
+    assert str(e.value).splitlines()[0] == "something else seen at a stop"

@@ -93,3 +93,15 @@ def test_an_exec_that_kept_the_old_record_is_named():
     assert "is still forktree's, the program before exec" in stale_records([exec_, kept])[0]
     assert stale_records([exec_, fresh]) == []
     assert stale_records([exec_]) == []
+
+
+def test_a_record_copied_without_its_bounds_is_named_at_fork():
+    bounds = (0x40b000, 0x40d000, 0x800000, 0x10000)
+    at_fork = view(SHARED, SHARED, COUNTS)
+    at_fork.parent.bounds = at_fork.child.bounds = bounds
+    assert fork_problems(at_fork) == []
+    at_fork.child.bounds = (0, 0, 0x800000, 0x10000)   # copy_record forgot the heap
+    first = fork_problems(at_fork)[0]
+    assert "heap's start 0x0, the parent's 0x40b000" in first and "copy_record must copy" in first
+    at_fork.child.bounds = (0x40b000, 0x40d000, 0, 0x10000)   # ... or the stack's limit
+    assert "stack's limit 0x0, the parent's 0x800000" in fork_problems(at_fork)[0]

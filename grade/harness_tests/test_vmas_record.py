@@ -5,7 +5,7 @@ loader the lab-5 grade must name gives its sentence; the record the reference lo
 none."""
 from pagoda_grade.symbols import Segment
 from pagoda_grade.vmas import GROWS_DOWN, KIND_ANONYMOUS, KIND_IMAGE, KIND_STACK, PAGE, Record, Vma, \
-    loader_problems
+    heap_problems, loader_problems
 
 TOP = 0x7FFF_FFFF_F000
 STACK_PAGES = 8
@@ -76,3 +76,12 @@ def test_an_unsorted_record_is_named():
     vmas = reference()
     vmas[0], vmas[1] = vmas[1], vmas[0]
     assert "not sorted and disjoint" in problems(vmas)[0]
+
+
+def test_a_heap_that_does_not_start_after_the_image_is_named():
+    def heap(start, brk=None):
+        return heap_problems(Record(1, "vmas", reference(), start, start if brk is None else brk), SEGMENTS)
+    assert heap(0x409000) == []
+    assert "lies inside the image, whose last load segment ends at 0x409000" in heap(0x407000)[0]
+    assert "is not page aligned" in heap(0x4082F0)[0]
+    assert "is not its start 0x409000" in heap(0x409000, 0x40a000)[0]

@@ -355,7 +355,14 @@ def producer_first(run, parts):
 def audits_first(run, parts):
     """@p parts (a failure's first lines) with what the grader's audits found broken put first: the
     frame and heap audit at the boot's end (producer_first), and before it what an audit saw broken
-    at the grader's stops, earlier in the boot (audit_first). The one place Run.fail() ranks them."""
+    at the grader's stops, earlier in the boot (audit_first). The one place Run.fail() ranks them.
+    A stop finding the failure already says (a copy-on-write fault seen going wrong, in the test's
+    reason after a panic headline) moves first with its lines: it came before the panic and what
+    the audit finds at the end, which are what it led to."""
+    stop = audit_first(run)
+    said = next((i for i, p in enumerate(parts) if stop and stop in p), None)
+    if said is not None:
+        return [parts[said]] + producer_first(run, parts[:said] + parts[said + 1:])
     parts = producer_first(run, parts)
     seen = audit_first(run, "\n".join(parts))
     return [seen] + parts if seen else parts

@@ -42,6 +42,13 @@ class Proc:
     vmas: list          # [Vma], or None when the process has no record (yet)
     exit_code: int
     exit_how: int
+    bounds: tuple = None   # the record's (heap start, break, stack limit, stack gap), with vmas
+
+
+# The record's bounds besides its VMAs (UserRegions), each a fact regions_<field>; what fork's
+# copy_record must copy with the VMA set.
+BOUND_FIELDS = ("heap_start", "brk", "stack_limit", "stack_gap")
+BOUND_NAMES = ("heap's start", "heap's break", "stack's limit", "stack's gap")
 
 
 class _Facts:
@@ -59,6 +66,7 @@ class _Facts:
         self.zombie, self.waiting = f("process_state_zombie"), f("process_state_waiting")
         self.vmas_data, self.vmas_size = f("regions_vmas_data"), f("regions_vmas_size")
         self.vma_size, self.vma_fields = f("vma_stride"), vma_fields(kernel)
+        self.bounds = tuple(f(f"regions_{k}") for k in BOUND_FIELDS)
 
     @classmethod
     def of(cls, kernel):
@@ -97,15 +105,16 @@ def processes(snap, kernel, records_of=None):
         pid, state = _u(p, k.pid, 4), p[k.state]
         if state == 0 and pid == 0:
             continue
-        vmas = None
+        vmas = bounds = None
         if p[k.regions_made] and (records_of is None or records_of == pid):
             try:
                 vmas = read_vmas(snap, kernel, base_va + slot * k.size + k.regions)
             except AssertionError:
                 vmas = None
+            bounds = tuple(_u(p, k.regions + b, 8) for b in k.bounds)
         code = _u(p, k.exit, 4)
         out.setdefault(pid, Proc(slot, pid, _u(p, k.parent, 4), state, state == k.zombie, state == k.waiting, vmas,
-                                 code - (1 << 32) if code >> 31 else code, _u(p, k.exit + 4, 4)))
+                                 code - (1 << 32) if code >> 31 else code, _u(p, k.exit + 4, 4), bounds))
     return out
 
 
@@ -194,6 +203,7 @@ class Moment:
     code: int = 0
     address: int = 0
     order: int = 0
+    bounds: tuple = None      # the record's BOUND_FIELDS, read with vmas
 
     @property
     def who(self):
@@ -213,7 +223,8 @@ def moment(snap, kernel, root, what, order=0):
     pid, name = pid_of(snap, kernel, root)
     proc = processes(snap, kernel, records_of=pid).get(pid)
     return Moment(what, pid, name or "?", root, Pages.of(snap, root), table_frames(snap, root),
-                  proc.vmas if proc else None, parent=proc.parent if proc else 0, order=order)
+                  proc.vmas if proc else None, parent=proc.parent if proc else 0, order=order,
+                  bounds=proc.bounds if proc else None)
 
 
 @dataclass
@@ -284,6 +295,7 @@ class Deaths:
     EXIT = "pagoda::proc::exit_current"
     EXEC = "pagoda::proc::exec_current"
     COW = "pagoda::vm::copy_on_write"
+    LOAD = "pagoda::proc::load_program"
 
     def __init__(self, kernel, cow=True, light=False):
         """@p cow: also witness every copy-on-write fault (two stops each: a test that makes
@@ -295,6 +307,10 @@ class Deaths:
         self.bitmap = None       # (address, words) of the allocator's used-frame bitmap, when known
         self.exit_at = symbols.address_of(kernel, self.EXIT)
         self.exec_at = symbols.address_of(kernel, self.EXEC)
+        try:
+            self.load_at = symbols.address_of(kernel, self.LOAD)
+        except AssertionError:
+            self.load_at = None
         self.cow_at = None
         if cow:
             try:
@@ -308,10 +324,13 @@ class Deaths:
         # test's failure whatever ends the boot after it (a limit of stops, a panic, a kill).
         self.audit = None
         self._returns = {}       # (return address, root) -> CowFault
+        self._exec_return = None  # (return address, Moment at its entry) of the exec under way
+        self.exec_faults = []     # sentences: execs that failed and changed the old space
 
     def addresses(self):
         return [self.exit_at, self.exec_at, *([self.cow_at] if self.cow_at else []),
-                *sorted({pc for pc, _ in self._returns})]
+                *sorted({pc for pc, _ in self._returns}),
+                *([self._exec_return[0]] + ([self.load_at] if self.load_at else []) if self._exec_return else [])]
 
     def _cow_entry(self, snap):
         root = snap.lower_root
@@ -343,6 +362,27 @@ class Deaths:
         if self.audit is not None:
             self.audit.note(fault.problem())
 
+    def _exec_back(self, snap, m, loading=False):
+        """Where exec_current returned (one CPU: the next stop there after its entry; @p loading:
+        at load_program's entry during it): in the root it was called in (it failed, or has not
+        switched yet), the caller's space must be as it was at exec's entry."""
+        if snap.lower_root != m.root:
+            return   # it succeeded: the new root is live
+        now = Pages.of(snap, m.root)
+        gone = [va for va, (pa, _) in sorted(m.pages.items()) if now.get(va, (None,))[0] != pa]
+        if not gone:
+            return
+        when = ("as exec began loading the new program (load_program's entry, the old root still live)" if loading
+                else f"where exec_current returned failing (its old root {m.root:#x} still live)")
+        problem = (f"exec freed the old user half before the new program was loaded: {len(gone)} of the "
+                   f"{len(m.pages)} user pages {m.who} mapped at exec's entry are gone or changed {when} (first "
+                   f"{gone[0]:#x}, {_where(m.vmas, gone[0])}): exec must build the new space beside the old one and "
+                   "free the old one only after the switch to the new root, so that an exec that fails returns to "
+                   "the caller's space untouched")
+        self.exec_faults.append(problem)
+        if self.audit is not None:
+            self.audit.note(problem)
+
     def cow_problems(self):
         return [p for p in (f.problem() for f in self.cow_faults) if p]
 
@@ -350,6 +390,14 @@ class Deaths:
         """Records @p snap when it is a stop at one of addresses(); True then."""
         if self.cow_at is not None and snap.pc == self.cow_at:
             self._cow_entry(snap)
+            return True
+        if self._exec_return is not None and self.load_at is not None and snap.pc == self.load_at:
+            self._exec_back(snap, self._exec_return[1], loading=True)
+            return True
+        if self._exec_return is not None and snap.pc == self._exec_return[0]:
+            _, m = self._exec_return
+            self._exec_return = None
+            self._exec_back(snap, m)
             return True
         key = (snap.pc, snap.lower_root)
         if key in self._returns:
@@ -370,6 +418,8 @@ class Deaths:
         m.code, m.how, m.address = code - (1 << 32) if code >> 31 else code, how, address
         m.order = len(self.moments)
         self.moments.append(m)
+        if what == "exec":
+            self._exec_return = (return_address(snap), m)
         return True
 
     def add(self, m):
@@ -469,6 +519,13 @@ def fork_problems(at_fork, later=None):
         problems.append(f"right after fork, the child's record is empty: {c.who}'s VMA list, read from guest RAM at "
                         f"fork's return, holds no region while the parent's holds {len(pv)} (e.g. {pv[0]}): fork "
                         "did not copy the record of regions (copy_record) into the child")
+    if cv and p.bounds and c.bounds and p.bounds != c.bounds:
+        differ = [f"its {n} {cb:#x}, the parent's {pb:#x}" for n, pb, cb in zip(BOUND_NAMES, p.bounds, c.bounds)
+                  if pb != cb]
+        problems.append(f"right after fork, {c.who}'s record (read from guest RAM at fork's return) has the parent's "
+                        f"{len(cv)} region(s) but not all of its bounds: {'; '.join(differ)}: fork's copy_record must "
+                        "copy the heap's start and break and the stack's limit and gap with the VMAs, or the child's "
+                        "sbrk and stack growth go by bounds that are not its parent's")
     if p.pages and not c.pages:
         problems.append(f"right after fork, {c.who}'s root maps none of the {len(p.pages)} user pages the parent maps "
                         f"(grader's walk of both roots): fork copied nothing, as a copy walked by a VMA list that was "
@@ -546,6 +603,23 @@ def fork_problems(at_fork, later=None):
         if len(problems) >= 4:
             break
     return problems
+
+
+def wider_than_record(snap, kernel, root, who):
+    """The first page @p root maps writable though its region in the process's record (VMA list,
+    guest RAM) is read-only, as a sentence naming fork's copy (@p who: "the child"), or None: a
+    copy, eager or shared, never has more permission than the region it lies in."""
+    pid, _ = pid_of(snap, kernel, root)
+    proc = processes(snap, kernel, records_of=pid).get(pid) if pid is not None else None
+    if proc is None or not proc.vmas:
+        return None
+    for va, (_, writable) in sorted(Pages.of(snap, root).items()):
+        region = next((v for v in proc.vmas if v.start <= va < v.end), None) if writable else None
+        if region is not None and not region.write:
+            return (f"page {va:#x} is mapped writable in {who}'s root (pid {pid}), but its region {region} is "
+                    "read-only (its record, read from guest RAM): fork mapped the copy with more permission than the "
+                    "parent's page: a copy keeps the parent's permissions (a copy-on-write share takes write away)")
+    return None
 
 
 def stalled_waits(snap, kernel):

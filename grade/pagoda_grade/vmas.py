@@ -174,6 +174,29 @@ def page_up(va):
     return (va + PAGE - 1) // PAGE * PAGE
 
 
+def heap_problems(record, segments):
+    """What is wrong with the heap @p record (read before the process ran) starts with, against its
+    ELF file's load @p segments: it starts at the page after the image's last segment, empty
+    (break = start). Sentences naming the loader's cause, or []."""
+    if not segments or record.problem:
+        return []
+    who = f"{record.name} (pid {record.pid})"
+    end = max(page_up(s.vaddr + s.memsz) for s in segments)
+    start, brk = record.heap_start, record.brk
+    if start % PAGE:
+        return [f"the heap's start {start:#x} in the record of {who} (read from guest RAM before it ran) is not page "
+                f"aligned: the loader must start the heap at the page after the image's last segment ({end:#x}), "
+                "or the heap's first page is shared with the image and sbrk/brk round it wrongly"]
+    if start < end:
+        return [f"the heap's start {start:#x} in the record of {who} (read from guest RAM before it ran) lies inside "
+                f"the image, whose last load segment ends at {end:#x}: the loader must start the heap at the page "
+                "after the image's last segment, or the heap's region overlaps the image's and sbrk is refused"]
+    if brk != start:
+        return [f"the heap's break {brk:#x} in the record of {who} (read from guest RAM before it ran) is not its "
+                f"start {start:#x}: a program starts with an empty heap (break = start)"]
+    return []
+
+
 def loader_problems(record, segments, stack_top, stack_pages):
     """What @p record (read before the process ran) lacks against its ELF file's load
     @p segments and the stack the loader must record ([stack_top - stack_pages pages,

@@ -469,6 +469,8 @@ struct VmaSetLayout {
   static constexpr usize vmas = offsetof(UserRegions, vmas);
   static constexpr usize heap_start = offsetof(UserRegions, heap_start);
   static constexpr usize brk = offsetof(UserRegions, brk);
+  static constexpr usize stack_limit = offsetof(UserRegions, stack_limit);
+  static constexpr usize stack_gap = offsetof(UserRegions, stack_gap);
 #pragma GCC diagnostic pop
 };
 
@@ -492,6 +494,8 @@ PAGODA_FACT(regions_vmas_data, VmaSetLayout::vmas + VmaSetLayout::data)
 PAGODA_FACT(regions_vmas_size, VmaSetLayout::vmas + VmaSetLayout::size)
 PAGODA_FACT(regions_heap_start, VmaSetLayout::heap_start)
 PAGODA_FACT(regions_brk, VmaSetLayout::brk)
+PAGODA_FACT(regions_stack_limit, VmaSetLayout::stack_limit)
+PAGODA_FACT(regions_stack_gap, VmaSetLayout::stack_gap)
 PAGODA_FACT(vma_stride, sizeof(Vma))
 PAGODA_FACT(vma_start, offsetof(Vma, start))
 PAGODA_FACT(vma_end, offsetof(Vma, end))
