@@ -10,7 +10,7 @@ before the first process and after the last one is reaped: they must be the same
 lines only label what the grader saw."""
 import re
 
-from pagoda_grade import lab_test
+from pagoda_grade import audit, lab_test
 from pagoda_grade.outcomes import KILL_LINE, BootEnded, finding_first
 from pagoda_grade.lifecycle import (Deaths, Pages, Refs, covered, fork_problems, fork_view, leak_story, pid_of, processes,
                                     return_address, stale_records, stalled_waits, unflushed)
@@ -113,7 +113,11 @@ def baseline(watch, guest):
     after, bits = count_used(end, *watch.bitmap)
     before, before_bits = watch.frames_before
     story = leak_story(before_bits, bits, end, watch.kernel, deaths.moments) if after != before else []
-    return dict(before=before, after=after, leak=story)
+    leaked = bits & ~before_bits
+    classes = audit.leak_classes(watch.kernel, watch.arch, end.read_phys,
+                                 [i * PAGE for i in range(leaked.bit_length()) if leaked >> i & 1],
+                                 {m.root: m.who for m in deaths.moments}) if after != before else []
+    return dict(before=before, after=after, leak=story, classes=[c.sentence() for c in classes])
 
 
 def kill_story(m):
@@ -211,6 +215,11 @@ def check_baseline(watch, run, w):
         head = (f"frames in use (the frame allocator's bitmap, read by the grader from guest RAM): {w['before']} before "
                 f"the first process, {w['after']} after every process was reaped: {w['after'] - w['before']:+d}")
         story = w.get("leak") or []
+        classes = w.get("classes") or []
+        if classes:
+            # What the leaked frames are, read from their bytes, names the path on line 1.
+            watch.fail(run, "\n".join([classes[0], head + (f": {story[0]}" if story else "")]
+                                       + [f"  {c}" for c in classes[1:3] + story[1:3]]))
         if story:
             watch.fail(run, f"{head}: {story[0]}" + "".join(f"\n  {s}" for s in story[1:4]))
         watch.fail(run, f"{head} (frames the grader never saw as a process's page or table: a fork that leaks the "

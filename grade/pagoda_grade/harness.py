@@ -541,16 +541,40 @@ class Booter:
         return run
 
     def unexplained_problem(self):
-        """Raises GradeFailure with the first problem a watch recorded in this test's boots (a test
-        that otherwise passed: no check of its own explained it); nothing when there is none.
-        With PAGODA_GRADE_AUDIT_STRICT=1 (the grader's own checks of a correct kernel), an audit
-        finding (audit_findings) fails a test that passed too: on the reference there is none."""
-        if os.environ.get("PAGODA_GRADE_AUDIT_STRICT") == "1" and self.audit_findings:
-            raise GradeFailure("the process audit found, on a test that passed: " + self.audit_findings[0])
+        """Raises GradeFailure with the first broken invariant or watch problem of this test's boots
+        that no check of its own explained (it passed): first what an audit found broken at the
+        grader's stops (audit_findings: the process audit), then the frame and heap audit of the
+        RAM the last boots left (end_audit()), then what a watch recorded (watch_problems). On a
+        correct kernel there is none of them: each is a kernel bug, whatever the test's own checks
+        saw. Nothing when there is none."""
+        if self.audit_findings:
+            more = len(self.audit_findings) - 1
+            raise GradeFailure(self.audit_findings[0].splitlines()[0]
+                               + "\n(the grader's process audit, reading the process table in guest RAM at its "
+                               "stops, found this broken though the test's own checks passed"
+                               + (f"; {more} more finding{'s' * (more > 1)})" if more else ")"))
+        found = self.end_audit()
+        if found:
+            raise GradeFailure(found[0] + "\n(the grader audited the kernel's frame and heap records in guest RAM "
+                               "as the test's last boot ended: broken though the test's own checks passed)"
+                               + "".join(f"\n  {f}" for f in found[1:4]))
         if self.watch_problems:
             more = len(self.watch_problems) - 1
             raise GradeFailure(self.watch_problems[0] + (f"\n(and {more} more such problem{'s' * (more > 1)} at "
                                                          "the grader's stops)" if more else ""))
+
+    def end_audit(self):
+        """The frame and heap audit (audit.audit_ram) of the guest RAM each kept boot left as it
+        ended, the last boot first: the findings of the first boot that has any, else []. Once
+        per test, at its end (the RAM is read once; a boot's census costs milliseconds)."""
+        from . import audit
+        for remains in reversed(self.kept_ram):
+            if remains.fd is None:
+                continue
+            found = audit.audit_ram(self.kernel, self.arch, remains.read_phys)
+            if found:
+                return found
+        return []
 
     def _witness(self, script, session, sock, memory):
         """Runs the witness script against the live guest; returns (its result, its failed check,
