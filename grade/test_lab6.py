@@ -17,6 +17,7 @@ from pagoda_grade.lifecycle import (Deaths, Pages, Refs, covered, fork_problems,
 from pagoda_grade.processes import (HEX, Layout, count_used, foreign_code_kill, parse_kills, parse_reaped, process_roots,
                                     registry, user_elf, user_page_frames, user_pages, user_symbol, writable_in_two, written)
 from pagoda_grade.proof import MASK64, proof
+from pagoda_pt.frames import LEAK_KINDS, PAGE_TABLE, USER_PAGE
 from pagoda_grade.symbols import address_of, fact, segments
 from pagoda_grade.witness import PAGE, pick_in
 from pagoda_grade.procaudit import (current_frame, fork_error_problem, fork_findings, fork_result_problem, read_error,
@@ -114,9 +115,13 @@ def baseline(watch, guest):
     before, before_bits = watch.frames_before
     story = leak_story(before_bits, bits, end, watch.kernel, deaths.moments) if after != before else []
     leaked = bits & ~before_bits
+    # The path of each kind of frame, from what the grader saw at its stops when that says more
+    # than the bytes (a page a copy-on-write fault replaced is a user page like any other).
+    seen = {USER_PAGE: next((s for s in story if "user pages" in s), None),
+            PAGE_TABLE: next((s for s in story if "page tables" in s), None)}
     classes = audit.leak_classes(watch.kernel, watch.arch, end.read_phys,
                                  [i * PAGE for i in range(leaked.bit_length()) if leaked >> i & 1],
-                                 {m.root: m.who for m in deaths.moments}) if after != before else []
+                                 {m.root: m.who for m in deaths.moments}, seen) if after != before else []
     return dict(before=before, after=after, leak=story, classes=[c.sentence() for c in classes])
 
 
@@ -776,11 +781,18 @@ def bomb_script(watch, fork_call, kernel):
                 raise AssertionError("the forking process never returned from fork")
             result = signed(back.register(watch.proc["syscall_result"]))
             after, after_bits = count_used(back, *watch.bitmap)
+            leak = []
             if result < 0 and after != at_entry:
                 new = after_bits & ~entry_bits
                 frames = {i * PAGE for i in range(new.bit_length()) if new >> i & 1}
-                after -= len(copies_in_other_roots(back, watch, frames, others & set(process_roots(back, kernel))))
-            forks.append((result, at_entry, after))
+                copies = copies_in_other_roots(back, watch, frames, others & set(process_roots(back, kernel)))
+                after -= len(copies)
+                # What the failed fork left, from the frames' bytes: its path is known.
+                undo = ("a fork that failed part-way left them: fork's error path must undo everything it made of the "
+                        "child (release(): its user pages, its tables and root, its kernel stack, its slot)")
+                leak = [c.sentence() for c in audit.leak_classes(kernel, watch.arch, back.read_phys, frames - set(copies),
+                                                                 seen={kind: undo for kind in LEAK_KINDS})]
+            forks.append((result, at_entry, after, leak))
             if result < 0:
                 break
         return dict(forks=forks, **baseline(watch, guest))
@@ -805,11 +817,12 @@ def test_fork_bomb(boot, kernel, arch):
             watch.fail(run, f"fork={mode}, {mib} MiB touched: the grader read the result of {len(forks)} fork calls in "
                             f"user mode; the last is {got}, expected -{errno} ({errno_name}) once "
                             f"{'memory' if mode == 'eager' else 'the process table'} runs out")
-        result, at_entry, after = forks[-1]
+        result, at_entry, after, leak = forks[-1]
         if after != at_entry:
-            watch.fail(run, f"fork={mode}: the fork that failed with {errno_name} left {after - at_entry:+d} frames in use "
-                            f"(the allocator's bitmap, guest RAM, at its entry and right after it returned): a fork that "
-                            "fails part-way must undo everything it made")
+            said = (f"fork={mode}: the fork that failed with {errno_name} left {after - at_entry:+d} frames in use "
+                    f"(the allocator's bitmap, guest RAM, at its entry and right after it returned): a fork that "
+                    "fails part-way must undo everything it made")
+            watch.fail(run, "\n".join(leak[:1] + [said] + [f"  {c}" for c in leak[1:3]]))
         n = len(forks) - 1
         fail_on_killed_children(watch, run)
         run.expect(rf"^forktree: bomb: forked {n} then fork failed with {errno_name}; reaped {n} \({n} with 7\) "

@@ -93,13 +93,14 @@ def findings(run):
     return found
 
 
-def leak_classes(kernel, arch, read_phys, leaked, roots_seen=None):
+def leak_classes(kernel, arch, read_phys, leaked, roots_seen=None, seen=None):
     """pagoda_pt.frames.leak_classes over @p read_phys (guest RAM after a run) for the frames in
     @p leaked (physical addresses used after the run and free before it): [LeakClass], the
-    largest first; [] when the kernel's records cannot be read."""
+    largest first; [] when the kernel's records cannot be read. @p roots_seen {root: who} and
+    @p seen {kind: path}: what the grader saw of the run (frames.leak_classes)."""
     from pagoda_pt import frames
     try:
-        return frames.leak_classes(arch, read_phys, symbols.symbols(kernel).get, leaked, roots_seen)
+        return frames.leak_classes(arch, read_phys, symbols.symbols(kernel).get, leaked, roots_seen, seen)
     except (frames.CensusError, ValueError, TypeError, AssertionError, OSError, struct.error):
         return []
 

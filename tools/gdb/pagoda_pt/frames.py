@@ -703,6 +703,7 @@ def audit(arch: str, read_phys, symbol: Symbol, census: Optional[Census] = None)
 
 PAGE_TABLE, USER_PAGE, KERNEL_STACK, HEAP, EMPTY = (
     "page-table", "user data", "kernel-stack", "kernel heap", "zeroed")
+LEAK_KINDS = (PAGE_TABLE, USER_PAGE, KERNEL_STACK, HEAP, EMPTY)
 
 
 @dataclass
@@ -747,21 +748,24 @@ def _table_targets(arch: str, rec: "_Records", data: bytes, frames: int) -> Opti
     return out
 
 
-def leak_classes(arch: str, read_phys, symbol: Symbol, leaked, roots_seen: Optional[dict] = None) -> list:
+def leak_classes(arch: str, read_phys, symbol: Symbol, leaked, roots_seen: Optional[dict] = None,
+                 seen: Optional[dict] = None) -> list:
     """What the frames in @p leaked (physical addresses in use after a run that were free before
     it) are, read from guest RAM now, as [LeakClass], the most frames first: page tables (their
     level, counted down from the top of each leaked tree, and whose root when @p roots_seen
     {root: 'pid 4 (forker)'} knows it), user data pages (mapped by a leaked table, or not),
     kernel-stack frames (the kernel root maps them in the stack area, or their words are kernel
     code addresses), heap frames (a heap block's header at their start), and zeroed frames; each
-    with the path that most likely leaked it."""
+    with the path that most likely leaked it. @p seen {kind: sentence}: what a caller that
+    watched the run saw of the frames of a kind (a user page replaced by a copy-on-write fault),
+    the path for that kind instead of the guess from the bytes alone."""
     arch = canonical_arch(arch)
     read_phys = cached(read_phys)
     rec = _Records(read_phys, symbol)
     frames = len(bin(rec.managed)) - 2
     leaked = sorted(set(leaked))
     data = {pa: read_phys(pa, PAGE_SIZE_4K) for pa in leaked}
-    roots_seen = roots_seen or {}
+    roots_seen = dict(roots_seen or {})
     magics = {rec.fact(n) for n in ("heap_magic_small", "heap_magic_free", "heap_magic_large")} - {None}
     text = (rec.fact("kernel_image_base") or 0, None)
     size = _require(symbol, "__kernel_phys_end") - _require(symbol, "__kernel_phys_start")
@@ -772,6 +776,9 @@ def leak_classes(arch: str, read_phys, symbol: Symbol, leaked, roots_seen: Optio
     try:
         roots = read_root_table(read_phys, _require(symbol, REGISTRY_SYMBOL) - rec.offset)
         kernel_root = next((r.root for r in roots.roots if r.kind == "kernel"), None)
+        for r in roots.roots:   # a root still published: its process's, by the kernel's registry
+            if r.kind == "process":
+                roots_seen.setdefault(r.root, "pid %d (%s, still published)" % (r.id, r.name))
         if kernel_root is not None and isa(arch).one_root:
             kernel_top = _u64s(read_phys(kernel_root, PAGE_SIZE_4K))[256:]
         base, top = rec.fact("stack_base"), rec.fact("kernel_image_base")
@@ -908,6 +915,9 @@ def leak_classes(arch: str, read_phys, symbol: Symbol, leaked, roots_seen: Optio
             out.append(LeakClass(EMPTY, zero, "all zeros",
                                  "most likely page tables left empty: an unmap (munmap, the teardown) cleared every "
                                  "entry of a table and did not free it"))
+    for c in out:
+        if (seen or {}).get(c.kind):
+            c.path = seen[c.kind]
     out.sort(key=lambda c: -len(c.frames))
     return out
 
