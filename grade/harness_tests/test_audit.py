@@ -221,16 +221,16 @@ def test_leaked_frames_are_classified_by_their_bytes(reference_kernel):
     ram.write(heap, struct.pack("<IIQ", fact(k, "heap_magic_small"), 2, 100))
     classes = audit.leak_classes(k, "x86_64", ram.read_phys, leaked, {root: "pid 4 (forker)"})
     first = classes[0].sentence()
-    assert first.startswith("leaked 4 page-table frames (level 4 tables (PML4) and level 3 tables (PDPT) and level 2 "
-                            "tables (PD) and level 1 tables (PT) of pid 4 (forker)'s root 0x400000)"), first
+    assert first.startswith("leaked 4 page-table frames (levels 4, 3, 2, 1 tables (PML4, PDPT, PD, PT) of pid 4 "
+                            "(forker)'s root 0x400000)"), first
     assert "exit frees leaves but not tables" in first, first
     said = [c.sentence() for c in classes]
     assert any(s.startswith("leaked 1 kernel heap frame") for s in said), said
     assert any(s.startswith("leaked 1 zeroed frame") for s in said), said
     # The same tables under no root the run saw, their root freed: the tables below a root.
     classes = audit.leak_classes(k, "x86_64", ram.read_phys, [pd, pt])
-    assert classes[0].sentence().startswith("leaked 2 page-table frames (level 2 tables (PD) and level 1 tables (PT) "
-                                            "under no leaked root): the teardown freed the root but not the tables"), \
+    assert classes[0].sentence().startswith("leaked 2 page-table frames (levels 2, 1 tables (PD, PT) under no leaked "
+                                            "root): the teardown freed the root but not the tables"), \
         classes[0].sentence()
 
 

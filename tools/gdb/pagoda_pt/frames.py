@@ -719,11 +719,15 @@ class LeakClass:
         return ("leaked %d %s frame%s (%s): %s" % (n, self.kind, "" if n == 1 else "s", self.what, self.path))
 
 
-def _level_name(arch: str, depth: int) -> str:
-    """The table level @p depth below the root (0: the root) as each ISA's manuals number it."""
+def _levels_name(arch: str, depths) -> str:
+    """Table levels @p depths below the root (0: the root) as each ISA's manuals number them:
+    'level 1 tables (PT)', 'levels 4, 3, 2, 1 tables (PML4, PDPT, PD, PT)', 'level 3 tables'."""
+    depths = sorted(depths)
+    many = "s" if len(depths) > 1 else ""
     if isa(arch).one_root:
-        return "level %d tables (%s)" % (4 - depth, ("PML4", "PDPT", "PD", "PT")[depth])
-    return "level %d tables" % depth
+        return "level%s %s tables (%s)" % (many, ", ".join(str(4 - d) for d in depths),
+                                          ", ".join(("PML4", "PDPT", "PD", "PT")[d] for d in depths))
+    return "level%s %s tables" % (many, ", ".join(str(d) for d in depths))
 
 
 def _table_targets(arch: str, rec: "_Records", data: bytes, frames: int) -> Optional[list]:
@@ -857,7 +861,7 @@ def leak_classes(arch: str, read_phys, symbol: Symbol, leaked, roots_seen: Optio
         where = ("of %s's root %#x" % (whose, top) if whose else
                  "of a root %#x that no live process has" % top if root_leaked else
                  "under no leaked root")
-        what = "%s %s" % (" and ".join(_level_name(arch, d) for d in depths), where)
+        what = "%s %s" % (_levels_name(arch, depths), where)
         under = sum(1 for pa in user_under if top_of(pa) in tables)
         freed_leaves = [t for pa in tables for t in tables[pa]
                         if t not in tables and t not in zero and t not in rest and rec.is_free(t)]
@@ -886,7 +890,7 @@ def leak_classes(arch: str, read_phys, symbol: Symbol, leaked, roots_seen: Optio
                     "replaced or removed a shared page without dropping the old frame's reference, so the last "
                     "mapping never frees it")
         elif user_under and not free_pages:
-            what = "mapped by the leaked tables above"
+            what = "mapped by leaked page tables"
             path = "the pages of an address space nobody destroyed (the tables' own leak above)"
         else:
             what = "mapped by no root, reference count 1"
