@@ -236,3 +236,18 @@ def test_leaked_frames_are_classified_by_their_bytes(reference_kernel):
 
 def test_a_leak_s_class_heads_its_failure():
     assert audit.leak_headline([], "frames: +3") == "frames: +3"
+
+
+def test_a_smaller_class_s_block_on_a_list_is_named_so(reference_kernel):
+    """A block at the start of a 128-byte block but not of a 256-byte one, on class 3's (256-byte)
+    list: a smaller class's block given back to this list; a pointer 16 bytes into a block (the
+    object's address) is a pointer into a block."""
+    k = reference_kernel
+    ram = records(k, used=[HEAP_FRAME // PAGE])
+    list_block(ram, k, 3, HEAP_FRAME + 128, fact(k, "heap_magic_free"))
+    found = audit_of(k, ram)
+    assert found and "at the start of a 128-byte one: a block of a smaller class given back" in found[0], found
+    ram = records(k, used=[HEAP_FRAME // PAGE])
+    list_block(ram, k, 3, HEAP_FRAME + 256 + 16, fact(k, "heap_magic_free"))
+    found = audit_of(k, ram)
+    assert found and "holds a pointer into a block" in found[0] and "smaller class" not in found[0], found

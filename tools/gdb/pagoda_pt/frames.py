@@ -567,8 +567,8 @@ def free_count_findings(rec: _Records) -> list[str]:
         return []
     how = ("an allocation that did not lower the free count (the frame is marked used, the count not taken down)"
            if counted > real else "an allocation that lowered the count without marking its frame used in the bitmap "
-           "(the same frame can be handed out again), an allocation that lowered it twice, or a free that did not "
-           "raise it")
+           "(the same frame can be handed out again), an allocation that lowered it twice or lowered it before a "
+           "search that then found nothing (NoMemory), or a free that did not raise it")
     return ["the frame allocator's free count says %d frames are free, but its own bitmaps hold %d free frames "
             "(%d %s counted than there are): %s" % (counted, real, abs(counted - real),
                                                     "more" if counted > real else "fewer", how)]
@@ -643,6 +643,14 @@ def heap_findings(rec: _Records) -> list[str]:
                         "free: a block outside the frames the heap was given (refill() cut a block past the end of its "
                         "frame, or a frame's blocks stayed listed after it was freed)" % (va, c, frame)]
             if pa % size:
+                smaller = next((k for k in range(c - 1, -1, -1)
+                                if pa % (1 << (k + fact["heap_min_class_shift"])) == 0), None)
+                if smaller is not None:
+                    return ["heap block %#x on the free list of class %d (%d-byte blocks) is not at the start of a "
+                            "%d-byte block, but at the start of a %d-byte one: a block of a smaller class given back "
+                            "to this class's list (its header recorded the wrong class when it was handed out, or "
+                            "free() pushed it by a class that is not its own), or the list holds a pointer into a "
+                            "block" % (va, c, size, size, 1 << (smaller + fact["heap_min_class_shift"]))]
                 return ["heap block %#x on the free list of class %d is not at the start of a %d-byte block: the list "
                         "holds a pointer into a block (free() put back the object's address, not its header's?)"
                         % (va, c, size)]
