@@ -41,6 +41,7 @@ class Remains:
         self.fd = fd
         self.ram_base = ram_base
         self.ram_size = ram_size
+        self.boot = None    # (token, directory) of the boot (Booter.__call__), for its failure's context
 
     def read_phys(self, pa, size):
         if self.fd is None:

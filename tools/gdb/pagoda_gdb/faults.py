@@ -689,6 +689,9 @@ def _with_leaks(lines):
     return lines if sentence is None else _overruled(lines, at, "{} (the CPU's state)", sentence)
 
 
+RUN_LEAK = "a run leaks frames"     # pagoda_pt.diagnose.frames_left_after_run's verdict
+
+
 def _with_audit(arch, lines):
     """A machine stopped with nothing wrong in the CPU's state, or in a panic: the kernel's memory
     records checked against each other (pagoda_pt.frames.audit, what the grader's failures lead
@@ -696,7 +699,10 @@ def _with_audit(arch, lines):
     do not match, a heap block handed out twice or cut past its frame). The first finding is the
     verdict, the producer of what the panic or a later test sees; the old verdict stays above."""
     at = _verdict_at(lines)
-    if at is None or not lines[at].startswith(("verdict: " + NOTHING_WRONG, "verdict: the kernel panicked")):
+    # (A run's leak is often the consumer of a broken record: a stack freed while mapped, a count
+    # off; the audit's finding, when there is one, is the producer.)
+    if at is None or not lines[at].startswith(("verdict: " + NOTHING_WRONG, "verdict: the kernel panicked",
+                                               "verdict: " + RUN_LEAK)):
         return lines
     from pagoda_pt.frames import audit
     from . import kernel
