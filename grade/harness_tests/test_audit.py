@@ -26,6 +26,7 @@ class FakeRam:
     def __init__(self):
         self.pages = {}
         self.fd = 0   # what audit.findings() looks at to see that the RAM is still there
+        self.boot = None
 
     def write(self, pa, data):
         for i, byte in enumerate(data):
@@ -191,12 +192,15 @@ def test_a_finding_fails_a_test_that_passed(reference_kernel, tmp_path):
     booter.unexplained_problem()    # nothing broken: passes
     broken = records(k, used=[HEAP_FRAME // PAGE])
     list_block(broken, k, 3, HEAP_FRAME + 256, fact(k, "heap_magic_small"), requested=200)
+    broken.boot = ("feedface", "/logs/boot2")
     booter.kept_ram.append(broken)
     with pytest.raises(GradeFailure) as e:
         booter.unexplained_problem()
     lines = str(e.value).splitlines()
     assert "on the free list and in use at once" in lines[0], lines[:2]
     assert "though the test's own checks passed" in lines[1], lines[:2]
+    # The boot it found the finding in, as `labs mutants --why` finds a failure's boot.
+    assert "full log: /logs/boot2/serial.log" in str(e.value) and "boot token feedface" in str(e.value)
 
 
 def test_a_process_audit_finding_fails_a_test_that_passed(reference_kernel, tmp_path):
