@@ -10,13 +10,14 @@ before the first process and after the last one is reaped: they must be the same
 lines only label what the grader saw."""
 import re
 
-from pagoda_grade import lab_test, programs
+from pagoda_grade import audit, lab_test, programs
 from pagoda_grade.outcomes import KILL_LINE, BootEnded, finding_first
 from pagoda_grade.lifecycle import (Deaths, Pages, Refs, covered, fork_problems, fork_view, leak_story, pid_of, processes,
                                     return_address, stale_records, stalled_waits, unflushed, wider_than_record)
 from pagoda_grade.processes import (HEX, Layout, count_used, foreign_code_kill, parse_kills, parse_reaped, process_roots,
                                     registry, user_elf, user_page_frames, user_pages, user_symbol, writable_in_two, written)
 from pagoda_grade.proof import MASK64, proof
+from pagoda_pt.frames import LEAK_KINDS, PAGE_TABLE, USER_PAGE
 from pagoda_grade.symbols import address_of, fact, segments
 from pagoda_grade.witness import PAGE, pick_in
 from pagoda_grade.procaudit import (current_frame, fork_error_problem, fork_findings, fork_result_problem, read_error,
@@ -114,7 +115,15 @@ def baseline(watch, guest):
     after, bits = count_used(end, *watch.bitmap)
     before, before_bits = watch.frames_before
     story = leak_story(before_bits, bits, end, watch.kernel, deaths.moments) if after != before else []
-    return dict(before=before, after=after, leak=story)
+    leaked = bits & ~before_bits
+    # The path of each kind of frame, from what the grader saw at its stops when that says more
+    # than the bytes (a page a copy-on-write fault replaced is a user page like any other).
+    seen = {USER_PAGE: next((s for s in story if "user pages" in s), None),
+            PAGE_TABLE: next((s for s in story if "page tables" in s), None)}
+    classes = audit.leak_classes(watch.kernel, watch.arch, end.read_phys,
+                                 [i * PAGE for i in range(leaked.bit_length()) if leaked >> i & 1],
+                                 {m.root: m.who for m in deaths.moments}, seen) if after != before else []
+    return dict(before=before, after=after, leak=story, classes=[c.sentence() for c in classes])
 
 
 def kill_story(m):
@@ -219,6 +228,11 @@ def check_baseline(watch, run, w):
         head = (f"frames in use (the frame allocator's bitmap, read by the grader from guest RAM): {w['before']} before "
                 f"the first process, {w['after']} after every process was reaped: {w['after'] - w['before']:+d}")
         story = w.get("leak") or []
+        classes = w.get("classes") or []
+        if classes:
+            # What the leaked frames are, read from their bytes, names the path on line 1.
+            watch.fail(run, "\n".join([classes[0], head + (f": {story[0]}" if story else "")]
+                                       + [f"  {c}" for c in classes[1:3] + story[1:3]]))
         if story:
             watch.fail(run, f"{head}: {story[0]}" + "".join(f"\n  {s}" for s in story[1:4]))
         watch.fail(run, f"{head} (frames the grader never saw as a process's page or table: a fork that leaks the "
@@ -782,13 +796,20 @@ def bomb_script(watch, fork_call, kernel):
                 raise AssertionError("the forking process never returned from fork")
             result = signed(back.register(watch.proc["syscall_result"]))
             after, after_bits = count_used(back, *watch.bitmap)
+            leak = []
             if result < 0 and after != at_entry:
                 new = after_bits & ~entry_bits
                 frames = {i * PAGE for i in range(new.bit_length()) if new >> i & 1}
-                after -= len(copies_in_other_roots(back, watch, frames, others & set(process_roots(back, kernel))))
+                copies = copies_in_other_roots(back, watch, frames, others & set(process_roots(back, kernel)))
+                after -= len(copies)
+                # What the failed fork left, from the frames' bytes: its path is known.
+                undo = ("a fork that failed part-way left them: fork's error path must undo everything it made of the "
+                        "child (release(): its user pages, its tables and root, its kernel stack, its slot)")
+                leak = [c.sentence() for c in audit.leak_classes(kernel, watch.arch, back.read_phys, frames - set(copies),
+                                                                 seen={kind: undo for kind in LEAK_KINDS})]
             # A fork that failed and left a process in the table: the half-made child (nobody else forks).
             left = sorted(set(processes(back, kernel, records_of=-1)) - pids) if result < 0 else []
-            forks.append((result, at_entry, after, left))
+            forks.append((result, at_entry, after, left, leak))
             if result < 0:
                 break
         return dict(forks=forks, **baseline(watch, guest))
@@ -813,16 +834,17 @@ def test_fork_bomb(boot, kernel, arch):
             watch.fail(run, f"fork={mode}, {mib} MiB touched: the grader read the result of {len(forks)} fork calls in "
                             f"user mode; the last is {got}, expected -{errno} ({errno_name}) once "
                             f"{'memory' if mode == 'eager' else 'the process table'} runs out")
-        result, at_entry, after, left = forks[-1]
+        result, at_entry, after, left, leak = forks[-1]
         if left:
             watch.fail(run, f"fork={mode}: the fork that failed with {errno_name} left pid {left[0]} in the process table "
                             f"(guest RAM, at its return; frames in use {after - at_entry:+d}): fork's error path did "
                             "not release the half-made child (release(child): its slot and pid, its root, the pages "
                             "copied so far)")
         if after != at_entry:
-            watch.fail(run, f"fork={mode}: the fork that failed with {errno_name} left {after - at_entry:+d} frames in use "
-                            f"(the allocator's bitmap, guest RAM, at its entry and right after it returned): a fork that "
-                            "fails part-way must undo everything it made")
+            said = (f"fork={mode}: the fork that failed with {errno_name} left {after - at_entry:+d} frames in use "
+                    f"(the allocator's bitmap, guest RAM, at its entry and right after it returned): a fork that "
+                    "fails part-way must undo everything it made")
+            watch.fail(run, "\n".join(leak[:1] + [said] + [f"  {c}" for c in leak[1:3]]))
         n = len(forks) - 1
         fail_on_killed_children(watch, run)
         run.expect(rf"^forktree: bomb: forked {n} then fork failed with {errno_name}; reaped {n} \({n} with 7\) "

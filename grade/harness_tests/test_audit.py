@@ -26,6 +26,7 @@ class FakeRam:
     def __init__(self):
         self.pages = {}
         self.fd = 0   # what audit.findings() looks at to see that the RAM is still there
+        self.boot = None
 
     def write(self, pa, data):
         for i, byte in enumerate(data):
@@ -209,3 +210,78 @@ def test_a_finding_seen_at_a_stop_that_the_test_puts_first_stays_before_the_audi
     with pytest.raises(GradeFailure) as e:
         run.fail("the copy-on-write fault gave write permission back")
     assert str(e.value).splitlines()[0] == "something else seen at a stop"
+
+
+def test_a_finding_fails_a_test_that_passed(reference_kernel, tmp_path):
+    """Booter.unexplained_problem (called after a test's own checks passed): the frame and heap
+    audit of the RAM its last boot left fails it, the finding on line 1; consistent records do not."""
+    from pagoda_grade.harness import Booter
+    k = reference_kernel
+    booter = Booter(k, "x86_64", str(tmp_path), 10)
+    booter.kept_ram.append(records(k, used=[HEAP_FRAME // PAGE]))
+    booter.unexplained_problem()    # nothing broken: passes
+    broken = records(k, used=[HEAP_FRAME // PAGE])
+    list_block(broken, k, 3, HEAP_FRAME + 256, fact(k, "heap_magic_small"), requested=200)
+    broken.boot = ("feedface", "/logs/boot2")
+    booter.kept_ram.append(broken)
+    with pytest.raises(GradeFailure) as e:
+        booter.unexplained_problem()
+    lines = str(e.value).splitlines()
+    assert "on the free list and in use at once" in lines[0], lines[:2]
+    assert "though the test's own checks passed" in lines[1], lines[:2]
+    # The boot it found the finding in, as `labs mutants --why` finds a failure's boot.
+    assert "full log: /logs/boot2/serial.log" in str(e.value) and "boot token feedface" in str(e.value)
+
+
+def test_a_process_audit_finding_fails_a_test_that_passed(reference_kernel, tmp_path):
+    from pagoda_grade.harness import Booter
+    booter = Booter(reference_kernel, "x86_64", str(tmp_path), 10)
+    booter.audit_findings.append("pid 2 (spin) is Running in the process table, but the CPU runs pid 1\nmore")
+    with pytest.raises(GradeFailure) as e:
+        booter.unexplained_problem()
+    assert str(e.value).splitlines()[0] == "pid 2 (spin) is Running in the process table, but the CPU runs pid 1"
+
+
+def test_leaked_frames_are_classified_by_their_bytes(reference_kernel):
+    """audit.leak_classes: a table tree whose leaves were freed is 'page-table frames (their levels,
+    whose root): exit frees leaves but not tables'; a heap frame, a zeroed frame are named so."""
+    k = reference_kernel
+    root, pdpt, pd, pt, leaf = 0x400000, 0x401000, 0x402000, 0x403000, 0x404000
+    heap, zero = 0x405000, 0x406000
+    leaked = [root, pdpt, pd, pt, heap, zero]
+    ram = records(k, used=[f // PAGE for f in leaked])
+    for table, child in ((root, pdpt), (pdpt, pd), (pd, pt), (pt, leaf)):
+        ram.write(table + 8, struct.pack("<Q", child | 0x7))
+    ram.write(heap, struct.pack("<IIQ", fact(k, "heap_magic_small"), 2, 100))
+    classes = audit.leak_classes(k, "x86_64", ram.read_phys, leaked, {root: "pid 4 (forker)"})
+    first = classes[0].sentence()
+    assert first.startswith("leaked 4 page-table frames (levels 4, 3, 2, 1 tables (PML4, PDPT, PD, PT) of pid 4 "
+                            "(forker)'s root 0x400000)"), first
+    assert "exit frees leaves but not tables" in first, first
+    said = [c.sentence() for c in classes]
+    assert any(s.startswith("leaked 1 kernel heap frame") for s in said), said
+    assert any(s.startswith("leaked 1 zeroed frame") for s in said), said
+    # The same tables under no root the run saw, their root freed: the tables below a root.
+    classes = audit.leak_classes(k, "x86_64", ram.read_phys, [pd, pt])
+    assert classes[0].sentence().startswith("leaked 2 page-table frames (levels 2, 1 tables (PD, PT) under no leaked "
+                                            "root): the teardown freed the root but not the tables"), \
+        classes[0].sentence()
+
+
+def test_a_leak_s_class_heads_its_failure():
+    assert audit.leak_headline([], "frames: +3") == "frames: +3"
+
+
+def test_a_smaller_class_s_block_on_a_list_is_named_so(reference_kernel):
+    """A block at the start of a 128-byte block but not of a 256-byte one, on class 3's (256-byte)
+    list: a smaller class's block given back to this list; a pointer 16 bytes into a block (the
+    object's address) is a pointer into a block."""
+    k = reference_kernel
+    ram = records(k, used=[HEAP_FRAME // PAGE])
+    list_block(ram, k, 3, HEAP_FRAME + 128, fact(k, "heap_magic_free"))
+    found = audit_of(k, ram)
+    assert found and "at the start of a 128-byte one: a block of a smaller class given back" in found[0], found
+    ram = records(k, used=[HEAP_FRAME // PAGE])
+    list_block(ram, k, 3, HEAP_FRAME + 256 + 16, fact(k, "heap_magic_free"))
+    found = audit_of(k, ram)
+    assert found and "holds a pointer into a block" in found[0] and "smaller class" not in found[0], found

@@ -251,3 +251,40 @@ def test_a_fork_that_writes_its_parents_frame_is_named():
     said = procaudit.parent_frame_problem(F, PARENT, frame(), bytes(64))
     assert said.startswith("fork_process() wrote its parent pid 1 (prog)'s saved system-call frame") and \
         "5 of its 8 words changed (PC 0x0, was 0x401000)" in said
+
+
+def test_the_shared_audit_reads_the_table_from_guest_ram(reference_kernel):
+    """pagoda_pt.procaudit.audit (what fault-why runs, with GDB's symbols): the table and g_current
+    found by their symbols, the slots read from RAM; two processes Running is named, one is not."""
+    from pagoda_pt import procaudit as shared
+    k = reference_kernel
+    table = symbols.symbols(k)
+    named = {"pagoda::proc::g_processes": procaudit.symbols.address_of(k, procaudit.TABLE),
+             procaudit.CURRENT: procaudit.symbols.address_of(k, procaudit.CURRENT)}
+
+    def symbol(name):
+        return named.get(name, table.get(name))
+    facts = procaudit.Facts.of(k)
+    ram = {}
+
+    def put(pa, data):
+        for i, b in enumerate(data):
+            ram[pa + i] = b
+
+    def read_phys(pa, size):
+        return bytes(ram.get(pa + i, 0) for i in range(size))
+
+    def slot(i, pid, state):
+        base = facts.table + i * facts.size
+        put(base + facts.pid, pid.to_bytes(4, "little"))
+        put(base + facts.state, bytes([state]))
+        put(base + facts.name, b"prog\0")
+        put(base + facts.kslot, i.to_bytes(4, "little"))
+    slot(0, 1, facts.running)
+    slot(1, 2, facts.ready)
+    put(facts.current, facts.table_va.to_bytes(8, "little"))
+    assert shared.audit(read_phys, symbol, "where GDB stopped") is None
+    slot(1, 2, facts.running)
+    said = shared.audit(read_phys, symbol, "where GDB stopped")
+    assert said and said.startswith("pid 2 (prog) is Running in the process table (guest RAM) where GDB stopped, but "
+                                    "the CPU runs pid 1 (prog)"), said

@@ -41,6 +41,7 @@ class Remains:
         self.fd = fd
         self.ram_base = ram_base
         self.ram_size = ram_size
+        self.boot = None    # (token, directory) of the boot (Booter.__call__), for its failure's context
 
     def read_phys(self, pa, size):
         if self.fd is None:
@@ -91,3 +92,23 @@ def findings(run):
                                                                            remains.read_phys)
         run._audit = found
     return found
+
+
+def leak_classes(kernel, arch, read_phys, leaked, roots_seen=None, seen=None):
+    """pagoda_pt.frames.leak_classes over @p read_phys (guest RAM after a run) for the frames in
+    @p leaked (physical addresses used after the run and free before it): [LeakClass], the
+    largest first; [] when the kernel's records cannot be read. @p roots_seen {root: who} and
+    @p seen {kind: path}: what the grader saw of the run (frames.leak_classes)."""
+    from pagoda_pt import frames
+    try:
+        return frames.leak_classes(arch, read_phys, symbols.symbols(kernel).get, leaked, roots_seen, seen)
+    except (frames.CensusError, ValueError, TypeError, AssertionError, OSError, struct.error):
+        return []
+
+
+def leak_headline(classes, head):
+    """A leak's failure: line 1 the largest class of leaked frames as a cause (@p classes:
+    leak_classes()), @p head (the count the test saw) after it, the other classes below."""
+    if not classes:
+        return head
+    return "\n".join([classes[0].sentence(), head] + [f"  {c.sentence()}" for c in classes[1:4]])

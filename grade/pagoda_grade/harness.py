@@ -429,6 +429,7 @@ class Booter:
         self.budget = speed.Budget(timeout)
         # The guest RAM of the last boots (audit.Remains), kept for the audit at a failure.
         self.kept_ram = []
+        self.last_boot = None   # (token, directory) of the last boot, for failures outside Run.fail
 
     def keep_ram(self, remains):
         """Keeps @p remains for the Run; gives back all but the last KEPT_RAM boots' RAM."""
@@ -536,21 +537,60 @@ class Booter:
                   symbolizer=self.symbolizer, arch=self.arch, args=dict(args or {}),
                   stop_kind=session.stop_kind, stop_reason=session.stop_reason, witness=witness_result,
                   witness_failure=witness_failure, watch_problems=self.watch_problems, remains=self._remains)
+        self.last_boot = (token, directory)
+        if self._remains is not None:
+            self._remains.boot = self.last_boot
         if witness_error is not None:
             run.fail(str(witness_error))
         return run
 
     def unexplained_problem(self):
-        """Raises GradeFailure with the first problem a watch recorded in this test's boots (a test
-        that otherwise passed: no check of its own explained it); nothing when there is none.
-        With PAGODA_GRADE_AUDIT_STRICT=1 (the grader's own checks of a correct kernel), an audit
-        finding (audit_findings) fails a test that passed too: on the reference there is none."""
-        if os.environ.get("PAGODA_GRADE_AUDIT_STRICT") == "1" and self.audit_findings:
-            raise GradeFailure("the process audit found, on a test that passed: " + self.audit_findings[0])
+        """Raises GradeFailure with the first broken invariant or watch problem of this test's boots
+        that no check of its own explained (it passed): first what an audit found broken at the
+        grader's stops (audit_findings: the process audit), then the frame and heap audit of the
+        RAM the last boots left (end_audit()), then what a watch recorded (watch_problems). On a
+        correct kernel there is none of them: each is a kernel bug, whatever the test's own checks
+        saw. Nothing when there is none."""
+        if self.audit_findings:
+            more = len(self.audit_findings) - 1
+            raise GradeFailure(self.audit_findings[0].splitlines()[0]
+                               + "\n(the grader's process audit, reading the process table in guest RAM at its "
+                               "stops, found this broken though the test's own checks passed"
+                               + (f"; {more} more finding{'s' * (more > 1)})" if more else ")")
+                               + self._boot_context(self.last_boot))
+        found, boot = self.end_audit()
+        if found:
+            raise GradeFailure(found[0] + "\n(the grader audited the kernel's frame and heap records in guest RAM "
+                               "as the test's last boot ended: broken though the test's own checks passed)"
+                               + "".join(f"\n  {f}" for f in found[1:4]) + self._boot_context(boot))
         if self.watch_problems:
             more = len(self.watch_problems) - 1
             raise GradeFailure(self.watch_problems[0] + (f"\n(and {more} more such problem{'s' * (more > 1)} at "
                                                          "the grader's stops)" if more else ""))
+
+    def end_audit(self):
+        """The frame and heap audit (audit.audit_ram) of the guest RAM each kept boot left as it
+        ended, the last boot first: (the findings of the first boot that has any, that boot's
+        (token, directory)), else ([], None). Once per test, at its end."""
+        from . import audit
+        for remains in reversed(self.kept_ram):
+            if remains.fd is None:
+                continue
+            found = audit.audit_ram(self.kernel, self.arch, remains.read_phys)
+            if found:
+                return found, remains.boot
+        return [], None
+
+    @staticmethod
+    def _boot_context(boot):
+        """The lines naming boot @p boot ((token, directory) or None) after a failure raised
+        outside Run.fail: its token and its logs (what `labs mutants --why` replays)."""
+        if boot is None:
+            return ""
+        token, directory = boot
+        return (f"\nboot token {token} (PAGODA_GRADE_TOKEN={token} repeats the grader's choices)"
+                f"\nthat boot's logs (full log: {os.path.join(directory, 'serial.log')}; "
+                f"QEMU log: {os.path.join(directory, 'qemu.log')})")
 
     def _witness(self, script, session, sock, memory):
         """Runs the witness script against the live guest; returns (its result, its failed check,

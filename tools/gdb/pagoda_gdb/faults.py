@@ -689,6 +689,9 @@ def _with_leaks(lines):
     return lines if sentence is None else _overruled(lines, at, "{} (the CPU's state)", sentence)
 
 
+RUN_LEAK = "a run leaks frames"     # pagoda_pt.diagnose.frames_left_after_run's verdict
+
+
 def _with_audit(arch, lines):
     """A machine stopped with nothing wrong in the CPU's state, or in a panic: the kernel's memory
     records checked against each other (pagoda_pt.frames.audit, what the grader's failures lead
@@ -696,7 +699,10 @@ def _with_audit(arch, lines):
     do not match, a heap block handed out twice or cut past its frame). The first finding is the
     verdict, the producer of what the panic or a later test sees; the old verdict stays above."""
     at = _verdict_at(lines)
-    if at is None or not lines[at].startswith(("verdict: " + NOTHING_WRONG, "verdict: the kernel panicked")):
+    # (A run's leak is often the consumer of a broken record: a stack freed while mapped, a count
+    # off; the audit's finding, when there is one, is the producer.)
+    if at is None or not lines[at].startswith(("verdict: " + NOTHING_WRONG, "verdict: the kernel panicked",
+                                               "verdict: " + RUN_LEAK)):
         return lines
     from pagoda_pt.frames import audit
     from . import kernel
@@ -706,6 +712,41 @@ def _with_audit(arch, lines):
     except Exception:  # noqa: BLE001 - an addition: never lose fault-why's own lines to it
         return lines
     return lines if not found else _overruled(lines, at, "before the audit of the kernel's records: {}", found[0])
+
+
+def _with_process_audit(lines):
+    """A stop with nothing wrong in the CPU's state, where the scheduler's records are consistent
+    (GDB stopped in one of pagoda_pt.procaudit.CONSISTENT_FUNCTIONS: a timer tick, a process's
+    end, the idle loop, a checkpoint of the run): the process audit the grader runs at its stops
+    (pagoda_pt.procaudit.audit: one Running process and it is the current one, every parent
+    alive, one kernel-stack slot and one root per live process) over guest RAM; its finding is the
+    verdict."""
+    at = _verdict_at(lines)
+    if at is None or not lines[at].startswith("verdict: " + NOTHING_WRONG):
+        return lines
+    from pagoda_pt import procaudit
+    from . import kernel
+    try:
+        import gdb
+        names = []
+        frame = gdb.newest_frame()
+        while frame is not None and len(names) < 3:
+            names.append(frame.name() or "")
+            frame = frame.older()
+        where = next((n for n in names if n in procaudit.CONSISTENT_FUNCTIONS), None)
+        if where is None:
+            return lines
+
+        def symbol(name):
+            return kernel.symbol_address("'%s'" % name if "(" in name else name)
+        with target.physical_memory() as read_phys:
+            table, _ = kernel.published_roots(read_phys)
+            roots = {r.id: r.root for r in (table.roots if table is not None else []) if r.kind == "process"}
+            sentence = procaudit.audit(read_phys, symbol, "where GDB stopped (in %s)" % where.split("::")[-1], roots,
+                                       table_name="pagoda::proc::(anonymous namespace)::g_processes")
+    except Exception:  # noqa: BLE001 - an addition: never lose fault-why's own lines to it
+        return lines
+    return lines if sentence is None else _overruled(lines, at, "{} (the CPU's state)", sentence)
 
 
 LAST_FAILURE = "pagoda_last_failure"        # kernel/core/last_failure.hpp
@@ -1118,6 +1159,7 @@ usable.  The last line is always a verdict."""
         lines = _with_log_copies(arch, lines)
         lines = _with_shared_frames(arch, lines)
         lines = _with_audit(arch, lines)
+        lines = _with_process_audit(lines)
         lines = _with_kernel_failure(lines)
         _set_wrong(lines, fault, overruled)
         from . import memory, tempmap

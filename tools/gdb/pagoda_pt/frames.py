@@ -567,8 +567,8 @@ def free_count_findings(rec: _Records) -> list[str]:
         return []
     how = ("an allocation that did not lower the free count (the frame is marked used, the count not taken down)"
            if counted > real else "an allocation that lowered the count without marking its frame used in the bitmap "
-           "(the same frame can be handed out again), an allocation that lowered it twice, or a free that did not "
-           "raise it")
+           "(the same frame can be handed out again), an allocation that lowered it twice or lowered it before a "
+           "search that then found nothing (NoMemory), or a free that did not raise it")
     return ["the frame allocator's free count says %d frames are free, but its own bitmaps hold %d free frames "
             "(%d %s counted than there are): %s" % (counted, real, abs(counted - real),
                                                     "more" if counted > real else "fewer", how)]
@@ -643,6 +643,14 @@ def heap_findings(rec: _Records) -> list[str]:
                         "free: a block outside the frames the heap was given (refill() cut a block past the end of its "
                         "frame, or a frame's blocks stayed listed after it was freed)" % (va, c, frame)]
             if pa % size:
+                smaller = next((k for k in range(c - 1, -1, -1)
+                                if pa % (1 << (k + fact["heap_min_class_shift"])) == 0), None)
+                if smaller is not None:
+                    return ["heap block %#x on the free list of class %d (%d-byte blocks) is not at the start of a "
+                            "%d-byte block, but at the start of a %d-byte one: a block of a smaller class given back "
+                            "to this class's list (its header recorded the wrong class when it was handed out, or "
+                            "free() pushed it by a class that is not its own), or the list holds a pointer into a "
+                            "block" % (va, c, size, size, 1 << (smaller + fact["heap_min_class_shift"]))]
                 return ["heap block %#x on the free list of class %d is not at the start of a %d-byte block: the list "
                         "holds a pointer into a block (free() put back the object's address, not its header's?)"
                         % (va, c, size)]
@@ -697,3 +705,242 @@ def audit(arch: str, read_phys, symbol: Symbol, census: Optional[Census] = None)
     out += free_count_findings(rec)
     out += heap_findings(rec)
     return out
+
+
+# ---- a leak, classified: what each frame still in use after a run is, read from its bytes --------
+
+PAGE_TABLE, USER_PAGE, KERNEL_STACK, HEAP, EMPTY = (
+    "page-table", "user data", "kernel-stack", "kernel heap", "zeroed")
+LEAK_KINDS = (PAGE_TABLE, USER_PAGE, KERNEL_STACK, HEAP, EMPTY)
+
+
+@dataclass
+class LeakClass:
+    """Frames of a leak that are one kind of thing, with what they were and the likeliest path."""
+    kind: str                 # PAGE_TABLE, USER_PAGE, KERNEL_STACK, HEAP, EMPTY
+    frames: list              # physical addresses
+    what: str                 # "level 1 tables (PT) of pid 4's root"
+    path: str                 # the likeliest path that leaked them
+
+    def sentence(self) -> str:
+        n = len(self.frames)
+        return ("leaked %d %s frame%s (%s): %s" % (n, self.kind, "" if n == 1 else "s", self.what, self.path))
+
+
+def _levels_name(arch: str, depths) -> str:
+    """Table levels @p depths below the root (0: the root) as each ISA's manuals number them:
+    'level 1 tables (PT)', 'levels 4, 3, 2, 1 tables (PML4, PDPT, PD, PT)', 'level 3 tables'."""
+    depths = sorted(depths)
+    many = "s" if len(depths) > 1 else ""
+    if isa(arch).one_root:
+        return "level%s %s tables (%s)" % (many, ", ".join(str(4 - d) for d in depths),
+                                          ", ".join(("PML4", "PDPT", "PD", "PT")[d] for d in depths))
+    return "level%s %s tables" % (many, ", ".join(str(d) for d in depths))
+
+
+def _table_targets(arch: str, rec: "_Records", data: bytes, frames: int) -> Optional[list]:
+    """The frames the 512 entries of @p data point at when every non-zero entry is a valid (or
+    held) page-table entry whose address is a frame of RAM the allocator manages or the image
+    holds; None when some entry is not (the bytes are not a page table)."""
+    model = isa(arch)
+    held = rec.fact("held_entry_bit") or 0
+    image = (_require(rec.symbol, "__kernel_phys_start"), _require(rec.symbol, "__kernel_phys_end"))
+    out = []
+    for raw in _u64s(data):
+        if raw == 0:
+            continue
+        valid = raw & 1 if model.one_root else raw & 3 in (1, 3)
+        if not valid and not (held and raw & held):
+            return None
+        target = raw & model.table_address_mask
+        f = target // PAGE_SIZE_4K
+        if not (f < frames and rec.managed >> f & 1) and not image[0] <= target < image[1]:
+            return None
+        out.append(target)
+    return out
+
+
+def leak_classes(arch: str, read_phys, symbol: Symbol, leaked, roots_seen: Optional[dict] = None,
+                 seen: Optional[dict] = None) -> list:
+    """What the frames in @p leaked (physical addresses in use after a run that were free before
+    it) are, read from guest RAM now, as [LeakClass], the most frames first: page tables (their
+    level, counted down from the top of each leaked tree, and whose root when @p roots_seen
+    {root: 'pid 4 (forker)'} knows it), user data pages (mapped by a leaked table, or not),
+    kernel-stack frames (the kernel root maps them in the stack area, or their words are kernel
+    code addresses), heap frames (a heap block's header at their start), and zeroed frames; each
+    with the path that most likely leaked it. @p seen {kind: sentence}: what a caller that
+    watched the run saw of the frames of a kind (a user page replaced by a copy-on-write fault),
+    the path for that kind instead of the guess from the bytes alone."""
+    arch = canonical_arch(arch)
+    read_phys = cached(read_phys)
+    rec = _Records(read_phys, symbol)
+    frames = len(bin(rec.managed)) - 2
+    leaked = sorted(set(leaked))
+    data = {pa: read_phys(pa, PAGE_SIZE_4K) for pa in leaked}
+    roots_seen = dict(roots_seen or {})
+    magics = {rec.fact(n) for n in ("heap_magic_small", "heap_magic_free", "heap_magic_large")} - {None}
+    text = (rec.fact("kernel_image_base") or 0, None)
+    size = _require(symbol, "__kernel_phys_end") - _require(symbol, "__kernel_phys_start")
+    text = (text[0], text[0] + size) if text[0] else None
+    # The kernel-stack area as the kernel root maps it: frame -> va.
+    stack_of = {}
+    kernel_top = None
+    try:
+        roots = read_root_table(read_phys, _require(symbol, REGISTRY_SYMBOL) - rec.offset)
+        kernel_root = next((r.root for r in roots.roots if r.kind == "kernel"), None)
+        for r in roots.roots:   # a root still published: its process's, by the kernel's registry
+            if r.kind == "process":
+                roots_seen.setdefault(r.root, "pid %d (%s, still published)" % (r.id, r.name))
+        if kernel_root is not None and isa(arch).one_root:
+            kernel_top = _u64s(read_phys(kernel_root, PAGE_SIZE_4K))[256:]
+        base, top = rec.fact("stack_base"), rec.fact("kernel_image_base")
+        if kernel_root is not None and base and top:
+            tree = kernel_root if isa(arch).one_root else (None, kernel_root)
+            for run in iter_runs(arch, read_phys, tree, {}):
+                if run.va_start + run.size <= base or run.va_start >= top:
+                    continue
+                for off in range(0, run.size, PAGE_SIZE_4K):
+                    stack_of[run.pa_start + off] = run.va_start + off
+    except (CensusError, RegistryError, ValueError):
+        pass
+    heap, stacks, zero, tables, rest = [], [], [], {}, []
+    for pa in leaked:
+        d = data[pa]
+        if pa in stack_of:
+            stacks.append(pa)
+        elif struct.unpack_from("<I", d)[0] in magics:
+            heap.append(pa)
+        elif not any(d):
+            zero.append(pa)
+        else:
+            targets = _table_targets(arch, rec, d, frames)
+            if targets is not None:
+                tables[pa] = targets
+            elif text and sum(1 for w in _u64s(d) if text[0] <= w < text[1]) >= 4:
+                stacks.append(pa)
+            else:
+                rest.append(pa)
+    # The leaked tables as trees: a table's parent is a leaked table with an entry pointing at it.
+    parent = {}
+    for pa, targets in tables.items():
+        for t in targets:
+            if t in tables or t in zero or t in rest:
+                parent.setdefault(t, pa)
+
+    def top_of(pa):
+        seen = set()
+        while pa in parent and pa not in seen:
+            seen.add(pa)
+            pa = parent[pa]
+        return pa
+
+    def is_root(pa):
+        """A root a run saw, or (x86_64) a table whose upper half is the kernel root's: a process root."""
+        if pa in roots_seen:
+            return True
+        if kernel_top is None:
+            return False
+        accessed_dirty = 0x60
+        mine = _u64s(data[pa])[256:]
+        return any(mine) and all((a & ~accessed_dirty) == (b & ~accessed_dirty) for a, b in zip(mine, kernel_top))
+
+    def height(pa, depth=0):
+        below = [t for t in tables.get(pa, ()) if t in tables and parent.get(t) == pa]
+        return 0 if not below or depth > 4 else 1 + max(height(t, depth + 1) for t in below)
+
+    # Zeroed frames under a leaked table were empty tables (or zeroed pages) of that tree.
+    user_under = [pa for pa in rest if pa in parent]
+    out = []
+    if tables:
+        groups = {}
+        for pa in tables:
+            top = top_of(pa)
+            top_depth = 0 if is_root(top) else 3 - height(top)
+            depth = top_depth
+            walk = pa
+            while walk != top:
+                walk, depth = parent[walk], depth + 1
+            groups.setdefault((top, top_depth), []).append((pa, depth))
+        (top, top_depth), members = max(groups.items(), key=lambda g: len(g[1]))
+        everything = sorted(pa for g in groups.values() for pa, _ in g)
+        depths = sorted({d for g in groups.values() for _, d in g})
+        whose = roots_seen.get(top)
+        root_leaked = top_depth == 0 or whose is not None
+        where = ("of %s's root %#x" % (whose, top) if whose else
+                 "of a root %#x that no live process has" % top if root_leaked else
+                 "under no leaked root")
+        what = "%s %s" % (_levels_name(arch, depths), where)
+        under = sum(1 for pa in user_under if top_of(pa) in tables)
+        freed_leaves = [t for pa in tables for t in tables[pa]
+                        if t not in tables and t not in zero and t not in rest and rec.is_free(t)]
+        if under:
+            path = ("the whole address space was never torn down (its tables and %d user page%s are still allocated): "
+                    "a space nobody destroyed: wait's reap, exec replacing it, or fork's error path dropping a "
+                    "half-made child" % (under, "" if under == 1 else "s"))
+        elif freed_leaves and root_leaked:
+            path = ("exit frees leaves but not tables: the teardown freed the user pages these tables map and left "
+                    "the tables (free each table after its entries, the root last)")
+        elif freed_leaves:
+            path = ("the teardown freed the root but not the tables below it: free the tables level by level, "
+                    "each after the entries in it")
+        else:
+            path = ("tables whose entries point at nothing freed: a teardown that never walked them (free every "
+                    "table of the user half, the root last)")
+        out.append(LeakClass(PAGE_TABLE, everything, what, path))
+    free_pages = [pa for pa in rest if pa not in user_under]
+    if free_pages or user_under:
+        pages = sorted(free_pages + user_under)
+        refs = _refs(rec, symbol)
+        counted = [pa for pa in pages if refs.get(pa // PAGE_SIZE_4K, 1) > 1]
+        if counted:
+            what = "mapped by no root, %d still with a reference count above 1" % len(counted)
+            path = ("an unmap that did not drop its reference: the copy-on-write fault (or exit's teardown after it) "
+                    "replaced or removed a shared page without dropping the old frame's reference, so the last "
+                    "mapping never frees it")
+        elif user_under and not free_pages:
+            what = "mapped by leaked page tables"
+            path = "the pages of an address space nobody destroyed (the tables' own leak above)"
+        else:
+            what = "mapped by no root, reference count 1"
+            path = ("user pages unmapped without being freed: exit's teardown, munmap or exec cleared the entry and "
+                    "did not give the frame back (put_user_frame)")
+        out.append(LeakClass(USER_PAGE, pages, what, path))
+    if stacks:
+        slots = sorted({(stack_of[pa] - rec.fact("stack_base")) // rec.fact("kernel_stack_stride")
+                        for pa in stacks if pa in stack_of}) if rec.fact("kernel_stack_stride") else []
+        what = ("still mapped at kernel-stack slot%s %s" % ("" if len(slots) == 1 else "s", ", ".join(map(str, slots)))
+                if slots else "their words are kernel code addresses: return addresses of a stack")
+        out.append(LeakClass(KERNEL_STACK, stacks, what,
+                             "a kernel stack not freed when its process was reaped (or fork's error path dropping a "
+                             "child after making its stack): destroy the process's kernel stack with it"))
+    if heap:
+        out.append(LeakClass(HEAP, heap, "a heap block's header at the frame's start",
+                             "kernel objects allocated and never freed, so the heap took new frames: a record "
+                             "(a process's VMA list, a copy made by fork) that the path ending it does not free"))
+    if zero:
+        known = [pa for pa in zero if pa in roots_seen]
+        if known:
+            out.append(LeakClass(EMPTY, zero, "all zeros; %#x is the root of %s, emptied" % (known[0], roots_seen[known[0]]),
+                                 "the root was never freed: the teardown unmapped the user half and did not "
+                                 "destroy the space (its tables and root: ~AddressSpace)"))
+        else:
+            out.append(LeakClass(EMPTY, zero, "all zeros",
+                                 "most likely page tables left empty: an unmap (munmap, the teardown) cleared every "
+                                 "entry of a table and did not free it"))
+    for c in out:
+        if (seen or {}).get(c.kind):
+            c.path = seen[c.kind]
+    out.sort(key=lambda c: -len(c.frames))
+    return out
+
+
+def _refs(rec: "_Records", symbol: Symbol) -> dict:
+    """{frame index: the kernel's reference count} for the frames with extra references."""
+    at = symbol(REFS_SYMBOL)
+    if at is None:
+        return {}
+    table, entries = _u64s(rec.read_phys(at - rec.offset, 16))
+    if not table or not entries or rec.pa(table) is None:
+        return {}
+    extra = struct.unpack("<%dH" % entries, rec.read_phys(rec.pa(table), entries * 2))
+    return {i: 1 + e for i, e in enumerate(extra) if e}
