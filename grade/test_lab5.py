@@ -23,7 +23,8 @@ from pagoda_grade.processes import (HEX, count_used, foreign_code_kill, parse_ki
 from pagoda_grade.proof import proof
 from pagoda_grade.symbols import fact, segments
 from pagoda_grade.vmas import GROWS_DOWN, KIND_ANONYMOUS, KIND_IMAGE, KIND_STACK, PF_R, PF_W, PF_X, PROT_EXEC, PROT_READ, \
-    PROT_WRITE, heap_problems, loader_problems, page_down, page_up, read_records
+    PROT_WRITE, heap_problems, loader_problems, page_down, page_up, read_records, segment_prot
+from pagoda_grade.vmas import prot_text as rwx_of_prot
 from pagoda_grade.witness import ARCHES, PAGE, pick_in
 from test_lab3 import GRADER_MEMORY, Watch, fault_expectation, syscall_number, syscall_stops
 
@@ -120,6 +121,12 @@ class VmaWatch(Watch):
                 if page_down(s.vaddr) <= k.address < page_up(s.vaddr + s.memsz) and record.find(k.address) is None:
                     seg = next((p for p in problems if f"[{page_down(s.vaddr):#x}, " in p), problems[0])
                     return f"{head}, inside its ELF file's load segment, which the loader's record leaves out: {seg}"
+                over = record.find(k.address)
+                if page_down(s.vaddr) <= k.address < page_up(s.vaddr + s.memsz) and over is not None \
+                        and over.prot != segment_prot(s):
+                    seg = next((p for p in problems if f"[{page_down(s.vaddr):#x}, " in p), problems[0])
+                    return (f"{head}, inside its ELF file's load segment {rwx_of_prot(segment_prot(s))}, which the "
+                            f"loader recorded {over.rwx()}, not with the permissions of the segment's p_flags: {seg}")
             if top - limit - gap <= k.address < top and not any(v.end == top for v in record.vmas):
                 stack = next((p for p in problems if "stack" in p), problems[0])
                 return f"{head}, on its stack: {stack}"
@@ -258,10 +265,65 @@ def no_vma_verdict(reason):
     return re.search(r"(^|; )no VMA(;|$)", reason) is not None
 
 
+ALLOWED_AGAINST = re.compile(r"decide_fault\(\) allowed (a read|a write|an instruction fetch) in VMA "
+                             r"(\[0x[0-9a-f]+, 0x[0-9a-f]+\)) ([r-][w-][x-])")
+
+
+def allowed_against_perms(reason):
+    """The cause when the kernel's kill reason @p reason says decide_fault() allowed an access the
+    region it names does not permit (the CPU then refused it on the page the region's permissions
+    made): which check of the permissions is missing. None otherwise."""
+    m = ALLOWED_AGAINST.search(reason or "")
+    if not m:
+        return None
+    access, region, perms = m[1], m[2], m[3]
+    if perms == "---":
+        what = f"a PROT_NONE region (it allows nothing), {region} ---, where every access is refused " \
+               "('access to inaccessible VMA')"
+    elif access == "a write" and perms[1] == "-":
+        what = f"a read-only region {region} {perms}, where a write is refused ('write to read-only VMA')"
+    elif access == "an instruction fetch" and perms[2] == "-":
+        what = f"a non-executable region {region} {perms}, where a fetch is refused ('execute in non-executable VMA')"
+    else:
+        return None
+    return (f"the fault decision allowed {access} in {what}: the check of the region's permissions (permits(), "
+            "decide_fault) let it through, and the CPU refused the access on the page those permissions made")
+
+
+def record_broken(record):
+    """The first rule of a sorted VMA set that @p record (read from guest RAM) breaks, as a sentence
+    naming the kind of operation that leaves it so; None when it keeps them all. Whatever the test
+    was about, a record that breaks one is the cause of what follows."""
+    if record is None or record.problem:
+        return None
+    who = f"{record.name}'s record (pid {record.pid}, read from guest RAM)"
+    for k, v in enumerate(record.vmas):
+        if v.start >= v.end:
+            return (f"{who} holds an empty region, {v} (region {k}): a cut or a removal at a region's own end or start "
+                    "left a part with no pages (a boundary taken with >= for >, or <= for <)")
+        if v.start % PAGE or v.end % PAGE:
+            return f"{who} holds a region that is not page aligned, {v} (region {k})"
+        if v.kind == KIND_IMAGE and v.file_size >= 1 << 63:
+            return (f"{who} holds {v} (region {k}), whose file size {v.file_size:#x} wrapped below zero: a cut past "
+                    "the file bytes leaves the tail none (the tail's file bytes are what lies past the cut, floored "
+                    "at 0)")
+        if v.kind == KIND_IMAGE and v.file_size > v.end - v.start:
+            return (f"{who} holds {v} (region {k}), which claims {v.file_size:#x} file bytes, more file bytes than its "
+                    f"{v.end - v.start:#x} bytes of room: a region cut or joined kept file bytes that are not its own "
+                    "(the head of a cut keeps only the bytes before the cut, the tail those after it)")
+        if k and v.start < record.vmas[k - 1].end:
+            return (f"{who} is not sorted and disjoint: {v} (region {k}) overlaps or precedes the region before it, "
+                    f"{record.vmas[k - 1]}")
+    return None
+
+
 def killed(run, watch, pid, how, reason, address):
     k = parse_kills(run).get(pid)
     if k is None:
         watch.fail(run, f"pid {pid} was not killed (no 'proc {pid} (vmas): killed: ...' line)")
+    if reason not in k.reason and allowed_against_perms(k.reason):
+        watch.fail(run, f"{allowed_against_perms(k.reason)}; the kill line of pid {pid} says '{k.reason}', expected "
+                        f"'{reason}'")
     if k.how != how or k.address != address or reason not in k.reason:
         watch.fail(run, f"the kill line of pid {pid} says '{k.how}' at address "
                         f"{'none' if k.address is None else hex(k.address)}: '{k.reason}'; expected '{how}' at "
@@ -338,6 +400,17 @@ def test_bss_data(boot, kernel, arch):
         seg = next((g for g in segments(user_elf(kernel, arch, "vmas")) if g.vaddr <= data < g.vaddr + g.memsz), None)
         file_word = embedded_bytes(kernel, arch, "vmas", seg.offset + (first - seg.vaddr), 8) if seg else None
         value = u64(w["bss"][nonzero[0] * 8:nonzero[0] * 8 + 8])
+        # A page wholly past the file bytes gets no file byte at all, whatever populate copies for the shared
+        # page: a word there that is not zero comes from a frame that was never zeroed.
+        past = [i for i in nonzero if seg is not None and bss + i * 8 >= page_up(seg.vaddr + seg.filesz)]
+        if past:
+            at_past = bss + past[0] * 8
+            watch.fail(run, f"the bss reads bytes that are neither zeros nor the ELF file's: word {past[0]} of "
+                            f"vmas_bss ({at_past:#x}, on a page past every file byte of the segment) holds "
+                            f"{u64(w['bss'][past[0] * 8:past[0] * 8 + 8]):#x} ({len(nonzero)} nonzero words), where "
+                            "no file byte is ever copied: the page's frame was not zeroed before use (a frame comes "
+                            "from the allocator with a freed page's old bytes: populate must zero it, then copy the "
+                            "file bytes)")
         if seg is not None and first >= seg.vaddr + seg.filesz and first // PAGE == (seg.vaddr + seg.filesz) // PAGE:
             follows = (f"; it is the word the ELF file holds at offset {seg.offset + first - seg.vaddr:#x}, among the "
                        "bytes that follow the segment's file bytes" if file_word is not None and u64(file_word) == value
@@ -412,6 +485,13 @@ def test_munmap_hole(boot, kernel, arch):
                         + (", a region that is not a grows-down stack: the fault decision grew it down to the fault "
                            "(only a stack grows)" if not over.flags & GROWS_DOWN else "")
                         + f"; expected no VMA at {hole:#x} and a kill naming none")
+    if final is not None and over is None and 1 not in parse_kills(run):
+        regions = ", ".join(str(v) for v in final.around(at, at + 8 * PAGE)) or "none"
+        watch.fail(run, f"the touch of the hole at {hole:#x} was allowed and its page brought in, though vmas's record "
+                        f"(read from guest RAM as it ends) has no region there (around it: {regions}): the fault "
+                        "decision found a region that does not contain the address (a region holds [start, end): "
+                        "VmaSet::find must check the start of the region it finds, not only its end); expected a "
+                        "kill naming no VMA")
     killed(run, watch, 1, "page fault", "no VMA", hole)
     run.expect_outcome("success")
 
@@ -461,14 +541,17 @@ def test_mprotect(boot, kernel, arch):
     # The record first: after mprotect(PROT_READ) of page 0 of the two rw- pages, two regions.
     want = [(at, at + PAGE, "r--"), (at + PAGE, at + 2 * PAGE, "rw-")]
     have = [(v.start, v.end, v.rwx()) for v in record.around(at, at + 2 * PAGE)] if record else None
+    if record_broken(record):
+        watch.fail(run, f"{record_broken(record)}; after mprotect(PROT_READ) of the first of two rw- pages at {at:#x}")
     if record is not None and have != want:
         unsorted = [v for a, v in zip(record.vmas, record.vmas[1:]) if v.start < a.end]
         if unsorted:
             why = (f"the VMA list is not sorted and disjoint: {unsorted[0]} overlaps or precedes the region before it "
                    "(a region split at the wrong index?)")
         elif len(have) == 1 and have[0][0] <= at and have[0][1] >= at + 2 * PAGE:
-            why = (f"one VMA {record.around(at, at + PAGE)[0]} covers both pages: the r-- page and its rw- neighbour "
-                   "were merged although their permissions differ")
+            why = (f"one VMA {record.around(at, at + PAGE)[0]} covers both pages: the rw- page after the range took "
+                   "the range's new permissions: either protect() did not split the region at the range's end, or "
+                   "the r-- page and its rw- neighbour were merged although their permissions differ")
         else:
             why = "the record does not hold the r-- page and the rw- page apart"
         watch.fail(run, f"{why}: after mprotect(PROT_READ) of the first of two rw- pages at {at:#x}, vmas's VMAs there "
@@ -673,6 +756,21 @@ def test_stack_growth(boot, kernel, arch):
     total = sum(k % 256 for k in range(1, depth + 1))
     run.expect(rf"^vmas: stack: back from {depth} pages proof={proof(token, total):016x}$", "the deep stack's line")
     k = parse_kills(run).get(2)
+    floor = top - limit
+    below = sorted({f.address for f in user_faults(run, arch) if f.address is not None
+                    and floor - limit <= f.address < floor})
+    if k is None and below:
+        watch.fail(run, f"the fault decision grew the stack below its limit: the process recursing {too_deep} pages "
+                        f"faulted at {len(below)} address(es) below the lowest stack address {floor:#x} (top - limit, "
+                        f"QEMU's log; the lowest {below[0]:#x}) and was not killed: a fault below the limit must be "
+                        "refused ('stack limit'), not grown into")
+    if k is not None and k.how == "stack limit" and k.address is not None and floor <= k.address < top:
+        page = k.address // PAGE * PAGE
+        where = ("the lowest page the limit allows (top - limit): the comparison with the floor leaves the floor's "
+                 "own page out (> for >=)" if page == floor else
+                 f"{(page - floor) // PAGE} page(s) above the lowest page the limit allows ({floor:#x}, top - limit)")
+        watch.fail(run, f"the stack was refused at {k.address:#x} with 'stack limit', on {where}; the stack may "
+                        f"grow down to {floor:#x} and no further: {k.reason}")
     if k is None or k.how != "stack limit" or "stack limit" not in k.reason or k.address is None \
             or not top - limit - PAGE <= k.address < top - limit:
         watch.fail(run, f"the process recursing {too_deep} pages was not killed with 'stack limit' just below "
@@ -908,9 +1006,17 @@ def test_random_ops(boot, kernel, arch):
     watch = VmaWatch(kernel, arch)
     frames, wrong = {}, {}
 
+    def first_broken(snap):
+        # The first record (read from guest RAM) that breaks the set's rules, at any of the stops.
+        if "broken" not in wrong:
+            found = next((b for b in map(record_broken, read_records(snap, kernel).values()) if b), None)
+            if found:
+                wrong["broken"] = found
+
     def first_wrong(snap):
         # The program's first result that differs from its model: on the way to any stop.
         wrong.setdefault("at", (snap.argument(0), signed(snap.argument(1)), signed(snap.argument(2))))
+        first_broken(snap)
 
     def witness(guest):
         watch.before(guest)
@@ -923,6 +1029,7 @@ def test_random_ops(boot, kernel, arch):
 
     def script_body(guest):
         snap = guest.stop_at(stop)
+        first_broken(snap)
         root = snap.lower_root
         seen = {}
         for va, r in pages_of(snap.dump(root), watch.layout).items():
@@ -934,6 +1041,8 @@ def test_random_ops(boot, kernel, arch):
     # The first operation the kernel answered otherwise than the model heads every failure: the
     # checks below (and a kill before the grader's stop) are what it led to.
     cause = random_mismatch(token, ops, *wrong["at"]) if "at" in wrong else None
+    if "broken" in wrong:
+        cause = f"{wrong['broken']}\n{cause}" if cause else wrong["broken"]
     if cause and run.witness is None:
         run.witness_failure = f"{cause}\n{run.witness_failure}"
     w = watch.require(run)
@@ -941,6 +1050,8 @@ def test_random_ops(boot, kernel, arch):
     def fail(message):
         watch.fail(run, f"{cause}\n{message}" if cause else message)
 
+    if "broken" in wrong:
+        watch.fail(run, cause)
     problems = []
     for page, (rwx, user, value) in sorted(w["seen"].items()):
         want = model.get(page)
@@ -1043,6 +1154,8 @@ def test_image_cut(boot, kernel, arch):
 
     run, watch, w = boot_vmas(boot, kernel, arch, token, f"vmas:cut:{cut}", script)
     record, pages = w["record"], w["pages"]
+    if record_broken(record):
+        watch.fail(run, f"{record_broken(record)}; after vmas's munmap in the middle of its image")
     with open(elf, "rb") as f:
         data = f.read()
 
@@ -1127,6 +1240,12 @@ def test_brk_unaligned(boot, kernel, arch):
                         f"break's page up to {page_up(base + odd):#x}, so the growth starts there (align_up of the old "
                         "break), not at the break itself (an unaligned region is refused, one from the break's page "
                         "overlaps)")
+    if record.brk != end:
+        rounded = (", the top of the break's page: the rounded top was stored as the break (it bounds the heap region "
+                   "only)" if record.brk == page_up(end) else "")
+        watch.fail(run, f"the break in vmas's record (read from guest RAM) is {record.brk:#x}, not the break asked "
+                        f"for, {end:#x} (sbrk by {odd} bytes, then {pages} pages){rounded}; brk must keep the break "
+                        "where it was asked, unaligned")
     if len(heap) != 1 or heap[0].start != base or heap[0].end != page_up(end) or heap[0].rwx() != "rw-":
         watch.fail(run, f"after the break moved to {base + odd:#x} and then {pages} pages up to {end:#x}, vmas's heap "
                         f"record (read from guest RAM) is {record.describe(base, page_up(end))}; expected one rw- heap "
@@ -1223,6 +1342,8 @@ def test_merge_back(boot, kernel, arch):
     record, anon = w["record"], w["anon"]
     if record is None:
         watch.fail(run, "the grader could not read vmas's record (VMA list) from guest RAM at its vma_list call")
+    if record_broken(record):
+        watch.fail(run, f"{record_broken(record)}; after vmas's merges, at its vma_list call")
     said = run.search(rf"^vmas: merge: at ({HEX}):")
     # (where vmas's mmap landed: its line, else the lowest anonymous region of the mmap area)
     at = int(said[1], 16) if said else min((v.start for v in anon), default=0)

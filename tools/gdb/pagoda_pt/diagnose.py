@@ -900,6 +900,33 @@ def _same_region(a: dict, b: dict) -> bool:
     return True
 
 
+def record_rules_broken(vmas: list, who: str = "the process", page: int = PAGE_SIZE_4K) -> Optional[str]:
+    """The first rule of a sorted VMA set that @p vmas (dicts start, end, kind, file_size, in the
+    kernel's order) breaks, as one sentence naming the kind of operation that leaves it so, or
+    None: an empty region (a cut at a region's own edge), one not page aligned, an image region
+    whose file size wrapped below zero (a tail cut past the file bytes) or exceeds its room (a head
+    that kept the whole region's file bytes), a region that overlaps the one before it."""
+    for k, v in enumerate(vmas):
+        size = v.get("file_size") or 0
+        if v["start"] >= v["end"]:
+            return ("%s's record holds an empty region, %s (region %d): a cut or a removal at a region's own end or "
+                    "start left a part with no pages (a boundary taken with >= for >, or <= for <)"
+                    % (who, _vma_text(v), k))
+        if v["start"] % page or v["end"] % page:
+            return "%s's record holds a region that is not page aligned, %s (region %d)" % (who, _vma_text(v), k)
+        if v.get("kind") == "image" and size >= 1 << 63:
+            return ("%s's record holds %s (region %d), whose file size %#x wrapped below zero: a cut past the file "
+                    "bytes leaves the tail none" % (who, _vma_text(v), k, size))
+        if v.get("kind") == "image" and size > v["end"] - v["start"]:
+            return ("%s's record holds %s (region %d), which claims %#x file bytes, more file bytes than its %#x "
+                    "bytes of room: a region cut or joined kept file bytes that are not its own"
+                    % (who, _vma_text(v), k, size, v["end"] - v["start"]))
+        if k and v["start"] < vmas[k - 1]["end"]:
+            return ("%s's record is not sorted and disjoint: %s (region %d) overlaps or precedes the region before it"
+                    % (who, _vma_text(v), k))
+    return None
+
+
 def record_against_pages(vmas: list, pages: list, who: str = "the process",
                          page: int = PAGE_SIZE_4K, heap: Optional[tuple] = None,
                          limits: Optional[tuple] = None) -> Optional[str]:
@@ -925,6 +952,9 @@ def record_against_pages(vmas: list, pages: list, who: str = "the process",
     use (@p limits: (heap_start, stack_limit), set by lab 5's loader; both 0 before lab 5, when
     the loader maps everything eagerly and records nothing by design): the loader mapped the
     program eagerly, as in lab 4, and recorded no VMA."""
+    broken = record_rules_broken(vmas, who, page)
+    if broken is not None:
+        return broken
     mapped = {p.va: p for p in pages if not p.held}
     ordered = sorted(vmas, key=lambda v: v["start"])
     # The loader's own VMAs: the image's and the stack's (the program's mmaps are its own calls').

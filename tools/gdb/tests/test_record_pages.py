@@ -128,3 +128,17 @@ def test_a_shrink_s_pages_are_brk_s_whatever_was_mapped_among_them_since():
     pages = [page(i, base=heap) for i in range(8) if i != 1]
     said = record_against_pages(vmas, pages, "proc 1 (vmas)", heap=(heap, heap))
     assert said is not None and re.search(BRK_CAUSE, said), said
+
+
+def test_a_record_that_breaks_the_sets_own_rules_is_named_first():
+    """An empty region (a removal at a region's own end kept a [end, end) tail), an image region with
+    more file bytes than room or a wrapped file size, an overlap: named whatever the pages say."""
+    empty = record_against_pages([vma(AT, AT + PAGE), vma(AT + 2 * PAGE, AT + 2 * PAGE)], [page(0)], "proc 1 (vmas)")
+    assert empty is not None and "empty region" in empty and "proc 1 (vmas)" in empty, empty
+    room = record_against_pages([vma(AT, AT + PAGE, kind="image", offset=0x1000, file_size=0x3048)], [])
+    assert room is not None and "more file bytes than" in room, room
+    wrapped = record_against_pages([vma(AT, AT + PAGE, kind="image", offset=0x1000, file_size=(1 << 64) - 0xfe8)], [])
+    assert wrapped is not None and "a cut past the file bytes leaves the tail none" in wrapped, wrapped
+    overlap = record_against_pages([vma(AT, AT + 2 * PAGE), vma(AT + PAGE, AT + 3 * PAGE, write=False)], [])
+    assert overlap is not None and "not sorted and disjoint" in overlap, overlap
+    assert record_against_pages([vma(AT, AT + PAGE, kind="image", offset=0x1000, file_size=0x800)], []) is None
