@@ -325,18 +325,19 @@ class StepRun:
         self.thread.start()
 
     def _wait(self, done):
-        _, status, usage = os.wait4(self.proc.pid, 0)
-        self.proc.returncode = os.waitstatus_to_exitcode(status)
-        self.seconds = time.monotonic() - self.start
-        self.cpu = usage.ru_utime + usage.ru_stime
         try:
+            _, status, usage = os.wait4(self.proc.pid, 0)
+            self.proc.returncode = os.waitstatus_to_exitcode(status)
+            self.cpu = usage.ru_utime + usage.ru_stime
+            self.seconds = time.monotonic() - self.start
             with open(self.result) as f:
                 result = json.load(f)
             self.ok, self.detail = bool(result["ok"]) and self.proc.returncode == 0, result["detail"]
         except (OSError, ValueError, KeyError):
             self.ok, self.detail = False, (f"the step's process ended with status {self.proc.returncode} "
                                            f"before its result (its output: {os.path.relpath(self.out, paths.ROOT)})")
-        done.put(self)
+        finally:
+            done.put(self)      # (always: the run waits for every step it started)
 
     def output(self):
         try:
