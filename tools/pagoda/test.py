@@ -1,6 +1,6 @@
 """`pagoda test`: everything that must pass before a change lands.
 
-Steps, in order (each prints one result line):
+Steps (each prints one result line):
   host     host unit tests of the arch-independent kernel code: each GoogleTest binary run
            once (not once per test, as ctest would), the other ctest tests through ctest
   tools    pytest suites of the tools (GDB walker core, grader harness, ./pagoda itself), on every
@@ -18,17 +18,27 @@ Steps, in order (each prints one result line):
   mutants  ./pagoda labs mutants: every known slip of every lab (labs/NN-name/mutants/) is
            caught by the grader, and the first failing test's first lines name its cause
 
+Two steps run at a time, each in a process of its own: one alone leaves a core idle while it
+waits (QEMU boots one after another, Doxygen on one core, a build's serial link, a pool's last
+test), and the machine's cores are the run's real budget. A step that uses what another proves
+starts after it (labs after grade; mutants after labs, whose trees and object cache it reuses);
+the longest chain of them (grade, labs, mutants) is started first, the other steps fill the
+second place (STEPS, STEPS_AT_ONCE). Each step's output is shown, with its result line, when it
+ends; the lines come in the order the steps end.
+
 First the speed factor is measured and exported (PAGODA_SPEED_FACTOR, tools/pagoda_core/speed.py):
 every time limit under it is scaled to this machine, so a slow or busy machine makes the run
-longer, never red. Each step's line gives its wall time and the CPU time it used (its own and
-its children's: the machine-independent measure of its cost).
+longer, never red. Each step's line gives its wall time and the CPU time it used (its process's
+and every process under it that ended: the machine-independent measure of its cost).
 """
+import argparse
 import json
 import os
 import re
 import resource
 import subprocess
 import sys
+import threading
 import time
 
 from . import deps, docs, grade, handouts
@@ -246,11 +256,16 @@ def step_mutants(verbose):
     return out.returncode == 0, last[0]
 
 
-# The steps, in order: (name, function(verbose) -> (ok, detail)). A step is added here and
-# nowhere else (--only's choices and the help come from this table).
-STEPS = (("host", step_host), ("tools", step_tools), ("grade", step_grade),
-         ("handouts", step_handouts), ("docs", step_docs), ("labs", step_labs),
-         ("mutants", step_mutants))
+# The steps: (name, function(verbose) -> (ok, detail), the steps it must start after: those whose
+# result it uses). A step is added here and nowhere else (--only's choices, the help and the
+# order they start in come from this table: the first ready step in it starts next).
+STEPS = (("grade", step_grade, ()), ("labs", step_labs, ("grade",)), ("mutants", step_mutants, ("labs",)),
+         ("host", step_host, ()), ("tools", step_tools, ()), ("handouts", step_handouts, ()),
+         ("docs", step_docs, ()))
+# Steps running at once: each of them keeps about one core busy on its own, and more at once only
+# share the same cores (a longer run for each, and more load for their time limits to scale by).
+STEPS_AT_ONCE = 2
+STEP_DIR = os.path.join("build", "test-steps")     # each step's output and result
 
 
 def _cpu_seconds():
@@ -266,26 +281,106 @@ def _load():
         return "?"
 
 
+def _run_step(function, verbose):
+    """(ok, detail) of one step run here; a PagodaError is a failed step."""
+    try:
+        return function(verbose)
+    except PagodaError as e:
+        return False, str(e)
+
+
+def cmd_step(args):
+    """One step, in the process `./pagoda test` started for it (--step): runs it and writes its
+    (ok, detail) to --result as JSON."""
+    PROVED.clear()
+    PROVED.update(p for p in (args.proved or "").split(",") if p)
+    function = dict((n, f) for n, f, _ in STEPS)[args.step]
+    ok, detail = _run_step(function, args.verbose)
+    with open(args.result, "w") as f:
+        json.dump({"ok": bool(ok), "detail": detail}, f)
+    return 0 if ok else 1
+
+
+class StepRun:
+    """A step running in its own process (`./pagoda test --step NAME`): its output goes to
+    build/test-steps/NAME.out (shown when it ends), its progress lines to our stderr; wait()
+    reaps it with wait4, whose resource usage is the step's CPU time (every process under it
+    that ended included)."""
+
+    def __init__(self, name, verbose, proved, done):
+        os.makedirs(os.path.join(paths.ROOT, STEP_DIR), exist_ok=True)
+        base = os.path.join(paths.ROOT, STEP_DIR, name)
+        self.name, self.out, self.result = name, base + ".out", base + ".json"
+        if os.path.exists(self.result):
+            os.unlink(self.result)
+        argv = [paths.SYSTEM_PYTHON, os.path.join(paths.ROOT, "pagoda"), "test", "--step", name,
+                "--result", self.result, "--proved", ",".join(sorted(proved))] + (["-v"] if verbose else [])
+        from pagoda_core.qemu import die_with_parent
+        self.start = time.monotonic()
+        with open(self.out, "w") as out:
+            self.proc = subprocess.Popen(argv, cwd=paths.ROOT, stdout=out, stderr=None, stdin=subprocess.DEVNULL,
+                                         preexec_fn=die_with_parent)
+        self.ok, self.detail, self.seconds, self.cpu = False, "", 0.0, 0.0
+        self.thread = threading.Thread(target=self._wait, args=(done,), daemon=True)
+        self.thread.start()
+
+    def _wait(self, done):
+        try:
+            _, status, usage = os.wait4(self.proc.pid, 0)
+            self.proc.returncode = os.waitstatus_to_exitcode(status)
+            self.cpu = usage.ru_utime + usage.ru_stime
+            self.seconds = time.monotonic() - self.start
+            with open(self.result) as f:
+                result = json.load(f)
+            self.ok, self.detail = bool(result["ok"]) and self.proc.returncode == 0, result["detail"]
+        except (OSError, ValueError, KeyError):
+            self.ok, self.detail = False, (f"the step's process ended with status {self.proc.returncode} "
+                                           f"before its result (its output: {os.path.relpath(self.out, paths.ROOT)})")
+        finally:
+            done.put(self)      # (always: the run waits for every step it started)
+
+    def output(self):
+        try:
+            with open(self.out, errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+
 def cmd_test(args):
+    if args.step:
+        return cmd_step(args)
     deps.ensure()
     PROVED.clear()
     factor = speed.export()
     info(f"test: speed factor {factor:.2f} (time limits scaled by it; load average {_load()} on "
          f"{os.cpu_count()} CPUs)")
-    chosen = [(n, f) for n, f in STEPS if not args.only or n in args.only]
+    import queue
+    chosen = [(n, f, [a for a in after if not args.only or a in args.only])
+              for n, f, after in STEPS if not args.only or n in args.only]
+    waiting, running, ended = list(chosen), {}, set()
+    done = queue.Queue()
     passed = failed = 0
     run_start, run_cpu = time.monotonic(), _cpu_seconds()
-    for name, step in chosen:
-        start, cpu = time.monotonic(), _cpu_seconds()
-        info(f"test: {name} ...")
-        try:
-            ok, detail = step(args.verbose)
-        except PagodaError as e:
-            ok, detail = False, str(e)
-        mark = "ok" if ok else "FAILED"
-        print(f"pagoda test: {name}: {mark} ({detail}; {time.monotonic() - start:.1f}s, "
-              f"CPU {_cpu_seconds() - cpu:.0f}s)", flush=True)
-        passed, failed = passed + ok, failed + (not ok)
+    while waiting or running:
+        for step in [s for s in waiting if all(a in ended for a in s[2])]:
+            if len(running) >= STEPS_AT_ONCE:
+                break
+            waiting.remove(step)
+            info(f"test: {step[0]} ... (load average {_load()})")
+            running[step[0]] = StepRun(step[0], args.verbose, PROVED, done)
+        run = done.get()
+        run.thread.join()
+        del running[run.name]
+        ended.add(run.name)
+        if run.ok and run.name == "grade":
+            PROVED.add("grade")
+        text = run.output()
+        if text.strip():
+            print(text.rstrip("\n"))
+        mark = "ok" if run.ok else "FAILED"
+        print(f"pagoda test: {run.name}: {mark} ({run.detail}; {run.seconds:.1f}s, CPU {run.cpu:.0f}s)", flush=True)
+        passed, failed = passed + run.ok, failed + (not run.ok)
     info(f"test: {time.monotonic() - run_start:.0f}s, CPU {_cpu_seconds() - run_cpu:.0f}s; load average "
          f"now {_load()}")
     print(f"{passed} passed, {failed} failed")
@@ -295,8 +390,12 @@ def cmd_test(args):
 def add_parser(sub):
     p = sub.add_parser("test", help="host unit tests, tool tests and the grader on every lab",
                        description=__doc__.split("\n", 1)[1] if __doc__ else None,
-                       formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
-    p.add_argument("--only", nargs="+", choices=[n for n, _ in STEPS], metavar="STEP",
-                   help="run only these steps: " + ", ".join(n for n, _ in STEPS))
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--only", nargs="+", choices=[n for n, _, _ in STEPS], metavar="STEP",
+                   help="run only these steps: " + ", ".join(n for n, _, _ in STEPS))
     p.add_argument("-v", "--verbose", action="store_true", help="show each step's full output")
+    # (how ./pagoda test runs each step in a process of its own: not for the command line)
+    p.add_argument("--step", choices=[n for n, _, _ in STEPS], help=argparse.SUPPRESS)
+    p.add_argument("--result", help=argparse.SUPPRESS)
+    p.add_argument("--proved", help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_test)
