@@ -489,8 +489,9 @@ def test_munmap_hole(boot, kernel, arch):
         regions = ", ".join(str(v) for v in final.around(at, at + 8 * PAGE)) or "none"
         watch.fail(run, f"the touch of the hole at {hole:#x} was allowed and its page brought in, though vmas's record "
                         f"(read from guest RAM as it ends) has no region there (around it: {regions}): the fault "
-                        "decision found a region that does not contain the address (a region holds [start, end): "
-                        "VmaSet::find must check the start of the region it finds, not only its end); expected a "
+                        "decision allowed an address no region holds — VmaSet::find returned a region that does not "
+                        "contain it (a region holds [start, end): find must check the start of the region it finds, "
+                        "not only its end), or decide_fault allowed a fault for which find found nothing; expected a "
                         "kill naming no VMA")
     killed(run, watch, 1, "page fault", "no VMA", hole)
     run.expect_outcome("success")

@@ -117,6 +117,7 @@ def _item(test, problems):
     from pagoda_grade.harness import Booter
     booter = object.__new__(Booter)
     booter.watch_problems = list(problems)
+    booter.audit_findings, booter.kept_ram, booter.last_boot = [], [], None   # (no audit finding, no RAM kept)
     return SimpleNamespace(funcargs={"boot": booter}, obj=test, _fixtureinfo=SimpleNamespace(argnames=("boot",)))
 
 

@@ -137,7 +137,7 @@ TEST_F(RegionsTest, NoVmaSaysWhatLiesAroundTheAddress) {
       << around(regions, 0x20000000);
   EXPECT_NE(around(regions, 0x20000000).find("user anonymous and about 128 TiB below [0x7ffff"), std::string::npos)
       << around(regions, 0x20000000);
-  // Either side of the threshold (4096 pages): pages below it, a size from it on.
+  // Either side of the threshold (16 MiB, 4096 pages): pages below it, a size from it on.
   EXPECT_NE(around(regions, 0x10004000 + 4094 * kPage).find("lies 4095 page(s) past the end of"), std::string::npos)
       << around(regions, 0x10004000 + 4094 * kPage);
   EXPECT_NE(around(regions, 0x10004000 + 4095 * kPage).find("lies about 16 MiB past the end of"), std::string::npos)

@@ -112,11 +112,10 @@ void explain_no_vma(FormatSink& sink, const UserRegions& regions, u64 va) {
     if (v.end <= page) below = &v;
   }
   const auto pages = [page_size](u64 from, u64 to) { return (to - from) / page_size; };
-  // A distance of a few pages is said in pages (the student counts them); a far one in a rounded
+  // A distance under 16 MiB is said in pages (the student counts them); a far one in a rounded
   // size, since "34359737324 page(s)" tells a reader nothing.
   const auto distance = [&sink, page_size](u64 count) {
-    constexpr u64 kFewPages = 4096;
-    if (count < kFewPages) {
+    if (count < 16 * MiB / page_size) {
       format_to(sink, "{} page(s)", count);
       return;
     }
