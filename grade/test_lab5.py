@@ -26,6 +26,7 @@ from pagoda_grade.vmas import GROWS_DOWN, KIND_ANONYMOUS, KIND_IMAGE, KIND_STACK
     PROT_WRITE, heap_problems, loader_problems, page_down, page_up, read_records, segment_prot
 from pagoda_grade.vmas import prot_text as rwx_of_prot
 from pagoda_grade.witness import ARCHES, PAGE, pick_in
+from pagoda_pt.diagnose import record_rules_broken
 from test_lab3 import GRADER_MEMORY, Watch, fault_expectation, syscall_number, syscall_stops
 
 LAZY_SIZE = 64 << 20
@@ -293,28 +294,12 @@ def allowed_against_perms(reason):
 def record_broken(record):
     """The first rule of a sorted VMA set that @p record (read from guest RAM) breaks, as a sentence
     naming the kind of operation that leaves it so; None when it keeps them all. Whatever the test
-    was about, a record that breaks one is the cause of what follows."""
+    was about, a record that breaks one is the cause of what follows (the rules are fault-why's:
+    pagoda_pt.diagnose.record_rules_broken)."""
     if record is None or record.problem:
         return None
-    who = f"{record.name}'s record (pid {record.pid}, read from guest RAM)"
-    for k, v in enumerate(record.vmas):
-        if v.start >= v.end:
-            return (f"{who} holds an empty region, {v} (region {k}): a cut or a removal at a region's own end or start "
-                    "left a part with no pages (a boundary taken with >= for >, or <= for <)")
-        if v.start % PAGE or v.end % PAGE:
-            return f"{who} holds a region that is not page aligned, {v} (region {k})"
-        if v.kind == KIND_IMAGE and v.file_size >= 1 << 63:
-            return (f"{who} holds {v} (region {k}), whose file size {v.file_size:#x} wrapped below zero: a cut past "
-                    "the file bytes leaves the tail none (the tail's file bytes are what lies past the cut, floored "
-                    "at 0)")
-        if v.kind == KIND_IMAGE and v.file_size > v.end - v.start:
-            return (f"{who} holds {v} (region {k}), which claims {v.file_size:#x} file bytes, more file bytes than its "
-                    f"{v.end - v.start:#x} bytes of room: a region cut or joined kept file bytes that are not its own "
-                    "(the head of a cut keeps only the bytes before the cut, the tail those after it)")
-        if k and v.start < record.vmas[k - 1].end:
-            return (f"{who} is not sorted and disjoint: {v} (region {k}) overlaps or precedes the region before it, "
-                    f"{record.vmas[k - 1]}")
-    return None
+    return record_rules_broken([(v.start, v.end, v.kind == KIND_IMAGE, v.file_size, str(v)) for v in record.vmas],
+                               f"{record.name}'s record (pid {record.pid}, read from guest RAM)", PAGE)
 
 
 def killed(run, watch, pid, how, reason, address):

@@ -81,7 +81,6 @@ Result<PhysAddr> zeroed_frame() {
 /// What load_stack() was doing when mapping the top page failed (load_program() adds who was there first).
 constexpr const char* kTopPageStep = "mapping the user stack's top page (the arguments' page)";
 
-/// Maps the stack's top page and writes @p args in it; the entry's sp, argc and argv.
 /// copy_to_space(), with the cause added when it refuses a range that @p space's own tables
 /// map user-writable page by page: the copy looked the pages up elsewhere (the live root's
 /// tables: a space being loaded is not live), not in the space it writes.
@@ -97,6 +96,7 @@ Result<void> write_space(AddressSpace& space, u64 va, const void* src, usize siz
                             "live), not in the space it writes (space.query())");
 }
 
+/// Maps the stack's top page and writes @p args in it; the entry's sp, argc and argv.
 Result<arch::UserEntry> load_stack(AddressSpace& space, Span<const StringView> args) {
   if (args.size() > abi::kMaxArgs) return Error(Error::Overflow, "too many arguments (abi::kMaxArgs)");
   u64 bytes = 0;

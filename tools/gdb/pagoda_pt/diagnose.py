@@ -900,30 +900,30 @@ def _same_region(a: dict, b: dict) -> bool:
     return True
 
 
-def record_rules_broken(vmas: list, who: str = "the process", page: int = PAGE_SIZE_4K) -> Optional[str]:
-    """The first rule of a sorted VMA set that @p vmas (dicts start, end, kind, file_size, in the
-    kernel's order) breaks, as one sentence naming the kind of operation that leaves it so, or
-    None: an empty region (a cut at a region's own edge), one not page aligned, an image region
-    whose file size wrapped below zero (a tail cut past the file bytes) or exceeds its room (a head
-    that kept the whole region's file bytes), a region that overlaps the one before it."""
-    for k, v in enumerate(vmas):
-        size = v.get("file_size") or 0
-        if v["start"] >= v["end"]:
-            return ("%s's record holds an empty region, %s (region %d): a cut or a removal at a region's own end or "
-                    "start left a part with no pages (a boundary taken with >= for >, or <= for <)"
-                    % (who, _vma_text(v), k))
-        if v["start"] % page or v["end"] % page:
-            return "%s's record holds a region that is not page aligned, %s (region %d)" % (who, _vma_text(v), k)
-        if v.get("kind") == "image" and size >= 1 << 63:
-            return ("%s's record holds %s (region %d), whose file size %#x wrapped below zero: a cut past the file "
-                    "bytes leaves the tail none" % (who, _vma_text(v), k, size))
-        if v.get("kind") == "image" and size > v["end"] - v["start"]:
-            return ("%s's record holds %s (region %d), which claims %#x file bytes, more file bytes than its %#x "
-                    "bytes of room: a region cut or joined kept file bytes that are not its own"
-                    % (who, _vma_text(v), k, size, v["end"] - v["start"]))
-        if k and v["start"] < vmas[k - 1]["end"]:
-            return ("%s's record is not sorted and disjoint: %s (region %d) overlaps or precedes the region before it"
-                    % (who, _vma_text(v), k))
+def record_rules_broken(regions, whose: str, page: int = PAGE_SIZE_4K) -> Optional[str]:
+    """The first rule of a sorted VMA set that @p regions breaks, as one sentence naming the kind of
+    operation that leaves it so, or None: an empty region (a cut at a region's own edge), one not
+    page aligned, an image region whose file size wrapped below zero (a tail cut past the file
+    bytes) or exceeds its room (a head that kept the whole region's file bytes), a region that
+    overlaps the one before it. @p regions: (start, end, is_image, file_size, text) in the
+    kernel's order; @p whose: the record's name ("vmas's record (pid 1, ...)"). The grader (read
+    from guest RAM) and fault-why (read in GDB) both judge a record by this."""
+    for k, (start, end, image, size, text) in enumerate(regions):
+        if start >= end:
+            return (f"{whose} holds an empty region, {text} (region {k}): a cut or a removal at a region's own end or "
+                    "start left a part with no pages (a boundary taken with >= for >, or <= for <)")
+        if start % page or end % page:
+            return f"{whose} holds a region that is not page aligned, {text} (region {k})"
+        if image and size >= 1 << 63:
+            return (f"{whose} holds {text} (region {k}), whose file size {size:#x} wrapped below zero: a cut past the "
+                    "file bytes leaves the tail none (the tail's file bytes are what lies past the cut, floored at 0)")
+        if image and size > end - start:
+            return (f"{whose} holds {text} (region {k}), which claims {size:#x} file bytes, more file bytes than its "
+                    f"{end - start:#x} bytes of room: a region cut or joined kept file bytes that are not its own (the "
+                    "head of a cut keeps only the bytes before the cut, the tail those after it)")
+        if k and start < regions[k - 1][1]:
+            return (f"{whose} is not sorted and disjoint: {text} (region {k}) overlaps or precedes the region before "
+                    f"it, {regions[k - 1][4]}")
     return None
 
 
@@ -952,7 +952,8 @@ def record_against_pages(vmas: list, pages: list, who: str = "the process",
     use (@p limits: (heap_start, stack_limit), set by lab 5's loader; both 0 before lab 5, when
     the loader maps everything eagerly and records nothing by design): the loader mapped the
     program eagerly, as in lab 4, and recorded no VMA."""
-    broken = record_rules_broken(vmas, who, page)
+    broken = record_rules_broken([(v["start"], v["end"], v.get("kind") == "image", v.get("file_size") or 0,
+                                   _vma_text(v)) for v in vmas], f"{who}'s record", page)
     if broken is not None:
         return broken
     mapped = {p.va: p for p in pages if not p.held}
