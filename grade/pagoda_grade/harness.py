@@ -501,20 +501,23 @@ class Booter:
         start = time.monotonic()
         proc = qemu.spawn(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           pass_fds=pass_fds)
-        if theirs is not None:
-            theirs.close()
-        session = Session(proc, qemu_log, self.budget, self.arch, self.kernel_names)
-        session.symbolize = lambda a: name_code(self.symbolizer, a)
         witness_result, witness_error, witness_failure = None, None, ""
         self._remains = None
+        session = None
         try:
+            # (inside the try: a Ctrl-C while the Session reads the kernel's names still ends QEMU)
+            if theirs is not None:
+                theirs.close()
+            session = Session(proc, qemu_log, self.budget, self.arch, self.kernel_names)
+            session.symbolize = lambda a: name_code(self.symbolizer, a)
             if witness is not None:
                 witness_result, witness_error, witness_failure = self._witness(witness, session, ours, memory)
             session.run_to_end()
         finally:
-            session.ended = True
             qemu.kill_group(proc)
-            session.drain()
+            if session is not None:
+                session.ended = True
+                session.drain()
             for stream in (proc.stdout, proc.stdin):
                 try:
                     stream.close()
