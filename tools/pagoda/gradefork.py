@@ -34,7 +34,8 @@ WARM_MODULES = ("pytest", "pagoda.grade", "pagoda_grade.harness", "pagoda_grade.
 
 def serve(main, stdin=sys.stdin, stdout=sys.stdout):
     """The server's loop: a request per line ({"argv", "cwd", "env", "log"}), a reply per line
-    ({"status"}: the grade's exit status) once that grade has ended; ends at end of input.
+    ({"status": the grade's exit status, "cpu": the CPU seconds it and every process under it
+    used}) once that grade has ended; ends at end of input.
     @p main is ./pagoda's (pagoda.cli.main), which the server's command line hands in."""
     import importlib
     for name in WARM_MODULES:
@@ -49,8 +50,9 @@ def serve(main, stdin=sys.stdin, stdout=sys.stdout):
         pid = os.fork()
         if pid == 0:
             _child(main, request)   # (does not return)
-        _, status = os.waitpid(pid, 0)
-        stdout.write(json.dumps({"status": os.waitstatus_to_exitcode(status)}) + "\n")
+        _, status, usage = os.wait4(pid, 0)
+        stdout.write(json.dumps({"status": os.waitstatus_to_exitcode(status),
+                                 "cpu": usage.ru_utime + usage.ru_stime}) + "\n")
         stdout.flush()
 
 
@@ -83,10 +85,12 @@ class Server:
         self.proc = subprocess.Popen([paths.SYSTEM_PYTHON, "-c", code], cwd=tree, stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True, preexec_fn=die_with_parent)
         self.lock = threading.Lock()
+        self.cpu = 0.0      # the CPU seconds of the last grade (its QEMUs' included)
 
     def grade(self, argv, log, env):
         """The exit status of `./pagoda ARGV` (a grade) run in the tree with @p env added to the
-        environment, its output appended to @p log; None when the server is gone."""
+        environment, its output appended to @p log; None when the server is gone. Its CPU time:
+        self.cpu."""
         with self.lock:
             try:
                 self.proc.stdin.write(json.dumps({"argv": argv, "cwd": self.tree, "env": env, "log": log}) + "\n")
@@ -94,7 +98,11 @@ class Server:
                 reply = self.proc.stdout.readline()
             except (OSError, ValueError):
                 return None
-        return json.loads(reply)["status"] if reply else None
+        if not reply:
+            return None
+        reply = json.loads(reply)
+        self.cpu = reply.get("cpu", 0.0)
+        return reply["status"]
 
     def close(self):
         try:

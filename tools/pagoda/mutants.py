@@ -330,11 +330,11 @@ class TreeLock:
             self.file.close()
 
 
-def build_kernel(tree, arch, log_path):
+def build_kernel(tree, arch, log_path, cpu=None):
     """Builds (treebuild.build: configured once, through the trees' shared object cache) the
     kernel of @p tree for @p arch, and the user programs it embeds, nothing else; True when it
-    built. Appends to @p log_path."""
-    return treebuild.build(tree, arch, log_path, target=KERNEL_TARGET)
+    built. Appends to @p log_path; @p cpu (a list) gets the CPU seconds it took."""
+    return treebuild.build(tree, arch, log_path, target=KERNEL_TARGET, cpu=cpu)
 
 
 def first_error(log_path):
@@ -410,6 +410,8 @@ class Outcome:
     why: str = ""               # --why: fault-why's first verdict on a replay, or why there is none
     why_match: str = ""         # --why: yes / partly / no / n.a. (tools/pagoda/mutant_why.py)
     why_log: str = ""
+    build_cpu: float = 0.0      # CPU seconds: the slip's build on this ISA, its grade (QEMUs included)
+    grade_cpu: float = 0.0
 
     @property
     def ok(self):
@@ -445,10 +447,15 @@ def judge(outcome, data, specs):
     return outcome
 
 
+# The key grade_slip() adds to the grade's JSON: the CPU seconds the grade took (its QEMUs included).
+GRADE_CPU = "pagoda_grade_cpu"
+
+
 def grade_slip(tree, lab, arch, kernel, work, server=None):
     """Runs @p tree's own grader on lab @p lab with @p kernel, stopping at the first failure;
-    the JSON it wrote, or None (its log: @p work/grade.log). With @p server (a warm grader of
-    @p tree, gradefork.Server) the same grade runs there, without a new Python."""
+    the JSON it wrote (with the grade's CPU seconds under GRADE_CPU), or None (its log:
+    @p work/grade.log). With @p server (a warm grader of @p tree, gradefork.Server) the same
+    grade runs there, without a new Python."""
     json_path = os.path.join(work, "grade.json")
     # The user programs: the copies set_aside() took from the slip's own build. A slip edits only
     # lab regions and user/ has none, so they are the programs the grader would build from the
@@ -458,18 +465,30 @@ def grade_slip(tree, lab, arch, kernel, work, server=None):
     args = ["grade", f"lab{lab}", "--arch", arch, "-j", "1", "--first-failure", "--kernel", kernel, "--json", json_path]
     argv = [paths.SYSTEM_PYTHON, os.path.join(tree, "pagoda"), *args]
     log_path = os.path.join(work, "grade.log")
+    cpu = 0.0
     with open(log_path, "w") as log:
         log.write(f"$ {' '.join(argv)}{' (in a warm grader)' if server else ''}\n")
         log.flush()
         if server is None:
-            subprocess.run(argv, cwd=tree, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, **added))
-    if server is not None and server.grade(args, log_path, added) is None:
-        return None
+            proc = subprocess.Popen(argv, cwd=tree, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, **added))
+            try:
+                _, _, usage = os.wait4(proc.pid, 0)
+            except BaseException:
+                proc.kill()
+                proc.wait()
+                raise
+            cpu = usage.ru_utime + usage.ru_stime
+    if server is not None:
+        if server.grade(args, log_path, added) is None:
+            return None
+        cpu = server.cpu
     try:
         with open(json_path) as f:
-            return json.load(f)
+            data = json.load(f)
     except (OSError, ValueError):
         return None
+    data[GRADE_CPU] = cpu
+    return data
 
 
 class Runner:
@@ -483,6 +502,7 @@ class Runner:
         self.work = os.path.join(root, CHECK_SUBDIR, work)
         self.futures = []
         self.lab_times = {}         # lab -> [start, end]
+        self.tree_cpu = []          # CPU seconds of each build of an unchanged tree
         self.lock = threading.Lock()
         self.servers = {}           # grading thread -> {tree: its warm grader (gradefork.Server)}
         self.warm = warm
@@ -535,7 +555,7 @@ class Runner:
                 log = os.path.join(lab_dir, f"tree-{arch}.build.log")
                 open(log, "w").close()
                 info(f"labs mutants: lab{n}: building the unchanged tree ({arch})")
-                if not build_kernel(tree, arch, log):
+                if not build_kernel(tree, arch, log, self.tree_cpu):
                     broken[arch] = (f"the tree without the slip does not build on {arch} "
                                     f"({os.path.relpath(log, self.root)}): {first_error(log)}")
             specs = [s for s in self.labs[n].tests if published is None or not s.hidden]
@@ -570,26 +590,28 @@ class Runner:
                 log = os.path.join(slip_dir, f"{arch}.build.log")
                 open(log, "w").close()
                 info(f"labs mutants: {m.name}: building ({arch})")
-                if not build_kernel(tree, arch, log):
-                    futures.append(_resolved(Outcome(m, arch, log=log, problem=f"the slipped kernel does not build "
-                                                f"({os.path.relpath(log, self.root)}): {first_error(log)}")))
+                cpu = []
+                if not build_kernel(tree, arch, log, cpu):
+                    futures.append(_resolved(Outcome(m, arch, log=log, build_cpu=sum(cpu), problem=f"the slipped kernel "
+                                                f"does not build ({os.path.relpath(log, self.root)}): {first_error(log)}")))
                     continue
-                kernels[arch] = set_aside(tree, arch, os.path.join(slip_dir, arch))
+                kernels[arch] = (set_aside(tree, arch, os.path.join(slip_dir, arch)), sum(cpu))
         finally:
             restore(tree, originals)
-        for arch, kernel in kernels.items():
-            futures.append(self.pool.submit(self._grade, n, m, arch, tree, kernel, specs))
+        for arch, (kernel, cpu) in kernels.items():
+            futures.append(self.pool.submit(self._grade, n, m, arch, tree, kernel, specs, cpu))
         return futures
 
-    def _grade(self, n, m, arch, tree, kernel, specs):
+    def _grade(self, n, m, arch, tree, kernel, specs, build_cpu=0.0):
         start = time.monotonic()
         work = os.path.dirname(kernel)
         info(f"labs mutants: {m.name}: grading lab{n} ({arch})")
         data = grade_slip(tree, n, arch, kernel, work, self.server(tree))
-        outcome = Outcome(m, arch, log=os.path.join(work, "grade.log"), kernel=kernel)
+        outcome = Outcome(m, arch, log=os.path.join(work, "grade.log"), kernel=kernel, build_cpu=build_cpu)
         if data is None:
             outcome.problem = f"the grader did not run (see {os.path.relpath(outcome.log, self.root)})"
         else:
+            outcome.grade_cpu = data.get(GRADE_CPU, 0.0)
             judge(outcome, data, specs)
             if self.why and outcome.test:
                 info(f"labs mutants: {m.name}: replaying {outcome.test}'s boot under GDB for fault-why ({arch})")
@@ -630,6 +652,18 @@ def table(outcomes, why=False):
     return lines
 
 
+def cpu_summary(outcomes, trees_cpu=0.0, dearest=5):
+    """Where the CPU time went, as a line: the slips' builds, their grades (QEMUs included), per
+    run, and the @p dearest runs; @p trees_cpu: the builds of the unchanged trees."""
+    builds, grades = sum(o.build_cpu for o in outcomes), sum(o.grade_cpu for o in outcomes)
+    runs = max(1, len(outcomes))
+    top = sorted(outcomes, key=lambda o: -(o.build_cpu + o.grade_cpu))[:dearest]
+    return (f"labs mutants: CPU {builds + grades + trees_cpu:.0f}s: the slips' builds {builds:.0f}s "
+            f"({builds / runs:.1f}s a run), their grades {grades:.0f}s ({grades / runs:.1f}s a run), the unchanged "
+            f"trees' builds {trees_cpu:.0f}s; dearest: "
+            + ", ".join(f"{o.mutant.name} ({o.arch}) {o.build_cpu + o.grade_cpu:.0f}s" for o in top))
+
+
 def why_counts(outcomes):
     """"fault-why names the cause for N of M replayable slips" and the tallies, as a line."""
     tally = {k: sum(1 for o in outcomes if o.why_match == k) for k in ("yes", "partly", "no", "n.a.")}
@@ -645,7 +679,8 @@ def to_json(outcomes):
              "possible": o.possible, "test": o.test, "headline": o.headline, "named": o.named,
              "cause": o.mutant.causes.get(o.arch), "problem": o.problem,
              "why": o.why or None, "why_match": o.why_match or None,
-             "why_log": o.why_log or None} for o in outcomes]
+             "why_log": o.why_log or None, "seconds": round(o.seconds, 2), "build_cpu": round(o.build_cpu, 2),
+             "grade_cpu": round(o.grade_cpu, 2)} for o in outcomes]
 
 
 def describe_problems(outcomes, root):
@@ -730,6 +765,7 @@ def run(root=paths.ROOT, numbers=None, arches=paths.ARCHES, listing=False, worke
     times = ", ".join(f"lab{n} {span[1] - span[0]:.0f}s" for n, span in sorted(runner.lab_times.items()))
     out(f"labs mutants: {len(outcomes) - len(bad)}/{len(outcomes)} slips caught and named "
         f"({len({o.mutant.name for o in outcomes})} slip(s)) in {time.monotonic() - start:.0f}s ({times})")
+    out(cpu_summary(outcomes, sum(runner.tree_cpu)))
     if why:
         out(why_counts(outcomes))
     return len(bad)

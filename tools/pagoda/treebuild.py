@@ -98,11 +98,12 @@ def configure_argv(tree, arch, cache=None):
     return ["cmake", "--preset", arch] + [f"-D{k}={v}" for k, v in wanted.items()]
 
 
-def build(tree, arch, log_path, target=None):
+def build(tree, arch, log_path, target=None, cpu=None):
     """Configures @p tree's @p arch build when needed (configure_argv) and builds it: @p target
     alone (ninja rebuilds only what changed since the last build and what depends on it), or
     everything. Appends both commands and their output to @p log_path; True when it built.
-    Waits for any other build of this process to end first."""
+    Waits for any other build of this process to end first. @p cpu, a list, gets the CPU
+    seconds the build's commands used (the compilers under them included)."""
     steps = [["cmake", "--build", "--preset", arch] + (["--target", target] if target else [])]
     with _BUILDING:
         configure = configure_argv(tree, arch)
@@ -110,6 +111,16 @@ def build(tree, arch, log_path, target=None):
             for argv in ([configure] if configure else []) + steps:
                 log.write(f"$ {' '.join(argv)}\n")
                 log.flush()
-                if subprocess.run(argv, cwd=tree, stdout=log, stderr=subprocess.STDOUT).returncode != 0:
+                proc = subprocess.Popen(argv, cwd=tree, stdout=log, stderr=subprocess.STDOUT)
+                try:
+                    _, status, usage = os.wait4(proc.pid, 0)
+                except BaseException:
+                    proc.kill()
+                    proc.wait()
+                    raise
+                proc.returncode = os.waitstatus_to_exitcode(status)
+                if cpu is not None:
+                    cpu.append(usage.ru_utime + usage.ru_stime)
+                if proc.returncode != 0:
                     return False
     return True

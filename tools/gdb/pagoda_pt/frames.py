@@ -233,8 +233,8 @@ def take_census(arch: str, read_phys, symbol: Symbol, regs: Optional[dict] = Non
     used_va, managed_va, words = _u64s(read_phys(image_phys(BITMAPS_SYMBOL), 24))
     if not words:
         raise CensusError("the frame allocator is not set up yet (%s is empty)" % BITMAPS_SYMBOL)
-    used = int.from_bytes(read_phys(window_pa(used_va), words * 8), "little")
-    managed = int.from_bytes(read_phys(window_pa(managed_va), words * 8), "little")
+    used = read_phys(window_pa(used_va), words * 8)
+    managed = read_phys(window_pa(managed_va), words * 8)
     frames = words * 64
     refs = [1] * frames
     refs_table, entries = _u64s(read_phys(image_phys(REFS_SYMBOL), 16))
@@ -248,16 +248,25 @@ def take_census(arch: str, read_phys, symbol: Symbol, regs: Optional[dict] = Non
 
     owner = [RESERVED] * frames
     pid_of, mappings = {}, {}
-    for i in range(frames):
-        if used >> i & 1:
-            owner[i] = KERNEL
-        elif managed >> i & 1:
-            owner[i] = FREE
-    first = next((i for i in range(frames) if managed >> i & 1), 0)
+    # (byte by byte: the bitmaps cover RAM from physical 0, 1 GiB of nothing before AArch64's
+    # RAM; a shift of the whole bitmap per frame made the census quadratic in its size)
+    first = None
+    for at in range(words * 8):
+        u, m = used[at], managed[at]
+        if not u | m:
+            continue
+        if first is None and m:
+            first = at * 8 + (m & -m).bit_length() - 1
+        for bit in range(8):
+            if u >> bit & 1:
+                owner[at * 8 + bit] = KERNEL
+            elif m >> bit & 1:
+                owner[at * 8 + bit] = FREE
+    first = first or 0
     for i in range(image_start // PAGE_SIZE_4K, min(frames, -(-image_end // PAGE_SIZE_4K))):
         # The boot stub's tables and entry stack lie in the image and go back to the allocator
         # (vm::enter_kernel_space): those are the allocator's now.
-        if not managed >> i & 1:
+        if not managed[i >> 3] >> (i & 7) & 1:
             owner[i] = IMAGE
         first = min(first, i)
     # From a 2 MiB boundary (RAM starts on one on both ISAs), unless the caller knows better.
