@@ -842,8 +842,7 @@ def _checkpoint_bitmap():
     frame = gdb.newest_frame()
     address, words = int(frame.read_var("b")) & MASK64, int(frame.read_var("c"))
     raw = bytes(gdb.selected_inferior().read_memory(address, words * 8))
-    bits = int.from_bytes(raw, "little")
-    return {i for i in range(words * 64) if bits >> i & 1}
+    return {at * 8 + bit for at, byte in enumerate(raw) if byte for bit in range(8) if byte >> bit & 1}
 
 
 def note_run_start():
