@@ -84,15 +84,27 @@ def fact(kernel, name):
     return table[FACT_PREFIX + name]
 
 
+@functools.lru_cache(maxsize=8)
+def _names(kernel):
+    """({full name: [Symbol]}, {name without parameters: [Symbol]}, {that without
+    '(anonymous namespace)::': [Symbol]}) of @p kernel's symbols, each list in table order."""
+    full, base, plain = {}, {}, {}
+    for s in symbol_table(kernel):
+        short = base_name(s.name)
+        full.setdefault(s.name, []).append(s)
+        base.setdefault(short, []).append(s)
+        plain.setdefault(_plain(short), []).append(s)
+    return full, base, plain
+
+
 def find(kernel, name):
     """The Symbol called @p name: its full demangled name, or its name without the parameter
     list ('pagoda::kmain'), with or without '(anonymous namespace)::'. Exactly one must match."""
-    table = symbol_table(kernel)
-    exact = [s for s in table if s.name == name]
+    full, base, plain = _names(kernel)
+    exact = full.get(name, [])
     if len(exact) == 1:
         return exact[0]
-    matches = [s for s in table if base_name(s.name) == name] or \
-              [s for s in table if _plain(base_name(s.name)) == _plain(name)]
+    matches = base.get(name) or plain.get(_plain(name), [])
     unique = {s.address: s for s in matches}
     if len(unique) != 1:
         raise AssertionError(f"the kernel has {len(unique)} symbols called {name}"

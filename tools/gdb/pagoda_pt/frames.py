@@ -100,7 +100,7 @@ def table_frames(arch: str, read_phys, root: int, levels: int = 4) -> set[int]:
         except Exception:  # noqa: BLE001 - a table the reader cannot reach
             return
         for raw in entries:
-            if not model.is_table_entry(raw, level):
+            if not raw or not model.is_table_entry(raw, level):    # (most entries are empty)
                 continue
             child = raw & model.table_address_mask
             if child not in found:
