@@ -30,6 +30,7 @@ from pagoda_pt.kernelnames import NO_NAMES, KernelNames
 
 from .outcomes import (CHECKED, ENDED, LOG_LIMIT, OUTPUT_LIMIT, STORM, TIMEOUT, BootEnded, GradeFailure, findings,
                        never_reached_reason, panic_line, shown, watch_note)
+from .idle import IDLE_STOP, IdleWatch
 from .proof import new_token, proof
 from .rsp import RspError
 
@@ -193,7 +194,10 @@ class Run:
         parts = causes.audits_first(self, parts)
         said = "\n".join(parts)
         outcome = self.outcome()
-        if outcome == TIMEOUT:
+        if outcome == TIMEOUT and self.stop_reason.startswith(IDLE_STOP):
+            if self.stop_reason not in said:
+                parts.append(f"the grader stopped the machine: {self.stop_reason}")
+        elif outcome == TIMEOUT:
             parts.append("the kernel did not finish in time (hung, or looping)")
         elif self.stop_kind in (CHECKED, ENDED):
             pass
@@ -290,6 +294,9 @@ class Session:
         self.stop_kind = None
         self.stop_reason = ""
         self.watcher = faultlog.Watcher(arch, max_bytes=MAX_LOG_BYTES, names=names)
+        # A witnessed boot's idle.IdleWatch: ends the boot when the guest idles with nothing that
+        # can run again (set by Booter._witness).
+        self.idle = None
         self._log_offset = 0
         self._last_poll = 0.0
         self._line_start = 0
@@ -331,6 +338,11 @@ class Session:
         if self.watcher.feed(chunk) and not self.ended:
             kind = STORM if self.watcher.verdict == "storm" else LOG_LIMIT
             self.stop(kind, self.watcher.describe(self.symbolize))
+        elif self.idle is not None and not self.ended:
+            reason = self.idle.feed(self.watcher.parser.events)
+            if reason:
+                # (as at the deadline, which is all that waiting on could bring)
+                self.stop(TIMEOUT, reason)
 
     symbolize = None  # set by the Booter: names code addresses in storm messages
 
@@ -518,6 +530,8 @@ class Booter:
             if session is not None:
                 session.ended = True
                 session.drain()
+                if session.idle is not None:
+                    session.idle.close()
             for stream in (proc.stdout, proc.stdin):
                 try:
                     stream.close()
@@ -602,6 +616,7 @@ class Booter:
         guest = None
         try:
             guest = witness.Guest.attach(self, session, sock, memory_bytes(memory))
+            session.idle = IdleWatch.of(self.kernel, guest.machine.ram_base, guest.ram_fd, guest.ram_size)
             return script(guest), None, ""
         except (BootEnded, RspError) as e:
             if isinstance(e, RspError) and session.pump(0.0):

@@ -1,0 +1,59 @@
+"""A witnessed boot whose guest idles with nothing that can run again ends at once (idle.py): the
+rule over the process table, and the run of idle interrupts in QEMU's log that makes the grader
+read it. (Measured on lab6/exit-keeps-orphans: orphan_wait ended after 3 s instead of ~136 s.)"""
+import types
+
+from pagoda_core.faultlog import EXCEPTION, INTERRUPT, SOFTWARE
+from pagoda_grade.idle import IDLE_STOP, IdleWatch, nothing_can_run
+from pagoda_grade.procaudit import Rec
+
+READY, RUNNING, SLEEPING, ZOMBIE, WAITING = 1, 2, 3, 4, 5
+F = types.SimpleNamespace(ready=READY, running=RUNNING, zombie=ZOMBIE, waiting=WAITING)
+IDLE = (0x1000, 0x1040)
+
+
+def rec(pid, parent, state):
+    return Rec(pid, pid, parent, state, "forktree", pid)
+
+
+def test_only_waiters_and_zombies_with_parents_can_never_run():
+    stuck = [rec(1, 0, WAITING), rec(4, 3, ZOMBIE)]
+    reason = nothing_can_run(F, stuck)
+    assert reason.startswith(IDLE_STOP)
+    assert "pid 1 (forktree) waits" in reason and "pid 4 (forktree) has ended" in reason and "pid 3, gone" in reason
+    # Anything that still moves: a process ready, running or asleep (a reader of the console
+    # sleeps a tick at a time), a zombie the idle loop reaps (no parent), no process at all.
+    for moving in (READY, RUNNING, SLEEPING):
+        assert nothing_can_run(F, stuck + [rec(7, 1, moving)]) is None
+    assert nothing_can_run(F, [rec(1, 0, WAITING), rec(2, 0, ZOMBIE)]) is None
+    assert nothing_can_run(F, []) is None
+
+
+def event(kind, pc):
+    return types.SimpleNamespace(kind=kind, pc=pc)
+
+
+def watch(monkeypatch, table):
+    """An IdleWatch over the idle span IDLE, 3 interrupts in a row, whose process table is @p table."""
+    import pagoda_grade.procaudit as procaudit
+    monkeypatch.setattr(procaudit, "read_table", lambda read_phys, facts: table)
+    return IdleWatch([IDLE], F, lambda pa, size: b"", ticks=3)
+
+
+def test_the_table_is_read_after_enough_idle_interrupts_in_a_row(monkeypatch):
+    w = watch(monkeypatch, [rec(1, 0, WAITING)])
+    events = [event(INTERRUPT, 0x1010), event(INTERRUPT, 0x1010)]
+    assert w.feed(events) is None                           # two in a row: not yet
+    events += [event(SOFTWARE, 0x400000), event(INTERRUPT, 0x1010), event(INTERRUPT, 0x1020)]
+    assert w.feed(events) is None                           # a system call between: two again
+    events += [event(INTERRUPT, 0x5000)]
+    assert w.feed(events) is None                           # an interrupt elsewhere: none
+    events += [event(INTERRUPT, 0x1000)] * 3
+    assert w.feed(events).startswith(IDLE_STOP)             # three in a row: the table says
+    events += [event(EXCEPTION, 0x1010)] + [event(INTERRUPT, 0x1010)] * 2
+    assert w.feed(events) is None
+
+
+def test_a_table_that_still_moves_lets_the_boot_go_on(monkeypatch):
+    w = watch(monkeypatch, [rec(1, 0, WAITING), rec(2, 1, SLEEPING)])
+    assert w.feed([event(INTERRUPT, 0x1010)] * 10) is None

@@ -1,0 +1,110 @@
+"""A witnessed boot whose guest can never do anything again ends now, not at its deadline.
+
+When no process can run, the kernel waits in its idle loop (pagoda::proc::idle_until_interrupt)
+for the next interrupt, and QEMU's exception log shows every timer interrupt taken there. A
+sleeping process, one reading the console (it sleeps a tick at a time) or a process made ready
+ends the run of such interrupts: it runs, makes a system call, takes a fault. So after
+IDLE_TICKS interrupts in a row taken in the idle loop (seen from outside, in QEMU's log), the
+grader reads the process table in guest RAM (QEMU's memfd) and ends the boot when nothing in it
+can ever run again: there are processes, and each one waits for a child or has ended and waits
+for its parent (a zombie whose parent is gone or never looks), none ready, running or asleep.
+Nothing the guest does changes that table again (the timer only wakes sleepers, the console only
+a reader or a foreground process killed by a typed Ctrl-C, which the grader does not type): the
+boot would only run into its deadline, after minutes of idling at the grader's expense (QEMU
+logs each tick, the grader reads the log). It ends as a boot at its deadline does (stop kind
+TIMEOUT), with a reason that says what the table held.
+
+A correct kernel never idles so: it ends when its processes have ended. Only a boot of a broken
+kernel is shortened, and only where waiting could not change how it ends.
+"""
+import os
+
+from pagoda_core.faultlog import INTERRUPT
+
+from . import symbols
+
+# Interrupts taken in a row in the idle loop before the process table is read (at 100 Hz, half a
+# second of the guest's time: a process that sleeps longer is seen sleeping in the table).
+IDLE_TICKS = 50
+# Where an interrupt taken while the kernel idles interrupts it: the idle loop's wait, and the
+# ISA's wait instruction (hlt, wfi) in the function it calls. (That function also waits in a
+# system call that sleeps in the kernel, and in the self-tests: the process table tells those
+# apart, their process is Running.)
+IDLE_FUNCTIONS = ("pagoda::proc::idle_until_interrupt", "pagoda::arch::wait_for_interrupt")
+# How the reason of such a stop begins (harness.Run.fail tells it from a deadline by it).
+IDLE_STOP = "the guest idles with no process that can ever run again"
+
+
+def nothing_can_run(facts, recs):
+    """None, or a sentence naming why nothing in the process table @p recs (procaudit.Rec, the
+    slots in use) can ever run again: there is a process, and every one is Waiting or a Zombie
+    with a parent (one without a parent is the idle loop's to reap: it still changes)."""
+    if not recs:
+        return None
+    if any(r.state not in (facts.waiting, facts.zombie) or (r.state == facts.zombie and r.parent == 0)
+           for r in recs):
+        return None
+    pids = {r.pid for r in recs}
+    said = []
+    for r in recs[:4]:
+        if r.state == facts.waiting:
+            said.append(f"{r.who} waits")
+        else:
+            gone = "" if r.parent in pids else ", gone"
+            said.append(f"{r.who} has ended (a zombie; its parent pid {r.parent}{gone})")
+    more = f" and {len(recs) - 4} more" if len(recs) > 4 else ""
+    return (f"{IDLE_STOP}: " + "; ".join(said) + more + f" (the process table in guest RAM, after {IDLE_TICKS} "
+            "interrupts in a row taken in the idle loop; the grader ended the boot instead of waiting for its deadline)")
+
+
+class IdleWatch:
+    """Watches the exception log's events of one witnessed boot (feed()) and says when the guest
+    idles with nothing that can run (nothing_can_run()), reading the process table through
+    @p read_phys(pa, size). @p spans: [(start, end)] of the idle functions' code (IDLE_FUNCTIONS).
+    close() gives back what of() opened."""
+
+    def __init__(self, spans, facts, read_phys, ticks=IDLE_TICKS, close=lambda: None):
+        self.spans, self.facts, self.read_phys, self.ticks = spans, facts, read_phys, ticks
+        self.close = close
+        self.seen = 0       # events of the log already looked at
+        self.run = 0        # interrupts in a row taken in the idle loop
+
+    @classmethod
+    def of(cls, kernel, ram_base, ram_fd, ram_size):
+        """The watch of a boot of @p kernel whose guest RAM (@p ram_size bytes from physical
+        @p ram_base) @p ram_fd reads, through a descriptor of its own (the boot may outlive the
+        witness's), or None when the kernel has no process table facts or no idle function
+        (labs before 3)."""
+        from . import procaudit
+        facts = procaudit.Facts.of(kernel)
+        if facts is None:
+            return None
+        try:
+            spans = [(f.address, f.address + max(f.size, 1)) for f in (symbols.find(kernel, name)
+                                                                       for name in IDLE_FUNCTIONS)]
+        except (AssertionError, OSError):
+            return None
+        fd = os.dup(ram_fd)
+
+        def read_phys(pa, size):
+            if not 0 <= pa - ram_base <= ram_size - size:
+                raise ValueError(f"physical {pa:#x} is not in the guest's RAM")
+            return os.pread(fd, size, pa - ram_base)
+        return cls(spans, facts, read_phys, close=lambda: os.close(fd))
+
+    def feed(self, events):
+        """None, or why the boot should end now, from the log's @p events (all of them so far)."""
+        for e in events[self.seen:]:
+            if e.kind == INTERRUPT and e.pc is not None and any(lo <= e.pc < hi for lo, hi in self.spans):
+                self.run += 1
+            else:
+                self.run = 0    # (anything else: the kernel or a process did something)
+        self.seen = len(events)
+        if self.run < self.ticks:
+            return None
+        self.run = 0
+        from . import procaudit
+        try:
+            return nothing_can_run(self.facts, procaudit.read_table(self.read_phys, self.facts))
+        except (OSError, ValueError):
+            return None
