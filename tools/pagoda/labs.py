@@ -3,6 +3,7 @@ student, in a published branch). The marker syntax is in regions.py; publish.py 
 trees and branches; labcheck.py proves the skeletons."""
 import argparse
 import os
+import subprocess
 
 from . import deps, grade, handouts, labcheck, labstart, labstatus, mutants, publish
 from pagoda_core import paths, speed
@@ -75,8 +76,15 @@ def cmd_mutants(args):
     problems = mutants.run(paths.ROOT, numbers=args.labs or None,
                            arches=(args.arch,) if args.arch else paths.ARCHES, listing=args.list,
                            workers=args.parallel, out=lambda line: print(line, flush=True), slugs=args.slip,
-                           why=args.why, json_path=args.json, slips_dir=args.slips)
+                           why=args.why, json_path=args.json, slips_dir=args.slips,
+                           one_isa=None if args.one_isa is None else args.one_isa or _head_commit())
     return 1 if problems else 0
+
+
+def _head_commit():
+    """This tree's commit (the default seed of --one-isa), or "" outside git."""
+    out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=paths.ROOT, capture_output=True, text=True)
+    return out.stdout.strip() if out.returncode == 0 else ""
 
 
 def cmd_start(args):
@@ -172,6 +180,9 @@ def add_parser(sub):
                         "dies or a process is killed; its verdict, and whether it names the cause, is a "
                         "column (a second boot per slip: not run by ./pagoda test)")
     q.add_argument("--json", metavar="FILE", help="write every slip's outcome (and fault-why's) as JSON")
+    q.add_argument("--one-isa", nargs="?", const="", metavar="SEED",
+                   help="each slip on one ISA only, half of each lab's slips on each (which half: SEED, by "
+                        "default this tree's commit); ./pagoda test does this unless --full")
     q.add_argument("--slips", metavar="DIR",
                    help="check the slips kept in DIR instead of the labs' own: DIR/NN-name/SLUG.toml or "
                         "DIR/labN/SLUG.toml, in the same format (a wider set kept outside the tree, so the "

@@ -50,7 +50,9 @@ ran to its end). The replay's GDB output: why.log beside grade.log (tools/pagoda
 """
 import concurrent.futures
 import contextlib
+import dataclasses
 import fcntl
+import hashlib
 import glob
 import json
 import os
@@ -711,13 +713,39 @@ def select(mutants, labs, numbers, arches, slugs=None):
     return [m for m in mutants if any(a in m.arches for a in arches)]
 
 
+def one_isa_each(mutants, arches, seed):
+    """@p mutants with each slip's ISAs cut to one of @p arches (`--one-isa`): a slip that applies
+    to one of them keeps it; the others, in each lab, in an order @p seed shuffles (sha256 of the
+    seed and the slip's name), each take the ISA that lab has had the fewest runs on so far (the
+    first of @p arches on a tie). Every slip runs once; both ISAs get half of each lab's slips;
+    which half changes with the seed (./pagoda test: the commit)."""
+    out = []
+    for n in sorted({m.lab for m in mutants}):
+        lab = [m for m in mutants if m.lab == n]
+        counts = {a: 0 for a in arches}
+        single = [m for m in lab if len([a for a in m.arches if a in arches]) == 1]
+        for m in single:
+            counts[next(a for a in m.arches if a in arches)] += 1
+        several = sorted((m for m in lab if m not in single),
+                         key=lambda m: hashlib.sha256(f"{seed}/{m.name}".encode()).hexdigest())
+        picked = {}
+        for m in several:
+            options = [a for a in arches if a in m.arches]
+            arch = min(options, key=lambda a: (counts[a], options.index(a)))
+            counts[arch] += 1
+            picked[m.name] = arch
+        out += [m if m in single else dataclasses.replace(m, arches=(picked[m.name],)) for m in lab]
+    return out
+
+
 def run(root=paths.ROOT, numbers=None, arches=paths.ARCHES, listing=False, workers=None, out=print, slugs=None,
-        why=False, json_path=None, slips_dir=None, warm=True):
+        why=False, json_path=None, slips_dir=None, warm=True, one_isa=None):
     """The command: returns the number of problems. @p why replays each caught slip's failing
     boot for fault-why (tools/pagoda/mutant_why.py); @p json_path gets every outcome as JSON.
     @p slips_dir: check the slips kept there (slip_folders) instead of the labs' own; their logs
     go to build/labs-check/SLIPS_WORK/. Slips are graded by warm graders (gradefork.py), or each
-    by a new ./pagoda without @p warm."""
+    by a new ./pagoda without @p warm. With @p one_isa (a seed: one_isa_each()) each slip runs on
+    one ISA only, and the last line says so."""
     start = time.monotonic()
     sources = publish.scan(root)
     errors = publish.lint(root, sources)
@@ -741,6 +769,9 @@ def run(root=paths.ROOT, numbers=None, arches=paths.ARCHES, listing=False, worke
     if not chosen:
         out("labs mutants: no slips to check" + (f" in {', '.join(f'lab{n}' for n in numbers)}" if numbers else ""))
         return 0
+    every = sum(len([a for a in m.arches if a in arches]) for m in chosen)
+    if one_isa is not None:
+        chosen = one_isa_each(chosen, arches, one_isa)
     runner = Runner(root, labs, sources, workers or os.cpu_count() or 1, out, why=why,
                     work=MUTANTS_DIR if slips_dir is None else SLIPS_WORK, warm=warm)
     futures = []
@@ -763,9 +794,14 @@ def run(root=paths.ROOT, numbers=None, arches=paths.ARCHES, listing=False, worke
         for line in describe_problems(bad, root):
             out(line)
     times = ", ".join(f"lab{n} {span[1] - span[0]:.0f}s" for n, span in sorted(runner.lab_times.items()))
-    out(f"labs mutants: {len(outcomes) - len(bad)}/{len(outcomes)} slips caught and named "
-        f"({len({o.mutant.name for o in outcomes})} slip(s)) in {time.monotonic() - start:.0f}s ({times})")
     out(cpu_summary(outcomes, sum(runner.tree_cpu)))
     if why:
         out(why_counts(outcomes))
+    sample = ""
+    if one_isa is not None:
+        per = ", ".join(f"{sum(1 for o in outcomes if o.arch == a)} on {a}" for a in arches)
+        sample = (f"; ONE ISA PER SLIP ({per}; seed {one_isa or 'none'}): {every - len(outcomes)} of the "
+                  f"{every} slip-ISA runs not made, each ISA of every slip: without --one-isa")
+    out(f"labs mutants: {len(outcomes) - len(bad)}/{len(outcomes)} slips caught and named "
+        f"({len({o.mutant.name for o in outcomes})} slip(s){sample}) in {time.monotonic() - start:.0f}s ({times})")
     return len(bad)

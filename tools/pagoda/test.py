@@ -16,7 +16,9 @@ Steps (each prints one result line):
            fails its own tests on the skeleton (in parallel; main's own grade is the grade
            step's, not done again)
   mutants  ./pagoda labs mutants: every known slip of every lab (labs/NN-name/mutants/) is
-           caught by the grader, and the first failing test's first lines name its cause
+           caught by the grader, and the first failing test's first lines name its cause: each
+           slip on one ISA (--one-isa: half of each lab's slips on each, the commit choosing
+           which), or with --full (CI) on every ISA it applies to
 
 Two steps run at a time, each in a process of its own: one alone leaves a core idle while it
 waits (QEMU boots one after another, Doxygen on one core, a build's serial link, a pool's last
@@ -247,9 +249,17 @@ def step_labs(verbose):
     return out.returncode == 0, last[0]
 
 
+# Whether this run checks every slip on every ISA it applies to (--full: .ci/run), or each slip on
+# one ISA (labs mutants --one-isa, the commit choosing which: every slip still runs, and half of
+# each lab's on each ISA).
+FULL = False
+
+
 def step_mutants(verbose):
-    out = subprocess.run([paths.SYSTEM_PYTHON, os.path.join(paths.ROOT, "pagoda"), "labs", "mutants"],
-                         cwd=paths.ROOT, capture_output=True, text=True)
+    argv = [paths.SYSTEM_PYTHON, os.path.join(paths.ROOT, "pagoda"), "labs", "mutants"]
+    if not FULL:
+        argv.append("--one-isa")
+    out = subprocess.run(argv, cwd=paths.ROOT, capture_output=True, text=True)
     if verbose or out.returncode != 0:
         print(out.stdout[-20000:] + out.stderr[-5000:])
     last = [l for l in out.stdout.splitlines() if l.strip()][-1:] or ["no output"]
@@ -292,6 +302,8 @@ def _run_step(function, verbose):
 def cmd_step(args):
     """One step, in the process `./pagoda test` started for it (--step): runs it and writes its
     (ok, detail) to --result as JSON."""
+    global FULL
+    FULL = args.full
     PROVED.clear()
     PROVED.update(p for p in (args.proved or "").split(",") if p)
     function = dict((n, f) for n, f, _ in STEPS)[args.step]
@@ -314,7 +326,8 @@ class StepRun:
         if os.path.exists(self.result):
             os.unlink(self.result)
         argv = [paths.SYSTEM_PYTHON, os.path.join(paths.ROOT, "pagoda"), "test", "--step", name,
-                "--result", self.result, "--proved", ",".join(sorted(proved))] + (["-v"] if verbose else [])
+                "--result", self.result, "--proved", ",".join(sorted(proved))] + (["-v"] if verbose else []) \
+            + (["--full"] if FULL else [])
         from pagoda_core.qemu import die_with_parent
         self.start = time.monotonic()
         with open(self.out, "w") as out:
@@ -350,11 +363,16 @@ class StepRun:
 def cmd_test(args):
     if args.step:
         return cmd_step(args)
+    global FULL
+    FULL = args.full
     deps.ensure()
     PROVED.clear()
     factor = speed.export()
     info(f"test: speed factor {factor:.2f} (time limits scaled by it; load average {_load()} on "
          f"{os.cpu_count()} CPUs)")
+    if not FULL and (not args.only or "mutants" in args.only):
+        info("test: the mutants step checks each slip on ONE ISA (half of each lab's on each, chosen by the "
+             "commit); ./pagoda test --full (CI) checks each on every ISA it applies to")
     import queue
     chosen = [(n, f, [a for a in after if not args.only or a in args.only])
               for n, f, after in STEPS if not args.only or n in args.only]
@@ -383,7 +401,8 @@ def cmd_test(args):
         passed, failed = passed + run.ok, failed + (not run.ok)
     info(f"test: {time.monotonic() - run_start:.0f}s, CPU {_cpu_seconds() - run_cpu:.0f}s; load average "
          f"now {_load()}")
-    print(f"{passed} passed, {failed} failed")
+    print(f"{passed} passed, {failed} failed" + ("" if FULL or (args.only and "mutants" not in args.only) else
+                                                  " (slips on one ISA each: ./pagoda test --full for every ISA)"))
     return 0 if failed == 0 else 1
 
 
@@ -394,6 +413,8 @@ def add_parser(sub):
     p.add_argument("--only", nargs="+", choices=[n for n, _, _ in STEPS], metavar="STEP",
                    help="run only these steps: " + ", ".join(n for n, _, _ in STEPS))
     p.add_argument("-v", "--verbose", action="store_true", help="show each step's full output")
+    p.add_argument("--full", action="store_true",
+                   help="check every slip on every ISA it applies to (CI does); without it, each slip on one ISA")
     # (how ./pagoda test runs each step in a process of its own: not for the command line)
     p.add_argument("--step", choices=[n for n, _, _ in STEPS], help=argparse.SUPPRESS)
     p.add_argument("--result", help=argparse.SUPPRESS)
