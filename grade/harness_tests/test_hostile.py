@@ -141,14 +141,15 @@ def test_a_huge_map_ends_each_test_in_its_time_with_a_named_reason(arch, request
     itself: peak_rss_kib)."""
     results = run_grader(tmp_path, _kernels(request, arch)["hugemap"], (3, 4, 5, 6),
                          only=FIRST_TEST.values(), workers=1, arch=arch, records=True)
-    labs = load_all()
     assert set(results) == set(FIRST_TEST.values())
     for lab, test_id in FIRST_TEST.items():
         r = results[test_id]
         assert r["outcome"] == "failed", test_id
         assert "maps more than 65536 separate runs of pages" in r["reason"], r["reason"][:600]
         assert "lines of serial output" in r["reason"] and "fixture hugemap" in r["reason"]
-        assert r["duration"] < labs[lab].test(test_id).timeout
+        # (within its own time: ended by the grader's bound, not its deadline; not a wall-clock
+        # comparison, which a busy machine fails: 31 s and 117 s against hello_user's 20 at load 30)
+        assert "deadline passed" not in r["reason"] and "did not finish in time" not in r["reason"], r["reason"][:600]
         assert r["peak_rss_kib"] < MAX_GRADER_KIB, r["peak_rss_kib"]
     print(f"\nhugemap ({arch}): the grader's peak memory {max(r['peak_rss_kib'] for r in results.values()) // 1024} MiB")
 
