@@ -17,7 +17,7 @@ for _path in (os.path.join(ROOT, "tools", "gdb"), os.path.join(ROOT, "grade"), o
     sys.path.insert(0, _path)
 
 import labtree  # noqa: E402
-from pagoda import batch, publish, treebuild  # noqa: E402
+from pagoda import batch, mutants, publish, treebuild  # noqa: E402
 from pagoda_core import paths, pytest_cpu, pytest_share, pytest_speed  # noqa: E402
 
 
@@ -27,8 +27,11 @@ def pytest_configure(config):
     pytest_cpu.register(config)     # each test's CPU time, the dearest listed after the run
     # Every lab tree these tests grade (batch submissions, the Gradescope and Classroom runs, each
     # in a work directory of its own) compiles through one object cache (batch.Batch.cache): the
-    # first build fills it, the others compile only what their patches changed.
-    os.environ.setdefault(batch.TREE_CACHE_VARIABLE, os.path.join(paths.BUILD, "tools-tests", "ccache"))
+    # first build fills it, the others compile only what their patches changed. It is the cache of
+    # `labs check` and `labs mutants` (build/labs-check/ccache), whose lab-0 tree is these tests'
+    # trees but for their patches: whichever of them compiles a file first, in ./pagoda test's
+    # steps that run side by side, compiles it for the others.
+    os.environ.setdefault(batch.TREE_CACHE_VARIABLE, os.path.join(paths.ROOT, mutants.CHECK_SUBDIR, treebuild.CACHE_DIR))
 
 
 @pytest.fixture
