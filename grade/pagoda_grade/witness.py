@@ -427,10 +427,34 @@ class Region:
     perms: str
     what: str
     content: tuple | None = None   # [start, end) of the bytes the ELF puts there (image regions)
+    memory: str | None = None      # DEVICE_MEMORY or NORMAL_MEMORY: the memory type it must have (None: any)
 
     @property
     def end(self):
         return self.va + self.size
+
+
+# The memory types a kernel mapping must have: device registers uncached (x86_64: UC through PCD and
+# PWT; AArch64: a Device attribute), RAM and the image write-back cacheable.
+DEVICE_MEMORY = "device"
+NORMAL_MEMORY = "normal"
+
+
+def memory_type_problem(cache, wanted):
+    """None, or why a leaf whose walk names its memory type @p cache (pagoda_pt's Perms.cache:
+    'WB', 'UC', 'Device-nGnRnE', 'Normal-WB ISH', ...) is not of the type @p wanted. A type the
+    walker could not name (no MAIR read) is never a problem."""
+    if not cache or cache.startswith("attr"):
+        return None
+    uncached = cache in ("UC", "UC-") or cache.startswith("Device")
+    cacheable = cache == "WB" or cache.startswith("Normal-WB")
+    if wanted == DEVICE_MEMORY and not uncached:
+        return (f"mapped as {cache} memory, not device memory: device registers must be mapped uncached "
+                "(kKernelDevice), or the CPU may cache, merge or reorder the accesses the device must see one by one")
+    if wanted == NORMAL_MEMORY and not cacheable:
+        return (f"mapped as {cache} memory, not write-back cacheable: RAM and the kernel image are ordinary memory "
+                "(only device registers are mapped uncached, with kKernelDevice)")
+    return None
 
 
 def _align_down(x, a=PAGE):
@@ -467,7 +491,7 @@ def kernel_image_regions(kernel):
         for a, b, part in pieces:
             regions.append(Region(a, b - a, _align_down(seg.paddr) + (a - va), seg.perms,
                                   f"kernel {_section_name(seg.perms)}{part}",
-                                  content=(max(a, seg.vaddr), min(b, seg.vaddr + seg.memsz))))
+                                  content=(max(a, seg.vaddr), min(b, seg.vaddr + seg.memsz)), memory=NORMAL_MEMORY))
     return regions
 
 
@@ -506,9 +530,10 @@ def expected_kernel_map(kernel, arch, memory_size):
         lo, hi = max(lo, low_end), min(hi, limit)
         for a, b in ((lo, min(hi, img_lo)), (max(lo, img_hi), hi)):
             if a < b:
-                regions.append(Region(ram_offset + a, b - a, a, "rw-", f"{ram_what} (RAM {a:#x}-{b:#x})"))
+                regions.append(Region(ram_offset + a, b - a, a, "rw-", f"{ram_what} (RAM {a:#x}-{b:#x})",
+                                      memory=NORMAL_MEMORY))
     for pa, size, what in machine.devices:
-        regions.append(Region(dev_offset + pa, _align_up(size), pa, "rw-", f"{dev_what}: {what}"))
+        regions.append(Region(dev_offset + pa, _align_up(size), pa, "rw-", f"{dev_what}: {what}", memory=DEVICE_MEMORY))
     return sorted(regions, key=lambda r: r.va)
 
 
@@ -567,6 +592,9 @@ def compare_map(snap, regions, extra_allowed=(), root=None):
                 key = ("perms", region, run.perms.rwx())
                 text = (f"{region.what}: [{start:#x}, {end:#x}) is mapped {run.perms.rwx()}"
                         f"{' user' if run.perms.user else ''}, expected {region.perms} (kernel only)")
+            elif region.memory and memory_type_problem(run.perms.cache, region.memory):
+                key = ("memory", region, run.perms.cache)
+                text = f"{region.what}: [{start:#x}, {end:#x}) is {memory_type_problem(run.perms.cache, region.memory)}"
             else:
                 last = None
                 continue

@@ -8,6 +8,7 @@
 #include "core/kmain.hpp"
 #include "core/panic.hpp"
 #include "core/selftest.hpp"
+#include "lib/facts.hpp"
 #include "lib/proof.hpp"
 #include "lib/random.hpp"
 #include "mm/heap.hpp"
@@ -160,17 +161,26 @@ PAGODA_SELFTEST(vm_print) {
   println("vmprint: end");
 }
 
+namespace {
+// How many pages a consistency batch lists before its flush invalidates everything: the grader's
+// stale-TLB range is longer (grade/test_lab1.py).
+PAGODA_FACT(batch_max_pages, ConsistencyBatch::kMaxPages)
+}  // namespace
+
 /// A stale TLB, made visible. Maps pages=N pages from base=VA (the grader picks both) to fresh
 /// frames X_i holding x_i, reads each through its address (now the TLB holds the translation),
 /// unmaps it and maps it to a second frame Y_i holding y_i, and reads it again: a read that still
 /// gives x_i went through a TLB entry the unmap did not invalidate. (x_i and y_i come from
 /// seed=S.) The grader stops at the checkpoint and compares each read with what the live tables
-/// map now (grade/pagoda_grade/tlb.py). Then the same for protect: page N is mapped rw-, written
+/// map now (grade/pagoda_grade/tlb.py). Then the same for a range of range=R pages (the grader
+/// picks R, more than a batch lists page by page) above page N + 1, unmapped with one
+/// unmap_range(): one batch whose flush must invalidate everything (its list overflowed); a second
+/// checkpoint. Then the same for protect: page N is mapped rw-, written
 /// (the TLB now holds a writable translation), protected r--, and written again, which must
 /// fault; without the invalidation the write goes through the stale entry.
 PAGODA_SELFTEST(vm_stale_tlb) {
   require_vm();
-  constexpr u64 kMaxPages = 16;
+  constexpr u64 kMaxPages = 16, kMaxRange = 4 * ConsistencyBatch::kMaxPages;
   FrameAllocator& frames = vm::frames();
   AddressSpace& space = vm::kernel_space();
   const VirtAddr base(ctx.arg("base", 0x0000'3001'0000'0000ull));
@@ -197,6 +207,34 @@ PAGODA_SELFTEST(vm_stale_tlb) {
     println("stale: page {} remapped, read {:#x} ({})", i, read[i], read[i] == y_value(i) ? "its new frame" : "STALE");
   for (u64 i = 0; i < pages; ++i) frames.free(MUST(space.unmap(base.offset(i * kPage))));
 
+  const u64 range = ctx.arg("range", 0);
+  if (range > kMaxRange) panic("vm_stale_tlb: range={}: at most {} pages", range, kMaxRange);
+  if (range > 0) {
+    static u64 old_frames[kMaxRange], range_read[kMaxRange];
+    const VirtAddr first = base.offset((pages + 1) * kPage);
+    for (u64 i = 0; i < range; ++i) {
+      const PhysAddr x = MUST(frames.allocate());
+      *static_cast<volatile u64*>(vm::phys_to_ptr(x, kPage)) = x_value(kMaxPages + i);
+      MUST(space.map(first.offset(i * kPage), x, kKernelData));
+      if (*reinterpret_cast<volatile u64*>(first.offset(i * kPage).value()) != x_value(kMaxPages + i))
+        panic("range page {} does not read its first frame", i);
+      old_frames[i] = x.value();
+    }
+    MUST(space.unmap_range(first, range * kPage));  // one batch, one flush
+    usize fresh = 0;
+    for (u64 i = 0; i < range; ++i) {
+      frames.free(PhysAddr(old_frames[i]));
+      const PhysAddr y = MUST(frames.allocate());
+      *static_cast<volatile u64*>(vm::phys_to_ptr(y, kPage)) = y_value(kMaxPages + i);
+      MUST(space.map(first.offset(i * kPage), y, kKernelData));
+      range_read[i] = *reinterpret_cast<volatile u64*>(first.offset(i * kPage).value());
+      fresh += range_read[i] == y_value(kMaxPages + i);
+    }
+    pagoda_grader_checkpoint(first.value(), range, reinterpret_cast<u64>(range_read));  // the grader compares
+    println("stale: {} pages unmapped as one range and remapped, {} read their new frame", range, fresh);
+    for (u64 i = 0; i < range; ++i) frames.free(MUST(space.unmap(first.offset(i * kPage))));
+  }
+
   const VirtAddr page = base.offset(pages * kPage);
   MUST(space.map(page, MUST(frames.allocate()), kKernelData));
   volatile u64* p = reinterpret_cast<volatile u64*>(page.value());
@@ -211,7 +249,10 @@ PAGODA_SELFTEST(vm_stale_tlb) {
 /// The frame allocator's next-fit cursor, its limit and its refusals. Allocates count=N frames
 /// (the grader picks N), frees the first 128 of them and allocates one more: next fit continues
 /// after the last frame it handed out instead of going back to the freed ones. The grader checks
-/// that at a checkpoint and delivers a limit (an address among the freed frames); the test then
+/// that at a checkpoint. Then the search's wrap: the grader delivers a limit above the last frame
+/// handed out with no free frame between the two, and one allocate_below(limit) must wrap around to
+/// the frames given back below (its frame, or kRefused, at a checkpoint; given back at once). Then
+/// the grader delivers a limit (an address among the freed frames); the test then
 /// allocates below=M frames with allocate_below(limit), which must all lie below it, and stops
 /// at a second checkpoint. Then the limit's edge: the grader delivers a limit L and a count k
 /// (from the allocator's bitmap in guest RAM, k free frames lie below L, and the frame at L is
@@ -237,6 +278,16 @@ PAGODA_SELFTEST(frames_fit) {
   pagoda_grader_checkpoint(reinterpret_cast<u64>(got), count, next.value());
   println("fit: {} frames from {:#x} to {:#x}; after freeing the first {}, the next is {:#x}", count, got[0],
           got[count - 1], kFreed, next.value());
+  // The search's wrap: a limit the grader delivers above the cursor with no free frame between the
+  // cursor's frame and it, the free frames all below the cursor's word (the first ones given back).
+  // Next fit finds nothing after the cursor, wraps around to word 0 and finds one there; the frame
+  // goes back at once.
+  if (await_grader_inputs() >= 1) {
+    const PhysAddr wrap_limit(pagoda_grader_inbox.values[0]);
+    const Result<PhysAddr> f = frames.allocate_below(wrap_limit);
+    pagoda_grader_checkpoint(f.is_error() ? kRefused : f.value().value(), 1, wrap_limit.value());
+    if (!f.is_error()) frames.free(f.value());
+  }
   const usize n = await_grader_inputs();
   const PhysAddr limit(n > 0 ? pagoda_grader_inbox.values[0] : got[kFreed / 2]);
   for (u64 i = 0; i < wanted; ++i) {
