@@ -102,3 +102,27 @@ def test_the_whole_map_names_a_device_mapped_cacheable():
     # a region that says nothing of its memory type takes any
     assert compare_map(snap("WB", "UC"), [Region(0xfee00000, PAGE, 0xfee00000, "rw-", "d"),
                                           Region(0x200000, 2 * PAGE, 0x200000, "rw-", "r")]) == []
+
+
+def test_a_refusal_with_free_frames_below_the_limit_is_named():
+    from test_lab1 import refusal_problem
+    limit = 5 * WORD + 20 * PAGE
+    free = [4 * WORD + k * PAGE for k in range(60, 64)] + [5 * WORD + k * PAGE for k in range(3)]
+    why = refusal_problem(limit, 6, free[:4], free)
+    assert why.splitlines()[0].startswith("the free frames below the limit in the limit's own word"), why
+    assert "refused after 4 of 6 frames, while at least 7 frames below the limit were free" in why
+    assert "must be handed out" in refusal_problem(limit, 6, free[1:4], free)   # a frame of a lower word missed too
+    assert "had only 3 free frames" in refusal_problem(limit, 6, [], free[:3])
+
+
+def test_the_window_mapping_what_is_not_its_ram_is_named(reference_kernel):
+    from pagoda_grade.symbols import fact
+    from pagoda_grade.witness import image_physical, window_leftover
+    explain = window_leftover(reference_kernel, "x86_64", 128 << 20)
+    base, phys = fact(reference_kernel, "window_base"), fact(reference_kernel, "window_phys_base")
+    why = explain(base, base + 0x100000, phys, None)
+    assert why and why.startswith("the physical window maps physical [0x0, 0x100000), the first 1 MiB"), why
+    lo, _ = image_physical(reference_kernel)
+    assert "the kernel image's own frames" in explain(base + lo - phys, base + lo - phys + PAGE, lo, None)
+    assert explain(base + 0x800000 - phys, base + 0x801000 - phys, 0x800000, None) is None   # RAM: not this
+    assert explain(0xffffc00000000000, 0xffffc00000001000, 0, None) is None                  # not the window

@@ -537,10 +537,43 @@ def expected_kernel_map(kernel, arch, memory_size):
     return sorted(regions, key=lambda r: r.va)
 
 
-def compare_map(snap, regions, extra_allowed=(), root=None):
+def window_leftover(kernel, arch, memory_size):
+    """An explain() for compare_map over a kernel linked high: a mapping outside every region that
+    has the window's shape (at window_base + physical - window_phys_base, inside the window's span)
+    maps memory the window must not show: the sentence names what it is (the first MiB, the kernel
+    image, memory that is no usable RAM) and map_ram()'s rule. A device's frames there keep their
+    own sentence (device_virt()'s address)."""
+    phys_base = layout_value(kernel, "window_phys_base")
+    base, size = layout_value(kernel, "window_base"), layout_value(kernel, "window_size")
+    low_end = layout_value(kernel, "low_memory_end")
+    img_lo, img_hi = image_physical(kernel)
+    ram = usable_ram(kernel, arch, memory_size)
+
+    def explain(start, end, pa, home):
+        if not base <= start < base + size or pa != phys_base + (start - base):
+            return None
+        if home is not None and home.memory == DEVICE_MEMORY:
+            return None
+        if pa < low_end:
+            what = f"the first {low_end >> 20} MiB of physical memory, which the kernel never maps"
+        elif img_lo <= pa < img_hi:
+            what = "the kernel image's own frames, which the window leaves out (the image has its own mapping)"
+        elif not any(a <= pa < b for a, b in ram):
+            what = "memory that is no usable RAM (a hole or a reserved range of the memory map)"
+        else:
+            return None
+        return (f"the physical window maps physical [{pa:#x}, {pa + end - start:#x}), {what}: map_ram() must map only "
+                "the usable RAM pieces it is handed, each from its own start (a 2 MiB block whose start is rounded down "
+                "below its piece maps what lies before the piece)")
+    return explain
+
+
+def compare_map(snap, regions, extra_allowed=(), root=None, explain=None):
     """Compares the whole live map with @p regions: every page of each region mapped to its
     frames with its permissions, supervisor only; nothing mapped outside them (except
     @p extra_allowed regions, which may be mapped or not but must match when they are).
+    @p explain(start, end, pa, home), when given, may name what a mapping outside every region
+    is (home: the required region whose frames it maps, or None), a sentence or None.
     Returns a list of problems ('' free); a walk that cannot finish is one problem."""
     try:
         runs = snap.dump(root)
@@ -577,7 +610,10 @@ def compare_map(snap, regions, extra_allowed=(), root=None):
             home = next((r for r in required if r.pa is not None and r.pa <= pa < r.pa + r.size), None)
             text = (f"[{start:#x}, {end:#x}) -> {pa:#x} is mapped "
                     f"{run.perms.rwx()}{' user' if run.perms.user else ''}, but nothing may be mapped there")
-            if home is not None and "RAM" not in home.what:
+            said = explain(start, end, pa, home) if explain is not None else None
+            if said:
+                text = f"{said}: {text}"
+            elif home is not None and "RAM" not in home.what:
                 # A frame the map must show elsewhere (a device, a section of the image) at the
                 # wrong address: the address computation is the cause.
                 text = (f"{home.what} is mapped at the wrong address: {text}; physical {pa:#x} belongs at "
