@@ -42,6 +42,16 @@ void free_asid(u16 asid) {
 /// The end of TTBR0's range: a user space may change [0, this).
 constexpr u64 kLowerEnd = u64{1} << PageTableFormat::kVirtualBits;
 
+/// Panics when @p asid, handed to a new user space, may still tag translations of its last
+/// owner in the TLB: that owner's pages would show through in the new space.
+void check_asid_clean(u16 asid) {
+  if (hw::asid_may_be_cached(asid))
+    panic("ASID {} is given to a new address space while the TLB may still hold translations of its last owner (TTBR0 "
+          "was loaded with it since it was last invalidated): ~Aarch64AddressSpace() must drop them "
+          "(hw::invalidate_asid) before free_asid() gives the ASID back",
+          asid);
+}
+
 }  // namespace
 
 Aarch64AddressSpace::Aarch64AddressSpace(Tree lower, Tree upper)
@@ -52,10 +62,13 @@ Aarch64AddressSpace::Aarch64AddressSpace(Tree lower, Tree upper)
 
 Aarch64AddressSpace::Aarch64AddressSpace(Tree lower, Tree* shared_upper, u16 asid, const Aarch64AddressSpace& kernel)
     : lower_(move(lower)), kernel_(false), owns_upper_(false), shared_upper_(shared_upper), asid_(asid),
-      kernel_root_(kernel.kernel_root()) {}
+      kernel_root_(kernel.kernel_root()) {
+  check_asid_clean(asid);
+}
 
 Aarch64AddressSpace::Aarch64AddressSpace(Tree lower, Tree own_upper, u16 asid, const Aarch64AddressSpace& kernel)
     : lower_(move(lower)), kernel_(false), owns_upper_(true), asid_(asid), kernel_root_(kernel.kernel_root()) {
+  check_asid_clean(asid);
   construct_at(&own_upper_, move(own_upper));
   upper_published_ = debug::PublishedRoot(own_upper_.root(), debug::RootKind::Other, "own ttbr1");
 }

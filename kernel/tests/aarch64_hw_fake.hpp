@@ -4,6 +4,7 @@
 // the arch for (mm/space/mmu.hpp).
 #pragma once
 
+#include <bitset>
 #include <string>
 #include <vector>
 
@@ -23,6 +24,8 @@ struct Cpu {
   std::vector<CriticalRange> critical;
   /// What arch::switch_stacks() reports (no known stack by default: every switch walks).
   SwitchStacks stacks;
+  /// The ASIDs TTBR0 was loaded with since they were last invalidated (asid_may_be_cached()).
+  std::bitset<256> cached_asids;
 };
 
 /// The simulated CPU (reset it in each test).
