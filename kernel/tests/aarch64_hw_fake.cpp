@@ -28,7 +28,7 @@ void load_kernel_roots(PhysAddr kernel_root, PhysAddr lower_root) {
 
 void load_ttbr0(PhysAddr root, u16 asid) {
   cpu().ttbr0 = {root, asid};
-  cpu().cached_asids.set(asid % 256);
+  cpu().cached_asids.set(asid % Aarch64AddressSpace::kAsids);
   cpu().log.push_back("ttbr0 " + hex(root.value()) + " asid " + std::to_string(asid));
 }
 
@@ -44,14 +44,14 @@ void invalidate_va(VirtAddr va, u16 asid) {
   cpu().log.push_back("tlbi va " + hex(va.value()) + " asid " + std::to_string(asid));
 }
 void invalidate_asid(u16 asid) {
-  cpu().cached_asids.reset(asid % 256);
+  cpu().cached_asids.reset(asid % Aarch64AddressSpace::kAsids);
   cpu().log.push_back("tlbi asid " + std::to_string(asid));
 }
 void invalidate_all() {
   cpu().cached_asids.reset();
   cpu().log.push_back("tlbi all");
 }
-bool asid_may_be_cached(u16 asid) { return cpu().cached_asids.test(asid % 256); }
+bool asid_may_be_cached(u16 asid) { return cpu().cached_asids.test(asid % Aarch64AddressSpace::kAsids); }
 
 }  // namespace pagoda::aarch64::hw
 

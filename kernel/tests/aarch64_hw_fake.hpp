@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "arch/aarch64/mmu_hw.hpp"
+#include "arch_impl/address_space.hpp"
 #include "mm/space/critical_ranges.hpp"
 
 namespace pagoda::aarch64::hw::fake {
@@ -25,7 +26,7 @@ struct Cpu {
   /// What arch::switch_stacks() reports (no known stack by default: every switch walks).
   SwitchStacks stacks;
   /// The ASIDs TTBR0 was loaded with since they were last invalidated (asid_may_be_cached()).
-  std::bitset<256> cached_asids;
+  std::bitset<Aarch64AddressSpace::kAsids> cached_asids;
 };
 
 /// The simulated CPU (reset it in each test).
