@@ -18,6 +18,7 @@ from pagoda_grade.witness import (ARCHES, PAGE, expect_fault, image_physical, ke
 HEX = r"0x[0-9a-f]+"
 FRAMES_PAGES = (1100, 2000)
 STALE_PAGES = (4, 12)       # pages the stale-TLB test remaps (the kernel takes at most 16)
+STALE_RANGE_BEYOND = (8, 64)  # ... then, as one range, this many pages more than a batch lists one by one
 FIT_COUNT = (300, 900)      # frames the next-fit test allocates (the kernel takes at most 1024)
 FIT_FREED = 128             # ... of which it gives the first back (kernel/mm/vm_selftest.cpp)
 EDGE_MAX = 8                # free frames below the edge limit, at most (the kernel takes at most 8)
@@ -303,28 +304,53 @@ def test_stale_tlb(boot, kernel, arch):
     base = (slot << top.shift) + pick_in(token, "stale offset", 1, 1 << 17) * PAGE
     pages = pick_in(token, "stale pages", *STALE_PAGES)
     seed = pick_in(token, "stale seed", 1, 2**48)
+    # A range of more pages than a consistency batch lists (kernel/mm/pt/consistency_batch.hpp):
+    # its one flush must invalidate everything.
+    listed = fact(kernel, "batch_max_pages")
+    span = listed + pick_in(token, "stale range", *STALE_RANGE_BEYOND)
     protected = base + pages * PAGE
+
+    def reads_at(snap, first, count, what):
+        reads = struct.unpack(f"<{count}Q", snap.read_virt(snap.argument(2), 8 * count))
+        problems = []
+        for i, value in enumerate(reads):
+            stale = stale_read(snap, first + i * PAGE, value)
+            if stale:
+                problems.append(f"{what} {i}: {stale}")
+        return problems
 
     def script(guest):
         snap = guest.stop_at("pagoda_grader_checkpoint")
         if (snap.argument(0), snap.argument(1)) != (base, pages):
-            return ["the stale-TLB test was not running on the grader's base= and pages="]
-        reads = struct.unpack(f"<{pages}Q", snap.read_virt(snap.argument(2), 8 * pages))
-        problems = []
-        for i, value in enumerate(reads):
-            stale = stale_read(snap, base + i * PAGE, value)
-            if stale:
-                problems.append(f"page {i}: {stale}")
-        return problems
+            return {"problem": "the stale-TLB test was not running on the grader's base= and pages="}
+        seen = {"pages": reads_at(snap, base, pages, "page")}
+        first = base + (pages + 1) * PAGE
+        snap = guest.stop_at("pagoda_grader_checkpoint")
+        if (snap.argument(0), snap.argument(1)) != (first, span):
+            return {"problem": "the stale-TLB test did not remap the grader's range= as one range"}
+        seen["range"] = reads_at(snap, first, span, "range page")
+        return seen
 
-    run = boot(test="vm_stale_tlb", token=token, args={"base": base, "pages": pages, "seed": seed}, witness=script)
-    problems = run.require_witness()
+    run = boot(test="vm_stale_tlb", token=token, args={"base": base, "pages": pages, "seed": seed, "range": span},
+               witness=script)
+    seen = run.require_witness()
+    if "problem" in seen:
+        run.fail(seen["problem"])
+    problems = seen["pages"]
     if problems:
         # The cause is the stale read the grader found, not the fault the selftest ends with on
         # purpose (its write after protect), which a headline of the first kernel fault would name.
         run.fail("after unmapping each page and mapping it to a new frame, the kernel read through the address "
                  "again; the grader compared every read with the frame the live tables map:\n  "
                  + "\n  ".join(problems[:MAX_SHOWN]), cause=problems[0])
+    problems = seen["range"]
+    if problems:
+        run.fail(f"after unmapping {span} pages with one unmap_range(), more than the {listed} a batch lists one by "
+                 "one, mapping each to a new frame and reading it again, the grader compared every read with the "
+                 "frame the live tables map:\n  " + "\n  ".join(problems[:MAX_SHOWN]),
+                 cause=f"a batch that collected more pages than it lists did not invalidate them all: "
+                       f"{len(problems)} of {span} pages read through a stale TLB entry after one unmap_range() "
+                       f"(its flush must invalidate everything once the list overflowed: all_); {problems[0]}")
     expect_fault(run, **ARCHES[arch].page_faults["write_protect"], address=protected,
                  function="pagoda::pagoda_selftest_vm_stale_tlb", kernel=kernel,
                  what=f"the write to {protected:#x} after protecting it read-only (a TLB entry left writable "
@@ -351,6 +377,58 @@ def lowest_free(used, words, count):
         out.append((low.bit_length() - 1) * PAGE)
         free ^= low
     return out
+
+
+WORD = 64 * PAGE    # the memory one word of the allocator's bitmaps covers (64 frames)
+
+
+def first_free_after(used, words, frame):
+    """The first frame after @p frame (an address) that the `used` bitmap @p used marks free, or None."""
+    f = frame // PAGE + 1
+    end = words * 64
+    while f < end and used >> f & 1:
+        f += 1
+    return f * PAGE if f < end else None
+
+
+def free_below(used, limit):
+    """How many frames below @p limit (an address) the `used` bitmap @p used marks free."""
+    below = (1 << (limit // PAGE)) - 1
+    return bin(~used & below).count("1")
+
+
+def wrap_problem(limit, last, free, got):
+    """None, or what is wrong with one allocate_below(@p limit) that must wrap around: the grader
+    read in the allocator's bitmap that no frame is free between @p last (the last frame it handed
+    out, where next fit goes on) and the limit, and @p free frames are free below the limit, all
+    of them below @p last. @p got: what the call returned (REFUSED for a refusal)."""
+    said = (f"allocate_below({limit:#x}), called when no frame between the last one it handed out ({last:#x}) and the "
+            f"limit was free but {free} below it were (the grader read the allocator's bitmap in guest RAM)")
+    if got == REFUSED:
+        return (f"{said}, refused: next fit never wraps around: when nothing is free from where it last found a frame "
+                "up to the limit, the search must go on from word 0")
+    if got >= limit:
+        return f"{said}, handed out {got:#x}, at or above the limit"
+    return None
+
+
+def edge_word_problem(limit, free_below_limit, got):
+    """A sentence when the free frames below @p limit that the edge's calls never handed out (@p got:
+    what they returned) all lie in the word of the bitmap @p limit falls in: a search that stops
+    before that word (the words up to the limit counted rounded down); None otherwise."""
+    missed = [f for f in free_below_limit if f not in got]
+    if missed and all(f // WORD == limit // WORD for f in missed):
+        return (f"the free frames below the limit in the limit's own word of the bitmap "
+                f"({', '.join(f'{f:#x}' for f in missed)}) were never handed out: the search stops before the word "
+                "the limit falls in (count the words up to the limit rounded up, and mask that word's bits at and "
+                "above the limit)")
+    return None
+
+
+def unmarked_frames(frames, ever):
+    """The frames of @p frames (addresses the grader saw allocate_below() hand out; REFUSED skipped)
+    that the `ever` bitmap @p ever does not mark."""
+    return [f for f in frames if f != REFUSED and not ever >> (f // PAGE) & 1]
 
 
 def free_check_plan(token, kernel, arch, got, used, ever, words):
@@ -406,20 +484,39 @@ def boot_frames_fit(boot, kernel, arch):
             return {"problem": f"the frame test got {first.argument(1)} frames; the grader asked for count={count}"}
         got = struct.unpack(f"<{count}Q", first.read_virt(first.argument(0), 8 * count))
         following = first.argument(2)
+        # The search's wrap: a limit above the last frame handed out, nothing free between them.
+        snap = guest.stop_at("pagoda_grader_stop")
+        used, _, words = allocator_bits(snap, kernel)
+        wrap_limit = first_free_after(used, words, following)
+        wrap = None
+        if wrap_limit is not None and free_below(used, following) > 0:
+            guest.deliver([wrap_limit])
+            wrapped = guest.stop_at("pagoda_grader_checkpoint")
+            wrap = (wrap_limit, following, free_below(used, wrap_limit), wrapped.argument(0))
+        else:
+            guest.deliver([])
         freed = sorted(got[:FIT_FREED])
         limit = freed[wanted + pick_in(token, "fit limit", 0, FIT_FREED - wanted - 1)]
-        guest.stop_at("pagoda_grader_stop")
+        snap = guest.stop_at("pagoda_grader_stop")
+        used, _, words = allocator_bits(snap, kernel)
+        free_then = [f for f in lowest_free(used, words, 4 * FIT_FREED) if f < limit]   # free below the limit
         guest.deliver([limit])
         second = guest.stop_at("pagoda_grader_checkpoint")
         n = second.argument(1)
         below = struct.unpack(f"<{n}Q", second.read_virt(second.argument(0), 8 * n)) if n <= FIT_FREED else ()
-        seen = {"got": got, "next": following, "limit": limit, "limit_seen": second.argument(2), "below": below}
-        # The limit's edge: the frame at the limit is free, and edge_below free frames lie below it.
+        seen = {"got": got, "next": following, "wrap": wrap, "limit": limit, "limit_seen": second.argument(2),
+                "below": below, "free_below_limit": free_then}
+        # The limit's edge: the frame at the limit is free, and k free frames lie below it: k is the
+        # grader's (edge_below); when it is not 0, one whose limit lies in the word of the free frame
+        # just below it, where there is one (a search that skips the limit's own word then refuses).
         snap = guest.stop_at("pagoda_grader_stop")
         used, ever, words = allocator_bits(snap, kernel)
-        lowest = lowest_free(used, words, edge_below + 1)
+        lowest = lowest_free(used, words, EDGE_MAX + 1)
+        shared = [k for k in range(1, len(lowest)) if lowest[k] // WORD == lowest[k - 1] // WORD]
+        k = shared[pick_in(token, "fit edge word", 0, len(shared) - 1)] if edge_below and shared else edge_below
+        lowest = lowest[:k + 1]
         edge = lowest[-1]
-        guest.deliver([edge, edge_below])
+        guest.deliver([edge, k])
         third = guest.stop_at("pagoda_grader_checkpoint")
         n = third.argument(1)
         edges = struct.unpack(f"<{n}Q", third.read_virt(third.argument(0), 8 * n)) if n <= EDGE_MAX + 1 else ()
@@ -432,7 +529,8 @@ def boot_frames_fit(boot, kernel, arch):
         fourth = guest.stop_at("pagoda_grader_checkpoint")
         n = fourth.argument(1)
         answers = struct.unpack(f"<{n}Q", fourth.read_virt(fourth.argument(0), 8 * n)) if n <= len(plan) else ()
-        seen.update(plan=plan, answers=answers)
+        seen.update(plan=plan, answers=answers,
+                    unmarked=unmarked_frames(list(got) + [following] + list(below) + list(edges), ever))
         return seen
 
     run = boot(test="frames_fit", token=token, args={"count": count, "below": wanted}, witness=script)
@@ -463,6 +561,10 @@ def test_frames_next_fit(boot, kernel, arch):
         run.fail(f"after handing out {count} frames (the last {got[-1]:#x}) and getting the first {FIT_FREED} "
                  f"back, the allocator handed out {following:#x}: next fit goes on after the last frame it "
                  "found instead of searching from the start again (the grader read the frames from guest RAM)")
+    if seen["wrap"] is not None:
+        problem = wrap_problem(*seen["wrap"])
+        if problem:
+            run.fail(problem)
     run.expect(r"^fit: \d+ frames below 0x[0-9a-f]+; free frames before (\d+) after \1$",
                "every frame given back ('fit: ... free frames before N after N')")
     run.expect_outcome("success")
@@ -472,8 +574,10 @@ def test_frames_next_fit(boot, kernel, arch):
 def test_frames_limit(boot, kernel, arch):
     run, seen, _, wanted = boot_frames_fit(boot, kernel, arch)
     limit, below = seen["limit"], seen["below"]
-    if seen["limit_seen"] != limit or len(below) != wanted:
+    if seen["limit_seen"] != limit:
         run.fail(f"the test did not allocate {wanted} frames below the limit {limit:#x} the grader delivered")
+    if len(below) < wanted:
+        run.fail(refusal_problem(limit, wanted, below, seen["free_below_limit"]))
     check_frames(run, kernel, arch, below, f"allocate_below({limit:#x})")
     above = [f for f in below if f >= limit]
     if above:
@@ -483,6 +587,18 @@ def test_frames_limit(boot, kernel, arch):
     if problem:
         run.fail(problem)
     run.expect_outcome("success")
+
+
+def refusal_problem(limit, wanted, got, free):
+    """What is wrong when allocate_below(@p limit), asked for @p wanted frames, refused after
+    handing out @p got, while the grader had read in the allocator's bitmap that the frames
+    @p free (the lowest ones, up to FIT_FREED) lay free below the limit."""
+    said = (f"allocate_below({limit:#x}) refused after {len(got)} of {wanted} frames, while at least {len(free)} frames "
+            "below the limit were free (the grader read the allocator's bitmap in guest RAM as it delivered the limit)")
+    if len(free) < wanted:
+        return f"the test's limit {limit:#x} had only {len(free)} free frames below it, not the {wanted} it asked for"
+    word = edge_word_problem(limit, free, got)
+    return f"{word}\n{said}" if word else f"{said}: a free frame below the limit must be handed out"
 
 
 def edge_problem(limit, free_below, got, limit_seen):
@@ -504,7 +620,9 @@ def edge_problem(limit, free_below, got, limit_seen):
                 "be refused (Error::NoMemory)")
     if sorted(got[:k]) != sorted(free_below):
         shown = ", ".join("refused" if f == REFUSED else f"{f:#x}" for f in got[:k])
-        return (f"{said}, handed out [{shown}] on the first {k} calls, not the free frames below the limit "
+        word = edge_word_problem(limit, free_below, got[:k])
+        return ((f"{word}\n" if word else "") +
+                f"{said}, handed out [{shown}] on the first {k} calls, not the free frames below the limit "
                 f"[{', '.join(f'{f:#x}' for f in free_below)}]")
     return None
 
@@ -515,6 +633,13 @@ def test_frames_free_checks(boot, kernel, arch):
     the frames the test holds and gave back (read from guest RAM) and the allocator's bitmaps."""
     run, seen, _, _ = boot_frames_fit(boot, kernel, arch)
     problems = free_check_problems(kernel, seen["plan"], seen["answers"])
+    if seen["unmarked"]:
+        frames = seen["unmarked"]
+        problems.insert(0, f"allocate_below() handed out {len(frames)} frame(s) that the allocator's `ever` bitmap does "
+                           f"not mark as ever allocated, e.g. {frames[0]:#x} (the grader saw each one handed out, and "
+                           "read the bitmap in guest RAM): allocate_below() must set a frame's `ever` bit with its "
+                           "`used` bit, or check_free() takes a frame given back for one never handed out and cannot "
+                           "name its double free")
     if problems:
         run.fail(finding_first(problems, "the grader asked check_free() about addresses it picked, each answer known "
                                          "from the allocator's bitmaps and the frames the test holds, read from guest "
@@ -547,6 +672,22 @@ def free_check_problems(kernel, plan, answers):
 
 VMPRINT_ROOT = re.compile(rf"^vmprint: root ({HEX}) \[({HEX}), ({HEX})\)$")
 VMPRINT_LINE = re.compile(rf"^vmprint: ((?:\.\. )*)(\S+?)\s*\[\s*(\d+)\] ({HEX}) = ({HEX})$")
+
+
+def vmprint_address_cause(printed, expected):
+    """When vmprint printed every entry the grader read (@p printed and @p expected: (level, first
+    address, entry) in order) with the right level and value but some with another first
+    address, the sentence that says so; else None."""
+    if len(printed) != len(expected) or [(p[0], p[2]) for p in printed] != [(e[0], e[2]) for e in expected]:
+        return None
+    wrong = [(i, p, e) for i, (p, e) in enumerate(zip(printed, expected)) if p[1] != e[1]]
+    if not wrong:
+        return None
+    i, p, e = wrong[0]
+    return (f"vmprint prints {len(wrong)} of {len(expected)} entries with the wrong first address (line {i + 1}: "
+            f"{p[1]:#x} for the level {p[0]} entry {p[2]:#x}, which covers from {e[1]:#x}): the first address an "
+            "entry covers is the start of its range, aligned to the span of one entry of its level, not the address "
+            "the walk stands on")
 
 
 @lab_test(1, "vmprint_matches")
@@ -609,6 +750,6 @@ def test_vmprint_matches(boot, kernel, arch):
     if problems:
         run.fail(f"vmprint of [{lo:#x}, {hi:#x}) does not match the {len(expected)} present entries the grader read "
                  "from guest RAM (parents before children, in address order; accessed and dirty bits left "
-                 "out):\n  " + "\n  ".join(problems))
+                 "out):\n  " + "\n  ".join(problems), cause=vmprint_address_cause(printed, expected))
     run.expect(r"^vmprint: end$", "the end of the dump")
     run.expect_outcome("success")

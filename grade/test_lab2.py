@@ -360,18 +360,24 @@ def test_split_large_page(boot, kernel, arch):
     run.expect_outcome("success")
 
 
-SPLIT_BLOCKS = 4   # split_range_ends: blocks 0 and 3 covered whole, 1 and 2 in part
+# split_range_ends: blocks 0 and 3 covered whole, 1 and 2 in part, and block 4 right after the
+# second range, which no range touches (a split at the page after a range's end would split it).
+SPLIT_BLOCKS = 5
+SPLIT_RANGE_BLOCKS = 4   # the second range ends at the last page of block 3
 
 
-def split_expectations(first, last, first2, hole):
-    """Per block of split_range_ends: ('whole', perms) or ('pages', {page: perms or None}) for the
-    ranges [first, last] and [first2, the last page] protected read-only and page @p hole unmapped."""
+def split_expectations(first, last, first2, hole, last2=SPLIT_RANGE_BLOCKS * (BLOCK // PAGE) - 1):
+    """Per block of split_range_ends: ('whole', perms), ('untouched', 'rw-') or ('pages', {page:
+    perms or None}) for the ranges [first, last] and [first2, last2] protected read-only and page
+    @p hole unmapped."""
     pages = BLOCK // PAGE
     want = []
     for b in range(SPLIT_BLOCKS):
         lo, hi = b * pages, (b + 1) * pages - 1
-        covered = [first <= i <= last or i >= first2 for i in range(lo, hi + 1)]
-        if all(covered) and not lo <= hole <= hi:
+        covered = [first <= i <= last or first2 <= i <= last2 for i in range(lo, hi + 1)]
+        if not any(covered) and not lo <= hole <= hi:
+            want.append(("untouched", "rw-"))
+        elif all(covered) and not lo <= hole <= hi:
             want.append(("whole", "r--"))
         else:
             want.append(("pages", {i: None if i == hole else ("r--" if covered[i - lo] else "rw-")
@@ -388,11 +394,17 @@ def split_block_problems(snap, base, pa, seed, want, ranges, when, panicked=Fals
         start = base + b * BLOCK
         w = snap.walk(start)
         large = w.mapped and w.page_size == BLOCK
-        if kind == "whole":
+        if kind in ("whole", "untouched"):
             if not large:
                 got = f"{w.page_size // 1024} KiB pages" if w.mapped else w.stop_reason
-                problems.append(f"block {b} [{start:#x}, {start + BLOCK:#x}), which the range {ranges} covers whole, is "
-                                f"{got} {when}: a block the range covers whole stays a block (changed as one)")
+                if kind == "untouched":
+                    problems.append(f"block {b} [{start:#x}, {start + BLOCK:#x}), which no range {ranges} touches (it "
+                                    f"starts right after the second range's end), is {got} {when}: a block outside "
+                                    "the range is never split (split_partial_blocks() splits the block under the "
+                                    "range's last page, va + size - 4 KiB, not under va + size, the page after it)")
+                else:
+                    problems.append(f"block {b} [{start:#x}, {start + BLOCK:#x}), which the range {ranges} covers whole, "
+                                    f"is {got} {when}: a block the range covers whole stays a block (changed as one)")
             elif not panicked and (w.pa != pa + b * BLOCK or w.perms.rwx() != expect):
                 later.append(f"block {b} at {start:#x} is a 2 MiB page -> {w.pa:#x} {w.perms.rwx()} {when}; expected "
                                 f"-> {pa + b * BLOCK:#x} {expect}")
@@ -441,7 +453,7 @@ def test_split_range_ends(boot, kernel, arch):
     seed = pick_in(token, "ends seed", 1, 2**32)
     want = split_expectations(0, last, first2, hole)
     ranges = (f"[{base:#x}, {base + (last + 1) * PAGE:#x}) or [{base + first2 * PAGE:#x}, "
-              f"{base + SPLIT_BLOCKS * BLOCK:#x})")
+              f"{base + SPLIT_RANGE_BLOCKS * BLOCK:#x})")
     panic = address_of(kernel, "pagoda::panic_begin")
 
     def script(guest):
@@ -459,7 +471,7 @@ def test_split_range_ends(boot, kernel, arch):
 
     run = boot(test="vm_split", token=token, memory=GRADER_MEMORY, witness=script,
                args={"base": base, "blocks": SPLIT_BLOCKS, "first": 0, "pages": last + 1, "first2": first2,
-                     "pages2": SPLIT_BLOCKS * pages - first2, "hole": hole, "seed": seed})
+                     "pages2": SPLIT_RANGE_BLOCKS * pages - first2, "hole": hole, "seed": seed})
     if run.require_witness():
         found = finding_first(run.witness, f"the grader walked the {SPLIT_BLOCKS} 2 MiB pages at {base:#x} after "
                                            f"protecting {ranges} read-only and unmapping page {hole}")

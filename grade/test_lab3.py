@@ -18,7 +18,8 @@ from pagoda_grade import lab_test, programs
 from pagoda_grade.lifecycle import return_address
 from pagoda_grade.procaudit import LOADER, ProcessAudit, loader_error_problem, read_error, result_address
 from pagoda_grade.processes import (FRAME_ALLOCATOR, HEX, Layout, RootInspector, argument_problem, count_used,
-                                    entry_sp_problem, explain_death, segment_gap_problem, slot_marks_problem,
+                                    bss_file_bytes, entry_sp_problem, explain_death, segment_gap_problem,
+                                    slot_marks_problem, stack_gap_problem,
                                     frame_bitmap, is_used, kernel_faults, parse_kills, parse_reaped, parse_started,
                                     process_roots, registry, table_frames, unmarked, user_elf, user_page_frames,
                                     user_runs, user_symbol, written)
@@ -332,6 +333,14 @@ class Watch:
                                       snap.walk(below_top, k.root).mapped)
             if gap:
                 problems.append(gap)
+            elif mapped and not unmapped:
+                # Eager: every page of the stack below the arguments' page is mapped too.
+                top_page = fact(self.kernel, "user_stack_top") - PAGE
+                bottom = top_page + PAGE - fact(self.kernel, "user_stack_pages") * PAGE
+                holes = [va for va in range(bottom, top_page, PAGE) if not snap.walk(va, k.root).mapped]
+                gap = stack_gap_problem(f"{self.roots.get(k.root, hex(k.root))}: {k.name}", holes, bottom, top_page)
+                if gap:
+                    problems.append(gap)
         return problems
 
     def bss_problems(self, snap):
@@ -340,6 +349,8 @@ class Watch:
         fill_free_frames() filled with FREE_FILL."""
         problems = []
         for k, segs in self.process_segments(snap):
+            with open(user_elf(self.kernel, self.arch, k.name), "rb") as f:
+                elf = f.read()
             for seg in segs:
                 va, end = seg.vaddr + seg.filesz, seg.vaddr + seg.memsz
                 while va < end:
@@ -347,6 +358,15 @@ class Watch:
                     pa = snap.translate(va, k.root)
                     data = snap.read_phys(pa, stop - va) if pa is not None else b""
                     at = next((i for i, b in enumerate(data) if b), None)
+                    origin = bss_file_bytes(elf, seg, va + at, data[at:at + 8]) if at is not None else None
+                    if origin is not None:
+                        problems.append(
+                            f"{self.roots.get(k.root, hex(k.root))}: {k.name}'s bss [{seg.vaddr + seg.filesz:#x}, "
+                            f"{end:#x}) holds bytes of its ELF file, not zeros: at {va + at:#x} it holds "
+                            f"{data[at:at + 8].hex()}, the file's bytes at offset {origin:#x}, past the segment's "
+                            f"{seg.filesz:#x} bytes of file: the loader copied more of the file than the segment's file "
+                            "size (p_filesz; the rest up to p_memsz is the bss, zeros)")
+                        break
                     if at is not None:
                         problems.append(
                             f"{self.roots.get(k.root, hex(k.root))}: {k.name}'s bss [{seg.vaddr + seg.filesz:#x}, "
@@ -830,6 +850,10 @@ def trace_preemption(guest, watch, spinners, spin_main):
     order = []
     seen = len(guest.log_events())
     ticks = 0
+    # Each turn's length in ticks: the scheduler's g_turn_began (guest RAM), set to the tick count
+    # at every switch, read at each one; a spinner switched out is preempted (it never calls).
+    turn_began = address_of(watch.kernel, TURN_BEGAN)
+    begin, turns = {}, []                      # root -> tick count when its turn began; (root, ticks) ended
     while True:
         snap = guest.stop_at_any([entry, switch], within=TRACE_POLL)
         events = guest.log_events()
@@ -847,6 +871,13 @@ def trace_preemption(guest, watch, spinners, spin_main):
             calls[root].append(snap.register(watch.proc["syscall_number"]))
             pending[root] = False
         elif snap.pc == switch:
+            now = u64(snap.read_virt(turn_began, 8))
+            prev = order[-1] if order else None
+            if prev in begin and not calls[prev]:
+                turns.append((prev, now - begin[prev]))
+            begin.pop(prev, None)
+            if root in spinners:
+                begin[root] = now
             order.append(root)
             for r in spinners:
                 if pending[r]:
@@ -858,9 +889,24 @@ def trace_preemption(guest, watch, spinners, spin_main):
                     state[r], ticked[r] = "in", 0
                 elif state[r] == "in":
                     state[r] = "out"
-        if all(preempted.values()) or ticks >= TRACE_TICKS:
+        if (all(preempted.values()) and turns) or ticks >= TRACE_TICKS:
             break
-    return dict(calls=calls, preempted=preempted, order=order, ticks=ticks)
+    return dict(calls=calls, preempted=preempted, order=order, ticks=ticks, turns=turns)
+
+
+def short_turn_problem(turns, per_turn, arch):
+    """Why the spinners' turns (@p turns: (root, ticks from its switch in to its switch out)) show
+    a preemption before the turn was over (None when none did)."""
+    short = [(root, n) for root, n in turns if n < per_turn]
+    if not short:
+        return None
+    root, n = short[0]
+    mode = "ring 3" if arch == "x86_64" else "EL0"
+    return (f"a spinner lost the CPU before its turn was over: spin (root {root:#x}) was switched out {n} tick(s) after "
+            f"it was switched in ({len(short)} of the {len(turns)} turns the grader timed were shorter than "
+            f"{per_turn} ticks; the scheduler's g_turn_began read from guest RAM at each switch): timer_tick() ends the "
+            f"turn at any tick from {mode}; it must wait until the turn is over (turn_is_over(): the turn's first tick "
+            "may have fallen due before the process ran at all)")
 
 
 def preemption_problem(trace, root, arch):
@@ -1029,6 +1075,9 @@ def test_preempt_user(boot, kernel, arch):
         problem = preemption_problem(w["trace"], root, watch.arch)
         if problem:
             watch.fail(run, problem)
+    problem = short_turn_problem(w["trace"]["turns"], fact(kernel, "ticks_per_turn"), watch.arch)
+    if problem:
+        watch.fail(run, problem)
     if w["looks"] is None:
         run.fail("the grader saw a spinner that was never preempted, yet found no reason why")  # (named above)
     (a1, b1), (a2, b2) = w["looks"]
@@ -1502,6 +1551,16 @@ def test_exit_frees(boot, kernel, arch):
     w = watch.require(run)
     (before, _), (after, bitmap) = watch.frames_before, w["after"]
     still = sorted((f, kind, whose) for f, (kind, whose) in w["frames"].items() if is_used(bitmap, f))
+    # A kernel stack no started process had: taken for a process the kernel refused to start.
+    had = {f"the kernel stack of slot {watch.layout.slot_of(p.stack[0])}" for p in watch.started.values()}
+    orphans = sorted({whose for _, kind, whose in still if kind == "a kernel stack page" and whose not in had})
+    if orphans:
+        refused = [line for line in run.lines if line.startswith("run: cannot start ")]
+        run.fail(f"{orphans[0]} was taken for a process that never started, and never given back: no process the kernel "
+                 "started had it, and it is still mapped and its frames allocated after every process ended (the "
+                 "grader read the frame allocator's bitmap in guest RAM): create_process() must give back what it made "
+                 "on every failure, a kernel stack made before the program was loaded included"
+                 + (f" (the kernel refused {len(refused)} program(s): {refused[0]})" if refused else ""))
     if still:
         # What kinds leaked says which part of the teardown is missing.
         kinds = {}
@@ -1593,6 +1652,7 @@ def test_kstack_reuse(boot, kernel, arch):
 
 
 SWITCH_COUNT = "pagoda::proc::(anonymous namespace)::g_switches"   # kernel/proc/scheduler.cpp
+TURN_BEGAN = "pagoda::proc::(anonymous namespace)::g_turn_began"    # (the same)
 
 
 @lab_test(3, "kernel_not_preempted")

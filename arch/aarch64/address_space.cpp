@@ -42,6 +42,17 @@ void free_asid(u16 asid) {
 /// The end of TTBR0's range: a user space may change [0, this).
 constexpr u64 kLowerEnd = u64{1} << PageTableFormat::kVirtualBits;
 
+/// Panics when @p asid, about to be loaded for the first time by a new user space, may still tag
+/// another space's translations in the TLB: that space's pages would show through in this one.
+void check_asid_clean(u16 asid) {
+  if (hw::asid_may_be_cached(asid))
+    panic("ASID {} is loaded for a new address space while the TLB may still hold another space's translations tagged "
+          "with it (TTBR0 held it since it was last invalidated): two address spaces share the ASID (allocate_asid() "
+          "must mark it taken), or its last owner gave it back without dropping them (~Aarch64AddressSpace() must "
+          "invalidate it, hw::invalidate_asid, before free_asid())",
+          asid);
+}
+
 }  // namespace
 
 Aarch64AddressSpace::Aarch64AddressSpace(Tree lower, Tree upper)
@@ -62,7 +73,7 @@ Aarch64AddressSpace::Aarch64AddressSpace(Tree lower, Tree own_upper, u16 asid, c
 
 Aarch64AddressSpace::Aarch64AddressSpace(Aarch64AddressSpace&& other)
     : lower_(move(other.lower_)), kernel_(other.kernel_), owns_upper_(other.owns_upper_), asid_(other.asid_),
-      kernel_root_(other.kernel_root_), upper_published_(move(other.upper_published_)) {
+      loaded_(other.loaded_), kernel_root_(other.kernel_root_), upper_published_(move(other.upper_published_)) {
   if (owns_upper_) construct_at(&own_upper_, move(other.own_upper_));
   else shared_upper_ = other.shared_upper_;
 }
@@ -156,6 +167,8 @@ void Aarch64AddressSpace::activate() {
     return;
   }
   if (hw::read_ttbr1() != upper().root()) hw::load_ttbr1(upper().root());
+  if (!loaded_) check_asid_clean(asid_);
+  loaded_ = true;
   hw::load_ttbr0(lower_.root(), asid_);
 }
 

@@ -12,6 +12,7 @@
 #include "arch/aarch64/cpu.hpp"
 #include "arch/aarch64/mmu_hw.hpp"
 #include "arch/aarch64/platform.hpp"
+#include "arch_impl/address_space.hpp"
 #include "arch_impl/layout.hpp"
 #include "arch_impl/page_table_format.hpp"
 #include "mm/space/mmu.hpp"
@@ -42,6 +43,14 @@ void tlbi_done() {
   aarch64::isb();
 }
 
+/// The ASIDs TTBR0 was loaded with since they were last invalidated (bit n: ASID n).
+constexpr usize kAsidWords = aarch64::Aarch64AddressSpace::kAsids / 64;
+u64 g_asid_cached[kAsidWords];
+
+void forget_cached_asids() {
+  for (u64& word : g_asid_cached) word = 0;
+}
+
 }  // namespace
 
 namespace aarch64::hw {
@@ -63,12 +72,14 @@ PhysAddr read_ttbr1() { return PhysAddr(PAGODA_READ_SYSREG("ttbr1_el1") & Format
   isb();
   asm volatile("tlbi vmalle1is" ::: "memory");  // nothing of the boot map may stay cached
   tlbi_done();
+  forget_cached_asids();
 }
 
 // Not inlined: a breakpoint here stops at every switch of processes, with the root in x0.
 [[gnu::noinline]] void load_ttbr0(PhysAddr root, u16 asid) {
   PAGODA_WRITE_SYSREG("ttbr0_el1", ttbr_value(root, asid));
   isb();
+  g_asid_cached[asid / 64 % kAsidWords] |= u64{1} << (asid % 64);
 }
 
 [[gnu::noinline]] void load_ttbr1(PhysAddr root) {
@@ -77,6 +88,7 @@ PhysAddr read_ttbr1() { return PhysAddr(PAGODA_READ_SYSREG("ttbr1_el1") & Format
   isb();
   asm volatile("tlbi vmalle1is" ::: "memory");
   tlbi_done();
+  forget_cached_asids();
 }
 
 void write_barrier() { dsb_ishst(); }
@@ -100,12 +112,16 @@ void invalidate_va(VirtAddr va, u16 asid) {
 void invalidate_asid(u16 asid) {
   asm volatile("tlbi aside1is, %0" ::"r"(u64(asid) << kTtbrAsidShift) : "memory");
   tlbi_done();
+  g_asid_cached[asid / 64 % kAsidWords] &= ~(u64{1} << (asid % 64));
 }
 
 void invalidate_all() {
   asm volatile("tlbi vmalle1is" ::: "memory");
   tlbi_done();
+  forget_cached_asids();
 }
+
+bool asid_may_be_cached(u16 asid) { return g_asid_cached[asid / 64 % kAsidWords] >> (asid % 64) & 1; }
 
 }  // namespace aarch64::hw
 

@@ -40,5 +40,9 @@ void invalidate_va(VirtAddr va, u16 asid);
 void invalidate_asid(u16 asid);
 /// TLBI VMALLE1IS: every EL1&0 translation, global ones included.
 void invalidate_all();
+/// Whether the TLB may still hold translations tagged with @p asid: TTBR0 was loaded with it
+/// since its last invalidation (invalidate_asid(), or one of everything). A freed ASID handed to
+/// a new space must not be.
+bool asid_may_be_cached(u16 asid);
 
 }  // namespace pagoda::aarch64::hw

@@ -46,6 +46,15 @@ Result<X86AddressSpace> X86AddressSpace::create_user(const X86AddressSpace& kern
   // LAB 3 END
 }
 
+void X86AddressSpace::check_user_shape() const {
+  const Tree::Shape& shape = tree_.shape();
+  if (shape.owned_end > kKernelHalfFirst)
+    panic("a process's tree owns top-level entries {}..{}, the kernel half's among them: its teardown would free the "
+          "kernel's tables, which every root shares; create_user() must make a tree that owns only entries 0..{} and "
+          "pins {}..{}",
+          shape.owned_first, shape.owned_end - 1, kKernelHalfFirst - 1, kKernelHalfFirst, Format::kEntriesPerTable - 1);
+}
+
 X86AddressSpace::~X86AddressSpace() {
   if (!tree_.valid()) return;  // moved from
   if (is_live()) panic("destroying the live address space (root {:#x})", tree_.root().value());

@@ -311,6 +311,8 @@ class RootInspector:
                     problems.append(f"{what}: the kernel stack of slot {slot} is mapped {w.perms.rwx()}"
                                     f"{' user' if w.perms.user else ''} at {va:#x}, expected rw- kernel only")
                     break
+            else:
+                problems += self.stack_leaf_problems(snap, root, slot, what)
             g0, g1 = self.layout.guard_of(slot)
             for va in range(g0, g1, PAGE):
                 if snap.walk(va, root).mapped:
@@ -318,6 +320,30 @@ class RootInspector:
                                     "overflow would run on silently")
                     break
         return problems
+
+    def stack_leaf_problems(self, snap, root, slot, what):
+        """The leaf entries of the kernel stack of @p slot in @p root, read from guest RAM: each
+        one kernel-only in its own bits (not only through the tables above it, which keep user
+        mode out of the whole kernel half) and global, as every mapping of the shared kernel half
+        (vm::kernel_perms()). At most one problem, the first leaf's."""
+        from .vmchecks import entries_in_range
+        bottom, top = self.layout.stack(slot)
+        bits = ARCHES[self.arch].kernel_half_bits
+        try:
+            leaves = [(va, e) for _, va, e, leaf in entries_in_range(snap, self.kernel, self.arch, root, bottom, top)
+                      if leaf]
+        except WalkError:
+            return []
+        for va, e in leaves:
+            if bits["leaf_allows_user"](e):
+                return [f"{what}: the kernel stack of slot {slot} is mapped user-accessible in its leaf entries: the "
+                        f"leaf for {va:#x} is {e:#x} ({bits['user_words']}); only the kernel-half tables above it keep "
+                        "user mode out. map_kernel_stack() must map the stack kernel-only (kKernelData)"]
+            if not bits["leaf_global"](e):
+                return [f"{what}: the kernel stack of slot {slot} is not mapped global: the leaf for {va:#x} is {e:#x} "
+                        f"({bits['global_words']}); it lies in the kernel half, the same in every root, whose mappings "
+                        "are all global (map_kernel_stack() maps it through vm::kernel_perms())"]
+        return []
 
     def mapped_stack_slots(self, snap, root):
         """The kernel-stack slots whose top page @p root maps (what the area holds now)."""
@@ -559,6 +585,31 @@ def entry_sp_problem(what, pc, sp, floor, top):
     return (f"{what} returns to its entry {pc:#x} with the user stack pointer {sp:#x}, which is not on its user "
             f"stack ({floor:#x}, {top:#x}]: the entry frame's stack pointer must be the one the loader gives "
             f"(arch::UserEntry's sp, below the arguments); {'zero: it was never set' if sp == 0 else 'it is another value'}")
+
+
+def bss_file_bytes(data, seg, va, got):
+    """The file offset whose bytes @p got (read at @p va, in the bss of segment @p seg: past its
+    file size) are, when they are the bytes of the ELF file @p data that lie at @p va's place past
+    the segment's file part (a loader that copied more than the file size); else None."""
+    offset = seg.offset + (va - seg.vaddr)
+    if not got or not any(got) or offset + len(got) > len(data):
+        return None
+    return offset if bytes(data[offset:offset + len(got)]) == bytes(got) else None
+
+
+def stack_gap_problem(who, unmapped, stack_bottom, stack_top_page):
+    """None, or why an eager loader's user stack has a hole before the process ran: @p unmapped,
+    the pages of [@p stack_bottom, @p stack_top_page) (every page below the arguments' page) its
+    root does not map."""
+    if not unmapped:
+        return None
+    page = unmapped[0]
+    which = "its lowest page" if page == stack_bottom else "its page below the arguments' page" \
+        if page == stack_top_page - PAGE else "a page inside it"
+    return (f"{who}'s user stack [{stack_bottom:#x}, {stack_top_page + PAGE:#x}) is not mapped at {page:#x} ({which}; "
+            f"{len(unmapped)} of its {(stack_top_page - stack_bottom) // PAGE} pages below the arguments' page unmapped) "
+            "before the process ran, while its segments are: an eager loader maps every page of the stack, from "
+            "kUserStackBottom up to the arguments' page (a loop that starts a page high or stops early leaves one out)")
 
 
 def segment_gap_problem(who, unmapped, mapped, stack_below_top_mapped):

@@ -7,7 +7,7 @@ from pagoda_pt.isa import MACHINES
 
 from . import symbols
 from .witness import (ARCHES, MAX_PROBLEMS_SHOWN, MAX_TABLE_READS, WalkError, compare_map, expected_kernel_map,
-                      image_physical, layout_value, pick_in, top_level)
+                      image_physical, layout_value, linked_high, pick_in, top_level, window_leftover)
 
 # Guest RAM of the boots that check maps: more than the window, so RAM above it exists.
 GRADER_RAM = 128 * 1024 * 1024
@@ -25,7 +25,8 @@ def check_whole_map(boot, kernel, arch, token, extra=None):
     map with the whole expected map; returns (run, problems)."""
     def script(guest):
         snap = guest.stop_at_line(r"^idle:", delay=pick_in(token, "instant", 0, 200) / 1000)
-        problems = compare_map(snap, expected_kernel_map(kernel, arch, GRADER_RAM))
+        explain = window_leftover(kernel, arch, GRADER_RAM) if linked_high(kernel, arch) else None
+        problems = compare_map(snap, expected_kernel_map(kernel, arch, GRADER_RAM), explain=explain)
         for register, bit, message in ARCHES[arch].paging_controls:
             if not snap.registers[register] >> bit & 1:
                 problems.append(message)

@@ -427,10 +427,34 @@ class Region:
     perms: str
     what: str
     content: tuple | None = None   # [start, end) of the bytes the ELF puts there (image regions)
+    memory: str | None = None      # DEVICE_MEMORY or NORMAL_MEMORY: the memory type it must have (None: any)
 
     @property
     def end(self):
         return self.va + self.size
+
+
+# The memory types a kernel mapping must have: device registers uncached (x86_64: UC through PCD and
+# PWT; AArch64: a Device attribute), RAM and the image write-back cacheable.
+DEVICE_MEMORY = "device"
+NORMAL_MEMORY = "normal"
+
+
+def memory_type_problem(cache, wanted):
+    """None, or why a leaf whose walk names its memory type @p cache (pagoda_pt's Perms.cache:
+    'WB', 'UC', 'Device-nGnRnE', 'Normal-WB ISH', ...) is not of the type @p wanted. A type the
+    walker could not name (no MAIR read) is never a problem."""
+    if not cache or cache.startswith("attr"):
+        return None
+    uncached = cache in ("UC", "UC-") or cache.startswith("Device")
+    cacheable = cache == "WB" or cache.startswith("Normal-WB")
+    if wanted == DEVICE_MEMORY and not uncached:
+        return (f"mapped as {cache} memory, not device memory: device registers must be mapped uncached "
+                "(kKernelDevice), or the CPU may cache, merge or reorder the accesses the device must see one by one")
+    if wanted == NORMAL_MEMORY and not cacheable:
+        return (f"mapped as {cache} memory, not write-back cacheable: RAM and the kernel image are ordinary memory "
+                "(only device registers are mapped uncached, with kKernelDevice)")
+    return None
 
 
 def _align_down(x, a=PAGE):
@@ -467,7 +491,7 @@ def kernel_image_regions(kernel):
         for a, b, part in pieces:
             regions.append(Region(a, b - a, _align_down(seg.paddr) + (a - va), seg.perms,
                                   f"kernel {_section_name(seg.perms)}{part}",
-                                  content=(max(a, seg.vaddr), min(b, seg.vaddr + seg.memsz))))
+                                  content=(max(a, seg.vaddr), min(b, seg.vaddr + seg.memsz)), memory=NORMAL_MEMORY))
     return regions
 
 
@@ -506,16 +530,50 @@ def expected_kernel_map(kernel, arch, memory_size):
         lo, hi = max(lo, low_end), min(hi, limit)
         for a, b in ((lo, min(hi, img_lo)), (max(lo, img_hi), hi)):
             if a < b:
-                regions.append(Region(ram_offset + a, b - a, a, "rw-", f"{ram_what} (RAM {a:#x}-{b:#x})"))
+                regions.append(Region(ram_offset + a, b - a, a, "rw-", f"{ram_what} (RAM {a:#x}-{b:#x})",
+                                      memory=NORMAL_MEMORY))
     for pa, size, what in machine.devices:
-        regions.append(Region(dev_offset + pa, _align_up(size), pa, "rw-", f"{dev_what}: {what}"))
+        regions.append(Region(dev_offset + pa, _align_up(size), pa, "rw-", f"{dev_what}: {what}", memory=DEVICE_MEMORY))
     return sorted(regions, key=lambda r: r.va)
 
 
-def compare_map(snap, regions, extra_allowed=(), root=None):
+def window_leftover(kernel, arch, memory_size):
+    """An explain() for compare_map over a kernel linked high: a mapping outside every region that
+    has the window's shape (at window_base + physical - window_phys_base, inside the window's span)
+    maps memory the window must not show: the sentence names what it is (the first MiB, the kernel
+    image, memory that is no usable RAM) and map_ram()'s rule. A device's frames there keep their
+    own sentence (device_virt()'s address)."""
+    phys_base = layout_value(kernel, "window_phys_base")
+    base, size = layout_value(kernel, "window_base"), layout_value(kernel, "window_size")
+    low_end = layout_value(kernel, "low_memory_end")
+    img_lo, img_hi = image_physical(kernel)
+    ram = usable_ram(kernel, arch, memory_size)
+
+    def explain(start, end, pa, home):
+        if not base <= start < base + size or pa != phys_base + (start - base):
+            return None
+        if home is not None and home.memory == DEVICE_MEMORY:
+            return None
+        if pa < low_end:
+            what = f"the first {low_end >> 20} MiB of physical memory, which the kernel never maps"
+        elif img_lo <= pa < img_hi:
+            what = "the kernel image's own frames, which the window leaves out (the image has its own mapping)"
+        elif not any(a <= pa < b for a, b in ram):
+            what = "memory that is no usable RAM (a hole or a reserved range of the memory map)"
+        else:
+            return None
+        return (f"the physical window maps physical [{pa:#x}, {pa + end - start:#x}), {what}: map_ram() must map only "
+                "the usable RAM pieces it is handed, each from its own start (a 2 MiB block whose start is rounded down "
+                "below its piece maps what lies before the piece)")
+    return explain
+
+
+def compare_map(snap, regions, extra_allowed=(), root=None, explain=None):
     """Compares the whole live map with @p regions: every page of each region mapped to its
     frames with its permissions, supervisor only; nothing mapped outside them (except
     @p extra_allowed regions, which may be mapped or not but must match when they are).
+    @p explain(start, end, pa, home), when given, may name what a mapping outside every region
+    is (home: the required region whose frames it maps, or None), a sentence or None.
     Returns a list of problems ('' free); a walk that cannot finish is one problem."""
     try:
         runs = snap.dump(root)
@@ -552,7 +610,10 @@ def compare_map(snap, regions, extra_allowed=(), root=None):
             home = next((r for r in required if r.pa is not None and r.pa <= pa < r.pa + r.size), None)
             text = (f"[{start:#x}, {end:#x}) -> {pa:#x} is mapped "
                     f"{run.perms.rwx()}{' user' if run.perms.user else ''}, but nothing may be mapped there")
-            if home is not None and "RAM" not in home.what:
+            said = explain(start, end, pa, home) if explain is not None else None
+            if said:
+                text = f"{said}: {text}"
+            elif home is not None and "RAM" not in home.what:
                 # A frame the map must show elsewhere (a device, a section of the image) at the
                 # wrong address: the address computation is the cause.
                 text = (f"{home.what} is mapped at the wrong address: {text}; physical {pa:#x} belongs at "
@@ -567,6 +628,9 @@ def compare_map(snap, regions, extra_allowed=(), root=None):
                 key = ("perms", region, run.perms.rwx())
                 text = (f"{region.what}: [{start:#x}, {end:#x}) is mapped {run.perms.rwx()}"
                         f"{' user' if run.perms.user else ''}, expected {region.perms} (kernel only)")
+            elif region.memory and memory_type_problem(run.perms.cache, region.memory):
+                key = ("memory", region, run.perms.cache)
+                text = f"{region.what}: [{start:#x}, {end:#x}) is {memory_type_problem(run.perms.cache, region.memory)}"
             else:
                 last = None
                 continue

@@ -145,6 +145,16 @@ Result<void> build_kernel_map(AddressSpace& space, const MemoryMap& map) {
   // LAB 1 END
 }
 
+/// @p e, a failure of build_kernel_map(): an 'already exists' at an address of the physical
+/// window noted with what it means there (map_ram() mapped window memory twice); else @p e.
+Error window_overlap_noted(const Error& e) {
+  if (!(e == Error::AlreadyExists) || !e.has_address || e.address < layout::kWindowBase ||
+      e.address - layout::kWindowBase >= layout::kWindowSize)
+    return e;
+  return e.noted("a window address mapped twice: map_ram() must map each RAM piece once, from its own start (a 2 MiB "
+                 "block whose start is rounded down below its piece's start covers pages already mapped)");
+}
+
 /// The boot option vm_check=on|off: whether AddressSpace::activate() checks a root before
 /// loading it (mm/space/critical_ranges.hpp). Off, a lab can show what a bad switch does on its own.
 void configure_switch_checks(StringView cmdline) {
@@ -210,7 +220,8 @@ Result<void> init(const BootInfo& boot) {
     if (half.error() != Error::NotImplemented) return half.error();
     lab_todo(half.error());  // lab 2 not done: lab 1's kernel works without a prepared kernel half
   }
-  TRY(build_kernel_map(space, boot.memory));  // a lab skeleton returns before any switch
+  const Result<void> built = build_kernel_map(space, boot.memory);  // a lab skeleton returns before any switch
+  if (built.is_error()) return window_overlap_noted(built.error());
   // The page below the kernel's own stack is its guard: never mapped, so that an overflow
   // faults there (and is reported as one) instead of writing over the data below.
   const VirtAddr guard(reinterpret_cast<u64>(boot_stack_guard));

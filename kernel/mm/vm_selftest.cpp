@@ -8,6 +8,7 @@
 #include "core/kmain.hpp"
 #include "core/panic.hpp"
 #include "core/selftest.hpp"
+#include "lib/facts.hpp"
 #include "lib/proof.hpp"
 #include "lib/random.hpp"
 #include "mm/heap.hpp"
@@ -160,17 +161,26 @@ PAGODA_SELFTEST(vm_print) {
   println("vmprint: end");
 }
 
+namespace {
+// How many pages a consistency batch lists before its flush invalidates everything: the grader's
+// stale-TLB range is longer (grade/test_lab1.py).
+PAGODA_FACT(batch_max_pages, ConsistencyBatch::kMaxPages)
+}  // namespace
+
 /// A stale TLB, made visible. Maps pages=N pages from base=VA (the grader picks both) to fresh
 /// frames X_i holding x_i, reads each through its address (now the TLB holds the translation),
 /// unmaps it and maps it to a second frame Y_i holding y_i, and reads it again: a read that still
 /// gives x_i went through a TLB entry the unmap did not invalidate. (x_i and y_i come from
 /// seed=S.) The grader stops at the checkpoint and compares each read with what the live tables
-/// map now (grade/pagoda_grade/tlb.py). Then the same for protect: page N is mapped rw-, written
+/// map now (grade/pagoda_grade/tlb.py). Then the same for a range of range=R pages (the grader
+/// picks R, more than a batch lists page by page) above page N + 1, unmapped with one
+/// unmap_range(): one batch whose flush must invalidate everything (its list overflowed); a second
+/// checkpoint. Then the same for protect: page N is mapped rw-, written
 /// (the TLB now holds a writable translation), protected r--, and written again, which must
 /// fault; without the invalidation the write goes through the stale entry.
 PAGODA_SELFTEST(vm_stale_tlb) {
   require_vm();
-  constexpr u64 kMaxPages = 16;
+  constexpr u64 kMaxPages = 16, kMaxRange = 4 * ConsistencyBatch::kMaxPages;
   FrameAllocator& frames = vm::frames();
   AddressSpace& space = vm::kernel_space();
   const VirtAddr base(ctx.arg("base", 0x0000'3001'0000'0000ull));
@@ -197,6 +207,37 @@ PAGODA_SELFTEST(vm_stale_tlb) {
     println("stale: page {} remapped, read {:#x} ({})", i, read[i], read[i] == y_value(i) ? "its new frame" : "STALE");
   for (u64 i = 0; i < pages; ++i) frames.free(MUST(space.unmap(base.offset(i * kPage))));
 
+  const u64 range = ctx.arg("range", 0);
+  if (range > kMaxRange) panic("vm_stale_tlb: range={}: at most {} pages", range, kMaxRange);
+  if (range > 0) {
+    // Both frames of every page are filled first: the remap then touches nothing but the tables
+    // between the unmap and the reads, and a TLB entry the flush left stays where it was.
+    static u64 old_frames[kMaxRange], new_frames[kMaxRange], range_read[kMaxRange];
+    const VirtAddr first = base.offset((pages + 1) * kPage);
+    const auto at = [&](u64 i) { return reinterpret_cast<volatile u64*>(first.offset(i * kPage).value()); };
+    for (u64 i = 0; i < range; ++i) {
+      const PhysAddr x = MUST(frames.allocate()), y = MUST(frames.allocate());
+      *static_cast<volatile u64*>(vm::phys_to_ptr(x, kPage)) = x_value(kMaxPages + i);
+      *static_cast<volatile u64*>(vm::phys_to_ptr(y, kPage)) = y_value(kMaxPages + i);
+      MUST(space.map(first.offset(i * kPage), x, kKernelData));
+      old_frames[i] = x.value();
+      new_frames[i] = y.value();
+    }
+    for (u64 i = 0; i < range; ++i)
+      if (*at(i) != x_value(kMaxPages + i)) panic("range page {} does not read its first frame", i);
+    MUST(space.unmap_range(first, range * kPage));  // one batch, one flush
+    for (u64 i = 0; i < range; ++i) MUST(space.map(first.offset(i * kPage), PhysAddr(new_frames[i]), kKernelData));
+    for (u64 i = 0; i < range; ++i) range_read[i] = *at(i);
+    usize fresh = 0;
+    for (u64 i = 0; i < range; ++i) {
+      fresh += range_read[i] == y_value(kMaxPages + i);
+      frames.free(PhysAddr(old_frames[i]));
+    }
+    pagoda_grader_checkpoint(first.value(), range, reinterpret_cast<u64>(range_read));  // the grader compares
+    println("stale: {} pages unmapped as one range and remapped, {} read their new frame", range, fresh);
+    for (u64 i = 0; i < range; ++i) frames.free(MUST(space.unmap(first.offset(i * kPage))));
+  }
+
   const VirtAddr page = base.offset(pages * kPage);
   MUST(space.map(page, MUST(frames.allocate()), kKernelData));
   volatile u64* p = reinterpret_cast<volatile u64*>(page.value());
@@ -211,7 +252,10 @@ PAGODA_SELFTEST(vm_stale_tlb) {
 /// The frame allocator's next-fit cursor, its limit and its refusals. Allocates count=N frames
 /// (the grader picks N), frees the first 128 of them and allocates one more: next fit continues
 /// after the last frame it handed out instead of going back to the freed ones. The grader checks
-/// that at a checkpoint and delivers a limit (an address among the freed frames); the test then
+/// that at a checkpoint. Then the search's wrap: the grader delivers a limit above the last frame
+/// handed out with no free frame between the two, and one allocate_below(limit) must wrap around to
+/// the frames given back below (its frame, or kRefused, at a checkpoint; given back at once). Then
+/// the grader delivers a limit (an address among the freed frames); the test then
 /// allocates below=M frames with allocate_below(limit), which must all lie below it, and stops
 /// at a second checkpoint. Then the limit's edge: the grader delivers a limit L and a count k
 /// (from the allocator's bitmap in guest RAM, k free frames lie below L, and the frame at L is
@@ -237,14 +281,28 @@ PAGODA_SELFTEST(frames_fit) {
   pagoda_grader_checkpoint(reinterpret_cast<u64>(got), count, next.value());
   println("fit: {} frames from {:#x} to {:#x}; after freeing the first {}, the next is {:#x}", count, got[0],
           got[count - 1], kFreed, next.value());
+  // The search's wrap: a limit the grader delivers above the cursor with no free frame between the
+  // cursor's frame and it, the free frames all below the cursor's word (the first ones given back).
+  // Next fit finds nothing after the cursor, wraps around to word 0 and finds one there; the frame
+  // goes back at once.
+  if (await_grader_inputs() >= 1) {
+    const PhysAddr wrap_limit(pagoda_grader_inbox.values[0]);
+    const Result<PhysAddr> f = frames.allocate_below(wrap_limit);
+    pagoda_grader_checkpoint(f.is_error() ? kRefused : f.value().value(), 1, wrap_limit.value());
+    if (!f.is_error()) frames.free(f.value());
+  }
   const usize n = await_grader_inputs();
   const PhysAddr limit(n > 0 ? pagoda_grader_inbox.values[0] : got[kFreed / 2]);
-  for (u64 i = 0; i < wanted; ++i) {
+  u64 taken = 0;  // a refusal ends the round: the grader knows what was free below the limit, and says why
+  for (; taken < wanted; ++taken) {
     const Result<PhysAddr> f = frames.allocate_below(limit);
-    if (f.is_error()) panic("allocate_below({:#x}) failed after {} frames: {}", limit.value(), i, f.error());
-    below[i] = f.value().value();
+    if (f.is_error()) {
+      println("fit: allocate_below({:#x}) refused after {} frames: {}", limit.value(), taken, f.error());
+      break;
+    }
+    below[taken] = f.value().value();
   }
-  pagoda_grader_checkpoint(reinterpret_cast<u64>(below), wanted, limit.value());
+  pagoda_grader_checkpoint(reinterpret_cast<u64>(below), taken, limit.value());
   usize edges = 0;
   if (await_grader_inputs() >= 2) {
     const PhysAddr edge_limit(pagoda_grader_inbox.values[0]);
@@ -261,10 +319,10 @@ PAGODA_SELFTEST(frames_fit) {
   pagoda_grader_checkpoint(reinterpret_cast<u64>(answers), asked, 0);
   for (usize i = 0; i < edges; ++i)
     if (edge[i] != kRefused) frames.free(PhysAddr(edge[i]));
-  for (u64 i = 0; i < wanted; ++i) frames.free(PhysAddr(below[i]));
+  for (u64 i = 0; i < taken; ++i) frames.free(PhysAddr(below[i]));
   for (u64 i = kFreed; i < count; ++i) frames.free(PhysAddr(got[i]));
   frames.free(next);
-  println("fit: {} frames below {:#x}; free frames before {} after {}", wanted, limit.value(), before,
+  println("fit: {} frames below {:#x}; free frames before {} after {}", taken, limit.value(), before,
           frames.free_frames());
 }
 
@@ -368,7 +426,7 @@ PAGODA_SELFTEST(vm_window) {
   panic("phys_to_virt({}) did not refuse an address above the window", Hex{above.value()});
 }
 
-/// A large page split by a partial protect and a partial unmap. Maps blocks=B (1 to 3) adjacent
+/// A large page split by a partial protect and a partial unmap. Maps blocks=B (1 to 5) adjacent
 /// blocks (2 MiB each) at base=VA (the grader picks it) to fresh, physically contiguous frames
 /// and writes page i's index xor seed=S into it; the grader checks the blocks at a checkpoint.
 /// Then protects pages=N pages from page first=F read-only (a range that may start in one block
@@ -386,9 +444,9 @@ PAGODA_SELFTEST(vm_split) {
   const u64 first = ctx.arg("first", 3), count = ctx.arg("pages", 5), hole = ctx.arg("hole", 100);
   const u64 seed = ctx.arg("seed", 0x5e5e), blocks = ctx.arg("blocks", 1), all = blocks * kPages;
   const u64 first2 = ctx.arg("first2", 0), count2 = ctx.arg("pages2", 0);
-  if (!base.is_aligned(kBlock) || blocks == 0 || blocks > 4 || count == 0 || first + count > all || hole >= all ||
+  if (!base.is_aligned(kBlock) || blocks == 0 || blocks > 5 || count == 0 || first + count > all || hole >= all ||
       (first <= hole && hole < first + count) || first2 + count2 > all || (first2 <= hole && hole < first2 + count2))
-    panic("vm_split: base={} blocks={} first={} pages={} first2={} pages2={} hole={}: a block-aligned base, 1 to 4 "
+    panic("vm_split: base={} blocks={} first={} pages={} first2={} pages2={} hole={}: a block-aligned base, 1 to 5 "
           "blocks, ranges inside them, the hole outside the protected pages", Hex{base.value()}, blocks, first, count,
           first2, count2, hole);
   const usize before = frames.free_frames();

@@ -16,6 +16,7 @@ constexpr Perms kUserStack{.read = true, .write = true, .execute = false, .user 
 constexpr u64 kStackAlign = 16;
 
 PAGODA_FACT(user_stack_limit, kUserStackLimit)
+PAGODA_FACT(user_stack_pages, kUserStackPages)
 PAGODA_FACT(user_stack_gap, kUserStackGap)
 
 /// A zeroed frame for user memory (vm::allocate_user_frame(): above the kernel's window when

@@ -158,7 +158,11 @@ Result<Process*> create_process(StringView name, Span<const u8> image, Span<cons
 
 void destroy_process(Process& p) {
   if (p.state == State::Running || &p == current()) panic("destroying process {} while it runs", p.pid);
-  if (p.has_space() && p.space().is_live()) panic("destroying process {} while its root is live", p.pid);
+  if (p.has_space() && p.space().is_live())
+    panic("destroying process {} while its root is live{}", p.pid,
+          current() == nullptr ? ": the idle loop still runs on it (switch_to() must load the kernel's root when it "
+                                 "switches to the idle loop)"
+                               : "");
   release(p);
 }
 

@@ -110,6 +110,35 @@ TEST_F(Aarch64SpaceTest, EachUserSpaceHasItsOwnAsidUntilItGoes) {
   EXPECT_NE(again.arch().asid(), 0u);
 }
 
+TEST_F(Aarch64SpaceTest, AnAsidThatMayStillTagTranslationsIsNeverHandedOutAgain) {
+  // A space that ran and went while another process's root stayed in TTBR0 (no switch to the
+  // kernel's roots, whose TLBI VMALLE1IS drops everything): its ASID is clean only through the
+  // TLBI ASIDE1IS of ~Aarch64AddressSpace.
+  AddressSpace other = AddressSpace::create_user(kernel).release_value();
+  u16 asid;
+  {
+    AddressSpace a = AddressSpace::create_user(kernel).release_value();
+    asid = a.arch().asid();
+    a.activate();
+    other.activate();
+    EXPECT_TRUE(aarch64::hw::asid_may_be_cached(asid));
+  }
+  EXPECT_FALSE(aarch64::hw::asid_may_be_cached(asid));
+  AddressSpace b = AddressSpace::create_user(kernel).release_value();
+  ASSERT_EQ(b.arch().asid(), asid) << "the lowest free ASID again";
+  // An ASID TTBR0 was loaded with and that nothing invalidated since: a new space that gets it
+  // must not load it (its first activate() says why).
+  AddressSpace c = AddressSpace::create_user(kernel).release_value();
+  aarch64::hw::load_ttbr0(PhysAddr(0x1000), c.arch().asid());
+  other.activate();
+  EXPECT_THROW(c.activate(), host::HostPanic);
+  aarch64::hw::invalidate_asid(c.arch().asid());
+  c.activate();
+  other.activate();
+  c.activate();  // its own entries since: not another space's
+  kernel.activate();  // nothing live: the spaces may go
+}
+
 TEST_F(Aarch64SpaceTest, AsidsRunOut) {
   std::vector<AddressSpace> spaces;
   for (u16 i = 1; i < arch::ArchAddressSpace::kAsids; ++i) spaces.push_back(AddressSpace::create_user(kernel).release_value());

@@ -22,16 +22,19 @@ void load_kernel_roots(PhysAddr kernel_root, PhysAddr lower_root) {
   cpu().ttbr1 = kernel_root;
   cpu().ttbr0 = {lower_root, 0};
   cpu().wxn = true;
+  cpu().cached_asids.reset();
   cpu().log.push_back("kernel roots " + hex(kernel_root.value()) + " " + hex(lower_root.value()));
 }
 
 void load_ttbr0(PhysAddr root, u16 asid) {
   cpu().ttbr0 = {root, asid};
+  cpu().cached_asids.set(asid % Aarch64AddressSpace::kAsids);
   cpu().log.push_back("ttbr0 " + hex(root.value()) + " asid " + std::to_string(asid));
 }
 
 void load_ttbr1(PhysAddr root) {
   cpu().ttbr1 = root;
+  cpu().cached_asids.reset();
   cpu().log.push_back("ttbr1 " + hex(root.value()));
 }
 
@@ -40,8 +43,15 @@ void invalidate_va_all_asids(VirtAddr va) { cpu().log.push_back("tlbi va " + hex
 void invalidate_va(VirtAddr va, u16 asid) {
   cpu().log.push_back("tlbi va " + hex(va.value()) + " asid " + std::to_string(asid));
 }
-void invalidate_asid(u16 asid) { cpu().log.push_back("tlbi asid " + std::to_string(asid)); }
-void invalidate_all() { cpu().log.push_back("tlbi all"); }
+void invalidate_asid(u16 asid) {
+  cpu().cached_asids.reset(asid % Aarch64AddressSpace::kAsids);
+  cpu().log.push_back("tlbi asid " + std::to_string(asid));
+}
+void invalidate_all() {
+  cpu().cached_asids.reset();
+  cpu().log.push_back("tlbi all");
+}
+bool asid_may_be_cached(u16 asid) { return cpu().cached_asids.test(asid % Aarch64AddressSpace::kAsids); }
 
 }  // namespace pagoda::aarch64::hw
 

@@ -4,10 +4,12 @@
 // the arch for (mm/space/mmu.hpp).
 #pragma once
 
+#include <bitset>
 #include <string>
 #include <vector>
 
 #include "arch/aarch64/mmu_hw.hpp"
+#include "arch_impl/address_space.hpp"
 #include "mm/space/critical_ranges.hpp"
 
 namespace pagoda::aarch64::hw::fake {
@@ -23,6 +25,8 @@ struct Cpu {
   std::vector<CriticalRange> critical;
   /// What arch::switch_stacks() reports (no known stack by default: every switch walks).
   SwitchStacks stacks;
+  /// The ASIDs TTBR0 was loaded with since they were last invalidated (asid_may_be_cached()).
+  std::bitset<Aarch64AddressSpace::kAsids> cached_asids;
 };
 
 /// The simulated CPU (reset it in each test).

@@ -78,6 +78,13 @@ class [[nodiscard]] ConsistencyBatch {
   ConsistencyBatch& operator=(const ConsistencyBatch&) = delete;
   ~ConsistencyBatch() {
     flush();
+    // A flush that leaves its lists behind does it all again at the next one: the same tables
+    // freed twice. Said here, at the first batch that ends, not at that double free.
+    if (pages_ != 0 || tables_ != 0 || all_ || wrote_)
+      MUST(Result<void>(Error(Error::InvalidArgument,
+                              "ConsistencyBatch: flush() did not empty the batch (its pages, tables or flags are still "
+                              "set after it): a second flush would invalidate and free the same tables again (reset "
+                              "the lists at the end of flush())")));
     release_frames();
   }
 

@@ -88,7 +88,13 @@ class X86AddressSpace final : public TlbSync {
  private:
   X86AddressSpace(Tree tree, bool kernel, PhysAddr kernel_root, const u64* kernel_top)
       : tree_(move(tree)), kernel_(kernel), kernel_root_(kernel_root), kernel_top_(kernel_top),
-        top_(tree_.root_entries()) {}
+        top_(tree_.root_entries()) {
+    if (!kernel_) check_user_shape();
+  }
+
+  /// Panics when a user space's tree owns a top-level entry of the kernel half: its teardown
+  /// (~Tree frees what the tree owns) would free the tables every root shares.
+  void check_user_shape() const;
 
   /// True when @p va is in the kernel half, which every root shares.
   static bool in_kernel_half(VirtAddr va) { return va.value() >= arch::layout::kKernelHalfBase; }
