@@ -164,6 +164,13 @@ class VmaWatch(Watch):
             if not stack.flags & GROWS_DOWN:
                 return (f"{head}: the stack region lacks the grows-down flag, so a fault below it finds no region that "
                         "may grow and the process dies instead (the loader must record its stack grows-down)")
+            if "already exists" in k.reason and "grow_stack() asked the record for another range" in k.reason:
+                # The kernel's probe: insert() took [page, the stack's start) on a copy of the record.
+                return (f"{head}: the kernel refused to grow the stack, 'already exists', though no region of the "
+                        f"record lies in [{page:#x}, {stack.start:#x}) and insert() takes exactly that growth when "
+                        "asked for it (the kernel tried it on a copy of the record, its kill line says): grow_stack() "
+                        "asked the record for another range, one that overlaps the stack (the growth must end where "
+                        "the stack starts, not at its top)")
             if "already exists" in k.reason:
                 # (the stack is the first region above the page: none lies in between)
                 return (f"{head}: the kernel refused to grow the stack, 'already exists', for a region that only "
@@ -757,6 +764,13 @@ def test_stack_growth(boot, kernel, arch):
                  f"{(page - floor) // PAGE} page(s) above the lowest page the limit allows ({floor:#x}, top - limit)")
         watch.fail(run, f"the stack was refused at {k.address:#x} with 'stack limit', on {where}; the stack may "
                         f"grow down to {floor:#x} and no further: {k.reason}")
+    gap = fact(kernel, "user_stack_gap")
+    if k is not None and k.address is not None and floor - gap <= k.address < floor and no_vma_verdict(
+            k.reason.split("; the page", 1)[0]):
+        watch.fail(run, f"the fault at {k.address:#x}, in the guard gap below the stack's limit (the {gap // PAGE} "
+                        f"page(s) below {floor:#x}, top - limit), was denied 'no VMA': the fault decision must give "
+                        "the gap its own verdict, 'stack limit' (decide_fault: a page below the floor but within the "
+                        f"gap is a stack overflow, not an address with no region near it): {k.how}: {k.reason}")
     if k is None or k.how != "stack limit" or "stack limit" not in k.reason or k.address is None \
             or not top - limit - PAGE <= k.address < top - limit:
         watch.fail(run, f"the process recursing {too_deep} pages was not killed with 'stack limit' just below "

@@ -125,8 +125,12 @@ FaultDecision resolve_user_fault(AddressSpace& space, UserRegions& regions, Virt
         const Span<const Vma> above = regions.vmas.overlapping(page + kPageSize, align_down(~u64{0}, kPageSize));
         const u64 end = above.empty() ? page + kPageSize : above[0].start;
         Error e = grown.error().during("recording the stack's growth down to the page", page);
-        if (e == Error::AlreadyExists)
-          if (const char* why = refused_without_overlap(regions.vmas, page, end)) e = e.noted(why);
+        if (e == Error::AlreadyExists) {
+          Vma part = verdict.vma;
+          part.start = page;
+          part.end = end;
+          if (const char* why = refused_without_overlap(regions.vmas, part)) e = e.noted(why);
+        }
         return unresolved(Why::Grow, page, access, verdict.vma, e);
       }
       break;
