@@ -12,7 +12,8 @@ import re
 
 from pagoda_grade import audit, lab_test, programs
 from pagoda_grade.outcomes import KILL_LINE, BootEnded, finding_first
-from pagoda_grade.lifecycle import (Deaths, Pages, Refs, covered, fork_problems, fork_view, leak_story, pid_of, processes,
+from pagoda_grade.lifecycle import (Deaths, Pages, Refs, covered, digest, fork_problems, fork_view, leak_story, pid_of,
+                                    processes,
                                     return_address, stale_records, stalled_waits, unflushed, wider_than_record)
 from pagoda_grade.processes import (HEX, Layout, count_used, foreign_code_kill, parse_kills, parse_reaped, process_roots,
                                     registry, user_elf, user_page_frames, user_pages, user_symbol, writable_in_two, written)
@@ -770,7 +771,35 @@ def copies_in_other_roots(snap, watch, frames, roots):
     return frames & mapped
 
 
-def bomb_script(watch, fork_call, kernel):
+def first_fork_problem(eager, entry, back, parent_root, child_root):
+    """What a fork did to the memory it copies, from the parent's pages at the fork's entry
+    (@p entry: {va: (frame, digest)}) and both roots where the parent is back from it (@p back):
+    the parent's pages must be the bytes they were (fork only reads them), and an eager fork's
+    child must map frames of its own. None when both hold."""
+    parent = Pages.of(back, parent_root)
+    child = Pages.of(back, child_root) if child_root is not None else Pages()
+    if eager:
+        for va in sorted(entry):
+            if va in parent and va in child and parent[va][0] == child[va][0]:
+                return (f"fork=eager mapped the parent's own frame {parent[va][0]:#x} at {va:#x} in the child (the "
+                        "grader's walk of both roots where the parent is back from fork): the child writes the "
+                        "parent's memory, the frame is counted once, and the copy made for the child is lost: the "
+                        "eager copy must map the new frame it filled (map_copy(frame)), not the parent's")
+    for va, (frame, before) in sorted(entry.items()):
+        if va not in parent or digest(back, parent[va][0]) == before:
+            continue
+        theirs = child.get(va)
+        same = theirs is not None and digest(back, theirs[0]) == digest(back, parent[va][0])
+        return (f"fork changed the parent's memory: its page {va:#x} (frame {parent[va][0]:#x}) no longer holds the "
+                "bytes it held at fork's entry (the grader read them at the fork's entry and where the parent is back "
+                "from it, guest RAM)"
+                + (": the child's copy holds the same new bytes: the eager copy was made the wrong way round, the "
+                   "child's new frame copied over the parent's page (copy_frame(to, from): the new frame is the "
+                   "target)" if same and eager else ": fork must only read the parent's pages"))
+    return None
+
+
+def bomb_script(watch, fork_call, kernel, eager=False):
     """At every fork: frames in use at its entry and right after it returns (read in user mode,
     with its result): a failed fork must leave the count exactly where it found it. Children made
     earlier may run between the two stops (the first time each runs it returns from fork to the
@@ -785,6 +814,9 @@ def bomb_script(watch, fork_call, kernel):
         # calls (sleep, exit) among the stops.
         for snap in calls(guest, watch, {fork_call}, 4 * watch.layout.slots + 32):
             at_entry, entry_bits = count_used(snap, *watch.bitmap)
+            # The first fork: the parent's pages as fork found them, to see what it did to them.
+            entry = {va: (pa, digest(snap, pa)) for va, (pa, _) in Pages.of(snap, snap.lower_root).items()} \
+                if not forks else None
             others = set(process_roots(snap, kernel)) - {snap.lower_root}   # the children made before
             pids = set(processes(snap, kernel, records_of=-1))
             pc, root = snap.register(watch.proc["syscall_return_pc"]), snap.lower_root
@@ -795,6 +827,10 @@ def bomb_script(watch, fork_call, kernel):
             else:
                 raise AssertionError("the forking process never returned from fork")
             result = signed(back.register(watch.proc["syscall_result"]))
+            if entry is not None and result > 0 and "damage" not in watch.__dict__:
+                child = next((r for r, label in process_roots(back, kernel).items() if label.endswith(f"(pid {result})")),
+                             None)
+                watch.damage = first_fork_problem(eager, entry, back, root, child)
             after, after_bits = count_used(back, *watch.bitmap)
             leak = []
             if result < 0 and after != at_entry:
@@ -826,7 +862,11 @@ def test_fork_bomb(boot, kernel, arch):
         watch = Watch(kernel, arch)
         watch.deaths = Deaths(kernel, cow=False, light=True)   # (a hundred children of megabytes each)
         run = boot(args={"run": f"forktree:bomb:{mib}", "fork": mode}, token=token,
-                   witness=bomb_script(watch, fork_call, kernel), memory=GRADER_MEMORY)
+                   witness=bomb_script(watch, fork_call, kernel, eager=mode == "eager"), memory=GRADER_MEMORY)
+        damage = getattr(watch, "damage", None)
+        if damage:
+            # Seen where the first fork returned: whatever the children and the bomb did after.
+            seen_first(run, f"fork={mode}: {damage}")
         w = require(watch, run)
         forks = w["forks"]
         if not forks or forks[-1][0] != -errno:

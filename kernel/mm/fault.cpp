@@ -251,6 +251,14 @@ bool explain_unresolved(FormatSink& sink, VirtAddr va) {
       else format_to(sink, "allowed by its VMA, but populate() failed ({}): ", u.error);
       break;
     case Unresolved::Why::Widen:
+      if (u.error == Error::NotImplemented && u.access.write) {
+        // Before lab 6 nothing shares a frame: a read-only page of a writable region is one whose
+        // entry never got its region's permissions.
+        format_to(sink, "allowed by its VMA, but the page is mapped read-only in a writable region, and with no "
+                        "copy-on-write yet (lab 6) nothing shares a frame: the page's entry lags its region's "
+                        "permissions (mprotect changed the record but not the pages, or the pages first): ");
+        break;
+      }
       format_to(sink, "allowed by its VMA, but widening the page's entry failed ({}): ", u.error);
       break;
   }
