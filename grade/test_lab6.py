@@ -224,6 +224,33 @@ def require(watch, run):
     return watch.require(run)
 
 
+def children_of(snap, kernel, pid):
+    """{pid: Proc} of the processes in the table (guest RAM) whose parent is @p pid."""
+    return {q: p for q, p in processes(snap, kernel, records_of=-1).items() if p.parent == pid and q != pid}
+
+
+def wait_problem(result, before, after):
+    """What a blocking wait got wrong, from its @p result (read in user mode at its return) and
+    the caller's children in the process table (guest RAM) at its entry (@p before) and its
+    return (@p after), each {pid: Proc}; None when the table agrees with the result."""
+    if result == -ECHILD and after:
+        alive = sorted(q for q, p in after.items() if not p.zombie)
+        return (f"wait returned -ECHILD ({-ECHILD}) while the process table (guest RAM, at its return) holds "
+                f"{len(after)} child(ren) of the caller (pids {', '.join(map(str, sorted(after)))}; "
+                f"{len(alive)} not ended yet): a process is its parent's child from fork to its reaping, ended or "
+                "not: wait must sleep until one ends, and say ECHILD only when the caller has no child at all")
+    gone = sorted(q for q in before if q not in after)
+    if result == 0 and gone:
+        return (f"wait reaped pid {gone[0]} (in the process table at the wait's entry, its slot free at the return, "
+                f"guest RAM) yet returned 0 (read in user mode): the pid it returns was read from the child's slot "
+                "after reap() had cleared it: keep the child's pid before reaping")
+    if result > 0 and result not in before:
+        return (f"wait returned pid {result}, which was no child of the caller at the wait's entry (its children in "
+                f"the process table then: {', '.join(map(str, sorted(before))) or 'none'}): wait returns the pid of "
+                "the child it reaped")
+    return None
+
+
 def check_baseline(watch, run, w):
     if w["after"] != w["before"]:
         head = (f"frames in use (the frame allocator's bitmap, read by the grader from guest RAM): {w['before']} before "
@@ -285,6 +312,7 @@ def test_fork_basic(boot, kernel, arch):
         deaths = deaths_of(watch)
         seen, waits, exits = {}, [], {}
         state = watch.fork_state = dict(at_fork=None, later=None, flush=None)
+        tables = watch.wait_tables = []   # (result, the caller's children at the wait's entry, at its return)
         tracer = Tracer(guest, watch)
         fork_at = address_of(kernel, "pagoda::proc::fork_process")
         idle_at = address_of(kernel, "pagoda::proc::idle_until_interrupt")
@@ -358,6 +386,7 @@ def test_fork_basic(boot, kernel, arch):
                         watch.audit.note(fork_result_problem(result, f"pid {pid_of(snap, kernel, root)[0]} (forktree)"))
                 elif data[0] == "wait":
                     waits.append((result, snap.read_virt(data[1], EXIT_INFO_SIZE, parent) if result > 0 and data[1] else b""))
+                    tables.append((result, data[2], children_of(snap, kernel, data[3])))
                     if result < 0:
                         break
                 continue
@@ -367,7 +396,9 @@ def test_fork_basic(boot, kernel, arch):
                     state["fork_pc"] = snap.register(watch.proc["syscall_return_pc"])
                     tracer.follow(snap, ("fork result",))
                 elif number == wait_call:
-                    tracer.follow(snap, ("wait", snap.register(watch.proc["syscall_args"][1])))
+                    caller = pid_of(snap, kernel, root)[0]
+                    tracer.follow(snap, ("wait", snap.register(watch.proc["syscall_args"][1]),
+                                         children_of(snap, kernel, caller), caller))
                 continue
             if root in watch.kernel_roots:
                 continue
@@ -416,6 +447,11 @@ def test_fork_basic(boot, kernel, arch):
     fail_on_lab6_skeleton(watch, run)
     seen_so_far = getattr(watch, "fork_state", {})
     fork_failure(seen_so_far.get("at_fork"), seen_so_far.get("later"), seen_so_far.get("flush"))
+    # A wait whose result the process table at its entry and return contradicts: what the parent
+    # did next (exit early, count its children wrong) follows from it.
+    wrong = next((p for p in (wait_problem(*t) for t in getattr(watch, "wait_tables", [])) if p), None)
+    if wrong:
+        seen_first(run, wrong)
     w = require(watch, run)
     fail_on_killed_children(watch, run)
     if len(w["seen"]) < witnesses:
