@@ -10,7 +10,7 @@ import struct
 
 from pagoda_grade import lab_test
 from pagoda_grade.causes import copy_guard_cause
-from pagoda_grade.outcomes import finding_first
+from pagoda_grade.outcomes import finding_first, panic_line
 from pagoda_grade.processes import (KernelReach, explain_death, kernel_faults, parse_reaped, process_roots,
                                     recovered_by_fixup, user_runs, user_symbol, written)
 from pagoda_grade.proof import MASK64, proof
@@ -802,7 +802,11 @@ def test_bad_pointers(boot, kernel, arch):
                       f"{stuck[0].address:#x}, is a user copy's whose instruction the fix-up table holds (read from "
                       "the kernel's ELF file), yet the kernel did not resume at its fix-up: user_fixup_for() did not "
                       "give that entry's resume address")
-            run.fail(f"a bad user pointer made the kernel panic: {missed}", cause=missed)
+            # The kernel's check of the lookup (checked_user_fixup) says what it gave instead.
+            said = panic_line("\n".join(run.lines))
+            if "user_fixup_for(" in said:
+                missed += f" (the kernel's check: {said})"
+            run.fail("a bad user pointer made the kernel panic", cause=missed)
         watch.fail(run, "a bad user pointer made the kernel panic")
     expected = {"null": lambda a: a < PAGE, "unmapped": lambda a: unmapped <= a < unmapped + PAGE,
                 "straddling": lambda a: a == straddle_page, "readonly": lambda a: readonly <= a < readonly + 64}

@@ -1078,11 +1078,14 @@ def record_against_model(record, token, ops, op):
         where = (f"vmas's record (read from guest RAM where the program reported operation {op}) holds one region {v} "
                  f"over pages {idx[0]}-{idx[-1]} of the window, but the model (after that operation) does not map "
                  f"page(s) {shown}")
-        if left and right and max(made.get(left[-1], -1), made.get(right[0], -1)) > unmapped.get(h, -1):
-            return (f"{where}, which lie in a gap between two mappings: two regions with a gap between them were "
-                    "merged into one across the gap (VmaSet::mergeable must also require that the left one ends where "
-                    "the right one starts)")
-        if left and right:
+        # The mapped pages next to the hole inside the region: made after the hole was (the region
+        # grew over it), or before (the hole was punched and the record kept it).
+        sides = ([left[-1]] if left else []) + ([right[0]] if right else [])
+        if sides and max(made.get(i, -1) for i in sides) > unmapped.get(h, -1):
+            return (f"{where}, which lay in a gap next to a mapping when that mapping was made: two regions with a gap "
+                    "between them were merged into one across the gap (VmaSet::mergeable must also require that the "
+                    "left one ends where the right one starts)")
+        if sides:
             return (f"{where}: the munmap that made that hole (operation {unmapped[h]}) left its range in the record "
                     "(VmaSet::remove)")
         return (f"{where}: the record keeps a region over pages the program does not map (a region that outlived "
