@@ -817,7 +817,7 @@ def first_fork_problem(eager, entry, back, parent_root, child_root):
     if eager:
         for va in sorted(entry):
             if va in parent and va in child and parent[va][0] == child[va][0]:
-                return (f"fork=eager mapped the parent's own frame {parent[va][0]:#x} at {va:#x} in the child (the "
+                return (f"the eager fork mapped the parent's own frame {parent[va][0]:#x} at {va:#x} in the child (the "
                         "grader's walk of both roots where the parent is back from fork): the child writes the "
                         "parent's memory, the frame is counted once, and the copy made for the child is lost: the "
                         "eager copy must map the new frame it filled (map_copy(frame)), not the parent's")
@@ -867,6 +867,9 @@ def bomb_script(watch, fork_call, kernel, eager=False):
                 child = next((r for r, label in process_roots(back, kernel).items() if label.endswith(f"(pid {result})")),
                              None)
                 watch.damage = first_fork_problem(eager, entry, back, root, child)
+                if watch.damage and getattr(watch, "audit", None):
+                    # Seen at a stop: it heads the failure before what the boot's end audit finds.
+                    watch.audit.note(f"fork={'eager' if eager else 'cow'}: {watch.damage}")
             after, after_bits = count_used(back, *watch.bitmap)
             leak = []
             if result < 0 and after != at_entry:
