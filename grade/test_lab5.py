@@ -103,7 +103,7 @@ class VmaWatch(Watch):
         pid = int(m[1])
         try:
             self.at_kills[pid] = (Pages.of(snap, root), read_records(snap, self.kernel).get(pid))
-        except (AssertionError, OSError):
+        except Exception:  # noqa: BLE001 - evidence for a cause only: never lose the test's own checks to it
             pass
 
     def lagging_page_cause(self, lines):
