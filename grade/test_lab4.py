@@ -9,7 +9,8 @@ import re
 import struct
 
 from pagoda_grade import lab_test
-from pagoda_grade.outcomes import finding_first
+from pagoda_grade.causes import copy_guard_cause
+from pagoda_grade.outcomes import finding_first, panic_line
 from pagoda_grade.processes import (KernelReach, explain_death, kernel_faults, parse_reaped, process_roots,
                                     recovered_by_fixup, user_runs, user_symbol, written)
 from pagoda_grade.proof import MASK64, proof
@@ -81,6 +82,12 @@ def kernel_reach(snap, kernel):
 COPY_ROUTINES = ("user_copy", "user_string_copy")   # arch/<isa>/user_copy.S: <isa>_user_copy, ...
 
 
+def in_string_copy(kernel, pc):
+    """True when @p pc lies in the arch's string copy routine (<isa>_user_string_copy)."""
+    s = function_at(kernel, pc)
+    return bool(s) and s.name.endswith("user_string_copy")
+
+
 def in_copy_routine(kernel, pc):
     """True when @p pc lies in one of the arch's user-copy routines (arch/<isa>/user_copy.S)."""
     s = function_at(kernel, pc)
@@ -91,7 +98,12 @@ def loader_write_problem(run, kernel, watch):
     """A sentence when QEMU's log shows the kernel touching the top page of the user stack (where a
     new process's arguments go) through its user address while the root that was live does not
     map it: the loader wrote a process that is not live through the live root (seed 003's mistake)
-    instead of through its own tables and a temporary mapping of the frame. None otherwise."""
+    instead of through its own tables and a temporary mapping of the frame. None otherwise.
+    A copy that faulted with the CPU's guard still up (causes.copy_guard_cause) comes first: its
+    fault on the argument page is the process's own buffer, refused by SMAP or PAN."""
+    guard = copy_guard_cause(run)
+    if guard:
+        return guard
     top = fact(kernel, "user_stack_top")
     privilege = ARCHES[run.arch].kernel_privilege
     events = run.log.events
@@ -783,14 +795,24 @@ def test_bad_pointers(boot, kernel, arch):
     fixed = [f for f in run.log.faults if recovered_by_fixup(kernel, f)]
     if run.search(r"^PANIC"):
         stuck = [f for f in fixed if run.log.faults and f.index == run.log.faults[-1].index]
-        watch.fail(run, "a bad user pointer made the kernel panic" + (
-            f": the last fault, at {run.symbol_of(stuck[0].pc) or hex(stuck[0].pc)} on user address "
-            f"{stuck[0].address:#x}, is a user copy's whose instruction the fix-up table holds, yet the kernel did "
-            "not resume at its fix-up (user_fixup_for() did not find it)" if stuck else ""))
+        if stuck:
+            # The table (read from the ELF file) holds the instruction: the lookup is the cause, the
+            # panic what it led to.
+            missed = (f"the last fault, at {run.symbol_of(stuck[0].pc) or hex(stuck[0].pc)} on user address "
+                      f"{stuck[0].address:#x}, is a user copy's whose instruction the fix-up table holds (read from "
+                      "the kernel's ELF file), yet the kernel did not resume at its fix-up: user_fixup_for() did not "
+                      "give that entry's resume address")
+            # The kernel's check of the lookup (checked_user_fixup) says what it gave instead.
+            said = panic_line("\n".join(run.lines))
+            if "user_fixup_for(" in said:
+                missed += f" (the kernel's check: {said})"
+            run.fail("a bad user pointer made the kernel panic", cause=missed)
+        watch.fail(run, "a bad user pointer made the kernel panic")
     expected = {"null": lambda a: a < PAGE, "unmapped": lambda a: unmapped <= a < unmapped + PAGE,
                 "straddling": lambda a: a == straddle_page, "readonly": lambda a: readonly <= a < readonly + 64}
     tag = 0
     efaults = 0
+    refused = {}   # routine kind ("string" or "bytes") -> a pointer whose faulting copy came back EFAULT
     for kind in BADPTR_KINDS:
         tag += 1
         ops = [("read (write)", 0), ("read (spawn)", 1), ("write (proc_info)", 2), ("read (read)", 3)] \
@@ -798,8 +820,35 @@ def test_bad_pointers(boot, kernel, arch):
         for op, salt in ops:
             got = proof(token, (EFAULT & (2**64 - 1)) ^ (tag << 8) ^ salt)
             said = run.search(rf"badptr: {kind} {re.escape(op)} -> (-?\d+) proof=")  # after what write() printed
+            string = op == "read (spawn)"   # the name: the string copy (the others: the byte copy)
+            routine = "string" if string else "bytes"
+            seen = [f for f in fixed if kind in expected and expected[kind](f.address)
+                    and in_string_copy(kernel, f.pc) == string]
+            call = op.split()[-1].strip('()')
+            if said and int(said[1]) == EFAULT and seen:
+                refused.setdefault(routine, kind)
             if said and int(said[1]) != EFAULT:
-                seen = [f for f in fixed if kind in expected and expected[kind](f.address)]
+                if seen and string:
+                    watch.fail(run, f"the string copy for the {kind} pointer faulted and resumed at its fix-up "
+                                    f"({QEMU_LOG}: at {run.symbol_of(seen[0].pc) or hex(seen[0].pc)} on "
+                                    f"{seen[0].address:#x}), yet spawn() returned {said[1]}, not EFAULT ({EFAULT}): "
+                                    "the string copy's fix-up must return -1 (reading faulted), not the length read "
+                                    "so far, which copy_string_from_user() takes for a string")
+                if seen and int(said[1]) >= 0 and routine in refused:
+                    # The same routine's fix-up made another copy EFAULT: it returns the bytes left,
+                    # and the caller of this copy did not refuse them.
+                    helper = "copy_to_user()" if op.startswith("write") else "copy_from_user()"
+                    resumed = (f"the copy for the {kind} pointer faulted and resumed at its fix-up ({QEMU_LOG}: at "
+                               f"{run.symbol_of(seen[0].pc) or hex(seen[0].pc)} on {seen[0].address:#x}), yet "
+                               f"{call}() returned {said[1]}, not EFAULT ({EFAULT}), while the same routine's copy "
+                               f"for the {refused[routine]} pointer came back EFAULT: its fix-up returns the bytes "
+                               "left")
+                    if kind == "straddling":
+                        watch.fail(run, f"{resumed}; this copy faulted part-way, after some bytes: {helper} took a "
+                                        "copy cut short for success: it must refuse any copy with bytes left, not "
+                                        "only one that copied nothing")
+                    watch.fail(run, f"{resumed}, and {helper} ignored them: a copy with bytes left must fail "
+                                    "(EFAULT)")
                 if seen:
                     watch.fail(run, f"the copy for the {kind} pointer faulted and resumed at its fix-up ({QEMU_LOG}: at "
                                     f"{run.symbol_of(seen[0].pc) or hex(seen[0].pc)} on {seen[0].address:#x}), yet "
@@ -1034,6 +1083,25 @@ def space_copy_source(token, size):
     return b"".join(proof(token, SPACE_COPY_TAG + i).to_bytes(8, "little") for i in range(-(-size // 8)))[:size]
 
 
+def misplaced_chunk(copies, source, have, at):
+    """((offset, size) of a copy, its chunk's start and length, the page it was meant for) when the
+    byte at @p at of @p have (every frame's bytes after the copies) lies in a chunk of one of
+    @p copies that was meant for another page, written at the same offset in the page, and the
+    bytes there are that chunk's; None otherwise."""
+    page = at // PAGE
+    for offset, size in copies:
+        start = offset
+        while start < offset + size:
+            end = min((start // PAGE + 1) * PAGE, offset + size)
+            meant, n = start // PAGE, end - start
+            where = page * PAGE + start % PAGE
+            if meant != page and where <= at < where + n and \
+                    have[where:where + n] == source[start - offset:start - offset + n]:
+                return (offset, size), start, n, meant
+            start = end
+    return None
+
+
 def space_copy_problem(base, frames, copies, source, fills, got):
     """None, or the first copy whose bytes are wrong: @p copies [(offset from base, size)] in the
     order made, @p fills each frame's bytes before them, @p got each frame's bytes after them."""
@@ -1053,6 +1121,16 @@ def space_copy_problem(base, frames, copies, source, fills, got):
     cut = [b for b in range(offset // PAGE * PAGE + PAGE, offset + size, PAGE)]
     crossing = (f"it starts {offset % PAGE} bytes into page {offset // PAGE} and crosses "
                 f"{len(cut)} page boundar{'y' if len(cut) == 1 else 'ies'} (at {', '.join(hex(base + b) for b in cut)})")
+    misplaced = misplaced_chunk(copies, source, have, at)
+    if misplaced:
+        (c_offset, c_size), start, n, meant = misplaced
+        c_cut = [b for b in range(c_offset // PAGE * PAGE + PAGE, c_offset + c_size, PAGE)]
+        return (f"copy_to_space({base + c_offset:#x}, {c_size} bytes) into a space that is not live: it starts "
+                f"{c_offset % PAGE} bytes into page {c_offset // PAGE} and crosses {len(c_cut)} page "
+                f"boundar{'y' if len(c_cut) == 1 else 'ies'}; its chunk for page {meant} ({n} bytes from "
+                f"{base + start:#x}) landed in page {page}'s frame {frames[page]:#x}, at its own offset in the page "
+                "(the grader filled the frames and read them back from guest RAM): each chunk's frame must be looked "
+                "up in the space's tables at the chunk's own address, not at the range's first page")
     if offset <= at < offset + size:
         stale = have[at:at + 8] == bytes(want[at:at + 8]) or have[at] == bytes(b"".join(fills))[at]
         how = "still holds what the grader put there: the chunk for that page was not written" if stale else \

@@ -17,6 +17,7 @@ when a test fails later (a kill at an address the record should have covered).""
 import re
 
 from pagoda_grade import lab_test, programs
+from pagoda_grade.lifecycle import Pages
 from pagoda_grade.outcomes import BootEnded
 from pagoda_grade.processes import (HEX, count_used, foreign_code_kill, parse_kills, parse_reaped, user_elf, user_pages,
                                     user_symbol, written)
@@ -80,6 +81,7 @@ class VmaWatch(Watch):
         self.records = {}         # pid -> pagoda_grade.vmas.Record, at the 'started' stop
         self.loader = {}          # pid -> [sentences]: what the loader left out
         self.heap = {}            # pid -> [sentences]: what is wrong with the heap it starts with
+        self.at_kills = {}        # pid -> (its pages {va: (frame, writable)}, its Record) as it was killed
 
     def before(self, guest):
         """Watch.before(), and from then on a stop at every kill on the way to the grader's other
@@ -87,8 +89,44 @@ class VmaWatch(Watch):
         live, which the boot's end takes away (a page of its code filled with other bytes than its
         program's, and run until it faulted)."""
         snap = super().before(guest)
-        guest.side_stop(KILL_STOP)
+        guest.side_stop(KILL_STOP, self.at_kill)
         return snap
+
+    def at_kill(self, snap):
+        """At a kill (the side stop KILL_STOP), with the dying process's root still live: its pages
+        (the grader's walk) and its record (guest RAM), for the causes of the kill."""
+        root = snap.lower_root
+        label = self.roots.get(root, "")
+        m = re.search(r"\(pid (\d+)\)", label)
+        if m is None or int(m[1]) in self.at_kills:
+            return
+        pid = int(m[1])
+        try:
+            self.at_kills[pid] = (Pages.of(snap, root), read_records(snap, self.kernel).get(pid))
+        except Exception:  # noqa: BLE001 - evidence for a cause only: never lose the test's own checks to it
+            pass
+
+    def lagging_page_cause(self, lines):
+        """The cause of the first kill by a write to a page mapped read-only whose region (its
+        record as it was killed) allows writing, from the grader's walk at the kill: nothing in
+        lab 5 shares a frame, so the page's entry lags its region's permissions (mprotect changed
+        the record but not the page). None otherwise."""
+        for pid, k in sorted(parse_kills(_Lines(lines)).items()):
+            seen = self.at_kills.get(pid)
+            if seen is None or k.address is None or seen[1] is None:
+                continue
+            pages, record = seen
+            page = k.address & ~(PAGE - 1)
+            region = record.find(k.address)
+            if page not in pages or region is None or pages[page][1] or not region.write:
+                continue
+            return (f"proc {pid} ({record.name}) was killed at {k.address:#x} by an access its region {region} allows, "
+                    f"yet the grader's walk of its root as it was killed finds the page mapped read-only (frame "
+                    f"{pages[page][0]:#x}): the page's entry lags its region's permissions (nothing shares a frame in "
+                    "lab 5): mprotect changed the record but not the pages already brought in, or gave them their "
+                    "region's permissions before it changed the record (reprotect_pages() after VmaSet::protect())")
+        return None
+
 
     def segments_of(self, name):
         try:
@@ -131,6 +169,9 @@ class VmaWatch(Watch):
             if top - limit - gap <= k.address < top and not any(v.end == top for v in record.vmas):
                 stack = next((p for p in problems if "stack" in p), problems[0])
                 return f"{head}, on its stack: {stack}"
+        lagging = self.lagging_page_cause(lines)
+        if lagging:
+            return lagging
         foreign = foreign_code_kill(self.kernel, self.arch, parse_kills(_Lines(lines)))
         if foreign:
             return foreign
@@ -164,6 +205,13 @@ class VmaWatch(Watch):
             if not stack.flags & GROWS_DOWN:
                 return (f"{head}: the stack region lacks the grows-down flag, so a fault below it finds no region that "
                         "may grow and the process dies instead (the loader must record its stack grows-down)")
+            if "already exists" in k.reason and "grow_stack() asked the record for another range" in k.reason:
+                # The kernel's probe: insert() took [page, the stack's start) on a copy of the record.
+                return (f"{head}: the kernel refused to grow the stack, 'already exists', though no region of the "
+                        f"record lies in [{page:#x}, {stack.start:#x}) and insert() takes exactly that growth when "
+                        "asked for it (the kernel tried it on a copy of the record, its kill line says): grow_stack() "
+                        "asked the record for another range, one that overlaps the stack (the growth must end where "
+                        "the stack starts, not at its top)")
             if "already exists" in k.reason:
                 # (the stack is the first region above the page: none lies in between)
                 return (f"{head}: the kernel refused to grow the stack, 'already exists', for a region that only "
@@ -757,6 +805,13 @@ def test_stack_growth(boot, kernel, arch):
                  f"{(page - floor) // PAGE} page(s) above the lowest page the limit allows ({floor:#x}, top - limit)")
         watch.fail(run, f"the stack was refused at {k.address:#x} with 'stack limit', on {where}; the stack may "
                         f"grow down to {floor:#x} and no further: {k.reason}")
+    gap = fact(kernel, "user_stack_gap")
+    if k is not None and k.address is not None and floor - gap <= k.address < floor and no_vma_verdict(
+            k.reason.split("; the page", 1)[0]):
+        watch.fail(run, f"the fault at {k.address:#x}, in the guard gap below the stack's limit (the {gap // PAGE} "
+                        f"page(s) below {floor:#x}, top - limit), was denied 'no VMA': the fault decision must give "
+                        "the gap its own verdict, 'stack limit' (decide_fault: a page below the floor but within the "
+                        f"gap is a stack overflow, not an address with no region near it): {k.how}: {k.reason}")
     if k is None or k.how != "stack limit" or "stack limit" not in k.reason or k.address is None \
             or not top - limit - PAGE <= k.address < top - limit:
         watch.fail(run, f"the process recursing {too_deep} pages was not killed with 'stack limit' just below "
@@ -980,6 +1035,64 @@ def random_mismatch(token, ops, op, got, want):
             "it: an mprotect, a split or a neighbour's unmap)")
 
 
+def record_against_model(record, token, ops, op):
+    """A sentence when @p record (vmas's VMAs, read from guest RAM where the program reported
+    operation @p op's mismatch) holds a region over a page of the window that the model, after
+    that operation, says is not mapped; None when the record agrees with the model there. The
+    model's history says how such a region came about: when a page on each side of the hole was
+    mapped (or given its permissions) after the hole's last unmap, two regions were merged across
+    the gap; when the hole was made after both, the munmap that made it left its range in the
+    record."""
+    if record is None or record.problem:
+        return None
+    made, unmapped, after, prev = {}, {}, None, None
+    for s in random_steps(token, ops):
+        if prev is not None:
+            span = range(prev["first"], prev["first"] + prev["count"])
+            for i in range(WINDOW_PAGES):
+                was, now = i in prev["before"], i in s["before"]
+                changed = prev["call"] == "mmap" or prev["call"] == "mprotect" and prev["wants"][:1] == [0]
+                if now and (not was or (i in span and changed)):
+                    made[i] = prev["op"]
+                if was and not now:
+                    unmapped[i] = prev["op"]
+        if s["op"] == op + 1:
+            after = s["before"]
+            break
+        prev = s
+    if after is None:
+        return None
+    end = WINDOW + WINDOW_PAGES * PAGE
+    for v in record.vmas:
+        lo, hi = max(v.start, WINDOW), min(v.end, end)
+        if lo >= hi:
+            continue
+        idx = range((lo - WINDOW) // PAGE, (hi - WINDOW) // PAGE)
+        holes = [i for i in idx if i not in after]
+        if not holes:
+            continue
+        h = holes[0]
+        left = [i for i in idx if i < h and i in after]
+        right = [i for i in idx if i > h and i in after]
+        shown = f"{holes[0]}" + (f"-{holes[-1]}" if len(holes) > 1 else "")
+        where = (f"vmas's record (read from guest RAM where the program reported operation {op}) holds one region {v} "
+                 f"over pages {idx[0]}-{idx[-1]} of the window, but the model (after that operation) does not map "
+                 f"page(s) {shown}")
+        # The mapped pages next to the hole inside the region: made after the hole was (the region
+        # grew over it), or before (the hole was punched and the record kept it).
+        sides = ([left[-1]] if left else []) + ([right[0]] if right else [])
+        if sides and max(made.get(i, -1) for i in sides) > unmapped.get(h, -1):
+            return (f"{where}, which lay in a gap next to a mapping when that mapping was made: two regions with a gap "
+                    "between them were merged into one across the gap (VmaSet::mergeable must also require that the "
+                    "left one ends where the right one starts)")
+        if sides:
+            return (f"{where}: the munmap that made that hole (operation {unmapped[h]}) left its range in the record "
+                    "(VmaSet::remove)")
+        return (f"{where}: the record keeps a region over pages the program does not map (a region that outlived "
+                "its munmap, or grew past its mapping)")
+    return None
+
+
 @lab_test(5, "random_ops")
 def test_random_ops(boot, kernel, arch):
     token = boot.fresh_token()
@@ -1001,7 +1114,9 @@ def test_random_ops(boot, kernel, arch):
 
     def first_wrong(snap):
         # The program's first result that differs from its model: on the way to any stop.
-        wrong.setdefault("at", (snap.argument(0), signed(snap.argument(1)), signed(snap.argument(2))))
+        if "at" not in wrong:
+            wrong["at"] = (snap.argument(0), signed(snap.argument(1)), signed(snap.argument(2)))
+            wrong["record"] = next((r for r in read_records(snap, kernel).values() if r.name == "vmas"), None)
         first_broken(snap)
 
     def witness(guest):
@@ -1027,6 +1142,9 @@ def test_random_ops(boot, kernel, arch):
     # The first operation the kernel answered otherwise than the model heads every failure: the
     # checks below (and a kill before the grader's stop) are what it led to.
     cause = random_mismatch(token, ops, *wrong["at"]) if "at" in wrong else None
+    against = record_against_model(wrong.get("record"), token, ops, wrong["at"][0]) if "at" in wrong else None
+    if against:
+        cause = f"{against}\n{cause}"
     if "broken" in wrong:
         cause = f"{wrong['broken']}\n{cause}" if cause else wrong["broken"]
     if cause and run.witness is None:

@@ -12,7 +12,8 @@ import re
 
 from pagoda_grade import audit, lab_test, programs
 from pagoda_grade.outcomes import KILL_LINE, BootEnded, finding_first
-from pagoda_grade.lifecycle import (Deaths, Pages, Refs, covered, fork_problems, fork_view, leak_story, pid_of, processes,
+from pagoda_grade.lifecycle import (Deaths, Pages, Refs, covered, digest, fork_problems, fork_view, leak_story, pid_of,
+                                    processes,
                                     return_address, stale_records, stalled_waits, unflushed, wider_than_record)
 from pagoda_grade.processes import (HEX, Layout, count_used, foreign_code_kill, parse_kills, parse_reaped, process_roots,
                                     registry, user_elf, user_page_frames, user_pages, user_symbol, writable_in_two, written)
@@ -223,6 +224,33 @@ def require(watch, run):
     return watch.require(run)
 
 
+def children_of(snap, kernel, pid):
+    """{pid: Proc} of the processes in the table (guest RAM) whose parent is @p pid."""
+    return {q: p for q, p in processes(snap, kernel, records_of=-1).items() if p.parent == pid and q != pid}
+
+
+def wait_problem(result, before, after):
+    """What a blocking wait got wrong, from its @p result (read in user mode at its return) and
+    the caller's children in the process table (guest RAM) at its entry (@p before) and its
+    return (@p after), each {pid: Proc}; None when the table agrees with the result."""
+    if result == -ECHILD and after:
+        alive = sorted(q for q, p in after.items() if not p.zombie)
+        return (f"wait returned -ECHILD ({-ECHILD}) while the process table (guest RAM, at its return) holds "
+                f"{len(after)} child(ren) of the caller (pids {', '.join(map(str, sorted(after)))}; "
+                f"{len(alive)} not ended yet): a process is its parent's child from fork to its reaping, ended or "
+                "not: wait must sleep until one ends, and say ECHILD only when the caller has no child at all")
+    gone = sorted(q for q in before if q not in after)
+    if result == 0 and gone:
+        return (f"wait reaped pid {gone[0]} (in the process table at the wait's entry, its slot free at the return, "
+                f"guest RAM) yet returned 0 (read in user mode): the pid it returns was read from the child's slot "
+                "after reap() had cleared it: keep the child's pid before reaping")
+    if result > 0 and result not in before:
+        return (f"wait returned pid {result}, which was no child of the caller at the wait's entry (its children in "
+                f"the process table then: {', '.join(map(str, sorted(before))) or 'none'}): wait returns the pid of "
+                "the child it reaped")
+    return None
+
+
 def check_baseline(watch, run, w):
     if w["after"] != w["before"]:
         head = (f"frames in use (the frame allocator's bitmap, read by the grader from guest RAM): {w['before']} before "
@@ -284,6 +312,7 @@ def test_fork_basic(boot, kernel, arch):
         deaths = deaths_of(watch)
         seen, waits, exits = {}, [], {}
         state = watch.fork_state = dict(at_fork=None, later=None, flush=None)
+        tables = watch.wait_tables = []   # (result, the caller's children at the wait's entry, at its return)
         tracer = Tracer(guest, watch)
         fork_at = address_of(kernel, "pagoda::proc::fork_process")
         idle_at = address_of(kernel, "pagoda::proc::idle_until_interrupt")
@@ -357,6 +386,7 @@ def test_fork_basic(boot, kernel, arch):
                         watch.audit.note(fork_result_problem(result, f"pid {pid_of(snap, kernel, root)[0]} (forktree)"))
                 elif data[0] == "wait":
                     waits.append((result, snap.read_virt(data[1], EXIT_INFO_SIZE, parent) if result > 0 and data[1] else b""))
+                    tables.append((result, data[2], children_of(snap, kernel, data[3])))
                     if result < 0:
                         break
                 continue
@@ -366,7 +396,9 @@ def test_fork_basic(boot, kernel, arch):
                     state["fork_pc"] = snap.register(watch.proc["syscall_return_pc"])
                     tracer.follow(snap, ("fork result",))
                 elif number == wait_call:
-                    tracer.follow(snap, ("wait", snap.register(watch.proc["syscall_args"][1])))
+                    caller = pid_of(snap, kernel, root)[0]
+                    tracer.follow(snap, ("wait", snap.register(watch.proc["syscall_args"][1]),
+                                         children_of(snap, kernel, caller), caller))
                 continue
             if root in watch.kernel_roots:
                 continue
@@ -415,6 +447,11 @@ def test_fork_basic(boot, kernel, arch):
     fail_on_lab6_skeleton(watch, run)
     seen_so_far = getattr(watch, "fork_state", {})
     fork_failure(seen_so_far.get("at_fork"), seen_so_far.get("later"), seen_so_far.get("flush"))
+    # A wait whose result the process table at its entry and return contradicts: what the parent
+    # did next (exit early, count its children wrong) follows from it.
+    wrong = next((p for p in (wait_problem(*t) for t in getattr(watch, "wait_tables", [])) if p), None)
+    if wrong:
+        seen_first(run, wrong)
     w = require(watch, run)
     fail_on_killed_children(watch, run)
     if len(w["seen"]) < witnesses:
@@ -770,7 +807,35 @@ def copies_in_other_roots(snap, watch, frames, roots):
     return frames & mapped
 
 
-def bomb_script(watch, fork_call, kernel):
+def first_fork_problem(eager, entry, back, parent_root, child_root):
+    """What a fork did to the memory it copies, from the parent's pages at the fork's entry
+    (@p entry: {va: (frame, digest)}) and both roots where the parent is back from it (@p back):
+    the parent's pages must be the bytes they were (fork only reads them), and an eager fork's
+    child must map frames of its own. None when both hold."""
+    parent = Pages.of(back, parent_root)
+    child = Pages.of(back, child_root) if child_root is not None else Pages()
+    if eager:
+        for va in sorted(entry):
+            if va in parent and va in child and parent[va][0] == child[va][0]:
+                return (f"the eager fork mapped the parent's own frame {parent[va][0]:#x} at {va:#x} in the child (the "
+                        "grader's walk of both roots where the parent is back from fork): the child writes the "
+                        "parent's memory, the frame is counted once, and the copy made for the child is lost: the "
+                        "eager copy must map the new frame it filled (map_copy(frame)), not the parent's")
+    for va, (frame, before) in sorted(entry.items()):
+        if va not in parent or digest(back, parent[va][0]) == before:
+            continue
+        theirs = child.get(va)
+        same = theirs is not None and digest(back, theirs[0]) == digest(back, parent[va][0])
+        return (f"fork changed the parent's memory: its page {va:#x} (frame {parent[va][0]:#x}) no longer holds the "
+                "bytes it held at fork's entry (the grader read them at the fork's entry and where the parent is back "
+                "from it, guest RAM)"
+                + (": the child's copy holds the same new bytes: the eager copy was made the wrong way round, the "
+                   "child's new frame copied over the parent's page (copy_frame(to, from): the new frame is the "
+                   "target)" if same and eager else ": fork must only read the parent's pages"))
+    return None
+
+
+def bomb_script(watch, fork_call, kernel, eager=False):
     """At every fork: frames in use at its entry and right after it returns (read in user mode,
     with its result): a failed fork must leave the count exactly where it found it. Children made
     earlier may run between the two stops (the first time each runs it returns from fork to the
@@ -785,6 +850,9 @@ def bomb_script(watch, fork_call, kernel):
         # calls (sleep, exit) among the stops.
         for snap in calls(guest, watch, {fork_call}, 4 * watch.layout.slots + 32):
             at_entry, entry_bits = count_used(snap, *watch.bitmap)
+            # The first fork: the parent's pages as fork found them, to see what it did to them.
+            entry = {va: (pa, digest(snap, pa)) for va, (pa, _) in Pages.of(snap, snap.lower_root).items()} \
+                if not forks else None
             others = set(process_roots(snap, kernel)) - {snap.lower_root}   # the children made before
             pids = set(processes(snap, kernel, records_of=-1))
             pc, root = snap.register(watch.proc["syscall_return_pc"]), snap.lower_root
@@ -795,6 +863,13 @@ def bomb_script(watch, fork_call, kernel):
             else:
                 raise AssertionError("the forking process never returned from fork")
             result = signed(back.register(watch.proc["syscall_result"]))
+            if entry is not None and result > 0 and "damage" not in watch.__dict__:
+                child = next((r for r, label in process_roots(back, kernel).items() if label.endswith(f"(pid {result})")),
+                             None)
+                watch.damage = first_fork_problem(eager, entry, back, root, child)
+                if watch.damage and getattr(watch, "audit", None):
+                    # Seen at a stop: it heads the failure before what the boot's end audit finds.
+                    watch.audit.note(f"fork={'eager' if eager else 'cow'}: {watch.damage}")
             after, after_bits = count_used(back, *watch.bitmap)
             leak = []
             if result < 0 and after != at_entry:
@@ -826,7 +901,11 @@ def test_fork_bomb(boot, kernel, arch):
         watch = Watch(kernel, arch)
         watch.deaths = Deaths(kernel, cow=False, light=True)   # (a hundred children of megabytes each)
         run = boot(args={"run": f"forktree:bomb:{mib}", "fork": mode}, token=token,
-                   witness=bomb_script(watch, fork_call, kernel), memory=GRADER_MEMORY)
+                   witness=bomb_script(watch, fork_call, kernel, eager=mode == "eager"), memory=GRADER_MEMORY)
+        damage = getattr(watch, "damage", None)
+        if damage:
+            # Seen where the first fork returned: whatever the children and the bomb did after.
+            seen_first(run, f"fork={mode}: {damage}")
         w = require(watch, run)
         forks = w["forks"]
         if not forks or forks[-1][0] != -errno:
@@ -1334,6 +1413,11 @@ def usertests_case(boot, kernel, arch, case):
             wrong.append(f"{label}: returned child {r}, not 0 (read in user mode): wait ignored no-hang: it slept "
                          "until that child ended and reaped it, where with no-hang it must return 0 at once while "
                          "every child it may reap still runs")
+        elif (p["flags"] & PROBE_EXACT and t["number"] == wait_call and r == 0 and p["want"] > 0
+              and t.get("args", [0, 0, 0])[2] & wait_no_hang()):
+            wrong.append(f"{label}: returned 0 (read in user mode), though the child {p['want']} it asked for had ended: "
+                         "wait with no-hang returned before looking for an ended child: no-hang returns 0 only when "
+                         "no child it may reap has ended (reap a zombie first, then decide not to sleep)")
         elif p["flags"] & PROBE_EXACT and r != p["want"] and t["number"] == wait_call and r > 0 and p["want"] > 0:
             wrong.append(f"{label}: returned child {r}, not the child {p['want']} it asked for (read in user mode): "
                          "wait(pid) must reap that child only, and sleep until it ends, whichever other child has "

@@ -60,5 +60,7 @@ inline u32 physical_address_bits() {
 inline constexpr u32 kMsrApicBase = 0x1B;
 inline constexpr u32 kMsrEfer = 0xC0000080;
 inline constexpr u64 kRflagsIf = 1u << 9;
+/// RFLAGS.AC: with SMAP on, the kernel may touch user pages only while it is set (STAC/CLAC).
+inline constexpr u64 kRflagsAc = 1u << 18;
 
 }  // namespace pagoda::x86

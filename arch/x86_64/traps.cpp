@@ -28,6 +28,7 @@
 
 extern "C" char x86_vector_stubs[], x86_syscall_entry[], boot_stack_guard[], boot_stack_bottom[], boot_stack_top[];
 extern "C" pagoda::u64 x86_syscall_kernel_rsp;
+extern "C" pagoda::u8 x86_smap_enabled;  // user_mode.cpp: 1 once CR4.SMAP is on
 
 namespace pagoda::x86 {
 namespace {
@@ -316,7 +317,9 @@ extern "C" void x86_trap(pagoda::x86::TrapFrame* frame) {
     pagoda::Access access = page_fault_access(frame->error);
     // A user copy touches user memory on the process's behalf: its fault is decided with the
     // process's rights (a page of a region comes in; anything else returns EFAULT below).
-    if (!from_user && pagoda::proc::user_fixup_for(frame->rip, address.value()) != 0) access.user = true;
+    const bool guard_up = x86_smap_enabled && !(frame->rflags & kRflagsAc);
+    if (!from_user && pagoda::proc::checked_user_fixup(frame->rip, address.value(), guard_up, "SMAP (RFLAGS.AC clear)") != 0)
+      access.user = true;
     switch (pagoda::vm::handle_fault(pagoda::vm::current_space(), address, access)) {
       case pagoda::vm::FaultDecision::Resolved: return;
       case pagoda::vm::FaultDecision::KillProcess:
@@ -324,7 +327,7 @@ extern "C" void x86_trap(pagoda::x86::TrapFrame* frame) {
     }
     // A user copy that hit a bad user address goes on at its fix-up and returns short (EFAULT).
     if (!from_user) {
-      if (const pagoda::uptr resume = pagoda::proc::user_fixup_for(frame->rip, address.value())) {
+      if (const pagoda::uptr resume = pagoda::proc::checked_user_fixup(frame->rip, address.value(), guard_up, "SMAP (RFLAGS.AC clear)")) {
         frame->rip = resume;
         return;
       }

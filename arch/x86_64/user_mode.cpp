@@ -58,7 +58,7 @@ namespace {
 constexpr u32 kMsrStar = 0xC0000081, kMsrLstar = 0xC0000082, kMsrSfmask = 0xC0000084;
 constexpr u64 kEferSyscall = 1u << 0;
 constexpr u64 kCr4Umip = 1u << 11, kCr4Smep = 1u << 20, kCr4Smap = 1u << 21;
-constexpr u64 kRflagsTf = 1u << 8, kRflagsDf = 1u << 10, kRflagsNt = 1u << 14, kRflagsAc = 1u << 18;
+constexpr u64 kRflagsTf = 1u << 8, kRflagsDf = 1u << 10, kRflagsNt = 1u << 14;
 [[maybe_unused]] constexpr u64 kRflagsReserved = 1u << 1;  // always 1
 /// CPUID leaf 7: EBX bit 7 SMEP, bit 20 SMAP; ECX bit 2 UMIP.
 constexpr u32 kCpuidStructured = 7;

@@ -62,6 +62,49 @@ def first_kernel_fault(run):
     return None
 
 
+# ---- A user copy that ran with the guard up ------------------------------------------------------
+
+X86_CR4_SMAP = 1 << 21
+X86_RFLAGS_AC = 1 << 18
+
+
+def copy_guard_cause(run):
+    """The sentence for the first user copy (an instruction of the fix-up table, on a user-half
+    address) that QEMU's log shows faulting with the CPU's guard against kernel accesses to user
+    pages still up, or None. x86_64: SMAP on (CR4 bit 21) and RFLAGS.AC clear in the log's register
+    dump at the fault, whatever the page. AArch64 (the log has no PSTATE of the faulting code): a
+    permission fault on a read, which only PAN gives the kernel on a page it maps (EL1 may read
+    every page it maps). A copy outside UserAccessScope faults on good pages and returns EFAULT, so
+    this is the cause of whatever call then failed."""
+    kernel = run.symbolizer.elf
+    try:
+        fixups = symbols.user_fixups(kernel)
+        user_end = symbols.fact(kernel, "user_end")
+    except (AssertionError, OSError):
+        return None
+    model = ARCHES[run.arch]
+    for f in run.log.faults:
+        if f.privilege != kernel_privilege(run.arch) or f.pc not in fixups or f.address is None \
+                or f.address >= user_end or not is_page_fault(f):
+            continue
+        where = run.symbol_of(f.pc) or f"{f.pc:#x}"
+        a = Access(f)
+        if run.arch == "x86_64":
+            regs = f.registers or {}
+            if "RFL" not in regs or not regs.get("CR4", 0) & X86_CR4_SMAP or regs["RFL"] & X86_RFLAGS_AC:
+                continue
+            return (f"a user copy ({where}) {a.verb()} user address {f.address:#x} with SMAP on and RFLAGS.AC clear "
+                    f"(QEMU's log: RFL={regs['RFL']:#x} at the fault): the copy ran without lifting the guard against "
+                    "kernel accesses to user pages, so the CPU refuses it every user page and it comes back EFAULT: "
+                    "call the copy routine inside a UserAccessScope (it sets AC for the copy alone)")
+        if model.isa.is_permission_fault(f.error or 0) and not a.write and not a.fetch:
+            return (f"a user copy ({where}) read user address {f.address:#x} and took a permission fault (QEMU's log: "
+                    f"ESR {f.error:#x}): EL1 may read every page it maps, so PAN refused it: the copy ran without "
+                    "clearing PAN, the guard against kernel accesses to user pages, so it comes back EFAULT on good "
+                    "pages: call the copy routine inside a UserAccessScope (it clears PAN for the copy alone)")
+    return None
+
+
 # ---- Audit findings: ranked before symptoms --------------------------------------------------------
 
 def audit_first(run, said=""):
@@ -310,6 +353,9 @@ def headline(run, reason):
     refused = kernel_refusal(run)
     if refused and fresh(refused):
         return refused
+    guard = copy_guard_cause(run)
+    if guard and fresh(guard):
+        return guard
     if outcome == "success" and not run.search(r"PANIC: "):
         return None
     found = run.first_fault_cause()

@@ -267,7 +267,8 @@ class CowFault:
             return (f"{at} copied frame {self.frame:#x} (count {self.count} before: other roots still map it) into "
                     f"{self.after_frame:#x} and the old frame is free in the allocator's bitmap (guest RAM) at the "
                     f"fault's return, count now {self.after_count}: a frame freed while it is still mapped (a drop "
-                    "that said 'last' when the count fell to 1, not when it was 1)")
+                    "that said 'last' when the count fell to 1, not when it was 1, or a put_user_frame() that frees "
+                    "when drop() says the mapping was not the last)")
         if self.count <= 1:
             return (f"{at} found frame {self.frame:#x} with count {self.count} (this mapping was its last) and copied "
                     f"it into {self.after_frame:#x}: a page with one mapping left is taken back, not copied")

@@ -125,8 +125,12 @@ FaultDecision resolve_user_fault(AddressSpace& space, UserRegions& regions, Virt
         const Span<const Vma> above = regions.vmas.overlapping(page + kPageSize, align_down(~u64{0}, kPageSize));
         const u64 end = above.empty() ? page + kPageSize : above[0].start;
         Error e = grown.error().during("recording the stack's growth down to the page", page);
-        if (e == Error::AlreadyExists)
-          if (const char* why = refused_without_overlap(regions.vmas, page, end)) e = e.noted(why);
+        if (e == Error::AlreadyExists) {
+          Vma part = verdict.vma;
+          part.start = page;
+          part.end = end;
+          if (const char* why = refused_without_overlap(regions.vmas, part)) e = e.noted(why);
+        }
         return unresolved(Why::Grow, page, access, verdict.vma, e);
       }
       break;
@@ -247,6 +251,14 @@ bool explain_unresolved(FormatSink& sink, VirtAddr va) {
       else format_to(sink, "allowed by its VMA, but populate() failed ({}): ", u.error);
       break;
     case Unresolved::Why::Widen:
+      if (u.error == Error::NotImplemented && u.access.write) {
+        // Before lab 6 nothing shares a frame: a read-only page of a writable region is one whose
+        // entry never got its region's permissions.
+        format_to(sink, "allowed by its VMA, but the page is mapped read-only in a writable region, and with no "
+                        "copy-on-write yet (lab 6) nothing shares a frame: the page's entry lags its region's "
+                        "permissions (mprotect changed the record but not the pages, or the pages first): ");
+        break;
+      }
       format_to(sink, "allowed by its VMA, but widening the page's entry failed ({}): ", u.error);
       break;
   }

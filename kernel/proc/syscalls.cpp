@@ -235,6 +235,18 @@ i64 sys_exec(Process& p, u64 name_va, u64 argv_va) {
     report_call_failure(p, "exec", entry.error());
     return fail(entry.error() == Error::NoMemory ? Errno::NoMem : Errno::NoExec);
   }
+  // The new space must read the process's own record (the one exec copied the new regions into)
+  // and be the one the fault handler is told is current: a record left on exec's stack, or an
+  // old space, answers the new program's faults with whatever is there.
+  if (p.space().regions() != &p.regions())
+    panic("proc {} ({}): exec left the new space reading the record at {:p}, not the process's own record {:p}: "
+          "after the commit the space must read p.regions() (space.set_regions()), not the loader's local record, "
+          "which ends with exec_current()", p.pid, p.name_view(), static_cast<const void*>(p.space().regions()),
+          static_cast<const void*>(&p.regions()));
+  if (vm::current_space() != &p.space())
+    panic("proc {} ({}): exec left the fault handler's current space at {:p}, not the process's new space {:p} "
+          "(vm::set_current_space())", p.pid, p.name_view(), static_cast<const void*>(vm::current_space()),
+          static_cast<const void*>(&p.space()));
   if (lifecycle_log()) println("proc {} ({}): exec; root {:#x}", p.pid, p.name_view(), p.space().root().value());
   return i64(entry.value().argc);
 }

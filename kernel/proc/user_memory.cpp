@@ -166,6 +166,40 @@ uptr user_fixup_for(uptr ip, uptr address) {
   // LAB 4 END
 }
 
+uptr checked_user_fixup(uptr ip, uptr address, bool guard_up, const char* guard) {
+  const uptr got = user_fixup_for(ip, address);
+  uptr want = 0;
+  bool in_table = false;
+  for (const PagodaUserFixup* f = __start_pagoda_user_fixups; f < __stop_pagoda_user_fixups; ++f)
+    if (f->fault_ip == ip) {
+      in_table = true;
+      if (in_user_half(address, 1)) want = f->resume_ip;
+      break;
+    }
+  static bool guard_said = false;
+  if (in_table && guard_up && in_user_half(address, 1) && !guard_said) {
+    guard_said = true;
+    println("USER COPY WITH THE GUARD ON: the copy instruction at {:#x} faulted on user address {:#x} while {} was on: "
+            "the copy ran outside a UserAccessScope, so the CPU refuses it every user page (EFAULT)",
+            ip, address, guard);
+  }
+  if (got == want) return got;
+  if (want == 0 && in_table)
+    panic("user_fixup_for({:#x}, {:#x}) returned {:#x}: the address is not in the user half, so no fix-up may "
+          "take the fault (a kernel address faulting in a copy is a kernel bug, never EFAULT)", ip, address, got);
+  if (want == 0)
+    panic("user_fixup_for({:#x}, {:#x}) returned {:#x}, but that instruction is not in the fix-up table: only a "
+          "table entry's faulting instruction has a resume address", ip, address, got);
+  if (got == 0)
+    panic("user_fixup_for({:#x}, {:#x}) returned 0, but the fix-up table holds that instruction (resume at {:#x}): "
+          "the lookup missed its entry (compare each entry's faulting instruction with ip)", ip, address, want);
+  if (got == ip)
+    panic("user_fixup_for({:#x}, {:#x}) returned the faulting instruction itself, not its entry's resume address "
+          "{:#x}: the copy would restart there and fault again, for ever", ip, address, want);
+  panic("user_fixup_for({:#x}, {:#x}) returned {:#x}, but the fix-up table's entry for that instruction resumes at "
+        "{:#x}", ip, address, got, want);
+}
+
 Result<void> copy_to_space(AddressSpace& space, u64 va, const void* src, usize size) {
   // LAB 4 BEGIN write into a space that need not be live: its own tables name each frame, a temporary mapping reaches it
   if (!in_user_half(va, size)) return Error::InvalidArgument;

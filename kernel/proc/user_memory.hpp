@@ -81,4 +81,14 @@ bool in_user_half(u64 va, u64 size);
 /// a copy instruction, or an address outside the user half).
 uptr user_fixup_for(uptr ip, uptr address);
 
+/// What the trap handlers ask instead of user_fixup_for() for a kernel-mode fault at instruction
+/// @p ip on @p address: its answer, checked against the fix-up table read here. A lookup that
+/// disagrees with the table is a kernel bug named at once (panic): 0 for an instruction the table
+/// holds on a user address (its entry missed), the faulting instruction itself (the copy would
+/// fault there again, for ever), or any other address than the entry's resume address. When
+/// @p guard_up (the CPU's guard against kernel accesses to user pages was on at the fault: SMAP
+/// with RFLAGS.AC clear, PAN set) and the instruction is a copy's, says once that the copy ran
+/// outside a UserAccessScope.
+uptr checked_user_fixup(uptr ip, uptr address, bool guard_up, const char* guard);
+
 }  // namespace pagoda::proc

@@ -150,7 +150,8 @@ void explain_no_vma(FormatSink& sink, const UserRegions& regions, u64 va) {
     if (page + regions.stack_gap >= floor) {
       format_to(sink, "; the page is in the guard gap below the stack's lowest address {:#x} (", floor);
       above->format(sink);
-      format_to(sink, "): a stack overflow");
+      format_to(sink, "): a stack overflow, which decide_fault() must deny as 'stack limit' (the gap's own verdict), "
+                      "not as 'no VMA'");
       return;
     }
   }
@@ -178,8 +179,13 @@ void explain_stack_limit(FormatSink& sink, const UserRegions& regions, const Fau
             regions.stack_limit, v.vma.size());
 }
 
-const char* refused_without_overlap(const VmaSet& vmas, u64 start, u64 end) {
-  if (start >= end || !vmas.overlapping(start, end).empty()) return nullptr;
+const char* refused_without_overlap(const VmaSet& vmas, const Vma& part) {
+  if (part.start >= part.end || !vmas.overlapping(part.start, part.end).empty()) return nullptr;
+  VmaSet probe(vmas.allocator(), vmas.page_size());
+  if (probe.copy_from(vmas).ok() && probe.insert(part).ok())
+    return "yet no region of the record overlaps the growth [page, the stack's start), and insert() takes exactly "
+           "that range when asked for it (tried on a copy of the record): grow_stack() asked the record for another "
+           "range, one that overlaps a region (the growth must end where the stack starts, not at the stack's top)";
   return "yet no region of the record overlaps the range: it only touches a neighbour (one ends where the other "
          "starts), which insert() must take (and merge when they are alike)";
 }

@@ -101,10 +101,14 @@ void explain_no_vma(FormatSink& sink, const UserRegions& regions, u64 va);
 /// the stack can never grow).
 void explain_stack_limit(FormatSink& sink, const UserRegions& regions, const FaultVerdict& v);
 
-/// Why @p vmas refused to take [start, end) with AlreadyExists, when it should not have: a static
-/// note when no region overlaps the range (the range only touches a neighbour: insert() took
-/// touching for overlapping), else nullptr (a real overlap: the refusal was right).
-const char* refused_without_overlap(const VmaSet& vmas, u64 start, u64 end);
+/// Why a stack's growth @p part ([the faulting page, the start of the region above), the stack's
+/// permissions, kind and flags) was refused with AlreadyExists when it should not have been: a
+/// static note when no region of @p vmas overlaps it, else nullptr (a real overlap: the refusal
+/// was right). The note says who refused: insert() is asked for @p part on a copy of @p vmas
+/// (nothing here changes); when the copy takes it, grow_stack() asked the record for another
+/// range than @p part (one that overlaps a region), else insert() took a region that only
+/// touches a neighbour for an overlapping one.
+const char* refused_without_overlap(const VmaSet& vmas, const Vma& part);
 
 /// The permissions the page tables should give a page of @p vma. A page the MMU uses is readable
 /// on every ISA Pagoda supports, so a region that allows anything gets readable pages; one that

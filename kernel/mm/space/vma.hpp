@@ -95,6 +95,8 @@ class VmaSet {
   usize size() const { return size_; }
   bool empty() const { return size_ == 0; }
   u64 page_size() const { return page_size_; }
+  /// Where the array comes from (a scratch set made beside this one uses it too).
+  Allocator& allocator() const { return allocator_; }
 
   // ---- changes: each either succeeds or leaves the set exactly as it was -----------------
 

@@ -883,11 +883,12 @@ USER_STACK_TOP_FACT = "pagoda_fact_user_stack_top"
 
 def _with_log_copies(arch, lines):
     """A stop with nothing wrong in the CPU's state: a user copy that QEMU's log shows faulting on the
-    argument page at the top of the user stack (pagoda_pt.diagnose.arguments_through_live_root)."""
+    argument page at the top of the user stack (pagoda_pt.diagnose.arguments_through_live_root), or
+    faulting with SMAP or PAN still up (copy_with_guard_up)."""
     at = _verdict_at(lines)
     if at is None or not lines[at].startswith("verdict: " + NOTHING_WRONG):
         return lines
-    from pagoda_pt.diagnose import arguments_through_live_root
+    from pagoda_pt.diagnose import arguments_through_live_root, copy_with_guard_up
     from . import kernel
     try:
         top = kernel.symbol_address(USER_STACK_TOP_FACT)
@@ -897,6 +898,9 @@ def _with_log_copies(arch, lines):
         with target.physical_memory() as read_phys:
             fixups = user_fixups(read_phys) or {}
         sentence = arguments_through_live_root(events, fixups, isa(arch).user_privilege, top) if fixups else None
+        end = user_end()
+        if sentence is None and fixups and end is not None:
+            sentence = copy_with_guard_up(events, fixups, end, isa(arch))
     except Exception:  # noqa: BLE001 - an addition: never lose fault-why's own lines to it
         return lines
     return lines if sentence is None else _overruled(lines, at, "{} (the CPU's state)", sentence)

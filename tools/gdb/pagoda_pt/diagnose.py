@@ -1266,6 +1266,38 @@ def arguments_through_live_root(events: list, fixups: dict, user_privilege: int,
     return None
 
 
+# ---- a user copy run with the guard up (lab 4) -----------------------------------------------------
+
+X86_CR4_SMAP = 1 << 21
+X86_RFLAGS_AC = 1 << 18
+
+
+def copy_with_guard_up(events: list, fixups: dict, user_end: int, model) -> Optional[str]:
+    """The first kernel-mode fault in QEMU's log (@p events) of a user copy (its PC in the fix-up
+    table @p fixups) on a user address (below @p user_end) taken with the CPU's guard against
+    kernel accesses to user pages still up, as one sentence, or None. x86_64: CR4.SMAP set and
+    RFLAGS.AC clear in the log's register dump at the fault. AArch64 (the log has no PSTATE of the
+    faulting code): a permission fault on a read, which only PAN gives EL1 on a page it maps.
+    @p model: the ISA (pagoda_pt.isa) of the events."""
+    for e in events:
+        if e.kind != "exception" or e.privilege == model.user_privilege or e.address is None \
+                or e.pc not in fixups or e.address >= user_end or not model.is_page_fault(e):
+            continue
+        present, write, fetch = model.access(e.error or 0)
+        regs = getattr(e, "registers", None) or {}
+        if "RFL" in regs:
+            if regs.get("CR4", 0) & X86_CR4_SMAP and not regs["RFL"] & X86_RFLAGS_AC:
+                return ("a user copy (PC %#x) faulted on user address %#x with SMAP on and RFLAGS.AC clear (QEMU's "
+                        "log): it ran without lifting the guard against kernel accesses to user pages, so every user "
+                        "page refuses it (EFAULT): call the copy routine inside a UserAccessScope" % (e.pc, e.address))
+            continue
+        if model.is_permission_fault(e.error or 0) and not write and not fetch:
+            return ("a user copy (PC %#x) read user address %#x and took a permission fault (QEMU's log, ESR %#x): EL1 "
+                    "may read every page it maps, so PAN refused it: the copy ran without clearing PAN (call the copy "
+                    "routine inside a UserAccessScope)" % (e.pc, e.address, e.error))
+    return None
+
+
 # ---- a merge that ignores permissions (lab 5) ------------------------------------------------------
 
 def merge_ignores_permissions(who: str, vma_text: str, alike: Optional[bool], differ: Optional[bool]) -> Optional[str]:
