@@ -44,6 +44,13 @@ MARK_WRONG = "@@pagoda-why: wrong@@"
 UNRESOLVED = "the kernel kills the process unless it resolves the fault"
 
 
+def user_trap_line(who: str) -> str:
+    """The line both ISAs' rules print for an exception raised in user mode by @p who: a page fault
+    may still be answered (the VMAs decide, which the verdict then says), so it is no kill yet."""
+    return ("  raised in user mode by %s: unless the kernel resolves it (lab 5: a page of a VMA brought in; "
+            "lab 6: a copy-on-write copy), the kernel ends that process (proc::user_fault) and the others go on" % who)
+
+
 def program_s_own(verdict: Optional[str], fault: Optional[dict], overruled: bool) -> bool:
     """Whether fault-why's @p verdict line ("verdict: ...") names nothing wrong with the kernel:
     nothing is wrong, or a process killed for an access its record (or, before lab 5 gives

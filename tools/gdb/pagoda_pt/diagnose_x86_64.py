@@ -22,7 +22,7 @@ from typing import Callable, Optional
 
 from . import x86_64
 from .diagnose import (RANK_NOT_LIVE_USER_ADDRESS, Explanation, Finding, KernelAccess, LogStory, Roots, SyscallAt,
-                       denying_levels, function_name, not_live_user_address, on_behalf_findings)
+                       denying_levels, function_name, not_live_user_address, on_behalf_findings, user_trap_line)
 from .format import format_gp_error, format_pf_error, format_walk
 from .model import PAGE_SIZE_4K, Walk
 from .regs import CR0_PE, EFER_LMA, decode_gp_error, decode_pf_error, paging_mode
@@ -415,9 +415,7 @@ class _Explainer:
         what to decide on); anything else ends the process. The verdict says what the CPU saw,
         not whose fault it is: a program killed for reading what the kernel wrote there wrongly
         is the kernel's bug."""
-        self.ex.line("  raised in user mode by %s: unless the kernel resolves it (lab 5: a page "
-                     "of a VMA brought in; lab 6: a copy-on-write copy), the kernel ends that "
-                     "process (proc::user_fault) and the others go on" % self.process_label())
+        self.ex.line(user_trap_line(self.process_label()))
         self.kernel_trap(tf)
         if tf["vector"] == PAGE_FAULT and self.cr2 is not None:
             decoded = decode_pf_error(tf["error"])
