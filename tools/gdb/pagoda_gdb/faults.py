@@ -148,30 +148,24 @@ def _faultlog():
     return kernel.core_module("faultlog")
 
 
+def read_log_text(path):
+    """QEMU's -d int log at @p path as text: whole when it is at most LOG_READ_WHOLE bytes, else its
+    first and last LOG_READ_END bytes with a line saying how much was left out between them (a
+    storming kernel writes ~100 MB/s: a look of fault-why must not read gigabytes). (text, partial)."""
+    partial = os.path.getsize(path) > LOG_READ_WHOLE
+    return _faultlog().read_ends(path, LOG_READ_END, LOG_READ_END, "fault-why"), partial
+
+
 def read_log_story(path):
     """The LogStory of QEMU's -d int log at @p path, from every event it logged (exceptions,
     interrupts, system calls); its first and last 4 MiB when it is larger than 8 MiB: then counts
     are lower bounds."""
     from . import kernel
-    faultlog = _faultlog()
-    size = os.path.getsize(path)
-    with open(path, "rb") as f:
-        if size <= LOG_READ_WHOLE:
-            texts = [f.read()]
-        else:
-            head = f.read(LOG_READ_END)
-            f.seek(size - LOG_READ_END)
-            tail = f.read()
-            # Whole lines only: the head up to its last newline, the tail after its first.
-            texts = [head[:head.rfind(b"\n") + 1], tail[tail.find(b"\n") + 1:]]
-    faults, triple = [], False
-    for text in texts:
-        parsed = faultlog.parse(text.decode(errors="replace"), "x86_64", kernel.names("x86_64"))
-        # Every event, not only the exceptions: a system call between two alike faults is the
-        # program going on, so they are no loop (LogStory.loop).
-        faults.extend(parsed.events)
-        triple = triple or parsed.triple_fault
-    return story_from_faults(faults, triple, partial=size > LOG_READ_WHOLE, size=size)
+    text, partial = read_log_text(path)
+    parsed = _faultlog().parse(text, "x86_64", kernel.names("x86_64"))
+    # Every event, not only the exceptions: a system call between two alike faults is the
+    # program going on, so they are no loop (LogStory.loop).
+    return story_from_faults(parsed.events, parsed.triple_fault, partial=partial, size=os.path.getsize(path))
 
 
 def qemu_log_story():

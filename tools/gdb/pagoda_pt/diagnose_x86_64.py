@@ -888,7 +888,7 @@ class _Explainer:
                     % (ADDR % self.cr2))
         ex.line("  CR3          %s  active root %s" % (ADDR % regs["cr3"], roots.label()))
         self.idt_line()
-        self.root_shape()
+        self.root_shape(rip)
         w = roots.walk(rip)
         ex.line("  %-12s %s %s" % ("RIP", ADDR % rip, "ok -> PA %s %s" % (
             ADDR % w.pa, w.perms.rwx()) if w.mapped else "NOT MAPPED: " + w.stop_reason))
@@ -916,8 +916,10 @@ class _Explainer:
                         "the code at RIP, the stack, the IDT's gates and handlers, the GDT and "
                         "the TSS are usable in the active root")
 
-    def root_shape(self):
-        """An empty root, or one without the kernel half: the most fundamental causes."""
+    def root_shape(self, rip: int):
+        """An empty root, or one without the kernel half: the most fundamental causes. A kernel
+        that runs from the lower half (lab 1's identity map: RIP there, mapped in the active root,
+        which is the kernel's own) has no kernel half to lose."""
         f, ex = self.f, self.ex
         kernel = f.roots.kernel() if f.roots else None
         try:
@@ -934,6 +936,10 @@ class _Explainer:
                     % (self.roots.label(), len(view.entries)))
             return
         problem = top_level_problem(view)
+        if problem and view.kernel_root is None and rip < KERNEL_HALF_START and self.roots.walk(rip).mapped:
+            ex.line("  the kernel half is empty, and the kernel runs from the lower half (RIP %#x is mapped there): "
+                    "lab 1's identity map, no kernel half yet" % rip)
+            return
         if problem:
             ex.line("  " + problem)
             if view.count(MISSING, False) and view.present(False) == 0 or \
