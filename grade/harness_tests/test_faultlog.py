@@ -255,6 +255,21 @@ def test_cut_keeps_the_head_and_the_tail(tmp_path):
     assert "the log was cut" in faultlog.parse(text + TRIPLE).summary()
 
 
+def test_read_ends_reads_a_storm_s_two_ends_and_leaves_the_file(tmp_path):
+    """fault-why reads a storming kernel's log (~100 MB/s) by its two ends, cut as cut_file cuts,
+    never the whole file, and leaves the file as it was; a small log is read whole."""
+    path = tmp_path / "qemu.log"
+    whole = A64_USER_COPY_FAULT * 4000
+    path.write_text(whole)
+    text = faultlog.read_ends(str(path), 1000, 1000, "fault-why")
+    assert path.read_text() == whole
+    assert len(text) < 2200 and "bytes in the middle cut by fault-why]" in text
+    log = faultlog.parse(text, "aarch64")
+    assert log.faults and all(f.pc == 0xffffffff8022b3e8 and f.address == 0xb59bdf0f2946 for f in log.faults)
+    assert "the log was cut" in log.summary()
+    assert faultlog.read_ends(str(path), len(whole), 0, "fault-why") == whole
+
+
 def test_a_line_cut_by_the_kill_is_left_out():
     """QEMU killed mid-line: 'CR2=00005000c72' is not a CR2."""
     whole = PAGE_FAULT_AFTER_TIMER

@@ -148,30 +148,24 @@ def _faultlog():
     return kernel.core_module("faultlog")
 
 
+def read_log_text(path):
+    """QEMU's -d int log at @p path as text: whole when it is at most LOG_READ_WHOLE bytes, else its
+    first and last LOG_READ_END bytes with a line saying how much was left out between them (a
+    storming kernel writes ~100 MB/s: a look of fault-why must not read gigabytes). (text, partial)."""
+    partial = os.path.getsize(path) > LOG_READ_WHOLE
+    return _faultlog().read_ends(path, LOG_READ_END, LOG_READ_END, "fault-why"), partial
+
+
 def read_log_story(path):
     """The LogStory of QEMU's -d int log at @p path, from every event it logged (exceptions,
     interrupts, system calls); its first and last 4 MiB when it is larger than 8 MiB: then counts
     are lower bounds."""
     from . import kernel
-    faultlog = _faultlog()
-    size = os.path.getsize(path)
-    with open(path, "rb") as f:
-        if size <= LOG_READ_WHOLE:
-            texts = [f.read()]
-        else:
-            head = f.read(LOG_READ_END)
-            f.seek(size - LOG_READ_END)
-            tail = f.read()
-            # Whole lines only: the head up to its last newline, the tail after its first.
-            texts = [head[:head.rfind(b"\n") + 1], tail[tail.find(b"\n") + 1:]]
-    faults, triple = [], False
-    for text in texts:
-        parsed = faultlog.parse(text.decode(errors="replace"), "x86_64", kernel.names("x86_64"))
-        # Every event, not only the exceptions: a system call between two alike faults is the
-        # program going on, so they are no loop (LogStory.loop).
-        faults.extend(parsed.events)
-        triple = triple or parsed.triple_fault
-    return story_from_faults(faults, triple, partial=size > LOG_READ_WHOLE, size=size)
+    text, partial = read_log_text(path)
+    parsed = _faultlog().parse(text, "x86_64", kernel.names("x86_64"))
+    # Every event, not only the exceptions: a system call between two alike faults is the
+    # program going on, so they are no loop (LogStory.loop).
+    return story_from_faults(parsed.events, parsed.triple_fault, partial=partial, size=os.path.getsize(path))
 
 
 def qemu_log_story():
@@ -906,6 +900,96 @@ def _with_log_copies(arch, lines):
     return lines if sentence is None else _overruled(lines, at, "{} (the CPU's state)", sentence)
 
 
+LOG_HEAD_READ = 1 << 20           # bytes of QEMU's log read for its first exceptions
+
+
+def _first_kernel_fault_address(arch):
+    """The address of the first exception QEMU's log (when the session keeps one) shows the kernel
+    itself taking (CR2 / FAR; not user mode), or None: in an exception loop it is what started it."""
+    path = session.qemu_log_path()
+    if not path or not os.path.exists(path):
+        return None
+    from . import kernel
+    with open(path, "rb") as f:
+        head = f.read(LOG_HEAD_READ)
+    text = head.decode(errors="replace")
+    if len(head) == LOG_HEAD_READ:
+        text = text[:text.rfind("\n") + 1]
+    user = isa(arch).user_privilege
+    for event in _faultlog().parse(text, arch, kernel.names(arch)).events:
+        if event.kind == "exception" and event.address is not None and event.privilege != user:
+            return event.address
+    return None
+
+
+BOOT_STACK_GUARD = "boot_stack_guard"     # boot.S: the page below the boot stack, left unmapped
+MMIO_BASE_FACT, WINDOW_BASE_FACT = "pagoda_fact_mmio_base", "pagoda_fact_window_base"
+KERNEL_HALF_FACT = "pagoda_fact_kernel_half_base"
+
+
+def _kernel_map_story(arch, lines):
+    """pagoda_pt.diagnose.image_permission_problem over the kernel ELF's own load segments (read from
+    the file GDB loaded) walked in the active root, then pagoda_pt.diagnose.device_at for the fault
+    address the lines show and the first one QEMU's log shows the kernel taking, when the active
+    root does not map it; None when neither finds anything, or the active root is none the kernel
+    published (the boot stub's tables)."""
+    import gdb
+    from pagoda_pt.diagnose import device_at, image_permission_problem, load_segments
+    from pagoda_pt.roots import root_label
+    from . import kernel
+    from .paging import active_root, walk_address
+    regs = target.paging_regs(arch)
+    if target.paging_off_reason(arch, regs) is not None:
+        return None
+    start = kernel.symbol_address("__kernel_start")
+    path = gdb.current_progspace().filename
+    segments = []
+    if path and start is not None:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+        for seg in load_segments(head):
+            if seg["vaddr"] >= start and seg["memsz"]:
+                end = (seg["vaddr"] + seg["memsz"] + PAGE - 1) & ~(PAGE - 1)
+                segments.append((seg["vaddr"] & ~(PAGE - 1), end, "%s%s%s" % (
+                    "r" if seg["read"] else "-", "w" if seg["write"] else "-", "x" if seg["execute"] else "-")))
+    guard = kernel.symbol_address(BOOT_STACK_GUARD)
+    bits = target.pa_bits(arch)[0]
+    with target.physical_memory() as read_phys:
+        table, _ = kernel.published_roots(read_phys)
+        active, model = active_root(arch, regs), isa(arch)
+        if table is None or all(table.find(model.root_of(regs, r)) is None for r in (model.lower_root, model.upper_root)):
+            return None     # the boot stub's own tables (one rwx map of everything), not the kernel's map
+        label = root_label(active, table)
+
+        def walk(va):
+            return walk_address(arch, regs, va, read_phys=read_phys, pa_bits=bits)
+        story = image_permission_problem(segments, walk, label, skip=(guard,) if guard is not None else ())
+        if story is not None:
+            return story
+        addresses = [a for a in (_fault_address(lines), _quiet(_first_kernel_fault_address, arch)) if a is not None]
+        half = kernel.symbol_address(KERNEL_HALF_FACT)
+        kernel_low = start is not None and half is not None and start < half
+        bases = {"identity": 0, "device area": kernel.symbol_address(MMIO_BASE_FACT),
+                 "window": kernel.symbol_address(WINDOW_BASE_FACT)}
+        for address in addresses:
+            if not walk(address).mapped:
+                story = device_at(address, isa(arch).machine.devices, bases, kernel_low, label)
+                if story is not None:
+                    return story
+    return None
+
+
+def _with_kernel_map(arch, lines, fault):
+    """A stop that is not a fault from user mode: the kernel's own map checked (_kernel_map_story:
+    an image segment mapped with other permissions than its ELF's, a device touched where the
+    active root maps nothing); what it finds is the verdict, the CPU's own on the line above."""
+    at = _verdict_at(lines)
+    if at is None or (fault and fault.get("user")):
+        return lines
+    sentence = _quiet(_kernel_map_story, arch, lines)
+    return lines if sentence is None else _overruled(lines, at, "what the CPU shows: {}", sentence)
+
+
 def _in_user_fault():
     """Whether GDB's stack is in the kernel's kill path (session.KILL_FUNCTION, which never
     returns: the process is being ended for this fault)."""
@@ -1153,6 +1237,7 @@ usable.  The last line is always a verdict."""
         before = _verdict_at(lines)
         before = lines[before] if before is not None else None
         lines = _with_kill_causes(arch, lines)
+        lines = _with_kernel_map(arch, lines, fault)
         overruled = _verdict_at(lines) is not None and lines[_verdict_at(lines)] != before
         lines = _with_panic(lines)
         lines = _with_stalled_wait(lines)

@@ -18,7 +18,7 @@ import gdb
 
 from pagoda_pt import format_walk
 from pagoda_pt.diagnose import (RANK_NOT_LIVE_USER_ADDRESS, KernelAccess, Roots, function_name, not_live_user_address,
-                                on_behalf_findings)
+                                on_behalf_findings, user_trap_line)
 from pagoda_pt.aarch64 import TTBR_BADDR_MASK
 from pagoda_pt.diagnose_aarch64 import (RANK_USER_CODE_AT_EL1, USER_COPY_ROUTINES, in_kernel_half, user_code_at_el1,
                                         writable_and_executable)
@@ -144,8 +144,7 @@ def _from_trap_frame(paging, faultlog, level, addr, fault):
                                                                mode, from_el)
     who = process_label(paging) if from_el == 0 else None
     if who:
-        yield ("  raised in user mode by %s: the kernel ends that process (proc::user_fault), the kernel "
-               "and the other processes go on" % who)
+        yield user_trap_line(who)
     symbol = symbol_of(tf["elr"])
     yield "  ELR        %s%s" % (ADDR % tf["elr"], "  " + symbol if symbol else "")
     yield "  SP         %s" % (ADDR % tf["sp"])
@@ -292,7 +291,8 @@ def _qemu_log_line(faultlog):
     path = session.qemu_log_path()
     if not path or not os.path.exists(path):
         return None
-    log = faultlog.parse_file(path, "aarch64", kernel.names("aarch64"))
+    text, _ = faults.read_log_text(path)      # (a cut log says so in its summary)
+    log = faultlog.parse(text, "aarch64", kernel.names("aarch64"))
     summary = log.summary()
     storm = log.storm()
     if storm is not None:

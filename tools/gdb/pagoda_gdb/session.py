@@ -18,7 +18,7 @@ import sys
 
 import gdb
 
-from pagoda_pt.isa import isa
+from pagoda_pt.isa import isa, no_result_address
 
 from .args import parse
 from .registry import CommandError, PagodaCommand, UsageError, command, commands, out
@@ -67,12 +67,7 @@ class _QuitParameter(_BoolParameter):
 
     def get_set_string(self):
         if self.value:
-            confirm = gdb.parameter("confirm")
-            gdb.execute("set confirm off", to_string=True)   # no "Redefine hook-quit?"
-            try:
-                gdb.execute(_QUIT_HOOK, to_string=True)
-            finally:
-                gdb.execute("set confirm %s" % ("on" if confirm else "off"), to_string=True)
+            _define_hooks([_QUIT_HOOK])
         return ""
 
 
@@ -139,6 +134,7 @@ def new_serial_output(everything=False):
 
 
 def _on_stop(event):
+    finish_ended()
     _state["signal"] = getattr(event, "stop_signal", None) or \
         ("SIGTRAP" if isinstance(event, gdb.BreakpointEvent) else None)
     if not _param("pagoda-serial-on-stop"):
@@ -149,8 +145,153 @@ def _on_stop(event):
             gdb.write("[serial] " + line + "\n")
 
 
+# `finish` from a breakpoint whose instruction heads a loop of its own function (with optimization
+# the first line after the prologue can be an inlined loop: on AArch64 fork_process measures the
+# parent's name there) would meet that breakpoint again at every turn of the loop. While a finish
+# runs, such a breakpoint stops only where the stack pointer differs from the one finish started
+# with (a call of the function from inside itself still stops); finish_ended() gives each its own
+# condition back at the return (or the next stop). And on an ISA whose ABI does not keep the
+# address of a result returned in memory (AArch64's x8: Pagoda's Result<T>), GDB reads the result
+# at the return through whatever x8 then holds ("Cannot access memory at address 0x1": the finish
+# fails and GDB skips its stop listeners); a watch at the return sets that register from the
+# caller's own instructions first (Isa.result_address).
+_FINISH_HOOKS = ("define hook-finish\npython __import__('pagoda_gdb').session.finish_starts()\nend",
+                 "define hookpost-finish\npython __import__('pagoda_gdb').session.finish_ended()\nend")
+_finish = {"saved": {}, "watch": None}
+CALL_LOOKBACK = 8          # instructions before a call searched for where its result goes
+MASK64 = (1 << 64) - 1
+
+
+def _locations(bp):
+    """The addresses a breakpoint @p bp is set at (its enabled locations)."""
+    try:
+        return {int(loc.address) for loc in bp.locations if loc.enabled and loc.address is not None}
+    except AttributeError:       # GDB 12: no Breakpoint.locations
+        try:
+            return {int(sal.pc) for sal in gdb.decode_line(bp.location)[1] or ()}
+        except (gdb.error, TypeError, RuntimeError):
+            return set()
+
+
+def finish_guard(breakpoints, pc, sp, locations=_locations):
+    """{breakpoint number: its condition before} for the enabled code breakpoints of @p
+    breakpoints set at @p pc (@p locations(bp): their addresses), each given the condition
+    `$sp != SP` and its own: a turn of a loop at that very instruction, in the same frame, is
+    passed over."""
+    saved = {}
+    for bp in breakpoints:
+        if not bp.enabled or bp.type != gdb.BP_BREAKPOINT or pc not in locations(bp):
+            continue
+        saved[bp.number] = bp.condition
+        guard = "$sp != %#x" % sp
+        bp.condition = guard if bp.condition is None else "(%s) && (%s)" % (guard, bp.condition)
+    return saved
+
+
+class _ReturnWatch(gdb.Breakpoint):
+    """An internal breakpoint at the return address of the frame a `finish` ends; it never stops.
+    Reached with the caller's stack pointer (the finish is done), it gives the register that points
+    at a result returned in memory its value (when the caller's code says it), before GDB reads
+    the result, and has the guarded breakpoints' conditions given back after the stop."""
+
+    def __init__(self, pc, sp, caller_code):
+        super().__init__("*%#x" % pc, internal=True)
+        self.silent = True
+        self.sp, self.caller_code = sp, caller_code
+
+    def stop(self):
+        try:
+            if int(gdb.parse_and_eval("$sp")) & MASK64 != self.sp:
+                return False
+            from . import target
+            rule = isa(target.current_arch()).result_address
+            set_to = rule(self.caller_code, lambda name: target.register(name)) if self.caller_code else None
+            if set_to is not None:
+                gdb.execute("set $%s = %#x" % set_to, to_string=True)
+        except (gdb.error, ValueError, RuntimeError):
+            pass
+        gdb.post_event(finish_ended)
+        return False
+
+
+def _caller_code(caller):
+    """The instructions up to the call @p caller (a GDB frame) is waiting on, the call last, when
+    its function returns a result in memory that the ISA's ABI does not keep the address of; else
+    None."""
+    from . import target
+    if isa(target.current_arch()).result_address is no_result_address:
+        return None
+    callee = caller.newer()
+    function = callee.function() if callee is not None else None
+    if function is None or callee.type() == gdb.INLINE_FRAME:
+        return None
+    result = function.type.target().strip_typedefs()
+    if result.code not in (gdb.TYPE_CODE_STRUCT, gdb.TYPE_CODE_UNION):
+        return None
+    width = isa(target.current_arch()).breakpoint_bytes     # one instruction (fixed width)
+    ret = int(caller.pc())
+    code = caller.architecture().disassemble(ret - CALL_LOOKBACK * width, ret - width)
+    return [insn["asm"] for insn in code]
+
+
+
+def finish_starts():
+    """hook-finish: guards the breakpoints at the stopped instruction while finish runs, and
+    watches the return (above)."""
+    finish_ended()
+    try:
+        selected = gdb.selected_frame()
+        caller = selected.older()
+        if caller is None:
+            return     # finish refuses the outermost frame: nothing runs
+        pc = int(gdb.newest_frame().pc())
+        sp = int(gdb.parse_and_eval("$sp")) & MASK64
+        ret, caller_sp = int(caller.pc()), int(caller.read_register("sp")) & MASK64
+        code = _caller_code(caller)
+    except (gdb.error, RuntimeError, ValueError):
+        return
+    _finish["saved"] = finish_guard(gdb.breakpoints(), pc, sp)
+    if _finish["saved"] or code:
+        try:
+            _finish["watch"] = _ReturnWatch(ret, caller_sp, code)
+        except (gdb.error, RuntimeError):
+            _finish["watch"] = None
+    if _finish["saved"]:
+        out("(finish passes over breakpoint %s at this instruction while this frame loops on it; "
+            "a call from inside still stops there)" % ", ".join(str(n) for n in sorted(_finish["saved"])))
+
+
+def finish_ended():
+    """Gives the breakpoints finish_starts() guarded their own conditions back and removes its
+    watch (at the return, at the next stop, and after finish)."""
+    saved, _finish["saved"] = _finish["saved"], {}
+    watch, _finish["watch"] = _finish["watch"], None
+    if watch is not None and watch.is_valid():
+        try:
+            watch.delete()
+        except (gdb.error, RuntimeError):
+            pass
+    for bp in gdb.breakpoints() if saved else ():
+        if bp.number in saved and bp.is_valid():
+            try:
+                bp.condition = saved[bp.number]
+            except (gdb.error, RuntimeError):
+                pass
+
+
+def _define_hooks(definitions):
+    """Defines GDB's hooks of commands (`define hook-CMD` texts), asking nothing."""
+    confirm = gdb.parameter("confirm")
+    gdb.execute("set confirm off", to_string=True)   # no "Redefine hook-...?"
+    try:
+        for text in definitions:
+            gdb.execute(text, to_string=True)
+    finally:
+        gdb.execute("set confirm %s" % ("on" if confirm else "off"), to_string=True)
+
+
 def setup():
-    """Parameters and the stop listener (once)."""
+    """Parameters, the stop listener and the hooks of `finish` (once)."""
     if not _params:
         _params["pagoda-serial-log"] = _FileParameter(
             "pagoda-serial-log", "the file the guest's serial console is written to.")
@@ -162,6 +303,7 @@ def setup():
             "pagoda-quit-stops-qemu", "whether quitting GDB ends QEMU (quit asks so).", False)
     if not _state["listening"]:
         gdb.events.stop.connect(_on_stop)
+        _define_hooks(_FINISH_HOOKS)
         _state["listening"] = True
 
 

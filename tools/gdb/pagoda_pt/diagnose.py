@@ -44,6 +44,13 @@ MARK_WRONG = "@@pagoda-why: wrong@@"
 UNRESOLVED = "the kernel kills the process unless it resolves the fault"
 
 
+def user_trap_line(who: str) -> str:
+    """The line both ISAs' rules print for an exception raised in user mode by @p who: a page fault
+    may still be answered (the VMAs decide, which the verdict then says), so it is no kill yet."""
+    return ("  raised in user mode by %s: unless the kernel resolves it (lab 5: a page of a VMA brought in; "
+            "lab 6: a copy-on-write copy), the kernel ends that process (proc::user_fault) and the others go on" % who)
+
+
 def program_s_own(verdict: Optional[str], fault: Optional[dict], overruled: bool) -> bool:
     """Whether fault-why's @p verdict line ("verdict: ...") names nothing wrong with the kernel:
     nothing is wrong, or a process killed for an access its record (or, before lab 5 gives
@@ -1372,3 +1379,83 @@ def with_kernel_words(sentence: str, words: Optional[str]) -> str:
     if not words:
         return sentence
     return "%s; the kernel's kill line says: %s" % (sentence, words)
+
+
+# ---- the kernel's own map: its image segments and its devices (labs 1-2) -----------------------
+
+# What each permission of a kernel image segment (its ELF flags) holds, as a sentence names it.
+KERNEL_SEGMENT_NAMES = {"r-x": "text", "r--": "read-only data", "rw-": "data and bss (its globals and the boot stack)"}
+
+
+def _sampled_pages(start: int, end: int, page: int) -> list:
+    """The first, middle and last page of [start, end): a segment mapped with one wrong permission
+    is wrong on all of them."""
+    last = (end - 1) & ~(page - 1)
+    return sorted({start & ~(page - 1), (start + (end - start) // 2) & ~(page - 1), last})
+
+
+def image_permission_problem(segments: list, walk: Callable[[int], Walk], root: str,
+                             skip: tuple = (), page: int = PAGE_SIZE_4K) -> Optional[str]:
+    """The first kernel image segment of @p segments [(start, end, 'r-x')] (its link addresses and
+    ELF permissions) that the root @p walk walks in (@p root names it) maps with other permissions,
+    or user-accessible, on a sampled page, as a sentence; None when every mapped sampled page has
+    the segment's own. Pages not mapped are not judged here (a section's end rounded down, a guard
+    page: other rules); @p skip: pages left out on purpose (the boot stack's guard)."""
+    for start, end, want in segments:
+        for va in _sampled_pages(start, end, page):
+            if va in skip:
+                continue
+            w = walk(va)
+            if not w.mapped:
+                continue
+            got = w.perms.rwx()
+            if got == want and not w.perms.user:
+                continue
+            wrong = []
+            if "w" in want and "w" not in got:
+                wrong.append("not writable, so every write to it faults")
+            if "w" not in want and "w" in got:
+                wrong.append("writable (code or constants anything may overwrite; a CPU with AArch64's "
+                             "SCTLR_EL1.WXN on never fetches from a writable page)" if "x" in want
+                             else "writable (constants anything may overwrite)")
+            if "x" in want and "x" not in got:
+                wrong.append("not executable, so the CPU cannot fetch the kernel's code")
+            if "x" not in want and "x" in got:
+                wrong.append("executable (data the CPU may run as code)")
+            if w.perms.user:
+                wrong.append("reachable from user mode")
+            return ("the kernel's %s is mapped %s%s in the active root %s (page %#x), but its ELF segment "
+                    "[%#x, %#x) is %s: it is %s; each segment of the image must be mapped with its own "
+                    "permissions, kernel only (the kernel map, build_kernel_map)"
+                    % (KERNEL_SEGMENT_NAMES.get(want, "image segment"), got, " user" if w.perms.user else "",
+                       root, va, start, end, want, "; ".join(wrong)))
+    return None
+
+
+def device_at(address: int, devices: tuple, bases: dict, kernel_low: bool, root: str) -> Optional[str]:
+    """A sentence when @p address (a kernel access the active root @p root does not map) is one of
+    the machine's @p devices [(physical base, size, what)] seen through one of @p bases {name:
+    virtual base}: 'identity' (0: the physical address used as the virtual one), 'device area'
+    (the kernel's mmio_base fact), 'window' (the physical window's base, where RAM is). Which base
+    tells the slip: the device area's address, or lab 1's identity while the kernel itself runs
+    from the lower half, means the device ranges were not mapped; the identity once the kernel
+    runs in the kernel half, or the window, means device_virt() computes the wrong address."""
+    for name, base in bases.items():
+        if base is None or address < base:
+            continue
+        pa = address - base
+        device = next((d for d in devices if d[0] <= pa < d[0] + d[1]), None)
+        if device is None:
+            continue
+        head = ("the kernel touched %s (physical %#x) at %#x, which the active root %s does not map"
+                % (device[2], pa, address, root))
+        if name == "device area" or (name == "identity" and kernel_low):
+            return (head + ": the device ranges were never mapped in the kernel's root (each of "
+                    "arch::device_ranges() must be mapped, uncached, kernel only)")
+        if name == "identity":
+            return (head + ": it is the device's physical address used as a virtual one (lab 1's identity), "
+                    "which the kernel half no longer has; device_virt() must give the device area's address "
+                    "(mmio_base + the physical address)")
+        return (head + ": it is the window's address for that physical address (where RAM is mapped), not the "
+                "device area's; device_virt() must add mmio_base, not the window's base")
+    return None

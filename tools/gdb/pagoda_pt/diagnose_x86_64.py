@@ -22,7 +22,7 @@ from typing import Callable, Optional
 
 from . import x86_64
 from .diagnose import (RANK_NOT_LIVE_USER_ADDRESS, Explanation, Finding, KernelAccess, LogStory, Roots, SyscallAt,
-                       denying_levels, function_name, not_live_user_address, on_behalf_findings)
+                       denying_levels, function_name, not_live_user_address, on_behalf_findings, user_trap_line)
 from .format import format_gp_error, format_pf_error, format_walk
 from .model import PAGE_SIZE_4K, Walk
 from .regs import CR0_PE, EFER_LMA, decode_gp_error, decode_pf_error, paging_mode
@@ -415,9 +415,7 @@ class _Explainer:
         what to decide on); anything else ends the process. The verdict says what the CPU saw,
         not whose fault it is: a program killed for reading what the kernel wrote there wrongly
         is the kernel's bug."""
-        self.ex.line("  raised in user mode by %s: unless the kernel resolves it (lab 5: a page "
-                     "of a VMA brought in; lab 6: a copy-on-write copy), the kernel ends that "
-                     "process (proc::user_fault) and the others go on" % self.process_label())
+        self.ex.line(user_trap_line(self.process_label()))
         self.kernel_trap(tf)
         if tf["vector"] == PAGE_FAULT and self.cr2 is not None:
             decoded = decode_pf_error(tf["error"])
@@ -890,7 +888,7 @@ class _Explainer:
                     % (ADDR % self.cr2))
         ex.line("  CR3          %s  active root %s" % (ADDR % regs["cr3"], roots.label()))
         self.idt_line()
-        self.root_shape()
+        self.root_shape(rip)
         w = roots.walk(rip)
         ex.line("  %-12s %s %s" % ("RIP", ADDR % rip, "ok -> PA %s %s" % (
             ADDR % w.pa, w.perms.rwx()) if w.mapped else "NOT MAPPED: " + w.stop_reason))
@@ -918,8 +916,10 @@ class _Explainer:
                         "the code at RIP, the stack, the IDT's gates and handlers, the GDT and "
                         "the TSS are usable in the active root")
 
-    def root_shape(self):
-        """An empty root, or one without the kernel half: the most fundamental causes."""
+    def root_shape(self, rip: int):
+        """An empty root, or one without the kernel half: the most fundamental causes. A kernel
+        that runs from the lower half (lab 1's identity map: RIP there, mapped in the active root,
+        which is the kernel's own) has no kernel half to lose."""
         f, ex = self.f, self.ex
         kernel = f.roots.kernel() if f.roots else None
         try:
@@ -936,6 +936,10 @@ class _Explainer:
                     % (self.roots.label(), len(view.entries)))
             return
         problem = top_level_problem(view)
+        if problem and view.kernel_root is None and rip < KERNEL_HALF_START and self.roots.walk(rip).mapped:
+            ex.line("  the kernel half is empty, and the kernel runs from the lower half (RIP %#x is mapped there): "
+                    "lab 1's identity map, no kernel half yet" % rip)
+            return
         if problem:
             ex.line("  " + problem)
             if view.count(MISSING, False) and view.present(False) == 0 or \

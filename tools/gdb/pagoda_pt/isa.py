@@ -142,6 +142,46 @@ def _aarch64_user_irqs_masked(flags):
     return "its SPSR %#x: the I bit is set (IRQs masked)" % flags
 
 
+# AAPCS64: a result too large for x0-x1 (or not trivially copyable, as Pagoda's Result<T>) is
+# written where x8 points at the call; the callee need not keep x8, so at the return it holds
+# anything. The caller's own instruction that set x8 says where the result went.
+INDIRECT_RESULT = "x8"
+CALLEE_SAVED = {"sp", "x29", *("x%d" % n for n in range(19, 29))}
+_X8_WRITE = re.compile(r"^(add|sub|mov) x8, ?(sp|x\d+)(?:, ?#(-?(?:0x[0-9a-f]+|\d+)))?$")
+
+
+def _aarch64_result_address(before_call, read_register):
+    """(register, value) to give the indirect result register at a call's return, so that the result
+    the callee wrote can be read there, from @p before_call (the instructions up to the call, as GDB
+    disassembles them, the call last) and @p read_register(name) (the registers at the return); None
+    when the caller did not set x8 from a register the call keeps (sp, x19-x29) just before it."""
+    body = [" ".join(re.sub(r"//.*$", "", insn).split()).lower() for insn in before_call[:-1]]
+    written = set()
+    for insn in reversed(body):
+        op, _, operands = insn.partition(" ")
+        if op in ("bl", "blr", "b", "br", "ret") or op.startswith(("b.", "cb", "tb")):
+            return None
+        m = _X8_WRITE.match(insn)
+        if m:
+            source, imm = m.group(2), int(m.group(3) or "0", 0)
+            if source not in CALLEE_SAVED or source in written or (op == "mov" and m.group(3)):
+                return None
+            value = read_register(source)
+            if value is None:
+                return None
+            return INDIRECT_RESULT, (value - imm if op == "sub" else value + imm) & ((1 << 64) - 1)
+        target = operands.split(",")[0].strip()
+        if target in ("x8", "w8"):
+            return None
+        written.add(target)
+    return None
+
+
+def no_result_address(before_call, read_register):
+    """The rule of an ABI that keeps a memory result's address where GDB reads it (x86_64's RAX)."""
+    return None
+
+
 # ---- The objects --------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -187,6 +227,9 @@ class Isa:
     user_privilege: int = 0        # the privilege a user program runs at, as QEMU's log numbers it (CPL 3; EL0)
     user_irqs_masked: Callable = _never  # a user frame's saved flags -> why interrupts stay off in user mode, or None
     touches_memory: Callable = _never    # an instruction as GDB disassembles it -> True when it has a memory operand
+    # (instructions up to a call, the call last; register reader at its return) -> (register, value)
+    # that lets GDB's `finish` read a result returned in memory, or None (the ABI keeps the address)
+    result_address: Callable = no_result_address
 
     def __reduce__(self):
         # One object per ISA, also through pickle and copy (a module, its format, does not pickle).
@@ -243,7 +286,8 @@ AARCH64 = Isa(
     gdb_faults="faults_aarch64", log_parser="AArch64Parser", machine=machines.VIRT, breakpoint_bytes=4,
     access=_aarch64_access, is_page_fault=_aarch64_page_fault, is_permission_fault=_aarch64_permission_fault,
     is_table_entry=_aarch64_table_entry, kernel_fetch_lost=_never, paging_off=_aarch64_paging_off,
-    user_irqs_masked=_aarch64_user_irqs_masked, touches_memory=_aarch64_touches_memory)
+    user_irqs_masked=_aarch64_user_irqs_masked, touches_memory=_aarch64_touches_memory,
+    result_address=_aarch64_result_address)
 
 ISAS = {i.name: i for i in (X86_64, AARCH64)}
 # The QEMU board each ISA runs on (pagoda_pt/machines.py), by the ISA's name, for callers that

@@ -130,6 +130,24 @@ def test_root_without_the_kernel_half(m):
                         % (proc.root, m.kernel.root))
 
 
+def test_a_kernel_that_runs_from_the_lower_half_has_no_kernel_half_to_lose(m):
+    """Lab 1: the kernel runs from its identity map, on its own root, whose kernel half is empty by
+    design; a panic there (a stale TLB the self-test caught) is not "the active root has no kernel
+    half"."""
+    import dataclasses
+    low = X86Tables(m.mem)
+    low.map(0x11_C000, 0x11_C000, flags=P)           # the code at RIP, identity-mapped, executable
+    low.map(0x10_C000, 0x10_C000, flags=P | RW | NX)  # its stack
+    facts = dataclasses.replace(m.facts(root=low, rip=0x11_C004, rsp=0x10_CE00, stop="SIGTRAP"),
+                                roots=RootTable([KnownRoot(low.root, "kernel", "kernel")]))
+    lines = explain(facts)
+    assert "no kernel half" not in verdict(lines), verdict(lines)
+    assert any("the kernel runs from the lower half (RIP 0x11c004 is mapped there)" in line for line in lines), lines
+    # The same root with RIP in the upper half (a kernel that moved there) still lacks it.
+    high = dataclasses.replace(facts, regs=dict(facts.regs, rip=CODE))
+    assert "has no kernel half" in verdict(explain(high))
+
+
 def test_stack_not_mapped_in_the_active_root(m):
     no_stack = m.root(skip=(STACK + 0x1000,))
     v = verdict(explain(m.facts(root=no_stack, cr2=RSP, stop="SIGQUIT")))
