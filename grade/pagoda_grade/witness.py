@@ -1302,6 +1302,17 @@ def subtract(ranges, holes):
     return out
 
 
+def window_non_ram(kernel, arch, memory_size):
+    """[start, end) ranges inside the window's physical span that are no usable RAM the kernel may
+    touch (below low_memory_end, the memory map's holes and reserved ranges): what phys_to_ptr()
+    must refuse although the span holds them."""
+    phys_base = layout_value(kernel, "window_phys_base")
+    limit = phys_base + layout_value(kernel, "window_size")
+    low_end = layout_value(kernel, "low_memory_end")
+    usable = [(max(a, low_end), b) for a, b in usable_ram(kernel, arch, memory_size) if b > low_end]
+    return subtract([(phys_base, limit)], usable)
+
+
 def window_ram(kernel, arch, memory_size):
     """The RAM the window must reach: usable RAM from the kernel's low_memory_end to the window's
     end, minus the kernel image (which the window leaves unmapped). Probes of the window test
