@@ -8,7 +8,8 @@ from pagoda_grade.outcomes import finding_first
 from pagoda_grade.processes import frame_bitmap, is_used
 from pagoda_grade.symbols import address_of, fact, find, physical_of
 from pagoda_grade.vmchecks import GRADER_RAM, check_whole_map, kernel_half_problems, lower_half_leftovers, stop_words
-from pagoda_grade.witness import ARCHES, PAGE, expect_fault, pick_in, pick_page, top_level, window_ram
+from pagoda_grade.witness import (ARCHES, PAGE, expect_fault, pick_in, pick_page, top_level, window_non_ram,
+                                  window_ram)
 
 HEX = r"0x[0-9a-f]+"
 GRADER_MEMORY = f"{GRADER_RAM >> 20}M"  # more than the window, so that RAM above the window exists
@@ -106,6 +107,8 @@ def test_window_conversions(boot, kernel, arch):
     pa1, pa2 = pick_page(token, "window", window_ram(kernel, arch, GRADER_RAM), count=2)
     pa2 += pick_in(token, "window offset", 0, PAGE // 8 - 1) * 8
     value = pick_in(token, "window value", 1, 2**64 - 1)
+    holes = [(max(a, PAGE), b) for a, b in window_non_ram(kernel, arch, GRADER_RAM) if b > PAGE]   # (hole=0: none)
+    hole = pick_page(token, "window hole", holes)[0] if holes else None
 
     def script(guest):
         snap = guest.stop_at("pagoda::arch::shutdown")
@@ -126,8 +129,8 @@ def test_window_conversions(boot, kernel, arch):
                 problems.append(f"{above:#x} (RAM above the window) is mapped in the live tables, to {w.pa:#x}")
         return problems
 
-    run = boot(test="vm_window", memory=GRADER_MEMORY, token=token, args={"pa1": pa1, "pa2": pa2, "value": value},
-               witness=script)
+    args = {"pa1": pa1, "pa2": pa2, "value": value, **({"hole": hole} if hole is not None else {})}
+    run = boot(test="vm_window", memory=GRADER_MEMORY, token=token, args=args, witness=script)
     if run.require_witness():
         found = finding_first(run.witness, "the grader checked the window from outside")
         run.fail(found, cause=found)   # (before the panic above the window, which the test asks for)
@@ -142,6 +145,14 @@ def test_window_conversions(boot, kernel, arch):
         m = run.expect(rf"^window: pa 0x0*{pa:x} -> va ({HEX}) -> pa ({HEX})$", f"the round trip of {pa:#x}")
         if int(m[1], 16) != window_base + pa or int(m[2], 16) != pa:
             run.fail(f"pa {pa:#x} converts to va {m[1]} and back to {m[2]}; expected {window_base + pa:#x} and back")
+    if hole is not None:
+        m = run.expect(rf"^window: pa 0x0*{hole:x} \(no usable RAM\) -> (\w+)$", f"the conversion of {hole:#x} (no RAM)")
+        if m[1] != "refused":
+            what = ("below low_memory_end, which the kernel never touches" if hole < fact(kernel, "low_memory_end")
+                    else "a hole or reserved range of the memory map")
+            run.fail(f"phys_to_virt() converted physical {hole:#x}, which is no usable RAM ({what}) though it lies in "
+                     "the window's span: phys_to_ptr() must refuse anything but usable RAM (is_usable_ram()), as the "
+                     "window maps usable RAM only")
     above = window_phys + window_size
     run.expect(rf"^window: pa 0x0*{above:x} -> refused$", f"the conversion of {above:#x} (above the window) refused")
     run.expect(rf"^window: the walk of {HEX} stops: .* not present$", "RAM above the window unmapped")

@@ -20,6 +20,7 @@ from pagoda_grade.processes import (HEX, Layout, count_used, foreign_code_kill, 
 from pagoda_grade.proof import MASK64, proof
 from pagoda_pt.frames import LEAK_KINDS, PAGE_TABLE, USER_PAGE
 from pagoda_grade.symbols import address_of, fact, segments
+from pagoda_grade.vmas import read_records
 from pagoda_grade.witness import PAGE, pick_in
 from pagoda_grade.procaudit import (current_frame, fork_error_problem, fork_findings, fork_result_problem, read_error,
                                     result_address)
@@ -608,8 +609,11 @@ def test_exec_args(boot, kernel, arch):
             if data.startswith(b"forktree: exec of a missing program") and first is None:
                 first = dict(root=root, line=data)
             elif data.startswith(b"echo:"):
+                pid = pid_of(snap, kernel, root)[0]
+                record = read_records(snap, kernel).get(pid)
                 echo = dict(root=root, line=data, stack=snap.read_virt(top - PAGE, PAGE, root),
-                            registered=process_roots(snap, kernel))
+                            registered=process_roots(snap, kernel), pid=pid,
+                            name=record.name if record is not None else None)
                 break
         return dict(parent=parent, first=first, echo=echo, **baseline(watch, guest))
 
@@ -631,6 +635,10 @@ def test_exec_args(boot, kernel, arch):
     if want not in w["echo"]["stack"]:
         watch.fail(run, f"the top page of echo's stack (read through its root) does not hold its arguments "
                         f"{want!r}: exec did not put argv on the new stack")
+    if w["echo"]["name"] not in (None, "echo"):
+        watch.fail(run, f"echo wrote its line as pid {w['echo']['pid']}, whose name in the process table (guest RAM) is "
+                        f"still '{w['echo']['name']}', the program before exec: exec must give the process the new "
+                        "program's name (set_name), or every kill line, report and debugger names the wrong program")
     run.expect(rf"^forktree: exec of a missing program: ENOENT proof={proof(token, ENOENT):016x}$",
                "exec of a missing program returns ENOENT and the caller goes on")
     run.expect(rf"^echo: argc 4: forked {count} proof={proof(token, echo_digest(['forked', count])):016x}$",

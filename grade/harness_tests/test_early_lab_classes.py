@@ -126,3 +126,37 @@ def test_the_window_mapping_what_is_not_its_ram_is_named(reference_kernel):
     assert "the kernel image's own frames" in explain(base + lo - phys, base + lo - phys + PAGE, lo, None)
     assert explain(base + 0x800000 - phys, base + 0x801000 - phys, 0x800000, None) is None   # RAM: not this
     assert explain(0xffffc00000000000, 0xffffc00000001000, 0, None) is None                  # not the window
+
+
+# ---- lab 3 -----------------------------------------------------------------------------------------------
+
+def test_a_bss_holding_the_file_s_next_bytes_is_a_copy_past_the_file_size():
+    from pagoda_grade.processes import bss_file_bytes
+    from pagoda_grade.symbols import Segment
+    data = bytes(range(256)) * 64                 # a 16 KiB "file"
+    seg = Segment(vaddr=0x402000, paddr=0x402000, memsz=0x40, filesz=0x10, offset=0x3000, flags=6)
+    got = data[0x3018:0x3020]                    # what a copy of memsz bytes leaves at 0x402018
+    assert bss_file_bytes(data, seg, 0x402018, got) == 0x3018
+    assert bss_file_bytes(data, seg, 0x402018, b"\x5a" * 8) is None          # never zeroed: another class
+    assert bss_file_bytes(data, seg, 0x402018, bytes(8)) is None
+    assert bss_file_bytes(data[:0x3010], seg, 0x402018, got) is None          # past the file's end
+
+
+def test_an_eager_stack_with_a_hole_is_named():
+    from pagoda_grade.processes import stack_gap_problem
+    top_page, bottom = 0x7FFFFFFFE000, 0x7FFFFFFF7000
+    assert stack_gap_problem("hello", [], bottom, top_page) is None
+    why = stack_gap_problem("hello", [bottom], bottom, top_page)
+    assert why.startswith("hello's user stack [0x7fffffff7000, 0x7ffffffff000) is not mapped at 0x7fffffff7000 "
+                          "(its lowest page; 1 of its 7 pages"), why
+    assert "its page below the arguments' page" in stack_gap_problem("hello", [top_page - PAGE], bottom, top_page)
+
+
+def test_a_turn_ended_before_it_was_over_is_named():
+    from test_lab3 import short_turn_problem
+    assert short_turn_problem([(0x1000, 2), (0x2000, 3)], 2, "x86_64") is None
+    assert short_turn_problem([], 2, "x86_64") is None
+    why = short_turn_problem([(0x1000, 2), (0x2000, 1), (0x1000, 1)], 2, "aarch64")
+    assert why.startswith("a spinner lost the CPU before its turn was over: spin (root 0x2000) was switched out 1 "
+                          "tick(s) after it was switched in (2 of the 3 turns"), why
+    assert "from EL0" in why and "turn_is_over()" in why

@@ -130,7 +130,7 @@ X86_64 = ArchModel(
             table_allows_user=lambda e: bool(e & 1 << 2), leaf_allows_user=lambda e: bool(e & 1 << 2),
             leaf_global=lambda e: bool(e & 1 << 8),
             is_leaf=lambda e, level, last: level == last or (level in (1, 2) and bool(e & 1 << 7)),
-            user_words="US set", global_words="G clear", hardware_bits=(1 << 5) | (1 << 6),
+            user_words="US set", global_words="G clear: not global", hardware_bits=(1 << 5) | (1 << 6),
             global_control=("cr4", 7, "CR4.PGE is off: global entries are flushed at every CR3 load")),
         proc={"switch": "x86_switch_context", "switch_next_sp": "rsi",
               "syscall_entry": "x86_syscall_entry", "syscall_number": "rax",
@@ -170,7 +170,7 @@ AARCH64 = ArchModel(
             leaf_global=lambda e: not e & 1 << 11,
             is_leaf=lambda e, level, last: level == last or (level in (1, 2) and e & 3 == 1),
             user_words="EL0 allowed (APTable[0] clear on a table, AP[1] set on a leaf)",
-            global_words="nG set", global_control=None, hardware_bits=0),
+            global_words="nG set: not global", global_control=None, hardware_bits=0),
         # Vectors are QEMU's exception numbers (faultlog.AARCH64_EXCEPTIONS): 1 UNDEF (undefined
         # and trapped instructions alike), 3 prefetch abort, 4 data abort, 5 IRQ. A process's
         # root is TTBR0's; TTBR1 holds the kernel's at every instant. There is no exception that
@@ -1300,6 +1300,17 @@ def subtract(ranges, holes):
                 nxt.append((h1, b))
         out = nxt
     return out
+
+
+def window_non_ram(kernel, arch, memory_size):
+    """[start, end) ranges inside the window's physical span that are no usable RAM the kernel may
+    touch (below low_memory_end, the memory map's holes and reserved ranges): what phys_to_ptr()
+    must refuse although the span holds them."""
+    phys_base = layout_value(kernel, "window_phys_base")
+    limit = phys_base + layout_value(kernel, "window_size")
+    low_end = layout_value(kernel, "low_memory_end")
+    usable = [(max(a, low_end), b) for a, b in usable_ram(kernel, arch, memory_size) if b > low_end]
+    return subtract([(phys_base, limit)], usable)
 
 
 def window_ram(kernel, arch, memory_size):

@@ -399,7 +399,8 @@ PAGODA_SELFTEST(vm_low) {
 
 /// Converts pa1= and pa2= (RAM in the window, chosen by the grader) to window addresses and
 /// back, writes value= xor the physical address through each window address (the grader reads
-/// it back from guest RAM), then shows that RAM above the window is refused and unmapped.
+/// it back from guest RAM), says whether hole= (no usable RAM, inside the window's span) is
+/// refused, then shows that RAM above the window is refused and unmapped.
 PAGODA_SELFTEST(vm_window) {
   require_vm();
   const u64 value = ctx.arg("value", 0x57494e444f57);  // "WINDOW"
@@ -414,6 +415,10 @@ PAGODA_SELFTEST(vm_window) {
     const PhysAddr back = vm::virt_to_phys(va);
     *reinterpret_cast<volatile u64*>(va.value()) = value ^ pa.value();  // reachable for real
     println("window: pa {} -> va {} -> pa {}", Hex{pa.value()}, Hex{va.value()}, Hex{back.value()});
+  }
+  if (const u64 hole = ctx.arg("hole", 0); hole != 0) {  // no usable RAM, inside the window's span
+    const Result<VirtAddr> converted = vm::try_phys_to_virt(PhysAddr(hole));
+    println("window: pa {} (no usable RAM) -> {}", Hex{hole}, converted.ok() ? "ACCEPTED" : "refused");
   }
   const PhysAddr above = vm::reachable_limit();
   const Result<VirtAddr> refused = vm::try_phys_to_virt(above);
