@@ -76,7 +76,10 @@ def copy_guard_cause(run):
     permission fault on a read, which only PAN gives the kernel on a page it maps (EL1 may read
     every page it maps). A copy outside UserAccessScope faults on good pages and returns EFAULT, so
     this is the cause of whatever call then failed."""
-    kernel = run.symbolizer.elf
+    symbolizer = getattr(run, "symbolizer", None)
+    if symbolizer is None:   # a run with no kernel to read the fix-up table from
+        return None
+    kernel = symbolizer.elf
     try:
         fixups = symbols.user_fixups(kernel)
         user_end = symbols.fact(kernel, "user_end")
@@ -89,9 +92,9 @@ def copy_guard_cause(run):
             continue
         where = run.symbol_of(f.pc) or f"{f.pc:#x}"
         a = Access(f)
-        if run.arch == "x86_64":
-            regs = f.registers or {}
-            if "RFL" not in regs or not regs.get("CR4", 0) & X86_CR4_SMAP or regs["RFL"] & X86_RFLAGS_AC:
+        regs = f.registers or {}
+        if "RFL" in regs:   # the log dumps the faulting code's flags (x86_64): SMAP and AC are read there
+            if not regs.get("CR4", 0) & X86_CR4_SMAP or regs["RFL"] & X86_RFLAGS_AC:
                 continue
             return (f"a user copy ({where}) {a.verb()} user address {f.address:#x} with SMAP on and RFLAGS.AC clear "
                     f"(QEMU's log: RFL={regs['RFL']:#x} at the fault): the copy ran without lifting the guard against "
