@@ -496,7 +496,7 @@ def table_frames(snap, root, kernel, arch):
         entries = snap.table_entries(table)
         for i in range(first, end):
             e = entries[i]
-            if not is_table(e, level):
+            if not e or not is_table(e, level):     # (most entries are empty)
                 continue
             child = e & address
             frames.add(child)

@@ -96,20 +96,27 @@ def escape(payload):
 
 
 def unescape(payload):
-    """Undoes escape() and run-length encoding (X*n repeats X n-29 more times)."""
+    """Undoes escape() and run-length encoding (X*n repeats X n-29 more times). (The plain runs
+    between } and * are copied whole: a byte at a time, a page read was most of a stop's cost.)"""
+    if b"}" not in payload and b"*" not in payload:
+        return bytes(payload)
     out = bytearray()
-    i = 0
-    while i < len(payload):
-        b = payload[i]
-        if b == 0x7D:
-            i += 1
-            out.append(payload[i] ^ 0x20)
-        elif b == 0x2A and out:
-            out += bytes((out[-1],)) * (payload[i + 1] - 29)
-            i += 1
+    i, n = 0, len(payload)
+    while i < n:
+        brace, star = payload.find(b"}", i), payload.find(b"*", i)
+        j = min(brace if brace >= 0 else n, star if star >= 0 else n)
+        out += payload[i:j]
+        if j >= n:
+            break
+        if payload[j] == 0x7D:
+            out.append(payload[j + 1] ^ 0x20)
+            i = j + 2
+        elif out:
+            out += bytes((out[-1],)) * (payload[j + 1] - 29)
+            i = j + 2
         else:
-            out.append(b)
-        i += 1
+            out.append(0x2A)
+            i = j + 1
     return bytes(out)
 
 

@@ -200,6 +200,19 @@ def _u64s(data: bytes) -> tuple:
     return struct.unpack("<%dQ" % (len(data) // 8), data)
 
 
+def _nonzero_u16s(data: bytes, chunk: int = 4096):
+    """(index, value) of each non-zero little-endian u16 of @p data, in order; the runs of zeros
+    (most of a table that covers RAM from physical 0) are skipped a chunk at a time."""
+    zero = bytes(chunk)
+    for at in range(0, len(data), chunk):
+        part = data[at:at + chunk]
+        if part == zero[:len(part)]:
+            continue
+        for k, value in enumerate(struct.unpack("<%dH" % (len(part) // 2), part[:len(part) // 2 * 2])):
+            if value:
+                yield at // 2 + k, value
+
+
 def _require(symbol: Symbol, name: str) -> int:
     value = symbol(name)
     if value is None:
@@ -237,11 +250,14 @@ def take_census(arch: str, read_phys, symbol: Symbol, regs: Optional[dict] = Non
     managed = read_phys(window_pa(managed_va), words * 8)
     frames = words * 64
     refs = [1] * frames
+    counted = []        # the frames whose count is not 1 (1 + extra), in order
     refs_table, entries = _u64s(read_phys(image_phys(REFS_SYMBOL), 16))
     if refs_table and entries:
-        extra = struct.unpack("<%dH" % entries, read_phys(window_pa(refs_table), entries * 2))
-        for i in range(min(entries, frames)):
-            refs[i] = 1 + extra[i]
+        for i, extra in _nonzero_u16s(read_phys(window_pa(refs_table), entries * 2)):
+            if i >= frames:
+                break
+            refs[i] = 1 + extra
+            counted.append(i)
     roots = read_root_table(read_phys, image_phys(REGISTRY_SYMBOL))
     # PROT_NONE pages keep their frames in held leaves (invalid to the MMU): theirs too.
     held_mask = symbol("pagoda_fact_held_entry_bit") or 0
@@ -323,8 +339,8 @@ def take_census(arch: str, read_phys, symbol: Symbol, regs: Optional[dict] = Non
             else:
                 owner[index] = PROCESS
                 pid_of[index] = maps[0][0].pid
-    for index in range(frames):
-        if owner[index] == FREE and refs[index] != 1:
+    for index in counted:
+        if owner[index] == FREE:
             census.problems.append("free frame %#x has reference count %d (a leaked count)"
                                    % (index * PAGE_SIZE_4K, refs[index]))
     if roots.dropped:
