@@ -233,7 +233,15 @@ def children_of(snap, kernel, pid):
 def wait_problem(result, before, after):
     """What a blocking wait got wrong, from its @p result (read in user mode at its return) and
     the caller's children in the process table (guest RAM) at its entry (@p before) and its
-    return (@p after), each {pid: Proc}; None when the table agrees with the result."""
+    return (@p after), each {pid: Proc}; None when the table agrees with the result. A slot
+    marked free that still holds its pid (state 0) is no child: it is a reap that never
+    destroyed the process, named before what it made wait return."""
+    undestroyed = sorted(q for q, p in after.items() if not getattr(p, "state", 1))
+    if undestroyed:
+        return (f"pid {undestroyed[0]}'s slot of the process table (guest RAM, at wait's return) is marked free but "
+                "still holds its pid and parent: the process was reaped without being destroyed: wait must free "
+                "what the zombie holds (reap(): user half, tables, root, kernel stack), not only mark its slot free")
+    after = {q: p for q, p in after.items() if getattr(p, "state", 1)}
     if result == -ECHILD and after:
         alive = sorted(q for q, p in after.items() if not p.zombie)
         return (f"wait returned -ECHILD ({-ECHILD}) while the process table (guest RAM, at its return) holds "

@@ -116,6 +116,14 @@ def test_wait_results_the_process_table_contradicts_are_named():
     assert said is not None and "no child of the caller" in said, said
 
 
+def test_a_slot_marked_free_that_keeps_its_pid_is_a_reap_without_destroying():
+    """wait-reaps-without-freeing: the children the table still lists are free slots, not children."""
+    reaped = SimpleNamespace(pid=2, parent=1, zombie=False, state=0)
+    said = wait_problem(-ECHILD, {2: _proc(2, zombie=True)}, {2: reaped})
+    assert said is not None and said.startswith("pid 2's slot") and "reaped without being destroyed" in said, said
+    assert "not ended yet" not in said
+
+
 def test_wait_results_the_process_table_agrees_with_say_nothing():
     children = {2: _proc(2, zombie=True)}
     assert wait_problem(2, children, {}) is None

@@ -34,7 +34,9 @@ void collect_ram(const MemoryMap& map) {
 namespace {
 
 /// True when [pa, pa + size) is usable RAM the kernel may touch (at or above kLowMemoryEnd).
-bool is_usable_ram(PhysAddr pa, usize size) {
+/// (maybe_unused: a lab 2 phys_to_ptr() that forgets to ask it must still build, so that its
+/// grade, not -Werror, tells the student.)
+[[maybe_unused]] bool is_usable_ram(PhysAddr pa, usize size) {
   if (pa.value() + size < pa.value()) return false;
   const auto inside = [&](const PhysRange& r) { return r.base <= pa && pa.offset(size) <= r.end(); };
   if (g_ram_last < g_ram_count && inside(g_ram[g_ram_last])) return true;
