@@ -114,6 +114,29 @@ def wait_for_socket(path, proc, timeout=SOCKET_WAIT):
         time.sleep(0.01)
 
 
+def connect_when_listening(path, proc, timeout=SOCKET_WAIT):
+    """A connection to QEMU's unix socket @p path, which exists: QEMU binds it before it listens,
+    so a connection in between is refused (seen under load); it is tried again until QEMU
+    listens, QEMU ends (PagodaError) or @p timeout passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        conn = sockets.socket(sockets.AF_UNIX, sockets.SOCK_STREAM)
+        try:
+            conn.connect(path)
+            return conn
+        except ConnectionRefusedError as e:
+            conn.close()
+            if proc.poll() is not None:
+                raise PagodaError(f"QEMU ended before its socket {path} listened "
+                                  f"({qemu.describe_exit(proc.returncode)})") from None
+            if time.monotonic() > deadline:
+                raise PagodaError(f"QEMU's socket {path} does not answer: {e}") from None
+        except OSError as e:
+            conn.close()
+            raise PagodaError(f"QEMU's socket {path} does not answer: {e}") from None
+        time.sleep(0.01)
+
+
 class ExitWatch:
     """Ends a QEMU paused by -action shutdown=pause when the guest itself asked to end (x86's
     isa-debug-exit: a clean exit or a panic), with the guest's exit status, as QEMU 7.2 does
@@ -137,9 +160,8 @@ class ExitWatch:
         """Connects to QEMU's QMP socket (before the guest can run: QEMU starts paused) and
         watches its events in a thread until QEMU ends."""
         wait_for_socket(self.path, proc)
-        conn = sockets.socket(sockets.AF_UNIX, sockets.SOCK_STREAM)
+        conn = connect_when_listening(self.path, proc)
         try:
-            conn.connect(self.path)
             stream = conn.makefile("rw", encoding="utf-8", newline="\n")
             stream.readline()                               # QEMU's greeting
             self._send(stream, "qmp_capabilities")

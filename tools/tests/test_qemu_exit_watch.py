@@ -68,3 +68,42 @@ def test_a_triple_fault_stays_paused_for_gdb(tmp_path):
 def test_only_the_exit_counts_among_others(tmp_path):
     assert commands_after(tmp_path, [shutdown("guest-reset"), shutdown("host-qmp-quit"), "not json", "[1]",
                                      shutdown("guest-shutdown")]) == ["qmp_capabilities", "quit"]
+
+
+def test_a_socket_bound_but_not_yet_listening_is_waited_for(tmp_path):
+    """QEMU binds its socket before it listens: a connection in between is refused, and the
+    watch tries again until the socket listens (under load the gap was long enough to lose a
+    `pagoda gdb` replay to 'Connection refused')."""
+    path = str(tmp_path / "late.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    refused = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        refused.connect(path)
+        raise AssertionError("a bound socket that does not listen accepted a connection")
+    except ConnectionRefusedError:
+        pass
+    finally:
+        refused.close()
+    tried = threading.Event()
+    real_sleep = gdb.time.sleep
+
+    def listen_later():
+        tried.wait()
+        server.listen(1)
+
+    def sleep(seconds):       # the first retry's pause is where the socket starts listening
+        tried.set()
+        real_sleep(seconds)
+
+    listener = threading.Thread(target=listen_later)
+    listener.start()
+    gdb.time.sleep, saved = sleep, gdb.time.sleep
+    try:
+        conn = gdb.connect_when_listening(path, Running())
+        conn.close()
+    finally:
+        gdb.time.sleep = saved
+        listener.join()
+        server.close()
+    assert tried.is_set()

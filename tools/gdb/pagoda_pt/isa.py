@@ -230,6 +230,11 @@ class Isa:
     # (instructions up to a call, the call last; register reader at its return) -> (register, value)
     # that lets GDB's `finish` read a result returned in memory, or None (the ABI keeps the address)
     result_address: Callable = no_result_address
+    # (register, mask, the masked bits' value while a UserAccessScope is open): how a kernel user
+    # copy lifts the guard against kernel accesses to user pages (x86_64: STAC sets RFLAGS.AC;
+    # AArch64: PSTATE.PAN cleared). A copy GDB runs in the guest opens it the same way, or the
+    # kernel (and the grader, reading QEMU's log) would see a copy made with the guard up.
+    user_access_open: Optional[tuple] = None
 
     def __reduce__(self):
         # One object per ISA, also through pickle and copy (a module, its format, does not pickle).
@@ -262,7 +267,8 @@ X86_64 = Isa(
     gdb_faults="faults_x86_64", log_parser="X86Parser", machine=machines.MICROVM, breakpoint_bytes=1,
     access=_x86_access, is_page_fault=_x86_page_fault, is_permission_fault=_x86_permission_fault,
     is_table_entry=_x86_table_entry, kernel_fetch_lost=_x86_fetch_lost, paging_off=_x86_paging_off,
-    user_privilege=3, user_irqs_masked=_x86_user_irqs_masked, touches_memory=_x86_touches_memory)
+    user_privilege=3, user_irqs_masked=_x86_user_irqs_masked, touches_memory=_x86_touches_memory,
+    user_access_open=("eflags", 1 << 18, 1 << 18))
 
 AARCH64 = Isa(
     name="aarch64", aliases=("arm64",), format=aarch64, leaves=_aarch64_leaves,
@@ -280,6 +286,7 @@ AARCH64 = Isa(
     # (the log numbers QEMU's EXCP_* codes, faultlog.py; the kernel names the syndrome's class)
     name_tables=(("classes", "aarch64_exception_classes"), ("fault_statuses", "aarch64_fault_statuses")),
     gva2gpa_masked_by=("cpsr", 1 << 22),               # PSTATE.PAN, as the gdbstub's CPSR shows it
+    user_access_open=("cpsr", 1 << 22, 0),             # PAN cleared while a copy may touch user pages
     vector_entry_bytes=0x80,                           # 32 instructions
     # MSR TTBR0_EL1, Xt and MSR TTBR1_EL1, Xt (op0 3, op1 0, CRn 2, CRm 0, op2 0 or 1).
     root_writes={0xD5182000: "TTBR0_EL1", 0xD5182020: "TTBR1_EL1"},
