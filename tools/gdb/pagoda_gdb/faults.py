@@ -941,10 +941,10 @@ def _kernel_map_story(arch, lines):
     the file GDB loaded) walked in the active root, then pagoda_pt.diagnose.device_at for the fault
     address the lines show and the first one QEMU's log shows the kernel taking, when the active
     root does not map it; None when neither finds anything, or the active root is none the kernel
-    published (the boot stub's tables)."""
+    published or the boot stub's own (roots.kernel_map_live)."""
     import gdb
     from pagoda_pt.diagnose import device_at, image_permission_problem, load_segments
-    from pagoda_pt.roots import root_label
+    from pagoda_pt.roots import kernel_map_live, root_label
     from . import kernel
     from .paging import active_root, walk_address
     regs = target.paging_regs(arch)
@@ -966,7 +966,7 @@ def _kernel_map_story(arch, lines):
     with target.physical_memory() as read_phys:
         table, _ = kernel.published_roots(read_phys)
         active, model = active_root(arch, regs), isa(arch)
-        if table is None or all(table.find(model.root_of(regs, r)) is None for r in (model.lower_root, model.upper_root)):
+        if not kernel_map_live(table, [model.root_of(regs, r) for r in (model.lower_root, model.upper_root)]):
             return None     # the boot stub's own tables (one rwx map of everything), not the kernel's map
         label = root_label(active, table)
 

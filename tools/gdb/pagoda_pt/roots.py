@@ -107,6 +107,16 @@ def root_label(root: int, table: Optional[RootTable]) -> str:
     return known.label() if known is not None else "%#x" % root
 
 
+def kernel_map_live(table: Optional[RootTable], live_roots) -> bool:
+    """True when one of @p live_roots (the physical roots the translation registers hold now) is a
+    root the kernel published that is not the boot stub's: only then is the map the CPU uses the
+    kernel's own. The boot stub's tables (published as kind 'boot') map everything rwx on purpose,
+    until the kernel's root is loaded; judging them names a permission slip that is not there."""
+    if table is None:
+        return False
+    return any(known is not None and known.kind != "boot" for known in map(table.find, live_roots))
+
+
 # ---- is this number a root? ----------------------------------------------------------------
 
 def address_problem(arch: str, address: int, pa_bits: int) -> Optional[str]:

@@ -96,3 +96,17 @@ def test_no_device_no_finding():
     assert device_at(MMIO + 0x5000_0000, (APIC, UART), BASES, False, "k") is None
     assert device_at(0x10_0000, (APIC, UART), BASES, True, "k") is None
     assert device_at(0x0900_0000, (UART,), {"identity": 0, "device area": None}, True, "k") is not None
+
+
+def test_only_a_published_root_that_is_not_the_boot_stub_s_is_judged():
+    """A panic before the kernel's root is loaded stops on the boot stub's rwx tables (published
+    as 'boot'): judging them named 'text mapped rwx' at 6 lab 1-2 panics that had other causes."""
+    from pagoda_pt.roots import KnownRoot, RootTable, kernel_map_live
+    table = RootTable(roots=[KnownRoot(0x101000, "boot", "boot"), KnownRoot(0x26B000, "kernel", "kernel"),
+                             KnownRoot(0x37F000, "hello", "process", 1)])
+    assert not kernel_map_live(table, [0x101000, 0x101000])        # x86_64: CR3 is both roots
+    assert not kernel_map_live(table, [0x999000])                   # never published
+    assert not kernel_map_live(None, [0x26B000])
+    assert kernel_map_live(table, [0x26B000, 0x26B000])
+    assert kernel_map_live(table, [0x101000, 0x26B000])             # AArch64: TTBR1 the kernel's
+    assert kernel_map_live(table, [0x37F000])
