@@ -236,12 +236,12 @@ def wait_problem(result, before, after):
     return (@p after), each {pid: Proc}; None when the table agrees with the result. A slot
     marked free that still holds its pid (state 0) is no child: it is a reap that never
     destroyed the process, named before what it made wait return."""
-    undestroyed = sorted(q for q, p in after.items() if not getattr(p, "state", 1))
+    undestroyed = sorted(q for q, p in after.items() if p.state == 0)
     if undestroyed:
         return (f"pid {undestroyed[0]}'s slot of the process table (guest RAM, at wait's return) is marked free but "
                 "still holds its pid and parent: the process was reaped without being destroyed: wait must free "
                 "what the zombie holds (reap(): user half, tables, root, kernel stack), not only mark its slot free")
-    after = {q: p for q, p in after.items() if getattr(p, "state", 1)}
+    after = {q: p for q, p in after.items() if p.state != 0}
     if result == -ECHILD and after:
         alive = sorted(q for q, p in after.items() if not p.zombie)
         return (f"wait returned -ECHILD ({-ECHILD}) while the process table (guest RAM, at its return) holds "

@@ -349,19 +349,17 @@ extern "C" void aarch64_trap(pagoda::aarch64::TrapFrame* frame) {
         // A user copy touches user memory on the process's behalf: its fault is decided with the
         // process's rights (a page of a region comes in; anything else returns EFAULT below).
         const bool guard_up = (frame->spsr & kPstatePan) != 0;
-        if (!from_user && pagoda::proc::checked_user_fixup(frame->elr, frame->far, guard_up, "PAN (SPSR.PAN set)") != 0)
-          access.user = true;
+        const pagoda::uptr fixup = from_user ? 0 : pagoda::proc::checked_user_fixup(frame->elr, frame->far, guard_up, "PAN (SPSR.PAN set)");
+        if (fixup != 0) access.user = true;
         switch (pagoda::vm::handle_fault(pagoda::vm::current_space(), pagoda::VirtAddr(frame->far), access)) {
           case pagoda::vm::FaultDecision::Resolved: return;
           case pagoda::vm::FaultDecision::KillProcess:
           case pagoda::vm::FaultDecision::KernelBug: break;
         }
         // A user copy that hit a bad user address goes on at its fix-up and returns short (EFAULT).
-        if (!from_user) {
-          if (const pagoda::uptr resume = pagoda::proc::checked_user_fixup(frame->elr, frame->far, guard_up, "PAN (SPSR.PAN set)")) {
-            frame->elr = resume;
-            return;
-          }
+        if (fixup != 0) {
+          frame->elr = fixup;
+          return;
         }
       }
       break;

@@ -318,19 +318,17 @@ extern "C" void x86_trap(pagoda::x86::TrapFrame* frame) {
     // A user copy touches user memory on the process's behalf: its fault is decided with the
     // process's rights (a page of a region comes in; anything else returns EFAULT below).
     const bool guard_up = x86_smap_enabled && !(frame->rflags & kRflagsAc);
-    if (!from_user && pagoda::proc::checked_user_fixup(frame->rip, address.value(), guard_up, "SMAP (RFLAGS.AC clear)") != 0)
-      access.user = true;
+    const pagoda::uptr fixup = from_user ? 0 : pagoda::proc::checked_user_fixup(frame->rip, address.value(), guard_up, "SMAP (RFLAGS.AC clear)");
+    if (fixup != 0) access.user = true;
     switch (pagoda::vm::handle_fault(pagoda::vm::current_space(), address, access)) {
       case pagoda::vm::FaultDecision::Resolved: return;
       case pagoda::vm::FaultDecision::KillProcess:
       case pagoda::vm::FaultDecision::KernelBug: break;
     }
     // A user copy that hit a bad user address goes on at its fix-up and returns short (EFAULT).
-    if (!from_user) {
-      if (const pagoda::uptr resume = pagoda::proc::checked_user_fixup(frame->rip, address.value(), guard_up, "SMAP (RFLAGS.AC clear)")) {
-        frame->rip = resume;
-        return;
-      }
+    if (fixup != 0) {
+      frame->rip = fixup;
+      return;
     }
   }
   // A double fault is the CPU failing to deliver an exception: always the kernel's bug, never

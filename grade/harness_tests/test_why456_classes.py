@@ -103,7 +103,7 @@ def test_a_record_that_agrees_with_the_model_says_nothing():
 
 
 def _proc(pid, zombie=False):
-    return SimpleNamespace(pid=pid, parent=1, zombie=zombie)
+    return SimpleNamespace(pid=pid, parent=1, zombie=zombie, state=3 if zombie else 1)
 
 
 def test_wait_results_the_process_table_contradicts_are_named():

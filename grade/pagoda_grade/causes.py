@@ -19,6 +19,8 @@ Nothing here imports the walker: it runs for every failure, witnessed or not.
 """
 import re
 
+from pagoda_pt.x86_64 import CR4_SMAP, RFLAGS_AC   # the log's x86 register dump is read with them
+
 from . import symbols
 from .outcomes import STORM, is_never_reached, kill_lines, panic_line, quoted_lines
 from .witness import ARCHES
@@ -64,10 +66,6 @@ def first_kernel_fault(run):
 
 # ---- A user copy that ran with the guard up ------------------------------------------------------
 
-X86_CR4_SMAP = 1 << 21
-X86_RFLAGS_AC = 1 << 18
-
-
 def copy_guard_cause(run):
     """The sentence for the first user copy (an instruction of the fix-up table, on a user-half
     address) that QEMU's log shows faulting with the CPU's guard against kernel accesses to user
@@ -94,7 +92,7 @@ def copy_guard_cause(run):
         a = Access(f)
         regs = f.registers or {}
         if "RFL" in regs:   # the log dumps the faulting code's flags (x86_64): SMAP and AC are read there
-            if not regs.get("CR4", 0) & X86_CR4_SMAP or regs["RFL"] & X86_RFLAGS_AC:
+            if not regs.get("CR4", 0) & CR4_SMAP or regs["RFL"] & RFLAGS_AC:
                 continue
             return (f"a user copy ({where}) {a.verb()} user address {f.address:#x} with SMAP on and RFLAGS.AC clear "
                     f"(QEMU's log: RFL={regs['RFL']:#x} at the fault): the copy ran without lifting the guard against "

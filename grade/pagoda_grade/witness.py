@@ -628,9 +628,9 @@ def compare_map(snap, regions, extra_allowed=(), root=None, explain=None):
                 key = ("perms", region, run.perms.rwx())
                 text = (f"{region.what}: [{start:#x}, {end:#x}) is mapped {run.perms.rwx()}"
                         f"{' user' if run.perms.user else ''}, expected {region.perms} (kernel only)")
-            elif region.memory and memory_type_problem(run.perms.cache, region.memory):
+            elif wrong_type := memory_type_problem(run.perms.cache, region.memory):
                 key = ("memory", region, run.perms.cache)
-                text = f"{region.what}: [{start:#x}, {end:#x}) is {memory_type_problem(run.perms.cache, region.memory)}"
+                text = f"{region.what}: [{start:#x}, {end:#x}) is {wrong_type}"
             else:
                 last = None
                 continue

@@ -115,8 +115,8 @@ def wait_for_socket(path, proc, timeout=SOCKET_WAIT):
 
 
 def connect_when_listening(path, proc, timeout=SOCKET_WAIT):
-    """A connection to QEMU's unix socket @p path, which exists: QEMU binds it before it listens,
-    so a connection in between is refused (seen under load); it is tried again until QEMU
+    """A connection to QEMU's unix socket @p path: until QEMU has created it, and between its
+    bind and its listen (seen under load), a connection fails; it is tried again until QEMU
     listens, QEMU ends (PagodaError) or @p timeout passes."""
     deadline = time.monotonic() + timeout
     while True:
@@ -124,7 +124,7 @@ def connect_when_listening(path, proc, timeout=SOCKET_WAIT):
         try:
             conn.connect(path)
             return conn
-        except ConnectionRefusedError as e:
+        except (FileNotFoundError, ConnectionRefusedError) as e:
             conn.close()
             if proc.poll() is not None:
                 raise PagodaError(f"QEMU ended before its socket {path} listened "
@@ -159,7 +159,6 @@ class ExitWatch:
     def start(self, proc):
         """Connects to QEMU's QMP socket (before the guest can run: QEMU starts paused) and
         watches its events in a thread until QEMU ends."""
-        wait_for_socket(self.path, proc)
         conn = connect_when_listening(self.path, proc)
         try:
             stream = conn.makefile("rw", encoding="utf-8", newline="\n")

@@ -482,19 +482,14 @@ def _fixup_story(arch):
     # The call opens user access as a UserAccessScope does (RFLAGS.AC set; PAN clear): with the
     # guard up, the kernel's fault handler and QEMU's log would take the probe for a student's
     # copy made outside a scope (and the grader's copy-guard rule, reading that log, would too).
-    reg, mask, value = isa(arch).user_access_open or (None, 0, 0)
-    saved = target.register(reg) if reg else None
     try:
         gdb.execute("set unwindonsignal on", to_string=True)
-        if saved is not None:
-            gdb.execute("set $%s = %#x" % (reg, (saved & ~mask) | value), to_string=True)
-        # Nothing is stored: the first load faults. The destination is the stack, well below SP.
-        left = int(gdb.parse_and_eval("((unsigned long (*)(void*, const void*, unsigned long))%s)((void*)%#x, "
-                                      "(const void*)%#x, %d)" % (routine, (sp - 2048) & ~0xF, PROBE_ADDRESS,
-                                                                 PROBE_BYTES))) & MASK64
+        with target.register_bits(*(isa(arch).user_access_open or (None, 0, 0))):
+            # Nothing is stored: the first load faults. The destination is the stack, well below SP.
+            left = int(gdb.parse_and_eval("((unsigned long (*)(void*, const void*, unsigned long))%s)((void*)%#x, "
+                                          "(const void*)%#x, %d)" % (routine, (sp - 2048) & ~0xF, PROBE_ADDRESS,
+                                                                     PROBE_BYTES))) & MASK64
     finally:
-        if saved is not None:
-            gdb.execute("set $%s = %#x" % (reg, saved), to_string=True)
         gdb.execute("set unwindonsignal %s" % ("on" if unwind else "off"), to_string=True)
     _probed["story"] = fixup_reports_success(routine, PROBE_BYTES, PROBE_ADDRESS, left)
     return _probed["story"]

@@ -419,10 +419,6 @@ VMA included), bt shows the path, vma-list and pt-dump --user show its memory as
                                                if args.positional else ""))
 
 
-# PSTATE.PAN (bit 22 of CPSR as QEMU's gdbstub gives it): EL1 may not touch a page EL0 can.
-PSTATE_PAN = isa("aarch64").gva2gpa_masked_by[1]
-
-
 @command
 class Gva2Gpa(PagodaCommand):
     """QEMU's own translation of a virtual address, as `monitor gva2gpa` gives it, PAN aside.
@@ -441,21 +437,11 @@ x86_64 it is `monitor gva2gpa VA`.  pt-walk VA walks the tables themselves."""
         from . import target
         target.require_stopped()
         va = int(gdb.parse_and_eval(args.positional[0])) & ((1 << 64) - 1)
-        saved = None
         # QEMU's gva2gpa honours a guard some ISAs have (AArch64's PAN): lift it while asking.
-        guard = isa(target.current_arch()).gva2gpa_masked_by
-        if guard is not None:
-            reg, bit = guard
-            value = target.register(reg)
-            if value is not None and value & bit:
-                saved = (reg, value)
-                gdb.execute("set $%s = %#x" % (reg, value & ~bit), to_string=True)
-        try:
+        reg, bit = isa(target.current_arch()).gva2gpa_masked_by or (None, 0)
+        with target.register_bits(reg, bit, 0) as lifted:
             text = gdb.execute("monitor gva2gpa %#x" % va, to_string=True).strip()
-        finally:
-            if saved is not None:
-                gdb.execute("set $%s = %#x" % saved, to_string=True)
-        out(text + (" (asked with PSTATE.PAN cleared, then set again)" if saved is not None else ""))
+        out(text + (" (asked with PSTATE.PAN cleared, then set again)" if lifted else ""))
 
 
 @command

@@ -74,6 +74,22 @@ def register(name):
         return None  # <unavailable>
 
 
+@contextmanager
+def register_bits(name, mask, value):
+    """Register @p name with its @p mask bits set to @p value for the body, then as it was; yields
+    whether it was changed (not when it already had them, or GDB cannot read it). The guest must
+    not run in between except for a call GDB makes (which leaves the registers as it found them)."""
+    saved = register(name) if name else None
+    changed = saved is not None and saved & mask != value
+    if changed:
+        gdb.execute("set $%s = %#x" % (name, (saved & ~mask) | value), to_string=True)
+    try:
+        yield changed
+    finally:
+        if changed:
+            gdb.execute("set $%s = %#x" % (name, saved), to_string=True)
+
+
 def monitor(command):
     """Output of a QEMU monitor command, with the monitor's \\r\\n turned into \\n."""
     return gdb.execute("monitor " + command, to_string=True).replace("\r\n", "\n")

@@ -31,6 +31,7 @@ from typing import Callable, Optional
 from .model import PAGE_SIZE_4K, Walk
 from .roots import KnownRoot, RootTable, root_label
 from .walker import walk as walk_tables
+from .x86_64 import CR4_SMAP, RFLAGS_AC      # what the log's x86 register dump is read with
 
 NOTHING_WRONG = "nothing is wrong that I can see"
 
@@ -1275,10 +1276,6 @@ def arguments_through_live_root(events: list, fixups: dict, user_privilege: int,
 
 # ---- a user copy run with the guard up (lab 4) -----------------------------------------------------
 
-X86_CR4_SMAP = 1 << 21
-X86_RFLAGS_AC = 1 << 18
-
-
 def copy_with_guard_up(events: list, fixups: dict, user_end: int, model) -> Optional[str]:
     """The first kernel-mode fault in QEMU's log (@p events) of a user copy (its PC in the fix-up
     table @p fixups) on a user address (below @p user_end) taken with the CPU's guard against
@@ -1293,7 +1290,7 @@ def copy_with_guard_up(events: list, fixups: dict, user_end: int, model) -> Opti
         present, write, fetch = model.access(e.error or 0)
         regs = getattr(e, "registers", None) or {}
         if "RFL" in regs:
-            if regs.get("CR4", 0) & X86_CR4_SMAP and not regs["RFL"] & X86_RFLAGS_AC:
+            if regs.get("CR4", 0) & CR4_SMAP and not regs["RFL"] & RFLAGS_AC:
                 return ("a user copy (PC %#x) faulted on user address %#x with SMAP on and RFLAGS.AC clear (QEMU's "
                         "log): it ran without lifting the guard against kernel accesses to user pages, so every user "
                         "page refuses it (EFAULT): call the copy routine inside a UserAccessScope" % (e.pc, e.address))

@@ -268,7 +268,7 @@ X86_64 = Isa(
     access=_x86_access, is_page_fault=_x86_page_fault, is_permission_fault=_x86_permission_fault,
     is_table_entry=_x86_table_entry, kernel_fetch_lost=_x86_fetch_lost, paging_off=_x86_paging_off,
     user_privilege=3, user_irqs_masked=_x86_user_irqs_masked, touches_memory=_x86_touches_memory,
-    user_access_open=("eflags", 1 << 18, 1 << 18))
+    user_access_open=("eflags", x86_64.RFLAGS_AC, x86_64.RFLAGS_AC))
 
 AARCH64 = Isa(
     name="aarch64", aliases=("arm64",), format=aarch64, leaves=_aarch64_leaves,

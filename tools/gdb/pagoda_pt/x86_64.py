@@ -105,6 +105,7 @@ CR4_SMEP = 1 << 20
 CR4_SMAP = 1 << 21
 CR4_PKE = 1 << 22
 EFER_NXE = 1 << 11
+RFLAGS_AC = 1 << 18    # STAC sets it: supervisor accesses to user pages allowed despite SMAP
 
 # ---------------------------------------------------------------------------------------
 # IA32_PAT MSR: eight 8-bit entries, entry i in bits 8i+2..8i (upper bits reserved).
