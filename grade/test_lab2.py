@@ -276,6 +276,29 @@ def test_kernel_half_global(boot, kernel, arch):
                                "space)"))
 
 
+def small_blocks_problem(small, offset, a, b, first, end):
+    """The headline for the whole 2 MiB blocks of the RAM piece [a, b) (whole blocks [first, end))
+    that the window maps with smaller pages, @p small [(pa, page size)]: which of them (the last,
+    the first, all, some) says which end of map_ram()'s block loop is wrong."""
+    pa, size = small[0]
+    whole = (end - first) // BLOCK
+    if len(small) == whole and whole > 1:
+        which = f"every one of the {whole} whole 2 MiB blocks"
+        why = "map_ram() maps no large page (a 2 MiB block wherever one is aligned and all RAM)"
+    elif len(small) == 1 and pa == end - BLOCK:
+        which = "the last whole 2 MiB block"
+        why = ("map_ram()'s block loop stops one block early: a block that ends exactly at the piece's end "
+               "(pa + 2 MiB == end) still fits")
+    elif len(small) == 1 and pa == first:
+        which = "the first whole 2 MiB block"
+        why = "map_ram()'s block loop starts one block late: the head of 4 KiB pages must end at the first aligned block"
+    else:
+        which = f"{len(small)} of the {whole} whole 2 MiB blocks (the first at RAM {pa:#x})"
+        why = "map_ram() must map each aligned 2 MiB block of RAM with one large page"
+    return (f"{which} of the RAM [{a:#x}, {b:#x}) is mapped with {size // 1024} KiB pages, not as one 2 MiB large "
+            f"page ({offset + pa:#x}, RAM {pa:#x}): {why}")
+
+
 @lab_test(2, "window_large_pages")
 def test_window_large_pages(boot, kernel, arch):
     """The window maps RAM with 2 MiB pages wherever a whole aligned one is RAM it must map, and
@@ -296,6 +319,7 @@ def test_window_large_pages(boot, kernel, arch):
             first, end = -(-a // BLOCK) * BLOCK, b // BLOCK * BLOCK   # the whole blocks inside [a, b)
             probes = [(pa, BLOCK) for pa in range(first, end, BLOCK)]
             probes += [(pa, PAGE) for pa in (a, b - PAGE) if not first <= pa < end]
+            small = []   # the whole blocks mapped with smaller pages
             for pa, size in probes:
                 w = snap.walk(offset + pa)
                 if not w.mapped:
@@ -305,10 +329,15 @@ def test_window_large_pages(boot, kernel, arch):
                                     f"reach) is not mapped in the window ({w.stop_reason}): map_ram() must map every "
                                     "page of RAM below the window's limit, the 4 KiB pages before a piece's first "
                                     "whole block and after its last one included")
+                elif w.page_size != size and size == BLOCK:
+                    small.append((pa, w.page_size))
                 elif w.page_size != size:
-                    problems.append(f"{offset + pa:#x} (RAM {pa:#x}) is a {w.page_size // 1024} KiB page; expected a "
-                                    f"{size // 1024} KiB page")
+                    problems.append(f"{offset + pa:#x} (RAM {pa:#x}, at an edge of the RAM [{a:#x}, {b:#x})) is mapped "
+                                    f"by a {w.page_size // 1024} KiB page, which reaches past the RAM: only 4 KiB pages "
+                                    "may map the part of a piece outside its whole 2 MiB blocks")
                 blocks += size == BLOCK
+            if small:
+                problems.insert(0, small_blocks_problem(small, offset, a, b, first, end))
         if blocks == 0:
             problems.append("the window has no RAM a whole 2 MiB page fits (the grader's memory size is wrong?)")
         guest.end()

@@ -1434,6 +1434,11 @@ def usertests_case(boot, kernel, arch, case):
             wrong.append(f"{label}: returned 0 (read in user mode), though the child {p['want']} it asked for had ended: "
                          "wait with no-hang returned before looking for an ended child: no-hang returns 0 only when "
                          "no child it may reap has ended (reap a zombie first, then decide not to sleep)")
+        elif (p["flags"] & PROBE_EXACT and t["number"] == wait_call and r == 0 and p["want"] in (-ECHILD, -ESRCH)
+              and t.get("args", [0, 0, 0])[2] & wait_no_hang()):
+            wrong.append(f"{label}: returned 0 (read in user mode), expected {shown_result(p['want'])}: wait with "
+                         "no-hang returned before looking for a child at all: with no such child it must fail; "
+                         "no-hang only decides whether to sleep once a child exists and none has ended")
         elif p["flags"] & PROBE_EXACT and r != p["want"] and t["number"] == wait_call and r > 0 and p["want"] > 0:
             wrong.append(f"{label}: returned child {r}, not the child {p['want']} it asked for (read in user mode): "
                          "wait(pid) must reap that child only, and sleep until it ends, whichever other child has "

@@ -71,6 +71,7 @@ void critical_ranges(CriticalRanges& out) {
   const u64 low = stack.empty() ? sp - kTrapFrameRoom : stack.bottom;
   const u64 high = stack.empty() ? align_up(sp + 1, kPageSize) : stack.top;
   out.add("the running stack", VirtAddr(low), high - low, kWrite, VirtAddr(sp));
+  if (stack.bottom == reinterpret_cast<uptr>(boot_entry_stack_bottom)) out.note_last(kBootEntryStackNote);
 
   out.add("the current instruction (load_ttbr0)", va(reinterpret_cast<const void*>(&aarch64::hw::load_ttbr0)), 1,
           kExecute);

@@ -23,7 +23,7 @@
 #include "mm/base/page.hpp"
 #include "proc/kernel_stack.hpp"
 
-extern "C" char __text_start[], __text_end[], x86_vector_stubs[], x86_trap_entry_end[];
+extern "C" char __text_start[], __text_end[], x86_vector_stubs[], x86_trap_entry_end[], boot_entry_stack_bottom[];
 
 namespace pagoda::arch {
 namespace {
@@ -61,6 +61,7 @@ void critical_ranges(CriticalRanges& out) {
   const u64 low = stack.empty() ? rsp - kTrapFrameRoom : stack.bottom;
   const u64 high = stack.empty() ? align_up(rsp + 1, kPageSize) : stack.top;
   out.add("the running stack", VirtAddr(low), high - low, kWrite, VirtAddr(rsp));
+  if (stack.bottom == reinterpret_cast<uptr>(boot_entry_stack_bottom)) out.note_last(kBootEntryStackNote);
 
   const VirtAddr next_instruction = va(reinterpret_cast<const void*>(&x86::hw::load_root));
   out.add("the current instruction", next_instruction, 1, kExecute);

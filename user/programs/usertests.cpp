@@ -207,6 +207,7 @@ void case_wait() {
   abi::ExitInfo info{};
   const i64 me = probe("getpid", Syscall::GetPid, 0, kSuccess);
   refuse("wait with no children", Syscall::Wait, Errno::Child, u64(-1), va(&info), 0);
+  refuse("wait with no-hang and no children", Syscall::Wait, Errno::Child, u64(-1), va(&info), abi::kWaitNoHang);
   refuse("waitpid of itself", Syscall::Wait, Errno::Srch, u64(me), va(&info), 0);
   refuse("waitpid of a process that is not its child", Syscall::Wait, Errno::Srch, 1, va(&info), 0);
   refuse("waitpid(0)", Syscall::Wait, Errno::Inval, 0, va(&info), 0);

@@ -14,6 +14,10 @@ void CriticalRanges::add(const char* what, VirtAddr start, u64 size, Access acce
   ranges_[count_++] = CriticalRange{what, start, size, access, in_range ? focus : start};
 }
 
+void CriticalRanges::note_last(const char* note) {
+  if (count_ > 0 && dropped_ == 0) ranges_[count_ - 1].note = note;
+}
+
 namespace {
 
 /// "writable", "executable", "writable and executable": what a range needs beyond reading.
@@ -55,6 +59,7 @@ void SwitchRefusal::format(FormatSink& sink) const {
   const u64 last_page = align_down(range.start.value() + (range.size - 1), kPageSize);
   if (before_mapped && align_down(va.value(), kPageSize) == last_page)
     format_to(sink, ": only its last page fails, so its end was rounded down instead of up");
+  if (range.note[0] != '\0') format_to(sink, ": {}", range.note);
   if (detail[0] != '\0') format_to(sink, "; {}", StringView(detail));
 }
 

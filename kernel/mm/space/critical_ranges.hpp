@@ -32,7 +32,14 @@ struct CriticalRange {
   u64 size = 0;
   Access access;          ///< what it must allow beyond reading (write, execute)
   VirtAddr focus;         ///< the address in it to check and name first (e.g. the stack pointer)
+  const char* note = "";  ///< what a refusal adds about this range (why it is there), or ""
 };
+
+/// The note of the running stack when it is the boot stub's low entry stack: a root without it
+/// is the kernel's own root loaded before the kernel left that stack (lab 2's order).
+inline constexpr const char* kBootEntryStackNote =
+    "it is the boot stub's low entry stack: the kernel still runs on it, and the kernel's own root maps nothing "
+    "low (move to boot_stack first, then load the root)";
 
 /// The arch's list of critical ranges, in the order they are checked (the most telling first).
 class CriticalRanges {
@@ -42,6 +49,8 @@ class CriticalRanges {
   /// Adds [start, start + size) (nothing when size is 0); @p focus defaults to @p start. A
   /// list that is full counts the range as dropped (a bug in the arch's list: the check panics).
   void add(const char* what, VirtAddr start, u64 size, Access access, VirtAddr focus = VirtAddr());
+  /// Gives the range added last the refusal note @p note (nothing when none was added).
+  void note_last(const char* note);
 
   Span<const CriticalRange> ranges() const { return {ranges_, count_}; }
   usize dropped() const { return dropped_; }
