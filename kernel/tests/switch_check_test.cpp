@@ -78,6 +78,20 @@ TEST_F(SwitchCheckTest, AMissingStackIsNamedAtTheStackPointer) {
                          " (PT entry " + std::to_string(F::index(VirtAddr(kRsp), 3)) + " not present)");
 }
 
+TEST_F(SwitchCheckTest, ARangesNoteFollowsTheWalkInTheRefusal) {
+  // The arch notes the running stack when it is the boot stub's low entry stack.
+  CriticalRanges list;
+  list.add("the running stack", VirtAddr(kStack), 4 * kPageSize, kWrite, VirtAddr(kRsp));
+  list.note_last(kBootEntryStackNote);
+  list.add("the IDT", VirtAddr(kIdt), kPageSize, Access{});
+  ASSERT_TRUE(kernel.unmap(VirtAddr(align_down(kRsp, kPageSize))).ok());
+  EXPECT_EQ(text(kernel.check_switch(list.ranges())),
+            "new root " + hex(kernel.root().value()) + " does not map the running stack " + hex(kRsp) + " (PT entry " +
+                std::to_string(F::index(VirtAddr(kRsp), 3)) + " not present): " + kBootEntryStackNote);
+  // Only the range it was given to carries it.
+  EXPECT_STREQ(list.ranges()[1].note, "");
+}
+
 TEST_F(SwitchCheckTest, EveryPageOfARangeIsWalkedNotOnlyItsFocus) {
   ASSERT_TRUE(kernel.unmap(VirtAddr(kStack)).ok());  // the deepest page of the stack
   const SwitchRefusal r = kernel.check_switch(all());
