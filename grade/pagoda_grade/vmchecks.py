@@ -94,7 +94,11 @@ def kernel_half_problems(snap, kernel, arch, what):
             words = bits["user_words"]
         else:
             bad, words = leaf and not bits["leaf_global"](e), bits["global_words"]
-        if bad:
+        if bad and what == "user" and not leaf:
+            problems.append(f"the {names[level]} table entry for {va:#x} is {e:#x}: {words}: a table of the kernel half "
+                            "allows user access below it, so only its leaves keep the kernel from user mode (a new "
+                            "table is linked with its tree's user_tables(va): user only below Shape::user_end)")
+        elif bad:
             problems.append(f"the {names[level]} {'leaf' if leaf else 'table'} entry for {va:#x} is {e:#x}: {words}")
     if what == "global" and bits["global_control"]:
         register, bit, message = bits["global_control"]
