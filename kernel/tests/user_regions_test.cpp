@@ -162,6 +162,18 @@ TEST_F(RegionsTest, NoVmaSaysWhatLiesAroundTheAddress) {
   EXPECT_EQ(around(none, 0x1000), "");
 }
 
+TEST_F(RegionsTest, NoVmaBelowTheBreakSaysBrkRecordedTheHeapShort) {
+  // The heap starts where the image ends (0x403000); the break is 0x10 bytes into its first page,
+  // but no region covers that page (a brk that rounded its top down).
+  regions.heap_start = 0x403000;
+  regions.brk = 0x403010;
+  EXPECT_EQ(around(regions, 0x403008), "; yet 0x403008 lies below the break 0x403010 (the heap from 0x403000): brk "
+                                       "recorded the heap short of its break; the heap's region must reach the break "
+                                       "rounded up to a page (0x404000)");
+  // At the break and above it the address is no one's: what lies around it, as before.
+  EXPECT_EQ(around(regions, 0x403010).find("; the page lies "), 0u) << around(regions, 0x403010);
+}
+
 TEST_F(RegionsTest, ARefusalWithoutOverlapIsNamed) {
   // [top - 3 pages, top - 2 pages) only touches the stack: nothing overlaps it, and this insert()
   // takes it (tried on a copy: the set is unchanged), so the growth asked for was another range.

@@ -111,6 +111,13 @@ void explain_no_vma(FormatSink& sink, const UserRegions& regions, u64 va) {
     if (v.start > page && above == nullptr) above = &v;
     if (v.end <= page) below = &v;
   }
+  // Below the record's own break the address is the heap's: no region there is brk's mistake.
+  if (va >= regions.heap_start && va < regions.brk) {
+    format_to(sink, "; yet {:#x} lies below the break {:#x} (the heap from {:#x}): brk recorded the heap short of "
+                    "its break; the heap's region must reach the break rounded up to a page ({:#x})",
+              va, regions.brk, regions.heap_start, align_up(regions.brk, page_size));
+    return;
+  }
   const auto pages = [page_size](u64 from, u64 to) { return (to - from) / page_size; };
   // A distance under 16 MiB is said in pages (the student counts them); a far one in a rounded
   // size, since "34359737324 page(s)" tells a reader nothing.

@@ -1124,7 +1124,8 @@ def _with_user_decision(arch, lines, fault):
                                          fault["mapped"], fault["perms"], row.get("stack_limit"),
                                          killing=killing, who=_label(row["pid"], row["name"]),
                                          sp=fault.get("sp"), answered=answered, pc=fault.get("pc"),
-                                         segments=_program_segments(row["name"]))
+                                         segments=_program_segments(row["name"]),
+                                         heap=(row["heap_start"], row["brk"]) if row.get("brk") else None)
     if killing and row["vmas"] and kind in ("wrong", "deny"):
         # The kernel's own decision on the same record, address and access: it is what the kill
         # path is about to use, and where it disagrees with the record it is the cause.

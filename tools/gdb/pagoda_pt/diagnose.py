@@ -304,7 +304,7 @@ def user_fault_decision(vmas: list, address: int, write: bool, fetch: bool, mapp
                         page: int = PAGE_SIZE_4K, killing: bool = False,
                         who: str = "the process", sp: Optional[int] = None,
                         answered: int = 0, pc: Optional[int] = None,
-                        segments: Optional[list] = None) -> tuple[str, str]:
+                        segments: Optional[list] = None, heap: Optional[tuple] = None) -> tuple[str, str]:
     """What the kernel's fault decision (kernel/mm/space/user_regions.cpp, decide_fault, and lab 6's
     copy-on-write) makes of a user-mode page fault at @p address, given the process's VMAs
     (dicts: start, end, read, write, execute, kind, flags; flags bit 0: grows down), what the
@@ -321,8 +321,14 @@ def user_fault_decision(vmas: list, address: int, write: bool, fetch: bool, mapp
     (answered_before): a fault the record refuses that was answered first is the decision's bug,
     not the program's (it let through what it now refuses). @p segments: the program's ELF load
     segments (load_segments): a refused address in one of them that the record leaves out or
-    grants other permissions is the loader's record, not the program."""
+    grants other permissions is the loader's record, not the program. @p heap: (heap_start, brk)
+    of the process's record: a refused address below the break that no VMA covers is the heap's
+    region cut short by brk (heap_short_of_break), the kernel's bug."""
     kind, sentence = _user_fault_decision(vmas, address, write, fetch, mapped, perms, stack_limit, who)
+    if kind == "deny" and heap is not None:
+        short = heap_short_of_break(vmas, address, heap, who, page)
+        if short is not None:
+            return "wrong", short
     if kind == "deny" and vmas and segments:
         story = _segment_story(segments, vmas, address, page, who)
         if story is not None:
@@ -341,6 +347,26 @@ def user_fault_decision(vmas: list, address: int, write: bool, fetch: bool, mapp
                          "or fault path refused what the record allows (decide_fault, the VMA find, "
                          "the demand or copy-on-write path)" % (who, address, reading))
     return kind, sentence
+
+
+def heap_short_of_break(vmas: list, address: int, heap: tuple, who: str = "the process",
+                        page: int = PAGE_SIZE_4K) -> Optional[str]:
+    """When no VMA of @p vmas covers @p address although it lies in the heap as the record's own
+    break says (@p heap: (heap_start, brk), heap_start <= address < brk): the sentence naming the
+    heap's region cut short of the break (brk must record the heap up to the break rounded up to
+    a page), else None. The heap's region is the VMA that ends highest at or below @p address
+    from heap_start on, if any."""
+    start, brk = heap
+    if not start <= address < brk or any(v["start"] <= address < v["end"] for v in vmas):
+        return None
+    top = (brk + page - 1) & ~(page - 1)
+    below = [v for v in vmas if start <= v["start"] and v["end"] <= address]
+    ends = max((v["end"] for v in below), default=start)
+    how = ("its heap region ends at %#x" % ends) if below else ("no region covers the heap from %#x" % start)
+    rounded = " (the break rounded down to a page)" if ends == brk & ~(page - 1) and brk % page else ""
+    return ("%s faulted at %#x, below its own break %#x, yet %s%s: brk recorded the heap short of the break; "
+            "the heap's region must reach the break rounded up to a page (%#x), so every address below the "
+            "break is the program's" % (who, address, brk, how, rounded, top))
 
 
 def refused_what_record_allows(who: str, address: int, refusal: str, vma: dict,

@@ -72,3 +72,17 @@ def test_a_kill_on_a_fault_the_record_allows_blames_the_kernel_s_decision():
     assert named.startswith("the kernel is ending proc 2 (vmas) for a fault at 0x400010, yet the record")
     # A fault the record refuses is still the program's, killing or not.
     assert user_fault_decision(VMAS, 0x40_0010, True, False, True, "r-x", 1 << 20, killing=True)[0] == "deny"
+
+
+def test_no_vma_below_the_break_is_brk_recording_the_heap_short():
+    # The heap starts where DATA ends; the break is 0x10 bytes into its first page, which no VMA covers.
+    heap = (0x40_4000, 0x40_4010)
+    kind, sentence = user_fault_decision(VMAS, 0x40_4008, True, False, False, None, 1 << 20, heap=heap)
+    assert kind == "wrong"
+    assert "below its own break 0x404010" in sentence and "(the break rounded down to a page)" in sentence
+    assert "round" in sentence and "0x405000" in sentence
+    # At the break and past it, the address is no one's: the program's fault.
+    assert user_fault_decision(VMAS, 0x40_4010, True, False, False, None, 1 << 20, heap=heap)[0] == "deny"
+    # A heap region that reaches the rounded-up break covers it: answered, not this rule.
+    grown = VMAS + [dict(start=0x40_4000, end=0x40_5000, read=True, write=True, execute=False, kind="heap", flags=0)]
+    assert user_fault_decision(grown, 0x40_4008, True, False, False, None, 1 << 20, heap=heap)[0] == "demand"
