@@ -51,6 +51,18 @@ void forget_cached_asids() {
   for (u64& word : g_asid_cached) word = 0;
 }
 
+/// The word of g_asid_cached that holds @p asid's bit, and the bit.
+u64& cached_word(u16 asid) { return g_asid_cached[asid / 64 % kAsidWords]; }
+u64 cached_bit(u16 asid) { return u64{1} << (asid % 64); }
+
+/// Every translation of every ASID, global ones included, dropped: what a new TTBR1 (or the
+/// kernel's first roots) needs, since the old tables' entries may still be cached.
+void invalidate_everything() {
+  asm volatile("tlbi vmalle1is" ::: "memory");
+  tlbi_done();
+  forget_cached_asids();
+}
+
 }  // namespace
 
 namespace aarch64::hw {
@@ -70,25 +82,21 @@ PhysAddr read_ttbr1() { return PhysAddr(PAGODA_READ_SYSREG("ttbr1_el1") & Format
   isb();
   PAGODA_WRITE_SYSREG("sctlr_el1", PAGODA_READ_SYSREG("sctlr_el1") | kSctlrWxn);
   isb();
-  asm volatile("tlbi vmalle1is" ::: "memory");  // nothing of the boot map may stay cached
-  tlbi_done();
-  forget_cached_asids();
+  invalidate_everything();  // nothing of the boot map may stay cached
 }
 
 // Not inlined: a breakpoint here stops at every switch of processes, with the root in x0.
 [[gnu::noinline]] void load_ttbr0(PhysAddr root, u16 asid) {
   PAGODA_WRITE_SYSREG("ttbr0_el1", ttbr_value(root, asid));
   isb();
-  g_asid_cached[asid / 64 % kAsidWords] |= u64{1} << (asid % 64);
+  cached_word(asid) |= cached_bit(asid);
 }
 
 [[gnu::noinline]] void load_ttbr1(PhysAddr root) {
   dsb_ishst();
   PAGODA_WRITE_SYSREG("ttbr1_el1", ttbr_value(root, 0));
   isb();
-  asm volatile("tlbi vmalle1is" ::: "memory");
-  tlbi_done();
-  forget_cached_asids();
+  invalidate_everything();
 }
 
 void write_barrier() { dsb_ishst(); }
@@ -112,16 +120,12 @@ void invalidate_va(VirtAddr va, u16 asid) {
 void invalidate_asid(u16 asid) {
   asm volatile("tlbi aside1is, %0" ::"r"(u64(asid) << kTtbrAsidShift) : "memory");
   tlbi_done();
-  g_asid_cached[asid / 64 % kAsidWords] &= ~(u64{1} << (asid % 64));
+  cached_word(asid) &= ~cached_bit(asid);
 }
 
-void invalidate_all() {
-  asm volatile("tlbi vmalle1is" ::: "memory");
-  tlbi_done();
-  forget_cached_asids();
-}
+void invalidate_all() { invalidate_everything(); }
 
-bool asid_may_be_cached(u16 asid) { return g_asid_cached[asid / 64 % kAsidWords] >> (asid % 64) & 1; }
+bool asid_may_be_cached(u16 asid) { return (cached_word(asid) & cached_bit(asid)) != 0; }
 
 }  // namespace aarch64::hw
 

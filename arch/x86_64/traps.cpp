@@ -28,7 +28,6 @@
 
 extern "C" char x86_vector_stubs[], x86_syscall_entry[], boot_stack_guard[], boot_stack_bottom[], boot_stack_top[];
 extern "C" pagoda::u64 x86_syscall_kernel_rsp;
-extern "C" pagoda::u8 x86_smap_enabled;  // user_mode.cpp: 1 once CR4.SMAP is on
 
 namespace pagoda::x86 {
 namespace {

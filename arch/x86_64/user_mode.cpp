@@ -35,9 +35,7 @@ extern "C" char x86_syscall_entry[], x86_trap_return[];
 extern "C" void x86_switch_context(pagoda::uptr* save_sp, pagoda::uptr load_sp);
 extern "C" pagoda::u64 x86_syscall_kernel_rsp;
 
-/// 1 once SMAP is on: the trap entry (vectors.S) clears RFLAGS.AC only then (CLAC is undefined
-/// on a CPU without SMAP).
-extern "C" pagoda::u8 x86_smap_enabled = 0;
+pagoda::u8 x86_smap_enabled = 0;  // (user_mode.hpp)
 
 namespace pagoda::x86 {
 

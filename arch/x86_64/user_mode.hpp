@@ -5,6 +5,11 @@
 #include "arch/x86_64/trap_frame.hpp"
 #include "mm/base/perms.hpp"
 
+/// 1 once CR4.SMAP is on (user_mode.cpp sets it): the trap entry (vectors.S) clears RFLAGS.AC
+/// only then (CLAC is undefined on a CPU without SMAP), and a kernel fault on a user address
+/// reads it to tell a guarded access from an open one.
+extern "C" pagoda::u8 x86_smap_enabled;
+
 namespace pagoda::x86 {
 
 /// The name of the privileged instruction @p code starts with ("hlt", "cli", "mov to/from a
