@@ -82,6 +82,8 @@ class VmaWatch(Watch):
         self.loader = {}          # pid -> [sentences]: what the loader left out
         self.heap = {}            # pid -> [sentences]: what is wrong with the heap it starts with
         self.at_kills = {}        # pid -> (its pages {va: (frame, writable)}, its Record) as it was killed
+        self.asked_breaks = []    # the breaks the test had the program ask brk for, in the order asked
+        self.prot_steps = []      # the permissions the test had the program give its mapping, in order
 
     def before(self, guest):
         """Watch.before(), and from then on a stop at every kill on the way to the grader's other
@@ -120,6 +122,18 @@ class VmaWatch(Watch):
             region = record.find(k.address)
             if page not in pages or region is None or pages[page][1] or not region.write:
                 continue
+            steps = self.prot_steps
+            if len(steps) >= 2 and steps[-1] == region.rwx() and "w" not in steps[-2] and "w" in steps[0]:
+                # The program brought the page in under steps[0] (writable) and mprotect'ed it along steps:
+                # read-only now, the page was rewritten; with the permissions the record held before the
+                # last mprotect, so it was rewritten from the record before the record changed.
+                return (f"the page {page:#x} keeps its region's old permissions {steps[-2]} after "
+                        f"mprotect({steps[-1]}): the pages were rewritten from the record before the record changed "
+                        "(VmaSet::protect() first, then reprotect_pages()); "
+                        f"proc {pid} ({record.name}) was killed at {k.address:#x} by an access its region {region} "
+                        f"allows, and the grader's walk of its root as it was killed finds the page read-only (frame "
+                        f"{pages[page][0]:#x}); it was brought in {steps[0]}, so mprotect did rewrite it, but from the "
+                        "record as it was before the call")
             return (f"proc {pid} ({record.name}) was killed at {k.address:#x} by an access its region {region} allows, "
                     f"yet the grader's walk of its root as it was killed finds the page mapped read-only (frame "
                     f"{pages[page][0]:#x}): the page's entry lags its region's permissions (nothing shares a frame in "
@@ -127,6 +141,35 @@ class VmaWatch(Watch):
                     "region's permissions before it changed the record (reprotect_pages() after VmaSet::protect())")
         return None
 
+
+    def short_heap_cause(self, lines):
+        """The cause of the first kill at an address below a break the program asked for (the test
+        told the watch its breaks: asked_breaks) where no region holds it, from the process's
+        record as it was killed: the heap's region ends short of the page that holds the break
+        (align_up of the break), and how far short. None otherwise."""
+        for pid, k in sorted(parse_kills(_Lines(lines)).items()):
+            seen = self.at_kills.get(pid)
+            record = seen[1] if seen is not None and seen[1] is not None else None
+            if record is None or record.problem or k.address is None or record.find(k.address) is not None:
+                continue
+            asked = next((b for b in self.asked_breaks if record.heap_start <= k.address < b), None)
+            if asked is None or record.brk < asked:
+                continue   # a break the kernel refused is another cause (the tests say so themselves)
+            top = record.heap_start   # the heap: the regions that follow one another from its start
+            for v in sorted(record.vmas, key=lambda v: v.start):
+                if v.start == top and v.end > top:
+                    top = v.end
+            want = page_up(asked)
+            if top >= want or top > k.address:
+                continue
+            head = (f"brk({asked:#x}) was asked, yet {k.address:#x} (below that break) has no region in proc {pid} "
+                    f"({record.name})'s record as it was killed (read from guest RAM): the heap ends at {top:#x}")
+            if asked % PAGE and top == page_down(asked):
+                return (f"{head}, the break rounded down to a page; the page holding an unaligned break belongs to "
+                        f"the heap (round the top up: the heap's region must reach align_up of the break, {want:#x})")
+            return (f"{head}, {(want - top) // PAGE} page(s) short of {want:#x} (align_up of the break): the heap's "
+                    "region must cover every byte below the break (brk grows it from the old top to the new one)")
+        return None
 
     def segments_of(self, name):
         try:
@@ -169,6 +212,9 @@ class VmaWatch(Watch):
             if top - limit - gap <= k.address < top and not any(v.end == top for v in record.vmas):
                 stack = next((p for p in problems if "stack" in p), problems[0])
                 return f"{head}, on its stack: {stack}"
+        short = self.short_heap_cause(lines)
+        if short:
+            return short
         lagging = self.lagging_page_cause(lines)
         if lagging:
             return lagging
@@ -495,9 +541,9 @@ def test_munmap_hole(boot, kernel, arch):
         kept = [va for va in w["mapped"] if hole <= va < hole + 2 * PAGE]
         listed = [(s, e) for s, e, _ in around if s < hole + 2 * PAGE and hole < e]
         if kept and not listed:
-            watch.fail(run, f"munmap left the hole's pages {', '.join(hex(v) for v in kept)} mapped (the grader's walk "
-                            "of the root), though the VMA list the kernel wrote into vmas's memory has no region there: "
-                            "munmap must unmap the pages of the range and free their frames, not only forget its VMAs")
+            watch.fail(run, f"{pages_left('munmap', hole, hole + 2 * PAGE, kept)} (the grader's walk of the root), "
+                            "though the VMA list the kernel wrote into vmas's memory has no region there: munmap must "
+                            "unmap the pages of the range and free their frames, not only forget its VMAs")
         watch.fail(run, f"after munmap of pages 3-4 of 8 at {at:#x}, the grader's walk finds pages "
                         f"{[hex(v) for v in w['mapped']]} mapped; expected {[hex(v) for v in want]} (the hole's frames "
                         "freed, the ends kept)")
@@ -528,6 +574,32 @@ def test_munmap_hole(boot, kernel, arch):
                         "kill naming no VMA")
     killed(run, watch, 1, "page fault", "no VMA", hole)
     run.expect_outcome("success")
+
+
+def pages_left(call, start, end, kept):
+    """What it says of a call that removed [start, end) from the record that the grader's walk still
+    finds the pages @p kept of that range mapped: which of the range's pages stayed, relative to
+    the range (its last, its first, all of it, or some), and the slip that leaves those."""
+    every = list(range(start, end, PAGE))
+    kept = sorted(kept)
+    rng = f"{call}'s range [{start:#x}, {end:#x})"
+    if kept == every:
+        return (f"every page of {rng} stayed mapped ({len(kept)} page(s)): {call} forgot the pages, only the VMAs "
+                "changed")
+    if kept == every[-1:]:
+        return (f"the last page of {rng} ({kept[0]:#x}) stayed mapped: the range's end is exclusive, its last page "
+                "was left out of the pages freed (an off-by-one at the range's end)")
+    if kept == every[:1]:
+        return (f"the first page of {rng} ({kept[0]:#x}) stayed mapped: the pages were freed from one page past the "
+                "range's start (an off-by-one at the range's start)")
+    if kept == every[len(every) - len(kept):]:
+        return (f"the last {len(kept)} pages of {rng} (from {kept[0]:#x}) stayed mapped: the pages freed end short "
+                "of the range's end")
+    if kept == every[:len(kept)]:
+        return (f"the first {len(kept)} pages of {rng} (up to {kept[-1]:#x}) stayed mapped: the pages freed start "
+                "past the range's start")
+    return (f"{len(kept)} of the {len(every)} pages of {rng} stayed mapped ({', '.join(hex(v) for v in kept[:6])}): "
+            "the pages freed are not the range's")
 
 
 def hole_cut(around, at, hole):
@@ -562,6 +634,9 @@ def test_mprotect(boot, kernel, arch):
     token = boot.fresh_token()
 
     def script(guest, watch):
+        # What vmas's protect mode gives its two pages, in order (user/programs/vmas.cpp): written while
+        # rw-, read while r--, written again once rw-, then the first page r-- (the write it dies of).
+        watch.prot_steps = ["rw-", "r--", "rw-"]
         snap, m = program_says(guest, watch, rf"vmas: writing the read-only page at ({HEX})",
                                "it would write the read-only page")
         at = int(m[1], 16)
@@ -729,6 +804,7 @@ def test_brk(boot, kernel, arch):
     info = syscall_number("ProcInfo")
 
     def script(guest, watch):
+        watch.asked_breaks = [base + count * PAGE]
         seen = []
         for _ in range(3):  # before, grown, shrunk
             snap = syscall_stops(guest, watch, {info})
@@ -748,10 +824,11 @@ def test_brk(boot, kernel, arch):
         record, kept = shrunk["record"], sorted(shrunk["heap"])
         over = [v for v in record.around(base, base + count * PAGE)] if record is not None else None
         if over == []:
-            watch.fail(run, f"sbrk(-{count} pages) shrank the heap's VMA but left {len(kept)} heap pages mapped "
-                            f"({', '.join(hex(k) for k in kept[:6])}: the grader's walk), though vmas's record (read from "
-                            f"guest RAM) has no region over [{base:#x}, {base + count * PAGE:#x}): the pages above the new "
-                            "break must be unmapped and their frames freed")
+            watch.fail(run, f"sbrk(-{count} pages) shrank the heap's VMA but left heap pages mapped: "
+                            f"{pages_left('the shrink', base, base + count * PAGE, kept)} (the grader's walk), though "
+                            f"vmas's record (read from guest RAM) has no region over [{base:#x}, "
+                            f"{base + count * PAGE:#x}): the pages above the new break must be unmapped and their frames "
+                            "freed")
         watch.fail(run, f"after sbrk(-{count} pages) the heap pages {[hex(k) for k in kept]} are still mapped"
                         + (f", and vmas's record (read from guest RAM) still has {', '.join(str(v) for v in over)} "
                            "there: the break moved down but neither the heap's VMA nor its pages did" if over else ""))
@@ -1320,6 +1397,7 @@ def test_brk_unaligned(boot, kernel, arch):
     end = base + odd + pages * PAGE
 
     def script(guest, watch):
+        watch.asked_breaks = [base + odd, end]
         snap = syscall_stops(guest, watch, {listing})   # after both sbrk calls and the touches
         root = snap.lower_root
         mapped = pages_of(snap.dump(root), watch.layout)
