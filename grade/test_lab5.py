@@ -266,17 +266,44 @@ class VmaWatch(Watch):
                         "overlapping ones: <= for <)")
         return None
 
+    def refused_start_cause(self, lines):
+        """The cause when the kernel could not start a program because the record refused a region
+        with a file offset that is not page aligned: from the program's ELF file (read by the
+        grader), the load segment whose p_vaddr is not page aligned, and the offset its region must
+        have (its first page starts p_vaddr - region start bytes before p_offset in the file). None
+        otherwise."""
+        for line in lines:
+            m = re.search(r"run: cannot start (\w+): .*file offset that is not page aligned", line)
+            if not m:
+                continue
+            for n, s in enumerate(self.segments_of(m[1]) or ()):
+                if s.filesz and s.vaddr % PAGE:
+                    start = page_down(s.vaddr)
+                    return (f"the kernel refused {m[1]}'s region for load segment {n} (p_vaddr {s.vaddr:#x}, not page "
+                            f"aligned; p_offset {s.offset:#x}, the grader's reading of the ELF file) for a file offset "
+                            f"that is not page aligned: the region starts at {start:#x}, so its file offset is "
+                            f"p_offset - (p_vaddr - region start) = {s.offset - (s.vaddr - start):#x}, not the "
+                            f"segment's p_offset {s.offset:#x} (segment_vma: the first page holds the "
+                            f"{s.vaddr - start:#x} file bytes before the segment too)")
+        return None
+
     def heap_cause(self):
         """What the loader got wrong about a process's heap (its record before it ran), or None: the
         cause of whatever sbrk and brk then do."""
         return next((p[0] for _, p in sorted(self.heap.items()) if p), None)
 
     def fail(self, run, message):
+        refused = self.refused_start_cause(run.lines)
+        if refused:   # ahead of the kernel's 'cannot start' line, which explain_death would put first
+            run.fail(message, cause=refused)
         cause = self.kill_cause(run.lines) or self.heap_cause()
         super().fail(run, f"{cause}\n{message}" if cause else message)
 
     def require(self, run):
         if run.witness is None:
+            refused = self.refused_start_cause(run.lines)
+            if refused:
+                run.fail(run.witness_failure or "the grader could not look at the guest", cause=refused)
             cause = self.kill_cause(run.lines) or self.heap_cause()
             if cause:
                 run.witness_failure = f"{cause}\n{run.witness_failure}"
