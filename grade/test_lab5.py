@@ -66,6 +66,52 @@ def embedded_bytes(kernel, arch, program, offset, size):
     return data if len(data) == size else None
 
 
+def page_file_cause(kernel, arch, program, seg, page, have):
+    """What is wrong with the file bytes the page @p page of @p program's load segment @p seg holds
+    (@p have: the page's bytes, through the grader's walk), against the program's ELF file (the
+    grader's own build of it): the offset they came from, or where they stop. None when the page
+    holds its file bytes, or when the grader cannot tell."""
+    start = page_down(seg.vaddr)
+    n = min(page + PAGE, seg.vaddr + seg.filesz) - page
+    if n <= 0 or len(have) < n:
+        return None
+    try:   # the grader's ELF: its segments' bytes are the embedded copy's (which lacks only debug info)
+        with open(user_elf(kernel, arch, program), "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    want = seg.offset - (seg.vaddr - page)   # the page's first byte in the file
+    have = have[:n]
+    if data[want:want + n] == have:
+        return None
+    what = (f"the load segment's page at {page:#x} (p_vaddr {seg.vaddr:#x}, p_offset {seg.offset:#x}, the grader's "
+            "reading of the ELF file)")
+    found, at = [], max(0, want - 2 * PAGE)
+    while len(found) < 8:
+        at = data.find(have, at, want + 2 * PAGE + n)
+        if at < 0:
+            break
+        found.append(at)
+        at += 1
+    if found:
+        got = seg.offset if seg.offset in found and page == start else found[0]
+        if got == seg.offset and page == start and seg.vaddr != start:
+            return (f"{what} holds the file's bytes from offset {got:#x} instead of {want:#x}: the region's file offset "
+                    "is the segment's p_offset, not p_offset - (p_vaddr - region start) (the page starts "
+                    f"{seg.vaddr - start:#x} bytes before the segment)")
+        return (f"{what} holds the file's bytes from offset {got:#x} instead of {want:#x} ({got - want:+#x} bytes "
+                "off): the region's file offset is not the file offset of its first page")
+    k = next((i for i in range(n) if have[i] != data[want + i]), n)
+    if any(have[k:]):
+        return None
+    if page == start and k == seg.filesz and seg.vaddr != start:
+        return (f"{what} holds the file's bytes only up to {page + k:#x} ({k:#x} bytes from offset {want:#x}) and zeros "
+                f"after them, though the segment's file bytes run to {seg.vaddr + seg.filesz:#x}: the region's file size "
+                "is the segment's p_filesz, not p_vaddr + p_filesz - region start (it counts from the region's start)")
+    return (f"{what} holds the file's bytes only up to {page + k:#x} and zeros after them, though the segment's file "
+            f"bytes run to {page + n:#x}: the region's file size is short")
+
+
 def image_end(kernel, arch):
     """The page after vmas's last segment: where its heap starts."""
     return max((s.vaddr + s.memsz + PAGE - 1) // PAGE * PAGE for s in segments(user_elf(kernel, arch, "vmas")))
@@ -490,6 +536,7 @@ def test_bss_data(boot, kernel, arch):
         w = snap.walk(data, root)
         return dict(mapped=w.mapped, perms=w.perms.rwx() if w.mapped else None,
                     data=snap.read_virt(data, 24, root) if w.mapped else b"",
+                    page=snap.read_virt(page_down(data), PAGE, root) if w.mapped else b"",
                     bss=snap.read_virt(bss, 600 * 8, root) if w.mapped else b"")
 
     run, watch, w = boot_vmas(boot, kernel, arch, token, "vmas:bss", script)
@@ -497,6 +544,11 @@ def test_bss_data(boot, kernel, arch):
         watch.fail(run, f"once vmas read its data, the page {data // PAGE * PAGE:#x} is "
                         f"{'mapped ' + w['perms'] if w['mapped'] else 'not mapped'} in its root; expected rw-")
     values = [u64(w["data"][i:i + 8]) for i in range(0, 24, 8)]
+    seg = next((g for g in segments(user_elf(kernel, arch, "vmas")) if g.vaddr <= data < g.vaddr + g.memsz), None)
+    misread = page_file_cause(kernel, arch, "vmas", seg, page_down(data), w["page"]) if seg and w["page"] else None
+    if misread:
+        watch.fail(run, f"{misread}; vmas_data ({data:#x}) reads {[hex(v) for v in values]} through the grader's walk, "
+                        "the file has 0x1111 0x2222 0x3333")
     if values != [0x1111, 0x2222, 0x3333]:
         watch.fail(run, f"vmas_data reads {[hex(v) for v in values]} through the grader's walk; expected the file's "
                         "0x1111 0x2222 0x3333: the data before the bss on their shared page was not copied from the ELF")
