@@ -66,6 +66,52 @@ def embedded_bytes(kernel, arch, program, offset, size):
     return data if len(data) == size else None
 
 
+def page_file_cause(kernel, arch, program, seg, page, have):
+    """What is wrong with the file bytes the page @p page of @p program's load segment @p seg holds
+    (@p have: the page's bytes, through the grader's walk), against the program's ELF file (the
+    grader's own build of it): the offset they came from, or where they stop. None when the page
+    holds its file bytes, or when the grader cannot tell."""
+    start = page_down(seg.vaddr)
+    n = min(page + PAGE, seg.vaddr + seg.filesz) - page
+    if n <= 0 or len(have) < n:
+        return None
+    try:   # the grader's ELF: its segments' bytes are the embedded copy's (which lacks only debug info)
+        with open(user_elf(kernel, arch, program), "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    want = seg.offset - (seg.vaddr - page)   # the page's first byte in the file
+    have = have[:n]
+    if data[want:want + n] == have:
+        return None
+    what = (f"the load segment's page at {page:#x} (p_vaddr {seg.vaddr:#x}, p_offset {seg.offset:#x}, the grader's "
+            "reading of the ELF file)")
+    found, at = [], max(0, want - 2 * PAGE)
+    while len(found) < 8:
+        at = data.find(have, at, want + 2 * PAGE + n)
+        if at < 0:
+            break
+        found.append(at)
+        at += 1
+    if found:
+        got = seg.offset if seg.offset in found and page == start else found[0]
+        if got == seg.offset and page == start and seg.vaddr != start:
+            return (f"{what} holds the file's bytes from offset {got:#x} instead of {want:#x}: the region's file offset "
+                    "is the segment's p_offset, not p_offset - (p_vaddr - region start) (the page starts "
+                    f"{seg.vaddr - start:#x} bytes before the segment)")
+        return (f"{what} holds the file's bytes from offset {got:#x} instead of {want:#x} ({got - want:+#x} bytes "
+                "off): the region's file offset is not the file offset of its first page")
+    k = next((i for i in range(n) if have[i] != data[want + i]), n)
+    if any(have[k:]):
+        return None
+    if page == start and k == seg.filesz and seg.vaddr != start:
+        return (f"{what} holds the file's bytes only up to {page + k:#x} ({k:#x} bytes from offset {want:#x}) and zeros "
+                f"after them, though the segment's file bytes run to {seg.vaddr + seg.filesz:#x}: the region's file size "
+                "is the segment's p_filesz, not p_vaddr + p_filesz - region start (it counts from the region's start)")
+    return (f"{what} holds the file's bytes only up to {page + k:#x} and zeros after them, though the segment's file "
+            f"bytes run to {page + n:#x}: the region's file size is short")
+
+
 def image_end(kernel, arch):
     """The page after vmas's last segment: where its heap starts."""
     return max((s.vaddr + s.memsz + PAGE - 1) // PAGE * PAGE for s in segments(user_elf(kernel, arch, "vmas")))
@@ -82,6 +128,8 @@ class VmaWatch(Watch):
         self.loader = {}          # pid -> [sentences]: what the loader left out
         self.heap = {}            # pid -> [sentences]: what is wrong with the heap it starts with
         self.at_kills = {}        # pid -> (its pages {va: (frame, writable)}, its Record) as it was killed
+        self.asked_breaks = []    # the breaks the test had the program ask brk for, in the order asked
+        self.prot_steps = []      # the permissions the test had the program give its mapping, in order
 
     def before(self, guest):
         """Watch.before(), and from then on a stop at every kill on the way to the grader's other
@@ -120,6 +168,18 @@ class VmaWatch(Watch):
             region = record.find(k.address)
             if page not in pages or region is None or pages[page][1] or not region.write:
                 continue
+            steps = self.prot_steps
+            if len(steps) >= 2 and steps[-1] == region.rwx() and "w" not in steps[-2] and "w" in steps[0]:
+                # The program brought the page in under steps[0] (writable) and mprotect'ed it along steps:
+                # read-only now, the page was rewritten; with the permissions the record held before the
+                # last mprotect, so it was rewritten from the record before the record changed.
+                return (f"the page {page:#x} keeps its region's old permissions {steps[-2]} after "
+                        f"mprotect({steps[-1]}): the pages were rewritten from the record before the record changed "
+                        "(VmaSet::protect() first, then reprotect_pages()); "
+                        f"proc {pid} ({record.name}) was killed at {k.address:#x} by an access its region {region} "
+                        f"allows, and the grader's walk of its root as it was killed finds the page read-only (frame "
+                        f"{pages[page][0]:#x}); it was brought in {steps[0]}, so mprotect did rewrite it, but from the "
+                        "record as it was before the call")
             return (f"proc {pid} ({record.name}) was killed at {k.address:#x} by an access its region {region} allows, "
                     f"yet the grader's walk of its root as it was killed finds the page mapped read-only (frame "
                     f"{pages[page][0]:#x}): the page's entry lags its region's permissions (nothing shares a frame in "
@@ -127,6 +187,35 @@ class VmaWatch(Watch):
                     "region's permissions before it changed the record (reprotect_pages() after VmaSet::protect())")
         return None
 
+
+    def short_heap_cause(self, lines):
+        """The cause of the first kill at an address below a break the program asked for (the test
+        told the watch its breaks: asked_breaks) where no region holds it, from the process's
+        record as it was killed: the heap's region ends short of the page that holds the break
+        (align_up of the break), and how far short. None otherwise."""
+        for pid, k in sorted(parse_kills(_Lines(lines)).items()):
+            seen = self.at_kills.get(pid)
+            record = seen[1] if seen is not None and seen[1] is not None else None
+            if record is None or record.problem or k.address is None or record.find(k.address) is not None:
+                continue
+            asked = next((b for b in self.asked_breaks if record.heap_start <= k.address < b), None)
+            if asked is None or record.brk < asked:
+                continue   # a break the kernel refused is another cause (the tests say so themselves)
+            top = record.heap_start   # the heap: the regions that follow one another from its start
+            for v in sorted(record.vmas, key=lambda v: v.start):
+                if v.start == top and v.end > top:
+                    top = v.end
+            want = page_up(asked)
+            if top >= want or top > k.address:
+                continue
+            head = (f"brk({asked:#x}) was asked, yet {k.address:#x} (below that break) has no region in proc {pid} "
+                    f"({record.name})'s record as it was killed (read from guest RAM): the heap ends at {top:#x}")
+            if asked % PAGE and top == page_down(asked):
+                return (f"{head}, the break rounded down to a page; the page holding an unaligned break belongs to "
+                        f"the heap (round the top up: the heap's region must reach align_up of the break, {want:#x})")
+            return (f"{head}, {(want - top) // PAGE} page(s) short of {want:#x} (align_up of the break): the heap's "
+                    "region must cover every byte below the break (brk grows it from the old top to the new one)")
+        return None
 
     def segments_of(self, name):
         try:
@@ -169,6 +258,9 @@ class VmaWatch(Watch):
             if top - limit - gap <= k.address < top and not any(v.end == top for v in record.vmas):
                 stack = next((p for p in problems if "stack" in p), problems[0])
                 return f"{head}, on its stack: {stack}"
+        short = self.short_heap_cause(lines)
+        if short:
+            return short
         lagging = self.lagging_page_cause(lines)
         if lagging:
             return lagging
@@ -220,17 +312,44 @@ class VmaWatch(Watch):
                         "overlapping ones: <= for <)")
         return None
 
+    def refused_start_cause(self, lines):
+        """The cause when the kernel could not start a program because the record refused a region
+        with a file offset that is not page aligned: from the program's ELF file (read by the
+        grader), the load segment whose p_vaddr is not page aligned, and the offset its region must
+        have (its first page starts p_vaddr - region start bytes before p_offset in the file). None
+        otherwise."""
+        for line in lines:
+            m = re.search(r"run: cannot start (\w+): .*file offset that is not page aligned", line)
+            if not m:
+                continue
+            for n, s in enumerate(self.segments_of(m[1]) or ()):
+                if s.filesz and s.vaddr % PAGE:
+                    start = page_down(s.vaddr)
+                    return (f"the kernel refused {m[1]}'s region for load segment {n} (p_vaddr {s.vaddr:#x}, not page "
+                            f"aligned; p_offset {s.offset:#x}, the grader's reading of the ELF file) for a file offset "
+                            f"that is not page aligned: the region starts at {start:#x}, so its file offset is "
+                            f"p_offset - (p_vaddr - region start) = {s.offset - (s.vaddr - start):#x}, not the "
+                            f"segment's p_offset {s.offset:#x} (segment_vma: the first page holds the "
+                            f"{s.vaddr - start:#x} file bytes before the segment too)")
+        return None
+
     def heap_cause(self):
         """What the loader got wrong about a process's heap (its record before it ran), or None: the
         cause of whatever sbrk and brk then do."""
         return next((p[0] for _, p in sorted(self.heap.items()) if p), None)
 
     def fail(self, run, message):
+        refused = self.refused_start_cause(run.lines)
+        if refused:   # ahead of the kernel's 'cannot start' line, which explain_death would put first
+            run.fail(message, cause=refused)
         cause = self.kill_cause(run.lines) or self.heap_cause()
         super().fail(run, f"{cause}\n{message}" if cause else message)
 
     def require(self, run):
         if run.witness is None:
+            refused = self.refused_start_cause(run.lines)
+            if refused:
+                run.fail(run.witness_failure or "the grader could not look at the guest", cause=refused)
             cause = self.kill_cause(run.lines) or self.heap_cause()
             if cause:
                 run.witness_failure = f"{cause}\n{run.witness_failure}"
@@ -417,6 +536,7 @@ def test_bss_data(boot, kernel, arch):
         w = snap.walk(data, root)
         return dict(mapped=w.mapped, perms=w.perms.rwx() if w.mapped else None,
                     data=snap.read_virt(data, 24, root) if w.mapped else b"",
+                    page=snap.read_virt(page_down(data), PAGE, root) if w.mapped else b"",
                     bss=snap.read_virt(bss, 600 * 8, root) if w.mapped else b"")
 
     run, watch, w = boot_vmas(boot, kernel, arch, token, "vmas:bss", script)
@@ -424,6 +544,11 @@ def test_bss_data(boot, kernel, arch):
         watch.fail(run, f"once vmas read its data, the page {data // PAGE * PAGE:#x} is "
                         f"{'mapped ' + w['perms'] if w['mapped'] else 'not mapped'} in its root; expected rw-")
     values = [u64(w["data"][i:i + 8]) for i in range(0, 24, 8)]
+    seg = next((g for g in segments(user_elf(kernel, arch, "vmas")) if g.vaddr <= data < g.vaddr + g.memsz), None)
+    misread = page_file_cause(kernel, arch, "vmas", seg, page_down(data), w["page"]) if seg and w["page"] else None
+    if misread:
+        watch.fail(run, f"{misread}; vmas_data ({data:#x}) reads {[hex(v) for v in values]} through the grader's walk, "
+                        "the file has 0x1111 0x2222 0x3333")
     if values != [0x1111, 0x2222, 0x3333]:
         watch.fail(run, f"vmas_data reads {[hex(v) for v in values]} through the grader's walk; expected the file's "
                         "0x1111 0x2222 0x3333: the data before the bss on their shared page was not copied from the ELF")
@@ -495,9 +620,9 @@ def test_munmap_hole(boot, kernel, arch):
         kept = [va for va in w["mapped"] if hole <= va < hole + 2 * PAGE]
         listed = [(s, e) for s, e, _ in around if s < hole + 2 * PAGE and hole < e]
         if kept and not listed:
-            watch.fail(run, f"munmap left the hole's pages {', '.join(hex(v) for v in kept)} mapped (the grader's walk "
-                            "of the root), though the VMA list the kernel wrote into vmas's memory has no region there: "
-                            "munmap must unmap the pages of the range and free their frames, not only forget its VMAs")
+            watch.fail(run, f"{pages_left('munmap', hole, hole + 2 * PAGE, kept)} (the grader's walk of the root), "
+                            "though the VMA list the kernel wrote into vmas's memory has no region there: munmap must "
+                            "unmap the pages of the range and free their frames, not only forget its VMAs")
         watch.fail(run, f"after munmap of pages 3-4 of 8 at {at:#x}, the grader's walk finds pages "
                         f"{[hex(v) for v in w['mapped']]} mapped; expected {[hex(v) for v in want]} (the hole's frames "
                         "freed, the ends kept)")
@@ -528,6 +653,32 @@ def test_munmap_hole(boot, kernel, arch):
                         "kill naming no VMA")
     killed(run, watch, 1, "page fault", "no VMA", hole)
     run.expect_outcome("success")
+
+
+def pages_left(call, start, end, kept):
+    """What it says of a call that removed [start, end) from the record that the grader's walk still
+    finds the pages @p kept of that range mapped: which of the range's pages stayed, relative to
+    the range (its last, its first, all of it, or some), and the slip that leaves those."""
+    every = list(range(start, end, PAGE))
+    kept = sorted(kept)
+    rng = f"{call}'s range [{start:#x}, {end:#x})"
+    if kept == every:
+        return (f"every page of {rng} stayed mapped ({len(kept)} page(s)): {call} forgot the pages, only the VMAs "
+                "changed")
+    if kept == every[-1:]:
+        return (f"the last page of {rng} ({kept[0]:#x}) stayed mapped: the range's end is exclusive, its last page "
+                "was left out of the pages freed (an off-by-one at the range's end)")
+    if kept == every[:1]:
+        return (f"the first page of {rng} ({kept[0]:#x}) stayed mapped: the pages were freed from one page past the "
+                "range's start (an off-by-one at the range's start)")
+    if kept == every[len(every) - len(kept):]:
+        return (f"the last {len(kept)} pages of {rng} (from {kept[0]:#x}) stayed mapped: the pages freed end short "
+                "of the range's end")
+    if kept == every[:len(kept)]:
+        return (f"the first {len(kept)} pages of {rng} (up to {kept[-1]:#x}) stayed mapped: the pages freed start "
+                "past the range's start")
+    return (f"{len(kept)} of the {len(every)} pages of {rng} stayed mapped ({', '.join(hex(v) for v in kept[:6])}): "
+            "the pages freed are not the range's")
 
 
 def hole_cut(around, at, hole):
@@ -562,6 +713,9 @@ def test_mprotect(boot, kernel, arch):
     token = boot.fresh_token()
 
     def script(guest, watch):
+        # What vmas's protect mode gives its two pages, in order (user/programs/vmas.cpp): written while
+        # rw-, read while r--, written again once rw-, then the first page r-- (the write it dies of).
+        watch.prot_steps = ["rw-", "r--", "rw-"]
         snap, m = program_says(guest, watch, rf"vmas: writing the read-only page at ({HEX})",
                                "it would write the read-only page")
         at = int(m[1], 16)
@@ -729,6 +883,7 @@ def test_brk(boot, kernel, arch):
     info = syscall_number("ProcInfo")
 
     def script(guest, watch):
+        watch.asked_breaks = [base + count * PAGE]
         seen = []
         for _ in range(3):  # before, grown, shrunk
             snap = syscall_stops(guest, watch, {info})
@@ -748,10 +903,11 @@ def test_brk(boot, kernel, arch):
         record, kept = shrunk["record"], sorted(shrunk["heap"])
         over = [v for v in record.around(base, base + count * PAGE)] if record is not None else None
         if over == []:
-            watch.fail(run, f"sbrk(-{count} pages) shrank the heap's VMA but left {len(kept)} heap pages mapped "
-                            f"({', '.join(hex(k) for k in kept[:6])}: the grader's walk), though vmas's record (read from "
-                            f"guest RAM) has no region over [{base:#x}, {base + count * PAGE:#x}): the pages above the new "
-                            "break must be unmapped and their frames freed")
+            watch.fail(run, f"sbrk(-{count} pages) shrank the heap's VMA but left heap pages mapped: "
+                            f"{pages_left('the shrink', base, base + count * PAGE, kept)} (the grader's walk), though "
+                            f"vmas's record (read from guest RAM) has no region over [{base:#x}, "
+                            f"{base + count * PAGE:#x}): the pages above the new break must be unmapped and their frames "
+                            "freed")
         watch.fail(run, f"after sbrk(-{count} pages) the heap pages {[hex(k) for k in kept]} are still mapped"
                         + (f", and vmas's record (read from guest RAM) still has {', '.join(str(v) for v in over)} "
                            "there: the break moved down but neither the heap's VMA nor its pages did" if over else ""))
@@ -1320,6 +1476,7 @@ def test_brk_unaligned(boot, kernel, arch):
     end = base + odd + pages * PAGE
 
     def script(guest, watch):
+        watch.asked_breaks = [base + odd, end]
         snap = syscall_stops(guest, watch, {listing})   # after both sbrk calls and the touches
         root = snap.lower_root
         mapped = pages_of(snap.dump(root), watch.layout)

@@ -49,6 +49,11 @@ using namespace pagoda::user;
 namespace {
 
 
+// vmas's data segment does not start on a page (user/user.ld reads this absolute symbol): its
+// p_vaddr is its p_offset modulo the page size, as GNU ld lays a data segment out, so the loader
+// must take the first page's bytes from before p_offset (lab 5's bss_data reads them back).
+asm(".globl pagoda_unaligned_data\n.set pagoda_unaligned_data, 1");
+
 // Data and bss that share a page: the data's last bytes are followed by bss.
 extern "C" {
 volatile u64 vmas_data[3] = {0x1111, 0x2222, 0x3333};

@@ -229,7 +229,7 @@ void VmaSet::merge_range(usize first, usize last) {
 }
 
 Result<void> VmaSet::insert(const Vma& vma) {
-  if (problem_of(vma) != nullptr) return Error::InvalidArgument;
+  if (const char* problem = problem_of(vma)) return Error(Error::InvalidArgument, problem);  // says which rule
   // LAB 5 BEGIN insert vma: refuse an overlap, join identical neighbours, else take one more slot
   const usize i = first_ending_above(vma.start);
   if (i < size_ && data_[i].start < vma.end) return Error::AlreadyExists;
