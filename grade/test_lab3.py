@@ -678,10 +678,12 @@ def syscall_args_problem(arch, proc, entry, received):
         return r.upper() if arch == "x86_64" else r
 
     def source(value, want):
-        held = [r for r in proc["syscall_entry_registers"] if r != want and entry[r] == value]
+        roles = proc["syscall_entry_roles"]
+        held = sorted((r for r in proc["syscall_entry_registers"] if r != want and entry[r] == value),
+                      key=lambda r: r not in roles)   # (a register the CPU or the ABI fills, first)
         if not held:
             return "no register held it at the call"
-        role = proc["syscall_entry_roles"].get(held[0])
+        role = roles.get(held[0])
         return f"{name(held[0])}: {role}" if role else name(held[0])
 
     regs = (proc["syscall_number"],) + tuple(proc["syscall_args"])
