@@ -1204,6 +1204,12 @@ def test_space_copy_pages(boot, kernel, arch):
     run = boot(test="space_copy", token=token, memory=GRADER_MEMORY, witness=script,
                args={"base": base, "o1": o1, "n1": n1, "o2": o2, "n2": n2, "k3": k3, "ro": ro, "o4": o4, "n4": n4})
     started = [m[1] for m in (re.match(r"^space_copy: (\d+) bytes to (0x[0-9a-f]+)", line) for line in run.lines) if m]
+    last = next((l for l in reversed(run.lines) if l.startswith("space_copy: ")), "")
+    if run.witness is None and run.search(r"^PANIC") and last.endswith(" in a read-only page)"):
+        found = (f"copy_to_space({ro + o4:#x}, {n4} bytes) into a read-only user page of a space that is not live: the "
+                 "kernel panicked during the copy: a copy into a page the process may not write must be refused "
+                 "(InvalidArgument), not attempted")
+        run.fail(found, cause=found)
     if run.witness is None and run.search(r"^PANIC") and started:
         size = int(started[-1])
         offset = {n2: o2, n1: o1, k3 + 1: span - k3}.get(size, o1)
