@@ -662,6 +662,47 @@ def syscall_stops(guest, watch, want, limit=40):
     raise AssertionError(f"no system call numbered {sorted(want)} in {limit} calls")
 
 
+# The generic dispatcher every ISA's system-call entry hands the decoded call to
+# (kernel/proc/arch.hpp: i64 syscall(const SyscallArgs& call), SyscallArgs = {number, args[6]}).
+DISPATCHER = "pagoda::proc::syscall"
+SYSCALL_ARGS_WORDS = 7
+
+
+def syscall_args_problem(arch, proc, entry, received):
+    """None, or the first value the dispatcher received that is not the one the ABI puts in its
+    register: @p entry maps every register (proc["syscall_entry_registers"]) to its value at the
+    system-call entry, @p received is the dispatcher's SyscallArgs (number, then six arguments) as
+    read from guest memory. When the value received is another register's at the entry, that
+    register is named (its role too, when it holds no argument)."""
+    def name(r):
+        return r.upper() if arch == "x86_64" else r
+
+    def source(value, want):
+        roles = proc["syscall_entry_roles"]
+        held = sorted((r for r in proc["syscall_entry_registers"] if r != want and entry[r] == value),
+                      key=lambda r: r not in roles)   # (a register the CPU or the ABI fills, first)
+        if not held:
+            return "no register held it at the call"
+        role = roles.get(held[0])
+        return f"{name(held[0])}: {role}" if role else name(held[0])
+
+    regs = (proc["syscall_number"],) + tuple(proc["syscall_args"])
+    abi_words = f"the number in {name(regs[0])}, arguments 1-6 in {' '.join(name(r) for r in regs[1:])}"
+    for i, (reg, got) in enumerate(zip(regs, received)):
+        want = entry[reg]
+        if got == want:
+            continue
+        what = "the system-call number" if i == 0 else f"system-call argument {i}"
+        why = (f"the {arch} syscall ABI passes the 4th argument in R10, since `syscall` overwrites RCX with the "
+               "return address" if arch == "x86_64" and reg == "r10" and entry["rcx"] == got else
+               f"the {arch} system-call ABI (kernel/lib/abi.hpp) puts "
+               f"{'the number' if i == 0 else f'argument {i}'} in {name(reg)}: {abi_words}")
+        return (f"{what} reached the kernel as {got:#x} ({source(got, reg)}), not {want:#x} ({name(reg)}): {why}; "
+                f"read in the SyscallArgs the system-call entry handed {DISPATCHER}(), against the registers at the "
+                "call")
+    return None
+
+
 def user_text(kernel, arch, program):
     """[start, end) of the executable segment of a user program."""
     from pagoda_grade.symbols import segments
@@ -1323,18 +1364,34 @@ def test_privileged(boot, kernel, arch):
     number = [pick_in(token, "reserved", last_general_call() + 1, 63),
               pick_in(token, "test range", last_test_call() + 1, 127),
               pick_in(token, "past", 128, 2**32), pick_in(token, "huge", 2**40, 2**64 - 1)][number]
+    # Six arguments of the grader's (the register convention): the values the dispatcher
+    # receives are compared with the registers at the call, so a wrong or swapped register shows.
+    values = [pick_in(token, f"argument {i}", 2**32, 2**64 - 1) for i in range(6)]
     watch = Watch(kernel, arch)
 
     def script(guest):
         watch.before(guest)
         watch.started_check(guest)
         snap = syscall_stops(guest, watch, {number})
+        entry = {r: snap.register(r) for r in proc["syscall_entry_registers"]}
         back = snap.register(proc["syscall_return_pc"])
+        at = guest.stop_at(DISPATCHER)
+        raw = at.read_virt(at.argument(0), 8 * SYSCALL_ARGS_WORDS)
+        received = [u64(raw[8 * i:8 * i + 8]) for i in range(SYSCALL_ARGS_WORDS)]
         after = guest.stop_at(back)
-        return {"result": after.register(proc["syscall_result"]), "pc": back}
+        return {"result": after.register(proc["syscall_result"]), "pc": back, "entry": entry, "received": received}
 
-    bad = boot(args={"run": f"badcall:{number:#x}"}, token=token, witness=script)
+    bad = boot(args={"run": f"badcall:{number:#x}:" + ":".join(f"{v:#x}" for v in values)}, token=token,
+               witness=script)
     w = watch.require(bad)
+    at_call = [w["entry"][r] for r in proc["syscall_args"]]
+    if at_call != values:
+        bad.fail(f"badcall's system call carried {', '.join(f'{v:#x}' for v in at_call)} in its argument registers "
+                 f"at the call, not the arguments the grader gave it ({', '.join(f'{v:#x}' for v in values)}): "
+                 "the arguments did not reach the program (argv)")
+    problem = syscall_args_problem(arch, proc, w["entry"], w["received"])
+    if problem:
+        bad.fail(problem)
     result = w["result"] - (1 << 64) if w["result"] >> 63 else w["result"]
     if result != -ENOSYS:
         bad.fail(f"system call {number:#x} returned {result} to user mode (read in ring 3 at {w['pc']:#x}), "

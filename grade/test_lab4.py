@@ -1158,6 +1158,12 @@ def test_space_copy_pages(boot, kernel, arch):
     o1 = pick_in(token, "space o1 page", 0, pages - 2) * PAGE + pick_in(token, "space o1", 1, PAGE - 1)
     n1 = PAGE - o1 % PAGE + pick_in(token, "space n1", 1, PAGE - 1)   # crosses one boundary, ends inside a page
     k3 = pick_in(token, "space k3", 1, 64)
+    # A read-only user page of the same space, far from the others (base < 2**33 + 3 pages), and a
+    # range inside it: the copy into it must be refused, its frame left as the grader filled it.
+    ro = (1 << 34) + pick_in(token, "space ro", 0, (1 << 20) - 1) * PAGE
+    o4 = pick_in(token, "space o4", 0, PAGE - 1)
+    n4 = pick_in(token, "space n4", 1, PAGE - o4)
+    ro_fill = pattern_page(proof(token, SPACE_FILL_TAG + pages))
     fills = [pattern_page(proof(token, SPACE_FILL_TAG + i)) for i in range(pages)]
     source = space_copy_source(token, span)
     copies = [(o2, n2), (o1, n1)]
@@ -1177,20 +1183,33 @@ def test_space_copy_pages(boot, kernel, arch):
         for i in range(pages):
             w = snap.walk(base + i * PAGE, root)
             walked.append(w.pa if w.mapped else None)
+        ro_frame, = struct.unpack("<Q", snap.read_virt(record + 8 * (1 + pages) + 24, 8))
+        ro_walk = snap.walk(ro, root)
         for i, frame in enumerate(frames):
             guest.write_phys(frame, fills[i])
+        guest.write_phys(ro_frame, ro_fill)
         before = temp_area(snap, kernel)
         snap = stop(guest, "copied")
         got = [snap.read_phys(frame, PAGE) for frame in frames]
         results = struct.unpack("<3q", snap.read_virt(record + 8 * (1 + pages), 24))
+        ro_result, = struct.unpack("<q", snap.read_virt(record + 8 * (1 + pages) + 32, 8))
+        ro_got = snap.read_phys(ro_frame, PAGE)
         reach = kernel_reach(snap, kernel)   # (walked after the copies: a kernel half grown on the way is seen)
         reached = [reach.problem(f, f"space_copy's page {i}") for i, f in enumerate(frames)]
         return dict(root=root, frames=frames, walked=walked, got=got, results=results, reached=reached,
-                    before=before, area=temp_area(snap, kernel))
+                    before=before, area=temp_area(snap, kernel), ro_frame=ro_frame, ro_result=ro_result,
+                    ro_got=ro_got, ro_mapped=ro_walk.mapped, ro_pa=ro_walk.pa if ro_walk.mapped else None,
+                    ro_user=ro_walk.mapped and ro_walk.perms.user, ro_write=ro_walk.mapped and ro_walk.perms.write)
 
     run = boot(test="space_copy", token=token, memory=GRADER_MEMORY, witness=script,
-               args={"base": base, "o1": o1, "n1": n1, "o2": o2, "n2": n2, "k3": k3})
+               args={"base": base, "o1": o1, "n1": n1, "o2": o2, "n2": n2, "k3": k3, "ro": ro, "o4": o4, "n4": n4})
     started = [m[1] for m in (re.match(r"^space_copy: (\d+) bytes to (0x[0-9a-f]+)", line) for line in run.lines) if m]
+    last = next((l for l in reversed(run.lines) if l.startswith("space_copy: ")), "")
+    if run.witness is None and run.search(r"^PANIC") and last.endswith(" in a read-only page)"):
+        found = (f"copy_to_space({ro + o4:#x}, {n4} bytes) into a read-only user page of a space that is not live: the "
+                 "kernel panicked during the copy: a copy into a page the process may not write must be refused "
+                 "(InvalidArgument), not attempted")
+        run.fail(found, cause=found)
     if run.witness is None and run.search(r"^PANIC") and started:
         size = int(started[-1])
         offset = {n2: o2, n1: o1, k3 + 1: span - k3}.get(size, o1)
@@ -1229,5 +1248,31 @@ def test_space_copy_pages(boot, kernel, arch):
                  "must fail the copy")
     if m[4] != m[5]:
         run.fail(f"space_copy had {m[4]} free frames before and {m[5]} after: the copies leaked frames")
+    problem = readonly_copy_problem(ro, o4, n4, w, ro_fill)
+    if problem:
+        run.fail(problem)
     run.expect_outcome("success")
+
+
+def readonly_copy_problem(ro, o4, n4, w, fill):
+    """None, or what is wrong with space_copy's copy of @p n4 bytes to @p ro + @p o4, a read-only
+    user page of the space (the grader's walk of its root says so, or the test did not set it up):
+    the copy must be refused and the page's frame (filled with @p fill by the grader) unchanged."""
+    if not (w["ro_mapped"] and w["ro_user"] and not w["ro_write"] and w["ro_pa"] == w["ro_frame"]):
+        how = (f"maps it to {w['ro_pa']:#x}, {'user' if w['ro_user'] else 'NOT user'}, "
+               f"{'WRITABLE' if w['ro_write'] else 'read-only'}" if w["ro_mapped"] else "does not map it")
+        return (f"space_copy's space (root {w['root']:#x}) should map {ro:#x} read-only and user to frame "
+                f"{w['ro_frame']:#x}; the grader's walk {how}")
+    where = f"copy_to_space({ro + o4:#x}, {n4} bytes)"
+    if w["ro_got"] != fill:
+        at = next(i for i in range(PAGE) if w["ro_got"][i] != fill[i])
+        return (f"copy_to_space wrote into {ro + at:#x} (frame {w['ro_frame']:#x}), a read-only user page of the target "
+                f"space: a copy into a process's memory must refuse a page it may not write (walk.perms.write), as the "
+                f"process itself could not write there ({where}; the grader filled the frame and read it back from "
+                f"guest RAM{'; the call even returned success' if w['ro_result'] == 0 else ''})")
+    if w["ro_result"] == 0:
+        return (f"{where} into a read-only user page of a space that is not live returned success, though it wrote "
+                "nothing (the frame is as the grader filled it): a copy into a page the process may not write must be "
+                "refused")
+    return None
 

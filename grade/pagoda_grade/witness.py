@@ -135,6 +135,12 @@ X86_64 = ArchModel(
         proc={"switch": "x86_switch_context", "switch_next_sp": "rsi",
               "syscall_entry": "x86_syscall_entry", "syscall_number": "rax",
               "syscall_args": ("rdi", "rsi", "rdx", "r10", "r8", "r9"), "syscall_return_pc": "rcx",
+              # Every register a value could have come from at the system-call entry, and what
+              # the ones that hold no argument hold there (how a test names a wrong source).
+              "syscall_entry_registers": ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp", "r8", "r9", "r10",
+                                          "r11", "r12", "r13", "r14", "r15"),
+              "syscall_entry_roles": {"rax": "the call number", "rcx": "the user return address, written by `syscall`",
+                                      "r11": "the user RFLAGS, written by `syscall`", "rsp": "the user stack pointer"},
               "root_loader": "pagoda::x86::hw::load_root", "root_loader_arg": "rdi",
               # The TLB maintenance of one address space (this, va, global / this, global).
               "tlb_page": "pagoda::x86::X86AddressSpace::invalidate_page",
@@ -180,6 +186,9 @@ AARCH64 = ArchModel(
         proc={"switch": "aarch64_switch_context", "switch_next_sp": "x1",
               "syscall_entry": "aarch64_svc_entry", "syscall_number": "x8",
               "syscall_args": ("x0", "x1", "x2", "x3", "x4", "x5"), "syscall_return_pc": "elr_el1",
+              "syscall_entry_registers": tuple(f"x{i}" for i in range(31)) + ("elr_el1",),
+              "syscall_entry_roles": {"x8": "the call number", "x30": "the user link register",
+                                      "elr_el1": "the user return address"},
               "syscall_result": "x0", "syscall_entry_kernel_sp": True,   # SP is SP_EL1 there
               "root_loader": "pagoda::aarch64::hw::load_ttbr0", "root_loader_arg": "x0",
               "user_trap_stacks": (("the EL1 stack (aarch64_user_trap_sp)", "aarch64_user_trap_sp", None),),

@@ -13,6 +13,7 @@ namespace {
 
 constexpr Perms kUserCode{.read = true, .write = false, .execute = true, .user = true};
 constexpr Perms kUserData{.read = true, .write = true, .execute = false, .user = true};
+constexpr Perms kUserReadOnly{.read = true, .write = false, .execute = false, .user = true};
 
 constexpr usize kSpaceCopyPages = 3;  ///< the pages space_copy maps, one after another
 
@@ -30,6 +31,8 @@ struct SpaceCopy {
   u64 root = 0;                       ///< the space's root (not live)
   u64 frames[kSpaceCopyPages] = {};   ///< page i's frame
   i64 results[3] = {};                ///< 0 or the error of each copy
+  u64 readonly_frame = 0;             ///< the frame of the read-only page at ro=VA
+  i64 readonly_result = 0;            ///< 0 or the error of the copy into it
   u8 source[kSpaceCopyPages * kPageSize] = {};
 };
 SpaceCopy g_space_copy;
@@ -78,17 +81,25 @@ PAGODA_SELFTEST(user_touch) {
 /// and to base + o2 (n2 bytes): the grader picks ranges that start inside a page and cross one
 /// or two page boundaries, the second ending exactly at the last mapped page's end; stops again
 /// (kSpaceCopiedStop) for the grader to read the frames back. Last, a copy of k3 + 1 bytes whose
-/// last byte is one past the mapped pages must fail. Everything is given back.
+/// last byte is one past the mapped pages must fail. Besides, one more user page at ro=VA (the
+/// grader's, away from the others) is mapped read-only, and between the two stops a copy of n4
+/// bytes to ro + o4 is made into it: the grader reads its result and the frame. Everything is
+/// given back.
 PAGODA_SELFTEST(space_copy) {
   if (!vm::ready()) panic("space_copy: no virtual memory (a lab is not done yet)");
   constexpr u64 kSpan = kSpaceCopyPages * kPageSize;
   const u64 base = ctx.arg("base", 0x0000'0040'0000'0000ull);
   const u64 o1 = ctx.arg("o1", 100), n1 = ctx.arg("n1", kPageSize), o2 = ctx.arg("o2", 200);
   const u64 n2 = ctx.arg("n2", kSpan - 200), k3 = ctx.arg("k3", 8);
+  const u64 ro = ctx.arg("ro", base + kSpan + 4 * kPageSize), o4 = ctx.arg("o4", 0), n4 = ctx.arg("n4", 8);
   if (!is_aligned(base, kPageSize) || !proc::in_user_half(base, kSpan) || n1 == 0 || o1 + n1 > kSpan || n2 == 0 ||
       o2 + n2 > kSpan || k3 == 0 || k3 >= kPageSize)
     panic("space_copy: base={:#x} o1={} n1={} o2={} n2={} k3={}: a page-aligned user base, ranges inside its {} pages",
           base, o1, n1, o2, n2, k3, kSpaceCopyPages);
+  if (!is_aligned(ro, kPageSize) || !proc::in_user_half(ro, kPageSize) || (ro + kPageSize > base && ro <= base + kSpan) ||
+      n4 == 0 || o4 + n4 > kPageSize)
+    panic("space_copy: ro={:#x} o4={} n4={}: a page-aligned user page apart from base={:#x}'s {} pages and the one "
+          "after them, a range inside it", ro, o4, n4, base, kSpaceCopyPages);
   SpaceCopy& t = g_space_copy;
   for (u64 i = 0; i < kSpan; ++i) t.source[i] = u8(proof(ctx.token, 0x5343'0000 + i / 8) >> (8 * (i % 8)));
   const usize before = vm::frames().free_frames();
@@ -102,6 +113,10 @@ PAGODA_SELFTEST(space_copy) {
       t.frames[i] = MUST(frame).value();
       MUST(space.map(VirtAddr(base + i * kPageSize), PhysAddr(t.frames[i]), kUserData));
     }
+    Result<PhysAddr> readonly = vm::frames().allocate_high();
+    if (readonly.is_error()) readonly = vm::frames().allocate_below(vm::reachable_limit());
+    t.readonly_frame = MUST(readonly).value();
+    MUST(space.map(VirtAddr(ro), PhysAddr(t.readonly_frame), kUserReadOnly));
     pagoda_grader_checkpoint(kSpaceFramesStop, reinterpret_cast<u64>(&t), base);
     println("space_copy: {} bytes to {:#x} (offset {} in its page)", n2, base + o2, o2 % kPageSize);
     const Result<void> two = proc::copy_to_space(space, base + o2, t.source, n2);
@@ -109,13 +124,18 @@ PAGODA_SELFTEST(space_copy) {
     println("space_copy: {} bytes to {:#x} (offset {} in its page)", n1, base + o1, o1 % kPageSize);
     const Result<void> one = proc::copy_to_space(space, base + o1, t.source, n1);
     t.results[0] = one.is_error() ? -1 : 0;
+    println("space_copy: {} bytes to {:#x} (offset {} in a read-only page)", n4, ro + o4, o4);
+    const Result<void> four = proc::copy_to_space(space, ro + o4, t.source, n4);
+    t.readonly_result = four.is_error() ? -1 : 0;
     pagoda_grader_checkpoint(kSpaceCopiedStop, reinterpret_cast<u64>(&t), base);
     println("space_copy: {} bytes to {:#x}, one past the mapped pages", k3 + 1, base + kSpan - k3);
     const Result<void> three = proc::copy_to_space(space, base + kSpan - k3, t.source, k3 + 1);
     t.results[2] = three.is_error() ? -1 : 0;
     for (usize i = 0; i < kSpaceCopyPages; ++i) (void)MUST(space.unmap(VirtAddr(base + i * kPageSize)));
+    (void)MUST(space.unmap(VirtAddr(ro)));
   }
   for (const u64 f : t.frames) vm::frames().free(PhysAddr(f));
+  vm::frames().free(PhysAddr(t.readonly_frame));
   println("space_copy: results {} {} {}; free frames before {} after {} proof={:016x}", t.results[1], t.results[0],
           t.results[2], before, vm::frames().free_frames(),
           proof(ctx.token, u64(t.results[0]) ^ (u64(t.results[1]) << 1) ^ (u64(t.results[2]) << 2)));
