@@ -167,11 +167,17 @@ TEST_F(RegionsTest, NoVmaBelowTheBreakSaysBrkRecordedTheHeapShort) {
   // but no region covers that page (a brk that rounded its top down).
   regions.heap_start = 0x403000;
   regions.brk = 0x403010;
-  EXPECT_EQ(around(regions, 0x403008), "; yet 0x403008 lies below the break 0x403010 (the heap from 0x403000): brk "
-                                       "recorded the heap short of its break; the heap's region must reach the break "
-                                       "rounded up to a page (0x404000)");
+  EXPECT_EQ(around(regions, 0x403008), "; yet 0x403008 lies below the break 0x403010 (the heap from 0x403000, its "
+                                       "regions ending at 0x403000, the break rounded down to a page): brk recorded the "
+                                       "heap short of its break; the heap's region must reach the break rounded up to "
+                                       "a page (0x404000)");
   // At the break and above it the address is no one's: what lies around it, as before.
   EXPECT_EQ(around(regions, 0x403010).find("; the page lies "), 0u) << around(regions, 0x403010);
+  // A break two pages up whose heap region stops a page short: not a rounding, a shorter heap.
+  regions.brk = 0x405010;
+  EXPECT_NE(around(regions, 0x404008).find("(the heap from 0x403000, its regions ending at 0x403000): brk recorded"),
+            std::string::npos)
+      << around(regions, 0x404008);
 }
 
 TEST_F(RegionsTest, ARefusalWithoutOverlapIsNamed) {

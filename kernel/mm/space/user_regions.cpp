@@ -113,9 +113,16 @@ void explain_no_vma(FormatSink& sink, const UserRegions& regions, u64 va) {
   }
   // Below the record's own break the address is the heap's: no region there is brk's mistake.
   if (va >= regions.heap_start && va < regions.brk) {
-    format_to(sink, "; yet {:#x} lies below the break {:#x} (the heap from {:#x}): brk recorded the heap short of "
-                    "its break; the heap's region must reach the break rounded up to a page ({:#x})",
-              va, regions.brk, regions.heap_start, align_up(regions.brk, page_size));
+    // Where the record's heap stops: the end of the last region below the page, from heap_start on.
+    const u64 ends = below != nullptr && below->end > regions.heap_start ? below->end : regions.heap_start;
+    format_to(sink, "; yet {:#x} lies below the break {:#x} (the heap from {:#x}, its regions ending at {:#x}{}): brk "
+                    "recorded the heap short of its break; the heap's region must reach the break rounded up to a "
+                    "page ({:#x})",
+              va, regions.brk, regions.heap_start, ends,
+              ends == align_down(regions.brk, page_size) && regions.brk % page_size != 0
+                  ? ", the break rounded down to a page"
+                  : "",
+              align_up(regions.brk, page_size));
     return;
   }
   const auto pages = [page_size](u64 from, u64 to) { return (to - from) / page_size; };
