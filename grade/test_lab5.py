@@ -1244,6 +1244,12 @@ def record_against_model(record, token, ops, op):
         if sides:
             return (f"{where}: the munmap that made that hole (operation {unmapped[h]}) left its range in the record "
                     "(VmaSet::remove)")
+        if not any(i in made or i in unmapped for i in holes):
+            # Never mapped by the program, so no munmap left them: the record grew over them.
+            return (f"{where}, which the program never mapped: the record grew a region over a gap, most likely two "
+                    "regions with a gap between them merged into one across the gap (VmaSet::mergeable must also "
+                    "require that the left one ends where the right one starts), or a mapping recorded longer than "
+                    "it is")
         return (f"{where}: the record keeps a region over pages the program does not map (a region that outlived "
                 "its munmap, or grew past its mapping)")
     return None
