@@ -492,7 +492,9 @@ int growchild(u64 depth) {
 
 // ---- orphan: an orphan ends while pid 1 waits ------------------------------------------------
 
-i32 orphan_code() { return i32(1 + value(0xd00) % 100); }
+/// 1..50: never C's 0x33 (51), A's 0x44 (68) or the failures' 98 and 99, which the grader tells
+/// the orphan's exit apart from by its code (a token whose code was 68 made the orphan look like A).
+i32 orphan_code() { return i32(1 + value(0xd00) % 50); }
 
 int orphan() {
   const i64 a = fork();

@@ -8,7 +8,10 @@
 // getpid too), kill (it could end the fuzzer or its siblings; getpid too), read from the
 // console (fd 0 with a usable buffer would wait for input: the descriptor is changed), long
 // sleeps (valid tick counts are cut to 1), and more than kMaxOutput bytes of output through
-// write to fd 1 or 2.
+// write to fd 1 or 2, and munmap, mprotect or a fixed mmap over its own image or stack (a range
+// drawn from a page-aligned address and a pointer-sized length reaches the image now and then;
+// the kernel rightly takes the pages away, and the fuzzer dies at its next fetch: drawn, then
+// replaced by getpid).
 #include "lib/random.hpp"
 #include "user/lib/user.hpp"
 
@@ -26,6 +29,22 @@ constexpr usize kMaxOutput = 256;
 
 /// What valid pointers point into (never the fuzzer's own state).
 alignas(16) u8 g_scratch[kScratch];
+
+/// How far below the stack pointer at start the stack is kept from munmap and mprotect.
+constexpr u64 kStackKept = 1024 * 1024;
+
+/// True when system call @p number with arguments @p a would change the mappings of a page of
+/// [image_lo, image_hi) or from @p stack_lo up: munmap, mprotect, or mmap with kMapFixed over
+/// [a[0], a[0] + a[1]) (rounded out to pages; a range that wraps is refused by the kernel).
+bool hits_self(u64 number, const u64 (&a)[6], u64 image_lo, u64 image_hi, u64 stack_lo) {
+  const bool changes = number == u64(abi::Syscall::Munmap) || number == u64(abi::Syscall::Mprotect) ||
+                       (number == u64(abi::Syscall::Mmap) && (a[3] & abi::kMapFixed) != 0);
+  if (!changes) return false;
+  const u64 lo = a[0] & ~(arch::kPageSize - 1);
+  const u64 hi = a[0] + a[1] + arch::kPageSize;
+  if (hi < a[0]) return false;  // wraps: refused (EINVAL)
+  return (lo < image_hi && hi > image_lo) || hi > stack_lo;
+}
 
 [[gnu::noinline]] u64 pick_number(TestRandom& r) {
   switch (r.below(8)) {
@@ -53,16 +72,23 @@ u64 pick_argument(TestRandom& r) {
 
 }  // namespace
 
+extern "C" void _start();
+extern "C" char _end[];  // user.ld: the end of the last segment
+
 int main(int, char**) {
   const u64 count = arg_number(1, 10'000);
   const u64 seed = proof(token(), kFuzzTag) | 1;
   TestRandom r{seed};
   u64 errors = 0, printed = 0, mix = 0;
+  const u64 image_lo = reinterpret_cast<uptr>(&_start) & ~(arch::kPageSize - 1);
+  const u64 image_hi = reinterpret_cast<uptr>(_end);
+  const u64 stack_lo = (reinterpret_cast<uptr>(&count) & ~(arch::kPageSize - 1)) - kStackKept;
   for (u64 i = 0; i < count; ++i) {
     u64 number = pick_number(r);
     u64 a[6];
     for (u64& x : a) x = pick_argument(r);
-    if (number == u64(abi::Syscall::Exit) || number == u64(abi::Syscall::Fork) || number == u64(abi::Syscall::Kill))
+    if (number == u64(abi::Syscall::Exit) || number == u64(abi::Syscall::Fork) || number == u64(abi::Syscall::Kill) ||
+        hits_self(number, a, image_lo, image_hi, stack_lo))
       number = u64(abi::Syscall::GetPid);
     if (number == u64(abi::Syscall::Read) && a[0] == u64(abi::kStdin)) a[0] = 0x7f;
     if (number == u64(abi::Syscall::Sleep) && a[0] <= 1000) a[0] = 1;
