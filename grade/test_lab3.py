@@ -665,7 +665,6 @@ def syscall_stops(guest, watch, want, limit=40):
 # The generic dispatcher every ISA's system-call entry hands the decoded call to
 # (kernel/proc/arch.hpp: i64 syscall(const SyscallArgs& call), SyscallArgs = {number, args[6]}).
 DISPATCHER = "pagoda::proc::syscall"
-SYSCALL_ARGS_WORDS = 7
 
 
 def syscall_args_problem(arch, proc, entry, received):
@@ -675,7 +674,7 @@ def syscall_args_problem(arch, proc, entry, received):
     read from guest memory. When the value received is another register's at the entry, that
     register is named (its role too, when it holds no argument)."""
     def name(r):
-        return r.upper() if arch == "x86_64" else r
+        return r.upper() if proc["register_names_upper"] else r
 
     def source(value, want):
         roles = proc["syscall_entry_roles"]
@@ -693,10 +692,9 @@ def syscall_args_problem(arch, proc, entry, received):
         if got == want:
             continue
         what = "the system-call number" if i == 0 else f"system-call argument {i}"
-        why = (f"the {arch} syscall ABI passes the 4th argument in R10, since `syscall` overwrites RCX with the "
-               "return address" if arch == "x86_64" and reg == "r10" and entry["rcx"] == got else
-               f"the {arch} system-call ABI (kernel/lib/abi.hpp) puts "
-               f"{'the number' if i == 0 else f'argument {i}'} in {name(reg)}: {abi_words}")
+        why = next((reason for trap, c_reg, reason in proc["syscall_abi_traps"] if trap == reg and entry[c_reg] == got),
+                   f"the {arch} system-call ABI (kernel/lib/abi.hpp) puts "
+                   f"{'the number' if i == 0 else f'argument {i}'} in {name(reg)}: {abi_words}")
         return (f"{what} reached the kernel as {got:#x} ({source(got, reg)}), not {want:#x} ({name(reg)}): {why}; "
                 f"read in the SyscallArgs the system-call entry handed {DISPATCHER}(), against the registers at the "
                 "call")
@@ -1376,8 +1374,9 @@ def test_privileged(boot, kernel, arch):
         entry = {r: snap.register(r) for r in proc["syscall_entry_registers"]}
         back = snap.register(proc["syscall_return_pc"])
         at = guest.stop_at(DISPATCHER)
-        raw = at.read_virt(at.argument(0), 8 * SYSCALL_ARGS_WORDS)
-        received = [u64(raw[8 * i:8 * i + 8]) for i in range(SYSCALL_ARGS_WORDS)]
+        words = 1 + len(proc["syscall_args"])   # SyscallArgs: the number, then the arguments
+        raw = at.read_virt(at.argument(0), 8 * words)
+        received = [u64(raw[8 * i:8 * i + 8]) for i in range(words)]
         after = guest.stop_at(back)
         return {"result": after.register(proc["syscall_result"]), "pc": back, "entry": entry, "received": received}
 

@@ -141,6 +141,11 @@ X86_64 = ArchModel(
                                           "r11", "r12", "r13", "r14", "r15"),
               "syscall_entry_roles": {"rax": "the call number", "rcx": "the user return address, written by `syscall`",
                                       "r11": "the user RFLAGS, written by `syscall`", "rsp": "the user stack pointer"},
+              # An argument register the C convention puts elsewhere, and why the ABI cannot
+              # (register, the C convention's register, the reason): the 4th argument.
+              "syscall_abi_traps": (("r10", "rcx", "the x86_64 syscall ABI passes the 4th argument in R10, since "
+                                                   "`syscall` overwrites RCX with the return address"),),
+              "register_names_upper": True,
               "root_loader": "pagoda::x86::hw::load_root", "root_loader_arg": "rdi",
               # The TLB maintenance of one address space (this, va, global / this, global).
               "tlb_page": "pagoda::x86::X86AddressSpace::invalidate_page",
@@ -189,6 +194,7 @@ AARCH64 = ArchModel(
               "syscall_entry_registers": tuple(f"x{i}" for i in range(31)) + ("elr_el1",),
               "syscall_entry_roles": {"x8": "the call number", "x30": "the user link register",
                                       "elr_el1": "the user return address"},
+              "syscall_abi_traps": (), "register_names_upper": False,
               "syscall_result": "x0", "syscall_entry_kernel_sp": True,   # SP is SP_EL1 there
               "root_loader": "pagoda::aarch64::hw::load_ttbr0", "root_loader_arg": "x0",
               "user_trap_stacks": (("the EL1 stack (aarch64_user_trap_sp)", "aarch64_user_trap_sp", None),),

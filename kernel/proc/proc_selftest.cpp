@@ -107,15 +107,16 @@ PAGODA_SELFTEST(space_copy) {
     AddressSpace space = MUST(AddressSpace::create_user(vm::kernel_space()));
     space.name_for_debugging("space_copy", 0);
     t.root = space.root().value();
+    const auto frame = [] {  // high memory first (the window need not reach it), else any
+      Result<PhysAddr> f = vm::frames().allocate_high();
+      if (f.is_error()) f = vm::frames().allocate_below(vm::reachable_limit());
+      return MUST(f).value();
+    };
     for (usize i = 0; i < kSpaceCopyPages; ++i) {
-      Result<PhysAddr> frame = vm::frames().allocate_high();
-      if (frame.is_error()) frame = vm::frames().allocate_below(vm::reachable_limit());
-      t.frames[i] = MUST(frame).value();
+      t.frames[i] = frame();
       MUST(space.map(VirtAddr(base + i * kPageSize), PhysAddr(t.frames[i]), kUserData));
     }
-    Result<PhysAddr> readonly = vm::frames().allocate_high();
-    if (readonly.is_error()) readonly = vm::frames().allocate_below(vm::reachable_limit());
-    t.readonly_frame = MUST(readonly).value();
+    t.readonly_frame = frame();
     MUST(space.map(VirtAddr(ro), PhysAddr(t.readonly_frame), kUserReadOnly));
     pagoda_grader_checkpoint(kSpaceFramesStop, reinterpret_cast<u64>(&t), base);
     println("space_copy: {} bytes to {:#x} (offset {} in its page)", n2, base + o2, o2 % kPageSize);
