@@ -43,13 +43,13 @@ extern "C" void aarch64_switch_context(pagoda::uptr* save_sp, pagoda::uptr load_
 extern "C" pagoda::usize aarch64_user_copy(void* dst, const void* src, pagoda::usize n);
 extern "C" pagoda::i64 aarch64_user_string_copy(char* dst, const char* src, pagoda::usize max);
 
-/// What the synchronous vector of the kernel (vectors.S, kstack_check) compares the stack
-/// pointer with: {kStackBase, the area's size, slot stride - 1, guard size}. From the one
-/// definition of the area (kernel/proc/kernel_stack.hpp).
 /// The top of the kernel stack every exception from EL0 lands on (the vector entries load SP_EL1
 /// from it, vectors.S): arch::set_kernel_stack() sets it to the next process's at a switch.
 extern "C" pagoda::u64 aarch64_user_trap_sp = 0;
 
+/// What the synchronous vector of the kernel (vectors.S, kstack_check) compares the stack
+/// pointer with: {kStackBase, the area's size, slot stride - 1, guard size}. From the one
+/// definition of the area (kernel/proc/kernel_stack.hpp).
 extern "C" alignas(32) const pagoda::u64 aarch64_kstack_area[4] = {
     pagoda::layout::kStackBase, pagoda::proc::kKernelStackSlots * pagoda::proc::kKernelStackStride,
     pagoda::proc::kKernelStackStride - 1, pagoda::proc::kKernelStackGuard};
@@ -273,8 +273,8 @@ uptr prepare_user_entry(uptr stack_top, const UserEntry& entry) {
 }
 
 uptr prepare_fork_return(uptr child_top, uptr parent_top) {
-  // SP_EL1 at an exception from EL0 is the top of the kernel stack (the last ERET left it
-  // there), so the SVC's frame is the top one of the parent's stack. The child ERETs from a
+  // Every exception from EL0 lands at the top of the kernel stack (the vector entry loads SP_EL1
+  // from aarch64_user_trap_sp), so the SVC's frame is the top one of the parent's stack. The child ERETs from a
   // copy of it: same ELR, SPSR, SP_EL0 and registers, x0 = 0.
   aarch64::TrapFrame* frame = top_frame(child_top);
   memcpy(frame, top_frame(parent_top), sizeof *frame);
@@ -291,8 +291,8 @@ void restart_user_entry(uptr stack_top, const UserEntry& entry) {
 
 void switch_context(uptr* save_sp, uptr load_sp) { aarch64_switch_context(save_sp, load_sp); }
 
-// SP_EL1 at an exception from EL0 is what the last ERET to EL0 left: the top of the frame the
-// process's kernel stack held. Nothing to load; recorded for the reports.
+// Unlike x86_64's TSS.RSP0, no register holds it: every vector entry for an exception from EL0
+// loads SP_EL1 from aarch64_user_trap_sp (vectors.S), so that is the one place to set.
 void set_kernel_stack(uptr top) {
   // LAB 3 BEGIN the stack that exceptions from EL0 land on
   // Every vector entry for an exception from EL0 loads SP_EL1 from aarch64_user_trap_sp before

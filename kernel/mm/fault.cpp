@@ -47,9 +47,10 @@ Result<void> populate(AddressSpace& space, const Vma& vma, u64 page) {
 }
 
 /// A Grow verdict for @p page: extends the grows-down region just above @p page (the stack)
-/// down to it in @p regions, so that @p growth ([page, the stack's start), the stack's
-/// permissions, kind and flags: decide_fault() made it) becomes part of that region. NoMemory
-/// when the record cannot take it; nothing changes then.
+/// down to it in @p regions. @p growth is the verdict's region, decide_fault()'s: the stack as
+/// it is once grown, [page, the stack's end), with its permissions, kind and flags; what the
+/// record lacks of it is [page, the stack's start). NoMemory when the record cannot take it;
+/// nothing changes then.
 Result<void> grow_stack(UserRegions& regions, const Vma& growth, u64 page) {
   // LAB 5 BEGIN grow the stack down to a page: the record first
   Vma part = growth;

@@ -48,8 +48,8 @@ Process* next_ready(const Process* after) {
   // LAB 3 END
 }
 
-/// Moves the CPU from the current context to @p next (nullptr: the idle loop): its root, its
-/// kernel stack for traps from user mode, then its saved registers and stack.
+/// Moves the CPU from the current context to @p next (nullptr: the idle loop): its kernel stack
+/// for traps from user mode, then its root, then its saved registers and stack.
 void switch_to(Process* next) {
   Process* prev = g_current;
   if (prev == next) return;

@@ -24,8 +24,8 @@
 ///     0xffff_e000_0000_0000 +------------------------------------------+ kTempMapBase
 ///                           | temporary mappings (lab 4)               |
 ///     0xffff_ff00_0000_0000 +------------------------------------------+ kStackBase
-///                           | kernel stacks, each below a guard page   |
-///                           | that is never mapped (lab 3)             |
+///                           | kernel stacks, each above a guard that   |
+///                           | is never mapped (lab 3)                  |
 ///     0xffff_ffff_8000_0000 +------------------------------------------+ kKernelImageBase
 ///                           | .text  r-x   .rodata  r--   .data .bss rw- NX (boot stack,
 ///                           | IST stacks); linked here, loaded at 1 MiB physical

@@ -58,7 +58,9 @@ struct Vma {
   VmaKind kind = VmaKind::Anonymous;
   u32 flags = 0;               ///< VmaFlag bits
   // Image regions only (0 / null for every other kind):
-  const void* source = nullptr;  ///< the image (e.g. its EmbeddedProgram); compared, never read
+  /// The ELF file's first byte: merged() compares it, populate() reads a page's bytes from
+  /// source + offset (+ the page's distance from start).
+  const void* source = nullptr;
   u64 offset = 0;                ///< file offset of start (page aligned)
   u64 file_size = 0;             ///< bytes from start that come from the file; the rest are zeros
 
