@@ -15,6 +15,8 @@ from pagoda_grade import lab_test, manifest
 from pagoda_grade.manifest import tomllib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Batch grading hands the submission's answer over here (the grader runs from its own tree).
+ANSWER_ENV = "PAGODA_GRADE_HUNT_ANSWER"
 
 
 def _hunt_tests():
@@ -28,7 +30,7 @@ def _hunt_tests():
 
 @pytest.mark.parametrize("number, test_id, from_labs", _hunt_tests())
 def test_hunt(number, test_id, from_labs, arch):
-    path = os.path.join(ROOT, hunts.ANSWER_FILE)
+    path = os.environ.get(ANSWER_ENV) or os.path.join(ROOT, hunts.ANSWER_FILE)
     if not os.path.exists(path):
         raise AssertionError(f"no bug hunt answered: {hunts.ANSWER_FILE} is missing (./pagoda hunt --lab "
                              f"{' --lab '.join(map(str, from_labs))}, then ./pagoda hunt answer FUNCTION --category KIND)")

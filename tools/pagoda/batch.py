@@ -5,17 +5,20 @@ A submission is an entry of DIR: a directory (graded as it is), a git repository
 labN if it has one, else HEAD; --ref chooses), a git bundle (*.bundle), or a .tar/.tar.gz/.zip
 archive. Its id is the entry's name without the extension. For each one:
 
-  1. copy:  its files go to WORK/<id>/tree (never a build/ or .git/ of its own);
-  2. check: its grader files (grade/, tools/, user/, labs/*/lab.toml, ./pagoda) are compared with
-            those this tree publishes for lab N; differences are noted in its row, then replaced:
-            the grader files always come from this tree (hidden tests included), and so do the
-            user programs the tests run and read;
-  3. build: its kernel, with its own CMake files (log: WORK/<id>/build.log); it embeds the user
-            programs of this tree's user/, and for a lab whose tests run them the grader checks
-            that it does, against its own build of them (made once per batch, prepare());
-  4. grade: the grader files are put back (a build may have touched them), and this tree's
-            grader runs lab N's tests on its kernel, one QEMU at a time (log: WORK/<id>/grade.log,
-            boots under WORK/<id>/boots/, results in WORK/<id>/results.json).
+  1. copy:  its files go to WORK/<id>/submitted (never a build/ or .git/ of its own);
+  2. graft: the tree it is graded in is this tree's lab-N tree, as students get it, with the
+            submission's solution regions put in (transplant.py): a change anywhere else (a build
+            file, a grader file, a user program, a line beside a region) is named in its row and
+            not built. Its build files never run; the user programs the tests run are this tree's;
+  3. build: that tree's kernel, in a sandbox (sandbox.py: a user of its own, a throwaway HOME and
+            TMPDIR, writing only its build folder, nothing left running or lying around after);
+            the kernel ELF is the one thing read from it (log: WORK/<id>/build.log). For a lab
+            whose tests run user programs the grader checks that the kernel embeds its own build
+            of them (made once per batch, prepare());
+  4. grade: this tree's grader (hidden tests included) runs lab N's tests on that ELF, isolated
+            from anything a submission touched (`python3 -I`, no plugin autoloading), one QEMU at
+            a time (log: WORK/<id>/grade.log, boots under WORK/<id>/boots/, results in
+            WORK/<id>/results.json).
 
 Each submission has two wall-clock limits: one for its build (--build-time-limit; by default
 BUILD_TIME_LIMIT) and one for its grading (--time-limit; by default the lab's test timeouts added
@@ -27,8 +30,8 @@ interrupted (it reports the tests that finished; the interrupted one scores noth
 rest score 0. The CSV gets
 one row per submission, rewritten after each one finishes: id, status (graded, does not build,
 time limit, bad submission, grader error), points per test, total, possible, seconds, and a
-summary (the build error, tests that ran into their timeout, a console flood, grader files that
-differed, the first failure). -j runs that many submissions at once.
+summary (the build error, tests that ran into their timeout, a console flood, changes outside
+the solution regions, the first failure). -j runs that many submissions at once.
 """
 import concurrent.futures
 import csv
@@ -44,8 +47,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from . import deps, publish, treebuild
-from pagoda_core import build, paths, qemu, speed
+from . import deps, publish, sandbox, transplant, treebuild
+from pagoda_core import build, paths, qemu, slips, speed
 from pagoda_core.ui import PagodaError, clip, info
 
 from pagoda_grade import manifest
@@ -68,25 +71,8 @@ ARCHIVES = (".tar", ".tar.gz", ".tgz", ".tar.xz", ".zip")
 MAX_SUMMARY = 400           # characters of a CSV row's summary (cut with an ellipsis)
 MAX_NOTE = 200              # characters of one part of it: a first failure, a build error
 MAX_ERROR_LINES = 20        # lines of the first build error kept for Gradescope's page
+MAX_ANSWER = 64 << 10       # bytes of a bug hunt's answer file read from a submission
 TREE_CACHE_VARIABLE = "PAGODA_TREE_CACHE"
-
-
-def is_grader_path(rel):
-    """Whether @p rel (relative to a tree) is one of the grader's files: its code, the lab
-    manifests, and the user programs its tests run and read (user/): a submission's copy of any
-    of them is replaced by the grader's."""
-    if rel == "pagoda" or rel.startswith(("grade/", "tools/", "user/")):
-        return "__pycache__" not in rel and not rel.endswith(".pyc")
-    # The manifests, and the labs' slips (a graded bug hunt draws from the grader's own).
-    return re.fullmatch(r"labs/[0-9][0-9]-[^/]+/(lab\.toml|mutants/[^/]+\.toml)", rel) is not None
-
-
-def is_user_build_path(rel):
-    """Whether @p rel is needed to build the user programs on their own (CMake's PAGODA_USER_ONLY):
-    the grader's copy of them is built from these (an autograder's source holds them too). The
-    page size is the kernel's one definition, arch/<isa>/page_defs.h (user/lib/arch/<isa>/arch.cmake)."""
-    return (rel in ("CMakeLists.txt", "CMakePresets.json") or rel.startswith(("cmake/", "user/", "kernel/lib/"))
-            or re.fullmatch(r"arch/[^/]+/page_defs\.h", rel) is not None)
 
 
 def load_factor(jobs):
@@ -121,35 +107,6 @@ class Row:
 
     def summary(self):
         return clip("; ".join(self.notes), MAX_SUMMARY)
-
-
-def _sources(root, wanted):
-    """The files of the tree at @p root for which @p wanted(relative path) holds, as
-    publish.SourceFile: from git when @p root is a git working tree, else (an autograder's
-    unpacked source) every file on disk."""
-    labs = publish.lab_numbers(root)
-    if os.path.exists(os.path.join(root, ".git")):
-        rels = [r for r in publish.source_files(root) if wanted(r)]
-    else:
-        rels = []
-        for dirpath, dirnames, filenames in os.walk(root):
-            dirnames[:] = sorted(d for d in dirnames if d not in ("__pycache__", ".git", "build"))
-            for name in sorted(filenames):
-                rel = os.path.relpath(os.path.join(dirpath, name), root)
-                if wanted(rel):
-                    rels.append(rel)
-    return [publish.read_source(root, rel, labs) for rel in rels]
-
-
-def grader_sources(root):
-    """The grader files of the tree at @p root (is_grader_path), as publish.SourceFile."""
-    return _sources(root, is_grader_path)
-
-
-def user_build_sources(root):
-    """The files of the tree at @p root that building its user programs alone needs
-    (is_user_build_path): what an autograder carries besides the grader files."""
-    return _sources(root, is_user_build_path)
 
 
 def discover(directory):
@@ -208,7 +165,7 @@ class Batch:
     """What every submission is graded with: this tree's grader, lab @p lab's tests."""
 
     def __init__(self, lab, arch, work, time_limit, ref=None, keep=False, root=paths.ROOT,
-                 build_time_limit=None, jobs=1):
+                 build_time_limit=None, jobs=1, sandbox_mode=None):
         self.root = root
         self.lab = lab
         self.arch = arch
@@ -225,29 +182,41 @@ class Batch:
         self.time_limit = time_limit or (sum(t.timeout for t in self.spec.tests) + GRADE_MARGIN) * scale
         self.build_time_limit = build_time_limit or BUILD_TIME_LIMIT * scale
         self.user_dir = None    # the grader's own build of the user programs (prepare())
-        # The object cache every submission's build compiles through (treebuild.py; when ccache
-        # is installed): a class's trees share most of their files, so all but the first compile
-        # only what the students changed. PAGODA_TREE_CACHE names one to share between batches
-        # (./pagoda test's tool tests share one per run); by default it is WORK/ccache.
+        # The object cache every submission's build reads (treebuild.py; when ccache is installed):
+        # a class's trees share most of their files. Only trusted builds write it (prepare()'s build
+        # of the lab's published tree); a submission's build reads it and never writes
+        # (CCACHE_READONLY), so that no submission can plant an object in another's kernel.
+        # PAGODA_TREE_CACHE names one to share between batches; by default it is WORK/ccache.
         self.cache = os.environ.get(TREE_CACHE_VARIABLE) or os.path.join(work, "ccache")
-        sources = grader_sources(root)
-        # The grader files a student's lab-N tree holds (published: no hidden test, none of
-        # the staff's slips)...
-        self.published = {s.path: publish.resolved(s, lab) for s in sources
-                          if is_grader_path(s.path) and not publish.is_hidden(s.path)
-                          and not publish.is_staff_only(s.path) and s.link is None}
-        # ...and the ones every submission is graded with (hidden tests included).
-        self.grader = sources
+        # The tree every submission is graded in, before its regions go in (transplant.py).
+        self.published = transplant.load(lab, root)
+        try:
+            self.sandbox_mode = sandbox.detect(sandbox_mode)
+        except sandbox.SandboxError as e:
+            raise PagodaError(str(e))
+        # What the build must not see of the grader (hidden tests, reference solutions, history).
+        self.hide = [os.path.join(root, d) for d in ("grade", "labs", "kernel", "arch", ".git")]
         self.lock = threading.Lock()
         self.running = {}       # submission id: Popen, for interrupting on Ctrl-C
+        self.slots = list(range(max(1, jobs)))    # sandbox slots free (one per build at once)
 
     def prepare(self):
         """Builds what every submission is graded with, once: for a lab whose tests run user
         programs, the grader's own build of them (from this tree's user/, kernel/lib/ and cmake/,
-        in a build directory of its own), which each submission's kernel must embed."""
+        in a build directory of its own), which each submission's kernel must embed; and the
+        lab's published tree, unchanged, through the object cache (trusted: it fills the cache the
+        submissions' builds read, and proves the instructor's tree builds)."""
         from pagoda_grade.programs import FIRST_LAB
         if self.lab >= FIRST_LAB and self.user_dir is None:
             self.user_dir = build.grader_user_programs(self.root, self.arch)
+        if treebuild.launcher(self.work, self.cache):
+            tree = os.path.join(self.work, "published")
+            shutil.rmtree(tree, ignore_errors=True)
+            transplant.write_tree(self.published.files, tree)
+            log = os.path.join(self.work, "published-build.log")
+            if not treebuild.build(tree, self.arch, log, cache=self.cache):
+                raise PagodaError(f"lab {self.lab}'s published tree does not build here: see {log}")
+            shutil.rmtree(tree, ignore_errors=True)
         return self
 
     # ---- steps ------------------------------------------------------------------------------
@@ -294,61 +263,11 @@ class Batch:
         shutil.rmtree(repo)
         return f"graded {ref} ({commit.stdout.strip()[:12]})"
 
-    def grader_differences(self, tree):
-        """Grader files of @p tree that differ from what this tree publishes for the lab."""
-        present = set()
-        for dirpath, dirnames, filenames in os.walk(tree):
-            dirnames[:] = [d for d in dirnames if d != "__pycache__"]
-            for name in filenames:
-                rel = os.path.relpath(os.path.join(dirpath, name), tree)
-                # (the staff's slips: install_grader puts the grader's own there, never published)
-                if is_grader_path(rel) and not publish.is_staff_only(rel):
-                    present.add(rel)
-        differ = []
-        for rel in sorted(present | set(self.published)):
-            if rel not in present:
-                differ.append(f"{rel} (deleted)")
-            elif rel not in self.published:
-                differ.append(f"{rel} (added)")
-            else:
-                full = os.path.join(tree, rel)
-                with open(full, "rb") as f:
-                    if os.path.islink(full) or f.read() != self.published[rel]:
-                        differ.append(rel)
-        return differ
-
-    def install_grader(self, tree):
-        """Replaces every grader file of @p tree by this tree's (hidden tests included)."""
-        for rel in ("grade", "tools", "user", "pagoda"):
-            full = os.path.join(tree, rel)
-            if os.path.islink(full) or os.path.isfile(full):
-                os.unlink(full)
-            elif os.path.isdir(full):
-                shutil.rmtree(full)
-        for path in glob.glob(os.path.join(tree, "labs", "*", "lab.toml")):
-            os.unlink(path)
-        for path in glob.glob(os.path.join(tree, "labs", "*", "mutants")):
-            # (a slip the submission added must not join the grader's own: hunts draw from them)
-            if os.path.islink(path) or not os.path.isdir(path):
-                os.unlink(path)
-            else:
-                shutil.rmtree(path)
-        for src in self.grader:
-            dest = os.path.join(tree, src.path)
-            if os.path.lexists(dest) and not os.path.isdir(dest):
-                os.unlink(dest)
-            os.makedirs(os.path.dirname(dest), exist_ok=True)
-            if src.link is not None:
-                os.symlink(src.link, dest)
-                continue
-            with open(dest, "wb") as f:
-                f.write(src.data)
-            os.chmod(dest, src.mode)
-
-    def _run(self, sub_id, argv, cwd, log_path, deadline, env=None, interrupt=False):
+    def _run(self, sub_id, argv, cwd, log_path, deadline, env=None, interrupt=False, box=None):
         """Runs @p argv in its own process group, output to @p log_path, until @p deadline;
         returns (status, timed out). On the deadline: SIGINT first if @p interrupt (the grader
-        then writes its report), SIGKILL after INTERRUPT_GRACE or at once."""
+        then writes its report), SIGKILL after INTERRUPT_GRACE or at once. With @p box (a
+        sandbox.Sandbox) the command runs in it, with its environment."""
         if deadline.left() <= 0:
             return None, True
 
@@ -365,6 +284,8 @@ class Batch:
         with open(log_path, "a") as log:
             log.write(f"$ {' '.join(argv)}\n")
             log.flush()
+            if box is not None:
+                argv, env = box.wrap(argv, cwd), box.environment(env)
             proc = subprocess.Popen(argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=log,
                                     stderr=subprocess.STDOUT, env=env, preexec_fn=child_setup)
             with self.lock:
@@ -387,39 +308,43 @@ class Batch:
                 if proc.poll() is None:
                     qemu.kill_group(proc)
 
-    def build(self, sub_id, tree, log, deadline, row=None):
-        """Builds @p tree's kernel; returns (ELF path or None, note). A failed build's first
-        error (paths relative to @p tree) goes into @p row.build_error."""
+    def build(self, sub_id, tree, log, deadline, box, row=None):
+        """Builds @p tree's kernel in the sandbox @p box; returns (build status note or None).
+        A failed build's first error (paths relative to @p tree) goes into @p row.build_error."""
         configure = treebuild.configure_argv(tree, self.arch, self.cache)
         steps = [configure] if configure else []
         steps.append(["cmake", "--build", "--preset", self.arch])
+        # (the object cache is read, never written: see __init__)
+        env = {"CCACHE_READONLY": "1", "CCACHE_NOSTATS": "1", "CCACHE_TEMPDIR": box.tmp}
         for argv in steps:
-            status, late = self._run(sub_id, argv, tree, log, deadline)
+            status, late = self._run(sub_id, argv, tree, log, deadline, env=env, box=box)
             if late:
-                return None, f"the build ran past its {deadline.seconds:.0f} s time limit"
+                return f"the build ran past its {deadline.seconds:.0f} s time limit"
             if status != 0:
                 error = first_build_error(log, tree)
                 if row is not None:
                     row.build_error = error
-                return None, "does not build: " + clip(one_line(error), MAX_NOTE)
-        elf = os.path.join(tree, "build", self.arch, "kernel.elf")
-        if not os.path.exists(elf):
-            return None, f"does not build: the build made no build/{self.arch}/kernel.elf"
-        return elf, None
+                return "does not build: " + clip(one_line(error), MAX_NOTE)
+        return None
 
-    def run_grader(self, sub_id, tree, kernel, base, deadline):
-        """Runs this tree's grader (installed in @p tree) on @p kernel; returns (results, late)."""
+    def run_grader(self, sub_id, kernel, base, deadline):
+        """Runs this tree's grader on @p kernel, isolated from everything a submission could have
+        touched: `python3 -I` (no user site, no PYTHON* variables, not the working folder),
+        no plugin loaded but the ones named here, from this tree's grade/ (hidden tests included).
+        Returns (results, late, status)."""
         report = os.path.join(base, "results.json")
-        argv = [paths.SYSTEM_PYTHON, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rN",
-                f"--pagoda-report={report}", f"--pagoda-arch={self.arch}", f"--pagoda-kernel={kernel}",
-                f"--pagoda-lab={self.lab}",
-                *manifest.test_files(self.lab, os.path.join(tree, "grade"))]
-        env = dict(os.environ, PAGODA_GRADE_LOGS=os.path.join(base, "boots"), PAGODA_GRADE_SOURCE=self.root)
-        env.pop("PAGODA_GRADE_CMDLINE", None)
-        env.pop("PAGODA_GRADE_RUN_DIR", None)
+        argv = [paths.SYSTEM_PYTHON, "-I", "-m", "pytest", "-p", "no:cacheprovider", "-p", "pytest_timeout",
+                "-q", "-rN", f"--pagoda-report={report}", f"--pagoda-arch={self.arch}",
+                f"--pagoda-kernel={kernel}", f"--pagoda-lab={self.lab}",
+                *manifest.test_files(self.lab, os.path.join(self.root, "grade"))]
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "PYTEST", "PAGODA_GRADE_"))}
+        env.update(PAGODA_GRADE_LOGS=os.path.join(base, "boots"), PAGODA_GRADE_SOURCE=self.root,
+                   PYTEST_DISABLE_PLUGIN_AUTOLOAD="1")
         if self.user_dir:
             env["PAGODA_GRADE_USER_DIR"] = self.user_dir
-        status, late = self._run(sub_id, argv, os.path.join(tree, "grade"),
+        if os.path.exists(os.path.join(base, slips.ANSWER_FILE)):
+            env["PAGODA_GRADE_HUNT_ANSWER"] = os.path.join(base, slips.ANSWER_FILE)
+        status, late = self._run(sub_id, argv, os.path.join(self.root, "grade"),
                                  os.path.join(base, "grade.log"), deadline, env=env, interrupt=True)
         try:
             with open(report) as f:
@@ -430,6 +355,10 @@ class Batch:
 
     # ---- one submission ---------------------------------------------------------------------
 
+    def _slot(self):
+        with self.lock:
+            return self.slots.pop(0)
+
     def grade_one(self, sub):
         start = time.monotonic()
         row = Row(sub.id, possible=sum(t.points for t in self.spec.tests))
@@ -437,53 +366,76 @@ class Batch:
         base = os.path.join(self.work, sub.id)
         shutil.rmtree(base, ignore_errors=True)
         os.makedirs(base)
-        tree, scratch = os.path.join(base, "tree"), os.path.join(base, "scratch")
+        submitted, scratch = os.path.join(base, "submitted"), os.path.join(base, "scratch")
         os.makedirs(scratch)
+        t = time.monotonic()
+        try:
+            note = self.copy(sub, submitted, scratch)
+            graded = transplant.transplant(self.published, submitted)
+            answer = transplant.read_regular(os.path.join(submitted, slips.ANSWER_FILE), MAX_ANSWER)
+            if answer is not None:      # a graded bug hunt's answer: data, for test_hunt.py
+                with open(os.path.join(base, slips.ANSWER_FILE), "wb") as f:
+                    f.write(answer)
+        except (PagodaError, OSError, shutil.ReadError) as e:
+            row.status = "bad submission"
+            row.notes.append(f"cannot read the submission ({sub.kind}): {e}")
+            row.seconds = time.monotonic() - start
+            return row
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+            if not self.keep:
+                shutil.rmtree(submitted, ignore_errors=True)
+        row.notes += [n for n in (note, graded.note()) if n]
+        # The graded tree, and the sandbox's HOME and TMPDIR, in a folder the sandbox's user can
+        # walk to (the batch's own folder may sit below one it cannot enter).
+        stage = sandbox.staging_dir()
+        tree = os.path.join(stage, "tree")
+        transplant.write_tree(graded.files, tree)
+        row.phases["copy"] = time.monotonic() - t
+        slot = self._slot()
+        box = sandbox.Sandbox(os.path.join(stage, "sandbox"), os.path.join(tree, "build"), slot=slot,
+                              hide=self.hide, mode=self.sandbox_mode).prepare()
+        cleaned = False
         try:
             t = time.monotonic()
-            try:
-                note = self.copy(sub, tree, scratch)
-            except (PagodaError, OSError, shutil.ReadError) as e:
-                row.status = "bad submission"
-                row.notes.append(f"cannot read the submission ({sub.kind}): {e}")
-                return row
-            finally:
-                shutil.rmtree(scratch, ignore_errors=True)
-            if note:
-                row.notes.append(note)
-            differ = self.grader_differences(tree)
-            if differ:
-                shown = ", ".join(differ[:4]) + (f" (+{len(differ) - 4} more)" if len(differ) > 4 else "")
-                row.notes.append(f"grader files differ from the instructor's, ignored: {shown}")
-            self.install_grader(tree)
-            row.phases["copy"] = time.monotonic() - t
-
-            t = time.monotonic()
             row.build_log = os.path.join(base, "build.log")
-            kernel, problem = self.build(sub.id, tree, os.path.join(base, "build.log"),
-                                         Deadline(self.build_time_limit), row)
+            problem = self.build(sub.id, tree, row.build_log, Deadline(self.build_time_limit), box, row)
+            box.clean()     # nothing of the build runs on, and only then is its output read
+            cleaned = True
+            kernel = None
+            if problem is None:
+                kernel = sandbox.take_kernel(os.path.join(tree, "build"), f"{self.arch}/kernel.elf",
+                                             os.path.join(base, "kernel.elf"))
+                if kernel is None:
+                    problem = f"does not build: the build made no build/{self.arch}/kernel.elf"
             row.phases["build"] = time.monotonic() - t
             if kernel is None:
                 row.status = "time limit" if "time limit" in problem else "does not build"
                 row.notes.insert(0, problem)
                 return row
-
-            t = time.monotonic()
-            self.install_grader(tree)
-            results, late, status = self.run_grader(sub.id, tree, kernel, base, Deadline(self.time_limit))
-            row.phases["grade"] = time.monotonic() - t
-            if results is None:
-                row.status = "time limit" if late else "grader error"
-                row.notes.insert(0, f"the grader stopped at the {self.time_limit:.0f} s time limit "
-                                    "before reporting" if late else
-                                 f"the grader did not run (status {status}); see {os.path.join(base, 'grade.log')}")
-                return row
-            self.score(row, results, late, base)
-            return row
         finally:
+            if not cleaned:
+                box.clean()
+            with self.lock:
+                self.slots.append(slot)
+            if self.keep:
+                shutil.rmtree(os.path.join(base, "tree"), ignore_errors=True)
+                shutil.move(tree, os.path.join(base, "tree"))
+            shutil.rmtree(stage, ignore_errors=True)
             row.seconds = time.monotonic() - start
-            if not self.keep:
-                shutil.rmtree(os.path.join(tree, "build"), ignore_errors=True)
+
+        t = time.monotonic()
+        results, late, status = self.run_grader(sub.id, kernel, base, Deadline(self.time_limit))
+        row.phases["grade"] = time.monotonic() - t
+        row.seconds = time.monotonic() - start
+        if results is None:
+            row.status = "time limit" if late else "grader error"
+            row.notes.insert(0, f"the grader stopped at the {self.time_limit:.0f} s time limit "
+                                "before reporting" if late else
+                             f"the grader did not run (status {status}); see {os.path.join(base, 'grade.log')}")
+            return row
+        self.score(row, results, late, base)
+        return row
 
     def score(self, row, results, late, base):
         timed_out, failures = [], []

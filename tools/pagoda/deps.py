@@ -143,6 +143,8 @@ REQUIREMENTS = (
                 "qemu-system-aarch64", grading=True, arch="aarch64"),
     Requirement("ccache", "ccache", "compiles a source file the generated lab trees share once "
                 "(./pagoda labs check and labs mutants; without it each tree builds in full)", "exe", "ccache"),
+    Requirement("bwrap", "bubblewrap", "sandboxes a submission's build when grading runs without root "
+                "(./pagoda grade --batch, autograders)", "exe", "bwrap", grading=True),
     Requirement("gdb-multiarch", "gdb-multiarch", "./pagoda gdb and the page-table commands", "exe",
                 "gdb-multiarch"),
     Requirement("pytest", "python3-pytest", "runs the grader", "python", "pytest", grading=True),

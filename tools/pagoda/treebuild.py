@@ -26,6 +26,7 @@ so a build started by hand in a tree uses the same cache.
 
 Batch grading (batch.py) builds each submission's tree the same way, through one cache for the
 whole batch (see Batch.cache): a class's submissions differ from each other in the same few files.
+Only trusted builds write that cache; a submission's sandboxed build reads it (CCACHE_READONLY).
 
 build() is the one way `labs check` and `labs mutants` build a tree: configure (once), then build
 (the whole tree, or one target). It lets one build run at a time in a process: ninja already
@@ -98,15 +99,16 @@ def configure_argv(tree, arch, cache=None):
     return ["cmake", "--preset", arch] + [f"-D{k}={v}" for k, v in wanted.items()]
 
 
-def build(tree, arch, log_path, target=None, cpu=None):
-    """Configures @p tree's @p arch build when needed (configure_argv) and builds it: @p target
-    alone (ninja rebuilds only what changed since the last build and what depends on it), or
-    everything. Appends both commands and their output to @p log_path; True when it built.
+def build(tree, arch, log_path, target=None, cpu=None, cache=None):
+    """Configures @p tree's @p arch build when needed (configure_argv, through the object cache
+    @p cache when given) and builds it: @p target alone (ninja rebuilds only what changed since
+    the last build and what depends on it), or everything. Appends both commands and their
+    output to @p log_path; True when it built.
     Waits for any other build of this process to end first. @p cpu, a list, gets the CPU
     seconds the build's commands used (the compilers under them included)."""
     steps = [["cmake", "--build", "--preset", arch] + (["--target", target] if target else [])]
     with _BUILDING:
-        configure = configure_argv(tree, arch)
+        configure = configure_argv(tree, arch, cache)
         with open(log_path, "a") as log:
             for argv in ([configure] if configure else []) + steps:
                 log.write(f"$ {' '.join(argv)}\n")

@@ -1,20 +1,33 @@
 """Batch grading end to end: a class of submissions made from this tree, graded with -j 2.
 
-The instructor's tree is a copy of this one with a hidden lab-0 test added (and lab 0's test
-timeouts shortened, so that the submission that hangs costs seconds, not minutes). The
-submissions are its published lab-0 tree with small patches, in every format a batch accepts:
+The instructor's tree is a copy of this one with a hidden lab-0 test added, lab 0's test
+timeouts shortened (so that the submission that hangs costs seconds, not minutes), and two more
+lab-0 regions, empty in the skeleton: one at the top of kmain() and one in the top-level
+CMakeLists.txt (a region in a build file runs the student's CMake code at build time, inside
+the sandbox). The submissions are its published lab-0 tree with small patches, in every format a
+batch accepts:
 
+  adversary directory    the skeleton, and a build that attacks the grader: its CMake region
+                         writes a pytest plugin and usercustomize.py into the grader's user site,
+                         files into the grader's folders, HOME, /tmp and /etc, and leaves a
+                         process running; its top-level CMakeLists.txt (outside the regions)
+                         runs a command too. It must score what the skeleton scores, and every
+                         later submission what it would alone; nothing of it may be left.
   alice  git bundle      the lab-0 reference solution: full marks, hidden test included
   bob    git repository  the skeleton as published (an uncommitted edit that would not build
                          must be ignored: the commit is graded)
   carol  directory       full solution plus a line that does not compile
   dave   directory       full solution, but kmain() never returns: hangs
   erin   git repository  the skeleton, with the grader's tests rewritten to pass and their
-                         points raised: graded with the instructor's tests instead
+                         points raised, a user program edited and one added: graded with the
+                         instructor's files instead, the changes named
   frank  directory       full solution, but kmain() prints without end: floods the console
   notes.txt              not a submission at all
 
-Every CSV row is checked: status, points per test, total, summary.
+Every CSV row is checked: status, points per test, total, summary. The batch itself runs with
+a poisoned Python environment for the grader: a user site (HOME) holding a usercustomize.py
+and a pytest plugin that passes every test, PYTEST_PLUGINS and PYTHONPATH naming it. The grader
+starts isolated and never loads them.
 """
 import csv
 import json
@@ -64,10 +77,46 @@ HIDDEN_ENTRY = ('\n[[tests]]\nid = "pf_each_boot"\npoints = 5\ntimeout = 8\nhidd
                 'checks = "two boots, two #PF, each at its own address, in the exception log"\n')
 KMAIN = "kernel/main/kmain.cpp"
 KMAIN_OPEN = re.compile(r"void kmain\([^)]*\)\s*\{\n")
+KMAIN_REGION = "  // LAB 0 BEGIN the test's own region: code at the top of kmain()\n  // LAB 0 SKELETON\n  // LAB 0 END\n"
+CMAKE_REGION = "# LAB 0 BEGIN the test's own region: a build step\n# LAB 0 SKELETON\n# LAB 0 END\n"
+# A pytest plugin that passes every test, and what plants it: what a hostile build would leave
+# in the grader's user site.
+EVIL_PLUGIN = textwrap.dedent('''\
+    import pytest
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(item, call):
+        outcome = yield
+        report = outcome.get_result()
+        report.outcome = "passed"
+    ''')
+
+
+def poisoned_home(base):
+    """A HOME whose user site loads EVIL_PLUGIN into every pytest (usercustomize.py and a pytest11
+    entry point), and the environment that names it too."""
+    import site
+    home = os.path.join(base, "home")
+    user_site = site.getusersitepackages().replace(os.path.expanduser("~"), home, 1)
+    write(user_site, "pagoda_evil.py", EVIL_PLUGIN)
+    write(user_site, "usercustomize.py", "import os\nos.environ['PYTEST_PLUGINS'] = 'pagoda_evil'\n")
+    write(user_site, "pagoda_evil-1.0.dist-info/METADATA", "Metadata-Version: 2.1\nName: pagoda-evil\nVersion: 1.0\n")
+    write(user_site, "pagoda_evil-1.0.dist-info/entry_points.txt", "[pytest11]\nevil = pagoda_evil\n")
+    env = dict(os.environ, HOME=home, PYTEST_PLUGINS="pagoda_evil", PYTHONPATH=user_site)
+    return home, user_site, env
+
+
+def hostile_cmake(token, targets):
+    """CMake code that attacks the grader from the build: writes each of @p targets (files of the
+    grader's machine), and starts a process that outlives the build (its command line holds
+    @p token)."""
+    script = "".join(f"mkdir -p {os.path.dirname(t)} 2>/dev/null; echo pwned > {t} 2>/dev/null; " for t in targets)
+    daemon = f"setsid sh -c 'while true; do sleep 5; done' {token} </dev/null >/dev/null 2>&1 &"
+    return f'execute_process(COMMAND sh -c "{script}{daemon} true")\n'
 
 
 def instructor_tree(base):
-    """A copy of this tree (its files as git lists them) with a hidden test and short timeouts."""
+    """A copy of this tree (its files as git lists them) with a hidden test, short timeouts and
+    two empty lab-0 regions (KMAIN_REGION, CMAKE_REGION)."""
     root = os.path.join(base, "instructor")
     for rel in publish.source_files(paths.ROOT):
         src, dest = os.path.join(paths.ROOT, rel), os.path.join(root, rel)
@@ -78,6 +127,12 @@ def instructor_tree(base):
         text = re.sub(r"(?m)^timeout = \d+", f"timeout = {TIMEOUT}", f.read())
     write(root, "labs/00-boot/lab.toml", text + HIDDEN_ENTRY)
     write(root, "grade/hidden/test_lab0_pf_each_boot.py", HIDDEN_TEST)
+    with open(os.path.join(root, KMAIN)) as f:
+        text = f.read()
+    m = KMAIN_OPEN.search(text)
+    write(root, KMAIN, text[:m.end()] + KMAIN_REGION + text[m.end():])
+    with open(os.path.join(root, "CMakeLists.txt")) as f:
+        write(root, "CMakeLists.txt", f.read() + CMAKE_REGION)
     run_git(root, "init", "-q", "-b", "main")
     run_git(root, "add", "-A")
     run_git(root, "commit", "-q", "-m", "instructor")
@@ -85,6 +140,7 @@ def instructor_tree(base):
 
 
 def patch_kmain(tree, code):
+    """Puts @p code at the top of kmain(): in the test's own region."""
     path = os.path.join(tree, KMAIN)
     with open(path) as f:
         text = f.read()
@@ -126,8 +182,7 @@ def graded(tmp_path_factory, tree_cache):
     write(bob, KMAIN, "this uncommitted edit would not compile\n")
 
     carol = lab0_tree(root, sources, os.path.join(subs, "carol"), solved=True)
-    with open(os.path.join(carol, KMAIN), "a") as f:
-        f.write("\nthis is not C++;\n")
+    patch_kmain(carol, "  this is not C++;\n")
 
     dave = lab0_tree(root, sources, os.path.join(subs, "dave"), solved=True)
     patch_kmain(dave, "  for (;;) arch::wait_for_interrupt();\n")
@@ -139,6 +194,9 @@ def graded(tmp_path_factory, tree_cache):
     toml = os.path.join(erin, "labs/00-boot/lab.toml")
     with open(toml) as f:
         write(erin, "labs/00-boot/lab.toml", f.read().replace("points = 4", "points = 40"))
+    with open(os.path.join(erin, "user/programs/spin.cpp"), "a") as f:
+        f.write("// a student's edit\n")
+    write(erin, "user/programs/mine.cpp", "int main() { return 0; }\n")
     as_repo(erin)
 
     frank = lab0_tree(root, sources, os.path.join(subs, "frank"), solved=True)
@@ -146,19 +204,30 @@ def graded(tmp_path_factory, tree_cache):
 
     write(subs, "notes.txt", "not a submission\n")
 
+    home, user_site, env = poisoned_home(base)
+    token = f"pagoda-adversary-{os.getpid()}-{time.monotonic_ns()}"
+    attacked = [os.path.join(user_site, "usercustomize.py.new"), os.path.join(user_site, "pagoda_evil2.py"),
+                os.path.join(home, "pwned"), os.path.join(root, "grade", "conftest_pwned.py"),
+                os.path.join("/tmp", token), os.path.join("/etc", token), os.path.join(base, token)]
+    adversary = lab0_tree(root, sources, os.path.join(subs, "adversary"), solved=False)
+    with open(os.path.join(adversary, "CMakeLists.txt")) as f:
+        text = f.read()
+    write(adversary, "CMakeLists.txt", hostile_cmake(token + "-outside", attacked) + text + hostile_cmake(token, attacked))
+    write(adversary, "grade/conftest.py", "raise SystemExit('the submission's grader files ran')\n")
+
     csv_path = os.path.join(base, "grades.csv")
     work = os.path.join(base, "work")
     start = time.monotonic()
     out = subprocess.run([paths.SYSTEM_PYTHON, os.path.join(root, "pagoda"), "grade", "--batch", subs,
                           "--lab", "0", "-j", "2", "--csv", csv_path, "--work", work,
                           "--time-limit", str(TIME_LIMIT)],
-                         cwd=root, capture_output=True, text=True, timeout=scaled(900))
+                         cwd=root, capture_output=True, text=True, timeout=scaled(900), env=env)
     elapsed = time.monotonic() - start
     assert out.returncode == 0, out.stdout + out.stderr
     with open(csv_path, newline="") as f:
         rows = {r["id"]: r for r in csv.DictReader(f)}
     return {"rows": rows, "lab": lab0, "stderr": out.stderr, "work": work, "elapsed": elapsed,
-            "csv": csv_path}
+            "csv": csv_path, "attacked": attacked, "token": token}
 
 
 def points(row, lab):
@@ -166,7 +235,7 @@ def points(row, lab):
 
 
 def test_every_submission_has_its_row(graded):
-    assert sorted(graded["rows"]) == ["alice", "bob", "carol", "dave", "erin", "frank", "notes"]
+    assert sorted(graded["rows"]) == ["adversary", "alice", "bob", "carol", "dave", "erin", "frank", "notes"]
     header = open(graded["csv"]).readline().strip().split(",")
     assert header[:2] == ["id", "status"] and header[-4:] == ["total", "possible", "seconds", "summary"]
     assert "lab0/pf_each_boot" in header                  # the hidden test is graded
@@ -180,7 +249,7 @@ def test_full_marks_from_a_bundle(graded):
     assert row["status"] == "graded" and row["total"] == "22", row
     assert row["summary"].startswith("graded lab0 (")
     # (the staff's slips, labs/*/mutants/, are in no published tree: their absence is no difference)
-    assert "grader files differ" not in row["summary"], row["summary"]
+    assert "outside the solution regions" not in row["summary"], row["summary"]
 
 
 def test_partial_from_a_repository_grades_the_commit(graded):
@@ -215,8 +284,22 @@ def test_edited_tests_are_ignored_and_named(graded):
     row = graded["rows"]["erin"]
     assert row["status"] == "graded" and row["total"] == "13", row
     assert points(row, graded["lab"])["trap_pf"] == 0
-    assert "grader files differ from the instructor's, ignored: grade/test_lab0.py, " \
-           "labs/00-boot/lab.toml" in row["summary"]
+    assert "changes outside the solution regions were not built (the instructor's text was used): " \
+           "grade/test_lab0.py, labs/00-boot/lab.toml, user/programs/spin.cpp, user/programs/mine.cpp (added)" \
+           in row["summary"], row["summary"]
+
+
+def test_a_hostile_build_reaches_nothing(graded):
+    """The adversary scores what the skeleton scores (bob), names what it changed outside its
+    regions, and left nothing: no file where it wrote, no process running. (Every other row
+    scoring what it would alone is the other tests'.)"""
+    row = graded["rows"]["adversary"]
+    assert row["status"] == "graded" and row["total"] == "13", row
+    assert points(row, graded["lab"]) == points(graded["rows"]["bob"], graded["lab"])
+    assert "CMakeLists.txt:1, " in row["summary"] and "grade/conftest.py" in row["summary"], row["summary"]
+    assert [p for p in graded["attacked"] if os.path.lexists(p)] == []
+    from pagoda_core import qemu
+    assert qemu.processes_mentioning("sh", graded["token"]) == []
 
 
 def test_floods_the_console(graded):
@@ -234,9 +317,9 @@ def test_not_a_submission(graded):
 
 def test_progress_and_timing_lines(graded):
     err = graded["stderr"]
-    assert re.search(r"batch: 7/7 done, elapsed \d+:\d\d, ETA 0:00; ", err)
-    assert "batch: 7 submission(s) in " in err and "overhead beyond the tests" in err
-    print(f"\nbatch of 7 with -j 2: {graded['elapsed']:.1f} s\n" +
+    assert re.search(r"batch: 8/8 done, elapsed \d+:\d\d, ETA 0:00; ", err)
+    assert "batch: 8 submission(s) in " in err and "overhead beyond the tests" in err
+    print(f"\nbatch of 8 with -j 2: {graded['elapsed']:.1f} s\n" +
           "\n".join(l for l in err.splitlines() if l.startswith("pagoda: batch:")))
 
 
@@ -250,39 +333,6 @@ def test_submission_discovery(tmp_path):
     (tmp_path / ".hidden").write_text("")
     found = [(s.id, s.kind) for s in batch.discover(str(tmp_path))]
     assert found == [("a", "dir"), ("b", "bundle"), ("c", "archive"), ("d", "git")]
-
-
-def test_grader_paths():
-    assert batch.is_grader_path("grade/test_lab0.py") and batch.is_grader_path("tools/pagoda/cli.py")
-    assert batch.is_grader_path("labs/01-identity-map/lab.toml") and batch.is_grader_path("pagoda")
-    assert batch.is_grader_path("user/programs/spin.cpp") and batch.is_grader_path("user/lib/start.cpp")
-    assert not batch.is_grader_path("labs/01-identity-map/README.md")
-    assert not batch.is_grader_path("kernel/main/kmain.cpp") and not batch.is_grader_path("kernel/lib/abi.hpp")
-    assert not batch.is_grader_path("grade/__pycache__/x.pyc")
-    assert batch.is_user_build_path("kernel/lib/abi.hpp") and batch.is_user_build_path("cmake/user.cmake")
-    assert not batch.is_user_build_path("kernel/mm/vm.cpp") and not batch.is_user_build_path("arch/x86_64/mmu.cpp")
-    assert batch.is_user_build_path("arch/aarch64/page_defs.h")           # the programs' page size
-
-
-def test_a_submission_s_user_programs_are_replaced_by_the_grader_s(tmp_path):
-    """A student who edits spin.cpp (to yield instead of spinning, say) or adds a program of their
-    own is graded with the grader's user programs: the edit is named in the row and undone before
-    the build, so the kernel embeds the grader's spin."""
-    tree = str(tmp_path / "tree")
-    publish.publish_tree(3, tree, paths.ROOT)
-    spin = os.path.join(tree, "user", "programs", "spin.cpp")
-    with open(spin) as f:
-        original = f.read()
-    with open(spin, "w") as f:
-        f.write(original.replace("spin_count = spin_count + 1;", "{ spin_count = spin_count + 1; yield(); }"))
-    write(tree, "user/programs/mine.cpp", "int main() { return 0; }\n")
-    b = batch.Batch(3, "x86_64", str(tmp_path / "work"), 60)
-    assert b.grader_differences(tree) == ["user/programs/mine.cpp (added)", "user/programs/spin.cpp"]
-    b.install_grader(tree)
-    with open(spin) as f:
-        assert f.read() == original
-    assert not os.path.exists(os.path.join(tree, "user", "programs", "mine.cpp"))
-    assert b.grader_differences(tree) == []
 
 
 def test_default_limits_scale_with_the_load_and_the_machine(monkeypatch, tmp_path):

@@ -1,0 +1,330 @@
+"""Running a submission's build as code we do not trust.
+
+A submission's build runs the compiler over the student's code, and any build step a region
+holds (regions may sit in CMake files). Nothing it does may reach the grader, the machine or the
+next submission. So the build runs:
+
+- as a user of its own, never the grader's: a numeric uid and gid of the sandbox (no passwd
+  entry, no groups, no capabilities, no_new_privs so that no setuid program gives any back),
+  or, when the grader is not root, inside bubblewrap (`bwrap`: a new user, PID, IPC and network
+  namespace, the whole file system read-only but for the build folder, a private /tmp);
+- with a throwaway HOME and TMPDIR and an environment of its own (nothing of the grader's but
+  PATH), writing only its build folder (which is its own) and what the world may write;
+- so that nothing it starts outlives it: as root, in a new PID namespace where the machine has
+  them (the namespace dies with its first process), and in any case every process of the
+  sandbox's uid is killed when the build ends (a daemon that left the process group included);
+  bwrap's PID namespace does the same.
+
+When it has ended, clean() kills what is left and deletes what the sandbox's uid wrote where
+the world may write (/tmp, /var/tmp, /dev/shm, ...): the next submission starts from nothing.
+Where the machine has mount namespaces, the grader's own folders are also hidden from the build
+(an empty file system over them): it cannot read the hidden tests or the reference solutions.
+
+The grader never reads anything the build wrote but the kernel ELF, through take_kernel(): a
+regular file reached without following a symbolic link, copied out once every process of the
+build is gone.
+
+On Gradescope (root in a container that may have no namespaces) the uid sandbox alone holds:
+the build writes nothing the grader reads, and leaves nothing running; run_autograder also
+makes the grader's folder unreadable to others.
+"""
+import os
+import pwd
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+
+# The sandbox's uids: BASE_UID + a slot (one per build that runs at once), skipping any that a
+# user of the machine has or a process runs as.
+BASE_UID = 64200
+SLOTS = 64
+# World-writable places a build could leave files in; cleaned after every build.
+SHARED_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock", "/var/lock", "/dev/mqueue")
+MAX_KERNEL = 256 << 20      # bytes: a bigger "kernel" is not a kernel this grader boots
+SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+_HOME_UMASK = 0o022
+
+
+class SandboxError(Exception):
+    """The sandbox cannot be made on this machine (the message says what to do)."""
+
+
+def _works(argv):
+    try:
+        return subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, timeout=60).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def _uid_in_use(uid):
+    try:
+        pwd.getpwuid(uid)
+        return True
+    except KeyError:
+        pass
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                if os.stat(f"/proc/{pid}").st_uid == uid:
+                    return True
+            except OSError:
+                pass
+    return False
+
+
+def detect(force=None):
+    """How builds are sandboxed here: "namespaces" (root, with PID/mount/network namespaces),
+    "uid" (root without them: a container), "bwrap" (not root); @p force chooses one (tests).
+    Raises SandboxError when none can run."""
+    if force:
+        return force
+    if os.geteuid() == 0:
+        if shutil.which("unshare") and _works(["unshare", "--pid", "--mount", "--net", "--ipc", "--fork",
+                                                "--kill-child", "--mount-proc", "true"]):
+            return "namespaces"
+        return "uid"
+    if shutil.which("bwrap") and _works(["bwrap", "--ro-bind", "/", "/", "--unshare-all", "--die-with-parent",
+                                          "true"]):
+        return "bwrap"
+    raise SandboxError("grading a submission runs its build in a sandbox: run this as root (sudo), "
+                       "or install bubblewrap (apt-get install bubblewrap) on a machine that allows "
+                       "user namespaces")
+
+
+class Sandbox:
+    """One build's sandbox, under @p base (a folder of the grader's: HOME and TMPDIR go there),
+    for a build writing only @p build_dir. @p hide: folders of the grader the build must not see
+    (where the machine can hide them). Use: prepare(), then wrap() each command, then clean()."""
+
+    def __init__(self, base, build_dir, slot=0, hide=(), mode=None):
+        self.mode = detect(mode)
+        self.base = base
+        self.build_dir = build_dir
+        self.hide = [h for h in hide if os.path.isdir(h) and not _contains(h, build_dir)]
+        self.uid = None
+        if self.mode in ("namespaces", "uid"):
+            self.uid = next((u for u in range(BASE_UID + slot * SLOTS, BASE_UID + (slot + 1) * SLOTS)
+                             if not _uid_in_use(u)), None)
+            if self.uid is None:
+                raise SandboxError(f"no free sandbox uid in {BASE_UID + slot * SLOTS}..")
+        self.home = os.path.join(base, "home")
+        self.tmp = os.path.join(base, "tmp")
+        self.info = os.path.join(base, "bwrap-info.json")
+
+    def prepare(self):
+        """Makes the build folder, HOME and TMPDIR, owned by the sandbox (nothing else is)."""
+        for d in (self.build_dir, self.home, self.tmp):
+            os.makedirs(d, exist_ok=True)
+            if self.uid is not None:
+                os.chown(d, self.uid, self.uid)
+            os.chmod(d, 0o700)
+        if self.uid is not None:
+            # The path to the build folder must be walkable by the sandbox's uid.
+            _walkable(self.build_dir)
+            _walkable(self.home)
+        return self
+
+    def environment(self, extra=None):
+        env = {"PATH": os.environ.get("PATH", SAFE_PATH), "HOME": self.home, "TMPDIR": self.tmp,
+               "LANG": "C.UTF-8", "TERM": "dumb", "USER": "pagoda-build", "LOGNAME": "pagoda-build"}
+        env.update(extra or {})
+        return env
+
+    def wrap(self, argv, cwd):
+        """The command line that runs @p argv in the sandbox, in @p cwd (pass env=environment()
+        to Popen)."""
+        if self.mode == "bwrap":
+            wrapped = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+            for d in SHARED_DIRS[:3]:
+                if os.path.isdir(d):
+                    wrapped += ["--tmpfs", d]
+            for h in self.hide:
+                wrapped += ["--tmpfs", h]
+            # (after the empty /tmp: the tree, HOME and TMPDIR may live under it)
+            wrapped += ["--ro-bind", cwd, cwd]
+            for d in (self.build_dir, self.home, self.tmp):
+                wrapped += ["--bind", d, d]
+            wrapped += ["--unshare-all", "--die-with-parent", "--new-session", "--info-fd", "3",
+                        "--chdir", cwd, "--", *argv]
+            # (bwrap says which PID namespace it made on descriptor 3: clean() waits for it to empty)
+            return ["/bin/sh", "-c", 'exec "$@" 3>"$0"', self.info, *wrapped]
+        drop = ["setpriv", f"--reuid={self.uid}", f"--regid={self.uid}", "--clear-groups", "--no-new-privs",
+                "--inh-caps=-all", "--bounding-set=-all", "--", *argv]
+        if self.mode == "uid":
+            return drop
+        # A PID namespace (all die with its first process), no network, no shared IPC, and the
+        # grader's folders hidden under empty file systems, then the uid drop.
+        script = "".join(f'mount -t tmpfs -o size=1m,mode=0755 none "{h}" || exit 125\n' for h in self.hide)
+        return ["unshare", "--pid", "--mount", "--net", "--ipc", "--uts", "--fork", "--kill-child", "--mount-proc",
+                "--propagation", "private", "--", "/bin/sh", "-c", script + 'exec "$@"', "sandbox", *drop]
+
+    def clean(self):
+        """Ends every process of the sandbox and deletes what it left where the world writes.
+        Returns what was found: (processes killed, paths deleted)."""
+        if self.uid is None:
+            return end_namespace(self.info), []
+        return kill_all(self.uid), scrub(self.uid)
+
+
+def _contains(outer, inner):
+    outer, inner = os.path.realpath(outer), os.path.realpath(inner)
+    return inner == outer or inner.startswith(outer + os.sep)
+
+
+def _walkable(path):
+    """Raises SandboxError when a folder on the way to @p path cannot be walked by others."""
+    path = os.path.dirname(os.path.abspath(path))
+    while True:
+        st = os.stat(path)
+        if not st.st_mode & stat.S_IXOTH:
+            raise SandboxError(f"{path} cannot be entered by other users (mode {stat.filemode(st.st_mode)}): "
+                               "the sandboxed build cannot reach its folder below it")
+        parent = os.path.dirname(path)
+        if parent == path:
+            return
+        path = parent
+
+
+def processes_of(uid):
+    """Ids of the processes whose real, effective or saved uid is @p uid."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                fields = dict(l.split(":", 1) for l in f if ":" in l)
+        except OSError:
+            continue
+        # (a zombie has ended already: its parent, maybe a container's init, reaps it or not)
+        if str(uid) in fields.get("Uid", "").split()[:3] and not fields.get("State", "").strip().startswith("Z"):
+            found.append(int(pid))
+    return found
+
+
+# Sent from the sandbox's own uid: kill(-1) reaches every process of that uid at once, so a
+# process that forks as fast as it can still loses the race.
+_KILL = "import os, signal\nos.kill(-1, signal.SIGKILL)\n"
+
+
+def kill_all(uid):
+    """Kills every process running as @p uid, until none is left; returns how many were found
+    running."""
+    first = None
+    for _ in range(100):
+        pids = processes_of(uid)
+        if first is None:
+            first = len(pids)
+        if not pids:
+            return first
+        subprocess.run([sys.executable, "-I", "-S", "-c", _KILL], user=uid, group=uid, extra_groups=[],
+                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for pid in pids:
+            try:
+                os.kill(pid, 9)
+            except OSError:
+                pass
+        time.sleep(0.01)
+    raise SandboxError(f"processes of the sandbox's uid {uid} keep appearing after 100 rounds of SIGKILL")
+
+
+def end_namespace(info, wait=30.0):
+    """Waits until no process is left in the PID namespace bwrap reported in @p info (the kernel
+    kills them all when its first process ends, but not at once), killing any that outlive
+    @p wait seconds; returns how many were found."""
+    import json
+    try:
+        with open(info) as f:
+            inode = json.load(f)["pid-namespace"]
+    except (OSError, ValueError, KeyError):
+        return 0
+    link, first, limit = f"pid:[{inode}]", None, time.monotonic() + wait
+    while True:
+        pids = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                if os.readlink(f"/proc/{pid}/ns/pid") == link:
+                    pids.append(int(pid))
+            except OSError:
+                pass
+        first = len(pids) if first is None else first
+        if not pids:
+            return first
+        if time.monotonic() > limit:
+            for pid in pids:
+                try:
+                    os.kill(pid, 9)
+                except OSError:
+                    pass
+        time.sleep(0.01)
+
+
+def scrub(uid, dirs=SHARED_DIRS):
+    """Deletes everything owned by @p uid under @p dirs, where the world may write (a folder the
+    uid owns goes whole; only world-writable folders are searched: nowhere else could it have
+    made an entry); never follows a link. Returns the paths deleted."""
+    removed = []
+    for top in dirs:
+        if not os.path.isdir(top) or os.path.islink(top):
+            continue
+        for dirpath, dirnames, filenames in os.walk(top):
+            keep = []
+            for name in dirnames + filenames:
+                path = os.path.join(dirpath, name)
+                try:
+                    st = os.lstat(path)
+                except OSError:
+                    continue
+                if st.st_uid == uid:
+                    if stat.S_ISDIR(st.st_mode):
+                        shutil.rmtree(path, ignore_errors=True)
+                    else:
+                        try:
+                            os.unlink(path)
+                        except OSError:
+                            pass
+                    removed.append(path)
+                elif stat.S_ISDIR(st.st_mode) and st.st_mode & stat.S_IWOTH:
+                    keep.append(name)
+            dirnames[:] = keep
+    return removed
+
+
+def take_kernel(build_dir, rel, dest):
+    """Copies the kernel ELF at @p build_dir/@p rel to @p dest, reaching it without following a
+    symbolic link at any step (the build folder is the sandbox's); returns @p dest, or None with
+    no such regular file (or one too big to be a kernel)."""
+    fd = os.open(build_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        parts = rel.split("/")
+        for part in parts[:-1]:
+            nxt = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            os.close(fd)
+            fd = nxt
+        elf = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=fd)
+    except OSError:
+        os.close(fd)
+        return None
+    os.close(fd)
+    try:
+        st = os.fstat(elf)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_KERNEL:
+            return None
+        with os.fdopen(os.dup(elf), "rb") as src, open(dest, "wb") as out:
+            shutil.copyfileobj(src, out)
+        return dest
+    finally:
+        os.close(elf)
+
+
+def staging_dir():
+    """A new folder for a submission's tree that the sandbox's uid can walk (root's, mode 0711,
+    in the system's temporary folder): the batch's own work folder may sit below one it cannot
+    enter (a home folder of mode 0700)."""
+    path = tempfile.mkdtemp(prefix="pagoda-build-")
+    os.chmod(path, 0o711)
+    return path
