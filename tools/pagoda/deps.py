@@ -150,6 +150,8 @@ REQUIREMENTS = (
                 grading=True),
     Requirement("pytest-timeout", "python3-pytest-timeout", "stops a grader test that hangs",
                 "python", "pytest_timeout", grading=True),
+    Requirement("pyelftools", "python3-pyelftools", "reads the kernel's and the programs' ELF files",
+                "python", "elftools", grading=True),
     # Python 3.11 has tomllib; 3.10 (Ubuntu 22.04) has the same parser as the tomli package.
     Requirement("a TOML parser", "python3-tomli", "reads the labs' manifests (lab.toml)", "python",
                 ("tomllib", "tomli"), grading=True),

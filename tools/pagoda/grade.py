@@ -17,7 +17,7 @@ import sys
 import threading
 
 from . import deps, junit
-from pagoda_core import build, forked, paths, speed
+from pagoda_core import build, elffile, forked, paths, speed
 from pagoda_core.ui import PagodaError, clip, info
 
 from pagoda_grade import logs, manifest, outcomes, programs
@@ -367,10 +367,9 @@ def grade(names, arch=paths.DEFAULT_ARCH, workers="auto", kernel=None, verbose=F
 def check_kernel_file(path):
     """Rejects a --kernel that is not a whole loadable ELF file (missing, not ELF, truncated),
     before any QEMU is started for it."""
-    from pagoda_grade.symbols import ElfError, validate_elf
     try:
-        validate_elf(path)
-    except ElfError as e:
+        elffile.Elf(path)
+    except elffile.ElfError as e:
         raise PagodaError(f"--kernel {e} (build one with ./pagoda build)")
 
 
@@ -393,9 +392,9 @@ def cmd_grade(args):
     if args.batch:
         from . import batch
         return batch.cmd_batch(args)
+    deps.ensure(deps.needed(grading_only=True, arches=[args.arch]))
     if args.kernel:
         check_kernel_file(args.kernel)
-    deps.ensure(deps.needed(grading_only=True, arches=[args.arch]))
     speed.export()   # measured once here, not in every pytest worker
     try:
         kernel = os.path.abspath(args.kernel) if args.kernel else None   # pytest runs in grade/
