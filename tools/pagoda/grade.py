@@ -8,6 +8,7 @@ points), then `Score: a/b`. The exit status is 0 only at full marks.
 Ctrl-C stops the grader (the tests running score nothing) and still prints the table and writes
 --json and --junit for the tests that finished; the exit status is then 130.
 """
+import argparse
 import contextlib
 import json
 import os
@@ -363,7 +364,7 @@ def jobs_argument(text):
     """argparse type for -j/--jobs: 'auto' or a positive number (kept as text for pytest -n)."""
     if text == "auto" or (text.isdigit() and int(text) >= 1):
         return text
-    raise __import__("argparse").ArgumentTypeError("must be 'auto' or a positive number")
+    raise argparse.ArgumentTypeError("must be 'auto' or a positive number")
 
 
 def add_parser(sub):
