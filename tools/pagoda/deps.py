@@ -16,6 +16,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 
@@ -214,7 +215,6 @@ def log_path():
         open(path, "a").close()
         return path
     except OSError:
-        import tempfile
         fd, path = tempfile.mkstemp(prefix="pagoda-setup-", suffix=".log")
         os.close(fd)
         return path

@@ -17,7 +17,7 @@ import signal
 import sys
 import threading
 
-from . import deps, junit
+from . import batch, deps, junit
 from pagoda_core import build, elffile, paths, speed
 from pagoda_core.ui import PagodaError, clip, info
 
@@ -344,7 +344,6 @@ def check_batch_flags(args):
 def cmd_grade(args):
     check_batch_flags(args)
     if args.batch:
-        from . import batch
         return batch.cmd_batch(args)
     deps.ensure(deps.needed(grading_only=True, arches=[args.arch]))
     if args.kernel:

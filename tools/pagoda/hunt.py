@@ -38,6 +38,7 @@ import secrets
 import shutil
 import subprocess
 
+from . import mutants, publish
 from pagoda_core import paths
 from pagoda_core.slips import (ANSWER_FILE, PACK_PATH, applies, candidates, draw, judge,
                                  slip_records)
@@ -80,7 +81,6 @@ def save_state(token, state):
 
 def copy_tree(root, dest):
     """The tree's files (tracked and untracked, not ignored; no build/) copied to @p dest."""
-    from . import publish
     for rel in publish.source_files(root):
         if rel.startswith(("build/", ".git/")) or rel == ANSWER_FILE:
             continue
@@ -238,8 +238,7 @@ def cmd_hunt(args):
 
 
 def _categories():
-    from .mutants import CATEGORIES
-    return CATEGORIES
+    return mutants.CATEGORIES
 
 
 def add_parser(sub):
