@@ -5,10 +5,10 @@
   without a manifest entry, is an error;
 - builds the kernel once per process (under a lock, so parallel workers build it once);
 - gives each test a `boot` fixture: fresh QEMU per boot, own log directory, per-test deadline;
-- writes a JSON report (--pagoda-report) that `./pagoda grade` turns into the score table (with,
-  per test, the grader process's peak memory so far: peak_rss_kib), and
-  with --pagoda-progress-fd one JSON line per test as it ends (the report's entry for it), so
-  that `./pagoda grade` can print each test's line at once and keep what finished on Ctrl-C;
+- keeps each test's result (config._pagoda_results: what `./pagoda grade`, which runs pytest in
+  its own process, reads as each test ends, and turns into the score table) and writes them as
+  a JSON report (--pagoda-report, for a grader run in another process: batch grading), with,
+  per test, the grader process's peak memory so far (peak_rss_kib);
 - --pagoda-only=ID,ID runs only those tests (how one Classroom step grades one test);
 - --pagoda-in-order runs the tests in lab.toml order (with -x: a grade that stops at the first
   failing test, which is then the first failure in the manifest's order);
@@ -76,8 +76,6 @@ def pytest_addoption(parser):
                      help="run the tests in lab.toml order (lab by lab), not in file order")
     parser.addoption("--pagoda-lab", default=None, type=int,
                      help="the lab the graded tree is for (default: its .pagoda-lab)")
-    parser.addoption("--pagoda-progress-fd", default=None, type=int,
-                     help="write one JSON line per finished test to this open file descriptor")
 
 
 def _lab_files(config):
@@ -96,13 +94,14 @@ def _lab_files(config):
 
 
 def pytest_configure(config):
-    _open_progress(config)
     pytest_speed.register(config)   # timeouts scaled to this machine's speed and load
     if config.getoption("--pagoda-user"):   # (xdist workers inherit it)
         os.environ[programs.USER_DIR_ENV] = os.path.abspath(config.getoption("--pagoda-user"))
     config.addinivalue_line("markers", "lab(number, id): the lab test this function implements")
     config._pagoda_labs = manifest.load_all()
-    config._pagoda_results = {}
+    # "lab:id" -> the test's result (pytest_runtest_logreport); a new one each session (./pagoda
+    # test grades each ISA in one process)
+    config._pagoda_results = pytest_runtest_logreport.results = {}
     given = config.getoption("--pagoda-lab")
     config._pagoda_current_lab = given if given is not None else todo.current_lab(ROOT)
     # Manifest and implementations must agree; checked here, before any worker starts, so that a
@@ -115,16 +114,6 @@ def pytest_configure(config):
         raise pytest.UsageError("\n".join(problems))
     if lab_files:  # (the grader's own tests, also under grade/, keep their logs elsewhere)
         _start_log_run(config)
-
-
-def _open_progress(config):
-    """The controller's progress stream (--pagoda-progress-fd), or None (xdist workers have
-    none: their reports reach the controller, which writes them)."""
-    fd = config.getoption("--pagoda-progress-fd")
-    stream = None
-    if fd is not None and not hasattr(config, "workerinput"):
-        stream = os.fdopen(fd, "w", buffering=1)
-    pytest_runtest_logreport.progress = stream
 
 
 def _lab_marker(item):
@@ -294,20 +283,10 @@ def pytest_runtest_logreport(report):
         entry["reason"] = props.get("pagoda_reason") or (report.longreprtext or "")[-2000:] or entry["reason"]
     elif report.when == "call" and report.passed and entry["outcome"] == "incomplete":
         entry["outcome"], entry["reason"] = "passed", ""
-    stream = pytest_runtest_logreport.progress
-    if report.when == "teardown" and stream is not None:
-        try:
-            stream.write(json.dumps(entry) + "\n")
-        except OSError:
-            pytest_runtest_logreport.progress = None   # the reader is gone: keep grading
-
-
-pytest_runtest_logreport.results = {}
-pytest_runtest_logreport.progress = None
 
 
 def pytest_sessionfinish(session):
     path = session.config.getoption("--pagoda-report")
     if path and not hasattr(session.config, "workerinput"):  # the controller writes it
         with open(path, "w") as f:
-            json.dump(list(pytest_runtest_logreport.results.values()), f, indent=1)
+            json.dump(list(session.config._pagoda_results.values()), f, indent=1)

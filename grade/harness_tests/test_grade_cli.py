@@ -3,6 +3,9 @@ import os
 import shutil
 import subprocess
 import time
+import types
+
+import pytest
 
 from pagoda import grade
 from pagoda_core import paths
@@ -52,22 +55,11 @@ def test_one_job_means_no_xdist(monkeypatch, tmp_path):
     """-j 1 arrives as the text "1", which was compared with the number 1."""
     seen = []
 
-    class FakePytest:
-        pid, returncode = 0, 0
+    def fake_main(args, plugins):
+        seen.append(args)
+        return 0
 
-        def __init__(self, argv, **kwargs):
-            seen.append(argv)
-            report = next(a.split("=", 1)[1] for a in argv if a.startswith("--pagoda-report="))
-            with open(report, "w") as f:
-                f.write("[]")
-
-        def wait(self):
-            return 0
-
-        def poll(self):
-            return 0
-
-    monkeypatch.setattr(grade.subprocess, "Popen", FakePytest)
+    monkeypatch.setattr(pytest, "main", fake_main)
     monkeypatch.setattr(grade.paths, "BUILD", str(tmp_path))
     monkeypatch.delenv("PAGODA_GRADE_LOGS", raising=False)
     grade.run_pytest([0], "x86_64", grade.jobs_argument("1"))
@@ -76,40 +68,39 @@ def test_one_job_means_no_xdist(monkeypatch, tmp_path):
     assert seen[1][seen[1].index("-n") + 1] == "2"
 
 
-def test_each_grade_keeps_its_pytest_output_and_report_to_itself(monkeypatch, tmp_path):
+def test_each_grade_keeps_its_pytest_output_to_itself(monkeypatch, tmp_path):
     """Two grades in one clone both wrote build/grade-pytest.log, and each left an empty
-    /tmp/pagoda-grade-*.json when killed with -9. Now pytest's output is in the grade's own log
-    directory and the report in memory (the report path is a /dev/fd of a memfd)."""
-    logs, reports = [], []
+    /tmp/pagoda-grade-*.json when killed with -9. Now pytest's output (its descriptors 1 and 2:
+    its workers' too) is in the grade's own log directory, the results come from pytest in this
+    process, and nothing is left behind: not the log directory in the environment, not the
+    working directory, not the descriptors."""
+    runs = []
 
-    class Ended:   # a pytest that has already ended with status 0
-        returncode = pid = 0
+    def fake_main(args, plugins):   # a pytest whose one test passed
+        runs.append((os.environ["PAGODA_GRADE_RUN_DIR"], os.getcwd()))
+        os.write(1, b"pytest says\n")
+        os.write(2, b"a worker says\n")
+        config = types.SimpleNamespace(_pagoda_results={"0:boot_banner": {
+            "lab": 0, "id": "boot_banner", "outcome": "passed", "duration": 1.0, "reason": ""}})
+        plugins[0].pytest_configure(config)
+        return 0
 
-        def wait(self):
-            return 0
-
-        def poll(self):
-            return 0
-
-    def fake_popen(argv, **kwargs):
-        logs.append(kwargs["stdout"].name)
-        reports.append(next(a.split("=", 1)[1] for a in argv if a.startswith("--pagoda-report=")))
-        assert kwargs["env"]["PAGODA_GRADE_RUN_DIR"] == os.path.dirname(logs[-1])
-        with open(reports[-1], "w") as f:
-            f.write('[{"lab": 0, "id": "boot_banner", "outcome": "passed", "duration": 1.0, "reason": ""}]')
-        return Ended()
-
-    monkeypatch.setattr(grade.subprocess, "Popen", fake_popen)
+    monkeypatch.setattr(pytest, "main", fake_main)
     monkeypatch.setattr(grade.paths, "BUILD", str(tmp_path / "build"))
     monkeypatch.delenv("PAGODA_GRADE_LOGS", raising=False)
+    monkeypatch.delenv("PAGODA_GRADE_RUN_DIR", raising=False)
     monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
     (tmp_path / "tmp").mkdir()
+    fds, cwd = sorted(os.listdir("/proc/self/fd")), os.getcwd()
     for _ in range(2):
         results, status = grade.run_pytest([0], "x86_64", "1")
         assert status == 0 and results[(0, "boot_banner")]["outcome"] == "passed"
-    assert logs[0] != logs[1] and all(os.path.basename(p) == "pytest.log" for p in logs)
-    assert all(p.startswith(str(tmp_path / "build" / "grade" / "run-")) for p in logs)
-    assert all(r.startswith("/dev/fd/") for r in reports)
+    logs = [os.path.join(run_dir, "pytest.log") for run_dir, _ in runs]
+    assert logs[0] != logs[1] and all(p.startswith(str(tmp_path / "build" / "grade" / "run-")) for p in logs)
+    assert all(open(p).read() == "pytest says\na worker says\n" for p in logs)
+    assert all(where == paths.GRADE for _, where in runs)
+    assert "PAGODA_GRADE_RUN_DIR" not in os.environ and os.getcwd() == cwd
+    assert sorted(os.listdir("/proc/self/fd")) == fds
     assert os.listdir(tmp_path / "tmp") == [] and not os.path.exists(tmp_path / "build" / "grade-pytest.log")
 
 

@@ -5,6 +5,8 @@ import struct
 import subprocess
 from dataclasses import dataclass
 
+from pagoda_core import elffile
+
 
 @dataclass(frozen=True)
 class Symbol:
@@ -126,96 +128,36 @@ def function_at(kernel, address):
     return best
 
 
-@functools.lru_cache(maxsize=8)
-def load_segments(kernel):
-    """[(vaddr, paddr, memsz)] of the PT_LOAD segments of an ELF64 little-endian file."""
-    return [(s.vaddr, s.paddr, s.memsz) for s in segments(kernel)]
+# The kernel's and the programs' files themselves: pagoda_core/elffile.py (pyelftools).
+ElfError, Segment = elffile.ElfError, elffile.Segment
 
 
-@dataclass(frozen=True)
-class Segment:
-    vaddr: int
-    paddr: int
-    memsz: int
-    filesz: int
-    offset: int
-    flags: int        # PF_X 1, PF_W 2, PF_R 4
-
-    @property
-    def perms(self):
-        return ("r" if self.flags & 4 else "-") + ("w" if self.flags & 2 else "-") + ("x" if self.flags & 1 else "-")
-
-
-class ElfError(Exception):
-    pass
-
-
-@functools.lru_cache(maxsize=8)
 def segments(kernel):
     """The PT_LOAD segments of @p kernel; ElfError when it is not a whole ELF64 little-endian
     file (a truncated file, a header that points past its end)."""
-    try:
-        with open(kernel, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise ElfError(f"{kernel}: {e.strerror}") from None
-    return tuple(parse_segments(data, kernel))
+    return elffile.elf(kernel).segments
 
 
 def parse_segments(data, what="the file"):
-    if len(data) < 64 or data[:4] != b"\x7fELF":
-        raise ElfError(f"{what} is not an ELF file")
-    if data[4] != 2 or data[5] != 1:
-        raise ElfError(f"{what} is not a little-endian ELF64 file")
-    phoff, = struct.unpack_from("<Q", data, 0x20)
-    phentsize, phnum = struct.unpack_from("<HH", data, 0x36)
-    if phnum == 0 or phentsize < 56 or phoff + phnum * phentsize > len(data):
-        raise ElfError(f"{what} is truncated or damaged: its program headers end past its "
-                       f"{len(data)} bytes")
-    out = []
-    for i in range(phnum):
-        p_type, p_flags, p_offset, vaddr, paddr, filesz, memsz, _ = struct.unpack_from(
-            "<IIQQQQQQ", data, phoff + i * phentsize)
-        if p_type != 1:  # PT_LOAD
-            continue
-        if p_offset + filesz > len(data):
-            raise ElfError(f"{what} is truncated: a loadable segment ends at byte {p_offset + filesz} "
-                           f"of a {len(data)}-byte file")
-        out.append(Segment(vaddr, paddr, memsz, filesz, p_offset, p_flags))
-    if not out:
-        raise ElfError(f"{what} has nothing to load (no PT_LOAD segment)")
-    return out
-
-
-def validate_elf(path):
-    """Raises ElfError, saying what is wrong, unless @p path is a whole loadable ELF64 file."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise ElfError(f"{path}: {e.strerror}") from None
-    parse_segments(data, path)
+    """The PT_LOAD segments of the ELF file whose bytes are @p data (@p what names it)."""
+    return elffile.Elf(what, data).segments
 
 
 def physical_of(kernel, va):
     """Where the loader put the byte the kernel links at @p va (its load address)."""
-    for vaddr, paddr, memsz in load_segments(kernel):
-        if vaddr <= va < vaddr + memsz:
-            return paddr + (va - vaddr)
+    for s in segments(kernel):
+        if s.vaddr <= va < s.vaddr + s.memsz:
+            return s.paddr + (va - s.vaddr)
     raise AssertionError(f"{va:#x} is in no loadable segment of {kernel}")
 
 
 def read_image(kernel, va, size):
     """The @p size bytes the kernel file holds at link address @p va (from its loadable segments;
     bytes past a segment's file size are zero, as the loader leaves them)."""
-    with open(kernel, "rb") as f:
-        data = f.read()
-    for seg in segments(kernel):
-        if seg.vaddr <= va and va + size <= seg.vaddr + seg.memsz:
-            start = va - seg.vaddr
-            chunk = data[seg.offset + start:seg.offset + min(start + size, seg.filesz)]
-            return chunk + bytes(size - len(chunk))
-    raise AssertionError(f"[{va:#x}, +{size}) is in no loadable segment of {kernel}")
+    data = elffile.elf(kernel).image_bytes(va, size)
+    if data is None:
+        raise AssertionError(f"[{va:#x}, +{size}) is in no loadable segment of {kernel}")
+    return data
 
 
 @functools.lru_cache(maxsize=8)

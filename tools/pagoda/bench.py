@@ -37,6 +37,7 @@ fault   guest instructions per demand-zero page fault (lab 5: the trap, the VMA 
         times a first touch of each (one fault each) and a second touch of the same pages (no
         fault); the difference per page.
 """
+import argparse
 import re
 import statistics
 import subprocess
@@ -294,13 +295,13 @@ def cmd_bench(args):
 
 def _positive(text):
     if not text.isdigit() or int(text) < 1:
-        raise __import__("argparse").ArgumentTypeError("must be a positive whole number")
+        raise argparse.ArgumentTypeError("must be a positive whole number")
     return int(text)
 
 
 def add_parser(sub):
     p = sub.add_parser("bench", help="benchmarks: boot, syscall, switch, check, tempmap, fault, fork",
-                       description=__doc__, formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("what", nargs="?", default="all", choices=["all", "boot", "syscall", "switch", "check", "tempmap", "fault", "fork"],
                    help="which benchmark (default: boot, syscall and switch)")
     p.add_argument("-n", "--runs", type=_positive, default=None,

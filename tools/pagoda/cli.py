@@ -1,8 +1,7 @@
 """Command-line parsing for ./pagoda: one subcommand per task, each with --help.
 
 Every parser (subcommands included) is a Parser: its help is at most HELP_WIDTH columns on any
-terminal, and a description written with its own line breaks keeps them but has its long lines
-wrapped to that width too.
+terminal (a description written with its own line breaks keeps them: no line of one is longer).
 """
 import argparse
 import functools
@@ -12,7 +11,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import textwrap
 
 from . import autograder, bench, deps, docs, gdb, grade, hunt, labs, run, test
 from pagoda_core import build, paths
@@ -30,69 +28,13 @@ def _ensure_system_python():
         os.execv(paths.SYSTEM_PYTHON, [paths.SYSTEM_PYTHON, os.path.join(paths.ROOT, "pagoda")] + sys.argv[1:])
 
 
-class _KeepLinesFormatter(argparse.RawDescriptionHelpFormatter):
-    """RawDescriptionHelpFormatter whose paragraphs with a line longer than the width are filled
-    again to the width instead of running past it. A paragraph is a line and the lines after it
-    indented to its text's column: the column after its label (`  host     text...`, its
-    continuation lines under `text`), or prose at the left margin; an indented line without a
-    label (code, an example) is wrapped alone, under its own indentation."""
-
-    def _fill_text(self, text, width, indent):
-        lines = text.splitlines()
-        out, i = [], 0
-        while i < len(lines):
-            line = lines[i]
-            if not line.strip():
-                out.append("")
-                i += 1
-                continue
-            lead = len(line) - len(line.lstrip())
-            hang = self._hanging_column(line, lines[i + 1] if i + 1 < len(lines) else "")
-            j = i + 1
-            # An indented line without a label (code, an example) is a paragraph of its own.
-            while (hang > lead or lead == 0) and j < len(lines) and lines[j].strip() and _indent(lines[j]) == hang \
-                    and not re.match(r"\s*\S.*?\s{2,}\S", lines[j][hang:]):
-                j += 1
-            block = lines[i:j]
-            if all(len(indent + l) <= width for l in block):
-                out += [indent + l for l in block]
-            else:
-                first = line[:hang] if hang > lead else line[:lead]
-                words = line[len(first):].split() + [w for l in block[1:] for w in l.split()]
-                out.append(textwrap.fill(" ".join(words), width, initial_indent=indent + first,
-                                         subsequent_indent=indent + " " * hang, break_on_hyphens=False))
-            i = j
-        return "\n".join(out)
-
-    @staticmethod
-    def _hanging_column(line, following):
-        """Where @p line's continuation lines start: after its label (`  host     ...`: the
-        column the next line is indented to, or else after a run of 2 blanks), else its indent."""
-        lead = _indent(line)
-        n = _indent(following) if following.strip() else 0
-        if n > lead and n < len(line) and line[n - 1] == " " and line[n] != " ":
-            return n
-        label = re.match(r"(\s*\S.*?\s{2,})\S", line)
-        return len(label[1]) if label else lead
-
-
-def _indent(line):
-    return len(line) - len(line.lstrip())
-
-
-def help_width():
-    """The width argparse wraps to: the terminal's (less argparse's usual 2-column margin), at
-    most HELP_WIDTH."""
-    return min(HELP_WIDTH, shutil.get_terminal_size().columns - 2)
-
-
 class Parser(argparse.ArgumentParser):
-    """ArgumentParser whose help fits in HELP_WIDTH columns; add_subparsers() makes more of it."""
+    """ArgumentParser whose help is at most HELP_WIDTH columns wide (argparse's own width, the
+    terminal's less 2, otherwise); add_subparsers() makes more of it."""
 
     def __init__(self, *args, formatter_class=argparse.HelpFormatter, **kwargs):
-        base = _KeepLinesFormatter if issubclass(formatter_class, argparse.RawDescriptionHelpFormatter) \
-            else formatter_class
-        super().__init__(*args, formatter_class=functools.partial(base, width=help_width()), **kwargs)
+        width = min(HELP_WIDTH, shutil.get_terminal_size().columns - 2)
+        super().__init__(*args, formatter_class=functools.partial(formatter_class, width=width), **kwargs)
 
 
 def version_text():

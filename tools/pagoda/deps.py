@@ -16,6 +16,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 
@@ -152,6 +153,8 @@ REQUIREMENTS = (
                 grading=True),
     Requirement("pytest-timeout", "python3-pytest-timeout", "stops a grader test that hangs",
                 "python", "pytest_timeout", grading=True),
+    Requirement("pyelftools", "python3-pyelftools", "reads the kernel's and the programs' ELF files",
+                "python", "elftools", grading=True),
     # Python 3.11 has tomllib; 3.10 (Ubuntu 22.04) has the same parser as the tomli package.
     Requirement("a TOML parser", "python3-tomli", "reads the labs' manifests (lab.toml)", "python",
                 ("tomllib", "tomli"), grading=True),
@@ -214,7 +217,6 @@ def log_path():
         open(path, "a").close()
         return path
     except OSError:
-        import tempfile
         fd, path = tempfile.mkstemp(prefix="pagoda-setup-", suffix=".log")
         os.close(fd)
         return path

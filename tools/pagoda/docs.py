@@ -10,6 +10,7 @@ file:line: message, when it is about a documented header (one with a @file comme
 comments), a page, or the configuration; so does a link of a page that leads nowhere in the
 HTML. Warnings about headers without documentation are listed but do not fail.
 """
+import argparse
 import html
 import os
 import re
@@ -255,7 +256,7 @@ def cmd_docs(args):
 def add_parser(sub):
     p = sub.add_parser("docs", help="HTML documentation (Doxygen) in build/docs/html",
                        description=__doc__.split("\n", 1)[1],
-                       formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--check", action="store_true",
                    help="exit 1 when Doxygen warns about a documented header or a page")
     p.set_defaults(func=cmd_docs)

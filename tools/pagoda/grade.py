@@ -8,23 +8,24 @@ points), then `Score: a/b`. The exit status is 0 only at full marks.
 Ctrl-C stops the grader (the tests running score nothing) and still prints the table and writes
 --json and --junit for the tests that finished; the exit status is then 130.
 """
+import argparse
+import contextlib
 import json
 import os
 import re
 import signal
-import subprocess
 import sys
 import threading
 
-from . import deps, junit
-from pagoda_core import build, forked, paths, speed
+from . import batch, deps, junit
+from pagoda_core import build, elffile, paths, speed
 from pagoda_core.ui import PagodaError, clip, info
 
 from pagoda_grade import logs, manifest, outcomes, programs
 
 REASON_INDENT = "      "
 MAX_REASON_LINES = 60
-INTERRUPT_GRACE = 60.0     # seconds the grader gets, after Ctrl-C, to stop and write its report
+INTERRUPT_GRACE = 60.0     # seconds pytest gets, after Ctrl-C, to stop its workers and boots
 # Flags that only mean something with --batch (argparse dest: the option as the user wrote it).
 BATCH_ONLY = {"lab": "--lab", "csv": "--csv", "time_limit": "--time-limit",
               "build_time_limit": "--build-time-limit", "ref": "--ref", "work": "--work", "keep": "--keep"}
@@ -33,66 +34,75 @@ NOT_BATCH = {"json": "--json", "junit": "--junit", "test": "--test", "kernel": "
              "first_failure": "--first-failure"}
 
 
-# Set by a warm grader (tools/pagoda/gradefork.py), which has pytest and the grader's modules
-# imported already: run_pytest() then runs pytest in a fork of this process (pytest.main) instead
-# of a new interpreter, which would import them all again. Everything else is the same: the
-# fork has the same arguments, directory, environment, process group and open descriptors.
-PYTEST_IN_FORK = False
-
-
-class ForkedPytest:
-    """pytest.main(@p args) in a forked child, as run_pytest() would start `python -m pytest
-    ARGS` (in @p cwd, with @p env, output to @p out or inherited, @p setup run first, the
-    descriptors @p keep left open); the Popen calls run_pytest and qemu.kill_group make."""
-
-    def __init__(self, args, cwd, out, env, setup, keep):
-        self.returncode = None
-        self.pid = os.fork()
-        if self.pid != 0:
-            return
-        forked.exit_after(lambda: self._child(args, cwd, out, env, setup, keep))
-
-    @staticmethod
-    def _child(args, cwd, out, env, setup, keep):
-        setup()
-        os.chdir(cwd)
-        os.environ.clear()
-        os.environ.update(env)
-        if out is not None:
-            os.dup2(out.fileno(), 1)
-            os.dup2(out.fileno(), 2)
-        null = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(null, 0)
-        for fd in [int(f) for f in os.listdir("/proc/self/fd")]:   # as Popen's close_fds
-            if fd > 2 and fd not in keep:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass        # (the listing's own descriptor, closed already)
-        sys.argv = [sys.executable, "-m", "pytest", *args]
-        import pytest
-        return int(pytest.main(args))
-
-    def poll(self):
-        if self.returncode is None:
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
-            if pid != 0:
-                self.returncode = os.waitstatus_to_exitcode(status)
-        return self.returncode
-
-    def wait(self):
-        if self.returncode is None:
-            _, status = os.waitpid(self.pid, 0)
-            self.returncode = os.waitstatus_to_exitcode(status)
-        return self.returncode
-
-
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C during a grade; carries the results of the tests that had finished."""
 
     def __init__(self, results):
         super().__init__("the grade was interrupted")
         self.results = results
+
+
+class Listener:
+    """The plugin run_pytest() gives pytest: the grader's result of each test (the entry
+    grade/conftest.py records, also for a test an xdist worker ran: its reports reach these hooks
+    here) as the test ends, and whether Ctrl-C stopped the session."""
+
+    def __init__(self, progress):
+        self.progress, self.terminal = progress, sys.stderr
+        self.config, self.keys, self.interrupted, self.limit = None, {}, False, None
+
+    @property
+    def results(self):
+        """{(lab, id): result} of every test that started."""
+        done = getattr(self.config, "_pagoda_results", {})
+        return {(r["lab"], r["id"]): r for r in done.values()}
+
+    def pytest_configure(self, config):
+        self.config = config
+
+    def pytest_runtest_logreport(self, report):
+        props = dict(report.user_properties)
+        if "pagoda_id" in props:
+            self.keys[report.nodeid] = f"{props['pagoda_lab']}:{props['pagoda_id']}"
+
+    def pytest_runtest_logfinish(self, nodeid):
+        entry = self.config._pagoda_results.get(self.keys.get(nodeid))
+        line = self.progress(entry) if entry and self.progress else None
+        if line:
+            print(line, file=self.terminal, flush=True)
+
+    def pytest_keyboard_interrupt(self):
+        """The first Ctrl-C: pytest stops (its running tests score nothing). A second one, or
+        INTERRUPT_GRACE seconds, interrupt that too."""
+        self.interrupted = True
+        self.limit = threading.Timer(INTERRUPT_GRACE, signal.pthread_kill,
+                                     (threading.main_thread().ident, signal.SIGINT))
+        self.limit.daemon = True
+        self.limit.start()
+
+
+@contextlib.contextmanager
+def output_to(log):
+    """Sends this process's descriptors 1 and 2 (pytest's output, and its workers' and their
+    children's) to the open file @p log (None: leaves them); yields a stream on the stderr they
+    had (the terminal's)."""
+    if log is None:
+        yield sys.stderr
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    try:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        with open(saved[1], "w", closefd=False) as terminal:
+            yield terminal
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        for fd, old in zip((1, 2), saved):
+            os.dup2(old, fd)
+            os.close(old)
 
 
 def parse_lab_names(names, labs, arch=paths.DEFAULT_ARCH):
@@ -118,106 +128,51 @@ def parse_lab_names(names, labs, arch=paths.DEFAULT_ARCH):
 
 def run_pytest(numbers, arch, workers, kernel=None, verbose=False, extra=(), only=None, progress=None,
                first_failure=False):
-    """Runs the grader on @p numbers (only the test ids @p only, if given); returns
-    {(lab, id): result dict} and pytest's status. @p progress, if given, is called with each
-    test's result as the test ends. With @p first_failure the tests run one at a time in
-    lab.toml order and the grade stops at the first that fails. On Ctrl-C the grader is stopped
-    and Interrupted is raised with the results of the tests that finished (a second Ctrl-C
-    stops it at once)."""
-    # The report lives in memory (a memfd pytest writes through /dev/fd): a grade killed with -9
-    # leaves no file behind. pytest's own output goes into this grade's log directory, which no
-    # other grade in the clone shares.
-    report_fd = os.memfd_create("pagoda-grade-report")
-    report = f"/dev/fd/{report_fd}"
+    """Runs the grader (pytest, in this process) on @p numbers (only the test ids @p only, if
+    given); returns {(lab, id): result dict} and pytest's status. @p progress, if given, is
+    called with each test's result as the test ends and returns the line to show for it on
+    stderr. With @p first_failure the tests run one at a time in lab.toml order and the grade
+    stops at the first that fails. On Ctrl-C the grader is stopped and Interrupted is raised with
+    the results of the tests that finished (a second Ctrl-C stops it at once)."""
+    import pytest
+    # pytest's own output goes into this grade's log directory, which no other grade in the
+    # clone shares. (--tb=native: a failure's reason is the grader's own text, GradeFailure's;
+    # pytest's long traceback, for the log alone, parsed the whole test file for each frame's
+    # statement: about 0.4 CPU-s a failure, most of a one-test grade's own work)
     os.makedirs(paths.BUILD, exist_ok=True)
     run_dir, lock = logs.start_run(logs.log_root(paths.BUILD))
     log = os.path.join(run_dir, "pytest.log")
-    # (--tb=native: a failure's reason is the grader's own text, GradeFailure's; pytest's long
-    # traceback, for the log alone, parsed the whole test file for each frame's statement: about
-    # 0.4 CPU-s a failure, most of a one-test grade's own work)
-    argv = [paths.SYSTEM_PYTHON, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rN", "--tb=native",
-            f"--pagoda-report={report}", f"--pagoda-arch={arch}"]
+    args = ["-p", "no:cacheprovider", "-q", "-rN", "--tb=native", f"--pagoda-arch={arch}"]
     if first_failure:
-        argv += ["-x", "--pagoda-in-order"]
+        args += ["-x", "--pagoda-in-order"]
     elif str(workers) != "1":   # -j 1: no xdist at all (workers arrives as text from the command line)
-        argv += ["-n", str(workers)]
+        args += ["-n", str(workers)]
     if kernel:
-        argv += [f"--pagoda-kernel={kernel}"]
+        args += [f"--pagoda-kernel={kernel}"]
     if only:
-        argv += [f"--pagoda-only={','.join(only)}"]
-    read_end, write_end = os.pipe()
-    argv += [f"--pagoda-progress-fd={write_end}"]
-    argv += [f for n in numbers for f in manifest.test_files(n)] + list(extra)
-    from pagoda_core.qemu import die_with_parent, kill_group
-    env = dict(os.environ, **{logs.RUN_DIR_ENV: run_dir})
-
-    def own_group():
-        # Its own process group: Ctrl-C reaches us alone, and we pass it on once (a second
-        # SIGINT while pytest writes its report would lose the report).
-        os.setpgid(0, 0)
-        die_with_parent()
-
-    finished, interrupted = {}, False
-
-    def take(line):
-        try:
-            r = json.loads(line)
-        except ValueError:
-            return
-        finished[(r["lab"], r["id"])] = r
-        if progress:
-            progress(r)
-
+        args += [f"--pagoda-only={','.join(only)}"]
+    args += [f for n in numbers for f in manifest.test_files(n)] + list(extra)
+    given, cwd = os.environ.get(logs.RUN_DIR_ENV), os.getcwd()
+    os.environ[logs.RUN_DIR_ENV] = run_dir
+    listener, status = Listener(progress), None
     try:
-        try:
-            with open(log, "w") as out:
-                if PYTEST_IN_FORK:
-                    proc = ForkedPytest(argv[3:], paths.GRADE, None if verbose else out, env, own_group,
-                                        keep=(write_end, report_fd))
-                else:
-                    proc = subprocess.Popen(argv, cwd=paths.GRADE, stdout=None if verbose else out, env=env,
-                                            stderr=subprocess.STDOUT, pass_fds=(write_end, report_fd),
-                                            preexec_fn=own_group)
-        finally:
-            os.close(write_end)
-        stream = os.fdopen(read_end)
-        try:
+        with open(log, "w") as out, output_to(None if verbose else out) as listener.terminal:
+            os.chdir(paths.GRADE)
             try:
-                for line in stream:
-                    take(line)
-            except KeyboardInterrupt:
-                interrupted = True
-                try:
-                    os.killpg(proc.pid, signal.SIGINT)
-                except ProcessLookupError:
-                    pass
-                limit = threading.Timer(INTERRUPT_GRACE, kill_group, (proc,))
-                limit.start()
-                try:
-                    for line in stream:   # the tests that end while it stops
-                        take(line)
-                finally:
-                    limit.cancel()
-            status = proc.wait()
-        except KeyboardInterrupt:
-            interrupted = True
-            kill_group(proc)
-            status = proc.returncode
-        finally:
-            stream.close()
-            if proc.poll() is None:
-                kill_group(proc)
-        try:
-            with os.fdopen(os.dup(report_fd), "rb") as f:
-                f.seek(0)
-                results = {(r["lab"], r["id"]): r for r in json.loads(f.read() or b"[]")}
-        except (OSError, ValueError):
-            results = {}
+                status = int(pytest.main(args, plugins=[listener]))
+            except KeyboardInterrupt:   # a second Ctrl-C while pytest stopped
+                listener.interrupted = True
     finally:
-        os.close(report_fd)
+        if listener.limit:
+            listener.limit.cancel()
+        os.chdir(cwd)
+        if given is None:
+            os.environ.pop(logs.RUN_DIR_ENV, None)
+        else:
+            os.environ[logs.RUN_DIR_ENV] = given
         lock.close()
-    results = {**finished, **results}
-    if interrupted:
+    results = listener.results
+    if listener.interrupted:
         raise Interrupted(results)
     if status not in (0, 1) and not results:
         with open(log) as f:
@@ -227,24 +182,23 @@ def run_pytest(numbers, arch, workers, kernel=None, verbose=False, extra=(), onl
 
 
 class Progress:
-    """Prints one line per finished test (to @p out) with the running score:
+    """The line of each finished test, with the running score:
     `[ 3/12]  9/33  lab0/trap_pf  OK  1.2s`, and for a failure its first line."""
 
     LINE_WIDTH = 100
 
-    def __init__(self, numbers, labs, only=None, out=sys.stderr):
+    def __init__(self, numbers, labs, only=None):
         self.points = {(n, t.id): t.points for n in numbers for t in labs[n].tests
                        if not only or t.id in only}
         self.possible = sum(self.points.values())
         self.name_width = max((len(f"lab{n}/{i}") for n, i in self.points), default=0)
         self.earned = 0
         self.seen = set()
-        self.out = out
 
     def __call__(self, r):
         key = (r["lab"], r["id"])
         if key not in self.points or key in self.seen:
-            return
+            return None
         self.seen.add(key)
         passed = r["outcome"] == "passed"
         self.earned += self.points[key] if passed else 0
@@ -257,7 +211,7 @@ class Progress:
             why = next((l.strip() for l in (r["reason"] or r["outcome"]).splitlines() if l.strip()), "")
             if why and self.LINE_WIDTH - len(head) - 2 > 10:
                 head += "  " + clip(why, self.LINE_WIDTH - len(head) - 2)
-        print(head, file=self.out, flush=True)
+        return head
 
 
 NOT_RUN = "not run: the grade stopped at the first failing test (--first-failure)"
@@ -330,9 +284,9 @@ def check_only(numbers, labs, only):
 
 
 def grade(names, arch=paths.DEFAULT_ARCH, workers="auto", kernel=None, verbose=False, out=sys.stdout,
-          json_out=None, junit_out=None, only=None, first_failure=False, progress=None):
-    """Grades labs @p names; prints the table to @p out and, with @p progress (a stream), a line
-    per test as it ends. Returns (earned, possible); Ctrl-C raises Interrupted after the table,
+          json_out=None, junit_out=None, only=None, first_failure=False, progress=False):
+    """Grades labs @p names; prints the table to @p out and, with @p progress, a line per test
+    on stderr as it ends. Returns (earned, possible); Ctrl-C raises Interrupted after the table,
     --json and --junit of what finished."""
     labs = manifest.load_all()
     numbers = parse_lab_names(names, labs, arch)
@@ -346,7 +300,7 @@ def grade(names, arch=paths.DEFAULT_ARCH, workers="auto", kernel=None, verbose=F
     interrupted = None
     try:
         results, _ = run_pytest(numbers, arch, workers, kernel=kernel, verbose=verbose, only=only,
-                                progress=Progress(numbers, labs, only, progress) if progress else None,
+                                progress=Progress(numbers, labs, only) if progress else None,
                                 first_failure=first_failure)
     except Interrupted as e:
         results, interrupted = e.results, e
@@ -367,10 +321,9 @@ def grade(names, arch=paths.DEFAULT_ARCH, workers="auto", kernel=None, verbose=F
 def check_kernel_file(path):
     """Rejects a --kernel that is not a whole loadable ELF file (missing, not ELF, truncated),
     before any QEMU is started for it."""
-    from pagoda_grade.symbols import ElfError, validate_elf
     try:
-        validate_elf(path)
-    except ElfError as e:
+        elffile.Elf(path)
+    except elffile.ElfError as e:
         raise PagodaError(f"--kernel {e} (build one with ./pagoda build)")
 
 
@@ -391,17 +344,16 @@ def check_batch_flags(args):
 def cmd_grade(args):
     check_batch_flags(args)
     if args.batch:
-        from . import batch
         return batch.cmd_batch(args)
+    deps.ensure(deps.needed(grading_only=True, arches=[args.arch]))
     if args.kernel:
         check_kernel_file(args.kernel)
-    deps.ensure(deps.needed(grading_only=True, arches=[args.arch]))
     speed.export()   # measured once here, not in every pytest worker
     try:
         kernel = os.path.abspath(args.kernel) if args.kernel else None   # pytest runs in grade/
         earned, possible = grade(args.labs, args.arch, args.jobs, kernel, args.verbose,
                                  json_out=args.json, junit_out=args.junit, only=args.test,
-                                 first_failure=args.first_failure, progress=sys.stderr)
+                                 first_failure=args.first_failure, progress=True)
     except manifest.ManifestError as e:
         raise PagodaError(f"bad lab manifest: {e}")
     return 0 if earned == possible else 1
@@ -411,7 +363,7 @@ def jobs_argument(text):
     """argparse type for -j/--jobs: 'auto' or a positive number (kept as text for pytest -n)."""
     if text == "auto" or (text.isdigit() and int(text) >= 1):
         return text
-    raise __import__("argparse").ArgumentTypeError("must be 'auto' or a positive number")
+    raise argparse.ArgumentTypeError("must be 'auto' or a positive number")
 
 
 def add_parser(sub):

@@ -29,6 +29,7 @@ A graded hunt: a lab.toml test with `hunt = [3, 4]` (the labs to draw from) is i
 grade/test_hunt.py, which reads the answer from hunt.toml (written by `./pagoda hunt answer`) and
 checks it against the slip the token draws from the grader's own copy of the slips.
 """
+import argparse
 import hashlib
 import json
 import os
@@ -37,6 +38,7 @@ import secrets
 import shutil
 import subprocess
 
+from . import mutants, publish
 from pagoda_core import paths
 from pagoda_core.slips import (ANSWER_FILE, PACK_PATH, applies, candidates, draw, judge,
                                  slip_records)
@@ -79,7 +81,6 @@ def save_state(token, state):
 
 def copy_tree(root, dest):
     """The tree's files (tracked and untracked, not ignored; no build/) copied to @p dest."""
-    from . import publish
     for rel in publish.source_files(root):
         if rel.startswith(("build/", ".git/")) or rel == ANSWER_FILE:
             continue
@@ -237,20 +238,19 @@ def cmd_hunt(args):
 
 
 def _categories():
-    from .mutants import CATEGORIES
-    return CATEGORIES
+    return mutants.CATEGORIES
 
 
 def add_parser(sub):
     p = sub.add_parser(
         "hunt", help="a bug hunt: a kernel with one hidden realistic slip to find",
         description=__doc__.split("\n\n")[0] + "\n\n" + "\n".join(__doc__.split("\n\n")[1].splitlines()),
-        formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--arch", choices=paths.ARCHES, default=paths.DEFAULT_ARCH)
     p.add_argument("--lab", type=int, action="append", metavar="N", help="draw only from lab N's slips (repeatable)")
     p.add_argument("--token", help="the hunt's token (default: a new one, or the current hunt's)")
     p.add_argument("--category", help="with answer: the kind of slip")
     p.add_argument("--list", action="store_true", help="how many slips can be drawn here, per ISA and lab")
-    p.add_argument("words", nargs=__import__("argparse").REMAINDER,
+    p.add_argument("words", nargs=argparse.REMAINDER,
                    help=f"an action ({', '.join(ACTIONS)}) and its words")
     p.set_defaults(func=cmd_hunt)

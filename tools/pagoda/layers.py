@@ -33,6 +33,7 @@ no import goes round in a circle, no module edits sys.path, and no package modul
 ISA's name or keys a table by it (the ISA objects of tools/gdb/pagoda_pt/isa.py are looked up by
 name instead, and hold each per-ISA fact once).
 """
+import ast
 import os
 import re
 
@@ -241,7 +242,6 @@ def python_modules(root):
 def python_imports(root, rel, dotted):
     """[(line, dotted name imported, names imported from it)] of every import in @p rel, at any
     depth (in functions too), relative imports made absolute."""
-    import ast
     with open(os.path.join(root, rel), encoding="utf-8") as f:
         tree = ast.parse(f.read(), rel)
     package = dotted if rel.endswith("/__init__.py") else dotted.rpartition(".")[0]
@@ -319,7 +319,6 @@ def _cycles(edges):
 
 def _path_edits(root, rel):
     """Lines of @p rel that change sys.path (sys.path.insert(...), sys.path = ..., ...)."""
-    import ast
     with open(os.path.join(root, rel), encoding="utf-8") as f:
         tree = ast.parse(f.read(), rel)
 
@@ -342,7 +341,6 @@ def _path_edits(root, rel):
 
 def _isa_comparisons(root, rel):
     """[(line, name)] of every comparison in @p rel against an ISA's name (see ISA_NAMES)."""
-    import ast
     with open(os.path.join(root, rel), encoding="utf-8") as f:
         tree = ast.parse(f.read(), rel)
 
@@ -375,7 +373,6 @@ def _isa_comparisons(root, rel):
 def _isa_tables(root, rel):
     """[(line, name)] of every table in @p rel keyed by an ISA's name: a dict display with an ISA
     name among its keys ({"x86_64": ...}), or dict(x86_64=...)."""
-    import ast
     with open(os.path.join(root, rel), encoding="utf-8") as f:
         tree = ast.parse(f.read(), rel)
     found = []

@@ -12,9 +12,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import termios
 import threading
+import tty
 
-from . import bootopts, deps, gdb, memview
+from . import bootopts, deps, gdb, labstatus, memview
 from pagoda_core import build, kernelinfo, paths, qemu
 from pagoda_core.symbolize import Symbolizer
 from pagoda_core.ui import PagodaError, info
@@ -101,7 +103,6 @@ def shell_words(args, kernel):
             raise PagodaError("this kernel has no shell (user/programs/sh.cpp is not built in)")
         return "", "this kernel has no shell (user/programs/sh): booting without one"
     if not args.shell:
-        from . import labstatus
         lab = labstatus.current_lab()
         if lab is not None and lab < SHELL_LAB:
             return "", (f"this is lab {lab}'s branch: the shell comes with lab {SHELL_LAB} (fork, "
@@ -133,8 +134,6 @@ def cmd_run(args):
     keyboard = sys.stdin.fileno() if args.memview else None
     saved_tty = None
     if keyboard is not None and os.isatty(keyboard):
-        import termios
-        import tty
         saved_tty = termios.tcgetattr(keyboard)
     info(f"booting {os.path.relpath(kernel, paths.ROOT)} in QEMU ({args.arch}, {args.memory}); "
          "quit with Ctrl-A X" + ("; Ctrl-A M shows physical memory" if args.memview else ""))

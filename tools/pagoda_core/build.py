@@ -10,6 +10,7 @@ exports in build/<preset>/ (merge_compile_commands): what clangd (.clangd) and t
 extension (.vscode/settings.json) read, so that an editor knows every file's flags, each arch/
 file with its own ISA's.
 """
+import argparse
 import contextlib
 import fcntl
 import json
@@ -147,7 +148,7 @@ def cmd_build(args):
 def _target(text):
     # (argparse's choices= rejects an empty nargs="*" list on Python 3.11, hence a type check)
     if text not in TARGETS:
-        raise __import__("argparse").ArgumentTypeError(f"invalid target '{text}' (choose from {', '.join(TARGETS)})")
+        raise argparse.ArgumentTypeError(f"invalid target '{text}' (choose from {', '.join(TARGETS)})")
     return text
 
 

@@ -1,5 +1,6 @@
-"""A kernel ELF read straight from the file (ELF64, little-endian: both ISAs Pagoda targets): its
-sections, loadable segments and symbols, and the tables of names the kernel exports.
+"""An ELF file of Pagoda's (a kernel or a user program: ELF64, little-endian on both ISAs), read
+with pyelftools (python3-pyelftools): its loadable segments, sections and symbols, what it
+holds at an address, and the tables of names the kernel exports.
 
 The names are the kernel's own tables, the ones its reports print from (the x86 exception names,
 the AArch64 exception classes and fault statuses): PAGODA_FACT_NAMES (kernel/lib/facts.hpp)
@@ -7,10 +8,12 @@ exports each as the object `pagoda_names_<table>`, {const FactName* rows; u64 co
 {u64 key; const char* mnemonic; const char* name}. fact_names(kernel, "x86_exceptions") reads
 one, so that fault-why, the fault log and the grader print what the kernel prints, from one copy.
 
-This module imports only the standard library: the GDB helpers load it by path (as they load
-faultlog.py), the CLI and the grader through pagoda_core.kernelinfo.
+Besides pyelftools (imported when a file is read, so ./pagoda starts before setup has installed
+it) this module imports only the standard library: the GDB helpers load it by path (as they load
+faultlog.py), the CLI and the grader through pagoda_core.kernelinfo and pagoda_grade.symbols.
 """
 import functools
+import io
 import os
 import struct
 from dataclasses import dataclass
@@ -27,62 +30,72 @@ class ElfError(Exception):
 
 
 @dataclass(frozen=True)
-class Section:
-    name: str
-    addr: int
-    offset: int
-    size: int
-    nobits: bool
-
-
-@dataclass(frozen=True)
 class Segment:
+    """A PT_LOAD program header."""
     vaddr: int
     paddr: int
-    filesz: int
     memsz: int
+    filesz: int
+    offset: int
+    flags: int        # PF_X 1, PF_W 2, PF_R 4
+
+    @property
+    def perms(self):
+        return ("r" if self.flags & 4 else "-") + ("w" if self.flags & 2 else "-") + ("x" if self.flags & 1 else "-")
 
 
 class Elf:
-    """The sections and loadable segments of one ELF64 little-endian file. Error is what it
-    raises (pagoda_core.kernelinfo's subclass raises the CLI's PagodaError)."""
+    """One ELF64 little-endian file with something to load, from @p path (or its bytes @p data,
+    @p path then naming it in messages). Error is what it raises (pagoda_core.kernelinfo's
+    subclass raises the CLI's PagodaError)."""
     Error = ElfError
 
-    def __init__(self, path):
+    def __init__(self, path, data=None):
         self.path = path
-        try:
-            with open(path, "rb") as f:
-                self.data = f.read()
-        except OSError as e:
-            raise self.Error(f"{path}: {e.strerror}")
-        if self.data[:4] != b"\x7fELF" or self.data[4] != 2 or self.data[5] != 1:
+        if data is None:
+            try:
+                with open(path, "rb") as f:
+                    data = f.read()
+            except OSError as e:
+                raise self.Error(f"{path}: {e.strerror}") from None
+        self.data = data
+        if len(data) < 64 or data[:4] != b"\x7fELF":
+            raise self.Error(f"{path} is not an ELF file")
+        if data[4] != 2 or data[5] != 1:
             raise self.Error(f"{path} is not a little-endian ELF64 file")
-        phoff, shoff = struct.unpack_from("<QQ", self.data, 0x20)
-        phentsize, phnum, shentsize, shnum, shstrndx = struct.unpack_from("<HHHHH", self.data, 0x36)
-        self.segments = []
-        for i in range(phnum):
-            p_type, _, _, vaddr, paddr, filesz, memsz, _ = struct.unpack_from("<IIQQQQQQ", self.data,
-                                                                            phoff + i * phentsize)
-            if p_type == 1:  # PT_LOAD
-                self.segments.append(Segment(vaddr, paddr, filesz, memsz))
-        raw = [struct.unpack_from("<IIQQQQIIQQ", self.data, shoff + i * shentsize) for i in range(shnum)]
-        names = raw[shstrndx][4] if shnum else 0
-        self.sections = [Section(self._cstring(names + r[0]), r[3], r[4], r[5], r[1] == 8) for r in raw]
-
-    def _cstring(self, offset):
-        end = self.data.index(b"\0", offset)
-        return self.data[offset:end].decode(errors="replace")
+        from elftools.elf.elffile import ELFFile
+        self.file = ELFFile(io.BytesIO(data))
+        h = self.file.header
+        if h.e_phnum == 0 or h.e_phentsize < 56 or h.e_phoff + h.e_phnum * h.e_phentsize > len(data):
+            raise self.Error(f"{path} is truncated or damaged: its program headers end past its "
+                             f"{len(data)} bytes")
+        self.segments = tuple(Segment(p.p_vaddr, p.p_paddr, p.p_memsz, p.p_filesz, p.p_offset, p.p_flags)
+                              for p in (s.header for s in self.file.iter_segments()) if p.p_type == "PT_LOAD")
+        for s in self.segments:
+            if s.offset + s.filesz > len(data):
+                raise self.Error(f"{path} is truncated: a loadable segment ends at byte {s.offset + s.filesz} "
+                                 f"of a {len(data)}-byte file")
+        if not self.segments:
+            raise self.Error(f"{path} has nothing to load (no PT_LOAD segment)")
 
     def section(self, name):
-        return next((s for s in self.sections if s.name == name), None)
+        """The pyelftools section called @p name (its header: section['sh_addr'], ...), or None."""
+        return self.file.get_section_by_name(name)
+
+    @functools.cached_property
+    def _contents(self):
+        """(address, file offset, size) of every section the image holds bytes of."""
+        return [(s["sh_addr"], s["sh_offset"], s["sh_size"]) for s in self.file.iter_sections()
+                if s["sh_type"] != "SHT_NOBITS" and s["sh_addr"]]
 
     def _offset(self, va, size):
         """The file offset of the @p size bytes at virtual address @p va, or None when they are
         not all in one section with contents."""
-        for s in self.sections:
-            if not s.nobits and s.addr and s.addr <= va and va + size <= s.addr + s.size:
-                return s.offset + va - s.addr
-        return None
+        return next((offset + va - addr for addr, offset, length in self._contents
+                     if addr <= va and va + size <= addr + length), None)
+
+    def _cstring(self, offset):
+        return self.data[offset:self.data.index(b"\0", offset)].decode(errors="replace")
 
     def string_at(self, va):
         """The NUL-terminated string the kernel sees at virtual address @p va."""
@@ -103,29 +116,30 @@ class Elf:
         data = self.bytes_at(va, 4 * count)
         return None if data is None else list(struct.unpack(f"<{count}I", data))
 
+    def image_bytes(self, va, size):
+        """The @p size bytes the image holds at link address @p va, from its loadable segments
+        (bytes past a segment's file size are zero, as the loader leaves them); None when they
+        are not all in one segment."""
+        for s in self.segments:
+            if s.vaddr <= va and va + size <= s.vaddr + s.memsz:
+                start = va - s.vaddr
+                chunk = self.data[s.offset + start:s.offset + min(start + size, s.filesz)]
+                return chunk + bytes(size - len(chunk))
+        return None
+
     @functools.cached_property
     def symbols(self):
-        """{name: value} of the symbol table (.symtab; empty when stripped)."""
-        table, strings = self.section(".symtab"), self.section(".strtab")
-        found = {}
-        if table is None or strings is None:
-            return found
-        for offset in range(table.offset, table.offset + table.size, 24):  # Elf64_Sym
-            name, _, _, _, value, _ = struct.unpack_from("<IBBHQQ", self.data, offset)
-            if name:
-                found[self._cstring(strings.offset + name)] = value
-        return found
+        """{name: value} of the symbol table (.symtab, names as the linker has them; empty when
+        stripped)."""
+        table = self.section(".symtab")
+        return {} if table is None else {s.name: s["st_value"] for s in table.iter_symbols() if s.name}
 
     def load_end(self, ram_base=0):
         """The first byte after the loaded image, as an offset from @p ram_base."""
-        if not self.segments:
-            raise self.Error(f"{self.path} has no loadable segment")
         return max(s.paddr + s.memsz for s in self.segments) - ram_base
 
     def load_start(self, ram_base=0):
         """The first byte of the loaded image, as an offset from @p ram_base."""
-        if not self.segments:
-            raise self.Error(f"{self.path} has no loadable segment")
         return min(s.paddr for s in self.segments) - ram_base
 
     @functools.lru_cache(maxsize=None)
@@ -148,7 +162,7 @@ class Elf:
                 for key, mnemonic, name in _ROW.iter_unpack(data)}
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=64)
 def _elf(cls, path, mtime):
     return cls(path)
 
@@ -158,7 +172,7 @@ def elf(path, cls=Elf):
     try:
         mtime = os.stat(path).st_mtime_ns
     except OSError as e:
-        raise cls.Error(f"{path}: {e.strerror}")
+        raise cls.Error(f"{path}: {e.strerror}") from None
     return _elf(cls, path, mtime)
 
 

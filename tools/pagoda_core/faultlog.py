@@ -721,7 +721,6 @@ def _ends(path, keep_head, keep_tail):
     @p keep_head + @p keep_tail, else None. Each cut falls where an exception's lines begin
     (_EVENT_START), or at a line boundary when there is none: an exception whose lines the cut
     split would read as another (its ELR or RIP missing: a fault at PC 0)."""
-    import os
     try:
         size = os.path.getsize(path)
     except FileNotFoundError:

@@ -1,7 +1,7 @@
 """What a kernel ELF tells without booting it: its self-tests and the least RAM it boots in.
 
-Read straight from the file (ELF64, little-endian: both architectures Pagoda targets), so that
-`./pagoda run --test nosuch` and `./pagoda run -m 1M` are refused before QEMU starts.
+Read from the file (pagoda_core/elffile.py), so that `./pagoda run --test nosuch` and
+`./pagoda run -m 1M` are refused before QEMU starts.
 """
 import struct
 
@@ -34,7 +34,7 @@ def selftests(kernel):
     sec = e.section(SELFTEST_SECTION)
     if sec is None:
         return []
-    data = e.data[sec.offset:sec.offset + sec.size]
+    data = sec.data()
     return [e.string_at(name) for name, _ in SELFTEST_ENTRY.iter_unpack(data[:len(data) // 16 * 16])]
 
 

@@ -18,6 +18,7 @@ from pagoda_pt.isa import MACHINES
 from pagoda_pt.machines import Machine
 
 from . import paths
+from .ui import PagodaError
 
 # The same statuses on both ISAs. x86_64: isa-debug-exit makes QEMU exit with (value << 1) | 1
 # (arch/x86_64/boot_defs.h); AArch64: semihosting SYS_EXIT passes the status as it is
@@ -178,7 +179,6 @@ def machine_args(arch=paths.DEFAULT_ARCH):
     args = MACHINES[arch].args
     if not requested_features(arch):
         return args
-    from .ui import PagodaError
     try:
         missing = missing_cpu_features(arch)
     except (RuntimeError, OSError, subprocess.SubprocessError, PagodaError):
@@ -262,7 +262,6 @@ def spawn(argv, new_group=True, **popen_args):
     own process group so kill_group() ends it and anything it started. A Ctrl-C while it starts
     is this process's KeyboardInterrupt, QEMU killed (popen_keeping_interrupts)."""
     if shutil.which(argv[0]) is None:
-        from .ui import PagodaError
         raise PagodaError(f"{argv[0]} is not installed: run ./pagoda setup")
     return popen_keeping_interrupts(argv, _child_setup(os.getpid(), new_group), **popen_args)
 

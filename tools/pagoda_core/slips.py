@@ -5,12 +5,14 @@ hunts draw and judge them: read by `./pagoda hunt` (tools/pagoda/hunt.py), packe
 
 Standard library only."""
 import base64
+import glob
 import hashlib
 import json
 import os
 import re
 import zlib
 
+from .tomlparse import MISSING, tomllib
 from .ui import PagodaError
 
 PACK_PATH = os.path.join("labs", "hunts.pack")
@@ -23,8 +25,6 @@ def slip_records(root):
     slip this tree holds: its labs/*/mutants (the instructor's tree, and a submission graded in
     batch, which gets the grader's; `./pagoda labs mutants` validates them, this only reads them),
     else its labs/hunts.pack (a student's branch)."""
-    import glob
-    from .tomlparse import MISSING, tomllib
     pack = os.path.join(root, PACK_PATH)
     files = sorted(glob.glob(os.path.join(root, "labs", "[0-9][0-9]-*", "mutants", "*.toml")))
     if not files and os.path.exists(pack):

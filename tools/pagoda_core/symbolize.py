@@ -7,8 +7,9 @@ using llvm-symbolizer on the ELF that was booted.
 """
 import re
 import shutil
-import struct
 import subprocess
+
+from . import elffile
 
 _BACKTRACE = re.compile(r"^(\s*#\d+ )(0x[0-9a-fA-F]+)\s*$")
 _PC = re.compile(r"^(\s*(?:RIP|ELR) )(0x[0-9a-fA-F]+)")
@@ -31,20 +32,11 @@ def _short_name(function):
 
 
 def code_ranges(elf):
-    """[(start, end)] of the executable PT_LOAD segments of an ELF64 little-endian file; [] when
-    it cannot be read as one."""
+    """[(start, end)] of the executable loadable segments of the ELF file @p elf; [] when it
+    cannot be read as one."""
     try:
-        with open(elf, "rb") as f:
-            data = f.read()
-        phoff, = struct.unpack_from("<Q", data, 0x20)
-        phentsize, phnum = struct.unpack_from("<HH", data, 0x36)
-        out = []
-        for i in range(phnum):
-            p_type, p_flags, _, vaddr, _, _, memsz, _ = struct.unpack_from("<IIQQQQQQ", data, phoff + i * phentsize)
-            if p_type == 1 and p_flags & 1:
-                out.append((vaddr, vaddr + memsz))
-        return out
-    except (OSError, struct.error):
+        return [(s.vaddr, s.vaddr + s.memsz) for s in elffile.elf(elf).segments if s.flags & 1]
+    except elffile.ElfError:
         return []
 
 

@@ -6,7 +6,7 @@ it publishes (kernel/mm/space/debug_roots.hpp, read with pagoda_pt.roots).
   image_phys(va)         the physical address of a kernel-image address (link map, no walk)
   published_roots(read_phys)  (RootTable or None, note): the roots the kernel published
   names()                the kernel's tables of names (pagoda_pt.kernelnames), read from its ELF
-  core_module(name)      tools/pagoda_core/<name>.py (stdlib-only modules: faultlog, elffile)
+  core_module(name)      tools/pagoda_core/<name>.py (loaded by path: faultlog, elffile)
 
 The registry is read at its physical address (its link address minus the image offset), not
 through the active root: a root that lacks the kernel half is exactly when it is needed.
