@@ -36,6 +36,7 @@ void free_asid(u16 asid) {
   g_asids_used[asid / 64] &= ~(u64{1} << (asid % 64));
   // LAB 3 SKELETON
   // (void)asid;
+  // panic("lab 3: write free_asid() in arch/aarch64/address_space.cpp (labs/03-process-roots/README.md)");
   // LAB 3 END
 }
 
@@ -118,8 +119,8 @@ Aarch64AddressSpace::~Aarch64AddressSpace() {
   hw::invalidate_asid(asid_);
   free_asid(asid_);
   // LAB 3 SKELETON
-  // // lab 3: drop this space's translations and give its ASID back in ~Aarch64AddressSpace()
-  // // (arch/aarch64/address_space.cpp; labs/03-process-roots/README.md)
+  // panic("lab 3: drop this space's translations and give its ASID back in ~Aarch64AddressSpace() "
+  //       "(arch/aarch64/address_space.cpp; labs/03-process-roots/README.md)");
   // LAB 3 END
 }
 

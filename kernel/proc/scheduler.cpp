@@ -255,6 +255,9 @@ void timer_tick(bool from_user) {
   // its first tick may have come before the process ran at all).
   if (from_user && g_current != nullptr && turn_is_over()) schedule();
   // LAB 3 SKELETON
+  // // lab 3 (optional until preempt_user): this skeleton stops nothing, because every lab's kernel
+  // // takes timer ticks. Until you write it nothing is preempted: a program that never makes a
+  // // system call keeps the CPU, and lab 3's preempt_user test says so.
   // (void)from_user;
   // (void)turn_is_over;
   // LAB 3 END

@@ -314,6 +314,8 @@ class Batch:
         configure = treebuild.configure_argv(tree, self.arch, self.cache)
         steps = [configure] if configure else []
         steps.append(["cmake", "--build", "--preset", self.arch])
+        with open(log, "a") as f:
+            f.write(f"# sandbox: {box.describe()}\n")
         # (the object cache is read, never written: see __init__)
         env = {"CCACHE_READONLY": "1", "CCACHE_NOSTATS": "1", "CCACHE_TEMPDIR": box.tmp}
         for argv in steps:

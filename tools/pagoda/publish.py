@@ -200,17 +200,8 @@ def region_map(lab, sources):
     for src in sources:
         if src.parsed is None or not src.parsed.regions or is_hidden(src.path):
             continue
-        line, entries = 1, []
-        for seg in src.parsed.segments:
-            if isinstance(seg, str):
-                line += 1
-                continue
-            if seg.lab < lab:
-                entries.append({"lab": seg.lab, "first": line, "count": len(seg.solution),
-                                "digest": _digest(seg.solution)})
-                line += len(seg.solution)
-            else:
-                line += len(seg.skeleton_lines)
+        entries = [{"lab": seg.lab, "first": first + 1, "count": end - first, "digest": _digest(seg.solution)}
+                   for seg, first, end in regions.layout(src.parsed, lab)[1] if seg.lab < lab]
         if entries:
             found[src.path] = entries
     return found

@@ -16,8 +16,12 @@ indented; skeleton lines are commented out with the same leader so that main sti
 
 Publishing lab N (`resolve(..., lab=N)`) keeps the solution of every region of a lab < N and
 drops its markers and skeleton; a region of lab N or later becomes its skeleton, uncommented:
-the leader and one following space go, the indentation before the leader stays. A region
-without a SKELETON marker disappears.
+the leader and one following space go, the indentation before the leader stays. A region with a
+SKELETON marker is one a student writes: in the published file it stands between two visible
+comment lines, `<leader> >>> lab 3: <description>` and `<leader> <<< lab 3`, at the BEGIN
+marker's indentation, so that a student sees where their code goes (and where the graded tree
+takes it from: transplant.py). A region without a SKELETON marker is the reference's own (a
+student never writes it): for a lab < N its solution, for a later lab nothing, with no marker.
 
 Only a line that holds nothing but a marker counts as one; `LAB 3 BEGIN` inside a string or
 after code is text. This module never touches git: publish.py feeds it files.
@@ -94,6 +98,8 @@ class Region:
     end: int
     skeleton: int = None
     description: str = ""
+    indent: str = ""                # the BEGIN marker's indentation
+    newline: str = "\n"             # and its line ending
     solution: list = field(default_factory=list)        # raw lines, line endings kept
     skeleton_lines: list = field(default_factory=list)  # raw lines, still commented out
 
@@ -192,7 +198,8 @@ def parse(text, style, labs=None):
                 nested += 1
                 pending.append(line)
                 continue
-            current = Region(lab=lab, begin=number, end=0, description=desc)
+            current = Region(lab=lab, begin=number, end=0, description=desc, indent=m["indent"],
+                             newline=line[len(_body(line)):] or "\n")
             pending = [line]
             continue
         if current is None:
@@ -225,19 +232,41 @@ def parse(text, style, labs=None):
     return Parsed(style=style, segments=segments, errors=errors)
 
 
-def render(parsed, lab):
-    """The file as published for lab @p lab (see the module doc); None gives main's text."""
-    out = []
+def visible_markers(region, style):
+    """The two comment lines that show a student's region in a published file."""
+    close = f" {style.close}" if style.close else ""
+    about = f": {region.description}" if region.description else ""
+    return (f"{region.indent}{style.open} >>> lab {region.lab}{about}{close}{region.newline}",
+            f"{region.indent}{style.open} <<< lab {region.lab}{close}{region.newline}")
+
+
+def layout(parsed, lab):
+    """The file as published for lab @p lab (see the module doc): (its lines, [(Region, first,
+    end)]) with each region's 0-based half-open range of lines (its content: between its
+    visible markers for a student's region)."""
+    out, spans = [], []
     for seg in parsed.segments:
         if isinstance(seg, str):
             out.append(seg)
-        elif lab is None:
-            raise ValueError("render(None) is main's text: use the file itself")
-        elif seg.lab < lab:
-            out.extend(seg.solution)
-        else:
-            out.extend(uncomment(l, parsed.style) for l in seg.skeleton_lines)
-    return "".join(out)
+            continue
+        body = seg.solution if seg.lab < lab else [uncomment(l, parsed.style) for l in seg.skeleton_lines]
+        if seg.skeleton is None:        # the reference's own: no student writes it
+            spans.append((seg, len(out), len(out) + len(body)))
+            out.extend(body)
+            continue
+        opening, closing = visible_markers(seg, parsed.style)
+        out.append(opening)
+        spans.append((seg, len(out), len(out) + len(body)))
+        out.extend(body)
+        out.append(closing)
+    return out, spans
+
+
+def render(parsed, lab):
+    """The file as published for lab @p lab (see the module doc); None gives main's text."""
+    if lab is None:
+        raise ValueError("render(None) is main's text: use the file itself")
+    return "".join(layout(parsed, lab)[0])
 
 
 def foreign_marker_errors(text, path):

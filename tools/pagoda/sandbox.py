@@ -115,6 +115,12 @@ class Sandbox:
         self.tmp = os.path.join(base, "tmp")
         self.info = os.path.join(base, "bwrap-info.json")
 
+    def describe(self):
+        """What this sandbox is, for the build log."""
+        return {"namespaces": f"uid {self.uid}, in new PID, IPC and network namespaces, the grader's folders hidden",
+                "uid": f"uid {self.uid} (no namespaces on this machine)",
+                "bwrap": "bubblewrap (a user namespace, everything read-only but the build folder)"}[self.mode]
+
     def prepare(self):
         """Makes the build folder, HOME and TMPDIR, owned by the sandbox (nothing else is)."""
         for d in (self.build_dir, self.home, self.tmp):

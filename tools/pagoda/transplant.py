@@ -23,11 +23,12 @@ import stat
 from dataclasses import dataclass, field
 
 from . import publish, regions
+from pagoda_core import slips
 from pagoda_core.ui import PagodaError
 
-# What a submission may hold beyond the tree without a word: its own build outputs and VCS, and
-# a bug hunt's answer (data the grader reads, batch.py).
-QUIET = ("build/", ".git/", ".github/", ".vscode/", ".idea/", ".cache/", "hunt.toml")
+# What a submission may hold beyond the tree without a word: its own build outputs and VCS, a
+# bug hunt's answer (data the grader reads, batch.py) and the branch's packed slips.
+QUIET = ("build/", ".git/", ".github/", ".vscode/", ".idea/", ".cache/", slips.ANSWER_FILE, slips.PACK_PATH)
 MAX_FILE = 8 << 20          # bytes: a larger file in the submission is not read
 MAX_LISTED = 12             # outside changes named one by one in the feedback
 
@@ -101,18 +102,13 @@ def graded_file(pub):
 
 
 def region_ranges(parsed, lab):
-    """[(first, end)] line ranges of @p parsed's regions in its lab-@p lab text."""
-    line, found = 0, []
-    for seg in parsed.segments:
-        if isinstance(seg, str):
-            line += 1
-            continue
-        count = len(seg.solution) if seg.lab < lab else len(seg.skeleton_lines)
-        found.append((line, line + count))
-        line += count
+    """[(first, end)] line ranges of @p parsed's student regions (those with a skeleton: the
+    reference's own regions are no student's to write) in its lab-@p lab text."""
     merged = []
-    for lo, hi in found:     # regions that touch are one place to write in
-        if merged and lo <= merged[-1][1]:
+    for seg, lo, hi in regions.layout(parsed, lab)[1]:
+        if seg.skeleton is None:
+            continue
+        if merged and lo <= merged[-1][1]:      # regions that touch are one place to write in
             merged[-1] = (merged[-1][0], max(hi, merged[-1][1]))
         else:
             merged.append((lo, hi))

@@ -67,7 +67,7 @@ def gradescope(tmp_path_factory, tree_cache):
     assert out.returncode == 0, out.stderr
     count = [0]
 
-    def run(tree_maker):
+    def run(tree_maker, prefix=()):
         count[0] += 1
         ag = base / f"autograder{count[0]}"
         with zipfile.ZipFile(zip_path) as z:
@@ -79,9 +79,10 @@ def gradescope(tmp_path_factory, tree_cache):
         shutil.copy(ag / "source" / "run_autograder", ag / "run_autograder")
         (ag / "results").mkdir()
         tree_maker(str(ag / "submission"))
-        proc = subprocess.run([str(ag / "run_autograder")], cwd=str(ag), capture_output=True, text=True,
+        proc = subprocess.run([*prefix, str(ag / "run_autograder")], cwd=str(ag), capture_output=True, text=True,
                               env=dict(os.environ, PAGODA_AUTOGRADER_ROOT=str(ag)), timeout=scaled(900))
         assert proc.returncode == 0, proc.stdout + proc.stderr
+        run.last = ag
         with open(ag / "results" / "results.json") as f:
             return json.load(f), proc.stdout
     run.zip = zip_path
@@ -175,6 +176,24 @@ def test_run_autograder_grades_a_submission(gradescope):
     assert tests["lab0/boot_banner"]["status"] == "passed"
     assert results["output"].startswith("Lab 0 (Boot and console) on x86_64: 13/17 points; graded.")
     assert "13/17" in stdout and "  lab0/trap_pf: 0/" in stdout
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="Gradescope runs run_autograder as root")
+def test_run_autograder_as_root_in_a_container_without_namespaces(gradescope):
+    """Gradescope's container: root, but without CAP_SYS_ADMIN (no namespaces can be made). The
+    build then runs in the uid sandbox alone, and grades as anywhere else; an adversary's build
+    files are named and never run."""
+    def adversary(dest):
+        skeleton(dest)
+        with open(os.path.join(dest, "CMakeLists.txt"), "a") as f:
+            f.write(f'execute_process(COMMAND touch "{dest}/pwned")\n')
+    results, stdout = gradescope(adversary, prefix=("setpriv", "--bounding-set=-sys_admin", "--"))
+    validate(results)
+    assert results["score"] == 13 and "13/17" in stdout
+    assert "- changes outside the solution regions were not built (the instructor's text was used): " \
+           "CMakeLists.txt\n" in results["output"], results["output"]
+    with open(gradescope.last / "work" / "submission" / "build.log") as f:
+        assert "(no namespaces on this machine)" in f.read() and not os.path.exists(gradescope.last / "submission" / "pwned")
 
 
 def test_a_submission_that_does_not_build(gradescope):

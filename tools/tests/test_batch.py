@@ -140,12 +140,12 @@ def instructor_tree(base):
 
 
 def patch_kmain(tree, code):
-    """Puts @p code at the top of kmain(): in the test's own region."""
+    """Puts @p code at the top of kmain(): in the test's own region (below its visible marker)."""
     path = os.path.join(tree, KMAIN)
     with open(path) as f:
         text = f.read()
-    m = KMAIN_OPEN.search(text)
-    assert m, "kmain() not found"
+    m = re.search(r"// >>> lab 0: the test's own region.*\n", text)
+    assert m, "the region at the top of kmain() not found"
     write(tree, KMAIN, text[:m.end()] + code + text[m.end():])
 
 
@@ -212,7 +212,9 @@ def graded(tmp_path_factory, tree_cache):
     adversary = lab0_tree(root, sources, os.path.join(subs, "adversary"), solved=False)
     with open(os.path.join(adversary, "CMakeLists.txt")) as f:
         text = f.read()
-    write(adversary, "CMakeLists.txt", hostile_cmake(token + "-outside", attacked) + text + hostile_cmake(token, attacked))
+    end = text.index("# <<< lab 0")          # the region's last line: the attack goes in the region
+    write(adversary, "CMakeLists.txt", hostile_cmake(token + "-outside", attacked) + text[:end] +
+          hostile_cmake(token, attacked) + text[end:])
     write(adversary, "grade/conftest.py", "raise SystemExit('the submission's grader files ran')\n")
 
     csv_path = os.path.join(base, "grades.csv")

@@ -287,7 +287,8 @@ def test_a_drawing_with_a_wrong_address_is_named_at_its_line(layout):
            (60, "///  0xffff_ff00_0000_0000 +-------+ kTempMapBase")]
     physical = [(20, "0x0000_0000_0010_0000 +------+ <- kernel loaded here (1 MiB)"),
                 (26, "0x0000_0000_fee0_0000 | LAPIC registers (uncached) |")]
-    mistakes, checked = drawing_mistakes(named, boundaries, [("labs/x/README.md", old), ("labs/y/README.md", physical)])
+    mistakes, checked = drawing_mistakes(named, boundaries, [(os.path.join(paths.ROOT, "labs/x/README.md"), old),
+                                                             (os.path.join(paths.ROOT, "labs/y/README.md"), physical)])
     assert checked == 4
     assert [m.split(": ", 1)[0] for m in mistakes] == ["labs/x/README.md:53", "labs/x/README.md:55", "labs/x/README.md:60"]
     assert "labelled kUserStackBottom, which is 0x7fffffff7000 in the kernel" in mistakes[1]

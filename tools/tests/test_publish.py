@@ -37,10 +37,11 @@ def test_tree_of_lab1(tree, tmp_path):
     assert "int tail_line_stays_everywhere = 1;" in vm
     for rel in ("src/vm.cpp", "kernel.ld", "run.sh", "CMakeLists.txt", "tools/helper.py"):
         assert c.WORD + " " not in read(out, rel), rel                    # no marker left
-    assert read(out, "kernel.ld") == "SECTIONS {\n    " + c.LD_LAB0[0] + "\n}\n"
-    assert read(out, "CMakeLists.txt") == "project(demo)\n" + c.CMAKE_LAB1_SKEL[0] + "\n"
-    assert read(out, "tools/helper.py") == "def answer(value):\n" + c.PY_LAB2_SKEL[0] + "\n"
-    assert read(out, "run.sh") == "#!/bin/sh\n" + c.SH_LAB0[0] + "\n"
+    assert read(out, "kernel.ld") == ("SECTIONS {\n    /* >>> lab 0 */\n    " + c.LD_LAB0[0] +
+                                      "\n    /* <<< lab 0 */\n}\n")
+    assert read(out, "CMakeLists.txt") == "project(demo)\n# >>> lab 1\n" + c.CMAKE_LAB1_SKEL[0] + "\n# <<< lab 1\n"
+    assert read(out, "tools/helper.py") == "def answer(value):\n# >>> lab 2\n" + c.PY_LAB2_SKEL[0] + "\n# <<< lab 2\n"
+    assert read(out, "run.sh") == "#!/bin/sh\n# >>> lab 0\n" + c.SH_LAB0[0] + "\n# <<< lab 0\n"
     # untracked-but-not-ignored files are in; ignored ones are not; binary files are copied as-is
     assert "tools/helper.py" in files and "docs/markers.md" in files
     assert not os.path.exists(os.path.join(out, "ignored.txt"))
@@ -54,8 +55,8 @@ def test_tree_of_lab1(tree, tmp_path):
 def test_tree_of_lab0_is_all_skeleton(tree, tmp_path):
     out = str(tmp_path / "lab0")
     publish.publish_tree(0, out, tree)
-    assert read(out, "kernel.ld") == "SECTIONS {\n    " + c.LD_LAB0_SKEL[0] + "\n}\n"
-    assert read(out, "run.sh") == "#!/bin/sh\necho todo\n"
+    assert read(out, "kernel.ld") == "SECTIONS {\n    /* >>> lab 0 */\n    " + c.LD_LAB0_SKEL[0] + "\n    /* <<< lab 0 */\n}\n"
+    assert read(out, "run.sh") == "#!/bin/sh\n# >>> lab 0\necho todo\n# <<< lab 0\n"
     for lines in solution_lines().values():
         for line in lines:
             assert all(line.strip() not in read(out, rel)

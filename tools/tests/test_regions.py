@@ -18,6 +18,14 @@ def publish(text, lab, style=SLASH):
     return regions.render(parsed, lab)
 
 
+def shown(lab, lines, indent="", desc="", leader="//", close="", nl="\n"):
+    """A student's region as published: @p lines between its two visible markers."""
+    end = f" {close}" if close else ""
+    about = f": {desc}" if desc else ""
+    return (f"{indent}{leader} >>> lab {lab}{about}{end}{nl}" + "".join(lines) +
+            f"{indent}{leader} <<< lab {lab}{end}{nl}")
+
+
 def errors(text, style=SLASH, labs=LABS):
     return [(line, msg) for line, msg in parse(text, style, labs).errors]
 
@@ -48,13 +56,25 @@ CPP = ("int before;\n" +
        "int after;\n")
 
 
-def test_earlier_lab_keeps_the_solution_without_markers():
-    assert publish(CPP, 2) == "int before;\nvoid f() {\n  solve_it(1);\n  solve_it(2);\n}\nint after;\n"
+def test_earlier_lab_keeps_the_solution_between_visible_markers():
+    assert publish(CPP, 2) == ("int before;\nvoid f() {\n" +
+                               shown(1, ["  solve_it(1);\n", "  solve_it(2);\n"], "  ", "write f") +
+                               "}\nint after;\n")
 
 
 @pytest.mark.parametrize("lab", [0, 1])
 def test_this_or_a_later_lab_gets_the_uncommented_skeleton(lab):
-    assert publish(CPP, lab) == "int before;\nvoid f() {\n  panic(\"lab 1: write f()\");\n}\nint after;\n"
+    assert publish(CPP, lab) == ("int before;\nvoid f() {\n" +
+                                 shown(1, ["  panic(\"lab 1: write f()\");\n"], "  ", "write f") +
+                                 "}\nint after;\n")
+
+
+def test_the_layout_gives_each_region_s_lines_between_its_markers():
+    parsed = parse(CPP)
+    lines, spans = regions.layout(parsed, 2)
+    [(r, first, end)] = spans
+    assert r.lab == 1 and lines[first:end] == ["  solve_it(1);\n", "  solve_it(2);\n"]
+    assert lines[first - 1].strip() == "// >>> lab 1: write f" and lines[end].strip() == "// <<< lab 1"
 
 
 def test_region_without_skeleton_vanishes():
@@ -67,14 +87,14 @@ def test_uncommenting_strips_the_leader_and_one_space_only():
     text = (marker(0, "BEGIN") + "x\n" + marker(0, "SKELETON") +
             "    //   indented_more();\n" + "\t//tab_kept();\n" + "//\n" + "\n" + "    //\n" +
             marker(0, "END"))
-    assert publish(text, 0) == "      indented_more();\n\ttab_kept();\n\n\n\n"
+    assert publish(text, 0) == shown(0, ["      indented_more();\n", "\ttab_kept();\n", "\n", "\n", "\n"])
 
 
 def test_hash_style_for_cmake_python_shell_toml():
     text = ("keep = 1\n" + region(1, ["solution = 2"], ["skeleton = 0  # to do"], leader="#",
                                   indent="    ") + "end = 3\n")
-    assert publish(text, 1, HASH) == "keep = 1\n    skeleton = 0  # to do\nend = 3\n"
-    assert publish(text, 2, HASH) == "keep = 1\n    solution = 2\nend = 3\n"
+    assert publish(text, 1, HASH) == "keep = 1\n" + shown(1, ["    skeleton = 0  # to do\n"], "    ", leader="#") + "end = 3\n"
+    assert publish(text, 2, HASH) == "keep = 1\n" + shown(1, ["    solution = 2\n"], "    ", leader="#") + "end = 3\n"
 
 
 def test_block_style_for_linker_scripts():
@@ -82,8 +102,10 @@ def test_block_style_for_linker_scripts():
                                     indent="    ") + "}\n")
     assert "/* " + WORD + " 2 BEGIN */" in text
     assert "    /* . = 0x100000; */\n" in text
-    assert publish(text, 2, BLOCK) == "SECTIONS {\n    . = 0x100000;\n}\n"
-    assert publish(text, 3, BLOCK) == "SECTIONS {\n    . = KERNEL_VIRT_BASE;\n}\n"
+    assert publish(text, 2, BLOCK) == ("SECTIONS {\n" + shown(2, ["    . = 0x100000;\n"], "    ", leader="/*",
+                                                              close="*/") + "}\n")
+    assert publish(text, 3, BLOCK) == ("SECTIONS {\n" + shown(2, ["    . = KERNEL_VIRT_BASE;\n"], "    ", leader="/*",
+                                                              close="*/") + "}\n")
 
 
 def test_markers_may_be_indented_and_carry_a_description():
@@ -98,8 +120,8 @@ def test_crlf_line_endings_survive():
     text = ("a\r\n" + marker(1, "BEGIN").replace("\n", "\r\n") + "sol\r\n" +
             marker(1, "SKELETON").replace("\n", "\r\n") + "// skel\r\n" +
             marker(1, "END").replace("\n", "\r\n") + "b")
-    assert publish(text, 1) == "a\r\nskel\r\nb"
-    assert publish(text, 2) == "a\r\nsol\r\nb"
+    assert publish(text, 1) == "a\r\n" + shown(1, ["skel\r\n"], nl="\r\n") + "b"
+    assert publish(text, 2) == "a\r\n" + shown(1, ["sol\r\n"], nl="\r\n") + "b"
 
 
 def test_marker_text_that_is_not_alone_on_a_comment_line_is_text():
