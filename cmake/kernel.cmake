@@ -39,6 +39,7 @@ set(PAGODA_KERNEL_GENERIC_SOURCES
   ${CMAKE_SOURCE_DIR}/kernel/core/console.cpp
   ${CMAKE_SOURCE_DIR}/kernel/core/last_failure.cpp
   ${CMAKE_SOURCE_DIR}/kernel/lib/string.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/dev/virtio_blk.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/vm.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/window.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/frames.cpp
