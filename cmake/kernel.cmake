@@ -50,6 +50,7 @@ set(PAGODA_KERNEL_GENERIC_SOURCES
   ${CMAKE_SOURCE_DIR}/kernel/mm/temp_map_selftest.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/heap_allocator.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/vma_selftest.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/mm/swap_disk_selftest.cpp
   ${CMAKE_SOURCE_DIR}/kernel/proc/programs.cpp
   ${CMAKE_SOURCE_DIR}/kernel/proc/programs_selftest.cpp
   ${CMAKE_SOURCE_DIR}/kernel/proc/kernel_stack.cpp
