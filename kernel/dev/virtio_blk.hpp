@@ -10,7 +10,6 @@
 #pragma once
 
 #include "lib/types.hpp"
-#include "mm/base/addr.hpp"
 
 namespace pagoda::virtio_blk {
 
@@ -27,13 +26,4 @@ inline constexpr u64 kMinSlots = 64;
 /// features refused, ...); prints nothing when there is none. Once, before vm::init().
 void init();
 
-/// What the grader and GDB read of the swap disk (the symbol pagoda_swap_disk): zero until a
-/// disk is taken.
-struct Exported {
-  u64 transport;   ///< physical address of its virtio-mmio registers
-  u64 slots;       ///< slot_count()
-};
-
 }  // namespace pagoda::virtio_blk
-
-extern "C" pagoda::virtio_blk::Exported pagoda_swap_disk;
