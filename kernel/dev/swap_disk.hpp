@@ -4,7 +4,9 @@
 /// Lab 7's swap code keeps evicted pages here. The disk is given, not the lab's subject: a
 /// virtio-blk device found at boot (kernel/dev/virtio_blk.hpp). Every call is synchronous: it
 /// returns once the device has finished with the frame, so the frame may be reused or freed
-/// at once. Host tests link a fake of these four functions instead.
+/// at once. One request at a time: a call spins until the device is done, and the kernel never
+/// preempts kernel code, so no two calls overlap on the one CPU. A read that fails leaves the
+/// frame's contents undefined. Host tests link a fake of these four functions instead.
 #pragma once
 
 #include "lib/result.hpp"
