@@ -33,6 +33,8 @@ static_assert(kPageSize % kSectorSize == 0, "a slot is a whole number of sectors
 constexpr u64 kMaxPolls = u64(1) << 33;
 /// How many times a reset is polled to see the status read back as zero.
 constexpr u32 kMaxResetPolls = 1u << 20;
+/// How many times the configuration is read for a consistent capacity.
+constexpr u32 kMaxConfigReads = 1000;
 /// The status byte before the device writes it: no status the device defines.
 constexpr u8 kNoStatus = 0xff;
 /// The descriptors of the one chain every request uses.
@@ -73,8 +75,11 @@ class Transport {
  public:
   explicit Transport(u64 base) : base_(base) {}
 
+  /// The register at offset @p reg.
   u32 read(u32 reg) const { return arch::mmio_read32(layout::kMmioBase + base_ + reg); }
+  /// Writes @p value to the register at offset @p reg.
   void write(u32 reg, u32 value) const { arch::mmio_write32(layout::kMmioBase + base_ + reg, value); }
+  /// Its physical address.
   u64 base() const { return base_; }
 
   /// The 64 feature bits the device offers.
@@ -94,14 +99,15 @@ class Transport {
   /// Adds @p bits to the device status.
   void add_status(u32 bits) const { write(kRegStatus, read(kRegStatus) | bits); }
   /// The block device's capacity in sectors, read consistently (the generation counter does not
-  /// change across the two halves).
+  /// change across the two halves); 0, which no disk passes, when it never stops changing.
   u64 capacity_sectors() const {
-    for (;;) {
+    for (u32 n = 0; n < kMaxConfigReads; ++n) {
       const u32 before = read(kRegConfigGeneration);
       const u64 low = read(kRegConfig + kConfigCapacity);
       const u64 high = read(kRegConfig + kConfigCapacity + 4);
       if (read(kRegConfigGeneration) == before) return high << 32 | low;
     }
+    return 0;
   }
   /// Resets the device; false when it never reads back as reset.
   [[nodiscard]] bool reset() const {
@@ -266,14 +272,13 @@ void init() {
   for (const PhysRange& range : arch::virtio_mmio_transports()) {
     const Transport t(range.base.value());
     if (t.read(kRegMagic) != kMagic || t.read(kRegDeviceId) != kDeviceBlock) continue;
-    if (!set_up(t)) return;
+    // The kernel's map covers the registers of the block device found, used or refused.
     const Result<void> mapped = arch::add_device_range({range.base.align_down(kPageSize), kPageSize});
     if (mapped.is_error()) {
-      g_disk.live = false;
-      println("swap disk: virtio-blk at {:#x} given up: its registers cannot be mapped: {}", t.base(), mapped.error());
-      (void)t.reset();
+      println("swap disk: virtio-blk at {:#x} refused: its registers cannot be mapped: {}", t.base(), mapped.error());
       return;
     }
+    (void)set_up(t);
     return;
   }
 }
