@@ -39,6 +39,7 @@ set(PAGODA_KERNEL_GENERIC_SOURCES
   ${CMAKE_SOURCE_DIR}/kernel/core/console.cpp
   ${CMAKE_SOURCE_DIR}/kernel/core/last_failure.cpp
   ${CMAKE_SOURCE_DIR}/kernel/lib/string.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/dev/virtio_blk.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/vm.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/window.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/frames.cpp
@@ -49,6 +50,7 @@ set(PAGODA_KERNEL_GENERIC_SOURCES
   ${CMAKE_SOURCE_DIR}/kernel/mm/temp_map_selftest.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/heap_allocator.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/vma_selftest.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/mm/swap_disk_selftest.cpp
   ${CMAKE_SOURCE_DIR}/kernel/proc/programs.cpp
   ${CMAKE_SOURCE_DIR}/kernel/proc/programs_selftest.cpp
   ${CMAKE_SOURCE_DIR}/kernel/proc/kernel_stack.cpp

@@ -124,6 +124,18 @@ u32 gic_intid(Bytes interrupts, usize index) {
 constexpr StringView kGicV2Names[] = {"arm,cortex-a15-gic", "arm,gic-400", "arm,cortex-a9-gic"};
 constexpr StringView kPl011Names[] = {"arm,pl011"};
 constexpr StringView kTimerNames[] = {"arm,armv8-timer"};
+constexpr StringView kVirtioMmioNames[] = {"virtio,mmio"};
+
+/// Adds the transport @p range to @p dev's, which stay sorted highest address first; a full
+/// list keeps its highest.
+void add_virtio_mmio(PlatformDevices& dev, PhysRange range) {
+  usize at = 0;
+  while (at < dev.virtio_mmio_count && dev.virtio_mmio[at].base > range.base) ++at;
+  if (at == PlatformDevices::kMaxVirtioMmio) return;
+  if (dev.virtio_mmio_count < PlatformDevices::kMaxVirtioMmio) ++dev.virtio_mmio_count;
+  for (usize i = dev.virtio_mmio_count - 1; i > at; --i) dev.virtio_mmio[i] = dev.virtio_mmio[i - 1];
+  dev.virtio_mmio[at] = range;
+}
 
 /// What a node means, once all its properties are known. @p depth is 1 for the root.
 Result<void> finish_node(const Node& node, const Node* parent, usize depth, BootInfo& out, PlatformDevices& dev) {
@@ -145,6 +157,11 @@ Result<void> finish_node(const Node& node, const Node* parent, usize depth, Boot
   if (dev.gic_distributor == PhysAddr() && compatible_with_any(node.compatible, kGicV2Names)) {
     dev.gic_distributor = TRY(reg_address(0));
     dev.gic_cpu = TRY(reg_address(1));
+  }
+  if (compatible_with_any(node.compatible, kVirtioMmioNames)) {
+    TRY(reg.check());
+    if (reg.count() == 0) return Error::InvalidArgument;
+    add_virtio_mmio(dev, {PhysAddr(reg.address(0)), reg.size(0)});
   }
   if (compatible_with_any(node.compatible, kTimerNames)) {
     dev.timer_physical_intid = gic_intid(node.interrupts, kTimerPhysical);

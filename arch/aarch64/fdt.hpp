@@ -38,6 +38,11 @@ struct PlatformDevices {
   PhysAddr gic_cpu;          ///< GICv2 CPU interface (GICC registers)
   u32 timer_virtual_intid = 0;   ///< INTID of the EL1 virtual timer ("arm,armv8-timer")
   u32 timer_physical_intid = 0;  ///< INTID of the EL1 (non-secure) physical timer
+  /// The "virtio,mmio" transports (QEMU's virt has 32), highest address first: QEMU gives its
+  /// first -device the highest one. Those beyond kMaxVirtioMmio are left out.
+  static constexpr usize kMaxVirtioMmio = 32;
+  PhysRange virtio_mmio[kMaxVirtioMmio];
+  usize virtio_mmio_count = 0;
 };
 
 /// The size the FDT header at @p header claims (totalsize), after checking that the header is

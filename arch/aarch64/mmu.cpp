@@ -15,6 +15,7 @@
 #include "arch_impl/address_space.hpp"
 #include "arch_impl/layout.hpp"
 #include "arch_impl/page_table_format.hpp"
+#include "dev/platform.hpp"
 #include "mm/space/mmu.hpp"
 
 extern "C" char boot_tables_start[], boot_tables_end[], boot_entry_stack_bottom[], boot_entry_stack_top[];
@@ -34,7 +35,12 @@ static_assert(arch::layout::kWindowPhysBase == RAM_BASE, "the boot stub's window
 static_assert(Format::entry_span(1) == u64{1} << AARCH64_L1_BLOCK_SHIFT);
 
 constexpr u64 kGicRegisterBytes = 64 * KiB;
-PhysRange g_devices[3];
+/// The device registers the kernel maps: the UART and the GIC's two parts from the device tree,
+/// then what drivers add (add_device_range(): the swap disk's transport).
+constexpr usize kMaxAddedDevices = 2;
+PhysRange g_devices[3 + kMaxAddedDevices];
+constinit PhysRange g_added_devices[kMaxAddedDevices] = {};
+constinit usize g_added_count = 0;
 
 u64 ttbr_value(PhysAddr root, u16 asid) { return root.value() | (u64(asid) << aarch64::kTtbrAsidShift); }
 
@@ -189,7 +195,14 @@ Span<const PhysRange> device_ranges() {
   if (d.uart != PhysAddr()) g_devices[n++] = {d.uart, Format::kPageSize};
   if (d.gic_distributor != PhysAddr()) g_devices[n++] = {d.gic_distributor, kGicRegisterBytes};
   if (d.gic_cpu != PhysAddr()) g_devices[n++] = {d.gic_cpu, kGicRegisterBytes};
+  for (usize i = 0; i < g_added_count; ++i) g_devices[n++] = g_added_devices[i];
   return {g_devices, n};
+}
+
+Result<void> add_device_range(PhysRange range) {
+  if (g_added_count == kMaxAddedDevices) return Error(Error::Overflow, "the AArch64 list of devices to map is full");
+  g_added_devices[g_added_count++] = range;
+  return {};
 }
 
 PhysRange boot_page_tables() {

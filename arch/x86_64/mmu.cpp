@@ -5,6 +5,7 @@
 #include "arch/x86_64/mmu_hw.hpp"
 #include "arch_impl/layout.hpp"
 #include "arch_impl/page_table_format.hpp"
+#include "dev/platform.hpp"
 #include "mm/space/mmu.hpp"
 
 extern "C" char boot_tables_start[], boot_tables_end[], boot_entry_stack_bottom[], boot_entry_stack_top[];
@@ -28,7 +29,11 @@ constexpr u64 kEferNoExecuteEnable = 1u << 11;
 /// The local APIC's registers (one page); where IA32_APIC_BASE points after reset.
 constexpr u64 kLapicBase = 0xfee0'0000;
 
-constinit PhysRange g_devices[] = {{PhysAddr(kLapicBase), Format::kPageSize}};
+/// The device registers the kernel maps: the local APIC, then what drivers add
+/// (add_device_range(): the swap disk's transport).
+constexpr usize kMaxDevices = 4;
+constinit PhysRange g_devices[kMaxDevices] = {{PhysAddr(kLapicBase), Format::kPageSize}};
+constinit usize g_device_count = 1;
 
 void write_cr3(u64 value) { asm volatile("mov %0, %%cr3" ::"r"(value) : "memory"); }
 void write_cr4(u64 value) { asm volatile("mov %0, %%cr4" ::"r"(value) : "memory"); }
@@ -80,7 +85,13 @@ void zero_page(void* page) {
   asm volatile("rep stosq" : "+D"(page), "+c"(words) : "a"(u64{0}) : "memory");
 }
 
-Span<const PhysRange> device_ranges() { return {g_devices, array_size(g_devices)}; }
+Span<const PhysRange> device_ranges() { return {g_devices, g_device_count}; }
+
+Result<void> add_device_range(PhysRange range) {
+  if (g_device_count == kMaxDevices) return Error(Error::Overflow, "the x86_64 list of devices to map is full");
+  g_devices[g_device_count++] = range;
+  return {};
+}
 
 PhysRange boot_page_tables() {
   const u64 start = reinterpret_cast<u64>(boot_tables_start);

@@ -102,6 +102,7 @@ class Run:
     # The boot's guest RAM as it was when the boot ended (audit.Remains; witnessed boots only):
     # what the audit of the kernel's records reads at a failure (audit.findings).
     remains: object = field(default=None, repr=False)
+    swap_image: str | None = None     # the swap disk's image file, when the boot had one
 
     @property
     def faults(self):
@@ -466,7 +467,7 @@ class Booter:
         return os.environ.get("PAGODA_GRADE_TOKEN") or new_token()
 
     def __call__(self, test=None, memory=qemu.DEFAULT_MEMORY, extra_cmdline="", token=None,
-                 args=None, witness=None, inspect=None):
+                 args=None, witness=None, inspect=None, swap=None):
         """Boots once and returns the Run.
 
         @p args are inputs the test chose, put on the command line as key=value words.
@@ -478,7 +479,12 @@ class Booter:
 
         @p inspect, a callable taking a witness.Snapshot, is for kernels that announce the moment
         themselves (the debugging tools' fixtures): the guest is stopped when it prints
-        `inspect: ready`, and the callable looks at it. Graded tests pick their moments."""
+        `inspect: ready`, and the callable looks at it. Graded tests pick their moments.
+
+        @p swap attaches a swap disk: its size in bytes, or a dict of qemu.SwapDisk's options
+        (size, readonly, modern, device, failing_slot). Its image, made in the boot's directory,
+        is Run.swap_image (read it once the boot has ended); QEMU's trace of its requests is in
+        the boot's qemu.log, beside the exceptions."""
         if inspect is not None:
             witness = _at_inspect_ready(inspect)
         if self.programs and self.count == 0:
@@ -505,8 +511,10 @@ class Booter:
             extra = ["-chardev", f"socket,id=pagoda-gdb,fd={theirs.fileno()}", "-gdb", "chardev:pagoda-gdb", "-S",
                      "-object", f"memory-backend-memfd,id=pagoda-ram,size={memory},share=on",
                      "-machine", "memory-backend=pagoda-ram"]
+        disk = None if swap is None else qemu.SwapDisk(directory, **(swap if isinstance(swap, dict) else
+                                                                     {"size": swap}))
         argv = qemu.command(self.kernel, cmdline, arch=self.arch, memory=memory, serial="stdio",
-                            log_items="int,cpu_reset", log_file=qemu_log, extra=extra)
+                            log_items="int,cpu_reset", log_file=qemu_log, extra=extra, swap=disk)
         with open(os.path.join(directory, "command"), "w") as f:
             f.write(" ".join(argv) + "\n")
 
@@ -553,7 +561,8 @@ class Booter:
                   directory=directory, log=faultlog.parse_file(qemu_log, self.arch, self.kernel_names),
                   symbolizer=self.symbolizer, arch=self.arch, args=dict(args or {}),
                   stop_kind=session.stop_kind, stop_reason=session.stop_reason, witness=witness_result,
-                  witness_failure=witness_failure, watch_problems=self.watch_problems, remains=self._remains)
+                  witness_failure=witness_failure, watch_problems=self.watch_problems, remains=self._remains,
+                  swap_image=disk.image if disk else None)
         self.last_boot = (token, directory)
         if self._remains is not None:
             self._remains.boot = self.last_boot

@@ -40,6 +40,7 @@ enum class ErrorCode : u8 {
   Overflow,         ///< a fixed-size buffer or table is full
   Unsupported,      ///< the hardware or the boot protocol cannot do it
   NotImplemented,   ///< a lab skeleton: the student has not written this yet
+  IoError,          ///< a device reported that a transfer failed (or never finished it)
 };
 
 /// The name of an error code, for reports.
@@ -52,6 +53,7 @@ constexpr const char* error_name(ErrorCode code) {
     case ErrorCode::Overflow: return "overflow";
     case ErrorCode::Unsupported: return "unsupported";
     case ErrorCode::NotImplemented: return "not implemented yet (a lab skeleton)";
+    case ErrorCode::IoError: return "I/O error";
   }
   return "unknown error";
 }
@@ -76,6 +78,7 @@ struct Error {
   static constexpr ErrorCode Overflow = ErrorCode::Overflow;
   static constexpr ErrorCode Unsupported = ErrorCode::Unsupported;
   static constexpr ErrorCode NotImplemented = ErrorCode::NotImplemented;
+  static constexpr ErrorCode IoError = ErrorCode::IoError;
   /// @}
 
   /// An error made here: the default arguments take the caller's file and line.

@@ -6,6 +6,7 @@
 #include "core/panic.hpp"
 #include "core/runtime.hpp"
 #include "core/selftest.hpp"
+#include "dev/virtio_blk.hpp"
 #include "lib/proof.hpp"
 #include "mm/base/layout.hpp"
 #include "mm/vm.hpp"
@@ -54,6 +55,8 @@ void kmain(const BootInfo& boot) {
   println("Pagoda {} ({}) booted; token={}", kVersion, arch::name(), token);
   println("cmdline: \"{}\"{}", boot.cmdline(), boot.cmdline_truncated ? " (truncated)" : "");
   print_memory_map(boot, token);
+  // Before vm::init: the disk's registers join the devices the kernel's map covers.
+  virtio_blk::init();
 
   const Result<void> vm_ok = vm::init(boot);
   if (vm_ok.ok()) vm::enter_kernel_space(kmain_running, boot);  // never returns

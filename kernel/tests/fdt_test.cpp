@@ -133,6 +133,8 @@ FdtBuilder qemu_virt(const std::string& bootargs = "token=abc test=pf") {
       .cells("interrupts", {1, 13, 0x104, 1, 14, 0x104, 1, 11, 0x104, 1, 10, 0x104})
       .strings("compatible", {"arm,armv8-timer", "arm,armv7-timer"})
       .end();
+  for (const u32 at : {0x0a000000u, 0x0a003e00u, 0x0a000200u})  // QEMU makes 32, in no order we rely on
+    b.begin("virtio_mmio").cells("reg", {0, at, 0, 0x200}).string("compatible", "virtio,mmio").end();
   b.begin("chosen").string("stdout-path", "/pl011@9000000");
   if (!bootargs.empty()) b.string("bootargs", bootargs);
   b.end();
@@ -169,6 +171,33 @@ TEST(Fdt, ReadsQemuVirtMemoryCommandLineAndDevices) {
   EXPECT_EQ(p.devices.gic_cpu.value(), 0x08010000u);
   EXPECT_EQ(p.devices.timer_virtual_intid, 27u);   // PPI 11
   EXPECT_EQ(p.devices.timer_physical_intid, 30u);  // PPI 14
+  // The virtio-mmio transports, highest first (QEMU gives its first -device the highest).
+  ASSERT_EQ(p.devices.virtio_mmio_count, 3u);
+  EXPECT_EQ(p.devices.virtio_mmio[0].base.value(), 0x0a003e00u);
+  EXPECT_EQ(p.devices.virtio_mmio[1].base.value(), 0x0a000200u);
+  EXPECT_EQ(p.devices.virtio_mmio[2].base.value(), 0x0a000000u);
+  EXPECT_EQ(p.devices.virtio_mmio[0].size, 0x200u);
+}
+
+TEST(Fdt, VirtioMmioTransportsBeyondTheListKeepTheHighest) {
+  FdtBuilder b;
+  b.begin("").cells("#address-cells", {1}).cells("#size-cells", {1});
+  const usize n = PlatformDevices::kMaxVirtioMmio + 3;
+  for (usize i = 0; i < n; ++i)
+    b.begin("virtio_mmio").cells("reg", {u32(0x1000 + i * 0x200), 0x200}).string("compatible", "virtio,mmio").end();
+  b.begin("virtio_mmio").string("compatible", "virtio,mmio").end();   // no reg: malformed
+  b.end();
+  EXPECT_EQ(parse(b.build()).result.error(), Error::InvalidArgument);
+  FdtBuilder good;
+  good.begin("").cells("#address-cells", {1}).cells("#size-cells", {1});
+  for (usize i = 0; i < n; ++i)
+    good.begin("virtio_mmio").cells("reg", {u32(0x1000 + i * 0x200), 0x200}).string("compatible", "virtio,mmio").end();
+  good.end();
+  const Parsed p = parse(good.build());
+  ASSERT_TRUE(p.result.ok());
+  ASSERT_EQ(p.devices.virtio_mmio_count, PlatformDevices::kMaxVirtioMmio);
+  EXPECT_EQ(p.devices.virtio_mmio[0].base.value(), 0x1000u + (n - 1) * 0x200u);
+  EXPECT_EQ(p.devices.virtio_mmio[PlatformDevices::kMaxVirtioMmio - 1].base.value(), 0x1000u + 3 * 0x200u);
 }
 
 TEST(Fdt, ReservationsAndReservedMemoryCarveUsableRam) {

@@ -1,5 +1,5 @@
-"""The boot options `./pagoda run` and `./pagoda gdb` share: the machine (--arch, --memory) and
-the kernel's command line (--test, --cmdline), declared once, and the command line made from
+"""The boot options `./pagoda run` and `./pagoda gdb` share: the machine (--arch, --memory, --swap)
+and the kernel's command line (--test, --cmdline), declared once, and the command line made from
 them once.
 
 `./pagoda gdb` takes them twice: as its own options, and after `--` as for `./pagoda run`
@@ -8,7 +8,7 @@ overrides the first.
 """
 from pagoda_core import paths, qemu
 
-NAMES = ("arch", "memory", "test", "cmdline")
+NAMES = ("arch", "memory", "swap", "test", "cmdline")
 
 
 def add(parser, defaults=True):
@@ -18,6 +18,10 @@ def add(parser, defaults=True):
     parser.add_argument("--memory", "-m", default=qemu.DEFAULT_MEMORY if defaults else None, metavar="SIZE",
                         type=qemu.memory_size,
                         help=f"guest RAM, as QEMU's -m takes it (default {qemu.DEFAULT_MEMORY})")
+    parser.add_argument("--swap", metavar="SIZE", type=swap_size,
+                        help=f"attach a swap disk of SIZE (16M, 1G: a sparse image in the boot's "
+                             f"directory), or 'off'; default {qemu.DEFAULT_SWAP} from lab {qemu.SWAP_LAB} "
+                             "on, off before")
     parser.add_argument("--test", metavar="NAME", help="run the kernel self-test NAME (test=NAME)")
     parser.add_argument("--cmdline", default="" if defaults else None, metavar="TEXT",
                         help="more kernel command line words")
@@ -27,3 +31,19 @@ def kernel_cmdline(test, *words):
     """The kernel's command line: test=@p test when a self-test is asked for, then @p words (an
     empty one is left out)."""
     return " ".join(filter(None, [f"test={test}" if test else "", *words]))
+
+
+def swap_size(text):
+    """argparse type of --swap: a size as -m takes it, or 'off'."""
+    return text if text == "off" else qemu.memory_size(text)
+
+
+def swap_disk(option, directory):
+    """The qemu.SwapDisk of a boot given --swap @p option (None: not given), its image made in
+    @p directory; None for no disk. Not given: a disk of DEFAULT_SWAP from SWAP_LAB on, and in
+    the reference tree (it has every lab)."""
+    if option is None:
+        from . import labstatus
+        lab = labstatus.current_lab()
+        option = "off" if lab is not None and lab < qemu.SWAP_LAB else qemu.DEFAULT_SWAP
+    return None if option == "off" else qemu.SwapDisk(directory, qemu.memory_mib(option) << 20)

@@ -282,7 +282,7 @@ def _boot_options(args):
         raise PagodaError(f"bad run options after --: {' '.join(rest)}") from None
     if unknown:
         raise PagodaError(f"unknown run options after --: {' '.join(unknown)} "
-                          "(known: --arch, --memory, --test, --cmdline)")
+                          "(known: --arch, --memory, --swap, --test, --cmdline)")
     for name in bootopts.NAMES:
         if getattr(extra, name) is not None:
             setattr(args, name, getattr(extra, name))
@@ -334,7 +334,8 @@ def cmd_gdb(args):
     argv = qemu.command(kernel, bootopts.kernel_cmdline(args.test, args.cmdline), arch=args.arch,
                         memory=args.memory, serial=f"file:{serial_log}",
                         log_items="int,cpu_reset" if qemu_log else None, log_file=qemu_log,
-                        gdb_socket=socket, paused=True, extra=QEMU_DEBUG_ARGS + exits.qemu_args())
+                        gdb_socket=socket, paused=True, extra=QEMU_DEBUG_ARGS + exits.qemu_args(),
+                        swap=bootopts.swap_disk(args.swap, workdir))
     old_handlers = {}
 
     def terminate(signum, frame):

@@ -6,8 +6,9 @@ Checked by `./pagoda test` (tools/tests/test_layers.py) on the real tree:
             other folders: it is the bottom);
   order     the kernel's folders include only their own folder and those below it, bottom first:
             lib, mm/base (the memory vocabulary), boot (what the boot protocol hands over), core
-            (the CPU seam, panic, lab, the command line, the self-test registry), mm, proc, and
-            main (kmain, the C++ runtime) on top. kernel/tests (host tests) may include anything;
+            (the CPU seam, panic, lab, the command line, the self-test registry), dev (the swap
+            disk's driver: below mm, whose swap code uses it), mm, proc, and main (kmain, the C++
+            runtime) on top. kernel/tests (host tests) may include anything;
             a file in no folder of that list is itself a problem;
   mm        kernel/mm reaches the arch only through its seam headers
             (arch_impl/page_table_format.hpp, address_space.hpp, layout.hpp), never arch/<isa>/;
@@ -42,7 +43,7 @@ SOURCE_SUFFIXES = (".hpp", ".h", ".cpp")
 MM_ARCH_SEAMS = ("arch_impl/page_table_format.hpp", "arch_impl/address_space.hpp", "arch_impl/layout.hpp")
 # The kernel's folders, bottom first. mm/base, the memory vocabulary (addresses, pages, layout,
 # permissions), sits below the rest of mm: the boot memory map and the self-tests speak it.
-KERNEL_FOLDERS = ("lib", "mm/base", "boot", "core", "mm", "proc", "main")
+KERNEL_FOLDERS = ("lib", "mm/base", "boot", "core", "dev", "mm", "proc", "main")
 KERNEL_UNCHECKED = ("tests",)   # host tests over the kernel's code: they may include anything
 # kernel/mm's folders, bottom first; "" is kernel/mm itself, the top.
 MM_FOLDERS = ("base", "pt", "phys", "space", "tempmap", "")

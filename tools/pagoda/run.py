@@ -129,13 +129,15 @@ def cmd_run(args):
     view_dir = tempfile.mkdtemp(prefix="pagoda-memview-") if args.memview else None
     view_socket = os.path.join(view_dir, "gdb.sock") if view_dir else None
     extra = stub.qemu_args() if stub else ({"gdb_socket": view_socket} if view_socket else {})
+    swap = bootopts.swap_disk(args.swap, paths.build_dir(args.arch))
     argv = qemu.command(kernel, cmdline, arch=args.arch, memory=args.memory, serial="mon:stdio",
-                        log_items="cpu_reset", log_file=log, **extra)
+                        log_items="cpu_reset", log_file=log, swap=swap, **extra)
     keyboard = sys.stdin.fileno() if args.memview else None
     saved_tty = None
     if keyboard is not None and os.isatty(keyboard):
         saved_tty = termios.tcgetattr(keyboard)
-    info(f"booting {os.path.relpath(kernel, paths.ROOT)} in QEMU ({args.arch}, {args.memory}); "
+    info(f"booting {os.path.relpath(kernel, paths.ROOT)} in QEMU ({args.arch}, {args.memory}"
+         + (f", swap disk {os.path.relpath(swap.image, paths.ROOT)}" if swap else "") + "); "
          "quit with Ctrl-A X" + ("; Ctrl-A M shows physical memory" if args.memview else ""))
     # Same process group as us, so the terminal's signals reach it; it still dies with us.
     proc = qemu.spawn(argv, new_group=False, stdout=subprocess.PIPE,

@@ -16,6 +16,7 @@ import subprocess
 import threading
 from pagoda_pt.isa import MACHINES
 from pagoda_pt.machines import Machine
+from pagoda_pt.model import PAGE_SIZE_4K
 
 from . import paths
 from .ui import PagodaError
@@ -100,9 +101,58 @@ def cpu_model(arch=paths.DEFAULT_ARCH):
     return choose_cpu(m.cpu_models, available_cpus(m.binary) or ())
 
 
+# ---- The swap disk (lab 7; docs/boot.md, "The swap disk") -------------------------------------
+
+SWAP_LAB = 7             # `./pagoda run` attaches a swap disk from this lab on (and in the reference tree)
+DEFAULT_SWAP = "16M"
+SWAP_IMAGE = "swap.img"  # the image's name in the boot's own directory
+SECTOR_BYTES = 512       # the unit of a virtio-blk request's position; a slot is a page (PAGE_SIZE_4K)
+# QEMU's trace of each request, logged with -d beside the exceptions: virtio_blk_handle_write and
+# virtio_blk_handle_read ("sector S nsectors N") when the device takes it, virtio_blk_req_complete
+# ("status S") when it answers.
+SWAP_TRACE = "trace:virtio_blk_handle_*,trace:virtio_blk_req_complete"
+
+
+class SwapDisk:
+    """A swap disk for one boot: the raw image @p directory/swap.img, created sparse at @p size
+    bytes (an old one replaced), on a virtio-blk device behind virtio-mmio's modern interface,
+    the one the kernel speaks. A bad disk for a test: @p readonly (the device offers
+    VIRTIO_BLK_F_RO), @p modern False (QEMU's legacy default, version 1), @p device (more
+    virtio-blk-device properties: "iommu_platform=on" offers a feature the kernel does not take,
+    so negotiation fails), @p failing_slot (QEMU's blkdebug fails every write to that slot with
+    EIO, which the device answers with VIRTIO_BLK_S_IOERR). @p pages, {slot: bytes}, are
+    written into the image first (for a test of reads)."""
+
+    def __init__(self, directory, size, readonly=False, modern=True, device="", failing_slot=None, pages=None):
+        self.image = os.path.join(directory, SWAP_IMAGE)
+        self.readonly, self.modern, self.device = readonly, modern, device
+        if os.path.lexists(self.image):
+            os.unlink(self.image)
+        with open(self.image, "wb") as f:
+            f.truncate(size)
+            for slot, data in (pages or {}).items():
+                f.seek(slot * PAGE_SIZE_4K)
+                f.write(data)
+        self.file = self.image
+        if failing_slot is not None:
+            rules = os.path.join(directory, "swap.blkdebug")
+            with open(rules, "w") as f:
+                f.write(f'[inject-error]\nevent = "write_aio"\nerrno = "5"\n'
+                        f'sector = "{failing_slot * PAGE_SIZE_4K // SECTOR_BYTES}"\nonce = "off"\n')
+            self.file = f"blkdebug:{rules}:{self.image}"
+
+    def args(self):
+        """QEMU's arguments that attach the disk."""
+        drive = f"file={self.file.replace(',', ',,')},format=raw,if=none,id=pagoda-swap"
+        return [*(("-global", "virtio-mmio.force-legacy=false") if self.modern else ()),
+                "-drive", drive + (",readonly=on" if self.readonly else ""),
+                "-device", "virtio-blk-device,drive=pagoda-swap" + (f",{self.device}" if self.device else "")]
+
+
 def command(kernel, cmdline="", arch=paths.DEFAULT_ARCH, memory=DEFAULT_MEMORY, serial="stdio",
-            log_items=None, log_file=None, gdb_socket=None, paused=False, extra=()):
-    """The QEMU argument vector that boots @p kernel with @p cmdline."""
+            log_items=None, log_file=None, gdb_socket=None, paused=False, extra=(), swap=None):
+    """The QEMU argument vector that boots @p kernel with @p cmdline (and the SwapDisk @p swap,
+    whose requests join the log when there is one)."""
     m = MACHINES[arch]
     model = cpu_model(arch)
     argv = [m.binary, *machine_args(arch), *(("-cpu", model) if model else ()), "-nodefaults", "-display", "none", "-no-reboot",
@@ -110,13 +160,15 @@ def command(kernel, cmdline="", arch=paths.DEFAULT_ARCH, memory=DEFAULT_MEMORY, 
     if cmdline:
         argv += ["-append", cmdline]
     if log_items:
-        argv += ["-d", log_items]
+        argv += ["-d", f"{log_items},{SWAP_TRACE}" if swap else log_items]
     if log_file:
         argv += ["-D", log_file]
     if gdb_socket:
         argv += ["-chardev", f"socket,path={gdb_socket},server=on,wait=off,id=gdb0", "-gdb", "chardev:gdb0"]
     if paused:
         argv += ["-S"]
+    if swap:
+        argv += swap.args()
     return argv + list(extra)
 
 
