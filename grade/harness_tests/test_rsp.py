@@ -1,5 +1,6 @@
 """The GDB remote-protocol client (grade/pagoda_grade/rsp.py) against real QEMUs: x86_64 with the
-kernel, AArch64 with a small program that loads known values into its translation registers."""
+kernel, AArch64 with a small program that loads known values into its translation registers; and
+against a stub the test plays, for the File-I/O requests a guest's semihosting call makes."""
 import shutil
 import socket
 import subprocess
@@ -133,3 +134,41 @@ def test_aarch64_translation_registers_by_name(tmp_path):
     finally:
         client.kill()
         qemu.kill_group(proc)
+
+
+def _stub_reads(sock, size, timeout):
+    """The first @p size bytes the client sent the stub on @p sock."""
+    sock.settimeout(timeout)
+    got = b""
+    while len(got) < size:
+        data = sock.recv(4096)
+        assert data, got
+        got += data
+    return got
+
+
+@pytest.mark.parametrize("interrupted", [False, True])
+def test_file_io_requests_are_refused_and_the_wait_goes_on(interrupted):
+    """A guest's semihosting call reaches the debugger as a File-I/O request (AArch64 runs with
+    -semihosting-config target=gdb): the client answers it with a failure itself, EPERM, or
+    EINTR with the Ctrl-C flag while an interrupt is pending (QEMU then stops the guest with T02),
+    records it, and goes on waiting for the stop."""
+    ours, stub = socket.socketpair()
+    client = rsp.RspClient(ours, timeout=scaled(10))
+    try:
+        stub.sendall(b"+")                         # the ack of the continue
+        client.cont()
+        if interrupted:
+            client.send_interrupt()
+        # The request, the ack of the client's answer, the stop.
+        stub.sendall(rsp.frame("Fopen,40001000/d,601,1a4") + b"+" + rsp.frame("T02" if interrupted else "T05thread:01;"))
+        reply = client.wait_stop()
+        assert reply.signal == (2 if interrupted else 5)
+        assert client.refused_file_io == ["Fopen,40001000/d,601,1a4"]
+        # the continue, the interrupt, the request acked, then the refusal and the stop acked
+        expected = (b"$c#63" + (b"\x03" if interrupted else b"") + b"+"
+                    + rsp.frame("F-1,4,C" if interrupted else "F-1,1") + b"+")
+        assert _stub_reads(stub, len(expected), scaled(10)) == expected
+    finally:
+        client.close()
+        stub.close()

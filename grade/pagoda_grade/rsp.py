@@ -22,6 +22,10 @@ Only the standard library is used. The packets (see GDB's manual, "Remote Protoc
     c                     continue; the answer (a stop reply) comes when the guest stops
     0x03 (a raw byte)     interrupt the running guest
     D                     detach (the guest runs on, breakpoints removed); k kills
+    F<call>,<args>        (from the stub, while the guest runs) a File-I/O request: the guest's
+                          semihosting call asks the debugger to open, read, write... a host file
+                          (AArch64 runs with -semihosting-config target=gdb). Always refused,
+                          F-1,<EPERM> (pagoda_core/stubguard.py), and the wait for the stop goes on.
 
 Register numbers come from the target description: registers are numbered in the order the
 XML files list them, a `regnum` attribute restarting the count.
@@ -32,6 +36,7 @@ import socket
 import time
 
 from pagoda_core import speed
+from pagoda_core.stubguard import file_io_refusal, is_file_io_request
 from pagoda_pt.isa import isa
 
 # Seconds to wait for an answer, on the reference machine (scaled by the speed factor).
@@ -146,6 +151,9 @@ class RspClient:
         self._features = {}
         self.running = False
         self._phys = False
+        self._interrupting = False
+        # The File-I/O requests the guest made (each refused), as the stub sent them.
+        self.refused_file_io = []
 
     # ---- framing -------------------------------------------------------------------------------
 
@@ -398,16 +406,35 @@ class RspClient:
         self.running = True
 
     def wait_stop(self, timeout=None):
-        """Waits until the running guest stops (a breakpoint, an interrupt); the StopReply."""
+        """Waits until the running guest stops (a breakpoint, an interrupt); the StopReply. A
+        File-I/O request meanwhile is refused (refuse_file_io) and the wait goes on."""
         if not self.running:
             raise RspError("the guest is not running")
-        reply = StopReply(self._read_packet(timeout).decode("latin-1"))
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        while True:
+            payload = self._read_packet(max(0.0, deadline - time.monotonic()))
+            if not is_file_io_request(payload):
+                break
+            self.refuse_file_io(payload)
         self.running = False
-        return reply
+        self._interrupting = False
+        return StopReply(payload.decode("latin-1"))
+
+    def refuse_file_io(self, payload):
+        """Answers the File-I/O request @p payload with a failure and no host access: EPERM, and
+        QEMU resumes the guest (the call returns -1); when an interrupt is pending, EINTR with
+        the Ctrl-C flag, and QEMU stops the guest (T02) instead."""
+        self.refused_file_io.append(payload.decode("latin-1"))
+        self._send(file_io_refusal(self._interrupting))
+
+    def send_interrupt(self):
+        """Asks the running guest to stop (a raw 0x03 byte); wait_stop() collects the stop reply."""
+        self._sendall(b"\x03")
+        self._interrupting = True
 
     def interrupt(self, timeout=None):
-        """Stops the running guest now (a raw 0x03 byte) and returns the stop reply."""
-        self._sendall(b"\x03")
+        """Stops the running guest now and returns the stop reply."""
+        self.send_interrupt()
         return self.wait_stop(timeout)
 
     def detach(self):

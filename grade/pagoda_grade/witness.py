@@ -1001,7 +1001,7 @@ class Guest:
                 raise BootEnded("QEMU reported that the guest exited")
         except RspTimeout:
             self.session.check()
-            self.client.sock.sendall(b"\x03")
+            self.client.send_interrupt()
             self._wait(what)
             return
         except RspError as e:
@@ -1031,7 +1031,7 @@ class Guest:
         while time.monotonic() < end:
             self.session.check()
             time.sleep(min(0.01, max(0.0, end - time.monotonic())))
-        self.client.sock.sendall(b"\x03")
+        self.client.send_interrupt()
         self._wait(self.waiting_for)
         return self.snapshot()
 
@@ -1053,7 +1053,7 @@ class Guest:
         while time.monotonic() < end:
             self.session.check()
             time.sleep(0.005)
-        self.client.sock.sendall(b"\x03")
+        self.client.send_interrupt()
         self._wait(self.waiting_for)
         return self.snapshot()
 

@@ -5,6 +5,8 @@
 builds the kernel, starts QEMU paused (-S) with its gdbstub on a unix socket in a fresh
 private temporary directory (so concurrent sessions never collide on a port), and runs
 gdb-multiarch on build/<arch>/kernel.elf with Pagoda's helpers (tools/gdb/pagoda_gdb) loaded.
+GDB reaches the gdbstub through a StubGuard (pagoda_core/stubguard.py), which refuses the
+guest's semihosting File-I/O: GDB would otherwise open, read and write host files for it.
 The helper `pagoda-attach` connects and runs QEMU's firmware up to the kernel's ELF entry.
 
 The guest's serial console goes to serial.log in that directory, not to the terminal, so it
@@ -29,6 +31,7 @@ import time
 
 from . import bootopts, deps
 from pagoda_core import build, kernelinfo, paths, qemu
+from pagoda_core.stubguard import StubGuard
 from pagoda_core.ui import PagodaError, info
 
 GDB = "gdb-multiarch"
@@ -215,15 +218,20 @@ class GdbStub:
         self.exits = ExitWatch(os.path.join(self.dir, "qmp.sock") if self.dir else self.socket + ".qmp")
         if not self.dir and os.path.exists(self.exits.path):
             os.unlink(self.exits.path)
+        # QEMU's own gdbstub socket, private; the debugger is given the guard's (self.socket).
+        self.stub_dir = private_dir()
+        self.stub_socket = os.path.join(self.stub_dir, "qemu-gdb.sock")
+        self.guard = StubGuard(self.socket, self.stub_socket)
         write_autoload(arch)
 
     def qemu_args(self):
         """Keyword arguments for qemu.command()."""
-        return {"gdb_socket": self.socket, "paused": True, "extra": QEMU_DEBUG_ARGS + self.exits.qemu_args()}
+        return {"gdb_socket": self.stub_socket, "paused": True, "extra": QEMU_DEBUG_ARGS + self.exits.qemu_args()}
 
     def announce(self, proc):
         """Prints the ready line once QEMU listens (editors wait for it), then how to attach."""
-        wait_for_socket(self.socket, proc)
+        wait_for_socket(self.stub_socket, proc)
+        self.guard.start()
         self.exits.start(proc)
         self.ready = True
         info(READY_PREFIX + self.socket)
@@ -232,6 +240,8 @@ class GdbStub:
              f"{os.path.relpath(paths.kernel_elf(self.arch))} -ex 'pagoda-attach {self.socket}'")
 
     def close(self):
+        self.guard.close()
+        shutil.rmtree(self.stub_dir, ignore_errors=True)
         if self.dir:
             shutil.rmtree(self.dir, ignore_errors=True)
             return
@@ -327,29 +337,32 @@ def cmd_gdb(args):
     kernelinfo.check_boot_arguments(kernel, args.arch, args.memory, args.test)
     write_autoload(args.arch)
     workdir = private_dir()
-    socket = os.path.join(workdir, "gdb.sock")
+    socket = os.path.join(workdir, "gdb.sock")            # GDB's: the guard's
+    stub_socket = os.path.join(workdir, "qemu-gdb.sock")  # QEMU's gdbstub
     serial_log = os.path.join(workdir, "serial.log")
     qemu_log = os.path.join(workdir, "qemu-int.log") if args.int_log else None
     exits = ExitWatch(os.path.join(workdir, "qmp.sock"))
     argv = qemu.command(kernel, bootopts.kernel_cmdline(args.test, args.cmdline), arch=args.arch,
                         memory=args.memory, serial=f"file:{serial_log}",
                         log_items="int,cpu_reset" if qemu_log else None, log_file=qemu_log,
-                        gdb_socket=socket, paused=True, extra=QEMU_DEBUG_ARGS + exits.qemu_args(),
+                        gdb_socket=stub_socket, paused=True, extra=QEMU_DEBUG_ARGS + exits.qemu_args(),
                         swap=bootopts.swap_disk(args.swap, workdir))
     old_handlers = {}
 
     def terminate(signum, frame):
         raise SystemExit(128 + signum)
 
-    machine = gdb = None
+    machine = gdb = guard = None
     try:
         for sig in (signal.SIGTERM, signal.SIGHUP):
             old_handlers[sig] = signal.signal(sig, terminate)
+        guard = StubGuard(socket, stub_socket)
         with open(os.path.join(workdir, "qemu.out"), "wb") as qemu_out:
             machine = qemu.spawn(argv, new_group=True, stdin=subprocess.DEVNULL,
                                  stdout=qemu_out, stderr=subprocess.STDOUT)
         try:
-            wait_for_socket(socket, machine)
+            wait_for_socket(stub_socket, machine)
+            guard.start()
             exits.start(machine)
         except PagodaError:
             with open(os.path.join(workdir, "qemu.out"), errors="replace") as f:
@@ -373,6 +386,8 @@ def cmd_gdb(args):
             gdb.wait()
         if machine is not None:
             qemu.kill_group(machine)
+        if guard is not None:
+            guard.close()
         kept = _keep_serial_log(serial_log, args.arch)
         shutil.rmtree(workdir, ignore_errors=True)
         for sig, handler in old_handlers.items():

@@ -209,7 +209,7 @@ class Session:
                     if os.read(self.wake_r, 64).endswith(b"q"):
                         return
                     if self.wanted.is_set() and self.client.running:
-                        self.client._sendall(b"\x03")
+                        self.client.send_interrupt()
                 if self.client.sock not in ready and not self.client._buffer and self.client.running:
                     continue
                 stop = self.client.wait_stop()

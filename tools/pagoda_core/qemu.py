@@ -10,6 +10,7 @@ import argparse
 import ctypes
 import os
 import re
+import resource
 import shutil
 import signal
 import subprocess
@@ -276,6 +277,9 @@ def _child_setup(parent_pid, new_group):
         if new_group:
             os.setpgid(0, 0)
         die_with_parent()
+        # No core file: a guest makes QEMU abort at will (an unknown semihosting call), and the
+        # core would be a file of the guest's RAM left in our working directory.
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         if os.getppid() != parent_pid:  # the parent died before prctl took effect
             os._exit(1)
     return setup
