@@ -9,6 +9,7 @@ import re
 import struct
 
 from pagoda_grade import lab_test
+from pagoda_grade.lifecycle import return_address
 from pagoda_grade.causes import copy_guard_cause
 from pagoda_grade.outcomes import finding_first, panic_line
 from pagoda_grade.processes import (KernelReach, explain_death, kernel_faults, parse_reaped, process_roots,
@@ -303,6 +304,82 @@ def live_slot(guest, watch, entry, who):
                              f"{va:#x} {'unmapped' if frame is None else f'mapping frame {frame:#x}'}, not the frame "
                              f"{said:#x} the kernel maps there: the slot's entry is not in the tables the CPU walks")
     return dict(va=va, frame=frame, reach=kernel_reach(snap, watch.kernel))
+
+
+# TempMap's constructors (kernel/mm/tempmap/temp_map.cpp) and the argument that is the frame.
+GUARDS = {"pagoda::TempMap::TempMap(pagoda::Address<pagoda::PhysTag>)": 1,
+          "pagoda::TempMap::TempMap(pagoda::TempMapArea&, pagoda::Address<pagoda::PhysTag>)": 2}
+
+
+class GuardWatch:
+    """Every temporary mapping the kernel makes while the watch is on, seen when it is ready for
+    use: a side stop at each TempMap constructor reads the frame it was given and where it returns
+    to, and there the grader reads the CPU's roots itself: they must be the kernel's (@p kernel_roots)
+    or a process root the kernel registered (its registry, guest RAM, at that stop), and the live
+    root must map the frame in one of the temp-map slots. A kernel that reaches frames through a
+    root of its own (published nowhere, mapping all RAM) or any other way than a slot entry is seen
+    here, where the stops of the test's own checks never find it live. problems: the first finding;
+    guards: how many were seen."""
+
+    def __init__(self, guest, kernel, kernel_roots):
+        self.guest, self.kernel, self.kernel_roots = guest, kernel, set(kernel_roots)
+        self.entries = {address_of(kernel, name): arg for name, arg in GUARDS.items()}
+        self.pending = {}   # return address -> the frame its constructor was given
+        self.guards, self.problems = 0, []
+        for address in self.entries:
+            guest.side_stop(address, self.enter)
+
+    def enter(self, snap):
+        back = return_address(snap)
+        self.pending[back] = snap.argument(self.entries[snap.pc])
+        self.guest.side_stop(back, self.ready)
+
+    def ready(self, snap):
+        frame = self.pending.pop(snap.pc, None)
+        self.guest.side_stops.pop(snap.pc, None)
+        if frame is None:
+            return
+        self.guards += 1
+        if not self.problems:
+            self.problems += guard_problems(snap, self.kernel, frame, self.kernel_roots)
+
+    def end(self):
+        """Removes the side stops; the first finding, or None."""
+        for address in [*self.entries, *self.pending]:
+            self.guest.side_stops.pop(address, None)
+        return self.problems[0] if self.problems else None
+
+
+def guard_problems(snap, kernel, frame, kernel_roots):
+    """[] or the sentence for a temporary mapping of @p frame whose constructor just returned at
+    @p snap: every root the CPU holds must be the kernel's or a registered process root, and a
+    temp-map slot of the live root must map the frame."""
+    where = f"where TempMap's constructor for frame {frame:#x} returned ({snap.symbol(snap.pc) or hex(snap.pc)})"
+    registered = set(kernel_roots) | set(process_roots(snap, kernel))
+    for root in dict.fromkeys((snap.root, snap.lower_root)):
+        if root not in registered:
+            return [f"{where}, its mapping ready for use, the CPU's root is {root:#x}, neither the kernel's "
+                    f"({', '.join(hex(r) for r in sorted(kernel_roots))}) nor a process root the kernel registered "
+                    "(its root registry, read from guest RAM there): a temporary mapping is an entry of a temp-map "
+                    "slot in the kernel half every root shares, never a root of its own that maps the frame"]
+    area = temp_area(snap, kernel)
+    slots = area["va"] if area is not None else []
+    if not any(snap.translate(va) == frame for va in slots):
+        return [f"{where}, its mapping ready for use, no temp-map slot of the live root {snap.root:#x} maps that frame "
+                f"(the grader walked slots {slots[0] if slots else fact(kernel, 'temp_map_base'):#x}...): a "
+                "temporary mapping is the entry of the slot the guard holds"]
+    return []
+
+
+def guard_check(run, watch, w, what):
+    """Fails the test when the GuardWatch result in @p w (guard_problem, guards) names a temporary
+    mapping that is no slot entry, or when @p what needed temporary mappings and none was seen."""
+    fail = run.fail if watch is None else (lambda message: watch.fail(run, message))
+    if w["guard_problem"]:
+        fail(w["guard_problem"])
+    if w["guards"] == 0:
+        fail(f"{what}, yet the grader saw no TempMap constructed meanwhile (a side stop at each constructor): a frame "
+             "the window does not show is reached through a temporary mapping")
 
 
 # ---- the slot stack, probed with the kernel's root live -------------------------------------------
@@ -716,8 +793,9 @@ def test_high_frames(boot, kernel, arch):
 
     def script(guest):
         watch.before(guest)
+        guards = GuardWatch(guest, kernel, watch.kernel_roots)   # (the loader's, every one)
         watch.started_check(guest)
-        return hello_write(guest, watch, set())
+        return dict(hello_write(guest, watch, set()), guard_problem=guards.end(), guards=guards.guards)
 
     run = boot(args={"run": "hello"}, token=token, witness=script, memory=GRADER_MEMORY)
     check_loader_writes(run, kernel, watch)
@@ -728,6 +806,7 @@ def test_high_frames(boot, kernel, arch):
     problem = low_frames(w, w["reach"])
     if problem:
         watch.fail(run, f"hello ran, but {problem}")
+    guard_check(run, watch, w, "hello's pages are in frames above the window")
     run.expect(re.escape(want.rstrip("\n")) + "$", "hello's line on the console")
     if parse_reaped(run).get(1) != "exited with code 0":
         watch.fail(run, "missing: 'proc 1 (hello): reaped: exited with code 0'")
@@ -747,7 +826,8 @@ def test_spawn_while_running(boot, kernel, arch):
         watch.before(guest)
         watch.started_check(guest)
         parent_roots = set(watch.roots)  # the kernel's and the spawner's: the child's is made later
-        return hello_write(guest, watch, parent_roots)
+        guards = GuardWatch(guest, kernel, watch.kernel_roots)   # (the child's loader's, every one)
+        return dict(hello_write(guest, watch, parent_roots), guard_problem=guards.end(), guards=guards.guards)
 
     run = boot(args={"run": f"spawner:hello:{count}"}, token=token, witness=script, memory=GRADER_MEMORY)
     check_loader_writes(run, kernel, watch)
@@ -759,6 +839,7 @@ def test_spawn_while_running(boot, kernel, arch):
     problem = low_frames(w, w["reach"])
     if problem:
         watch.fail(run, f"the spawned hello ran, but {problem}")
+    guard_check(run, watch, w, "the spawned hello's pages are in frames above the window")
     run.expect(rf"^spawner: {count} of {count} started proof={proof(token, count):016x}$", "the spawner's summary")
     reaped = parse_reaped(run)
     if sum(1 for how in reaped.values() if how == "exited with code 0") != count + 1:
@@ -929,12 +1010,14 @@ def test_copy_frame(boot, kernel, arch):
         before = temp_area(snap, kernel)
         guest.write_phys(source, pattern_page(seeds[0]))
         guest.write_phys(target, pattern_page(seeds[1]))
+        guards = GuardWatch(guest, kernel, {snap.root, snap.lower_root})
         snap = stop(guest, "copied")
         # (walked after the copy: a kernel half that grew to reach them on the way is seen)
         reach = kernel_reach(snap, kernel)
         reached = [reach.problem(source, "the copy's source"), reach.problem(target, "the copy's target")]
         return dict(source=source, target=target, reached=reached, after_source=snap.read_phys(source, PAGE),
-                    after_target=snap.read_phys(target, PAGE), before=before, area=temp_area(snap, kernel))
+                    after_target=snap.read_phys(target, PAGE), before=before, area=temp_area(snap, kernel),
+                    guard_problem=guards.end(), guards=guards.guards)
 
     run = boot(test="copy_frame", token=token, witness=script, memory=GRADER_MEMORY)
     w = run.require_witness()
@@ -954,6 +1037,7 @@ def test_copy_frame(boot, kernel, arch):
         run.fail("after copy_frame() returned, the kernel's temp-map slot stack is "
                  f"{'missing' if w['area'] is None else w['area']['depth']} deep (read from guest RAM): its guards must "
                  "give their slots back")
+    guard_check(run, None, w, "copy_frame() copied between two frames above the window")
     run.expect(rf"^copy_frame: copied frame {w['source']:#x} into {w['target']:#x}; temp-map slots live now: 0$",
                "the copy test's summary")
     run.expect_outcome("success")
@@ -1189,6 +1273,7 @@ def test_space_copy_pages(boot, kernel, arch):
             guest.write_phys(frame, fills[i])
         guest.write_phys(ro_frame, ro_fill)
         before = temp_area(snap, kernel)
+        guards = GuardWatch(guest, kernel, {snap.root, snap.lower_root})
         snap = stop(guest, "copied")
         got = [snap.read_phys(frame, PAGE) for frame in frames]
         results = struct.unpack("<3q", snap.read_virt(record + 8 * (1 + pages), 24))
@@ -1199,7 +1284,8 @@ def test_space_copy_pages(boot, kernel, arch):
         return dict(root=root, frames=frames, walked=walked, got=got, results=results, reached=reached,
                     before=before, area=temp_area(snap, kernel), ro_frame=ro_frame, ro_result=ro_result,
                     ro_got=ro_got, ro_mapped=ro_walk.mapped, ro_pa=ro_walk.pa if ro_walk.mapped else None,
-                    ro_user=ro_walk.mapped and ro_walk.perms.user, ro_write=ro_walk.mapped and ro_walk.perms.write)
+                    ro_user=ro_walk.mapped and ro_walk.perms.user, ro_write=ro_walk.mapped and ro_walk.perms.write,
+                    guard_problem=guards.end(), guards=guards.guards)
 
     run = boot(test="space_copy", token=token, memory=GRADER_MEMORY, witness=script,
                args={"base": base, "o1": o1, "n1": n1, "o2": o2, "n2": n2, "k3": k3, "ro": ro, "o4": o4, "n4": n4})
@@ -1251,6 +1337,7 @@ def test_space_copy_pages(boot, kernel, arch):
     problem = readonly_copy_problem(ro, o4, n4, w, ro_fill)
     if problem:
         run.fail(problem)
+    guard_check(run, None, w, "copy_to_space() wrote into frames above the window")
     run.expect_outcome("success")
 
 
