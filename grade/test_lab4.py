@@ -298,6 +298,9 @@ def live_slot(guest, watch, entry, who):
     if not base <= va < end:
         raise AssertionError(f"{who} reaches its frame at {va:#x}, not through a slot of the temp-map area "
                              f"({base:#x}...): not a temporary mapping")
+    hidden = root_problem(snap, kernel, watch.kernel_roots, f"while {who}'s temporary mapping is live")
+    if hidden:
+        raise AssertionError(hidden)
     frame = snap.translate(va & ~(PAGE - 1))
     if frame is None or frame != said:
         raise AssertionError(f"while {who}'s temporary mapping is live, the grader's walk of the live root finds "
@@ -352,34 +355,42 @@ class GuardWatch:
 
 def guard_problems(snap, kernel, frame, kernel_roots):
     """[] or the sentence for a temporary mapping of @p frame whose constructor just returned at
-    @p snap: every root the CPU holds must be the kernel's or a registered process root, and a
-    temp-map slot of the live root must map the frame."""
-    where = f"where TempMap's constructor for frame {frame:#x} returned ({snap.symbol(snap.pc) or hex(snap.pc)})"
-    registered = set(kernel_roots) | set(process_roots(snap, kernel))
-    for root in dict.fromkeys((snap.root, snap.lower_root)):
-        if root not in registered:
-            return [f"{where}, its mapping ready for use, the CPU's root is {root:#x}, neither the kernel's "
-                    f"({', '.join(hex(r) for r in sorted(kernel_roots))}) nor a process root the kernel registered "
-                    "(its root registry, read from guest RAM there): a temporary mapping is an entry of a temp-map "
-                    "slot in the kernel half every root shares, never a root of its own that maps the frame"]
+    @p snap: the CPU's roots registered ones (root_problem), and a temp-map slot of the live root
+    mapping the frame."""
+    where = (f"where TempMap's constructor for frame {frame:#x} returned ({snap.symbol(snap.pc) or hex(snap.pc)}), its "
+             "mapping ready for use")
+    problem = root_problem(snap, kernel, kernel_roots, where)
+    if problem:
+        return [problem]
     area = temp_area(snap, kernel)
     slots = area["va"] if area is not None else []
     if not any(snap.translate(va) == frame for va in slots):
-        return [f"{where}, its mapping ready for use, no temp-map slot of the live root {snap.root:#x} maps that frame "
-                f"(the grader walked slots {slots[0] if slots else fact(kernel, 'temp_map_base'):#x}...): a "
-                "temporary mapping is the entry of the slot the guard holds"]
+        return [f"{where}, no temp-map slot of the live root {snap.root:#x} maps that frame (the grader walked slots "
+                f"{slots[0] if slots else fact(kernel, 'temp_map_base'):#x}...): a temporary mapping is the entry of "
+                "the slot the guard holds"]
     return []
 
 
-def guard_check(run, watch, w, what):
-    """Fails the test when the GuardWatch result in @p w (guard_problem, guards) names a temporary
-    mapping that is no slot entry, or when @p what needed temporary mappings and none was seen."""
-    fail = run.fail if watch is None else (lambda message: watch.fail(run, message))
-    if w["guard_problem"]:
-        fail(w["guard_problem"])
-    if w["guards"] == 0:
-        fail(f"{what}, yet the grader saw no TempMap constructed meanwhile (a side stop at each constructor): a frame "
-             "the window does not show is reached through a temporary mapping")
+def root_problem(snap, kernel, kernel_roots, where):
+    """None, or the sentence when a root the CPU holds at @p snap (CR3; TTBR0 and TTBR1) is
+    neither one of @p kernel_roots nor a process root the kernel registered (its root registry,
+    read from guest RAM at this stop): temporary mappings through a root of the kernel's own."""
+    registered = set(kernel_roots) | set(process_roots(snap, kernel))
+    for root in dict.fromkeys((snap.root, snap.lower_root)):
+        if root not in registered:
+            return (f"{where}, the CPU's root is {root:#x}, neither the kernel's "
+                    f"({', '.join(hex(r) for r in sorted(kernel_roots))}) nor a process root the kernel registered "
+                    "(its root registry, read from guest RAM there): a temporary mapping is an entry of a temp-map "
+                    "slot in the kernel half every root shares, never a root of its own that maps the frame")
+    return None
+
+
+def guard_problem(w, what):
+    """What GuardWatch's result in @p w (guard_problem, guards) names: a temporary mapping that is
+    no slot entry, or none at all though @p what needed some; None when neither."""
+    return w["guard_problem"] or (None if w["guards"] else f"{what}, yet the grader saw no TempMap constructed "
+                                  "meanwhile (a side stop at each constructor): a frame the window does not show is "
+                                  "reached through a temporary mapping")
 
 
 # ---- the slot stack, probed with the kernel's root live -------------------------------------------
@@ -711,6 +722,8 @@ def test_temp_map_stress(boot, kernel, arch):
             snap = syscall_stops(guest, watch, {stress_call})
         snap = guest.stop_at("pagoda_temp_stress_round")
         round_no = snap.argument(0)
+        hidden = root_problem(snap, kernel, watch.kernel_roots, f"in round {round_no} of temp_stress call {stop_call} "
+                                                                "(two guards live)")
         area = temp_area(snap, kernel)
         seed, = kernel_u64s(snap, kernel, stress + fact(kernel, "temp_stress_seed"), 1)
         frames = kernel_u64s(snap, kernel, stress + fact(kernel, "temp_stress_frames"), STRESS_FRAMES)
@@ -722,7 +735,7 @@ def test_temp_map_stress(boot, kernel, arch):
         area1 = temp_area(end, kernel)
         irqs, = kernel_u64s(end, kernel, stress + fact(kernel, "temp_stress_irq_maps_total"), 1)
         return dict(area0=area0, area=area, round=round_no, seed=seed, frames=frames, contents=contents, live=live,
-                    shared=shared, area1=area1, irqs=irqs, reach=reach)
+                    shared=shared, area1=area1, irqs=irqs, reach=reach, hidden=hidden)
 
     run = boot(args={"run": f"tmstress:{STRESS_MAPS}:{per_call},spin:{spins}"}, token=token, witness=script,
                memory=GRADER_MEMORY)
@@ -753,6 +766,8 @@ def test_temp_map_stress(boot, kernel, arch):
                         f"[{a:#x}, {b:#x}]: the slots do not map the frames the guards were given")
     if w["shared"]:
         watch.fail(run, finding_first(w["shared"], "the grader walked every root itself in the middle of the stress", 4))
+    if w["hidden"]:
+        watch.fail(run, w["hidden"])
     m = run.search(r"^tmstress: (\d+) calls of (\d+) maps: (\d+) maps, (\d+) in interrupts, deepest (\d+), "
                    r"(\d+) mismatches$")
     if not m:
@@ -806,7 +821,9 @@ def test_high_frames(boot, kernel, arch):
     problem = low_frames(w, w["reach"])
     if problem:
         watch.fail(run, f"hello ran, but {problem}")
-    guard_check(run, watch, w, "hello's pages are in frames above the window")
+    problem = guard_problem(w, "hello's pages are in frames above the window")
+    if problem:
+        watch.fail(run, problem)
     run.expect(re.escape(want.rstrip("\n")) + "$", "hello's line on the console")
     if parse_reaped(run).get(1) != "exited with code 0":
         watch.fail(run, "missing: 'proc 1 (hello): reaped: exited with code 0'")
@@ -839,7 +856,9 @@ def test_spawn_while_running(boot, kernel, arch):
     problem = low_frames(w, w["reach"])
     if problem:
         watch.fail(run, f"the spawned hello ran, but {problem}")
-    guard_check(run, watch, w, "the spawned hello's pages are in frames above the window")
+    problem = guard_problem(w, "the spawned hello's pages are in frames above the window")
+    if problem:
+        watch.fail(run, problem)
     run.expect(rf"^spawner: {count} of {count} started proof={proof(token, count):016x}$", "the spawner's summary")
     reaped = parse_reaped(run)
     if sum(1 for how in reaped.values() if how == "exited with code 0") != count + 1:
@@ -1007,7 +1026,6 @@ def test_copy_frame(boot, kernel, arch):
     def script(guest):
         snap = stop(guest, "frames")
         source, target = snap.argument(1), snap.argument(2)
-        before = temp_area(snap, kernel)
         guest.write_phys(source, pattern_page(seeds[0]))
         guest.write_phys(target, pattern_page(seeds[1]))
         guards = GuardWatch(guest, kernel, {snap.root, snap.lower_root})
@@ -1016,7 +1034,7 @@ def test_copy_frame(boot, kernel, arch):
         reach = kernel_reach(snap, kernel)
         reached = [reach.problem(source, "the copy's source"), reach.problem(target, "the copy's target")]
         return dict(source=source, target=target, reached=reached, after_source=snap.read_phys(source, PAGE),
-                    after_target=snap.read_phys(target, PAGE), before=before, area=temp_area(snap, kernel),
+                    after_target=snap.read_phys(target, PAGE), area=temp_area(snap, kernel),
                     guard_problem=guards.end(), guards=guards.guards)
 
     run = boot(test="copy_frame", token=token, witness=script, memory=GRADER_MEMORY)
@@ -1028,16 +1046,16 @@ def test_copy_frame(boot, kernel, arch):
         run.fail(f"after copy_frame() the kernel half still reaches both of the copy's frames without a temporary "
                  f"mapping: allocate_high() gave no frame only a temporary mapping reaches, or the kernel maps them "
                  f"some other way\n{w['reached'][0]}")
-    made = w["area"]["maps"] - w["before"]["maps"] if w["area"] is not None and w["before"] is not None else 0
-    if not any(w["reached"]) and made < 2:
-        run.fail(f"copy_frame() between two frames above the window made {made} temporary mapping(s) (the temp-map "
-                 "area's own counter, read from guest RAM before and after): a frame the window does not show is "
-                 "reached through a TempMap, one for each of the two")
+    if not any(w["reached"]) and w["guards"] < 2:
+        run.fail(f"copy_frame() between two frames above the window made {w['guards']} temporary mapping(s) (the "
+                 "TempMap constructors the grader saw return): a frame the window does not show is reached through a "
+                 "TempMap, one for each of the two")
+    if w["guard_problem"]:
+        run.fail(w["guard_problem"])
     if w["area"] is None or w["area"]["depth"] != 0:
         run.fail("after copy_frame() returned, the kernel's temp-map slot stack is "
                  f"{'missing' if w['area'] is None else w['area']['depth']} deep (read from guest RAM): its guards must "
                  "give their slots back")
-    guard_check(run, None, w, "copy_frame() copied between two frames above the window")
     run.expect(rf"^copy_frame: copied frame {w['source']:#x} into {w['target']:#x}; temp-map slots live now: 0$",
                "the copy test's summary")
     run.expect_outcome("success")
@@ -1272,7 +1290,6 @@ def test_space_copy_pages(boot, kernel, arch):
         for i, frame in enumerate(frames):
             guest.write_phys(frame, fills[i])
         guest.write_phys(ro_frame, ro_fill)
-        before = temp_area(snap, kernel)
         guards = GuardWatch(guest, kernel, {snap.root, snap.lower_root})
         snap = stop(guest, "copied")
         got = [snap.read_phys(frame, PAGE) for frame in frames]
@@ -1282,7 +1299,7 @@ def test_space_copy_pages(boot, kernel, arch):
         reach = kernel_reach(snap, kernel)   # (walked after the copies: a kernel half grown on the way is seen)
         reached = [reach.problem(f, f"space_copy's page {i}") for i, f in enumerate(frames)]
         return dict(root=root, frames=frames, walked=walked, got=got, results=results, reached=reached,
-                    before=before, area=temp_area(snap, kernel), ro_frame=ro_frame, ro_result=ro_result,
+                    ro_frame=ro_frame, ro_result=ro_result,
                     ro_got=ro_got, ro_mapped=ro_walk.mapped, ro_pa=ro_walk.pa if ro_walk.mapped else None,
                     ro_user=ro_walk.mapped and ro_walk.perms.user, ro_write=ro_walk.mapped and ro_walk.perms.write,
                     guard_problem=guards.end(), guards=guards.guards)
@@ -1318,11 +1335,10 @@ def test_space_copy_pages(boot, kernel, arch):
                  f"mapping: allocate_high() gave no frame only a temporary mapping reaches, or the kernel maps them "
                  f"some other way\n{w['reached'][0]}")
     chunks = sum(len(range(o // PAGE, (o + n - 1) // PAGE + 1)) for o, n in copies)
-    made = w["area"]["maps"] - w["before"]["maps"] if w["area"] is not None and w["before"] is not None else 0
-    if not any(w["reached"]) and made < chunks:
-        run.fail(f"copy_to_space() wrote {chunks} chunks into frames above the window with {made} temporary mapping(s) "
-                 "(the temp-map area's own counter, read from guest RAM before and after): a frame the window does not "
-                 "show is reached through a TempMap, one for each page written")
+    if not any(w["reached"]) and w["guards"] < chunks:
+        run.fail(f"copy_to_space() wrote {chunks} chunks into frames above the window with {w['guards']} temporary "
+                 "mapping(s) (the TempMap constructors the grader saw return): a frame the window does not show is "
+                 "reached through a TempMap, one for each page written")
     if w["results"][:2] != (0, 0):
         which = (o2, n2) if w["results"][1] else (o1, n1)   # results: [the o1 copy, the o2 copy, the third]
         run.fail(f"copy_to_space({base + which[0]:#x}, {which[1]} bytes), inside the {pages} mapped pages, failed")
@@ -1337,7 +1353,8 @@ def test_space_copy_pages(boot, kernel, arch):
     problem = readonly_copy_problem(ro, o4, n4, w, ro_fill)
     if problem:
         run.fail(problem)
-    guard_check(run, None, w, "copy_to_space() wrote into frames above the window")
+    if w["guard_problem"]:
+        run.fail(w["guard_problem"])
     run.expect_outcome("success")
 
 
