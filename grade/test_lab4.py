@@ -317,18 +317,17 @@ GUARDS = {"pagoda::TempMap::TempMap(pagoda::Address<pagoda::PhysTag>)": 1,
 class GuardWatch:
     """Every temporary mapping the kernel makes while the watch is on, seen when it is ready for
     use: a side stop at each TempMap constructor reads the frame it was given and where it returns
-    to, and there the grader reads the CPU's roots itself: they must be the kernel's (@p kernel_roots)
-    or a process root the kernel registered (its registry, guest RAM, at that stop), and the live
-    root must map the frame in one of the temp-map slots. A kernel that reaches frames through a
-    root of its own (published nowhere, mapping all RAM) or any other way than a slot entry is seen
-    here, where the stops of the test's own checks never find it live. problems: the first finding;
-    guards: how many were seen."""
+    to, and there the grader reads the CPU's roots: the kernel's (@p kernel_roots) or a registered
+    process root (root_problem), and a temp-map slot of the live root must map the frame. A kernel
+    that reaches frames through a root of its own, or any other way than a slot entry, is seen here,
+    where the test's own stops never find it live. end(): {guard_problem: the first finding or
+    None, guards: how many guards were seen}."""
 
     def __init__(self, guest, kernel, kernel_roots):
         self.guest, self.kernel, self.kernel_roots = guest, kernel, set(kernel_roots)
         self.entries = {address_of(kernel, name): arg for name, arg in GUARDS.items()}
         self.pending = {}   # return address -> the frame its constructor was given
-        self.guards, self.problems = 0, []
+        self.guards, self.problem = 0, None
         for address in self.entries:
             guest.side_stop(address, self.enter)
 
@@ -343,32 +342,19 @@ class GuardWatch:
         if frame is None:
             return
         self.guards += 1
-        if not self.problems:
-            self.problems += guard_problems(snap, self.kernel, frame, self.kernel_roots)
+        where = (f"where TempMap's constructor for frame {frame:#x} returned ({snap.symbol(snap.pc) or hex(snap.pc)}), "
+                 "its mapping ready for use")
+        slots = (temp_area(snap, self.kernel) or {}).get("va", [])
+        self.problem = self.problem or root_problem(snap, self.kernel, self.kernel_roots, where) or (
+            None if any(snap.translate(va) == frame for va in slots) else
+            f"{where}, no temp-map slot of the live root {snap.root:#x} maps that frame (the grader walked the "
+            f"{len(slots)} slots from {fact(self.kernel, 'temp_map_base'):#x}): a temporary mapping is the entry of "
+            "the slot the guard holds")
 
     def end(self):
-        """Removes the side stops; the first finding, or None."""
         for address in [*self.entries, *self.pending]:
             self.guest.side_stops.pop(address, None)
-        return self.problems[0] if self.problems else None
-
-
-def guard_problems(snap, kernel, frame, kernel_roots):
-    """[] or the sentence for a temporary mapping of @p frame whose constructor just returned at
-    @p snap: the CPU's roots registered ones (root_problem), and a temp-map slot of the live root
-    mapping the frame."""
-    where = (f"where TempMap's constructor for frame {frame:#x} returned ({snap.symbol(snap.pc) or hex(snap.pc)}), its "
-             "mapping ready for use")
-    problem = root_problem(snap, kernel, kernel_roots, where)
-    if problem:
-        return [problem]
-    area = temp_area(snap, kernel)
-    slots = area["va"] if area is not None else []
-    if not any(snap.translate(va) == frame for va in slots):
-        return [f"{where}, no temp-map slot of the live root {snap.root:#x} maps that frame (the grader walked slots "
-                f"{slots[0] if slots else fact(kernel, 'temp_map_base'):#x}...): a temporary mapping is the entry of "
-                "the slot the guard holds"]
-    return []
+        return dict(guard_problem=self.problem, guards=self.guards)
 
 
 def root_problem(snap, kernel, kernel_roots, where):
@@ -810,7 +796,7 @@ def test_high_frames(boot, kernel, arch):
         watch.before(guest)
         guards = GuardWatch(guest, kernel, watch.kernel_roots)   # (the loader's, every one)
         watch.started_check(guest)
-        return dict(hello_write(guest, watch, set()), guard_problem=guards.end(), guards=guards.guards)
+        return dict(hello_write(guest, watch, set()), **guards.end())
 
     run = boot(args={"run": "hello"}, token=token, witness=script, memory=GRADER_MEMORY)
     check_loader_writes(run, kernel, watch)
@@ -844,7 +830,7 @@ def test_spawn_while_running(boot, kernel, arch):
         watch.started_check(guest)
         parent_roots = set(watch.roots)  # the kernel's and the spawner's: the child's is made later
         guards = GuardWatch(guest, kernel, watch.kernel_roots)   # (the child's loader's, every one)
-        return dict(hello_write(guest, watch, parent_roots), guard_problem=guards.end(), guards=guards.guards)
+        return dict(hello_write(guest, watch, parent_roots), **guards.end())
 
     run = boot(args={"run": f"spawner:hello:{count}"}, token=token, witness=script, memory=GRADER_MEMORY)
     check_loader_writes(run, kernel, watch)
@@ -1035,7 +1021,7 @@ def test_copy_frame(boot, kernel, arch):
         reached = [reach.problem(source, "the copy's source"), reach.problem(target, "the copy's target")]
         return dict(source=source, target=target, reached=reached, after_source=snap.read_phys(source, PAGE),
                     after_target=snap.read_phys(target, PAGE), area=temp_area(snap, kernel),
-                    guard_problem=guards.end(), guards=guards.guards)
+                    **guards.end())
 
     run = boot(test="copy_frame", token=token, witness=script, memory=GRADER_MEMORY)
     w = run.require_witness()
@@ -1302,7 +1288,7 @@ def test_space_copy_pages(boot, kernel, arch):
                     ro_frame=ro_frame, ro_result=ro_result,
                     ro_got=ro_got, ro_mapped=ro_walk.mapped, ro_pa=ro_walk.pa if ro_walk.mapped else None,
                     ro_user=ro_walk.mapped and ro_walk.perms.user, ro_write=ro_walk.mapped and ro_walk.perms.write,
-                    guard_problem=guards.end(), guards=guards.guards)
+                    **guards.end())
 
     run = boot(test="space_copy", token=token, memory=GRADER_MEMORY, witness=script,
                args={"base": base, "o1": o1, "n1": n1, "o2": o2, "n2": n2, "k3": k3, "ro": ro, "o4": o4, "n4": n4})

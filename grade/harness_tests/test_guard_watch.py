@@ -31,7 +31,7 @@ def copy_frame_guards(kernel, tmp_path, watch=GuardWatch, told=lambda snap: {sna
     def script(guest):
         guards = watch(guest, kernel, told(stop(guest, "frames")))
         stop(guest, "copied")
-        return dict(problem=guards.end(), guards=guards.guards)
+        return guards.end()
 
     run = Booter(kernel, "x86_64", str(tmp_path), timeout=30)(test="copy_frame", memory=GRADER_MEMORY, witness=script)
     return run.require_witness()
@@ -39,14 +39,14 @@ def copy_frame_guards(kernel, tmp_path, watch=GuardWatch, told=lambda snap: {sna
 
 def test_the_reference_maps_each_frame_in_a_slot_of_a_registered_root(reference_kernel, tmp_path):
     w = copy_frame_guards(reference_kernel, tmp_path)
-    assert w == dict(problem=None, guards=2), w
+    assert w == dict(guard_problem=None, guards=2), w
 
 
 def test_a_root_nobody_registered_is_named(reference_kernel, tmp_path):
     w = copy_frame_guards(reference_kernel, tmp_path, told=lambda snap: set())
-    assert "neither the kernel's" in (w["problem"] or ""), w
+    assert "neither the kernel's" in (w["guard_problem"] or ""), w
 
 
 def test_a_frame_in_no_slot_is_named(reference_kernel, tmp_path):
     w = copy_frame_guards(reference_kernel, tmp_path, watch=ClearedSlots)
-    assert "no temp-map slot of the live root" in (w["problem"] or ""), w
+    assert "no temp-map slot of the live root" in (w["guard_problem"] or ""), w
