@@ -388,8 +388,8 @@ class TouchWatch:
             runs = list(itertools.takewhile(lambda r: r.va_start < self.watch.layout.kernel_half_base, snap.runs(root)))
         except AssertionError:
             return   # (a walk that cannot finish: the test's own walks name it)
-        untouched = [va for r in runs for va in range(r.va_start, r.va_end, PAGE)
-                     if va not in touched and va != self.args_page][:MAX_SHOWN + 1]
+        untouched = list(itertools.islice((va for r in runs for va in range(r.va_start, r.va_end, PAGE)
+                                           if va not in touched and va != self.args_page), MAX_SHOWN + 1))
         if untouched:
             self.told.add(root)
             shown = ", ".join(f"{va:#x}" for va in untouched[:MAX_SHOWN]) + (" ..." if len(untouched) > MAX_SHOWN else "")
