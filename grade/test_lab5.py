@@ -392,7 +392,7 @@ class TouchWatch:
                                            if va not in touched and va != self.args_page), MAX_SHOWN + 1))
         if untouched:
             self.told.add(root)
-            shown = ", ".join(f"{va:#x}" for va in untouched[:MAX_SHOWN]) + (" ..." if len(untouched) > MAX_SHOWN else "")
+            shown = ", ".join(f"{va:#x}" for va in untouched[:MAX_SHOWN]) + " ..." * (len(untouched) > MAX_SHOWN)
             who = self.watch.roots.get(root, f"root {root:#x}")
             self.guest.booter.watch_problems.append(
                 f"{who} maps user pages that nothing touched: {shown} (the grader's walk of its root at "

@@ -179,7 +179,8 @@ def test_a_forged_user_program_earns_nothing(reference_kernel, tmp_path):
 # hiddenroot 16/26 on both ISAs (x86_64 16-20: its temp_map_stress failed on some tokens only;
 # it lost only the tests that stop with a temporary mapping live) and wholeregion 38/38 on both.
 HIDDEN = {"temp_map_slots": "guard 0", "temp_maps_live": "temp_fill", "temp_map_stress": "",
-          **{t: "neither the kernel's" for t in ("high_frames", "spawn_while_running", "copy_frame", "space_copy_pages")}}
+          **dict.fromkeys(("high_frames", "spawn_while_running", "copy_frame", "space_copy_pages"),
+                          "neither the kernel's")}
 UNTOUCHED = "maps user pages that nothing touched"
 BEHIND_STOPS = {
     # each TempMap loads an unpublished root that maps all RAM; its slot entry is never used
