@@ -9,6 +9,7 @@ import re
 import struct
 
 from pagoda_grade import lab_test
+from pagoda_grade.lifecycle import return_address
 from pagoda_grade.causes import copy_guard_cause
 from pagoda_grade.outcomes import finding_first, panic_line
 from pagoda_grade.processes import (KernelReach, explain_death, kernel_faults, parse_reaped, process_roots,
@@ -297,12 +298,85 @@ def live_slot(guest, watch, entry, who):
     if not base <= va < end:
         raise AssertionError(f"{who} reaches its frame at {va:#x}, not through a slot of the temp-map area "
                              f"({base:#x}...): not a temporary mapping")
+    hidden = root_problem(snap, kernel, watch.kernel_roots, f"while {who}'s temporary mapping is live")
+    if hidden:
+        raise AssertionError(hidden)
     frame = snap.translate(va & ~(PAGE - 1))
     if frame is None or frame != said:
         raise AssertionError(f"while {who}'s temporary mapping is live, the grader's walk of the live root finds "
                              f"{va:#x} {'unmapped' if frame is None else f'mapping frame {frame:#x}'}, not the frame "
                              f"{said:#x} the kernel maps there: the slot's entry is not in the tables the CPU walks")
     return dict(va=va, frame=frame, reach=kernel_reach(snap, watch.kernel))
+
+
+# TempMap's constructors (kernel/mm/tempmap/temp_map.cpp) and the argument that is the frame.
+GUARDS = {"pagoda::TempMap::TempMap(pagoda::Address<pagoda::PhysTag>)": 1,
+          "pagoda::TempMap::TempMap(pagoda::TempMapArea&, pagoda::Address<pagoda::PhysTag>)": 2}
+
+
+class GuardWatch:
+    """Every temporary mapping the kernel makes while the watch is on, seen when it is ready for
+    use: a side stop at each TempMap constructor reads the frame it was given and where it returns
+    to, and there the grader reads the CPU's roots: the kernel's (@p kernel_roots) or a registered
+    process root (root_problem), and a temp-map slot of the live root must map the frame. A kernel
+    that reaches frames through a root of its own, or any other way than a slot entry, is seen here,
+    where the test's own stops never find it live. end(): {guard_problem: the first finding or
+    None, guards: how many guards were seen}."""
+
+    def __init__(self, guest, kernel, kernel_roots):
+        self.guest, self.kernel, self.kernel_roots = guest, kernel, set(kernel_roots)
+        self.entries = {address_of(kernel, name): arg for name, arg in GUARDS.items()}
+        self.pending = {}   # return address -> the frame its constructor was given
+        self.guards, self.problem = 0, None
+        for address in self.entries:
+            guest.side_stop(address, self.enter)
+
+    def enter(self, snap):
+        back = return_address(snap)
+        self.pending[back] = snap.argument(self.entries[snap.pc])
+        self.guest.side_stop(back, self.ready)
+
+    def ready(self, snap):
+        frame = self.pending.pop(snap.pc, None)
+        self.guest.side_stops.pop(snap.pc, None)
+        if frame is None:
+            return
+        self.guards += 1
+        where = (f"where TempMap's constructor for frame {frame:#x} returned ({snap.symbol(snap.pc) or hex(snap.pc)}), "
+                 "its mapping ready for use")
+        slots = (temp_area(snap, self.kernel) or {}).get("va", [])
+        self.problem = self.problem or root_problem(snap, self.kernel, self.kernel_roots, where) or (
+            None if any(snap.translate(va) == frame for va in slots) else
+            f"{where}, no temp-map slot of the live root {snap.root:#x} maps that frame (the grader walked the "
+            f"{len(slots)} slots from {fact(self.kernel, 'temp_map_base'):#x}): a temporary mapping is the entry of "
+            "the slot the guard holds")
+
+    def end(self):
+        for address in [*self.entries, *self.pending]:
+            self.guest.side_stops.pop(address, None)
+        return dict(guard_problem=self.problem, guards=self.guards)
+
+
+def root_problem(snap, kernel, kernel_roots, where):
+    """None, or the sentence when a root the CPU holds at @p snap (CR3; TTBR0 and TTBR1) is
+    neither one of @p kernel_roots nor a process root the kernel registered (its root registry,
+    read from guest RAM at this stop): temporary mappings through a root of the kernel's own."""
+    registered = set(kernel_roots) | set(process_roots(snap, kernel))
+    for root in dict.fromkeys((snap.root, snap.lower_root)):
+        if root not in registered:
+            return (f"{where}, the CPU's root is {root:#x}, neither the kernel's "
+                    f"({', '.join(hex(r) for r in sorted(kernel_roots))}) nor a process root the kernel registered "
+                    "(its root registry, read from guest RAM there): a temporary mapping is an entry of a temp-map "
+                    "slot in the kernel half every root shares, never a root of its own that maps the frame")
+    return None
+
+
+def guard_problem(w, what):
+    """What GuardWatch's result in @p w (guard_problem, guards) names: a temporary mapping that is
+    no slot entry, or none at all though @p what needed some; None when neither."""
+    return w["guard_problem"] or (None if w["guards"] else f"{what}, yet the grader saw no TempMap constructed "
+                                  "meanwhile (a side stop at each constructor): a frame the window does not show is "
+                                  "reached through a temporary mapping")
 
 
 # ---- the slot stack, probed with the kernel's root live -------------------------------------------
@@ -634,6 +708,8 @@ def test_temp_map_stress(boot, kernel, arch):
             snap = syscall_stops(guest, watch, {stress_call})
         snap = guest.stop_at("pagoda_temp_stress_round")
         round_no = snap.argument(0)
+        hidden = root_problem(snap, kernel, watch.kernel_roots, f"in round {round_no} of temp_stress call {stop_call} "
+                                                                "(two guards live)")
         area = temp_area(snap, kernel)
         seed, = kernel_u64s(snap, kernel, stress + fact(kernel, "temp_stress_seed"), 1)
         frames = kernel_u64s(snap, kernel, stress + fact(kernel, "temp_stress_frames"), STRESS_FRAMES)
@@ -645,7 +721,7 @@ def test_temp_map_stress(boot, kernel, arch):
         area1 = temp_area(end, kernel)
         irqs, = kernel_u64s(end, kernel, stress + fact(kernel, "temp_stress_irq_maps_total"), 1)
         return dict(area0=area0, area=area, round=round_no, seed=seed, frames=frames, contents=contents, live=live,
-                    shared=shared, area1=area1, irqs=irqs, reach=reach)
+                    shared=shared, area1=area1, irqs=irqs, reach=reach, hidden=hidden)
 
     run = boot(args={"run": f"tmstress:{STRESS_MAPS}:{per_call},spin:{spins}"}, token=token, witness=script,
                memory=GRADER_MEMORY)
@@ -676,6 +752,8 @@ def test_temp_map_stress(boot, kernel, arch):
                         f"[{a:#x}, {b:#x}]: the slots do not map the frames the guards were given")
     if w["shared"]:
         watch.fail(run, finding_first(w["shared"], "the grader walked every root itself in the middle of the stress", 4))
+    if w["hidden"]:
+        watch.fail(run, w["hidden"])
     m = run.search(r"^tmstress: (\d+) calls of (\d+) maps: (\d+) maps, (\d+) in interrupts, deepest (\d+), "
                    r"(\d+) mismatches$")
     if not m:
@@ -716,8 +794,9 @@ def test_high_frames(boot, kernel, arch):
 
     def script(guest):
         watch.before(guest)
+        guards = GuardWatch(guest, kernel, watch.kernel_roots)   # (the loader's, every one)
         watch.started_check(guest)
-        return hello_write(guest, watch, set())
+        return dict(hello_write(guest, watch, set()), **guards.end())
 
     run = boot(args={"run": "hello"}, token=token, witness=script, memory=GRADER_MEMORY)
     check_loader_writes(run, kernel, watch)
@@ -728,6 +807,9 @@ def test_high_frames(boot, kernel, arch):
     problem = low_frames(w, w["reach"])
     if problem:
         watch.fail(run, f"hello ran, but {problem}")
+    problem = guard_problem(w, "hello's pages are in frames above the window")
+    if problem:
+        watch.fail(run, problem)
     run.expect(re.escape(want.rstrip("\n")) + "$", "hello's line on the console")
     if parse_reaped(run).get(1) != "exited with code 0":
         watch.fail(run, "missing: 'proc 1 (hello): reaped: exited with code 0'")
@@ -747,7 +829,8 @@ def test_spawn_while_running(boot, kernel, arch):
         watch.before(guest)
         watch.started_check(guest)
         parent_roots = set(watch.roots)  # the kernel's and the spawner's: the child's is made later
-        return hello_write(guest, watch, parent_roots)
+        guards = GuardWatch(guest, kernel, watch.kernel_roots)   # (the child's loader's, every one)
+        return dict(hello_write(guest, watch, parent_roots), **guards.end())
 
     run = boot(args={"run": f"spawner:hello:{count}"}, token=token, witness=script, memory=GRADER_MEMORY)
     check_loader_writes(run, kernel, watch)
@@ -759,6 +842,9 @@ def test_spawn_while_running(boot, kernel, arch):
     problem = low_frames(w, w["reach"])
     if problem:
         watch.fail(run, f"the spawned hello ran, but {problem}")
+    problem = guard_problem(w, "the spawned hello's pages are in frames above the window")
+    if problem:
+        watch.fail(run, problem)
     run.expect(rf"^spawner: {count} of {count} started proof={proof(token, count):016x}$", "the spawner's summary")
     reaped = parse_reaped(run)
     if sum(1 for how in reaped.values() if how == "exited with code 0") != count + 1:
@@ -926,15 +1012,16 @@ def test_copy_frame(boot, kernel, arch):
     def script(guest):
         snap = stop(guest, "frames")
         source, target = snap.argument(1), snap.argument(2)
-        before = temp_area(snap, kernel)
         guest.write_phys(source, pattern_page(seeds[0]))
         guest.write_phys(target, pattern_page(seeds[1]))
+        guards = GuardWatch(guest, kernel, {snap.root, snap.lower_root})
         snap = stop(guest, "copied")
         # (walked after the copy: a kernel half that grew to reach them on the way is seen)
         reach = kernel_reach(snap, kernel)
         reached = [reach.problem(source, "the copy's source"), reach.problem(target, "the copy's target")]
         return dict(source=source, target=target, reached=reached, after_source=snap.read_phys(source, PAGE),
-                    after_target=snap.read_phys(target, PAGE), before=before, area=temp_area(snap, kernel))
+                    after_target=snap.read_phys(target, PAGE), area=temp_area(snap, kernel),
+                    **guards.end())
 
     run = boot(test="copy_frame", token=token, witness=script, memory=GRADER_MEMORY)
     w = run.require_witness()
@@ -945,11 +1032,12 @@ def test_copy_frame(boot, kernel, arch):
         run.fail(f"after copy_frame() the kernel half still reaches both of the copy's frames without a temporary "
                  f"mapping: allocate_high() gave no frame only a temporary mapping reaches, or the kernel maps them "
                  f"some other way\n{w['reached'][0]}")
-    made = w["area"]["maps"] - w["before"]["maps"] if w["area"] is not None and w["before"] is not None else 0
-    if not any(w["reached"]) and made < 2:
-        run.fail(f"copy_frame() between two frames above the window made {made} temporary mapping(s) (the temp-map "
-                 "area's own counter, read from guest RAM before and after): a frame the window does not show is "
-                 "reached through a TempMap, one for each of the two")
+    if not any(w["reached"]) and w["guards"] < 2:
+        run.fail(f"copy_frame() between two frames above the window made {w['guards']} temporary mapping(s) (the "
+                 "TempMap constructors the grader saw return): a frame the window does not show is reached through a "
+                 "TempMap, one for each of the two")
+    if w["guard_problem"]:
+        run.fail(w["guard_problem"])
     if w["area"] is None or w["area"]["depth"] != 0:
         run.fail("after copy_frame() returned, the kernel's temp-map slot stack is "
                  f"{'missing' if w['area'] is None else w['area']['depth']} deep (read from guest RAM): its guards must "
@@ -1188,7 +1276,7 @@ def test_space_copy_pages(boot, kernel, arch):
         for i, frame in enumerate(frames):
             guest.write_phys(frame, fills[i])
         guest.write_phys(ro_frame, ro_fill)
-        before = temp_area(snap, kernel)
+        guards = GuardWatch(guest, kernel, {snap.root, snap.lower_root})
         snap = stop(guest, "copied")
         got = [snap.read_phys(frame, PAGE) for frame in frames]
         results = struct.unpack("<3q", snap.read_virt(record + 8 * (1 + pages), 24))
@@ -1197,9 +1285,10 @@ def test_space_copy_pages(boot, kernel, arch):
         reach = kernel_reach(snap, kernel)   # (walked after the copies: a kernel half grown on the way is seen)
         reached = [reach.problem(f, f"space_copy's page {i}") for i, f in enumerate(frames)]
         return dict(root=root, frames=frames, walked=walked, got=got, results=results, reached=reached,
-                    before=before, area=temp_area(snap, kernel), ro_frame=ro_frame, ro_result=ro_result,
+                    ro_frame=ro_frame, ro_result=ro_result,
                     ro_got=ro_got, ro_mapped=ro_walk.mapped, ro_pa=ro_walk.pa if ro_walk.mapped else None,
-                    ro_user=ro_walk.mapped and ro_walk.perms.user, ro_write=ro_walk.mapped and ro_walk.perms.write)
+                    ro_user=ro_walk.mapped and ro_walk.perms.user, ro_write=ro_walk.mapped and ro_walk.perms.write,
+                    **guards.end())
 
     run = boot(test="space_copy", token=token, memory=GRADER_MEMORY, witness=script,
                args={"base": base, "o1": o1, "n1": n1, "o2": o2, "n2": n2, "k3": k3, "ro": ro, "o4": o4, "n4": n4})
@@ -1232,11 +1321,10 @@ def test_space_copy_pages(boot, kernel, arch):
                  f"mapping: allocate_high() gave no frame only a temporary mapping reaches, or the kernel maps them "
                  f"some other way\n{w['reached'][0]}")
     chunks = sum(len(range(o // PAGE, (o + n - 1) // PAGE + 1)) for o, n in copies)
-    made = w["area"]["maps"] - w["before"]["maps"] if w["area"] is not None and w["before"] is not None else 0
-    if not any(w["reached"]) and made < chunks:
-        run.fail(f"copy_to_space() wrote {chunks} chunks into frames above the window with {made} temporary mapping(s) "
-                 "(the temp-map area's own counter, read from guest RAM before and after): a frame the window does not "
-                 "show is reached through a TempMap, one for each page written")
+    if not any(w["reached"]) and w["guards"] < chunks:
+        run.fail(f"copy_to_space() wrote {chunks} chunks into frames above the window with {w['guards']} temporary "
+                 "mapping(s) (the TempMap constructors the grader saw return): a frame the window does not show is "
+                 "reached through a TempMap, one for each page written")
     if w["results"][:2] != (0, 0):
         which = (o2, n2) if w["results"][1] else (o1, n1)   # results: [the o1 copy, the o2 copy, the third]
         run.fail(f"copy_to_space({base + which[0]:#x}, {which[1]} bytes), inside the {pages} mapped pages, failed")
@@ -1251,6 +1339,8 @@ def test_space_copy_pages(boot, kernel, arch):
     problem = readonly_copy_problem(ro, o4, n4, w, ro_fill)
     if problem:
         run.fail(problem)
+    if w["guard_problem"]:
+        run.fail(w["guard_problem"])
     run.expect_outcome("success")
 
 

@@ -103,9 +103,9 @@ def find(kernel, name):
     """The Symbol called @p name: its full demangled name, or its name without the parameter
     list ('pagoda::kmain'), with or without '(anonymous namespace)::'. Exactly one must match."""
     full, base, plain = _names(kernel)
-    exact = full.get(name, [])
+    exact = {s.address: s for s in full.get(name, [])}   # (a constructor's C1 and C2 are one address)
     if len(exact) == 1:
-        return exact[0]
+        return next(iter(exact.values()))
     matches = base.get(name) or plain.get(_plain(name), [])
     unique = {s.address: s for s in matches}
     if len(unique) != 1:

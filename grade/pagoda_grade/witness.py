@@ -938,9 +938,9 @@ class Guest:
         @p what names the stop for a failure (the guest never reached it); the addresses by default."""
         where = [a if isinstance(a, int) else symbols.address_of(self.kernel, a) for a in addresses]
         what = what or " or ".join(f"{a:#x}" for a in where)
-        side = [a for a in self.side_stops if a not in where]
         end = None if within is None else time.monotonic() + within
         while True:
+            side = [a for a in self.side_stops if a not in where]   # (a side stop's callback may add one)
             if self._stopped_at in where or self._stopped_at in side:
                 pc = self._step_off(self._stopped_at, what)
                 if pc in where:
