@@ -43,6 +43,7 @@ set(PAGODA_KERNEL_GENERIC_SOURCES
   ${CMAKE_SOURCE_DIR}/kernel/mm/window.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/frames.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/fault.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/mm/fault_report.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/base/facts.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/heap.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/vm_selftest.cpp
