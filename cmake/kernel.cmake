@@ -22,6 +22,7 @@ set(PAGODA_KERNEL_PURE_SOURCES
   ${CMAKE_SOURCE_DIR}/kernel/mm/phys/frame_allocator.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/pt/walk.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/space/address_space.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/mm/space/switch_check.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/space/critical_ranges.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/space/debug_roots.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/tempmap/temp_map.cpp
