@@ -55,6 +55,7 @@ set(PAGODA_KERNEL_GENERIC_SOURCES
   ${CMAKE_SOURCE_DIR}/kernel/proc/programs.cpp
   ${CMAKE_SOURCE_DIR}/kernel/proc/programs_selftest.cpp
   ${CMAKE_SOURCE_DIR}/kernel/proc/kernel_stack.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/proc/kernel_stack_report.cpp
   ${CMAKE_SOURCE_DIR}/kernel/proc/loader.cpp
   ${CMAKE_SOURCE_DIR}/kernel/proc/process.cpp
   ${CMAKE_SOURCE_DIR}/kernel/proc/run.cpp
