@@ -26,6 +26,7 @@ set(PAGODA_KERNEL_PURE_SOURCES
   ${CMAKE_SOURCE_DIR}/kernel/mm/space/critical_ranges.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/space/debug_roots.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/tempmap/temp_map.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/mm/tempmap/temp_map_report.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/space/vma.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/space/user_regions.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/space/user_regions_report.cpp
