@@ -101,23 +101,19 @@ def gtest_failures(report):
     return count, failures
 
 
-def _lab_of(test):
-    """The lab of a test ctest lists: its label labN (kernel/tests/CMakeLists.txt), else 0."""
-    labels = [p["value"] for p in test.get("properties", []) if p.get("name") == "LABELS"]
-    return next((int(l[3:]) for ls in labels for l in ls if re.fullmatch(r"lab\d+", l)), 0)
-
-
 def _host_tests(wanted):
     """What ctest would run in build/host, from its own list, of the labs @p wanted(lab) accepts:
     {GoogleTest binary: (the arguments its tests are run with, less the filter; GoogleTest's names
-    of its tests)}, the names of the other tests, and {lab: count} of the tests left out."""
+    of its tests)}, the names of the other tests, and {lab: count} of the tests left out (a
+    test's lab: its label labN, kernel/tests/CMakeLists.txt; else 0)."""
     out = subprocess.run(["ctest", "--preset", "host", "--show-only=json-v1"], cwd=paths.ROOT,
                          capture_output=True, text=True)
     if out.returncode != 0:
         raise PagodaError(f"ctest cannot list the host tests: {out.stderr.strip()[-2000:]}")
     binaries, others, left_out = {}, [], {}
     for t in json.loads(out.stdout).get("tests", []):
-        lab, command = _lab_of(t), t.get("command") or []
+        labels = [l for p in t.get("properties", []) if p.get("name") == "LABELS" for l in p["value"]]
+        lab, command = next((int(l[3:]) for l in labels if re.fullmatch(r"lab\d+", l)), 0), t.get("command") or []
         test = [a.split("=", 1)[1] for a in command if a.startswith("--gtest_filter=")]
         if not wanted(lab):
             left_out[lab] = left_out.get(lab, 0) + 1
