@@ -268,7 +268,10 @@ def publish_tree(lab, out_dir, root=paths.ROOT, sources=None, incremental=False)
             os.makedirs(os.path.dirname(dest), exist_ok=True)
             os.symlink(src.link, dest)
         else:
-            _write(dest, resolved(src, lab), src.mode, incremental)
+            data = resolved(src, lab)
+            if src.data and not data:
+                continue    # all of it in regions of lab @p lab or later without a skeleton: not in this tree
+            _write(dest, data, src.mode, incremental)
         written.add(src.path)
     if lab is not None:
         _write(os.path.join(out_dir, LAB_FILE), f"{lab}\n".encode(), 0o644, incremental)
@@ -436,8 +439,8 @@ def secret_blocks(lab, sources):
             continue
         leader = src.parsed.style.open
         for region in src.parsed.regions:
-            if region.lab < lab:
-                continue
+            if region.lab < lab or (src.parsed.segments == [region] and region.skeleton is None):
+                continue    # (a file that is one region without a skeleton is not in the tree at all)
             code = normalized_lines("".join(l for l in region.solution if not l.strip().startswith(leader)))
             # What the skeleton also holds (a function's header, a given call) is no secret: it
             # splits the code into runs, and blocks stay within a run.
