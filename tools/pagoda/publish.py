@@ -187,6 +187,14 @@ def resolved(src, lab):
     return data
 
 
+def in_tree(src, lab):
+    """Whether the lab-@p lab tree holds @p src: not a hidden test, not staff material, and not a
+    file that is all in regions publishing as nothing (a later lab's, without a skeleton)."""
+    if is_hidden(src.path) or is_staff_only(src.path):
+        return False
+    return src.link is not None or not src.data or bool(resolved(src, lab))
+
+
 def _digest(lines):
     return hashlib.sha256("".join(lines).encode("utf-8", "surrogateescape")).hexdigest()[:16]
 
@@ -256,7 +264,7 @@ def publish_tree(lab, out_dir, root=paths.ROOT, sources=None, incremental=False)
     os.makedirs(out_dir, exist_ok=True)
     written = set()
     for src in sources:
-        if (is_hidden(src.path) or is_staff_only(src.path)) and lab is not None:
+        if lab is not None and not in_tree(src, lab):
             continue
         dest = os.path.join(out_dir, src.path)
         if src.link is not None:
@@ -268,10 +276,7 @@ def publish_tree(lab, out_dir, root=paths.ROOT, sources=None, incremental=False)
             os.makedirs(os.path.dirname(dest), exist_ok=True)
             os.symlink(src.link, dest)
         else:
-            data = resolved(src, lab)
-            if src.data and not data:
-                continue    # all of it in regions of lab @p lab or later without a skeleton: not in this tree
-            _write(dest, data, src.mode, incremental)
+            _write(dest, resolved(src, lab), src.mode, incremental)
         written.add(src.path)
     if lab is not None:
         _write(os.path.join(out_dir, LAB_FILE), f"{lab}\n".encode(), 0o644, incremental)
