@@ -39,7 +39,6 @@ import os
 import re
 import resource
 import subprocess
-import sys
 import threading
 import time
 
