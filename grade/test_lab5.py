@@ -1042,7 +1042,7 @@ def test_vma_list_walk(boot, kernel, arch):
                             for va, r in pages_of(after.dump(root), watch.layout).items()})
 
     run, watch, w = boot_vmas(boot, kernel, arch, token, "vmas:list", script)
-    m = run.expect(rf"^vmas: (\d+) VMAs proof=([0-9a-f]{{16}})$", "vmas's VMA count")
+    m = run.expect(r"^vmas: (\d+) VMAs proof=([0-9a-f]{16})$", "vmas's VMA count")
     n = int(m[1])
     run.expect_proof(m[2], n, "the VMA count")
     t = w["table"]
