@@ -481,7 +481,7 @@ def boot_frames_fit(boot, kernel, arch):
     token = boot.fresh_token()
     count = pick_in(token, "fit count", *FIT_COUNT)
     wanted = pick_in(token, "fit below", 8, FIT_FREED // 2)
-    edge_below = pick_in(token, "fit edge", 0, EDGE_MAX)
+    edge_below = pick_in(token, "fit edge", 1, EDGE_MAX)   # (not 0: a free frame in the limit's word)
 
     def script(guest):
         first = guest.stop_at("pagoda_grader_checkpoint")
