@@ -3,6 +3,8 @@
 Each fixture is the reference kernel with a few functions replaced to lie to the grader. The
 grader before the witnesses (main at 511b324) gave them these points; the reference kernel gets
 full marks on the same tests (the `grade` step of ./pagoda test)."""
+import re
+
 import pytest
 
 from graderrun import run_grader
@@ -33,7 +35,9 @@ def test_fixture_loses_the_points_it_targets(name, fixture_kernels, tmp_path):
         assert words in reason, f"{name}/{test_id}: {reason[:600]}"
         assert f"fixture {name}" in reason or name == "decoy", "the fixture's replacement did not run"
         # (the line that boots the failed boot again names the fixture, not the tree's own kernel)
-        assert f"./pagoda gdb --kernel build/x86_64/fixtures/{name}.elf -- --cmdline 'token=" in reason, reason[-3000:]
+        # (shlex quotes the command line only when it holds more than the token)
+        assert re.search(rf"\./pagoda gdb --kernel build/x86_64/fixtures/{name}\.elf -- --cmdline '?token=", reason), \
+            reason[-3000:]
 
 
 @pytest.mark.parametrize("arch", ["x86_64", "aarch64"])
