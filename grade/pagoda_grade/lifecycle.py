@@ -322,7 +322,7 @@ class Deaths:
         self.eager = eager
         self.fork_at = symbols.address_of(kernel, self.FORK)
         self.forks = []          # ForkView of each fork at its return (light: the first), with .log_at
-        self._fork_returns = {}  # (return address, parent root) -> (pids before, log position)
+        self._fork_returns = {}  # return address -> (parent root, pids before, log position)
         self.bitmap = None       # (address, words) of the allocator's used-frame bitmap, when known
         self.exit_at = symbols.address_of(kernel, self.EXIT)
         self.exec_at = symbols.address_of(kernel, self.EXEC)
@@ -350,7 +350,7 @@ class Deaths:
         seen = len(self.forks) + len(self._fork_returns)
         forks = [] if self.eager or seen >= (1 if self.light else self.FORKS_SEEN) else [self.fork_at]
         return [self.exit_at, self.exec_at, *([self.cow_at] if self.cow_at else []), *forks,
-                *sorted({pc for pc, _ in self._returns} | {pc for pc, _ in self._fork_returns}),
+                *sorted({pc for pc, _ in self._returns} | set(self._fork_returns)),
                 *([self._exec_return[0]] + ([self.load_at] if self.load_at else []) if self._exec_return else [])]
 
     def _cow_entry(self, snap):
@@ -408,12 +408,13 @@ class Deaths:
         return [p for p in (f.problem() for f in self.cow_faults) if p]
 
     def _fork_entry(self, snap):
-        self._fork_returns[(return_address(snap), snap.lower_root)] = (
-            set(processes(snap, self.kernel, records_of=-1)), len(snap.guest.log_events()))
+        self._fork_returns[return_address(snap)] = (snap.lower_root, set(processes(snap, self.kernel, records_of=-1)),
+                                                    len(snap.guest.log_events()))
 
-    def _fork_return(self, snap, pids, log_at):
-        """Where fork_process returns to the parent's system call, before the child runs: both
-        roots walked; what is wrong with the fork is a finding at once (fork_problems())."""
+    def _fork_return(self, snap, parent, pids, log_at):
+        """Where fork_process returns to the parent's system call (in whatever root the CPU holds:
+        one fork is under way at a time), before the child runs: both roots walked; what is wrong
+        with the fork is a finding at once (fork_problems())."""
         made = sorted(set(processes(snap, self.kernel, records_of=-1)) - pids)
         child = next((k.root for k in registry(snap, self.kernel).roots if k.kind == "process" and len(made) == 1
                       and k.id == made[0]), None)
@@ -421,7 +422,7 @@ class Deaths:
             return   # (it failed; or the grader missed a stop of it: one process made is a fork seen whole)
         # (every frame's bytes at the first fork, for a later view to compare with: test_lab6's fork_basic)
         whole = not self.forks and not self.light
-        view = fork_view(snap, self.kernel, snap.lower_root, child, "fork", every_digest=whole)
+        view = fork_view(snap, self.kernel, parent, child, "fork", every_digest=whole)
         view.live_root, view.log_at = snap.lower_root, log_at
         self.forks.append(view)
         wrong = fork_problems(view)
@@ -468,19 +469,16 @@ class Deaths:
         if self.eager:
             return
         self._fork_entry(guest.stop_at(self.fork_at))
-        back, root = next(iter(self._fork_returns))
-        while True:
-            snap = guest.stop_at(back)
-            if snap.lower_root == root:
-                return self._fork_return(snap, *self._fork_returns.pop((back, root)))
+        back = next(iter(self._fork_returns))
+        self._fork_return(guest.stop_at(back), *self._fork_returns.pop(back))
 
     def take(self, snap):
         """Records @p snap when it is a stop at one of addresses(); True then."""
         if snap.pc == self.fork_at:
             self._fork_entry(snap)
             return True
-        if (snap.pc, snap.lower_root) in self._fork_returns:
-            self._fork_return(snap, *self._fork_returns.pop((snap.pc, snap.lower_root)))
+        if snap.pc in self._fork_returns:
+            self._fork_return(snap, *self._fork_returns.pop(snap.pc))
             return True
         if self.cow_at is not None and snap.pc == self.cow_at:
             self._cow_entry(snap)
