@@ -1660,7 +1660,7 @@ def test_kstack_reuse(boot, kernel, arch):
     watch = Watch(kernel, arch)
     slots = watch.layout.slots
     n = max(slots, ASIDS) + pick_in(token, "churn extra", 8, 40)   # more than every slot and every ASID
-    pages = pick_in(token, "churn pages", 8, 16)
+    pages = pick_in(token, "churn pages", 6, 12)
 
     def script(guest):
         watch.before(guest)

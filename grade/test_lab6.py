@@ -656,7 +656,7 @@ def test_exec_args(boot, kernel, arch):
     run.expect_outcome("success")
     # Exec and exit give the frames back: a chain longer than the guest's RAM, every other link an
     # exec, in a boot of its own (churn.py).
-    chain, n = Watch(kernel, arch), 2 * pick_in(token, "exec chain", 26, 32)
+    chain, n = Watch(kernel, arch), 2 * pick_in(token, "exec chain", 22, 26)
 
     def chain_script(guest):
         chain.before(guest)

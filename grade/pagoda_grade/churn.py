@@ -16,7 +16,7 @@ from .processes import user_symbol
 from .symbols import address_of
 from .witness import PAGE
 
-MEMORY = "6M"
+MEMORY = "5M"
 ENOMEM = 12
 BROKE = re.compile(r"^churn: link (\d+) of (\d+): (spawn|exec) failed: (-?\d+) proof=")
 OUT_OF_MEMORY = re.compile(r"^proc (\d+) \(churn\): killed: .*(out of memory|no memory)")

@@ -308,7 +308,7 @@ class Deaths:
     COW = "pagoda::vm::copy_on_write"
     LOAD = "pagoda::proc::load_program"
     FORK = "pagoda::proc::fork_process"
-    FORKS_SEEN = 8   # forks seen whole per boot (the first ones: wide_fork makes 64)
+    FORKS_SEEN = 4   # forks seen whole per boot (the first ones: wide_fork makes 64)
 
     def __init__(self, kernel, cow=True, light=False, eager=False):
         """@p cow: also witness every copy-on-write fault (two stops each: a test that makes
@@ -347,9 +347,8 @@ class Deaths:
         self.exec_faults = []     # sentences: execs that failed and changed the old space
 
     def addresses(self):
-        seen = len(self.forks) + len(self._fork_returns)
-        forks = [] if self.eager or seen >= (1 if self.light else self.FORKS_SEEN) else [self.fork_at]
-        return [self.exit_at, self.exec_at, *([self.cow_at] if self.cow_at else []), *forks,
+        return [self.exit_at, self.exec_at, *([self.cow_at] if self.cow_at else []),
+                *([self.fork_at] if self._forks_wanted() else []),
                 *sorted({pc for pc, _ in self._returns} | set(self._fork_returns)),
                 *([self._exec_return[0]] + ([self.load_at] if self.load_at else []) if self._exec_return else [])]
 
@@ -406,6 +405,10 @@ class Deaths:
 
     def cow_problems(self):
         return [p for p in (f.problem() for f in self.cow_faults) if p]
+
+    def _forks_wanted(self):
+        seen = len(self.forks) + len(self._fork_returns)
+        return not self.eager and seen < (1 if self.light else self.FORKS_SEEN)
 
     def _fork_entry(self, snap):
         self._fork_returns[return_address(snap)] = (snap.lower_root, set(processes(snap, self.kernel, records_of=-1)),
@@ -474,7 +477,7 @@ class Deaths:
 
     def take(self, snap):
         """Records @p snap when it is a stop at one of addresses(); True then."""
-        if snap.pc == self.fork_at:
+        if snap.pc == self.fork_at and self._forks_wanted():   # (a test may stop there for itself too)
             self._fork_entry(snap)
             return True
         if snap.pc in self._fork_returns:
