@@ -105,6 +105,25 @@ SKIPPERS = {
 }
 GOAL = 0.25
 
+# ---- labs 3 and 6: the liars of issue 42 (fixtures/common/, the same source on both ISAs) --------
+#
+# The grader of main 1b6850f gave them, on x86_64 and AArch64 alike: leakdecoy 31/31, 38/38, 38/44
+# (labs 3, 5, 6), cowmmaponly 44/44; now 29/31, 38/38, 35/44 and 2/44. A leak shows only where a run
+# makes processes after others ended and touches more frames than the guest has (churn's chains:
+# kstack_reuse, exec_args; fork_bomb and usertests_forkmem run out too): the decoy keeps the points
+# of the other tests (docs/grader.md, "What the grader trusts").
+LIARS.update({
+    # user frames given back at exit and exec are never handed out again; the used bitmap says free
+    "leakdecoy": ((3, 6), {t: "frames are not given back when a process ends" for t in ("kstack_reuse", "exec_args")}),
+})
+SKIPPERS.update({
+    # fork shares mmap regions, copies the data, the heap and the stack eagerly: every fork is seen
+    # (lifecycle.Deaths); fork_bomb and usertests_forkmem lose too (left out here for their time)
+    "cowmmaponly": (6, ("fork_basic", "fork_deep", "exec_args", "cow", "wide_fork", "fork_vmas", "cow_read",
+                        "usertests_badptr", "usertests_sbrk", "usertests_exec", "usertests_mem", "usertests_wait",
+                        "fork_prot_none", "fork_runs", "child_stack", "orphan_wait")),
+})
+
 
 def _kernels(request, arch):
     return request.getfixturevalue("fixture_kernels" if arch == "x86_64" else "aarch64_fixture_kernels")
