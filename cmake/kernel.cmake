@@ -27,6 +27,8 @@ set(PAGODA_KERNEL_PURE_SOURCES
   ${CMAKE_SOURCE_DIR}/kernel/mm/tempmap/temp_map.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/space/vma.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/space/user_regions.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/mm/swap/frame_table.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/mm/swap/swapper.cpp
   ${CMAKE_SOURCE_DIR}/kernel/proc/elf.cpp)
 
 # The arch-independent kernel sources, for every arch's kernel target.

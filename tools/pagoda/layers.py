@@ -6,16 +6,18 @@ Checked by `./pagoda test` (tools/tests/test_layers.py) on the real tree:
             other folders: it is the bottom);
   order     the kernel's folders include only their own folder and those below it, bottom first:
             lib, mm/base (the memory vocabulary), boot (what the boot protocol hands over), core
-            (the CPU seam, panic, lab, the command line, the self-test registry), mm, proc, and
-            main (kmain, the C++ runtime) on top. kernel/tests (host tests) may include anything;
-            a file in no folder of that list is itself a problem;
+            (the CPU seam, panic, lab, the command line, the self-test registry), mm, dev (device
+            drivers: lab 7's swap disk), proc, and main (kmain, the C++ runtime) on top.
+            kernel/tests (host tests) may include anything; a file in no folder of that list is
+            itself a problem;
   mm        kernel/mm reaches the arch only through its seam headers
             (arch_impl/page_table_format.hpp, address_space.hpp, layout.hpp), never arch/<isa>/;
   mm order  kernel/mm's folders include only their own folder and those below it, bottom first:
             base (addr, page, perms, layout: the vocabulary), pt (the page-table layer: format use,
             walk, table memory, consistency batch, cursor, table iterator), phys (frames and their
             references), space (address spaces, critical ranges, VMAs, user regions, fork's copy),
-            tempmap (temporary mappings), then kernel/mm itself (vm: the kernel's map, the
+            tempmap (temporary mappings), swap (lab 7: the frame table, the slot map, the
+            swapper), then kernel/mm itself (vm: the kernel's map, the
             physical window, user frames and faults; the heap; the self-tests and vmprint) on top.
             A folder not in that list is itself a problem;
   labs      the page-table layer (kernel/mm/pt, and mm/base below it) never reaches core/lab.hpp,
@@ -41,10 +43,10 @@ SOURCE_SUFFIXES = (".hpp", ".h", ".cpp")
 MM_ARCH_SEAMS = ("arch_impl/page_table_format.hpp", "arch_impl/address_space.hpp", "arch_impl/layout.hpp")
 # The kernel's folders, bottom first. mm/base, the memory vocabulary (addresses, pages, layout,
 # permissions), sits below the rest of mm: the boot memory map and the self-tests speak it.
-KERNEL_FOLDERS = ("lib", "mm/base", "boot", "core", "mm", "proc", "main")
+KERNEL_FOLDERS = ("lib", "mm/base", "boot", "core", "mm", "dev", "proc", "main")
 KERNEL_UNCHECKED = ("tests",)   # host tests over the kernel's code: they may include anything
 # kernel/mm's folders, bottom first; "" is kernel/mm itself, the top.
-MM_FOLDERS = ("base", "pt", "phys", "space", "tempmap", "")
+MM_FOLDERS = ("base", "pt", "phys", "space", "tempmap", "swap", "")
 # The page-table layer: kernel/mm's folders up to pt (its vocabulary, base, below it).
 PAGE_TABLE_LAYER = MM_FOLDERS[:MM_FOLDERS.index("pt") + 1]
 # Literals of the page size and of the x86 physical-address mask, and where they may appear.
