@@ -45,6 +45,8 @@ set(PAGODA_KERNEL_GENERIC_SOURCES
   ${CMAKE_SOURCE_DIR}/kernel/mm/window.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/frames.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/fault.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/mm/swap.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/main/swap_disk_absent.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/base/facts.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/heap.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/vm_selftest.cpp

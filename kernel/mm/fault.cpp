@@ -68,7 +68,7 @@ Result<void> grow_stack(UserRegions& regions, const Vma& growth, u64 page) {
 /// report that reads it follows the fault that wrote it (every allowed fault that ends a process
 /// writes it; the report checks the page).
 struct Unresolved {
-  enum class Why : u8 { None, Populate, Grow, Refault, Widen } why = Why::None;
+  enum class Why : u8 { None, Populate, Grow, Refault, Widen, SwapIn } why = Why::None;
   u64 page = 0;
   Access access{};
   Vma vma{};      ///< the region the verdict named
@@ -112,6 +112,38 @@ FaultDecision unresolved(Unresolved::Why why, u64 page, Access access, const Vma
   // LAB 6 END
 }
 
+/// Lab 7: true when @p walk stopped at a swap entry (the page is swapped out).
+bool swapped_out(const Walk& walk) {
+  return !walk.mapped() && walk.depth > 0 && Format::is_swap_entry(walk.last().entry, walk.last().level);
+}
+
+/// Lab 7: @p step (a step that takes one user frame and, on failure, leaves nothing allocated)
+/// with swap's part around it: room under the cap first, and a node free to record the mapping
+/// with; when the frame allocator itself runs out, one frame evicted and the step tried again.
+/// With swap off it is @p step alone.
+template <class Step> Result<void> with_room(Step step) {
+  TRY(make_user_room(1));
+  if (!can_record_mapping()) return Error(Error::NoMemory, "the reverse map has no free node");
+  for (usize tries = 0;; ++tries) {
+    Result<void> done = step();
+    if (done.ok() || !(done.error() == Error::NoMemory) || tries == 8 || !evict_for_memory()) return done;
+  }
+}
+
+/// Lab 7: a fault on a swapped-out page of region @p vma: room for a frame, then the page back
+/// with the region's permissions (swap_in()), recorded in the reverse map.
+FaultDecision bring_back(AddressSpace& space, u64 page, Access access, const Vma& vma) {
+  PhysAddr frame;
+  const Result<void> back = with_room([&]() -> Result<void> {
+    frame = TRY(swapper().swap_in(space, VirtAddr(page), page_perms_of(vma)));
+    return {};
+  });
+  if (back.is_error()) return unresolved(Unresolved::Why::SwapIn, page, access, vma, back.error());
+  MUST(note_user_page(space, VirtAddr(page)));  // a node was free (with_room())
+  pin_for_copy(frame);
+  return FaultDecision::Resolved;
+}
+
 /// A fault at a user address of a space with a record (lab 5): what the record says.
 FaultDecision resolve_user_fault(AddressSpace& space, UserRegions& regions, VirtAddr va, Access access) {
   using Why = Unresolved::Why;
@@ -137,26 +169,39 @@ FaultDecision resolve_user_fault(AddressSpace& space, UserRegions& regions, Virt
     case FaultAction::Populate: break;
   }
   const Walk walk = space.query(VirtAddr(page));
+  if (swapped_out(walk)) return bring_back(space, page, access, verdict.vma);  // lab 7
   if (walk.mapped()) {
     // Mapped, yet the region allows the access: the entry is narrower than its region (a
     // change of permissions not yet applied, or lab 6's copy-on-write). Widen it once; a
     // second fault is not ours.
     if (walk.perms == page_perms_of(verdict.vma))
       return unresolved(Why::Refault, page, access, verdict.vma, Error(Error::NotFound), walk.perms);
-    Result<void> widened = access.write && !walk.perms.write
-                               ? copy_on_write(space, VirtAddr(page), walk.pa, page_perms_of(verdict.vma))
-                               : space.protect(VirtAddr(page), kPageSize, page_perms_of(verdict.vma));
+    const bool cow = access.write && !walk.perms.write;
+    const PhysAddr frame = walk.pa.align_down(kPageSize);
+    Result<void> widened;
+    if (cow) {
+      // A copy needs a frame, and making room for it must not evict the frame being copied (lab 7).
+      const FramePin pin = pin_user_frame(frame);
+      const auto copy = [&] { return copy_on_write(space, VirtAddr(page), walk.pa, page_perms_of(verdict.vma)); };
+      widened = g_frame_refs.count(frame) > 1 ? with_room(copy) : copy();
+      if (widened.ok()) note_user_page_moved(space, VirtAddr(page), frame);
+    } else {
+      widened = space.protect(VirtAddr(page), kPageSize, page_perms_of(verdict.vma));
+    }
     return widened.ok() ? FaultDecision::Resolved
                         : unresolved(Why::Widen, page, access, verdict.vma,
-                                     widened.error().during(access.write && !walk.perms.write
-                                                                ? "the copy-on-write fault at the page"
+                                     widened.error().during(cow ? "the copy-on-write fault at the page"
                                                                 : "widening the page's entry to its region's",
                                                             page));
   }
-  const Result<void> brought = populate(space, verdict.vma, page);
-  return brought.ok() ? FaultDecision::Resolved
-                      : unresolved(Why::Populate, page, access, verdict.vma,
-                                   brought.error().during("bringing in the page", page));
+  const Result<void> brought = with_room([&] { return populate(space, verdict.vma, page); });
+  if (brought.is_error())
+    return unresolved(Why::Populate, page, access, verdict.vma, brought.error().during("bringing in the page", page));
+  if (swap_enabled()) {
+    MUST(note_user_page(space, VirtAddr(page)));  // a node was free (with_room())
+    if (const Walk in = space.query(VirtAddr(page)); in.mapped()) pin_for_copy(in.pa.align_down(kPageSize));
+  }
+  return FaultDecision::Resolved;
 }
 
 }  // namespace
@@ -247,8 +292,13 @@ bool explain_unresolved(FormatSink& sink, VirtAddr va) {
       format_to(sink, "the stack could not grow down to the page ({}): ", u.error);
       break;
     case Unresolved::Why::Populate:
-      if (u.error == Error::NoMemory) format_to(sink, "allowed by its VMA, but no frame could be given (out of memory): ");
+      if (u.error == Error::NoMemory && swap_enabled() && u.error.message != nullptr)
+        format_to(sink, "allowed by its VMA, but no frame could be given (out of memory: {}): ", u.error.message);
+      else if (u.error == Error::NoMemory) format_to(sink, "allowed by its VMA, but no frame could be given (out of memory): ");
       else format_to(sink, "allowed by its VMA, but populate() failed ({}): ", u.error);
+      break;
+    case Unresolved::Why::SwapIn:
+      format_to(sink, "allowed by its VMA, but the page could not come back from swap ({}): ", u.error);
       break;
     case Unresolved::Why::Widen:
       if (u.error == Error::NotImplemented && u.access.write) {
