@@ -312,7 +312,9 @@ template <ValidPageTableFormat F> class Cursor : public ReadCursor<F> {
     if (!this->swapped()) return Error::NotFound;
     slot(kLeafLevel) = 0;
     batch_->wrote();
-    while (level() >= tree_->lowest_freeable_level(va_) && table_is_empty(level())) unlink_table(level() - 1);
+    // The tables this leaves empty go, as unmap()'s do (never the root, nor a pinned table).
+    for (usize at = level(); at >= tree_->lowest_freeable_level(va_) && table_is_empty(at); at = level())
+      unlink_table(at - 1);
     return {};
   }
 
