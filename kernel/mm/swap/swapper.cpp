@@ -47,17 +47,15 @@ Result<void> Swapper::read_slot(u64 slot, PhysAddr frame) {
 
 // ---- Part A: the mechanism -------------------------------------------------------------------
 
-Result<bool> Swapper::take_mapping(const RmapNode& m, u64 slot) {
-  // LAB 7 BEGIN one mapping of the victim becomes a swap entry, invalidated in its own root
-  // The batch of the space that maps the page: its flush (when the batch ends, here) reaches that
-  // space's TLB entries (on AArch64, TLBI with its ASID). The live space's would not.
-  ConsistencyBatch batch = m.space->batch();
+Result<bool> Swapper::take_mapping(const RmapNode& m, ConsistencyBatch& batch, u64 slot) {
+  // LAB 7 BEGIN one mapping of the victim becomes a swap entry, its translation invalidated
   AddressSpace::Cursor c = m.space->cursor(batch, VirtAddr(m.va));
   const u64 old = TRY(c.replace_with_swap_entry(Format::make_swap_entry(slot)));
   batch.invalidate(VirtAddr(m.va), false);
   return Format::is_dirty(old);
   // LAB 7 SKELETON
   // (void)m;
+  // (void)batch;
   // (void)slot;
   // panic("lab 7: write Swapper::take_mapping() in kernel/mm/swap/swapper.cpp (labs/07-swap/README.md)");
   // LAB 7 END
@@ -77,7 +75,10 @@ Result<void> Swapper::evict_frame(PhysAddr frame) {
   for (const RmapNode* m = table_.first_mapping(frame); m != nullptr; m = table_.next_mapping(*m)) {
     if (!first) MUST(slots_.share(slot));  // one hold per entry
     first = false;
-    dirty = MUST(take_mapping(*m, slot)) || dirty;
+    // A batch of the space that maps the page: its flush, when it ends with this turn of the
+    // loop, reaches that space's TLB entries (on AArch64: TLBI with that space's ASID).
+    ConsistencyBatch batch = m->space->batch();
+    dirty = MUST(take_mapping(*m, batch, slot)) || dirty;
   }
   // No root maps the frame now, and no TLB reaches it: its bytes may go to the disk.
   if (dirty) write_slot(slot, frame);

@@ -133,9 +133,10 @@ class Swapper {
   [[nodiscard]] Result<void> share_swapped(AddressSpace& from, AddressSpace& to, VirtAddr start, VirtAddr end);
 
  private:
-  /// Part A: mapping @p m of the frame being evicted becomes a swap entry for @p slot, and its
-  /// own root's TLB forgets the page. True when the entry it replaced was dirty.
-  [[nodiscard]] Result<bool> take_mapping(const RmapNode& m, u64 slot);
+  /// Part A: mapping @p m of the frame being evicted becomes a swap entry for @p slot, and the
+  /// page's translation is invalidated through @p batch (a batch of m.space: the TLB of the root
+  /// that maps it). True when the entry it replaced was dirty.
+  [[nodiscard]] Result<bool> take_mapping(const RmapNode& m, ConsistencyBatch& batch, u64 slot);
 
   /// Part B: whether any mapping of @p frame was used since the last call; each mapping's
   /// accessed state cleared and invalidated in its own root.
