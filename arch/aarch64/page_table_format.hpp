@@ -289,8 +289,10 @@ struct PageTableFormat : RadixGeometry<4, AARCH64_PAGE_SHIFT, AARCH64_INDEX_BITS
   static constexpr u64 without_accessed(u64 e) { return e & ~kAccessFlag; }
   /// @p e with AF set again: what the access flag fault writes.
   static constexpr u64 with_accessed(u64 e) { return e | kAccessFlag; }
-  /// True when the leaf @p e may have been written through: writable (AP[2] clear).
-  static constexpr bool is_dirty(u64 e) { return (e & kValid) && !(e & kApReadOnly); }
+  /// True when the leaf @p e may have been written through: writable (AP[2] clear). A held leaf
+  /// (PROT_NONE) counts as dirty: the protect() that held it rewrote AP[2], and with it the
+  /// evidence.
+  static constexpr bool is_dirty(u64 e) { return (e & kValid) ? !(e & kApReadOnly) : (e & kHeld) != 0; }
   /// @p e clean: a writable page becomes read-only with SW set (its next write faults and marks
   /// it dirty, once the TLB has forgotten the writable translation); others are unchanged.
   static constexpr u64 cleaned(u64 e) { return is_dirty(e) ? e | kApReadOnly | kSoftWrite : e; }

@@ -310,6 +310,36 @@ TEST_F(SwapTest, ClockReadsTheAccessedStateOfEveryMapping) {
   if (may_be_cached(b)) EXPECT_TRUE(logged(invalidation(b, 0x9000))) << "its mark cleared, its translation kept";
 }
 
+TEST_F(SwapTest, ClockReadsEachMappingInItsOwnRoot) {
+  // The other way round: the mapping recorded last (the first of the frame's list) is the unused
+  // one; the used one is at another address in another root. Read through any one root, the use
+  // is missed.
+  AddressSpace& a = new_space();
+  AddressSpace& b = new_space();
+  const PhysAddr shared = map_page(a, 0x1000, 1);
+  share_page(b, 0x9000, shared);
+  const PhysAddr other = map_page(a, 0x2000, 2);
+  leaf(a, 0x1000) = accessed(leaf(a, 0x1000));  // used through the first root only
+  leaf(b, 0x9000) = F::without_accessed(leaf(b, 0x9000));
+  leaf(a, 0x2000) = F::without_accessed(leaf(a, 0x2000));
+  table.set_hand(table.index_of(shared));
+  const Result<PhysAddr> victim = swapper.choose_victim();
+  ASSERT_TRUE(victim.ok());
+  EXPECT_EQ(victim.value(), other) << "a frame used through one of its roots was chosen: that root's mark was not read";
+  EXPECT_FALSE(F::is_accessed(leaf(a, 0x1000)));
+}
+
+TEST_F(SwapTest, SwapInMapsWithThePermissionsItIsGiven) {
+  AddressSpace& a = new_space();
+  constexpr Perms kUserText{.read = true, .write = false, .execute = true, .user = true};
+  ASSERT_TRUE(swapper.evict_frame(map_page(a, 0x40'0000, 1, kUserText)).ok());
+  (void)bring_back(a, 0x40'0000, kUserText);
+  const Walk w = a.query(VirtAddr(0x40'0000));
+  ASSERT_TRUE(w.mapped());
+  EXPECT_FALSE(w.perms.write) << "a read-only region's page came back writable";
+  EXPECT_TRUE(w.perms.execute) << "a text page came back not executable";
+}
+
 TEST_F(SwapTest, ClockSaysSoWhenEveryResidentFrameIsPinned) {
   AddressSpace& a = new_space();
   const FramePin pin(table, map_page(a, 0x1000, 1));
@@ -553,6 +583,8 @@ TEST(SwapEntryAarch64, ACleanPageIsReadOnlyToTheMmuUntilItsFirstWrite) {
   const u64 ro = Fmt::with_perms(clean, Fmt::kL3, kUserReadOnly);
   EXPECT_FALSE(Fmt::entry_perms(ro, Fmt::kL3).write);
   EXPECT_EQ(ro & Fmt::kSoftWrite, 0u);
+  // A page made PROT_NONE keeps no trace of AP[2]: it counts as dirty (its next eviction writes).
+  EXPECT_TRUE(Fmt::is_dirty(Fmt::with_perms(dirty, Fmt::kL3, Perms{.read = false, .user = true})));
   // The access flag.
   EXPECT_FALSE(Fmt::is_accessed(Fmt::without_accessed(page)));
   EXPECT_TRUE(Fmt::is_accessed(Fmt::with_accessed(Fmt::without_accessed(page))));
