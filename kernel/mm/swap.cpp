@@ -157,6 +157,8 @@ Result<void> init_swap(usize cap, SwapDevice disk, u64 slots) {
   auto* node_storage = static_cast<RmapNode*>(TRY(take_storage(nodes * sizeof(RmapNode))));
   u16* counts = slots == 0 ? nullptr : static_cast<u16*>(TRY(take_storage(usize(slots) * sizeof(u16))));
   g_table.init(Span<FrameEntry>(entries, frames), first, Span<RmapNode>(node_storage, nodes), cap);
+  // exec moves the space it loaded into the process: the reverse map follows it.
+  AddressSpace::set_move_observer([](const AddressSpace& from, AddressSpace& to) { g_table.space_moved(from, to); });
   g_slots.init(Span<u16>(counts, usize(slots)));
   g_swapper.attach(slots == 0 ? SwapDevice{} : disk, UserFramePool{&allocate_user_frame, &put_user_frame});
   SwapStateExport& s = pagoda_swap_state;

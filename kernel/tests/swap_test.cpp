@@ -447,6 +447,22 @@ TEST_F(SwapTest, ForkSharesASwappedSlotAndTheLastHolderFreesIt) {
   EXPECT_EQ(slots.in_use(), 0u);
 }
 
+TEST_F(SwapTest, TheReverseMapFollowsASpaceThatMoves) {
+  // exec loads the new space on its stack and moves it into the process: the mappings recorded
+  // meanwhile must name the space where it lives now, or the next eviction follows a dead pointer.
+  static FrameTable* observed;
+  observed = &table;
+  AddressSpace::set_move_observer([](const AddressSpace& from, AddressSpace& to) { observed->space_moved(from, to); });
+  auto loaded = std::make_unique<AddressSpace>(AddressSpace::create_user(kernel).release_value());
+  const PhysAddr frame = map_page(*loaded, 0x7fff'ffff'e000, 5);
+  spaces.push_back(std::make_unique<AddressSpace>(move(*loaded)));
+  loaded.reset();  // the old object is gone, as exec's local is when it returns
+  AddressSpace::set_move_observer(nullptr);
+  ASSERT_EQ(table.first_mapping(frame)->space, spaces.back().get()) << "the reverse map still names the moved-from space";
+  ASSERT_TRUE(swapper.evict_frame(frame).ok());
+  EXPECT_TRUE(F::is_swap_entry(leaf(*spaces.back(), 0x7fff'ffff'e000), F::kLevels - 1));
+}
+
 // ---- The slot map and the reverse map ------------------------------------------------------
 
 TEST(SwapSlots, TakeIsNextFitSharedAndDroppedByCountAndAFullMapIsOutOfMemory) {

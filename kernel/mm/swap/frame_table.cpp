@@ -79,6 +79,11 @@ usize FrameTable::forget_mappings(PhysAddr frame) {
   return n;
 }
 
+void FrameTable::space_moved(const AddressSpace& from, AddressSpace& to) {
+  for (usize i = 0; i < node_count_; ++i)
+    if (nodes_[i].space == &from) nodes_[i].space = &to;
+}
+
 const RmapNode* FrameTable::first_mapping(PhysAddr frame) const {
   const FrameEntry& e = entry(frame);
   return e.rmap == 0 ? nullptr : &node(e.rmap);

@@ -113,6 +113,9 @@ class FrameTable {
   const RmapNode* next_mapping(const RmapNode& node) const;
   /// Nodes still free: mappings that can still be recorded.
   usize free_nodes() const { return free_nodes_; }
+  /// The space @p from was moved to @p to (AddressSpace's move observer): every mapping it had
+  /// recorded names @p to now (its root is the same).
+  void space_moved(const AddressSpace& from, AddressSpace& to);
   /// @}
 
   /// @name Pins (FramePin): a pinned frame stays where it is
