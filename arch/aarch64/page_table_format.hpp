@@ -80,11 +80,14 @@
 ///       accessed   AF set. A leaf made with AF clear faults at its first use (an access flag
 ///                  fault, DFSC 0b0010LL); the trap code sets AF and the access is retried. A
 ///                  TLB never holds a translation whose AF is clear.
-///       dirty      a writable page whose AP[2] (read-only) is clear. A *clean* writable page is
-///                  mapped read-only with SW (bit 57, software: "writable") set; its first
-///                  write takes a permission fault, the trap code clears AP[2] (the page is now
-///                  dirty) and the write is retried. A page mapped writable without SW (what
-///                  make_page_entry() makes) counts as dirty from the start.
+///       dirty      a writable page whose AP[2] (read-only) is clear, or DIRTY (bit 58,
+///                  software) set. A *clean* writable page is mapped read-only with SW (bit 57,
+///                  software: "writable") set; its first write takes a permission fault, the
+///                  trap code clears AP[2] (the page is now dirty) and the write is retried. A
+///                  page mapped writable without SW (what make_page_entry() makes) counts as
+///                  dirty from the start. Whatever takes write permission away from a dirty page
+///                  (fork's copy-on-write, mprotect, PROT_NONE) sets DIRTY, so the write is not
+///                  forgotten: with_perms() does it, as Linux's pte_wrprotect() does.
 ///     entry_perms() reads SW as write permission: a clean page is as writable as a dirty one.
 #pragma once
 
@@ -136,6 +139,8 @@ struct PageTableFormat : RadixGeometry<4, AARCH64_PAGE_SHIFT, AARCH64_INDEX_BITS
   static constexpr u64 kSwapEntry = 1ull << 56;
   /// Software bit: the page is writable, and while AP[2] is set it is clean (see the layout above).
   static constexpr u64 kSoftWrite = 1ull << 57;
+  /// Software bit: the page was written through before it lost write permission (see above).
+  static constexpr u64 kSoftDirty = 1ull << 58;
   /// Bits of the slot number a swap entry holds (bits 54:12).
   static constexpr u32 kSwapSlotBits = 43;
   /// The first slot number a swap entry cannot hold.
@@ -262,10 +267,12 @@ struct PageTableFormat : RadixGeometry<4, AARCH64_PAGE_SHIFT, AARCH64_INDEX_BITS
   /// @p e (a leaf) with its permission bits (valid/HELD, AP, PXN, UXN, AttrIndx, SH) replaced by
   /// @p perms; the address, AF, nG and the descriptor type kept. What protect() writes: @p perms
   /// without read makes the leaf held, with read valid again. A clean writable page stays clean
-  /// when @p perms allows writing (SW kept, AP[2] set), and loses SW when it does not.
+  /// when @p perms allows writing (SW kept, AP[2] set), and loses SW when it does not; a dirty page
+  /// made read-only or held gets DIRTY (made writable again, the MMU's AP[2] says it instead).
   static constexpr u64 with_perms(u64 e, usize, Perms perms) {
-    const u64 fresh = (e & ~(kPermissionBits | kSoftWrite)) | perm_bits(perms);
-    return perms.read && perms.write && is_clean_writable(e) ? fresh | kApReadOnly | kSoftWrite : fresh;
+    const u64 fresh = (e & ~(kPermissionBits | kSoftWrite | kSoftDirty)) | perm_bits(perms);
+    if (!(perms.read && perms.write)) return is_dirty(e) ? fresh | kSoftDirty : fresh;  // the write kept in DIRTY
+    return is_clean_writable(e) ? fresh | kApReadOnly | kSoftWrite : fresh;  // writable to the MMU: dirty already
   }
 
   /// @name Swap entries and the accessed and dirty state of a leaf (lab 7; see the layout above)
@@ -289,13 +296,14 @@ struct PageTableFormat : RadixGeometry<4, AARCH64_PAGE_SHIFT, AARCH64_INDEX_BITS
   static constexpr u64 without_accessed(u64 e) { return e & ~kAccessFlag; }
   /// @p e with AF set again: what the access flag fault writes.
   static constexpr u64 with_accessed(u64 e) { return e | kAccessFlag; }
-  /// True when the leaf @p e may have been written through: writable (AP[2] clear). A held leaf
-  /// (PROT_NONE) counts as dirty: the protect() that held it rewrote AP[2], and with it the
-  /// evidence.
-  static constexpr bool is_dirty(u64 e) { return (e & kValid) ? !(e & kApReadOnly) : (e & kHeld) != 0; }
-  /// @p e clean: a writable page becomes read-only with SW set (its next write faults and marks
-  /// it dirty, once the TLB has forgotten the writable translation); others are unchanged.
-  static constexpr u64 cleaned(u64 e) { return is_dirty(e) ? e | kApReadOnly | kSoftWrite : e; }
+  /// True when the leaf @p e may have been written through: writable to the MMU (AP[2] clear),
+  /// or DIRTY kept from before it lost write permission.
+  static constexpr bool is_dirty(u64 e) { return (e & kSoftDirty) || ((e & kValid) && !(e & kApReadOnly)); }
+  /// @p e clean: DIRTY clear, and a page writable to the MMU becomes read-only with SW set (its
+  /// next write faults and marks it dirty, once the TLB has forgotten the writable translation).
+  static constexpr u64 cleaned(u64 e) {
+    return ((e & kValid) && !(e & kApReadOnly) ? e | kApReadOnly | kSoftWrite : e) & ~kSoftDirty;
+  }
   /// True when @p e is a clean writable page: valid, read-only to the MMU, SW set.
   static constexpr bool is_clean_writable(u64 e) { return (e & kSoftWrite) && (e & kApReadOnly); }
   /// @p e (clean writable) dirty: AP[2] clear, what the first write's permission fault writes.
@@ -343,6 +351,7 @@ struct PageTableFormat : RadixGeometry<4, AARCH64_PAGE_SHIFT, AARCH64_INDEX_BITS
     format_to(sink, "{}", kShare[(e & kShMask) >> kShShift]);
     format_to(sink, " {}", (e & kApReadOnly) ? "RO" : "RW");
     if (e & kSoftWrite) format_to(sink, " SW");
+    if (e & kSoftDirty) format_to(sink, " DIRTY");
     if (e & kApEl0) format_to(sink, " EL0");
     if (e & kPxn) format_to(sink, " PXN");
     if (e & kUxn) format_to(sink, " UXN");
