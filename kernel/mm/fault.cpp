@@ -122,17 +122,25 @@ bool swapped_out(const Walk& walk) {
 /// with; when the frame allocator itself runs out, one frame evicted and the step tried again.
 /// With swap off it is @p step alone.
 template <class Step> Result<void> with_room(Step step) {
+  if (!swap_enabled()) return step();
+  // LAB 7 BEGIN room under the cap first; when the frame allocator runs out all the same, evict one and try again
   TRY(make_user_room(1));
   if (!can_record_mapping()) return Error(Error::NoMemory, "the reverse map has no free node");
   for (usize tries = 0;; ++tries) {
     Result<void> done = step();
     if (done.ok() || !(done.error() == Error::NoMemory) || tries == 8 || !evict_for_memory()) return done;
   }
+  // LAB 7 SKELETON
+  // (void)lab_not_done("lab 7: write with_room() in kernel/mm/fault.cpp (labs/07-swap/README.md)");
+  // return step();
+  // LAB 7 END
 }
 
 /// Lab 7: a fault on a swapped-out page of region @p vma: room for a frame, then the page back
-/// with the region's permissions (swap_in()), recorded in the reverse map.
+/// with the region's permissions (swap_in()), recorded in the reverse map, and pinned when a user
+/// copy is under way (pin_for_copy()). Resolved, or the process ends with why (Why::SwapIn).
 FaultDecision bring_back(AddressSpace& space, u64 page, Access access, const Vma& vma) {
+  // LAB 7 BEGIN the fault on a swap entry: room, the page back with its region's permissions, recorded
   PhysAddr frame;
   const Result<void> back = with_room([&]() -> Result<void> {
     frame = TRY(swapper().swap_in(space, VirtAddr(page), page_perms_of(vma)));
@@ -142,6 +150,11 @@ FaultDecision bring_back(AddressSpace& space, u64 page, Access access, const Vma
   MUST(note_user_page(space, VirtAddr(page)));  // a node was free (with_room())
   pin_for_copy(frame);
   return FaultDecision::Resolved;
+  // LAB 7 SKELETON
+  // (void)space;
+  // return unresolved(Unresolved::Why::SwapIn, page, access, vma,
+  //                   lab_not_done("lab 7: write bring_back() in kernel/mm/fault.cpp (labs/07-swap/README.md)"));
+  // LAB 7 END
 }
 
 /// A fault at a user address of a space with a record (lab 5): what the record says.
@@ -177,14 +190,19 @@ FaultDecision resolve_user_fault(AddressSpace& space, UserRegions& regions, Virt
     if (walk.perms == page_perms_of(verdict.vma))
       return unresolved(Why::Refault, page, access, verdict.vma, Error(Error::NotFound), walk.perms);
     const bool cow = access.write && !walk.perms.write;
-    const PhysAddr frame = walk.pa.align_down(kPageSize);
     Result<void> widened;
     if (cow) {
-      // A copy needs a frame, and making room for it must not evict the frame being copied (lab 7).
+      // LAB 7 BEGIN copy-on-write under swap: the shared frame pinned while room is made for its copy, the mapping moved to the copy
+      const PhysAddr frame = walk.pa.align_down(kPageSize);
       const FramePin pin = pin_user_frame(frame);
       const auto copy = [&] { return copy_on_write(space, VirtAddr(page), walk.pa, page_perms_of(verdict.vma)); };
       widened = g_frame_refs.count(frame) > 1 ? with_room(copy) : copy();
       if (widened.ok()) note_user_page_moved(space, VirtAddr(page), frame);
+      // LAB 7 SKELETON
+      // // Lab 6's fault (labs/07-swap/README.md, part C: a frame shared by fork, under swap).
+      // if (swap_enabled()) panic("lab 7: write the copy-on-write part of resolve_user_fault() in kernel/mm/fault.cpp");
+      // widened = copy_on_write(space, VirtAddr(page), walk.pa, page_perms_of(verdict.vma));
+      // LAB 7 END
     } else {
       widened = space.protect(VirtAddr(page), kPageSize, page_perms_of(verdict.vma));
     }
@@ -198,8 +216,13 @@ FaultDecision resolve_user_fault(AddressSpace& space, UserRegions& regions, Virt
   if (brought.is_error())
     return unresolved(Why::Populate, page, access, verdict.vma, brought.error().during("bringing in the page", page));
   if (swap_enabled()) {
+    // LAB 7 BEGIN a page brought in: recorded in the reverse map, and pinned while a user copy lasts
     MUST(note_user_page(space, VirtAddr(page)));  // a node was free (with_room())
     if (const Walk in = space.query(VirtAddr(page)); in.mapped()) pin_for_copy(in.pa.align_down(kPageSize));
+    // LAB 7 SKELETON
+    // (void)lab_not_done("lab 7: record the page brought in, at the end of resolve_user_fault() in kernel/mm/fault.cpp "
+    //                    "(labs/07-swap/README.md)");
+    // LAB 7 END
   }
   return FaultDecision::Resolved;
 }

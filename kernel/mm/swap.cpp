@@ -22,6 +22,7 @@
 #include "mm/vm.hpp"
 
 #include "mm/vm_parts.hpp"
+#include "core/lab.hpp"
 #include "core/panic.hpp"
 #include "lib/facts.hpp"
 #include "mm/base/layout.hpp"
@@ -131,15 +132,22 @@ struct CopyPins {
 };
 [[clang::no_destroy]] constinit CopyPins g_copy_pins;
 
-/// The mapping of @p frame at @p page of @p space is gone (or moving): forgotten; with the last
-/// mapping the frame's backing slot is let go too (the frame is about to be freed).
-void forget_mapping(PhysAddr frame, AddressSpace& space, VirtAddr page) {
+/// The mapping of @p frame at @p page of @p space is gone (or moving to another frame): the
+/// reverse map forgets it; with the frame's last mapping its backing slot is let go too (the
+/// frame is about to be freed, and nothing else holds the slot).
+[[maybe_unused]] void forget_mapping(PhysAddr frame, AddressSpace& space, VirtAddr page) {
+  // LAB 7 BEGIN forget one mapping; the frame's last one lets go of its backing slot
   if (!g_table.tracks(frame) || !g_table.note_unmapped(frame, space, page)) return;
   FrameEntry& e = g_table.entry(frame);
   if (e.mappings == 0 && e.has_backing()) {
     (void)g_slots.drop(e.backing_slot());
     e.clear_backing();
   }
+  // LAB 7 SKELETON
+  // (void)frame;
+  // (void)space;
+  // (void)page;
+  // LAB 7 END
 }
 
 }  // namespace
@@ -190,42 +198,67 @@ Result<void> make_user_room(usize frames) {
 }
 
 bool evict_for_memory() {
-  if (!swap_enabled() || !g_swapper.has_disk() || g_table.resident() == 0) return false;
+  if (!swap_enabled()) return false;
+  // LAB 7 BEGIN the frame allocator ran out: one victim of the clock out, when there is a disk
+  if (!g_swapper.has_disk() || g_table.resident() == 0) return false;
   const Result<PhysAddr> victim = g_swapper.choose_victim();
   return victim.ok() && g_swapper.evict_frame(victim.value()).ok();
+  // LAB 7 SKELETON
+  // (void)lab_not_done("lab 7: write evict_for_memory() in kernel/mm/swap.cpp (labs/07-swap/README.md)");
+  // return false;
+  // LAB 7 END
 }
 
 bool can_record_mapping() { return !swap_enabled() || g_table.free_nodes() > 0; }
 
 Result<void> note_user_page(AddressSpace& space, VirtAddr page) {
   if (!swap_enabled()) return {};
+  // LAB 7 BEGIN the reverse map learns of a page just mapped to a user frame of its own
   const Walk walk = space.query(page);
   if (!walk.mapped()) return {};
   const PhysAddr frame = walk.pa.align_down(kPageSize);
   if (!g_table.tracks(frame)) return {};
   return g_table.note_mapped(frame, space, space.root(), page);
+  // LAB 7 SKELETON
+  // (void)space;
+  // (void)page;
+  // return lab_not_done("lab 7: write note_user_page() in kernel/mm/swap.cpp (labs/07-swap/README.md)");
+  // LAB 7 END
 }
 
 void note_user_page_moved(AddressSpace& space, VirtAddr page, PhysAddr old) {
   if (!swap_enabled()) return;
+  // LAB 7 BEGIN a copy-on-write break: the mapping moves from the shared frame to the copy
   const Walk walk = space.query(page);
   if (walk.mapped() && walk.pa.align_down(kPageSize) == old) return;  // taken back as it was: the same mapping
   forget_mapping(old, space, page);
   // A node was given back just now: recording the copy cannot run out of them.
   if (walk.mapped()) MUST(note_user_page(space, page));
+  // LAB 7 SKELETON
+  // (void)page;
+  // (void)old;
+  // panic("lab 7: write note_user_page_moved() in kernel/mm/swap.cpp (labs/07-swap/README.md): a copy-on-write "
+  //       "fault in {:#x}, and the reverse map must follow its page to the copy", space.root().value());
+  // LAB 7 END
 }
 
 Result<void> forget_user_pages(AddressSpace& space, VirtAddr start, VirtAddr end) {
   if (!swap_enabled() || !(start < end)) return {};
+  // LAB 7 BEGIN a range about to be unmapped: its slots given back, its pages' mappings forgotten
   if (g_slots.in_use() > 0) TRY(g_swapper.release(space, start, end));
   if (g_table.resident() == 0) return {};
   for (AddressSpace::ReadCursor c = space.read_cursor(start); c.next_mapped(end); c.next())
     if (c.level() == Format::kLevels - 1) forget_mapping(c.pa().align_down(kPageSize), space, c.va());
   return {};
+  // LAB 7 SKELETON
+  // (void)space;
+  // return lab_not_done("lab 7: write forget_user_pages() in kernel/mm/swap.cpp (labs/07-swap/README.md)");
+  // LAB 7 END
 }
 
 Result<void> note_forked(AddressSpace& from, const VmaSet& vmas, AddressSpace& to) {
   if (!swap_enabled()) return {};
+  // LAB 7 BEGIN fork: the parent's swap entries shared into the child, the child's pages recorded
   for (const Vma& vma : vmas) {
     const VirtAddr start(vma.start), end(vma.end);
     if (g_slots.in_use() > 0) TRY(g_swapper.share_swapped(from, to, start, end));
@@ -236,6 +269,12 @@ Result<void> note_forked(AddressSpace& from, const VmaSet& vmas, AddressSpace& t
     }
   }
   return {};
+  // LAB 7 SKELETON
+  // (void)from;
+  // (void)vmas;
+  // (void)to;
+  // return lab_not_done("lab 7: write note_forked() in kernel/mm/swap.cpp (labs/07-swap/README.md)");
+  // LAB 7 END
 }
 
 Result<void> evict_user_page(AddressSpace& space, VirtAddr va, bool keep) {

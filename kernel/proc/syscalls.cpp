@@ -118,11 +118,16 @@ i64 sys_evict(Process& p, u64 va, u64 flags) {
   if ((flags & ~abi::kEvictKeep) != 0 || !is_aligned(va, kPageSize) || !in_user_half(va, kPageSize))
     return fail(Errno::Inval);
   if (!vm::swap_enabled() || !vm::swapper().has_disk()) return fail(Errno::NoSys);
+  // LAB 7 BEGIN the page out (or written back and kept), and each refusal as its errno
   const Result<void> done = vm::evict_user_page(p.space(), VirtAddr(va), (flags & abi::kEvictKeep) != 0);
   if (done.ok()) return 0;
   if (done.error() == Error::NotFound) return fail(Errno::Fault);
   if (done.error() == Error::InvalidArgument) return fail(Errno::Again);  // its frame is pinned
   return fail(done.error() == Error::NoMemory ? Errno::NoMem : Errno::NoSys);
+  // LAB 7 SKELETON
+  // (void)lab_not_done("lab 7: write sys_evict() in kernel/proc/syscalls.cpp (labs/07-swap/README.md)");
+  // return fail(Errno::NoSys);
+  // LAB 7 END
 }
 
 /// swap_info(out, size): the swapper's own counts (lab 7), zeros while swap is off.
@@ -130,6 +135,7 @@ i64 sys_swap_info(Process& p, u64 out, u64 size) {
   if (size > sizeof(abi::SwapInfo)) size = sizeof(abi::SwapInfo);
   abi::SwapInfo info{};
   if (vm::swap_enabled()) {
+    // LAB 7 BEGIN the swapper's own counts, as the test call reports them
     Swapper& s = vm::swapper();
     const SwapCounters& c = s.counters();
     info = abi::SwapInfo{.frame_cap = s.table().cap(),
@@ -140,6 +146,9 @@ i64 sys_swap_info(Process& p, u64 out, u64 size) {
                          .writes = c.writes,
                          .reads = c.reads,
                          .clean_evictions = c.clean_evictions};
+    // LAB 7 SKELETON
+    // (void)lab_not_done("lab 7: write sys_swap_info() in kernel/proc/syscalls.cpp (labs/07-swap/README.md)");
+    // LAB 7 END
   }
   if (copy_to_user(p.space(), out, &info, usize(size)).is_error()) return fail(Errno::Fault);
   return i64(size);

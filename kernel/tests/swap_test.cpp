@@ -241,6 +241,22 @@ TEST_F(SwapTest, ACleanPageGoesOutWithoutAWriteAWrittenOneIsWrittenAgain) {
   EXPECT_TRUE(machine.slot_holds(F::swap_slot(leaf(a, va)), 6));
 }
 
+TEST_F(SwapTest, APageWrittenThenMadeReadOnlyIsStillWritten) {
+  // Fork's copy-on-write (and mprotect) take write permission from a page that was written since
+  // it came back: the write must survive the narrowing, or the page goes out as clean.
+  AddressSpace& a = new_space();
+  const u64 va = 0x40'6000;
+  ASSERT_TRUE(swapper.evict_frame(map_page(a, va, 5)).ok());
+  const PhysAddr frame = bring_back(a, va);
+  machine.fill(frame, 6);
+  leaf(a, va) = written(leaf(a, va));
+  ASSERT_TRUE(a.protect(VirtAddr(va), kPageSize, kUserReadOnly).ok());
+  const usize writes = machine.writes();
+  ASSERT_TRUE(swapper.evict_frame(frame).ok());
+  EXPECT_EQ(machine.writes(), writes + 1) << "a page written, then made read-only, went out as clean";
+  EXPECT_TRUE(machine.slot_holds(F::swap_slot(leaf(a, va)), 6));
+}
+
 TEST_F(SwapTest, TheDiskIsWrittenOnlyOnceNoRootMapsTheFrameAndEveryTlbWasTold) {
   AddressSpace& a = new_space();
   AddressSpace& b = new_space();
@@ -289,6 +305,23 @@ TEST_F(SwapTest, ClockClearsEveryMarkInItsFirstTurnAndThenChoosesFromTheHand) {
   const Result<PhysAddr> victim = swapper.choose_victim();
   ASSERT_TRUE(victim.ok());
   EXPECT_EQ(victim.value(), frames[2]) << "after a whole turn the first frame the hand meets again is the victim";
+}
+
+TEST_F(SwapTest, ClockTakesAnUnusedCleanFrameBeforeAnUnusedDirtyOneAndTouchesNothingForIt) {
+  AddressSpace& a = new_space();
+  const PhysAddr dirty = map_page(a, 0x1000, 1);          // index 0: never written to a slot
+  const PhysAddr used = map_page(a, 0x2000, 2);           // index 1
+  ASSERT_TRUE(swapper.evict_frame(map_page(a, 0x3000, 3)).ok());
+  const PhysAddr clean = bring_back(a, 0x3000);           // backed by its slot, clean
+  leaf(a, 0x1000) = F::without_accessed(leaf(a, 0x1000));
+  leaf(a, 0x2000) = accessed(leaf(a, 0x2000));
+  leaf(a, 0x3000) = F::without_accessed(leaf(a, 0x3000));
+  table.set_hand(table.index_of(dirty));
+  const Result<PhysAddr> victim = swapper.choose_victim();
+  ASSERT_TRUE(victim.ok());
+  EXPECT_EQ(victim.value(), clean) << "the clean turn must take the unused clean frame, not the dirty one before it";
+  EXPECT_TRUE(F::is_accessed(leaf(a, 0x2000))) << "the clean turn only looks: it must not take a used frame's mark";
+  EXPECT_NE(victim.value(), used);
 }
 
 TEST_F(SwapTest, ClockReadsTheAccessedStateOfEveryMapping) {
@@ -599,8 +632,16 @@ TEST(SwapEntryAarch64, ACleanPageIsReadOnlyToTheMmuUntilItsFirstWrite) {
   const u64 ro = Fmt::with_perms(clean, Fmt::kL3, kUserReadOnly);
   EXPECT_FALSE(Fmt::entry_perms(ro, Fmt::kL3).write);
   EXPECT_EQ(ro & Fmt::kSoftWrite, 0u);
-  // A page made PROT_NONE keeps no trace of AP[2]: it counts as dirty (its next eviction writes).
-  EXPECT_TRUE(Fmt::is_dirty(Fmt::with_perms(dirty, Fmt::kL3, Perms{.read = false, .user = true})));
+  // Write permission taken away from a dirty page (fork's copy-on-write, mprotect, PROT_NONE) must
+  // not take the write with it: DIRTY keeps it, until the page is cleaned.
+  for (const Perms narrower : {kUserReadOnly, Perms{.read = false, .user = true}}) {
+    const u64 narrowed = Fmt::with_perms(dirty, Fmt::kL3, narrower);
+    EXPECT_TRUE(Fmt::is_dirty(narrowed)) << "a written page made " << (narrower.read ? "read-only" : "PROT_NONE")
+                                         << " lost its dirty state";
+    EXPECT_FALSE(Fmt::is_dirty(Fmt::cleaned(narrowed)));
+    EXPECT_TRUE(Fmt::is_dirty(Fmt::with_perms(narrowed, Fmt::kL3, kUserData))) << "and back to writable";
+  }
+  EXPECT_FALSE(Fmt::is_dirty(Fmt::with_perms(clean, Fmt::kL3, kUserReadOnly))) << "a clean page made read-only is clean";
   // The access flag.
   EXPECT_FALSE(Fmt::is_accessed(Fmt::without_accessed(page)));
   EXPECT_TRUE(Fmt::is_accessed(Fmt::with_accessed(Fmt::without_accessed(page))));

@@ -298,11 +298,16 @@ template <ValidPageTableFormat F> class Cursor : public ReadCursor<F> {
     if (!F::is_swap_entry(swap_entry, kLeafLevel)) return Error(Error::InvalidArgument, "not a swap entry");
     if (!mapped()) return Error::NotFound;
     if (level() != kLeafLevel) return Error::Unsupported;
+    // LAB 7 BEGIN the leaf becomes the swap entry; the batch told of the write; the path stops there now
     const u64 old = slot(kLeafLevel);
     slot(kLeafLevel) = swap_entry;
     batch_->wrote();
     stop_ = WalkStop::NotPresent;
     return old;
+    // LAB 7 SKELETON
+    // return Error(Error::NotImplemented, "lab 7: write Cursor::replace_with_swap_entry() in kernel/mm/pt/cursor.hpp "
+    //                                     "(labs/07-swap/README.md)");
+    // LAB 7 END
   }
 
   /// Clears the swap entry at va() (swapped()) and frees the tables that leaves empty, as
@@ -310,12 +315,16 @@ template <ValidPageTableFormat F> class Cursor : public ReadCursor<F> {
   /// va() is not swapped out.
   [[nodiscard]] Result<void> forget_swapped() {
     if (!this->swapped()) return Error::NotFound;
+    // LAB 7 BEGIN clear the swap entry, then free the tables that leaves empty (never the root, nor a pinned table)
     slot(kLeafLevel) = 0;
     batch_->wrote();
-    // The tables this leaves empty go, as unmap()'s do (never the root, nor a pinned table).
     for (usize at = level(); at >= tree_->lowest_freeable_level(va_) && table_is_empty(at); at = level())
       unlink_table(at - 1);
     return {};
+    // LAB 7 SKELETON
+    // return Error(Error::NotImplemented, "lab 7: write Cursor::forget_swapped() in kernel/mm/pt/cursor.hpp "
+    //                                     "(labs/07-swap/README.md)");
+    // LAB 7 END
   }
 
   /// Splits the block at va() into a table of entries one level down that map the same memory

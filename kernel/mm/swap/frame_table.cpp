@@ -51,37 +51,44 @@ Result<void> FrameTable::note_mapped(PhysAddr frame, AddressSpace& space, PhysAd
     if (m->space == &space && m->va == va.value())
       panic("frame table: the mapping of frame {:#x} at {:#x} in root {:#x} is recorded twice", frame.value(),
             va.value(), root.value());
-  const bool was_resident = e.mappings > 0;
-  TRY(add_mapping(e, u32(index_of(frame)), space, root, va));
-  if (!was_resident && e.mappings > 0) ++resident_;
-  return {};
+  return add_mapping(e, u32(index_of(frame)), space, root, va);
 }
 
 bool FrameTable::note_unmapped(PhysAddr frame, const AddressSpace& space, VirtAddr va) {
-  FrameEntry& e = entry(frame);
-  const bool was_resident = e.mappings > 0;
-  if (!remove_mapping(e, space, va)) return false;
-  if (was_resident && e.mappings == 0) --resident_;
-  return true;
+  return remove_mapping(entry(frame), space, va);
 }
 
 usize FrameTable::forget_mappings(PhysAddr frame) {
   FrameEntry& e = entry(frame);
+  // LAB 7 BEGIN every node of the frame's chain given back; how many there were
+  if (e.mappings > 0) --resident_;
   usize n = 0;
   for (u32 link = e.rmap; link != 0; ++n) {
     const u32 next = node(link).next;
     give_node(link);
     link = next;
   }
-  if (e.mappings > 0) --resident_;
   e.rmap = 0;
   e.mappings = 0;
   return n;
+  // LAB 7 SKELETON
+  // // Until you write it (part C): one mapping per frame (see add_mapping()).
+  // if (e.mappings > 0) --resident_;
+  // if (e.rmap != 0) give_node(e.rmap);
+  // e.rmap = 0;
+  // return exchange(e.mappings, u16(0));
+  // LAB 7 END
 }
 
 void FrameTable::space_moved(const AddressSpace& from, AddressSpace& to) {
+  // LAB 7 BEGIN a space moved (exec): every node that named it names it where it is now
   for (usize i = 0; i < node_count_; ++i)
     if (nodes_[i].space == &from) nodes_[i].space = &to;
+  // LAB 7 SKELETON
+  // (void)from;
+  // (void)to;
+  // panic("lab 7: write FrameTable::space_moved() in kernel/mm/swap/frame_table.cpp (labs/07-swap/README.md)");
+  // LAB 7 END
 }
 
 const RmapNode* FrameTable::first_mapping(PhysAddr frame) const {
@@ -109,7 +116,7 @@ Result<void> FrameTable::add_mapping(FrameEntry& e, u32 index, AddressSpace& spa
   if (link == 0) return Error(Error::NoMemory, "the reverse map has no free node");
   node(link) = RmapNode{.space = &space, .root = root.value(), .va = va.value(), .next = e.rmap, .frame = index};
   e.rmap = link;
-  ++e.mappings;
+  if (e.mappings++ == 0) ++resident_;  // its first mapping makes the frame resident
   return {};
   // LAB 7 SKELETON
   // // Until you write it (part C), one mapping per frame: enough for parts A and B, where no frame
@@ -122,6 +129,7 @@ Result<void> FrameTable::add_mapping(FrameEntry& e, u32 index, AddressSpace& spa
   // node(link) = RmapNode{.space = &space, .root = root.value(), .va = va.value(), .next = 0, .frame = index};
   // e.rmap = link;
   // e.mappings = 1;
+  // ++resident_;
   // return {};
   // LAB 7 END
 }
@@ -133,7 +141,7 @@ bool FrameTable::remove_mapping(FrameEntry& e, const AddressSpace& space, VirtAd
     if (node(link).space != &space || node(link).va != va.value()) continue;
     *at = node(link).next;
     give_node(link);
-    --e.mappings;
+    if (--e.mappings == 0) --resident_;  // its last mapping: no longer resident
     return true;
   }
   return false;
@@ -143,6 +151,7 @@ bool FrameTable::remove_mapping(FrameEntry& e, const AddressSpace& space, VirtAd
   // give_node(e.rmap);
   // e.rmap = 0;
   // e.mappings = 0;
+  // --resident_;
   // return true;
   // LAB 7 END
 }

@@ -140,7 +140,8 @@ class FrameTable {
  private:
   /// Part C: the list. add_mapping() records (@p space, @p root, @p va) in @p e's chain (@p index:
   /// the entry's index) from a node of take_node(); remove_mapping() unlinks the node of
-  /// (@p space, @p va) and gives it back (give_node()), false when there is none.
+  /// (@p space, @p va) and gives it back (give_node()), false when there is none. Both keep the
+  /// count of resident frames (a frame's first mapping makes it resident, its last one ends that).
   [[nodiscard]] Result<void> add_mapping(FrameEntry& e, u32 index, AddressSpace& space, PhysAddr root, VirtAddr va);
   [[nodiscard]] bool remove_mapping(FrameEntry& e, const AddressSpace& space, VirtAddr va);
 

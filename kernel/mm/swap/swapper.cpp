@@ -7,31 +7,6 @@ namespace pagoda {
 
 // ---- Given ---------------------------------------------------------------------------------
 
-Result<void> Swapper::make_room(usize frames) {
-  if (table_.cap() == 0) return {};
-  while (table_.resident() + frames > table_.cap()) {
-    if (!has_disk())
-      return Error(Error::NoMemory, "the resident user frames reached the cap (userframes=) and there is no swap disk");
-    if (table_.resident() == 0)
-      return Error(Error::NoMemory, "the cap on user frames (userframes=) is below what one step needs");
-    const PhysAddr victim = TRY(choose_victim());
-    TRY(evict_frame(victim));
-  }
-  return {};
-}
-
-Result<void> Swapper::evict_page(AddressSpace& space, VirtAddr va, bool keep) {
-  if (!has_disk()) return Error(Error::Unsupported, "no swap disk");
-  const Walk walk = space.query(va);
-  if (!walk.mapped() && walk.depth > 0 && Format::is_swap_entry(walk.last().entry, walk.last().level))
-    return {};  // out already (the clock took it first)
-  if (!walk.mapped() || walk.page_size != kPageSize) return Error(Error::NotFound, "no page mapped there");
-  const PhysAddr frame = walk.pa.align_down(kPageSize);
-  if (!table_.is_resident(frame)) return Error(Error::NotFound, "not a user frame of the frame table");
-  if (table_.pinned(frame)) return Error(Error::InvalidArgument, "the frame is pinned");
-  return keep ? clean_frame(frame) : evict_frame(frame);
-}
-
 void Swapper::write_slot(u64 slot, PhysAddr frame) {
   if (Result<void> written = device_.write(slot, frame); written.is_error())
     panic("swap: writing frame {:#x} to slot {} failed, and the entries that name the slot would get what it held "
@@ -46,6 +21,44 @@ Result<void> Swapper::read_slot(u64 slot, PhysAddr frame) {
 }
 
 // ---- Part A: the mechanism -------------------------------------------------------------------
+
+Result<void> Swapper::make_room(usize frames) {
+  if (table_.cap() == 0) return {};
+  // LAB 7 BEGIN evict the clock's victims until the frames asked for fit under the cap
+  while (table_.resident() + frames > table_.cap()) {
+    if (!has_disk())
+      return Error(Error::NoMemory, "the resident user frames reached the cap (userframes=) and there is no swap disk");
+    if (table_.resident() == 0)
+      return Error(Error::NoMemory, "the cap on user frames (userframes=) is below what one step needs");
+    const PhysAddr victim = TRY(choose_victim());
+    TRY(evict_frame(victim));
+  }
+  return {};
+  // LAB 7 SKELETON
+  // (void)frames;
+  // panic("lab 7: write Swapper::make_room() in kernel/mm/swap/swapper.cpp (labs/07-swap/README.md)");
+  // LAB 7 END
+}
+
+Result<void> Swapper::evict_page(AddressSpace& space, VirtAddr va, bool keep) {
+  if (!has_disk()) return Error(Error::Unsupported, "no swap disk");
+  // LAB 7 BEGIN the evict test call: the frame mapped there, checked, then out (or written back and kept)
+  const Walk walk = space.query(va);
+  if (!walk.mapped() && walk.depth > 0 && Format::is_swap_entry(walk.last().entry, walk.last().level))
+    return {};  // out already (the clock took it first)
+  if (!walk.mapped() || walk.page_size != kPageSize) return Error(Error::NotFound, "no page mapped there");
+  const PhysAddr frame = walk.pa.align_down(kPageSize);
+  if (!table_.is_resident(frame)) return Error(Error::NotFound, "not a user frame of the frame table");
+  if (table_.pinned(frame)) return Error(Error::InvalidArgument, "the frame is pinned");
+  return keep ? clean_frame(frame) : evict_frame(frame);
+  // LAB 7 SKELETON
+  // (void)space;
+  // (void)va;
+  // (void)keep;
+  // return Error(Error::NotImplemented, "lab 7: write Swapper::evict_page() in kernel/mm/swap/swapper.cpp "
+  //                                     "(labs/07-swap/README.md)");
+  // LAB 7 END
+}
 
 Result<bool> Swapper::take_mapping(const RmapNode& m, ConsistencyBatch& batch, u64 slot) {
   // LAB 7 BEGIN one mapping of the victim becomes a swap entry, its translation invalidated
@@ -62,8 +75,8 @@ Result<bool> Swapper::take_mapping(const RmapNode& m, ConsistencyBatch& batch, u
 }
 
 Result<void> Swapper::evict_frame(PhysAddr frame) {
-  FrameEntry& e = table_.entry(frame);
   // LAB 7 BEGIN evict a frame: a slot, every mapping a swap entry (each root told), then the write, then the frame freed
+  FrameEntry& e = table_.entry(frame);
   if (e.mappings == 0) return Error(Error::NotFound, "the frame is not resident");
   // The slot: the backing slot of a clean frame holds its bytes already (its one hold on the slot
   // passes to the first entry); else a free one.
@@ -88,7 +101,7 @@ Result<void> Swapper::evict_frame(PhysAddr frame) {
   ++counters_.evictions;
   return {};
   // LAB 7 SKELETON
-  // (void)e;
+  // (void)frame;
   // panic("lab 7: write Swapper::evict_frame() in kernel/mm/swap/swapper.cpp (labs/07-swap/README.md)");
   // LAB 7 END
 }
@@ -174,17 +187,35 @@ bool Swapper::test_and_clear_accessed(PhysAddr frame) {
   // LAB 7 END
 }
 
+bool Swapper::accessed(PhysAddr frame) const {
+  // LAB 7 BEGIN whether any mapping was used, every mapping's entry read in its own root, nothing changed
+  for (const RmapNode* m = table_.first_mapping(frame); m != nullptr; m = table_.next_mapping(*m)) {
+    const AddressSpace::ReadCursor c = m->space->read_cursor(VirtAddr(m->va));
+    if (const u64* leaf = c.page_entry(); leaf != nullptr && Format::is_accessed(*leaf)) return true;
+  }
+  return false;
+  // LAB 7 SKELETON
+  // (void)frame;
+  // panic("lab 7: write Swapper::accessed() in kernel/mm/swap/swapper.cpp (labs/07-swap/README.md)");
+  // LAB 7 END
+}
+
 Result<PhysAddr> Swapper::choose_victim() {
-  // LAB 7 BEGIN the clock: pass frames that are not resident or pinned, give used ones a second chance
+  // LAB 7 BEGIN the clock: a clean unused frame first, then any unused one, used ones losing their mark as the hand passes
   const usize n = table_.size();
-  for (usize step = 0; step < 2 * n; ++step) {
-    const usize i = table_.hand();
-    table_.set_hand(i + 1);
-    const FrameEntry& e = table_.entry_at(i);
-    if (e.mappings == 0 || e.pins > 0) continue;  // a kernel frame, a table, a free frame; or pinned
-    const PhysAddr frame = table_.frame_at(i);
-    if (test_and_clear_accessed(frame)) continue;
-    return frame;
+  for (usize turn = 0; turn < 4; ++turn) {
+    const bool clean_only = turn % 2 == 0;
+    for (usize step = 0; step < n; ++step) {
+      const usize i = table_.hand();
+      table_.set_hand(i + 1);
+      const FrameEntry& e = table_.entry_at(i);
+      if (e.mappings == 0 || e.pins > 0) continue;  // a kernel frame, a table, a free frame; or pinned
+      const PhysAddr frame = table_.frame_at(i);
+      // A clean turn only looks (a used or dirty frame stays as it is); the other one gives used
+      // frames their second chance.
+      if (clean_only ? accessed(frame) || needs_write(frame) : test_and_clear_accessed(frame)) continue;
+      return frame;
+    }
   }
   return Error(Error::NoMemory, "no user frame can be evicted: every resident frame is pinned");
   // LAB 7 SKELETON
@@ -207,8 +238,8 @@ bool Swapper::needs_write(PhysAddr frame) const {
 }
 
 Result<void> Swapper::clean_frame(PhysAddr frame) {
-  FrameEntry& e = table_.entry(frame);
   // LAB 7 BEGIN write a frame back and keep it clean: every mapping cleaned and invalidated first, then the write
+  FrameEntry& e = table_.entry(frame);
   if (e.mappings == 0) return Error(Error::NotFound, "the frame is not resident");
   if (!needs_write(frame)) return {};
   const u64 slot = e.has_backing() ? e.backing_slot() : TRY(slots_.take());
@@ -228,7 +259,7 @@ Result<void> Swapper::clean_frame(PhysAddr frame) {
   ++counters_.cleanings;
   return {};
   // LAB 7 SKELETON
-  // (void)e;
+  // (void)frame;
   // panic("lab 7: write Swapper::clean_frame() in kernel/mm/swap/swapper.cpp (labs/07-swap/README.md)");
   // LAB 7 END
 }

@@ -25,11 +25,14 @@
 /// frame's backing when the entry was the slot's only holder (the page is clean: mapped so that
 /// its first write marks it dirty), dropped otherwise.
 ///
-/// The clock (choose_victim()) goes over the frame table in frame order from its hand: a frame
-/// that is not resident, or pinned, is passed by; a frame any of whose mappings was used since
-/// the hand last passed loses that mark (every mapping's accessed state read and cleared, each
-/// invalidated in its own root) and is passed by (its second chance); the first frame none of
-/// whose mappings was used is the victim. Two turns at most: the first clears every mark.
+/// The clock (choose_victim()) goes over the frame table in frame order from its hand, in turns,
+/// a frame that is not resident, or pinned, always passed by. A *clean* turn takes the first
+/// frame that is unused (none of its mappings used since the hand last cleared them) and clean
+/// (its bytes on the disk already: evicting it costs no write), and changes nothing. If a whole
+/// clean turn finds none, a *clearing* turn takes the first unused frame, dirty or not, and each
+/// used frame it passes loses its mark (every mapping's accessed state cleared and invalidated in
+/// its own root: its second chance). Clean, clearing, clean, clearing: four turns at most, since
+/// after a clearing turn every frame is unused; only a table of pinned frames leaves none.
 ///
 /// The swapper knows the disk and the user frames only through the two tables of functions it
 /// is given (SwapDevice, UserFramePool): the kernel's (mm/swap.cpp) are the swap disk and vm's
@@ -83,20 +86,18 @@ class Swapper {
   SwapSlots& slots() { return slots_; }
   const SwapCounters& counters() const { return counters_; }
 
-  // ---- Given -----------------------------------------------------------------------------
+  // ---- Yours (labs/07-swap/README.md) ----------------------------------------------------
 
-  /// Evicts frames (choose_victim(), evict_frame()) until @p frames more fit under the cap.
-  /// Nothing to do without a cap. NoMemory when the cap is reached and nothing can go out: no
-  /// disk, the disk full, every resident frame pinned.
+  /// Part A: evicts frames (choose_victim(), evict_frame()) until @p frames more fit under the
+  /// cap. Nothing to do without a cap. NoMemory when the cap is reached and nothing can go out:
+  /// no disk, the disk full, every resident frame pinned.
   [[nodiscard]] Result<void> make_room(usize frames);
 
-  /// The evict test call: the page mapped at @p va in @p space goes out now, with every other
-  /// mapping of its frame (evict_frame()); with @p keep, it is only written back and stays
+  /// Part A: the evict test call: the page mapped at @p va in @p space goes out now, with every
+  /// other mapping of its frame (evict_frame()); with @p keep, it is only written back and stays
   /// (clean_frame()). Nothing to do for a page out already. NotFound when no user frame the
   /// table knows is mapped there, InvalidArgument for a pinned frame, Unsupported without a disk.
   [[nodiscard]] Result<void> evict_page(AddressSpace& space, VirtAddr va, bool keep);
-
-  // ---- Yours (labs/07-swap/README.md) ----------------------------------------------------
 
   /// Part A: evicts the resident frame @p frame (steps 1-4 above). Afterwards no root maps it,
   /// every entry that did names one slot holding its bytes (the slot's count is the number of
@@ -117,7 +118,7 @@ class Swapper {
   /// dropped. Resident pages are left alone (they are unmapped after, as before lab 7).
   [[nodiscard]] Result<void> release(AddressSpace& space, VirtAddr start, VirtAddr end);
 
-  /// Part B: the clock's victim (see above); the hand moves past it. NoMemory when every
+  /// Part B: the clock's victim (see above); the hand stops just past it. NoMemory when every
   /// resident frame is pinned (or none is resident). (Never inlined: the grader recomputes the
   /// victim from RAM at its entry and compares at its return.)
   [[nodiscard]] [[gnu::noinline]] Result<PhysAddr> choose_victim();
@@ -141,6 +142,8 @@ class Swapper {
   /// Part B: whether any mapping of @p frame was used since the last call; each mapping's
   /// accessed state cleared and invalidated in its own root.
   bool test_and_clear_accessed(PhysAddr frame);
+  /// Part B: the same question, every mapping read in its own root, nothing changed.
+  bool accessed(PhysAddr frame) const;
 
   /// Whether the frame's bytes are not on the disk: it has no backing slot, or a mapping says
   /// it was written through since (part B).
