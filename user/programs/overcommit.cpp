@@ -4,14 +4,14 @@
 //
 //   overcommit PAGES ROUNDS [WRITES]
 //
-// maps PAGES pages (at most 4096) of anonymous memory and writes every word of every page:
+// maps PAGES pages (at most 4000) of anonymous memory and writes every word of every page:
 // word i of page j holds abi::swap_pattern(seed, j, i, v), v = 0, where seed = proof(token, 0x7c0).
 // Then ROUNDS rounds (at most 64); round r (1, 2, ...) goes over the pages from page
 // start(r) = proof(token, 0x7c1 + r) % PAGES on, wrapping around, and for each page:
 //   - reads every word and compares it with what was written last (version v of that page);
 //   - writes it again, every word, with version r, when bit (j % 64) of the round's mask
 //     proof(token, 0x7e0 + r) is set and WRITES (0..100, default 50) is above
-//     proof(token, 0x800 + r * 4096 + j) % 100: about WRITES percent of the pages are written,
+//     proof(token, 0x800 + r * 4000 + j) % 100: about WRITES percent of the pages are written,
 //     the others only read (a clean page whose slot still holds it needs no write at its next
 //     eviction).
 // After each round it calls yield() (a moment for the grader: every page holds its version, in
@@ -28,7 +28,7 @@ using namespace pagoda::user;
 namespace {
 
 constexpr u64 kWords = arch::kPageSize / 8;
-constexpr u64 kMaxPages = 4096;
+constexpr u64 kMaxPages = 4000;
 constexpr u64 kMaxRounds = 64;
 
 u64 seed() { return proof(token(), 0x7c0); }

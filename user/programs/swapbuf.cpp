@@ -6,7 +6,7 @@
 // maps a buffer of 4 pages and a line of text, LINE = "swapbuf: the kernel copied this line
 // from swapped-out pages <hex of proof(token, 0x5b0)>", placed at byte OFFSET (below the second
 // page's end, so that it may straddle the boundary between the first two pages). With FILL
-// (a number of pages, at most 4096, default 0) it first maps and writes that many more pages,
+// (a number of pages, at most 4000, default 0) it first maps and writes that many more pages,
 // so that under a cap the resident frames are at the cap and every fault of the copies below
 // must evict (the clock must pass by the pages a copy has pinned).
 //   1. evicts the buffer's first two pages (the evict test call), then write(1, LINE): the
@@ -29,7 +29,7 @@ namespace {
 
 constexpr u64 kWords = arch::kPageSize / 8;
 constexpr u64 kPages = 4;
-constexpr u64 kMaxFill = 4096;
+constexpr u64 kMaxFill = 4000;
 constexpr usize kMaxRead = 200;
 
 u64 seed() { return proof(token(), 0x5b0); }
