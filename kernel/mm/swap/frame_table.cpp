@@ -81,14 +81,8 @@ usize FrameTable::forget_mappings(PhysAddr frame) {
 }
 
 void FrameTable::space_moved(const AddressSpace& from, AddressSpace& to) {
-  // LAB 7 BEGIN a space moved (exec): every node that named it names it where it is now
   for (usize i = 0; i < node_count_; ++i)
     if (nodes_[i].space == &from) nodes_[i].space = &to;
-  // LAB 7 SKELETON
-  // (void)from;
-  // (void)to;
-  // panic("lab 7: write FrameTable::space_moved() in kernel/mm/swap/frame_table.cpp (labs/07-swap/README.md)");
-  // LAB 7 END
 }
 
 const RmapNode* FrameTable::first_mapping(PhysAddr frame) const {
