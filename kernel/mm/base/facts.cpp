@@ -15,6 +15,11 @@ template <class F> constexpr u64 soft_write_bit() {
   if constexpr (requires { F::kSoftWrite; }) return F::kSoftWrite;
   else return 0;
 }
+/// The format's software "written" bit of a page whose write permission was taken away, or 0.
+template <class F> constexpr u64 soft_dirty_bit() {
+  if constexpr (requires { F::kSoftDirty; }) return F::kSoftDirty;
+  else return 0;
+}
 
 PAGODA_FACT(kernel_half_base, layout::kKernelHalfBase)
 PAGODA_FACT(window_base, layout::kWindowBase)
@@ -40,6 +45,9 @@ PAGODA_FACT(swap_slot_inverted, Format::swap_slot(Format::make_swap_entry(0)) ==
 /// Lab 7, AArch64: the software bit of a clean writable page (read-only to the MMU until its
 /// first write marks it dirty); 0 on x86_64, whose dirty bit is the hardware's.
 PAGODA_FACT(soft_write_bit, soft_write_bit<Format>())
+/// Lab 7, AArch64: the software bit that keeps a page's write once it is made read-only or held
+/// (dirty = writable to the MMU, or this bit); 0 on x86_64.
+PAGODA_FACT(soft_dirty_bit, soft_dirty_bit<Format>())
 /// The first top-level entry of the kernel half (x86_64: PML4 256).
 PAGODA_FACT(kernel_half_first_entry, Format::index(VirtAddr(layout::kKernelHalfBase), 0))
 
