@@ -55,8 +55,10 @@ bool evict_all(volatile u64* base, u64 pages) {
 int main(int, char**) {
   const u64 pages = arg_number(1, 8);
   const u64 mask = arg_number(2, 0x5);
-  const bool after = arg(3) == "after";
-  if (pages == 0 || pages > 64 || (pages < 64 && mask >> pages != 0) || (!after && !arg(3).empty() && arg(3) != "before")) {
+  // (the grader's token= argument follows the program's own: it is no mode)
+  const StringView mode = arg(3).starts_with(abi::kTokenArgPrefix) ? StringView() : arg(3);
+  const bool after = mode == "after";
+  if (pages == 0 || pages > 64 || (pages < 64 && mask >> pages != 0) || (!after && !mode.empty() && mode != "before")) {
     println("swapfork: usage: swapfork PAGES MASK [before|after] (1 <= PAGES <= 64, MASK below 2^PAGES)");
     return 2;
   }
