@@ -20,13 +20,13 @@ YIELD, EVICT, EXIT, WRITE, READ = (syscall_number(n) for n in ("Yield", "Evict",
 MUNMAP, EXEC, FORK, GETPID = (syscall_number(n) for n in ("Munmap", "Exec", "Fork", "GetPid"))
 
 
-def swap_boot(boot, kernel, arch, spec, body, token, cap=64, slots=SLOTS, clock=False, ended=True):
+def swap_boot(boot, kernel, arch, spec, body, token, cap=64, slots=SLOTS, ended=True, **watching):
     """Boots @p spec (run=) with a cap of @p cap frames and a disk of @p slots slots; @p body(guest,
     watch, before) runs between the run's 'before' checkpoint and its end, where frames and slots
     must be back at the baseline. The Run, its witness the body's result."""
     def script(guest):
         before = checkpoint(guest, kernel, "before")
-        watch = SwapWatch(guest, kernel, arch, image_path(guest), clock=clock)
+        watch = SwapWatch(guest, kernel, arch, image_path(guest), **watching)
         result = body(guest, watch, before)
         if ended:
             baseline(guest, kernel, watch, before)
@@ -107,3 +107,392 @@ def test_one_page_out(boot, kernel, arch):
     slot = run.witness[0]
     done = disk_requests(run.qemu_log)
     assert done.count(("read", slot)) >= 1, f"QEMU's trace shows no read of slot {slot}"
+
+
+def program_of(world, root):
+    """The program name of @p root's process (the registry's label)."""
+    return world.labels.get(root, "?").split(" ")[0]
+
+
+def yields_of(guest, arch, watch, name, count, also=()):
+    """The first @p count yields of program @p name: [(snap, root)] (other calls in @p also
+    are yielded to the caller too, as (snap, root, number))."""
+    for snap, n in syscalls(guest, arch, {YIELD, *also}):
+        st, world = watch.look(snap)
+        if program_of(world, snap.lower_root) != name:
+            continue
+        yield snap, snap.lower_root, n, world
+        if n == YIELD:
+            count -= 1
+            if count == 0:
+                return
+
+
+@lab_test(7, "no_stale_translation")
+def test_no_stale_translation(boot, kernel, arch):
+    token = boot.fresh_token()
+    pages = pick_in(token, "pages", 4, 16)
+    mask = proof(token, 0x78) & ((1 << pages) - 1)
+
+    def body(guest, watch, before):
+        base, mark, moments = None, None, {}
+        for snap, root, n, world in yields_of(guest, arch, watch, "swapfork", 3, also={EVICT}):
+            if n == EVICT:
+                base = base or snap.argument(0)
+                continue
+            listed = [base + j * PAGE for j in range(pages)]
+            moment = "AC D"[len(moments)] if len(moments) < 2 else "D"
+            moments[moment] = root
+            if moment == "C":   # the child has read every page it evicted while it ran
+                mark = len(guest.log_events())
+            if moment in "CD":
+                stale = watch.stale_problem(world, root, listed)
+                assert not stale, stale
+            if moment == "D":   # the parent, whose frames the child evicted while it did not run
+                for va in listed:
+                    assert faults_at(guest, arch, va, mark), (
+                        f"the parent's page {va:#x} was evicted by its child while the parent did not run, yet the "
+                        "parent read it back with no page fault in QEMU's log: a stale translation (not invalidated "
+                        "in the parent's own space)")
+        shared = [ev for ev in watch.evictions if len({r for r, _, _ in ev.mappings}) > 1]
+        assert shared, "the child's evictions never took a frame both roots mapped"
+        return len(shared)
+
+    swap_boot(boot, kernel, arch, f"swapfork:{pages}:{mask:#x}:after", body, token)
+
+
+@lab_test(7, "release_slots")
+def test_release_slots(boot, kernel, arch):
+    token = boot.fresh_token()
+    pages = 2 * pick_in(token, "pages", 2, 8)
+    fmt = Format(kernel, arch)
+
+    def body(guest, watch, before):
+        base, held, yields = None, None, 0
+        for snap, n in syscalls(guest, arch, {YIELD, EVICT, MUNMAP, EXEC, WRITE}):
+            st, world = watch.look(snap)
+            root = snap.lower_root
+            name = program_of(world, root)
+            if n == EVICT and base is None:
+                base = snap.argument(0)
+            elif n == EXEC and name == "swapkeep":
+                held = {fmt.slot(world.entries[(root, base + j * PAGE)]) for j in range(pages // 2, pages)
+                        if fmt.is_swap(world.entries.get((root, base + j * PAGE), 0))}
+                assert len(held) == pages // 2, f"before exec, {len(held)} of the second half's pages are out"
+            elif n == WRITE and held is not None and name == "echo":
+                kept = [s for s in held if st.count(s)]
+                assert not kept, (f"exec replaced swapkeep's address space, yet slots {kept} of its swapped-out pages "
+                                  "are still in use (the slot map, guest RAM): slots never freed at exec (leaked)")
+                return True
+            elif n == YIELD and name == "swapkeep" and base is not None:
+                yields += 1
+                if yields < 4:
+                    continue
+                gone = [base + j * PAGE for j in range(pages // 2) if world.entries.get((root, base + j * PAGE))]
+                if gone and not fmt.present(world.entries[(root, gone[0])]):
+                    e = world.entries[(root, gone[0])]
+                    if not fmt.is_swap(e):
+                        continue
+                    raise AssertionError(f"after munmap of a swapped-out range, {world.who(root)} still holds a swap "
+                                         f"entry at {gone[0]:#x} (slot {fmt.slot(e)})")
+                problem = watch.counts_problem(st, world)
+                assert not problem, problem
+
+    swap_boot(boot, kernel, arch, f"swapkeep:{pages}:0x1:exec,overcommit:{pick_in(token, 'big', 80, 120)}:1", body,
+              token, cap=32)
+
+
+@lab_test(7, "syscall_buffers")
+def test_syscall_buffers(boot, kernel, arch):
+    token = boot.fresh_token()
+    offset = pick_in(token, "offset", PAGE - 120, PAGE - 20)
+    cap = 16 + pick_in(token, "cap", 0, 8)
+    typed = f"grader {proof(token, 0x5b1):016x} typed this"
+    line = f"swapbuf: the kernel copied this line from swapped-out pages {seed_of(token, 'swapbuf'):016x}"
+
+    def body(guest, watch, before):
+        for snap, n in syscalls(guest, arch, {READ, EXIT}):
+            root = snap.lower_root
+            if n == READ:
+                base = snap.argument(1)
+                guest.send_line(typed)
+            else:
+                assert snap.argument(0) == 0, f"swapbuf exited with code {snap.argument(0)}: its checks failed"
+                got = snap.read_virt(base, len(typed), root)
+                assert got == typed.encode(), f"read() into swapped-out pages left {got!r} there, not the line typed"
+                return True
+
+    run = swap_boot(boot, kernel, arch, f"swapbuf:{offset}:{cap + 8}", body, token, cap=cap)
+    assert line in run.lines, "write() from the swapped-out buffer did not print swapbuf's line whole"
+
+
+@lab_test(7, "disk_full")
+def test_disk_full(boot, kernel, arch):
+    token = boot.fresh_token()
+    slots = fact_of(kernel, "swap_min_slots") + pick_in(token, "slots", 0, 32)
+    cap = 16
+    big = cap + slots + pick_in(token, "more", 16, 64)
+
+    def body(guest, watch, before):
+        full = {}
+
+        def killed(snap):
+            st, world = watch.look(snap)
+            full["free"] = st.slot_count - st.in_use()
+        guest.side_stop("pagoda::proc::user_fault", killed)
+        return full
+
+    run = swap_boot(boot, kernel, arch, f"overcommit:{big}:1,overcommit:8:1", body, token, cap=cap, slots=slots)
+    full = run.witness[0]
+    assert "free" in full, "no process was killed: the working set is larger than the cap and the whole disk"
+    assert full["free"] == 0, f"the big program was killed with {full['free']} slots free (the slot map, guest RAM)"
+    run.expect(r"killed: .*the swap disk is full", "the kill line naming the full swap disk")
+
+
+def fact_of(kernel, name):
+    from pagoda_grade.symbols import fact
+    return fact(kernel, name)
+
+
+# ---- Part B: the policy ----------------------------------------------------------------------
+
+def overcommit_check(boot, kernel, arch, token, percent=50, extra="", rounds=2, **watching):
+    cap = 16 + pick_in(token, "cap", 0, 8)
+    pages = cap * pick_in(token, "factor", 4, 6)
+    seed = seed_of(token, "overcommit")
+
+    def body(guest, watch, before):
+        base, r = None, 0
+        for snap, n in syscalls(guest, arch, {YIELD, EXIT}):
+            st, world = watch.look(snap)
+            root = snap.lower_root
+            assert world.resident() <= cap, (f"{world.resident()} user frames are mapped in the roots of the registry "
+                                             f"(every root walked), above the cap of {cap} (userframes=)")
+            if program_of(world, root) != "overcommit":
+                continue
+            if n == EXIT:
+                assert snap.argument(0) == 0, f"overcommit exited with code {snap.argument(0)}: a word was wrong"
+                return r
+            if base is None:
+                from pagoda_grade.lifecycle import processes
+                vmas = [v for p in processes(snap, kernel).values() for v in p.vmas or []
+                        if pages * PAGE <= v.end - v.start <= (pages + 8) * PAGE]
+                assert vmas, f"no region of overcommit's {pages} pages in its record (guest RAM)"
+                base = min(v.start for v in vmas)
+            versions = overcommit_versions(token, pages, r, percent)
+            problem = placement_problem(snap, watch.fmt, world, watch.image, root, base,
+                                        [swap_page(seed, j, versions[j]) for j in range(pages)])
+            assert not problem, problem
+            r += 1
+
+    spec = f"overcommit:{pages}:{rounds}:{percent}" + extra
+    return swap_boot(boot, kernel, arch, spec, body, token, cap=cap, **watching)
+
+
+@lab_test(7, "overcommit")
+def test_overcommit(boot, kernel, arch):
+    token = boot.fresh_token()
+    overcommit_check(boot, kernel, arch, token, tlb=False, swap_ins=False)
+
+
+@lab_test(7, "clock_victim")
+def test_clock_victim(boot, kernel, arch):
+    token = boot.fresh_token()
+    run = overcommit_check(boot, kernel, arch, token, clock=True, rounds=1, tlb=False, swap_ins=False,
+                           extra=f",swapfork:64:{proof(token, 0x79) & MASK64:#x}:after")
+    checked = run.witness[1].clock_checks
+    assert checked >= 8, f"the grader recomputed only {checked} choices of the clock"
+
+
+MASK64 = (1 << 64) - 1
+
+
+@lab_test(7, "dirty_only")
+def test_dirty_only(boot, kernel, arch):
+    token = boot.fresh_token()
+    percent = pick_in(token, "percent", 10, 60)
+    run = overcommit_check(boot, kernel, arch, token, percent=percent, tlb=False, swap_ins=False)
+    watch = run.witness[1]
+    writes = [s for k, s in disk_requests(run.qemu_log) if k == "write"]
+    seen = [s for s, _, _ in watch.writes]
+    assert writes == seen, (f"QEMU's trace shows {len(writes)} disk writes, the grader stopped at {len(seen)} writes of "
+                            "evicted or written-back frames")
+    dirty = sum(1 for ev in watch.evictions if ev.kind == "evict" and ev.wrote)
+    assert dirty == len([ev for ev in watch.evictions if ev.kind == "evict" and ev.content != ev.known]), \
+        "the disk writes per dirty eviction are not 1"
+
+
+@lab_test(7, "write_back")
+def test_write_back(boot, kernel, arch):
+    token = boot.fresh_token()
+    pages = pick_in(token, "pages", 4, 24)
+    mask = proof(token, 0x7a) & ((1 << pages) - 1)
+    fmt = Format(kernel, arch)
+
+    def body(guest, watch, before):
+        base, moments = None, 0
+        for snap, n in syscalls(guest, arch, {YIELD, EVICT}):
+            if n == EVICT:
+                base = base or snap.argument(0)
+                continue
+            st, world = watch.look(snap)
+            root = snap.lower_root
+            moments += 1
+            for j in range(pages):
+                e = world.entries.get((root, base + j * PAGE), 0)
+                if moments == 1:
+                    assert fmt.present(e) and not fmt.dirty(e), (
+                        f"after evict(keep) page {j} ({base + j * PAGE:#x}) is {e:#x}: not mapped and clean")
+                elif moments == 2:
+                    assert fmt.present(e) and fmt.dirty(e) == bool(mask >> j & 1), (
+                        f"page {j} ({base + j * PAGE:#x}) {'was' if mask >> j & 1 else 'was not'} written since its "
+                        f"write-back, yet its entry {e:#x} says {'dirty' if fmt.dirty(e) else 'clean'}")
+            if moments == 2:
+                mark = len(watch.writes)
+            if moments == 3:
+                wrote = sorted(f for _, f, k in watch.writes[mark:])
+                evicted = [ev for ev in watch.evictions if ev.kind == "evict"][-pages:]
+                dirty = [ev for ev in evicted if ev.wrote]
+                assert len(dirty) == bin(mask).count("1"), (
+                    f"evicting the {pages} pages wrote {len(wrote)} of them; {bin(mask).count('1')} were written since "
+                    "their write-back")
+                return True
+
+    swap_boot(boot, kernel, arch, f"swapkeep:{pages}:{mask:#x}", body, token)
+
+
+# ---- Part C: sharing -------------------------------------------------------------------------
+
+@lab_test(7, "shared_eviction")
+def test_shared_eviction(boot, kernel, arch):
+    token = boot.fresh_token()
+    pages = pick_in(token, "pages", 4, 16)
+
+    def body(guest, watch, before):
+        for snap, root, n, world in yields_of(guest, arch, watch, "swapfork", 1):
+            st = SwapState(snap, kernel)
+            both = [ev for ev in watch.evictions if len({r for r, _, _ in ev.mappings}) == 2]
+            assert len(both) == pages, (f"the child evicted {pages} frames it shared with its parent; the grader saw "
+                                        f"{len(both)} evictions take both roots' mappings")
+            for ev in both:
+                assert st.count(ev.slot) == 2, f"slot {ev.slot} holds a page of both roots, yet its count is " \
+                    f"{st.count(ev.slot)}"
+                assert len(ev.wrote) == 1, f"frame {ev.frame:#x} of two roots was written {len(ev.wrote)} times"
+        return True
+
+    swap_boot(boot, kernel, arch, f"swapfork:{pages}:0x0:after", body, token)
+
+
+@lab_test(7, "cow_swap")
+def test_cow_swap(boot, kernel, arch):
+    token = boot.fresh_token()
+    pages = pick_in(token, "pages", 4, 16)
+    mask = proof(token, 0x7b) & ((1 << pages) - 1)
+    seed = seed_of(token, "swapfork")
+    fmt = Format(kernel, arch)
+
+    def body(guest, watch, before):
+        base, parent, moments = None, None, []
+        for snap, n in syscalls(guest, arch, {YIELD, EVICT, GETPID}):
+            st, world = watch.look(snap)
+            root = snap.lower_root
+            if n == EVICT:
+                base, parent = base or snap.argument(0), root
+                continue
+            moments.append(root)
+            listed = [base + j * PAGE for j in range(pages)]
+            if len(moments) == 2:   # the child's getpid: both roots name one slot per page, count 2
+                for va in listed:
+                    a, b = world.entries.get((parent, va), 0), world.entries.get((root, va), 0)
+                    assert fmt.is_swap(a) and fmt.is_swap(b) and fmt.slot(a) == fmt.slot(b), (
+                        f"after fork, page {va:#x} is {a:#x} in the parent and {b:#x} in the child: not one slot")
+                    assert st.count(fmt.slot(a)) == 2, f"slot {fmt.slot(a)} is named by both roots; its count is " \
+                        f"{st.count(fmt.slot(a))}"
+            if len(moments) == 3:   # the child's yield after its reads and writes
+                for j, va in enumerate(listed):
+                    a, b = world.entries.get((parent, va), 0), world.entries.get((root, va), 0)
+                    assert fmt.present(b), f"the child read page {va:#x}, yet its entry is {b:#x}"
+                    assert fmt.is_swap(a) and st.count(fmt.slot(a)) == 1, (
+                        f"after the child brought page {va:#x} back, the parent's entry is {a:#x} and its slot's count "
+                        f"{st.count(fmt.slot(a)) if fmt.is_swap(a) else '-'}: the child's hold must go (count 1)")
+                    problem = placement_problem(snap, fmt, world, watch.image, parent, va, [swap_page(seed, j, 0)])
+                    assert not problem, problem
+            if len(moments) == 4:
+                problem = placement_problem(snap, fmt, world, watch.image, root, base,
+                                            [swap_page(seed, j, 0) for j in range(pages)])
+                assert not problem, problem
+                return True
+
+    swap_boot(boot, kernel, arch, f"swapfork:{pages}:{mask:#x}:before", body, token)
+
+
+def rmap_problem(snap, kernel, st, world):
+    """The frame table's reverse map against the grader's (every root walked), and each frame's
+    reference count against its mappings; None when they agree."""
+    from pagoda_grade.lifecycle import Refs
+    refs = Refs(snap, kernel)
+    for frame, maps in world.mapped.items():
+        if st.index(frame) is None:
+            continue
+        theirs = sorted((r, va) for _, r, va in st.nodes(frame))
+        ours = sorted((r, va) for r, va, _ in maps)
+        if theirs != ours:
+            return (f"frame {frame:#x}: the grader's reverse map (every root walked) has {ours[:3]}, the frame table's "
+                    f"reverse map recorded {theirs[:3]}")
+        if refs.count(frame) != len(maps):
+            return f"frame {frame:#x} is mapped {len(maps)} times but its reference count is {refs.count(frame)}"
+    for i in range(st.n):
+        if st.mappings[i] and st.frame_at(i) not in world.mapped:
+            return (f"the frame table's reverse map records {st.mappings[i]} mappings of frame {st.frame_at(i):#x}, "
+                    "which no root maps")
+    return None
+
+
+@lab_test(7, "reverse_map")
+def test_reverse_map(boot, kernel, arch):
+    token = boot.fresh_token()
+    every = pick_in(token, "every", 2, 5)
+
+    def body(guest, watch, before):
+        k = exits = 0
+        for snap, n in syscalls(guest, arch, {YIELD, EVICT, MUNMAP, EXEC, FORK, GETPID, EXIT, WRITE}):
+            k += 1
+            exits += n == EXIT
+            if k % every and n not in (EXEC, EXIT):
+                continue
+            st, world = watch.look(snap)
+            problem = rmap_problem(snap, kernel, st, world)
+            assert not problem, problem
+            if exits == 5:
+                return k
+
+    n = pick_in(token, "cow", 4, 12)
+    swap_boot(boot, kernel, arch, f"swapkeep:8:0x3:exec,cowtest:{n}:{proof(token, 0x7c) & ((1 << n) - 1):#x},"
+              f"swapfork:8:0x5:after", body, token, cap=48)
+
+
+@lab_test(7, "preemption")
+def test_preemption(boot, kernel, arch):
+    token = boot.fresh_token()
+    cap = 16 + pick_in(token, "cap", 0, 8)
+    offset = pick_in(token, "offset", PAGE - 120, PAGE - 20)
+    every = pick_in(token, "every", 2, 6)
+
+    def body(guest, watch, before):
+        k, done = 0, 0
+        for snap, n in syscalls(guest, arch, {YIELD, EXIT, READ, GETPID}):
+            k += 1
+            if n == READ:
+                guest.send_line(f"preempted {token}")
+            if n == EXIT:
+                assert snap.argument(0) == 0, f"a program exited with code {snap.argument(0)}: its own checks failed"
+                done += 1
+                if done == 4:
+                    return k
+            if k % every == 0:
+                st, world = watch.look(snap)
+                problem = watch.counts_problem(st, world) or rmap_problem(snap, kernel, st, world)
+                assert not problem, problem
+
+    swap_boot(boot, kernel, arch, f"overcommit:{cap * 4}:2,swapfork:16:{proof(token, 0x7d) & 0xffff:#x}:after,"
+              f"swapbuf:{offset}:{cap}", body, token, cap=cap, clock=True, swap_ins=False)

@@ -291,7 +291,7 @@ class SwapWatch:
     first thing wrong raises AssertionError there. What it saw: `evictions`, `writes` [(slot,
     frame, kind)], `reads` [(slot, frame, va)], `disk` {slot: the bytes the grader saw go there}."""
 
-    def __init__(self, guest, kernel, arch, image, clock=False):
+    def __init__(self, guest, kernel, arch, image, clock=False, tlb=True, swap_ins=True):
         self.guest, self.kernel, self.arch, self.image = guest, kernel, arch, image
         self.fmt = Format(kernel, arch)
         self.at = {k: address_of(kernel, v) for k, v in STOPS.items()}
@@ -303,9 +303,11 @@ class SwapWatch:
         self.choice = None
         self.bitmap = None
         self.clock_checks = 0
+        self.watch_tlb = tlb
         for key, handler in (("evict", self.on_evict), ("clean", self.on_evict), ("disk_write", self.on_write),
-                             ("disk_read", self.on_read), ("swap_in", self.on_swap_in)):
-            guest.side_stop(self.at[key], handler)
+                             ("disk_read", self.on_read), ("swap_in", self.on_swap_in if swap_ins else None)):
+            if handler is not None:
+                guest.side_stop(self.at[key], handler)
         if clock:
             guest.side_stop(self.at["choose"], self.on_choose)
 
@@ -396,7 +398,7 @@ class SwapWatch:
         backing = st.backing(frame)
         self.pending = Eviction(kind, frame, snap.sp, mappings, nodes, backing, st.counts, snap.read_phys(frame, PAGE),
                                 self.disk.get(backing) if backing is not None else None)
-        for a in self.tlb:
+        for a in self.tlb if self.watch_tlb else ():
             self.guest.side_stops[a] = self.on_tlb
         self.guest.side_stop(return_address(snap), self.on_return)
 
@@ -409,6 +411,8 @@ class SwapWatch:
         return (space, va) in ev.invalidated or (space, None) in ev.invalidated
 
     def not_invalidated(self, ev, world):
+        if not self.watch_tlb:
+            return None
         for space, root, va in ev.nodes:
             if not self.invalidated(ev, space, va):
                 return root, va
@@ -448,7 +452,7 @@ class SwapWatch:
                 if self.fmt.dirty(e):
                     self.fail(f"frame {frame:#x} is written back to slot {slot} while {world.who(root)}'s entry at "
                               f"{va:#x} still says dirty: a write between the copy and the cleaning is lost")
-            for space, root, va in ev.nodes:
+            for space, root, va in ev.nodes if self.watch_tlb else ():
                 e0 = next(e for r, v, e in ev.mappings if (r, v) == (root, va))
                 if self.fmt.dirty(e0) and not self.invalidated(ev, space, va):
                     self.fail(f"clean_frame cleaned {world.who(root)}'s entry at {va:#x} but it was not invalidated "
@@ -463,6 +467,21 @@ class SwapWatch:
 
     def on_swap_in(self, snap):
         self.swap_in_va = self.arg(snap, 2)
+        self.swap_in_at = (snap.sp, snap.lower_root, self.swap_in_va)
+        self.guest.side_stop(return_address(snap), self.on_swapped_in)
+
+    def on_swapped_in(self, snap):
+        at, self.swap_in_at = getattr(self, "swap_in_at", None), None
+        if at is None or snap.sp < at[0]:
+            return
+        st, world = self.look(snap)
+        e = world.entries.get((at[1], at[2] & ~(PAGE - 1)), 0)
+        if not self.fmt.present(e) or st.backing(self.fmt.frame(e)) is None:
+            return
+        if self.fmt.dirty(e):
+            self.fail(f"swap_in() kept slot {st.backing(self.fmt.frame(e))} as the backing of frame "
+                      f"{self.fmt.frame(e):#x} but mapped {at[2]:#x} dirty (entry {e:#x}): a page not written since "
+                      "it came back would be written again at its next eviction (map it clean)")
 
     def on_read(self, snap):
         slot, frame = self.arg(snap, 0), self.arg(snap, 1)
@@ -493,6 +512,13 @@ class SwapWatch:
         if ev.kind == "clean":
             self.evictions.append(ev)
             return
+        if not ev.wrote and all(self.fmt.present(world.entries.get((r, va), 0))
+                                and self.fmt.frame(world.entries[(r, va)]) == ev.frame for r, va, _ in ev.mappings):
+            # Nothing changed: the eviction was refused (the kernel says NoMemory when the disk is full).
+            if st.in_use() < st.slot_count and ev.backing is None:
+                self.fail(f"the eviction of frame {ev.frame:#x} changed nothing while {st.slot_count - st.in_use()} "
+                          "slots were free (the slot map)")
+            return
         slots = set()
         for root, va, _ in ev.mappings:
             e = world.entries.get((root, va), 0)
@@ -512,11 +538,12 @@ class SwapWatch:
             self.fail(f"no TLB invalidation of {missed[1]:#x} in {world.who(missed[0])} when frame {ev.frame:#x} was "
                       "evicted: that root's TLB may still translate the page to the freed frame (not invalidated)")
         known = ev.known
-        clean = known is not None and known == ev.content
+        same = known is not None and known == ev.content
+        clean = same and not any(self.fmt.dirty(e) for _, _, e in ev.mappings)
         if clean and ev.wrote:
             self.fail(f"a clean page written again: frame {ev.frame:#x} held exactly what slot {ev.backing} held already "
                       f"(its backing slot; not written since it came back), yet its eviction wrote slot {ev.wrote[0]}")
-        if not ev.wrote and not clean:
+        if not ev.wrote and not same:
             self.fail(f"a dirty page dropped without a write: frame {ev.frame:#x} was evicted to slot {slot} with no "
                       f"write, but {'the slot holds' if known else 'the grader saw no write of'} "
                       f"{'other bytes (an older version)' if known else 'its bytes to that slot'}: the page's last "
@@ -531,6 +558,11 @@ class SwapWatch:
     # -- the clock -----------------------------------------------------------------------------
 
     def on_choose(self, snap):
+        if self.choice is not None and self.choice["victim"] is not None:
+            c = self.choice
+            self.fail(f"the clock gave no victim (no eviction followed its choice), while the grader's recomputation "
+                      f"from guest RAM (the hand, the accessed and dirty state of every mapping in every root, the "
+                      f"backing slots, the pins) takes frame {c['frame']:#x} (entry {c['victim']})")
         st, world = self.look(snap)
         used, dirty = {}, {}
         for frame, maps in world.mapped.items():
@@ -556,22 +588,15 @@ class SwapWatch:
             if victim is not None:
                 break
         before = {k: self.fmt.accessed(e) for k, e in world.entries.items() if self.fmt.present(e)}
-        passed = set()
-        if victim is not None and turn % 2 == 1:
-            passed = {f for f in cleared if candidates.index(st.index(f)) < candidates.index(victim)} \
-                if turn == 1 else set(cleared)
+        passed = cleared   # (every used frame a clearing turn went past before the victim)
         self.choice = dict(victim=victim, turn=turn, hand=hand, n=n, before=before, passed=passed, sp=snap.sp,
                            frame=st.frame_at(victim) if victim is not None else None, used=used, dirty=dirty, st=st)
-        self.guest.side_stop(return_address(snap), self.on_chosen)
 
-    def on_chosen(self, snap):
-        c = self.choice
-        if c is None or c.get("returned") or snap.sp < c["sp"]:
-            return
-        c["returned"] = True
-        st, world = self.look(snap)
+    def chosen(self, c, st, world):
+        """Where the clock's choice returned (the eviction's entry): the hand and the accessed
+        state of every mapping against the grader's recomputation (problems kept in c["late"])."""
         if c["victim"] is not None and st.hand != (c["victim"] + 1) % c["n"]:
-            self.fail(f"the clock's hand is at entry {st.hand} after choosing, from {c['hand']}: the grader's victim is "
+            c.setdefault("late", []).append(f"the clock's hand is at entry {st.hand} after choosing, from {c['hand']}: the grader's victim is "
                       f"entry {c['victim']} (frame {c['frame']:#x}), and the hand stops just past the victim "
                       f"({(c['victim'] + 1) % c['n']})")
         for (root, va), was in c["before"].items():
@@ -580,12 +605,12 @@ class SwapWatch:
                 continue
             f = self.fmt.frame(e)
             now = self.fmt.accessed(e)
-            if c["turn"] is not None and c["turn"] % 2 == 0 and was and not now:
-                self.fail(f"the clock's clean turn cleared the accessed state of {world.who(root)}'s page {va:#x} "
+            if c["turn"] == 0 and was and not now:
+                c.setdefault("late", []).append(f"the clock's clean turn cleared the accessed state of {world.who(root)}'s page {va:#x} "
                           f"(frame {f:#x}): a clean turn only looks; a used frame loses its second chance only in a "
                           "clearing turn")
             if f in c["passed"] and now:
-                self.fail(f"the clock's clearing turn passed frame {f:#x} for being used but left the accessed state of "
+                c.setdefault("late", []).append(f"the clock's clearing turn passed frame {f:#x} for being used but left the accessed state of "
                           f"{world.who(root)}'s mapping at {va:#x} set: every mapping's accessed state must be cleared "
                           "(and invalidated) in its own root, or the frame keeps its second chance for ever")
 
@@ -593,6 +618,7 @@ class SwapWatch:
         c, self.choice = self.choice, None
         if c is None:
             return
+        self.chosen(c, st, world)
         self.clock_checks += 1
         if c["victim"] is None:
             self.fail(f"the clock chose frame {frame:#x}, but the grader's recomputation from guest RAM finds no victim "
@@ -607,6 +633,8 @@ class SwapWatch:
                       f"RAM (hand at entry {c['hand']}, the accessed and dirty state of every mapping in every root, the "
                       f"backing slots, the pins) takes frame {c['frame']:#x} (entry {c['victim']}) in turn "
                       f"{c['turn'] + 1} ({'clean' if c['turn'] % 2 == 0 else 'clearing'}): " + "; ".join(why))
+        if c.get("late"):
+            self.fail(c["late"][0])
 
     # -- at the program's own moments ------------------------------------------------------------
 
