@@ -9,8 +9,8 @@ rules of labs/07-swap/README.md; QEMU's log holds the faults and the disk's requ
 lines and its swap_info counters are never believed."""
 from pagoda_grade import lab_test
 from pagoda_grade.proof import proof
-from pagoda_grade.swap import (Format, SwapState, SwapWatch, World, baseline, checkpoint, disk_requests, image_path,
-                               image_slot, overcommit_versions, placement_problem, seed_of, swap_page, syscalls)
+from pagoda_grade.swap import (Format, SwapState, SwapWatch, baseline, checkpoint, disk_requests, image_path, image_slot,
+                               overcommit_versions, placement_problem, rmap_problem, seed_of, swap_page, syscalls)
 from pagoda_grade.witness import ARCHES, PAGE, pick_in
 from test_lab3 import syscall_number
 
@@ -64,7 +64,7 @@ def test_one_page_out(boot, kernel, arch):
     def body(guest, watch, before):
         base = root = None
         seen = {}
-        for snap, n in syscalls(guest, arch, {YIELD, EVICT}):
+        for snap, n in syscalls(guest, arch, {YIELD, EVICT}, watch):
             if n == EVICT and base is None:
                 base, root = snap.argument(0), snap.lower_root
             if n != YIELD:
@@ -117,7 +117,7 @@ def program_of(world, root):
 def yields_of(guest, arch, watch, name, count, also=()):
     """The first @p count yields of program @p name: [(snap, root)] (other calls in @p also
     are yielded to the caller too, as (snap, root, number))."""
-    for snap, n in syscalls(guest, arch, {YIELD, *also}):
+    for snap, n in syscalls(guest, arch, {YIELD, *also}, watch):
         st, world = watch.look(snap)
         if program_of(world, snap.lower_root) != name:
             continue
@@ -169,7 +169,7 @@ def test_release_slots(boot, kernel, arch):
 
     def body(guest, watch, before):
         base, held, yields = None, None, 0
-        for snap, n in syscalls(guest, arch, {YIELD, EVICT, MUNMAP, EXEC, WRITE}):
+        for snap, n in syscalls(guest, arch, {YIELD, EVICT, MUNMAP, EXEC, WRITE}, watch):
             st, world = watch.look(snap)
             root = snap.lower_root
             name = program_of(world, root)
@@ -199,7 +199,7 @@ def test_release_slots(boot, kernel, arch):
                 assert not problem, problem
 
     swap_boot(boot, kernel, arch, f"swapkeep:{pages}:0x1:exec,overcommit:{pick_in(token, 'big', 80, 120)}:1", body,
-              token, cap=32)
+              token, cap=32, clock=True)
 
 
 @lab_test(7, "syscall_buffers")
@@ -211,16 +211,23 @@ def test_syscall_buffers(boot, kernel, arch):
     line = f"swapbuf: the kernel copied this line from swapped-out pages {seed_of(token, 'swapbuf'):016x}"
 
     def body(guest, watch, before):
-        for snap, n in syscalls(guest, arch, {READ, EXIT}):
+        fmt = watch.fmt
+        for snap, n in syscalls(guest, arch, {READ, EXIT, WRITE}, watch):
             root = snap.lower_root
+            if n == WRITE and snap.argument(0) == 1 and snap.argument(2) == len(line) + 1:
+                st, world = watch.look(snap)
+                for va in {snap.argument(1) & ~(PAGE - 1), (snap.argument(1) + len(line)) & ~(PAGE - 1)}:
+                    e = world.entries.get((root, va), 0)
+                    assert fmt.is_swap(e), (f"at write(), the buffer's page {va:#x} is {e:#x}: not swapped out after "
+                                            "evict() (the copy must fault it back in)")
             if n == READ:
                 base = snap.argument(1)
                 guest.send_line(typed)
-            else:
+            elif n == EXIT:
                 assert snap.argument(0) == 0, f"swapbuf exited with code {snap.argument(0)}: its checks failed"
                 return snap.read_virt(base, len(typed) + 1, root)
 
-    run = swap_boot(boot, kernel, arch, f"swapbuf:{offset}:{cap + 8}", body, token, cap=cap)
+    run = swap_boot(boot, kernel, arch, f"swapbuf:{offset}:{cap + 8}", body, token, cap=cap, steer=True)
     assert line in run.lines, "write() from the swapped-out buffer did not print swapbuf's line whole"
     said = run.search(r'^swapbuf: read (\d+) bytes')
     n = int(said[1]) if said else 0
@@ -267,7 +274,7 @@ def overcommit_check(boot, kernel, arch, token, percent=50, extra="", rounds=2, 
 
     def body(guest, watch, before):
         base, r = None, 0
-        for snap, n in syscalls(guest, arch, {YIELD, EXIT}):
+        for snap, n in syscalls(guest, arch, {YIELD, EXIT}, watch):
             st, world = watch.look(snap)
             root = snap.lower_root
             assert world.resident() <= cap, (f"{world.resident()} user frames are mapped in the roots of the registry "
@@ -335,7 +342,7 @@ def test_write_back(boot, kernel, arch):
 
     def body(guest, watch, before):
         base, moments = None, 0
-        for snap, n in syscalls(guest, arch, {YIELD, EVICT}):
+        for snap, n in syscalls(guest, arch, {YIELD, EVICT}, watch):
             if n == EVICT:
                 base = base or snap.argument(0)
                 continue
@@ -397,7 +404,7 @@ def test_cow_swap(boot, kernel, arch):
 
     def body(guest, watch, before):
         base, parent, moments = None, None, []
-        for snap, n in syscalls(guest, arch, {YIELD, EVICT, GETPID}):
+        for snap, n in syscalls(guest, arch, {YIELD, EVICT, GETPID}, watch):
             st, world = watch.look(snap)
             root = snap.lower_root
             if n == EVICT:
@@ -430,28 +437,6 @@ def test_cow_swap(boot, kernel, arch):
     swap_boot(boot, kernel, arch, f"swapfork:{pages}:{mask:#x}:before", body, token)
 
 
-def rmap_problem(snap, kernel, st, world):
-    """The frame table's reverse map against the grader's (every root walked), and each frame's
-    reference count against its mappings; None when they agree."""
-    from pagoda_grade.lifecycle import Refs
-    refs = Refs(snap, kernel)
-    for frame, maps in world.mapped.items():
-        if st.index(frame) is None:
-            continue
-        theirs = sorted((r, va) for _, r, va in st.nodes(frame))
-        ours = sorted((r, va) for r, va, _ in maps)
-        if theirs != ours:
-            return (f"frame {frame:#x}: the grader's reverse map (every root walked) has {ours[:3]}, the frame table's "
-                    f"reverse map recorded {theirs[:3]}")
-        if refs.count(frame) != len(maps):
-            return f"frame {frame:#x} is mapped {len(maps)} times but its reference count is {refs.count(frame)}"
-    for i in range(st.n):
-        if st.mappings[i] and st.frame_at(i) not in world.mapped:
-            return (f"the frame table's reverse map records {st.mappings[i]} mappings of frame {st.frame_at(i):#x}, "
-                    "which no root maps")
-    return None
-
-
 @lab_test(7, "reverse_map")
 def test_reverse_map(boot, kernel, arch):
     token = boot.fresh_token()
@@ -459,7 +444,7 @@ def test_reverse_map(boot, kernel, arch):
 
     def body(guest, watch, before):
         k = exits = 0
-        for snap, n in syscalls(guest, arch, {YIELD, EVICT, MUNMAP, EXEC, FORK, GETPID, EXIT, WRITE}):
+        for snap, n in syscalls(guest, arch, {YIELD, EVICT, MUNMAP, EXEC, FORK, GETPID, EXIT, WRITE}, watch):
             k += 1
             exits += n == EXIT
             if k % every and n not in (EXEC, EXIT):
@@ -472,7 +457,7 @@ def test_reverse_map(boot, kernel, arch):
 
     n = pick_in(token, "cow", 4, 12)
     swap_boot(boot, kernel, arch, f"swapkeep:8:0x3:exec,cowtest:{n}:{proof(token, 0x7c) & ((1 << n) - 1):#x},"
-              f"swapfork:8:0x5:after", body, token, cap=48)
+              f"swapfork:8:0x5:after", body, token, cap=16 + pick_in(token, "cap", 0, 8), steer=True)
 
 
 @lab_test(7, "preemption")
@@ -484,7 +469,7 @@ def test_preemption(boot, kernel, arch):
 
     def body(guest, watch, before):
         k, done = 0, 0
-        for snap, n in syscalls(guest, arch, {YIELD, EXIT, READ, GETPID}):
+        for snap, n in syscalls(guest, arch, {YIELD, EXIT, READ, GETPID}, watch):
             k += 1
             if n == READ:
                 guest.send_line(f"preempted {token}")

@@ -507,11 +507,11 @@ def table_frames(snap, root, kernel, arch):
     return frames
 
 
-def leaf_entries(snap, root, kernel, arch, max_tables=4096):
+def leaf_entries(snap, root, kernel, arch, max_tables=4096, where=None):
     """({va: raw entry}, {table frames}) of @p root's user half, read from guest RAM: every
     non-zero entry at the leaf level, present or not (a swap entry, a held leaf), and every table
-    under it (the root included). A tree of more than @p max_tables tables (a cycle) raises
-    WalkError."""
+    under it (the root included); with @p where (a dict), where[va] = the entry's physical address.
+    A tree of more than @p max_tables tables (a cycle) raises WalkError."""
     tl = top_level(kernel)
     address = layout_value(kernel, "address_mask")
     levels = layout_value(kernel, "levels")
@@ -529,6 +529,8 @@ def leaf_entries(snap, root, kernel, arch, max_tables=4096):
                 continue
             if level == levels - 1:
                 leaves[base + i * span] = e
+                if where is not None:
+                    where[base + i * span] = table + 8 * i
             elif ARCHES[arch].is_table_entry(e, level):
                 child = e & address
                 if child in tables or len(tables) >= max_tables:

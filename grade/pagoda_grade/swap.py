@@ -38,6 +38,7 @@ STOPS = {
     "clean": "pagoda::Swapper::clean_frame",          # (this, frame)
     "swap_in": "pagoda::Swapper::swap_in",            # (this, space, page, perms)
     "choose": "pagoda::Swapper::choose_victim",       # (this)
+    "copy": "pagoda::vm::(anonymous namespace)::copy_on_write",   # (space, page, frame, perms)
 }
 STATE_SYMBOL = "pagoda_swap_state"
 STATE_MAGIC = b"PGSWAP\0\0"
@@ -192,12 +193,14 @@ class World:
 
     def __init__(self, snap, kernel, arch, fmt):
         self.labels = {k.root: f"{k.name} (pid {k.id})" for k in registry(snap, kernel).roots if k.kind == "process"}
-        self.mapped, self.swapped, self.tables, self.entries = {}, {}, set(), {}
+        self.mapped, self.swapped, self.tables, self.entries, self.at = {}, {}, set(), {}, {}
         for root in self.labels:
-            leaves, tables = leaf_entries(snap, root, kernel, arch)
+            where = {}
+            leaves, tables = leaf_entries(snap, root, kernel, arch, where=where)
             self.tables |= tables
             for va, e in leaves.items():
                 self.entries[(root, va)] = e
+                self.at[(root, va)] = where[va]
                 if fmt.present(e):
                     self.mapped.setdefault(fmt.frame(e), []).append((root, va, e))
                 elif fmt.is_swap(e):
@@ -208,6 +211,16 @@ class World:
 
     def resident(self):
         return len(self.mapped)
+
+
+def entry_problem(fmt, world, root, va, e, slot, when):
+    """Why @p e, @p root's entry at @p va, is not a swap entry naming @p slot (None when it is)."""
+    if fmt.is_swap(e) and fmt.slot(e) == slot:
+        return None
+    if fmt.present(e):
+        return (f"{when} {world.who(root)}'s entry at {va:#x} is {e:#x}: present (valid to the MMU), it maps physical "
+                f"page {fmt.frame(e):#x}: a swap entry (naming slot {slot}) must never be valid")
+    return f"{when} {world.who(root)}'s entry at {va:#x} is {e:#x}: not a swap entry naming slot {slot}"
 
 
 def where(world, pairs, most=3):
@@ -291,7 +304,7 @@ class SwapWatch:
     first thing wrong raises AssertionError there. What it saw: `evictions`, `writes` [(slot,
     frame, kind)], `reads` [(slot, frame, va)], `disk` {slot: the bytes the grader saw go there}."""
 
-    def __init__(self, guest, kernel, arch, image, clock=False, tlb=True, swap_ins=True):
+    def __init__(self, guest, kernel, arch, image, clock=False, tlb=True, swap_ins=True, steer=False):
         self.guest, self.kernel, self.arch, self.image = guest, kernel, arch, image
         self.fmt = Format(kernel, arch)
         self.at = {k: address_of(kernel, v) for k, v in STOPS.items()}
@@ -305,17 +318,30 @@ class SwapWatch:
         self.clock_checks = 0
         self.watch_tlb = tlb
         for key, handler in (("evict", self.on_evict), ("clean", self.on_evict), ("disk_write", self.on_write),
-                             ("disk_read", self.on_read), ("swap_in", self.on_swap_in if swap_ins else None)):
+                             ("disk_read", self.on_read), ("swap_in", self.on_swap_in if swap_ins else None),
+                             ("copy", self.on_copy)):
             if handler is not None:
                 guest.side_stop(self.at[key], handler)
-        if clock:
+        self.steering, self.steered = steer, 0
+        if clock or steer:
             guest.side_stop(self.at["choose"], self.on_choose)
+            guest.side_stop("pagoda::proc::user_fault", self.on_kill)
 
     # -- reading ------------------------------------------------------------------------------
 
     def look(self, snap):
-        """(SwapState, World) at @p snap."""
-        return SwapState(snap, self.kernel), World(snap, self.kernel, self.arch, self.fmt)
+        """(SwapState, World) at @p snap (read once per stop)."""
+        if getattr(snap, "_swap_look", None) is None:
+            snap._swap_look = SwapState(snap, self.kernel), World(snap, self.kernel, self.arch, self.fmt)
+        return snap._swap_look
+
+    def cap_problem(self, snap):
+        """The user frames every root maps at @p snap against the cap; None when within it."""
+        st, world = self.look(snap)
+        if st.cap and world.resident() > st.cap:
+            return (f"{world.resident()} user frames are mapped in the roots of the registry (every root walked) at a "
+                    f"system call, above the cap of {st.cap} (userframes=): frames were not evicted to make room")
+        return None
 
     def free_frame(self, snap, frame):
         if self.bitmap is None:
@@ -442,10 +468,10 @@ class SwapWatch:
                 self.fail(f"frame {frame:#x} is written to slot {slot}, which was not free: its count was "
                           f"{ev.counts[slot]} at evict_frame's entry (another page is held there)")
             for root, va, _ in ev.mappings:
-                e = world.entries.get((root, va), 0)
-                if not self.fmt.is_swap(e) or self.fmt.slot(e) != slot:
-                    self.fail(f"{world.who(root)}'s entry at {va:#x} is {e:#x} at the write of frame {frame:#x} to slot "
-                              f"{slot}: not a swap entry naming that slot")
+                problem = entry_problem(self.fmt, world, root, va, world.entries.get((root, va), 0), slot,
+                                        f"at the write of frame {frame:#x} to slot {slot},")
+                if problem:
+                    self.fail(problem)
         else:
             for root, va, _ in ev.mappings:
                 e = world.entries.get((root, va), 0)
@@ -470,6 +496,21 @@ class SwapWatch:
         self.swap_in_at = (snap.sp, snap.lower_root, self.swap_in_va)
         self.guest.side_stop(return_address(snap), self.on_swapped_in)
 
+    def region_of(self, snap, root, va):
+        """The VMA of @p va in the record of @p root's process (guest RAM), or None."""
+        from .lifecycle import processes
+        pid = next((k.id for k in registry(snap, self.kernel).roots if k.kind == "process" and k.root == root), None)
+        proc = processes(snap, self.kernel, records_of=pid).get(pid) if pid is not None else None
+        return next((v for v in (proc.vmas or []) if v.start <= va < v.end), None) if proc else None
+
+    def on_copy(self, snap):
+        """A copy-on-write fault's copy begins: its source frame must still be the page's."""
+        page, frame = self.arg(snap, 1) & ~(PAGE - 1), self.arg(snap, 2) & ~(PAGE - 1)
+        if self.free_frame(snap, frame):
+            st, world = self.look(snap)
+            self.fail(f"the copy-on-write fault at {page:#x} copies frame {frame:#x}, which is free now: it was evicted "
+                      "while room was made for its copy (the shared frame was not pinned)")
+
     def on_swapped_in(self, snap):
         at, self.swap_in_at = getattr(self, "swap_in_at", None), None
         if at is None or snap.sp < at[0]:
@@ -478,6 +519,13 @@ class SwapWatch:
         e = world.entries.get((at[1], at[2] & ~(PAGE - 1)), 0)
         if not self.fmt.present(e) or st.backing(self.fmt.frame(e)) is None:
             return
+        region = self.region_of(snap, at[1], at[2])
+        if region is not None:
+            want = "r" + ("w" if region.write else "-") + ("x" if region.execute else "-")
+            if self.fmt.perms(e) != want:
+                self.fail(f"swap_in() mapped {at[2]:#x} {self.fmt.perms(e)} (entry {e:#x}), but its region "
+                          f"[{region.start:#x}, {region.end:#x}) is {want} (the process's record, guest RAM): a page "
+                          "comes back with its region's permissions")
         if self.fmt.dirty(e):
             self.fail(f"swap_in() kept slot {st.backing(self.fmt.frame(e))} as the backing of frame "
                       f"{self.fmt.frame(e):#x} but mapped {at[2]:#x} dirty (entry {e:#x}): a page not written since "
@@ -522,6 +570,8 @@ class SwapWatch:
         slots = set()
         for root, va, _ in ev.mappings:
             e = world.entries.get((root, va), 0)
+            if self.fmt.present(e) and self.fmt.frame(e) != ev.frame:
+                self.fail(entry_problem(self.fmt, world, root, va, e, -1, f"after the eviction of frame {ev.frame:#x},"))
             if not self.fmt.is_swap(e):
                 now = f"maps frame {self.fmt.frame(e):#x}" if self.fmt.present(e) else f"holds {e:#x}"
                 self.fail(f"after the eviction of frame {frame_text(ev)} {world.who(root)} still {now} at {va:#x}: "
@@ -557,7 +607,53 @@ class SwapWatch:
 
     # -- the clock -----------------------------------------------------------------------------
 
+    def steer(self, snap):
+        """Makes a frame that must not go the clock's easiest victim (a harmless change for a
+        kernel that follows the rules: the hand may be anywhere, and the accessed state is a
+        hint): a frame a copy pins (the frame table's pins), or the shared frame the copy-on-write
+        fault under way copies (the last fault of the log, in the live root). Every other mapping
+        is marked used, that frame's marks are cleared, and the hand is put on it."""
+        st, world = self.look(snap)
+        target = next((st.frame_at(i) for i in range(st.n) if st.pins[i] and st.mappings[i]), None)
+        if target is None:
+            events = self.guest.log_events()
+            last = events[-1] if events else None
+            if last is not None and last.address is not None:
+                e = world.entries.get((snap.lower_root, last.address & ~(PAGE - 1)), 0)
+                if self.fmt.present(e) and len(world.mapped.get(self.fmt.frame(e), [])) > 1:
+                    target = self.fmt.frame(e)
+        if target is None or st.index(target) is None:
+            return
+        bit = x86.PTE_A if self.fmt.x86 else a64.DESC_AF
+        for (root, va), e in world.entries.items():
+            if not self.fmt.present(e):
+                continue
+            want = e & ~bit if self.fmt.frame(e) == target else e | bit
+            if want != e:
+                self.guest.write_phys(world.at[(root, va)], struct.pack("<Q", want))
+        at = physical_of(self.kernel, address_of(self.kernel, STATE_SYMBOL))
+        hand_va = struct.unpack("<Q", snap.read_phys(at + 88, 8))[0]
+        snap.write_virt(hand_va, struct.pack("<Q", st.index(target)))
+        snap._swap_look = None
+        self.steered += 1
+
+    def pending_choice(self):
+        """A choice of the clock that no eviction followed (None: none)."""
+        c = self.choice
+        if c is not None and c["victim"] is not None:
+            return (f"the clock gave no victim (no eviction followed its choice), while the grader's recomputation "
+                    f"from guest RAM (the hand, the accessed and dirty state of every mapping in every root, the "
+                    f"backing slots, the pins) takes frame {c['frame']:#x} (entry {c['victim']})")
+        return None
+
+    def on_kill(self, snap):
+        problem = self.pending_choice()
+        if problem:
+            self.fail(problem)
+
     def on_choose(self, snap):
+        if self.steering:
+            self.steer(snap)
         if self.choice is not None and self.choice["victim"] is not None:
             c = self.choice
             self.fail(f"the clock gave no victim (no eviction followed its choice), while the grader's recomputation "
@@ -691,13 +787,19 @@ def checkpoint(guest, kernel, name):
     raise AssertionError(f"the run never reached its '{name}' checkpoint")
 
 
-def syscalls(guest, arch, numbers):
-    """Stops at every system-call entry; yields (snap, number) of those in @p numbers."""
+def syscalls(guest, arch, numbers, watch=None):
+    """Stops at every system-call entry; yields (snap, number) of those in @p numbers (at each,
+    with @p watch, the user frames mapped must be within the cap)."""
     proc = ARCHES[arch].proc
     while True:
         snap = guest.stop_at(proc["syscall_entry"])
         n = snap.register(proc["syscall_number"])
         if n in numbers:
+            if watch is not None:
+                problem = watch.cap_problem(snap) or watch.pending_choice() or rmap_problem(snap, watch.kernel,
+                                                                                            *watch.look(snap))
+                if problem:
+                    raise AssertionError(problem)
             yield snap, n
 
 
@@ -727,3 +829,29 @@ def image_path(guest):
     import os
     from pagoda_core import qemu
     return os.path.join(guest.booter.directory, f"boot{guest.booter.count}", qemu.SWAP_IMAGE)
+
+
+def rmap_problem(snap, kernel, st, world):
+    """The frame table's reverse map against the grader's (every root walked), and each frame's
+    reference count against its mappings; None when they agree."""
+    from .lifecycle import Refs
+    refs = Refs(snap, kernel)
+    for frame, maps in world.mapped.items():
+        if st.index(frame) is None:
+            continue
+        theirs = sorted((r, va) for _, r, va in st.nodes(frame))
+        ours = sorted((r, va) for r, va, _ in maps)
+        if theirs != ours:
+            extra = [(r, va) for r, va in theirs if (r, va) not in ours]
+            missing = [(r, va) for r, va in ours if (r, va) not in theirs]
+            return (f"frame {frame:#x}: the frame table's reverse map records "
+                    + (f"{world.who(extra[0][0])} at {extra[0][1]:#x}, which does not map it there" if extra else
+                       f"no mapping by {world.who(missing[0][0])} at {missing[0][1]:#x}, which maps it")
+                    + f" (the grader's reverse map, every root walked: {len(ours)} mappings; the table's: {len(theirs)})")
+        if refs.count(frame) != len(maps):
+            return f"frame {frame:#x} is mapped {len(maps)} times but its reference count is {refs.count(frame)}"
+    for i in range(st.n):
+        if st.mappings[i] and st.frame_at(i) not in world.mapped:
+            return (f"the frame table's reverse map records {st.mappings[i]} mappings of frame {st.frame_at(i):#x}, "
+                    "which no root maps")
+    return None
