@@ -8,7 +8,8 @@ and the frame allocator's bitmap in guest RAM and the disk image on the host, an
 rules of labs/07-swap/README.md; QEMU's log holds the faults and the disk's requests. The kernel's
 lines and its swap_info counters are never believed."""
 from pagoda_grade import lab_test
-from pagoda_grade.proof import proof
+from pagoda_grade.proof import MASK64, proof
+from pagoda_grade.symbols import fact
 from pagoda_grade.swap import (Format, SwapState, SwapWatch, baseline, checkpoint, disk_requests, image_path, image_slot,
                                overcommit_versions, placement_problem, rmap_problem, seed_of, swap_page, syscalls)
 from pagoda_grade.witness import ARCHES, PAGE, pick_in
@@ -44,10 +45,6 @@ def faults_at(guest, arch, va, after=0):
     model = ARCHES[arch]
     return [e for e in guest.log_events()[after:] if model.is_page_fault(e) and e.address is not None
             and e.address & ~(PAGE - 1) == va]
-
-
-def expect_line(run, pattern, what):
-    run.expect(pattern, what)
 
 
 # ---- Part A: the mechanism -------------------------------------------------------------------
@@ -243,7 +240,7 @@ def test_syscall_buffers(boot, kernel, arch):
 @lab_test(7, "disk_full")
 def test_disk_full(boot, kernel, arch):
     token = boot.fresh_token()
-    slots = fact_of(kernel, "swap_min_slots") + pick_in(token, "slots", 0, 32)
+    slots = fact(kernel, "swap_min_slots") + pick_in(token, "slots", 0, 32)
     cap = 16
     big = cap + slots + pick_in(token, "more", 16, 64)
 
@@ -261,11 +258,6 @@ def test_disk_full(boot, kernel, arch):
     assert "free" in full, "no process was killed: the working set is larger than the cap and the whole disk"
     assert full["free"] == 0, f"the big program was killed with {full['free']} slots free (the slot map, guest RAM)"
     run.expect(r"killed: .*the swap disk is full", "the kill line naming the full swap disk")
-
-
-def fact_of(kernel, name):
-    from pagoda_grade.symbols import fact
-    return fact(kernel, name)
 
 
 # ---- Part B: the policy ----------------------------------------------------------------------
@@ -316,9 +308,6 @@ def test_clock_victim(boot, kernel, arch):
                            extra=f",swapfork:64:{proof(token, 0x79) & MASK64:#x}:after")
     checked = run.witness[1].clock_checks
     assert checked >= 8, f"the grader recomputed only {checked} choices of the clock"
-
-
-MASK64 = (1 << 64) - 1
 
 
 @lab_test(7, "dirty_only")

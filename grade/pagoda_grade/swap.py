@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pagoda_pt import aarch64 as a64
 from pagoda_pt import x86_64 as x86
 
-from .processes import frame_bitmap, is_used, leaf_entries, registry
+from .processes import frame_bitmap, leaf_entries, registry
 from .proof import MASK64, proof
 from .symbols import address_of, fact, physical_of
 from .witness import ARCHES, PAGE
@@ -574,7 +574,7 @@ class SwapWatch:
                 self.fail(entry_problem(self.fmt, world, root, va, e, -1, f"after the eviction of frame {ev.frame:#x},"))
             if not self.fmt.is_swap(e):
                 now = f"maps frame {self.fmt.frame(e):#x}" if self.fmt.present(e) else f"holds {e:#x}"
-                self.fail(f"after the eviction of frame {frame_text(ev)} {world.who(root)} still {now} at {va:#x}: "
+                self.fail(f"after the eviction of frame {ev.frame:#x} {world.who(root)} still {now} at {va:#x}: "
                           "every mapping of the frame must become a swap entry (the reverse map lists them all)")
             slots.add(self.fmt.slot(e))
         if len(slots) != 1:
@@ -748,10 +748,6 @@ class SwapWatch:
                         "slot never read): it read the page through a stale translation (the TLB still translated it "
                         "to the freed frame; no TLB invalidation of the page)")
         return None
-
-
-def frame_text(ev):
-    return f"{ev.frame:#x}"
 
 
 def placement_problem(snap, fmt, world, image, root, base, expected):
