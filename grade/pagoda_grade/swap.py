@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from pagoda_pt import aarch64 as a64
 from pagoda_pt import x86_64 as x86
+from pagoda_pt.format import SWAP_FACTS, swap_slot
 
 from .processes import frame_bitmap, leaf_entries, registry
 from .proof import MASK64, proof
@@ -55,11 +56,7 @@ class Format:
 
     def __init__(self, kernel, arch):
         self.arch = arch
-        self.swap_bit = fact(kernel, "swap_entry_bit")
-        self.held_bit = fact(kernel, "held_entry_bit")
-        self.shift = fact(kernel, "swap_slot_shift")
-        self.slot_mask = (1 << fact(kernel, "swap_slot_bits")) - 1
-        self.inverted = bool(fact(kernel, "swap_slot_inverted"))
+        self.facts = {name: fact(kernel, name) for name in SWAP_FACTS}   # (pt-walk reads the same)
         self.soft_write = fact(kernel, "soft_write_bit")
         self.soft_dirty = fact(kernel, "soft_dirty_bit")
         self.address = fact(kernel, "address_mask")
@@ -69,11 +66,10 @@ class Format:
         return bool(e & 1)
 
     def is_swap(self, e):
-        return not e & 1 and bool(e & self.swap_bit) and not e & self.held_bit
+        return swap_slot(e, self.facts) is not None
 
     def slot(self, e):
-        v = (e >> self.shift) & self.slot_mask
-        return ~v & self.slot_mask if self.inverted else v
+        return swap_slot(e, self.facts)
 
     def frame(self, e):
         return e & self.address
