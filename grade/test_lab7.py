@@ -8,7 +8,7 @@ and the frame allocator's bitmap in guest RAM and the disk image on the host, an
 rules of labs/07-swap/README.md; QEMU's log holds the faults and the disk's requests. The kernel's
 lines and its swap_info counters are never believed."""
 from pagoda_grade import lab_test
-from pagoda_grade.proof import MASK64, proof
+from pagoda_grade.proof import proof
 from pagoda_grade.symbols import fact
 from pagoda_grade.swap import (Format, SwapState, SwapWatch, baseline, checkpoint, disk_requests, image_path, image_slot,
                                overcommit_versions, placement_problem, rmap_problem, seed_of, swap_page, syscalls)
@@ -250,7 +250,7 @@ def test_disk_full(boot, kernel, arch):
         def killed(snap):
             st, world = watch.look(snap)
             full["free"] = st.slot_count - st.in_use()
-        guest.side_stop("pagoda::proc::user_fault", killed)
+        guest.side_stop(watch.at["kill"], killed)
         return full
 
     run = swap_boot(boot, kernel, arch, f"overcommit:{big}:1,overcommit:8:1", body, token, cap=cap, slots=slots)
@@ -262,9 +262,9 @@ def test_disk_full(boot, kernel, arch):
 
 # ---- Part B: the policy ----------------------------------------------------------------------
 
-def overcommit_check(boot, kernel, arch, token, percent=50, extra="", rounds=2, **watching):
+def overcommit_check(boot, kernel, arch, token, percent=50, extra="", rounds=2, factors=(4, 6), **watching):
     cap = 16 + pick_in(token, "cap", 0, 8)
-    pages = cap * pick_in(token, "factor", 4, 6)
+    pages = cap * pick_in(token, "factor", *factors)
     seed = seed_of(token, "overcommit")
 
     def body(guest, watch, before):
@@ -304,8 +304,8 @@ def test_overcommit(boot, kernel, arch):
 @lab_test(7, "clock_victim")
 def test_clock_victim(boot, kernel, arch):
     token = boot.fresh_token()
-    run = overcommit_check(boot, kernel, arch, token, clock=True, rounds=1, tlb=False, swap_ins=False,
-                           extra=f",swapfork:64:{proof(token, 0x79) & MASK64:#x}:after")
+    run = overcommit_check(boot, kernel, arch, token, clock=True, rounds=1, factors=(3, 4), tlb=False, swap_ins=False,
+                           extra=f",swapfork:48:{proof(token, 0x79) & ((1 << 48) - 1):#x}:after")
     checked = run.witness[1].clock_checks
     assert checked >= 8, f"the grader recomputed only {checked} choices of the clock"
 

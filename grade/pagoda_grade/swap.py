@@ -40,7 +40,10 @@ STOPS = {
     "swap_in": "pagoda::Swapper::swap_in",            # (this, space, page, perms)
     "choose": "pagoda::Swapper::choose_victim",       # (this)
     "copy": "pagoda::vm::(anonymous namespace)::copy_on_write",   # (space, page, frame, perms)
+    "kill": "pagoda::proc::user_fault",               # a process killed (its root still live)
 }
+# Beside these: the run's checkpoints (pagoda_grader_checkpoint), the system-call entry and the
+# TLB invalidations of each ISA (witness.ARCHES: syscall_entry, tlb_page, tlb_all).
 STATE_SYMBOL = "pagoda_swap_state"
 STATE_MAGIC = b"PGSWAP\0\0"
 SECTORS_PER_SLOT = PAGE // 512
@@ -321,7 +324,7 @@ class SwapWatch:
         self.steering, self.steered = steer, 0
         if clock or steer:
             guest.side_stop(self.at["choose"], self.on_choose)
-            guest.side_stop("pagoda::proc::user_fault", self.on_kill)
+            guest.side_stop(self.at["kill"], self.on_kill)
 
     # -- reading ------------------------------------------------------------------------------
 
