@@ -11,7 +11,11 @@
 // write to fd 1 or 2, and munmap, mprotect or a fixed mmap over its own image or stack (a range
 // drawn from a page-aligned address and a pointer-sized length reaches the image now and then;
 // the kernel rightly takes the pages away, and the fuzzer dies at its next fetch: drawn, then
-// replaced by getpid).
+// replaced by getpid), and a spawn or exec that would succeed: a name pointer drawn into the
+// scratch buffer can meet a program's name that an earlier call (programs()) wrote there, and a
+// shell spawned would wait on the console and keep the run from ending, an exec would replace the
+// fuzzer. Both always get an argv in the kernel half, so they fail (EFAULT) once the name is
+// checked.
 #include "lib/random.hpp"
 #include "user/lib/user.hpp"
 
@@ -97,6 +101,7 @@ int main(int, char**) {
       if (printed + a[2] > kMaxOutput) a[0] = 0x7f;
       else printed += a[2];
     }
+    if (number == u64(abi::Syscall::Spawn) || number == u64(abi::Syscall::Exec)) a[1] = 0xffff'8000'0000'0000ull;
     const i64 result = syscall_raw(number, a[0], a[1], a[2], a[3], a[4], a[5]);
     if (abi::is_error(result)) ++errors;
     mix = (mix ^ u64(result)) * 0x100000001b3ull;
