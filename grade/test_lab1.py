@@ -481,7 +481,7 @@ def boot_frames_fit(boot, kernel, arch):
     token = boot.fresh_token()
     count = pick_in(token, "fit count", *FIT_COUNT)
     wanted = pick_in(token, "fit below", 8, FIT_FREED // 2)
-    edge_below = pick_in(token, "fit edge", 0, EDGE_MAX)
+    edge_below = pick_in(token, "fit edge", 1, EDGE_MAX)   # (not 0: a free frame in the limit's word)
 
     def script(guest):
         first = guest.stop_at("pagoda_grader_checkpoint")
@@ -710,6 +710,10 @@ def test_vmprint_matches(boot, kernel, arch):
         # long): each table below an entry gets only the part of the range that entry covers.
         span = PAGE * layout_value(kernel, "entries_per_table")
         edges = [edge for r in runs for edge in range(r.va_start - r.va_start % span + span, r.va_end, span)][:4096]
+        # Preferred: an edge whose table below has its first page mapped by a page (not a block),
+        # so that a table handed the whole range wraps to an entry that is present and shows it.
+        paged = [edge for edge in edges if any(r.size == PAGE and r.va_start <= edge - span < r.va_end for r in runs)]
+        edges = paged or edges
         if edges:
             edge = edges[pick_in(token, "vmprint edge", 0, len(edges) - 1)]
             lo = edge - pick_in(token, "vmprint start", 1, pages - 1) * PAGE

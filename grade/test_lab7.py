@@ -8,43 +8,15 @@ and the frame allocator's bitmap in guest RAM and the disk image on the host, an
 rules of labs/07-swap/README.md; QEMU's log holds the faults and the disk's requests. The kernel's
 lines and its swap_info counters are never believed."""
 from pagoda_grade import lab_test
-from pagoda_grade.proof import MASK64, proof
+from pagoda_grade.proof import proof
 from pagoda_grade.symbols import fact
-from pagoda_grade.swap import (Format, SwapState, SwapWatch, baseline, checkpoint, disk_requests, image_path, image_slot,
-                               overcommit_versions, placement_problem, rmap_problem, seed_of, swap_page, syscalls)
-from pagoda_grade.witness import ARCHES, PAGE, pick_in
+from pagoda_grade.swap import (Format, SwapState, disk_requests, image_slot, overcommit_versions, placement_problem,
+                               program_of, rmap_problem, seed_of, swap_boot, swap_page, syscalls)
+from pagoda_grade.witness import PAGE, page_faults_at, pick_in
 from test_lab3 import syscall_number
 
-MEMORY = "64M"
-SLOTS = 1024
 YIELD, EVICT, EXIT, WRITE, READ = (syscall_number(n) for n in ("Yield", "Evict", "Exit", "Write", "Read"))
 MUNMAP, EXEC, FORK, GETPID = (syscall_number(n) for n in ("Munmap", "Exec", "Fork", "GetPid"))
-
-
-def swap_boot(boot, kernel, arch, spec, body, token, cap=64, slots=SLOTS, ended=True, **watching):
-    """Boots @p spec (run=) with a cap of @p cap frames and a disk of @p slots slots; @p body(guest,
-    watch, before) runs between the run's 'before' checkpoint and its end, where frames and slots
-    must be back at the baseline. The Run, its witness the body's result."""
-    def script(guest):
-        before = checkpoint(guest, kernel, "before")
-        watch = SwapWatch(guest, kernel, arch, image_path(guest), **watching)
-        result = body(guest, watch, before)
-        if ended:
-            baseline(guest, kernel, watch, before)
-        return result, watch
-    run = boot(args={"run": spec, "userframes": cap}, token=token, witness=script, memory=MEMORY,
-               swap=slots * PAGE)
-    if run.witness is None:
-        run.fail(run.witness_failure or "the grader's checks never finished")
-    run.expect_outcome("success")
-    return run
-
-
-def faults_at(guest, arch, va, after=0):
-    """Page faults QEMU logged at page @p va (events from index @p after on)."""
-    model = ARCHES[arch]
-    return [e for e in guest.log_events()[after:] if model.is_page_fault(e) and e.address is not None
-            and e.address & ~(PAGE - 1) == va]
 
 
 # ---- Part A: the mechanism -------------------------------------------------------------------
@@ -95,7 +67,7 @@ def test_one_page_out(boot, kernel, arch):
         assert fmt.present(e), f"page {va:#x} is not mapped after the program read it back (entry {e:#x})"
         assert fmt.perms(e) == "rw-", f"page {va:#x} came back {fmt.perms(e)}, not rw- (its region's permissions)"
         assert snap.read_phys(fmt.frame(e), PAGE) == swap_page(seed, p, 1), f"page {va:#x} came back with other bytes"
-        assert faults_at(guest, arch, va, seen["events"]), f"no page fault at {va:#x} in QEMU's log after its eviction"
+        assert page_faults_at(guest, va, seen["events"]), f"no page fault at {va:#x} in QEMU's log after its eviction"
         reads = [r for r in watch.reads if r[0] == seen["slot"]]
         assert len(reads) == 1, f"slot {seen['slot']} was read {len(reads)} times to bring page {va:#x} back, not once"
         return seen["slot"]
@@ -104,11 +76,6 @@ def test_one_page_out(boot, kernel, arch):
     slot = run.witness[0]
     done = disk_requests(run.qemu_log)
     assert done.count(("read", slot)) >= 1, f"QEMU's trace shows no read of slot {slot}"
-
-
-def program_of(world, root):
-    """The program name of @p root's process (the registry's label)."""
-    return world.labels.get(root, "?").split(" ")[0]
 
 
 def yields_of(guest, arch, watch, name, count, also=()):
@@ -150,7 +117,7 @@ def test_no_stale_translation(boot, kernel, arch):
                 assert not stale, stale
             if moment == "D":   # the parent, whose frames the child evicted while it did not run
                 for va in listed:
-                    assert faults_at(guest, arch, va, mark), (
+                    assert page_faults_at(guest, va, mark), (
                         f"the parent's page {va:#x} was evicted by its child while the parent did not run, yet the "
                         "parent read it back with no page fault in QEMU's log: a stale translation (not invalidated "
                         "in the parent's own space)")
@@ -250,7 +217,7 @@ def test_disk_full(boot, kernel, arch):
         def killed(snap):
             st, world = watch.look(snap)
             full["free"] = st.slot_count - st.in_use()
-        guest.side_stop("pagoda::proc::user_fault", killed)
+        guest.side_stop(watch.at["kill"], killed)
         return full
 
     run = swap_boot(boot, kernel, arch, f"overcommit:{big}:1,overcommit:8:1", body, token, cap=cap, slots=slots)
@@ -262,9 +229,9 @@ def test_disk_full(boot, kernel, arch):
 
 # ---- Part B: the policy ----------------------------------------------------------------------
 
-def overcommit_check(boot, kernel, arch, token, percent=50, extra="", rounds=2, **watching):
+def overcommit_check(boot, kernel, arch, token, percent=50, extra="", rounds=2, factors=(4, 6), **watching):
     cap = 16 + pick_in(token, "cap", 0, 8)
-    pages = cap * pick_in(token, "factor", 4, 6)
+    pages = cap * pick_in(token, "factor", *factors)
     seed = seed_of(token, "overcommit")
 
     def body(guest, watch, before):
@@ -304,8 +271,8 @@ def test_overcommit(boot, kernel, arch):
 @lab_test(7, "clock_victim")
 def test_clock_victim(boot, kernel, arch):
     token = boot.fresh_token()
-    run = overcommit_check(boot, kernel, arch, token, clock=True, rounds=1, tlb=False, swap_ins=False,
-                           extra=f",swapfork:64:{proof(token, 0x79) & MASK64:#x}:after")
+    run = overcommit_check(boot, kernel, arch, token, clock=True, rounds=1, factors=(3, 4), tlb=False, swap_ins=False,
+                           extra=f",swapfork:48:{proof(token, 0x79) & ((1 << 48) - 1):#x}:after")
     checked = run.witness[1].clock_checks
     assert checked >= 8, f"the grader recomputed only {checked} choices of the clock"
 

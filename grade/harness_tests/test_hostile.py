@@ -3,6 +3,8 @@
 Each fixture is the reference kernel with a few functions replaced to lie to the grader. The
 grader before the witnesses (main at 511b324) gave them these points; the reference kernel gets
 full marks on the same tests (the `grade` step of ./pagoda test)."""
+import re
+
 import pytest
 
 from graderrun import run_grader
@@ -33,7 +35,9 @@ def test_fixture_loses_the_points_it_targets(name, fixture_kernels, tmp_path):
         assert words in reason, f"{name}/{test_id}: {reason[:600]}"
         assert f"fixture {name}" in reason or name == "decoy", "the fixture's replacement did not run"
         # (the line that boots the failed boot again names the fixture, not the tree's own kernel)
-        assert f"./pagoda gdb --kernel build/x86_64/fixtures/{name}.elf -- --cmdline 'token=" in reason, reason[-3000:]
+        # (shlex quotes the command line only when it holds more than the token)
+        assert re.search(rf"\./pagoda gdb --kernel build/x86_64/fixtures/{name}\.elf -- --cmdline '?token=", reason), \
+            reason[-3000:]
 
 
 @pytest.mark.parametrize("arch", ["x86_64", "aarch64"])
@@ -43,7 +47,7 @@ def test_kernel_without_vm_work_scores_nothing_witnessed(arch, request, tmp_path
     boot stub and the high link (lab 2 work it inherits) do run it in the top 2 GiB. The AArch64
     port (fixtures/aarch64/novm.cpp) fakes that ISA's abort reports and level names."""
     kernels = request.getfixturevalue("fixture_kernels" if arch == "x86_64" else "aarch64_fixture_kernels")
-    results = run_grader(tmp_path, kernels["novm"], (1, 2), workers=2, arch=arch)
+    results = run_grader(tmp_path, kernels["novm"], (1, 2), arch=arch)
     labs = load_all()
     assert set(results) == {t.id for n in (1, 2) for t in labs[n].tests}
     passed = {t for t, (outcome, _) in results.items() if outcome == "passed"}
@@ -58,7 +62,7 @@ def test_kernel_without_processes_scores_nothing_in_lab3(arch, request, tmp_path
     system-call entry, QEMU's log) and gives it nothing."""
     kernels = request.getfixturevalue("fixture_kernels" if arch == "x86_64" else "aarch64_fixture_kernels")
     # (the user programs the tests read come from the grader's own build, never from beside the kernel)
-    results = run_grader(tmp_path, kernels["noproc"], (3,), workers=2, arch=arch)
+    results = run_grader(tmp_path, kernels["noproc"], (3,), arch=arch)
     assert len(results) == len(load_all()[3].tests)
     passed = {t: reason[:300] for t, (outcome, reason) in results.items() if outcome != "failed"}
     assert not passed, passed
@@ -110,6 +114,25 @@ SKIPPERS.update({
 })
 GOAL = 0.25
 
+# ---- labs 3 and 6: the liars of issue 42 (fixtures/common/, the same source on both ISAs) --------
+#
+# The grader of main 1b6850f gave them, on x86_64 and AArch64 alike: leakdecoy 31/31, 38/38, 38/44
+# (labs 3, 5, 6), cowmmaponly 44/44; now 29/31, 38/38, 35/44 and 2/44. A leak shows only where a run
+# makes processes after others ended and touches more frames than the guest has (churn's chains:
+# kstack_reuse, exec_args; fork_bomb and usertests_forkmem run out too): the decoy keeps the points
+# of the other tests (docs/grader.md, "What the grader trusts").
+LIARS.update({
+    # user frames given back at exit and exec are never handed out again; the used bitmap says free
+    "leakdecoy": ((3, 6), {t: "frames are not given back when a process ends" for t in ("kstack_reuse", "exec_args")}),
+})
+SKIPPERS.update({
+    # fork shares mmap regions, copies the data, the heap and the stack eagerly: every fork is seen
+    # (lifecycle.Deaths); fork_bomb and usertests_forkmem lose too (left out here for their time)
+    "cowmmaponly": (6, ("fork_basic", "fork_deep", "exec_args", "cow", "wide_fork", "fork_vmas", "cow_read",
+                        "usertests_badptr", "usertests_sbrk", "usertests_exec", "usertests_mem", "usertests_wait",
+                        "fork_prot_none", "fork_runs", "child_stack", "orphan_wait")),
+})
+
 
 def _kernels(request, arch):
     return request.getfixturevalue("fixture_kernels" if arch == "x86_64" else "aarch64_fixture_kernels")
@@ -119,7 +142,7 @@ def _kernels(request, arch):
 @pytest.mark.parametrize("name", sorted(LIARS))
 def test_lab3_to_6_liars_lose_what_they_lie_about(name, arch, request, tmp_path):
     labs, targets = LIARS[name]
-    results = run_grader(tmp_path, _kernels(request, arch)[name], labs, only=targets, workers=2, arch=arch)
+    results = run_grader(tmp_path, _kernels(request, arch)[name], labs, only=targets, arch=arch)
     assert set(results) == set(targets)
     for test_id, words in targets.items():
         outcome, reason = results[test_id]
@@ -132,7 +155,7 @@ def test_lab3_to_6_liars_lose_what_they_lie_about(name, arch, request, tmp_path)
 def test_a_kernel_that_skips_the_subject_scores_at_most_a_quarter(name, arch, request, tmp_path):
     lab, tests = SKIPPERS[name]
     spec = load_all()[lab]
-    results = run_grader(tmp_path, _kernels(request, arch)[name], (lab,), only=tests, workers=2, arch=arch)
+    results = run_grader(tmp_path, _kernels(request, arch)[name], (lab,), only=tests, arch=arch)
     passed = {t: reason[:300] for t, (outcome, reason) in results.items() if outcome != "failed"}
     assert not passed, passed
     lost = sum(spec.test(t).points for t in tests)
@@ -175,7 +198,7 @@ def test_a_forged_user_program_earns_nothing(reference_kernel, tmp_path):
     data[seg.offset + begin - seg.vaddr + 0x1010] ^= 0xff   # a byte of spin's text
     forged = tmp_path / "forged.elf"
     forged.write_bytes(data)
-    results = run_grader(tmp_path, str(forged), (3,), workers=2)
+    results = run_grader(tmp_path, str(forged), (3,))
     assert len(results) == len(load_all()[3].tests)
     for test_id, (outcome, reason) in results.items():
         assert outcome == "failed", test_id

@@ -40,7 +40,10 @@ STOPS = {
     "swap_in": "pagoda::Swapper::swap_in",            # (this, space, page, perms)
     "choose": "pagoda::Swapper::choose_victim",       # (this)
     "copy": "pagoda::vm::(anonymous namespace)::copy_on_write",   # (space, page, frame, perms)
+    "kill": "pagoda::proc::user_fault",               # a process killed (its root still live)
 }
+# Beside these: the run's checkpoints (pagoda_grader_checkpoint), the system-call entry and the
+# TLB invalidations of each ISA (witness.ARCHES: syscall_entry, tlb_page, tlb_all).
 STATE_SYMBOL = "pagoda_swap_state"
 STATE_MAGIC = b"PGSWAP\0\0"
 SECTORS_PER_SLOT = PAGE // 512
@@ -321,7 +324,7 @@ class SwapWatch:
         self.steering, self.steered = steer, 0
         if clock or steer:
             guest.side_stop(self.at["choose"], self.on_choose)
-            guest.side_stop("pagoda::proc::user_fault", self.on_kill)
+            guest.side_stop(self.at["kill"], self.on_kill)
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -847,3 +850,31 @@ def rmap_problem(snap, kernel, st, world):
             return (f"the frame table's reverse map records {st.mappings[i]} mappings of frame {st.frame_at(i):#x}, "
                     "which no root maps")
     return None
+
+
+BOOT_MEMORY = "64M"    # every lab-7 boot's RAM: a frame table of 16 Ki entries
+SLOTS = 1024           # the default disk: 4 MiB
+
+
+def swap_boot(boot, kernel, arch, spec, body, token, cap=64, slots=SLOTS, ended=True, **watching):
+    """Boots @p spec (run=) with a cap of @p cap frames and a disk of @p slots slots; @p body(guest,
+    watch, before) runs between the run's 'before' checkpoint and its end, where frames and slots
+    must be back at the baseline. The Run, its witness the body's result."""
+    def script(guest):
+        before = checkpoint(guest, kernel, "before")
+        watch = SwapWatch(guest, kernel, arch, image_path(guest), **watching)
+        result = body(guest, watch, before)
+        if ended:
+            baseline(guest, kernel, watch, before)
+        return result, watch
+    run = boot(args={"run": spec, "userframes": cap}, token=token, witness=script, memory=BOOT_MEMORY,
+               swap=slots * PAGE)
+    if run.witness is None:
+        run.fail(run.witness_failure or "the grader's checks never finished")
+    run.expect_outcome("success")
+    return run
+
+
+def program_of(world, root):
+    """The program name of @p root's process (the registry's label)."""
+    return world.labels.get(root, "?").split(" ")[0]
