@@ -226,12 +226,20 @@ def last_panic():
     return found[-1] if found else None
 
 
-def _with_panic(lines):
+# The user-fault decisions the kernel answers (the program goes on): a panic while answering one is the kernel's.
+ANSWERED = ("demand", "cow", "grow", "mapped")
+
+
+def _with_panic(arch, lines, fault=None):
     """A machine stopped in a panic that no fault explains (the kernel's own check refused
-    something: the pre-switch check, an allocator's double free, the user-trap stack): the
-    verdict is the kernel's reason, as its PANIC line gave it, not "nothing is wrong"."""
+    something: the pre-switch check, an allocator's double free, the user-trap stack), or that came
+    while the kernel answered a user fault the program was entitled to (lab 7: the swapper's own
+    checks): the verdict is the kernel's reason, as its PANIC line gave it, not "nothing is wrong"
+    nor the fault's answer. With swap on, what the swap state shows beside it (_swap_story, read
+    even inside the swapper: the records may be mid-change) is a line above the verdict."""
     at = _verdict_at(lines)
-    if at is None or not lines[at].startswith("verdict: " + NOTHING_WRONG):
+    answered = bool(fault) and fault.get("decision") in ANSWERED
+    if at is None or not (lines[at].startswith("verdict: " + NOTHING_WRONG) or answered):
         return lines
     try:
         import gdb
@@ -248,9 +256,22 @@ def _with_panic(lines):
     message = last_panic()
     if not message:
         return lines
-    return lines[:at] + ["the kernel panicked: no exception explains it, so it is the kernel's own check that "
-                         "refused (its message is the cause)",
-                         "verdict: the kernel panicked: " + message] + lines[at + 1:]
+    if lines[at].startswith("verdict: " + NOTHING_WRONG):
+        why = ["the kernel panicked: no exception explains it, so it is the kernel's own check that refused (its "
+               "message is the cause)"]
+    else:
+        why = ["the fault itself: " + lines[at][len("verdict: "):],
+               "the kernel panicked while it answered that fault, which the program was entitled to: its own check "
+               "refused (its message is the cause)"]
+    swap = _quiet(lambda: _swap_story(arch, _live_rows(), anywhere=True))
+    if swap:
+        why.append("the swap state at the panic (read inside the swapper: its records may be mid-change): " + swap)
+    return lines[:at] + why + ["verdict: the kernel panicked: " + message] + lines[at + 1:]
+
+
+def _live_rows():
+    from . import memory
+    return memory.read_processes()
 
 
 def _verdict_at(lines):
@@ -1198,18 +1219,19 @@ def _swap_busy():
     return False
 
 
-def _swap_story(arch, rows):
+def _swap_story(arch, rows, anywhere=False):
     """The first eviction slip the swap state shows against the roots of the processes in @p rows
     (pagoda_pt.swap: a page one root still maps after its frame was evicted from another, an entry
     naming a slot the map calls free, a count below its holders, a reverse map that lacks a mapping
     or names one that is gone, slots no one holds), or None: swap is off, or the stop is inside
-    code that changes the swap state (_swap_busy)."""
+    code that changes the swap state (_swap_busy), unless @p anywhere (then a slot's count first:
+    pagoda_pt.swap.swap_story)."""
     from pagoda_pt.swap import swap_story
     from . import memory
-    if _swap_busy():
+    if not anywhere and _swap_busy():
         return None
     with target.physical_memory() as read_phys:
-        return swap_story(memory.swap_census(arch, read_phys, {r["pid"] for r in rows}))
+        return swap_story(memory.swap_census(arch, read_phys, {r["pid"] for r in rows}), slots_first=anywhere)
 
 
 def _with_swap(arch, lines):
@@ -1219,8 +1241,7 @@ def _with_swap(arch, lines):
     at = _verdict_at(lines)
     if at is None or not lines[at].startswith("verdict: " + NOTHING_WRONG):
         return lines
-    from . import memory
-    sentence = _quiet(lambda: _swap_story(arch, memory.read_processes()))
+    sentence = _quiet(lambda: _swap_story(arch, _live_rows()))
     return lines if sentence is None else _overruled(lines, at, "{} (the CPU's state)", sentence)
 
 
@@ -1317,7 +1338,7 @@ usable.  The last line is always a verdict."""
         lines = _with_kill_causes(arch, lines)
         lines = _with_kernel_map(arch, lines, fault)
         overruled = _verdict_at(lines) is not None and lines[_verdict_at(lines)] != before
-        lines = _with_panic(lines)
+        lines = _with_panic(arch, lines, fault)
         lines = _with_stalled_wait(lines)
         # What reaped processes left behind first: a root left published poisons the census.
         lines = _with_leaks(lines)

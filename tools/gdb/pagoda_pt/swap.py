@@ -167,6 +167,7 @@ class SwapCensus:
     mapped: dict             # (root, va) -> frame of every user page (held ones too)
     held: set                # (root, va) of the held pages (PROT_NONE)
     problems: list = field(default_factory=list)   # sentences, the likeliest loss of a page first
+    slot_problems: list = field(default_factory=list)   # those of slot counts against their holders
 
     def backers(self) -> dict:
         """slot -> [frames that keep it as their backing]."""
@@ -241,7 +242,12 @@ def _where(census: SwapCensus, root: int, va: int) -> str:
 
 def swap_problems(c: SwapCensus) -> list:
     """What is wrong, as sentences, the likeliest loss of a page first (see the module's docstring)."""
-    state, found = c.state, []
+    state, found, c.slot_problems = c.state, [], []
+
+    def slot_problem(sentence):
+        found.append(sentence)
+        c.slot_problems.append(sentence)
+
     by_va = {}
     for (root, va) in list(c.mapped) + list(c.entries):
         by_va.setdefault(va, []).append(root)
@@ -266,32 +272,40 @@ def swap_problems(c: SwapCensus) -> list:
                          "by fork and not recorded), or a frame freed while still mapped; the clock never "
                          "sees it, and its eviction would leave this root mapping a freed frame"
                          % (c.who(root, va), frame))
+        elif frame in state.backing:
+            found.append("%s still maps frame %#x, which came back from slot %d to %s (the only mapping its reverse "
+                         "map lists): an eviction that took the page out of the other root only and let go of the "
+                         "frame this root still maps; it was given out again (every mapping the reverse map lists "
+                         "must become a swap entry, each root's TLB told)" % (c.who(root, va), frame,
+                                                                                 state.backing[frame],
+                                                                                 c.who(*chain[0])))
         else:
-            found.append("%s maps frame %#x, but the frame's reverse map lists only %s: a mapping the reverse "
-                         "map lost (a node dropped from the chain) or never recorded; evicting the frame turns "
-                         "the listed entries into swap entries and frees it under this one"
-                         % (c.who(root, va), frame, ", ".join(c.who(r, v) for r, v in chain[:3]) or "none"))
+            found.append("%s maps frame %#x, but the frame's reverse map lists only %s: a mapping the reverse map "
+                         "lost (a node dropped from the chain) or never recorded (fork's child pages); evicting "
+                         "the frame turns the listed entries into swap entries and frees it while this root "
+                         "still maps it" % (c.who(root, va), frame, ", ".join(c.who(r, v) for r, v in chain[:3])))
     backers = c.backers()
     flagged = {slot: slot_flag(c, slot, backers) for slot in set(c.swapped) | set(backers) |
                {s for s, n in enumerate(state.counts) if n}}
     for slot in sorted(s for s, f in flagged.items() if f and f.startswith("FREE")):
-        found.append("slot %d is free in the slot map, yet the swap entry of %s names it: a slot freed while a root "
+        slot_problem("slot %d is free in the slot map, yet the swap entry of %s names it: a slot freed while a root "
                      "still names it (a hold dropped twice, or a slot taken without being marked, or one fork "
                      "shared without counting it); the next eviction may write another page there, and this "
                      "page comes back with its bytes" % (slot, c.who(*c.swapped[slot][0])))
-    for slot in sorted(s for s, f in flagged.items() if f and f.startswith("a frame's backing")):
-        found.append("frame %#x keeps slot %d as its backing (its clean copy), yet the swap entry of %s names the slot "
-                     "too: a backing slot has no other holder (a swap-in keeps the slot only when its entry was "
-                     "the only one); once the frame is written and evicted, it goes over the bytes that entry "
-                     "still needs" % (backers[slot][0], slot, c.who(*c.swapped[slot][0])))
     for slot in sorted(s for s, f in flagged.items() if f and "below" in f):
         holders = [c.who(r, v) for r, v in c.swapped.get(slot, [])] + \
             ["frame %#x's backing" % f for f in backers.get(slot, [])]
-        found.append("slot %d is counted %d but held %d time%s (%s): a holder never counted (fork's copy of a swap "
+        slot_problem("slot %d is counted %d but held %d time%s (%s): a holder never counted (fork's copy of a swap "
                      "entry must add one hold), or a hold dropped while its holder still needs the slot; the slot "
                      "is freed when the first holder lets go (or is free already), while the others still need it"
                      % (slot, state.count(slot), len(holders), "" if len(holders) == 1 else "s",
                         ", ".join(holders[:3])))
+    for slot in sorted(s for s, f in flagged.items() if f and f.startswith("a frame's backing")):
+        slot_problem("frame %#x keeps slot %d as its backing (its clean copy), yet the swap entry of %s names the slot "
+                     "too (the slot map counts it %d): a backing slot has no other holder (a swap-in keeps the slot "
+                     "only when its count says its entry was the only holder: a count that missed a holder, a "
+                     "fork's share, lies); once the frame is written and evicted, it goes over the bytes that "
+                     "entry still needs" % (backers[slot][0], slot, c.who(*c.swapped[slot][0]), state.count(slot)))
     for frame, chain in sorted(state.rmap.items()):
         for root, va in chain:
             if c.mapped.get((root, va)) != frame:
@@ -300,12 +314,12 @@ def swap_problems(c: SwapCensus) -> list:
                              "unmap that unlinked another node); evicting the frame writes a swap entry over "
                              "that page" % (frame, c.who(root, va), _where(c, root, va)))
                 break
-    leaked = sorted(s for s, f in flagged.items() if f and f.startswith(("NO HOLDER", "counted")))
+    leaked = sorted(s for s, f in flagged.items() if f and (f.startswith("NO HOLDER") or "above" in f))
     if leaked:
-        found.append("%d slot%s held with no holder to account for %s (first: slot %d, %s): a hold never "
+        slot_problem("%d slot%s held more times than %s holders account for (first: slot %d, %s): a hold never "
                      "dropped (exit, exec or munmap cleared a swap entry, or a frame let go of its backing, "
                      "without dropping its slot); such slots stay in use for ever"
-                     % (len(leaked), "" if len(leaked) == 1 else "s", "it" if len(leaked) == 1 else "them",
+                     % (len(leaked), "" if len(leaked) == 1 else "s", "its" if len(leaked) == 1 else "their",
                         leaked[0], flagged[leaked[0]]))
     resident = len(state.mappings)
     if state.cap and resident > state.cap:
@@ -314,9 +328,13 @@ def swap_problems(c: SwapCensus) -> list:
     return found
 
 
-def swap_story(census: Optional[SwapCensus]) -> Optional[str]:
-    """fault-why's verdict of the swap state: its first problem, or None."""
-    return census.problems[0] if census is not None and census.problems else None
+def swap_story(census: Optional[SwapCensus], slots_first: bool = False) -> Optional[str]:
+    """fault-why's verdict of the swap state: its first problem, or None. With @p slots_first, a
+    slot's count against its holders comes first (inside the swapper, a page mapped a moment
+    before it is recorded is no slip)."""
+    if census is None or not census.problems:
+        return None
+    return (census.slot_problems or census.problems)[0] if slots_first else census.problems[0]
 
 
 # ---- text -------------------------------------------------------------------------------------

@@ -10,8 +10,9 @@ handout draws, each count read through GDB's typed access to the slot map, the s
 counted in GDB's own read of the whole map. Then the slot map and the frame table are changed
 behind the kernel's back, each change undone after: a held slot marked free, a free slot marked
 held, a mapped frame's reverse map emptied; swap-slots flags each, and fault-why names each in
-its verdict. Last, at the child's first swap-in, fault-why calls the fault a swap-in of the slot
-swap-slots gave for that page.
+its verdict. At the child's first swap-in, fault-why calls the fault a swap-in of the slot
+swap-slots gave for that page; that slot marked free then, the swap-in panics dropping its hold,
+and fault-why's verdict is the panic, the swap state's free slot above it.
 """
 import json
 import re
@@ -111,10 +112,15 @@ def swapped(request):
              ("again", "cmd", "swap-slots"),
              # The child's first swap-in.
              ("brk_in", "cmd", "break pagoda::Swapper::swap_in"), ("go_in", "cmd", "continue"),
-             ("why_in", "cmd", "fault-why")]
+             ("why_in", "cmd", "fault-why"),
+             # Its slot marked free under it: the swap-in's drop() of its hold panics.
+             ("unheld", "cmd", "set var %s[0] = 0" % SLOTS), ("del_in", "cmd", "delete"),
+             ("brk_panic", "cmd", "break pagoda::panic_end"),
+             ("go_panic", "cmd", "continue"), ("why_panic", "cmd", "fault-why")]
     with Machine(kernel, cmdline=f"run=swapfork:{PAGES}:0xff00:before userframes=32", arch=arch,
                  swap=SWAP_BYTES) as machine:
-        results = run_steps(kernel, machine.socket, steps, attach="--no-entry")
+        results = run_steps(kernel, machine.socket, [("log", "cmd", f"set pagoda-serial-log {machine.serial}")] + steps,
+                            attach="--no-entry")
     for name, step in results.items():
         assert not step.error, (name, step.error)
     return arch, results
@@ -169,8 +175,8 @@ def test_a_slot_no_one_holds_is_flagged_and_named(swapped):
     last = results["last"].value
     text = results["slots_leak"].output
     assert rows(text)[last] == (1, "-  <-- NO HOLDER: no entry names it, no frame keeps it"), text
-    assert "problem: 1 slot held with no holder to account for it (first: slot %d" % last in text, text
-    assert verdict(results["why_leak"].output).startswith("verdict: 1 slot held with no holder"), \
+    assert "problem: 1 slot held more times than its holders account for (first: slot %d" % last in text, text
+    assert verdict(results["why_leak"].output).startswith("verdict: 1 slot held more times than its holders"), \
         results["why_leak"].output
 
 
@@ -192,3 +198,12 @@ def test_fault_why_calls_the_fault_a_swap_in_of_its_slot(swapped):
     slot, address = int(m.group(2)), int(m.group(1), 16)
     holders = HOLDER.findall(rows(results["slots"].output)[slot][1])
     assert ("2", hex(address & ~0xfff)) in holders, (line, holders)
+
+
+def test_a_panic_in_a_swap_in_is_the_verdict_with_the_swap_state_above_it(swapped):
+    _, results = swapped
+    lines = results["why_panic"].output.splitlines()
+    assert lines[-1].startswith("verdict: the kernel panicked: SwapSlots::drop: slot 0 is free already"), lines
+    assert any(line.startswith("the fault itself: process 'swapfork' (pid 2") for line in lines), lines
+    assert "the swap state at the panic (read inside the swapper: its records may be mid-change): slot 0 is free in " \
+           "the slot map, yet the swap entry of proc 1 (swapfork) at 0x" in results["why_panic"].output, lines

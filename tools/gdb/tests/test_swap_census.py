@@ -36,6 +36,14 @@ def test_a_consistent_state_has_no_problem():
     assert [slot_flag(c, s) for s in range(3)] == [None, None, None]
 
 
+def test_inside_the_swapper_a_slot_s_count_comes_first():
+    # A swap-in maps the page before the fault path records it: inside the swapper that is no slip.
+    c = census([0], entries=[(A, V, 0)], mapped=[(B, V, F)])
+    assert swap_story(c).startswith("proc 2 (p) at %#x maps frame %#x, which the frame table calls" % (V, F))
+    assert swap_story(c, slots_first=True).startswith("slot 0 is free in the slot map")
+    assert swap_story(census([], mapped=[(B, V, F)]), slots_first=True).startswith("proc 2 (p)")
+
+
 def test_a_page_evicted_from_one_root_of_a_shared_frame():
     # The child's entry became a swap entry; the parent still maps F, which the table forgot.
     c = census([1], entries=[(B, V, 0)], mapped=[(A, V, F)])
@@ -43,6 +51,14 @@ def test_a_page_evicted_from_one_root_of_a_shared_frame():
                                     "(no mapping of it recorded), while proc 2 (p) at %#x holds a swap entry naming "
                                     "slot 0 for the same address: an eviction that took a shared page out of one root "
                                     "only" % (V, F, V)), c.problems
+
+
+def test_a_page_still_mapped_after_its_frame_came_back_to_the_other_root():
+    # Evicted from the child only and let go; the child's swap-in got the same frame back.
+    c = census([1], mapped=[(A, V, F), (B, V, F)], rmap={F: [(B, V)]}, backing={F: 0})
+    assert swap_story(c).startswith("proc 1 (p) at %#x still maps frame %#x, which came back from slot 0 to proc 2 (p) "
+                                    "at %#x (the only mapping its reverse map lists): an eviction that took the page "
+                                    "out of the other root only" % (V, F, V))
 
 
 def test_a_mapping_the_frame_table_never_learned():
@@ -61,6 +77,7 @@ def test_an_entry_naming_a_free_slot():
 def test_a_slot_counted_below_its_holders():
     c = census([1], entries=[(A, V, 0), (B, V, 0)])
     assert slot_flag(c, 0) == "counted 1, held 2: below its holders"
+    assert len(c.problems) == 1, c.problems                  # not a slot held more than its holders too
     assert swap_story(c).startswith("slot 0 is counted 1 but held 2 times (proc 1 (p) at %#x, proc 2 (p) at %#x): a "
                                     "holder never counted" % (V, V))
 
@@ -76,7 +93,14 @@ def test_a_backing_slot_another_entry_names():
     c = census([2], entries=[(B, V, 0)], mapped=[(A, V, F)], rmap={F: [(A, V)]}, backing={F: 0})
     assert slot_flag(c, 0) == "a frame's backing, yet named by a swap entry"
     assert swap_story(c).startswith("frame %#x keeps slot 0 as its backing (its clean copy), yet the swap entry of "
-                                    "proc 2 (p) at %#x names the slot too" % (F, V))
+                                    "proc 2 (p) at %#x names the slot too (the slot map counts it 2)" % (F, V))
+
+
+def test_a_count_below_its_holders_comes_before_a_backing_slot_named():
+    # fork shared slot 1 uncounted; the parent's swap-in of slot 0, which it thought its own, kept it.
+    c = census([1, 1], entries=[(B, V, 0), (A, V + 0x1000, 1), (B, V + 0x1000, 1)], mapped=[(A, V, F)],
+               rmap={F: [(A, V)]}, backing={F: 0})
+    assert swap_story(c).startswith("slot 1 is counted 1 but held 2 times")
 
 
 def test_a_reverse_map_that_lacks_a_mapping():
@@ -95,7 +119,11 @@ def test_a_reverse_map_that_names_a_mapping_gone():
 def test_slots_no_one_holds():
     c = census([0, 0, 1, 1])
     assert slot_flag(c, 2) == "NO HOLDER: no entry names it, no frame keeps it"
-    assert swap_story(c).startswith("2 slots held with no holder to account for them (first: slot 2, NO HOLDER")
+    assert swap_story(c).startswith("2 slots held more times than their holders account for (first: slot 2, NO "
+                                    "HOLDER")
+    c = census([3], entries=[(A, V, 0)])
+    assert slot_flag(c, 0) == "counted 3, held 1: above its holders"
+    assert swap_story(c).startswith("1 slot held more times than its holders account for (first: slot 0, counted 3")
 
 
 def test_more_resident_frames_than_the_cap():
