@@ -318,7 +318,9 @@ def swap_problems(c: SwapCensus) -> list:
     if leaked:
         slot_problem("%d slot%s held more times than %s holders account for (first: slot %d, %s): a hold never "
                      "dropped (exit, exec or munmap cleared a swap entry, or a frame let go of its backing, "
-                     "without dropping its slot); such slots stay in use for ever"
+                     "without dropping its slot), or a slot taken for a frame no root maps (an eviction of a page "
+                     "table or a kernel frame, which the clock must pass over: the frame table calls it not "
+                     "resident); such slots stay in use for ever"
                      % (len(leaked), "" if len(leaked) == 1 else "s", "its" if len(leaked) == 1 else "their",
                         leaked[0], flagged[leaked[0]]))
     resident = len(state.mappings)

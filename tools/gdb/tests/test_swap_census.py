@@ -121,6 +121,8 @@ def test_slots_no_one_holds():
     assert slot_flag(c, 2) == "NO HOLDER: no entry names it, no frame keeps it"
     assert swap_story(c).startswith("2 slots held more times than their holders account for (first: slot 2, NO "
                                     "HOLDER")
+    # Either producer of a slot no one holds: a hold never dropped, an eviction of a frame no root maps.
+    assert "a hold never dropped" in swap_story(c) and "an eviction of a page table or a kernel frame" in swap_story(c)
     c = census([3], entries=[(A, V, 0)])
     assert slot_flag(c, 0) == "counted 3, held 1: above its holders"
     assert swap_story(c).startswith("1 slot held more times than its holders account for (first: slot 0, counted 3")
