@@ -171,7 +171,10 @@ def judge_verdict(verdict, whole, pattern):
     """yes / partly / no for a @p verdict against the slip's cause regex @p pattern."""
     if verdict is None:
         return "n.a."
-    if re.search(pattern, verdict, re.IGNORECASE):
+    if verdict.startswith(diagnose.NOTHING_WRONG):
+        # It names no cause, whatever the pattern finds in what it looked at ("hand" in "handlers").
+        verdict, whole = "", (whole or "").replace(verdict, "")
+    if verdict and re.search(pattern, verdict, re.IGNORECASE):
         return "yes"
     if re.search(pattern, whole or "", re.IGNORECASE):
         return "partly"

@@ -109,6 +109,10 @@ def test_the_verdict_is_judged_against_the_cause():
     assert mw.judge_verdict(verdict, whole, r"PML4\[511\] not present") == "partly"
     assert mw.judge_verdict(verdict, whole, r"kernel stack") == "no"
     assert mw.judge_verdict(None, "", r"anything") == "n.a."
+    # "Nothing is wrong" names no cause, though a cause's pattern may match its words.
+    nothing = mw.diagnose.NOTHING_WRONG + ": the IDT's gates and handlers are usable"
+    assert mw.judge_verdict(nothing, "walk of CR2\nverdict: " + nothing, r"hand|clock") == "no"
+    assert mw.judge_verdict(nothing, "the clock's hand\nverdict: " + nothing, r"hand|clock") == "partly"
 
 
 def test_the_replay_command_boots_the_slipped_kernel_as_the_grader_did():
