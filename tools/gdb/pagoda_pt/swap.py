@@ -248,7 +248,7 @@ def swap_problems(c: SwapCensus) -> list:
         found.append(sentence)
         c.slot_problems.append(sentence)
 
-    by_va = {}
+    by_va, backers = {}, c.backers()
     for (root, va) in list(c.mapped) + list(c.entries):
         by_va.setdefault(va, []).append(root)
     # A user page whose frame the frame table calls not resident, or whose mapping its reverse map lacks.
@@ -266,6 +266,14 @@ def swap_problems(c: SwapCensus) -> list:
                          "TLB told) and let go of the frame the other still maps; its reads and writes reach "
                          "whoever is given the frame next" % (c.who(root, va), frame, c.who(swapped[0], va),
                                                               _where(c, swapped[0], va)))
+        elif frame not in state.mappings and state.count(frame // PAGE_SIZE_4K) and not \
+                c.swapped.get(frame // PAGE_SIZE_4K) and not backers.get(frame // PAGE_SIZE_4K):
+            found.append("%s maps physical page %#x, which the frame table calls not resident, and slot %d, the "
+                         "same number, is held with no swap entry naming it: an eviction that wrote the slot into a "
+                         "present entry's address field, not a swap entry the MMU reads as not valid; the MMU maps "
+                         "physical page %d where the swapped-out page was, and the program reads (or writes) "
+                         "whatever is there" % (c.who(root, va), frame, frame // PAGE_SIZE_4K,
+                                                frame // PAGE_SIZE_4K))
         elif frame not in state.mappings:
             found.append("%s maps frame %#x, which the frame table calls not resident (no mapping of it "
                          "recorded): a mapping the reverse map never learned (a page brought in or shared "
@@ -284,7 +292,6 @@ def swap_problems(c: SwapCensus) -> list:
                          "lost (a node dropped from the chain) or never recorded (fork's child pages); evicting "
                          "the frame turns the listed entries into swap entries and frees it while this root "
                          "still maps it" % (c.who(root, va), frame, ", ".join(c.who(r, v) for r, v in chain[:3])))
-    backers = c.backers()
     flagged = {slot: slot_flag(c, slot, backers) for slot in set(c.swapped) | set(backers) |
                {s for s, n in enumerate(state.counts) if n}}
     for slot in sorted(s for s, f in flagged.items() if f and f.startswith("FREE")):

@@ -67,6 +67,17 @@ def test_a_mapping_the_frame_table_never_learned():
            "learned" in swap_story(c)
 
 
+def test_a_swap_entry_the_mmu_reads_as_valid():
+    # The eviction wrote slot 2 into a present entry: the root maps physical page 2; slot 2 has no holder.
+    c = census([0, 0, 1], mapped=[(A, V, 2 * 0x1000)])
+    assert swap_story(c).startswith("proc 1 (p) at %#x maps physical page 0x2000, which the frame table calls not "
+                                    "resident, and slot 2, the same number, is held with no swap entry naming it" % V)
+    # A page the table forgot, while its frame's number is a slot that some entry holds: not that slip.
+    c = census([0, 0, 1], entries=[(B, V, 2)], mapped=[(A, V + 0x1000, 2 * 0x1000)])
+    assert swap_story(c).startswith("proc 1 (p) at %#x maps frame 0x2000, which the frame table calls not resident "
+                                    "(no mapping" % (V + 0x1000))
+
+
 def test_an_entry_naming_a_free_slot():
     c = census([0, 1], entries=[(A, V, 0), (A, V + 0x1000, 1)])
     assert slot_flag(c, 0) == "FREE in the slot map, yet named" and slot_flag(c, 1) is None
