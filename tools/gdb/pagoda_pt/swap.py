@@ -253,7 +253,18 @@ def swap_problems(c: SwapCensus) -> list:
         by_va.setdefault(va, []).append(root)
     # A user page whose frame the frame table calls not resident, or whose mapping its reverse map lacks.
     for (root, va), frame in sorted(c.mapped.items(), key=lambda item: (item[0][1], item[0][0])):
-        if (root, va) in c.held or not state.tracks(frame):
+        page = frame // PAGE_SIZE_4K
+        if (root, va) in c.held:
+            continue
+        if frame not in state.mappings and state.count(page) and not c.swapped.get(page) and not backers.get(page):
+            found.append("%s maps physical page %#x, which the frame table %s, and slot %d, the same number, is "
+                         "held with no swap entry naming it: an eviction that wrote the slot into a present "
+                         "entry's address field, not a swap entry the MMU reads as not valid; the MMU maps physical "
+                         "page %d where the swapped-out page was, and the program reads (or writes) whatever is "
+                         "there" % (c.who(root, va), frame, "calls not resident" if state.tracks(frame) else
+                                    "does not track (no RAM it gives out)", page, page))
+            continue
+        if not state.tracks(frame):
             continue
         chain = state.rmap.get(frame, [])
         if (root, va) in chain:
@@ -266,14 +277,6 @@ def swap_problems(c: SwapCensus) -> list:
                          "TLB told) and let go of the frame the other still maps; its reads and writes reach "
                          "whoever is given the frame next" % (c.who(root, va), frame, c.who(swapped[0], va),
                                                               _where(c, swapped[0], va)))
-        elif frame not in state.mappings and state.count(frame // PAGE_SIZE_4K) and not \
-                c.swapped.get(frame // PAGE_SIZE_4K) and not backers.get(frame // PAGE_SIZE_4K):
-            found.append("%s maps physical page %#x, which the frame table calls not resident, and slot %d, the "
-                         "same number, is held with no swap entry naming it: an eviction that wrote the slot into a "
-                         "present entry's address field, not a swap entry the MMU reads as not valid; the MMU maps "
-                         "physical page %d where the swapped-out page was, and the program reads (or writes) "
-                         "whatever is there" % (c.who(root, va), frame, frame // PAGE_SIZE_4K,
-                                                frame // PAGE_SIZE_4K))
         elif frame not in state.mappings:
             found.append("%s maps frame %#x, which the frame table calls not resident (no mapping of it "
                          "recorded): a mapping the reverse map never learned (a page brought in or shared "

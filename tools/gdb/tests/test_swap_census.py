@@ -72,6 +72,11 @@ def test_a_swap_entry_the_mmu_reads_as_valid():
     c = census([0, 0, 1], mapped=[(A, V, 2 * 0x1000)])
     assert swap_story(c).startswith("proc 1 (p) at %#x maps physical page 0x2000, which the frame table calls not "
                                     "resident, and slot 2, the same number, is held with no swap entry naming it" % V)
+    # AArch64's virt: physical page 2 is no RAM, so the frame table does not track it.
+    c = census([0, 0, 1], mapped=[(A, V, 2 * 0x1000)])
+    c.state.first = 0x40000
+    assert swap_problems(c)[0].startswith("proc 1 (p) at %#x maps physical page 0x2000, which the frame table does not "
+                                          "track (no RAM it gives out), and slot 2, the same number, is held" % V)
     # A page the table forgot, while its frame's number is a slot that some entry holds: not that slip.
     c = census([0, 0, 1], entries=[(B, V, 2)], mapped=[(A, V + 0x1000, 2 * 0x1000)])
     assert swap_story(c).startswith("proc 1 (p) at %#x maps frame 0x2000, which the frame table calls not resident "
