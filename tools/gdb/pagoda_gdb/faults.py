@@ -1310,7 +1310,8 @@ lines).  With swap (lab 7): a fault on a swap entry is a swap-in of its slot, or
 when the slot map calls that slot free; at a kill, and at any stop with nothing else wrong outside
 the swapper's own code, the first eviction slip the swap state shows against every root
 (pagoda_pt/swap.py, what swap-slots lists): a page a root maps that the frame table calls not
-resident (evicted from another root only), a slot named but free, a count below its holders, a
+resident (evicted from another root only), a page mapped at a held slot's number (a swap entry
+written as a present one), a slot named but free, a count below its holders, a
 backing slot another entry names, a reverse map that lacks a mapping or names one that is gone,
 slots no one holds, more resident frames than the cap.  $pagoda_why_wrong is 1 when the verdict names something
 wrong with the kernel, 0 when it is the program's own kill or nothing (why-stops goes on past those).
