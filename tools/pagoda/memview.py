@@ -4,7 +4,10 @@ The picture is taken from outside the kernel, so it shows what is there, not wha
 believes: when the user presses Ctrl-A M, `pagoda run` stops the guest through QEMU's gdbstub
 (a unix socket of its own), reads the kernel's records from guest RAM (the frame allocator's
 bitmaps, the reference counts, the published roots) and walks every root itself, with the same
-census GDB's `frames --map` prints (tools/gdb/pagoda_pt/frames.py), then lets the guest go on.
+census GDB's `frames --map` prints (tools/gdb/pagoda_pt/frames.py); from lab 7 on, with swap on,
+the swap slots below it (in use or free, each by its holder's letter) and the resident user
+frames under the cap, as GDB's `swap-slots` reads them (pagoda_pt/swap.py); then it lets the
+guest go on.
 Nothing in the kernel takes part (it cannot lie about it, and a hung kernel can still be
 pictured), and the guest is stopped only for the snapshot.
 
@@ -43,23 +46,27 @@ def _imports():
 
 
 def _census_lines(client, kernel, arch, colour, width):
-    """The map's lines, read through @p client while the guest is stopped."""
+    """The map's lines, read through @p client while the guest is stopped: the frames, then from
+    lab 7 on the swap slots and the resident user frames (pagoda_pt/swap.py)."""
     rsp, frames = _imports()
+    from pagoda_pt import roots, swap
     symbols = kernelinfo.elf(kernel).symbols
     # No registers: owners do not depend on them (the walk assumes 48-bit, 4-level tables, what
     # Pagoda uses on both ISAs).
     regs = {}
-
-    def read_phys(pa, size):
-        return client.read_memory(pa, size, physical=True)
-
+    read_phys = frames.cached(lambda pa, size: client.read_memory(pa, size, physical=True))
     try:
         census = frames.take_census(arch, read_phys, symbols.get, regs)
+        lines = frames.format_map(census, width=width, colour=colour)
+        if symbols.get(swap.STATE_SYMBOL) is None:
+            return lines                     # a kernel before lab 7
+        found = swap.take_swap_census(arch, read_phys, symbols.get, [
+            roots.KnownRoot(m.root, m.name, "process", m.pid) for m in census.processes])
+        return lines + (swap.format_swap_map(found, width=width, colour=colour) if found is not None else [])
     except frames.CensusError as err:
         return [f"memview: {err}"]
     except (rsp.RspError, ValueError) as err:
         return [f"memview: the kernel's records cannot be read yet ({err})"]
-    return frames.format_map(census, width=width, colour=colour)
 
 
 def _attach(client, rsp):

@@ -46,6 +46,7 @@ MARK_STOP, MARK_WHY, MARK_WRONG = diagnose.MARK_STOP, diagnose.MARK_WHY, diagnos
 SERIAL_LOG = re.compile(r"full log: (\S+?serial\.log)")
 CMDLINE = re.compile(r'^cmdline: "(.*)"\s*$', re.MULTILINE)
 MEMORY = re.compile(r"(?:^|\s)-m\s+(\S+)")
+SWAP_DRIVE = re.compile(r"(?:^|\s)-drive\s+file=([^,\s]+),[^\s]*id=pagoda-swap")
 # What a test's script calls to feed the guest (grade/pagoda_grade/witness.py's Guest and Snapshot).
 FEEDS = re.compile(r"\.(deliver|write_phys|write_virt|write|send)\(")
 GRADER_STOP = "pagoda_grader_stop"
@@ -66,12 +67,16 @@ def serial_log_of(reason):
 
 
 def boot_of(serial_text, command_text=""):
-    """(kernel command line, memory or None) of a grader's boot, from its serial log (the
-    kernel's "cmdline:" line) and QEMU's command (-m); the command line is None when the kernel
-    never printed it."""
+    """(kernel command line, memory or None, swap disk or None) of a grader's boot, from its serial
+    log (the kernel's "cmdline:" line) and QEMU's command (-m; the swap drive, whose image the boot's
+    folder keeps: its size as ./pagoda gdb --swap takes it, "off" when QEMU had none, None when the
+    image is gone); the command line is None when the kernel never printed it."""
     m = CMDLINE.search(serial_text or "")
     mem = MEMORY.search(command_text or "")
-    return (m.group(1) if m else None), (mem.group(1) if mem else None)
+    drive = SWAP_DRIVE.search(command_text or "")
+    swap = "off" if not drive else f"{os.path.getsize(drive.group(1)) >> 20}M" if os.path.exists(drive.group(1)) \
+        else None
+    return (m.group(1) if m else None), (mem.group(1) if mem else None), swap
 
 
 def test_source(text, test_id):
@@ -166,14 +171,17 @@ def judge_verdict(verdict, whole, pattern):
     """yes / partly / no for a @p verdict against the slip's cause regex @p pattern."""
     if verdict is None:
         return "n.a."
-    if re.search(pattern, verdict, re.IGNORECASE):
+    if verdict.startswith(diagnose.NOTHING_WRONG):
+        # It names no cause, whatever the pattern finds in what it looked at ("hand" in "handlers").
+        verdict, whole = "", (whole or "").replace(verdict, "")
+    if verdict and re.search(pattern, verdict, re.IGNORECASE):
         return "yes"
     if re.search(pattern, whole or "", re.IGNORECASE):
         return "partly"
     return "no"
 
 
-def gdb_argv(pagoda, arch, kernel, cmdline, memory, int_log):
+def gdb_argv(pagoda, arch, kernel, cmdline, memory, int_log, swap=None):
     """The `./pagoda gdb` command of a replay: breakpoints at the grader's stop, each process's exit
     and the run's checkpoints (besides --stop-at-kill's and the panic's), then why-stops."""
     argv = [paths.SYSTEM_PYTHON, pagoda, "gdb", "--arch", arch, "--kernel", kernel, "--stop-at-kill", "--batch"]
@@ -183,6 +191,8 @@ def gdb_argv(pagoda, arch, kernel, cmdline, memory, int_log):
              "--ex", f"why-stops {MAX_STOPS}", "--", "--cmdline", cmdline]
     if memory:
         argv += ["--memory", memory]
+    if swap:
+        argv += ["--swap", swap]
     return argv
 
 
@@ -258,7 +268,7 @@ def why(outcome, tree, root, pagoda=None, replay=run_replay):
     except OSError as e:
         o.why = f"no boot to replay: {e}"
         return o
-    cmdline, memory = boot_of(serial_text, command)
+    cmdline, memory, swap = boot_of(serial_text, command)
     if cmdline is None:
         o.why = f"{NOT_REPLAYABLE}: the kernel died before it printed its command line"
         return o
@@ -273,7 +283,7 @@ def why(outcome, tree, root, pagoda=None, replay=run_replay):
         return o
     qemu_log = os.path.join(os.path.dirname(serial), "qemu.log")
     storm = os.path.exists(qemu_log) and os.path.getsize(qemu_log) > STORM_LOG_BYTES
-    argv = gdb_argv(pagoda or os.path.join(root, "pagoda"), o.arch, o.kernel, cmdline, memory, not storm)
+    argv = gdb_argv(pagoda or os.path.join(root, "pagoda"), o.arch, o.kernel, cmdline, memory, not storm, swap)
     o.why_log = os.path.join(work, "why.log")
     output, interrupted = replay(argv, o.why_log)
     if stopped_at_grader(output):

@@ -124,20 +124,26 @@ def test_the_zip_has_gradescope_s_two_files_at_its_root(gradescope):
     assert 'chmod -R go-rwx "$AG/source"' in run_autograder     # the hidden tests are root's alone
 
 
-def test_the_zip_holds_the_lab_s_published_tree_and_no_solution(gradescope, tmp_path):
-    """What the zip's folder grades in is exactly the tree lab 0's students get; no line of a
-    reference solution of lab 0 or later is in the zip."""
+@pytest.mark.parametrize("lab", [0, 7])
+def test_the_zip_holds_the_lab_s_published_tree_and_no_solution(gradescope, tmp_path, lab):
+    """What the zip's folder grades in is exactly the tree the lab's students get (lab 0, and
+    lab 7, the last); no line of a reference solution of the lab or later is in the zip."""
     from pagoda import transplant
-    source = tmp_path / "source"
-    with zipfile.ZipFile(gradescope.zip) as z:
+    source, zip_path = tmp_path / "source", gradescope.zip
+    if lab:
+        zip_path = str(tmp_path / "autograder.zip")
+        autograder.gradescope_zip(lab, "x86_64", zip_path)
+    with zipfile.ZipFile(zip_path) as z:
         z.extractall(source)
-        data = b"".join(z.read(n) for n in z.namelist() if n.startswith(("kernel/", "arch/")))
-    main, zipped = transplant.published(0, paths.ROOT), transplant.load(0, str(source))
+        names, graded = z.namelist(), json.loads(z.read(transplant.GRADED_FILE))
+        data = b"".join(z.read(n) for n in names if n.startswith(("kernel/", "arch/")))
+    assert f"grade/test_lab{lab}.py" in names and graded["lab"] == lab, (names[:5], graded.get("lab"))
+    main, zipped = transplant.published(lab, paths.ROOT), transplant.load(lab, str(source))
     # (zipfile drops the modes when it unpacks: the bytes and the regions must be the same)
     assert {p: d for p, (d, _) in zipped.files.items()} == {p: d for p, (d, _) in main.files.items()}
     assert zipped.ranges == main.ranges
-    # (the solution lines of lab 0 and later that its published tree does not show anyway)
-    secrets = [line.encode() for line, (path, what) in publish.secrets_for(0, publish.scan(paths.ROOT)).items()
+    # (the solution lines of the lab and later that its published tree does not show anyway)
+    secrets = [line.encode() for line, (path, what) in publish.secrets_for(lab, publish.scan(paths.ROOT)).items()
                if what.startswith("solution text")]
     assert secrets and not [s for s in secrets if s in data][:3]
 
@@ -255,19 +261,20 @@ def workflow_steps(text):
     return steps
 
 
-def test_classroom_workflow_reports_points_per_test(tmp_path):
+@pytest.mark.parametrize("lab", [1, 7])
+def test_classroom_workflow_reports_points_per_test(tmp_path, lab):
     out = tmp_path / "classroom.yml"
     proc = subprocess.run([paths.SYSTEM_PYTHON, os.path.join(paths.ROOT, "pagoda"), "autograder", "classroom",
-                           "--lab", "1", "--grader-repo", "course/pagoda-grader", "--out", str(out)],
+                           "--lab", str(lab), "--grader-repo", "course/pagoda-grader", "--out", str(out)],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     text = out.read_text()
     from pagoda_grade import manifest
-    lab1 = manifest.load_all()[1]
+    spec = manifest.load_all()[lab]
     steps = workflow_steps(text)
-    assert [s[1]["test-name"] for s in steps] == [f"lab1/{t.id}" for t in lab1.visible_tests]
-    assert [int(s[1]["max-score"]) for s in steps] == [t.points for t in lab1.visible_tests]
-    assert all(s[1]["command"].endswith(f"--test {t.id}") for s, t in zip(steps, lab1.visible_tests))
+    assert [s[1]["test-name"] for s in steps] == [f"lab{lab}/{t.id}" for t in spec.visible_tests]
+    assert [int(s[1]["max-score"]) for s in steps] == [t.points for t in spec.visible_tests]
+    assert all(s[1]["command"].endswith(f"--test {t.id}") for s, t in zip(steps, spec.visible_tests))
     assert all(1 <= int(s[1]["timeout"]) <= 10 for s in steps)            # minutes
     ids = [s[0] for s in steps]
     assert re.search(r"uses: classroom-resources/autograding-grading-reporter@v1\n", text)
@@ -277,7 +284,7 @@ def test_classroom_workflow_reports_points_per_test(tmp_path):
     assert "'on':\n- push\n" in text and "checks: write" in text
     # The grader is the instructor's, checked out beside the submission: never the student's copy.
     assert "repository: course/pagoda-grader\n" in text and "ref: main\n" in text and "path: grader\n" in text
-    assert "path: submission\n" in text and "grader/pagoda autograder run --lab 1" in text
+    assert "path: submission\n" in text and f"grader/pagoda autograder run --lab {lab}" in text
     assert "/usr/bin/python3 ./pagoda" not in text   # no step runs the student's copy of anything
 
 

@@ -53,9 +53,16 @@ def test_the_boot_to_replay_is_the_last_serial_log_the_reason_names():
     assert mw.serial_log_of("no log at all") is None
 
 
-def test_the_command_line_and_memory_come_from_the_boot():
-    assert mw.boot_of(SERIAL, COMMAND) == ("token=00c0ffee run=hello", "128M")
-    assert mw.boot_of("Pagoda 0.1 booted\nPANIC: early\n", "") == (None, None)
+def test_the_command_line_memory_and_swap_disk_come_from_the_boot(tmp_path):
+    assert mw.boot_of(SERIAL, COMMAND) == ("token=00c0ffee run=hello", "128M", "off")
+    assert mw.boot_of("Pagoda 0.1 booted\nPANIC: early\n", "") == (None, None, "off")
+    # A lab-7 boot: the swap disk's size is its image's, which the boot's folder keeps.
+    image = tmp_path / "swap.img"
+    drive = f" -drive file={image},format=raw,if=none,id=pagoda-swap -device virtio-blk-device,drive=pagoda-swap"
+    assert mw.boot_of(SERIAL, COMMAND + drive)[2] is None
+    with open(image, "wb") as f:
+        f.truncate(4 << 20)
+    assert mw.boot_of(SERIAL, COMMAND + drive)[2] == "4M"
 
 
 def test_a_test_that_writes_into_the_guest_feeds_it():
@@ -102,6 +109,10 @@ def test_the_verdict_is_judged_against_the_cause():
     assert mw.judge_verdict(verdict, whole, r"PML4\[511\] not present") == "partly"
     assert mw.judge_verdict(verdict, whole, r"kernel stack") == "no"
     assert mw.judge_verdict(None, "", r"anything") == "n.a."
+    # "Nothing is wrong" names no cause, though a cause's pattern may match its words.
+    nothing = mw.diagnose.NOTHING_WRONG + ": the IDT's gates and handlers are usable"
+    assert mw.judge_verdict(nothing, "walk of CR2\nverdict: " + nothing, r"hand|clock") == "no"
+    assert mw.judge_verdict(nothing, "the clock's hand\nverdict: " + nothing, r"hand|clock") == "partly"
 
 
 def test_the_replay_command_boots_the_slipped_kernel_as_the_grader_did():
@@ -117,6 +128,8 @@ def test_the_replay_command_boots_the_slipped_kernel_as_the_grader_did():
     assert exs[-1].startswith("why-stops")
     assert {f"break {mw.GRADER_STOP}", f"break {mw.EXIT_FUNCTION}", f"break {mw.CHECKPOINT_FUNCTION}"} <= set(exs[:-1])
     assert "--int-log" not in mw.gdb_argv("/t/pagoda", "x86_64", "/k", "run=x", None, int_log=False)
+    argv = mw.gdb_argv("/t/pagoda", "x86_64", "/k", "run=x", None, int_log=False, swap="4M")
+    assert argv[argv.index("--") + 1:] == ["--cmdline", "run=x", "--swap", "4M"]
 
 
 def _outcome(tmp_path, test_id, test_source=TEST_SOURCE, serial=SERIAL):

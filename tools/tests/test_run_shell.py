@@ -176,7 +176,8 @@ def test_a_shell_session(arch):
 @pytest.mark.parametrize("arch", ARCHES)
 def test_quiet_and_the_memory_picture_at_fork(arch):
     """--quiet: no lifecycle line, ever. --memview-at fork: the map each time a fork has shared
-    the parent's pages (the shell's own fork of echo: its pages shared copy-on-write, both pids).
+    the parent's pages (the shell's own fork of echo: its pages shared copy-on-write, both pids),
+    and below it the swap slots and the resident user frames of both (lab 7).
     Ctrl-A M still draws it on demand, through the same connection."""
     word = "w%08x" % random.getrandbits(32)
     child = spawn("--arch", arch, "--quiet", "--memview-at", "fork")
@@ -188,6 +189,12 @@ def test_quiet_and_the_memory_picture_at_fork(arch):
         heading = text.rindex("memview at fork")
         census = re.search(r"S shared (\d+), .* pid 1 'sh' \d+, \S+ pid (\d+) 'sh'", text[heading:])
         assert census and int(census.group(1)) > 0, text[heading:]
+        # Swap is on (the disk ./pagoda run attaches from lab 7 on): the slots, and the frames the
+        # frame table calls resident, by process, its reverse map agreeing with every root.
+        assert re.search(r"swap slots: one cell = \d+ slots?; 0 of \d+ in use", text[heading:]), text[heading:]
+        assert re.search(r"resident user frames: \d+, no cap \(the frame table\), 0 pinned; 1 pid 1 'sh' \d+, "
+                         r"\S pid %s 'sh' \d+\n" % census.group(2), text[heading:]), text[heading:]
+        assert "disagreement" not in text[heading:], text[heading:]
         child.send("\x01m")
         child.expect(r"memview \(Ctrl-A M\)")
         child.expect(r"one cell = ")

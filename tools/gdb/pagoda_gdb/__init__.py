@@ -10,7 +10,7 @@ Loaded inside GDB (it imports the `gdb` module) by build/<arch>/kernel.elf-gdb.p
   kernel.py    what the kernel's symbols tell: its image, the roots it publishes
   paging.py    pt-regs, pt-walk, pt-dump, pt-diff (with copy-on-write pages), pt-top, pt-ps
   memory.py    vma-list (a process's VMAs beside its mappings), frames (owners, reference
-               counts); fault-why's VMA line
+               counts), swap-slots (slots and their holders); fault-why's VMA line
   faults.py    fault-why (the command, QEMU's exception log); the facts of each architecture
                in faults_<arch>.py, its rules in pagoda_pt/diagnose_<arch>.py
   session.py   pagoda-attach, pagoda-serial, pagoda-help, parameters, the stop listener,

@@ -226,12 +226,20 @@ def last_panic():
     return found[-1] if found else None
 
 
-def _with_panic(lines):
+# The user-fault decisions the kernel answers (the program goes on): a panic while answering one is the kernel's.
+ANSWERED = ("demand", "cow", "grow", "mapped")
+
+
+def _with_panic(arch, lines, fault=None):
     """A machine stopped in a panic that no fault explains (the kernel's own check refused
-    something: the pre-switch check, an allocator's double free, the user-trap stack): the
-    verdict is the kernel's reason, as its PANIC line gave it, not "nothing is wrong"."""
+    something: the pre-switch check, an allocator's double free, the user-trap stack), or that came
+    while the kernel answered a user fault the program was entitled to (lab 7: the swapper's own
+    checks): the verdict is the kernel's reason, as its PANIC line gave it, not "nothing is wrong"
+    nor the fault's answer. With swap on, what the swap state shows beside it (_swap_story, read
+    even inside the swapper: the records may be mid-change) is a line above the verdict."""
     at = _verdict_at(lines)
-    if at is None or not lines[at].startswith("verdict: " + NOTHING_WRONG):
+    answered = bool(fault) and fault.get("decision") in ANSWERED
+    if at is None or not (lines[at].startswith("verdict: " + NOTHING_WRONG) or answered):
         return lines
     try:
         import gdb
@@ -248,9 +256,22 @@ def _with_panic(lines):
     message = last_panic()
     if not message:
         return lines
-    return lines[:at] + ["the kernel panicked: no exception explains it, so it is the kernel's own check that "
-                         "refused (its message is the cause)",
-                         "verdict: the kernel panicked: " + message] + lines[at + 1:]
+    if lines[at].startswith("verdict: " + NOTHING_WRONG):
+        why = ["the kernel panicked: no exception explains it, so it is the kernel's own check that refused (its "
+               "message is the cause)"]
+    else:
+        why = ["the fault itself: " + lines[at][len("verdict: "):],
+               "the kernel panicked while it answered that fault, which the program was entitled to: its own check "
+               "refused (its message is the cause)"]
+    swap = _quiet(lambda: _swap_story(arch, _live_rows(), anywhere=True))
+    if swap:
+        why.append("the swap state at the panic (read inside the swapper: its records may be mid-change): " + swap)
+    return lines[:at] + why + ["verdict: the kernel panicked: " + message] + lines[at + 1:]
+
+
+def _live_rows():
+    from . import memory
+    return memory.read_processes()
 
 
 def _verdict_at(lines):
@@ -310,7 +331,7 @@ def _kill_cause(arch):
                 return foreign_root(_label(current["pid"], current["name"]), owner, live)
         census = take_census(arch, read_phys, kernel.symbol_address, regs, target.pa_bits(arch)[0])
     _note_census(census)
-    story = mapped_frame_story(census)
+    story = _quiet(_swap_story, arch, rows) or mapped_frame_story(census)
     if story is None:
         story = shared_writable(census.processes, {r["pid"]: r["parent"] for r in rows}, _log_write_faults(arch),
                                 vmas_of={r["pid"]: r.get("vmas") for r in rows})
@@ -1125,7 +1146,8 @@ def _with_user_decision(arch, lines, fault):
                                          killing=killing, who=_label(row["pid"], row["name"]),
                                          sp=fault.get("sp"), answered=answered, pc=fault.get("pc"),
                                          segments=_program_segments(row["name"]),
-                                         heap=(row["heap_start"], row["brk"]) if row.get("brk") else None)
+                                         heap=(row["heap_start"], row["brk"]) if row.get("brk") else None,
+                                         swapped=None if fault["mapped"] else _quiet(_swapped, arch, fault["address"]))
     if killing and row["vmas"] and kind in ("wrong", "deny"):
         # The kernel's own decision on the same record, address and access: it is what the kill
         # path is about to use, and where it disagrees with the record it is the cause.
@@ -1155,6 +1177,72 @@ def _with_user_decision(arch, lines, fault):
     else:
         verdict = "verdict: %s: %s" % (fault["who"], sentence)
     return lines[:at] + [verdict]
+
+
+def _swapped(arch, address):
+    """(slot, its count in the slot map or None) when the live root's entry for @p address is a
+    swap entry (lab 7), else None."""
+    from pagoda_pt.format import SWAP_FACTS, swap_slot
+    from pagoda_pt.swap import read_swap_state
+    from . import kernel
+    from .paging import walk_address
+    levels = kernel.symbol_address("pagoda_fact_levels") or 4
+    facts = {name: kernel.symbol_address("pagoda_fact_" + name) or 0 for name in SWAP_FACTS}
+    with target.physical_memory() as read_phys:
+        result = walk_address(arch, target.paging_regs(arch), address, read_phys=read_phys)
+        leaf = result.levels[-1].raw if result.pa is None and len(result.levels) == levels else None
+        slot = swap_slot(leaf, facts) if leaf else None
+        if slot is None:
+            return None
+        state = _quiet(read_swap_state, read_phys, kernel.symbol_address)
+    return slot, state.count(slot) if state is not None else None
+
+
+# Kernel code inside which the swap state is mid-change (an eviction, a swap-in, fork's copy before its
+# pages are recorded, a fault between mapping a page and recording it): its checks wait for a stop elsewhere.
+SWAP_BUSY = ("pagoda::Swapper::", "pagoda::FrameTable::", "pagoda::SwapSlots::", "pagoda::swap_disk::",
+             "pagoda::virtio_blk::", "pagoda::vm::note_", "pagoda::vm::forget_", "pagoda::vm::evict_",
+             "pagoda::vm::make_user_room", "pagoda::vm::(anonymous namespace)::", "pagoda::proc::copy_user_half")
+
+
+def _swap_busy():
+    """True when a frame on GDB's stack is kernel code that changes the swap state (SWAP_BUSY)."""
+    import gdb
+    try:
+        frame, level = gdb.newest_frame(), 0
+        while frame is not None and level < MAX_TRAP_SEARCH:
+            if (frame.name() or "").startswith(SWAP_BUSY):
+                return True
+            frame, level = frame.older(), level + 1
+    except gdb.error:
+        return True
+    return False
+
+
+def _swap_story(arch, rows, anywhere=False):
+    """The first eviction slip the swap state shows against the roots of the processes in @p rows
+    (pagoda_pt.swap: a page one root still maps after its frame was evicted from another, an entry
+    naming a slot the map calls free, a count below its holders, a reverse map that lacks a mapping
+    or names one that is gone, slots no one holds), or None: swap is off, or the stop is inside
+    code that changes the swap state (_swap_busy), unless @p anywhere (then a slot's count first:
+    pagoda_pt.swap.swap_story)."""
+    from pagoda_pt.swap import swap_story
+    from . import memory
+    if not anywhere and _swap_busy():
+        return None
+    with target.physical_memory() as read_phys:
+        return swap_story(memory.swap_census(arch, read_phys, {r["pid"] for r in rows}), slots_first=anywhere)
+
+
+def _with_swap(arch, lines):
+    """A machine stopped with nothing wrong in the CPU's state (a process's exit, the end of a
+    run, a breakpoint) while swap is on (lab 7): the first eviction slip the swap state shows
+    (_swap_story) is the verdict, the producer of the lost page a program notices later."""
+    at = _verdict_at(lines)
+    if at is None or not lines[at].startswith("verdict: " + NOTHING_WRONG):
+        return lines
+    sentence = _quiet(lambda: _swap_story(arch, _live_rows()))
+    return lines if sentence is None else _overruled(lines, at, "{} (the CPU's state)", sentence)
 
 
 WRONG_VARIABLE = "pagoda_why_wrong"
@@ -1218,7 +1306,14 @@ the kill line says of the same fault from the same record (pagoda_record_words, 
 GDB) ends the verdict; at a stop with nothing else wrong, the kernel's last failure line
 (pagoda_last_failure) is the verdict when it refused to start a process or a fork, spawn or exec
 failed, and otherwise a "checked:" line says what was looked at (the process table, the failure
-lines).  $pagoda_why_wrong is 1 when the verdict names something
+lines).  With swap (lab 7): a fault on a swap entry is a swap-in of its slot, or the kernel's bug
+when the slot map calls that slot free; at a kill, and at any stop with nothing else wrong outside
+the swapper's own code, the first eviction slip the swap state shows against every root
+(pagoda_pt/swap.py, what swap-slots lists): a page a root maps that the frame table calls not
+resident (evicted from another root only), a page mapped at a held slot's number (a swap entry
+written as a present one), a slot named but free, a count below its holders, a
+backing slot another entry names, a reverse map that lacks a mapping or names one that is gone,
+slots no one holds, more resident frames than the cap.  $pagoda_why_wrong is 1 when the verdict names something
 wrong with the kernel, 0 when it is the program's own kill or nothing (why-stops goes on past those).
 On AArch64: stopped in aarch64_trap, decodes ESR (class, fault status and level, WnR), walks FAR through TTBR0 or TTBR1 and says what was missing; anywhere else (an exception loop),
 shows ESR_EL1, ELR_EL1 and FAR_EL1 and checks that the PC, VBAR_EL1's vector and the stack are
@@ -1244,12 +1339,13 @@ usable.  The last line is always a verdict."""
         lines = _with_kill_causes(arch, lines)
         lines = _with_kernel_map(arch, lines, fault)
         overruled = _verdict_at(lines) is not None and lines[_verdict_at(lines)] != before
-        lines = _with_panic(lines)
+        lines = _with_panic(arch, lines, fault)
         lines = _with_stalled_wait(lines)
         # What reaped processes left behind first: a root left published poisons the census.
         lines = _with_leaks(lines)
         lines = _with_run_leaks(lines)
         lines = _with_log_copies(arch, lines)
+        lines = _with_swap(arch, lines)
         lines = _with_shared_frames(arch, lines)
         lines = _with_audit(arch, lines)
         lines = _with_process_audit(lines)

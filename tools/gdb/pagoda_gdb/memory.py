@@ -1,8 +1,10 @@
-"""What processes own: vma-list (lab 5), frames (lab 6), and the VMA line of fault-why.
+"""What processes own: vma-list (lab 5), frames (lab 6), swap-slots (lab 7), and the VMA line of
+fault-why.
 
   vma-list [PID]    a process's VMAs (kernel/mm/space/vma.hpp, read from the process table through
                     GDB's types) beside what its page tables map in each
   frames            every frame's owner and the reference counts (pagoda_pt/frames.py)
+  swap-slots        the swap slots in use and their holders, the reverse map checked (pagoda_pt/swap.py)
   vma_lines(...)    fault-why's line naming the VMA of a faulting user address
 
 The VMAs come from the kernel's structures (Process::user_regions, an Optional, holds the
@@ -13,7 +15,8 @@ physical memory.  Neither trusts the other: that is the point of putting them si
 import gdb
 
 from pagoda_pt.format import format_range
-from pagoda_pt.frames import CensusError, format_frames, format_map, take_census, user_pages
+from pagoda_pt.frames import CensusError, cached, format_frames, format_map, take_census, user_pages
+from pagoda_pt.swap import format_slots, take_swap_census
 
 from . import kernel, target
 from .args import parse
@@ -324,4 +327,51 @@ allocator calls free, a free frame with a count.  --map adds the one-screen map 
                 out(line)
 
 
-__all__ = ["Frames", "VmaList", "read_processes", "vma_lines"]
+def swap_census(arch, read_phys, pids=None):
+    """pagoda_pt.swap.take_swap_census over the process roots the kernel published (those of
+    @p pids alone when given: the processes in the table); None while swap is off. CensusError
+    (SwapError) when it cannot be read."""
+    read_phys = cached(read_phys)
+    table, note = kernel.published_roots(read_phys)
+    if table is None:
+        raise CensusError(note)
+    roots = [k for k in table.roots if k.kind == "process" and (pids is None or k.id in pids)]
+    return take_swap_census(arch, read_phys, kernel.symbol_address, roots)
+
+
+@command
+class SwapSlotsCommand(PagodaCommand):
+    """List the swap slots in use and who holds each, the frame table's reverse map checked (lab 7).
+
+Usage: swap-slots [--all]
+Reads the swap state the kernel publishes (pagoda_swap_state: the slot map, the frame table and
+its reverse map, the hands, the swapper's counters) and walks every process root the kernel
+published for its swap entries and user pages (pagoda_pt/swap.py). One row per slot in use or
+named: its count and its holders, every (process, address) whose swap entry names it and the
+frame that keeps it as its clean copy (its backing); a row whose count its holders do not explain
+is flagged (an entry naming a slot the map calls free, a count below or above its holders, a slot
+no one holds). Then every problem seen, the reverse map's too: a page a root maps that its
+frame's reverse map lacks (or a frame the table calls not resident), a node naming a mapping that
+is gone. At most 64 rows, and every flagged one; --all lists them all. Only between operations:
+stopped inside the swapper, the records are mid-change."""
+
+    name = "swap-slots"
+    usage = "swap-slots [--all]"
+
+    def run(self, arg, from_tty):
+        args = parse(arg, flags=("--all",), max_positional=0)
+        target.require_stopped()
+        arch = target.current_arch()
+        with target.physical_memory() as read_phys:
+            try:
+                census = swap_census(arch, read_phys)
+            except CensusError as err:
+                raise CommandError(str(err)) from None
+        if census is None:
+            raise CommandError("swap is off: no cap on user frames and no swap disk (from lab 7 on ./pagoda gdb "
+                               "attaches a disk; --cmdline userframes=N caps the frames)")
+        for line in format_slots(census, None if "--all" in args.flags else 64):
+            out(line)
+
+
+__all__ = ["Frames", "SwapSlotsCommand", "VmaList", "read_processes", "swap_census", "vma_lines"]

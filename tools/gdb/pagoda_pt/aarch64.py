@@ -512,7 +512,8 @@ def iter_leaves(read_phys: PhysReader, root_pa, emit: Emit, regs: Optional[dict]
     problem(message) when given.  root_pa as in walk().  With @p held_mask (the kernel's fact
     held_entry_bit: Pagoda's software bit of a held leaf), an invalid leaf with that bit set (a
     PROT_NONE page whose frame the kernel keeps) is emitted too, with Perms(read=False, ...,
-    cache="held"): the MMU ignores it, the kernel's records do not."""
+    cache="held"): the MMU ignores it, the kernel's records do not; and so is an AF-clear leaf
+    (lab 7's clock clears AF, and the next use faults to set it: the page keeps its frame)."""
     for leaf in leaves(read_phys, root_pa, regs, problem, pa_bits, held_mask):
         emit(*leaf)
 
@@ -588,7 +589,7 @@ class _Dumper:
                 self.report("va %#x: %s entry %d: output address beyond the PA size"
                             % (va, name, index))
                 continue
-            if not raw & DESC_AF and not cfg.ha:
+            if not raw & DESC_AF and not cfg.ha and not held_mask:
                 self.report("va %#x: %s entry %d: AF clear (access flag fault)"
                             % (va, name, index))
                 continue

@@ -304,7 +304,8 @@ def user_fault_decision(vmas: list, address: int, write: bool, fetch: bool, mapp
                         page: int = PAGE_SIZE_4K, killing: bool = False,
                         who: str = "the process", sp: Optional[int] = None,
                         answered: int = 0, pc: Optional[int] = None,
-                        segments: Optional[list] = None, heap: Optional[tuple] = None) -> tuple[str, str]:
+                        segments: Optional[list] = None, heap: Optional[tuple] = None,
+                        swapped: Optional[tuple] = None) -> tuple[str, str]:
     """What the kernel's fault decision (kernel/mm/space/user_regions.cpp, decide_fault, and lab 6's
     copy-on-write) makes of a user-mode page fault at @p address, given the process's VMAs
     (dicts: start, end, read, write, execute, kind, flags; flags bit 0: grows down), what the
@@ -323,8 +324,10 @@ def user_fault_decision(vmas: list, address: int, write: bool, fetch: bool, mapp
     segments (load_segments): a refused address in one of them that the record leaves out or
     grants other permissions is the loader's record, not the program. @p heap: (heap_start, brk)
     of the process's record: a refused address below the break that no VMA covers is the heap's
-    region cut short by brk (heap_short_of_break), the kernel's bug."""
-    kind, sentence = _user_fault_decision(vmas, address, write, fetch, mapped, perms, stack_limit, who)
+    region cut short by brk (heap_short_of_break), the kernel's bug. @p swapped: (slot, its count in
+    the slot map, or None) when the page's entry is a swap entry (lab 7): the fault is a swap-in,
+    and one that names a slot the map calls free reads bytes no longer the page's."""
+    kind, sentence = _user_fault_decision(vmas, address, write, fetch, mapped, perms, stack_limit, who, swapped)
     if kind == "deny" and heap is not None:
         short = heap_short_of_break(vmas, address, heap, who, page)
         if short is not None:
@@ -525,7 +528,7 @@ def answered_before(events: list, pc: int, address: int, page: int = PAGE_SIZE_4
     return count
 
 
-def _user_fault_decision(vmas, address, write, fetch, mapped, perms, stack_limit, who):
+def _user_fault_decision(vmas, address, write, fetch, mapped, perms, stack_limit, who, swapped=None):
     access = "instruction fetch" if fetch else "write" if write else "read"
     if not vmas:
         return "deny", ("the VMA list of " + who + " is empty: the loader recorded no VMA (for a forked "
@@ -550,6 +553,18 @@ def _user_fault_decision(vmas, address, write, fetch, mapped, perms, stack_limit
     if not allows:
         return "deny", ("%#x lies in the VMA %s, which does not allow a %s: the kernel kills the "
                         "process" % (address, _vma_text(vma), access))
+    if not mapped and swapped is not None and swapped[1] == 0:
+        return "wrong", ("%#x lies in the VMA %s and its page is swapped out, but its swap entry names slot %d, "
+                         "which the slot map calls free: a slot freed while this entry still names it (a hold "
+                         "dropped twice, a slot taken without being marked, a fork's share not counted); the "
+                         "swap-in reads whatever the slot holds now, another page's bytes once it is reused"
+                         % (address, _vma_text(vma), swapped[0]))
+    if not mapped and swapped is not None:
+        return "demand", ("a swap-in: %#x lies in the VMA %s, which allows a %s, and its page is swapped out to "
+                          "slot %d%s: the kernel reads the slot into a frame, maps it with the VMA's permissions "
+                          "and the program goes on (lab 7); not an error"
+                          % (address, _vma_text(vma), access, swapped[0],
+                             "" if swapped[1] is None else " (held %d time%s)" % (swapped[1], "" if swapped[1] == 1 else "s")))
     if not mapped or perms is None or perms == "---":
         return "demand", ("a demand fault: %#x lies in the VMA %s, which allows a %s, and its page is "
                           "not mapped yet: the kernel brings the page in and the program goes on "

@@ -85,30 +85,36 @@ def cached(read_phys):
     return read
 
 
-def table_frames(arch: str, read_phys, root: int, levels: int = 4) -> set[int]:
-    """Every table frame of the tree under @p root (the root included): x86_64 follows present
-    entries that are not huge pages, AArch64 table descriptors (bits 1:0 = 0b11) above the last
-    level.  An unreadable table is left out (its children with it)."""
+def iter_tables(arch: str, read_phys, root: int, levels: int = 4):
+    """(table, level, va) of every table of the tree under @p root (the root first, at level 0),
+    va the first address it covers: x86_64 follows present entries that are not huge pages,
+    AArch64 table descriptors (bits 1:0 = 0b11) above the last level. A table is visited once;
+    an unreadable table is left out (its children with it)."""
     model = isa(arch)
     found = {root}
-
-    def visit(table: int, level: int) -> None:
+    todo = [(root, 0, 0)]
+    while todo:
+        table, level, va = todo.pop()
+        yield table, level, va
         if level == levels - 1:
-            return
+            continue
         try:
             entries = read_table(read_phys, table)
         except Exception:  # noqa: BLE001 - a table the reader cannot reach
-            return
-        for raw in entries:
+            continue
+        span = PAGE_SIZE_4K << (9 * (levels - 1 - level))
+        for index, raw in enumerate(entries):
             if not raw or not model.is_table_entry(raw, level):    # (most entries are empty)
                 continue
             child = raw & model.table_address_mask
             if child not in found:
                 found.add(child)
-                visit(child, level + 1)
+                todo.append((child, level + 1, va + index * span))
 
-    visit(root, 0)
-    return found
+
+def table_frames(arch: str, read_phys, root: int, levels: int = 4) -> set[int]:
+    """Every table frame of the tree under @p root (the root included; iter_tables)."""
+    return {table for table, _, _ in iter_tables(arch, read_phys, root, levels)}
 
 
 @dataclass(frozen=True)
@@ -220,6 +226,26 @@ def _require(symbol: Symbol, name: str) -> int:
     return value
 
 
+def kernel_addresses(symbol: Symbol):
+    """(image_phys(name), window_pa(va)): the physical address of the kernel symbol @p name (the
+    image's link map), and of a kernel pointer @p va: into the image (its link map), else into
+    the window (below the window: a kernel that still reaches RAM through the identity map, lab
+    1's, whose pointers are physical). CensusError when the kernel lacks the symbols they need."""
+    offset = _require(symbol, "__kernel_virt_offset")
+    window = _require(symbol, "pagoda_fact_window_base")
+    window_phys = _require(symbol, "pagoda_fact_window_phys_base")
+    image = symbol("__kernel_start") or 0, symbol("__kernel_end") or 0
+
+    def image_phys(name: str) -> int:
+        return _require(symbol, name) - offset
+
+    def window_pa(va: int) -> int:
+        if image[0] <= va < image[1]:
+            return va - offset
+        return va if va < window else va - window + window_phys
+    return image_phys, window_pa
+
+
 def take_census(arch: str, read_phys, symbol: Symbol, regs: Optional[dict] = None,
                 pa_bits: Optional[int] = None, ram_start: Optional[int] = None,
                 max_user_pages: Optional[int] = None) -> Census:
@@ -229,20 +255,9 @@ def take_census(arch: str, read_phys, symbol: Symbol, regs: Optional[dict] = Non
     CensusError when a record is missing or not set up yet (before vm::init)."""
     arch = canonical_arch(arch)
     read_phys = cached(read_phys)
-    offset = _require(symbol, "__kernel_virt_offset")
     image_start = _require(symbol, "__kernel_phys_start")
     image_end = _require(symbol, "__kernel_phys_end")
-    window = _require(symbol, "pagoda_fact_window_base")
-    window_phys = _require(symbol, "pagoda_fact_window_phys_base")
-
-    def image_phys(name: str) -> int:
-        return _require(symbol, name) - offset
-
-    def window_pa(va: int) -> int:
-        # Below the window: a kernel that still reaches RAM through the identity map (lab 1's,
-        # before the window of lab 2), whose pointers are physical addresses.
-        return va if va < window else va - window + window_phys
-
+    image_phys, window_pa = kernel_addresses(symbol)
     used_va, managed_va, words = _u64s(read_phys(image_phys(BITMAPS_SYMBOL), 24))
     if not words:
         raise CensusError("the frame allocator is not set up yet (%s is empty)" % BITMAPS_SYMBOL)
@@ -486,6 +501,8 @@ def _colour_of(census: Census, letter: str) -> str:
     for owner, mark in LETTERS.items():
         if mark == letter:
             return COLOURS[owner]
+    if letter not in DIGITS:
+        return "1;37;41"        # a mark of a problem (the swap map's !)
     return PROCESS_COLOURS[DIGITS.index(letter) % len(PROCESS_COLOURS)]
 
 

@@ -190,12 +190,13 @@ def kept_entry_note(where: str, raw: int, frame: int) -> Optional[str]:
     """The note for an entry the MMU treats as invalid although it is not zero (None for a
     zero entry): the MMU ignores every other bit, which the OS may use. Pagoda keeps the frame
     of a PROT_NONE page in such an entry (a *held* leaf: its own software bit set, the address
-    and attributes kept), so that the page keeps its contents while nothing may touch it."""
+    and attributes kept), so that the page keeps its contents while nothing may touch it, and
+    from lab 7 the slot of a swapped-out page (a swap entry: pt-walk names its slot)."""
     if not raw:
         return None
     return ("%s is invalid to the MMU but not zero (%#x): the MMU ignores its other bits; Pagoda "
-            "keeps a PROT_NONE page's frame in such a held entry (frame %#x here, if it is one)"
-            % (where, raw, frame))
+            "keeps a PROT_NONE page's frame in such a held entry (frame %#x here, if it is one), or "
+            "a swapped-out page's slot in a swap entry (lab 7)" % (where, raw, frame))
 
 
 def normalize_regs(regs: Optional[dict]) -> dict:

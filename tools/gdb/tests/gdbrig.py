@@ -68,10 +68,13 @@ def qemus_mentioning(text):
 
 class Machine:
     """QEMU paused at reset (-S), gdbstub on a unix socket in a private directory, serial
-    console to a file; a triple fault pauses it (-action shutdown=pause), as in ./pagoda gdb."""
+    console to a file, a swap disk there when asked; a triple fault pauses it (-action
+    shutdown=pause), as in ./pagoda gdb."""
 
-    def __init__(self, kernel, test=None, memory="128M", int_log=False, cmdline="", arch="x86_64"):
+    def __init__(self, kernel, test=None, memory="128M", int_log=False, cmdline="", arch="x86_64", swap=None):
         self.dir = tempfile.mkdtemp(prefix="pagoda-gdbtest-")
+        # (a swap disk of @p swap bytes, as ./pagoda gdb --swap attaches one: lab 7)
+        self.swap = qemu.SwapDisk(self.dir, swap) if swap else None
         self.socket = os.path.join(self.dir, "gdb.sock")
         self.serial = os.path.join(self.dir, "serial.log")
         self.int_log = os.path.join(self.dir, "qemu-int.log") if int_log else None
@@ -80,7 +83,7 @@ class Machine:
                                  serial=f"file:{self.serial}",
                                  log_items="int,cpu_reset" if int_log else None,
                                  log_file=self.int_log, gdb_socket=self.socket, paused=True,
-                                 extra=("-action", "shutdown=pause"))
+                                 extra=("-action", "shutdown=pause"), swap=self.swap)
         self.proc = None
 
     def __enter__(self):

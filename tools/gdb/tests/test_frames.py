@@ -111,6 +111,17 @@ def test_aarch64_held_pages_are_user_pages_that_allow_nothing():
     assert (page.va, page.pa, page.held) == (0x400000, 0x4100_0000, True)
 
 
+def test_aarch64_pages_whose_access_flag_the_clock_cleared_keep_their_frames():
+    """Lab 7's clock clears AF (the next use faults to set it again): the MMU does not translate
+    the page now, yet it keeps its frame, which the census counts as the process's."""
+    mem = PhysMem(first_free=0x4000_0000)
+    tables = ArmTables(mem)
+    tables.map(0x400000, 0x4100_0000, attrs=ARM_USER_RW & ~AF)
+    assert user_pages("aarch64", mem.read_phys, tables.root) == []
+    [page] = user_pages("aarch64", mem.read_phys, tables.root, held_mask=ARM_HELD)
+    assert (page.va, page.pa, page.held, page.writable) == (0x400000, 0x4100_0000, False, True)
+
+
 def _census(misowned=(), overmapped=()):
     from pagoda_pt.frames import Census
     return Census("x86_64", 16, 0, ["free"] * 16, {}, [1] * 16, {}, [],
