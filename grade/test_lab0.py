@@ -3,7 +3,7 @@
 What each test witnesses and what it still believes: docs/grader.md, "What the grader trusts"."""
 import re
 
-from pagoda_grade import lab_test
+from pagoda_grade import contract as C, lab_test
 from pagoda_grade.symbols import address_of
 from pagoda_grade.witness import expect_fault, expect_hardware_interrupts, pick_in, pick_page
 
@@ -21,10 +21,10 @@ RAM_NOT_USABLE = {"x86_64": (1 * MiB - 640 * KiB, 1 * MiB), "aarch64": (1 * MiB,
 # number (x86_64: the vector; AArch64: 1 Undefined Instruction, 4 Data Abort), the report's
 # lines, the stack pointer and general-register lines of the register dump.
 UD = {"x86_64": dict(vector=6, report=r"TRAP: #UD invalid opcode \(vector 6\) in kernel mode, CPL 0",
-                     panic=r"^PANIC: unhandled #UD", site="x86_ud_site",
+                     panic=r"^PANIC: unhandled #UD", site=C.UD_SITE["x86_64"],
                      sp=r"^\s+RSP 0x[0-9a-f]{16}\s+SS ", registers=r"^\s+RAX 0x[0-9a-f]{16}"),
       "aarch64": dict(vector=1, report=r"TRAP: undefined instruction \(EC 0x00\) in kernel mode, EL1",
-                      panic=r"^PANIC: unhandled undefined instruction \(EC 0x00\)", site="aarch64_udf_site",
+                      panic=r"^PANIC: unhandled undefined instruction \(EC 0x00\)", site=C.UD_SITE["aarch64"],
                       sp=r"^\s+SP  0x[0-9a-f]{16}\s+TTBR0 ", registers=r"^\s+X0  0x[0-9a-f]{16}")}
 # The write to an unmapped page: x86_64 #PF with error code 0x2; AArch64 a data abort whose ESR
 # says EC 0x25 (same EL), IL, WnR (write) and DFSC 0b000100 (translation fault at level 0: the
@@ -96,7 +96,7 @@ def test_trap_pf(boot, kernel, arch):
     address = pick_page(token, "trap_pf", [PF_PROBE_RANGE])[0]
     run = boot(test="pf", token=token, args={"addr": address})
     expect_fault(run, vector=pf["vector"], error=pf["write_error"], address=address,
-                 function="pagoda::pagoda_selftest_pf", what=f"the write to {address:#x}", kernel=kernel)
+                 function=C.SELFTESTS["pf"], what=f"the write to {address:#x}", kernel=kernel)
     run.expect(pf["report"], "the decoded page-fault report")
     run.expect(pf["decoded"], pf["decoded_what"])
     run.expect(pf["panic"], "the panic after the report")

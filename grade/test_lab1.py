@@ -6,7 +6,7 @@ guest stopped. What each test witnesses and what it still believes: docs/grader.
 import re
 import struct
 
-from pagoda_grade import lab_test
+from pagoda_grade import contract as C, lab_test
 from pagoda_grade.outcomes import finding_first
 from pagoda_grade.processes import FRAME_ALLOCATOR, count_used, frame_bitmap
 from pagoda_grade.symbols import address_of, fact, physical_of
@@ -41,7 +41,7 @@ def boot_translate(boot, kernel, arch):
     model = ARCHES[arch]
 
     def script(guest):
-        snap = guest.stop_at("pagoda_grader_stop")
+        snap = guest.stop_at(C.GRADER_STOP)
         chosen = {}
         for region in kernel_image_regions(kernel):
             chosen[region.what] = pick_in(token, f"translate {region.what}", region.content[0], region.content[1] - 1)
@@ -138,8 +138,8 @@ def boot_fault(boot, kernel, arch, test, args=None, token=None, watch=None):
     """Boots a fault self-test; the grader stops the guest as the self-test starts, walks
     @p watch (an address) in the live root itself, and returns (run, root, walk)."""
     def script(guest):
-        guest.stop_at("pagoda::run_selftest")  # after the kernel's set-up, in a quiet page
-        snap = guest.stop_at(f"pagoda::pagoda_selftest_{test}")
+        guest.stop_at(C.RUN_SELFTEST)  # after the kernel's set-up, in a quiet page
+        snap = guest.stop_at(C.SELFTESTS[test])
         return snap.root, (snap.walk(watch) if watch is not None else None), snap.sp
 
     return boot(test=test, token=token, args=args, witness=script)
@@ -162,7 +162,7 @@ def test_write_text_faults(boot, kernel, arch):
     address = pick_in(token, "write_text", text.content[0], text.content[1] - 1)
     run = boot_fault(boot, kernel, arch, "vm_write_text", {"addr": address}, token, watch=address)
     expect_fault(run, **ARCHES[arch].page_faults["write_protect"], address=address,
-                 function="pagoda::pagoda_selftest_vm_write_text", root=root_of(run), kernel=kernel,
+                 function=C.SELFTESTS["vm_write_text"], root=root_of(run), kernel=kernel,
                  what=f"the write to kernel text at {address:#x}")
     _, walk, _ = run.require_witness()
     if not walk.mapped or walk.perms.write:
@@ -177,8 +177,7 @@ def test_write_text_faults(boot, kernel, arch):
 def test_nx_stack(boot, kernel, arch):
     run = boot_fault(boot, kernel, arch, "vm_exec_stack")
     # The kernel's own stack, or, until lab 2 moves the kernel off it, the boot stub's entry stack.
-    stacks = [(address_of(kernel, f"{name}_bottom"), address_of(kernel, f"{name}_top"))
-              for name in ("boot_stack", "boot_entry_stack")]
+    stacks = [(address_of(kernel, lo), address_of(kernel, hi)) for lo, hi in (C.BOOT_STACK, C.BOOT_ENTRY_STACK)]
     event = expect_fault(run, **ARCHES[arch].page_faults["fetch"], root=root_of(run),
                          kernel=kernel, what="the jump to code on the stack")
     _, _, sp = run.require_witness()
@@ -194,7 +193,7 @@ def test_nx_stack(boot, kernel, arch):
 
 @lab_test(1, "nx_data")
 def test_nx_data(boot, kernel, arch):
-    code = address_of(kernel, "pagoda::(anonymous namespace)::g_data_code")
+    code = address_of(kernel, C.DATA_CODE)
     run = boot_fault(boot, kernel, arch, "vm_exec_data", watch=code)
     expect_fault(run, **ARCHES[arch].page_faults["fetch"], address=code, pc=code,
                  root=root_of(run), kernel=kernel, what="the call into .data")
@@ -212,7 +211,7 @@ def test_null_faults(boot, kernel, arch):
     address = pick_in(token, "null", 0, PAGE // 8 - 1) * 8
     run = boot_fault(boot, kernel, arch, "vm_null", {"addr": address}, token, watch=address)
     expect_fault(run, **ARCHES[arch].page_faults["read"], address=address,
-                 function="pagoda::pagoda_selftest_vm_null", root=root_of(run), kernel=kernel,
+                 function=C.SELFTESTS["vm_null"], root=root_of(run), kernel=kernel,
                  what=f"the read of {address:#x} (a null pointer's field)")
     _, walk, _ = run.require_witness()
     if walk.mapped:
@@ -237,7 +236,7 @@ def test_frames_return(boot, kernel, arch):
 
     def script(guest):
         problems = []
-        snap = guest.stop_at("pagoda_grader_checkpoint")
+        snap = guest.stop_at(C.CHECKPOINT)
         if (snap.argument(0), snap.argument(1), snap.argument(2)) != (base, pages, seed):
             problems.append("the frame test was not running on the grader's base=, pages= and seed=")
             return problems, 0
@@ -261,7 +260,7 @@ def test_frames_return(boot, kernel, arch):
                 problems.append(f"frame {w.pa:#x} of page {i} does not hold the value the kernel wrote through "
                                 f"{va:#x}: the mapping does not reach it")
                 break
-        end = guest.stop_at("pagoda::arch::shutdown")
+        end = guest.stop_at(C.SHUTDOWN)
         w = end.walk(base)
         if w.mapped or len(w.levels) != 1:
             problems.append(f"after unmapping everything, the grader's walk of {base:#x} stops at "
@@ -320,7 +319,7 @@ def test_stale_tlb(boot, kernel, arch):
         return problems
 
     def script(guest):
-        snap = guest.stop_at("pagoda_grader_checkpoint")
+        snap = guest.stop_at(C.CHECKPOINT)
         if (snap.argument(0), snap.argument(1)) != (base, pages):
             return {"problem": "the stale-TLB test was not running on the grader's base= and pages="}
         seen = {"pages": reads_at(snap, base, pages, "page"), "range": []}
@@ -328,7 +327,7 @@ def test_stale_tlb(boot, kernel, arch):
             guest.end()   # (what a stale TLB does next may hang the kernel: the failure is named)
             return seen
         first = base + (pages + 1) * PAGE
-        snap = guest.stop_at("pagoda_grader_checkpoint")
+        snap = guest.stop_at(C.CHECKPOINT)
         if (snap.argument(0), snap.argument(1)) != (first, span):
             return {"problem": "the stale-TLB test did not remap the grader's range= as one range"}
         seen["range"] = reads_at(snap, first, span, "range page")
@@ -357,7 +356,7 @@ def test_stale_tlb(boot, kernel, arch):
                        f"{len(problems)} of {span} pages read through a stale TLB entry after one unmap_range() "
                        f"(its flush must invalidate everything once the list overflowed: all_); {problems[0]}")
     expect_fault(run, **ARCHES[arch].page_faults["write_protect"], address=protected,
-                 function="pagoda::pagoda_selftest_vm_stale_tlb", kernel=kernel,
+                 function=C.SELFTESTS["vm_stale_tlb"], kernel=kernel,
                  what=f"the write to {protected:#x} after protecting it read-only (a TLB entry left writable "
                       "by a protect that does not invalidate lets it through)")
     check_reason(run, "write to read-only page", "the page was protected read-only")
@@ -484,29 +483,29 @@ def boot_frames_fit(boot, kernel, arch):
     edge_below = pick_in(token, "fit edge", 0, EDGE_MAX)
 
     def script(guest):
-        first = guest.stop_at("pagoda_grader_checkpoint")
+        first = guest.stop_at(C.CHECKPOINT)
         if first.argument(1) != count:
             return {"problem": f"the frame test got {first.argument(1)} frames; the grader asked for count={count}"}
         got = struct.unpack(f"<{count}Q", first.read_virt(first.argument(0), 8 * count))
         following = first.argument(2)
         # The search's wrap: a limit above the last frame handed out, nothing free between them.
-        snap = guest.stop_at("pagoda_grader_stop")
+        snap = guest.stop_at(C.GRADER_STOP)
         used, _, words = allocator_bits(snap, kernel)
         wrap_limit = first_free_after(used, words, following)
         wrap = None
         if wrap_limit is not None and free_below(used, following) > 0:
             guest.deliver([wrap_limit])
-            wrapped = guest.stop_at("pagoda_grader_checkpoint")
+            wrapped = guest.stop_at(C.CHECKPOINT)
             wrap = (wrap_limit, following, free_below(used, wrap_limit), wrapped.argument(0))
         else:
             guest.deliver([])
         freed = sorted(got[:FIT_FREED])
         limit = freed[wanted + pick_in(token, "fit limit", 0, FIT_FREED - wanted - 1)]
-        snap = guest.stop_at("pagoda_grader_stop")
+        snap = guest.stop_at(C.GRADER_STOP)
         used, _, words = allocator_bits(snap, kernel)
         free_then = [f for f in lowest_free(used, words, 4 * FIT_FREED) if f < limit]   # free below the limit
         guest.deliver([limit])
-        second = guest.stop_at("pagoda_grader_checkpoint")
+        second = guest.stop_at(C.CHECKPOINT)
         n = second.argument(1)
         below = struct.unpack(f"<{n}Q", second.read_virt(second.argument(0), 8 * n)) if n <= FIT_FREED else ()
         seen = {"got": got, "next": following, "wrap": wrap, "limit": limit, "limit_seen": second.argument(2),
@@ -514,7 +513,7 @@ def boot_frames_fit(boot, kernel, arch):
         # The limit's edge: the frame at the limit is free, and k free frames lie below it: k is the
         # grader's (edge_below); when it is not 0, one whose limit lies in the word of the free frame
         # just below it, where there is one (a search that skips the limit's own word then refuses).
-        snap = guest.stop_at("pagoda_grader_stop")
+        snap = guest.stop_at(C.GRADER_STOP)
         used, ever, words = allocator_bits(snap, kernel)
         lowest = lowest_free(used, words, EDGE_MAX + 1)
         shared = [k for k in range(1, len(lowest)) if lowest[k] // WORD == lowest[k - 1] // WORD]
@@ -522,16 +521,16 @@ def boot_frames_fit(boot, kernel, arch):
         lowest = lowest[:k + 1]
         edge = lowest[-1]
         guest.deliver([edge, k])
-        third = guest.stop_at("pagoda_grader_checkpoint")
+        third = guest.stop_at(C.CHECKPOINT)
         n = third.argument(1)
         edges = struct.unpack(f"<{n}Q", third.read_virt(third.argument(0), 8 * n)) if n <= EDGE_MAX + 1 else ()
         seen.update(edge=edge, edge_below=lowest[:-1], edges=edges, edge_seen=third.argument(2))
         # What check_free() says of addresses whose answer the grader knows.
-        snap = guest.stop_at("pagoda_grader_stop")
+        snap = guest.stop_at(C.GRADER_STOP)
         used, ever, words = allocator_bits(snap, kernel)
         plan = free_check_plan(token, kernel, arch, got, used, ever, words)
         guest.deliver([a for a, _, _ in plan])
-        fourth = guest.stop_at("pagoda_grader_checkpoint")
+        fourth = guest.stop_at(C.CHECKPOINT)
         n = fourth.argument(1)
         answers = struct.unpack(f"<{n}Q", fourth.read_virt(fourth.argument(0), 8 * n)) if n <= len(plan) else ()
         seen.update(plan=plan, answers=answers,
@@ -703,7 +702,7 @@ def test_vmprint_matches(boot, kernel, arch):
     half = layout_value(kernel, "kernel_half_base")
 
     def script(guest):
-        snap = guest.stop_at("pagoda_grader_stop")
+        snap = guest.stop_at(C.GRADER_STOP)
         runs = snap.dump()
         pages = pick_in(token, "vmprint pages", *VMPRINT_PAGES)
         # The range crosses the end of a last-level table inside a mapped run (when a run is that
@@ -718,7 +717,7 @@ def test_vmprint_matches(boot, kernel, arch):
             lo = run.va_start + pick_in(token, "vmprint start", 0, (run.va_end - run.va_start) // PAGE - 1) * PAGE
         hi = min(lo + pages * PAGE, (1 << 64) - PAGE)
         guest.deliver([lo, hi])
-        at = guest.stop_at("pagoda_grader_checkpoint")
+        at = guest.stop_at(C.CHECKPOINT)
         root = at.lower_root if lo < half else at.root
         return {"lo": lo, "hi": hi, "root": root, "said": (at.argument(0), at.argument(1), at.argument(2)),
                 "entries": entries_in_range(at, kernel, arch, root, lo, hi)}

@@ -3,7 +3,7 @@
 What each test witnesses and what it still believes: docs/grader.md, "What the grader trusts"."""
 import struct
 
-from pagoda_grade import lab_test
+from pagoda_grade import contract as C, lab_test
 from pagoda_grade.outcomes import finding_first
 from pagoda_grade.processes import frame_bitmap, is_used
 from pagoda_grade.symbols import address_of, fact, find, physical_of
@@ -38,8 +38,8 @@ def test_runs_high(boot, kernel, arch):
     image_base = fact(kernel, "kernel_image_base")
 
     def script(guest):
-        guest.stop_at("pagoda::run_selftest")  # after the set-up, in a quiet page
-        snap = guest.stop_at("pagoda::pagoda_selftest_vm_high")
+        guest.stop_at(C.RUN_SELFTEST)  # after the set-up, in a quiet page
+        snap = guest.stop_at(C.SELFTESTS["vm_high"])
         return snap.pc, snap.sp
 
     run = boot(test="vm_high", witness=script)
@@ -51,11 +51,11 @@ def test_runs_high(boot, kernel, arch):
     m = run.expect(rf"^high: rip ({HEX}) kmain ({HEX}) data ({HEX}) stack ({HEX}) proof=([0-9a-f]{{16}})$",
                    "the 'high: rip ...' line")
     rip, kmain, data, stack = (int(m[i], 16) for i in range(1, 5))
-    if not find(kernel, "pagoda::pagoda_selftest_vm_high").contains(rip):
+    if not find(kernel, C.SELFTESTS["vm_high"]).contains(rip):
         run.fail(f"the printed RIP {rip:#x} is not inside vm_high")
-    if kmain != address_of(kernel, "pagoda::kmain"):
-        run.fail(f"kmain runs at {kmain:#x} but is linked at {address_of(kernel, 'pagoda::kmain'):#x}")
-    if data != address_of(kernel, "pagoda::(anonymous namespace)::g_selftest_data"):
+    if kmain != address_of(kernel, C.KMAIN):
+        run.fail(f"kmain runs at {kmain:#x} but is linked at {address_of(kernel, C.KMAIN):#x}")
+    if data != address_of(kernel, C.SELFTEST_DATA):
         run.fail(f"the printed data address {data:#x} is not where g_selftest_data is linked")
     if abs(stack - sp) > PAGE:
         run.fail(f"the printed stack address {stack:#x} is not near the stack pointer the grader read ({sp:#x})")
@@ -65,14 +65,14 @@ def test_runs_high(boot, kernel, arch):
 @lab_test(2, "low_addresses_fault")
 def test_low_addresses_fault(boot, kernel, arch):
     token = boot.fresh_token()
-    loaded = physical_of(kernel, address_of(kernel, "pagoda::kmain"))
+    loaded = physical_of(kernel, address_of(kernel, C.KMAIN))
     probes = (pick_in(token, "low 0", 0, PAGE // 8 - 1) * 8,            # a null pointer's field
               PAGE + pick_in(token, "low 1", 0, PAGE // 8 - 1) * 8,     # the second page
               loaded)                                                    # where kmain was loaded
     for address in probes:
         def script(guest, address=address):
-            guest.stop_at("pagoda::run_selftest")  # after the set-up, in a quiet page
-            snap = guest.stop_at("pagoda::pagoda_selftest_vm_low")
+            guest.stop_at(C.RUN_SELFTEST)  # after the set-up, in a quiet page
+            snap = guest.stop_at(C.SELFTESTS["vm_low"])
             return snap.root, snap.walk(address), lower_half_leftovers(snap, kernel, arch)
 
         run = boot(test="vm_low", token=token, args={"addr": address}, witness=script)
@@ -85,7 +85,7 @@ def test_low_addresses_fault(boot, kernel, arch):
                      + "".join(f"\n  {line}" for line in left[1:]), cause=left[0])
         run.expect(rf"^low: reading 0x0*{address:x}$", f"the kernel saying it reads {address:#x}")
         expect_fault(run, **ARCHES[arch].page_faults["read"], address=address,
-                     function="pagoda::pagoda_selftest_vm_low", root=run.witness[0] if run.witness else None,
+                     function=C.SELFTESTS["vm_low"], root=run.witness[0] if run.witness else None,
                      kernel=kernel, what=f"the read of {address:#x}")
         _, walk, _ = run.require_witness()
         if walk.mapped or len(walk.levels) != 1:
@@ -111,7 +111,7 @@ def test_window_conversions(boot, kernel, arch):
     hole = pick_page(token, "window hole", holes)[0] if holes else None
 
     def script(guest):
-        snap = guest.stop_at("pagoda::arch::shutdown")
+        snap = guest.stop_at(C.SHUTDOWN)
         problems = []
         for pa in (pa1, pa2):
             if snap.read_u64(pa) != value ^ pa:
@@ -168,7 +168,7 @@ def test_heap_balanced(boot, kernel, arch):
     kernel_half = fact(kernel, "kernel_half_base")
 
     def script(guest):
-        snap = guest.stop_at("pagoda_grader_checkpoint")
+        snap = guest.stop_at(C.CHECKPOINT)
         objects, sizes, n = snap.argument(0), snap.argument(1), snap.argument(2)
         if n != count:
             return [f"the heap test holds {n} objects at its peak; the grader asked for objects={count}"]
@@ -208,8 +208,8 @@ def test_heap_balanced(boot, kernel, arch):
 @lab_test(2, "kernel_half_prepared")
 def test_kernel_half_prepared(boot, kernel, arch):
     def script(guest):
-        guest.stop_at("pagoda::run_selftest")  # after the set-up, in a quiet page
-        return top_level_counts(guest.stop_at("pagoda::pagoda_selftest_vm_high"), kernel, arch)
+        guest.stop_at(C.RUN_SELFTEST)  # after the set-up, in a quiet page
+        return top_level_counts(guest.stop_at(C.SELFTESTS["vm_high"]), kernel, arch)
 
     run = boot(test="vm_high", witness=script)
     low, high, half = run.require_witness()
@@ -365,7 +365,7 @@ def test_split_large_page(boot, kernel, arch):
     seed = pick_in(token, "split seed", 1, 2**32)
 
     def script(guest):
-        one = guest.stop_at("pagoda_grader_checkpoint")
+        one = guest.stop_at(C.CHECKPOINT)
         if (one.argument(0), one.argument(2)) != (base, 0):
             return ["the split test was not running on the grader's base="]
         pa = one.argument(1)
@@ -373,7 +373,7 @@ def test_split_large_page(boot, kernel, arch):
         if not w.mapped or w.page_size != BLOCK or w.pa & ~(BLOCK - 1) != pa:
             return [f"before the split, {base:#x} is not one 2 MiB page mapping {pa:#x} "
                     f"({'a ' + str(w.page_size // 1024) + ' KiB page' if w.mapped else w.stop_reason})"]
-        two = guest.stop_at("pagoda_grader_stop")
+        two = guest.stop_at(C.GRADER_STOP)
         problems = []
         for i in range(pages):
             w = two.walk(base + i * PAGE)
@@ -494,10 +494,10 @@ def test_split_range_ends(boot, kernel, arch):
     want = split_expectations(0, last, first2, hole)
     ranges = (f"[{base:#x}, {base + (last + 1) * PAGE:#x}) or [{base + first2 * PAGE:#x}, "
               f"{base + SPLIT_RANGE_BLOCKS * BLOCK:#x})")
-    panic = address_of(kernel, "pagoda::panic_begin")
+    panic = address_of(kernel, C.PANIC)
 
     def script(guest):
-        one = guest.stop_at("pagoda_grader_checkpoint")
+        one = guest.stop_at(C.CHECKPOINT)
         if (one.argument(0), one.argument(2)) != (base, 0):
             return ["the split test was not running on the grader's base="]
         pa = one.argument(1)
@@ -505,7 +505,7 @@ def test_split_range_ends(boot, kernel, arch):
             w = one.walk(base + b * BLOCK)
             if not w.mapped or w.page_size != BLOCK or w.pa != pa + b * BLOCK:
                 return [f"before the protects, {base + b * BLOCK:#x} is not one 2 MiB page mapping {pa + b * BLOCK:#x}"]
-        two = guest.stop_at_any([address_of(kernel, "pagoda_grader_stop"), panic])
+        two = guest.stop_at_any([address_of(kernel, C.GRADER_STOP), panic])
         when = "when the kernel panicked (walked by the grader then)" if two.pc == panic else "after the protects"
         return split_block_problems(two, base, pa, seed, want, ranges, when, panicked=two.pc == panic)
 
@@ -530,7 +530,7 @@ def test_heap_reuse(boot, kernel, arch):
     kernel_half = fact(kernel, "kernel_half_base")
 
     def script(guest):
-        snap = guest.stop_at("pagoda_grader_checkpoint")
+        snap = guest.stop_at(C.CHECKPOINT)
         if snap.argument(2) != count:
             return [f"the heap test ran {snap.argument(2)} objects; the grader asked for objects={count}"]
         first = struct.unpack(f"<{count}Q", snap.read_virt(snap.argument(0), 8 * count))
@@ -558,7 +558,7 @@ def test_heap_reuse(boot, kernel, arch):
 
 
 # The boot stub's roots (arch/<isa>/boot.S), linked low: their symbols are physical addresses.
-BOOT_ROOTS = {"x86_64": ("boot_pml4",), "aarch64": ("boot_l0_low", "boot_l0_high")}
+BOOT_ROOTS = C.BOOT_ROOTS
 
 
 def frames_of(lo, hi):
@@ -569,23 +569,22 @@ def frames_of(lo, hi):
 def test_leaves_boot_stub(boot, kernel, arch):
     """The step out of the boot stub, witnessed at two stops the grader sets: kmain's entry (the
     start: the entry stack, the boot tables) and a checkpoint after the step."""
-    entry = (address_of(kernel, "boot_entry_stack_bottom"), address_of(kernel, "boot_entry_stack_top"))
-    own = (address_of(kernel, "boot_stack_bottom"), address_of(kernel, "boot_stack_top"))
-    tables = (address_of(kernel, "boot_tables_start"), address_of(kernel, "boot_tables_end"))
+    entry, own, tables = (tuple(address_of(kernel, n) for n in names)
+                          for names in (C.BOOT_ENTRY_STACK, C.BOOT_STACK, C.BOOT_TABLES))
     boot_roots = {address_of(kernel, name) for name in BOOT_ROOTS[arch]}
 
     def script(guest):
-        start = guest.stop_at("pagoda::kmain")
+        start = guest.stop_at(C.KMAIN)
         # The moment of the step when the kernel takes it with arch::run_on_stack: the CPU is
         # still on the entry stack, so none of its frames may be free in the allocator yet.
-        step = guest.stop_at_any(["pagoda_run_on_stack", "pagoda::run_selftest"])
+        step = guest.stop_at_any([C.RUN_ON_STACK, C.RUN_SELFTEST])
         freed_early = []
-        if step.pc == address_of(kernel, "pagoda_run_on_stack"):
+        if step.pc == address_of(kernel, C.RUN_ON_STACK):
             used, words = frame_bitmap(step, kernel)
             live = int.from_bytes(step.read_virt(used, 8 * words), "little")   # the boot tables map the window
             freed_early = [f for f in frames_of(*entry) if not is_used(live, physical_of(kernel, f))]
-            guest.stop_at("pagoda::run_selftest")  # after the step, in a quiet page
-        snap = guest.stop_at("pagoda_grader_checkpoint")
+            guest.stop_at(C.RUN_SELFTEST)  # after the step, in a quiet page
+        snap = guest.stop_at(C.CHECKPOINT)
         managed_va, words = snap.argument(0), snap.argument(2)
         if not 0 < words <= 1 << 16:
             return {"problem": f"the checkpoint names a bitmap of {words} words"}

@@ -8,7 +8,7 @@ kernel's ELF file, and trusts no line the kernel prints without such a witness."
 import re
 import struct
 
-from pagoda_grade import lab_test
+from pagoda_grade import contract as C, lab_test
 from pagoda_grade.lifecycle import return_address
 from pagoda_grade.causes import copy_guard_cause
 from pagoda_grade.outcomes import finding_first, panic_line
@@ -211,7 +211,7 @@ def kernel_u64s(snap, kernel, va, count):
 def temp_area(snap, kernel):
     """The state of the temp-map area the kernel uses (TempMapArea::s_current), read from guest
     RAM at the field offsets the kernel exports: None when there is none."""
-    (area,) = kernel_u64s(snap, kernel, address_of(kernel, "pagoda::TempMapArea::s_current"), 1)
+    (area,) = kernel_u64s(snap, kernel, address_of(kernel, C.TEMP_AREA), 1)
     if area == 0:
         return None
     slots = fact(kernel, "temp_map_slots")
@@ -289,7 +289,7 @@ def live_slot(guest, watch, entry, who):
     kernel says it does."""
     kernel = watch.kernel
     back = entry.register(watch.proc["syscall_return_pc"])
-    snap = guest.stop_at_any(["pagoda_temp_map_live", back])
+    snap = guest.stop_at_any([C.TEMP_MAP_LIVE, back])
     if snap.pc == back:
         raise AssertionError(f"{who} returned to user mode without a temporary mapping ever live (the grader waited for "
                              "it in pagoda_temp_map_live): no temporary mappings")
@@ -310,8 +310,7 @@ def live_slot(guest, watch, entry, who):
 
 
 # TempMap's constructors (kernel/mm/tempmap/temp_map.cpp) and the argument that is the frame.
-GUARDS = {"pagoda::TempMap::TempMap(pagoda::Address<pagoda::PhysTag>)": 1,
-          "pagoda::TempMap::TempMap(pagoda::TempMapArea&, pagoda::Address<pagoda::PhysTag>)": 2}
+GUARDS = C.GUARDS
 
 
 class GuardWatch:
@@ -550,7 +549,7 @@ def test_temp_map_slots(boot, kernel, arch):
     def stop(guest, name):
         """The probe's stop @p name (passing the stepping stops when a step check ended early)."""
         for _ in range(4):
-            snap = guest.stop_at("pagoda_grader_checkpoint")
+            snap = guest.stop_at(C.CHECKPOINT)
             if snap.argument(0) == fact(kernel, f"temp_probe_{name}_stop"):
                 return snap
         raise AssertionError(f"the temp_map_slots self-test stopped at checkpoint {snap.argument(0):#x}, not at its "
@@ -575,8 +574,8 @@ def test_temp_map_slots(boot, kernel, arch):
         snap = stop(guest, "push")
         area = temp_area(snap, kernel)
         slot = snap.argument(1)
-        checkpoint = address_of(kernel, "pagoda_grader_checkpoint")
-        area_va, = kernel_u64s(snap, kernel, address_of(kernel, "pagoda::TempMapArea::s_current"), 1)
+        checkpoint = address_of(kernel, C.CHECKPOINT)
+        area_va, = kernel_u64s(snap, kernel, address_of(kernel, C.TEMP_AREA), 1)
         stepped = step_problems(guest, kernel, arch, area_va, slot, checkpoint, "push")
         if not stepped:
             snap = guest.snapshot()
@@ -698,7 +697,7 @@ def test_temp_map_stress(boot, kernel, arch):
     spins = pick_in(token, "stress spin", 2_000_000, 4_000_000)
     watch = Watch(kernel, arch)
     stress_call = syscall_number("TempStress")
-    stress = address_of(kernel, "pagoda_temp_stress")
+    stress = address_of(kernel, C.TEMP_STRESS)
 
     def script(guest):
         watch.before(guest)
@@ -706,7 +705,7 @@ def test_temp_map_stress(boot, kernel, arch):
         area0 = temp_area(snap, kernel)
         for _ in range(stop_call + 1):
             snap = syscall_stops(guest, watch, {stress_call})
-        snap = guest.stop_at("pagoda_temp_stress_round")
+        snap = guest.stop_at(C.TEMP_STRESS_ROUND)
         round_no = snap.argument(0)
         hidden = root_problem(snap, kernel, watch.kernel_roots, f"in round {round_no} of temp_stress call {stop_call} "
                                                                 "(two guards live)")
@@ -1003,7 +1002,7 @@ def test_copy_frame(boot, kernel, arch):
     seeds = (proof(token, COPY_TAG), proof(token, COPY_TAG + 1))
 
     def stop(guest, name):
-        snap = guest.stop_at("pagoda_grader_checkpoint")
+        snap = guest.stop_at(C.CHECKPOINT)
         if snap.argument(0) != fact(kernel, f"temp_copy_{name}_stop"):
             raise AssertionError(f"the copy_frame self-test stopped at checkpoint {snap.argument(0):#x}, not at its "
                                  f"{name} stop")
@@ -1257,7 +1256,7 @@ def test_space_copy_pages(boot, kernel, arch):
     copies = [(o2, n2), (o1, n1)]
 
     def stop(guest, name):
-        snap = guest.stop_at("pagoda_grader_checkpoint")
+        snap = guest.stop_at(C.CHECKPOINT)
         if snap.argument(0) != fact(kernel, f"space_copy_{name}_stop") or snap.argument(2) != base:
             raise AssertionError(f"the space_copy self-test stopped at checkpoint {snap.argument(0):#x} (base "
                                  f"{snap.argument(2):#x}), not at its {name} stop for base {base:#x}")

@@ -17,7 +17,7 @@ when a test fails later (a kill at an address the record should have covered).""
 import itertools
 import re
 
-from pagoda_grade import lab_test, programs
+from pagoda_grade import contract as C, lab_test, programs
 from pagoda_grade.lifecycle import Pages
 from pagoda_grade.outcomes import BootEnded
 from pagoda_grade.processes import (HEX, count_used, foreign_code_kill, parse_kills, parse_reaped, user_elf, user_pages,
@@ -34,7 +34,7 @@ from test_lab3 import GRADER_MEMORY, Watch, fault_expectation, syscall_number, s
 LAZY_SIZE = 64 << 20
 ENOMEM = -12
 # Where the kernel ends a process for a fault (kernel/proc/run.cpp), its root still live.
-KILL_STOP = "pagoda::proc::user_fault"
+KILL_STOP = C.USER_FAULT
 
 
 def u64(data):
@@ -647,7 +647,7 @@ def test_munmap_hole(boot, kernel, arch):
         table = after.read_virt(out, 16 * 32, root)
         # The record as the process leaves (killed, or exiting when the touch was resolved).
         try:
-            end = guest.stop_at("pagoda::proc::exit_current")
+            end = guest.stop_at(C.EXIT)
             final = read_records(end, kernel).get(1)
         except BootEnded:
             final = None

@@ -5,7 +5,7 @@ import re
 
 from pagoda_pt.isa import MACHINES
 
-from . import symbols
+from . import contract, symbols
 from .witness import (ARCHES, MAX_PROBLEMS_SHOWN, MAX_TABLE_READS, WalkError, compare_map, expected_kernel_map,
                       image_physical, layout_value, linked_high, pick_in, top_level, window_leftover)
 
@@ -123,9 +123,9 @@ def _what_is_at(kernel, arch, pa):
                     "(mmio_base + physical), as the kernel's map does for every device")
     # The boot stub's memory is linked low: its symbols are its physical addresses.
     for lo_name, hi_name, what, step in (
-            ("boot_entry_stack_bottom", "boot_entry_stack_top", "the boot stub's entry stack",
+            (*contract.BOOT_ENTRY_STACK, "the boot stub's entry stack",
              "the kernel must leave it for boot_stack before it loads its own root"),
-            ("boot_tables_start", "boot_tables_end", "the boot stub's page tables",
+            (*contract.BOOT_TABLES, "the boot stub's page tables",
              "the kernel's own root maps nothing low, and the boot tables go back to the allocator")):
         try:
             lo, hi = symbols.address_of(kernel, lo_name), symbols.address_of(kernel, hi_name)
