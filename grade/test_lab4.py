@@ -17,23 +17,16 @@ from pagoda_grade.processes import (KernelReach, explain_death, kernel_faults, p
 from pagoda_grade.proof import MASK64, proof
 from pagoda_grade.symbols import address_of, fact, function_at, physical_of, user_fixups
 from pagoda_grade.witness import ARCHES, PAGE, pick_in
-from test_lab3 import GRADER_MEMORY, HELLO_TAG, Watch, collatz_steps, syscall_number, syscall_stops
+from pagoda_grade.derived import hello_line, value as derived
+from test_lab3 import GRADER_MEMORY, Watch, syscall_number, syscall_stops
 
 EFAULT = -14
-FILL_TAG = 0x5446     # "TF": tmfill's seed is proof(token, FILL_TAG) (user/programs/tmfill.cpp)
 PROBE_TAG = 0x5450    # "TP": the grader fills the probe's frame k with pattern(proof(token, PROBE_TAG) + k, i)
-STRESS_TAG = 0x5453   # "TS": tmstress's call i has seed proof(token, STRESS_TAG + i)
 STRESS_FRAMES = 4     # abi::kTempStressFrames
 STRESS_MAPS = 100_000
 WORDS = PAGE // 8
 MAX_TEMP_SLOTS = 64   # a temp-map area with more slots than this is a window by another name
 BADPTR_KINDS = ["null", "kernel", "noncanonical", "unmapped", "straddling", "readonly"]
-
-
-def hello_line(token, arch):
-    n = 1 + proof(token, HELLO_TAG) % 1_000_000
-    steps = collatz_steps(n)
-    return f"hello: from user space on {arch}: collatz({n}) takes {steps} steps proof={proof(token, steps):016x}\n"
 
 
 def hello_write(guest, watch, want_roots_not, limit=60):
@@ -623,7 +616,7 @@ def test_temp_map_slots(boot, kernel, arch):
 @lab_test(4, "temp_maps_live")
 def test_temp_maps_live(boot, kernel, arch):
     token = boot.fresh_token()
-    seed = proof(token, FILL_TAG)
+    seed = derived(token, "tmfill_seed")
     want = pattern_page(seed)
     digest = sum(pattern(seed, i) * (2 * i + 1) for i in range(WORDS)) & MASK64
     spins = pick_in(token, "temp_maps_live spin", 1_000_000, 3_000_000)
@@ -733,7 +726,7 @@ def test_temp_map_stress(boot, kernel, arch):
     area, r = w["area"], w["round"]
     if area is None or w["area0"] is None:
         watch.fail(run, "the kernel has no temp-map area")
-    want_seed = proof(token, STRESS_TAG + stop_call)
+    want_seed = derived(token, "tmstress_seed", stop_call)
     if w["seed"] != want_seed:
         watch.fail(run, f"temp_stress call {stop_call} runs with seed {w['seed']:#x}, not {want_seed:#x}")
     for k, (f, data) in enumerate(zip(w["frames"], w["contents"])):
@@ -758,7 +751,7 @@ def test_temp_map_stress(boot, kernel, arch):
     if not m:
         watch.fail(run, "missing: tmstress's summary line")
     calls = int(m[1])
-    want = sum(stress_checksum(proof(token, STRESS_TAG + i), per_call // 2) for i in range(calls)) & MASK64
+    want = sum(stress_checksum(derived(token, "tmstress_seed", i), per_call // 2) for i in range(calls)) & MASK64
     run.expect(rf"^tmstress: checksum {want:016x} proof={proof(token, want):016x}$",
                f"the checksum of every value read through the temporary mappings of {calls} calls (a stale "
                "translation reads another frame's word and changes it)")
@@ -1051,7 +1044,6 @@ def test_copy_frame(boot, kernel, arch):
 ENAMETOOLONG, ENOENT = -36, -2
 MAX_NAME = 31            # abi::kMaxProgramName: spawn's buffer holds MAX_NAME + 1 bytes
 PROC_INFO_SIZE = 72      # sizeof(abi::ProcInfo)
-EDGE_LETTER_TAG = 0x4c00  # edges' letter i is 'a' + proof(token, EDGE_LETTER_TAG + i) % 26
 
 
 def edge_cases(top, length, over, short, cut, end_page):
@@ -1130,7 +1122,7 @@ def test_copy_edges(boot, kernel, arch):
     if faults and case is not None:
         what = next(w for c, _, _, w in cases if c == case)
         fail_on_cause(run, watch, edge_fault_problem(run, faults[0], case, what, top, short))
-    letters = "".join(chr(ord("a") + proof(token, EDGE_LETTER_TAG + i) % 26) for i in range(len("edges: "), length - 1))
+    letters = "".join(chr(derived(token, "edges_letter", i)) for i in range(len("edges: "), length - 1))
     for case, tag, due, what in cases:
         said = run.search(rf"^edges: {case} -> (-?\d+) proof=([0-9a-f]{{16}})$")
         if said is None:

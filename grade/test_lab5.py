@@ -22,6 +22,7 @@ from pagoda_grade.lifecycle import Pages
 from pagoda_grade.outcomes import BootEnded
 from pagoda_grade.processes import (HEX, count_used, foreign_code_kill, parse_kills, parse_reaped, user_elf, user_pages,
                                     user_symbol, written)
+from pagoda_grade.derived import value as derived
 from pagoda_grade.proof import proof
 from pagoda_grade.symbols import fact, segments
 from pagoda_grade.vmas import GROWS_DOWN, KIND_ANONYMOUS, KIND_IMAGE, KIND_STACK, PF_R, PF_W, PF_X, PROT_EXEC, PROT_READ, \
@@ -31,7 +32,6 @@ from pagoda_grade.witness import ARCHES, PAGE, pick_in
 from pagoda_pt.diagnose import record_rules_broken
 from test_lab3 import GRADER_MEMORY, Watch, fault_expectation, syscall_number, syscall_stops
 
-LAZY_SIZE = 64 << 20
 ENOMEM = -12
 # Where the kernel ends a process for a fault (kernel/proc/run.cpp), its root still live.
 KILL_STOP = C.USER_FAULT
@@ -552,7 +552,7 @@ def test_lazy(boot, kernel, arch):
     at = int(m[1], 16)
     want = {}
     for i in range(count):
-        want[at + proof(token, i) % (LAZY_SIZE // PAGE) * PAGE] = i + 1
+        want[at + derived(token, "vmas_lazy_page", i) * PAGE] = i + 1
     if w["high"] != want:
         watch.fail(run, f"after touching {len(set(want))} pages of a 64 MiB mapping at {at:#x}, the grader's walk of the "
                         f"root finds {len(w['high'])} mapped in the mmap area "
@@ -816,7 +816,6 @@ def test_mprotect(boot, kernel, arch):
 
 # ---- PROT_NONE keeps the pages -------------------------------------------------------------------
 
-NONE_TAG = 0x4E4F4E45   # "NONE": user/programs/vmas.cpp's kNoneTag
 NONE_WORDS = 8
 EFAULT = -14
 
@@ -828,7 +827,7 @@ def signed(value):
 @lab_test(5, "mprotect_none")
 def test_mprotect_none(boot, kernel, arch):
     token = boot.fresh_token()
-    pattern = b"".join(proof(token, NONE_TAG + i).to_bytes(8, "little") for i in range(NONE_WORDS))
+    pattern = b"".join(derived(token, "vmas_none_word", i).to_bytes(8, "little") for i in range(NONE_WORDS))
     write, read = syscall_number("Write"), syscall_number("Read")
     held_bit = fact(kernel, "held_entry_bit")
     address_mask = fact(kernel, "address_mask")
@@ -1080,7 +1079,6 @@ def test_vma_list_walk(boot, kernel, arch):
 
 # ---- random operations against a model --------------------------------------------------------
 
-RANDOM_TAG = 0x524E      # "RN" (user/programs/vmas.cpp, random_ops)
 WINDOW = 1 << 37
 WINDOW_PAGES = 64
 PROTS = (0, PROT_READ, PROT_READ | PROT_WRITE)
@@ -1111,7 +1109,7 @@ def random_steps(token, ops):
     ('mmap' with MAP_FIXED, 'noreplace' with MAP_FIXED_NOREPLACE, 'munmap', 'mprotect', 'touch'),
     first and count (its pages of the window), prot, before (the window's mapped pages then:
     {page: (prot, value)}) and wants (the results the program checks, in its order)."""
-    r = TestRandom(proof(token, RANDOM_TAG) | 1)
+    r = TestRandom(derived(token, "vmas_random_seed") | 1)
     pages = [None] * WINDOW_PAGES  # None or [prot, value]
     for op in range(ops):
         before = {i: tuple(p) for i, p in enumerate(pages) if p is not None}
@@ -1393,7 +1391,6 @@ def test_random_ops(boot, kernel, arch):
 
 # ---- a fetch from a region without execute ----------------------------------------------------
 
-NOEXEC_TAG = 0x4E58   # "NX": user/programs/vmas.cpp's kNoExecTag
 
 
 @lab_test(5, "no_execute")
@@ -1412,7 +1409,7 @@ def test_no_execute(boot, kernel, arch):
 
     run, watch, w = boot_vmas(boot, kernel, arch, token, "vmas:noexec", script)
     target, at = w["target"], w["at"]
-    if target != at + proof(token, NOEXEC_TAG) % (PAGE // 4) * 4:
+    if target != at + derived(token, "vmas_noexec_word") * 4:
         watch.fail(run, f"vmas said it would call {target:#x}, not the offset of the page {at:#x} the token picks: "
                         "it is not the grader's program")
     region = w["record"].find(at) if w["record"] is not None else None
@@ -1716,7 +1713,7 @@ def test_merge_back(boot, kernel, arch):
                            if w["bss"] else "not mapped")
                         + " in the grader's walk: expected r-- and zeros (bss past the file's bytes)")
     run.expect(rf"^vmas: merge: bss page {bss_page:#x} read-only -> 0, word 0x0$", "vmas's bss line")
-    slot = proof(token, 0x4D47 + page) % TABLE_WORDS
+    slot = derived(token, "vmas_cut_slot", page)
     total = sum(table_word(p * TABLE_WORDS + slot) for p in range(TABLE_PAGES)) & MASK64
     m = run.expect(rf"^vmas: merge: at {at:#x}: 0 0 0 (\d+) (\d+) (\d+) 0 0; \d+ VMAs; 0 wrong words, "
                    rf"sum ({HEX}) proof=([0-9a-f]{{16}})$", "vmas's merge line (every call succeeded)")

@@ -151,3 +151,29 @@ def test_the_checks_name_a_renamed_function_a_missing_fact_and_a_name_written_ou
     found = naming_problems("x.py", 'stop_at("pagoda::proc::fork_process")\nfact(k, "windw_base")\n'
                                     'fact(k, f"temp_probe_{n}_stop")')
     assert len(found) == 2 and any("fork_process" in p for p in found) and any("windw_base" in p for p in found), found
+
+
+# User programs whose token-derived values still have a twin in a grader file not yet rewritten.
+TWINS_NOT_YET = {"forktree.cpp", "cowtest.cpp", "usertests.cpp"}
+TAGGED = re.compile(r"\bproof\(\s*\w+(?:\(\))?\s*,\s*(?:0x|k\w*Tag\b)|\bvalue\(\s*0x")
+
+
+def tagged_derivations(text):
+    """The lines of a program's @p text that derive a value from the token with a tag of their own."""
+    return [line.strip() for line in COMMENT.sub("", text).splitlines() if TAGGED.search(line)]
+
+
+def test_the_programs_derive_token_values_only_from_the_shared_table():
+    from pagoda_grade import derived
+    assert {"hello_n", "tmfill_seed", "vmas_none_word"} <= set(derived.table())
+    assert derived.value("0123456789abcdef", "edges_letter", 3) in range(ord("a"), ord("z") + 1)
+    programs = os.path.join(paths.ROOT, "user", "programs")
+    problems = []
+    for name in sorted(os.listdir(programs)):
+        if name.endswith(".cpp") and name not in TWINS_NOT_YET:
+            with open(os.path.join(programs, name)) as f:
+                problems += [f"user/programs/{name}: {line}" for line in tagged_derivations(f.read())]
+    assert not problems, "a token value derived outside user/lib/derived.hpp (the grader reads that table):\n" + \
+        "\n".join(problems)
+    assert tagged_derivations("const u64 n = 1 + proof(token(), 0x4845) % 10;\nproof(token(), kHelloTag)") == \
+        ["const u64 n = 1 + proof(token(), 0x4845) % 10;", "proof(token(), kHelloTag)"]
