@@ -1,0 +1,214 @@
+"""A lab test in a few lines: its token and inputs, the boot with the grader's watches, the stops
+it takes as typed events, and its checks, each failing with the cause the watch knows first.
+
+    t = LabTest(boot, kernel, arch)                   # a self-test (labs 0-2, lab 4's)
+    w = t.selftest("vm_print", script, args={...})    # script(guest) -> its result, or the failure
+    t = ProcTest(boot, kernel, arch)                  # the token, a Watch (or VmaWatch, ...)
+    n = t.pick("children", 3, 8)                      # an input chosen from the token
+    def script(started):                              # runs after the run's first stops
+        call = t.call("Write", where=lambda c: c.root != started.root)   # a typed Call
+        return call.written()
+    data = t.start(["hello", "spin:100"], script)     # boots; the script's result (or the cause)
+    t.check(problem)                                  # fails with it, the watch's cause first
+    t.exited(1, "hello"); t.success()
+
+Events are typed: a Call is a system call's entry (its ABI name, number, root, arguments and
+return address), a Return its return to user mode in the root that made it (its signed result).
+A test asks for the next event it checks (call(), calls(), returned(), says()), never loops over
+tags. Where a test's outcome is decided: docs/grader.md, "Where a test is decided"."""
+import re
+from dataclasses import dataclass
+
+from . import contract
+from .processes import parse_reaped, written
+from .symbols import fact
+from .witness import PAGE, pick_in
+from .watch import GRADER_MEMORY, Watch, syscall_number
+
+
+def signed(value):
+    """A 64-bit register as a signed number."""
+    return value - (1 << 64) if value >> 63 else value
+
+
+@dataclass
+class Call:
+    """A system call's entry, where the grader stopped: @p snap there, its @p number and ABI
+    @p name, the @p root it came from (the process's: CR3, TTBR0), its six @p args and the user
+    address it returns to (@p back)."""
+    snap: object
+    name: str
+    number: int
+    root: int
+    args: tuple
+    back: int
+    proc: dict
+
+    def written(self, most=PAGE):
+        """The buffer of a write() call, read through the caller's root (never the console)."""
+        return written(self.snap, self.proc, self.root, most=most)
+
+
+@dataclass
+class Return:
+    """A followed Call back in user mode, in the root that made it: @p result, its signed value."""
+    call: Call
+    snap: object
+    result: int
+
+
+class LabTest:
+    """One lab test: its token (the inputs derive from it), its boots, its checks."""
+
+    def __init__(self, boot, kernel, arch, memory="128M"):
+        self.booter, self.kernel, self.arch, self.memory = boot, kernel, arch, memory
+        self.token = boot.fresh_token()
+        self.guest = self.run = None
+
+    def pick(self, tag, lo, hi):
+        """An input in [lo, hi] derived from the token (witness.pick_in)."""
+        return pick_in(self.token, tag, lo, hi)
+
+    def selftest(self, test, script=None, require=True, **boot_args):
+        """Boots self-test @p test with this token; @p script(guest) looks at it while it runs. Returns
+        the script's result (the Run without a script, or with @p require False), or fails naming why
+        the guest never got there."""
+        def witness(guest):
+            self.guest = guest
+            return script(guest)
+        boot_args.setdefault("memory", self.memory)
+        self.run = self.booter(test=test, token=self.token, witness=witness if script else None, **boot_args)
+        return self.run.require_witness() if script and require else self.run
+
+    def stop(self, test, prefix, name, tries=1):
+        """The self-test's checkpoint @p name (its tag: the fact <prefix>_<name>_stop), within @p tries."""
+        for _ in range(tries):
+            snap = self.guest.stop_at(contract.CHECKPOINT)
+            if snap.argument(0) == fact(self.kernel, f"{prefix}_{name}_stop"):
+                return snap
+        raise AssertionError(f"the {test} self-test stopped at checkpoint {snap.argument(0):#x}, not at its {name} stop")
+
+    def fail(self, message, cause=None):
+        self.run.fail(message, cause=cause)
+
+    def check(self, *problems):
+        """Fails with the first of @p problems that is not empty."""
+        for problem in problems:
+            if problem:
+                self.fail(problem)
+
+    def expect(self, pattern, what):
+        return self.run.expect(pattern, what)
+
+    def success(self):
+        self.run.expect_outcome("success")
+
+
+class ProcTest(LabTest):
+    """One lab test that runs user programs (labs 3 and later): see the module's docstring."""
+
+    def __init__(self, boot, kernel, arch, watch=Watch, memory=GRADER_MEMORY):
+        super().__init__(boot, kernel, arch, memory)
+        self.watch = watch(kernel, arch)
+        self.proc = self.watch.proc
+        self.names = {}
+
+    def number(self, name):
+        """System call @p name's number (the grader's kernel/lib/abi.hpp)."""
+        if name not in self.names:
+            self.names[name] = syscall_number(name)
+        return self.names[name]
+
+    # ---- the boot ----------------------------------------------------------------------------
+
+    def start(self, spec, script=None, setup=None, **boot_args):
+        """boot(), then the script's result (witness())."""
+        self.boot(spec, script, setup, **boot_args)
+        return self.witness()
+
+    def witness(self):
+        """The script's result (True without one), or the failure with the watch's cause of why the
+        guest never got there."""
+        return self.watch.require(self.run)
+
+    def boot(self, spec, script=None, setup=None, explain=True, **boot_args):
+        """Boots the run of @p spec (run=: a str, or a list of programs) with the watch: its first
+        stops (before, then the started stop; @p setup(guest) between them), then
+        @p script(the started stop's Snapshot) while the guest runs; the Run. What the script fails
+        with comes after the cause the watch knows (Watch.explained), unless @p explain is False."""
+        def witness(guest):
+            self.guest = guest
+            self.watch.before(guest)
+            if setup is not None:
+                setup(guest)
+            started = self.watch.started_stop(guest)
+            try:
+                return script(started) if script is not None else True
+            except AssertionError as e:
+                if not explain:
+                    raise
+                raise AssertionError(self.watch.explained(guest, str(e))) from None
+
+        run = spec if isinstance(spec, str) else ",".join(spec)
+        self.run = self.booter(args={"run": run}, token=self.token, witness=witness,
+                               memory=boot_args.pop("memory", self.memory), **boot_args)
+        return self.run
+
+    # ---- events --------------------------------------------------------------------------------
+
+    def calls(self, *names, limit=40):
+        """Each system call named @p names (all, without names) among the next @p limit entries."""
+        wanted = {self.number(n): n for n in names}
+        for _ in range(limit):
+            snap = self.guest.stop_at(self.proc["syscall_entry"])
+            number = snap.register(self.proc["syscall_number"])
+            if not wanted or number in wanted:
+                yield Call(snap, wanted.get(number, str(number)), number, snap.lower_root,
+                           tuple(snap.register(r) for r in self.proc["syscall_args"]),
+                           snap.register(self.proc["syscall_return_pc"]), self.proc)
+
+    def call(self, *names, where=None, limit=40, missing=None):
+        """The next Call named @p names for which @p where(call) holds, within @p limit entries;
+        AssertionError (@p missing, or the numbers asked for) when none comes."""
+        for c in self.calls(*names, limit=limit):
+            if where is None or where(c):
+                return c
+        raise AssertionError(missing or f"no system call numbered {sorted(self.number(n) for n in names)} in "
+                                        f"{limit} calls")
+
+    def returned(self, call, limit=64):
+        """The Return of @p call: the stop at its return address in user mode, in its root."""
+        for _ in range(limit):
+            back = self.guest.stop_at(call.back)
+            if back.lower_root == call.root:
+                return Return(call, back, signed(back.register(self.proc["syscall_result"])))
+        raise AssertionError(f"the system call made from root {call.root:#x} never returned to {call.back:#x}")
+
+    def says(self, pattern, what, looks=8):
+        """(the stop, the match) at the first of the program's next @p looks write() calls whose
+        text matches @p pattern: it says where it is about to act, and the grader looks there."""
+        for c in self.calls("Write", limit=40 * looks):
+            m = re.match(pattern, c.written(200).decode(errors="replace"))
+            if m:
+                return c.snap, m
+        raise AssertionError(f"vmas never said {what}")
+
+    # ---- checks ------------------------------------------------------------------------------
+
+    def fail(self, message, cause=None):
+        """Fails the test: the watch's cause of the machine's end first (Watch.fail), then @p message;
+        with @p cause, that cause first (what the test itself found)."""
+        if cause is not None:
+            self.run.fail(message, cause=cause)
+        self.watch.fail(self.run, message)
+
+    def exited(self, pid, program):
+        """Process @p pid (running @p program) was reaped having exited with code 0."""
+        if parse_reaped(self.run).get(pid) != "exited with code 0":
+            self.fail(f"missing: 'proc {pid} ({program}): reaped: exited with code 0'")
+
+    def all_exited(self, count, who):
+        """Exactly @p count processes (@p who, in words) were reaped, each having exited with 0."""
+        reaped = parse_reaped(self.run)
+        if sorted(reaped.values()) != ["exited with code 0"] * count:
+            self.fail(f"expected {who} to exit with 0; reaped: {reaped}")
