@@ -155,7 +155,7 @@ def test_the_checks_name_a_renamed_function_a_missing_fact_and_a_name_written_ou
 
 # User programs whose token-derived values still have a twin in a grader file not yet rewritten.
 TWINS_NOT_YET = {"forktree.cpp", "cowtest.cpp", "usertests.cpp"}
-TAGGED = re.compile(r"\bproof\(\s*\w+(?:\(\))?\s*,\s*(?:0x|k\w*Tag\b)|\bvalue\(\s*0x")
+TAGGED = re.compile(r"\bproof\(\s*\w+(?:\(\))?\s*,\s*(?:0x|k\w*Tag\b)|\bvalue\(\s*0x|\bproof\(\s*\w+(?:\(\))?\s*,\s*\w+\)\s*%")
 
 
 def tagged_derivations(text):
@@ -175,5 +175,6 @@ def test_the_programs_derive_token_values_only_from_the_shared_table():
                 problems += [f"user/programs/{name}: {line}" for line in tagged_derivations(f.read())]
     assert not problems, "a token value derived outside user/lib/derived.hpp (the grader reads that table):\n" + \
         "\n".join(problems)
-    assert tagged_derivations("const u64 n = 1 + proof(token(), 0x4845) % 10;\nproof(token(), kHelloTag)") == \
-        ["const u64 n = 1 + proof(token(), 0x4845) % 10;", "proof(token(), kHelloTag)"]
+    assert tagged_derivations("const u64 n = 1 + proof(token(), 0x4845) % 10;\nproof(token(), kHelloTag)\n"
+                              "u64 s = proof(token(), page) % 512;\nproof_note(proof(token(), sum))") == \
+        ["const u64 n = 1 + proof(token(), 0x4845) % 10;", "proof(token(), kHelloTag)", "u64 s = proof(token(), page) % 512;"]

@@ -24,7 +24,8 @@
   X(vmas_random_seed, 0x524e, 0, 0) /* vmas random: the operations' seed (| 1) */              \
   X(vmas_noexec_word, 0x4e58, 0, 1'024) /* vmas noexec: the word it calls in its page */       \
   X(vmas_none_word, 0x4e4f4e45, 0, 0)   /* vmas none, nonefork: word i of the pattern */       \
-  X(vmas_cut_slot, 0x4d47, 0, 512)      /* vmas cut: the word read in page i */
+  X(vmas_cut_slot, 0, 0, 512)           /* vmas cut: the word read in each page, i the page cut */ \
+  X(vmas_merge_slot, 0x4d47, 0, 512)    /* vmas merge: the word read in each page, i the page */
 
 namespace pagoda::user::derived {
 
@@ -45,6 +46,7 @@ inline u64 value(const Row& row, u64 i = 0, StringView tok = token()) {
 }
 
 static_assert(vmas_noexec_word.span == arch::kPageSize / 4 && vmas_cut_slot.span == arch::kPageSize / 8 &&
+              vmas_merge_slot.span == vmas_cut_slot.span &&
               vmas_lazy_page.span == (64ull << 20) / arch::kPageSize);
 
 }  // namespace pagoda::user::derived

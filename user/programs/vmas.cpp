@@ -342,7 +342,7 @@ int cut(u64 page) {
   }
   const i64 r = munmap(base + page * arch::kPageSize, arch::kPageSize);
   const volatile u64* words = vmas_table.words;
-  const u64 slot = proof(token(), page) % (arch::kPageSize / 8);
+  const u64 slot = derived::value(derived::vmas_cut_slot, page);
   u64 wrong = 0, sum = 0;
   for (u64 p = 0; p < kTablePages; ++p) {
     if (p == page) continue;
@@ -508,7 +508,7 @@ int merge(u64 page) {
   const i64 r7 = mprotect(table + page * arch::kPageSize, arch::kPageSize, rw);
   const i64 r8 = mprotect(table + page * arch::kPageSize, arch::kPageSize, abi::kProtRead);
   const volatile u64* words = vmas_table.words;
-  const u64 slot = derived::value(derived::vmas_cut_slot, page);
+  const u64 slot = derived::value(derived::vmas_merge_slot, page);
   u64 wrong = 0, sum = 0;
   for (u64 p = 0; p < kTablePages; ++p) {
     const u64 i = p * (arch::kPageSize / 8) + slot;
