@@ -22,11 +22,14 @@ set(PAGODA_KERNEL_PURE_SOURCES
   ${CMAKE_SOURCE_DIR}/kernel/mm/phys/frame_allocator.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/pt/walk.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/space/address_space.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/mm/space/switch_check.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/space/critical_ranges.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/space/debug_roots.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/tempmap/temp_map.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/mm/tempmap/temp_map_report.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/space/vma.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/space/user_regions.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/mm/space/user_regions_report.cpp
   ${CMAKE_SOURCE_DIR}/kernel/proc/elf.cpp)
 
 # The arch-independent kernel sources, for every arch's kernel target.
@@ -44,6 +47,7 @@ set(PAGODA_KERNEL_GENERIC_SOURCES
   ${CMAKE_SOURCE_DIR}/kernel/mm/window.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/frames.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/fault.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/mm/fault_report.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/base/facts.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/heap.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/vm_selftest.cpp
@@ -54,6 +58,7 @@ set(PAGODA_KERNEL_GENERIC_SOURCES
   ${CMAKE_SOURCE_DIR}/kernel/proc/programs.cpp
   ${CMAKE_SOURCE_DIR}/kernel/proc/programs_selftest.cpp
   ${CMAKE_SOURCE_DIR}/kernel/proc/kernel_stack.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/proc/kernel_stack_report.cpp
   ${CMAKE_SOURCE_DIR}/kernel/proc/loader.cpp
   ${CMAKE_SOURCE_DIR}/kernel/proc/process.cpp
   ${CMAKE_SOURCE_DIR}/kernel/proc/run.cpp

@@ -257,6 +257,7 @@ def pytest_runtest_makereport(item, call):
             seen = watch_note(booter.watch_problems, reason)
             if seen:
                 reason += "\n" + seen
+            reason = booter.with_replay(reason)
         report.user_properties.append(("pagoda_reason", escape_controls(todo.mark_later_todos(reason, lab))))
     elif call.excinfo is not None and report.failed:
         report.user_properties.append(("pagoda_reason", f"{report.when} error: {call.excinfo.typename}: {call.excinfo.value}"))

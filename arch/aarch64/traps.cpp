@@ -30,6 +30,7 @@
 #include "arch/aarch64/gic.hpp"
 #include "arch/aarch64/mmu_hw.hpp"
 #include "arch/aarch64/platform.hpp"
+#include "arch/aarch64/trap_report.hpp"
 #include "arch_impl/page_table_format.hpp"
 #include "core/panic.hpp"
 #include "lib/facts.hpp"
@@ -38,13 +39,10 @@
 #include "proc/kernel_stack.hpp"
 #include "proc/user_memory.hpp"
 
-extern "C" char aarch64_vectors[], boot_entry_stack_bottom[], boot_entry_stack_top[], boot_stack_guard[],
-    boot_stack_bottom[], boot_stack_top[];
+extern "C" char aarch64_vectors[];
 
 namespace pagoda::aarch64 {
 namespace {
-
-using Format = arch::PageTableFormat;
 
 // Each exception class's name (ESR_EL1.EC), as the kernel's reports print them. The tools print the
 // same names: they read this very table from the ELF (PAGODA_FACT_NAMES below, lib/facts.hpp).
@@ -119,145 +117,19 @@ namespace {
 
 const char* class_name(u64 ec) { return exception_class_name(ec); }
 
-constexpr const char* kVectorTypeNames[] = {"synchronous exception", "IRQ", "FIQ", "SError"};
-constexpr const char* kVectorOriginNames[] = {"current EL on SP_EL0", "current EL on SP_EL1", "lower EL (AArch64)",
-                                              "lower EL (AArch32)"};
-
 /// The fault statuses that carry no level (the four that do are decoded in describe_abort).
 const char* fault_status_name(u64 status) { return name_in(kFaultStatusNames, status, "reserved fault status"); }
 
-/// What an abort's access tried to do, from its syndrome and the level it came from.
+}  // namespace
+
 Access abort_access(const TrapFrame& f) {
   return Access{.write = is_data_abort(f.esr) && (f.esr & kIssWnR) && !(f.esr & kIssCm),
                 .execute = !is_data_abort(f.esr), .user = f.from_el() == 0};
 }
 
-/// True when @p f is an abort with a valid fault address: what the page-fault path handles.
 bool is_translation_abort(const TrapFrame& f) {
   return f.type() == VectorType::Synchronous && is_abort(f.esr) && !(f.esr & kIssFnV);
 }
-
-void print_spsr(FormatSink& sink, u64 spsr) {
-  constexpr const char* kModes[] = {"EL0t", "?", "?", "?", "EL1t", "EL1h", "?", "?",
-                                    "EL2t", "EL2h", "?", "?", "EL3t", "EL3h", "?", "?"};
-  format_to(sink, "({}, masked:{}{}{}{}{})", kModes[spsr & 0xf], (spsr >> 9) & 1 ? " D" : "",
-            (spsr >> 8) & 1 ? " A" : "", (spsr >> 7) & 1 ? " I" : "", (spsr >> 6) & 1 ? " F" : "",
-            (spsr & kPstatePan) ? ", PAN" : "");
-}
-
-/// Prints the full report of an exception: what, where, why, and every register.
-void report_exception(const TrapFrame& f) {
-  const u64 ec = esr_class(f.esr);
-  const bool user = f.from_el() == 0;
-  if (f.type() == VectorType::Synchronous) {
-    println("TRAP: {} (EC {:#04x}) in {} mode, EL{}", class_name(ec), ec, user ? "user" : "kernel", f.from_el());
-  } else {
-    println("TRAP: {} from the {} in {} mode, EL{}", kVectorTypeNames[u64(f.type())], kVectorOriginNames[u64(f.origin())],
-            user ? "user" : "kernel", f.from_el());
-  }
-  print("  ESR {:#010x}", f.esr);
-  if (f.type() == VectorType::Synchronous && is_abort(f.esr)) {
-    print(": ");
-    describe_abort(console_sink(), f.esr);
-  } else {
-    print(": EC {:#04x} IL {} ISS {:#09x}", ec, (f.esr >> 25) & 1, f.esr & kEsrIssMask);
-  }
-  println("");
-  const bool has_far = is_translation_abort(f);
-  if (has_far) println("  FAR {:#018x}  (the address that faulted)", f.far);
-  print("  ELR {:#018x}  SPSR {:#010x} ", f.elr, f.spsr);
-  print_spsr(console_sink(), f.spsr);
-  println("");
-  println("  SP  {:#018x}  TTBR0 {:#018x}  TTBR1 {:#018x}", f.sp, PAGODA_READ_SYSREG("ttbr0_el1"),
-          PAGODA_READ_SYSREG("ttbr1_el1"));
-  for (usize i = 0; i < 30; i += 3)
-    println("  X{:<2} {:#018x}  X{:<2} {:#018x}  X{:<2} {:#018x}", i, f.x[i], i + 1, f.x[i + 1], i + 2, f.x[i + 2]);
-  println("  X30 {:#018x}  (LR)", f.x[30]);
-  if (has_far) {
-    const VirtAddr far(f.far);
-    const bool upper = Format::in_upper_range(far);
-    println("  FAR is in {}'s range{}", upper ? "TTBR1_EL1" : "TTBR0_EL1",
-            upper ? " (the kernel half, one root for every address space)" : " (the lower half)");
-    print("  ");
-    vm::report_fault(console_sink(), far, abort_access(f));
-    const Walk walk = vm::walk_active(far);
-    if (walk.mapped() && walk.perms.user && f.from_el() != 0 && (f.spsr & kPstatePan))
-      println("  (PSTATE.PAN was set: the kernel may not touch a page EL0 can access)");
-  }
-}
-
-/// A frame the vector entry built on the overflow stack (vectors.S, kstack_check) while the
-/// frame would not start in a guard: the running stack is not mapped in the live roots. Says
-/// so, with the walk.
-void report_unmapped_stack(const TrapFrame& f) {
-  const VirtAddr below(f.sp - TRAP_FRAME_SIZE);  // where the frame would have started
-  const bool entry = f.sp > reinterpret_cast<u64>(boot_entry_stack_bottom) &&
-                     f.sp <= reinterpret_cast<u64>(boot_entry_stack_top);
-  println("KERNEL STACK NOT MAPPED: the stack pointer {:#x}{} is not mapped in the live roots (TTBR0 {:#x}, "
-          "TTBR1 {:#x}): the exception could not push its frame there, so the vector entry, which checks where the "
-          "frame would go before it pushes anything, moved to the overflow stack. The running stack was taken away "
-          "under the CPU: a switch to a root that lacks it (the pre-switch check was off), or an unmap of it "
-          "while in use",
-          f.sp, entry ? " (the boot stub's low entry stack)" : "", hw::read_ttbr0().root.value(),
-          hw::read_ttbr1().value());
-  print("  ");
-  vm::report_fault(console_sink(), below, Access{.write = true});
-}
-
-/// A frame the vector entry built on the overflow stack (vectors.S, kstack_check): the stack
-/// pointer, or the abort's address, lies in the guard below a kernel stack. Says so, with the
-/// stack's bounds; false when no guard was hit (the stack is not mapped at all).
-bool report_stack_overflow(const TrapFrame& f) {
-  const bool has_far = is_translation_abort(f);
-  // The kernel's own stack (boot_stack, boot.S) has a guard page below it too.
-  const u64 guard = reinterpret_cast<u64>(boot_stack_guard);
-  const u64 candidates[] = {has_far ? f.far : ~u64{0}, f.sp, f.sp - TRAP_FRAME_SIZE};
-  for (const u64 at : candidates) {
-    if (at - guard >= kPageSize) continue;
-    println("KERNEL STACK OVERFLOW: the kernel's own stack (boot_stack [{:#x}, {:#x})) ran into its guard page at {:#x} "
-            "(SP {:#x}, FAR {:#x}); the exception could not be taken on that stack, so the vector entry moved to the "
-            "overflow stack",
-            reinterpret_cast<u64>(boot_stack_bottom), reinterpret_cast<u64>(boot_stack_top), guard, f.sp,
-            has_far ? f.far : 0);
-    return true;
-  }
-  proc::StackRange hit = has_far ? proc::guard_hit(f.far) : proc::StackRange{};
-  u64 where = f.far;
-  if (hit.empty()) {
-    hit = proc::guard_hit(f.sp);
-    where = f.sp;
-  }
-  if (hit.empty()) {
-    where = f.sp - TRAP_FRAME_SIZE;
-    hit = proc::guard_hit(where);
-  }
-  if (hit.empty()) return false;
-  println("KERNEL STACK OVERFLOW: the kernel stack of slot {} [{:#x}, {:#x}) ran into its guard page at {:#x} "
-          "(SP {:#x}, FAR {:#x}); the exception could not be taken on that stack, so the vector entry, which checks "
-          "SP against the stack's guard before it pushes anything, moved to the overflow stack",
-          hit.slot, hit.bottom, hit.top, align_down(where, kPageSize), f.sp, has_far ? f.far : 0);
-  return true;
-}
-
-/// @p f as the report of a fault taken while another was being reported names it.
-vm::TrapSite trap_site(const TrapFrame& f) {
-  return {class_name(esr_class(f.esr)), nullptr, "ELR", f.elr, "FAR", f.far, nullptr, 0, f.from_el() == 0,
-          is_translation_abort(f)};
-}
-
-/// Marks the report of @p f as under way for as long as it lives (vm::ReportingFault).
-struct Reporting : vm::ReportingFault {
-  explicit Reporting(const TrapFrame& f) : vm::ReportingFault(trap_site(f)) {}
-};
-
-/// The vector entries for exceptions from EL0 (the third quarter of the table): the first thing
-/// they do is push a frame on SP_EL1, the EL1 stack a trap from user mode lands on.
-bool in_lower_el_vectors(u64 pc) {
-  const u64 table = reinterpret_cast<u64>(aarch64_vectors);
-  return pc >= table + 0x400 && pc < table + 0x600;
-}
-
-}  // namespace
 
 /// Writes the meaning of an abort's syndrome, in this exact shape (the grader relies on it):
 ///     "<fault> at level <n>, <read|write|instruction fetch>"
@@ -302,27 +174,15 @@ extern "C" void aarch64_trap(pagoda::aarch64::TrapFrame* frame) {
     pagoda::vm::report_nested_fault(trap_site(*frame));
   if (frame->overflowed()) {
     const Reporting reporting(*frame);
-    if (in_lower_el_vectors(frame->elr)) {
-      // The entry of an exception from EL0 could not push its frame on SP_EL1.
-      const pagoda::uptr top = frame->sp + TRAP_FRAME_SIZE;
-      char why[400];
-      pagoda::BufferSink sink(why, sizeof why);
-      if (!pagoda::proc::explain_user_trap_stack(sink, "the EL1 stack (SP_EL1)", top))
-        pagoda::format_to(sink, "SP_EL1 {:#x} is the process's own kernel stack", top);
-      pagoda::println("TRAP FROM USER MODE WITHOUT A KERNEL STACK: an exception from user mode could not push its "
-                      "frame on the EL1 stack, so the kernel's vector moved to the overflow stack: {}",
-                      sink.view());
-      report_unmapped_stack(*frame);
-      report_exception(*frame);
-      pagoda::panic("the kernel stack for traps from user mode is wrong: {}", sink.view());
+    char why[400];
+    pagoda::BufferSink sink(why, sizeof why);
+    switch (report_overflowed(*frame, sink)) {
+      case Overflowed::TrapStack: pagoda::panic("the kernel stack for traps from user mode is wrong: {}", sink.view());
+      case Overflowed::Unmapped:
+        pagoda::panic("kernel stack not mapped: the running stack at {:#x} was taken away under the CPU", frame->sp);
+      case Overflowed::Guard:
+        pagoda::panic("kernel stack overflow: a guard page was hit (the stack's owner recursed or used too much stack)");
     }
-    if (!report_stack_overflow(*frame)) {
-      report_unmapped_stack(*frame);
-      report_exception(*frame);
-      pagoda::panic("kernel stack not mapped: the running stack at {:#x} was taken away under the CPU", frame->sp);
-    }
-    report_exception(*frame);
-    pagoda::panic("kernel stack overflow: a guard page was hit (the stack's owner recursed or used too much stack)");
   }
   const bool from_user = frame->origin() == VectorOrigin::LowerElAarch64;
   // A trap from EL0 lands on SP_EL1: the running process's own kernel stack, or the switch to
@@ -376,16 +236,10 @@ extern "C" void aarch64_trap(pagoda::aarch64::TrapFrame* frame) {
     const pagoda::u64 ec = esr_class(frame->esr);
     char why[400] = {};
     if (is_translation_abort(*frame)) {
-      // The panic line carries the cause: what the access was, where the address lies, and what
-      // the walk found (the report above has the whole walk).
+      // The panic line carries the cause (the report above has the whole walk).
       const Reporting reporting(*frame);
       pagoda::BufferSink sink(why, sizeof why);
-      const pagoda::Access access = abort_access(*frame);
-      pagoda::format_to(sink, ": {} {:#x} ", access.execute ? "fetch from" : access.write ? "write to" : "read of",
-                        frame->far);
-      pagoda::proc::describe_address(sink, frame->far);
-      pagoda::format_to(sink, ": ");
-      pagoda::explain_fault(sink, pagoda::vm::walk_active(pagoda::VirtAddr(frame->far)), access);
+      describe_kernel_abort(sink, *frame);
     }
     pagoda::panic("unhandled {} (EC {:#04x}) in {} mode at ELR {:#x}{}", class_name(ec), ec,
                   frame->from_el() == 0 ? "user" : "kernel", frame->elr, pagoda::StringView(why));

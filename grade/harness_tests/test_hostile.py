@@ -32,6 +32,8 @@ def test_fixture_loses_the_points_it_targets(name, fixture_kernels, tmp_path):
         assert outcome == "failed", f"{name} scored {test_id}"
         assert words in reason, f"{name}/{test_id}: {reason[:600]}"
         assert f"fixture {name}" in reason or name == "decoy", "the fixture's replacement did not run"
+        # (the line that boots the failed boot again names the fixture, not the tree's own kernel)
+        assert f"./pagoda gdb --kernel build/x86_64/fixtures/{name}.elf -- --cmdline 'token=" in reason, reason[-3000:]
 
 
 @pytest.mark.parametrize("arch", ["x86_64", "aarch64"])

@@ -16,20 +16,21 @@ import functools
 import os
 import re
 import select
+import shlex
 import shutil
 import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
 
-from pagoda_core import faultlog, kernelinfo, qemu, speed
+from pagoda_core import faultlog, kernelinfo, paths, qemu, speed
 from pagoda_core.ui import PagodaError
 from pagoda_core.symbolize import Symbolizer
 from pagoda_pt.isa import isa
 from pagoda_pt.kernelnames import NO_NAMES, KernelNames
 
 from .outcomes import (CHECKED, ENDED, LOG_LIMIT, OUTPUT_LIMIT, STORM, TIMEOUT, BootEnded, GradeFailure, findings,
-                       never_reached_reason, panic_line, shown, watch_note)
+                       kill_lines, never_reached_reason, panic_line, shown, watch_note)
 from .idle import IDLE_STOP, IdleWatch
 from .proof import new_token, proof
 from .rsp import RspError
@@ -49,6 +50,14 @@ LOG_KEEP_TAIL = 1024 * 1024
 # reads at a time (a storm writes tens of MB a second; 64 identical exceptions fit in 100 KB).
 POLL_SECONDS = 0.05
 LOG_READ_BYTES = 256 * 1024
+
+
+# Replaces `./pagoda gdb` in the line that boots a failed test's boot again (Booter.replay).
+GDB_ENV = "PAGODA_GRADE_GDB"
+
+
+def token_line(token):
+    return f"boot token {token} (PAGODA_GRADE_TOKEN={token} repeats the grader's choices)"
 
 
 def name_code(symbolizer, address):
@@ -227,7 +236,7 @@ class Run:
         seen = watch_note(self.watch_problems, "\n".join(parts))
         if seen:
             parts.append(seen)
-        parts.append(f"boot token {self.token} (PAGODA_GRADE_TOKEN={self.token} repeats the grader's choices)")
+        parts.append(token_line(self.token))
         tail = self.symbolizer.annotate(self.lines[-TAIL_LINES:])
         parts.append(f"last {len(tail)} lines of serial output (full log: {self.serial_log}; "
                      f"QEMU log: {self.qemu_log}):")
@@ -301,6 +310,7 @@ class Session:
         self._log_offset = 0
         self._last_poll = 0.0
         self._line_start = 0
+        self.fed = False    # the grader gave inputs in guest RAM or on the console (not on the command line)
 
     def stop(self, kind, reason):
         """Ends the boot now, recording why (the first reason wins)."""
@@ -392,6 +402,7 @@ class Session:
 
     def send(self, text):
         """Types @p text on the guest's serial console."""
+        self.fed = True
         try:
             self.proc.stdin.write(text.encode())
             self.proc.stdin.flush()
@@ -443,6 +454,7 @@ class Booter:
         # The guest RAM of the last boots (audit.Remains), kept for the audit at a failure.
         self.kept_ram = []
         self.last_boot = None   # (token, directory) of the last boot, for failures outside Run.fail
+        self.replays = []       # (token, the `./pagoda gdb` line that boots it again) of each boot
 
     def keep_ram(self, remains):
         """Keeps @p remains for the Run; gives back all but the last KEPT_RAM boots' RAM."""
@@ -564,11 +576,53 @@ class Booter:
                   witness_failure=witness_failure, watch_problems=self.watch_problems, remains=self._remains,
                   swap_image=disk.image if disk else None)
         self.last_boot = (token, directory)
+        self.replays.append((token, self.replay(run, session.fed)))
         if self._remains is not None:
             self._remains.boot = self.last_boot
         if witness_error is not None:
             run.fail(str(witness_error))
         return run
+
+    def replay(self, run, fed):
+        """The line that boots @p run again in GDB: the same kernel and command line, stopped where
+        it died (a kill: --stop-at-kill; a panic: ./pagoda gdb's own breakpoint on panic_end; a
+        triple fault or an exception storm: --int-log, for fault-why to name the first fault).
+        PAGODA_GRADE_GDB replaces `./pagoda gdb --kernel ELF` where that is another command (a
+        hunt's tree is debugged with `./pagoda hunt gdb`)."""
+        words = (os.environ.get(GDB_ENV) or "./pagoda gdb").split() + ["--arch", run.arch] * (run.arch != paths.DEFAULT_ARCH)
+        elf = os.path.abspath(self.kernel)
+        if GDB_ENV not in os.environ and elf != os.path.abspath(paths.kernel_elf(run.arch)):
+            words += ["--kernel", os.path.relpath(elf, paths.ROOT) if elf.startswith(paths.ROOT + os.sep) else elf]
+        outcome = run.outcome()
+        # (neutral words: this line may be a failure's second, which `labs mutants` reads for the cause)
+        if kill_lines(run.lines, at_most=1):
+            words.append("--stop-at-kill")
+            where = "it stops where the kernel kills a process"
+        elif outcome == "failure" and panic_line("\n".join(run.lines)):
+            where = "it stops at the kernel's panic"
+        elif outcome in ("triple fault", STORM):
+            words.append("--int-log")
+            where = "the machine stops at a triple fault, or loops: Ctrl-C; fault-why names the fault that began it"
+        else:
+            where = "nothing died in it: it runs to its end"
+        words += ["--"] + ["-m", run.memory] * (run.memory != qemu.DEFAULT_MEMORY) + ["--cmdline", run.cmdline]
+        fed = "; the grader also gave it inputs in its RAM or on its console, which this boot does not get" * fed
+        return f"in GDB, the same kernel and command line ({where}{fed}): {shlex.join(words)}"
+
+    def with_replay(self, reason):
+        """@p reason with the replay() line of the boot it names after its token line; without
+        one, the last boot's token line and replay() line at its end (never its first two lines,
+        where `labs mutants` looks for the cause). Unchanged when the test booted nothing."""
+        if not self.replays:
+            return reason
+        lines = reason.splitlines()
+        at = next((i for i, l in enumerate(lines) if l.startswith("boot token ")), None)
+        if at is None:
+            lines.append(token_line(self.replays[-1][0]))
+            at = len(lines) - 1
+        named = lines[at].split()[2]
+        lines.insert(at + 1, next((r for t, r in reversed(self.replays) if t == named), self.replays[-1][1]))
+        return "\n".join(lines)
 
     def unexplained_problem(self):
         """Raises GradeFailure with the first broken invariant or watch problem of this test's boots
@@ -614,7 +668,7 @@ class Booter:
         if boot is None:
             return ""
         token, directory = boot
-        return (f"\nboot token {token} (PAGODA_GRADE_TOKEN={token} repeats the grader's choices)"
+        return (f"\n{token_line(token)}"
                 f"\nthat boot's logs (full log: {os.path.join(directory, 'serial.log')}; "
                 f"QEMU log: {os.path.join(directory, 'qemu.log')})")
 

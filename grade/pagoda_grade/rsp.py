@@ -328,9 +328,6 @@ class RspClient:
             raise RspError(f"cannot read register {name}: {reply!r}")
         return int.from_bytes(bytes.fromhex(reply), "little")
 
-    def read_registers(self, names):
-        return {n: self.read_register(n) for n in names}
-
     # ---- memory --------------------------------------------------------------------------------
 
     def physical(self, on):

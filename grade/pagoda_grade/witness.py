@@ -1104,10 +1104,12 @@ class Guest:
         return self.client.read_memory(va, size)
 
     def write(self, va, data):
+        self.session.fed = True
         self.client.write_memory(va, data)
 
     def write_phys(self, pa, data):
         """Writes @p data into guest RAM at physical @p pa (through the gdbstub, while stopped)."""
+        self.session.fed = True
         self.client.write_memory(pa, data, physical=True)
 
     def fill_phys(self, pa, size, value):

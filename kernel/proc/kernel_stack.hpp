@@ -88,6 +88,20 @@ struct StackRange {
 };
 StackRange stack_containing(uptr address);
 
+/// The slot of the area that @p address lies in (its guard or its stack), or kKernelStackSlots
+/// outside the area.
+inline usize kernel_stack_slot(uptr address) {
+  if (address < layout::kStackBase) return kKernelStackSlots;
+  const u64 slot = (address - layout::kStackBase) / kKernelStackStride;
+  return slot < kKernelStackSlots ? usize(slot) : kKernelStackSlots;
+}
+
+/// The stack [bottom, top) of slot @p slot (< kKernelStackSlots), whether or not it holds one.
+inline StackRange kernel_stack_range(usize slot) {
+  const uptr bottom = layout::kStackBase + slot * kKernelStackStride + kKernelStackGuard;
+  return {bottom, bottom + kKernelStackSize, u32(slot)};
+}
+
 /// When @p address lies in the guard of a slot in use: that slot's stack (what ran over it);
 /// empty otherwise.
 StackRange guard_hit(uptr address);

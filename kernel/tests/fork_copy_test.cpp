@@ -1,3 +1,4 @@
+// LAB 6 BEGIN copy_mappings() is the reference's own walk (mm/space/fork_copy.hpp): no branch of lab 6 or earlier holds it, nor this test
 // copy_mappings() (mm/space/fork_copy.hpp), fork's walk a leaf table at a time, over simulated
 // physical memory, on every ISA's format: what it writes must be exactly what the page-by-page
 // cursor operations would (protect() for the parent's narrowed entries, map() for the child's
@@ -257,3 +258,4 @@ TYPED_TEST(ForkCopyTest, NoMemoryForTheChildsTablesIsAnError) {
 
 }  // namespace
 }  // namespace pagoda
+// LAB 6 END

@@ -1,5 +1,14 @@
 #include "host_support.hpp"
 
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
 #include "core/panic.hpp"
 
 namespace pagoda {
@@ -36,5 +45,60 @@ std::string take_console() {
   return out;
 }
 }  // namespace host
+
+namespace {
+
+// Every host test has a time limit that fails it, however it is run (./pagoda test, ctest, the
+// binary itself): a loop that never ends (a merge that never finishes) must not hang the run.
+// The limit is CPU time, which a busy machine does not stretch (the dearest test uses about 1 s
+// of it), with a wall-clock limit for a test that waits without computing, scaled by
+// PAGODA_SPEED_FACTOR when ./pagoda test exported it (the machine's speed and load: only the
+// wall clock is slowed by the load). Reached, it names the test and ends the binary (status
+// 124): nothing can stop a test that never returns and go on with the next.
+constexpr double kCpuSeconds = 20;
+constexpr double kWallSeconds = 300;
+
+char g_cpu_timeout[640];   // what time_out() says, written before the test starts
+char g_wall_timeout[640];
+
+void time_out(int sig) {
+  const char* text = sig == SIGXCPU ? g_cpu_timeout : g_wall_timeout;
+  for (std::size_t n = std::strlen(text); n > 0;) {
+    const ssize_t k = write(2, text, n);
+    if (k <= 0) break;
+    text += k;
+    n -= static_cast<std::size_t>(k);
+  }
+  _exit(124);
+}
+
+class Watchdog final : public testing::EmptyTestEventListener {
+ public:
+  void OnTestStart(const testing::TestInfo& test) override {
+    const char* factor = std::getenv("PAGODA_SPEED_FACTOR");
+    const double scale = factor != nullptr && std::atof(factor) > 1 ? std::atof(factor) : 1;
+    const char* why = "(its time limit, kernel/tests/host_support.cpp): a loop that never ends?";
+    std::snprintf(g_cpu_timeout, sizeof g_cpu_timeout, "\n[ TIMEOUT  ] %s.%s used more than %.0f s of CPU time %s\n",
+                  test.test_suite_name(), test.name(), kCpuSeconds, why);
+    std::snprintf(g_wall_timeout, sizeof g_wall_timeout, "\n[ TIMEOUT  ] %s.%s ran for more than %.0f s %s\n",
+                  test.test_suite_name(), test.name(), kWallSeconds * scale, why);
+    signal(SIGXCPU, time_out);
+    signal(SIGALRM, time_out);
+    rusage used{};
+    rlimit cpu{};
+    if (getrusage(RUSAGE_SELF, &used) == 0 && getrlimit(RLIMIT_CPU, &cpu) == 0) {
+      const rlim_t limit = static_cast<rlim_t>(used.ru_utime.tv_sec + used.ru_stime.tv_sec + 1 + kCpuSeconds);
+      cpu.rlim_cur = cpu.rlim_max == RLIM_INFINITY || limit < cpu.rlim_max ? limit : cpu.rlim_max;
+      setrlimit(RLIMIT_CPU, &cpu);
+    }
+    alarm(static_cast<unsigned>(kWallSeconds * scale));
+  }
+  void OnTestEnd(const testing::TestInfo&) override { alarm(0); }
+};
+
+// (Appended before main(): gtest_main's RUN_ALL_TESTS() reports to it.)
+[[maybe_unused]] const bool g_watchdog = (testing::UnitTest::GetInstance()->listeners().Append(new Watchdog), true);
+
+}  // namespace
 
 }  // namespace pagoda

@@ -340,8 +340,9 @@ class Batch:
                 f"--pagoda-kernel={kernel}", f"--pagoda-lab={self.lab}",
                 *manifest.test_files(self.lab, os.path.join(self.root, "grade"))]
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "PYTEST", "PAGODA_GRADE_"))}
+        # (a failure's replay line is for the student, whose own tree builds this kernel: no --kernel)
         env.update(PAGODA_GRADE_LOGS=os.path.join(base, "boots"), PAGODA_GRADE_SOURCE=self.root,
-                   PYTEST_DISABLE_PLUGIN_AUTOLOAD="1")
+                   PAGODA_GRADE_GDB="./pagoda gdb", PYTEST_DISABLE_PLUGIN_AUTOLOAD="1")
         if self.user_dir:
             env["PAGODA_GRADE_USER_DIR"] = self.user_dir
         if os.path.exists(os.path.join(base, slips.ANSWER_FILE)):

@@ -2,7 +2,8 @@
 a token, without saying which: the student finds it with the tools (the grade's first lines,
 the kernel's own report, fault-why in GDB) and names it, or fixes it.
 
-    ./pagoda hunt [--arch A] [--lab N] [--token T]   start a hunt (or go on with the current one)
+    ./pagoda hunt [--arch A] [--lab N] [--token T]   go on with the current hunt, or start one
+    ./pagoda hunt --new [--arch A] [--lab N]         start another hunt (the current one stays)
     ./pagoda hunt --list                             what can be drawn here (counts, no titles)
     ./pagoda hunt grade                              grade the slip's lab on the hunt's kernel
     ./pagoda hunt run [-- RUN_OPTIONS]               boot it (options as for ./pagoda run)
@@ -18,8 +19,12 @@ the kernel's own report, fault-why in GDB) and names it, or fixes it.
 Where the slips come from: in the instructor's tree, labs/NN-name/mutants/*.toml (the same files
 `./pagoda labs mutants` checks); in a student's repository, labs/hunts.pack, which `./pagoda labs
 publish` writes into branch labN with the slips of labs before N (whose solution that branch
-shows anyway), compressed so that it is not read by accident. Only slips whose edits apply to
-this tree can be drawn (a student's own code for an earlier lab may differ from the reference).
+shows anyway), compressed so that it is not read by accident.
+
+Every slip can be drawn, whatever code this tree holds: the slip goes into the code it was made
+and checked for, the reference's. On a student's branch labN the hunt's tree is the branch as it
+was published (the commit that made it labN: every lab before N the reference's, even after
+`./pagoda lab start` put your own code there); in the instructor's tree, a copy of it.
 
 The token picks the slip: the same token, ISA and set of slips draw the same one anywhere, so an
 instructor can hand each student a token (PAGODA_HUNT_TOKEN or --token). A hunt keeps its own
@@ -40,8 +45,7 @@ import subprocess
 
 from . import mutants, publish
 from pagoda_core import paths
-from pagoda_core.slips import (ANSWER_FILE, PACK_PATH, applies, candidates, draw, judge,
-                                 slip_records)
+from pagoda_core.slips import ANSWER_FILE, PACK_PATH, candidates, draw, judge, slip_records
 from pagoda_core.ui import PagodaError, info
 
 HUNT_DIR = os.path.join("build", "hunt")
@@ -89,11 +93,6 @@ def copy_tree(root, dest):
             continue
         os.makedirs(os.path.dirname(out), exist_ok=True)
         shutil.copy2(src, out)
-    # The hunt's copy draws from what this tree holds, never from anything of its own.
-    if os.path.exists(os.path.join(dest, PACK_PATH)):
-        os.remove(os.path.join(dest, PACK_PATH))
-    for folder in os.listdir(os.path.join(dest, "labs")):
-        shutil.rmtree(os.path.join(dest, "labs", folder, "mutants"), ignore_errors=True)
 
 
 def apply(tree, record):
@@ -107,6 +106,29 @@ def apply(tree, record):
             f.write(text.replace(find, replace))
 
 
+def make_tree(record, tree):
+    """The hunt's tree at @p tree, the slip put in: on a student's branch, the branch as it was
+    published (the commit that wrote its .pagoda-lab: `lab start` merges keep it); elsewhere (main)
+    a copy of this tree."""
+    log = subprocess.run(["git", "log", "-1", "--format=%H", "--", publish.LAB_FILE], cwd=paths.ROOT,
+                         capture_output=True, text=True)
+    commit = log.stdout.strip() if log.returncode == 0 else ""
+    if not commit:
+        copy_tree(paths.ROOT, tree)
+    else:
+        os.makedirs(tree)
+        archive = subprocess.run(["git", "archive", commit], cwd=paths.ROOT, capture_output=True)
+        if archive.returncode or subprocess.run(["tar", "-x", "-C", tree], input=archive.stdout).returncode:
+            raise PagodaError(f"cannot read commit {commit[:12]}: {archive.stderr.decode(errors='replace').strip()}")
+        info(f"hunt: its tree is this branch as published (commit {commit[:12]}), every lab before it the reference's")
+    # The hunt's copy draws from what this tree holds, never from anything of its own.
+    if os.path.exists(os.path.join(tree, PACK_PATH)):
+        os.remove(os.path.join(tree, PACK_PATH))
+    for folder in os.listdir(os.path.join(tree, "labs")):
+        shutil.rmtree(os.path.join(tree, "labs", folder, "mutants"), ignore_errors=True)
+    apply(tree, record)
+
+
 def start(arch, labs=None, token=None):
     """Makes (or finds) the hunt of @p token (a new one when None); returns (token, state)."""
     token = token or os.environ.get("PAGODA_HUNT_TOKEN") or secrets.token_hex(4)
@@ -117,20 +139,16 @@ def start(arch, labs=None, token=None):
         save_state(token, state)
         return token, state
     # The draw does not depend on this tree's code (a graded hunt's grader draws it again from its
-    # own copy of the slips); a slip that cannot go into this tree needs another token.
+    # own copy of the slips): the slip goes into the reference's code (make_tree()).
     pool = candidates(slip_records(paths.ROOT), arch, labs)
     record = draw(pool, token, arch)
     if record is None:
         raise PagodaError("no slip can be drawn here" + (f" for lab(s) {', '.join(map(str, labs))}" if labs else "")
                           + f" on {arch}: this tree has no labs/*/mutants or labs/hunts.pack")
-    if not applies(paths.ROOT, record):
-        raise PagodaError(f"the slip token {token} draws is in code of lab {record['lab']} that differs here from the "
-                          "reference (your own version of it?): start a hunt with another token")
     tree = os.path.join(hunt_dir(token), "tree")
     shutil.rmtree(tree, ignore_errors=True)
-    info(f"hunt {token}: copying the tree to {os.path.relpath(tree, paths.ROOT)} and putting one slip in it")
-    copy_tree(paths.ROOT, tree)
-    apply(tree, record)
+    info(f"hunt {token}: making its tree in {os.path.relpath(tree, paths.ROOT)} and putting one slip in it")
+    make_tree(record, tree)
     state = {"token": token, "arch": arch, "lab": record["lab"], "slip": record["slug"],
              "fingerprint": hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:16],
              "pool": len(pool), "answers": [], "solved": False}
@@ -148,7 +166,9 @@ def record_of(state):
 
 def tree_pagoda(state, *words, check=False):
     tree = os.path.join(hunt_dir(state["token"]), "tree")
-    return subprocess.run([paths.SYSTEM_PYTHON, os.path.join(tree, "pagoda"), *words], cwd=tree, check=check)
+    # (a failure's line that boots it again in GDB is typed here, in this tree: ./pagoda hunt gdb)
+    env = dict(os.environ, PAGODA_GRADE_GDB="./pagoda hunt gdb")
+    return subprocess.run([paths.SYSTEM_PYTHON, os.path.join(tree, "pagoda"), *words], cwd=tree, check=check, env=env)
 
 
 def write_answer(state, function, category):
@@ -169,10 +189,13 @@ ACTIONS = ("start", "grade", "run", "gdb", "answer", "fix", "reveal")
 def cmd_hunt(args):
     action = args.words[0] if args.words and args.words[0] in ACTIONS else "start"
     rest = args.words[1:] if args.words and args.words[0] in ACTIONS else args.words
+    if action in ("answer", "reveal", "fix") and any(w in ("-h", "--help") for w in rest):
+        print(__doc__.split("\n\n")[1])     # (never an answer, a reveal or a grade)
+        return 0
     if args.list:
         records = slip_records(paths.ROOT)
         for arch in paths.ARCHES:
-            pool = candidates(records, arch, args.lab, paths.ROOT)
+            pool = candidates(records, arch, args.lab)
             by_lab = {}
             for r in pool:
                 by_lab[r["lab"]] = by_lab.get(r["lab"], 0) + 1
@@ -180,14 +203,23 @@ def cmd_hunt(args):
                  + (": " + ", ".join(f"lab {n}: {k}" for n, k in sorted(by_lab.items())) if by_lab else ""))
         return 0
     if action == "start":
-        token, state = start(args.arch, args.lab, args.token or (rest[0] if rest else None))
+        token = args.token or (rest[0] if rest else None) or os.environ.get("PAGODA_HUNT_TOKEN")
+        current = load_state(current_token()) if current_token() and not token and not args.new else None
+        done = current is not None and any(current.get(k) for k in ("solved", "revealed", "fixed"))
+        if current is not None and not done and (args.arch or current["arch"]) == current["arch"] \
+                and (not args.lab or current["lab"] in args.lab):
+            info(f"hunt {current['token']} ({current['arch']}) goes on: a slip of lab {current['lab']}, drawn from "
+                 f"{current['pool']} slips; {len(current['answers'])} answer(s) so far (./pagoda hunt --new starts "
+                 "another; ./pagoda hunt grade grades it again)")
+            _next_steps(current["token"])
+            return 0
+        if done:
+            info(f"hunt {current['token']} is over ({'solved' if current.get('solved') else 'revealed'}): a new one")
+        token, state = start(args.arch or paths.DEFAULT_ARCH, args.lab, token)
         info(f"hunt {token} ({state['arch']}): a kernel with one slip, drawn from {state['pool']} slips "
              f"here. Grading lab {state['lab']} on it (the first failing test says what goes wrong):")
         tree_pagoda(state, "grade", f"lab{state['lab']}", "--arch", state["arch"], "--first-failure")
-        info(f"now debug it: ./pagoda hunt gdb --stop-at-kill -- --cmdline run=PROGRAM  (or ./pagoda hunt run);\n"
-             f"name the cause: ./pagoda hunt answer FUNCTION --category KIND  (kinds: "
-             f"{', '.join(_categories())});\n"
-             f"or fix it in {os.path.relpath(os.path.join(hunt_dir(token), 'tree'), paths.ROOT)} and: ./pagoda hunt fix")
+        _next_steps(token)
         return 0
     token = args.token or current_token()
     state = load_state(token) if token else None
@@ -213,8 +245,9 @@ def cmd_hunt(args):
             category = rest[at + 1] if at + 1 < len(rest) else ""
             rest = rest[:at] + rest[at + 2:]
         args.category = category
-        if not rest:
-            raise PagodaError("name the function the slip is in: ./pagoda hunt answer FUNCTION [--category KIND]")
+        if not rest or rest[0].startswith("-"):
+            raise PagodaError("name the function the slip is in: ./pagoda hunt answer FUNCTION [--category KIND]"
+                              + (f" ({rest[0]} is no function name)" if rest else ""))
         function = rest[0]
         points, sentence = judge(record_of(state), function, args.category)
         state["answers"].append({"function": function, "category": args.category, "points": points})
@@ -237,6 +270,12 @@ def cmd_hunt(args):
     raise PagodaError(f"unknown hunt action {action}")
 
 
+def _next_steps(token):
+    info(f"now debug it: ./pagoda hunt gdb --stop-at-kill -- --cmdline run=PROGRAM  (or ./pagoda hunt run);\n"
+         f"name the cause: ./pagoda hunt answer FUNCTION --category KIND  (kinds: {', '.join(_categories())});\n"
+         f"or fix it in {os.path.relpath(os.path.join(hunt_dir(token), 'tree'), paths.ROOT)} and: ./pagoda hunt fix")
+
+
 def _categories():
     return mutants.CATEGORIES
 
@@ -246,11 +285,13 @@ def add_parser(sub):
         "hunt", help="a bug hunt: a kernel with one hidden realistic slip to find",
         description=__doc__.split("\n\n")[0] + "\n\n" + "\n".join(__doc__.split("\n\n")[1].splitlines()),
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--arch", choices=paths.ARCHES, default=paths.DEFAULT_ARCH)
+    p.add_argument("--arch", choices=paths.ARCHES, help=f"the hunt's ISA (default: the current hunt's, else "
+                                                          f"{paths.DEFAULT_ARCH})")
     p.add_argument("--lab", type=int, action="append", metavar="N", help="draw only from lab N's slips (repeatable)")
     p.add_argument("--token", help="the hunt's token (default: a new one, or the current hunt's)")
     p.add_argument("--category", help="with answer: the kind of slip")
     p.add_argument("--list", action="store_true", help="how many slips can be drawn here, per ISA and lab")
+    p.add_argument("--new", action="store_true", help="start a new hunt even when one is going on")
     p.add_argument("words", nargs=argparse.REMAINDER,
                    help=f"an action ({', '.join(ACTIONS)}) and its words")
     p.set_defaults(func=cmd_hunt)

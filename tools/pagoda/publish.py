@@ -187,6 +187,14 @@ def resolved(src, lab):
     return data
 
 
+def in_tree(src, lab):
+    """Whether the lab-@p lab tree holds @p src: not a hidden test, not staff material, and not a
+    file that is all in regions publishing as nothing (a later lab's, without a skeleton)."""
+    if is_hidden(src.path) or is_staff_only(src.path):
+        return False
+    return src.link is not None or not src.data or bool(resolved(src, lab))
+
+
 def _digest(lines):
     return hashlib.sha256("".join(lines).encode("utf-8", "surrogateescape")).hexdigest()[:16]
 
@@ -256,7 +264,7 @@ def publish_tree(lab, out_dir, root=paths.ROOT, sources=None, incremental=False)
     os.makedirs(out_dir, exist_ok=True)
     written = set()
     for src in sources:
-        if (is_hidden(src.path) or is_staff_only(src.path)) and lab is not None:
+        if lab is not None and not in_tree(src, lab):
             continue
         dest = os.path.join(out_dir, src.path)
         if src.link is not None:
@@ -436,8 +444,8 @@ def secret_blocks(lab, sources):
             continue
         leader = src.parsed.style.open
         for region in src.parsed.regions:
-            if region.lab < lab:
-                continue
+            if region.lab < lab or (src.parsed.segments == [region] and region.skeleton is None):
+                continue    # (a file that is one region without a skeleton is not in the tree at all)
             code = normalized_lines("".join(l for l in region.solution if not l.strip().startswith(leader)))
             # What the skeleton also holds (a function's header, a given call) is no secret: it
             # splits the code into runs, and blocks stay within a run.

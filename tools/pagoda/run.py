@@ -103,7 +103,7 @@ def shell_words(args, kernel):
             raise PagodaError("this kernel has no shell (user/programs/sh.cpp is not built in)")
         return "", "this kernel has no shell (user/programs/sh): booting without one"
     if not args.shell:
-        lab = labstatus.current_lab()
+        lab = labstatus.current_lab(paths.ROOT)
         if lab is not None and lab < SHELL_LAB:
             return "", (f"this is lab {lab}'s branch: the shell comes with lab {SHELL_LAB} (fork, "
                         "exec and wait), booting without it (--shell starts it anyway; "

@@ -72,7 +72,7 @@ def published(lab, root, sources=None):
     publish.require_clean(root, sources)
     files, ranges = {}, {}
     for src in sources:
-        if publish.is_hidden(src.path) or publish.is_staff_only(src.path) or src.link is not None:
+        if src.link is not None or not publish.in_tree(src, lab):
             continue
         files[src.path] = (publish.resolved(src, lab), src.mode)
         if src.parsed is not None and src.parsed.regions:

@@ -61,29 +61,9 @@ def read_pack(path):
     return json.loads(zlib.decompress(base64.b64decode("".join(text[len(PACK_MAGIC):].split()))))
 
 
-def applies(root, record):
-    """True when every edit of @p record finds its text exactly once in this tree."""
-    texts = {}
-    for file, find, _ in record["edits"]:
-        path = os.path.join(root, file)
-        if file not in texts:
-            try:
-                with open(path, encoding="utf-8", errors="surrogateescape") as f:
-                    texts[file] = f.read()
-            except OSError:
-                return False
-        if texts[file].count(find) != 1:
-            return False
-        texts[file] = texts[file].replace(find, "\0" * len(find), 1)  # later edits see the first applied
-    return True
-
-
-def candidates(records, arch, labs=None, root=None):
-    """The slips a hunt on @p arch may draw (of @p labs when given; applying to @p root when
-    given), in a fixed order."""
+def candidates(records, arch, labs=None):
+    """The slips a hunt on @p arch may draw (of @p labs when given), in a fixed order."""
     chosen = [r for r in records if arch in r["arches"] and (not labs or r["lab"] in labs)]
-    if root is not None:
-        chosen = [r for r in chosen if applies(root, r)]
     return sorted(chosen, key=lambda r: (r["lab"], r["slug"]))
 
 

@@ -65,3 +65,42 @@ def test_a_gtest_report_gives_the_count_and_the_failures_with_their_text():
                                      "  a", "  b"]
     text = "\n".join(test.describe_host_failures(failures, {"Walk.Leaf": "build/host/kernel/tests/other_tests"}))
     assert "rerun it: build/host/kernel/tests/other_tests --gtest_filter=Walk.Leaf" in text
+
+
+def _listed(name, gtest, lab, binary="/b/kernel_host_tests"):
+    command = [binary, f"--gtest_filter={gtest}", "--gtest_also_run_disabled_tests"] if gtest else ["c++", "-DCASE=1"]
+    return {"name": name, "command": command, "properties": [{"name": "LABELS", "value": [f"lab{lab}"]},
+                                                             {"name": "TIMEOUT", "value": 600.0}]}
+
+
+LISTED = {"tests": [_listed("Format.Works", "Format.Works", 0), _listed("format_compile_fail_1", None, 0),
+                    _listed("TreeTest.Maps<pagoda::x86::PageTableFormat>", "TreeTest/0.Maps", 1),
+                    _listed("TempMapTest.Pushes", "TempMapTest.Pushes", 4),
+                    _listed("TempMapTest.Pushes", "TempMapTest.Pushes", 4, binary="/b/kernel_host_tests_aarch64"),
+                    _listed("VmaTest.Merges", "VmaTest.Merges", 5), _listed("FrameRefsTest.Counts", "FrameRefsTest.Counts", 6)]}
+
+
+def test_the_host_step_runs_the_labs_of_the_branch_and_names_the_later_ones_it_skips(monkeypatch, tmp_path):
+    import json
+    import subprocess
+    from pagoda_core import paths
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 0, json.dumps(LISTED), ""))
+    monkeypatch.setattr(paths, "ROOT", str(tmp_path))
+    (tmp_path / ".pagoda-lab").write_text("4\n")
+    monkeypatch.setattr(test, "HOST_LAB", None)
+    wanted, say = test._host_labs()
+    binaries, others, left_out = test._host_tests(wanted)
+    assert binaries == {"/b/kernel_host_tests": (["--gtest_also_run_disabled_tests"],
+                                                 ["Format.Works", "TreeTest/0.Maps", "TempMapTest.Pushes"]),
+                        "/b/kernel_host_tests_aarch64": (["--gtest_also_run_disabled_tests"], ["TempMapTest.Pushes"])}
+    assert others == ["format_compile_fail_1"] and left_out == {5: 1, 6: 1}
+    assert say(left_out) == ("2 tests of labs 5, 6 skipped: their code is a skeleton on this branch of lab 4 "
+                             "(./pagoda test --only host --lab 5 runs lab 5's)")
+    monkeypatch.setattr(test, "HOST_LAB", 5)
+    wanted, say = test._host_labs()
+    binaries, others, left_out = test._host_tests(wanted)
+    assert binaries == {"/b/kernel_host_tests": (["--gtest_also_run_disabled_tests"], ["VmaTest.Merges"])}
+    assert others == [] and sum(left_out.values()) == 6 and "--lab 5" in say(left_out)
+    (tmp_path / ".pagoda-lab").unlink()                    # main: every lab's
+    monkeypatch.setattr(test, "HOST_LAB", None)
+    assert test._host_tests(test._host_labs()[0])[2] == {}

@@ -232,3 +232,18 @@ def test_a_commented_out_copy_is_a_leak_and_skeleton_lines_are_not(tree):
     assert publish.block_leaks("/* map_identity_range(root, 0, kernel_end_address);\n"
                                " * flush_whole_tlb_now(); */\n", blocks)
     assert not publish.block_leaks("map_identity_range(root, 0, kernel_end_address);\n", blocks)
+
+
+def test_a_file_that_is_one_region_without_a_skeleton_is_in_the_branches_after_its_lab_only(tree, tmp_path):
+    """(kernel/tests/fork_copy_test.cpp: the test of code only the reference has ships with it.)
+    Its lines are common test code, found in other files too: no leak while it is not there."""
+    common = ["#include <gtest/gtest.h>", '#include "host_support.hpp"', '#include "page_table_fakes.hpp"',
+              "ASSERT_TRUE(result.is_error());"]
+    write(tree, "tests/given_test.cpp", "\n".join(common) + "\n")
+    write(tree, "tests/reference_only_test.cpp", c.region(1, common + ["TEST(Reference, WalksItsOwnWay) {}"]))
+    run_git(tree, "add", "tests")
+    repo = str(tmp_path / "published")
+    publish.publish(repo, tree)
+    assert "tests/reference_only_test.cpp" not in run_git(repo, "ls-tree", "-r", "--name-only", "lab1").split()
+    assert "TEST(Reference" in show(repo, "lab2", "tests/reference_only_test.cpp")
+    assert c.WORD not in show(repo, "lab2", "tests/reference_only_test.cpp")

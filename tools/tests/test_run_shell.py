@@ -230,7 +230,7 @@ def test_which_boots_start_the_shell(monkeypatch):
     from pagoda import labstatus
     from pagoda_core import kernelinfo
     monkeypatch.setattr(kernelinfo, "embedded_programs", lambda kernel: ["echo", "sh"])
-    monkeypatch.setattr(labstatus, "current_lab", lambda: None)
+    monkeypatch.setattr(labstatus, "current_lab", lambda root: None)
     assert run.shell_words(options(), "k") == ("run=sh", "")
     assert run.shell_words(options(no_shell=True), "k") == ("", "")
     assert run.shell_words(options(test="vm"), "k") == ("", "")
@@ -238,11 +238,11 @@ def test_which_boots_start_the_shell(monkeypatch):
     with pytest.raises(PagodaError, match="exclude each other"):
         run.shell_words(options(shell=True, test="vm"), "k")
     # A branch before lab 6: boot as before, and say why.
-    monkeypatch.setattr(labstatus, "current_lab", lambda: 3)
+    monkeypatch.setattr(labstatus, "current_lab", lambda root: 3)
     words, note = run.shell_words(options(), "k")
     assert words == "" and "lab 3's branch: the shell comes with lab 6" in note
     assert run.shell_words(options(shell=True), "k") == ("run=sh", "")
-    monkeypatch.setattr(labstatus, "current_lab", lambda: 6)
+    monkeypatch.setattr(labstatus, "current_lab", lambda root: 6)
     assert run.shell_words(options(), "k") == ("run=sh", "")
     # A kernel without the shell program.
     monkeypatch.setattr(kernelinfo, "embedded_programs", lambda kernel: ["echo"])

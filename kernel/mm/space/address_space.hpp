@@ -27,6 +27,7 @@
 /// entry, the descriptor tables, the interrupt stacks) in the new root, and checks that a user
 /// space still shares the kernel half; on failure it panics, naming the cause, while the old
 /// root still works (mm/space/critical_ranges.hpp). The boot option `vm_check=off` turns this off.
+/// The check lives in switch_check.cpp, the rest in address_space.cpp.
 #pragma once
 
 #include "arch_impl/address_space.hpp"
@@ -181,6 +182,9 @@ class AddressSpace {
   /// range walked, the kernel half shared): panics on the first failure; on success remembers
   /// what it proved for proven_for().
   void check_and_prove(const SwitchStacks& now);
+  /// Forgets every proof of the pre-switch check (a new kernel space: its root may be where a
+  /// destroyed one's was).
+  static void forget_switch_proofs();
 
   static inline bool s_switch_checks = true;
   static inline TrapStackJudge s_trap_judge = nullptr;

@@ -93,8 +93,11 @@ class TempMapArea {
   usize push(PhysAddr frame);
   /// Unmaps slot @p slot, which must be the last one pushed; panics otherwise.
   void pop(usize slot);
+  /// True when push() gave @p slot for @p frame as it should: the top of the stack, counted
+  /// taken, its entry mapping @p frame (a few compares, after every push).
+  bool pushed_right(usize slot, PhysAddr frame) const;
   /// After push() gave @p slot for @p frame: panics, naming the slip, unless @p slot is the top
-  /// of the stack, counted taken, and its entry maps @p frame.
+  /// of the stack, counted taken, and its entry maps @p frame (temp_map_report.cpp).
   void check_pushed(usize slot, PhysAddr frame) const;
   /// After pop() of @p slot: panics, naming the slip, unless the slot was given back and its
   /// entry cleared.

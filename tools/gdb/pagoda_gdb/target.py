@@ -151,14 +151,6 @@ def x86_control_regs():
     return system_regs("x86_64")
 
 
-AARCH64_REGS = isa("aarch64").system_registers
-
-
-def aarch64_system_regs():
-    """The EL1 translation registers by their upper-case names (GDB's spelling for QEMU)."""
-    return system_regs("aarch64")
-
-
 def paging_regs(arch):
     """The register dictionary pagoda_pt's walk/dump/diff take."""
     model = isa(arch)
