@@ -4,8 +4,9 @@ What each test witnesses and what it still believes: docs/grader.md, "What the g
 import re
 
 from pagoda_grade import contract as C, lab_test
+from pagoda_grade.labtest import LabTest
 from pagoda_grade.symbols import address_of
-from pagoda_grade.witness import expect_fault, expect_hardware_interrupts, pick_in, pick_page
+from pagoda_grade.witness import expect_fault, expect_hardware_interrupts, pick_page
 
 MiB = 1024 * 1024
 KiB = 1024
@@ -92,9 +93,9 @@ def test_trap_ud(boot, kernel, arch):
 @lab_test(0, "trap_pf")
 def test_trap_pf(boot, kernel, arch):
     pf = PF[arch]
-    token = boot.fresh_token()
-    address = pick_page(token, "trap_pf", [PF_PROBE_RANGE])[0]
-    run = boot(test="pf", token=token, args={"addr": address})
+    t = LabTest(boot, kernel, arch)
+    address = pick_page(t.token, "trap_pf", [PF_PROBE_RANGE])[0]
+    run = boot(test="pf", token=t.token, args={"addr": address})
     expect_fault(run, vector=pf["vector"], error=pf["write_error"], address=address,
                  function=C.SELFTESTS["pf"], what=f"the write to {address:#x}", kernel=kernel)
     run.expect(pf["report"], "the decoded page-fault report")
@@ -104,10 +105,10 @@ def test_trap_pf(boot, kernel, arch):
 
 
 @lab_test(0, "timer_ticks")
-def test_timer_ticks(boot):
-    token = boot.fresh_token()
-    ticks = pick_in(token, "timer_ticks", *TIMER_TICKS)
-    run = boot(test="timer", token=token, args={"ticks": ticks})
+def test_timer_ticks(boot, kernel, arch):
+    t = LabTest(boot, kernel, arch)
+    ticks = t.pick("timer_ticks", *TIMER_TICKS)
+    run = boot(test="timer", token=t.token, args={"ticks": ticks})
     m = run.expect(r"^timer: ticks (\d+) -> (\d+) proof=([0-9a-f]{16})$", "the 'timer: ticks A -> B' line")
     before, after = int(m[1]), int(m[2])
     counted = after - before

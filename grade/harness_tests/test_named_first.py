@@ -11,7 +11,7 @@ import struct
 
 from pagoda_grade.outcomes import finding_first
 from pagoda_grade.processes import Started, argument_problem, slot_marks_problem
-from test_lab1 import REFUSED, edge_problem, free_check_problems
+from pagoda_grade.allocator import REFUSED, edge_problem, free_check_problems
 from pagoda_grade.tempmaps import pattern_page
 from pagoda_grade.usercopy import copy_problem
 
