@@ -25,7 +25,7 @@ from pagoda_grade.processes import (FRAME_ALLOCATOR, HEX, Layout, RootInspector,
                                     user_runs, user_symbol, written)
 from pagoda_grade.outcomes import finding_first
 from pagoda_grade.proof import proof
-from pagoda_grade.symbols import address_of, fact, find, segments
+from pagoda_grade.symbols import address_of, fact, segments
 from pagoda_grade.witness import ARCHES, MACHINES, PAGE, WalkError, expect_fault, pick_in, pick_page, window_ram
 
 # Values the user programs compute from the token with the same tags (user/programs/*.cpp).
@@ -493,7 +493,7 @@ class Watch:
             if at_switch is None:
                 return head
             if later == top:
-                return (head + f"; at switch_context it is right: the switch sets it only after the root. Set the next "
+                return (head + "; at switch_context it is right: the switch sets it only after the root. Set the next "
                         "process's kernel stack first, then load its root, then switch contexts")
             return head + (f"; at switch_context it is still {later:#x}: the switch never sets it for the next process "
                            "(arch::set_kernel_stack(its top), before its root is loaded), so its first trap from user "

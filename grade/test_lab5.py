@@ -482,7 +482,7 @@ def test_vma_list_walk(boot, kernel, arch):
                             for va, r in user_pages(after.dump(root), t.watch.layout).items()})
 
     w = t.start("vmas:list", script)
-    m = t.expect(rf"^vmas: (\d+) VMAs proof=([0-9a-f]{{16}})$", "vmas's VMA count")
+    m = t.expect(r"^vmas: (\d+) VMAs proof=([0-9a-f]{16})$", "vmas's VMA count")
     n = int(m[1])
     t.run.expect_proof(m[2], n, "the VMA count")
     tab = w["table"]

@@ -5,7 +5,7 @@ import types
 
 from pagoda_core.faultlog import EXCEPTION, INTERRUPT, SOFTWARE
 from pagoda_grade.idle import IDLE_STOP, IdleWatch, nothing_can_run
-from pagoda_grade.procaudit import Rec
+from pagoda_pt.procaudit import Rec
 
 READY, RUNNING, SLEEPING, ZOMBIE, WAITING = 1, 2, 3, 4, 5
 F = types.SimpleNamespace(ready=READY, running=RUNNING, zombie=ZOMBIE, waiting=WAITING)

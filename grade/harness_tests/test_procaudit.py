@@ -6,7 +6,7 @@ import types
 import pytest
 
 from pagoda_grade import causes, procaudit, programs, symbols
-from pagoda_grade.procaudit import Rec
+from pagoda_pt.procaudit import Rec
 
 PAGE = 4096
 READY, RUNNING, SLEEPING, ZOMBIE, WAITING = 1, 2, 3, 4, 5

@@ -31,7 +31,7 @@ def test_a_map_fixed_over_a_mapping_that_fails_is_named_as_not_replacing():
     s = first(token, lambda s: s["call"] == "mmap" and mapped_in(s))
     said = lab5.random_mismatch(token, OPS, s["op"], lab5.EINVAL, s["wants"][0])
     assert said.startswith(f"operation {s['op']} of {OPS} of vmas's random mode")
-    assert f"mmap(MAP_FIXED) " in said and f"over {len(mapped_in(s))} mapped page(s), returned -EINVAL" in said
+    assert "mmap(MAP_FIXED) " in said and f"over {len(mapped_in(s))} mapped page(s), returned -EINVAL" in said
     assert "a MAP_FIXED mapping replaces whatever it covers" in said
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from . import contract, symbols
 from .processes import process_roots, registry
-from .vmas import MAX_VMAS, Vma, decode_vma, vma_fields  # noqa: F401 - Vma: the record's type, for callers
+from .vmas import MAX_VMAS, decode_vma, vma_fields
 from .witness import ARCHES, PAGE
 
 from pagoda_pt import frames as pt_frames

@@ -23,7 +23,7 @@ ISA's user_mode.cpp), the current process the scheduler's g_current, read from g
 import os
 import re
 
-from pagoda_pt.procaudit import CONSISTENT_FUNCTIONS, CURRENT, NO_SLOT, TABLE, Rec, _u, audit_table, read_current, read_table  # noqa: F401
+from pagoda_pt.procaudit import CONSISTENT_FUNCTIONS, CURRENT, NO_SLOT, TABLE, _u, audit_table, read_current, read_table  # noqa: F401
 from pagoda_pt.procaudit import Facts as _Facts
 from pagoda_pt.procaudit import trap_stack_problem  # noqa: F401
 

@@ -21,7 +21,7 @@ where each lies in the kStackBase area comes from the layout facts the kernel ex
 """
 import re
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from . import contract, programs, symbols
 from .witness import ARCHES, PAGE, WalkError, layout_value, top_level

@@ -477,7 +477,7 @@ class Watch:
             if at_switch is None:
                 return head
             if later == top:
-                return (head + f"; at switch_context it is right: the switch sets it only after the root. Set the next "
+                return (head + "; at switch_context it is right: the switch sets it only after the root. Set the next "
                         "process's kernel stack first, then load its root, then switch contexts")
             return head + (f"; at switch_context it is still {later:#x}: the switch never sets it for the next process "
                            "(arch::set_kernel_stack(its top), before its root is loaded), so its first trap from user "

@@ -28,7 +28,6 @@ Both work for any --arch the tree has and any lab with a manifest and grader tes
 import json
 import os
 import re
-import shutil
 import stat
 import sys
 import time
@@ -36,7 +35,7 @@ import zipfile
 
 from . import batch, deps, publish, transplant
 from pagoda_core import paths
-from pagoda_core.ui import PagodaError, info
+from pagoda_core.ui import PagodaError
 
 from pagoda_grade import manifest, outcomes
 

@@ -45,7 +45,7 @@ import time
 
 from . import deps
 from pagoda_core import build, paths, qemu
-from pagoda_core.ui import PagodaError, info
+from pagoda_core.ui import PagodaError
 
 
 def time_boot(kernel, cmdline, arch):

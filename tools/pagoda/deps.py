@@ -162,6 +162,10 @@ REQUIREMENTS = (
                 "pexpect"),
     Requirement("xmllint", "libxml2-utils", "validates the JUnit XML of a grade against its schema in "
                 "the tools' tests", "exe", "xmllint"),
+    Requirement("pyflakes", "python3-pyflakes", "checks the tree's Python for unused imports and undefined "
+                "names (tools/tests/test_style.py)", "python", "pyflakes"),
+    Requirement("clang-format", "clang-format", "lays out the kernel's C++ and checks its layout "
+                "(.clang-format, tools/tests/test_style.py)", "exe", "clang-format"),
     Requirement("doxygen", "doxygen", "builds the HTML documentation (./pagoda docs)", "exe",
                 "doxygen"),
     Requirement("dot", "graphviz", "draws the documentation's diagrams", "exe", "dot"),

@@ -284,7 +284,7 @@ def report(outcome, labs, root=paths.ROOT, out=print):
             out(f"({sum(outcome.resolved.values())} conflict(s) inside solution regions were "
                 "already resolved in favour of your code.)")
         out("Each is between '<<<<<<< lab branch' and '>>>>>>> your work'. Edit the files, then:")
-        out(f"  git add FILES && git commit        (or give up: git merge --abort)")
+        out("  git add FILES && git commit        (or give up: git merge --abort)")
         return 1
     if lab is not None:
         handout = os.path.relpath(os.path.join(lab.directory, "README.md"), root)

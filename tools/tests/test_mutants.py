@@ -7,7 +7,6 @@ import textwrap
 
 import pytest
 
-import labtree
 from labtree import write
 from pagoda import mutants, publish
 from pagoda_core import paths

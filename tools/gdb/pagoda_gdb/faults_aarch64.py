@@ -26,7 +26,6 @@ from pagoda_pt.diagnose_aarch64 import (RANK_USER_CODE_AT_EL1, USER_COPY_ROUTINE
 from . import faults, kernel, session, target
 from .faults import _faultlog
 from .paging import ADDR, symbol_of, walk_address
-from .registry import CommandError
 
 TRAP_FUNCTION = "aarch64_trap"
 TRAP_FRAME_TYPE = "pagoda::aarch64::TrapFrame"

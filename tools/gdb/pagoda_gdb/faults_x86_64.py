@@ -18,7 +18,6 @@ from pagoda_pt.diagnose_x86_64 import (TRAP_FRAME_FIELDS, KernelImage, TrapFrame
 from . import faults, kernel, session, target
 from .faults import qemu_log_story
 from .paging import symbol_of
-from .registry import CommandError
 
 TRAP_FUNCTION = "x86_trap"
 TRAP_FRAME_TYPE = "pagoda::x86::TrapFrame"

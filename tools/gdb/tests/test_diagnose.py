@@ -585,8 +585,8 @@ from pagoda_pt.diagnose import KernelAccess, on_behalf_findings            # noq
 from pagoda_pt.diagnose_aarch64 import (USER_COPY_ROUTINES, in_kernel_half, user_code_at_el1,  # noqa: E402
                                         writable_and_executable)
 from pagoda_pt.walker import walk as walk_tables                             # noqa: E402
-from ptbuild import (AF, AP_EL0, AP_RO, LEAF_DEFAULT, PXN, TCR_48BIT_4K, UXN, UXN_TABLE,  # noqa: E402
-                     ArmTables, PhysMem)
+from ptbuild import (AP_EL0, AP_RO, LEAF_DEFAULT, PXN, TCR_48BIT_4K, UXN, UXN_TABLE,  # noqa: E402
+                     ArmTables)
 
 SCTLR_M, SCTLR_WXN = 1, 1 << 19
 A64_CODE = 0x40_0000
