@@ -63,8 +63,7 @@ def test_memory_map(boot, arch):
                        "the 'memory: N KiB usable (M bytes) proof=...' line")
         usable = int(m[2])
         run.expect_proof(m[3], usable, "memory line")
-        if int(m[1]) != usable // KiB:
-            run.fail(f"{m[1]} KiB does not match {usable} bytes")
+        run.check(int(m[1]) != usable // KiB and f"{m[1]} KiB does not match {usable} bytes")
         ram = megabytes * MiB
         if not ram - most <= usable <= ram - least:
             run.fail(f"with -m {megabytes}M the kernel reports {usable} usable bytes; expected "
@@ -112,8 +111,7 @@ def test_timer_ticks(boot, kernel, arch):
     m = run.expect(r"^timer: ticks (\d+) -> (\d+) proof=([0-9a-f]{16})$", "the 'timer: ticks A -> B' line")
     before, after = int(m[1]), int(m[2])
     counted = after - before
-    if counted < ticks:
-        run.fail(f"the tick counter advanced by {counted}; the test asked for ticks={ticks}")
+    run.check(counted < ticks and f"the tick counter advanced by {counted}; the test asked for ticks={ticks}")
     run.expect_proof(m[3], counted, "timer line")
     delivered = expect_hardware_interrupts(run, ticks, f"waiting for {ticks} timer ticks")
     if counted > delivered:
@@ -127,8 +125,7 @@ def test_panic_exit(boot):
     run.expect(rf"^PANIC: self-test panic, token {run.token}$", "the panic message with this boot's token")
     run.expect(r"^backtrace:$", "the backtrace header")
     frames = [line for line in run.symbolized_lines() if re.match(r"^\s+#\d+ 0x[0-9a-f]+", line)]
-    if not frames:
-        run.fail("the backtrace has no frames")
+    run.check(not frames and "the backtrace has no frames")
     if not any("selftest" in line for line in frames):
         run.fail("no backtrace frame resolves to the self-test that panicked")
     run.expect_outcome("failure")

@@ -102,8 +102,7 @@ def test_translate_text_data(boot, kernel, arch):
             run.fail(f"{region.what}: the kernel printed no 'translate: {va:#x} -> ...' line for the address "
                      "the grader gave it")
         t = re.fullmatch(rf"({HEX}) \((\d+) KiB\) (\S+) (kernel|user)(?: uncached)?(?: global)?", printed[va])
-        if t is None:
-            run.fail(f"{region.what}: {va:#x} is mapped, but the kernel says '{printed[va]}'")
+        run.check(t is None and f"{region.what}: {va:#x} is mapped, but the kernel says '{printed[va]}'")
         if int(t[1], 16) != walk.pa or t[3] != walk.perms.rwx() or (t[4] == "user") != walk.perms.user:
             run.fail(f"{region.what}: the kernel says {va:#x} -> {printed[va]}, but its live tables map it to "
                      f"{walk.pa:#x} {walk.perms.rwx()}")
@@ -213,8 +212,7 @@ def test_null_faults(boot, kernel, arch):
                  function=C.SELFTESTS["vm_null"], root=root_of(run), kernel=kernel,
                  what=f"the read of {address:#x} (a null pointer's field)")
     _, walk, _ = run.require_witness()
-    if walk.mapped:
-        run.fail(f"page 0 is mapped (to {walk.pa:#x}) in the live tables: null pointers would not fault")
+    run.check(walk.mapped and f"page 0 is mapped (to {walk.pa:#x}) in the live tables: null pointers would not fault")
     level, index = stop_words(walk.stop_reason)
     check_reason(run, f"{level} entry {index} not present", "the grader's own walk stops there")
     run.expect_outcome("failure")
@@ -268,8 +266,7 @@ def test_frames_return(boot, kernel, arch):
 
     problems, table_count = t.selftest("vm_frames", script, args={"base": base, "pages": pages, "seed": seed})
     run = t.run
-    if problems:
-        run.fail(finding_first(problems, "the grader walked the frame test's pages itself"))
+    run.check(problems and finding_first(problems, "the grader walked the frame test's pages itself"))
     m = run.expect(rf"^frames: (\d+) pages at ({HEX}): free before (\d+) during (\d+) after (\d+)$",
                    "the 'frames: ...' line")
     before, during, after = int(m[3]), int(m[4]), int(m[5])
@@ -336,8 +333,7 @@ def test_stale_tlb(boot, kernel, arch):
 
     seen = t.selftest("vm_stale_tlb", script, args={"base": base, "pages": pages, "seed": seed, "range": span})
     run = t.run
-    if "problem" in seen:
-        run.fail(seen["problem"])
+    run.check("problem" in seen and seen["problem"])
     problems = seen["pages"]
     if problems:
         # The cause is the stale read the grader found, not the fault the selftest ends with on
@@ -428,8 +424,7 @@ def boot_frames_fit(boot, kernel, arch):
 
     seen = t.selftest("frames_fit", script, args={"count": count, "below": wanted})
     run = t.run
-    if "problem" in seen:
-        run.fail(seen["problem"])
+    run.check("problem" in seen and seen["problem"])
     return run, seen, count, wanted
 
 
@@ -437,8 +432,7 @@ def check_frames(run, kernel, arch, frames, what):
     """Every frame of @p frames is distinct, page aligned, usable RAM, and not the kernel image."""
     img_lo, img_hi = image_physical(kernel)
     ram = usable_ram(kernel, arch, GRADER_RAM)
-    if len(set(frames)) != len(frames):
-        run.fail(f"{what}: the allocator handed out the same frame twice")
+    run.check(len(set(frames)) != len(frames) and f"{what}: the allocator handed out the same frame twice")
     for f in frames:
         if f % PAGE or img_lo <= f < img_hi or not any(a <= f < b for a, b in ram):
             run.fail(f"{what}: frame {f:#x} is misaligned, in the kernel image, or not RAM")
@@ -456,8 +450,7 @@ def test_frames_next_fit(boot, kernel, arch):
                  "found instead of searching from the start again (the grader read the frames from guest RAM)")
     if seen["wrap"] is not None:
         problem = wrap_problem(*seen["wrap"])
-        if problem:
-            run.fail(problem)
+        run.check(problem)
     run.expect(r"^fit: \d+ frames below 0x[0-9a-f]+; free frames before (\d+) after \1$",
                "every frame given back ('fit: ... free frames before N after N')")
     run.expect_outcome("success")
@@ -469,16 +462,14 @@ def test_frames_limit(boot, kernel, arch):
     limit, below = seen["limit"], seen["below"]
     if seen["limit_seen"] != limit:
         run.fail(f"the test did not allocate {wanted} frames below the limit {limit:#x} the grader delivered")
-    if len(below) < wanted:
-        run.fail(refusal_problem(limit, wanted, below, seen["free_below_limit"]))
+    run.check(len(below) < wanted and refusal_problem(limit, wanted, below, seen["free_below_limit"]))
     check_frames(run, kernel, arch, below, f"allocate_below({limit:#x})")
     above = [f for f in below if f >= limit]
     if above:
         run.fail(f"allocate_below({limit:#x}) handed out {len(above)} of {wanted} frames at or above the limit, "
                  f"e.g. {above[0]:#x} (the grader read them from guest RAM)")
     problem = edge_problem(seen["edge"], seen["edge_below"], seen["edges"], seen["edge_seen"])
-    if problem:
-        run.fail(problem)
+    run.check(problem)
     run.expect_outcome("success")
 
 

@@ -252,8 +252,7 @@ def test_mprotect(boot, kernel, arch):
     vector, error, mask = fault_expectation(arch, write=True)
     logged = [f for f in user_faults(t.run, arch, at) if f.vector == vector and f.error is not None
               and f.error & mask == error & mask]
-    if not logged:
-        t.fail(f"QEMU's log shows no user-mode write fault on the present page {at:#x}")
+    t.check(not logged and f"QEMU's log shows no user-mode write fault on the present page {at:#x}")
     k = parse_kills(t.run).get(1)
     if k is not None and k.address == at and "write to read-only VMA" not in k.reason and record is not None:
         t.fail(f"the fault decision allowed a write to a read-only VMA: the CPU refused a user write to "
@@ -459,8 +458,7 @@ def test_stack_growth(boot, kernel, arch):
             or not top - limit - PAGE <= k.address < top - limit:
         t.fail(f"the process recursing {too_deep} pages was not killed with 'stack limit' just below "
                f"{top - limit:#x}: {k.how + ' at ' + hex(k.address or 0) + ': ' + k.reason if k else 'no kill line'}")
-    if not user_faults(t.run, arch, k.address):
-        t.fail(f"QEMU's log shows no user-mode fault at {k.address:#x}")
+    t.check(not user_faults(t.run, arch, k.address) and f"QEMU's log shows no user-mode fault at {k.address:#x}")
     t.success()
 
 
@@ -573,8 +571,7 @@ def test_random_ops(boot, kernel, arch):
     def fail(message):
         t.fail(f"{cause}\n{message}" if cause else message)
 
-    if "broken" in wrong:
-        t.fail(cause)
+    t.check("broken" in wrong and cause)
     problems = []
     for page, (rwx, user, value) in sorted(w["seen"].items()):
         want = model.get(page)
@@ -666,8 +663,7 @@ def test_image_cut(boot, kernel, arch):
 
     w = t.start(f"vmas:cut:{cut}", script)
     record, pages = w["record"], w["pages"]
-    if record_broken(record):
-        t.fail(f"{record_broken(record)}; after vmas's munmap in the middle of its image")
+    t.check(record_broken(record) and f"{record_broken(record)}; after vmas's munmap in the middle of its image")
     with open(elf, "rb") as f:
         data = f.read()
 
@@ -707,8 +703,7 @@ def test_image_cut(boot, kernel, arch):
                    f"{'head' if p < cut else 'tail'}, brought in after the cut) "
                    + (misplaced if misplaced else "holds other bytes than the ELF file has for it "
                       f"(offset {file_offset(va):#x})") + " (the grader's walk of vmas's root)")
-        if perms != "r--":
-            t.fail(f"vmas_table's page {p} ({va:#x}) is mapped {perms}; its segment is read-only (r--)")
+        t.check(perms != "r--" and f"vmas_table's page {p} ({va:#x}) is mapped {perms}; its segment is read-only (r--)")
     slot = derived(t.token, "vmas_cut_slot", cut)
     total = sum(table_word(p * TABLE_WORDS + slot) for p in range(TABLE_PAGES) if p != cut) & MASK64
     t.expect(rf"^vmas: cut: munmap of {hole:#x} -> 0; \d+ VMAs; 0 wrong words, sum {total:#x} "
@@ -741,8 +736,7 @@ def test_brk_unaligned(boot, kernel, arch):
 
     w = t.start(f"vmas:brkodd:{odd}:{pages}", script)
     record = w["record"]
-    if record is None:
-        t.fail("the grader could not read vmas's record (VMA list) from guest RAM at its vma_list call")
+    t.check(record is None and "the grader could not read vmas's record (VMA list) from guest RAM at its vma_list call")
     heap = [v for v in record.around(base, page_up(end))]
     if record.brk == base + odd and end > page_up(base + odd):
         t.fail(f"brk from a break that is not page aligned was refused: vmas moved the break to "
@@ -803,8 +797,7 @@ def test_stack_jump(boot, kernel, arch):
 
     w = t.start(f"vmas:jump:{pages}", script)
     low, record = w["low"], w["record"]
-    if record is None:
-        t.fail("the grader could not read vmas's record (VMA list) from guest RAM after its deep touch")
+    t.check(record is None and "the grader could not read vmas's record (VMA list) from guest RAM after its deep touch")
     stacks = [v for v in record.vmas if v.kind == KIND_STACK]
     whole = [v for v in stacks if v.start <= page_down(low) and v.end == top]
     if len(stacks) != 1 or not whole:
@@ -851,10 +844,8 @@ def test_merge_back(boot, kernel, arch):
 
     w = t.start(f"vmas:merge:{page}", script)
     record, anon = w["record"], w["anon"]
-    if record is None:
-        t.fail("the grader could not read vmas's record (VMA list) from guest RAM at its vma_list call")
-    if record_broken(record):
-        t.fail(f"{record_broken(record)}; after vmas's merges, at its vma_list call")
+    t.check(record is None and "the grader could not read vmas's record (VMA list) from guest RAM at its vma_list call")
+    t.check(record_broken(record) and f"{record_broken(record)}; after vmas's merges, at its vma_list call")
     said = t.run.search(rf"^vmas: merge: at ({HEX}):")
     # (where vmas's mmap landed: its line, else the lowest anonymous region of the mmap area)
     at = int(said[1], 16) if said else min((v.start for v in anon), default=0)
@@ -919,8 +910,7 @@ def test_merge_back(boot, kernel, arch):
     total = sum(table_word(p * TABLE_WORDS + slot) for p in range(TABLE_PAGES)) & MASK64
     m = t.expect(rf"^vmas: merge: at {at:#x}: 0 0 0 (\d+) (\d+) (\d+) 0 0; \d+ VMAs; 0 wrong words, "
                  rf"sum ({HEX}) proof=([0-9a-f]{{16}})$", "vmas's merge line (every call succeeded)")
-    if int(m[4], 16) != total:
-        t.fail(f"vmas's table words sum to {m[4]}, the ELF file's to {total:#x}")
+    t.check(int(m[4], 16) != total and f"vmas's table words sum to {m[4]}, the ELF file's to {total:#x}")
     t.run.expect_proof(m[5], total, "the table's words")
     t.success()
 

@@ -246,6 +246,12 @@ class Run:
 
     # ---- checks on what the kernel printed (believed unless a witness confirms it) -------------
 
+    def check(self, *problems):
+        """Fails with the first of @p problems that is not empty (a sentence, or a false value)."""
+        for problem in problems:
+            if problem:
+                self.fail(problem)
+
     def expect_outcome(self, wanted):
         got = self.outcome()
         if got != wanted:

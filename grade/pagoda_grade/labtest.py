@@ -92,7 +92,7 @@ class LabTest:
         self.run.fail(message, cause=cause)
 
     def check(self, *problems):
-        """Fails with the first of @p problems that is not empty."""
+        """Fails with the first of @p problems that is not empty (Run.check, through this test's fail())."""
         for problem in problems:
             if problem:
                 self.fail(problem)
