@@ -20,10 +20,11 @@ import re
 from dataclasses import dataclass
 
 from . import contract
+from .lifecycle import return_address
 from .processes import parse_reaped, written
-from .symbols import fact
+from .symbols import address_of, fact
 from .witness import PAGE, pick_in
-from .watch import GRADER_MEMORY, Watch, syscall_number
+from .watch import GRADER_MEMORY, Watch, syscall_name, syscall_number
 
 
 def signed(value):
@@ -51,10 +52,75 @@ class Call:
 
 @dataclass
 class Return:
-    """A followed Call back in user mode, in the root that made it: @p result, its signed value."""
-    call: Call
+    """Where a followed call is back: a Call in user mode, in the root that made it (@p why is the
+    Call, or what the test gave Trace.follow()), or a kernel function where it returns to its
+    caller (Trace.follow_function()); @p result, the result register there, signed."""
+    why: object
     snap: object
     result: int
+
+
+@dataclass
+class Death:
+    """A process's end (exit_current) or exec, where the grader stopped: @p moment, what
+    lifecycle.Deaths recorded there."""
+    snap: object
+    moment: object
+
+
+@dataclass
+class At:
+    """A stop at one of the kernel functions a Trace was asked to stop at (@p address)."""
+    snap: object
+    address: int
+
+
+class Trace:
+    """Every stop of a test that follows processes, as one stream of typed events: a Call at each
+    system call's entry, a Return where a call or kernel function the test follows is back, a
+    Death at each exit and exec (with @p deaths_too; recorded in @p deaths, a lifecycle.Deaths,
+    either way), an At at each of the addresses in @p at and in transient (the test changes it
+    as it goes). The test matches on the types: `match ev: case Call(name="Fork"): ...`."""
+
+    def __init__(self, t, deaths=None, at=(), deaths_too=False):
+        self.t, self.deaths, self.deaths_too = t, deaths, deaths_too
+        self.at = {self._address(a) for a in at}
+        self.transient = set()
+        self.pending = {}   # (return address, root; None: any root) -> why
+
+    def _address(self, where):
+        return where if isinstance(where, int) else address_of(self.t.kernel, where)
+
+    def follow(self, call, why=None):
+        """A Return where @p call is back in user mode, in its root (its why: @p why, else the Call)."""
+        self.pending[(call.back, call.root)] = call if why is None else why
+
+    def follow_function(self, snap, why, any_root=False):
+        """A Return where the kernel function entered at @p snap returns, in the same root (or in
+        whatever root the CPU holds then: @p any_root, for a function that may change it)."""
+        self.pending[(return_address(snap), None if any_root else snap.lower_root)] = why
+
+    def events(self, limit):
+        """The next events, at most @p limit of them (deaths not counted); AssertionError after."""
+        entry = self._address(self.t.proc["syscall_entry"])
+        deaths = self.deaths.addresses() if self.deaths is not None else []
+        for _ in range(limit):
+            while True:
+                extra = self.at | {self._address(a) for a in self.transient}
+                snap = self.t.guest.stop_at_any([entry, *deaths, *extra, *sorted({pc for pc, _ in self.pending})])
+                if self.deaths is None or not self.deaths.take(snap):
+                    break
+                if self.deaths_too and snap.pc in (self.deaths.exit_at, self.deaths.exec_at):
+                    yield Death(snap, self.deaths.moments[-1])
+            if snap.pc in extra:
+                yield At(snap, snap.pc)
+            elif snap.pc != entry:
+                key = (snap.pc, snap.lower_root) if (snap.pc, snap.lower_root) in self.pending else (snap.pc, None)
+                if key in self.pending:
+                    yield Return(self.pending.pop(key), snap, signed(snap.register(self.t.proc["syscall_result"])))
+            else:
+                yield self.t.call_at(snap)
+        raise AssertionError(f"the grader followed {limit} stops without seeing the end it waited for")
 
 
 class LabTest:
@@ -158,14 +224,18 @@ class ProcTest(LabTest):
 
     def calls(self, *names, limit=40):
         """Each system call named @p names (all, without names) among the next @p limit entries."""
-        wanted = {self.number(n): n for n in names}
+        wanted = {self.number(n) for n in names}
         for _ in range(limit):
             snap = self.guest.stop_at(self.proc["syscall_entry"])
-            number = snap.register(self.proc["syscall_number"])
-            if not wanted or number in wanted:
-                yield Call(snap, wanted.get(number, str(number)), number, snap.lower_root,
-                           tuple(snap.register(r) for r in self.proc["syscall_args"]),
-                           snap.register(self.proc["syscall_return_pc"]), self.proc)
+            if not wanted or snap.register(self.proc["syscall_number"]) in wanted:
+                yield self.call_at(snap)
+
+    def call_at(self, snap):
+        """The Call whose entry the guest is stopped at (@p snap)."""
+        number = snap.register(self.proc["syscall_number"])
+        return Call(snap, syscall_name(number), number, snap.lower_root,
+                    tuple(snap.register(r) for r in self.proc["syscall_args"]),
+                    snap.register(self.proc["syscall_return_pc"]), self.proc)
 
     def call(self, *names, where=None, limit=40, missing=None):
         """The next Call named @p names for which @p where(call) holds, within @p limit entries;
