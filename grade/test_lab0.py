@@ -22,10 +22,10 @@ RAM_NOT_USABLE = {"x86_64": (1 * MiB - 640 * KiB, 1 * MiB), "aarch64": (1 * MiB,
 # number (x86_64: the vector; AArch64: 1 Undefined Instruction, 4 Data Abort), the report's
 # lines, the stack pointer and general-register lines of the register dump.
 UD = {"x86_64": dict(vector=6, report=r"TRAP: #UD invalid opcode \(vector 6\) in kernel mode, CPL 0",
-                     panic=r"^PANIC: unhandled #UD", site=C.UD_SITE["x86_64"],
+                     panic=r"^PANIC: unhandled #UD", site=C.X86.UD_SITE,
                      sp=r"^\s+RSP 0x[0-9a-f]{16}\s+SS ", registers=r"^\s+RAX 0x[0-9a-f]{16}"),
       "aarch64": dict(vector=1, report=r"TRAP: undefined instruction \(EC 0x00\) in kernel mode, EL1",
-                      panic=r"^PANIC: unhandled undefined instruction \(EC 0x00\)", site=C.UD_SITE["aarch64"],
+                      panic=r"^PANIC: unhandled undefined instruction \(EC 0x00\)", site=C.AARCH64.UD_SITE,
                       sp=r"^\s+SP  0x[0-9a-f]{16}\s+TTBR0 ", registers=r"^\s+X0  0x[0-9a-f]{16}")}
 # The write to an unmapped page: x86_64 #PF with error code 0x2; AArch64 a data abort whose ESR
 # says EC 0x25 (same EL), IL, WnR (write) and DFSC 0b000100 (translation fault at level 0: the

@@ -460,7 +460,7 @@ def test_heap_reuse(boot, kernel, arch):
 
 
 # The boot stub's roots (arch/<isa>/boot.S), linked low: their symbols are physical addresses.
-BOOT_ROOTS = C.BOOT_ROOTS
+BOOT_ROOTS = {"x86_64": C.X86.BOOT_ROOTS, "aarch64": C.AARCH64.BOOT_ROOTS}
 
 
 def frames_of(lo, hi):

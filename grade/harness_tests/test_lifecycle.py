@@ -1,6 +1,7 @@
 """Lab 6's evidence rules (grade/pagoda_grade/lifecycle.py) on synthetic views, without booting:
 each slip's evidence gives its sentence, and a correct fork, fault or run gives none."""
-from pagoda_grade.lifecycle import CowFault, ForkView, Moment, Pages, Vma, fork_problems, stale_records, unflushed
+from pagoda_grade.lifecycle import CowFault, ForkView, Moment, Pages, fork_problems, stale_records, unflushed
+from pagoda_grade.vmas import Vma
 
 PAGE = 4096
 TEXT, DATA, STACK = 0x400000, 0x409000, 0x7ffffffff000

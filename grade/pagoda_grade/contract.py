@@ -33,11 +33,6 @@ class Name(str):
         return self
 
 
-def _isa(lab, x86, aarch64, kind=FUNCTION):
-    """{arch: Name} of one role that each ISA fills with a symbol of its own."""
-    return {"x86_64": Name(x86, lab, kind, "x86_64"), "aarch64": Name(aarch64, lab, kind, "aarch64")}
-
-
 # ---- the self-tests and the grader's handshake (kernel/core/selftest.hpp) ------------------------
 CHECKPOINT = Name(_procaudit.CHECKPOINT, 1)
 GRADER_STOP = Name("pagoda_grader_stop", 1)
@@ -50,7 +45,6 @@ PANIC = Name("pagoda::panic_begin", 2)
 SELFTESTS = {t: Name(f"pagoda::pagoda_selftest_{t}", lab, source=rf"\bPAGODA_SELFTEST\(\s*{t}\s*\)") for t, lab in (
     ("pf", 0), ("vm_write_text", 1), ("vm_exec_stack", 1), ("vm_exec_data", 1), ("vm_null", 1),
     ("vm_stale_tlb", 1), ("vm_high", 2), ("vm_low", 2), ("user_touch", 3))}
-UD_SITE = _isa(0, "x86_ud_site", "aarch64_udf_site", LABEL)
 DATA_CODE = Name("pagoda::(anonymous namespace)::g_data_code", 1, DATA)
 SELFTEST_DATA = Name("pagoda::(anonymous namespace)::g_selftest_data", 2, DATA)
 
@@ -64,8 +58,6 @@ BOOT_STACK = (Name("boot_stack_bottom", 1, LABEL), Name("boot_stack_top", 1, LAB
 BOOT_STACK_GUARD = Name("boot_stack_guard", 1, LABEL)
 BOOT_ENTRY_STACK = (Name("boot_entry_stack_bottom", 1, LABEL), Name("boot_entry_stack_top", 1, LABEL))
 BOOT_TABLES = (Name("boot_tables_start", 2, LABEL), Name("boot_tables_end", 2, LABEL))
-BOOT_ROOTS = {"x86_64": (Name("boot_pml4", 2, LABEL, "x86_64"),),
-              "aarch64": (Name("boot_l0_low", 2, LABEL, "aarch64"), Name("boot_l0_high", 2, LABEL, "aarch64"))}
 
 # ---- frames and the heap (kernel/mm) -----------------------------------------------------------
 FRAME_ALLOCATOR = Name("pagoda::vm::g_frames", 1, DATA)
@@ -80,7 +72,6 @@ CURRENT = Name(_procaudit.CURRENT, 3, DATA)
 SLOT_TABLE = Name("pagoda::proc::(anonymous namespace)::g_used", 3, DATA)
 SWITCH_COUNT = Name("pagoda::proc::(anonymous namespace)::g_switches", 3, DATA)
 TURN_BEGAN = Name("pagoda::proc::(anonymous namespace)::g_turn_began", 3, DATA)
-ASID_TABLE = Name("pagoda::aarch64::(anonymous namespace)::g_asids_used", 3, DATA, "aarch64")
 LOAD_PROGRAM = Name("pagoda::proc::load_program", 3)
 EXIT = Name(_procaudit.EXIT, 3)
 TIMER_TICK = Name(_procaudit.TIMER_TICK, 3)
@@ -104,17 +95,35 @@ TEMP_STRESS = Name("pagoda_temp_stress", 4, DATA)
 TEMP_STRESS_ROUND = Name("pagoda_temp_stress_round", 4)
 USER_FIXUPS = (Name("__start_pagoda_user_fixups", 4, LABEL, source=r"\bpagoda_user_fixups\b"),
                Name("__stop_pagoda_user_fixups", 4, LABEL, source=r"\bpagoda_user_fixups\b"))
-USER_COPY = _isa(4, "x86_user_copy", "aarch64_user_copy")
-USER_STRING_COPY = _isa(4, "x86_user_string_copy", "aarch64_user_string_copy")
 
-# ---- each ISA's entries, switch and TLB maintenance (witness.ARCHES names them by role) -----------
-SYSCALL_ENTRY = _isa(3, "x86_syscall_entry", "aarch64_svc_entry")
-SWITCH = _isa(3, "x86_switch_context", "aarch64_switch_context")
-ROOT_LOADER = _isa(3, "pagoda::x86::hw::load_root", "pagoda::aarch64::hw::load_ttbr0")
-TLB_PAGE = _isa(6, "pagoda::x86::X86AddressSpace::invalidate_page", "pagoda::aarch64::Aarch64AddressSpace::invalidate_page")
-TLB_ALL = _isa(6, "pagoda::x86::X86AddressSpace::invalidate_all", "pagoda::aarch64::Aarch64AddressSpace::invalidate_all")
-TSS = Name("pagoda::x86::g_tss", 3, DATA, "x86_64")
-SYSCALL_KERNEL_SP = _isa(3, "x86_syscall_kernel_rsp", "aarch64_user_trap_sp", DATA)
+
+# ---- each ISA's own: its trap sites, entries, switch, TLB maintenance (witness.ARCHES names them) ----
+class X86:
+    UD_SITE = Name("x86_ud_site", 0, LABEL, "x86_64")
+    BOOT_ROOTS = (Name("boot_pml4", 2, LABEL, "x86_64"),)
+    SYSCALL_ENTRY = Name("x86_syscall_entry", 3, arch="x86_64")
+    SWITCH = Name("x86_switch_context", 3, arch="x86_64")
+    ROOT_LOADER = Name("pagoda::x86::hw::load_root", 3, arch="x86_64")
+    TSS = Name("pagoda::x86::g_tss", 3, DATA, "x86_64")
+    SYSCALL_KERNEL_SP = Name("x86_syscall_kernel_rsp", 3, DATA, "x86_64")
+    USER_COPY = Name("x86_user_copy", 4, arch="x86_64")
+    USER_STRING_COPY = Name("x86_user_string_copy", 4, arch="x86_64")
+    TLB_PAGE = Name("pagoda::x86::X86AddressSpace::invalidate_page", 6, arch="x86_64")
+    TLB_ALL = Name("pagoda::x86::X86AddressSpace::invalidate_all", 6, arch="x86_64")
+
+
+class AARCH64:
+    UD_SITE = Name("aarch64_udf_site", 0, LABEL, "aarch64")
+    BOOT_ROOTS = (Name("boot_l0_low", 2, LABEL, "aarch64"), Name("boot_l0_high", 2, LABEL, "aarch64"))
+    SYSCALL_ENTRY = Name("aarch64_svc_entry", 3, arch="aarch64")
+    SWITCH = Name("aarch64_switch_context", 3, arch="aarch64")
+    ROOT_LOADER = Name("pagoda::aarch64::hw::load_ttbr0", 3, arch="aarch64")
+    SYSCALL_KERNEL_SP = Name("aarch64_user_trap_sp", 3, DATA, "aarch64")
+    USER_COPY = Name("aarch64_user_copy", 4, arch="aarch64")
+    USER_STRING_COPY = Name("aarch64_user_string_copy", 4, arch="aarch64")
+    ASID_TABLE = Name("pagoda::aarch64::(anonymous namespace)::g_asids_used", 3, DATA, "aarch64")
+    TLB_PAGE = Name("pagoda::aarch64::Aarch64AddressSpace::invalidate_page", 6, arch="aarch64")
+    TLB_ALL = Name("pagoda::aarch64::Aarch64AddressSpace::invalidate_all", 6, arch="aarch64")
 
 
 # ---- facts (PAGODA_FACT): name -> the first lab whose tests read it -----------------------------

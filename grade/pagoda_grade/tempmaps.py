@@ -92,7 +92,7 @@ def shared_slot_problems(snap, watch, area, roots):
     root and every process root (the same top-level entry, the same tables under it); AArch64: the
     slots are in TTBR1's tree, which must hold the kernel root at this stop."""
     problems = []
-    if watch.arch != "x86_64" and snap.root != watch.kernel_root:
+    if not ARCHES[watch.arch].one_root and snap.root != watch.kernel_root:
         problems.append(f"TTBR1 holds {snap.root:#x} while {watch.roots.get(snap.lower_root, 'a process')} runs, not "
                         f"the kernel root {watch.kernel_root:#x}: the temp-map slots must be in the one kernel tree")
     return problems + slot_entry_problems(snap, watch.kernel, watch.arch, watch.kernel_root, area, roots)
@@ -103,10 +103,11 @@ def slot_entry_problems(snap, kernel, arch, kernel_root, area, roots):
     @p kernel_root), must be the entry the CPU walks for the slot's address in every root of
     @p roots ({root: label}; on AArch64 the live TTBR1 tree is walked instead)."""
     problems = []
-    kroot = kernel_root if arch == "x86_64" else None
+    one_root = ARCHES[arch].one_root   # (x86_64: every root holds the kernel half; AArch64: TTBR1's tree)
+    kroot = kernel_root if one_root else None
     if area is None:
         return problems + ["the kernel has no temp-map area (TempMapArea::s_current is null)"]
-    walked = roots if arch == "x86_64" else {None: "the live TTBR1 tree"}
+    walked = roots if one_root else {None: "the live TTBR1 tree"}
     top = fact(kernel, "levels")
     for slot in range(area["slots"]):
         va, entry_va = area["va"][slot], area["entries"][slot]
@@ -344,10 +345,6 @@ def probe_live_problems(snap, kernel, arch, guards, frames, area):
     return problems
 
 
-# Where each ISA says whether an interrupt may be taken: (register, bit, set means enabled).
-IRQ_FLAG = {"x86_64": ("eflags", 9, True), "aarch64": ("cpsr", 7, False)}
-
-
 MAX_STEPS = 4000
 
 
@@ -358,7 +355,7 @@ def step_problems(guest, kernel, arch, area_va, slot, until, phase):
     the stack's top (depth_): during a push of @p slot it must never find @p slot's entry written
     while the slot is not yet counted taken; during its pop, never the slot counted free while its
     entry is still there. Returns [] or the sentence for the first instruction where that fails."""
-    reg, bit, enabled_when_set = IRQ_FLAG[arch]
+    reg, bit, enabled_when_set = ARCHES[arch].proc["irq_flag"]
     area_pa = guest.snapshot().translate(area_va)
     depth_pa = area_pa + fact(kernel, "temp_map_depth_offset")
     entry_ptr_pa = area_pa + fact(kernel, "temp_map_entries_offset") + 8 * slot

@@ -361,7 +361,7 @@ class TouchWatch:
 
     def __init__(self, guest, watch):
         self.guest, self.watch = guest, watch
-        self.one_root = watch.arch == "x86_64"   # the log's CR3 says which root faulted
+        self.one_root = ARCHES[watch.arch].proc["log_names_root"]   # the log's CR3 says which root faulted
         self.args_page = fact(watch.kernel, "user_stack_top") - PAGE
         self.faulted, self.read = {}, 0         # root (or None) -> pages with a fault; events read
         self.told = set()

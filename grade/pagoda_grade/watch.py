@@ -35,7 +35,7 @@ def fault_expectation(arch, *, user=True, write=False, fetch=False, mapped=True,
     from user mode (@p user) or the kernel, a write or a fetch, to a page that is @p mapped or not,
     or to a non-canonical address. The one table of what each ISA's CPU reports."""
     proc = ARCHES[arch].proc
-    if arch == "x86_64":
+    if "esr" not in proc:   # x86_64: the page fault's error code (AArch64: the syndrome)
         if noncanonical:
             return proc["protection_fault"], 0, ~0
         bits = proc["pf_error"]
@@ -374,7 +374,7 @@ class Watch:
             word = lambda name: u64(snap.read_virt(base + fact(self.kernel, name), 8))
             pc, sp, flags = word("user_frame_pc"), word("user_frame_sp"), word("user_frame_flags")
             what = f"pid {p.pid} ({p.name})'s first frame (at the top of its kernel stack, {base:#x})"
-            if self.arch == "x86_64":
+            if self.proc["entry_selectors"]:
                 cs, ss = word("user_frame_cs"), word("user_frame_ss")
                 if cs & 3 != 3 or ss & 3 != 3:
                     problems.append(f"{what} returns to ring {cs & 3}: CS {cs:#x}, SS {ss:#x}; the IRETQ enters "
@@ -566,7 +566,7 @@ class Watch:
         label = self.roots.get(root, f"root {root:#x}")
         if kernel_sp and snap.sp < self.layout.kernel_half_base:
             return (f"{label} is live and the kernel runs on SP {snap.sp:#x}, in the user half ("
-                    f"{'TTBR0' if self.arch == 'aarch64' else 'the lower half of CR3'}'s range): a kernel stack reached "
+                    f"{self.proc['user_half_words']}'s range): a kernel stack reached "
                     "through the process's own root, which the next switch of roots unmaps (kernel stacks belong in "
                     "the kStackBase area of the kernel half)")
         why = self.inspector.kernel_half_problem(snap, root)

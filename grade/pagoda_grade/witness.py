@@ -132,8 +132,8 @@ X86_64 = ArchModel(
             is_leaf=lambda e, level, last: level == last or (level in (1, 2) and bool(e & 1 << 7)),
             user_words="US set", global_words="G clear: not global", hardware_bits=(1 << 5) | (1 << 6),
             global_control=("cr4", 7, "CR4.PGE is off: global entries are flushed at every CR3 load")),
-        proc={"switch": contract.SWITCH["x86_64"], "switch_next_sp": "rsi",
-              "syscall_entry": contract.SYSCALL_ENTRY["x86_64"], "syscall_number": "rax",
+        proc={"switch": contract.X86.SWITCH, "switch_next_sp": "rsi",
+              "syscall_entry": contract.X86.SYSCALL_ENTRY, "syscall_number": "rax",
               "syscall_args": ("rdi", "rsi", "rdx", "r10", "r8", "r9"), "syscall_return_pc": "rcx",
               # Every register a value could have come from at the system-call entry, and what
               # the ones that hold no argument hold there (how a test names a wrong source).
@@ -146,9 +146,9 @@ X86_64 = ArchModel(
               "syscall_abi_traps": (("r10", "rcx", "the x86_64 syscall ABI passes the 4th argument in R10, since "
                                                    "`syscall` overwrites RCX with the return address"),),
               "register_names_upper": True,
-              "root_loader": contract.ROOT_LOADER["x86_64"], "root_loader_arg": "rdi",
+              "root_loader": contract.X86.ROOT_LOADER, "root_loader_arg": "rdi",
               # The TLB maintenance of one address space (this, va, global / this, global).
-              "tlb_page": contract.TLB_PAGE["x86_64"], "tlb_all": contract.TLB_ALL["x86_64"],
+              "tlb_page": contract.X86.TLB_PAGE, "tlb_all": contract.X86.TLB_ALL,
               "timer_vector": _X86.FIRST_INTERRUPT, "page_fault": _X86.PAGE_FAULT,
               "protection_fault": _X86.GENERAL_PROTECTION, "stack_overflow": _X86.DOUBLE_FAULT,
               "cpu_set_bits": (1 << 5) | (1 << 6),
@@ -160,10 +160,15 @@ X86_64 = ArchModel(
               "syscall_result": "rax", "user_privilege": 3, "privileged_fault": _X86.GENERAL_PROTECTION,
               "instruction_abort": _X86.PAGE_FAULT,
               # Where a trap from ring 3 takes its kernel stack: (what, symbol, PAGODA_FACT of an offset).
-              "user_trap_stacks": (("TSS.RSP0", contract.TSS, "tss_rsp0_offset"),
-                                   ("the system-call stack (x86_syscall_kernel_rsp)", contract.SYSCALL_KERNEL_SP["x86_64"],
+              "user_trap_stacks": (("TSS.RSP0", contract.X86.TSS, "tss_rsp0_offset"),
+                                   ("the system-call stack (x86_syscall_kernel_rsp)", contract.X86.SYSCALL_KERNEL_SP,
                                     None)),
-              "syscall_entry_kernel_sp": False})   # `syscall` leaves the user's RSP in place
+              "syscall_entry_kernel_sp": False,   # `syscall` leaves the user's RSP in place
+              # Where interrupts are enabled: (register, bit, set means enabled); whether QEMU's log
+              # names the root of each exception (CR3); how a new process's first frame enters user
+              # mode (CS and SS selectors), and the user half's words.
+              "irq_flag": ("eflags", 9, True), "log_names_root": True, "entry_selectors": True,
+              "user_half_words": "the lower half of CR3"})
 
 AARCH64 = ArchModel(
         isa=pagoda_pt.isa.AARCH64, arguments=tuple(f"x{i}" for i in range(8)),
@@ -188,17 +193,17 @@ AARCH64 = ArchModel(
         # reports a kernel stack overflow (no IST, no #DF): the vector entry checks SP against the
         # guard and moves to an overflow stack itself (arch/aarch64/vectors.S), so stack_overflow
         # is None and the grader checks that nothing faulted after the abort in the guard.
-        proc={"switch": contract.SWITCH["aarch64"], "switch_next_sp": "x1",
-              "syscall_entry": contract.SYSCALL_ENTRY["aarch64"], "syscall_number": "x8",
+        proc={"switch": contract.AARCH64.SWITCH, "switch_next_sp": "x1",
+              "syscall_entry": contract.AARCH64.SYSCALL_ENTRY, "syscall_number": "x8",
               "syscall_args": ("x0", "x1", "x2", "x3", "x4", "x5"), "syscall_return_pc": "elr_el1",
               "syscall_entry_registers": tuple(f"x{i}" for i in range(31)) + ("elr_el1",),
               "syscall_entry_roles": {"x8": "the call number", "x30": "the user link register",
                                       "elr_el1": "the user return address"},
               "syscall_abi_traps": (), "register_names_upper": False,
               "syscall_result": "x0", "syscall_entry_kernel_sp": True,   # SP is SP_EL1 there
-              "root_loader": contract.ROOT_LOADER["aarch64"], "root_loader_arg": "x0",
-              "user_trap_stacks": (("the EL1 stack (aarch64_user_trap_sp)", contract.SYSCALL_KERNEL_SP["aarch64"], None),),
-              "tlb_page": contract.TLB_PAGE["aarch64"], "tlb_all": contract.TLB_ALL["aarch64"],
+              "root_loader": contract.AARCH64.ROOT_LOADER, "root_loader_arg": "x0",
+              "user_trap_stacks": (("the EL1 stack (aarch64_user_trap_sp)", contract.AARCH64.SYSCALL_KERNEL_SP, None),),
+              "tlb_page": contract.AARCH64.TLB_PAGE, "tlb_all": contract.AARCH64.TLB_ALL,
               "timer_vector": 5, "page_fault": 4, "instruction_abort": 3, "protection_fault": 4,
               "privileged_fault": 1, "stack_overflow": None, "user_privilege": 0,
               # PSTATE.PAN, as the gdbstub's CPSR shows it (bit 22).
@@ -208,7 +213,9 @@ AARCH64 = ArchModel(
               # type (bits 5:2; bits 1:0 are the level, which depends on the tables), and the bits
               # a test compares.
               "esr": {"data_abort": 0x24, "instruction_abort": 0x20, "wnr": 1 << 6, "translation": 0b0100,
-                      "permission": 0b1100, "mask": (0x3F << 26) | (1 << 6) | 0x3C}})
+                      "permission": 0b1100, "mask": (0x3F << 26) | (1 << 6) | 0x3C},
+              "irq_flag": ("cpsr", 7, False), "log_names_root": False, "entry_selectors": False,
+              "user_half_words": "TTBR0"})
 
 # The models by their ISA's name.
 ARCHES = {m.name: m for m in (X86_64, AARCH64)}
