@@ -17,11 +17,10 @@ sys.path.insert(0, os.path.join(ROOT, "tools", "gdb"))
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from pagoda_core import build, paths, pytest_cpu, pytest_share  # noqa: E402
+from pagoda_core import build, paths, pytest_cpu  # noqa: E402
 
 
 def pytest_configure(config):
-    pytest_share.register(config)   # a module's shared fixtures set up on one xdist worker, once
     pytest_cpu.register(config)     # each test's CPU time, the dearest listed after the run
 
 

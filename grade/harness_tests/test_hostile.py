@@ -43,7 +43,7 @@ def test_kernel_without_vm_work_scores_nothing_witnessed(arch, request, tmp_path
     boot stub and the high link (lab 2 work it inherits) do run it in the top 2 GiB. The AArch64
     port (fixtures/aarch64/novm.cpp) fakes that ISA's abort reports and level names."""
     kernels = request.getfixturevalue("fixture_kernels" if arch == "x86_64" else "aarch64_fixture_kernels")
-    results = run_grader(tmp_path, kernels["novm"], (1, 2), workers=2, arch=arch)
+    results = run_grader(tmp_path, kernels["novm"], (1, 2), arch=arch)
     labs = load_all()
     assert set(results) == {t.id for n in (1, 2) for t in labs[n].tests}
     passed = {t for t, (outcome, _) in results.items() if outcome == "passed"}
@@ -58,7 +58,7 @@ def test_kernel_without_processes_scores_nothing_in_lab3(arch, request, tmp_path
     system-call entry, QEMU's log) and gives it nothing."""
     kernels = request.getfixturevalue("fixture_kernels" if arch == "x86_64" else "aarch64_fixture_kernels")
     # (the user programs the tests read come from the grader's own build, never from beside the kernel)
-    results = run_grader(tmp_path, kernels["noproc"], (3,), workers=2, arch=arch)
+    results = run_grader(tmp_path, kernels["noproc"], (3,), arch=arch)
     assert len(results) == len(load_all()[3].tests)
     passed = {t: reason[:300] for t, (outcome, reason) in results.items() if outcome != "failed"}
     assert not passed, passed
@@ -110,7 +110,7 @@ def _kernels(request, arch):
 @pytest.mark.parametrize("name", sorted(LIARS))
 def test_lab3_to_6_liars_lose_what_they_lie_about(name, arch, request, tmp_path):
     labs, targets = LIARS[name]
-    results = run_grader(tmp_path, _kernels(request, arch)[name], labs, only=targets, workers=2, arch=arch)
+    results = run_grader(tmp_path, _kernels(request, arch)[name], labs, only=targets, arch=arch)
     assert set(results) == set(targets)
     for test_id, words in targets.items():
         outcome, reason = results[test_id]
@@ -123,7 +123,7 @@ def test_lab3_to_6_liars_lose_what_they_lie_about(name, arch, request, tmp_path)
 def test_a_kernel_that_skips_the_subject_scores_at_most_a_quarter(name, arch, request, tmp_path):
     lab, tests = SKIPPERS[name]
     spec = load_all()[lab]
-    results = run_grader(tmp_path, _kernels(request, arch)[name], (lab,), only=tests, workers=2, arch=arch)
+    results = run_grader(tmp_path, _kernels(request, arch)[name], (lab,), only=tests, arch=arch)
     passed = {t: reason[:300] for t, (outcome, reason) in results.items() if outcome != "failed"}
     assert not passed, passed
     lost = sum(spec.test(t).points for t in tests)
@@ -166,7 +166,7 @@ def test_a_forged_user_program_earns_nothing(reference_kernel, tmp_path):
     data[seg.offset + begin - seg.vaddr + 0x1010] ^= 0xff   # a byte of spin's text
     forged = tmp_path / "forged.elf"
     forged.write_bytes(data)
-    results = run_grader(tmp_path, str(forged), (3,), workers=2)
+    results = run_grader(tmp_path, str(forged), (3,))
     assert len(results) == len(load_all()[3].tests)
     for test_id, (outcome, reason) in results.items():
         assert outcome == "failed", test_id

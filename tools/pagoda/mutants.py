@@ -29,10 +29,7 @@ build/labs-check/reference. For each slip: its edits are applied, the kernel of 
 applies to is built (ninja recompiles only what the slip touched), the ELFs are set aside, the
 tree is restored, and the tree's own grader grades lab N on them one test at a time in lab.toml
 order, stopping at the first failure (`./pagoda grade --first-failure`). The builds of a tree
-follow one another (one source tree); the grades run beside them and beside each other. Each
-grading thread grades in a warm grader of the tree (tools/pagoda/gradefork.py: the tree's own
-./pagoda grade, forked from a process that has imported pytest and the grader once), not in a new
-Python per slip.
+follow one another (one source tree); the grades run beside them and beside each other.
 
 A slip passes when lab N scores below full marks AND the first failing test's first 2 lines
 match its cause. Anything else (full marks, a cause not named, a slip that does not apply or
@@ -63,7 +60,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from . import gradefork, mutant_why, publish, regions, treebuild
+from . import mutant_why, publish, regions, treebuild
 from pagoda_core import paths
 from pagoda_core.ui import PagodaError, info
 
@@ -453,11 +450,10 @@ def judge(outcome, data, specs):
 GRADE_CPU = "pagoda_grade_cpu"
 
 
-def grade_slip(tree, lab, arch, kernel, work, server=None):
+def grade_slip(tree, lab, arch, kernel, work):
     """Runs @p tree's own grader on lab @p lab with @p kernel, stopping at the first failure;
     the JSON it wrote (with the grade's CPU seconds under GRADE_CPU), or None (its log:
-    @p work/grade.log). With @p server (a warm grader of @p tree, gradefork.Server) the same
-    grade runs there, without a new Python."""
+    @p work/grade.log)."""
     json_path = os.path.join(work, "grade.json")
     # The user programs: the copies set_aside() took from the slip's own build. A slip edits only
     # lab regions and user/ has none, so they are the programs the grader would build from the
@@ -467,23 +463,17 @@ def grade_slip(tree, lab, arch, kernel, work, server=None):
     args = ["grade", f"lab{lab}", "--arch", arch, "-j", "1", "--first-failure", "--kernel", kernel, "--json", json_path]
     argv = [paths.SYSTEM_PYTHON, os.path.join(tree, "pagoda"), *args]
     log_path = os.path.join(work, "grade.log")
-    cpu = 0.0
     with open(log_path, "w") as log:
-        log.write(f"$ {' '.join(argv)}{' (in a warm grader)' if server else ''}\n")
+        log.write(f"$ {' '.join(argv)}\n")
         log.flush()
-        if server is None:
-            proc = subprocess.Popen(argv, cwd=tree, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, **added))
-            try:
-                _, _, usage = os.wait4(proc.pid, 0)
-            except BaseException:
-                proc.kill()
-                proc.wait()
-                raise
-            cpu = usage.ru_utime + usage.ru_stime
-    if server is not None:
-        if server.grade(args, log_path, added) is None:
-            return None
-        cpu = server.cpu
+        proc = subprocess.Popen(argv, cwd=tree, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, **added))
+        try:
+            _, _, usage = os.wait4(proc.pid, 0)
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+    cpu = usage.ru_utime + usage.ru_stime
     try:
         with open(json_path) as f:
             data = json.load(f)
@@ -496,7 +486,7 @@ def grade_slip(tree, lab, arch, kernel, work, server=None):
 class Runner:
     """Builds the slips of each lab in its tree, one after another, and grades them in a pool."""
 
-    def __init__(self, root, labs, sources, grade_workers, out, why=False, work=MUTANTS_DIR, warm=True):
+    def __init__(self, root, labs, sources, grade_workers, out, why=False, work=MUTANTS_DIR):
         self.root, self.labs, self.sources = root, labs, sources
         self.why = why
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, grade_workers))
@@ -506,29 +496,6 @@ class Runner:
         self.lab_times = {}         # lab -> [start, end]
         self.tree_cpu = []          # CPU seconds of each build of an unchanged tree
         self.lock = threading.Lock()
-        self.servers = {}           # grading thread -> {tree: its warm grader (gradefork.Server)}
-        self.warm = warm
-
-    # Warm graders a grading thread keeps at once: the tree it grades and the one before (a lab's
-    # last grades and the next lab's first run side by side); an older one is closed.
-    SERVERS_PER_THREAD = 2
-
-    def server(self, tree):
-        """The calling thread's warm grader of @p tree (started on first use), or None (not @p warm)."""
-        if not self.warm:
-            return None
-        with self.lock:
-            mine = self.servers.setdefault(threading.get_ident(), {})
-        if tree not in mine:
-            while len(mine) >= self.SERVERS_PER_THREAD:
-                mine.pop(next(iter(mine))).close()
-            mine[tree] = gradefork.Server(tree)
-        return mine[tree]
-
-    def close(self):
-        for mine in self.servers.values():
-            for server in mine.values():
-                server.close()
 
     def _time(self, lab, start, end):
         with self.lock:
@@ -608,7 +575,7 @@ class Runner:
         start = time.monotonic()
         work = os.path.dirname(kernel)
         info(f"labs mutants: {m.name}: grading lab{n} ({arch})")
-        data = grade_slip(tree, n, arch, kernel, work, self.server(tree))
+        data = grade_slip(tree, n, arch, kernel, work)
         outcome = Outcome(m, arch, log=os.path.join(work, "grade.log"), kernel=kernel, build_cpu=build_cpu)
         if data is None:
             outcome.problem = f"the grader did not run (see {os.path.relpath(outcome.log, self.root)})"
@@ -739,12 +706,11 @@ def one_isa_each(mutants, arches, seed):
 
 
 def run(root=paths.ROOT, numbers=None, arches=paths.ARCHES, listing=False, workers=None, out=print, slugs=None,
-        why=False, json_path=None, slips_dir=None, warm=True, one_isa=None):
+        why=False, json_path=None, slips_dir=None, one_isa=None):
     """The command: returns the number of problems. @p why replays each caught slip's failing
     boot for fault-why (tools/pagoda/mutant_why.py); @p json_path gets every outcome as JSON.
     @p slips_dir: check the slips kept there (slip_folders) instead of the labs' own; their logs
-    go to build/labs-check/SLIPS_WORK/. Slips are graded by warm graders (gradefork.py), or each
-    by a new ./pagoda without @p warm. With @p one_isa (a seed: one_isa_each()) each slip runs on
+    go to build/labs-check/SLIPS_WORK/. With @p one_isa (a seed: one_isa_each()) each slip runs on
     one ISA only, and the last line says so."""
     start = time.monotonic()
     sources = publish.scan(root)
@@ -773,7 +739,7 @@ def run(root=paths.ROOT, numbers=None, arches=paths.ARCHES, listing=False, worke
     if one_isa is not None:
         chosen = one_isa_each(chosen, arches, one_isa)
     runner = Runner(root, labs, sources, workers or os.cpu_count() or 1, out, why=why,
-                    work=MUTANTS_DIR if slips_dir is None else SLIPS_WORK, warm=warm)
+                    work=MUTANTS_DIR if slips_dir is None else SLIPS_WORK)
     futures = []
     try:
         for n in sorted({m.lab for m in chosen}):
@@ -781,7 +747,6 @@ def run(root=paths.ROOT, numbers=None, arches=paths.ARCHES, listing=False, worke
         outcomes = [f.result() for f in futures]
     finally:
         runner.pool.shutdown(wait=True, cancel_futures=True)
-        runner.close()
     outcomes.sort(key=lambda o: (o.mutant.lab, o.mutant.slug, paths.ARCHES.index(o.arch)))
     for line in table(outcomes, why=why):
         out(line)

@@ -4,9 +4,9 @@ Steps (each prints one result line):
   host     host unit tests of the arch-independent kernel code: each GoogleTest binary run
            once (not once per test, as ctest would), the other ctest tests through ctest
   tools    pytest suites of the tools (GDB walker core, grader harness, ./pagoda itself), on every
-           CPU; the tests that share a module's fixture (a boot, a GDB session, a graded batch)
-           run on one worker, so it is set up once (pagoda_core/pytest_share.py); each test's CPU
-           time, its children's included, is listed in build/tools-tests.log (pytest_cpu.py)
+           CPU, a test file on one worker (xdist's loadscope), so a module's shared fixture (a
+           boot, a GDB session, a graded batch) is set up once; each test's CPU time, its
+           children's included, is listed in build/tools-tests.log (pagoda_core/pytest_cpu.py)
   grade    the grader on every implemented lab, on each ISA it runs on (lab.toml's arches),
            which must score full marks
   handouts ./pagoda labs tables: every handout's test table is the one its lab.toml gives
@@ -214,7 +214,7 @@ def step_host(verbose):
 def step_tools(verbose):
     dirs = [d for d in TOOL_TEST_DIRS if os.path.isdir(os.path.join(paths.ROOT, d))]
     out = subprocess.run([paths.SYSTEM_PYTHON, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                          "-n", "auto", "--dist", "loadgroup", "--durations=60", *dirs], cwd=paths.ROOT, capture_output=True, text=True)
+                          "-n", "auto", "--dist", "loadscope", "--durations=60", *dirs], cwd=paths.ROOT, capture_output=True, text=True)
     log = os.path.join(paths.BUILD, "tools-tests.log")
     with open(log, "w") as f:
         f.write(out.stdout + out.stderr)
@@ -259,13 +259,16 @@ def step_docs(verbose):
     return not report.failing, docs.summary(report)
 
 
-# Labs checked at once: a lab's grading waits on QEMU while another lab builds.
+# Labs checked at once: a lab's grading waits on QEMU while another lab builds. Each lab's grade
+# runs its tests one at a time (-j 1): the labs side by side keep the cores busy, and pytest-xdist's
+# workers in every grade would only add interpreters (a lab-3 tree's labs 0-3: 6.1 CPU-s with
+# -j auto, 4.7 with -j 1).
 LABS_PARALLEL = 3
 
 
 def step_labs(verbose):
     argv = [paths.SYSTEM_PYTHON, os.path.join(paths.ROOT, "pagoda"), "labs", "check",
-            "--parallel", str(LABS_PARALLEL)]
+            "--parallel", str(LABS_PARALLEL), "-j", "1"]
     if "grade" in PROVED:   # main's full marks on every ISA: proved by the grade step
         argv.append("--skip-main")
     out = subprocess.run(argv, cwd=paths.ROOT, capture_output=True, text=True)

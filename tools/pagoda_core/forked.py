@@ -1,5 +1,6 @@
-"""The end of a forked child that runs Python code instead of a new interpreter (the warm
-grader, tools/pagoda/gradefork.py, and the pytest it forks, tools/pagoda/grade.py)."""
+"""The end of a forked child that runs Python code instead of a new interpreter (the pytest
+tools/pagoda/grade.py forks when PYTEST_IN_FORK is set; nothing sets it since the warm grader,
+tools/pagoda/gradefork.py, was deleted: both can go with grade.py's forked pytest)."""
 import os
 import sys
 

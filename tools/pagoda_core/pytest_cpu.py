@@ -3,8 +3,8 @@
 `--durations` lists wall time, which on a busy machine says more about the machine than about the
 test. This plugin measures, around each test's setup, call and teardown, the CPU time of the
 process running it and of the children it has reaped (QEMU, GDB, the grader's pytest, ninja and
-the compilers): the cost that stays when the machine is shared. A shared fixture (module scope,
-pytest_share.py) counts in the test that set it up. Under xdist each worker measures its own
+the compilers): the cost that stays when the machine is shared. A shared fixture (module scope)
+counts in the test that set it up. Under xdist each worker measures its own
 tests, and the numbers travel to the controller in the reports (user_properties), which prints:
 
   CPU time by test file   the files, dearest first (where sharing or a cut pays)

@@ -18,12 +18,11 @@ for _path in (os.path.join(ROOT, "tools", "gdb"), os.path.join(ROOT, "grade"), o
 
 import labtree  # noqa: E402
 from pagoda import batch, mutants, publish, treebuild  # noqa: E402
-from pagoda_core import paths, pytest_cpu, pytest_share, pytest_speed  # noqa: E402
+from pagoda_core import paths, pytest_cpu, pytest_speed  # noqa: E402
 
 
 def pytest_configure(config):
     pytest_speed.register(config)   # timeout marks scaled to this machine's speed and load
-    pytest_share.register(config)   # a module's shared fixtures set up on one xdist worker, once
     pytest_cpu.register(config)     # each test's CPU time, the dearest listed after the run
     # Every lab tree these tests grade (batch submissions, the Gradescope and Classroom runs, each
     # in a work directory of its own) compiles through one object cache (batch.Batch.cache): the

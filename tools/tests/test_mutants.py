@@ -181,9 +181,7 @@ def test_a_run_applies_builds_grades_and_restores(lab_tree):
                                                        find="static int secret_helper_for_lab2 = 1234567;",
                                                        replace="static int secret_helper_for_lab2 = 7654321;"))
     lines = []
-    # (The fake grader is a script, not the tree's tools/: each grade is a new ./pagoda, not a
-    # warm grader, which test_gradefork compares with a new ./pagoda on the real grader.)
-    problems = mutants.run(lab_tree, arches=("x86_64",), out=lines.append, workers=2, warm=False)
+    problems = mutants.run(lab_tree, arches=("x86_64",), out=lines.append, workers=2)
     text = "\n".join(lines)
     rows = {l.split()[0]: l for l in lines if l.startswith("lab") and " x86_64 " in l}
     assert rows["lab1/a-no-map"].split()[2:5] == ["0/2", "t1", "yes"]
@@ -290,8 +288,7 @@ def test_slips_kept_outside_the_tree_are_checked_instead_of_the_labs_own(lab_tre
     assert any("results.toml: not a lab's folder of slips" in line for line in lines)
     (outside / "results.toml").unlink()
     lines = []
-    assert mutants.run(lab_tree, arches=("x86_64",), out=lines.append, workers=1, slips_dir=str(outside),
-                       warm=False) == 0
+    assert mutants.run(lab_tree, arches=("x86_64",), out=lines.append, workers=1, slips_dir=str(outside)) == 0
     assert lines[-1].startswith("labs mutants: 1/1 slips caught and named")
     assert os.path.exists(os.path.join(lab_tree, "build/labs-check", mutants.SLIPS_WORK, "lab1/no-flush/x86_64"))
     with pytest.raises(mutants.PagodaError, match="not a directory"):

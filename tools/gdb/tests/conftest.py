@@ -9,10 +9,9 @@ for path in (os.path.dirname(_HERE), _HERE):
         sys.path.insert(0, path)
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(_HERE))), "tools"))
-from pagoda_core import pytest_cpu, pytest_share, pytest_speed  # noqa: E402
+from pagoda_core import pytest_cpu, pytest_speed  # noqa: E402
 
 
 def pytest_configure(config):
     pytest_speed.register(config)   # timeout marks scaled to this machine's speed and load
-    pytest_share.register(config)   # a module's shared fixtures set up on one xdist worker, once
     pytest_cpu.register(config)     # each test's CPU time, the dearest listed after the run
