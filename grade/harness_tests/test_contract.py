@@ -76,20 +76,67 @@ def grader_files():
     return files + [os.path.join(lib, f) for f in os.listdir(lib) if f.endswith(".py") and f != "contract.py"]
 
 
-def fact_pattern(node):
-    """The regex of the fact names a call's name argument @p node can be (None: not a string)."""
+FACT_READERS = {"fact", "layout_value"}
+
+
+def fact_names(node, loops, constants):
+    """The fact names a reader's name argument @p node can be: a string, or an f-string whose
+    fields are loop variables over tuples of strings (@p loops: {name: the tuple's node}; a tuple
+    may be a module constant, @p constants); None when it is neither."""
     if isinstance(node, ast.Constant) and isinstance(node.value, str):
-        return re.escape(node.value)
-    if isinstance(node, ast.JoinedStr):
-        return "".join(re.escape(v.value) if isinstance(v, ast.Constant) else r"\w+" for v in node.values)
-    return None
+        return [node.value]
+    if not isinstance(node, ast.JoinedStr):
+        return None
+    names = [""]
+    for v in node.values:
+        if isinstance(v, ast.Constant):
+            names = [n + v.value for n in names]
+            continue
+        seq = loops.get(getattr(v.value, "id", None))
+        seq = constants.get(seq.id, seq) if isinstance(seq, ast.Name) else seq
+        if not isinstance(seq, (ast.Tuple, ast.List)) or not all(isinstance(e, ast.Constant) for e in seq.elts):
+            return ["".join(re.escape(x.value) if isinstance(x, ast.Constant) else r"\w+" for x in node.values)]
+        names = [n + e.value for n in names for e in seq.elts]
+    return [re.escape(n) for n in names]
+
+
+def fact_readers(tree):
+    """{name: position of its fact-name argument} of the functions and lambdas of @p tree that
+    pass one of their parameters to a fact reader (fact(), layout_value()) as the fact's name."""
+    readers = {r: 1 for r in FACT_READERS}
+    for node in ast.walk(tree):
+        target, fn = None, None
+        if isinstance(node, ast.FunctionDef):
+            target, fn = node.name, node
+        elif isinstance(node, ast.Assign) and isinstance(node.value, ast.Lambda) and len(node.targets) == 1:
+            target, fn = getattr(node.targets[0], "id", None), node.value
+        if target is None:
+            continue
+        params = [a.arg for a in fn.args.args]
+        for call in ast.walk(fn):
+            name = getattr(call, "func", None)
+            name = getattr(name, "attr", getattr(name, "id", None))
+            if isinstance(call, ast.Call) and name in FACT_READERS and len(call.args) == 2 and \
+                    getattr(call.args[1], "id", None) in params:
+                readers[target] = params.index(call.args[1].id)
+    return readers
 
 
 def naming_problems(path, source):
-    """Where @p source names a kernel symbol itself, or asks for a fact the contract lacks."""
+    """Where @p source names a kernel symbol itself, or asks for a fact the contract lacks (through
+    fact(), layout_value() or a function or lambda of its own that passes a name on to them)."""
     declared = set(contract.NAMES)
     problems = []
-    for node in ast.walk(ast.parse(source)):
+    tree = ast.parse(source)
+    readers = fact_readers(tree)
+    constants = {n.targets[0].id: n.value for n in tree.body if isinstance(n, ast.Assign) and len(n.targets) == 1
+                 and isinstance(n.targets[0], ast.Name)}
+    loops = {}
+    for node in ast.walk(tree):
+        for gen in getattr(node, "generators", []) + ([node] if isinstance(node, ast.For) else []):
+            if isinstance(gen.target, ast.Name):
+                loops[gen.target.id] = gen.iter
+    for node in ast.walk(tree):
         where = f"{os.path.relpath(path, paths.ROOT)}:{getattr(node, 'lineno', '?')}"
         if isinstance(node, ast.Constant) and isinstance(node.value, str) and \
                 (node.value in declared or node.value.startswith("pagoda::") and node.value != "pagoda::"):
@@ -97,11 +144,11 @@ def naming_problems(path, source):
         if isinstance(node, ast.JoinedStr) and node.values and isinstance(node.values[0], ast.Constant) and \
                 str(node.values[0].value).startswith("pagoda::"):
             problems.append(f"{where}: builds a kernel symbol's name (contract.py declares them)")
-        if isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", None)) in \
-                ("fact", "layout_value") and len(node.args) == 2:
-            pattern = fact_pattern(node.args[1])
-            if pattern is not None and not any(re.fullmatch(pattern, f) for f in contract.FACTS):
-                problems.append(f"{where}: asks for a fact /{pattern}/ the contract does not declare")
+        reader = getattr(node.func, "attr", getattr(node.func, "id", None)) if isinstance(node, ast.Call) else None
+        if reader in readers and len(node.args) > readers[reader]:
+            for pattern in fact_names(node.args[readers[reader]], loops, constants) or ():
+                if not any(re.fullmatch(pattern, f) for f in contract.FACTS):
+                    problems.append(f"{where}: asks for a fact /{pattern}/ the contract does not declare")
     return problems
 
 
@@ -149,8 +196,10 @@ def test_the_checks_name_a_renamed_function_a_missing_fact_and_a_name_written_ou
     assert str(contract.FORK) in found and "PAGODA_FACT(levels" in found and "PAGODA_FACT(page_size" not in found
     # A grader file that writes the name itself, or asks for an undeclared fact.
     found = naming_problems("x.py", 'stop_at("pagoda::proc::fork_process")\nfact(k, "windw_base")\n'
-                                    'fact(k, f"temp_probe_{n}_stop")')
-    assert len(found) == 2 and any("fork_process" in p for p in found) and any("windw_base" in p for p in found), found
+                                    'fact(k, f"temp_probe_{n}_stop")\nB = ("brk", "stack_lid")\n'
+                                    'f = lambda name: symbols.fact(k, name)\nx = [f(f"regions_{b}") for b in B]')
+    assert len(found) == 3 and any("fork_process" in p for p in found) and any("windw_base" in p for p in found) \
+        and any("regions_stack_lid" in p for p in found), found
 
 
 # User programs whose token-derived values still have a twin in a grader file not yet rewritten.

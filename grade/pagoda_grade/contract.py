@@ -155,6 +155,7 @@ FACTS = {
              *(f"temp_copy_{n}_stop" for n in ("frames", "copied")),
              *(f"space_copy_{n}_stop" for n in ("frames", "copied")),
              "temp_stress_seed", "temp_stress_frames", "temp_stress_irq_maps_total"),
+    **_facts(6, "regions_stack_limit", "regions_stack_gap"),
     **_facts(7, "swap_min_slots"),
     **_facts(5, "mmap_base", "user_stack_gap", "process_regions", "process_regions_made", "regions_brk",
              "regions_heap_start", "regions_vmas_data", "regions_vmas_size",
