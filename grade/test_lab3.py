@@ -14,7 +14,7 @@ import re
 
 from pagoda_core import qemu
 
-from pagoda_grade import lab_test, programs
+from pagoda_grade import churn, lab_test, programs
 from pagoda_grade.lifecycle import return_address
 from pagoda_grade.procaudit import LOADER, ProcessAudit, loader_error_problem, read_error, result_address
 from pagoda_grade.processes import (FRAME_ALLOCATOR, HEX, Layout, RootInspector, argument_problem, count_used,
@@ -1653,43 +1653,48 @@ def test_exit_frees(boot, kernel, arch):
 @lab_test(3, "kstack_reuse")
 def test_kstack_reuse(boot, kernel, arch):
     """More processes over one run than there are kernel-stack slots, never many at once (churn
-    is a chain: each link sleeps a tick, spawns the next and exits): every exit gives its slot
-    back, and the slot table (guest RAM) is empty at the end."""
+    is a chain: each link touches pages of its own, sleeps a tick, spawns the next and exits):
+    every exit gives its slot back, and the slot table (guest RAM) is empty at the end; and its
+    frames: the links together touch more frames than the guest has (churn.py)."""
     token = boot.fresh_token()
     watch = Watch(kernel, arch)
     slots = watch.layout.slots
     n = max(slots, ASIDS) + pick_in(token, "churn extra", 8, 40)   # more than every slot and every ASID
+    pages = pick_in(token, "churn pages", 6, 12)
 
     def script(guest):
         watch.before(guest)
         watch.started_check(guest)
-        end = watch.checkpoint(guest, "ended")
+        end, last = churn.run_to_end(guest, watch)
         marks = end.read_virt(address_of(kernel, SLOT_TABLE), slots)
         try:
             asids = int.from_bytes(end.read_virt(address_of(kernel, ASID_TABLE), ASIDS // 8), "little")
         except AssertionError:   # (x86_64: no ASIDs)
             asids = None
-        return [slot for slot in range(slots) if marks[slot]], asids
+        return [slot for slot in range(slots) if marks[slot]], asids, last, count_used(end, *watch.bitmap)[0]
 
-    run = boot(args={"run": f"churn:{n}"}, token=token, witness=script)
-    taken, asids = watch.require(run)
-    failed = run.search(r"^churn: link (\d+) of \d+: spawn failed: (-?\d+) proof=")
+    run = boot(args={"run": churn.spec(n, pages)}, token=token, witness=script, memory=churn.MEMORY)
+    taken, asids, last, after = watch.require(run)
+    failed = run.search(churn.BROKE)
     if asids is not None and bin(asids).count("1") > 1:   # (ASID 0, the kernel's, is always taken)
         held = [a for a in range(1, ASIDS) if asids >> a & 1]
         run.fail(f"ASIDs are not given back when an address space ends: when every process had ended, {len(held)} "
                  f"ASIDs (e.g. {', '.join(map(str, held[:6]))}) were still marked taken in the kernel's ASID table "
                  f"(g_asids_used, read by the grader from guest RAM) after churn's chain of {n} processes, never more "
-                 f"than two at once" + (f" (link {failed[1]} could not spawn the next: {failed[2]})" if failed else "")
+                 f"than two at once" + (f" (link {failed[1]} could not spawn the next: {failed[4]})" if failed else "")
                  + ": free_asid() must clear the space's bit, or a run makes at most 255 address spaces")
     links = len(re.findall(r"(?m)^proc \d+ \(churn\): spawned by \d+;", "\n".join(run.lines))) + 1
+    frames = churn.broken_chain(run, n, pages, watch.frames_before[0], after) if last is None and not taken else None
+    if frames:
+        watch.fail(run, frames)
     if failed and not taken:
         run.fail(f"a kernel-stack slot given back is never taken again: link {failed[1]} of churn's chain of {n} "
-                 f"could not spawn the next ({failed[2]}) with at most two links alive (each ended before the next "
+                 f"could not spawn the next ({failed[4]}) with at most two links alive (each ended before the next "
                  f"but one began), yet when every process had ended the kernel's slot table (g_used, read by the "
                  f"grader from guest RAM) marks all {slots} slots free: the search for a free slot must look at every "
                  "slot again (from slot 0, or wrapping around), not only those never used")
     if failed or taken:
-        said = (f"link {failed[1]} of churn's chain of {n} could not spawn the next ({failed[2]}) with at most two "
+        said = (f"link {failed[1]} of churn's chain of {n} could not spawn the next ({failed[4]}) with at most two "
                 "links alive (each ended before the next but one began)" if failed else
                 f"churn's chain made {links} processes one after another")
         run.fail(f"kernel-stack slots are not given back at exit: {said}; when every process had ended, "
@@ -1697,6 +1702,9 @@ def test_kstack_reuse(boot, kernel, arch):
                  f"by the grader from guest RAM{': slots ' + ', '.join(map(str, taken[:8])) if taken else ''}): "
                  "destroying a kernel stack must free its slot, or a run makes at most as many processes as there "
                  "are slots")
+    wrong = churn.verdict(run, n, pages, last, watch.frames_before[0], after)
+    if wrong:
+        watch.fail(run, wrong + ("" if last else f" (the kernel says it made {links} churn processes)"))
     if links != n:
         run.fail(f"the kernel says it made {links} churn processes; the chain has {n} links")
     run.expect(rf"^churn: link {n} of {n} ran, the last proof={proof(token, n):016x}$", "the chain's last link")
@@ -1726,13 +1734,19 @@ def test_kernel_not_preempted(boot, kernel, arch):
         watch.before(guest)
         watch.started_check(guest)
         spinners = [r for r, label in watch.roots.items() if " of spin (" in label]
-        seen = {}
+        seen, switches = {}, []
         while "end" not in seen:   # (only the test's deadline bounds the wait)
-            snap = guest.stop_at("pagoda_grader_checkpoint")
+            # Between the call's start and end, every context switch is a stop too: a switch seen,
+            # whatever the scheduler's count says.
+            snap = guest.stop_at_any(["pagoda_grader_checkpoint"] + ([watch.proc["switch"]] if seen else []))
+            if snap.pc != address_of(kernel, "pagoda_grader_checkpoint"):
+                switches.append(snap.lower_root)
+                continue
             what = tags.get(snap.argument(0))
             if what is not None:
                 seen[what] = (snap.argument(1), u64(snap.read_virt(address_of(kernel, SWITCH_COUNT), 8)),
                               snap.argument(2))
+        seen["switches"] = switches
         for root in spinners:   # (from lab 5 on, spin_stop's page comes at spin's first touch)
             snap = watch.until_touched(guest, snap, stop_va, root, "spin_stop's page in spin's root")
             if snap is not None:
@@ -1744,11 +1758,12 @@ def test_kernel_not_preempted(boot, kernel, arch):
     if "start" not in seen:
         run.fail("the grader saw kernel_spin's end but not its start")
     (pid, before, _), (_, after, passed) = seen["start"], seen["end"]
-    if after != before:
+    if after != before or seen["switches"]:
         watch.fail(run, f"kernel code was preempted: while pid {pid} (kspin) waited in the kernel with interrupts on "
-                        f"(the kernel_spin call, {n} ticks; {passed} passed), the scheduler switched {after - before} "
-                        f"time(s) (its switch count g_switches went from {before} to {after}, read by the grader from "
-                        "guest RAM at the call's start and end) although spin was ready: a timer tick that interrupts "
+                        f"(the kernel_spin call, {n} ticks; {passed} passed), the grader stopped at "
+                        f"{len(seen['switches'])} context switch(es) ({watch.proc['switch']}) between the call's start "
+                        f"and end (the scheduler's count g_switches went from {before} to {after}, guest RAM) although "
+                        "spin was ready: a timer tick that interrupts "
                         "kernel code must not end the turn (the kernel may hold a temporary mapping, or be half-way "
                         "through a change of the page tables); only a tick from user mode preempts")
     run.expect(rf"^kspin: pid \d+ waited {n} ticks in the kernel -> (\d+) proof=", "kspin's line")

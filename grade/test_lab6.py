@@ -10,11 +10,11 @@ before the first process and after the last one is reaped: they must be the same
 lines only label what the grader saw."""
 import re
 
-from pagoda_grade import audit, lab_test, programs
+from pagoda_grade import audit, churn, lab_test, programs
 from pagoda_grade.outcomes import KILL_LINE, BootEnded, finding_first
-from pagoda_grade.lifecycle import (Deaths, Pages, Refs, covered, digest, fork_problems, fork_view, leak_story, pid_of,
-                                    processes,
-                                    return_address, stale_records, stalled_waits, unflushed, wider_than_record)
+from pagoda_grade.lifecycle import (Deaths, Pages, Refs, covered, digest, fork_problems, fork_view, leak_story, moment,
+                                    pid_of, processes, return_address, stale_records, stalled_waits, unflushed,
+                                    wider_than_record)
 from pagoda_grade.processes import (HEX, Layout, count_used, foreign_code_kill, parse_kills, parse_reaped, process_roots,
                                     registry, user_elf, user_page_frames, user_pages, user_symbol, writable_in_two, written)
 from pagoda_grade.proof import MASK64, proof
@@ -30,6 +30,7 @@ ENOENT = 2
 ESRCH = 3
 ECHILD = 10
 DEEP = 8
+CHAIN_PAGES = 64   # pages each link of exec_args's chain touches (churn.py)
 
 
 def u64(data):
@@ -114,6 +115,10 @@ def baseline(watch, guest):
             break
     else:
         raise AssertionError("the run never reached its 'ended' checkpoint")
+    # Every page a copy-on-write fork shared and a process later mapped apart: a fault there first.
+    for problem in deaths.copies_without_fault(guest.log_events)[:1]:
+        if deaths.audit is not None:
+            deaths.audit.note(problem)
     after, bits = count_used(end, *watch.bitmap)
     before, before_bits = watch.frames_before
     story = leak_story(before_bits, bits, end, watch.kernel, deaths.moments) if after != before else []
@@ -367,15 +372,10 @@ def test_fork_basic(boot, kernel, arch):
                         watch.audit.note(fork_error_problem(read_error(snap, kernel, data[2]), "pid 1 (forktree)"))
                     for problem in fork_findings(snap, kernel, set(made[:1]), data[3]) if watch.audit else ():
                         watch.audit.note(problem)
-                    if child is not None:
-                        state["at_fork"] = fork_view(snap, kernel, parent, child, "fork")
-                        state["at_fork"].live_root = root
-                        # What is wrong with the fork is a finding as it is seen (as a copy-on-write
-                        # fault's is): it heads the failure before what it leads to (frames freed
-                        # while mapped, found at the boot's end).
-                        wrong = fork_problems(state["at_fork"]) if watch.audit else []
-                        if wrong:
-                            watch.audit.note(wrong[0])
+                    if child is not None and deaths.forks:
+                        # Both roots where fork_process returned, as every fork's (Deaths: what is
+                        # wrong with it is a finding already, ahead of what it leads to).
+                        state["at_fork"] = deaths.forks[0]
                         for m in (state["at_fork"].parent, state["at_fork"].child):
                             deaths.add(m)
                         # The child's first return to user mode, where the parent's returned: the
@@ -654,6 +654,23 @@ def test_exec_args(boot, kernel, arch):
     run.expect(r"^forktree: exec child \d+ reaped \(\d+\) how 0 code 0$", "the parent reaps the exec'd child")
     check_baseline(watch, run, w)
     run.expect_outcome("success")
+    # Exec and exit give the frames back: a chain longer than the guest's RAM, every other link an
+    # exec, in a boot of its own (churn.py).
+    chain, n = Watch(kernel, arch), 2 * pick_in(token, "exec chain", 22, 26)
+
+    def chain_script(guest):
+        chain.before(guest)
+        chain.started_check(guest)
+        end, last = churn.run_to_end(guest, chain)
+        return last, count_used(end, *chain.bitmap)[0]
+
+    run = boot(args={"run": churn.spec(n, CHAIN_PAGES, exec_mode=True)}, token=token, witness=chain_script,
+               memory=churn.MEMORY)
+    last, after = chain.require(run)
+    wrong = churn.verdict(run, n, CHAIN_PAGES, last, chain.frames_before[0], after)
+    if wrong:
+        chain.fail(run, wrong)
+    run.expect_outcome("success")
 
 
 # ---- copy-on-write -----------------------------------------------------------------------------
@@ -872,6 +889,8 @@ def bomb_script(watch, fork_call, kernel, eager=False):
             others = set(process_roots(snap, kernel)) - {snap.lower_root}   # the children made before
             pids = set(processes(snap, kernel, records_of=-1))
             pc, root = snap.register(watch.proc["syscall_return_pc"]), snap.lower_root
+            if not forks:
+                deaths_of(watch).see_fork(guest)   # (the first fork at its return too: what it shared)
             for _ in range(watch.layout.slots + 8):
                 back = guest.stop_at(pc)
                 if back.lower_root == root:
@@ -882,6 +901,8 @@ def bomb_script(watch, fork_call, kernel, eager=False):
             if entry is not None and result > 0 and "damage" not in watch.__dict__:
                 child = next((r for r, label in process_roots(back, kernel).items() if label.endswith(f"(pid {result})")),
                              None)
+                for r in ({root, child} - {None}) if not eager else ():   # (a copy since must be a fault's)
+                    deaths_of(watch).add(moment(back, kernel, r, "later"))
                 watch.damage = first_fork_problem(eager, entry, back, root, child)
                 if watch.damage and getattr(watch, "audit", None):
                     # Seen at a stop: it heads the failure before what the boot's end audit finds.
@@ -915,7 +936,7 @@ def test_fork_bomb(boot, kernel, arch):
     # of process slots (EAGAIN). Either way: every child reaped, nothing leaked.
     for mode, mib, errno_name, errno in (("eager", 16, "ENOMEM", 12), ("cow", pick_in(token, "bomb MiB", 1, 8), "EAGAIN", 11)):
         watch = Watch(kernel, arch)
-        watch.deaths = Deaths(kernel, cow=False, light=True)   # (a hundred children of megabytes each)
+        watch.deaths = Deaths(kernel, cow=False, light=True, eager=mode == "eager")   # (a hundred children of MiBs)
         run = boot(args={"run": f"forktree:bomb:{mib}", "fork": mode}, token=token,
                    witness=bomb_script(watch, fork_call, kernel, eager=mode == "eager"), memory=GRADER_MEMORY)
         damage = getattr(watch, "damage", None)
@@ -1011,7 +1032,9 @@ class Tracer:
             if deaths.take(snap):  # (not counted: the limit is the test's own stops)
                 if deaths_too and snap.pc in (deaths.exit_at, deaths.exec_at):
                     yield "death", snap, deaths.moments[-1]
-                continue
+                if snap.pc not in extra and snap.pc not in now and (snap.pc, snap.lower_root) not in self.pending \
+                        and (snap.pc, None) not in self.pending:
+                    continue   # (a stop the test asked for too, fork_process's, is the test's as well)
             taken += 1
             if snap.pc in extra or snap.pc in now:
                 yield "extra", snap, None
@@ -1511,6 +1534,7 @@ def test_fork_prot_none(boot, kernel, arch):
     # either way the child's page allows nothing either, and the frames are freed exactly once.
     for mode in ("eager", "cow"):
         watch = Watch(kernel, arch)
+        watch.deaths = Deaths(kernel, eager=mode == "eager")
 
         def script(guest):
             watch.before(guest)

@@ -3,6 +3,8 @@
 Each fixture is the reference kernel with a few functions replaced to lie to the grader. The
 grader before the witnesses (main at 511b324) gave them these points; the reference kernel gets
 full marks on the same tests (the `grade` step of ./pagoda test)."""
+import re
+
 import pytest
 
 from graderrun import run_grader
@@ -33,7 +35,9 @@ def test_fixture_loses_the_points_it_targets(name, fixture_kernels, tmp_path):
         assert words in reason, f"{name}/{test_id}: {reason[:600]}"
         assert f"fixture {name}" in reason or name == "decoy", "the fixture's replacement did not run"
         # (the line that boots the failed boot again names the fixture, not the tree's own kernel)
-        assert f"./pagoda gdb --kernel build/x86_64/fixtures/{name}.elf -- --cmdline 'token=" in reason, reason[-3000:]
+        # (shlex quotes the command line only when it holds more than the token)
+        assert re.search(rf"\./pagoda gdb --kernel build/x86_64/fixtures/{name}\.elf -- --cmdline '?token=", reason), \
+            reason[-3000:]
 
 
 @pytest.mark.parametrize("arch", ["x86_64", "aarch64"])
@@ -100,6 +104,25 @@ SKIPPERS = {
                       "image_cut", "brk_unaligned", "stack_jump", "merge_back", "exec_only")),
 }
 GOAL = 0.25
+
+# ---- labs 3 and 6: the liars of issue 42 (fixtures/common/, the same source on both ISAs) --------
+#
+# The grader of main 1b6850f gave them, on x86_64 and AArch64 alike: leakdecoy 31/31, 38/38, 38/44
+# (labs 3, 5, 6), cowmmaponly 44/44; now 29/31, 38/38, 35/44 and 2/44. A leak shows only where a run
+# makes processes after others ended and touches more frames than the guest has (churn's chains:
+# kstack_reuse, exec_args; fork_bomb and usertests_forkmem run out too): the decoy keeps the points
+# of the other tests (docs/grader.md, "What the grader trusts").
+LIARS.update({
+    # user frames given back at exit and exec are never handed out again; the used bitmap says free
+    "leakdecoy": ((3, 6), {t: "frames are not given back when a process ends" for t in ("kstack_reuse", "exec_args")}),
+})
+SKIPPERS.update({
+    # fork shares mmap regions, copies the data, the heap and the stack eagerly: every fork is seen
+    # (lifecycle.Deaths); fork_bomb and usertests_forkmem lose too (left out here for their time)
+    "cowmmaponly": (6, ("fork_basic", "fork_deep", "exec_args", "cow", "wide_fork", "fork_vmas", "cow_read",
+                        "usertests_badptr", "usertests_sbrk", "usertests_exec", "usertests_mem", "usertests_wait",
+                        "fork_prot_none", "fork_runs", "child_stack", "orphan_wait")),
+})
 
 
 def _kernels(request, arch):

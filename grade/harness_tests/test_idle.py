@@ -21,6 +21,8 @@ def test_only_waiters_and_zombies_with_parents_can_never_run():
     reason = nothing_can_run(F, stuck)
     assert reason.startswith(IDLE_STOP)
     assert "pid 1 (forktree) waits" in reason and "pid 4 (forktree) has ended" in reason and "pid 3, gone" in reason
+    assert "an orphan nothing will reap" in reason and "orphan" not in nothing_can_run(F, [rec(1, 0, WAITING),
+                                                                                        rec(4, 1, ZOMBIE)])
     # Anything that still moves: a process ready, running or asleep (a reader of the console
     # sleeps a tick at a time), a zombie the idle loop reaps (no parent), no process at all.
     for moving in (READY, RUNNING, SLEEPING):

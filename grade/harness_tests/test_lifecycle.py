@@ -1,6 +1,8 @@
 """Lab 6's evidence rules (grade/pagoda_grade/lifecycle.py) on synthetic views, without booting:
 each slip's evidence gives its sentence, and a correct fork, fault or run gives none."""
-from pagoda_grade.lifecycle import CowFault, ForkView, Moment, Pages, fork_problems, stale_records, unflushed
+from types import SimpleNamespace
+
+from pagoda_grade.lifecycle import CowFault, Deaths, ForkView, Moment, Pages, fork_problems, stale_records, unflushed
 from pagoda_grade.vmas import Vma
 
 PAGE = 4096
@@ -40,6 +42,28 @@ def test_each_fork_slip_is_named_first():
     assert "the parent was left writable" in fork_problems(view(writable, SHARED, COUNTS))[0]
     assert "reference count" in fork_problems(view(SHARED, SHARED, {**COUNTS, 0xb000: 1}))[0]
     assert "fork made another root live" in fork_problems(view(SHARED, SHARED, COUNTS, live_root=0x2000))[0]
+
+
+def test_a_fork_that_copies_some_pages_and_shares_others_is_named():
+    # (issue 42: mmap regions shared, the data, the heap and the stack copied eagerly)
+    child = {**SHARED, DATA: (0xd000, True)}
+    first = fork_problems(view(SHARED, child, COUNTS, digests={0xd000: bytes([0xb])}))[0]
+    assert "page 0x409000" in first and "it was copied eagerly" in first
+
+
+def test_a_copy_after_fork_without_a_fault_in_the_log_is_named():
+    deaths = Deaths.__new__(Deaths)
+    deaths.forks, deaths.light = [view(SHARED, SHARED, COUNTS)], False
+    deaths.forks[0].log_at = 1
+    exited = Moment("exit", 2, "forktree", 0x2000, Pages({**SHARED, DATA: (0xd000, True)}), set(), VMAS)
+    deaths.moments = [exited]
+    fault = SimpleNamespace(kind="exception", address=DATA + 0x10, root=0x2000)
+    before_fork = SimpleNamespace(kind="exception", address=DATA + 0x10, root=0x2000)
+    other_root = SimpleNamespace(kind="exception", address=DATA + 0x10, root=0x1000)
+    no_root = SimpleNamespace(kind="exception", address=DATA, root=None)   # (AArch64's log)
+    assert deaths.copies_without_fault(lambda: [before_fork, fault]) == []
+    assert deaths.copies_without_fault(lambda: [before_fork, no_root]) == []
+    assert "a copy made without a copy-on-write fault" in deaths.copies_without_fault(lambda: [before_fork, other_root])[0]
 
 
 def test_later_view_names_a_stale_tlb_and_a_fault_that_writes_the_shared_frame():

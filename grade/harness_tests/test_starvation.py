@@ -75,8 +75,9 @@ def test_a_guest_given_no_cpu_is_not_starved(monkeypatch):
 
 def test_the_sentence_says_what_the_process_table_says(monkeypatch):
     from pagoda_grade import procaudit
+    from pagoda_pt.procaudit import Rec
     facts = types.SimpleNamespace(state_name=lambda s: {1: "Ready", 3: "in state 3 (Sleeping)"}[s])
-    recs = {1: procaudit.Rec(0, 1, 0, 1, "spin", 0), 2: procaudit.Rec(1, 2, 0, 2, "spin", 1)}
+    recs = {1: Rec(0, 1, 0, 1, "spin", 0), 2: Rec(1, 2, 0, 2, "spin", 1)}
     monkeypatch.setattr(test_lab3, "process_roots", lambda snap, kernel: {A: "spin (pid 1)", B: "spin (pid 2)"})
     monkeypatch.setattr(procaudit.Facts, "of", classmethod(lambda cls, kernel: facts))
     monkeypatch.setattr(procaudit, "read_table", lambda read, f: list(recs.values()))
@@ -85,6 +86,6 @@ def test_the_sentence_says_what_the_process_table_says(monkeypatch):
     ready = test_lab3.starvation_problem(snap, WATCH, A, B, 50, {A: 5, B: 900})
     assert ready.startswith("spin pid 1 (root 0xa000) never ran for 50 timer interrupts")
     assert "the CPU runs pid 2 (spin)" in ready and "Ready" in ready and "next_ready" in ready
-    recs[1] = procaudit.Rec(0, 1, 0, 3, "spin", 0)
+    recs[1] = Rec(0, 1, 0, 3, "spin", 0)
     asleep = test_lab3.starvation_problem(snap, WATCH, A, B, 50, {A: 5, B: 900})
     assert "in state 3 (Sleeping)" in asleep and "back to Ready" in asleep

@@ -53,8 +53,11 @@ def nothing_can_run(facts, recs):
             gone = "" if r.parent in pids else ", gone"
             said.append(f"{r.who} has ended (a zombie; its parent pid {r.parent}{gone})")
     more = f" and {len(recs) - 4} more" if len(recs) > 4 else ""
+    orphans = any(r.state == facts.zombie and r.parent not in pids for r in recs)
     return (f"{IDLE_STOP}: " + "; ".join(said) + more + f" (the process table in guest RAM, after {IDLE_TICKS} "
-            "interrupts in a row taken in the idle loop; the grader ended the boot instead of waiting for its deadline)")
+            "interrupts in a row taken in the idle loop; the grader ended the boot instead of waiting for its deadline)"
+            + (": a zombie whose parent is gone is an orphan nothing will reap (exit gives a process's children to the "
+               "adopter, pid 1, or to the kernel, parent 0)" if orphans else ""))
 
 
 class IdleWatch:

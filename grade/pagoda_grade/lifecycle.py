@@ -154,15 +154,24 @@ class Refs:
     """The kernel's frame reference counts, read from guest RAM (pagoda_frame_refs: the table's
     kernel address and its entries; each entry a u16 of references beyond the first)."""
 
+    CHUNK = PAGE // 2   # entries read at once (a page of the table)
+
     def __init__(self, snap, kernel):
         self.snap = snap
         pa = symbols.physical_of(kernel, symbols.address_of(kernel, contract.FRAME_REFS))
         self.table, self.entries = struct.unpack("<2Q", snap.read_phys(pa, 16))
+        self._chunks = {}
 
     def count(self, frame):
         if not self.table or frame is None or frame // PAGE >= self.entries:
             return None
-        return 1 + int.from_bytes(self.snap.read_virt(self.table + 2 * (frame // PAGE), 2), "little")
+        n = frame // PAGE
+        chunk = self._chunks.get(n // self.CHUNK)
+        if chunk is None:
+            at = n - n % self.CHUNK
+            chunk = self._chunks[n // self.CHUNK] = self.snap.read_virt(self.table + 2 * at,
+                                                                        2 * min(self.CHUNK, self.entries - at))
+        return 1 + int.from_bytes(chunk[2 * (n % self.CHUNK):2 * (n % self.CHUNK) + 2], "little")
 
 
 def return_address(snap):
@@ -183,6 +192,7 @@ def pid_of(snap, kernel, root):
 
 # ---- deaths and execs ----------------------------------------------------------------------------
 
+WHEN = {"exit": "as it exits", "exec": "as it execs", "later": "at a later stop of the grader's"}
 TERMINATIONS = {0: "exited", 1: "page fault", 2: "protection fault", 3: "illegal instruction",
                 4: "privileged instruction", 5: "arithmetic error", 6: "stack limit", 7: "killed"}
 
@@ -294,14 +304,22 @@ class Deaths:
     addresses() to its stops and hands every stop to take()."""
 
     EXIT, EXEC, COW, LOAD = contract.EXIT, contract.EXEC, contract.COPY_ON_WRITE, contract.LOAD_PROGRAM
+    FORK = contract.FORK
+    FORKS_SEEN = 4   # forks seen whole per boot (the first ones: wide_fork makes 64)
 
-    def __init__(self, kernel, cow=True, light=False):
+    def __init__(self, kernel, cow=True, light=False, eager=False):
         """@p cow: also witness every copy-on-write fault (two stops each: a test that makes
         hundreds of them may leave it off and still have the deaths). @p light: at a normal exit
-        record only who exited and how (a test with a hundred processes of megabytes each); a
-        kill is always recorded whole."""
+        record only who exited and how (a test with a hundred processes of megabytes each), and
+        see only the first fork (else the first FORKS_SEEN); a kill is always recorded whole.
+        @p eager: the boot's fork is fork=eager (no stop at forks: it copies what copy-on-write
+        shares)."""
         self.kernel = kernel
         self.light = light
+        self.eager = eager
+        self.fork_at = symbols.address_of(kernel, self.FORK)
+        self.forks = []          # ForkView of each fork at its return (light: the first), with .log_at
+        self._fork_returns = {}  # return address -> (parent root, pids before, log position)
         self.bitmap = None       # (address, words) of the allocator's used-frame bitmap, when known
         self.exit_at = symbols.address_of(kernel, self.EXIT)
         self.exec_at = symbols.address_of(kernel, self.EXEC)
@@ -327,7 +345,8 @@ class Deaths:
 
     def addresses(self):
         return [self.exit_at, self.exec_at, *([self.cow_at] if self.cow_at else []),
-                *sorted({pc for pc, _ in self._returns}),
+                *([self.fork_at] if self._forks_wanted() else []),
+                *sorted({pc for pc, _ in self._returns} | set(self._fork_returns)),
                 *([self._exec_return[0]] + ([self.load_at] if self.load_at else []) if self._exec_return else [])]
 
     def _cow_entry(self, snap):
@@ -384,8 +403,83 @@ class Deaths:
     def cow_problems(self):
         return [p for p in (f.problem() for f in self.cow_faults) if p]
 
+    def _forks_wanted(self):
+        seen = len(self.forks) + len(self._fork_returns)
+        return not self.eager and seen < (1 if self.light else self.FORKS_SEEN)
+
+    def _fork_entry(self, snap):
+        self._fork_returns[return_address(snap)] = (snap.lower_root, set(processes(snap, self.kernel, records_of=-1)),
+                                                    len(snap.guest.log_events()))
+
+    def _fork_return(self, snap, parent, pids, log_at):
+        """Where fork_process returns to the parent's system call (in whatever root the CPU holds:
+        one fork is under way at a time), before the child runs: both roots walked; what is wrong
+        with the fork is a finding at once (fork_problems())."""
+        made = sorted(set(processes(snap, self.kernel, records_of=-1)) - pids)
+        child = next((k.root for k in registry(snap, self.kernel).roots if k.kind == "process" and len(made) == 1
+                      and k.id == made[0]), None)
+        if child is None:
+            return   # (it failed; or the grader missed a stop of it: one process made is a fork seen whole)
+        # (every frame's bytes at the first fork, for a later view to compare with: test_lab6's fork_basic)
+        whole = not self.forks and not self.light
+        view = fork_view(snap, self.kernel, parent, child, "fork", every_digest=whole)
+        view.live_root, view.log_at = snap.lower_root, log_at
+        self.forks.append(view)
+        wrong = fork_problems(view)
+        if wrong and self.audit is not None:
+            self.audit.note(wrong[0])
+
+    def copies_without_fault(self, log_events):
+        """Pages a copy-on-write fork shared (the same frame in both roots at its return) that a
+        root of the fork maps to another frame when the grader next walked it (its exit, its exec)
+        with no fault at that page in QEMU's log (@p log_events() gives it: read only when some page
+        was mapped apart) since the fork (x86_64: with that root loaded; AArch64's log has no
+        roots): a copy made without a copy-on-write fault, after fork returned (@p light: only at the
+        test's own later views: its exits may hold hundreds of MiB, its log millions of lines).
+        Sentences, the first per fork."""
+        faults = None
+        out = []
+        for view in self.forks:
+            shared = {va: pf for va, (pf, _) in view.parent.pages.items() if view.child.pages.get(va, (None,))[0] == pf}
+            for m in self.moments:
+                if (m.pid, m.root) not in ((view.parent.pid, view.parent.root), (view.child.pid, view.child.root)) \
+                        or m.what not in WHEN or not m.pages or self.light and m.what != "later":
+                    continue
+                apart = [va for va, frame in sorted(shared.items()) if m.pages.get(va, (frame,))[0] != frame]
+                if apart and faults is None:
+                    faults = [(i, e.address & ~(PAGE - 1), e.root) for i, e in enumerate(log_events())
+                              if e.kind == "exception" and e.address is not None]
+                hit = {page for i, page, root in faults or () if i >= view.log_at and root in (None, m.root)}
+                bare = [va for va in apart if va not in hit]
+                if bare:
+                    out.append(f"{m.who} maps page {bare[0]:#x} (and {len(bare) - 1} more) to frame "
+                               f"{m.pages[bare[0]][0]:#x} {WHEN[m.what]}, and at fork's return the page was frame "
+                               f"{shared[bare[0]]:#x}, shared with "
+                               f"{view.child.who if m.root == view.parent.root else view.parent.who} "
+                               f"({_where(view.parent.vmas, bare[0])}), yet QEMU's log shows no fault at that page "
+                               "since the fork: a copy made without a copy-on-write fault (eagerly, after fork "
+                               "returned): every first write to a shared page must take its own fault, and only "
+                               "that fault copies the page")
+                    break
+        return out
+
+    def see_fork(self, guest):
+        """Follows the next fork_process() to its return: for a caller whose own stops would skip
+        them (it steps from a fork's system call straight to its return in user mode)."""
+        if self.eager:
+            return
+        self._fork_entry(guest.stop_at(self.fork_at))
+        back = next(iter(self._fork_returns))
+        self._fork_return(guest.stop_at(back), *self._fork_returns.pop(back))
+
     def take(self, snap):
         """Records @p snap when it is a stop at one of addresses(); True then."""
+        if snap.pc == self.fork_at and self._forks_wanted():   # (a test may stop there for itself too)
+            self._fork_entry(snap)
+            return True
+        if snap.pc in self._fork_returns:
+            self._fork_return(snap, *self._fork_returns.pop(snap.pc))
+            return True
         if self.cow_at is not None and snap.pc == self.cow_at:
             self._cow_entry(snap)
             return True
@@ -478,12 +572,16 @@ class ForkView:
     live_root: int = None                         # the root the CPU held then (lower half)
 
 
-def fork_view(snap, kernel, parent_root, child_root, what):
+def fork_view(snap, kernel, parent_root, child_root, what, every_digest=True):
+    """Both roots of a fork now; each frame's bytes digested (@p every_digest: every frame, for a
+    later view to compare with; else only the frames of pages the two map apart)."""
     parent = moment(snap, kernel, parent_root, what)
     child = moment(snap, kernel, child_root, what)
     refs = Refs(snap, kernel)
     frames = parent.pages.frames() | child.pages.frames()
-    view = ForkView(parent, child, {f: refs.count(f) for f in frames}, {f: digest(snap, f) for f in frames})
+    apart = frames if every_digest else {f for va, (pf, _) in parent.pages.items()
+                                         if child.pages.get(va, (pf,))[0] != pf for f in (pf, child.pages[va][0])}
+    view = ForkView(parent, child, {f: refs.count(f) for f in frames}, {f: digest(snap, f) for f in apart})
     view.arch = snap.arch
     return view
 
@@ -502,7 +600,9 @@ def _where(vmas, va):
 def fork_problems(at_fork, later=None):
     """What is wrong with a fork, from its view at the fork's return (@p at_fork) and, when given,
     at a later moment before the child ended (@p later: after the parent's writes following the
-    fork). The first sentence is the most specific cause."""
+    fork). A fork that shares some pages shares all (copy-on-write); one that copies every page is
+    the eager fork (lab 6's stand-in until share_pages() is written). The first sentence is the
+    most specific cause."""
     p, c = at_fork.parent, at_fork.child
     problems = []
     if at_fork.live_root is not None and at_fork.live_root != p.root:
@@ -531,6 +631,7 @@ def fork_problems(at_fork, later=None):
                         "pages were, or a record the loader never filled)")
         return problems
     missing = [va for va in sorted(p.pages) if va not in c.pages]
+    shared = [va for va in sorted(p.pages) if va in c.pages and c.pages[va][0] == p.pages[va][0]]
     if missing:
         va = missing[0]
         problems.append(f"right after fork, {len(missing)} of the parent's {len(p.pages)} user pages are not mapped in "
@@ -553,6 +654,12 @@ def fork_problems(at_fork, later=None):
                 problems.append(f"right after fork, frame {pf:#x} (page {va:#x}) is mapped by both roots but its "
                                 f"reference count in the kernel's table (guest RAM) is {n}: fork must count the child's "
                                 "mapping (FrameRefs::share), or the first unmap frees a frame the other root still maps")
+        elif shared:
+            problems.append(f"right after fork, page {va:#x} ({_where(pv, va)}) is frame {pf:#x} in the parent and "
+                            f"{cf:#x} in the child while the fork shared page {shared[0]:#x} (grader's walk of both "
+                            "roots where fork_process returned): it was copied eagerly: copy-on-write shares every "
+                            "page of every private region (the image's data, the heap, the stack, mmap) read-only, and "
+                            "a page is copied only at its first write, by its copy-on-write fault")
         else:
             if at_fork.digests.get(pf) != at_fork.digests.get(cf):
                 problems.append(f"right after fork, the child's copy of page {va:#x} (frame {cf:#x}) does not hold the "

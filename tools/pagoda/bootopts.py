@@ -7,6 +7,7 @@ them once.
 overrides the first.
 """
 from pagoda_core import paths, qemu
+from pagoda_grade.todo import current_lab
 
 NAMES = ("arch", "memory", "swap", "test", "cmdline")
 
@@ -43,7 +44,6 @@ def swap_disk(option, directory):
     @p directory; None for no disk. Not given: a disk of DEFAULT_SWAP from SWAP_LAB on, and in
     the reference tree (it has every lab)."""
     if option is None:
-        from . import labstatus
-        lab = labstatus.current_lab()
+        lab = current_lab(paths.ROOT)
         option = "off" if lab is not None and lab < qemu.SWAP_LAB else qemu.DEFAULT_SWAP
     return None if option == "off" else qemu.SwapDisk(directory, qemu.memory_mib(option) << 20)

@@ -241,6 +241,14 @@ def _check(label, walk, need_write=False, need_exec=False):
     return text + "ok -> PA " + ADDR % walk.pa + " " + walk.perms.rwx()
 
 
+SVC64_CLASS = 0x15     # ESR_EL1.EC of an SVC from AArch64 state
+
+
+def _system_call(tf):
+    """Whether trap frame @p tf is a synchronous SVC taken from EL0: a system call."""
+    return not tf["kind"] & 3 and tf["spsr"] >> 2 & 3 == 0 and tf["esr"] >> 26 & 0x3F == SVC64_CLASS
+
+
 def _without_trap_frame(paging, faultlog):
     yield "no trap frame: %s is not on the stack; looking at the CPU as it is" % TRAP_FUNCTION
     # (QEMU 7.2's gdbstub spells VBAR_EL1 "VBAR", as it does SCTLR_EL1 "SCTLR".)
@@ -306,8 +314,14 @@ def explain():
     paging = target.paging_regs("aarch64")
     found = find_trap_frame()
     fault = {}
-    lines = list(_without_trap_frame(paging, faultlog) if found is None
-                 else _from_trap_frame(paging, faultlog, *found, fault))
+    if found is not None and _system_call(read_trap_frame(found[1])):
+        # A system call under way (SVC from EL0) is no fault: the CPU as it is, as with no frame.
+        lines = list(_without_trap_frame(paging, faultlog))
+        lines[0] = ("trap frame at %s (%s, frame #%d) is a system call from EL0 (SVC), not a fault; "
+                    "looking at the CPU as it is" % (ADDR % found[1], TRAP_FUNCTION, found[0]))
+    else:
+        lines = list(_without_trap_frame(paging, faultlog) if found is None
+                     else _from_trap_frame(paging, faultlog, *found, fault))
     log_line = _qemu_log_line(faultlog)
     if log_line:
         lines.insert(len(lines) - sum(1 for line in lines if line.startswith("verdict: ")), log_line)
