@@ -5,7 +5,7 @@ cleared by the grader for the look (put back after it)."""
 
 from pagoda_grade.harness import Booter
 from pagoda_grade.symbols import fact
-from test_lab3 import GRADER_MEMORY
+from pagoda_grade.watch import GRADER_MEMORY
 from pagoda_grade.witness import PAGE
 from pagoda_grade.tempmaps import GuardWatch, temp_area
 

@@ -126,9 +126,9 @@ class Trace:
 class LabTest:
     """One lab test: its token (the inputs derive from it), its boots, its checks."""
 
-    def __init__(self, boot, kernel, arch, memory="128M"):
+    def __init__(self, boot, kernel, arch, memory="128M", token=None):
         self.booter, self.kernel, self.arch, self.memory = boot, kernel, arch, memory
-        self.token = boot.fresh_token()
+        self.token = token or boot.fresh_token()   # (@p token: another boot of a test that has one)
         self.guest = self.run = None
 
     def pick(self, tag, lo, hi):
@@ -173,8 +173,8 @@ class LabTest:
 class ProcTest(LabTest):
     """One lab test that runs user programs (labs 3 and later): see the module's docstring."""
 
-    def __init__(self, boot, kernel, arch, watch=Watch, memory=GRADER_MEMORY):
-        super().__init__(boot, kernel, arch, memory)
+    def __init__(self, boot, kernel, arch, watch=Watch, memory=GRADER_MEMORY, token=None):
+        super().__init__(boot, kernel, arch, memory, token)
         self.watch = watch(kernel, arch)
         self.proc = self.watch.proc
         self.names = {}
@@ -204,7 +204,7 @@ class ProcTest(LabTest):
         with comes after the cause the watch knows (Watch.explained), unless @p explain is False."""
         def witness(guest):
             self.guest = guest
-            self.watch.before(guest)
+            self.before = self.watch.before(guest)   # (the Snapshot at the run's 'before' checkpoint)
             if setup is not None:
                 setup(guest)
             started = self.watch.started_stop(guest)
