@@ -4,7 +4,7 @@ frames in use from the allocator's bitmap in guest RAM before the first process 
 last one, as the lab tests' baselines do."""
 from pagoda_grade.harness import Booter
 from pagoda_grade.watch import GRADER_MEMORY, Watch
-from test_lab6 import baseline
+from pagoda_grade.forks import baseline
 
 
 def test_a_filled_frame_nobody_took_is_freed_at_the_end(reference_kernel, tmp_path):

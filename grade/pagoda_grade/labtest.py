@@ -79,8 +79,8 @@ class Trace:
     """Every stop of a test that follows processes, as one stream of typed events: a Call at each
     system call's entry, a Return where a call or kernel function the test follows is back, a
     Death at each exit and exec (with @p deaths_too; recorded in @p deaths, a lifecycle.Deaths,
-    either way), an At at each of the addresses in @p at and in transient (the test changes it
-    as it goes). The test matches on the types: `match ev: case Call(name="Fork"): ...`."""
+    either way; a stop the deaths take that the test asked for too is its event as well), an At at
+    each of the addresses in @p at and in transient (the test changes it as it goes). The test matches on the types: `match ev: case Call(name="Fork"): ...`."""
 
     def __init__(self, t, deaths=None, at=(), deaths_too=False):
         self.t, self.deaths, self.deaths_too = t, deaths, deaths_too
@@ -103,15 +103,17 @@ class Trace:
     def events(self, limit):
         """The next events, at most @p limit of them (deaths not counted); AssertionError after."""
         entry = self._address(self.t.proc["syscall_entry"])
-        deaths = self.deaths.addresses() if self.deaths is not None else []
         for _ in range(limit):
             while True:
+                deaths = self.deaths.addresses() if self.deaths is not None else []   # (they change as it goes)
                 extra = self.at | {self._address(a) for a in self.transient}
                 snap = self.t.guest.stop_at_any([entry, *deaths, *extra, *sorted({pc for pc, _ in self.pending})])
                 if self.deaths is None or not self.deaths.take(snap):
                     break
                 if self.deaths_too and snap.pc in (self.deaths.exit_at, self.deaths.exec_at):
                     yield Death(snap, self.deaths.moments[-1])
+                if snap.pc in extra or (snap.pc, snap.lower_root) in self.pending or (snap.pc, None) in self.pending:
+                    break   # (a stop the deaths took that the test asked for too, fork_process's, is the test's)
             if snap.pc in extra:
                 yield At(snap, snap.pc)
             elif snap.pc != entry:
@@ -216,7 +218,7 @@ class ProcTest(LabTest):
                 raise AssertionError(self.watch.explained(guest, str(e))) from None
 
         run = spec if isinstance(spec, str) else ",".join(spec)
-        self.run = self.booter(args={"run": run}, token=self.token, witness=witness,
+        self.run = self.booter(args={"run": run, **boot_args.pop("args", {})}, token=self.token, witness=witness,
                                memory=boot_args.pop("memory", self.memory), **boot_args)
         return self.run
 
