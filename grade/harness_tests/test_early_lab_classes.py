@@ -154,7 +154,7 @@ def test_an_eager_stack_with_a_hole_is_named():
 
 
 def test_a_turn_ended_before_it_was_over_is_named():
-    from test_lab3 import short_turn_problem
+    from pagoda_grade.preempt import short_turn_problem
     assert short_turn_problem([(0x1000, 2), (0x2000, 3)], 2, "x86_64") is None
     assert short_turn_problem([], 2, "x86_64") is None
     why = short_turn_problem([(0x1000, 2), (0x2000, 1), (0x1000, 1)], 2, "aarch64")
