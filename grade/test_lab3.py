@@ -24,16 +24,12 @@ from pagoda_grade.outcomes import finding_first
 from pagoda_grade.proof import proof
 from pagoda_grade.symbols import address_of, fact
 from pagoda_grade.watch import (SPIN_FOREVER, fault_expectation, last_general_call, last_test_call,
-                                syscall_stops, user_text)
+                                u64, user_text)
 from pagoda_grade.witness import ARCHES, MACHINES, PAGE, expect_fault, pick_in, pick_page, window_ram
 
 FUZZ_CALLS = 10_000
 ENOSYS = 38
 ASIDS = 256   # AArch64's ASIDs (arch/aarch64/address_space.cpp's kAsids): bit n of g_asids_used set while n is taken
-
-
-def u64(data):
-    return int.from_bytes(data, "little")
 
 
 # The generic dispatcher every ISA's system-call entry hands the decoded call to
@@ -489,10 +485,9 @@ def test_privileged(boot, kernel, arch):
     # Six arguments of the grader's (the register convention): the values the dispatcher
     # receives are compared with the registers at the call, so a wrong or swapped register shows.
     values = [t.pick(f"argument {i}", 2**32, 2**64 - 1) for i in range(6)]
-    watch = t.watch
 
     def script(started):
-        snap = syscall_stops(t.guest, watch, {number})
+        snap = t.call(number).snap
         entry = {r: snap.register(r) for r in proc["syscall_entry_registers"]}
         back = snap.register(proc["syscall_return_pc"])
         at = t.guest.stop_at(DISPATCHER)

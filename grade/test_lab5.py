@@ -29,12 +29,8 @@ from pagoda_grade.vmawatch import (EFAULT, ENOMEM, KILL_STOP, MASK64, TABLE_PAGE
                                    WINDOW_PAGES, embedded_bytes, hole_cut, image_end, killed, mmap_area, no_vma_verdict,
                                    page_file_cause, pages_left, random_mismatch, random_model, record_against_model,
                                    record_broken, table_word, user_faults)
-from pagoda_grade.watch import fault_expectation
+from pagoda_grade.watch import fault_expectation, u64
 from pagoda_grade.witness import ARCHES, PAGE
-
-
-def u64(data):
-    return int.from_bytes(data, "little")
 
 
 # ---- laziness ------------------------------------------------------------------------------------

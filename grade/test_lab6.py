@@ -27,16 +27,12 @@ from pagoda_grade.processes import (HEX, Layout, count_used, parse_kills, parse_
 from pagoda_grade.proof import MASK64, proof
 from pagoda_grade.symbols import address_of, fact, segments
 from pagoda_grade.vmas import read_records
-from pagoda_grade.watch import syscall_number, user_text
+from pagoda_grade.watch import syscall_number, u64, user_text
 from pagoda_grade.witness import PAGE
 
 ENOENT = 2
 DEEP = 8
 CHAIN_PAGES = 64   # pages each link of exec_args's chain touches (churn.py)
-
-
-def u64(data):
-    return int.from_bytes(data, "little")
 
 
 # ---- the twins of forktree's values ------------------------------------------------------------

@@ -225,8 +225,8 @@ class ProcTest(LabTest):
     # ---- events --------------------------------------------------------------------------------
 
     def calls(self, *names, limit=40):
-        """Each system call named @p names (all, without names) among the next @p limit entries."""
-        wanted = {self.number(n) for n in names}
+        """Each system call named @p names (or numbered; all, without them) among the next @p limit entries."""
+        wanted = {n if isinstance(n, int) else self.number(n) for n in names}
         for _ in range(limit):
             snap = self.guest.stop_at(self.proc["syscall_entry"])
             if not wanted or snap.register(self.proc["syscall_number"]) in wanted:
@@ -245,8 +245,8 @@ class ProcTest(LabTest):
         for c in self.calls(*names, limit=limit):
             if where is None or where(c):
                 return c
-        raise AssertionError(missing or f"no system call numbered {sorted(self.number(n) for n in names)} in "
-                                        f"{limit} calls")
+        numbers = sorted(n if isinstance(n, int) else self.number(n) for n in names)
+        raise AssertionError(missing or f"no system call numbered {numbers} in {limit} calls")
 
     def returned(self, call, limit=64):
         """The Return of @p call: the stop at its return address in user mode, in its root."""

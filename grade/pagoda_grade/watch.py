@@ -637,55 +637,36 @@ class LoaderWatch:
         return True
 
 
-def syscall_stops(guest, watch, want, limit=40):
-    """Stops at the system-call entry until a call numbered @p want (a set); the Snapshot."""
-    number = watch.proc["syscall_number"]
-    for _ in range(limit):
-        snap = guest.stop_at(watch.proc["syscall_entry"])
-        if snap.register(number) in want:
-            return snap
-    raise AssertionError(f"no system call numbered {sorted(want)} in {limit} calls")
-
-
-# The generic dispatcher every ISA's system-call entry hands the decoded call to
-
-
 def user_text(kernel, arch, program):
     """[start, end) of the executable segment of a user program."""
     segs = [s for s in segments(user_elf(kernel, arch, program)) if s.flags & 1]
     return segs[0].vaddr, segs[0].vaddr + segs[0].memsz
 
 
-def last_test_call():
-    """The highest test-call number kernel/lib/abi.hpp names (read, not copied; the grader's copy,
-    which its user programs are built with): the numbers above it, up to kSyscallCount - 1, are
-    reserved and return ENOSYS."""
-    with open(programs.abi_header()) as f:
-        numbers = [int(n) for n in re.findall(r"^\s*[A-Z]\w* = (\d+),", f.read(), re.M)]
-    return max(n for n in numbers if 64 <= n < 128)
-
-
-def last_general_call():
-    """The highest general call number kernel/lib/abi.hpp names (read, not copied): the numbers
-    above it, below the first test call (64), are reserved and return ENOSYS."""
-    with open(programs.abi_header()) as f:
-        block = re.search(r"enum class Syscall\b.*?\n};", f.read(), re.S)[0]
-    return max(int(n) for n in re.findall(r"^\s*[A-Z]\w* = (\d+),", block, re.M) if int(n) < 64)
-
-
-def syscall_number(name):
-    """Numbers from kernel/lib/abi.hpp (read, not copied; the grader's copy)."""
-    with open(programs.abi_header()) as f:
-        m = re.search(rf"^\s*{name} = (\d+),", f.read(), re.M)
-    return int(m[1])
-
-
 @functools.lru_cache(maxsize=1)
 def _syscall_names():
-    """{number: name} of kernel/lib/abi.hpp's enum class Syscall (the grader's copy)."""
+    """{number: name} of kernel/lib/abi.hpp's enum class Syscall (read, not copied; the grader's
+    copy, which its user programs are built with)."""
     with open(programs.abi_header()) as f:
         block = re.search(r"enum class Syscall\b.*?\n};", f.read(), re.S)[0]
     return {int(n): name for name, n in re.findall(r"^\s*([A-Z]\w*) = (\d+),", block, re.M)}
+
+
+def last_test_call():
+    """The highest test-call number: the numbers above it, up to kSyscallCount - 1, are reserved
+    and return ENOSYS."""
+    return max(n for n in _syscall_names() if 64 <= n < 128)
+
+
+def last_general_call():
+    """The highest general call number: the numbers above it, below the first test call (64), are
+    reserved and return ENOSYS."""
+    return max(n for n in _syscall_names() if n < 64)
+
+
+def syscall_number(name):
+    """System call @p name's number."""
+    return next(n for n, named in _syscall_names().items() if named == name)
 
 
 def syscall_name(number):
