@@ -30,6 +30,8 @@ set(PAGODA_KERNEL_PURE_SOURCES
   ${CMAKE_SOURCE_DIR}/kernel/mm/space/vma.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/space/user_regions.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/space/user_regions_report.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/mm/swap/frame_table.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/mm/swap/swapper.cpp
   ${CMAKE_SOURCE_DIR}/kernel/proc/elf.cpp)
 
 # The arch-independent kernel sources, for every arch's kernel target.
@@ -48,6 +50,7 @@ set(PAGODA_KERNEL_GENERIC_SOURCES
   ${CMAKE_SOURCE_DIR}/kernel/mm/frames.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/fault.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/fault_report.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/mm/swap.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/base/facts.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/heap.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/vm_selftest.cpp

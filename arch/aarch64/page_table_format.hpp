@@ -64,9 +64,35 @@
 ///     it, fork copies or shares it) and a later protect() makes it valid again with its
 ///     contents. Valid -> held needs only a TLBI after it (no break-before-make: nothing valid
 ///     replaces a valid entry); held -> valid needs none.
+///
+///     swap entry (lab 7: an L3 descriptor of a user page whose bytes are in swap slot S)
+///     63    58  57   56   55  54                                12 11               1   0
+///     +-------+----+----+----+------------------------------------+-----------------+---+
+///     |   0   | SW |SWAP|HELD|         S (43 bits)                |        0        | 0 |
+///     +-------+----+----+----+------------------------------------+-----------------+---+
+///                     =1   =0                                                          =0
+///     Bit 0 clear: invalid, whatever the rest holds. SWAP (bit 56, software) tells it from an
+///     empty descriptor (0) and a held leaf (HELD): it maps no frame, it names a slot.
+///
+///     The access flag and the dirty state are the kernel's (TCR_EL1.HA and HD are off: the
+///     CPUs Pagoda runs on have no FEAT_HAFDBS, or it is not used), kept as Linux arm64 keeps
+///     them without DBM:
+///       accessed   AF set. A leaf made with AF clear faults at its first use (an access flag
+///                  fault, DFSC 0b0010LL); the trap code sets AF and the access is retried. A
+///                  TLB never holds a translation whose AF is clear.
+///       dirty      a writable page whose AP[2] (read-only) is clear, or DIRTY (bit 58,
+///                  software) set. A *clean* writable page is mapped read-only with SW (bit 57,
+///                  software: "writable") set; its first write takes a permission fault, the
+///                  trap code clears AP[2] (the page is now dirty) and the write is retried. A
+///                  page mapped writable without SW (what make_page_entry() makes) counts as
+///                  dirty from the start. Whatever takes write permission away from a dirty page
+///                  (fork's copy-on-write, mprotect, PROT_NONE) sets DIRTY, so the write is not
+///                  forgotten: with_perms() does it, as Linux's pte_wrprotect() does.
+///     entry_perms() reads SW as write permission: a clean page is as writable as a dirty one.
 #pragma once
 
 #include "arch/aarch64/page_defs.h"
+#include "core/panic.hpp"
 #include "lib/format.hpp"
 #include "mm/base/addr.hpp"
 #include "mm/base/perms.hpp"
@@ -109,6 +135,16 @@ struct PageTableFormat : RadixGeometry<4, AARCH64_PAGE_SHIFT, AARCH64_INDEX_BITS
   static constexpr u64 kNsTable = 1ull << 63;
   /// Software bit: with bit 0 clear, a held leaf (see the layout above).
   static constexpr u64 kHeld = 1ull << 55;
+  /// Software bit: with bit 0 and HELD clear, a swap entry (see the layout above).
+  static constexpr u64 kSwapEntry = 1ull << 56;
+  /// Software bit: the page is writable, and while AP[2] is set it is clean (see the layout above).
+  static constexpr u64 kSoftWrite = 1ull << 57;
+  /// Software bit: the page was written through before it lost write permission (see above).
+  static constexpr u64 kSoftDirty = 1ull << 58;
+  /// Bits of the slot number a swap entry holds (bits 54:12).
+  static constexpr u32 kSwapSlotBits = 43;
+  /// The first slot number a swap entry cannot hold.
+  static constexpr u64 kSwapSlots = u64{1} << kSwapSlotBits;
 
   /// MAIR_EL1 attribute indexes (arch/aarch64/page_defs.h; boot.S sets MAIR to match).
   static constexpr u64 kAttrNormal = AARCH64_ATTR_NORMAL, kAttrDevice = AARCH64_ATTR_DEVICE,
@@ -219,7 +255,7 @@ struct PageTableFormat : RadixGeometry<4, AARCH64_PAGE_SHIFT, AARCH64_INDEX_BITS
       return p;
     }
     p.read = e & kValid;
-    p.write = p.read && !(e & kApReadOnly);
+    p.write = p.read && (!(e & kApReadOnly) || (e & kSoftWrite));  // a clean page is writable too
     p.user = e & kApEl0;
     p.execute = p.read && (p.user ? !(e & kUxn) : !(e & kPxn));
     const u64 attr = (e & kAttrMask) >> kAttrShift;
@@ -230,8 +266,49 @@ struct PageTableFormat : RadixGeometry<4, AARCH64_PAGE_SHIFT, AARCH64_INDEX_BITS
 
   /// @p e (a leaf) with its permission bits (valid/HELD, AP, PXN, UXN, AttrIndx, SH) replaced by
   /// @p perms; the address, AF, nG and the descriptor type kept. What protect() writes: @p perms
-  /// without read makes the leaf held, with read valid again.
-  static constexpr u64 with_perms(u64 e, usize, Perms perms) { return (e & ~kPermissionBits) | perm_bits(perms); }
+  /// without read makes the leaf held, with read valid again. A clean writable page stays clean
+  /// when @p perms allows writing (SW kept, AP[2] set), and loses SW when it does not; a dirty page
+  /// made read-only or held gets DIRTY (made writable again, the MMU's AP[2] says it instead).
+  static constexpr u64 with_perms(u64 e, usize, Perms perms) {
+    const u64 fresh = (e & ~(kPermissionBits | kSoftWrite | kSoftDirty)) | perm_bits(perms);
+    if (!(perms.read && perms.write)) return is_dirty(e) ? fresh | kSoftDirty : fresh;  // the write kept in DIRTY
+    return is_clean_writable(e) ? fresh | kApReadOnly | kSoftWrite : fresh;  // writable to the MMU: dirty already
+  }
+
+  /// @name Swap entries and the accessed and dirty state of a leaf (lab 7; see the layout above)
+  /// Generic code asks these and never reads AF, AP[2] or SW itself.
+  /// @{
+  /// True when @p e is a swap entry (only at L3: a swapped-out 4 KiB page).
+  static constexpr bool is_swap_entry(u64 e, usize level) {
+    return level == kL3 && (e & (kValid | kHeld | kSwapEntry)) == kSwapEntry;
+  }
+  /// The swap entry for slot @p slot (below kSwapSlots): invalid to the MMU.
+  static constexpr u64 make_swap_entry(u64 slot) {
+    if (!__builtin_is_constant_evaluated() && slot >= kSwapSlots)
+      panic("make_swap_entry: slot {} does not fit a swap entry (at most {} bits)", slot, kSwapSlotBits);
+    return (slot << kPageShift) | kSwapEntry;
+  }
+  /// The slot a swap entry names.
+  static constexpr u64 swap_slot(u64 e) { return (e >> kPageShift) & (kSwapSlots - 1); }
+  /// True when the leaf @p e has been used since its access flag was last cleared.
+  static constexpr bool is_accessed(u64 e) { return e & kAccessFlag; }
+  /// @p e with AF clear: its next use takes an access flag fault (once the TLB has forgotten it).
+  static constexpr u64 without_accessed(u64 e) { return e & ~kAccessFlag; }
+  /// @p e with AF set again: what the access flag fault writes.
+  static constexpr u64 with_accessed(u64 e) { return e | kAccessFlag; }
+  /// True when the leaf @p e may have been written through: writable to the MMU (AP[2] clear),
+  /// or DIRTY kept from before it lost write permission.
+  static constexpr bool is_dirty(u64 e) { return (e & kSoftDirty) || ((e & kValid) && !(e & kApReadOnly)); }
+  /// @p e clean: DIRTY clear, and a page writable to the MMU becomes read-only with SW set (its
+  /// next write faults and marks it dirty, once the TLB has forgotten the writable translation).
+  static constexpr u64 cleaned(u64 e) {
+    return ((e & kValid) && !(e & kApReadOnly) ? e | kApReadOnly | kSoftWrite : e) & ~kSoftDirty;
+  }
+  /// True when @p e is a clean writable page: valid, read-only to the MMU, SW set.
+  static constexpr bool is_clean_writable(u64 e) { return (e & kSoftWrite) && (e & kApReadOnly); }
+  /// @p e (clean writable) dirty: AP[2] clear, what the first write's permission fault writes.
+  static constexpr u64 dirtied(u64 e) { return e & ~kApReadOnly; }
+  /// @}
 
   /// Makes this CPU's earlier table writes visible to the table walkers (of every CPU of the
   /// inner-shareable domain) before anything after it: DSB ISHST. (A host build, which only
@@ -248,6 +325,10 @@ struct PageTableFormat : RadixGeometry<4, AARCH64_PAGE_SHIFT, AARCH64_INDEX_BITS
   /// EL0 PXN UXN nG Attr0" for a held leaf (invalid to the MMU).
   static void describe_entry(FormatSink& sink, u64 e, usize level) {
     const bool held = is_held(e, level);
+    if (is_swap_entry(e, level)) {
+      format_to(sink, "SWAP slot {}", swap_slot(e));
+      return;
+    }
     if (!(e & kValid) && !held) {
       format_to(sink, "invalid");
       return;
@@ -269,6 +350,8 @@ struct PageTableFormat : RadixGeometry<4, AARCH64_PAGE_SHIFT, AARCH64_INDEX_BITS
     constexpr const char* kShare[] = {"", " SH?", " OSH", " ISH"};
     format_to(sink, "{}", kShare[(e & kShMask) >> kShShift]);
     format_to(sink, " {}", (e & kApReadOnly) ? "RO" : "RW");
+    if (e & kSoftWrite) format_to(sink, " SW");
+    if (e & kSoftDirty) format_to(sink, " DIRTY");
     if (e & kApEl0) format_to(sink, " EL0");
     if (e & kPxn) format_to(sink, " PXN");
     if (e & kUxn) format_to(sink, " UXN");

@@ -21,6 +21,10 @@ inline constexpr u64 kIssS1ptw = 1u << 7;         ///< the fault happened walkin
 inline constexpr u64 kIssCm = 1u << 8;            ///< data aborts: a cache maintenance instruction
 inline constexpr u64 kIssEa = 1u << 9;            ///< external abort type
 inline constexpr u64 kIssFnV = 1u << 10;          ///< FAR is not valid
+/// DFSC/IFSC with its level (bits 1:0) masked off: the four kinds of fault that carry a level.
+inline constexpr u64 kFaultKindMask = 0x3c;
+inline constexpr u64 kFaultAccessFlag = 0b001000;  ///< access flag fault, any level
+inline constexpr u64 kFaultPermission = 0b001100;  ///< permission fault, any level
 /// @}
 
 /// @name Exception classes (ESR_EL1.EC) the kernel handles by name

@@ -41,6 +41,23 @@
 ///     A table entry's RW/US/XD restrict everything below it: a page is writable only if RW is
 ///     set at every level, user-accessible only if US is set at every level, executable only if
 ///     XD is clear at every level.
+///
+///     swap entry (lab 7: a PT entry of a user page whose bytes are in swap slot S)
+///     63 62     52 51                             12 11 10  9  8                  1   0
+///     +--+--------+---------------------------------+--+----+----+-------------------+---+
+///     | 0|   0    |        ~S (40 bits, inverted)   | 0|SWAP|HELD|         0         | P |
+///     +--+--------+---------------------------------+--+----+----+-------------------+---+
+///                                                        =1   =0                      =0
+///     P clear: the MMU never uses the entry (any access faults, nothing is cached). SWAP (bit 10,
+///     the second bit left to software) tells it from an empty entry (0) and from a held leaf
+///     (HELD, bit 9): a swap entry maps no frame (the walk stops at it, unmap and fork pass it
+///     by) but names the slot that holds the page. The slot is stored inverted, as Linux does
+///     since L1TF (CVE-2018-3620): a CPU that speculates through a non-present entry reads at the
+///     address in bits 51:12, and ~S puts that far above any RAM.
+///
+///     A and D are the hardware's: the CPU sets A in a leaf it walks through and D in a leaf it
+///     writes through (into the entry in memory, once: a TLB entry that holds D = 1 writes
+///     without setting it again, so whoever clears A or D must invalidate the translation).
 #pragma once
 
 #include "arch/x86_64/page_defs.h"
@@ -74,6 +91,12 @@ struct PageTableFormat : RadixGeometry<4, X86_PAGE_SHIFT, X86_INDEX_BITS> {
   static constexpr u64 kNoExecute = 1ull << 63;
   /// Software bit (ignored by the CPU): with P clear, a held leaf (see the layout above).
   static constexpr u64 kHeld = 1ull << 9;
+  /// Software bit: with P and HELD clear, a swap entry (see the layout above).
+  static constexpr u64 kSwapEntry = 1ull << 10;
+  /// Bits of the slot number a swap entry holds (inverted, in the address field).
+  static constexpr u32 kSwapSlotBits = 40;
+  /// The first slot number a swap entry cannot hold.
+  static constexpr u64 kSwapSlots = u64{1} << kSwapSlotBits;
   /// The bits protect() rewrites (with_perms); everything else of an entry is kept. P and HELD
   /// are among them: a protect() to no access makes a present leaf held, and back.
   static constexpr u64 kPermissionBits =
@@ -195,6 +218,31 @@ struct PageTableFormat : RadixGeometry<4, X86_PAGE_SHIFT, X86_INDEX_BITS> {
   /// writes: @p perms without read makes the leaf held, with read present again.
   static constexpr u64 with_perms(u64 e, usize, Perms perms) { return (e & ~kPermissionBits) | perm_bits(perms); }
 
+  /// @name Swap entries and the accessed and dirty state of a leaf (lab 7)
+  /// Generic code asks these and never reads A or D itself.
+  /// @{
+  /// True when @p e is a swap entry (only at the page level: a swapped-out 4 KiB page).
+  static constexpr bool is_swap_entry(u64 e, usize level) {
+    return level == kPt && (e & (kPresent | kHeld | kSwapEntry)) == kSwapEntry;
+  }
+  /// The swap entry for slot @p slot (below kSwapSlots): not present to the MMU.
+  static constexpr u64 make_swap_entry(u64 slot) {
+    if (!__builtin_is_constant_evaluated() && slot >= kSwapSlots)
+      panic("make_swap_entry: slot {} does not fit a swap entry (at most {} bits)", slot, kSwapSlotBits);
+    return ((~slot & (kSwapSlots - 1)) << kPageShift) | kSwapEntry;
+  }
+  /// The slot a swap entry names.
+  static constexpr u64 swap_slot(u64 e) { return ~(e >> kPageShift) & (kSwapSlots - 1); }
+  /// True when the CPU has used the leaf @p e since its A bit was last cleared.
+  static constexpr bool is_accessed(u64 e) { return e & kAccessed; }
+  /// @p e with A clear: the next use sets it again (after the translation is invalidated).
+  static constexpr u64 without_accessed(u64 e) { return e & ~kAccessed; }
+  /// True when the CPU has written through the leaf @p e since its D bit was last cleared.
+  static constexpr bool is_dirty(u64 e) { return e & kDirty; }
+  /// @p e clean (D clear): the next write sets D again (after the translation is invalidated).
+  static constexpr u64 cleaned(u64 e) { return e & ~kDirty; }
+  /// @}
+
   /// Orders earlier table writes before later walks of this CPU. x86 walks are coherent with
   /// ordinary stores, so only the compiler must not reorder or drop them.
   static void write_barrier() { asm volatile("" ::: "memory"); }
@@ -205,6 +253,10 @@ struct PageTableFormat : RadixGeometry<4, X86_PAGE_SHIFT, X86_INDEX_BITS> {
       u64 bit;
       const char* name;
     };
+    if (is_swap_entry(e, level)) {
+      format_to(sink, "SWAP slot {}", swap_slot(e));
+      return;
+    }
     constexpr Flag kFlags[] = {{kPresent, "P"},     {kHeld, "HELD"},      {kWritable, "RW"},    {kUser, "US"},
                                {kWriteThrough, "PWT"}, {kCacheDisable, "PCD"}, {kAccessed, "A"},
                                {kDirty, "D"},       {kGlobal, "G"},       {kNoExecute, "NX"}};

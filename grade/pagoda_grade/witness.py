@@ -1255,6 +1255,14 @@ def expect_fault(run, *, vector, what, error=None, error_mask=None, address=None
     return event
 
 
+def page_faults_at(guest, page, after=0):
+    """The page faults QEMU's log holds at virtual page @p page (a page-aligned address), from
+    event number @p after on (len(guest.log_events()) at an earlier stop: those since then)."""
+    model = ARCHES[guest.arch]
+    return [e for e in guest.log_events()[after:] if model.is_page_fault(e) and e.address is not None
+            and e.address & ~(PAGE - 1) == page]
+
+
 def expect_hardware_interrupts(run, at_least, what):
     """Fails unless QEMU's log shows at least @p at_least interrupts raised by hardware
     (software INT n, INT3, SVC... do not count). Returns how many it shows."""

@@ -88,8 +88,20 @@ enum class Syscall : u64 {
                        ///< interrupts on, until @p ticks (1 .. kKernelSpinMaxTicks) timer ticks
                        ///< have passed (lab 3: a tick that interrupts kernel code never switches);
                        ///< EINVAL unless confirm is kKernelSpinConfirm
-  // 71 .. kSyscallCount - 1: reserved for test calls to come.
+  Evict = 71,          ///< (u64 va, u64 flags) -> 0: the resident user page at @p va goes out to
+                       ///< swap now, with every other mapping of its frame (lab 7); with
+                       ///< kEvictKeep it is only written back and stays, clean; a page out
+                       ///< already is left as it is (0). EINVAL: @p va not
+                       ///< page aligned or not in the user half, unknown flags; EFAULT: no
+                       ///< resident user page there; EAGAIN: its frame is pinned; ENOMEM: the
+                       ///< swap disk is full; ENOSYS: no swap disk (swap is off)
+  SwapInfo = 72,       ///< (SwapInfo* out, usize size) -> bytes written (min(size, sizeof)): the
+                       ///< kernel's own swap counters (lab 7), all 0 while swap is off
+  // 73 .. kSyscallCount - 1: reserved for test calls to come.
 };
+
+/// Evict flag: write the page back to swap and keep it mapped, clean (it is not evicted).
+inline constexpr u64 kEvictKeep = 1;
 
 /// The second argument kernel_recurse needs, so that no random call (a fuzzer's) can crash the
 /// kernel through it by chance.
@@ -117,6 +129,14 @@ constexpr u64 temp_map_pattern(u64 seed, u64 index) {
   z = (z ^ (z >> 30)) * 0xbf58'476d'1ce4'e5b9ull;
   z = (z ^ (z >> 27)) * 0x94d0'49bb'1331'11ebull;
   return z ^ (z >> 31);
+}
+
+/// Word @p word of page @p page (counted from the start of the program's region) after the
+/// page's @p version-th write, in the memory of lab 7's swap programs (overcommit, swapfork,
+/// swapbuf) for @p seed, the program's proof of its tag: the grader's twin computes what every
+/// page must hold, in RAM or in its swap slot. Every word of every page and version differs.
+constexpr u64 swap_pattern(u64 seed, u64 page, u64 word, u64 version) {
+  return temp_map_pattern(seed ^ (version * 0xd6e8'feb8'6659'fd93ull), (page << 16) | word);
 }
 
 /// The first test-call number.
@@ -152,6 +172,8 @@ constexpr const char* syscall_name(u64 number) {
     case Syscall::TempTake: return "temp_take";
     case Syscall::TempStress: return "temp_stress";
     case Syscall::KernelSpin: return "kernel_spin";
+    case Syscall::Evict: return "evict";
+    case Syscall::SwapInfo: return "swap_info";
   }
   return nullptr;
 }
@@ -299,6 +321,20 @@ struct ProcInfo {
   u64 frames_total;      ///< frames the frame allocator manages
   u64 ticks;             ///< timer ticks since boot
 };
+
+/// What the SwapInfo test call reports: the kernel's own counts (lab 7). The grader believes
+/// none of it (it reads the disk, the tables and the frame table itself); programs print it.
+struct SwapInfo {
+  u64 frame_cap;        ///< resident user frames allowed (userframes=; 0: no cap)
+  u64 resident;         ///< user frames resident now
+  u64 slots;            ///< slots of the swap disk (0: none)
+  u64 slots_in_use;     ///< slots holding a page
+  u64 evictions;        ///< frames evicted since boot
+  u64 writes;           ///< slots written
+  u64 reads;            ///< slots read (swap-ins)
+  u64 clean_evictions;  ///< evictions that wrote nothing (the slot held the page already)
+};
+static_assert(sizeof(SwapInfo) == 8 * 8);
 
 /// The kind of a memory region, as VmaList reports it (the kernel's VmaKind is this type).
 enum class MemoryKind : u32 {

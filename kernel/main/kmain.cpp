@@ -6,6 +6,7 @@
 #include "core/panic.hpp"
 #include "core/runtime.hpp"
 #include "core/selftest.hpp"
+#include "dev/swap_disk.hpp"
 #include "dev/virtio_blk.hpp"
 #include "lib/proof.hpp"
 #include "mm/base/layout.hpp"
@@ -27,11 +28,27 @@ void print_memory_map(const BootInfo& boot, StringView token) {
 
 StringView token_of(const BootInfo& boot) { return cmdline_get(boot.cmdline(), "token").value; }
 
+/// Lab 7: swap on when the boot caps the resident user frames (`userframes=N`) or a swap disk was
+/// found (dev/swap_disk.hpp), off (the kernel of lab 6) otherwise. A bad cap is said, and ignored.
+void start_swap(const BootInfo& boot) {
+  u64 cap = 0;
+  if (const CmdlineValue v = cmdline_get(boot.cmdline(), "userframes"); v.found) {
+    const Result<u64> n = parse_u64(v.value);
+    if (n.is_error()) println("swap: userframes={}: not a number; no cap", v.value);
+    else cap = n.value();
+  }
+  const u64 slots = swap_disk::present() ? swap_disk::slot_count() : 0;
+  const SwapDevice disk{.read = &swap_disk::read_slot, .write = &swap_disk::write_slot};
+  if (const Result<void> on = vm::init_swap(usize(cap), disk, slots); on.is_error())
+    println("swap: off: {}", on.error());
+}
+
 /// kmain's second half, on the kernel's own stack and root once virtual memory is set up.
 [[noreturn]] void kmain_running(const BootInfo& boot) {
   proc::init();
   if (const CmdlineValue fork = cmdline_get(boot.cmdline(), "fork"); fork.found) proc::configure_fork(fork.value);
   if (const CmdlineValue log = cmdline_get(boot.cmdline(), "log"); log.found) proc::configure_log(log.value);
+  start_swap(boot);
   arch::timer_init(kTimerHz);
 
   // run=NAME,...: the programs run as processes to their end, then the machine stops.

@@ -95,6 +95,51 @@ Result<void> grow_stack(UserRegions& regions, const Vma& growth, u64 page) {
   // LAB 6 END
 }
 
+/// Lab 7: true when @p walk stopped at a swap entry (the page is swapped out).
+bool swapped_out(const Walk& walk) {
+  return !walk.mapped() && walk.depth > 0 && Format::is_swap_entry(walk.last().entry, walk.last().level);
+}
+
+/// Lab 7: @p step (a step that takes one user frame and, on failure, leaves nothing allocated)
+/// with swap's part around it: room under the cap first, and a node free to record the mapping
+/// with; when the frame allocator itself runs out, one frame evicted and the step tried again.
+/// With swap off it is @p step alone.
+template <class Step> Result<void> with_room(Step step) {
+  if (!swap_enabled()) return step();
+  // LAB 7 BEGIN room under the cap first; when the frame allocator runs out all the same, evict one and try again
+  TRY(make_user_room(1));
+  if (!can_record_mapping()) return Error(Error::NoMemory, "the reverse map has no free node");
+  for (usize tries = 0;; ++tries) {
+    Result<void> done = step();
+    if (done.ok() || !(done.error() == Error::NoMemory) || tries == 8 || !evict_for_memory()) return done;
+  }
+  // LAB 7 SKELETON
+  // (void)lab_not_done("lab 7: write with_room() in kernel/mm/fault.cpp (labs/07-swap/README.md)");
+  // return step();
+  // LAB 7 END
+}
+
+/// Lab 7: a fault on a swapped-out page of region @p vma: room for a frame, then the page back
+/// with the region's permissions (swap_in()), recorded in the reverse map, and pinned when a user
+/// copy is under way (pin_for_copy()). Resolved, or the process ends with why (Why::SwapIn).
+FaultDecision bring_back(AddressSpace& space, u64 page, Access access, const Vma& vma) {
+  // LAB 7 BEGIN the fault on a swap entry: room, the page back with its region's permissions, recorded
+  PhysAddr frame;
+  const Result<void> back = with_room([&]() -> Result<void> {
+    frame = TRY(swapper().swap_in(space, VirtAddr(page), page_perms_of(vma)));
+    return {};
+  });
+  if (back.is_error()) return unresolved(Unresolved::SwapIn, page, access, vma, back.error());
+  MUST(note_user_page(space, VirtAddr(page)));  // a node was free (with_room())
+  pin_for_copy(frame);
+  return FaultDecision::Resolved;
+  // LAB 7 SKELETON
+  // (void)space;
+  // return unresolved(Unresolved::SwapIn, page, access, vma,
+  //                   lab_not_done("lab 7: write bring_back() in kernel/mm/fault.cpp (labs/07-swap/README.md)"));
+  // LAB 7 END
+}
+
 /// A fault at a user address of a space with a record (lab 5): what the record says.
 FaultDecision resolve_user_fault(AddressSpace& space, UserRegions& regions, VirtAddr va, Access access) {
   const FaultVerdict verdict = decide_fault(regions, va.value(), access);
@@ -108,26 +153,49 @@ FaultDecision resolve_user_fault(AddressSpace& space, UserRegions& regions, Virt
     case FaultAction::Populate: break;
   }
   const Walk walk = space.query(VirtAddr(page));
+  if (swapped_out(walk)) return bring_back(space, page, access, verdict.vma);  // lab 7
   if (walk.mapped()) {
     // Mapped, yet the region allows the access: the entry is narrower than its region (a
     // change of permissions not yet applied, or lab 6's copy-on-write). Widen it once; a
     // second fault is not ours.
     if (walk.perms == page_perms_of(verdict.vma))
       return unresolved(Unresolved::Refault, page, access, verdict.vma, Error(Error::NotFound), walk.perms);
-    Result<void> widened = access.write && !walk.perms.write
-                               ? copy_on_write(space, VirtAddr(page), walk.pa, page_perms_of(verdict.vma))
-                               : space.protect(VirtAddr(page), kPageSize, page_perms_of(verdict.vma));
+    const bool cow = access.write && !walk.perms.write;
+    Result<void> widened;
+    if (cow) {
+      // LAB 7 BEGIN copy-on-write under swap: the shared frame pinned while room is made for its copy, the mapping moved to the copy
+      const PhysAddr frame = walk.pa.align_down(kPageSize);
+      const FramePin pin = pin_user_frame(frame);
+      const auto copy = [&] { return copy_on_write(space, VirtAddr(page), walk.pa, page_perms_of(verdict.vma)); };
+      widened = g_frame_refs.count(frame) > 1 ? with_room(copy) : copy();
+      if (widened.ok()) note_user_page_moved(space, VirtAddr(page), frame);
+      // LAB 7 SKELETON
+      // // Lab 6's fault (labs/07-swap/README.md, part C: a frame shared by fork, under swap).
+      // if (swap_enabled()) panic("lab 7: write the copy-on-write part of resolve_user_fault() in kernel/mm/fault.cpp");
+      // widened = copy_on_write(space, VirtAddr(page), walk.pa, page_perms_of(verdict.vma));
+      // LAB 7 END
+    } else {
+      widened = space.protect(VirtAddr(page), kPageSize, page_perms_of(verdict.vma));
+    }
     return widened.ok() ? FaultDecision::Resolved
                         : unresolved(Unresolved::Widen, page, access, verdict.vma,
-                                     widened.error().during(access.write && !walk.perms.write
-                                                                ? "the copy-on-write fault at the page"
+                                     widened.error().during(cow ? "the copy-on-write fault at the page"
                                                                 : "widening the page's entry to its region's",
                                                             page));
   }
-  const Result<void> brought = populate(space, verdict.vma, page);
-  return brought.ok() ? FaultDecision::Resolved
-                      : unresolved(Unresolved::Populate, page, access, verdict.vma,
-                                   brought.error().during("bringing in the page", page));
+  const Result<void> brought = with_room([&] { return populate(space, verdict.vma, page); });
+  if (brought.is_error())
+    return unresolved(Unresolved::Populate, page, access, verdict.vma, brought.error().during("bringing in the page", page));
+  if (swap_enabled()) {
+    // LAB 7 BEGIN a page brought in: recorded in the reverse map, and pinned while a user copy lasts
+    MUST(note_user_page(space, VirtAddr(page)));  // a node was free (with_room())
+    if (const Walk in = space.query(VirtAddr(page)); in.mapped()) pin_for_copy(in.pa.align_down(kPageSize));
+    // LAB 7 SKELETON
+    // (void)lab_not_done("lab 7: record the page brought in, at the end of resolve_user_fault() in kernel/mm/fault.cpp "
+    //                    "(labs/07-swap/README.md)");
+    // LAB 7 END
+  }
+  return FaultDecision::Resolved;
 }
 
 }  // namespace

@@ -125,8 +125,13 @@ bool explain_unresolved(FormatSink& sink, VirtAddr va) {
       format_to(sink, "the stack could not grow down to the page ({}): ", u.error);
       break;
     case Unresolved::Populate:
-      if (u.error == Error::NoMemory) format_to(sink, "allowed by its VMA, but no frame could be given (out of memory): ");
+      if (u.error == Error::NoMemory && swap_enabled() && u.error.message != nullptr)
+        format_to(sink, "allowed by its VMA, but no frame could be given (out of memory: {}): ", u.error.message);
+      else if (u.error == Error::NoMemory) format_to(sink, "allowed by its VMA, but no frame could be given (out of memory): ");
       else format_to(sink, "allowed by its VMA, but populate() failed ({}): ", u.error);
+      break;
+    case Unresolved::SwapIn:
+      format_to(sink, "allowed by its VMA, but the page could not come back from swap ({}): ", u.error);
       break;
     case Unresolved::Widen:
       if (u.error == Error::NotImplemented && u.access.write) {

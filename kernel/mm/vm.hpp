@@ -5,8 +5,10 @@
 
 #include "boot/bootinfo.hpp"
 #include "mm/space/address_space.hpp"
+#include "mm/space/vma.hpp"
 #include "mm/phys/frame_allocator.hpp"
 #include "mm/phys/frame_refs.hpp"
+#include "mm/swap/swapper.hpp"
 
 namespace pagoda::vm {
 
@@ -114,6 +116,62 @@ enum class FaultDecision : u8 {
 /// that nothing resolves ends its process (lab 3); any fault of the kernel itself is a bug.
 /// Labs 5 and 6 add the faults that are resolved (demand paging, copy-on-write).
 FaultDecision handle_fault(AddressSpace* space, VirtAddr va, Access access);
+
+/// @name Swap (lab 7: mm/swap.cpp)
+/// Off unless the boot asks for it (`userframes=N`, a swap disk): then every hook below returns
+/// at once, and the kernel is lab 6's. The hooks are called from given code only: the fault
+/// path, fork, exec, exit, munmap and brk, the loader's stack page.
+/// @{
+/// Turns swap on: the frame table (at most @p cap resident user frames; 0: no cap) and, over a
+/// disk of @p slots pages read and written through @p disk, the slot map. Nothing happens with
+/// neither a cap nor a disk. InvalidArgument for a cap below the smallest one (16 frames);
+/// NoMemory when the tables do not fit.
+[[nodiscard]] Result<void> init_swap(usize cap, SwapDevice disk, u64 slots);
+/// True once init_swap() turned swap on.
+bool swap_enabled();
+/// The kernel's swapper (its frame table, slots and counters).
+Swapper& swapper();
+/// Makes room under the cap for @p frames more resident user frames (Swapper::make_room()).
+[[nodiscard]] Result<void> make_user_room(usize frames);
+/// Evicts one frame the clock chooses, when there is a disk to evict to: what the fault path
+/// does when the frame allocator itself runs out (no cap, or a cap above the RAM). False when
+/// nothing could go out.
+bool evict_for_memory();
+/// False when the reverse map cannot record one more mapping (checked before a page is brought
+/// in, so that recording it after cannot fail).
+bool can_record_mapping();
+/// The page at @p page of @p space was just mapped to a user frame of its own (a fault brought
+/// it in, the loader made it): the reverse map records it.
+[[nodiscard]] Result<void> note_user_page(AddressSpace& space, VirtAddr page);
+/// The page at @p page of @p space mapped @p old until a copy-on-write fault: its mapping moves
+/// to the frame it maps now (nothing changes when it still maps @p old).
+void note_user_page_moved(AddressSpace& space, VirtAddr page, PhysAddr old);
+/// [@p start, @p end) of @p space is about to be unmapped (exit, exec, munmap, brk): its
+/// swapped-out pages are given back (Swapper::release()) and its mapped pages forgotten by the
+/// reverse map (a frame's backing slot with its last mapping).
+[[nodiscard]] Result<void> forget_user_pages(AddressSpace& space, VirtAddr start, VirtAddr end);
+/// Fork copied the regions @p vmas of @p from into @p to: the parent's swap entries are shared
+/// into the child (Swapper::share_swapped()) and the child's mapped pages recorded.
+[[nodiscard]] Result<void> note_forked(AddressSpace& from, const VmaSet& vmas, AddressSpace& to);
+/// The evict test call (Swapper::evict_page()); Unsupported while swap is off.
+[[nodiscard]] Result<void> evict_user_page(AddressSpace& space, VirtAddr va, bool keep);
+/// A pin of the user frame @p frame (nothing is pinned while swap is off: nothing is evicted).
+FramePin pin_user_frame(PhysAddr frame);
+/// Pins @p frame until the user copy under way ends (UserCopyPins), if one is (the fault path,
+/// for each page it brings in during a copy).
+void pin_for_copy(PhysAddr frame);
+
+/// For as long as it lives, the pages the fault path brings in for a user copy stay pinned (up
+/// to a few): a long copy's later faults never evict the pages it has just brought in. Every
+/// user copy runs inside one (proc::UserAccessScope holds it).
+class [[nodiscard]] UserCopyPins {
+ public:
+  UserCopyPins();
+  ~UserCopyPins();
+  UserCopyPins(const UserCopyPins&) = delete;
+  UserCopyPins& operator=(const UserCopyPins&) = delete;
+};
+/// @}
 
 /// Lab 5: why the last user fault that the record allowed (a Populate or Grow verdict) still
 /// ended its process, in the words of the kill report: "no frame could be given (out of

@@ -31,7 +31,7 @@ void collect_ram(const MemoryMap& map);
 /// Why a user fault the record allowed still ends its process: populate() failed, the stack
 /// could not grow, the page was already mapped as its region says and the CPU refused the
 /// access anyway, or widening its entry failed (lab 6: the copy-on-write fault).
-enum class Unresolved : u8 { Populate, Grow, Refault, Widen };
+enum class Unresolved : u8 { Populate, Grow, Refault, Widen, SwapIn };
 /// Records why the fault of @p access at @p page, which region @p vma allowed, was not resolved
 /// (@p error: what failed; @p mapped: the page's permissions, for Refault), for
 /// explain_unresolved(); returns FaultDecision::KillProcess. One CPU: the kill report that reads

@@ -23,6 +23,7 @@ PAGODA_FACT(user_stack_gap, kUserStackGap)
 /// there is RAM there). The kernel writes it through the window or a temporary mapping
 /// (vm::write_frame()), never through the target space, which is usually not the live one.
 Result<PhysAddr> zeroed_frame() {
+  TRY(vm::make_user_room(1));  // lab 7: under the cap on resident user frames
   const PhysAddr pa = TRY(vm::allocate_user_frame());
   vm::zero_frame(pa);
   return pa;
@@ -106,11 +107,13 @@ Result<arch::UserEntry> load_stack(AddressSpace& space, Span<const StringView> a
 
   const u64 top_page = kUserStackTop - kPageSize;
   const PhysAddr top_frame = TRY_DURING(zeroed_frame(), kTopPageStep, top_page);
-  const Result<void> mapped = space.map(VirtAddr(top_page), top_frame, kUserStack);
+  Result<void> mapped = vm::can_record_mapping() ? space.map(VirtAddr(top_page), top_frame, kUserStack)
+                                                 : Result<void>(Error(Error::NoMemory, "the reverse map has no free node"));
   if (mapped.is_error()) {
     vm::frames().free(top_frame);
     return mapped.error().during(kTopPageStep, top_page);
   }
+  MUST(vm::note_user_page(space, VirtAddr(top_page)));  // lab 7: the reverse map (a node was free)
   // Everything goes in the top page: strings from the top down, then argv[] below them. The
   // space is not live (the kernel's root is, or the root of the process that spawns this one):
   // the bytes go through its own tables and a temporary mapping of the frame (copy_to_space()),

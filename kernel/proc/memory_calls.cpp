@@ -92,6 +92,9 @@ Result<void> remove_range(Process& p, u64 start, u64 end) {
 }  // namespace
 
 Result<void> release_pages(AddressSpace& space, u64 start, u64 end, usize& pages) {
+  pages = 0;
+  // Lab 7: the swapped-out pages' slots given back, the mapped pages forgotten by the reverse map.
+  TRY(vm::forget_user_pages(space, VirtAddr(start), VirtAddr(end)));
   return free_user_pages(space, VirtAddr(start), VirtAddr(end), pages);  // lab 3's
 }
 

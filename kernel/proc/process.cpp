@@ -242,8 +242,11 @@ Error copy_refused(const Error& e, AddressSpace& to) {
 
 Result<void> copy_user_half(AddressSpace& from, const VmaSet& vmas, AddressSpace& to) {
   if (g_eager_fork) {
+    // Lab 7: a frame for every page the parent has resident, under the cap, before the copy.
+    if (vm::swap_enabled()) TRY(vm::make_user_room(count_user_frames(from).pages));
     const Result<void> copied = copy_pages(from, vmas, to);
-    return copied.ok() ? copied : Result<void>(copy_refused(copied.error(), to));
+    if (copied.is_error()) return copy_refused(copied.error(), to);
+    return vm::note_forked(from, vmas, to);  // lab 7: the child's pages and swap entries
   }
   Result<void> shared = share_pages(from, vmas, to);
   if (shared.is_error() && shared.error() == Error::NotImplemented) {
@@ -251,7 +254,8 @@ Result<void> copy_user_half(AddressSpace& from, const VmaSet& vmas, AddressSpace
     lab_todo(shared.error());
     shared = copy_pages(from, vmas, to);
   }
-  return shared.ok() ? shared : Result<void>(copy_refused(shared.error(), to));
+  if (shared.is_error()) return copy_refused(shared.error(), to);
+  return vm::note_forked(from, vmas, to);  // lab 7: the child's pages and swap entries
 }
 
 Result<void> copy_pages(AddressSpace& from, const VmaSet& vmas, AddressSpace& to) {
@@ -413,6 +417,9 @@ Result<u32> wait_for_child(Process& p, i64 pid, abi::ExitInfo& info, bool no_han
 }
 
 Result<void> free_user_half(AddressSpace& space, usize& pages) {
+  pages = 0;
+  // Lab 7: the swapped-out pages' slots given back, the mapped pages forgotten by the reverse map.
+  TRY(vm::forget_user_pages(space, VirtAddr(0), VirtAddr(arch::UserSpace::kEnd)));
   return free_user_pages(space, VirtAddr(0), VirtAddr(arch::UserSpace::kEnd), pages);
 }
 

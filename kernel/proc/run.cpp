@@ -303,6 +303,9 @@ bool run_programs(StringView spec, StringView token) {
             after == before ? "" : " (LEAKED)");
   if (const TempMapArea* temp = TempMapArea::current(); temp != nullptr && lifecycle_log())
     println("run: temp-map slots live: {}; temporary mappings made since boot: {}", temp->depth(), temp->maps());
+  if (vm::swap_enabled() && (lifecycle_log() || vm::swapper().slots().in_use() != 0))  // lab 7
+    println("run: swap slots in use: {}{}; resident user frames: {}", vm::swapper().slots().in_use(),
+            vm::swapper().slots().in_use() == 0 ? "" : " (LEAKED)", vm::swapper().table().resident());
   heap::free(&plan);
   return ok;
 }

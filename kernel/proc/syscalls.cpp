@@ -113,6 +113,48 @@ i64 sys_proc_info(Process& p, u64 out, u64 size) {
   return i64(size);
 }
 
+/// evict(va, flags): lab 7's test call (Swapper::evict_page()).
+i64 sys_evict(Process& p, u64 va, u64 flags) {
+  if ((flags & ~abi::kEvictKeep) != 0 || !is_aligned(va, kPageSize) || !in_user_half(va, kPageSize))
+    return fail(Errno::Inval);
+  if (!vm::swap_enabled() || !vm::swapper().has_disk()) return fail(Errno::NoSys);
+  // LAB 7 BEGIN the page out (or written back and kept), and each refusal as its errno
+  const Result<void> done = vm::evict_user_page(p.space(), VirtAddr(va), (flags & abi::kEvictKeep) != 0);
+  if (done.ok()) return 0;
+  if (done.error() == Error::NotFound) return fail(Errno::Fault);
+  if (done.error() == Error::InvalidArgument) return fail(Errno::Again);  // its frame is pinned
+  return fail(done.error() == Error::NoMemory ? Errno::NoMem : Errno::NoSys);
+  // LAB 7 SKELETON
+  // (void)p;
+  // (void)lab_not_done("lab 7: write sys_evict() in kernel/proc/syscalls.cpp (labs/07-swap/README.md)");
+  // return fail(Errno::NoSys);
+  // LAB 7 END
+}
+
+/// swap_info(out, size): the swapper's own counts (lab 7), zeros while swap is off.
+i64 sys_swap_info(Process& p, u64 out, u64 size) {
+  if (size > sizeof(abi::SwapInfo)) size = sizeof(abi::SwapInfo);
+  abi::SwapInfo info{};
+  if (vm::swap_enabled()) {
+    // LAB 7 BEGIN the swapper's own counts, as the test call reports them
+    Swapper& s = vm::swapper();
+    const SwapCounters& c = s.counters();
+    info = abi::SwapInfo{.frame_cap = s.table().cap(),
+                         .resident = s.table().resident(),
+                         .slots = s.slots().size(),
+                         .slots_in_use = s.slots().in_use(),
+                         .evictions = c.evictions,
+                         .writes = c.writes,
+                         .reads = c.reads,
+                         .clean_evictions = c.clean_evictions};
+    // LAB 7 SKELETON
+    // (void)lab_not_done("lab 7: write sys_swap_info() in kernel/proc/syscalls.cpp (labs/07-swap/README.md)");
+    // LAB 7 END
+  }
+  if (copy_to_user(p.space(), out, &info, usize(size)).is_error()) return fail(Errno::Fault);
+  return i64(size);
+}
+
 /// Recurses @p depth levels, each with a frame of kRecurseFrame bytes: deep enough, it runs off
 /// the bottom of the kernel stack into the guard page below it (kernel_stack.hpp).
 [[gnu::noinline]] u64 recurse(u64 depth) {
@@ -355,6 +397,8 @@ i64 dispatch(Process* p, const SyscallArgs& call) {
     case abi::Syscall::Kill: return sys_kill(a[0], a[1]);
     case abi::Syscall::Foreground: return sys_foreground(a[0]);
     case abi::Syscall::Programs: return sys_programs(*p, a[0], a[1]);
+    case abi::Syscall::Evict: return sys_evict(*p, a[0], a[1]);
+    case abi::Syscall::SwapInfo: return sys_swap_info(*p, a[0], a[1]);
     default: return fail(Errno::NoSys);
   }
 }

@@ -35,17 +35,23 @@
 
 #include "lib/result.hpp"
 #include "mm/space/address_space.hpp"
+#include "mm/vm.hpp"
 #include "proc/arch.hpp"
 
 namespace pagoda::proc {
 
-/// Lifts the CPU's guard against kernel accesses to user pages for its lifetime.
+/// Lifts the CPU's guard against kernel accesses to user pages for its lifetime. Lab 7: the
+/// pages the copy's faults bring in stay pinned until it ends (vm::UserCopyPins), so that a later
+/// fault of the same copy never evicts a page it has just brought in.
 class [[nodiscard]] UserAccessScope {
  public:
   UserAccessScope() { arch::user_access_begin(); }
   ~UserAccessScope() { arch::user_access_end(); }
   UserAccessScope(const UserAccessScope&) = delete;
   UserAccessScope& operator=(const UserAccessScope&) = delete;
+
+ private:
+  vm::UserCopyPins pins_;
 };
 
 /// Lab 3's check of a user range in @p space's tables, what the lab-4 skeleton's copies use:

@@ -198,7 +198,6 @@ class Batch:
         self.hide = [os.path.join(root, d) for d in ("grade", "labs", "kernel", "arch", ".git")]
         self.lock = threading.Lock()
         self.running = {}       # submission id: Popen, for interrupting on Ctrl-C
-        self.slots = list(range(max(1, jobs)))    # sandbox slots free (one per build at once)
 
     def prepare(self):
         """Builds what every submission is graded with, once: for a lab whose tests run user
@@ -358,10 +357,6 @@ class Batch:
 
     # ---- one submission ---------------------------------------------------------------------
 
-    def _slot(self):
-        with self.lock:
-            return self.slots.pop(0)
-
     def grade_one(self, sub):
         start = time.monotonic()
         row = Row(sub.id, possible=sum(t.points for t in self.spec.tests))
@@ -393,13 +388,12 @@ class Batch:
         # walk to (the batch's own folder may sit below one it cannot enter).
         stage = sandbox.staging_dir()
         tree = os.path.join(stage, "tree")
-        transplant.write_tree(graded.files, tree)
-        row.phases["copy"] = time.monotonic() - t
-        slot = self._slot()
-        box = sandbox.Sandbox(os.path.join(stage, "sandbox"), os.path.join(tree, "build"), slot=slot,
-                              hide=self.hide, mode=self.sandbox_mode).prepare()
-        cleaned = False
+        box, cleaned = None, False
         try:
+            transplant.write_tree(graded.files, tree)
+            row.phases["copy"] = time.monotonic() - t
+            box = sandbox.Sandbox(os.path.join(stage, "sandbox"), os.path.join(tree, "build"),
+                                  hide=self.hide, mode=self.sandbox_mode).prepare()
             t = time.monotonic()
             row.build_log = os.path.join(base, "build.log")
             problem = self.build(sub.id, tree, row.build_log, Deadline(self.build_time_limit), box, row)
@@ -416,12 +410,16 @@ class Batch:
                 row.status = "time limit" if "time limit" in problem else "does not build"
                 row.notes.insert(0, problem)
                 return row
+        except sandbox.SandboxError as e:
+            row.status = "grader error"
+            row.notes.insert(0, f"no sandbox for the build: {e}")
+            return row
         finally:
-            if not cleaned:
-                box.clean()
-            with self.lock:
-                self.slots.append(slot)
-            if self.keep:
+            if box is not None:
+                if not cleaned:
+                    box.clean()
+                box.release()
+            if self.keep and os.path.isdir(tree):
                 shutil.rmtree(os.path.join(base, "tree"), ignore_errors=True)
                 shutil.move(tree, os.path.join(base, "tree"))
             shutil.rmtree(stage, ignore_errors=True)

@@ -1,4 +1,4 @@
-"""`pagoda bench [boot|syscall|switch|check|tempmap|fault|fork]`: what the kernel's boot, a system call, a
+"""`pagoda bench [boot|syscall|switch|check|tempmap|fault|fork|swap]`: what the kernel's boot, a system call, a
 context switch, the pre-switch check and a temporary mapping cost. Without a name: boot, syscall and switch, one after the
 other (on an ISA without user mode, if one is added: boot and check).
 
@@ -32,6 +32,12 @@ fork    guest instructions of one fork (lab 6) of a process with 1, 16 and 64 Mi
         and a tight user loop copying the same memory word by word (`forkbench MIB`). Targets
         (issue 17): copy-on-write fork of 64 MiB at most 1/20 of the eager one; the eager one
         within 1.2x of the copy loop. One boot each (deterministic, like syscall).
+swap    guest instructions per eviction of a dirty page (a disk write), of a clean page that keeps
+        its slot (no write), and per swap-in (a fault and a read of the slot), under -icount
+        shift=0 with a swap disk (lab 7): `swapbench N` times evict() of N dirty pages, a first
+        touch of each, evict() of the same pages clean, and subtracts evict() of pages already out
+        and a touch of resident ones; and the disk writes per dirty eviction, from QEMU's trace of
+        the disk's requests (goal: 1.00, and no write for a clean page).
 fault   guest instructions per demand-zero page fault (lab 5: the trap, the VMA decision, a
         zeroed frame mapped, the return) under -icount shift=0: `vmas fault N` maps N pages,
         times a first touch of each (one fault each) and a second touch of the same pages (no
@@ -224,6 +230,42 @@ def bench_fault(runs, arch):
     return cost
 
 
+SWAP_LINE = re.compile(r"swapbench: (\d+) pages: dirty (\d+), swap-in (\d+), clean (\d+), out (\d+), resident (\d+) counts")
+SWAP_PAGES = 256
+
+
+def bench_swap(arch):
+    import os
+    import tempfile
+    kernel = build.build_kernel(arch)
+    with tempfile.TemporaryDirectory(prefix="pagoda-bench-swap-") as d:
+        disk = qemu.SwapDisk(d, size=(2 * SWAP_PAGES + 64) * 4096)
+        log = os.path.join(d, "qemu.log")
+        argv = qemu.command(kernel, f"run=swapbench:{SWAP_PAGES} userframes={SWAP_PAGES + 32}", arch=arch,
+                            serial="stdio", extra=ICOUNT, log_items="guest_errors", log_file=log, swap=disk)
+        proc = qemu.spawn(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        try:
+            out, _ = proc.communicate(timeout=240)
+        finally:
+            qemu.kill_group(proc)
+        text = out.decode(errors="replace")
+        if proc.returncode != qemu.EXIT_SUCCESS:
+            raise PagodaError(f"swapbench under -icount: {qemu.describe_exit(proc.returncode)}:\n"
+                              + "\n".join(text.splitlines()[-10:]))
+        with open(log, errors="replace") as f:
+            writes = len(re.findall(r"^virtio_blk_handle_write ", f.read(), re.M))
+    n, dirty, swap_in, clean, already, resident = (int(v) for v in _one(SWAP_LINE, text, "swapbench")[0])
+    print(f"swap ({arch}, QEMU -icount shift=0, {n} pages, guest instructions per page):")
+    print(f"  dirty eviction     {(dirty - already) / n:9.1f}  (evict() of a written page: the slot written; the "
+          "driver polls the device, so this counts the wait for QEMU's block layer too: it varies with the host)")
+    print(f"  clean eviction     {(clean - already) / n:9.1f}  (evict() of a page that keeps its slot: no write)")
+    print(f"  swap-in            {(swap_in - resident) / n:9.1f}  (a first touch: the fault, the slot read, the map; the read "
+          "is polled too)")
+    print(f"  disk writes per dirty eviction {writes / n:.2f} ({writes} writes in QEMU's trace for {n} dirty and "
+          f"{n} clean evictions; goal 1.00)", flush=True)
+    return 0
+
+
 def _agree(values, what):
     if max(values) - min(values) > 0.01 * max(values):
         raise PagodaError(f"{what} under -icount differs between boots: {values} (not deterministic?)")
@@ -263,7 +305,7 @@ USER_MODE_ARCHES = ("x86_64", "aarch64")
 
 def cmd_bench(args):
     deps.ensure()
-    if args.what in ("syscall", "switch", "tempmap", "fault", "fork") and args.arch not in USER_MODE_ARCHES:
+    if args.what in ("syscall", "switch", "tempmap", "fault", "fork", "swap") and args.arch not in USER_MODE_ARCHES:
         raise PagodaError(f"bench {args.what} runs user programs, and {args.arch} has no user mode yet "
                           f"(lab 3 runs on {', '.join(USER_MODE_ARCHES)}); `bench check --arch {args.arch}` "
                           "measures its switch of roots")
@@ -279,6 +321,8 @@ def cmd_bench(args):
         return 0
     if args.what == "fork":
         return bench_fork(args.arch)
+    if args.what == "swap":
+        return bench_swap(args.arch)
     if args.what == "fault":
         bench_fault(args.runs or 2, args.arch)
         return 0
@@ -300,9 +344,10 @@ def _positive(text):
 
 
 def add_parser(sub):
-    p = sub.add_parser("bench", help="benchmarks: boot, syscall, switch, check, tempmap, fault, fork",
+    p = sub.add_parser("bench", help="benchmarks: boot, syscall, switch, check, tempmap, fault, fork, swap",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", nargs="?", default="all", choices=["all", "boot", "syscall", "switch", "check", "tempmap", "fault", "fork"],
+    p.add_argument("what", nargs="?", default="all", choices=["all", "boot", "syscall", "switch", "check", "tempmap", "fault", "fork",
+                                                      "swap"],
                    help="which benchmark (default: boot, syscall and switch)")
     p.add_argument("-n", "--runs", type=_positive, default=None,
                    help="boots of each kernel (default 20 for boot, 2 for syscall, switch, tempmap and fault, 3 for check)")

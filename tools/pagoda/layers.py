@@ -16,7 +16,8 @@ Checked by `./pagoda test` (tools/tests/test_layers.py) on the real tree:
             base (addr, page, perms, layout: the vocabulary), pt (the page-table layer: format use,
             walk, table memory, consistency batch, cursor, table iterator), phys (frames and their
             references), space (address spaces, critical ranges, VMAs, user regions, fork's copy),
-            tempmap (temporary mappings), then kernel/mm itself (vm: the kernel's map, the
+            tempmap (temporary mappings), swap (lab 7: the frame table, the slot map, the
+            swapper), then kernel/mm itself (vm: the kernel's map, the
             physical window, user frames and faults; the heap; the self-tests and vmprint) on top.
             A folder not in that list is itself a problem;
   labs      the page-table layer (kernel/mm/pt, and mm/base below it) never reaches core/lab.hpp,
@@ -46,7 +47,7 @@ MM_ARCH_SEAMS = ("arch_impl/page_table_format.hpp", "arch_impl/address_space.hpp
 KERNEL_FOLDERS = ("lib", "mm/base", "boot", "core", "dev", "mm", "proc", "main")
 KERNEL_UNCHECKED = ("tests",)   # host tests over the kernel's code: they may include anything
 # kernel/mm's folders, bottom first; "" is kernel/mm itself, the top.
-MM_FOLDERS = ("base", "pt", "phys", "space", "tempmap", "")
+MM_FOLDERS = ("base", "pt", "phys", "space", "tempmap", "swap", "")
 # The page-table layer: kernel/mm's folders up to pt (its vocabulary, base, below it).
 PAGE_TABLE_LAYER = MM_FOLDERS[:MM_FOLDERS.index("pt") + 1]
 # Literals of the page size and of the x86 physical-address mask, and where they may appear.

@@ -37,10 +37,13 @@ import sys
 import tempfile
 import time
 
-# The sandbox's uids: BASE_UID + a slot (one per build that runs at once), skipping any that a
-# user of the machine has or a process runs as.
+# The sandbox's uids: from BASE_UID on, one per build that runs at once on this machine, taken
+# under a lock of the machine's (LOCK_DIR, root's) for as long as the build's sandbox lives, so
+# that two graders (two batches, a test beside a batch) never share one: clean() kills every
+# process of its uid. A uid a user of the machine has, or a process runs as, is skipped.
 BASE_UID = 64200
-SLOTS = 64
+UIDS = 256
+LOCK_DIR = "/run/pagoda-sandbox"
 # World-writable places a build could leave files in; cleaned after every build.
 SHARED_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock", "/var/lock", "/dev/mqueue")
 MAX_KERNEL = 256 << 20      # bytes: a bigger "kernel" is not a kernel this grader boots
@@ -100,17 +103,14 @@ class Sandbox:
     for a build writing only @p build_dir. @p hide: folders of the grader the build must not see
     (where the machine can hide them). Use: prepare(), then wrap() each command, then clean()."""
 
-    def __init__(self, base, build_dir, slot=0, hide=(), mode=None):
+    def __init__(self, base, build_dir, hide=(), mode=None):
         self.mode = detect(mode)
         self.base = base
         self.build_dir = build_dir
         self.hide = [h for h in hide if os.path.isdir(h) and not _contains(h, build_dir)]
-        self.uid = None
+        self.uid, self._lock = None, None
         if self.mode in ("namespaces", "uid"):
-            self.uid = next((u for u in range(BASE_UID + slot * SLOTS, BASE_UID + (slot + 1) * SLOTS)
-                             if not _uid_in_use(u)), None)
-            if self.uid is None:
-                raise SandboxError(f"no free sandbox uid in {BASE_UID + slot * SLOTS}..")
+            self.uid, self._lock = _take_uid()
         self.home = os.path.join(base, "home")
         self.tmp = os.path.join(base, "tmp")
         self.info = os.path.join(base, "bwrap-info.json")
@@ -168,12 +168,37 @@ class Sandbox:
         return ["unshare", "--pid", "--mount", "--net", "--ipc", "--uts", "--fork", "--kill-child", "--mount-proc",
                 "--propagation", "private", "--", "/bin/sh", "-c", script + 'exec "$@"', "sandbox", *drop]
 
+    def release(self):
+        """Gives the sandbox's uid back (after clean(): nothing of it is left)."""
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
     def clean(self):
         """Ends every process of the sandbox and deletes what it left where the world writes.
         Returns what was found: (processes killed, paths deleted)."""
         if self.uid is None:
             return end_namespace(self.info), []
         return kill_all(self.uid), scrub(self.uid)
+
+
+def _take_uid():
+    """(a uid no other sandbox of this machine holds, the open lock file that holds it)."""
+    import fcntl
+    os.makedirs(LOCK_DIR, mode=0o700, exist_ok=True)
+    if os.stat(LOCK_DIR).st_uid != 0 or os.stat(LOCK_DIR).st_mode & 0o077:
+        raise SandboxError(f"{LOCK_DIR} must be root's alone (mode 0700)")
+    for uid in range(BASE_UID, BASE_UID + UIDS):
+        lock = open(os.path.join(LOCK_DIR, f"{uid}.lock"), "w")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            lock.close()
+            continue
+        if not _uid_in_use(uid):
+            return uid, lock
+        lock.close()
+    raise SandboxError(f"every sandbox uid from {BASE_UID} to {BASE_UID + UIDS - 1} is taken")
 
 
 def _contains(outer, inner):

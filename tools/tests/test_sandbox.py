@@ -66,7 +66,7 @@ def test_a_hostile_build_reaches_nothing_and_leaves_nothing(mode, tmp_path):
     home.mkdir()
     targets = [str(home / ".local/lib/python3/site-packages/usercustomize.py"), str(grader / "conftest.py"),
                f"/etc/{token}", f"/tmp/{token}", f"/var/tmp/{token}", f"/dev/shm/{token}"]
-    stage = sandbox.staging_dir()
+    stage, box = sandbox.staging_dir(), None
     try:
         tree = os.path.join(stage, "tree")
         os.makedirs(tree)
@@ -89,12 +89,31 @@ def test_a_hostile_build_reaches_nothing_and_leaves_nothing(mode, tmp_path):
         assert [t for t in targets if os.path.lexists(t)] == []
         assert not os.path.exists(grader / "conftest.py") and secret.read_text() == "the hidden test\n"
     finally:
+        if box is not None:
+            box.release()
         for pid in qemu.processes_mentioning("sh", token):      # (a failed run must not leave it)
             os.kill(pid, 9)
         for t in targets:
             if os.path.lexists(t):
                 os.unlink(t)
         sandbox.shutil.rmtree(stage, ignore_errors=True)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the uid sandbox needs root")
+def test_two_sandboxes_at_once_never_share_a_uid(tmp_path):
+    """Two graders on one machine (two batches; a test beside a batch) each kill every process of
+    their sandbox's uid: they must never hold the same one (a batch once killed the other's build)."""
+    boxes = [sandbox.Sandbox(str(tmp_path / f"b{i}"), str(tmp_path / f"b{i}" / "build"), mode="uid") for i in range(3)]
+    try:
+        assert len({b.uid for b in boxes}) == 3
+        taken = boxes[0].uid
+        boxes[0].release()
+        again = sandbox.Sandbox(str(tmp_path / "b3"), str(tmp_path / "b3" / "build"), mode="uid")
+        boxes.append(again)
+        assert again.uid == taken                  # given back, taken again
+    finally:
+        for b in boxes:
+            b.release()
 
 
 def test_the_kernel_is_read_only_from_a_regular_file(tmp_path):

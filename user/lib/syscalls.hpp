@@ -75,5 +75,10 @@ inline i64 programs(char* out, usize size) { return call(abi::Syscall::Programs,
 inline i64 proc_info(abi::ProcInfo* out) { return call(abi::Syscall::ProcInfo, arg(out), sizeof *out); }
 /// Copies up to @p max of this process's VMAs into @p out; how many it has (a test call).
 inline i64 vma_list(abi::VmaInfo* out, usize max) { return call(abi::Syscall::VmaList, arg(out), max); }
+/// Sends the resident page at @p va out to swap now (with abi::kEvictKeep: writes it back and
+/// keeps it); 0, or -errno (a test call, lab 7).
+inline i64 evict(const void* va, u64 flags = 0) { return call(abi::Syscall::Evict, arg(va), flags); }
+/// Fills @p out with the kernel's swap counters (a test call, lab 7).
+inline i64 swap_info(abi::SwapInfo* out) { return call(abi::Syscall::SwapInfo, arg(out), sizeof *out); }
 
 }  // namespace pagoda::user

@@ -94,6 +94,11 @@ template <ValidPageTableFormat F> class ReadCursor {
   const u64* page_entry() const {
     return mapped() && level() == kLeafLevel ? &entries_[kLeafLevel][F::index(va_, kLeafLevel)] : nullptr;
   }
+  /// True when va() is a swapped-out page (lab 7): its page-level entry is a swap entry, which
+  /// the MMU does not use and the walk does not count as mapped; entry() is that swap entry.
+  bool swapped() const {
+    return stop_ == WalkStop::NotPresent && level() == kLeafLevel && F::is_swap_entry(entry(), kLeafLevel);
+  }
 
   // ---- Moving -----------------------------------------------------------------------------
 
@@ -117,9 +122,18 @@ template <ValidPageTableFormat F> class ReadCursor {
   /// Moves to the first mapped address in [va(), @p end) and returns true, or to @p end and
   /// returns false. [va(), end) must lie in one half of the address space (end > va()). Skips
   /// unmapped ranges a whole entry at a time.
-  bool next_mapped(VirtAddr end) {
+  bool next_mapped(VirtAddr end) { return next_where(end, false); }
+
+  /// next_mapped() that also stops at a swapped-out page (swapped()): the walk of a range whose
+  /// swap entries matter (exit gives their slots back, fork shares them; lab 7).
+  bool next_mapped_or_swapped(VirtAddr end) { return next_where(end, true); }
+
+ protected:
+  /// Moves to the first address in [va(), @p end) that is mapped (or, with @p swap_entries,
+  /// swapped out) and returns true, or to @p end and returns false.
+  bool next_where(VirtAddr end, bool swap_entries) {
     while (va_ < end) {
-      if (mapped()) return true;
+      if (mapped() || (swap_entries && swapped())) return true;
       const VirtAddr next_va = range_end();
       if (next_va <= va_ || next_va >= end) break;  // wrapped at the top, or past the end
       find(next_va);
@@ -128,7 +142,6 @@ template <ValidPageTableFormat F> class ReadCursor {
     return false;
   }
 
- protected:
   /// True when the entry at level() exists (its table is reachable and va() canonical).
   bool has_entry() const { return stop_ != WalkStop::NonCanonical && entries_[level()] != nullptr; }
 
@@ -275,6 +288,45 @@ template <ValidPageTableFormat F> class Cursor : public ReadCursor<F> {
     // LAB 1 END
   }
 
+  /// Replaces the page mapped at va() (a 4 KiB leaf) by @p swap_entry (F::make_swap_entry(),
+  /// lab 7) and returns the leaf it replaced: its frame, its accessed and dirty state. The batch
+  /// is told of the write (its barrier); which TLB must forget the page is the caller's to say
+  /// (batch().invalidate()): this cursor's batch reaches the TLB entries of its own space only.
+  /// The leaf's table stays (a swap entry keeps it in use). NotFound when nothing is mapped,
+  /// Unsupported for a block, InvalidArgument for an entry that is not a swap entry.
+  [[nodiscard]] Result<u64> replace_with_swap_entry(u64 swap_entry) {
+    if (!F::is_swap_entry(swap_entry, kLeafLevel)) return Error(Error::InvalidArgument, "not a swap entry");
+    if (!mapped()) return Error::NotFound;
+    if (level() != kLeafLevel) return Error::Unsupported;
+    // LAB 7 BEGIN the leaf becomes the swap entry; the batch told of the write; the path stops there now
+    const u64 old = slot(kLeafLevel);
+    slot(kLeafLevel) = swap_entry;
+    batch_->wrote();
+    stop_ = WalkStop::NotPresent;
+    return old;
+    // LAB 7 SKELETON
+    // return Error(Error::NotImplemented, "lab 7: write Cursor::replace_with_swap_entry() in kernel/mm/pt/cursor.hpp "
+    //                                     "(labs/07-swap/README.md)");
+    // LAB 7 END
+  }
+
+  /// Clears the swap entry at va() (swapped()) and frees the tables that leaves empty, as
+  /// unmap() does (lab 7: the page is gone, its slot is the caller's to give back). NotFound when
+  /// va() is not swapped out.
+  [[nodiscard]] Result<void> forget_swapped() {
+    if (!this->swapped()) return Error::NotFound;
+    // LAB 7 BEGIN clear the swap entry, then free the tables that leaves empty (never the root, nor a pinned table)
+    slot(kLeafLevel) = 0;
+    batch_->wrote();
+    for (usize at = level(); at >= tree_->lowest_freeable_level(va_) && table_is_empty(at); at = level())
+      unlink_table(at - 1);
+    return {};
+    // LAB 7 SKELETON
+    // return Error(Error::NotImplemented, "lab 7: write Cursor::forget_swapped() in kernel/mm/pt/cursor.hpp "
+    //                                     "(labs/07-swap/README.md)");
+    // LAB 7 END
+  }
+
   /// Splits the block at va() into a table of entries one level down that map the same memory
   /// with the same attributes (4 KiB pages under a 2 MiB block). InvalidArgument when va() is
   /// not in a block; NoMemory when no table can be allocated (nothing changed).
@@ -392,11 +444,12 @@ template <ValidPageTableFormat F> class Cursor : public ReadCursor<F> {
     stop_ = WalkStop::NotPresent;
   }
 
-  /// True when the path's table at @p level has no present entry.
+  /// True when the path's table at @p level has no entry in use: none present, none a swap
+  /// entry (a swapped-out page still needs its table, lab 7).
   bool table_is_empty(usize level) const {
     const u64* entries = entries_[level];
     for (usize i = 0; i < F::kEntriesPerTable; ++i)
-      if (F::is_present(entries[i], level)) return false;
+      if (F::is_present(entries[i], level) || F::is_swap_entry(entries[i], level)) return false;
     return true;
   }
 

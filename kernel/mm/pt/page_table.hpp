@@ -61,6 +61,15 @@ concept ValidPageTableFormat = requires(VirtAddr va, PhysAddr pa, u64 e, usize l
   { F::split_block(e, level, part) } -> SameAs<u64>;
   { F::entry_perms(e, level) } -> SameAs<Perms>;
   { F::with_perms(e, level, perms) } -> SameAs<u64>;
+  // Lab 7: a swapped-out page's entry (not present: the walk stops at it) and a leaf's
+  // accessed and dirty state (the hardware's bits on x86_64, the kernel's on AArch64).
+  { F::is_swap_entry(e, level) } -> SameAs<bool>;
+  { F::make_swap_entry(e) } -> SameAs<u64>;
+  { F::swap_slot(e) } -> SameAs<u64>;
+  { F::is_accessed(e) } -> SameAs<bool>;
+  { F::without_accessed(e) } -> SameAs<u64>;
+  { F::is_dirty(e) } -> SameAs<bool>;
+  { F::cleaned(e) } -> SameAs<u64>;
   F::write_barrier();
   F::describe_entry(sink, e, level);
 };

@@ -11,6 +11,17 @@
 
 namespace pagoda {
 
+AddressSpace::AddressSpace(AddressSpace&& other)
+    : arch_(move(other.arch_)),
+      published_(move(other.published_)),
+      regions_(other.regions_),
+      owner_(other.owner_),
+      checked_(other.checked_),
+      checked_generation_(other.checked_generation_),
+      checked_trap_top_(other.checked_trap_top_) {
+  if (s_move_observer != nullptr) s_move_observer(other, *this);
+}
+
 Result<AddressSpace> AddressSpace::create_kernel(TableMemory& memory) {
   AddressSpace space(TRY(arch::ArchAddressSpace::create_kernel(memory)), debug::RootKind::Kernel, "kernel");
   forget_switch_proofs();  // its root may be where a destroyed kernel space's was

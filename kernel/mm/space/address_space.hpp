@@ -52,7 +52,10 @@ class AddressSpace {
   /// A process's space, sharing @p kernel's half (the arch copies or points to it).
   [[nodiscard]] static Result<AddressSpace> create_user(const AddressSpace& kernel);
 
-  AddressSpace(AddressSpace&&) = default;
+  /// Moves the space: its roots, its publication, its record. Whoever keeps pointers to spaces
+  /// (lab 7's reverse map) is told where it went (set_move_observer()): exec builds the new
+  /// space on its stack, loads it, then moves it into the process.
+  AddressSpace(AddressSpace&& other);
   AddressSpace(const AddressSpace&) = delete;
   AddressSpace& operator=(const AddressSpace&) = delete;
   AddressSpace& operator=(AddressSpace&&) = delete;
@@ -96,6 +99,10 @@ class AddressSpace {
   using TrapStackJudge = bool (*)(u32 owner, u64 top, const char* what, FormatSink& why);
   static void set_trap_stack_judge(TrapStackJudge judge) { s_trap_judge = judge; }
   /// @}
+
+  /// Told of every move of a space, after it: @p from (owning nothing now) became @p to.
+  using MoveObserver = void (*)(const AddressSpace& from, AddressSpace& to);
+  static void set_move_observer(MoveObserver observer) { s_move_observer = observer; }
 
   /// Names this space for the debugging tools, e.g. a process's name and pid (at most 15
   /// characters are kept).
@@ -188,6 +195,7 @@ class AddressSpace {
 
   static inline bool s_switch_checks = true;
   static inline TrapStackJudge s_trap_judge = nullptr;
+  static inline MoveObserver s_move_observer = nullptr;
 
   arch::ArchAddressSpace arch_;
   /// Declared after arch_, so that the root is withdrawn before its tables are freed.

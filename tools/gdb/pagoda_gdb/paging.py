@@ -16,7 +16,7 @@ import gdb
 
 from pagoda_pt import (decode_x86_regs, diff_runs, dump, format_diff, format_runs, format_walk,
                        format_x86_regs, walk)
-from pagoda_pt.format import format_range
+from pagoda_pt.format import SWAP_FACTS, format_range, swap_note
 from pagoda_pt.frames import cow_pairs, user_pages
 from pagoda_pt.isa import isa
 from pagoda_pt.model import PAGE_SIZE_4K
@@ -230,6 +230,10 @@ roots are physical."""
         require_paging(arch, regs, root)
         result = walk_address(arch, regs, va, root, pa_bits=bits)
         lines = format_walk(result).split("\n")
+        facts = {name: kernel.symbol_address("pagoda_fact_" + name) or 0 for name in SWAP_FACTS}
+        swapped = swap_note(result, (kernel.symbol_address("pagoda_fact_levels") or 4) - 1, facts)
+        if swapped:
+            lines.append("  " + swapped)
         symbol = symbol_of(va)
         if symbol:
             lines.insert(1, "  symbol: " + symbol)

@@ -1,0 +1,880 @@
+"""Lab 7's witnesses: the swap state in guest RAM, the grader's own reverse map, the disk as QEMU
+saw it, and the checks made at every write and read of the disk, every eviction and every turn of
+the clock (SwapWatch).
+
+What is read, and from where:
+  - the swap state the kernel publishes (pagoda_swap_state, kernel/mm/swap.cpp: the frame
+    table, the reverse map's nodes, the slot counts, the hands), read in guest RAM at a stop;
+  - every root in the kernel's root registry, walked by the grader (every leaf of the user half,
+    present or not): which frames each root maps and with which accessed and dirty state, which
+    slot each swap entry names (World);
+  - the swap disk's image file, read on the host while the guest is stopped, and QEMU's trace of
+    the disk's requests (virtio_blk_handle_write/read ... sector S nsectors 8: slot S / 8);
+  - the kernel functions the grader stops at, each named once here (STOPS), with the arguments
+    it reads there.
+The kernel's counters (swap_info) and lines are never read."""
+import array
+import collections
+import re
+import struct
+from dataclasses import dataclass, field
+
+from pagoda_pt import aarch64 as a64
+from pagoda_pt import x86_64 as x86
+from pagoda_pt.format import SWAP_FACTS, swap_slot
+
+from .processes import frame_bitmap, leaf_entries, registry
+from .proof import MASK64, proof
+from .symbols import address_of, fact, physical_of
+from .witness import ARCHES, PAGE
+from .lifecycle import return_address
+
+# Every kernel function lab 7 stops at, and the arguments it reads there (index: the function's
+# argument, `this` counted; each returns a Result, which x86_64's ABI returns through a hidden
+# first argument: arg() skips it): declared once.
+STOPS = {
+    "disk_write": "pagoda::swap_disk::write_slot",    # (slot, frame): the frame's bytes are final
+    "disk_read": "pagoda::swap_disk::read_slot",      # (slot, frame)
+    "evict": "pagoda::Swapper::evict_frame",          # (this, frame)
+    "clean": "pagoda::Swapper::clean_frame",          # (this, frame)
+    "swap_in": "pagoda::Swapper::swap_in",            # (this, space, page, perms)
+    "choose": "pagoda::Swapper::choose_victim",       # (this)
+    "copy": "pagoda::vm::(anonymous namespace)::copy_on_write",   # (space, page, frame, perms)
+    "kill": "pagoda::proc::user_fault",               # a process killed (its root still live)
+}
+# Beside these: the run's checkpoints (pagoda_grader_checkpoint), the system-call entry and the
+# TLB invalidations of each ISA (witness.ARCHES: syscall_entry, tlb_page, tlb_all).
+STATE_SYMBOL = "pagoda_swap_state"
+STATE_MAGIC = b"PGSWAP\0\0"
+SECTORS_PER_SLOT = PAGE // 512
+TRACE = re.compile(r"^virtio_blk_handle_(read|write) .*\bsector (\d+) nsectors (\d+)", re.M)
+
+
+# ---- the formats ---------------------------------------------------------------------------
+
+class Format:
+    """A leaf entry's lab-7 meaning on one ISA: the swap entry's bits from the kernel's facts,
+    the accessed and dirty state from the architecture (x86_64: A and D; AArch64: AF, and dirty =
+    writable to the MMU or the software DIRTY bit)."""
+
+    def __init__(self, kernel, arch):
+        self.arch = arch
+        self.facts = {name: fact(kernel, name) for name in SWAP_FACTS}   # (pt-walk reads the same)
+        self.soft_write = fact(kernel, "soft_write_bit")
+        self.soft_dirty = fact(kernel, "soft_dirty_bit")
+        self.address = fact(kernel, "address_mask")
+        self.x86 = not ARCHES[arch].link_register
+
+    def present(self, e):
+        return bool(e & 1)
+
+    def is_swap(self, e):
+        return swap_slot(e, self.facts) is not None
+
+    def slot(self, e):
+        return swap_slot(e, self.facts)
+
+    def frame(self, e):
+        return e & self.address
+
+    def accessed(self, e):
+        return bool(e & (x86.PTE_A if self.x86 else a64.DESC_AF))
+
+    def dirty(self, e):
+        if self.x86:
+            return bool(e & x86.PTE_D)
+        return bool(e & self.soft_dirty) or (self.present(e) and not e & (1 << 7))
+
+    def writable(self, e):
+        if self.x86:
+            return bool(e & x86.PTE_RW)
+        return self.present(e) and (not e & (1 << 7) or bool(e & self.soft_write))
+
+    def perms(self, e):
+        """'rwx' of a present user leaf as the region sees it (a clean writable page counts as
+        writable)."""
+        execute = not e & x86.PTE_NX if self.x86 else not e & (1 << 54)
+        return "r" + ("w" if self.writable(e) else "-") + ("x" if execute else "-")
+
+
+# ---- the swap state -------------------------------------------------------------------------
+
+class SwapState:
+    """pagoda_swap_state and what it points to, read from guest RAM at one stop."""
+
+    def __init__(self, snap, kernel):
+        at = physical_of(kernel, address_of(kernel, STATE_SYMBOL))
+        head = snap.read_phys(at, 128)
+        if head[:8] != STATE_MAGIC:
+            raise AssertionError(f"{STATE_SYMBOL} does not start with its magic (read {head[:8]!r}): the swap state "
+                                 "the grader reads is not published")
+        (self.version, self.size, self.cap, frames, self.first, self.n, nodes, self.node_count, slots,
+         self.slot_count, resident, hand, slot_hand, _, self.entry_size, self.node_size) = \
+            struct.unpack("<2I14Q", head[8:128])
+        if self.version != fact(kernel, "swap_state_version") or frames == 0:
+            raise AssertionError(f"{STATE_SYMBOL}: version {self.version}, frame table at {frames:#x}: swap is off "
+                                 "or the state is not the one the grader reads")
+        self.snap, self.kernel = snap, kernel
+        self.nodes_at = nodes
+        raw = snap.read_virt(frames, self.n * self.entry_size)
+        self.table = raw
+        words = array.array("H", raw)
+        per = self.entry_size // 2
+        self.pins = words[fact(kernel, "frame_entry_pins") // 2::per]
+        self.mappings = words[fact(kernel, "frame_entry_mappings") // 2::per]
+        self.counts = array.array("H", snap.read_virt(slots, self.slot_count * 2)) if self.slot_count else []
+        self.resident = struct.unpack("<Q", snap.read_virt(resident, 8))[0]
+        self.hand = struct.unpack("<Q", snap.read_virt(hand, 8))[0]
+        self.slot_hand = struct.unpack("<Q", snap.read_virt(slot_hand, 8))[0]
+        self._rmap_off = fact(kernel, "frame_entry_rmap")
+        self._backing_off = fact(kernel, "frame_entry_backing")
+
+    def index(self, frame):
+        i = frame // PAGE - self.first
+        return i if 0 <= i < self.n else None
+
+    def frame_at(self, index):
+        return (self.first + index) * PAGE
+
+    def _u32(self, index, offset):
+        at = index * self.entry_size + offset
+        return struct.unpack_from("<I", self.table, at)[0]
+
+    def backing(self, frame):
+        """The frame's backing slot (None: none)."""
+        i = self.index(frame)
+        b = self._u32(i, self._backing_off) if i is not None else 0
+        return b - 1 if b else None
+
+    def backings(self):
+        """{slot: [frames]} of every frame that keeps a backing slot."""
+        out = {}
+        off = self._backing_off // 4
+        per = self.entry_size // 4
+        for i, b in enumerate(array.array("I", self.table)[off::per]):
+            if b:
+                out.setdefault(b - 1, []).append(self.frame_at(i))
+        return out
+
+    def pinned(self, frame):
+        i = self.index(frame)
+        return self.pins[i] if i is not None else 0
+
+    def is_resident(self, frame):
+        i = self.index(frame)
+        return i is not None and self.mappings[i] > 0
+
+    def nodes(self, frame):
+        """[(space, root, va)] of the frame's reverse map, in its chain's order."""
+        i = self.index(frame)
+        link, out = (self._u32(i, self._rmap_off) if i is not None else 0), []
+        k = self.kernel
+        while link and len(out) <= self.node_count:
+            raw = self.snap.read_virt(self.nodes_at + (link - 1) * self.node_size, self.node_size)
+            out.append((struct.unpack_from("<Q", raw, fact(k, "rmap_node_space"))[0],
+                        struct.unpack_from("<Q", raw, fact(k, "rmap_node_root"))[0],
+                        struct.unpack_from("<Q", raw, fact(k, "rmap_node_va"))[0]))
+            link = struct.unpack_from("<I", raw, fact(k, "rmap_node_next"))[0]
+        return out
+
+    def count(self, slot):
+        return self.counts[slot] if 0 <= slot < len(self.counts) else 0
+
+    def in_use(self):
+        return sum(1 for c in self.counts if c)
+
+
+# ---- the grader's view of every root --------------------------------------------------------
+
+class World:
+    """Every process root of the registry walked at one stop: {frame: [(root, va, entry)]} of the
+    user pages, {slot: [(root, va)]} of the swap entries, and every table frame."""
+
+    def __init__(self, snap, kernel, arch, fmt):
+        self.labels = {k.root: f"{k.name} (pid {k.id})" for k in registry(snap, kernel).roots if k.kind == "process"}
+        self.mapped, self.swapped, self.tables, self.entries, self.at = {}, {}, set(), {}, {}
+        for root in self.labels:
+            where = {}
+            leaves, tables = leaf_entries(snap, root, kernel, arch, where=where)
+            self.tables |= tables
+            for va, e in leaves.items():
+                self.entries[(root, va)] = e
+                self.at[(root, va)] = where[va]
+                if fmt.present(e):
+                    self.mapped.setdefault(fmt.frame(e), []).append((root, va, e))
+                elif fmt.is_swap(e):
+                    self.swapped.setdefault(fmt.slot(e), []).append((root, va))
+
+    def who(self, root):
+        return f"root {root:#x} ({self.labels.get(root, 'no process')})"
+
+    def resident(self):
+        return len(self.mapped)
+
+
+def entry_problem(fmt, world, root, va, e, slot, when):
+    """Why @p e, @p root's entry at @p va, is not a swap entry naming @p slot (None when it is)."""
+    if fmt.is_swap(e) and fmt.slot(e) == slot:
+        return None
+    if fmt.present(e):
+        return (f"{when} {world.who(root)}'s entry at {va:#x} is {e:#x}: present (valid to the MMU), it maps physical "
+                f"page {fmt.frame(e):#x}: a swap entry (naming slot {slot}) must never be valid")
+    return f"{when} {world.who(root)}'s entry at {va:#x} is {e:#x}: not a swap entry naming slot {slot}"
+
+
+def where(world, pairs, most=3):
+    return ", ".join(f"{world.who(r)} at {va:#x}" for r, va, *_ in pairs[:most])
+
+
+# ---- the disk ------------------------------------------------------------------------------
+
+def disk_requests(path):
+    """[(kind, slot)] of QEMU's trace of the disk's requests in the log at @p path."""
+    with open(path, errors="replace") as f:
+        text = f.read()
+    out = []
+    for kind, sector, n in TRACE.findall(text):
+        if int(n) != SECTORS_PER_SLOT or int(sector) % SECTORS_PER_SLOT:
+            raise AssertionError(f"QEMU's trace shows a {kind} of {n} sectors at sector {sector}: not one whole slot")
+        out.append((kind, int(sector) // SECTORS_PER_SLOT))
+    return out
+
+
+def image_slot(path, slot):
+    with open(path, "rb") as f:
+        f.seek(slot * PAGE)
+        return f.read(PAGE)
+
+
+# ---- token-derived contents (the twins of abi::swap_pattern and the programs' tags) -------------
+
+def _splitmix(seed, index):
+    z = (seed + (index + 1) * 0x9E3779B97F4A7C15) & MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK64
+    return z ^ (z >> 31)
+
+
+def swap_page(seed, page, version):
+    """The bytes of page @p page of a lab-7 program's region after its @p version-th write."""
+    s = seed ^ ((version * 0xD6E8FEB86659FD93) & MASK64)
+    return struct.pack("<512Q", *(_splitmix(s, (page << 16) | w) for w in range(512)))
+
+
+SEEDS = {"overcommit": 0x7C0, "swapfork": 0x5F0, "swapbuf": 0x5B0, "swapkeep": 0x6B0}
+
+
+def seed_of(token, program):
+    return proof(token, SEEDS[program])
+
+
+def overcommit_versions(token, pages, rounds, percent=50):
+    """[version of page j] after @p rounds rounds of overcommit (user/programs/overcommit.cpp)."""
+    v = [0] * pages
+    for r in range(1, rounds + 1):
+        mask = proof(token, 0x7E0 + r)
+        for j in range(pages):
+            if mask >> (j % 64) & 1 and proof(token, 0x800 + r * 4000 + j) % 100 < percent:
+                v[j] = r
+    return v
+
+
+# ---- the watch -------------------------------------------------------------------------------
+
+@dataclass
+class Eviction:
+    kind: str                      # "evict" or "clean"
+    frame: int
+    sp: int
+    mappings: list                 # [(root, va, entry)] the grader's walk found at the entry
+    nodes: list                    # the kernel's reverse map of the frame at the entry
+    backing: int | None
+    counts: object                 # the slot counts at the entry
+    content: bytes
+    known: bytes | None            # what the grader last saw written to the backing slot, at the entry
+    invalidated: set = field(default_factory=set)
+    wrote: list = field(default_factory=list)
+    slot: int | None = None
+
+
+class SwapWatch:
+    """Side stops at every eviction, write-back, disk write and disk read (and, with @p clock,
+    every choice of the clock), each checked against the grader's own walk of every root; the
+    first thing wrong raises AssertionError there. What it saw: `evictions`, `writes` [(slot,
+    frame, kind)], `reads` [(slot, frame, va)], `disk` {slot: the bytes the grader saw go there}."""
+
+    def __init__(self, guest, kernel, arch, image, clock=False, tlb=True, swap_ins=True, steer=False):
+        self.guest, self.kernel, self.arch, self.image = guest, kernel, arch, image
+        self.fmt = Format(kernel, arch)
+        self.at = {k: address_of(kernel, v) for k, v in STOPS.items()}
+        proc = ARCHES[arch].proc
+        self.tlb = (address_of(kernel, proc["tlb_page"]), address_of(kernel, proc["tlb_all"]))
+        self.evictions, self.writes, self.reads, self.disk = [], [], [], {}
+        self.pending = None
+        self.swap_in_va = None
+        self.choice = None
+        self.bitmap = None
+        self.clock_checks = 0
+        self.watch_tlb = tlb
+        for key, handler in (("evict", self.on_evict), ("clean", self.on_evict), ("disk_write", self.on_write),
+                             ("disk_read", self.on_read), ("swap_in", self.on_swap_in if swap_ins else None),
+                             ("copy", self.on_copy)):
+            if handler is not None:
+                guest.side_stop(self.at[key], handler)
+        self.steering, self.steered = steer, 0
+        if clock or steer:
+            guest.side_stop(self.at["choose"], self.on_choose)
+            guest.side_stop(self.at["kill"], self.on_kill)
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def look(self, snap):
+        """(SwapState, World) at @p snap (read once per stop)."""
+        if getattr(snap, "_swap_look", None) is None:
+            snap._swap_look = SwapState(snap, self.kernel), World(snap, self.kernel, self.arch, self.fmt)
+        return snap._swap_look
+
+    def cap_problem(self, snap):
+        """The user frames every root maps at @p snap against the cap; None when within it."""
+        st, world = self.look(snap)
+        if st.cap and world.resident() > st.cap:
+            return (f"{world.resident()} user frames are mapped in the roots of the registry (every root walked) at a "
+                    f"system call, above the cap of {st.cap} (userframes=): frames were not evicted to make room")
+        return None
+
+    def free_frame(self, snap, frame):
+        if self.bitmap is None:
+            self.bitmap = frame_bitmap(snap, self.kernel)
+        at, words = self.bitmap
+        word = frame // PAGE // 64
+        if word >= words:
+            return False
+        return not int.from_bytes(snap.read_virt(at + 8 * word, 8), "little") >> (frame // PAGE % 64) & 1
+
+    def counts_problem(self, st, world, writing=None):
+        """The slot map against every holder the grader finds: swap entries in every root and the
+        frames' backing slots; None when each count is its holders'."""
+        backings = st.backings()
+        holders = collections.Counter({s: len(v) for s, v in world.swapped.items()})
+        for s, frames in backings.items():
+            named = world.swapped.get(s)
+            if named:
+                return (f"frame {frames[0]:#x} keeps slot {s} as its backing while {where(world, named)} still names "
+                        f"it: a backing slot is never shared (the other holder's bytes would be written over)")
+            holders[s] += len(frames)
+        for s, n in sorted(holders.items()):
+            c = st.count(s)
+            if c == 0:
+                pairs = world.swapped.get(s) or []
+                return (f"{where(world, pairs) or 'a frame backing'} names slot {s}, which the slot map calls free "
+                        "(count 0): the next eviction may write another page there")
+            if c < n:
+                return (f"slot {s} is named by {n} holders ({where(world, world.swapped.get(s, []))}) but its count "
+                        f"in the slot map is {c}: the slot will be freed while another root still names it")
+        for s, c in enumerate(st.counts):
+            if c and c > holders.get(s, 0) and s != writing:
+                return (f"slot {s} is held (count {c} in the slot map) by {holders.get(s, 0)} entries and backings "
+                        "the grader finds in every root: a slot leaked, never freed")
+        return None
+
+    def fail(self, message):
+        raise AssertionError(message)
+
+    def arg(self, snap, index):
+        """Argument @p index of a STOPS function at its entry (past x86_64's hidden result pointer)."""
+        return snap.argument(index + (1 if self.fmt.x86 else 0))
+
+    # -- the stops ------------------------------------------------------------------------------
+
+    def on_evict(self, snap):
+        kind = "evict" if snap.pc == self.at["evict"] else "clean"
+        if self.pending is not None:
+            self.finish(snap)
+        frame = self.arg(snap, 1)
+        st, world = self.look(snap)
+        mappings = world.mapped.get(frame, [])
+        what = "evicts" if kind == "evict" else "writes back"
+        if not mappings:
+            if frame in world.tables:
+                owner = next((r for r in world.labels if r == frame), None)
+                self.fail(f"the swapper {what} frame {frame:#x}, a page table{' (the root of ' + world.who(owner) + ')' if owner else ' of a process root'}: not a user page")
+            self.fail(f"the swapper {what} frame {frame:#x}, which is not a user page: no root in the registry maps it in "
+                      f"its user half (a kernel frame, or a free one; frame table: {st.mappings[st.index(frame)] if st.index(frame) is not None else 'untracked'} mappings)")
+        if st.pinned(frame):
+            self.fail(f"the swapper {what} frame {frame:#x} while it is pinned ({st.pinned(frame)} pins in the frame "
+                      f"table): {where(world, mappings)} maps it, and a copy or a fault is using it now")
+        self.check_choice(snap, frame, st, world) if kind == "evict" else None
+        nodes = st.nodes(frame)
+        recorded = {(r, va) for _, r, va in nodes}
+        for root, va, _ in mappings:
+            if (root, va) not in recorded:
+                self.fail(f"{world.who(root)} maps frame {frame:#x} at {va:#x}, but the frame table's reverse map does "
+                          f"not record that mapping (it records {len(nodes)}): the swapper cannot find every mapping of "
+                          "the frame, and the one it misses will still map it once it is freed")
+        for _, root, va in nodes:
+            if (root, va) not in {(r, v) for r, v, _ in mappings}:
+                e = world.entries.get((root, va), 0)
+                now = (f"maps frame {self.fmt.frame(e):#x} there" if self.fmt.present(e) else "does not map it")
+                self.fail(f"the reverse map records frame {frame:#x} at {va:#x} in root {root:#x}, but that root {now}: "
+                          f"evicting the frame would replace an entry that is not its")
+        problem = self.counts_problem(st, world)
+        if problem:
+            self.fail(problem)
+        backing = st.backing(frame)
+        self.pending = Eviction(kind, frame, snap.sp, mappings, nodes, backing, st.counts, snap.read_phys(frame, PAGE),
+                                self.disk.get(backing) if backing is not None else None)
+        for a in self.tlb if self.watch_tlb else ():
+            self.guest.side_stops[a] = self.on_tlb
+        self.guest.side_stop(return_address(snap), self.on_return)
+
+    def on_tlb(self, snap):
+        if self.pending is not None:
+            this = snap.argument(0)
+            self.pending.invalidated.add((this, None if snap.pc == self.tlb[1] else snap.argument(1) & ~(PAGE - 1)))
+
+    def invalidated(self, ev, space, va):
+        return (space, va) in ev.invalidated or (space, None) in ev.invalidated
+
+    def not_invalidated(self, ev, world):
+        if not self.watch_tlb:
+            return None
+        for space, root, va in ev.nodes:
+            if not self.invalidated(ev, space, va):
+                return root, va
+        return None
+
+    def on_write(self, snap):
+        slot, frame = self.arg(snap, 0), self.arg(snap, 1)
+        ev = self.pending
+        if ev is None or frame != ev.frame:
+            self.fail(f"the disk is written (slot {slot}, frame {frame:#x}) outside any eviction or write-back the "
+                      "grader stopped at")
+        if self.free_frame(snap, frame):
+            self.fail(f"frame {frame:#x} was freed before its write: it is free in the frame allocator's bitmap at the "
+                      f"write of slot {slot} (another process may hold it by then)")
+        st, world = self.look(snap)
+        if ev.kind == "evict":
+            still = world.mapped.get(frame)
+            if still:
+                self.fail(f"the disk is written (slot {slot}) while the victim frame {frame:#x} is still mapped: "
+                          f"{where(world, still)} (unmap every mapping, invalidate, then write)")
+            missed = self.not_invalidated(ev, world)
+            if missed:
+                self.fail(f"no TLB invalidation of {missed[1]:#x} in {world.who(missed[0])} before frame {frame:#x} "
+                          f"went to slot {slot}: that root's TLB may still translate the page to the frame (not "
+                          "invalidated in the space that maps it)")
+            if slot != ev.backing and ev.counts[slot]:
+                self.fail(f"frame {frame:#x} is written to slot {slot}, which was not free: its count was "
+                          f"{ev.counts[slot]} at evict_frame's entry (another page is held there)")
+            for root, va, _ in ev.mappings:
+                problem = entry_problem(self.fmt, world, root, va, world.entries.get((root, va), 0), slot,
+                                        f"at the write of frame {frame:#x} to slot {slot},")
+                if problem:
+                    self.fail(problem)
+        else:
+            for root, va, _ in ev.mappings:
+                e = world.entries.get((root, va), 0)
+                if self.fmt.dirty(e):
+                    self.fail(f"frame {frame:#x} is written back to slot {slot} while {world.who(root)}'s entry at "
+                              f"{va:#x} still says dirty: a write between the copy and the cleaning is lost")
+            for space, root, va in ev.nodes if self.watch_tlb else ():
+                e0 = next(e for r, v, e in ev.mappings if (r, v) == (root, va))
+                if self.fmt.dirty(e0) and not self.invalidated(ev, space, va):
+                    self.fail(f"clean_frame cleaned {world.who(root)}'s entry at {va:#x} but it was not invalidated "
+                              f"before the write of slot {slot}: the TLB still says dirty, and the next write through it "
+                              "marks nothing (it is lost at the next eviction)")
+        problem = self.counts_problem(st, world, writing=slot if ev.kind == "clean" else None)
+        if problem:
+            self.fail(problem)
+        ev.wrote.append(slot)
+        self.disk[slot] = snap.read_phys(frame, PAGE)
+        self.writes.append((slot, frame, ev.kind))
+
+    def on_swap_in(self, snap):
+        self.swap_in_va = self.arg(snap, 2)
+        self.swap_in_at = (snap.sp, snap.lower_root, self.swap_in_va)
+        self.guest.side_stop(return_address(snap), self.on_swapped_in)
+
+    def region_of(self, snap, root, va):
+        """The VMA of @p va in the record of @p root's process (guest RAM), or None."""
+        from .lifecycle import processes
+        pid = next((k.id for k in registry(snap, self.kernel).roots if k.kind == "process" and k.root == root), None)
+        proc = processes(snap, self.kernel, records_of=pid).get(pid) if pid is not None else None
+        return next((v for v in (proc.vmas or []) if v.start <= va < v.end), None) if proc else None
+
+    def on_copy(self, snap):
+        """A copy-on-write fault's copy begins: its source frame must still be the page's."""
+        page, frame = self.arg(snap, 1) & ~(PAGE - 1), self.arg(snap, 2) & ~(PAGE - 1)
+        if self.free_frame(snap, frame):
+            st, world = self.look(snap)
+            self.fail(f"the copy-on-write fault at {page:#x} copies frame {frame:#x}, which is free now: it was evicted "
+                      "while room was made for its copy (the shared frame was not pinned)")
+
+    def on_swapped_in(self, snap):
+        at, self.swap_in_at = getattr(self, "swap_in_at", None), None
+        if at is None or snap.sp < at[0]:
+            return
+        st, world = self.look(snap)
+        e = world.entries.get((at[1], at[2] & ~(PAGE - 1)), 0)
+        if not self.fmt.present(e) or st.backing(self.fmt.frame(e)) is None:
+            return
+        region = self.region_of(snap, at[1], at[2])
+        if region is not None:
+            want = "r" + ("w" if region.write else "-") + ("x" if region.execute else "-")
+            if self.fmt.perms(e) != want:
+                self.fail(f"swap_in() mapped {at[2]:#x} {self.fmt.perms(e)} (entry {e:#x}), but its region "
+                          f"[{region.start:#x}, {region.end:#x}) is {want} (the process's record, guest RAM): a page "
+                          "comes back with its region's permissions")
+        if self.fmt.dirty(e):
+            self.fail(f"swap_in() kept slot {st.backing(self.fmt.frame(e))} as the backing of frame "
+                      f"{self.fmt.frame(e):#x} but mapped {at[2]:#x} dirty (entry {e:#x}): a page not written since "
+                      "it came back would be written again at its next eviction (map it clean)")
+
+    def on_read(self, snap):
+        slot, frame = self.arg(snap, 0), self.arg(snap, 1)
+        st, world = self.look(snap)
+        if world.mapped.get(frame):
+            self.fail(f"the page is mapped before its bytes are read: {where(world, world.mapped[frame])} maps frame "
+                      f"{frame:#x} at the read of slot {slot} into it")
+        if st.count(slot) == 0:
+            self.fail(f"slot {slot} is read back while the slot map calls it free")
+        if slot in self.disk and image_slot(self.image, slot) != self.disk[slot]:
+            self.fail(f"slot {slot} of the disk image does not hold the page the grader saw written there")
+        problem = self.counts_problem(st, world)
+        if problem:
+            self.fail(problem)
+        self.reads.append((slot, frame, self.swap_in_va))
+
+    def on_return(self, snap):
+        ev = self.pending
+        if ev is None or snap.sp < ev.sp:
+            return
+        self.finish(snap)
+
+    def finish(self, snap):
+        ev, self.pending = self.pending, None
+        for a in self.tlb:
+            self.guest.side_stops.pop(a, None)
+        st, world = self.look(snap)
+        if ev.kind == "clean":
+            self.evictions.append(ev)
+            return
+        if not ev.wrote and all(self.fmt.present(world.entries.get((r, va), 0))
+                                and self.fmt.frame(world.entries[(r, va)]) == ev.frame for r, va, _ in ev.mappings):
+            # Nothing changed: the eviction was refused (the kernel says NoMemory when the disk is full).
+            if st.in_use() < st.slot_count and ev.backing is None:
+                self.fail(f"the eviction of frame {ev.frame:#x} changed nothing while {st.slot_count - st.in_use()} "
+                          "slots were free (the slot map)")
+            return
+        slots = set()
+        for root, va, _ in ev.mappings:
+            e = world.entries.get((root, va), 0)
+            if self.fmt.present(e) and self.fmt.frame(e) != ev.frame:
+                self.fail(entry_problem(self.fmt, world, root, va, e, -1, f"after the eviction of frame {ev.frame:#x},"))
+            if not self.fmt.is_swap(e):
+                now = f"maps frame {self.fmt.frame(e):#x}" if self.fmt.present(e) else f"holds {e:#x}"
+                self.fail(f"after the eviction of frame {ev.frame:#x} {world.who(root)} still {now} at {va:#x}: "
+                          "every mapping of the frame must become a swap entry (the reverse map lists them all)")
+            slots.add(self.fmt.slot(e))
+        if len(slots) != 1:
+            self.fail(f"the mappings of frame {ev.frame:#x} name slots {sorted(slots)} after its eviction: one slot holds "
+                      "the frame's bytes for all of them")
+        ev.slot = slot = slots.pop()
+        if not self.free_frame(snap, ev.frame):
+            self.fail(f"frame {ev.frame:#x} is still in use in the frame allocator's bitmap after its eviction")
+        missed = self.not_invalidated(ev, world)
+        if missed:
+            self.fail(f"no TLB invalidation of {missed[1]:#x} in {world.who(missed[0])} when frame {ev.frame:#x} was "
+                      "evicted: that root's TLB may still translate the page to the freed frame (not invalidated)")
+        known = ev.known
+        same = known is not None and known == ev.content
+        clean = same and not any(self.fmt.dirty(e) for _, _, e in ev.mappings)
+        if clean and ev.wrote:
+            self.fail(f"a clean page written again: frame {ev.frame:#x} held exactly what slot {ev.backing} held already "
+                      f"(its backing slot; not written since it came back), yet its eviction wrote slot {ev.wrote[0]}")
+        if not ev.wrote and not same:
+            self.fail(f"a dirty page dropped without a write: frame {ev.frame:#x} was evicted to slot {slot} with no "
+                      f"write, but {'the slot holds' if known else 'the grader saw no write of'} "
+                      f"{'other bytes (an older version)' if known else 'its bytes to that slot'}: the page's last "
+                      "writes are lost")
+        if len(ev.wrote) > 1:
+            self.fail(f"frame {ev.frame:#x} was written {len(ev.wrote)} times for one eviction (slots {ev.wrote})")
+        problem = self.counts_problem(st, world)
+        if problem:
+            self.fail(problem)
+        self.evictions.append(ev)
+
+    # -- the clock -----------------------------------------------------------------------------
+
+    def steer(self, snap):
+        """Makes a frame that must not go the clock's easiest victim (a harmless change for a
+        kernel that follows the rules: the hand may be anywhere, and the accessed state is a
+        hint): a frame a copy pins (the frame table's pins), or the shared frame the copy-on-write
+        fault under way copies (the last fault of the log, in the live root). Every other mapping
+        is marked used, that frame's marks are cleared, and the hand is put on it."""
+        st, world = self.look(snap)
+        target = next((st.frame_at(i) for i in range(st.n) if st.pins[i] and st.mappings[i]), None)
+        if target is None:
+            events = self.guest.log_events()
+            last = events[-1] if events else None
+            if last is not None and last.address is not None:
+                e = world.entries.get((snap.lower_root, last.address & ~(PAGE - 1)), 0)
+                if self.fmt.present(e) and len(world.mapped.get(self.fmt.frame(e), [])) > 1:
+                    target = self.fmt.frame(e)
+        if target is None or st.index(target) is None:
+            return
+        bit = x86.PTE_A if self.fmt.x86 else a64.DESC_AF
+        for (root, va), e in world.entries.items():
+            if not self.fmt.present(e):
+                continue
+            want = e & ~bit if self.fmt.frame(e) == target else e | bit
+            if want != e:
+                self.guest.write_phys(world.at[(root, va)], struct.pack("<Q", want))
+        at = physical_of(self.kernel, address_of(self.kernel, STATE_SYMBOL))
+        hand_va = struct.unpack("<Q", snap.read_phys(at + 88, 8))[0]
+        snap.write_virt(hand_va, struct.pack("<Q", st.index(target)))
+        snap._swap_look = None
+        self.steered += 1
+
+    def pending_choice(self):
+        """A choice of the clock that no eviction followed (None: none)."""
+        c = self.choice
+        if c is not None and c["victim"] is not None:
+            return (f"the clock gave no victim (no eviction followed its choice), while the grader's recomputation "
+                    f"from guest RAM (the hand, the accessed and dirty state of every mapping in every root, the "
+                    f"backing slots, the pins) takes frame {c['frame']:#x} (entry {c['victim']})")
+        return None
+
+    def on_kill(self, snap):
+        problem = self.pending_choice()
+        if problem:
+            self.fail(problem)
+
+    def on_choose(self, snap):
+        if self.steering:
+            self.steer(snap)
+        if self.choice is not None and self.choice["victim"] is not None:
+            c = self.choice
+            self.fail(f"the clock gave no victim (no eviction followed its choice), while the grader's recomputation "
+                      f"from guest RAM (the hand, the accessed and dirty state of every mapping in every root, the "
+                      f"backing slots, the pins) takes frame {c['frame']:#x} (entry {c['victim']})")
+        st, world = self.look(snap)
+        used, dirty = {}, {}
+        for frame, maps in world.mapped.items():
+            used[frame] = any(self.fmt.accessed(e) for _, _, e in maps)
+            dirty[frame] = any(self.fmt.dirty(e) for _, _, e in maps)
+        n, hand = st.n, st.hand
+        order = [(hand + k) % n for k in range(n)]
+        candidates = [i for i in order if st.mappings[i] and not st.pins[i]]
+        cleared, victim, turn = set(), None, None
+        for turn in range(4):
+            for i in candidates:
+                f = st.frame_at(i)
+                u = used.get(f, False) and f not in cleared
+                if turn % 2 == 0:
+                    if not u and st.backing(f) is not None and not dirty.get(f, True):
+                        victim = i
+                        break
+                elif u:
+                    cleared.add(f)
+                else:
+                    victim = i
+                    break
+            if victim is not None:
+                break
+        before = {k: self.fmt.accessed(e) for k, e in world.entries.items() if self.fmt.present(e)}
+        passed = cleared   # (every used frame a clearing turn went past before the victim)
+        self.choice = dict(victim=victim, turn=turn, hand=hand, n=n, before=before, passed=passed, sp=snap.sp,
+                           frame=st.frame_at(victim) if victim is not None else None, used=used, dirty=dirty, st=st)
+
+    def chosen(self, c, st, world):
+        """Where the clock's choice returned (the eviction's entry): the hand and the accessed
+        state of every mapping against the grader's recomputation (problems kept in c["late"])."""
+        if c["victim"] is not None and st.hand != (c["victim"] + 1) % c["n"]:
+            c.setdefault("late", []).append(f"the clock's hand is at entry {st.hand} after choosing, from {c['hand']}: the grader's victim is "
+                      f"entry {c['victim']} (frame {c['frame']:#x}), and the hand stops just past the victim "
+                      f"({(c['victim'] + 1) % c['n']})")
+        for (root, va), was in c["before"].items():
+            e = world.entries.get((root, va))
+            if e is None or not self.fmt.present(e):
+                continue
+            f = self.fmt.frame(e)
+            now = self.fmt.accessed(e)
+            if c["turn"] == 0 and was and not now:
+                c.setdefault("late", []).append(f"the clock's clean turn cleared the accessed state of {world.who(root)}'s page {va:#x} "
+                          f"(frame {f:#x}): a clean turn only looks; a used frame loses its second chance only in a "
+                          "clearing turn")
+            if f in c["passed"] and now:
+                c.setdefault("late", []).append(f"the clock's clearing turn passed frame {f:#x} for being used but left the accessed state of "
+                          f"{world.who(root)}'s mapping at {va:#x} set: every mapping's accessed state must be cleared "
+                          "(and invalidated) in its own root, or the frame keeps its second chance for ever")
+
+    def check_choice(self, snap, frame, st, world):
+        c, self.choice = self.choice, None
+        if c is None:
+            return
+        self.chosen(c, st, world)
+        self.clock_checks += 1
+        if c["victim"] is None:
+            self.fail(f"the clock chose frame {frame:#x}, but the grader's recomputation from guest RAM finds no victim "
+                      "(every resident frame pinned)")
+        if frame != c["frame"]:
+            i = st.index(frame)
+            why = []
+            for f, label in ((c["frame"], "the grader's"), (frame, "the kernel's")):
+                why.append(f"{label} {f:#x}: used={c['used'].get(f)}, dirty={c['dirty'].get(f)}, "
+                           f"backed={c['st'].backing(f) is not None}")
+            self.fail(f"the clock's victim is frame {frame:#x} (entry {i}), but the grader's recomputation from guest "
+                      f"RAM (hand at entry {c['hand']}, the accessed and dirty state of every mapping in every root, the "
+                      f"backing slots, the pins) takes frame {c['frame']:#x} (entry {c['victim']}) in turn "
+                      f"{c['turn'] + 1} ({'clean' if c['turn'] % 2 == 0 else 'clearing'}): " + "; ".join(why))
+        if c.get("late"):
+            self.fail(c["late"][0])
+
+    # -- at the program's own moments ------------------------------------------------------------
+
+    def stale_problem(self, world, root, pages):
+        """A page of @p root among @p pages (addresses) that the grader saw evicted and that is
+        still a swap entry although the program has read it since: read through a stale
+        translation."""
+        out = {(r, va): ev for ev in self.evictions if ev.kind == "evict" for r, va, _ in ev.mappings}
+        for va in pages:
+            ev = out.get((root, va))
+            e = world.entries.get((root, va), 0)
+            if ev is not None and self.fmt.is_swap(e):
+                return (f"{world.who(root)}'s page {va:#x} was evicted (frame {ev.frame:#x} to slot {ev.slot}) and the "
+                        "program has read it since, yet no fault brought it back (its entry is still a swap entry, the "
+                        "slot never read): it read the page through a stale translation (the TLB still translated it "
+                        "to the freed frame; no TLB invalidation of the page)")
+        return None
+
+
+def placement_problem(snap, fmt, world, image, root, base, expected):
+    """Every page of a program's region [base, ...): @p expected[j] its bytes, found where its
+    entry in @p root says: in the frame it maps, or in the slot its swap entry names (the disk
+    image, read on the host now); None when all are, else the first that is not."""
+    for j, want in enumerate(expected):
+        va = base + j * PAGE
+        e = world.entries.get((root, va), 0)
+        if fmt.present(e):
+            got, place = snap.read_phys(fmt.frame(e), PAGE), f"its frame {fmt.frame(e):#x}"
+        elif fmt.is_swap(e):
+            got, place = image_slot(image, fmt.slot(e)), f"slot {fmt.slot(e)} its swap entry names (the disk image)"
+        else:
+            return f"page {j} ({va:#x}) of {world.who(root)} is neither mapped nor swapped out (entry {e:#x})"
+        if got != want:
+            words = sum(1 for k in range(0, PAGE, 8) if got[k:k + 8] != want[k:k + 8])
+            return (f"page {j} ({va:#x}) of {world.who(root)} holds the wrong bytes in {place}: {words} of 512 words "
+                    "differ from its last version (the token's)")
+    return None
+
+
+# ---- a boot of lab 7 ---------------------------------------------------------------------------
+
+def checkpoint(guest, kernel, name):
+    """Runs to the run's checkpoint @p name ('before', 'ended'); its Snapshot (side stops on the
+    way)."""
+    tag = fact(kernel, f"run_checkpoint_{name}")
+    for _ in range(64):
+        snap = guest.stop_at("pagoda_grader_checkpoint")
+        if snap.argument(0) == tag:
+            return snap
+    raise AssertionError(f"the run never reached its '{name}' checkpoint")
+
+
+def syscalls(guest, arch, numbers, watch=None):
+    """Stops at every system-call entry; yields (snap, number) of those in @p numbers (at each,
+    with @p watch, the user frames mapped must be within the cap)."""
+    proc = ARCHES[arch].proc
+    while True:
+        snap = guest.stop_at(proc["syscall_entry"])
+        n = snap.register(proc["syscall_number"])
+        if n in numbers:
+            if watch is not None:
+                problem = watch.cap_problem(snap) or watch.pending_choice() or rmap_problem(snap, watch.kernel,
+                                                                                            *watch.look(snap))
+                if problem:
+                    raise AssertionError(problem)
+            yield snap, n
+
+
+def baseline(guest, kernel, watch, before):
+    """At the run's 'ended' checkpoint: frames in use (the allocator's bitmap) and slots in use
+    (the slot map) against @p before's; the first difference raises."""
+    end = checkpoint(guest, kernel, "ended")
+    bitmap = frame_bitmap(end, kernel)
+    st = SwapState(end, kernel)
+    from .processes import count_used
+    was, now = count_used(before, *bitmap)[0], count_used(end, *bitmap)[0]
+    used = st.in_use()
+    if used:
+        held = [s for s, c in enumerate(st.counts) if c][:4]
+        raise AssertionError(f"{used} swap slots in use after every process ended (the slot map, guest RAM; slots "
+                             f"{held}...), 0 at the baseline: slots never freed (a leak at exit, exec or munmap)")
+    if st.resident:
+        raise AssertionError(f"the frame table counts {st.resident} resident user frames after every process ended")
+    if now != was:
+        raise AssertionError(f"frames in use (the frame allocator's bitmap, guest RAM): {was} before the first process, "
+                             f"{now} after every process ended")
+    return end
+
+
+def image_path(guest):
+    """The swap disk's image of the boot @p guest belongs to."""
+    import os
+    from pagoda_core import qemu
+    return os.path.join(guest.booter.directory, f"boot{guest.booter.count}", qemu.SWAP_IMAGE)
+
+
+def rmap_problem(snap, kernel, st, world):
+    """The frame table's reverse map against the grader's (every root walked), and each frame's
+    reference count against its mappings; None when they agree."""
+    from .lifecycle import Refs
+    refs = Refs(snap, kernel)
+    for frame, maps in world.mapped.items():
+        if st.index(frame) is None:
+            continue
+        theirs = sorted((r, va) for _, r, va in st.nodes(frame))
+        ours = sorted((r, va) for r, va, _ in maps)
+        if theirs != ours:
+            extra = [(r, va) for r, va in theirs if (r, va) not in ours]
+            missing = [(r, va) for r, va in ours if (r, va) not in theirs]
+            return (f"frame {frame:#x}: the frame table's reverse map records "
+                    + (f"{world.who(extra[0][0])} at {extra[0][1]:#x}, which does not map it there" if extra else
+                       f"no mapping by {world.who(missing[0][0])} at {missing[0][1]:#x}, which maps it")
+                    + f" (the grader's reverse map, every root walked: {len(ours)} mappings; the table's: {len(theirs)})")
+        if refs.count(frame) != len(maps):
+            return f"frame {frame:#x} is mapped {len(maps)} times but its reference count is {refs.count(frame)}"
+    for i in range(st.n):
+        if st.mappings[i] and st.frame_at(i) not in world.mapped:
+            return (f"the frame table's reverse map records {st.mappings[i]} mappings of frame {st.frame_at(i):#x}, "
+                    "which no root maps")
+    return None
+
+
+BOOT_MEMORY = "64M"    # every lab-7 boot's RAM: a frame table of 16 Ki entries
+SLOTS = 1024           # the default disk: 4 MiB
+
+
+def swap_boot(boot, kernel, arch, spec, body, token, cap=64, slots=SLOTS, ended=True, **watching):
+    """Boots @p spec (run=) with a cap of @p cap frames and a disk of @p slots slots; @p body(guest,
+    watch, before) runs between the run's 'before' checkpoint and its end, where frames and slots
+    must be back at the baseline. The Run, its witness the body's result."""
+    def script(guest):
+        before = checkpoint(guest, kernel, "before")
+        watch = SwapWatch(guest, kernel, arch, image_path(guest), **watching)
+        result = body(guest, watch, before)
+        if ended:
+            baseline(guest, kernel, watch, before)
+        return result, watch
+    run = boot(args={"run": spec, "userframes": cap}, token=token, witness=script, memory=BOOT_MEMORY,
+               swap=slots * PAGE)
+    if run.witness is None:
+        run.fail(run.witness_failure or "the grader's checks never finished")
+    run.expect_outcome("success")
+    return run
+
+
+def program_of(world, root):
+    """The program name of @p root's process (the registry's label)."""
+    return world.labels.get(root, "?").split(" ")[0]
