@@ -7,6 +7,7 @@ from . import contract
 from .processes import process_roots
 from .symbols import address_of
 from .watch import u64
+from .witness import ARCHES
 
 
 # Preemption is seen, not believed: while two spinners count, the grader stops the guest at every
@@ -92,7 +93,7 @@ def short_turn_problem(turns, per_turn, arch):
     if not short:
         return None
     root, n = short[0]
-    mode = "ring 3" if arch == "x86_64" else "EL0"
+    mode = ARCHES[arch].user_mode
     return (f"a spinner lost the CPU before its turn was over: spin (root {root:#x}) was switched out {n} tick(s) after "
             f"it was switched in ({len(short)} of the {len(turns)} turns the grader timed were shorter than "
             f"{per_turn} ticks; the scheduler's g_turn_began read from guest RAM at each switch): timer_tick() ends the "
@@ -103,7 +104,7 @@ def short_turn_problem(turns, per_turn, arch):
 def preemption_problem(trace, root, arch):
     """Why the trace does not show @p root preempted (None: it does)."""
     made = trace["calls"][root]
-    ring3 = "ring 3" if arch == "x86_64" else "EL0"
+    ring3 = ARCHES[arch].user_mode
     if made:
         return (f"spin (root {root:#x}) made {len(made)} system call(s) (number {made[0]} first) while the grader "
                 "traced it: spin never makes one while it counts, so the process that ran is not the grader's spin, or "

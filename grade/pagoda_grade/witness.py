@@ -82,6 +82,7 @@ class ArchModel:
     arguments: tuple             # registers holding a function's first arguments at its entry
     report: dict                 # regexes over the kernel's printed exception report
     kernel_privilege: int        # the CPL (x86_64) or exception level (AArch64) the kernel runs at
+    user_mode: str               # what a message calls user mode: "ring 3" or "EL0"
     link_register: str           # where a function finds its return address at entry (None: the stack)
     result_pointer_argument: bool  # a result returned in memory takes the first argument register
     # expect_fault()'s vector, error and error_mask for a read of an unmapped page, a write to a
@@ -120,7 +121,7 @@ X86_64 = ArchModel(
         isa=pagoda_pt.isa.X86_64, arguments=("rdi", "rsi", "rdx", "rcx", "r8", "r9"),
         report={"header": r"^TRAP: (\S+) .*\(vector (\d+)\)", "address": r"^\s+CR2 (0x[0-9a-f]+)",
                 "pc": r"^\s+RIP (0x[0-9a-f]+)", "error": r"^\s+error (0x[0-9a-f]+)"},
-        kernel_privilege=0, link_register=None, result_pointer_argument=True,
+        kernel_privilege=0, user_mode="ring 3", link_register=None, result_pointer_argument=True,
         page_faults=dict(read=dict(vector=_X86.PAGE_FAULT, error=0x0),
                          write_protect=dict(vector=_X86.PAGE_FAULT, error=0x3),
                          fetch=dict(vector=_X86.PAGE_FAULT, error=0x11)),
@@ -174,7 +175,7 @@ AARCH64 = ArchModel(
         isa=pagoda_pt.isa.AARCH64, arguments=tuple(f"x{i}" for i in range(8)),
         report={"header": r"^TRAP: (\S+)", "address": r"^\s+FAR (0x[0-9a-f]+)",
                 "pc": r"^\s+ELR (0x[0-9a-f]+)", "error": r"^\s+ESR (0x[0-9a-f]+)"},
-        kernel_privilege=1, link_register="x30",
+        kernel_privilege=1, user_mode="EL0", link_register="x30",
         result_pointer_argument=False,   # (X8 holds a result's address)
         page_faults=dict(read=dict(vector=4, error=0x9600_0004, error_mask=ESR_FAULT_KIND_MASK),
                          write_protect=dict(vector=4, error=0x9600_004C, error_mask=ESR_FAULT_KIND_MASK),
