@@ -34,8 +34,7 @@ sys.path.insert(0, HERE)
 
 from pagoda_core import build, paths, pytest_speed, qemu  # noqa: E402
 from pagoda_grade import logs, manifest, programs, todo  # noqa: E402
-from pagoda_grade.harness import Booter  # noqa: E402
-from pagoda_grade.outcomes import escape_controls, skeleton_headline, watch_note  # noqa: E402
+from pagoda_grade.harness import Booter, decide  # noqa: E402
 
 # The grader, its xdist workers and their QEMUs all die with whoever started them.
 qemu.die_with_parent()
@@ -214,51 +213,27 @@ def boot(request, kernel, arch):
     booter.close()   # the guest RAM its boots kept for the audit at a failure
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_pyfunc_call(pyfuncitem):
-    """Runs a test that boots (its `boot` fixture a Booter) and, when it passed, fails it with
-    what a watch at the grader's stops recorded (Booter.watch_problems: a process that does not
-    run the grader's program), which the test's own checks had the first chance to explain.
-    Other tests: pytest's own call."""
-    booter = pyfuncitem.funcargs.get("boot")
-    if not isinstance(booter, Booter):
-        return None
-    pyfuncitem.obj(**{arg: pyfuncitem.funcargs[arg] for arg in pyfuncitem._fixtureinfo.argnames})
-    booter.unexplained_problem()
-    return True
-
-
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
+    """A test's outcome and reason, decided in one place (harness.decide) for its call phase: a test
+    that boots fails when it raised, or when its boots left a problem its own checks did not
+    explain; the reason is what ./pagoda grade prints (pagoda_reason)."""
     outcome = yield
     report = outcome.get_result()
     if report.when == "call":
         # The grader's own peak memory so far (this process; its QEMUs are other processes).
         report.user_properties.append(("pagoda_peak_rss_kib", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
         booter = item.funcargs.get("boot") if hasattr(item, "funcargs") else None
-        if isinstance(booter, Booter) and booter.notes:
+        booter = booter if isinstance(booter, Booter) else None
+        if booter is not None and booter.notes:
             report.user_properties.append(("pagoda_note", "\n".join(booter.notes)))
-    if call.excinfo is not None and report.when == "call":
-        e = call.excinfo.value
-        if isinstance(e, AssertionError) and str(e):
-            reason = str(e)
-        else:
-            reason = f"{call.excinfo.typename}: {e}"
-        lab = item.config._pagoda_current_lab
-        test_lab = dict(item.user_properties).get("pagoda_lab")
-        if lab is None:
-            lab = test_lab
-        # A skeleton the kernel reached is the first thing to say: the function still to write.
-        # Only one of the test's own lab or earlier (and not past the tree's lab).
-        booter = item.funcargs.get("boot") if hasattr(item, "funcargs") else None
-        if isinstance(booter, Booter) and test_lab is not None:
-            reason = skeleton_headline(reason, booter.serial_lines, min(test_lab, lab))
-        if isinstance(booter, Booter):
-            seen = watch_note(booter.watch_problems, reason)
-            if seen:
-                reason += "\n" + seen
-            reason = booter.with_replay(reason)
-        report.user_properties.append(("pagoda_reason", escape_controls(todo.mark_later_todos(reason, lab))))
+        if booter is not None or call.excinfo is not None:
+            passed, reason = decide(call.excinfo, booter, item.config._pagoda_current_lab,
+                                    dict(item.user_properties).get("pagoda_lab"))
+            if not passed:
+                if report.passed:   # (a problem its boots left: the test itself passed)
+                    report.outcome, report.longrepr = "failed", reason
+                report.user_properties.append(("pagoda_reason", reason))
     elif call.excinfo is not None and report.failed:
         report.user_properties.append(("pagoda_reason", f"{report.when} error: {call.excinfo.typename}: {call.excinfo.value}"))
 

@@ -3,9 +3,10 @@
 What each test witnesses and what it still believes: docs/grader.md, "What the grader trusts"."""
 import re
 
-from pagoda_grade import lab_test
+from pagoda_grade import contract as C, lab_test
+from pagoda_grade.labtest import LabTest
 from pagoda_grade.symbols import address_of
-from pagoda_grade.witness import expect_fault, expect_hardware_interrupts, pick_in, pick_page
+from pagoda_grade.witness import expect_fault, expect_hardware_interrupts, pick_page
 
 MiB = 1024 * 1024
 KiB = 1024
@@ -21,10 +22,10 @@ RAM_NOT_USABLE = {"x86_64": (1 * MiB - 640 * KiB, 1 * MiB), "aarch64": (1 * MiB,
 # number (x86_64: the vector; AArch64: 1 Undefined Instruction, 4 Data Abort), the report's
 # lines, the stack pointer and general-register lines of the register dump.
 UD = {"x86_64": dict(vector=6, report=r"TRAP: #UD invalid opcode \(vector 6\) in kernel mode, CPL 0",
-                     panic=r"^PANIC: unhandled #UD", site="x86_ud_site",
+                     panic=r"^PANIC: unhandled #UD", site=C.X86.UD_SITE,
                      sp=r"^\s+RSP 0x[0-9a-f]{16}\s+SS ", registers=r"^\s+RAX 0x[0-9a-f]{16}"),
       "aarch64": dict(vector=1, report=r"TRAP: undefined instruction \(EC 0x00\) in kernel mode, EL1",
-                      panic=r"^PANIC: unhandled undefined instruction \(EC 0x00\)", site="aarch64_udf_site",
+                      panic=r"^PANIC: unhandled undefined instruction \(EC 0x00\)", site=C.AARCH64.UD_SITE,
                       sp=r"^\s+SP  0x[0-9a-f]{16}\s+TTBR0 ", registers=r"^\s+X0  0x[0-9a-f]{16}")}
 # The write to an unmapped page: x86_64 #PF with error code 0x2; AArch64 a data abort whose ESR
 # says EC 0x25 (same EL), IL, WnR (write) and DFSC 0b000100 (translation fault at level 0: the
@@ -62,8 +63,7 @@ def test_memory_map(boot, arch):
                        "the 'memory: N KiB usable (M bytes) proof=...' line")
         usable = int(m[2])
         run.expect_proof(m[3], usable, "memory line")
-        if int(m[1]) != usable // KiB:
-            run.fail(f"{m[1]} KiB does not match {usable} bytes")
+        run.check(int(m[1]) != usable // KiB and f"{m[1]} KiB does not match {usable} bytes")
         ram = megabytes * MiB
         if not ram - most <= usable <= ram - least:
             run.fail(f"with -m {megabytes}M the kernel reports {usable} usable bytes; expected "
@@ -92,11 +92,11 @@ def test_trap_ud(boot, kernel, arch):
 @lab_test(0, "trap_pf")
 def test_trap_pf(boot, kernel, arch):
     pf = PF[arch]
-    token = boot.fresh_token()
-    address = pick_page(token, "trap_pf", [PF_PROBE_RANGE])[0]
-    run = boot(test="pf", token=token, args={"addr": address})
+    t = LabTest(boot, kernel, arch)
+    address = pick_page(t.token, "trap_pf", [PF_PROBE_RANGE])[0]
+    run = boot(test="pf", token=t.token, args={"addr": address})
     expect_fault(run, vector=pf["vector"], error=pf["write_error"], address=address,
-                 function="pagoda::pagoda_selftest_pf", what=f"the write to {address:#x}", kernel=kernel)
+                 function=C.SELFTESTS["pf"], what=f"the write to {address:#x}", kernel=kernel)
     run.expect(pf["report"], "the decoded page-fault report")
     run.expect(pf["decoded"], pf["decoded_what"])
     run.expect(pf["panic"], "the panic after the report")
@@ -104,15 +104,14 @@ def test_trap_pf(boot, kernel, arch):
 
 
 @lab_test(0, "timer_ticks")
-def test_timer_ticks(boot):
-    token = boot.fresh_token()
-    ticks = pick_in(token, "timer_ticks", *TIMER_TICKS)
-    run = boot(test="timer", token=token, args={"ticks": ticks})
+def test_timer_ticks(boot, kernel, arch):
+    t = LabTest(boot, kernel, arch)
+    ticks = t.pick("timer_ticks", *TIMER_TICKS)
+    run = boot(test="timer", token=t.token, args={"ticks": ticks})
     m = run.expect(r"^timer: ticks (\d+) -> (\d+) proof=([0-9a-f]{16})$", "the 'timer: ticks A -> B' line")
     before, after = int(m[1]), int(m[2])
     counted = after - before
-    if counted < ticks:
-        run.fail(f"the tick counter advanced by {counted}; the test asked for ticks={ticks}")
+    run.check(counted < ticks and f"the tick counter advanced by {counted}; the test asked for ticks={ticks}")
     run.expect_proof(m[3], counted, "timer line")
     delivered = expect_hardware_interrupts(run, ticks, f"waiting for {ticks} timer ticks")
     if counted > delivered:
@@ -126,8 +125,7 @@ def test_panic_exit(boot):
     run.expect(rf"^PANIC: self-test panic, token {run.token}$", "the panic message with this boot's token")
     run.expect(r"^backtrace:$", "the backtrace header")
     frames = [line for line in run.symbolized_lines() if re.match(r"^\s+#\d+ 0x[0-9a-f]+", line)]
-    if not frames:
-        run.fail("the backtrace has no frames")
+    run.check(not frames and "the backtrace has no frames")
     if not any("selftest" in line for line in frames):
         run.fail("no backtrace frame resolves to the self-test that panicked")
     run.expect_outcome("failure")

@@ -6,25 +6,24 @@ guest stopped. What each test witnesses and what it still believes: docs/grader.
 import re
 import struct
 
-from pagoda_grade import lab_test
+from pagoda_grade import contract as C, lab_test
+from pagoda_grade.allocator import (FIT_FREED, WORD, allocator_bits, edge_problem, first_free_after,
+                                    free_below, free_check_plan, free_check_problems, lowest_free, refusal_problem,
+                                    unmarked_frames, wrap_problem)
+from pagoda_grade.labtest import LabTest
 from pagoda_grade.outcomes import finding_first
-from pagoda_grade.processes import FRAME_ALLOCATOR, count_used, frame_bitmap
 from pagoda_grade.symbols import address_of, fact, physical_of
 from pagoda_grade.tlb import stale_read
-from pagoda_grade.vmchecks import GRADER_RAM, check_whole_map, entries_in_range, stop_words
+from pagoda_grade.vmchecks import GRADER_RAM, check_whole_map, entries_in_range, stop_words, vmprint_address_cause
 from pagoda_grade.witness import (ARCHES, PAGE, expect_fault, image_physical, kernel_image_regions, layout_value,
-                                  pick_in, pick_page, top_level, usable_ram)
+                                  pick_page, top_level, usable_ram)
 
 HEX = r"0x[0-9a-f]+"
 FRAMES_PAGES = (1100, 2000)
 STALE_PAGES = (4, 12)       # pages the stale-TLB test remaps (the kernel takes at most 16)
 STALE_RANGE_BEYOND = (8, 64)  # ... then, as one range, this many pages more than a batch lists one by one
 FIT_COUNT = (300, 900)      # frames the next-fit test allocates (the kernel takes at most 1024)
-FIT_FREED = 128             # ... of which it gives the first back (kernel/mm/vm_selftest.cpp)
 EDGE_MAX = 8                # free frames below the edge limit, at most (the kernel takes at most 8)
-REFUSED = (1 << 64) - 1     # what the self-test notes for a refused allocation (not a frame's address)
-# check_free()'s answers, by the names of the facts the kernel exports their values as
-FREE_CHECKS = ("ok", "misaligned", "not_managed", "never_allocated", "double_free")
 MAX_SHOWN = 6
 VMPRINT_PAGES = (16, 160)   # the range vmprint dumps, in pages
 
@@ -37,19 +36,19 @@ def translations(run):
 def boot_translate(boot, kernel, arch):
     """Boots vm_translate; the grader stops the guest where the kernel asks for its inputs, picks
     them from its own walk of the live root, and records what it expects for each."""
-    token = boot.fresh_token()
+    t = LabTest(boot, kernel, arch)
     model = ARCHES[arch]
 
     def script(guest):
-        snap = guest.stop_at("pagoda_grader_stop")
+        snap = guest.stop_at(C.GRADER_STOP)
         chosen = {}
         for region in kernel_image_regions(kernel):
-            chosen[region.what] = pick_in(token, f"translate {region.what}", region.content[0], region.content[1] - 1)
+            chosen[region.what] = t.pick(f"translate {region.what}", region.content[0], region.content[1] - 1)
         entries, top = snap.top_level_entries(snap.lower_root), top_level(kernel)
         empty = [i for i in range(1, top.lower_entries) if not model.present(entries[i])]
-        slot = empty[pick_in(token, "translate slot", 0, len(empty) - 1)]
+        slot = empty[t.pick("translate slot", 0, len(empty) - 1)]
         chosen["unmapped at the top level"] = (slot << top.shift) + pick_page(
-            token, "translate top", [(0, 1 << top.shift)])[0]
+            t.token, "translate top", [(0, 1 << top.shift)])[0]
         near = []
         for run in snap.dump():
             for va in (run.va_end, run.va_start - PAGE):
@@ -57,13 +56,13 @@ def boot_translate(boot, kernel, arch):
                 if not w.mapped and len(w.levels) > 1 and stop_words(w.stop_reason):
                     near.append(va)
         if near:
-            chosen["unmapped below the top level"] = near[pick_in(token, "translate near", 0, len(near) - 1)]
+            chosen["unmapped below the top level"] = near[t.pick("translate near", 0, len(near) - 1)]
         walks = {what: snap.walk(va) for what, va in chosen.items()}
         guest.deliver(list(chosen.values()))
         return {"chosen": chosen, "walks": walks, "root": snap.root}
 
-    run = boot(test="vm_translate", token=token, witness=script)
-    return run, run.require_witness()
+    seen = t.selftest("vm_translate", script)
+    return t.run, seen
 
 
 def permission_slip(perms, wanted):
@@ -103,8 +102,7 @@ def test_translate_text_data(boot, kernel, arch):
             run.fail(f"{region.what}: the kernel printed no 'translate: {va:#x} -> ...' line for the address "
                      "the grader gave it")
         t = re.fullmatch(rf"({HEX}) \((\d+) KiB\) (\S+) (kernel|user)(?: uncached)?(?: global)?", printed[va])
-        if t is None:
-            run.fail(f"{region.what}: {va:#x} is mapped, but the kernel says '{printed[va]}'")
+        run.check(t is None and f"{region.what}: {va:#x} is mapped, but the kernel says '{printed[va]}'")
         if int(t[1], 16) != walk.pa or t[3] != walk.perms.rwx() or (t[4] == "user") != walk.perms.user:
             run.fail(f"{region.what}: the kernel says {va:#x} -> {printed[va]}, but its live tables map it to "
                      f"{walk.pa:#x} {walk.perms.rwx()}")
@@ -134,15 +132,15 @@ def test_translate_unmapped(boot, kernel, arch):
     run.expect_outcome("success")
 
 
-def boot_fault(boot, kernel, arch, test, args=None, token=None, watch=None):
-    """Boots a fault self-test; the grader stops the guest as the self-test starts, walks
-    @p watch (an address) in the live root itself, and returns (run, root, walk)."""
+def boot_fault(t, test, args=None, watch=None):
+    """Boots fault self-test @p test; the grader stops the guest as the self-test starts and walks
+    @p watch (an address) in the live root itself; the Run (its witness: (root, walk, SP))."""
     def script(guest):
-        guest.stop_at("pagoda::run_selftest")  # after the kernel's set-up, in a quiet page
-        snap = guest.stop_at(f"pagoda::pagoda_selftest_{test}")
+        guest.stop_at(C.RUN_SELFTEST)  # after the kernel's set-up, in a quiet page
+        snap = guest.stop_at(C.SELFTESTS[test])
         return snap.root, (snap.walk(watch) if watch is not None else None), snap.sp
 
-    return boot(test=test, token=token, args=args, witness=script)
+    return t.selftest(test, script, require=False, args=args)
 
 
 def root_of(run):
@@ -157,12 +155,12 @@ def check_reason(run, reason, what):
 
 @lab_test(1, "write_text_faults")
 def test_write_text_faults(boot, kernel, arch):
-    token = boot.fresh_token()
+    t = LabTest(boot, kernel, arch)
     text = next(r for r in kernel_image_regions(kernel) if r.perms == "r-x")
-    address = pick_in(token, "write_text", text.content[0], text.content[1] - 1)
-    run = boot_fault(boot, kernel, arch, "vm_write_text", {"addr": address}, token, watch=address)
+    address = t.pick("write_text", text.content[0], text.content[1] - 1)
+    run = boot_fault(t, "vm_write_text", {"addr": address}, watch=address)
     expect_fault(run, **ARCHES[arch].page_faults["write_protect"], address=address,
-                 function="pagoda::pagoda_selftest_vm_write_text", root=root_of(run), kernel=kernel,
+                 function=C.SELFTESTS["vm_write_text"], root=root_of(run), kernel=kernel,
                  what=f"the write to kernel text at {address:#x}")
     _, walk, _ = run.require_witness()
     if not walk.mapped or walk.perms.write:
@@ -175,10 +173,9 @@ def test_write_text_faults(boot, kernel, arch):
 
 @lab_test(1, "nx_stack")
 def test_nx_stack(boot, kernel, arch):
-    run = boot_fault(boot, kernel, arch, "vm_exec_stack")
+    run = boot_fault(LabTest(boot, kernel, arch), "vm_exec_stack")
     # The kernel's own stack, or, until lab 2 moves the kernel off it, the boot stub's entry stack.
-    stacks = [(address_of(kernel, f"{name}_bottom"), address_of(kernel, f"{name}_top"))
-              for name in ("boot_stack", "boot_entry_stack")]
+    stacks = [(address_of(kernel, lo), address_of(kernel, hi)) for lo, hi in (C.BOOT_STACK, C.BOOT_ENTRY_STACK)]
     event = expect_fault(run, **ARCHES[arch].page_faults["fetch"], root=root_of(run),
                          kernel=kernel, what="the jump to code on the stack")
     _, _, sp = run.require_witness()
@@ -194,8 +191,8 @@ def test_nx_stack(boot, kernel, arch):
 
 @lab_test(1, "nx_data")
 def test_nx_data(boot, kernel, arch):
-    code = address_of(kernel, "pagoda::(anonymous namespace)::g_data_code")
-    run = boot_fault(boot, kernel, arch, "vm_exec_data", watch=code)
+    code = address_of(kernel, C.DATA_CODE)
+    run = boot_fault(LabTest(boot, kernel, arch), "vm_exec_data", watch=code)
     expect_fault(run, **ARCHES[arch].page_faults["fetch"], address=code, pc=code,
                  root=root_of(run), kernel=kernel, what="the call into .data")
     _, walk, _ = run.require_witness()
@@ -208,15 +205,14 @@ def test_nx_data(boot, kernel, arch):
 
 @lab_test(1, "null_faults")
 def test_null_faults(boot, kernel, arch):
-    token = boot.fresh_token()
-    address = pick_in(token, "null", 0, PAGE // 8 - 1) * 8
-    run = boot_fault(boot, kernel, arch, "vm_null", {"addr": address}, token, watch=address)
+    t = LabTest(boot, kernel, arch)
+    address = t.pick("null", 0, PAGE // 8 - 1) * 8
+    run = boot_fault(t, "vm_null", {"addr": address}, watch=address)
     expect_fault(run, **ARCHES[arch].page_faults["read"], address=address,
-                 function="pagoda::pagoda_selftest_vm_null", root=root_of(run), kernel=kernel,
+                 function=C.SELFTESTS["vm_null"], root=root_of(run), kernel=kernel,
                  what=f"the read of {address:#x} (a null pointer's field)")
     _, walk, _ = run.require_witness()
-    if walk.mapped:
-        run.fail(f"page 0 is mapped (to {walk.pa:#x}) in the live tables: null pointers would not fault")
+    run.check(walk.mapped and f"page 0 is mapped (to {walk.pa:#x}) in the live tables: null pointers would not fault")
     level, index = stop_words(walk.stop_reason)
     check_reason(run, f"{level} entry {index} not present", "the grader's own walk stops there")
     run.expect_outcome("failure")
@@ -224,20 +220,20 @@ def test_null_faults(boot, kernel, arch):
 
 @lab_test(1, "frames_return")
 def test_frames_return(boot, kernel, arch):
-    token = boot.fresh_token()
+    t = LabTest(boot, kernel, arch)
     top = top_level(kernel)
     # a top-level slot of the lower half away from both its ends, which no kernel map here uses
-    slot = pick_in(token, "frames slot", top.lower_entries // 8, top.lower_entries * 7 // 8)
-    pages = pick_in(token, "frames pages", *FRAMES_PAGES)
-    seed = pick_in(token, "frames seed", 1, 2**32)
-    boundary = (slot << top.shift) + pick_in(token, "frames gib", 1, 255) * (1 << 30)
-    base = boundary - pick_in(token, "frames below", 256, pages - 256) * PAGE  # crosses a 1 GiB boundary
+    slot = t.pick("frames slot", top.lower_entries // 8, top.lower_entries * 7 // 8)
+    pages = t.pick("frames pages", *FRAMES_PAGES)
+    seed = t.pick("frames seed", 1, 2**32)
+    boundary = (slot << top.shift) + t.pick("frames gib", 1, 255) * (1 << 30)
+    base = boundary - t.pick("frames below", 256, pages - 256) * PAGE  # crosses a 1 GiB boundary
     img_lo, img_hi = image_physical(kernel)
     ram = usable_ram(kernel, arch, GRADER_RAM)
 
     def script(guest):
         problems = []
-        snap = guest.stop_at("pagoda_grader_checkpoint")
+        snap = guest.stop_at(C.CHECKPOINT)
         if (snap.argument(0), snap.argument(1), snap.argument(2)) != (base, pages, seed):
             problems.append("the frame test was not running on the grader's base=, pages= and seed=")
             return problems, 0
@@ -261,17 +257,16 @@ def test_frames_return(boot, kernel, arch):
                 problems.append(f"frame {w.pa:#x} of page {i} does not hold the value the kernel wrote through "
                                 f"{va:#x}: the mapping does not reach it")
                 break
-        end = guest.stop_at("pagoda::arch::shutdown")
+        end = guest.stop_at(C.SHUTDOWN)
         w = end.walk(base)
         if w.mapped or len(w.levels) != 1:
             problems.append(f"after unmapping everything, the grader's walk of {base:#x} stops at "
                             f"'{w.stop_reason or 'mapped'}': empty tables must be freed up to the root")
         return problems, len(tables)
 
-    run = boot(test="vm_frames", token=token, args={"base": base, "pages": pages, "seed": seed}, witness=script)
-    problems, table_count = run.require_witness()
-    if problems:
-        run.fail(finding_first(problems, "the grader walked the frame test's pages itself"))
+    problems, table_count = t.selftest("vm_frames", script, args={"base": base, "pages": pages, "seed": seed})
+    run = t.run
+    run.check(problems and finding_first(problems, "the grader walked the frame test's pages itself"))
     m = run.expect(rf"^frames: (\d+) pages at ({HEX}): free before (\d+) during (\d+) after (\d+)$",
                    "the 'frames: ...' line")
     before, during, after = int(m[3]), int(m[4]), int(m[5])
@@ -298,16 +293,16 @@ def test_stale_tlb(boot, kernel, arch):
     """Unmap and protect must invalidate what the TLB holds: a missing invalidation never faults
     by itself, so the grader compares each read with what the live tables map now (tlb.py) and
     expects the write after protect to fault in QEMU's exception log."""
-    token = boot.fresh_token()
+    t = LabTest(boot, kernel, arch)
     top = top_level(kernel)
-    slot = pick_in(token, "stale slot", top.lower_entries // 8, top.lower_entries * 7 // 8)
-    base = (slot << top.shift) + pick_in(token, "stale offset", 1, 1 << 17) * PAGE
-    pages = pick_in(token, "stale pages", *STALE_PAGES)
-    seed = pick_in(token, "stale seed", 1, 2**48)
+    slot = t.pick("stale slot", top.lower_entries // 8, top.lower_entries * 7 // 8)
+    base = (slot << top.shift) + t.pick("stale offset", 1, 1 << 17) * PAGE
+    pages = t.pick("stale pages", *STALE_PAGES)
+    seed = t.pick("stale seed", 1, 2**48)
     # A range of more pages than a consistency batch lists (kernel/mm/pt/consistency_batch.hpp):
     # its one flush must invalidate everything.
     listed = fact(kernel, "batch_max_pages")
-    span = listed + pick_in(token, "stale range", *STALE_RANGE_BEYOND)
+    span = listed + t.pick("stale range", *STALE_RANGE_BEYOND)
     protected = base + pages * PAGE
 
     def reads_at(snap, first, count, what):
@@ -320,7 +315,7 @@ def test_stale_tlb(boot, kernel, arch):
         return problems
 
     def script(guest):
-        snap = guest.stop_at("pagoda_grader_checkpoint")
+        snap = guest.stop_at(C.CHECKPOINT)
         if (snap.argument(0), snap.argument(1)) != (base, pages):
             return {"problem": "the stale-TLB test was not running on the grader's base= and pages="}
         seen = {"pages": reads_at(snap, base, pages, "page"), "range": []}
@@ -328,7 +323,7 @@ def test_stale_tlb(boot, kernel, arch):
             guest.end()   # (what a stale TLB does next may hang the kernel: the failure is named)
             return seen
         first = base + (pages + 1) * PAGE
-        snap = guest.stop_at("pagoda_grader_checkpoint")
+        snap = guest.stop_at(C.CHECKPOINT)
         if (snap.argument(0), snap.argument(1)) != (first, span):
             return {"problem": "the stale-TLB test did not remap the grader's range= as one range"}
         seen["range"] = reads_at(snap, first, span, "range page")
@@ -336,11 +331,9 @@ def test_stale_tlb(boot, kernel, arch):
             guest.end()   # (as above)
         return seen
 
-    run = boot(test="vm_stale_tlb", token=token, args={"base": base, "pages": pages, "seed": seed, "range": span},
-               witness=script)
-    seen = run.require_witness()
-    if "problem" in seen:
-        run.fail(seen["problem"])
+    seen = t.selftest("vm_stale_tlb", script, args={"base": base, "pages": pages, "seed": seed, "range": span})
+    run = t.run
+    run.check("problem" in seen and seen["problem"])
     problems = seen["pages"]
     if problems:
         # The cause is the stale read the grader found, not the fault the selftest ends with on
@@ -357,120 +350,11 @@ def test_stale_tlb(boot, kernel, arch):
                        f"{len(problems)} of {span} pages read through a stale TLB entry after one unmap_range() "
                        f"(its flush must invalidate everything once the list overflowed: all_); {problems[0]}")
     expect_fault(run, **ARCHES[arch].page_faults["write_protect"], address=protected,
-                 function="pagoda::pagoda_selftest_vm_stale_tlb", kernel=kernel,
+                 function=C.SELFTESTS["vm_stale_tlb"], kernel=kernel,
                  what=f"the write to {protected:#x} after protecting it read-only (a TLB entry left writable "
                       "by a protect that does not invalidate lets it through)")
     check_reason(run, "write to read-only page", "the page was protected read-only")
     run.expect_outcome("failure")
-
-
-def allocator_bits(snap, kernel):
-    """(used, ever, words): the frame allocator's `used` and `ever` bitmaps as ints (one bit per
-    frame), read from guest RAM where the allocator object (found by its symbol) points."""
-    used_va, words = frame_bitmap(snap, kernel)
-    at = physical_of(kernel, address_of(kernel, FRAME_ALLOCATOR))
-    ever_va = int.from_bytes(snap.read_phys(at + fact(kernel, "frame_allocator_ever_offset"), 8), "little")
-    return count_used(snap, used_va, words)[1], count_used(snap, ever_va, words)[1], words
-
-
-def lowest_free(used, words, count):
-    """The @p count lowest frames (addresses) the `used` bitmap @p used marks free."""
-    free = ~used & ((1 << (words * 64)) - 1)
-    out = []
-    while free and len(out) < count:
-        low = free & -free
-        out.append((low.bit_length() - 1) * PAGE)
-        free ^= low
-    return out
-
-
-WORD = 64 * PAGE    # the memory one word of the allocator's bitmaps covers (64 frames)
-
-
-def first_free_after(used, words, frame):
-    """The first frame after @p frame (an address) that the `used` bitmap @p used marks free, or None."""
-    f = frame // PAGE + 1
-    end = words * 64
-    while f < end and used >> f & 1:
-        f += 1
-    return f * PAGE if f < end else None
-
-
-def free_below(used, limit):
-    """How many frames below @p limit (an address) the `used` bitmap @p used marks free."""
-    below = (1 << (limit // PAGE)) - 1
-    return bin(~used & below).count("1")
-
-
-def wrap_problem(limit, last, free, got):
-    """None, or what is wrong with one allocate_below(@p limit) that must wrap around: the grader
-    read in the allocator's bitmap that no frame is free between @p last (the last frame it handed
-    out, where next fit goes on) and the limit, and @p free frames are free below the limit, all
-    of them below @p last. @p got: what the call returned (REFUSED for a refusal)."""
-    said = (f"allocate_below({limit:#x}), called when no frame between the last one it handed out ({last:#x}) and the "
-            f"limit was free but {free} below it were (the grader read the allocator's bitmap in guest RAM)")
-    if got == REFUSED:
-        return (f"{said}, refused: next fit never wraps around: when nothing is free from where it last found a frame "
-                "up to the limit, the search must go on from word 0")
-    if got >= limit:
-        return f"{said}, handed out {got:#x}, at or above the limit"
-    return None
-
-
-def edge_word_problem(limit, free_below_limit, got):
-    """A sentence when the free frames below @p limit that the edge's calls never handed out (@p got:
-    what they returned) all lie in the word of the bitmap @p limit falls in: a search that stops
-    before that word (the words up to the limit counted rounded down); None otherwise."""
-    missed = [f for f in free_below_limit if f not in got]
-    if missed and all(f // WORD == limit // WORD for f in missed):
-        return (f"the free frames below the limit in the limit's own word of the bitmap "
-                f"({', '.join(f'{f:#x}' for f in missed)}) were never handed out: the search stops before the word "
-                "the limit falls in (count the words up to the limit rounded up, and mask that word's bits at and "
-                "above the limit)")
-    return None
-
-
-def unmarked_frames(frames, ever):
-    """The frames of @p frames (addresses the grader saw allocate_below() hand out; REFUSED skipped)
-    that the `ever` bitmap @p ever does not mark."""
-    return [f for f in frames if f != REFUSED and not ever >> (f // PAGE) & 1]
-
-
-def free_check_plan(token, kernel, arch, got, used, ever, words):
-    """[(address, expected answer, what it is)]: the addresses the grader asks check_free() about,
-    each answer known from what the grader saw (the frames the test holds and gave back, read
-    from guest RAM) and from the allocator's bitmaps; in an order the token picks."""
-    held = [f for f in got[FIT_FREED:] if used >> (f // PAGE) & 1]
-    back = [f for f in got[:FIT_FREED] if not used >> (f // PAGE) & 1 and ever >> (f // PAGE) & 1]
-    ram = [(a, b) for a, b in usable_ram(kernel, arch, GRADER_RAM)]
-    img_lo, img_hi = image_physical(kernel)
-    never = []
-    # (the bitmaps as bytes: a shift of the whole int per frame is slow where they are long, as on
-    # AArch64, whose RAM starts at 1 GiB)
-    seen = (used | ever).to_bytes(max(words * 8, ((used | ever).bit_length() + 7) // 8), "little")
-    for a, b in ram:
-        for f in range(a // PAGE, min(b, words * 64 * PAGE) // PAGE):
-            if not seen[f >> 3] >> (f & 7) & 1 and not img_lo <= f * PAGE < img_hi:
-                never.append(f * PAGE)
-    plan = []
-    if held:
-        plan.append((held[pick_in(token, "check held", 0, len(held) - 1)], "ok", "a frame the test holds"))
-        frame = held[pick_in(token, "check odd", 0, len(held) - 1)]
-        plan.append((frame + pick_in(token, "check offset", 1, PAGE - 1), "misaligned",
-                     "an address inside a frame the test holds, not its start"))
-    for k in range(min(2, len(back))):
-        plan.append((back[pick_in(token, f"check back {k}", 0, len(back) - 1)], "double_free",
-                     "a frame the test was handed and gave back (free again: a second free is a double free)"))
-    if never:
-        plan.append((never[pick_in(token, "check never", 0, len(never) - 1)], "never_allocated",
-                     "a free frame of RAM the allocator never handed out"))
-    text = next(r for r in kernel_image_regions(kernel) if r.perms == "r-x")
-    plan.append((text.pa + pick_in(token, "check image", 0, text.size // PAGE - 1) * PAGE, "not_managed",
-                 "a frame of the kernel's text (reserved: never the allocator's)"))
-    plan.append((words * 64 * PAGE + pick_in(token, "check beyond", 0, 1 << 20) * PAGE, "not_managed",
-                 "a frame beyond the allocator's bitmaps"))
-    order = sorted(range(len(plan)), key=lambda i: pick_in(token, f"check order {i}", 0, 1 << 30))
-    return [plan[i] for i in order]
 
 
 def boot_frames_fit(boot, kernel, arch):
@@ -478,35 +362,35 @@ def boot_frames_fit(boot, kernel, arch):
     RAM and picks the limit in between (an address among the frames the test freed); then the
     limit's edge (a limit with k free frames below it, k its choice, from the allocator's bitmap)
     and the addresses it asks check_free() about (free_check_plan)."""
-    token = boot.fresh_token()
-    count = pick_in(token, "fit count", *FIT_COUNT)
-    wanted = pick_in(token, "fit below", 8, FIT_FREED // 2)
-    edge_below = pick_in(token, "fit edge", 1, EDGE_MAX)   # (not 0: a free frame in the limit's word)
+    t = LabTest(boot, kernel, arch)
+    count = t.pick("fit count", *FIT_COUNT)
+    wanted = t.pick("fit below", 8, FIT_FREED // 2)
+    edge_below = t.pick("fit edge", 1, EDGE_MAX)   # (not 0: a free frame in the limit's word)
 
     def script(guest):
-        first = guest.stop_at("pagoda_grader_checkpoint")
+        first = guest.stop_at(C.CHECKPOINT)
         if first.argument(1) != count:
             return {"problem": f"the frame test got {first.argument(1)} frames; the grader asked for count={count}"}
         got = struct.unpack(f"<{count}Q", first.read_virt(first.argument(0), 8 * count))
         following = first.argument(2)
         # The search's wrap: a limit above the last frame handed out, nothing free between them.
-        snap = guest.stop_at("pagoda_grader_stop")
+        snap = guest.stop_at(C.GRADER_STOP)
         used, _, words = allocator_bits(snap, kernel)
         wrap_limit = first_free_after(used, words, following)
         wrap = None
         if wrap_limit is not None and free_below(used, following) > 0:
             guest.deliver([wrap_limit])
-            wrapped = guest.stop_at("pagoda_grader_checkpoint")
+            wrapped = guest.stop_at(C.CHECKPOINT)
             wrap = (wrap_limit, following, free_below(used, wrap_limit), wrapped.argument(0))
         else:
             guest.deliver([])
         freed = sorted(got[:FIT_FREED])
-        limit = freed[wanted + pick_in(token, "fit limit", 0, FIT_FREED - wanted - 1)]
-        snap = guest.stop_at("pagoda_grader_stop")
+        limit = freed[wanted + t.pick("fit limit", 0, FIT_FREED - wanted - 1)]
+        snap = guest.stop_at(C.GRADER_STOP)
         used, _, words = allocator_bits(snap, kernel)
         free_then = [f for f in lowest_free(used, words, 4 * FIT_FREED) if f < limit]   # free below the limit
         guest.deliver([limit])
-        second = guest.stop_at("pagoda_grader_checkpoint")
+        second = guest.stop_at(C.CHECKPOINT)
         n = second.argument(1)
         below = struct.unpack(f"<{n}Q", second.read_virt(second.argument(0), 8 * n)) if n <= FIT_FREED else ()
         seen = {"got": got, "next": following, "wrap": wrap, "limit": limit, "limit_seen": second.argument(2),
@@ -514,34 +398,33 @@ def boot_frames_fit(boot, kernel, arch):
         # The limit's edge: the frame at the limit is free, and k free frames lie below it: k is the
         # grader's (edge_below); when it is not 0, one whose limit lies in the word of the free frame
         # just below it, where there is one (a search that skips the limit's own word then refuses).
-        snap = guest.stop_at("pagoda_grader_stop")
+        snap = guest.stop_at(C.GRADER_STOP)
         used, ever, words = allocator_bits(snap, kernel)
         lowest = lowest_free(used, words, EDGE_MAX + 1)
         shared = [k for k in range(1, len(lowest)) if lowest[k] // WORD == lowest[k - 1] // WORD]
-        k = shared[pick_in(token, "fit edge word", 0, len(shared) - 1)] if edge_below and shared else edge_below
+        k = shared[t.pick("fit edge word", 0, len(shared) - 1)] if edge_below and shared else edge_below
         lowest = lowest[:k + 1]
         edge = lowest[-1]
         guest.deliver([edge, k])
-        third = guest.stop_at("pagoda_grader_checkpoint")
+        third = guest.stop_at(C.CHECKPOINT)
         n = third.argument(1)
         edges = struct.unpack(f"<{n}Q", third.read_virt(third.argument(0), 8 * n)) if n <= EDGE_MAX + 1 else ()
         seen.update(edge=edge, edge_below=lowest[:-1], edges=edges, edge_seen=third.argument(2))
         # What check_free() says of addresses whose answer the grader knows.
-        snap = guest.stop_at("pagoda_grader_stop")
+        snap = guest.stop_at(C.GRADER_STOP)
         used, ever, words = allocator_bits(snap, kernel)
-        plan = free_check_plan(token, kernel, arch, got, used, ever, words)
+        plan = free_check_plan(t.token, kernel, arch, got, used, ever, words)
         guest.deliver([a for a, _, _ in plan])
-        fourth = guest.stop_at("pagoda_grader_checkpoint")
+        fourth = guest.stop_at(C.CHECKPOINT)
         n = fourth.argument(1)
         answers = struct.unpack(f"<{n}Q", fourth.read_virt(fourth.argument(0), 8 * n)) if n <= len(plan) else ()
         seen.update(plan=plan, answers=answers,
                     unmarked=unmarked_frames(list(got) + [following] + list(below) + list(edges), ever))
         return seen
 
-    run = boot(test="frames_fit", token=token, args={"count": count, "below": wanted}, witness=script)
-    seen = run.require_witness()
-    if "problem" in seen:
-        run.fail(seen["problem"])
+    seen = t.selftest("frames_fit", script, args={"count": count, "below": wanted})
+    run = t.run
+    run.check("problem" in seen and seen["problem"])
     return run, seen, count, wanted
 
 
@@ -549,8 +432,7 @@ def check_frames(run, kernel, arch, frames, what):
     """Every frame of @p frames is distinct, page aligned, usable RAM, and not the kernel image."""
     img_lo, img_hi = image_physical(kernel)
     ram = usable_ram(kernel, arch, GRADER_RAM)
-    if len(set(frames)) != len(frames):
-        run.fail(f"{what}: the allocator handed out the same frame twice")
+    run.check(len(set(frames)) != len(frames) and f"{what}: the allocator handed out the same frame twice")
     for f in frames:
         if f % PAGE or img_lo <= f < img_hi or not any(a <= f < b for a, b in ram):
             run.fail(f"{what}: frame {f:#x} is misaligned, in the kernel image, or not RAM")
@@ -568,8 +450,7 @@ def test_frames_next_fit(boot, kernel, arch):
                  "found instead of searching from the start again (the grader read the frames from guest RAM)")
     if seen["wrap"] is not None:
         problem = wrap_problem(*seen["wrap"])
-        if problem:
-            run.fail(problem)
+        run.check(problem)
     run.expect(r"^fit: \d+ frames below 0x[0-9a-f]+; free frames before (\d+) after \1$",
                "every frame given back ('fit: ... free frames before N after N')")
     run.expect_outcome("success")
@@ -581,55 +462,15 @@ def test_frames_limit(boot, kernel, arch):
     limit, below = seen["limit"], seen["below"]
     if seen["limit_seen"] != limit:
         run.fail(f"the test did not allocate {wanted} frames below the limit {limit:#x} the grader delivered")
-    if len(below) < wanted:
-        run.fail(refusal_problem(limit, wanted, below, seen["free_below_limit"]))
+    run.check(len(below) < wanted and refusal_problem(limit, wanted, below, seen["free_below_limit"]))
     check_frames(run, kernel, arch, below, f"allocate_below({limit:#x})")
     above = [f for f in below if f >= limit]
     if above:
         run.fail(f"allocate_below({limit:#x}) handed out {len(above)} of {wanted} frames at or above the limit, "
                  f"e.g. {above[0]:#x} (the grader read them from guest RAM)")
     problem = edge_problem(seen["edge"], seen["edge_below"], seen["edges"], seen["edge_seen"])
-    if problem:
-        run.fail(problem)
+    run.check(problem)
     run.expect_outcome("success")
-
-
-def refusal_problem(limit, wanted, got, free):
-    """What is wrong when allocate_below(@p limit), asked for @p wanted frames, refused after
-    handing out @p got, while the grader had read in the allocator's bitmap that the frames
-    @p free (the lowest ones, up to FIT_FREED) lay free below the limit."""
-    said = (f"allocate_below({limit:#x}) refused after {len(got)} of {wanted} frames, while at least {len(free)} frames "
-            "below the limit were free (the grader read the allocator's bitmap in guest RAM as it delivered the limit)")
-    if len(free) < wanted:
-        return f"the test's limit {limit:#x} had only {len(free)} free frames below it, not the {wanted} it asked for"
-    word = edge_word_problem(limit, free, got)
-    return f"{word}\n{said}" if word else f"{said}: a free frame below the limit must be handed out"
-
-
-def edge_problem(limit, free_below, got, limit_seen):
-    """None, or what is wrong with the k + 1 calls of allocate_below(@p limit) at the limit's edge
-    (@p got, what each returned; REFUSED for a refusal): the grader read in the allocator's
-    bitmap that exactly the k frames @p free_below are free below the limit, and the frame at the
-    limit is free too. The k calls must hand out those k frames, the last one must be refused:
-    the limit is not below itself."""
-    k = len(free_below)
-    said = (f"allocate_below({limit:#x}), called {k + 1} times with {k} free frame(s) below the limit and the frame at "
-            "the limit free too (the grader read the allocator's bitmap in guest RAM)")
-    if limit_seen != limit or len(got) != k + 1:
-        return f"the limit's edge: the test did not make {k + 1} calls of allocate_below({limit:#x}) (the grader's limit)"
-    if got[k] == limit:
-        return (f"{said}, handed out {limit:#x}, the frame at the limit itself: the limit is exclusive, only frames "
-                "below it may be handed out (a frame count that includes the limit's own frame)")
-    if got[k] != REFUSED:
-        return (f"{said}, handed out {got[k]:#x} on the last call, when no free frame was left below the limit: it must "
-                "be refused (Error::NoMemory)")
-    if sorted(got[:k]) != sorted(free_below):
-        shown = ", ".join("refused" if f == REFUSED else f"{f:#x}" for f in got[:k])
-        word = edge_word_problem(limit, free_below, got[:k])
-        return ((f"{word}\n" if word else "") +
-                f"{said}, handed out [{shown}] on the first {k} calls, not the free frames below the limit "
-                f"[{', '.join(f'{f:#x}' for f in free_below)}]")
-    return None
 
 
 @lab_test(1, "frames_free_checks")
@@ -654,58 +495,21 @@ def test_frames_free_checks(boot, kernel, arch):
     run.expect_outcome("success")
 
 
-def free_check_problems(kernel, plan, answers):
-    """What check_free() answered wrongly for the grader's @p plan ([(address, expected, what)])."""
-    names = {fact(kernel, f"free_check_{n}"): n for n in FREE_CHECKS}
-    if len(answers) != len(plan):
-        return [f"the test answered {len(answers)} of the grader's {len(plan)} check_free() questions"]
-    problems = []
-    for (address, want, what), got in zip(plan, answers):
-        said = names.get(got, f"{got:#x} (no FreeCheck)")
-        if said == want:
-            continue
-        why = {"double_free": "a double free is accepted as if the frame were in use (the `ever` bitmap tells a "
-                              "frame freed twice from one never allocated)",
-               "never_allocated": "a frame never handed out must not be freed (the `ever` bitmap says it never was)",
-               "misaligned": "only the start of a frame can be freed",
-               "not_managed": "a frame the allocator does not manage (reserved, a hole, beyond its bitmaps) is never "
-                              "its to free",
-               "ok": "a frame in use must be accepted"}[want]
-        problems.append(f"check_free({address:#x}), {what}, answered {said}, not {want}: {why}")
-    return problems
-
-
 VMPRINT_ROOT = re.compile(rf"^vmprint: root ({HEX}) \[({HEX}), ({HEX})\)$")
 VMPRINT_LINE = re.compile(rf"^vmprint: ((?:\.\. )*)(\S+?)\s*\[\s*(\d+)\] ({HEX}) = ({HEX})$")
-
-
-def vmprint_address_cause(printed, expected):
-    """When vmprint printed every entry the grader read (@p printed and @p expected: (level, first
-    address, entry) in order) with the right level and value but some with another first
-    address, the sentence that says so; else None."""
-    if len(printed) != len(expected) or [(p[0], p[2]) for p in printed] != [(e[0], e[2]) for e in expected]:
-        return None
-    wrong = [(i, p, e) for i, (p, e) in enumerate(zip(printed, expected)) if p[1] != e[1]]
-    if not wrong:
-        return None
-    i, p, e = wrong[0]
-    return (f"vmprint prints {len(wrong)} of {len(expected)} entries with the wrong first address (line {i + 1}: "
-            f"{p[1]:#x} for the level {p[0]} entry {p[2]:#x}, which covers from {e[1]:#x}): the first address an "
-            "entry covers is the start of its range, aligned to the span of one entry of its level, not the address "
-            "the walk stands on")
 
 
 @lab_test(1, "vmprint_matches")
 def test_vmprint_matches(boot, kernel, arch):
     """The student's vmprint() over a range the grader picks from its own walk, compared line by
     line with the entries the grader reads from guest RAM just before the print."""
-    token = boot.fresh_token()
+    t = LabTest(boot, kernel, arch)
     half = layout_value(kernel, "kernel_half_base")
 
     def script(guest):
-        snap = guest.stop_at("pagoda_grader_stop")
+        snap = guest.stop_at(C.GRADER_STOP)
         runs = snap.dump()
-        pages = pick_in(token, "vmprint pages", *VMPRINT_PAGES)
+        pages = t.pick("vmprint pages", *VMPRINT_PAGES)
         # The range crosses the end of a last-level table inside a mapped run (when a run is that
         # long): each table below an entry gets only the part of the range that entry covers.
         span = PAGE * layout_value(kernel, "entries_per_table")
@@ -715,20 +519,20 @@ def test_vmprint_matches(boot, kernel, arch):
         paged = [edge for edge in edges if any(r.size == PAGE and r.va_start <= edge - span < r.va_end for r in runs)]
         edges = paged or edges
         if edges:
-            edge = edges[pick_in(token, "vmprint edge", 0, len(edges) - 1)]
-            lo = edge - pick_in(token, "vmprint start", 1, pages - 1) * PAGE
+            edge = edges[t.pick("vmprint edge", 0, len(edges) - 1)]
+            lo = edge - t.pick("vmprint start", 1, pages - 1) * PAGE
         else:
-            run = runs[pick_in(token, "vmprint run", 0, len(runs) - 1)]
-            lo = run.va_start + pick_in(token, "vmprint start", 0, (run.va_end - run.va_start) // PAGE - 1) * PAGE
+            run = runs[t.pick("vmprint run", 0, len(runs) - 1)]
+            lo = run.va_start + t.pick("vmprint start", 0, (run.va_end - run.va_start) // PAGE - 1) * PAGE
         hi = min(lo + pages * PAGE, (1 << 64) - PAGE)
         guest.deliver([lo, hi])
-        at = guest.stop_at("pagoda_grader_checkpoint")
+        at = guest.stop_at(C.CHECKPOINT)
         root = at.lower_root if lo < half else at.root
         return {"lo": lo, "hi": hi, "root": root, "said": (at.argument(0), at.argument(1), at.argument(2)),
                 "entries": entries_in_range(at, kernel, arch, root, lo, hi)}
 
-    run = boot(test="vm_print", token=token, witness=script)
-    seen = run.require_witness()
+    seen = t.selftest("vm_print", script)
+    run = t.run
     lo, hi, root = seen["lo"], seen["hi"], seen["root"]
     if seen["said"] != (lo, hi, root):
         run.fail(f"the vmprint test did not print [{lo:#x}, {hi:#x}) of the live root {root:#x} (it said "

@@ -3,17 +3,19 @@
 What each test witnesses and what it still believes: docs/grader.md, "What the grader trusts"."""
 import struct
 
-from pagoda_grade import lab_test
+from pagoda_grade import contract as C, lab_test
+from pagoda_grade.labtest import LabTest
 from pagoda_grade.outcomes import finding_first
 from pagoda_grade.processes import frame_bitmap, is_used
 from pagoda_grade.symbols import address_of, fact, find, physical_of
-from pagoda_grade.vmchecks import GRADER_RAM, check_whole_map, kernel_half_problems, lower_half_leftovers, stop_words
-from pagoda_grade.witness import (ARCHES, PAGE, expect_fault, pick_in, pick_page, top_level, window_non_ram,
+from pagoda_grade.vmchecks import (BLOCK, GRADER_RAM, SPLIT_BLOCKS, SPLIT_RANGE_BLOCKS, check_whole_map, kernel_half_problems,
+                                   lower_half_leftovers, small_blocks_problem, split_block_problems,
+                                   split_expectations, stop_words)
+from pagoda_grade.witness import (ARCHES, PAGE, expect_fault, pick_page, top_level, window_non_ram,
                                   window_ram)
 
 HEX = r"0x[0-9a-f]+"
 GRADER_MEMORY = f"{GRADER_RAM >> 20}M"  # more than the window, so that RAM above the window exists
-BLOCK = 2 * 1024 * 1024                  # the large page of both ISAs (x86_64 PD, AArch64 L2 block)
 
 
 # How the kernel half is shared. x86_64: every process root copies the kernel root's kernel-half
@@ -38,8 +40,8 @@ def test_runs_high(boot, kernel, arch):
     image_base = fact(kernel, "kernel_image_base")
 
     def script(guest):
-        guest.stop_at("pagoda::run_selftest")  # after the set-up, in a quiet page
-        snap = guest.stop_at("pagoda::pagoda_selftest_vm_high")
+        guest.stop_at(C.RUN_SELFTEST)  # after the set-up, in a quiet page
+        snap = guest.stop_at(C.SELFTESTS["vm_high"])
         return snap.pc, snap.sp
 
     run = boot(test="vm_high", witness=script)
@@ -51,11 +53,11 @@ def test_runs_high(boot, kernel, arch):
     m = run.expect(rf"^high: rip ({HEX}) kmain ({HEX}) data ({HEX}) stack ({HEX}) proof=([0-9a-f]{{16}})$",
                    "the 'high: rip ...' line")
     rip, kmain, data, stack = (int(m[i], 16) for i in range(1, 5))
-    if not find(kernel, "pagoda::pagoda_selftest_vm_high").contains(rip):
+    if not find(kernel, C.SELFTESTS["vm_high"]).contains(rip):
         run.fail(f"the printed RIP {rip:#x} is not inside vm_high")
-    if kmain != address_of(kernel, "pagoda::kmain"):
-        run.fail(f"kmain runs at {kmain:#x} but is linked at {address_of(kernel, 'pagoda::kmain'):#x}")
-    if data != address_of(kernel, "pagoda::(anonymous namespace)::g_selftest_data"):
+    if kmain != address_of(kernel, C.KMAIN):
+        run.fail(f"kmain runs at {kmain:#x} but is linked at {address_of(kernel, C.KMAIN):#x}")
+    if data != address_of(kernel, C.SELFTEST_DATA):
         run.fail(f"the printed data address {data:#x} is not where g_selftest_data is linked")
     if abs(stack - sp) > PAGE:
         run.fail(f"the printed stack address {stack:#x} is not near the stack pointer the grader read ({sp:#x})")
@@ -64,18 +66,18 @@ def test_runs_high(boot, kernel, arch):
 
 @lab_test(2, "low_addresses_fault")
 def test_low_addresses_fault(boot, kernel, arch):
-    token = boot.fresh_token()
-    loaded = physical_of(kernel, address_of(kernel, "pagoda::kmain"))
-    probes = (pick_in(token, "low 0", 0, PAGE // 8 - 1) * 8,            # a null pointer's field
-              PAGE + pick_in(token, "low 1", 0, PAGE // 8 - 1) * 8,     # the second page
+    t = LabTest(boot, kernel, arch)
+    loaded = physical_of(kernel, address_of(kernel, C.KMAIN))
+    probes = (t.pick("low 0", 0, PAGE // 8 - 1) * 8,            # a null pointer's field
+              PAGE + t.pick("low 1", 0, PAGE // 8 - 1) * 8,     # the second page
               loaded)                                                    # where kmain was loaded
     for address in probes:
         def script(guest, address=address):
-            guest.stop_at("pagoda::run_selftest")  # after the set-up, in a quiet page
-            snap = guest.stop_at("pagoda::pagoda_selftest_vm_low")
+            guest.stop_at(C.RUN_SELFTEST)  # after the set-up, in a quiet page
+            snap = guest.stop_at(C.SELFTESTS["vm_low"])
             return snap.root, snap.walk(address), lower_half_leftovers(snap, kernel, arch)
 
-        run = boot(test="vm_low", token=token, args={"addr": address}, witness=script)
+        run = boot(test="vm_low", token=t.token, args={"addr": address}, witness=script)
         # What the lower half still maps is the cause of whatever else this boot shows (the read of
         # a low address may fault as expected while the identity of a device or a stack stays).
         left = run.witness[2] if run.witness else []
@@ -85,7 +87,7 @@ def test_low_addresses_fault(boot, kernel, arch):
                      + "".join(f"\n  {line}" for line in left[1:]), cause=left[0])
         run.expect(rf"^low: reading 0x0*{address:x}$", f"the kernel saying it reads {address:#x}")
         expect_fault(run, **ARCHES[arch].page_faults["read"], address=address,
-                     function="pagoda::pagoda_selftest_vm_low", root=run.witness[0] if run.witness else None,
+                     function=C.SELFTESTS["vm_low"], root=run.witness[0] if run.witness else None,
                      kernel=kernel, what=f"the read of {address:#x}")
         _, walk, _ = run.require_witness()
         if walk.mapped or len(walk.levels) != 1:
@@ -100,18 +102,18 @@ def test_low_addresses_fault(boot, kernel, arch):
 
 @lab_test(2, "window_conversions")
 def test_window_conversions(boot, kernel, arch):
-    token = boot.fresh_token()
+    t = LabTest(boot, kernel, arch)
     window_phys = fact(kernel, "window_phys_base")
     window_base = fact(kernel, "window_base") - window_phys   # window address of physical 0
     window_size = fact(kernel, "window_size")
-    pa1, pa2 = pick_page(token, "window", window_ram(kernel, arch, GRADER_RAM), count=2)
-    pa2 += pick_in(token, "window offset", 0, PAGE // 8 - 1) * 8
-    value = pick_in(token, "window value", 1, 2**64 - 1)
+    pa1, pa2 = pick_page(t.token, "window", window_ram(kernel, arch, GRADER_RAM), count=2)
+    pa2 += t.pick("window offset", 0, PAGE // 8 - 1) * 8
+    value = t.pick("window value", 1, 2**64 - 1)
     holes = [(max(a, PAGE), b) for a, b in window_non_ram(kernel, arch, GRADER_RAM) if b > PAGE]   # (hole=0: none)
-    hole = pick_page(token, "window hole", holes)[0] if holes else None
+    hole = pick_page(t.token, "window hole", holes)[0] if holes else None
 
     def script(guest):
-        snap = guest.stop_at("pagoda::arch::shutdown")
+        snap = guest.stop_at(C.SHUTDOWN)
         problems = []
         for pa in (pa1, pa2):
             if snap.read_u64(pa) != value ^ pa:
@@ -130,7 +132,7 @@ def test_window_conversions(boot, kernel, arch):
         return problems
 
     args = {"pa1": pa1, "pa2": pa2, "value": value, **({"hole": hole} if hole is not None else {})}
-    run = boot(test="vm_window", memory=GRADER_MEMORY, token=token, args=args, witness=script)
+    run = boot(test="vm_window", memory=GRADER_MEMORY, token=t.token, args=args, witness=script)
     if run.require_witness():
         found = finding_first(run.witness, "the grader checked the window from outside")
         run.fail(found, cause=found)   # (before the panic above the window, which the test asks for)
@@ -162,13 +164,13 @@ def test_window_conversions(boot, kernel, arch):
 
 @lab_test(2, "heap_balanced")
 def test_heap_balanced(boot, kernel, arch):
-    token = boot.fresh_token()
-    count = pick_in(token, "heap objects", 2000, 4000)
-    seed = pick_in(token, "heap seed", 0, 255)
+    t = LabTest(boot, kernel, arch)
+    count = t.pick("heap objects", 2000, 4000)
+    seed = t.pick("heap seed", 0, 255)
     kernel_half = fact(kernel, "kernel_half_base")
 
     def script(guest):
-        snap = guest.stop_at("pagoda_grader_checkpoint")
+        snap = guest.stop_at(C.CHECKPOINT)
         objects, sizes, n = snap.argument(0), snap.argument(1), snap.argument(2)
         if n != count:
             return [f"the heap test holds {n} objects at its peak; the grader asked for objects={count}"]
@@ -190,7 +192,7 @@ def test_heap_balanced(boot, kernel, arch):
                 return [f"heap object {i} at {p:#x} is mapped {w.perms.rwx()}, expected rw- kernel only"]
         return []
 
-    run = boot(test="heap_cycle", token=token, args={"objects": count, "seed": seed}, witness=script)
+    run = boot(test="heap_cycle", token=t.token, args={"objects": count, "seed": seed}, witness=script)
     if run.require_witness():
         run.fail(finding_first(run.witness, "the grader read the heap's objects from guest RAM at the test's peak"))
     m = run.expect(r"^heap: before (\d+) objects (\d+) bytes; peak (\d+) objects (\d+) bytes; "
@@ -208,8 +210,8 @@ def test_heap_balanced(boot, kernel, arch):
 @lab_test(2, "kernel_half_prepared")
 def test_kernel_half_prepared(boot, kernel, arch):
     def script(guest):
-        guest.stop_at("pagoda::run_selftest")  # after the set-up, in a quiet page
-        return top_level_counts(guest.stop_at("pagoda::pagoda_selftest_vm_high"), kernel, arch)
+        guest.stop_at(C.RUN_SELFTEST)  # after the set-up, in a quiet page
+        return top_level_counts(guest.stop_at(C.SELFTESTS["vm_high"]), kernel, arch)
 
     run = boot(test="vm_high", witness=script)
     low, high, half = run.require_witness()
@@ -276,29 +278,6 @@ def test_kernel_half_global(boot, kernel, arch):
                                "space)"))
 
 
-def small_blocks_problem(small, offset, a, b, first, end):
-    """The headline for the whole 2 MiB blocks of the RAM piece [a, b) (whole blocks [first, end))
-    that the window maps with smaller pages, @p small [(pa, page size)]: which of them (the last,
-    the first, all, some) says which end of map_ram()'s block loop is wrong."""
-    pa, size = small[0]
-    whole = (end - first) // BLOCK
-    if len(small) == whole and whole > 1:
-        which = f"every one of the {whole} whole 2 MiB blocks"
-        why = "map_ram() maps no large page (a 2 MiB block wherever one is aligned and all RAM)"
-    elif len(small) == 1 and pa == end - BLOCK:
-        which = "the last whole 2 MiB block"
-        why = ("map_ram()'s block loop stops one block early: a block that ends exactly at the piece's end "
-               "(pa + 2 MiB == end) still fits")
-    elif len(small) == 1 and pa == first:
-        which = "the first whole 2 MiB block"
-        why = "map_ram()'s block loop starts one block late: the head of 4 KiB pages must end at the first aligned block"
-    else:
-        which = f"{len(small)} of the {whole} whole 2 MiB blocks (the first at RAM {pa:#x})"
-        why = "map_ram() must map each aligned 2 MiB block of RAM with one large page"
-    return (f"{which} of the RAM [{a:#x}, {b:#x}) is mapped with {size // 1024} KiB pages, not as one 2 MiB large "
-            f"page ({offset + pa:#x}, RAM {pa:#x}): {why}")
-
-
 @lab_test(2, "window_large_pages")
 def test_window_large_pages(boot, kernel, arch):
     """The window maps RAM with 2 MiB pages wherever a whole aligned one is RAM it must map, and
@@ -306,14 +285,14 @@ def test_window_large_pages(boot, kernel, arch):
     larger than the window (the window ends on a 2 MiB boundary, with a whole block), and RAM of an
     odd number of MiB the grader picks (it ends inside the window and inside a 2 MiB block, so the
     window needs 4 KiB pages after its last whole block)."""
-    token = boot.fresh_token()
+    t = LabTest(boot, kernel, arch)
     window_phys = fact(kernel, "window_phys_base")
     offset = fact(kernel, "window_base") - window_phys
     window_mib = fact(kernel, "window_size") >> 20
-    odd = (2 * pick_in(token, "window memory", window_mib // 4, window_mib // 2 - 1) + 1) << 20
+    odd = (2 * t.pick("window memory", window_mib // 4, window_mib // 2 - 1) + 1) << 20
 
     def script(guest, memory):
-        snap = guest.stop_at_line(r"^idle:", delay=pick_in(token, "instant", 0, 200) / 1000)
+        snap = guest.stop_at_line(r"^idle:", delay=t.pick("instant", 0, 200) / 1000)
         problems, blocks = [], 0
         for a, b in window_ram(kernel, arch, memory):
             first, end = -(-a // BLOCK) * BLOCK, b // BLOCK * BLOCK   # the whole blocks inside [a, b)
@@ -344,7 +323,7 @@ def test_window_large_pages(boot, kernel, arch):
         return problems[:8]
 
     for memory in (GRADER_RAM, odd):
-        run = boot(token=token, memory=f"{memory >> 20}M", witness=lambda guest, memory=memory: script(guest, memory))
+        run = boot(token=t.token, memory=f"{memory >> 20}M", witness=lambda guest, memory=memory: script(guest, memory))
         if run.require_witness():
             run.fail(finding_first(run.witness, f"the grader walked the window in the live tables itself (guest RAM "
                                                 f"{memory >> 20} MiB)"))
@@ -354,26 +333,26 @@ def test_window_large_pages(boot, kernel, arch):
 def test_split_large_page(boot, kernel, arch):
     """A partial protect and a partial unmap of a 2 MiB page split it into 4 KiB pages mapping
     the same frames; both states read by the grader from guest RAM."""
-    token = boot.fresh_token()
+    t = LabTest(boot, kernel, arch)
     top = top_level(kernel)
-    slot = pick_in(token, "split slot", top.lower_entries // 8, top.lower_entries * 7 // 8)
-    base = (slot << top.shift) + pick_in(token, "split block", 1, 4096) * BLOCK
+    slot = t.pick("split slot", top.lower_entries // 8, top.lower_entries * 7 // 8)
+    base = (slot << top.shift) + t.pick("split block", 1, 4096) * BLOCK
     pages = BLOCK // PAGE
-    first = pick_in(token, "split first", 1, pages - 64)
-    count = pick_in(token, "split pages", 1, 48)
-    hole = (first + count + pick_in(token, "split hole", 0, pages - count - 1)) % pages
-    seed = pick_in(token, "split seed", 1, 2**32)
+    first = t.pick("split first", 1, pages - 64)
+    count = t.pick("split pages", 1, 48)
+    hole = (first + count + t.pick("split hole", 0, pages - count - 1)) % pages
+    seed = t.pick("split seed", 1, 2**32)
 
     def script(guest):
-        one = guest.stop_at("pagoda_grader_checkpoint")
+        one = guest.stop_at(C.CHECKPOINT)
         if (one.argument(0), one.argument(2)) != (base, 0):
             return ["the split test was not running on the grader's base="]
         pa = one.argument(1)
-        w = one.walk(base + pick_in(token, "split probe", 0, pages - 1) * PAGE)
+        w = one.walk(base + t.pick("split probe", 0, pages - 1) * PAGE)
         if not w.mapped or w.page_size != BLOCK or w.pa & ~(BLOCK - 1) != pa:
             return [f"before the split, {base:#x} is not one 2 MiB page mapping {pa:#x} "
                     f"({'a ' + str(w.page_size // 1024) + ' KiB page' if w.mapped else w.stop_reason})"]
-        two = guest.stop_at("pagoda_grader_stop")
+        two = guest.stop_at(C.GRADER_STOP)
         problems = []
         for i in range(pages):
             w = two.walk(base + i * PAGE)
@@ -391,7 +370,7 @@ def test_split_large_page(boot, kernel, arch):
                 break
         return problems
 
-    run = boot(test="vm_split", token=token, memory=GRADER_MEMORY,
+    run = boot(test="vm_split", token=t.token, memory=GRADER_MEMORY,
                args={"base": base, "first": first, "pages": count, "hole": hole, "seed": seed}, witness=script)
     if run.require_witness():
         run.fail(finding_first(run.witness, f"the grader walked the 2 MiB page at {base:#x} before and after protecting "
@@ -400,104 +379,27 @@ def test_split_large_page(boot, kernel, arch):
     run.expect_outcome("success")
 
 
-# split_range_ends: blocks 0 and 3 covered whole, 1 and 2 in part, and block 4 right after the
-# second range, which no range touches (a split at the page after a range's end would split it).
-SPLIT_BLOCKS = 5
-SPLIT_RANGE_BLOCKS = 4   # the second range ends at the last page of block 3
-
-
-def split_expectations(first, last, first2, hole, last2=SPLIT_RANGE_BLOCKS * (BLOCK // PAGE) - 1):
-    """Per block of split_range_ends: ('whole', perms), ('untouched', 'rw-') or ('pages', {page:
-    perms or None}) for the ranges [first, last] and [first2, last2] protected read-only and page
-    @p hole unmapped."""
-    pages = BLOCK // PAGE
-    want = []
-    for b in range(SPLIT_BLOCKS):
-        lo, hi = b * pages, (b + 1) * pages - 1
-        covered = [first <= i <= last or first2 <= i <= last2 for i in range(lo, hi + 1)]
-        if not any(covered) and not lo <= hole <= hi:
-            want.append(("untouched", "rw-"))
-        elif all(covered) and not lo <= hole <= hi:
-            want.append(("whole", "r--"))
-        else:
-            want.append(("pages", {i: None if i == hole else ("r--" if covered[i - lo] else "rw-")
-                                   for i in range(lo, hi + 1)}))
-    return want
-
-
-def split_block_problems(snap, base, pa, seed, want, ranges, when, panicked=False):
-    """What the walk of each block at @p snap shows against @p want (split_expectations): the
-    blocks left whole or split first; when the kernel @p panicked (a protect failed, changing
-    nothing), only that, not the permissions."""
-    pages, problems, later = BLOCK // PAGE, [], []
-    for b, (kind, expect) in enumerate(want):
-        start = base + b * BLOCK
-        w = snap.walk(start)
-        large = w.mapped and w.page_size == BLOCK
-        if kind in ("whole", "untouched"):
-            if not large:
-                got = f"{w.page_size // 1024} KiB pages" if w.mapped else w.stop_reason
-                if kind == "untouched":
-                    problems.append(f"block {b} [{start:#x}, {start + BLOCK:#x}), which no range {ranges} touches (it "
-                                    f"starts right after the second range's end), is {got} {when}: a block outside "
-                                    "the range is never split (split_partial_blocks() splits the block under the "
-                                    "range's last page, va + size - 4 KiB, not under va + size, the page after it)")
-                else:
-                    problems.append(f"block {b} [{start:#x}, {start + BLOCK:#x}), which the range {ranges} covers whole, "
-                                    f"is {got} {when}: a block the range covers whole stays a block (changed as one)")
-            elif not panicked and (w.pa != pa + b * BLOCK or w.perms.rwx() != expect):
-                later.append(f"block {b} at {start:#x} is a 2 MiB page -> {w.pa:#x} {w.perms.rwx()} {when}; expected "
-                                f"-> {pa + b * BLOCK:#x} {expect}")
-            continue
-        if large:
-            edge = [i for i, perms in expect.items() if perms == "r--"]
-            side = "starts" if edge and edge[0] != b * pages else "ends"
-            at = edge[0] if side == "starts" else edge[-1] if edge else b * pages
-            problems.append(f"the range {ranges} {side} inside the 2 MiB page at {start:#x} (at its page "
-                            f"{at - b * pages}, {base + at * PAGE:#x}), which is still one 2 MiB page {when}: "
-                            f"split_partial_blocks() must split the large page under the range's "
-                            f"{'first' if side == 'starts' else 'last'} page, at each end of the range")
-            continue
-        if panicked:
-            continue
-        for i, perms in expect.items():
-            if len(later) >= 6:
-                break
-            w = snap.walk(base + i * PAGE)
-            if perms is None:
-                if w.mapped:
-                    later.append(f"page {i} ({base + i * PAGE:#x}) is still mapped after its unmap")
-                continue
-            if not w.mapped or w.page_size != PAGE or w.pa != pa + i * PAGE or w.perms.rwx() != perms:
-                got = f"{w.page_size // 1024} KiB -> {w.pa:#x} {w.perms.rwx()}" if w.mapped else w.stop_reason
-                later.append(f"page {i} ({base + i * PAGE:#x}) is {got} {when}; expected 4 KiB -> "
-                             f"{pa + i * PAGE:#x} {perms}")
-            elif snap.read_u64(w.pa) != i ^ seed:
-                later.append(f"page {i} lost its data in the split (frame {w.pa:#x})")
-    return (problems + later)[:6]
-
-
 @lab_test(2, "split_range_ends")
 def test_split_range_ends(boot, kernel, arch):
     """Ranges whose ends fall on both sides of a large page's edges: one starts at a block's
     first page and ends inside the next block, another starts inside a block and ends at the
     last page of the next; the blocks covered whole stay 2 MiB pages, the others are split."""
-    token = boot.fresh_token()
+    t = LabTest(boot, kernel, arch)
     top = top_level(kernel)
     pages = BLOCK // PAGE
-    slot = pick_in(token, "ends slot", top.lower_entries // 8, top.lower_entries * 7 // 8)
-    base = (slot << top.shift) + pick_in(token, "ends block", 1, 4000) * BLOCK
-    last = pages + pick_in(token, "ends last", 0, pages - 2)         # inside block 1, not its last page
-    first2 = 2 * pages + pick_in(token, "ends first2", 1, pages - 1)  # inside block 2, not its first page
-    hole = pick_in(token, "ends hole", last + 1, first2 - 1)          # between the ranges
-    seed = pick_in(token, "ends seed", 1, 2**32)
+    slot = t.pick("ends slot", top.lower_entries // 8, top.lower_entries * 7 // 8)
+    base = (slot << top.shift) + t.pick("ends block", 1, 4000) * BLOCK
+    last = pages + t.pick("ends last", 0, pages - 2)         # inside block 1, not its last page
+    first2 = 2 * pages + t.pick("ends first2", 1, pages - 1)  # inside block 2, not its first page
+    hole = t.pick("ends hole", last + 1, first2 - 1)          # between the ranges
+    seed = t.pick("ends seed", 1, 2**32)
     want = split_expectations(0, last, first2, hole)
     ranges = (f"[{base:#x}, {base + (last + 1) * PAGE:#x}) or [{base + first2 * PAGE:#x}, "
               f"{base + SPLIT_RANGE_BLOCKS * BLOCK:#x})")
-    panic = address_of(kernel, "pagoda::panic_begin")
+    panic = address_of(kernel, C.PANIC)
 
     def script(guest):
-        one = guest.stop_at("pagoda_grader_checkpoint")
+        one = guest.stop_at(C.CHECKPOINT)
         if (one.argument(0), one.argument(2)) != (base, 0):
             return ["the split test was not running on the grader's base="]
         pa = one.argument(1)
@@ -505,11 +407,11 @@ def test_split_range_ends(boot, kernel, arch):
             w = one.walk(base + b * BLOCK)
             if not w.mapped or w.page_size != BLOCK or w.pa != pa + b * BLOCK:
                 return [f"before the protects, {base + b * BLOCK:#x} is not one 2 MiB page mapping {pa + b * BLOCK:#x}"]
-        two = guest.stop_at_any([address_of(kernel, "pagoda_grader_stop"), panic])
+        two = guest.stop_at_any([address_of(kernel, C.GRADER_STOP), panic])
         when = "when the kernel panicked (walked by the grader then)" if two.pc == panic else "after the protects"
         return split_block_problems(two, base, pa, seed, want, ranges, when, panicked=two.pc == panic)
 
-    run = boot(test="vm_split", token=token, memory=GRADER_MEMORY, witness=script,
+    run = boot(test="vm_split", token=t.token, memory=GRADER_MEMORY, witness=script,
                args={"base": base, "blocks": SPLIT_BLOCKS, "first": 0, "pages": last + 1, "first2": first2,
                      "pages2": SPLIT_RANGE_BLOCKS * pages - first2, "hole": hole, "seed": seed})
     if run.require_witness():
@@ -524,13 +426,13 @@ def test_split_range_ends(boot, kernel, arch):
 def test_heap_reuse(boot, kernel, arch):
     """The heap's free path puts blocks back where allocate finds them first: a second round of
     the same sizes gets exactly the blocks of the first, read by the grader from guest RAM."""
-    token = boot.fresh_token()
-    count = pick_in(token, "reuse objects", 500, 3000)
-    seed = pick_in(token, "reuse seed", 0, 2**32)
+    t = LabTest(boot, kernel, arch)
+    count = t.pick("reuse objects", 500, 3000)
+    seed = t.pick("reuse seed", 0, 2**32)
     kernel_half = fact(kernel, "kernel_half_base")
 
     def script(guest):
-        snap = guest.stop_at("pagoda_grader_checkpoint")
+        snap = guest.stop_at(C.CHECKPOINT)
         if snap.argument(2) != count:
             return [f"the heap test ran {snap.argument(2)} objects; the grader asked for objects={count}"]
         first = struct.unpack(f"<{count}Q", snap.read_virt(snap.argument(0), 8 * count))
@@ -547,7 +449,7 @@ def test_heap_reuse(boot, kernel, arch):
                             "front of their class's list)")
         return problems
 
-    run = boot(test="heap_reuse", token=token, args={"objects": count, "seed": seed}, witness=script)
+    run = boot(test="heap_reuse", token=t.token, args={"objects": count, "seed": seed}, witness=script)
     if run.require_witness():
         run.fail(finding_first(run.witness, "the grader read both rounds' objects from guest RAM"))
     m = run.expect(r"^heap_reuse: \d+ objects; heap frames (\d+) after the first round, (\d+) after the second; "
@@ -558,7 +460,7 @@ def test_heap_reuse(boot, kernel, arch):
 
 
 # The boot stub's roots (arch/<isa>/boot.S), linked low: their symbols are physical addresses.
-BOOT_ROOTS = {"x86_64": ("boot_pml4",), "aarch64": ("boot_l0_low", "boot_l0_high")}
+BOOT_ROOTS = {"x86_64": C.X86.BOOT_ROOTS, "aarch64": C.AARCH64.BOOT_ROOTS}
 
 
 def frames_of(lo, hi):
@@ -569,23 +471,22 @@ def frames_of(lo, hi):
 def test_leaves_boot_stub(boot, kernel, arch):
     """The step out of the boot stub, witnessed at two stops the grader sets: kmain's entry (the
     start: the entry stack, the boot tables) and a checkpoint after the step."""
-    entry = (address_of(kernel, "boot_entry_stack_bottom"), address_of(kernel, "boot_entry_stack_top"))
-    own = (address_of(kernel, "boot_stack_bottom"), address_of(kernel, "boot_stack_top"))
-    tables = (address_of(kernel, "boot_tables_start"), address_of(kernel, "boot_tables_end"))
+    entry, own, tables = (tuple(address_of(kernel, n) for n in names)
+                          for names in (C.BOOT_ENTRY_STACK, C.BOOT_STACK, C.BOOT_TABLES))
     boot_roots = {address_of(kernel, name) for name in BOOT_ROOTS[arch]}
 
     def script(guest):
-        start = guest.stop_at("pagoda::kmain")
+        start = guest.stop_at(C.KMAIN)
         # The moment of the step when the kernel takes it with arch::run_on_stack: the CPU is
         # still on the entry stack, so none of its frames may be free in the allocator yet.
-        step = guest.stop_at_any(["pagoda_run_on_stack", "pagoda::run_selftest"])
+        step = guest.stop_at_any([C.RUN_ON_STACK, C.RUN_SELFTEST])
         freed_early = []
-        if step.pc == address_of(kernel, "pagoda_run_on_stack"):
+        if step.pc == address_of(kernel, C.RUN_ON_STACK):
             used, words = frame_bitmap(step, kernel)
             live = int.from_bytes(step.read_virt(used, 8 * words), "little")   # the boot tables map the window
             freed_early = [f for f in frames_of(*entry) if not is_used(live, physical_of(kernel, f))]
-            guest.stop_at("pagoda::run_selftest")  # after the step, in a quiet page
-        snap = guest.stop_at("pagoda_grader_checkpoint")
+            guest.stop_at(C.RUN_SELFTEST)  # after the step, in a quiet page
+        snap = guest.stop_at(C.CHECKPOINT)
         managed_va, words = snap.argument(0), snap.argument(2)
         if not 0 < words <= 1 << 16:
             return {"problem": f"the checkpoint names a bitmap of {words} words"}
@@ -596,8 +497,7 @@ def test_leaves_boot_stub(boot, kernel, arch):
 
     run = boot(test="vm_boot_memory", witness=script)
     w = run.require_witness()
-    if "problem" in w:
-        run.fail(w["problem"])
+    run.check("problem" in w and w["problem"])
     if not entry[0] < w["start_sp"] <= entry[1]:
         run.fail(f"at kmain's entry the stack pointer is {w['start_sp']:#x}, not in the boot stub's entry stack "
                  f"[{entry[0]:#x}, {entry[1]:#x}): the boot stub (arch/{arch}/boot.S) must enter C++ there")

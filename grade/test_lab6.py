@@ -9,50 +9,36 @@ frame still holds the parent's. Frames in use are counted from the frame allocat
 before the first process and after the last one is reaped: they must be the same. The kernel's
 lines only label what the grader saw."""
 import re
+from dataclasses import dataclass
 
-from pagoda_grade import audit, churn, lab_test, programs
-from pagoda_grade.outcomes import KILL_LINE, BootEnded, finding_first
-from pagoda_grade.lifecycle import (Deaths, Pages, Refs, covered, digest, fork_problems, fork_view, leak_story, moment,
-                                    pid_of, processes, return_address, stale_records, stalled_waits, unflushed,
-                                    wider_than_record)
-from pagoda_grade.processes import (HEX, Layout, count_used, foreign_code_kill, parse_kills, parse_reaped, process_roots,
-                                    registry, user_elf, user_page_frames, user_pages, user_symbol, writable_in_two, written)
-from pagoda_grade.proof import MASK64, proof
-from pagoda_pt.frames import LEAK_KINDS, PAGE_TABLE, USER_PAGE
-from pagoda_grade.symbols import address_of, fact, segments
-from pagoda_grade.vmas import read_records
-from pagoda_grade.witness import PAGE, pick_in
+from pagoda_grade import churn, contract as C, lab_test
+from pagoda_grade.derived import value as derived
+from pagoda_grade.forks import (ECHILD, EXIT_INFO_SIZE, baseline, bomb_script, calls, check_baseline, children_of,
+                                deaths_of, exit_info, fail_on_killed_children, fail_on_lab6_skeleton, first_root,
+                                note_invalidation, require, seen_first, signed32, usertests_case, wait_problem)
+from pagoda_grade.labtest import At, Call, Death, ProcTest, Return, Trace, signed
+from pagoda_grade.lifecycle import (Deaths, Pages, Refs, fork_problems, fork_view, pid_of, processes, stalled_waits,
+                                    unflushed, wider_than_record)
+from pagoda_grade.outcomes import finding_first
 from pagoda_grade.procaudit import (current_frame, fork_error_problem, fork_findings, fork_result_problem, read_error,
                                     result_address)
-from test_lab3 import GRADER_MEMORY, Watch, syscall_number, syscall_stops, user_text
+from pagoda_grade.processes import (HEX, Layout, count_used, parse_kills, parse_reaped, process_roots, registry,
+                                    user_elf, user_pages, user_symbol, writable_in_two, written)
+from pagoda_grade.proof import MASK64, proof
+from pagoda_grade.symbols import address_of, fact, segments
+from pagoda_grade.vmas import read_records
+from pagoda_grade.watch import syscall_number, u64, user_text
+from pagoda_grade.witness import PAGE
 
 ENOENT = 2
-ESRCH = 3
-ECHILD = 10
 DEEP = 8
 CHAIN_PAGES = 64   # pages each link of exec_args's chain touches (churn.py)
-
-
-def u64(data):
-    return int.from_bytes(data, "little")
-
-
-def signed(value):
-    return value - (1 << 64) if value >> 63 else value
 
 
 # ---- the twins of forktree's values ------------------------------------------------------------
 
 def child_value(token, i, region=0):
-    return proof(token, 0x200 + i * 8 + region)
-
-
-def child_code(token, i):
-    return 1 + proof(token, 0x400 + i) % 100
-
-
-def leaf_code(token):
-    return 1 + proof(token, 0x500) % 50
+    return derived(token, "forktree_child_word", i * 8 + region)
 
 
 def echo_digest(args):
@@ -65,312 +51,91 @@ def echo_digest(args):
     return d
 
 
-# ---- stops -------------------------------------------------------------------------------------
+# ---- what a test follows until it is back (a Return's why) ---------------------------------------
 
-def deaths_of(watch):
-    """The Deaths recorder of @p watch's boot (made on first use): every test of this lab also
-    stops at each process's end and each exec, to name a leak or a kill from what it saw there."""
-    if getattr(watch, "deaths", None) is None:
-        watch.deaths = Deaths(watch.kernel)
-    if watch.deaths.bitmap is None:
-        watch.deaths.bitmap = watch.bitmap
-    if watch.deaths.audit is None:
-        watch.deaths.audit = watch.audit
-    return watch.deaths
+@dataclass
+class Forked:
+    """fork_process returning to the system call, in the parent's kernel context: the pids before,
+    where its Result lies, the parent's user frame as the fork began."""
+    before: set
+    result_at: int
+    frame: object
 
 
-def calls(guest, watch, numbers, limit):
-    """Stops at the system-call entry, yielding each stop whose call is in @p numbers (and
-    recording every death and exec on the way)."""
-    number = watch.proc["syscall_number"]
-    deaths = deaths_of(watch)
-    taken = 0
-    while taken < limit:
-        snap = guest.stop_at_any([watch.proc["syscall_entry"], *deaths.addresses()])
-        if deaths.take(snap):
-            continue   # (not counted: the limit is the test's own stops)
-        taken += 1
-        if snap.register(number) in numbers:
-            yield snap
+@dataclass
+class ChildRuns:
+    """The child's first return to user mode (where the parent's fork() returned)."""
 
 
-def first_root(snap, kernel):
-    """The root of pid 1 in the kernel's root registry (guest RAM)."""
-    for root, label in process_roots(snap, kernel).items():
-        if label.endswith("(pid 1)"):
-            return root
-    raise AssertionError("the first process (pid 1) has no root in the kernel's root registry at the grader's stop: "
-                         "it was never made, or it had ended already (its kill line, if any, says why)")
+@dataclass
+class ForkResult:
+    """A fork() back in the process that made it."""
 
 
-def baseline(watch, guest):
-    """At the run's end: frames in use (the allocator's bitmap, guest RAM) after every process
-    was reaped, and before the first one was made; when they differ, what the leaked frames
-    were (leak_story(): from every death and exec the grader stopped at, and guest RAM now)."""
-    deaths = deaths_of(watch)
-    tag = fact(watch.kernel, "run_checkpoint_ended")
-    for _ in range(100_000):
-        end = guest.stop_at_any(["pagoda_grader_checkpoint", *deaths.addresses()])
-        if not deaths.take(end) and end.argument(0) == tag:
-            break
-    else:
-        raise AssertionError("the run never reached its 'ended' checkpoint")
-    # Every page a copy-on-write fork shared and a process later mapped apart: a fault there first.
-    for problem in deaths.copies_without_fault(guest.log_events)[:1]:
-        if deaths.audit is not None:
-            deaths.audit.note(problem)
-    after, bits = count_used(end, *watch.bitmap)
-    before, before_bits = watch.frames_before
-    story = leak_story(before_bits, bits, end, watch.kernel, deaths.moments) if after != before else []
-    leaked = bits & ~before_bits
-    # The path of each kind of frame, from what the grader saw at its stops when that says more
-    # than the bytes (a page a copy-on-write fault replaced is a user page like any other).
-    seen = {USER_PAGE: next((s for s in story if "user pages" in s), None),
-            PAGE_TABLE: next((s for s in story if "page tables" in s), None)}
-    classes = audit.leak_classes(watch.kernel, watch.arch, end.read_phys,
-                                 [i * PAGE for i in range(leaked.bit_length()) if leaked >> i & 1],
-                                 {m.root: m.who for m in deaths.moments}, seen) if after != before else []
-    return dict(before=before, after=after, leak=story, classes=[c.sentence() for c in classes])
-
-
-def kill_story(m):
-    """Why @p m (a death by a fault) happened, from what the grader read as the process died: its
-    record (VMA list) and its root's pages."""
-    vmas = m.vmas or []
-    page = m.address & ~(PAGE - 1)
-    mapped = m.pages.get(page)
-    state = (f"mapped {'read/write' if mapped[1] else 'read-only'} to frame {mapped[0]:#x}" if mapped
-             else "not mapped")
-    if m.vmas is None:
-        return (f"it has no record of regions (none made, or its VMA list not readable in guest RAM as it died) "
-                f"while its root maps {len(m.pages)} user pages: a forked child that fork never gave a record "
-                "(copy_record), or a loader that mapped its segments without recording them")
-    if not vmas:
-        return (f"its record (VMA list, read from guest RAM as it died) is empty while its root maps "
-                f"{len(m.pages)} user pages: a forked child whose record fork never filled (copy_record), or a loader "
-                "that mapped its segments without recording them")
-    if covered(vmas, m.address):
-        region = next(v for v in vmas if v.start <= m.address < v.end)
-        return (f"{m.address:#x} lies in its region {region} (record read from guest RAM as it died) and the page is "
-                f"{state}: the fault was one the record allows, yet it was not resolved"
-                + (" (a write to a read-only page of a writable region is copy-on-write: the fault must copy it, or "
-                   "take the frame back at count 1)" if mapped and not mapped[1] and region.write else ""))
-    return (f"{m.address:#x} lies in none of its {len(vmas)} regions ({', '.join(str(v) for v in vmas[:4])}"
-            f"{', ...' if len(vmas) > 4 else ''}; read from guest RAM as it died), and the page is {state}: a wild "
-            "access, the usual sign of a stack or data page that changed under the process (a frame it shared "
-            "written by another process, or a copy that is not a copy)")
-
-
-def seen_first(run, reason):
-    """Fails with @p reason, what the grader saw at a stop before anything died (a fork's result
-    in guest RAM at its return), as the headline: a panic or a kill that came later is what it led
-    to, and follows it (Run.fail adds the panic after the reason)."""
-    run.fail(reason, cause=reason)
-
-
-def fail_on_killed_children(watch, run):
-    """Fails naming the processes the kernel killed, when any was (no test here expects one):
-    the usual reason the grader never saw a child run, or a bomb's statuses are wrong. The
-    cause comes from what the grader read at the death (kill_story()), the kernel's line after."""
-    kills = [l.strip() for l in run.lines if KILL_LINE.match(l.strip())]
-    # An illegal instruction where the program's ELF has code: the page held other bytes (its
-    # "address" is no access, so kill_story() would call it a wild one).
-    foreign = foreign_code_kill(watch.kernel, watch.arch, parse_kills(run)) if kills else None
-    if foreign:
-        watch.fail(run, f"{foreign}\n  " + "\n  ".join(kills[:3]))
-    killed = deaths_of(watch).killed()
-    if killed:
-        m = killed[0]
-        watch.fail(run, f"{m.who} was {m.ending()}: {kill_story(m)}\n  " + "\n  ".join(kills[:2]))
-    if kills:
-        # Not seen dying (the grader had stopped looking): what the grader saw at its stops, if
-        # anything (a process not running its program's bytes), says more than the kill alone.
-        seen = [p.splitlines()[0] for p in run.watch_problems]
-        watch.fail(run, (f"{seen[0]}\n  " if seen else "") + "a process was killed:\n  " + "\n  ".join(kills[:3]))
-
-
-LAB6_TODO = re.compile(r"LAB TODO: lab 6: write (\S+\(\))")
-# Skeletons that print their TODO but leave a working stand-in (the eager copy for share_pages()):
-# reaching one says nothing about why a test failed.
-STAND_INS = {"share_pages()"}
-
-
-def fail_on_lab6_skeleton(watch, run):
-    """Fails naming the lab-6 functions whose skeleton the kernel reached in this boot (each
-    prints `LAB TODO: lab 6: write F() ...` once): on a skeleton, the first line names what to
-    write."""
-    todo = []
-    for line in run.lines:
-        m = LAB6_TODO.search(line)
-        if m and m[1] not in STAND_INS and m[1] not in todo:
-            todo.append(m[1])
-    if todo:
-        watch.fail(run, f"the kernel reached lab 6's skeleton of {', '.join(todo)}: write {todo[0]} "
-                        "(labs/06-fork/README.md); the console says "
-                        + next(l.strip() for l in run.lines if todo[0] in l and "LAB TODO" in l))
-
-
-def require(watch, run):
-    """The witness's result. First, what the grader saw go wrong on the way, the likeliest cause
-    of anything after it: a copy-on-write fault that did the wrong thing (seen at its entry and
-    return); when the witness has no result, the processes that died (the usual reason the
-    grader never saw a forked child run)."""
-    fail_on_lab6_skeleton(watch, run)
-    cow = deaths_of(watch).cow_problems()
-    if cow:
-        watch.fail(run, cow[0] + "".join(f"\n  {p}" for p in cow[1:3]))
-    execs = deaths_of(watch).exec_faults
-    if execs:
-        watch.fail(run, execs[0])
-    if run.witness is None:
-        stale = stale_records(deaths_of(watch).moments)
-        if stale:
-            watch.fail(run, stale[0])
-        fail_on_killed_children(watch, run)
-    return watch.require(run)
-
-
-def children_of(snap, kernel, pid):
-    """{pid: Proc} of the processes in the table (guest RAM) whose parent is @p pid."""
-    return {q: p for q, p in processes(snap, kernel, records_of=-1).items() if p.parent == pid and q != pid}
-
-
-def wait_problem(result, before, after):
-    """What a blocking wait got wrong, from its @p result (read in user mode at its return) and
-    the caller's children in the process table (guest RAM) at its entry (@p before) and its
-    return (@p after), each {pid: Proc}; None when the table agrees with the result. A slot
-    marked free that still holds its pid (state 0) is no child: it is a reap that never
-    destroyed the process, named before what it made wait return."""
-    undestroyed = sorted(q for q, p in after.items() if p.state == 0)
-    if undestroyed:
-        return (f"pid {undestroyed[0]}'s slot of the process table (guest RAM, at wait's return) is marked free but "
-                "still holds its pid and parent: the process was reaped without being destroyed: wait must free "
-                "what the zombie holds (reap(): user half, tables, root, kernel stack), not only mark its slot free")
-    after = {q: p for q, p in after.items() if p.state != 0}
-    if result == -ECHILD and after:
-        alive = sorted(q for q, p in after.items() if not p.zombie)
-        return (f"wait returned -ECHILD ({-ECHILD}) while the process table (guest RAM, at its return) holds "
-                f"{len(after)} child(ren) of the caller (pids {', '.join(map(str, sorted(after)))}; "
-                f"{len(alive)} not ended yet): a process is its parent's child from fork to its reaping, ended or "
-                "not: wait must sleep until one ends, and say ECHILD only when the caller has no child at all")
-    gone = sorted(q for q in before if q not in after)
-    if result == 0 and gone:
-        return (f"wait reaped pid {gone[0]} (in the process table at the wait's entry, its slot free at the return, "
-                f"guest RAM) yet returned 0 (read in user mode): the pid it returns was read from the child's slot "
-                "after reap() had cleared it: keep the child's pid before reaping")
-    if result > 0 and result not in before:
-        return (f"wait returned pid {result}, which was no child of the caller at the wait's entry (its children in "
-                f"the process table then: {', '.join(map(str, sorted(before))) or 'none'}): wait returns the pid of "
-                "the child it reaped")
-    return None
-
-
-def check_baseline(watch, run, w):
-    if w["after"] != w["before"]:
-        head = (f"frames in use (the frame allocator's bitmap, read by the grader from guest RAM): {w['before']} before "
-                f"the first process, {w['after']} after every process was reaped: {w['after'] - w['before']:+d}")
-        story = w.get("leak") or []
-        classes = w.get("classes") or []
-        if classes:
-            # What the leaked frames are, read from their bytes, names the path on line 1.
-            watch.fail(run, "\n".join([classes[0], head + (f": {story[0]}" if story else "")]
-                                       + [f"  {c}" for c in classes[1:3] + story[1:3]]))
-        if story:
-            watch.fail(run, f"{head}: {story[0]}" + "".join(f"\n  {s}" for s in story[1:4]))
-        watch.fail(run, f"{head} (frames the grader never saw as a process's page or table: a fork that leaks the "
-                        "tables of the copy, or a kernel stack never freed)")
-
-
-EXIT_INFO_SIZE = 16   # abi::ExitInfo: i32 code, u32 how, u64 address
-
-
-def exit_info(data):
-    """(code, how) of an abi::ExitInfo read from guest RAM ((None, None) when there was none)."""
-    if len(data) < 8:
-        return None, None
-    return signed32(u64(data[:4]) & 0xffffffff), u64(data[4:8]) & 0xffffffff
-
-
-def signed32(value):
-    return value - (1 << 32) if value >> 31 else value
+@dataclass
+class Waited:
+    """A wait() back in user mode: where its ExitInfo goes, the caller's children at its entry."""
+    info: int
+    children: dict = None
+    caller: int = None
 
 
 # ---- fork --------------------------------------------------------------------------------------
 
-def note_invalidation(flush, snap, tlb_all):
-    """Stopped at one of the kernel's TLB invalidations (@p tlb_all: the address of the one that
-    drops every entry; else one page, its address the first argument): noted in @p flush
-    ({"all": bool, "pages": set})."""
-    if snap.pc == tlb_all:
-        flush["all"] = True
-    else:
-        flush["pages"].add(snap.argument(1) & ~(PAGE - 1))
-
 
 @lab_test(6, "fork_basic")
 def test_fork_basic(boot, kernel, arch):
-    token = boot.fresh_token()
-    n = pick_in(token, "fork children", 3, 8)
+    t = ProcTest(boot, kernel, arch)
+    n = t.pick("fork children", 3, 8)
     witnesses = min(n, 3)
-    watch = Watch(kernel, arch)
+    watch = t.watch
     word = user_symbol(kernel, arch, "forktree", "(anonymous namespace)::g_word").address
     page = word & ~(PAGE - 1)
-    write = syscall_number("Write")
 
-    fork_call, wait_call, exit_call = syscall_number("Fork"), syscall_number("Wait"), syscall_number("Exit")
-
-    def script(guest):
-        watch.before(guest)
-        snap = watch.started_check(guest)
-        parent = first_root(snap, kernel)
+    def script(started):
+        parent = first_root(started, kernel)
         deaths = deaths_of(watch)
         seen, waits, exits = {}, [], {}
         state = watch.fork_state = dict(at_fork=None, later=None, flush=None)
         tables = watch.wait_tables = []   # (result, the caller's children at the wait's entry, at its return)
-        tracer = Tracer(guest, watch)
-        fork_at = address_of(kernel, "pagoda::proc::fork_process")
-        idle_at = address_of(kernel, "pagoda::proc::idle_until_interrupt")
+        idle_at = address_of(kernel, C.IDLE)
         tlb_page, tlb_all = address_of(kernel, watch.proc["tlb_page"]), address_of(kernel, watch.proc["tlb_all"])
+        trace = Trace(t, deaths, at=[C.FORK, idle_at], deaths_too=True)
         # (n more stops than before: each fork's return in the parent, for its result)
-        for kind, snap, data in tracer.stops(41 * n + 400, deaths_too=True, extra=[fork_at, idle_at]):
-            root = snap.lower_root
-            at_fork = state["at_fork"]
-            if kind == "extra" and snap.pc == idle_at:
-                # Nobody is ready (no child here sleeps): someone waits for what will never come.
-                stalled = stalled_waits(snap, kernel)
-                if stalled:
-                    raise AssertionError(stalled[0])
-                continue
-            if kind == "extra" and snap.pc in (tlb_page, tlb_all):
-                # Inside the first fork: every invalidation the kernel asks of the TLB.
-                note_invalidation(state["flush"], snap, tlb_all)
-                continue
-            if kind == "extra":
-                # The first fork: seen again where fork_process returns to the system call, in the
-                # parent's kernel context, before the child can run.
-                if root == parent and at_fork is None:
-                    tracer.follow_call(snap, ("forked", set(processes(snap, kernel, records_of=-1)), result_address(snap),
-                                              current_frame(snap, kernel)), any_root=True)
+        for ev in trace.events(41 * n + 400):
+            snap = ev.snap
+            root, at_fork = snap.lower_root, state["at_fork"]
+            match ev:
+                case At(address=a) if a == idle_at:
+                    # Nobody is ready (no child here sleeps): someone waits for what will never come.
+                    stalled = stalled_waits(snap, kernel)
+                    if stalled:
+                        raise AssertionError(stalled[0])
+                case At(address=a) if a in (tlb_page, tlb_all):
+                    # Inside the first fork: every invalidation the kernel asks of the TLB.
+                    note_invalidation(state["flush"], snap, tlb_all)
+                case At() if root == parent and at_fork is None:
+                    # The first fork: seen again where fork_process returns to the system call, in
+                    # the parent's kernel context, before the child can run.
+                    trace.follow_function(snap, Forked(set(processes(snap, kernel, records_of=-1)), result_address(snap),
+                                                       current_frame(snap, kernel)), any_root=True)
                     # The parent's pages as fork starts, and every TLB invalidation until it returns.
                     state["flush"] = dict(before=Pages.of(snap, parent), pages=set(), all=False)
-                    tracer.transient = {tlb_page, tlb_all}
-                continue
-            if kind == "death":
-                # A child that dies before its first system call is the later moment of the fork.
-                if at_fork and state["later"] is None and data.what == "exit" and root == at_fork.child.root:
+                    trace.transient = {tlb_page, tlb_all}
+                case Death(moment=m) if at_fork and state["later"] is None and m.what == "exit" and \
+                        root == at_fork.child.root:
+                    # A child that dies before its first system call is the later moment of the fork.
                     state["later"] = fork_view(snap, kernel, parent, root, "later")
                     deaths.add(state["later"].parent)
-                continue
-            if kind == "return":
-                result = signed(snap.register(watch.proc["syscall_result"]))
-                if data[0] == "forked":
-                    tracer.transient = set()
-                    made = sorted(set(processes(snap, kernel, records_of=-1)) - data[1])
+                case Return(why=Forked() as forked):
+                    trace.transient = set()
+                    made = sorted(set(processes(snap, kernel, records_of=-1)) - forked.before)
                     child = next((k.root for k in registry(snap, kernel).roots if k.kind == "process" and made
                                   and k.id == made[0]), None)
                     if watch.audit and not made:
-                        watch.audit.note(fork_error_problem(read_error(snap, kernel, data[2]), "pid 1 (forktree)"))
-                    for problem in fork_findings(snap, kernel, set(made[:1]), data[3]) if watch.audit else ():
+                        watch.audit.note(fork_error_problem(read_error(snap, kernel, forked.result_at),
+                                                            "pid 1 (forktree)"))
+                    for problem in fork_findings(snap, kernel, set(made[:1]), forked.frame) if watch.audit else ():
                         watch.audit.note(problem)
                     if child is not None and deaths.forks:
                         # Both roots where fork_process returned, as every fork's (Deaths: what is
@@ -381,53 +146,43 @@ def test_fork_basic(boot, kernel, arch):
                         # The child's first return to user mode, where the parent's returned: the
                         # moment before it runs a single instruction of its own.
                         if state.get("fork_pc") is not None:
-                            tracer.pending[(state["fork_pc"], child)] = ("child runs",)
-                elif data[0] == "child runs":
-                    if state["later"] is None:
-                        state["later"] = fork_view(snap, kernel, parent, root, "later")
-                        deaths.add(state["later"].parent)
-                        deaths.add(state["later"].child)
-                elif data[0] == "fork result":
+                            trace.pending[(state["fork_pc"], child)] = ChildRuns()
+                case Return(why=ChildRuns()) if state["later"] is None:
+                    state["later"] = fork_view(snap, kernel, parent, root, "later")
+                    deaths.add(state["later"].parent)
+                    deaths.add(state["later"].child)
+                case Return(why=ForkResult(), result=result) if watch.audit and state["at_fork"] is None:
                     # Fork's result in the parent, where its call returned to user mode: the cause
                     # when no fork has made a child yet (a later fork's error follows from what
                     # went wrong after the first: the checks below name that).
-                    if watch.audit and state["at_fork"] is None:
-                        watch.audit.note(fork_result_problem(result, f"pid {pid_of(snap, kernel, root)[0]} (forktree)"))
-                elif data[0] == "wait":
-                    waits.append((result, snap.read_virt(data[1], EXIT_INFO_SIZE, parent) if result > 0 and data[1] else b""))
-                    tables.append((result, data[2], children_of(snap, kernel, data[3])))
+                    watch.audit.note(fork_result_problem(result, f"pid {pid_of(snap, kernel, root)[0]} (forktree)"))
+                case Return(why=Waited() as waited, result=result):
+                    waits.append((result, snap.read_virt(waited.info, EXIT_INFO_SIZE, parent)
+                                  if result > 0 and waited.info else b""))
+                    tables.append((result, waited.children, children_of(snap, kernel, waited.caller)))
                     if result < 0:
                         break
-                continue
-            number = snap.register(watch.proc["syscall_number"])
-            if root == parent:
-                if number == fork_call:
-                    state["fork_pc"] = snap.register(watch.proc["syscall_return_pc"])
-                    tracer.follow(snap, ("fork result",))
-                elif number == wait_call:
+                case Call(name="Fork") if root == parent:
+                    state["fork_pc"] = ev.back
+                    trace.follow(ev, ForkResult())
+                case Call(name="Wait") if root == parent:
                     caller = pid_of(snap, kernel, root)[0]
-                    tracer.follow(snap, ("wait", snap.register(watch.proc["syscall_args"][1]),
-                                         children_of(snap, kernel, caller), caller))
-                continue
-            if root in watch.kernel_roots:
-                continue
-            if number == exit_call:
-                exits[pid_of(snap, kernel, root)[0]] = signed(snap.register(watch.proc["syscall_args"][0]))
-                continue
-            if number != write:
-                continue
-            m = re.match(rb"forktree: child (\d+) pid (\d+)", written(snap, watch.proc, root))
-            if not m or int(m[1]) in seen or len(seen) == witnesses:
-                continue
-            seen[int(m[1])] = dict(
-                root=root, pid=int(m[2]), child=u64(snap.read_virt(word, 8, root)),
-                parent=u64(snap.read_virt(word, 8, parent)), child_frame=snap.translate(page, root),
-                parent_frame=snap.translate(page, parent), half=watch.inspector.kernel_half_problem(snap, root),
-                registered=root in process_roots(snap, kernel),
-                shared=writable_in_two(snap, [parent, root], watch.layout, {parent: "the parent's root",
-                                                                           root: "the child's root"}))
+                    trace.follow(ev, Waited(ev.args[1], children_of(snap, kernel, caller), caller))
+                case Call(name="Exit") if root != parent and root not in watch.kernel_roots:
+                    exits[pid_of(snap, kernel, root)[0]] = signed(ev.args[0])
+                case Call(name="Write") if root != parent and root not in watch.kernel_roots:
+                    m = re.match(rb"forktree: child (\d+) pid (\d+)", written(snap, watch.proc, root))
+                    if not m or int(m[1]) in seen or len(seen) == witnesses:
+                        continue
+                    seen[int(m[1])] = dict(
+                        root=root, pid=int(m[2]), child=u64(snap.read_virt(word, 8, root)),
+                        parent=u64(snap.read_virt(word, 8, parent)), child_frame=snap.translate(page, root),
+                        parent_frame=snap.translate(page, parent), half=watch.inspector.kernel_half_problem(snap, root),
+                        registered=root in process_roots(snap, kernel),
+                        shared=writable_in_two(snap, [parent, root], watch.layout, {parent: "the parent's root",
+                                                                                   root: "the child's root"}))
         return dict(parent=parent, seen=seen, waits=waits, exits=exits, at_fork=state["at_fork"],
-                    later=state["later"], **baseline(watch, guest))
+                    later=state["later"], **baseline(watch, t.guest))
 
     def fork_failure(at_fork, later, flush):
         # In the order things happened: the fork's return, the copy-on-write faults after it (a
@@ -450,7 +205,7 @@ def test_fork_basic(boot, kernel, arch):
         if problems:
             watch.fail(run, problems[0] + "".join(f"\n  {p}" for p in problems[1:3]))
 
-    run = boot(args={"run": f"forktree:basic:{n}"}, token=token, witness=script, memory=GRADER_MEMORY)
+    run = t.boot(f"forktree:basic:{n}", script)
     # What the grader saw of the first fork comes first (even when the boot ended before the
     # grader's last stop: a kill, a panic): the fork is what the other checks depend on.
     fail_on_lab6_skeleton(watch, run)
@@ -458,7 +213,7 @@ def test_fork_basic(boot, kernel, arch):
     fork_failure(seen_so_far.get("at_fork"), seen_so_far.get("later"), seen_so_far.get("flush"))
     # A wait whose result the process table at its entry and return contradicts: what the parent
     # did next (exit early, count its children wrong) follows from it.
-    wrong = next((p for p in (wait_problem(*t) for t in getattr(watch, "wait_tables", [])) if p), None)
+    wrong = next((p for p in (wait_problem(*x) for x in getattr(watch, "wait_tables", [])) if p), None)
     if wrong:
         seen_first(run, wrong)
     w = require(watch, run)
@@ -467,7 +222,7 @@ def test_fork_basic(boot, kernel, arch):
         watch.fail(run, f"the grader saw {len(w['seen'])} forked children write their line from a root other than the "
                         f"parent's ({w['parent']:#x}); expected {witnesses} (fork made no new root, or the child never "
                         "ran)")
-    parent_values = {proof(token, 0x100), proof(token, 0x300)}
+    parent_values = {derived(t.token, "forktree_before_word"), derived(t.token, "forktree_after_word")}
     for i, c in sorted(w["seen"].items()):
         who = f"child {i} (pid {c['pid']}, root {c['root']:#x})"
         if c["half"]:
@@ -475,9 +230,9 @@ def test_fork_basic(boot, kernel, arch):
                             "itself at the first instruction after the switch to the child)")
         if not c["registered"]:
             watch.fail(run, f"{who}: its root is not in the kernel's root registry")
-        if c["child"] != child_value(token, i):
+        if c["child"] != child_value(t.token, i):
             watch.fail(run, f"{who}: its data word, read by the grader through its root, is {c['child']:#x}, expected "
-                            f"the value it wrote, {child_value(token, i):#x}")
+                            f"the value it wrote, {child_value(t.token, i):#x}")
         if c["parent"] not in parent_values:
             watch.fail(run, f"{who} wrote its data word; through the parent's root the grader reads {c['parent']:#x}, "
                             "not the parent's own value: the child's write reached the parent (a shared frame)")
@@ -487,7 +242,7 @@ def test_fork_basic(boot, kernel, arch):
         if c["shared"]:
             watch.fail(run, f"{who} wrote its line: {c['shared']}")
         run.expect(rf"^forktree: child {i} pid {c['pid']} parent 1 wrote "
-                   rf"proof={proof(token, child_value(token, i) ^ c['pid']):016x}$", f"child {i}'s line")
+                   rf"proof={proof(t.token, child_value(t.token, i) ^ c['pid']):016x}$", f"child {i}'s line")
     # Each wait's result and the status it wrote (read in user mode at its return) against the
     # code each child passed to exit (read at its exit call).
     reaped = [(pid, u64(st[:4]) & 0xffffffff, u64(st[4:8]) & 0xffffffff) for pid, st in w["waits"] if pid > 0]
@@ -505,12 +260,12 @@ def test_fork_basic(boot, kernel, arch):
                         f"distinct ids), then {last}, as read in user mode: expected its {n} children, each once, then "
                         f"-ECHILD ({-ECHILD})")
     check_baseline(watch, run, w)
-    total = sum(child_code(token, i) * (i + 1) for i in range(n)) & MASK64
-    run.expect(rf"^forktree: forked {n} reaped {n} with their statuses ok proof={proof(token, total):016x}$",
+    total = sum(derived(t.token, "forktree_child_code", i) * (i + 1) for i in range(n)) & MASK64
+    run.expect(rf"^forktree: forked {n} reaped {n} with their statuses ok proof={proof(t.token, total):016x}$",
                "the parent's summary: every child reaped by wait() with its exit status")
     reaped = parse_reaped(run)
     codes = sorted(int(h.split()[-1]) for h in reaped.values() if h.startswith("exited with code"))
-    want = sorted([0] + [child_code(token, i) for i in range(n)])
+    want = sorted([0] + [derived(t.token, "forktree_child_code", i) for i in range(n)])
     if codes != want or len(reaped) != n + 1:
         watch.fail(run, f"expected forktree and its {n} children to be reaped with codes {want}; reaped: {reaped}")
     run.expect_outcome("success")
@@ -518,37 +273,34 @@ def test_fork_basic(boot, kernel, arch):
 
 @lab_test(6, "fork_deep")
 def test_fork_deep(boot, kernel, arch):
-    token = boot.fresh_token()
-    watch = Watch(kernel, arch)
-    wait = syscall_number("Wait")
+    t = ProcTest(boot, kernel, arch)
+    watch = t.watch
 
-    fork_call = syscall_number("Fork")
-
-    def script(guest):
-        watch.before(guest)
-        watch.started_check(guest)
+    def script(started):
         roots, problems = [], []
         forks, waits = {}, {}   # root -> its fork's result; root -> (wait's result, ExitInfo) at its return
-        tracer = Tracer(guest, watch)
-        for kind, snap, data in tracer.stops(40 * DEEP + 200):
-            root = snap.lower_root
-            if kind == "return":
-                result = signed(snap.register(watch.proc["syscall_result"]))
-                if data[0] == "fork":
+        trace = Trace(t, deaths_of(watch))
+        for ev in trace.events(40 * DEEP + 200):
+            snap, root = ev.snap, ev.snap.lower_root
+            match ev:
+                case Return(why=ForkResult(), result=result):
                     forks[root] = result
                     continue
-                waits[root] = (result, snap.read_virt(data[1], EXIT_INFO_SIZE, root) if result > 0 and data[1] else b"")
-                if len(waits) == DEEP:
-                    break
-                continue
-            number = snap.register(watch.proc["syscall_number"])
-            if number == fork_call and root not in forks:
-                tracer.follow(snap, ("fork",))
-                continue
-            if number != wait or root in roots:
-                continue
+                case Return(why=Waited() as waited, result=result):
+                    waits[root] = (result, snap.read_virt(waited.info, EXIT_INFO_SIZE, root)
+                                   if result > 0 and waited.info else b"")
+                    if len(waits) == DEEP:
+                        break
+                    continue
+                case Call(name="Fork") if root not in forks:
+                    trace.follow(ev, ForkResult())
+                    continue
+                case Call(name="Wait") if root not in roots:
+                    pass
+                case _:
+                    continue
             roots.append(root)
-            tracer.follow(snap, ("wait", snap.register(watch.proc["syscall_args"][1])))
+            trace.follow(ev, Waited(ev.args[1]))
             if root not in process_roots(snap, kernel):
                 problems.append(f"root {root:#x} made a wait call but is not in the kernel's root registry")
             half = watch.inspector.kernel_half_problem(snap, root)
@@ -559,9 +311,9 @@ def test_fork_deep(boot, kernel, arch):
                 shared = writable_in_two(snap, list(process_roots(snap, kernel)), watch.layout)
                 if shared:
                     problems.append(f"with the whole chain alive: {shared}")
-        return dict(roots=roots, problems=problems, forks=forks, waits=waits, **baseline(watch, guest))
+        return dict(roots=roots, problems=problems, forks=forks, waits=waits, **baseline(watch, t.guest))
 
-    run = boot(args={"run": f"forktree:deep:{DEEP}"}, token=token, witness=script, memory=GRADER_MEMORY)
+    run = t.boot(f"forktree:deep:{DEEP}", script)
     w = require(watch, run)
     if len(w["roots"]) < DEEP:
         watch.fail(run, f"the grader saw {len(w['roots'])} distinct roots make the wait call, expected {DEEP} (one "
@@ -579,17 +331,17 @@ def test_fork_deep(boot, kernel, arch):
             watch.fail(run, f"root {root:#x} forked child {child} and its wait returned {result} with how {how} (read in "
                             "user mode at the return): waitpid must reap that child, exited (how 0)")
         got.append(code)
-    want = sorted(leaf_code(token) + k for k in range(DEEP))
+    want = sorted(derived(t.token, "forktree_leaf_code") + k for k in range(DEEP))
     if sorted(got) != want:
         watch.fail(run, f"the statuses the chain's waits returned (ExitInfo read from each parent's memory at the "
                         f"return) are {sorted(got)}; the children called exit with {want}: wait must report each "
                         "child's own exit code")
-    code = leaf_code(token) + DEEP
-    run.expect(rf"^forktree: deep {DEEP}: code {code} proof={proof(token, code):016x}$",
+    code = derived(t.token, "forktree_leaf_code") + DEEP
+    run.expect(rf"^forktree: deep {DEEP}: code {code} proof={proof(t.token, code):016x}$",
                "the chain's exit codes, each parent's = its child's + 1, collected by waitpid()")
     reaped = parse_reaped(run)
     codes = sorted(int(h.split()[-1]) for h in reaped.values() if h.startswith("exited with code"))
-    want = sorted([0] + [leaf_code(token) + k for k in range(DEEP)])
+    want = sorted([0] + [derived(t.token, "forktree_leaf_code") + k for k in range(DEEP)])
     if codes != want:
         watch.fail(run, f"expected the chain reaped with codes {want}; reaped: {reaped}")
     check_baseline(watch, run, w)
@@ -600,18 +352,16 @@ def test_fork_deep(boot, kernel, arch):
 
 @lab_test(6, "exec_args")
 def test_exec_args(boot, kernel, arch):
-    token = boot.fresh_token()
-    count = str(1 + proof(token, 0x600) % 1000)
-    watch = Watch(kernel, arch)
+    t = ProcTest(boot, kernel, arch)
+    count = str(derived(t.token, "forktree_exec_count"))
+    watch = t.watch
     write = syscall_number("Write")
     top = fact(kernel, "user_stack_top")
 
-    def script(guest):
-        watch.before(guest)
-        snap = watch.started_check(guest)
-        parent = first_root(snap, kernel)
+    def script(started):
+        parent = first_root(started, kernel)
         first = echo = None
-        for snap in calls(guest, watch, {write}, 400):
+        for snap in calls(t.guest, watch, {write}, 400):
             root = snap.lower_root
             data = written(snap, watch.proc, root)
             if data.startswith(b"forktree: exec of a missing program") and first is None:
@@ -623,9 +373,9 @@ def test_exec_args(boot, kernel, arch):
                             registered=process_roots(snap, kernel), pid=pid,
                             name=record.name if record is not None else None)
                 break
-        return dict(parent=parent, first=first, echo=echo, **baseline(watch, guest))
+        return dict(parent=parent, first=first, echo=echo, **baseline(watch, t.guest))
 
-    run = boot(args={"run": "forktree:exec"}, token=token, witness=script, memory=GRADER_MEMORY)
+    run = t.boot("forktree:exec", script)
     w = require(watch, run)
     if w["first"] is None or w["echo"] is None:
         watch.fail(run, "the grader did not see both the child's line after the failed exec and echo's line "
@@ -647,30 +397,25 @@ def test_exec_args(boot, kernel, arch):
         watch.fail(run, f"echo wrote its line as pid {w['echo']['pid']}, whose name in the process table (guest RAM) is "
                         f"still '{w['echo']['name']}', the program before exec: exec must give the process the new "
                         "program's name (set_name), or every kill line, report and debugger names the wrong program")
-    run.expect(rf"^forktree: exec of a missing program: ENOENT proof={proof(token, ENOENT):016x}$",
+    run.expect(rf"^forktree: exec of a missing program: ENOENT proof={proof(t.token, ENOENT):016x}$",
                "exec of a missing program returns ENOENT and the caller goes on")
-    run.expect(rf"^echo: argc 4: forked {count} proof={proof(token, echo_digest(['forked', count])):016x}$",
+    run.expect(rf"^echo: argc 4: forked {count} proof={proof(t.token, echo_digest(['forked', count])):016x}$",
                "echo's line, with the arguments exec passed")
     run.expect(r"^forktree: exec child \d+ reaped \(\d+\) how 0 code 0$", "the parent reaps the exec'd child")
     check_baseline(watch, run, w)
     run.expect_outcome("success")
     # Exec and exit give the frames back: a chain longer than the guest's RAM, every other link an
     # exec, in a boot of its own (churn.py).
-    chain, n = Watch(kernel, arch), 2 * pick_in(token, "exec chain", 22, 26)
+    c, n = ProcTest(boot, kernel, arch, token=t.token), 2 * t.pick("exec chain", 22, 26)
 
-    def chain_script(guest):
-        chain.before(guest)
-        chain.started_check(guest)
-        end, last = churn.run_to_end(guest, chain)
-        return last, count_used(end, *chain.bitmap)[0]
+    def chain_script(started):
+        end, last = churn.run_to_end(c.guest, c.watch)
+        return last, count_used(end, *c.watch.bitmap)[0]
 
-    run = boot(args={"run": churn.spec(n, CHAIN_PAGES, exec_mode=True)}, token=token, witness=chain_script,
-               memory=churn.MEMORY)
-    last, after = chain.require(run)
-    wrong = churn.verdict(run, n, CHAIN_PAGES, last, chain.frames_before[0], after)
-    if wrong:
-        chain.fail(run, wrong)
-    run.expect_outcome("success")
+    run = c.boot(churn.spec(n, CHAIN_PAGES, exec_mode=True), chain_script, memory=churn.MEMORY)
+    last, after = c.witness()
+    c.check(churn.verdict(run, n, CHAIN_PAGES, last, c.watch.frames_before[0], after))
+    c.success()
 
 
 # ---- copy-on-write -----------------------------------------------------------------------------
@@ -689,30 +434,28 @@ def pages_in(snap, roots, vas):
 
 @lab_test(6, "cow")
 def test_cow(boot, kernel, arch):
-    token = boot.fresh_token()
-    n = pick_in(token, "cow pages", 8, 24)
-    mask = pick_in(token, "cow mask", 1, (1 << n) - 2)
+    t = ProcTest(boot, kernel, arch)
+    n = t.pick("cow pages", 8, 24)
+    mask = t.pick("cow mask", 1, (1 << n) - 2)
     written = [j for j in range(n) if mask >> j & 1]
-    watch = Watch(kernel, arch)
+    watch = t.watch
     getpid, yield_, mmap = syscall_number("GetPid"), syscall_number("Yield"), syscall_number("Mmap")
     text_lo, text_hi = user_text(kernel, arch, "cowtest")
     text = list(range(text_lo & ~(PAGE - 1), text_hi, PAGE))
 
-    def script(guest):
-        watch.before(guest)
-        snap = watch.started_check(guest)
+    def script(snap):
         parent = first_root(snap, kernel)
         moments, child = {}, None
         # The two mmap calls' results, read in user mode right after each returns: the region and
         # the kernel-write page.
         mapped = []
-        for snap in calls(guest, watch, {mmap}, 40):
+        for snap in calls(t.guest, watch, {mmap}, 40):
             back = snap.register(watch.proc["syscall_return_pc"])
-            mapped.append(guest.stop_at(back).register(watch.proc["syscall_result"]))
+            mapped.append(t.guest.stop_at(back).register(watch.proc["syscall_result"]))
             if len(mapped) == 2:
                 break
         region, kbuf = mapped
-        for snap in calls(guest, watch, {getpid, yield_}, 400):
+        for snap in calls(t.guest, watch, {getpid, yield_}, 400):
             root = snap.lower_root
             name = None
             if root != parent and "A" not in moments and snap.register(watch.proc["syscall_number"]) == getpid:
@@ -738,9 +481,9 @@ def test_cow(boot, kernel, arch):
             moments[name] = dict(pages=pages, words=words, counts=counts, kpages=kpages, used=count_used(snap, *watch.bitmap)[0])
             if name == "D":
                 break
-        return dict(parent=parent, child=child, region=region, kbuf=kbuf, moments=moments, **baseline(watch, guest))
+        return dict(parent=parent, child=child, region=region, kbuf=kbuf, moments=moments, **baseline(watch, t.guest))
 
-    run = boot(args={"run": f"cowtest:{n}:{mask:#x}"}, token=token, witness=script, memory=GRADER_MEMORY)
+    run = t.boot(f"cowtest:{n}:{mask:#x}", script)
     w = require(watch, run)
     missing = [m for m in "ABCD" if m not in w["moments"]]
     if missing:
@@ -779,10 +522,10 @@ def test_cow(boot, kernel, arch):
     for j, va in enumerate(vas):
         (pf, _), (cf, cw) = b["pages"][va]
         pword, cword = b["words"][va]
-        if pword != proof(token, 0x800 + j):
+        if pword != derived(t.token, "cowtest_word", j):
             watch.fail(run, f"page {j}: through the parent's root the grader reads {pword:#x}, not the parent's value: "
                             "the child's write reached the parent's frame")
-        want = proof(token, 0x900 + j) if j in written else proof(token, 0x800 + j)
+        want = derived(t.token, "cowtest_child_word", j) if j in written else derived(t.token, "cowtest_word", j)
         if cword != want:
             watch.fail(run, f"page {j}: through the child's root the grader reads {cword:#x}, expected {want:#x}")
         want_counts = [1, 1] if j in written else [2, 2]
@@ -818,12 +561,12 @@ def test_cow(boot, kernel, arch):
         if not writable or d["counts"][va] != [1]:
             watch.fail(run, f"after its write, the parent's page {j} is {'writable' if writable else 'read-only'} with "
                             f"count {d['counts'][va]}: expected writable, count 1")
-        if d["words"][va] != [proof(token, 0xa00 + j)]:
+        if d["words"][va] != [derived(t.token, "cowtest_kernel_word", j)]:
             watch.fail(run, f"page {j} of the parent does not hold what it wrote after the child ended")
 
     run.expect(rf"^cowtest: child wrote {len(written)} pages, 0 wrong; the kernel's write landed "
-               rf"proof={proof(token, mask):016x}$", "the child's line")
-    run.expect(rf"^cowtest: parent's words intact after the child's writes; child ok proof={proof(token, n):016x}$",
+               rf"proof={proof(t.token, mask):016x}$", "the child's line")
+    run.expect(rf"^cowtest: parent's words intact after the child's writes; child ok proof={proof(t.token, n):016x}$",
                "the parent's line")
     check_baseline(watch, run, w)
     run.expect_outcome("success")
@@ -831,114 +574,19 @@ def test_cow(boot, kernel, arch):
 
 # ---- fork until it fails -----------------------------------------------------------------------
 
-def copies_in_other_roots(snap, watch, frames, roots):
-    """The frames of @p frames that a process of @p roots maps as a user page now (the grader's
-    walk of each root): copies made by children that ran meanwhile."""
-    mapped = set()
-    for root in roots:
-        mapped |= user_page_frames(snap.dump(root), watch.layout)
-    return frames & mapped
-
-
-def first_fork_problem(eager, entry, back, parent_root, child_root):
-    """What a fork did to the memory it copies, from the parent's pages at the fork's entry
-    (@p entry: {va: (frame, digest)}) and both roots where the parent is back from it (@p back):
-    the parent's pages must be the bytes they were (fork only reads them), and an eager fork's
-    child must map frames of its own. None when both hold."""
-    parent = Pages.of(back, parent_root)
-    child = Pages.of(back, child_root) if child_root is not None else Pages()
-    if eager:
-        for va in sorted(entry):
-            if va in parent and va in child and parent[va][0] == child[va][0]:
-                return (f"the eager fork mapped the parent's own frame {parent[va][0]:#x} at {va:#x} in the child (the "
-                        "grader's walk of both roots where the parent is back from fork): the child writes the "
-                        "parent's memory, the frame is counted once, and the copy made for the child is lost: the "
-                        "eager copy must map the new frame it filled (map_copy(frame)), not the parent's")
-    for va, (frame, before) in sorted(entry.items()):
-        if va not in parent or digest(back, parent[va][0]) == before:
-            continue
-        theirs = child.get(va)
-        same = theirs is not None and digest(back, theirs[0]) == digest(back, parent[va][0])
-        return (f"fork changed the parent's memory: its page {va:#x} (frame {parent[va][0]:#x}) no longer holds the "
-                "bytes it held at fork's entry (the grader read them at the fork's entry and where the parent is back "
-                "from it, guest RAM)"
-                + (": the child's copy holds the same new bytes: the eager copy was made the wrong way round, the "
-                   "child's new frame copied over the parent's page (copy_frame(to, from): the new frame is the "
-                   "target)" if same and eager else ": fork must only read the parent's pages"))
-    return None
-
-
-def bomb_script(watch, fork_call, kernel, eager=False):
-    """At every fork: frames in use at its entry and right after it returns (read in user mode,
-    with its result): a failed fork must leave the count exactly where it found it. Children made
-    earlier may run between the two stops (the first time each runs it returns from fork to the
-    same instruction) and copy a page they share: a frame that is new at the return and mapped
-    as a user page of a process that existed at the fork's entry is one of those copies, not the
-    failed fork's."""
-    def script(guest):
-        watch.before(guest)
-        watch.started_check(guest)
-        forks = []
-        # Copy-on-write forks until the process table is full: a fork per slot, and each child's
-        # calls (sleep, exit) among the stops.
-        for snap in calls(guest, watch, {fork_call}, 4 * watch.layout.slots + 32):
-            at_entry, entry_bits = count_used(snap, *watch.bitmap)
-            # The first fork: the parent's pages as fork found them, to see what it did to them.
-            entry = {va: (pa, digest(snap, pa)) for va, (pa, _) in Pages.of(snap, snap.lower_root).items()} \
-                if not forks else None
-            others = set(process_roots(snap, kernel)) - {snap.lower_root}   # the children made before
-            pids = set(processes(snap, kernel, records_of=-1))
-            pc, root = snap.register(watch.proc["syscall_return_pc"]), snap.lower_root
-            if not forks:
-                deaths_of(watch).see_fork(guest)   # (the first fork at its return too: what it shared)
-            for _ in range(watch.layout.slots + 8):
-                back = guest.stop_at(pc)
-                if back.lower_root == root:
-                    break
-            else:
-                raise AssertionError("the forking process never returned from fork")
-            result = signed(back.register(watch.proc["syscall_result"]))
-            if entry is not None and result > 0 and "damage" not in watch.__dict__:
-                child = next((r for r, label in process_roots(back, kernel).items() if label.endswith(f"(pid {result})")),
-                             None)
-                for r in ({root, child} - {None}) if not eager else ():   # (a copy since must be a fault's)
-                    deaths_of(watch).add(moment(back, kernel, r, "later"))
-                watch.damage = first_fork_problem(eager, entry, back, root, child)
-                if watch.damage and getattr(watch, "audit", None):
-                    # Seen at a stop: it heads the failure before what the boot's end audit finds.
-                    watch.audit.note(f"fork={'eager' if eager else 'cow'}: {watch.damage}")
-            after, after_bits = count_used(back, *watch.bitmap)
-            leak = []
-            if result < 0 and after != at_entry:
-                new = after_bits & ~entry_bits
-                frames = {i * PAGE for i in range(new.bit_length()) if new >> i & 1}
-                copies = copies_in_other_roots(back, watch, frames, others & set(process_roots(back, kernel)))
-                after -= len(copies)
-                # What the failed fork left, from the frames' bytes: its path is known.
-                undo = ("a fork that failed part-way left them: fork's error path must undo everything it made of the "
-                        "child (release(): its user pages, its tables and root, its kernel stack, its slot)")
-                leak = [c.sentence() for c in audit.leak_classes(kernel, watch.arch, back.read_phys, frames - set(copies),
-                                                                 seen={kind: undo for kind in LEAK_KINDS})]
-            # A fork that failed and left a process in the table: the half-made child (nobody else forks).
-            left = sorted(set(processes(back, kernel, records_of=-1)) - pids) if result < 0 else []
-            forks.append((result, at_entry, after, left, leak))
-            if result < 0:
-                break
-        return dict(forks=forks, **baseline(watch, guest))
-    return script
-
 
 @lab_test(6, "fork_bomb")
 def test_fork_bomb(boot, kernel, arch):
-    token = boot.fresh_token()
+    t = ProcTest(boot, kernel, arch)
     fork_call = syscall_number("Fork")
     # Eager copies of 16 MiB each run out of RAM part-way (ENOMEM); copy-on-write forks run out
     # of process slots (EAGAIN). Either way: every child reaped, nothing leaked.
-    for mode, mib, errno_name, errno in (("eager", 16, "ENOMEM", 12), ("cow", pick_in(token, "bomb MiB", 1, 8), "EAGAIN", 11)):
-        watch = Watch(kernel, arch)
+    for mode, mib, errno_name, errno in (("eager", 16, "ENOMEM", 12), ("cow", t.pick("bomb MiB", 1, 8), "EAGAIN", 11)):
+        b = ProcTest(boot, kernel, arch, token=t.token)   # (a boot of its own per mode)
+        watch = b.watch
         watch.deaths = Deaths(kernel, cow=False, light=True, eager=mode == "eager")   # (a hundred children of MiBs)
-        run = boot(args={"run": f"forktree:bomb:{mib}", "fork": mode}, token=token,
-                   witness=bomb_script(watch, fork_call, kernel, eager=mode == "eager"), memory=GRADER_MEMORY)
+        run = b.boot(f"forktree:bomb:{mib}", bomb_script(b, fork_call, kernel, eager=mode == "eager"),
+                     args={"fork": mode})
         damage = getattr(watch, "damage", None)
         if damage:
             # Seen where the first fork returned: whatever the children and the bomb did after.
@@ -964,7 +612,7 @@ def test_fork_bomb(boot, kernel, arch):
         n = len(forks) - 1
         fail_on_killed_children(watch, run)
         run.expect(rf"^forktree: bomb: forked {n} then fork failed with {errno_name}; reaped {n} \({n} with 7\) "
-                   rf"proof={proof(token, n ^ (n << 16) ^ (n << 32)):016x}$", f"fork={mode}: the bomb's summary")
+                   rf"proof={proof(t.token, n ^ (n << 16) ^ (n << 32)):016x}$", f"fork={mode}: the bomb's summary")
         if run.search(r"^PANIC"):
             watch.fail(run, f"fork={mode}: the kernel panicked")
         check_baseline(watch, run, w)
@@ -976,118 +624,40 @@ def test_fork_bomb(boot, kernel, arch):
 WIDE = 64
 
 
-def wide_code(token, i):
-    """The twin of forktree's wide_code()."""
-    return 1 + proof(token, 0x700 + i) % 250
-
-
-def returned(guest, watch, snap, limit=64):
-    """The stop in user mode where the system call of @p snap (a stop at its entry) returns, in
-    the same root (another process of the program may run the same instruction first)."""
-    pc, root = snap.register(watch.proc["syscall_return_pc"]), snap.lower_root
-    for _ in range(limit):
-        back = guest.stop_at(pc)
-        if back.lower_root == root:
-            return back
-    raise AssertionError(f"the system call made from root {root:#x} never returned to {pc:#x}")
-
-
-class Tracer:
-    """Follows system calls from outside: stops at the entry of every call, and at the return
-    in user mode of the calls a test asks to follow (in the root that made each), both at once,
-    so that nothing another process does meanwhile is missed.
-
-        for kind, snap, data in tracer.stops(limit):
-            kind == "entry": a call's entry; tracer.follow(snap, data) to see it return
-            kind == "return": a followed call is back in user mode; data is what follow() got
-    """
-
-    def __init__(self, guest, watch):
-        self.guest = guest
-        self.watch = watch
-        self.pending = {}   # (return pc, root) -> data
-        self.transient = set()  # more addresses to stop at for now (kind "extra"), names or addresses
-
-    def follow(self, snap, data):
-        self.pending[(snap.register(self.watch.proc["syscall_return_pc"]), snap.lower_root)] = data
-
-    def follow_call(self, snap, data, any_root=False):
-        """At the entry of a kernel function (@p snap): stop again where it returns, in the same
-        root (its caller's next instruction), or in whatever root the CPU holds then (@p any_root:
-        a function that may change the root under its caller, which is a bug to see)."""
-        self.pending[(return_address(snap), None if any_root else snap.lower_root)] = data
-
-    def stops(self, limit, deaths_too=False, extra=()):
-        """(kind, snap, data) of each stop; with @p deaths_too also ("death", snap, Moment) at each
-        death or exec (recorded in the boot's Deaths either way), and ("extra", snap, None) at each
-        of the addresses @p extra."""
-        entry = self.watch.proc["syscall_entry"]
-        deaths = deaths_of(self.watch)
-        extra = [a if isinstance(a, int) else address_of(self.watch.kernel, a) for a in extra]
-        taken = 0
-        while taken < limit:
-            now = [a if isinstance(a, int) else address_of(self.watch.kernel, a) for a in self.transient]
-            snap = self.guest.stop_at_any([entry, *deaths.addresses(), *extra, *now]
-                                          + sorted({pc for pc, _ in self.pending}))
-            if deaths.take(snap):  # (not counted: the limit is the test's own stops)
-                if deaths_too and snap.pc in (deaths.exit_at, deaths.exec_at):
-                    yield "death", snap, deaths.moments[-1]
-                if snap.pc not in extra and snap.pc not in now and (snap.pc, snap.lower_root) not in self.pending \
-                        and (snap.pc, None) not in self.pending:
-                    continue   # (a stop the test asked for too, fork_process's, is the test's as well)
-            taken += 1
-            if snap.pc in extra or snap.pc in now:
-                yield "extra", snap, None
-                continue
-            if snap.pc != address_of(self.watch.kernel, entry) and (snap.pc, snap.lower_root) in self.pending:
-                yield "return", snap, self.pending.pop((snap.pc, snap.lower_root))
-            elif snap.pc != address_of(self.watch.kernel, entry) and (snap.pc, None) in self.pending:
-                yield "return", snap, self.pending.pop((snap.pc, None))
-            elif snap.pc == address_of(self.watch.kernel, entry):
-                yield "entry", snap, None
-        raise AssertionError(f"the grader followed {limit} stops without seeing the end it waited for")
-
-
 @lab_test(6, "wide_fork")
 def test_wide_fork(boot, kernel, arch):
-    token = boot.fresh_token()
-    watch = Watch(kernel, arch)
+    t = ProcTest(boot, kernel, arch)
+    watch = t.watch
     watch.deaths = Deaths(kernel, cow=False)   # (64 children: the deaths are enough here)
-    exit_call, wait_call = syscall_number("Exit"), syscall_number("Wait")
 
-    def script(guest):
-        watch.before(guest)
-        snap = watch.started_check(guest)
-        parent = first_root(snap, kernel)
+    def script(started):
+        parent = first_root(started, kernel)
         exits, waits, peak = [], [], None
-        tracer = Tracer(guest, watch)
-        for kind, snap, info in tracer.stops(8 * WIDE + 64):
-            root = snap.lower_root
-            if kind == "return":
-                result = signed(snap.register(watch.proc["syscall_result"]))
-                waits.append((result, snap.read_virt(info, EXIT_INFO_SIZE, parent) if result > 0 else b""))
-                if result < 0 or len(waits) > 2 * WIDE:
-                    break   # (more waits than children: wait returns children it does not reap)
-                continue
-            number = snap.register(watch.proc["syscall_number"])
-            if number == exit_call and root != parent:
-                exits.append((root, snap.register(watch.proc["syscall_args"][0]) & 0xffffffff))
-            elif number == wait_call and root == parent:
-                if peak is None:
-                    # The parent's first wait: every child was forked before it, none reaped yet.
-                    peak = process_roots(snap, kernel)
-                tracer.follow(snap, snap.register(watch.proc["syscall_args"][1]))
+        trace = Trace(t, deaths_of(watch))
+        for ev in trace.events(8 * WIDE + 64):
+            match ev:
+                case Return(why=Waited() as waited, result=result):
+                    waits.append((result, ev.snap.read_virt(waited.info, EXIT_INFO_SIZE, parent) if result > 0 else b""))
+                    if result < 0 or len(waits) > 2 * WIDE:
+                        break   # (more waits than children: wait returns children it does not reap)
+                case Call(name="Exit", root=root) if root != parent:
+                    exits.append((root, ev.args[0] & 0xffffffff))
+                case Call(name="Wait", root=root) if root == parent:
+                    if peak is None:
+                        # The parent's first wait: every child was forked before it, none reaped yet.
+                        peak = process_roots(ev.snap, kernel)
+                    trace.follow(ev, Waited(ev.args[1]))
         # (a parent that never saw ECHILD never ends: its failure is named below, without the end)
         if waits and waits[-1][0] < 0:
-            end = baseline(watch, guest)
+            end = baseline(watch, t.guest)
         else:
             end = dict(before=None, after=None)
-            guest.end()
+            t.guest.end()
         return dict(parent=parent, exits=exits, waits=waits, peak=peak or {}, **end)
 
-    run = boot(args={"run": f"forktree:wide:{WIDE}"}, token=token, witness=script, memory=GRADER_MEMORY)
+    run = t.boot(f"forktree:wide:{WIDE}", script)
     w = require(watch, run)
-    want = sorted(wide_code(token, i) for i in range(WIDE))
+    want = sorted(derived(t.token, "forktree_wide_code", i) for i in range(WIDE))
     children = [r for r in w["peak"] if r != w["parent"]]
     if len(children) < WIDE:
         watch.fail(run, f"when the parent first called wait, after forking {WIDE} children, the kernel's root registry "
@@ -1126,16 +696,16 @@ def test_wide_fork(boot, kernel, arch):
 
 def page_mark(token, page):
     """Word 0 of a page forktree vmas marked (the twin of its page_mark(page, 0))."""
-    return proof(token, 0x10000 + (page >> 12))
+    return derived(token, "forktree_page_mark", page >> 12)
 
 
 @lab_test(6, "fork_vmas")
 def test_fork_vmas(boot, kernel, arch):
-    token = boot.fresh_token()
-    maps, heap, stack = pick_in(token, "vmas maps", 2, 6), pick_in(token, "vmas heap", 2, 16), pick_in(token, "vmas stack", 9, 12)
-    moment = pick_in(token, "vmas moment", 1, 3)
+    t = ProcTest(boot, kernel, arch)
+    maps, heap, stack = t.pick("vmas maps", 2, 6), t.pick("vmas heap", 2, 16), t.pick("vmas stack", 9, 12)
+    moment = t.pick("vmas moment", 1, 3)
     want_marks = 3 + sum(1 + r % 3 for r in range(maps)) + heap + stack
-    watch = Watch(kernel, arch)
+    watch = t.watch
     yield_ = syscall_number("Yield")
     layout = Layout.of(kernel)
     top = fact(kernel, "user_stack_top")
@@ -1147,12 +717,10 @@ def test_fork_vmas(boot, kernel, arch):
         return {va: (r.pa_start + va - r.va_start, r.perms.rwx())
                 for va, r in user_pages(snap.runs(root), layout, f"root {root:#x}").items()}
 
-    def script(guest):
-        watch.before(guest)
-        snap = watch.started_check(guest)
+    def script(snap):
         parent = first_root(snap, kernel)
         seen = 0
-        for snap in calls(guest, watch, {yield_}, 400):
+        for snap in calls(t.guest, watch, {yield_}, 400):
             if snap.lower_root in (parent, *watch.kernel_roots):
                 continue
             seen += 1
@@ -1168,7 +736,7 @@ def test_fork_vmas(boot, kernel, arch):
                              snap.read_phys(theirs[va][0], PAGE) if va in theirs else None)
                         for va in set(mine) | set(theirs)}
             return dict(parent=parent, child=child, mine=mine, theirs=theirs, contents=contents,
-                        **baseline(watch, guest))
+                        **baseline(watch, t.guest))
         raise AssertionError("the forked child never made its yield calls")
 
     elf = user_elf(kernel, arch, "forktree")
@@ -1189,7 +757,7 @@ def test_fork_vmas(boot, kernel, arch):
                 return lo - va, hi - va, bytes(data)
         return 0, 0, None
 
-    run = boot(args={"run": f"forktree:vmas:{maps}:{heap}:{stack}"}, token=token, witness=script, memory=GRADER_MEMORY)
+    run = t.boot(f"forktree:vmas:{maps}:{heap}:{stack}", script)
     w = require(watch, run)
     mine, theirs, contents = w["mine"], w["theirs"], w["contents"]
     # The stack pages the two processes touch after the fork may differ: the frames of the
@@ -1201,7 +769,7 @@ def test_fork_vmas(boot, kernel, arch):
     problems, marks = [], 0
     for va in sorted(set(mine) | set(theirs)):
         if va in moving:
-            marks += va in theirs and u64(contents[va][1][:8]) == page_mark(token, va)
+            marks += va in theirs and u64(contents[va][1][:8]) == page_mark(t.token, va)
             continue
         where = ("the data array" if data.address <= va < data.address + data.size else
                  "the stack" if floor <= va < top else "the program image" if image_bytes(va)[2] is not None else
@@ -1216,13 +784,13 @@ def test_fork_vmas(boot, kernel, arch):
                 problems.append(f"{va:#x} ({where}) is mapped in {who} but not in {other}")
             continue
         a, b = contents[va]
-        if floor <= va < top and u64(a[:8]) != page_mark(token, va):
+        if floor <= va < top and u64(a[:8]) != page_mark(t.token, va):
             continue   # a stack page of live frames (their locals change after the fork): present in both is all
         if a != b:
             at = next(i for i in range(PAGE) if a[i] != b[i])
             problems.append(f"{va:#x} ({where}): the child's page (frame {theirs[va][0]:#x}) differs from the parent's "
                             f"(frame {mine[va][0]:#x}) from byte {at}")
-        if u64(b[:8]) == page_mark(token, va):
+        if u64(b[:8]) == page_mark(t.token, va):
             marks += 1
         if mine[va][1].replace("w", "-") != theirs[va][1].replace("w", "-"):
             problems.append(f"{va:#x} ({where}): mapped {mine[va][1]} in the parent, {theirs[va][1]} in the child")
@@ -1235,7 +803,7 @@ def test_fork_vmas(boot, kernel, arch):
     if marks != want_marks:
         watch.fail(run, f"the grader found {marks} pages holding their token-derived mark in the child, expected "
                         f"{want_marks} (3 data, {maps} mmap regions, {heap} heap pages, {stack} grown stack pages)")
-    code = 1 + proof(token, 0x800) % 200
+    code = derived(t.token, "forktree_vmas_code")
     run.expect(rf"^forktree: vmas: {want_marks} marked pages; child code {code}; parent's pages intact proof=",
                "the parent's line: the child's own check of every marked page, and the parent's")
     check_baseline(watch, run, w)
@@ -1246,13 +814,13 @@ def test_fork_vmas(boot, kernel, arch):
 
 @lab_test(6, "cow_read")
 def test_cow_read(boot, kernel, arch):
-    token = boot.fresh_token()
-    length = pick_in(token, "readcow length", 40, 200)
-    line = "".join("abcdefghijklmnopqrstuvwxyz0123456789"[proof(token, 0xc00 + i) % 36] for i in range(length))
-    cross = pick_in(token, "readcow cross", 8, length - 8)
+    t = ProcTest(boot, kernel, arch)
+    length = t.pick("readcow length", 40, 200)
+    line = "".join("abcdefghijklmnopqrstuvwxyz0123456789"[proof(t.token, 0xc00 + i) % 36] for i in range(length))
+    cross = t.pick("readcow cross", 8, length - 8)
     offset = PAGE - cross
-    watch = Watch(kernel, arch)
-    read_call, yield_, mmap = syscall_number("Read"), syscall_number("Yield"), syscall_number("Mmap")
+    watch = t.watch
+    read_call, yield_ = syscall_number("Read"), syscall_number("Yield")
     fill = bytes.fromhex("55") * (2 * PAGE)
 
     def look(snap, roots, buf):
@@ -1262,14 +830,11 @@ def test_cow_read(boot, kernel, arch):
                                          for va, row in pages.items()},
                     bytes=[snap.read_virt(buf, 2 * PAGE, r) for r in roots])
 
-    def script(guest):
-        watch.before(guest)
-        snap = watch.started_check(guest)
+    def script(snap):
         parent = first_root(snap, kernel)
-        snap = syscall_stops(guest, watch, {mmap})
-        buf = returned(guest, watch, snap).register(watch.proc["syscall_result"])
+        buf = t.returned(t.call("Mmap")).result
         before = after = child = None
-        for snap in calls(guest, watch, {read_call, yield_}, 200):
+        for snap in calls(t.guest, watch, {read_call, yield_}, 200):
             root = snap.lower_root
             number = snap.register(watch.proc["syscall_number"])
             if root in (parent, *watch.kernel_roots):
@@ -1277,13 +842,13 @@ def test_cow_read(boot, kernel, arch):
             if number == read_call and before is None:
                 child = root
                 before = look(snap, [parent, child], buf)
-                guest.send_line(line)   # typed now: the child is inside read()
+                t.guest.send_line(line)   # typed now: the child is inside read()
             elif number == yield_ and root == child:
                 after = look(snap, [parent, child], buf)
                 break
-        return dict(buf=buf, first=before, second=after, **baseline(watch, guest))
+        return dict(buf=buf, first=before, second=after, **baseline(watch, t.guest))
 
-    run = boot(args={"run": f"forktree:readcow:{offset}"}, token=token, witness=script, memory=GRADER_MEMORY)
+    run = t.boot(f"forktree:readcow:{offset}", script)
     w = require(watch, run)
     if w["first"] is None or w["second"] is None:
         watch.fail(run, "the grader did not see the forked child call read() and then yield (fork failed?)")
@@ -1318,174 +883,13 @@ def test_cow_read(boot, kernel, arch):
     for b in (line + "\n").encode():
         d = (d * 131 + b) & MASK64
     code = 1 + d % 200
-    run.expect(rf"^forktree: readcow: child reaped code {code}; parent's buffer intact proof={proof(token, code):016x}$",
+    run.expect(rf"^forktree: readcow: child reaped code {code}; parent's buffer intact proof={proof(t.token, code):016x}$",
                "the parent's line (the child's exit code is a digest of the bytes it read)")
     check_baseline(watch, run, w)
     run.expect_outcome("success")
 
 
 # ---- usertests: adversarial cases, one test each ------------------------------------------------
-
-# The flags of a probe (the twins of user/programs/usertests.cpp's ProbeFlags).
-PROBE_EXACT, PROBE_SUCCESS, PROBE_SAME_FRAMES = 1, 2, 4
-PROBE_BYTES = 32
-ERRNO_NAMES = {1: "EPERM", 2: "ENOENT", 3: "ESRCH", 7: "E2BIG", 8: "ENOEXEC", 9: "EBADF", 10: "ECHILD", 11: "EAGAIN",
-               12: "ENOMEM", 13: "EACCES", 14: "EFAULT", 17: "EEXIST", 22: "EINVAL", 36: "ENAMETOOLONG", 38: "ENOSYS"}
-
-
-def wait_no_hang():
-    """abi::kWaitNoHang, wait's option bit (read from the grader's kernel/lib/abi.hpp, not copied)."""
-    with open(programs.abi_header()) as f:
-        return int(re.search(r"kWaitNoHang = (\d+);", f.read())[1])
-
-
-def shown_result(r):
-    return f"-{ERRNO_NAMES[-r]}" if -4095 <= r < 0 and -r in ERRNO_NAMES else str(r)
-
-
-def usertests_case(boot, kernel, arch, case):
-    """Runs `usertests CASE`: the case's child makes its probes; the grader stops at every system
-    call the child makes, reads its result in user mode and the frames in use (guest RAM) at its
-    entry and return; at the child's exit it reads the child's record of what each probe must
-    give (user/programs/usertests.cpp). Each probe is judged on what the grader saw."""
-    token = boot.fresh_token()
-    watch = Watch(kernel, arch)
-    if case == "forkmem":
-        watch.deaths = Deaths(kernel, cow=False, light=True)   # (memory touched until it runs out)
-    exit_call, wait_call = syscall_number("Exit"), syscall_number("Wait")
-    record = user_symbol(kernel, arch, "usertests", "usertests_probes").address
-    count_at = user_symbol(kernel, arch, "usertests", "usertests_probe_count").address
-    numbers = set(range(128))
-
-    def script_with(guest, state):
-        watch.before(guest)
-        snap = watch.started_check(guest)
-        parent = first_root(snap, kernel)
-        child, trace, ended = None, [], None
-        state["trace"] = trace
-        tracer = Tracer(guest, watch)
-        for kind, snap, data in tracer.stops(4000):
-            root = snap.lower_root
-            if kind == "return":
-                data["result"] = signed(snap.register(watch.proc["syscall_result"]))
-                data["after"] = count_used(snap, *watch.bitmap)[0]
-                continue
-            if root in (parent, *watch.kernel_roots) or snap.register(watch.proc["syscall_number"]) not in numbers:
-                continue
-            if child is None:
-                child = state["child"] = root
-            if root != child:
-                continue   # a grandchild (the wait and forkmem cases fork)
-            number = snap.register(watch.proc["syscall_number"])
-            if number == exit_call:
-                n = u64(snap.read_virt(count_at, 8, child))
-                ended = dict(code=snap.register(watch.proc["syscall_args"][0]) & 0xffffffff,
-                             probes=[probe_at(snap, child, i) for i in range(min(n, 64))])
-                break
-            if u64(snap.read_virt(count_at, 8, child)) <= len(trace):
-                continue   # not a probe (the case's set-up): the record grows by one before each probe
-            call = dict(number=number, result=None, before=count_used(snap, *watch.bitmap)[0], after=None,
-                        probe=probe_at(snap, child, len(trace)),
-                        args=[snap.register(r) for r in watch.proc["syscall_args"][:3]])
-            trace.append(call)
-            tracer.follow(snap, call)
-        return dict(child=child, trace=trace, ended=ended, **baseline(watch, guest))
-
-    def probe_at(snap, child, i):
-        """Entry @p i of the child's record (read through its root)."""
-        num, want, flags, what = (u64(snap.read_virt(record + i * PROBE_BYTES + 8 * k, 8, child)) for k in range(4))
-        text = snap.read_virt(what, 80, child).split(b"\0")[0].decode(errors="replace") if what else "?"
-        return dict(number=num, want=signed(want), flags=flags, what=text)
-
-    def guarded(guest):
-        # A probe that never returns (an exec that succeeded, a child killed) leaves the grader
-        # waiting to the end of the boot: the probes seen so far say which one it was.
-        state = {}
-        try:
-            return script_with(guest, state)
-        except BootEnded:
-            if state.get("trace"):
-                return dict(child=state["child"], trace=state["trace"], ended=None, before=None, after=None)
-            raise
-
-    run = boot(args={"run": f"usertests:{case}"}, token=token, witness=guarded, memory=GRADER_MEMORY)
-    w = require(watch, run)
-    lost = [t for t in w["trace"] if t["result"] is None]
-    if w["ended"] is None and lost:
-        p = lost[0]["probe"]
-        if p["number"] == wait_call and p["want"] in (-ESRCH, -ECHILD):
-            watch.fail(run, f"usertests {case}: probe {w['trace'].index(lost[0])} ({p['what']}) must fail with "
-                            f"{shown_result(p['want'])} at once, yet the caller never came back from it: wait took a "
-                            "process that is not the caller's child (itself, or another's) for one to wait for and "
-                            "slept on it (wait must look only at processes whose parent is the caller)")
-        watch.fail(run, f"usertests {case}: probe {w['trace'].index(lost[0])} ({p['what']}, system call {p['number']}) "
-                        f"never returned to the child, expected {shown_result(p['want'])} (a call that must fail "
-                        "succeeded, e.g. an exec that replaced the child's program, or the child was killed)")
-    if w["ended"] is None and w["trace"]:
-        last = w["trace"][-1]
-        if last["result"] == last["probe"]["want"]:
-            after = (f"returned {shown_result(last['result'])} as it should, and the child never made another system "
-                     "call: it died after it (a kill line, if any, says why)")
-        else:
-            after = (f"returned {shown_result(last['result'])}, expected {shown_result(last['probe']['want'])}")
-        watch.fail(run, f"usertests {case}: the child made {len(w['trace'])} probes and never reached its exit; the last, "
-                        f"probe {len(w['trace']) - 1} ({last['probe']['what']}), {after}")
-    if w["child"] is None or w["ended"] is None:
-        watch.fail(run, f"usertests {case}: the grader saw no forked child make its probes and exit (every case runs in "
-                        "a child of its own: fork must work)")
-    probes, trace = w["ended"]["probes"], w["trace"]
-    if len(trace) != len(probes):
-        watch.fail(run, f"usertests {case}: the child recorded {len(probes)} probes but the grader saw it make "
-                        f"{len(trace)} system calls before exit")
-    wrong = []
-    for i, (p, t) in enumerate(zip(probes, trace)):
-        label = f"probe {i} ({p['what']}, system call {p['number']})"
-        if t["number"] != p["number"]:
-            wrong.append(f"{label}: the grader saw system call {t['number']} there")
-            continue
-        r = t["result"]
-        if r is None:
-            wrong.append(f"{label}: never returned to the child")
-            continue
-        if (p["flags"] & PROBE_EXACT and t["number"] == wait_call and p["want"] == 0 and r > 0
-                and t.get("args", [0, 0, 0])[2] & wait_no_hang()):
-            wrong.append(f"{label}: returned child {r}, not 0 (read in user mode): wait ignored no-hang: it slept "
-                         "until that child ended and reaped it, where with no-hang it must return 0 at once while "
-                         "every child it may reap still runs")
-        elif (p["flags"] & PROBE_EXACT and t["number"] == wait_call and r == 0 and p["want"] > 0
-              and t.get("args", [0, 0, 0])[2] & wait_no_hang()):
-            wrong.append(f"{label}: returned 0 (read in user mode), though the child {p['want']} it asked for had ended: "
-                         "wait with no-hang returned before looking for an ended child: no-hang returns 0 only when "
-                         "no child it may reap has ended (reap a zombie first, then decide not to sleep)")
-        elif (p["flags"] & PROBE_EXACT and t["number"] == wait_call and r == 0 and p["want"] in (-ECHILD, -ESRCH)
-              and t.get("args", [0, 0, 0])[2] & wait_no_hang()):
-            wrong.append(f"{label}: returned 0 (read in user mode), expected {shown_result(p['want'])}: wait with "
-                         "no-hang returned before looking for a child at all: with no such child it must fail; "
-                         "no-hang only decides whether to sleep once a child exists and none has ended")
-        elif p["flags"] & PROBE_EXACT and r != p["want"] and t["number"] == wait_call and r > 0 and p["want"] > 0:
-            wrong.append(f"{label}: returned child {r}, not the child {p['want']} it asked for (read in user mode): "
-                         "wait(pid) must reap that child only, and sleep until it ends, whichever other child has "
-                         "ended")
-        elif p["flags"] & PROBE_EXACT and r != p["want"]:
-            wrong.append(f"{label}: returned {shown_result(r)}, expected {shown_result(p['want'])}")
-        elif p["flags"] & PROBE_SUCCESS and r < 0:
-            wrong.append(f"{label}: failed with {shown_result(r)}")
-        if p["flags"] & PROBE_SAME_FRAMES and t["after"] != t["before"]:
-            wrong.append(f"{label}: frames in use (the allocator's bitmap, guest RAM) went from {t['before']} at its "
-                         f"entry to {t['after']} at its return: a call that fails must leave nothing behind")
-    if wrong:
-        # The first wrong probe is the headline: what the kernel got wrong, then how many more.
-        watch.fail(run, f"usertests {case}: {wrong[0]}\n({len(wrong)} of {len(probes)} probes wrong, as the grader "
-                        "read each result in user mode" + (":" if len(wrong) > 1 else ")")
-                        + "".join(f"\n  {x}" for x in wrong[1:10]) + (")" if len(wrong) > 1 else ""))
-    if w["ended"]["code"] != 0:
-        watch.fail(run, f"usertests {case}: the case's child exited with {w['ended']['code']} (its own checks failed)")
-    code = 0
-    run.expect(rf"^usertests: {case}: 0 wrong, exited proof={proof(token, code):016x}$", f"usertests {case}'s line")
-    if run.search(r"PANIC"):
-        watch.fail(run, f"usertests {case}: the kernel panicked")
-    check_baseline(watch, run, w)
-    run.expect_outcome("success")
 
 
 @lab_test(6, "usertests_badptr")
@@ -1519,26 +923,25 @@ def test_usertests_forkmem(boot, kernel, arch):
 
 # ---- a PROT_NONE page across fork --------------------------------------------------------------
 
-NONE_TAG = 0x4E4F4E45   # "NONE": user/programs/vmas.cpp's kNoneTag
 NONE_WORDS = 8
 
 
 @lab_test(6, "fork_prot_none")
 def test_fork_prot_none(boot, kernel, arch):
-    token = boot.fresh_token()
-    pattern = b"".join(proof(token, NONE_TAG + i).to_bytes(8, "little") for i in range(NONE_WORDS))
+    t = ProcTest(boot, kernel, arch)
+    pattern = b"".join(derived(t.token, "vmas_none_word", i).to_bytes(8, "little") for i in range(NONE_WORDS))
     read, write = syscall_number("Read"), syscall_number("Write")
     held_bit = fact(kernel, "held_entry_bit")
     address_mask = fact(kernel, "address_mask")
     # Both forks: eager copies the held page into a new frame, copy-on-write shares the frame;
     # either way the child's page allows nothing either, and the frames are freed exactly once.
     for mode in ("eager", "cow"):
-        watch = Watch(kernel, arch)
+        b = ProcTest(boot, kernel, arch, token=t.token)   # (a boot of its own per mode)
+        watch = b.watch
         watch.deaths = Deaths(kernel, eager=mode == "eager")
 
-        def script(guest):
-            watch.before(guest)
-            snap = watch.started_check(guest)
+        def script(snap):
+            guest = b.guest
             parent = first_root(snap, kernel)
             out = dict(parent=parent)
             for snap in calls(guest, watch, {write}, 20):
@@ -1569,7 +972,7 @@ def test_fork_prot_none(boot, kernel, arch):
                     break
             return dict(out, **baseline(watch, guest))
 
-        run = boot(args={"run": "vmas:nonefork", "fork": mode}, token=token, witness=script, memory=GRADER_MEMORY)
+        run = b.boot("vmas:nonefork", script, args={"fork": mode})
         w = require(watch, run)
         at, leaves = w["at"], w["leaves"]
         if w.get("wider"):
@@ -1593,9 +996,9 @@ def test_fork_prot_none(boot, kernel, arch):
             watch.fail(run, f"fork=cow: the PROT_NONE page {at:#x} is frame {pf:#x} in the parent and {cf:#x} in the "
                             f"child, count {leaves['child']['count']}: a copy-on-write fork shares it (count 2)")
         run.expect(rf"^vmas: nonefork: child: read -14 mprotect 0; {NONE_WORDS} of {NONE_WORDS} words intact "
-                   rf"proof={proof(token, NONE_WORDS):016x}$", f"fork={mode}: the child's line")
+                   rf"proof={proof(t.token, NONE_WORDS):016x}$", f"fork={mode}: the child's line")
         run.expect(rf"^vmas: nonefork: parent: child ok; mprotect 0; {NONE_WORDS} of {NONE_WORDS} words intact "
-                   rf"proof={proof(token, NONE_WORDS):016x}$", f"fork={mode}: the parent's line")
+                   rf"proof={proof(t.token, NONE_WORDS):016x}$", f"fork={mode}: the parent's line")
         if w.get("parent_after") != pattern:
             watch.fail(run, f"fork={mode}: after the child overwrote its copy and ended, the grader reads the parent's "
                             f"page {at:#x} {'unmapped' if w.get('parent_after') is None else 'without its pattern'}: "
@@ -1605,10 +1008,6 @@ def test_fork_prot_none(boot, kernel, arch):
 
 
 # ---- boundaries: a run of pages past its first, a child's stack, an orphan's end ------------------
-
-def runs_code(token):
-    """The twin of forktree's runs_code()."""
-    return 1 + proof(token, 0xB00) % 100
 
 
 def mmap_pages(snap, root, kernel):
@@ -1623,50 +1022,44 @@ def mmap_pages(snap, root, kernel):
 
 @lab_test(6, "fork_runs")
 def test_fork_runs(boot, kernel, arch):
-    token = boot.fresh_token()
-    n = pick_in(token, "runs pages", 3, 8)
-    k = pick_in(token, "runs page", 1, n - 1)
-    watch = Watch(kernel, arch)
+    t = ProcTest(boot, kernel, arch)
+    n = t.pick("runs pages", 3, 8)
+    k = t.pick("runs page", 1, n - 1)
+    watch = t.watch
     # No stop at copy-on-write faults: between fork's return and the parent's write of page k the
     # parent's stack takes one, and a stop there lets the timer's next tick fall due (QEMU's
     # clock runs on while the grader holds the guest), which would end the parent's turn and
     # flush its TLB before the write.
     watch.deaths = Deaths(kernel, cow=False)
-    exit_call = syscall_number("Exit")
 
-    def script(guest):
-        watch.before(guest)
-        snap = watch.started_check(guest)
-        parent = first_root(snap, kernel)
-        tracer = Tracer(guest, watch)
-        fork_at = address_of(kernel, "pagoda::proc::fork_process")
+    def script(started):
+        parent = first_root(started, kernel)
         tlb_page, tlb_all = address_of(kernel, watch.proc["tlb_page"]), address_of(kernel, watch.proc["tlb_all"])
         state = watch.runs_state = dict(forks=[], child=None)   # forks: [(flush, pages after)]
-        for kind, snap, data in tracer.stops(400, extra=[fork_at]):
-            if kind == "extra" and snap.pc in (tlb_page, tlb_all):
-                note_invalidation(state["forks"][-1][0], snap, tlb_all)
-                continue
-            if kind == "extra":
-                if snap.lower_root == parent:
+        trace = Trace(t, deaths_of(watch), at=[C.FORK])
+        for ev in trace.events(400):
+            snap, root = ev.snap, ev.snap.lower_root
+            match ev:
+                case At(address=a) if a in (tlb_page, tlb_all):
+                    note_invalidation(state["forks"][-1][0], snap, tlb_all)
+                case At() if root == parent:
                     # The parent's pages as fork starts; every invalidation until fork_process returns.
                     state["forks"].append((dict(before=Pages.of(snap, parent), pages=set(), all=False), None))
-                    tracer.follow_call(snap, "forked", any_root=True)
-                    tracer.transient = {tlb_page, tlb_all}
+                    trace.follow_function(snap, Forked(None, None, None), any_root=True)
+                    trace.transient = {tlb_page, tlb_all}
+                case Return():
+                    trace.transient = set()
+                    state["forks"][-1] = (state["forks"][-1][0], Pages.of(snap, parent))
+            if not isinstance(ev, Call):
                 continue
-            if kind == "return":
-                tracer.transient = set()
-                state["forks"][-1] = (state["forks"][-1][0], Pages.of(snap, parent))
-                continue
-            root = snap.lower_root
-            if snap.register(watch.proc["syscall_number"]) == exit_call and root not in (parent, *watch.kernel_roots) \
-                    and len(state["forks"]) == 2:
+            if ev.name == "Exit" and root not in (parent, *watch.kernel_roots) and len(state["forks"]) == 2:
                 # The child ends: both roots' pages of the run, and the code it passes to exit.
                 state["child"] = dict(code=signed(snap.register(watch.proc["syscall_args"][0])) & 0xffffffff,
                                       mine=mmap_pages(snap, parent, kernel), theirs=mmap_pages(snap, root, kernel))
                 break
-        return dict(parent=parent, **baseline(watch, guest))
+        return dict(parent=parent, **baseline(watch, t.guest))
 
-    run = boot(args={"run": f"forktree:runs:{n}:{k}"}, token=token, witness=script, memory=GRADER_MEMORY)
+    run = t.boot(f"forktree:runs:{n}:{k}", script)
     fail_on_lab6_skeleton(watch, run)
     state = getattr(watch, "runs_state", {})
     for flush, after in state.get("forks", []):
@@ -1688,7 +1081,7 @@ def test_fork_runs(boot, kernel, arch):
     child = state.get("child")
     if child is not None:
         shared = {va: v for va, v in child["theirs"].items() if child["mine"].get(va, (None,))[0] == v[0]}
-        hit = [va for va, (frame, word) in child["theirs"].items() if word == proof(token, 0xA00)]
+        hit = [va for va, (frame, word) in child["theirs"].items() if word == derived(t.token, "forktree_runs_mark")]
         if hit:
             va = hit[0]
             watch.fail(run, f"the parent wrote page {k} of its {n}-page run ({va:#x}) right after fork returned, before "
@@ -1701,44 +1094,42 @@ def test_fork_runs(boot, kernel, arch):
     fail_on_killed_children(watch, run)
     if child is None:
         watch.fail(run, "the grader never saw the forked child's exit call")
-    if child["code"] != runs_code(token):
+    if child["code"] != derived(t.token, "forktree_runs_code"):
         watch.fail(run, f"the child passed {child['code']} to exit (read at its exit call), not the code that says it "
-                        f"read every page of the run as the parent wrote it before fork ({runs_code(token)})")
+                        f"read every page of the run as the parent wrote it before fork ({derived(t.token, 'forktree_runs_code')})")
     m = run.expect(rf"^forktree: runs: {n} pages at ({HEX}), wrote page {k} after fork; child code (\d+); parent's "
                    rf"pages intact proof=([0-9a-f]{{16}})$", "the parent's runs line")
-    run.expect_proof(m[3], runs_code(token) ^ (k << 40), "the child's code")
+    run.expect_proof(m[3], derived(t.token, "forktree_runs_code") ^ (k << 40), "the child's code")
     check_baseline(watch, run, w)
     run.expect_outcome("success")
 
 
 def grow_code(token, depth):
     """The twin of forktree's grow_code() of the child's sum."""
-    return 1 + (proof(token, 0xC00) ^ sum(p & 0xFF for p in range(1, depth + 1))) % 100
+    return 1 + (derived(token, "forktree_grow_tag") ^ sum(p & 0xFF for p in range(1, depth + 1))) % 100
 
 
 @lab_test(6, "child_stack")
 def test_child_stack(boot, kernel, arch):
-    token = boot.fresh_token()
-    depth = pick_in(token, "child stack", 12, 40)
-    watch = Watch(kernel, arch)
+    t = ProcTest(boot, kernel, arch)
+    depth = t.pick("child stack", 12, 40)
+    watch = t.watch
     exit_call = syscall_number("Exit")
     top = fact(kernel, "user_stack_top")
     limit = fact(kernel, "user_stack_limit")
 
-    def script(guest):
-        watch.before(guest)
-        snap = watch.started_check(guest)
+    def script(snap):
         parent = first_root(snap, kernel)
-        for snap in calls(guest, watch, {exit_call}, 200):
+        for snap in calls(t.guest, watch, {exit_call}, 200):
             root = snap.lower_root
             if root in (parent, *watch.kernel_roots):
                 continue
             stack = sum(1 for va in Pages.of(snap, root) if top - limit <= va < top)
             return dict(parent=parent, code=snap.register(watch.proc["syscall_args"][0]) & 0xffffffff, stack=stack,
-                        **baseline(watch, guest))
+                        **baseline(watch, t.guest))
         raise AssertionError("the forked child never called exit")
 
-    run = boot(args={"run": f"forktree:growchild:{depth}"}, token=token, witness=script, memory=GRADER_MEMORY)
+    run = t.boot(f"forktree:growchild:{depth}", script)
     fail_on_lab6_skeleton(watch, run)
     kills = parse_kills(run)
     for pid, kl in sorted(kills.items()):
@@ -1753,39 +1144,30 @@ def test_child_stack(boot, kernel, arch):
                               "parent's stack limit and gap (copy_record), not only its regions")
     w = require(watch, run)
     fail_on_killed_children(watch, run)
-    if w["code"] != grow_code(token, depth):
+    if w["code"] != grow_code(t.token, depth):
         watch.fail(run, f"the child passed {w['code']} to exit (read at its exit call), not the code of its {depth} "
                         "pages of recursion")
     if w["stack"] < depth:
         watch.fail(run, f"as the child ends, the grader's walk of its root finds {w['stack']} stack pages; it recursed "
                         f"{depth} pages deep")
-    run.expect(rf"^forktree: growchild: {depth} pages; child exited code {grow_code(token, depth)} "
-               rf"proof={proof(token, grow_code(token, depth)):016x}$", "the parent's growchild line")
+    run.expect(rf"^forktree: growchild: {depth} pages; child exited code {grow_code(t.token, depth)} "
+               rf"proof={proof(t.token, grow_code(t.token, depth)):016x}$", "the parent's growchild line")
     check_baseline(watch, run, w)
     run.expect_outcome("success")
 
 
-def orphan_code(token):
-    """The twin of forktree's orphan_code(): 1..50, never one of the other exit codes of the mode
-    (C's 0x33, A's 0x44, the failures' 98 and 99), so that the exit code tells the orphan apart."""
-    return 1 + proof(token, 0xD00) % 50
-
-
 @lab_test(6, "orphan_wait")
 def test_orphan_wait(boot, kernel, arch):
-    token = boot.fresh_token()
-    watch = Watch(kernel, arch)
-    exit_call, wait_call = syscall_number("Exit"), syscall_number("Wait")
+    t = ProcTest(boot, kernel, arch)
+    watch = t.watch
 
-    def script(guest):
-        watch.before(guest)
-        snap = watch.started_check(guest)
-        parent = first_root(snap, kernel)
-        idle_at = address_of(kernel, "pagoda::proc::idle_until_interrupt")
+    def script(started):
+        parent = first_root(started, kernel)
         events = []   # ("exit", pid, code) and ("wait", pid returned, code written), in order
-        tracer = Tracer(guest, watch)
-        for kind, snap, data in tracer.stops(600, extra=[idle_at]):
-            if kind == "extra":
+        trace = Trace(t, deaths_of(watch), at=[C.IDLE])
+        for ev in trace.events(600):
+            snap, root = ev.snap, ev.snap.lower_root
+            if isinstance(ev, At):
                 stalled = stalled_waits(snap, kernel)
                 if stalled:
                     procs = processes(snap, kernel, records_of=-1)
@@ -1798,39 +1180,34 @@ def test_orphan_wait(boot, kernel, arch):
                             "it (exit must wake the adopter when a zombie is among the children it takes)")
                     raise AssertionError(stalled[0])
                 continue
-            if kind == "return" and data[0] == "fork":
-                watch.orphan_own.add(signed(snap.register(watch.proc["syscall_result"])))
-                continue
-            if kind == "return":
-                result = signed(snap.register(watch.proc["syscall_result"]))
-                code = exit_info(snap.read_virt(data[1], EXIT_INFO_SIZE, parent))[0] if result > 0 else None
-                events.append(("wait", result, code))
-                if result < 0:
-                    break
-                continue
-            root = snap.lower_root
-            number = snap.register(watch.proc["syscall_number"])
-            if number == exit_call and root != parent:
-                events.append(("exit", pid_of(snap, kernel, root)[0],
-                               signed32(snap.register(watch.proc["syscall_args"][0]) & 0xffffffff)))
-            elif number == wait_call and root == parent:
-                tracer.follow(snap, ("wait", snap.register(watch.proc["syscall_args"][1])))
-            elif number == syscall_number("Fork") and root == parent:
-                tracer.follow(snap, ("fork",))   # (its result: pid 1's own child)
-        return dict(events=events, **baseline(watch, guest))
+            match ev:
+                case Return(why=ForkResult(), result=result):
+                    watch.orphan_own.add(result)
+                case Return(why=Waited() as waited, result=result):
+                    code = exit_info(snap.read_virt(waited.info, EXIT_INFO_SIZE, parent))[0] if result > 0 else None
+                    events.append(("wait", result, code))
+                    if result < 0:
+                        break
+                case Call(name="Exit") if root != parent:
+                    events.append(("exit", pid_of(snap, kernel, root)[0], signed32(ev.args[0] & 0xffffffff)))
+                case Call(name="Wait") if root == parent:
+                    trace.follow(ev, Waited(ev.args[1]))
+                case Call(name="Fork") if root == parent:
+                    trace.follow(ev, ForkResult())   # (its result: pid 1's own child)
+        return dict(events=events, **baseline(watch, t.guest))
 
     watch.orphan_own = set()
-    run = boot(args={"run": "forktree:orphan"}, token=token, witness=script, memory=GRADER_MEMORY)
+    run = t.boot("forktree:orphan", script)
     w = require(watch, run)
     fail_on_killed_children(watch, run)
     events = w["events"]
     exits = [(pid, code) for what, pid, code in events if what == "exit"]
-    orphan = next((pid for pid, code in exits if code == orphan_code(token)), None)
+    orphan = next((pid for pid, code in exits if code == derived(t.token, "forktree_orphan_code")), None)
     a = next((pid for pid, code in exits if code == 0x44), None)
     waits = [(pid, code) for what, pid, code in events if what == "wait"]
     if orphan is None or a is None:
         watch.fail(run, f"the grader saw the exit calls {exits} (pid, code): expected the orphan's code "
-                        f"{orphan_code(token)} and A's 0x44 among them")
+                        f"{derived(t.token, 'forktree_orphan_code')} and A's 0x44 among them")
     a_ended = next(i for i, e in enumerate(events) if e[0] == "exit" and e[1] == a)
     first_wait = next((i for i, e in enumerate(events) if e[0] == "wait"), None)
     if first_wait is None or first_wait > a_ended or waits[0][0] != orphan:
@@ -1840,11 +1217,11 @@ def test_orphan_wait(boot, kernel, arch):
                         + (" only after A ended" if first_wait is None or first_wait > a_ended else "")
                         + " (read in user mode at its return): the exit that hands pid 1 a zombie must wake it, if it "
                           "waits, to reap the orphan")
-    if [p for p, _ in waits[:2]] != [orphan, a] or [c for _, c in waits[:2]] != [orphan_code(token), 0x44] \
+    if [p for p, _ in waits[:2]] != [orphan, a] or [c for _, c in waits[:2]] != [derived(t.token, "forktree_orphan_code"), 0x44] \
             or len(waits) < 3 or waits[2][0] != -ECHILD:
         watch.fail(run, f"pid 1's wait calls returned {waits} (pid, code: read in user mode); expected the orphan "
-                        f"{orphan} with {orphan_code(token)}, then A {a} with 0x44, then -ECHILD")
-    run.expect(rf"^forktree: orphan: first the orphan code {orphan_code(token)}, then A code 68, then -{ECHILD} "
+                        f"{orphan} with {derived(t.token, 'forktree_orphan_code')}, then A {a} with 0x44, then -ECHILD")
+    run.expect(rf"^forktree: orphan: first the orphan code {derived(t.token, 'forktree_orphan_code')}, then A code 68, then -{ECHILD} "
                rf"proof=[0-9a-f]{{16}}$", "pid 1's orphan line")
     check_baseline(watch, run, w)
     run.expect_outcome("success")

@@ -13,7 +13,7 @@ from pagoda_grade.symbols import fact
 from pagoda_grade.swap import (Format, SwapState, disk_requests, image_slot, overcommit_versions, placement_problem,
                                program_of, rmap_problem, seed_of, swap_boot, swap_page, syscalls)
 from pagoda_grade.witness import PAGE, page_faults_at, pick_in
-from test_lab3 import syscall_number
+from pagoda_grade.watch import syscall_number
 
 YIELD, EVICT, EXIT, WRITE, READ = (syscall_number(n) for n in ("Yield", "Evict", "Exit", "Write", "Read"))
 MUNMAP, EXEC, FORK, GETPID = (syscall_number(n) for n in ("Munmap", "Exec", "Fork", "GetPid"))

@@ -6,8 +6,9 @@ from types import SimpleNamespace
 
 from pagoda_grade.witness import DEVICE_MEMORY, NORMAL_MEMORY, Region, compare_map, memory_type_problem
 from pagoda_pt.model import Perms, Run
-from test_lab1 import (REFUSED, WORD, edge_problem, edge_word_problem, first_free_after, free_below,
-                       unmarked_frames, vmprint_address_cause, wrap_problem)
+from pagoda_grade.allocator import (REFUSED, WORD, edge_problem, edge_word_problem, first_free_after, free_below,
+                                    unmarked_frames, wrap_problem)
+from pagoda_grade.vmchecks import vmprint_address_cause
 
 PAGE = 4096
 
@@ -105,7 +106,7 @@ def test_the_whole_map_names_a_device_mapped_cacheable():
 
 
 def test_a_refusal_with_free_frames_below_the_limit_is_named():
-    from test_lab1 import refusal_problem
+    from pagoda_grade.allocator import refusal_problem
     limit = 5 * WORD + 20 * PAGE
     free = [4 * WORD + k * PAGE for k in range(60, 64)] + [5 * WORD + k * PAGE for k in range(3)]
     why = refusal_problem(limit, 6, free[:4], free)
@@ -153,7 +154,7 @@ def test_an_eager_stack_with_a_hole_is_named():
 
 
 def test_a_turn_ended_before_it_was_over_is_named():
-    from test_lab3 import short_turn_problem
+    from pagoda_grade.preempt import short_turn_problem
     assert short_turn_problem([(0x1000, 2), (0x2000, 3)], 2, "x86_64") is None
     assert short_turn_problem([], 2, "x86_64") is None
     why = short_turn_problem([(0x1000, 2), (0x2000, 1), (0x1000, 1)], 2, "aarch64")

@@ -5,9 +5,9 @@ cleared by the grader for the look (put back after it)."""
 
 from pagoda_grade.harness import Booter
 from pagoda_grade.symbols import fact
-from test_lab3 import GRADER_MEMORY
+from pagoda_grade.watch import GRADER_MEMORY
 from pagoda_grade.witness import PAGE
-from test_lab4 import GuardWatch, temp_area
+from pagoda_grade.tempmaps import GuardWatch, temp_area
 
 
 class ClearedSlots(GuardWatch):

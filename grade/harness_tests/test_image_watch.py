@@ -5,14 +5,11 @@ grade/conftest.py's pytest_pyfunc_call), while a failing test keeps its own reas
 
 The programs are tiny ELF files written here (PAGODA_GRADE_USER_DIR names them), so no build is
 needed."""
-import importlib.util
-import os
 import struct
 from types import SimpleNamespace
 
 import pytest
 
-from pagoda_core import paths
 from pagoda_grade import programs
 
 PAGE = programs.PAGE
@@ -106,45 +103,33 @@ def test_a_frame_that_changed_after_it_was_seen_loaded_is_a_kernel_bug(user_dir)
     assert "does not run the grader's program" not in problems[0]
 
 
-def _grader_conftest():
-    spec = importlib.util.spec_from_file_location("pagoda_grader_conftest", os.path.join(paths.GRADE, "conftest.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _item(test, problems):
+def _booter(problems):
     from pagoda_grade.harness import Booter
     booter = object.__new__(Booter)
     booter.watch_problems = list(problems)
     booter.audit_findings, booter.kept_ram, booter.last_boot = [], [], None   # (no audit finding, no RAM kept)
-    return SimpleNamespace(funcargs={"boot": booter}, obj=test, _fixtureinfo=SimpleNamespace(argnames=("boot",)))
+    booter.serial_lines, booter.replays = [], []
+    return booter
 
 
 SEEN = "the process spin (root 0x1000) maps its read-only page 0x400000 to frame 0x7000: it does not run the grader's program"
 
 
 def test_a_test_that_otherwise_passes_fails_with_what_the_watch_saw():
-    """The grader's conftest runs a booting test and fails it with the watch's first problem when
-    nothing else failed it; a test that fails on its own keeps its own reason."""
-    from pagoda_grade.outcomes import GradeFailure, watch_note
-    hook = _grader_conftest().pytest_pyfunc_call
-    ran = []
-    assert hook(_item(lambda boot: ran.append(1), [])) is True and ran == [1]
-    with pytest.raises(GradeFailure) as e:
-        hook(_item(lambda boot: None, [SEEN]))
-    assert str(e.value).splitlines()[0] == SEEN
-
-    def fails(boot):
-        raise AssertionError("record 0x9000 is still init's, the program before exec")
-    with pytest.raises(AssertionError) as e:
-        hook(_item(fails, [SEEN]))
-    assert str(e.value).startswith("record 0x9000")
-    # (its report then says what the watch saw, after its own reason)
-    assert watch_note([SEEN], str(e.value)) == "the grader also saw, at its stops: " + SEEN
-    assert watch_note([SEEN], SEEN) == ""
-    # a test that does not boot: pytest's own call
-    assert hook(SimpleNamespace(funcargs={}, obj=None)) is None
+    """harness.decide, where a test is decided: a booting test whose own checks passed fails with
+    the watch's first problem; a test that fails on its own keeps its own reason, the watch's after."""
+    from pagoda_grade.harness import decide
+    assert decide(None, _booter([]), 3, 3) == (True, "")
+    assert decide(None, None, 3, 3) == (True, "")   # a test that does not boot
+    passed, reason = decide(None, _booter([SEEN]), 3, 3)
+    assert not passed and reason.splitlines()[0] == SEEN
+    failed = SimpleNamespace(value=AssertionError("record 0x9000 is still init's, the program before exec"),
+                             typename="AssertionError")
+    passed, reason = decide(failed, _booter([SEEN]), 3, 3)
+    assert not passed and reason.splitlines() == ["record 0x9000 is still init's, the program before exec",
+                                                  "the grader also saw, at its stops: " + SEEN]
+    passed, reason = decide(SimpleNamespace(value=ValueError("x"), typename="ValueError"), None, None, 6)
+    assert not passed and reason == "ValueError: x"
 
 
 def test_the_watch_heads_a_failure_only_when_no_check_of_the_test_named_anything():

@@ -11,8 +11,9 @@ import struct
 
 from pagoda_grade.outcomes import finding_first
 from pagoda_grade.processes import Started, argument_problem, slot_marks_problem
-from test_lab1 import REFUSED, edge_problem, free_check_problems
-from test_lab4 import copy_problem, pattern_page
+from pagoda_grade.allocator import REFUSED, edge_problem, free_check_problems
+from pagoda_grade.tempmaps import pattern_page
+from pagoda_grade.usercopy import copy_problem
 
 PAGE = 4096
 TOP_PAGE = 0x7FFF_FFFF_E000

@@ -209,7 +209,7 @@ def kill(pid, address, reason):
 
 def test_a_kill_just_below_the_stack_is_named_from_the_loaders_record(reference_kernel):
     from pagoda_grade.vmas import GROWS_DOWN, KIND_STACK, Record, Vma
-    from test_lab5 import VmaWatch
+    from pagoda_grade.vmawatch import VmaWatch
     top = symbols.fact(reference_kernel, "user_stack_top")
     watch = VmaWatch(reference_kernel, "x86_64")
     stack = Vma(top - 8 * PAGE, top, True, True, False, KIND_STACK, 0)

@@ -1,10 +1,10 @@
 """Lab 5's random_ops names the first operation the kernel answered otherwise than the model:
 the program hands (operation, result, the model's result) to vmas_mismatch, where the grader
-stops, and test_lab5.random_mismatch() tells the operation from the grader's own replay
+stops, and vmawatch.random_mismatch() tells the operation from the grader's own replay
 (random_steps, the model random_model checksums). Tried here on the replay of fixed tokens."""
 import pytest
 
-import test_lab5 as lab5
+from pagoda_grade import vmawatch as lab5
 
 OPS = 1000
 

@@ -1,8 +1,8 @@
-"""Lab 5's rules that name a cause from a record read from guest RAM (test_lab5.record_broken)
-and from the kernel's kill reason (test_lab5.allowed_against_perms), tried on records and
+"""Lab 5's rules that name a cause from a record read from guest RAM (vmawatch.record_broken)
+and from the kernel's kill reason (vmawatch.allowed_against_perms), tried on records and
 reasons built here: each rule fires on its class of slip and stays silent on a sound record or
 a reason that names the right denial."""
-import test_lab5 as lab5
+from pagoda_grade import vmawatch as lab5
 from pagoda_grade.vmas import KIND_IMAGE, KIND_STACK, GROWS_DOWN, Record, Vma
 
 PAGE = 0x1000

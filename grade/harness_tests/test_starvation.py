@@ -1,11 +1,11 @@
-"""preempt_user names a starved spinner (test_lab3.SpinProgress, starvation_problem): one whose
+"""preempt_user names a starved spinner (pagoda_grade/preempt.py: SpinProgress, starvation_problem): one whose
 count stands still while the timer keeps interrupting spin's loop in user mode (QEMU's log) and
 the other counts on. Counted in guest events, never in wall-clock time: a host that gives the
 guest no CPU gives no verdict."""
 import types
 
-import test_lab3
-from test_lab3 import STARVE_TICKS, SpinProgress
+from pagoda_grade import preempt
+from pagoda_grade.preempt import STARVE_TICKS, SpinProgress
 
 TIMER, USER, KERNEL = 32, 3, 0
 SPIN, ELSEWHERE = 0x401000, 0x402000
@@ -29,7 +29,7 @@ WATCH = types.SimpleNamespace(proc={"timer_vector": TIMER, "user_privilege": USE
 
 def verdicts(monkeypatch):
     seen = []
-    monkeypatch.setattr(test_lab3, "starvation_problem",
+    monkeypatch.setattr(preempt, "starvation_problem",
                         lambda snap, watch, stuck, other, ticks, counts: seen.append((stuck, other, ticks)) or "starved")
     return seen
 
@@ -78,14 +78,14 @@ def test_the_sentence_says_what_the_process_table_says(monkeypatch):
     from pagoda_pt.procaudit import Rec
     facts = types.SimpleNamespace(state_name=lambda s: {1: "Ready", 3: "in state 3 (Sleeping)"}[s])
     recs = {1: Rec(0, 1, 0, 1, "spin", 0), 2: Rec(1, 2, 0, 2, "spin", 1)}
-    monkeypatch.setattr(test_lab3, "process_roots", lambda snap, kernel: {A: "spin (pid 1)", B: "spin (pid 2)"})
+    monkeypatch.setattr(preempt, "process_roots", lambda snap, kernel: {A: "spin (pid 1)", B: "spin (pid 2)"})
     monkeypatch.setattr(procaudit.Facts, "of", classmethod(lambda cls, kernel: facts))
     monkeypatch.setattr(procaudit, "read_table", lambda read, f: list(recs.values()))
     monkeypatch.setattr(procaudit, "read_current", lambda read, f, r: (recs[2], 0x1234))
     snap = types.SimpleNamespace(read_phys=None)
-    ready = test_lab3.starvation_problem(snap, WATCH, A, B, 50, {A: 5, B: 900})
+    ready = preempt.starvation_problem(snap, WATCH, A, B, 50, {A: 5, B: 900})
     assert ready.startswith("spin pid 1 (root 0xa000) never ran for 50 timer interrupts")
     assert "the CPU runs pid 2 (spin)" in ready and "Ready" in ready and "next_ready" in ready
     recs[1] = Rec(0, 1, 0, 3, "spin", 0)
-    asleep = test_lab3.starvation_problem(snap, WATCH, A, B, 50, {A: 5, B: 900})
+    asleep = preempt.starvation_problem(snap, WATCH, A, B, 50, {A: 5, B: 900})
     assert "in state 3 (Sleeping)" in asleep and "back to Ready" in asleep

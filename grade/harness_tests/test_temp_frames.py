@@ -3,8 +3,8 @@ ended: `tmfill keep` fills one and exits without starting its reader. The grader
 frames in use from the allocator's bitmap in guest RAM before the first process and after the
 last one, as the lab tests' baselines do."""
 from pagoda_grade.harness import Booter
-from test_lab3 import GRADER_MEMORY, Watch
-from test_lab6 import baseline
+from pagoda_grade.watch import GRADER_MEMORY, Watch
+from pagoda_grade.forks import baseline
 
 
 def test_a_filled_frame_nobody_took_is_freed_at_the_end(reference_kernel, tmp_path):

@@ -1,4 +1,4 @@
-"""Watch.until_touched, the wait of lab 3's roots_verified for spin to map its spin_stop page,
+"""Watch.until_touched (pagoda_grade/watch.py), the wait of lab 3's roots_verified for spin to map its spin_stop page,
 over a fake guest: only the test's deadline bounds it, never a count of stops.
 
 Why: under load (CI, session 34) roots_verified failed the reference on AArch64 with "0x402018
@@ -8,8 +8,8 @@ and the grader gave up after 50 stops. Starving the reference's QEMU (SIGSTOP 60
 1 ms) reproduces it."""
 import pytest
 
-import test_lab3
-from test_lab3 import Watch
+from pagoda_grade import watch as watch_module
+from pagoda_grade.watch import Watch
 
 SPIN_ROOT = 0x401C1000
 STOP_VA = 0x402018
@@ -57,7 +57,7 @@ class FakeGuest:
 
 @pytest.fixture
 def watch(monkeypatch):
-    monkeypatch.setattr(test_lab3, "process_roots", lambda snap, kernel: {r: "spin (pid 1)" for r in snap.roots})
+    monkeypatch.setattr(watch_module, "process_roots", lambda snap, kernel: {r: "spin (pid 1)" for r in snap.roots})
     w = Watch.__new__(Watch)   # (no kernel ELF: only what until_touched reads)
     w.kernel = None
     w.proc = {"switch": "the switch"}

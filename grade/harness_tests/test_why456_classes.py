@@ -11,9 +11,9 @@ from pagoda_grade.causes import copy_guard_cause
 from pagoda_grade.harness import Run
 from pagoda_grade.symbols import user_fixups
 from pagoda_grade.vmas import Record, Vma
-from test_lab4 import misplaced_chunk, space_copy_problem
-from test_lab5 import PAGE, WINDOW, random_steps, record_against_model
-from test_lab6 import ECHILD, wait_problem
+from pagoda_grade.usercopy import misplaced_chunk, space_copy_problem
+from pagoda_grade.vmawatch import PAGE, WINDOW, random_steps, record_against_model
+from pagoda_grade.forks import ECHILD, wait_problem
 
 SMAP_ON = 0x300020      # CR4: SMEP, SMAP and PAE
 AC = 1 << 18

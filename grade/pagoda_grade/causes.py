@@ -21,7 +21,7 @@ import re
 
 from pagoda_pt.x86_64 import CR4_SMAP, RFLAGS_AC   # the log's x86 register dump is read with them
 
-from . import symbols
+from . import contract, symbols
 from .outcomes import STORM, is_never_reached, kill_lines, panic_line, quoted_lines
 from .witness import ARCHES
 
@@ -182,7 +182,7 @@ def boot_stack_guard(kernel):
     """(guard, bottom, top) of the kernel's own stack boot_stack (in the image's .bss, boot.S)
     and the unmapped page below it; None when the kernel has no such symbols."""
     try:
-        return tuple(symbols.address_of(kernel, n) for n in ("boot_stack_guard", "boot_stack_bottom", "boot_stack_top"))
+        return tuple(symbols.address_of(kernel, n) for n in (contract.BOOT_STACK_GUARD, *contract.BOOT_STACK))
     except (AssertionError, OSError):
         return None
 
@@ -190,8 +190,7 @@ def boot_stack_guard(kernel):
 def image_sections(kernel):
     """((name, start, end), ...) of the kernel image's parts, from the linker script's symbols."""
     out = []
-    for name, a, b in ((".text", "__text_start", "__text_end"), (".rodata", "__rodata_start", "__rodata_end"),
-                       (".data/.bss", "__data_start", "__data_end")):
+    for name, (a, b) in zip((".text", ".rodata", ".data/.bss"), contract.SECTIONS.values()):
         try:
             out.append((name, symbols.address_of(kernel, a), symbols.address_of(kernel, b)))
         except (AssertionError, OSError):

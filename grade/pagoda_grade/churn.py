@@ -13,6 +13,7 @@ import re
 
 from .harness import memory_bytes
 from .processes import user_symbol
+from . import contract
 from .symbols import address_of
 from .witness import PAGE
 
@@ -35,7 +36,7 @@ def run_to_end(guest, watch):
     ended without it)."""
     kernel, arch = watch.kernel, watch.arch
     last = user_symbol(kernel, arch, "churn", "churn_last").address
-    snap = guest.stop_at_any([last, address_of(kernel, "pagoda_grader_checkpoint")])
+    snap = guest.stop_at_any([last, address_of(kernel, contract.CHECKPOINT)])
     if snap.pc != last:
         return snap, None   # (the only checkpoint after 'started' is 'ended')
     n, pages = snap.argument(0), snap.argument(1)

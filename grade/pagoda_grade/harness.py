@@ -29,8 +29,9 @@ from pagoda_core.symbolize import Symbolizer
 from pagoda_pt.isa import isa
 from pagoda_pt.kernelnames import NO_NAMES, KernelNames
 
-from .outcomes import (CHECKED, ENDED, LOG_LIMIT, OUTPUT_LIMIT, STORM, TIMEOUT, BootEnded, GradeFailure, findings,
-                       kill_lines, never_reached_reason, panic_line, shown, watch_note)
+from . import todo
+from .outcomes import (CHECKED, ENDED, LOG_LIMIT, OUTPUT_LIMIT, STORM, TIMEOUT, BootEnded, GradeFailure, escape_controls,
+                       findings, kill_lines, never_reached_reason, panic_line, shown, skeleton_headline, watch_note)
 from .idle import IDLE_STOP, IdleWatch
 from .proof import new_token, proof
 from .rsp import RspError
@@ -245,6 +246,12 @@ class Run:
 
     # ---- checks on what the kernel printed (believed unless a witness confirms it) -------------
 
+    def check(self, *problems):
+        """Fails with the first of @p problems that is not empty (a sentence, or a false value)."""
+        for problem in problems:
+            if problem:
+                self.fail(problem)
+
     def expect_outcome(self, wanted):
         got = self.outcome()
         if got != wanted:
@@ -411,6 +418,30 @@ class Session:
 
     def lines(self):
         return self.data.decode(errors="replace").replace("\r\n", "\n").splitlines()
+
+
+def decide(excinfo, booter, lab, test_lab):
+    """Where a test is decided, the one place: (True, "") when it passed, else (False, the reason
+    the grade prints). It failed when its call raised (@p excinfo, pytest's ExceptionInfo) or, having
+    passed, when its boots (@p booter, None for a test that boots nothing) left a problem no check
+    of its own explained (Booter.unexplained_problem()). The reason: Booter.verdict(), the TODO
+    lines of labs after the tree's (@p lab; None: the test's, @p test_lab) marked, control
+    characters escaped. grade/conftest.py asks once per test; ./pagoda grade prints the answer."""
+    if excinfo is None:
+        if booter is None:
+            return True, ""
+        try:
+            booter.unexplained_problem()
+            return True, ""
+        except GradeFailure as e:
+            error, name = e, "GradeFailure"
+    else:
+        error, name = excinfo.value, excinfo.typename
+    reason = str(error) if isinstance(error, AssertionError) and str(error) else f"{name}: {error}"
+    lab = test_lab if lab is None else lab
+    if booter is not None:
+        reason = booter.verdict(reason, lab, test_lab)
+    return False, escape_controls(todo.mark_later_todos(reason, lab))
 
 
 def _at_inspect_ready(inspect):
@@ -623,6 +654,14 @@ class Booter:
         named = lines[at].split()[2]
         lines.insert(at + 1, next((r for t, r in reversed(self.replays) if t == named), self.replays[-1][1]))
         return "\n".join(lines)
+
+    def verdict(self, error, lab, test_lab):
+        """The reason of a test that failed with @p error: the lab-@p test_lab skeleton the kernel
+        reached first (no later than lab @p lab, the tree's), the error, what the watches saw
+        that it does not already say, the replay line."""
+        reason = skeleton_headline(error, self.serial_lines, min(test_lab, lab)) if test_lab is not None else error
+        seen = watch_note(self.watch_problems, reason)
+        return self.with_replay(reason + "\n" + seen if seen else reason)
 
     def unexplained_problem(self):
         """Raises GradeFailure with the first broken invariant or watch problem of this test's boots

@@ -21,7 +21,7 @@ import os
 
 from pagoda_core.faultlog import INTERRUPT
 
-from . import symbols
+from . import contract, symbols
 
 # Interrupts taken in a row in the idle loop before the process table is read (at 100 Hz, half a
 # second of the guest's time: a process that sleeps longer is seen sleeping in the table).
@@ -30,7 +30,7 @@ IDLE_TICKS = 50
 # ISA's wait instruction (hlt, wfi) in the function it calls. (That function also waits in a
 # system call that sleeps in the kernel, and in the self-tests: the process table tells those
 # apart, their process is Running.)
-IDLE_FUNCTIONS = ("pagoda::proc::idle_until_interrupt", "pagoda::arch::wait_for_interrupt")
+IDLE_FUNCTIONS = (contract.IDLE, contract.WAIT_FOR_INTERRUPT)
 # How the reason of such a stop begins (harness.Run.fail tells it from a deadline by it).
 IDLE_STOP = "the guest idles with no process that can ever run again"
 

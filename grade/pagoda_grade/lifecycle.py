@@ -18,7 +18,7 @@ import hashlib
 import struct
 from dataclasses import dataclass, field
 
-from . import symbols
+from . import contract, symbols
 from .processes import process_roots, registry
 from .vmas import MAX_VMAS, decode_vma, vma_fields
 from .witness import ARCHES, PAGE
@@ -57,7 +57,7 @@ class _Facts:
 
     def __init__(self, kernel):
         f = lambda name: symbols.fact(kernel, name)  # noqa: E731
-        self.table = symbols.physical_of(kernel, symbols.address_of(kernel, "pagoda::proc::g_processes"))
+        self.table = symbols.physical_of(kernel, symbols.address_of(kernel, contract.PROCESS_TABLE))
         # Lab 5's facts for the table and the record (kernel/proc/process.cpp's end), lab 6's for
         # the parent, the status and the zombie state.
         self.slots, self.size = f("process_count"), f("process_stride")
@@ -98,7 +98,7 @@ def processes(snap, kernel, records_of=None):
     (VMA list) is read for every process, or only for pid @p records_of when given."""
     k = _Facts.of(kernel)
     data = snap.read_phys(k.table, k.slots * k.size)
-    base_va = symbols.address_of(kernel, "pagoda::proc::g_processes")
+    base_va = symbols.address_of(kernel, contract.PROCESS_TABLE)
     out = {}
     for slot in range(k.slots):
         p = data[slot * k.size:(slot + 1) * k.size]
@@ -158,7 +158,7 @@ class Refs:
 
     def __init__(self, snap, kernel):
         self.snap = snap
-        pa = symbols.physical_of(kernel, symbols.address_of(kernel, "pagoda_frame_refs"))
+        pa = symbols.physical_of(kernel, symbols.address_of(kernel, contract.FRAME_REFS))
         self.table, self.entries = struct.unpack("<2Q", snap.read_phys(pa, 16))
         self._chunks = {}
 
@@ -303,11 +303,8 @@ class Deaths:
     the return of every copy-on-write fault (copy_on_write). A test that follows system calls adds
     addresses() to its stops and hands every stop to take()."""
 
-    EXIT = "pagoda::proc::exit_current"
-    EXEC = "pagoda::proc::exec_current"
-    COW = "pagoda::vm::copy_on_write"
-    LOAD = "pagoda::proc::load_program"
-    FORK = "pagoda::proc::fork_process"
+    EXIT, EXEC, COW, LOAD = contract.EXIT, contract.EXEC, contract.COPY_ON_WRITE, contract.LOAD_PROGRAM
+    FORK = contract.FORK
     FORKS_SEEN = 4   # forks seen whole per boot (the first ones: wide_fork makes 64)
 
     def __init__(self, kernel, cow=True, light=False, eager=False):

@@ -27,7 +27,7 @@ from pagoda_pt.procaudit import CONSISTENT_FUNCTIONS, CURRENT, NO_SLOT, TABLE, _
 from pagoda_pt.procaudit import Facts as _Facts
 from pagoda_pt.procaudit import trap_stack_problem  # noqa: F401
 
-from . import programs, symbols
+from . import contract, programs, symbols
 from .witness import ARCHES
 
 
@@ -80,10 +80,10 @@ class ProcessAudit:
         proc = ARCHES[arch].proc
         for name, label in ((proc["syscall_entry"], "at a system call's entry"),
                             (proc["switch"], "at a context switch (switch_context)"),
-                            ("pagoda::proc::timer_tick", "at a timer tick"),
-                            ("pagoda::proc::exit_current", "as a process ends (exit_current)"),
-                            ("pagoda::proc::idle_until_interrupt", "in the idle loop"),
-                            ("pagoda_grader_checkpoint", "at a checkpoint of the run")):
+                            (contract.TIMER_TICK, "at a timer tick"),
+                            (contract.EXIT, "as a process ends (exit_current)"),
+                            (contract.IDLE, "in the idle loop"),
+                            (contract.CHECKPOINT, "at a checkpoint of the run")):
             try:
                 self.where[symbols.address_of(kernel, name)] = label
             except (AssertionError, OSError):
@@ -335,7 +335,7 @@ def fork_error_problem(error, who):
 
 # ---- a loader that failed ------------------------------------------------------------------------
 
-LOADER = "pagoda::proc::load_program"
+LOADER = contract.LOAD_PROGRAM
 
 
 def loader_error_problem(error, name, top, arguments_page_bytes):

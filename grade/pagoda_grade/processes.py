@@ -23,7 +23,7 @@ import re
 import struct
 from dataclasses import dataclass
 
-from . import programs, symbols
+from . import contract, programs, symbols
 from .witness import ARCHES, PAGE, WalkError, layout_value, top_level
 
 HEX = r"0x[0-9a-f]+"
@@ -552,7 +552,7 @@ def is_used(bitmap, frame):
     return bool(bitmap >> (frame // PAGE) & 1)
 
 
-FRAME_ALLOCATOR = "pagoda::vm::g_frames"
+FRAME_ALLOCATOR = contract.FRAME_ALLOCATOR
 
 
 def frame_bitmap(snap, kernel):

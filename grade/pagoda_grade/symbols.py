@@ -77,7 +77,10 @@ FACT_PREFIX = "pagoda_fact_"
 def fact(kernel, name):
     """The value the kernel exports as PAGODA_FACT(@p name, ...) (kernel/lib/facts.hpp): the
     absolute symbol pagoda_fact_<name>, e.g. fact(kernel, "window_base"). The layout constants
-    and the page size are read this way instead of being copied into the grader."""
+    and the page size are read this way instead of being copied into the grader. Every name the
+    grader reads is declared in its contract (contract.FACTS)."""
+    from .contract import lab_of_fact
+    lab_of_fact(name)
     table = symbols(kernel)
     if FACT_PREFIX + name not in table:
         known = sorted(n[len(FACT_PREFIX):] for n in table if n.startswith(FACT_PREFIX))
@@ -166,7 +169,8 @@ def user_fixups(kernel):
     kernel/proc/user_memory.hpp), read from the ELF file between __start_pagoda_user_fixups and
     __stop_pagoda_user_fixups; {} for a kernel without one (labs 0-3)."""
     table = symbols(kernel)
-    start, stop = table.get("__start_pagoda_user_fixups"), table.get("__stop_pagoda_user_fixups")
+    from .contract import USER_FIXUPS
+    start, stop = (table.get(n) for n in USER_FIXUPS)
     if start is None or stop is None or stop <= start:
         return {}
     raw = read_image(kernel, start, stop - start)

@@ -10,10 +10,11 @@ that recorded no stack, an mprotect that changed the record but not the page, ..
 trusts the kernel's lines."""
 from dataclasses import dataclass
 
+from pagoda_grade.contract import PROCESS_TABLE
 from pagoda_grade.symbols import address_of, fact
 from pagoda_grade.witness import PAGE
 
-TABLE = "pagoda::proc::(anonymous namespace)::g_processes"
+TABLE = PROCESS_TABLE
 KINDS = {0: "anonymous", 1: "image", 2: "stack", 3: "heap"}
 KIND_ANONYMOUS, KIND_IMAGE, KIND_STACK, KIND_HEAP = 0, 1, 2, 3
 GROWS_DOWN = 1

@@ -5,8 +5,8 @@ import re
 
 from pagoda_pt.isa import MACHINES
 
-from . import symbols
-from .witness import (ARCHES, MAX_PROBLEMS_SHOWN, MAX_TABLE_READS, WalkError, compare_map, expected_kernel_map,
+from . import contract, symbols
+from .witness import (ARCHES, MAX_PROBLEMS_SHOWN, MAX_TABLE_READS, PAGE, WalkError, compare_map, expected_kernel_map,
                       image_physical, layout_value, linked_high, pick_in, top_level, window_leftover)
 
 # Guest RAM of the boots that check maps: more than the window, so RAM above it exists.
@@ -123,9 +123,9 @@ def _what_is_at(kernel, arch, pa):
                     "(mmio_base + physical), as the kernel's map does for every device")
     # The boot stub's memory is linked low: its symbols are its physical addresses.
     for lo_name, hi_name, what, step in (
-            ("boot_entry_stack_bottom", "boot_entry_stack_top", "the boot stub's entry stack",
+            (*contract.BOOT_ENTRY_STACK, "the boot stub's entry stack",
              "the kernel must leave it for boot_stack before it loads its own root"),
-            ("boot_tables_start", "boot_tables_end", "the boot stub's page tables",
+            (*contract.BOOT_TABLES, "the boot stub's page tables",
              "the kernel's own root maps nothing low, and the boot tables go back to the allocator")):
         try:
             lo, hi = symbols.address_of(kernel, lo_name), symbols.address_of(kernel, hi_name)
@@ -163,3 +163,126 @@ def lower_half_leftovers(snap, kernel, arch):
     if count > len(out):
         out.append(f"... and {count - len(out)} more mapped run(s) in the lower half")
     return out
+
+
+def vmprint_address_cause(printed, expected):
+    """When vmprint printed every entry the grader read (@p printed and @p expected: (level, first
+    address, entry) in order) with the right level and value but some with another first
+    address, the sentence that says so; else None."""
+    if len(printed) != len(expected) or [(p[0], p[2]) for p in printed] != [(e[0], e[2]) for e in expected]:
+        return None
+    wrong = [(i, p, e) for i, (p, e) in enumerate(zip(printed, expected)) if p[1] != e[1]]
+    if not wrong:
+        return None
+    i, p, e = wrong[0]
+    return (f"vmprint prints {len(wrong)} of {len(expected)} entries with the wrong first address (line {i + 1}: "
+            f"{p[1]:#x} for the level {p[0]} entry {p[2]:#x}, which covers from {e[1]:#x}): the first address an "
+            "entry covers is the start of its range, aligned to the span of one entry of its level, not the address "
+            "the walk stands on")
+
+
+# ---- lab 2: the large pages a split leaves (split_range_ends) -------------------------------------
+
+BLOCK = 2 * 1024 * 1024                  # the large page of both ISAs (x86_64 PD, AArch64 L2 block)
+
+
+def small_blocks_problem(small, offset, a, b, first, end):
+    """The headline for the whole 2 MiB blocks of the RAM piece [a, b) (whole blocks [first, end))
+    that the window maps with smaller pages, @p small [(pa, page size)]: which of them (the last,
+    the first, all, some) says which end of map_ram()'s block loop is wrong."""
+    pa, size = small[0]
+    whole = (end - first) // BLOCK
+    if len(small) == whole and whole > 1:
+        which = f"every one of the {whole} whole 2 MiB blocks"
+        why = "map_ram() maps no large page (a 2 MiB block wherever one is aligned and all RAM)"
+    elif len(small) == 1 and pa == end - BLOCK:
+        which = "the last whole 2 MiB block"
+        why = ("map_ram()'s block loop stops one block early: a block that ends exactly at the piece's end "
+               "(pa + 2 MiB == end) still fits")
+    elif len(small) == 1 and pa == first:
+        which = "the first whole 2 MiB block"
+        why = "map_ram()'s block loop starts one block late: the head of 4 KiB pages must end at the first aligned block"
+    else:
+        which = f"{len(small)} of the {whole} whole 2 MiB blocks (the first at RAM {pa:#x})"
+        why = "map_ram() must map each aligned 2 MiB block of RAM with one large page"
+    return (f"{which} of the RAM [{a:#x}, {b:#x}) is mapped with {size // 1024} KiB pages, not as one 2 MiB large "
+            f"page ({offset + pa:#x}, RAM {pa:#x}): {why}")
+
+
+# split_range_ends: blocks 0 and 3 covered whole, 1 and 2 in part, and block 4 right after the
+# second range, which no range touches (a split at the page after a range's end would split it).
+SPLIT_BLOCKS = 5
+
+
+SPLIT_RANGE_BLOCKS = 4   # the second range ends at the last page of block 3
+
+
+def split_expectations(first, last, first2, hole, last2=SPLIT_RANGE_BLOCKS * (BLOCK // PAGE) - 1):
+    """Per block of split_range_ends: ('whole', perms), ('untouched', 'rw-') or ('pages', {page:
+    perms or None}) for the ranges [first, last] and [first2, last2] protected read-only and page
+    @p hole unmapped."""
+    pages = BLOCK // PAGE
+    want = []
+    for b in range(SPLIT_BLOCKS):
+        lo, hi = b * pages, (b + 1) * pages - 1
+        covered = [first <= i <= last or first2 <= i <= last2 for i in range(lo, hi + 1)]
+        if not any(covered) and not lo <= hole <= hi:
+            want.append(("untouched", "rw-"))
+        elif all(covered) and not lo <= hole <= hi:
+            want.append(("whole", "r--"))
+        else:
+            want.append(("pages", {i: None if i == hole else ("r--" if covered[i - lo] else "rw-")
+                                   for i in range(lo, hi + 1)}))
+    return want
+
+
+def split_block_problems(snap, base, pa, seed, want, ranges, when, panicked=False):
+    """What the walk of each block at @p snap shows against @p want (split_expectations): the
+    blocks left whole or split first; when the kernel @p panicked (a protect failed, changing
+    nothing), only that, not the permissions."""
+    pages, problems, later = BLOCK // PAGE, [], []
+    for b, (kind, expect) in enumerate(want):
+        start = base + b * BLOCK
+        w = snap.walk(start)
+        large = w.mapped and w.page_size == BLOCK
+        if kind in ("whole", "untouched"):
+            if not large:
+                got = f"{w.page_size // 1024} KiB pages" if w.mapped else w.stop_reason
+                if kind == "untouched":
+                    problems.append(f"block {b} [{start:#x}, {start + BLOCK:#x}), which no range {ranges} touches (it "
+                                    f"starts right after the second range's end), is {got} {when}: a block outside "
+                                    "the range is never split (split_partial_blocks() splits the block under the "
+                                    "range's last page, va + size - 4 KiB, not under va + size, the page after it)")
+                else:
+                    problems.append(f"block {b} [{start:#x}, {start + BLOCK:#x}), which the range {ranges} covers whole, "
+                                    f"is {got} {when}: a block the range covers whole stays a block (changed as one)")
+            elif not panicked and (w.pa != pa + b * BLOCK or w.perms.rwx() != expect):
+                later.append(f"block {b} at {start:#x} is a 2 MiB page -> {w.pa:#x} {w.perms.rwx()} {when}; expected "
+                                f"-> {pa + b * BLOCK:#x} {expect}")
+            continue
+        if large:
+            edge = [i for i, perms in expect.items() if perms == "r--"]
+            side = "starts" if edge and edge[0] != b * pages else "ends"
+            at = edge[0] if side == "starts" else edge[-1] if edge else b * pages
+            problems.append(f"the range {ranges} {side} inside the 2 MiB page at {start:#x} (at its page "
+                            f"{at - b * pages}, {base + at * PAGE:#x}), which is still one 2 MiB page {when}: "
+                            f"split_partial_blocks() must split the large page under the range's "
+                            f"{'first' if side == 'starts' else 'last'} page, at each end of the range")
+            continue
+        if panicked:
+            continue
+        for i, perms in expect.items():
+            if len(later) >= 6:
+                break
+            w = snap.walk(base + i * PAGE)
+            if perms is None:
+                if w.mapped:
+                    later.append(f"page {i} ({base + i * PAGE:#x}) is still mapped after its unmap")
+                continue
+            if not w.mapped or w.page_size != PAGE or w.pa != pa + i * PAGE or w.perms.rwx() != perms:
+                got = f"{w.page_size // 1024} KiB -> {w.pa:#x} {w.perms.rwx()}" if w.mapped else w.stop_reason
+                later.append(f"page {i} ({base + i * PAGE:#x}) is {got} {when}; expected 4 KiB -> "
+                             f"{pa + i * PAGE:#x} {perms}")
+            elif snap.read_u64(w.pa) != i ^ seed:
+                later.append(f"page {i} lost its data in the split (frame {w.pa:#x})")
+    return (problems + later)[:6]

@@ -37,7 +37,7 @@ import struct
 import time
 from dataclasses import dataclass
 
-from . import symbols
+from . import contract, symbols
 from .outcomes import ENDED, BootEnded
 from .rsp import RspClient, RspError, RspTimeout
 
@@ -82,6 +82,7 @@ class ArchModel:
     arguments: tuple             # registers holding a function's first arguments at its entry
     report: dict                 # regexes over the kernel's printed exception report
     kernel_privilege: int        # the CPL (x86_64) or exception level (AArch64) the kernel runs at
+    user_mode: str               # what a message calls user mode: "ring 3" or "EL0"
     link_register: str           # where a function finds its return address at entry (None: the stack)
     result_pointer_argument: bool  # a result returned in memory takes the first argument register
     # expect_fault()'s vector, error and error_mask for a read of an unmapped page, a write to a
@@ -120,7 +121,7 @@ X86_64 = ArchModel(
         isa=pagoda_pt.isa.X86_64, arguments=("rdi", "rsi", "rdx", "rcx", "r8", "r9"),
         report={"header": r"^TRAP: (\S+) .*\(vector (\d+)\)", "address": r"^\s+CR2 (0x[0-9a-f]+)",
                 "pc": r"^\s+RIP (0x[0-9a-f]+)", "error": r"^\s+error (0x[0-9a-f]+)"},
-        kernel_privilege=0, link_register=None, result_pointer_argument=True,
+        kernel_privilege=0, user_mode="ring 3", link_register=None, result_pointer_argument=True,
         page_faults=dict(read=dict(vector=_X86.PAGE_FAULT, error=0x0),
                          write_protect=dict(vector=_X86.PAGE_FAULT, error=0x3),
                          fetch=dict(vector=_X86.PAGE_FAULT, error=0x11)),
@@ -132,8 +133,8 @@ X86_64 = ArchModel(
             is_leaf=lambda e, level, last: level == last or (level in (1, 2) and bool(e & 1 << 7)),
             user_words="US set", global_words="G clear: not global", hardware_bits=(1 << 5) | (1 << 6),
             global_control=("cr4", 7, "CR4.PGE is off: global entries are flushed at every CR3 load")),
-        proc={"switch": "x86_switch_context", "switch_next_sp": "rsi",
-              "syscall_entry": "x86_syscall_entry", "syscall_number": "rax",
+        proc={"switch": contract.X86.SWITCH, "switch_next_sp": "rsi",
+              "syscall_entry": contract.X86.SYSCALL_ENTRY, "syscall_number": "rax",
               "syscall_args": ("rdi", "rsi", "rdx", "r10", "r8", "r9"), "syscall_return_pc": "rcx",
               # Every register a value could have come from at the system-call entry, and what
               # the ones that hold no argument hold there (how a test names a wrong source).
@@ -146,10 +147,9 @@ X86_64 = ArchModel(
               "syscall_abi_traps": (("r10", "rcx", "the x86_64 syscall ABI passes the 4th argument in R10, since "
                                                    "`syscall` overwrites RCX with the return address"),),
               "register_names_upper": True,
-              "root_loader": "pagoda::x86::hw::load_root", "root_loader_arg": "rdi",
+              "root_loader": contract.X86.ROOT_LOADER, "root_loader_arg": "rdi",
               # The TLB maintenance of one address space (this, va, global / this, global).
-              "tlb_page": "pagoda::x86::X86AddressSpace::invalidate_page",
-              "tlb_all": "pagoda::x86::X86AddressSpace::invalidate_all",
+              "tlb_page": contract.X86.TLB_PAGE, "tlb_all": contract.X86.TLB_ALL,
               "timer_vector": _X86.FIRST_INTERRUPT, "page_fault": _X86.PAGE_FAULT,
               "protection_fault": _X86.GENERAL_PROTECTION, "stack_overflow": _X86.DOUBLE_FAULT,
               "cpu_set_bits": (1 << 5) | (1 << 6),
@@ -161,15 +161,21 @@ X86_64 = ArchModel(
               "syscall_result": "rax", "user_privilege": 3, "privileged_fault": _X86.GENERAL_PROTECTION,
               "instruction_abort": _X86.PAGE_FAULT,
               # Where a trap from ring 3 takes its kernel stack: (what, symbol, PAGODA_FACT of an offset).
-              "user_trap_stacks": (("TSS.RSP0", "pagoda::x86::g_tss", "tss_rsp0_offset"),
-                                   ("the system-call stack (x86_syscall_kernel_rsp)", "x86_syscall_kernel_rsp", None)),
-              "syscall_entry_kernel_sp": False})   # `syscall` leaves the user's RSP in place
+              "user_trap_stacks": (("TSS.RSP0", contract.X86.TSS, "tss_rsp0_offset"),
+                                   ("the system-call stack (x86_syscall_kernel_rsp)", contract.X86.SYSCALL_KERNEL_SP,
+                                    None)),
+              "syscall_entry_kernel_sp": False,   # `syscall` leaves the user's RSP in place
+              # Where interrupts are enabled: (register, bit, set means enabled); whether QEMU's log
+              # names the root of each exception (CR3); how a new process's first frame enters user
+              # mode (CS and SS selectors), and the user half's words.
+              "irq_flag": ("eflags", 9, True), "log_names_root": True, "entry_selectors": True,
+              "user_half_words": "the lower half of CR3"})
 
 AARCH64 = ArchModel(
         isa=pagoda_pt.isa.AARCH64, arguments=tuple(f"x{i}" for i in range(8)),
         report={"header": r"^TRAP: (\S+)", "address": r"^\s+FAR (0x[0-9a-f]+)",
                 "pc": r"^\s+ELR (0x[0-9a-f]+)", "error": r"^\s+ESR (0x[0-9a-f]+)"},
-        kernel_privilege=1, link_register="x30",
+        kernel_privilege=1, user_mode="EL0", link_register="x30",
         result_pointer_argument=False,   # (X8 holds a result's address)
         page_faults=dict(read=dict(vector=4, error=0x9600_0004, error_mask=ESR_FAULT_KIND_MASK),
                          write_protect=dict(vector=4, error=0x9600_004C, error_mask=ESR_FAULT_KIND_MASK),
@@ -188,18 +194,17 @@ AARCH64 = ArchModel(
         # reports a kernel stack overflow (no IST, no #DF): the vector entry checks SP against the
         # guard and moves to an overflow stack itself (arch/aarch64/vectors.S), so stack_overflow
         # is None and the grader checks that nothing faulted after the abort in the guard.
-        proc={"switch": "aarch64_switch_context", "switch_next_sp": "x1",
-              "syscall_entry": "aarch64_svc_entry", "syscall_number": "x8",
+        proc={"switch": contract.AARCH64.SWITCH, "switch_next_sp": "x1",
+              "syscall_entry": contract.AARCH64.SYSCALL_ENTRY, "syscall_number": "x8",
               "syscall_args": ("x0", "x1", "x2", "x3", "x4", "x5"), "syscall_return_pc": "elr_el1",
               "syscall_entry_registers": tuple(f"x{i}" for i in range(31)) + ("elr_el1",),
               "syscall_entry_roles": {"x8": "the call number", "x30": "the user link register",
                                       "elr_el1": "the user return address"},
               "syscall_abi_traps": (), "register_names_upper": False,
               "syscall_result": "x0", "syscall_entry_kernel_sp": True,   # SP is SP_EL1 there
-              "root_loader": "pagoda::aarch64::hw::load_ttbr0", "root_loader_arg": "x0",
-              "user_trap_stacks": (("the EL1 stack (aarch64_user_trap_sp)", "aarch64_user_trap_sp", None),),
-              "tlb_page": "pagoda::aarch64::Aarch64AddressSpace::invalidate_page",
-              "tlb_all": "pagoda::aarch64::Aarch64AddressSpace::invalidate_all",
+              "root_loader": contract.AARCH64.ROOT_LOADER, "root_loader_arg": "x0",
+              "user_trap_stacks": (("the EL1 stack (aarch64_user_trap_sp)", contract.AARCH64.SYSCALL_KERNEL_SP, None),),
+              "tlb_page": contract.AARCH64.TLB_PAGE, "tlb_all": contract.AARCH64.TLB_ALL,
               "timer_vector": 5, "page_fault": 4, "instruction_abort": 3, "protection_fault": 4,
               "privileged_fault": 1, "stack_overflow": None, "user_privilege": 0,
               # PSTATE.PAN, as the gdbstub's CPSR shows it (bit 22).
@@ -209,7 +214,9 @@ AARCH64 = ArchModel(
               # type (bits 5:2; bits 1:0 are the level, which depends on the tables), and the bits
               # a test compares.
               "esr": {"data_abort": 0x24, "instruction_abort": 0x20, "wnr": 1 << 6, "translation": 0b0100,
-                      "permission": 0b1100, "mask": (0x3F << 26) | (1 << 6) | 0x3C}})
+                      "permission": 0b1100, "mask": (0x3F << 26) | (1 << 6) | 0x3C},
+              "irq_flag": ("cpsr", 7, False), "log_names_root": False, "entry_selectors": False,
+              "user_half_words": "TTBR0"})
 
 # The models by their ISA's name.
 ARCHES = {m.name: m for m in (X86_64, AARCH64)}
@@ -488,9 +495,9 @@ def kernel_image_regions(kernel):
     """The kernel image as the kernel must map it: each loadable segment of the image proper
     (the boot stub before it is not part of it) at its link address, its load address, and the
     permissions the ELF gives it."""
-    start = symbols.address_of(kernel, "__kernel_start")
+    start = symbols.address_of(kernel, contract.KERNEL_START)
     try:   # the page below the kernel's own stack is left unmapped: its guard (boot.S, vm::init)
-        guard = symbols.address_of(kernel, "boot_stack_guard")
+        guard = symbols.address_of(kernel, contract.BOOT_STACK_GUARD)
     except AssertionError:
         guard = None
     regions = []
@@ -518,7 +525,7 @@ def image_physical(kernel):
 
 def linked_high(kernel, arch):
     """True when the kernel is linked in the kernel half (lab 2 done), False for the lab-1 form."""
-    return symbols.address_of(kernel, "pagoda::kmain") >= layout_value(kernel, "kernel_half_base")
+    return symbols.address_of(kernel, contract.KMAIN) >= layout_value(kernel, "kernel_half_base")
 
 
 def expected_kernel_map(kernel, arch, memory_size):
@@ -1128,7 +1135,7 @@ class Guest:
             os.pwrite(self._ram_write_fd, chunk[:n], offset + done)
             done += n
 
-    def deliver(self, values, symbol="pagoda_grader_inbox"):
+    def deliver(self, values, symbol=contract.INBOX):
         """Writes @p values (u64s) into the kernel's inbox while the guest is stopped in
         pagoda_grader_stop() (see kernel/core/selftest.hpp): count first, then the values."""
         address = symbols.address_of(self.kernel, symbol)

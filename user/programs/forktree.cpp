@@ -1,11 +1,11 @@
 // forktree: fork, wait and exec from user space (lab 6), with values bound to the boot token
 // so that the grader can read them back from guest RAM through each process's root.
 //
-//   forktree basic N   forks N children. Before the fork the parent writes value(0x100 + r)
+//   forktree basic N   forks N children. Before the fork the parent writes derived::value(derived::forktree_before_word, r)
 //                      into one word of each region r (0 data, 1 heap, 2 mmap, 3 stack); each
 //                      child checks it sees those, writes its own (child_value(i, r)), prints a
 //                      line, yields, checks its words again and exits with child_code(i); the
-//                      parent writes value(0x300 + r) after the forks, reaps every child with
+//                      parent writes derived::value(derived::forktree_after_word, r) after the forks, reaps every child with
 //                      its status and checks its own words were never touched by a child.
 //   forktree deep D    a chain of D forks: each process forks one child and waits for it; the
 //                      last exits with leaf_code(); each parent exits with its child's code + 1.
@@ -41,6 +41,7 @@
 //   forktree hang N    forks N children that sleep until something ends them, says so, and
 //                      waits for them: a process tree for the shell's Ctrl-C (which ends the
 //                      foreground program with its descendants) and `kill -t`.
+#include "user/lib/derived.hpp"
 #include "user/lib/user.hpp"
 
 using namespace pagoda;
@@ -54,11 +55,10 @@ constexpr const char* kRegionNames[kRegions] = {"data", "heap", "mmap", "stack"}
 /// The word of the data region the grader reads (by its symbol, through each root).
 volatile u64 g_word = 0;
 
-u64 value(u64 tag) { return proof(token(), tag); }
-u64 child_value(u64 i, usize r) { return value(0x200 + i * 8 + r); }
+u64 child_value(u64 i, usize r) { return derived::value(derived::forktree_child_word, i * 8 + r); }
 /// Exit codes in [1, 100].
-i32 child_code(u64 i) { return i32(1 + value(0x400 + i) % 100); }
-i32 leaf_code() { return i32(1 + value(0x500) % 50); }
+i32 child_code(u64 i) { return i32(derived::value(derived::forktree_child_code, i)); }
+i32 leaf_code() { return i32(derived::value(derived::forktree_leaf_code)); }
 
 struct Words {
   volatile u64* at[kRegions];
@@ -84,17 +84,17 @@ int basic(u64 n) {
     return 2;
   }
   const Words w{{&g_word, reinterpret_cast<volatile u64*>(heap), reinterpret_cast<volatile u64*>(map), &stack_word}};
-  fill(w, [](usize r) { return value(0x100 + r); });
+  fill(w, [](usize r) { return derived::value(derived::forktree_before_word, r); });
   i64 pids[abi::kMaxArgs * 4] = {};
   if (n > sizeof pids / sizeof pids[0]) n = sizeof pids / sizeof pids[0];
   u64 forked = 0;
   for (u64 i = 0; i < n; ++i) {
     const i64 pid = fork();
     if (pid == 0) {
-      const int bad = check(w, [](usize r) { return value(0x100 + r); });
+      const int bad = check(w, [](usize r) { return derived::value(derived::forktree_before_word, r); });
       if (bad != 0) {
         println("forktree: child {} sees {:#x} in its {} word, not the parent's {:#x}", i, *w.at[bad - 1],
-                kRegionNames[bad - 1], value(0x100 + u64(bad) - 1));
+                kRegionNames[bad - 1], derived::value(derived::forktree_before_word, u64(bad) - 1));
         exit(101);
       }
       fill(w, [i](usize r) { return child_value(i, r); });
@@ -117,7 +117,7 @@ int basic(u64 n) {
     pids[i] = pid;
     ++forked;
   }
-  fill(w, [](usize r) { return value(0x300 + r); });
+  fill(w, [](usize r) { return derived::value(derived::forktree_after_word, r); });
   u64 reaped = 0, good = 0, sum = 0;
   for (;;) {
     abi::ExitInfo info{};
@@ -134,7 +134,7 @@ int basic(u64 n) {
     good += ok;
     sum += u64(info.code) * (i + 1);
   }
-  const int bad = check(w, [](usize r) { return value(0x300 + r); });
+  const int bad = check(w, [](usize r) { return derived::value(derived::forktree_after_word, r); });
   if (bad != 0)
     println("forktree: the parent's {} word is {:#x}: a child's write reached it", kRegionNames[bad - 1], *w.at[bad - 1]);
   println("forktree: forked {} reaped {} with their statuses {}{}", forked, reaped,
@@ -166,7 +166,7 @@ int exec_test() {
     println("forktree: exec of a missing program: {}{}", abi::errno_name(abi::errno_of(missing)),
             proof_note(u64(-missing)));
     char count[24] = {}, tok[80] = {};
-    format_buffer(count, sizeof count, "{}", 1 + value(0x600) % 1000);
+    format_buffer(count, sizeof count, "{}", derived::value(derived::forktree_exec_count));
     format_buffer(tok, sizeof tok, "{}{}", abi::kTokenArgPrefix, token());
     const char* const argv[] = {"echo", "forked", count, tok, nullptr};
     const i64 r = exec("echo", argv);
@@ -219,7 +219,7 @@ int bomb(u64 mib) {
 constexpr u64 kMaxWide = 64;
 
 /// Exit codes in [1, 250], one per wide child.
-i32 wide_code(u64 i) { return i32(1 + value(0x700 + i) % 250); }
+i32 wide_code(u64 i) { return i32(derived::value(derived::forktree_wide_code, i)); }
 
 int wide(u64 n) {
   if (n > kMaxWide) n = kMaxWide;
@@ -263,7 +263,7 @@ constexpr u64 kMaxStackPages = 12;
 alignas(arch::kPageSize) u64 g_vma_data[kDataPages * arch::kPageSize / 8];
 
 /// Word k of the page at @p page: the grader's twin is grade/test_lab6.py page_mark().
-u64 page_mark(u64 page, u64 k) { return value(0x10000 + (page >> 12)) + k; }
+u64 page_mark(u64 page, u64 k) { return derived::value(derived::forktree_page_mark, page >> 12) + k; }
 
 void mark_page(u64 page) {
   auto* w = reinterpret_cast<volatile u64*>(page);
@@ -278,7 +278,7 @@ u64 marked(u64 page) {
   return 0;
 }
 
-i32 vmas_code() { return i32(1 + value(0x800) % 200); }
+i32 vmas_code() { return i32(derived::value(derived::forktree_vmas_code)); }
 
 struct Marked {
   u64 pages[kDataPages + kMaxVmaRegions * 3 + kMaxHeapPages + kMaxStackPages];
@@ -405,7 +405,7 @@ int hang(u64 n) {
 
 constexpr u64 kRunsSkip = 32;
 
-i32 runs_code() { return i32(1 + value(0xb00) % 100); }
+i32 runs_code() { return i32(derived::value(derived::forktree_runs_code)); }
 
 int runs(u64 n, u64 k) {
   if (n < 2 || n > 16 || k == 0 || k >= n) {
@@ -432,17 +432,17 @@ int runs(u64 n, u64 k) {
     return 2;
   }
   auto word = [&](u64 i) { return reinterpret_cast<volatile u64*>(u64(at) + i * arch::kPageSize); };
-  for (u64 i = 0; i < n; ++i) *word(i) = value(0x900 + i);
+  for (u64 i = 0; i < n; ++i) *word(i) = derived::value(derived::forktree_runs_word, i);
   // A turn of its own begins after the sleep (a tick ends a turn only after kTicksPerTurn): the
   // writes below put each page's writable translation in the TLB again (the switch flushed it),
   // and fork and the write after it come well within the turn, with no switch between them.
   (void)sleep(1);
-  for (u64 i = 0; i < n; ++i) *word(i) = value(0x900 + i);
+  for (u64 i = 0; i < n; ++i) *word(i) = derived::value(derived::forktree_runs_word, i);
   const i64 pid = fork();
-  if (pid > 0) *word(k) = value(0xa00);           // before anything else: the parent's next write
+  if (pid > 0) *word(k) = derived::value(derived::forktree_runs_mark);           // before anything else: the parent's next write
   if (pid == 0) {
     u64 bad = 0;
-    for (u64 i = 0; i < n; ++i) bad += *word(i) != value(0x900 + i);
+    for (u64 i = 0; i < n; ++i) bad += *word(i) != derived::value(derived::forktree_runs_word, i);
     exit(bad == 0 ? runs_code() : 100 + i32(min<u64>(bad, 100)));
   }
   if (pid < 0) {
@@ -452,7 +452,7 @@ int runs(u64 n, u64 k) {
   abi::ExitInfo info{};
   const i64 got = waitpid(pid, &info);
   u64 bad = 0;
-  for (u64 i = 0; i < n; ++i) bad += *word(i) != (i == k ? value(0xa00) : value(0x900 + i));
+  for (u64 i = 0; i < n; ++i) bad += *word(i) != (i == k ? derived::value(derived::forktree_runs_mark) : derived::value(derived::forktree_runs_word, i));
   const bool ok = got == pid && info.how == u32(abi::Termination::Exited) && info.code == runs_code() && bad == 0;
   println("forktree: runs: {} pages at {:#x}, wrote page {} after fork; child code {}; parent's pages {}{}", n, at, k,
           info.code, bad == 0 ? "intact" : "CHANGED", proof_note(u64(info.code) ^ (bad << 32) ^ (k << 40)));
@@ -461,7 +461,7 @@ int runs(u64 n, u64 k) {
 
 // ---- growchild: a forked child grows its stack ------------------------------------------------
 
-i32 grow_code(u64 sum) { return i32(1 + (value(0xc00) ^ sum) % 100); }
+i32 grow_code(u64 sum) { return i32(1 + (derived::value(derived::forktree_grow_tag) ^ sum) % 100); }
 
 [[gnu::noinline]] u64 grow_down(u64 pages) {
   volatile u8 frame[arch::kPageSize - 64];
@@ -494,7 +494,7 @@ int growchild(u64 depth) {
 
 /// 1..50: never C's 0x33 (51), A's 0x44 (68) or the failures' 98 and 99, which the grader tells
 /// the orphan's exit apart from by its code (a token whose code was 68 made the orphan look like A).
-i32 orphan_code() { return i32(1 + value(0xd00) % 50); }
+i32 orphan_code() { return i32(derived::value(derived::forktree_orphan_code)); }
 
 int orphan() {
   const i64 a = fork();

@@ -17,6 +17,7 @@
 // fuzzer. Both always get an argv in the kernel half, so they fail (EFAULT) once the name is
 // checked.
 #include "lib/random.hpp"
+#include "user/lib/derived.hpp"
 #include "user/lib/user.hpp"
 
 using namespace pagoda;
@@ -27,7 +28,6 @@ extern "C" volatile u64 fuzz_calls = 0;
 
 namespace {
 
-constexpr u64 kFuzzTag = 0x465a;  // "FZ"
 constexpr usize kScratch = 512;
 constexpr usize kMaxOutput = 256;
 
@@ -81,7 +81,7 @@ extern "C" char _end[];  // user.ld: the end of the last segment
 
 int main(int, char**) {
   const u64 count = arg_number(1, 10'000);
-  const u64 seed = proof(token(), kFuzzTag) | 1;
+  const u64 seed = derived::value(derived::fuzz_seed) | 1;
   TestRandom r{seed};
   u64 errors = 0, printed = 0, mix = 0;
   const u64 image_lo = reinterpret_cast<uptr>(&_start) & ~(arch::kPageSize - 1);

@@ -3,15 +3,13 @@
 //
 // The value: the number of Collatz steps from n down to 1, where n = 1 + proof(token, "HE")
 // mod 1,000,000, so it differs on every boot and cannot be printed without computing it.
+#include "user/lib/derived.hpp"
 #include "user/lib/user.hpp"
 
 using namespace pagoda;
 using namespace pagoda::user;
 
 namespace {
-
-constexpr u64 kHelloTag = 0x4845;  // "HE"
-constexpr u64 kRange = 1'000'000;
 
 /// Steps of n -> n/2 (even) or 3n+1 (odd) until n is 1.
 u64 collatz_steps(u64 n) {
@@ -23,7 +21,7 @@ u64 collatz_steps(u64 n) {
 }  // namespace
 
 int main(int, char**) {
-  const u64 n = 1 + proof(token(), kHelloTag) % kRange;
+  const u64 n = derived::value(derived::hello_n);
   const u64 steps = collatz_steps(n);
   println("hello: from user space on {}: collatz({}) takes {} steps{}", arch::kName, n, steps,
           proof_note(steps));

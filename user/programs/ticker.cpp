@@ -1,13 +1,14 @@
 // ticker: prints argv[1] numbered lines, sleeping argv[2] ticks before each: a process that
 // needs the CPU only now and then, beside others that never give it up (lab 3's preemption and
 // probe tests: every one of its lines must arrive whole, and it must survive its siblings).
+#include "user/lib/derived.hpp"
 #include "user/lib/user.hpp"
 
 using namespace pagoda;
 using namespace pagoda::user;
 
 namespace {
-constexpr u64 kTickerTag = 0x544b;  // "TK"
+constexpr u64 kTickerTag = derived::ticker_line.tag;
 }
 
 int main(int, char**) {

@@ -5,6 +5,7 @@
 //
 //   tmstress [TOTAL [MAPS]]     default 100000 maps, 10000 per call
 //   tmstress bench N            N bare map+unmap pairs in one call, timed (./pagoda bench tempmap)
+#include "user/lib/derived.hpp"
 #include "user/lib/user.hpp"
 
 using namespace pagoda;
@@ -12,7 +13,6 @@ using namespace pagoda::user;
 
 namespace {
 
-constexpr u64 kStressTag = 0x5453;  // "TS": call i's seed is proof(token, kStressTag + i)
 constexpr u64 kMaxCalls = 200;
 
 i64 stress(u64 seed, u64 maps, u64 flags, abi::TempStressReport& r) {
@@ -44,7 +44,7 @@ int main(int, char**) {
   u64 maps = 0, checksum = 0, mismatches = 0, irq_maps = 0, depth = 0, calls = 0;
   while ((maps < total || irq_maps == 0) && calls < kMaxCalls) {
     abi::TempStressReport r{};
-    const i64 got = stress(proof(token(), kStressTag + calls), per_call, 0, r);
+    const i64 got = stress(derived::value(derived::tmstress_seed, calls), per_call, 0, r);
     if (got != 0) {
       println("tmstress: call {}: temp_stress -> {}", calls, got);
       return 1;

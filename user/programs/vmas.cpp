@@ -41,6 +41,7 @@
 //                   reads an execute-only page never touched (allowed)
 // Every line ends with a proof bound to the boot token.
 #include "lib/random.hpp"
+#include "user/lib/derived.hpp"
 #include "user/lib/user.hpp"
 
 using namespace pagoda;
@@ -120,7 +121,7 @@ int lazy(u64 pages) {
   }
   const abi::ProcInfo mapped = info();
   for (u64 i = 0; i < pages; ++i) {
-    const u64 page = proof(token(), i) % (size / arch::kPageSize);
+    const u64 page = derived::value(derived::vmas_lazy_page, i);
     *reinterpret_cast<volatile u64*>(u64(at) + page * arch::kPageSize + 8) = i + 1;
   }
   const abi::ProcInfo after = info();
@@ -235,7 +236,6 @@ int fault(u64 pages) {
 // ---- random operations against a model -----------------------------------------------------
 // The grader replays the same model (grade/test_lab5.py, random_model): change one, change both.
 
-constexpr u64 kRandomTag = 0x524e;  // "RN"
 constexpr u64 kWindowPages = 64;
 constexpr u64 kWindow = u64{1} << 37;  // 128 GiB: in the mmap area, far from the image and the stack
 constexpr u64 kProts[] = {abi::kProtNone, abi::kProtRead, abi::kProtRead | abi::kProtWrite};
@@ -263,7 +263,7 @@ struct Model {
 };
 
 int random_ops(u64 ops, u64 marker) {
-  TestRandom r{proof(token(), kRandomTag) | 1};
+  TestRandom r{derived::value(derived::vmas_random_seed) | 1};
   Model m;
   auto at = [](u64 page) { return kWindow + page * arch::kPageSize; };
   for (u64 op = 0; op < ops; ++op) {
@@ -313,7 +313,6 @@ int random_ops(u64 ops, u64 marker) {
   return m.mismatches == 0 ? 0 : 1;
 }
 
-constexpr u64 kNoExecTag = 0x4e58;  // "NX"
 
 /// An instruction fetch from a region without execute: a read-only page, never touched, called
 /// at an offset the token picks. The first fetch must end the process ("execute in
@@ -324,7 +323,7 @@ int noexec() {
     println("vmas: noexec: mmap failed: {}", at);
     return 1;
   }
-  const u64 target = u64(at) + proof(token(), kNoExecTag) % (arch::kPageSize / 4) * 4;
+  const u64 target = u64(at) + derived::value(derived::vmas_noexec_word) * 4;
   println("vmas: noexec: calling {:#x} in the read-only page at {:#x}", target, at);
   reinterpret_cast<void (*)()>(target)();
   println("vmas: noexec: came back from {:#x}", target);
@@ -343,7 +342,7 @@ int cut(u64 page) {
   }
   const i64 r = munmap(base + page * arch::kPageSize, arch::kPageSize);
   const volatile u64* words = vmas_table.words;
-  const u64 slot = proof(token(), page) % (arch::kPageSize / 8);
+  const u64 slot = derived::value(derived::vmas_cut_slot, page);
   u64 wrong = 0, sum = 0;
   for (u64 p = 0; p < kTablePages; ++p) {
     if (p == page) continue;
@@ -359,13 +358,12 @@ int cut(u64 page) {
   return wrong == 0 ? 0 : 1;
 }
 
-constexpr u64 kNoneTag = 0x4e4f4e45;  // "NONE"
 constexpr u64 kNoneWords = 8;
 
 /// The number of pattern words at @p p that hold the pattern.
 u64 pattern_intact(volatile u64* p) {
   u64 intact = 0;
-  for (u64 i = 0; i < kNoneWords; ++i) intact += p[i] == proof(token(), kNoneTag + i);
+  for (u64 i = 0; i < kNoneWords; ++i) intact += p[i] == derived::value(derived::vmas_none_word, i);
   return intact;
 }
 
@@ -380,7 +378,7 @@ int none() {
     return 1;
   }
   volatile u64* p = reinterpret_cast<volatile u64*>(at);
-  for (u64 i = 0; i < kNoneWords; ++i) p[i] = proof(token(), kNoneTag + i);
+  for (u64 i = 0; i < kNoneWords; ++i) p[i] = derived::value(derived::vmas_none_word, i);
   println("vmas: none: pattern at {:#x}", at);
   const i64 a = mprotect(u64(at), 2 * arch::kPageSize, abi::kProtNone);  // one page brought in, one not
   const i64 r = read(abi::kStdin, reinterpret_cast<void*>(at), 16);
@@ -405,7 +403,7 @@ int none_fork() {
     return 1;
   }
   volatile u64* p = reinterpret_cast<volatile u64*>(at);
-  for (u64 i = 0; i < kNoneWords; ++i) p[i] = proof(token(), kNoneTag + i);
+  for (u64 i = 0; i < kNoneWords; ++i) p[i] = derived::value(derived::vmas_none_word, i);
   const i64 a = mprotect(u64(at), 2 * arch::kPageSize, abi::kProtNone);
   println("vmas: nonefork: pattern at {:#x}, mprotect {}", at, a);
   const i64 pid = fork();
@@ -510,7 +508,7 @@ int merge(u64 page) {
   const i64 r7 = mprotect(table + page * arch::kPageSize, arch::kPageSize, rw);
   const i64 r8 = mprotect(table + page * arch::kPageSize, arch::kPageSize, abi::kProtRead);
   const volatile u64* words = vmas_table.words;
-  const u64 slot = proof(token(), 0x4d47 + page) % (arch::kPageSize / 8);
+  const u64 slot = derived::value(derived::vmas_merge_slot, page);
   u64 wrong = 0, sum = 0;
   for (u64 p = 0; p < kTablePages; ++p) {
     const u64 i = p * (arch::kPageSize / 8) + slot;

@@ -21,9 +21,12 @@ NO_SLOT = 0xFFFF_FFFF
 TABLE = "pagoda::proc::g_processes"
 CURRENT = "pagoda::proc::(anonymous namespace)::g_current"
 # Functions at whose entry (or anywhere in, for the idle loop) the scheduler's records are
-# consistent: the stops where audit_table() may judge them.
-CONSISTENT_FUNCTIONS = ("pagoda::proc::timer_tick", "pagoda::proc::exit_current",
-                        "pagoda::proc::(anonymous namespace)::idle_until_interrupt", "pagoda_grader_checkpoint")
+# consistent: the stops where audit_table() may judge them (the grader's contract names them too).
+TIMER_TICK = "pagoda::proc::timer_tick"
+EXIT = "pagoda::proc::exit_current"
+IDLE = "pagoda::proc::(anonymous namespace)::idle_until_interrupt"
+CHECKPOINT = "pagoda_grader_checkpoint"
+CONSISTENT_FUNCTIONS = (TIMER_TICK, EXIT, IDLE, CHECKPOINT)
 
 
 def _u(data, offset, size):

@@ -1,0 +1,187 @@
+"""The kernel's names the grader relies on, each declared once: every function it stops at, every
+variable it reads in guest RAM, every linker or assembler label it reads an address from, and
+every fact (PAGODA_FACT, kernel/lib/facts.hpp) it asks for, with the first lab whose tests need
+it. Python elsewhere names them through this module, never by a string of its own.
+
+grade/harness_tests/test_contract.py checks each, without booting, against both kernel ELFs and
+against the sources of every published lab tree from that lab on (tools/pagoda/publish.py), so
+that renaming a kernel function the grader stops at fails there in seconds, not in a grade. A
+Name is a str (the symbol's demangled name, as symbols.find() takes it), so it goes wherever a
+name went before: guest.stop_at(contract.FORK), address_of(kernel, contract.PROCESS_TABLE). The
+few names pagoda_pt (below the grader, shared with GDB) reads itself are its own constants,
+registered here."""
+import re
+
+from pagoda_pt import frames as _frames, procaudit as _procaudit, roots as _roots
+
+FUNCTION, DATA, LABEL = "function", "data", "label"
+NAMES = []   # every Name below, in declaration order
+
+
+class Name(str):
+    """A kernel symbol: @p lab, the first lab whose tests need it; @p arch, the one ISA that has it
+    (None: both); @p kind, FUNCTION (a stop), DATA (read in guest RAM) or LABEL (an address from
+    the linker script or the assembly); @p source, a regex its definition matches in a lab tree's
+    sources (default: its last identifier as a word)."""
+
+    def __new__(cls, name, lab, kind=FUNCTION, arch=None, source=None):
+        self = str.__new__(cls, name)
+        self.lab, self.kind, self.arch = lab, kind, arch
+        short = re.sub(r"\(.*\)$", "", name).split("::")[-1]
+        self.source = re.compile(source or rf"\b{re.escape(short)}\b")
+        NAMES.append(self)
+        return self
+
+
+# ---- the self-tests and the grader's handshake (kernel/core/selftest.hpp) ------------------------
+CHECKPOINT = Name(_procaudit.CHECKPOINT, 1)
+GRADER_STOP = Name("pagoda_grader_stop", 1)
+INBOX = Name("pagoda_grader_inbox", 1, DATA)
+RUN_SELFTEST = Name("pagoda::run_selftest", 1)
+RUN_ON_STACK = Name("pagoda_run_on_stack", 2, LABEL)
+SHUTDOWN = Name("pagoda::arch::shutdown", 1)
+KMAIN = Name("pagoda::kmain", 1)
+PANIC = Name("pagoda::panic_begin", 2)
+SELFTESTS = {t: Name(f"pagoda::pagoda_selftest_{t}", lab, source=rf"\bPAGODA_SELFTEST\(\s*{t}\s*\)") for t, lab in (
+    ("pf", 0), ("vm_write_text", 1), ("vm_exec_stack", 1), ("vm_exec_data", 1), ("vm_null", 1),
+    ("vm_stale_tlb", 1), ("vm_high", 2), ("vm_low", 2), ("user_touch", 3))}
+DATA_CODE = Name("pagoda::(anonymous namespace)::g_data_code", 1, DATA)
+SELFTEST_DATA = Name("pagoda::(anonymous namespace)::g_selftest_data", 2, DATA)
+
+# ---- the image and the boot stub (the linker scripts, boot.S) -----------------------------------
+KERNEL_START = Name("__kernel_start", 1, LABEL)
+KERNEL_PHYS_START = Name("__kernel_phys_start", 1, LABEL)
+KERNEL_PHYS_END = Name("__kernel_phys_end", 1, LABEL)
+KERNEL_VIRT_OFFSET = Name("__kernel_virt_offset", 1, LABEL)
+SECTIONS = {s: (Name(f"__{s}_start", 1, LABEL), Name(f"__{s}_end", 1, LABEL)) for s in ("text", "rodata", "data")}
+BOOT_STACK = (Name("boot_stack_bottom", 1, LABEL), Name("boot_stack_top", 1, LABEL))
+BOOT_STACK_GUARD = Name("boot_stack_guard", 1, LABEL)
+BOOT_ENTRY_STACK = (Name("boot_entry_stack_bottom", 1, LABEL), Name("boot_entry_stack_top", 1, LABEL))
+BOOT_TABLES = (Name("boot_tables_start", 2, LABEL), Name("boot_tables_end", 2, LABEL))
+
+# ---- frames and the heap (kernel/mm) -----------------------------------------------------------
+FRAME_ALLOCATOR = Name("pagoda::vm::g_frames", 1, DATA)
+FRAME_BITMAPS = Name(_frames.BITMAPS_SYMBOL, 1, DATA)
+FRAME_REFS = Name(_frames.REFS_SYMBOL, 6, DATA)
+HEAP_FREE_LISTS = Name(_frames.HEAP_LISTS_SYMBOL, 2, DATA)
+
+# ---- processes (kernel/proc) -------------------------------------------------------------------
+ROOT_REGISTRY = Name(_roots.REGISTRY_SYMBOL, 3, DATA)
+PROCESS_TABLE = Name(_procaudit.TABLE, 3, DATA)
+CURRENT = Name(_procaudit.CURRENT, 3, DATA)
+SLOT_TABLE = Name("pagoda::proc::(anonymous namespace)::g_used", 3, DATA)
+SWITCH_COUNT = Name("pagoda::proc::(anonymous namespace)::g_switches", 3, DATA)
+TURN_BEGAN = Name("pagoda::proc::(anonymous namespace)::g_turn_began", 3, DATA)
+LOAD_PROGRAM = Name("pagoda::proc::load_program", 3)
+EXIT = Name(_procaudit.EXIT, 3)
+TIMER_TICK = Name(_procaudit.TIMER_TICK, 3)
+IDLE = Name(_procaudit.IDLE, 3)
+WAIT_FOR_INTERRUPT = Name("pagoda::arch::wait_for_interrupt", 3)
+DISPATCHER = Name("pagoda::proc::syscall", 3)
+USER_FAULT = Name("pagoda::proc::user_fault", 5)
+EXEC = Name("pagoda::proc::exec_current", 6)
+FORK = Name("pagoda::proc::fork_process", 6)
+COPY_ON_WRITE = Name("pagoda::vm::copy_on_write", 6)
+
+# ---- temporary mappings and user copies (lab 4) ------------------------------------------------
+TEMP_AREA = Name("pagoda::TempMapArea::s_current", 4, DATA)
+# TempMap's constructors (kernel/mm/tempmap/temp_map.cpp), each with the argument that is the frame.
+GUARDS = {Name("pagoda::TempMap::TempMap(pagoda::Address<pagoda::PhysTag>)", 4,
+               source=r"TempMap::TempMap\(\s*PhysAddr\b"): 1,
+          Name("pagoda::TempMap::TempMap(pagoda::TempMapArea&, pagoda::Address<pagoda::PhysTag>)", 4,
+               source=r"TempMap::TempMap\(\s*TempMapArea\s*&"): 2}
+TEMP_MAP_LIVE = Name("pagoda_temp_map_live", 4)
+TEMP_STRESS = Name("pagoda_temp_stress", 4, DATA)
+TEMP_STRESS_ROUND = Name("pagoda_temp_stress_round", 4)
+USER_FIXUPS = (Name("__start_pagoda_user_fixups", 4, LABEL, source=r"\bpagoda_user_fixups\b"),
+               Name("__stop_pagoda_user_fixups", 4, LABEL, source=r"\bpagoda_user_fixups\b"))
+
+
+# ---- each ISA's own: its trap sites, entries, switch, TLB maintenance (witness.ARCHES names them) ----
+class X86:
+    UD_SITE = Name("x86_ud_site", 0, LABEL, "x86_64")
+    BOOT_ROOTS = (Name("boot_pml4", 2, LABEL, "x86_64"),)
+    SYSCALL_ENTRY = Name("x86_syscall_entry", 3, arch="x86_64")
+    SWITCH = Name("x86_switch_context", 3, arch="x86_64")
+    ROOT_LOADER = Name("pagoda::x86::hw::load_root", 3, arch="x86_64")
+    TSS = Name("pagoda::x86::g_tss", 3, DATA, "x86_64")
+    SYSCALL_KERNEL_SP = Name("x86_syscall_kernel_rsp", 3, DATA, "x86_64")
+    USER_COPY = Name("x86_user_copy", 4, arch="x86_64")
+    USER_STRING_COPY = Name("x86_user_string_copy", 4, arch="x86_64")
+    TLB_PAGE = Name("pagoda::x86::X86AddressSpace::invalidate_page", 6, arch="x86_64")
+    TLB_ALL = Name("pagoda::x86::X86AddressSpace::invalidate_all", 6, arch="x86_64")
+
+
+class AARCH64:
+    UD_SITE = Name("aarch64_udf_site", 0, LABEL, "aarch64")
+    BOOT_ROOTS = (Name("boot_l0_low", 2, LABEL, "aarch64"), Name("boot_l0_high", 2, LABEL, "aarch64"))
+    SYSCALL_ENTRY = Name("aarch64_svc_entry", 3, arch="aarch64")
+    SWITCH = Name("aarch64_switch_context", 3, arch="aarch64")
+    ROOT_LOADER = Name("pagoda::aarch64::hw::load_ttbr0", 3, arch="aarch64")
+    SYSCALL_KERNEL_SP = Name("aarch64_user_trap_sp", 3, DATA, "aarch64")
+    USER_COPY = Name("aarch64_user_copy", 4, arch="aarch64")
+    USER_STRING_COPY = Name("aarch64_user_string_copy", 4, arch="aarch64")
+    ASID_TABLE = Name("pagoda::aarch64::(anonymous namespace)::g_asids_used", 3, DATA, "aarch64")
+    TLB_PAGE = Name("pagoda::aarch64::Aarch64AddressSpace::invalidate_page", 6, arch="aarch64")
+    TLB_ALL = Name("pagoda::aarch64::Aarch64AddressSpace::invalidate_all", 6, arch="aarch64")
+
+
+# ---- facts (PAGODA_FACT): name -> the first lab whose tests read it -----------------------------
+def _facts(lab, *names):
+    return {n: lab for n in names}
+
+
+FACTS = {
+    **_facts(0, "page_size", "levels", "entries_per_table", "address_mask", "kernel_half_base",
+             "kernel_half_first_entry", "kernel_image_base", "low_memory_end", "mmio_base", "window_base",
+             "window_phys_base", "window_size", "held_entry_bit"),
+    **_facts(1, "batch_max_pages", "frame_allocator_used_offset", "frame_allocator_words_offset",
+             "frame_allocator_ever_offset", *(f"free_check_{n}" for n in (
+                 "ok", "misaligned", "not_managed", "never_allocated", "double_free"))),
+    **_facts(2, "heap_classes", "heap_header_size", "heap_magic_free", "heap_magic_large", "heap_magic_small",
+             "heap_min_class_shift", "heap_next_offset"),
+    **_facts(3, "stack_base", "kernel_stack_guard", "kernel_stack_size", "kernel_stack_slots", "kernel_stack_stride",
+             "user_end", "user_stack_top", "user_stack_pages", "user_stack_limit", "ticks_per_turn", "tss_rsp0_offset",
+             "kernel_spin_start_stop", "kernel_spin_end_stop", "result_pointer_ok",
+             *(f"run_checkpoint_{n}" for n in ("before", "started", "ended")),
+             *(f"user_frame_{n}" for n in ("size", "pc", "sp", "flags", "cs", "ss", "argc", "argv", "result")),
+             *(f"error_{n}" for n in ("code", "file", "line", "message")),
+             *(f"process_{n}" for n in ("count", "stride", "pid", "parent", "state", "name", "name_size",
+                                        "kstack_slot", "exit", "state_ready", "state_running", "state_waiting",
+                                        "state_zombie"))),
+    **_facts(4, "temp_map_base", "temp_map_slots", "space_copy_pages", "temp_probe_frames", "temp_probe_read_size",
+             *(f"temp_map_{n}_offset" for n in ("entries", "frames", "cpu", "depth", "maps")),
+             *(f"temp_probe_{n}_stop" for n in ("frames", "live", "push", "pushed", "reads")),
+             *(f"temp_copy_{n}_stop" for n in ("frames", "copied")),
+             *(f"space_copy_{n}_stop" for n in ("frames", "copied")),
+             "temp_stress_seed", "temp_stress_frames", "temp_stress_irq_maps_total"),
+    **_facts(6, "regions_stack_limit", "regions_stack_gap"),
+    **_facts(7, "swap_min_slots"),
+    **_facts(5, "mmap_base", "user_stack_gap", "process_regions", "process_regions_made", "regions_brk",
+             "regions_heap_start", "regions_vmas_data", "regions_vmas_size",
+             *(f"vma_{n}" for n in ("start", "end", "stride", "read", "write", "execute", "kind", "flags", "offset",
+                                    "file_size", "source"))),
+}
+
+
+# The facts only one ISA's kernel exports.
+FACT_ARCH = {"tss_rsp0_offset": "x86_64", "user_frame_cs": "x86_64", "user_frame_ss": "x86_64"}
+
+
+def lab_of_fact(name):
+    """The first lab whose tests read fact @p name; AssertionError for a name the contract does
+    not declare (a misspelt fact fails here, at its first use, naming this module)."""
+    if name not in FACTS:
+        raise AssertionError(f"the grader asks for the kernel fact '{name}', which its contract "
+                             "(grade/pagoda_grade/contract.py) does not declare")
+    return FACTS[name]
+
+
+def names_for(arch, lab=None):
+    """The Names an @p arch kernel must have (those of labs up to @p lab, when given)."""
+    return [n for n in NAMES if n.arch in (None, arch) and (lab is None or n.lab <= lab)]
+
+
+def facts_for(arch, lab=None):
+    """The facts an @p arch kernel must export (those of labs up to @p lab, when given)."""
+    return [f for f, first in FACTS.items() if FACT_ARCH.get(f, arch) == arch and (lab is None or first <= lab)]
