@@ -1,12 +1,9 @@
-"""Lab 7: swap, witnessed from outside the kernel. Points and timeouts: labs/07-swap/lab.toml.
-
-Every boot attaches a swap disk and caps the resident user frames (userframes=N); the programs
-(user/programs/overcommit.cpp, swapfork.cpp, swapbuf.cpp, swapkeep.cpp) fill their pages with
-token-derived words (user/lib/derived.hpp). The grader stops at every eviction, write-back, disk
-write and disk read (pagoda_grade/swap.py, SwapWatch), walks every root of the registry there,
-reads the swap state and the frame allocator's bitmap in guest RAM and the disk image on the host,
-and checks the rules of labs/07-swap/README.md; QEMU's log holds the faults and the disk's
-requests. The kernel's lines and its swap_info counters are never believed."""
+"""Lab 7: swap, witnessed from outside the kernel (labs/07-swap/lab.toml: points, timeouts). Every
+boot has a swap disk and a cap on user frames (userframes=N); the programs (user/programs/
+overcommit, swapfork, swapbuf, swapkeep) fill their pages with token-derived words (derived.hpp).
+SwapTest (pagoda_grade/swap.py) stops at every eviction, write-back, disk write and read, walks
+every root there and reads the swap state in guest RAM and the disk image on the host; the
+kernel's lines and swap_info counters are never believed."""
 from pagoda_grade import lab_test
 from pagoda_grade.derived import overcommit_versions, swap_page, value
 from pagoda_grade.lifecycle import processes
@@ -20,10 +17,19 @@ def pages_of(base, pages):
     return [base + j * PAGE for j in range(pages)]
 
 
-def shared(watch, roots=None):
-    """The evictions the grader saw take a frame more than one root mapped (exactly @p roots)."""
-    return [ev for ev in watch.evictions if (len({r for r, _, _ in ev.mappings}) == roots if roots
-                                              else len({r for r, _, _ in ev.mappings}) > 1)]
+def holds(problem):
+    """Fails with @p problem (a check's finding) unless it is None."""
+    assert not problem, problem
+
+
+def yielded(calls):
+    """The next yield() among @p calls."""
+    return next(c for c in calls if c.name == "Yield")
+
+
+def roots(ev):
+    """How many roots mapped the frame of eviction @p ev."""
+    return len({r for r, _, _ in ev.mappings})
 
 
 # ---- Part A: the mechanism -------------------------------------------------------------------
@@ -41,8 +47,7 @@ def test_one_page_out(boot, kernel, arch):
         evict = next(calls)   # (step 1's first)
         base, root = evict.args[0], evict.root
         va = base + p * PAGE
-        for _ in range(3):   # the program's yields A, B, C: page p is out at C
-            c = next(c for c in calls if c.name == "Yield")
+        c = [yielded(calls) for _ in "ABC"][-1]   # the program's moment C: page p is out
         st, world = t.look(c)
         e = world.entries.get((root, va), 0)
         assert fmt.is_swap(e), f"after evict() of page {p} ({va:#x}) its entry in {world.who(root)} is {e:#x}: " \
@@ -59,8 +64,7 @@ def test_one_page_out(boot, kernel, arch):
         mark = len(t.guest.log_events())
         back = next(calls)   # the first evict of step 5: the program has read every page
         st, world = t.look(back)
-        stale = w.stale_problem(world, root, pages_of(base, pages))
-        assert not stale, stale
+        holds(w.stale_problem(world, root, pages_of(base, pages)))
         e = world.entries.get((root, va), 0)
         assert fmt.present(e), f"page {va:#x} is not mapped after the program read it back (entry {e:#x})"
         assert fmt.perms(e) == "rw-", f"page {va:#x} came back {fmt.perms(e)}, not rw- (its region's permissions)"
@@ -75,11 +79,8 @@ def test_one_page_out(boot, kernel, arch):
 
 
 def yields_of(t, name, *also):
-    """The calls of program @p name among its yields and @p also, each with (SwapState, World)."""
-    for c in t.calls("Yield", *also):
-        st, world = t.look(c)
-        if program_of(world, c.root) == name:
-            yield c, st, world
+    """The calls of program @p name among its yields and @p also."""
+    return (c for c in t.calls("Yield", *also) if program_of(t.look(c)[1], c.root) == name)
 
 
 @lab_test(7, "no_stale_translation")
@@ -89,28 +90,23 @@ def test_no_stale_translation(boot, kernel, arch):
     mask = proof(t.token, 0x78) & ((1 << pages) - 1)
 
     def script(before):
-        base, mark, yields = None, None, 0
-        for c, st, world in yields_of(t, "swapfork", "Evict"):
-            if c.name == "Evict":
-                base = base or c.args[0]
-                continue
-            yields += 1
-            if yields == 1:
-                assert shared(t.watch), \
-                    "the child's evict() calls never took a frame both roots mapped (the grader's stops)"
-                continue
-            stale = t.watch.stale_problem(world, c.root, pages_of(base, pages))
-            assert not stale, stale
-            if yields == 2:   # the child has read every page it evicted while it ran
+        calls = yields_of(t, "swapfork", "Evict")
+        listed = pages_of(next(calls).args[0], pages)   # (the child's first evict())
+        yielded(calls)   # moment A: the child evicted every page
+        assert any(roots(ev) > 1 for ev in t.watch.evictions), \
+            "the child's evict() calls never took a frame both roots mapped (the grader's stops)"
+        for moment in "CD":   # C: the child has read every page it evicted while it ran; D: the parent's
+            c = yielded(calls)
+            if moment == "C":
                 mark = len(t.guest.log_events())
-                continue
-            for va in pages_of(base, pages):   # the parent, whose frames the child evicted while it did not run
-                assert page_faults_at(t.guest, va, mark), (
-                    f"the parent's page {va:#x} was evicted by its child while the parent did not run, yet the "
-                    "parent read it back with no page fault in QEMU's log: a stale translation (not invalidated "
-                    "in the parent's own space)")
-            break
-        assert shared(t.watch), "the child's evictions never took a frame both roots mapped"
+            holds(t.watch.stale_problem(t.look(c)[1], c.root, listed))
+        for va in listed:   # the parent, whose frames the child evicted while it did not run
+            assert page_faults_at(t.guest, va, mark), (
+                f"the parent's page {va:#x} was evicted by its child while the parent did not run, yet the "
+                "parent read it back with no page fault in QEMU's log: a stale translation (not invalidated "
+                "in the parent's own space)")
+        assert any(roots(ev) > 1 for ev in t.watch.evictions), \
+            "the child's evictions never took a frame both roots mapped"
 
     t.start(f"swapfork:{pages}:{mask:#x}:after", script)
 
@@ -137,18 +133,14 @@ def test_release_slots(boot, kernel, arch):
                 assert not kept, (f"exec replaced swapkeep's address space, yet slots {kept} of its swapped-out pages "
                                   "are still in use (the slot map, guest RAM): slots never freed at exec (leaked)")
                 return
-            elif c.name == "Yield" and name == "swapkeep" and base is not None:
-                yields += 1
-                if yields < 4:
-                    continue
+            elif c.name == "Yield" and name == "swapkeep" and base is not None and (yields := yields + 1) >= 4:
                 gone = [va for va in pages_of(base, pages // 2) if world.entries.get((root, va))]
                 e = world.entries[(root, gone[0])] if gone else 1
                 if not fmt.present(e) and not fmt.is_swap(e):
                     continue
                 assert fmt.present(e), (f"after munmap of a swapped-out range, {world.who(root)} still holds a swap "
                                         f"entry at {gone[0]:#x} (slot {fmt.slot(e)})")
-                problem = t.watch.counts_problem(st, world)
-                assert not problem, problem
+                holds(t.watch.counts_problem(st, world))
 
     t.start(f"swapkeep:{pages}:0x1:exec,overcommit:{t.pick('big', 80, 120)}:1", script, cap=32, clock=True)
 
@@ -228,9 +220,8 @@ def overcommit_check(t, percent=50, extra="", rounds=2, factors=(4, 6), **watchi
                 assert vmas, f"no region of overcommit's {pages} pages in its record (guest RAM)"
                 base = min(v.start for v in vmas)
             versions = overcommit_versions(t.token, pages, r, percent)
-            problem = placement_problem(c.snap, t.fmt, world, t.watch.image, c.root, base,
-                                        [swap_page(t.token, "overcommit", j, versions[j]) for j in range(pages)])
-            assert not problem, problem
+            holds(placement_problem(c.snap, t.fmt, world, t.watch.image, c.root, base,
+                                    [swap_page(t.token, "overcommit", j, versions[j]) for j in range(pages)]))
             r += 1
 
     t.start(f"overcommit:{pages}:{rounds}:{percent}" + extra, script, cap=cap, **watching)
@@ -274,7 +265,7 @@ def test_write_back(boot, kernel, arch):
         calls = t.calls("Yield", "Evict")
         base = next(calls).args[0]
         for moment in (1, 2):   # after evict(keep) of every page; after the program wrote the pages of mask
-            c = next(c for c in calls if c.name == "Yield")
+            c = yielded(calls)
             st, world = t.look(c)
             for j, va in enumerate(pages_of(base, pages)):
                 e = world.entries.get((c.root, va), 0)
@@ -286,7 +277,7 @@ def test_write_back(boot, kernel, arch):
                         f"page {j} ({va:#x}) {'was' if mask >> j & 1 else 'was not'} written since its "
                         f"write-back, yet its entry {e:#x} says {'dirty' if fmt.dirty(e) else 'clean'}")
         mark = len(t.watch.writes)
-        next(c for c in calls if c.name == "Yield")
+        yielded(calls)
         wrote = t.watch.writes[mark:]
         dirty = [ev for ev in [ev for ev in t.watch.evictions if ev.kind == "evict"][-pages:] if ev.wrote]
         assert len(dirty) == bin(mask).count("1"), (
@@ -304,9 +295,8 @@ def test_shared_eviction(boot, kernel, arch):
     pages = t.pick("pages", 4, 16)
 
     def script(before):
-        c, _, _ = next(yields_of(t, "swapfork"))
-        st = SwapState(c.snap, kernel)
-        both = shared(t.watch, roots=2)
+        st = SwapState(next(yields_of(t, "swapfork")).snap, kernel)
+        both = [ev for ev in t.watch.evictions if roots(ev) == 2]
         assert len(both) == pages, (f"the child evicted {pages} frames it shared with its parent; the grader saw "
                                     f"{len(both)} evictions take both roots' mappings")
         for ev in both:
@@ -326,34 +316,30 @@ def test_cow_swap(boot, kernel, arch):
     page = [swap_page(t.token, "swapfork", j, 0) for j in range(pages)]
 
     def script(before):
-        base = parent = None
-        moments = 0
-        for c in t.calls("Yield", "Evict", "GetPid"):
-            st, world = t.look(c)
-            if c.name == "Evict":
-                base, parent = base or c.args[0], c.root
-                continue
-            moments += 1
-            if moments == 2:   # the child's getpid: both roots name one slot per page, count 2
-                for va in pages_of(base, pages):
-                    a, b = world.entries.get((parent, va), 0), world.entries.get((c.root, va), 0)
-                    assert fmt.is_swap(a) and fmt.is_swap(b) and fmt.slot(a) == fmt.slot(b), (
-                        f"after fork, page {va:#x} is {a:#x} in the parent and {b:#x} in the child: not one slot")
-                    assert st.count(fmt.slot(a)) == 2, f"slot {fmt.slot(a)} is named by both roots; its count is " \
-                        f"{st.count(fmt.slot(a))}"
-            if moments == 3:   # the child's yield after its reads and writes
-                for j, va in enumerate(pages_of(base, pages)):
-                    a, b = world.entries.get((parent, va), 0), world.entries.get((c.root, va), 0)
-                    assert fmt.present(b), f"the child read page {va:#x}, yet its entry is {b:#x}"
-                    assert fmt.is_swap(a) and st.count(fmt.slot(a)) == 1, (
-                        f"after the child brought page {va:#x} back, the parent's entry is {a:#x} and its slot's count "
-                        f"{st.count(fmt.slot(a)) if fmt.is_swap(a) else '-'}: the child's hold must go (count 1)")
-                    problem = placement_problem(c.snap, fmt, world, t.watch.image, parent, va, [page[j]])
-                    assert not problem, problem
-            if moments == 4:
-                problem = placement_problem(c.snap, fmt, world, t.watch.image, c.root, base, page)
-                assert not problem, problem
-                return
+        calls = t.calls("Yield", "Evict", "GetPid")
+        c = next(calls)
+        base = c.args[0]
+        while c.name == "Evict":   # the parent's; then its yield (moment A)
+            parent, c = c.root, next(calls)
+        c = next(calls)   # the child's getpid: both roots name one slot per page, count 2
+        st, world = t.look(c)
+        for va in pages_of(base, pages):
+            a, b = world.entries.get((parent, va), 0), world.entries.get((c.root, va), 0)
+            assert fmt.is_swap(a) and fmt.is_swap(b) and fmt.slot(a) == fmt.slot(b), (
+                f"after fork, page {va:#x} is {a:#x} in the parent and {b:#x} in the child: not one slot")
+            assert st.count(fmt.slot(a)) == 2, f"slot {fmt.slot(a)} is named by both roots; its count is " \
+                f"{st.count(fmt.slot(a))}"
+        c = next(calls)   # the child's yield after its reads and writes
+        st, world = t.look(c)
+        for j, va in enumerate(pages_of(base, pages)):
+            a, b = world.entries.get((parent, va), 0), world.entries.get((c.root, va), 0)
+            assert fmt.present(b), f"the child read page {va:#x}, yet its entry is {b:#x}"
+            assert fmt.is_swap(a) and st.count(fmt.slot(a)) == 1, (
+                f"after the child brought page {va:#x} back, the parent's entry is {a:#x} and its slot's count "
+                f"{st.count(fmt.slot(a)) if fmt.is_swap(a) else '-'}: the child's hold must go (count 1)")
+            holds(placement_problem(c.snap, fmt, world, t.watch.image, parent, va, [page[j]]))
+        c = next(calls)   # the parent's yield, after the child's exit
+        holds(placement_problem(c.snap, fmt, t.look(c)[1], t.watch.image, c.root, base, page))
 
     t.start(f"swapfork:{pages}:{mask:#x}:before", script)
 
@@ -371,8 +357,7 @@ def test_reverse_map(boot, kernel, arch):
             exits += c.name == "Exit"
             if k % every and c.name not in ("Exec", "Exit"):
                 continue
-            problem = rmap_problem(c.snap, kernel, *t.look(c))
-            assert not problem, problem
+            holds(rmap_problem(c.snap, kernel, *t.look(c)))
             if exits == 5:
                 return
 
@@ -399,9 +384,7 @@ def test_preemption(boot, kernel, arch):
                 if done == 4:
                     return
             if k % every == 0:
-                st, world = t.look(c)
-                problem = t.watch.counts_problem(st, world) or rmap_problem(c.snap, kernel, st, world)
-                assert not problem, problem
+                holds(t.watch.counts_problem(*t.look(c)) or rmap_problem(c.snap, kernel, *t.look(c)))
 
     t.start(f"overcommit:{cap * 4}:2,swapfork:16:{proof(t.token, 0x7d) & 0xffff:#x}:after,swapbuf:{offset}:{cap}",
             script, cap=cap, clock=True, swap_ins=False)

@@ -15,12 +15,14 @@ What is read, and from where:
 The kernel's counters (swap_info) and lines are never read."""
 import array
 import collections
+import os
 import re
 import struct
 from dataclasses import dataclass, field
 
 from pagoda_pt import aarch64 as a64
 from pagoda_pt import x86_64 as x86
+from pagoda_core import qemu
 from pagoda_pt.format import SWAP_FACTS, swap_slot
 
 from . import contract as C
@@ -28,11 +30,11 @@ from .labtest import ProcTest
 from .processes import count_used, frame_bitmap, leaf_entries, registry
 from .symbols import address_of, fact, physical_of
 from .witness import ARCHES, PAGE
-from .lifecycle import return_address
+from .lifecycle import Refs, return_address
+from .watch import Watch
 
 STOPS = {"disk_write": C.DISK_WRITE, "disk_read": C.DISK_READ, "evict": C.EVICT_FRAME, "clean": C.CLEAN_FRAME,
-         "swap_in": C.SWAP_IN, "choose": C.CHOOSE_VICTIM, "copy": C.COPY_ON_WRITE,
-         "kill": C.USER_FAULT}   # (user_fault: a process killed, its root still live)
+         "swap_in": C.SWAP_IN, "choose": C.CHOOSE_VICTIM, "copy": C.COPY_ON_WRITE, "kill": C.USER_FAULT}
 STATE_MAGIC = b"PGSWAP\0\0"
 SECTORS_PER_SLOT = PAGE // 512
 TRACE = re.compile(r"^virtio_blk_handle_(read|write) .*\bsector (\d+) nsectors (\d+)", re.M)
@@ -102,18 +104,15 @@ class SwapState:
         if self.version != fact(kernel, "swap_state_version") or frames == 0:
             raise AssertionError(f"{C.SWAP_STATE}: version {self.version}, frame table at {frames:#x}: swap is off "
                                  "or the state is not the one the grader reads")
-        self.snap, self.kernel = snap, kernel
-        self.nodes_at = nodes
-        raw = snap.read_virt(frames, self.n * self.entry_size)
-        self.table = raw
-        words = array.array("H", raw)
+        self.snap, self.kernel, self.nodes_at = snap, kernel, nodes
+        self.table = snap.read_virt(frames, self.n * self.entry_size)
+        words = array.array("H", self.table)
         per = self.entry_size // 2
         self.pins = words[fact(kernel, "frame_entry_pins") // 2::per]
         self.mappings = words[fact(kernel, "frame_entry_mappings") // 2::per]
         self.counts = array.array("H", snap.read_virt(slots, self.slot_count * 2)) if self.slot_count else []
-        self.resident = struct.unpack("<Q", snap.read_virt(resident, 8))[0]
-        self.hand = struct.unpack("<Q", snap.read_virt(hand, 8))[0]
-        self.slot_hand = struct.unpack("<Q", snap.read_virt(slot_hand, 8))[0]
+        self.resident, self.hand, self.slot_hand = (struct.unpack("<Q", snap.read_virt(a, 8))[0]
+                                                    for a in (resident, hand, slot_hand))
         self._rmap_off = fact(kernel, "frame_entry_rmap")
         self._backing_off = fact(kernel, "frame_entry_backing")
 
@@ -274,7 +273,7 @@ class SwapWatch:
         o = dict(dict(clock=False, tlb=True, swap_ins=True, steer=False), **self.options)
         self.guest, self.image = guest, image_path(guest)
         self.watch_tlb, self.steering = o["tlb"], o["steer"]
-        self.start = checkpoint(guest, self.kernel, "before")
+        self.start = self.checkpoint(guest, "before")
         for key, handler in (("evict", self.on_evict), ("clean", self.on_evict), ("disk_write", self.on_write),
                              ("disk_read", self.on_read), ("swap_in", self.on_swap_in if o["swap_ins"] else None),
                              ("copy", self.on_copy)):
@@ -285,16 +284,14 @@ class SwapWatch:
             guest.side_stop(self.at["kill"], self.on_kill)
         return self.start
 
+    checkpoint, explained = Watch.checkpoint, Watch.explained
+
     def started_stop(self, guest):
         return self.start   # (a lab-7 script begins at 'before': the baseline of frames and slots)
 
-    def explained(self, guest, message):
-        return message
-
     def require(self, run):
-        if run.witness is None:
-            run.fail(run.witness_failure or "the grader's checks never finished")
-        return run.witness
+        return run.witness if run.witness is not None else run.fail(run.witness_failure or
+                                                                    "the grader's checks never finished")
 
     def fail(self, run, message):
         run.fail(message)
@@ -740,21 +737,10 @@ def placement_problem(snap, fmt, world, image, root, base, expected):
 
 # ---- a boot of lab 7 ---------------------------------------------------------------------------
 
-def checkpoint(guest, kernel, name):
-    """Runs to the run's checkpoint @p name ('before', 'ended'); its Snapshot (side stops on the
-    way)."""
-    tag = fact(kernel, f"run_checkpoint_{name}")
-    for _ in range(64):
-        snap = guest.stop_at(C.CHECKPOINT)
-        if snap.argument(0) == tag:
-            return snap
-    raise AssertionError(f"the run never reached its '{name}' checkpoint")
-
-
 def baseline(guest, kernel, watch, before):
     """At the run's 'ended' checkpoint: frames in use (the allocator's bitmap) and slots in use
     (the slot map) against @p before's; the first difference raises."""
-    end = checkpoint(guest, kernel, "ended")
+    end = watch.checkpoint(guest, "ended")
     bitmap = frame_bitmap(end, kernel)
     st = SwapState(end, kernel)
     was, now = count_used(before, *bitmap)[0], count_used(end, *bitmap)[0]
@@ -773,15 +759,12 @@ def baseline(guest, kernel, watch, before):
 
 def image_path(guest):
     """The swap disk's image of the boot @p guest belongs to."""
-    import os
-    from pagoda_core import qemu
     return os.path.join(guest.booter.directory, f"boot{guest.booter.count}", qemu.SWAP_IMAGE)
 
 
 def rmap_problem(snap, kernel, st, world):
     """The frame table's reverse map against the grader's (every root walked), and each frame's
     reference count against its mappings; None when they agree."""
-    from .lifecycle import Refs
     refs = Refs(snap, kernel)
     for frame, maps in world.mapped.items():
         if st.index(frame) is None:
