@@ -97,6 +97,15 @@ USER_FIXUPS = (Name("__start_pagoda_user_fixups", 4, LABEL, source=r"\bpagoda_us
                Name("__stop_pagoda_user_fixups", 4, LABEL, source=r"\bpagoda_user_fixups\b"))
 
 
+# ---- swap (lab 7; kernel/mm/swap*, kernel/dev/virtio_blk.cpp): the stops, each read at its entry ----
+SWAP_STATE = Name("pagoda_swap_state", 7, DATA)
+DISK_WRITE = Name("pagoda::swap_disk::write_slot", 7)     # (slot, frame): the frame's bytes are final
+DISK_READ = Name("pagoda::swap_disk::read_slot", 7)       # (slot, frame)
+EVICT_FRAME = Name("pagoda::Swapper::evict_frame", 7)     # (this, frame)
+CLEAN_FRAME = Name("pagoda::Swapper::clean_frame", 7)     # (this, frame)
+SWAP_IN = Name("pagoda::Swapper::swap_in", 7)             # (this, space, page, perms)
+CHOOSE_VICTIM = Name("pagoda::Swapper::choose_victim", 7)  # (this)
+
 # ---- each ISA's own: its trap sites, entries, switch, TLB maintenance (witness.ARCHES names them) ----
 class X86:
     UD_SITE = Name("x86_ud_site", 0, LABEL, "x86_64")
@@ -156,7 +165,10 @@ FACTS = {
              *(f"space_copy_{n}_stop" for n in ("frames", "copied")),
              "temp_stress_seed", "temp_stress_frames", "temp_stress_irq_maps_total"),
     **_facts(6, "regions_stack_limit", "regions_stack_gap"),
-    **_facts(7, "swap_min_slots"),
+    **_facts(7, "swap_min_slots", "swap_state_version", "soft_write_bit", "soft_dirty_bit",
+             *(f"swap_{n}" for n in ("entry_bit", "slot_shift", "slot_bits", "slot_inverted")),
+             *(f"frame_entry_{n}" for n in ("pins", "mappings", "rmap", "backing")),
+             *(f"rmap_node_{n}" for n in ("space", "root", "va", "next"))),
     **_facts(5, "mmap_base", "user_stack_gap", "process_regions", "process_regions_made", "regions_brk",
              "regions_heap_start", "regions_vmas_data", "regions_vmas_size",
              *(f"vma_{n}" for n in ("start", "end", "stride", "read", "write", "execute", "kind", "flags", "offset",

@@ -10,41 +10,31 @@ What is read, and from where:
     slot each swap entry names (World);
   - the swap disk's image file, read on the host while the guest is stopped, and QEMU's trace of
     the disk's requests (virtio_blk_handle_write/read ... sector S nsectors 8: slot S / 8);
-  - the kernel functions the grader stops at, each named once here (STOPS), with the arguments
-    it reads there.
+  - the kernel functions the grader stops at (contract.py declares them, with the arguments it
+    reads there; STOPS names their roles).
 The kernel's counters (swap_info) and lines are never read."""
 import array
 import collections
+import os
 import re
 import struct
 from dataclasses import dataclass, field
 
 from pagoda_pt import aarch64 as a64
 from pagoda_pt import x86_64 as x86
+from pagoda_core import qemu
 from pagoda_pt.format import SWAP_FACTS, swap_slot
 
-from .processes import frame_bitmap, leaf_entries, registry
-from .proof import MASK64, proof
+from . import contract as C
+from .labtest import ProcTest
+from .processes import count_used, frame_bitmap, leaf_entries, registry
 from .symbols import address_of, fact, physical_of
 from .witness import ARCHES, PAGE
-from .lifecycle import return_address
+from .lifecycle import Refs, return_address
+from .watch import Watch
 
-# Every kernel function lab 7 stops at, and the arguments it reads there (index: the function's
-# argument, `this` counted; each returns a Result, which x86_64's ABI returns through a hidden
-# first argument: arg() skips it): declared once.
-STOPS = {
-    "disk_write": "pagoda::swap_disk::write_slot",    # (slot, frame): the frame's bytes are final
-    "disk_read": "pagoda::swap_disk::read_slot",      # (slot, frame)
-    "evict": "pagoda::Swapper::evict_frame",          # (this, frame)
-    "clean": "pagoda::Swapper::clean_frame",          # (this, frame)
-    "swap_in": "pagoda::Swapper::swap_in",            # (this, space, page, perms)
-    "choose": "pagoda::Swapper::choose_victim",       # (this)
-    "copy": "pagoda::vm::(anonymous namespace)::copy_on_write",   # (space, page, frame, perms)
-    "kill": "pagoda::proc::user_fault",               # a process killed (its root still live)
-}
-# Beside these: the run's checkpoints (pagoda_grader_checkpoint), the system-call entry and the
-# TLB invalidations of each ISA (witness.ARCHES: syscall_entry, tlb_page, tlb_all).
-STATE_SYMBOL = "pagoda_swap_state"
+STOPS = {"disk_write": C.DISK_WRITE, "disk_read": C.DISK_READ, "evict": C.EVICT_FRAME, "clean": C.CLEAN_FRAME,
+         "swap_in": C.SWAP_IN, "choose": C.CHOOSE_VICTIM, "copy": C.COPY_ON_WRITE, "kill": C.USER_FAULT}
 STATE_MAGIC = b"PGSWAP\0\0"
 SECTORS_PER_SLOT = PAGE // 512
 TRACE = re.compile(r"^virtio_blk_handle_(read|write) .*\bsector (\d+) nsectors (\d+)", re.M)
@@ -103,29 +93,26 @@ class SwapState:
     """pagoda_swap_state and what it points to, read from guest RAM at one stop."""
 
     def __init__(self, snap, kernel):
-        at = physical_of(kernel, address_of(kernel, STATE_SYMBOL))
+        at = physical_of(kernel, address_of(kernel, C.SWAP_STATE))
         head = snap.read_phys(at, 128)
         if head[:8] != STATE_MAGIC:
-            raise AssertionError(f"{STATE_SYMBOL} does not start with its magic (read {head[:8]!r}): the swap state "
+            raise AssertionError(f"{C.SWAP_STATE} does not start with its magic (read {head[:8]!r}): the swap state "
                                  "the grader reads is not published")
         (self.version, self.size, self.cap, frames, self.first, self.n, nodes, self.node_count, slots,
          self.slot_count, resident, hand, slot_hand, _, self.entry_size, self.node_size) = \
             struct.unpack("<2I14Q", head[8:128])
         if self.version != fact(kernel, "swap_state_version") or frames == 0:
-            raise AssertionError(f"{STATE_SYMBOL}: version {self.version}, frame table at {frames:#x}: swap is off "
+            raise AssertionError(f"{C.SWAP_STATE}: version {self.version}, frame table at {frames:#x}: swap is off "
                                  "or the state is not the one the grader reads")
-        self.snap, self.kernel = snap, kernel
-        self.nodes_at = nodes
-        raw = snap.read_virt(frames, self.n * self.entry_size)
-        self.table = raw
-        words = array.array("H", raw)
+        self.snap, self.kernel, self.nodes_at = snap, kernel, nodes
+        self.table = snap.read_virt(frames, self.n * self.entry_size)
+        words = array.array("H", self.table)
         per = self.entry_size // 2
         self.pins = words[fact(kernel, "frame_entry_pins") // 2::per]
         self.mappings = words[fact(kernel, "frame_entry_mappings") // 2::per]
         self.counts = array.array("H", snap.read_virt(slots, self.slot_count * 2)) if self.slot_count else []
-        self.resident = struct.unpack("<Q", snap.read_virt(resident, 8))[0]
-        self.hand = struct.unpack("<Q", snap.read_virt(hand, 8))[0]
-        self.slot_hand = struct.unpack("<Q", snap.read_virt(slot_hand, 8))[0]
+        self.resident, self.hand, self.slot_hand = (struct.unpack("<Q", snap.read_virt(a, 8))[0]
+                                                    for a in (resident, hand, slot_hand))
         self._rmap_off = fact(kernel, "frame_entry_rmap")
         self._backing_off = fact(kernel, "frame_entry_backing")
 
@@ -246,39 +233,6 @@ def image_slot(path, slot):
         return f.read(PAGE)
 
 
-# ---- token-derived contents (the twins of abi::swap_pattern and the programs' tags) -------------
-
-def _splitmix(seed, index):
-    z = (seed + (index + 1) * 0x9E3779B97F4A7C15) & MASK64
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK64
-    return z ^ (z >> 31)
-
-
-def swap_page(seed, page, version):
-    """The bytes of page @p page of a lab-7 program's region after its @p version-th write."""
-    s = seed ^ ((version * 0xD6E8FEB86659FD93) & MASK64)
-    return struct.pack("<512Q", *(_splitmix(s, (page << 16) | w) for w in range(512)))
-
-
-SEEDS = {"overcommit": 0x7C0, "swapfork": 0x5F0, "swapbuf": 0x5B0, "swapkeep": 0x6B0}
-
-
-def seed_of(token, program):
-    return proof(token, SEEDS[program])
-
-
-def overcommit_versions(token, pages, rounds, percent=50):
-    """[version of page j] after @p rounds rounds of overcommit (user/programs/overcommit.cpp)."""
-    v = [0] * pages
-    for r in range(1, rounds + 1):
-        mask = proof(token, 0x7E0 + r)
-        for j in range(pages):
-            if mask >> (j % 64) & 1 and proof(token, 0x800 + r * 4000 + j) % 100 < percent:
-                v[j] = r
-    return v
-
-
 # ---- the watch -------------------------------------------------------------------------------
 
 @dataclass
@@ -303,28 +257,44 @@ class SwapWatch:
     first thing wrong raises AssertionError there. What it saw: `evictions`, `writes` [(slot,
     frame, kind)], `reads` [(slot, frame, va)], `disk` {slot: the bytes the grader saw go there}."""
 
-    def __init__(self, guest, kernel, arch, image, clock=False, tlb=True, swap_ins=True, steer=False):
-        self.guest, self.kernel, self.arch, self.image = guest, kernel, arch, image
+    def __init__(self, kernel, arch):
+        self.kernel, self.arch = kernel, arch
         self.fmt = Format(kernel, arch)
         self.at = {k: address_of(kernel, v) for k, v in STOPS.items()}
-        proc = ARCHES[arch].proc
+        self.proc = proc = ARCHES[arch].proc
         self.tlb = (address_of(kernel, proc["tlb_page"]), address_of(kernel, proc["tlb_all"]))
         self.evictions, self.writes, self.reads, self.disk = [], [], [], {}
-        self.pending = None
-        self.swap_in_va = None
-        self.choice = None
-        self.bitmap = None
-        self.clock_checks = 0
-        self.watch_tlb = tlb
+        self.pending = self.swap_in_va = self.choice = self.bitmap = None
+        self.clock_checks = self.steered = 0
+        self.options = {}   # clock, tlb, swap_ins, steer: SwapTest.start() sets them before the boot
+
+    def before(self, guest):
+        """At the run's 'before' checkpoint: the side stops begin (ProcTest.boot's first stop)."""
+        o = dict(dict(clock=False, tlb=True, swap_ins=True, steer=False), **self.options)
+        self.guest, self.image = guest, image_path(guest)
+        self.watch_tlb, self.steering = o["tlb"], o["steer"]
+        self.start = self.checkpoint(guest, "before")
         for key, handler in (("evict", self.on_evict), ("clean", self.on_evict), ("disk_write", self.on_write),
-                             ("disk_read", self.on_read), ("swap_in", self.on_swap_in if swap_ins else None),
+                             ("disk_read", self.on_read), ("swap_in", self.on_swap_in if o["swap_ins"] else None),
                              ("copy", self.on_copy)):
             if handler is not None:
                 guest.side_stop(self.at[key], handler)
-        self.steering, self.steered = steer, 0
-        if clock or steer:
+        if o["clock"] or o["steer"]:
             guest.side_stop(self.at["choose"], self.on_choose)
             guest.side_stop(self.at["kill"], self.on_kill)
+        return self.start
+
+    checkpoint, explained = Watch.checkpoint, Watch.explained
+
+    def started_stop(self, guest):
+        return self.start   # (a lab-7 script begins at 'before': the baseline of frames and slots)
+
+    def require(self, run):
+        return run.witness if run.witness is not None else run.fail(run.witness_failure or
+                                                                    "the grader's checks never finished")
+
+    def fail(self, run, message):
+        run.fail(message)
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -377,7 +347,7 @@ class SwapWatch:
                         "the grader finds in every root: a slot leaked, never freed")
         return None
 
-    def fail(self, message):
+    def wrong(self, message):
         raise AssertionError(message)
 
     def arg(self, snap, index):
@@ -397,29 +367,29 @@ class SwapWatch:
         if not mappings:
             if frame in world.tables:
                 owner = next((r for r in world.labels if r == frame), None)
-                self.fail(f"the swapper {what} frame {frame:#x}, a page table{' (the root of ' + world.who(owner) + ')' if owner else ' of a process root'}: not a user page")
-            self.fail(f"the swapper {what} frame {frame:#x}, which is not a user page: no root in the registry maps it in "
+                self.wrong(f"the swapper {what} frame {frame:#x}, a page table{' (the root of ' + world.who(owner) + ')' if owner else ' of a process root'}: not a user page")
+            self.wrong(f"the swapper {what} frame {frame:#x}, which is not a user page: no root in the registry maps it in "
                       f"its user half (a kernel frame, or a free one; frame table: {st.mappings[st.index(frame)] if st.index(frame) is not None else 'untracked'} mappings)")
         if st.pinned(frame):
-            self.fail(f"the swapper {what} frame {frame:#x} while it is pinned ({st.pinned(frame)} pins in the frame "
+            self.wrong(f"the swapper {what} frame {frame:#x} while it is pinned ({st.pinned(frame)} pins in the frame "
                       f"table): {where(world, mappings)} maps it, and a copy or a fault is using it now")
         self.check_choice(snap, frame, st, world) if kind == "evict" else None
         nodes = st.nodes(frame)
         recorded = {(r, va) for _, r, va in nodes}
         for root, va, _ in mappings:
             if (root, va) not in recorded:
-                self.fail(f"{world.who(root)} maps frame {frame:#x} at {va:#x}, but the frame table's reverse map does "
+                self.wrong(f"{world.who(root)} maps frame {frame:#x} at {va:#x}, but the frame table's reverse map does "
                           f"not record that mapping (it records {len(nodes)}): the swapper cannot find every mapping of "
                           "the frame, and the one it misses will still map it once it is freed")
         for _, root, va in nodes:
             if (root, va) not in {(r, v) for r, v, _ in mappings}:
                 e = world.entries.get((root, va), 0)
                 now = (f"maps frame {self.fmt.frame(e):#x} there" if self.fmt.present(e) else "does not map it")
-                self.fail(f"the reverse map records frame {frame:#x} at {va:#x} in root {root:#x}, but that root {now}: "
+                self.wrong(f"the reverse map records frame {frame:#x} at {va:#x} in root {root:#x}, but that root {now}: "
                           f"evicting the frame would replace an entry that is not its")
         problem = self.counts_problem(st, world)
         if problem:
-            self.fail(problem)
+            self.wrong(problem)
         backing = st.backing(frame)
         self.pending = Eviction(kind, frame, snap.sp, mappings, nodes, backing, st.counts, snap.read_phys(frame, PAGE),
                                 self.disk.get(backing) if backing is not None else None)
@@ -447,45 +417,45 @@ class SwapWatch:
         slot, frame = self.arg(snap, 0), self.arg(snap, 1)
         ev = self.pending
         if ev is None or frame != ev.frame:
-            self.fail(f"the disk is written (slot {slot}, frame {frame:#x}) outside any eviction or write-back the "
+            self.wrong(f"the disk is written (slot {slot}, frame {frame:#x}) outside any eviction or write-back the "
                       "grader stopped at")
         if self.free_frame(snap, frame):
-            self.fail(f"frame {frame:#x} was freed before its write: it is free in the frame allocator's bitmap at the "
+            self.wrong(f"frame {frame:#x} was freed before its write: it is free in the frame allocator's bitmap at the "
                       f"write of slot {slot} (another process may hold it by then)")
         st, world = self.look(snap)
         if ev.kind == "evict":
             still = world.mapped.get(frame)
             if still:
-                self.fail(f"the disk is written (slot {slot}) while the victim frame {frame:#x} is still mapped: "
+                self.wrong(f"the disk is written (slot {slot}) while the victim frame {frame:#x} is still mapped: "
                           f"{where(world, still)} (unmap every mapping, invalidate, then write)")
             missed = self.not_invalidated(ev, world)
             if missed:
-                self.fail(f"no TLB invalidation of {missed[1]:#x} in {world.who(missed[0])} before frame {frame:#x} "
+                self.wrong(f"no TLB invalidation of {missed[1]:#x} in {world.who(missed[0])} before frame {frame:#x} "
                           f"went to slot {slot}: that root's TLB may still translate the page to the frame (not "
                           "invalidated in the space that maps it)")
             if slot != ev.backing and ev.counts[slot]:
-                self.fail(f"frame {frame:#x} is written to slot {slot}, which was not free: its count was "
+                self.wrong(f"frame {frame:#x} is written to slot {slot}, which was not free: its count was "
                           f"{ev.counts[slot]} at evict_frame's entry (another page is held there)")
             for root, va, _ in ev.mappings:
                 problem = entry_problem(self.fmt, world, root, va, world.entries.get((root, va), 0), slot,
                                         f"at the write of frame {frame:#x} to slot {slot},")
                 if problem:
-                    self.fail(problem)
+                    self.wrong(problem)
         else:
             for root, va, _ in ev.mappings:
                 e = world.entries.get((root, va), 0)
                 if self.fmt.dirty(e):
-                    self.fail(f"frame {frame:#x} is written back to slot {slot} while {world.who(root)}'s entry at "
+                    self.wrong(f"frame {frame:#x} is written back to slot {slot} while {world.who(root)}'s entry at "
                               f"{va:#x} still says dirty: a write between the copy and the cleaning is lost")
             for space, root, va in ev.nodes if self.watch_tlb else ():
                 e0 = next(e for r, v, e in ev.mappings if (r, v) == (root, va))
                 if self.fmt.dirty(e0) and not self.invalidated(ev, space, va):
-                    self.fail(f"clean_frame cleaned {world.who(root)}'s entry at {va:#x} but it was not invalidated "
+                    self.wrong(f"clean_frame cleaned {world.who(root)}'s entry at {va:#x} but it was not invalidated "
                               f"before the write of slot {slot}: the TLB still says dirty, and the next write through it "
                               "marks nothing (it is lost at the next eviction)")
         problem = self.counts_problem(st, world, writing=slot if ev.kind == "clean" else None)
         if problem:
-            self.fail(problem)
+            self.wrong(problem)
         ev.wrote.append(slot)
         self.disk[slot] = snap.read_phys(frame, PAGE)
         self.writes.append((slot, frame, ev.kind))
@@ -507,7 +477,7 @@ class SwapWatch:
         page, frame = self.arg(snap, 1) & ~(PAGE - 1), self.arg(snap, 2) & ~(PAGE - 1)
         if self.free_frame(snap, frame):
             st, world = self.look(snap)
-            self.fail(f"the copy-on-write fault at {page:#x} copies frame {frame:#x}, which is free now: it was evicted "
+            self.wrong(f"the copy-on-write fault at {page:#x} copies frame {frame:#x}, which is free now: it was evicted "
                       "while room was made for its copy (the shared frame was not pinned)")
 
     def on_swapped_in(self, snap):
@@ -522,11 +492,11 @@ class SwapWatch:
         if region is not None:
             want = "r" + ("w" if region.write else "-") + ("x" if region.execute else "-")
             if self.fmt.perms(e) != want:
-                self.fail(f"swap_in() mapped {at[2]:#x} {self.fmt.perms(e)} (entry {e:#x}), but its region "
+                self.wrong(f"swap_in() mapped {at[2]:#x} {self.fmt.perms(e)} (entry {e:#x}), but its region "
                           f"[{region.start:#x}, {region.end:#x}) is {want} (the process's record, guest RAM): a page "
                           "comes back with its region's permissions")
         if self.fmt.dirty(e):
-            self.fail(f"swap_in() kept slot {st.backing(self.fmt.frame(e))} as the backing of frame "
+            self.wrong(f"swap_in() kept slot {st.backing(self.fmt.frame(e))} as the backing of frame "
                       f"{self.fmt.frame(e):#x} but mapped {at[2]:#x} dirty (entry {e:#x}): a page not written since "
                       "it came back would be written again at its next eviction (map it clean)")
 
@@ -534,15 +504,15 @@ class SwapWatch:
         slot, frame = self.arg(snap, 0), self.arg(snap, 1)
         st, world = self.look(snap)
         if world.mapped.get(frame):
-            self.fail(f"the page is mapped before its bytes are read: {where(world, world.mapped[frame])} maps frame "
+            self.wrong(f"the page is mapped before its bytes are read: {where(world, world.mapped[frame])} maps frame "
                       f"{frame:#x} at the read of slot {slot} into it")
         if st.count(slot) == 0:
-            self.fail(f"slot {slot} is read back while the slot map calls it free")
+            self.wrong(f"slot {slot} is read back while the slot map calls it free")
         if slot in self.disk and image_slot(self.image, slot) != self.disk[slot]:
-            self.fail(f"slot {slot} of the disk image does not hold the page the grader saw written there")
+            self.wrong(f"slot {slot} of the disk image does not hold the page the grader saw written there")
         problem = self.counts_problem(st, world)
         if problem:
-            self.fail(problem)
+            self.wrong(problem)
         self.reads.append((slot, frame, self.swap_in_va))
 
     def on_return(self, snap):
@@ -563,45 +533,45 @@ class SwapWatch:
                                 and self.fmt.frame(world.entries[(r, va)]) == ev.frame for r, va, _ in ev.mappings):
             # Nothing changed: the eviction was refused (the kernel says NoMemory when the disk is full).
             if st.in_use() < st.slot_count and ev.backing is None:
-                self.fail(f"the eviction of frame {ev.frame:#x} changed nothing while {st.slot_count - st.in_use()} "
+                self.wrong(f"the eviction of frame {ev.frame:#x} changed nothing while {st.slot_count - st.in_use()} "
                           "slots were free (the slot map)")
             return
         slots = set()
         for root, va, _ in ev.mappings:
             e = world.entries.get((root, va), 0)
             if self.fmt.present(e) and self.fmt.frame(e) != ev.frame:
-                self.fail(entry_problem(self.fmt, world, root, va, e, -1, f"after the eviction of frame {ev.frame:#x},"))
+                self.wrong(entry_problem(self.fmt, world, root, va, e, -1, f"after the eviction of frame {ev.frame:#x},"))
             if not self.fmt.is_swap(e):
                 now = f"maps frame {self.fmt.frame(e):#x}" if self.fmt.present(e) else f"holds {e:#x}"
-                self.fail(f"after the eviction of frame {ev.frame:#x} {world.who(root)} still {now} at {va:#x}: "
+                self.wrong(f"after the eviction of frame {ev.frame:#x} {world.who(root)} still {now} at {va:#x}: "
                           "every mapping of the frame must become a swap entry (the reverse map lists them all)")
             slots.add(self.fmt.slot(e))
         if len(slots) != 1:
-            self.fail(f"the mappings of frame {ev.frame:#x} name slots {sorted(slots)} after its eviction: one slot holds "
+            self.wrong(f"the mappings of frame {ev.frame:#x} name slots {sorted(slots)} after its eviction: one slot holds "
                       "the frame's bytes for all of them")
         ev.slot = slot = slots.pop()
         if not self.free_frame(snap, ev.frame):
-            self.fail(f"frame {ev.frame:#x} is still in use in the frame allocator's bitmap after its eviction")
+            self.wrong(f"frame {ev.frame:#x} is still in use in the frame allocator's bitmap after its eviction")
         missed = self.not_invalidated(ev, world)
         if missed:
-            self.fail(f"no TLB invalidation of {missed[1]:#x} in {world.who(missed[0])} when frame {ev.frame:#x} was "
+            self.wrong(f"no TLB invalidation of {missed[1]:#x} in {world.who(missed[0])} when frame {ev.frame:#x} was "
                       "evicted: that root's TLB may still translate the page to the freed frame (not invalidated)")
         known = ev.known
         same = known is not None and known == ev.content
         clean = same and not any(self.fmt.dirty(e) for _, _, e in ev.mappings)
         if clean and ev.wrote:
-            self.fail(f"a clean page written again: frame {ev.frame:#x} held exactly what slot {ev.backing} held already "
+            self.wrong(f"a clean page written again: frame {ev.frame:#x} held exactly what slot {ev.backing} held already "
                       f"(its backing slot; not written since it came back), yet its eviction wrote slot {ev.wrote[0]}")
         if not ev.wrote and not same:
-            self.fail(f"a dirty page dropped without a write: frame {ev.frame:#x} was evicted to slot {slot} with no "
+            self.wrong(f"a dirty page dropped without a write: frame {ev.frame:#x} was evicted to slot {slot} with no "
                       f"write, but {'the slot holds' if known else 'the grader saw no write of'} "
                       f"{'other bytes (an older version)' if known else 'its bytes to that slot'}: the page's last "
                       "writes are lost")
         if len(ev.wrote) > 1:
-            self.fail(f"frame {ev.frame:#x} was written {len(ev.wrote)} times for one eviction (slots {ev.wrote})")
+            self.wrong(f"frame {ev.frame:#x} was written {len(ev.wrote)} times for one eviction (slots {ev.wrote})")
         problem = self.counts_problem(st, world)
         if problem:
-            self.fail(problem)
+            self.wrong(problem)
         self.evictions.append(ev)
 
     # -- the clock -----------------------------------------------------------------------------
@@ -630,7 +600,7 @@ class SwapWatch:
             want = e & ~bit if self.fmt.frame(e) == target else e | bit
             if want != e:
                 self.guest.write_phys(world.at[(root, va)], struct.pack("<Q", want))
-        at = physical_of(self.kernel, address_of(self.kernel, STATE_SYMBOL))
+        at = physical_of(self.kernel, address_of(self.kernel, C.SWAP_STATE))
         hand_va = struct.unpack("<Q", snap.read_phys(at + 88, 8))[0]
         snap.write_virt(hand_va, struct.pack("<Q", st.index(target)))
         snap._swap_look = None
@@ -648,16 +618,12 @@ class SwapWatch:
     def on_kill(self, snap):
         problem = self.pending_choice()
         if problem:
-            self.fail(problem)
+            self.wrong(problem)
 
     def on_choose(self, snap):
         if self.steering:
             self.steer(snap)
-        if self.choice is not None and self.choice["victim"] is not None:
-            c = self.choice
-            self.fail(f"the clock gave no victim (no eviction followed its choice), while the grader's recomputation "
-                      f"from guest RAM (the hand, the accessed and dirty state of every mapping in every root, the "
-                      f"backing slots, the pins) takes frame {c['frame']:#x} (entry {c['victim']})")
+        self.on_kill(snap)
         st, world = self.look(snap)
         used, dirty = {}, {}
         for frame, maps in world.mapped.items():
@@ -716,7 +682,7 @@ class SwapWatch:
         self.chosen(c, st, world)
         self.clock_checks += 1
         if c["victim"] is None:
-            self.fail(f"the clock chose frame {frame:#x}, but the grader's recomputation from guest RAM finds no victim "
+            self.wrong(f"the clock chose frame {frame:#x}, but the grader's recomputation from guest RAM finds no victim "
                       "(every resident frame pinned)")
         if frame != c["frame"]:
             i = st.index(frame)
@@ -724,12 +690,12 @@ class SwapWatch:
             for f, label in ((c["frame"], "the grader's"), (frame, "the kernel's")):
                 why.append(f"{label} {f:#x}: used={c['used'].get(f)}, dirty={c['dirty'].get(f)}, "
                            f"backed={c['st'].backing(f) is not None}")
-            self.fail(f"the clock's victim is frame {frame:#x} (entry {i}), but the grader's recomputation from guest "
+            self.wrong(f"the clock's victim is frame {frame:#x} (entry {i}), but the grader's recomputation from guest "
                       f"RAM (hand at entry {c['hand']}, the accessed and dirty state of every mapping in every root, the "
                       f"backing slots, the pins) takes frame {c['frame']:#x} (entry {c['victim']}) in turn "
                       f"{c['turn'] + 1} ({'clean' if c['turn'] % 2 == 0 else 'clearing'}): " + "; ".join(why))
         if c.get("late"):
-            self.fail(c["late"][0])
+            self.wrong(c["late"][0])
 
     # -- at the program's own moments ------------------------------------------------------------
 
@@ -771,40 +737,12 @@ def placement_problem(snap, fmt, world, image, root, base, expected):
 
 # ---- a boot of lab 7 ---------------------------------------------------------------------------
 
-def checkpoint(guest, kernel, name):
-    """Runs to the run's checkpoint @p name ('before', 'ended'); its Snapshot (side stops on the
-    way)."""
-    tag = fact(kernel, f"run_checkpoint_{name}")
-    for _ in range(64):
-        snap = guest.stop_at("pagoda_grader_checkpoint")
-        if snap.argument(0) == tag:
-            return snap
-    raise AssertionError(f"the run never reached its '{name}' checkpoint")
-
-
-def syscalls(guest, arch, numbers, watch=None):
-    """Stops at every system-call entry; yields (snap, number) of those in @p numbers (at each,
-    with @p watch, the user frames mapped must be within the cap)."""
-    proc = ARCHES[arch].proc
-    while True:
-        snap = guest.stop_at(proc["syscall_entry"])
-        n = snap.register(proc["syscall_number"])
-        if n in numbers:
-            if watch is not None:
-                problem = watch.cap_problem(snap) or watch.pending_choice() or rmap_problem(snap, watch.kernel,
-                                                                                            *watch.look(snap))
-                if problem:
-                    raise AssertionError(problem)
-            yield snap, n
-
-
 def baseline(guest, kernel, watch, before):
     """At the run's 'ended' checkpoint: frames in use (the allocator's bitmap) and slots in use
     (the slot map) against @p before's; the first difference raises."""
-    end = checkpoint(guest, kernel, "ended")
+    end = watch.checkpoint(guest, "ended")
     bitmap = frame_bitmap(end, kernel)
     st = SwapState(end, kernel)
-    from .processes import count_used
     was, now = count_used(before, *bitmap)[0], count_used(end, *bitmap)[0]
     used = st.in_use()
     if used:
@@ -821,15 +759,12 @@ def baseline(guest, kernel, watch, before):
 
 def image_path(guest):
     """The swap disk's image of the boot @p guest belongs to."""
-    import os
-    from pagoda_core import qemu
     return os.path.join(guest.booter.directory, f"boot{guest.booter.count}", qemu.SWAP_IMAGE)
 
 
 def rmap_problem(snap, kernel, st, world):
     """The frame table's reverse map against the grader's (every root walked), and each frame's
     reference count against its mappings; None when they agree."""
-    from .lifecycle import Refs
     refs = Refs(snap, kernel)
     for frame, maps in world.mapped.items():
         if st.index(frame) is None:
@@ -856,23 +791,48 @@ BOOT_MEMORY = "64M"    # every lab-7 boot's RAM: a frame table of 16 Ki entries
 SLOTS = 1024           # the default disk: 4 MiB
 
 
-def swap_boot(boot, kernel, arch, spec, body, token, cap=64, slots=SLOTS, ended=True, **watching):
-    """Boots @p spec (run=) with a cap of @p cap frames and a disk of @p slots slots; @p body(guest,
-    watch, before) runs between the run's 'before' checkpoint and its end, where frames and slots
-    must be back at the baseline. The Run, its witness the body's result."""
-    def script(guest):
-        before = checkpoint(guest, kernel, "before")
-        watch = SwapWatch(guest, kernel, arch, image_path(guest), **watching)
-        result = body(guest, watch, before)
-        if ended:
-            baseline(guest, kernel, watch, before)
-        return result, watch
-    run = boot(args={"run": spec, "userframes": cap}, token=token, witness=script, memory=BOOT_MEMORY,
-               swap=slots * PAGE)
-    if run.witness is None:
-        run.fail(run.witness_failure or "the grader's checks never finished")
-    run.expect_outcome("success")
-    return run
+class SwapTest(ProcTest):
+    """A lab-7 test (labtest.ProcTest) whose watch is a SwapWatch: every boot has a swap disk and a
+    cap on the resident user frames; at every system call it waits for, the frames every root maps
+    are within the cap, no choice of the clock went without its eviction, and the reverse map is
+    the grader's."""
+
+    def __init__(self, boot, kernel, arch):
+        super().__init__(boot, kernel, arch, watch=SwapWatch, memory=BOOT_MEMORY)
+        self.fmt = self.watch.fmt
+
+    def start(self, spec, script, cap=64, slots=SLOTS, ended=True, **watching):
+        """Boots @p spec with a cap of @p cap frames and a disk of @p slots slots; @p script(the
+        'before' Snapshot) runs while the guest does, and at the run's end frames and slots must be
+        back at that baseline (@p ended). The script's result, the run a success."""
+        self.watch.options = watching
+
+        def checked(before):
+            result = script(before)
+            if ended:
+                baseline(self.guest, self.kernel, self.watch, before)
+            return [result]   # (never None: that is a script that never finished)
+        self.boot(spec, checked, args={"userframes": cap}, swap=slots * PAGE)
+        result = self.witness()[0]
+        self.success()
+        return result
+
+    def calls(self, *names, limit=None):
+        """Each system call named @p names, for as long as the guest makes them (no @p limit: the
+        test's deadline bounds the wait), checked (above)."""
+        wanted = {self.number(n) for n in names}
+        while True:
+            snap = self.guest.stop_at(self.proc["syscall_entry"])
+            if snap.register(self.proc["syscall_number"]) in wanted:
+                w = self.watch
+                problem = w.cap_problem(snap) or w.pending_choice() or rmap_problem(snap, self.kernel, *w.look(snap))
+                if problem:
+                    raise AssertionError(problem)
+                yield self.call_at(snap)
+
+    def look(self, call):
+        """(SwapState, World) at @p call's stop."""
+        return self.watch.look(call.snap)
 
 
 def program_of(world, root):

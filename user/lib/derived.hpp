@@ -42,7 +42,14 @@
   X(forktree_page_mark, 0x10000, 0, 0)  /* forktree vmas: word 0 of page p, i = p >> 12 */          \
   X(cowtest_word, 0x800, 0, 0)          /* cowtest: page j's word before the child writes */        \
   X(cowtest_child_word, 0x900, 0, 0)    /* cowtest: what the child writes in page j */              \
-  X(cowtest_kernel_word, 0xa00, 0, 0)   /* cowtest: what the kernel writes into page j (read()) */
+  X(cowtest_kernel_word, 0xa00, 0, 0)   /* cowtest: what the kernel writes into page j (read()) */ \
+  X(overcommit_seed, 0x7c0, 0, 0)       /* overcommit: swap_pattern's seed of its pages */           \
+  X(overcommit_start, 0x7c1, 0, 0)      /* overcommit: round i's first page (% its pages) */         \
+  X(overcommit_mask, 0x7e0, 0, 0)       /* overcommit: round i's pages to write (bit j % 64) */      \
+  X(overcommit_roll, 0x800, 0, 100)     /* overcommit: round r writes page j, i = 4000 r + j, if below WRITES */ \
+  X(swapbuf_seed, 0x5b0, 0, 0)          /* swapbuf: swap_pattern's seed of its pages */              \
+  X(swapfork_seed, 0x5f0, 0, 0)         /* swapfork: swap_pattern's seed of its pages */             \
+  X(swapkeep_seed, 0x6b0, 0, 0)         /* swapkeep: swap_pattern's seed of its pages */
 
 namespace pagoda::user::derived {
 

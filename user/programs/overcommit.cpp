@@ -20,6 +20,7 @@
 //   overcommit: 512 pages (2048 KiB), 3 rounds: 786432 words checked, 0 wrong proof=...
 // (the proof: of the wrong count << 32 ^ the number of page writes), then, at the shell, what
 // the kernel says it did (swap_info: believed, not a proof).
+#include "user/lib/derived.hpp"
 #include "user/lib/user.hpp"
 
 using namespace pagoda;
@@ -31,12 +32,12 @@ constexpr u64 kWords = arch::kPageSize / 8;
 constexpr u64 kMaxPages = 4000;
 constexpr u64 kMaxRounds = 64;
 
-u64 seed() { return proof(token(), 0x7c0); }
+u64 seed() { return derived::value(derived::overcommit_seed); }
 
 /// Whether round @p r writes page @p j (see the header).
 bool writes(u64 r, u64 j, u64 percent) {
-  const u64 mask = proof(token(), 0x7e0 + r);
-  return (mask >> (j % 64) & 1) != 0 && proof(token(), 0x800 + r * kMaxPages + j) % 100 < percent;
+  const u64 mask = derived::value(derived::overcommit_mask, r);
+  return (mask >> (j % 64) & 1) != 0 && derived::value(derived::overcommit_roll, r * kMaxPages + j) < percent;
 }
 
 void fill(volatile u64* page, u64 s, u64 j, u64 version) {
@@ -79,7 +80,7 @@ int main(int, char**) {
   (void)yield();  // moment 0: every page written once
   u64 checked = 0, bad = 0, writes_done = pages;
   for (u64 r = 1; r <= rounds; ++r) {
-    const u64 start = proof(token(), 0x7c1 + r) % pages;
+    const u64 start = derived::value(derived::overcommit_start, r) % pages;
     for (u64 k = 0; k < pages; ++k) {
       const u64 j = (start + k) % pages;
       volatile u64* page = base + j * kWords;

@@ -20,6 +20,7 @@
 //      wrote there (the third and fourth pages, words abi::swap_pattern(seed, j, i, 0)).
 // Exit code 0 when all is well, 1 when a call failed or a page changed, 2 when it cannot start
 // (no swap: evict says ENOSYS).
+#include "user/lib/derived.hpp"
 #include "user/lib/user.hpp"
 
 using namespace pagoda;
@@ -32,7 +33,7 @@ constexpr u64 kPages = 4;
 constexpr u64 kMaxFill = 4000;
 constexpr usize kMaxRead = 200;
 
-u64 seed() { return proof(token(), 0x5b0); }
+u64 seed() { return derived::value(derived::swapbuf_seed); }
 
 bool evict_pages(u8* buffer, u64 first, u64 count) {
   for (u64 j = first; j < first + count; ++j) {

@@ -21,6 +21,7 @@
 //   swapfork: 16 pages, evicted before the fork; child ok, parent's pages intact proof=...
 // (the proof: of the parent's wrong words << 8 ^ the child's exit code << 1 ^ 1 for 'after').
 // Exit code 0 when all is well, 1 when not, 2 when it cannot start (no swap: evict says ENOSYS).
+#include "user/lib/derived.hpp"
 #include "user/lib/user.hpp"
 
 using namespace pagoda;
@@ -30,7 +31,7 @@ namespace {
 
 constexpr u64 kWords = arch::kPageSize / 8;
 
-u64 seed() { return proof(token(), 0x5f0); }
+u64 seed() { return derived::value(derived::swapfork_seed); }
 
 u64 wrong(const volatile u64* page, u64 j, u64 version) {
   u64 bad = 0;

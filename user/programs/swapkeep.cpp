@@ -21,6 +21,7 @@
 //        swapkeep: 16 pages, 5 written again, 0 wrong proof=...
 //      (the proof: of the wrong words << 16 ^ MASK's popcount) and exits 0 (1 when a word was
 //      wrong, 2 when it cannot start: no swap, evict says ENOSYS).
+#include "user/lib/derived.hpp"
 #include "user/lib/user.hpp"
 
 using namespace pagoda;
@@ -30,7 +31,7 @@ namespace {
 
 constexpr u64 kWords = arch::kPageSize / 8;
 
-u64 seed() { return proof(token(), 0x6b0); }
+u64 seed() { return derived::value(derived::swapkeep_seed); }
 
 bool evict_all(volatile u64* base, u64 first, u64 count, u64 flags) {
   for (u64 j = first; j < first + count; ++j) {
