@@ -187,7 +187,7 @@ void Aarch64AddressSpace::invalidate_page(VirtAddr va, bool global) {
 
 void Aarch64AddressSpace::invalidate_all(bool global) {
   if (global || kernel_) hw::invalidate_all();
-  else hw::invalidate_asid(asid_);
+  else hw::flush_asid(asid_);  // (the space's end, not a batch, says its ASID is clean)
 }
 
 }  // namespace pagoda::aarch64
