@@ -343,12 +343,21 @@ def test_bad_pointers(boot, kernel, arch):
 
 @lab_test(4, "kernel_fault_in_copy")
 def test_kernel_fault_in_copy(boot, kernel, arch):
-    """Rule 11: a copy routine's fault on a kernel address is a kernel fault, never a fix-up (EFAULT)."""
+    """Rule 11: a copy routine's fault on a user address comes back through its fix-up; on a kernel
+    address it is a kernel fault, never a fix-up (EFAULT)."""
     t = LabTest(boot, kernel, arch)
+    word = 8 * t.pick("kernel copy word", 0, PAGE // 8 - 1)
+    user = (1 << 32) + t.pick("kernel copy user page", 0, (1 << 24) - 1) * PAGE + word   # the kernel root maps none
     hole = fact(kernel, "window_base") + fact(kernel, "window_size")   # up to the MMIO area: nothing mapped
-    va = hole + t.pick("kernel copy page", 0, (1 << 24) - 1) * PAGE + 8 * t.pick("kernel copy word", 0, PAGE // 8 - 1)
-    run = t.selftest("kernel_copy_fault", args={"addr": va})
+    va = hole + t.pick("kernel copy page", 0, (1 << 24) - 1) * PAGE + word
+    run = t.selftest("kernel_copy_fault", args={"user": user, "addr": va})
     said = panic_line("\n".join(run.lines))
+    back = run.search(rf"^kernel_copy_fault: the copy from user address {user:#x} came back, 8 bytes not copied$")
+    if not back or not any(recovered_by_fixup(kernel, f) and f.address == user for f in run.log.faults):
+        t.fail(f"the kernel's check: {said}" if said else "missing: the copy's line", cause=(
+            f"a user copy that faulted on user address {user:#x} (the kernel's root maps no user page) did not come "
+            "back through its fix-up with 8 bytes not copied: user_fixup_for() must give the entry's resume address "
+            "for a user address"))
     if "user_fixup_for(" in said or "came back" in said:
         t.fail(f"the kernel's check: {said}", cause=(
             f"a user copy that faulted on kernel address {va:#x} was given a fix-up: user_fixup_for() must give 0 for "
