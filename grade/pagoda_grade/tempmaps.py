@@ -348,21 +348,6 @@ def probe_live_problems(snap, kernel, arch, guards, frames, area):
 MAX_STEPS = 4000
 
 
-def invalidates_tlb(arch, code):
-    """True when @p code (the next instruction's first 4 bytes) drops TLB entries: INVLPG, a
-    write to CR3 or INVPCID on x86_64, a TLBI on AArch64."""
-    if arch == "aarch64":
-        return struct.unpack("<I", code)[0] & 0xfff8f000 == 0xd5088000   # SYS #op1, C8, ...: TLBI
-    i = 0
-    while i < 3 and (code[i] in (0x66, 0xf2, 0xf3) or 0x40 <= code[i] <= 0x4f):   # prefixes, REX
-        i += 1
-    if code[i:i + 2] == b"\x0f\x01" and i + 2 < len(code):
-        return code[i + 2] >> 3 & 7 == 7 and code[i + 2] >> 6 != 3      # INVLPG m
-    if code[i:i + 2] == b"\x0f\x22" and i + 2 < len(code):
-        return code[i + 2] >> 3 & 7 == 3                                  # MOV CR3, r
-    return code[i:i + 3] == b"\x0f\x38\x82"                           # INVPCID
-
-
 def step_problems(guest, kernel, arch, area_va, slot, until, phase):
     """Steps the stopped guest one instruction at a time until it reaches @p until (an address),
     reading at each instruction the slot stack's depth and slot @p slot's entry from guest RAM
@@ -370,7 +355,7 @@ def step_problems(guest, kernel, arch, area_va, slot, until, phase):
     the stack's top (depth_): during a push of @p slot it must never find @p slot's entry written
     while the slot is not yet counted taken; during its pop, never the slot counted free while its
     entry is still there, or before a TLB invalidation ran (the instructions stepped, read from
-    guest memory: invalidates_tlb). Returns [] or the sentence for the first instruction where
+    guest memory: ARCHES' invalidates_tlb). Returns [] or the sentence for the first instruction where
     that fails."""
     reg, bit, enabled_when_set = ARCHES[arch].proc["irq_flag"]
     area_pa = guest.snapshot().translate(area_va)
@@ -389,7 +374,7 @@ def step_problems(guest, kernel, arch, area_va, slot, until, phase):
         if pc == until:
             guest._stopped_at = pc
             return []
-        flushing = phase == "pop" and invalidates_tlb(arch, guest.client.read_memory(pc, 4))
+        flushing = phase == "pop" and ARCHES[arch].proc["invalidates_tlb"](guest.client.read_memory(pc, 4))
         irq = bool(guest.client.read_register(reg) >> bit & 1) == enabled_when_set
         depth, entry = u64_at(depth_pa), u64_at(entry_pa)
         where = guest.symbol_of(pc) or f"{pc:#x}"
