@@ -22,8 +22,10 @@ from pagoda_grade.tempmaps import (STRESS_FRAMES, WORDS, GuardWatch, all_roots, 
                                    step_problems, stress_checksum, temp_area)
 from pagoda_grade.usercopy import (EFAULT, MAX_NAME, QEMU_LOG, badptr_result_problem, check_loader_writes,
                                    copy_fault_problem, copy_problem, edge_cases, edge_fault_problem, fail_on_cause,
-                                   in_string_copy, readonly_copy_problem, space_copy_problem, space_copy_source)
-from pagoda_grade.witness import ARCHES, PAGE
+                                   in_copy_routine, in_string_copy, readonly_copy_problem, space_copy_problem,
+                                   space_copy_source)
+from pagoda_grade.watch import fault_expectation
+from pagoda_grade.witness import ARCHES, PAGE, expect_fault
 
 # Values only the grader writes into frames (pattern_page of proof(token, TAG + k)).
 PROBE_TAG, COPY_TAG, SPACE_FILL_TAG = 0x5450, 0x5443, 0x5346   # "TP", "TC", "SF"
@@ -337,6 +339,35 @@ def test_bad_pointers(boot, kernel, arch):
     t.expect(r"^run: temp-map slots live: 0;", "no temp-map slot left live after the run")
     t.exited(1, "badptr")
     t.success()
+
+
+@lab_test(4, "kernel_fault_in_copy")
+def test_kernel_fault_in_copy(boot, kernel, arch):
+    """Rule 11: a copy routine's fault on a user address comes back through its fix-up; on a kernel
+    address it is a kernel fault, never a fix-up (EFAULT)."""
+    t = LabTest(boot, kernel, arch)
+    word = 8 * t.pick("kernel copy word", 0, PAGE // 8 - 1)
+    user = (1 << 32) + t.pick("kernel copy user page", 0, (1 << 24) - 1) * PAGE + word   # the kernel root maps none
+    hole = fact(kernel, "window_base") + fact(kernel, "window_size")   # up to the MMIO area: nothing mapped
+    va = hole + t.pick("kernel copy page", 0, (1 << 24) - 1) * PAGE + word
+    run = t.selftest("kernel_copy_fault", args={"user": user, "addr": va})
+    said = panic_line("\n".join(run.lines))
+    back = run.search(rf"^kernel_copy_fault: the copy from user address {user:#x} came back, 8 bytes not copied$")
+    if not back or not any(recovered_by_fixup(kernel, f) and f.address == user for f in run.log.faults):
+        t.fail(f"the kernel's check: {said}" if said else "missing: the copy's line", cause=(
+            f"a user copy that faulted on user address {user:#x} (the kernel's root maps no user page) did not come "
+            "back through its fix-up with 8 bytes not copied: user_fixup_for() must give the entry's resume address "
+            "for a user address"))
+    if "user_fixup_for(" in said or "came back" in said:
+        t.fail(f"the kernel's check: {said}", cause=(
+            f"a user copy that faulted on kernel address {va:#x} was given a fix-up: user_fixup_for() must give 0 for "
+            "an address outside the user half, or a kernel bug passes for a bad user pointer (EFAULT)"))
+    vector, error, mask = fault_expectation(arch, user=False, mapped=False)
+    event = expect_fault(run, vector=vector, error=error, error_mask=None if mask == ~0 else mask, address=va,
+                         kernel=kernel, what=f"the copy from kernel address {va:#x}")
+    t.check(not in_copy_routine(kernel, event.pc) and f"the fault on {va:#x} came from "
+            f"{run.symbol_of(event.pc) or hex(event.pc)}, not from a user-copy routine")
+    run.expect_outcome("failure")
 
 
 @lab_test(4, "copy_frame")

@@ -164,7 +164,12 @@ bool Aarch64AddressSpace::shares_kernel_half_at(VirtAddr) const {
 
 void Aarch64AddressSpace::activate() {
   if (kernel_) {
-    hw::load_kernel_roots(own_upper_.root(), lower_.root());
+    // The first time, off the boot tables: every translation dropped. Afterwards (a switch to
+    // the idle loop) only TTBR0 changes, to the kernel's empty lower half under ASID 0, and the
+    // TLB keeps what it holds, as a real kernel's lazy switch does: a process's space that ends
+    // must drop its own ASID's translations (~Aarch64AddressSpace), no switch does it for it.
+    if (hw::read_ttbr1() != own_upper_.root()) hw::load_kernel_roots(own_upper_.root(), lower_.root());
+    else hw::load_ttbr0(lower_.root(), kKernelAsid);
     return;
   }
   if (hw::read_ttbr1() != upper().root()) hw::load_ttbr1(upper().root());
@@ -182,7 +187,7 @@ void Aarch64AddressSpace::invalidate_page(VirtAddr va, bool global) {
 
 void Aarch64AddressSpace::invalidate_all(bool global) {
   if (global || kernel_) hw::invalidate_all();
-  else hw::invalidate_asid(asid_);
+  else hw::flush_asid(asid_);  // (the space's end, not a batch, says its ASID is clean)
 }
 
 }  // namespace pagoda::aarch64

@@ -123,9 +123,13 @@ void invalidate_va(VirtAddr va, u16 asid) {
   tlbi_done();
 }
 
-void invalidate_asid(u16 asid) {
+void flush_asid(u16 asid) {
   asm volatile("tlbi aside1is, %0" ::"r"(u64(asid) << kTtbrAsidShift) : "memory");
   tlbi_done();
+}
+
+void invalidate_asid(u16 asid) {
+  flush_asid(asid);
   cached_word(asid) &= ~cached_bit(asid);
 }
 

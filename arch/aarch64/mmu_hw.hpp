@@ -38,6 +38,11 @@ void invalidate_va_all_asids(VirtAddr va);
 void invalidate_va(VirtAddr va, u16 asid);
 /// TLBI ASIDE1IS: every non-global translation tagged with @p asid.
 void invalidate_asid(u16 asid);
+/// TLBI ASIDE1IS as a batch's full flush of a space that goes on (live or not): the same
+/// invalidation, but @p asid stays marked as maybe cached (asid_may_be_cached()) until the
+/// space's end drops it with invalidate_asid(). Whether a freed ASID was dropped then depends on
+/// that end alone, not on how many pages a teardown's batch happened to unmap.
+void flush_asid(u16 asid);
 /// TLBI VMALLE1IS: every EL1&0 translation, global ones included.
 void invalidate_all();
 /// Whether the TLB may still hold translations tagged with @p asid: TTBR0 was loaded with it

@@ -354,7 +354,9 @@ def step_problems(guest, kernel, arch, area_va, slot, until, phase):
     and whether an interrupt could be taken there. An interrupt's own guard takes the slot at
     the stack's top (depth_): during a push of @p slot it must never find @p slot's entry written
     while the slot is not yet counted taken; during its pop, never the slot counted free while its
-    entry is still there. Returns [] or the sentence for the first instruction where that fails."""
+    entry is still there, or before a TLB invalidation ran (the instructions stepped, read from
+    guest memory: ARCHES' invalidates_tlb). Returns [] or the sentence for the first instruction where
+    that fails."""
     reg, bit, enabled_when_set = ARCHES[arch].proc["irq_flag"]
     area_pa = guest.snapshot().translate(area_va)
     depth_pa = area_pa + fact(kernel, "temp_map_depth_offset")
@@ -363,13 +365,16 @@ def step_problems(guest, kernel, arch, area_va, slot, until, phase):
     entry_pa = guest.snapshot().translate(entry_va & ~(PAGE - 1)) + entry_va % PAGE
     u64_at = lambda pa: struct.unpack("<Q", guest.read_phys(pa, 8))[0]
     pc_name = ARCHES[arch].pc
+    invalidated = flushing = False   # a TLB invalidation ran / is the instruction about to run
     for _ in range(MAX_STEPS):
         guest.client.step()
         guest._wait("one instruction")
+        invalidated = invalidated or flushing
         pc = guest.client.read_register(pc_name)
         if pc == until:
             guest._stopped_at = pc
             return []
+        flushing = phase == "pop" and ARCHES[arch].proc["invalidates_tlb"](guest.client.read_memory(pc, 4))
         irq = bool(guest.client.read_register(reg) >> bit & 1) == enabled_when_set
         depth, entry = u64_at(depth_pa), u64_at(entry_pa)
         where = guest.symbol_of(pc) or f"{pc:#x}"
@@ -387,5 +392,11 @@ def step_problems(guest, kernel, arch, area_va, slot, until, phase):
             return [f"an interrupt at {pc:#x} ({where}), in the middle of pop(), would take temp-map slot {slot} while "
                     f"its entry still maps the released guard's frame ({entry:#x}): pop gave the slot back (depth_ "
                     f"{depth}) before clearing and invalidating it (the grader stepped one pop with interrupts on)"]
+        if phase == "pop" and depth <= slot and not invalidated:
+            guest._stopped_at = None
+            return [f"an interrupt at {pc:#x} ({where}), in the middle of pop(), would take temp-map slot {slot} while "
+                    f"the TLB may still translate it to the released guard's frame: pop gave the slot back (depth_ "
+                    f"{depth}) before any TLB invalidation ran (the grader stepped one pop with interrupts on and "
+                    "saw no INVLPG or TLBI before that instruction: clear, invalidate, then give the slot back)"]
     guest._stopped_at = None
     return [f"the grader stepped {MAX_STEPS} instructions of one {phase} without reaching the next stop"]

@@ -117,6 +117,21 @@ class ArchModel:
 # entry of TTBR1's root; a table descriptor must forbid EL0 below it (APTable[0], bit 61), a leaf
 # must be EL1-only (AP[1], bit 6, clear) and global (nG, bit 11, clear: one TLB entry for every ASID).
 
+def _x86_invalidates_tlb(code):
+    """Whether @p code (an instruction's first 4 bytes) is INVLPG, a write to CR3 or INVPCID."""
+    i = 0
+    while i < 3 and (code[i] in (0x66, 0xf2, 0xf3) or 0x40 <= code[i] <= 0x4f):   # prefixes, REX
+        i += 1
+    op, modrm = code[i:i + 2], code[i + 2] if i + 2 < len(code) else 0
+    return (op == b"\x0f\x01" and modrm >> 3 & 7 == 7 and modrm >> 6 != 3) or \
+        (op == b"\x0f\x22" and modrm >> 3 & 7 == 3) or code[i:i + 3] == b"\x0f\x38\x82"
+
+
+def _aarch64_invalidates_tlb(code):
+    """Whether @p code (an instruction) is a TLBI: SYS with op0 1 and CRn 8."""
+    return struct.unpack("<I", code[:4])[0] & 0xfff8f000 == 0xd5088000
+
+
 X86_64 = ArchModel(
         isa=pagoda_pt.isa.X86_64, arguments=("rdi", "rsi", "rdx", "rcx", "r8", "r9"),
         report={"header": r"^TRAP: (\S+) .*\(vector (\d+)\)", "address": r"^\s+CR2 (0x[0-9a-f]+)",
@@ -169,7 +184,9 @@ X86_64 = ArchModel(
               # names the root of each exception (CR3); how a new process's first frame enters user
               # mode (CS and SS selectors), and the user half's words.
               "irq_flag": ("eflags", 9, True), "log_names_root": True, "entry_selectors": True,
-              "user_half_words": "the lower half of CR3"})
+              "user_half_words": "the lower half of CR3",
+              # Whether the next instruction (its first bytes) drops TLB entries (a stepped pop).
+              "invalidates_tlb": _x86_invalidates_tlb})
 
 AARCH64 = ArchModel(
         isa=pagoda_pt.isa.AARCH64, arguments=tuple(f"x{i}" for i in range(8)),
@@ -216,7 +233,7 @@ AARCH64 = ArchModel(
               "esr": {"data_abort": 0x24, "instruction_abort": 0x20, "wnr": 1 << 6, "translation": 0b0100,
                       "permission": 0b1100, "mask": (0x3F << 26) | (1 << 6) | 0x3C},
               "irq_flag": ("cpsr", 7, False), "log_names_root": False, "entry_selectors": False,
-              "user_half_words": "TTBR0"})
+              "user_half_words": "TTBR0", "invalidates_tlb": _aarch64_invalidates_tlb})
 
 # The models by their ISA's name.
 ARCHES = {m.name: m for m in (X86_64, AARCH64)}

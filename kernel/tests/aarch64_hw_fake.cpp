@@ -47,6 +47,7 @@ void invalidate_asid(u16 asid) {
   cpu().cached_asids.reset(asid % Aarch64AddressSpace::kAsids);
   cpu().log.push_back("tlbi asid " + std::to_string(asid));
 }
+void flush_asid(u16 asid) { cpu().log.push_back("tlbi asid " + std::to_string(asid) + " (a batch)"); }
 void invalidate_all() {
   cpu().cached_asids.reset();
   cpu().log.push_back("tlbi all");
