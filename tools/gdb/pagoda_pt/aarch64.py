@@ -81,8 +81,6 @@ TOP_BYTE_SHIFT = 56
 #  |   ASID    |  BADDR: base of the first table      | CnP |
 #  +-----------+--------------------------------------+-----+
 # ---------------------------------------------------------------------------------------
-TTBR_ASID_SHIFT = 48
-TTBR_ASID_MASK = 0xFFFF
 TTBR_BADDR_MASK = ((1 << OA_BITS) - 1) & ~1
 
 # SCTLR_EL1 bits consulted: M (MMU on) and WXN (writable implies execute-never).
