@@ -268,10 +268,6 @@ def test_leaked_frames_are_classified_by_their_bytes(reference_kernel):
         classes[0].sentence()
 
 
-def test_a_leak_s_class_heads_its_failure():
-    assert audit.leak_headline([], "frames: +3") == "frames: +3"
-
-
 def test_a_smaller_class_s_block_on_a_list_is_named_so(reference_kernel):
     """A block at the start of a 128-byte block but not of a 256-byte one, on class 3's (256-byte)
     list: a smaller class's block given back to this list; a pointer 16 bytes into a block (the

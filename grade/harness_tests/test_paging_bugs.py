@@ -54,7 +54,7 @@ def refused_before_the_switch(run):
     """The check ran on the old root: it printed its table, and the CPU took no exception."""
     run.expect_outcome("failure")
     assert run.search(r"^vm: refusing to load root "), "\n".join(run.lines[-30:])
-    assert run.faults.faults == [], run.faults.summary()
+    assert run.log.faults == [], run.log.summary()
 
 
 # ---- the pre-switch check: on (the default) and off ------------------------------------------
@@ -75,8 +75,8 @@ def test_without_the_check_the_same_root_kills_the_stack(kernel, tmp_path):
     top, _ = printed(run, r"on the stack at (0x[0-9a-f]+), activating root (0x[0-9a-f]+)")
     assert run.search(r"^vm: vm_check=off: ")
     assert not run.search(r"refusing to load root")
-    faults = run.faults.faults
-    assert [f.mnemonic for f in faults[:2]] == ["#PF", "#DF"], run.faults.summary()
+    faults = run.log.faults
+    assert [f.mnemonic for f in faults[:2]] == ["#PF", "#DF"], run.log.summary()
     assert top - 0x1000 < faults[0].cr2 < top and faults[0].cr2 == faults[0].rsp
 
 
@@ -95,9 +95,9 @@ def test_without_the_check_the_kernel_dies_on_the_last_text_page(kernel, tmp_pat
     run = boot(kernel, tmp_path, "bug_section_end", extra_cmdline="vm_check=off")
     _, last, _ = printed(run, r"activating root (0x[0-9a-f]+): the text mapped up to (0x[0-9a-f]+), "
                               r"but it ends at (0x[0-9a-f]+)")
-    first = run.faults.faults[0]
+    first = run.log.faults[0]
     assert first.mnemonic == "#PF" and first.rip == first.cr2 and first.cr2 & ~0xFFF == last, \
-        run.faults.summary()
+        run.log.summary()
     assert first.rip == address_of(kernel, "pagoda::(anonymous namespace)::on_the_last_text_page()")
 
 
@@ -115,18 +115,18 @@ def test_without_the_check_code_not_mapped_is_a_storm(kernel, tmp_path):
     fetched: #PF after #PF with RIP == CR2; the grader's storm detection (issue 10) ends the boot
     with that diagnosis instead of waiting for the deadline."""
     run = boot(kernel, tmp_path, "bug_code_unmapped", timeout=20, extra_cmdline="vm_check=off")
-    assert run.outcome() == "exception storm", run.faults.summary()
+    assert run.outcome() == "exception storm", run.log.summary()
     assert "the code being executed is not mapped (after a root switch?)" in run.stop_reason
-    faults = run.faults.faults
-    assert len(faults) > 64, run.faults.summary()
+    faults = run.log.faults
+    assert len(faults) > 64, run.log.summary()
     page_faults = [f for f in faults if f.mnemonic == "#PF"]
-    assert all(f.rip == f.cr2 for f in page_faults), run.faults.summary()
+    assert all(f.rip == f.cr2 for f in page_faults), run.log.summary()
     # Mostly the #PF handler's own first instruction; each #PF pushes a frame, and when the stack
     # has run down into memory it cannot write, a #DF (on its own stack) whose handler cannot be
     # fetched either.
     handler = address_of(kernel, "x86_vector_stubs") + 16 * 14
     assert sum(f.rip == handler for f in page_faults) > len(faults) * 0.9
-    assert {f.mnemonic for f in faults} <= {"#PF", "#DF"} and not run.faults.triple_fault
+    assert {f.mnemonic for f in faults} <= {"#PF", "#DF"} and not run.log.triple_fault
 
 
 # ---- a virtual address where a physical one belongs ------------------------------------------
@@ -138,7 +138,7 @@ def test_make_table_entry_refuses_a_virtual_address(kernel, tmp_path):
     assert panic_message(run) == (
         "make_table_entry: %#x is not a physical address of this CPU (its addresses are below 2^40); it "
         "looks like a kernel virtual address: an entry must hold the physical address (virt_to_phys)" % va)
-    assert run.faults.faults == []
+    assert run.log.faults == []
 
 
 # ---- a stale TLB entry -----------------------------------------------------------------------

@@ -104,11 +104,3 @@ def leak_classes(kernel, arch, read_phys, leaked, roots_seen=None, seen=None):
         return frames.leak_classes(arch, read_phys, symbols.symbols(kernel).get, leaked, roots_seen, seen)
     except (frames.CensusError, ValueError, TypeError, AssertionError, OSError, struct.error):
         return []
-
-
-def leak_headline(classes, head):
-    """A leak's failure: line 1 the largest class of leaked frames as a cause (@p classes:
-    leak_classes()), @p head (the count the test saw) after it, the other classes below."""
-    if not classes:
-        return head
-    return "\n".join([classes[0].sentence(), head] + [f"  {c.sentence()}" for c in classes[1:4]])

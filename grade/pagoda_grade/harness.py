@@ -115,11 +115,6 @@ class Run:
     swap_image: str | None = None     # the swap disk's image file, when the boot had one
 
     @property
-    def faults(self):
-        """QEMU's exception log (faultlog.ExceptionLog); the name older tests use."""
-        return self.log
-
-    @property
     def timed_out(self):
         return self.stop_kind == TIMEOUT
 

@@ -24,11 +24,8 @@ from .vmas import MAX_VMAS, decode_vma, vma_fields
 from .witness import ARCHES, PAGE
 
 from pagoda_pt import frames as pt_frames
+from pagoda_pt.procaudit import _u
 
-
-
-def _u(data, offset, size):
-    return int.from_bytes(data[offset:offset + size], "little")
 
 
 @dataclass
@@ -241,7 +238,7 @@ def moment(snap, kernel, root, what, order=0):
 class CowFault:
     """One copy-on-write fault, seen at the entry and the return of copy_on_write(): the page,
     the frame it mapped, that frame's count and bytes before, and after: the frame the page maps
-    now, writable or not, both counts, the old frame's bytes."""
+    now, writable or not, the old frame's count and bytes."""
     who: str
     page: int
     frame: int
@@ -250,7 +247,6 @@ class CowFault:
     after_frame: int = None
     after_writable: bool = False
     after_count: int = None
-    new_count: int = None
     frame_now: bytes = None
     copy_bytes: bytes = None
     freed: bool = False       # the old frame free in the allocator's bitmap at the return
@@ -374,7 +370,6 @@ class Deaths:
         fault.after_count = refs.count(fault.frame)
         fault.frame_now = snap.read_phys(fault.frame, PAGE)
         if fault.after_frame is not None:
-            fault.new_count = refs.count(fault.after_frame)
             fault.copy_bytes = snap.read_phys(fault.after_frame, PAGE)
         if self.audit is not None:
             self.audit.note(fault.problem())

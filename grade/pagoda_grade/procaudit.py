@@ -23,7 +23,7 @@ ISA's user_mode.cpp), the current process the scheduler's g_current, read from g
 import os
 import re
 
-from pagoda_pt.procaudit import CONSISTENT_FUNCTIONS, CURRENT, NO_SLOT, TABLE, _u, audit_table, read_current, read_table  # noqa: F401
+from pagoda_pt.procaudit import CURRENT, NO_SLOT, TABLE, _u, audit_table, read_current, read_table  # noqa: F401
 from pagoda_pt.procaudit import Facts as _Facts
 from pagoda_pt.procaudit import trap_stack_problem  # noqa: F401
 
@@ -59,7 +59,6 @@ class ProcessAudit:
     @p findings (Booter.audit_findings), once. @p roots_of(snap) -> {pid: root}."""
 
     QUIET = ("syscall_entry", "switch")
-    QUIET_FUNCTIONS = CONSISTENT_FUNCTIONS
 
     def __init__(self, kernel, arch, findings, roots_of=None):
         self.kernel = kernel

@@ -16,7 +16,6 @@ line numbers in the labN version; a hunk whose labN side lies within a region go
 student.
 """
 import difflib
-import hashlib
 import json
 import os
 import subprocess
@@ -83,10 +82,6 @@ def merge3(base, ours, theirs):
 
 # ---- where the regions are ----------------------------------------------------------------
 
-def _digest(lines):
-    return hashlib.sha256("".join(lines).encode("utf-8", "surrogateescape")).hexdigest()[:16]
-
-
 def locate_regions(entries, lines):
     """[(first, end)] 0-based half-open line ranges in @p lines of the regions @p entries
     describes (see publish.region_map), each checked by its digest at its recorded place, else
@@ -96,9 +91,9 @@ def locate_regions(entries, lines):
         first, count = e["first"] - 1, e["count"]
         if count == 0:
             continue
-        if _digest(lines[first:first + count]) != e["digest"]:
+        if publish.region_digest(lines[first:first + count]) != e["digest"]:
             first = next((i for i in range(len(lines) - count + 1)
-                          if _digest(lines[i:i + count]) == e["digest"]), None)
+                          if publish.region_digest(lines[i:i + count]) == e["digest"]), None)
             if first is None:
                 continue
         found.append((first, first + count))

@@ -195,7 +195,8 @@ def in_tree(src, lab):
     return src.link is not None or not src.data or bool(resolved(src, lab))
 
 
-def _digest(lines):
+def region_digest(lines):
+    """What a region map records of a region's lines (labstart finds the region again by it)."""
     return hashlib.sha256("".join(lines).encode("utf-8", "surrogateescape")).hexdigest()[:16]
 
 
@@ -208,7 +209,7 @@ def region_map(lab, sources):
     for src in sources:
         if src.parsed is None or not src.parsed.regions or is_hidden(src.path):
             continue
-        entries = [{"lab": seg.lab, "first": first + 1, "count": end - first, "digest": _digest(seg.solution)}
+        entries = [{"lab": seg.lab, "first": first + 1, "count": end - first, "digest": region_digest(seg.solution)}
                    for seg, first, end in regions.layout(src.parsed, lab)[1] if seg.lab < lab]
         if entries:
             found[src.path] = entries

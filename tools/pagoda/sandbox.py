@@ -48,7 +48,6 @@ LOCK_DIR = "/run/pagoda-sandbox"
 SHARED_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock", "/var/lock", "/dev/mqueue")
 MAX_KERNEL = 256 << 20      # bytes: a bigger "kernel" is not a kernel this grader boots
 SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-_HOME_UMASK = 0o022
 
 
 class SandboxError(Exception):

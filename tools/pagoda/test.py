@@ -37,7 +37,6 @@ import argparse
 import json
 import os
 import re
-import resource
 import subprocess
 import threading
 import time
@@ -307,12 +306,6 @@ STEPS_AT_ONCE = 2
 STEP_DIR = os.path.join("build", "test-steps")     # each step's output and result
 
 
-def _cpu_seconds():
-    """CPU time used so far by this process and its children that have ended (user + system)."""
-    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
-
-
 def _load():
     try:
         return "/".join(f"{x:.1f}" for x in os.getloadavg())
@@ -408,7 +401,7 @@ def cmd_test(args):
     waiting, running, ended = list(chosen), {}, set()
     done = queue.Queue()
     passed = failed = 0
-    run_start, run_cpu = time.monotonic(), _cpu_seconds()
+    run_start, run_cpu = time.monotonic(), speed.cpu_seconds()
     while waiting or running:
         for step in [s for s in waiting if all(a in ended for a in s[2])]:
             if len(running) >= STEPS_AT_ONCE:
@@ -428,7 +421,7 @@ def cmd_test(args):
         mark = "ok" if run.ok else "FAILED"
         print(f"pagoda test: {run.name}: {mark} ({run.detail}; {run.seconds:.1f}s, CPU {run.cpu:.0f}s)", flush=True)
         passed, failed = passed + run.ok, failed + (not run.ok)
-    info(f"test: {time.monotonic() - run_start:.0f}s, CPU {_cpu_seconds() - run_cpu:.0f}s; load average "
+    info(f"test: {time.monotonic() - run_start:.0f}s, CPU {speed.cpu_seconds() - run_cpu:.0f}s; load average "
          f"now {_load()}")
     print(f"{passed} passed, {failed} failed" + ("" if FULL or (args.only and "mutants" not in args.only) else
                                                   " (slips on one ISA each: ./pagoda test --full for every ISA)"))

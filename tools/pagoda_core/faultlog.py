@@ -578,11 +578,6 @@ class ExceptionLog:
         return "; ".join(parts)
 
 
-# Kept for callers written against the first version of this module.
-FaultLog = ExceptionLog
-Fault = Event
-
-
 def parser_class(arch):
     """The LogParser subclass the ISA @p arch names (LogParser itself for a name no Isa has:
     its events are described generically)."""

@@ -13,10 +13,11 @@ tests, and the numbers travel to the controller in the reports (user_properties)
 Every tool-test conftest.py calls register(config) from pytest_configure (as for pytest_speed).
 """
 import collections
-import resource
 import sys
 
 import pytest
+
+from .speed import cpu_seconds
 
 NAME = "pagoda-cpu"
 PROPERTY = "pagoda_cpu_s"
@@ -27,12 +28,6 @@ FILES_TOP = 25        # files listed
 def register(config):
     if not config.pluginmanager.has_plugin(NAME):
         config.pluginmanager.register(sys.modules[__name__], NAME)
-
-
-def cpu_seconds():
-    """CPU time (user + system) of this process and of its children that have ended."""
-    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def _measured(item, when):

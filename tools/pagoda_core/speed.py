@@ -29,6 +29,7 @@ Two tools, both standard library only:
   not there, a Budget is a plain deadline of its scaled seconds.
 """
 import os
+import resource
 import time
 
 ENV = "PAGODA_SPEED_FACTOR"
@@ -269,3 +270,9 @@ class Budget:
                   if self.cap and self._stolen >= self.cap else "")
         return (f"{self.given:g} s (x{self.seconds / self.given if self.given else 1:.2f} for this machine's "
                 f"speed, +{self._stolen:.1f} s it waited for a CPU{capped})")
+
+
+def cpu_seconds():
+    """CPU time (user + system) of this process and of its children that have ended."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime

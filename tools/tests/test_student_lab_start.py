@@ -194,7 +194,7 @@ def test_merge3_and_regions():
 
 def test_regions_are_found_again_when_they_moved():
     lines = ["x\n", "r1\n", "r2\n", "y\n"]
-    entry = {"lab": 0, "first": 2, "count": 2, "digest": labstart._digest(["r1\n", "r2\n"])}
+    entry = {"lab": 0, "first": 2, "count": 2, "digest": publish.region_digest(["r1\n", "r2\n"])}
     assert labstart.locate_regions([entry], lines) == [(1, 3)]
     assert labstart.locate_regions([entry], ["new\n"] + lines) == [(2, 4)]
     assert labstart.locate_regions([entry], ["x\n", "r1\n"]) == []

@@ -81,8 +81,6 @@ TOP_BYTE_SHIFT = 56
 #  |   ASID    |  BADDR: base of the first table      | CnP |
 #  +-----------+--------------------------------------+-----+
 # ---------------------------------------------------------------------------------------
-TTBR_ASID_SHIFT = 48
-TTBR_ASID_MASK = 0xFFFF
 TTBR_BADDR_MASK = ((1 << OA_BITS) - 1) & ~1
 
 # SCTLR_EL1 bits consulted: M (MMU on) and WXN (writable implies execute-never).
@@ -499,30 +497,19 @@ def walk(read_phys: PhysReader, root_pa, va: int, regs: Optional[dict] = None,
     raise AssertionError("unreachable: L3 always ends the walk")
 
 
-Emit = Callable[[int, int, int, Perms], None]
-
-
-def iter_leaves(read_phys: PhysReader, root_pa, emit: Emit, regs: Optional[dict] = None,
-                problem: Optional[Callable[[str], None]] = None,
-                pa_bits: Optional[int] = None, held_mask: int = 0) -> None:
-    """Visit every valid leaf of both ranges (TTBR0 then TTBR1, so VA increases) and call
-    emit(va, pa, size, perms).  Ranges without a table, disabled or unsupported ranges,
-    unreadable tables, invalid descriptors at L0/L3 that would fault, address size
-    faults and AF-clear leaves (without TCR_EL1.HA) are skipped and reported through
-    problem(message) when given.  root_pa as in walk().  With @p held_mask (the kernel's fact
-    held_entry_bit: Pagoda's software bit of a held leaf), an invalid leaf with that bit set (a
-    PROT_NONE page whose frame the kernel keeps) is emitted too, with Perms(read=False, ...,
-    cache="held"): the MMU ignores it, the kernel's records do not; and so is an AF-clear leaf
-    (lab 7's clock clears AF, and the next use faults to set it: the page keeps its frame)."""
-    for leaf in leaves(read_phys, root_pa, regs, problem, pa_bits, held_mask):
-        emit(*leaf)
-
-
 def leaves(read_phys: PhysReader, root_pa, regs: Optional[dict] = None,
            problem: Optional[Callable[[str], None]] = None, pa_bits: Optional[int] = None,
            held_mask: int = 0):
-    """iter_leaves() as a generator of (va, pa, size, perms): the caller may stop at any leaf,
-    and no table is read before the leaves ahead of it are asked for."""
+    """Every valid leaf of both ranges (TTBR0 then TTBR1, so VA increases) as (va, pa, size,
+    perms): the caller may stop at any leaf, and no table is read before the leaves ahead of it
+    are asked for.  Ranges without a table, disabled or unsupported ranges, unreadable tables,
+    invalid descriptors at L0/L3 that would fault, address size faults and AF-clear leaves
+    (without TCR_EL1.HA) are skipped and reported through problem(message) when given.  root_pa
+    as in walk().  With @p held_mask (the kernel's fact held_entry_bit: Pagoda's software bit of
+    a held leaf), an invalid leaf with that bit set (a PROT_NONE page whose frame the kernel
+    keeps) is yielded too, with Perms(read=False, ..., cache="held"): the MMU ignores it, the
+    kernel's records do not; and so is an AF-clear leaf (lab 7's clock clears AF, and the next use
+    faults to set it: the page keeps its frame)."""
     regs = normalize_regs(regs)
     cfg = _Config(regs, root_pa, pa_bits)
     cfg.held_mask = held_mask

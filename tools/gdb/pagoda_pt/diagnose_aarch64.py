@@ -29,7 +29,6 @@ TTBR1_SELECT_BIT = 55        # VA bit 55 picks TTBR1_EL1 (the kernel half) over 
 
 # Ranks (diagnose.Explanation: lower is more fundamental), beside diagnose's shared ones.
 RANK_USER_CODE_AT_EL1 = 7
-RANK_WRITABLE_AND_EXECUTABLE = 8
 
 
 def mode_name(spsr: int) -> str:

@@ -67,11 +67,9 @@ PF_ERROR_BITS = 0x807F          # P W U RSVD I/D PK SS and SGX (bit 15)
 GATE_BYTES = {"long": 16, "protected": 8, "real": 4}
 _GATE = struct.Struct("<HHBBHII")
 GATE_PRESENT = 0x80
-GATE_TYPES = {0xE: "interrupt gate", 0xF: "trap gate"}
 TSS_RSP0 = 4
 KERNEL_HALF_START = 0xFFFF_8000_0000_0000   # the upper canonical half: never a user address
 TSS_IST1 = 36
-TSS_IST_SLOTS = 7
 # The reset value of IDTR: no IDT was ever loaded.
 RESET_IDT = (0, 0xFFFF)
 # The routines of arch/x86_64/user_copy.S: the only kernel code that touches user memory, each of

@@ -17,8 +17,6 @@ PhysReader = Callable[[int, int], bytes]
 
 PAGE_SHIFT = 12
 PAGE_SIZE_4K = 1 << PAGE_SHIFT
-PAGE_SIZE_2M = 1 << 21
-PAGE_SIZE_1G = 1 << 30
 
 TABLE_BYTES = PAGE_SIZE_4K                   # one translation table with a 4 KiB granule
 ENTRY_BYTES = 8                              # every descriptor is one 64-bit word

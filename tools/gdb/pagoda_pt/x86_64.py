@@ -362,29 +362,19 @@ def _leaf_notes(cfg: _Config, raw: int, perms: Perms) -> list[str]:
     return notes
 
 
-# A dump consumer: emit(va, pa, size, perms) for each leaf in increasing VA order.
-Emit = Callable[[int, int, int, Perms], None]
 Problem = Optional[Callable[[str], None]]
-
-
-def iter_leaves(read_phys: PhysReader, root_pa: Optional[int], emit: Emit,
-                regs: Optional[dict] = None, maxphyaddr: int = DEFAULT_MAXPHYADDR,
-                problem: Problem = None, held_mask: int = 0) -> None:
-    """Visit every present leaf of the tree under root_pa (CR3 when None) in increasing
-    VA order and call emit(va, pa, size, perms).  Each table is read with one read_phys
-    call.  Entries with reserved bits (which would fault) and unreadable tables are
-    skipped and reported through problem(message) when given.  With @p held_mask (the
-    kernel's fact held_entry_bit: Pagoda's software bit of a held leaf), a not-present leaf
-    with that bit set (a PROT_NONE page whose frame the kernel keeps) is emitted too, with
-    Perms(read=False, ..., cache="held"): the MMU ignores it, the kernel's records do not."""
-    for leaf in leaves(read_phys, root_pa, regs, maxphyaddr, problem, held_mask):
-        emit(*leaf)
 
 
 def leaves(read_phys: PhysReader, root_pa: Optional[int], regs: Optional[dict] = None,
            maxphyaddr: int = DEFAULT_MAXPHYADDR, problem: Problem = None, held_mask: int = 0):
-    """iter_leaves() as a generator of (va, pa, size, perms): the caller may stop at any leaf,
-    and no table is read before the leaves ahead of it are asked for."""
+    """Every present leaf of the tree under root_pa (CR3 when None) as (va, pa, size, perms), in
+    increasing VA order: the caller may stop at any leaf, and no table is read before the leaves
+    ahead of it are asked for (each table with one read_phys call).  Entries with reserved bits
+    (which would fault) and unreadable tables are skipped and reported through problem(message)
+    when given.  With @p held_mask (the kernel's fact held_entry_bit: Pagoda's software bit of a
+    held leaf), a not-present leaf with that bit set (a PROT_NONE page whose frame the kernel
+    keeps) is yielded too, with Perms(read=False, ..., cache="held"): the MMU ignores it, the
+    kernel's records do not."""
     regs = normalize_regs(regs)
     cfg = _Config(regs, maxphyaddr)
     cfg.held_mask = held_mask
