@@ -486,9 +486,10 @@ def grade_slip(tree, lab, arch, kernel, work):
 class Runner:
     """Builds the slips of each lab in its tree, one after another, and grades them in a pool."""
 
-    def __init__(self, root, labs, sources, grade_workers, out, why=False, work=MUTANTS_DIR):
+    def __init__(self, root, labs, sources, grade_workers, out, why=False, work=MUTANTS_DIR, repeat=1):
         self.root, self.labs, self.sources = root, labs, sources
         self.why = why
+        self.repeat = max(1, repeat)
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, grade_workers))
         self.out = out
         self.work = os.path.join(root, CHECK_SUBDIR, work)
@@ -572,9 +573,29 @@ class Runner:
         return futures
 
     def _grade(self, n, m, arch, tree, kernel, specs, build_cpu=0.0):
+        """The Outcome of grading slip @p m's @p kernel; with --repeat K, of K grades, each with
+        tokens of its own (the grader draws a fresh one per boot): a problem unless every one
+        caught and named the slip in the same first failing test."""
         start = time.monotonic()
-        work = os.path.dirname(kernel)
-        info(f"labs mutants: {m.name}: grading lab{n} ({arch})")
+        runs = [self._grade_once(n, m, arch, tree, kernel, specs, build_cpu, i) for i in range(self.repeat)]
+        outcome = next((o for o in runs if not o.ok), runs[0])
+        verdicts = [(o.test, o.named) for o in runs]
+        if len(set(verdicts)) > 1 or (self.repeat > 1 and not outcome.ok):
+            good = sum(1 for o in runs if o.ok)
+            outcome.problem = (f"not one verdict in {self.repeat} grades with tokens of their own: caught and named in "
+                               f"{good}; " + "; ".join(f"run {i + 1}: {o.test or '-'}, {'named' if o.named else 'NOT named'}"
+                                                        for i, o in enumerate(runs))
+                               + f" (first run that missed: {outcome.problem or '-'})")
+        outcome.grade_cpu = sum(o.grade_cpu for o in runs)
+        outcome.seconds = time.monotonic() - start
+        return outcome
+
+    def _grade_once(self, n, m, arch, tree, kernel, specs, build_cpu, run):
+        start = time.monotonic()
+        work = os.path.dirname(kernel) if run == 0 else os.path.join(os.path.dirname(kernel), f"repeat-{run + 1}")
+        os.makedirs(work, exist_ok=True)
+        info(f"labs mutants: {m.name}: grading lab{n} ({arch})" + (f", run {run + 1} of {self.repeat}"
+                                                                  if self.repeat > 1 else ""))
         data = grade_slip(tree, n, arch, kernel, work)
         outcome = Outcome(m, arch, log=os.path.join(work, "grade.log"), kernel=kernel, build_cpu=build_cpu)
         if data is None:
@@ -582,7 +603,7 @@ class Runner:
         else:
             outcome.grade_cpu = data.get(GRADE_CPU, 0.0)
             judge(outcome, data, specs)
-            if self.why and outcome.test:
+            if self.why and outcome.test and run == 0:
                 info(f"labs mutants: {m.name}: replaying {outcome.test}'s boot under GDB for fault-why ({arch})")
                 mutant_why.why(outcome, tree, self.root)
         outcome.seconds = time.monotonic() - start
@@ -706,12 +727,12 @@ def one_isa_each(mutants, arches, seed):
 
 
 def run(root=paths.ROOT, numbers=None, arches=paths.ARCHES, listing=False, workers=None, out=print, slugs=None,
-        why=False, json_path=None, slips_dir=None, one_isa=None):
+        why=False, json_path=None, slips_dir=None, one_isa=None, repeat=1):
     """The command: returns the number of problems. @p why replays each caught slip's failing
     boot for fault-why (tools/pagoda/mutant_why.py); @p json_path gets every outcome as JSON.
     @p slips_dir: check the slips kept there (slip_folders) instead of the labs' own; their logs
     go to build/labs-check/SLIPS_WORK/. With @p one_isa (a seed: one_isa_each()) each slip runs on
-    one ISA only, and the last line says so."""
+    one ISA only, and the last line says so. @p repeat: grades of each slip (Runner._grade)."""
     start = time.monotonic()
     sources = publish.scan(root)
     errors = publish.lint(root, sources)
@@ -739,7 +760,7 @@ def run(root=paths.ROOT, numbers=None, arches=paths.ARCHES, listing=False, worke
     if one_isa is not None:
         chosen = one_isa_each(chosen, arches, one_isa)
     runner = Runner(root, labs, sources, workers or os.cpu_count() or 1, out, why=why,
-                    work=MUTANTS_DIR if slips_dir is None else SLIPS_WORK)
+                    work=MUTANTS_DIR if slips_dir is None else SLIPS_WORK, repeat=repeat)
     futures = []
     try:
         for n in sorted({m.lab for m in chosen}):
