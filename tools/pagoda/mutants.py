@@ -459,7 +459,8 @@ def grade_slip(tree, lab, arch, kernel, work):
     # lab regions and user/ has none, so they are the programs the grader would build from the
     # tree; read from the copies, the grade neither runs a second ninja in the build directory
     # the next slip is building in, nor reads programs that build may be rewriting.
-    added = {"PAGODA_GRADE_LOGS": os.path.join(work, "logs"), programs.USER_DIR_ENV: os.path.join(work, "user", arch)}
+    added = {"PAGODA_GRADE_LOGS": os.path.join(work, "logs"),
+             programs.USER_DIR_ENV: os.path.join(os.path.dirname(kernel), "user", arch)}
     args = ["grade", f"lab{lab}", "--arch", arch, "-j", "1", "--first-failure", "--kernel", kernel, "--json", json_path]
     argv = [paths.SYSTEM_PYTHON, os.path.join(tree, "pagoda"), *args]
     log_path = os.path.join(work, "grade.log")
