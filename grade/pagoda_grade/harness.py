@@ -183,6 +183,15 @@ class Run:
         return (faultlog.after_root_switch(first, self._kernel_words, self.symbol_of) or self._temp_map_fault(first)
                 or causes.kernel_fault_cause(self, first, roots))
 
+    def _explained_first(self, line1):
+        """True when @p line1, a failure's first line, already names the address of the first fault
+        the kernel took: the test (or the audit) said what that address was, and the grader's
+        guess from where it lies (first_fault_cause()) could only repeat it or contradict it."""
+        from . import causes
+        first = causes.first_kernel_fault(self)
+        return (first is not None and first.address is not None
+                and re.search(rf"{first.address:#x}(?![0-9a-fA-F])", line1.split("\n")[0]) is not None)
+
     def fault_summary(self):
         """The log's summary, its "first fault" the first one the kernel itself took when there is
         one (a user program's demand faults and copy-on-write faults, resolved, are no cause)."""
@@ -232,7 +241,7 @@ class Run:
                 parts.append(f"before the storm, the first fault: {first}")
         if self.log.faults and outcome != "success":
             found = self.first_fault_cause()
-            if found and found not in "\n".join(parts):
+            if found and found not in "\n".join(parts) and not self._explained_first(parts[0]):
                 parts.append(f"the first fault's cause: {found}")
         seen = watch_note(self.watch_problems, "\n".join(parts))
         if seen:
