@@ -19,7 +19,8 @@ hold a README.md and a results/ folder of its own measurements):
     replace = '''the slipped text'''
 
 `cause` is a Python regex, searched (re.search, case-insensitive) in the first 2 non-empty lines
-of the reason of the first failing test, tests taken in lab.toml order.
+of the reason of the first failing test, tests taken in lab.toml order (a leading `^`, without the
+multi-line flag, holds it to line 1 itself).
 
 How a lab N is checked. The slips go, one at a time, into the tree a student has when lab N is
 done: the reference of labs <= N with the skeletons of later labs, i.e. the published lab N+1
@@ -35,7 +36,9 @@ A slip passes when lab N scores below full marks AND the first failing test's fi
 match its cause. Anything else (full marks, a cause not named, a slip that does not apply or
 does not build, a grader that did not run) is a problem; the command exits 1 if there is one.
 Logs and the set-aside ELFs: build/labs-check/mutants/labN/SLUG/ARCH/ (grade.log, the boots'
-serial and QEMU logs under logs/).
+serial and QEMU logs under logs/). With --repeat K each slip is graded K times, each grade with
+tokens of its own (logs of runs after the first: repeat-2/ ... beside them): a problem unless all
+K catch it and name it in the same test (detection that never depends on timing).
 
 With --why (not part of `./pagoda test`), each caught slip's failing boot is replayed under GDB
 with the same kernel, command line and memory, and run from stop to stop (where the machine dies,
