@@ -66,11 +66,15 @@ def name_code(symbolizer, address):
     elsewhere (llvm-symbolizer would name any address after the nearest symbol)."""
     from .symbols import function_at
     try:
-        if function_at(symbolizer.elf, address) is None:
-            return None
+        found = function_at(symbolizer.elf, address)
     except (OSError, subprocess.CalledProcessError):
         return None
-    return symbolizer.lookup([address]).get(address)
+    if found is None:
+        return None
+    named = symbolizer.lookup([address]).get(address)
+    if named is None or named.startswith("__"):   # (a linker script's marker at the same address: the label's name)
+        return f"{found.name}+{address - found.address:#x}" + (f" {named.split(' ', 1)[1]}" if named and " " in named else "")
+    return named
 
 
 def memory_bytes(size):
