@@ -64,8 +64,9 @@ def elf_entry(kernel, arch, program):
 class WriteWatch:
     """The run's first write() to the console, followed to its return (a side stop at the system
     call's entry until it comes, then one at its return in the caller's root): a result that is an
-    error while the grader reads the whole buffer through the caller's own root is the user copy
-    refusing a good buffer, and nothing any program says reaches the console, so every test would
+    error while the grader reads the whole buffer through the caller's own root, and QEMU's log
+    shows no kernel fault on it (a copy that faulted, with SMAP or PAN up say, is causes.py's to
+    name), is the user copy refusing a good buffer, and nothing any program says reaches the console, so every test would
     fail on a missing line. That is a finding of the process audit (line 1 of any failure of the
     test, Run.fail), said from outside: the call's result register and the buffer in guest RAM."""
 
@@ -115,6 +116,10 @@ class WriteWatch:
                 snap.read_virt(buf, length, root)
             except (WalkError, ValueError, AssertionError):
                 return   # (not all mapped: the error may be right)
+            privilege = ARCHES[self.watch.arch].kernel_privilege
+            if any(e.privilege == privilege and e.address is not None and buf <= e.address < buf + length
+                   for e in self.guest.log_events()):
+                return   # (the copy faulted on the buffer: QEMU's log, and causes.py, say why)
             if self.watch.audit is not None:
                 self.watch.audit.note(
                     f"write({fd}, {buf:#x}, {length}) returned {result} (an error: EFAULT is -14), read in the caller's result "
