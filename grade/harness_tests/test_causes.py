@@ -150,3 +150,24 @@ def test_a_cause_that_is_also_the_reason_is_said_once(layout, tmp_path):
     with pytest.raises(GradeFailure) as e:
         run.fail("the lab's own evidence", cause="the lab's own evidence")
     assert str(e.value).splitlines()[:2] == ["the lab's own evidence", "the kernel panicked: something"]
+
+
+def test_no_trailing_guess_about_an_address_line_1_already_named(layout, tmp_path):
+    """Line 1 says what the faulting address was (a user address written while another root was
+    live): the grader's own guess from where it lies is not added after it, where it could only
+    contradict it ("a physical address used as a pointer?")."""
+    user = fact(layout["kernel"], "user_stack_top") - 0x17
+    run = run_of(layout["kernel"], pf(0, layout["memset"], user, 0x2), tmp_path=tmp_path)
+    with pytest.raises(GradeFailure) as e:
+        run.fail("the symptom", cause=f"the kernel wrote the arguments through their user address {user:#x}")
+    assert "the first fault's cause" not in str(e.value) and "physical address" not in str(e.value), str(e.value)
+    other = run_of(layout["kernel"], pf(0, layout["memset"], 0x7FE_3000, 0x2), tmp_path=tmp_path)
+    with pytest.raises(GradeFailure) as e:     # (a line 1 that does not name it: the grader's reading follows)
+        other.fail("the symptom", cause=f"a cause about {0x7FE_30:#x}, another address")
+    assert "the first fault's cause: the kernel (memset" in str(e.value)
+
+
+def test_a_user_address_far_above_ram_is_no_physical_address(layout, tmp_path):
+    user = fact(layout["kernel"], "user_stack_top") - 0x17
+    cause = run_of(layout["kernel"], pf(0, layout["memset"], user, 0x2), tmp_path=tmp_path).first_fault_cause()
+    assert "a user address far above any RAM" in cause and "physical" not in cause, cause

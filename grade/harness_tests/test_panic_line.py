@@ -96,3 +96,22 @@ def test_the_skeleton_comes_before_the_symptom():
                                     '(labs/03-process-roots/README.md)"')
     assert text.splitlines()[1:] == reason.splitlines()
     assert skeleton_headline(reason, SKELETON_LINES, 1) == reason
+
+
+def test_a_skeleton_with_a_stand_in_never_takes_line_1():
+    """share_pages() before copy-on-write: the kernel says it ran the eager copy instead
+    (kernel/core/lab.cpp), so a fork bug the test found stays line 1; the skeleton is line 2. A
+    skeleton that blocked (no stand-in) still heads the failure."""
+    from pagoda_grade.outcomes import skeleton_headline, skeleton_reached
+    stand_in = ("LAB TODO: lab 6: write share_pages() in kernel/proc/process.cpp (labs/06-fork/README.md) "
+                "(meanwhile: the eager copy stands in for copy-on-write)")
+    reason = "wait returned 3 but its child pid 3 exited with code 7, not 5\nboot token 00"
+    assert skeleton_reached([stand_in], 6) is None
+    text = skeleton_headline(reason, ["forktree: start", stand_in], 6).splitlines()
+    assert text[0] == reason.splitlines()[0]
+    assert "share_pages()" in text[1] and "the eager copy stands in for copy-on-write" in text[1]
+    assert text[2:] == reason.splitlines()[1:]
+    assert skeleton_headline("one line", [stand_in], 6).splitlines()[0] == "one line"
+    blocked = skeleton_headline(reason, [stand_in] + SKELETON_LINES, 6).splitlines()
+    assert blocked[0].startswith("lab 4 is not written yet") and blocked[1:] == reason.splitlines()
+    assert skeleton_headline(reason, [stand_in], 5) == reason     # lab 6 comes later there

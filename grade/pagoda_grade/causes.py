@@ -217,6 +217,10 @@ def window_arithmetic(kernel, va):
 
 # ---- The cause of a kernel fault -------------------------------------------------------------
 
+# Past the RAM's base by this much, a lower-half address is no physical address of the machines the
+# grader boots (QEMU's -m: at most a few GiB), so a guess that it is one would mislead.
+RAM_SPAN = 1 << 36
+
 def kernel_fault_cause(run, f, roots=None):
     """One sentence, the cause first, for the kernel's own fault @p f (a logged Event), from
     where its address lies and what the access was; None when nothing more than the fault can
@@ -250,6 +254,11 @@ def kernel_fault_cause(run, f, roots=None):
         if a.present:
             return (f"the kernel ({where}) {a.verb()} user memory at {va:#x} outside a checked copy (SMAP/PAN "
                     f"stopped it) in {root}")
+        ram = _fact(kernel, "window_phys_base")
+        if ram is not None and va >= ram + RAM_SPAN:   # (no RAM there: no physical address either)
+            return (f"the kernel ({where}) {a.verb()} {va:#x}, a user address far above any RAM, which {root} does "
+                    "not map: user memory touched outside a checked copy, or through a root that is not the one "
+                    "that maps it")
         return (f"the kernel ({where}) {a.verb()} {va:#x}, in the lower half, which {root} does not map: kernel "
                 "memory reached through a low (identity or physical) address, after the low half stopped being the "
                 "kernel's (a physical address used as a pointer? phys_to_ptr() gives the window's)")

@@ -135,6 +135,10 @@ class AARCH64:
     TLB_ALL = Name("pagoda::aarch64::Aarch64AddressSpace::invalidate_all", 6, arch="aarch64")
 
 
+# The context switch of either ISA (a grader reading only a kernel ELF takes the one it has).
+SWITCHES = (X86.SWITCH, AARCH64.SWITCH)
+
+
 # ---- facts (PAGODA_FACT): name -> the first lab whose tests read it -----------------------------
 def _facts(lab, *names):
     return {n: lab for n in names}

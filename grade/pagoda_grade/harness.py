@@ -66,11 +66,15 @@ def name_code(symbolizer, address):
     elsewhere (llvm-symbolizer would name any address after the nearest symbol)."""
     from .symbols import function_at
     try:
-        if function_at(symbolizer.elf, address) is None:
-            return None
+        found = function_at(symbolizer.elf, address)
     except (OSError, subprocess.CalledProcessError):
         return None
-    return symbolizer.lookup([address]).get(address)
+    if found is None:
+        return None
+    named = symbolizer.lookup([address]).get(address)
+    if named is None or named.startswith("__"):   # (a linker script's marker at the same address: the label's name)
+        return f"{found.name}+{address - found.address:#x}" + (f" {named.split(' ', 1)[1]}" if named and " " in named else "")
+    return named
 
 
 def memory_bytes(size):
@@ -178,6 +182,15 @@ class Run:
         return (faultlog.after_root_switch(first, self._kernel_words, self.symbol_of) or self._temp_map_fault(first)
                 or causes.kernel_fault_cause(self, first, roots))
 
+    def _explained_first(self, line1):
+        """True when @p line1, a failure's first line, already names the address of the first fault
+        the kernel took: the test (or the audit) said what that address was, and the grader's
+        guess from where it lies (first_fault_cause()) could only repeat it or contradict it."""
+        from . import causes
+        first = causes.first_kernel_fault(self)
+        return (first is not None and first.address is not None
+                and re.search(rf"{first.address:#x}(?![0-9a-fA-F])", line1.split("\n")[0]) is not None)
+
     def fault_summary(self):
         """The log's summary, its "first fault" the first one the kernel itself took when there is
         one (a user program's demand faults and copy-on-write faults, resolved, are no cause)."""
@@ -227,7 +240,7 @@ class Run:
                 parts.append(f"before the storm, the first fault: {first}")
         if self.log.faults and outcome != "success":
             found = self.first_fault_cause()
-            if found and found not in "\n".join(parts):
+            if found and found not in "\n".join(parts) and not self._explained_first(parts[0]):
                 parts.append(f"the first fault's cause: {found}")
         seen = watch_note(self.watch_problems, "\n".join(parts))
         if seen:

@@ -211,7 +211,10 @@ class ProcTest(LabTest):
                 setup(guest)
             started = self.watch.started_stop(guest)
             try:
-                return script(started) if script is not None else True
+                result = script(started) if script is not None else True
+                if self.watch.writes is not None:
+                    self.watch.writes.finish(guest)
+                return result
             except AssertionError as e:
                 if not explain:
                     raise

@@ -338,9 +338,14 @@ class Deaths:
         self._returns = {}       # (return address, root) -> CowFault
         self._exec_return = None  # (return address, Moment at its entry) of the exec under way
         self.exec_faults = []     # sentences: execs that failed and changed the old space
+        # The wake-up an exit owes a parent that waits (missed_wake()): the context switch that
+        # leaves the ended process, and (its pid, the waiting parent's) while one is owed.
+        self.switch_at = next((a for a in (_address_or_none(kernel, n) for n in contract.SWITCHES) if a), None)
+        self._owed_wake = None
+        self.wake_problems = []   # sentences: a parent still Waiting after its child's exit
 
     def addresses(self):
-        return [self.exit_at, self.exec_at, *([self.cow_at] if self.cow_at else []),
+        return [self.exit_at, self.exec_at, *([self.switch_at] if self._owed_wake else []), *([self.cow_at] if self.cow_at else []),
                 *([self.fork_at] if self._forks_wanted() else []),
                 *sorted({pc for pc, _ in self._returns} | set(self._fork_returns)),
                 *([self._exec_return[0]] + ([self.load_at] if self.load_at else []) if self._exec_return else [])]
@@ -490,10 +495,14 @@ class Deaths:
         if key in self._returns:
             self._cow_return(snap, self._returns.pop(key))
             return True
+        if self._owed_wake and snap.pc == self.switch_at:
+            self._missed_wake(snap, *self._owed_wake)
+            return True
         if snap.pc not in (self.exit_at, self.exec_at):
             return False
         code = how = address = 0
         if snap.pc == self.exit_at:
+            self._owe_wake(snap)
             info = snap.read_virt(snap.argument(0), 16)
             code, how, address = _u(info, 0, 4), _u(info, 4, 4), _u(info, 8, 8)
         what = "exit" if snap.pc == self.exit_at else "exec"
@@ -508,6 +517,37 @@ class Deaths:
         if what == "exec":
             self._exec_return = (return_address(snap), m)
         return True
+
+    def _owe_wake(self, snap):
+        """At an exit's entry (@p snap): when the ending process's parent waits (Waiting, in the
+        process table in guest RAM), the exit owes it a wake-up, checked at the switch that leaves
+        the ended process (the first instant after exit_current() is done, before anyone else
+        runs: no timer tick or other exit can have woken the parent yet)."""
+        if self.switch_at is None or self.light:
+            return
+        procs = processes(snap, self.kernel, records_of=-1)
+        pid, _ = pid_of(snap, self.kernel, snap.lower_root)
+        me = procs.get(pid)
+        parent = procs.get(me.parent) if me is not None else None
+        self._owed_wake = (pid, parent.pid) if parent is not None and parent.waiting else None
+
+    def _missed_wake(self, snap, pid, parent):
+        """At the switch after pid @p pid's exit: its @p parent, Waiting when the exit began, must
+        be Ready now (the exit made it so); still Waiting with the child a zombie is a wake-up the
+        exit never gave: a finding of the process audit, line 1 of the test's failure."""
+        self._owed_wake = None
+        procs = processes(snap, self.kernel, records_of=-1)
+        child, waiter = procs.get(pid), procs.get(parent)
+        if child is None or waiter is None or not child.zombie or not waiter.waiting or child.parent != parent:
+            return
+        problem = (f"pid {parent} was waiting in wait() when its child pid {pid} exited, and is still Waiting after the "
+                   "exit (the process table in guest RAM, at the context switch that leaves the ended child, a zombie "
+                   f"with exit status {child.exit_code}): the child's exit did not wake the waiting parent (exit must make "
+                   "a Waiting parent Ready); only something else can wake it now")
+        if problem not in self.wake_problems:
+            self.wake_problems.append(problem)
+        if self.audit is not None:
+            self.audit.note(problem)
 
     def add(self, m):
         """Records a Moment the test took itself (a fork's view), in the order of the stops."""
@@ -737,6 +777,13 @@ def stalled_waits(snap, kernel):
                        f"{ended[0].pid} has already ended (a zombie, exit status {ended[0].exit_code}): the child's "
                        "exit did not wake the waiting parent (exit must make a Waiting parent Ready)")
     return out
+
+
+def _address_or_none(kernel, name):
+    try:
+        return symbols.address_of(kernel, name)
+    except (AssertionError, OSError):
+        return None
 
 
 # ---- a leak, explained --------------------------------------------------------------------------

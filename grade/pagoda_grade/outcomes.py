@@ -105,27 +105,46 @@ def findings(data, at_most=2):
 SKELETON_MESSAGE = re.compile(r"\blab (\d+): (.+?\(labs/\d\d-[a-z0-9-]+/README\.md\))")
 
 
-def skeleton_reached(lines, upto):
-    """(lab, message) of the first skeleton of lab @p upto or earlier that the kernel says, in
-    @p lines (the serial lines of a test's boots, in order), it reached; None when none. A
-    skeleton of a later lab is expected in a published tree (the later lab hands a working
-    fallback) and is never the cause."""
+# How the kernel says a skeleton has a working stand-in (kernel/core/lab.cpp, lab_todo()): the
+# kernel carried on without the feature, so the skeleton blocks nothing by itself.
+STAND_IN = re.compile(r"\(meanwhile: ([^)]*)\)\s*$")
+
+
+def _skeletons(lines, upto):
+    """(lab, message, stand-in or None) of each skeleton of lab @p upto or earlier (None: any)
+    that @p lines say the kernel reached, in order."""
     for line in lines:
+        stand_in = STAND_IN.search(line)
         for m in SKELETON_MESSAGE.finditer(line):
             if upto is None or int(m[1]) <= upto:
-                return int(m[1]), m[2]
-    return None
+                yield int(m[1]), m[2], stand_in[1] if stand_in else None
+
+
+def skeleton_reached(lines, upto):
+    """(lab, message) of the first skeleton of lab @p upto or earlier that the kernel says, in
+    @p lines (the serial lines of a test's boots, in order), it reached and that stopped what it
+    was asked for (no stand-in); None when none. A skeleton of a later lab is expected in a
+    published tree (the later lab hands a working fallback) and is never the cause."""
+    return next(((lab, message) for lab, message, stand_in in _skeletons(lines, upto) if stand_in is None), None)
 
 
 def skeleton_headline(reason, lines, upto):
     """@p reason with, as its first line, the skeleton the kernel reached (skeleton_reached):
-    the function the student still has to write comes before every symptom it caused."""
+    the function the student still has to write comes before every symptom it caused. A
+    skeleton the kernel ran a working stand-in for (share_pages() before copy-on-write: the eager
+    copy) blocks no test by itself: it never takes line 1 from the test's own cause, it is line 2."""
     found = skeleton_reached(lines, upto)
+    if found is not None:
+        lab, message = found
+        return f"lab {lab} is not written yet: the kernel reached the skeleton that says \"{message}\"\n" + reason
+    found = next((s for s in _skeletons(lines, upto) if s[2] is not None), None)
     if found is None:
         return reason
-    lab, message = found
-    head = f"lab {lab} is not written yet: the kernel reached the skeleton that says \"{message}\""
-    return head + "\n" + reason
+    lab, message, stand_in = found
+    first, _, rest = reason.partition("\n")
+    note = (f"(the kernel also reached lab {lab}'s skeleton that says \"{message}\", and went on with its stand-in: "
+            f"{stand_in}; a stand-in blocks nothing by itself: the line above is what this test saw)")
+    return first + "\n" + note + ("\n" + rest if rest else "")
 
 
 # How a witnessed boot's failure begins when the guest ended before the grader's next stop.

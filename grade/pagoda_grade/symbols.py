@@ -1,5 +1,6 @@
 """The kernel ELF's symbols, demangled, and its loadable segments: the truth reported addresses
 are checked against (where a function is, where the loader put a byte)."""
+import bisect
 import functools
 import struct
 import subprocess
@@ -123,12 +124,44 @@ def address_of(kernel, name):
 
 
 def function_at(kernel, address):
-    """The code symbol containing @p address, or None."""
+    """The code symbol containing @p address, or None. An assembly routine written without its
+    `.size` (a student's copy routine, the vectors) is a label of size 0: an address in the
+    kernel's code after such a label, before the next code symbol, is named after it (as GDB
+    and llvm-symbolizer do), its size taken to that next symbol, so a PC there is never bare."""
     best = None
     for s in symbol_table(kernel):
         if s.kind in "Tt" and s.contains(address) and (best is None or s.size < best.size):
             best = s
-    return best
+    if best is not None and best.size:
+        return best
+    starts = _code_starts(kernel)
+    i = bisect.bisect_right(starts, (address, chr(0x10ffff))) - 1
+    if i < 0 or not any(lo <= address < hi for lo, hi in _code_segments(kernel)):
+        return best
+    at = starts[i][0]
+    there = [s for s in symbol_table(kernel) if s.address == at and _is_label(s)]
+    if not there or any(s.size for s in there):    # (past a sized function's end: padding, no function)
+        return best
+    label = min(there, key=lambda s: (s.kind != "T", s.name))
+    end = next((a for a, _ in starts[i + 1:] if a > at), address + 1)
+    return Symbol(label.name, at, end - at, label.kind)
+
+
+def _is_label(s):
+    """A code symbol that may name the code after it: not an assembler's mapping symbol ($x)
+    nor a linker script's section marker (__text_start)."""
+    return s.kind in "Tt" and not s.name.startswith(("$", "__"))
+
+
+@functools.lru_cache(maxsize=8)
+def _code_starts(kernel):
+    """[(address, name)] of @p kernel's code symbols (_is_label), sorted."""
+    return sorted((s.address, s.name) for s in symbol_table(kernel) if _is_label(s))
+
+
+@functools.lru_cache(maxsize=8)
+def _code_segments(kernel):
+    return [(g.vaddr, g.vaddr + g.memsz) for g in segments(kernel) if g.flags & 1]
 
 
 # The kernel's and the programs' files themselves: pagoda_core/elffile.py (pyelftools).

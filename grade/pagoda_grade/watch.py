@@ -8,7 +8,7 @@ import re
 
 from . import contract, programs
 from .lifecycle import return_address
-from .outcomes import finding_first
+from .outcomes import BootEnded, finding_first
 from .procaudit import LOADER, ProcessAudit, loader_error_problem, read_error, result_address
 from .processes import (FRAME_ALLOCATOR, Layout, RootInspector, argument_problem, bss_file_bytes, count_used,
                         entry_sp_problem, explain_death, frame_bitmap, parse_started, process_roots, registry,
@@ -61,6 +61,73 @@ def elf_entry(kernel, arch, program):
     return int.from_bytes(head[0x18:0x20], "little") if len(head) == 0x20 and head[:4] == b"\x7fELF" else None
 
 
+class WriteWatch:
+    """The run's first write() to the console, followed to its return (a side stop at the system
+    call's entry until it comes, then one at its return in the caller's root): a result that is an
+    error while the grader reads the whole buffer through the caller's own root, and QEMU's log
+    shows no kernel fault on it (a copy that faulted, with SMAP or PAN up say, is causes.py's to
+    name), is the user copy refusing a good buffer, and nothing any program says reaches the console, so every test would
+    fail on a missing line. That is a finding of the process audit (line 1 of any failure of the
+    test, Run.fail), said from outside: the call's result register and the buffer in guest RAM."""
+
+    LOOK = 64   # system calls looked at for the first write() before the watch gives up
+
+    def __init__(self, watch, guest):
+        self.watch, self.guest = watch, guest
+        self.entry = address_of(watch.kernel, watch.proc["syscall_entry"])
+        self.write = syscall_number("Write")
+        self.user_end = fact(watch.kernel, "user_end")
+        self.left = self.LOOK
+        self.call = None   # (root, fd, buf, length, return address) of the write being followed
+        guest.side_stop(self.entry)
+        guest.stop_hooks.append(self)
+
+    def finish(self, guest):
+        """The return of the write being followed, when the test's script ended between its entry
+        and its return (it read the buffer there): one more stop, the event itself (a boot that
+        ends first, its process killed in the call, leaves nothing to check)."""
+        if self.call is None:
+            return
+        try:
+            guest.stop_at_any([self.call[4]])
+        except (BootEnded, AssertionError, OSError):
+            pass
+        self.guest.side_stops.pop(self.entry, None)
+
+    def __call__(self, snap):
+        proc = self.watch.proc
+        if self.call is None and snap.pc == self.entry and self.left and snap.lower_root not in self.watch.kernel_roots:
+            self.left -= 1
+            if snap.register(proc["syscall_number"]) == self.write:
+                fd, buf, length = (snap.register(r) for r in proc["syscall_args"][:3])
+                self.call = (snap.lower_root, fd, buf, length, snap.register(proc["syscall_return_pc"]))
+                self.guest.side_stop(self.call[4])
+            if self.call is not None or not self.left:
+                self.guest.side_stops.pop(self.entry, None)
+        elif self.call is not None and snap.pc == self.call[4] and snap.lower_root == self.call[0]:
+            root, fd, buf, length, back = self.call
+            self.guest.side_stops.pop(back, None)
+            self.call, self.left = None, 0
+            result = snap.register(proc["syscall_result"])
+            result -= (1 << 64) if result >> 63 else 0
+            if result >= 0 or not 0 < length <= PAGE or fd not in (1, 2) or buf + length > self.user_end:
+                return
+            try:
+                snap.read_virt(buf, length, root)
+            except (WalkError, ValueError, AssertionError):
+                return   # (not all mapped: the error may be right)
+            privilege = ARCHES[self.watch.arch].kernel_privilege
+            if any(e.privilege == privilege and e.address is not None and buf <= e.address < buf + length
+                   for e in self.guest.log_events()):
+                return   # (the copy faulted on the buffer: QEMU's log, and causes.py, say why)
+            if self.watch.audit is not None:
+                self.watch.audit.note(
+                    f"write({fd}, {buf:#x}, {length}) returned {result} (an error: EFAULT is -14), read in the caller's result "
+                    f"register at its return to user mode, though the grader read all {length} bytes of that buffer "
+                    f"through the caller's own root (guest RAM): the copy from user memory (copy_from_user()) refused "
+                    "a good user buffer, so nothing the programs write reaches the console")
+
+
 class Watch:
     """What the witness script of one boot learns, shared with the checks after it: the kernel
     root, the process roots, the kernel stacks, and a RootInspector that can explain a death."""
@@ -79,6 +146,7 @@ class Watch:
         self.plan = None         # the run's heap object
         self.frames_before = None
         self.audit = None        # the process audit at the grader's stops (procaudit.ProcessAudit)
+        self.writes = None       # the run's first write(), followed to its return (WriteWatch)
 
     def checkpoint(self, guest, name):
         """Runs to the run's checkpoint @p name ('before', 'started', 'ended'); the Snapshot."""
@@ -136,6 +204,7 @@ class Watch:
         guest.stop_hooks.append(programs.ImageWatch(self.arch, self.process_names, self.kernel_roots,
                                                     guest.booter.watch_problems))
         self.start_audit(guest)
+        self.writes = WriteWatch(self, guest)
         return snap
 
     def start_audit(self, guest):

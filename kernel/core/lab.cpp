@@ -13,7 +13,7 @@ usize g_printed_count = 0;
 
 }  // namespace
 
-void lab_todo(const Error& error) {
+void lab_todo(const Error& error, const char* stand_in) {
   if (error.message == nullptr) {
     println("LAB TODO: {}", error);
     return;
@@ -21,7 +21,8 @@ void lab_todo(const Error& error) {
   for (usize i = 0; i < g_printed_count; ++i)
     if (g_printed[i] == error.message) return;
   if (g_printed_count < kRemembered) g_printed[g_printed_count++] = error.message;
-  println("LAB TODO: {}", error.message);
+  if (stand_in == nullptr) println("LAB TODO: {}", error.message);
+  else println("LAB TODO: {} (meanwhile: {})", error.message, stand_in);
 }
 
 Error lab_not_done(const char* message, const char* made_in, u32 made_at) {

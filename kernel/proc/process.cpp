@@ -251,7 +251,7 @@ Result<void> copy_user_half(AddressSpace& from, const VmaSet& vmas, AddressSpace
   Result<void> shared = share_pages(from, vmas, to);
   if (shared.is_error() && shared.error() == Error::NotImplemented) {
     // Lab 6, before copy-on-write is written: the eager copy stands in for it (it changed nothing).
-    lab_todo(shared.error());
+    lab_todo(shared.error(), "the eager copy stands in for copy-on-write");
     shared = copy_pages(from, vmas, to);
   }
   if (shared.is_error()) return copy_refused(shared.error(), to);

@@ -77,7 +77,8 @@ def cmd_mutants(args):
                            arches=(args.arch,) if args.arch else paths.ARCHES, listing=args.list,
                            workers=args.parallel, out=lambda line: print(line, flush=True), slugs=args.slip,
                            why=args.why, json_path=args.json, slips_dir=args.slips,
-                           one_isa=None if args.one_isa is None else args.one_isa or _head_commit())
+                           one_isa=None if args.one_isa is None else args.one_isa or _head_commit(),
+                           repeat=args.repeat)
     return 1 if problems else 0
 
 
@@ -180,6 +181,9 @@ def add_parser(sub):
                         "dies or a process is killed; its verdict, and whether it names the cause, is a "
                         "column (a second boot per slip: not run by ./pagoda test)")
     q.add_argument("--json", metavar="FILE", help="write every slip's outcome (and fault-why's) as JSON")
+    q.add_argument("--repeat", type=int, default=1, metavar="K",
+                   help="grade each slip K times, each grade with tokens of its own: a problem unless all K "
+                        "catch and name it in the same test (detection that never depends on timing)")
     q.add_argument("--one-isa", nargs="?", const="", metavar="SEED",
                    help="each slip on one ISA only, half of each lab's slips on each (which half: SEED, by "
                         "default this tree's commit); ./pagoda test does this unless --full")

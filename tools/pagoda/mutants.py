@@ -19,7 +19,8 @@ hold a README.md and a results/ folder of its own measurements):
     replace = '''the slipped text'''
 
 `cause` is a Python regex, searched (re.search, case-insensitive) in the first 2 non-empty lines
-of the reason of the first failing test, tests taken in lab.toml order.
+of the reason of the first failing test, tests taken in lab.toml order (a leading `^`, without the
+multi-line flag, holds it to line 1 itself).
 
 How a lab N is checked. The slips go, one at a time, into the tree a student has when lab N is
 done: the reference of labs <= N with the skeletons of later labs, i.e. the published lab N+1
@@ -35,7 +36,9 @@ A slip passes when lab N scores below full marks AND the first failing test's fi
 match its cause. Anything else (full marks, a cause not named, a slip that does not apply or
 does not build, a grader that did not run) is a problem; the command exits 1 if there is one.
 Logs and the set-aside ELFs: build/labs-check/mutants/labN/SLUG/ARCH/ (grade.log, the boots'
-serial and QEMU logs under logs/).
+serial and QEMU logs under logs/). With --repeat K each slip is graded K times, each grade with
+tokens of its own (logs of runs after the first: repeat-2/ ... beside them): a problem unless all
+K catch it and name it in the same test (detection that never depends on timing).
 
 With --why (not part of `./pagoda test`), each caught slip's failing boot is replayed under GDB
 with the same kernel, command line and memory, and run from stop to stop (where the machine dies,
@@ -459,7 +462,8 @@ def grade_slip(tree, lab, arch, kernel, work):
     # lab regions and user/ has none, so they are the programs the grader would build from the
     # tree; read from the copies, the grade neither runs a second ninja in the build directory
     # the next slip is building in, nor reads programs that build may be rewriting.
-    added = {"PAGODA_GRADE_LOGS": os.path.join(work, "logs"), programs.USER_DIR_ENV: os.path.join(work, "user", arch)}
+    added = {"PAGODA_GRADE_LOGS": os.path.join(work, "logs"),
+             programs.USER_DIR_ENV: os.path.join(os.path.dirname(kernel), "user", arch)}
     args = ["grade", f"lab{lab}", "--arch", arch, "-j", "1", "--first-failure", "--kernel", kernel, "--json", json_path]
     argv = [paths.SYSTEM_PYTHON, os.path.join(tree, "pagoda"), *args]
     log_path = os.path.join(work, "grade.log")
@@ -486,9 +490,10 @@ def grade_slip(tree, lab, arch, kernel, work):
 class Runner:
     """Builds the slips of each lab in its tree, one after another, and grades them in a pool."""
 
-    def __init__(self, root, labs, sources, grade_workers, out, why=False, work=MUTANTS_DIR):
+    def __init__(self, root, labs, sources, grade_workers, out, why=False, work=MUTANTS_DIR, repeat=1):
         self.root, self.labs, self.sources = root, labs, sources
         self.why = why
+        self.repeat = max(1, repeat)
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, grade_workers))
         self.out = out
         self.work = os.path.join(root, CHECK_SUBDIR, work)
@@ -572,9 +577,29 @@ class Runner:
         return futures
 
     def _grade(self, n, m, arch, tree, kernel, specs, build_cpu=0.0):
+        """The Outcome of grading slip @p m's @p kernel; with --repeat K, of K grades, each with
+        tokens of its own (the grader draws a fresh one per boot): a problem unless every one
+        caught and named the slip in the same first failing test."""
         start = time.monotonic()
-        work = os.path.dirname(kernel)
-        info(f"labs mutants: {m.name}: grading lab{n} ({arch})")
+        runs = [self._grade_once(n, m, arch, tree, kernel, specs, build_cpu, i) for i in range(self.repeat)]
+        outcome = next((o for o in runs if not o.ok), runs[0])
+        verdicts = [(o.test, o.named) for o in runs]
+        if len(set(verdicts)) > 1 or (self.repeat > 1 and not outcome.ok):
+            good = sum(1 for o in runs if o.ok)
+            outcome.problem = (f"not one verdict in {self.repeat} grades with tokens of their own: caught and named in "
+                               f"{good}; " + "; ".join(f"run {i + 1}: {o.test or '-'}, {'named' if o.named else 'NOT named'}"
+                                                        for i, o in enumerate(runs))
+                               + f" (first run that missed: {outcome.problem or '-'})")
+        outcome.grade_cpu = sum(o.grade_cpu for o in runs)
+        outcome.seconds = time.monotonic() - start
+        return outcome
+
+    def _grade_once(self, n, m, arch, tree, kernel, specs, build_cpu, run):
+        start = time.monotonic()
+        work = os.path.dirname(kernel) if run == 0 else os.path.join(os.path.dirname(kernel), f"repeat-{run + 1}")
+        os.makedirs(work, exist_ok=True)
+        info(f"labs mutants: {m.name}: grading lab{n} ({arch})" + (f", run {run + 1} of {self.repeat}"
+                                                                  if self.repeat > 1 else ""))
         data = grade_slip(tree, n, arch, kernel, work)
         outcome = Outcome(m, arch, log=os.path.join(work, "grade.log"), kernel=kernel, build_cpu=build_cpu)
         if data is None:
@@ -582,7 +607,7 @@ class Runner:
         else:
             outcome.grade_cpu = data.get(GRADE_CPU, 0.0)
             judge(outcome, data, specs)
-            if self.why and outcome.test:
+            if self.why and outcome.test and run == 0:
                 info(f"labs mutants: {m.name}: replaying {outcome.test}'s boot under GDB for fault-why ({arch})")
                 mutant_why.why(outcome, tree, self.root)
         outcome.seconds = time.monotonic() - start
@@ -706,12 +731,12 @@ def one_isa_each(mutants, arches, seed):
 
 
 def run(root=paths.ROOT, numbers=None, arches=paths.ARCHES, listing=False, workers=None, out=print, slugs=None,
-        why=False, json_path=None, slips_dir=None, one_isa=None):
+        why=False, json_path=None, slips_dir=None, one_isa=None, repeat=1):
     """The command: returns the number of problems. @p why replays each caught slip's failing
     boot for fault-why (tools/pagoda/mutant_why.py); @p json_path gets every outcome as JSON.
     @p slips_dir: check the slips kept there (slip_folders) instead of the labs' own; their logs
     go to build/labs-check/SLIPS_WORK/. With @p one_isa (a seed: one_isa_each()) each slip runs on
-    one ISA only, and the last line says so."""
+    one ISA only, and the last line says so. @p repeat: grades of each slip (Runner._grade)."""
     start = time.monotonic()
     sources = publish.scan(root)
     errors = publish.lint(root, sources)
@@ -739,7 +764,7 @@ def run(root=paths.ROOT, numbers=None, arches=paths.ARCHES, listing=False, worke
     if one_isa is not None:
         chosen = one_isa_each(chosen, arches, one_isa)
     runner = Runner(root, labs, sources, workers or os.cpu_count() or 1, out, why=why,
-                    work=MUTANTS_DIR if slips_dir is None else SLIPS_WORK)
+                    work=MUTANTS_DIR if slips_dir is None else SLIPS_WORK, repeat=repeat)
     futures = []
     try:
         for n in sorted({m.lab for m in chosen}):

@@ -293,3 +293,22 @@ def test_slips_kept_outside_the_tree_are_checked_instead_of_the_labs_own(lab_tre
     assert os.path.exists(os.path.join(lab_tree, "build/labs-check", mutants.SLIPS_WORK, "lab1/no-flush/x86_64"))
     with pytest.raises(mutants.PagodaError, match="not a directory"):
         mutants.run(lab_tree, listing=True, out=lines.append, slips_dir=str(tmp_path / "none"))
+
+
+def test_repeated_grades_must_agree(lab_tree, monkeypatch):
+    """--repeat K: one slip graded K times (each grade with tokens of its own) is a problem unless
+    every grade caught and named it in the same test, even when most did."""
+    add_slip(lab_tree, "01-map", "s", slip())
+    [m], _ = load(lab_tree)
+    verdicts = iter([("t1", True), ("t1", True), ("t1b", False)])
+
+    def once(self, n, m, arch, tree, kernel, specs, build_cpu, run):
+        test, named = next(verdicts)
+        return mutants.Outcome(m, arch, test=test, named=named, problem="" if named else "not named")
+    monkeypatch.setattr(mutants.Runner, "_grade_once", once)
+    runner = mutants.Runner(lab_tree, publish.load_labs(lab_tree), [], 1, print, repeat=3)
+    o = runner._grade(1, m, "x86_64", lab_tree, "kernel.elf", [])
+    assert not o.ok and "caught and named in 2" in o.problem and "run 3: t1b, NOT named" in o.problem, o.problem
+    verdicts = iter([("t1", True)] * 3)
+    assert runner._grade(1, m, "x86_64", lab_tree, "kernel.elf", []).ok
+    runner.pool.shutdown()
