@@ -8,14 +8,25 @@ leakdecoy.cpp) runs out, and a spawn or an exec fails on the way.
 
 What is witnessed: the last link in user mode (a stop at churn's churn_last(), the grader's own
 build), its arguments there (n, P) and its P pages in its root, each holding what it wrote
-(guest RAM). The chain's lines only name where it broke."""
+(guest RAM). The chain's lines only name where it broke.
+
+The drains (labs 3, 5 and 6: LABS) witness the same in every run, however few frames it touches:
+with drain=on the kernel's run (kernel/proc/run.cpp, outside the students' regions) takes every
+frame the allocator will hand out just before the first process is made and again once every
+process has ended, records each drain in a bitmap of its own, stamps the frames of the second and
+gives them all back. given_back_problem() reads both bitmaps in the RAM the boot left (the
+audit's Remains) and names the frames the first drain got and the second did not: a frame a
+process held that never came back, whatever the allocator's own bitmap says."""
 import re
+import struct
 
 from .harness import memory_bytes
 from .processes import user_symbol
 from . import contract
-from .symbols import address_of
+from .symbols import address_of, fact, symbols
 from .witness import PAGE
+
+LABS = (3, 5, 6)   # the labs whose runs drain (conftest: Booter's drains)
 
 MEMORY = "5M"
 ENOMEM = 12
@@ -82,3 +93,73 @@ def broken_chain(run, n, pages, before, after):
                "it)" if after != before else
                f"; yet the allocator's used bitmap (guest RAM) marks {after} frames used after the run, as many as "
                "before it: the frames it shows free are not the ones it hands out"))
+
+
+def fnv1a(text):
+    """64-bit FNV-1a of @p text (the key of a run's stamps: the kernel's drain_key())."""
+    h = 0xCBF29CE484222325
+    for b in text.encode():
+        h = (h ^ b) * 0x100000001B3 & (1 << 64) - 1
+    return h
+
+
+def frames_of(words, first):
+    """The physical addresses of the frames whose bits are set in @p words (bit 0: frame @p first)."""
+    out = []
+    for w, word in enumerate(words):
+        while word:
+            low = word & -word
+            out.append((first + w * 64 + low.bit_length() - 1) * PAGE)
+            word ^= low
+    return out
+
+
+def given_back_problem(kernel, arch, ram, token):
+    """What the drains of a boot's run (@p ram: the audit's Remains of its RAM, @p token its token)
+    say is wrong, or None (also when the run never ended: nothing to compare). Every frame of the
+    second drain must be RAM outside the kernel's text and data, distinct (a bitmap), and hold its stamp
+    where the kernel wrote one (every frame the window reaches, and beyond it the frames the token
+    samples); every frame of the first must be in the second."""
+    table = symbols(kernel)
+    offset = table["__kernel_virt_offset"]
+    phase, first, words, bits, *_ = struct.unpack("<6Q", ram.read_phys(address_of(kernel, contract.FRAME_DRAIN)
+                                                                        - offset, 48))
+    if phase != 2 or not words:
+        return None
+    window, window_phys = fact(kernel, "window_base"), fact(kernel, "window_phys_base")
+    window_end = window_phys + fact(kernel, "window_size")
+    data = ram.read_phys(bits - window + window_phys, 16 * words)
+    before = frames_of(struct.unpack(f"<{words}Q", data[:8 * words]), first)
+    after = frames_of(struct.unpack(f"<{words}Q", data[8 * words:]), first)
+    key, magic, sample = fnv1a(token), fact(kernel, "drain_magic"), fact(kernel, "drain_sample")
+    image = (table[contract.SECTIONS["text"][0]] - offset, table[contract.SECTIONS["data"][1]] - offset)
+    for f in after:
+        if not ram.ram_base <= f < ram.ram_base + ram.ram_size or image[0] <= f < image[1]:
+            what = "in the kernel's text or data" if image[0] <= f < image[1] else "not RAM"
+            return (f"the frame allocator handed out frame {f:#x}, {what}, when the grader's drain took every frame "
+                    "it would give once every process had ended: an allocator hands out free frames of RAM only")
+        if f < window_end or (f // PAGE ^ key) % sample == 0:
+            got = struct.unpack("<2Q", ram.read_phys(f, 16))
+            if got != (magic, key ^ f):
+                return (f"frame {f:#x}, which the frame allocator handed the grader's drain once every process had "
+                        f"ended, does not hold what the drain wrote into it ({magic:#x}, {key ^ f:#x}; it holds "
+                        f"{got[0]:#x}, {got[1]:#x}): the frame handed out is not the one written")
+    lost = sorted(set(before) - set(after))
+    if not lost:
+        return None
+    bitmaps = address_of(kernel, contract.FRAME_BITMAPS) - offset
+    used_va, _, used_words = struct.unpack("<3Q", ram.read_phys(bitmaps, 24))
+    used = int.from_bytes(ram.read_phys(used_va - window + window_phys, 8 * used_words), "little")
+    shown_free = sum(1 for f in lost if not used >> (f // PAGE) & 1)
+    from .audit import leak_classes
+    classes = leak_classes(kernel, arch, ram.read_phys, lost)
+    return (f"{len(lost)} frames that ended processes held were never given back"
+            + (f" ({'; '.join(c.sentence() for c in classes[:2])})" if classes else "")
+            + f": the frame allocator handed out {len(before)} frames just before the first process was made and "
+            f"{len(after)} once every process had ended, and {', '.join(hex(f) for f in lost[:4])}"
+            f"{', ...' if len(lost) > 4 else ''} were not among them (the grader's drains took every frame it would "
+            "give, and the grader counted them in guest RAM)"
+            + (f"; yet the allocator's used bitmap (guest RAM) marks {shown_free} of them free: the frames it shows "
+               "free are not the ones it hands out" if shown_free else "")
+            + ": frames a process held must go back to the allocator for good when it ends (or execs, or unmaps "
+            "them), to be handed out again")

@@ -460,12 +460,13 @@ class Booter:
         described in the kernel's words."""
         return KernelNames.read(isa(self.arch), kernelinfo.elf(self.kernel).names)
 
-    def __init__(self, kernel, arch, directory, timeout, programs=False):
+    def __init__(self, kernel, arch, directory, timeout, programs=False, drains=False):
         self.kernel = kernel
         self.arch = arch
         self.directory = directory
         self.timeout = timeout
         self.programs = programs   # the test runs user programs: the kernel must embed the grader's
+        self.drains = drains       # its runs drain the frame allocator at their start and end (churn.py)
         self.count = 0
         self.symbolizer = Symbolizer(kernel)
         self.serial_lines = []   # every boot's console lines, in boot order (for the failure's headline)
@@ -538,6 +539,8 @@ class Booter:
                                    "relies on them being the grader's)")
         # PAGODA_GRADE_TOKEN reproduces a boot whose token a failure message gave.
         token = token or self.fresh_token()
+        if self.drains and args and "run" in args:
+            args = {**args, "drain": "on"}
         # PAGODA_GRADE_CMDLINE is appended to every boot (its test= wins): a debugging aid, and
         # how the grader's own tests make every boot of a real grade hang.
         cmdline = " ".join(filter(None, [f"token={token}", f"test={test}" if test else "", format_args(args),
@@ -691,11 +694,13 @@ class Booter:
         """The frame and heap audit (audit.audit_ram) of the guest RAM each kept boot left as it
         ended, the last boot first: (the findings of the first boot that has any, that boot's
         (token, directory)), else ([], None). Once per test, at its end."""
-        from . import audit
+        from . import audit, churn
         for remains in reversed(self.kept_ram):
             if remains.fd is None:
                 continue
             found = audit.audit_ram(self.kernel, self.arch, remains.read_phys)
+            if not found and self.drains and remains.boot is not None:
+                found = list(filter(None, [churn.given_back_problem(self.kernel, self.arch, remains, remains.boot[0])]))
             if found:
                 return found, remains.boot
         return [], None

@@ -37,6 +37,11 @@ void init();
 /// want between their commands (`./pagoda run --quiet`). What goes wrong is still printed (a
 /// process killed by a fault, frames leaked). The grader never boots quiet.
 void configure_log(StringView mode);
+/// The boot option drain=on|off (default off): the grader's witness of frames given back. Just
+/// before the run's first process is made and once every process has ended, the run takes every
+/// frame the allocator will hand out, stamps each (a value from the token) and gives them back;
+/// the grader counts the stamped frames in guest RAM (grade/pagoda_grade/leaks.py).
+void configure_drain(StringView mode);
 /// Whether the lifecycle lines are printed.
 bool lifecycle_log();
 
