@@ -114,12 +114,31 @@ def frames_of(words, first):
     return out
 
 
+def mapped_frames(kernel, arch, ram, offset):
+    """{frame: what it is} of the table frames of every root the kernel's registry lists and the
+    user pages of its process roots, read in @p ram (a boot's Remains); {} when it cannot be read."""
+    from pagoda_pt import frames, roots
+    try:
+        registry = roots.read_root_table(lambda va, n: ram.read_phys(va - offset, n),
+                                         address_of(kernel, contract.ROOT_REGISTRY))
+        out = {}
+        for k in registry.roots:
+            if k.kind == "process":
+                out.update((p.pa, f"user page {p.va:#x} of {k.name}") for p in frames.user_pages(
+                    arch, ram.read_phys, k.root, limit=1 << 16))
+            out.update((t, f"a page table of {k.name}") for t in frames.table_frames(arch, ram.read_phys, k.root))
+        return out
+    except (roots.RegistryError, frames.CensusError, ValueError):
+        return {}
+
+
 def given_back_problem(kernel, arch, ram, token):
     """What the drains of a boot's run (@p ram: the audit's Remains of its RAM, @p token its token)
     say is wrong, or None (also when the run never ended: nothing to compare). Every frame of the
     second drain must be RAM outside the kernel's text and data, distinct (a bitmap), and hold its stamp
     where the kernel wrote one (every frame the window reaches, and beyond it the frames the token
-    samples); every frame of the first must be in the second."""
+    samples), and be no table or user page of a root the registry lists; every frame of the first
+    must be in the second."""
     table = symbols(kernel)
     offset = table["__kernel_virt_offset"]
     phase, first, words, bits, *_ = struct.unpack("<6Q", ram.read_phys(address_of(kernel, contract.FRAME_DRAIN)
@@ -133,11 +152,16 @@ def given_back_problem(kernel, arch, ram, token):
     after = frames_of(struct.unpack(f"<{words}Q", data[8 * words:]), first)
     key, magic, sample = fnv1a(token), fact(kernel, "drain_magic"), fact(kernel, "drain_sample")
     image = (table[contract.SECTIONS["text"][0]] - offset, table[contract.SECTIONS["data"][1]] - offset)
+    mapped = mapped_frames(kernel, arch, ram, offset)
     for f in after:
         if not ram.ram_base <= f < ram.ram_base + ram.ram_size or image[0] <= f < image[1]:
             what = "in the kernel's text or data" if image[0] <= f < image[1] else "not RAM"
             return (f"the frame allocator handed out frame {f:#x}, {what}, when the grader's drain took every frame "
                     "it would give once every process had ended: an allocator hands out free frames of RAM only")
+        if f in mapped:
+            return (f"the frame allocator handed out frame {f:#x}, {mapped[f]} (the root registry's, walked by the "
+                    "grader), when the grader's drain took every frame it would give once every process had ended: "
+                    "a frame still in use is not free")
         if f < window_end or (f // PAGE ^ key) % sample == 0:
             got = struct.unpack("<2Q", ram.read_phys(f, 16))
             if got != (magic, key ^ f):
