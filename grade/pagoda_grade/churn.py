@@ -138,7 +138,7 @@ def given_back_problem(kernel, arch, ram, token):
     second drain must be RAM outside the kernel's text and data, distinct (a bitmap), and hold its stamp
     where the kernel wrote one (every frame the window reaches, and beyond it the frames the token
     samples), and be no table or user page of a root the registry lists; every frame of the first
-    must be in the second."""
+    that the allocator's used bitmap shows free must be in the second."""
     table = symbols(kernel)
     offset = table["__kernel_virt_offset"]
     phase, first, words, bits, *_ = struct.unpack("<6Q", ram.read_phys(address_of(kernel, contract.FRAME_DRAIN)
@@ -168,22 +168,22 @@ def given_back_problem(kernel, arch, ram, token):
                 return (f"frame {f:#x}, which the frame allocator handed the grader's drain once every process had "
                         f"ended, does not hold what the drain wrote into it ({magic:#x}, {key ^ f:#x}; it holds "
                         f"{got[0]:#x}, {got[1]:#x}): the frame handed out is not the one written")
-    lost = sorted(set(before) - set(after))
-    if not lost:
-        return None
+    # A frame the used bitmap shows in use is a leak the kernel owns up to: the tests' own counts in
+    # that bitmap name it with its cause (exit_frees, lab 6's baseline). The drains fail a test for
+    # the frames it calls free and never hands out.
     bitmaps = address_of(kernel, contract.FRAME_BITMAPS) - offset
     used_va, _, used_words = struct.unpack("<3Q", ram.read_phys(bitmaps, 24))
     used = int.from_bytes(ram.read_phys(used_va - window + window_phys, 8 * used_words), "little")
-    shown_free = sum(1 for f in lost if not used >> (f // PAGE) & 1)
+    lost = sorted(f for f in set(before) - set(after) if not used >> (f // PAGE) & 1)
+    if not lost:
+        return None
     from .audit import leak_classes
     classes = leak_classes(kernel, arch, ram.read_phys, lost)
     return (f"{len(lost)} frames that ended processes held were never given back"
             + (f" ({'; '.join(c.sentence() for c in classes[:2])})" if classes else "")
-            + f": the frame allocator handed out {len(before)} frames just before the first process was made and "
-            f"{len(after)} once every process had ended, and {', '.join(hex(f) for f in lost[:4])}"
-            f"{', ...' if len(lost) > 4 else ''} were not among them (the grader's drains took every frame it would "
-            "give, and the grader counted them in guest RAM)"
-            + (f"; yet the allocator's used bitmap (guest RAM) marks {shown_free} of them free: the frames it shows "
-               "free are not the ones it hands out" if shown_free else "")
-            + ": frames a process held must go back to the allocator for good when it ends (or execs, or unmaps "
-            "them), to be handed out again")
+            + f", though the allocator's used bitmap (guest RAM) marks them free: the frame allocator handed out "
+            f"{len(before)} frames just before the first process was made and {len(after)} once every process had "
+            f"ended, and {', '.join(hex(f) for f in lost[:4])}{', ...' if len(lost) > 4 else ''} were not among the "
+            "second (the grader's drains took every frame it would give, and the grader found them in guest RAM): "
+            "frames a process held must go back to the allocator for good when it ends (or execs, or unmaps them), "
+            "to be handed out again, and the bitmap must say what the allocator does")
