@@ -140,7 +140,7 @@ def given_back_problem(kernel, arch, ram, token):
     samples), and be no table or user page of a root the registry lists; every frame of the first
     that the allocator's used bitmap shows free must be in the second."""
     table = symbols(kernel)
-    offset = table["__kernel_virt_offset"]
+    offset = table[contract.KERNEL_VIRT_OFFSET]
     phase, first, words, bits, *_ = struct.unpack("<6Q", ram.read_phys(address_of(kernel, contract.FRAME_DRAIN)
                                                                         - offset, 48))
     if phase != 2 or not words:
