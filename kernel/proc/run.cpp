@@ -46,7 +46,7 @@ PAGODA_FACT(run_checkpoint_before, kBefore)
 PAGODA_FACT(run_checkpoint_started, kStarted)
 PAGODA_FACT(run_checkpoint_ended, kEnded)
 
-// ---- Frame drains (drain=on: grade/pagoda_grade/leaks.py) -----------------------------------
+// ---- Frame drains (drain=on: grade/pagoda_grade/churn.py) ------------------------------------
 // The grader's witness that an ended process's frames came back, from behaviour rather than the
 // allocator's bitmap: just before the first process is made and once every process has ended, the
 // run takes every frame the allocator will hand out, records each in a bitmap of its own and gives
@@ -271,7 +271,7 @@ bool launch(const Launch& l, StringView token) {
 }
 
 /// The key of this run's stamps: 64-bit FNV-1a of @p token (the grader computes the same).
-u64 drain_key(StringView token) {
+[[nodiscard]] u64 drain_key(StringView token) {
   u64 h = 0xcbf29ce484222325;
   for (char c : token) h = (h ^ u8(c)) * 0x100000001b3;
   return h;
@@ -279,7 +279,7 @@ u64 drain_key(StringView token) {
 
 /// Sets frame @p f's bit in @p held (bit 0: frame @p first); false when it lies outside the
 /// bitmap or is set already (the allocator handed it out twice).
-bool hold(Span<u64> held, u64 first, PhysAddr f) {
+[[nodiscard]] bool hold(Span<u64> held, u64 first, PhysAddr f) {
   const u64 n = f.value() / kPageSize;
   if (n < first || n - first >= held.size() * 64 || (held[(n - first) / 64] >> ((n - first) % 64) & 1)) return false;
   held[(n - first) / 64] |= u64{1} << ((n - first) % 64);
@@ -290,7 +290,7 @@ bool hold(Span<u64> held, u64 first, PhysAddr f) {
 /// records each in @p held (zeroed; bit 0: frame @p first), stamps those the grader reads when
 /// @p stamp_key is set, and gives them all back; the count. A frame handed out twice or outside
 /// the bitmap ends the drain (it is not freed: the drain holds it already, or cannot record it).
-u64 drain_frames(Span<u64> held, u64 first, const u64* stamp_key) {
+[[nodiscard]] u64 drain_frames(Span<u64> held, u64 first, const u64* stamp_key) {
   u64 taken = 0;
   for (;;) {
     Result<PhysAddr> f = vm::allocate_user_frame();
@@ -313,7 +313,7 @@ u64 drain_frames(Span<u64> held, u64 first, const u64* stamp_key) {
 /// limit, on the heap: taken before the run's first count of frames; an empty record when the boot
 /// did not ask for drains. At least a frame and a half, so that the heap gives it whole frames of
 /// their own and frees them untouched: the grader reads the bitmaps after the run.
-DrainRecord drain_record() {
+[[nodiscard]] DrainRecord drain_record() {
   if (!g_drain_on) return {};
   const Span<const u64> managed = vm::frames().managed_bitmap();
   usize w = 0;

@@ -39,8 +39,9 @@ void init();
 void configure_log(StringView mode);
 /// The boot option drain=on|off (default off): the grader's witness of frames given back. Just
 /// before the run's first process is made and once every process has ended, the run takes every
-/// frame the allocator will hand out, stamps each (a value from the token) and gives them back;
-/// the grader counts the stamped frames in guest RAM (grade/pagoda_grade/leaks.py).
+/// frame the allocator will hand out, records them in a bitmap of its own, stamps those of the
+/// second drain (a value from the token) and gives them back; the grader compares the two in guest
+/// RAM after the run (grade/pagoda_grade/churn.py).
 void configure_drain(StringView mode);
 /// Whether the lifecycle lines are printed.
 bool lifecycle_log();
