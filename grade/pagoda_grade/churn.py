@@ -135,8 +135,8 @@ def mapped_frames(kernel, arch, ram, offset):
 def given_back_problem(kernel, arch, ram, token):
     """What the drains of a boot's run (@p ram: the audit's Remains of its RAM, @p token its token)
     say is wrong, or None (also when the run never ended: nothing to compare). Every frame of the
-    second drain must be RAM outside the kernel's text and data, distinct (a bitmap), and hold its stamp
-    where the kernel wrote one (every frame the window reaches, and beyond it the frames the token
+    second drain must be RAM outside the kernel's text and data, distinct (a bitmap), and hold its
+    stamp where the kernel wrote one (every frame the window reaches, and beyond it the frames the token
     samples), and be no table or user page of a root the registry lists; every frame of the first
     that the allocator's used bitmap shows free must be in the second."""
     table = symbols(kernel)
@@ -147,7 +147,10 @@ def given_back_problem(kernel, arch, ram, token):
         return None
     window, window_phys = fact(kernel, "window_base"), fact(kernel, "window_phys_base")
     window_end = window_phys + fact(kernel, "window_size")
-    data = ram.read_phys(bits - window + window_phys, 16 * words)
+    try:
+        data = ram.read_phys(bits - window + window_phys, 16 * words)
+    except ValueError as e:
+        return f"the run's record of its frame drains ({contract.FRAME_DRAIN}) cannot be read in guest RAM: {e}"
     before = frames_of(struct.unpack(f"<{words}Q", data[:8 * words]), first)
     after = frames_of(struct.unpack(f"<{words}Q", data[8 * words:]), first)
     key, magic, sample = fnv1a(token), fact(kernel, "drain_magic"), fact(kernel, "drain_sample")
