@@ -393,11 +393,13 @@ bool run_programs(StringView spec, StringView token) {
   if (const usize untaken = release_untaken_temp_frames())
     println("run: {} frame(s) filled by temp_fill and never taken: freed", untaken);
   const usize after = frames_in_use();
+  checkpoint_frames(kEnded);
+  // After the checkpoint: a test that follows the run to its end has stopped there and taken its
+  // breakpoints away, so the drain's loop does not run beside them (QEMU steps a page with one).
   if (drain.bits != nullptr) {
     drain.taken[1] = drain_frames({drain.bits + drain.words, drain.words}, drain.first, &key);
     drain.phase = 2;
   }
-  checkpoint_frames(kEnded);
   if (lifecycle_log() || after != before)
     println("run: all processes ended; frames in use: before {}, after {}{}", before, after,
             after == before ? "" : " (LEAKED)");
