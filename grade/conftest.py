@@ -33,7 +33,7 @@ sys.path.insert(0, os.path.join(ROOT, "tools"))
 sys.path.insert(0, HERE)
 
 from pagoda_core import build, paths, pytest_speed, qemu  # noqa: E402
-from pagoda_grade import logs, manifest, programs, todo  # noqa: E402
+from pagoda_grade import churn, logs, manifest, programs, todo  # noqa: E402
 from pagoda_grade.harness import Booter, decide  # noqa: E402
 
 # The grader, its xdist workers and their QEMUs all die with whoever started them.
@@ -208,7 +208,8 @@ def boot(request, kernel, arch):
         timeout = labs[props["pagoda_lab"]].test(props["pagoda_id"]).timeout
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.nodeid)
     runs_programs = props.get("pagoda_lab", -1) >= programs.FIRST_LAB
-    booter = Booter(kernel, arch, os.path.join(log_dir(), safe), timeout, programs=runs_programs)
+    booter = Booter(kernel, arch, os.path.join(log_dir(), safe), timeout, programs=runs_programs,
+                    drains=props.get("pagoda_lab") in churn.LABS)
     yield booter
     booter.close()   # the guest RAM its boots kept for the audit at a failure
 

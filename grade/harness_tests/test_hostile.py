@@ -114,17 +114,9 @@ SKIPPERS.update({
 })
 GOAL = 0.25
 
-# ---- labs 3 and 6: the liars of issue 42 (fixtures/common/, the same source on both ISAs) --------
+# ---- lab 6: the liar of issue 42 (fixtures/common/, the same source on both ISAs) -----------------
 #
-# The grader of main 1b6850f gave them, on x86_64 and AArch64 alike: leakdecoy 31/31, 38/38, 38/44
-# (labs 3, 5, 6), cowmmaponly 44/44; now 29/31, 38/38, 35/44 and 2/44. A leak shows only where a run
-# makes processes after others ended and touches more frames than the guest has (churn's chains:
-# kstack_reuse, exec_args; fork_bomb and usertests_forkmem run out too): the decoy keeps the points
-# of the other tests (docs/grader.md, "What the grader trusts").
-LIARS.update({
-    # user frames given back at exit and exec are never handed out again; the used bitmap says free
-    "leakdecoy": ((3, 6), {t: "frames are not given back when a process ends" for t in ("kstack_reuse", "exec_args")}),
-})
+# The grader of main 1b6850f gave cowmmaponly 44/44 on x86_64 and AArch64 alike; now 2/44.
 SKIPPERS.update({
     # fork shares mmap regions, copies the data, the heap and the stack eagerly: every fork is seen
     # (lifecycle.Deaths); fork_bomb and usertests_forkmem lose too (left out here for their time)
@@ -206,27 +198,38 @@ def test_a_forged_user_program_earns_nothing(reference_kernel, tmp_path):
                "differ at" in reason, reason[:400]
 
 
-# ---- issue 42, labs 4 and 5: a lab's subject skipped behind the grader's usual stops -------------
+# ---- issue 42, labs 3-6: a lab's subject skipped behind the grader's usual stops or records ------
 #
-# (fixture, arch) -> (lab, {test id: words its failure reason must contain}): every test the
-# kernel loses; what it keeps is at most a quarter of the lab. The grader of main 1b6850f gave
+# (fixture, lab, arch) -> {test id: words its failure reason must contain}: every test the kernel
+# loses; what it keeps is at most a quarter of the lab. The grader of main 1b6850f gave
 # hiddenroot 16/26 on both ISAs (x86_64 16-20: its temp_map_stress failed on some tokens only;
-# it lost only the tests that stop with a temporary mapping live) and wholeregion 38/38 on both.
+# it lost only the tests that stop with a temporary mapping live), wholeregion 38/38 on both, and
+# leakdecoy 31/31, 38/38, 38/44 (labs 3, 5, 6) on both; with churn's chains leakdecoy kept 29/31,
+# 38/38, 35/44, and with the drains (churn.given_back_problem) 3/31, 0/38, 0/44: it keeps
+# kstack_overflow, whose run never ends (the kernel stops at the overflow), and fork_bomb and
+# usertests_forkmem (lab 6) fail too but are left out here for their time.
 HIDDEN = {"temp_map_slots": "guard 0", "temp_maps_live": "temp_fill", "temp_map_stress": "",
           **dict.fromkeys(("high_frames", "spawn_while_running", "copy_frame", "space_copy_pages"),
                           "neither the kernel's")}
 UNTOUCHED = "maps user pages that nothing touched"
+DRAINED = "frames that ended processes held were never given back"
+LEAKED = {3: {t.id: DRAINED for t in load_all()[3].tests if t.id != "kstack_overflow"},
+          5: {t.id: DRAINED for t in load_all()[5].tests},
+          6: {t.id: DRAINED for t in load_all()[6].tests if t.id not in ("fork_bomb", "usertests_forkmem")}}
+LEAKED[3]["kstack_reuse"] = LEAKED[6]["exec_args"] = "frames are not given back when a process ends"
 BEHIND_STOPS = {
     # each TempMap loads an unpublished root that maps all RAM; its slot entry is never used
-    **{("hiddenroot", arch): (4, HIDDEN) for arch in ("x86_64", "aarch64")},
+    **{("hiddenroot", 4, arch): HIDDEN for arch in ("x86_64", "aarch64")},
     # the first fault in a region of at most 64 pages brings in all of it
-    **{("wholeregion", arch): (5, {t.id: UNTOUCHED for t in load_all()[5].tests}) for arch in ("x86_64", "aarch64")},
+    **{("wholeregion", 5, arch): {t.id: UNTOUCHED for t in load_all()[5].tests} for arch in ("x86_64", "aarch64")},
+    # user frames given back at exit, exec and munmap are never handed out again; the used bitmap says free
+    **{("leakdecoy", lab, arch): LEAKED[lab] for lab in (3, 5, 6) for arch in ("x86_64", "aarch64")},
 }
 
 
-@pytest.mark.parametrize("name,arch", sorted(BEHIND_STOPS))
-def test_a_subject_skipped_between_the_graders_stops_scores_at_most_a_quarter(name, arch, request, tmp_path):
-    lab, targets = BEHIND_STOPS[(name, arch)]
+@pytest.mark.parametrize("name,lab,arch", sorted(BEHIND_STOPS))
+def test_a_subject_skipped_between_the_graders_stops_scores_at_most_a_quarter(name, lab, arch, request, tmp_path):
+    targets = BEHIND_STOPS[(name, lab, arch)]
     spec = load_all()[lab]
     results = run_grader(tmp_path, _kernels(request, arch)[name], (lab,), only=targets, workers=2, arch=arch)
     assert set(results) == set(targets)

@@ -8,14 +8,25 @@ leakdecoy.cpp) runs out, and a spawn or an exec fails on the way.
 
 What is witnessed: the last link in user mode (a stop at churn's churn_last(), the grader's own
 build), its arguments there (n, P) and its P pages in its root, each holding what it wrote
-(guest RAM). The chain's lines only name where it broke."""
+(guest RAM). The chain's lines only name where it broke.
+
+The drains (labs 3, 5 and 6: LABS) witness the same in every run, however few frames it touches:
+with drain=on the kernel's run (kernel/proc/run.cpp, outside the students' regions) takes every
+frame the allocator will hand out just before the first process is made and again once every
+process has ended, records each drain in a bitmap of its own, stamps the frames of the second and
+gives them all back. given_back_problem() reads both bitmaps in the RAM the boot left (the
+audit's Remains) and names the frames the first drain got and the second did not: a frame a
+process held that never came back, whatever the allocator's own bitmap says."""
 import re
+import struct
 
 from .harness import memory_bytes
 from .processes import user_symbol
 from . import contract
-from .symbols import address_of
+from .symbols import address_of, fact, symbols
 from .witness import PAGE
+
+LABS = (3, 5, 6)   # the labs whose runs drain (conftest: Booter's drains)
 
 MEMORY = "5M"
 ENOMEM = 12
@@ -82,3 +93,100 @@ def broken_chain(run, n, pages, before, after):
                "it)" if after != before else
                f"; yet the allocator's used bitmap (guest RAM) marks {after} frames used after the run, as many as "
                "before it: the frames it shows free are not the ones it hands out"))
+
+
+def fnv1a(text):
+    """64-bit FNV-1a of @p text (the key of a run's stamps: the kernel's drain_key())."""
+    h = 0xCBF29CE484222325
+    for b in text.encode():
+        h = (h ^ b) * 0x100000001B3 & (1 << 64) - 1
+    return h
+
+
+def frames_of(words, first):
+    """The physical addresses of the frames whose bits are set in @p words (bit 0: frame @p first)."""
+    out = []
+    for w, word in enumerate(words):
+        while word:
+            low = word & -word
+            out.append((first + w * 64 + low.bit_length() - 1) * PAGE)
+            word ^= low
+    return out
+
+
+def mapped_frames(kernel, arch, ram, offset):
+    """{frame: what it is} of the table frames of every root the kernel's registry lists and the
+    user pages of its process roots, read in @p ram (a boot's Remains); {} when it cannot be read."""
+    from pagoda_pt import frames, roots
+    try:
+        registry = roots.read_root_table(lambda va, n: ram.read_phys(va - offset, n),
+                                         address_of(kernel, contract.ROOT_REGISTRY))
+        out = {}
+        for k in registry.roots:
+            if k.kind == "process":
+                out.update((p.pa, f"user page {p.va:#x} of {k.name}") for p in frames.user_pages(
+                    arch, ram.read_phys, k.root, limit=1 << 16))
+            out.update((t, f"a page table of {k.name}") for t in frames.table_frames(arch, ram.read_phys, k.root))
+        return out
+    except (roots.RegistryError, frames.CensusError, ValueError):
+        return {}
+
+
+def given_back_problem(kernel, arch, ram, token):
+    """What the drains of a boot's run (@p ram: the audit's Remains of its RAM, @p token its token)
+    say is wrong, or None (also when the run never ended: nothing to compare). Every frame of the
+    second drain must be RAM outside the kernel's text and data, distinct (a bitmap), and hold its
+    stamp where the kernel wrote one (every frame the window reaches, and beyond it the frames the token
+    samples), and be no table or user page of a root the registry lists; every frame of the first
+    that the allocator's used bitmap shows free must be in the second."""
+    table = symbols(kernel)
+    offset = table[contract.KERNEL_VIRT_OFFSET]
+    phase, first, words, bits, *_ = struct.unpack("<6Q", ram.read_phys(address_of(kernel, contract.FRAME_DRAIN)
+                                                                        - offset, 48))
+    if phase != 2 or not words:
+        return None
+    window, window_phys = fact(kernel, "window_base"), fact(kernel, "window_phys_base")
+    window_end = window_phys + fact(kernel, "window_size")
+    try:
+        data = ram.read_phys(bits - window + window_phys, 16 * words)
+    except ValueError as e:
+        return f"the run's record of its frame drains ({contract.FRAME_DRAIN}) cannot be read in guest RAM: {e}"
+    before = frames_of(struct.unpack(f"<{words}Q", data[:8 * words]), first)
+    after = frames_of(struct.unpack(f"<{words}Q", data[8 * words:]), first)
+    key, magic, sample = fnv1a(token), fact(kernel, "drain_magic"), fact(kernel, "drain_sample")
+    image = (table[contract.SECTIONS["text"][0]] - offset, table[contract.SECTIONS["data"][1]] - offset)
+    mapped = mapped_frames(kernel, arch, ram, offset)
+    for f in after:
+        if not ram.ram_base <= f < ram.ram_base + ram.ram_size or image[0] <= f < image[1]:
+            what = "in the kernel's text or data" if image[0] <= f < image[1] else "not RAM"
+            return (f"the frame allocator handed out frame {f:#x}, {what}, when the grader's drain took every frame "
+                    "it would give once every process had ended: an allocator hands out free frames of RAM only")
+        if f in mapped:
+            return (f"the frame allocator handed out frame {f:#x}, {mapped[f]} (the root registry's, walked by the "
+                    "grader), when the grader's drain took every frame it would give once every process had ended: "
+                    "a frame still in use is not free")
+        if f < window_end or (f // PAGE ^ key) % sample == 0:
+            got = struct.unpack("<2Q", ram.read_phys(f, 16))
+            if got != (magic, key ^ f):
+                return (f"frame {f:#x}, which the frame allocator handed the grader's drain once every process had "
+                        f"ended, does not hold what the drain wrote into it ({magic:#x}, {key ^ f:#x}; it holds "
+                        f"{got[0]:#x}, {got[1]:#x}): the frame handed out is not the one written")
+    # A frame the used bitmap shows in use is a leak the kernel owns up to: the tests' own counts in
+    # that bitmap name it with its cause (exit_frees, lab 6's baseline). The drains fail a test for
+    # the frames it calls free and never hands out.
+    bitmaps = address_of(kernel, contract.FRAME_BITMAPS) - offset
+    used_va, _, used_words = struct.unpack("<3Q", ram.read_phys(bitmaps, 24))
+    used = int.from_bytes(ram.read_phys(used_va - window + window_phys, 8 * used_words), "little")
+    lost = sorted(f for f in set(before) - set(after) if not used >> (f // PAGE) & 1)
+    if not lost:
+        return None
+    from .audit import leak_classes
+    classes = leak_classes(kernel, arch, ram.read_phys, lost)
+    return (f"{len(lost)} frames that ended processes held were never given back"
+            + (f" ({'; '.join(c.sentence() for c in classes[:2])})" if classes else "")
+            + f", though the allocator's used bitmap (guest RAM) marks them free: the frame allocator handed out "
+            f"{len(before)} frames just before the first process was made and {len(after)} once every process had "
+            f"ended, and {', '.join(hex(f) for f in lost[:4])}{', ...' if len(lost) > 4 else ''} were not among the "
+            "second (the grader's drains took every frame it would give, and the grader found them in guest RAM): "
+            "frames a process held must go back to the allocator for good when it ends (or execs, or unmaps them), "
+            "to be handed out again, and the bitmap must say what the allocator does")

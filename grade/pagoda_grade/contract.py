@@ -72,6 +72,7 @@ CURRENT = Name(_procaudit.CURRENT, 3, DATA)
 SLOT_TABLE = Name("pagoda::proc::(anonymous namespace)::g_used", 3, DATA)
 SWITCH_COUNT = Name("pagoda::proc::(anonymous namespace)::g_switches", 3, DATA)
 TURN_BEGAN = Name("pagoda::proc::(anonymous namespace)::g_turn_began", 3, DATA)
+FRAME_DRAIN = Name("pagoda::proc::(anonymous namespace)::g_drain", 3, DATA)
 LOAD_PROGRAM = Name("pagoda::proc::load_program", 3)
 EXIT = Name(_procaudit.EXIT, 3)
 TIMER_TICK = Name(_procaudit.TIMER_TICK, 3)
@@ -155,7 +156,7 @@ FACTS = {
              "heap_min_class_shift", "heap_next_offset"),
     **_facts(3, "stack_base", "kernel_stack_guard", "kernel_stack_size", "kernel_stack_slots", "kernel_stack_stride",
              "user_end", "user_stack_top", "user_stack_pages", "user_stack_limit", "ticks_per_turn", "tss_rsp0_offset",
-             "kernel_spin_start_stop", "kernel_spin_end_stop", "result_pointer_ok",
+             "kernel_spin_start_stop", "kernel_spin_end_stop", "result_pointer_ok", "drain_magic", "drain_sample",
              *(f"run_checkpoint_{n}" for n in ("before", "started", "ended")),
              *(f"user_frame_{n}" for n in ("size", "pc", "sp", "flags", "cs", "ss", "argc", "argv", "result")),
              *(f"error_{n}" for n in ("code", "file", "line", "message")),

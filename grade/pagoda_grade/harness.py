@@ -468,12 +468,13 @@ class Booter:
         described in the kernel's words."""
         return KernelNames.read(isa(self.arch), kernelinfo.elf(self.kernel).names)
 
-    def __init__(self, kernel, arch, directory, timeout, programs=False):
+    def __init__(self, kernel, arch, directory, timeout, programs=False, drains=False):
         self.kernel = kernel
         self.arch = arch
         self.directory = directory
         self.timeout = timeout
         self.programs = programs   # the test runs user programs: the kernel must embed the grader's
+        self.drains = drains       # its runs drain the frame allocator at their start and end (churn.py)
         self.count = 0
         self.symbolizer = Symbolizer(kernel)
         self.serial_lines = []   # every boot's console lines, in boot order (for the failure's headline)
@@ -493,6 +494,7 @@ class Booter:
         # The guest RAM of the last boots (audit.Remains), kept for the audit at a failure.
         self.kept_ram = []
         self.last_boot = None   # (token, directory) of the last boot, for failures outside Run.fail
+        self.drain_findings = []   # (what a boot's drains found, its (token, directory)): end_audit()
         self.replays = []       # (token, the `./pagoda gdb` line that boots it again) of each boot
 
     def keep_ram(self, remains):
@@ -546,6 +548,7 @@ class Booter:
                                    "relies on them being the grader's)")
         # PAGODA_GRADE_TOKEN reproduces a boot whose token a failure message gave.
         token = token or self.fresh_token()
+        args = {**args, "drain": "on"} if self.drains and args and "run" in args else args
         # PAGODA_GRADE_CMDLINE is appended to every boot (its test= wins): a debugging aid, and
         # how the grader's own tests make every boot of a real grade hang.
         cmdline = " ".join(filter(None, [f"token={token}", f"test={test}" if test else "", format_args(args),
@@ -618,6 +621,10 @@ class Booter:
         self.replays.append((token, self.replay(run, session.fed)))
         if self._remains is not None:
             self._remains.boot = self.last_boot
+            if args and "drain" in args:   # (its RAM as the run left it: churn.given_back_problem)
+                from . import churn
+                problem = churn.given_back_problem(self.kernel, self.arch, self._remains, token)
+                self.drain_findings += [(problem, self.last_boot)] if problem else []
         if witness_error is not None:
             run.fail(str(witness_error))
         return run
@@ -698,7 +705,9 @@ class Booter:
     def end_audit(self):
         """The frame and heap audit (audit.audit_ram) of the guest RAM each kept boot left as it
         ended, the last boot first: (the findings of the first boot that has any, that boot's
-        (token, directory)), else ([], None). Once per test, at its end."""
+        (token, directory)); else what the drains of the first boot that ended with a drain problem
+        found (churn.given_back_problem, read as each boot ended); else ([], None). Once per test, at
+        its end."""
         from . import audit
         for remains in reversed(self.kept_ram):
             if remains.fd is None:
@@ -706,6 +715,8 @@ class Booter:
             found = audit.audit_ram(self.kernel, self.arch, remains.read_phys)
             if found:
                 return found, remains.boot
+        if self.drain_findings:
+            return [self.drain_findings[0][0]], self.drain_findings[0][1]
         return [], None
 
     @staticmethod

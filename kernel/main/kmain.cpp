@@ -48,6 +48,7 @@ void start_swap(const BootInfo& boot) {
   proc::init();
   if (const CmdlineValue fork = cmdline_get(boot.cmdline(), "fork"); fork.found) proc::configure_fork(fork.value);
   if (const CmdlineValue log = cmdline_get(boot.cmdline(), "log"); log.found) proc::configure_log(log.value);
+  if (const CmdlineValue drain = cmdline_get(boot.cmdline(), "drain"); drain.found) proc::configure_drain(drain.value);
   start_swap(boot);
   arch::timer_init(kTimerHz);
 

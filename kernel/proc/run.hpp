@@ -37,6 +37,12 @@ void init();
 /// want between their commands (`./pagoda run --quiet`). What goes wrong is still printed (a
 /// process killed by a fault, frames leaked). The grader never boots quiet.
 void configure_log(StringView mode);
+/// The boot option drain=on|off (default off): the grader's witness of frames given back. Just
+/// before the run's first process is made and once every process has ended, the run takes every
+/// frame the allocator will hand out, records them in a bitmap of its own, stamps those of the
+/// second drain (a value from the token) and gives them back; the grader compares the two in guest
+/// RAM after the run (grade/pagoda_grade/churn.py).
+void configure_drain(StringView mode);
 /// Whether the lifecycle lines are printed.
 bool lifecycle_log();
 
