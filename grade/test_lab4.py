@@ -339,13 +339,12 @@ def test_bad_pointers(boot, kernel, arch):
     t.expect(r"^run: temp-map slots live: 0;", "no temp-map slot left live after the run")
     t.exited(1, "badptr")
     t.success()
+    kernel_fault_in_copy(t, kernel, arch)
 
 
-@lab_test(4, "kernel_fault_in_copy")
-def test_kernel_fault_in_copy(boot, kernel, arch):
-    """Rule 11: a copy routine's fault on a user address comes back through its fix-up; on a kernel
-    address it is a kernel fault, never a fix-up (EFAULT)."""
-    t = LabTest(boot, kernel, arch)
+def kernel_fault_in_copy(t, kernel, arch):
+    """Rule 11, in a boot of its own: a copy routine's fault on a user address comes back through
+    its fix-up; on a kernel address it is a kernel fault, never a fix-up (EFAULT)."""
     word = 8 * t.pick("kernel copy word", 0, PAGE // 8 - 1)
     user = (1 << 32) + t.pick("kernel copy user page", 0, (1 << 24) - 1) * PAGE + word   # the kernel root maps none
     hole = fact(kernel, "window_base") + fact(kernel, "window_size")   # up to the MMIO area: nothing mapped
