@@ -212,8 +212,8 @@ class ProcTest(LabTest):
             started = self.watch.started_stop(guest)
             try:
                 result = script(started) if script is not None else True
-                if self.watch.writes is not None:
-                    self.watch.writes.finish(guest)
+                if self.watch.first_write is not None:
+                    self.watch.first_write.finish(guest)
                 return result
             except AssertionError as e:
                 if not explain:

@@ -285,6 +285,7 @@ class SwapWatch:
         return self.start
 
     checkpoint, explained = Watch.checkpoint, Watch.explained
+    first_write = None   # (Watch's WriteWatch: lab 7's runs are not followed to their first write())
 
     def started_stop(self, guest):
         return self.start   # (a lab-7 script begins at 'before': the baseline of frames and slots)

@@ -146,7 +146,7 @@ class Watch:
         self.plan = None         # the run's heap object
         self.frames_before = None
         self.audit = None        # the process audit at the grader's stops (procaudit.ProcessAudit)
-        self.writes = None       # the run's first write(), followed to its return (WriteWatch)
+        self.first_write = None      # the run's first write(), followed to its return (WriteWatch)
 
     def checkpoint(self, guest, name):
         """Runs to the run's checkpoint @p name ('before', 'started', 'ended'); the Snapshot."""
@@ -204,7 +204,7 @@ class Watch:
         guest.stop_hooks.append(programs.ImageWatch(self.arch, self.process_names, self.kernel_roots,
                                                     guest.booter.watch_problems))
         self.start_audit(guest)
-        self.writes = WriteWatch(self, guest)
+        self.first_write = WriteWatch(self, guest)
         return snap
 
     def start_audit(self, guest):
