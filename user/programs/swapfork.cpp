@@ -12,6 +12,9 @@
 //                         child evicts every page and calls yield() (moment A): each frame leaves
 //                         both roots at once, the parent's not live (on AArch64 its entries are
 //                         cached under its own ASID), one slot for both entries.
+// Right after the fork each side writes a page of its own that both mapped, and the child sleeps a
+// tick so that the parent has written its page before the child goes on: each side's copy-on-write
+// break drops one of the two mappings of a frame from its reverse map while the other stays.
 // The child: getpid() (moment B: nothing touched since the fork and the eviction); reads every
 // page and checks it (each read brings the page back into a frame of the child's own; the
 // parent's entry still holds the slot); writes the pages whose bit is set in MASK with version
@@ -40,6 +43,12 @@ u64 wrong(const volatile u64* page, u64 j, u64 version) {
 }
 
 /// Evicts every page of [base, base + pages); false (and says why) when one cannot go.
+/// One page only the parent writes after the fork, one only the child: both shared at the fork, so
+/// each side's copy-on-write break drops one of two mappings of a frame from its reverse map,
+/// whichever of them the chain holds first.
+alignas(arch::kPageSize) volatile u64 g_parent_only[kWords];
+alignas(arch::kPageSize) volatile u64 g_child_only[kWords];
+
 bool evict_all(volatile u64* base, u64 pages) {
   for (u64 j = 0; j < pages; ++j) {
     const i64 r = evict(const_cast<const u64*>(base + j * kWords));
@@ -75,7 +84,14 @@ int main(int, char**) {
     if (!evict_all(base, pages)) return 2;
     (void)yield();  // moment A
   }
+  g_parent_only[0] = pages;   // (both mapped before the fork: shared by both roots)
+  g_child_only[0] = pages;
   const i64 pid = fork();
+  if (pid > 0) g_parent_only[0] = mask;
+  if (pid == 0) {
+    g_child_only[0] = mask;
+    (void)sleep(1);   // the parent runs meanwhile (and breaks its page) whichever ran first after fork()
+  }
   if (pid < 0) {
     println("swapfork: fork failed: {}", abi::errno_name(abi::errno_of(pid)));
     return 1;
