@@ -108,6 +108,7 @@ def _booter(problems):
     booter = object.__new__(Booter)
     booter.watch_problems = list(problems)
     booter.audit_findings, booter.kept_ram, booter.last_boot = [], [], None   # (no audit finding, no RAM kept)
+    booter.drain_findings = []   # (no drain found a leak)
     booter.serial_lines, booter.replays = [], []
     return booter
 

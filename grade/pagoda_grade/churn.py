@@ -20,7 +20,8 @@ process held that never came back, whatever the allocator's own bitmap says."""
 import re
 import struct
 
-from .harness import memory_bytes
+from pagoda_core.qemu import memory_mib
+
 from .processes import user_symbol
 from . import contract
 from .symbols import address_of, fact, symbols
@@ -36,7 +37,7 @@ OUT_OF_MEMORY = re.compile(r"^proc (\d+) \(churn\): killed: .*(out of memory|no 
 
 def spec(n, pages, exec_mode=False):
     """The run= item of a chain of @p n links touching @p pages pages each."""
-    assert n * pages * PAGE // (2 if exec_mode else 1) > memory_bytes(MEMORY), "a chain that cannot run out"
+    assert n * pages * PAGE // (2 if exec_mode else 1) > (memory_mib(MEMORY) << 20), "a chain that cannot run out"
     return f"churn:{n}:1:{pages}" + (":exec" if exec_mode else "")
 
 
@@ -83,7 +84,7 @@ def broken_chain(run, n, pages, before, after):
         where = f"pid {killed[1]}, a link of churn's chain of {n}, was killed with no frame for a page it touched"
     else:
         return None
-    frames = memory_bytes(MEMORY) // PAGE
+    frames = (memory_mib(MEMORY) << 20) // PAGE
     return (f"frames are not given back when a process ends (or execs): {where}, with at most two links alive; the "
             f"links touch {pages} pages each, {n * pages} frames in all, more than the guest's {frames} (-m {MEMORY}, "
             "the grader's choice), so the chain lives on the frames the links before it gave back, and it ran out (the "

@@ -77,12 +77,6 @@ def name_code(symbolizer, address):
     return named
 
 
-def memory_bytes(size):
-    """QEMU's -m size ('128M', '1G') in bytes."""
-    units = {"M": 1 << 20, "G": 1 << 30}
-    return int(size[:-1]) * units[size[-1]] if size[-1] in units else int(size) << 20
-
-
 def format_args(args):
     """Command-line words for the inputs a test chose: numbers in hex."""
     return " ".join(f"{k}={v:#x}" if isinstance(v, int) else f"{k}={v}" for k, v in (args or {}).items())
@@ -736,7 +730,7 @@ class Booter:
         from . import witness  # (imports the walker; only witnessed boots need it)
         guest = None
         try:
-            guest = witness.Guest.attach(self, session, sock, memory_bytes(memory))
+            guest = witness.Guest.attach(self, session, sock, qemu.memory_mib(memory) << 20)
             session.idle = IdleWatch.of(self.kernel, guest.machine.ram_base, guest.ram_fd, guest.ram_size)
             return script(guest), None, ""
         except (BootEnded, RspError) as e:
