@@ -7,7 +7,7 @@ import re
 import struct
 
 from . import programs
-from .proof import MASK64, proof
+from .proof import MASK64, proof, splitmix
 
 ROW = re.compile(r"X\((\w+),\s*([^,]+),\s*([^,]+),\s*([^)]+)\)")
 
@@ -55,18 +55,11 @@ def hello_line(token, arch):
     return f"hello: from user space on {arch}: collatz({n}) takes {steps} steps proof={proof(token, steps):016x}\n"
 
 
-def _splitmix(seed, index):
-    z = (seed + (index + 1) * 0x9E3779B97F4A7C15) & MASK64
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK64
-    return z ^ (z >> 31)
-
-
 def swap_page(token, program, page, version):
     """The twin of abi::swap_pattern (kernel/lib/abi.hpp): the bytes of page @p page of lab-7
     program @p program's region (its row <program>_seed) after its @p version-th write."""
     s = value(token, f"{program}_seed") ^ ((version * 0xD6E8FEB86659FD93) & MASK64)
-    return struct.pack("<512Q", *(_splitmix(s, (page << 16) | w) for w in range(512)))
+    return struct.pack("<512Q", *(splitmix(s, (page << 16) | w) for w in range(512)))
 
 
 def overcommit_versions(token, pages, rounds, percent=50):

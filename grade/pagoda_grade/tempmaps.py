@@ -8,7 +8,7 @@ import struct
 from . import contract
 from .lifecycle import return_address
 from .processes import KernelReach, process_roots
-from .proof import MASK64
+from .proof import MASK64, splitmix
 from .symbols import address_of, fact, physical_of
 from .witness import ARCHES, PAGE
 
@@ -41,12 +41,7 @@ def kernel_reach(snap, kernel):
     return reach
 
 
-def pattern(seed, index):
-    """The twin of abi::temp_map_pattern (kernel/lib/abi.hpp): word @p index of a frame filled for @p seed."""
-    z = (seed + (index + 1) * 0x9E3779B97F4A7C15) & MASK64
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK64
-    return z ^ (z >> 31)
+pattern = splitmix   # the twin of abi::temp_map_pattern: word @p index of a frame filled for @p seed
 
 
 def pattern_page(seed):
