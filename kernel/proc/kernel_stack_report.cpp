@@ -52,6 +52,13 @@ bool explain_for(FormatSink& sink, const char* what, uptr top, const Process* p,
               what, top, p->pid, p->name_view());
     return true;
   }
+  if (top == 0 && !live) {
+    format_to(sink, "{} is still 0 when the root of pid {} ({}) is loaded: its kernel stack for traps from user mode "
+                    "must be set first (arch::set_kernel_stack() with the top of its kernel stack, {:#x}, before the "
+                    "root is loaded: from the load on, a trap may come)",
+              what, p->pid, p->name_view(), want);
+    return true;
+  }
   if (top == 0) {
     format_to(sink, "{} is 0: no kernel stack was set for traps from user mode when pid {} ({}) was switched to (it "
                     "must be the top of its kernel stack, {:#x}, set before the process's root is loaded)",
