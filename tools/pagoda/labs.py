@@ -195,9 +195,10 @@ def add_parser(sub):
     q.set_defaults(func=cmd_mutants)
 
     p = sub.add_parser("lab", help="students: where you stand in the current lab",
-                       description="Commands for the lab this branch is for (.pagoda-lab).")
+                       description="Commands for the lab this branch is for (.pagoda-lab). Without an "
+                                   "action: status.")
+    p.set_defaults(func=cmd_status, all=False, arch=paths.DEFAULT_ARCH, jobs="auto")
     lab_sub = p.add_subparsers(dest="lab_command", metavar="ACTION")
-    lab_sub.required = True
     q = lab_sub.add_parser("status", help="grade the current lab and say what to read next",
                            description="Builds the kernel, runs the current lab's tests, prints "
                                        "which pass, and points at the handout and the first "
