@@ -79,7 +79,8 @@ bool in_user_half(u64 va, u64 size);
 /// Copies @p size bytes from @p src to user address @p va of @p space, which need not be live
 /// (a process being made, an exec's new space): each page is found in @p space's own tables and
 /// written through the window or a temporary mapping of its frame (vm::write_frame()), never
-/// through the user address. InvalidArgument when a page is not mapped user-writable there.
+/// through the user address. InvalidArgument when a page is not mapped user-writable there (the
+/// pages before it may have been written: a caller refused throws the space away).
 [[nodiscard]] Result<void> copy_to_space(AddressSpace& space, u64 va, const void* src, usize size);
 
 /// Where to resume after a kernel-mode page fault at instruction @p ip on user address
