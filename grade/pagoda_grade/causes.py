@@ -15,11 +15,11 @@ useful first line, and the grader can often say it from what it sees itself:
 Run.fail() puts headline(run, reason) before the test's reason. Lab tests that know more (a
 root they walked, lab 3's explain_death()) pass their own cause to fail(), which wins.
 
-Nothing here imports the walker: it runs for every failure, witnessed or not.
+Nothing here walks page tables: it runs for every failure, witnessed or not.
 """
 import re
 
-from pagoda_pt.x86_64 import CR4_SMAP, RFLAGS_AC   # the log's x86 register dump is read with them
+from pagoda_pt.diagnose import KERNEL_REFUSAL, copy_with_guard_up
 
 from . import contract, symbols
 from .outcomes import STORM, is_never_reached, kill_lines, panic_line, quoted_lines
@@ -67,43 +67,18 @@ def first_kernel_fault(run):
 # ---- A user copy that ran with the guard up ------------------------------------------------------
 
 def copy_guard_cause(run):
-    """The sentence for the first user copy (an instruction of the fix-up table, on a user-half
-    address) that QEMU's log shows faulting with the CPU's guard against kernel accesses to user
-    pages still up, or None. x86_64: SMAP on (CR4 bit 21) and RFLAGS.AC clear in the log's register
-    dump at the fault, whatever the page. AArch64 (the log has no PSTATE of the faulting code): a
-    permission fault on a read, which only PAN gives the kernel on a page it maps (EL1 may read
-    every page it maps). A copy outside UserAccessScope faults on good pages and returns EFAULT, so
-    this is the cause of whatever call then failed."""
+    """The sentence for the first user copy that QEMU's log shows faulting with the CPU's guard
+    against kernel accesses to user pages still up (pagoda_pt.diagnose.copy_with_guard_up, which
+    fault-why says too), or None."""
     symbolizer = getattr(run, "symbolizer", None)
     if symbolizer is None:   # a run with no kernel to read the fix-up table from
         return None
-    kernel = symbolizer.elf
     try:
-        fixups = symbols.user_fixups(kernel)
-        user_end = symbols.fact(kernel, "user_end")
+        fixups = symbols.user_fixups(symbolizer.elf)
+        user_end = symbols.fact(symbolizer.elf, "user_end")
     except (AssertionError, OSError):
         return None
-    model = ARCHES[run.arch]
-    for f in run.log.faults:
-        if f.privilege != kernel_privilege(run.arch) or f.pc not in fixups or f.address is None \
-                or f.address >= user_end or not is_page_fault(f):
-            continue
-        where = run.symbol_of(f.pc) or f"{f.pc:#x}"
-        a = Access(f)
-        regs = f.registers or {}
-        if "RFL" in regs:   # the log dumps the faulting code's flags (x86_64): SMAP and AC are read there
-            if not regs.get("CR4", 0) & CR4_SMAP or regs["RFL"] & RFLAGS_AC:
-                continue
-            return (f"a user copy ({where}) {a.verb()} user address {f.address:#x} with SMAP on and RFLAGS.AC clear "
-                    f"(QEMU's log: RFL={regs['RFL']:#x} at the fault): the copy ran without lifting the guard against "
-                    "kernel accesses to user pages, so the CPU refuses it every user page and it comes back EFAULT: "
-                    "call the copy routine inside a UserAccessScope (it sets AC for the copy alone)")
-        if model.isa.is_permission_fault(f.error or 0) and not a.write and not a.fetch:
-            return (f"a user copy ({where}) read user address {f.address:#x} and took a permission fault (QEMU's log: "
-                    f"ESR {f.error:#x}): EL1 may read every page it maps, so PAN refused it: the copy ran without "
-                    "clearing PAN, the guard against kernel accesses to user pages, so it comes back EFAULT on good "
-                    "pages: call the copy routine inside a UserAccessScope (it clears PAN for the copy alone)")
-    return None
+    return copy_with_guard_up(run.log.faults, fixups, user_end, ARCHES[run.arch].isa, where=run.symbol_of)
 
 
 # ---- Audit findings: ranked before symptoms --------------------------------------------------------
@@ -322,18 +297,8 @@ def panic_site(run):
 
 # ---- The headline -------------------------------------------------------------------------------
 
-# The kernel's own words for a process it could not make that no test asked for (kernel/proc/run.cpp
-# launch(), kernel/proc/syscalls.cpp report_call_failure()): a refusal to start a program that is not
-# damaged on purpose (no "!DAMAGE" in its name), and a fork, spawn or exec that failed for another
-# reason than running out of something. Each names the step, the address and what was in the way.
-# And its finding after a teardown: a kernel stack slot given back whose pages are still mapped
-# (kernel/proc/kernel_stack.cpp check_given_back()).
-KERNEL_REFUSAL = re.compile(r"^(run: cannot start [^!:\s]+: |proc \d+ \([^)]*\): (fork|spawn|exec) failed: |"
-                            r"proc: kernel stack slot \d+ was given back, yet )")
-
-
 def kernel_refusal(run):
-    """The kernel's first KERNEL_REFUSAL line in @p run's serial output (cut as a panic line is), or
+    """The kernel's first KERNEL_REFUSAL line (pagoda_pt.diagnose: fault-why names the same lines) in @p run's serial output (cut as a panic line is), or
     None: when the kernel says it could not make a process, that is the best cause the grader has."""
     found = quoted_lines(getattr(run, "lines", None) or [], KERNEL_REFUSAL, at_most=1)   # (a made-up run may have none)
     return found[0] if found else None

@@ -46,17 +46,11 @@ def find_trap_frame(trap_function, stack_register):
     Both ISAs' entry code passes the stack pointer itself as the handler's `frame` argument;
     when the compiler dropped that argument, the caller's @p stack_register is the same value."""
     import gdb  # only inside GDB; this module is also imported by host tests
-    frame = gdb.newest_frame()
-    level = 0
-    while frame is not None and level < MAX_TRAP_SEARCH:
-        if frame.name() == trap_function:
-            return level, _trap_frame_address(frame, trap_function, stack_register)
-        try:
-            frame = frame.older()
-        except gdb.error:
-            return None
-        level += 1
-    return None
+    try:
+        found = next(((level, f) for level, f in enumerate(_frames()) if f.name() == trap_function), None)
+    except gdb.error:
+        return None
+    return None if found is None else (found[0], _trap_frame_address(found[1], trap_function, stack_register))
 
 
 def _trap_frame_address(frame, trap_function, stack_register):
@@ -116,19 +110,17 @@ def syscall_in_progress():
     import gdb
     from pagoda_pt.diagnose import SyscallAt
     try:
-        frame, level = gdb.newest_frame(), 0
-        while frame is not None and level < MAX_TRAP_SEARCH:
-            if frame.name() == SYSCALL_FUNCTION:
-                call = frame.read_var("call")
-                if call.type.code == gdb.TYPE_CODE_REF:
-                    call = call.referenced_value()
-                number = int(call["number"]) & MASK64
-                args = tuple(int(call["args"][i]) & MASK64 for i in range(6))
-                return SyscallAt(number, args, _syscall_name(number))
-            frame, level = frame.older(), level + 1
+        frame = next((f for f in _frames() if f.name() == SYSCALL_FUNCTION), None)
+        if frame is None:
+            return None
+        call = frame.read_var("call")
+        if call.type.code == gdb.TYPE_CODE_REF:
+            call = call.referenced_value()
+        number = int(call["number"]) & MASK64
+        args = tuple(int(call["args"][i]) & MASK64 for i in range(6))
+        return SyscallAt(number, args, _syscall_name(number))
     except (gdb.error, ValueError, RuntimeError):
         return None
-    return None
 
 
 def _syscall_name(number):
@@ -241,18 +233,8 @@ def _with_panic(arch, lines, fault=None):
     answered = bool(fault) and fault.get("decision") in ANSWERED
     if at is None or not (lines[at].startswith("verdict: " + NOTHING_WRONG) or answered):
         return lines
-    try:
-        import gdb
-        frame, names = gdb.newest_frame(), []
-        for _ in range(8):
-            if frame is None:
-                break
-            names.append(frame.name() or "")
-            frame = frame.older()
-    except Exception:  # noqa: BLE001 - not in a panic we can see
-        return lines
-    if not any(n in ("pagoda::panic_end", "pagoda::panic_begin") for n in names):
-        return lines
+    if _quiet(lambda: any(f.name() in ("pagoda::panic_end", "pagoda::panic_begin") for f in _frames(8))) is not True:
+        return lines     # (not in a panic we can see)
     message = last_panic()
     if not message:
         return lines
@@ -383,6 +365,47 @@ def _quiet(rule, *args):
         return None
 
 
+def _when_nothing_wrong(lines, story, before="{} (the CPU's state)", verdicts=(NOTHING_WRONG,)):
+    """@p lines with a verdict of "nothing is wrong" (or another of @p verdicts) overruled by the
+    sentence @p story() finds (the old verdict on the line above, wrapped as @p before); unchanged
+    for any other verdict, or when the story finds nothing or fails (_quiet)."""
+    at = _verdict_at(lines)
+    if at is None or not lines[at].startswith(tuple("verdict: " + v for v in verdicts)):
+        return lines
+    sentence = _quiet(story)
+    return lines if sentence is None else _overruled(lines, at, before, sentence)
+
+
+def _frames(most=MAX_TRAP_SEARCH):
+    """GDB's frames, the newest first, at most @p most of them."""
+    import gdb
+    frame = gdb.newest_frame()
+    for _ in range(most):
+        if frame is None:
+            return
+        yield frame
+        frame = frame.older()
+
+
+def _frame_named(prefixes, most=MAX_TRAP_SEARCH):
+    """The newest of GDB's frames whose function name starts with one of @p prefixes, or None."""
+    return next((f for f in _frames(most) if (f.name() or "").startswith(prefixes)), None)
+
+
+class _unwinding:
+    """GDB's unwindonsignal on while a kernel function is called through GDB (a call that faults
+    leaves the stop as it was), then as it was."""
+
+    def __enter__(self):
+        import gdb
+        self.was = gdb.parameter("unwindonsignal")
+        gdb.execute("set unwindonsignal on", to_string=True)
+
+    def __exit__(self, *_):
+        import gdb
+        gdb.execute("set unwindonsignal %s" % ("on" if self.was else "off"), to_string=True)
+
+
 USER_FRAME_FACTS = ("pagoda_fact_user_frame_size", "pagoda_fact_user_frame_flags")
 
 
@@ -499,19 +522,14 @@ def _fixup_story(arch):
             break
     if routine is None or not _first_access_answered(arch, routine, table):
         return None
-    unwind = gdb.parameter("unwindonsignal")
     # The call opens user access as a UserAccessScope does (RFLAGS.AC set; PAN clear): with the
     # guard up, the kernel's fault handler and QEMU's log would take the probe for a student's
     # copy made outside a scope (and the grader's copy-guard rule, reading that log, would too).
-    try:
-        gdb.execute("set unwindonsignal on", to_string=True)
-        with target.register_bits(*(isa(arch).user_access_open or (None, 0, 0))):
-            # Nothing is stored: the first load faults. The destination is the stack, well below SP.
-            left = int(gdb.parse_and_eval("((unsigned long (*)(void*, const void*, unsigned long))%s)((void*)%#x, "
-                                          "(const void*)%#x, %d)" % (routine, (sp - 2048) & ~0xF, PROBE_ADDRESS,
-                                                                     PROBE_BYTES))) & MASK64
-    finally:
-        gdb.execute("set unwindonsignal %s" % ("on" if unwind else "off"), to_string=True)
+    with _unwinding(), target.register_bits(*(isa(arch).user_access_open or (None, 0, 0))):
+        # Nothing is stored: the first load faults. The destination is the stack, well below SP.
+        left = int(gdb.parse_and_eval("((unsigned long (*)(void*, const void*, unsigned long))%s)((void*)%#x, "
+                                      "(const void*)%#x, %d)" % (routine, (sp - 2048) & ~0xF, PROBE_ADDRESS,
+                                                                 PROBE_BYTES))) & MASK64
     _probed["story"] = fixup_reports_success(routine, PROBE_BYTES, PROBE_ADDRESS, left)
     return _probed["story"]
 
@@ -602,9 +620,7 @@ def _grow_story(arch, rows):
     if not _stopped_in_kernel():
         return None
     access = gdb.Value(bytes([0, 0, 1]), gdb.lookup_type(ACCESS_TYPE))
-    unwind = gdb.parameter("unwindonsignal")
-    try:
-        gdb.execute("set unwindonsignal on", to_string=True)
+    with _unwinding():
         gdb.set_convenience_variable("pagoda_access", access)
         for row in rows:
             if not row.get("vmas") or row.get("regions_address") is None:
@@ -620,8 +636,6 @@ def _grow_story(arch, rows):
             story = grows_what_is_not_a_stack(_label(row["pid"], row["name"]), row["vmas"], decide)
             if story is not None:
                 return story
-    finally:
-        gdb.execute("set unwindonsignal %s" % ("on" if unwind else "off"), to_string=True)
     return None
 
 
@@ -657,33 +671,29 @@ def _with_shared_frames(arch, lines):
     exit, or Ctrl-C) while processes live: two roots that share a frame one of them may write
     (pagoda_pt.diagnose.shared_writable) are the verdict: each process's writes reach the other's
     memory, which it sees later as data that changed under it."""
-    at = _verdict_at(lines)
-    if at is None or not lines[at].startswith("verdict: " + NOTHING_WRONG):
-        return lines
+    return _when_nothing_wrong(lines, lambda: _shared_frames_story(arch))
+
+
+def _shared_frames_story(arch):
     from pagoda_pt.diagnose import shared_writable, writable_and_executable
     from pagoda_pt.frames import count_left_story, exec_kept_story, take_census
     from . import kernel, memory
-    try:
-        rows = memory.read_processes()
-        if not rows:
-            return lines
-        regs = target.paging_regs(arch)
-        with target.physical_memory() as read_phys:
-            census = take_census(arch, read_phys, kernel.symbol_address, regs, target.pa_bits(arch)[0])
-        _note_census(census)
-        sentence = shared_writable(census.processes, {r["pid"]: r["parent"] for r in rows}, _log_write_faults(arch),
-                                   vmas_of={r["pid"]: r.get("vmas") for r in rows}) if len(rows) >= 2 else None
-        if sentence is None:
-            # Only the processes in the table: a root left published by a reaped process is walked
-            # through tables that may have been freed and given out again.
-            live = [m for m in census.processes if m.pid in {r["pid"] for r in rows}]
-            sentence = writable_and_executable(live) or _quiet(_user_frames_story, arch, rows) or \
-                _quiet(_exec_record_story, rows) or _record_story(rows, census) or _quiet(_file_tail_story, rows, census) or \
-                _quiet(_grow_story, arch, rows) or _quiet(_merge_story, arch, rows) or _quiet(_fixup_story, arch) or \
-                exec_kept_story(census, rows) or count_left_story(census)
-    except Exception:  # noqa: BLE001 - an addition: never lose fault-why's own lines to it
-        return lines
-    return lines if sentence is None else _overruled(lines, at, "{} (the CPU's state)", sentence)
+    rows = memory.read_processes()
+    if not rows:
+        return None
+    regs = target.paging_regs(arch)
+    with target.physical_memory() as read_phys:
+        census = take_census(arch, read_phys, kernel.symbol_address, regs, target.pa_bits(arch)[0])
+    _note_census(census)
+    sentence = shared_writable(census.processes, {r["pid"]: r["parent"] for r in rows}, _log_write_faults(arch),
+                               vmas_of={r["pid"]: r.get("vmas") for r in rows}) if len(rows) >= 2 else None
+    # Only the processes in the table: a root left published by a reaped process is walked
+    # through tables that may have been freed and given out again.
+    live = [m for m in census.processes if m.pid in {r["pid"] for r in rows}]
+    return sentence or writable_and_executable(live) or _quiet(_user_frames_story, arch, rows) or \
+        _quiet(_exec_record_story, rows) or _record_story(rows, census) or _quiet(_file_tail_story, rows, census) or \
+        _quiet(_grow_story, arch, rows) or _quiet(_merge_story, arch, rows) or _quiet(_fixup_story, arch) or \
+        exec_kept_story(census, rows) or count_left_story(census)
 
 
 def _with_leaks(lines):
@@ -691,21 +701,17 @@ def _with_leaks(lines):
     kernel stack slots still taken and process roots still published that no process in the table
     accounts for (pagoda_pt.diagnose.left_behind) are the verdict: a reaped process's teardown
     left them allocated."""
-    at = _verdict_at(lines)
-    if at is None or not lines[at].startswith("verdict: " + NOTHING_WRONG):
-        return lines
     from pagoda_pt.diagnose import left_behind
     from . import kernel, memory
-    try:
+
+    def story():
         rows = memory.read_processes()
         taken = memory.taken_stack_slots() or []
         with target.physical_memory() as read_phys:
             table, _ = kernel.published_roots(read_phys)
-        sentence = left_behind({r["pid"] for r in rows}, {r["kstack_slot"] for r in rows if r.get("kstack_slot") is not None},
-                               taken, table.roots if table is not None else [])
-    except Exception:  # noqa: BLE001 - an addition: never lose fault-why's own lines to it
-        return lines
-    return lines if sentence is None else _overruled(lines, at, "{} (the CPU's state)", sentence)
+        return left_behind({r["pid"] for r in rows}, {r["kstack_slot"] for r in rows if r.get("kstack_slot") is not None},
+                           taken, table.roots if table is not None else [])
+    return _when_nothing_wrong(lines, story)
 
 
 RUN_LEAK = "a run leaks frames"     # pagoda_pt.diagnose.frames_left_after_run's verdict
@@ -717,20 +723,17 @@ def _with_audit(arch, lines):
     with: a frame freed while mapped, a kernel stack freed while mapped, a free count the bitmaps
     do not match, a heap block handed out twice or cut past its frame). The first finding is the
     verdict, the producer of what the panic or a later test sees; the old verdict stays above."""
-    at = _verdict_at(lines)
-    # (A run's leak is often the consumer of a broken record: a stack freed while mapped, a count
-    # off; the audit's finding, when there is one, is the producer.)
-    if at is None or not lines[at].startswith(("verdict: " + NOTHING_WRONG, "verdict: the kernel panicked",
-                                               "verdict: " + RUN_LEAK)):
-        return lines
     from pagoda_pt.frames import audit
     from . import kernel
-    try:
+
+    def story():
         with target.physical_memory() as read_phys:
             found = audit(arch, read_phys, kernel.symbol_address)
-    except Exception:  # noqa: BLE001 - an addition: never lose fault-why's own lines to it
-        return lines
-    return lines if not found else _overruled(lines, at, "before the audit of the kernel's records: {}", found[0])
+        return found[0] if found else None
+    # (A run's leak is often the consumer of a broken record: a stack freed while mapped, a count
+    # off; the audit's finding, when there is one, is the producer.)
+    return _when_nothing_wrong(lines, story, "before the audit of the kernel's records: {}",
+                               (NOTHING_WRONG, "the kernel panicked", RUN_LEAK))
 
 
 def _with_process_audit(lines):
@@ -740,32 +743,22 @@ def _with_process_audit(lines):
     (pagoda_pt.procaudit.audit: one Running process and it is the current one, every parent
     alive, one kernel-stack slot and one root per live process) over guest RAM; its finding is the
     verdict."""
-    at = _verdict_at(lines)
-    if at is None or not lines[at].startswith("verdict: " + NOTHING_WRONG):
-        return lines
     from pagoda_pt import procaudit
     from . import kernel
-    try:
-        import gdb
-        names = []
-        frame = gdb.newest_frame()
-        while frame is not None and len(names) < 3:
-            names.append(frame.name() or "")
-            frame = frame.older()
-        where = next((n for n in names if n in procaudit.CONSISTENT_FUNCTIONS), None)
-        if where is None:
-            return lines
 
-        def symbol(name):
-            return kernel.symbol_address("'%s'" % name if "(" in name else name)
+    def symbol(name):
+        return kernel.symbol_address("'%s'" % name if "(" in name else name)
+
+    def story():
+        where = next((f.name() for f in _frames(3) if f.name() in procaudit.CONSISTENT_FUNCTIONS), None)
+        if where is None:
+            return None
         with target.physical_memory() as read_phys:
             table, _ = kernel.published_roots(read_phys)
             roots = {r.id: r.root for r in (table.roots if table is not None else []) if r.kind == "process"}
-            sentence = procaudit.audit(read_phys, symbol, "where GDB stopped (in %s)" % where.split("::")[-1], roots,
-                                       table_name="pagoda::proc::(anonymous namespace)::g_processes")
-    except Exception:  # noqa: BLE001 - an addition: never lose fault-why's own lines to it
-        return lines
-    return lines if sentence is None else _overruled(lines, at, "{} (the CPU's state)", sentence)
+            return procaudit.audit(read_phys, symbol, "where GDB stopped (in %s)" % where.split("::")[-1], roots,
+                                   table_name="pagoda::proc::(anonymous namespace)::g_processes")
+    return _when_nothing_wrong(lines, story)
 
 
 LAST_FAILURE = "pagoda_last_failure"        # kernel/core/last_failure.hpp
@@ -820,16 +813,9 @@ def _with_stalled_wait(lines):
     """A machine stopped with nothing wrong in the CPU's state (a hang interrupted with Ctrl-C):
     when nothing can run because a parent waits for a child that has already ended
     (pagoda_pt.diagnose.stalled_wait, from the process table), that is the verdict."""
-    at = _verdict_at(lines)
-    if at is None or not lines[at].startswith("verdict: " + NOTHING_WRONG):
-        return lines
     from pagoda_pt.diagnose import stalled_wait
     from . import memory
-    try:
-        sentence = stalled_wait(memory.read_processes())
-    except Exception:  # noqa: BLE001 - an addition: never lose fault-why's own lines to it
-        return lines
-    return lines if sentence is None else _overruled(lines, at, "{} (the CPU's state)", sentence)
+    return _when_nothing_wrong(lines, lambda: stalled_wait(memory.read_processes()))
 
 
 
@@ -883,18 +869,14 @@ def _with_run_leaks(lines):
     """Stopped at a run's end (every process reaped) with nothing wrong in the CPU's state, after a
     why-stops that saw its start: frames in use now that were free then are what the teardowns left
     (pagoda_pt.diagnose.frames_left_after_run), named by what an earlier look saw in them."""
-    at = _verdict_at(lines)
-    if at is None or not lines[at].startswith("verdict: " + NOTHING_WRONG) or _run["before"] is None:
-        return lines
-    if not (_stopped_in(CHECKPOINT) and _checkpoint_is_run_end()):
-        return lines
     from pagoda_pt.diagnose import frames_left_after_run
-    try:
+
+    def story():
+        if _run["before"] is None or not (_stopped_in(CHECKPOINT) and _checkpoint_is_run_end()):
+            return None
         leaked = sorted(i * PAGE for i in _checkpoint_bitmap() - _run["before"])
-        sentence = frames_left_after_run(leaked, _run["user_frames"], _run["table_frames"])
-    except Exception:  # noqa: BLE001 - an addition: never lose fault-why's own lines to it
-        return lines
-    return lines if sentence is None else _overruled(lines, at, "{} (the CPU's state)", sentence)
+        return frames_left_after_run(leaked, _run["user_frames"], _run["table_frames"])
+    return _when_nothing_wrong(lines, story)
 
 
 USER_STACK_TOP_FACT = "pagoda_fact_user_stack_top"
@@ -904,25 +886,22 @@ def _with_log_copies(arch, lines):
     """A stop with nothing wrong in the CPU's state: a user copy that QEMU's log shows faulting on the
     argument page at the top of the user stack (pagoda_pt.diagnose.arguments_through_live_root), or
     faulting with SMAP or PAN still up (copy_with_guard_up)."""
-    at = _verdict_at(lines)
-    if at is None or not lines[at].startswith("verdict: " + NOTHING_WRONG):
-        return lines
     from pagoda_pt.diagnose import arguments_through_live_root, copy_with_guard_up
     from . import kernel
-    try:
+
+    def story():
         top = kernel.symbol_address(USER_STACK_TOP_FACT)
         events = _log_events(arch)
         if top is None or not events:
-            return lines
+            return None
         with target.physical_memory() as read_phys:
             fixups = user_fixups(read_phys) or {}
         sentence = arguments_through_live_root(events, fixups, isa(arch).user_privilege, top) if fixups else None
         end = user_end()
         if sentence is None and fixups and end is not None:
             sentence = copy_with_guard_up(events, fixups, end, isa(arch))
-    except Exception:  # noqa: BLE001 - an addition: never lose fault-why's own lines to it
-        return lines
-    return lines if sentence is None else _overruled(lines, at, "{} (the CPU's state)", sentence)
+        return sentence
+    return _when_nothing_wrong(lines, story)
 
 
 LOG_HEAD_READ = 1 << 20           # bytes of QEMU's log read for its first exceptions
@@ -1018,18 +997,7 @@ def _with_kernel_map(arch, lines, fault):
 def _in_user_fault():
     """Whether GDB's stack is in the kernel's kill path (session.KILL_FUNCTION, which never
     returns: the process is being ended for this fault)."""
-    try:
-        import gdb
-        frame = gdb.newest_frame()
-        for _ in range(MAX_TRAP_SEARCH):
-            if frame is None:
-                return False
-            if (frame.name() or "").startswith(session.KILL_FUNCTION):
-                return True
-            frame = frame.older()
-    except Exception:  # noqa: BLE001 - an addition: never lose fault-why's own lines to it
-        return False
-    return False
+    return _quiet(_frame_named, session.KILL_FUNCTION) is not None
 
 
 PROGRAM_BEGIN = "pagoda_program_%s_begin"   # cmake/user.cmake: each embedded program's ELF file
@@ -1062,22 +1030,15 @@ def _call_in_kill_path(call):
     faults leaves the stop as it was; its result, or None when the kill frame is not on the stack or
     the call fails."""
     import gdb
-    unwind = gdb.parameter("unwindonsignal")
-    try:
-        frame = gdb.newest_frame()
-        for _ in range(MAX_TRAP_SEARCH):
-            if frame is None or (frame.name() or "").startswith(session.KILL_FUNCTION):
-                break
-            frame = frame.older()
+
+    def asked():
+        frame = _frame_named(session.KILL_FUNCTION)
         if frame is None:
             return None
         gdb.set_convenience_variable("pagoda_access", frame.read_var("fault")["access"])
-        gdb.execute("set unwindonsignal on", to_string=True)
-        return call()
-    except Exception:  # noqa: BLE001 - an addition: never lose fault-why's own lines to it
-        return None
-    finally:
-        gdb.execute("set unwindonsignal %s" % ("on" if unwind else "off"), to_string=True)
+        with _unwinding():
+            return call()
+    return _quiet(asked)
 
 
 def _kernel_decision(address):
@@ -1209,14 +1170,9 @@ def _swap_busy():
     """True when a frame on GDB's stack is kernel code that changes the swap state (SWAP_BUSY)."""
     import gdb
     try:
-        frame, level = gdb.newest_frame(), 0
-        while frame is not None and level < MAX_TRAP_SEARCH:
-            if (frame.name() or "").startswith(SWAP_BUSY):
-                return True
-            frame, level = frame.older(), level + 1
+        return _frame_named(SWAP_BUSY) is not None
     except gdb.error:
         return True
-    return False
 
 
 def _swap_story(arch, rows, anywhere=False):
@@ -1238,11 +1194,7 @@ def _with_swap(arch, lines):
     """A machine stopped with nothing wrong in the CPU's state (a process's exit, the end of a
     run, a breakpoint) while swap is on (lab 7): the first eviction slip the swap state shows
     (_swap_story) is the verdict, the producer of the lost page a program notices later."""
-    at = _verdict_at(lines)
-    if at is None or not lines[at].startswith("verdict: " + NOTHING_WRONG):
-        return lines
-    sentence = _quiet(lambda: _swap_story(arch, _live_rows()))
-    return lines if sentence is None else _overruled(lines, at, "{} (the CPU's state)", sentence)
+    return _when_nothing_wrong(lines, lambda: _swap_story(arch, _live_rows()))
 
 
 WRONG_VARIABLE = "pagoda_why_wrong"

@@ -1317,29 +1317,36 @@ def arguments_through_live_root(events: list, fixups: dict, user_privilege: int,
 
 # ---- a user copy run with the guard up (lab 4) -----------------------------------------------------
 
-def copy_with_guard_up(events: list, fixups: dict, user_end: int, model) -> Optional[str]:
+def copy_with_guard_up(events: list, fixups, user_end: int, model,
+                       where: Callable[[int], Optional[str]] = lambda pc: None) -> Optional[str]:
     """The first kernel-mode fault in QEMU's log (@p events) of a user copy (its PC in the fix-up
     table @p fixups) on a user address (below @p user_end) taken with the CPU's guard against
     kernel accesses to user pages still up, as one sentence, or None. x86_64: CR4.SMAP set and
     RFLAGS.AC clear in the log's register dump at the fault. AArch64 (the log has no PSTATE of the
     faulting code): a permission fault on a read, which only PAN gives EL1 on a page it maps.
-    @p model: the ISA (pagoda_pt.isa) of the events."""
+    A copy outside UserAccessScope faults on good pages and returns EFAULT, so this is the cause of
+    whatever call then failed. @p model: the ISA (pagoda_pt.isa) of the events; @p where names a PC
+    (the grader's symbolizer; None: by its address). fault-why and the grader's headline both say it."""
     for e in events:
         if e.kind != "exception" or e.privilege == model.user_privilege or e.address is None \
                 or e.pc not in fixups or e.address >= user_end or not model.is_page_fault(e):
             continue
         present, write, fetch = model.access(e.error or 0)
+        verb = "fetched code at" if fetch else "wrote to" if write else "read"
+        copy = "a user copy (%s)" % (where(e.pc) or "PC %#x" % e.pc)
         regs = getattr(e, "registers", None) or {}
-        if "RFL" in regs:
+        if "RFL" in regs:   # the log dumps the faulting code's flags (x86_64): SMAP and AC are read there
             if regs.get("CR4", 0) & CR4_SMAP and not regs["RFL"] & RFLAGS_AC:
-                return ("a user copy (PC %#x) faulted on user address %#x with SMAP on and RFLAGS.AC clear (QEMU's "
-                        "log): it ran without lifting the guard against kernel accesses to user pages, so every user "
-                        "page refuses it (EFAULT): call the copy routine inside a UserAccessScope" % (e.pc, e.address))
+                return ("%s %s user address %#x with SMAP on and RFLAGS.AC clear (QEMU's log: RFL=%#x at the fault): "
+                        "the copy ran without lifting the guard against kernel accesses to user pages, so the CPU "
+                        "refuses it every user page and it comes back EFAULT: call the copy routine inside a "
+                        "UserAccessScope (it sets AC for the copy alone)" % (copy, verb, e.address, regs["RFL"]))
             continue
         if model.is_permission_fault(e.error or 0) and not write and not fetch:
-            return ("a user copy (PC %#x) read user address %#x and took a permission fault (QEMU's log, ESR %#x): EL1 "
-                    "may read every page it maps, so PAN refused it: the copy ran without clearing PAN (call the copy "
-                    "routine inside a UserAccessScope)" % (e.pc, e.address, e.error))
+            return ("%s read user address %#x and took a permission fault (QEMU's log: ESR %#x): EL1 may read every "
+                    "page it maps, so PAN refused it: the copy ran without clearing PAN, the guard against kernel "
+                    "accesses to user pages, so it comes back EFAULT on good pages: call the copy routine inside a "
+                    "UserAccessScope (it clears PAN for the copy alone)" % (copy, e.address, e.error))
     return None
 
 
@@ -1361,13 +1368,18 @@ def merge_ignores_permissions(who: str, vma_text: str, alike: Optional[bool], di
 
 # ---- the kernel's own words (kernel/core/last_failure.hpp, kernel/proc/run.cpp) ---------------------
 
-# How the kernel's line for a program it could not start begins (kernel/proc/run.cpp launch()),
-# and its line for a spawn, exec or fork that failed for another reason than running out of
-# something (kernel/proc/syscalls.cpp report_call_failure()).
-CANNOT_START = "run: cannot start "
-CALL_FAILED = re.compile(r"^proc \d+ \([^)]*\): (fork|spawn|exec) failed: ")
-# Its finding after a teardown (kernel/proc/kernel_stack.cpp check_given_back()).
-SLOT_STILL_MAPPED = re.compile(r"^proc: kernel stack slot \d+ was given back, yet ")
+# The kernel's own words for a process it could not make that no test asked for: a refusal to start
+# a program that is not damaged on purpose (no "!DAMAGE" in its name; kernel/proc/run.cpp launch()),
+# a fork, spawn or exec that failed for another reason than running out of something
+# (kernel/proc/syscalls.cpp report_call_failure()), each naming the step, the address and what was
+# in the way; and its finding after a teardown, a kernel stack slot given back whose pages are still
+# mapped (kernel/proc/kernel_stack.cpp check_given_back()). fault-why's verdict at a stop with
+# nothing else wrong, and the grader's headline (grade/pagoda_grade/causes.py kernel_refusal).
+KERNEL_REFUSAL = re.compile(r"^(?:(run: cannot start [^!:\s]+: )|(proc \d+ \([^)]*\): (?:fork|spawn|exec) failed: )|"
+                            r"(proc: kernel stack slot \d+ was given back, yet ))")
+REFUSAL_VERDICTS = ("the kernel could not start a process, in its own words: ",
+                    "a system call that makes a process failed in the kernel, in its own words: ",
+                    "a teardown left a kernel stack mapped, in the kernel's own words: ")
 
 
 def kernel_failure_verdict(last_failure: Optional[str], count: int) -> Optional[str]:
@@ -1377,15 +1389,8 @@ def kernel_failure_verdict(last_failure: Optional[str], count: int) -> Optional[
     verdict: the kernel's own words name the step, the address and who was there first,
     and no later state can (the process was never made). None for no line, or a kill line (a
     kill is judged where it happens: the kernel kills programs for their own faults on purpose)."""
-    if not count or not last_failure:
-        return None
-    if last_failure.startswith(CANNOT_START):
-        return "the kernel could not start a process, in its own words: " + last_failure.strip()
-    if CALL_FAILED.match(last_failure):
-        return "a system call that makes a process failed in the kernel, in its own words: " + last_failure.strip()
-    if SLOT_STILL_MAPPED.match(last_failure):
-        return "a teardown left a kernel stack mapped, in the kernel's own words: " + last_failure.strip()
-    return None
+    found = KERNEL_REFUSAL.match(last_failure or "") if count else None
+    return REFUSAL_VERDICTS[found.lastindex - 1] + last_failure.strip() if found else None
 
 
 def what_was_checked(processes: list, last_failure: Optional[str], count: int, refused: Optional[str] = None) -> str:
