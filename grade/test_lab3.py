@@ -785,13 +785,13 @@ def test_kstack_reuse(boot, kernel, arch):
         watch.fail(run, frames)
     if failed and not taken:
         run.fail(f"a kernel-stack slot given back is never taken again: link {failed[1]} of churn's chain of {n} "
-                 f"could not spawn the next ({failed[4]}) with at most two links alive (each ended before the next "
-                 f"but one began), yet when every process had ended the kernel's slot table (g_used, read by the "
+                 f"could not spawn the next ({failed[4]}) although the links that had ended were freed first, yet "
+                 f"when every process had ended the kernel's slot table (g_used, read by the "
                  f"grader from guest RAM) marks all {slots} slots free: the search for a free slot must look at every "
                  "slot again (from slot 0, or wrapping around), not only those never used")
     if failed or taken:
-        said = (f"link {failed[1]} of churn's chain of {n} could not spawn the next ({failed[4]}) with at most two "
-                "links alive (each ended before the next but one began)" if failed else
+        said = (f"link {failed[1]} of churn's chain of {n} could not spawn the next ({failed[4]}) although the "
+                "links that had ended were freed first" if failed else
                 f"churn's chain made {links} processes one after another")
         run.fail(f"kernel-stack slots are not given back at exit: {said}; when every process had ended, "
                  f"{len(taken)} of the {slots} slots were still marked taken in the kernel's slot table (g_used, read "

@@ -85,7 +85,7 @@ def broken_chain(run, n, pages, before, after):
     else:
         return None
     frames = (memory_mib(MEMORY) << 20) // PAGE
-    return (f"frames are not given back when a process ends (or execs): {where}, with at most two links alive; the "
+    return (f"frames are not given back when a process ends (or execs): {where}, although the links that had ended were freed first (spawn and fork reap them when they run out); the "
             f"links touch {pages} pages each, {n * pages} frames in all, more than the guest's {frames} (-m {MEMORY}, "
             "the grader's choice), so the chain lives on the frames the links before it gave back, and it ran out (the "
             "grader never stopped in its last link): the user pages of an ended process (or of the program an exec "

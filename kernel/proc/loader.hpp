@@ -4,7 +4,9 @@
 ///
 /// elf::parse_executable() (proc/elf.hpp) decides whether an image may run; load_program()
 /// records what it accepted in the space's UserRegions (mm/space/user_regions.hpp) *before* anything
-/// is mapped, and maps nothing eagerly but the one page that must hold the arguments:
+/// is mapped, and maps nothing eagerly but the one page that must hold the arguments. (That is
+/// the loader from lab 5 on; in labs 3 and 4 it maps every page of each segment and of the stack
+/// at load: see loader.cpp.)
 ///
 ///     each load segment      an image region [page below vaddr, page above vaddr + memsz) with
 ///                            the segment's permissions (r-x text, r-- rodata, rw- data), its

@@ -165,8 +165,9 @@ void destroy_process(Process& process);
 [[nodiscard]] Result<void> free_user_half(AddressSpace& space, usize& pages);
 
 /// Unmaps every mapped page of [@p start, @p end) (page aligned, in the user half) of @p space
-/// and frees its frame (vm::put_user_frame: lab 6 shares frames); the tables the unmaps leave
-/// empty go with them. @p pages counts the pages it freed. (Lab 3; exit's teardown and lab 5's
+/// and gives its frame back only after the flush that covers the unmap (the batch's
+/// release_frame(), which then calls vm::put_user_frame: lab 6 shares frames); the tables the
+/// unmaps leave empty go with them. @p pages counts the pages it freed. (Lab 3; exit's teardown and lab 5's
 /// munmap both use it.)
 [[nodiscard]] Result<void> free_user_pages(AddressSpace& space, VirtAddr start, VirtAddr end, usize& pages);
 

@@ -90,13 +90,6 @@ void switch_to(Process* next) {
 /// Whether the current turn has counted kTicksPerTurn ticks: a tick may end it.
 bool turn_is_over() { return ticks() - g_turn_began >= kTicksPerTurn; }
 
-/// Frees every process that has ended and has no parent to reap it (never the current one:
-/// the idle loop runs this).
-void reap_zombies() {
-  for (Process& p : process_table())
-    if (p.state == State::Zombie && p.parent == 0) (void)reap(p);
-}
-
 // LAB 6 BEGIN who adopts the children of a process that ends, and waking a waiting parent
 /// The process that adopts the children of @p ending: the first process (pid 1) while it lives
 /// (and is not @p ending), else none (0: the idle loop reaps them).
@@ -152,6 +145,16 @@ bool any_process() {
 }  // namespace
 
 Process* current() { return g_current; }
+
+usize reap_zombies() {
+  usize freed = 0;
+  for (Process& p : process_table())
+    if (p.state == State::Zombie && p.parent == 0 && &p != g_current) {
+      (void)reap(p);
+      ++freed;
+    }
+  return freed;
+}
 
 u64 ticks() { return arch::timer_ticks(); }
 

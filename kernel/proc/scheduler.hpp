@@ -36,6 +36,12 @@ void run_processes();
 /// scheduled again. From the idle loop: runs the next ready process, if any. Interrupts off.
 void schedule();
 
+/// Frees every process that has ended and has no parent to reap it, never the current one, and
+/// returns how many. The idle loop runs it before it looks for work, and spawn and fork when they
+/// run out: a scheduler may switch from an ending process straight to the next ready one, so
+/// the idle loop may not run for a while.
+usize reap_zombies();
+
 /// Makes the current process wait at least @p ticks timer ticks, then returns.
 void sleep(u64 ticks);
 

@@ -242,6 +242,12 @@ void report_call_failure(Process& p, const char* call, const Error& e) {
   format_to(line, "proc {} ({}): {} failed: {}", p.pid, p.name_view(), call, e);
 }
 
+/// True when @p made failed for want of memory or of a process or kernel-stack slot: what freeing
+/// the ended orphans (reap_zombies()) may give back.
+bool out_of_room(const Result<Process*>& made) {
+  return made.is_error() && (made.error() == Error::NoMemory || made.error() == Error::Overflow);
+}
+
 /// spawn(name, argv): a new process running the embedded program @p name_va with the
 /// NULL-terminated argument list @p argv_va (none: argv[0] is the name); the caller is its
 /// parent. The new process is loaded while the caller's root is live, so the loader writes its
@@ -249,8 +255,11 @@ void report_call_failure(Process& p, const char* call, const Error& e) {
 i64 sys_spawn(Process& p, u64 name_va, u64 argv_va) {
   ProgramCall call;
   if (const i64 bad = read_program_call(p, name_va, argv_va, call); bad != 0) return bad;
-  const Result<Process*> made =
-      create_process(call.program->name, call.program->image(), Span<const StringView>(call.args, call.argc));
+  const auto create = [&] {
+    return create_process(call.program->name, call.program->image(), Span<const StringView>(call.args, call.argc));
+  };
+  Result<Process*> made = create();
+  if (out_of_room(made) && reap_zombies() > 0) made = create();  // ended orphans the idle loop has not freed yet
   if (made.is_error()) {
     report_call_failure(p, "spawn", made.error());
     return fail(made.error() == Error::NoMemory ? Errno::NoMem : Errno::Again);
@@ -295,7 +304,8 @@ i64 sys_exec(Process& p, u64 name_va, u64 argv_va) {
 
 /// fork(): a copy of the caller (lab 6); the child's id here, 0 in the child.
 i64 sys_fork(Process& p) {
-  const Result<Process*> made = fork_process(p);
+  Result<Process*> made = fork_process(p);
+  if (out_of_room(made) && reap_zombies() > 0) made = fork_process(p);  // as spawn
   if (made.is_error() && made.error() == Error::NotImplemented) lab_todo(made.error());
   if (made.is_error()) {
     report_call_failure(p, "fork", made.error());

@@ -1,8 +1,8 @@
 // churn: many processes over one run, never many at once (lab 3: every exit gives its kernel
 // stack slot back, so a run may make more processes than there are slots; and its frames back,
 // so a run may touch more frames than the guest has). A chain: link i touches P pages of its own
-// memory, sleeps a tick (the idle loop then frees link i - 1, which has ended), spawns link i + 1
-// and exits; the last link says so. With `exec` (lab 6) every odd link execs the next one in its
+// memory, sleeps a tick (the idle loop then frees link i - 1, which has ended; a spawn that runs
+// short frees ended links too), spawns link i + 1 and exits; the last link says so. With `exec` (lab 6) every odd link execs the next one in its
 // own process instead (exec frees the old program's pages), without sleeping.
 //
 //   churn N [I [P [exec]]]   link I (default 1) of a chain of N, each touching P pages (0..64)
