@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from . import contract
 from .lifecycle import return_address
+from .outcomes import Checks
 from .processes import parse_reaped, written
 from .symbols import address_of, fact
 from .witness import PAGE, pick_in
@@ -125,7 +126,7 @@ class Trace:
         raise AssertionError(f"the grader followed {limit} stops without seeing the end it waited for")
 
 
-class LabTest:
+class LabTest(Checks):
     """One lab test: its token (the inputs derive from it), its boots, its checks."""
 
     def __init__(self, boot, kernel, arch, memory="128M", token=None):
@@ -158,12 +159,6 @@ class LabTest:
 
     def fail(self, message, cause=None):
         self.run.fail(message, cause=cause)
-
-    def check(self, *problems):
-        """Fails with the first of @p problems that is not empty (Run.check, through this test's fail())."""
-        for problem in problems:
-            if problem:
-                self.fail(problem)
 
     def expect(self, pattern, what):
         return self.run.expect(pattern, what)
