@@ -23,9 +23,16 @@ from . import contract
 from .lifecycle import return_address
 from .outcomes import Checks
 from .processes import parse_reaped, written
+from .proof import proof
 from .symbols import address_of, fact
 from .witness import PAGE, pick_in
 from .watch import GRADER_MEMORY, Watch, syscall_name, syscall_number
+
+
+def holds(problem):
+    """In a witness script: fails with @p problem (a check's finding) unless it is empty."""
+    if problem:
+        raise AssertionError(problem)
 
 
 def signed(value):
@@ -137,6 +144,10 @@ class LabTest(Checks):
     def pick(self, tag, lo, hi):
         """An input in [lo, hi] derived from the token (witness.pick_in)."""
         return pick_in(self.token, tag, lo, hi)
+
+    def mask(self, salt, bits):
+        """@p bits bits derived from the token (of proof(token, @p salt)): which pages a program writes."""
+        return proof(self.token, salt) & ((1 << bits) - 1)
 
     def selftest(self, test, script=None, require=True, **boot_args):
         """Boots self-test @p test with this token; @p script(guest) looks at it while it runs. Returns

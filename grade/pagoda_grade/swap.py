@@ -26,7 +26,7 @@ from pagoda_core import qemu
 from pagoda_pt.format import SWAP_FACTS, swap_slot
 
 from . import contract as C
-from .labtest import ProcTest
+from .labtest import ProcTest, holds
 from .processes import count_used, frame_bitmap, leaf_entries, registry
 from .symbols import address_of, fact, physical_of
 from .witness import ARCHES, PAGE
@@ -249,6 +249,11 @@ class Eviction:
     invalidated: set = field(default_factory=set)
     wrote: list = field(default_factory=list)
     slot: int | None = None
+
+    @property
+    def roots(self):
+        """How many roots mapped the frame."""
+        return len({r for r, _, _ in self.mappings})
 
 
 class SwapWatch:
@@ -826,14 +831,26 @@ class SwapTest(ProcTest):
             snap = self.guest.stop_at(self.proc["syscall_entry"])
             if snap.register(self.proc["syscall_number"]) in wanted:
                 w = self.watch
-                problem = w.cap_problem(snap) or w.pending_choice() or rmap_problem(snap, self.kernel, *w.look(snap))
-                if problem:
-                    raise AssertionError(problem)
+                holds(w.cap_problem(snap) or w.pending_choice() or rmap_problem(snap, self.kernel, *w.look(snap)))
                 yield self.call_at(snap)
+
+    def yields_of(self, name, *also):
+        """The calls of program @p name among its yields and @p also."""
+        return (c for c in self.calls("Yield", *also) if program_of(self.look(c)[1], c.root) == name)
 
     def look(self, call):
         """(SwapState, World) at @p call's stop."""
         return self.watch.look(call.snap)
+
+    def placed(self, call, world, root, base, expected):
+        """In the script: fails unless the pages from @p base in @p root hold @p expected, each where
+        its entry says (placement_problem)."""
+        holds(placement_problem(call.snap, self.fmt, world, self.watch.image, root, base, expected))
+
+
+def yielded(calls):
+    """The next yield() among @p calls."""
+    return next(c for c in calls if c.name == "Yield")
 
 
 def program_of(world, root):
