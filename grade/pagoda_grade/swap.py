@@ -147,10 +147,6 @@ class SwapState:
         i = self.index(frame)
         return self.pins[i] if i is not None else 0
 
-    def is_resident(self, frame):
-        i = self.index(frame)
-        return i is not None and self.mappings[i] > 0
-
     def nodes(self, frame):
         """[(space, root, va)] of the frame's reverse map, in its chain's order."""
         i = self.index(frame)
@@ -270,7 +266,7 @@ class SwapWatch:
         self.tlb = (address_of(kernel, proc["tlb_page"]), address_of(kernel, proc["tlb_all"]))
         self.evictions, self.writes, self.reads, self.disk = [], [], [], {}
         self.pending = self.swap_in_va = self.choice = self.bitmap = None
-        self.clock_checks = self.steered = 0
+        self.clock_checks = 0
         self.options = {}   # clock, tlb, swap_ins, steer: SwapTest.start() sets them before the boot
 
     def before(self, guest):
@@ -610,7 +606,6 @@ class SwapWatch:
         hand_va = struct.unpack("<Q", snap.read_phys(at + 88, 8))[0]
         snap.write_virt(hand_va, struct.pack("<Q", st.index(target)))
         snap._swap_look = None
-        self.steered += 1
 
     def pending_choice(self):
         """A choice of the clock that no eviction followed (None: none)."""
