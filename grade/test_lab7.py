@@ -6,30 +6,12 @@ every root there and reads the swap state in guest RAM and the disk image on the
 kernel's lines and swap_info counters are never believed."""
 from pagoda_grade import lab_test
 from pagoda_grade.derived import overcommit_versions, swap_page, value
+from pagoda_grade.labtest import holds
 from pagoda_grade.lifecycle import processes
 from pagoda_grade.proof import proof
-from pagoda_grade.swap import SwapState, SwapTest, disk_requests, image_slot, placement_problem, program_of, rmap_problem
+from pagoda_grade.swap import SwapState, SwapTest, disk_requests, image_slot, program_of, rmap_problem, yielded
 from pagoda_grade.symbols import fact
-from pagoda_grade.witness import PAGE, page_faults_at
-
-
-def pages_of(base, pages):
-    return [base + j * PAGE for j in range(pages)]
-
-
-def holds(problem):
-    """Fails with @p problem (a check's finding) unless it is None."""
-    assert not problem, problem
-
-
-def yielded(calls):
-    """The next yield() among @p calls."""
-    return next(c for c in calls if c.name == "Yield")
-
-
-def roots(ev):
-    """How many roots mapped the frame of eviction @p ev."""
-    return len({r for r, _, _ in ev.mappings})
+from pagoda_grade.witness import PAGE, page_faults_at, pages_of
 
 
 # ---- Part A: the mechanism -------------------------------------------------------------------
@@ -39,7 +21,7 @@ def test_one_page_out(boot, kernel, arch):
     t = SwapTest(boot, kernel, arch)
     pages = t.pick("pages", 4, 16)
     p = t.pick("page", 0, pages - 1)
-    mask = (proof(t.token, 0x77) & ((1 << pages) - 1)) | 1 << p
+    mask = t.mask(0x77, pages) | 1 << p
     fmt, want = t.fmt, swap_page(t.token, "swapkeep", p, 1)
 
     def script(before):
@@ -78,22 +60,16 @@ def test_one_page_out(boot, kernel, arch):
     assert ("read", slot) in disk_requests(t.run.qemu_log), f"QEMU's trace shows no read of slot {slot}"
 
 
-def yields_of(t, name, *also):
-    """The calls of program @p name among its yields and @p also."""
-    return (c for c in t.calls("Yield", *also) if program_of(t.look(c)[1], c.root) == name)
-
-
 @lab_test(7, "no_stale_translation")
 def test_no_stale_translation(boot, kernel, arch):
     t = SwapTest(boot, kernel, arch)
     pages = t.pick("pages", 4, 16)
-    mask = proof(t.token, 0x78) & ((1 << pages) - 1)
 
     def script(before):
-        calls = yields_of(t, "swapfork", "Evict")
+        calls = t.yields_of("swapfork", "Evict")
         listed = pages_of(next(calls).args[0], pages)   # (the child's first evict())
         yielded(calls)   # moment A: the child evicted every page
-        assert any(roots(ev) > 1 for ev in t.watch.evictions), \
+        assert any(ev.roots > 1 for ev in t.watch.evictions), \
             "the child's evict() calls never took a frame both roots mapped (the grader's stops)"
         for moment in "CD":   # C: the child has read every page it evicted while it ran; D: the parent's
             c = yielded(calls)
@@ -105,17 +81,14 @@ def test_no_stale_translation(boot, kernel, arch):
                 f"the parent's page {va:#x} was evicted by its child while the parent did not run, yet the "
                 "parent read it back with no page fault in QEMU's log: a stale translation (not invalidated "
                 "in the parent's own space)")
-        assert any(roots(ev) > 1 for ev in t.watch.evictions), \
-            "the child's evictions never took a frame both roots mapped"
 
-    t.start(f"swapfork:{pages}:{mask:#x}:after", script)
+    t.start(f"swapfork:{pages}:{t.mask(0x78, pages):#x}:after", script)
 
 
 @lab_test(7, "release_slots")
 def test_release_slots(boot, kernel, arch):
     t = SwapTest(boot, kernel, arch)
-    pages = 2 * t.pick("pages", 2, 8)
-    fmt = t.fmt
+    pages, fmt = 2 * t.pick("pages", 2, 8), t.fmt
 
     def script(before):
         base, held, yields = None, None, 0
@@ -148,8 +121,7 @@ def test_release_slots(boot, kernel, arch):
 @lab_test(7, "syscall_buffers")
 def test_syscall_buffers(boot, kernel, arch):
     t = SwapTest(boot, kernel, arch)
-    offset = t.pick("offset", PAGE - 120, PAGE - 20)
-    cap = 16 + t.pick("cap", 0, 8)
+    offset, cap = t.pick("offset", PAGE - 120, PAGE - 20), 16 + t.pick("cap", 0, 8)
     typed = f"grader {proof(t.token, 0x5b1):016x} typed this"
     line = f"swapbuf: the kernel copied this line from swapped-out pages {value(t.token, 'swapbuf_seed'):016x}"
 
@@ -220,8 +192,7 @@ def overcommit_check(t, percent=50, extra="", rounds=2, factors=(4, 6), **watchi
                 assert vmas, f"no region of overcommit's {pages} pages in its record (guest RAM)"
                 base = min(v.start for v in vmas)
             versions = overcommit_versions(t.token, pages, r, percent)
-            holds(placement_problem(c.snap, t.fmt, world, t.watch.image, c.root, base,
-                                    [swap_page(t.token, "overcommit", j, versions[j]) for j in range(pages)]))
+            t.placed(c, world, c.root, base, [swap_page(t.token, "overcommit", j, versions[j]) for j in range(pages)])
             r += 1
 
     t.start(f"overcommit:{pages}:{rounds}:{percent}" + extra, script, cap=cap, **watching)
@@ -237,7 +208,7 @@ def test_overcommit(boot, kernel, arch):
 def test_clock_victim(boot, kernel, arch):
     t = SwapTest(boot, kernel, arch)
     watch = overcommit_check(t, clock=True, rounds=1, factors=(3, 4), tlb=False, swap_ins=False,
-                             extra=f",swapfork:48:{proof(t.token, 0x79) & ((1 << 48) - 1):#x}:after")
+                             extra=f",swapfork:48:{t.mask(0x79, 48):#x}:after")
     assert watch.clock_checks >= 8, f"the grader recomputed only {watch.clock_checks} choices of the clock"
 
 
@@ -257,9 +228,8 @@ def test_dirty_only(boot, kernel, arch):
 @lab_test(7, "write_back")
 def test_write_back(boot, kernel, arch):
     t = SwapTest(boot, kernel, arch)
-    pages = t.pick("pages", 4, 24)
-    mask = proof(t.token, 0x7a) & ((1 << pages) - 1)
-    fmt = t.fmt
+    pages, fmt = t.pick("pages", 4, 24), t.fmt
+    mask = t.mask(0x7a, pages)
 
     def script(before):
         calls = t.calls("Yield", "Evict")
@@ -278,11 +248,10 @@ def test_write_back(boot, kernel, arch):
                         f"write-back, yet its entry {e:#x} says {'dirty' if fmt.dirty(e) else 'clean'}")
         mark = len(t.watch.writes)
         yielded(calls)
-        wrote = t.watch.writes[mark:]
         dirty = [ev for ev in [ev for ev in t.watch.evictions if ev.kind == "evict"][-pages:] if ev.wrote]
         assert len(dirty) == bin(mask).count("1"), (
-            f"evicting the {pages} pages wrote {len(wrote)} of them; {bin(mask).count('1')} were written since "
-            "their write-back")
+            f"evicting the {pages} pages wrote {len(t.watch.writes) - mark} of them; {bin(mask).count('1')} were "
+            "written since their write-back")
 
     t.start(f"swapkeep:{pages}:{mask:#x}", script)
 
@@ -295,8 +264,8 @@ def test_shared_eviction(boot, kernel, arch):
     pages = t.pick("pages", 4, 16)
 
     def script(before):
-        st = SwapState(next(yields_of(t, "swapfork")).snap, kernel)
-        both = [ev for ev in t.watch.evictions if roots(ev) == 2]
+        st = SwapState(next(t.yields_of("swapfork")).snap, kernel)
+        both = [ev for ev in t.watch.evictions if ev.roots == 2]
         assert len(both) == pages, (f"the child evicted {pages} frames it shared with its parent; the grader saw "
                                     f"{len(both)} evictions take both roots' mappings")
         for ev in both:
@@ -310,50 +279,43 @@ def test_shared_eviction(boot, kernel, arch):
 @lab_test(7, "cow_swap")
 def test_cow_swap(boot, kernel, arch):
     t = SwapTest(boot, kernel, arch)
-    pages = t.pick("pages", 4, 16)
-    mask = proof(t.token, 0x7b) & ((1 << pages) - 1)
-    fmt = t.fmt
+    pages, fmt = t.pick("pages", 4, 16), t.fmt
     page = [swap_page(t.token, "swapfork", j, 0) for j in range(pages)]
 
     def script(before):
         calls = t.calls("Yield", "Evict", "GetPid")
-        c = next(calls)
-        base = c.args[0]
+        base = (c := next(calls)).args[0]
         while c.name == "Evict":   # the parent's; then its yield (moment A)
             parent, c = c.root, next(calls)
-        c = next(calls)   # the child's getpid: both roots name one slot per page, count 2
-        st, world = t.look(c)
+        st, world = t.look(c := next(calls))   # the child's getpid: both roots name one slot per page, count 2
         for va in pages_of(base, pages):
             a, b = world.entries.get((parent, va), 0), world.entries.get((c.root, va), 0)
             assert fmt.is_swap(a) and fmt.is_swap(b) and fmt.slot(a) == fmt.slot(b), (
                 f"after fork, page {va:#x} is {a:#x} in the parent and {b:#x} in the child: not one slot")
             assert st.count(fmt.slot(a)) == 2, f"slot {fmt.slot(a)} is named by both roots; its count is " \
                 f"{st.count(fmt.slot(a))}"
-        c = next(calls)   # the child's yield after its reads and writes
-        st, world = t.look(c)
+        st, world = t.look(c := next(calls))   # the child's yield after its reads and writes
         for j, va in enumerate(pages_of(base, pages)):
             a, b = world.entries.get((parent, va), 0), world.entries.get((c.root, va), 0)
             assert fmt.present(b), f"the child read page {va:#x}, yet its entry is {b:#x}"
             assert fmt.is_swap(a) and st.count(fmt.slot(a)) == 1, (
                 f"after the child brought page {va:#x} back, the parent's entry is {a:#x} and its slot's count "
                 f"{st.count(fmt.slot(a)) if fmt.is_swap(a) else '-'}: the child's hold must go (count 1)")
-            holds(placement_problem(c.snap, fmt, world, t.watch.image, parent, va, [page[j]]))
+            t.placed(c, world, parent, va, [page[j]])
         c = next(calls)   # the parent's yield, after the child's exit
-        holds(placement_problem(c.snap, fmt, t.look(c)[1], t.watch.image, c.root, base, page))
+        t.placed(c, t.look(c)[1], c.root, base, page)
 
-    t.start(f"swapfork:{pages}:{mask:#x}:before", script)
+    t.start(f"swapfork:{pages}:{t.mask(0x7b, pages):#x}:before", script)
 
 
 @lab_test(7, "reverse_map")
 def test_reverse_map(boot, kernel, arch):
     t = SwapTest(boot, kernel, arch)
-    every = t.pick("every", 2, 5)
-    n = t.pick("cow", 4, 12)
+    every, n = t.pick("every", 2, 5), t.pick("cow", 4, 12)
 
     def script(before):
-        k = exits = 0
-        for c in t.calls("Yield", "Evict", "Munmap", "Exec", "Fork", "GetPid", "Exit", "Write"):
-            k += 1
+        exits = 0
+        for k, c in enumerate(t.calls("Yield", "Evict", "Munmap", "Exec", "Fork", "GetPid", "Exit", "Write"), 1):
             exits += c.name == "Exit"
             if k % every and c.name not in ("Exec", "Exit"):
                 continue
@@ -361,21 +323,18 @@ def test_reverse_map(boot, kernel, arch):
             if exits == 5:
                 return
 
-    t.start(f"swapkeep:8:0x3:exec,cowtest:{n}:{proof(t.token, 0x7c) & ((1 << n) - 1):#x},swapfork:8:0x5:after",
+    t.start(f"swapkeep:8:0x3:exec,cowtest:{n}:{t.mask(0x7c, n):#x},swapfork:8:0x5:after",
             script, cap=16 + t.pick("cap", 0, 8), steer=True)
 
 
 @lab_test(7, "preemption")
 def test_preemption(boot, kernel, arch):
     t = SwapTest(boot, kernel, arch)
-    cap = 16 + t.pick("cap", 0, 8)
-    offset = t.pick("offset", PAGE - 120, PAGE - 20)
-    every = t.pick("every", 2, 6)
+    cap, offset, every = 16 + t.pick("cap", 0, 8), t.pick("offset", PAGE - 120, PAGE - 20), t.pick("every", 2, 6)
 
     def script(before):
-        k = done = 0
-        for c in t.calls("Yield", "Exit", "Read", "GetPid"):
-            k += 1
+        done = 0
+        for k, c in enumerate(t.calls("Yield", "Exit", "Read", "GetPid"), 1):
             if c.name == "Read":
                 t.guest.send_line(f"preempted {t.token}")
             if c.name == "Exit":
@@ -386,5 +345,5 @@ def test_preemption(boot, kernel, arch):
             if k % every == 0:
                 holds(t.watch.counts_problem(*t.look(c)) or rmap_problem(c.snap, kernel, *t.look(c)))
 
-    t.start(f"overcommit:{cap * 4}:2,swapfork:16:{proof(t.token, 0x7d) & 0xffff:#x}:after,swapbuf:{offset}:{cap}",
+    t.start(f"overcommit:{cap * 4}:2,swapfork:16:{t.mask(0x7d, 16):#x}:after,swapbuf:{offset}:{cap}",
             script, cap=cap, clock=True, swap_ins=False)

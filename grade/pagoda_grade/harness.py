@@ -30,8 +30,9 @@ from pagoda_pt.isa import isa
 from pagoda_pt.kernelnames import NO_NAMES, KernelNames
 
 from . import todo
-from .outcomes import (CHECKED, ENDED, LOG_LIMIT, OUTPUT_LIMIT, STORM, TIMEOUT, BootEnded, GradeFailure, escape_controls,
-                       findings, kill_lines, never_reached_reason, panic_line, shown, skeleton_headline, watch_note)
+from .outcomes import (CHECKED, ENDED, LOG_LIMIT, OUTPUT_LIMIT, STORM, TIMEOUT, BootEnded, Checks, GradeFailure,
+                       escape_controls, findings, kill_lines, never_reached_reason, panic_line, shown, skeleton_headline,
+                       watch_note)
 from .idle import IDLE_STOP, IdleWatch
 from .proof import new_token, proof
 from .rsp import RspError
@@ -84,7 +85,7 @@ def format_args(args):
 
 
 @dataclass
-class Run:
+class Run(Checks):
     """The outcome of one boot."""
     token: str
     cmdline: str
@@ -246,13 +247,7 @@ class Run:
         parts.extend("  | " + shown(line) for line in tail)
         raise GradeFailure("\n".join(parts))
 
-    # ---- checks on what the kernel printed (believed unless a witness confirms it) -------------
-
-    def check(self, *problems):
-        """Fails with the first of @p problems that is not empty (a sentence, or a false value)."""
-        for problem in problems:
-            if problem:
-                self.fail(problem)
+    # ---- checks on what the kernel printed (believed unless a witness confirms it; check(): Checks)
 
     def expect_outcome(self, wanted):
         got = self.outcome()

@@ -21,10 +21,18 @@ from dataclasses import dataclass
 
 from . import contract
 from .lifecycle import return_address
+from .outcomes import Checks
 from .processes import parse_reaped, written
+from .proof import proof
 from .symbols import address_of, fact
 from .witness import PAGE, pick_in
 from .watch import GRADER_MEMORY, Watch, syscall_name, syscall_number
+
+
+def holds(problem):
+    """In a witness script: fails with @p problem (a check's finding) unless it is empty."""
+    if problem:
+        raise AssertionError(problem)
 
 
 def signed(value):
@@ -125,7 +133,7 @@ class Trace:
         raise AssertionError(f"the grader followed {limit} stops without seeing the end it waited for")
 
 
-class LabTest:
+class LabTest(Checks):
     """One lab test: its token (the inputs derive from it), its boots, its checks."""
 
     def __init__(self, boot, kernel, arch, memory="128M", token=None):
@@ -136,6 +144,10 @@ class LabTest:
     def pick(self, tag, lo, hi):
         """An input in [lo, hi] derived from the token (witness.pick_in)."""
         return pick_in(self.token, tag, lo, hi)
+
+    def mask(self, salt, bits):
+        """@p bits bits derived from the token (of proof(token, @p salt)): which pages a program writes."""
+        return proof(self.token, salt) & ((1 << bits) - 1)
 
     def selftest(self, test, script=None, require=True, **boot_args):
         """Boots self-test @p test with this token; @p script(guest) looks at it while it runs. Returns
@@ -158,12 +170,6 @@ class LabTest:
 
     def fail(self, message, cause=None):
         self.run.fail(message, cause=cause)
-
-    def check(self, *problems):
-        """Fails with the first of @p problems that is not empty (Run.check, through this test's fail())."""
-        for problem in problems:
-            if problem:
-                self.fail(problem)
 
     def expect(self, pattern, what):
         return self.run.expect(pattern, what)

@@ -192,6 +192,17 @@ def finding_first(findings, how, shown=12):
     return "\n".join([first, f"({how}{tail})"] + [f"  {f}" for f in rest])
 
 
+class Checks:
+    """check() for whatever can fail(): a Run (harness.py), a lab test (labtest.py: its fail()
+    puts its watch's cause first). Raising is all a check does; harness.decide judges."""
+
+    def check(self, *problems):
+        """Fails with the first of @p problems that is not empty (a sentence, or a false value)."""
+        for problem in problems:
+            if problem:
+                self.fail(problem)
+
+
 class GradeFailure(AssertionError):
     """A test's verdict, with everything a student needs to start debugging."""
 

@@ -26,7 +26,7 @@ from pagoda_core import qemu
 from pagoda_pt.format import SWAP_FACTS, swap_slot
 
 from . import contract as C
-from .labtest import ProcTest
+from .labtest import ProcTest, holds
 from .processes import count_used, frame_bitmap, leaf_entries, registry
 from .symbols import address_of, fact, physical_of
 from .witness import ARCHES, PAGE
@@ -147,10 +147,6 @@ class SwapState:
         i = self.index(frame)
         return self.pins[i] if i is not None else 0
 
-    def is_resident(self, frame):
-        i = self.index(frame)
-        return i is not None and self.mappings[i] > 0
-
     def nodes(self, frame):
         """[(space, root, va)] of the frame's reverse map, in its chain's order."""
         i = self.index(frame)
@@ -250,6 +246,11 @@ class Eviction:
     wrote: list = field(default_factory=list)
     slot: int | None = None
 
+    @property
+    def roots(self):
+        """How many roots mapped the frame."""
+        return len({r for r, _, _ in self.mappings})
+
 
 class SwapWatch:
     """Side stops at every eviction, write-back, disk write and disk read (and, with @p clock,
@@ -265,7 +266,7 @@ class SwapWatch:
         self.tlb = (address_of(kernel, proc["tlb_page"]), address_of(kernel, proc["tlb_all"]))
         self.evictions, self.writes, self.reads, self.disk = [], [], [], {}
         self.pending = self.swap_in_va = self.choice = self.bitmap = None
-        self.clock_checks = self.steered = 0
+        self.clock_checks = 0
         self.options = {}   # clock, tlb, swap_ins, steer: SwapTest.start() sets them before the boot
 
     def before(self, guest):
@@ -605,7 +606,6 @@ class SwapWatch:
         hand_va = struct.unpack("<Q", snap.read_phys(at + 88, 8))[0]
         snap.write_virt(hand_va, struct.pack("<Q", st.index(target)))
         snap._swap_look = None
-        self.steered += 1
 
     def pending_choice(self):
         """A choice of the clock that no eviction followed (None: none)."""
@@ -826,14 +826,26 @@ class SwapTest(ProcTest):
             snap = self.guest.stop_at(self.proc["syscall_entry"])
             if snap.register(self.proc["syscall_number"]) in wanted:
                 w = self.watch
-                problem = w.cap_problem(snap) or w.pending_choice() or rmap_problem(snap, self.kernel, *w.look(snap))
-                if problem:
-                    raise AssertionError(problem)
+                holds(w.cap_problem(snap) or w.pending_choice() or rmap_problem(snap, self.kernel, *w.look(snap)))
                 yield self.call_at(snap)
+
+    def yields_of(self, name, *also):
+        """The calls of program @p name among its yields and @p also."""
+        return (c for c in self.calls("Yield", *also) if program_of(self.look(c)[1], c.root) == name)
 
     def look(self, call):
         """(SwapState, World) at @p call's stop."""
         return self.watch.look(call.snap)
+
+    def placed(self, call, world, root, base, expected):
+        """In the script: fails unless the pages from @p base in @p root hold @p expected, each where
+        its entry says (placement_problem)."""
+        holds(placement_problem(call.snap, self.fmt, world, self.watch.image, root, base, expected))
+
+
+def yielded(calls):
+    """The next yield() among @p calls."""
+    return next(c for c in calls if c.name == "Yield")
 
 
 def program_of(world, root):

@@ -1305,6 +1305,11 @@ def _stream(token, tag):
         counter += 1
 
 
+def pages_of(base, count):
+    """The addresses of @p count pages from @p base on."""
+    return [base + j * PAGE for j in range(count)]
+
+
 def pick_in(token, tag, low, high):
     """A number in [low, high], derived from the token."""
     return low + next(_stream(token, tag)) % (high - low + 1)

@@ -265,16 +265,21 @@ def step_docs(verbose):
 LABS_PARALLEL = 3
 
 
-def step_labs(verbose):
-    argv = [paths.SYSTEM_PYTHON, os.path.join(paths.ROOT, "pagoda"), "labs", "check",
-            "--parallel", str(LABS_PARALLEL), "-j", "1"]
-    if "grade" in PROVED:   # main's full marks on every ISA: proved by the grade step
-        argv.append("--skip-main")
-    out = subprocess.run(argv, cwd=paths.ROOT, capture_output=True, text=True)
+def run_pagoda(verbose, *words):
+    """./pagoda @p words as a step: (it exited 0, its last line); its output shown when @p verbose
+    or it failed."""
+    out = subprocess.run([paths.SYSTEM_PYTHON, os.path.join(paths.ROOT, "pagoda"), *words], cwd=paths.ROOT,
+                         capture_output=True, text=True)
     if verbose or out.returncode != 0:
         print(out.stdout[-20000:] + out.stderr[-5000:])
     last = [l for l in out.stdout.splitlines() if l.strip()][-1:] or ["no output"]
     return out.returncode == 0, last[0]
+
+
+def step_labs(verbose):
+    # (--skip-main: main's full marks on every ISA, proved by the grade step)
+    return run_pagoda(verbose, "labs", "check", "--parallel", str(LABS_PARALLEL), "-j", "1",
+                      *(["--skip-main"] if "grade" in PROVED else []))
 
 
 # Whether this run checks every slip on every ISA it applies to (--full: .ci/run), or each slip on
@@ -284,14 +289,7 @@ FULL = False
 
 
 def step_mutants(verbose):
-    argv = [paths.SYSTEM_PYTHON, os.path.join(paths.ROOT, "pagoda"), "labs", "mutants"]
-    if not FULL:
-        argv.append("--one-isa")
-    out = subprocess.run(argv, cwd=paths.ROOT, capture_output=True, text=True)
-    if verbose or out.returncode != 0:
-        print(out.stdout[-20000:] + out.stderr[-5000:])
-    last = [l for l in out.stdout.splitlines() if l.strip()][-1:] or ["no output"]
-    return out.returncode == 0, last[0]
+    return run_pagoda(verbose, "labs", "mutants", *([] if FULL else ["--one-isa"]))
 
 
 # The steps: (name, function(verbose) -> (ok, detail), the steps it must start after: those whose
