@@ -1011,13 +1011,35 @@ def test_fork_prot_none(boot, kernel, arch):
 
 
 def mmap_pages(snap, root, kernel):
-    """{va: (frame, first word)} of the pages @p root maps in the mmap area (guest RAM)."""
+    """{va: (frame, first word, writable)} of the pages @p root maps in the mmap area (guest RAM)."""
     base = fact(kernel, "mmap_base")
     out = {}
-    for va, (frame, _) in Pages.of(snap, root).items():
+    for va, (frame, writable) in Pages.of(snap, root).items():
         if base <= va < base + (1 << 36):
-            out[va] = (frame, u64(snap.read_phys(frame, 8)))
+            out[va] = (frame, u64(snap.read_phys(frame, 8)), writable)
     return out
+
+
+def widened_shared(snap, kernel, parent, child):
+    """A sentence naming the first frame that @p parent's and @p child's roots both map (the
+    grader's walk) writable in one of them or both, or None. fork left every shared page read-only
+    in both (fork_problems, where it returned), so such a frame is a copy-on-write fault that took
+    a frame still shared back as it was instead of copying it."""
+    mine, theirs = Pages.of(snap, parent), Pages.of(snap, child)
+    for va, (frame, writable) in sorted(mine.items()):
+        if va not in theirs or theirs[va][0] != frame or not (writable or theirs[va][1]):
+            continue
+        writer, other = (pid_of(snap, kernel, r)[0] for r in ((parent, child) if writable else (child, parent)))
+        both = writable and theirs[va][1]
+        who = (f"pid {writer}'s and pid {other}'s copy-on-write faults at {va:#x} made frame {frame:#x} writable in "
+               "both roots" if both else
+               f"pid {writer}'s copy-on-write fault at {va:#x} made frame {frame:#x} writable while pid {other} "
+               "still maps it")
+        return (f"{who} (the grader's walk of both roots at an exit call after fork: the same frame, writable in "
+                f"{'both' if both else 'one, read-only in the other'}): a shared frame must be copied before it is "
+                "written (taken back as it is only when no other mapping of it is left), or one process's writes "
+                "reach the other's memory")
+    return None
 
 
 @lab_test(6, "fork_runs")
@@ -1052,6 +1074,13 @@ def test_fork_runs(boot, kernel, arch):
                     state["forks"][-1] = (state["forks"][-1][0], Pages.of(snap, parent))
             if not isinstance(ev, Call):
                 continue
+            if ev.name == "Exit" and len(state["forks"]) == 2 and root not in watch.kernel_roots:
+                # The first exit after the fork, whoever makes it (the child, or a parent whose
+                # stack a widened page gave the child's fork result): the parent's root beside
+                # every other process root, walked whole while both live.
+                state["widened"] = state.get("widened") or next(
+                    filter(None, (widened_shared(snap, kernel, parent, r) for r in process_roots(snap, kernel)
+                                  if r != parent)), None)
             if ev.name == "Exit" and root not in (parent, *watch.kernel_roots) and len(state["forks"]) == 2:
                 # The child ends: both roots' pages of the run, and the code it passes to exit.
                 state["child"] = dict(code=signed(snap.register(watch.proc["syscall_args"][0])) & 0xffffffff,
@@ -1078,10 +1107,14 @@ def test_fork_runs(boot, kernel, arch):
                             "must be invalidated whole, every page of it, not its first page only: the parent's TLB "
                             "keeps the writable translation of the others, and its next write, before any switch, "
                             "reaches the frame the child shares")
+    if state.get("widened"):
+        # A frame both roots map, writable in one: no stale TLB entry but a page table entry that a
+        # write fault widened in place (read-only in both where fork returned).
+        watch.fail(run, state["widened"])
     child = state.get("child")
     if child is not None:
         shared = {va: v for va, v in child["theirs"].items() if child["mine"].get(va, (None,))[0] == v[0]}
-        hit = [va for va, (frame, word) in child["theirs"].items() if word == derived(t.token, "forktree_runs_mark")]
+        hit = [va for va, (frame, word, _) in child["theirs"].items() if word == derived(t.token, "forktree_runs_mark")]
         if hit:
             va = hit[0]
             watch.fail(run, f"the parent wrote page {k} of its {n}-page run ({va:#x}) right after fork returned, before "

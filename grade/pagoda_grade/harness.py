@@ -474,6 +474,9 @@ class Booter:
         # What the grader's audits found broken at its stops (procaudit.ProcessAudit): the first
         # heads a failure of the test (Run.fail, causes.audit_first); it never fails one itself.
         self.audit_findings = []
+        # Checks of a boot's whole serial output (bytes), made once it has ended and been drained:
+        # each returns a finding for audit_findings, or None (watch.WriteWatch).
+        self.serial_checks = []
         # What the test wants said even when it passes (e.g. a check this QEMU cannot make):
         # the grade prints it under the test (grade/conftest.py, tools/pagoda/grade.py).
         self.notes = []
@@ -592,6 +595,9 @@ class Booter:
                 ours.close()
         elapsed = time.monotonic() - start
         session._watch_log(force=True)
+        if session.stop_kind != OUTPUT_LIMIT:   # (cut short: what is missing may have been dropped)
+            self.audit_findings += filter(None, (check(bytes(session.data)) for check in self.serial_checks))
+        self.serial_checks.clear()
 
         text = session.data.decode(errors="replace").replace("\r\n", "\n")
         self.serial_lines += text.splitlines()

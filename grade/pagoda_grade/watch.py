@@ -66,11 +66,15 @@ class WriteWatch:
     call's entry until it comes, then one at its return in the caller's root): a result that is an
     error while the grader reads the whole buffer through the caller's own root, and QEMU's log
     shows no kernel fault on it (a copy that faulted, with SMAP or PAN up say, is causes.py's to
-    name), is the user copy refusing a good buffer, and nothing any program says reaches the console, so every test would
-    fail on a missing line. That is a finding of the process audit (line 1 of any failure of the
-    test, Run.fail), said from outside: the call's result register and the buffer in guest RAM."""
+    name), is the user copy refusing a good buffer; a success whose buffer's first bytes (read
+    at the call's entry) are nowhere in the serial output once the boot has ended (QEMU gone, its
+    output drained: Booter.serial_checks) took the bytes and printed none of them. Either way
+    nothing any program says reaches the console, so every test would fail on a missing line.
+    That is a finding of the process audit (line 1 of any failure of the test, Run.fail), said
+    from outside: the call's result register, the buffer in guest RAM, the serial bytes."""
 
     LOOK = 64   # system calls looked at for the first write() before the watch gives up
+    SAMPLE = 32  # bytes of the buffer looked for on the console (its first chunk: one console write)
 
     def __init__(self, watch, guest):
         self.watch, self.guest = watch, guest
@@ -94,27 +98,46 @@ class WriteWatch:
             pass
         self.guest.side_stops.pop(self.entry, None)
 
+    def read(self, snap, root, fd, buf, length):
+        """The @p length bytes at @p buf through @p root when they are a console write's user
+        buffer and all mapped, else None."""
+        if fd not in (1, 2) or not 0 < length <= PAGE or buf + length > self.user_end:
+            return None
+        try:
+            return snap.read_virt(buf, length, root)
+        except (WalkError, ValueError, AssertionError):
+            return None
+
     def __call__(self, snap):
         proc = self.watch.proc
         if self.call is None and snap.pc == self.entry and self.left and snap.lower_root not in self.watch.kernel_roots:
             self.left -= 1
             if snap.register(proc["syscall_number"]) == self.write:
                 fd, buf, length = (snap.register(r) for r in proc["syscall_args"][:3])
-                self.call = (snap.lower_root, fd, buf, length, snap.register(proc["syscall_return_pc"]))
+                said = self.read(snap, snap.lower_root, fd, buf, min(length, self.SAMPLE))
+                self.call = (snap.lower_root, fd, buf, length, snap.register(proc["syscall_return_pc"]), said)
                 self.guest.side_stop(self.call[4])
             if self.call is not None or not self.left:
                 self.guest.side_stops.pop(self.entry, None)
         elif self.call is not None and snap.pc == self.call[4] and snap.lower_root == self.call[0]:
-            root, fd, buf, length, back = self.call
+            root, fd, buf, length, back, said = self.call
             self.guest.side_stops.pop(back, None)
             self.call, self.left = None, 0
             result = snap.register(proc["syscall_result"])
             result -= (1 << 64) if result >> 63 else 0
-            if result >= 0 or not 0 < length <= PAGE or fd not in (1, 2) or buf + length > self.user_end:
-                return
-            try:
-                snap.read_virt(buf, length, root)
-            except (WalkError, ValueError, AssertionError):
+            if result > 0 and said:
+                said = said[:result]
+                after = self.read(snap, root, fd, buf, len(said))
+                self.guest.booter.serial_checks.append(
+                    lambda data: None if said.replace(b"\r", b"") in data.replace(b"\r", b"") else
+                    f"write({fd}, {buf:#x}, {length}) returned {result}, read in the caller's result register at its "
+                    f"return to user mode, but the {len(said)} bytes its buffer began with at the call ({said!r}, read "
+                    "through the caller's own root) never reached the console (the whole boot's serial output): the "
+                    "call took the bytes and printed none of them"
+                    + ("; and the buffer itself changed during the call (read again at its return): a copy that wrote "
+                       "the user's buffer instead of reading it (copy_from_user()'s source and destination swapped?)"
+                       if after is not None and after != said else ""))
+            if result >= 0 or not 0 < length <= PAGE or self.read(snap, root, fd, buf, length) is None:
                 return   # (not all mapped: the error may be right)
             privilege = ARCHES[self.watch.arch].kernel_privilege
             if any(e.privilege == privilege and e.address is not None and buf <= e.address < buf + length
