@@ -75,6 +75,7 @@ TURN_BEGAN = Name("pagoda::proc::(anonymous namespace)::g_turn_began", 3, DATA)
 FRAME_DRAIN = Name("pagoda::proc::(anonymous namespace)::g_drain", 3, DATA)
 LOAD_PROGRAM = Name("pagoda::proc::load_program", 3)
 EXIT = Name(_procaudit.EXIT, 3)
+DESTROY_PROCESS = Name("pagoda::proc::destroy_process", 3)   # (process): where its teardown begins
 TIMER_TICK = Name(_procaudit.TIMER_TICK, 3)
 IDLE = Name(_procaudit.IDLE, 3)
 WAIT_FOR_INTERRUPT = Name("pagoda::arch::wait_for_interrupt", 3)
@@ -118,8 +119,8 @@ class X86:
     SYSCALL_KERNEL_SP = Name("x86_syscall_kernel_rsp", 3, DATA, "x86_64")
     USER_COPY = Name("x86_user_copy", 4, arch="x86_64")
     USER_STRING_COPY = Name("x86_user_string_copy", 4, arch="x86_64")
-    TLB_PAGE = Name("pagoda::x86::X86AddressSpace::invalidate_page", 6, arch="x86_64")
-    TLB_ALL = Name("pagoda::x86::X86AddressSpace::invalidate_all", 6, arch="x86_64")
+    TLB_PAGE = Name("pagoda::x86::X86AddressSpace::invalidate_page", 3, arch="x86_64")
+    TLB_ALL = Name("pagoda::x86::X86AddressSpace::invalidate_all", 3, arch="x86_64")
 
 
 class AARCH64:
@@ -132,8 +133,8 @@ class AARCH64:
     USER_COPY = Name("aarch64_user_copy", 4, arch="aarch64")
     USER_STRING_COPY = Name("aarch64_user_string_copy", 4, arch="aarch64")
     ASID_TABLE = Name("pagoda::aarch64::(anonymous namespace)::g_asids_used", 3, DATA, "aarch64")
-    TLB_PAGE = Name("pagoda::aarch64::Aarch64AddressSpace::invalidate_page", 6, arch="aarch64")
-    TLB_ALL = Name("pagoda::aarch64::Aarch64AddressSpace::invalidate_all", 6, arch="aarch64")
+    TLB_PAGE = Name("pagoda::aarch64::Aarch64AddressSpace::invalidate_page", 3, arch="aarch64")
+    TLB_ALL = Name("pagoda::aarch64::Aarch64AddressSpace::invalidate_all", 3, arch="aarch64")
 
 
 # The context switch of either ISA (a grader reading only a kernel ELF takes the one it has).
