@@ -372,36 +372,45 @@ def kernel_fault_in_copy(t, kernel, arch):
 @lab_test(4, "copy_frame")
 def test_copy_frame(boot, kernel, arch):
     t = LabTest(boot, kernel, arch)
-    seeds = (proof(t.token, COPY_TAG), proof(t.token, COPY_TAG + 1))
+    # The self-test's cases, in its order (its kHigh): both above the window, the source in it, the target in it.
+    names = ["between two frames above the window", "from a window frame into one above it",
+             "from a frame above the window into a window frame"]
+    cases = len(names)
+    seeds = [proof(t.token, COPY_TAG + i) for i in range(2 * cases)]
+    first = t.pick("copy first case", 0, cases - 1)
 
     def script(guest):
         snap = t.stop("copy_frame", "temp_copy", "frames")
-        source, target = snap.argument(1), snap.argument(2)
-        guest.write_phys(source, pattern_page(seeds[0]))
-        guest.write_phys(target, pattern_page(seeds[1]))
+        if snap.argument(2) != cases:
+            raise AssertionError(f"the copy_frame self-test makes {snap.argument(2)} copies, not {cases}")
+        frames = struct.unpack(f"<{2 * cases}Q", snap.read_virt(snap.argument(1), 16 * cases))
+        for frame, seed in zip(frames, seeds):
+            guest.write_phys(frame, pattern_page(seed))
         guards = GuardWatch(guest, kernel, {snap.root, snap.lower_root})
         snap = t.stop("copy_frame", "temp_copy", "copied")
-        # (walked after the copy: a kernel half that grew to reach them on the way is seen)
+        # (walked after the copies: a kernel half that grew to reach them on the way is seen)
         reach = kernel_reach(snap, kernel)
-        reached = [reach.problem(source, "the copy's source"), reach.problem(target, "the copy's target")]
-        return dict(source=source, target=target, reached=reached, after_source=snap.read_phys(source, PAGE),
-                    after_target=snap.read_phys(target, PAGE), area=temp_area(snap, kernel), **guards.end())
+        high = [frames[0], frames[1], frames[3], frames[4]]
+        return dict(frames=frames, high=high, reached=[reach.problem(f, "a frame above the window") for f in high],
+                    after=[snap.read_phys(f, PAGE) for f in frames], area=temp_area(snap, kernel), **guards.end())
 
-    w = t.selftest("copy_frame", script)
-    t.check(copy_problem(w["source"], w["target"], seeds, w["after_source"], w["after_target"]),
+    w = t.selftest("copy_frame", script, args={"first": first})
+    f, after = w["frames"], w["after"]
+    copies = [(names[k], copy_problem(f[2 * k], f[2 * k + 1], seeds[2 * k:2 * k + 2], after[2 * k], after[2 * k + 1]))
+              for k in range(cases)]
+    t.check(*(problem and f"copy_frame() {name}: {problem}" for name, problem in copies),
             # (the grader's walk of the kernel half, never the window_size fact)
-            all(w["reached"]) and "after copy_frame() the kernel half still reaches both of the copy's frames without "
-                                  "a temporary mapping: allocate_high() gave no frame only a temporary mapping reaches, "
-                                  f"or the kernel maps them some other way\n{w['reached'][0]}",
-            not any(w["reached"]) and w["guards"] < 2 and f"copy_frame() between two frames above the window made "
-            f"{w['guards']} temporary mapping(s) (the TempMap constructors the grader saw return): a frame the window "
-            "does not show is reached through a TempMap, one for each of the two",
+            all(w["reached"]) and "after copy_frame() the kernel half still reaches the copies' frames above the "
+                                  "window without a temporary mapping: allocate_high() gave no frame only a temporary "
+                                  f"mapping reaches, or the kernel maps them some other way\n{w['reached'][0]}",
+            not any(w["reached"]) and w["guards"] < len(w["high"]) and f"copy_frame() made {w['guards']} temporary "
+            f"mapping(s) (the TempMap constructors the grader saw return) for copies that touch {len(w['high'])} "
+            "frames above the window: a frame the window does not show is reached through a TempMap, one for each",
             w["guard_problem"],
             (w["area"] is None or w["area"]["depth"] != 0) and "after copy_frame() returned, the kernel's temp-map slot "
             f"stack is {'missing' if w['area'] is None else w['area']['depth']} deep (read from guest RAM): its guards "
             "must give their slots back")
-    t.expect(rf"^copy_frame: copied frame {w['source']:#x} into {w['target']:#x}; temp-map slots live now: 0$",
-             "the copy test's summary")
+    t.expect(rf"^copy_frame: {cases} copies from case {first}; temp-map slots live now: 0$", "the copy test's summary")
     t.success()
 
 
