@@ -20,17 +20,17 @@ from pagoda_grade.tempmaps import (STRESS_FRAMES, WORDS, GuardWatch, all_roots, 
                                    kernel_u64s, live_slot, low_frames, pattern, pattern_page, probe_live_problems,
                                    probe_reads_problems, root_problem, shared_slot_problems, slot_entry_problems,
                                    step_problems, stress_checksum, temp_area)
-from pagoda_grade.usercopy import (EFAULT, MAX_NAME, QEMU_LOG, badptr_result_problem, check_loader_writes,
-                                   copy_fault_problem, copy_problem, edge_cases, edge_fault_problem, fail_on_cause,
-                                   in_copy_routine, in_string_copy, readonly_copy_problem, space_copy_problem,
-                                   space_copy_source)
+from pagoda_grade.usercopy import (EFAULT, MAX_NAME, PROC_INFO_SIZE, QEMU_LOG, badptr_result_problem,
+                                   check_loader_writes, copy_fault_problem, copy_problem, edge_cases,
+                                   edge_fault_problem, fail_on_cause, in_copy_routine, in_string_copy,
+                                   readonly_copy_problem, space_copy_problem, space_copy_source)
 from pagoda_grade.watch import fault_expectation
 from pagoda_grade.witness import ARCHES, PAGE, expect_fault
 
 # Values only the grader writes into frames (pattern_page of proof(token, TAG + k)).
 PROBE_TAG, COPY_TAG, SPACE_FILL_TAG = 0x5450, 0x5443, 0x5346   # "TP", "TC", "SF"
 STRESS_MAPS = 100_000
-BADPTR_KINDS = ["null", "kernel", "noncanonical", "unmapped", "straddling", "readonly"]
+BADPTR_KINDS = ["null", "kernel", "noncanonical", "unmapped", "straddling", "readonly", "last_byte"]
 
 
 def hello_seen(t, not_roots):
@@ -286,7 +286,8 @@ def test_bad_pointers(boot, kernel, arch):
     unmapped = (1 << 36) + t.pick("badptr unmapped", 0, (1 << 24) - 1) * PAGE  # far from every segment
     readonly = user_symbol(kernel, arch, "badptr", "(anonymous namespace)::kReadOnly").address
     straddle_page = (user_symbol(kernel, arch, "badptr", "_end").address + PAGE - 1) // PAGE * PAGE
-    run = t.boot(f"badptr:{kernel_address:#x}:{unmapped:#x}")
+    last = t.pick("badptr last byte", 2, PROC_INFO_SIZE)   # last_byte: a record whose last byte alone is unmapped
+    run = t.boot(f"badptr:{kernel_address:#x}:{unmapped:#x}:{last}")
     check_loader_writes(run, kernel, t.watch)
     t.witness()
     # The cause first, from QEMU's log: which copy faulted where, and what became of it.
@@ -308,11 +309,13 @@ def test_bad_pointers(boot, kernel, arch):
                                                       else "")))
         t.fail("a bad user pointer made the kernel panic")
     expected = {"null": lambda a: a < PAGE, "unmapped": lambda a: unmapped <= a < unmapped + PAGE,
-                "straddling": lambda a: a == straddle_page, "readonly": lambda a: readonly <= a < readonly + 64}
+                "straddling": lambda a: a == straddle_page, "readonly": lambda a: readonly <= a < readonly + 64,
+                "last_byte": lambda a: a == straddle_page}
     efaults, refused = 0, {}   # routine kind ("string" or "bytes") -> a pointer whose faulting copy came back EFAULT
     for tag, kind in enumerate(BADPTR_KINDS, 1):
-        ops = [("read (write)", 0), ("read (spawn)", 1), ("write (proc_info)", 2), ("read (read)", 3)] \
-            if kind != "readonly" else [("write (proc_info)", 2), ("write (read)", 3)]
+        ops = {"readonly": [("write (proc_info)", 2), ("write (read)", 3)],
+               "last_byte": [("write (proc_info)", 2)]}.get(
+            kind, [("read (write)", 0), ("read (spawn)", 1), ("write (proc_info)", 2), ("read (read)", 3)])
         for op, salt in ops:
             said = run.search(rf"badptr: {kind} {re.escape(op)} -> (-?\d+) proof=")  # after what write() printed
             string = op == "read (spawn)"
@@ -321,7 +324,7 @@ def test_bad_pointers(boot, kernel, arch):
             if said and int(said[1]) == EFAULT and seen:
                 refused.setdefault("string" if string else "bytes", kind)
             if said and int(said[1]) != EFAULT:
-                t.check(badptr_result_problem(run, kind, op, int(said[1]), seen, refused, kernel_address))
+                t.check(badptr_result_problem(run, kind, op, int(said[1]), seen, refused, kernel_address, last))
             got = proof(t.token, (EFAULT & MASK64) ^ (tag << 8) ^ salt)
             t.expect(rf"^badptr: {kind} {re.escape(op)} -> {EFAULT} proof={got:016x}$", f"EFAULT for a {kind} pointer ({op})")
             efaults += 1
@@ -349,7 +352,8 @@ def kernel_fault_in_copy(t, kernel, arch):
     user = (1 << 32) + t.pick("kernel copy user page", 0, (1 << 24) - 1) * PAGE + word   # the kernel root maps none
     hole = fact(kernel, "window_base") + fact(kernel, "window_size")   # up to the MMIO area: nothing mapped
     va = hole + t.pick("kernel copy page", 0, (1 << 24) - 1) * PAGE + word
-    run = t.selftest("kernel_copy_fault", args={"user": user, "addr": va})
+    size = t.pick("kernel copy size", 1, 64)   # then written to it: the copy's first store faults
+    run = t.selftest("kernel_copy_fault", args={"user": user, "addr": va, "size": size})
     said = panic_line("\n".join(run.lines))
     back = run.search(rf"^kernel_copy_fault: the copy from user address {user:#x} came back, 8 bytes not copied$")
     if not back or not any(recovered_by_fixup(kernel, f) and f.address == user for f in run.log.faults):
@@ -357,6 +361,17 @@ def kernel_fault_in_copy(t, kernel, arch):
             f"a user copy that faulted on user address {user:#x} (the kernel's root maps no user page) did not come "
             "back through its fix-up with 8 bytes not copied: user_fixup_for() must give the entry's resume address "
             "for a user address"))
+    stored = run.search(rf"^kernel_copy_fault: the copy of {size} bytes to user address {user:#x} came back, (\d+) "
+                        "bytes not copied$")
+    if not stored:
+        t.fail(f"the kernel's check: {said}" if said else "missing: the line of the copy to a user address", cause=(
+            f"a user copy of {size} bytes to user address {user:#x} (unmapped: its first store faults) did not come "
+            "back through its fix-up: every store that may fault on a user address needs its fix-up entry"))
+    if int(stored[1]) != size:
+        found = (f"a user copy of {size} bytes to user address {user:#x} (unmapped: its first store faults) came back "
+                 f"with {stored[1]} bytes not copied: the fix-up path must make the copy return the {size} bytes it did "
+                 "not copy (a byte count taken down before the store that faulted?)")
+        t.fail(found, cause=found)
     if "user_fixup_for(" in said or "came back" in said:
         t.fail(f"the kernel's check: {said}", cause=(
             f"a user copy that faulted on kernel address {va:#x} was given a fix-up: user_fixup_for() must give 0 for "
@@ -372,36 +387,45 @@ def kernel_fault_in_copy(t, kernel, arch):
 @lab_test(4, "copy_frame")
 def test_copy_frame(boot, kernel, arch):
     t = LabTest(boot, kernel, arch)
-    seeds = (proof(t.token, COPY_TAG), proof(t.token, COPY_TAG + 1))
+    # The self-test's cases, in its order (its kHigh): both above the window, the source in it, the target in it.
+    names = ["between two frames above the window", "from a window frame into one above it",
+             "from a frame above the window into a window frame"]
+    cases = len(names)
+    seeds = [proof(t.token, COPY_TAG + i) for i in range(2 * cases)]
+    first = t.pick("copy first case", 0, cases - 1)
 
     def script(guest):
         snap = t.stop("copy_frame", "temp_copy", "frames")
-        source, target = snap.argument(1), snap.argument(2)
-        guest.write_phys(source, pattern_page(seeds[0]))
-        guest.write_phys(target, pattern_page(seeds[1]))
+        if snap.argument(2) != cases:
+            raise AssertionError(f"the copy_frame self-test makes {snap.argument(2)} copies, not {cases}")
+        frames = struct.unpack(f"<{2 * cases}Q", snap.read_virt(snap.argument(1), 16 * cases))
+        for frame, seed in zip(frames, seeds):
+            guest.write_phys(frame, pattern_page(seed))
         guards = GuardWatch(guest, kernel, {snap.root, snap.lower_root})
         snap = t.stop("copy_frame", "temp_copy", "copied")
-        # (walked after the copy: a kernel half that grew to reach them on the way is seen)
+        # (walked after the copies: a kernel half that grew to reach them on the way is seen)
         reach = kernel_reach(snap, kernel)
-        reached = [reach.problem(source, "the copy's source"), reach.problem(target, "the copy's target")]
-        return dict(source=source, target=target, reached=reached, after_source=snap.read_phys(source, PAGE),
-                    after_target=snap.read_phys(target, PAGE), area=temp_area(snap, kernel), **guards.end())
+        high = [frames[0], frames[1], frames[3], frames[4]]
+        return dict(frames=frames, high=high, reached=[reach.problem(f, "a frame above the window") for f in high],
+                    after=[snap.read_phys(f, PAGE) for f in frames], area=temp_area(snap, kernel), **guards.end())
 
-    w = t.selftest("copy_frame", script)
-    t.check(copy_problem(w["source"], w["target"], seeds, w["after_source"], w["after_target"]),
+    w = t.selftest("copy_frame", script, args={"first": first})
+    f, after = w["frames"], w["after"]
+    copies = [(names[k], copy_problem(f[2 * k], f[2 * k + 1], seeds[2 * k:2 * k + 2], after[2 * k], after[2 * k + 1]))
+              for k in range(cases)]
+    t.check(*(problem and f"copy_frame() {name}: {problem}" for name, problem in copies),
             # (the grader's walk of the kernel half, never the window_size fact)
-            all(w["reached"]) and "after copy_frame() the kernel half still reaches both of the copy's frames without "
-                                  "a temporary mapping: allocate_high() gave no frame only a temporary mapping reaches, "
-                                  f"or the kernel maps them some other way\n{w['reached'][0]}",
-            not any(w["reached"]) and w["guards"] < 2 and f"copy_frame() between two frames above the window made "
-            f"{w['guards']} temporary mapping(s) (the TempMap constructors the grader saw return): a frame the window "
-            "does not show is reached through a TempMap, one for each of the two",
+            all(w["reached"]) and "after copy_frame() the kernel half still reaches the copies' frames above the "
+                                  "window without a temporary mapping: allocate_high() gave no frame only a temporary "
+                                  f"mapping reaches, or the kernel maps them some other way\n{w['reached'][0]}",
+            not any(w["reached"]) and w["guards"] < len(w["high"]) and f"copy_frame() made {w['guards']} temporary "
+            f"mapping(s) (the TempMap constructors the grader saw return) for copies that touch {len(w['high'])} "
+            "frames above the window: a frame the window does not show is reached through a TempMap, one for each",
             w["guard_problem"],
             (w["area"] is None or w["area"]["depth"] != 0) and "after copy_frame() returned, the kernel's temp-map slot "
             f"stack is {'missing' if w['area'] is None else w['area']['depth']} deep (read from guest RAM): its guards "
             "must give their slots back")
-    t.expect(rf"^copy_frame: copied frame {w['source']:#x} into {w['target']:#x}; temp-map slots live now: 0$",
-             "the copy test's summary")
+    t.expect(rf"^copy_frame: {cases} copies from case {first}; temp-map slots live now: 0$", "the copy test's summary")
     t.success()
 
 

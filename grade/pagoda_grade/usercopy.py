@@ -276,11 +276,11 @@ def readonly_copy_problem(ro, o4, n4, w, fill):
     return None
 
 
-def badptr_result_problem(run, kind, op, result, seen, refused, kernel_address):
+def badptr_result_problem(run, kind, op, result, seen, refused, kernel_address, last):
     """What badptr's @p op on its @p kind pointer got wrong when it returned @p result, not EFAULT:
     @p seen, the copy faults QEMU's log shows recovered for that pointer by the routine the op
-    uses; @p refused, {routine: a pointer whose faulting copy came back EFAULT}. None when the
-    grader can say no more than the missing EFAULT line."""
+    uses; @p refused, {routine: a pointer whose faulting copy came back EFAULT}; @p last, the size
+    of the last_byte record. None when the grader can say no more than the missing EFAULT line."""
     string = op == "read (spawn)"   # the name: the string copy (the others: the byte copy)
     call = op.split()[-1].strip('()')
     at = f"{run.symbol_of(seen[0].pc) or hex(seen[0].pc)} on {seen[0].address:#x}" if seen else ""
@@ -289,6 +289,13 @@ def badptr_result_problem(run, kind, op, result, seen, refused, kernel_address):
                 f"spawn() returned {result}, not EFAULT ({EFAULT}): the string copy's fix-up must return -1 (reading "
                 "faulted), not the length read so far, which copy_string_from_user() takes for a string")
     routine = "string" if string else "bytes"
+    if seen and result >= 0 and kind == "last_byte":
+        # (the straddling record before it, cut short part-way by the same page, came back EFAULT)
+        return (f"proc_info() of a {last}-byte record whose last byte alone lies on an unmapped page faulted there "
+                f"({QEMU_LOG}: at {run.symbol_of(seen[-1].pc) or hex(seen[-1].pc)} on {seen[-1].address:#x}) and "
+                f"resumed at its fix-up, yet returned {result}, not EFAULT ({EFAULT}): the fix-up path must make the "
+                "copy return the 1 byte it did not copy, not 0 (a byte count taken down before the store that "
+                "faulted?)")
     if seen and result >= 0 and routine in refused:
         # The same routine's fix-up made another copy EFAULT: it returns the bytes left, and the
         # caller of this copy did not refuse them.

@@ -169,33 +169,46 @@ namespace {
 
 /// The two stops of the copy test (the first argument of pagoda_grader_checkpoint()).
 enum CopyStop : u64 {
-  kCopyFramesStop = 0x544d11,  ///< the frames taken: the grader fills both
-  kCopiedStop = 0x544d12,      ///< copy_frame() has returned: the grader reads both
+  kCopyFramesStop = 0x544d11,  ///< the frames taken: the grader fills them all
+  kCopiedStop = 0x544d12,      ///< every copy_frame() has returned: the grader reads them all
 };
 PAGODA_FACT(temp_copy_frames_stop, kCopyFramesStop)
 PAGODA_FACT(temp_copy_copied_stop, kCopiedStop)
 
+/// The copies, each between frames of its own: both above the window, the source in the window
+/// and the target above it, the source above and the target in the window.
+constexpr usize kCopies = 3;
+
+/// A frame for the copy test, above the window (@p high, when the machine has RAM there) or in it.
+PhysAddr copy_test_frame(bool high) {
+  const PhysAddr limit = vm::reachable_limit();
+  const Result<PhysAddr> frame = high ? vm::frames().allocate_high() : vm::frames().allocate_below(limit);
+  if (frame.is_error()) panic("copy_frame: no frame for the test: {}", frame.error());
+  return frame.value();
+}
+
 }  // namespace
 
-/// vm::copy_frame(), witnessed. Takes two frames (above the window when the machine has RAM
-/// there) and stops (kCopyFramesStop, with the source and the target) so that the grader fills
-/// each with values of its own; copies the source into the target with vm::copy_frame() and stops
-/// again (kCopiedStop): the grader reads both frames from guest RAM, and judges. Given code.
+/// vm::copy_frame(), witnessed. Takes a source and a target for each of the kCopies cases (case
+/// k: frames[2k], frames[2k + 1]) and stops (kCopyFramesStop, with the frames and kCopies) so
+/// that the grader fills each frame with values of its own; makes the copies with
+/// vm::copy_frame(), starting at case first=K (the grader's pick) and going round, and stops
+/// again (kCopiedStop): the grader reads every frame from guest RAM, and judges. Given code.
 PAGODA_SELFTEST(copy_frame) {
   if (!vm::ready()) panic("lab 1 is not done: the kernel has no page tables of its own");
-  PhysAddr frames[2];
-  for (PhysAddr& f : frames) {
-    const Result<PhysAddr> frame = vm::frames().allocate_high();
-    if (frame.is_error()) panic("copy_frame: no frame for the test: {}", frame.error());
-    f = frame.value();
+  constexpr bool kHigh[2 * kCopies] = {true, true, false, true, true, false};
+  u64 frames[2 * kCopies];
+  for (usize i = 0; i < 2 * kCopies; ++i) frames[i] = copy_test_frame(kHigh[i]).value();
+  const u64 first = ctx.arg("first", 0) % kCopies;
+  pagoda_grader_checkpoint(kCopyFramesStop, reinterpret_cast<u64>(frames), kCopies);
+  for (usize i = 0; i < kCopies; ++i) {
+    const usize k = (first + i) % kCopies;
+    vm::copy_frame(PhysAddr(frames[2 * k + 1]), PhysAddr(frames[2 * k]));
   }
-  const PhysAddr source = frames[0], target = frames[1];
-  pagoda_grader_checkpoint(kCopyFramesStop, source.value(), target.value());
-  vm::copy_frame(target, source);
   const usize live = TempMapArea::current() != nullptr ? TempMapArea::current()->depth() : 0;
-  pagoda_grader_checkpoint(kCopiedStop, source.value(), target.value());
-  println("copy_frame: copied frame {:#x} into {:#x}; temp-map slots live now: {}", source.value(), target.value(), live);
-  for (const PhysAddr f : frames) vm::frames().free(f);
+  pagoda_grader_checkpoint(kCopiedStop, reinterpret_cast<u64>(frames), kCopies);
+  println("copy_frame: {} copies from case {}; temp-map slots live now: {}", kCopies, first, live);
+  for (const u64 f : frames) vm::frames().free(PhysAddr(f));
 }
 
 }  // namespace pagoda

@@ -142,19 +142,24 @@ PAGODA_SELFTEST(space_copy) {
           proof(ctx.token, u64(t.results[0]) ^ (u64(t.results[1]) << 1) ^ (u64(t.results[2]) << 2)));
 }
 
-/// A user copy's instruction faulting on a user address, then on a kernel one (lab 4, rule 11 of
-/// its handout). The copy routine is called, inside a UserAccessScope, first on user=VA, a user
-/// address the grader picks (the kernel's root maps no user page): the fix-up must take that
-/// fault, and the copy comes back with the bytes it did not copy. Then on addr=VA, a kernel-half
-/// address the grader picks where nothing is mapped, as a kernel path that skipped the range
-/// check would: no fix-up may take that fault (user_fixup_for() gives 0 outside the user half),
-/// and the kernel must stop with its report of a kernel fault. Reaching the line after the second
-/// copy is the failure.
+/// A user copy's instruction faulting on a user address, then on a kernel one (lab 4, rules 10
+/// and 11 of its handout). The copy routine is called, inside a UserAccessScope, first on user=VA,
+/// a user address the grader picks (the kernel's root maps no user page), reading 8 bytes from it
+/// and then writing size=N bytes to it (N the grader's too): the fix-up must take both faults, the
+/// load's and the store's, and each copy comes back with the bytes it did not copy, all of them.
+/// Then on addr=VA, a kernel-half address the grader picks where nothing is mapped, as a kernel
+/// path that skipped the range check would: no fix-up may take that fault (user_fixup_for() gives
+/// 0 outside the user half), and the kernel must stop with its report of a kernel fault. Reaching
+/// the line after the last copy is the failure.
 PAGODA_SELFTEST(kernel_copy_fault) {
   if (!vm::ready()) panic("kernel_copy_fault: no virtual memory (a lab is not done yet)");
   const u64 user = ctx.arg("user", 0x0000'1234'5678'9000ull);
   const u64 va = ctx.arg("addr", layout::kWindowBase + layout::kWindowSize + 0x1234'5000ull);
+  const u64 size = ctx.arg("size", 8);
   if (!proc::in_user_half(user, 8)) panic("kernel_copy_fault: user={:#x} is not a user address", user);
+  if (size == 0 || size > 64 || !proc::in_user_half(user, size)) {
+    panic("kernel_copy_fault: size={} is not 1 to 64 bytes of the user half", size);
+  }
   if (proc::in_user_half(va, 1)) panic("kernel_copy_fault: addr={:#x} is a user address, not a kernel one", va);
   u64 value = 0;
   usize left = 0;
@@ -163,6 +168,13 @@ PAGODA_SELFTEST(kernel_copy_fault) {
     left = arch::user_copy(&value, reinterpret_cast<const void*>(user), sizeof value);
   }
   println("kernel_copy_fault: the copy from user address {:#x} came back, {} bytes not copied", user, left);
+  const u8 bytes[64] = {};
+  {
+    proc::UserAccessScope open;
+    left = arch::user_copy(reinterpret_cast<void*>(user), bytes, size);
+  }
+  println("kernel_copy_fault: the copy of {} bytes to user address {:#x} came back, {} bytes not copied", size, user,
+          left);
   println("kernel_copy_fault: a user copy from kernel address {:#x}", va);
   {
     proc::UserAccessScope open;

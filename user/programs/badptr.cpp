@@ -2,11 +2,14 @@
 // what each call returned (lab 4's safe user copies). Each must come back EFAULT; the kernel
 // must neither fault nor panic.
 //
-//   badptr KERNEL UNMAPPED     KERNEL: an address in the kernel half; UNMAPPED: a user address
-//                              that is not mapped (both chosen by the grader at run time)
+//   badptr KERNEL UNMAPPED LAST   KERNEL: an address in the kernel half; UNMAPPED: a user address
+//                                 that is not mapped; LAST: a record size, 2 to sizeof(ProcInfo)
+//                                 (all three chosen by the grader at run time)
 //
 // The kinds: null, kernel half, non-canonical, unmapped, straddling the end of the program's
-// last mapped page, and (writes only) a read-only page of the program's own. A read is the
+// last mapped page, (writes only) a read-only page of the program's own, and (proc_info only)
+// last_byte: a LAST-byte record whose last byte alone lies past that page, so that the copy
+// faults on its very last store, with one byte not copied. A read is the
 // kernel reading user memory (write's buffer, spawn's name); a write is the kernel writing it
 // (proc_info's result). read(0, buffer) does both: it proves its buffer (reads it, writes it
 // back) before it waits for input, so a bad buffer returns EFAULT at once, in the read
@@ -33,8 +36,9 @@ struct Kind {
 int main(int, char**) {
   const u64 kernel = arg_number(1, 0);
   const u64 unmapped = arg_number(2, 0);
-  if (kernel == 0 || unmapped == 0) {
-    println("badptr: usage: badptr KERNEL UNMAPPED");
+  const u64 last = arg_number(3, 0);
+  if (kernel == 0 || unmapped == 0 || last < 2 || last > sizeof(abi::ProcInfo)) {
+    println("badptr: usage: badptr KERNEL UNMAPPED LAST");
     return 2;
   }
   const u64 end_page = (u64(reinterpret_cast<uptr>(_end)) + 0xfff) & ~u64(0xfff);
@@ -65,6 +69,11 @@ int main(int, char**) {
             proof(token(), u64(r) ^ (tag << 8) ^ 3));
     faults += (p == -14) + (r == -14);
   }
+  // last_byte: only proc_info(), whose copy's very last store is the one that faults.
+  ++tag;
+  const i64 p = call(abi::Syscall::ProcInfo, end_page - (last - 1), last);
+  println("badptr: last_byte write (proc_info) -> {} proof={:016x}", p, proof(token(), u64(p) ^ (tag << 8) ^ 2));
+  faults += p == -14;
   println("badptr: {} EFAULTs proof={:016x}", faults, proof(token(), faults));
   return 0;
 }
