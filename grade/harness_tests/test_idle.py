@@ -59,3 +59,18 @@ def test_the_table_is_read_after_enough_idle_interrupts_in_a_row(monkeypatch):
 def test_a_table_that_still_moves_lets_the_boot_go_on(monkeypatch):
     w = watch(monkeypatch, [rec(1, 0, WAITING), rec(2, 1, SLEEPING)])
     assert w.feed([event(INTERRUPT, 0x1010)] * 10) is None
+
+
+def test_a_process_left_running_while_the_cpu_idles_is_named(monkeypatch):
+    """A Running process while the CPU idles with no current process: the scheduler picks only
+    Ready ones, so it never runs again (slip lab3/schedule-lone-process-to-idle)."""
+    import pagoda_grade.procaudit as procaudit
+    from pagoda_grade.idle import left_running
+    table = [rec(1, 0, RUNNING)]
+    monkeypatch.setattr(procaudit, "read_current", lambda read_phys, facts, recs: (None, 0))
+    reason = left_running(F, table, None)
+    assert reason.startswith(IDLE_STOP) and "pid 1 (forktree) is Running" in reason and "idle loop" in reason
+    assert left_running(F, [rec(1, 0, SLEEPING)], None) is None
+    # A process that waits in the kernel (a self-test, a system call that sleeps there) is current.
+    monkeypatch.setattr(procaudit, "read_current", lambda read_phys, facts, recs: (recs[0], 0xffff0000))
+    assert left_running(F, table, None) is None

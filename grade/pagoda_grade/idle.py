@@ -7,7 +7,9 @@ ends the run of such interrupts: it runs, makes a system call, takes a fault. So
 IDLE_TICKS interrupts in a row taken in the idle loop (seen from outside, in QEMU's log), the
 grader reads the process table in guest RAM (QEMU's memfd) and ends the boot when nothing in it
 can ever run again: there are processes, and each one waits for a child or has ended and waits
-for its parent (a zombie whose parent is gone or never looks), none ready, running or asleep.
+for its parent (a zombie whose parent is gone or never looks), none ready, running or asleep;
+or when one is marked Running while the CPU idles with no current process (left_running():
+the scheduler picks only Ready processes, so it never runs again).
 Nothing the guest does changes that table again (the timer only wakes sleepers, the console only
 a reader or a foreground process killed by a typed Ctrl-C, which the grader does not type): the
 boot would only run into its deadline, after minutes of idling at the grader's expense (QEMU
@@ -60,6 +62,19 @@ def nothing_can_run(facts, recs):
                "adopter, pid 1, or to the kernel, parent 0)" if orphans else ""))
 
 
+def left_running(facts, recs, read_phys):
+    """None, or a sentence naming a process of @p recs marked Running while the CPU idles in the
+    idle loop (no current process): nothing ever picks a Running process again."""
+    from . import procaudit
+    if not any(r.state == facts.running for r in recs):
+        return None
+    current, pointer = procaudit.read_current(read_phys, facts, recs)
+    if current is not None or pointer:
+        return None     # (a process waiting in the kernel: it is current)
+    why = procaudit.audit_table(facts, recs, None, 0, f"after {IDLE_TICKS} interrupts in a row taken in the idle loop")
+    return f"{IDLE_STOP}: {why}" if why else None
+
+
 class IdleWatch:
     """Watches the exception log's events of one witnessed boot (feed()) and says when the guest
     idles with nothing that can run (nothing_can_run()), reading the process table through
@@ -108,6 +123,7 @@ class IdleWatch:
         self.run = 0
         from . import procaudit
         try:
-            return nothing_can_run(self.facts, procaudit.read_table(self.read_phys, self.facts))
+            recs = procaudit.read_table(self.read_phys, self.facts)
+            return nothing_can_run(self.facts, recs) or left_running(self.facts, recs, self.read_phys)
         except (OSError, ValueError):
             return None
