@@ -144,9 +144,11 @@ bool Aarch64AddressSpace::shares_kernel_half(FormatSink& why) const {
   if (upper().root() != kernel_root_) {
     const u64* entries = upper().root_entries();
     usize valid = 0;
-    for (usize i = 0; entries != nullptr && i < Format::kEntriesPerTable; ++i) valid += Format::is_present(entries[i], 0);
-    format_to(why, "the space gives TTBR1_EL1 a tree of its own, root {:#x} ({} valid top-level entries), not the "
-                   "kernel root {:#x}: {}",
+    for (usize i = 0; entries != nullptr && i < Format::kEntriesPerTable; ++i)
+      valid += Format::is_present(entries[i], 0);
+    format_to(why,
+              "the space gives TTBR1_EL1 a tree of its own, root {:#x} ({} valid top-level entries), not the "
+              "kernel root {:#x}: {}",
               upper().root().value(), valid, kernel_root_.value(),
               valid == 0 ? "a kernel half that was never filled in (the vectors and the kernel stacks are not there)"
                          : "a copy, frozen when it was made (what the kernel maps later is not there)");

@@ -12,7 +12,7 @@
 
 /* QEMU virt: RAM starts at 1 GiB; everything below is flash and device registers. */
 #define RAM_BASE 0x40000000
-#define PL011_BASE 0x09000000           /* the boot console until the device tree is read */
+#define PL011_BASE 0x09000000 /* the boot console until the device tree is read */
 
 /*
  * The boot maps, all 1 GiB blocks:
@@ -26,7 +26,7 @@
 #define BOOT_MAP_GIB 4
 #define BOOT_DEVICE_GIB 1
 #define BOOT_WINDOW_L0_INDEX 256
-#define BOOT_MMIO_L0_INDEX 384          /* 0xffffc00000000000: devices (kMmioBase) */
+#define BOOT_MMIO_L0_INDEX 384 /* 0xffffc00000000000: devices (kMmioBase) */
 #define BOOT_WINDOW_GIB (BOOT_MAP_GIB - BOOT_DEVICE_GIB)
 #define BOOT_KERNEL_L0_INDEX 511
 #define BOOT_KERNEL_L1_INDEX 510
@@ -48,8 +48,9 @@
 #define TCR_SH1_INNER (3 << 28)
 #define TCR_TG1_4K (2 << 30)
 #define TCR_IPS_SHIFT 32
-#define TCR_BOOT_VALUE (TCR_T0SZ_16 | TCR_IRGN0_WB | TCR_ORGN0_WB | TCR_SH0_INNER | TCR_TG0_4K | \
-                        TCR_T1SZ_16 | TCR_IRGN1_WB | TCR_ORGN1_WB | TCR_SH1_INNER | TCR_TG1_4K)
+#define TCR_BOOT_VALUE                                                                                   \
+  (TCR_T0SZ_16 | TCR_IRGN0_WB | TCR_ORGN0_WB | TCR_SH0_INNER | TCR_TG0_4K | TCR_T1SZ_16 | TCR_IRGN1_WB | \
+   TCR_ORGN1_WB | TCR_SH1_INNER | TCR_TG1_4K)
 
 /*
  * SCTLR_EL1: MMU (M), data and instruction caches (C, I), stack alignment checks (SA, SA0),
@@ -67,16 +68,15 @@
 #define SCTLR_NTWE (1 << 18)
 #define SCTLR_SPAN (1 << 23)
 #define SCTLR_RES1 ((1 << 11) | (1 << 20) | (1 << 22) | (1 << 23) | (1 << 28) | (1 << 29))
-#define SCTLR_BOOT_VALUE (SCTLR_RES1 | SCTLR_M | SCTLR_C | SCTLR_SA | SCTLR_SA0 | SCTLR_I | \
-                          SCTLR_NTWI | SCTLR_NTWE)
+#define SCTLR_BOOT_VALUE (SCTLR_RES1 | SCTLR_M | SCTLR_C | SCTLR_SA | SCTLR_SA0 | SCTLR_I | SCTLR_NTWI | SCTLR_NTWE)
 
-#define ID_MMFR1_PAN_SHIFT 20           /* ID_AA64MMFR1_EL1.PAN: nonzero when PAN exists */
-#define PSTATE_PAN_BIT 22               /* the PAN register (S3_0_C4_C2_3) holds PSTATE.PAN here */
+#define ID_MMFR1_PAN_SHIFT 20 /* ID_AA64MMFR1_EL1.PAN: nonzero when PAN exists */
+#define PSTATE_PAN_BIT 22     /* the PAN register (S3_0_C4_C2_3) holds PSTATE.PAN here */
 
 /* EL2 -> EL1 (QEMU's virt,virtualization=on enters at EL2). */
-#define HCR_EL2_RW (1 << 31)            /* EL1 runs in AArch64 */
-#define CNTHCTL_EL1PCTEN_EL1PCEN 3      /* EL1 may use the physical counter and timer */
-#define SPSR_EL1H_MASKED 0x3c5          /* EL1 with SP_EL1, D A I F masked */
+#define HCR_EL2_RW (1 << 31)       /* EL1 runs in AArch64 */
+#define CNTHCTL_EL1PCTEN_EL1PCEN 3 /* EL1 may use the physical counter and timer */
+#define SPSR_EL1H_MASKED 0x3c5     /* EL1 with SP_EL1, D A I F masked */
 
 /*
  * Semihosting (QEMU's -semihosting-config enable=on,target=native): HLT #0xF000 with the

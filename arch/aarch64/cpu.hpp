@@ -8,11 +8,11 @@
 namespace pagoda::aarch64 {
 
 /// Reads the system register named @p reg (an assembler name such as "esr_el1").
-#define PAGODA_READ_SYSREG(reg)                          \
-  ({                                                     \
-    ::pagoda::u64 _pagoda_value;                         \
+#define PAGODA_READ_SYSREG(reg)                         \
+  ({                                                    \
+    ::pagoda::u64 _pagoda_value;                        \
     asm volatile("mrs %0, " reg : "=r"(_pagoda_value)); \
-    _pagoda_value;                                       \
+    _pagoda_value;                                      \
   })
 /// Writes @p value to the system register named @p reg.
 #define PAGODA_WRITE_SYSREG(reg, value) asm volatile("msr " reg ", %0" ::"r"(::pagoda::u64(value)) : "memory")

@@ -75,8 +75,8 @@ void critical_ranges(CriticalRanges& out) {
 
   out.add("the current instruction (load_ttbr0)", va(reinterpret_cast<const void*>(&aarch64::hw::load_ttbr0)), 1,
           kExecute);
-  out.add("the current instruction (kernel roots)",
-          va(reinterpret_cast<const void*>(&aarch64::hw::load_kernel_roots)), 1, kExecute);
+  out.add("the current instruction (kernel roots)", va(reinterpret_cast<const void*>(&aarch64::hw::load_kernel_roots)),
+          1, kExecute);
   const u64 vbar = PAGODA_READ_SYSREG("vbar_el1");
   out.add("the vectors (VBAR_EL1)", VirtAddr(vbar), kVectorTableSize, kExecute);
   out.add("the trap entry", va(aarch64_trap_entry), 1, kExecute);

@@ -5,12 +5,12 @@ namespace {
 
 enum Token : u32 { kBeginNode = 1, kEndNode = 2, kProp = 3, kNop = 4, kEnd = 9 };
 
-constexpr u32 kOldestVersion = 16;          ///< v16 has no size_dt_struct: the block runs to the end
+constexpr u32 kOldestVersion = 16;  ///< v16 has no size_dt_struct: the block runs to the end
 constexpr u32 kFirstVersionWithStructSize = 17;
 constexpr u32 kNewestCompatibleVersion = 17;
 constexpr usize kMaxDepth = 16;
 constexpr u32 kDefaultAddressCells = 2, kDefaultSizeCells = 1;
-constexpr u32 kMaxCells = 2;                ///< a u64 holds two cells
+constexpr u32 kMaxCells = 2;  ///< a u64 holds two cells
 constexpr usize kCell = 4;
 constexpr usize kReservationEntry = 16;
 
@@ -25,14 +25,14 @@ constexpr u32 be32(const u8* p) { return u32(p[0]) << 24 | u32(p[1]) << 16 | u32
 constexpr u64 be64(const u8* p) { return u64(be32(p)) << 32 | be32(p + 4); }
 
 struct Header {
-  u32 magic, totalsize, off_dt_struct, off_dt_strings, off_mem_rsvmap, version, last_comp_version,
-      boot_cpuid_phys, size_dt_strings, size_dt_struct;
+  u32 magic, totalsize, off_dt_struct, off_dt_strings, off_mem_rsvmap, version, last_comp_version, boot_cpuid_phys,
+      size_dt_strings, size_dt_struct;
 };
 
 Header read_header(const u8* p) {
   Header h;
-  u32* fields[] = {&h.magic, &h.totalsize, &h.off_dt_struct, &h.off_dt_strings, &h.off_mem_rsvmap, &h.version,
-                   &h.last_comp_version, &h.boot_cpuid_phys, &h.size_dt_strings, &h.size_dt_struct};
+  u32* fields[] = {&h.magic,   &h.totalsize,         &h.off_dt_struct,   &h.off_dt_strings,  &h.off_mem_rsvmap,
+                   &h.version, &h.last_comp_version, &h.boot_cpuid_phys, &h.size_dt_strings, &h.size_dt_struct};
   for (usize i = 0; i < array_size(fields); ++i) *fields[i] = be32(p + i * kCell);
   if (h.version < kFirstVersionWithStructSize) h.size_dt_struct = h.totalsize - h.off_dt_struct;
   return h;
@@ -47,7 +47,7 @@ struct Node {
   u32 address_cells = kDefaultAddressCells;  ///< #address-cells, for its children's reg
   u32 size_cells = kDefaultSizeCells;        ///< #size-cells, for its children's reg
   Bytes reg, interrupts, compatible;
-  bool memory = false;                       ///< device_type = "memory"
+  bool memory = false;  ///< device_type = "memory"
 };
 
 /// The node name without its unit address ("memory@40000000" -> "memory").
@@ -210,13 +210,15 @@ Result<usize> fdt_total_size(const u8* header, usize available) {
   if (header == nullptr || available < kFdtHeaderSize) return Error::InvalidArgument;
   const Header h = read_header(header);
   if (h.magic != kFdtMagic) return Error::InvalidArgument;
-  if (h.totalsize < kFdtHeaderSize || h.totalsize > available || h.totalsize > kFdtMaxSize) return Error::InvalidArgument;
+  if (h.totalsize < kFdtHeaderSize || h.totalsize > available || h.totalsize > kFdtMaxSize)
+    return Error::InvalidArgument;
   if (h.version < kOldestVersion || h.last_comp_version > kNewestCompatibleVersion) return Error::InvalidArgument;
   if (h.off_dt_struct % kCell != 0 || h.off_dt_struct > h.totalsize || h.size_dt_struct > h.totalsize - h.off_dt_struct)
     return Error::InvalidArgument;
   if (h.off_dt_strings > h.totalsize || h.size_dt_strings > h.totalsize - h.off_dt_strings)
     return Error::InvalidArgument;
-  if (h.off_mem_rsvmap % 8 != 0 || h.off_mem_rsvmap < kFdtHeaderSize || h.off_mem_rsvmap > h.totalsize - kReservationEntry)
+  if (h.off_mem_rsvmap % 8 != 0 || h.off_mem_rsvmap < kFdtHeaderSize ||
+      h.off_mem_rsvmap > h.totalsize - kReservationEntry)
     return Error::InvalidArgument;
   return usize(h.totalsize);
 }

@@ -33,9 +33,9 @@ inline constexpr usize kFdtMaxSize = 2 * MiB;
 
 /// What the device tree says about the devices Pagoda drives; zero when it does not say.
 struct PlatformDevices {
-  PhysAddr uart;             ///< the first PL011 ("arm,pl011")
-  PhysAddr gic_distributor;  ///< GICv2 ("arm,cortex-a15-gic", "arm,gic-400"): GICD registers
-  PhysAddr gic_cpu;          ///< GICv2 CPU interface (GICC registers)
+  PhysAddr uart;                 ///< the first PL011 ("arm,pl011")
+  PhysAddr gic_distributor;      ///< GICv2 ("arm,cortex-a15-gic", "arm,gic-400"): GICD registers
+  PhysAddr gic_cpu;              ///< GICv2 CPU interface (GICC registers)
   u32 timer_virtual_intid = 0;   ///< INTID of the EL1 virtual timer ("arm,armv8-timer")
   u32 timer_physical_intid = 0;  ///< INTID of the EL1 (non-secure) physical timer
   /// The "virtio,mmio" transports (QEMU's virt has 32), highest address first: QEMU gives its

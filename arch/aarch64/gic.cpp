@@ -25,7 +25,7 @@ constexpr u32 kEnable = 1;
 constexpr u32 kIntidMask = 0x3ff;
 constexpr u32 kFirstSpecialIntid = 1020;
 constexpr u32 kFirstSpi = 32;
-constexpr u32 kPriorityMaskAll = 0xff;   // every priority below 0xff passes
+constexpr u32 kPriorityMaskAll = 0xff;  // every priority below 0xff passes
 constexpr u8 kDefaultPriority = 0xa0;
 constexpr u8 kTargetCpu0 = 1;
 

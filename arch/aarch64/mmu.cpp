@@ -155,38 +155,36 @@ void copy_page(void* to, const void* from) {
   // 64 bytes a turn through eight general registers (the kernel is built without FP/SIMD).
   u64 a, b, c, d, e, f, g, h;
   auto* end = static_cast<u8*>(to) + Format::kPageSize;
-  asm volatile(
-      "1: ldp %[a], %[b], [%[src]]\n"
-      "   ldp %[c], %[d], [%[src], #16]\n"
-      "   ldp %[e], %[f], [%[src], #32]\n"
-      "   ldp %[g], %[h], [%[src], #48]\n"
-      "   add %[src], %[src], #64\n"
-      "   stp %[a], %[b], [%[dst]]\n"
-      "   stp %[c], %[d], [%[dst], #16]\n"
-      "   stp %[e], %[f], [%[dst], #32]\n"
-      "   stp %[g], %[h], [%[dst], #48]\n"
-      "   add %[dst], %[dst], #64\n"
-      "   cmp %[dst], %[end]\n"
-      "   b.ne 1b\n"
-      : [dst] "+r"(to), [src] "+r"(from), [a] "=&r"(a), [b] "=&r"(b), [c] "=&r"(c), [d] "=&r"(d), [e] "=&r"(e),
-        [f] "=&r"(f), [g] "=&r"(g), [h] "=&r"(h)
-      : [end] "r"(end)
-      : "memory", "cc");
+  asm volatile("1: ldp %[a], %[b], [%[src]]\n"
+               "   ldp %[c], %[d], [%[src], #16]\n"
+               "   ldp %[e], %[f], [%[src], #32]\n"
+               "   ldp %[g], %[h], [%[src], #48]\n"
+               "   add %[src], %[src], #64\n"
+               "   stp %[a], %[b], [%[dst]]\n"
+               "   stp %[c], %[d], [%[dst], #16]\n"
+               "   stp %[e], %[f], [%[dst], #32]\n"
+               "   stp %[g], %[h], [%[dst], #48]\n"
+               "   add %[dst], %[dst], #64\n"
+               "   cmp %[dst], %[end]\n"
+               "   b.ne 1b\n"
+               : [dst] "+r"(to), [src] "+r"(from), [a] "=&r"(a), [b] "=&r"(b), [c] "=&r"(c), [d] "=&r"(d), [e] "=&r"(e),
+                 [f] "=&r"(f), [g] "=&r"(g), [h] "=&r"(h)
+               : [end] "r"(end)
+               : "memory", "cc");
 }
 
 void zero_page(void* page) {
   auto* end = static_cast<u8*>(page) + Format::kPageSize;
-  asm volatile(
-      "1: stp xzr, xzr, [%[dst]]\n"
-      "   stp xzr, xzr, [%[dst], #16]\n"
-      "   stp xzr, xzr, [%[dst], #32]\n"
-      "   stp xzr, xzr, [%[dst], #48]\n"
-      "   add %[dst], %[dst], #64\n"
-      "   cmp %[dst], %[end]\n"
-      "   b.ne 1b\n"
-      : [dst] "+r"(page)
-      : [end] "r"(end)
-      : "memory", "cc");
+  asm volatile("1: stp xzr, xzr, [%[dst]]\n"
+               "   stp xzr, xzr, [%[dst], #16]\n"
+               "   stp xzr, xzr, [%[dst], #32]\n"
+               "   stp xzr, xzr, [%[dst], #48]\n"
+               "   add %[dst], %[dst], #64\n"
+               "   cmp %[dst], %[end]\n"
+               "   b.ne 1b\n"
+               : [dst] "+r"(page)
+               : [end] "r"(end)
+               : "memory", "cc");
 }
 
 PhysAddr live_root_for(VirtAddr va) {
@@ -226,7 +224,9 @@ bool paging_controls_ok(FormatSink& sink) {
   const bool pan = has_pan && (aarch64::read_pan() & aarch64::kPstatePan);
   // WXN comes on with the kernel's own tables (hw::load_kernel_roots): the boot map needs it off.
   format_to(sink, "SCTLR_EL1.M {}, PSTATE.PAN {}", mmu ? "on" : "OFF",
-            pan ? "on" : has_pan ? "OFF" : "ABSENT (this CPU has no PAN)");
+            pan       ? "on"
+            : has_pan ? "OFF"
+                      : "ABSENT (this CPU has no PAN)");
   return mmu && pan;
 }
 

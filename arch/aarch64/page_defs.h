@@ -7,14 +7,14 @@
 #pragma once
 
 #define AARCH64_PAGE_SHIFT 12
-#define AARCH64_PAGE_SIZE (1 << AARCH64_PAGE_SHIFT)              /* 4 KiB granule */
+#define AARCH64_PAGE_SIZE (1 << AARCH64_PAGE_SHIFT) /* 4 KiB granule */
 #define AARCH64_INDEX_BITS 9
-#define AARCH64_ENTRIES_PER_TABLE (1 << AARCH64_INDEX_BITS)       /* 512 */
-#define AARCH64_L1_BLOCK_SHIFT (AARCH64_PAGE_SHIFT + 2 * AARCH64_INDEX_BITS)   /* 1 GiB blocks */
+#define AARCH64_ENTRIES_PER_TABLE (1 << AARCH64_INDEX_BITS)                  /* 512 */
+#define AARCH64_L1_BLOCK_SHIFT (AARCH64_PAGE_SHIFT + 2 * AARCH64_INDEX_BITS) /* 1 GiB blocks */
 
 /* Descriptor bits (the full layouts are drawn in page_table_format.hpp). */
 #define AARCH64_DESC_VALID (1 << 0)
-#define AARCH64_DESC_TABLE (1 << 1)         /* L0-L2: a table (clear: a block); L3: a page */
+#define AARCH64_DESC_TABLE (1 << 1) /* L0-L2: a table (clear: a block); L3: a page */
 #define AARCH64_DESC_ATTR_SHIFT 2
 #define AARCH64_DESC_AP_EL0 (1 << 6)
 #define AARCH64_DESC_AP_RO (1 << 7)

@@ -110,8 +110,8 @@ struct PageTableFormat : RadixGeometry<4, AARCH64_PAGE_SHIFT, AARCH64_INDEX_BITS
   static constexpr u32 kAttrShift = AARCH64_DESC_ATTR_SHIFT;
   static constexpr u64 kAttrMask = 7ull << kAttrShift;
   static constexpr u64 kNonSecure = 1ull << 5;
-  static constexpr u64 kApEl0 = AARCH64_DESC_AP_EL0;        ///< AP[1]: EL0 may access
-  static constexpr u64 kApReadOnly = AARCH64_DESC_AP_RO;    ///< AP[2]: no writes at any EL
+  static constexpr u64 kApEl0 = AARCH64_DESC_AP_EL0;      ///< AP[1]: EL0 may access
+  static constexpr u64 kApReadOnly = AARCH64_DESC_AP_RO;  ///< AP[2]: no writes at any EL
   static constexpr u32 kShShift = AARCH64_DESC_SH_SHIFT;
   static constexpr u64 kShMask = 3ull << kShShift;
   static constexpr u64 kShInner = AARCH64_DESC_SH_INNER;
@@ -339,8 +339,11 @@ struct PageTableFormat : RadixGeometry<4, AARCH64_PAGE_SHIFT, AARCH64_INDEX_BITS
         u64 bit;
         const char* name;
       };
-      constexpr Flag kTableFlags[] = {{kPxnTable, "PXNT"}, {kUxnTable, "UXNT"}, {kApTableNoEl0, "APT-EL0"},
-                                      {kApTableReadOnly, "APT-RO"}, {kNsTable, "NST"}};
+      constexpr Flag kTableFlags[] = {{kPxnTable, "PXNT"},
+                                      {kUxnTable, "UXNT"},
+                                      {kApTableNoEl0, "APT-EL0"},
+                                      {kApTableReadOnly, "APT-RO"},
+                                      {kNsTable, "NST"}};
       for (const Flag& f : kTableFlags)
         if (e & f.bit) format_to(sink, " {}", f.name);
       return;

@@ -16,8 +16,8 @@
 namespace pagoda::aarch64 {
 namespace {
 
-constexpr usize kDr = 0x000, kFr = 0x018, kIbrd = 0x024, kFbrd = 0x028, kLcrH = 0x02c, kCr = 0x030,
-                kImsc = 0x038, kIcr = 0x044;
+constexpr usize kDr = 0x000, kFr = 0x018, kIbrd = 0x024, kFbrd = 0x028, kLcrH = 0x02c, kCr = 0x030, kImsc = 0x038,
+                kIcr = 0x044;
 constexpr u32 kFrTxFull = 1u << 5, kFrRxEmpty = 1u << 4, kFrBusy = 1u << 3;
 constexpr u32 kLcrH8BitsFifo = (3u << 5) | (1u << 4);
 constexpr u32 kCrEnable = (1u << 0) | (1u << 8) | (1u << 9);
@@ -32,8 +32,7 @@ volatile u32* reg(usize offset) {
 }
 
 void put_raw(char c) {
-  while (*reg(kFr) & kFrTxFull) {
-  }
+  while (*reg(kFr) & kFrTxFull) {}
   *reg(kDr) = u8(c);
 }
 
@@ -42,8 +41,7 @@ void put_raw(char c) {
 void pl011_init(PhysAddr base) {
   g_base = base;
   *reg(kCr) = 0;
-  while (*reg(kFr) & kFrBusy) {
-  }
+  while (*reg(kFr) & kFrBusy) {}
   *reg(kImsc) = 0;
   *reg(kIcr) = kIcrAll;
   *reg(kIbrd) = kIbrd115200;

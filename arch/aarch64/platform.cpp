@@ -37,13 +37,12 @@ bool is_kernel_stack_address(uptr at) {
   const u64 block[2] = {ADP_STOPPED_APPLICATION_EXIT, status};
   register u64 x0 asm("x0") = SEMIHOSTING_SYS_EXIT;
   register const u64* x1 asm("x1") = block;
-  asm volatile(
-      ".global aarch64_semihosting_site\n"
-      "aarch64_semihosting_site:\n"
-      "hlt %[imm]"
-      : "+r"(x0)
-      : "r"(x1), [imm] "i"(SEMIHOSTING_HLT)
-      : "memory");
+  asm volatile(".global aarch64_semihosting_site\n"
+               "aarch64_semihosting_site:\n"
+               "hlt %[imm]"
+               : "+r"(x0)
+               : "r"(x1), [imm] "i"(SEMIHOSTING_HLT)
+               : "memory");
 }
 
 /// PSCI SYSTEM_OFF through HVC: QEMU powers off and exits with status 0.
@@ -129,7 +128,8 @@ usize backtrace(uptr* out, usize max, usize skip) {
   // The boot stub's entry stack may be gone from the live roots (a switch of roots took it
   // away under the CPU): its records are read only where they are mapped.
   const auto readable = [](uptr a) {
-    const bool entry = a >= reinterpret_cast<uptr>(boot_entry_stack_bottom) && a < reinterpret_cast<uptr>(boot_entry_stack_top);
+    const bool entry = a >= reinterpret_cast<uptr>(boot_entry_stack_bottom) &&
+                       a < reinterpret_cast<uptr>(boot_entry_stack_top);
     return is_kernel_stack_address(a) && (!entry || vm::mapped_now(VirtAddr(a)));
   };
   return walk_frame_records(__builtin_frame_address(0), 2 * sizeof(uptr), +readable, out, max, skip);
@@ -137,10 +137,9 @@ usize backtrace(uptr* out, usize max, usize skip) {
 
 [[gnu::noinline]] void execute_undefined_instruction() {
   // aarch64_udf_site is a global label so that the grader can check the reported ELR against it.
-  asm volatile(
-      ".global aarch64_udf_site\n"
-      "aarch64_udf_site:\n"
-      "udf #0");
+  asm volatile(".global aarch64_udf_site\n"
+               "aarch64_udf_site:\n"
+               "udf #0");
 }
 
 Span<const u8> return_instruction() {

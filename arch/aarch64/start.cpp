@@ -89,9 +89,7 @@ extern "C" [[noreturn]] void aarch64_start(pagoda::u64 x0) {
   if (devices.uart != PhysAddr() && devices.uart != pl011_base()) pl011_init(devices.uart);
   run_global_constructors();
   arch::traps_init();
-  if (tree.is_error())
-    panic("no device tree: x0 is {:#x} and the start of RAM ({:#x}) holds none", x0, u64(RAM_BASE));
-  if (parsed.is_error())
-    panic("cannot read the device tree at {:#x}: {}", tree.value().base.value(), parsed.error());
+  if (tree.is_error()) panic("no device tree: x0 is {:#x} and the start of RAM ({:#x}) holds none", x0, u64(RAM_BASE));
+  if (parsed.is_error()) panic("cannot read the device tree at {:#x}: {}", tree.value().base.value(), parsed.error());
   kmain(g_boot_info);
 }

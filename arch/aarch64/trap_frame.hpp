@@ -32,15 +32,15 @@ enum class VectorType : u64 { Synchronous = 0, Irq = 1, Fiq = 2, SError = 3 };
 
 /// Saved state of the interrupted code, lowest address first.
 struct TrapFrame {
-  u64 x[31];              ///< x0 .. x30 (x29 the frame pointer, x30 the link register)
-  u64 sp;                 ///< the interrupted stack pointer (SP_EL1, or SP_EL0 from EL0)
-  u64 elr;                ///< ELR_EL1: where the exception happened (or returns to)
-  u64 spsr;               ///< SPSR_EL1: the interrupted PSTATE
-  u64 esr;                ///< ESR_EL1: the syndrome (synchronous exceptions and SErrors)
-  u64 far;                ///< FAR_EL1: the faulting address (aborts, alignment faults)
-  u64 kind;               ///< the vector: (VectorOrigin << 2) | VectorType
+  u64 x[31];  ///< x0 .. x30 (x29 the frame pointer, x30 the link register)
+  u64 sp;     ///< the interrupted stack pointer (SP_EL1, or SP_EL0 from EL0)
+  u64 elr;    ///< ELR_EL1: where the exception happened (or returns to)
+  u64 spsr;   ///< SPSR_EL1: the interrupted PSTATE
+  u64 esr;    ///< ESR_EL1: the syndrome (synchronous exceptions and SErrors)
+  u64 far;    ///< FAR_EL1: the faulting address (aborts, alignment faults)
+  u64 kind;   ///< the vector: (VectorOrigin << 2) | VectorType
   u64 reserved;
-  u64 frame_record[2];    ///< {x29, elr}: backtraces walk on into the interrupted code
+  u64 frame_record[2];  ///< {x29, elr}: backtraces walk on into the interrupted code
 
   VectorOrigin origin() const { return VectorOrigin((kind >> 2) & 3); }
   /// True when the entry found SP in a kernel stack's guard and built this frame on the

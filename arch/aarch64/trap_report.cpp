@@ -22,7 +22,7 @@ namespace {
 using Format = arch::PageTableFormat;
 
 void print_spsr(FormatSink& sink, u64 spsr) {
-  constexpr const char* kModes[] = {"EL0t", "?", "?", "?", "EL1t", "EL1h", "?", "?",
+  constexpr const char* kModes[] = {"EL0t", "?",    "?", "?", "EL1t", "EL1h", "?", "?",
                                     "EL2t", "EL2h", "?", "?", "EL3t", "EL3h", "?", "?"};
   format_to(sink, "({}, masked:{}{}{}{}{})", kModes[spsr & 0xf], (spsr >> 9) & 1 ? " D" : "",
             (spsr >> 8) & 1 ? " A" : "", (spsr >> 7) & 1 ? " I" : "", (spsr >> 6) & 1 ? " F" : "",
@@ -57,11 +57,12 @@ bool report_stack_overflow(const TrapFrame& f) {
   const u64 candidates[] = {has_far ? f.far : ~u64{0}, f.sp, f.sp - TRAP_FRAME_SIZE};
   for (const u64 at : candidates) {
     if (at - guard >= kPageSize) continue;
-    println("KERNEL STACK OVERFLOW: the kernel's own stack (boot_stack [{:#x}, {:#x})) ran into its guard page at {:#x} "
-            "(SP {:#x}, FAR {:#x}); the exception could not be taken on that stack, so the vector entry moved to the "
-            "overflow stack",
-            reinterpret_cast<u64>(boot_stack_bottom), reinterpret_cast<u64>(boot_stack_top), guard, f.sp,
-            has_far ? f.far : 0);
+    println(
+        "KERNEL STACK OVERFLOW: the kernel's own stack (boot_stack [{:#x}, {:#x})) ran into its guard page at {:#x} "
+        "(SP {:#x}, FAR {:#x}); the exception could not be taken on that stack, so the vector entry moved to the "
+        "overflow stack",
+        reinterpret_cast<u64>(boot_stack_bottom), reinterpret_cast<u64>(boot_stack_top), guard, f.sp,
+        has_far ? f.far : 0);
     return true;
   }
   proc::StackRange hit = has_far ? proc::guard_hit(f.far) : proc::StackRange{};
@@ -95,10 +96,11 @@ void report_exception(const TrapFrame& f) {
   const u64 ec = esr_class(f.esr);
   const bool user = f.from_el() == 0;
   if (f.type() == VectorType::Synchronous) {
-    println("TRAP: {} (EC {:#04x}) in {} mode, EL{}", exception_class_name(ec), ec, user ? "user" : "kernel", f.from_el());
+    println("TRAP: {} (EC {:#04x}) in {} mode, EL{}", exception_class_name(ec), ec, user ? "user" : "kernel",
+            f.from_el());
   } else {
-    println("TRAP: {} from the {} in {} mode, EL{}", kVectorTypeNames[u64(f.type())], kVectorOriginNames[u64(f.origin())],
-            user ? "user" : "kernel", f.from_el());
+    println("TRAP: {} from the {} in {} mode, EL{}", kVectorTypeNames[u64(f.type())],
+            kVectorOriginNames[u64(f.origin())], user ? "user" : "kernel", f.from_el());
   }
   print("  ESR {:#010x}", f.esr);
   if (f.type() == VectorType::Synchronous && is_abort(f.esr)) {
@@ -132,7 +134,15 @@ void report_exception(const TrapFrame& f) {
 }
 
 vm::TrapSite trap_site(const TrapFrame& f) {
-  return {exception_class_name(esr_class(f.esr)), nullptr, "ELR", f.elr, "FAR", f.far, nullptr, 0, f.from_el() == 0,
+  return {exception_class_name(esr_class(f.esr)),
+          nullptr,
+          "ELR",
+          f.elr,
+          "FAR",
+          f.far,
+          nullptr,
+          0,
+          f.from_el() == 0,
           is_translation_abort(f)};
 }
 

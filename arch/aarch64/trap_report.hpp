@@ -11,8 +11,8 @@
 namespace pagoda::aarch64 {
 
 inline constexpr const char* kVectorTypeNames[] = {"synchronous exception", "IRQ", "FIQ", "SError"};
-inline constexpr const char* kVectorOriginNames[] = {"current EL on SP_EL0", "current EL on SP_EL1", "lower EL (AArch64)",
-                                              "lower EL (AArch32)"};
+inline constexpr const char* kVectorOriginNames[] = {"current EL on SP_EL0", "current EL on SP_EL1",
+                                                     "lower EL (AArch64)", "lower EL (AArch32)"};
 
 /// What an abort's access tried to do, from its syndrome and the level it came from.
 Access abort_access(const TrapFrame& f);

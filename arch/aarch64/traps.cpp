@@ -124,7 +124,8 @@ const char* fault_status_name(u64 status) { return name_in(kFaultStatusNames, st
 
 Access abort_access(const TrapFrame& f) {
   return Access{.write = is_data_abort(f.esr) && (f.esr & kIssWnR) && !(f.esr & kIssCm),
-                .execute = !is_data_abort(f.esr), .user = f.from_el() == 0};
+                .execute = !is_data_abort(f.esr),
+                .user = f.from_el() == 0};
 }
 
 bool is_translation_abort(const TrapFrame& f) {
@@ -212,7 +213,8 @@ extern "C" void aarch64_trap(pagoda::aarch64::TrapFrame* frame) {
       case Overflowed::Unmapped:
         pagoda::panic("kernel stack not mapped: the running stack at {:#x} was taken away under the CPU", frame->sp);
       case Overflowed::Guard:
-        pagoda::panic("kernel stack overflow: a guard page was hit (the stack's owner recursed or used too much stack)");
+        pagoda::panic(
+            "kernel stack overflow: a guard page was hit (the stack's owner recursed or used too much stack)");
     }
   }
   const bool from_user = frame->origin() == VectorOrigin::LowerElAarch64;
@@ -241,7 +243,9 @@ extern "C" void aarch64_trap(pagoda::aarch64::TrapFrame* frame) {
         // A user copy touches user memory on the process's behalf: its fault is decided with the
         // process's rights (a page of a region comes in; anything else returns EFAULT below).
         const bool guard_up = (frame->spsr & kPstatePan) != 0;
-        const pagoda::uptr fixup = from_user ? 0 : pagoda::proc::checked_user_fixup(frame->elr, frame->far, guard_up, "PAN (SPSR.PAN set)");
+        const pagoda::uptr fixup = from_user ? 0
+                                             : pagoda::proc::checked_user_fixup(frame->elr, frame->far, guard_up,
+                                                                                "PAN (SPSR.PAN set)");
         if (fixup != 0) access.user = true;
         switch (pagoda::vm::handle_fault(pagoda::vm::current_space(), pagoda::VirtAddr(frame->far), access)) {
           case pagoda::vm::FaultDecision::Resolved: return;

@@ -50,9 +50,11 @@ extern "C" pagoda::u64 aarch64_user_trap_sp = 0;
 /// What the synchronous vector of the kernel (vectors.S, kstack_check) compares the stack
 /// pointer with: {kStackBase, the area's size, slot stride - 1, guard size}. From the one
 /// definition of the area (kernel/proc/kernel_stack.hpp).
+// clang-format off
 extern "C" alignas(32) const pagoda::u64 aarch64_kstack_area[4] = {
     pagoda::layout::kStackBase, pagoda::proc::kKernelStackSlots * pagoda::proc::kKernelStackStride,
     pagoda::proc::kKernelStackStride - 1, pagoda::proc::kKernelStackGuard};
+// clang-format on
 
 namespace pagoda::aarch64 {
 
@@ -78,8 +80,8 @@ constexpr u64 kCntkctlEl0Vcten = 1u << 1;
 /// SPSR_EL1 for a return to EL0 on SP_EL0 (M[3:0] = 0b0000, EL0t) with no exception masked.
 [[maybe_unused]] constexpr u64 kSpsrEl0t = 0;
 
-constexpr u64 kClassWfx = 0x01, kClassSysreg = 0x18, kClassPcAlignment = 0x22,
-              kClassSpAlignment = 0x26, kClassFp = 0x07, kClassBrk = 0x3c;
+constexpr u64 kClassWfx = 0x01, kClassSysreg = 0x18, kClassPcAlignment = 0x22, kClassSpAlignment = 0x26,
+              kClassFp = 0x07, kClassBrk = 0x3c;
 
 /// PSTATE.PAN through its register form (the PAN register, S3_0_C4_C2_3): an ARMv8.0 assembler
 /// takes it, and the value says exactly which bit it is.
@@ -164,8 +166,11 @@ void user_exception(const TrapFrame& f) {
   proc::UserFault fault;
   // Short names as QEMU's log gives them (DABT, IABT, UNDEF), and for the traps EL0 took by the
   // kernel's choice (SCTLR_EL1), what was trapped.
-  fault.mnemonic = is_abort(f.esr) ? (is_data_abort(f.esr) ? "DABT" : "IABT")
-                   : ec == kClassUnknown ? "UNDEF" : ec == kClassWfx ? "WFx" : ec == kClassSysreg ? "SYSREG" : "SYNC";
+  fault.mnemonic = is_abort(f.esr)       ? (is_data_abort(f.esr) ? "DABT" : "IABT")
+                   : ec == kClassUnknown ? "UNDEF"
+                   : ec == kClassWfx     ? "WFx"
+                   : ec == kClassSysreg  ? "SYSREG"
+                                         : "SYNC";
   fault.name = exception_class_name(ec);
   fault.vector_label = "EC";
   fault.vector = ec;
@@ -178,7 +183,8 @@ void user_exception(const TrapFrame& f) {
     fault.address = f.far;
     fault.has_address = valid;
     const Access access{.write = is_data_abort(f.esr) && (f.esr & kIssWnR) && !(f.esr & kIssCm),
-                        .execute = !is_data_abort(f.esr), .user = true};
+                        .execute = !is_data_abort(f.esr),
+                        .user = true};
     fault.access = access;
     if (valid) explain_fault(reason, vm::walk_active(VirtAddr(f.far)), access);
     else format_to(reason, "the CPU gave no fault address");

@@ -92,15 +92,18 @@ bool X86AddressSpace::shares_kernel_half(FormatSink& why) const {
             kernel_top_[first]);
   if (differ > 1) format_to(why, " ({} of its {} entries differ)", differ, Format::kEntriesPerTable - kKernelHalfFirst);
   if (!Format::is_present(top[first], 0)) {
-    format_to(why, ": {}", differ == Format::kEntriesPerTable - kKernelHalfFirst
-                               ? "a new root whose kernel half was never filled in"
-                               : "kernel-half entries left empty, as by a copy that skipped them");
+    format_to(why, ": {}",
+              differ == Format::kEntriesPerTable - kKernelHalfFirst
+                  ? "a new root whose kernel half was never filled in"
+                  : "kernel-half entries left empty, as by a copy that skipped them");
   } else if (Format::output_address(top[first], 0) != Format::output_address(kernel_top_[first], 0)) {
     // Present, but another table: a copy made when this root was. What the kernel maps later
     // under that entry (a kernel stack, a heap page) goes into its own table, not the copy.
     const bool stacks = first == Format::index(VirtAddr(arch::layout::kStackBase), 0);
-    format_to(why, ": a copy of the kernel's table{}, not the shared one: what the kernel maps there later is "
-                   "only in the root where it was allocated", stacks ? " of the kernel stacks" : "");
+    format_to(why,
+              ": a copy of the kernel's table{}, not the shared one: what the kernel maps there later is "
+              "only in the root where it was allocated",
+              stacks ? " of the kernel stacks" : "");
   }
   return false;
 }

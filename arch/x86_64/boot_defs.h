@@ -6,34 +6,34 @@
 
 #include "arch/x86_64/page_defs.h"
 
-#define BOOT_MAP_GIB 4                  /* the boot identity map covers [0, 4 GiB) */
-#define BOOT_MMIO_FIRST_PDE (3 * X86_ENTRIES_PER_TABLE)   /* [3 GiB, 4 GiB) is uncached */
+#define BOOT_MAP_GIB 4                                  /* the boot identity map covers [0, 4 GiB) */
+#define BOOT_MMIO_FIRST_PDE (3 * X86_ENTRIES_PER_TABLE) /* [3 GiB, 4 GiB) is uncached */
 #define BOOT_STACK_SIZE (16 * 1024)
 #define BOOT_ENTRY_STACK_SIZE (16 * 1024) /* the low stack C++ starts on (boot.S) */
 
 /* Slots of the boot root (see boot.S); mmu.cpp checks them against the layout
    (arch/x86_64/include/arch_impl/layout.hpp). */
-#define BOOT_WINDOW_PML4_INDEX 256      /* 0xffff800000000000: the physical window */
-#define BOOT_MMIO_PML4_INDEX 384        /* 0xffffc00000000000: devices (kMmioBase) */
-#define BOOT_KERNEL_PML4_INDEX 511      /* 0xffffff8000000000 - : the kernel image */
-#define BOOT_KERNEL_PDPT_INDEX 510      /* 0xffffffff80000000: KERNEL_VIRT_OFFSET */
+#define BOOT_WINDOW_PML4_INDEX 256 /* 0xffff800000000000: the physical window */
+#define BOOT_MMIO_PML4_INDEX 384   /* 0xffffc00000000000: devices (kMmioBase) */
+#define BOOT_KERNEL_PML4_INDEX 511 /* 0xffffff8000000000 - : the kernel image */
+#define BOOT_KERNEL_PDPT_INDEX 510 /* 0xffffffff80000000: KERNEL_VIRT_OFFSET */
 
-#define CR0_WP  (1 << 16)
-#define CR0_PG  (1 << 31)
+#define CR0_WP (1 << 16)
+#define CR0_PG (1 << 31)
 #define CR4_PAE (1 << 5)
-#define CR4_PGE (1 << 7)   /* global pages: G entries survive CR3 loads */
+#define CR4_PGE (1 << 7) /* global pages: G entries survive CR3 loads */
 #define MSR_EFER 0xC0000080
 #define EFER_LME (1 << 8)
 #define EFER_NXE (1 << 11)
 
-#define CPUID_EXT_MAX       0x80000000
-#define CPUID_EXT_FEATURES  0x80000001
+#define CPUID_EXT_MAX 0x80000000
+#define CPUID_EXT_FEATURES 0x80000001
 #define CPUID_EDX_NX (1 << 20)
 #define CPUID_EDX_LM (1 << 29)
 
 /* Descriptor values: 64-bit kernel code (L=1, P, DPL0, execute/read) and flat data. */
 #define GDT_KERNEL_CODE64 0x00af9a000000ffff
-#define GDT_KERNEL_DATA   0x00cf92000000ffff
+#define GDT_KERNEL_DATA 0x00cf92000000ffff
 #define BOOT_CODE_SELECTOR 0x08
 #define BOOT_DATA_SELECTOR 0x10
 

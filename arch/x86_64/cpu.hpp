@@ -20,14 +20,28 @@ inline u64 rdmsr(u32 msr) {
   asm volatile("rdmsr" : "=a"(lo), "=d"(hi) : "c"(msr));
   return (u64(hi) << 32) | lo;
 }
-inline void wrmsr(u32 msr, u64 value) {
-  asm volatile("wrmsr" ::"c"(msr), "a"(u32(value)), "d"(u32(value >> 32)));
-}
+inline void wrmsr(u32 msr, u64 value) { asm volatile("wrmsr" ::"c"(msr), "a"(u32(value)), "d"(u32(value >> 32))); }
 
-inline u64 read_cr0() { u64 v; asm volatile("mov %%cr0, %0" : "=r"(v)); return v; }
-inline u64 read_cr2() { u64 v; asm volatile("mov %%cr2, %0" : "=r"(v)); return v; }
-inline u64 read_cr3() { u64 v; asm volatile("mov %%cr3, %0" : "=r"(v)); return v; }
-inline u64 read_cr4() { u64 v; asm volatile("mov %%cr4, %0" : "=r"(v)); return v; }
+inline u64 read_cr0() {
+  u64 v;
+  asm volatile("mov %%cr0, %0" : "=r"(v));
+  return v;
+}
+inline u64 read_cr2() {
+  u64 v;
+  asm volatile("mov %%cr2, %0" : "=r"(v));
+  return v;
+}
+inline u64 read_cr3() {
+  u64 v;
+  asm volatile("mov %%cr3, %0" : "=r"(v));
+  return v;
+}
+inline u64 read_cr4() {
+  u64 v;
+  asm volatile("mov %%cr4, %0" : "=r"(v));
+  return v;
+}
 
 inline void cli() { asm volatile("cli" ::: "memory"); }
 inline void sti() { asm volatile("sti" ::: "memory"); }

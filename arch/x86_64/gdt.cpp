@@ -41,8 +41,8 @@ struct [[gnu::packed]] DescriptorPointer {
   u64 base;
 };
 
-constexpr u64 kUserData64 = 0x00cff2000000ffff;   // flat data, DPL 3
-constexpr u64 kUserCode64 = 0x00affa000000ffff;   // 64-bit code, DPL 3
+constexpr u64 kUserData64 = 0x00cff2000000ffff;  // flat data, DPL 3
+constexpr u64 kUserCode64 = 0x00affa000000ffff;  // 64-bit code, DPL 3
 constexpr u64 kTssTypeAvailable = 0x9;
 constexpr u64 kDescriptorPresent = 1ull << 47;
 constexpr usize kIstStackSize = 16 * KiB;
@@ -67,10 +67,12 @@ StackBounds kernel_stack_bounds(uptr a) {
   const proc::StackRange process = proc::stack_containing(a);  // a process's kernel stack
   if (!process.empty()) return {process.bottom, process.top};
   // The boot stub's low entry stack, until vm::enter_kernel_space() leaves it.
-  const StackBounds entry{reinterpret_cast<uptr>(boot_entry_stack_bottom), reinterpret_cast<uptr>(boot_entry_stack_top)};
+  const StackBounds entry{reinterpret_cast<uptr>(boot_entry_stack_bottom),
+                          reinterpret_cast<uptr>(boot_entry_stack_top)};
   if (a >= entry.bottom && a < entry.top) return entry;
   for (usize i = 0; i < kIstStacks; ++i) {
-    const StackBounds ist{reinterpret_cast<uptr>(g_ist_stacks[i]), reinterpret_cast<uptr>(g_ist_stacks[i] + kIstStackSize)};
+    const StackBounds ist{reinterpret_cast<uptr>(g_ist_stacks[i]),
+                          reinterpret_cast<uptr>(g_ist_stacks[i] + kIstStackSize)};
     if (a >= ist.bottom && a < ist.top) return ist;
   }
   return {};
@@ -90,7 +92,7 @@ StackBounds tss_bytes() { return {reinterpret_cast<uptr>(&g_tss), reinterpret_ca
 void gdt_init() {
   for (usize i = 0; i < kIstStacks; ++i)
     g_tss.ist[i] = reinterpret_cast<u64>(g_ist_stacks[i] + kIstStackSize);  // slot i+1
-  g_tss.iomap_base = sizeof(Tss);  // no I/O permission bitmap
+  g_tss.iomap_base = sizeof(Tss);                                           // no I/O permission bitmap
 
   const u64 base = reinterpret_cast<u64>(&g_tss);
   const u64 limit = sizeof(Tss) - 1;
@@ -104,20 +106,19 @@ void gdt_init() {
   g_gdt[(kTssSelector >> 3) + 1] = base >> 32;
 
   const DescriptorPointer pointer{sizeof g_gdt - 1, reinterpret_cast<u64>(g_gdt)};
-  asm volatile(
-      "lgdt %0\n"
-      "pushq %1\n"               // reload CS with a far return
-      "leaq 1f(%%rip), %%rax\n"
-      "pushq %%rax\n"
-      "lretq\n"
-      "1:\n"
-      "movw %w2, %%ds\n"
-      "movw %w2, %%es\n"
-      "movw %w2, %%ss\n"
-      "ltr %w3\n"
-      :
-      : "m"(pointer), "i"(u64(kKernelCode)), "r"(u32(kKernelData)), "r"(u32(kTssSelector))
-      : "rax", "memory");
+  asm volatile("lgdt %0\n"
+               "pushq %1\n"  // reload CS with a far return
+               "leaq 1f(%%rip), %%rax\n"
+               "pushq %%rax\n"
+               "lretq\n"
+               "1:\n"
+               "movw %w2, %%ds\n"
+               "movw %w2, %%es\n"
+               "movw %w2, %%ss\n"
+               "ltr %w3\n"
+               :
+               : "m"(pointer), "i"(u64(kKernelCode)), "r"(u32(kKernelData)), "r"(u32(kTssSelector))
+               : "rax", "memory");
 }
 
 }  // namespace pagoda::x86

@@ -86,7 +86,7 @@ struct PageTableFormat : RadixGeometry<4, X86_PAGE_SHIFT, X86_INDEX_BITS> {
   static constexpr u64 kDirty = X86_PTE_D;
   static constexpr u64 kHuge = X86_PTE_PS;
   static constexpr u64 kGlobal = X86_PTE_G;
-  static constexpr u64 kPat4K = 1ull << 7;     ///< PAT in a PT entry (where PS is elsewhere)
+  static constexpr u64 kPat4K = 1ull << 7;      ///< PAT in a PT entry (where PS is elsewhere)
   static constexpr u64 kPatLarge = 1ull << 12;  ///< PAT in a 1 GiB/2 MiB leaf
   static constexpr u64 kNoExecute = 1ull << 63;
   /// Software bit (ignored by the CPU): with P clear, a held leaf (see the layout above).
@@ -99,8 +99,8 @@ struct PageTableFormat : RadixGeometry<4, X86_PAGE_SHIFT, X86_INDEX_BITS> {
   static constexpr u64 kSwapSlots = u64{1} << kSwapSlotBits;
   /// The bits protect() rewrites (with_perms); everything else of an entry is kept. P and HELD
   /// are among them: a protect() to no access makes a present leaf held, and back.
-  static constexpr u64 kPermissionBits =
-      kPresent | kHeld | kWritable | kUser | kNoExecute | kCacheDisable | kWriteThrough;
+  static constexpr u64 kPermissionBits = kPresent | kHeld | kWritable | kUser | kNoExecute | kCacheDisable |
+                                         kWriteThrough;
 
   static constexpr u32 kVirtualBits = 48;
   static constexpr usize kPml4 = 0, kPdpt = 1, kPd = 2, kPt = 3;
@@ -257,9 +257,9 @@ struct PageTableFormat : RadixGeometry<4, X86_PAGE_SHIFT, X86_INDEX_BITS> {
       format_to(sink, "SWAP slot {}", swap_slot(e));
       return;
     }
-    constexpr Flag kFlags[] = {{kPresent, "P"},     {kHeld, "HELD"},      {kWritable, "RW"},    {kUser, "US"},
-                               {kWriteThrough, "PWT"}, {kCacheDisable, "PCD"}, {kAccessed, "A"},
-                               {kDirty, "D"},       {kGlobal, "G"},       {kNoExecute, "NX"}};
+    constexpr Flag kFlags[] = {{kPresent, "P"},        {kHeld, "HELD"},        {kWritable, "RW"}, {kUser, "US"},
+                               {kWriteThrough, "PWT"}, {kCacheDisable, "PCD"}, {kAccessed, "A"},  {kDirty, "D"},
+                               {kGlobal, "G"},         {kNoExecute, "NX"}};
     bool first = true;
     for (const Flag& f : kFlags) {
       if (!(e & f.bit)) continue;

@@ -45,10 +45,9 @@ usize backtrace(uptr* out, usize max, usize skip) {
 
 [[gnu::noinline]] void execute_undefined_instruction() {
   // x86_ud_site is a global label so that the grader can check the reported RIP against it.
-  asm volatile(
-      ".global x86_ud_site\n"
-      "x86_ud_site:\n"
-      "ud2");
+  asm volatile(".global x86_ud_site\n"
+               "x86_ud_site:\n"
+               "ud2");
 }
 
 Span<const u8> return_instruction() {

@@ -15,8 +15,8 @@ namespace pagoda::x86 {
 namespace {
 
 constexpr u16 kBase = COM1_PORT;
-constexpr u16 kThr = kBase + 0, kIer = kBase + 1, kFcr = kBase + 2, kLcr = kBase + 3,
-              kMcr = kBase + 4, kLsr = kBase + 5;
+constexpr u16 kThr = kBase + 0, kIer = kBase + 1, kFcr = kBase + 2, kLcr = kBase + 3, kMcr = kBase + 4,
+              kLsr = kBase + 5;
 constexpr u16 kDll = kBase + 0, kDlm = kBase + 1;
 
 constexpr u8 kLcrDlab = 0x80;
@@ -25,8 +25,8 @@ constexpr u8 kFcrEnableClear = 0xC7;  // enable and clear FIFOs, 14-byte trigger
 constexpr u8 kMcrDtrRts = 0x03;
 constexpr u8 kLsrThrEmpty = 0x20;
 constexpr u8 kLsrDataReady = 0x01;
-constexpr u16 kRbr = kBase + 0;       // receive buffer (DLAB = 0)
-constexpr u16 kDivisor115200 = 1;     // 115200 / 115200
+constexpr u16 kRbr = kBase + 0;    // receive buffer (DLAB = 0)
+constexpr u16 kDivisor115200 = 1;  // 115200 / 115200
 
 void put_raw(char c) {
   while ((inb(kLsr) & kLsrThrEmpty) == 0) pause();

@@ -45,7 +45,6 @@ extern "C" [[noreturn]] void x86_64_start(pagoda::u32 start_info_pa) {
   run_global_constructors();
   x86::gdt_init();
   arch::traps_init();
-  if (parsed.is_error())
-    panic("cannot read the PVH start_info at {:#x}: {}", start_info_pa, parsed.error());
+  if (parsed.is_error()) panic("cannot read the PVH start_info at {:#x}: {}", start_info_pa, parsed.error());
   kmain(x86::g_boot_info);
 }

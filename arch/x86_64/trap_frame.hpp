@@ -12,7 +12,7 @@ struct TrapFrame {
   u64 r15, r14, r13, r12, r11, r10, r9, r8;
   u64 rbp, rdi, rsi, rdx, rcx, rbx, rax;
   u64 vector;
-  u64 error;  ///< the CPU's error code, or 0 for vectors without one
+  u64 error;                     ///< the CPU's error code, or 0 for vectors without one
   u64 rip, cs, rflags, rsp, ss;  ///< pushed by the CPU
 
   /// Privilege level the trap came from.

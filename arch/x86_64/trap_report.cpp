@@ -22,8 +22,7 @@ constexpr u64 kSelExternal = 1u << 0, kSelIdt = 1u << 1, kSelLdt = 1u << 2;
 constexpr u32 kSelIndexShift = 3;
 
 bool has_selector_error(u64 vector) {
-  return vector == kInvalidTss || vector == kSegmentNotPresent || vector == kStackFault ||
-         vector == kGeneralProtection;
+  return vector == kInvalidTss || vector == kSegmentNotPresent || vector == kStackFault || vector == kGeneralProtection;
 }
 
 /// A double fault whose stack pointer or CR2 lies in the guard below a kernel stack: the stack
@@ -36,10 +35,11 @@ bool report_stack_overflow(const TrapFrame& f) {
   const u64 candidates[] = {cr2, f.rsp};
   for (const u64 at : candidates) {
     if (at - guard >= kPageSize) continue;
-    println("KERNEL STACK OVERFLOW: the kernel's own stack (boot_stack [{:#x}, {:#x})) ran into its guard page at {:#x} "
-            "(RSP {:#x}, CR2 {:#x}); the page fault could not be delivered on that stack, so the CPU raised a double "
-            "fault on its own IST stack",
-            reinterpret_cast<u64>(boot_stack_bottom), reinterpret_cast<u64>(boot_stack_top), guard, f.rsp, cr2);
+    println(
+        "KERNEL STACK OVERFLOW: the kernel's own stack (boot_stack [{:#x}, {:#x})) ran into its guard page at {:#x} "
+        "(RSP {:#x}, CR2 {:#x}); the page fault could not be delivered on that stack, so the CPU raised a double "
+        "fault on its own IST stack",
+        reinterpret_cast<u64>(boot_stack_bottom), reinterpret_cast<u64>(boot_stack_top), guard, f.rsp, cr2);
     return true;
   }
   proc::StackRange hit = proc::guard_hit(cr2);
@@ -85,8 +85,8 @@ bool in_syscall_entry(u64 rip) {
 
 void report_exception(const TrapFrame& f) {
   const FactName& e = exception_name(f.vector);
-  println("TRAP: {} {} (vector {}) in {} mode, CPL {}", e.mnemonic, e.name, f.vector,
-          f.cpl() == 0 ? "kernel" : "user", f.cpl());
+  println("TRAP: {} {} (vector {}) in {} mode, CPL {}", e.mnemonic, e.name, f.vector, f.cpl() == 0 ? "kernel" : "user",
+          f.cpl());
   print("  error {:#x}", f.error);
   if (f.vector == kPageFault) {
     print(": ");
@@ -121,8 +121,9 @@ void report_user_trap_stack(const TrapFrame& f) {
   BufferSink sink(why, sizeof why);
   const bool wrong = proc::explain_user_trap_stack(sink, "TSS.RSP0", tss_rsp0());
   if (!wrong)
-    format_to(sink, "TSS.RSP0 {:#x} is the process's own kernel stack and it is mapped: the IDT, the handler, the "
-                    "GDT or the TSS is what could not be reached",
+    format_to(sink,
+              "TSS.RSP0 {:#x} is the process's own kernel stack and it is mapped: the IDT, the handler, the "
+              "GDT or the TSS is what could not be reached",
               tss_rsp0());
   println("TRAP FROM USER MODE WITHOUT A KERNEL STACK: an exception or interrupt from user mode (RIP {:#x}) could not "
           "be delivered, so the CPU raised a double fault on its own IST stack: {}",

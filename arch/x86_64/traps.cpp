@@ -139,7 +139,7 @@ void describe_page_fault_error(FormatSink& sink, u64 error) {
 void idt_init() {
   for (usize v = 0; v < kVectors; ++v) {
     const u64 handler = reinterpret_cast<u64>(x86_vector_stubs + v * kStubSize);
-    g_idt[v] = Gate{u16(handler), kKernelCode, ist_for(v), u8(kGatePresent | kGateInterrupt),
+    g_idt[v] = Gate{u16(handler),       kKernelCode,        ist_for(v), u8(kGatePresent | kGateInterrupt),
                     u16(handler >> 16), u32(handler >> 32), 0};
   }
   const IdtPointer pointer{sizeof g_idt - 1, reinterpret_cast<u64>(g_idt)};
@@ -170,7 +170,9 @@ extern "C" void x86_trap(pagoda::x86::TrapFrame* frame) {
     // A user copy touches user memory on the process's behalf: its fault is decided with the
     // process's rights (a page of a region comes in; anything else returns EFAULT below).
     const bool guard_up = x86_smap_enabled && !(frame->rflags & kRflagsAc);
-    const pagoda::uptr fixup = from_user ? 0 : pagoda::proc::checked_user_fixup(frame->rip, address.value(), guard_up, "SMAP (RFLAGS.AC clear)");
+    const pagoda::uptr fixup = from_user ? 0
+                                         : pagoda::proc::checked_user_fixup(frame->rip, address.value(), guard_up,
+                                                                            "SMAP (RFLAGS.AC clear)");
     if (fixup != 0) access.user = true;
     switch (pagoda::vm::handle_fault(pagoda::vm::current_space(), address, access)) {
       case pagoda::vm::FaultDecision::Resolved: return;
@@ -193,7 +195,8 @@ extern "C" void x86_trap(pagoda::x86::TrapFrame* frame) {
     switch (report_double_fault(*frame, sink)) {
       case DoubleFault::TrapStack: pagoda::panic("the kernel stack for traps from user mode is wrong: {}", sink.view());
       case DoubleFault::Overflow:
-        pagoda::panic("kernel stack overflow: a guard page was hit (the stack's owner recursed or used too much stack)");
+        pagoda::panic(
+            "kernel stack overflow: a guard page was hit (the stack's owner recursed or used too much stack)");
       case DoubleFault::Unmapped:
         pagoda::panic("kernel stack not mapped: the running stack at {:#x} was taken away under the CPU", frame->rsp);
       case DoubleFault::Unknown: break;

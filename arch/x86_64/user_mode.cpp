@@ -80,8 +80,18 @@ const char* privileged_instruction(const u8* code, usize size) {
     case 0xf4: return "hlt";
     case 0xfa: return "cli";
     case 0xfb: return "sti";
-    case 0xe4: case 0xe5: case 0xe6: case 0xe7: case 0xec: case 0xed: case 0xee: case 0xef: return "in/out";
-    case 0x6c: case 0x6d: case 0x6e: case 0x6f: return "ins/outs";
+    case 0xe4:
+    case 0xe5:
+    case 0xe6:
+    case 0xe7:
+    case 0xec:
+    case 0xed:
+    case 0xee:
+    case 0xef: return "in/out";
+    case 0x6c:
+    case 0x6d:
+    case 0x6e:
+    case 0x6f: return "ins/outs";
     case 0x0f: break;
     default: return nullptr;
   }
@@ -92,8 +102,10 @@ const char* privileged_instruction(const u8* code, usize size) {
     case 0x06: return "clts";
     case 0x08: return "invd";
     case 0x09: return "wbinvd";
-    case 0x20: case 0x22: return "mov to/from a control register";
-    case 0x21: case 0x23: return "mov to/from a debug register";
+    case 0x20:
+    case 0x22: return "mov to/from a control register";
+    case 0x21:
+    case 0x23: return "mov to/from a debug register";
     case 0x30: return "wrmsr";
     case 0x32: return "rdmsr";
     case 0x33: return "rdpmc";
@@ -138,8 +150,11 @@ void user_exception(const TrapFrame& f, const char* mnemonic, const char* name, 
       break;
     }
     case 6: fault.how = abi::Termination::IllegalInstruction; break;
-    case 0: case 16: case 19: fault.how = abi::Termination::ArithmeticError; break;
-    case 12: case 17:
+    case 0:
+    case 16:
+    case 19: fault.how = abi::Termination::ArithmeticError; break;
+    case 12:
+    case 17:
       fault.how = abi::Termination::ProtectionFault;
       format_to(reason, "{}", f.vector == 12 ? "a non-canonical stack address" : "a misaligned access");
       break;
@@ -213,7 +228,9 @@ uptr push_switch_frame(x86::TrapFrame* frame) {
   return reinterpret_cast<uptr>(words);
 }
 
-x86::TrapFrame* top_frame(uptr stack_top) { return reinterpret_cast<x86::TrapFrame*>(stack_top - sizeof(x86::TrapFrame)); }
+x86::TrapFrame* top_frame(uptr stack_top) {
+  return reinterpret_cast<x86::TrapFrame*>(stack_top - sizeof(x86::TrapFrame));
+}
 
 }  // namespace
 
@@ -280,7 +297,8 @@ extern "C" void x86_syscall(pagoda::x86::TrapFrame* frame) {
   // LAB 3 BEGIN the system-call ABI: the number and arguments from the frame, the result into it
   // kernel/lib/abi.hpp: the number in RAX, the arguments in RDI RSI RDX R10 R8 R9 (R10, not
   // RCX: `syscall` overwrote RCX with the return address); the result back in RAX.
-  const pagoda::proc::SyscallArgs call{frame->rax, {frame->rdi, frame->rsi, frame->rdx, frame->r10, frame->r8, frame->r9}};
+  const pagoda::proc::SyscallArgs call{frame->rax,
+                                       {frame->rdi, frame->rsi, frame->rdx, frame->r10, frame->r8, frame->r9}};
   frame->rax = pagoda::u64(pagoda::proc::syscall(call));
   // LAB 3 SKELETON
   // pagoda::panic("lab 3: write x86_syscall() in arch/x86_64/user_mode.cpp (labs/03-process-roots/README.md): system call {}", frame->rax);

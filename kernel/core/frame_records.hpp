@@ -22,8 +22,7 @@ namespace pagoda {
 /// first @p skip; @p on_stack(address) says whether an address lies on a kernel stack, and
 /// records must be aligned to @p alignment. Returns how many were stored.
 template <class OnStack>
-usize walk_frame_records(const void* innermost, usize alignment, OnStack on_stack, uptr* out, usize max,
-                         usize skip) {
+usize walk_frame_records(const void* innermost, usize alignment, OnStack on_stack, uptr* out, usize max, usize skip) {
   struct Record {
     const Record* next;
     uptr return_address;

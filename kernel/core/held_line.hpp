@@ -93,14 +93,14 @@ class HeldLine {
   }
 
   Out out_;
-  char line_[kCapacity] = {};   ///< the terminal's current line (since the last '\n')
+  char line_[kCapacity] = {};  ///< the terminal's current line (since the last '\n')
   usize line_size_ = 0;
   bool line_overflow_ = false;  ///< it is longer than kCapacity
   u32 reader_ = 0;              ///< who holds the line (0: nobody)
   char held_[kCapacity] = {};   ///< the reader's line
   usize held_size_ = 0;
-  bool held_valid_ = false;     ///< held_ is the whole line
-  bool shown_ = false;          ///< the terminal's current line is the held line
+  bool held_valid_ = false;  ///< held_ is the whole line
+  bool shown_ = false;       ///< the terminal's current line is the held line
 };
 
 }  // namespace pagoda

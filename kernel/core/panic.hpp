@@ -24,8 +24,8 @@ template <class... Args> [[noreturn]] void panic(FormatString<Args...> format, c
 }
 
 /// Checks an invariant; on failure panics naming the expression and the source line.
-#define PAGODA_ASSERT(cond)                                                          \
-  do {                                                                               \
+#define PAGODA_ASSERT(cond)                                                                   \
+  do {                                                                                        \
     if (!(cond)) ::pagoda::panic("assertion failed: {} at {}:{}", #cond, __FILE__, __LINE__); \
   } while (0)
 

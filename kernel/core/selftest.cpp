@@ -145,7 +145,10 @@ PAGODA_SELFTEST(echo_line) {
 /// Terminal escape sequences, among them a fake score: the grader must show them escaped.
 PAGODA_SELFTEST(escapes) {
   console_write("\x1b[2J\x1b[HScore: 999/999 (drawn by the guest)\n");
-  console_write("\x1b[8mconcealed\x1b[0m \a" "bell \xc2" "\x9b" "31m C1 control\n");
+  console_write("\x1b[8mconcealed\x1b[0m \a"
+                "bell \xc2"
+                "\x9b"
+                "31m C1 control\n");
   panic("escapes printed");
 }
 

@@ -19,8 +19,8 @@ namespace pagoda {
 
 /// What a self-test gets to work with.
 struct SelfTestContext {
-  StringView token;       ///< the boot token from the command line (may be empty)
-  const BootInfo& boot;   ///< the copied boot information
+  StringView token;      ///< the boot token from the command line (may be empty)
+  const BootInfo& boot;  ///< the copied boot information
 
   /// The number given as `key=NUMBER` on the command line, where the grader puts the inputs it
   /// chooses at run time (an address to fault on, a seed, a count), or @p fallback when there is
@@ -36,7 +36,7 @@ struct SelfTestContext {
 /// @{
 inline constexpr usize kGraderInboxSize = 16;
 struct GraderInbox {
-  u64 count;                       ///< how many values the grader wrote (0: none)
+  u64 count;  ///< how many values the grader wrote (0: none)
   u64 values[kGraderInboxSize];
 };
 extern "C" volatile GraderInbox pagoda_grader_inbox;
@@ -67,8 +67,8 @@ struct SelfTest {
 }  // namespace pagoda
 
 /// Defines and registers the self-test @p ident (the name used on the command line).
-#define PAGODA_SELFTEST(ident)                                                              \
-  static void pagoda_selftest_##ident(const ::pagoda::SelfTestContext& ctx);               \
-  [[gnu::used, gnu::section("pagoda_selftests")]] static constexpr ::pagoda::SelfTest      \
-      pagoda_selftest_desc_##ident{#ident, pagoda_selftest_##ident};                        \
+#define PAGODA_SELFTEST(ident)                                                        \
+  static void pagoda_selftest_##ident(const ::pagoda::SelfTestContext& ctx);          \
+  [[gnu::used, gnu::section("pagoda_selftests")]] static constexpr ::pagoda::SelfTest \
+      pagoda_selftest_desc_##ident{#ident, pagoda_selftest_##ident};                  \
   static void pagoda_selftest_##ident([[maybe_unused]] const ::pagoda::SelfTestContext& ctx)

@@ -56,11 +56,11 @@ constinit QueueMemory g_queue = {};
 
 /// The disk taken at boot.
 struct Disk {
-  u64 transport = 0;   ///< physical address of its registers
+  u64 transport = 0;  ///< physical address of its registers
   u64 slots = 0;
-  bool live = false;   ///< taken, and not given up since
-  u16 next_available = 0;   ///< the available ring's next index (free-running)
-  u16 next_used = 0;        ///< the used ring's index the next completion will have
+  bool live = false;       ///< taken, and not given up since
+  u16 next_available = 0;  ///< the available ring's next index (free-running)
+  u16 next_used = 0;       ///< the used ring's index the next completion will have
 };
 constinit Disk g_disk;
 
@@ -134,7 +134,8 @@ bool set_up_queue(const Transport& t) {
   t.write(kRegQueueSel, 0);
   if (t.read(kRegQueueReady) != 0) return refuse(t, "queue 0 is in use already");
   const u32 most = t.read(kRegQueueNumMax);
-  if (most < kQueueSize) return refuse(t, "queue 0 holds at most {} descriptors; the driver needs {}", most, kQueueSize);
+  if (most < kQueueSize)
+    return refuse(t, "queue 0 holds at most {} descriptors; the driver needs {}", most, kQueueSize);
   g_queue = QueueMemory{};
   // The driver polls the used ring: the device need not interrupt.
   g_queue.available.flags = kAvailNoInterrupt;
@@ -176,14 +177,16 @@ bool set_up(const Transport& t) {
   t.set_driver_features(accepted);
   t.add_status(kStatusFeaturesOk);
   if ((t.read(kRegStatus) & kStatusFeaturesOk) == 0)
-    return refuse(t, "feature negotiation failed: the device cleared FEATURES_OK for the driver's features {:#x} "
-                     "(it offers {:#x}; VIRTIO_F_ACCESS_PLATFORM, {:#x}, is not taken)",
+    return refuse(t,
+                  "feature negotiation failed: the device cleared FEATURES_OK for the driver's features {:#x} "
+                  "(it offers {:#x}; VIRTIO_F_ACCESS_PLATFORM, {:#x}, is not taken)",
                   accepted, offered, kFeatureAccessPlatform);
   const u64 sectors = t.capacity_sectors();
   const u64 slots = sectors / kSectorsPerSlot;
   if (slots < kMinSlots)
-    return refuse(t, "too small: {} sectors of {} bytes hold {} slots of {} bytes; swap needs at least {} slots "
-                     "({} KiB)",
+    return refuse(t,
+                  "too small: {} sectors of {} bytes hold {} slots of {} bytes; swap needs at least {} slots "
+                  "({} KiB)",
                   sectors, kSectorSize, slots, kPageSize, kMinSlots, kMinSlots * kPageSize / KiB);
   if (!set_up_queue(t)) return false;
   t.add_status(kStatusDriverOk);

@@ -35,27 +35,27 @@ namespace pagoda::abi {
 /// kFirstTestSyscall. Each line gives the arguments in register order and the result.
 enum class Syscall : u64 {
   // ---- processes and I/O (lab 3) ----
-  Write = 1,     ///< (int fd, const void* buf, usize len) -> bytes written; fd 1 or 2
-  Read = 2,      ///< (int fd, void* buf, usize len) -> bytes read, 0 at end of input; fd 0
-  Exit = 3,      ///< (i32 code) -> does not return
-  GetPid = 4,    ///< () -> the caller's process id (> 0)
-  Yield = 5,     ///< () -> 0, after giving the CPU to the next ready process
-  Sleep = 6,     ///< (u64 ticks) -> 0, after at least @p ticks timer ticks
+  Write = 1,   ///< (int fd, const void* buf, usize len) -> bytes written; fd 1 or 2
+  Read = 2,    ///< (int fd, void* buf, usize len) -> bytes read, 0 at end of input; fd 0
+  Exit = 3,    ///< (i32 code) -> does not return
+  GetPid = 4,  ///< () -> the caller's process id (> 0)
+  Yield = 5,   ///< () -> 0, after giving the CPU to the next ready process
+  Sleep = 6,   ///< (u64 ticks) -> 0, after at least @p ticks timer ticks
   // ---- program loading and process life (labs 4 and 6) ----
-  Spawn = 7,     ///< (const char* name, const char* const* argv) -> child id; a new process
-                 ///< running the embedded program @p name; argv may be null (then {name})
-  Exec = 8,      ///< (const char* name, const char* const* argv) -> no return on success; on
-                 ///< error the caller's address space is intact
-  Fork = 9,      ///< () -> child id in the parent, 0 in the child
-  Wait = 10,     ///< (i64 pid, ExitInfo* info, u64 options) -> id of the reaped child; pid -1
-                 ///< waits for any child; info may be null; with kWaitNoHang 0 if none exited
+  Spawn = 7,  ///< (const char* name, const char* const* argv) -> child id; a new process
+              ///< running the embedded program @p name; argv may be null (then {name})
+  Exec = 8,   ///< (const char* name, const char* const* argv) -> no return on success; on
+              ///< error the caller's address space is intact
+  Fork = 9,   ///< () -> child id in the parent, 0 in the child
+  Wait = 10,  ///< (i64 pid, ExitInfo* info, u64 options) -> id of the reaped child; pid -1
+              ///< waits for any child; info may be null; with kWaitNoHang 0 if none exited
   // ---- memory (lab 5) ----
-  Mmap = 11,     ///< (u64 addr, u64 length, u64 prot, u64 flags) -> address of the mapping;
-                 ///< anonymous, zero-filled; addr is a hint unless flags has kMapFixed*
-  Munmap = 12,   ///< (u64 addr, u64 length) -> 0; page-aligned, may cover holes
-  Mprotect = 13, ///< (u64 addr, u64 length, u64 prot) -> 0; the whole range must be mapped
-  Brk = 14,      ///< (u64 new_break) -> the break after the call; 0 only queries it
-  Sbrk = 15,     ///< (i64 increment) -> the break before the call
+  Mmap = 11,      ///< (u64 addr, u64 length, u64 prot, u64 flags) -> address of the mapping;
+                  ///< anonymous, zero-filled; addr is a hint unless flags has kMapFixed*
+  Munmap = 12,    ///< (u64 addr, u64 length) -> 0; page-aligned, may cover holes
+  Mprotect = 13,  ///< (u64 addr, u64 length, u64 prot) -> 0; the whole range must be mapped
+  Brk = 14,       ///< (u64 new_break) -> the break after the call; 0 only queries it
+  Sbrk = 15,      ///< (i64 increment) -> the break before the call
   // ---- the console and its programs (the shell) ----
   Kill = 16,        ///< (i64 pid, u64 flags) -> 0: ends process @p pid (with kKillTree, every
                     ///< descendant too) through the exit path, at its next return to user mode
@@ -357,11 +357,11 @@ constexpr const char* memory_kind_name(MemoryKind k) {
 
 /// One region as the VmaList test call reports it.
 struct VmaInfo {
-  u64 start;  ///< first address
-  u64 end;    ///< one past the last address
-  u32 prot;   ///< kProt* bits
-  u32 kind;   ///< a MemoryKind
-  u64 offset; ///< file offset of start (MemoryKind::Image), else 0
+  u64 start;   ///< first address
+  u64 end;     ///< one past the last address
+  u32 prot;    ///< kProt* bits
+  u32 kind;    ///< a MemoryKind
+  u64 offset;  ///< file offset of start (MemoryKind::Image), else 0
 };
 
 /// What one TempStress call did. Round r (of maps / 2) maps frame a = r % kTempStressFrames,
@@ -370,12 +370,12 @@ struct VmaInfo {
 /// a again. Frame k holds temp_map_pattern(seed + k, i) in word i. checksum is the sum, mod
 /// 2^64, of every value read in the rounds, in order: x * 3 + y + x' (x, y, x' the three reads).
 struct TempStressReport {
-  u64 maps;          ///< temporary mappings made by the call (the rounds' and the fills')
-  u64 checksum;      ///< of the rounds' reads, as above
-  u64 mismatches;    ///< reads (rounds' and interrupts') that did not hold the pattern
-  u64 irq_maps;      ///< temporary mappings made by timer interrupts during the call,
-                     ///< nested over the call's own
-  u64 max_depth;     ///< the deepest the slot stack went (interrupts included)
+  u64 maps;                       ///< temporary mappings made by the call (the rounds' and the fills')
+  u64 checksum;                   ///< of the rounds' reads, as above
+  u64 mismatches;                 ///< reads (rounds' and interrupts') that did not hold the pattern
+  u64 irq_maps;                   ///< temporary mappings made by timer interrupts during the call,
+                                  ///< nested over the call's own
+  u64 max_depth;                  ///< the deepest the slot stack went (interrupts included)
   u64 frames[kTempStressFrames];  ///< the frames (physical addresses) it rotated through
 };
 

@@ -20,10 +20,10 @@
 
 /// Exports @p value (an integer constant expression) as the absolute symbol `pagoda_fact_<name>`.
 /// Use at namespace scope, once per name, in a kernel source file.
-#define PAGODA_FACT(name, value)                                                                \
-  [[gnu::used, gnu::section(".pagoda_facts")]] static void pagoda_fact_emit_##name() {         \
-    asm volatile(".globl pagoda_fact_" #name "\n.set pagoda_fact_" #name ", %c0" ::"i"(           \
-        static_cast<::pagoda::u64>(value)));                                                    \
+#define PAGODA_FACT(name, value)                                                       \
+  [[gnu::used, gnu::section(".pagoda_facts")]] static void pagoda_fact_emit_##name() { \
+    asm volatile(".globl pagoda_fact_" #name "\n.set pagoda_fact_" #name               \
+                 ", %c0" ::"i"(static_cast<::pagoda::u64>(value)));                    \
   }
 
 namespace pagoda {
@@ -55,6 +55,6 @@ template <usize N> consteval bool keyed_by_index(const FactName (&table)[N]) {
 
 /// Exports the FactName array @p table (the kernel's own) as the object `pagoda_names_<name>`.
 /// Use at namespace scope (outside an anonymous namespace), once per name, after the table.
-#define PAGODA_FACT_NAMES(name, table)                                                          \
-  extern "C" [[gnu::used]] constinit const ::pagoda::FactNames pagoda_names_##name{            \
-      (table), sizeof(table) / sizeof((table)[0])};
+#define PAGODA_FACT_NAMES(name, table)                                                                      \
+  extern "C" [[gnu::used]] constinit const ::pagoda::FactNames pagoda_names_##name{(table), sizeof(table) / \
+                                                                                                sizeof((table)[0])};

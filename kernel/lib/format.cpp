@@ -83,10 +83,23 @@ void format_integer(FormatSink& sink, u64 magnitude, bool negative, const Spec& 
   const char* digits = "0123456789abcdef";
   const char* prefix = "";
   switch (spec.type) {
-    case 'x': base = 16; prefix = "0x"; break;
-    case 'X': base = 16; prefix = "0x"; digits = "0123456789ABCDEF"; break;
-    case 'b': base = 2; prefix = "0b"; break;
-    case 'o': base = 8; prefix = "0o"; break;
+    case 'x':
+      base = 16;
+      prefix = "0x";
+      break;
+    case 'X':
+      base = 16;
+      prefix = "0x";
+      digits = "0123456789ABCDEF";
+      break;
+    case 'b':
+      base = 2;
+      prefix = "0b";
+      break;
+    case 'o':
+      base = 8;
+      prefix = "0o";
+      break;
     default: break;
   }
   char body[64 + 1];

@@ -90,8 +90,10 @@ struct Arg {
 };
 
 /// Types with a member `format(FormatSink&) const`.
+// clang-format off
 template <class T>
 concept HasFormat = requires(const T& t, FormatSink& sink) { t.format(sink); };
+// clang-format on
 
 /// @cond internal
 template <class T> inline constexpr bool kIsCharArray = false;
@@ -106,8 +108,7 @@ template <class T> consteval Kind kind_of() {
   else if constexpr (kIsSame<U, char>) return Kind::Char;
   else if constexpr (SignedInteger<U>) return Kind::Signed;
   else if constexpr (UnsignedInteger<U> || Enum<U>) return Kind::Unsigned;
-  else if constexpr (kIsSame<U, StringView> || kIsSame<U, const char*> || kIsSame<U, char*> ||
-                     kIsCharArray<U>)
+  else if constexpr (kIsSame<U, StringView> || kIsSame<U, const char*> || kIsSame<U, char*> || kIsCharArray<U>)
     return Kind::String;
   else if constexpr (Pointer<U> || kIsSame<U, decltype(nullptr)>) return Kind::Pointer;
   else if constexpr (HasFormat<U>) return Kind::Custom;
@@ -142,7 +143,11 @@ constexpr bool spec_fits(Kind kind, const Spec& spec) {
   if ((spec.alternate || spec.zero_pad) && !integer && kind != Kind::Pointer) return false;
   switch (spec.type) {
     case '\0': return true;
-    case 'd': case 'x': case 'X': case 'b': case 'o': return integer || kind == Kind::Char;
+    case 'd':
+    case 'x':
+    case 'X':
+    case 'b':
+    case 'o': return integer || kind == Kind::Char;
     case 's': return kind == Kind::String || kind == Kind::Bool;
     case 'c': return kind == Kind::Char;
     case 'p': return kind == Kind::Pointer;
@@ -155,7 +160,10 @@ consteval void check_format(const char* s, usize n, const Kind* kinds, usize cou
   usize next = 0;
   for (usize i = 0; i < n; ++i) {
     if (s[i] == '{') {
-      if (i + 1 < n && s[i + 1] == '{') { ++i; continue; }
+      if (i + 1 < n && s[i + 1] == '{') {
+        ++i;
+        continue;
+      }
       Spec spec;
       ++i;
       if (i < n && s[i] == ':') i = parse_spec_at_compile_time(s, i + 1, n, spec);
@@ -164,7 +172,10 @@ consteval void check_format(const char* s, usize n, const Kind* kinds, usize cou
       if (!spec_fits(kinds[next], spec)) error_conversion_does_not_fit_argument_type();
       ++next;
     } else if (s[i] == '}') {
-      if (i + 1 < n && s[i + 1] == '}') { ++i; continue; }
+      if (i + 1 < n && s[i + 1] == '}') {
+        ++i;
+        continue;
+      }
       error_unbalanced_brace_in_format_string();
     }
   }
@@ -174,8 +185,7 @@ consteval void check_format(const char* s, usize n, const Kind* kinds, usize cou
 /// A format string checked against the argument types Args at compile time.
 template <class... Args> class CheckedFormat {
  public:
-  template <usize N>
-  consteval CheckedFormat(const char (&text)[N]) : text_(text, N - 1) {
+  template <usize N> consteval CheckedFormat(const char (&text)[N]) : text_(text, N - 1) {
     constexpr Kind kinds[sizeof...(Args) + 1] = {kind_of<Args>()..., Kind::Custom};
     check_format(text, N - 1, kinds, sizeof...(Args));
   }
@@ -203,15 +213,11 @@ template <class T> Arg make_arg(const T& value) {
     usize n = 0;
     while (n < sizeof(U) && value[n] != '\0') ++n;
     a.str = {value, n};
-  } else if constexpr (kIsSame<U, decltype(nullptr)>)
-    a.p = nullptr;
-  else if constexpr (Pointer<U>)
-    a.p = reinterpret_cast<const void*>(reinterpret_cast<uptr>(value));
+  } else if constexpr (kIsSame<U, decltype(nullptr)>) a.p = nullptr;
+  else if constexpr (Pointer<U>) a.p = reinterpret_cast<const void*>(reinterpret_cast<uptr>(value));
   else {
     a.custom.object = &value;
-    a.custom.print = [](const void* object, FormatSink& sink) {
-      static_cast<const U*>(object)->format(sink);
-    };
+    a.custom.print = [](const void* object, FormatSink& sink) { static_cast<const U*>(object)->format(sink); };
   }
   return a;
 }
@@ -244,9 +250,7 @@ StringView format_buffer(char* buffer, usize capacity, FormatString<Args...> for
 /// Prints a value as a fixed-width hexadecimal number, e.g. `{}` of Hex{x} gives 0x0000000000001234.
 struct Hex {
   u64 value;
-  void format(FormatSink& sink) const {
-    fmt::format_integer(sink, value, false, fmt::Spec{'\0', true, true, 18, 'x'});
-  }
+  void format(FormatSink& sink) const { fmt::format_integer(sink, value, false, fmt::Spec{'\0', true, true, 18, 'x'}); }
 };
 
 }  // namespace pagoda

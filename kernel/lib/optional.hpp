@@ -33,20 +33,25 @@ template <class T> class Optional {
 
   constexpr Optional() = default;
   /// Holds @p value (moved in).
+  // clang-format off
   Optional(T&& value)
     requires kMovable
   {
     emplace(move(value));
   }
+  // clang-format on
   Optional(const Optional&) = delete;
   Optional& operator=(const Optional&) = delete;
   /// Takes @p other's value (moved; @p other is left empty).
+  // clang-format off
   Optional(Optional&& other)
     requires kMovable
   {
     take(other);
   }
+  // clang-format on
   /// Ends the value held, then takes @p other's (moved; @p other is left empty).
+  // clang-format off
   Optional& operator=(Optional&& other)
     requires kMovable
   {
@@ -56,6 +61,7 @@ template <class T> class Optional {
     }
     return *this;
   }
+  // clang-format on
   ~Optional() { reset(); }
 
   /// Ends the value held, if any, then makes a T from @p args in place; returns it.

@@ -61,13 +61,13 @@ constexpr const char* error_name(ErrorCode code) {
 /// A failure: what went wrong, where it was first made, and optionally a sentence.
 struct Error {
   ErrorCode code;
-  bool has_address = false;  ///< whether address means anything
-  u32 line;               ///< its line
-  const char* file;       ///< source file where the error was made (relative to the tree)
-  const char* message;    ///< a static sentence, or nullptr
+  bool has_address = false;    ///< whether address means anything
+  u32 line;                    ///< its line
+  const char* file;            ///< source file where the error was made (relative to the tree)
+  const char* message;         ///< a static sentence, or nullptr
   const char* step = nullptr;  ///< what the failing step was doing (static), or nullptr
   const char* note = nullptr;  ///< a static sentence a caller added (why, who was first), or nullptr
-  u64 address = 0;        ///< the address the step was working on (has_address)
+  u64 address = 0;             ///< the address the step was working on (has_address)
 
   /// @name The codes, so that `return Error::NoMemory;` reads as it always did.
   /// @{
@@ -248,23 +248,23 @@ template <> class [[nodiscard]] Result<void> {
 /// @cond internal
 #define PAGODA_CONCAT_IMPL(a, b) a##b
 #define PAGODA_CONCAT(a, b) PAGODA_CONCAT_IMPL(a, b)
-#define PAGODA_TRY_IMPL(expr, result)                \
-  ({                                                 \
-    auto result = (expr);                            \
-    if (result.is_error()) return result.error();    \
-    result.release_value();                          \
+#define PAGODA_TRY_IMPL(expr, result)             \
+  ({                                              \
+    auto result = (expr);                         \
+    if (result.is_error()) return result.error(); \
+    result.release_value();                       \
   })
-#define PAGODA_TRY_DURING_IMPL(expr, result, ...)                \
-  ({                                                             \
-    auto result = (expr);                                        \
+#define PAGODA_TRY_DURING_IMPL(expr, result, ...)                     \
+  ({                                                                  \
+    auto result = (expr);                                             \
     if (result.is_error()) return result.error().during(__VA_ARGS__); \
-    result.release_value();                                      \
+    result.release_value();                                           \
   })
-#define PAGODA_MUST_IMPL(expr, result)                                                       \
-  ({                                                                                         \
-    auto result = (expr);                                                                    \
+#define PAGODA_MUST_IMPL(expr, result)                                                               \
+  ({                                                                                                 \
+    auto result = (expr);                                                                            \
     if (result.is_error()) ::pagoda::detail::must_failed(#expr, result.error(), __FILE__, __LINE__); \
-    result.release_value();                                                                  \
+    result.release_value();                                                                          \
   })
 /// @endcond
 

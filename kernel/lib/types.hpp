@@ -22,6 +22,7 @@ using usize = size_t;
 using uptr = uintptr_t;
 
 /// @cond internal
+// clang-format off
 template <class T> struct RemoveRef { using Type = T; };
 template <class T> struct RemoveRef<T&> { using Type = T; };
 template <class T> struct RemoveRef<T&&> { using Type = T; };
@@ -43,6 +44,7 @@ template <> struct IsIntegerImpl<long> { static constexpr bool value = true; };
 template <> struct IsIntegerImpl<unsigned long> { static constexpr bool value = true; };
 template <> struct IsIntegerImpl<long long> { static constexpr bool value = true; };
 template <> struct IsIntegerImpl<unsigned long long> { static constexpr bool value = true; };
+// clang-format on
 /// @endcond
 
 /// T without reference and cv-qualifiers.
@@ -64,8 +66,10 @@ concept Integer = IsIntegerImpl<typename RemoveCv<T>::Type>::value;
 template <class T>
 concept Pointer = IsPointerImpl<typename RemoveCv<T>::Type>::value;
 /// Signed integers of any width.
+// clang-format off
 template <class T>
 concept SignedInteger = Integer<T> && (T(-1) < T(0));
+// clang-format on
 /// Unsigned integers of any width.
 template <class T>
 concept UnsignedInteger = Integer<T> && !(T(-1) < T(0));

@@ -54,7 +54,8 @@ void start_swap(const BootInfo& boot) {
 
   // run=NAME,...: the programs run as processes to their end, then the machine stops.
   const CmdlineValue run = cmdline_get(boot.cmdline(), "run");
-  if (run.found) arch::shutdown(proc::run_programs(run.value, token_of(boot)) ? ExitStatus::Success : ExitStatus::Failure);
+  if (run.found)
+    arch::shutdown(proc::run_programs(run.value, token_of(boot)) ? ExitStatus::Success : ExitStatus::Failure);
 
   const CmdlineValue test = cmdline_get(boot.cmdline(), "test");
   if (test.found) run_selftest(test.value, SelfTestContext{token_of(boot), boot});

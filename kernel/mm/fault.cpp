@@ -185,7 +185,8 @@ FaultDecision resolve_user_fault(AddressSpace& space, UserRegions& regions, Virt
   }
   const Result<void> brought = with_room([&] { return populate(space, verdict.vma, page); });
   if (brought.is_error())
-    return unresolved(Unresolved::Populate, page, access, verdict.vma, brought.error().during("bringing in the page", page));
+    return unresolved(Unresolved::Populate, page, access, verdict.vma,
+                      brought.error().during("bringing in the page", page));
   if (swap_enabled()) {
     // LAB 7 BEGIN a page brought in: recorded in the reverse map, and pinned while a user copy lasts
     MUST(note_user_page(space, VirtAddr(page)));  // a node was free (with_room())

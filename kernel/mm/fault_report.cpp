@@ -25,8 +25,8 @@ struct UnresolvedFault {
   Unresolved why = Unresolved::Populate;
   u64 page = 0;
   Access access{};
-  Vma vma{};      ///< the region the verdict named
-  Perms mapped{};  ///< Refault: the page's permissions
+  Vma vma{};                     ///< the region the verdict named
+  Perms mapped{};                ///< Refault: the page's permissions
   Error error{Error::NotFound};  ///< Populate, Grow, Widen: what failed
 };
 UnresolvedFault g_unresolved;
@@ -34,7 +34,12 @@ UnresolvedFault g_unresolved;
 }  // namespace
 
 FaultDecision unresolved(Unresolved why, u64 page, Access access, const Vma& vma, Error error, Perms mapped) {
-  g_unresolved = UnresolvedFault{.set = true, .why = why, .page = page, .access = access, .vma = vma, .mapped = mapped,
+  g_unresolved = UnresolvedFault{.set = true,
+                                 .why = why,
+                                 .page = page,
+                                 .access = access,
+                                 .vma = vma,
+                                 .mapped = mapped,
                                  .error = error};
   return FaultDecision::KillProcess;
 }
@@ -71,8 +76,9 @@ bool rescue_report(FormatSink& sink, VirtAddr address) {
   if (address.value() < layout::kKernelHalfBase) {
     const bool root = align_down(address.value(), kPageSize) == live.value() ||
                       align_down(address.value(), kPageSize) == arch::live_root_for(address).value();
-    format_to(sink, "it read {:#x}, a low address{}: the report reads page tables through phys_to_ptr(), which gave "
-                    "the physical address itself instead of the window's (kWindowBase + physical: lab 2)",
+    format_to(sink,
+              "it read {:#x}, a low address{}: the report reads page tables through phys_to_ptr(), which gave "
+              "the physical address itself instead of the window's (kWindowBase + physical: lab 2)",
               address.value(), root ? ", the live root's own physical address" : "");
     return true;
   }
@@ -97,12 +103,14 @@ bool rescue_report(FormatSink& sink, VirtAddr address) {
     }
   }
   if (differ == 0) {
-    format_to(sink, "the live root {:#x} shares the kernel half, yet reading kernel memory through it faulted", live.value());
+    format_to(sink, "the live root {:#x} shares the kernel half, yet reading kernel memory through it faulted",
+              live.value());
     return true;
   }
-  format_to(sink, "the live root {:#x} does not share the kernel half: {} of its {} kernel-half top-level entries differ "
-                  "from the kernel root's ({} entry {} is {:#x}, the kernel's {:#x}; {} present), so the kernel's own "
-                  "memory (the physical window, through which it reads page tables) is not mapped there",
+  format_to(sink,
+            "the live root {:#x} does not share the kernel half: {} of its {} kernel-half top-level entries differ "
+            "from the kernel root's ({} entry {} is {:#x}, the kernel's {:#x}; {} present), so the kernel's own "
+            "memory (the physical window, through which it reads page tables) is not mapped there",
             live.value(), differ, Format::kEntriesPerTable - first, Format::level_name(0), at, mine[at], theirs[at],
             present);
   return true;
@@ -121,13 +129,12 @@ bool explain_unresolved(FormatSink& sink, VirtAddr va) {
       format_to(sink, ", but the page is already mapped {}, as that VMA says, and the CPU refused the access there",
                 u.mapped);
       return true;
-    case Unresolved::Grow:
-      format_to(sink, "the stack could not grow down to the page ({}): ", u.error);
-      break;
+    case Unresolved::Grow: format_to(sink, "the stack could not grow down to the page ({}): ", u.error); break;
     case Unresolved::Populate:
       if (u.error == Error::NoMemory && swap_enabled() && u.error.message != nullptr)
         format_to(sink, "allowed by its VMA, but no frame could be given (out of memory: {}): ", u.error.message);
-      else if (u.error == Error::NoMemory) format_to(sink, "allowed by its VMA, but no frame could be given (out of memory): ");
+      else if (u.error == Error::NoMemory)
+        format_to(sink, "allowed by its VMA, but no frame could be given (out of memory): ");
       else format_to(sink, "allowed by its VMA, but populate() failed ({}): ", u.error);
       break;
     case Unresolved::SwapIn:
@@ -169,8 +176,8 @@ void report_nested_fault(const TrapSite& inner) {
   const TrapSite& outer = g_reported;
   static bool again = false;  // a fault in this report too: say the least and stop
   if (again)
-    panic("{} at {} {:#x}: the report of a fault faulted, and so did the report of that", outer.name,
-          outer.pc_register, outer.pc);
+    panic("{} at {} {:#x}: the report of a fault faulted, and so did the report of that", outer.name, outer.pc_register,
+          outer.pc);
   again = true;
   print("FAULT WHILE REPORTING A FAULT: {} at {} {:#x} ({} {:#x}", inner.name, inner.pc_register, inner.pc,
         inner.address_register, inner.address);

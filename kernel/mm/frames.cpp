@@ -28,13 +28,13 @@ PAGODA_FACT(free_check_not_managed, FreeCheck::NotManaged)
 PAGODA_FACT(free_check_never_allocated, FreeCheck::NeverAllocated)
 PAGODA_FACT(free_check_double_free, FreeCheck::DoubleFree)
 
-
 /// Lab 3's way to a frame, what the lab-4 skeleton keeps: the window, where every frame of lab 3
 /// lies (its user memory came from below reachable_limit()). A frame above it has no kernel address.
 [[maybe_unused]] u8* window_bytes(PhysAddr pa) {
   if (void* p = phys_to_ptr(pa, kPageSize)) return static_cast<u8*>(p);
   panic("lab 4: frame {:#x} lies beyond the kernel's window: write zero_frame(), write_frame(), copy_frame() and "
-        "allocate_user_frame() in kernel/mm/frames.cpp (labs/04-temp-mappings/README.md)", pa.value());
+        "allocate_user_frame() in kernel/mm/frames.cpp (labs/04-temp-mappings/README.md)",
+        pa.value());
 }
 
 }  // namespace

@@ -64,7 +64,8 @@ Result<void> refill(usize size_class) {
   const PhysAddr frame = TRY(vm::frames().allocate_below(vm::reachable_limit()));
   auto* base = static_cast<u8*>(vm::phys_to_ptr(frame, kFrame));
   const usize size = block_size(size_class);
-  for (usize off = 0; off + size <= kFrame; off += size) push_free(reinterpret_cast<FreeBlock*>(base + off), size_class);
+  for (usize off = 0; off + size <= kFrame; off += size)
+    push_free(reinterpret_cast<FreeBlock*>(base + off), size_class);
   ++g_stats.frames;
   return {};
   // LAB 2 SKELETON
@@ -141,7 +142,8 @@ Result<void*> allocate(usize size) {
 void free(void* p) {
   if (p == nullptr) return;
   auto* header = reinterpret_cast<Header*>(static_cast<u8*>(p) - kHeaderSize);
-  if (!is_aligned(reinterpret_cast<u64>(p), kHeaderSize) || vm::try_virt_to_phys(VirtAddr(reinterpret_cast<u64>(header))).is_error())
+  if (!is_aligned(reinterpret_cast<u64>(p), kHeaderSize) ||
+      vm::try_virt_to_phys(VirtAddr(reinterpret_cast<u64>(header))).is_error())
     panic("heap: free of {:p}, which is not a heap address", p);
   if (header->magic == kMagicFree) panic("heap: double free of {:p}", p);
   g_stats.live_bytes -= header->requested;

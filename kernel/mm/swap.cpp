@@ -73,9 +73,23 @@ struct SwapStateExport {
 static_assert(sizeof(SwapStateExport) == 128);
 inline constexpr pagoda::u32 kSwapStateVersion = 1;
 
-extern "C" constinit SwapStateExport pagoda_swap_state = {
-    {'P', 'G', 'S', 'W', 'A', 'P', '\0', '\0'}, kSwapStateVersion, sizeof(SwapStateExport), 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, sizeof(pagoda::FrameEntry), sizeof(pagoda::RmapNode)};
+extern "C" constinit SwapStateExport pagoda_swap_state = {{'P', 'G', 'S', 'W', 'A', 'P', '\0', '\0'},
+                                                          kSwapStateVersion,
+                                                          sizeof(SwapStateExport),
+                                                          0,
+                                                          0,
+                                                          0,
+                                                          0,
+                                                          0,
+                                                          0,
+                                                          0,
+                                                          0,
+                                                          0,
+                                                          0,
+                                                          0,
+                                                          0,
+                                                          sizeof(pagoda::FrameEntry),
+                                                          sizeof(pagoda::RmapNode)};
 
 namespace pagoda::vm {
 namespace {

@@ -25,7 +25,7 @@
 namespace pagoda {
 namespace {
 
-constexpr usize kMaxSlots = 16;   ///< slots per list on the command line
+constexpr usize kMaxSlots = 16;  ///< slots per list on the command line
 constexpr usize kWords = kPageSize / sizeof(u64);
 
 /// Slot numbers from a command-line list "S,S,...".

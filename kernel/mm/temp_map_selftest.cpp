@@ -13,9 +13,9 @@
 namespace pagoda {
 namespace {
 
-constexpr usize kProbeFrames = 6;    ///< frames the probe maps, above the window when there is RAM there
-constexpr usize kProbeDepth = 4;     ///< the deepest nesting of a round (slots 0..3)
-constexpr usize kLiveGuards = 3;     ///< guards live at the grader's stop in the middle
+constexpr usize kProbeFrames = 6;  ///< frames the probe maps, above the window when there is RAM there
+constexpr usize kProbeDepth = 4;   ///< the deepest nesting of a round (slots 0..3)
+constexpr usize kLiveGuards = 3;   ///< guards live at the grader's stop in the middle
 constexpr u64 kMaxRounds = 6;
 constexpr usize kMaxReads = 2 * kLiveGuards + kMaxRounds * 2 * (1 + 2 + 3 + 4);
 constexpr usize kWords = kPageSize / sizeof(u64);

@@ -18,9 +18,8 @@
 
 // Section bounds from the linker script (arch/<isa>/kernel.ld): virtual addresses, except the
 // *_phys ones; __kernel_virt_offset's address is the offset between the two.
-extern "C" char __kernel_start[], __kernel_end[], __text_start[], __text_end[], __rodata_start[],
-    __rodata_end[], __data_start[], __data_end[], __kernel_phys_start[], __kernel_phys_end[],
-    __kernel_virt_offset[];
+extern "C" char __kernel_start[], __kernel_end[], __text_start[], __text_end[], __rodata_start[], __rodata_end[],
+    __data_start[], __data_end[], __kernel_phys_start[], __kernel_phys_end[], __kernel_virt_offset[];
 // The kernel's own stack (linked high, in .bss), defined by each boot stub (arch/<isa>/boot.S).
 extern "C" char boot_stack_bottom[], boot_stack_top[], boot_stack_guard[];
 
@@ -202,7 +201,7 @@ Result<void> init(const BootInfo& boot) {
   const PhysRange reserved[] = {{PhysAddr(0), layout::kLowMemoryEnd}, image, bitmaps};
   TRY(g_frames.init(boot.memory, Span<u64>(storage, words), Span<const PhysRange>(reserved, array_size(reserved))));
   g_frame_refs.init(Span<u16>(reinterpret_cast<u16*>(storage + words), ref_entries));
-  g_frames.watch_refs(g_frame_refs.table());  // free() refuses a frame still shared
+  g_frames.watch_refs(g_frame_refs.table());            // free() refuses a frame still shared
   ConsistencyBatch::set_frame_release(put_user_frame);  // user frames a batch unmapped, after its flush
   pagoda_frame_refs = {reinterpret_cast<u64>(storage + words), ref_entries};
   pagoda_frame_bitmaps = {reinterpret_cast<u64>(g_frames.used_bitmap().data()),

@@ -189,16 +189,16 @@ void report_fault(FormatSink& sink, VirtAddr va, Access access);
 /// being reported (report_nested_fault()): names and register values only, so that the report's
 /// words and steps are written once for every ISA.
 struct TrapSite {
-  const char* name;              ///< the short name: "#PF", "data abort, same EL"
-  const char* title;             ///< a longer name said after it ("page fault"), or nullptr
-  const char* pc_register;       ///< where the exception was taken: "RIP", "ELR"
+  const char* name;         ///< the short name: "#PF", "data abort, same EL"
+  const char* title;        ///< a longer name said after it ("page fault"), or nullptr
+  const char* pc_register;  ///< where the exception was taken: "RIP", "ELR"
   u64 pc;
   const char* address_register;  ///< the faulting-address register: "CR2", "FAR"
   u64 address;
-  const char* root_register;     ///< the live root's register ("CR3"), or nullptr: not said
+  const char* root_register;  ///< the live root's register ("CR3"), or nullptr: not said
   u64 root;
   bool from_user;
-  bool translation;              ///< may be a missing translation (the report then says which)
+  bool translation;  ///< may be a missing translation (the report then says which)
 };
 
 /// Marks the report of the exception at @p site as under way for as long as it lives (a report

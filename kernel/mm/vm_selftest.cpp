@@ -138,8 +138,7 @@ PAGODA_SELFTEST(vm_frames) {
     frames.free(r.value());
   }
   const usize after = frames.free_frames();
-  println("frames: {} pages at {}: free before {} during {} after {}", pages, Hex{base.value()}, before, during,
-          after);
+  println("frames: {} pages at {}: free before {} during {} after {}", pages, Hex{base.value()}, before, during, after);
   print("frames: after unmapping, the walk of the first page stops: ");
   vm::walk_active(base).format_stop(console_sink());
   println("");
@@ -368,8 +367,8 @@ PAGODA_SELFTEST(vm_high) {
   usize low = 0, high = 0;
   for (usize i = 0; i < low_entries; ++i) low += Format::is_present(low_root[i], 0);
   for (usize i = first_kernel; i < Format::kEntriesPerTable; ++i) high += Format::is_present(high_root[i], 0);
-  println("high: top-level entries present: {} of {} in the lower half, {} of {} in the kernel half proof={:016x}",
-          low, low_entries, high, Format::kEntriesPerTable - first_kernel, proof(ctx.token, high * 1000 + low));
+  println("high: top-level entries present: {} of {} in the lower half, {} of {} in the kernel half proof={:016x}", low,
+          low_entries, high, Format::kEntriesPerTable - first_kernel, proof(ctx.token, high * 1000 + low));
 }
 
 /// Lab 2's step out of the boot stub, for the grader to witness: stops at the checkpoint with
@@ -452,19 +451,21 @@ PAGODA_SELFTEST(vm_split) {
   if (!base.is_aligned(kBlock) || blocks == 0 || blocks > 5 || count == 0 || first + count > all || hole >= all ||
       (first <= hole && hole < first + count) || first2 + count2 > all || (first2 <= hole && hole < first2 + count2))
     panic("vm_split: base={} blocks={} first={} pages={} first2={} pages2={} hole={}: a block-aligned base, 1 to 5 "
-          "blocks, ranges inside them, the hole outside the protected pages", Hex{base.value()}, blocks, first, count,
-          first2, count2, hole);
+          "blocks, ranges inside them, the hole outside the protected pages",
+          Hex{base.value()}, blocks, first, count, first2, count2, hole);
   const usize before = frames.free_frames();
   const PhysAddr run = MUST(frames.allocate_contiguous_below((blocks + 1) * kPages, vm::reachable_limit()));
   const PhysAddr pa = run.align_up(kBlock);  // block-aligned 2 MiB pieces inside the run
-  for (u64 b = 0; b < blocks; ++b) MUST(space.map_block(base.offset(b * kBlock), pa.offset(b * kBlock), kBlock, kKernelData));
+  for (u64 b = 0; b < blocks; ++b)
+    MUST(space.map_block(base.offset(b * kBlock), pa.offset(b * kBlock), kBlock, kKernelData));
   for (u64 i = 0; i < all; ++i) *reinterpret_cast<volatile u64*>(base.value() + i * kPage) = i ^ seed;
   pagoda_grader_checkpoint(base.value(), pa.value(), 0);  // whole blocks
   if (const Result<void> done = space.protect(base.offset(first * kPage), count * kPage, kKernelReadOnly); !done.ok())
     panic("split: protecting pages {}..{} read-only ({} to {}, {} block(s)) failed: {}", first, first + count - 1,
           Hex{base.value() + first * kPage}, Hex{base.value() + (first + count) * kPage}, blocks, done.error());
   if (count2 != 0)
-    if (const Result<void> done = space.protect(base.offset(first2 * kPage), count2 * kPage, kKernelReadOnly); !done.ok())
+    if (const Result<void> done = space.protect(base.offset(first2 * kPage), count2 * kPage, kKernelReadOnly);
+        !done.ok())
       panic("split: protecting pages {}..{} read-only ({} to {}, {} block(s)) failed: {}", first2, first2 + count2 - 1,
             Hex{base.value() + first2 * kPage}, Hex{base.value() + (first2 + count2) * kPage}, blocks, done.error());
   if (const Result<void> done = space.unmap_range(base.offset(hole * kPage), kPage); !done.ok())
@@ -483,8 +484,9 @@ PAGODA_SELFTEST(vm_split) {
       if (i != hole) (void)MUST(space.unmap(base.offset(i * kPage)));
   }
   for (u64 i = 0; i < (blocks + 1) * kPages; ++i) frames.free(run.offset(i * kPage));
-  println("split: {} block(s) at {} -> {} split; pages {}..{} read-only, page {} unmapped; free frames before {} after {}",
-          blocks, Hex{base.value()}, Hex{pa.value()}, first, first + count - 1, hole, before, frames.free_frames());
+  println(
+      "split: {} block(s) at {} -> {} split; pages {}..{} read-only, page {} unmapped; free frames before {} after {}",
+      blocks, Hex{base.value()}, Hex{pa.value()}, first, first + count - 1, hole, before, frames.free_frames());
 }
 
 /// Allocates objects=N objects of random sizes (seed=S chosen by the grader), fills object i with
@@ -538,7 +540,8 @@ PAGODA_SELFTEST(heap_reuse) {
   static usize sizes[kMaxObjects];
   const usize count = ctx.arg("objects", 1000);
   const u64 seed = ctx.arg("seed", 0);
-  if (count == 0 || count > kMaxObjects || count % 7919 == 0) panic("heap_reuse: objects={} is not a usable count", count);
+  if (count == 0 || count > kMaxObjects || count % 7919 == 0)
+    panic("heap_reuse: objects={} is not a usable count", count);
   TestRandom random{seed | 1};
   for (usize i = 0; i < count; ++i) {
     sizes[i] = 1 + usize(random.next() % kSmall);
@@ -550,8 +553,8 @@ PAGODA_SELFTEST(heap_reuse) {
   const heap::Stats again = heap::stats();
   pagoda_grader_checkpoint(reinterpret_cast<u64>(first), reinterpret_cast<u64>(second), count);
   for (usize i = 0; i < count; ++i) heap::free(reinterpret_cast<void*>(second[i]));
-  println("heap_reuse: {} objects; heap frames {} after the first round, {} after the second; {} objects live",
-          count, grown.frames, again.frames, heap::stats().live_allocations);
+  println("heap_reuse: {} objects; heap frames {} after the first round, {} after the second; {} objects live", count,
+          grown.frames, again.frames, heap::stats().live_allocations);
 }
 
 }  // namespace pagoda
@@ -595,8 +598,8 @@ PAGODA_SELFTEST(vm_switch_cost) {
   const u64 off = activates_in(kernel, ticks);
   AddressSpace::set_switch_checks(was);
   arch::interrupts_disable();
-  println("vm_switch_cost: {} ranges, {} pages; in {} ticks of {} Hz: {} activates with the check, {} without", needed.ranges().size(),
-          pages, ticks, kTimerHz, on, off);
+  println("vm_switch_cost: {} ranges, {} pages; in {} ticks of {} Hz: {} activates with the check, {} without",
+          needed.ranges().size(), pages, ticks, kTimerHz, on, off);
 }
 
 }  // namespace pagoda

@@ -35,8 +35,9 @@ PAGODA_SELFTEST(vma_heap) {
     const Perms rw{.read = true, .write = true, .user = true};
     const Perms ro{.read = true, .user = true};
     for (u64 i = 0; i < kRegions; ++i)  // alternating permissions: nothing merges
-      must(set.insert(Vma{.start = kBase + i * 4 * kPage, .end = kBase + (i + 1) * 4 * kPage, .perms = i % 2 ? ro : rw}),
-           "insert");
+      must(
+          set.insert(Vma{.start = kBase + i * 4 * kPage, .end = kBase + (i + 1) * 4 * kPage, .perms = i % 2 ? ro : rw}),
+          "insert");
     must(set.remove(kBase + hole * 4 * kPage + kPage, kBase + hole * 4 * kPage + 3 * kPage), "remove");
     peak_regions = set.size();
     during = heap::stats();

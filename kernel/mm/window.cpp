@@ -12,7 +12,6 @@
 namespace pagoda::vm {
 namespace {
 
-
 /// Usable RAM at or above kLowMemoryEnd, merged and sorted: computed once from the boot map,
 /// so that phys_to_ptr() does not scan the memory map on every access.
 PhysRange g_ram[MemoryMap::kMaxRegions];

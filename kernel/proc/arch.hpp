@@ -137,15 +137,15 @@ i64 syscall(const SyscallArgs& call);
 struct UserFault {
   static constexpr usize kReasonSize = 640;
   abi::Termination how = abi::Termination::Killed;  ///< what the exit status says
-  const char* mnemonic = "";  ///< the exception, e.g. "#PF"
-  const char* name = "";      ///< e.g. "page fault"
-  const char* vector_label = "vector";  ///< what the ISA calls vector (x86_64 "vector", AArch64 "EC")
-  u64 vector = 0;             ///< the ISA's number for it (x86_64: the IDT vector; AArch64: ESR_EL1.EC)
+  const char* mnemonic = "";                        ///< the exception, e.g. "#PF"
+  const char* name = "";                            ///< e.g. "page fault"
+  const char* vector_label = "vector";              ///< what the ISA calls vector (x86_64 "vector", AArch64 "EC")
+  u64 vector = 0;               ///< the ISA's number for it (x86_64: the IDT vector; AArch64: ESR_EL1.EC)
   const char* pc_label = "pc";  ///< what the ISA calls its program counter ("RIP", "ELR")
-  u64 pc = 0;                 ///< the user instruction
-  u64 address = 0;            ///< the faulting address, when has_address
+  u64 pc = 0;                   ///< the user instruction
+  u64 address = 0;              ///< the faulting address, when has_address
   bool has_address = false;
-  Access access{};            ///< a page fault: what the access tried to do
+  Access access{};                ///< a page fault: what the access tried to do
   char reason[kReasonSize] = {};  ///< why, e.g. "user access to supervisor page" (may be empty)
 };
 

@@ -6,16 +6,16 @@ namespace pagoda::elf {
 namespace {
 
 // ELF constants (the System V ABI's names in comments).
-constexpr usize kHeaderSize = 64;             // sizeof(Elf64_Ehdr)
-constexpr usize kProgramHeaderSize = 56;      // sizeof(Elf64_Phdr)
+constexpr usize kHeaderSize = 64;         // sizeof(Elf64_Ehdr)
+constexpr usize kProgramHeaderSize = 56;  // sizeof(Elf64_Phdr)
 constexpr u8 kMagic[4] = {0x7f, 'E', 'L', 'F'};
 constexpr usize kClassIndex = 4, kDataIndex = 5, kVersionIndex = 6;  // EI_CLASS, EI_DATA, EI_VERSION
-constexpr u8 kClass64 = 2;                    // ELFCLASS64
-constexpr u8 kLittleEndian = 1;               // ELFDATA2LSB
-constexpr u32 kCurrentVersion = 1;            // EV_CURRENT
-constexpr u16 kTypeExecutable = 2;            // ET_EXEC
-constexpr u32 kLoad = 1, kDynamic = 2, kInterpreter = 3, kTls = 7;  // PT_LOAD, PT_DYNAMIC, PT_INTERP, PT_TLS
-constexpr u32 kFlagExecute = 1, kFlagWrite = 2, kFlagRead = 4;      // PF_X, PF_W, PF_R
+constexpr u8 kClass64 = 2;                                           // ELFCLASS64
+constexpr u8 kLittleEndian = 1;                                      // ELFDATA2LSB
+constexpr u32 kCurrentVersion = 1;                                   // EV_CURRENT
+constexpr u16 kTypeExecutable = 2;                                   // ET_EXEC
+constexpr u32 kLoad = 1, kDynamic = 2, kInterpreter = 3, kTls = 7;   // PT_LOAD, PT_DYNAMIC, PT_INTERP, PT_TLS
+constexpr u32 kFlagExecute = 1, kFlagWrite = 2, kFlagRead = 4;       // PF_X, PF_W, PF_R
 
 // Field offsets in the ELF header and in a program header.
 constexpr usize kType = 16, kMachine = 18, kVersion = 20, kEntry = 24, kPhoff = 32, kPhentsize = 54, kPhnum = 56;
@@ -54,8 +54,10 @@ bool check_load(Span<const u8> image, usize at, const Target& target, i32 index,
   out.vaddr = read64(image, at + kPVaddr);
   out.filesz = read64(image, at + kPFilesz);
   out.memsz = read64(image, at + kPMemsz);
-  out.perms = Perms{.read = (flags & kFlagRead) != 0, .write = (flags & kFlagWrite) != 0,
-                    .execute = (flags & kFlagExecute) != 0, .user = true};
+  out.perms = Perms{.read = (flags & kFlagRead) != 0,
+                    .write = (flags & kFlagWrite) != 0,
+                    .execute = (flags & kFlagExecute) != 0,
+                    .user = true};
 
   if (out.memsz == 0) return fail(ElfError::EmptySegment);
   if (out.filesz > out.memsz) return fail(ElfError::FileSizeExceedsMemorySize);
@@ -93,7 +95,8 @@ const char* error_message(ElfError e) {
     case ElfError::TruncatedSegment: return "segment's bytes extend past the end of the file";
     case ElfError::MisalignedSegment: return "segment's address and file offset differ modulo the page size";
     case ElfError::SegmentBelowUserBase: return "segment below the lowest user address (the pages around null)";
-    case ElfError::SegmentBeyondUserEnd: return "segment reaches past the user half (the non-canonical hole or the kernel half)";
+    case ElfError::SegmentBeyondUserEnd:
+      return "segment reaches past the user half (the non-canonical hole or the kernel half)";
     case ElfError::WritableAndExecutable: return "segment both writable and executable (W^X)";
     case ElfError::NoLoadSegment: return "nothing to load (no PT_LOAD segment)";
     case ElfError::SegmentsOverlap: return "two segments touch the same page";

@@ -85,30 +85,30 @@ struct Executable {
 
 /// Why an image was rejected.
 enum class ElfError : u8 {
-  InvalidTarget,            ///< the Target itself is malformed (a bug of the caller)
-  TruncatedHeader,          ///< shorter than an ELF header
-  BadMagic,                 ///< not 7f 'E' 'L' 'F'
-  BadClass,                 ///< not ELFCLASS64
-  BadDataEncoding,          ///< not little-endian
-  BadVersion,               ///< EI_VERSION or e_version is not 1
-  NotExecutable,            ///< e_type is not ET_EXEC (an object file, or position-independent)
-  WrongMachine,             ///< e_machine is not the target's
-  BadProgramHeaderSize,     ///< e_phentsize is not 56
-  TooManyProgramHeaders,    ///< more than kMaxProgramHeaders
-  TruncatedProgramHeaders,  ///< the program header table ends past the image
-  ArithmeticOverflow,       ///< an offset or address plus a size does not fit in 64 bits
-  UnsupportedSegment,       ///< PT_INTERP, PT_DYNAMIC or PT_TLS: nothing here provides them
-  TooManySegments,          ///< more than kMaxSegments PT_LOAD headers
-  EmptySegment,             ///< a PT_LOAD with p_memsz 0
-  FileSizeExceedsMemorySize,///< p_filesz > p_memsz
-  TruncatedSegment,         ///< p_offset + p_filesz is past the end of the image
-  MisalignedSegment,        ///< p_vaddr and p_offset differ modulo the page size
-  SegmentBelowUserBase,     ///< a segment touches a page below user_base
-  SegmentBeyondUserEnd,     ///< a segment reaches past user_end (the hole, the kernel half)
-  WritableAndExecutable,    ///< a segment both writable and executable (W^X)
-  NoLoadSegment,            ///< no PT_LOAD at all
-  SegmentsOverlap,          ///< two segments touch the same page
-  EntryNotExecutable,       ///< e_entry is outside every executable segment
+  InvalidTarget,              ///< the Target itself is malformed (a bug of the caller)
+  TruncatedHeader,            ///< shorter than an ELF header
+  BadMagic,                   ///< not 7f 'E' 'L' 'F'
+  BadClass,                   ///< not ELFCLASS64
+  BadDataEncoding,            ///< not little-endian
+  BadVersion,                 ///< EI_VERSION or e_version is not 1
+  NotExecutable,              ///< e_type is not ET_EXEC (an object file, or position-independent)
+  WrongMachine,               ///< e_machine is not the target's
+  BadProgramHeaderSize,       ///< e_phentsize is not 56
+  TooManyProgramHeaders,      ///< more than kMaxProgramHeaders
+  TruncatedProgramHeaders,    ///< the program header table ends past the image
+  ArithmeticOverflow,         ///< an offset or address plus a size does not fit in 64 bits
+  UnsupportedSegment,         ///< PT_INTERP, PT_DYNAMIC or PT_TLS: nothing here provides them
+  TooManySegments,            ///< more than kMaxSegments PT_LOAD headers
+  EmptySegment,               ///< a PT_LOAD with p_memsz 0
+  FileSizeExceedsMemorySize,  ///< p_filesz > p_memsz
+  TruncatedSegment,           ///< p_offset + p_filesz is past the end of the image
+  MisalignedSegment,          ///< p_vaddr and p_offset differ modulo the page size
+  SegmentBelowUserBase,       ///< a segment touches a page below user_base
+  SegmentBeyondUserEnd,       ///< a segment reaches past user_end (the hole, the kernel half)
+  WritableAndExecutable,      ///< a segment both writable and executable (W^X)
+  NoLoadSegment,              ///< no PT_LOAD at all
+  SegmentsOverlap,            ///< two segments touch the same page
+  EntryNotExecutable,         ///< e_entry is outside every executable segment
 };
 
 /// A sentence for @p e, e.g. "segment both writable and executable (W^X)".

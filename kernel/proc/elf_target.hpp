@@ -15,8 +15,7 @@ inline constexpr u64 kUserBase = 64 * KiB;
 
 /// What programs must fit to run on this kernel.
 inline constexpr Target kernel_target() {
-  return Target{arch::UserSpace::kElfMachine, kUserBase, arch::UserSpace::kEnd,
-                arch::PageTableFormat::kPageSize};
+  return Target{arch::UserSpace::kElfMachine, kUserBase, arch::UserSpace::kEnd, arch::PageTableFormat::kPageSize};
 }
 
 }  // namespace pagoda::elf

@@ -70,8 +70,8 @@ Result<void> map_kernel_stack(KernelStack& stack) {
       return frame.error();
     }
     vm::zero_frame(frame.value());
-    const Result<void> mapped =
-        kernel.map(stack.bottom().offset(i * kPageSize), frame.value(), vm::kernel_perms(kKernelData));  // global
+    const Result<void> mapped = kernel.map(stack.bottom().offset(i * kPageSize), frame.value(),
+                                           vm::kernel_perms(kKernelData));  // global
     if (mapped.is_error()) {
       vm::frames().free(frame.value());
       release_pages(stack);
@@ -102,8 +102,9 @@ void check_given_back(usize slot) {
     const FreeCheck check = vm::frames().check_free(walk.pa);  // not Ok: the frame is not in use
     const bool freed = check == FreeCheck::NeverAllocated || check == FreeCheck::DoubleFree;
     FailureLine line;
-    format_to(line, "proc: kernel stack slot {} was given back, yet its page {:#x} is still mapped to frame {:#x}{}: "
-                    "the stack's frames were freed (or its slot given back) while its pages stayed mapped",
+    format_to(line,
+              "proc: kernel stack slot {} was given back, yet its page {:#x} is still mapped to frame {:#x}{}: "
+              "the stack's frames were freed (or its slot given back) while its pages stayed mapped",
               slot, va, walk.pa.value(), freed ? ", which the allocator holds free" : "");
     return;
   }

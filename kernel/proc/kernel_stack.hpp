@@ -136,8 +136,8 @@ void user_trap_frame_elsewhere(uptr frame, const char* what, uptr top);
 /// came from (@p what, @p top: "TSS.RSP0", its value): panics, naming the cause, when the frame is
 /// not on the current process's own kernel stack. Two compares when it is.
 inline void check_user_trap_frame(uptr frame, const char* what, uptr top) {
-  if (frame - detail::g_running_stack_bottom < detail::g_running_stack_top - detail::g_running_stack_bottom)
-    [[likely]] return;
+  if (frame - detail::g_running_stack_bottom < detail::g_running_stack_top - detail::g_running_stack_bottom) [[likely]]
+    return;
   detail::user_trap_frame_elsewhere(frame, what, top);
 }
 

@@ -25,8 +25,7 @@ const Process* owner_of_slot(usize slot) {
 /// be mapped in the live root), not at a switch before the process's root is loaded.
 bool explain_for(FormatSink& sink, const char* what, uptr top, const Process* p, bool live) {
   if (p == nullptr) {
-    format_to(sink, "{} is {:#x}, but no process is running: a trap from user mode with no current process", what,
-              top);
+    format_to(sink, "{} is {:#x}, but no process is running: a trap from user mode with no current process", what, top);
     return true;
   }
   const uptr want = p->kstack.valid() ? p->kstack.top().value() : 0;
@@ -41,27 +40,31 @@ bool explain_for(FormatSink& sink, const char* what, uptr top, const Process* p,
     }
   };
   const auto theirs = [&] {
-    format_to(sink, "pid {} ({}), whose kernel stack is [{:#x}, {:#x}): the switch to pid {} did not set its kernel "
-                    "stack (arch::set_kernel_stack(top of its stack), before its root is loaded)",
+    format_to(sink,
+              "pid {} ({}), whose kernel stack is [{:#x}, {:#x}): the switch to pid {} did not set its kernel "
+              "stack (arch::set_kernel_stack(top of its stack), before its root is loaded)",
               p->pid, p->name_view(), want_bottom, want, p->pid);
   };
   if (top == want && want != 0) {
     if (!live || vm::mapped_now(VirtAddr(top - sizeof(u64)))) return false;
-    format_to(sink, "{} is {:#x}, the top of pid {} ({})'s kernel stack, but the page below it is not mapped in the "
-                    "live root: the kernel stack is missing from the root that runs the process",
+    format_to(sink,
+              "{} is {:#x}, the top of pid {} ({})'s kernel stack, but the page below it is not mapped in the "
+              "live root: the kernel stack is missing from the root that runs the process",
               what, top, p->pid, p->name_view());
     return true;
   }
   if (top == 0 && !live) {
-    format_to(sink, "{} is still 0 when the root of pid {} ({}) is loaded: its kernel stack for traps from user mode "
-                    "must be set first (arch::set_kernel_stack() with the top of its kernel stack, {:#x}, before the "
-                    "root is loaded: from the load on, a trap may come)",
+    format_to(sink,
+              "{} is still 0 when the root of pid {} ({}) is loaded: its kernel stack for traps from user mode "
+              "must be set first (arch::set_kernel_stack() with the top of its kernel stack, {:#x}, before the "
+              "root is loaded: from the load on, a trap may come)",
               what, p->pid, p->name_view(), want);
     return true;
   }
   if (top == 0) {
-    format_to(sink, "{} is 0: no kernel stack was set for traps from user mode when pid {} ({}) was switched to (it "
-                    "must be the top of its kernel stack, {:#x}, set before the process's root is loaded)",
+    format_to(sink,
+              "{} is 0: no kernel stack was set for traps from user mode when pid {} ({}) was switched to (it "
+              "must be the top of its kernel stack, {:#x}, set before the process's root is loaded)",
               what, p->pid, p->name_view(), want);
     return true;
   }
@@ -72,8 +75,9 @@ bool explain_for(FormatSink& sink, const char* what, uptr top, const Process* p,
       format_to(sink, "{} is {:#x}, at the bottom of the kernel stack of slot {} [{:#x}, {:#x}) of ", what, top, slot,
                 r.bottom, r.top);
       whose(slot);
-      format_to(sink, ": the first push lands in the guard page below it; a stack grows down, so {} must be the "
-                      "stack's top, {:#x}",
+      format_to(sink,
+                ": the first push lands in the guard page below it; a stack grows down, so {} must be the "
+                "stack's top, {:#x}",
                 what, r.top);
       return true;
     }
@@ -114,16 +118,20 @@ void describe_address(FormatSink& sink, uptr va) {
     const Span<const u64> used = vm::frames().used_bitmap();
     const AddressSpace* space = vm::current_space();
     if (va / kPageSize < used.size() * 64 && (space == nullptr || space->is_kernel()))
-      format_to(sink, "; {:#x} is below the top of RAM: a physical address used as a pointer? (phys_to_ptr() gives "
-                      "the window's address of a frame)", va);
+      format_to(sink,
+                "; {:#x} is below the top of RAM: a physical address used as a pointer? (phys_to_ptr() gives "
+                "the window's address of a frame)",
+                va);
     // A process that is not live maps it: the kernel wrote it through its user address (seed 003).
     for (Process& p : process_table()) {
       if (!p.has_space() || &p.space() == space) continue;  // a space being loaded is Free yet
       const Walk walk = p.space().query(VirtAddr(va).align_down(kPageSize));
       if (!walk.mapped()) continue;
-      format_to(sink, "; pid {} ({}) maps it in its own root {:#x}, which is not live: a process that is not live is "
-                      "reached through its own tables and temporary mappings of its frames (lab 4), never through its "
-                      "user addresses", p.pid, p.name_view(), walk.root.value());
+      format_to(sink,
+                "; pid {} ({}) maps it in its own root {:#x}, which is not live: a process that is not live is "
+                "reached through its own tables and temporary mappings of its frames (lab 4), never through its "
+                "user addresses",
+                p.pid, p.name_view(), walk.root.value());
       break;
     }
     return;
@@ -132,7 +140,8 @@ void describe_address(FormatSink& sink, uptr va) {
   if (slot < kKernelStackSlots) {
     const StackRange r = kernel_stack_range(slot);
     const Process* o = owner_of_slot(slot);
-    if (va < r.bottom) format_to(sink, "in the guard page below the kernel stack of slot {} [{:#x}, {:#x})", slot, r.bottom, r.top);
+    if (va < r.bottom)
+      format_to(sink, "in the guard page below the kernel stack of slot {} [{:#x}, {:#x})", slot, r.bottom, r.top);
     else
       format_to(sink, "on the kernel stack of slot {} [{:#x}, {:#x}), page {} of {}{}", slot, r.bottom, r.top,
                 (va - r.bottom) / kPageSize, kKernelStackPages, va >= r.top - kPageSize ? " (its top page)" : "");
@@ -140,10 +149,13 @@ void describe_address(FormatSink& sink, uptr va) {
     else format_to(sink, ", a slot {}", kernel_stack_slot_used(slot) ? "in use" : "no process holds");
     return;
   }
-  if (va >= layout::kStackBase && va < layout::kKernelImageBase) format_to(sink, "in the kernel-stack area, past its slots");
+  if (va >= layout::kStackBase && va < layout::kKernelImageBase)
+    format_to(sink, "in the kernel-stack area, past its slots");
   else if (va >= layout::kKernelImageBase) format_to(sink, "in the kernel image");
-  else if (va >= layout::kTempMapBase) format_to(sink, "in the temp-map area (slot {})", (va - layout::kTempMapBase) / kPageSize);
-  else if (va >= layout::kMmioBase) format_to(sink, "in the device area (device register at physical {:#x})", va - layout::kMmioBase);
+  else if (va >= layout::kTempMapBase)
+    format_to(sink, "in the temp-map area (slot {})", (va - layout::kTempMapBase) / kPageSize);
+  else if (va >= layout::kMmioBase)
+    format_to(sink, "in the device area (device register at physical {:#x})", va - layout::kMmioBase);
   else if (va >= layout::kWindowBase + layout::kWindowSize)
     format_to(sink, "above the physical window (RAM there is reached only through temporary mappings)");
   else if (va >= layout::kWindowBase)
@@ -161,8 +173,7 @@ void detail::user_trap_frame_elsewhere(uptr frame, const char* what, uptr top) {
   }
   char why[400];
   BufferSink sink(why, sizeof why);
-  if (!explain_user_trap_stack(sink, what, top))
-    format_to(sink, "{} is right, but the frame is at {:#x}", what, frame);
+  if (!explain_user_trap_stack(sink, what, top)) format_to(sink, "{} is right, but the frame is at {:#x}", what, frame);
   println("TRAP FROM USER MODE ON THE WRONG KERNEL STACK: the frame at {:#x} is not on the running process's own "
           "kernel stack, so it overwrites whatever that stack holds: {}",
           frame, sink.view());

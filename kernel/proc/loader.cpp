@@ -107,8 +107,9 @@ Result<arch::UserEntry> load_stack(AddressSpace& space, Span<const StringView> a
 
   const u64 top_page = kUserStackTop - kPageSize;
   const PhysAddr top_frame = TRY_DURING(zeroed_frame(), kTopPageStep, top_page);
-  Result<void> mapped = vm::can_record_mapping() ? space.map(VirtAddr(top_page), top_frame, kUserStack)
-                                                 : Result<void>(Error(Error::NoMemory, "the reverse map has no free node"));
+  Result<void> mapped = vm::can_record_mapping()
+                            ? space.map(VirtAddr(top_page), top_frame, kUserStack)
+                            : Result<void>(Error(Error::NoMemory, "the reverse map has no free node"));
   if (mapped.is_error()) {
     vm::frames().free(top_frame);
     return mapped.error().during(kTopPageStep, top_page);
@@ -190,8 +191,11 @@ Result<arch::UserEntry> load_program(AddressSpace& space, UserRegions& regions, 
   regions.heap_start = regions.brk = image_end;
   regions.stack_limit = kUserStackLimit;
   regions.stack_gap = kUserStackGap;
-  TRY(regions.vmas.insert(Vma{.start = kUserStackBottom, .end = kUserStackTop, .perms = kUserStack,
-                              .kind = VmaKind::Stack, .flags = kVmaGrowsDown}));
+  TRY(regions.vmas.insert(Vma{.start = kUserStackBottom,
+                              .end = kUserStackTop,
+                              .perms = kUserStack,
+                              .kind = VmaKind::Stack,
+                              .flags = kVmaGrowsDown}));
   // LAB 5 SKELETON
   // // Lab 4's loader: everything mapped at once, nothing recorded (lab 5: record the segments, the
   // // heap and the stack in load_program(), kernel/proc/loader.cpp; labs/05-vmas/README.md). It

@@ -100,7 +100,8 @@ Result<void> release_pages(AddressSpace& space, u64 start, u64 end, usize& pages
 
 i64 sys_mmap(Process& p, u64 addr, u64 length, u64 prot, u64 flags) {
   if (const i64 bad = check_prot(prot)) return bad;
-  if ((flags & ~abi::kMapMask) || (flags & abi::kMapFixed && flags & abi::kMapFixedNoReplace)) return fail(Errno::Inval);
+  if ((flags & ~abi::kMapMask) || (flags & abi::kMapFixed && flags & abi::kMapFixedNoReplace))
+    return fail(Errno::Inval);
   if (length == 0 || length > arch::UserSpace::kEnd) return fail(Errno::Inval);
   const bool fixed = flags & (abi::kMapFixed | abi::kMapFixedNoReplace);
   u64 end = 0;
@@ -172,8 +173,10 @@ i64 sys_brk(Process& p, u64 new_break) {
   const u64 new_top = align_up(new_break, kPageSize);
   if (new_top > old_top) {
     if (!r.vmas.overlapping(old_top, new_top).empty()) return i64(r.brk);  // a mapping is in the way
-    const Result<void> grown = r.vmas.insert(Vma{.start = old_top, .end = new_top, .perms = Perms{.read = true,
-                                                 .write = true, .user = true}, .kind = VmaKind::Heap});
+    const Result<void> grown = r.vmas.insert(Vma{.start = old_top,
+                                                 .end = new_top,
+                                                 .perms = Perms{.read = true, .write = true, .user = true},
+                                                 .kind = VmaKind::Heap});
     if (grown.is_error()) return i64(r.brk);
   } else if (new_top < old_top) {
     if (remove_range(p, new_top, old_top).is_error()) return i64(r.brk);

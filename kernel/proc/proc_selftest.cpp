@@ -28,11 +28,11 @@ PAGODA_FACT(space_copy_pages, kSpaceCopyPages)
 
 /// What space_copy shows the grader at its stops (static, so that it can be read there).
 struct SpaceCopy {
-  u64 root = 0;                       ///< the space's root (not live)
-  u64 frames[kSpaceCopyPages] = {};   ///< page i's frame
-  i64 results[3] = {};                ///< 0 or the error of each copy
-  u64 readonly_frame = 0;             ///< the frame of the read-only page at ro=VA
-  i64 readonly_result = 0;            ///< 0 or the error of the copy into it
+  u64 root = 0;                      ///< the space's root (not live)
+  u64 frames[kSpaceCopyPages] = {};  ///< page i's frame
+  i64 results[3] = {};               ///< 0 or the error of each copy
+  u64 readonly_frame = 0;            ///< the frame of the read-only page at ro=VA
+  i64 readonly_result = 0;           ///< 0 or the error of the copy into it
   u8 source[kSpaceCopyPages * kPageSize] = {};
 };
 SpaceCopy g_space_copy;
@@ -62,7 +62,8 @@ PAGODA_SELFTEST(user_touch) {
   vm::set_current_space(&space);
   u64 copied = 0;
   MUST(proc::copy_from_user(space, &copied, va + kPageSize - sizeof copied, sizeof copied));
-  println("user_touch: a checked copy read {:#x} from user page {:#x} proof={:016x}", copied, va, proof(ctx.token, copied));
+  println("user_touch: a checked copy read {:#x} from user page {:#x} proof={:016x}", copied, va,
+          proof(ctx.token, copied));
   if (exec) {
     println("user_touch: the kernel calls user code at {:#x}", va);
     reinterpret_cast<void (*)()>(va)();
@@ -96,10 +97,11 @@ PAGODA_SELFTEST(space_copy) {
       o2 + n2 > kSpan || k3 == 0 || k3 >= kPageSize)
     panic("space_copy: base={:#x} o1={} n1={} o2={} n2={} k3={}: a page-aligned user base, ranges inside its {} pages",
           base, o1, n1, o2, n2, k3, kSpaceCopyPages);
-  if (!is_aligned(ro, kPageSize) || !proc::in_user_half(ro, kPageSize) || (ro + kPageSize > base && ro <= base + kSpan) ||
-      n4 == 0 || o4 + n4 > kPageSize)
+  if (!is_aligned(ro, kPageSize) || !proc::in_user_half(ro, kPageSize) ||
+      (ro + kPageSize > base && ro <= base + kSpan) || n4 == 0 || o4 + n4 > kPageSize)
     panic("space_copy: ro={:#x} o4={} n4={}: a page-aligned user page apart from base={:#x}'s {} pages and the one "
-          "after them, a range inside it", ro, o4, n4, base, kSpaceCopyPages);
+          "after them, a range inside it",
+          ro, o4, n4, base, kSpaceCopyPages);
   SpaceCopy& t = g_space_copy;
   for (u64 i = 0; i < kSpan; ++i) t.source[i] = u8(proof(ctx.token, 0x5343'0000 + i / 8) >> (8 * (i % 8)));
   const usize before = vm::frames().free_frames();

@@ -353,7 +353,7 @@ Result<arch::UserEntry> exec_current(Process& p, StringView name, Span<const u8>
   usize pages = 0;
   if (Result<void> freed = free_user_half(p.space(), pages); freed.is_error())
     println("proc {} ({}): exec: the old user half was not freed: {}", p.pid, p.name_view(), freed.error());
-  p.address_space.reset();  // the old root and the tables of its user half; withdrawn from the registry
+  p.address_space.reset();               // the old root and the tables of its user half; withdrawn from the registry
   p.address_space.emplace(move(space));  // the new one; the local is left owning nothing
   vm::set_current_space(&p.space());
   set_name(p, name);
@@ -380,7 +380,8 @@ abi::ExitInfo reap(Process& p) {
   if (exit.how == u32(abi::Termination::Exited))
     println("proc {} ({}): reaped: exited with code {}", pid, StringView(name), exit.code);
   else
-    println("proc {} ({}): reaped: killed ({})", pid, StringView(name), abi::termination_name(abi::Termination(exit.how)));
+    println("proc {} ({}): reaped: killed ({})", pid, StringView(name),
+            abi::termination_name(abi::Termination(exit.how)));
   return exit;
 }
 
@@ -458,7 +459,8 @@ UserFrames count_user_frames(AddressSpace& space) {
   const AddressSpace::Tree& tree = space.arch().tree_for(VirtAddr(0));
   const usize user_end = arch::PageTableFormat::index(VirtAddr(layout::kKernelHalfBase), 0);
   out.tables = 1;  // the root
-  for (TableIterator<arch::PageTableFormat> it(tree, 0, user_end == 0 ? arch::PageTableFormat::kEntriesPerTable : user_end);
+  for (TableIterator<arch::PageTableFormat> it(tree, 0,
+                                               user_end == 0 ? arch::PageTableFormat::kEntriesPerTable : user_end);
        !it.done(); it.next())
     ++out.tables;
   return out;

@@ -25,8 +25,8 @@ u64 fnv1a(Span<const u8> bytes) {
 PAGODA_SELFTEST(programs) {
   const Span<const EmbeddedProgram> all = embedded_programs();
   const elf::Target target = elf::kernel_target();
-  println("programs: {} embedded; target machine {} user [{:#x}, {:#x}) page {:#x}", all.size(),
-          u16(target.machine), target.user_base, target.user_end, target.page_size);
+  println("programs: {} embedded; target machine {} user [{:#x}, {:#x}) page {:#x}", all.size(), u16(target.machine),
+          target.user_base, target.user_end, target.page_size);
   u64 total = 0;
   for (const EmbeddedProgram& p : all) {
     const Span<const u8> image = p.image();
@@ -41,11 +41,12 @@ PAGODA_SELFTEST(programs) {
     const elf::Executable& exe = parsed.value();
     println("program {}: entry {:#x}, {} segments", p.name, exe.entry, exe.count);
     for (const elf::Segment& s : exe.loads())
-      println("program {}: segment {:#x} memsz {:#x} offset {:#x} filesz {:#x} {}", p.name, s.vaddr, s.memsz,
-              s.offset, s.filesz, s.perms);
+      println("program {}: segment {:#x} memsz {:#x} offset {:#x} filesz {:#x} {}", p.name, s.vaddr, s.memsz, s.offset,
+              s.filesz, s.perms);
   }
   char missing[24];
-  const StringView name = format_buffer(missing, sizeof missing, "absent_{:x}", proof(ctx.token, kMissingTag) & 0xffffff);
+  const StringView name = format_buffer(missing, sizeof missing, "absent_{:x}",
+                                        proof(ctx.token, kMissingTag) & 0xffffff);
   println("programs: find_program(\"{}\") -> {}; {} bytes in all proof={:016x}", name,
           find_program(name) != nullptr ? "FOUND" : "none", total, proof(ctx.token, total));
 }

@@ -220,8 +220,8 @@ bool launch(const Launch& l, StringView token) {
   StringView name = l.name;
   if (!l.damage.empty()) {
     if (g_damaged_holder[0] != '\0') {
-      println("run: {}!{}: not started: the one buffer for damaged images still holds {}, which was accepted",
-              l.name, l.damage, StringView(g_damaged_holder));
+      println("run: {}!{}: not started: the one buffer for damaged images still holds {}, which was accepted", l.name,
+              l.damage, StringView(g_damaged_holder));
       return false;
     }
     image = damaged_copy(image, l.damage);
@@ -440,7 +440,7 @@ void user_fault(const UserFault& fault) {
   }
   // Killed is the status of an exception that has no name of its own ("killed: killed:" said nothing).
   const char* how = f.how == abi::Termination::Killed ? "an exception the kernel does not answer"
-                                                       : abi::termination_name(f.how);
+                                                      : abi::termination_name(f.how);
   {
     FailureLine line;  // printed, and kept for fault-why
     format_to(line, "proc {} ({}): killed: {}: {} {} ({} {}) at {} {:#x}", p->pid, p->name_view(), how, f.mnemonic,
@@ -466,7 +466,8 @@ char pagoda_record_words_text[pagoda::proc::UserFault::kReasonSize];
   BufferSink sink(pagoda_record_words_text, sizeof pagoda_record_words_text);
   proc::Process* p = proc::current();
   // As the kill line: only a user address is asked of the record.
-  if (p != nullptr && p->has_regions() && proc::in_user_half(address, 1)) (void)proc::record_words(sink, *p, address, access);
+  if (p != nullptr && p->has_regions() && proc::in_user_half(address, 1))
+    (void)proc::record_words(sink, *p, address, access);
   return pagoda_record_words_text;
 }
 }

@@ -29,7 +29,7 @@ u64 g_switches = 0;
 /// there, the process would lose its turn, turn after turn. The second tick falls due a period
 /// after the first, while the process runs.
 constexpr u64 kTicksPerTurn = 2;
-PAGODA_FACT(ticks_per_turn, kTicksPerTurn)   // the grader times each spinner's turn (grade/test_lab3.py)
+PAGODA_FACT(ticks_per_turn, kTicksPerTurn)  // the grader times each spinner's turn (grade/test_lab3.py)
 
 /// The next ready process after @p after in table order (round robin), or nullptr.
 Process* next_ready(const Process* after) {
@@ -57,7 +57,8 @@ void switch_to(Process* next) {
   // thread's code, out of order (mm/tempmap/temp_map.hpp).
   if (const TempMapArea* temp = TempMapArea::current(); temp != nullptr && temp->depth() != 0)
     panic("switch_to: {} temp-map slot(s) still live across a context switch (a TempMap held while "
-          "yielding or sleeping)", temp->depth());
+          "yielding or sleeping)",
+          temp->depth());
   // LAB 3 BEGIN the switch, first half: the kernel stack for traps from user mode, then the root
   // The next process's kernel stack for traps from user mode first, so that activate()'s check
   // walks it in the new root too; then the root. We still run on prev's stack (or the boot
@@ -250,7 +251,7 @@ void timer_tick(bool from_user) {
   const u64 now = ticks();
   for (Process& p : process_table())
     if (p.state == State::Sleeping && now >= p.wake_tick) p.state = State::Ready;
-  if (!from_user) temp_map_timer_hook();  // lab 4's stress test: a temp map nested in a call's
+  if (!from_user) temp_map_timer_hook();                   // lab 4's stress test: a temp map nested in a call's
   if (from_user && g_current != nullptr) die_if_killed();  // on its way back to user mode
   // LAB 3 BEGIN preemption: a tick that interrupted a process in user mode ends its turn, once the turn is over
   // Only from user mode: kernel code is never preempted (it may hold a temporary mapping, or be

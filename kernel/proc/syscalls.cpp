@@ -267,8 +267,8 @@ i64 sys_spawn(Process& p, u64 name_va, u64 argv_va) {
   Process& child = *made.value();
   child.parent = p.pid;
   if (lifecycle_log())
-    println("proc {} ({}): spawned by {}; root {:#x}, kernel stack [{:#x}, {:#x})", child.pid, child.name_view(),
-            p.pid, child.space().root().value(), child.kstack.bottom().value(), child.kstack.top().value());
+    println("proc {} ({}): spawned by {}; root {:#x}, kernel stack [{:#x}, {:#x})", child.pid, child.name_view(), p.pid,
+            child.space().root().value(), child.kstack.bottom().value(), child.kstack.top().value());
   return child.pid;
 }
 
@@ -279,8 +279,8 @@ i64 sys_spawn(Process& p, u64 name_va, u64 argv_va) {
 i64 sys_exec(Process& p, u64 name_va, u64 argv_va) {
   ProgramCall call;
   if (const i64 bad = read_program_call(p, name_va, argv_va, call); bad != 0) return bad;
-  const Result<arch::UserEntry> entry =
-      exec_current(p, call.program->name, call.program->image(), Span<const StringView>(call.args, call.argc));
+  const Result<arch::UserEntry> entry = exec_current(p, call.program->name, call.program->image(),
+                                                     Span<const StringView>(call.args, call.argc));
   if (entry.is_error() && entry.error() == Error::NotImplemented) lab_todo(entry.error());
   if (entry.is_error()) {
     report_call_failure(p, "exec", entry.error());
@@ -292,12 +292,12 @@ i64 sys_exec(Process& p, u64 name_va, u64 argv_va) {
   if (p.space().regions() != &p.regions())
     panic("proc {} ({}): exec left the new space reading the record at {:p}, not the process's own record {:p}: "
           "after the commit the space must read p.regions() (space.set_regions()), not the loader's local record, "
-          "which ends with exec_current()", p.pid, p.name_view(), static_cast<const void*>(p.space().regions()),
-          static_cast<const void*>(&p.regions()));
+          "which ends with exec_current()",
+          p.pid, p.name_view(), static_cast<const void*>(p.space().regions()), static_cast<const void*>(&p.regions()));
   if (vm::current_space() != &p.space())
     panic("proc {} ({}): exec left the fault handler's current space at {:p}, not the process's new space {:p} "
-          "(vm::set_current_space())", p.pid, p.name_view(), static_cast<const void*>(vm::current_space()),
-          static_cast<const void*>(&p.space()));
+          "(vm::set_current_space())",
+          p.pid, p.name_view(), static_cast<const void*>(vm::current_space()), static_cast<const void*>(&p.space()));
   if (lifecycle_log()) println("proc {} ({}): exec; root {:#x}", p.pid, p.name_view(), p.space().root().value());
   return i64(entry.value().argc);
 }

@@ -81,9 +81,7 @@ void fill(PhysAddr frame, u64 seed) {
   for (usize i = 0; i < kWords; ++i) words[i] = abi::temp_map_pattern(seed, i);
 }
 
-u64 word(const TempMap& map, usize index) {
-  return reinterpret_cast<const volatile u64*>(map.bytes())[index];
-}
+u64 word(const TempMap& map, usize index) { return reinterpret_cast<const volatile u64*>(map.bytes())[index]; }
 
 void note_depth() {
   const u64 depth = TempMapArea::current()->depth();
@@ -93,7 +91,8 @@ void note_depth() {
 /// Reads word @p index of stress frame @p k through @p map and counts a mismatch.
 u64 checked(const TempMap& map, usize k, usize index) {
   const u64 got = word(map, index);
-  if (got != abi::temp_map_pattern(pagoda_temp_stress.seed + k, index)) pagoda_temp_stress.mismatches = pagoda_temp_stress.mismatches + 1;
+  if (got != abi::temp_map_pattern(pagoda_temp_stress.seed + k, index))
+    pagoda_temp_stress.mismatches = pagoda_temp_stress.mismatches + 1;
   return got;
 }
 

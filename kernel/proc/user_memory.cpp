@@ -19,7 +19,8 @@ extern "C" const PagodaUserFixup __stop_pagoda_user_fixups[];
 /// Where the lab-4 skeleton's copy routines (arch/<isa>/user_copy.S) jump: not written yet.
 extern "C" [[noreturn]] void pagoda_user_copy_missing() {
   pagoda::panic("lab 4: write the copy routines of arch/{}/user_copy.S and their fix-up entries "
-                "(labs/04-temp-mappings/README.md)", pagoda::arch::name());
+                "(labs/04-temp-mappings/README.md)",
+                pagoda::arch::name());
 }
 
 namespace pagoda::proc {
@@ -39,7 +40,8 @@ Result<void> check_user_range(AddressSpace& space, u64 va, u64 size, bool write)
     if (!walk.mapped()) {
       // Not there yet: a page its region allows comes in now, as a user access would bring it.
       const Access access{.write = write, .user = true};
-      if (vm::handle_fault(&space, VirtAddr(page), access) != vm::FaultDecision::Resolved) return Error::InvalidArgument;
+      if (vm::handle_fault(&space, VirtAddr(page), access) != vm::FaultDecision::Resolved)
+        return Error::InvalidArgument;
       walk = space.query(VirtAddr(page));
       if (!walk.mapped()) return Error::InvalidArgument;
     }
@@ -71,7 +73,8 @@ namespace {
     u8* frame = static_cast<u8*>(vm::phys_to_ptr(space.query(VirtAddr(at)).pa, n));
     if (frame == nullptr)
       panic("lab 4: user page {:#x} is in a frame beyond the kernel's window: write the user copies in "
-            "kernel/proc/user_memory.cpp (labs/04-temp-mappings/README.md)", at);
+            "kernel/proc/user_memory.cpp (labs/04-temp-mappings/README.md)",
+            at);
     if (to_user) memcpy(frame, bytes + (at - va), n);
     else memcpy(bytes + (at - va), frame, n);
     at += n;
@@ -81,13 +84,15 @@ namespace {
 
 /// Lab 3's string copy, what the lab-4 skeleton keeps: byte by byte through the window, each new
 /// page checked in the tables first. The results of copy_string_from_user().
-[[maybe_unused]] Result<usize> string_through_window(AddressSpace& space, char* dst, u64 va, usize room, usize capacity) {
+[[maybe_unused]] Result<usize> string_through_window(AddressSpace& space, char* dst, u64 va, usize room,
+                                                     usize capacity) {
   for (usize i = 0; i < room; ++i) {
     if (i == 0 || (va + i) % kPageSize == 0) TRY(check_user_range(space, va + i, 1, false));
     const char* c = static_cast<const char*>(vm::phys_to_ptr(space.query(VirtAddr(va + i)).pa, 1));
     if (c == nullptr)
       panic("lab 4: user page {:#x} is in a frame beyond the kernel's window: write the user copies in "
-            "kernel/proc/user_memory.cpp (labs/04-temp-mappings/README.md)", va + i);
+            "kernel/proc/user_memory.cpp (labs/04-temp-mappings/README.md)",
+            va + i);
     dst[i] = *c;
     if (*c == '\0') return i;
   }
@@ -186,18 +191,23 @@ uptr checked_user_fixup(uptr ip, uptr address, bool guard_up, const char* guard)
   if (got == want) return got;
   if (want == 0 && in_table)
     panic("user_fixup_for({:#x}, {:#x}) returned {:#x}: the address is not in the user half, so no fix-up may "
-          "take the fault (a kernel address faulting in a copy is a kernel bug, never EFAULT)", ip, address, got);
+          "take the fault (a kernel address faulting in a copy is a kernel bug, never EFAULT)",
+          ip, address, got);
   if (want == 0)
     panic("user_fixup_for({:#x}, {:#x}) returned {:#x}, but that instruction is not in the fix-up table: only a "
-          "table entry's faulting instruction has a resume address", ip, address, got);
+          "table entry's faulting instruction has a resume address",
+          ip, address, got);
   if (got == 0)
     panic("user_fixup_for({:#x}, {:#x}) returned 0, but the fix-up table holds that instruction (resume at {:#x}): "
-          "the lookup missed its entry (compare each entry's faulting instruction with ip)", ip, address, want);
+          "the lookup missed its entry (compare each entry's faulting instruction with ip)",
+          ip, address, want);
   if (got == ip)
     panic("user_fixup_for({:#x}, {:#x}) returned the faulting instruction itself, not its entry's resume address "
-          "{:#x}: the copy would restart there and fault again, for ever", ip, address, want);
+          "{:#x}: the copy would restart there and fault again, for ever",
+          ip, address, want);
   panic("user_fixup_for({:#x}, {:#x}) returned {:#x}, but the fix-up table's entry for that instruction resumes at "
-        "{:#x}", ip, address, got, want);
+        "{:#x}",
+        ip, address, got, want);
 }
 
 Result<void> copy_to_space(AddressSpace& space, u64 va, const void* src, usize size) {

@@ -46,7 +46,7 @@ TEST_F(Aarch64SpaceTest, TheKernelSpaceOwnsTwoRootsAndLoadsBoth) {
   aarch64::hw::fake::cpu() = {};
   kernel.activate();
   EXPECT_EQ(log(), (std::vector<std::string>{"kernel roots " + test::hex(kernel.arch().kernel_root().value()) + " " +
-                                               test::hex(kernel.arch().lower_root().value())}));
+                                             test::hex(kernel.arch().lower_root().value())}));
   EXPECT_TRUE(aarch64::hw::fake::cpu().wxn) << "the kernel's own tables come with WXN";
   EXPECT_TRUE(kernel.is_live());
   EXPECT_EQ(kernel.arch().asid(), 0u);
@@ -135,13 +135,14 @@ TEST_F(Aarch64SpaceTest, AnAsidThatMayStillTagTranslationsIsNeverHandedOutAgain)
   aarch64::hw::invalidate_asid(c.arch().asid());
   c.activate();
   other.activate();
-  c.activate();  // its own entries since: not another space's
+  c.activate();       // its own entries since: not another space's
   kernel.activate();  // nothing live: the spaces may go
 }
 
 TEST_F(Aarch64SpaceTest, AsidsRunOut) {
   std::vector<AddressSpace> spaces;
-  for (u16 i = 1; i < arch::ArchAddressSpace::kAsids; ++i) spaces.push_back(AddressSpace::create_user(kernel).release_value());
+  for (u16 i = 1; i < arch::ArchAddressSpace::kAsids; ++i)
+    spaces.push_back(AddressSpace::create_user(kernel).release_value());
   const Result<AddressSpace> one_more = AddressSpace::create_user(kernel);
   ASSERT_TRUE(one_more.is_error());
   EXPECT_EQ(one_more.error(), Error::NoMemory);
@@ -154,8 +155,8 @@ TEST_F(Aarch64SpaceTest, ActivateChecksThatTtbr1StillHoldsTheSharedKernelRoot) {
   user.activate();
   EXPECT_TRUE(user.is_live());
   EXPECT_FALSE(kernel.is_live());
-  EXPECT_EQ(log().back(), "ttbr0 " + test::hex(user.arch().lower_root().value()) + " asid " +
-                              std::to_string(user.arch().asid()));
+  EXPECT_EQ(log().back(),
+            "ttbr0 " + test::hex(user.arch().lower_root().value()) + " asid " + std::to_string(user.arch().asid()));
   kernel.activate();
   // A TTBR1 without the kernel's tables: the next instruction after a switch would fault, and
   // so would the exception taken for it. The switch refuses instead.
@@ -191,8 +192,10 @@ TEST_F(Aarch64SpaceTest, BarrierThenInvalidationThenFrees) {
   log().clear();
   ASSERT_TRUE(user.unmap(VirtAddr(0x0000'0080'0000'0000)).ok());  // empties an L3, an L2 and an L1 table
   const usize barrier = index_of("barrier");
-  const auto first_free = std::find_if(log().begin(), log().end(), [](const std::string& e) { return e.rfind("free", 0) == 0; });
-  const auto last_tlbi = std::find_if(log().rbegin(), log().rend(), [](const std::string& e) { return e.rfind("tlbi", 0) == 0; });
+  const auto first_free = std::find_if(log().begin(), log().end(),
+                                       [](const std::string& e) { return e.rfind("free", 0) == 0; });
+  const auto last_tlbi = std::find_if(log().rbegin(), log().rend(),
+                                      [](const std::string& e) { return e.rfind("tlbi", 0) == 0; });
   ASSERT_NE(barrier, ~usize{0});
   ASSERT_NE(first_free, log().end());
   ASSERT_NE(last_tlbi, log().rend());
@@ -250,8 +253,8 @@ TEST_F(Aarch64SpaceTest, AForeignTtbr1IsRefusedAsNotSharingTheKernelHalf) {
   aarch64::hw::fake::cpu().ttbr1 = PhysAddr(0x7777'0000);
   const SwitchRefusal r = user.check_switch({});
   ASSERT_EQ(r.kind, SwitchRefusal::Kind::KernelHalf);
-  EXPECT_EQ(std::string(r.detail), "TTBR1_EL1 holds 0x77770000, not the kernel root " +
-                                       test::hex(kernel.arch().kernel_root().value()));
+  EXPECT_EQ(std::string(r.detail),
+            "TTBR1_EL1 holds 0x77770000, not the kernel root " + test::hex(kernel.arch().kernel_root().value()));
   EXPECT_TRUE(kernel.check_switch({}).ok()) << "the kernel space loads TTBR1 itself";
 }
 

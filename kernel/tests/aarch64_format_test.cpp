@@ -186,8 +186,9 @@ TEST(Aarch64Format, EntriesDescribeThemselves) {
   EXPECT_EQ(describe(A64::make_page_entry(PhysAddr(0x1000), Perms{.write = true, .user = true}), 3),
             "V PAGE AF ISH RW EL0 PXN UXN nG Attr0");
   EXPECT_EQ(describe(A64::make_table_entry(PhysAddr(0x2000), 0, true) | A64::kPxnTable, 0), "V TABLE PXNT");
-  EXPECT_EQ(describe(A64::make_block_entry(PhysAddr(0x4000'0000), 1, Perms{.write = true, .caching = Caching::Uncached,
-                                                                         .global = true}), 1),
+  EXPECT_EQ(describe(A64::make_block_entry(PhysAddr(0x4000'0000), 1,
+                                           Perms{.write = true, .caching = Caching::Uncached, .global = true}),
+                     1),
             "V BLOCK AF RW PXN UXN Attr1");
   EXPECT_EQ(describe(0, 2), "invalid");
 }

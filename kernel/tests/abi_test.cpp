@@ -22,15 +22,16 @@ TEST(Abi, EverySystemCallHasOneNumberAndADistinctName) {
     test_calls += n >= kFirstTestSyscall;
   }
   EXPECT_EQ(names.size(), 27u);
-  EXPECT_EQ(test_calls, 9u);  // proc_info, vma_list, kernel_recurse, kernel_spin; temp_fill, temp_take, temp_stress (lab 4);
-                              // evict, swap_info (lab 7)
+  EXPECT_EQ(test_calls,
+            9u);  // proc_info, vma_list, kernel_recurse, kernel_spin; temp_fill, temp_take, temp_stress (lab 4);
+                  // evict, swap_info (lab 7)
   EXPECT_STREQ(syscall_name(u64(Syscall::Write)), "write");
   EXPECT_STREQ(syscall_name(u64(Syscall::ProcInfo)), "proc_info");
 }
 
 TEST(Abi, ErrorResultsRoundTripAndStayOutOfTheWayOfValues) {
-  const Errno all[] = {Errno::Perm, Errno::NoEnt, Errno::Srch, Errno::TooBig, Errno::NoExec,
-                       Errno::BadFd, Errno::Child, Errno::Again, Errno::NoMem, Errno::Access,
+  const Errno all[] = {Errno::Perm,  Errno::NoEnt, Errno::Srch,  Errno::TooBig,      Errno::NoExec,
+                       Errno::BadFd, Errno::Child, Errno::Again, Errno::NoMem,       Errno::Access,
                        Errno::Fault, Errno::Exist, Errno::Inval, Errno::NameTooLong, Errno::NoSys};
   std::set<std::string> names;
   for (Errno e : all) {

@@ -144,7 +144,8 @@ TEST_F(AddressSpaceTest, DestroyingAUserSpaceFreesItsHalfAndNothingOfTheKernels)
     AddressSpace user = AddressSpace::create_user(kernel).release_value();
     const Perms user_data{.write = true, .user = true};
     // Pages under three top-level entries, one range across a level-1 boundary.
-    ASSERT_TRUE(user.map_range(VirtAddr(0x4000'0000 - 8 * kPageSize), PhysAddr(0x100000), 16 * kPageSize, user_data).ok());
+    ASSERT_TRUE(
+        user.map_range(VirtAddr(0x4000'0000 - 8 * kPageSize), PhysAddr(0x100000), 16 * kPageSize, user_data).ok());
     ASSERT_TRUE(user.map(VirtAddr(0x0000'0080'0000'0000), PhysAddr(0x200000), user_data).ok());
     ASSERT_TRUE(user.map(VirtAddr(0x0000'7fff'ffff'f000), PhysAddr(0x300000), user_data).ok());
     EXPECT_EQ(memory.live_tables(), with_kernel_page + 1 + 5 + 3 + 3);  // root; PDPT, 2 PD, 2 PT; 3; 3

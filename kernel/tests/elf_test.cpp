@@ -138,9 +138,9 @@ TEST(Elf, AcceptsSegmentsAtTheEdgesOfTheUserRange) {
 
 TEST(Elf, RejectsAMalformedTarget) {
   const Builder b = Builder::valid();
-  for (const Target& t : {Target{Machine::X86_64, 0, kX86.user_end, 3000}, Target{Machine::X86_64, 100, kX86.user_end, kPage},
-                          Target{Machine::X86_64, kX86.user_end, kX86.user_base, kPage},
-                          Target{Machine::X86_64, 0, kX86.user_end, 0}})
+  for (const Target& t :
+       {Target{Machine::X86_64, 0, kX86.user_end, 3000}, Target{Machine::X86_64, 100, kX86.user_end, kPage},
+        Target{Machine::X86_64, kX86.user_end, kX86.user_base, kPage}, Target{Machine::X86_64, 0, kX86.user_end, 0}})
     expect_rejected(b, ElfError::InvalidTarget, -1, t);
 }
 
@@ -418,7 +418,8 @@ u64 load_le(const std::vector<u8>& image, u64 at, int bytes) {
   bool entry_ok = false;
   for (usize i = 0; i < e.count; ++i) {
     const Segment& s = e.segments[i];
-    if (headers.count({s.offset, s.vaddr, s.filesz, s.memsz}) == 0) return ::testing::AssertionFailure() << "invented segment " << i;
+    if (headers.count({s.offset, s.vaddr, s.filesz, s.memsz}) == 0)
+      return ::testing::AssertionFailure() << "invented segment " << i;
     if (s.memsz == 0 || s.filesz > s.memsz) return ::testing::AssertionFailure() << "sizes of " << i;
     if (u128(s.offset) + s.filesz > image.size()) return ::testing::AssertionFailure() << "outside the file " << i;
     if (s.vaddr % t.page_size != s.offset % t.page_size) return ::testing::AssertionFailure() << "congruence " << i;
@@ -445,8 +446,10 @@ TEST(Elf, MutationFuzzNeverCrashesAndAcceptsOnlyWhatItMay) {
   // Offsets worth hitting: the header's fields and every byte of three program headers.
   std::vector<u64> fields = {4, 5, 6, 16, 18, 20, 24, 32, 54, 56};
   for (u64 at = 64; at < 64 + 3 * 56; at += 4) fields.push_back(at);
+  // clang-format off
   const u64 interesting[] = {0, 1, 0xfff, 0x1000, 0x1001, 0x400000, 0x7fff'ffff'f000ull, 0x8000'0000'0000ull,
                              0xffff'8000'0000'0000ull, ~u64{0}, ~u64{0} - 0xfff, 56, 64, 2, 62, 183};
+  // clang-format on
   std::mt19937_64 random(20240611);
   std::map<std::string, int> outcomes;
   for (int round = 0; round < kRounds; ++round) {
@@ -454,7 +457,7 @@ TEST(Elf, MutationFuzzNeverCrashesAndAcceptsOnlyWhatItMay) {
     const int mutations = 1 + int(random() % 4);
     for (int m = 0; m < mutations; ++m) {
       switch (random() % 5) {
-        case 0: image[random() % image.size()] ^= u8(1u << (random() % 8)); break;  // flip a bit
+        case 0: image[random() % image.size()] ^= u8(1u << (random() % 8)); break;           // flip a bit
         case 1: image[random() % std::min<usize>(image.size(), 512)] = u8(random()); break;  // a header byte
         case 2: {  // an interesting value into a field, 1, 2, 4 or 8 bytes wide
           const u64 at = fields[random() % fields.size()];
@@ -463,7 +466,7 @@ TEST(Elf, MutationFuzzNeverCrashesAndAcceptsOnlyWhatItMay) {
           for (int i = 0; i < width && at + u64(i) < image.size(); ++i) image[at + u64(i)] = u8(value >> (8 * i));
           break;
         }
-        case 3: image.resize(random() % (image.size() + 1)); break;  // truncate
+        case 3: image.resize(random() % (image.size() + 1)); break;               // truncate
         case 4: image.resize(image.size() + random() % 64, u8(random())); break;  // extend
       }
       if (image.empty()) image.push_back(0);

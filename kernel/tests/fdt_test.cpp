@@ -185,7 +185,7 @@ TEST(Fdt, VirtioMmioTransportsBeyondTheListKeepTheHighest) {
   const usize n = PlatformDevices::kMaxVirtioMmio + 3;
   for (usize i = 0; i < n; ++i)
     b.begin("virtio_mmio").cells("reg", {u32(0x1000 + i * 0x200), 0x200}).string("compatible", "virtio,mmio").end();
-  b.begin("virtio_mmio").string("compatible", "virtio,mmio").end();   // no reg: malformed
+  b.begin("virtio_mmio").string("compatible", "virtio,mmio").end();  // no reg: malformed
   b.end();
   EXPECT_EQ(parse(b.build()).result.error(), Error::InvalidArgument);
   FdtBuilder good;
@@ -222,7 +222,10 @@ TEST(Fdt, ReservationsAndReservedMemoryCarveUsableRam) {
 TEST(Fdt, SeveralMemoryNodesAndNarrowCells) {
   FdtBuilder b;
   b.begin("").cells("#address-cells", {1}).cells("#size-cells", {1});
-  b.begin("memory@80000000").string("device_type", "memory").cells("reg", {0x80000000, 0x1000000, 0x90000000, 0x2000}).end();
+  b.begin("memory@80000000")
+      .string("device_type", "memory")
+      .cells("reg", {0x80000000, 0x1000000, 0x90000000, 0x2000})
+      .end();
   b.begin("memory").cells("reg", {0x40000000, 0x100000}).end();  // named, without device_type
   b.begin("soc").cells("#address-cells", {2}).cells("#size-cells", {2});
   b.begin("memory@0").string("device_type", "memory").cells("reg", {0, 0, 0, 0x1000}).end();  // not a root child
@@ -271,7 +274,10 @@ TEST(Fdt, TooManyRegionsOverflow) {
   FdtBuilder b;
   b.begin("").cells("#address-cells", {2}).cells("#size-cells", {2});
   for (u32 i = 0; i < MemoryMap::kMaxRegions + 1; ++i)
-    b.begin("memory@" + std::to_string(i)).string("device_type", "memory").cells("reg", {0, i * 0x200000, 0, 0x1000}).end();
+    b.begin("memory@" + std::to_string(i))
+        .string("device_type", "memory")
+        .cells("reg", {0, i * 0x200000, 0, 0x1000})
+        .end();
   b.end();
   EXPECT_EQ(parse(b.build()).result.error(), Error::Overflow);
 }

@@ -71,13 +71,13 @@ template <class F> struct ForkCopyTest : ::testing::Test {
       before[va] = entry(parent, VirtAddr(va));
       frame += kPage;
     };
-    add(base - kPage, kUserData);                             // outside: before the range
+    add(base - kPage, kUserData);  // outside: before the range
     for (u64 i = 0; i < 3; ++i) add(base + i * kPage, kUserText);
     add(base + 5 * kPage, kUserReadOnly);
     for (u64 i = 8; i < 20; ++i) add(base + i * kPage, kUserData, i % 3 == 0 ? HardwareBits<F>::kBits : 0);
     for (u64 i = 0; i < 6; ++i) add(base + kTableSpan - 3 * kPage + i * kPage, kUserData);  // across the end
-    add(base + 2 * kTableSpan + 7 * kPage, kUserData);        // a whole empty table between
-    add(base + 2 * kTableSpan + 9 * kPage, kUserData);        // outside: after the range
+    add(base + 2 * kTableSpan + 7 * kPage, kUserData);  // a whole empty table between
+    add(base + 2 * kTableSpan + 9 * kPage, kUserData);  // outside: after the range
   }
   VirtAddr range_start() const { return VirtAddr(3 * kTableSpan); }
   VirtAddr range_end() const { return VirtAddr(5 * kTableSpan + 8 * kPage); }
@@ -121,7 +121,8 @@ TYPED_TEST(ForkCopyTest, ShareMapsTheSameFramesReadOnlyInBothAsProtectWould) {
                     EXPECT_EQ(page.perms(), F::entry_perms(this->before[page.va().value()], this->kLeaf));
                     page.share();
                     return {};
-                  }).ok());
+                  })
+                  .ok());
   std::vector<u64> expected_visits;
   for (const auto& [va, old] : this->before) {
     const u64 now = this->entry(this->parent, VirtAddr(va));
@@ -138,15 +139,18 @@ TYPED_TEST(ForkCopyTest, ShareMapsTheSameFramesReadOnlyInBothAsProtectWould) {
     EXPECT_EQ(now, want) << "parent entry at " << test::hex(va);
     EXPECT_EQ(in_child, want) << "child entry at " << test::hex(va);
     EXPECT_EQ(now & HardwareBits<F>::kBits, old & HardwareBits<F>::kBits) << "hardware bits lost at " << test::hex(va);
-    if (F::entry_perms(old, this->kLeaf).write) EXPECT_TRUE(this->invalidated(va)) << "not invalidated: " << test::hex(va);
+    if (F::entry_perms(old, this->kLeaf).write)
+      EXPECT_TRUE(this->invalidated(va)) << "not invalidated: " << test::hex(va);
   }
   EXPECT_EQ(visited, expected_visits) << "every mapped page of the range once, in order";
   EXPECT_GT(this->child_tlb.barriers, 0) << "the child's table writes were never made visible";
 }
 
 // Through a read cursor the walk cannot narrow the parent: its pages have no share().
+// clang-format off
 template <class Page>
 concept CanShare = requires(Page& page) { page.share(); };
+// clang-format on
 static_assert(CanShare<ForkPage<x86::PageTableFormat, u64*>>);
 static_assert(!CanShare<ForkPage<x86::PageTableFormat, const u64*>>);
 static_assert(!CanShare<ForkPage<aarch64::PageTableFormat, const u64*>>);
@@ -164,7 +168,8 @@ TYPED_TEST(ForkCopyTest, MapCopyGivesTheChildItsOwnFramesAndLeavesTheParentAlone
                     page.map_copy(PhysAddr(next));
                     next += this->kPage;
                     return {};
-                  }).ok());
+                  })
+                  .ok());
   std::vector<u64> expected_visits;
   for (const auto& [va, old] : this->before) {
     EXPECT_EQ(this->entry(this->parent, VirtAddr(va)), old) << "eager fork changed the parent at " << test::hex(va);
@@ -214,7 +219,9 @@ TYPED_TEST(ForkCopyTest, LargePagesAndAChildThatAlreadyMapsThePageAreRefused) {
   {
     test::RecordingTlb tlb;
     ConsistencyBatch b(tlb, this->memory);
-    ASSERT_TRUE(typename TestFixture::Cur(this->parent, b, this->range_start()).map_block(PhysAddr(0x4000'0000), this->kLeaf - 1, kUserData).ok());
+    ASSERT_TRUE(typename TestFixture::Cur(this->parent, b, this->range_start())
+                    .map_block(PhysAddr(0x4000'0000), this->kLeaf - 1, kUserData)
+                    .ok());
   }
   int visits = 0;
   Result<void> r = this->copy([&](auto& page) -> Result<void> {

@@ -160,7 +160,8 @@ TEST(FrameAllocatorHighRam, AllocateContiguousFindsRunsInRamThatStartsHigh) {
   FrameAllocator frames;
   ASSERT_TRUE(frames.init(map, Span<u64>(bits.data(), bits.size()), {}).ok());
   EXPECT_EQ(frames.allocate_contiguous_below(3, PhysAddr(1028 * MiB)).release_value().value(), 1024 * MiB);
-  EXPECT_EQ(frames.allocate_contiguous_below(200, PhysAddr(1028 * MiB)).release_value().value(), 1024 * MiB + 3 * kFrame);
+  EXPECT_EQ(frames.allocate_contiguous_below(200, PhysAddr(1028 * MiB)).release_value().value(),
+            1024 * MiB + 3 * kFrame);
   EXPECT_EQ(frames.allocate_contiguous_below(1, PhysAddr(1024 * MiB)).error(), Error::NoMemory);
   EXPECT_EQ(frames.allocate_contiguous_below(1024, PhysAddr(1028 * MiB)).error(), Error::NoMemory)
       << "only 1024 - 203 frames are left";
@@ -228,20 +229,20 @@ TEST_F(Fixture, BadFreesPanicWithTheReason) {
   }
   EXPECT_EQ(frames.check_free(PhysAddr(3 * MiB + 17 * kFrame)), FreeCheck::NeverAllocated);
   EXPECT_THROW(frames.free(PhysAddr(3 * MiB + 17 * kFrame)), host::HostPanic);
-  EXPECT_EQ(frames.check_free(PhysAddr(1 * MiB)), FreeCheck::NotManaged);      // the "kernel image"
+  EXPECT_EQ(frames.check_free(PhysAddr(1 * MiB)), FreeCheck::NotManaged);           // the "kernel image"
   EXPECT_EQ(frames.check_free(PhysAddr(2 * MiB + kFrame)), FreeCheck::NotManaged);  // a hole
-  EXPECT_EQ(frames.check_free(PhysAddr(64 * MiB)), FreeCheck::NotManaged);     // beyond RAM
+  EXPECT_EQ(frames.check_free(PhysAddr(64 * MiB)), FreeCheck::NotManaged);          // beyond RAM
   EXPECT_EQ(frames.check_free(f.offset(8)), FreeCheck::Misaligned);
   EXPECT_EQ(frames.free_frames(), frames.managed_frames());  // nothing changed by the bad frees
 }
 
 TEST_F(Fixture, ReleaseHandsBackReservedRamButNotHoles) {
   const usize before = frames.free_frames();
-  frames.release({PhysAddr(1 * MiB), 64 * KiB});        // the "boot tables"
+  frames.release({PhysAddr(1 * MiB), 64 * KiB});  // the "boot tables"
   EXPECT_EQ(frames.free_frames(), before + 64 * KiB / kFrame);
-  frames.release({PhysAddr(2 * MiB), 1 * MiB});         // a hole: nothing to hand back
+  frames.release({PhysAddr(2 * MiB), 1 * MiB});  // a hole: nothing to hand back
   EXPECT_EQ(frames.free_frames(), before + 64 * KiB / kFrame);
-  frames.release({PhysAddr(1 * MiB), 64 * KiB});        // twice: no effect
+  frames.release({PhysAddr(1 * MiB), 64 * KiB});  // twice: no effect
   EXPECT_EQ(frames.free_frames(), before + 64 * KiB / kFrame);
 }
 

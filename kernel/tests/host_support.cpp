@@ -58,7 +58,7 @@ namespace {
 constexpr double kCpuSeconds = 20;
 constexpr double kWallSeconds = 300;
 
-char g_cpu_timeout[640];   // what time_out() says, written before the test starts
+char g_cpu_timeout[640];  // what time_out() says, written before the test starts
 char g_wall_timeout[640];
 
 void time_out(int sig) {

@@ -34,9 +34,11 @@ template <> struct FormatTestBits<aarch64::PageTableFormat> {
 };
 
 /// F, but with AArch64's rule that a live entry changes only through an invalid one.
+// clang-format off
 template <class F> struct BreakBeforeMake : F {
   static constexpr bool kBreakBeforeMake = true;
 };
+// clang-format on
 
 std::string explain(const Walk& w, Access a) {
   char buffer[256];
@@ -165,8 +167,12 @@ TYPED_TEST(TreeTest, MapThenQueryGivesAddressAndPermissions) {
 
 TYPED_TEST(TreeTest, EveryPermissionCombinationRoundTrips) {
   for (int bits = 0; bits < 32; ++bits) {
-    const Perms p{.read = true, .write = bool(bits & 1), .execute = bool(bits & 2), .user = bool(bits & 4),
-                  .caching = (bits & 8) ? Caching::Uncached : Caching::WriteBack, .global = bool(bits & 16)};
+    const Perms p{.read = true,
+                  .write = bool(bits & 1),
+                  .execute = bool(bits & 2),
+                  .user = bool(bits & 4),
+                  .caching = (bits & 8) ? Caching::Uncached : Caching::WriteBack,
+                  .global = bool(bits & 16)};
     const VirtAddr va(0x400000 + u64(bits) * this->kPage);
     ASSERT_TRUE(this->map(va, PhysAddr(0x800000 + u64(bits) * this->kPage), p).ok());
     EXPECT_EQ(this->query(va).perms, p) << "combination " << bits;
@@ -280,7 +286,7 @@ TYPED_TEST(TreeTest, ProtectKeepsAccessedDirtyAndGlobal) {
   const VirtAddr va(0x700000);
   const Perms global_data{.write = true, .global = true};
   ASSERT_TRUE(this->map(va, PhysAddr(0x5000), global_data).ok());
-  this->entry_of(va) |= FormatTestBits<TypeParam>::kAccessedDirty;  // as the CPU would after a write
+  this->entry_of(va) |= FormatTestBits<TypeParam>::kAccessedDirty;    // as the CPU would after a write
   ASSERT_TRUE(this->protect(va, this->kPage, kKernelReadOnly).ok());  // kKernelReadOnly is not global
   const u64 e = this->entry_of(va);
   EXPECT_EQ(e & FormatTestBits<TypeParam>::kAccessedDirty, FormatTestBits<TypeParam>::kAccessedDirty);
@@ -422,7 +428,8 @@ TYPED_TEST(TreeTest, SplitKeepsEveryTranslationAndAttribute) {
     EXPECT_EQ(w.page_size, this->kPage);
     EXPECT_EQ(w.pa, pa.offset(i * this->kPage));
     EXPECT_EQ(w.perms, p);
-    EXPECT_EQ(this->entry_of(va) & FormatTestBits<TypeParam>::kAccessedDirty, FormatTestBits<TypeParam>::kAccessedDirty);
+    EXPECT_EQ(this->entry_of(va) & FormatTestBits<TypeParam>::kAccessedDirty,
+              FormatTestBits<TypeParam>::kAccessedDirty);
   }
   EXPECT_EQ(this->split(base).error(), Error::InvalidArgument);  // no block left there
   ASSERT_TRUE(this->unmap(base.offset(5 * this->kPage)).ok());   // now a page can go
@@ -453,7 +460,8 @@ TYPED_TEST(TreeTest, RemapWritesTheNewEntryDirectlyWhenTheFormatAllowsIt) {
   }
   const u64 fresh = TypeParam::make_page_entry(PhysAddr(0x2000), kKernelReadOnly);
   if constexpr (!TypeParam::kBreakBeforeMake)
-    EXPECT_EQ(seen, (std::vector<std::string>{"barrier @" + test::hex(fresh), "invalidate 0x900000 @" + test::hex(fresh)}));
+    EXPECT_EQ(seen,
+              (std::vector<std::string>{"barrier @" + test::hex(fresh), "invalidate 0x900000 @" + test::hex(fresh)}));
   EXPECT_EQ(this->query(va).pa.value(), 0x2000u);
 }
 
@@ -570,9 +578,8 @@ TYPED_TEST(TreeTest, TableFramesAreFreedOnlyAfterTheFlush) {
   EXPECT_EQ(this->log.front(), "barrier");
   const auto first_free = std::find_if(this->log.begin(), this->log.end(),
                                        [](const std::string& e) { return e.rfind("free", 0) == 0; });
-  const auto last_invalidate = std::find_if(this->log.rbegin(), this->log.rend(), [](const std::string& e) {
-    return e.rfind("invalidate", 0) == 0;
-  });
+  const auto last_invalidate = std::find_if(this->log.rbegin(), this->log.rend(),
+                                            [](const std::string& e) { return e.rfind("invalidate", 0) == 0; });
   ASSERT_NE(last_invalidate, this->log.rend());
   EXPECT_LT(last_invalidate.base() - 1 - this->log.begin(), first_free - this->log.begin())
       << ::testing::PrintToString(this->log);
@@ -582,7 +589,8 @@ TYPED_TEST(TreeTest, TableFramesAreFreedOnlyAfterTheFlush) {
 TYPED_TEST(TreeTest, AFullBatchFlushesEarlyAndStillInOrder) {
   // One page in each of 40 level-3 tables: unmapping them all frees 40 tables in one batch.
   const u64 step = TypeParam::entry_span(this->kBlock);
-  for (u64 i = 0; i < 40; ++i) ASSERT_TRUE(this->map(VirtAddr(0x4000'0000 + i * step), PhysAddr(0x1000), kKernelData).ok());
+  for (u64 i = 0; i < 40; ++i)
+    ASSERT_TRUE(this->map(VirtAddr(0x4000'0000 + i * step), PhysAddr(0x1000), kKernelData).ok());
   this->log.clear();
   {
     ConsistencyBatch b(this->tlb, this->memory);
@@ -616,11 +624,13 @@ TYPED_TEST(TreeTest, UnmapsAreBatchedIntoOneFlush) {
 
 // ---- A read-only cursor: queries with no batch --------------------------------------------
 
+// clang-format off
 template <class C> concept CanMap = requires(C c) { c.map(PhysAddr(0), Perms{}); };
 template <class C> concept CanUnmap = requires(C c) { c.unmap(); };
 template <class C> concept CanProtect = requires(C c) { c.protect(Perms{}); };
 template <class C> concept CanReadAnEntry = requires(C c) { u64(*c.page_entry()); };
 template <class C> concept CanWriteAnEntry = requires(C c) { *c.page_entry() = u64(0); };
+// clang-format on
 
 TYPED_TEST(TreeTest, AReadCursorCannotChangeTheTreeAndNeedsNoBatch) {
   using Read = ReadCursor<TypeParam>;
@@ -641,9 +651,8 @@ TYPED_TEST(TreeTest, AReadCursorWalksAsTheCursorDoesAndTellsTheTlbNothing) {
   std::vector<std::string> seen;
   for (ReadCursor<TypeParam> c(tree, VirtAddr(0x4000'0000)); c.next_mapped(VirtAddr(0x8000'0000)); c.next())
     seen.push_back(test::hex(c.va().value()) + " " + test::hex(c.pa().value()) + (c.perms().write ? " w" : " -"));
-  const std::vector<std::string> expected = {
-      "0x40000000 0x100000 w", "0x40001000 0x101000 w", "0x40002000 0x102000 w",
-      test::hex(0x4000'0000 + 5 * step) + " 0x200000 -"};
+  const std::vector<std::string> expected = {"0x40000000 0x100000 w", "0x40001000 0x101000 w", "0x40002000 0x102000 w",
+                                             test::hex(0x4000'0000 + 5 * step) + " 0x200000 -"};
   EXPECT_EQ(seen, expected);
   EXPECT_TRUE(this->log.empty()) << ::testing::PrintToString(this->log);
   const ReadCursor<TypeParam> hole(tree, VirtAddr(0x4000'3000));
@@ -737,7 +746,8 @@ TYPED_TEST(TreeTest, WalkStopsAreNamedByLevel) {
   EXPECT_NE(this->walk_text(VirtAddr(0)).find(stop(F::kLevels - 1, VirtAddr(0))), std::string::npos);
   EXPECT_NE(this->walk_text(VirtAddr(0x4000'0000)).find(stop(1, VirtAddr(0x4000'0000))), std::string::npos);
   EXPECT_EQ(this->query(VirtAddr(0x0001'0000'0000'0000)).stop, WalkStop::NonCanonical);
-  EXPECT_NE(this->walk_text(VirtAddr(0x1000)).find("-> page 0x0000000000001000 (4 KiB), rw- kernel"), std::string::npos);
+  EXPECT_NE(this->walk_text(VirtAddr(0x1000)).find("-> page 0x0000000000001000 (4 KiB), rw- kernel"),
+            std::string::npos);
 }
 
 TYPED_TEST(TreeTest, FaultsAreExplained) {
@@ -822,8 +832,10 @@ TEST_F(X86TreeTest, AHeldLeafIsPClearWithTheSoftwareBitAndEveryOtherBitKept) {
   EXPECT_FALSE(X86::is_held(X86::kHeld, X86::kPd)) << "a PD entry without PS points to a table";
   EXPECT_TRUE(X86::is_held(X86::kHeld | X86::kHuge, X86::kPd));
   // Through protect: A, D, G and the caching bits stay; P and HELD swap.
-  const u64 live = X86::make_page_entry(PhysAddr(0x5000), Perms{.write = true, .user = true, .caching = Caching::Uncached,
-                                                                .global = true}) | X86::kAccessed | X86::kDirty;
+  const u64 live =
+      X86::make_page_entry(PhysAddr(0x5000),
+                           Perms{.write = true, .user = true, .caching = Caching::Uncached, .global = true}) |
+      X86::kAccessed | X86::kDirty;
   const u64 held = X86::with_perms(live, X86::kPt, Perms{.read = false, .user = true, .caching = Caching::Uncached});
   EXPECT_EQ(held, (live & ~(X86::kPresent | X86::kWritable)) | X86::kHeld | X86::kNoExecute) << test::hex(held);
   EXPECT_EQ(X86::with_perms(held, X86::kPt, Perms{.write = true, .user = true, .caching = Caching::Uncached}), live);

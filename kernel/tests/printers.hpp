@@ -89,26 +89,19 @@ template <class T> std::string formatted(const T& value) {
 
 namespace pagoda {
 
-inline void PrintTo(ErrorCode c, std::ostream* os) {
-  *os << host::enum_name(c) << " (" << error_name(c) << ")";
-}
+inline void PrintTo(ErrorCode c, std::ostream* os) { *os << host::enum_name(c) << " (" << error_name(c) << ")"; }
 /// "ErrorCode::NoMemory: no memory (made at kernel/mm/pt/cursor.hpp:212)".
-inline void PrintTo(const Error& e, std::ostream* os) {
-  *os << host::enum_name(e.code) << ": " << host::formatted(e);
-}
+inline void PrintTo(const Error& e, std::ostream* os) { *os << host::enum_name(e.code) << ": " << host::formatted(e); }
 
 inline void PrintTo(WalkStop s, std::ostream* os) { *os << host::enum_name(s); }
 inline void PrintTo(Caching c, std::ostream* os) { *os << host::enum_name(c); }
-inline void PrintTo(MemoryType t, std::ostream* os) {
-  *os << host::enum_name(t) << " (" << memory_type_name(t) << ")";
-}
+inline void PrintTo(MemoryType t, std::ostream* os) { *os << host::enum_name(t) << " (" << memory_type_name(t) << ")"; }
 inline void PrintTo(FreeCheck c, std::ostream* os) {
   *os << host::enum_name(c) << " (" << free_check_message(c) << ")";
 }
 
 template <class Tag> void PrintTo(Address<Tag> a, std::ostream* os) {
-  *os << (std::is_same_v<Tag, PhysTag> ? "PhysAddr(0x" : "VirtAddr(0x") << std::hex << a.value()
-      << std::dec << ")";
+  *os << (std::is_same_v<Tag, PhysTag> ? "PhysAddr(0x" : "VirtAddr(0x") << std::hex << a.value() << std::dec << ")";
 }
 
 /// "r-x kernel", as the kernel prints it.

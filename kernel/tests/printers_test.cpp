@@ -18,8 +18,8 @@ TEST(Printers, EnumsPrintByEnumeratorName) {
 TEST(Printers, EnumsWithAKernelDescriptionShowIt) {
   EXPECT_EQ(PrintToString(ErrorCode::NoMemory), "ErrorCode::NoMemory (no memory)");
   EXPECT_EQ(PrintToString(abi::Errno::NoMem), "abi::Errno::NoMem");
-  EXPECT_EQ(PrintToString(MemoryType::Usable), std::string("MemoryType::Usable (") +
-                                                   memory_type_name(MemoryType::Usable) + ")");
+  EXPECT_EQ(PrintToString(MemoryType::Usable),
+            std::string("MemoryType::Usable (") + memory_type_name(MemoryType::Usable) + ")");
   EXPECT_EQ(PrintToString(FreeCheck::DoubleFree),
             "FreeCheck::DoubleFree (double free: the frame is already free (freed twice, or handed out twice by an "
             "allocation that never marked it used))");

@@ -42,8 +42,11 @@ constexpr u64 kInfoPa = 0x6000, kMapPa = 0x7000, kCmdlinePa = 0x8000;
 
 FakeMemory qemu_like(const std::string& cmdline, u32 version = 1) {
   FakeMemory mem;
-  const Entry map[] = {{0x0, 0x9fc00, 1, 0}, {0x9fc00, 0x400, 2, 0}, {0xf0000, 0x10000, 2, 0},
-                       {0x100000, 0x7f00000, 1, 0}, {0xfeffc000, 0x4000, 2, 0}};
+  const Entry map[] = {{0x0, 0x9fc00, 1, 0},
+                       {0x9fc00, 0x400, 2, 0},
+                       {0xf0000, 0x10000, 2, 0},
+                       {0x100000, 0x7f00000, 1, 0},
+                       {0xfeffc000, 0x4000, 2, 0}};
   const StartInfo info{kPvhMagic, version, 0, 0, 0, kCmdlinePa, 0, kMapPa, 5, 0};
   mem.put(kInfoPa, &info, sizeof info);
   mem.put(kMapPa, map, sizeof map);

@@ -51,7 +51,8 @@ TEST(Result, ErrorsCarryAStaticMessage) {
   ASSERT_TRUE(r.is_error());
   EXPECT_EQ(r.error().line, u32(line));
   EXPECT_EQ(text(r.error()), "not implemented yet (a lab skeleton): lab 9: write fails_with_message() (made at "
-                             "kernel/tests/result_test.cpp:" + std::to_string(line) + ")");
+                             "kernel/tests/result_test.cpp:" +
+                                 std::to_string(line) + ")");
   EXPECT_STREQ(error_name(r.error()), "not implemented yet (a lab skeleton)");
 }
 

@@ -279,9 +279,9 @@ TEST_F(SwapTest, TheDiskIsWrittenOnlyOnceNoRootMapsTheFrameAndEveryTlbWasTold) {
 
 TEST_F(SwapTest, ClockPassesFramesNotResidentOrPinnedAndGivesUsedOnesASecondChance) {
   AddressSpace& a = new_space();
-  const PhysAddr used = map_page(a, 0x1000, 1);     // frame index 0
-  const PhysAddr pinned = map_page(a, 0x2000, 2);   // index 1
-  const PhysAddr idle = map_page(a, 0x3000, 3);     // index 2
+  const PhysAddr used = map_page(a, 0x1000, 1);    // frame index 0
+  const PhysAddr pinned = map_page(a, 0x2000, 2);  // index 1
+  const PhysAddr idle = map_page(a, 0x3000, 3);    // index 2
   leaf(a, 0x1000) = accessed(leaf(a, 0x1000));
   leaf(a, 0x2000) = F::without_accessed(leaf(a, 0x2000));
   leaf(a, 0x3000) = F::without_accessed(leaf(a, 0x3000));
@@ -309,10 +309,10 @@ TEST_F(SwapTest, ClockClearsEveryMarkInItsFirstTurnAndThenChoosesFromTheHand) {
 
 TEST_F(SwapTest, ClockTakesAnUnusedCleanFrameBeforeAnUnusedDirtyOneAndTouchesNothingForIt) {
   AddressSpace& a = new_space();
-  const PhysAddr dirty = map_page(a, 0x1000, 1);          // index 0: never written to a slot
-  const PhysAddr used = map_page(a, 0x2000, 2);           // index 1
+  const PhysAddr dirty = map_page(a, 0x1000, 1);  // index 0: never written to a slot
+  const PhysAddr used = map_page(a, 0x2000, 2);   // index 1
   ASSERT_TRUE(swapper.evict_frame(map_page(a, 0x3000, 3)).ok());
-  const PhysAddr clean = bring_back(a, 0x3000);           // backed by its slot, clean
+  const PhysAddr clean = bring_back(a, 0x3000);  // backed by its slot, clean
   leaf(a, 0x1000) = F::without_accessed(leaf(a, 0x1000));
   leaf(a, 0x2000) = accessed(leaf(a, 0x2000));
   leaf(a, 0x3000) = F::without_accessed(leaf(a, 0x3000));
@@ -405,7 +405,8 @@ TEST_F(SwapTest, CleanFrameMarksEveryMappingCleanAndInvalidatesBeforeItWrites) {
 }
 
 TEST_F(SwapTest, MakeRoomEvictsUntilTheCapLeavesRoom) {
-  table.init(Span<FrameEntry>(entries.data(), entries.size()), kFirstFrame, Span<RmapNode>(nodes.data(), nodes.size()), 3);
+  table.init(Span<FrameEntry>(entries.data(), entries.size()), kFirstFrame, Span<RmapNode>(nodes.data(), nodes.size()),
+             3);
   AddressSpace& a = new_space();
   for (u64 i = 0; i < 3; ++i) (void)map_page(a, 0x1000 * (i + 1), i);
   ASSERT_TRUE(swapper.make_room(1).ok());
@@ -416,7 +417,8 @@ TEST_F(SwapTest, MakeRoomEvictsUntilTheCapLeavesRoom) {
 }
 
 TEST_F(SwapTest, MakeRoomWithoutADiskIsOutOfMemory) {
-  table.init(Span<FrameEntry>(entries.data(), entries.size()), kFirstFrame, Span<RmapNode>(nodes.data(), nodes.size()), 1);
+  table.init(Span<FrameEntry>(entries.data(), entries.size()), kFirstFrame, Span<RmapNode>(nodes.data(), nodes.size()),
+             1);
   swapper.attach(SwapDevice{}, test::fake_pool());
   AddressSpace& a = new_space();
   (void)map_page(a, 0x1000, 1);
@@ -491,7 +493,8 @@ TEST_F(SwapTest, TheReverseMapFollowsASpaceThatMoves) {
   spaces.push_back(std::make_unique<AddressSpace>(move(*loaded)));
   loaded.reset();  // the old object is gone, as exec's local is when it returns
   AddressSpace::set_move_observer(nullptr);
-  ASSERT_EQ(table.first_mapping(frame)->space, spaces.back().get()) << "the reverse map still names the moved-from space";
+  ASSERT_EQ(table.first_mapping(frame)->space, spaces.back().get())
+      << "the reverse map still names the moved-from space";
   ASSERT_TRUE(swapper.evict_frame(frame).ok());
   EXPECT_TRUE(F::is_swap_entry(leaf(*spaces.back(), 0x7fff'ffff'e000), F::kLevels - 1));
 }
@@ -641,7 +644,8 @@ TEST(SwapEntryAarch64, ACleanPageIsReadOnlyToTheMmuUntilItsFirstWrite) {
     EXPECT_FALSE(Fmt::is_dirty(Fmt::cleaned(narrowed)));
     EXPECT_TRUE(Fmt::is_dirty(Fmt::with_perms(narrowed, Fmt::kL3, kUserData))) << "and back to writable";
   }
-  EXPECT_FALSE(Fmt::is_dirty(Fmt::with_perms(clean, Fmt::kL3, kUserReadOnly))) << "a clean page made read-only is clean";
+  EXPECT_FALSE(Fmt::is_dirty(Fmt::with_perms(clean, Fmt::kL3, kUserReadOnly)))
+      << "a clean page made read-only is clean";
   // The access flag.
   EXPECT_FALSE(Fmt::is_accessed(Fmt::without_accessed(page)));
   EXPECT_TRUE(Fmt::is_accessed(Fmt::with_accessed(Fmt::without_accessed(page))));

@@ -112,8 +112,11 @@ TEST_F(SwitchCheckTest, TextWithoutExecuteIsRefused) {
   ASSERT_TRUE(kernel.protect(VirtAddr(kText), 4 * kPageSize, kKernelReadOnly).ok());
   const SwitchRefusal r = kernel.check_switch(all());
   ASSERT_EQ(r.kind, SwitchRefusal::Kind::Denied);
-  EXPECT_NE(text(r).find("maps the kernel text " + hex(kText) + " r-- kernel, but it must be executable "
-                         "(execute of NX page)"), std::string::npos) << text(r);
+  EXPECT_NE(text(r).find("maps the kernel text " + hex(kText) +
+                         " r-- kernel, but it must be executable "
+                         "(execute of NX page)"),
+            std::string::npos)
+      << text(r);
 }
 
 TEST_F(SwitchCheckTest, OnlyTheLastPageMissingIsCalledAnEndRoundedDown) {
@@ -149,7 +152,8 @@ TEST_F(SwitchCheckTest, ABlockCountsAsMappedForEveryPageInIt) {
   constexpr usize kBlockLevel = F::kLevels - 2;
   for (u64 off = 0; off < 4 * MiB; off += F::entry_span(kBlockLevel)) {
     ConsistencyBatch b = kernel.batch();
-    ASSERT_TRUE(kernel.cursor(b, VirtAddr(kBig + off)).map_block(PhysAddr(0x4000'0000 + off), kBlockLevel, kKernelText).ok());
+    ASSERT_TRUE(
+        kernel.cursor(b, VirtAddr(kBig + off)).map_block(PhysAddr(0x4000'0000 + off), kBlockLevel, kKernelText).ok());
   }
   ASSERT_EQ(kernel.query(VirtAddr(kBig)).page_size, 2 * MiB);
   const CriticalRange big{"a big text", VirtAddr(kBig), 4 * MiB + kPageSize, kExecute, VirtAddr(kBig + 3 * MiB)};
@@ -168,8 +172,10 @@ TEST_F(SwitchCheckTest, AUserRootWithoutTheStacksTopLevelEntrySaysItLostTheKerne
   const SwitchRefusal r = user.check_switch(all());
   ASSERT_EQ(r.kind, SwitchRefusal::Kind::NotMapped);
   EXPECT_EQ(text(r), "new root " + hex(user.root().value()) + " does not map the running stack " + hex(kRsp) +
-                         " (PML4 entry " + std::to_string(slot) + " not present); it does not share the kernel half: "
-                         "PML4 entry " + std::to_string(slot) + " is 0x0, the kernel's is " + hex(kernels) +
+                         " (PML4 entry " + std::to_string(slot) +
+                         " not present); it does not share the kernel half: "
+                         "PML4 entry " +
+                         std::to_string(slot) + " is 0x0, the kernel's is " + hex(kernels) +
                          ": kernel-half entries left empty, as by a copy that skipped them");
   top[slot] = kernels;
 }
@@ -205,8 +211,11 @@ TEST_F(SwitchCheckTest, AUserRootThatLostAnotherKernelHalfEntryIsRefused) {
   top[300] = top[301] = 0;  // nothing critical there, but kernel mappings made later would be missing
   const SwitchRefusal r = user.check_switch(all());
   ASSERT_EQ(r.kind, SwitchRefusal::Kind::KernelHalf);
-  EXPECT_EQ(text(r), "new root " + hex(user.root().value()) + " does not share the kernel half: PML4 entry 300 is "
-                         "0x0, the kernel's is " + hex(saved[0]) + " (2 of its 256 entries differ): kernel-half "
+  EXPECT_EQ(text(r), "new root " + hex(user.root().value()) +
+                         " does not share the kernel half: PML4 entry 300 is "
+                         "0x0, the kernel's is " +
+                         hex(saved[0]) +
+                         " (2 of its 256 entries differ): kernel-half "
                          "entries left empty, as by a copy that skipped them");
   top[300] = saved[0];
   top[301] = saved[1];
@@ -331,8 +340,11 @@ TEST_F(SwitchCheckTest, TheUserTrapStackIsJudgedForTheSpacesOwnerAtEverySwitchIt
   x86::hw::fake::cpu().critical.assign(needed, needed + 3);
   AddressSpace::set_trap_stack_judge(judge_wants_top);
   SwitchStacks& stacks = x86::hw::fake::cpu().stacks;
-  stacks = SwitchStacks{.sp = kRsp, .stack_bottom = kStack, .stack_top = kStack + 4 * kPageSize,
-                        .user_trap_top = 0xffff'ff00'0000'8000, .user_trap_what = "TSS.RSP0"};
+  stacks = SwitchStacks{.sp = kRsp,
+                        .stack_bottom = kStack,
+                        .stack_top = kStack + 4 * kPageSize,
+                        .user_trap_top = 0xffff'ff00'0000'8000,
+                        .user_trap_what = "TSS.RSP0"};
   AddressSpace user = AddressSpace::create_user(kernel).release_value();
   user.name_for_debugging("proc", 7);
   user.activate();  // its owner's stack: loaded
@@ -342,7 +354,8 @@ TEST_F(SwitchCheckTest, TheUserTrapStackIsJudgedForTheSpacesOwnerAtEverySwitchIt
     user.activate();
     FAIL() << "a switch into pid 7's root with TSS.RSP0 = 0 was not refused";
   } catch (const host::HostPanic& e) {
-    EXPECT_NE(std::string(e.what()).find("the kernel stack for traps from user mode is wrong for new root"), std::string::npos)
+    EXPECT_NE(std::string(e.what()).find("the kernel stack for traps from user mode is wrong for new root"),
+              std::string::npos)
         << e.what();
     EXPECT_NE(std::string(e.what()).find("TSS.RSP0 is 0x0, not pid 7's"), std::string::npos) << e.what();
   }

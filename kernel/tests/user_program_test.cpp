@@ -31,13 +31,13 @@ struct Call {
 };
 
 struct Traced {
-  std::string output;       ///< what the program wrote to fds 1 and 2
+  std::string output;               ///< what the program wrote to fds 1 and 2
   std::vector<std::string> writes;  ///< each write, as one string
-  std::vector<Call> calls;  ///< every system call, in order
-  bool exited = false;      ///< it called exit
+  std::vector<Call> calls;          ///< every system call, in order
+  bool exited = false;              ///< it called exit
   i64 exit_code = 0;
-  int signal = 0;           ///< the signal that stopped it otherwise (SIGSEGV, SIGILL, ...)
-  std::string problem;      ///< why the trace could not be done
+  int signal = 0;       ///< the signal that stopped it otherwise (SIGSEGV, SIGILL, ...)
+  std::string problem;  ///< why the trace could not be done
 };
 
 constexpr u64 kGetPidResult = 7;

@@ -40,13 +40,32 @@ struct RegionsTest : ::testing::Test {
   void SetUp() override {
     regions.stack_limit = kLimit;
     regions.stack_gap = kGap;
-    ASSERT_TRUE(regions.vmas.insert(Vma{.start = 0x400000, .end = 0x402000, .perms = kRX, .kind = VmaKind::Image,
-                                        .source = kImage, .offset = 0, .file_size = 0x1800}).ok());
-    ASSERT_TRUE(regions.vmas.insert(Vma{.start = 0x402000, .end = 0x403000, .perms = kRO, .kind = VmaKind::Image,
-                                        .source = kImage, .offset = 0x2000, .file_size = 0x100}).ok());
+    ASSERT_TRUE(regions.vmas
+                    .insert(Vma{.start = 0x400000,
+                                .end = 0x402000,
+                                .perms = kRX,
+                                .kind = VmaKind::Image,
+                                .source = kImage,
+                                .offset = 0,
+                                .file_size = 0x1800})
+                    .ok());
+    ASSERT_TRUE(regions.vmas
+                    .insert(Vma{.start = 0x402000,
+                                .end = 0x403000,
+                                .perms = kRO,
+                                .kind = VmaKind::Image,
+                                .source = kImage,
+                                .offset = 0x2000,
+                                .file_size = 0x100})
+                    .ok());
     ASSERT_TRUE(regions.vmas.insert(Vma{.start = 0x10000000, .end = 0x10004000, .perms = kNone}).ok());
-    ASSERT_TRUE(regions.vmas.insert(Vma{.start = kTop - 2 * kPage, .end = kTop, .perms = kRW, .kind = VmaKind::Stack,
-                                        .flags = kVmaGrowsDown}).ok());
+    ASSERT_TRUE(regions.vmas
+                    .insert(Vma{.start = kTop - 2 * kPage,
+                                .end = kTop,
+                                .perms = kRW,
+                                .kind = VmaKind::Stack,
+                                .flags = kVmaGrowsDown})
+                    .ok());
   }
 
   static std::string text(const FaultVerdict& v) {
@@ -62,8 +81,11 @@ const Access kWrite{.write = true, .user = true};
 const Access kFetch{.execute = true, .user = true};
 
 TEST_F(RegionsTest, AnAccessItsRegionAllowsPopulatesThatRegionsPage) {
-  for (const auto& [va, access] : {std::pair{0x400123ull, kRead}, {0x401ff8ull, kFetch}, {0x402000ull, kRead},
-                                   {kTop - 8, kWrite}, {kTop - 2 * kPage, kRead}}) {
+  for (const auto& [va, access] : {std::pair{0x400123ull, kRead},
+                                   {0x401ff8ull, kFetch},
+                                   {0x402000ull, kRead},
+                                   {kTop - 8, kWrite},
+                                   {kTop - 2 * kPage, kRead}}) {
     const FaultVerdict v = decide_fault(regions, va, access);
     EXPECT_EQ(v.action, FaultAction::Populate) << std::hex << va;
     EXPECT_EQ(v.cause, FaultCause::Allowed);
@@ -143,8 +165,9 @@ TEST_F(RegionsTest, NoVmaSaysWhatLiesAroundTheAddress) {
   EXPECT_NE(around(regions, 0x10004000 + 4095 * kPage).find("lies about 16 MiB past the end of"), std::string::npos)
       << around(regions, 0x10004000 + 4095 * kPage);
   // Above every region, below none.
-  EXPECT_EQ(around(regions, 0x1000), "; the page lies 1023 page(s) below [0x400000, 0x402000) r-x user image offset 0x0 "
-                                     "file 0x1800");
+  EXPECT_EQ(around(regions, 0x1000),
+            "; the page lies 1023 page(s) below [0x400000, 0x402000) r-x user image offset 0x0 "
+            "file 0x1800");
   // In the stack's guard gap.
   EXPECT_NE(around(regions, kTop - kLimit - kPage).find("in the guard gap below the stack's lowest address"),
             std::string::npos);
@@ -154,9 +177,10 @@ TEST_F(RegionsTest, NoVmaSaysWhatLiesAroundTheAddress) {
   flat.stack_gap = kGap;
   ASSERT_TRUE(flat.vmas.insert(Vma{.start = kTop - 2 * kPage, .end = kTop, .perms = kRW, .kind = VmaKind::Stack}).ok());
   EXPECT_EQ(decide_fault(flat, kTop - 3 * kPage, kWrite).cause, FaultCause::NoVma);
-  EXPECT_EQ(around(flat, kTop - 3 * kPage + 8),
-            "; the page is 1 page(s) below the stack [0x7fffffffd000, 0x7ffffffff000) rw- user stack, which does not grow "
-            "down: it lacks the grows-down flag, so no fault below it can extend it");
+  EXPECT_EQ(
+      around(flat, kTop - 3 * kPage + 8),
+      "; the page is 1 page(s) below the stack [0x7fffffffd000, 0x7ffffffff000) rw- user stack, which does not grow "
+      "down: it lacks the grows-down flag, so no fault below it can extend it");
   // An empty record: nothing to say.
   UserRegions none{allocator, kPage};
   EXPECT_EQ(around(none, 0x1000), "");
@@ -167,10 +191,11 @@ TEST_F(RegionsTest, NoVmaBelowTheBreakSaysBrkRecordedTheHeapShort) {
   // but no region covers that page (a brk that rounded its top down).
   regions.heap_start = 0x403000;
   regions.brk = 0x403010;
-  EXPECT_EQ(around(regions, 0x403008), "; yet 0x403008 lies below the break 0x403010 (the heap from 0x403000, its "
-                                       "regions ending at 0x403000, the break rounded down to a page): brk recorded the "
-                                       "heap short of its break; the heap's region must reach the break rounded up to "
-                                       "a page (0x404000)");
+  EXPECT_EQ(around(regions, 0x403008),
+            "; yet 0x403008 lies below the break 0x403010 (the heap from 0x403000, its "
+            "regions ending at 0x403000, the break rounded down to a page): brk recorded the "
+            "heap short of its break; the heap's region must reach the break rounded up to "
+            "a page (0x404000)");
   // At the break and above it the address is no one's: what lies around it, as before.
   EXPECT_EQ(around(regions, 0x403010).find("; the page lies "), 0u) << around(regions, 0x403010);
   // A break two pages up whose heap region stops a page short: not a rounding, a shorter heap.
@@ -245,8 +270,7 @@ TEST_F(CoverageTest, APageNoRegionCoversIsNamed) {
   ASSERT_TRUE(user.map(VirtAddr(0x400000), PhysAddr(0x100000), page_perms_of(*regions.vmas.find(0x400000))).ok());
   ASSERT_TRUE(user.map(VirtAddr(0x403000), PhysAddr(0x101000), kRW).ok());  // the loader mapped, recorded nothing
   usize pages = 0;
-  EXPECT_EQ(problem(user, &pages),
-            "VMA coverage broken: page 0x403000 mapped rw- user to 0x101000: no VMA covers it");
+  EXPECT_EQ(problem(user, &pages), "VMA coverage broken: page 0x403000 mapped rw- user to 0x101000: no VMA covers it");
   EXPECT_EQ(pages, 2u);
 }
 
@@ -260,7 +284,8 @@ TEST_F(CoverageTest, APageWithOtherPermissionsThanItsRegionIsNamed) {
   ASSERT_TRUE(other.map(VirtAddr(0x10000000), PhysAddr(0x100000), kRO).ok());
   EXPECT_NE(problem(other).find("accessible, but its VMA allows no access (it must be held) [0x10000000, 0x10004000) "
                                 "--- user anonymous"),
-            std::string::npos) << problem(other);
+            std::string::npos)
+      << problem(other);
 }
 
 TEST_F(CoverageTest, HeldPagesBelongExactlyToRegionsThatAllowNothing) {

@@ -206,8 +206,8 @@ TEST_F(VmaTest, ProtectRefusesARangeWithHoles) {
   ASSERT_TRUE(set->insert(anon(0, 2)).ok());
   ASSERT_TRUE(set->insert(anon(3, 2)).ok());
   const std::vector<Vma> before = snapshot(*set);
-  EXPECT_EQ(set->protect(kBase, kBase + 5 * kPage, kRO).error(), Error::NotFound);        // a hole inside
-  EXPECT_EQ(set->protect(kBase + kPage, kBase + 3 * kPage, kRO).error(), Error::NotFound);  // ends in the hole
+  EXPECT_EQ(set->protect(kBase, kBase + 5 * kPage, kRO).error(), Error::NotFound);              // a hole inside
+  EXPECT_EQ(set->protect(kBase + kPage, kBase + 3 * kPage, kRO).error(), Error::NotFound);      // ends in the hole
   EXPECT_EQ(set->protect(kBase + 4 * kPage, kBase + 6 * kPage, kRO).error(), Error::NotFound);  // past the end
   EXPECT_EQ(set->protect(kBase + 20 * kPage, kBase + 21 * kPage, kRO).error(), Error::NotFound);
   EXPECT_TRUE(equals(*set, before));
@@ -273,7 +273,7 @@ TEST_F(VmaTest, AnAllocationFailureMidSplitLeavesTheSetUnchanged) {
   EXPECT_TRUE(equals(*set, full));
   // What needs no new slot still works while allocation fails.
   EXPECT_TRUE(set->protect(kBase + 20 * kPage, kBase + 28 * kPage, kRW).ok());  // unchanged
-  EXPECT_TRUE(set->remove(kBase + 20 * kPage, kBase + 22 * kPage).ok());         // trims an end
+  EXPECT_TRUE(set->remove(kBase + 20 * kPage, kBase + 22 * kPage).ok());        // trims an end
   EXPECT_TRUE(set->insert(anon(20, 2)).ok());                                   // merges back
   EXPECT_TRUE(equals(*set, full));
   EXPECT_GT(allocator.calls, calls);
@@ -318,7 +318,9 @@ TEST_F(VmaTest, CheckCatchesEveryBrokenInvariant) {
   ASSERT_EQ(check_report(*set), "");
   Vma* data = VmaSetTester::data(*set);
   const std::vector<Vma> good = snapshot(*set);
-  const auto restore = [&] { for (usize i = 0; i < good.size(); ++i) data[i] = good[i]; };
+  const auto restore = [&] {
+    for (usize i = 0; i < good.size(); ++i) data[i] = good[i];
+  };
 
   data[1].start = data[0].start;  // overlaps the first
   EXPECT_NE(check_report(*set).find("overlaps"), std::string::npos) << check_report(*set);
@@ -380,8 +382,14 @@ std::vector<Vma> canonical(const Model& model) {
         continue;
       }
     }
-    out.push_back(Vma{.start = a, .end = a + kPage, .perms = p.perms, .kind = p.kind, .flags = p.flags,
-                      .source = p.source, .offset = p.offset, .file_size = p.file_bytes});
+    out.push_back(Vma{.start = a,
+                      .end = a + kPage,
+                      .perms = p.perms,
+                      .kind = p.kind,
+                      .flags = p.flags,
+                      .source = p.source,
+                      .offset = p.offset,
+                      .file_size = p.file_bytes});
   }
   return out;
 }
@@ -420,7 +428,9 @@ void run_random(u64 seed, int operations) {
         case 0: {  // insert
           // Images half the time, mostly alike, so that neighbours often could merge.
           const VmaKind kind = random() % 2 ? VmaKind::Image : VmaKind(random() % 4);
-          Vma v{.start = start, .end = end, .perms = perm_choices[random() % (kind == VmaKind::Image ? 2 : 4)],
+          Vma v{.start = start,
+                .end = end,
+                .perms = perm_choices[random() % (kind == VmaKind::Image ? 2 : 4)],
                 .kind = kind};
           v.flags = random() % 5 == 0 ? kVmaGrowsDown : 0;
           if (v.kind == VmaKind::Image) {
@@ -490,8 +500,8 @@ void run_random(u64 seed, int operations) {
     }
     if (operations >= 1000) {
       // The run explored what it should: every kind of refusal, failures under injection, splits.
-      for (const char* must : {"insert:ok", "insert:already exists", "insert:no memory", "remove:ok", "remove:no memory",
-                               "protect:ok", "protect:not found", "protect:no memory"})
+      for (const char* must : {"insert:ok", "insert:already exists", "insert:no memory", "remove:ok",
+                               "remove:no memory", "protect:ok", "protect:not found", "protect:no memory"})
         EXPECT_GT(seen[must], 0) << must;
     }
   }

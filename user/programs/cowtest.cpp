@@ -58,10 +58,12 @@ int main(int, char**) {
     const i64 got = syscall_raw(u64(abi::Syscall::ProcInfo), u64(kbuf), sizeof *info);
     (void)yield();  // moment C
     u64 bad = 0;
-    for (u64 j = 0; j < n; ++j) bad += words[j * kWords] != ((mask >> j & 1) ? derived::value(derived::cowtest_child_word, j) : derived::value(derived::cowtest_word, j));
+    for (u64 j = 0; j < n; ++j)
+      bad += words[j * kWords] != ((mask >> j & 1) ? derived::value(derived::cowtest_child_word, j)
+                                                   : derived::value(derived::cowtest_word, j));
     const bool kernel_ok = got == i64(sizeof *info) && info->pid == u64(getpid());
-    println("cowtest: child wrote {} pages, {} wrong; the kernel's write {}{}", __builtin_popcountll(mask),
-            bad, kernel_ok ? "landed" : "FAILED", proof_note(mask ^ (bad << 32) ^ (kernel_ok ? 0 : 1)));
+    println("cowtest: child wrote {} pages, {} wrong; the kernel's write {}{}", __builtin_popcountll(mask), bad,
+            kernel_ok ? "landed" : "FAILED", proof_note(mask ^ (bad << 32) ^ (kernel_ok ? 0 : 1)));
     exit(bad == 0 && kernel_ok ? 0 : 1);
   }
   abi::ExitInfo info{};

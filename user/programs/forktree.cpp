@@ -136,7 +136,8 @@ int basic(u64 n) {
   }
   const int bad = check(w, [](usize r) { return derived::value(derived::forktree_after_word, r); });
   if (bad != 0)
-    println("forktree: the parent's {} word is {:#x}: a child's write reached it", kRegionNames[bad - 1], *w.at[bad - 1]);
+    println("forktree: the parent's {} word is {:#x}: a child's write reached it", kRegionNames[bad - 1],
+            *w.at[bad - 1]);
   println("forktree: forked {} reaped {} with their statuses {}{}", forked, reaped,
           good == n && reaped == n ? "ok" : "WRONG", proof_note(sum));
   return good == n && reaped == n && bad == 0 ? 0 : 1;
@@ -212,7 +213,8 @@ int bomb(u64 mib) {
     sevens += info.how == u32(abi::Termination::Exited) && info.code == 7;
   }
   println("forktree: bomb: forked {} then fork failed with {}; reaped {} ({} with 7){}", forked,
-          abi::errno_name(abi::errno_of(failure)), reaped, sevens, proof_note(forked ^ (reaped << 16) ^ (sevens << 32)));
+          abi::errno_name(abi::errno_of(failure)), reaped, sevens,
+          proof_note(forked ^ (reaped << 16) ^ (sevens << 32)));
   return reaped == forked && sevens == forked ? 0 : 1;
 }
 
@@ -381,8 +383,8 @@ int readcow(u64 offset) {
   const i64 got = waitpid(pid, &info);
   u64 bad = 0;
   for (u64 i = 0; i < 2 * arch::kPageSize / 8; ++i) bad += words[i] != kFill;
-  println("forktree: readcow: child {} code {}; parent's buffer {}{}", got == pid ? "reaped" : "LOST",
-          info.code, bad == 0 ? "intact" : "CHANGED", proof_note(u64(info.code) ^ (bad << 16)));
+  println("forktree: readcow: child {} code {}; parent's buffer {}{}", got == pid ? "reaped" : "LOST", info.code,
+          bad == 0 ? "intact" : "CHANGED", proof_note(u64(info.code) ^ (bad << 16)));
   return got == pid && bad == 0 ? 0 : 1;
 }
 
@@ -396,8 +398,7 @@ int hang(u64 n) {
   }
   println("forktree: hang: pid {} and {} children waiting to be ended (Ctrl-C)", getpid(), forked);
   abi::ExitInfo info{};
-  while (wait(&info) > 0) {
-  }
+  while (wait(&info) > 0) {}
   return 0;
 }
 
@@ -439,7 +440,7 @@ int runs(u64 n, u64 k) {
   (void)sleep(1);
   for (u64 i = 0; i < n; ++i) *word(i) = derived::value(derived::forktree_runs_word, i);
   const i64 pid = fork();
-  if (pid > 0) *word(k) = derived::value(derived::forktree_runs_mark);           // before anything else: the parent's next write
+  if (pid > 0) *word(k) = derived::value(derived::forktree_runs_mark);  // before anything else: the parent's next write
   if (pid == 0) {
     u64 bad = 0;
     for (u64 i = 0; i < n; ++i) bad += *word(i) != derived::value(derived::forktree_runs_word, i);
@@ -452,7 +453,9 @@ int runs(u64 n, u64 k) {
   abi::ExitInfo info{};
   const i64 got = waitpid(pid, &info);
   u64 bad = 0;
-  for (u64 i = 0; i < n; ++i) bad += *word(i) != (i == k ? derived::value(derived::forktree_runs_mark) : derived::value(derived::forktree_runs_word, i));
+  for (u64 i = 0; i < n; ++i)
+    bad += *word(i) !=
+           (i == k ? derived::value(derived::forktree_runs_mark) : derived::value(derived::forktree_runs_word, i));
   const bool ok = got == pid && info.how == u32(abi::Termination::Exited) && info.code == runs_code() && bad == 0;
   println("forktree: runs: {} pages at {:#x}, wrote page {} after fork; child code {}; parent's pages {}{}", n, at, k,
           info.code, bad == 0 ? "intact" : "CHANGED", proof_note(u64(info.code) ^ (bad << 32) ^ (k << 40)));

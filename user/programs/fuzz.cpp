@@ -52,8 +52,8 @@ bool hits_self(u64 number, const u64 (&a)[6], u64 image_lo, u64 image_hi, u64 st
 
 [[gnu::noinline]] u64 pick_number(TestRandom& r) {
   switch (r.below(8)) {
-    case 0: return r.next();                        // anything at all
-    case 1: return r.below(256);                    // past the table, and reserved numbers
+    case 0: return r.next();      // anything at all
+    case 1: return r.below(256);  // past the table, and reserved numbers
     case 2: return abi::kSyscallCount + r.below(64);
     default: return 1 + r.below(abi::kFirstTestSyscall + 4);  // mostly real calls
   }
@@ -62,15 +62,15 @@ bool hits_self(u64 number, const u64 (&a)[6], u64 image_lo, u64 image_hi, u64 st
 u64 pick_argument(TestRandom& r) {
   switch (r.below(10)) {
     case 0: return 0;
-    case 1: return r.below(64);                                              // small counts, descriptors
-    case 2: return r.next();                                                 // anything
-    case 3: return reinterpret_cast<uptr>(g_scratch) + r.below(kScratch);   // inside a valid buffer
-    case 4: return reinterpret_cast<uptr>(g_scratch) + kScratch - r.below(16);  // running off its end
+    case 1: return r.below(64);                                                  // small counts, descriptors
+    case 2: return r.next();                                                     // anything
+    case 3: return reinterpret_cast<uptr>(g_scratch) + r.below(kScratch);        // inside a valid buffer
+    case 4: return reinterpret_cast<uptr>(g_scratch) + kScratch - r.below(16);   // running off its end
     case 5: return 0xffff'8000'0000'0000ull + (r.next() & 0x7fff'ffff'ffffull);  // the kernel half
     case 6: return 0x0000'8000'0000'0000ull + (r.next() & 0x7fff'ffff'ffffull);  // non-canonical
-    case 7: return reinterpret_cast<uptr>(&pick_number) + r.below(64);      // own text (read-only)
-    case 8: return ~u64{0} - r.below(16);                                   // wraps around
-    default: return r.below(1u << 20);                                      // medium sizes, low addresses
+    case 7: return reinterpret_cast<uptr>(&pick_number) + r.below(64);           // own text (read-only)
+    case 8: return ~u64{0} - r.below(16);                                        // wraps around
+    default: return r.below(1u << 20);                                           // medium sizes, low addresses
   }
 }
 

@@ -23,7 +23,6 @@ u64 collatz_steps(u64 n) {
 int main(int, char**) {
   const u64 n = derived::value(derived::hello_n);
   const u64 steps = collatz_steps(n);
-  println("hello: from user space on {}: collatz({}) takes {} steps{}", arch::kName, n, steps,
-          proof_note(steps));
+  println("hello: from user space on {}: collatz({}) takes {} steps{}", arch::kName, n, steps, proof_note(steps));
   return 0;
 }

@@ -99,8 +99,9 @@ int main(int, char**) {
     abi::SwapInfo info{};
     if (swap_info(&info) == i64(sizeof info) && (info.slots != 0 || info.frame_cap != 0))
       println("overcommit: the kernel says: {} resident frames (cap {}), {} evictions ({} clean), {} slots written, "
-              "{} read back, {} of {} slots in use", info.resident, info.frame_cap, info.evictions, info.clean_evictions,
-              info.writes, info.reads, info.slots_in_use, info.slots);
+              "{} read back, {} of {} slots in use",
+              info.resident, info.frame_cap, info.evictions, info.clean_evictions, info.writes, info.reads,
+              info.slots_in_use, info.slots);
   }
   return bad == 0 ? 0 : 1;
 }

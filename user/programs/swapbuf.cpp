@@ -87,7 +87,8 @@ int main(int, char**) {
   const i64 got = read(abi::kStdin, buffer + offset, kMaxRead);
   bool ok = wrote == i64(line.view().size()) && got >= 0;
   const usize n = got > 0 ? usize(got) : 0;
-  const StringView in(reinterpret_cast<const char*>(buffer + offset), n > 0 && buffer[offset + n - 1] == '\n' ? n - 1 : n);
+  const StringView in(reinterpret_cast<const char*>(buffer + offset),
+                      n > 0 && buffer[offset + n - 1] == '\n' ? n - 1 : n);
   u64 bad = 0;
   for (u64 j = 2; j < kPages; ++j)
     for (u64 i = 0; i < kWords; ++i) bad += words[j * kWords + i] != abi::swap_pattern(seed(), j, i, 0);

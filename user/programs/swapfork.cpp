@@ -84,13 +84,13 @@ int main(int, char**) {
     if (!evict_all(base, pages)) return 2;
     (void)yield();  // moment A
   }
-  g_parent_only[0] = pages;   // (both mapped before the fork: shared by both roots)
+  g_parent_only[0] = pages;  // (both mapped before the fork: shared by both roots)
   g_child_only[0] = pages;
   const i64 pid = fork();
   if (pid > 0) g_parent_only[0] = mask;
   if (pid == 0) {
     g_child_only[0] = mask;
-    (void)sleep(1);   // the parent runs meanwhile (and breaks its page) whichever ran first after fork()
+    (void)sleep(1);  // the parent runs meanwhile (and breaks its page) whichever ran first after fork()
   }
   if (pid < 0) {
     println("swapfork: fork failed: {}", abi::errno_name(abi::errno_of(pid)));

@@ -76,8 +76,8 @@ int main(int, char**) {
   const i64 told = swap_info(&after);
   (void)yield();  // moment C
   if (!grading() && asked == i64(sizeof before) && told == i64(sizeof after))
-    println("swapkeep: the kernel says the evictions wrote {} slots ({} pages written again)", after.writes - before.writes,
-            __builtin_popcountll(mask));
+    println("swapkeep: the kernel says the evictions wrote {} slots ({} pages written again)",
+            after.writes - before.writes, __builtin_popcountll(mask));
   u64 bad = 0;
   for (u64 j = 0; j < pages; ++j)
     for (u64 i = 0; i < kWords; ++i) bad += base[j * kWords + i] != abi::swap_pattern(seed(), j, i, mask >> j & 1);

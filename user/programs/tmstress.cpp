@@ -57,8 +57,8 @@ int main(int, char**) {
     if (r.max_depth > depth) depth = r.max_depth;
     (void)yield();  // and the timer takes the CPU between calls too
   }
-  println("tmstress: {} calls of {} maps: {} maps, {} in interrupts, deepest {}, {} mismatches", calls, per_call,
-          maps, irq_maps, depth, mismatches);
+  println("tmstress: {} calls of {} maps: {} maps, {} in interrupts, deepest {}, {} mismatches", calls, per_call, maps,
+          irq_maps, depth, mismatches);
   println("tmstress: checksum {:016x} proof={:016x}", checksum, proof(token(), checksum));
   return mismatches == 0 ? 0 : 1;
 }

@@ -137,7 +137,8 @@ void case_sbrk() {
   probe("sbrk of a few pages", Syscall::Sbrk, start, kExact, pages * arch::kPageSize);
   auto* heap = reinterpret_cast<volatile u64*>(start);
   for (u64 i = 0; i < pages; ++i) heap[i * arch::kPageSize / 8] = value(15) + i;
-  probe("sbrk back down", Syscall::Sbrk, i64(u64(start) + pages * arch::kPageSize), kExact, u64(-i64(pages * arch::kPageSize)));
+  probe("sbrk back down", Syscall::Sbrk, i64(u64(start) + pages * arch::kPageSize), kExact,
+        u64(-i64(pages * arch::kPageSize)));
   probe("brk(0) back at the start", Syscall::Brk, start, kExact, 0);
   const u64 page_up = (u64(start) + arch::kPageSize - 1) & ~(arch::kPageSize - 1);
   refuse("write from a heap page given back", Syscall::Write, Errno::Fault, 1, page_up + arch::kPageSize, 8);
@@ -174,28 +175,33 @@ void case_mem() {
   constexpr u64 rw = abi::kProtRead | abi::kProtWrite;
   refuse("mmap of length 0", Syscall::Mmap, Errno::Inval, 0, 0, rw, 0);
   refuse("mmap with unknown protection bits", Syscall::Mmap, Errno::Inval, 0, arch::kPageSize, 8 << (value(30) % 4), 0);
-  refuse("mmap writable and executable", Syscall::Mmap, Errno::Access, 0, arch::kPageSize, abi::kProtWrite | abi::kProtExec, 0);
+  refuse("mmap writable and executable", Syscall::Mmap, Errno::Access, 0, arch::kPageSize,
+         abi::kProtWrite | abi::kProtExec, 0);
   refuse("mmap with unknown flags", Syscall::Mmap, Errno::Inval, 0, arch::kPageSize, rw, 4 << (value(31) % 4));
   // (8 bytes into a page: unmapped_pointer() + 8 was page-aligned for 1 token in 512)
   refuse("mmap fixed at a misaligned address", Syscall::Mmap, Errno::Inval,
          (unmapped_pointer(32) & ~(arch::kPageSize - 1)) + 8, arch::kPageSize, rw, abi::kMapFixed);
-  refuse("mmap fixed in the kernel half", Syscall::Mmap, Errno::Inval, kernel_pointer(33) & ~(arch::kPageSize - 1), arch::kPageSize, rw,
-         abi::kMapFixed);
-  refuse("mmap longer than the user half", Syscall::Mmap, Errno::Inval, 0, ~u64{0} - value(34) % arch::kPageSize, rw, 0);
+  refuse("mmap fixed in the kernel half", Syscall::Mmap, Errno::Inval, kernel_pointer(33) & ~(arch::kPageSize - 1),
+         arch::kPageSize, rw, abi::kMapFixed);
+  refuse("mmap longer than the user half", Syscall::Mmap, Errno::Inval, 0, ~u64{0} - value(34) % arch::kPageSize, rw,
+         0);
   const i64 a = probe("mmap of two pages", Syscall::Mmap, 0, kSuccess, 0, 2 * arch::kPageSize, rw, 0);
   if (a < 0) return;
   reinterpret_cast<volatile u64*>(a)[0] = value(35);
   refuse("mmap fixed-noreplace over a mapping", Syscall::Mmap, Errno::Exist, u64(a), arch::kPageSize, rw,
          abi::kMapFixedNoReplace);
-  refuse("munmap at a misaligned address", Syscall::Munmap, Errno::Inval, u64(a) + 1 + value(36) % (arch::kPageSize - 1), arch::kPageSize);
+  refuse("munmap at a misaligned address", Syscall::Munmap, Errno::Inval,
+         u64(a) + 1 + value(36) % (arch::kPageSize - 1), arch::kPageSize);
   refuse("munmap of length 0", Syscall::Munmap, Errno::Inval, u64(a), 0);
-  refuse("munmap in the kernel half", Syscall::Munmap, Errno::Inval, kernel_pointer(37) & ~(arch::kPageSize - 1), arch::kPageSize);
-  refuse("munmap of a range that wraps", Syscall::Munmap, Errno::Inval, ~u64{0} & ~(arch::kPageSize - 1), 2 * arch::kPageSize);
+  refuse("munmap in the kernel half", Syscall::Munmap, Errno::Inval, kernel_pointer(37) & ~(arch::kPageSize - 1),
+         arch::kPageSize);
+  refuse("munmap of a range that wraps", Syscall::Munmap, Errno::Inval, ~u64{0} & ~(arch::kPageSize - 1),
+         2 * arch::kPageSize);
   refuse("mprotect writable and executable", Syscall::Mprotect, Errno::Access, u64(a), arch::kPageSize,
          abi::kProtWrite | abi::kProtExec);
   refuse("mprotect with unknown bits", Syscall::Mprotect, Errno::Inval, u64(a), arch::kPageSize, 16);
-  refuse("mprotect of a range nothing maps", Syscall::Mprotect, Errno::NoMem, unmapped_pointer(38) & ~(arch::kPageSize - 1),
-         arch::kPageSize, abi::kProtRead);
+  refuse("mprotect of a range nothing maps", Syscall::Mprotect, Errno::NoMem,
+         unmapped_pointer(38) & ~(arch::kPageSize - 1), arch::kPageSize, abi::kProtRead);
   probe("mprotect to read-only", Syscall::Mprotect, 0, kExact, u64(a), arch::kPageSize, abi::kProtRead);
   refuse("read into the read-only page", Syscall::Read, Errno::Fault, 0, u64(a) + value(39) % 512, 16);
   probe("munmap of both pages", Syscall::Munmap, 0, kExact, u64(a), 2 * arch::kPageSize);

@@ -49,7 +49,6 @@ using namespace pagoda::user;
 
 namespace {
 
-
 // vmas's data segment does not start on a page (user/user.ld reads this absolute symbol): its
 // p_vaddr is its p_offset modulo the page size, as GNU ld lays a data segment out, so the loader
 // must take the first page's bytes from before p_offset (lab 5's bss_data reads them back).
@@ -95,14 +94,13 @@ extern const Table vmas_table;
 // asm operand (kPageSize, not the number written again).
 extern "C" void vmas_xonly();
 [[gnu::used]] static void vmas_xonly_emit() {
-  asm volatile(
-      ".pushsection .text.vmas_xonly,\"ax\"\n"
-      ".balign %c0\n"
-      ".globl vmas_xonly\n"
-      "vmas_xonly:\n"
-      "  ret\n"
-      ".balign %c0\n"
-      ".popsection\n" ::"i"(arch::kPageSize));
+  asm volatile(".pushsection .text.vmas_xonly,\"ax\"\n"
+               ".balign %c0\n"
+               ".globl vmas_xonly\n"
+               "vmas_xonly:\n"
+               "  ret\n"
+               ".balign %c0\n"
+               ".popsection\n" ::"i"(arch::kPageSize));
 }
 
 abi::ProcInfo info() {
@@ -182,7 +180,8 @@ int brk_mode(u64 pages) {
   const i64 wall = mmap(top + arch::kPageSize, arch::kPageSize, abi::kProtRead, abi::kMapFixedNoReplace);
   const i64 past = sbrk(i64(4 * arch::kPageSize));
   println("vmas: brk: base {:#x} old {:#x}; frames {} -> {} -> {}; shrink {:#x}; wall {:#x}; sbrk past it -> {} "
-          "proof={:016x}", base, old, before.user_frames, grown.user_frames, shrunk.user_frames, back, wall, past,
+          "proof={:016x}",
+          base, old, before.user_frames, grown.user_frames, shrunk.user_frames, back, wall, past,
           proof(token(), grown.user_frames - before.user_frames));
   return 0;
 }
@@ -304,7 +303,8 @@ int random_ops(u64 ops, u64 marker) {
         *word = p.value;
       }
       if (p.mapped && (p.prot & abi::kProtRead)) m.expect(i64(*word), i64(p.value));
-      if (!writable) m.expect(proc_info(reinterpret_cast<abi::ProcInfo*>(at(first))), abi::error_result(abi::Errno::Fault));
+      if (!writable)
+        m.expect(proc_info(reinterpret_cast<abi::ProcInfo*>(at(first))), abi::error_result(abi::Errno::Fault));
     }
   }
   m.expect(munmap(kWindow, kWindowPages * arch::kPageSize), 0);
@@ -312,7 +312,6 @@ int random_ops(u64 ops, u64 marker) {
           proof(token(), m.hash));
   return m.mismatches == 0 ? 0 : 1;
 }
-
 
 /// An instruction fetch from a region without execute: a read-only page, never touched, called
 /// at an offset the token picks. The first fetch must end the process ("execute in
@@ -416,8 +415,8 @@ int none_fork() {
     const i64 b = mprotect(u64(at), 2 * arch::kPageSize, abi::kProtRead | abi::kProtWrite);
     const u64 intact = pattern_intact(p);
     for (u64 i = 0; i < kNoneWords; ++i) p[i] = ~p[i];  // the child's own copy from here on
-    println("vmas: nonefork: child: read {} mprotect {}; {} of {} words intact proof={:016x}", r, b, intact,
-            kNoneWords, proof(token(), intact));
+    println("vmas: nonefork: child: read {} mprotect {}; {} of {} words intact proof={:016x}", r, b, intact, kNoneWords,
+            proof(token(), intact));
     exit(intact == kNoneWords ? 0 : 1);
   }
   abi::ExitInfo info{};
@@ -449,7 +448,8 @@ int brk_odd(u64 bytes, u64 pages) {
   abi::VmaInfo list[32];
   const i64 n = vma_list(list, 32);
   println("vmas: brkodd: base {:#x} break {:#x} -> {} grow {} pages -> {}; break {:#x}; {} VMAs; sum {} "
-          "proof={:016x}", base, base + bytes, first, pages, grown, end, n, sum, proof(token(), sum + end - base));
+          "proof={:016x}",
+          base, base + bytes, first, pages, grown, end, n, sum, proof(token(), sum + end - base));
   // Back down to the unaligned break: the page that holds it stays, with its byte.
   const i64 shrunk = sbrk(-i64(pages * arch::kPageSize));
   (void)vma_list(list, 32);
@@ -569,6 +569,7 @@ int main(int, char**) {
   if (mode == "merge") return merge(arg_number(2, 2));
   if (mode == "xonly") return xonly();
   println("vmas: unknown mode '{}' (lazy, bss, hole, protect, none, nonefork, brk, stack, list, fault, random, noexec, "
-          "cut, brkodd, jump, merge, xonly)", mode);
+          "cut, brkodd, jump, merge, xonly)",
+          mode);
   return 2;
 }

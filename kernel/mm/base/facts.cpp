@@ -41,7 +41,8 @@ PAGODA_FACT(held_entry_bit, Format::kHeld)
 PAGODA_FACT(swap_entry_bit, Format::kSwapEntry)
 PAGODA_FACT(swap_slot_shift, Format::kPageShift)
 PAGODA_FACT(swap_slot_bits, Format::kSwapSlotBits)
-PAGODA_FACT(swap_slot_inverted, ((Format::make_swap_entry(0) >> Format::kPageShift) & ((u64{1} << Format::kSwapSlotBits) - 1)) != 0)
+PAGODA_FACT(swap_slot_inverted,
+            ((Format::make_swap_entry(0) >> Format::kPageShift) & ((u64{1} << Format::kSwapSlotBits) - 1)) != 0)
 /// Lab 7, AArch64: the software bit of a clean writable page (read-only to the MMU until its
 /// first write marks it dirty); 0 on x86_64, whose dirty bit is the hardware's.
 PAGODA_FACT(soft_write_bit, soft_write_bit<Format>())

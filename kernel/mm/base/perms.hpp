@@ -47,7 +47,10 @@ struct Perms {
 inline constexpr Perms kKernelText{.read = true, .write = false, .execute = true};
 inline constexpr Perms kKernelReadOnly{.read = true, .write = false, .execute = false};
 inline constexpr Perms kKernelData{.read = true, .write = true, .execute = false};
-inline constexpr Perms kKernelDevice{.read = true, .write = true, .execute = false, .user = false,
+inline constexpr Perms kKernelDevice{.read = true,
+                                     .write = true,
+                                     .execute = false,
+                                     .user = false,
                                      .caching = Caching::Uncached};
 
 /// What a faulting access tried to do (decoded from the arch's fault information).

@@ -8,7 +8,8 @@ const char* free_check_message(FreeCheck check) {
   switch (check) {
     case FreeCheck::Ok: return "ok";
     case FreeCheck::Misaligned: return "the address is not the start of a frame";
-    case FreeCheck::NotManaged: return "the frame is not RAM this allocator manages (reserved, a hole, or out of range)";
+    case FreeCheck::NotManaged:
+      return "the frame is not RAM this allocator manages (reserved, a hole, or out of range)";
     case FreeCheck::NeverAllocated: return "the frame was never allocated";
     case FreeCheck::DoubleFree:
       return "double free: the frame is already free (freed twice, or handed out twice by an allocation that never "

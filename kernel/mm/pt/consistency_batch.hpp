@@ -210,7 +210,9 @@ class [[nodiscard]] ConsistencyBatch {
   /// Their bytes make a T where one is written (C++20: a T that needs no constructor to begin its
   /// life, such as an address or a Page, begins it in a byte array when it is assigned there).
   template <class T, usize kN> class Slots {
-    static_assert(__is_trivially_copyable(T) && __is_trivially_destructible(T), "a T that begins its life when written");
+    static_assert(__is_trivially_copyable(T) && __is_trivially_destructible(T),
+                  "a T that begins its life when written");
+
    public:
     T& operator[](usize i) { return __builtin_launder(reinterpret_cast<T*>(bytes_))[i]; }
 
@@ -227,7 +229,8 @@ class [[nodiscard]] ConsistencyBatch {
   /// made before they were handed over.
   void release_frames() {
     for (usize i = 0; i < frames_; ++i) {
-      if (s_release == nullptr) MUST(Result<void>(Error(Error::InvalidArgument, "ConsistencyBatch: no frame release set")));
+      if (s_release == nullptr)
+        MUST(Result<void>(Error(Error::InvalidArgument, "ConsistencyBatch: no frame release set")));
       s_release(frame_[i]);
     }
     frames_ = 0;

@@ -184,9 +184,9 @@ template <ValidPageTableFormat F> class ReadCursor {
 
   const PageTable<F>* tree_;
   VirtAddr va_;
-  PhysAddr table_[F::kLevels];   ///< the table read at each level of the path (table_[0]: root)
-  u64* entries_[F::kLevels];     ///< its entries (nullptr: the kernel cannot reach it)
-  usize depth_ = 1;              ///< levels [0, depth_) are on the path
+  PhysAddr table_[F::kLevels];  ///< the table read at each level of the path (table_[0]: root)
+  u64* entries_[F::kLevels];    ///< its entries (nullptr: the kernel cannot reach it)
+  usize depth_ = 1;             ///< levels [0, depth_) are on the path
   WalkStop stop_ = WalkStop::NonCanonical;
 };
 
@@ -337,7 +337,8 @@ template <ValidPageTableFormat F> class Cursor : public ReadCursor<F> {
     const PhysAddr table = TRY(tree_->memory().allocate_table());
     u64* entries = tree_->memory().table_entries(table);
     for (usize i = 0; i < F::kEntriesPerTable; ++i) entries[i] = F::split_block(block, at, i);
-    replace_live(at, F::make_table_entry(table, at, tree_->user_tables(va_)), va_.align_down(span()), span(), F::entry_perms(block, at).global);
+    replace_live(at, F::make_table_entry(table, at, tree_->user_tables(va_)), va_.align_down(span()), span(),
+                 F::entry_perms(block, at).global);
     enter(table);
     descend(at + 1);
     return {};
@@ -494,7 +495,8 @@ template <ValidPageTableFormat F> class Cursor : public ReadCursor<F> {
     if (!va_.is_aligned(size) || !pa.is_aligned(size)) return Error::InvalidArgument;
     // The address goes with the error: its callers often do not know which page of a range it was.
     if (stop_ == WalkStop::Mapped) return Error(Error::AlreadyExists, "the page is already mapped").at(va_.value());
-    if (stop_ != WalkStop::NotPresent) return Error(Error::InvalidArgument, "a table on the way is not usable").at(va_.value());
+    if (stop_ != WalkStop::NotPresent)
+      return Error(Error::InvalidArgument, "a table on the way is not usable").at(va_.value());
     if (this->level() > level)  // a table is where the block would go
       return Error(Error::AlreadyExists, "a table is where the block would go").at(va_.value());
     if (this->level() < level) TRY(make_path(level));

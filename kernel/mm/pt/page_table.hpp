@@ -37,6 +37,7 @@ namespace pagoda {
 
 /// What generic code needs to know about an ISA's page tables (see
 /// `arch/<isa>/page_table_format.hpp`). Entries are u64 on every supported ISA.
+// clang-format off
 template <class F>
 concept ValidPageTableFormat = requires(VirtAddr va, PhysAddr pa, u64 e, usize level, usize part, Perms perms,
                                         bool user, FormatSink& sink) {
@@ -73,6 +74,7 @@ concept ValidPageTableFormat = requires(VirtAddr va, PhysAddr pa, u64 e, usize l
   F::write_barrier();
   F::describe_entry(sink, e, level);
 };
+// clang-format on
 
 /// Two virtual addresses of one half of the address space, with no hole between: a range
 /// [va, va + size) that a tree can map (size > 0, no wrap-around). On both ISAs Pagoda supports

@@ -20,8 +20,7 @@
 
 namespace pagoda {
 
-template <usize Levels, u32 PageShift, u32 IndexBits>
-struct RadixGeometry {
+template <usize Levels, u32 PageShift, u32 IndexBits> struct RadixGeometry {
   static constexpr usize kLevels = Levels;
   static constexpr u32 kPageShift = PageShift;
   static constexpr u64 kPageSize = u64{1} << PageShift;

@@ -21,11 +21,11 @@ namespace pagoda {
 
 /// Where and why a walk stopped.
 enum class WalkStop : u8 {
-  Mapped,             ///< reached a leaf: the address is mapped
-  NotPresent,         ///< an entry on the way is not present
-  NonCanonical,       ///< the address cannot be translated at all
-  ReservedBits,       ///< an entry has reserved bits set (the CPU faults with RSVD)
-  TableUnreachable,   ///< a table's physical address is not accessible to the kernel
+  Mapped,            ///< reached a leaf: the address is mapped
+  NotPresent,        ///< an entry on the way is not present
+  NonCanonical,      ///< the address cannot be translated at all
+  ReservedBits,      ///< an entry has reserved bits set (the CPU faults with RSVD)
+  TableUnreachable,  ///< a table's physical address is not accessible to the kernel
 };
 
 /// One level of a walk.
@@ -33,7 +33,7 @@ struct WalkLevel {
   const char* name = "";  ///< "PML4", "PDPT", ... or "L0", "L1", ...
   usize level = 0;
   usize index = 0;
-  PhysAddr table;         ///< the table read at this level
+  PhysAddr table;  ///< the table read at this level
   u64 entry = 0;
 };
 
@@ -43,12 +43,12 @@ struct Walk {
   VirtAddr va;
   PhysAddr root;
   WalkLevel levels[kMaxLevels];
-  usize depth = 0;                ///< levels[0..depth) were read
+  usize depth = 0;  ///< levels[0..depth) were read
   WalkStop stop = WalkStop::NotPresent;
-  PhysAddr pa;                    ///< the translation, when mapped
-  u64 page_size = 0;              ///< bytes the leaf maps, when mapped
-  Perms perms;                    ///< effective permissions over all levels, when mapped (read
-                                  ///< false: a held leaf, which the MMU does not use)
+  PhysAddr pa;        ///< the translation, when mapped
+  u64 page_size = 0;  ///< bytes the leaf maps, when mapped
+  Perms perms;        ///< effective permissions over all levels, when mapped (read
+                      ///< false: a held leaf, which the MMU does not use)
   void (*describe_entry)(FormatSink&, u64 entry, usize level) = nullptr;
 
   bool mapped() const { return stop == WalkStop::Mapped; }

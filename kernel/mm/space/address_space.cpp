@@ -12,12 +12,8 @@
 namespace pagoda {
 
 AddressSpace::AddressSpace(AddressSpace&& other)
-    : arch_(move(other.arch_)),
-      published_(move(other.published_)),
-      regions_(other.regions_),
-      owner_(other.owner_),
-      checked_(other.checked_),
-      checked_generation_(other.checked_generation_),
+    : arch_(move(other.arch_)), published_(move(other.published_)), regions_(other.regions_), owner_(other.owner_),
+      checked_(other.checked_), checked_generation_(other.checked_generation_),
       checked_trap_top_(other.checked_trap_top_) {
   if (s_move_observer != nullptr) s_move_observer(other, *this);
 }
@@ -44,7 +40,8 @@ Result<AddressSpace> AddressSpace::create_user(const AddressSpace& kernel) {
 
 Result<void> AddressSpace::map(VirtAddr va, PhysAddr pa, Perms perms) {
   if (!may_change(va, kPageSize))
-    return Error(Error::InvalidArgument, "this space may not change the page (misaligned, or the other half)").at(va.value());
+    return Error(Error::InvalidArgument, "this space may not change the page (misaligned, or the other half)")
+        .at(va.value());
   ConsistencyBatch b = batch();
   return cursor(b, va).map(pa, perms);
 }
@@ -79,7 +76,8 @@ Result<void> AddressSpace::unmap_range(VirtAddr va, u64 size) {
 
 Result<void> AddressSpace::protect(VirtAddr va, u64 size, Perms perms) {
   if (!may_change(va, size))
-    return Error(Error::InvalidArgument, "this space may not change the range (misaligned, or the other half)").at(va.value());
+    return Error(Error::InvalidArgument, "this space may not change the range (misaligned, or the other half)")
+        .at(va.value());
   ConsistencyBatch b = batch();
   TRY(split_partial_blocks(b, va, size));
   return cursor(b, va).protect_range(size, perms);

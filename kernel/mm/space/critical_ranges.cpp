@@ -32,9 +32,7 @@ const char* needs(Access access) {
 
 void SwitchRefusal::format(FormatSink& sink) const {
   switch (kind) {
-    case Kind::None:
-      format_to(sink, "root {:#x} maps everything the CPU needs after the switch", root.value());
-      return;
+    case Kind::None: format_to(sink, "root {:#x} maps everything the CPU needs after the switch", root.value()); return;
     case Kind::KernelHalf:
       format_to(sink, "new root {:#x} does not share the kernel half: {}", root.value(), StringView(detail));
       return;
@@ -43,8 +41,7 @@ void SwitchRefusal::format(FormatSink& sink) const {
                 StringView(detail));
       return;
     case Kind::NotMapped:
-    case Kind::Denied:
-      break;
+    case Kind::Denied: break;
   }
   if (kind == Kind::NotMapped) {
     format_to(sink, "new root {:#x} does not map {} {:#x} (", root.value(), range.what, va.value());

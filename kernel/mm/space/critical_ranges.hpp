@@ -68,10 +68,10 @@ class CriticalRanges {
 /// proven without the list when the space passed a whole check since the last change to any
 /// table and both stacks are ones such a check walked; otherwise it walks everything.
 struct SwitchStacks {
-  u64 sp = 0;                      ///< the stack pointer now
-  u64 stack_bottom = 0;            ///< the kernel stack it is on, [bottom, top); 0, 0 when not a
-  u64 stack_top = 0;               ///< stack the kernel knows (then nothing is taken as proven)
-  u64 user_trap_top = 0;           ///< where the next trap from user mode pushes (0: never set)
+  u64 sp = 0;                       ///< the stack pointer now
+  u64 stack_bottom = 0;             ///< the kernel stack it is on, [bottom, top); 0, 0 when not a
+  u64 stack_top = 0;                ///< stack the kernel knows (then nothing is taken as proven)
+  u64 user_trap_top = 0;            ///< where the next trap from user mode pushes (0: never set)
   const char* user_trap_what = "";  ///< what the ISA calls it: "TSS.RSP0", "the EL1 stack"
 };
 

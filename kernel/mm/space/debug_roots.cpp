@@ -1,14 +1,13 @@
 #include "mm/space/debug_roots.hpp"
 
 /// The table the tools read (see debug_roots.hpp). extern "C": its symbol is the contract.
-extern "C" constinit pagoda::debug::DebugRootTable pagoda_debug_roots = {
-    {'P', 'G', 'R', 'O', 'O', 'T', 'S', '\0'},
-    pagoda::debug::kDebugRootsVersion,
-    sizeof(pagoda::debug::DebugRootSlot),
-    pagoda::debug::kDebugRootSlots,
-    0,
-    0,
-    {}};
+extern "C" constinit pagoda::debug::DebugRootTable pagoda_debug_roots = {{'P', 'G', 'R', 'O', 'O', 'T', 'S', '\0'},
+                                                                         pagoda::debug::kDebugRootsVersion,
+                                                                         sizeof(pagoda::debug::DebugRootSlot),
+                                                                         pagoda::debug::kDebugRootSlots,
+                                                                         0,
+                                                                         0,
+                                                                         {}};
 
 namespace pagoda::debug {
 namespace {

@@ -53,11 +53,11 @@ template <ValidPageTableFormat F> struct AttributeMemo {
   // No present entry has attribute bits 0 (presence is an attribute bit), so 0 means "none yet".
   static_assert(!F::is_present(F::kAddressMask, kLeaf), "presence must be an attribute bit");
 
-  u64 attributes = 0;  ///< entry & ~kAddressMask of the last entry learned
-  Perms perms;         ///< F::entry_perms() of such an entry
-  u64 read_only = 0;   ///< the attribute bits of the same entry without write permission
-  bool narrow = false;          ///< perms.write: share() takes write permission away
-  bool narrowed_global = false; ///< a global entry lost write permission (its flush must say so)
+  u64 attributes = 0;            ///< entry & ~kAddressMask of the last entry learned
+  Perms perms;                   ///< F::entry_perms() of such an entry
+  u64 read_only = 0;             ///< the attribute bits of the same entry without write permission
+  bool narrow = false;           ///< perms.write: share() takes write permission away
+  bool narrowed_global = false;  ///< a global entry lost write permission (its flush must say so)
 
   /// Learns the attributes of @p entry unless they are the ones already known.
   void learn(u64 entry) {
@@ -92,9 +92,11 @@ template <ValidPageTableFormat F, class ParentEntry = u64*> class ForkPage {
 
   /// The child maps the parent's frame; a writable page becomes read-only in both roots
   /// (copy-on-write), a read-only one stays as it is. The caller holds the extra reference.
+  // clang-format off
   void share()
     requires kMayNarrow
   {
+    // clang-format on
     u64 entry = entry_;
     if (memo_.narrow) {
       entry = (entry & F::kAddressMask) | memo_.read_only;
@@ -133,9 +135,11 @@ template <ValidPageTableFormat F, class ParentEntry = u64*> class ForkPage {
 /// or map_copy(); share() only when @p from is a Cursor) or fail. Errors: visit()'s, the
 /// child's NoMemory for a table, InvalidArgument for a large page or a page of the child in the
 /// way. Both cursors move; their batches flush when their owners end them.
+// clang-format off
 template <ValidPageTableFormat F, class Parent, class Visit>
   requires(kIsSame<Parent, ReadCursor<F>> || kIsSame<Parent, Cursor<F>>)
 Result<void> copy_mappings(Parent& from, Cursor<F>& to, VirtAddr start, VirtAddr end, Visit visit) {
+  // clang-format on
   using ParentEntry = decltype(from.page_entry());
   using Page = ForkPage<F, ParentEntry>;
   constexpr usize kLeaf = F::kLevels - 1;
@@ -152,7 +156,8 @@ Result<void> copy_mappings(Parent& from, Cursor<F>& to, VirtAddr start, VirtAddr
     const VirtAddr stop = table_end <= first || end < table_end ? end : table_end;
     const usize pages = usize((stop.value() - first.value()) / kPage);
     to.find(first);
-    if (to.mapped()) return Error(Error::InvalidArgument, "the child already maps a page fork copies").at(first.value());
+    if (to.mapped())
+      return Error(Error::InvalidArgument, "the child already maps a page fork copies").at(first.value());
     u64* child = TRY(to.reserve_page_entry());
     bool narrowed = false;
     Result<void> done;

@@ -173,7 +173,8 @@ SwitchRefusal AddressSpace::check_switch(Span<const CriticalRange> needed) {
   if (shares) g_proofs.use(arch_.kernel_root(), ConsistencyBatch::changes());
   const auto refuse_at = [&](const CriticalRange& range, VirtAddr va, bool before_mapped) {
     out.walk = query(va);  // the whole walk, for the report
-    if (out.walk.root != PhysAddr()) out.root = out.walk.root;  // the root va is translated through (AArch64: TTBR0's or TTBR1's)
+    if (out.walk.root != PhysAddr())
+      out.root = out.walk.root;  // the root va is translated through (AArch64: TTBR0's or TTBR1's)
     out.kind = out.walk.mapped() ? SwitchRefusal::Kind::Denied : SwitchRefusal::Kind::NotMapped;
     out.range = range;
     out.va = va;
@@ -224,7 +225,9 @@ void AddressSpace::refuse(const SwitchRefusal& refusal, Span<const CriticalRange
   for (const CriticalRange& range : needed) {
     const SwitchRefusal one = check_switch(Span<const CriticalRange>(&range, 1));
     print("  {:<40} {:#018x}-{:#018x} {}: ", range.what, range.start.value(), range.start.value() + range.size - 1,
-          range.access.execute ? "r-x" : range.access.write ? "rw-" : "r--");
+          range.access.execute ? "r-x"
+          : range.access.write ? "rw-"
+                               : "r--");
     if (one.kind == SwitchRefusal::Kind::NotMapped || one.kind == SwitchRefusal::Kind::Denied) {
       print("{} at {:#x}: ", one.kind == SwitchRefusal::Kind::NotMapped ? "NOT MAPPED" : "DENIED", one.va.value());
       explain_fault(console_sink(), one.walk, range.access);
@@ -233,7 +236,8 @@ void AddressSpace::refuse(const SwitchRefusal& refusal, Span<const CriticalRange
       println("ok");
     }
   }
-  if (refusal.kind == SwitchRefusal::Kind::TrapStack) println("  and the kernel stack for traps from user mode: {}", StringView(refusal.detail));
+  if (refusal.kind == SwitchRefusal::Kind::TrapStack)
+    println("  and the kernel stack for traps from user mode: {}", StringView(refusal.detail));
   else if (refusal.kind != SwitchRefusal::Kind::KernelHalf) refusal.walk.format(console_sink());
   println("  (the boot option vm_check=off skips this check)");
   panic("{}", refusal);
@@ -262,8 +266,7 @@ void AddressSpace::check_and_prove(const SwitchStacks& now) {
     refusal.root = root();
     BufferSink why(refusal.detail, sizeof refusal.detail);
     // Only a space some process owns is judged: one made for a self-test never enters user mode.
-    if (s_trap_judge != nullptr && owner_ != 0 &&
-        s_trap_judge(owner_, now.user_trap_top, now.user_trap_what, why))
+    if (s_trap_judge != nullptr && owner_ != 0 && s_trap_judge(owner_, now.user_trap_top, now.user_trap_what, why))
       refusal.kind = SwitchRefusal::Kind::TrapStack;
     if (!refusal.ok()) refuse(refusal, needed.ranges());
   }

@@ -45,9 +45,10 @@ void explain_no_vma(FormatSink& sink, const UserRegions& regions, u64 va) {
   if (va >= regions.heap_start && va < regions.brk) {
     // Where the record's heap stops: the end of the last region below the page, from heap_start on.
     const u64 ends = below != nullptr && below->end > regions.heap_start ? below->end : regions.heap_start;
-    format_to(sink, "; yet {:#x} lies below the break {:#x} (the heap from {:#x}, its regions ending at {:#x}{}): brk "
-                    "recorded the heap short of its break; the heap's region must reach the break rounded up to a "
-                    "page ({:#x})",
+    format_to(sink,
+              "; yet {:#x} lies below the break {:#x} (the heap from {:#x}, its regions ending at {:#x}{}): brk "
+              "recorded the heap short of its break; the heap's region must reach the break rounded up to a "
+              "page ({:#x})",
               va, regions.brk, regions.heap_start, ends,
               ends == align_down(regions.brk, page_size) && regions.brk % page_size != 0
                   ? ", the break rounded down to a page"
@@ -118,8 +119,9 @@ void explain_no_vma(FormatSink& sink, const UserRegions& regions, u64 va) {
 void explain_stack_limit(FormatSink& sink, const UserRegions& regions, const FaultVerdict& v) {
   // A stack grown to its limit is as large as the limit: only a smaller limit is wrong.
   if (!v.has_vma || (regions.stack_limit != 0 && regions.stack_limit >= v.vma.size())) return;
-  format_to(sink, "; the record's stack limit is {:#x} bytes, less than the stack region's own {:#x}: the stack "
-                  "can never grow (the record's stack_limit was never set, or lost)",
+  format_to(sink,
+            "; the record's stack limit is {:#x} bytes, less than the stack region's own {:#x}: the stack "
+            "can never grow (the record's stack_limit was never set, or lost)",
             regions.stack_limit, v.vma.size());
 }
 

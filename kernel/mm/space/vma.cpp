@@ -77,8 +77,8 @@ VmaSet::~VmaSet() {
 
 bool VmaSet::mergeable(const Vma& left, const Vma& right) {
   // LAB 5 BEGIN whether two neighbours describe one region (vma.hpp: canonical form)
-  if (left.end != right.start || !(left.perms == right.perms) || left.kind != right.kind ||
-      left.flags != right.flags || left.source != right.source)
+  if (left.end != right.start || !(left.perms == right.perms) || left.kind != right.kind || left.flags != right.flags ||
+      left.source != right.source)
     return false;
   if (!is_image(left)) return true;
   return right.offset == left.offset + left.size() && (left.file_size == left.size() || right.file_size == 0);

@@ -54,15 +54,15 @@ enum VmaFlag : u32 {
 struct Vma {
   u64 start = 0;
   u64 end = 0;
-  Perms perms{};               ///< what user code may do (positive sense)
+  Perms perms{};  ///< what user code may do (positive sense)
   VmaKind kind = VmaKind::Anonymous;
-  u32 flags = 0;               ///< VmaFlag bits
+  u32 flags = 0;  ///< VmaFlag bits
   // Image regions only (0 / null for every other kind):
   /// The ELF file's first byte: merged() compares it, populate() reads a page's bytes from
   /// source + offset (+ the page's distance from start).
   const void* source = nullptr;
-  u64 offset = 0;                ///< file offset of start (page aligned)
-  u64 file_size = 0;             ///< bytes from start that come from the file; the rest are zeros
+  u64 offset = 0;     ///< file offset of start (page aligned)
+  u64 file_size = 0;  ///< bytes from start that come from the file; the rest are zeros
 
   u64 size() const { return end - start; }
   bool contains(u64 address) const { return start <= address && address < end; }

@@ -14,7 +14,8 @@ void FrameTable::init(Span<FrameEntry> entries, u64 first_frame, Span<RmapNode> 
   node_count_ = nodes.size();
   // Every node free, chained in order: node i's next is node i + 1 (links are number + 1).
   for (usize i = 0; i < node_count_; ++i)
-    nodes_[i] = RmapNode{.space = nullptr, .root = 0, .va = 0, .next = i + 1 < node_count_ ? u32(i + 2) : 0, .frame = 0};
+    nodes_[i] =
+        RmapNode{.space = nullptr, .root = 0, .va = 0, .next = i + 1 < node_count_ ? u32(i + 2) : 0, .frame = 0};
   free_list_ = node_count_ > 0 ? 1 : 0;
   free_nodes_ = node_count_;
   resident_ = 0;
@@ -23,8 +24,9 @@ void FrameTable::init(Span<FrameEntry> entries, u64 first_frame, Span<RmapNode> 
 }
 
 FrameEntry& FrameTable::entry(PhysAddr frame) {
-  if (!tracks(frame)) panic("frame table: {:#x} is not a frame it tracks (frames {:#x} .. {:#x})", frame.value(),
-                            first_ * kPageSize, (first_ + count_) * kPageSize);
+  if (!tracks(frame))
+    panic("frame table: {:#x} is not a frame it tracks (frames {:#x} .. {:#x})", frame.value(), first_ * kPageSize,
+          (first_ + count_) * kPageSize);
   return entries_[index_of(frame)];
 }
 

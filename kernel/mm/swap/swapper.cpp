@@ -10,7 +10,8 @@ namespace pagoda {
 void Swapper::write_slot(u64 slot, PhysAddr frame) {
   if (Result<void> written = device_.write(slot, frame); written.is_error())
     panic("swap: writing frame {:#x} to slot {} failed, and the entries that name the slot would get what it held "
-          "before: {}", frame.value(), slot, written.error());
+          "before: {}",
+          frame.value(), slot, written.error());
   ++counters_.writes;
 }
 

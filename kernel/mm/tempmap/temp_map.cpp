@@ -26,17 +26,16 @@ static_assert(layout::kTempMapBase + TempMapArea::kMaxCpus * TempMapArea::kSlots
 struct TempMapAreaFacts {
   static_assert(__is_standard_layout(TempMapArea), "offsetof needs a standard-layout TempMapArea");
   [[gnu::used, gnu::section(".pagoda_facts")]] static void emit() {
-    asm volatile(
-        ".globl pagoda_fact_temp_map_slots\n.set pagoda_fact_temp_map_slots, %c0\n"
-        ".globl pagoda_fact_temp_map_entries_offset\n.set pagoda_fact_temp_map_entries_offset, %c1\n"
-        ".globl pagoda_fact_temp_map_frames_offset\n.set pagoda_fact_temp_map_frames_offset, %c2\n"
-        ".globl pagoda_fact_temp_map_cpu_offset\n.set pagoda_fact_temp_map_cpu_offset, %c3\n"
-        ".globl pagoda_fact_temp_map_depth_offset\n.set pagoda_fact_temp_map_depth_offset, %c4\n"
-        ".globl pagoda_fact_temp_map_maps_offset\n.set pagoda_fact_temp_map_maps_offset, %c5\n" ::"i"(
-            u64(TempMapArea::kSlots)),
-        "i"(u64(offsetof(TempMapArea, entries_))), "i"(u64(offsetof(TempMapArea, frames_))),
-        "i"(u64(offsetof(TempMapArea, cpu_))), "i"(u64(offsetof(TempMapArea, depth_))),
-        "i"(u64(offsetof(TempMapArea, maps_))));
+    asm volatile(".globl pagoda_fact_temp_map_slots\n.set pagoda_fact_temp_map_slots, %c0\n"
+                 ".globl pagoda_fact_temp_map_entries_offset\n.set pagoda_fact_temp_map_entries_offset, %c1\n"
+                 ".globl pagoda_fact_temp_map_frames_offset\n.set pagoda_fact_temp_map_frames_offset, %c2\n"
+                 ".globl pagoda_fact_temp_map_cpu_offset\n.set pagoda_fact_temp_map_cpu_offset, %c3\n"
+                 ".globl pagoda_fact_temp_map_depth_offset\n.set pagoda_fact_temp_map_depth_offset, %c4\n"
+                 ".globl pagoda_fact_temp_map_maps_offset\n.set pagoda_fact_temp_map_maps_offset, %c5\n" ::"i"(
+                     u64(TempMapArea::kSlots)),
+                 "i"(u64(offsetof(TempMapArea, entries_))), "i"(u64(offsetof(TempMapArea, frames_))),
+                 "i"(u64(offsetof(TempMapArea, cpu_))), "i"(u64(offsetof(TempMapArea, depth_))),
+                 "i"(u64(offsetof(TempMapArea, maps_))));
   }
 };
 
@@ -126,11 +125,14 @@ void TempMapArea::check_popped(usize slot) const {
           slot, Format::output_address(entry, Format::kLevels - 1).value(), entry);
 }
 
-TempMap::TempMap(PhysAddr frame) : TempMap(*[] {
-  TempMapArea* area = TempMapArea::current();
-  if (area == nullptr) panic("TempMap: no temp-map area yet (vm::init() makes it)");
-  return area;
-}(), frame) {}
+TempMap::TempMap(PhysAddr frame)
+    : TempMap(
+          *[] {
+            TempMapArea* area = TempMapArea::current();
+            if (area == nullptr) panic("TempMap: no temp-map area yet (vm::init() makes it)");
+            return area;
+          }(),
+          frame) {}
 
 TempMap::TempMap(TempMapArea& area, PhysAddr frame) : area_(&area) {
   slot_ = area.push(frame);
@@ -145,13 +147,13 @@ TempMap::TempMap(TempMap&& other) : area_(other.area_), slot_(other.slot_), gene
 
 void TempMap::check_live(const char* what) const {
   if (area_ == nullptr) panic("TempMap: {} of a temp map used after release (reset() or moved from)", what);
-  if (slot_ >= area_->depth_)
-    panic("TempMap: {} of temp-map slot {} used after the slot was released", what, slot_);
+  if (slot_ >= area_->depth_) panic("TempMap: {} of temp-map slot {} used after the slot was released", what, slot_);
   // A guard releases its slot only through reset(), which forgets the area: a live guard whose
   // slot was handed out again was given a slot another guard then took while it was live.
   if (area_->generation_[slot_] != generation_)
     panic("TempMap: {} of temp-map slot {} used after push() gave the same slot to another guard while this one "
-          "was live (nesting must take the slot above the ones in use)", what, slot_);
+          "was live (nesting must take the slot above the ones in use)",
+          what, slot_);
 }
 
 VirtAddr TempMap::address() const {

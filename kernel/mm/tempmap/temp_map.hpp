@@ -105,10 +105,10 @@ class TempMapArea {
 
   static inline TempMapArea* s_current = nullptr;
 
-  TlbSync* tlb_ = nullptr;      ///< the kernel space's TLB maintenance
-  u64* entries_[kSlots] = {};   ///< each slot's page-level entry
-  PhysAddr frames_[kSlots];     ///< what each slot in use maps
-  u32 generation_[kSlots] = {}; ///< bumped at every push: tells a guard its slot was reused
+  TlbSync* tlb_ = nullptr;       ///< the kernel space's TLB maintenance
+  u64* entries_[kSlots] = {};    ///< each slot's page-level entry
+  PhysAddr frames_[kSlots];      ///< what each slot in use maps
+  u32 generation_[kSlots] = {};  ///< bumped at every push: tells a guard its slot was reused
   usize cpu_ = 0;
   usize depth_ = 0;
   u64 maps_ = 0;

@@ -32,8 +32,7 @@ void TempMapArea::check_pushed(usize slot, PhysAddr frame) const {
           "one that is live",
           slot, frame.value(), depth_, slot, frames_[slot].value());
   const u64 entry = *entries_[slot];
-  if (!Format::is_present(entry, Format::kLevels - 1) ||
-      Format::output_address(entry, Format::kLevels - 1) != frame)
+  if (!Format::is_present(entry, Format::kLevels - 1) || Format::output_address(entry, Format::kLevels - 1) != frame)
     panic("TempMap: push() returned slot {} for frame {:#x}, but the slot's entry ({:p}) is {:#x}: it does not map "
           "that frame (the entry written is another slot's, or none)",
           slot, frame.value(), static_cast<const void*>(entries_[slot]), entry);
@@ -55,11 +54,11 @@ bool describe_temp_map_address(FormatSink& sink, VirtAddr va) {
     return true;
   }
   if (slot < area->depth())
-    format_to(sink, "temp-map slot {} of CPU {}: live, maps frame {:#x}; its entry is written at {:p} (a walk "
-              "that does not end at that entry: the entry is in a table the live root does not use)", slot, cpu,
-              area->frame(slot).value(), static_cast<const void*>(area->entries_[slot]));
-  else
-    format_to(sink, "temp-map slot {} of CPU {}: free (a pointer kept after its TempMap was released?)", slot, cpu);
+    format_to(sink,
+              "temp-map slot {} of CPU {}: live, maps frame {:#x}; its entry is written at {:p} (a walk "
+              "that does not end at that entry: the entry is in a table the live root does not use)",
+              slot, cpu, area->frame(slot).value(), static_cast<const void*>(area->entries_[slot]));
+  else format_to(sink, "temp-map slot {} of CPU {}: free (a pointer kept after its TempMap was released?)", slot, cpu);
   return true;
 }
 

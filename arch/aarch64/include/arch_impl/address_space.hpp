@@ -119,12 +119,12 @@ class Aarch64AddressSpace final : public TlbSync {
   bool kernel_;
   bool owns_upper_;
   union {
-    Tree own_upper_;        ///< the TTBR1 tree this space owns (owns_upper_: the kernel space's)
-    Tree* shared_upper_;    ///< the kernel's, which this space shares (!owns_upper_)
+    Tree own_upper_;      ///< the TTBR1 tree this space owns (owns_upper_: the kernel space's)
+    Tree* shared_upper_;  ///< the kernel's, which this space shares (!owns_upper_)
   };
   u16 asid_;
-  bool loaded_ = false;     ///< a user space: TTBR0 has held it (its first activate() checks its ASID)
-  PhysAddr kernel_root_;    ///< the kernel's TTBR1 root
+  bool loaded_ = false;   ///< a user space: TTBR0 has held it (its first activate() checks its ASID)
+  PhysAddr kernel_root_;  ///< the kernel's TTBR1 root
   /// A user space's own TTBR1 tree is published for the debugger and the grader (the registry
   /// lists every root the kernel builds, mm/space/debug_roots.hpp), as "own ttbr1".
   debug::PublishedRoot upper_published_;
