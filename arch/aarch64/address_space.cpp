@@ -99,7 +99,7 @@ Result<Aarch64AddressSpace> Aarch64AddressSpace::create_user(const Aarch64Addres
     free_asid(asid);
     return lower.error();
   }
-  return Aarch64AddressSpace(lower.release_value(), const_cast<Tree*>(&kernel.own_upper_), asid, kernel);
+  return Aarch64AddressSpace(lower.release_value(), kernel.shared_kernel_tree(), asid, kernel);
   // LAB 3 SKELETON
   // (void)allocate_asid;
   // (void)free_asid;

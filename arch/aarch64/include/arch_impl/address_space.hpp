@@ -114,6 +114,9 @@ class Aarch64AddressSpace final : public TlbSync {
 
   Tree& upper() { return owns_upper_ ? own_upper_ : *shared_upper_; }
   const Tree& upper() const { return owns_upper_ ? own_upper_ : *shared_upper_; }
+  /// The kernel's TTBR1 tree (this must be the kernel's space), for a user space to refer to:
+  /// shared, never copied; kernel mappings change it only through the kernel's space.
+  Tree* shared_kernel_tree() const { return const_cast<Tree*>(&own_upper_); }
 
   Tree lower_;
   bool kernel_;
