@@ -20,8 +20,8 @@ from pagoda_grade.labtest import At, Call, Death, ProcTest, Return, Trace, signe
 from pagoda_grade.lifecycle import (Deaths, Pages, Refs, fork_problems, fork_view, pid_of, processes, stalled_waits,
                                     unflushed, wider_than_record)
 from pagoda_grade.outcomes import finding_first
-from pagoda_grade.procaudit import (current_frame, fork_error_problem, fork_findings, fork_result_problem, read_error,
-                                    result_address)
+from pagoda_grade.procaudit import (Facts, current_frame, fork_error_problem, fork_findings, fork_result_problem,
+                                    read_error, result_address)
 from pagoda_grade.processes import (HEX, Layout, count_used, parse_kills, parse_reaped, process_roots, registry,
                                     user_elf, user_pages, user_symbol, writable_in_two, written)
 from pagoda_grade.proof import MASK64, proof
@@ -598,7 +598,13 @@ def test_fork_bomb(boot, kernel, arch):
             watch.fail(run, f"fork={mode}, {mib} MiB touched: the grader read the result of {len(forks)} fork calls in "
                             f"user mode; the last is {got}, expected -{errno} ({errno_name}) once "
                             f"{'memory' if mode == 'eager' else 'the process table'} runs out")
-        result, at_entry, after, left, leak = forks[-1]
+        result, at_entry, after, left, leak, alive = forks[-1]
+        full = min(Facts.of(kernel).slots, watch.layout.slots)
+        if mode == "cow" and alive < full:
+            watch.fail(run, f"fork=cow: fork failed with {errno_name} after {len(forks) - 1} children while {alive} "
+                            f"processes were in the table (guest RAM, at its entry), which holds {full} (process and "
+                            "kernel-stack slots): a copy-on-write fork copies no page, so it may fail only when a "
+                            "table is full")
         if left:
             watch.fail(run, f"fork={mode}: the fork that failed with {errno_name} left pid {left[0]} in the process table "
                             f"(guest RAM, at its return; frames in use {after - at_entry:+d}): fork's error path did "

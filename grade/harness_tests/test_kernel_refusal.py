@@ -9,7 +9,7 @@ from pagoda_grade.outcomes import PANIC_LINE_MAX
 
 START = ("run: cannot start hello: mapping the user stack's top page (the arguments' page) 0x7fffffffe000: already "
          "exists: the page is already mapped (made at kernel/mm/pt/cursor.hpp:426); 0 frames leaked")
-FORK = ("proc 1 (forktree): fork failed: copying the parent's pages into the child's root 0x409000: invalid argument: "
+FORK = ("proc 1 (forktree): fork failed: copying the parent's pages into the child's root, at page 0x409000: invalid argument: "
         "the child already maps a page fork copies (made at kernel/mm/space/fork_copy.hpp:153)")
 DAMAGED = ("run: cannot start hello!machine: invalid argument: built for another machine (made at "
            "kernel/proc/loader.cpp:127); 0 frames leaked")

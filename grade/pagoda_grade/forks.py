@@ -349,7 +349,7 @@ def bomb_script(t, fork_call, kernel, eager=False):
                                                                  seen={kind: undo for kind in LEAK_KINDS})]
             # A fork that failed and left a process in the table: the half-made child (nobody else forks).
             left = sorted(set(processes(back, kernel, records_of=-1)) - pids) if result < 0 else []
-            forks.append((result, at_entry, after, left, leak))
+            forks.append((result, at_entry, after, left, leak, len(pids)))
             if result < 0:
                 break
         return dict(forks=forks, **baseline(watch, guest))

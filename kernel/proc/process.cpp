@@ -232,10 +232,12 @@ namespace {
 /// already maps (asked of @p to itself) is named for what it means: the child's root was empty,
 /// so the walk visited the page twice.
 Error copy_refused(const Error& e, AddressSpace& to) {
-  const Error stepped = e.during("copying the parent's pages into the child's root");
+  const Error stepped = e.during("copying the parent's pages into the child's root, at page");
   if (!e.has_address || !to.query(VirtAddr(e.address).align_down(kPageSize)).mapped()) return stepped;
-  return stepped.noted("the child already maps that page, and its root held nothing when the copy began: the copy "
-                       "visited the page twice (a walk that runs past a region's end reaches the next region's pages)");
+  return stepped.noted(
+      "the child already maps that page, and its root held nothing when the copy began: the copy "
+      "wrote that page twice (a walk that runs past a region's end reaches the next region's pages; a child "
+      "cursor not moved to each page maps them all at one address)");
 }
 
 }  // namespace

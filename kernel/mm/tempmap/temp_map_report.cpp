@@ -32,6 +32,12 @@ void TempMapArea::check_pushed(usize slot, PhysAddr frame) const {
           "one that is live",
           slot, frame.value(), depth_, slot, frames_[slot].value());
   const u64 entry = *entries_[slot];
+  if (entry == 0)
+    panic("TempMap: push() returned slot {} for frame {:#x}, but the slot's entry ({:p}) is 0 now: either push never "
+          "wrote it (or wrote another slot's), or an interrupt's guard was given the same slot while push had written "
+          "the entry but not yet counted the slot taken, and cleared the entry when it gave the slot back (push must "
+          "reserve its slot, ++depth_, before writing the entry)",
+          slot, frame.value(), static_cast<const void*>(entries_[slot]));
   if (!Format::is_present(entry, Format::kLevels - 1) || Format::output_address(entry, Format::kLevels - 1) != frame)
     panic("TempMap: push() returned slot {} for frame {:#x}, but the slot's entry ({:p}) is {:#x}: it does not map "
           "that frame (the entry written is another slot's, or none)",
