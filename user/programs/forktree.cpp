@@ -35,9 +35,9 @@
 //                      fork there; it exits with runs_code() when every page holds it
 //   forktree growchild D  forks a child that grows its stack D pages deep, then exits with
 //                      grow_code(); the parent reaps it
-//   forktree orphan    pid 1 forks A, A forks C, C forks B; B ends at once, C ends after it
-//                      (B, a zombie, goes to pid 1), A reaps C and sleeps; pid 1, waiting since
-//                      it forked A, must reap B first (while A sleeps), then A
+//   forktree orphan    pid 1 forks A and waits; A sleeps a tick, forks C, C forks B; B ends at
+//                      once, C ends after it (B, a zombie, goes to pid 1), A reaps C and sleeps;
+//                      pid 1, waiting since it forked A, must reap B first (while A sleeps), then A
 //   forktree hang N    forks N children that sleep until something ends them, says so, and
 //                      waits for them: a process tree for the shell's Ctrl-C (which ends the
 //                      foreground program with its descendants) and `kill -t`.
@@ -502,12 +502,23 @@ i32 orphan_code() { return i32(derived::value(derived::forktree_orphan_code)); }
 int orphan() {
   const i64 a = fork();
   if (a == 0) {  // A
+    // pid 1 runs while A sleeps (nothing else is ready) and is in wait() before C and B exist:
+    // their exits then meet a waiting adopter in every run, not only when pid 1 was quick.
+    (void)sleep(1);
     const i64 c = fork();
     if (c == 0) {  // C
       const i64 b = fork();
       if (b == 0) exit(orphan_code());  // B: ends at once
-      (void)sleep(2);                   // B ends meanwhile; C never reaps it
-      exit(b > 0 ? 0x33 : 99);          // C ends: B, a zombie, goes to pid 1
+      // C never reaps B, and ends only once B has (foreground() of an ended process is ESRCH;
+      // the foreground is put back each time): B is a zombie when C's exit hands it to pid 1 in
+      // every run, however the ticks fall.
+      for (u64 i = 0; b > 0 && i < 1000; ++i) {
+        const i64 was = foreground(b);
+        if (was < 0) break;
+        (void)foreground(was);
+        (void)sleep(1);
+      }
+      exit(b > 0 ? 0x33 : 99);  // C ends: B, a zombie, goes to pid 1
     }
     abi::ExitInfo ci{};
     const i64 reaped = waitpid(c, &ci);
