@@ -197,7 +197,7 @@ def _steppy_guest(client):
     budget = type("B", (), {"left": lambda self: 60.0})()
     guest.session = type("S", (), {"budget": budget, "check": lambda self: None})()
     guest.waiting_for, guest._stops, guest.stop_hooks, guest.side_stops = None, 0, [], {}
-    guest._stopped_at = client.pc
+    guest._stopped_at, guest._armed = client.pc, set()
     return guest
 
 

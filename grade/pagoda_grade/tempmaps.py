@@ -361,6 +361,7 @@ def step_problems(guest, kernel, arch, area_va, slot, until, phase):
     u64_at = lambda pa: struct.unpack("<Q", guest.read_phys(pa, 8))[0]
     pc_name = ARCHES[arch].pc
     invalidated = flushing = False   # a TLB invalidation ran / is the instruction about to run
+    guest._arm()   # (no breakpoint in the way of the steps)
     for _ in range(MAX_STEPS):
         guest.client.step()
         guest._wait("one instruction")

@@ -873,6 +873,7 @@ class Guest:
         self.waiting_for = None
         self._stops = 0
         self._stopped_at = None   # the PC of the last snapshot while the guest stays stopped
+        self._armed = set()       # the breakpoints in QEMU now (_arm())
         # Callables run on every Snapshot the guest gives (a check that holds at every stop, e.g.
         # programs.ImageWatch); an AssertionError they raise fails the test there.
         self.stop_hooks = []
@@ -927,7 +928,7 @@ class Guest:
 
     def stop_at(self, where):
         """Runs the guest until it executes @p where (a function name or an address); returns
-        the Snapshot there (the breakpoint is removed).
+        the Snapshot there (its breakpoint stays in QEMU until the guest runs on: _arm()).
 
         QEMU runs every instruction in the page of a breakpoint one at a time: a breakpoint
         next to code that runs long (the kernel's set-up, a test's loop) slows it tenfold. Stop
@@ -941,11 +942,10 @@ class Guest:
             # Stopped on this very instruction: QEMU would report the breakpoint again without
             # running it. Step past it first.
             self._step_off(address, what)
-        self.client.set_breakpoint(address)
+        self._arm({address})
         self._stopped_at = None
         self.client.cont()
         self._wait(what)
-        self.client.remove_breakpoint(address)
         snap = self.snapshot()
         if snap.pc != address:
             raise AssertionError(f"the guest stopped at {snap.pc:#x}, not at {what} ({address:#x})")
@@ -953,7 +953,7 @@ class Guest:
 
     def stop_at_any(self, addresses, within=None, what=None):
         """Runs the guest until it executes one of @p addresses (function names or addresses);
-        returns the Snapshot there (every breakpoint is removed). How a test follows two things at
+        returns the Snapshot there (the breakpoints stay until the guest runs on). How a test follows two things at
         once, e.g. a system call's return in one process and the system-call entry of others.
 
         With @p within (seconds), a guest that reaches none of them in that time is stopped
@@ -972,16 +972,13 @@ class Guest:
                 if pc in side:
                     self._side(self.snapshot())
                     continue
-            for a in where + side:
-                self.client.set_breakpoint(a)
+            self._arm(where + side)
             self._stopped_at = None
             self.client.cont()
             if end is None:
                 self._wait(what)
             else:
                 self._wait_within(what, max(0.01, end - time.monotonic()))
-            for a in where + side:
-                self.client.remove_breakpoint(a)
             snap = self.snapshot()
             if snap.pc in side:
                 self._side(snap)
@@ -991,6 +988,27 @@ class Guest:
         if snap.pc not in where and within is None:
             raise AssertionError(f"the guest stopped at {snap.pc:#x}, not at {what}")
         return snap
+
+    def _arm(self, wanted=()):
+        """Leaves exactly the breakpoints @p wanted in QEMU before the guest runs on. Those of the
+        last stop stay in while the guest is stopped, since the next stop mostly wants the same
+        ones: QEMU 7.2 throws away all the code it has translated at each insertion and removal
+        (breakpoint_invalidate), and a stop at a system call of a long run would otherwise pay
+        for that a dozen times over. Every way of letting the guest run calls this first."""
+        wanted = set(wanted)
+        for a in self._armed - wanted:
+            self.client.remove_breakpoint(a)
+        for a in wanted - self._armed:
+            self.client.set_breakpoint(a)
+        self._armed = wanted
+
+    def step(self):
+        """Runs one instruction (no breakpoint at the PC: QEMU versions differ on which of a
+        step and a breakpoint there comes first); the stop is collected by _wait()."""
+        pc = self._stopped_at
+        if pc is not None and pc in self._armed:
+            self._arm(self._armed - {pc})
+        self.client.step()
 
     def _side(self, snap):
         """A side stop (side_stop()) reached at @p snap: its callback, if any."""
@@ -1007,7 +1025,7 @@ class Guest:
         instruction cannot bring the PC back to where it was (an exception taken would stop at
         its vector), so a PC that did not move is stepped again."""
         for _ in range(STEP_OFF_TRIES):
-            self.client.step()
+            self.step()
             self._wait(what)
             pc = self.client.read_register(self.model.pc)
             self._stopped_at = pc
@@ -1048,6 +1066,7 @@ class Guest:
     def stop_after(self, seconds, what=None):
         """Lets the guest run @p seconds more, stops it and returns the Snapshot. @p what names
         what the grader is waiting for, should the test's deadline pass meanwhile."""
+        self._arm()
         self._stopped_at = None
         self.waiting_for = what or f"the stop {seconds:.2f} s later"
         self.client.cont()
@@ -1064,6 +1083,7 @@ class Guest:
         more (the grader's pick), stops it and returns the Snapshot."""
         rx = re.compile(pattern)
         seen = len(self.session.lines())
+        self._arm()
         self._stopped_at = None
         self.client.cont()
         self.waiting_for = f"a line matching /{pattern}/"
@@ -1179,6 +1199,7 @@ class Guest:
         """Lets the guest run on without the debugger (nothing to do when it is gone)."""
         try:
             if not self.session.ended:
+                self._arm()
                 self.client.detach()
         except (RspError, OSError):
             pass
