@@ -115,3 +115,22 @@ def test_a_walk_past_the_test_s_deadline_stops_with_its_reason():
     with pytest.raises(witness.WalkError) as e:
         snapshot(guest, 0x1000).dump()
     assert "the test's time ran out while the grader walked the tables" in str(e.value)
+
+
+def test_read_virt_takes_each_page_s_own_frame_from_one_leaf_table():
+    """read_virt walks once per leaf table: the pages after the walked one take their frames from
+    their own entries; an entry that differs in more than its frame (absent, other rights) is
+    walked on its own."""
+    guest = FakeGuest(1 << 21)
+    guest.table(0x1000, {0: 0x2000 | P_RW})
+    guest.table(0x2000, {0: 0x3000 | P_RW})
+    guest.table(0x3000, {0: 0x4000 | P_RW})
+    guest.table(0x4000, {0: 0x9000 | P_RW, 1: 0x6000 | P_RW, 2: 0x7000 | 0x1, 4: 0x8000 | P_RW})
+    for frame, fill in ((0x9000, b"a"), (0x6000, b"b"), (0x7000, b"c"), (0x8000, b"d")):
+        guest.ram[frame:frame + 0x1000] = fill * 0x1000
+    snap = snapshot(guest, 0x1000)
+    assert snap.read_virt(0xffe, 0x2002) == b"aa" + b"b" * 0x1000 + b"c" * 0x1000
+    assert snapshot(guest, 0x1000).read_virt(0x2000, 1) == b"c"
+    with pytest.raises(AssertionError, match="0x3000 is not mapped"):
+        snapshot(guest, 0x1000).read_virt(0x2000, 0x1001)
+    assert snapshot(guest, 0x1000).read_virt(0x4000, 2) == b"dd"

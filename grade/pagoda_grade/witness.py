@@ -811,17 +811,41 @@ class Snapshot:
     def read_virt(self, va, size, root=None):
         """@p size bytes at virtual @p va, translated by the grader's own walk (not the CPU's)."""
         out = bytearray()
+        end = va + size
         while len(out) < size:
             at = va + len(out)
-            key = (root, at & ~(PAGE - 1))
-            if key not in self._pages:
-                pa = self.translate(key[1], root)
-                if pa is None:
-                    raise AssertionError(f"{at:#x} is not mapped in the live root")
-                self._pages[key] = pa
+            page = at & ~(PAGE - 1)
+            if (root, page) not in self._pages:
+                self._translate_pages(page, -(-(end - page) // PAGE), root)
             n = min(size - len(out), PAGE - (at % PAGE))
-            out += self.read_phys(self._pages[key] + at % PAGE, n)
+            out += self.read_phys(self._pages[(root, page)] + at % PAGE, n)
         return bytes(out)
+
+    # The entry bits that may differ between two leaves of one table that map alike: the frame
+    # address below 4 GiB (any other difference, a higher address bit included, is walked).
+    _FRAME_BITS = (1 << 32) - PAGE
+
+    def _translate_pages(self, page, count, root):
+        """Records in _pages the frame of @p page and of as many of the @p count - 1 pages after
+        it as the same leaf table or block maps alike. One walk per table, not per page: a
+        neighbour whose entry differs from the walked one only in its frame address translates
+        the same way through the same upper levels, to that frame."""
+        w = self.walk(page, root)
+        if not w.mapped:
+            raise AssertionError(f"{page:#x} is not mapped in the live root")
+        self._pages[(root, page)] = w.pa
+        leaf = w.levels[-1]
+        if w.page_size != PAGE:   # a block: every page of it that was asked for
+            for k in range(1, min(count, (w.page_size - (page % w.page_size)) // PAGE)):
+                self._pages[(root, page + k * PAGE)] = w.pa + k * PAGE
+            return
+        more = min(count - 1, PAGE // 8 - 1 - leaf.index)
+        if more <= 0 or leaf.raw is None:
+            return
+        for k, e in enumerate(struct.unpack(f"<{more}Q", self.read_phys(leaf.entry_pa + 8, 8 * more)), 1):
+            if (e ^ leaf.raw) & ~self._FRAME_BITS:
+                break
+            self._pages[(root, page + k * PAGE)] = w.pa + (e - leaf.raw)
 
     def find_u64(self, value, page_offset=None, limit=4):
         """Physical addresses (at most @p limit) where guest RAM holds the 64-bit little-endian
