@@ -10,6 +10,9 @@ A test that passes on the skeleton on purpose (it shows what the grader checks b
 nothing the student writes) says so in its lab.toml entry with `passes_on_skeleton = true`;
 labs check then requires it to pass there instead. main itself must pass everything, the markers must lint clean, and a trial publication
 (build/labs-check/published) must not leak solution text. Logs: build/labs-check/*.log.
+With --previous-only, of the earlier labs each tree grades only lab N-1 (half the tests: every
+lab is still graded on the skeleton right after it; a skeleton breaking a lab further back is
+then found by the run without it, as in CI).
 """
 import concurrent.futures
 import json
@@ -139,15 +142,15 @@ def check_main(root, labs, arch=paths.DEFAULT_ARCH):
     return v
 
 
-def check_lab(n, root, labs, sources, workers="auto", arch=paths.DEFAULT_ARCH):
+def check_lab(n, root, labs, sources, workers="auto", arch=paths.DEFAULT_ARCH, previous_only=False):
     start = time.monotonic()
     v = Verdict(_name(f"lab{n}", arch))
     tree = os.path.join(root, CHECK_SUBDIR, f"lab{n}")
     with mutants.tree_lock(tree):   # `labs mutants` builds its slips in the same trees
-        return _check_lab_locked(n, root, labs, sources, workers, arch, v, start, tree)
+        return _check_lab_locked(n, root, labs, sources, workers, arch, v, start, tree, previous_only)
 
 
-def _check_lab_locked(n, root, labs, sources, workers, arch, v, start, tree):
+def _check_lab_locked(n, root, labs, sources, workers, arch, v, start, tree, previous_only):
     publish.publish_tree(n, tree, root, sources, incremental=True)
     build_log = tree + _suffix(arch) + ".build.log"
     kernel = build_tree(tree, build_log, arch)
@@ -159,6 +162,8 @@ def _check_lab_locked(n, root, labs, sources, workers, arch, v, start, tree):
         return v
     numbers, missing = _graded_labs(tree, labs, n, arch)
     v.problems += [f"lab{n} skeleton: lab{k} has no grader tests (grade/test_lab{k}.py)" for k in missing]
+    left = [k for k in numbers if previous_only and k < n - 1]
+    numbers = [k for k in numbers if k not in left]
     earlier_ok = earlier = failing = given = 0
     runs_here = arch in labs[n].arches
     expected_pass = passes_on_skeleton(labs[n]) if runs_here else set()
@@ -200,6 +205,8 @@ def _check_lab_locked(n, root, labs, sources, workers, arch, v, start, tree):
         v.summary = f"builds; {earlier_ok}/{earlier} earlier tests pass (lab {n} does not run on {arch} yet)"
     if expected_pass:
         v.summary += f" ({given}/{len(expected_pass)} pass there on purpose)"
+    if left:
+        v.summary += f"; labs {left[0]}-{left[-1]} not graded here (--previous-only)"
     v.seconds = time.monotonic() - start
     return v
 
@@ -217,9 +224,11 @@ def check_leaks(root, sources):
     return v
 
 
-def check(root=paths.ROOT, only=None, jobs=1, clean=False, workers="auto", out=print, skip_main=False):
+def check(root=paths.ROOT, only=None, jobs=1, clean=False, workers="auto", out=print, skip_main=False,
+          previous_only=False):
     """Runs every check; prints one verdict per lab; returns the number of problems. Grading
-    main itself is left out with @p only or @p skip_main."""
+    main itself is left out with @p only or @p skip_main; with @p previous_only each lab's tree
+    grades, of the earlier labs, only the one before it."""
     start = time.monotonic()
     check_dir = os.path.join(root, CHECK_SUBDIR)
     if clean:
@@ -253,7 +262,7 @@ def check(root=paths.ROOT, only=None, jobs=1, clean=False, workers="auto", out=p
                 futures.append(pool.submit(lambda a: [check_main(root, labs, a)], arch))
         # (the last labs first: they grade the most tests, and one left for the end keeps a
         # core alone busy; the verdicts are still printed in lab order)
-        by_lab = {n: pool.submit(_check_lab_logged, n, root, labs, sources, workers)
+        by_lab = {n: pool.submit(_check_lab_logged, n, root, labs, sources, workers, previous_only)
                   for n in sorted(numbers, reverse=True)}
         futures += [by_lab[n] for n in numbers]
         verdict = leaks.result()
@@ -265,11 +274,12 @@ def check(root=paths.ROOT, only=None, jobs=1, clean=False, workers="auto", out=p
                 problems += len(verdict.problems)
     elapsed = time.monotonic() - start
     out(f"labs check: {'all ok' if problems == 0 else f'{problems} problem(s)'} in {elapsed:.1f}s "
-        f"({len(numbers)} lab(s){'' if only or skip_main else ' and main'})")
+        f"({len(numbers)} lab(s){'' if only or skip_main else ' and main'}"
+        f"{'; each tree grades only the lab before it of the earlier ones: --previous-only' if previous_only else ''})")
     return problems
 
 
-def _check_lab_logged(n, root, labs, sources, workers):
+def _check_lab_logged(n, root, labs, sources, workers, previous_only=False):
     """The verdicts of lab @p n on every ISA where it, or a lab before it, runs (one tree)."""
     verdicts = []
     for arch in paths.ARCHES:
@@ -277,7 +287,7 @@ def _check_lab_logged(n, root, labs, sources, workers):
             continue
         info(f"labs check: lab{n}: generating, building and grading build/labs-check/lab{n} ({arch})")
         try:
-            verdicts.append(check_lab(n, root, labs, sources, workers, arch))
+            verdicts.append(check_lab(n, root, labs, sources, workers, arch, previous_only))
         except PagodaError as e:
             verdicts.append(Verdict(_name(f"lab{n}", arch), problems=[str(e)]))
     return verdicts

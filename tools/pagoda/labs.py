@@ -65,6 +65,7 @@ def cmd_check(args):
     speed.export()
     problems = labcheck.check(paths.ROOT, only=args.labs or None, jobs=args.parallel,
                               clean=args.clean, workers=args.jobs, skip_main=args.skip_main,
+                              previous_only=args.previous_only,
                               out=lambda line: print(line, flush=True))
     return 1 if problems else 0
 
@@ -161,6 +162,10 @@ def add_parser(sub):
     q.add_argument("--skip-main", action="store_true",
                    help="do not grade main itself (./pagoda test does: its grade step has just "
                         "proved main's full marks on every ISA)")
+    q.add_argument("--previous-only", action="store_true",
+                   help="on each lab's tree grade, of the earlier labs, only the one just before "
+                        "it (each lab's tests still run on the skeleton that follows it); "
+                        "./pagoda test does this unless --full")
     q.set_defaults(func=cmd_check)
 
     q = labs_sub.add_parser("mutants", help="prove the grader catches and names each lab's known slips",

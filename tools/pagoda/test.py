@@ -14,7 +14,8 @@ Steps (each prints one result line):
            documented header or a page
   labs     ./pagoda labs check: every published lab builds, passes the labs before it and
            fails its own tests on the skeleton (in parallel; main's own grade is the grade
-           step's, not done again)
+           step's, not done again); without --full, of the labs before it only the last one
+           (--previous-only: each lab's tests still run on the skeleton after it)
   mutants  ./pagoda labs mutants: every known slip of every lab (labs/NN-name/mutants/) is
            caught by the grader, and the first failing test's first lines name its cause: each
            slip on one ISA (--one-isa: half of each lab's slips on each, the commit choosing
@@ -279,7 +280,7 @@ def run_pagoda(verbose, *words):
 def step_labs(verbose):
     # (--skip-main: main's full marks on every ISA, proved by the grade step)
     return run_pagoda(verbose, "labs", "check", "--parallel", str(LABS_PARALLEL), "-j", "1",
-                      *(["--skip-main"] if "grade" in PROVED else []))
+                      *(["--skip-main"] if "grade" in PROVED else []), *([] if FULL else ["--previous-only"]))
 
 
 # Whether this run checks every slip on every ISA it applies to (--full: .ci/run), or each slip on
