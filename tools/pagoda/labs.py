@@ -79,7 +79,7 @@ def cmd_mutants(args):
                            workers=args.parallel, out=lambda line: print(line, flush=True), slugs=args.slip,
                            why=args.why, json_path=args.json, slips_dir=args.slips,
                            one_isa=None if args.one_isa is None else args.one_isa or _head_commit(),
-                           repeat=args.repeat)
+                           repeat=args.repeat, slip_test_only=args.slip_test_only)
     return 1 if problems else 0
 
 
@@ -192,6 +192,9 @@ def add_parser(sub):
     q.add_argument("--one-isa", nargs="?", const="", metavar="SEED",
                    help="each slip on one ISA only, half of each lab's slips on each (which half: SEED, by "
                         "default this tree's commit); ./pagoda test does this unless --full")
+    q.add_argument("--slip-test-only", action="store_true",
+                   help="grade each slip on the test its file names ('test') alone, not on the lab's tests "
+                        "before it (which must pass: checked without this); ./pagoda test does this unless --full")
     q.add_argument("--slips", metavar="DIR",
                    help="check the slips kept in DIR instead of the labs' own: DIR/NN-name/SLUG.toml or "
                         "DIR/labN/SLUG.toml, in the same format (a wider set kept outside the tree, so the "

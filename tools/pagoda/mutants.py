@@ -12,6 +12,8 @@ hold a README.md and a results/ folder of its own measurements):
     arches = ["x86_64", "aarch64"]    # where the slip applies (its edits may touch both arch folders)
     cause = 'does not share the kernel half'   # what the grade must say (see below)
     cause_x86_64 = '...'              # optional: overrides cause on that ISA (so does cause_aarch64)
+    test = "hello_user"               # the lab's test that fails first and names it (test_x86_64 and
+                                      # test_aarch64 override it); optional for a --slips DIR set
 
     [[edit]]                          # one or more, applied in order
     file = "arch/x86_64/address_space.cpp"
@@ -33,7 +35,10 @@ order, stopping at the first failure (`./pagoda grade --first-failure`). The bui
 follow one another (one source tree); the grades run beside them and beside each other.
 
 A slip passes when lab N scores below full marks AND the first failing test's first 2 lines
-match its cause. Anything else (full marks, a cause not named, a slip that does not apply or
+match its cause, and that test is the one its `test` names. With --slip-test-only (what
+./pagoda test passes unless --full) a slip's grade runs that test alone, not the tests before it,
+which pass on the slip in the run without it (as in CI): the cause is still named by the test the
+slip file says, at about half the cost. Anything else (full marks, a cause not named, a slip that does not apply or
 does not build, a grader that did not run) is a problem; the command exits 1 if there is one.
 Logs and the set-aside ELFs: build/labs-check/mutants/labN/SLUG/ARCH/ (grade.log, the boots'
 serial and QEMU logs under logs/). With --repeat K each slip is graded K times, each grade with
@@ -76,7 +81,7 @@ REFERENCE_TREE = "reference"
 HEADLINE_LINES = 2
 KERNEL_TARGET = "kernel"
 KEYS = {"title": str, "function": str, "seed": str, "arches": list, "cause": str, "edit": list,
-        "category": str, **{f"cause_{a}": str for a in paths.ARCHES}}
+        "category": str, "test": str, **{f"{k}_{a}": str for a in paths.ARCHES for k in ("cause", "test")}}
 # The kinds of slip a bug hunt's answer may name (`category`, optional; tools/pagoda/hunt.py).
 CATEGORIES = ("address kind", "allocator", "heap", "leak", "missing mapping", "order", "permissions",
               "range", "reference count", "stack", "tlb", "walker", "wrong root", "vma")
@@ -107,6 +112,7 @@ class Mutant:
     edits: list
     seed: str = None
     category: str = None
+    tests: dict = field(default_factory=dict)   # arch -> the test that must name it (`test`)
 
     @property
     def name(self):
@@ -193,9 +199,17 @@ def load_mutant(path, lab, root, labs, by_path):
             problems.append(f"{rel}: the cause for {arch} is not a valid regex: {e}")
             continue
         causes[arch] = pattern
+    tests, ids = {}, [t.id for t in labs[lab].tests]
+    for arch in arches:
+        test = data.get(f"test_{arch}", data.get("test"))
+        if test is not None and test not in ids:
+            problems.append(f"{rel}: test '{test}' ({arch}) is not a test of lab {lab} ({', '.join(ids)})")
+        elif test is not None:
+            tests[arch] = test
     for arch in paths.ARCHES:
-        if f"cause_{arch}" in data and arch not in (arches or []):
-            problems.append(f"{rel}: 'cause_{arch}' for an ISA the slip does not apply to")
+        for key in (f"cause_{arch}", f"test_{arch}"):
+            if key in data and arch not in (arches or []):
+                problems.append(f"{rel}: '{key}' for an ISA the slip does not apply to")
     edits = []
     if not data.get("edit"):
         problems.append(f"{rel}: no [[edit]]")
@@ -239,7 +253,7 @@ def load_mutant(path, lab, root, labs, by_path):
         return None, problems
     slug = os.path.splitext(os.path.basename(path))[0]
     return Mutant(lab=lab, slug=slug, path=rel, title=data["title"], function=name, arches=tuple(arches),
-                  causes=causes, edits=edits, seed=data.get("seed"), category=data.get("category")), []
+                  causes=causes, edits=edits, seed=data.get("seed"), category=data.get("category"), tests=tests), []
 
 
 def slip_folders(labs, slips_dir=None):
@@ -446,6 +460,12 @@ def judge(outcome, data, specs):
     if not outcome.named:
         outcome.problem = (f"caught by {first.id}, but its first {HEADLINE_LINES} lines do not name the cause "
                            f"/{pattern}/")
+    expected = outcome.mutant.tests.get(outcome.arch)
+    if expected is not None and expected != first.id:
+        outcome.problem = "; ".join(filter(None, (outcome.problem, (
+            f"the first failing test is {first.id}, but the slip file says its test is {expected} ('test'"
+            f"{'' if len(set(outcome.mutant.tests.values())) == 1 else '_' + outcome.arch}: correct it if the change "
+            "that moved it is right)"))))
     return outcome
 
 
@@ -453,10 +473,10 @@ def judge(outcome, data, specs):
 GRADE_CPU = "pagoda_grade_cpu"
 
 
-def grade_slip(tree, lab, arch, kernel, work):
-    """Runs @p tree's own grader on lab @p lab with @p kernel, stopping at the first failure;
-    the JSON it wrote (with the grade's CPU seconds under GRADE_CPU), or None (its log:
-    @p work/grade.log)."""
+def grade_slip(tree, lab, arch, kernel, work, test=None):
+    """Runs @p tree's own grader on lab @p lab with @p kernel, stopping at the first failure (or
+    on @p test alone); the JSON it wrote (with the grade's CPU seconds under GRADE_CPU), or None
+    (its log: @p work/grade.log)."""
     json_path = os.path.join(work, "grade.json")
     # The user programs: the copies set_aside() took from the slip's own build. A slip edits only
     # lab regions and user/ has none, so they are the programs the grader would build from the
@@ -464,7 +484,8 @@ def grade_slip(tree, lab, arch, kernel, work):
     # the next slip is building in, nor reads programs that build may be rewriting.
     added = {"PAGODA_GRADE_LOGS": os.path.join(work, "logs"),
              programs.USER_DIR_ENV: os.path.join(os.path.dirname(kernel), "user", arch)}
-    args = ["grade", f"lab{lab}", "--arch", arch, "-j", "1", "--first-failure", "--kernel", kernel, "--json", json_path]
+    args = ["grade", f"lab{lab}", "--arch", arch, "-j", "1", *(("--test", test) if test else ("--first-failure",)),
+            "--kernel", kernel, "--json", json_path]
     argv = [paths.SYSTEM_PYTHON, os.path.join(tree, "pagoda"), *args]
     log_path = os.path.join(work, "grade.log")
     with open(log_path, "w") as log:
@@ -490,8 +511,10 @@ def grade_slip(tree, lab, arch, kernel, work):
 class Runner:
     """Builds the slips of each lab in its tree, one after another, and grades them in a pool."""
 
-    def __init__(self, root, labs, sources, grade_workers, out, why=False, work=MUTANTS_DIR, repeat=1):
+    def __init__(self, root, labs, sources, grade_workers, out, why=False, work=MUTANTS_DIR, repeat=1,
+                 slip_test_only=False):
         self.root, self.labs, self.sources = root, labs, sources
+        self.slip_test_only = slip_test_only
         self.why = why
         self.repeat = max(1, repeat)
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, grade_workers))
@@ -600,7 +623,10 @@ class Runner:
         os.makedirs(work, exist_ok=True)
         info(f"labs mutants: {m.name}: grading lab{n} ({arch})" + (f", run {run + 1} of {self.repeat}"
                                                                   if self.repeat > 1 else ""))
-        data = grade_slip(tree, n, arch, kernel, work)
+        own = self.slip_test_only and next((s for s in specs if s.id == m.tests.get(arch)), None)
+        if own:
+            specs = [own]
+        data = grade_slip(tree, n, arch, kernel, work, test=own and own.id)
         outcome = Outcome(m, arch, log=os.path.join(work, "grade.log"), kernel=kernel, build_cpu=build_cpu)
         if data is None:
             outcome.problem = f"the grader did not run (see {os.path.relpath(outcome.log, self.root)})"
@@ -731,12 +757,13 @@ def one_isa_each(mutants, arches, seed):
 
 
 def run(root=paths.ROOT, numbers=None, arches=paths.ARCHES, listing=False, workers=None, out=print, slugs=None,
-        why=False, json_path=None, slips_dir=None, one_isa=None, repeat=1):
+        why=False, json_path=None, slips_dir=None, one_isa=None, repeat=1, slip_test_only=False):
     """The command: returns the number of problems. @p why replays each caught slip's failing
     boot for fault-why (tools/pagoda/mutant_why.py); @p json_path gets every outcome as JSON.
     @p slips_dir: check the slips kept there (slip_folders) instead of the labs' own; their logs
     go to build/labs-check/SLIPS_WORK/. With @p one_isa (a seed: one_isa_each()) each slip runs on
-    one ISA only, and the last line says so. @p repeat: grades of each slip (Runner._grade)."""
+    one ISA only, and the last line says so. @p repeat: grades of each slip (Runner._grade).
+    @p slip_test_only: each slip's grade runs the test its file names alone."""
     start = time.monotonic()
     sources = publish.scan(root)
     errors = publish.lint(root, sources)
@@ -764,7 +791,8 @@ def run(root=paths.ROOT, numbers=None, arches=paths.ARCHES, listing=False, worke
     if one_isa is not None:
         chosen = one_isa_each(chosen, arches, one_isa)
     runner = Runner(root, labs, sources, workers or os.cpu_count() or 1, out, why=why,
-                    work=MUTANTS_DIR if slips_dir is None else SLIPS_WORK, repeat=repeat)
+                    work=MUTANTS_DIR if slips_dir is None else SLIPS_WORK, repeat=repeat,
+                    slip_test_only=slip_test_only)
     futures = []
     try:
         for n in sorted({m.lab for m in chosen}):
@@ -792,6 +820,10 @@ def run(root=paths.ROOT, numbers=None, arches=paths.ARCHES, listing=False, worke
         per = ", ".join(f"{sum(1 for o in outcomes if o.arch == a)} on {a}" for a in arches)
         sample = (f"; ONE ISA PER SLIP ({per}; seed {one_isa or 'none'}): {every - len(outcomes)} of the "
                   f"{every} slip-ISA runs not made, each ISA of every slip: without --one-isa")
+    if slip_test_only:
+        alone = sum(1 for o in outcomes if o.arch in o.mutant.tests)
+        sample += (f"; {alone} graded on the test their file names alone (the tests before it: without "
+                   "--slip-test-only)")
     out(f"labs mutants: {len(outcomes) - len(bad)}/{len(outcomes)} slips caught and named "
         f"({len({o.mutant.name for o in outcomes})} slip(s){sample}) in {time.monotonic() - start:.0f}s ({times})")
     return len(bad)

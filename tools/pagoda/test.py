@@ -19,7 +19,8 @@ Steps (each prints one result line):
   mutants  ./pagoda labs mutants: every known slip of every lab (labs/NN-name/mutants/) is
            caught by the grader, and the first failing test's first lines name its cause: each
            slip on one ISA (--one-isa: half of each lab's slips on each, the commit choosing
-           which), or with --full (CI) on every ISA it applies to
+           which) and on the test its file names alone (--slip-test-only), or with --full (CI) on
+           every ISA it applies to, the lab's tests in order up to the first that fails
 
 Two steps run at a time, each in a process of its own: one alone leaves a core idle while it
 waits (QEMU boots one after another, Doxygen on one core, a build's serial link, a pool's last
@@ -290,7 +291,7 @@ FULL = False
 
 
 def step_mutants(verbose):
-    return run_pagoda(verbose, "labs", "mutants", *([] if FULL else ["--one-isa"]))
+    return run_pagoda(verbose, "labs", "mutants", *([] if FULL else ["--one-isa", "--slip-test-only"]))
 
 
 # The steps: (name, function(verbose) -> (ok, detail), the steps it must start after: those whose
