@@ -78,12 +78,12 @@ def cmd_mutants(args):
                            arches=(args.arch,) if args.arch else paths.ARCHES, listing=args.list,
                            workers=args.parallel, out=lambda line: print(line, flush=True), slugs=args.slip,
                            why=args.why, json_path=args.json, slips_dir=args.slips,
-                           one_isa=None if args.one_isa is None else args.one_isa or _head_commit(),
+                           one_isa=None if args.one_isa is None else args.one_isa or head_commit(),
                            repeat=args.repeat, slip_test_only=args.slip_test_only)
     return 1 if problems else 0
 
 
-def _head_commit():
+def head_commit():
     """This tree's commit (the default seed of --one-isa), or "" outside git."""
     out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=paths.ROOT, capture_output=True, text=True)
     return out.stdout.strip() if out.returncode == 0 else ""

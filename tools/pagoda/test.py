@@ -6,7 +6,9 @@ Steps (each prints one result line):
   tools    pytest suites of the tools (GDB walker core, grader harness, ./pagoda itself), on every
            CPU, a test file on one worker (xdist's loadscope), so a module's shared fixture (a
            boot, a GDB session, a graded batch) is set up once; each test's CPU time, its
-           children's included, is listed in build/tools-tests.log (pagoda_core/pytest_cpu.py)
+           children's included, is listed in build/tools-tests.log (pagoda_core/pytest_cpu.py);
+           a case parametrized over the ISAs runs on one ISA (half on each, the commit choosing
+           which; pytest_cpu.py), or with --full (CI) on each
   grade    the grader on every implemented lab, on each ISA it runs on (lab.toml's arches),
            which must score full marks
   handouts ./pagoda labs tables: every handout's test table is the one its lab.toml gives
@@ -43,7 +45,7 @@ import subprocess
 import threading
 import time
 
-from . import deps, docs, grade, handouts
+from . import deps, docs, grade, handouts, labs
 from pagoda_core import build, paths, speed
 from pagoda_core.ui import PagodaError, info
 
@@ -214,8 +216,12 @@ def step_host(verbose):
 
 def step_tools(verbose):
     dirs = [d for d in TOOL_TEST_DIRS if os.path.isdir(os.path.join(paths.ROOT, d))]
-    out = subprocess.run([paths.SYSTEM_PYTHON, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                          "-n", "auto", "--dist", "loadscope", "--durations=60", *dirs], cwd=paths.ROOT, capture_output=True, text=True)
+    # (without --full, each case parametrized over the ISAs on one of them: pagoda_core/pytest_cpu.py)
+    env = {k: v for k, v in os.environ.items() if k != "PAGODA_ONE_ISA"}
+    if not FULL:
+        env["PAGODA_ONE_ISA"] = labs.head_commit()
+    out = subprocess.run([paths.SYSTEM_PYTHON, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "auto", "--dist",
+                          "loadscope", "--durations=60", *dirs], cwd=paths.ROOT, env=env, capture_output=True, text=True)
     log = os.path.join(paths.BUILD, "tools-tests.log")
     with open(log, "w") as f:
         f.write(out.stdout + out.stderr)
@@ -224,7 +230,10 @@ def step_tools(verbose):
         print(out.stdout[-20000:] + out.stderr[-5000:])
         print(f"(pytest's whole output, the slowest tests and the dearest in CPU time included: "
               f"{os.path.relpath(log, paths.ROOT)})")
-    return out.returncode == 0, f"{', '.join(dirs)}: {last[0].strip('= ')}"
+    left = re.search(r"(\d+) deselected", last[0])
+    sample = "" if FULL else (f"; ONE ISA PER CASE (seed {env['PAGODA_ONE_ISA'] or 'none'}): "
+                              f"{left[1] if left else 0} ISA cases left to --full")
+    return out.returncode == 0, f"{', '.join(dirs)}: {last[0].strip('= ')}{sample}"
 
 
 # What earlier steps of this run proved, for later ones to reuse ("grade": main scores full
@@ -394,8 +403,9 @@ def cmd_test(args):
          f"{os.cpu_count()} CPUs)")
     if not FULL:
         info("test: a sample, not CI's whole run: the mutants step grades each slip on ONE ISA (half of each lab's on "
-             "each, chosen by the commit) and on the test its file names alone; labs check grades, of the labs "
-             "before each tree's, only the last; ./pagoda test --full (CI) does all of it")
+             "each, chosen by the commit) and on the test its file names alone; the tools step runs each case "
+             "parametrized over the ISAs on one; labs check grades, of the labs before each tree's, only the last; "
+             "./pagoda test --full (CI) does all of it")
     import queue
     chosen = [(n, f, [a for a in after if not args.only or a in args.only])
               for n, f, after in STEPS if not args.only or n in args.only]

@@ -11,18 +11,28 @@ tests, and the numbers travel to the controller in the reports (user_properties)
   CPU time by test        the CPU_TOP dearest tests
 
 Every tool-test conftest.py calls register(config) from pytest_configure (as for pytest_speed).
+
+With $PAGODA_ONE_ISA set (a seed: `./pagoda test` without --full sets the commit), a test case
+parametrized over the ISAs runs on one of them, as `labs mutants --one-isa` runs a slip: the seed
+shuffles the cases (a fixture's ISA of module scope decides its whole module), each takes the ISA
+with the fewest cases so far, and the others' are reported deselected (by the xdist controller
+too: a worker sends their node ids in its workeroutput).
 """
 import collections
+import hashlib
+import os
 import sys
 
 import pytest
 
+from .paths import ARCHES
 from .speed import cpu_seconds
 
 NAME = "pagoda-cpu"
 PROPERTY = "pagoda_cpu_s"
 CPU_TOP = 40          # tests listed
 FILES_TOP = 25        # files listed
+ONE_ISA = "PAGODA_ONE_ISA"
 
 
 def register(config):
@@ -39,6 +49,7 @@ def _measured(item, when):
 # (a dict here, not item.stash: pytest 6.2, Ubuntu 22.04's, has no stash; pytest 7.0 added it)
 _spent = {}                         # (test node id, "setup"/"call"/"teardown"): CPU seconds, until reported
 _totals = collections.Counter()     # test node id: CPU seconds, this run
+_left = set()                       # node ids of the cases left to the other ISA, this run
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -67,6 +78,41 @@ def pytest_runtest_makereport(item, call):
 def pytest_configure(config):
     _spent.clear()
     _totals.clear()
+    _left.clear()
+
+
+def pytest_collection_modifyitems(config, items):
+    seed = os.environ.pop(ONE_ISA, None)       # (not for the pytest runs the tests start)
+    cases = collections.defaultdict(lambda: collections.defaultdict(list))   # case: {ISA: items}
+    for item in items if seed is not None else ():
+        spec = getattr(item, "callspec", None)
+        values = {**getattr(spec, "funcargs", {}), **getattr(spec, "params", {})}
+        name = next((n for n, v in values.items() if isinstance(v, str) and v in ARCHES), None)
+        if name is None:
+            continue
+        if getattr(getattr(spec, "_arg2scope", {}).get(name), "value", "function") == "function":
+            case = item.nodeid.split("[")[0], sorted((n, repr(v)) for n, v in values.items() if n != name)
+        else:
+            case = item.nodeid.split("::")[0], name
+        cases[f"{case}"][values[name]].append(item)
+    counts, left = dict.fromkeys(ARCHES, 0), set()
+    for case in sorted(cases, key=lambda c: hashlib.sha256(f"{seed}/{c}".encode()).hexdigest()):
+        isa = min(cases[case], key=lambda a: (counts[a], ARCHES.index(a)))
+        counts[isa] += len(cases[case][isa])
+        left.update(i.nodeid for a, them in cases[case].items() if a != isa for i in them)
+    if left:
+        config.hook.pytest_deselected(items=[i for i in items if i.nodeid in left])
+        items[:] = [i for i in items if i.nodeid not in left]
+        getattr(config, "workeroutput", {})[ONE_ISA] = sorted(left)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    # (the controller: each worker deselected the same cases; reported once, by their node ids)
+    left = set(getattr(node, "workeroutput", {}).get(ONE_ISA, ())) - _left
+    _left.update(left)
+    if left:
+        node.config.hook.pytest_deselected(items=sorted(left))
 
 
 def pytest_runtest_logreport(report):

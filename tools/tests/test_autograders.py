@@ -184,22 +184,40 @@ def test_run_autograder_grades_a_submission(gradescope):
     assert "13/17" in stdout and "  lab0/trap_pf: 0/" in stdout
 
 
+def outside_the_regions(dest):
+    """The skeleton with two build files changed outside every region: the top-level
+    CMakeLists.txt would run a command (an adversary's), arch/x86_64/CMakeLists.txt would not
+    configure."""
+    broken_cmake(dest)
+    with open(os.path.join(dest, "CMakeLists.txt"), "a") as f:
+        f.write(f'execute_process(COMMAND touch "{dest}/pwned")\n')
+
+
+@pytest.fixture(scope="module")
+def outside(gradescope):
+    """(results, stdout, the autograder's folder) of outside_the_regions, graded once for the two
+    tests below: as root, in Gradescope's container (no CAP_SYS_ADMIN: no namespaces can be made);
+    as another user, as that user."""
+    prefix = ("setpriv", "--bounding-set=-sys_admin", "--") if os.geteuid() == 0 else ()
+    results, stdout = gradescope(outside_the_regions, prefix=prefix)
+    return results, stdout, gradescope.last
+
+
+LEFT_OUT = ("- changes outside the solution regions were not built (the instructor's text was used): "
+            "CMakeLists.txt, arch/x86_64/CMakeLists.txt\n")
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="Gradescope runs run_autograder as root")
-def test_run_autograder_as_root_in_a_container_without_namespaces(gradescope):
+def test_run_autograder_as_root_in_a_container_without_namespaces(outside):
     """Gradescope's container: root, but without CAP_SYS_ADMIN (no namespaces can be made). The
     build then runs in the uid sandbox alone, and grades as anywhere else; an adversary's build
     files are named and never run."""
-    def adversary(dest):
-        skeleton(dest)
-        with open(os.path.join(dest, "CMakeLists.txt"), "a") as f:
-            f.write(f'execute_process(COMMAND touch "{dest}/pwned")\n')
-    results, stdout = gradescope(adversary, prefix=("setpriv", "--bounding-set=-sys_admin", "--"))
+    results, stdout, folder = outside
     validate(results)
     assert results["score"] == 13 and "13/17" in stdout
-    assert "- changes outside the solution regions were not built (the instructor's text was used): " \
-           "CMakeLists.txt\n" in results["output"], results["output"]
-    with open(gradescope.last / "work" / "submission" / "build.log") as f:
-        assert "(no namespaces on this machine)" in f.read() and not os.path.exists(gradescope.last / "submission" / "pwned")
+    assert LEFT_OUT in results["output"], results["output"]
+    with open(folder / "work" / "submission" / "build.log") as f:
+        assert "(no namespaces on this machine)" in f.read() and not os.path.exists(folder / "submission" / "pwned")
 
 
 def test_a_submission_that_does_not_build(gradescope):
@@ -218,14 +236,13 @@ def test_a_submission_that_does_not_build(gradescope):
     assert all("Not run: the kernel does not build" in t["output"] for t in results["tests"])
 
 
-def test_a_build_file_changed_outside_the_regions_is_named_and_not_built(gradescope):
+def test_a_build_file_changed_outside_the_regions_is_named_and_not_built(outside):
     """A student's edit of a CMake file (no region there) would make the build fail; the tree is
     graded without it, and the feedback names it."""
-    results, _ = gradescope(broken_cmake)
+    results, _, _ = outside
     validate(results)
     assert results["extra_data"]["status"] == "graded" and results["score"] == 13, results["output"]
-    assert "- changes outside the solution regions were not built (the instructor's text was used): " \
-           "arch/x86_64/CMakeLists.txt\n" in results["output"], results["output"]
+    assert LEFT_OUT in results["output"], results["output"]
 
 
 def test_setup_sh_installs_the_grading_packages(gradescope, tmp_path):
