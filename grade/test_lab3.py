@@ -81,6 +81,9 @@ def test_hello_user(boot, kernel, arch):
     text = user_text(kernel, arch, "hello")
 
     def script(started):
+        # (the process audit at every switch as well: the first is from the idle loop, before any
+        # tick could make up for a pick the scheduler left Ready)
+        t.guest.side_stop(watch.proc["switch"])
         snap = t.call("Write").snap
         fd, buf, _ = (snap.register(r) for r in watch.proc["syscall_args"][:3])
         page = snap.walk(buf)
