@@ -12,8 +12,9 @@ hold a README.md and a results/ folder of its own measurements):
     arches = ["x86_64", "aarch64"]    # where the slip applies (its edits may touch both arch folders)
     cause = 'does not share the kernel half'   # what the grade must say (see below)
     cause_x86_64 = '...'              # optional: overrides cause on that ISA (so does cause_aarch64)
-    test = "hello_user"               # the lab's test that fails first and names it (test_x86_64 and
-                                      # test_aarch64 override it); optional for a --slips DIR set
+    test = "hello_user"               # the lab's test that names it every time, and the first to fail
+                                      # (an earlier one may catch it first with some tokens); test_x86_64
+                                      # and test_aarch64 override it; optional for a --slips DIR set
 
     [[edit]]                          # one or more, applied in order
     file = "arch/x86_64/address_space.cpp"
@@ -35,7 +36,7 @@ order, stopping at the first failure (`./pagoda grade --first-failure`). The bui
 follow one another (one source tree); the grades run beside them and beside each other.
 
 A slip passes when lab N scores below full marks AND the first failing test's first 2 lines
-match its cause, and that test is the one its `test` names. With --slip-test-only (what
+match its cause, and that test is the one its `test` names or one before it. With --slip-test-only (what
 ./pagoda test passes unless --full) a slip's grade runs that test alone, not the tests before it,
 which pass on the slip in the run without it (as in CI): the cause is still named by the test the
 slip file says, at about half the cost. Anything else (full marks, a cause not named, a slip that does not apply or
@@ -460,12 +461,13 @@ def judge(outcome, data, specs):
     if not outcome.named:
         outcome.problem = (f"caught by {first.id}, but its first {HEADLINE_LINES} lines do not name the cause "
                            f"/{pattern}/")
-    expected = outcome.mutant.tests.get(outcome.arch)
-    if expected is not None and expected != first.id:
+    # (a test before the slip's own may catch it first with some tokens; one after it may not)
+    expected, order = outcome.mutant.tests.get(outcome.arch), [s.id for s in specs]
+    if expected in order and order.index(first.id) > order.index(expected):
         outcome.problem = "; ".join(filter(None, (outcome.problem, (
-            f"the first failing test is {first.id}, but the slip file says its test is {expected} ('test'"
-            f"{'' if len(set(outcome.mutant.tests.values())) == 1 else '_' + outcome.arch}: correct it if the change "
-            "that moved it is right)"))))
+            f"the first failing test is {first.id}: {expected}, the test the slip file says names it ('test'"
+            f"{'' if len(set(outcome.mutant.tests.values())) == 1 else '_' + outcome.arch}), passed (correct the file "
+            "if the change that moved it is right)"))))
     return outcome
 
 
