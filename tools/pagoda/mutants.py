@@ -58,7 +58,6 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import fcntl
-import hashlib
 import glob
 import json
 import os
@@ -465,9 +464,8 @@ def judge(outcome, data, specs):
     expected, order = outcome.mutant.tests.get(outcome.arch), [s.id for s in specs]
     if expected in order and order.index(first.id) > order.index(expected):
         outcome.problem = "; ".join(filter(None, (outcome.problem, (
-            f"the first failing test is {first.id}: {expected}, the test the slip file says names it ('test'"
-            f"{'' if len(set(outcome.mutant.tests.values())) == 1 else '_' + outcome.arch}), passed (correct the file "
-            "if the change that moved it is right)"))))
+            f"the first failing test is {first.id}: {expected}, the test the slip file says names it, passed "
+            "(correct its 'test' if the change that moved it is right)"))))
     return outcome
 
 
@@ -734,27 +732,14 @@ def select(mutants, labs, numbers, arches, slugs=None):
 
 
 def one_isa_each(mutants, arches, seed):
-    """@p mutants with each slip's ISAs cut to one of @p arches (`--one-isa`): a slip that applies
-    to one of them keeps it; the others, in each lab, in an order @p seed shuffles (sha256 of the
-    seed and the slip's name), each take the ISA that lab has had the fewest runs on so far (the
-    first of @p arches on a tie). Every slip runs once; both ISAs get half of each lab's slips;
+    """@p mutants with each slip's ISAs cut to one of @p arches (`--one-isa`), chosen by
+    paths.one_isa_each lab by lab: every slip runs once; both ISAs get half of each lab's slips;
     which half changes with the seed (./pagoda test: the commit)."""
     out = []
     for n in sorted({m.lab for m in mutants}):
         lab = [m for m in mutants if m.lab == n]
-        counts = {a: 0 for a in arches}
-        single = [m for m in lab if len([a for a in m.arches if a in arches]) == 1]
-        for m in single:
-            counts[next(a for a in m.arches if a in arches)] += 1
-        several = sorted((m for m in lab if m not in single),
-                         key=lambda m: hashlib.sha256(f"{seed}/{m.name}".encode()).hexdigest())
-        picked = {}
-        for m in several:
-            options = [a for a in arches if a in m.arches]
-            arch = min(options, key=lambda a: (counts[a], options.index(a)))
-            counts[arch] += 1
-            picked[m.name] = arch
-        out += [m if m in single else dataclasses.replace(m, arches=(picked[m.name],)) for m in lab]
+        picked = paths.one_isa_each({m.name: {a: 1 for a in arches if a in m.arches} for m in lab}, seed)
+        out += [dataclasses.replace(m, arches=(picked[m.name],)) for m in lab]
     return out
 
 

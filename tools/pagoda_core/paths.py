@@ -1,4 +1,5 @@
 """Where things are in the tree and in build/."""
+import hashlib
 import os
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
@@ -27,3 +28,19 @@ def fixtures_elf(arch=DEFAULT_ARCH):
 def boot_floor_elf(arch=DEFAULT_ARCH):
     """The do-nothing kernel that `pagoda bench boot` compares against."""
     return os.path.join(build_dir(arch), "boot-floor.elf")
+
+
+def one_isa_each(cases, seed):
+    """{case: the one ISA it runs on} of @p cases ({name: {ISA: its weight}}): a case with one ISA
+    keeps it; the others, in an order @p seed shuffles (sha256 of the seed and the name), each take
+    the ISA with the least weight so far (the first of ARCHES on a tie). How `labs mutants
+    --one-isa` and the tool tests without --full split their runs half and half."""
+    counts, picked = dict.fromkeys(ARCHES, 0), {}
+    for name, isas in cases.items():
+        if len(isas) == 1:
+            (picked[name], weight), = isas.items()
+            counts[picked[name]] += weight
+    for name in sorted(set(cases) - set(picked), key=lambda c: hashlib.sha256(f"{seed}/{c}".encode()).hexdigest()):
+        picked[name] = min(cases[name], key=lambda a: (counts[a], ARCHES.index(a)))
+        counts[picked[name]] += cases[name][picked[name]]
+    return picked

@@ -19,13 +19,12 @@ with the fewest cases so far, and the others' are reported deselected (by the xd
 too: a worker sends their node ids in its workeroutput).
 """
 import collections
-import hashlib
 import os
 import sys
 
 import pytest
 
-from .paths import ARCHES
+from .paths import ARCHES, one_isa_each
 from .speed import cpu_seconds
 
 NAME = "pagoda-cpu"
@@ -95,11 +94,8 @@ def pytest_collection_modifyitems(config, items):
         else:
             case = item.nodeid.split("::")[0], name
         cases[f"{case}"][values[name]].append(item)
-    counts, left = dict.fromkeys(ARCHES, 0), set()
-    for case in sorted(cases, key=lambda c: hashlib.sha256(f"{seed}/{c}".encode()).hexdigest()):
-        isa = min(cases[case], key=lambda a: (counts[a], ARCHES.index(a)))
-        counts[isa] += len(cases[case][isa])
-        left.update(i.nodeid for a, them in cases[case].items() if a != isa for i in them)
+    picked = one_isa_each({case: {a: len(them) for a, them in isas.items()} for case, isas in cases.items()}, seed)
+    left = {i.nodeid for case, isas in cases.items() for a, them in isas.items() if a != picked[case] for i in them}
     if left:
         config.hook.pytest_deselected(items=[i for i in items if i.nodeid in left])
         items[:] = [i for i in items if i.nodeid not in left]
