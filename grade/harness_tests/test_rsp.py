@@ -165,10 +165,31 @@ def test_file_io_requests_are_refused_and_the_wait_goes_on(interrupted):
         reply = client.wait_stop()
         assert reply.signal == (2 if interrupted else 5)
         assert client.refused_file_io == ["Fopen,40001000/d,601,1a4"]
-        # the continue, the interrupt, the request acked, then the refusal and the stop acked
+        # the continue, the interrupt, then the request's ack with the refusal; the stop's ack
+        # goes with the client's next packet
         expected = (b"$c#63" + (b"\x03" if interrupted else b"") + b"+"
-                    + rsp.frame("F-1,4,C" if interrupted else "F-1,1") + b"+")
+                    + rsp.frame("F-1,4,C" if interrupted else "F-1,1"))
         assert _stub_reads(stub, len(expected), scaled(10)) == expected
+        client.cont()
+        assert _stub_reads(stub, 6, scaled(10)) == b"+$c#63"
+    finally:
+        client.close()
+        stub.close()
+
+
+def test_a_refused_packet_is_sent_again_and_acks_ride_on_the_next_packet():
+    """The client does not wait for the stub's +: it reads on to the reply, sends the packet
+    again when the stub answers - instead, and sends its own + in front of its next packet."""
+    ours, stub = socket.socketpair()
+    client = rsp.RspClient(ours, timeout=scaled(10))
+    try:
+        stub.sendall(b"-+" + rsp.frame("0100000000000000"))
+        client._registers = {"rip": rsp.Register("rip", 16, 64)}
+        assert client.read_register("rip") == 1
+        assert _stub_reads(stub, 10, scaled(10)) == rsp.frame("p10") * 2
+        stub.sendall(b"+" + rsp.frame("OK"))
+        assert client.request("D") == "OK"
+        assert _stub_reads(stub, 6, scaled(10)) == b"+" + rsp.frame("D")
     finally:
         client.close()
         stub.close()
