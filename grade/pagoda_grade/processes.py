@@ -19,6 +19,7 @@ where each lies in the kStackBase area comes from the layout facts the kernel ex
     explain_death(run, inspectors, layout)           why a machine died, from QEMU's log and the
                                                      roots the grader read before it died
 """
+import itertools
 import re
 import struct
 from dataclasses import dataclass
@@ -523,10 +524,8 @@ def leaf_entries(snap, root, kernel, arch, max_tables=4096, where=None):
         table, level, base, end = todo.pop()
         entries = snap.table_entries(table)
         span = 1 << (shift + bits * (levels - 1 - level))
-        for i in range(end):
+        for i in itertools.compress(range(end), entries):   # (most entries are empty)
             e = entries[i]
-            if not e:
-                continue
             if level == levels - 1:
                 leaves[base + i * span] = e
                 if where is not None:

@@ -15,6 +15,7 @@ What is read, and from where:
 The kernel's counters (swap_info) and lines are never read."""
 import array
 import collections
+import itertools
 import os
 import re
 import struct
@@ -136,11 +137,9 @@ class SwapState:
     def backings(self):
         """{slot: [frames]} of every frame that keeps a backing slot."""
         out = {}
-        off = self._backing_off // 4
-        per = self.entry_size // 4
-        for i, b in enumerate(array.array("I", self.table)[off::per]):
-            if b:
-                out.setdefault(b - 1, []).append(self.frame_at(i))
+        column = array.array("I", self.table)[self._backing_off // 4::self.entry_size // 4]
+        for i in itertools.compress(range(len(column)), column):    # (most frames keep none)
+            out.setdefault(column[i] - 1, []).append(self.frame_at(i))
         return out
 
     def pinned(self, frame):
@@ -631,8 +630,8 @@ class SwapWatch:
             used[frame] = any(self.fmt.accessed(e) for _, _, e in maps)
             dirty[frame] = any(self.fmt.dirty(e) for _, _, e in maps)
         n, hand = st.n, st.hand
-        order = [(hand + k) % n for k in range(n)]
-        candidates = [i for i in order if st.mappings[i] and not st.pins[i]]
+        held = set(itertools.compress(range(n), st.mappings)) - set(itertools.compress(range(n), st.pins))
+        candidates = sorted(held, key=lambda i: (i - hand) % n)     # (from the hand on, round)
         cleared, victim, turn = set(), None, None
         for turn in range(4):
             for i in candidates:

@@ -75,6 +75,7 @@ def symbols(kernel):
 FACT_PREFIX = "pagoda_fact_"
 
 
+@functools.lru_cache(maxsize=4096)     # (read at every stop: a lab-7 test asks a million times)
 def fact(kernel, name):
     """The value the kernel exports as PAGODA_FACT(@p name, ...) (kernel/lib/facts.hpp): the
     absolute symbol pagoda_fact_<name>, e.g. fact(kernel, "window_base"). The layout constants

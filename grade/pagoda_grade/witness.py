@@ -30,6 +30,7 @@ devices; usable_ram() reads the memory map QEMU hands the kernel from QEMU itsel
 own layout is read from the facts its ELF exports (symbols.fact). A new ISA adds its Isa, its
 ArchModel and a parser in faultlog.py.
 """
+import functools
 import hashlib
 import os
 import re
@@ -450,6 +451,7 @@ class TopLevel:
         return self.kernel_first if self.kernel_first > 0 else self.entries
 
 
+@functools.lru_cache(maxsize=8)
 def top_level(kernel):
     entries, levels = layout_value(kernel, "entries_per_table"), layout_value(kernel, "levels")
     shift = layout_value(kernel, "page_size").bit_length() - 1 + (entries.bit_length() - 1) * (levels - 1)
