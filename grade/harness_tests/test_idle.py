@@ -74,3 +74,35 @@ def test_a_process_left_running_while_the_cpu_idles_is_named(monkeypatch):
     # A process that waits in the kernel (a self-test, a system call that sleeps there) is current.
     monkeypatch.setattr(procaudit, "read_current", lambda read_phys, facts, recs: (recs[0], 0xffff0000))
     assert left_running(F, table, None) is None
+
+
+def test_a_console_reader_waits_forever_only_once_the_grader_types_no_more(monkeypatch):
+    """The process sleeping in read() (the console's held line names it) may still get a line
+    while the witness script runs; after it nothing is typed (slip lab4/copy_to_user_ignores_bytes_left:
+    badptr's bad buffer passed for good, it waited for input until the deadline)."""
+    import pagoda_grade.procaudit as procaudit
+    table = [rec(1, 0, WAITING), rec(2, 1, SLEEPING)]
+    monkeypatch.setattr(procaudit, "read_table", lambda read_phys, facts: table)
+    held = {"reader": 2}
+    w = IdleWatch([IDLE], F, lambda pa, size: held["reader"].to_bytes(size, "little") if pa == 0x9000 else b"",
+                  ticks=3, reader=(0x9000, SLEEPING))
+    events = [event(INTERRUPT, 0x1010)] * 3
+    assert w.feed(events) is None                           # the grader may still type
+    events += [event(INTERRUPT, 0x1010)] * 2
+    assert w.feed(events) is None and w.run == 2
+    w.no_more_input()
+    events += [event(INTERRUPT, 0x1010)]
+    assert w.feed(events) is None                           # counted afresh: a line typed last still comes
+    events += [event(INTERRUPT, 0x1010)] * 2
+    reason = w.feed(events)
+    assert reason.startswith(IDLE_STOP) and "pid 2 (forktree) waits for console input the grader never types" \
+        in reason and "pid 1 (forktree) waits" in reason
+    # Not the reader (another sleeper, no reader at all), or the reader not asleep: it still moves.
+    for reader, state in ((3, SLEEPING), (0, SLEEPING), (2, READY)):
+        held["reader"], table[1] = reader, rec(2, 1, state)
+        events += [event(INTERRUPT, 0x1010)] * 3
+        assert w.feed(events) is None, (reader, state)
+    # A kernel that does not say where its reader is: the rule is off.
+    w.reader, held["reader"], table[1] = None, 2, rec(2, 1, SLEEPING)
+    events += [event(INTERRUPT, 0x1010)] * 3
+    assert w.feed(events) is None

@@ -79,6 +79,7 @@ DESTROY_PROCESS = Name("pagoda::proc::destroy_process", 3)   # (process): where 
 TIMER_TICK = Name(_procaudit.TIMER_TICK, 3)
 IDLE = Name(_procaudit.IDLE, 3)
 WAIT_FOR_INTERRUPT = Name("pagoda::arch::wait_for_interrupt", 3)
+CONSOLE_LINE = Name("pagoda::(anonymous namespace)::g_line", 3, DATA)   # (its reader waits for input)
 DISPATCHER = Name("pagoda::proc::syscall", 3)
 USER_FAULT = Name("pagoda::proc::user_fault", 5)
 EXEC = Name("pagoda::proc::exec_current", 6)
@@ -163,7 +164,7 @@ FACTS = {
              *(f"error_{n}" for n in ("code", "file", "line", "message")),
              *(f"process_{n}" for n in ("count", "stride", "pid", "parent", "state", "name", "name_size",
                                         "kstack_slot", "exit", "state_ready", "state_running", "state_waiting",
-                                        "state_zombie"))),
+                                        "state_zombie", "state_sleeping")), "held_line_reader_offset"),
     **_facts(4, "temp_map_base", "temp_map_slots", "space_copy_pages", "temp_probe_frames", "temp_probe_read_size",
              *(f"temp_map_{n}_offset" for n in ("entries", "frames", "cpu", "depth", "maps")),
              *(f"temp_probe_{n}_stop" for n in ("frames", "live", "push", "pushed", "reads")),

@@ -578,6 +578,8 @@ class Booter:
             session.symbolize = lambda a: name_code(self.symbolizer, a)
             if witness is not None:
                 witness_result, witness_error, witness_failure = self._witness(witness, session, ours, memory)
+            if session.idle is not None:
+                session.idle.no_more_input()    # (the grader types only from its witness script)
             session.run_to_end()
         finally:
             qemu.kill_group(proc)

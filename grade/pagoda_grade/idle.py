@@ -9,7 +9,9 @@ grader reads the process table in guest RAM (QEMU's memfd) and ends the boot whe
 can ever run again: there are processes, and each one waits for a child or has ended and waits
 for its parent (a zombie whose parent is gone or never looks), none ready, running or asleep;
 or when one is marked Running while the CPU idles with no current process (left_running():
-the scheduler picks only Ready processes, so it never runs again).
+the scheduler picks only Ready processes, so it never runs again). Once the grader can type no
+more (its witness script has returned: no_more_input()), the process that sleeps in read() for
+console input (the console's held line names it) waits forever too.
 Nothing the guest does changes that table again (the timer only wakes sleepers, the console only
 a reader or a foreground process killed by a typed Ctrl-C, which the grader does not type): the
 boot would only run into its deadline, after minutes of idling at the grader's expense (QEMU
@@ -37,19 +39,22 @@ IDLE_FUNCTIONS = (contract.IDLE, contract.WAIT_FOR_INTERRUPT)
 IDLE_STOP = "the guest idles with no process that can ever run again"
 
 
-def nothing_can_run(facts, recs):
+def nothing_can_run(facts, recs, reader=0):
     """None, or a sentence naming why nothing in the process table @p recs (procaudit.Rec, the
-    slots in use) can ever run again: there is a process, and every one is Waiting or a Zombie
-    with a parent (one without a parent is the idle loop's to reap: it still changes)."""
+    slots in use) can ever run again: there is a process, and every one is Waiting, a Zombie with
+    a parent (one without a parent is the idle loop's to reap: it still changes) or the process
+    @p reader (a pid; 0: none) that waits for console input no one will type."""
     if not recs:
         return None
-    if any(r.state not in (facts.waiting, facts.zombie) or (r.state == facts.zombie and r.parent == 0)
-           for r in recs):
+    if any(r.pid != reader and (r.state not in (facts.waiting, facts.zombie) or
+                                (r.state == facts.zombie and r.parent == 0)) for r in recs):
         return None
     pids = {r.pid for r in recs}
     said = []
     for r in recs[:4]:
-        if r.state == facts.waiting:
+        if r.pid == reader:
+            said.append(f"{r.who} waits for console input the grader never types")
+        elif r.state == facts.waiting:
             said.append(f"{r.who} waits")
         else:
             gone = "" if r.parent in pids else ", gone"
@@ -79,20 +84,22 @@ class IdleWatch:
     """Watches the exception log's events of one witnessed boot (feed()) and says when the guest
     idles with nothing that can run (nothing_can_run()), reading the process table through
     @p read_phys(pa, size). @p spans: [(start, end)] of the idle functions' code (IDLE_FUNCTIONS).
+    @p reader: (where the console's held line keeps its reader's pid, the Sleeping state), or None.
     close() gives back what of() opened."""
 
-    def __init__(self, spans, facts, read_phys, ticks=IDLE_TICKS, close=lambda: None):
+    def __init__(self, spans, facts, read_phys, ticks=IDLE_TICKS, close=lambda: None, reader=None):
         self.spans, self.facts, self.read_phys, self.ticks = spans, facts, read_phys, ticks
-        self.close = close
+        self.close, self.reader = close, reader
         self.seen = 0       # events of the log already looked at
         self.run = 0        # interrupts in a row taken in the idle loop
+        self.no_input = False   # the grader types nothing more (no_more_input())
 
     @classmethod
     def of(cls, kernel, ram_base, ram_fd, ram_size):
         """The watch of a boot of @p kernel whose guest RAM (@p ram_size bytes from physical
         @p ram_base) @p ram_fd reads, through a descriptor of its own (the boot may outlive the
-        witness's), or None when the kernel has no process table facts or no idle function
-        (labs before 3)."""
+        witness's), or None when the kernel has no process table facts, no idle function or no
+        console reader to read (labs before 3)."""
         from . import procaudit
         facts = procaudit.Facts.of(kernel)
         if facts is None:
@@ -100,6 +107,8 @@ class IdleWatch:
         try:
             spans = [(f.address, f.address + max(f.size, 1)) for f in (symbols.find(kernel, name)
                                                                        for name in IDLE_FUNCTIONS)]
+            line = symbols.address_of(kernel, contract.CONSOLE_LINE) + symbols.fact(kernel, "held_line_reader_offset")
+            reader = (symbols.physical_of(kernel, line), symbols.fact(kernel, "process_state_sleeping"))
         except (AssertionError, OSError):
             return None
         fd = os.dup(ram_fd)
@@ -108,7 +117,21 @@ class IdleWatch:
             if not 0 <= pa - ram_base <= ram_size - size:
                 raise ValueError(f"physical {pa:#x} is not in the guest's RAM")
             return os.pread(fd, size, pa - ram_base)
-        return cls(spans, facts, read_phys, close=lambda: os.close(fd))
+        return cls(spans, facts, read_phys, close=lambda: os.close(fd), reader=reader)
+
+    def no_more_input(self):
+        """From now on the grader types nothing: a process waiting for console input waits forever.
+        (The count of idle interrupts starts again: a line typed last still reaches its reader,
+        which looks at the console every tick.)"""
+        self.no_input, self.run = True, 0
+
+    def waiting_reader(self, recs):
+        """The pid of the process of @p recs that sleeps in read() for console input that can no
+        longer come (it sleeps a tick at a time between looks), or 0."""
+        if not self.no_input or self.reader is None:
+            return 0
+        pid = int.from_bytes(self.read_phys(self.reader[0], 4), "little")
+        return pid if any(r.pid == pid and r.state == self.reader[1] for r in recs) else 0
 
     def feed(self, events):
         """None, or why the boot should end now, from the log's @p events (all of them so far)."""
@@ -124,6 +147,7 @@ class IdleWatch:
         from . import procaudit
         try:
             recs = procaudit.read_table(self.read_phys, self.facts)
-            return nothing_can_run(self.facts, recs) or left_running(self.facts, recs, self.read_phys)
+            return (nothing_can_run(self.facts, recs, self.waiting_reader(recs))
+                    or left_running(self.facts, recs, self.read_phys))
         except (OSError, ValueError):
             return None

@@ -6,6 +6,7 @@
 
 #include "core/arch.hpp"
 #include "core/held_line.hpp"
+#include "lib/facts.hpp"
 
 namespace pagoda {
 namespace {
@@ -13,6 +14,9 @@ namespace {
 void to_driver(StringView text) { arch::console_write(text); }
 
 constinit HeldLine g_line(to_driver);
+// Who waits for input (g_line's reader): once the grader can type no more, that process never
+// runs again (grade/pagoda_grade/idle.py).
+PAGODA_FACT(held_line_reader_offset, HeldLine::reader_offset())
 
 class ConsoleSink final : public FormatSink {
  public:

@@ -70,6 +70,10 @@ class HeldLine {
   /// The reader holding the line (0: none).
   u32 reader() const { return reader_; }
 
+  /// Where a HeldLine keeps its reader: the grader reads who waits for input in guest RAM (fact
+  /// held_line_reader_offset, core/console.cpp).
+  static constexpr usize reader_offset();
+
  private:
   /// Writes @p text and follows what the terminal's current line holds.
   void emit(StringView text) {
@@ -102,5 +106,7 @@ class HeldLine {
   bool held_valid_ = false;  ///< held_ is the whole line
   bool shown_ = false;       ///< the terminal's current line is the held line
 };
+
+constexpr usize HeldLine::reader_offset() { return offsetof(HeldLine, reader_); }
 
 }  // namespace pagoda

@@ -25,6 +25,9 @@ PAGODA_FACT(process_state_waiting, u64(State::Waiting))
 PAGODA_FACT(process_state_ready, u64(State::Ready))
 PAGODA_FACT(process_state_running, u64(State::Running))
 PAGODA_FACT(process_kstack_slot, offsetof(Process, kstack) + offsetof(KernelStack, slot))
+// And which state is Sleeping, for the idle watch (grade/pagoda_grade/idle.py): a process reading
+// the console sleeps a tick at a time.
+PAGODA_FACT(process_state_sleeping, u64(State::Sleeping))
 // And the Error a Result<Process*> holds (fork_process()'s, read at its return): the union of the
 // value and the Error first, then whether it holds the value.
 PAGODA_FACT(error_code, offsetof(Error, code))
