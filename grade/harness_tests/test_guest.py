@@ -162,7 +162,7 @@ class _SteppyClient:
     without having executed anything (the same PC); a continue stops at the next breakpoint."""
 
     def __init__(self, pc, stuck_steps):
-        self.pc, self.stuck, self.breakpoints, self.conts, self.running = pc, stuck_steps, set(), 0, False
+        self.pc, self.stuck, self.armed, self.conts, self.running = pc, stuck_steps, set(), 0, False
 
     def step(self):
         if self.stuck:
@@ -173,7 +173,7 @@ class _SteppyClient:
 
     def cont(self):
         self.conts += 1
-        self.pc = min(self.breakpoints)
+        self.pc = min(self.armed)
         self.running = True
 
     def wait_stop(self, timeout=None):
@@ -183,11 +183,13 @@ class _SteppyClient:
     def read_register(self, name):
         return self.pc if name in ("rip", "pc") else 0
 
-    def set_breakpoint(self, a):
-        self.breakpoints.add(a)
+    def read_registers(self, names):
+        return [self.read_register(n) for n in names]
 
-    def remove_breakpoint(self, a):
-        self.breakpoints.discard(a)
+    def breakpoints(self, remove=(), add=(), resume=None):
+        self.armed = (self.armed - set(remove)) | set(add)
+        if resume:
+            self.step() if resume == "s" else self.cont()
 
 
 def _steppy_guest(client):

@@ -70,6 +70,9 @@ def test_x86_64_registers_memory_breakpoints(kernel):
         cr3 = client.read_register("CR3")          # any case
         assert cr3 & 0xFFF == 0 and cr3 != 0        # the boot stub's root
         assert client.read_register("cr0") >> 31 & 1  # paging on
+        # Several at once (the requests sent together, the replies read in order): the same values.
+        names = ["rip", "rsp", "cr0", "cr3", "efer"]
+        assert client.read_registers(names) == [client.read_register(n) for n in names]
         # Memory: virtual (through the guest's tables) and physical read the same bytes.
         virt = client.read_memory(kmain, 64)
         phys = client.read_memory(physical_of(kernel, kmain), 64, physical=True)

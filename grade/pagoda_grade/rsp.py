@@ -319,11 +319,25 @@ class RspClient:
 
     def read_register(self, name):
         """The value of register @p name (any case), as an int."""
-        reg = self.register(name)
-        reply = self.request(f"p{reg.number:x}")
-        if not reply or reply.startswith("E") and len(reply) == 3:
-            raise RspError(f"cannot read register {name}: {reply!r}")
-        return int.from_bytes(bytes.fromhex(reply), "little")
+        return self.read_registers([name])[0]
+
+    def read_registers(self, names):
+        """[value] of the registers @p names, as ints: their requests sent at once and the
+        replies read in order (a stub answers packets in the order they come; one round trip
+        instead of one a register)."""
+        if self.running:
+            raise RspError("the guest is running: stop it before sending a request")
+        frames = [frame(f"p{self.register(name).number:x}") for name in names]
+        self._sent = b"".join(frames)
+        data, self._ack = self._ack + self._sent, b""
+        self._sendall(data)
+        values = []
+        for name in names:
+            reply = self._read_packet().decode("latin-1")
+            if not reply or reply.startswith("E") and len(reply) == 3:
+                raise RspError(f"cannot read register {name}: {reply!r}")
+            values.append(int.from_bytes(bytes.fromhex(reply), "little"))
+        return values
 
     # ---- memory --------------------------------------------------------------------------------
 
@@ -384,20 +398,37 @@ class RspClient:
             return 1
 
     def set_breakpoint(self, address):
-        self._ok(f"Z0,{address:x},{self._kind()}")
+        self.breakpoints(add=[address])
 
     def remove_breakpoint(self, address):
-        self._ok(f"z0,{address:x},{self._kind()}")
+        self.breakpoints(remove=[address])
+
+    def breakpoints(self, remove=(), add=(), resume=None):
+        """Removes the software breakpoints at @p remove, inserts those at @p add and then, with
+        @p resume ("c" or "s"), lets the guest run: the packets sent in one write (the stub
+        handles them in order), their OKs read after."""
+        if self.running:
+            raise RspError("the guest is running: stop it before sending a request")
+        kind = self._kind()
+        packets = [f"z0,{a:x},{kind}" for a in remove] + [f"Z0,{a:x},{kind}" for a in add]
+        if not packets and resume is None:
+            return
+        self._sent = b"".join(frame(p) for p in packets + ([resume] if resume else []))
+        data, self._ack = self._ack + self._sent, b""
+        self._sendall(data)
+        for payload in packets:
+            reply = self._read_packet().decode("latin-1")
+            if reply != "OK":
+                raise RspError(f"{payload!r}: the gdbstub answered {reply!r}")
+        self.running = resume is not None
 
     def cont(self):
         """Lets the guest run; wait_stop() collects the stop reply."""
-        self._send("c")
-        self.running = True
+        self.breakpoints(resume="c")
 
     def step(self):
         """Executes one instruction; wait_stop() collects the stop reply."""
-        self._send("s")
-        self.running = True
+        self.breakpoints(resume="s")
 
     def wait_stop(self, timeout=None):
         """Waits until the running guest stops (a breakpoint, an interrupt); the StopReply. A

@@ -968,9 +968,8 @@ class Guest:
             # Stopped on this very instruction: QEMU would report the breakpoint again without
             # running it. Step past it first.
             self._step_off(address, what)
-        self._arm({address})
         self._stopped_at = None
-        self.client.cont()
+        self._arm({address}, resume="c")
         self._wait(what)
         snap = self.snapshot()
         if snap.pc != address:
@@ -998,9 +997,8 @@ class Guest:
                 if pc in side:
                     self._side(self.snapshot())
                     continue
-            self._arm(where + side)
             self._stopped_at = None
-            self.client.cont()
+            self._arm(where + side, resume="c")
             if end is None:
                 self._wait(what)
             else:
@@ -1015,26 +1013,22 @@ class Guest:
             raise AssertionError(f"the guest stopped at {snap.pc:#x}, not at {what}")
         return snap
 
-    def _arm(self, wanted=()):
-        """Leaves exactly the breakpoints @p wanted in QEMU before the guest runs on. Those of the
-        last stop stay in while the guest is stopped, since the next stop mostly wants the same
-        ones: QEMU 7.2 throws away all the code it has translated at each insertion and removal
-        (breakpoint_invalidate), and a stop at a system call of a long run would otherwise pay
-        for that a dozen times over. Every way of letting the guest run calls this first."""
+    def _arm(self, wanted=(), resume=None):
+        """Leaves exactly the breakpoints @p wanted in QEMU and then, with @p resume ("c": run,
+        "s": one instruction), lets the guest run (one write: client.breakpoints()). Those of
+        the last stop stay in while the guest is stopped, since the next stop mostly wants the
+        same ones: QEMU 7.2 throws away all the code it has translated at each insertion and
+        removal (breakpoint_invalidate), and a stop at a system call of a long run would
+        otherwise pay for that a dozen times over. Every way of letting the guest run is this."""
         wanted = set(wanted)
-        for a in self._armed - wanted:
-            self.client.remove_breakpoint(a)
-        for a in wanted - self._armed:
-            self.client.set_breakpoint(a)
+        self.client.breakpoints(remove=self._armed - wanted, add=wanted - self._armed, resume=resume)
         self._armed = wanted
 
     def step(self):
         """Runs one instruction (no breakpoint at the PC: QEMU versions differ on which of a
         step and a breakpoint there comes first); the stop is collected by _wait()."""
         pc = self._stopped_at
-        if pc is not None and pc in self._armed:
-            self._arm(self._armed - {pc})
-        self.client.step()
+        self._arm(self._armed - {pc}, resume="s")
 
     def _side(self, snap):
         """A side stop (side_stop()) reached at @p snap: its callback, if any."""
@@ -1092,10 +1086,9 @@ class Guest:
     def stop_after(self, seconds, what=None):
         """Lets the guest run @p seconds more, stops it and returns the Snapshot. @p what names
         what the grader is waiting for, should the test's deadline pass meanwhile."""
-        self._arm()
         self._stopped_at = None
         self.waiting_for = what or f"the stop {seconds:.2f} s later"
-        self.client.cont()
+        self._arm(resume="c")
         end = time.monotonic() + seconds
         while time.monotonic() < end:
             self.session.check()
@@ -1109,9 +1102,8 @@ class Guest:
         more (the grader's pick), stops it and returns the Snapshot."""
         rx = re.compile(pattern)
         seen = len(self.session.lines())
-        self._arm()
         self._stopped_at = None
-        self.client.cont()
+        self._arm(resume="c")
         self.waiting_for = f"a line matching /{pattern}/"
         while True:
             self.session.check()
@@ -1129,7 +1121,7 @@ class Guest:
 
     def snapshot(self):
         names = (self.model.pc, self.model.sp) + self.model.translation
-        regs = {n.lower(): self.client.read_register(n) for n in names}
+        regs = dict(zip((n.lower() for n in names), self.client.read_registers(names)))
         self._stops += 1
         snap = Snapshot(self, regs)
         self._stopped_at = snap.pc
