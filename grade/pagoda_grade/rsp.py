@@ -445,6 +445,18 @@ class RspClient:
         self._interrupting = False
         return StopReply(payload.decode("latin-1"))
 
+    def stop_pending(self):
+        """Whether the running guest's stop reply has begun to come (what the socket holds now
+        is read, without waiting; the stub's acks before it are dropped): for a caller that
+        waits on the socket itself (select) and must not take an ack for a stop."""
+        while select.select([self.sock], [], [], 0)[0]:
+            data = self.sock.recv(65536)
+            if not data:
+                return True     # (wait_stop() says the stub hung up)
+            self._buffer += data
+        self._buffer = self._buffer.lstrip(b"+")
+        return bool(self._buffer)
+
     def refuse_file_io(self, payload):
         """Answers the File-I/O request @p payload with a failure and no host access: EPERM, and
         QEMU resumes the guest (the call returns -1); when an interrupt is pending, EINTR with

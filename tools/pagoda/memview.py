@@ -217,7 +217,7 @@ class Session:
                         return
                     if self.wanted.is_set() and self.client.running:
                         self.client.send_interrupt()
-                if self.client.sock not in ready and not self.client._buffer and self.client.running:
+                if self.client.running and not self.client.stop_pending():
                     continue
                 stop = self.client.wait_stop()
                 if stop.exited:
