@@ -225,8 +225,9 @@ class RspClient:
         except OSError as e:
             raise RspError(f"the gdbstub connection broke: {e}") from None
 
-    def _send(self, payload):
-        self._sent = frame(payload)
+    def _send(self, *payloads):
+        """Sends @p payloads' packets in one write, after the + owed for the last reply."""
+        self._sent = b"".join(frame(p) for p in payloads)
         data, self._ack = self._ack + self._sent, b""
         self._sendall(data)
 
@@ -327,10 +328,7 @@ class RspClient:
         instead of one a register)."""
         if self.running:
             raise RspError("the guest is running: stop it before sending a request")
-        frames = [frame(f"p{self.register(name).number:x}") for name in names]
-        self._sent = b"".join(frames)
-        data, self._ack = self._ack + self._sent, b""
-        self._sendall(data)
+        self._send(*(f"p{self.register(name).number:x}" for name in names))
         values = []
         for name in names:
             reply = self._read_packet().decode("latin-1")
@@ -413,9 +411,7 @@ class RspClient:
         packets = [f"z0,{a:x},{kind}" for a in remove] + [f"Z0,{a:x},{kind}" for a in add]
         if not packets and resume is None:
             return
-        self._sent = b"".join(frame(p) for p in packets + ([resume] if resume else []))
-        data, self._ack = self._ack + self._sent, b""
-        self._sendall(data)
+        self._send(*packets, *([resume] if resume else []))
         for payload in packets:
             reply = self._read_packet().decode("latin-1")
             if reply != "OK":
