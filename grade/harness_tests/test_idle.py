@@ -8,7 +8,7 @@ from pagoda_grade.idle import IDLE_STOP, IdleWatch, nothing_can_run
 from pagoda_pt.procaudit import Rec
 
 READY, RUNNING, SLEEPING, ZOMBIE, WAITING = 1, 2, 3, 4, 5
-F = types.SimpleNamespace(ready=READY, running=RUNNING, zombie=ZOMBIE, waiting=WAITING)
+F = types.SimpleNamespace(ready=READY, running=RUNNING, zombie=ZOMBIE, waiting=WAITING, sleeping=SLEEPING)
 IDLE = (0x1000, 0x1040)
 
 
@@ -85,7 +85,7 @@ def test_a_console_reader_waits_forever_only_once_the_grader_types_no_more(monke
     monkeypatch.setattr(procaudit, "read_table", lambda read_phys, facts: table)
     held = {"reader": 2}
     w = IdleWatch([IDLE], F, lambda pa, size: held["reader"].to_bytes(size, "little") if pa == 0x9000 else b"",
-                  ticks=3, reader=(0x9000, SLEEPING))
+                  ticks=3, reader=0x9000)
     events = [event(INTERRUPT, 0x1010)] * 3
     assert w.feed(events) is None                           # the grader may still type
     events += [event(INTERRUPT, 0x1010)] * 2

@@ -13,7 +13,7 @@ READY, RUNNING, SLEEPING, ZOMBIE, WAITING = 1, 2, 3, 4, 5
 
 
 class FakeFacts:
-    ready, running, zombie, waiting = READY, RUNNING, ZOMBIE, WAITING
+    ready, running, sleeping, zombie, waiting = READY, RUNNING, SLEEPING, ZOMBIE, WAITING
     frame_size, frame_result, frame_pc, frame_sp, frame_flags = 64, 0, 8, 16, 24
     stack_base, stride, guard, stack_size, slots = 0x10000, 0x8000, 0x4000, 0x4000, 80
     state_name = procaudit.Facts.state_name

@@ -84,7 +84,7 @@ class IdleWatch:
     """Watches the exception log's events of one witnessed boot (feed()) and says when the guest
     idles with nothing that can run (nothing_can_run()), reading the process table through
     @p read_phys(pa, size). @p spans: [(start, end)] of the idle functions' code (IDLE_FUNCTIONS).
-    @p reader: (where the console's held line keeps its reader's pid, the Sleeping state), or None.
+    @p reader: the physical address where the console's held line keeps its reader's pid, or None.
     close() gives back what of() opened."""
 
     def __init__(self, spans, facts, read_phys, ticks=IDLE_TICKS, close=lambda: None, reader=None):
@@ -108,7 +108,7 @@ class IdleWatch:
             spans = [(f.address, f.address + max(f.size, 1)) for f in (symbols.find(kernel, name)
                                                                        for name in IDLE_FUNCTIONS)]
             line = symbols.address_of(kernel, contract.CONSOLE_LINE) + symbols.fact(kernel, "held_line_reader_offset")
-            reader = (symbols.physical_of(kernel, line), symbols.fact(kernel, "process_state_sleeping"))
+            reader = symbols.physical_of(kernel, line)
         except (AssertionError, OSError):
             return None
         fd = os.dup(ram_fd)
@@ -130,8 +130,8 @@ class IdleWatch:
         longer come (it sleeps a tick at a time between looks), or 0."""
         if not self.no_input or self.reader is None:
             return 0
-        pid = int.from_bytes(self.read_phys(self.reader[0], 4), "little")
-        return pid if any(r.pid == pid and r.state == self.reader[1] for r in recs) else 0
+        pid = int.from_bytes(self.read_phys(self.reader, 4), "little")
+        return pid if any(r.pid == pid and r.state == self.facts.sleeping for r in recs) else 0
 
     def feed(self, events):
         """None, or why the boot should end now, from the log's @p events (all of them so far)."""

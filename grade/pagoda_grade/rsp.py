@@ -233,10 +233,18 @@ class RspClient:
 
     def request(self, payload, timeout=None):
         """Sends one packet and returns the reply's payload as text."""
+        return self.requests([payload], timeout=timeout)[0]
+
+    def requests(self, payloads, then=None, timeout=None):
+        """Sends @p payloads and then (@p then: "c" or "s", which let the guest run and are
+        answered only when it stops) in one write, and returns the replies to @p payloads as
+        text, read in order (a stub answers packets in the order they come)."""
         if self.running:
             raise RspError("the guest is running: stop it before sending a request")
-        self._send(payload)
-        return self._read_packet(timeout).decode("latin-1")
+        self._send(*payloads, *([then] if then else []))
+        replies = [self._read_packet(timeout).decode("latin-1") for _ in payloads]
+        self.running = then is not None
+        return replies
 
     def _ok(self, payload):
         reply = self.request(payload)
@@ -323,15 +331,9 @@ class RspClient:
         return self.read_registers([name])[0]
 
     def read_registers(self, names):
-        """[value] of the registers @p names, as ints: their requests sent at once and the
-        replies read in order (a stub answers packets in the order they come; one round trip
-        instead of one a register)."""
-        if self.running:
-            raise RspError("the guest is running: stop it before sending a request")
-        self._send(*(f"p{self.register(name).number:x}" for name in names))
+        """[value] of the registers @p names, as ints (one round trip: requests())."""
         values = []
-        for name in names:
-            reply = self._read_packet().decode("latin-1")
+        for name, reply in zip(names, self.requests([f"p{self.register(name).number:x}" for name in names])):
             if not reply or reply.startswith("E") and len(reply) == 3:
                 raise RspError(f"cannot read register {name}: {reply!r}")
             values.append(int.from_bytes(bytes.fromhex(reply), "little"))
@@ -403,20 +405,13 @@ class RspClient:
 
     def breakpoints(self, remove=(), add=(), resume=None):
         """Removes the software breakpoints at @p remove, inserts those at @p add and then, with
-        @p resume ("c" or "s"), lets the guest run: the packets sent in one write (the stub
-        handles them in order), their OKs read after."""
-        if self.running:
-            raise RspError("the guest is running: stop it before sending a request")
+        @p resume ("c" or "s"), lets the guest run, in one write (requests())."""
         kind = self._kind()
         packets = [f"z0,{a:x},{kind}" for a in remove] + [f"Z0,{a:x},{kind}" for a in add]
-        if not packets and resume is None:
-            return
-        self._send(*packets, *([resume] if resume else []))
-        for payload in packets:
-            reply = self._read_packet().decode("latin-1")
-            if reply != "OK":
-                raise RspError(f"{payload!r}: the gdbstub answered {reply!r}")
-        self.running = resume is not None
+        if packets or resume:
+            for payload, reply in zip(packets, self.requests(packets, then=resume)):
+                if reply != "OK":
+                    raise RspError(f"{payload!r}: the gdbstub answered {reply!r}")
 
     def cont(self):
         """Lets the guest run; wait_stop() collects the stop reply."""

@@ -47,6 +47,7 @@ class Facts:
         self.kslot = f("process_kstack_slot")
         self.ready, self.running = f("process_state_ready"), f("process_state_running")
         self.zombie, self.waiting = f("process_state_zombie"), f("process_state_waiting")
+        self.sleeping = f("process_state_sleeping")
         self.stack_base, self.stride = f("stack_base"), f("kernel_stack_stride")
         self.guard, self.stack_size = f("kernel_stack_guard"), f("kernel_stack_size")
         self.frame_size, self.frame_result = f("user_frame_size"), f("user_frame_result")
@@ -55,7 +56,7 @@ class Facts:
     def state_name(self, state):
         names = {0: "Free", self.ready: "Ready", self.running: "Running", self.zombie: "a Zombie",
                  self.waiting: "Waiting"}
-        return names.get(state, f"in state {state} (Sleeping)" if state == 3 else f"in state {state}")
+        return names.get(state, f"in state {state} (Sleeping)" if state == self.sleeping else f"in state {state}")
 
     def stack_top(self, slot):
         return self.stack_base + slot * self.stride + self.guard + self.stack_size
