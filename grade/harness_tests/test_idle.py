@@ -8,7 +8,8 @@ from pagoda_grade.idle import IDLE_STOP, IdleWatch, nothing_can_run
 from pagoda_pt.procaudit import Rec
 
 READY, RUNNING, SLEEPING, ZOMBIE, WAITING = 1, 2, 3, 4, 5
-F = types.SimpleNamespace(ready=READY, running=RUNNING, zombie=ZOMBIE, waiting=WAITING, sleeping=SLEEPING)
+F = types.SimpleNamespace(ready=READY, running=RUNNING, zombie=ZOMBIE, waiting=WAITING, sleeping=SLEEPING,
+                          stack_base=0x100000, stride=0x10000)
 IDLE = (0x1000, 0x1040)
 
 
@@ -31,8 +32,8 @@ def test_only_waiters_and_zombies_with_parents_can_never_run():
     assert nothing_can_run(F, []) is None
 
 
-def event(kind, pc):
-    return types.SimpleNamespace(kind=kind, pc=pc)
+def event(kind, pc, privilege=0, sp=None, root=None, index=0, vector=0x20):
+    return types.SimpleNamespace(kind=kind, pc=pc, privilege=privilege, sp=sp, root=root, index=index, vector=vector)
 
 
 def watch(monkeypatch, table):
@@ -74,6 +75,33 @@ def test_a_process_left_running_while_the_cpu_idles_is_named(monkeypatch):
     # A process that waits in the kernel (a self-test, a system call that sleeps there) is current.
     monkeypatch.setattr(procaudit, "read_current", lambda read_phys, facts, recs: (recs[0], 0xffff0000))
     assert left_running(F, table, None) is None
+
+
+def test_a_process_left_running_after_a_tick_in_its_kernel_code_names_kernel_preemption(monkeypatch):
+    """Slip lab3/preempt-any-running-process: a tick in a system call switched the process out, and
+    it stays Running. x86_64's log shows the interrupt's RSP (on that process's kernel stack) and
+    CR3; the rule names kernel preemption only when the process never ran in user mode after it."""
+    import pagoda_grade.procaudit as procaudit
+    monkeypatch.setattr(procaudit, "read_current", lambda read_phys, facts, recs: (None, 0))
+    table = [rec(2, 0, RUNNING)]            # (its kernel stack is slot 2: 0x120000-0x130000)
+    w = watch(monkeypatch, table)
+
+    def log(*events):                       # (a log's events are numbered in order)
+        for i, e in enumerate(events):
+            e.index = i
+        return list(events) + [event(INTERRUPT, 0x1010, index=len(events) + i) for i in range(3)]
+
+    def tick(sp=0x12ff00):
+        return event(INTERRUPT, 0x8000, sp=sp, root=0x5000)
+
+    def user():
+        return event(INTERRUPT, 0x400000, privilege=3, sp=0x7fff00, root=0x5000)
+
+    assert "kernel code was preempted" in w.feed(log(user(), tick())).split(";")[0]
+    w = watch(monkeypatch, table)           # seen in user mode after the tick: another cause
+    assert "kernel code was preempted" not in w.feed(log(tick(), user()))
+    w = watch(monkeypatch, table)           # a tick on another process's kernel stack: not its
+    assert "kernel code was preempted" not in w.feed(log(user(), tick(0x13ff00)))
 
 
 def test_a_console_reader_waits_forever_only_once_the_grader_types_no_more(monkeypatch):

@@ -29,7 +29,7 @@ from pagoda_core.symbolize import Symbolizer
 from pagoda_pt.isa import isa
 from pagoda_pt.kernelnames import NO_NAMES, KernelNames
 
-from . import todo
+from . import symbols, todo
 from .outcomes import (CHECKED, ENDED, LOG_LIMIT, OUTPUT_LIMIT, STORM, TIMEOUT, BootEnded, Checks, GradeFailure,
                        escape_controls, findings, kill_lines, never_reached_reason, panic_line, shown, skeleton_headline,
                        watch_note)
@@ -471,6 +471,9 @@ class Booter:
         # there, so that the test's own checks name a kernel bug that explains it first; the test
         # fails with it when nothing else fails it (unexplained_problem(), grade/conftest.py).
         self.watch_problems = []
+        # The kernel's code or read-only data changed in guest RAM, seen as a witnessed boot ended
+        # (symbols.image_change): said after a failing test's reason, and fails a test that passed.
+        self.image_problems = []
         # What the grader's audits found broken at its stops (procaudit.ProcessAudit): the first
         # heads a failure of the test (Run.fail, causes.audit_first); it never fails one itself.
         self.audit_findings = []
@@ -672,7 +675,8 @@ class Booter:
         reached first (no later than lab @p lab, the tree's), the error, what the watches saw
         that it does not already say, the replay line."""
         reason = skeleton_headline(error, self.serial_lines, min(test_lab, lab)) if test_lab is not None else error
-        seen = watch_note(self.watch_problems, reason)
+        seen = "\n".join(filter(None, [watch_note(self.watch_problems, reason),
+                                      watch_note(self.image_problems, reason).replace("at its stops", "as a boot ended")]))
         return self.with_replay(reason + "\n" + seen if seen else reason)
 
     def unexplained_problem(self):
@@ -682,6 +686,9 @@ class Booter:
         RAM the last boots left (end_audit()), then what a watch recorded (watch_problems). On a
         correct kernel there is none of them: each is a kernel bug, whatever the test's own checks
         saw. Nothing when there is none."""
+        if self.image_problems:
+            raise GradeFailure(self.image_problems[0] + "\n(the grader compared the kernel's code and read-only data "
+                               "in guest RAM with the ELF it booted, as the boot ended)" + self._boot_context(self.last_boot))
         if self.audit_findings:
             more = len(self.audit_findings) - 1
             raise GradeFailure(self.audit_findings[0].splitlines()[0]
@@ -761,4 +768,10 @@ class Booter:
                     self.keep_ram(self._remains)
                 except OSError:
                     self._remains = None
+                try:
+                    changed = self._remains and symbols.image_change(self.kernel, self._remains.read_phys)
+                except (OSError, ValueError, AssertionError):
+                    changed = None
+                if changed and changed not in self.image_problems:
+                    self.image_problems.append(changed)
                 guest.release()

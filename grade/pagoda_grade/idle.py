@@ -67,17 +67,30 @@ def nothing_can_run(facts, recs, reader=0):
                "adopter, pid 1, or to the kernel, parent 0)" if orphans else ""))
 
 
-def left_running(facts, recs, read_phys):
+def left_running(facts, recs, read_phys, preempted=lambda rec: None):
     """None, or a sentence naming a process of @p recs marked Running while the CPU idles in the
-    idle loop (no current process): nothing ever picks a Running process again."""
+    idle loop (no current process): nothing ever picks a Running process again. @p preempted(rec)
+    -> None, or the interrupt (a faultlog.Event) that took the process's kernel code last, after
+    which it never ran in user mode again: then the cause is that the tick switched away from kernel
+    code (timer_tick() must preempt only a tick from user mode), and the sentence says so first."""
     from . import procaudit
-    if not any(r.state == facts.running for r in recs):
+    running = [r for r in recs if r.state == facts.running]
+    if not running:
         return None
     current, pointer = procaudit.read_current(read_phys, facts, recs)
     if current is not None or pointer:
         return None     # (a process waiting in the kernel: it is current)
     why = procaudit.audit_table(facts, recs, None, 0, f"after {IDLE_TICKS} interrupts in a row taken in the idle loop")
-    return f"{IDLE_STOP}: {why}" if why else None
+    if not why:
+        return None
+    for r in running:
+        tick = preempted(r)
+        if tick is not None:
+            return (f"{IDLE_STOP}: kernel code was preempted: the last interrupt QEMU's log shows on {r.who}'s kernel "
+                    f"stack (vector {tick.vector:#x} at {tick.pc:#x}, CPL 0) interrupted its kernel code, and it never "
+                    "ran in user mode again: a tick that interrupts kernel code must not end the turn (only a tick "
+                    f"from user mode preempts); {why}")
+    return f"{IDLE_STOP}: {why}"
 
 
 class IdleWatch:
@@ -92,6 +105,10 @@ class IdleWatch:
         self.close, self.reader = close, reader
         self.seen = 0       # events of the log already looked at
         self.run = 0        # interrupts in a row taken in the idle loop
+        # Where the log shows the stack (x86_64's dump has RSP and CR3): {kernel-stack slot: the last
+        # interrupt taken in kernel code outside the idle loop with SP in that slot's stack}, and
+        # {root: index of the last event taken from user mode in that root}.
+        self.kernel_irq, self.user_seen = {}, {}
         self.no_input = False   # the grader types nothing more (no_more_input())
 
     @classmethod
@@ -133,13 +150,23 @@ class IdleWatch:
         pid = int.from_bytes(self.read_phys(self.reader, 4), "little")
         return pid if any(r.pid == pid and r.state == self.facts.sleeping for r in recs) else 0
 
+    def preempted(self, rec):
+        """The interrupt that last took @p rec's kernel code, when the process was never seen in user
+        mode (in the root that interrupt ran in) after it; else None."""
+        e = self.kernel_irq.get(rec.kslot)
+        return e if e is not None and self.user_seen.get(e.root, -1) < e.index else None
+
     def feed(self, events):
         """None, or why the boot should end now, from the log's @p events (all of them so far)."""
         for e in events[self.seen:]:
             if e.kind == INTERRUPT and e.pc is not None and any(lo <= e.pc < hi for lo, hi in self.spans):
                 self.run += 1
-            else:
-                self.run = 0    # (anything else: the kernel or a process did something)
+                continue
+            self.run = 0    # (anything else: the kernel or a process did something)
+            if e.privilege and e.root is not None:
+                self.user_seen[e.root] = e.index
+            elif e.kind == INTERRUPT and e.sp is not None and e.root is not None and e.sp > self.facts.stack_base:
+                self.kernel_irq[(e.sp - 1 - self.facts.stack_base) // self.facts.stride] = e
         self.seen = len(events)
         if self.run < self.ticks:
             return None
@@ -148,6 +175,6 @@ class IdleWatch:
         try:
             recs = procaudit.read_table(self.read_phys, self.facts)
             return (nothing_can_run(self.facts, recs, self.waiting_reader(recs))
-                    or left_running(self.facts, recs, self.read_phys))
+                    or left_running(self.facts, recs, self.read_phys, self.preempted))
         except (OSError, ValueError):
             return None

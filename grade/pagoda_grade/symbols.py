@@ -188,6 +188,44 @@ def physical_of(kernel, va):
     raise AssertionError(f"{va:#x} is in no loadable segment of {kernel}")
 
 
+@functools.lru_cache(maxsize=8)
+def read_only_image(kernel):
+    """((section name, link address, physical address, bytes), ...) of every section of @p kernel
+    that the loader places and nothing may write: its code and read-only data (allocated, with
+    contents, not writable), but for the boot stub's (.boot*: its frames are given to the
+    allocator once the kernel runs high)."""
+    from elftools.elf.constants import SH_FLAGS
+    out = []
+    for s in elffile.elf(kernel).file.iter_sections():
+        flags = s["sh_flags"]
+        if (s["sh_type"] == "SHT_PROGBITS" and s["sh_size"] and flags & SH_FLAGS.SHF_ALLOC
+                and not flags & SH_FLAGS.SHF_WRITE and not s.name.startswith(".boot")):
+            out.append((s.name, s["sh_addr"], physical_of(kernel, s["sh_addr"]), s.data()))
+    return tuple(out)
+
+
+def image_change(kernel, read_phys):
+    """None, or a sentence naming where guest RAM (@p read_phys(pa, size)) holds @p kernel's code or
+    read-only data (read_only_image()) differently from the ELF: the first changed byte, its
+    function (or data symbol) and how many bytes differ. The grader's breakpoints are QEMU's own
+    and never written into guest RAM, so any difference is the guest's doing."""
+    for name, va, pa, built in read_only_image(kernel):
+        held = read_phys(pa, len(built))
+        if held == built:
+            continue
+        first = next(i for i in range(0, len(built), 4096) if held[i:i + 4096] != built[i:i + 4096])
+        first = next(i for i in range(first, len(built)) if held[i] != built[i])
+        count = sum(a != b for a, b in zip(held[first:], built[first:]))
+        where = function_at(kernel, va + first) or next(
+            (t for t in symbol_table(kernel) if t.kind in "RrDd" and t.size and t.contains(va + first)), None)
+        return (f"the kernel's {name} in guest RAM is not the one built: {count} byte{'s' * (count > 1)} differ "
+                f"from the kernel ELF, the first at {va + first:#x}"
+                + (f" (in {base_name(where.name)})" if where else "")
+                + ": the kernel's code and read-only data never change once loaded (written at run time, through "
+                "the physical window or a frame of the kernel image handed out as free and reused?)")
+    return None
+
+
 def read_image(kernel, va, size):
     """The @p size bytes the kernel file holds at link address @p va (from its loadable segments;
     bytes past a segment's file size are zero, as the loader leaves them)."""
