@@ -9,6 +9,8 @@ output goes to a log file (build/setup.log) whose path is printed, and whose tai
 apt fails. This module imports nothing outside the standard library: it runs before anything
 else is installed.
 """
+import contextlib
+import fcntl
 import glob
 import importlib.util
 import os
@@ -251,6 +253,83 @@ def _run_logged(cmd, env, log, on_line=None):
     return proc.wait()
 
 
+# The locks apt and dpkg take (fcntl record locks on these files) while another package manager
+# runs: an unattended upgrade after a fresh boot, a second `apt-get`, another ./pagoda's setup.
+APT_LOCKS = ("/var/lib/dpkg/lock-frontend", "/var/lib/dpkg/lock", "/var/lib/apt/lists/lock",
+             "/var/cache/apt/archives/lock")
+# How long apt itself waits for its lock (its DPkg::Lock::Timeout, seconds) before failing:
+# after our own wait, only a package manager that starts in the same instant meets it.
+APT_LOCK_TIMEOUT = 1800
+# Where two ./pagoda commands that both find something missing take turns: the second waits for
+# the first to install, then installs only what is still missing (often nothing).
+SETUP_LOCK = os.path.join(tempfile.gettempdir(), "pagoda-setup.lock")
+
+
+def lock_holder(path):
+    """None when no process holds the fcntl lock of the file @p path (or it does not exist), else
+    a description of who does ('pid 812 (unattended-upgr)', from /proc/locks)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        inode = os.fstat(fd).st_ino
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)   # (a reader's lock: never blocks apt for long)
+            fcntl.lockf(fd, fcntl.LOCK_UN)
+            return None
+        except OSError:
+            pass
+    finally:
+        os.close(fd)
+    try:
+        with open("/proc/locks") as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) > 5 and fields[5].split(":")[-1] == str(inode) and fields[4].isdigit():
+                    pid = fields[4]
+                    try:
+                        with open(f"/proc/{pid}/comm") as c:
+                            return f"pid {pid} ({c.read().strip()})"
+                    except OSError:
+                        return f"pid {pid}"
+    except OSError:
+        pass
+    return "another process"
+
+
+def wait_for_package_manager(locks=APT_LOCKS, poll=1.0):
+    """Returns once no process holds apt's or dpkg's locks (@p locks), having said once what it
+    waits for: a fresh machine's unattended upgrade holds them for minutes, and apt-get run
+    meanwhile fails at once. No limit: the one who waits can see what it waits for and end it."""
+    said = False
+    while True:
+        held = [(path, who) for path in locks for who in [lock_holder(path)] if who]
+        if not held:
+            return
+        if not said:
+            path, who = held[0]
+            info(f"setup: waiting for another package manager to finish ({who} holds {path})")
+            said = True
+        time.sleep(poll)
+
+
+@contextlib.contextmanager
+def setup_turn(path=SETUP_LOCK):
+    """Holds the lock that lets one ./pagoda install at a time on this machine; a second waits,
+    saying so once, until the first is done."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            info("setup: another ./pagoda is installing packages; waiting for it to finish")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 def install(requirements):
     """Installs the packages of @p requirements with apt-get: one line per package on the
     terminal (printed when dpkg has set it up), everything apt and dpkg say in the log.
@@ -280,6 +359,8 @@ def install(requirements):
             info(f"  installed {m[1]} ({why[m[1]]})")
 
     def run(cmd, pkgs):
+        wait_for_package_manager()
+        cmd = cmd[:len(prefix) + 1] + ["-o", f"DPkg::Lock::Timeout={APT_LOCK_TIMEOUT}"] + cmd[len(prefix) + 1:]
         status = _run_logged(cmd, env, log, on_line)
         if status != 0:
             tail = "\n  ".join(_tail(path))
@@ -309,12 +390,21 @@ def install(requirements):
     info(f"setup: {len(dict.fromkeys(installed))} package(s) installed in {time.monotonic() - start:.0f}s")
 
 
+def install_missing(requirements):
+    """Installs what of @p requirements is missing, one ./pagoda at a time (setup_turn()): what a
+    command that waited for another's install still misses once it is done (often nothing)."""
+    with setup_turn():
+        absent = missing(requirements)
+        if absent:
+            install(absent)
+
+
 def ensure(requirements=REQUIREMENTS):
     """Installs what is missing, quietly when nothing is (run by run, test and grade)."""
     absent = missing(requirements)
     if absent:
         info(f"missing: {', '.join(r.name for r in absent)}; running ./pagoda setup first")
-        install(absent)
+        install_missing(requirements)
 
 
 def _chosen(args):
@@ -329,11 +419,10 @@ def cmd_setup(args):
         return 0
     if args.check:
         return 0 if check(requirements=wanted) else 1
-    absent = missing(wanted)
-    if not absent:
+    if not missing(wanted):
         info("setup: everything Pagoda needs is already installed")
         return 0
-    install(absent)
+    install_missing(wanted)
     return 0
 
 
