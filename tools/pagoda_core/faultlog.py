@@ -54,6 +54,15 @@ SOFTWARE = "software"       # asked for by an instruction: INT n, INT3, SVC, BRK
 # the kernel returns to the faulting instruction without fixing anything. The grader stops the
 # boot as soon as the log shows one.
 STORM_THRESHOLD = 64
+# A loop of faults in the kernel: more than this many exceptions taken from kernel mode in a row,
+# with no interrupt and no system call between (nothing else ran) and at most CYCLE_KINDS
+# different ones among them, is a storm too: a handler that faults again in a way that ends in
+# the first fault (a device the kernel cannot reach, touched again by the report of its fault).
+# A kernel that makes progress takes its timer's interrupt between.
+CYCLE_THRESHOLD = 256
+CYCLE_KINDS = 4
+# The privilege (Event.privilege) of user mode: CPL 3, EL0.
+_USER_PRIVILEGE = {"x86_64": 3, "aarch64": 0}
 # A summary names at most this many exceptions of the chain that led to a death.
 CHAIN_SHOWN = 6
 
@@ -496,12 +505,19 @@ def _is_permission_fault(event):
 
 @dataclass
 class Storm:
-    """Many identical exceptions: the kernel keeps returning to an instruction that faults."""
+    """Many identical exceptions: the kernel keeps returning to an instruction that faults; or
+    (kinds > 1) a loop of a few exceptions in kernel mode with nothing else between, @p event the
+    one the loop took most."""
     count: int
     event: Event
+    kinds: int = 1
 
     def diagnosis(self):
         e = self.event
+        if self.kinds > 1:
+            return (f"the kernel takes the same {self.kinds} exceptions over and over with no interrupt between: a "
+                    "fault handler that faults again (an address the kernel cannot reach, touched again while the "
+                    "fault is handled or reported)")
         loop = _aarch64_loop(e)
         if loop:
             return loop
@@ -515,6 +531,9 @@ class Storm:
                 "faulting instruction without fixing the cause")
 
     def describe(self, symbolize=None):
+        if self.kinds > 1:
+            return (f"exception storm: {self.count} exceptions in kernel mode in a row, {self.kinds} different ones "
+                    f"repeating, the most frequent: {self.event.describe(symbolize)}; {self.diagnosis()}")
         return (f"exception storm: {self.count} identical exceptions, the first: "
                 f"{self.event.describe(symbolize)}; {self.diagnosis()}")
 
@@ -627,16 +646,39 @@ class StormCounter:
     starts the count again: many processes taking the same fault once each (the children of a
     fork writing the same copy-on-write page, which AArch64's log cannot tell apart) are no storm."""
 
-    def __init__(self, threshold=STORM_THRESHOLD):
+    def __init__(self, threshold=STORM_THRESHOLD, cycle=CYCLE_THRESHOLD):
         self.threshold = threshold
+        self.cycle = cycle
         self.storm = None
         self._signature = None
         self._first = None
         self._count = 0
         self._ended = False
+        self._loop = {}     # signature -> [its first event, how often] of the kernel's fault loop so far
+        self._looped = 0    # exceptions in that loop
+
+    def _loop_add(self, event):
+        """The loop rule (CYCLE_THRESHOLD): kernel-mode exceptions in a row, nothing between."""
+        if event.kind != EXCEPTION or event.privilege == _USER_PRIVILEGE.get(event.arch):
+            self._loop, self._looped = {}, 0
+            return
+        seen = self._loop.setdefault(event.signature(), [event, 0])
+        seen[1] += 1
+        self._looped += 1
+        if len(self._loop) > CYCLE_KINDS:
+            self._loop, self._looped = {event.signature(): [event, 1]}, 1
+        elif self._looped > self.cycle and len(self._loop) > 1:
+            most = max(self._loop.values(), key=lambda seen: seen[1])[0]
+            self.storm = Storm(count=self._looped, event=most, kinds=len(self._loop))
 
     def add(self, event):
-        if event.kind == INTERRUPT or self._ended:
+        if self._ended:
+            return
+        if self.storm is None or self.storm.kinds > 1:
+            self._loop_add(event)
+            if self.storm is not None:
+                return
+        if event.kind == INTERRUPT:
             return
         signature = event.signature() if event.kind == EXCEPTION else None
         if signature is None or signature != self._signature:
