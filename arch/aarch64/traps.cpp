@@ -199,8 +199,10 @@ void vectors_init() {
 
 }  // namespace pagoda::aarch64
 
-/// Called by aarch64_trap_entry for every exception.
-extern "C" void aarch64_trap(pagoda::aarch64::TrapFrame* frame) {
+namespace {
+
+/// Every exception but a system call (aarch64_trap()).
+[[gnu::noinline]] void other_trap(pagoda::aarch64::TrapFrame* frame) {
   using namespace pagoda::aarch64;
   if (pagoda::vm::reporting_fault() && frame->type() == VectorType::Synchronous)
     pagoda::vm::report_nested_fault(trap_site(*frame));
@@ -231,10 +233,7 @@ extern "C" void aarch64_trap(pagoda::aarch64::TrapFrame* frame) {
       }
       break;
     case VectorType::Synchronous:
-      if (from_user && esr_class(frame->esr) == kClassSvc64) {
-        user_syscall(*frame);
-        return;
-      }
+      // (A system call from EL0 never comes here: aarch64_trap() took it.)
       if (frame->origin() == VectorOrigin::CurrentElSpx && semihosting_trapped(*frame)) return;
       if (is_translation_abort(*frame)) {
         if (resolve_software_bits(*frame)) return;  // lab 7: AF set, or a clean page made dirty
@@ -282,4 +281,23 @@ extern "C" void aarch64_trap(pagoda::aarch64::TrapFrame* frame) {
   }
   pagoda::panic("unhandled {} from the {} at ELR {:#x}", kVectorTypeNames[pagoda::u64(frame->type())],
                 kVectorOriginNames[pagoda::u64(frame->origin())], frame->elr);
+}
+
+}  // namespace
+
+/// Called by aarch64_trap_entry for every exception. A system call, the commonest, is taken
+/// first, with what it needs only (its stack checked, then user_syscall()); everything else goes
+/// to other_trap(), whose frame and saved registers it does not pay for. (Never a tail call: the
+/// debugging tools find the TrapFrame by this function's frame in the backtrace.)
+extern "C" [[clang::disable_tail_calls]] void aarch64_trap(pagoda::aarch64::TrapFrame* frame) {
+  using namespace pagoda::aarch64;
+  if (frame->kind == TRAP_KIND_LOWER_SYNC && esr_class(frame->esr) == kClassSvc64) [[likely]] {
+    // A trap from EL0 lands on SP_EL1: the running process's own kernel stack, or the switch to
+    // it went wrong. Checked before anything uses the stack.
+    pagoda::proc::check_user_trap_frame(reinterpret_cast<pagoda::uptr>(frame), "the EL1 stack (SP_EL1)",
+                                        reinterpret_cast<pagoda::uptr>(frame) + TRAP_FRAME_SIZE);
+    user_syscall(*frame);
+    return;
+  }
+  other_trap(frame);
 }

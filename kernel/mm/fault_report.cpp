@@ -156,9 +156,13 @@ bool explain_unresolved(FormatSink& sink, VirtAddr va) {
   return true;
 }
 
+namespace detail {
+bool g_reporting = false;
+}  // namespace detail
+using detail::g_reporting;
+
 namespace {
 
-bool g_reporting = false;
 TrapSite g_reported;  // the exception whose report is under way, while g_reporting
 
 }  // namespace
@@ -169,8 +173,6 @@ ReportingFault::ReportingFault(const TrapSite& site) {
 }
 
 ReportingFault::~ReportingFault() { g_reporting = false; }
-
-bool reporting_fault() { return g_reporting; }
 
 void report_nested_fault(const TrapSite& inner) {
   const TrapSite& outer = g_reported;

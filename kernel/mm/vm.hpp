@@ -213,8 +213,13 @@ class ReportingFault {
   ReportingFault& operator=(const ReportingFault&) = delete;
 };
 
-/// Whether a ReportingFault lives: an exception now is one taken by a report.
-[[nodiscard]] bool reporting_fault();
+namespace detail {
+extern bool g_reporting;  ///< a ReportingFault lives (fault_report.cpp)
+}  // namespace detail
+
+/// Whether a ReportingFault lives: an exception now is one taken by a report. (Inline: every
+/// exception and system call asks.)
+[[nodiscard]] inline bool reporting_fault() { return detail::g_reporting; }
 
 /// The exception at @p inner, taken while the report of another was under way: says so once,
 /// moves to the kernel's root and names what the live root lacked, and panics,

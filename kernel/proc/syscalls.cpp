@@ -88,7 +88,7 @@ constexpr usize kRecurseFrame = 512;
   return i64(k);
 }
 
-i64 sys_exit(u64 code) {
+[[gnu::noinline]] i64 sys_exit(u64 code) {
   const i64 value = i64(code);
   if (value < -2147483648ll || value > 2147483647ll) return fail(Errno::Inval);
   exit_current(abi::ExitInfo{.code = i32(value), .how = u32(abi::Termination::Exited), .address = 0});
@@ -333,7 +333,7 @@ bool out_of_room(const Result<Process*>& made) {
 }
 
 /// kill(pid, flags): ends @p pid (and with kKillTree its descendants) as kill() does.
-i64 sys_kill(u64 pid_arg, u64 flags) {
+[[gnu::noinline]] i64 sys_kill(u64 pid_arg, u64 flags) {
   const i64 pid = i64(pid_arg);
   if (pid <= 0 || pid > i64(0xffff'ffff) || (flags & ~abi::kKillTree) != 0) return fail(Errno::Inval);
   if (kill(u32(pid), abi::Termination::Killed, (flags & abi::kKillTree) != 0).is_error()) return fail(Errno::Srch);
@@ -341,7 +341,7 @@ i64 sys_kill(u64 pid_arg, u64 flags) {
 }
 
 /// foreground(pid): the process Ctrl-C ends (0: none); the previous one.
-i64 sys_foreground(u64 pid_arg) {
+[[gnu::noinline]] i64 sys_foreground(u64 pid_arg) {
   const i64 pid = i64(pid_arg);
   if (pid < 0 || pid > i64(0xffff'ffff)) return fail(Errno::Inval);
   if (pid != 0) {
@@ -418,9 +418,15 @@ i64 dispatch(Process* p, const SyscallArgs& call) {
 
 }  // namespace
 
+namespace {
+[[noreturn, gnu::cold, gnu::noinline]] void no_current_process(u64 number) {
+  panic("a system call ({}) with no current process", number);
+}
+}  // namespace
+
 i64 syscall(const SyscallArgs& call) {
   Process* p = current();
-  if (p == nullptr) panic("a system call ({}) with no current process", call.number);
+  if (p == nullptr) no_current_process(call.number);
   ++p->syscalls;
   const i64 result = dispatch(p, call);
   if (p->kill_pending) [[unlikely]]
