@@ -13,6 +13,17 @@ labs check then requires it to pass there instead. main itself must pass everyth
 With --previous-only, of the earlier labs each tree grades only lab N-1 (half the tests: every
 lab is still graded on the skeleton right after it; a skeleton breaking a lab further back is
 then found by the run without it, as in CI).
+
+The reference is a valid submission of every lab: its lab-N regions, handed in as a student
+would hand them in (the lab-N files as the lab-(N+1) tree shows them), go into the lab-N tree by
+the transplant that grades students (transplant.py: batch.py and the autograder), so a region
+that calls what only a region without a skeleton (the reference's own, not published in lab N)
+defines does not build. The transplanted kernel is built in the lab-N tree (which is then the
+skeleton again) and graded on lab N with the tree's own grader: every test must pass, on every
+ISA (logs: build/labs-check/as-submission/labN/). With --one-isa (./pagoda test without --full)
+it is built on one ISA only, half the labs on each (the seed choosing which, as `labs mutants
+--one-isa` splits), and not graded: what a grade would add is nearly all graded already, since the
+lab-(N+1) tree holds the same regions and grades lab N on them.
 """
 import concurrent.futures
 import json
@@ -262,8 +273,8 @@ def check_reference(n, root, labs, sources, arch=paths.DEFAULT_ARCH, grade=True)
         if graded.left_out:
             v.details.append("left out of the graded tree (not a student's to write): " + ", ".join(graded.left_out))
     elif not grade or arch not in labs[n].arches:
-        v.summary = f"builds ({build_cpu:.0f} CPU-s); not graded on {arch}" + \
-            (" (--one-isa: graded on the other)" if arch in labs[n].arches else f" (lab {n} does not run there)")
+        v.summary = f"builds ({build_cpu:.0f} CPU-s); not graded" + \
+            (" (--one-isa)" if arch in labs[n].arches else f" (lab {n} does not run on {arch})")
     else:
         data = mutants.grade_slip(tree, n, arch, kernel, os.path.join(work, arch), whole=True)
         if data is None:
@@ -304,7 +315,7 @@ def check(root=paths.ROOT, only=None, jobs=1, clean=False, workers="auto", out=p
     """Runs every check; prints one verdict per lab; returns the number of problems. Grading
     main itself is left out with @p only or @p skip_main; with @p previous_only each lab's tree
     grades, of the earlier labs, only the one before it; with @p one_isa (a seed) each lab's
-    reference as a submission is built on every ISA and graded on one."""
+    reference as a submission is built on one ISA, not graded (else built and graded on each)."""
     start = time.monotonic()
     check_dir = os.path.join(root, CHECK_SUBDIR)
     if clean:
@@ -338,14 +349,15 @@ def check(root=paths.ROOT, only=None, jobs=1, clean=False, workers="auto", out=p
                 futures.append(pool.submit(lambda a: [check_main(root, labs, a)], arch))
         # (the last labs first: they grade the most tests, and one left for the end keeps a
         # core alone busy; the verdicts are still printed in lab order)
-        # (with @p one_isa, each lab's reference as a submission is graded on one ISA: half the
-        # labs' tests on each, the seed choosing which half, as `labs mutants --one-isa` splits)
-        graded_on = {n: paths.ARCHES for n in numbers}
+        # (with @p one_isa, each lab's reference as a submission is built on one ISA and not
+        # graded: half the labs on each, the seed choosing which half, as `labs mutants
+        # --one-isa` splits its slips; the lab-(N+1) tree's grade of lab N runs the same regions)
+        reference_on = {n: paths.ARCHES for n in numbers}
         if one_isa is not None:
-            picked = paths.one_isa_each({n: {a: len(labs[n].visible_tests) for a in labs[n].arches}
-                                         for n in numbers}, one_isa)
-            graded_on = {n: (picked[n],) for n in numbers}
-        by_lab = {n: pool.submit(_check_lab_logged, n, root, labs, sources, workers, previous_only, graded_on[n])
+            picked = paths.one_isa_each({n: {a: 1 for a in labs[n].arches} for n in numbers}, one_isa)
+            reference_on = {n: (picked[n],) for n in numbers}
+        by_lab = {n: pool.submit(_check_lab_logged, n, root, labs, sources, workers, previous_only,
+                                 reference_on[n], one_isa is None)
                   for n in sorted(numbers, reverse=True)}
         futures += [by_lab[n] for n in numbers]
         verdict = leaks.result()
@@ -362,9 +374,11 @@ def check(root=paths.ROOT, only=None, jobs=1, clean=False, workers="auto", out=p
     return problems
 
 
-def _check_lab_logged(n, root, labs, sources, workers, previous_only=False, graded_on=paths.ARCHES):
+def _check_lab_logged(n, root, labs, sources, workers, previous_only=False, reference_on=paths.ARCHES,
+                      graded=True):
     """The verdicts of lab @p n on every ISA where it, or a lab before it, runs (one tree): its
-    skeleton's, then the reference's as a submission (graded on the ISAs @p graded_on)."""
+    skeleton's, then on the ISAs @p reference_on the reference's as a submission (built, and
+    graded if @p graded)."""
     verdicts = []
     for arch in paths.ARCHES:
         if not any(arch in labs[k].arches for k in labs if k <= n):
@@ -374,9 +388,11 @@ def _check_lab_logged(n, root, labs, sources, workers, previous_only=False, grad
             verdicts.append(check_lab(n, root, labs, sources, workers, arch, previous_only))
         except PagodaError as e:
             verdicts.append(Verdict(_name(f"lab{n}", arch), problems=[str(e)]))
+        if arch not in reference_on:
+            continue
         info(f"labs check: lab{n}: the reference as a submission ({arch})")
         try:
-            verdicts.append(check_reference(n, root, labs, sources, arch, arch in graded_on))
+            verdicts.append(check_reference(n, root, labs, sources, arch, graded))
         except PagodaError as e:
             verdicts.append(Verdict(_name(f"lab{n} reference as a submission", arch), problems=[str(e)]))
     return verdicts

@@ -168,9 +168,9 @@ def add_parser(sub):
                         "it (each lab's tests still run on the skeleton that follows it); "
                         "./pagoda test does this unless --full")
     q.add_argument("--one-isa", nargs="?", const="", metavar="SEED",
-                   help="grade each lab's reference as a submission on one ISA only (it is built on "
-                        "every ISA), half the labs' tests on each (which half: SEED, by default this "
-                        "tree's commit); ./pagoda test does this unless --full")
+                   help="build each lab's reference as a submission on one ISA only, half the labs on "
+                        "each (which half: SEED, by default this tree's commit), and grade it nowhere "
+                        "(without this: built and graded on every ISA); ./pagoda test does this unless --full")
     q.set_defaults(func=cmd_check)
 
     q = labs_sub.add_parser("mutants", help="prove the grader catches and names each lab's known slips",
