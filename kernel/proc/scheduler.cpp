@@ -91,7 +91,7 @@ void switch_to(Process* next) {
 /// Whether the current turn has counted kTicksPerTurn ticks: a tick may end it.
 bool turn_is_over() { return ticks() - g_turn_began >= kTicksPerTurn; }
 
-// LAB 6 BEGIN who adopts the children of a process that ends, and waking a waiting parent
+// LAB 6 BEGIN helpers for exit_current(), if you want any (who adopts the children, waking a waiting parent)
 /// The process that adopts the children of @p ending: the first process (pid 1) while it lives
 /// (and is not @p ending), else none (0: the idle loop reaps them).
 u32 adopter(const Process& ending) {
@@ -106,6 +106,7 @@ void wake_waiter(u32 parent) {
   Process* p = find_process(parent);
   if (p != nullptr && p->state == State::Waiting) p->state = State::Ready;
 }
+// LAB 6 SKELETON
 // LAB 6 END
 
 /// Nothing is ready: wait for the next interrupt. Never inlined: the lab-6 grader stops here to

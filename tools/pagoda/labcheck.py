@@ -13,6 +13,17 @@ labs check then requires it to pass there instead. main itself must pass everyth
 With --previous-only, of the earlier labs each tree grades only lab N-1 (half the tests: every
 lab is still graded on the skeleton right after it; a skeleton breaking a lab further back is
 then found by the run without it, as in CI).
+
+The reference is a valid submission of every lab: its lab-N regions, handed in as a student
+would hand them in (the lab-N files as the lab-(N+1) tree shows them), go into the lab-N tree by
+the transplant that grades students (transplant.py: batch.py and the autograder), so a region
+that calls what only a region without a skeleton (the reference's own, not published in lab N)
+defines does not build. The transplanted kernel is built in the lab-N tree (which is then the
+skeleton again) and graded on lab N with the tree's own grader: every test must pass, on every
+ISA (logs: build/labs-check/as-submission/labN/). With --one-isa (./pagoda test without --full)
+it is built on one ISA only, half the labs on each (the seed choosing which, as `labs mutants
+--one-isa` splits), and not graded: what a grade would add is nearly all graded already, since the
+lab-(N+1) tree holds the same regions and grades lab N on them.
 """
 import concurrent.futures
 import json
@@ -23,11 +34,14 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 
-from . import mutants, publish, treebuild
+from . import mutants, publish, transplant, treebuild
 from pagoda_core import paths
 from pagoda_core.ui import PagodaError, info
 
 CHECK_SUBDIR = os.path.join("build", "labs-check")
+# Where the reference's submission of each lab is written and its kernels set aside and graded:
+# build/labs-check/as-submission/labN/ (submitted/, ARCH/, ARCH.build.log, ARCH/grade.log).
+AS_SUBMISSION = "as-submission"
 MAX_DETAIL_LINES = 25
 
 
@@ -211,6 +225,78 @@ def _check_lab_locked(n, root, labs, sources, workers, arch, v, start, tree, pre
     return v
 
 
+def reference_submission(n, sources):
+    """{path: (bytes, mode)}: the lab-@p n tree as a student who wrote the reference's solution
+    hands it in: each file as the lab-(n+1) tree shows it (lab n's regions hold the reference's
+    text), for the files of the lab-n tree."""
+    return {src.path: (publish.resolved(src, n + 1), src.mode) for src in sources
+            if src.link is None and publish.in_tree(src, n)}
+
+
+def check_reference(n, root, labs, sources, arch=paths.DEFAULT_ARCH, grade=True):
+    """Verdict on the reference's lab-@p n regions handed in as a lab-@p n submission: put into
+    the lab-n tree by the transplant that grades students (transplant.py, as batch.py and the
+    autograder do), its kernel must build on @p arch and, with @p grade, score full marks on lab
+    n there (the tree's own grader, every test). Built in lab n's labs-check tree, which is then
+    restored to the skeleton."""
+    start = time.monotonic()
+    v = Verdict(_name(f"lab{n} reference as a submission", arch))
+    work = os.path.join(root, CHECK_SUBDIR, AS_SUBMISSION, f"lab{n}")
+    submitted = os.path.join(work, "submitted")
+    shutil.rmtree(submitted, ignore_errors=True)
+    os.makedirs(work, exist_ok=True)
+    transplant.write_tree(reference_submission(n, sources), submitted)
+    pub = transplant.published(n, root, sources)
+    graded = transplant.transplant(pub, submitted)
+    changed = {rel: data for rel, (data, _) in graded.files.items() if data != pub.files[rel][0]}
+    tree = os.path.join(root, CHECK_SUBDIR, f"lab{n}")
+    log = os.path.join(work, f"{arch}.build.log")
+    open(log, "w").close()
+    cpu = []
+    with mutants.tree_lock(tree):   # lab n's skeleton tree, shared with check_lab and `labs mutants`
+        publish.publish_tree(n, tree, root, sources, incremental=True)
+        originals = {}
+        for rel, data in changed.items():
+            with open(os.path.join(tree, rel), "rb") as f:
+                originals[rel] = f.read()
+        try:
+            mutants.restore(tree, changed)
+            built = mutants.build_kernel(tree, arch, log, cpu)
+            kernel = built and mutants.set_aside(tree, arch, os.path.join(work, arch))
+        finally:
+            mutants.restore(tree, originals)
+    build_cpu = sum(cpu)
+    if not built:
+        v.problems.append(f"lab{n}: the reference's lab-{n} regions, handed in as a lab-{n} submission, do not "
+                          f"build on {arch} (log: {os.path.relpath(log, root)})")
+        v.details += _error_excerpt(log)
+        if graded.left_out:
+            v.details.append("left out of the graded tree (not a student's to write): " + ", ".join(graded.left_out))
+    elif not grade or arch not in labs[n].arches:
+        v.summary = f"builds ({build_cpu:.0f} CPU-s); not graded" + \
+            (" (--one-isa)" if arch in labs[n].arches else f" (lab {n} does not run on {arch})")
+    else:
+        data = mutants.grade_slip(tree, n, arch, kernel, os.path.join(work, arch), whole=True)
+        if data is None:
+            raise PagodaError(f"the grader of {tree} did not run; see {os.path.join(work, arch, 'grade.log')}")
+        results = {r["id"]: r for r in data["results"] if r["lab"] == n}
+        earned = possible = 0
+        for spec in labs[n].visible_tests:
+            r = results.get(spec.id)
+            possible += spec.points
+            if r and r["outcome"] == "passed":
+                earned += spec.points
+            else:
+                v.problems.append(f"lab{n}: test {spec.id} FAILS on the reference handed in as a submission: "
+                                  f"{_first_line(r['reason']) if r else 'no result'}")
+        v.summary = (f"builds ({build_cpu:.0f} CPU-s); scores {earned}/{possible} "
+                     f"({data[mutants.GRADE_CPU]:.0f} CPU-s)")
+        if v.problems:
+            v.details.append(f"grader output: {os.path.relpath(os.path.join(work, arch, 'grade.log'), root)}")
+    v.seconds = time.monotonic() - start
+    return v
+
+
 def check_leaks(root, sources):
     start = time.monotonic()
     v = Verdict("leaks")
@@ -225,10 +311,11 @@ def check_leaks(root, sources):
 
 
 def check(root=paths.ROOT, only=None, jobs=1, clean=False, workers="auto", out=print, skip_main=False,
-          previous_only=False):
+          previous_only=False, one_isa=None):
     """Runs every check; prints one verdict per lab; returns the number of problems. Grading
     main itself is left out with @p only or @p skip_main; with @p previous_only each lab's tree
-    grades, of the earlier labs, only the one before it."""
+    grades, of the earlier labs, only the one before it; with @p one_isa (a seed) each lab's
+    reference as a submission is built on one ISA, not graded (else built and graded on each)."""
     start = time.monotonic()
     check_dir = os.path.join(root, CHECK_SUBDIR)
     if clean:
@@ -262,7 +349,15 @@ def check(root=paths.ROOT, only=None, jobs=1, clean=False, workers="auto", out=p
                 futures.append(pool.submit(lambda a: [check_main(root, labs, a)], arch))
         # (the last labs first: they grade the most tests, and one left for the end keeps a
         # core alone busy; the verdicts are still printed in lab order)
-        by_lab = {n: pool.submit(_check_lab_logged, n, root, labs, sources, workers, previous_only)
+        # (with @p one_isa, each lab's reference as a submission is built on one ISA and not
+        # graded: half the labs on each, the seed choosing which half, as `labs mutants
+        # --one-isa` splits its slips; the lab-(N+1) tree's grade of lab N runs the same regions)
+        reference_on = {n: paths.ARCHES for n in numbers}
+        if one_isa is not None:
+            picked = paths.one_isa_each({n: {a: 1 for a in labs[n].arches} for n in numbers}, one_isa)
+            reference_on = {n: (picked[n],) for n in numbers}
+        by_lab = {n: pool.submit(_check_lab_logged, n, root, labs, sources, workers, previous_only,
+                                 reference_on[n], one_isa is None)
                   for n in sorted(numbers, reverse=True)}
         futures += [by_lab[n] for n in numbers]
         verdict = leaks.result()
@@ -279,8 +374,11 @@ def check(root=paths.ROOT, only=None, jobs=1, clean=False, workers="auto", out=p
     return problems
 
 
-def _check_lab_logged(n, root, labs, sources, workers, previous_only=False):
-    """The verdicts of lab @p n on every ISA where it, or a lab before it, runs (one tree)."""
+def _check_lab_logged(n, root, labs, sources, workers, previous_only=False, reference_on=paths.ARCHES,
+                      graded=True):
+    """The verdicts of lab @p n on every ISA where it, or a lab before it, runs (one tree): its
+    skeleton's, then on the ISAs @p reference_on the reference's as a submission (built, and
+    graded if @p graded)."""
     verdicts = []
     for arch in paths.ARCHES:
         if not any(arch in labs[k].arches for k in labs if k <= n):
@@ -290,4 +388,11 @@ def _check_lab_logged(n, root, labs, sources, workers, previous_only=False):
             verdicts.append(check_lab(n, root, labs, sources, workers, arch, previous_only))
         except PagodaError as e:
             verdicts.append(Verdict(_name(f"lab{n}", arch), problems=[str(e)]))
+        if arch not in reference_on:
+            continue
+        info(f"labs check: lab{n}: the reference as a submission ({arch})")
+        try:
+            verdicts.append(check_reference(n, root, labs, sources, arch, graded))
+        except PagodaError as e:
+            verdicts.append(Verdict(_name(f"lab{n} reference as a submission", arch), problems=[str(e)]))
     return verdicts

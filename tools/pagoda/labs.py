@@ -66,6 +66,7 @@ def cmd_check(args):
     problems = labcheck.check(paths.ROOT, only=args.labs or None, jobs=args.parallel,
                               clean=args.clean, workers=args.jobs, skip_main=args.skip_main,
                               previous_only=args.previous_only,
+                              one_isa=None if args.one_isa is None else args.one_isa or head_commit(),
                               out=lambda line: print(line, flush=True))
     return 1 if problems else 0
 
@@ -166,6 +167,10 @@ def add_parser(sub):
                    help="on each lab's tree grade, of the earlier labs, only the one just before "
                         "it (each lab's tests still run on the skeleton that follows it); "
                         "./pagoda test does this unless --full")
+    q.add_argument("--one-isa", nargs="?", const="", metavar="SEED",
+                   help="build each lab's reference as a submission on one ISA only, half the labs on "
+                        "each (which half: SEED, by default this tree's commit), and grade it nowhere "
+                        "(without this: built and graded on every ISA); ./pagoda test does this unless --full")
     q.set_defaults(func=cmd_check)
 
     q = labs_sub.add_parser("mutants", help="prove the grader catches and names each lab's known slips",

@@ -474,9 +474,9 @@ def judge(outcome, data, specs):
 GRADE_CPU = "pagoda_grade_cpu"
 
 
-def grade_slip(tree, lab, arch, kernel, work, test=None):
+def grade_slip(tree, lab, arch, kernel, work, test=None, whole=False):
     """Runs @p tree's own grader on lab @p lab with @p kernel, stopping at the first failure (or
-    on @p test alone); the JSON it wrote (with the grade's CPU seconds under GRADE_CPU), or None
+    on @p test alone; every test with @p whole); the JSON it wrote (with the grade's CPU seconds under GRADE_CPU), or None
     (its log: @p work/grade.log)."""
     json_path = os.path.join(work, "grade.json")
     # The user programs: the copies set_aside() took from the slip's own build. A slip edits only
@@ -485,7 +485,7 @@ def grade_slip(tree, lab, arch, kernel, work, test=None):
     # the next slip is building in, nor reads programs that build may be rewriting.
     added = {"PAGODA_GRADE_LOGS": os.path.join(work, "logs"),
              programs.USER_DIR_ENV: os.path.join(os.path.dirname(kernel), "user", arch)}
-    args = ["grade", f"lab{lab}", "--arch", arch, "-j", "1", *(("--test", test) if test else ("--first-failure",)),
+    args = ["grade", f"lab{lab}", "--arch", arch, "-j", "1", *(("--test", test) if test else () if whole else ("--first-failure",)),
             "--kernel", kernel, "--json", json_path]
     argv = [paths.SYSTEM_PYTHON, os.path.join(tree, "pagoda"), *args]
     log_path = os.path.join(work, "grade.log")

@@ -15,9 +15,11 @@ Steps (each prints one result line):
   docs     ./pagoda docs --check: Doxygen builds the documentation without a warning about a
            documented header or a page
   labs     ./pagoda labs check: every published lab builds, passes the labs before it and
-           fails its own tests on the skeleton (in parallel; main's own grade is the grade
-           step's, not done again); without --full, of the labs before it only the last one
-           (--previous-only: each lab's tests still run on the skeleton after it)
+           fails its own tests on the skeleton, and the reference's regions handed in as that
+           lab's submission build and score full marks (in parallel; main's own grade is the
+           grade step's, not done again); without --full, of the labs before it only the last
+           one (--previous-only: each lab's tests still run on the skeleton after it), and the
+           reference as a submission built on one ISA, not graded (--one-isa)
   mutants  ./pagoda labs mutants: every known slip of every lab (labs/NN-name/mutants/) is
            caught by the grader, and the first failing test's first lines name its cause: each
            slip on one ISA (--one-isa: half of each lab's slips on each, the commit choosing
@@ -290,7 +292,8 @@ def run_pagoda(verbose, *words):
 def step_labs(verbose):
     # (--skip-main: main's full marks on every ISA, proved by the grade step)
     return run_pagoda(verbose, "labs", "check", "--parallel", str(LABS_PARALLEL), "-j", "1",
-                      *(["--skip-main"] if "grade" in PROVED else []), *([] if FULL else ["--previous-only"]))
+                      *(["--skip-main"] if "grade" in PROVED else []),
+                      *([] if FULL else ["--previous-only", "--one-isa"]))
 
 
 # Whether this run checks every slip on every ISA it applies to (--full: .ci/run), or each slip on
@@ -404,7 +407,8 @@ def cmd_test(args):
     if not FULL:
         info("test: a sample, not CI's whole run: the mutants step grades each slip on ONE ISA (half of each lab's on "
              "each, chosen by the commit) and on the test its file names alone; the tools step runs each case "
-             "parametrized over the ISAs on one; labs check grades, of the labs before each tree's, only the last; "
+             "parametrized over the ISAs on one; labs check grades, of the labs before each tree's, only the last, "
+             "and builds each lab's reference as a submission on one ISA without grading it; "
              "./pagoda test --full (CI) does all of it")
     import queue
     chosen = [(n, f, [a for a in after if not args.only or a in args.only])

@@ -5,8 +5,8 @@ import os
 
 import pytest
 
-from labtree import write
-from pagoda import cli, grade, labcheck, labstatus, publish
+from labtree import VM_LAB1, VM_LAB1_SKEL, VM_LAB2, write
+from pagoda import cli, grade, labcheck, labstatus, mutants, publish
 from pagoda_core import paths
 
 
@@ -134,3 +134,47 @@ def test_check_lab_on_an_isa_the_lab_does_not_run_on_grades_the_earlier_labs_the
                           "the kernel does not boot"]
     v = fake_check(0, [result(0, "t0", "failed", "missing")], arch="aarch64")
     assert v.line().startswith("lab0 on aarch64: ok — builds; 0/0 earlier tests pass; 1/1 lab-0 tests fail")
+
+
+@pytest.fixture
+def fake_reference(tree, monkeypatch):
+    """check_reference on the synthetic tree, with the build and the grader replaced: returns
+    (verdict, the text of src/vm.cpp the build saw)."""
+    sources = publish.scan(tree)
+
+    def run(n, built=True, outcome="passed"):
+        labs = publish.load_labs(tree)
+        seen = []
+
+        def fake_build(tree_dir, arch, log, cpu=None):
+            with open(os.path.join(tree_dir, "src/vm.cpp")) as f:
+                seen.append(f.read())
+            with open(log, "w") as f:
+                f.write("src/vm.cpp:1:1: error: use of undeclared identifier\n")
+            return built
+        monkeypatch.setattr(mutants, "build_kernel", fake_build)
+        monkeypatch.setattr(mutants, "set_aside", lambda *a: "kernel.elf")
+        monkeypatch.setattr(mutants, "grade_slip", lambda *a, **k: {
+            mutants.GRADE_CPU: 1.0, "results": [{"lab": n, "id": f"t{n}", "outcome": outcome, "reason": "boom"}]})
+        return labcheck.check_reference(n, tree, labs, sources), seen[0]
+    return run
+
+
+def test_check_reference_builds_the_reference_regions_in_the_skeleton_tree(fake_reference, tree):
+    v, built = fake_reference(1)
+    assert v.problems == [] and "scores 1/1" in v.line()
+    assert all(line in built for line in VM_LAB1) and VM_LAB1_SKEL[0] not in built
+    with open(os.path.join(tree, labcheck.CHECK_SUBDIR, "lab1", "src/vm.cpp")) as f:
+        assert VM_LAB1_SKEL[0] in f.read()     # the skeleton tree is restored
+
+
+def test_check_reference_names_a_build_failure_and_what_was_left_out(fake_reference):
+    v, built = fake_reference(2, built=False)
+    assert VM_LAB2[0] not in built              # the reference's own region: no student writes it
+    assert "do not build on x86_64" in v.problems[0]
+    assert v.details[-1].startswith("left out of the graded tree") and "src/vm.cpp" in v.details[-1]
+
+
+def test_check_reference_wants_full_marks(fake_reference):
+    v, _ = fake_reference(1, outcome="failed")
+    assert v.problems == ["lab1: test t1 FAILS on the reference handed in as a submission: boom"]
