@@ -286,9 +286,9 @@ _LINKER_COMMANDS = {"INCLUDE", "INPUT", "GROUP", "AS_NEEDED", "OUTPUT", "SEARCH_
                     "NOCROSSREFS", "ENTRY"}
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "v": "\v", "f": "\f", "a": "\a", "b": "\b", "e": "\x1b",
             "\\": "\\", "'": "'", '"': '"', "?": "?"}
-# An assembler statement that is a directive: at the start of the text or after a statement
-# separator (newline, ';'), after any labels.
-_DIRECTIVE = re.compile(r"(?:^|[\n;])[ \t]*(?:[\w.$]+:[ \t]*)*(\.[A-Za-z_][\w.$]*)")
+# A string that may be a piece of assembly (a macro of the tree's puts it into an asm statement)
+# holds a directive: at its start, or after a statement separator (newline, ';') and labels.
+_DIRECTIVE = re.compile(r"(?:^[ \t]*|[\n;][ \t]*(?:[\w.$]+:[ \t]*)*)(\.[A-Za-z_][\w.$]*)")
 # In an asm statement's own text, stricter: a '.' word anywhere (a directive or a '.L' label).
 _DOT_WORD = re.compile(r"(?<![\w.$])(\.[A-Za-z_][\w.$]*)")
 _ASSIGNMENT = re.compile(r"^[A-Za-z_.$][\w.$]*[ \t]*=(?!=)")

@@ -77,6 +77,7 @@ ALLOWED = [
     ("a.cpp", 'asm volatile("invlpg (%0)" :: "r"(a) : "memory");'),
     ("a.cpp", 'asm volatile("msr ttbr0_el1, %0" :: "r"(x));'),
     ("a.cpp", "auto s = \"a.b .c\"; char c = '#'; int n = 1'000; if (n) { f(); }\n"),
+    ("a.cpp", 'println("vm: .text mapped at {}", x);'),
     ("a.S", '.section pagoda_user_fixups, "a"\n.balign 8\n.quad 1b, 2b\n'),
     ("a.S", "1:  ldrb w3, [x1], #1\n    b.ne 1b\n"),
     ("a.ld", "KERNEL_VIRT_OFFSET = 0xffffffff80000000;\n"),
