@@ -132,7 +132,7 @@ class Sandbox:
         """What this sandbox is, for the build log."""
         return {"namespaces": f"uid {self.uid}, in new PID, IPC, network and mount namespaces, in a root "
                               "holding only its tree and the toolchain",
-                "uid": f"uid {self.uid} (no namespaces on this machine: it reads what any user may read)",
+                "uid": f"uid {self.uid} (no namespaces on this machine), reading what any user may read",
                 "bwrap": "bubblewrap (a user namespace, a root holding only its tree and the toolchain)"}[self.mode]
 
     def prepare(self):
