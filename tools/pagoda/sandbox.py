@@ -34,9 +34,9 @@ makes the grader's folder unreadable to others, and a batch's work folders are r
 grader's): there the region check (transplant.py) is what keeps `.incbin` and `#include` out
 of a submission, and a build step in a region could still read such files.
 """
+import json
 import os
 import pwd
-import shlex
 import shutil
 import stat
 import subprocess
@@ -107,6 +107,44 @@ def detect(force=None):
     raise SandboxError("grading a submission runs its build in a sandbox: run this as root (sudo), "
                        "or install bubblewrap (apt-get install bubblewrap) on a machine that allows "
                        "user namespaces")
+
+
+# Run as root in the build's new mount namespace, with the root's folder, the build's folder, what
+# the root holds ({"devices": DEVICES, "mounts": Sandbox._mounts()}, JSON) and the command:
+# makes the root (a tmpfs), enters it (chroot) and runs the command there.
+_ENTER_ROOT = r'''
+import ctypes, json, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+BIND, RDONLY, NOSUID, NODEV, NOEXEC, REMOUNT = 4096, 1, 2, 4, 8, 32
+def mount(source, target, kind, flags, data=None):
+    if libc.mount(source.encode(), target.encode(), kind and kind.encode(), flags, data and data.encode()):
+        error = ctypes.get_errno()
+        sys.exit(f"sandbox: mount {source} on {target}: {os.strerror(error)}")
+root, cwd, spec = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+os.umask(0o022)
+mount("none", root, "tmpfs", NOSUID, "mode=0755,size=64m")
+os.mkdir(root + "/tmp", 0o1777)
+os.chmod(root + "/tmp", 0o1777)
+os.mkdir(root + "/proc")
+mount("proc", root + "/proc", "proc", NOSUID | NODEV | NOEXEC)
+os.mkdir(root + "/dev")
+os.symlink("/proc/self/fd", root + "/dev/fd")
+for device in spec["devices"]:
+    open(root + "/dev/" + device, "w").close()
+    mount("/dev/" + device, root + "/dev/" + device, None, BIND)
+for kind, path in spec["mounts"]:
+    inside = root + path
+    if kind == "link":
+        os.symlink(os.readlink(path), inside)
+        continue
+    os.makedirs(inside, exist_ok=True)
+    mount(path, inside, None, BIND)
+    if kind == "ro":
+        mount("none", inside, None, BIND | REMOUNT | RDONLY | NOSUID | NODEV)
+os.chroot(root)
+os.chdir(cwd)
+os.execvp(sys.argv[4], sys.argv[4:])
+'''
 
 
 class Sandbox:
@@ -191,33 +229,12 @@ class Sandbox:
         if self.mode == "uid":
             return drop + argv
         # A PID namespace (all die with its first process), no network, no shared IPC, a mount
-        # namespace whose root is a tmpfs holding only _mounts(), entered with chroot, then the
-        # uid drop.
+        # namespace whose root is a tmpfs holding only _mounts(), entered with chroot (_ENTER_ROOT:
+        # one process, as root, where a shell would start one per mount), then the uid drop.
+        spec = json.dumps({"devices": DEVICES, "mounts": self._mounts(cwd)})
         return ["unshare", "--pid", "--mount", "--net", "--ipc", "--uts", "--fork", "--kill-child", "--mount-proc",
-                "--propagation", "private", "--", "/bin/sh", "-c", self._root_script(cwd), "sandbox",
-                *drop, "/bin/sh", "-c", 'cd "$0" && exec "$@"', cwd, *argv]
-
-    def _root_script(self, cwd):
-        """The shell script (run as root in the new mount namespace) that makes the build's root
-        and enters it; its arguments are the command to run there."""
-        q, root = shlex.quote, self.root
-        lines = ["set -e", f"mount -t tmpfs -o mode=0755,size=64m,nosuid none {q(root)}",
-                 f"mkdir -m 1777 {q(root)}/tmp", f"mkdir {q(root)}/proc {q(root)}/dev",
-                 f"mount -t proc -o nosuid,nodev,noexec proc {q(root)}/proc"]
-        for dev in DEVICES:
-            lines += [f"touch {q(root)}/dev/{dev}", f"mount --bind /dev/{dev} {q(root)}/dev/{dev}"]
-        lines.append(f"ln -s /proc/self/fd {q(root)}/dev/fd")
-        for kind, path in self._mounts(cwd):
-            inside = q(root + path)
-            if kind == "link":
-                lines.append(f"ln -s {q(os.readlink(path))} {inside}")
-                continue
-            lines += [f"mkdir -p {inside}", f"mount --bind {q(path)} {inside}"]
-            if kind == "ro":
-                lines.append(f"mount -o remount,bind,ro,nosuid,nodev {inside}")
-        # (the tmpfs root's own folders are made as root: the sandbox cannot change them)
-        lines.append(f'exec chroot {q(root)} "$@"')
-        return "\n".join(lines) + "\n"
+                "--propagation", "private", "--", sys.executable, "-I", "-S", "-c", _ENTER_ROOT, self.root, cwd, spec,
+                *drop, *argv]
 
     def release(self):
         """Gives the sandbox's uid back (after clean(): nothing of it is left)."""
@@ -318,7 +335,6 @@ def end_namespace(info, wait=30.0):
     """Waits until no process is left in the PID namespace bwrap reported in @p info (the kernel
     kills them all when its first process ends, but not at once), killing any that outlive
     @p wait seconds; returns how many were found."""
-    import json
     try:
         with open(info) as f:
             inode = json.load(f)["pid-namespace"]
