@@ -311,7 +311,11 @@ void reclaim_entry_stack() {
   panic("the kernel's main function returned");
 }
 
+}  // namespace
+
 // LAB 2 BEGIN leave the low half: the kernel's stack first, then the kernel's root
+namespace {
+
 // Runs on the kernel's own stack (high): nothing the CPU uses lies in the low half any more.
 void on_kernel_stack(void*) {
   // The boot tables map the image, so the kernel stack was usable before the switch; now the
@@ -334,8 +338,6 @@ void enter_kernel_space(KernelMain next, const BootInfo& boot) {
   arch::run_on_stack(kernel_stack_top(), on_kernel_stack, nullptr);
 }
 // LAB 2 SKELETON
-// }  // namespace
-//
 // void enter_kernel_space(KernelMain next, const BootInfo& boot) {
 //   g_after_switch = next;
 //   g_after_switch_boot = &boot;

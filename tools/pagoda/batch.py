@@ -9,10 +9,14 @@ archive. Its id is the entry's name without the extension. For each one:
   2. graft: the tree it is graded in is this tree's lab-N tree, as students get it, with the
             submission's solution regions put in (transplant.py): a change anywhere else (a build
             file, a grader file, a user program, a line beside a region) is named in its row and
-            not built. Its build files never run; the user programs the tests run are this tree's;
-  3. build: that tree's kernel, in a sandbox (sandbox.py: a user of its own, a throwaway HOME and
-            TMPDIR, writing only its build folder, nothing left running or lying around after);
-            the kernel ELF is the one thing read from it (log: WORK/<id>/build.log). For a lab
+            not built. Its build files never run; the user programs the tests run are this tree's.
+            A region holding what a region may not (a preprocessor line, an assembler directive,
+            braces it does not close: transplant.region_problem) does not build;
+  3. build: that tree's kernel, in a sandbox (sandbox.py: a user of its own, a root holding only
+            its tree and the toolchain, a throwaway HOME and TMPDIR, writing only its build
+            folder, nothing left running or lying around after);
+            the kernel ELF is the one thing read from it (log: WORK/<id>/build.log; WORK/<id>
+            is the grader's alone). For a lab
             whose tests run user programs the grader checks that the kernel embeds its own build
             of them (made once per batch, prepare());
   4. grade: this tree's grader (hidden tests included) runs lab N's tests on that ELF, isolated
@@ -194,8 +198,6 @@ class Batch:
             self.sandbox_mode = sandbox.detect(sandbox_mode)
         except sandbox.SandboxError as e:
             raise PagodaError(str(e))
-        # What the build must not see of the grader (hidden tests, reference solutions, history).
-        self.hide = [os.path.join(root, d) for d in ("grade", "labs", "kernel", "arch", ".git")]
         self.lock = threading.Lock()
         self.running = {}       # submission id: Popen, for interrupting on Ctrl-C
 
@@ -363,7 +365,9 @@ class Batch:
         row.points = {t.id: 0 for t in self.spec.tests}
         base = os.path.join(self.work, sub.id)
         shutil.rmtree(base, ignore_errors=True)
+        private(self.work, 0o711)   # (the object cache in it stays reachable: a uid sandbox reads it)
         os.makedirs(base)
+        private(base, 0o700)        # its kernel, logs and results: no other submission's build reads them
         submitted, scratch = os.path.join(base, "submitted"), os.path.join(base, "scratch")
         os.makedirs(scratch)
         t = time.monotonic()
@@ -384,6 +388,12 @@ class Batch:
             if not self.keep:
                 shutil.rmtree(submitted, ignore_errors=True)
         row.notes += [n for n in (note, graded.note()) if n]
+        if graded.refused:      # built as a build error is: it scores nothing
+            row.status = "does not build"
+            row.build_error = graded.refused[:MAX_ERROR_LINES]
+            row.notes.insert(0, "does not build: " + clip(graded.refused[0], MAX_NOTE))
+            row.seconds = time.monotonic() - start
+            return row
         # The graded tree, and the sandbox's HOME and TMPDIR, in a folder the sandbox's user can
         # walk to (the batch's own folder may sit below one it cannot enter).
         stage = sandbox.staging_dir()
@@ -393,7 +403,7 @@ class Batch:
             transplant.write_tree(graded.files, tree)
             row.phases["copy"] = time.monotonic() - t
             box = sandbox.Sandbox(os.path.join(stage, "sandbox"), os.path.join(tree, "build"),
-                                  hide=self.hide, mode=self.sandbox_mode).prepare()
+                                  readable=[self.cache], mode=self.sandbox_mode).prepare()
             t = time.monotonic()
             row.build_log = os.path.join(base, "build.log")
             problem = self.build(sub.id, tree, row.build_log, Deadline(self.build_time_limit), box, row)
@@ -476,6 +486,12 @@ class Batch:
             procs = list(self.running.values())
         for proc in procs:
             qemu.kill_group(proc)
+
+
+def private(folder, mode):
+    """Gives @p folder (the grader's) @p mode when it is not already that closed."""
+    if os.stat(folder).st_mode & 0o777 & ~mode:
+        os.chmod(folder, mode)
 
 
 def first_line(text):

@@ -7,7 +7,12 @@ next submission. So the build runs:
 - as a user of its own, never the grader's: a numeric uid and gid of the sandbox (no passwd
   entry, no groups, no capabilities, no_new_privs so that no setuid program gives any back),
   or, when the grader is not root, inside bubblewrap (`bwrap`: a new user, PID, IPC and network
-  namespace, the whole file system read-only but for the build folder, a private /tmp);
+  namespace);
+- in a root of its own where the machine has namespaces (as root: a mount namespace, a tmpfs
+  root, chroot; bwrap: its own empty root): that root holds the graded tree (read-only), its
+  build folder, HOME and TMPDIR (writable), the toolchain (TOOLCHAIN, read-only), the object
+  cache (read-only) and a minimal /dev, /proc and /tmp; nothing else of the machine, so that
+  `.incbin`, `#include` or a build step reads no other submission, no grader file, no /etc;
 - with a throwaway HOME and TMPDIR and an environment of its own (nothing of the grader's but
   PATH), writing only its build folder (which is its own) and what the world may write;
 - so that nothing it starts outlives it: as root, in a new PID namespace where the machine has
@@ -17,8 +22,6 @@ next submission. So the build runs:
 
 When it has ended, clean() kills what is left and deletes what the sandbox's uid wrote where
 the world may write (/tmp, /var/tmp, /dev/shm, ...): the next submission starts from nothing.
-Where the machine has mount namespaces, the grader's own folders are also hidden from the build
-(an empty file system over them): it cannot read the hidden tests or the reference solutions.
 
 The grader never reads anything the build wrote but the kernel ELF, through take_kernel(): a
 regular file reached without following a symbolic link, copied out once every process of the
@@ -26,8 +29,12 @@ build is gone.
 
 On Gradescope (root in a container that may have no namespaces) the uid sandbox alone holds:
 the build writes nothing the grader reads, and leaves nothing running; run_autograder also
-makes the grader's folder unreadable to others.
+makes the grader's folder unreadable to others, and a batch's work folders are root's alone
+(batch.py). It cannot hide what any user may read (/etc/passwd, a world-readable file of the
+grader's): there the region check (transplant.py) is what keeps `.incbin` and `#include` out
+of a submission, and a build step in a region could still read such files.
 """
+import json
 import os
 import pwd
 import shutil
@@ -48,6 +55,11 @@ LOCK_DIR = "/run/pagoda-sandbox"
 SHARED_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock", "/var/lock", "/dev/mqueue")
 MAX_KERNEL = 256 << 20      # bytes: a bigger "kernel" is not a kernel this grader boots
 SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# The machine's folders a build's root holds, read-only: the toolchain (compilers, CMake, ninja,
+# ccache, Python, their libraries). A symbolic link among them (/bin -> usr/bin) is made again.
+TOOLCHAIN = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+# The devices a build's root holds.
+DEVICES = ("null", "zero", "full", "random", "urandom")
 
 
 class SandboxError(Exception):
@@ -97,31 +109,74 @@ def detect(force=None):
                        "user namespaces")
 
 
-class Sandbox:
-    """One build's sandbox, under @p base (a folder of the grader's: HOME and TMPDIR go there),
-    for a build writing only @p build_dir. @p hide: folders of the grader the build must not see
-    (where the machine can hide them). Use: prepare(), then wrap() each command, then clean()."""
+# Run as root in the build's new mount namespace, with the root's folder, the build's folder, what
+# the root holds ({"devices": DEVICES, "mounts": Sandbox._mounts()}, JSON) and the command:
+# makes the root (a tmpfs), enters it (chroot) and runs the command there.
+_ENTER_ROOT = r'''
+import ctypes, json, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+BIND, RDONLY, NOSUID, NODEV, NOEXEC, REMOUNT = 4096, 1, 2, 4, 8, 32
+def mount(source, target, kind, flags, data=None):
+    if libc.mount(source.encode(), target.encode(), kind and kind.encode(), flags, data and data.encode()):
+        error = ctypes.get_errno()
+        sys.exit(f"sandbox: mount {source} on {target}: {os.strerror(error)}")
+root, cwd, spec = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+os.umask(0o022)
+mount("none", root, "tmpfs", NOSUID, "mode=0755,size=64m")
+os.mkdir(root + "/tmp", 0o1777)
+os.chmod(root + "/tmp", 0o1777)
+os.mkdir(root + "/proc")
+mount("proc", root + "/proc", "proc", NOSUID | NODEV | NOEXEC)
+os.mkdir(root + "/dev")
+os.symlink("/proc/self/fd", root + "/dev/fd")
+for device in spec["devices"]:
+    open(root + "/dev/" + device, "w").close()
+    mount("/dev/" + device, root + "/dev/" + device, None, BIND)
+for kind, path in spec["mounts"]:
+    inside = root + path
+    if kind == "link":
+        os.symlink(os.readlink(path), inside)
+        continue
+    os.makedirs(inside, exist_ok=True)
+    mount(path, inside, None, BIND)
+    if kind == "ro":
+        mount("none", inside, None, BIND | REMOUNT | RDONLY | NOSUID | NODEV)
+os.chroot(root)
+os.chdir(cwd)
+os.execvp(sys.argv[4], sys.argv[4:])
+'''
 
-    def __init__(self, base, build_dir, hide=(), mode=None):
+
+class Sandbox:
+    """One build's sandbox, under @p base (a folder of the grader's: HOME, TMPDIR and the root go
+    there), for a build writing only @p build_dir. @p readable: folders of the grader's the build
+    reads (the object cache), read-only in its root; the folder the build runs in (wrap()'s cwd)
+    is the other. Use: prepare(), then wrap() each command, then clean()."""
+
+    def __init__(self, base, build_dir, readable=(), mode=None):
         self.mode = detect(mode)
         self.base = base
         self.build_dir = build_dir
-        self.hide = [h for h in hide if os.path.isdir(h) and not _contains(h, build_dir)]
+        self.readable = [os.path.abspath(r) for r in readable if os.path.isdir(r)]
         self.uid, self._lock = None, None
         if self.mode in ("namespaces", "uid"):
             self.uid, self._lock = _take_uid()
         self.home = os.path.join(base, "home")
         self.tmp = os.path.join(base, "tmp")
         self.info = os.path.join(base, "bwrap-info.json")
+        self.root = os.path.join(base, "root")
 
     def describe(self):
         """What this sandbox is, for the build log."""
-        return {"namespaces": f"uid {self.uid}, in new PID, IPC and network namespaces, the grader's folders hidden",
-                "uid": f"uid {self.uid} (no namespaces on this machine)",
-                "bwrap": "bubblewrap (a user namespace, everything read-only but the build folder)"}[self.mode]
+        return {"namespaces": f"uid {self.uid}, in new PID, IPC, network and mount namespaces, in a root "
+                              "holding only its tree and the toolchain",
+                "uid": f"uid {self.uid} (no namespaces on this machine), reading what any user may read",
+                "bwrap": "bubblewrap (a user namespace, a root holding only its tree and the toolchain)"}[self.mode]
 
     def prepare(self):
-        """Makes the build folder, HOME and TMPDIR, owned by the sandbox (nothing else is)."""
+        """Makes the build folder, HOME and TMPDIR, owned by the sandbox (nothing else is), and
+        the folder its root is mounted on."""
+        os.makedirs(self.root, mode=0o700, exist_ok=True)
         for d in (self.build_dir, self.home, self.tmp):
             os.makedirs(d, exist_ok=True)
             if self.uid is not None:
@@ -139,33 +194,47 @@ class Sandbox:
         env.update(extra or {})
         return env
 
+    def _mounts(self, cwd):
+        """What the build's root holds: [(kind, path)], kind "ro" (the machine's, read-only),
+        "rw" (writable), "link" (a symbolic link made again), in mounting order (a folder
+        before the folders inside it)."""
+        found = []
+        for top in TOOLCHAIN:
+            if os.path.islink(top):
+                found.append(("link", top))
+            elif os.path.isdir(top):
+                found.append(("ro", top))
+        found += [("ro", r) for r in self.readable if not _contains(r, cwd)]
+        found.append(("ro", os.path.abspath(cwd)))
+        found += [("rw", os.path.abspath(d)) for d in (self.build_dir, self.home, self.tmp)]
+        return found
+
     def wrap(self, argv, cwd):
         """The command line that runs @p argv in the sandbox, in @p cwd (pass env=environment()
         to Popen)."""
         if self.mode == "bwrap":
-            wrapped = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
-            for d in SHARED_DIRS[:3]:
-                if os.path.isdir(d):
-                    wrapped += ["--tmpfs", d]
-            for h in self.hide:
-                wrapped += ["--tmpfs", h]
-            # (after the empty /tmp: the tree, HOME and TMPDIR may live under it)
-            wrapped += ["--ro-bind", cwd, cwd]
-            for d in (self.build_dir, self.home, self.tmp):
-                wrapped += ["--bind", d, d]
+            # (bwrap's root is an empty tmpfs of its own)
+            wrapped = ["bwrap", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
+            for kind, path in self._mounts(cwd):
+                if kind == "link":
+                    wrapped += ["--symlink", os.readlink(path), path]
+                else:
+                    wrapped += ["--ro-bind" if kind == "ro" else "--bind", path, path]
             wrapped += ["--unshare-all", "--die-with-parent", "--new-session", "--info-fd", "3",
                         "--chdir", cwd, "--", *argv]
             # (bwrap says which PID namespace it made on descriptor 3: clean() waits for it to empty)
             return ["/bin/sh", "-c", 'exec "$@" 3>"$0"', self.info, *wrapped]
         drop = ["setpriv", f"--reuid={self.uid}", f"--regid={self.uid}", "--clear-groups", "--no-new-privs",
-                "--inh-caps=-all", "--bounding-set=-all", "--", *argv]
+                "--inh-caps=-all", "--bounding-set=-all", "--"]
         if self.mode == "uid":
-            return drop
-        # A PID namespace (all die with its first process), no network, no shared IPC, and the
-        # grader's folders hidden under empty file systems, then the uid drop.
-        script = "".join(f'mount -t tmpfs -o size=1m,mode=0755 none "{h}" || exit 125\n' for h in self.hide)
+            return drop + argv
+        # A PID namespace (all die with its first process), no network, no shared IPC, a mount
+        # namespace whose root is a tmpfs holding only _mounts(), entered with chroot (_ENTER_ROOT:
+        # one process, as root, where a shell would start one per mount), then the uid drop.
+        spec = json.dumps({"devices": DEVICES, "mounts": self._mounts(cwd)})
         return ["unshare", "--pid", "--mount", "--net", "--ipc", "--uts", "--fork", "--kill-child", "--mount-proc",
-                "--propagation", "private", "--", "/bin/sh", "-c", script + 'exec "$@"', "sandbox", *drop]
+                "--propagation", "private", "--", sys.executable, "-I", "-S", "-c", _ENTER_ROOT, self.root, cwd, spec,
+                *drop, *argv]
 
     def release(self):
         """Gives the sandbox's uid back (after clean(): nothing of it is left)."""
@@ -266,7 +335,6 @@ def end_namespace(info, wait=30.0):
     """Waits until no process is left in the PID namespace bwrap reported in @p info (the kernel
     kills them all when its first process ends, but not at once), killing any that outlive
     @p wait seconds; returns how many were found."""
-    import json
     try:
         with open(info) as f:
             inode = json.load(f)["pid-namespace"]

@@ -17,8 +17,10 @@ changed nothing outside the regions). Only regular files are read: a symbolic li
 submission (a way to read the grader's machine into the build) is ignored and listed.
 """
 import difflib
+import itertools
 import json
 import os
+import re
 import stat
 from dataclasses import dataclass, field
 
@@ -121,24 +123,40 @@ def _within(first, end, ranges):
 
 
 def merge_file(published_text, submitted_text, ranges):
-    """(merged text, [1-based published lines of changes left out]): @p published_text with
-    each change of @p submitted_text that lies within @p ranges applied."""
+    """(merged text, [1-based published lines of changes left out], regions): @p published_text
+    with each change of @p submitted_text that lies within @p ranges applied; regions holds,
+    for each of @p ranges that has lines in the merged text, (its text, [1-based line in
+    @p submitted_text of each of its lines, or None for a line of the published text])."""
     ours = regions.split_lines(published_text)
     theirs = regions.split_lines(submitted_text)
     matcher = difflib.SequenceMatcher(None, [l.rstrip() for l in ours], [l.rstrip() for l in theirs],
                                       autojunk=False)
     out, left_out = [], []
+    owned = {}              # index in ranges: [(line, its 1-based line in the submission or None)]
+
+    def region_of(first, end):
+        return next((n for n, (lo, hi) in enumerate(ranges) if lo <= first and end <= hi and
+                     (lo < hi or first == end)), None)
+
+    def emit(lines, region, submitted):
+        if region is not None:
+            owned.setdefault(region, []).extend(zip(lines, submitted))
+        out.extend(lines)
+
     for tag, i1, i2, j1, j2 in matcher.get_opcodes():
         if tag == "equal":
-            out += ours[i1:i2]
+            for k in range(i2 - i1):
+                emit(ours[i1 + k:i1 + k + 1], region_of(i1 + k, i1 + k + 1), [j1 + k + 1])
         elif _within(i1, i2, ranges):
-            out += theirs[j1:j2]
+            emit(theirs[j1:j2], region_of(i1, i2), range(j1 + 1, j2 + 1))
         else:
-            out += ours[i1:i2]
+            for k in range(i1, i2):
+                emit(ours[k:k + 1], region_of(k, k + 1), [None])
             left_out.append(i1 + 1)
     if out and not out[-1].endswith("\n") and ours and ours[-1].endswith("\n"):
         out[-1] += "\n"
-    return "".join(out), left_out
+    texts = [("".join(l for l, _ in lines), [n for _, n in lines]) for _, lines in sorted(owned.items())]
+    return "".join(out), left_out, texts
 
 
 def read_regular(path, limit=MAX_FILE):
@@ -175,6 +193,7 @@ class Graded:
     were left out (path, or path:line, with what happened)."""
     files: dict
     left_out: list
+    refused: list = field(default_factory=list)     # "path:line: what a region may not hold"
 
     def note(self):
         """The feedback line about what was left out ("" when nothing was)."""
@@ -188,7 +207,7 @@ class Graded:
 
 def transplant(pub, submission):
     """The graded tree for the submission whose files are under @p submission (Graded)."""
-    files, left_out = {}, []
+    files, left_out, refused = {}, [], []
     present = _submitted_paths(submission)
     for rel, (data, mode) in sorted(pub.files.items()):
         files[rel] = (data, mode)
@@ -208,14 +227,20 @@ def transplant(pub, submission):
             if [l.rstrip() for l in data.splitlines()] != [l.rstrip() for l in theirs.splitlines()]:
                 left_out.append(rel)
             continue
-        merged, lines = merge_file(data.decode("utf-8", "surrogateescape"),
-                                   theirs.decode("utf-8", "surrogateescape"), ranges)
+        merged, lines, texts = merge_file(data.decode("utf-8", "surrogateescape"),
+                                          theirs.decode("utf-8", "surrogateescape"), ranges)
         files[rel] = (merged.encode("utf-8", "surrogateescape"), mode)
         left_out += [f"{rel}:{n}" for n in lines]
+        for text, numbers in texts:
+            problem = region_problem(rel, text)
+            if problem:
+                line = numbers[problem[0]] if problem[0] < len(numbers) else None
+                refused.append(f"{rel}:{line or numbers[0] or '?'}: a solution region may not hold "
+                               f"{problem[1]}")
     for rel in sorted(present - set(pub.files)):
         if not rel.startswith(QUIET) and not rel.startswith(".pagoda-") and "__pycache__" not in rel:
             left_out.append(f"{rel} (added)")
-    return Graded(files, left_out)
+    return Graded(files, left_out, refused)
 
 
 def write_tree(files, out_dir):
@@ -233,3 +258,245 @@ def write_tree(files, out_dir):
         with open(dest, "wb") as f:
             f.write(data)
         os.chmod(dest, (mode & 0o755) | 0o444)
+
+
+# ---- what a region may hold ---------------------------------------------------------------
+# A solution region is code, not a way to reach the grading machine: the build reads what its
+# text names (`#include`, `__has_include`, an assembler's `.incbin`, a linker script's INCLUDE),
+# so region text is refused when it holds a preprocessor line, an assembler directive in C++, an
+# assembly directive a lab does not need, a linker-script command, or braces it does not close
+# (a region that closes its function or namespace writes outside itself). The sandbox's root
+# (sandbox.py) holds as well; this check holds where the machine has no namespaces.
+
+# The one-character tokens a scan of C, C++, assembly or linker-script text tells apart, and the
+# digraphs that stand for some of them.
+_DIGRAPHS = {"<%": "{", "%>": "}", "<:": "[", ":>": "]", "%:": "#", "??=": "#"}
+_OPENERS = {"{": "}", "(": ")", "[": "]"}
+_PREPROCESSOR_WORDS = {"_Pragma", "__pragma", "__has_include", "__has_include_next", "__has_embed"}
+_ASM_WORDS = {"asm", "__asm", "__asm__"}
+_ASM_QUALIFIERS = {"volatile", "__volatile__", "__volatile", "inline", "__inline__", "goto"}
+# The directives the assembly regions of the labs need (user_copy.S: two functions and their
+# fix-up table entries); any other (.incbin, .include, .set, .macro, ...) is refused there.
+_ASSEMBLY_DIRECTIVES = {"text", "globl", "global", "type", "size", "balign", "p2align", "align", "quad",
+                        "xword", "dword", "word", "long", "int", "hword", "short", "byte", "previous",
+                        "popsection"}
+_ASSEMBLY_SECTIONS = {"pagoda_user_fixups", ".text"}
+_LINKER_COMMANDS = {"INCLUDE", "INPUT", "GROUP", "AS_NEEDED", "OUTPUT", "SEARCH_DIR", "STARTUP", "TARGET",
+                    "OUTPUT_FORMAT", "OUTPUT_ARCH", "INSERT", "SECTIONS", "MEMORY", "PHDRS", "VERSION", "EXTERN",
+                    "NOCROSSREFS", "ENTRY"}
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "v": "\v", "f": "\f", "a": "\a", "b": "\b", "e": "\x1b",
+            "\\": "\\", "'": "'", '"': '"', "?": "?"}
+# A string that may be a piece of assembly (a macro of the tree's puts it into an asm statement)
+# holds a directive: at its start, or after a statement separator (newline, ';') and labels.
+_DIRECTIVE = re.compile(r"(?:^[ \t]*|[\n;][ \t]*(?:[\w.$]+:[ \t]*)*)(\.[A-Za-z_][\w.$]*)")
+# In an asm statement's own text, stricter: a '.' word anywhere (a directive or a '.L' label).
+_DOT_WORD = re.compile(r"(?<![\w.$])(\.[A-Za-z_][\w.$]*)")
+_ASSIGNMENT = re.compile(r"^[A-Za-z_.$][\w.$]*[ \t]*=(?!=)")
+
+
+def _decode(body):
+    """The characters of a C string literal's body (escapes resolved)."""
+    out, i = [], 0
+    while i < len(body):
+        c = body[i]
+        if c != "\\" or i + 1 == len(body):
+            out.append(c)
+            i += 1
+            continue
+        e = body[i + 1]
+        if e in "01234567":
+            m = re.match(r"[0-7]{1,3}", body[i + 1:])
+            out.append(chr(int(m[0], 8)))
+            i += 1 + len(m[0])
+        elif e == "x":
+            m = re.match(r"[0-9A-Fa-f]*", body[i + 2:])
+            out.append(chr(int(m[0] or "0", 16) & 0x10FFFF))
+            i += 2 + len(m[0])
+        elif e in "uU":
+            n = 4 if e == "u" else 8
+            out.append(chr(int(body[i + 2:i + 2 + n] or "0", 16) & 0x10FFFF) if
+                       re.fullmatch(r"[0-9A-Fa-f]+", body[i + 2:i + 2 + n] or "-") else "?")
+            i += 2 + n
+        else:
+            out.append(_ESCAPES.get(e, e))
+            i += 2
+    return "".join(out)
+
+
+def _tokens(text, assembly=False):
+    """The tokens of @p text (lines spliced at a backslash-newline, comments dropped):
+    [(kind, value, line, first on its line)], kind "word", "string", "number" or "punct"
+    (digraphs given as what they stand for), line 0-based. In @p assembly a "'" is an
+    assembler's character constant, not a literal."""
+    chars, lines, line = [], [], 0
+    i = 0
+    while i < len(text):            # (splice, remembering each character's line)
+        if text[i] == "\\" and text[i + 1:i + 2] == "\n":
+            i, line = i + 2, line + 1
+            continue
+        chars.append(text[i])
+        lines.append(line)
+        if text[i] == "\n":
+            line += 1
+        i += 1
+    s = "".join(chars)
+    found, i, start = [], 0, True
+    while i < len(s):
+        c, at = s[i], lines[i]
+        if c == "\n":
+            start, i = True, i + 1
+        elif c.isspace():
+            i += 1
+        elif s.startswith("//", i):
+            end = s.find("\n", i)
+            i = len(s) if end < 0 else end
+        elif s.startswith("/*", i):
+            end = s.find("*/", i + 2)
+            i = len(s) if end < 0 else end + 2
+        else:
+            m = re.compile(r'(?:u8|u|U|L)?R"([^ ()\\\t\n]{0,16})\(').match(s, i)
+            if m:                                   # a raw string
+                end = s.find(")" + m[1] + '"', m.end())
+                end = len(s) if end < 0 else end
+                found.append(("string", s[m.end():end], at, start))
+                i = end + len(m[1]) + 2
+            elif (m := re.compile(r'(?:u8|u|U|L)?"((?:[^"\\\n]|\\.)*)"?').match(s, i)):
+                found.append(("string", _decode(m[1]), at, start))
+                i = m.end()
+            elif not assembly and (m := re.compile(r"(?:u8|u|U|L)?'((?:[^'\\\n]|\\.)*)'?").match(s, i)):
+                found.append(("number", m[0], at, start))
+                i = m.end()
+            elif (m := re.compile(r"[A-Za-z_$][\w$]*").match(s, i)):
+                found.append(("word", m[0], at, start))
+                i = m.end()
+            elif (m := re.compile(r"\.?[0-9](?:[eEpP][+-]|[\w.'])*").match(s, i)):
+                found.append(("number", m[0], at, start))
+                i = m.end()
+            else:
+                d = next((d for d in _DIGRAPHS if s.startswith(d, i)), None)
+                found.append(("punct", _DIGRAPHS[d] if d else c, at, start))
+                i += len(d) if d else 1
+            start = False
+    return found
+
+
+def _preprocessor(tokens, assembly=False):
+    """(line, rule) for the first preprocessor line or operator in @p tokens, or None: a '#'
+    anywhere (in C++ and linker scripts one is nowhere else valid), in @p assembly one that
+    starts a line (elsewhere it is an immediate's)."""
+    for kind, value, line, first in tokens:
+        if kind == "punct" and value == "#" and (first or not assembly):
+            return line, "a preprocessor line (#include, #if, #define, ...)"
+        if kind == "word" and value in _PREPROCESSOR_WORDS:
+            return line, f"the preprocessor operator {value}"
+    return None
+
+
+def _unbalanced(tokens):
+    """(line, rule) where @p tokens close a bracket they did not open or leave one open, or None."""
+    stack = []
+    for kind, value, line, _ in tokens:
+        if kind != "punct":
+            continue
+        if value in _OPENERS:
+            stack.append((value, line))
+        elif value in _OPENERS.values():
+            if not stack or _OPENERS[stack[-1][0]] != value:
+                return line, (f"a '{value}' that closes what the region did not open (a region's braces "
+                              "and namespaces open and close within it)")
+            stack.pop()
+    if stack:
+        return stack[-1][1], (f"a '{stack[-1][0]}' the region does not close (a region's braces and "
+                              "namespaces open and close within it)")
+    return None
+
+
+def _cpp_problem(text):
+    tokens = _tokens(text)
+    found = _preprocessor(tokens) or _unbalanced(tokens)
+    if found:
+        return found
+    for n, (kind, value, line, _) in enumerate(tokens):
+        if kind == "string":
+            m = _DIRECTIVE.search(value)
+            if m:
+                return line, f"the assembler directive {m[1]} in a string (inline assembly stays in the given helpers)"
+        if kind != "word" or value not in _ASM_WORDS:
+            continue
+        k = n + 1
+        while k < len(tokens) and tokens[k][1] in _ASM_QUALIFIERS:
+            k += 1
+        k += k < len(tokens) and tokens[k][1] == "("
+        strings = [t[1] for t in itertools.takewhile(lambda t: t[0] == "string", tokens[k:])]
+        if not strings:
+            return line, "an asm statement whose text is not a string literal"
+        m = _DOT_WORD.search("".join(strings))
+        if m:
+            return line, f"the assembler directive {m[1]} in an asm statement (inline assembly stays in the given helpers)"
+    return None
+
+
+def _assembly_problem(text):
+    tokens = _tokens(text, assembly=True)
+    found = _preprocessor(tokens, assembly=True)
+    if found:
+        return found
+    # Statements: the tokens of each line, split at ';'.
+    statements, current = [], []
+    for tok in tokens:
+        if tok[3] or tok[1] == ";":
+            if current:
+                statements.append(current)
+            current = [] if tok[1] == ";" else [tok]
+        else:
+            current.append(tok)
+    if current:
+        statements.append(current)
+    for st in statements:
+        k = 0
+        while k + 1 < len(st) and st[k][0] in ("word", "number") and st[k + 1][1] == ":":
+            k += 2                      # labels
+        st = st[k:]
+        if not st:
+            continue
+        line = st[0][2]
+        if st[0][1] == "." and len(st) > 1 and st[1][0] == "word":
+            name = st[1][1]
+            if name in ("section", "pushsection"):
+                target = "".join(t[1] for t in st[2:4]) if st[2:3] and st[2][1] == "." else \
+                    "".join(t[1] for t in st[2:3])
+                if target not in _ASSEMBLY_SECTIONS:
+                    return line, f"the assembler directive .{name} {target} (the lab writes only to " \
+                                 f"{', '.join(sorted(_ASSEMBLY_SECTIONS))})"
+            elif name not in _ASSEMBLY_DIRECTIVES:
+                return line, f"the assembler directive .{name} (a lab's assembly needs only " \
+                             f"{', '.join('.' + d for d in sorted(_ASSEMBLY_DIRECTIVES))}, .section)"
+        elif len(st) > 1 and st[0][0] == "word" and st[1][1] == "=" and (len(st) < 3 or st[2][1] != "="):
+            return line, f"an assignment to the symbol {st[0][1]}"
+    return None
+
+
+def _linker_script_problem(text):
+    tokens = _tokens(text, assembly=True)
+    found = _preprocessor(tokens) or _unbalanced(tokens)
+    if found:
+        return found
+    for kind, value, line, _ in tokens:
+        if kind == "string":
+            return line, "a quoted name (a linker script's region assigns symbols: SYMBOL = value;)"
+        if kind == "word" and value in _LINKER_COMMANDS:
+            return line, f"the linker-script command {value} (a region assigns symbols: SYMBOL = value;)"
+    return None
+
+
+def region_problem(path, text):
+    """(0-based line in @p text, rule) for the first thing the region text @p text of @p path
+    may not hold (see above), or None. Regions of other file types (CMake, Python) are not
+    checked: none is a student's in the labs, and the sandbox's root holds there."""
+    if path.endswith((".S", ".s")):
+        return _assembly_problem(text)
+    if path.endswith((".ld", ".lds")):
+        return _linker_script_problem(text)
+    if regions.style_for(path) is regions.SLASH:
+        return _cpp_problem(text)
+    return None
