@@ -96,6 +96,8 @@ GUARDS = {Name("pagoda::TempMap::TempMap(pagoda::Address<pagoda::PhysTag>)", 4,
 TEMP_MAP_LIVE = Name("pagoda_temp_map_live", 4)
 TEMP_STRESS = Name("pagoda_temp_stress", 4, DATA)
 TEMP_STRESS_ROUND = Name("pagoda_temp_stress_round", 4)
+# Where every fault the kernel takes in ring 0 / EL1 at a page is first looked at (each ISA's traps).
+KERNEL_FAULT = Name("pagoda::proc::checked_user_fixup", 4)
 USER_FIXUPS = (Name("__start_pagoda_user_fixups", 4, LABEL, source=r"\bpagoda_user_fixups\b"),
                Name("__stop_pagoda_user_fixups", 4, LABEL, source=r"\bpagoda_user_fixups\b"))
 

@@ -10,11 +10,11 @@ from . import contract
 from .derived import value as derived
 from .lifecycle import Pages
 from .processes import foreign_code_kill, parse_kills, user_elf, user_pages
-from .symbols import fact, segments
+from .symbols import fact, find, segments
 from .vmas import GROWS_DOWN, KIND_IMAGE, KIND_STACK, PROT_READ, PROT_WRITE, heap_problems, loader_problems, page_down, \
     page_up, read_records, segment_prot
 from .vmas import prot_text as rwx_of_prot
-from .watch import Watch, _Lines
+from .watch import Watch, _Lines, u64
 from .witness import ARCHES, PAGE
 from pagoda_pt.diagnose import record_rules_broken
 
@@ -352,30 +352,73 @@ class VmaWatch(Watch):
 
 class TouchWatch:
     """At every stop the grader takes in a process (a stop hook): each user page its root maps
-    was touched before it came, i.e. QEMU's log holds a fault at that page (x86_64: with that root
-    in CR3; AArch64's log names no root) before this stop; the arguments' page, which the loader
-    writes, aside. Demand paging brings a page in at its first touch and no sooner: a kernel that
-    maps a region's other pages at its first fault (or any page nothing touched) is seen at the
-    next stop. Recorded in Booter.watch_problems (the test's own checks speak first; it fails a test
-    nothing else fails), once per root."""
+    was touched before it came, i.e. QEMU's log holds before this stop a fault at that page from
+    user mode (x86_64: with that root in CR3; AArch64's log names no root), or the kernel's fault
+    in a user copy of a system call of that process: never one it takes while it handles a fault
+    from user mode (a burst of kernel faults after one user fault touches nothing). AArch64: the
+    log says so, an SVC from EL0 after the last fault from EL0. x86_64, whose `syscall` the log
+    does not show: a mark where the kernel first looks at each of its own faults
+    (contract.KERNEL_FAULT) reads how the process entered the kernel, the return address below
+    the frame at the top of its kernel stack (TSS.RSP0): the call of x86_syscall_entry, or a trap.
+    The arguments' page, which the loader writes, aside. Demand paging brings a page in at its
+    first touch and no sooner: a kernel that maps a region's other pages at its first fault, or
+    reads them itself then, is seen at the next stop. Recorded in Booter.watch_problems (the
+    test's own checks speak first; it fails a test nothing else fails), once per root."""
 
     def __init__(self, guest, watch):
         self.guest, self.watch = guest, watch
-        self.one_root = ARCHES[watch.arch].proc["log_names_root"]   # the log's CR3 says which root faulted
+        proc = ARCHES[watch.arch].proc
+        self.one_root = proc["log_names_root"]   # the log's CR3 says which root faulted
+        self.user, self.log_syscall = proc["user_privilege"], proc["log_syscall"]
         self.args_page = fact(watch.kernel, "user_stack_top") - PAGE
-        self.faulted, self.read = {}, 0         # root (or None) -> pages with a fault; events read
+        self.faulted, self.read = {}, 0         # root (or None) -> pages touched; events read
+        self.nested = {}                        # root (or None) -> pages of the kernel's faults not in a call
+        self.in_call = set()                    # AArch64: keys whose last entry from EL0 was an SVC
+        self.vouched = set()                    # x86_64: the kernel's faults (log indices) marked in a call
         self.told = set()
+        if self.log_syscall is None:
+            self.entry = find(watch.kernel, proc["syscall_entry"])
+            guest.mark_at(contract.KERNEL_FAULT, self.mark_fault)
+
+    def mark_fault(self, snap):
+        """x86_64, at the kernel's look at its own fault (the last fault QEMU has logged): whether
+        the process is in a system call, from the return address below the frame at the top of its
+        kernel stack (TSS.RSP0)."""
+        events = self.guest.log_events()
+        at = next((i for i in range(len(events) - 1, -1, -1)
+                   if events[i].kind == "exception" and events[i].privilege != self.user), None)
+        try:
+            top = self.watch.user_trap_stacks(snap)[0][1]
+            back = u64(snap.read_virt(top - fact(self.watch.kernel, "user_frame_size") - 8, 8))
+        except Exception:  # noqa: BLE001 - a stack the grader cannot read vouches for nothing
+            return
+        if at is not None and self.entry.contains(back):
+            self.vouched.add(at)
+
+    def take(self, i, e):
+        """Event @p e (index @p i) of QEMU's log, in order: the page it touched, or (a kernel fault
+        not in a system call) did not."""
+        key = e.root if self.one_root else None
+        if e.privilege == self.user:
+            if e.mnemonic == self.log_syscall:
+                self.in_call.add(key)
+            elif e.kind == "exception":
+                self.in_call.discard(key)
+        if e.kind != "exception" or e.address is None:
+            return
+        touched = e.privilege == self.user or (i in self.vouched if self.log_syscall is None else key in self.in_call)
+        (self.faulted if touched else self.nested).setdefault(key, set()).add(e.address & ~(PAGE - 1))
 
     def __call__(self, snap):
         root = snap.lower_root
         if root in self.watch.kernel_roots or root in self.told:
             return
         events = self.guest.log_events()
-        for e in events[self.read:]:
-            if e.kind == "exception" and e.address is not None:
-                self.faulted.setdefault(e.root if self.one_root else None, set()).add(e.address & ~(PAGE - 1))
+        for i in range(self.read, len(events)):
+            self.take(i, events[i])
         self.read = len(events)
-        touched = self.faulted.get(root if self.one_root else None, set())
+        key = root if self.one_root else None
+        touched = self.faulted.get(key, set())
         try:
             runs = list(itertools.takewhile(lambda r: r.va_start < self.watch.layout.kernel_half_base, snap.runs(root)))
         except AssertionError:
@@ -386,11 +429,15 @@ class TouchWatch:
             self.told.add(root)
             shown = ", ".join(f"{va:#x}" for va in untouched[:MAX_SHOWN]) + " ..." * (len(untouched) > MAX_SHOWN)
             who = self.watch.roots.get(root, f"root {root:#x}")
+            nested = [va for va in untouched if va in self.nested.get(key, ())]
             self.guest.booter.watch_problems.append(
                 f"{who} maps user pages that nothing touched: {shown} (the grader's walk of its root at "
                 f"{snap.symbol(snap.pc) or hex(snap.pc)}; QEMU's log holds no fault at them"
                 + (" with that root live" if self.one_root else "") + "): demand paging brings a page in at "
-                "its first touch, one fault each, never a region's other pages with it")
+                "its first touch, one fault each, never a region's other pages with it"
+                + (f"; the kernel's own faults at {', '.join(f'{va:#x}' for va in nested)} came while it handled a "
+                   "fault from user mode, in no system call of the process: a fault the kernel takes to handle "
+                   "another touches nothing" if nested else ""))
 
 
 MAX_SHOWN = 6

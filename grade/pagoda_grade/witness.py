@@ -182,9 +182,10 @@ X86_64 = ArchModel(
                                     None)),
               "syscall_entry_kernel_sp": False,   # `syscall` leaves the user's RSP in place
               # Where interrupts are enabled: (register, bit, set means enabled); whether QEMU's log
-              # names the root of each exception (CR3); how a new process's first frame enters user
-              # mode (CS and SS selectors), and the user half's words.
-              "irq_flag": ("eflags", 9, True), "log_names_root": True, "entry_selectors": True,
+              # names the root of each exception (CR3), and its event of a system call (`syscall`
+              # is no exception: none); how a new process's first frame enters user mode (CS and SS
+              # selectors), and the user half's words.
+              "irq_flag": ("eflags", 9, True), "log_names_root": True, "log_syscall": None, "entry_selectors": True,
               "user_half_words": "the lower half of CR3",
               # Whether the next instruction (its first bytes) drops TLB entries (a stepped pop).
               "invalidates_tlb": _x86_invalidates_tlb})
@@ -233,7 +234,7 @@ AARCH64 = ArchModel(
               # a test compares.
               "esr": {"data_abort": 0x24, "instruction_abort": 0x20, "wnr": 1 << 6, "translation": 0b0100,
                       "permission": 0b1100, "mask": (0x3F << 26) | (1 << 6) | 0x3C},
-              "irq_flag": ("cpsr", 7, False), "log_names_root": False, "entry_selectors": False,
+              "irq_flag": ("cpsr", 7, False), "log_names_root": False, "log_syscall": "SVC", "entry_selectors": False,
               "user_half_words": "TTBR0", "invalidates_tlb": _aarch64_invalidates_tlb})
 
 # The models by their ISA's name.
@@ -905,6 +906,8 @@ class Guest:
         self.stop_hooks = []
         # Stops on the way (side_stop()): {address: callable(Snapshot) or None}.
         self.side_stops = {}
+        # Moments marked on the way (mark_at()): {address: callable(Snapshot)}, no stop hook run.
+        self.marks = {}
 
     @classmethod
     def attach(cls, booter, session, sock, ram_size):
@@ -952,6 +955,15 @@ class Guest:
         address = where if isinstance(where, int) else symbols.address_of(self.kernel, where)
         self.side_stops[address] = callback
 
+    def mark_at(self, where, callback):
+        """From now on, whenever the guest is at @p where (a function name or an address) in a
+        Snapshot, @p callback(snapshot) runs: at the stops callers take there, and at a stop that
+        stop_at() and stop_at_any() take there on their way (as side_stop(), but with no stop hook
+        run and nothing else read: a moment marked, e.g. the kernel looking at its own fault,
+        not one more look at the guest). Like side stops, none while stop_after() or
+        stop_at_line() let the guest run."""
+        self.marks[where if isinstance(where, int) else symbols.address_of(self.kernel, where)] = callback
+
     def stop_at(self, where):
         """Runs the guest until it executes @p where (a function name or an address); returns
         the Snapshot there (its breakpoint stays in QEMU until the guest runs on: _arm()).
@@ -962,7 +974,7 @@ class Guest:
         function you want."""
         address = where if isinstance(where, int) else symbols.address_of(self.kernel, where)
         what = where if isinstance(where, str) else f"{address:#x}"
-        if any(a != address for a in self.side_stops):
+        if any(a != address for a in (*self.side_stops, *self.marks)):
             return self.stop_at_any([address], what=what)
         if self._stopped_at == address:
             # Stopped on this very instruction: QEMU would report the breakpoint again without
@@ -989,13 +1001,14 @@ class Guest:
         what = what or " or ".join(f"{a:#x}" for a in where)
         end = None if within is None else time.monotonic() + within
         while True:
-            side = [a for a in self.side_stops if a not in where]   # (a side stop's callback may add one)
+            # (a side stop's callback may add one)
+            side = [a for a in {**self.side_stops, **self.marks} if a not in where]
             if self._stopped_at in where or self._stopped_at in side:
                 pc = self._step_off(self._stopped_at, what)
                 if pc in where:
                     return self.snapshot()   # the next instruction is one of them: a new arrival
                 if pc in side:
-                    self._side(self.snapshot())
+                    self._side(self.snapshot(hooks=pc in self.side_stops))
                     continue
             self._stopped_at = None
             self._arm(where + side, resume="c")
@@ -1003,7 +1016,8 @@ class Guest:
                 self._wait(what)
             else:
                 self._wait_within(what, max(0.01, end - time.monotonic()))
-            snap = self.snapshot()
+            # (the stop hooks look at every stop but a mark's: mark_at())
+            snap = self.snapshot(hooks=lambda pc: pc not in side or pc in self.side_stops)
             if snap.pc in side:
                 self._side(snap)
                 if end is None or time.monotonic() < end:
@@ -1031,7 +1045,8 @@ class Guest:
         self._arm(self._armed - {pc}, resume="s")
 
     def _side(self, snap):
-        """A side stop (side_stop()) reached at @p snap: its callback, if any."""
+        """A side stop (side_stop()) or a mark (mark_at()) reached at @p snap: the side stop's
+        callback, if any."""
         callback = self.side_stops.get(snap.pc)
         if callback is not None:
             callback(snap)
@@ -1119,14 +1134,19 @@ class Guest:
         self._wait(self.waiting_for)
         return self.snapshot()
 
-    def snapshot(self):
+    def snapshot(self, hooks=True):
+        """The Snapshot of the guest, stopped; the stop hooks run on it when @p hooks (a bool,
+        or a test of its PC), then the mark of its PC (mark_at()), if any."""
         names = (self.model.pc, self.model.sp) + self.model.translation
         regs = dict(zip((n.lower() for n in names), self.client.read_registers(names)))
         self._stops += 1
         snap = Snapshot(self, regs)
         self._stopped_at = snap.pc
-        for hook in self.stop_hooks:
+        for hook in self.stop_hooks if (hooks(snap.pc) if callable(hooks) else hooks) else ():
             hook(snap)
+        mark = self.marks.get(snap.pc)
+        if mark is not None:
+            mark(snap)
         return snap
 
     # ---- memory and inputs -----------------------------------------------------------------------
