@@ -21,7 +21,7 @@ from . import batch, deps, junit
 from pagoda_core import build, elffile, paths, speed
 from pagoda_core.ui import PagodaError, clip, info
 
-from pagoda_grade import logs, manifest, outcomes, programs
+from pagoda_grade import logs, manifest, outcomes, programs, symbols
 
 REASON_INDENT = "      "
 MAX_REASON_LINES = 60
@@ -295,6 +295,13 @@ def grade(names, arch=paths.DEFAULT_ARCH, workers="auto", kernel=None, verbose=F
     check_only(numbers, labs, only)
     if kernel is None:
         build.build_kernel(arch)
+    elif symbols.FACTS_ENV not in os.environ:
+        # A kernel from elsewhere: this tree's own build is the instructor's copy, whose facts
+        # are the constants the grader uses (and whose user programs the kernel must embed). A
+        # caller whose --kernel is this tree's own build says so with an empty FACTS_ENV.
+        facts = os.path.join(paths.BUILD, f"facts-{arch}.json")
+        symbols.write_facts(build.build_kernel(arch), facts)
+        os.environ[symbols.FACTS_ENV] = facts
     elif any(n >= programs.FIRST_LAB for n in numbers) and not os.environ.get(programs.USER_DIR_ENV):
         build.build(arch, target=f"user_programs_{arch}")   # the grader's own, which the kernel must embed
     interrupted = None
