@@ -107,6 +107,19 @@ def symbols(kernel):
     return Addresses(symbol_table(kernel))
 
 
+def reader(kernel):
+    """name -> address or None, as the page-table model (pagoda_pt) reads a kernel's symbols:
+    those of @p kernel (symbols()), but a fact's value is the instructor's when the grader has
+    them (course_facts())."""
+    table, course = symbols(kernel), course_facts()
+
+    def read(name):
+        if course is not None and name.startswith(FACT_PREFIX):
+            return course.get(name[len(FACT_PREFIX):])
+        return table.get(name)
+    return read
+
+
 FACT_PREFIX = "pagoda_fact_"
 # The instructor's facts: a JSON file {name: value} written from the instructor's build of the
 # graded lab tree (write_facts(); `./pagoda grade --batch` and the autograders set it). Without
