@@ -30,7 +30,7 @@ FACT = "ticks_per_turn"
 SCHEDULER, PROCESS = "kernel/proc/scheduler.cpp", "kernel/proc/process.cpp"
 PREEMPT = "if (from_user && g_current != nullptr && turn_is_over()) schedule();"
 CREATE_REGION = "  // >>> lab 3: a root of its own with the program loaded, a kernel stack, and its first frame\n"
-EVERY_TICK = "if (from_user && g_current != nullptr) schedule();"
+EVERY_TICK = "(void)turn_is_over;\n  if (from_user && g_current != nullptr) schedule();"
 # submission id -> {file: (text in the solved region, text it becomes)}
 CHEATS = {
     "reset": {SCHEDULER: (PREEMPT, EVERY_TICK + f'\n  asm(".set pagoda_fact_{FACT}, 1");')},
