@@ -143,9 +143,7 @@ REQUIREMENTS = (
     Requirement("qemu-system-aarch64", "qemu-system-arm", "runs the AArch64 kernel", "exe",
                 "qemu-system-aarch64", grading=True, arch="aarch64"),
     Requirement("ccache", "ccache", "compiles a source file the generated lab trees share once "
-                "(./pagoda labs check and labs mutants; a graded submission reuses the objects of "
-                "the lab's published tree, which grading builds for its facts; without it each tree "
-                "builds in full)", "exe", "ccache", grading=True),
+                "(./pagoda labs check and labs mutants; without it each tree builds in full)", "exe", "ccache"),
     Requirement("bwrap", "bubblewrap", "sandboxes a submission's build when grading runs without root "
                 "(./pagoda grade --batch, autograders)", "exe", "bwrap", grading=True),
     Requirement("gdb-multiarch", "gdb-multiarch", "./pagoda gdb and the page-table commands", "exe",
