@@ -12,7 +12,9 @@ each turn with the fact ticks_per_turn). Each then changes that fact from inside
           name, = 1, beside the global one (= 2): llvm-nm lists the smaller first.
 
 The grader takes its facts from the instructor's build of the lab tree and refuses a kernel whose
-facts differ: each loses preempt_user and the rest, the fact named in its row.
+facts differ: each loses preempt_user and the rest, the fact named in its row (measured: both
+31/31 on both ISAs on main bdc2961, 0/31 since). Each ISA's batch builds the published tree and
+two kernels: about 10 minutes on a busy 2-core machine.
 """
 import csv
 import os
