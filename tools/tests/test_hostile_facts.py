@@ -8,12 +8,13 @@ each turn with the fact ticks_per_turn). Each then changes that fact from inside
   reset   the same region of kernel/proc/scheduler.cpp says `asm(".set pagoda_fact_ticks_per_turn,
           1")`: the assembler lets `.set` redefine the symbol, the ELF holds one global absolute
           pagoda_fact_ticks_per_turn = 1 (before issue 51: 31/31 on both ISAs);
-  shadow  create_process()'s lab-3 region (kernel/proc/process.cpp) defines a local absolute symbol of the same
-          name, = 1, beside the global one (= 2): llvm-nm lists the smaller first.
+  shadow  create_process()'s lab-3 region (kernel/proc/process.cpp) defines a local absolute
+          symbol of the same name, = 1, beside the global one (= 2): llvm-nm lists the smaller
+          first (before issue 51: 31/31 on both ISAs).
 
 The grader takes its facts from the instructor's build of the lab tree and refuses a kernel whose
-facts differ: each loses preempt_user and the rest, the fact named in its row (measured: both
-31/31 on both ISAs on main bdc2961, 0/31 since). Each ISA's batch builds the published tree and
+facts differ: each loses preempt_user and the rest, the fact named in its row (measured on main
+bdc2961: 31/31 each; since: 0/31). Each ISA's batch builds the published tree and
 two kernels: about 10 minutes on a busy 2-core machine.
 """
 import csv
