@@ -1,4 +1,5 @@
-"""fact(): the grader reads the kernel's PAGODA_FACT constants from ELF symbols."""
+"""fact(): the grader reads the kernel's PAGODA_FACT constants from ELF symbols, the instructor's
+when it has them; a fact defined twice, or not as the course's, is refused."""
 import subprocess
 
 import pytest
@@ -27,6 +28,58 @@ def test_a_missing_fact_names_the_ones_there_are(object_with_facts):
         symbols.fact(object_with_facts, "window_size")
     assert "exports no fact 'window_size'" in str(e.value)
     assert "page_size, window_base" in str(e.value)
+
+
+def assemble(tmp_path, *sources):
+    """An x86_64 object linked (ld -r) from the assembly @p sources, each its own file."""
+    objects = []
+    for i, text in enumerate(sources):
+        (tmp_path / f"part{i}.S").write_text(text)
+        objects.append(str(tmp_path / f"part{i}.o"))
+        subprocess.run(["clang", "--target=x86_64-unknown-none-elf", "-c", str(tmp_path / f"part{i}.S"), "-o",
+                        objects[-1]], check=True)
+    out = str(tmp_path / "linked.o")
+    subprocess.run(["ld.lld", "-r", *objects, "-o", out], check=True)
+    return out
+
+
+PAGE_FACT = ".globl pagoda_fact_page_size\n.set pagoda_fact_page_size, 4096\n"
+
+
+def test_a_fact_with_a_local_of_its_name_is_refused(tmp_path):
+    """Issue 51's cheat 3d: a local absolute symbol of the fact's name in another file, the
+    smaller value first in llvm-nm's list: neither is read."""
+    kernel = assemble(tmp_path, PAGE_FACT, "pagoda_fact_page_size = 1\n")
+    with pytest.raises(AssertionError) as e:
+        symbols.fact(kernel, "page_size")
+    assert "defines its fact page_size 2 times (1 as a local absolute symbol, 4096 as a global absolute" in str(e.value)
+    assert symbols.fact_problems(kernel) == (str(e.value),)
+    with pytest.raises(AssertionError, match="2 symbols called pagoda_fact_page_size"):
+        symbols.symbols(kernel).get("pagoda_fact_page_size")
+
+
+def test_the_course_facts_are_read_and_a_kernel_that_differs_is_named(tmp_path, monkeypatch):
+    """With the instructor's facts (FACTS_ENV) the grader reads theirs; a kernel whose fact was
+    redefined (`.set` again in a region: one global symbol, another value) is refused by name."""
+    kernel = assemble(tmp_path, PAGE_FACT + ".set pagoda_fact_page_size, 1\n")
+    assert symbols.exported_facts(kernel) == ({"page_size": 1}, {})
+    course = tmp_path / "course.json"
+    course.write_text('{"page_size": 4096, "window_base": 18446603336221196288}')
+    monkeypatch.setenv(symbols.FACTS_ENV, str(course))
+    assert symbols.fact(kernel, "page_size") == 4096
+    assert symbols.fact_problems(kernel) == (
+        "the kernel's fact page_size is 1, the course's build says 4096: facts are not yours to change",
+        "the kernel does not export the fact window_base, which the course's build does (0xffff800000000000): "
+        "facts are not yours to change")
+
+
+def test_the_instructors_own_facts_are_written_and_agree(tmp_path, monkeypatch, object_with_facts):
+    course = tmp_path / "course.json"
+    symbols.write_facts(object_with_facts, str(course))
+    monkeypatch.setenv(symbols.FACTS_ENV, str(course))
+    assert symbols.fact_problems(object_with_facts) == ()
+    with pytest.raises(AssertionError, match="defines its fact page_size 2 times"):
+        symbols.write_facts(assemble(tmp_path, PAGE_FACT, "pagoda_fact_page_size = 1\n"), str(course))
 
 
 @pytest.fixture

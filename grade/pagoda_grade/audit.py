@@ -77,7 +77,7 @@ def audit_ram(kernel, arch, read_phys):
     cannot be read."""
     from pagoda_pt import frames
     try:
-        return frames.audit(arch, read_phys, symbols.symbols(kernel).get)[:MAX_FINDINGS]
+        return frames.audit(arch, read_phys, symbols.reader(kernel))[:MAX_FINDINGS]
     except (frames.CensusError, ValueError, TypeError, AssertionError, OSError, struct.error):
         return []
 
@@ -101,6 +101,6 @@ def leak_classes(kernel, arch, read_phys, leaked, roots_seen=None, seen=None):
     @p seen {kind: path}: what the grader saw of the run (frames.leak_classes)."""
     from pagoda_pt import frames
     try:
-        return frames.leak_classes(arch, read_phys, symbols.symbols(kernel).get, leaked, roots_seen, seen)
+        return frames.leak_classes(arch, read_phys, symbols.reader(kernel), leaked, roots_seen, seen)
     except (frames.CensusError, ValueError, TypeError, AssertionError, OSError, struct.error):
         return []

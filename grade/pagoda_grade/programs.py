@@ -96,10 +96,11 @@ def embedded(kernel):
     """{name: bytes} of the programs @p kernel embeds (its table, read from the ELF file)."""
     table = symbols.symbols(kernel)
     out = {}
-    for sym, begin in table.items():
+    for sym in table:
         m = _BEGIN.match(sym)
         if not m:
             continue
+        begin = table[sym]      # (a name two symbols share is refused: symbols.Addresses)
         end = table.get(f"pagoda_program_{m[1]}_end")
         if end is None or end < begin:
             out[m[1]] = None

@@ -2,6 +2,8 @@
 are checked against (where a function is, where the loader put a byte)."""
 import bisect
 import functools
+import json
+import os
 import struct
 import subprocess
 from dataclasses import dataclass
@@ -63,32 +65,158 @@ def symbol_table(kernel):
     return tuple(table)
 
 
+class Addresses(dict):
+    """{demangled name: address} of a kernel's symbols (symbols()). A name that symbols at more
+    than one address share (a local symbol beside a global one of the same name, two statics in
+    two files) is ambiguous: looking it up (table[name], table.get(name)) raises AssertionError
+    naming them, rather than keeping whichever llvm-nm listed first."""
+
+    def __init__(self, table):
+        named = {}
+        for s in table:
+            named.setdefault(s.name, []).append(s)
+        super().__init__((name, same[0].address) for name, same in named.items())
+        self.clashes = {name: same for name, same in named.items() if len({s.address for s in same}) > 1}
+
+    def __getitem__(self, name):
+        if name in self.clashes:
+            raise AssertionError(clash(name, self.clashes[name]))
+        return super().__getitem__(name)
+
+    def get(self, name, default=None):
+        return self[name] if name in self else default
+
+
+def clash(name, same):
+    """The sentence refusing the symbols @p same, which share the name @p name."""
+    return (f"the kernel has {len(same)} symbols called {name} ("
+            + ", ".join(f"{s.address:#x} {KINDS.get(s.kind, s.kind)}" for s in same[:4])
+            + "): the grader reads one and will not guess which")
+
+
+# llvm-nm's letters for the symbols a name may clash with.
+KINDS = {"A": "global absolute", "a": "local absolute", "T": "global code", "t": "local code",
+         "D": "global data", "d": "local data", "B": "global data", "b": "local data",
+         "R": "global read-only data", "r": "local read-only data"}
+
+
 @functools.lru_cache(maxsize=8)
 def symbols(kernel):
-    """{demangled name: address} of every symbol with an address in @p kernel."""
-    table = {}
-    for s in symbol_table(kernel):
-        table.setdefault(s.name, s.address)
-    return table
+    """{demangled name: address} of every symbol with an address in @p kernel (Addresses: an
+    ambiguous name is refused when looked up)."""
+    return Addresses(symbol_table(kernel))
+
+
+def reader(kernel):
+    """name -> address or None, as the page-table model (pagoda_pt) reads a kernel's symbols:
+    those of @p kernel (symbols()), but a fact's value is the instructor's when the grader has
+    them (course_facts())."""
+    table, course = symbols(kernel), course_facts()
+
+    def read(name):
+        if course is not None and name.startswith(FACT_PREFIX):
+            return course.get(name[len(FACT_PREFIX):])
+        return table.get(name)
+    return read
 
 
 FACT_PREFIX = "pagoda_fact_"
+# The instructor's facts: a JSON file {name: value} written from the instructor's build of the
+# graded lab tree (write_facts(); `./pagoda grade --batch` and the autograders set it). Without
+# it (a student grading their own tree) the kernel's own build is the instructor's copy.
+FACTS_ENV = "PAGODA_GRADE_FACTS"
+
+
+@functools.lru_cache(maxsize=8)
+def exported_facts(kernel):
+    """({name: value} of the facts @p kernel exports, {name: the sentence refusing it} of each
+    fact that is not exactly one global absolute symbol pagoda_fact_<name>: a local symbol of
+    the same name beside it, a label)."""
+    found = {}
+    for s in symbol_table(kernel):
+        if s.name.startswith(FACT_PREFIX):
+            found.setdefault(s.name[len(FACT_PREFIX):], []).append(s)
+    values, problems = {}, {}
+    for name, same in sorted(found.items()):
+        if len(same) == 1 and same[0].kind == "A":
+            values[name] = same[0].address
+            continue
+        how = f"{len(same)} times" if len(same) > 1 else "once"
+        kinds = ", ".join(f"{show(s.address)} as a {KINDS.get(s.kind, s.kind)} symbol" for s in same[:4])
+        problems[name] = (f"the kernel defines its fact {name} {how} ({kinds}), the course's build once, as one "
+                          "global constant: facts are not yours to change")
+    return values, problems
+
+
+def show(value):
+    return str(value) if value < 1 << 16 else f"{value:#x}"
+
+
+@functools.lru_cache(maxsize=1)
+def _course_facts(path):
+    with open(path) as f:
+        return {name: int(value) for name, value in json.load(f).items()}
+
+
+def course_facts():
+    """{name: value} of the instructor's build (FACTS_ENV), or None when none is given."""
+    path = os.environ.get(FACTS_ENV)
+    return _course_facts(path) if path else None
+
+
+def write_facts(kernel, path):
+    """Writes the facts of @p kernel, the instructor's build of a lab tree, to @p path (the file
+    FACTS_ENV names); AssertionError when that build's own facts break the rule."""
+    values, problems = exported_facts(kernel)
+    if problems:
+        raise AssertionError(f"{kernel}: {next(iter(problems.values()))}")
+    with open(path, "w") as f:
+        json.dump(values, f, indent=1, sort_keys=True)
+
+
+@functools.lru_cache(maxsize=8)
+def fact_problems(kernel):
+    """Sentences, one per fact of @p kernel that is not the instructor's (FACTS_ENV): not exactly
+    one global absolute symbol, another value, missing or added; () when they all agree. The
+    harness refuses such a kernel before its first boot."""
+    values, broken = exported_facts(kernel)
+    problems = list(broken.values())
+    course = course_facts()
+    for name in sorted(set(course) | set(values)) if course is not None else ():
+        if name in broken:
+            continue
+        if name not in values:
+            problems.append(f"the kernel does not export the fact {name}, which the course's build does "
+                            f"({show(course[name])}): facts are not yours to change")
+        elif name not in course:
+            problems.append(f"the kernel exports a fact {name} the course's build does not: facts are not yours to change")
+        elif values[name] != course[name]:
+            problems.append(f"the kernel's fact {name} is {show(values[name])}, the course's build says "
+                            f"{show(course[name])}: facts are not yours to change")
+    return tuple(problems)
 
 
 @functools.lru_cache(maxsize=4096)     # (read at every stop: a lab-7 test asks a million times)
 def fact(kernel, name):
-    """The value the kernel exports as PAGODA_FACT(@p name, ...) (kernel/lib/facts.hpp): the
-    absolute symbol pagoda_fact_<name>, e.g. fact(kernel, "window_base"). The layout constants
-    and the page size are read this way instead of being copied into the grader. Every name the
-    grader reads is declared in its contract (contract.FACTS)."""
+    """The value of the constant the kernel exports as PAGODA_FACT(@p name, ...)
+    (kernel/lib/facts.hpp): the absolute symbol pagoda_fact_<name>, e.g. fact(kernel,
+    "window_base"). The layout constants and the page size are read this way instead of being
+    copied into the grader. Every name the grader reads is declared in its contract
+    (contract.FACTS). With the instructor's facts (FACTS_ENV) the value is theirs, never the
+    kernel's (a kernel whose facts differ is refused: fact_problems()); a fact the kernel defines
+    other than as one global absolute symbol is refused."""
     from .contract import lab_of_fact
     lab_of_fact(name)
-    table = symbols(kernel)
-    if FACT_PREFIX + name not in table:
-        known = sorted(n[len(FACT_PREFIX):] for n in table if n.startswith(FACT_PREFIX))
+    values, problems = exported_facts(kernel)
+    if name in problems:
+        raise AssertionError(problems[name])
+    course = course_facts()
+    table = values if course is None else course
+    if name not in table:
+        known = sorted(values)
         raise AssertionError(f"{kernel} exports no fact '{name}' (symbol {FACT_PREFIX}{name}); "
                              f"it exports: {', '.join(known) or 'none'}")
-    return table[FACT_PREFIX + name]
+    return table[name]
 
 
 @functools.lru_cache(maxsize=8)

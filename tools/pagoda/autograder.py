@@ -49,8 +49,11 @@ VISIBILITY = {False: "visible", True: "after_published"}
 
 
 def autograder_packages(arch):
-    """The packages an autograder machine installs: building and grading, for @p arch."""
-    return deps.packages(deps.needed(grading_only=True, arches=[arch]))
+    """The packages an autograder machine installs: building and grading, for @p arch, and
+    ccache: grading builds the lab's published tree for its facts (batch.Batch.prepare()), and
+    through the object cache the submission's build then compiles little more than its regions."""
+    ccache = [r for r in deps.REQUIREMENTS if r.name == "ccache"]
+    return deps.packages(deps.needed(grading_only=True, arches=[arch]) + ccache)
 
 
 def _lab(number, root=paths.ROOT):

@@ -55,7 +55,7 @@ from . import deps, publish, sandbox, transplant, treebuild
 from pagoda_core import build, paths, qemu, slips, speed
 from pagoda_core.ui import PagodaError, clip, info
 
-from pagoda_grade import manifest
+from pagoda_grade import manifest, symbols
 
 GRADE_MARGIN = 30.0         # seconds added to the lab's test timeouts for the default limit
 # Seconds for configuring and building one kernel on the reference machine (2 cores, quiet),
@@ -186,6 +186,7 @@ class Batch:
         self.time_limit = time_limit or (sum(t.timeout for t in self.spec.tests) + GRADE_MARGIN) * scale
         self.build_time_limit = build_time_limit or BUILD_TIME_LIMIT * scale
         self.user_dir = None    # the grader's own build of the user programs (prepare())
+        self.facts = None       # the published tree's facts, the grader's constants (prepare())
         # The object cache every submission's build reads (treebuild.py; when ccache is installed):
         # a class's trees share most of their files. Only trusted builds write it (prepare()'s build
         # of the lab's published tree); a submission's build reads it and never writes
@@ -205,18 +206,25 @@ class Batch:
         """Builds what every submission is graded with, once: for a lab whose tests run user
         programs, the grader's own build of them (from this tree's user/, kernel/lib/ and cmake/,
         in a build directory of its own), which each submission's kernel must embed; and the
-        lab's published tree, unchanged, through the object cache (trusted: it fills the cache the
-        submissions' builds read, and proves the instructor's tree builds)."""
+        lab's published tree, unchanged (trusted: it proves the instructor's tree builds, its
+        kernel's facts are the constants the grader uses, symbols.FACTS_ENV, and through the
+        object cache, with ccache, it fills the cache the submissions' builds read, so that
+        they compile little more than their regions)."""
         from pagoda_grade.programs import FIRST_LAB
         if self.lab >= FIRST_LAB and self.user_dir is None:
             self.user_dir = build.grader_user_programs(self.root, self.arch)
-        if treebuild.launcher(self.work, self.cache):
+        if self.facts is None:
             tree = os.path.join(self.work, "published")
             shutil.rmtree(tree, ignore_errors=True)
             transplant.write_tree(self.published.files, tree)
             log = os.path.join(self.work, "published-build.log")
             if not treebuild.build(tree, self.arch, log, cache=self.cache):
                 raise PagodaError(f"lab {self.lab}'s published tree does not build here: see {log}")
+            self.facts = os.path.join(self.work, f"facts-lab{self.lab}-{self.arch}.json")
+            try:
+                symbols.write_facts(os.path.join(tree, "build", self.arch, "kernel.elf"), self.facts)
+            except (OSError, AssertionError) as e:
+                raise PagodaError(f"lab {self.lab}'s published kernel gives no facts to grade with: {e}")
             shutil.rmtree(tree, ignore_errors=True)
         return self
 
@@ -346,6 +354,8 @@ class Batch:
                    PAGODA_GRADE_GDB="./pagoda gdb", PYTEST_DISABLE_PLUGIN_AUTOLOAD="1")
         if self.user_dir:
             env["PAGODA_GRADE_USER_DIR"] = self.user_dir
+        if self.facts:
+            env[symbols.FACTS_ENV] = self.facts
         if os.path.exists(os.path.join(base, slips.ANSWER_FILE)):
             env["PAGODA_GRADE_HUNT_ANSWER"] = os.path.join(base, slips.ANSWER_FILE)
         status, late = self._run(sub_id, argv, os.path.join(self.root, "grade"),

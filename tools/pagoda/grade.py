@@ -21,7 +21,7 @@ from . import batch, deps, junit
 from pagoda_core import build, elffile, paths, speed
 from pagoda_core.ui import PagodaError, clip, info
 
-from pagoda_grade import logs, manifest, outcomes, programs
+from pagoda_grade import logs, manifest, outcomes, programs, symbols
 
 REASON_INDENT = "      "
 MAX_REASON_LINES = 60
@@ -295,6 +295,16 @@ def grade(names, arch=paths.DEFAULT_ARCH, workers="auto", kernel=None, verbose=F
     check_only(numbers, labs, only)
     if kernel is None:
         build.build_kernel(arch)
+    elif symbols.FACTS_ENV not in os.environ:
+        # A kernel from elsewhere: this tree's own build is the instructor's copy, whose facts
+        # are the constants the grader uses (and whose user programs the kernel must embed). A
+        # caller whose --kernel is this tree's own build says so with an empty FACTS_ENV.
+        facts = os.path.join(paths.BUILD, f"facts-{arch}.json")
+        try:
+            symbols.write_facts(build.build_kernel(arch), facts)
+        except AssertionError as e:
+            raise PagodaError(f"this tree's own kernel gives no facts to grade --kernel with: {e}")
+        os.environ[symbols.FACTS_ENV] = facts
     elif any(n >= programs.FIRST_LAB for n in numbers) and not os.environ.get(programs.USER_DIR_ENV):
         build.build(arch, target=f"user_programs_{arch}")   # the grader's own, which the kernel must embed
     interrupted = None
@@ -379,8 +389,9 @@ def add_parser(sub):
     p.add_argument("-j", "--jobs", type=jobs_argument, default="auto",
                    help="parallel QEMU boots: a number or 'auto' (one per core; the default)")
     p.add_argument("--kernel", metavar="ELF",
-                   help="grade this kernel ELF instead of building one (labs 3 and up: it must embed the user "
-                        "programs of this tree's user/, which the grader builds to read them; docs/grader.md)")
+                   help="grade this kernel ELF instead of this tree's own (which is still built: its facts are the "
+                        "constants the kernel must export; labs 3 and up: it must embed the user programs of this "
+                        "tree's user/; docs/grader.md)")
     p.add_argument("-v", "--verbose", action="store_true", help="show pytest's own output")
     p.add_argument("--json", metavar="FILE",
                    help="also write the results as JSON: {labs, earned, possible, results: "

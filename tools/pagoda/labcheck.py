@@ -38,6 +38,8 @@ from . import mutants, publish, transplant, treebuild
 from pagoda_core import paths
 from pagoda_core.ui import PagodaError, info
 
+from pagoda_grade import symbols
+
 CHECK_SUBDIR = os.path.join("build", "labs-check")
 # Where the reference's submission of each lab is written and its kernels set aside and graded:
 # build/labs-check/as-submission/labN/ (submitted/, ARCH/, ARCH.build.log, ARCH/grade.log).
@@ -62,11 +64,11 @@ class Verdict:
         return "\n".join(lines)
 
 
-def _run_logged(argv, cwd, log_path, mode="w"):
+def _run_logged(argv, cwd, log_path, mode="w", env=None):
     with open(log_path, mode) as log:
         log.write(f"$ {' '.join(argv)}\n")
         log.flush()
-        return subprocess.run(argv, cwd=cwd, stdout=log, stderr=subprocess.STDOUT).returncode
+        return subprocess.run(argv, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, env=env).returncode
 
 
 def _error_excerpt(log_path):
@@ -93,9 +95,11 @@ def grade_tree(tree, numbers, kernel, base, workers="auto", arch=paths.DEFAULT_A
         os.unlink(json_path)
     argv = [paths.SYSTEM_PYTHON, os.path.join(tree, "pagoda"), "grade", *[f"lab{n}" for n in numbers],
             "--arch", arch, "-j", str(workers), "--json", json_path]
-    if kernel:
+    env = None
+    if kernel:      # (the tree's own build: its facts are the tree's, grade.py need not build it again)
         argv += ["--kernel", kernel]
-    _run_logged(argv, tree, log_path)
+        env = dict(os.environ, **{symbols.FACTS_ENV: ""})
+    _run_logged(argv, tree, log_path, env=env)
     try:
         with open(json_path) as f:
             data = json.load(f)

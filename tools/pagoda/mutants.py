@@ -73,7 +73,7 @@ from . import mutant_why, publish, regions, treebuild
 from pagoda_core import paths
 from pagoda_core.ui import PagodaError, info
 
-from pagoda_grade import manifest, programs
+from pagoda_grade import manifest, programs, symbols
 
 CHECK_SUBDIR = os.path.join("build", "labs-check")
 MUTANTS_DIR = "mutants"
@@ -484,7 +484,8 @@ def grade_slip(tree, lab, arch, kernel, work, test=None, whole=False):
     # tree; read from the copies, the grade neither runs a second ninja in the build directory
     # the next slip is building in, nor reads programs that build may be rewriting.
     added = {"PAGODA_GRADE_LOGS": os.path.join(work, "logs"),
-             programs.USER_DIR_ENV: os.path.join(os.path.dirname(kernel), "user", arch)}
+             programs.USER_DIR_ENV: os.path.join(os.path.dirname(kernel), "user", arch),
+             symbols.FACTS_ENV: ""}    # (the kernel is the tree's own build: its facts are the tree's)
     args = ["grade", f"lab{lab}", "--arch", arch, "-j", "1", *(("--test", test) if test else () if whole else ("--first-failure",)),
             "--kernel", kernel, "--json", json_path]
     argv = [paths.SYSTEM_PYTHON, os.path.join(tree, "pagoda"), *args]
