@@ -334,11 +334,13 @@ class SwapWatch:
 
     # -- reading ------------------------------------------------------------------------------
 
-    def look(self, snap):
-        """(SwapState, World) at @p snap (read once per stop)."""
+    def look(self, snap, returns=True):
+        """(SwapState, World) at @p snap (read once per stop), every page mapped again checked
+        (came_back()) unless @p returns is false (then the caller checks them)."""
         if getattr(snap, "_swap_look", None) is None:
             snap._swap_look = SwapState(snap, self.kernel), World(snap, self.kernel, self.arch, self.fmt)
-            self.came_back(snap._swap_look[1])
+            if returns:
+                self.came_back(snap._swap_look[1])
         return snap._swap_look
 
     def came_back(self, world):
@@ -553,10 +555,11 @@ class SwapWatch:
 
     def on_read(self, snap):
         slot, frame = self.arg(snap, 0), self.arg(snap, 1)
-        st, world = self.look(snap)
+        st, world = self.look(snap, returns=False)
         if world.mapped.get(frame):
             self.wrong(f"the page is mapped before its bytes are read: {where(world, world.mapped[frame])} maps frame "
                       f"{frame:#x} at the read of slot {slot} into it")
+        self.came_back(world)
         if st.count(slot) == 0:
             self.wrong(f"slot {slot} is read back while the slot map calls it free")
         if slot in self.disk and image_slot(self.image, slot) != self.disk[slot]:
