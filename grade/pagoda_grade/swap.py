@@ -296,7 +296,7 @@ class SwapWatch:
         self.clock_checks = 0
         self.options = {}   # clock, tlb, swap_ins, steer: SwapTest.start() sets them before the boot
         self.cap = self.slots = None   # the grader's userframes= and disk slots (SwapTest.start())
-        self.out = {}       # {(root, va): (slot, log mark, the root's process)} of pages evicted
+        self.out = {}       # {(root, va): (swap entry, slot, log mark, the root's process)} of pages evicted
         self.test_call = None   # (sp, root, va) of the evict() call under way (the dispatcher's stop)
         self.evict_call = syscall_number("Evict")
 
@@ -346,10 +346,11 @@ class SwapWatch:
     def came_back(self, world):
         """Every page the grader saw evicted that @p world maps again had its slot read from the
         disk after the eviction's write (QEMU's trace); the first that did not raises."""
-        for (root, va), (slot, mark, owner) in list(self.out.items()):
-            e = world.entries.get((root, va), 0)
-            if self.fmt.is_swap(e) and self.fmt.slot(e) == slot and world.labels.get(root) == owner:
-                continue
+        entries, labels = world.entries, world.labels
+        for (root, va), (entry, slot, mark, owner) in list(self.out.items()):
+            e = entries.get((root, va), 0)
+            if e == entry and labels.get(root) == owner:
+                continue   # (still the swap entry its eviction left)
             del self.out[(root, va)]
             if self.fmt.present(e) and world.labels.get(root) == owner and not self.trace.read_since(slot, mark):
                 self.wrong(f"{world.who(root)}'s page {va:#x} went out to slot {slot} and is mapped again (frame "
@@ -605,7 +606,7 @@ class SwapWatch:
                       "the frame's bytes for all of them")
         ev.slot = slot = slots.pop()
         for root, va, _ in ev.mappings:
-            self.out[(root, va)] = (slot, ev.mark, world.labels.get(root))
+            self.out[(root, va)] = (world.entries.get((root, va)), slot, ev.mark, world.labels.get(root))
         if not self.free_frame(snap, ev.frame):
             self.wrong(f"frame {ev.frame:#x} is still in use in the frame allocator's bitmap after its eviction")
         missed = self.not_invalidated(ev, world)
