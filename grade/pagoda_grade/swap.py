@@ -32,13 +32,14 @@ from .processes import count_used, frame_bitmap, leaf_entries, registry
 from .symbols import address_of, fact, physical_of
 from .witness import ARCHES, PAGE
 from .lifecycle import Refs, return_address
-from .watch import Watch
+from .watch import Watch, syscall_number
 
 STOPS = {"disk_write": C.DISK_WRITE, "disk_read": C.DISK_READ, "evict": C.EVICT_FRAME, "clean": C.CLEAN_FRAME,
-         "swap_in": C.SWAP_IN, "choose": C.CHOOSE_VICTIM, "copy": C.COPY_ON_WRITE, "kill": C.USER_FAULT}
+         "swap_in": C.SWAP_IN, "choose": C.CHOOSE_VICTIM, "copy": C.COPY_ON_WRITE, "kill": C.USER_FAULT,
+         "call": C.DISPATCHER}
 STATE_MAGIC = b"PGSWAP\0\0"
 SECTORS_PER_SLOT = PAGE // 512
-TRACE = re.compile(r"^virtio_blk_handle_(read|write) .*\bsector (\d+) nsectors (\d+)", re.M)
+TRACE = re.compile(rb"^virtio_blk_handle_(read|write) .*\bsector (\d+) nsectors (\d+)", re.M)
 
 
 # ---- the formats ---------------------------------------------------------------------------
@@ -210,16 +211,39 @@ def where(world, pairs, most=3):
 
 # ---- the disk ------------------------------------------------------------------------------
 
+class DiskTrace:
+    """QEMU's trace of the disk's requests in the log at @p path, read on as the log grows (whole
+    lines only): `requests` [(kind, slot)] in order, and where in the log each slot was last read."""
+
+    def __init__(self, path):
+        self.path, self.offset, self.requests, self.last_read = path, 0, [], {}
+
+    def update(self):
+        """Reads the log's new lines; returns `requests`."""
+        with open(self.path, "rb") as f:
+            f.seek(self.offset)
+            chunk = f.read()
+        chunk = chunk[:chunk.rfind(b"\n") + 1]
+        for m in TRACE.finditer(chunk):
+            kind, sector, n = m[1].decode(), int(m[2]), int(m[3])
+            if n != SECTORS_PER_SLOT or sector % SECTORS_PER_SLOT:
+                raise AssertionError(f"QEMU's trace shows a {kind} of {n} sectors at sector {sector}: not one whole slot")
+            self.requests.append((kind, sector // SECTORS_PER_SLOT))
+            if kind == "read":
+                self.last_read[sector // SECTORS_PER_SLOT] = self.offset + m.start()
+        self.offset += len(chunk)
+        return self.requests
+
+    def read_since(self, slot, mark):
+        """Whether the trace shows a read of @p slot past log offset @p mark."""
+        if self.last_read.get(slot, -1) < mark:
+            self.update()
+        return self.last_read.get(slot, -1) >= mark
+
+
 def disk_requests(path):
     """[(kind, slot)] of QEMU's trace of the disk's requests in the log at @p path."""
-    with open(path, errors="replace") as f:
-        text = f.read()
-    out = []
-    for kind, sector, n in TRACE.findall(text):
-        if int(n) != SECTORS_PER_SLOT or int(sector) % SECTORS_PER_SLOT:
-            raise AssertionError(f"QEMU's trace shows a {kind} of {n} sectors at sector {sector}: not one whole slot")
-        out.append((kind, int(sector) // SECTORS_PER_SLOT))
-    return out
+    return DiskTrace(path).update()
 
 
 def image_slot(path, slot):
@@ -241,6 +265,7 @@ class Eviction:
     counts: object                 # the slot counts at the entry
     content: bytes
     known: bytes | None            # what the grader last saw written to the backing slot, at the entry
+    mark: int = 0                  # the log's size at the write (at the entry when none): later reads follow it
     invalidated: set = field(default_factory=set)
     wrote: list = field(default_factory=list)
     slot: int | None = None
@@ -255,7 +280,10 @@ class SwapWatch:
     """Side stops at every eviction, write-back, disk write and disk read (and, with @p clock,
     every choice of the clock), each checked against the grader's own walk of every root; the
     first thing wrong raises AssertionError there. What it saw: `evictions`, `writes` [(slot,
-    frame, kind)], `reads` [(slot, frame, va)], `disk` {slot: the bytes the grader saw go there}."""
+    frame, kind)], `reads` [(slot, frame, va)], `disk` {slot: the bytes the grader saw go there}.
+    Every page the grader saw evicted and then sees mapped again must have had its slot read since
+    (QEMU's trace); with the clock watched, every eviction but the evict test call's follows a
+    choice of the clock naming its frame. The cap and the disk's size are the grader's own."""
 
     def __init__(self, kernel, arch):
         self.kernel, self.arch = kernel, arch
@@ -267,21 +295,28 @@ class SwapWatch:
         self.pending = self.swap_in_va = self.choice = self.bitmap = None
         self.clock_checks = 0
         self.options = {}   # clock, tlb, swap_ins, steer: SwapTest.start() sets them before the boot
+        self.cap = self.slots = None   # the grader's userframes= and disk slots (SwapTest.start())
+        self.out = {}       # {(root, va): (swap entry, slot, log mark, the root's process)} of pages evicted
+        self.test_call = None   # (sp, root, va) of the evict() call under way (the dispatcher's stop)
+        self.evict_call = syscall_number("Evict")
 
     def before(self, guest):
         """At the run's 'before' checkpoint: the side stops begin (ProcTest.boot's first stop)."""
         o = dict(dict(clock=False, tlb=True, swap_ins=True, steer=False), **self.options)
         self.guest, self.image = guest, image_path(guest)
+        self.trace = DiskTrace(guest.session.qemu_log)
         self.watch_tlb, self.steering = o["tlb"], o["steer"]
+        self.clocked = o["clock"] or o["steer"]
         self.start = self.checkpoint(guest, "before")
         for key, handler in (("evict", self.on_evict), ("clean", self.on_evict), ("disk_write", self.on_write),
                              ("disk_read", self.on_read), ("swap_in", self.on_swap_in if o["swap_ins"] else None),
                              ("copy", self.on_copy)):
             if handler is not None:
                 guest.side_stop(self.at[key], handler)
-        if o["clock"] or o["steer"]:
+        if self.clocked:
             guest.side_stop(self.at["choose"], self.on_choose)
             guest.side_stop(self.at["kill"], self.on_kill)
+            guest.side_stop(self.at["call"], self.on_call)
         return self.start
 
     checkpoint, explained = Watch.checkpoint, Watch.explained
@@ -299,18 +334,35 @@ class SwapWatch:
 
     # -- reading ------------------------------------------------------------------------------
 
-    def look(self, snap):
-        """(SwapState, World) at @p snap (read once per stop)."""
+    def look(self, snap, returns=True):
+        """(SwapState, World) at @p snap (read once per stop), every page mapped again checked
+        (came_back()) unless @p returns is false (then the caller checks them)."""
         if getattr(snap, "_swap_look", None) is None:
             snap._swap_look = SwapState(snap, self.kernel), World(snap, self.kernel, self.arch, self.fmt)
+            if returns:
+                self.came_back(snap._swap_look[1])
         return snap._swap_look
+
+    def came_back(self, world):
+        """Every page the grader saw evicted that @p world maps again had its slot read from the
+        disk after the eviction's write (QEMU's trace); the first that did not raises."""
+        entries, labels = world.entries, world.labels
+        for (root, va), (entry, slot, mark, owner) in list(self.out.items()):
+            e = entries.get((root, va), 0)
+            if e == entry and labels.get(root) == owner:
+                continue   # (still the swap entry its eviction left)
+            del self.out[(root, va)]
+            if self.fmt.present(e) and world.labels.get(root) == owner and not self.trace.read_since(slot, mark):
+                self.wrong(f"{world.who(root)}'s page {va:#x} went out to slot {slot} and is mapped again (frame "
+                           f"{self.fmt.frame(e):#x}), but QEMU's trace shows no read of slot {slot} since its "
+                           "write: the page came back from somewhere other than the swap disk")
 
     def cap_problem(self, snap):
         """The user frames every root maps at @p snap against the cap; None when within it."""
         st, world = self.look(snap)
-        if st.cap and world.resident() > st.cap:
+        if self.cap and world.resident() > self.cap:
             return (f"{world.resident()} user frames are mapped in the roots of the registry (every root walked) at a "
-                    f"system call, above the cap of {st.cap} (userframes=): frames were not evicted to make room")
+                    f"system call, above the cap of {self.cap} (userframes=): frames were not evicted to make room")
         return None
 
     def free_frame(self, snap, frame):
@@ -393,7 +445,7 @@ class SwapWatch:
             self.wrong(problem)
         backing = st.backing(frame)
         self.pending = Eviction(kind, frame, snap.sp, mappings, nodes, backing, st.counts, snap.read_phys(frame, PAGE),
-                                self.disk.get(backing) if backing is not None else None)
+                                self.disk.get(backing) if backing is not None else None, self.log_size())
         for a in self.tlb if self.watch_tlb else ():
             self.guest.side_stops[a] = self.on_tlb
         self.guest.side_stop(return_address(snap), self.on_return)
@@ -458,6 +510,7 @@ class SwapWatch:
         if problem:
             self.wrong(problem)
         ev.wrote.append(slot)
+        ev.mark = self.log_size()
         self.disk[slot] = snap.read_phys(frame, PAGE)
         self.writes.append((slot, frame, ev.kind))
 
@@ -503,10 +556,11 @@ class SwapWatch:
 
     def on_read(self, snap):
         slot, frame = self.arg(snap, 0), self.arg(snap, 1)
-        st, world = self.look(snap)
+        st, world = self.look(snap, returns=False)
         if world.mapped.get(frame):
             self.wrong(f"the page is mapped before its bytes are read: {where(world, world.mapped[frame])} maps frame "
                       f"{frame:#x} at the read of slot {slot} into it")
+        self.came_back(world)
         if st.count(slot) == 0:
             self.wrong(f"slot {slot} is read back while the slot map calls it free")
         if slot in self.disk and image_slot(self.image, slot) != self.disk[slot]:
@@ -533,8 +587,8 @@ class SwapWatch:
         if not ev.wrote and all(self.fmt.present(world.entries.get((r, va), 0))
                                 and self.fmt.frame(world.entries[(r, va)]) == ev.frame for r, va, _ in ev.mappings):
             # Nothing changed: the eviction was refused (the kernel says NoMemory when the disk is full).
-            if st.in_use() < st.slot_count and ev.backing is None:
-                self.wrong(f"the eviction of frame {ev.frame:#x} changed nothing while {st.slot_count - st.in_use()} "
+            if st.in_use() < self.slots and ev.backing is None:
+                self.wrong(f"the eviction of frame {ev.frame:#x} changed nothing while {self.slots - st.in_use()} "
                           "slots were free (the slot map)")
             return
         slots = set()
@@ -551,6 +605,8 @@ class SwapWatch:
             self.wrong(f"the mappings of frame {ev.frame:#x} name slots {sorted(slots)} after its eviction: one slot holds "
                       "the frame's bytes for all of them")
         ev.slot = slot = slots.pop()
+        for root, va, _ in ev.mappings:
+            self.out[(root, va)] = (world.entries.get((root, va)), slot, ev.mark, world.labels.get(root))
         if not self.free_frame(snap, ev.frame):
             self.wrong(f"frame {ev.frame:#x} is still in use in the frame allocator's bitmap after its eviction")
         missed = self.not_invalidated(ev, world)
@@ -615,6 +671,15 @@ class SwapWatch:
                     f"backing slots, the pins) takes frame {c['frame']:#x} (entry {c['victim']})")
         return None
 
+    def log_size(self):
+        """QEMU's log's size now: a request the disk takes later is traced past it."""
+        return os.path.getsize(self.trace.path)
+
+    def on_call(self, snap):
+        """The system-call dispatcher's entry: an evict() call's page is its own eviction's."""
+        number, va = struct.unpack("<2Q", snap.read_virt(snap.argument(0), 16))
+        self.test_call = (snap.sp, snap.lower_root, va & ~(PAGE - 1)) if number == self.evict_call else None
+
     def on_kill(self, snap):
         problem = self.pending_choice()
         if problem:
@@ -678,6 +743,11 @@ class SwapWatch:
     def check_choice(self, snap, frame, st, world):
         c, self.choice = self.choice, None
         if c is None:
+            call, self.test_call = self.test_call, None
+            if self.clocked and not (call and snap.sp < call[0] and snap.lower_root == call[1] and
+                                     (call[1], call[2]) in [(r, va) for r, va, _ in world.mapped.get(frame, [])]):
+                self.wrong(f"frame {frame:#x} was evicted without the clock choosing it: no choice of the clock "
+                           "(choose_victim()) came before its eviction, and it is not the page of an evict() call")
             return
         self.chosen(c, st, world)
         self.clock_checks += 1
@@ -805,7 +875,7 @@ class SwapTest(ProcTest):
         """Boots @p spec with a cap of @p cap frames and a disk of @p slots slots; @p script(the
         'before' Snapshot) runs while the guest does, and at the run's end frames and slots must be
         back at that baseline (@p ended). The script's result, the run a success."""
-        self.watch.options = watching
+        self.watch.options, self.watch.cap, self.watch.slots = watching, cap, slots
 
         def checked(before):
             result = script(before)
