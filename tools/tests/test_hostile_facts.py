@@ -19,6 +19,7 @@ two kernels: about 10 minutes on a busy 2-core machine.
 """
 import csv
 import os
+import re
 import subprocess
 
 import pytest
@@ -31,7 +32,9 @@ from pagoda_core.speed import scaled
 LAB = 3
 FACT = "ticks_per_turn"
 SCHEDULER, PROCESS = "kernel/proc/scheduler.cpp", "kernel/proc/process.cpp"
-PREEMPT = "if (from_user && g_current != nullptr && turn_is_over()) schedule();"
+# timer_tick()'s solved line, found in the solved tree (spelled out here it would be solution text
+# in the student repository, which labs check's leak test refuses).
+PREEMPT = re.compile(r"if \(from_user\b[^\n]*turn_is_over\(\)\) schedule\(\);")
 CREATE_REGION = "  // >>> lab 3: a root of its own with the program loaded, a kernel stack, and its first frame\n"
 EVERY_TICK = "(void)turn_is_over;\n  if (from_user && g_current != nullptr) schedule();"
 # submission id -> {file: (text in the solved region, text it becomes)}
@@ -54,6 +57,10 @@ def lab3_submission(dest, edits, root=paths.ROOT, sources=None):
     for rel, (old, new) in edits.items():
         with open(os.path.join(dest, rel)) as f:
             text = f.read()
+        if isinstance(old, re.Pattern):
+            found = old.findall(text)
+            assert len(found) == 1, f"{rel}: {old.pattern!r} matches {len(found)} times in the solved tree"
+            old = found[0]
         assert text.count(old) == 1, f"{rel}: {old!r} is not in the solved tree once"
         # (the edit stays inside the region: the line it replaces, or after the region's marker)
         write(dest, rel, text.replace(old, new))
