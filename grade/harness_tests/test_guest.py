@@ -198,7 +198,7 @@ def _steppy_guest(client):
     guest.arch, guest.model, guest.machine, guest.client = "x86_64", ARCHES["x86_64"], MACHINES["x86_64"], client
     budget = type("B", (), {"left": lambda self: 60.0})()
     guest.session = type("S", (), {"budget": budget, "check": lambda self: None})()
-    guest.waiting_for, guest._stops, guest.stop_hooks, guest.side_stops = None, 0, [], {}
+    guest.waiting_for, guest._stops, guest.stop_hooks, guest.side_stops, guest.marks = None, 0, [], {}, {}
     guest._stopped_at, guest._armed = client.pc, set()
     return guest
 

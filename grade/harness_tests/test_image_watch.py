@@ -106,7 +106,7 @@ def test_a_frame_that_changed_after_it_was_seen_loaded_is_a_kernel_bug(user_dir)
 def _booter(problems):
     from pagoda_grade.harness import Booter
     booter = object.__new__(Booter)
-    booter.watch_problems = list(problems)
+    booter.watch_problems, booter.image_problems = list(problems), []
     booter.audit_findings, booter.kept_ram, booter.last_boot = [], [], None   # (no audit finding, no RAM kept)
     booter.drain_findings = []   # (no drain found a leak)
     booter.serial_lines, booter.replays = [], []

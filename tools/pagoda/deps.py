@@ -360,7 +360,8 @@ def install(requirements):
 
     def run(cmd, pkgs):
         wait_for_package_manager()
-        cmd = cmd[:len(prefix) + 1] + ["-o", f"DPkg::Lock::Timeout={APT_LOCK_TIMEOUT}"] + cmd[len(prefix) + 1:]
+        at = len(prefix) + 2    # (after `apt-get update` or `apt-get install`)
+        cmd = cmd[:at] + ["-o", f"DPkg::Lock::Timeout={APT_LOCK_TIMEOUT}"] + cmd[at:]
         status = _run_logged(cmd, env, log, on_line)
         if status != 0:
             tail = "\n  ".join(_tail(path))

@@ -61,8 +61,6 @@ STORM_THRESHOLD = 64
 # A kernel that makes progress takes its timer's interrupt between.
 CYCLE_THRESHOLD = 256
 CYCLE_KINDS = 4
-# The privilege (Event.privilege) of user mode: CPL 3, EL0.
-_USER_PRIVILEGE = {"x86_64": 3, "aarch64": 0}
 # A summary names at most this many exceptions of the chain that led to a death.
 CHAIN_SHOWN = 6
 
@@ -659,7 +657,7 @@ class StormCounter:
 
     def _loop_add(self, event):
         """The loop rule (CYCLE_THRESHOLD): kernel-mode exceptions in a row, nothing between."""
-        if event.kind != EXCEPTION or event.privilege == _USER_PRIVILEGE.get(event.arch):
+        if event.kind != EXCEPTION or event.privilege == isa(event.arch).user_privilege:
             self._loop, self._looped = {}, 0
             return
         seen = self._loop.setdefault(event.signature(), [event, 0])

@@ -136,5 +136,5 @@ def test_apt_is_asked_to_wait_for_its_lock(monkeypatch, tmp_path):
     monkeypatch.setenv("PAGODA_SETUP_LOG", str(tmp_path / "setup.log"))
     deps.install([deps.Requirement("qemu", "qemu-system-x86", "runs the kernel", "exe", "qemu-system-x86_64")])
     assert ran and waited == list(range(len(ran)))
-    assert all(cmd[0] == "apt-get" and cmd[1:3] == ["-o", f"DPkg::Lock::Timeout={deps.APT_LOCK_TIMEOUT}"]
+    assert all(cmd[0] == "apt-get" and cmd[2:4] == ["-o", f"DPkg::Lock::Timeout={deps.APT_LOCK_TIMEOUT}"]
                for cmd in ran)

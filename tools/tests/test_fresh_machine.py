@@ -115,7 +115,7 @@ def test_commands_install_first_then_say_what_is_still_missing(fresh, argv, miss
     assert "libnoise" not in text and len(text.splitlines()) <= 3 + len(missing), text
     assert open(fresh.log).read().count("Unpacking libnoise") == 400
     assert open(fresh.calls).read().splitlines()[-1] == \
-        "apt-get install -y -q --no-install-recommends " + " ".join(packages)
+        f"apt-get install -o DPkg::Lock::Timeout={deps.APT_LOCK_TIMEOUT} -y -q --no-install-recommends " + " ".join(packages)
 
 
 def test_a_failing_apt_shows_the_end_of_its_log(fresh):
