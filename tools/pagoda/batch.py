@@ -203,15 +203,16 @@ class Batch:
         self.running = {}       # submission id: Popen, for interrupting on Ctrl-C
 
     def prepare(self):
-        """Builds what every submission is graded with, once: for a lab whose tests run user
-        programs, the grader's own build of them (from this tree's user/, kernel/lib/ and cmake/,
-        in a build directory of its own), which each submission's kernel must embed; and the
+        """Builds what every submission is graded with, once: the grader's own build of the
+        user programs (from this tree's user/, kernel/lib/ and cmake/, in a build directory of
+        its own), which each submission's kernel must embed from lab 3 on; and the
         lab's published tree, unchanged (trusted: it proves the instructor's tree builds, its
         kernel's facts are the constants the grader uses, symbols.FACTS_ENV, and through the
         object cache, with ccache, it fills the cache the submissions' builds read, so that
         they compile little more than their regions)."""
-        from pagoda_grade.programs import FIRST_LAB
-        if self.lab >= FIRST_LAB and self.user_dir is None:
+        # (for every lab: a grade builds the user programs otherwise, under a lock the other
+        # graders wait on, within each submission's time limit)
+        if self.user_dir is None:
             self.user_dir = build.grader_user_programs(self.root, self.arch)
         if self.facts is None:
             tree = os.path.join(self.work, "published")

@@ -89,10 +89,17 @@ def graded(request, tmp_path_factory, tree_cache):
     return grade_batch(str(tmp_path_factory.mktemp(f"facts-{request.param}")), request.param)[0]
 
 
+# What refuses each cheat: the region check (an assembler directive in a region's asm text does not
+# build), or, for a symbol the region check lets through, the facts check (graded, refused whole).
+REFUSED_BY = {"reset": ("does not build", "the assembler directive .set"),
+              "shadow": ("graded", f"fact {FACT}")}
+
+
 @pytest.mark.parametrize("name", sorted(CHEATS))
 def test_a_region_that_changes_a_fact_loses_the_turn_checks(graded, name):
     row = graded[name]
-    assert row["status"] == "graded", row
+    status, words = REFUSED_BY[name]
+    assert row["status"] == status, row
     assert int(row[f"lab{LAB}/preempt_user"]) == 0, row
     assert int(row["total"]) < int(row["possible"]) // 2, row
-    assert f"fact {FACT}" in row["summary"], row["summary"]
+    assert words in " ".join(row.values()), row
