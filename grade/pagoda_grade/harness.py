@@ -683,7 +683,7 @@ class Booter:
         that it does not already say, the replay line."""
         reason = skeleton_headline(error, self.serial_lines, min(test_lab, lab)) if test_lab is not None else error
         seen = "\n".join(filter(None, [watch_note(self.watch_problems, reason),
-                                      watch_note(self.image_problems, reason).replace("at its stops", "as a boot ended")]))
+                                      watch_note(self.image_problems, reason, "as a boot ended")]))
         return self.with_replay(reason + "\n" + seen if seen else reason)
 
     def unexplained_problem(self):

@@ -170,13 +170,13 @@ def is_never_reached(reason):
     return any(line.startswith(NEVER_REACHED) for line in (reason or "").splitlines()[:2])
 
 
-def watch_note(problems, said):
-    """The line that tells a failure's reader what the grader's watches also saw at its stops
-    (@p problems, Booter.watch_problems), or "" when there is none or @p said already says it."""
+def watch_note(problems, said, when="at its stops"):
+    """The line that tells a failure's reader what the grader's watches also saw @p when (@p
+    problems, Booter.watch_problems), or "" when there is none or @p said already says it."""
     rest = [p for p in problems if p.splitlines()[0] not in said]
     if not rest:
         return ""
-    return "the grader also saw, at its stops: " + rest[0].splitlines()[0] + (
+    return f"the grader also saw, {when}: " + rest[0].splitlines()[0] + (
         f" (and {len(rest) - 1} more)" if len(rest) > 1 else "")
 
 
