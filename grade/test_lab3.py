@@ -23,52 +23,13 @@ from pagoda_grade.processes import (HEX, Layout, count_used, is_used, kernel_fau
 from pagoda_grade.outcomes import finding_first
 from pagoda_grade.proof import proof
 from pagoda_grade.symbols import address_of, fact
-from pagoda_grade.watch import (SPIN_FOREVER, fault_expectation, last_general_call, last_test_call,
-                                u64, user_text)
+from pagoda_grade.watch import (DISPATCHER, SPIN_FOREVER, fault_expectation, last_general_call, last_test_call,
+                                syscall_args_problem, u64, user_text)
 from pagoda_grade.witness import ARCHES, MACHINES, PAGE, expect_fault, pick_in, pick_page, window_ram
 
 FUZZ_CALLS = 10_000
 ENOSYS = 38
 ASIDS = 256   # AArch64's ASIDs (arch/aarch64/address_space.cpp's kAsids): bit n of g_asids_used set while n is taken
-
-
-# The generic dispatcher every ISA's system-call entry hands the decoded call to
-# (kernel/proc/arch.hpp: i64 syscall(const SyscallArgs& call), SyscallArgs = {number, args[6]}).
-DISPATCHER = C.DISPATCHER
-
-
-def syscall_args_problem(arch, proc, entry, received):
-    """None, or the first value the dispatcher received that is not the one the ABI puts in its
-    register: @p entry maps every register (proc["syscall_entry_registers"]) to its value at the
-    system-call entry, @p received is the dispatcher's SyscallArgs (number, then six arguments) as
-    read from guest memory. When the value received is another register's at the entry, that
-    register is named (its role too, when it holds no argument)."""
-    def name(r):
-        return r.upper() if proc["register_names_upper"] else r
-
-    def source(value, want):
-        roles = proc["syscall_entry_roles"]
-        held = sorted((r for r in proc["syscall_entry_registers"] if r != want and entry[r] == value),
-                      key=lambda r: r not in roles)   # (a register the CPU or the ABI fills, first)
-        if not held:
-            return "no register held it at the call"
-        role = roles.get(held[0])
-        return f"{name(held[0])}: {role}" if role else name(held[0])
-
-    regs = (proc["syscall_number"],) + tuple(proc["syscall_args"])
-    abi_words = f"the number in {name(regs[0])}, arguments 1-6 in {' '.join(name(r) for r in regs[1:])}"
-    for i, (reg, got) in enumerate(zip(regs, received)):
-        want = entry[reg]
-        if got == want:
-            continue
-        what = "the system-call number" if i == 0 else f"system-call argument {i}"
-        why = next((reason for trap, c_reg, reason in proc["syscall_abi_traps"] if trap == reg and entry[c_reg] == got),
-                   f"the {arch} system-call ABI (kernel/lib/abi.hpp) puts "
-                   f"{'the number' if i == 0 else f'argument {i}'} in {name(reg)}: {abi_words}")
-        return (f"{what} reached the kernel as {got:#x} ({source(got, reg)}), not {want:#x} ({name(reg)}): {why}; "
-                f"read in the SyscallArgs the system-call entry handed {DISPATCHER}(), against the registers at the "
-                "call")
-    return None
 
 
 # ---- hello from user mode ------------------------------------------------------------------------

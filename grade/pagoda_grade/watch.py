@@ -9,7 +9,7 @@ import re
 from . import contract, programs
 from .lifecycle import return_address
 from .outcomes import BootEnded, finding_first
-from .procaudit import LOADER, ProcessAudit, loader_error_problem, read_error, result_address
+from .procaudit import LOADER, ProcessAudit, errno_name, loader_error_problem, read_error, result_address
 from .processes import (FRAME_ALLOCATOR, Layout, RootInspector, argument_problem, bss_file_bytes, count_used,
                         entry_sp_problem, explain_death, frame_bitmap, parse_started, process_roots, registry,
                         segment_gap_problem, slot_marks_problem, stack_gap_problem, table_frames, unmarked, user_elf,
@@ -61,6 +61,45 @@ def elf_entry(kernel, arch, program):
     return int.from_bytes(head[0x18:0x20], "little") if len(head) == 0x20 and head[:4] == b"\x7fELF" else None
 
 
+# The generic dispatcher every ISA's system-call entry hands the decoded call to
+# (kernel/proc/arch.hpp: i64 syscall(const SyscallArgs& call), SyscallArgs = {number, args[6]}).
+DISPATCHER = contract.DISPATCHER
+
+
+def syscall_args_problem(arch, proc, entry, received):
+    """None, or the first value the dispatcher received that is not the one the ABI puts in its
+    register: @p entry maps every register (proc["syscall_entry_registers"]) to its value at the
+    system-call entry, @p received is the dispatcher's SyscallArgs (number, then six arguments) as
+    read from guest memory. When the value received is another register's at the entry, that
+    register is named (its role too, when it holds no argument)."""
+    def name(r):
+        return r.upper() if proc["register_names_upper"] else r
+
+    def source(value, want):
+        roles = proc["syscall_entry_roles"]
+        held = sorted((r for r in proc["syscall_entry_registers"] if r != want and entry[r] == value),
+                      key=lambda r: r not in roles)   # (a register the CPU or the ABI fills, first)
+        if not held:
+            return "no register held it at the call"
+        role = roles.get(held[0])
+        return f"{name(held[0])}: {role}" if role else name(held[0])
+
+    regs = (proc["syscall_number"],) + tuple(proc["syscall_args"])
+    abi_words = f"the number in {name(regs[0])}, arguments 1-6 in {' '.join(name(r) for r in regs[1:])}"
+    for i, (reg, got) in enumerate(zip(regs, received)):
+        want = entry[reg]
+        if got == want:
+            continue
+        what = "the system-call number" if i == 0 else f"system-call argument {i}"
+        why = next((reason for trap, c_reg, reason in proc["syscall_abi_traps"] if trap == reg and entry[c_reg] == got),
+                   f"the {arch} system-call ABI (kernel/lib/abi.hpp) puts "
+                   f"{'the number' if i == 0 else f'argument {i}'} in {name(reg)}: {abi_words}")
+        return (f"{what} reached the kernel as {got:#x} ({source(got, reg)}), not {want:#x} ({name(reg)}): {why}; "
+                f"read in the SyscallArgs the system-call entry handed {DISPATCHER}(), against the registers at the "
+                "call")
+    return None
+
+
 class WriteWatch:
     """The run's first write() to the console, followed to its return (a side stop at the system
     call's entry until it comes, then one at its return in the caller's root): a result that is an
@@ -83,6 +122,9 @@ class WriteWatch:
         self.user_end = fact(watch.kernel, "user_end")
         self.left = self.LOOK
         self.call = None   # (root, fd, buf, length, return address) of the write being followed
+        self.dispatcher = address_of(watch.kernel, DISPATCHER)
+        self.registers = None   # every register at the followed write's entry, until its dispatch
+        self.wrong_args = False   # the dispatcher received other arguments than the registers held
         guest.side_stop(self.entry)
         guest.stop_hooks.append(self)
 
@@ -116,13 +158,32 @@ class WriteWatch:
                 fd, buf, length = (snap.register(r) for r in proc["syscall_args"][:3])
                 said = self.read(snap, snap.lower_root, fd, buf, min(length, self.SAMPLE))
                 self.call = (snap.lower_root, fd, buf, length, snap.register(proc["syscall_return_pc"]), said)
+                self.registers = {r: snap.register(r) for r in proc["syscall_entry_registers"]}
                 self.guest.side_stop(self.call[4])
+                self.guest.side_stop(self.dispatcher)
             if self.call is not None or not self.left:
                 self.guest.side_stops.pop(self.entry, None)
+        elif self.registers is not None and snap.pc == self.dispatcher and snap.lower_root == self.call[0]:
+            # The call as the dispatcher received it, against the registers at the call: arguments
+            # taken from the wrong registers make write() fail for a reason of its own (EBADF for
+            # an fd that came from the buffer's register), which is not the copy's doing.
+            self.guest.side_stops.pop(self.dispatcher, None)
+            try:   # SyscallArgs: the number, then the arguments
+                raw = snap.read_virt(snap.argument(0), 8 * 4)
+            except (WalkError, ValueError, AssertionError):
+                raw = None
+            if raw is not None and self.watch.audit is not None:
+                # (the number and write()'s three arguments: the others are the privileged test's)
+                received = [u64(raw[8 * i:8 * i + 8]) for i in range(4)]
+                problem = syscall_args_problem(self.watch.arch, proc, self.registers, received)
+                self.wrong_args = bool(problem)
+                self.watch.audit.note(problem and f"at the run's first write() system call: {problem}")
+            self.registers = None
         elif self.call is not None and snap.pc == self.call[4] and snap.lower_root == self.call[0]:
             root, fd, buf, length, back, said = self.call
             self.guest.side_stops.pop(back, None)
-            self.call, self.left = None, 0
+            self.guest.side_stops.pop(self.dispatcher, None)
+            self.call, self.left, self.registers = None, 0, None
             result = snap.register(proc["syscall_result"])
             result -= (1 << 64) if result >> 63 else 0
             if result > 0 and said:
@@ -137,18 +198,20 @@ class WriteWatch:
                     + ("; and the buffer itself changed during the call (read again at its return): a copy that wrote "
                        "the user's buffer instead of reading it (copy_from_user()'s source and destination swapped?)"
                        if after is not None and after != said else ""))
-            if result >= 0 or not 0 < length <= PAGE or self.read(snap, root, fd, buf, length) is None:
-                return   # (not all mapped: the error may be right)
+            if result >= 0 or self.wrong_args or not 0 < length <= PAGE or self.read(snap, root, fd, buf, length) is None:
+                return   # (not all mapped: the error may be right; wrong arguments are named above)
             privilege = ARCHES[self.watch.arch].kernel_privilege
             if any(e.privilege == privilege and e.address is not None and buf <= e.address < buf + length
                    for e in self.guest.log_events()):
                 return   # (the copy faulted on the buffer: QEMU's log, and causes.py, say why)
             if self.watch.audit is not None:
+                said = (f"write({fd}, {buf:#x}, {length}) returned {result} ({errno_name(result)}), read in the caller's "
+                        f"result register at its return to user mode, though the grader read all {length} bytes of that "
+                        "buffer through the caller's own root (guest RAM)")
                 self.watch.audit.note(
-                    f"write({fd}, {buf:#x}, {length}) returned {result} (an error: EFAULT is -14), read in the caller's result "
-                    f"register at its return to user mode, though the grader read all {length} bytes of that buffer "
-                    f"through the caller's own root (guest RAM): the copy from user memory (copy_from_user()) refused "
-                    "a good user buffer, so nothing the programs write reaches the console")
+                    said + (": the copy from user memory (copy_from_user()) refused a good user buffer" if result == -14
+                            else f" and fd {fd} is the console: the call refused good arguments")
+                    + ", so nothing the programs write reaches the console")
 
 
 class Watch:
