@@ -55,10 +55,10 @@ bool explain_for(FormatSink& sink, const char* what, uptr top, const Process* p,
   }
   if (top == 0 && !live) {
     format_to(sink,
-              "{} is still 0 when the root of pid {} ({}) is loaded: its kernel stack for traps from user mode "
-              "must be set first (arch::set_kernel_stack() with the top of its kernel stack, {:#x}, before the "
-              "root is loaded: from the load on, a trap may come)",
-              what, p->pid, p->name_view(), want);
+              "{} is still 0 when the root of pid {} ({}) is loaded: nothing wrote its kernel stack for traps "
+              "from user mode there, neither a call of arch::set_kernel_stack() before the load nor the function "
+              "itself ({} must hold the top of its kernel stack, {:#x}, from the load on: a trap may come)",
+              what, p->pid, p->name_view(), what, want);
     return true;
   }
   if (top == 0) {
