@@ -677,7 +677,12 @@ def fork_problems(at_fork, later=None):
         (pf, pw), (cf, cw) = p.pages[va], c.pages[va]
         if pf == cf:
             n = at_fork.counts.get(pf)
-            if pw:
+            if pw and cw:
+                problems.append(f"right after fork, page {va:#x} is frame {pf:#x} in both roots and writable in both, "
+                                f"the parent ({p.who}) and the child ({c.who}), count {n}: fork shared the page with "
+                                "its write permission: a copy-on-write fork must map a shared frame read-only in both "
+                                "roots (and flush the parent's entry), or each one's writes land in the other's memory")
+            elif pw:
                 problems.append(f"right after fork, page {va:#x} is frame {pf:#x} in both roots and still writable in "
                                 f"the parent ({p.who}), read-only in the child, count {n}: the parent was left "
                                 "writable: a copy-on-write fork must take write permission from the parent's entry "
