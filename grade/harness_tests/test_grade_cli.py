@@ -135,3 +135,16 @@ def test_two_grades_in_one_clone_keep_their_own_logs(tmp_path, reference_kernel)
     assert len(commands) == 2, commands
     assert sum("test=hang" in c for c in commands) == 1
     assert os.path.islink(logs / "last")
+
+
+def test_a_failing_check_says_its_sentence_without_pytest_introspection(tmp_path):
+    """A dirty_only failure printed 'assert 399 == 157 / + where 399 = sum(<generator ...>)' after
+    its sentence: the grader's settings (grade/pytest.ini) keep pytest from rewriting asserts."""
+    (tmp_path / "test_sum.py").write_text('def test_sum():\n    xs = [1, 2]\n'
+                                          '    assert sum(x for x in xs) == 4, "the sum is not 4"\n')
+    out = subprocess.run([paths.SYSTEM_PYTHON, "-m", "pytest", "-c", os.path.join(ROOT, "grade", "pytest.ini"),
+                          "--rootdir", str(tmp_path), "-p", "no:cacheprovider", "-q", "test_sum.py"],
+                         cwd=tmp_path, capture_output=True, text=True)
+    text = out.stdout + out.stderr
+    assert out.returncode == 1 and "AssertionError: the sum is not 4" in text, text
+    assert "where" not in text and "assert 3 == 4" not in text, text
