@@ -3,7 +3,8 @@
 What each test witnesses and what it still believes: docs/grader.md, "What the grader trusts"."""
 import re
 
-from pagoda_grade import contract as C, lab_test
+from pagoda_pt import contract as C
+from pagoda_grade import lab_test
 from pagoda_grade.labtest import LabTest
 from pagoda_grade.symbols import address_of
 from pagoda_grade.witness import expect_fault, expect_hardware_interrupts, pick_page

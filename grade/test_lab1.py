@@ -6,7 +6,8 @@ guest stopped. What each test witnesses and what it still believes: docs/grader.
 import re
 import struct
 
-from pagoda_grade import contract as C, lab_test
+from pagoda_pt import contract as C
+from pagoda_grade import lab_test
 from pagoda_grade.allocator import (FIT_FREED, WORD, allocator_bits, edge_problem, first_free_after,
                                     free_below, free_check_plan, free_check_problems, lowest_free, refusal_problem,
                                     unmarked_frames, wrap_problem)

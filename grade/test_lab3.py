@@ -14,7 +14,8 @@ import re
 
 from pagoda_core import qemu
 
-from pagoda_grade import churn, contract as C, lab_test
+from pagoda_pt import contract as C
+from pagoda_grade import churn, lab_test
 from pagoda_grade.derived import hello_line, tag, value as derived
 from pagoda_grade.labtest import ProcTest
 from pagoda_grade.preempt import SpinProgress, preemption_problem, short_turn_problem, trace_preemption, wait_for_ticker_end

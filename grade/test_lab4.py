@@ -9,7 +9,8 @@ themselves: pagoda_grade/tempmaps.py and usercopy.py."""
 import re
 import struct
 
-from pagoda_grade import contract as C, lab_test
+from pagoda_pt import contract as C
+from pagoda_grade import lab_test
 from pagoda_grade.derived import hello_line, value as derived
 from pagoda_grade.labtest import LabTest, ProcTest
 from pagoda_grade.outcomes import finding_first, panic_line

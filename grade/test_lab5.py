@@ -16,7 +16,8 @@ VMA at all, no stack, a segment without its bss, ...) is not failed there, but n
 when a test fails later (a kill at an address the record should have covered)."""
 import re
 
-from pagoda_grade import contract, lab_test, programs
+from pagoda_pt import contract
+from pagoda_grade import lab_test, programs
 from pagoda_grade.derived import value as derived
 from pagoda_grade.labtest import ProcTest, signed
 from pagoda_grade.outcomes import BootEnded

@@ -11,7 +11,8 @@ lines only label what the grader saw."""
 import re
 from dataclasses import dataclass
 
-from pagoda_grade import churn, contract as C, lab_test
+from pagoda_pt import contract as C
+from pagoda_grade import churn, lab_test
 from pagoda_grade.derived import value as derived
 from pagoda_grade.forks import (ECHILD, EXIT_INFO_SIZE, baseline, bomb_script, calls, check_baseline, children_of,
                                 deaths_of, exit_info, fail_on_killed_children, fail_on_lab6_skeleton, first_root,

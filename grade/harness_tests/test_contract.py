@@ -1,20 +1,24 @@
-"""The grader's contract with the kernel (grade/pagoda_grade/contract.py), checked without booting:
+"""The contract with the kernel (tools/gdb/pagoda_pt/contract.py), checked without booting:
 every name it declares is in both reference kernels' ELFs, as a function, a variable or a label as
 declared, and in the sources of every published lab tree from its lab on (so a skeleton that drops
 a function the grader stops at is seen here); every fact is exported by both ELFs and defined with
-PAGODA_FACT in those trees; and the grader's Python names kernel symbols and facts only through
-the contract. A renamed kernel function fails here in seconds, not in a full grade."""
+PAGODA_FACT in those trees; and the Python of the grader, the GDB tools, pagoda_pt and the commands
+names kernel symbols and facts only through the contract. A renamed kernel function fails here in
+seconds, not in a full grade or a fault-why that quietly finds nothing."""
 import ast
 import os
 import re
+import subprocess
 
 import pytest
 
-from pagoda import publish
+from pagoda import layers, publish
 from pagoda_core import paths
-from pagoda_grade import contract, symbols
+from pagoda_pt import contract
+from pagoda_grade import symbols
 
 ARCHES = ("x86_64", "aarch64")
+CONTRACT = "tools/gdb/pagoda_pt/contract.py"
 KINDS = {contract.FUNCTION: "Tt", contract.DATA: "DdBbRrVvSs"}   # (a LABEL may be any)
 # Sources of a lab tree that are the kernel: not its host tests nor the debugging fixtures.
 KERNEL_DIRS = ("kernel/", "arch/")
@@ -22,10 +26,33 @@ NOT_KERNEL = re.compile(r"^(kernel/tests/|arch/[^/]+/fixtures/)")
 COMMENT = re.compile(r"//[^\n]*|/\*.*?\*/", re.S)
 
 
+def _short(name):
+    """The last identifier of a type or prefix: 'Syscall' of 'pagoda::abi::Syscall', 'Swapper' of
+    'pagoda::Swapper::'."""
+    return re.findall(r"\w+", name)[-1]
+
+
+def dwarf_names(kernel, names):
+    """Which of @p names (identifiers) @p kernel's debugging information names (a type, a class, a
+    namespace): what GDB finds where the symbol table has nothing (an enum, a header-only class)."""
+    out = subprocess.run(["llvm-dwarfdump", *(f"--name={n}" for n in names), kernel],
+                         capture_output=True, text=True, check=True).stdout
+    return set(re.findall(r'DW_AT_name\s*\("([^"]+)"\)', out)) & set(names)
+
+
 def elf_problems(kernel, arch):
     """What the ELF @p kernel lacks of the contract for @p arch, one sentence each."""
     problems = []
+    every = "\n".join(s.name for s in symbols.symbol_table(kernel))
+    types = [n for n in contract.names_for(arch) if n.kind == contract.TYPE]
+    debug = dwarf_names(kernel, sorted({_short(n) for n in types}))
     for name in contract.names_for(arch):
+        if name.kind == contract.TYPE:    # (no symbol of its own: a part of some symbol's name, or a type)
+            if not re.search(re.escape(name) + (r"(?!\w)" if name[-1].isalnum() else ""), every) and \
+                    (name.endswith("_") or _short(name) not in debug):
+                problems.append(f"{arch}: {name} (lab {name.lab}, a type or prefix) is in no symbol's name "
+                                "nor the debugging information")
+            continue
         try:
             s = symbols.find(kernel, name)
         except AssertionError as e:
@@ -34,8 +61,8 @@ def elf_problems(kernel, arch):
         if s.kind not in KINDS.get(name.kind, s.kind):
             problems.append(f"{arch}: {name} is a symbol of kind {s.kind!r}, not a {name.kind}")
     table = symbols.symbols(kernel)
-    problems += [f"{arch}: no fact {f} (symbol {symbols.FACT_PREFIX}{f})" for f in contract.facts_for(arch)
-                 if symbols.FACT_PREFIX + f not in table]
+    problems += [f"{arch}: no fact {f} (symbol {contract.FACT_PREFIX}{f})" for f in contract.facts_for(arch)
+                 if contract.FACT_PREFIX + f not in table]
     return problems
 
 
@@ -67,14 +94,15 @@ def tree_problems(texts, lab):
     return problems
 
 
-def grader_files():
-    grade = os.path.join(paths.ROOT, "grade")
-    files = [os.path.join(grade, f) for f in os.listdir(grade) if f.endswith(".py")]
-    lib = os.path.join(grade, "pagoda_grade")
-    return files + [os.path.join(lib, f) for f in os.listdir(lib) if f.endswith(".py") and f != "contract.py"]
+def python_files():
+    """Every module of the packages and the graded tests (tools/pagoda/layers.py's Python layers:
+    the commands, the grader, the GDB tools, the shared library, pagoda_pt), the contract aside."""
+    return [os.path.join(paths.ROOT, rel) for rel, (_, layer) in sorted(layers.python_modules(paths.ROOT).items())
+            if layer is not None and rel != CONTRACT]
 
 
-FACT_READERS = {"fact", "layout_value"}
+# The fact readers: {name: the position of the fact's name among its arguments}.
+FACT_READERS = {"fact": 1, "layout_value": 1, "fact_symbol": 0}
 
 
 def fact_names(node, loops, constants):
@@ -101,7 +129,7 @@ def fact_names(node, loops, constants):
 def fact_readers(tree):
     """{name: position of its fact-name argument} of the functions and lambdas of @p tree that
     pass one of their parameters to a fact reader (fact(), layout_value()) as the fact's name."""
-    readers = {r: 1 for r in FACT_READERS}
+    readers = dict(FACT_READERS)
     for node in ast.walk(tree):
         target, fn = None, None
         if isinstance(node, ast.FunctionDef):
@@ -110,22 +138,54 @@ def fact_readers(tree):
             target, fn = getattr(node.targets[0], "id", None), node.value
         if target is None:
             continue
-        params = [a.arg for a in fn.args.args]
+        params = [a.arg for a in fn.args.args if a.arg != "self"]   # (a method's name is its first)
         for call in ast.walk(fn):
             name = getattr(call, "func", None)
             name = getattr(name, "attr", getattr(name, "id", None))
-            if isinstance(call, ast.Call) and name in FACT_READERS and len(call.args) == 2 and \
-                    getattr(call.args[1], "id", None) in params:
-                readers[target] = params.index(call.args[1].id)
+            at = FACT_READERS.get(name)
+            if isinstance(call, ast.Call) and at is not None and len(call.args) == at + 1 and \
+                    getattr(call.args[at], "id", None) in params:
+                readers[target] = params.index(call.args[at].id)
     return readers
 
 
-def naming_problems(path, source):
-    """Where @p source names a kernel symbol itself, or asks for a fact the contract lacks (through
-    fact(), layout_value() or a function or lambda of its own that passes a name on to them)."""
-    declared = set(contract.NAMES)
-    problems = []
+def _docstrings(tree):
+    """The string constants of @p tree that are prose: docstrings and other bare string statements."""
+    return {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant)}
+
+
+# GDB's calls that evaluate an expression or look a name up: a word of their string arguments
+# that is a kernel symbol's name ('pagoda_record_words(%#x)') is a kernel name too.
+GDB_EVALUATORS = {"parse_and_eval", "lookup_type", "lookup_symbol", "lookup_global_symbol", "lookup_static_symbol",
+                  "execute", "Breakpoint"}
+
+
+def kernel_name(text, elf_names, expression=False):
+    """Whether the string @p text names a kernel symbol or fact: a pagoda::-qualified name (alone or in
+    a GDB expression, a message), a fact's symbol (pagoda_fact_...), a name in @p elf_names, or (an
+    @p expression GDB evaluates) holds one as a word."""
+    return ("pagoda::" in text and text != "pagoda::") or text.startswith(contract.FACT_PREFIX) or text in elf_names \
+        or expression and any(word in elf_names for word in re.findall(r"\b[A-Za-z_]\w*", text))
+
+
+def elf_names(*kernels):
+    """The names of @p kernels' symbols a Python string could mean (full, without parameters, without
+    '(anonymous namespace)::'), those with a '_' or '::' only: a plain word ('vector') is no name."""
+    found = set()
+    for kernel in kernels:
+        for table in symbols._names(kernel):
+            found.update(n for n in table if "_" in n or "::" in n)
+    return frozenset(found)
+
+
+def naming_problems(path, source, elf_names=frozenset()):
+    """Where @p source names a kernel symbol or a fact's symbol itself (a string, an f-string or a GDB
+    expression that holds one, @p elf_names: the reference kernels' names), or asks for a fact the
+    contract lacks (through fact(), layout_value(), fact_symbol() or a function or lambda of its own
+    that passes a name on to them)."""
+    problems, names = [], elf_names | set(contract.NAMES)
     tree = ast.parse(source)
+    prose = _docstrings(tree)
     readers = fact_readers(tree)
     constants = {n.targets[0].id: n.value for n in tree.body if isinstance(n, ast.Assign) and len(n.targets) == 1
                  and isinstance(n.targets[0], ast.Name)}
@@ -136,13 +196,18 @@ def naming_problems(path, source):
                 loops[gen.target.id] = gen.iter
     for node in ast.walk(tree):
         where = f"{os.path.relpath(path, paths.ROOT)}:{getattr(node, 'lineno', '?')}"
-        if isinstance(node, ast.Constant) and isinstance(node.value, str) and \
-                (node.value in declared or node.value.startswith("pagoda::") and node.value != "pagoda::"):
-            problems.append(f"{where}: names the kernel symbol {node.value!r} (contract.py declares them)")
-        if isinstance(node, ast.JoinedStr) and node.values and isinstance(node.values[0], ast.Constant) and \
-                str(node.values[0].value).startswith("pagoda::"):
-            problems.append(f"{where}: builds a kernel symbol's name (contract.py declares them)")
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in prose and \
+                kernel_name(node.value, names):
+            problems.append(f"{where}: names the kernel symbol {node.value!r} itself ({CONTRACT} declares them)")
+        if isinstance(node, ast.JoinedStr) and any(isinstance(v, ast.Constant) and kernel_name(v.value, frozenset())
+                                                   for v in node.values):
+            problems.append(f"{where}: builds a kernel symbol's name ({CONTRACT} declares them)")
         reader = getattr(node.func, "attr", getattr(node.func, "id", None)) if isinstance(node, ast.Call) else None
+        if reader in GDB_EVALUATORS:
+            words = [c.value for a in node.args for c in ast.walk(a) if isinstance(c, ast.Constant)
+                     and isinstance(c.value, str) and kernel_name(c.value, names, expression=True)]
+            problems += [f"{where}: GDB evaluates the kernel name in {w!r} itself ({CONTRACT} declares them)"
+                         for w in words if not kernel_name(w, names)]
         if reader in readers and len(node.args) > readers[reader]:
             for pattern in fact_names(node.args[readers[reader]], loops, constants) or ():
                 if not any(re.fullmatch(pattern, f) for f in contract.FACTS):
@@ -167,11 +232,12 @@ def test_every_name_and_fact_is_in_each_published_lab_tree_from_its_lab_on(sourc
     assert not problems, "\n".join(problems)
 
 
-def test_the_grader_names_kernel_symbols_and_facts_only_through_the_contract():
-    problems = []
-    for path in grader_files():
+def test_the_grader_and_the_gdb_tools_name_kernel_symbols_and_facts_only_through_the_contract(
+        reference_kernel, aarch64_kernel):
+    names, problems = elf_names(reference_kernel, aarch64_kernel), []
+    for path in python_files():
         with open(path) as f:
-            problems += naming_problems(path, f.read())
+            problems += naming_problems(path, f.read(), names)
     assert not problems, "\n".join(problems)
 
 
@@ -198,6 +264,31 @@ def test_the_checks_name_a_renamed_function_a_missing_fact_and_a_name_written_ou
                                     'f = lambda name: symbols.fact(k, name)\nx = [f(f"regions_{b}") for b in B]')
     assert len(found) == 3 and any("fork_process" in p for p in found) and any("windw_base" in p for p in found) \
         and any("regions_stack_lid" in p for p in found), found
+
+
+def test_a_symbol_fault_why_reads_renamed_or_written_outside_fails_the_contract(reference_kernel, aarch64_kernel):
+    # fault-why calls the kernel's fault decision and reads the vector stubs' address: a kernel that
+    # renamed them fails the ELF check, naming each.
+    real = symbols.symbol_table(reference_kernel)
+    renamed = tuple(symbols.Symbol(s.name.replace("decide_fault", "decide").replace("x86_vector_stubs", "x86_stubs"),
+                                   s.address, s.size, s.kind) for s in real)
+    symbols.symbol_table.cache_clear(), symbols.symbols.cache_clear(), symbols._names.cache_clear()
+    try:
+        original, symbols.symbol_table = symbols.symbol_table, lambda kernel: renamed
+        found = elf_problems(reference_kernel, "x86_64")
+    finally:
+        symbols.symbol_table = original
+        symbols.symbols.cache_clear(), symbols._names.cache_clear()
+    assert len(found) == 2 and any(str(contract.DECIDE_FAULT) in p for p in found) and \
+        any(str(contract.X86.VECTOR_STUBS) in p for p in found), found
+    # GDB code that writes a symbol, a fact's symbol, a type or a call GDB evaluates itself: each named.
+    names = elf_names(reference_kernel, aarch64_kernel)
+    found = naming_problems("tools/gdb/pagoda_gdb/x.py", 'kernel.symbol_address("__kernel_start")\n'
+                            'kernel.symbol_address("pagoda_fact_" + name)\ngdb.lookup_type("pagoda::Vma")\n'
+                            'gdb.parse_and_eval("pagoda_record_words(%#x)" % a)\n'
+                            '"""A docstring may name pagoda::decide_fault."""\n'
+                            'gdb.parse_and_eval("%s(%#x)" % (C.RECORD_WORDS, a))', names)
+    assert sorted(p.split(":")[1] for p in found) == ["1", "2", "3", "4"], found
 
 
 # User programs whose token-derived values the grader never computes.

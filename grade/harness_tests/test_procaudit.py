@@ -6,6 +6,7 @@ import types
 import pytest
 
 from pagoda_grade import causes, procaudit, programs, symbols
+from pagoda_pt import contract
 from pagoda_pt.procaudit import Rec
 
 PAGE = 4096
@@ -259,8 +260,7 @@ def test_the_shared_audit_reads_the_table_from_guest_ram(reference_kernel):
     from pagoda_pt import procaudit as shared
     k = reference_kernel
     table = symbols.symbols(k)
-    named = {"pagoda::proc::g_processes": procaudit.symbols.address_of(k, procaudit.TABLE),
-             procaudit.CURRENT: procaudit.symbols.address_of(k, procaudit.CURRENT)}
+    named = {n: symbols.address_of(k, n) for n in (contract.PROCESS_TABLE, contract.CURRENT)}
 
     def symbol(name):
         return named.get(name, table.get(name))

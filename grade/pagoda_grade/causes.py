@@ -21,7 +21,8 @@ import re
 
 from pagoda_pt.diagnose import KERNEL_REFUSAL, copy_with_guard_up
 
-from . import contract, symbols
+from pagoda_pt import contract
+from . import symbols
 from .outcomes import STORM, is_never_reached, kill_lines, panic_line, quoted_lines
 from .witness import ARCHES
 

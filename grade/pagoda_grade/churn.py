@@ -23,7 +23,7 @@ import struct
 from pagoda_core.qemu import memory_mib
 
 from .processes import user_symbol
-from . import contract
+from pagoda_pt import contract
 from .symbols import address_of, fact, symbols
 from .witness import PAGE
 

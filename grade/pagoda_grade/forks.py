@@ -5,7 +5,8 @@ what a wait got wrong against the process table, and the order a lab-6 failure n
 (require()). docs/grader.md, "Lab 6"."""
 import re
 
-from . import audit, contract, programs
+from pagoda_pt import contract
+from . import audit, programs
 from .labtest import ProcTest, Return, Trace, signed
 from .lifecycle import Deaths, Pages, covered, digest, leak_story, moment, processes, stale_records
 from .outcomes import KILL_LINE, STAND_IN, BootEnded

@@ -25,7 +25,8 @@ import os
 
 from pagoda_core.faultlog import INTERRUPT
 
-from . import contract, symbols
+from pagoda_pt import contract
+from . import symbols
 
 # Interrupts taken in a row in the idle loop before the process table is read (at 100 Hz, half a
 # second of the guest's time: a process that sleeps longer is seen sleeping in the table).

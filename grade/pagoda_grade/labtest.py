@@ -19,7 +19,7 @@ tags. Where a test's outcome is decided: docs/grader.md, "Where a test is decide
 import re
 from dataclasses import dataclass
 
-from . import contract
+from pagoda_pt import contract
 from .lifecycle import return_address
 from .outcomes import Checks
 from .processes import parse_reaped, written

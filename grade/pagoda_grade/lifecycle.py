@@ -18,7 +18,8 @@ import hashlib
 import struct
 from dataclasses import dataclass, field
 
-from . import contract, symbols
+from pagoda_pt import contract
+from . import symbols
 from .processes import process_roots, registry
 from .vmas import MAX_VMAS, decode_vma, vma_fields
 from .witness import ARCHES, PAGE

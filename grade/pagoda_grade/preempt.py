@@ -3,7 +3,7 @@ and context switches against QEMU's log, each turn's length from the scheduler's
 and a spinner that starves while the timer keeps ending turns. docs/grader.md, "Lab 3"."""
 import re
 
-from . import contract
+from pagoda_pt import contract
 from .processes import process_roots
 from .symbols import address_of
 from .watch import u64

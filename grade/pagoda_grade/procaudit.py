@@ -23,11 +23,12 @@ ISA's user_mode.cpp), the current process the scheduler's g_current, read from g
 import os
 import re
 
-from pagoda_pt.procaudit import CURRENT, NO_SLOT, TABLE, _u, audit_table, read_current, read_table  # noqa: F401
+from pagoda_pt.procaudit import NO_SLOT, _u, audit_table, read_current, read_table  # noqa: F401
 from pagoda_pt.procaudit import Facts as _Facts
 from pagoda_pt.procaudit import trap_stack_problem  # noqa: F401
 
-from . import contract, programs, symbols
+from pagoda_pt import contract
+from . import programs, symbols
 from .witness import ARCHES
 
 
@@ -38,9 +39,9 @@ class Facts(_Facts):
     _cache = {}
 
     def __init__(self, kernel):
-        table_va = symbols.address_of(kernel, TABLE)
+        table_va = symbols.address_of(kernel, contract.PROCESS_TABLE)
         super().__init__(lambda name: symbols.fact(kernel, name), table_va, symbols.physical_of(kernel, table_va),
-                         symbols.physical_of(kernel, symbols.address_of(kernel, CURRENT)))
+                         symbols.physical_of(kernel, symbols.address_of(kernel, contract.CURRENT)))
 
     @classmethod
     def of(cls, kernel):

@@ -24,7 +24,8 @@ import re
 import struct
 from dataclasses import dataclass
 
-from . import contract, programs, symbols
+from pagoda_pt import contract
+from . import programs, symbols
 from .witness import ARCHES, PAGE, WalkError, layout_value, top_level
 
 HEX = r"0x[0-9a-f]+"
@@ -182,8 +183,8 @@ def written(snap, proc, root=None, most=200):
 def registry(snap, kernel):
     """The roots the kernel publishes (pagoda_pt.roots.RootTable), read at the registry's load
     address in guest RAM (never through a root, which may be the broken thing)."""
-    from pagoda_pt.roots import REGISTRY_SYMBOL, read_root_table
-    pa = symbols.physical_of(kernel, symbols.address_of(kernel, REGISTRY_SYMBOL))
+    from pagoda_pt.roots import read_root_table
+    pa = symbols.physical_of(kernel, symbols.address_of(kernel, contract.ROOT_REGISTRY))
     return read_root_table(snap.read_phys, pa)
 
 

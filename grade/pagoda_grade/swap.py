@@ -26,7 +26,7 @@ from pagoda_pt import x86_64 as x86
 from pagoda_core import qemu
 from pagoda_pt.format import SWAP_FACTS, swap_slot
 
-from . import contract as C
+from pagoda_pt import contract as C
 from .labtest import ProcTest, holds
 from .processes import count_used, frame_bitmap, leaf_entries, registry
 from .symbols import address_of, fact, physical_of

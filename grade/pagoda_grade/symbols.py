@@ -9,6 +9,7 @@ import subprocess
 from dataclasses import dataclass
 
 from pagoda_core import elffile
+from pagoda_pt.contract import FACT_PREFIX, USER_FIXUPS, lab_of_fact
 
 
 @dataclass(frozen=True)
@@ -120,7 +121,6 @@ def reader(kernel):
     return read
 
 
-FACT_PREFIX = "pagoda_fact_"
 # The instructor's facts: a JSON file {name: value} written from the instructor's build of the
 # graded lab tree (write_facts(); `./pagoda grade --batch` and the autograders set it). Without
 # it (a student grading their own tree) the kernel's own build is the instructor's copy.
@@ -205,7 +205,6 @@ def fact(kernel, name):
     (contract.FACTS). With the instructor's facts (FACTS_ENV) the value is theirs, never the
     kernel's (a kernel whose facts differ is refused: fact_problems()); a fact the kernel defines
     other than as one global absolute symbol is refused."""
-    from .contract import lab_of_fact
     lab_of_fact(name)
     values, problems = exported_facts(kernel)
     if name in problems:
@@ -369,7 +368,6 @@ def user_fixups(kernel):
     kernel/proc/user_memory.hpp), read from the ELF file between __start_pagoda_user_fixups and
     __stop_pagoda_user_fixups; {} for a kernel without one (labs 0-3)."""
     table = symbols(kernel)
-    from .contract import USER_FIXUPS
     start, stop = (table.get(n) for n in USER_FIXUPS)
     if start is None or stop is None or stop <= start:
         return {}

@@ -5,7 +5,7 @@ the kernel half reaches without a slot (KernelReach), and the values the grader 
 docs/grader.md, "Lab 4"."""
 import struct
 
-from . import contract
+from pagoda_pt import contract
 from .lifecycle import return_address
 from .processes import KernelReach, process_roots
 from .proof import MASK64, splitmix

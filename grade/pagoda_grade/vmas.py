@@ -10,7 +10,7 @@ that recorded no stack, an mprotect that changed the record but not the page, ..
 trusts the kernel's lines."""
 from dataclasses import dataclass
 
-from pagoda_grade.contract import PROCESS_TABLE
+from pagoda_pt.contract import PROCESS_TABLE
 from pagoda_grade.symbols import address_of, fact
 from pagoda_grade.witness import PAGE
 

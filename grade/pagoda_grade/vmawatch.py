@@ -6,7 +6,7 @@ docs/grader.md, "Lab 5"."""
 import itertools
 import re
 
-from . import contract
+from pagoda_pt import contract
 from .derived import value as derived
 from .lifecycle import Pages
 from .processes import foreign_code_kill, parse_kills, user_elf, user_pages

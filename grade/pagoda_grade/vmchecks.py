@@ -5,7 +5,8 @@ import re
 
 from pagoda_pt.isa import MACHINES
 
-from . import contract, symbols
+from pagoda_pt import contract
+from . import symbols
 from .witness import (ARCHES, MAX_PROBLEMS_SHOWN, MAX_TABLE_READS, PAGE, WalkError, compare_map, expected_kernel_map,
                       image_physical, layout_value, linked_high, pick_in, top_level, window_leftover)
 

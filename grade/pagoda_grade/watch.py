@@ -6,7 +6,8 @@ with processes shares"."""
 import functools
 import re
 
-from . import contract, programs
+from pagoda_pt import contract
+from . import programs
 from .lifecycle import return_address
 from .outcomes import BootEnded, finding_first
 from .procaudit import LOADER, ProcessAudit, errno_name, loader_error_problem, read_error, result_address

@@ -38,7 +38,8 @@ import struct
 import time
 from dataclasses import dataclass
 
-from . import contract, symbols
+from pagoda_pt import contract
+from . import symbols
 from .outcomes import ENDED, BootEnded
 from .rsp import RspClient, RspError, RspTimeout
 

@@ -33,6 +33,7 @@ from . import bootopts, deps
 from pagoda_core import build, kernelinfo, paths, qemu
 from pagoda_core.stubguard import StubGuard
 from pagoda_core.ui import PagodaError, info
+from pagoda_pt import contract as C
 
 GDB = "gdb-multiarch"
 GDB_PACKAGE = "gdb-multiarch"
@@ -406,9 +407,9 @@ def add_parser(sub):
                     "build/<arch>/kernel.elf connected to it, stopped at the kernel's entry\n"
                     "point, with Pagoda's commands loaded: pt-regs, pt-walk, pt-dump, pt-diff,\n"
                     "pt-top, fault-why (pagoda-help lists them). A panic stops at\n"
-                    "pagoda::panic_end, a triple fault pauses the machine. Quitting GDB stops\n"
+                    "%s, a triple fault pauses the machine. Quitting GDB stops\n"
                     "QEMU (quit asks first).\n"
-                    "Guide: docs/debugging.md",
+                    "Guide: docs/debugging.md" % C.PANIC_END,
         epilog="The serial console goes to a log file (shown at each stop, or with\n"
                "pagoda-serial) so it cannot garble GDB's prompt. For the console in its own\n"
                "terminal, or an editor: ./pagoda run --gdb.\n\n"
@@ -423,10 +424,10 @@ def add_parser(sub):
                    help="log every interrupt and exception (QEMU -d int) for fault-why; "
                         "grows by ~130 KB/s while the kernel idles")
     p.add_argument("--no-panic-break", action="store_true",
-                   help="no breakpoint on pagoda::panic_end")
+                   help="no breakpoint on %s" % C.PANIC_END)
     p.add_argument("--stop-at-kill", action="store_true",
                    help="also stop where a process is killed for a fault (break-kill: "
-                        "pagoda::proc::user_fault), before it is gone")
+                        "%s), before it is gone" % C.USER_FAULT)
     p.add_argument("--fixtures", action="store_true",
                    help="boot build/<arch>/kernel-fixtures.elf: the kernel plus deliberately "
                         "broken self-tests (bug_*) that the debugging guide walks through")

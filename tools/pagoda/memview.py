@@ -32,6 +32,7 @@ import time
 from dataclasses import dataclass
 
 from pagoda_core import kernelinfo
+from pagoda_pt import contract as C
 from pagoda_core.ui import PagodaError
 
 HOTKEY = b"\x01"               # Ctrl-A: QEMU's own escape, so Ctrl-A M sits beside Ctrl-A X
@@ -58,7 +59,7 @@ def _census_lines(client, kernel, arch, colour, width):
     try:
         census = frames.take_census(arch, read_phys, symbols.get, regs)
         lines = frames.format_map(census, width=width, colour=colour)
-        if symbols.get(swap.STATE_SYMBOL) is None:
+        if symbols.get(C.SWAP_STATE) is None:
             return lines                     # a kernel before lab 7
         found = swap.take_swap_census(arch, read_phys, symbols.get, [
             roots.KnownRoot(m.root, m.name, "process", m.pid) for m in census.processes])
@@ -104,9 +105,9 @@ class Event:
 
 # The named events: the kernel function behind each, and where in it the picture is taken.
 EVENTS = {
-    "fork": ("pagoda::proc::fork_process", True, "fork has copied or shared the parent's pages"),
-    "exec": ("pagoda::proc::exec_current", True, "exec has made the new program's space live"),
-    "exit": ("pagoda::proc::exit_current", False, "a process is ending (its memory still there)"),
+    "fork": (C.FORK, True, "fork has copied or shared the parent's pages"),
+    "exec": (C.EXEC, True, "exec has made the new program's space live"),
+    "exit": (C.EXIT, False, "a process is ending (its memory still there)"),
 }
 
 

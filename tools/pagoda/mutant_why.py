@@ -4,7 +4,7 @@ For a slip the grader caught, the boot of the first failing test is replayed und
 slipped kernel and the same command line (the grader's token included, so the kernel makes the
 same choices) and the same memory, QEMU's exception log kept (`./pagoda gdb --int-log`). GDB's
 `why-stops` runs it from stop to stop: where the machine dies (a panic, a triple fault), where a
-process is killed for a fault (`--stop-at-kill`), at each process's exit (EXIT_FUNCTION: a slip
+process is killed for a fault (`--stop-at-kill`), at each process's exit (C.EXIT: a slip
 that corrupts memory quietly is visible while the processes live, though only the grader's checks
 notice it) and at the end of the run (every process reaped: what a teardown left behind is
 visible there). At each stop `fault-why` runs; the replay goes on while its verdict names nothing
@@ -34,7 +34,7 @@ import signal
 import subprocess
 
 from pagoda_core import paths
-from pagoda_pt import diagnose
+from pagoda_pt import contract as C, diagnose
 
 NOT_REPLAYABLE = "not replayable"
 REPLAY_DEADLINE = 180.0      # seconds of wall clock (every stop of a replay) before one that never stops is interrupted
@@ -49,13 +49,10 @@ MEMORY = re.compile(r"(?:^|\s)-m\s+(\S+)")
 SWAP_DRIVE = re.compile(r"(?:^|\s)-drive\s+file=([^,\s]+),[^\s]*id=pagoda-swap")
 # What a test's script calls to feed the guest (grade/pagoda_grade/witness.py's Guest and Snapshot).
 FEEDS = re.compile(r"\.(deliver|write_phys|write_virt|write|send)\(")
-GRADER_STOP = "pagoda_grader_stop"
-# Where every process ends (kernel/proc/process.hpp): fault-why reads the processes' memory there
-# while they live (a frame two of them share, one writable, is seen there; the program only
-# notices it later).
-EXIT_FUNCTION = "pagoda::proc::exit_current"
-# Where a run's checkpoints stop (why-stops looks only at the one after every process is reaped).
-CHECKPOINT_FUNCTION = "pagoda_grader_checkpoint"
+# Where it stops (the contract's names): the grader's inputs (C.C.GRADER_STOP, never replayed); every
+# process's end (C.EXIT: fault-why reads the processes' memory there while they live, so a frame two
+# of them share, one writable, is seen there; the program only notices it later); a run's checkpoints
+# (C.CHECKPOINT: why-stops looks only at the one after every process is reaped).
 # The most stops why-stops explains in one replay.
 MAX_STOPS = 16
 
@@ -136,7 +133,7 @@ def stopped_at_grader(output):
     """True when the replay's first stop is pagoda_grader_stop (the boot awaits the grader)."""
     stops = _stops(output)
     frame0 = next((l for l in (stops[0][1] if stops else "").splitlines() if l.startswith("#0")), "")
-    return re.search(r"\b%s\b" % GRADER_STOP, frame0) is not None
+    return re.search(r"\b%s\b" % C.GRADER_STOP, frame0) is not None
 
 
 def stop_kind(output, interrupted=False):
@@ -152,9 +149,9 @@ def stop_kind(output, interrupted=False):
         return "panic"
     if "user_fault" in frames:
         return "kill"
-    if EXIT_FUNCTION.rsplit("::", 1)[-1] in frames:
+    if C.EXIT.rsplit("::", 1)[-1] in frames:
         return "exit"
-    if CHECKPOINT_FUNCTION in frames:
+    if C.CHECKPOINT in frames:
         return "end"
     if "SIGQUIT" in before or "shutdown" in before.lower():
         return "triple fault"
@@ -187,7 +184,7 @@ def gdb_argv(pagoda, arch, kernel, cmdline, memory, int_log, swap=None):
     argv = [paths.SYSTEM_PYTHON, pagoda, "gdb", "--arch", arch, "--kernel", kernel, "--stop-at-kill", "--batch"]
     if int_log:
         argv.append("--int-log")
-    argv += ["--ex", f"break {GRADER_STOP}", "--ex", f"break {EXIT_FUNCTION}", "--ex", f"break {CHECKPOINT_FUNCTION}",
+    argv += ["--ex", f"break {C.GRADER_STOP}", "--ex", f"break {C.EXIT}", "--ex", f"break {C.CHECKPOINT}",
              "--ex", f"why-stops {MAX_STOPS}", "--", "--cmdline", cmdline]
     if memory:
         argv += ["--memory", memory]
@@ -287,7 +284,7 @@ def why(outcome, tree, root, pagoda=None, replay=run_replay):
     o.why_log = os.path.join(work, "why.log")
     output, interrupted = replay(argv, o.why_log)
     if stopped_at_grader(output):
-        o.why = f"{NOT_REPLAYABLE}: the boot stops at {GRADER_STOP}() for the grader's inputs"
+        o.why = f"{NOT_REPLAYABLE}: the boot stops at {C.GRADER_STOP}() for the grader's inputs"
         return o
     verdict, whole = first_verdict(output)
     if verdict is None:

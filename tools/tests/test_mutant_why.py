@@ -5,6 +5,7 @@ import os
 
 from pagoda import mutant_why as mw
 from pagoda import mutants
+from pagoda_pt import contract as C
 
 SERIAL = '''Pagoda 0.1 (x86_64) booted; token=00c0ffee
 cmdline: "token=00c0ffee run=hello"
@@ -126,7 +127,7 @@ def test_the_replay_command_boots_the_slipped_kernel_as_the_grader_did():
     exs = [argv[i + 1] for i, a in enumerate(argv) if a == "--ex"]
     # Every stop is a breakpoint set before why-stops runs on from one to the next.
     assert exs[-1].startswith("why-stops")
-    assert {f"break {mw.GRADER_STOP}", f"break {mw.EXIT_FUNCTION}", f"break {mw.CHECKPOINT_FUNCTION}"} <= set(exs[:-1])
+    assert {f"break {C.GRADER_STOP}", f"break {C.EXIT}", f"break {C.CHECKPOINT}"} <= set(exs[:-1])
     assert "--int-log" not in mw.gdb_argv("/t/pagoda", "x86_64", "/k", "run=x", None, int_log=False)
     argv = mw.gdb_argv("/t/pagoda", "x86_64", "/k", "run=x", None, int_log=False, swap="4M")
     assert argv[argv.index("--") + 1:] == ["--cmdline", "run=x", "--swap", "4M"]

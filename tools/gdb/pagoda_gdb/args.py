@@ -10,6 +10,8 @@ import re
 
 import gdb
 
+from pagoda_pt import contract as C
+
 from .registry import UsageError
 
 ADDRESS_MASK = (1 << 64) - 1
@@ -106,14 +108,15 @@ def _addressable_codes():
     return _ADDRESSABLE
 
 
-_ADDRESS_TYPE = re.compile(r"^pagoda::Address<pagoda::(Phys|Virt)Tag>$")
+_ADDRESS_TYPE = re.compile(r"^%s<(.*)>$" % re.escape(C.ADDRESS))
+_ADDRESS_KINDS = {t: t.split("::")[-1][:-len("Tag")] for t in C.ADDRESS_TAGS}   # ('Phys', 'Virt')
 
 
 def address_kind(value):
     """'Phys' or 'Virt' for a pagoda::PhysAddr / pagoda::VirtAddr value, else None."""
     tag = value.type.strip_typedefs().unqualified().tag or ""
     m = _ADDRESS_TYPE.match(tag)
-    return m.group(1) if m else None
+    return _ADDRESS_KINDS.get(m.group(1)) if m else None
 
 
 def address(expr, what="address", want=None):

@@ -19,6 +19,7 @@ import importlib
 import os
 import re
 
+from pagoda_pt import contract as C
 from pagoda_pt.diagnose import (MARK_STOP, MARK_WHY, MARK_WRONG, NOTHING_WRONG, UNRESOLVED, fixup_reports_success,
                                 program_s_own, story_from_faults)
 from pagoda_pt.isa import isa
@@ -69,18 +70,13 @@ def _trap_frame_address(frame, trap_function, stack_register):
 
 # ---- lab 4: what says a kernel fault was made on a process's behalf -------------------------------
 
-FIXUPS_START, FIXUPS_STOP = "__start_pagoda_user_fixups", "__stop_pagoda_user_fixups"
-USER_END_FACT = "pagoda_fact_user_end"
-SYSCALL_FUNCTION = "pagoda::proc::syscall"    # kernel/proc/arch.hpp: i64 syscall(const SyscallArgs&)
-SYSCALL_ENUM = "pagoda::abi::Syscall"         # kernel/lib/abi.hpp: the numbers' names
-
 
 def user_fixups(read_phys):
     """{faulting instruction: resume address} of the kernel's fix-up table (section
     pagoda_user_fixups, read at its physical address: the image's link map, no walk), {} when the
     section is empty, None when the kernel has none or it cannot be read."""
     from . import kernel
-    start, stop = kernel.symbol_address(FIXUPS_START), kernel.symbol_address(FIXUPS_STOP)
+    start, stop = (kernel.symbol_address(n) for n in C.USER_FIXUPS)
     if start is None or stop is None or stop < start:
         return None
     pa = kernel.image_phys(start)
@@ -97,7 +93,7 @@ def user_fixups(read_phys):
 def user_end():
     """The first address past the user half (the kernel's fact), or None."""
     from . import kernel
-    return kernel.symbol_address(USER_END_FACT)
+    return kernel.symbol_address(C.fact_symbol("user_end"))
 
 
 def _snake(name):
@@ -110,7 +106,7 @@ def syscall_in_progress():
     import gdb
     from pagoda_pt.diagnose import SyscallAt
     try:
-        frame = next((f for f in _frames() if f.name() == SYSCALL_FUNCTION), None)
+        frame = next((f for f in _frames() if f.name() == C.DISPATCHER), None)
         if frame is None:
             return None
         call = frame.read_var("call")
@@ -126,7 +122,7 @@ def syscall_in_progress():
 def _syscall_name(number):
     import gdb
     try:
-        for field in gdb.lookup_type(SYSCALL_ENUM).fields():
+        for field in gdb.lookup_type(C.SYSCALL_NUMBERS).fields():
             if field.enumval == number:
                 return _snake(field.name.split("::")[-1])
     except gdb.error:
@@ -233,7 +229,7 @@ def _with_panic(arch, lines, fault=None):
     answered = bool(fault) and fault.get("decision") in ANSWERED
     if at is None or not (lines[at].startswith("verdict: " + NOTHING_WRONG) or answered):
         return lines
-    if _quiet(lambda: any(f.name() in ("pagoda::panic_end", "pagoda::panic_begin") for f in _frames(8))) is not True:
+    if _quiet(lambda: any(f.name() in (C.PANIC_END, C.PANIC) for f in _frames(8))) is not True:
         return lines     # (not in a panic we can see)
     message = last_panic()
     if not message:
@@ -406,16 +402,13 @@ class _unwinding:
         gdb.execute("set unwindonsignal %s" % ("on" if self.was else "off"), to_string=True)
 
 
-USER_FRAME_FACTS = ("pagoda_fact_user_frame_size", "pagoda_fact_user_frame_flags")
-
-
 def _user_frames_story(arch, rows):
     """pagoda_pt.diagnose.user_interrupts_masked on the user frame at the top of each living
     process's kernel stack (read from guest RAM through the frame behind the stack's top page; the
     kernel's user_frame_size and user_frame_flags facts say where its flags are), or None."""
     from pagoda_pt.diagnose import user_interrupts_masked
     from . import kernel
-    size, flags_at = (kernel.symbol_address(f) for f in USER_FRAME_FACTS)
+    size, flags_at = (kernel.symbol_address(C.fact_symbol(f)) for f in ("user_frame_size", "user_frame_flags"))
     if size is None or flags_at is None or not 0 < size <= PAGE:
         return None
     rule = isa(arch).user_irqs_masked
@@ -534,7 +527,6 @@ def _fixup_story(arch):
     return _probed["story"]
 
 
-VMA_TYPE = "pagoda::Vma"     # kernel/mm/space/vma.hpp
 SCRATCH_BELOW_SP = 2048     # where the merge probe writes its two VMAs: far below the stopped SP
 
 
@@ -551,7 +543,7 @@ def _merge_story(arch, rows):
     if not _stopped_in_kernel():
         return None
     sp = int(gdb.parse_and_eval("$sp")) & MASK64
-    vma_type = gdb.lookup_type(VMA_TYPE)
+    vma_type = gdb.lookup_type(C.VMA)
     size = vma_type.sizeof
     offsets = {f.name: f.bitpos // 8 for f in vma_type.fields()}
     perms_type = vma_type["perms"].type.strip_typedefs()
@@ -560,7 +552,7 @@ def _merge_story(arch, rows):
     for row in rows:
         if row.get("regions_address") is None:
             continue
-        regions = gdb.parse_and_eval("*(pagoda::UserRegions*)%#x" % row["regions_address"])
+        regions = gdb.parse_and_eval("*(%s*)%#x" % (C.USER_REGIONS, row["regions_address"]))
         for j, v in enumerate(row.get("vmas") or []):
             if v["kind"] == "image":
                 continue
@@ -577,8 +569,8 @@ def _merge_story(arch, rows):
                     right[write_at] ^= 1
                 inferior.write_memory(a, bytes(left))
                 inferior.write_memory(b, bytes(right))
-                answers.append(bool(gdb.parse_and_eval("pagoda::VmaSet::mergeable(*(pagoda::Vma*)%#x, *(pagoda::Vma*)%#x)"
-                                                       % (a, b))))
+                answers.append(bool(gdb.parse_and_eval("%s(*(%s*)%#x, *(%s*)%#x)"
+                                                       % (C.VMA_MERGEABLE, C.VMA, a, C.VMA, b))))
             return merge_ignores_permissions(_label(row["pid"], row["name"]), memory.describe_vma(v), *answers)
     return None
 
@@ -607,7 +599,6 @@ def kernel_symbol(name):
     return kernel.symbol_address(name)
 
 
-ACCESS_TYPE = "pagoda::Access"    # kernel/mm/base/perms.hpp: {bool write, execute, user}
 
 
 def _grow_story(arch, rows):
@@ -619,7 +610,7 @@ def _grow_story(arch, rows):
     from pagoda_pt.diagnose import grows_what_is_not_a_stack
     if not _stopped_in_kernel():
         return None
-    access = gdb.Value(bytes([0, 0, 1]), gdb.lookup_type(ACCESS_TYPE))
+    access = gdb.Value(bytes([0, 0, 1]), gdb.lookup_type(C.ACCESS))
     with _unwinding():
         gdb.set_convenience_variable("pagoda_access", access)
         for row in rows:
@@ -628,8 +619,8 @@ def _grow_story(arch, rows):
 
             def decide(va, regions=row["regions_address"]):
                 try:
-                    verdict = gdb.parse_and_eval("pagoda::decide_fault(*(pagoda::UserRegions*)%#x, %#x, $pagoda_access)"
-                                                 % (regions, va))
+                    verdict = gdb.parse_and_eval("%s(*(%s*)%#x, %#x, $pagoda_access)"
+                                                 % (C.DECIDE_FAULT, C.USER_REGIONS, regions, va))
                     return str(verdict["action"]).rsplit("::", 1)[-1]
                 except gdb.error:
                     return None
@@ -756,21 +747,17 @@ def _with_process_audit(lines):
         with target.physical_memory() as read_phys:
             table, _ = kernel.published_roots(read_phys)
             roots = {r.id: r.root for r in (table.roots if table is not None else []) if r.kind == "process"}
-            return procaudit.audit(read_phys, symbol, "where GDB stopped (in %s)" % where.split("::")[-1], roots,
-                                   table_name="pagoda::proc::(anonymous namespace)::g_processes")
+            return procaudit.audit(read_phys, symbol, "where GDB stopped (in %s)" % where.split("::")[-1], roots)
     return _when_nothing_wrong(lines, story)
 
 
-LAST_FAILURE = "pagoda_last_failure"        # kernel/core/last_failure.hpp
-FAILURE_COUNT = "pagoda_failure_count"
-LAST_REFUSED_CALL = "pagoda_last_refused_call"   # kernel/proc/syscalls.cpp noted()
 
 
 def _last_refused_call():
     """The last memory call the kernel refused (its own words), or None."""
     import gdb
     try:
-        return gdb.parse_and_eval("(const char*)%s" % LAST_REFUSED_CALL).string(errors="replace") or None
+        return gdb.parse_and_eval("(const char*)%s" % C.LAST_REFUSED_CALL).string(errors="replace") or None
     except (gdb.error, RuntimeError, ValueError):
         return None
 
@@ -780,8 +767,8 @@ def _last_failure():
     this kernel keeps none."""
     import gdb
     try:
-        count = int(gdb.parse_and_eval(FAILURE_COUNT))
-        text = gdb.parse_and_eval("(const char*)%s" % LAST_FAILURE).string(errors="replace") if count else ""
+        count = int(gdb.parse_and_eval(C.FAILURE_COUNT))
+        text = gdb.parse_and_eval("(const char*)%s" % C.LAST_FAILURE).string(errors="replace") if count else ""
         return text, count
     except (gdb.error, RuntimeError, ValueError):
         return None, 0
@@ -824,7 +811,6 @@ def _with_stalled_wait(lines):
 # the allocator's bitmap at the run's start (why-stops notes it at the checkpoint before the first
 # process), and the frames each look's census found as a process's user page or page table.
 _run = {"before": None, "user_frames": {}, "table_frames": {}}
-RUN_BEFORE = "pagoda_fact_run_checkpoint_before"   # kernel/proc/run.cpp: no process made yet
 MAX_NOTED = 4096
 
 
@@ -855,7 +841,7 @@ def note_run_start():
     the allocator's bitmap (the run's end is judged against it)."""
     import gdb
     from . import kernel
-    before = kernel.symbol_address(RUN_BEFORE)
+    before = kernel.symbol_address(C.fact_symbol("run_checkpoint_before"))
     try:
         if before is not None and int(gdb.newest_frame().read_var("a")) == before:
             _run["before"] = _checkpoint_bitmap()
@@ -872,14 +858,13 @@ def _with_run_leaks(lines):
     from pagoda_pt.diagnose import frames_left_after_run
 
     def story():
-        if _run["before"] is None or not (_stopped_in(CHECKPOINT) and _checkpoint_is_run_end()):
+        if _run["before"] is None or not (_stopped_in(C.CHECKPOINT) and _checkpoint_is_run_end()):
             return None
         leaked = sorted(i * PAGE for i in _checkpoint_bitmap() - _run["before"])
         return frames_left_after_run(leaked, _run["user_frames"], _run["table_frames"])
     return _when_nothing_wrong(lines, story)
 
 
-USER_STACK_TOP_FACT = "pagoda_fact_user_stack_top"
 
 
 def _with_log_copies(arch, lines):
@@ -890,7 +875,7 @@ def _with_log_copies(arch, lines):
     from . import kernel
 
     def story():
-        top = kernel.symbol_address(USER_STACK_TOP_FACT)
+        top = kernel.symbol_address(C.fact_symbol("user_stack_top"))
         events = _log_events(arch)
         if top is None or not events:
             return None
@@ -926,9 +911,6 @@ def _first_kernel_fault_address(arch):
     return None
 
 
-BOOT_STACK_GUARD = "boot_stack_guard"     # boot.S: the page below the boot stack, left unmapped
-MMIO_BASE_FACT, WINDOW_BASE_FACT = "pagoda_fact_mmio_base", "pagoda_fact_window_base"
-KERNEL_HALF_FACT = "pagoda_fact_kernel_half_base"
 
 
 def _kernel_map_story(arch, lines):
@@ -945,7 +927,7 @@ def _kernel_map_story(arch, lines):
     regs = target.paging_regs(arch)
     if target.paging_off_reason(arch, regs) is not None:
         return None
-    start = kernel.symbol_address("__kernel_start")
+    start = kernel.symbol_address(C.KERNEL_START)
     path = gdb.current_progspace().filename
     segments = []
     if path and start is not None:
@@ -956,7 +938,7 @@ def _kernel_map_story(arch, lines):
                 end = (seg["vaddr"] + seg["memsz"] + PAGE - 1) & ~(PAGE - 1)
                 segments.append((seg["vaddr"] & ~(PAGE - 1), end, "%s%s%s" % (
                     "r" if seg["read"] else "-", "w" if seg["write"] else "-", "x" if seg["execute"] else "-")))
-    guard = kernel.symbol_address(BOOT_STACK_GUARD)
+    guard = kernel.symbol_address(C.BOOT_STACK_GUARD)
     bits = target.pa_bits(arch)[0]
     with target.physical_memory() as read_phys:
         table, _ = kernel.published_roots(read_phys)
@@ -971,10 +953,10 @@ def _kernel_map_story(arch, lines):
         if story is not None:
             return story
         addresses = [a for a in (_fault_address(lines), _quiet(_first_kernel_fault_address, arch)) if a is not None]
-        half = kernel.symbol_address(KERNEL_HALF_FACT)
+        half = kernel.symbol_address(C.fact_symbol("kernel_half_base"))
         kernel_low = start is not None and half is not None and start < half
-        bases = {"identity": 0, "device area": kernel.symbol_address(MMIO_BASE_FACT),
-                 "window": kernel.symbol_address(WINDOW_BASE_FACT)}
+        bases = {"identity": 0, "device area": kernel.symbol_address(C.fact_symbol("mmio_base")),
+                 "window": kernel.symbol_address(C.fact_symbol("window_base"))}
         for address in addresses:
             if not walk(address).mapped:
                 story = device_at(address, isa(arch).machine.devices, bases, kernel_low, label)
@@ -995,9 +977,9 @@ def _with_kernel_map(arch, lines, fault):
 
 
 def _in_user_fault():
-    """Whether GDB's stack is in the kernel's kill path (session.KILL_FUNCTION, which never
+    """Whether GDB's stack is in the kernel's kill path (C.USER_FAULT, which never
     returns: the process is being ended for this fault)."""
-    return _quiet(_frame_named, session.KILL_FUNCTION) is not None
+    return _quiet(_frame_named, C.USER_FAULT) is not None
 
 
 PROGRAM_BEGIN = "pagoda_program_%s_begin"   # cmake/user.cmake: each embedded program's ELF file
@@ -1021,7 +1003,7 @@ def _program_segments(name):
         return None
 
 
-REGIONS_OF_CURRENT = "(*(pagoda::UserRegions*)&%s->user_regions.storage_)"   # kernel/proc/process.hpp regions()
+REGIONS_OF_CURRENT = "(*(%s*)&%%s->user_regions.storage_)" % C.USER_REGIONS   # kernel/proc/process.hpp regions()
 
 
 def _call_in_kill_path(call):
@@ -1032,7 +1014,7 @@ def _call_in_kill_path(call):
     import gdb
 
     def asked():
-        frame = _frame_named(session.KILL_FUNCTION)
+        frame = _frame_named(C.USER_FAULT)
         if frame is None:
             return None
         gdb.set_convenience_variable("pagoda_access", frame.read_var("fault")["access"])
@@ -1048,15 +1030,14 @@ def _kernel_decision(address):
     the fault's address and access (what proc::user_fault is about to do: both are pure); None
     when they cannot be called."""
     import gdb
-    from .paging import CURRENT_PROCESS
 
     def decide():
-        regions = REGIONS_OF_CURRENT % CURRENT_PROCESS
-        verdict = gdb.parse_and_eval("pagoda::decide_fault(%s, %#x, $pagoda_access)" % (regions, address))
+        regions = REGIONS_OF_CURRENT % C.CURRENT.expr
+        verdict = gdb.parse_and_eval("%s(%s, %#x, $pagoda_access)" % (C.DECIDE_FAULT, regions, address))
         action = str(verdict["action"]).rsplit("::", 1)[-1]
         if action != "Deny":
             return action, None, None
-        refusal = gdb.parse_and_eval("pagoda::fault_cause_text((pagoda::FaultCause)%d)" % int(verdict["cause"])).string()
+        refusal = gdb.parse_and_eval("%s((%s)%d)" % (C.FAULT_CAUSE_TEXT, C.FAULT_CAUSE, int(verdict["cause"]))).string()
         found = int(gdb.parse_and_eval("%s.vmas.find(%#x)" % (regions, address))) != 0
         return action, refusal, found
     return _call_in_kill_path(decide)
@@ -1067,7 +1048,7 @@ def _kernel_words(address):
     current process's record (pagoda_record_words(), kernel/proc/run.cpp: the function the kill
     line itself uses), called through GDB with the fault's access; None when it cannot be called."""
     import gdb
-    return _call_in_kill_path(lambda: gdb.parse_and_eval("pagoda_record_words(%#x, $pagoda_access)" % address)
+    return _call_in_kill_path(lambda: gdb.parse_and_eval("%s(%#x, $pagoda_access)" % (C.RECORD_WORDS, address))
                               .string(errors="replace"))
 
 
@@ -1147,8 +1128,8 @@ def _swapped(arch, address):
     from pagoda_pt.swap import read_swap_state
     from . import kernel
     from .paging import walk_address
-    levels = kernel.symbol_address("pagoda_fact_levels") or 4
-    facts = {name: kernel.symbol_address("pagoda_fact_" + name) or 0 for name in SWAP_FACTS}
+    levels = kernel.symbol_address(C.fact_symbol("levels")) or 4
+    facts = {name: kernel.symbol_address(C.fact_symbol(name)) or 0 for name in SWAP_FACTS}
     with target.physical_memory() as read_phys:
         result = walk_address(arch, target.paging_regs(arch), address, read_phys=read_phys)
         leaf = result.levels[-1].raw if result.pa is None and len(result.levels) == levels else None
@@ -1161,16 +1142,13 @@ def _swapped(arch, address):
 
 # Kernel code inside which the swap state is mid-change (an eviction, a swap-in, fork's copy before its
 # pages are recorded, a fault between mapping a page and recording it): its checks wait for a stop elsewhere.
-SWAP_BUSY = ("pagoda::Swapper::", "pagoda::FrameTable::", "pagoda::SwapSlots::", "pagoda::swap_disk::",
-             "pagoda::virtio_blk::", "pagoda::vm::note_", "pagoda::vm::forget_", "pagoda::vm::evict_",
-             "pagoda::vm::make_user_room", "pagoda::vm::(anonymous namespace)::", "pagoda::proc::copy_user_half")
 
 
 def _swap_busy():
-    """True when a frame on GDB's stack is kernel code that changes the swap state (SWAP_BUSY)."""
+    """True when a frame on GDB's stack is kernel code that changes the swap state (C.SWAP_CODE)."""
     import gdb
     try:
-        return _frame_named(SWAP_BUSY) is not None
+        return _frame_named(C.SWAP_CODE) is not None
     except gdb.error:
         return True
 
@@ -1312,8 +1290,6 @@ usable.  The last line is always a verdict."""
             out(line)
 
 
-CHECKPOINT = "pagoda_grader_checkpoint"
-RUN_ENDED = "pagoda_fact_run_checkpoint_ended"   # kernel/proc/run.cpp: every process reaped
 
 
 def _stopped_in(name):
@@ -1330,7 +1306,7 @@ def _checkpoint_is_run_end():
     reaped), the only checkpoint worth a look."""
     import gdb
     from . import kernel
-    ended = kernel.symbol_address(RUN_ENDED)
+    ended = kernel.symbol_address(C.fact_symbol("run_checkpoint_ended"))
     try:
         return ended is not None and int(gdb.newest_frame().read_var("a")) == ended
     except (gdb.error, ValueError, RuntimeError):
@@ -1379,13 +1355,13 @@ machine is, marks that wrong (a hang) and ends. `./pagoda labs mutants --why` ju
                 gdb.events.stop.disconnect(on_stop)
             if not gdb.selected_inferior().pid:
                 return
-            if _stopped_in(CHECKPOINT) and not interrupted and not _checkpoint_is_run_end():
+            if _stopped_in(C.CHECKPOINT) and not interrupted and not _checkpoint_is_run_end():
                 note_run_start()
                 continue
             shown += 1
             out(MARK_STOP)
             gdb.execute("bt 4")
-            if _stopped_in("pagoda_grader_stop"):
+            if _stopped_in(C.GRADER_STOP):
                 return
             out(MARK_WHY)
             gdb.execute("fault-why")

@@ -16,7 +16,7 @@ import os
 
 import gdb
 
-from pagoda_pt import format_walk
+from pagoda_pt import contract as C, format_walk
 from pagoda_pt.diagnose import (RANK_NOT_LIVE_USER_ADDRESS, KernelAccess, Roots, function_name, not_live_user_address,
                                 on_behalf_findings, user_trap_line)
 from pagoda_pt.aarch64 import TTBR_BADDR_MASK
@@ -27,8 +27,6 @@ from . import faults, kernel, session, target
 from .faults import _faultlog
 from .paging import ADDR, symbol_of, walk_address
 
-TRAP_FUNCTION = "aarch64_trap"
-TRAP_FRAME_TYPE = "pagoda::aarch64::TrapFrame"
 # Field offsets of TrapFrame (arch/aarch64/trap_frame.hpp), used only without debug types.
 TRAP_FRAME_OFFSETS = {"sp": 248, "elr": 256, "spsr": 264, "esr": 272, "far": 280, "kind": 288}
 VECTOR_TYPES = ("synchronous exception", "IRQ", "FIQ", "SError")
@@ -41,13 +39,13 @@ MASK = (1 << 64) - 1
 
 def find_trap_frame():
     """(gdb frame level, TrapFrame address) of the innermost aarch64_trap, or None."""
-    return faults.find_trap_frame(TRAP_FUNCTION, "sp")
+    return faults.find_trap_frame(C.AARCH64.TRAP, "sp")
 
 
 def read_trap_frame(addr):
     """dict of the TrapFrame fields fault-why uses, at @p addr (virtual)."""
     try:
-        value = gdb.Value(addr).cast(gdb.lookup_type(TRAP_FRAME_TYPE).pointer()).dereference()
+        value = gdb.Value(addr).cast(gdb.lookup_type(C.AARCH64.TRAP_FRAME).pointer()).dereference()
         return {name: int(value[name]) & MASK for name in TRAP_FRAME_OFFSETS}
     except gdb.error:
         inferior = gdb.selected_inferior()
@@ -134,7 +132,7 @@ def _from_trap_frame(paging, faultlog, level, addr, fault):
     names = kernel.names("aarch64")    # the kernel's names of the classes and fault statuses
     from_el = spsr >> 2 & 3
     mode = "user" if from_el == 0 else "kernel"
-    yield "trap frame at %s (%s, frame #%d)" % (ADDR % addr, TRAP_FUNCTION, level)
+    yield "trap frame at %s (%s, frame #%d)" % (ADDR % addr, C.AARCH64.TRAP, level)
     if tf["kind"] & 3:
         yield "  exception  %s in %s mode (EL%d)" % (VECTOR_TYPES[tf["kind"] & 3], mode, from_el)
     else:
@@ -250,7 +248,7 @@ def _system_call(tf):
 
 
 def _without_trap_frame(paging, faultlog):
-    yield "no trap frame: %s is not on the stack; looking at the CPU as it is" % TRAP_FUNCTION
+    yield "no trap frame: %s is not on the stack; looking at the CPU as it is" % C.AARCH64.TRAP
     # (QEMU 7.2's gdbstub spells VBAR_EL1 "VBAR", as it does SCTLR_EL1 "SCTLR".)
     names = {"pc": "pc", "sp": "sp", "ELR_EL1": "elr", "ESR_EL1": "esr", "FAR_EL1": "far", "VBAR": "vbar"}
     regs = {key: target.register(name) for name, key in names.items()}
@@ -318,7 +316,7 @@ def explain():
         # A system call under way (SVC from EL0) is no fault: the CPU as it is, as with no frame.
         lines = list(_without_trap_frame(paging, faultlog))
         lines[0] = ("trap frame at %s (%s, frame #%d) is a system call from EL0 (SVC), not a fault; "
-                    "looking at the CPU as it is" % (ADDR % found[1], TRAP_FUNCTION, found[0]))
+                    "looking at the CPU as it is" % (ADDR % found[1], C.AARCH64.TRAP, found[0]))
     else:
         lines = list(_without_trap_frame(paging, faultlog) if found is None
                      else _from_trap_frame(paging, faultlog, *found, fault))

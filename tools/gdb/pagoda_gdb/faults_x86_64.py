@@ -12,6 +12,7 @@ physical-memory mode is switched on for the walks.
 
 import gdb
 
+from pagoda_pt import contract as C
 from pagoda_pt.diagnose_x86_64 import (TRAP_FRAME_FIELDS, KernelImage, TrapFrameAt, X86Facts,
                                        explain_with_fault)
 
@@ -19,21 +20,18 @@ from . import faults, kernel, session, target
 from .faults import qemu_log_story
 from .paging import symbol_of
 
-TRAP_FUNCTION = "x86_trap"
-TRAP_FRAME_TYPE = "pagoda::x86::TrapFrame"
-TRAP_ENTRY_SYMBOL = "x86_vector_stubs"
 MASK = (1 << 64) - 1
 
 
 def find_trap_frame():
     """(gdb frame level, TrapFrame address) of the innermost x86_trap, or None."""
-    return faults.find_trap_frame(TRAP_FUNCTION, "rsp")
+    return faults.find_trap_frame(C.X86.TRAP, "rsp")
 
 
 def read_trap_frame(addr):
     """dict of the TrapFrame fields at @p addr (virtual)."""
     try:
-        frame_type = gdb.lookup_type(TRAP_FRAME_TYPE)
+        frame_type = gdb.lookup_type(C.X86.TRAP_FRAME)
         value = gdb.Value(addr).cast(frame_type.pointer()).dereference()
         return {f.name: int(value[f.name]) & MASK for f in frame_type.fields()
                 if not f.artificial and f.name in TRAP_FRAME_FIELDS}
@@ -69,7 +67,7 @@ def _image():
     if layout is None:
         return None
     return KernelImage(layout.start, layout.end, layout.virt_offset, layout.text_start,
-                       layout.text_end, kernel.symbol_address(TRAP_ENTRY_SYMBOL), layout.sections)
+                       layout.text_end, kernel.symbol_address(C.X86.VECTOR_STUBS), layout.sections)
 
 
 def kernel_stacks():
@@ -77,7 +75,7 @@ def kernel_stacks():
     value is the constant), or None."""
     names = ("stack_base", "kernel_stack_stride", "kernel_stack_guard", "kernel_stack_size",
              "kernel_stack_slots")
-    values = [kernel.symbol_address("pagoda_fact_" + name) for name in names]
+    values = [kernel.symbol_address(C.fact_symbol(name)) for name in names]
     return None if None in values else tuple(values)
 
 

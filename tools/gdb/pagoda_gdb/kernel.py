@@ -19,9 +19,10 @@ from dataclasses import dataclass
 
 import gdb
 
+from pagoda_pt import contract as C
 from pagoda_pt.isa import isa
 from pagoda_pt.kernelnames import NO_NAMES, KernelNames
-from pagoda_pt.roots import REGISTRY_SYMBOL, RegistryError, read_root_table
+from pagoda_pt.roots import RegistryError, read_root_table
 
 
 @functools.lru_cache(maxsize=None)
@@ -61,8 +62,7 @@ def symbol_address(name):
 
 # The sections the linker script bounds with symbols (arch/x86_64/kernel.ld): what a kernel maps
 # one by one with its own permissions.
-SECTIONS = ((".text", "__text_start", "__text_end"), (".rodata", "__rodata_start", "__rodata_end"),
-            (".data/.bss", "__data_start", "__data_end"))
+SECTIONS = ((".text",) + C.SECTIONS["text"], (".rodata",) + C.SECTIONS["rodata"], (".data/.bss",) + C.SECTIONS["data"])
 
 
 @dataclass
@@ -81,8 +81,7 @@ class Image:
 
 def image():
     """The kernel image's bounds from the linker script's symbols, or None (not our kernel)."""
-    names = ("__kernel_start", "__kernel_end", "__kernel_virt_offset", "__text_start",
-             "__text_end")
+    names = (C.KERNEL_START, C.KERNEL_END, C.KERNEL_VIRT_OFFSET) + C.SECTIONS["text"]
     values = [symbol_address(name) for name in names]
     if None in values:
         return None
@@ -101,12 +100,12 @@ def image_phys(va):
 
 def published_roots(read_phys):
     """(RootTable, note) from `pagoda_debug_roots`; (None, why) when there is none to read."""
-    address = symbol_address(REGISTRY_SYMBOL)
+    address = symbol_address(C.ROOT_REGISTRY)
     if address is None:
-        return None, "this kernel publishes no roots (no %s symbol)" % REGISTRY_SYMBOL
+        return None, "this kernel publishes no roots (no %s symbol)" % C.ROOT_REGISTRY
     pa = image_phys(address)
     if pa is None:
-        return None, "%s is outside the kernel image" % REGISTRY_SYMBOL
+        return None, "%s is outside the kernel image" % C.ROOT_REGISTRY
     try:
         table = read_root_table(read_phys, pa)
     except (RegistryError, Exception) as err:  # noqa: BLE001 - a reader failure as well

@@ -14,21 +14,18 @@ physical memory.  Neither trusts the other: that is the point of putting them si
 
 import gdb
 
+from pagoda_pt import contract as C
 from pagoda_pt.format import format_range
 from pagoda_pt.frames import CensusError, cached, format_frames, format_map, take_census, user_pages
 from pagoda_pt.swap import format_slots, take_swap_census
 
 from . import kernel, target
 from .args import parse
-from .paging import (ADDR, CURRENT_PROCESS, PROCESS_TABLE, PID_ARGUMENT, active_root,
+from .paging import (ADDR, PID_ARGUMENT, active_root,
                      process_root)
 from .registry import CommandError, PagodaCommand, UsageError, command, out
 
 PAGE = 4096
-USER_REGIONS_TYPE = "pagoda::UserRegions"
-USER_END_FACT = "pagoda_fact_user_end"
-# Pagoda's software bit of a held leaf (a PROT_NONE page: invalid to the MMU, its frame kept).
-HELD_BIT_FACT = "pagoda_fact_held_entry_bit"
 
 
 def _enum_name(value):
@@ -36,7 +33,6 @@ def _enum_name(value):
 
 
 NO_SLOT = 0xFFFF_FFFF     # KernelStack::slot of a stack that is not valid (kernel/proc/kernel_stack.hpp)
-KERNEL_STACK_SLOTS = "'pagoda::proc::(anonymous namespace)::g_used'"   # which slots hold a stack
 
 
 def _kstack_slot(p):
@@ -64,7 +60,7 @@ def taken_stack_slots():
     """The kernel stack slots the kernel's slot table marks taken (kernel/proc/kernel_stack.cpp), or
     None when it cannot be read."""
     try:
-        used = gdb.parse_and_eval(KERNEL_STACK_SLOTS)
+        used = gdb.parse_and_eval(C.SLOT_TABLE.expr)   # (which slots hold a stack)
         return [i for i in range(used.type.range()[1] + 1) if bool(used[i])]
     except (gdb.error, RuntimeError):
         return None
@@ -74,9 +70,9 @@ def read_processes():
     """[dict(pid, name, state, parent, current, vmas=[...] or None, kstack_slot, heap_start, brk, stack_limit)] of
     every process that is not Free, from the kernel's process table (GDB's types)."""
     try:
-        table = gdb.parse_and_eval(PROCESS_TABLE)
-        current = int(gdb.parse_and_eval(CURRENT_PROCESS))
-        regions_type = gdb.lookup_type(USER_REGIONS_TYPE).pointer()
+        table = gdb.parse_and_eval(C.PROCESS_TABLE.expr)
+        current = int(gdb.parse_and_eval(C.CURRENT.expr))
+        regions_type = gdb.lookup_type(C.USER_REGIONS).pointer()
     except (gdb.error, RuntimeError) as err:
         raise CommandError("the process table cannot be read (%s)" % err) from None
     found = []
@@ -230,7 +226,7 @@ lose those pages)."""
         with target.physical_memory() as read_phys:
             root = process_root(row["pid"], read_phys).root
             pages = user_pages(arch, read_phys, root, regs, bits,
-                               kernel.symbol_address(HELD_BIT_FACT) or 0)
+                               kernel.symbol_address(C.fact_symbol("held_entry_bit")) or 0)
         vmas = row["vmas"]
         out("process %d '%s' (%s), root %s: %d VMA%s, %d user pages mapped" % (
             row["pid"], row["name"], "running" if row["current"] else row["state"], ADDR % root,
@@ -267,7 +263,7 @@ def vma_lines(arch, regs, address):
     """fault-why's lines about user address @p address: the VMA of the process whose root is
     live (or the current one) that covers it, or that none does; [] for a kernel address or
     when no process runs."""
-    user_end = kernel.symbol_address(USER_END_FACT)
+    user_end = kernel.symbol_address(C.fact_symbol("user_end"))
     if user_end is None or address >= user_end:
         return []
     try:

@@ -16,6 +16,7 @@ import gdb
 
 from pagoda_pt import (decode_x86_regs, diff_runs, dump, format_diff, format_runs, format_walk,
                        format_x86_regs, walk)
+from pagoda_pt import contract as C
 from pagoda_pt.format import SWAP_FACTS, format_range, swap_note
 from pagoda_pt.frames import cow_pairs, user_pages
 from pagoda_pt.isa import isa
@@ -230,8 +231,8 @@ roots are physical."""
         require_paging(arch, regs, root)
         result = walk_address(arch, regs, va, root, pa_bits=bits)
         lines = format_walk(result).split("\n")
-        facts = {name: kernel.symbol_address("pagoda_fact_" + name) or 0 for name in SWAP_FACTS}
-        swapped = swap_note(result, (kernel.symbol_address("pagoda_fact_levels") or 4) - 1, facts)
+        facts = {name: kernel.symbol_address(C.fact_symbol(name)) or 0 for name in SWAP_FACTS}
+        swapped = swap_note(result, (kernel.symbol_address(C.fact_symbol("levels")) or 4) - 1, facts)
         if swapped:
             lines.append("  " + swapped)
         symbol = symbol_of(va)
@@ -416,16 +417,12 @@ The kernel root is the one the kernel published (kernel/mm/space/debug_roots.hpp
             out("note: " + note)
 
 
-PROCESS_TABLE = "'pagoda::proc::(anonymous namespace)::g_processes'"
-CURRENT_PROCESS = "'pagoda::proc::(anonymous namespace)::g_current'"
-
-
 def process_table():
     """({pid: dict(state, slot, saved_sp, syscalls, current)}, why) read from the kernel's
     process table through GDB's symbols, or ({}, why) when it cannot be read."""
     try:
-        table = gdb.parse_and_eval(PROCESS_TABLE)
-        current = gdb.parse_and_eval(CURRENT_PROCESS)
+        table = gdb.parse_and_eval(C.PROCESS_TABLE.expr)
+        current = gdb.parse_and_eval(C.CURRENT.expr)
         current_address = int(current)
         count = table.type.range()[1] + 1
         found = {}

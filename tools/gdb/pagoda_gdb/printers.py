@@ -9,8 +9,11 @@ import re
 import gdb  # noqa: F401  (only inside GDB)
 import gdb.printing
 
-_RESULT = re.compile(r"^pagoda::Result<.*>$")
-_ADDRESS = re.compile(r"^pagoda::Address<pagoda::(Phys|Virt)Tag>$")
+from pagoda_pt import contract as C
+
+from .args import address_kind
+
+_RESULT = re.compile(r"^%s<.*>$" % re.escape(C.RESULT))
 
 
 class ResultPrinter:
@@ -41,9 +44,9 @@ def _lookup(value):
         return None
     if _RESULT.match(name):
         return ResultPrinter(value)
-    m = _ADDRESS.match(name)
-    if m:
-        return AddressPrinter(value, m[1])
+    kind = address_kind(value)
+    if kind:
+        return AddressPrinter(value, kind)
     return None
 
 

@@ -18,16 +18,17 @@ import sys
 
 import gdb
 
+from pagoda_pt import contract as C
 from pagoda_pt.isa import isa, no_result_address
 
 from .args import parse
 from .registry import CommandError, PagodaCommand, UsageError, command, commands, out
 
 # Where a panicking kernel goes after printing its message and backtrace (kernel/core).
-PANIC_FUNCTIONS = ("pagoda::panic_end",)
+PANIC_FUNCTIONS = (C.PANIC_END,)
 # Where a process dies of a fault the kernel did not resolve: the trap code calls it with the
 # exception decoded, before the kill line is printed and the process's memory goes.
-KILL_FUNCTION = "pagoda::proc::user_fault"
+KILL_FUNCTION = C.USER_FAULT
 
 _state = {"signal": None, "serial_offset": 0, "listening": False}
 _params = {}
@@ -408,7 +409,7 @@ VMA included), bt shows the path, vma-list and pt-dump --user show its memory as
             text = args.positional[0]
             if not text.isdigit():
                 raise UsageError("PID must be a process id (a decimal number), not %r" % text)
-            condition = " if pagoda::proc::current()->pid == %s" % text
+            condition = " if %s()->pid == %s" % (C.CURRENT_PROCESS, text)
         try:
             _quiet("break %s%s" % (KILL_FUNCTION, condition))
         except gdb.error as err:

@@ -10,6 +10,7 @@ stack when the compiler kept them ("?" otherwise).
 """
 import gdb
 
+from pagoda_pt import contract as C
 from pagoda_pt.model import PAGE_SIZE_4K as PAGE
 
 from . import kernel, target
@@ -29,7 +30,7 @@ def _u64(value):
 
 
 def _fact(name):
-    address = kernel.symbol_address("pagoda_fact_" + name)
+    address = kernel.symbol_address(C.fact_symbol(name))
     if address is None:
         raise CommandError("this kernel exports no fact %s: it has no temp-map area (lab 4)" % name)
     return address
@@ -39,13 +40,13 @@ def read_area():
     """The state of the temp-map area the kernel uses: a dict, or None before vm::init() made it.
     CommandError when the kernel has no temporary mappings at all."""
     try:
-        pointer = gdb.parse_and_eval("pagoda::TempMapArea::s_current")
+        pointer = gdb.parse_and_eval(C.TEMP_AREA)
     except gdb.error:
-        raise CommandError("this kernel has no temporary mappings (no pagoda::TempMapArea::s_current)") from None
+        raise CommandError("this kernel has no temporary mappings (no %s)" % C.TEMP_AREA) from None
     if int(pointer) == 0:
         return None
     area = pointer.dereference()
-    slots = int(gdb.parse_and_eval("pagoda::TempMapArea::kSlots"))
+    slots = _fact("temp_map_slots")
     cpu = int(area["cpu_"])
     base = _fact("temp_map_base")
     return dict(slots=slots, cpu=cpu, depth=int(area["depth_"]), maps=int(area["maps_"]),
@@ -81,7 +82,7 @@ def owners():
             for symbol in block:
                 if not symbol.is_variable and not symbol.is_argument:
                     continue
-                if (symbol.type.strip_typedefs().unqualified().tag or "") != "pagoda::TempMap":
+                if (symbol.type.strip_typedefs().unqualified().tag or "") != C.TEMP_MAP:
                     continue
                 try:
                     value = symbol.value(frame)
@@ -140,8 +141,8 @@ def slot_report(arch, regs, area, slot, who=None):
 def describe_fault(arch, regs, address):
     """Lines fault-why adds for a fault at @p address when it lies in the temp-map area: which
     slot, live or free, and whether the active root walks the slot's own entry; [] otherwise."""
-    base = kernel.symbol_address("pagoda_fact_temp_map_base")
-    end = kernel.symbol_address("pagoda_fact_stack_base")
+    base = kernel.symbol_address(C.fact_symbol("temp_map_base"))
+    end = kernel.symbol_address(C.fact_symbol("stack_base"))
     if base is None or end is None or not base <= address < end:
         return []
     try:

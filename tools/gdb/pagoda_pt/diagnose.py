@@ -28,6 +28,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
+from . import contract as C
 from .model import PAGE_SIZE_4K, Walk
 from .roots import KnownRoot, RootTable, root_label
 from .walker import walk as walk_tables
@@ -1209,9 +1210,10 @@ def grows_what_is_not_a_stack(who: str, vmas: list, decide, page: int = PAGE_SIZ
         asks -= 1
         if decide(below) == "Grow":
             return ("the VMA %s of %s is not a grows-down stack: the fault decision grew it all the same "
-                    "(pagoda::decide_fault, called through GDB on the process's record, answers Grow for a read of "
+                    "(%s, called through GDB on the process's record, answers Grow for a read of "
                     "%#x, the free page just below it): only a grows-down region (the stack) may grow to a fault "
-                    "below it; a fault in no VMA anywhere else is refused (no VMA)" % (_vma_text(v), who, below))
+                    "below it; a fault in no VMA anywhere else is refused (no VMA)" % (_vma_text(v), who, C.DECIDE_FAULT,
+                                                                                      below))
     return None
 
 

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 from typing import Optional
 
+from . import contract as C
 from .aarch64 import DESC_AP_MASK, DESC_AP_SHIFT, DESC_UXN, DESC_UXN_TABLE, SCTLR_WXN
 from .model import Walk
 
 # The routines of arch/aarch64/user_copy.S: the only kernel code that touches user memory, each
 # load or store that may fault in the fix-up table (section pagoda_user_fixups).
-USER_COPY_ROUTINES = ("aarch64_user_copy", "aarch64_user_string_copy")
+USER_COPY_ROUTINES = (C.AARCH64.USER_COPY, C.AARCH64.USER_STRING_COPY)
 SPSR_MODE_MASK = 0xF
 SPSR_MODES = {0b0000: "EL0t", 0b0100: "EL1t", 0b0101: "EL1h"}
 TTBR1_SELECT_BIT = 55        # VA bit 55 picks TTBR1_EL1 (the kernel half) over TTBR0_EL1

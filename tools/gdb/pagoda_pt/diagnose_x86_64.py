@@ -20,7 +20,7 @@ import struct
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from . import x86_64
+from . import contract as C, x86_64
 from .diagnose import (RANK_NOT_LIVE_USER_ADDRESS, Explanation, Finding, KernelAccess, LogStory, Roots, SyscallAt,
                        denying_levels, function_name, not_live_user_address, on_behalf_findings, user_trap_line)
 from .format import format_gp_error, format_pf_error, format_walk
@@ -74,7 +74,7 @@ TSS_IST1 = 36
 RESET_IDT = (0, 0xFFFF)
 # The routines of arch/x86_64/user_copy.S: the only kernel code that touches user memory, each of
 # its faulting instructions in the fix-up table (section pagoda_user_fixups).
-USER_COPY_ROUTINES = ("x86_user_copy", "x86_user_string_copy")
+USER_COPY_ROUTINES = (C.X86.USER_COPY, C.X86.USER_STRING_COPY)
 # What IRETQ pops, lowest address first (Intel SDM Vol. 3A, 6.14.3).
 IRET_FRAME = ("rip", "cs", "rflags", "rsp", "ss")
 

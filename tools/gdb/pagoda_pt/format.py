@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Iterable, Optional
 
+from . import contract as C
 from .model import CHANGED, ONLY_A, ONLY_B, DiffRange, Perms, Run, Walk
 from .regs import PageFaultError, SelectorError, X86Regs
 
@@ -143,7 +144,7 @@ def format_gp_error(error: SelectorError, vector_name: str = "#GP") -> str:
 
 
 # The kernel's facts that describe a swap entry (lab 7: kernel/mm/base/facts.cpp), by name.
-SWAP_FACTS = ("swap_entry_bit", "held_entry_bit", "swap_slot_shift", "swap_slot_bits", "swap_slot_inverted")
+SWAP_FACTS = C.facts("swap_entry_bit", "held_entry_bit", "swap_slot_shift", "swap_slot_bits", "swap_slot_inverted")
 
 
 def swap_slot(raw: int, facts: dict) -> Optional[int]:

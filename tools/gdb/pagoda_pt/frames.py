@@ -37,9 +37,10 @@ import struct
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
+from . import contract as C
 from .isa import isa
 from .model import PAGE_SIZE_4K, read_table
-from .roots import REGISTRY_SYMBOL, RegistryError, read_root_table
+from .roots import RegistryError, read_root_table
 from .walker import canonical_arch, iter_runs
 
 Symbol = Callable[[str], Optional[int]]
@@ -50,8 +51,6 @@ OWNERS = (IMAGE, TABLE, SHARED, PROCESS, KERNEL, FREE, RESERVED)
 LETTERS = {IMAGE: "K", TABLE: "T", SHARED: "S", KERNEL: "k", FREE: ".", RESERVED: "#"}
 DIGITS = "0123456789abcdefghijlmnopqrstuvwxyz"   # no k: that is the kernel's
 
-BITMAPS_SYMBOL = "pagoda_frame_bitmaps"
-REFS_SYMBOL = "pagoda_frame_refs"
 BOUNDARY_FRAMES = 512
 
 
@@ -231,10 +230,10 @@ def kernel_addresses(symbol: Symbol):
     image's link map), and of a kernel pointer @p va: into the image (its link map), else into
     the window (below the window: a kernel that still reaches RAM through the identity map, lab
     1's, whose pointers are physical). CensusError when the kernel lacks the symbols they need."""
-    offset = _require(symbol, "__kernel_virt_offset")
-    window = _require(symbol, "pagoda_fact_window_base")
-    window_phys = _require(symbol, "pagoda_fact_window_phys_base")
-    image = symbol("__kernel_start") or 0, symbol("__kernel_end") or 0
+    offset = _require(symbol, C.KERNEL_VIRT_OFFSET)
+    window = _require(symbol, C.fact_symbol("window_base"))
+    window_phys = _require(symbol, C.fact_symbol("window_phys_base"))
+    image = symbol(C.KERNEL_START) or 0, symbol(C.KERNEL_END) or 0
 
     def image_phys(name: str) -> int:
         return _require(symbol, name) - offset
@@ -255,27 +254,27 @@ def take_census(arch: str, read_phys, symbol: Symbol, regs: Optional[dict] = Non
     CensusError when a record is missing or not set up yet (before vm::init)."""
     arch = canonical_arch(arch)
     read_phys = cached(read_phys)
-    image_start = _require(symbol, "__kernel_phys_start")
-    image_end = _require(symbol, "__kernel_phys_end")
+    image_start = _require(symbol, C.KERNEL_PHYS_START)
+    image_end = _require(symbol, C.KERNEL_PHYS_END)
     image_phys, window_pa = kernel_addresses(symbol)
-    used_va, managed_va, words = _u64s(read_phys(image_phys(BITMAPS_SYMBOL), 24))
+    used_va, managed_va, words = _u64s(read_phys(image_phys(C.FRAME_BITMAPS), 24))
     if not words:
-        raise CensusError("the frame allocator is not set up yet (%s is empty)" % BITMAPS_SYMBOL)
+        raise CensusError("the frame allocator is not set up yet (%s is empty)" % C.FRAME_BITMAPS)
     used = read_phys(window_pa(used_va), words * 8)
     managed = read_phys(window_pa(managed_va), words * 8)
     frames = words * 64
     refs = [1] * frames
     counted = []        # the frames whose count is not 1 (1 + extra), in order
-    refs_table, entries = _u64s(read_phys(image_phys(REFS_SYMBOL), 16))
+    refs_table, entries = _u64s(read_phys(image_phys(C.FRAME_REFS), 16))
     if refs_table and entries:
         for i, extra in _nonzero_u16s(read_phys(window_pa(refs_table), entries * 2)):
             if i >= frames:
                 break
             refs[i] = 1 + extra
             counted.append(i)
-    roots = read_root_table(read_phys, image_phys(REGISTRY_SYMBOL))
+    roots = read_root_table(read_phys, image_phys(C.ROOT_REGISTRY))
     # PROT_NONE pages keep their frames in held leaves (invalid to the MMU): theirs too.
-    held_mask = symbol("pagoda_fact_held_entry_bit") or 0
+    held_mask = symbol(C.fact_symbol("held_entry_bit")) or 0
 
     owner = [RESERVED] * frames
     pid_of, mappings = {}, {}
@@ -551,7 +550,6 @@ def exec_kept_story(census: Census, rows: list) -> Optional[str]:
 
 # ---- the audit: the kernel's own records against each other --------------------------------------
 
-HEAP_LISTS_SYMBOL = "pagoda_heap_free_lists"
 # The user pages the audit's census lists per root, at most (64 MiB): a root that maps more (a
 # hostile kernel's huge ranges) is left out of the audit rather than slowing every failure.
 AUDIT_MAX_USER_PAGES = 16384
@@ -566,19 +564,19 @@ class _Records:
     def __init__(self, read_phys, symbol: Symbol):
         self.read_phys = read_phys
         self.symbol = symbol
-        self.offset = _require(symbol, "__kernel_virt_offset")
-        self.window = _require(symbol, "pagoda_fact_window_base")
-        self.window_phys = _require(symbol, "pagoda_fact_window_phys_base")
-        self.window_size = _require(symbol, "pagoda_fact_window_size")
-        at = _require(symbol, BITMAPS_SYMBOL) - self.offset
+        self.offset = _require(symbol, C.KERNEL_VIRT_OFFSET)
+        self.window = _require(symbol, C.fact_symbol("window_base"))
+        self.window_phys = _require(symbol, C.fact_symbol("window_phys_base"))
+        self.window_size = _require(symbol, C.fact_symbol("window_size"))
+        at = _require(symbol, C.FRAME_BITMAPS) - self.offset
         used_va, managed_va, words, self.free_count_va = _u64s(read_phys(at, 32))
         if not words or self.pa(used_va) is None or self.pa(managed_va) is None:
-            raise CensusError("the frame allocator is not set up yet (%s is empty)" % BITMAPS_SYMBOL)
+            raise CensusError("the frame allocator is not set up yet (%s is empty)" % C.FRAME_BITMAPS)
         self.used = int.from_bytes(read_phys(self.pa(used_va), words * 8), "little")
         self.managed = int.from_bytes(read_phys(self.pa(managed_va), words * 8), "little")
 
     def fact(self, name: str) -> Optional[int]:
-        return self.symbol("pagoda_fact_" + name)
+        return self.symbol(C.fact_symbol(name))
 
     def pa(self, va: int) -> Optional[int]:
         """The physical address of a kernel pointer: the window's, the image's, or (below the
@@ -652,7 +650,7 @@ def heap_findings(rec: _Records) -> list[str]:
     names = ("heap_magic_free", "heap_magic_small", "heap_min_class_shift", "heap_classes", "heap_header_size",
              "heap_next_offset")
     fact = {n: rec.fact(n) for n in names}
-    lists_va = rec.symbol(HEAP_LISTS_SYMBOL)
+    lists_va = rec.symbol(C.HEAP_FREE_LISTS)
     if None in fact.values() or lists_va is None:
         return []
     lists = rec.u64(lists_va)
@@ -739,7 +737,7 @@ def audit(arch: str, read_phys, symbol: Symbol, census: Optional[Census] = None)
             out.append(story)
         out += [p + ": a table still linked into a live root was freed" for p in census.problems
                 if p.startswith("page-table frame") and " is free " in p]
-        roots = read_root_table(read_phys, _require(symbol, REGISTRY_SYMBOL) - rec.offset)
+        roots = read_root_table(read_phys, _require(symbol, C.ROOT_REGISTRY) - rec.offset)
         kernel_root = next((r.root for r in roots.roots if r.kind == "kernel"), None)
         out += kernel_stack_findings(arch, rec, kernel_root)
     except (CensusError, RegistryError):
@@ -786,7 +784,7 @@ def _table_targets(arch: str, rec: "_Records", data: bytes, frames: int) -> Opti
     holds; None when some entry is not (the bytes are not a page table)."""
     model = isa(arch)
     held = rec.fact("held_entry_bit") or 0
-    image = (_require(rec.symbol, "__kernel_phys_start"), _require(rec.symbol, "__kernel_phys_end"))
+    image = (_require(rec.symbol, C.KERNEL_PHYS_START), _require(rec.symbol, C.KERNEL_PHYS_END))
     out = []
     for raw in _u64s(data):
         if raw == 0:
@@ -822,13 +820,13 @@ def leak_classes(arch: str, read_phys, symbol: Symbol, leaked, roots_seen: Optio
     roots_seen = dict(roots_seen or {})
     magics = {rec.fact(n) for n in ("heap_magic_small", "heap_magic_free", "heap_magic_large")} - {None}
     text = (rec.fact("kernel_image_base") or 0, None)
-    size = _require(symbol, "__kernel_phys_end") - _require(symbol, "__kernel_phys_start")
+    size = _require(symbol, C.KERNEL_PHYS_END) - _require(symbol, C.KERNEL_PHYS_START)
     text = (text[0], text[0] + size) if text[0] else None
     # The kernel-stack area as the kernel root maps it: frame -> va.
     stack_of = {}
     kernel_top = None
     try:
-        roots = read_root_table(read_phys, _require(symbol, REGISTRY_SYMBOL) - rec.offset)
+        roots = read_root_table(read_phys, _require(symbol, C.ROOT_REGISTRY) - rec.offset)
         kernel_root = next((r.root for r in roots.roots if r.kind == "kernel"), None)
         for r in roots.roots:   # a root still published: its process's, by the kernel's registry
             if r.kind == "process":
@@ -978,7 +976,7 @@ def leak_classes(arch: str, read_phys, symbol: Symbol, leaked, roots_seen: Optio
 
 def _refs(rec: "_Records", symbol: Symbol) -> dict:
     """{frame index: the kernel's reference count} for the frames with extra references."""
-    at = symbol(REFS_SYMBOL)
+    at = symbol(C.FRAME_REFS)
     if at is None:
         return {}
     table, entries = _u64s(rec.read_phys(at - rec.offset, 16))

@@ -17,16 +17,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Optional
 
+from . import contract as C
+
 NO_SLOT = 0xFFFF_FFFF
-TABLE = "pagoda::proc::g_processes"
-CURRENT = "pagoda::proc::(anonymous namespace)::g_current"
 # Functions at whose entry (or anywhere in, for the idle loop) the scheduler's records are
-# consistent: the stops where audit_table() may judge them (the grader's contract names them too).
-TIMER_TICK = "pagoda::proc::timer_tick"
-EXIT = "pagoda::proc::exit_current"
-IDLE = "pagoda::proc::(anonymous namespace)::idle_until_interrupt"
-CHECKPOINT = "pagoda_grader_checkpoint"
-CONSISTENT_FUNCTIONS = (TIMER_TICK, EXIT, IDLE, CHECKPOINT)
+# consistent: the stops where audit_table() may judge them.
+CONSISTENT_FUNCTIONS = (C.TIMER_TICK, C.EXIT, C.IDLE, C.CHECKPOINT)
 
 
 def _u(data, offset, size):
@@ -204,18 +200,18 @@ def audit_table(facts, recs, current, pointer, where, roots=None, asids=None):
 
 
 def audit(read_phys, symbol: Callable[[str], Optional[int]], where: str, roots: Optional[dict] = None,
-          table_name: str = TABLE, current_name: str = CURRENT) -> Optional[str]:
+          table_name: str = C.PROCESS_TABLE, current_name: str = C.CURRENT) -> Optional[str]:
     """audit_table() over guest RAM (@p read_phys) with the kernel's symbols (@p symbol(name) ->
     address or None: the facts, __kernel_virt_offset, the table and g_current by @p table_name and
     @p current_name), at a stop @p where; None when nothing is broken or the kernel exports no
     process table (a kernel before lab 3)."""
-    offset = symbol("__kernel_virt_offset")
+    offset = symbol(C.KERNEL_VIRT_OFFSET)
     table_va, current_va = symbol(table_name), symbol(current_name)
     if None in (offset, table_va, current_va):
         return None
 
     def fact(name):
-        value = symbol("pagoda_fact_" + name)
+        value = symbol(C.fact_symbol(name))
         if value is None:
             raise LookupError(name)
         return value

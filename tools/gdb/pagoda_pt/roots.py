@@ -25,7 +25,6 @@ from typing import Callable, Optional
 from .isa import isa
 from .model import ENTRIES_PER_TABLE, PAGE_SIZE_4K, PhysReader, read_table
 
-REGISTRY_SYMBOL = "pagoda_debug_roots"
 REGISTRY_MAGIC = b"PGROOTS\0"
 REGISTRY_VERSION = 1
 _HEADER = struct.Struct("<8sIIIIQ")

@@ -28,12 +28,12 @@ import struct
 from dataclasses import dataclass, field
 from typing import Optional
 
+from . import contract as C
 from .format import SWAP_FACTS, swap_slot
 from .frames import DIGITS, CensusError, _coloured, iter_tables, kernel_addresses, lower_half, user_pages
 from .isa import isa
 from .model import PAGE_SIZE_4K, read_table
 
-STATE_SYMBOL = "pagoda_swap_state"
 STATE_MAGIC = b"PGSWAP\0\0"
 STATE_VERSION = 1
 _HEAD = struct.Struct("<8sII14Q")
@@ -71,7 +71,7 @@ class SwapState:
 
 
 def _fact(symbol, name: str) -> int:
-    value = symbol("pagoda_fact_" + name)
+    value = symbol(C.fact_symbol(name))
     if value is None:
         raise SwapError("this kernel has no pagoda_fact_%s (the swap state's layout)" % name)
     return value
@@ -80,20 +80,20 @@ def _fact(symbol, name: str) -> int:
 def read_swap_state(read_phys, symbol) -> Optional[SwapState]:
     """The swap state the kernel publishes, or None while swap is off (no cap on user frames and
     no swap disk: the kernel of lab 6). SwapError when there is none this reader knows."""
-    if symbol(STATE_SYMBOL) is None:
-        raise SwapError("this kernel publishes no swap state (no %s: swap comes with lab 7)" % STATE_SYMBOL)
+    if symbol(C.SWAP_STATE) is None:
+        raise SwapError("this kernel publishes no swap state (no %s: swap comes with lab 7)" % C.SWAP_STATE)
     image_phys, window_pa = kernel_addresses(symbol)
-    head = read_phys(image_phys(STATE_SYMBOL), _HEAD.size)
+    head = read_phys(image_phys(C.SWAP_STATE), _HEAD.size)
     (magic, version, size, cap, frames, first, count, nodes, node_count, slots, slot_count, resident, hand,
      slot_hand, counters, entry_size, node_size) = _HEAD.unpack(head)
     if magic != STATE_MAGIC or version != STATE_VERSION or size != _HEAD.size:
         raise SwapError("%s: magic %r, version %d, %d bytes; this reader knows %r version %d of %d bytes"
-                        % (STATE_SYMBOL, magic, version, size, STATE_MAGIC, STATE_VERSION, _HEAD.size))
+                        % (C.SWAP_STATE, magic, version, size, STATE_MAGIC, STATE_VERSION, _HEAD.size))
     if frames == 0:
         return None
     if max(count, node_count, slot_count) > MAX_ITEMS or entry_size < 12 or node_size < 28:
         raise SwapError("%s is not believable (%d frames, %d nodes, %d slots; entries of %d bytes, nodes of %d)"
-                        % (STATE_SYMBOL, count, node_count, slot_count, entry_size, node_size))
+                        % (C.SWAP_STATE, count, node_count, slot_count, entry_size, node_size))
 
     def u64(va: int) -> int:
         return struct.unpack("<Q", read_phys(window_pa(va), 8))[0]
@@ -193,9 +193,9 @@ def take_swap_census(arch: str, read_phys, symbol, roots) -> Optional[SwapCensus
     state = read_swap_state(read_phys, symbol)
     if state is None:
         return None
-    facts = {name: symbol("pagoda_fact_" + name) or 0 for name in SWAP_FACTS}
-    levels = symbol("pagoda_fact_levels") or 4
-    held_mask = symbol("pagoda_fact_held_entry_bit") or 0
+    facts = {name: symbol(C.fact_symbol(name)) or 0 for name in SWAP_FACTS}
+    levels = symbol(C.fact_symbol("levels")) or 4
+    held_mask = symbol(C.fact_symbol("held_entry_bit")) or 0
     census = SwapCensus(state, {k.root: label(k) for k in roots}, {k.root: k.id for k in roots},
                         {k.id: k.name for k in roots}, {}, {}, {}, set())
     for known in roots:

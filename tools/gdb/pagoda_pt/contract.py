@@ -1,28 +1,29 @@
-"""The kernel's names the grader relies on, each declared once: every function it stops at, every
-variable it reads in guest RAM, every linker or assembler label it reads an address from, and
-every fact (PAGODA_FACT, kernel/lib/facts.hpp) it asks for, with the first lab whose tests need
-it. Python elsewhere names them through this module, never by a string of its own.
+"""The kernel's names the grader and the GDB tools rely on, each declared once: every function
+they stop at or call, every variable they read in guest RAM, every linker or assembler label they
+read an address from, every type or prefix GDB casts to or matches, and every fact (PAGODA_FACT,
+kernel/lib/facts.hpp) they ask for, with the first lab whose tests (or tools) need it. Python
+elsewhere (pagoda_grade, pagoda_gdb, pagoda_pt, the commands) names them through this module,
+never by a string of its own; it lives in pagoda_pt, the bottom layer, so that all can.
 
 grade/harness_tests/test_contract.py checks each, without booting, against both kernel ELFs and
-against the sources of every published lab tree from that lab on (tools/pagoda/publish.py), so
-that renaming a kernel function the grader stops at fails there in seconds, not in a grade. A
-Name is a str (the symbol's demangled name, as symbols.find() takes it), so it goes wherever a
-name went before: guest.stop_at(contract.FORK), address_of(kernel, contract.PROCESS_TABLE). The
-few names pagoda_pt (below the grader, shared with GDB) reads itself are its own constants,
-registered here."""
+against the sources of every published lab tree from that lab on (tools/pagoda/publish.py), and
+scans the Python for a kernel name written outside, so that renaming a kernel function the grader
+stops at or fault-why reads fails there in seconds, not in a grade or a debugging session. A Name
+is a str (the symbol's demangled name, as symbols.find() takes it), so it goes wherever a name
+went before: guest.stop_at(contract.FORK), address_of(kernel, contract.PROCESS_TABLE),
+kernel.symbol_address(contract.KERNEL_START); Name.expr is how a GDB expression names it."""
 import re
 
-from pagoda_pt import frames as _frames, procaudit as _procaudit, roots as _roots
-
-FUNCTION, DATA, LABEL = "function", "data", "label"
+FUNCTION, DATA, LABEL, TYPE = "function", "data", "label", "type"
 NAMES = []   # every Name below, in declaration order
 
 
 class Name(str):
     """A kernel symbol: @p lab, the first lab whose tests need it; @p arch, the one ISA that has it
-    (None: both); @p kind, FUNCTION (a stop), DATA (read in guest RAM) or LABEL (an address from
-    the linker script or the assembly); @p source, a regex its definition matches in a lab tree's
-    sources (default: its last identifier as a word)."""
+    (None: both); @p kind, FUNCTION (a stop, or a call GDB makes), DATA (read in guest RAM), LABEL
+    (an address from the linker script or the assembly) or TYPE (a type, or a prefix of functions'
+    names, GDB casts to or matches: part of some symbol's demangled name); @p source, a regex its
+    definition matches in a lab tree's sources (default: its last identifier as a word)."""
 
     def __new__(cls, name, lab, kind=FUNCTION, arch=None, source=None):
         self = str.__new__(cls, name)
@@ -32,9 +33,14 @@ class Name(str):
         NAMES.append(self)
         return self
 
+    @property
+    def expr(self):
+        """The name as a GDB expression takes it: quoted when it holds a parenthesis."""
+        return "'%s'" % self if "(" in self else str(self)
+
 
 # ---- the self-tests and the grader's handshake (kernel/core/selftest.hpp) ------------------------
-CHECKPOINT = Name(_procaudit.CHECKPOINT, 1)
+CHECKPOINT = Name("pagoda_grader_checkpoint", 1)
 GRADER_STOP = Name("pagoda_grader_stop", 1)
 INBOX = Name("pagoda_grader_inbox", 1, DATA)
 RUN_SELFTEST = Name("pagoda::run_selftest", 1)
@@ -42,6 +48,7 @@ RUN_ON_STACK = Name("pagoda_run_on_stack", 2, LABEL)
 SHUTDOWN = Name("pagoda::arch::shutdown", 1)
 KMAIN = Name("pagoda::kmain", 1)
 PANIC = Name("pagoda::panic_begin", 2)
+PANIC_END = Name("pagoda::panic_end", 2)          # (where a panicking kernel ends up: GDB's breakpoint)
 SELFTESTS = {t: Name(f"pagoda::pagoda_selftest_{t}", lab, source=rf"\bPAGODA_SELFTEST\(\s*{t}\s*\)") for t, lab in (
     ("pf", 0), ("vm_write_text", 1), ("vm_exec_stack", 1), ("vm_exec_data", 1), ("vm_null", 1),
     ("vm_stale_tlb", 1), ("vm_high", 2), ("vm_low", 2), ("user_touch", 3))}
@@ -61,23 +68,24 @@ BOOT_TABLES = (Name("boot_tables_start", 2, LABEL), Name("boot_tables_end", 2, L
 
 # ---- frames and the heap (kernel/mm) -----------------------------------------------------------
 FRAME_ALLOCATOR = Name("pagoda::vm::g_frames", 1, DATA)
-FRAME_BITMAPS = Name(_frames.BITMAPS_SYMBOL, 1, DATA)
-FRAME_REFS = Name(_frames.REFS_SYMBOL, 6, DATA)
-HEAP_FREE_LISTS = Name(_frames.HEAP_LISTS_SYMBOL, 2, DATA)
+FRAME_BITMAPS = Name("pagoda_frame_bitmaps", 1, DATA)
+FRAME_REFS = Name("pagoda_frame_refs", 6, DATA)
+HEAP_FREE_LISTS = Name("pagoda_heap_free_lists", 2, DATA)
 
 # ---- processes (kernel/proc) -------------------------------------------------------------------
-ROOT_REGISTRY = Name(_roots.REGISTRY_SYMBOL, 3, DATA)
-PROCESS_TABLE = Name(_procaudit.TABLE, 3, DATA)
-CURRENT = Name(_procaudit.CURRENT, 3, DATA)
+ROOT_REGISTRY = Name("pagoda_debug_roots", 3, DATA)
+PROCESS_TABLE = Name("pagoda::proc::(anonymous namespace)::g_processes", 3, DATA)
+CURRENT = Name("pagoda::proc::(anonymous namespace)::g_current", 3, DATA)
+CURRENT_PROCESS = Name("pagoda::proc::current", 3)   # (GDB's break-kill PID condition calls it)
 SLOT_TABLE = Name("pagoda::proc::(anonymous namespace)::g_used", 3, DATA)
 SWITCH_COUNT = Name("pagoda::proc::(anonymous namespace)::g_switches", 3, DATA)
 TURN_BEGAN = Name("pagoda::proc::(anonymous namespace)::g_turn_began", 3, DATA)
 FRAME_DRAIN = Name("pagoda::proc::(anonymous namespace)::g_drain", 3, DATA)
 LOAD_PROGRAM = Name("pagoda::proc::load_program", 3)
-EXIT = Name(_procaudit.EXIT, 3)
+EXIT = Name("pagoda::proc::exit_current", 3)
 DESTROY_PROCESS = Name("pagoda::proc::destroy_process", 3)   # (process): where its teardown begins
-TIMER_TICK = Name(_procaudit.TIMER_TICK, 3)
-IDLE = Name(_procaudit.IDLE, 3)
+TIMER_TICK = Name("pagoda::proc::timer_tick", 3)
+IDLE = Name("pagoda::proc::(anonymous namespace)::idle_until_interrupt", 3)
 WAIT_FOR_INTERRUPT = Name("pagoda::arch::wait_for_interrupt", 3)
 CONSOLE_LINE = Name("pagoda::(anonymous namespace)::g_line", 3, DATA)   # (its reader waits for input)
 DISPATCHER = Name("pagoda::proc::syscall", 3)
@@ -111,6 +119,35 @@ CLEAN_FRAME = Name("pagoda::Swapper::clean_frame", 7)     # (this, frame)
 SWAP_IN = Name("pagoda::Swapper::swap_in", 7)             # (this, space, page, perms)
 CHOOSE_VICTIM = Name("pagoda::Swapper::choose_victim", 7)  # (this)
 
+# ---- what the GDB tools read besides (tools/gdb: fault-why, break-kill, pt-*, the memory commands) ----
+KERNEL_END = Name("__kernel_end", 1, LABEL)
+LAST_FAILURE = Name("pagoda_last_failure", 1, DATA)              # kernel/core/last_failure.hpp
+FAILURE_COUNT = Name("pagoda_failure_count", 1, DATA)
+LAST_REFUSED_CALL = Name("pagoda_last_refused_call", 3, DATA)    # kernel/proc/syscalls.cpp
+SYSCALL_NUMBERS = Name("pagoda::abi::Syscall", 3, TYPE)          # kernel/lib/abi.hpp: the numbers' names
+RESULT = Name("pagoda::Result", 1, TYPE)                         # (GDB's printers: Result<T>,
+ADDRESS = Name("pagoda::Address", 1, TYPE)                       # Address<PhysTag or VirtTag>)
+ADDRESS_TAGS = (Name("pagoda::PhysTag", 1, TYPE), Name("pagoda::VirtTag", 1, TYPE))
+TEMP_MAP = Name("pagoda::TempMap", 4, TYPE)
+# Lab 5's fault decision and VMA records, which fault-why casts to and calls through GDB (they are pure).
+USER_REGIONS = Name("pagoda::UserRegions", 5, TYPE)
+VMA = Name("pagoda::Vma", 5, TYPE)
+ACCESS = Name("pagoda::Access", 5, TYPE)                         # {bool write, execute, user}
+FAULT_CAUSE = Name("pagoda::FaultCause", 5, TYPE)
+DECIDE_FAULT = Name("pagoda::decide_fault", 5)
+FAULT_CAUSE_TEXT = Name("pagoda::fault_cause_text", 5)
+VMA_MERGEABLE = Name("pagoda::VmaSet::mergeable", 5)
+RECORD_WORDS = Name("pagoda_record_words", 5)                    # kernel/proc/run.cpp
+# The swap code's functions (by prefix): fault-why's frame is inside swap's own work (lab 7).
+SWAP_CODE = tuple(Name(prefix, 7, TYPE, source=source) for prefix, source in (
+    ("pagoda::Swapper::", r"\bclass\s+Swapper\b"), ("pagoda::FrameTable::", r"\bclass\s+FrameTable\b"),
+    ("pagoda::SwapSlots::", r"\bclass\s+SwapSlots\b"), ("pagoda::swap_disk::", r"\bswap_disk\b"),
+    ("pagoda::virtio_blk::", r"\bvirtio_blk\b"), ("pagoda::vm::note_", r"\bnote_\w+\("),
+    ("pagoda::vm::forget_", r"\bforget_\w+\("), ("pagoda::vm::evict_", r"\bevict_\w+\("),
+    ("pagoda::vm::make_user_room", None), ("pagoda::vm::(anonymous namespace)::", r"\bnamespace\s+pagoda::vm\b"),
+    ("pagoda::proc::copy_user_half", None)))
+
+
 # ---- each ISA's own: its trap sites, entries, switch, TLB maintenance (witness.ARCHES names them) ----
 class X86:
     UD_SITE = Name("x86_ud_site", 0, LABEL, "x86_64")
@@ -124,6 +161,9 @@ class X86:
     USER_STRING_COPY = Name("x86_user_string_copy", 4, arch="x86_64")
     TLB_PAGE = Name("pagoda::x86::X86AddressSpace::invalidate_page", 3, arch="x86_64")
     TLB_ALL = Name("pagoda::x86::X86AddressSpace::invalidate_all", 3, arch="x86_64")
+    TRAP = Name("x86_trap", 0, arch="x86_64")
+    TRAP_FRAME = Name("pagoda::x86::TrapFrame", 0, TYPE, "x86_64")
+    VECTOR_STUBS = Name("x86_vector_stubs", 0, arch="x86_64")
 
 
 class AARCH64:
@@ -138,6 +178,8 @@ class AARCH64:
     ASID_TABLE = Name("pagoda::aarch64::(anonymous namespace)::g_asids_used", 3, DATA, "aarch64")
     TLB_PAGE = Name("pagoda::aarch64::Aarch64AddressSpace::invalidate_page", 3, arch="aarch64")
     TLB_ALL = Name("pagoda::aarch64::Aarch64AddressSpace::invalidate_all", 3, arch="aarch64")
+    TRAP = Name("aarch64_trap", 0, arch="aarch64")
+    TRAP_FRAME = Name("pagoda::aarch64::TrapFrame", 0, TYPE, "aarch64")
 
 
 # The context switch of either ISA (a grader reading only a kernel ELF takes the one it has).
@@ -177,7 +219,8 @@ FACTS = {
     **_facts(7, "swap_min_slots", "swap_state_version", "soft_write_bit", "soft_dirty_bit",
              *(f"swap_{n}" for n in ("entry_bit", "slot_shift", "slot_bits", "slot_inverted")),
              *(f"frame_entry_{n}" for n in ("pins", "mappings", "rmap", "backing")),
-             *(f"rmap_node_{n}" for n in ("space", "root", "va", "next"))),
+             *(f"rmap_node_{n}" for n in ("space", "root", "va", "next")),
+             *(f"swap_counter_{n}" for n in ("evictions", "writes", "reads", "clean_evictions", "cleanings"))),
     **_facts(5, "mmap_base", "user_stack_gap", "process_regions", "process_regions_made", "regions_brk",
              "regions_heap_start", "regions_vmas_data", "regions_vmas_size",
              *(f"vma_{n}" for n in ("start", "end", "stride", "read", "write", "execute", "kind", "flags", "offset",
@@ -189,13 +232,30 @@ FACTS = {
 FACT_ARCH = {"tss_rsp0_offset": "x86_64", "user_frame_cs": "x86_64", "user_frame_ss": "x86_64"}
 
 
+FACT_PREFIX = "pagoda_fact_"    # PAGODA_FACT(name, ...) is the absolute symbol pagoda_fact_<name>
+
+
 def lab_of_fact(name):
     """The first lab whose tests read fact @p name; AssertionError for a name the contract does
     not declare (a misspelt fact fails here, at its first use, naming this module)."""
     if name not in FACTS:
-        raise AssertionError(f"the grader asks for the kernel fact '{name}', which its contract "
-                             "(grade/pagoda_grade/contract.py) does not declare")
+        raise AssertionError(f"the kernel fact '{name}' is asked for, but the contract "
+                             "(tools/gdb/pagoda_pt/contract.py) does not declare it")
     return FACTS[name]
+
+
+def fact_symbol(name):
+    """The symbol the kernel exports fact @p name as (pagoda_fact_<name>); AssertionError for a
+    name the contract does not declare."""
+    lab_of_fact(name)
+    return FACT_PREFIX + name
+
+
+def facts(*names):
+    """@p names, each a fact the contract declares (AssertionError naming the first that is not)."""
+    for name in names:
+        lab_of_fact(name)
+    return names
 
 
 def names_for(arch, lab=None):
