@@ -12,7 +12,7 @@ few names pagoda_pt (below the grader, shared with GDB) reads itself are its own
 registered here."""
 import re
 
-from pagoda_pt import frames as _frames, procaudit as _procaudit, roots as _roots
+from pagoda_pt import frames as _frames, procaudit as _procaudit, roots as _roots, swap as _swap, tempmap as _tempmap
 
 FUNCTION, DATA, LABEL = "function", "data", "label"
 NAMES = []   # every Name below, in declaration order
@@ -87,7 +87,7 @@ FORK = Name("pagoda::proc::fork_process", 6)
 COPY_ON_WRITE = Name("pagoda::vm::copy_on_write", 6)
 
 # ---- temporary mappings and user copies (lab 4) ------------------------------------------------
-TEMP_AREA = Name("pagoda::TempMapArea::s_current", 4, DATA)
+TEMP_AREA = Name(_tempmap.AREA_SYMBOL, 4, DATA)
 # TempMap's constructors (kernel/mm/tempmap/temp_map.cpp), each with the argument that is the frame.
 GUARDS = {Name("pagoda::TempMap::TempMap(pagoda::Address<pagoda::PhysTag>)", 4,
                source=r"TempMap::TempMap\(\s*PhysAddr\b"): 1,
@@ -103,7 +103,7 @@ USER_FIXUPS = (Name("__start_pagoda_user_fixups", 4, LABEL, source=r"\bpagoda_us
 
 
 # ---- swap (lab 7; kernel/mm/swap*, kernel/dev/virtio_blk.cpp): the stops, each read at its entry ----
-SWAP_STATE = Name("pagoda_swap_state", 7, DATA)
+SWAP_STATE = Name(_swap.STATE_SYMBOL, 7, DATA)
 DISK_WRITE = Name("pagoda::swap_disk::write_slot", 7)     # (slot, frame): the frame's bytes are final
 DISK_READ = Name("pagoda::swap_disk::read_slot", 7)       # (slot, frame)
 EVICT_FRAME = Name("pagoda::Swapper::evict_frame", 7)     # (this, frame)
@@ -177,7 +177,8 @@ FACTS = {
     **_facts(7, "swap_min_slots", "swap_state_version", "soft_write_bit", "soft_dirty_bit",
              *(f"swap_{n}" for n in ("entry_bit", "slot_shift", "slot_bits", "slot_inverted")),
              *(f"frame_entry_{n}" for n in ("pins", "mappings", "rmap", "backing")),
-             *(f"rmap_node_{n}" for n in ("space", "root", "va", "next"))),
+             *(f"rmap_node_{n}" for n in ("space", "root", "va", "next")),
+             *("swap_counter_" + n for n in _swap.COUNTERS)),
     **_facts(5, "mmap_base", "user_stack_gap", "process_regions", "process_regions_made", "regions_brk",
              "regions_heap_start", "regions_vmas_data", "regions_vmas_size",
              *(f"vma_{n}" for n in ("start", "end", "stride", "read", "write", "execute", "kind", "flags", "offset",

@@ -1,0 +1,71 @@
+"""Lab 4's temporary-mapping area (kernel/mm/tempmap/temp_map.hpp), read from guest RAM: the one
+reader behind the grader's lab-4 checks (grade/pagoda_grade/tempmaps.py) and GDB's `tmpmap` and
+fault-why (tools/gdb/pagoda_gdb/tempmap.py). Plain Python like the rest of pagoda_pt: memory
+through read_phys(pa, size) -> bytes, the kernel's symbols and facts through symbol(name) ->
+address or None (the grader's symbols.reader gives the instructor's facts).
+
+    pagoda::TempMapArea::s_current     the area the kernel uses (null until vm::init() made it)
+    pagoda_fact_temp_map_<field>_offset   entries_, frames_, cpu_, depth_, maps_ in the area
+    pagoda_fact_temp_map_slots, _base     the slots per CPU and the first slot's address
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Optional
+
+from .frames import CensusError, kernel_addresses
+from .model import PAGE_SIZE_4K
+
+AREA_SYMBOL = "pagoda::TempMapArea::s_current"
+FIELDS = ("entries", "frames", "cpu", "depth", "maps")
+MAX_SLOTS = 64     # a bound on what a damaged fact can make us read
+
+
+@dataclass(frozen=True)
+class TempSlot:
+    index: int
+    va: int          # the slot's address (this CPU's part of the area)
+    frame: int       # the frame its last push mapped (meaningful while live)
+    entry: int       # the kernel address of its page-level entry
+    live: bool       # below the stack's depth
+
+
+@dataclass(frozen=True)
+class TempArea:
+    cpu: int
+    depth: int       # the live slots: 0 .. depth-1
+    maps: int        # pushes since boot
+    slots: tuple     # TempSlot, by index
+
+
+def _fact(symbol, name: str) -> int:
+    value = symbol("pagoda_fact_" + name)
+    if value is None:
+        raise CensusError("this kernel exports no fact %s: it has no temp-map area (lab 4)" % name)
+    return value
+
+
+def read_temp_area(read_phys, symbol) -> Optional[TempArea]:
+    """The temp-map area the kernel uses, or None before vm::init() made it. CensusError when the
+    kernel has no temporary mappings at all (no AREA_SYMBOL or its facts)."""
+    if symbol(AREA_SYMBOL) is None:
+        raise CensusError("this kernel has no temporary mappings (no %s)" % AREA_SYMBOL)
+    image_phys, window_pa = kernel_addresses(symbol)
+    (area,) = struct.unpack("<Q", read_phys(image_phys(AREA_SYMBOL), 8))
+    if area == 0:
+        return None
+    count, base = _fact(symbol, "temp_map_slots"), _fact(symbol, "temp_map_base")
+    if not 0 < count <= MAX_SLOTS:
+        raise CensusError("pagoda_fact_temp_map_slots is %d: not a number of temp-map slots" % count)
+    at = window_pa(area)
+    offset = {name: _fact(symbol, "temp_map_%s_offset" % name) for name in FIELDS}
+
+    def u64s(name: str, n: int = 1) -> tuple:
+        return struct.unpack("<%dQ" % n, read_phys(at + offset[name], 8 * n))
+
+    (cpu,), (depth,), (maps,) = u64s("cpu"), u64s("depth"), u64s("maps")
+    slots = tuple(TempSlot(i, base + (cpu * count + i) * PAGE_SIZE_4K, frame, entry, i < depth)
+                  for i, (frame, entry) in enumerate(zip(u64s("frames", count), u64s("entries", count))))
+    return TempArea(cpu, depth, maps, slots)
