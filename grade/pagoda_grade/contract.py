@@ -12,7 +12,8 @@ few names pagoda_pt (below the grader, shared with GDB) reads itself are its own
 registered here."""
 import re
 
-from pagoda_pt import frames as _frames, procaudit as _procaudit, roots as _roots, swap as _swap, tempmap as _tempmap
+from pagoda_pt import frames as _frames, image as _image, procaudit as _procaudit, roots as _roots, swap as _swap, \
+    tempmap as _tempmap
 
 FUNCTION, DATA, LABEL = "function", "data", "label"
 NAMES = []   # every Name below, in declaration order
@@ -49,11 +50,11 @@ DATA_CODE = Name("pagoda::(anonymous namespace)::g_data_code", 1, DATA)
 SELFTEST_DATA = Name("pagoda::(anonymous namespace)::g_selftest_data", 2, DATA)
 
 # ---- the image and the boot stub (the linker scripts, boot.S) -----------------------------------
-KERNEL_START = Name("__kernel_start", 1, LABEL)
-KERNEL_PHYS_START = Name("__kernel_phys_start", 1, LABEL)
-KERNEL_PHYS_END = Name("__kernel_phys_end", 1, LABEL)
-KERNEL_VIRT_OFFSET = Name("__kernel_virt_offset", 1, LABEL)
-SECTIONS = {s: (Name(f"__{s}_start", 1, LABEL), Name(f"__{s}_end", 1, LABEL)) for s in ("text", "rodata", "data")}
+KERNEL_START, KERNEL_END = Name(_image.KERNEL_START, 1, LABEL), Name(_image.KERNEL_END, 1, LABEL)
+KERNEL_PHYS_START = Name(_image.PHYS_START, 1, LABEL)
+KERNEL_PHYS_END = Name(_image.PHYS_END, 1, LABEL)
+KERNEL_VIRT_OFFSET = Name(_image.VIRT_OFFSET, 1, LABEL)
+SECTIONS = {lo[2:-len("_start")]: (Name(lo, 1, LABEL), Name(hi, 1, LABEL)) for _, lo, hi in _image.SECTIONS}
 BOOT_STACK = (Name("boot_stack_bottom", 1, LABEL), Name("boot_stack_top", 1, LABEL))
 BOOT_STACK_GUARD = Name("boot_stack_guard", 1, LABEL)
 BOOT_ENTRY_STACK = (Name("boot_entry_stack_bottom", 1, LABEL), Name("boot_entry_stack_top", 1, LABEL))

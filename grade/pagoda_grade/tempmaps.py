@@ -5,7 +5,7 @@ the kernel half reaches without a slot (KernelReach), and the values the grader 
 docs/grader.md, "Lab 4"."""
 import struct
 
-from pagoda_pt.frames import CensusError
+from pagoda_pt.image import CensusError
 from pagoda_pt.tempmap import read_temp_area
 
 from . import contract

@@ -10,7 +10,7 @@ stack when the compiler kept them ("?" otherwise).
 """
 import gdb
 
-from pagoda_pt.frames import CensusError
+from pagoda_pt.image import CensusError
 from pagoda_pt.model import PAGE_SIZE_4K as PAGE
 from pagoda_pt.tempmap import read_temp_area
 

@@ -37,6 +37,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
+from .image import CensusError, kernel_image
 from .isa import isa
 from .model import PAGE_SIZE_4K, read_table
 from .roots import REGISTRY_SYMBOL, RegistryError, read_root_table
@@ -54,12 +55,6 @@ BITMAPS_SYMBOL = "pagoda_frame_bitmaps"
 REFS_SYMBOL = "pagoda_frame_refs"
 BOUNDARY_FRAMES = 512
 
-
-class CensusError(Exception):
-    """The kernel does not publish what the census needs (a message the user can act on)."""
-
-
-# ---- walking every table of a root --------------------------------------------------------------
 
 def lower_half(read_phys, root: int):
     """A reader that shows the root table at @p root with its upper half (x86_64's kernel half,
@@ -219,33 +214,6 @@ def _nonzero_u16s(data: bytes, chunk: int = 4096):
                 yield at // 2 + k, value
 
 
-def _require(symbol: Symbol, name: str) -> int:
-    value = symbol(name)
-    if value is None:
-        raise CensusError("this kernel has no %s symbol (the census needs it)" % name)
-    return value
-
-
-def kernel_addresses(symbol: Symbol):
-    """(image_phys(name), window_pa(va)): the physical address of the kernel symbol @p name (the
-    image's link map), and of a kernel pointer @p va: into the image (its link map), else into
-    the window (below the window: a kernel that still reaches RAM through the identity map, lab
-    1's, whose pointers are physical). CensusError when the kernel lacks the symbols they need."""
-    offset = _require(symbol, "__kernel_virt_offset")
-    window = _require(symbol, "pagoda_fact_window_base")
-    window_phys = _require(symbol, "pagoda_fact_window_phys_base")
-    image = symbol("__kernel_start") or 0, symbol("__kernel_end") or 0
-
-    def image_phys(name: str) -> int:
-        return _require(symbol, name) - offset
-
-    def window_pa(va: int) -> int:
-        if image[0] <= va < image[1]:
-            return va - offset
-        return va if va < window else va - window + window_phys
-    return image_phys, window_pa
-
-
 def take_census(arch: str, read_phys, symbol: Symbol, regs: Optional[dict] = None,
                 pa_bits: Optional[int] = None, ram_start: Optional[int] = None,
                 max_user_pages: Optional[int] = None) -> Census:
@@ -255,10 +223,9 @@ def take_census(arch: str, read_phys, symbol: Symbol, regs: Optional[dict] = Non
     CensusError when a record is missing or not set up yet (before vm::init)."""
     arch = canonical_arch(arch)
     read_phys = cached(read_phys)
-    image_start = _require(symbol, "__kernel_phys_start")
-    image_end = _require(symbol, "__kernel_phys_end")
-    image_phys, window_pa = kernel_addresses(symbol)
-    used_va, managed_va, words = _u64s(read_phys(image_phys(BITMAPS_SYMBOL), 24))
+    image = kernel_image(symbol)
+    image_start, image_end, window_pa = image.phys_start, image.phys_end, image.must_pa
+    used_va, managed_va, words = _u64s(read_phys(image.static_pa(symbol, BITMAPS_SYMBOL), 24))
     if not words:
         raise CensusError("the frame allocator is not set up yet (%s is empty)" % BITMAPS_SYMBOL)
     used = read_phys(window_pa(used_va), words * 8)
@@ -266,14 +233,14 @@ def take_census(arch: str, read_phys, symbol: Symbol, regs: Optional[dict] = Non
     frames = words * 64
     refs = [1] * frames
     counted = []        # the frames whose count is not 1 (1 + extra), in order
-    refs_table, entries = _u64s(read_phys(image_phys(REFS_SYMBOL), 16))
+    refs_table, entries = _u64s(read_phys(image.static_pa(symbol, REFS_SYMBOL), 16))
     if refs_table and entries:
         for i, extra in _nonzero_u16s(read_phys(window_pa(refs_table), entries * 2)):
             if i >= frames:
                 break
             refs[i] = 1 + extra
             counted.append(i)
-    roots = read_root_table(read_phys, image_phys(REGISTRY_SYMBOL))
+    roots = read_root_table(read_phys, image.static_pa(symbol, REGISTRY_SYMBOL))
     # PROT_NONE pages keep their frames in held leaves (invalid to the MMU): theirs too.
     held_mask = symbol("pagoda_fact_held_entry_bit") or 0
 
@@ -566,11 +533,9 @@ class _Records:
     def __init__(self, read_phys, symbol: Symbol):
         self.read_phys = read_phys
         self.symbol = symbol
-        self.offset = _require(symbol, "__kernel_virt_offset")
-        self.window = _require(symbol, "pagoda_fact_window_base")
-        self.window_phys = _require(symbol, "pagoda_fact_window_phys_base")
-        self.window_size = _require(symbol, "pagoda_fact_window_size")
-        at = _require(symbol, BITMAPS_SYMBOL) - self.offset
+        self.image = kernel_image(symbol)
+        self.pa = self.image.pa
+        at = self.image.static_pa(symbol, BITMAPS_SYMBOL)
         used_va, managed_va, words, self.free_count_va = _u64s(read_phys(at, 32))
         if not words or self.pa(used_va) is None or self.pa(managed_va) is None:
             raise CensusError("the frame allocator is not set up yet (%s is empty)" % BITMAPS_SYMBOL)
@@ -579,15 +544,6 @@ class _Records:
 
     def fact(self, name: str) -> Optional[int]:
         return self.symbol("pagoda_fact_" + name)
-
-    def pa(self, va: int) -> Optional[int]:
-        """The physical address of a kernel pointer: the window's, the image's, or (below the
-        window: lab 1's identity map) the address itself; None for any other."""
-        if va < self.window:
-            return va if self.window_phys <= va < self.window_phys + self.window_size else None
-        if va < self.window + self.window_size:
-            return va - self.window + self.window_phys
-        return va - self.offset if va >= self.offset else None
 
     def u64(self, va: int) -> int:
         return _u64s(self.read_phys(self.pa(va), 8))[0]
@@ -739,7 +695,7 @@ def audit(arch: str, read_phys, symbol: Symbol, census: Optional[Census] = None)
             out.append(story)
         out += [p + ": a table still linked into a live root was freed" for p in census.problems
                 if p.startswith("page-table frame") and " is free " in p]
-        roots = read_root_table(read_phys, _require(symbol, REGISTRY_SYMBOL) - rec.offset)
+        roots = read_root_table(read_phys, rec.image.static_pa(symbol, REGISTRY_SYMBOL))
         kernel_root = next((r.root for r in roots.roots if r.kind == "kernel"), None)
         out += kernel_stack_findings(arch, rec, kernel_root)
     except (CensusError, RegistryError):
@@ -786,7 +742,7 @@ def _table_targets(arch: str, rec: "_Records", data: bytes, frames: int) -> Opti
     holds; None when some entry is not (the bytes are not a page table)."""
     model = isa(arch)
     held = rec.fact("held_entry_bit") or 0
-    image = (_require(rec.symbol, "__kernel_phys_start"), _require(rec.symbol, "__kernel_phys_end"))
+    image = (rec.image.phys_start, rec.image.phys_end)
     out = []
     for raw in _u64s(data):
         if raw == 0:
@@ -822,13 +778,13 @@ def leak_classes(arch: str, read_phys, symbol: Symbol, leaked, roots_seen: Optio
     roots_seen = dict(roots_seen or {})
     magics = {rec.fact(n) for n in ("heap_magic_small", "heap_magic_free", "heap_magic_large")} - {None}
     text = (rec.fact("kernel_image_base") or 0, None)
-    size = _require(symbol, "__kernel_phys_end") - _require(symbol, "__kernel_phys_start")
+    size = rec.image.phys_end - rec.image.phys_start
     text = (text[0], text[0] + size) if text[0] else None
     # The kernel-stack area as the kernel root maps it: frame -> va.
     stack_of = {}
     kernel_top = None
     try:
-        roots = read_root_table(read_phys, _require(symbol, REGISTRY_SYMBOL) - rec.offset)
+        roots = read_root_table(read_phys, rec.image.static_pa(symbol, REGISTRY_SYMBOL))
         kernel_root = next((r.root for r in roots.roots if r.kind == "kernel"), None)
         for r in roots.roots:   # a root still published: its process's, by the kernel's registry
             if r.kind == "process":
@@ -981,7 +937,7 @@ def _refs(rec: "_Records", symbol: Symbol) -> dict:
     at = symbol(REFS_SYMBOL)
     if at is None:
         return {}
-    table, entries = _u64s(rec.read_phys(at - rec.offset, 16))
+    table, entries = _u64s(rec.read_phys(rec.image.static_pa(symbol, REFS_SYMBOL), 16))
     if not table or not entries or rec.pa(table) is None:
         return {}
     extra = struct.unpack("<%dH" % entries, rec.read_phys(rec.pa(table), entries * 2))

@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from .format import SWAP_FACTS, swap_slot
-from .frames import DIGITS, CensusError, _coloured, iter_tables, kernel_addresses, lower_half, user_pages
+from .frames import DIGITS, _coloured, iter_tables, lower_half, user_pages
+from .image import CensusError, kernel_image
 from .isa import isa
 from .model import PAGE_SIZE_4K, read_table
 
@@ -102,8 +103,9 @@ def read_swap_state(read_phys, symbol) -> Optional[SwapState]:
     no swap disk: the kernel of lab 6). SwapError when there is none this reader knows."""
     if symbol(STATE_SYMBOL) is None:
         raise SwapError("this kernel publishes no swap state (no %s: swap comes with lab 7)" % STATE_SYMBOL)
-    image_phys, window_pa = kernel_addresses(symbol)
-    head = read_phys(image_phys(STATE_SYMBOL), _HEAD.size)
+    image = kernel_image(symbol)
+    window_pa = image.must_pa
+    head = read_phys(image.static_pa(symbol, STATE_SYMBOL), _HEAD.size)
     (magic, version, size, cap, frames, first, count, nodes, node_count, slots, slot_count, resident, hand,
      slot_hand, counters, entry_size, node_size) = _HEAD.unpack(head)
     if magic != STATE_MAGIC or version != STATE_VERSION or size != _HEAD.size:

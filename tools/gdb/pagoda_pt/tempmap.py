@@ -15,7 +15,7 @@ import struct
 from dataclasses import dataclass
 from typing import Optional
 
-from .frames import CensusError, kernel_addresses
+from .image import CensusError, kernel_image
 from .model import PAGE_SIZE_4K
 
 AREA_SYMBOL = "pagoda::TempMapArea::s_current"
@@ -52,14 +52,14 @@ def read_temp_area(read_phys, symbol) -> Optional[TempArea]:
     kernel has no temporary mappings at all (no AREA_SYMBOL or its facts)."""
     if symbol(AREA_SYMBOL) is None:
         raise CensusError("this kernel has no temporary mappings (no %s)" % AREA_SYMBOL)
-    image_phys, window_pa = kernel_addresses(symbol)
-    (area,) = struct.unpack("<Q", read_phys(image_phys(AREA_SYMBOL), 8))
+    image = kernel_image(symbol)
+    (area,) = struct.unpack("<Q", read_phys(image.static_pa(symbol, AREA_SYMBOL), 8))
     if area == 0:
         return None
     count, base = _fact(symbol, "temp_map_slots"), _fact(symbol, "temp_map_base")
     if not 0 < count <= MAX_SLOTS:
         raise CensusError("pagoda_fact_temp_map_slots is %d: not a number of temp-map slots" % count)
-    at = window_pa(area)
+    at = image.must_pa(area, AREA_SYMBOL)
     offset = {name: _fact(symbol, "temp_map_%s_offset" % name) for name in FIELDS}
 
     def u64s(name: str, n: int = 1) -> tuple:
