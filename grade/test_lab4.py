@@ -69,7 +69,7 @@ def test_temp_map_slots(boot, kernel, arch):
         snap = stop("push")
         area, slot = temp_area(snap, kernel), snap.argument(1)
         checkpoint = address_of(kernel, C.CHECKPOINT)
-        area_va, = kernel_u64s(snap, kernel, address_of(kernel, C.TEMP_AREA), 1)
+        area_va = area.at if area else 0
         stepped = step_problems(guest, kernel, arch, area_va, slot, checkpoint, "push")
         if not stepped:
             snap = guest.snapshot()

@@ -28,7 +28,7 @@ from pagoda_pt.swap import SwapError, read_swap_state
 from . import contract as C
 from .labtest import ProcTest, holds
 from .processes import count_used, frame_bitmap, leaf_entries, registry
-from .symbols import address_of, fact, physical_of, reader
+from .symbols import address_of, fact, reader
 from .witness import ARCHES, PAGE
 from .lifecycle import Refs, return_address
 from .watch import Watch, syscall_number
@@ -591,9 +591,7 @@ class SwapWatch:
             want = e & ~bit if self.fmt.frame(e) == target else e | bit
             if want != e:
                 self.guest.write_phys(world.at[(root, va)], struct.pack("<Q", want))
-        at = physical_of(self.kernel, address_of(self.kernel, C.SWAP_STATE))
-        hand_va = struct.unpack("<Q", snap.read_phys(at + 88, 8))[0]
-        snap.write_virt(hand_va, struct.pack("<Q", st.index(target)))
+        snap.write_virt(st.hand_at, struct.pack("<Q", st.index(target)))
         snap._swap_look = None
 
     def pending_choice(self):

@@ -56,6 +56,7 @@ class SwapState:
     hand: int                # the clock's hand: an entry index
     slot_hand: int
     counters: dict           # the swapper's own counts, by name (COUNTERS)
+    hand_at: int = 0         # the kernel address of the clock's hand (the grader steers it)
     backing: dict = field(default_factory=dict)    # frame -> the slot it keeps its clean copy in
     pins: dict = field(default_factory=dict)       # frame -> pins held (non-zero ones)
     mappings: dict = field(default_factory=dict)   # frame -> its entry's mapping count (non-zero)
@@ -122,7 +123,7 @@ def read_swap_state(read_phys, symbol) -> Optional[SwapState]:
 
     data = read_phys(window_pa(slots), slot_count * 2) if slot_count else b""
     state = SwapState(cap, first, count, list(struct.unpack("<%dH" % slot_count, data)), u64(resident), u64(hand),
-                      u64(slot_hand), {})
+                      u64(slot_hand), {}, hand)
     offsets = {name: _fact(symbol, "swap_counter_" + name) for name in COUNTERS}
     block = read_phys(window_pa(counters), max(offsets.values()) + 8)
     state.counters = {name: struct.unpack_from("<Q", block, at)[0] for name, at in offsets.items()}

@@ -38,6 +38,7 @@ class TempArea:
     depth: int       # the live slots: 0 .. depth-1
     maps: int        # pushes since boot
     slots: tuple     # TempSlot, by index
+    at: int = 0      # the area's kernel address (s_current)
 
 
 def _fact(symbol, name: str) -> int:
@@ -68,4 +69,4 @@ def read_temp_area(read_phys, symbol) -> Optional[TempArea]:
     (cpu,), (depth,), (maps,) = u64s("cpu"), u64s("depth"), u64s("maps")
     slots = tuple(TempSlot(i, base + (cpu * count + i) * PAGE_SIZE_4K, frame, entry, i < depth)
                   for i, (frame, entry) in enumerate(zip(u64s("frames", count), u64s("entries", count))))
-    return TempArea(cpu, depth, maps, slots)
+    return TempArea(cpu, depth, maps, slots, area)
