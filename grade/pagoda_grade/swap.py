@@ -23,7 +23,8 @@ from pagoda_pt import aarch64 as a64
 from pagoda_pt import x86_64 as x86
 from pagoda_core import qemu
 from pagoda_pt.format import SWAP_FACTS, swap_slot
-from pagoda_pt.swap import SwapError, read_swap_state
+from pagoda_pt.image import CensusError
+from pagoda_pt.swap import read_swap_state
 
 from . import contract as C
 from .labtest import ProcTest, holds
@@ -94,7 +95,7 @@ def swap_state(snap, kernel):
     instructor's facts. AssertionError when swap is off or the state is not one it reads."""
     try:
         st = read_swap_state(snap.read_phys, reader(kernel))
-    except SwapError as e:
+    except CensusError as e:
         raise AssertionError(f"{e}: the swap state the grader reads is not published") from None
     if st is None:
         raise AssertionError(f"{C.SWAP_STATE}: the frame table is null: swap is off")

@@ -87,6 +87,11 @@ def require(symbol, name: str) -> int:
     return value
 
 
+def fact(symbol, name: str) -> int:
+    """The kernel's fact @p name (pagoda_fact_<name>); CensusError when it exports none."""
+    return require(symbol, "pagoda_fact_" + name)
+
+
 def read_image(symbol) -> Optional[KernelImage]:
     """The kernel image @p symbol's kernel describes, or None when it lacks the linker script's
     bounds (not our kernel). The load bounds and the window are there when the kernel has them."""

@@ -30,7 +30,7 @@ from typing import Optional
 
 from .format import SWAP_FACTS, swap_slot
 from .frames import DIGITS, _coloured, iter_tables, lower_half, user_pages
-from .image import CensusError, kernel_image
+from .image import CensusError, fact, kernel_image
 from .isa import isa
 from .model import PAGE_SIZE_4K, read_table
 
@@ -92,13 +92,6 @@ class SwapState:
         return out
 
 
-def _fact(symbol, name: str) -> int:
-    value = symbol("pagoda_fact_" + name)
-    if value is None:
-        raise SwapError("this kernel has no pagoda_fact_%s (the swap state's layout)" % name)
-    return value
-
-
 def read_swap_state(read_phys, symbol) -> Optional[SwapState]:
     """The swap state the kernel publishes, or None while swap is off (no cap on user frames and
     no swap disk: the kernel of lab 6). SwapError when there is none this reader knows."""
@@ -124,12 +117,12 @@ def read_swap_state(read_phys, symbol) -> Optional[SwapState]:
     data = read_phys(window_pa(slots), slot_count * 2) if slot_count else b""
     state = SwapState(cap, first, count, list(struct.unpack("<%dH" % slot_count, data)), u64(resident), u64(hand),
                       u64(slot_hand), {}, hand)
-    offsets = {name: _fact(symbol, "swap_counter_" + name) for name in COUNTERS}
+    offsets = {name: fact(symbol, "swap_counter_" + name) for name in COUNTERS}
     block = read_phys(window_pa(counters), max(offsets.values()) + 8)
     state.counters = {name: struct.unpack_from("<Q", block, at)[0] for name, at in offsets.items()}
-    rmap_at, backing_at, pins_at, mappings_at = (_fact(symbol, "frame_entry_" + name)
+    rmap_at, backing_at, pins_at, mappings_at = (fact(symbol, "frame_entry_" + name)
                                                  for name in ("rmap", "backing", "pins", "mappings"))
-    space_at, root_at, va_at, next_at = (_fact(symbol, "rmap_node_" + name) for name in ("space", "root", "va", "next"))
+    space_at, root_at, va_at, next_at = (fact(symbol, "rmap_node_" + name) for name in ("space", "root", "va", "next"))
     table = read_phys(window_pa(frames), count * entry_size)
     pool = read_phys(window_pa(nodes), node_count * node_size)
     zero, chunk = bytes(PAGE_SIZE_4K), PAGE_SIZE_4K // entry_size * entry_size

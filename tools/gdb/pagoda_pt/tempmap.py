@@ -15,7 +15,7 @@ import struct
 from dataclasses import dataclass
 from typing import Optional
 
-from .image import CensusError, kernel_image
+from .image import CensusError, fact, kernel_image
 from .model import PAGE_SIZE_4K
 
 AREA_SYMBOL = "pagoda::TempMapArea::s_current"
@@ -41,13 +41,6 @@ class TempArea:
     at: int = 0      # the area's kernel address (s_current)
 
 
-def _fact(symbol, name: str) -> int:
-    value = symbol("pagoda_fact_" + name)
-    if value is None:
-        raise CensusError("this kernel exports no fact %s: it has no temp-map area (lab 4)" % name)
-    return value
-
-
 def read_temp_area(read_phys, symbol) -> Optional[TempArea]:
     """The temp-map area the kernel uses, or None before vm::init() made it. CensusError when the
     kernel has no temporary mappings at all (no AREA_SYMBOL or its facts)."""
@@ -57,11 +50,11 @@ def read_temp_area(read_phys, symbol) -> Optional[TempArea]:
     (area,) = struct.unpack("<Q", read_phys(image.static_pa(symbol, AREA_SYMBOL), 8))
     if area == 0:
         return None
-    count, base = _fact(symbol, "temp_map_slots"), _fact(symbol, "temp_map_base")
+    count, base = fact(symbol, "temp_map_slots"), fact(symbol, "temp_map_base")
     if not 0 < count <= MAX_SLOTS:
         raise CensusError("pagoda_fact_temp_map_slots is %d: not a number of temp-map slots" % count)
     at = image.must_pa(area, AREA_SYMBOL)
-    offset = {name: _fact(symbol, "temp_map_%s_offset" % name) for name in FIELDS}
+    offset = {name: fact(symbol, "temp_map_%s_offset" % name) for name in FIELDS}
 
     def u64s(name: str, n: int = 1) -> tuple:
         return struct.unpack("<%dQ" % n, read_phys(at + offset[name], 8 * n))
