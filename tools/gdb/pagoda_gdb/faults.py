@@ -939,13 +939,14 @@ def _kernel_map_story(arch, lines):
     published or the boot stub's own (roots.kernel_map_live)."""
     import gdb
     from pagoda_pt.diagnose import device_at, image_permission_problem
+    from pagoda_pt.image import KERNEL_START
     from pagoda_pt.roots import kernel_map_live, root_label
     from . import kernel
     from .paging import active_root, walk_address
     regs = target.paging_regs(arch)
     if target.paging_off_reason(arch, regs) is not None:
         return None
-    start = kernel.symbol_address("__kernel_start")
+    start = kernel.symbol_address(KERNEL_START)
     path = gdb.current_progspace().filename
     elffile = kernel.core_module("elffile")
     try:
