@@ -98,14 +98,10 @@ def read_image(symbol) -> Optional[KernelImage]:
     start, end, offset = (symbol(n) for n in (KERNEL_START, KERNEL_END, VIRT_OFFSET))
     if None in (start, end, offset):
         return None
-    sections = []
-    for name, lo, hi in SECTIONS:
-        bounds = symbol(lo), symbol(hi)
-        if None not in bounds and bounds[0] < bounds[1]:
-            sections.append(Section(name, *bounds))
+    bounds = [Section(name, symbol(lo), symbol(hi)) for name, lo, hi in SECTIONS]
     window = tuple(symbol("pagoda_fact_" + n) for n in WINDOW_FACTS)
-    return KernelImage(start, end, offset, symbol(PHYS_START) or 0, symbol(PHYS_END) or 0, tuple(sections),
-                       None if None in window else window)
+    return KernelImage(start, end, offset, symbol(PHYS_START) or 0, symbol(PHYS_END) or 0,
+                       tuple(s for s in bounds if None not in s and s.start < s.end), None if None in window else window)
 
 
 def kernel_image(symbol) -> KernelImage:
