@@ -102,7 +102,9 @@ def read_swap_state(read_phys, symbol) -> Optional[SwapState]:
     head = read_phys(image.static_pa(symbol, STATE_SYMBOL), _HEAD.size)
     (magic, version, size, cap, frames, first, count, nodes, node_count, slots, slot_count, resident, hand,
      slot_hand, counters, entry_size, node_size) = _HEAD.unpack(head)
-    if magic != STATE_MAGIC or version != STATE_VERSION or size != _HEAD.size:
+    # (the version the course's build says, when the reader is given its facts, must be it too)
+    if magic != STATE_MAGIC or version != STATE_VERSION or size != _HEAD.size or \
+            symbol("pagoda_fact_swap_state_version") not in (None, version):
         raise SwapError("%s: magic %r, version %d, %d bytes; this reader knows %r version %d of %d bytes"
                         % (STATE_SYMBOL, magic, version, size, STATE_MAGIC, STATE_VERSION, _HEAD.size))
     if frames == 0:
