@@ -70,16 +70,16 @@ def test_temp_map_slots(boot, kernel, arch):
         snap = stop("push")
         area, slot = temp_area(snap, kernel), snap.argument(1)
         checkpoint = address_of(kernel, C.CHECKPOINT)
-        area_va, = kernel_u64s(snap, kernel, address_of(kernel, C.TEMP_AREA), 1)
+        area_va = area.at if area else 0
         stepped = step_problems(guest, kernel, arch, area_va, slot, checkpoint, "push")
         if not stepped:
             snap = guest.snapshot()
             if snap.argument(0) != fact(kernel, "temp_probe_pushed_stop"):
                 stepped = [f"stepping from the probe's push stop reached checkpoint {snap.argument(0):#x}, not its pushed "
                            "stop"]
-            elif snap.argument(1) != area["va"][slot]:
+            elif snap.argument(1) != area.slots[slot].va:
                 stepped = [f"the stepped guard holds {snap.argument(1):#x}, not slot {slot}'s address "
-                           f"{area['va'][slot]:#x}, the top of the stack"]
+                           f"{area.slots[slot].va:#x}, the top of the stack"]
             else:
                 stepped = step_problems(guest, kernel, arch, area_va, slot, checkpoint, "pop")
         snap = stop("reads")
@@ -94,14 +94,14 @@ def test_temp_map_slots(boot, kernel, arch):
         t.fail(w["live"][0] + ("\nthe grader stopped the probe with three nested guards live and walked the live "
                                "root at each guard's slot:\n  " + "\n  ".join(w["live"][1:4]) if len(w["live"]) > 1
                                else ""))
-    problems = probe_reads_problems(w["frames"], fill, seed, rounds, w["reads"], lambda slot: w["area"]["va"][slot])
+    problems = probe_reads_problems(w["frames"], fill, seed, rounds, w["reads"], lambda slot: w["area"].slots[slot].va)
     if problems:
         t.fail(problems[0] + (f"\n{len(problems)} of the probe's {len(w['reads'])} reads through the slots did not "
                               "see their frame (the grader wrote every frame's values itself and compared each read):"
                               "\n  " + "\n  ".join(problems[1:4]) if len(problems) > 1 else ""))
     t.check(w["stepped"] and w["stepped"][0],
-            w["area"]["depth"] and f"after every guard of the probe was released the kernel's slot stack is "
-                                   f"{w['area']['depth']} deep (read from guest RAM): a slot was not given back",
+            w["area"].depth and f"after every guard of the probe was released the kernel's slot stack is "
+                                   f"{w['area'].depth} deep (read from guest RAM): a slot was not given back",
             # (the grader's walk of the kernel half, never the window_size fact)
             all(w["reached"]) and f"the probe's frames ({w['frames'][0]:#x}, ...) are all reached by the kernel half "
                                   "without a temporary mapping: allocate_high() gave no frame only a temporary mapping "
@@ -185,7 +185,7 @@ def test_temp_map_stress(boot, kernel, arch):
         seed, = kernel_u64s(snap, kernel, stress + fact(kernel, "temp_stress_seed"), 1)
         frames = kernel_u64s(snap, kernel, stress + fact(kernel, "temp_stress_frames"), STRESS_FRAMES)
         contents = [snap.read_phys(f, PAGE) if f else b"" for f in frames]
-        live = [snap.translate(area["va"][s]) for s in range(min(area["depth"], area["slots"]))]
+        live = [snap.translate(s.va) for s in area.slots if s.live]
         shared = shared_slot_problems(snap, watch, area, all_roots(snap, watch))
         reach = kernel_reach(snap, kernel)
         end = watch.checkpoint(t.guest, "ended")
@@ -208,10 +208,10 @@ def test_temp_map_stress(boot, kernel, arch):
                 data != pattern_page(want_seed + k) and f"stress frame {k} ({f:#x}), read by the grader in round {r} "
                 f"of call {stop_call}, does not hold its pattern: the fill through a temporary mapping went elsewhere")
     a, b = w["frames"][r % STRESS_FRAMES], w["frames"][(3 * r + 1) % STRESS_FRAMES]
-    if area["depth"] < 2 or w["live"][:2] != [a, b]:
+    if area.depth < 2 or w["live"][:2] != [a, b]:
         shown = ", ".join(f"{x:#x}" if x is not None else "unmapped" for x in w["live"])
         t.fail(f"in round {r} of temp_stress call {stop_call} (two guards live), the grader finds the temp-map "
-               f"slot stack {area['depth']} deep, its slots translating (live root) to [{shown}], expected "
+               f"slot stack {area.depth} deep, its slots translating (live root) to [{shown}], expected "
                f"[{a:#x}, {b:#x}]: the slots do not map the frames the guards were given")
     t.check(w["shared"] and finding_first(w["shared"], "the grader walked every root itself in the middle of the stress",
                                           4), w["hidden"])
@@ -223,10 +223,10 @@ def test_temp_map_stress(boot, kernel, arch):
     t.expect(rf"^tmstress: checksum {want:016x} proof={proof(t.token, want):016x}$",
              f"the checksum of every value read through the temporary mappings of {calls} calls (a stale "
              "translation reads another frame's word and changes it)")
-    made = w["area1"]["maps"] - w["area0"]["maps"]
+    made = w["area1"].maps - w["area0"].maps
     t.check(made < STRESS_MAPS and f"the temp-map area's own counter (read from guest RAM) grew by {made} during the "
                                    f"run, fewer than {STRESS_MAPS}: the maps were not made",
-            w["area1"]["depth"] and f"after the run the temp-map slot stack is {w['area1']['depth']} deep (read from "
+            w["area1"].depth and f"after the run the temp-map slot stack is {w['area1'].depth} deep (read from "
                                     "guest RAM): a slot leaked",
             w["irqs"] == 0 and "no timer interrupt mapped a frame inside a temp_stress call (the kernel's counter, read "
                                "from guest RAM): the stress never ran with interrupts nested in it",
@@ -423,8 +423,8 @@ def test_copy_frame(boot, kernel, arch):
             f"mapping(s) (the TempMap constructors the grader saw return) for copies that touch {len(w['high'])} "
             "frames above the window: a frame the window does not show is reached through a TempMap, one for each",
             w["guard_problem"],
-            (w["area"] is None or w["area"]["depth"] != 0) and "after copy_frame() returned, the kernel's temp-map slot "
-            f"stack is {'missing' if w['area'] is None else w['area']['depth']} deep (read from guest RAM): its guards "
+            (w["area"] is None or w["area"].depth != 0) and "after copy_frame() returned, the kernel's temp-map slot "
+            f"stack is {'missing' if w['area'] is None else w['area'].depth} deep (read from guest RAM): its guards "
             "must give their slots back")
     t.expect(rf"^copy_frame: {cases} copies from case {first}; temp-map slots live now: 0$", "the copy test's summary")
     t.success()

@@ -9,7 +9,7 @@ from pagoda_grade.derived import overcommit_versions, swap_page, value
 from pagoda_grade.labtest import holds
 from pagoda_grade.lifecycle import processes
 from pagoda_grade.proof import proof
-from pagoda_grade.swap import SwapState, SwapTest, disk_requests, image_slot, program_of, rmap_problem, yielded
+from pagoda_grade.swap import SwapTest, disk_requests, image_slot, program_of, rmap_problem, swap_state, yielded
 from pagoda_grade.symbols import fact
 from pagoda_grade.witness import PAGE, page_faults_at, pages_of
 
@@ -267,7 +267,7 @@ def test_shared_eviction(boot, kernel, arch):
     pages = t.pick("pages", 4, 16)
 
     def script(before):
-        st = SwapState(next(t.yields_of("swapfork")).snap, kernel)
+        st = swap_state(next(t.yields_of("swapfork")).snap, kernel)
         both = [ev for ev in t.watch.evictions if ev.roots == 2]
         assert len(both) == pages, (f"the child evicted {pages} frames it shared with its parent; the grader saw "
                                     f"{len(both)} evictions take both roots' mappings")

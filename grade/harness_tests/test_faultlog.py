@@ -344,7 +344,7 @@ def test_msr_ttbr_encodings_are_the_kernels(aarch64_kernel):
     from pagoda_core import kernelinfo
     elf = kernelinfo.elf(aarch64_kernel)
     text = elf.section(".text")
-    words = set(elf.words_at(text["sh_addr"], text["sh_size"] // 4))
+    words = set(elf.words_at(text.addr, text.size // 4))
     for base in faultlog.A64_MSR_TTBR:
         assert any(base + rt in words for rt in range(32)), f"no msr {faultlog.A64_MSR_TTBR[base]} in the kernel"
 

@@ -13,7 +13,7 @@ from pagoda_grade.tempmaps import GuardWatch, temp_area
 class ClearedSlots(GuardWatch):
     def ready(self, snap):
         area = temp_area(snap, self.kernel)
-        at = [snap.translate(e & ~(PAGE - 1)) + e % PAGE for e in area["entries"]]
+        at = [snap.translate(e & ~(PAGE - 1)) + e % PAGE for e in (s.entry for s in area.slots)]
         kept = [snap.read_phys(pa, 8) for pa in at]
         for pa in at:
             self.guest.write_phys(pa, bytes(8))

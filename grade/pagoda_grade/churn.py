@@ -21,10 +21,11 @@ import re
 import struct
 
 from pagoda_core.qemu import memory_mib
+from pagoda_pt import contract
+from pagoda_pt.image import CensusError, kernel_image
 
 from .processes import user_symbol
-from pagoda_pt import contract
-from .symbols import address_of, fact, symbols
+from .symbols import address_of, fact, reader
 from .witness import PAGE
 
 LABS = (3, 5, 6)   # the labs whose runs drain (conftest: Booter's drains)
@@ -140,23 +141,22 @@ def given_back_problem(kernel, arch, ram, token):
     stamp where the kernel wrote one (every frame the window reaches, and beyond it the frames the token
     samples), and be no table or user page of a root the registry lists; every frame of the first
     that the allocator's used bitmap shows free must be in the second."""
-    table = symbols(kernel)
-    offset = table[contract.KERNEL_VIRT_OFFSET]
-    phase, first, words, bits, *_ = struct.unpack("<6Q", ram.read_phys(address_of(kernel, contract.FRAME_DRAIN)
-                                                                        - offset, 48))
+    img = kernel_image(reader(kernel))     # (pagoda_pt.image: the instructor's window facts)
+    phase, first, words, bits, *_ = struct.unpack("<6Q", ram.read_phys(
+        img.must_pa(address_of(kernel, contract.FRAME_DRAIN)), 48))
     if phase != 2 or not words:
         return None
-    window, window_phys = fact(kernel, "window_base"), fact(kernel, "window_phys_base")
-    window_end = window_phys + fact(kernel, "window_size")
+    window_end = img.window[1] + img.window[2]
     try:
-        data = ram.read_phys(bits - window + window_phys, 16 * words)
-    except ValueError as e:
+        data = ram.read_phys(img.must_pa(bits, "the drains' bitmaps"), 16 * words)
+    except (ValueError, CensusError) as e:
         return f"the run's record of its frame drains ({contract.FRAME_DRAIN}) cannot be read in guest RAM: {e}"
     before = frames_of(struct.unpack(f"<{words}Q", data[:8 * words]), first)
     after = frames_of(struct.unpack(f"<{words}Q", data[8 * words:]), first)
     key, magic, sample = fnv1a(token), fact(kernel, "drain_magic"), fact(kernel, "drain_sample")
-    image = (table[contract.SECTIONS["text"][0]] - offset, table[contract.SECTIONS["data"][1]] - offset)
-    mapped = mapped_frames(kernel, arch, ram, offset)
+    sections = {s.name: s for s in img.sections}
+    image = (sections[".text"].start - img.virt_offset, sections[".data/.bss"].end - img.virt_offset)
+    mapped = mapped_frames(kernel, arch, ram, img.virt_offset)
     for f in after:
         if not ram.ram_base <= f < ram.ram_base + ram.ram_size or image[0] <= f < image[1]:
             what = "in the kernel's text or data" if image[0] <= f < image[1] else "not RAM"
@@ -175,9 +175,9 @@ def given_back_problem(kernel, arch, ram, token):
     # A frame the used bitmap shows in use is a leak the kernel owns up to: the tests' own counts in
     # that bitmap name it with its cause (exit_frees, lab 6's baseline). The drains fail a test for
     # the frames it calls free and never hands out.
-    bitmaps = address_of(kernel, contract.FRAME_BITMAPS) - offset
+    bitmaps = img.must_pa(address_of(kernel, contract.FRAME_BITMAPS))
     used_va, _, used_words = struct.unpack("<3Q", ram.read_phys(bitmaps, 24))
-    used = int.from_bytes(ram.read_phys(used_va - window + window_phys, 8 * used_words), "little")
+    used = int.from_bytes(ram.read_phys(img.must_pa(used_va), 8 * used_words), "little")
     lost = sorted(f for f in set(before) - set(after) if not used >> (f // PAGE) & 1)
     if not lost:
         return None

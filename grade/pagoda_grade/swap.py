@@ -13,9 +13,7 @@ What is read, and from where:
   - the kernel functions the grader stops at (contract.py declares them, with the arguments it
     reads there; STOPS names their roles).
 The kernel's counters (swap_info) and lines are never read."""
-import array
 import collections
-import itertools
 import os
 import re
 import struct
@@ -25,11 +23,13 @@ from pagoda_pt import aarch64 as a64
 from pagoda_pt import x86_64 as x86
 from pagoda_core import qemu
 from pagoda_pt.format import SWAP_FACTS, swap_slot
+from pagoda_pt.image import CensusError
+from pagoda_pt.swap import read_swap_state
 
 from pagoda_pt import contract as C
 from .labtest import ProcTest, holds
 from .processes import count_used, frame_bitmap, leaf_entries, registry
-from .symbols import address_of, fact, physical_of
+from .symbols import address_of, fact, reader
 from .witness import ARCHES, PAGE
 from .lifecycle import Refs, return_address
 from .watch import Watch, syscall_number
@@ -37,7 +37,6 @@ from .watch import Watch, syscall_number
 STOPS = {"disk_write": C.DISK_WRITE, "disk_read": C.DISK_READ, "evict": C.EVICT_FRAME, "clean": C.CLEAN_FRAME,
          "swap_in": C.SWAP_IN, "choose": C.CHOOSE_VICTIM, "copy": C.COPY_ON_WRITE, "kill": C.USER_FAULT,
          "call": C.DISPATCHER}
-STATE_MAGIC = b"PGSWAP\0\0"
 SECTORS_PER_SLOT = PAGE // 512
 TRACE = re.compile(rb"^virtio_blk_handle_(read|write) .*\bsector (\d+) nsectors (\d+)", re.M)
 
@@ -91,80 +90,16 @@ class Format:
 
 # ---- the swap state -------------------------------------------------------------------------
 
-class SwapState:
-    """pagoda_swap_state and what it points to, read from guest RAM at one stop."""
-
-    def __init__(self, snap, kernel):
-        at = physical_of(kernel, address_of(kernel, C.SWAP_STATE))
-        head = snap.read_phys(at, 128)
-        if head[:8] != STATE_MAGIC:
-            raise AssertionError(f"{C.SWAP_STATE} does not start with its magic (read {head[:8]!r}): the swap state "
-                                 "the grader reads is not published")
-        (self.version, self.size, self.cap, frames, self.first, self.n, nodes, self.node_count, slots,
-         self.slot_count, resident, hand, slot_hand, _, self.entry_size, self.node_size) = \
-            struct.unpack("<2I14Q", head[8:128])
-        if self.version != fact(kernel, "swap_state_version") or frames == 0:
-            raise AssertionError(f"{C.SWAP_STATE}: version {self.version}, frame table at {frames:#x}: swap is off "
-                                 "or the state is not the one the grader reads")
-        self.snap, self.kernel, self.nodes_at = snap, kernel, nodes
-        self.table = snap.read_virt(frames, self.n * self.entry_size)
-        words = array.array("H", self.table)
-        per = self.entry_size // 2
-        self.pins = words[fact(kernel, "frame_entry_pins") // 2::per]
-        self.mappings = words[fact(kernel, "frame_entry_mappings") // 2::per]
-        self.counts = array.array("H", snap.read_virt(slots, self.slot_count * 2)) if self.slot_count else []
-        self.resident, self.hand, self.slot_hand = (struct.unpack("<Q", snap.read_virt(a, 8))[0]
-                                                    for a in (resident, hand, slot_hand))
-        self._rmap_off = fact(kernel, "frame_entry_rmap")
-        self._backing_off = fact(kernel, "frame_entry_backing")
-
-    def index(self, frame):
-        i = frame // PAGE - self.first
-        return i if 0 <= i < self.n else None
-
-    def frame_at(self, index):
-        return (self.first + index) * PAGE
-
-    def _u32(self, index, offset):
-        at = index * self.entry_size + offset
-        return struct.unpack_from("<I", self.table, at)[0]
-
-    def backing(self, frame):
-        """The frame's backing slot (None: none)."""
-        i = self.index(frame)
-        b = self._u32(i, self._backing_off) if i is not None else 0
-        return b - 1 if b else None
-
-    def backings(self):
-        """{slot: [frames]} of every frame that keeps a backing slot."""
-        out = {}
-        column = array.array("I", self.table)[self._backing_off // 4::self.entry_size // 4]
-        for i in itertools.compress(range(len(column)), column):    # (most frames keep none)
-            out.setdefault(column[i] - 1, []).append(self.frame_at(i))
-        return out
-
-    def pinned(self, frame):
-        i = self.index(frame)
-        return self.pins[i] if i is not None else 0
-
-    def nodes(self, frame):
-        """[(space, root, va)] of the frame's reverse map, in its chain's order."""
-        i = self.index(frame)
-        link, out = (self._u32(i, self._rmap_off) if i is not None else 0), []
-        k = self.kernel
-        while link and len(out) <= self.node_count:
-            raw = self.snap.read_virt(self.nodes_at + (link - 1) * self.node_size, self.node_size)
-            out.append((struct.unpack_from("<Q", raw, fact(k, "rmap_node_space"))[0],
-                        struct.unpack_from("<Q", raw, fact(k, "rmap_node_root"))[0],
-                        struct.unpack_from("<Q", raw, fact(k, "rmap_node_va"))[0]))
-            link = struct.unpack_from("<I", raw, fact(k, "rmap_node_next"))[0]
-        return out
-
-    def count(self, slot):
-        return self.counts[slot] if 0 <= slot < len(self.counts) else 0
-
-    def in_use(self):
-        return sum(1 for c in self.counts if c)
+def swap_state(snap, kernel):
+    """pagoda_pt.swap's SwapState (the one reader of it) at @p snap: the kernel's symbols, the
+    instructor's facts. AssertionError when swap is off or the state is not one it reads."""
+    try:
+        st = read_swap_state(snap.read_phys, reader(kernel))
+    except CensusError as e:
+        raise AssertionError(f"{e}: the swap state the grader reads is not published") from None
+    if st is None:
+        raise AssertionError(f"{C.SWAP_STATE}: the frame table is null: swap is off")
+    return st
 
 
 # ---- the grader's view of every root --------------------------------------------------------
@@ -344,7 +279,7 @@ class SwapWatch:
         """(SwapState, World) at @p snap (read once per stop), every page mapped again checked
         (came_back()) unless @p returns is false (then the caller checks them)."""
         if getattr(snap, "_swap_look", None) is None:
-            snap._swap_look = SwapState(snap, self.kernel), World(snap, self.kernel, self.arch, self.fmt)
+            snap._swap_look = swap_state(snap, self.kernel), World(snap, self.kernel, self.arch, self.fmt)
             if returns:
                 self.came_back(snap._swap_look[1])
         return snap._swap_look
@@ -383,7 +318,7 @@ class SwapWatch:
     def counts_problem(self, st, world, writing=None):
         """The slot map against every holder the grader finds: swap entries in every root and the
         frames' backing slots; None when each count is its holders'."""
-        backings = st.backings()
+        backings = st.backers()
         holders = collections.Counter({s: len(v) for s, v in world.swapped.items()})
         for s, frames in backings.items():
             named = world.swapped.get(s)
@@ -428,9 +363,9 @@ class SwapWatch:
                 owner = next((r for r in world.labels if r == frame), None)
                 self.wrong(f"the swapper {what} frame {frame:#x}, a page table{' (the root of ' + world.who(owner) + ')' if owner else ' of a process root'}: not a user page")
             self.wrong(f"the swapper {what} frame {frame:#x}, which is not a user page: no root in the registry maps it in "
-                      f"its user half (a kernel frame, or a free one; frame table: {st.mappings[st.index(frame)] if st.index(frame) is not None else 'untracked'} mappings)")
-        if st.pinned(frame):
-            self.wrong(f"the swapper {what} frame {frame:#x} while it is pinned ({st.pinned(frame)} pins in the frame "
+                      f"its user half (a kernel frame, or a free one; frame table: {st.mappings.get(frame, 0) if st.tracks(frame) else 'untracked'} mappings)")
+        if st.pins.get(frame):
+            self.wrong(f"the swapper {what} frame {frame:#x} while it is pinned ({st.pins[frame]} pins in the frame "
                       f"table): {where(world, mappings)} maps it, and a copy or a fault is using it now")
         self.check_choice(snap, frame, st, world) if kind == "evict" else None
         nodes = st.nodes(frame)
@@ -449,7 +384,7 @@ class SwapWatch:
         problem = self.counts_problem(st, world)
         if problem:
             self.wrong(problem)
-        backing = st.backing(frame)
+        backing = st.backing.get(frame)
         self.pending = Eviction(kind, frame, snap.sp, mappings, nodes, backing, st.counts, snap.read_phys(frame, PAGE),
                                 self.disk.get(backing) if backing is not None else None, self.log_size())
         for a in self.tlb if self.watch_tlb else ():
@@ -545,7 +480,7 @@ class SwapWatch:
             return
         st, world = self.look(snap)
         e = world.entries.get((at[1], at[2] & ~(PAGE - 1)), 0)
-        if not self.fmt.present(e) or st.backing(self.fmt.frame(e)) is None:
+        if not self.fmt.present(e) or st.backing.get(self.fmt.frame(e)) is None:
             return
         region = self.region_of(snap, at[1], at[2])
         if region is not None:
@@ -555,7 +490,7 @@ class SwapWatch:
                           f"[{region.start:#x}, {region.end:#x}) is {want} (the process's record, guest RAM): a page "
                           "comes back with its region's permissions")
         if self.fmt.dirty(e):
-            self.wrong(f"swap_in() kept slot {st.backing(self.fmt.frame(e))} as the backing of frame "
+            self.wrong(f"swap_in() kept slot {st.backing.get(self.fmt.frame(e))} as the backing of frame "
                       f"{self.fmt.frame(e):#x} but mapped {at[2]:#x} dirty (entry {e:#x}): a page not written since "
                       "it came back would be written again at its next eviction (map it clean)")
 
@@ -645,7 +580,7 @@ class SwapWatch:
         fault under way copies (the last fault of the log, in the live root). Every other mapping
         is marked used, that frame's marks are cleared, and the hand is put on it."""
         st, world = self.look(snap)
-        target = next((st.frame_at(i) for i in range(st.n) if st.pins[i] and st.mappings[i]), None)
+        target = next((f for f in sorted(st.pins) if st.mappings.get(f)), None)
         if target is None:
             events = self.guest.log_events()
             last = events[-1] if events else None
@@ -662,9 +597,7 @@ class SwapWatch:
             want = e & ~bit if self.fmt.frame(e) == target else e | bit
             if want != e:
                 self.guest.write_phys(world.at[(root, va)], struct.pack("<Q", want))
-        at = physical_of(self.kernel, address_of(self.kernel, C.SWAP_STATE))
-        hand_va = struct.unpack("<Q", snap.read_phys(at + 88, 8))[0]
-        snap.write_virt(hand_va, struct.pack("<Q", st.index(target)))
+        snap.write_virt(st.hand_at, struct.pack("<Q", st.index(target)))
         snap._swap_look = None
 
     def pending_choice(self):
@@ -699,8 +632,8 @@ class SwapWatch:
         for frame, maps in world.mapped.items():
             used[frame] = any(self.fmt.accessed(e) for _, _, e in maps)
             dirty[frame] = any(self.fmt.dirty(e) for _, _, e in maps)
-        n, hand = st.n, st.hand
-        held = set(itertools.compress(range(n), st.mappings)) - set(itertools.compress(range(n), st.pins))
+        n, hand = st.frame_count, st.hand
+        held = {st.index(f) for f in st.mappings if f not in st.pins}
         candidates = sorted(held, key=lambda i: (i - hand) % n)     # (from the hand on, round)
         cleared, victim, turn = set(), None, None
         for turn in range(4):
@@ -708,7 +641,7 @@ class SwapWatch:
                 f = st.frame_at(i)
                 u = used.get(f, False) and f not in cleared
                 if turn % 2 == 0:
-                    if not u and st.backing(f) is not None and not dirty.get(f, True):
+                    if not u and f in st.backing and not dirty.get(f, True):
                         victim = i
                         break
                 elif u:
@@ -764,7 +697,7 @@ class SwapWatch:
             why = []
             for f, label in ((c["frame"], "the grader's"), (frame, "the kernel's")):
                 why.append(f"{label} {f:#x}: used={c['used'].get(f)}, dirty={c['dirty'].get(f)}, "
-                           f"backed={c['st'].backing(f) is not None}")
+                           f"backed={f in c['st'].backing}")
             self.wrong(f"the clock's victim is frame {frame:#x} (entry {i}), but the grader's recomputation from guest "
                       f"RAM (hand at entry {c['hand']}, the accessed and dirty state of every mapping in every root, the "
                       f"backing slots, the pins) takes frame {c['frame']:#x} (entry {c['victim']}) in turn "
@@ -817,7 +750,7 @@ def baseline(guest, kernel, watch, before):
     (the slot map) against @p before's; the first difference raises."""
     end = watch.checkpoint(guest, "ended")
     bitmap = frame_bitmap(end, kernel)
-    st = SwapState(end, kernel)
+    st = swap_state(end, kernel)
     was, now = count_used(before, *bitmap)[0], count_used(end, *bitmap)[0]
     used = st.in_use()
     if used:
@@ -855,9 +788,9 @@ def rmap_problem(snap, kernel, st, world):
                     + f" (the grader's reverse map, every root walked: {len(ours)} mappings; the table's: {len(theirs)})")
         if refs.count(frame) != len(maps):
             return f"frame {frame:#x} is mapped {len(maps)} times but its reference count is {refs.count(frame)}"
-    for i in range(st.n):
-        if st.mappings[i] and st.frame_at(i) not in world.mapped:
-            return (f"the frame table's reverse map records {st.mappings[i]} mappings of frame {st.frame_at(i):#x}, "
+    for frame, count in sorted(st.mappings.items()):
+        if frame not in world.mapped:
+            return (f"the frame table's reverse map records {count} mappings of frame {frame:#x}, "
                     "which no root maps")
     return None
 

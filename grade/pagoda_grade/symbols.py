@@ -321,14 +321,10 @@ def read_only_image(kernel):
     that the loader places and nothing may write: its code and read-only data (allocated, with
     contents, not writable), but for the boot stub's (.boot*: its frames are given to the
     allocator once the kernel runs high)."""
-    from elftools.elf.constants import SH_FLAGS
-    out = []
-    for s in elffile.elf(kernel).file.iter_sections():
-        flags = s["sh_flags"]
-        if (s["sh_type"] == "SHT_PROGBITS" and s["sh_size"] and flags & SH_FLAGS.SHF_ALLOC
-                and not flags & SH_FLAGS.SHF_WRITE and not s.name.startswith(".boot")):
-            out.append((s.name, s["sh_addr"], physical_of(kernel, s["sh_addr"]), s.data()))
-    return tuple(out)
+    e = elffile.elf(kernel)
+    return tuple((s.name, s.addr, physical_of(kernel, s.addr), e.contents(s)) for s in e.sections
+                 if s.kind == "SHT_PROGBITS" and s.size and s.flags & elffile.SHF_ALLOC
+                 and not s.flags & elffile.SHF_WRITE and not s.name.startswith(".boot"))
 
 
 def image_change(kernel, read_phys):

@@ -6,10 +6,13 @@ docs/grader.md, "Lab 4"."""
 import struct
 
 from pagoda_pt import contract
+from pagoda_pt.image import CensusError
+from pagoda_pt.tempmap import read_temp_area
+
 from .lifecycle import return_address
 from .processes import KernelReach, process_roots
 from .proof import MASK64, splitmix
-from .symbols import address_of, fact, physical_of
+from .symbols import address_of, fact, physical_of, reader
 from .witness import ARCHES, PAGE
 
 WORDS = PAGE // 8
@@ -65,19 +68,12 @@ def kernel_u64s(snap, kernel, va, count):
 
 
 def temp_area(snap, kernel):
-    """The state of the temp-map area the kernel uses (TempMapArea::s_current), read from guest
-    RAM at the field offsets the kernel exports: None when there is none."""
-    (area,) = kernel_u64s(snap, kernel, address_of(kernel, contract.TEMP_AREA), 1)
-    if area == 0:
-        return None
-    slots = fact(kernel, "temp_map_slots")
-    f = {k: fact(kernel, f"temp_map_{k}_offset") for k in ("entries", "frames", "cpu", "depth", "maps")}
-    at = physical_of(kernel, area)
-    u64s = lambda off, n=1: struct.unpack(f"<{n}Q", snap.read_phys(at + off, 8 * n))
-    cpu, = u64s(f["cpu"])
-    return dict(slots=slots, cpu=cpu, depth=u64s(f["depth"])[0], maps=u64s(f["maps"])[0],
-                entries=u64s(f["entries"], slots), frames=u64s(f["frames"], slots),
-                va=[fact(kernel, "temp_map_base") + (cpu * slots + s) * PAGE for s in range(slots)])
+    """The temp-map area the kernel uses (pagoda_pt.tempmap, the one reader of it) at @p snap,
+    with the instructor's facts: None when there is none yet."""
+    try:
+        return read_temp_area(snap.read_phys, reader(kernel))
+    except CensusError as e:
+        raise AssertionError(str(e)) from None
 
 
 def shared_slot_problems(snap, watch, area, roots):
@@ -104,8 +100,7 @@ def slot_entry_problems(snap, kernel, arch, kernel_root, area, roots):
         return problems + ["the kernel has no temp-map area (TempMapArea::s_current is null)"]
     walked = roots if one_root else {None: "the live TTBR1 tree"}
     top = fact(kernel, "levels")
-    for slot in range(area["slots"]):
-        va, entry_va = area["va"][slot], area["entries"][slot]
+    for slot, va, entry_va in ((s.index, s.va, s.entry) for s in area.slots):
         entry_page = snap.translate(entry_va & ~(PAGE - 1), kroot)
         if entry_page is None:
             problems.append(f"slot {slot}'s entry pointer {entry_va:#x} is not mapped in the kernel root")
@@ -196,7 +191,8 @@ class GuardWatch:
         self.guards += 1
         where = (f"where TempMap's constructor for frame {frame:#x} returned ({snap.symbol(snap.pc) or hex(snap.pc)}), "
                  "its mapping ready for use")
-        slots = (temp_area(snap, self.kernel) or {}).get("va", [])
+        area = temp_area(snap, self.kernel)
+        slots = [s.va for s in area.slots] if area else []
         self.problem = self.problem or root_problem(snap, self.kernel, self.kernel_roots, where) or (
             None if any(snap.translate(va) == frame for va in slots) else
             f"{where}, no temp-map slot of the live root {snap.root:#x} maps that frame (the grader walked the "
@@ -307,7 +303,7 @@ def probe_live_problems(snap, kernel, arch, guards, frames, area):
     vas = [va for va, _ in guards]
     if area is None:
         return ["the kernel has no temp-map area (TempMapArea::s_current is null)"]
-    expected = area["va"]
+    expected = [s.va for s in area.slots]
     if len(set(vas)) < len(vas):
         shared = sorted({va for va in vas if vas.count(va) > 1})
         problems.append(f"nesting reused a live slot: with three guards live (frames {', '.join(f'{f:#x}' for f in frames)}) "
@@ -334,8 +330,8 @@ def probe_live_problems(snap, kernel, arch, guards, frames, area):
             problems.append(f"temp-map slot {i} ({va:#x}) maps its frame {w.perms.rwx()}"
                             f"{' user' if w.perms.user else ''}: a slot's entry is kernel data (rw-, no execute, "
                             "no user access)")
-    if area["depth"] != len(guards):
-        problems.append(f"with {len(guards)} guards live the kernel's slot stack is {area['depth']} deep (read from "
+    if area.depth != len(guards):
+        problems.append(f"with {len(guards)} guards live the kernel's slot stack is {area.depth} deep (read from "
                         "guest RAM)")
     return problems
 

@@ -23,6 +23,7 @@ _NAMES = struct.Struct("<QQ")        # FactNames: rows, count
 _ROW = struct.Struct("<QQQ")         # FactName: key, mnemonic, name
 # More rows than this is no table of names (a damaged ELF, or a symbol that is something else).
 MAX_ROWS = 4096
+SHF_WRITE, SHF_ALLOC = 1, 2     # a section's flags (Section.flags)
 
 
 class ElfError(Exception):
@@ -42,6 +43,17 @@ class Segment:
     @property
     def perms(self):
         return ("r" if self.flags & 4 else "-") + ("w" if self.flags & 2 else "-") + ("x" if self.flags & 1 else "-")
+
+
+@dataclass(frozen=True)
+class Section:
+    """A section header: where the section is linked and where the file holds its bytes."""
+    name: str
+    addr: int
+    offset: int
+    size: int
+    flags: int        # SHF_WRITE 1, SHF_ALLOC 2, SHF_EXECINSTR 4
+    kind: str         # its sh_type: "SHT_PROGBITS", "SHT_NOBITS", ...
 
 
 class Elf:
@@ -78,21 +90,25 @@ class Elf:
         if not self.segments:
             raise self.Error(f"{path} has nothing to load (no PT_LOAD segment)")
 
-    def section(self, name):
-        """The pyelftools section called @p name (its header: section['sh_addr'], ...), or None."""
-        return self.file.get_section_by_name(name)
-
     @functools.cached_property
-    def _contents(self):
-        """(address, file offset, size) of every section the image holds bytes of."""
-        return [(s["sh_addr"], s["sh_offset"], s["sh_size"]) for s in self.file.iter_sections()
-                if s["sh_type"] != "SHT_NOBITS" and s["sh_addr"]]
+    def sections(self):
+        """Every section header (Section), in the file's order."""
+        return tuple(Section(s.name, s["sh_addr"], s["sh_offset"], s["sh_size"], s["sh_flags"], s["sh_type"])
+                     for s in self.file.iter_sections())
+
+    def section(self, name):
+        """The Section called @p name, or None."""
+        return next((s for s in self.sections if s.name == name), None)
+
+    def contents(self, section):
+        """The bytes the file holds of @p section (a Section)."""
+        return self.data[section.offset:section.offset + section.size]
 
     def _offset(self, va, size):
         """The file offset of the @p size bytes at virtual address @p va, or None when they are
         not all in one section with contents."""
-        return next((offset + va - addr for addr, offset, length in self._contents
-                     if addr <= va and va + size <= addr + length), None)
+        return next((s.offset + va - s.addr for s in self.sections
+                     if s.kind != "SHT_NOBITS" and s.addr and s.addr <= va and va + size <= s.addr + s.size), None)
 
     def _cstring(self, offset):
         return self.data[offset:self.data.index(b"\0", offset)].decode(errors="replace")
@@ -131,7 +147,7 @@ class Elf:
     def symbols(self):
         """{name: value} of the symbol table (.symtab, names as the linker has them; empty when
         stripped)."""
-        table = self.section(".symtab")
+        table = self.file.get_section_by_name(".symtab")
         return {} if table is None else {s.name: s["st_value"] for s in table.iter_symbols() if s.name}
 
     def load_end(self, ram_base=0):

@@ -34,7 +34,7 @@ def selftests(kernel):
     sec = e.section(SELFTEST_SECTION)
     if sec is None:
         return []
-    data = sec.data()
+    data = e.contents(sec)
     return [e.string_at(name) for name, _ in SELFTEST_ENTRY.iter_unpack(data[:len(data) // 16 * 16])]
 
 

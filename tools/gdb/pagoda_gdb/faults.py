@@ -920,7 +920,7 @@ def _kernel_map_story(arch, lines):
     root does not map it; None when neither finds anything, or the active root is none the kernel
     published or the boot stub's own (roots.kernel_map_live)."""
     import gdb
-    from pagoda_pt.diagnose import device_at, image_permission_problem, load_segments
+    from pagoda_pt.diagnose import device_at, image_permission_problem
     from pagoda_pt.roots import kernel_map_live, root_label
     from . import kernel
     from .paging import active_root, walk_address
@@ -929,15 +929,13 @@ def _kernel_map_story(arch, lines):
         return None
     start = kernel.symbol_address(C.KERNEL_START)
     path = gdb.current_progspace().filename
-    segments = []
-    if path and start is not None:
-        with open(path, "rb") as f:
-            head = f.read(4096)
-        for seg in load_segments(head):
-            if seg["vaddr"] >= start and seg["memsz"]:
-                end = (seg["vaddr"] + seg["memsz"] + PAGE - 1) & ~(PAGE - 1)
-                segments.append((seg["vaddr"] & ~(PAGE - 1), end, "%s%s%s" % (
-                    "r" if seg["read"] else "-", "w" if seg["write"] else "-", "x" if seg["execute"] else "-")))
+    elffile = kernel.core_module("elffile")
+    try:
+        loaded = elffile.elf(path).segments if path and start is not None else ()
+    except elffile.ElfError:
+        loaded = ()
+    segments = [(seg.vaddr & ~(PAGE - 1), (seg.vaddr + seg.memsz + PAGE - 1) & ~(PAGE - 1), seg.perms)
+                for seg in loaded if seg.vaddr >= start and seg.memsz]
     guard = kernel.symbol_address(C.BOOT_STACK_GUARD)
     bits = target.pa_bits(arch)[0]
     with target.physical_memory() as read_phys:
@@ -983,13 +981,11 @@ def _in_user_fault():
 
 
 PROGRAM_BEGIN = "pagoda_program_%s_begin"   # cmake/user.cmake: each embedded program's ELF file
-ELF_HEADERS_READ = 4096                        # the ELF header and its program headers
 
 
 def _program_segments(name):
     """The load segments of the embedded program called @p name (the process's name), read from
-    the kernel image at its physical address (pagoda_pt.diagnose.load_segments), or None."""
-    from pagoda_pt.diagnose import load_segments
+    the kernel image at its physical address (pagoda_core.elffile.Segment), or None."""
     from . import kernel
     try:
         begin = kernel.symbol_address(PROGRAM_BEGIN % name) if re.fullmatch(r"[A-Za-z0-9_]+", name) else None
@@ -998,7 +994,8 @@ def _program_segments(name):
         if pa is None or end is None or end <= begin:
             return None
         with target.physical_memory() as read_phys:
-            return load_segments(bytes(read_phys(pa, min(ELF_HEADERS_READ, end - begin))))
+            data = bytes(read_phys(pa, end - begin))
+        return kernel.core_module("elffile").Elf(name, data).segments
     except Exception:  # noqa: BLE001 - an addition: never lose fault-why's own lines to it
         return None
 

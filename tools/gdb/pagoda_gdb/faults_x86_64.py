@@ -10,11 +10,12 @@ Everything read through virtual addresses (the frame, instructions) is read befo
 physical-memory mode is switched on for the walks.
 """
 
+from dataclasses import replace
+
 import gdb
 
 from pagoda_pt import contract as C
-from pagoda_pt.diagnose_x86_64 import (TRAP_FRAME_FIELDS, KernelImage, TrapFrameAt, X86Facts,
-                                       explain_with_fault)
+from pagoda_pt.diagnose_x86_64 import TRAP_FRAME_FIELDS, TrapFrameAt, X86Facts, explain_with_fault
 
 from . import faults, kernel, session, target
 from .faults import qemu_log_story
@@ -64,10 +65,7 @@ def _trap():
 
 def _image():
     layout = kernel.image()
-    if layout is None:
-        return None
-    return KernelImage(layout.start, layout.end, layout.virt_offset, layout.text_start,
-                       layout.text_end, kernel.symbol_address(C.X86.VECTOR_STUBS), layout.sections)
+    return None if layout is None else replace(layout, trap_entry=kernel.symbol_address(C.X86.VECTOR_STUBS))
 
 
 def kernel_stacks():

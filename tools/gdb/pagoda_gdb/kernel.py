@@ -2,7 +2,7 @@
 it publishes (kernel/mm/space/debug_roots.hpp, read with pagoda_pt.roots).
 
   symbol_address(name)   the address of a symbol (assembly labels included), or None
-  image()                the linker script's bounds: start, end, virt_offset, text, sections
+  image()                the image's layout (pagoda_pt.image): bounds, virt_offset, sections
   image_phys(va)         the physical address of a kernel-image address (link map, no walk)
   published_roots(read_phys)  (RootTable or None, note): the roots the kernel published
   names()                the kernel's tables of names (pagoda_pt.kernelnames), read from its ELF
@@ -15,11 +15,10 @@ through the active root: a root that lacks the kernel half is exactly when it is
 import functools
 import importlib.util
 import os
-from dataclasses import dataclass
-
 import gdb
 
 from pagoda_pt import contract as C
+from pagoda_pt.image import read_image
 from pagoda_pt.isa import isa
 from pagoda_pt.kernelnames import NO_NAMES, KernelNames
 from pagoda_pt.roots import RegistryError, read_root_table
@@ -60,42 +59,14 @@ def symbol_address(name):
         return None
 
 
-# The sections the linker script bounds with symbols (arch/x86_64/kernel.ld): what a kernel maps
-# one by one with its own permissions.
-SECTIONS = ((".text",) + C.SECTIONS["text"], (".rodata",) + C.SECTIONS["rodata"], (".data/.bss",) + C.SECTIONS["data"])
-
-
-@dataclass
-class Image:
-    start: int
-    end: int
-    virt_offset: int
-    text_start: int
-    text_end: int
-    sections: tuple = ()    # ((name, start, end), ...)
-
-    def phys(self, va):
-        """The physical address of @p va when it lies in the image, else None."""
-        return va - self.virt_offset if self.start <= va < self.end else None
-
-
 def image():
-    """The kernel image's bounds from the linker script's symbols, or None (not our kernel)."""
-    names = (C.KERNEL_START, C.KERNEL_END, C.KERNEL_VIRT_OFFSET) + C.SECTIONS["text"]
-    values = [symbol_address(name) for name in names]
-    if None in values:
-        return None
-    sections = []
-    for name, start, end in SECTIONS:
-        bounds = symbol_address(start), symbol_address(end)
-        if None not in bounds and bounds[0] < bounds[1]:
-            sections.append((name,) + bounds)
-    return Image(*values, sections=tuple(sections))
+    """The kernel image's layout (pagoda_pt.image.KernelImage), or None (not our kernel)."""
+    return read_image(symbol_address)
 
 
 def image_phys(va):
     layout = image()
-    return layout.phys(va) if layout is not None else None
+    return layout.phys_of(va) if layout is not None else None
 
 
 def published_roots(read_phys):

@@ -1,8 +1,8 @@
 """tmpmap: the temporary-mapping slots of lab 4 (kernel/mm/tempmap/temp_map.hpp), and what fault-why
 adds when a fault lies in their area.
 
-The slots are read from the kernel's own TempMapArea (TempMapArea::s_current, through its debug
-information): how deep the stack is, the frame each live slot maps and the kernel address of its
+The slots are read from the kernel's own TempMapArea (TempMapArea::s_current, in guest RAM, by
+pagoda_pt.tempmap, the grader's reader too): how deep the stack is, the frame each live slot maps and the kernel address of its
 page-level entry. Each slot's address is walked in the active root, so a slot whose entry is not
 the one the root walks (written into a table the live root does not use) shows at once. A
 slot's owner is the TempMap guard that holds it, found among the locals of the stopped call
@@ -11,49 +11,25 @@ stack when the compiler kept them ("?" otherwise).
 import gdb
 
 from pagoda_pt import contract as C
+from pagoda_pt.image import CensusError
 from pagoda_pt.model import PAGE_SIZE_4K as PAGE
+from pagoda_pt.tempmap import read_temp_area
 
 from . import kernel, target
 from .args import parse
 from .registry import CommandError, PagodaCommand, command, out
 
 ADDR = "0x%016x"
-MASK64 = (1 << 64) - 1
-
-
-def _u64(value):
-    """An integer from a gdb.Value: a number, a pointer, or a PhysAddr/VirtAddr (value_)."""
-    kind = value.type.strip_typedefs()
-    if kind.code == gdb.TYPE_CODE_STRUCT:
-        return int(value["value_"]) & MASK64
-    return int(value) & MASK64
-
-
-def _fact(name):
-    address = kernel.symbol_address(C.fact_symbol(name))
-    if address is None:
-        raise CommandError("this kernel exports no fact %s: it has no temp-map area (lab 4)" % name)
-    return address
 
 
 def read_area():
-    """The state of the temp-map area the kernel uses: a dict, or None before vm::init() made it.
-    CommandError when the kernel has no temporary mappings at all."""
+    """The temp-map area the kernel uses (pagoda_pt.tempmap.TempArea), None before vm::init()
+    made it. CommandError when the kernel has no temporary mappings at all."""
     try:
-        pointer = gdb.parse_and_eval(C.TEMP_AREA)
-    except gdb.error:
-        raise CommandError("this kernel has no temporary mappings (no %s)" % C.TEMP_AREA) from None
-    if int(pointer) == 0:
-        return None
-    area = pointer.dereference()
-    slots = _fact("temp_map_slots")
-    cpu = int(area["cpu_"])
-    base = _fact("temp_map_base")
-    return dict(slots=slots, cpu=cpu, depth=int(area["depth_"]), maps=int(area["maps_"]),
-                ready=int(area["tlb_"]) != 0,
-                frames=[_u64(area["frames_"][i]) for i in range(slots)],
-                entries=[_u64(area["entries_"][i]) for i in range(slots)],
-                va=[base + (cpu * slots + s) * PAGE for s in range(slots)])
+        with target.physical_memory() as read_phys:
+            return read_temp_area(read_phys, kernel.symbol_address)
+    except CensusError as err:
+        raise CommandError(str(err)) from None
 
 
 def _function_of(block, frame):
@@ -110,14 +86,13 @@ def slot_report(arch, regs, area, slot, who=None):
     """(line, problem): one slot as tmpmap prints it, and a sentence when its address does not
     translate to its frame through its own entry in the active root."""
     from .paging import walk_address
-    va = area["va"][slot]
-    live = slot < area["depth"]
+    va, live = area.slots[slot].va, area.slots[slot].live
     w = walk_address(arch, regs, va)
     walked = w.levels[-1].entry_pa if w.levels else None
-    written = entry_physical(arch, regs, area["entries"][slot])
+    written = entry_physical(arch, regs, area.slots[slot].entry)
     problem = None
     if live:
-        frame = area["frames"][slot]
+        frame = area.slots[slot].frame
         state = "live  frame %s" % (ADDR % frame)
         if written is not None and walked != written:
             problem = ("its entry is written at PA %s, but the active root walks %s for it (%s): the slot's entry "
@@ -152,16 +127,16 @@ def describe_fault(arch, regs, address):
     if area is None:
         return ["  temp-map   %s is in the temp-map area, which the kernel has not made yet" % (ADDR % address)]
     index = (address - base) // PAGE
-    slot, cpu = index % area["slots"], index // area["slots"]
-    if cpu != area["cpu"]:
+    slot, cpu = index % len(area.slots), index // len(area.slots)
+    if cpu != area.cpu:
         return ["  temp-map   %s is slot %d of CPU %d, not this CPU's area" % (ADDR % address, slot, cpu)]
     line, problem = slot_report(arch, regs, area, slot, owners())
     where = "temp-map slot %d of CPU %d" % (slot, cpu)
-    if slot >= area["depth"]:
+    if not area.slots[slot].live:
         verdict = ("%s is %s, which is free (%d live): a pointer kept after its TempMap guard released the slot"
-                   % (ADDR % address, where, area["depth"]))
+                   % (ADDR % address, where, area.depth))
     else:
-        verdict = "%s is %s, live (frame %s): %s" % (ADDR % address, where, ADDR % area["frames"][slot],
+        verdict = "%s is %s, live (frame %s): %s" % (ADDR % address, where, ADDR % area.slots[slot].frame,
                                                      problem or "its mapping looks right now")
     return ["  temp-map   " + line.strip(), "verdict: " + verdict]
 
@@ -186,7 +161,7 @@ mapped, is named below the table."""
         target.require_stopped()
         arch = target.current_arch()
         area = read_area()
-        if area is None or not area["ready"]:
+        if area is None:
             raise CommandError("the temp-map area is not made yet (vm::init() makes it; lab 4)")
         regs = target.paging_regs(arch)
         reason = target.paging_off_reason(arch, regs)
@@ -194,10 +169,10 @@ mapped, is named below the table."""
             raise CommandError(reason)
         who = owners()
         out("temp-map slots of CPU %d: %d live of %d; %d maps since boot" % (
-            area["cpu"], area["depth"], area["slots"], area["maps"]))
+            area.cpu, area.depth, len(area.slots), area.maps))
         out("  %4s  %-18s  %-28s %-40s %s" % ("SLOT", "VA", "STATE", "OWNER", "ENTRY"))
         problems = []
-        for slot in range(area["slots"]):
+        for slot in range(len(area.slots)):
             line, problem = slot_report(arch, regs, area, slot, who)
             out(line)
             if problem:

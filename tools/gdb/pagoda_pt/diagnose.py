@@ -8,7 +8,6 @@
   fork_copied_nothing  a forked child whose root holds nothing of its parent's user half
   foreign_root         a process that faulted in user mode on another process's root
   answered_before      how often QEMU's log shows the fault being killed now answered first
-  load_segments        a program's ELF load segments, for comparing the loader's record with them
   refused_what_record_allows  the kernel's own decision, asked at a kill, refusing a covered address
   allowed_what_record_refuses the same decision allowing what the record refuses
   record_against_pages  a process's VMAs against the pages its root maps (a merge of different
@@ -322,7 +321,7 @@ def user_fault_decision(vmas: list, address: int, write: bool, fetch: bool, mapp
     fault (the instruction at @p pc, the same page, the same state) answered before
     (answered_before): a fault the record refuses that was answered first is the decision's bug,
     not the program's (it let through what it now refuses). @p segments: the program's ELF load
-    segments (load_segments): a refused address in one of them that the record leaves out or
+    segments (pagoda_core.elffile.Segment: vaddr, memsz, filesz, perms): a refused address in one of them that the record leaves out or
     grants other permissions is the loader's record, not the program. @p heap: (heap_start, brk)
     of the process's record: a refused address below the break that no VMA covers is the heap's
     region cut short by brk (heap_short_of_break), the kernel's bug. @p swapped: (slot, its count in
@@ -393,40 +392,13 @@ def refused_what_record_allows(who: str, address: int, refusal: str, vma: dict,
 
 # ---- the loader's record against the program's ELF -------------------------------------------
 
-PT_LOAD = 1
-PF_X, PF_W, PF_R = 1, 2, 4
-
-
-def load_segments(elf: bytes) -> list:
-    """The PT_LOAD segments of an ELF64 little-endian file's program headers (@p elf holds at
-    least the header and the program header table), as dicts: vaddr, memsz, filesz, read, write,
-    execute. [] for anything that is not such a file."""
-    if len(elf) < 64 or elf[:4] != b"\x7fELF" or elf[4] != 2 or elf[5] != 1:
-        return []
-    phoff = int.from_bytes(elf[0x20:0x28], "little")
-    entsize = int.from_bytes(elf[0x36:0x38], "little")
-    count = int.from_bytes(elf[0x38:0x3A], "little")
-    segments = []
-    for i in range(count):
-        at = phoff + i * entsize
-        ph = elf[at:at + 56]
-        if entsize < 56 or len(ph) < 56 or int.from_bytes(ph[0:4], "little") != PT_LOAD:
-            continue
-        flags = int.from_bytes(ph[4:8], "little")
-        segments.append({"vaddr": int.from_bytes(ph[16:24], "little"),
-                         "filesz": int.from_bytes(ph[32:40], "little"),
-                         "memsz": int.from_bytes(ph[40:48], "little"),
-                         "read": bool(flags & PF_R), "write": bool(flags & PF_W), "execute": bool(flags & PF_X)})
-    return segments
-
-
 def _perms(d: dict) -> str:
     return ("r" if d["read"] else "-") + ("w" if d["write"] else "-") + ("x" if d["execute"] else "-")
 
 
-def _segment_text(seg: dict) -> str:
+def _segment_text(seg) -> str:
     return "[%#x, %#x) %s (file size %#x, memory size %#x)" % (
-        seg["vaddr"], seg["vaddr"] + seg["memsz"], _perms(seg), seg["filesz"], seg["memsz"])
+        seg.vaddr, seg.vaddr + seg.memsz, seg.perms, seg.filesz, seg.memsz)
 
 
 def _segment_story(segments: list, vmas: list, address: int, page: int, who: str) -> Optional[str]:
@@ -436,17 +408,16 @@ def _segment_story(segments: list, vmas: list, address: int, page: int, who: str
     the same: the rule is for the kill, and programs do not unmap their own image.)"""
     def up(x):
         return (x + page - 1) & ~(page - 1)
-    seg = next((g for g in segments if g["memsz"] and
-                g["vaddr"] & ~(page - 1) <= address < up(g["vaddr"] + g["memsz"])), None)
+    seg = next((g for g in segments if g.memsz and g.vaddr & ~(page - 1) <= address < up(g.vaddr + g.memsz)), None)
     if seg is None:
         return None
     if any(v["start"] <= address < v["end"] for v in vmas):
         # Covered: a refusal by the VMA's permissions (which mprotect may have changed) is not
         # the loader's to answer for.
         return None
-    start = seg["vaddr"] & ~(page - 1)
+    start = seg.vaddr & ~(page - 1)
     own = next((v for v in vmas if v["start"] <= start < v["end"]), None)
-    if own is not None and seg["filesz"] < seg["memsz"] and own["end"] == up(seg["vaddr"] + seg["filesz"]):
+    if own is not None and seg.filesz < seg.memsz and own["end"] == up(seg.vaddr + seg.filesz):
         return ("the loader recorded the file size, not the memory size: the load segment %s of %s's "
                 "program has the VMA %s, which ends where the segment's file bytes end, so %#x (its "
                 "zero-filled bss, past the file bytes) is in no VMA and is refused"

@@ -24,6 +24,7 @@ from . import contract as C, x86_64
 from .diagnose import (RANK_NOT_LIVE_USER_ADDRESS, Explanation, Finding, KernelAccess, LogStory, Roots, SyscallAt,
                        denying_levels, function_name, not_live_user_address, on_behalf_findings, user_trap_line)
 from .format import format_gp_error, format_pf_error, format_walk
+from .image import KernelImage
 from .model import PAGE_SIZE_4K, Walk
 from .regs import CR0_PE, EFER_LMA, decode_gp_error, decode_pf_error, paging_mode
 from .roots import MISSING, RootTable, top_level, top_level_problem
@@ -153,36 +154,11 @@ def trap_frame_problems(fields: dict, gdt_limit: Optional[int] = None) -> list[s
 
 # ---- facts -----------------------------------------------------------------------------------
 
-@dataclass
-class KernelImage:
-    """Where the kernel is linked: [start, end) at virtual = physical + virt_offset (the linker
-    script's __kernel_start/__kernel_end/__kernel_virt_offset), its text, the trap entry
-    stubs (x86_vector_stubs, 16 bytes per vector) and its sections (text, rodata, data)."""
-
-    start: int
-    end: int
-    virt_offset: int
-    text_start: int = 0
-    text_end: int = 0
-    trap_entry: Optional[int] = None
-    sections: tuple = ()     # ((name, start, end), ...): the linker script's section bounds
-
-    def section_of(self, va: int) -> Optional[tuple]:
-        """(name, start, end) of the section that holds @p va, or None."""
-        for section in self.sections:
-            if section[1] <= va < section[2]:
-                return section
-        return None
-
-    def phys_of(self, va: int) -> Optional[int]:
-        if self.start <= va < self.end:
-            return va - self.virt_offset
-        return None
-
-    def stub_vector(self, va: int) -> Optional[int]:
-        if self.trap_entry is not None and self.trap_entry <= va < self.trap_entry + 16 * VECTORS:
-            return (va - self.trap_entry) // 16
-        return None
+def stub_vector(image, va: int) -> Optional[int]:
+    """The vector whose entry stub (x86_vector_stubs, 16 bytes each) holds @p va, or None."""
+    if image is not None and image.trap_entry is not None and image.trap_entry <= va < image.trap_entry + 16 * VECTORS:
+        return (va - image.trap_entry) // 16
+    return None
 
 
 @dataclass
@@ -955,8 +931,7 @@ class _Explainer:
         """Without a log, a machine interrupted on its own #PF entry with CR2 = RIP is in a
         #PF loop: every exception it delivers faults again at the handler."""
         f = self.f
-        image = f.image
-        vector = image.stub_vector(rip) if image else None
+        vector = stub_vector(f.image, rip)
         if f.log is None and vector is not None and self.cr2 == rip and f.stop != "SIGQUIT":
             self.ex.context.append("the CPU is faulting on the first instruction of the %s "
                                    "handler (RIP = CR2 = %#x): an exception loop, not a "

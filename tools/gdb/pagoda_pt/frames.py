@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from . import contract as C
+from .image import CensusError, kernel_image
 from .isa import isa
 from .model import PAGE_SIZE_4K, read_table
 from .roots import RegistryError, read_root_table
@@ -53,12 +54,6 @@ DIGITS = "0123456789abcdefghijlmnopqrstuvwxyz"   # no k: that is the kernel's
 
 BOUNDARY_FRAMES = 512
 
-
-class CensusError(Exception):
-    """The kernel does not publish what the census needs (a message the user can act on)."""
-
-
-# ---- walking every table of a root --------------------------------------------------------------
 
 def lower_half(read_phys, root: int):
     """A reader that shows the root table at @p root with its upper half (x86_64's kernel half,
@@ -218,33 +213,6 @@ def _nonzero_u16s(data: bytes, chunk: int = 4096):
                 yield at // 2 + k, value
 
 
-def _require(symbol: Symbol, name: str) -> int:
-    value = symbol(name)
-    if value is None:
-        raise CensusError("this kernel has no %s symbol (the census needs it)" % name)
-    return value
-
-
-def kernel_addresses(symbol: Symbol):
-    """(image_phys(name), window_pa(va)): the physical address of the kernel symbol @p name (the
-    image's link map), and of a kernel pointer @p va: into the image (its link map), else into
-    the window (below the window: a kernel that still reaches RAM through the identity map, lab
-    1's, whose pointers are physical). CensusError when the kernel lacks the symbols they need."""
-    offset = _require(symbol, C.KERNEL_VIRT_OFFSET)
-    window = _require(symbol, C.fact_symbol("window_base"))
-    window_phys = _require(symbol, C.fact_symbol("window_phys_base"))
-    image = symbol(C.KERNEL_START) or 0, symbol(C.KERNEL_END) or 0
-
-    def image_phys(name: str) -> int:
-        return _require(symbol, name) - offset
-
-    def window_pa(va: int) -> int:
-        if image[0] <= va < image[1]:
-            return va - offset
-        return va if va < window else va - window + window_phys
-    return image_phys, window_pa
-
-
 def take_census(arch: str, read_phys, symbol: Symbol, regs: Optional[dict] = None,
                 pa_bits: Optional[int] = None, ram_start: Optional[int] = None,
                 max_user_pages: Optional[int] = None) -> Census:
@@ -254,10 +222,9 @@ def take_census(arch: str, read_phys, symbol: Symbol, regs: Optional[dict] = Non
     CensusError when a record is missing or not set up yet (before vm::init)."""
     arch = canonical_arch(arch)
     read_phys = cached(read_phys)
-    image_start = _require(symbol, C.KERNEL_PHYS_START)
-    image_end = _require(symbol, C.KERNEL_PHYS_END)
-    image_phys, window_pa = kernel_addresses(symbol)
-    used_va, managed_va, words = _u64s(read_phys(image_phys(C.FRAME_BITMAPS), 24))
+    image = kernel_image(symbol)
+    image_start, image_end, window_pa = image.phys_start, image.phys_end, image.must_pa
+    used_va, managed_va, words = _u64s(read_phys(image.static_pa(symbol, C.FRAME_BITMAPS), 24))
     if not words:
         raise CensusError("the frame allocator is not set up yet (%s is empty)" % C.FRAME_BITMAPS)
     used = read_phys(window_pa(used_va), words * 8)
@@ -265,14 +232,14 @@ def take_census(arch: str, read_phys, symbol: Symbol, regs: Optional[dict] = Non
     frames = words * 64
     refs = [1] * frames
     counted = []        # the frames whose count is not 1 (1 + extra), in order
-    refs_table, entries = _u64s(read_phys(image_phys(C.FRAME_REFS), 16))
+    refs_table, entries = _u64s(read_phys(image.static_pa(symbol, C.FRAME_REFS), 16))
     if refs_table and entries:
         for i, extra in _nonzero_u16s(read_phys(window_pa(refs_table), entries * 2)):
             if i >= frames:
                 break
             refs[i] = 1 + extra
             counted.append(i)
-    roots = read_root_table(read_phys, image_phys(C.ROOT_REGISTRY))
+    roots = read_root_table(read_phys, image.static_pa(symbol, C.ROOT_REGISTRY))
     # PROT_NONE pages keep their frames in held leaves (invalid to the MMU): theirs too.
     held_mask = symbol(C.fact_symbol("held_entry_bit")) or 0
 
@@ -564,11 +531,9 @@ class _Records:
     def __init__(self, read_phys, symbol: Symbol):
         self.read_phys = read_phys
         self.symbol = symbol
-        self.offset = _require(symbol, C.KERNEL_VIRT_OFFSET)
-        self.window = _require(symbol, C.fact_symbol("window_base"))
-        self.window_phys = _require(symbol, C.fact_symbol("window_phys_base"))
-        self.window_size = _require(symbol, C.fact_symbol("window_size"))
-        at = _require(symbol, C.FRAME_BITMAPS) - self.offset
+        self.image = kernel_image(symbol)
+        self.pa = self.image.pa
+        at = self.image.static_pa(symbol, C.FRAME_BITMAPS)
         used_va, managed_va, words, self.free_count_va = _u64s(read_phys(at, 32))
         if not words or self.pa(used_va) is None or self.pa(managed_va) is None:
             raise CensusError("the frame allocator is not set up yet (%s is empty)" % C.FRAME_BITMAPS)
@@ -577,15 +542,6 @@ class _Records:
 
     def fact(self, name: str) -> Optional[int]:
         return self.symbol(C.fact_symbol(name))
-
-    def pa(self, va: int) -> Optional[int]:
-        """The physical address of a kernel pointer: the window's, the image's, or (below the
-        window: lab 1's identity map) the address itself; None for any other."""
-        if va < self.window:
-            return va if self.window_phys <= va < self.window_phys + self.window_size else None
-        if va < self.window + self.window_size:
-            return va - self.window + self.window_phys
-        return va - self.offset if va >= self.offset else None
 
     def u64(self, va: int) -> int:
         return _u64s(self.read_phys(self.pa(va), 8))[0]
@@ -737,7 +693,7 @@ def audit(arch: str, read_phys, symbol: Symbol, census: Optional[Census] = None)
             out.append(story)
         out += [p + ": a table still linked into a live root was freed" for p in census.problems
                 if p.startswith("page-table frame") and " is free " in p]
-        roots = read_root_table(read_phys, _require(symbol, C.ROOT_REGISTRY) - rec.offset)
+        roots = read_root_table(read_phys, rec.image.static_pa(symbol, C.ROOT_REGISTRY))
         kernel_root = next((r.root for r in roots.roots if r.kind == "kernel"), None)
         out += kernel_stack_findings(arch, rec, kernel_root)
     except (CensusError, RegistryError):
@@ -784,7 +740,7 @@ def _table_targets(arch: str, rec: "_Records", data: bytes, frames: int) -> Opti
     holds; None when some entry is not (the bytes are not a page table)."""
     model = isa(arch)
     held = rec.fact("held_entry_bit") or 0
-    image = (_require(rec.symbol, C.KERNEL_PHYS_START), _require(rec.symbol, C.KERNEL_PHYS_END))
+    image = (rec.image.phys_start, rec.image.phys_end)
     out = []
     for raw in _u64s(data):
         if raw == 0:
@@ -820,13 +776,13 @@ def leak_classes(arch: str, read_phys, symbol: Symbol, leaked, roots_seen: Optio
     roots_seen = dict(roots_seen or {})
     magics = {rec.fact(n) for n in ("heap_magic_small", "heap_magic_free", "heap_magic_large")} - {None}
     text = (rec.fact("kernel_image_base") or 0, None)
-    size = _require(symbol, C.KERNEL_PHYS_END) - _require(symbol, C.KERNEL_PHYS_START)
+    size = rec.image.phys_end - rec.image.phys_start
     text = (text[0], text[0] + size) if text[0] else None
     # The kernel-stack area as the kernel root maps it: frame -> va.
     stack_of = {}
     kernel_top = None
     try:
-        roots = read_root_table(read_phys, _require(symbol, C.ROOT_REGISTRY) - rec.offset)
+        roots = read_root_table(read_phys, rec.image.static_pa(symbol, C.ROOT_REGISTRY))
         kernel_root = next((r.root for r in roots.roots if r.kind == "kernel"), None)
         for r in roots.roots:   # a root still published: its process's, by the kernel's registry
             if r.kind == "process":
@@ -979,7 +935,7 @@ def _refs(rec: "_Records", symbol: Symbol) -> dict:
     at = symbol(C.FRAME_REFS)
     if at is None:
         return {}
-    table, entries = _u64s(rec.read_phys(at - rec.offset, 16))
+    table, entries = _u64s(rec.read_phys(rec.image.static_pa(symbol, C.FRAME_REFS), 16))
     if not table or not entries or rec.pa(table) is None:
         return {}
     extra = struct.unpack("<%dH" % entries, rec.read_phys(rec.pa(table), entries * 2))

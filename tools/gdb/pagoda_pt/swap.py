@@ -4,8 +4,8 @@ who names each, the frame table's reverse map against the pages the roots map. B
 Plain Python like the rest of pagoda_pt: memory through read_phys(pa, size) -> bytes, the
 kernel's symbols through symbol(name) -> address or None.
 
-What it reads (kernel/mm/swap.cpp draws the layout; the grader reads the same state with its
-own reader, grade/pagoda_grade/swap.py):
+What it reads (kernel/mm/swap.cpp draws the layout; the grader reads it here too, at its stops,
+grade/pagoda_grade/swap.py):
 
     pagoda_swap_state   "PGSWAP", version 1, 128 bytes: the cap, the frame table (FrameEntry: rmap,
                         backing, pins, mappings), the reverse map's nodes (RmapNode: space, root,
@@ -30,7 +30,8 @@ from typing import Optional
 
 from . import contract as C
 from .format import SWAP_FACTS, swap_slot
-from .frames import DIGITS, CensusError, _coloured, iter_tables, kernel_addresses, lower_half, user_pages
+from .frames import DIGITS, _coloured, iter_tables, lower_half, user_pages
+from .image import CensusError, fact, kernel_image
 from .isa import isa
 from .model import PAGE_SIZE_4K, read_table
 
@@ -55,10 +56,12 @@ class SwapState:
     hand: int                # the clock's hand: an entry index
     slot_hand: int
     counters: dict           # the swapper's own counts, by name (COUNTERS)
+    hand_at: int = 0         # the kernel address of the clock's hand (the grader steers it)
     backing: dict = field(default_factory=dict)    # frame -> the slot it keeps its clean copy in
     pins: dict = field(default_factory=dict)       # frame -> pins held (non-zero ones)
     mappings: dict = field(default_factory=dict)   # frame -> its entry's mapping count (non-zero)
     rmap: dict = field(default_factory=dict)       # frame -> [(root, va)], its chain in order
+    spaces: dict = field(default_factory=dict)     # frame -> [the space of each node of its chain]
 
     def count(self, slot: int) -> int:
         return self.counts[slot] if 0 <= slot < len(self.counts) else 0
@@ -66,15 +69,27 @@ class SwapState:
     def in_use(self) -> int:
         return sum(1 for c in self.counts if c)
 
+    def index(self, frame: int) -> Optional[int]:
+        """The frame table's entry of @p frame (a physical address), None when it tracks none."""
+        i = frame // PAGE_SIZE_4K - self.first
+        return i if 0 <= i < self.frame_count else None
+
     def tracks(self, frame: int) -> bool:
-        return 0 <= frame // PAGE_SIZE_4K - self.first < self.frame_count
+        return self.index(frame) is not None
 
+    def frame_at(self, index: int) -> int:
+        return (self.first + index) * PAGE_SIZE_4K
 
-def _fact(symbol, name: str) -> int:
-    value = symbol(C.fact_symbol(name))
-    if value is None:
-        raise SwapError("this kernel has no pagoda_fact_%s (the swap state's layout)" % name)
-    return value
+    def nodes(self, frame: int) -> list:
+        """[(space, root, va)] of @p frame's reverse map, in its chain's order."""
+        return [(space,) + pair for space, pair in zip(self.spaces.get(frame, ()), self.rmap.get(frame, ()))]
+
+    def backers(self) -> dict:
+        """slot -> [frames that keep it as their backing]."""
+        out = {}
+        for frame, slot in sorted(self.backing.items()):
+            out.setdefault(slot, []).append(frame)
+        return out
 
 
 def read_swap_state(read_phys, symbol) -> Optional[SwapState]:
@@ -82,11 +97,14 @@ def read_swap_state(read_phys, symbol) -> Optional[SwapState]:
     no swap disk: the kernel of lab 6). SwapError when there is none this reader knows."""
     if symbol(C.SWAP_STATE) is None:
         raise SwapError("this kernel publishes no swap state (no %s: swap comes with lab 7)" % C.SWAP_STATE)
-    image_phys, window_pa = kernel_addresses(symbol)
-    head = read_phys(image_phys(C.SWAP_STATE), _HEAD.size)
+    image = kernel_image(symbol)
+    window_pa = image.must_pa
+    head = read_phys(image.static_pa(symbol, C.SWAP_STATE), _HEAD.size)
     (magic, version, size, cap, frames, first, count, nodes, node_count, slots, slot_count, resident, hand,
      slot_hand, counters, entry_size, node_size) = _HEAD.unpack(head)
-    if magic != STATE_MAGIC or version != STATE_VERSION or size != _HEAD.size:
+    # (the version the course's build says, when the reader is given its facts, must be it too)
+    if magic != STATE_MAGIC or version != STATE_VERSION or size != _HEAD.size or \
+            symbol(C.fact_symbol("swap_state_version")) not in (None, version):
         raise SwapError("%s: magic %r, version %d, %d bytes; this reader knows %r version %d of %d bytes"
                         % (C.SWAP_STATE, magic, version, size, STATE_MAGIC, STATE_VERSION, _HEAD.size))
     if frames == 0:
@@ -100,13 +118,13 @@ def read_swap_state(read_phys, symbol) -> Optional[SwapState]:
 
     data = read_phys(window_pa(slots), slot_count * 2) if slot_count else b""
     state = SwapState(cap, first, count, list(struct.unpack("<%dH" % slot_count, data)), u64(resident), u64(hand),
-                      u64(slot_hand), {})
-    offsets = {name: _fact(symbol, "swap_counter_" + name) for name in COUNTERS}
+                      u64(slot_hand), {}, hand)
+    offsets = {name: fact(symbol, "swap_counter_" + name) for name in COUNTERS}
     block = read_phys(window_pa(counters), max(offsets.values()) + 8)
     state.counters = {name: struct.unpack_from("<Q", block, at)[0] for name, at in offsets.items()}
-    rmap_at, backing_at, pins_at, mappings_at = (_fact(symbol, "frame_entry_" + name)
+    rmap_at, backing_at, pins_at, mappings_at = (fact(symbol, "frame_entry_" + name)
                                                  for name in ("rmap", "backing", "pins", "mappings"))
-    root_at, va_at, next_at = (_fact(symbol, "rmap_node_" + name) for name in ("root", "va", "next"))
+    space_at, root_at, va_at, next_at = (fact(symbol, "rmap_node_" + name) for name in ("space", "root", "va", "next"))
     table = read_phys(window_pa(frames), count * entry_size)
     pool = read_phys(window_pa(nodes), node_count * node_size)
     zero, chunk = bytes(PAGE_SIZE_4K), PAGE_SIZE_4K // entry_size * entry_size
@@ -125,14 +143,15 @@ def read_swap_state(read_phys, symbol) -> Optional[SwapState]:
                 state.pins[frame] = pins
             if mappings:
                 state.mappings[frame] = mappings
-            chain = []
+            chain, spaces = [], []
             while link and 0 < link <= node_count and len(chain) < node_count:
                 at_node = (link - 1) * node_size
                 chain.append((struct.unpack_from("<Q", pool, at_node + root_at)[0],
                               struct.unpack_from("<Q", pool, at_node + va_at)[0]))
+                spaces.append(struct.unpack_from("<Q", pool, at_node + space_at)[0])
                 link = struct.unpack_from("<I", pool, at_node + next_at)[0]
             if chain:
-                state.rmap[frame] = chain
+                state.rmap[frame], state.spaces[frame] = chain, spaces
     return state
 
 
@@ -170,11 +189,7 @@ class SwapCensus:
     slot_problems: list = field(default_factory=list)   # those of slot counts against their holders
 
     def backers(self) -> dict:
-        """slot -> [frames that keep it as their backing]."""
-        out = {}
-        for frame, slot in self.state.backing.items():
-            out.setdefault(slot, []).append(frame)
-        return out
+        return self.state.backers()
 
     def who(self, root: int, va: int) -> str:
         return "%s at %#x" % (self.labels.get(root, "root %#x (not published)" % root), va)

@@ -10,8 +10,9 @@ from typing import Optional
 import pytest
 
 from pagoda_pt.diagnose import NOTHING_WRONG, SyscallAt, story_from_faults
-from pagoda_pt.diagnose_x86_64 import (KernelImage, TrapFrameAt, X86Facts, decode_gate,
+from pagoda_pt.diagnose_x86_64 import (TrapFrameAt, X86Facts, decode_gate,
                                        explain, idt_vectors, trap_frame_problems)
+from pagoda_pt.image import KernelImage, Section
 from pagoda_pt.isa import isa
 from pagoda_pt.kernelnames import NO_NAMES, KernelNames
 from pagoda_pt.roots import KnownRoot, RootTable
@@ -76,8 +77,8 @@ class Machine:
             regs={"cr0": CR0, "cr2": cr2, "cr3": root.root, "cr4": CR4, "efer": EFER,
                   "rip": rip, "rsp": rsp},
             read_phys=self.mem, pa_bits=40, idt=idt, gdt=(GDT, 0x37), tr=(0x28, TSS, 0x67),
-            roots=table, image=KernelImage(TEXT, IMAGE_END, OFFSET, TEXT, TEXT + 0x1000, TEXT,
-                                                  tuple(sections)),
+            roots=table, image=KernelImage(TEXT, IMAGE_END, OFFSET, sections=tuple(Section(*s) for s in sections),
+                                                  trap_entry=TEXT),
             trap=trap, stop=stop, log=log, names=self.names)
 
 

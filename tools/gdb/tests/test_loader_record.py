@@ -1,41 +1,18 @@
 """fault-why compares the loader's record with the program's own ELF (lab 5): a refused address
 inside a load segment that no VMA covers is the loader's record (the file size recorded for
 the memory size, or a region cut short), not the program touching what it was never given.
-Pure rules: pagoda_pt.diagnose.load_segments and user_fault_decision(segments=...)."""
-import struct
+Pure rules: pagoda_pt.diagnose.user_fault_decision(segments=...)."""
+from pagoda_core.elffile import Segment
+from pagoda_pt.diagnose import user_fault_decision
 
-from pagoda_pt.diagnose import load_segments, user_fault_decision
-
-PT_LOAD, PT_NOTE = 1, 4
-
-
-def elf(*phdrs):
-    """An ELF64 little-endian header and program headers: (type, flags, vaddr, filesz, memsz)."""
-    header = bytearray(64)
-    header[:6] = b"\x7fELF\x02\x01"
-    struct.pack_into("<Q", header, 0x20, 64)
-    struct.pack_into("<HH", header, 0x36, 56, len(phdrs))
-    table = b"".join(struct.pack("<IIQQQQQQ", t, flags, 0x1000, vaddr, vaddr, filesz, memsz, 0x1000)
-                     for t, flags, vaddr, filesz, memsz in phdrs)
-    return bytes(header) + table
-
-
-TEXT_SEG = (PT_LOAD, 5, 0x40_0000, 0x591D, 0x591D)
-DATA_SEG = (PT_LOAD, 6, 0x40_7018, 0x18, 0x2000)      # bss: memory past the file bytes
-SEGMENTS = load_segments(elf(TEXT_SEG, (PT_NOTE, 4, 0x40_0200, 0x20, 0x20), DATA_SEG))
+# The program's load segments (pagoda_core.elffile reads them from its ELF): text, and data with bss.
+SEGMENTS = [Segment(0x40_0000, 0x40_0000, 0x591D, 0x591D, 0x1000, 5), Segment(0x40_7018, 0x40_7018, 0x2000, 0x18, 0x7018, 6)]
 
 TEXT = dict(start=0x40_0000, end=0x40_6000, read=True, write=False, execute=True, kind="image", flags=0)
 DATA_FILE_ONLY = dict(start=0x40_7000, end=0x40_8000, read=True, write=True, execute=False, kind="image", flags=0)
 DATA = dict(start=0x40_7000, end=0x40_A000, read=True, write=True, execute=False, kind="image", flags=0)
 STACK = dict(start=0x7FFF_FFF0_0000, end=0x8000_0000_0000, read=True, write=True, execute=False,
              kind="stack", flags=1)
-
-
-def test_load_segments_reads_only_load_headers():
-    assert SEGMENTS == [
-        dict(vaddr=0x40_0000, filesz=0x591D, memsz=0x591D, read=True, write=False, execute=True),
-        dict(vaddr=0x40_7018, filesz=0x18, memsz=0x2000, read=True, write=True, execute=False)]
-    assert load_segments(b"not an elf") == [] and load_segments(b"\x7fELF\x01\x01" + bytes(64)) == []
 
 
 def decide(vmas, address, write=False):
