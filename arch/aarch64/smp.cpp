@@ -120,6 +120,11 @@ bool start_cpu(u32 id, uptr stack_top) {
   return psci_cpu_on(platform_devices().cpu_mpidr[id], entry, image_phys(&aarch64_secondary_params)) == 0;
 }
 
+void invalidate_page_local(uptr va) {
+  // VA[55:12] in bits 43:0, every ASID; no IS: this CPU's TLB alone.
+  asm volatile("tlbi vaae1, %0\n dsb nsh\n isb" ::"r"((va >> AARCH64_PAGE_SHIFT) & ((u64{1} << 44) - 1)) : "memory");
+}
+
 void send_ipi(u32 id) {
   if (id < cpus_present()) gic_send_sgi(id, kIpiSgi);
 }

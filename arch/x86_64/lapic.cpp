@@ -103,9 +103,11 @@ void on_timer(TrapFrame& frame) {
   proc::timer_tick(frame.cpl() == 3);
 }
 
+/// The kernel's IPI: serve the mailbox, end the interrupt, then acknowledge.
 void on_ipi(TrapFrame&) {
   cpu_ipi_received();
   write_reg(kRegEoi, 0);
+  cpu_ipi_done();
 }
 
 /// Sends @p low (vector, delivery mode) to the LAPIC whose ID is @p apic_id, then waits,

@@ -205,6 +205,8 @@ bool start_cpu(u32 id, uptr stack_top) {
   return true;
 }
 
+void invalidate_page_local(uptr va) { asm volatile("invlpg (%0)" ::"r"(va) : "memory"); }
+
 void send_ipi(u32 id) {
   if (id < g_cpus_present) lapic_send_ipi(g_apic_ids[id]);
 }

@@ -61,8 +61,11 @@ u32 cpus_present();
 /// (core/cpu.hpp). Returns false when the firmware refused; never waits for the CPU to run.
 /// Called by the boot CPU, with the kernel's own root live and the timer started.
 bool start_cpu(u32 id, uptr stack_top);
+/// Drops this CPU's TLB entry for the kernel or user address @p va (x86_64 INVLPG, AArch64
+/// TLBI VAAE1, not broadcast): the target's half of a shootdown.
+void invalidate_page_local(uptr va);
 /// Sends the kernel's one inter-processor interrupt to CPU @p id; its handler calls
-/// cpu_ipi_received() (core/cpu.hpp) and ends the interrupt.
+/// cpu_ipi_received() (core/cpu.hpp), ends the interrupt, then calls cpu_ipi_done().
 void send_ipi(u32 id);
 
 /// Stops the machine with @p status; under QEMU the process exits with a matching code.

@@ -56,9 +56,58 @@ bool cpu_timer_tick() {
   return c.id == 0;
 }
 
+namespace {
+
+/// Does what this CPU's mailbox asks, once: true when there was a request (then served).
+bool serve_mailbox() {
+  Mailbox& m = this_cpu().mailbox;
+  const u64 sent = __atomic_load_n(&m.sent, __ATOMIC_ACQUIRE);
+  if (sent == m.served) return false;
+  switch (m.op) {
+    case MailboxOp::InvalidatePage: arch::invalidate_page_local(m.address); break;
+    case MailboxOp::Read: m.value = *reinterpret_cast<volatile const u64*>(m.address); break;
+    case MailboxOp::None: break;
+  }
+  m.served = sent;
+  return true;
+}
+
+/// Acknowledges what serve_mailbox() did: the initiator may read `value` and go on.
+void acknowledge_mailbox() {
+  Mailbox& m = this_cpu().mailbox;
+  __atomic_store_n(&m.acked, m.served, __ATOMIC_RELEASE);
+}
+
+}  // namespace
+
 void cpu_ipi_received() {
   Cpu& c = this_cpu();
   c.ipis = c.ipis + 1;
+  serve_mailbox();
+}
+
+void cpu_ipi_done() { acknowledge_mailbox(); }
+
+u64 cpu_request(u32 target, MailboxOp op, uptr address) {
+  Mailbox& m = cpu(target).mailbox;
+  const bool interrupts = arch::interrupts_save();
+  while (!m.lock.try_lock()) {  // another CPU's request to it is in flight: serve ours meanwhile
+    if (serve_mailbox()) acknowledge_mailbox();
+    arch::cpu_relax();
+  }
+  m.op = op;
+  m.address = address;
+  const u64 sequence = m.sent + 1;
+  __atomic_store_n(&m.sent, sequence, __ATOMIC_RELEASE);
+  arch::send_ipi(target);
+  while (__atomic_load_n(&m.acked, __ATOMIC_ACQUIRE) != sequence) {
+    if (serve_mailbox()) acknowledge_mailbox();
+    arch::cpu_relax();
+  }
+  const u64 value = m.value;
+  m.lock.unlock();
+  arch::interrupts_restore(interrupts);
+  return value;
 }
 
 void cpu_secondary_main(u32 id) {
