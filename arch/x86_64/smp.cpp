@@ -117,6 +117,10 @@ void smp_discover(const BootInfo& boot) {
       g_apic_ids[found++] = entry[3];
     at += entry[1];
   }
+  // The boot CPU first, whatever the MADT's order: its APIC ID is CPUID 1's EBX[31:24].
+  const u32 boot_apic = cpuid(1).ebx >> 24;
+  for (u32 i = 1; i < found; ++i)
+    if (g_apic_ids[i] == boot_apic) g_apic_ids[i] = exchange(g_apic_ids[0], g_apic_ids[i]);
   // The trampoline's page must be RAM nobody else uses: usable in the map, below 1 MiB.
   bool trampoline_free = false;
   for (const MemoryRegion& r : boot.memory)

@@ -9,7 +9,7 @@ namespace {
 
 /// Waits for a started CPU to come online before the boot CPU gives up on it. Each wait is one
 /// arch::cpu_relax(), which under QEMU's round-robin TCG lets the other vCPU run: the measured
-/// bring-up takes a few hundred (docs/boot.md), so this bound is only met by a CPU that never runs.
+/// bring-up takes 0 to 2 (docs/boot.md), so this bound is only met by a CPU that never runs.
 constexpr u64 kMaxOnlineWaits = 50'000'000;
 
 Cpu g_cpus[kMaxCpus];
