@@ -42,6 +42,7 @@ set(PAGODA_KERNEL_GENERIC_SOURCES
   ${CMAKE_SOURCE_DIR}/kernel/core/selftest.cpp
   ${CMAKE_SOURCE_DIR}/kernel/main/runtime.cpp
   ${CMAKE_SOURCE_DIR}/kernel/core/console.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/core/cpu.cpp
   ${CMAKE_SOURCE_DIR}/kernel/core/last_failure.cpp
   ${CMAKE_SOURCE_DIR}/kernel/lib/string.cpp
   ${CMAKE_SOURCE_DIR}/kernel/dev/virtio_blk.cpp
@@ -55,6 +56,7 @@ set(PAGODA_KERNEL_GENERIC_SOURCES
   ${CMAKE_SOURCE_DIR}/kernel/mm/heap.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/vm_selftest.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/temp_map_selftest.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/mm/smp_selftest.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/heap_allocator.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/vma_selftest.cpp
   ${CMAKE_SOURCE_DIR}/kernel/mm/swap_disk_selftest.cpp

@@ -48,6 +48,7 @@ struct Node {
   u32 size_cells = kDefaultSizeCells;        ///< #size-cells, for its children's reg
   Bytes reg, interrupts, compatible;
   bool memory = false;  ///< device_type = "memory"
+  bool cpu = false;     ///< device_type = "cpu"
 };
 
 /// The node name without its unit address ("memory@40000000" -> "memory").
@@ -146,6 +147,12 @@ Result<void> finish_node(const Node& node, const Node* parent, usize depth, Boot
     TRY(add_regions(out.memory, reg, MemoryType::Usable));
   if (depth == 3 && base_name(parent->name) == "reserved-memory" && !node.reg.empty())
     TRY(add_regions(out.memory, reg, MemoryType::Reserved));
+  // A CPU: its reg is its MPIDR affinity, #address-cells of /cpus wide, with no size.
+  if (depth == 3 && base_name(parent->name) == "cpus" && node.cpu && !node.reg.empty()) {
+    const RegEntries id(node.reg, parent->address_cells, 0);
+    TRY(id.check());
+    if (id.count() > 0 && dev.cpu_count < PlatformDevices::kMaxCpus) dev.cpu_mpidr[dev.cpu_count++] = id.address(0);
+  }
   // Devices: only children of the root, whose reg needs no bus translation ("ranges").
   if (!root_child) return {};
   const auto reg_address = [&](usize i) -> Result<PhysAddr> {
@@ -182,7 +189,10 @@ Result<void> take_property(Node& node, usize depth, StringView name, Bytes value
   if (name == "reg") node.reg = value;
   else if (name == "interrupts") node.interrupts = value;
   else if (name == "compatible") node.compatible = value;
-  else if (name == "device_type") node.memory = as_string(value) == "memory";
+  else if (name == "device_type") {
+    node.memory = as_string(value) == "memory";
+    node.cpu = as_string(value) == "cpu";
+  }
   else if (name == "bootargs" && depth == 2 && base_name(node.name) == "chosen") out.set_cmdline(as_string(value));
   return {};
 }

@@ -43,6 +43,11 @@ struct PlatformDevices {
   static constexpr usize kMaxVirtioMmio = 32;
   PhysRange virtio_mmio[kMaxVirtioMmio];
   usize virtio_mmio_count = 0;
+  /// The CPUs under /cpus (device_type "cpu"), in the tree's order: each one's reg, its MPIDR
+  /// affinity (what PSCI CPU_ON names it by). Those beyond kMaxCpus are left out.
+  static constexpr usize kMaxCpus = 8;
+  u64 cpu_mpidr[kMaxCpus] = {};
+  usize cpu_count = 0;
 };
 
 /// The size the FDT header at @p header claims (totalsize), after checking that the header is

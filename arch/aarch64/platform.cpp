@@ -8,6 +8,7 @@
 #include "arch/aarch64/timer.hpp"
 #include "arch/aarch64/traps.hpp"
 #include "core/arch.hpp"
+#include "core/cpu.hpp"
 #include "core/frame_records.hpp"
 #include "core/panic.hpp"
 #include "mm/base/layout.hpp"
@@ -104,6 +105,12 @@ void timer_init(u32 hz) {
   const PlatformDevices& devices = platform_devices();
   if (devices.gic_distributor == PhysAddr()) panic("timer: the device tree names no GICv2");
   aarch64::timer_init(hz, devices.timer_virtual_intid);
+  // The kernel's IPI: serve the mailbox, end the interrupt, then acknowledge.
+  gic_enable(kIpiSgi, [](TrapFrame&) {
+    cpu_ipi_received();
+    gic_end_of_interrupt();
+    cpu_ipi_done();
+  });
 }
 u64 timer_ticks() { return aarch64::timer_ticks(); }
 

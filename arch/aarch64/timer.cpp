@@ -15,6 +15,7 @@
 
 #include "arch/aarch64/cpu.hpp"
 #include "arch/aarch64/gic.hpp"
+#include "core/cpu.hpp"
 #include "core/panic.hpp"
 #include "proc/arch.hpp"
 
@@ -31,6 +32,7 @@ void on_tick(TrapFrame& frame) {
   u64 next = PAGODA_READ_SYSREG("cntv_cval_el0") + g_period;
   if (next <= now) next = now + g_period;  // fell behind (a debugger stopped us): skip ahead
   PAGODA_WRITE_SYSREG("cntv_cval_el0", next);
+  if (!cpu_timer_tick()) return;  // a secondary CPU only counts its own ticks: it runs no process
   g_ticks = g_ticks + 1;
   // Ended before the tick may switch processes: the next tick must not wait for this one's
   // process to run again.
@@ -47,6 +49,14 @@ void timer_init(u32 hz, u32 intid) {
   if (intid == 0) panic("timer: the device tree names no virtual timer interrupt");
   g_period = frequency / hz;
   gic_enable(intid, on_tick);
+  PAGODA_WRITE_SYSREG("cntv_cval_el0", PAGODA_READ_SYSREG("cntvct_el0") + g_period);
+  PAGODA_WRITE_SYSREG("cntv_ctl_el0", kCtlEnable);
+  isb();
+}
+
+void timer_init_secondary(u32 intid) {
+  PAGODA_ASSERT(g_period != 0);
+  gic_enable_banked(intid);
   PAGODA_WRITE_SYSREG("cntv_cval_el0", PAGODA_READ_SYSREG("cntvct_el0") + g_period);
   PAGODA_WRITE_SYSREG("cntv_ctl_el0", kCtlEnable);
   isb();

@@ -9,7 +9,10 @@ namespace pagoda::aarch64 {
 /// Starts the virtual timer at @p hz ticks per second, interrupting on GIC INTID @p intid
 /// (a PPI, from the device tree). Interrupts stay masked.
 void timer_init(u32 hz, u32 intid);
-/// Timer interrupts handled since timer_init().
+/// Starts this (secondary) CPU's virtual timer at the boot CPU's period, on the same PPI
+/// @p intid; after timer_init() on the boot CPU. Interrupts stay masked.
+void timer_init_secondary(u32 intid);
+/// Timer interrupts the boot CPU handled since timer_init().
 u64 timer_ticks();
 
 }  // namespace pagoda::aarch64

@@ -46,3 +46,14 @@
  */
 #define DEBUG_EXIT_SUCCESS 0x10
 #define DEBUG_EXIT_FAILURE 0x11
+
+/*
+ * A secondary CPU's start (ap_trampoline.S, smp.cpp): the STARTUP IPI starts it in real mode at
+ * physical page AP_TRAMPOLINE_BASE >> 12, below 1 MiB, where the boot CPU copies the trampoline.
+ * The kernel never takes frames below 1 MiB (layout::kLowMemoryEnd).
+ */
+#define AP_TRAMPOLINE_BASE 0x8000
+#define AP_CODE32_SELECTOR 0x08
+#define AP_DATA_SELECTOR 0x10
+#define AP_CODE64_SELECTOR 0x18
+#define GDT_KERNEL_CODE32 0x00cf9a000000ffff

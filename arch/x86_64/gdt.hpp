@@ -19,8 +19,9 @@ inline constexpr u8 kIstDoubleFault = 1;
 inline constexpr u8 kIstNmi = 2;
 inline constexpr u8 kIstMachineCheck = 3;
 
-/// Builds and loads the GDT and TSS, reloading every segment register.
-void gdt_init();
+/// Builds and loads CPU @p cpu's own GDT and TSS (with its own IST stacks), reloading every
+/// segment register; run on that CPU.
+void gdt_init(u32 cpu);
 
 /// True when @p address lies on one of the kernel's stacks (the boot stack, an IST stack, or a
 /// process's kernel stack).
@@ -37,13 +38,13 @@ struct StackBounds {
 /// The kernel stack (the boot stack, an IST stack or a process's kernel stack in the kStackBase
 /// area) that holds @p address; empty when none does.
 StackBounds kernel_stack_bounds(uptr address);
-/// The stack the TSS gives to IST slot @p ist (1-based, kIstDoubleFault...); empty before gdt_init().
+/// The stack this CPU's TSS gives to IST slot @p ist (1-based, kIstDoubleFault...); empty before gdt_init().
 StackBounds ist_stack(u8 ist);
-/// TSS.RSP0: the top of the stack for traps from user mode (0 until the first process runs).
+/// This CPU's TSS.RSP0: the top of the stack for traps from user mode (0 until the first process runs).
 uptr tss_rsp0();
-/// Sets TSS.RSP0 (arch::set_kernel_stack does, with the system-call entry's stack).
+/// Sets this CPU's TSS.RSP0 (arch::set_kernel_stack does, with the system-call entry's stack).
 void set_tss_rsp0(uptr top);
-/// The TSS the CPU uses (TR): its address and size.
+/// The TSS this CPU uses (TR): its address and size.
 StackBounds tss_bytes();
 
 }  // namespace pagoda::x86

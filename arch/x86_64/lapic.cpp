@@ -1,7 +1,12 @@
 // The local APIC timer, calibrated against the legacy PIT, drives the kernel tick.
 //
 //   LAPIC registers (offsets from the base in IA32_APIC_BASE; 32-bit, 16-byte aligned)
+//   0x020 ID                  bits 31:24: this CPU's APIC ID
 //   0x0B0 EOI                 write 0 to end the current interrupt
+//   0x300 ICR low             bits 7:0 vector, 10:8 delivery mode (000 fixed, 101 INIT,
+//                             110 STARTUP), bit 12 delivery pending, bit 14 level assert
+//   0x310 ICR high            bits 31:24: the destination's APIC ID (write it first: the
+//                             write of ICR low sends)
 //   0x0F0 spurious vector     bit 8 = APIC software enable, bits 7:0 = spurious vector
 //   0x320 LVT timer           bits 7:0 vector, bit 16 mask, bits 18:17 mode (01 = periodic)
 //   0x380 initial count       0x390 current count       0x3E0 divide configuration
@@ -14,6 +19,7 @@
 #include "arch/x86_64/cpu.hpp"
 #include "arch/x86_64/page_table_format.hpp"
 #include "arch/x86_64/traps.hpp"
+#include "core/cpu.hpp"
 #include "core/panic.hpp"
 #include "mm/vm.hpp"
 #include "proc/arch.hpp"
@@ -25,6 +31,8 @@ namespace {
 constexpr u64 kApicBaseMask = PageTableFormat::kAddressMask;
 constexpr u64 kApicBaseEnable = 1u << 11;
 
+constexpr u32 kRegId = 0x020, kRegIcrLow = 0x300, kRegIcrHigh = 0x310;
+constexpr u32 kIcrInit = 0x5u << 8, kIcrStartup = 0x6u << 8, kIcrAssert = 1u << 14, kIcrPending = 1u << 12;
 constexpr u32 kRegEoi = 0x0B0, kRegSpurious = 0x0F0, kRegLvtTimer = 0x320, kRegInitialCount = 0x380,
               kRegCurrentCount = 0x390, kRegDivide = 0x3E0;
 constexpr u32 kSpuriousEnable = 1u << 8;
@@ -48,6 +56,9 @@ constexpr u64 kFallbackLapicHz = 1000000000ull / 16;
 
 volatile u32* g_lapic = nullptr;
 volatile u64 g_ticks = 0;
+/// The timer's initial count for the kernel's tick, as the boot CPU calibrated it: every CPU's
+/// LAPIC timer counts at the same rate.
+u32 g_tick_count = 0;
 
 u32 read_reg(u32 offset) { return g_lapic[offset / sizeof(u32)]; }
 void write_reg(u32 offset, u32 value) { g_lapic[offset / sizeof(u32)] = value; }
@@ -82,23 +93,62 @@ u64 measure_lapic_hz() {
 }
 
 void on_timer(TrapFrame& frame) {
+  if (!cpu_timer_tick()) {  // a secondary CPU only counts its own ticks: it runs no process
+    write_reg(kRegEoi, 0);
+    return;
+  }
   g_ticks = g_ticks + 1;
   write_reg(kRegEoi, 0);
   // Sleepers wake; a process interrupted in ring 3 gives the CPU to the next one.
   proc::timer_tick(frame.cpl() == 3);
 }
 
-}  // namespace
+/// The kernel's IPI: serve the mailbox, end the interrupt, then acknowledge.
+void on_ipi(TrapFrame&) {
+  cpu_ipi_received();
+  write_reg(kRegEoi, 0);
+  cpu_ipi_done();
+}
 
-void lapic_timer_init(u32 hz) {
-  outb(kPicMasterData, kPicMaskAll);
-  outb(kPicSlaveData, kPicMaskAll);
+/// Sends @p low (vector, delivery mode) to the LAPIC whose ID is @p apic_id, then waits,
+/// relaxing, until this LAPIC has delivered it.
+void send_icr(u32 apic_id, u32 low) {
+  write_reg(kRegIcrHigh, apic_id << 24);
+  write_reg(kRegIcrLow, low);
+  while (read_reg(kRegIcrLow) & kIcrPending) pause();
+}
 
+/// This LAPIC on, with the kernel's spurious vector and divider (each CPU has its own).
+void lapic_enable() {
   const u64 base = rdmsr(kMsrApicBase);
   wrmsr(kMsrApicBase, base | kApicBaseEnable);
   g_lapic = static_cast<volatile u32*>(vm::device_ptr(PhysAddr(base & kApicBaseMask)));
   write_reg(kRegSpurious, kSpuriousEnable | kSpuriousVector);
   write_reg(kRegDivide, kDivideBy16);
+}
+
+}  // namespace
+
+u32 lapic_id() { return read_reg(kRegId) >> 24; }
+
+void lapic_send_init(u32 apic_id) { send_icr(apic_id, kIcrInit | kIcrAssert); }
+
+void lapic_send_startup(u32 apic_id, u8 page) { send_icr(apic_id, kIcrStartup | kIcrAssert | page); }
+
+void lapic_send_ipi(u32 apic_id) { send_icr(apic_id, kIcrAssert | kIpiVector); }
+
+void lapic_timer_init_secondary() {
+  PAGODA_ASSERT(g_tick_count != 0);
+  lapic_enable();
+  write_reg(kRegLvtTimer, kTimerVector | kLvtPeriodic);
+  write_reg(kRegInitialCount, g_tick_count);
+}
+
+void lapic_timer_init(u32 hz) {
+  outb(kPicMasterData, kPicMaskAll);
+  outb(kPicSlaveData, kPicMaskAll);
+
+  lapic_enable();
 
   u64 lapic_hz = measure_lapic_hz();
   if (lapic_hz == 0) {
@@ -108,6 +158,8 @@ void lapic_timer_init(u32 hz) {
   const u64 count = lapic_hz / hz;
   PAGODA_ASSERT(count > 0 && count <= ~u32{0});
   set_irq_handler(kTimerVector, on_timer);
+  set_irq_handler(kIpiVector, on_ipi);
+  g_tick_count = u32(count);
   write_reg(kRegLvtTimer, kTimerVector | kLvtPeriodic);
   write_reg(kRegInitialCount, u32(count));
   println("timer: LAPIC at {} Hz, {} Hz tick (initial count {})", lapic_hz, hz, count);

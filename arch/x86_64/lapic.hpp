@@ -1,5 +1,5 @@
 /// @file lapic.hpp
-/// @brief The local APIC timer: the periodic tick on x86_64.
+/// @brief The local APIC: the periodic tick on x86_64, and interrupts sent to other CPUs.
 #pragma once
 
 #include "lib/types.hpp"
@@ -8,7 +8,19 @@ namespace pagoda::x86 {
 
 /// Masks the legacy PICs, enables the LAPIC and starts its timer at @p hz interrupts per second.
 void lapic_timer_init(u32 hz);
-/// Timer interrupts handled so far.
+/// Timer interrupts the boot CPU handled so far.
 u64 lapic_ticks();
+/// Enables this (secondary) CPU's LAPIC and starts its timer at the boot CPU's rate; after
+/// lapic_timer_init() on the boot CPU.
+void lapic_timer_init_secondary();
+/// This CPU's APIC ID.
+u32 lapic_id();
+/// INIT (assert) to the CPU whose APIC ID is @p apic_id: it waits for a STARTUP.
+void lapic_send_init(u32 apic_id);
+/// STARTUP to @p apic_id: it starts in real mode at CS:IP = (@p page << 8):0, i.e. physical
+/// page @p page (below 1 MiB).
+void lapic_send_startup(u32 apic_id, u8 page);
+/// The kernel's IPI (kIpiVector, fixed delivery) to @p apic_id.
+void lapic_send_ipi(u32 apic_id);
 
 }  // namespace pagoda::x86

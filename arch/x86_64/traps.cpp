@@ -142,6 +142,10 @@ void idt_init() {
     g_idt[v] = Gate{u16(handler),       kKernelCode,        ist_for(v), u8(kGatePresent | kGateInterrupt),
                     u16(handler >> 16), u32(handler >> 32), 0};
   }
+  idt_load();
+}
+
+void idt_load() {
   const IdtPointer pointer{sizeof g_idt - 1, reinterpret_cast<u64>(g_idt)};
   asm volatile("lidt %0" ::"m"(pointer));
 }

@@ -10,6 +10,8 @@ namespace pagoda::x86 {
 /// First vector used for device interrupts (0-31 are the CPU's exceptions).
 inline constexpr u8 kFirstIrqVector = 32;
 inline constexpr u8 kTimerVector = 32;
+/// The kernel's one inter-processor interrupt (arch::send_ipi).
+inline constexpr u8 kIpiVector = 0xF0;
 inline constexpr u8 kSpuriousVector = 0xFF;
 
 /// An interrupt handler for one vector; runs with interrupts disabled.
@@ -17,6 +19,8 @@ using IrqHandler = void (*)(TrapFrame& frame);
 
 /// Builds and loads the IDT (all 256 vectors); interrupts stay disabled.
 void idt_init();
+/// Loads the IDT idt_init() built on this CPU (a secondary CPU shares the boot CPU's).
+void idt_load();
 /// Routes @p vector (>= kFirstIrqVector) to @p handler.
 void set_irq_handler(u8 vector, IrqHandler handler);
 

@@ -40,6 +40,34 @@ void interrupts_disable();
 /// Sleeps until the next interrupt (with interrupts enabled).
 void wait_for_interrupt();
 
+/// Lets the other CPU run a little while this one waits (x86_64 `pause`, AArch64 `yield`;
+/// under QEMU's round-robin TCG either hands the host thread to the next vCPU). Every spinning
+/// wait calls it once a turn.
+void cpu_relax();
+/// Disables interrupts on this CPU; returns whether they were enabled, for interrupts_restore().
+bool interrupts_save();
+/// Enables interrupts on this CPU again when @p enabled (what interrupts_save() returned).
+void interrupts_restore(bool enabled);
+
+/// This CPU's index: 0 for the CPU that booted, then in the firmware's order (the MADT's, the
+/// device tree's). 0 until the boot path has set the CPU up.
+u32 cpu_id();
+/// The CPUs the firmware says the machine has, at most kMaxCpus (core/cpu.hpp); 1 before the
+/// boot path has read the firmware's tables.
+u32 cpus_present();
+/// Starts CPU @p id (1 <= id < cpus_present()), parked by the firmware, on the stack whose top
+/// is @p stack_top: it takes this CPU's kernel roots, protections and exception vectors, its own
+/// descriptor tables or exception stacks and its own timer, then calls cpu_secondary_main(id)
+/// (core/cpu.hpp). Returns false when the firmware refused; never waits for the CPU to run.
+/// Called by the boot CPU, with the kernel's own root live and the timer started.
+bool start_cpu(u32 id, uptr stack_top);
+/// Drops this CPU's TLB entry for the kernel or user address @p va (x86_64 INVLPG, AArch64
+/// TLBI VAAE1, not broadcast): the target's half of a shootdown.
+void invalidate_page_local(uptr va);
+/// Sends the kernel's one inter-processor interrupt to CPU @p id; its handler calls
+/// cpu_ipi_received() (core/cpu.hpp), ends the interrupt, then calls cpu_ipi_done().
+void send_ipi(u32 id);
+
 /// Stops the machine with @p status; under QEMU the process exits with a matching code.
 [[noreturn]] void shutdown(ExitStatus status);
 

@@ -2,6 +2,7 @@
 
 #include "core/arch.hpp"
 #include "core/cmdline.hpp"
+#include "core/cpu.hpp"
 #include "core/lab.hpp"
 #include "core/panic.hpp"
 #include "core/runtime.hpp"
@@ -51,6 +52,15 @@ void start_swap(const BootInfo& boot) {
   if (const CmdlineValue drain = cmdline_get(boot.cmdline(), "drain"); drain.found) proc::configure_drain(drain.value);
   start_swap(boot);
   arch::timer_init(kTimerHz);
+  // The CPUs the firmware parked (QEMU's -smp 2): they need the kernel's own root to run in.
+  // cpus=1 leaves them parked (the witness of grade/harness_tests/test_smp.py sees the difference).
+  u64 cpus = kMaxCpus;
+  if (const CmdlineValue v = cmdline_get(boot.cmdline(), "cpus"); v.found) {
+    const Result<u64> n = parse_u64(v.value);
+    if (n.is_error() || n.value() == 0) println("smp: cpus={}: not a count of CPUs; ignored", v.value);
+    else cpus = n.value();
+  }
+  if (vm::ready()) cpus_start(u32(min(cpus, u64(kMaxCpus))));
 
   // run=NAME,...: the programs run as processes to their end, then the machine stops.
   const CmdlineValue run = cmdline_get(boot.cmdline(), "run");

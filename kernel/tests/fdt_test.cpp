@@ -413,5 +413,26 @@ TEST(Fdt, SurvivesEveryTruncationAndByteFlip) {
   EXPECT_GT(accepted, 0u);  // flips inside values parse; the point is that none crashes
 }
 
+/// QEMU's virt with -smp 2: /cpus holds one node per CPU (#address-cells 1, #size-cells 0), each
+/// with device_type "cpu" and its MPIDR affinity as reg; cpu-map and other children are not CPUs.
+TEST(Fdt, ListsTheCpusByTheirMpidrInTreeOrder) {
+  FdtBuilder b;
+  b.begin("").cells("#size-cells", {2}).cells("#address-cells", {2});
+  b.begin("memory@40000000").cells("reg", {0, 0x40000000, 0, 0x6000000}).string("device_type", "memory").end();
+  b.begin("cpus").cells("#size-cells", {0}).cells("#address-cells", {1});
+  b.begin("cpu-map").begin("socket0").end().end();
+  b.begin("cpu@0").string("device_type", "cpu").string("compatible", "arm,cortex-a76").cells("reg", {0}).end();
+  b.begin("cpu@1").string("device_type", "cpu").string("compatible", "arm,cortex-a76").cells("reg", {0x101}).end();
+  b.end();
+  b.end();
+  const Parsed p = parse(b.build());
+  ASSERT_TRUE(p.result.ok()) << error_name(p.result.error());
+  ASSERT_EQ(p.devices.cpu_count, 2u);
+  EXPECT_EQ(p.devices.cpu_mpidr[0], 0u);
+  EXPECT_EQ(p.devices.cpu_mpidr[1], 0x101u);
+  // The one-CPU tree of the other tests names one CPU or none: the kernel then counts one.
+  EXPECT_EQ(parse(qemu_virt().build()).devices.cpu_count, 0u);
+}
+
 }  // namespace
 }  // namespace pagoda::aarch64

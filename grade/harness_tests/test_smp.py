@@ -1,0 +1,221 @@
+"""Two CPUs, witnessed from outside (issue 53's prototype gate): the reference kernel booted with
+QEMU's `-smp 2` brings its second CPU up on both ISAs. The gdbstub shows one thread per vCPU; with
+`Hg`, each one's PC is in the kernel's idle code (arch::wait_for_interrupt) and its control
+registers carry the protections the boot CPU has (x86_64: SMEP, SMAP, UMIP, EFER.NXE, CR0.WP;
+AArch64: SCTLR_EL1.M and WXN, PSTATE.PAN). QEMU's `-d int` log shows the second CPU taking its own
+timer interrupts while the first takes its own: AArch64 names the CPU ("on CPU 1"); x86_64 does
+not, so an interrupt is the second CPU's when the stack it interrupted is the one that CPU idles
+on (its RSP at the stop), and the TSS it was delivered through (TR's base in the dump) must be
+its own, not the boot CPU's. Booted with cpus=1 (the CPU left parked) the witness names CPU 1."""
+import os
+import re
+import shutil
+import socket
+import subprocess
+import time
+
+import pytest
+
+from pagoda_core import paths, qemu
+from pagoda_core.speed import scaled
+from pagoda_grade import rsp
+from pagoda_grade.symbols import address_of, function_at
+
+SMP = ["-smp", "2", "-accel", "tcg,thread=single"]
+IDLE = "pagoda::arch::wait_for_interrupt"
+# The timer interrupts the boot CPU takes, once idle, before the second must have taken a few.
+BOOT_CPU_TICKS, SECOND_CPU_TICKS = 40, 5
+SAMPLES = 5     # stops at which each CPU's PC is read; one in idle code is enough (a tick may run)
+
+# (register, bit, name, the -cpu feature that gives it or None)
+PROTECTIONS = {
+    "x86_64": (("cr4", 20, "CR4.SMEP", "smep"), ("cr4", 21, "CR4.SMAP", "smap"), ("cr4", 11, "CR4.UMIP", "umip"),
+               ("efer", 11, "EFER.NXE", None), ("cr0", 16, "CR0.WP", None)),
+    "aarch64": (("sctlr_el1", 0, "SCTLR_EL1.M", None), ("sctlr_el1", 19, "SCTLR_EL1.WXN", None),
+                ("cpsr", 22, "PSTATE.PAN", None)),
+}
+PC = {"x86_64": "rip", "aarch64": "pc"}
+SP = {"x86_64": "rsp", "aarch64": "sp"}
+TIMER = {"x86_64": 0x20}
+X86_DELIVERY = re.compile(r"^\s*\d+: v=([0-9a-f]{2}) .* SP=[0-9a-f]{4}:([0-9a-f]+)")
+X86_TR = re.compile(r"^TR =[0-9a-f]{4} ([0-9a-f]+)")
+ARM_IRQ = re.compile(r"^Taking exception 5 \[IRQ\] on CPU (\d+)")
+
+
+def threads(client):
+    """The gdbstub's thread ids (one per vCPU, in CPU order)."""
+    ids, reply = [], client.request("qfThreadInfo")
+    while reply.startswith("m"):
+        ids += [t for t in reply[1:].split(",") if t]
+        reply = client.request("qsThreadInfo")
+    return ids
+
+
+def sample(client, arch, kernel, ids):
+    """Per thread: (function of its PC, SP, {protection name: on}) at this stop."""
+    out = []
+    for tid in ids:
+        if client.request(f"Hg{tid}") != "OK":
+            raise rsp.RspError(f"the gdbstub refused thread {tid}")
+        regs = sorted({r for r, _, _, _ in PROTECTIONS[arch]})
+        pc, sp, *values = client.read_registers([PC[arch], SP[arch], *regs])
+        value = dict(zip(regs, values))
+        f = function_at(kernel, pc)
+        out.append((f.name.split("(")[0] if f else hex(pc), sp,
+                    {name: bool(value[r] >> bit & 1) for r, bit, name, _ in PROTECTIONS[arch]}))
+    return out
+
+
+def x86_interrupts(text):
+    """[(vector, interrupted SP, TR base)] of every delivery in an x86_64 `-d int` log."""
+    events, current = [], None
+    for line in text.splitlines():
+        m = X86_DELIVERY.match(line)
+        if m:
+            current = [int(m[1], 16), int(m[2], 16), None]
+            events.append(current)
+        elif current is not None and current[2] is None and (t := X86_TR.match(line)):
+            current[2] = int(t[1], 16)
+    return events
+
+
+def timer_counts(arch, text, idle_sps):
+    """{cpu index: timer interrupts}, and {cpu index: set of TR bases} (x86_64), from the log.
+    x86_64 attributes an interrupt to the CPU whose idle stack pointer (@p idle_sps) it interrupted."""
+    counts, trs = {}, {}
+    if arch == "aarch64":
+        for line in text.splitlines():
+            if m := ARM_IRQ.match(line):
+                counts[int(m[1])] = counts.get(int(m[1]), 0) + 1
+        return counts, trs
+    for vector, sp, tr in x86_interrupts(text):
+        if vector == TIMER[arch] and sp in idle_sps:
+            cpu = idle_sps.index(sp)
+            counts[cpu] = counts.get(cpu, 0) + 1
+            trs.setdefault(cpu, set()).add(tr)
+    return counts, trs
+
+
+def witness(kernel, arch, tmp_path, cmdline=""):
+    """Boots @p kernel with two vCPUs; returns the problems the witness sees (empty: both CPUs
+    online, idle, protected, each taking its own ticks)."""
+    log, serial = os.path.join(tmp_path, "int.log"), os.path.join(tmp_path, "serial.txt")
+    ours, theirs = socket.socketpair()
+    argv = qemu.command(kernel, cmdline, arch=arch, serial=f"file:{serial}", log_items="int", log_file=log, paused=True,
+                        extra=SMP + ["-chardev", f"socket,id=g,fd={theirs.fileno()}", "-gdb", "chardev:g"])
+    proc = qemu.spawn(argv, pass_fds=(theirs.fileno(),), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    theirs.close()
+    client = rsp.RspClient(ours, timeout=scaled(10), arch=arch)
+    problems = []
+    try:
+        client.handshake()
+        ids = threads(client)
+        if len(ids) != 2:
+            return [f"the gdbstub lists {len(ids)} threads ({ids}), not one per vCPU of -smp 2"]
+        # The boot CPU in its idle loop: the kernel has booted, and started (or not) the other.
+        deadline = time.monotonic() + scaled(60)
+        while True:
+            client.cont()
+            time.sleep(0.2)
+            client.interrupt()
+            first = sample(client, arch, kernel, ids)
+            if first[0][0] == IDLE:
+                break
+            if time.monotonic() > deadline:
+                return [f"CPU 0 never reached the idle loop (its PC is in {first[0][0]})"]
+        stops = [first]
+        for _ in range(SAMPLES - 1):
+            client.cont()
+            time.sleep(0.05)
+            client.interrupt()
+            stops.append(sample(client, arch, kernel, ids))
+        missing = qemu.missing_cpu_features(arch)
+        for cpu in range(2):
+            where = [s[cpu][0] for s in stops]
+            if IDLE not in where:
+                problems.append(f"CPU {cpu} is not in the kernel's idle code at any of {SAMPLES} stops "
+                                f"(its PC is in {', '.join(sorted(set(where)))})")
+            for _, _, name, feature in PROTECTIONS[arch]:
+                if feature in missing:
+                    continue
+                if not all(s[cpu][2][name] for s in stops):
+                    problems.append(f"CPU {cpu} runs without {name}")
+        # Each CPU's idle stack pointer, at a stop in idle code (x86_64 attributes its interrupts).
+        idle_sps = [next((s[cpu][1] for s in stops if s[cpu][0] == IDLE), None) for cpu in range(2)]
+        # The boot CPU takes BOOT_CPU_TICKS ticks: by then the second must have taken its own.
+        client.cont()
+        start = timer_counts(arch, open(log, errors="replace").read(), idle_sps)[0].get(0, 0)
+        deadline = time.monotonic() + scaled(60)
+        while True:
+            time.sleep(0.2)
+            counts, trs = timer_counts(arch, open(log, errors="replace").read(), idle_sps)
+            if counts.get(0, 0) - start >= BOOT_CPU_TICKS or time.monotonic() > deadline:
+                break
+        if counts.get(0, 0) - start < BOOT_CPU_TICKS:
+            problems.append(f"CPU 0 took {counts.get(0, 0) - start} timer interrupts while idle, not {BOOT_CPU_TICKS}")
+        if counts.get(1, 0) < SECOND_CPU_TICKS:
+            problems.append(f"CPU 1 took {counts.get(1, 0)} timer interrupts of its own in QEMU's log "
+                            f"(CPU 0 took {counts.get(0, 0)})")
+        if trs.get(1) and trs.get(0) and trs[1] & trs[0]:
+            problems.append("CPU 1's interrupts were delivered through the boot CPU's TSS")
+        return problems
+    finally:
+        client.kill()
+        qemu.kill_group(proc)
+
+
+@pytest.fixture(params=["x86_64", "aarch64"])
+def smp_kernel(request):
+    """(arch, the reference kernel of that arch), built once under the grader's build lock."""
+    arch = request.param
+    if shutil.which(qemu.MACHINES[arch].binary) is None:
+        pytest.skip(f"no {qemu.MACHINES[arch].binary}")
+    if arch == "aarch64":
+        return arch, request.getfixturevalue("aarch64_kernel")
+    assert paths.DEFAULT_ARCH == "x86_64"
+    return arch, request.getfixturevalue("reference_kernel")
+
+
+def test_both_cpus_come_online_protected_and_take_their_own_ticks(smp_kernel, tmp_path):
+    arch, kernel = smp_kernel
+    assert address_of(kernel, IDLE)
+    assert witness(kernel, arch, tmp_path) == []
+
+
+def test_a_cpu_left_parked_is_named(smp_kernel, tmp_path):
+    arch, kernel = smp_kernel
+    problems = witness(kernel, arch, tmp_path, "cpus=1")
+    assert any(p.startswith("CPU 1 is not in the kernel's idle code") for p in problems), problems
+    assert any(p.startswith("CPU 1 took 0 timer interrupts") for p in problems), problems
+    assert not any(p.startswith("CPU 0") for p in problems), problems
+
+
+SHOOTDOWN = re.compile(r"smp_shootdown: slot (0x[0-9a-f]+): CPU 1 read (0x[0-9a-f]+), then (0x[0-9a-f]+) after CPU 0's "
+                       r"local invalidation, then (0x[0-9a-f]+) after the shootdown")
+WORD_A, WORD_B = 0xa11ce0000000000a, 0xb0b0000000000b
+
+
+def test_one_shootdown_of_one_page_reaches_the_other_cpu(smp_kernel, tmp_path):
+    """The self-test smp_shootdown (kernel/mm/smp_selftest.cpp): on x86_64 CPU 0's INVLPG leaves
+    CPU 1's entry for the slot stale (it reads frame A's word through frame B's mapping) until one
+    shootdown; QEMU's log shows the four IPIs (three reads and the invalidation) delivered. On
+    AArch64 the temporary mapping's TLBI is already broadcast (IS): no stale read to see."""
+    arch, kernel = smp_kernel
+    log = os.path.join(tmp_path, "int.log")
+    argv = qemu.command(kernel, "test=smp_shootdown", arch=arch, serial="stdio", log_items="int", log_file=log,
+                        extra=SMP)
+    proc = qemu.spawn(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        out, _ = proc.communicate(timeout=scaled(60))
+    finally:
+        qemu.kill_group(proc)
+    text = out.decode(errors="replace")
+    assert proc.returncode == qemu.EXIT_SUCCESS, text[-2000:]
+    m = SHOOTDOWN.search(text)
+    assert m, text[-2000:]
+    first, stale, fresh = (int(m[i], 16) for i in (2, 3, 4))
+    assert (first, fresh) == (WORD_A, WORD_B)
+    if arch == "x86_64":
+        assert stale == WORD_A, "CPU 0's local INVLPG alone should leave CPU 1's entry stale under TCG"
+        ipis = [e for e in x86_interrupts(open(log, errors="replace").read()) if e[0] == 0xF0]
+        assert len(ipis) == 4

@@ -1,0 +1,83 @@
+/// @file cpu.hpp
+/// @brief The per-CPU area, and the bring-up of the CPUs the firmware parked.
+///
+/// Labs 0-7 run on one CPU: with one CPU present nothing here runs but cpu(0). With two
+/// (QEMU's `-smp 2`), kmain starts the second once the kernel's own root is live (cpus_start()),
+/// and the second CPU idles, taking its own timer interrupts and inter-processor interrupts.
+#pragma once
+
+#include "core/spinlock.hpp"
+#include "lib/types.hpp"
+
+namespace pagoda {
+
+/// The most CPUs the kernel brings up; the firmware's others stay parked.
+inline constexpr u32 kMaxCpus = 2;
+/// The size of each secondary CPU's kernel stack (the boot CPU has boot_stack, boot.S).
+inline constexpr usize kCpuStackSize = 16 * KiB;
+
+/// What another CPU asks of this one (cpu_request()).
+enum class MailboxOp : u32 {
+  None,
+  InvalidatePage,  ///< drop this CPU's TLB entry for `address` (arch::invalidate_page_local)
+  Read,            ///< read the u64 at `address` into `value` (the self-test's reader)
+};
+
+/// One request at a time per target: the initiator holds `lock` from writing the request until
+/// the target acknowledges it (acked == sent), serving its own mailbox while it waits, so that two
+/// CPUs asking each other at once both make progress.
+struct Mailbox {
+  SpinLock lock;
+  MailboxOp op = MailboxOp::None;
+  uptr address = 0;
+  u64 value = 0;
+  u64 sent = 0;    ///< requests written (the initiator's count)
+  u64 served = 0;  ///< requests done, not yet acknowledged (the target's)
+  u64 acked = 0;   ///< requests acknowledged (the target's)
+};
+
+/// One CPU's own state. Only its CPU writes it, except `online`, which the boot CPU reads, and
+/// the mailbox, which others fill.
+struct Cpu {
+  u32 id = 0;
+  bool online = false;          ///< set once by the CPU itself, when it runs the kernel's idle loop
+  uptr stack_bottom = 0;        ///< its kernel stack (0 for the boot CPU: boot.S's boot_stack)
+  uptr stack_top = 0;
+  u64 ticks = 0;                ///< timer interrupts this CPU took
+  u64 ipis = 0;                 ///< inter-processor interrupts this CPU took
+  Mailbox mailbox;              ///< what another CPU asks of it
+};
+
+/// CPU @p id's area (id < kMaxCpus).
+Cpu& cpu(u32 id);
+/// The area of the CPU running this code.
+Cpu& this_cpu();
+/// CPUs running the kernel now (the boot CPU counts from the start).
+u32 cpus_online();
+
+/// Starts the CPUs the firmware parked, up to @p limit CPUs in all (the boot CPU counts), and
+/// waits, relaxing, until each says it is online, or gives up on it after a bound of waits;
+/// prints one line per CPU. Called by the boot CPU once the kernel's own root is live and its
+/// timer runs; with one CPU present (or @p limit 1), does nothing.
+void cpus_start(u32 limit);
+
+/// The timer's interrupt on this CPU (every CPU's timer driver calls it). True on the boot CPU
+/// only: the caller then goes on with the kernel's tick (proc::timer_tick); the others idle.
+bool cpu_timer_tick();
+/// An inter-processor interrupt arrived on this CPU (arch::send_ipi): serves its mailbox. The
+/// handler then ends the interrupt and calls cpu_ipi_done(), which acknowledges the request.
+void cpu_ipi_received();
+/// After the end of the IPI cpu_ipi_received() served: acknowledges what it did.
+void cpu_ipi_done();
+
+/// Asks CPU @p target (online, not this one) to do @p op at @p address: the request goes in its
+/// mailbox, one IPI is sent, and this CPU waits, relaxing and serving its own mailbox, until the
+/// target acknowledges; returns the target's `value` (a Read's u64). Interrupts are off while it
+/// waits. One shootdown of one page is cpu_request(target, MailboxOp::InvalidatePage, page).
+u64 cpu_request(u32 target, MailboxOp op, uptr address);
+
+/// Where arch::start_cpu() leaves a secondary CPU, on its own stack with interrupts off, once its
+/// tables, protections and timer are set: it says it is online and idles for good.
+[[noreturn]] void cpu_secondary_main(u32 id);
+
+}  // namespace pagoda
