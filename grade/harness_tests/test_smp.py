@@ -19,10 +19,11 @@ import pytest
 from pagoda_core import paths, qemu
 from pagoda_core.speed import scaled
 from pagoda_grade import rsp
+from pagoda_pt import contract
 from pagoda_grade.symbols import address_of, function_at
 
 SMP = ["-smp", "2", "-accel", "tcg,thread=single"]
-IDLE = "pagoda::arch::wait_for_interrupt"
+IDLE = contract.WAIT_FOR_INTERRUPT
 # The timer interrupts the boot CPU takes, once idle, before the second must have taken a few.
 BOOT_CPU_TICKS, SECOND_CPU_TICKS = 40, 5
 SAMPLES = 5     # stops at which each CPU's PC is read; one in idle code is enough (a tick may run)
