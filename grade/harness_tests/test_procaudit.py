@@ -6,7 +6,7 @@ import types
 import pytest
 
 from pagoda_grade import causes, procaudit, programs, symbols
-from pagoda_pt.procaudit import Rec
+from pagoda_pt.procs import Proc as Rec
 
 PAGE = 4096
 READY, RUNNING, SLEEPING, ZOMBIE, WAITING = 1, 2, 3, 4, 5
@@ -208,27 +208,27 @@ def kill(pid, address, reason):
 
 
 def test_a_kill_just_below_the_stack_is_named_from_the_loaders_record(reference_kernel):
-    from pagoda_grade.vmas import GROWS_DOWN, KIND_STACK, Record, Vma
+    from pagoda_pt.procs import GROWS_DOWN, KIND_STACK, Proc, Vma
     from pagoda_grade.vmawatch import VmaWatch
     top = symbols.fact(reference_kernel, "user_stack_top")
     watch = VmaWatch(reference_kernel, "x86_64")
     stack = Vma(top - 8 * PAGE, top, True, True, False, KIND_STACK, 0)
     below = top - 9 * PAGE + 0x10
-    watch.records = {1: Record(1, "vmas", [stack], 0, 0)}
+    watch.records = {1: Proc(pid=1, name="vmas", vmas=[stack], heap_start=0, brk=0)}
     said = watch.stack_boundary_cause([kill(1, below, "PT entry 502 not present; no VMA")])
     assert said.startswith(f"proc 1 (vmas) was killed at {below:#x}, 1 page(s) below its stack region") and \
         "lacks the grows-down flag" in said
     stack = Vma(top - 8 * PAGE, top, True, True, False, KIND_STACK, GROWS_DOWN)
-    watch.records = {1: Record(1, "vmas", [stack], 0, 0)}
+    watch.records = {1: Proc(pid=1, name="vmas", vmas=[stack], heap_start=0, brk=0)}
     refused = "PT entry 502 not present; the stack could not grow down to the page (already exists)"
     said = watch.stack_boundary_cause([kill(1, below, refused)])
     assert "refused to grow the stack, 'already exists', for a region that only touches its neighbour" in said
     # A region really in the way, or a growth that failed otherwise: not this cause.
     deeper = top - 10 * PAGE + 0x10
     assert "2 page(s) below" in watch.stack_boundary_cause([kill(1, deeper, refused)])
-    watch.records = {1: Record(1, "vmas", [Vma(top - 9 * PAGE, top - 8 * PAGE, True, True, False), stack], 0, 0)}
+    watch.records = {1: Proc(pid=1, name="vmas", vmas=[Vma(top - 9 * PAGE, top - 8 * PAGE, True, True, False), stack], heap_start=0, brk=0)}
     assert watch.stack_boundary_cause([kill(1, deeper, refused)]) is None
-    watch.records = {1: Record(1, "vmas", [stack], 0, 0)}
+    watch.records = {1: Proc(pid=1, name="vmas", vmas=[stack], heap_start=0, brk=0)}
     assert watch.stack_boundary_cause([kill(1, below, "the stack could not grow (no memory)")]) is None
 
 

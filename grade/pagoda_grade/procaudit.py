@@ -23,17 +23,16 @@ ISA's user_mode.cpp), the current process the scheduler's g_current, read from g
 import os
 import re
 
-from pagoda_pt.procaudit import CURRENT, NO_SLOT, TABLE, _u, audit_table, read_current, read_table  # noqa: F401
-from pagoda_pt.procaudit import Facts as _Facts
-from pagoda_pt.procaudit import trap_stack_problem  # noqa: F401
+from pagoda_pt.procaudit import audit_table, trap_stack_problem  # noqa: F401
+from pagoda_pt.procs import CURRENT, NO_SLOT, TABLE, Layout, _u, read_current, read_procs  # noqa: F401
 
 from . import contract, programs, symbols
 from .witness import ARCHES
 
 
-class Facts(_Facts):
+class Facts(Layout):
     """The kernel's facts the audit reads, once per kernel (None: a kernel that exports no
-    process table facts, such as one of lab 2, is not audited); pagoda_pt.procaudit.Facts read
+    process table facts, such as one of lab 2, is not audited); pagoda_pt.procs.Layout read
     from the kernel ELF."""
     _cache = {}
 
@@ -100,7 +99,7 @@ class ProcessAudit:
         if self.facts is None or where is None:
             return
         try:
-            recs = read_table(snap.read_phys, self.facts)
+            recs = read_procs(snap.read_phys, self.facts)
             current, pointer = read_current(snap.read_phys, self.facts, recs)
             roots = self.roots_of(snap) if self.roots_of else None
         except (AssertionError, ValueError, OSError):
@@ -118,8 +117,8 @@ class ProcessAudit:
         self.note(self.found)
 
     def table(self, snap):
-        """[Rec] of the process table now (guest RAM)."""
-        return read_table(snap.read_phys, self.facts)
+        """[Proc] of the process table now (guest RAM)."""
+        return read_procs(snap.read_phys, self.facts)
 
 
 # ---- one fork -----------------------------------------------------------------------------------
@@ -160,7 +159,7 @@ def fork_frame_problem(facts, parent, child, parent_frame, child_frame):
 
 
 def fork_parent_problem(parent, child):
-    """None, or why the new child @p child (a Rec read at fork's return) does not belong to
+    """None, or why the new child @p child (a Proc read at fork's return) does not belong to
     @p parent, the process that forked it."""
     if child.parent == parent.pid:
         return None
@@ -208,7 +207,7 @@ def current_frame(snap, kernel):
     if facts is None:
         return None
     try:
-        recs = read_table(snap.read_phys, facts)
+        recs = read_procs(snap.read_phys, facts)
         current, _ = read_current(snap.read_phys, facts, recs)
         if current is None or current.kslot == NO_SLOT:
             return None
@@ -240,7 +239,7 @@ def fork_findings(snap, kernel, child_pids, parent_before=None):
     if facts is None:
         return []
     try:
-        recs = read_table(snap.read_phys, facts)
+        recs = read_procs(snap.read_phys, facts)
         parent, _ = read_current(snap.read_phys, facts, recs)
     except (AssertionError, ValueError):
         return []

@@ -11,12 +11,12 @@ from .derived import value as derived
 from .lifecycle import Pages
 from .processes import foreign_code_kill, parse_kills, user_elf, user_pages
 from .symbols import fact, find, segments
-from .vmas import GROWS_DOWN, KIND_IMAGE, KIND_STACK, PROT_READ, PROT_WRITE, heap_problems, loader_problems, page_down, \
-    page_up, read_records, segment_prot
+from .vmas import heap_problems, loader_problems, page_down, page_up, read_records, segment_prot
 from .vmas import prot_text as rwx_of_prot
 from .watch import Watch, _Lines, u64
 from .witness import ARCHES, PAGE
 from pagoda_pt.diagnose import record_rules_broken
+from pagoda_pt.procs import GROWS_DOWN, KIND_IMAGE, KIND_STACK, PROT_READ, PROT_WRITE
 
 ENOMEM, EEXIST, EFAULT, EINVAL = -12, -17, -14, -22
 MASK64 = (1 << 64) - 1
