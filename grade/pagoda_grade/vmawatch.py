@@ -516,8 +516,7 @@ def record_broken(record):
     pagoda_pt.diagnose.record_rules_broken)."""
     if record is None or record.problem:
         return None
-    return record_rules_broken([(v.start, v.end, v.kind == KIND_IMAGE, v.file_size, str(v)) for v in record.vmas],
-                               f"{record.name}'s record (pid {record.pid}, read from guest RAM)", PAGE)
+    return record_rules_broken(record.vmas or [], f"{record.name}'s record (pid {record.pid}, read from guest RAM)", PAGE)
 
 
 def killed(run, watch, pid, how, reason, address):

@@ -52,7 +52,10 @@ def names(arch):
 
 
 def symbol_address(name):
-    """The address of symbol @p name (an assembly label, a variable, a function), or None."""
+    """The address of symbol @p name (an assembly label, a variable, a function; a C++ name with
+    '(anonymous namespace)' as the kernel's ELF spells it), or None."""
+    if "(" in name and not name.startswith("'"):
+        name = "'%s'" % name
     try:
         return int(gdb.parse_and_eval("(unsigned long)&%s" % name)) & ((1 << 64) - 1)
     except gdb.error:

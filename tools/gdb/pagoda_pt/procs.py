@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 NO_SLOT = 0xFFFF_FFFF     # KernelStack::slot of a process that holds no kernel stack
-TABLE = "pagoda::proc::g_processes"
+TABLE = "pagoda::proc::(anonymous namespace)::g_processes"
 CURRENT = "pagoda::proc::(anonymous namespace)::g_current"
 VIRT_OFFSET = "__kernel_virt_offset"
 FACT_PREFIX = "pagoda_fact_"
@@ -105,6 +105,7 @@ class Proc:
     stack_gap: Optional[int] = None
     problem: Optional[str] = None
     regions: Optional[int] = None   # the record's kernel address (UserRegions), when it exists
+    current: bool = False    # the process g_current points at (set by the caller of read_current)
 
     @property
     def who(self):

@@ -2,6 +2,8 @@
 inside a load segment that no VMA covers is the loader's record (the file size recorded for
 the memory size, or a region cut short), not the program touching what it was never given.
 Pure rules: pagoda_pt.diagnose.load_segments and user_fault_decision(segments=...)."""
+from dataclasses import replace
+from pagoda_pt.procs import KIND_IMAGE, KIND_STACK, Vma
 import struct
 
 from pagoda_pt.diagnose import load_segments, user_fault_decision
@@ -24,11 +26,11 @@ TEXT_SEG = (PT_LOAD, 5, 0x40_0000, 0x591D, 0x591D)
 DATA_SEG = (PT_LOAD, 6, 0x40_7018, 0x18, 0x2000)      # bss: memory past the file bytes
 SEGMENTS = load_segments(elf(TEXT_SEG, (PT_NOTE, 4, 0x40_0200, 0x20, 0x20), DATA_SEG))
 
-TEXT = dict(start=0x40_0000, end=0x40_6000, read=True, write=False, execute=True, kind="image", flags=0)
-DATA_FILE_ONLY = dict(start=0x40_7000, end=0x40_8000, read=True, write=True, execute=False, kind="image", flags=0)
-DATA = dict(start=0x40_7000, end=0x40_A000, read=True, write=True, execute=False, kind="image", flags=0)
-STACK = dict(start=0x7FFF_FFF0_0000, end=0x8000_0000_0000, read=True, write=True, execute=False,
-             kind="stack", flags=1)
+TEXT = Vma(start=0x40_0000, end=0x40_6000, read=True, write=False, execute=True, kind=KIND_IMAGE, flags=0)
+DATA_FILE_ONLY = Vma(start=0x40_7000, end=0x40_8000, read=True, write=True, execute=False, kind=KIND_IMAGE, flags=0)
+DATA = Vma(start=0x40_7000, end=0x40_A000, read=True, write=True, execute=False, kind=KIND_IMAGE, flags=0)
+STACK = Vma(start=0x7FFF_FFF0_0000, end=0x8000_0000_0000, read=True, write=True, execute=False,
+             kind=KIND_STACK, flags=1)
 
 
 def test_load_segments_reads_only_load_headers():
@@ -51,7 +53,7 @@ def test_a_bss_page_left_out_names_the_file_size():
 
 
 def test_a_segment_cut_short_otherwise_is_named_as_left_out():
-    text_cut = dict(TEXT, end=0x40_4000)
+    text_cut = replace(TEXT, end=0x40_4000)
     kind, sentence = decide([text_cut, DATA, STACK], 0x40_5000)
     assert kind == "deny" and sentence.startswith("the loader's record leaves out part of a load segment: "
                                                   "0x405000 lies in the segment [0x400000, 0x40591d) r-x")
