@@ -254,12 +254,13 @@ def test_a_fork_that_writes_its_parents_frame_is_named():
 
 
 def test_the_shared_audit_reads_the_table_from_guest_ram(reference_kernel):
-    """pagoda_pt.procaudit.audit (what fault-why runs, with GDB's symbols): the table and g_current
-    found by their symbols, the slots read from RAM; two processes Running is named, one is not."""
-    from pagoda_pt import procaudit as shared
+    """What fault-why runs, with GDB's symbols (pagoda_pt.procs.Layout.of_symbols, read_procs, then
+    pagoda_pt.procaudit.audit_table): the table and g_current found by their symbols, the slots
+    read from RAM; two processes Running is named, one is not."""
+    from pagoda_pt import procaudit as shared, procs
     k = reference_kernel
     table = symbols.symbols(k)
-    named = {"pagoda::proc::g_processes": procaudit.symbols.address_of(k, procaudit.TABLE),
+    named = {procaudit.TABLE: procaudit.symbols.address_of(k, procaudit.TABLE),
              procaudit.CURRENT: procaudit.symbols.address_of(k, procaudit.CURRENT)}
 
     def symbol(name):
@@ -283,8 +284,13 @@ def test_the_shared_audit_reads_the_table_from_guest_ram(reference_kernel):
     slot(0, 1, facts.running)
     slot(1, 2, facts.ready)
     put(facts.current, facts.table_va.to_bytes(8, "little"))
-    assert shared.audit(read_phys, symbol, "where GDB stopped") is None
+
+    def audit():
+        lay = procs.Layout.of_symbols(symbol)
+        recs = procs.read_procs(read_phys, lay)
+        return shared.audit_table(lay, recs, *procs.read_current(read_phys, lay, recs), "where GDB stopped")
+    assert audit() is None
     slot(1, 2, facts.running)
-    said = shared.audit(read_phys, symbol, "where GDB stopped")
+    said = audit()
     assert said and said.startswith("pid 2 (prog) is Running in the process table (guest RAM) where GDB stopped, but "
                                     "the CPU runs pid 1 (prog)"), said

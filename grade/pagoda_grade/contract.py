@@ -12,7 +12,7 @@ few names pagoda_pt (below the grader, shared with GDB) reads itself are its own
 registered here."""
 import re
 
-from pagoda_pt import frames as _frames, procaudit as _procaudit, roots as _roots
+from pagoda_pt import frames as _frames, procaudit as _procaudit, procs as _procs, roots as _roots
 
 FUNCTION, DATA, LABEL = "function", "data", "label"
 NAMES = []   # every Name below, in declaration order
@@ -52,7 +52,7 @@ SELFTEST_DATA = Name("pagoda::(anonymous namespace)::g_selftest_data", 2, DATA)
 KERNEL_START = Name("__kernel_start", 1, LABEL)
 KERNEL_PHYS_START = Name("__kernel_phys_start", 1, LABEL)
 KERNEL_PHYS_END = Name("__kernel_phys_end", 1, LABEL)
-KERNEL_VIRT_OFFSET = Name("__kernel_virt_offset", 1, LABEL)
+KERNEL_VIRT_OFFSET = Name(_procs.VIRT_OFFSET, 1, LABEL)
 SECTIONS = {s: (Name(f"__{s}_start", 1, LABEL), Name(f"__{s}_end", 1, LABEL)) for s in ("text", "rodata", "data")}
 BOOT_STACK = (Name("boot_stack_bottom", 1, LABEL), Name("boot_stack_top", 1, LABEL))
 BOOT_STACK_GUARD = Name("boot_stack_guard", 1, LABEL)
@@ -67,8 +67,8 @@ HEAP_FREE_LISTS = Name(_frames.HEAP_LISTS_SYMBOL, 2, DATA)
 
 # ---- processes (kernel/proc) -------------------------------------------------------------------
 ROOT_REGISTRY = Name(_roots.REGISTRY_SYMBOL, 3, DATA)
-PROCESS_TABLE = Name(_procaudit.TABLE, 3, DATA)
-CURRENT = Name(_procaudit.CURRENT, 3, DATA)
+PROCESS_TABLE = Name(_procs.TABLE, 3, DATA)
+CURRENT = Name(_procs.CURRENT, 3, DATA)
 SLOT_TABLE = Name("pagoda::proc::(anonymous namespace)::g_used", 3, DATA)
 SWITCH_COUNT = Name("pagoda::proc::(anonymous namespace)::g_switches", 3, DATA)
 TURN_BEGAN = Name("pagoda::proc::(anonymous namespace)::g_turn_began", 3, DATA)

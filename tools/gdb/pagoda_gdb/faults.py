@@ -253,8 +253,8 @@ def _with_panic(arch, lines, fault=None):
 
 
 def _live_rows():
-    from . import memory
-    return memory.read_processes()
+    from . import kernel
+    return kernel.read_processes()
 
 
 def _verdict_at(lines):
@@ -295,9 +295,9 @@ def _with_kill_causes(arch, lines):
 def _kill_cause(arch):
     from pagoda_pt.diagnose import fork_copied_nothing, foreign_root, shared_writable, writable_and_executable
     from pagoda_pt.frames import mapped_frame_story, take_census
-    from . import kernel, memory
+    from . import kernel
     from .paging import active_root
-    rows = memory.read_processes()
+    rows = kernel.read_processes()
     current = next((r for r in rows if r.current), None)
     if current is None:
         return None
@@ -686,8 +686,8 @@ def _with_shared_frames(arch, lines):
 def _shared_frames_story(arch):
     from pagoda_pt.diagnose import shared_writable, writable_and_executable
     from pagoda_pt.frames import count_left_story, exec_kept_story, take_census
-    from . import kernel, memory
-    rows = memory.read_processes()
+    from . import kernel
+    rows = kernel.read_processes()
     if not rows:
         return None
     regs = target.paging_regs(arch)
@@ -714,7 +714,7 @@ def _with_leaks(lines):
     from . import kernel, memory
 
     def story():
-        rows = memory.read_processes()
+        rows = kernel.read_processes()
         taken = memory.taken_stack_slots() or []
         with target.physical_memory() as read_phys:
             table, _ = kernel.published_roots(read_phys)
@@ -749,7 +749,7 @@ def _with_process_audit(lines):
     """A stop with nothing wrong in the CPU's state, where the scheduler's records are consistent
     (GDB stopped in one of pagoda_pt.procaudit.CONSISTENT_FUNCTIONS: a timer tick, a process's
     end, the idle loop, a checkpoint of the run): the process audit the grader runs at its stops
-    (pagoda_pt.procaudit.audit: one Running process and it is the current one, every parent
+    (pagoda_pt.procaudit.audit_table: one Running process and it is the current one, every parent
     alive, one kernel-stack slot and one root per live process) over guest RAM; its finding is the
     verdict."""
     from pagoda_pt import procaudit
@@ -759,11 +759,16 @@ def _with_process_audit(lines):
         where = next((f.name() for f in _frames(3) if f.name() in procaudit.CONSISTENT_FUNCTIONS), None)
         if where is None:
             return None
+        try:
+            lay, rows, pointer = kernel.read_table()
+        except CommandError:
+            return None     # (a kernel before lab 3: no process table)
         with target.physical_memory() as read_phys:
             table, _ = kernel.published_roots(read_phys)
-            roots = {r.id: r.root for r in (table.roots if table is not None else []) if r.kind == "process"}
-            return procaudit.audit(read_phys, kernel.symbol_address, "where GDB stopped (in %s)" % where.split("::")[-1],
-                                   roots)
+        roots = {r.id: r.root for r in (table.roots if table is not None else []) if r.kind == "process"}
+        current = next((r for r in rows if r.current), None)
+        return procaudit.audit_table(lay, rows, current, pointer, "where GDB stopped (in %s)" % where.split("::")[-1],
+                                     roots)
     return _when_nothing_wrong(lines, story)
 
 
@@ -803,13 +808,13 @@ def _with_kernel_failure(lines):
     if at is None or not lines[at].startswith("verdict: " + NOTHING_WRONG):
         return lines
     from pagoda_pt.diagnose import kernel_failure_verdict, what_was_checked
-    from . import memory
+    from . import kernel
     try:
         text, count = _last_failure()
         sentence = kernel_failure_verdict(text, count)
         if sentence is not None:
             return _overruled(lines, at, "{} (the CPU's state)", sentence)
-        checked = what_was_checked(memory.read_processes(), text, count, _last_refused_call())
+        checked = what_was_checked(kernel.read_processes(), text, count, _last_refused_call())
     except Exception:  # noqa: BLE001 - an addition: never lose fault-why's own lines to it
         return lines
     return lines[:at] + [checked] + lines[at:]
@@ -820,8 +825,8 @@ def _with_stalled_wait(lines):
     when nothing can run because a parent waits for a child that has already ended
     (pagoda_pt.diagnose.stalled_wait, from the process table), that is the verdict."""
     from pagoda_pt.diagnose import stalled_wait
-    from . import memory
-    return _when_nothing_wrong(lines, lambda: stalled_wait(memory.read_processes()))
+    from . import kernel
+    return _when_nothing_wrong(lines, lambda: stalled_wait(kernel.read_processes()))
 
 
 
@@ -1098,9 +1103,9 @@ def _with_user_decision(arch, lines, fault):
     the process, for the reason the VMAs give. Unchanged when the process keeps no VMAs (before
     lab 5) or they cannot be read."""
     from pagoda_pt.diagnose import allowed_what_record_refuses, refused_what_record_allows, user_fault_decision
-    from . import memory
+    from . import kernel, memory
     try:
-        row = memory.pick_process(memory.read_processes(), arch, target.paging_regs(arch))
+        row = memory.pick_process(kernel.read_processes(), arch, target.paging_regs(arch))
     except Exception:  # noqa: BLE001 - an addition: never lose fault-why's own lines to it
         return lines
     if row.vmas is None:
@@ -1287,33 +1292,35 @@ usable.  The last line is always a verdict."""
         rules = isa(arch).gdb_faults        # the ISA's fact gatherer (faults_<isa>.py)
         if not rules:
             raise CommandError("no fault rules for %s yet" % arch)
-        module = importlib.import_module("." + rules, __package__)
-        lines, fault = module.explain()
-        lines = list(lines)
-        if fault and fault.get("user"):
-            lines = _with_user_decision(arch, lines, fault)
-        before = _verdict_at(lines)
-        before = lines[before] if before is not None else None
-        lines = _with_kill_causes(arch, lines)
-        lines = _with_kernel_map(arch, lines, fault)
-        overruled = _verdict_at(lines) is not None and lines[_verdict_at(lines)] != before
-        lines = _with_panic(arch, lines, fault)
-        lines = _with_stalled_wait(lines)
-        # What reaped processes left behind first: a root left published poisons the census.
-        lines = _with_leaks(lines)
-        lines = _with_run_leaks(lines)
-        lines = _with_log_copies(arch, lines)
-        lines = _with_swap(arch, lines)
-        lines = _with_shared_frames(arch, lines)
-        lines = _with_audit(arch, lines)
-        lines = _with_process_audit(lines)
-        lines = _with_kernel_failure(lines)
-        _set_wrong(lines, fault, overruled)
-        from . import memory, tempmap
-        # Which temp-map slot the address is, and whether it is live (lab 4); the process's VMA
-        # that covers a user address, or that none does (lab 5).
-        lines = _with_addition(arch, lines, tempmap.describe_fault, "the temp-map slots")
-        lines = _with_addition(arch, lines, memory.vma_lines, "the process's VMAs")
+        from . import kernel, memory, tempmap
+        # (the passes below ask for the process table many times at this one stop: read it once)
+        with kernel.reading_once():
+            module = importlib.import_module("." + rules, __package__)
+            lines, fault = module.explain()
+            lines = list(lines)
+            if fault and fault.get("user"):
+                lines = _with_user_decision(arch, lines, fault)
+            before = _verdict_at(lines)
+            before = lines[before] if before is not None else None
+            lines = _with_kill_causes(arch, lines)
+            lines = _with_kernel_map(arch, lines, fault)
+            overruled = _verdict_at(lines) is not None and lines[_verdict_at(lines)] != before
+            lines = _with_panic(arch, lines, fault)
+            lines = _with_stalled_wait(lines)
+            # What reaped processes left behind first: a root left published poisons the census.
+            lines = _with_leaks(lines)
+            lines = _with_run_leaks(lines)
+            lines = _with_log_copies(arch, lines)
+            lines = _with_swap(arch, lines)
+            lines = _with_shared_frames(arch, lines)
+            lines = _with_audit(arch, lines)
+            lines = _with_process_audit(lines)
+            lines = _with_kernel_failure(lines)
+            _set_wrong(lines, fault, overruled)
+            # Which temp-map slot the address is, and whether it is live (lab 4); the process's VMA
+            # that covers a user address, or that none does (lab 5).
+            lines = _with_addition(arch, lines, tempmap.describe_fault, "the temp-map slots")
+            lines = _with_addition(arch, lines, memory.vma_lines, "the process's VMAs")
         for line in lines:
             out(line)
 

@@ -14,11 +14,9 @@ published root in physical memory.  Neither trusts the other: that is the point 
 
 import gdb
 
-from pagoda_pt import procs
 from pagoda_pt.format import format_range
 from pagoda_pt.frames import CensusError, cached, format_frames, format_map, take_census, user_pages
 from pagoda_pt.swap import format_slots, take_swap_census
-from pagoda_pt.walker import virt_reader
 
 from . import kernel, target
 from .args import parse
@@ -42,28 +40,6 @@ def taken_stack_slots():
         return [i for i in range(used.type.range()[1] + 1) if bool(used[i])]
     except (gdb.error, RuntimeError):
         return None
-
-
-def read_processes():
-    """[pagoda_pt.procs.Proc] of every process that is not Free, each with its record (Vmas, bounds),
-    read by the one reader (pagoda_pt.procs) with this kernel's facts: the table in physical
-    memory, each VMA array through the CPU's own roots; .current marks what g_current points at."""
-    lay = procs.Layout.of_symbols(kernel.symbol_address)
-    if lay is None:
-        raise CommandError("the process table cannot be read (this kernel exports no process table, or not "
-                           "its facts)")
-    arch = target.current_arch()
-    regs = target.paging_regs(arch)
-    try:
-        with target.physical_memory() as read_phys:
-            found = procs.read_procs(read_phys, lay, virt_reader(arch, read_phys, regs,
-                                                                 pa_bits=target.pa_bits(arch)[0]))
-            current, _ = procs.read_current(read_phys, lay, found)
-    except (target.PhysicalReadError, gdb.error) as err:
-        raise CommandError("the process table cannot be read (%s)" % err) from None
-    if current is not None:
-        current.current = True
-    return found
 
 
 def vma_perms(vma):
@@ -168,7 +144,7 @@ lose those pages)."""
                 raise UsageError("PID must be a process id (a decimal number), not %r"
                                  % args.positional[0])
             pid = int(m.group(1))
-        processes = read_processes()
+        processes = kernel.read_processes()
         row = pick_process(processes, arch, regs, pid)
         if row.problem:
             raise CommandError("process %d '%s': %s" % (row.pid, row.name, row.problem))
@@ -220,7 +196,7 @@ def vma_lines(arch, regs, address):
     if user_end is None or address >= user_end:
         return []
     try:
-        row = pick_process(read_processes(), arch, regs)
+        row = pick_process(kernel.read_processes(), arch, regs)
     except CommandError:
         return []
     who = "process %d '%s'" % (row.pid, row.name)
@@ -323,4 +299,4 @@ stopped inside the swapper, the records are mid-change."""
             out(line)
 
 
-__all__ = ["Frames", "SwapSlotsCommand", "VmaList", "read_processes", "swap_census", "vma_lines"]
+__all__ = ["Frames", "SwapSlotsCommand", "VmaList", "swap_census", "vma_lines"]

@@ -440,9 +440,8 @@ takes."""
         if table is None:
             raise CommandError(note)
         active = None if target.paging_off_reason(arch, regs) else active_root(arch, regs)
-        from .memory import read_processes
         try:
-            procs, why = {p.pid: p for p in read_processes()}, ""
+            procs, why = {p.pid: p for p in kernel.read_processes()}, ""
         except CommandError as err:
             procs, why = {}, str(err)
         out("  %5s  %-16s %-9s %6s  %s" % ("PID", "NAME", "STATE", "KSTACK", "ROOT"))

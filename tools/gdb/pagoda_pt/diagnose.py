@@ -1396,7 +1396,7 @@ def kernel_failure_verdict(last_failure: Optional[str], count: int) -> Optional[
 
 def what_was_checked(processes: list, last_failure: Optional[str], count: int, refused: Optional[str] = None) -> str:
     """One line for a stop where nothing is wrong: what fault-why could check there, so that
-    "nothing is wrong" says how far it looked: the process table (@p processes: memory.read_processes
+    "nothing is wrong" says how far it looked: the process table (@p processes: pagoda_gdb.kernel.read_processes
     rows), the kernel's failure lines (@p count since boot, the last @p last_failure) and the last
     memory call it refused (@p refused: pagoda_last_refused_call, kernel/proc/syscalls.cpp)."""
     if processes:

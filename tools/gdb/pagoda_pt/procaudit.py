@@ -4,7 +4,6 @@ process table and the scheduler's current process, read from guest RAM through r
 size) by the one reader (pagoda_pt/procs.py), checked against each other.
 
     audit_table(...)                         the first broken invariant, as a sentence, or None
-    audit(read_phys, symbol, where, ...)     all of it from a symbol(name) -> address reader
 
 Each invariant holds only where the scheduler's records are consistent (a system call's entry, a
 context switch, a timer tick, a process's end, the idle loop, a checkpoint of the run): the
@@ -12,9 +11,7 @@ callers choose those stops (CONSISTENT_FUNCTIONS).
 """
 from __future__ import annotations
 
-from typing import Callable, Optional
-
-from .procs import CURRENT, NO_SLOT, TABLE, Layout, read_current, read_procs
+from .procs import NO_SLOT
 
 # Functions at whose entry (or anywhere in, for the idle loop) the scheduler's records are
 # consistent: the stops where audit_table() may judge them (the grader's contract names them too).
@@ -123,17 +120,3 @@ def audit_table(facts, recs, current, pointer, where, roots=None, asids=None):
                         "when the space ends)")
             seen[asid] = (root, pid)
     return None
-
-
-def audit(read_phys, symbol: Callable[[str], Optional[int]], where: str, roots: Optional[dict] = None,
-          table_name: str = TABLE, current_name: str = CURRENT) -> Optional[str]:
-    """audit_table() over guest RAM (@p read_phys) with the kernel's symbols (@p symbol(name) ->
-    address or None: the facts, __kernel_virt_offset, the table and g_current by @p table_name and
-    @p current_name), at a stop @p where; None when nothing is broken or the kernel exports no
-    process table (a kernel before lab 3)."""
-    facts = Layout.of_symbols(symbol, table_name, current_name)
-    if facts is None:
-        return None
-    recs = read_procs(read_phys, facts)
-    current, pointer = read_current(read_phys, facts, recs)
-    return audit_table(facts, recs, current, pointer, where, roots)

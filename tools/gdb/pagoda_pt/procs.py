@@ -45,6 +45,14 @@ def _u(data, offset, size):
     return int.from_bytes(data[offset:offset + size], "little")
 
 
+def _optional(read):
+    """read(), or None where a fact it asks for is missing (LookupError, AssertionError)."""
+    try:
+        return read()
+    except (LookupError, AssertionError):
+        return None
+
+
 @dataclass(frozen=True)
 class Vma:
     """One VMA as the kernel holds it (kernel/mm/space/vma.hpp); what a caller does not give is an
@@ -160,12 +168,11 @@ class Layout:
         self.guard, self.stack_size = f("kernel_stack_guard"), f("kernel_stack_size")
         self.frame_size, self.frame_result = f("user_frame_size"), f("user_frame_result")
         self.frame_pc, self.frame_sp, self.frame_flags = f("user_frame_pc"), f("user_frame_sp"), f("user_frame_flags")
-        try:
-            self.record = (f("process_regions"), f("process_regions_made"), f("regions_vmas_data"),
-                           f("regions_vmas_size"), tuple(f("regions_" + b) for b in BOUND_FIELDS))
-            self.vma_size, self.vma_fields = f("vma_stride"), {k: f("vma_" + k) for k in VMA_FIELDS}
-        except (LookupError, AssertionError):
-            self.record = None
+        self.record = _optional(lambda: (f("process_regions"), f("process_regions_made"), f("regions_vmas_data"),
+                                         f("regions_vmas_size"), f("vma_stride"),
+                                         {k: f("vma_" + k) for k in VMA_FIELDS}))
+        # The bounds (the stack's limit and gap came a lab after the heap's: None where not exported).
+        self.bounds = tuple(_optional(lambda b=b: f("regions_" + b)) for b in BOUND_FIELDS)
 
     @classmethod
     def of_symbols(cls, symbol: Callable[[str], Optional[int]], table_name: str = TABLE,
@@ -198,7 +205,7 @@ class Layout:
 
     def decode_vma(self, raw):
         """The Vma in @p raw, the bytes of one."""
-        f = self.vma_fields
+        f = self.record[5]
         return Vma(start=_u(raw, f["start"], 8), end=_u(raw, f["end"], 8), read=bool(raw[f["read"]]),
                    write=bool(raw[f["write"]]), execute=bool(raw[f["execute"]]), kind=_u(raw, f["kind"], 4),
                    flags=_u(raw, f["flags"], 4), offset=_u(raw, f["offset"], 8), file_size=_u(raw, f["file_size"], 8),
@@ -232,11 +239,12 @@ def read_procs(read_phys, lay: Layout, read_virt=None, records_of=ALL, freed=Fal
 
 
 def _read_record(read_virt, lay, p, proc):
-    regions, made, data_at, size_at, bounds = lay.record
+    regions, made, data_at, size_at, vma_size, _ = lay.record
     if not p[made]:
         return
     proc.regions = proc.address + regions
-    proc.heap_start, proc.brk, proc.stack_limit, proc.stack_gap = (_u(p, regions + b, 8) for b in bounds)
+    proc.heap_start, proc.brk, proc.stack_limit, proc.stack_gap = (
+        None if b is None else _u(p, regions + b, 8) for b in lay.bounds)
     data, size = _u(p, regions + data_at, 8), _u(p, regions + size_at, 8)
     if size > MAX_VMAS:
         proc.problem = f"its VMA set claims {size} regions (more than {MAX_VMAS}: not a set the grader can read)"
@@ -245,11 +253,11 @@ def _read_record(read_virt, lay, p, proc):
         proc.vmas = []
         return
     try:
-        raw = read_virt(data, size * lay.vma_size)
+        raw = read_virt(data, size * vma_size)
     except (AssertionError, ValueError, OSError) as e:
         proc.problem = f"its VMA array at {data:#x} ({size} regions) cannot be read: {e}"
         return
-    proc.vmas = [lay.decode_vma(raw[k * lay.vma_size:(k + 1) * lay.vma_size]) for k in range(size)]
+    proc.vmas = [lay.decode_vma(raw[k * vma_size:(k + 1) * vma_size]) for k in range(size)]
 
 
 def read_current(read_phys, lay: Layout, procs):
