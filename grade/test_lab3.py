@@ -694,7 +694,7 @@ def test_exit_frees(boot, kernel, arch):
             runs = insp.dump(started, root)
             for f in user_page_frames(runs, watch.layout):
                 frames[f] = ("a user page", label)
-            for f in table_frames(started, root, kernel, arch):
+            for f in table_frames(started, root):
                 frames[f] = ("the root" if f == root else "a page table", label)
         for slot in insp.mapped_stack_slots(started, watch.kernel_root):
             bottom, top = watch.layout.stack(slot)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from . import contract, symbols
 from .procaudit import Facts
-from .processes import process_roots, registry
+from .processes import process_roots, registry, table_frames
 from .witness import ARCHES, PAGE
 
 from pagoda_pt import frames as pt_frames
@@ -59,14 +59,6 @@ class Pages(dict):
 
     def frames(self):
         return {pa for pa, _ in self.values()}
-
-
-def table_frames(snap, root):
-    """The page-table frames of a root's user half (the root included)."""
-    read = snap.read_phys
-    if ARCHES[snap.arch].one_root:   # the root holds the kernel half too: its lower half only
-        read = pt_frames.lower_half(read, root)
-    return pt_frames.table_frames(snap.arch, read, root)
 
 
 def digest(snap, frame):
