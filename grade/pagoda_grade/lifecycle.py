@@ -35,7 +35,7 @@ def processes(snap, kernel, records_of=None):
     the Free slots that still hold a pid (guest RAM: the one reader, pagoda_pt.procs); the record
     (VMA list, bounds) is read for every process, or only for pid @p records_of when given."""
     out = {}
-    for p in read_procs(snap.read_phys, Facts.of(kernel), snap.read_virt,
+    for p in read_procs(snap.read_phys, Facts.with_records(kernel), snap.read_virt,
                         **({} if records_of is None else {"records_of": records_of}), freed=True):
         out.setdefault(p.pid, p)
     return out

@@ -16,7 +16,7 @@ def read_records(snap, kernel):
     """{pid: Proc} of every process slot in use whose record exists, read from guest RAM by the
     one reader (pagoda_pt.procs: the table at its load address, each VMA array through the
     grader's walk of the live root at @p snap)."""
-    return {p.pid: p for p in read_procs(snap.read_phys, Facts.of(kernel), snap.read_virt) if p.regions is not None}
+    return {p.pid: p for p in read_procs(snap.read_phys, Facts.with_records(kernel), snap.read_virt) if p.regions is not None}
 
 
 def segment_prot(s):

@@ -35,6 +35,10 @@ PROT_READ, PROT_WRITE, PROT_EXEC = 1, 2, 4
 MAX_VMAS = 4096
 # The fields of one VMA, each exported by the kernel as the fact vma_<field> (its offset).
 VMA_FIELDS = ("start", "end", "read", "write", "execute", "kind", "flags", "source", "offset", "file_size")
+# The facts a record is read with (lab 5): where it is in a slot, whether it is made, its VMA
+# array, one VMA's size and fields.
+RECORD_FACTS = ("process_regions", "process_regions_made", "regions_vmas_data", "regions_vmas_size", "vma_stride",
+                *("vma_" + k for k in VMA_FIELDS))
 # The record's bounds besides its VMAs (UserRegions), each a fact regions_<field>.
 BOUND_FIELDS = ("heap_start", "brk", "stack_limit", "stack_gap")
 # process_state_<word> facts: State's values (kernel/proc/process.hpp); Free is 0.
@@ -168,9 +172,8 @@ class Layout:
         self.guard, self.stack_size = f("kernel_stack_guard"), f("kernel_stack_size")
         self.frame_size, self.frame_result = f("user_frame_size"), f("user_frame_result")
         self.frame_pc, self.frame_sp, self.frame_flags = f("user_frame_pc"), f("user_frame_sp"), f("user_frame_flags")
-        self.record = _optional(lambda: (f("process_regions"), f("process_regions_made"), f("regions_vmas_data"),
-                                         f("regions_vmas_size"), f("vma_stride"),
-                                         {k: f("vma_" + k) for k in VMA_FIELDS}))
+        self.record = _optional(lambda: tuple(f(name) for name in RECORD_FACTS[:5]) +
+                                ({k: f("vma_" + k) for k in VMA_FIELDS},))
         # The bounds (the stack's limit and gap came a lab after the heap's: None where not exported).
         self.bounds = tuple(_optional(lambda b=b: f("regions_" + b)) for b in BOUND_FIELDS)
 
