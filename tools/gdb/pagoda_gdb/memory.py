@@ -42,14 +42,9 @@ def taken_stack_slots():
         return None
 
 
-def vma_perms(vma):
-    return ("r" if vma.read else "-") + ("w" if vma.write else "-") + \
-        ("x" if vma.execute else "-")
-
-
 def describe_vma(vma):
     """'[0x400000, 0x401000) r-x image offset 0x0 file 0x1234' (the kernel's own wording)."""
-    text = "[%#x, %#x) %s %s" % (vma.start, vma.end, vma_perms(vma), vma.kind_name)
+    text = "[%#x, %#x) %s %s" % (vma.start, vma.end, vma.rwx(), vma.kind_name)
     if vma.kind_name == "image":
         text += " offset %#x file %#x" % (vma.offset, vma.file_size)
     if vma.flags & 1:
@@ -105,10 +100,10 @@ def page_verdict(vma, pages):
             return shown, "agree: held (PROT_NONE keeps the frames; no access until mprotect)"
         return shown, "DISAGREE: the VMA allows no access, yet pages are mapped"
     if "--- held" in groups:
-        return shown, "DISAGREE: held pages (no access) in a VMA that allows %s" % vma_perms(vma)
+        return shown, "DISAGREE: held pages (no access) in a VMA that allows %s" % vma.rwx()
     if too_much:
         return shown, "DISAGREE: %s allows more than the VMA's %s" % (", ".join(sorted(too_much)),
-                                                                     vma_perms(vma))
+                                                                     vma.rwx())
     read_only = sum(n for k, n in groups.items() if k[1] == "-") if vma.write else 0
     if read_only:
         return shown, "agree; %d read-only in a writable VMA (copy-on-write)" % read_only
@@ -174,7 +169,7 @@ lose those pages)."""
             if vma.kind_name == "image":
                 extra = " (file offset %#x, %#x bytes)" % (vma.offset, vma.file_size)
             out("  %-37s %-5s %-9s %6d %6d  %s: %s%s" % (
-                format_range(vma.start, vma.end), vma_perms(vma), kind,
+                format_range(vma.start, vma.end), vma.rwx(), kind,
                 (vma.end - vma.start) // PAGE, len(mine), shown, verdict, extra))
         stray = [p for p in pages if p.va not in inside]
         if stray:

@@ -294,9 +294,7 @@ def story_from_faults(faults: list, triple_fault: bool, partial: bool = False,
 # ---- a user page fault and the process's VMAs (labs 5, 6) --------------------------------------
 
 def _vma_text(vma) -> str:
-    perms = ("r" if vma.read else "-") + ("w" if vma.write else "-") + \
-        ("x" if vma.execute else "-")
-    return "[%#x, %#x) %s %s%s" % (vma.start, vma.end, perms, vma.kind_name,
+    return "[%#x, %#x) %s %s%s" % (vma.start, vma.end, vma.rwx(), vma.kind_name,
                                    " grows down" if vma.flags & 1 else "")
 
 
