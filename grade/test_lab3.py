@@ -544,11 +544,11 @@ def test_kstack_overflow(boot, kernel, arch):
 def live_stacks(snap, watch):
     """The kernel-stack slots the process table (guest RAM) says live processes hold at @p snap
     (every slot when the kernel exports no table facts)."""
-    from pagoda_grade.procaudit import NO_SLOT, Facts, read_table
+    from pagoda_grade.procaudit import NO_SLOT, Facts, read_procs
     facts = Facts.of(watch.kernel)
     if facts is None:
         return set(range(watch.layout.slots))
-    return {r.kslot for r in read_table(snap.read_phys, facts) if r.kslot != NO_SLOT}
+    return {r.kslot for r in read_procs(snap.read_phys, facts) if r.kslot != NO_SLOT}
 
 
 @lab_test(3, "roots_verified")
@@ -656,7 +656,7 @@ def test_exit_frees(boot, kernel, arch):
             runs = insp.dump(started, root)
             for f in user_page_frames(runs, watch.layout):
                 frames[f] = ("a user page", label)
-            for f in table_frames(started, root, kernel, arch):
+            for f in table_frames(started, root):
                 frames[f] = ("the root" if f == root else "a page table", label)
         for slot in insp.mapped_stack_slots(started, watch.kernel_root):
             bottom, top = watch.layout.stack(slot)

@@ -24,8 +24,8 @@ from pagoda_grade.outcomes import BootEnded
 from pagoda_grade.processes import HEX, count_used, parse_kills, user_elf, user_pages, user_symbol, written
 from pagoda_grade.proof import proof
 from pagoda_grade.symbols import fact, segments
-from pagoda_grade.vmas import (GROWS_DOWN, KIND_ANONYMOUS, KIND_IMAGE, KIND_STACK, PF_R, PF_W, PF_X, PROT_EXEC,
-                               PROT_READ, PROT_WRITE, page_down, page_up, read_records)
+from pagoda_grade.vmas import PF_R, PF_W, PF_X, page_down, page_up, read_records
+from pagoda_pt.procs import GROWS_DOWN, KIND_ANONYMOUS, KIND_IMAGE, KIND_STACK, PROT_EXEC, PROT_READ, PROT_WRITE
 from pagoda_grade.vmawatch import (EFAULT, ENOMEM, KILL_STOP, MASK64, TABLE_PAGES, TABLE_WORDS, VmaWatch, WINDOW,
                                    WINDOW_PAGES, embedded_bytes, hole_cut, image_end, killed, mmap_area, no_vma_verdict,
                                    page_file_cause, pages_left, random_mismatch, random_model, record_against_model,

@@ -5,7 +5,7 @@ import types
 
 from pagoda_core.faultlog import EXCEPTION, INTERRUPT, SOFTWARE
 from pagoda_grade.idle import IDLE_STOP, IdleWatch, nothing_can_run
-from pagoda_pt.procaudit import Rec
+from pagoda_pt.procs import Proc as Rec
 
 READY, RUNNING, SLEEPING, ZOMBIE, WAITING = 1, 2, 3, 4, 5
 F = types.SimpleNamespace(ready=READY, running=RUNNING, zombie=ZOMBIE, waiting=WAITING, sleeping=SLEEPING,
@@ -39,7 +39,7 @@ def event(kind, pc, privilege=0, sp=None, root=None, index=0, vector=0x20):
 def watch(monkeypatch, table):
     """An IdleWatch over the idle span IDLE, 3 interrupts in a row, whose process table is @p table."""
     import pagoda_grade.procaudit as procaudit
-    monkeypatch.setattr(procaudit, "read_table", lambda read_phys, facts: table)
+    monkeypatch.setattr(procaudit, "read_procs", lambda read_phys, facts: table)
     return IdleWatch([IDLE], F, lambda pa, size: b"", ticks=3)
 
 
@@ -110,7 +110,7 @@ def test_a_console_reader_waits_forever_only_once_the_grader_types_no_more(monke
     badptr's bad buffer passed for good, it waited for input until the deadline)."""
     import pagoda_grade.procaudit as procaudit
     table = [rec(1, 0, WAITING), rec(2, 1, SLEEPING)]
-    monkeypatch.setattr(procaudit, "read_table", lambda read_phys, facts: table)
+    monkeypatch.setattr(procaudit, "read_procs", lambda read_phys, facts: table)
     held = {"reader": 2}
     w = IdleWatch([IDLE], F, lambda pa, size: held["reader"].to_bytes(size, "little") if pa == 0x9000 else b"",
                   ticks=3, reader=0x9000)

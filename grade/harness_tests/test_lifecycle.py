@@ -3,7 +3,7 @@ each slip's evidence gives its sentence, and a correct fork, fault or run gives 
 from types import SimpleNamespace
 
 from pagoda_grade.lifecycle import CowFault, Deaths, ForkView, Moment, Pages, fork_problems, stale_records, unflushed
-from pagoda_grade.vmas import Vma
+from pagoda_pt.procs import Vma
 
 PAGE = 4096
 TEXT, DATA, STACK = 0x400000, 0x409000, 0x7ffffffff000

@@ -7,7 +7,7 @@ import pytest
 
 from pagoda_grade import causes, procaudit, programs, symbols
 from pagoda_pt import contract
-from pagoda_pt.procaudit import Rec
+from pagoda_pt.procs import Proc as Rec
 
 PAGE = 4096
 READY, RUNNING, SLEEPING, ZOMBIE, WAITING = 1, 2, 3, 4, 5
@@ -209,27 +209,27 @@ def kill(pid, address, reason):
 
 
 def test_a_kill_just_below_the_stack_is_named_from_the_loaders_record(reference_kernel):
-    from pagoda_grade.vmas import GROWS_DOWN, KIND_STACK, Record, Vma
+    from pagoda_pt.procs import GROWS_DOWN, KIND_STACK, Proc, Vma
     from pagoda_grade.vmawatch import VmaWatch
     top = symbols.fact(reference_kernel, "user_stack_top")
     watch = VmaWatch(reference_kernel, "x86_64")
     stack = Vma(top - 8 * PAGE, top, True, True, False, KIND_STACK, 0)
     below = top - 9 * PAGE + 0x10
-    watch.records = {1: Record(1, "vmas", [stack], 0, 0)}
+    watch.records = {1: Proc(pid=1, name="vmas", vmas=[stack], heap_start=0, brk=0)}
     said = watch.stack_boundary_cause([kill(1, below, "PT entry 502 not present; no VMA")])
     assert said.startswith(f"proc 1 (vmas) was killed at {below:#x}, 1 page(s) below its stack region") and \
         "lacks the grows-down flag" in said
     stack = Vma(top - 8 * PAGE, top, True, True, False, KIND_STACK, GROWS_DOWN)
-    watch.records = {1: Record(1, "vmas", [stack], 0, 0)}
+    watch.records = {1: Proc(pid=1, name="vmas", vmas=[stack], heap_start=0, brk=0)}
     refused = "PT entry 502 not present; the stack could not grow down to the page (already exists)"
     said = watch.stack_boundary_cause([kill(1, below, refused)])
     assert "refused to grow the stack, 'already exists', for a region that only touches its neighbour" in said
     # A region really in the way, or a growth that failed otherwise: not this cause.
     deeper = top - 10 * PAGE + 0x10
     assert "2 page(s) below" in watch.stack_boundary_cause([kill(1, deeper, refused)])
-    watch.records = {1: Record(1, "vmas", [Vma(top - 9 * PAGE, top - 8 * PAGE, True, True, False), stack], 0, 0)}
+    watch.records = {1: Proc(pid=1, name="vmas", vmas=[Vma(top - 9 * PAGE, top - 8 * PAGE, True, True, False), stack], heap_start=0, brk=0)}
     assert watch.stack_boundary_cause([kill(1, deeper, refused)]) is None
-    watch.records = {1: Record(1, "vmas", [stack], 0, 0)}
+    watch.records = {1: Proc(pid=1, name="vmas", vmas=[stack], heap_start=0, brk=0)}
     assert watch.stack_boundary_cause([kill(1, below, "the stack could not grow (no memory)")]) is None
 
 
@@ -255,9 +255,10 @@ def test_a_fork_that_writes_its_parents_frame_is_named():
 
 
 def test_the_shared_audit_reads_the_table_from_guest_ram(reference_kernel):
-    """pagoda_pt.procaudit.audit (what fault-why runs, with GDB's symbols): the table and g_current
-    found by their symbols, the slots read from RAM; two processes Running is named, one is not."""
-    from pagoda_pt import procaudit as shared
+    """What fault-why runs, with GDB's symbols (pagoda_pt.procs.Layout.of_symbols, read_procs, then
+    pagoda_pt.procaudit.audit_table): the table and g_current found by their symbols, the slots
+    read from RAM; two processes Running is named, one is not."""
+    from pagoda_pt import procaudit as shared, procs
     k = reference_kernel
     table = symbols.symbols(k)
     named = {n: symbols.address_of(k, n) for n in (contract.PROCESS_TABLE, contract.CURRENT)}
@@ -283,8 +284,13 @@ def test_the_shared_audit_reads_the_table_from_guest_ram(reference_kernel):
     slot(0, 1, facts.running)
     slot(1, 2, facts.ready)
     put(facts.current, facts.table_va.to_bytes(8, "little"))
-    assert shared.audit(read_phys, symbol, "where GDB stopped") is None
+
+    def audit():
+        lay = procs.Layout.of_symbols(symbol)
+        recs = procs.read_procs(read_phys, lay)
+        return shared.audit_table(lay, recs, *procs.read_current(read_phys, lay, recs), "where GDB stopped")
+    assert audit() is None
     slot(1, 2, facts.running)
-    said = shared.audit(read_phys, symbol, "where GDB stopped")
+    said = audit()
     assert said and said.startswith("pid 2 (prog) is Running in the process table (guest RAM) where GDB stopped, but "
                                     "the CPU runs pid 1 (prog)"), said

@@ -3,13 +3,13 @@ and from the kernel's kill reason (vmawatch.allowed_against_perms), tried on rec
 reasons built here: each rule fires on its class of slip and stays silent on a sound record or
 a reason that names the right denial."""
 from pagoda_grade import vmawatch as lab5
-from pagoda_grade.vmas import KIND_IMAGE, KIND_STACK, GROWS_DOWN, Record, Vma
+from pagoda_pt.procs import KIND_IMAGE, KIND_STACK, GROWS_DOWN, Proc, Vma
 
 PAGE = 0x1000
 
 
 def record(*vmas):
-    return Record(pid=1, name="vmas", vmas=list(vmas), heap_start=0x413000, brk=0x413000)
+    return Proc(pid=1, name="vmas", vmas=list(vmas), heap_start=0x413000, brk=0x413000)
 
 
 SOUND = record(Vma(0x400000, 0x40b000, True, False, True, KIND_IMAGE, 0, 0x1000, 0xadb6),

@@ -75,12 +75,12 @@ def test_a_guest_given_no_cpu_is_not_starved(monkeypatch):
 
 def test_the_sentence_says_what_the_process_table_says(monkeypatch):
     from pagoda_grade import procaudit
-    from pagoda_pt.procaudit import Rec
+    from pagoda_pt.procs import Proc as Rec
     facts = types.SimpleNamespace(state_name=lambda s: {1: "Ready", 3: "in state 3 (Sleeping)"}[s])
     recs = {1: Rec(0, 1, 0, 1, "spin", 0), 2: Rec(1, 2, 0, 2, "spin", 1)}
     monkeypatch.setattr(preempt, "process_roots", lambda snap, kernel: {A: "spin (pid 1)", B: "spin (pid 2)"})
     monkeypatch.setattr(procaudit.Facts, "of", classmethod(lambda cls, kernel: facts))
-    monkeypatch.setattr(procaudit, "read_table", lambda read, f: list(recs.values()))
+    monkeypatch.setattr(procaudit, "read_procs", lambda read, f: list(recs.values()))
     monkeypatch.setattr(procaudit, "read_current", lambda read, f, r: (recs[2], 0x1234))
     snap = types.SimpleNamespace(read_phys=None)
     ready = preempt.starvation_problem(snap, WATCH, A, B, 50, {A: 5, B: 900})

@@ -4,8 +4,9 @@ the user programs' (text r-x, rodata r--, data rw- with bss past its file bytes)
 loader the lab-5 grade must name gives its sentence; the record the reference loader makes gives
 none."""
 from pagoda_grade.symbols import Segment
-from pagoda_grade.vmas import GROWS_DOWN, KIND_ANONYMOUS, KIND_IMAGE, KIND_STACK, PAGE, Record, Vma, \
-    heap_problems, loader_problems
+from pagoda_grade.vmas import heap_problems, loader_problems
+from pagoda_grade.witness import PAGE
+from pagoda_pt.procs import GROWS_DOWN, KIND_ANONYMOUS, KIND_IMAGE, KIND_STACK, Proc, Vma
 
 TOP = 0x7FFF_FFFF_F000
 STACK_PAGES = 8
@@ -29,7 +30,7 @@ def reference():
 
 
 def problems(vmas):
-    return loader_problems(Record(1, "vmas", vmas, 0x409000, 0x409000), SEGMENTS, TOP, STACK_PAGES)
+    return loader_problems(Proc(pid=1, name="vmas", vmas=vmas, heap_start=0x409000, brk=0x409000), SEGMENTS, TOP, STACK_PAGES)
 
 
 def test_the_reference_loaders_record_has_no_problem():
@@ -80,7 +81,7 @@ def test_an_unsorted_record_is_named():
 
 def test_a_heap_that_does_not_start_after_the_image_is_named():
     def heap(start, brk=None):
-        return heap_problems(Record(1, "vmas", reference(), start, start if brk is None else brk), SEGMENTS)
+        return heap_problems(Proc(pid=1, name="vmas", vmas=reference(), heap_start=start, brk=start if brk is None else brk), SEGMENTS)
     assert heap(0x409000) == []
     assert "lies inside the image, whose last load segment ends at 0x409000" in heap(0x407000)[0]
     assert "is not page aligned" in heap(0x4082F0)[0]

@@ -10,7 +10,7 @@ from pagoda_core.symbolize import Symbolizer
 from pagoda_grade.causes import copy_guard_cause
 from pagoda_grade.harness import Run
 from pagoda_grade.symbols import user_fixups
-from pagoda_grade.vmas import Record, Vma
+from pagoda_pt.procs import Proc, Vma
 from pagoda_grade.usercopy import misplaced_chunk, space_copy_problem
 from pagoda_grade.vmawatch import PAGE, WINDOW, random_steps, record_against_model
 from pagoda_grade.forks import ECHILD, wait_problem
@@ -73,7 +73,7 @@ def test_a_chunk_written_where_it_belongs_is_not_misplaced():
 
 
 def _record(*spans):
-    return Record(pid=1, name="vmas", heap_start=0, brk=0,
+    return Proc(pid=1, name="vmas", heap_start=0, brk=0,
                   vmas=[Vma(start=WINDOW + a * PAGE, end=WINDOW + b * PAGE, read=True, write=True, execute=False)
                         for a, b in spans])
 

@@ -41,7 +41,7 @@ IDLE_STOP = "the guest idles with no process that can ever run again"
 
 
 def nothing_can_run(facts, recs, reader=0):
-    """None, or a sentence naming why nothing in the process table @p recs (procaudit.Rec, the
+    """None, or a sentence naming why nothing in the process table @p recs (pagoda_pt.procs.Proc, the
     slots in use) can ever run again: there is a process, and every one is Waiting, a Zombie with
     a parent (one without a parent is the idle loop's to reap: it still changes) or the process
     @p reader (a pid; 0: none) that waits for console input no one will type."""
@@ -174,7 +174,7 @@ class IdleWatch:
         self.run = 0
         from . import procaudit
         try:
-            recs = procaudit.read_table(self.read_phys, self.facts)
+            recs = procaudit.read_procs(self.read_phys, self.facts)
             return (nothing_can_run(self.facts, recs, self.waiting_reader(recs))
                     or left_running(self.facts, recs, self.read_phys, self.preempted))
         except (OSError, ValueError):

@@ -19,100 +19,27 @@ import struct
 from dataclasses import dataclass, field
 
 from pagoda_pt import contract
+
 from . import symbols
-from .processes import process_roots, registry
-from .vmas import MAX_VMAS, decode_vma, vma_fields
+from .procaudit import Facts
+from .processes import process_roots, registry, table_frames
 from .witness import ARCHES, PAGE
 
 from pagoda_pt import frames as pt_frames
-from pagoda_pt.procaudit import _u
+from pagoda_pt.procs import _u, read_procs
 
 
-
-@dataclass
-class Proc:
-    slot: int
-    pid: int
-    parent: int
-    state: int
-    zombie: bool
-    waiting: bool
-    vmas: list          # [Vma], or None when the process has no record (yet)
-    exit_code: int
-    exit_how: int
-    bounds: tuple = None   # the record's (heap start, break, stack limit, stack gap), with vmas
-
-
-# The record's bounds besides its VMAs (UserRegions), each a fact regions_<field>; what fork's
-# copy_record must copy with the VMA set.
-BOUND_FIELDS = ("heap_start", "brk", "stack_limit", "stack_gap")
-BOUND_NAMES = ("heap's start", "heap's break", "stack's limit", "stack's gap")
-
-
-class _Facts:
-    """The kernel's layout facts for processes and records, read once per kernel."""
-    _cache = {}
-
-    def __init__(self, kernel):
-        f = lambda name: symbols.fact(kernel, name)  # noqa: E731
-        self.table = symbols.physical_of(kernel, symbols.address_of(kernel, contract.PROCESS_TABLE))
-        # Lab 5's facts for the table and the record (kernel/proc/process.cpp's end), lab 6's for
-        # the parent, the status and the zombie state.
-        self.slots, self.size = f("process_count"), f("process_stride")
-        self.pid, self.parent, self.state = f("process_pid"), f("process_parent"), f("process_state")
-        self.exit, self.regions, self.regions_made = f("process_exit"), f("process_regions"), f("process_regions_made")
-        self.zombie, self.waiting = f("process_state_zombie"), f("process_state_waiting")
-        self.vmas_data, self.vmas_size = f("regions_vmas_data"), f("regions_vmas_size")
-        self.vma_size, self.vma_fields = f("vma_stride"), vma_fields(kernel)
-        self.bounds = tuple(f(f"regions_{k}") for k in BOUND_FIELDS)
-
-    @classmethod
-    def of(cls, kernel):
-        if kernel not in cls._cache:
-            cls._cache[kernel] = cls(kernel)
-        return cls._cache[kernel]
-
-
-def read_vmas(snap, kernel, record_va):
-    """The VMAs of the record (a UserRegions) at kernel address @p record_va, read through the
-    kernel half."""
-    k = _Facts.of(kernel)
-    head = snap.read_virt(record_va, max(k.vmas_data, k.vmas_size) + 8)
-    data, count = _u(head, k.vmas_data, 8), _u(head, k.vmas_size, 8)
-    if count == 0 or data == 0:
-        return []
-    if count > MAX_VMAS:
-        return None
-    raw = snap.read_virt(data, count * k.vma_size)
-    out = []
-    for i in range(count):
-        v = raw[i * k.vma_size:(i + 1) * k.vma_size]
-        out.append(decode_vma(v, k.vma_fields))
-    return out
+BOUND_NAMES = ("heap's start", "heap's break", "stack's limit", "stack's gap")   # Proc.bounds, in order
 
 
 def processes(snap, kernel, records_of=None):
-    """{pid: Proc} of every slot of the process table that is not free (guest RAM); the record
-    (VMA list) is read for every process, or only for pid @p records_of when given."""
-    k = _Facts.of(kernel)
-    data = snap.read_phys(k.table, k.slots * k.size)
-    base_va = symbols.address_of(kernel, contract.PROCESS_TABLE)
+    """{pid: pagoda_pt.procs.Proc} of every slot of the process table that is not free, and of
+    the Free slots that still hold a pid (guest RAM: the one reader, pagoda_pt.procs); the record
+    (VMA list, bounds) is read for every process, or only for pid @p records_of when given."""
     out = {}
-    for slot in range(k.slots):
-        p = data[slot * k.size:(slot + 1) * k.size]
-        pid, state = _u(p, k.pid, 4), p[k.state]
-        if state == 0 and pid == 0:
-            continue
-        vmas = bounds = None
-        if p[k.regions_made] and (records_of is None or records_of == pid):
-            try:
-                vmas = read_vmas(snap, kernel, base_va + slot * k.size + k.regions)
-            except AssertionError:
-                vmas = None
-            bounds = tuple(_u(p, k.regions + b, 8) for b in k.bounds)
-        code = _u(p, k.exit, 4)
-        out.setdefault(pid, Proc(slot, pid, _u(p, k.parent, 4), state, state == k.zombie, state == k.waiting, vmas,
-                                 code - (1 << 32) if code >> 31 else code, _u(p, k.exit + 4, 4), bounds))
+    for p in read_procs(snap.read_phys, Facts.with_records(kernel), snap.read_virt,
+                        **({} if records_of is None else {"records_of": records_of}), freed=True):
+        out.setdefault(p.pid, p)
     return out
 
 
@@ -134,14 +61,6 @@ class Pages(dict):
 
     def frames(self):
         return {pa for pa, _ in self.values()}
-
-
-def table_frames(snap, root):
-    """The page-table frames of a root's user half (the root included)."""
-    read = snap.read_phys
-    if ARCHES[snap.arch].one_root:   # the root holds the kernel half too: its lower half only
-        read = pt_frames.lower_half(read, root)
-    return pt_frames.table_frames(snap.arch, read, root)
 
 
 def digest(snap, frame):

@@ -122,15 +122,15 @@ def preemption_problem(trace, root, arch):
 def wait_for_ticker_end(guest, watch):
     """Runs the guest until the ticker process ends (its exit_current(), or it is no longer in
     the process table): it is the third process of preempt_user's run."""
-    from pagoda_grade.procaudit import Facts, read_current, read_table
+    from pagoda_grade.procaudit import Facts, read_current, read_procs
     facts = Facts.of(watch.kernel)
     if facts is None:
         return
     exit_at = address_of(watch.kernel, contract.EXIT)
     snap = guest.snapshot()
-    while any(r.name == "ticker" and r.state != facts.zombie for r in read_table(snap.read_phys, facts)):
+    while any(r.name == "ticker" and r.state != facts.zombie for r in read_procs(snap.read_phys, facts)):
         snap = guest.stop_at_any([exit_at], what="the ticker to end (exit_current), leaving the two spinners")
-        current, _ = read_current(snap.read_phys, facts, read_table(snap.read_phys, facts))
+        current, _ = read_current(snap.read_phys, facts, read_procs(snap.read_phys, facts))
         if current is not None and current.name == "ticker":
             return
 
@@ -171,13 +171,13 @@ def starvation_problem(snap, watch, stuck, other, ticks, counts):
     """The sentence for a spinner (root @p stuck) whose count stood still for @p ticks timer
     interrupts in user mode while the one in root @p other counted on: what the process table
     (guest RAM) says of it now, and what the scheduler must do."""
-    from pagoda_grade.procaudit import Facts, read_current, read_table
+    from pagoda_grade.procaudit import Facts, read_current, read_procs
     labels = process_roots(snap, watch.kernel)
     pid = {r: int(m[1]) for r, label in labels.items() if (m := re.search(r"\(pid (\d+)\)", label))}
     facts = Facts.of(watch.kernel)
     state, on_cpu = "", ""
     if facts is not None and stuck in pid:
-        recs = read_table(snap.read_phys, facts)
+        recs = read_procs(snap.read_phys, facts)
         rec = next((r for r in recs if r.pid == pid[stuck]), None)
         current, _ = read_current(snap.read_phys, facts, recs)
         if rec is not None:

@@ -11,7 +11,7 @@ where each lies in the kStackBase area comes from the layout facts the kernel ex
     layout = Layout(kernel)                          the kernel-stack slots, the user half
     user_elf(kernel, arch, "spin")                   the program's ELF (symbols: user_symbol)
     RootInspector(snap, kernel, arch, kernel_root)   checks one root against the kernel's
-    table_frames(snap, root, arch)                   every table frame of a root's user half
+    table_frames(snap, root)                         every table frame of a root's user half
     count_used(snap, bitmap, words)                  frames in use, from the allocator's bitmap
     parse_started / parse_kills / parse_reaped       the kernel's lines, to label what was seen
     written(snap, proc)                              what a write() at a system-call stop says,
@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pagoda_pt import contract
 from . import programs, symbols
 from .witness import ARCHES, PAGE, WalkError, layout_value, top_level
+
+from pagoda_pt import frames as pt_frames
 
 HEX = r"0x[0-9a-f]+"
 
@@ -483,30 +485,13 @@ def writable_in_two(snap, roots, layout, labels=None):
     return None
 
 
-def table_frames(snap, root, kernel, arch):
-    """Every page-table frame under the user half of @p root (the root itself included):
-    what the teardown of the process must free."""
-    tl = top_level(kernel)
-    address = layout_value(kernel, "address_mask")
-    levels = layout_value(kernel, "levels")
-    frames = {root}
-
-    def is_table(e, level):
-        return level != levels - 1 and ARCHES[arch].is_table_entry(e, level)
-
-    def visit(table, level, first, end):
-        entries = snap.table_entries(table)
-        for i in range(first, end):
-            e = entries[i]
-            if not e or not is_table(e, level):     # (most entries are empty)
-                continue
-            child = e & address
-            frames.add(child)
-            visit(child, level + 1, 0, tl.entries)
-
-    # x86_64: the lower half of the root; AArch64: the whole of TTBR0's tree.
-    visit(root, 0, 0, tl.kernel_first if ARCHES[arch].one_root else tl.entries)
-    return frames
+def table_frames(snap, root):
+    """Every page-table frame under the user half of @p root (the root itself included): what the
+    teardown of the process must free (pagoda_pt.frames' walk of the tree)."""
+    read = snap.read_phys
+    if ARCHES[snap.arch].one_root:   # the root holds the kernel half too: its lower half only
+        read = pt_frames.lower_half(read, root)
+    return pt_frames.table_frames(snap.arch, read, root)
 
 
 def leaf_entries(snap, root, kernel, arch, max_tables=4096, where=None):

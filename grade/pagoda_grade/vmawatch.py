@@ -11,12 +11,12 @@ from .derived import value as derived
 from .lifecycle import Pages
 from .processes import foreign_code_kill, parse_kills, user_elf, user_pages
 from .symbols import fact, find, segments
-from .vmas import GROWS_DOWN, KIND_IMAGE, KIND_STACK, PROT_READ, PROT_WRITE, heap_problems, loader_problems, page_down, \
-    page_up, read_records, segment_prot
+from .vmas import heap_problems, loader_problems, page_down, page_up, read_records, segment_prot
 from .vmas import prot_text as rwx_of_prot
 from .watch import Watch, _Lines, u64
 from .witness import ARCHES, PAGE
 from pagoda_pt.diagnose import record_rules_broken
+from pagoda_pt.procs import GROWS_DOWN, KIND_IMAGE, KIND_STACK, PROT_READ, PROT_WRITE
 
 ENOMEM, EEXIST, EFAULT, EINVAL = -12, -17, -14, -22
 MASK64 = (1 << 64) - 1
@@ -516,8 +516,7 @@ def record_broken(record):
     pagoda_pt.diagnose.record_rules_broken)."""
     if record is None or record.problem:
         return None
-    return record_rules_broken([(v.start, v.end, v.kind == KIND_IMAGE, v.file_size, str(v)) for v in record.vmas],
-                               f"{record.name}'s record (pid {record.pid}, read from guest RAM)", PAGE)
+    return record_rules_broken(record.vmas or [], f"{record.name}'s record (pid {record.pid}, read from guest RAM)", PAGE)
 
 
 def killed(run, watch, pid, how, reason, address):

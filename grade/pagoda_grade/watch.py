@@ -685,7 +685,7 @@ class Watch:
             if isinstance(runs, WalkError):
                 continue
             ranges = [(r.pa_start, r.pa_start + r.va_end - r.va_start) for r in user_runs(runs, self.layout)]
-            ranges += [(f, f + PAGE) for f in table_frames(snap, root, self.kernel, self.arch)]
+            ranges += [(f, f + PAGE) for f in table_frames(snap, root)]
             missing = unmarked(bits, ranges, self.bitmap[1])
             if missing:
                 return [f"{label} maps frame(s) {', '.join(hex(f) for f in missing)}, which the frame allocator's used "

@@ -24,6 +24,7 @@ from pagoda_pt.diagnose import (MARK_STOP, MARK_WHY, MARK_WRONG, NOTHING_WRONG, 
                                 program_s_own, story_from_faults)
 from pagoda_pt.isa import isa
 from pagoda_pt.model import PAGE_SIZE_4K as PAGE
+from pagoda_pt.procs import NO_SLOT
 
 from . import session, target
 from .args import parse
@@ -248,8 +249,8 @@ def _with_panic(arch, lines, fault=None):
 
 
 def _live_rows():
-    from . import memory
-    return memory.read_processes()
+    from . import kernel
+    return kernel.read_processes()
 
 
 def _verdict_at(lines):
@@ -290,10 +291,10 @@ def _with_kill_causes(arch, lines):
 def _kill_cause(arch):
     from pagoda_pt.diagnose import fork_copied_nothing, foreign_root, shared_writable, writable_and_executable
     from pagoda_pt.frames import mapped_frame_story, take_census
-    from . import kernel, memory
+    from . import kernel
     from .paging import active_root
-    rows = memory.read_processes()
-    current = next((r for r in rows if r["current"]), None)
+    rows = kernel.read_processes()
+    current = next((r for r in rows if r.current), None)
     if current is None:
         return None
     regs = target.paging_regs(arch)
@@ -302,23 +303,23 @@ def _kill_cause(arch):
             live = active_root(arch, regs)
             table, _ = kernel.published_roots(read_phys)
             known = table.find(live) if table is not None else None
-            if known is not None and known.kind == "process" and known.id != current["pid"]:
+            if known is not None and known.kind == "process" and known.id != current.pid:
                 owner = "proc %d" % known.id
                 if known.name and known.name != owner:
                     owner = _label(known.id, known.name)
-                return foreign_root(_label(current["pid"], current["name"]), owner, live)
+                return foreign_root(_label(current.pid, current.name), owner, live)
         census = take_census(arch, read_phys, kernel.symbol_address, regs, target.pa_bits(arch)[0])
     _note_census(census)
     story = _quiet(_swap_story, arch, rows) or mapped_frame_story(census)
     if story is None:
-        story = shared_writable(census.processes, {r["pid"]: r["parent"] for r in rows}, _log_write_faults(arch),
-                                vmas_of={r["pid"]: r.get("vmas") for r in rows})
-    parent = next((r for r in rows if r["pid"] == current["parent"]), None)
+        story = shared_writable(census.processes, {r.pid: r.parent for r in rows}, _log_write_faults(arch),
+                                vmas_of={r.pid: r.vmas for r in rows})
+    parent = next((r for r in rows if r.pid == current.parent), None)
     pages = {m.pid: m.pages for m in census.processes}
-    if story is None and parent is not None and current["pid"] in pages and parent["pid"] in pages:
-        story = fork_copied_nothing(current, parent, pages[current["pid"]], pages[parent["pid"]])
+    if story is None and parent is not None and current.pid in pages and parent.pid in pages:
+        story = fork_copied_nothing(current, parent, pages[current.pid], pages[parent.pid])
     if story is None:
-        story = writable_and_executable([m for m in census.processes if m.pid in {r["pid"] for r in rows}])
+        story = writable_and_executable([m for m in census.processes if m.pid in {r.pid for r in rows}])
     if story is None:
         story = _record_story([current], census)
     if story is None:
@@ -333,10 +334,10 @@ def _record_story(rows, census):
     from pagoda_pt.diagnose import record_against_pages
     pages = {m.pid: m.pages for m in census.processes}
     for row in rows:
-        if row.get("vmas") is not None and row["pid"] in pages:
-            heap = (row["heap_start"], row["brk"]) if row.get("heap_start") is not None else None
-            limits = (row.get("heap_start") or 0, row.get("stack_limit") or 0)
-            story = record_against_pages(row["vmas"], pages[row["pid"]], _label(row["pid"], row["name"]), heap=heap,
+        if row.vmas is not None and row.pid in pages:
+            heap = (row.heap_start, row.brk) if row.heap_start is not None else None
+            limits = (row.heap_start or 0, row.stack_limit or 0)
+            story = record_against_pages(row.vmas, pages[row.pid], _label(row.pid, row.name), heap=heap,
                                          limits=limits)
             if story is not None:
                 return story
@@ -406,21 +407,29 @@ def _user_frames_story(arch, rows):
     """pagoda_pt.diagnose.user_interrupts_masked on the user frame at the top of each living
     process's kernel stack (read from guest RAM through the frame behind the stack's top page; the
     kernel's user_frame_size and user_frame_flags facts say where its flags are), or None."""
+    from pagoda_pt import procs
     from pagoda_pt.diagnose import user_interrupts_masked
+    from pagoda_pt.walker import walk
     from . import kernel
     size, flags_at = (kernel.symbol_address(C.fact_symbol(f)) for f in ("user_frame_size", "user_frame_flags"))
     if size is None or flags_at is None or not 0 < size <= PAGE:
         return None
+    lay = procs.Layout.of_symbols(kernel.symbol_address)
+    if lay is None:
+        return None
     rule = isa(arch).user_irqs_masked
+    regs = target.paging_regs(arch)
     frames = []
     with target.physical_memory() as read_phys:
         for row in rows:
-            top = row.get("kstack_top_frame")
-            if top is None or row.get("kstack_slot") is None or row["state"] == "zombie":
+            if row.kslot == procs.NO_SLOT or row.zombie:
                 continue
-            pa = top + PAGE - size
-            flags = int.from_bytes(bytes(read_phys(pa + flags_at, 8)), "little")
-            frames.append((_label(row["pid"], row["name"]), pa, rule(flags)))
+            # (the frame behind the stack's top page, walked through the kernel half: the user frame)
+            w = walk(arch, read_phys, None, lay.stack_top(row.kslot) - size, regs, pa_bits=target.pa_bits(arch)[0])
+            if not w.mapped:
+                continue
+            flags = int.from_bytes(bytes(read_phys(w.pa + flags_at, 8)), "little")
+            frames.append((_label(row.pid, row.name), w.pa, rule(flags)))
     return user_interrupts_masked(frames)
 
 
@@ -445,12 +454,12 @@ def _exec_record_story(rows):
     from pagoda_pt.diagnose import record_of_another_program
     from . import memory
     for row in rows:
-        images = [v for v in row.get("vmas") or [] if v["kind"] == "image" and v.get("source")]
-        if not images or not re.fullmatch(r"[A-Za-z0-9_]+", row["name"]) or \
-                _program_at_name(row["name"]) is None:
+        images = [v for v in row.vmas or [] if v.kind_name == "image" and v.source]
+        if not images or not re.fullmatch(r"[A-Za-z0-9_]+", row.name) or \
+                _program_at_name(row.name) is None:
             continue
-        story = record_of_another_program(_label(row["pid"], row["name"]), row["name"],
-                                          [(memory.describe_vma(v), _program_at(v["source"])) for v in images])
+        story = record_of_another_program(_label(row.pid, row.name), row.name,
+                                          [(memory.describe_vma(v), _program_at(v.source)) for v in images])
         if story is not None:
             return story
     return None
@@ -471,17 +480,17 @@ def _file_tail_story(rows, census):
     pages = {m.pid: {p.va: p for p in m.pages if not p.held} for m in census.processes}
     with target.physical_memory() as read_phys:
         for row in rows:
-            for v in row.get("vmas") or []:
-                size = v.get("file_size") or 0
-                end = v["start"] + size
-                if v["kind"] != "image" or not v.get("source") or size % PAGE == 0 or end >= v["end"]:
+            for v in row.vmas or []:
+                size = v.file_size or 0
+                end = v.start + size
+                if v.kind_name != "image" or not v.source or size % PAGE == 0 or end >= v.end:
                     continue
-                page = pages.get(row["pid"], {}).get(end & ~(PAGE - 1))
-                source = kernel.image_phys(v["source"] + v["offset"] + size)
+                page = pages.get(row.pid, {}).get(end & ~(PAGE - 1))
+                source = kernel.image_phys(v.source + v.offset + size)
                 if page is None or source is None:
                     continue
                 n = min(TAIL_COMPARED, PAGE - end % PAGE)
-                story = bytes_past_file_size(_label(row["pid"], row["name"]), memory.describe_vma(v), page.va, end,
+                story = bytes_past_file_size(_label(row.pid, row.name), memory.describe_vma(v), page.va, end,
                                              bytes(read_phys(page.pa + end % PAGE, n)), bytes(read_phys(source, n)))
                 if story is not None:
                     return story
@@ -550,17 +559,17 @@ def _merge_story(arch, rows):
     write_at = offsets["perms"] + next(f.bitpos // 8 for f in perms_type.fields() if f.name == "write")
     inferior = gdb.selected_inferior()
     for row in rows:
-        if row.get("regions_address") is None:
+        if row.regions is None:
             continue
-        regions = gdb.parse_and_eval("*(%s*)%#x" % (C.USER_REGIONS, row["regions_address"]))
-        for j, v in enumerate(row.get("vmas") or []):
-            if v["kind"] == "image":
+        regions = gdb.parse_and_eval("*(%s*)%#x" % (C.USER_REGIONS, row.regions))
+        for j, v in enumerate(row.vmas or []):
+            if v.kind_name == "image":
                 continue
             address = int(regions["vmas"]["data_"][j].address) & MASK64
             left = bytearray(inferior.read_memory(address, size))
             right = bytearray(left)
-            right[offsets["start"]:offsets["start"] + 8] = v["end"].to_bytes(8, "little")
-            right[offsets["end"]:offsets["end"] + 8] = (v["end"] + PAGE).to_bytes(8, "little")
+            right[offsets["start"]:offsets["start"] + 8] = v.end.to_bytes(8, "little")
+            right[offsets["end"]:offsets["end"] + 8] = (v.end + PAGE).to_bytes(8, "little")
             a = (sp - SCRATCH_BELOW_SP - 2 * size) & ~0xF
             b = a + ((size + 15) & ~0xF)
             answers = []
@@ -571,7 +580,7 @@ def _merge_story(arch, rows):
                 inferior.write_memory(b, bytes(right))
                 answers.append(bool(gdb.parse_and_eval("%s(*(%s*)%#x, *(%s*)%#x)"
                                                        % (C.VMA_MERGEABLE, C.VMA, a, C.VMA, b))))
-            return merge_ignores_permissions(_label(row["pid"], row["name"]), memory.describe_vma(v), *answers)
+            return merge_ignores_permissions(_label(row.pid, row.name), memory.describe_vma(v), *answers)
     return None
 
 
@@ -614,17 +623,17 @@ def _grow_story(arch, rows):
     with _unwinding():
         gdb.set_convenience_variable("pagoda_access", access)
         for row in rows:
-            if not row.get("vmas") or row.get("regions_address") is None:
+            if not row.vmas or row.regions is None:
                 continue
 
-            def decide(va, regions=row["regions_address"]):
+            def decide(va, regions=row.regions):
                 try:
                     verdict = gdb.parse_and_eval("%s(*(%s*)%#x, %#x, $pagoda_access)"
                                                  % (C.DECIDE_FAULT, C.USER_REGIONS, regions, va))
                     return str(verdict["action"]).rsplit("::", 1)[-1]
                 except gdb.error:
                     return None
-            story = grows_what_is_not_a_stack(_label(row["pid"], row["name"]), row["vmas"], decide)
+            story = grows_what_is_not_a_stack(_label(row.pid, row.name), row.vmas, decide)
             if story is not None:
                 return story
     return None
@@ -668,19 +677,19 @@ def _with_shared_frames(arch, lines):
 def _shared_frames_story(arch):
     from pagoda_pt.diagnose import shared_writable, writable_and_executable
     from pagoda_pt.frames import count_left_story, exec_kept_story, take_census
-    from . import kernel, memory
-    rows = memory.read_processes()
+    from . import kernel
+    rows = kernel.read_processes()
     if not rows:
         return None
     regs = target.paging_regs(arch)
     with target.physical_memory() as read_phys:
         census = take_census(arch, read_phys, kernel.symbol_address, regs, target.pa_bits(arch)[0])
     _note_census(census)
-    sentence = shared_writable(census.processes, {r["pid"]: r["parent"] for r in rows}, _log_write_faults(arch),
-                               vmas_of={r["pid"]: r.get("vmas") for r in rows}) if len(rows) >= 2 else None
+    sentence = shared_writable(census.processes, {r.pid: r.parent for r in rows}, _log_write_faults(arch),
+                               vmas_of={r.pid: r.vmas for r in rows}) if len(rows) >= 2 else None
     # Only the processes in the table: a root left published by a reaped process is walked
     # through tables that may have been freed and given out again.
-    live = [m for m in census.processes if m.pid in {r["pid"] for r in rows}]
+    live = [m for m in census.processes if m.pid in {r.pid for r in rows}]
     return sentence or writable_and_executable(live) or _quiet(_user_frames_story, arch, rows) or \
         _quiet(_exec_record_story, rows) or _record_story(rows, census) or _quiet(_file_tail_story, rows, census) or \
         _quiet(_grow_story, arch, rows) or _quiet(_merge_story, arch, rows) or _quiet(_fixup_story, arch) or \
@@ -696,11 +705,11 @@ def _with_leaks(lines):
     from . import kernel, memory
 
     def story():
-        rows = memory.read_processes()
+        rows = kernel.read_processes()
         taken = memory.taken_stack_slots() or []
         with target.physical_memory() as read_phys:
             table, _ = kernel.published_roots(read_phys)
-        return left_behind({r["pid"] for r in rows}, {r["kstack_slot"] for r in rows if r.get("kstack_slot") is not None},
+        return left_behind({r.pid for r in rows}, {r.kslot for r in rows if r.kslot != NO_SLOT},
                            taken, table.roots if table is not None else [])
     return _when_nothing_wrong(lines, story)
 
@@ -731,23 +740,26 @@ def _with_process_audit(lines):
     """A stop with nothing wrong in the CPU's state, where the scheduler's records are consistent
     (GDB stopped in one of pagoda_pt.procaudit.CONSISTENT_FUNCTIONS: a timer tick, a process's
     end, the idle loop, a checkpoint of the run): the process audit the grader runs at its stops
-    (pagoda_pt.procaudit.audit: one Running process and it is the current one, every parent
+    (pagoda_pt.procaudit.audit_table: one Running process and it is the current one, every parent
     alive, one kernel-stack slot and one root per live process) over guest RAM; its finding is the
     verdict."""
     from pagoda_pt import procaudit
     from . import kernel
 
-    def symbol(name):
-        return kernel.symbol_address("'%s'" % name if "(" in name else name)
-
     def story():
         where = next((f.name() for f in _frames(3) if f.name() in procaudit.CONSISTENT_FUNCTIONS), None)
         if where is None:
             return None
+        try:
+            lay, rows, pointer = kernel.read_table()
+        except CommandError:
+            return None     # (a kernel before lab 3: no process table)
         with target.physical_memory() as read_phys:
             table, _ = kernel.published_roots(read_phys)
-            roots = {r.id: r.root for r in (table.roots if table is not None else []) if r.kind == "process"}
-            return procaudit.audit(read_phys, symbol, "where GDB stopped (in %s)" % where.split("::")[-1], roots)
+        roots = {r.id: r.root for r in (table.roots if table is not None else []) if r.kind == "process"}
+        current = next((r for r in rows if r.current), None)
+        return procaudit.audit_table(lay, rows, current, pointer, "where GDB stopped (in %s)" % where.split("::")[-1],
+                                     roots)
     return _when_nothing_wrong(lines, story)
 
 
@@ -784,13 +796,13 @@ def _with_kernel_failure(lines):
     if at is None or not lines[at].startswith("verdict: " + NOTHING_WRONG):
         return lines
     from pagoda_pt.diagnose import kernel_failure_verdict, what_was_checked
-    from . import memory
+    from . import kernel
     try:
         text, count = _last_failure()
         sentence = kernel_failure_verdict(text, count)
         if sentence is not None:
             return _overruled(lines, at, "{} (the CPU's state)", sentence)
-        checked = what_was_checked(memory.read_processes(), text, count, _last_refused_call())
+        checked = what_was_checked(kernel.read_processes(), text, count, _last_refused_call())
     except Exception:  # noqa: BLE001 - an addition: never lose fault-why's own lines to it
         return lines
     return lines[:at] + [checked] + lines[at:]
@@ -801,8 +813,8 @@ def _with_stalled_wait(lines):
     when nothing can run because a parent waits for a child that has already ended
     (pagoda_pt.diagnose.stalled_wait, from the process table), that is the verdict."""
     from pagoda_pt.diagnose import stalled_wait
-    from . import memory
-    return _when_nothing_wrong(lines, lambda: stalled_wait(memory.read_processes()))
+    from . import kernel
+    return _when_nothing_wrong(lines, lambda: stalled_wait(kernel.read_processes()))
 
 
 
@@ -1070,38 +1082,38 @@ def _with_user_decision(arch, lines, fault):
     the process, for the reason the VMAs give. Unchanged when the process keeps no VMAs (before
     lab 5) or they cannot be read."""
     from pagoda_pt.diagnose import allowed_what_record_refuses, refused_what_record_allows, user_fault_decision
-    from . import memory
+    from . import kernel, memory
     try:
-        row = memory.pick_process(memory.read_processes(), arch, target.paging_regs(arch))
+        row = memory.pick_process(kernel.read_processes(), arch, target.paging_regs(arch))
     except Exception:  # noqa: BLE001 - an addition: never lose fault-why's own lines to it
         return lines
-    if row.get("vmas") is None:
+    if row.vmas is None:
         return lines
     killing = _in_user_fault()
     fault["killing"] = killing
     answered = _answered_before(arch, fault) if killing else 0
-    kind, sentence = user_fault_decision(row["vmas"], fault["address"], fault["write"], fault["fetch"],
-                                         fault["mapped"], fault["perms"], row.get("stack_limit"),
-                                         killing=killing, who=_label(row["pid"], row["name"]),
+    kind, sentence = user_fault_decision(row.vmas, fault["address"], fault["write"], fault["fetch"],
+                                         fault["mapped"], fault["perms"], row.stack_limit,
+                                         killing=killing, who=_label(row.pid, row.name),
                                          sp=fault.get("sp"), answered=answered, pc=fault.get("pc"),
-                                         segments=_program_segments(row["name"]),
-                                         heap=(row["heap_start"], row["brk"]) if row.get("brk") else None,
+                                         segments=_program_segments(row.name),
+                                         heap=(row.heap_start, row.brk) if row.brk else None,
                                          swapped=None if fault["mapped"] else _quiet(_swapped, arch, fault["address"]))
-    if killing and row["vmas"] and kind in ("wrong", "deny"):
+    if killing and row.vmas and kind in ("wrong", "deny"):
         # The kernel's own decision on the same record, address and access: it is what the kill
         # path is about to use, and where it disagrees with the record it is the cause.
         asked = _kernel_decision(fault["address"])
-        vma = next((v for v in row["vmas"] if v["start"] <= fault["address"] < v["end"]), None)
+        vma = next((v for v in row.vmas if v.start <= fault["address"] < v.end), None)
         if asked is None:
             pass
         elif kind == "wrong" and vma is not None and asked[0] == "Deny" and not sentence.startswith(
                 "the kernel's fault decision allowed"):
-            sentence = refused_what_record_allows(_label(row["pid"], row["name"]), fault["address"],
+            sentence = refused_what_record_allows(_label(row.pid, row.name), fault["address"],
                                                   asked[1], vma, asked[2])
         elif kind == "deny" and asked[0] != "Deny":
-            kind, sentence = "wrong", allowed_what_record_refuses(row["vmas"], fault["address"], fault["write"],
+            kind, sentence = "wrong", allowed_what_record_refuses(row.vmas, fault["address"], fault["write"],
                                                                   fault["fetch"], asked[0], sentence)
-    if killing and row["vmas"] and kind in ("wrong", "deny"):
+    if killing and row.vmas and kind in ("wrong", "deny"):
         # The kernel's own words for the kill, from the same record: fault-why and the kill line agree.
         from pagoda_pt.diagnose import with_kernel_words
         sentence = with_kernel_words(sentence, _kernel_words(fault["address"]))
@@ -1162,7 +1174,7 @@ def _swap_story(arch, rows, anywhere=False):
     if not anywhere and _swap_busy():
         return None
     with target.physical_memory() as read_phys:
-        return swap_story(memory.swap_census(arch, read_phys, {r["pid"] for r in rows}), slots_first=anywhere)
+        return swap_story(memory.swap_census(arch, read_phys, {r.pid for r in rows}), slots_first=anywhere)
 
 
 def _with_swap(arch, lines):
@@ -1256,33 +1268,35 @@ usable.  The last line is always a verdict."""
         rules = isa(arch).gdb_faults        # the ISA's fact gatherer (faults_<isa>.py)
         if not rules:
             raise CommandError("no fault rules for %s yet" % arch)
-        module = importlib.import_module("." + rules, __package__)
-        lines, fault = module.explain()
-        lines = list(lines)
-        if fault and fault.get("user"):
-            lines = _with_user_decision(arch, lines, fault)
-        before = _verdict_at(lines)
-        before = lines[before] if before is not None else None
-        lines = _with_kill_causes(arch, lines)
-        lines = _with_kernel_map(arch, lines, fault)
-        overruled = _verdict_at(lines) is not None and lines[_verdict_at(lines)] != before
-        lines = _with_panic(arch, lines, fault)
-        lines = _with_stalled_wait(lines)
-        # What reaped processes left behind first: a root left published poisons the census.
-        lines = _with_leaks(lines)
-        lines = _with_run_leaks(lines)
-        lines = _with_log_copies(arch, lines)
-        lines = _with_swap(arch, lines)
-        lines = _with_shared_frames(arch, lines)
-        lines = _with_audit(arch, lines)
-        lines = _with_process_audit(lines)
-        lines = _with_kernel_failure(lines)
-        _set_wrong(lines, fault, overruled)
-        from . import memory, tempmap
-        # Which temp-map slot the address is, and whether it is live (lab 4); the process's VMA
-        # that covers a user address, or that none does (lab 5).
-        lines = _with_addition(arch, lines, tempmap.describe_fault, "the temp-map slots")
-        lines = _with_addition(arch, lines, memory.vma_lines, "the process's VMAs")
+        from . import kernel, memory, tempmap
+        # (the passes below ask for the process table many times at this one stop: read it once)
+        with kernel.reading_once():
+            module = importlib.import_module("." + rules, __package__)
+            lines, fault = module.explain()
+            lines = list(lines)
+            if fault and fault.get("user"):
+                lines = _with_user_decision(arch, lines, fault)
+            before = _verdict_at(lines)
+            before = lines[before] if before is not None else None
+            lines = _with_kill_causes(arch, lines)
+            lines = _with_kernel_map(arch, lines, fault)
+            overruled = _verdict_at(lines) is not None and lines[_verdict_at(lines)] != before
+            lines = _with_panic(arch, lines, fault)
+            lines = _with_stalled_wait(lines)
+            # What reaped processes left behind first: a root left published poisons the census.
+            lines = _with_leaks(lines)
+            lines = _with_run_leaks(lines)
+            lines = _with_log_copies(arch, lines)
+            lines = _with_swap(arch, lines)
+            lines = _with_shared_frames(arch, lines)
+            lines = _with_audit(arch, lines)
+            lines = _with_process_audit(lines)
+            lines = _with_kernel_failure(lines)
+            _set_wrong(lines, fault, overruled)
+            # Which temp-map slot the address is, and whether it is live (lab 4); the process's VMA
+            # that covers a user address, or that none does (lab 5).
+            lines = _with_addition(arch, lines, tempmap.describe_fault, "the temp-map slots")
+            lines = _with_addition(arch, lines, memory.vma_lines, "the process's VMAs")
         for line in lines:
             out(line)
 

@@ -1,15 +1,15 @@
 """What processes own: vma-list (lab 5), frames (lab 6), swap-slots (lab 7), and the VMA line of
 fault-why.
 
-  vma-list [PID]    a process's VMAs (kernel/mm/space/vma.hpp, read from the process table through
-                    GDB's types) beside what its page tables map in each
+  vma-list [PID]    a process's VMAs (kernel/mm/space/vma.hpp, read from the process table by
+                    pagoda_pt.procs) beside what its page tables map in each
   frames            every frame's owner and the reference counts (pagoda_pt/frames.py)
   swap-slots        the swap slots in use and their holders, the reverse map checked (pagoda_pt/swap.py)
   vma_lines(...)    fault-why's line naming the VMA of a faulting user address
 
-The VMAs come from the kernel's structures (Process::user_regions, an Optional, holds the
-UserRegions in its storage_ while its engaged_ is set; the VmaSet is a sorted array); the mappings from a walk of the process's published root in
-physical memory.  Neither trusts the other: that is the point of putting them side by side.
+The VMAs come from the kernel's structures, read with its facts by the one process reader
+(pagoda_pt.procs: the grader reads them the same way); the mappings from a walk of the process's
+published root in physical memory.  Neither trusts the other: that is the point of putting them side by side.
 """
 
 import gdb
@@ -21,39 +21,10 @@ from pagoda_pt.swap import format_slots, take_swap_census
 
 from . import kernel, target
 from .args import parse
-from .paging import (ADDR, PID_ARGUMENT, active_root,
-                     process_root)
+from .paging import ADDR, PID_ARGUMENT, active_root, process_root
 from .registry import CommandError, PagodaCommand, UsageError, command, out
 
 PAGE = 4096
-
-
-def _enum_name(value):
-    return str(value).split("::")[-1].lower()
-
-
-NO_SLOT = 0xFFFF_FFFF     # KernelStack::slot of a stack that is not valid (kernel/proc/kernel_stack.hpp)
-
-
-def _kstack_slot(p):
-    """The kernel stack slot the process table entry @p p holds, or None."""
-    try:
-        slot = int(p["kstack"]["slot"])
-    except (gdb.error, RuntimeError):
-        return None
-    return None if slot == NO_SLOT else slot
-
-
-def _kstack_top_frame(p):
-    """The physical frame behind the top page of the kernel stack the process table entry @p p holds
-    (where its user frame lies), or None."""
-    try:
-        frames = p["kstack"]["frames"]
-        top = frames[frames.type.range()[1]]
-        value = int(top["value_"]) if top.type.strip_typedefs().code == gdb.TYPE_CODE_STRUCT else int(top)
-    except (gdb.error, RuntimeError):
-        return None
-    return value or None
 
 
 def taken_stack_slots():
@@ -66,73 +37,19 @@ def taken_stack_slots():
         return None
 
 
-def read_processes():
-    """[dict(pid, name, state, parent, current, vmas=[...] or None, kstack_slot, heap_start, brk, stack_limit)] of
-    every process that is not Free, from the kernel's process table (GDB's types)."""
-    try:
-        table = gdb.parse_and_eval(C.PROCESS_TABLE.expr)
-        current = int(gdb.parse_and_eval(C.CURRENT.expr))
-        regions_type = gdb.lookup_type(C.USER_REGIONS).pointer()
-    except (gdb.error, RuntimeError) as err:
-        raise CommandError("the process table cannot be read (%s)" % err) from None
-    found = []
-    for i in range(table.type.range()[1] + 1):
-        p = table[i]
-        state = _enum_name(p["state"])
-        if state == "free":
-            continue
-        name = p["name"].string(errors="replace") if p["name"].type.code == gdb.TYPE_CODE_ARRAY \
-            else str(p["name"])
-        row = {"pid": int(p["pid"]), "name": name, "state": state, "parent": int(p["parent"]),
-               "current": int(p.address) == current, "vmas": None, "kstack_slot": _kstack_slot(p),
-               "kstack_top_frame": _kstack_top_frame(p)}
-        held = p["user_regions"]  # an Optional<UserRegions> (kernel/lib/optional.hpp)
-        if bool(held["engaged_"]):
-            regions = held["storage_"].address.cast(regions_type).dereference()
-            row.update(regions_address=int(regions.address), heap_start=int(regions["heap_start"]), brk=int(regions["brk"]),
-                       stack_limit=int(regions["stack_limit"]))
-            vmas = regions["vmas"]
-            data, size = vmas["data_"], int(vmas["size_"])
-            row["vmas"] = [_vma(data[j]) for j in range(size)]
-        found.append(row)
-    return found
-
-
-def _vma(v):
-    perms = v["perms"]
-    return {"start": int(v["start"]), "end": int(v["end"]),
-            "read": bool(perms["read"]), "write": bool(perms["write"]),
-            "execute": bool(perms["execute"]), "kind": _enum_name(v["kind"]),
-            "flags": int(v["flags"]), "offset": int(v["offset"]),
-            "file_size": int(v["file_size"]), "source": _source(v)}
-
-
-def _source(v):
-    """The address a VMA's source points at (an image VMA's embedded ELF file), or None."""
-    try:
-        return int(v["source"]) or None
-    except (gdb.error, RuntimeError):
-        return None
-
-
-def vma_perms(vma):
-    return ("r" if vma["read"] else "-") + ("w" if vma["write"] else "-") + \
-        ("x" if vma["execute"] else "-")
-
-
 def describe_vma(vma):
     """'[0x400000, 0x401000) r-x image offset 0x0 file 0x1234' (the kernel's own wording)."""
-    text = "[%#x, %#x) %s %s" % (vma["start"], vma["end"], vma_perms(vma), vma["kind"])
-    if vma["kind"] == "image":
-        text += " offset %#x file %#x" % (vma["offset"], vma["file_size"])
-    if vma["flags"] & 1:
+    text = "[%#x, %#x) %s %s" % (vma.start, vma.end, vma.rwx(), vma.kind_name)
+    if vma.kind_name == "image":
+        text += " offset %#x file %#x" % (vma.offset, vma.file_size)
+    if vma.flags & 1:
         text += " grows down"
     return text
 
 
 def find_vma(vmas, address):
     for vma in vmas:
-        if vma["start"] <= address < vma["end"]:
+        if vma.start <= address < vma.end:
             return vma
     return None
 
@@ -141,12 +58,12 @@ def pick_process(processes, arch, regs, pid=None):
     """The process @p pid, else the current one, else the one whose root is live."""
     if pid is not None:
         for row in processes:
-            if row["pid"] == pid:
+            if row.pid == pid:
                 return row
-        alive = ", ".join(str(r["pid"]) for r in processes) or "none"
+        alive = ", ".join(str(r.pid) for r in processes) or "none"
         raise CommandError("no process with id %d (processes: %s; pt-ps lists them)" % (pid, alive))
     for row in processes:
-        if row["current"]:
+        if row.current:
             return row
     if target.paging_off_reason(arch, regs) is None:
         live = active_root(arch, regs)
@@ -155,7 +72,7 @@ def pick_process(processes, arch, regs, pid=None):
         known = table.find(live) if table is not None else None
         if known is not None and known.kind == "process":
             for row in processes:
-                if row["pid"] == known.id:
+                if row.pid == known.id:
                     return row
     raise CommandError("no process is running now (kernel context): give a process id "
                        "(pt-ps lists them)")
@@ -171,18 +88,18 @@ def page_verdict(vma, pages):
             ("r" + ("w" if page.writable else "-") + ("x" if page.executable else "-"))
         groups[key] = groups.get(key, 0) + 1
     shown = " ".join("%s x%d" % (k, n) for k, n in sorted(groups.items()))
-    too_much = [k for k in groups if k != "--- held" and ((k[1] == "w" and not vma["write"]) or
-                                                           (k[2] == "x" and not vma["execute"]))]
-    if not (vma["read"] or vma["write"] or vma["execute"]):
+    too_much = [k for k in groups if k != "--- held" and ((k[1] == "w" and not vma.write) or
+                                                           (k[2] == "x" and not vma.execute))]
+    if not (vma.read or vma.write or vma.execute):
         if set(groups) == {"--- held"}:
             return shown, "agree: held (PROT_NONE keeps the frames; no access until mprotect)"
         return shown, "DISAGREE: the VMA allows no access, yet pages are mapped"
     if "--- held" in groups:
-        return shown, "DISAGREE: held pages (no access) in a VMA that allows %s" % vma_perms(vma)
+        return shown, "DISAGREE: held pages (no access) in a VMA that allows %s" % vma.rwx()
     if too_much:
         return shown, "DISAGREE: %s allows more than the VMA's %s" % (", ".join(sorted(too_much)),
-                                                                     vma_perms(vma))
-    read_only = sum(n for k, n in groups.items() if k[1] == "-") if vma["write"] else 0
+                                                                     vma.rwx())
+    read_only = sum(n for k, n in groups.items() if k[1] == "-") if vma.write else 0
     if read_only:
         return shown, "agree; %d read-only in a writable VMA (copy-on-write)" % read_only
     return shown, "agree"
@@ -217,36 +134,38 @@ lose those pages)."""
                 raise UsageError("PID must be a process id (a decimal number), not %r"
                                  % args.positional[0])
             pid = int(m.group(1))
-        processes = read_processes()
+        processes = kernel.read_processes()
         row = pick_process(processes, arch, regs, pid)
-        if row["vmas"] is None:
+        if row.problem:
+            raise CommandError("process %d '%s': %s" % (row.pid, row.name, row.problem))
+        if row.vmas is None:
             raise CommandError("process %d '%s' has no record of its memory yet (its regions "
-                               "are not made)" % (row["pid"], row["name"]))
+                               "are not made)" % (row.pid, row.name))
         bits = target.pa_bits(arch)[0]
         with target.physical_memory() as read_phys:
-            root = process_root(row["pid"], read_phys).root
+            root = process_root(row.pid, read_phys).root
             pages = user_pages(arch, read_phys, root, regs, bits,
                                kernel.symbol_address(C.fact_symbol("held_entry_bit")) or 0)
-        vmas = row["vmas"]
+        vmas = row.vmas
         out("process %d '%s' (%s), root %s: %d VMA%s, %d user pages mapped" % (
-            row["pid"], row["name"], "running" if row["current"] else row["state"], ADDR % root,
+            row.pid, row.name, "running" if row.current else row.state_word, ADDR % root,
             len(vmas), "" if len(vmas) == 1 else "s", len(pages)))
-        if row.get("brk", 0) > row.get("heap_start", 0):
-            out("heap [%#x, %#x)" % (row["heap_start"], row["brk"]))
+        if row.brk > row.heap_start:
+            out("heap [%#x, %#x)" % (row.heap_start, row.brk))
         out("  %-37s %-5s %-9s %6s %6s  %s" % ("VMA (first-last byte)", "PERMS", "KIND", "PAGES",
                                                "MAPPED", "PAGE TABLES"))
         inside = set()
         for vma in vmas:
-            mine = [p for p in pages if vma["start"] <= p.va < vma["end"]]
+            mine = [p for p in pages if vma.start <= p.va < vma.end]
             inside.update(p.va for p in mine)
             shown, verdict = page_verdict(vma, mine)
-            kind = vma["kind"] + ("+down" if vma["flags"] & 1 else "")
+            kind = vma.kind_name + ("+down" if vma.flags & 1 else "")
             extra = ""
-            if vma["kind"] == "image":
-                extra = " (file offset %#x, %#x bytes)" % (vma["offset"], vma["file_size"])
+            if vma.kind_name == "image":
+                extra = " (file offset %#x, %#x bytes)" % (vma.offset, vma.file_size)
             out("  %-37s %-5s %-9s %6d %6d  %s: %s%s" % (
-                format_range(vma["start"], vma["end"]), vma_perms(vma), kind,
-                (vma["end"] - vma["start"]) // PAGE, len(mine), shown, verdict, extra))
+                format_range(vma.start, vma.end), vma.rwx(), kind,
+                (vma.end - vma.start) // PAGE, len(mine), shown, verdict, extra))
         stray = [p for p in pages if p.va not in inside]
         if stray:
             out("mapped but in no VMA: %d page%s, first %#x -> PA %#x: the page tables hold "
@@ -267,23 +186,23 @@ def vma_lines(arch, regs, address):
     if user_end is None or address >= user_end:
         return []
     try:
-        row = pick_process(read_processes(), arch, regs)
+        row = pick_process(kernel.read_processes(), arch, regs)
     except CommandError:
         return []
-    who = "process %d '%s'" % (row["pid"], row["name"])
-    if row["vmas"] is None:
+    who = "process %d '%s'" % (row.pid, row.name)
+    if row.vmas is None:
         return ["vma: %s has no record of its memory (no regions)" % who]
-    vma = find_vma(row["vmas"], address)
+    vma = find_vma(row.vmas, address)
     if vma is None:
-        below = [v for v in row["vmas"] if v["end"] <= address]
-        above = [v for v in row["vmas"] if v["start"] > address]
+        below = [v for v in row.vmas if v.end <= address]
+        above = [v for v in row.vmas if v.start > address]
         near = []
         if below:
             near.append("below: %s" % describe_vma(below[-1]))
         if above:
             near.append("above: %s" % describe_vma(above[0]))
         return ["vma: no VMA of %s covers %#x (%d VMAs%s)" % (
-            who, address, len(row["vmas"]), "; " + "; ".join(near) if near else "")]
+            who, address, len(row.vmas), "; " + "; ".join(near) if near else "")]
     return ["vma: %#x lies in a VMA of %s: %s" % (address, who, describe_vma(vma))]
 
 
@@ -370,4 +289,4 @@ stopped inside the swapper, the records are mid-change."""
             out(line)
 
 
-__all__ = ["Frames", "SwapSlotsCommand", "VmaList", "read_processes", "swap_census", "vma_lines"]
+__all__ = ["Frames", "SwapSlotsCommand", "VmaList", "swap_census", "vma_lines"]

@@ -417,39 +417,13 @@ The kernel root is the one the kernel published (kernel/mm/space/debug_roots.hpp
             out("note: " + note)
 
 
-def process_table():
-    """({pid: dict(state, slot, saved_sp, syscalls, current)}, why) read from the kernel's
-    process table through GDB's symbols, or ({}, why) when it cannot be read."""
-    try:
-        table = gdb.parse_and_eval(C.PROCESS_TABLE.expr)
-        current = gdb.parse_and_eval(C.CURRENT.expr)
-        current_address = int(current)
-        count = table.type.range()[1] + 1
-        found = {}
-        for i in range(count):
-            p = table[i]
-            state = str(p["state"]).split("::")[-1].lower()
-            if state == "free":
-                continue
-            found[int(p["pid"])] = {
-                "state": state,
-                "slot": int(p["kstack"]["slot"]),
-                "saved_sp": int(p["saved_sp"]) & ((1 << 64) - 1),
-                "syscalls": int(p["syscalls"]),
-                "current": int(p.address) == current_address,
-            }
-        return found, ""
-    except (gdb.error, gdb.MemoryError, RuntimeError) as err:
-        return {}, "the process table cannot be read (%s)" % err
-
-
 @command
 class PtPs(PagodaCommand):
     """List the processes and the roots the kernel published, the active one marked.
 
 Usage: pt-ps
-One line per published root (kernel/mm/space/debug_roots.hpp): the process id, its name, its state,
-kernel stack slot and system calls from the kernel's process table (pagoda::proc), and the
+One line per published root (kernel/mm/space/debug_roots.hpp): the process id, its name, its state
+and kernel stack slot from the kernel's process table (pagoda_pt.procs), and the
 physical address of its root; `*` marks the root in CR3 (TTBR0 on AArch64).  The kernel's and
 the boot roots are listed too.  A process id is what `--root` of pt-walk, pt-dump and pt-top
 takes."""
@@ -467,23 +441,20 @@ takes."""
         if table is None:
             raise CommandError(note)
         active = None if target.paging_off_reason(arch, regs) else active_root(arch, regs)
-        procs, why = process_table()
-        out("  %5s  %-16s %-9s %6s %9s  %s" % ("PID", "NAME", "STATE", "KSTACK", "SYSCALLS",
-                                              "ROOT"))
+        try:
+            procs, why = {p.pid: p for p in kernel.read_processes()}, ""
+        except CommandError as err:
+            procs, why = {}, str(err)
+        out("  %5s  %-16s %-9s %6s  %s" % ("PID", "NAME", "STATE", "KSTACK", "ROOT"))
         for known in table.roots:
             mark = "*" if known.root == active else " "
             if known.kind == "process":
-                p = procs.get(known.id, {})
-                state = p.get("state", "?")
-                if p.get("current"):
-                    state = "running"
-                out("%s %5d  %-16s %-9s %6s %9s  %s" % (
-                    mark, known.id, known.name, state,
-                    "slot %d" % p["slot"] if p else "?", p.get("syscalls", "?"),
-                    ADDR % known.root))
+                p = procs.get(known.id)
+                state = "?" if p is None else "running" if p.current else p.state_word
+                out("%s %5d  %-16s %-9s %6s  %s" % (
+                    mark, known.id, known.name, state, "slot %d" % p.kslot if p else "?", ADDR % known.root))
             else:
-                out("%s %5s  %-16s %-9s %6s %9s  %s" % (mark, "-", known.name, known.kind, "",
-                                                       "", ADDR % known.root))
+                out("%s %5s  %-16s %-9s %6s  %s" % (mark, "-", known.name, known.kind, "", ADDR % known.root))
         if active is not None and table.find(active) is None:
             out("* CR3 holds %s, a root the kernel did not publish" % (ADDR % active))
         if why:

@@ -29,6 +29,7 @@ from typing import Callable, Optional
 
 from . import contract as C
 from .model import PAGE_SIZE_4K, Walk
+from .procs import KIND_IMAGE
 from .roots import KnownRoot, RootTable, root_label
 from .walker import walk as walk_tables
 from .x86_64 import CR4_SMAP, RFLAGS_AC      # what the log's x86 register dump is read with
@@ -292,11 +293,9 @@ def story_from_faults(faults: list, triple_fault: bool, partial: bool = False,
 
 # ---- a user page fault and the process's VMAs (labs 5, 6) --------------------------------------
 
-def _vma_text(vma: dict) -> str:
-    perms = ("r" if vma["read"] else "-") + ("w" if vma["write"] else "-") + \
-        ("x" if vma["execute"] else "-")
-    return "[%#x, %#x) %s %s%s" % (vma["start"], vma["end"], perms, vma["kind"],
-                                   " grows down" if vma.get("flags", 0) & 1 else "")
+def _vma_text(vma) -> str:
+    return "[%#x, %#x) %s %s%s" % (vma.start, vma.end, vma.rwx(), vma.kind_name,
+                                   " grows down" if vma.flags & 1 else "")
 
 
 def user_fault_decision(vmas: list, address: int, write: bool, fetch: bool, mapped: bool,
@@ -308,7 +307,7 @@ def user_fault_decision(vmas: list, address: int, write: bool, fetch: bool, mapp
                         swapped: Optional[tuple] = None) -> tuple[str, str]:
     """What the kernel's fault decision (kernel/mm/space/user_regions.cpp, decide_fault, and lab 6's
     copy-on-write) makes of a user-mode page fault at @p address, given the process's VMAs
-    (dicts: start, end, read, write, execute, kind, flags; flags bit 0: grows down), what the
+    (pagoda_pt.procs.Vma: flags bit 0: grows down), what the
     access was and what the page tables map there now (@p perms 'r-x' when @p mapped).
     @p killing: the kernel is ending the process for this fault now (stopped in proc::user_fault).
     @p who names the process in the sentences ("proc 3 (hello)").
@@ -360,11 +359,11 @@ def heap_short_of_break(vmas: list, address: int, heap: tuple, who: str = "the p
     a page), else None. The heap's region is the VMA that ends highest at or below @p address
     from heap_start on, if any."""
     start, brk = heap
-    if not start <= address < brk or any(v["start"] <= address < v["end"] for v in vmas):
+    if not start <= address < brk or any(v.start <= address < v.end for v in vmas):
         return None
     top = (brk + page - 1) & ~(page - 1)
-    below = [v for v in vmas if start <= v["start"] and v["end"] <= address]
-    ends = max((v["end"] for v in below), default=start)
+    below = [v for v in vmas if start <= v.start and v.end <= address]
+    ends = max((v.end for v in below), default=start)
     how = ("its heap region ends at %#x" % ends) if below else ("no region covers the heap from %#x" % start)
     rounded = " (the break rounded down to a page)" if ends == brk & ~(page - 1) and brk % page else ""
     return ("%s faulted at %#x, below its own break %#x, yet %s%s: brk recorded the heap short of the break; "
@@ -372,7 +371,7 @@ def heap_short_of_break(vmas: list, address: int, heap: tuple, who: str = "the p
             "break is the program's" % (who, address, brk, how, rounded, top))
 
 
-def refused_what_record_allows(who: str, address: int, refusal: str, vma: dict,
+def refused_what_record_allows(who: str, address: int, refusal: str, vma,
                                found: Optional[bool]) -> str:
     """The verdict at a kill on a fault the record allows, once the kernel's own decision
     (decide_fault, asked in the kill path on the same record, address and access) has refused it
@@ -411,13 +410,13 @@ def _segment_story(segments: list, vmas: list, address: int, page: int, who: str
     seg = next((g for g in segments if g.memsz and g.vaddr & ~(page - 1) <= address < up(g.vaddr + g.memsz)), None)
     if seg is None:
         return None
-    if any(v["start"] <= address < v["end"] for v in vmas):
+    if any(v.start <= address < v.end for v in vmas):
         # Covered: a refusal by the VMA's permissions (which mprotect may have changed) is not
         # the loader's to answer for.
         return None
     start = seg.vaddr & ~(page - 1)
-    own = next((v for v in vmas if v["start"] <= start < v["end"]), None)
-    if own is not None and seg.filesz < seg.memsz and own["end"] == up(seg.vaddr + seg.filesz):
+    own = next((v for v in vmas if v.start <= start < v.end), None)
+    if own is not None and seg.filesz < seg.memsz and own.end == up(seg.vaddr + seg.filesz):
         return ("the loader recorded the file size, not the memory size: the load segment %s of %s's "
                 "program has the VMA %s, which ends where the segment's file bytes end, so %#x (its "
                 "zero-filled bss, past the file bytes) is in no VMA and is refused"
@@ -435,7 +434,7 @@ STACK_REACH = 64 << 10
 def _no_stack_recorded(vmas: list, address: int, sp: int, page: int) -> bool:
     """A fault at the program's stack (within STACK_REACH below its stack pointer, or on its page)
     in a process none of whose VMAs grows down."""
-    if any(v.get("flags", 0) & 1 for v in vmas):
+    if any(v.flags & 1 for v in vmas):
         return False
     return (sp & ~(page - 1)) - STACK_REACH <= address < (sp & ~(page - 1)) + page
 
@@ -443,12 +442,12 @@ def _no_stack_recorded(vmas: list, address: int, sp: int, page: int) -> bool:
 def _refused_access(vmas, address, write, fetch):
     """'a write to the read-only VMA [...]': an access the record refuses, and why."""
     access = "an instruction fetch" if fetch else "a write" if write else "a read"
-    vma = next((v for v in vmas if v["start"] <= address < v["end"]), None)
+    vma = next((v for v in vmas if v.start <= address < v.end), None)
     if vma is None:
         return "%s at %#x, which no VMA covers" % (access, address)
-    if fetch and not vma["execute"]:
+    if fetch and not vma.execute:
         return "%s from the non-executable VMA %s" % (access, _vma_text(vma))
-    if write and not vma["write"]:
+    if write and not vma.write:
         return "%s to the read-only VMA %s" % (access, _vma_text(vma))
     return "%s in the inaccessible VMA %s" % (access, _vma_text(vma))
 
@@ -506,12 +505,12 @@ def _user_fault_decision(vmas, address, write, fetch, mapped, perms, stack_limit
         return "deny", ("the VMA list of " + who + " is empty: the loader recorded no VMA (for a forked "
                         "child, the child's record is empty: fork did not copy the parent's), so no "
                         "fault can be answered and %#x is refused like any address" % address)
-    vma = next((v for v in vmas if v["start"] <= address < v["end"]), None)
+    vma = next((v for v in vmas if v.start <= address < v.end), None)
     if vma is None:
-        above = [v for v in vmas if v["start"] > address]
-        if above and above[0].get("flags", 0) & 1:
+        above = [v for v in vmas if v.start > address]
+        if above and above[0].flags & 1:
             stack = above[0]
-            floor = stack["end"] - stack_limit if stack_limit else None
+            floor = stack.end - stack_limit if stack_limit else None
             if floor is None or address >= floor:
                 return "grow", ("stack growth: %#x lies just below the stack VMA %s, which grows down: "
                                 "the kernel extends the stack to this page and the program goes on (lab 5); "
@@ -520,8 +519,8 @@ def _user_fault_decision(vmas, address, write, fetch, mapped, perms, stack_limit
                             "kills the process (stack limit)" % (address, _vma_text(stack), stack_limit))
         return "deny", ("no VMA covers %#x: the kernel kills the process (an address the program was "
                         "never given, or a region the loader never recorded)" % address)
-    allows = (vma["read"] or vma["write"] or vma["execute"]) and (not write or vma["write"]) and \
-        (not fetch or vma["execute"])
+    allows = (vma.read or vma.write or vma.execute) and (not write or vma.write) and \
+        (not fetch or vma.execute)
     if not allows:
         return "deny", ("%#x lies in the VMA %s, which does not allow a %s: the kernel kills the "
                         "process" % (address, _vma_text(vma), access))
@@ -541,7 +540,7 @@ def _user_fault_decision(vmas, address, write, fetch, mapped, perms, stack_limit
         return "demand", ("a demand fault: %#x lies in the VMA %s, which allows a %s, and its page is "
                           "not mapped yet: the kernel brings the page in and the program goes on "
                           "(lab 5); not an error" % (address, _vma_text(vma), access))
-    if write and perms[1] != "w" and vma["write"]:
+    if write and perms[1] != "w" and vma.write:
         return "cow", ("a copy-on-write fault: %#x is mapped %s in the writable VMA %s: the kernel "
                        "gives this process a copy of the page (or the page itself when no other "
                        "mapping shares it) and the program goes on (lab 6); not an error"
@@ -697,37 +696,36 @@ def not_live_user_address(roots: Roots, address: int, user_end: Optional[int], w
 # ---- a machine where nothing runs (lab 6) -------------------------------------------------------
 
 def stalled_wait(rows: list) -> Optional[str]:
-    """The cause of a machine that idles with work left, from the process table (@p rows: dicts
-    with pid, name, state, parent, current; state as the kernel names it, "waiting" only in
-    wait()), or None when it sees none.
+    """The cause of a machine that idles with work left, from the process table (@p rows:
+    pagoda_pt.procs.Proc; state_word "waiting" only in wait()), or None when it sees none.
 
     Only when nothing is ready or running (the machine has nothing to do but wait): a process
     waiting in wait() while a child of its own has already ended (a zombie) was never made
     ready again, so the child's exit did not wake it. A zombie that is the current process is
     still on its way out (exit_current() has not reached the wake-up yet) and is not counted."""
-    if any(r["state"] in ("ready", "running") for r in rows):
+    if any(r.state_word in ("ready", "running") for r in rows):
         return None
-    for parent in sorted(rows, key=lambda r: r["pid"]):
-        if parent["state"] != "waiting":
+    for parent in sorted(rows, key=lambda r: r.pid):
+        if parent.state_word != "waiting":
             continue
-        ended = [c for c in rows if c.get("parent") == parent["pid"] and c["state"] == "zombie"
-                 and not c.get("current")]
+        ended = [c for c in rows if c.parent == parent.pid and c.state_word == "zombie"
+                 and not c.current]
         if ended:
-            child = min(ended, key=lambda r: r["pid"])
+            child = min(ended, key=lambda r: r.pid)
             return ("nothing can run: proc %d (%s) waits in wait() while its child proc %d (%s) has "
                     "already ended (a zombie, not yet reaped): the child's exit did not wake the waiting "
                     "parent (exit must make a Waiting parent Ready), or the parent went to wait after "
                     "the child ended without looking at its children again"
-                    % (parent["pid"], parent["name"], child["pid"], child["name"]))
+                    % (parent.pid, parent.name, child.pid, child.name))
     return None
 
 
 def _same_record(a: list, b: list) -> bool:
     keys = ("start", "end", "read", "write", "execute", "kind")
-    return [tuple(v[k] for k in keys) for v in a] == [tuple(v[k] for k in keys) for v in b]
+    return [tuple(getattr(v, k) for k in keys) for v in a] == [tuple(getattr(v, k) for k in keys) for v in b]
 
 
-def fork_copied_nothing(child: dict, parent: dict, child_pages: list,
+def fork_copied_nothing(child, parent, child_pages: list,
                         parent_pages: list) -> Optional[str]:
     """The cause of a forked child's death when fork put nothing of the parent's user half into
     its root, or None. @p child and @p parent are process rows (pid, name, parent, vmas);
@@ -738,11 +736,11 @@ def fork_copied_nothing(child: dict, parent: dict, child_pages: list,
     the parent's (copy-on-write shares every page at fork; even an eager copy leaves the text
     shared or copied page for page) and lacks pages the parent maps in those regions: the
     child holds only what it faulted in since, so its stack and data read as zeros."""
-    if not parent.get("pid") or child.get("parent") != parent["pid"]:
+    if not parent.pid or child.parent != parent.pid:
         return None
-    if not child.get("vmas") or not parent.get("vmas") or not _same_record(child["vmas"], parent["vmas"]):
+    if not child.vmas or not parent.vmas or not _same_record(child.vmas, parent.vmas):
         return None
-    covered = [(v["start"], v["end"]) for v in parent["vmas"]]
+    covered = [(v.start, v.end) for v in parent.vmas]
     mine = {p.va: p.pa for p in child_pages}
     theirs = {p.va: p.pa for p in parent_pages if any(s <= p.va < e for s, e in covered)}
     if not theirs or set(mine.values()) & set(theirs.values()):
@@ -755,7 +753,7 @@ def fork_copied_nothing(child: dict, parent: dict, child_pages: list,
             "nothing of the parent's user half into the child's root (copied by a list that was still "
             "empty, or skipped the pages), so the child holds only what it faulted in since, "
             "zero-filled: its stack and data are gone"
-            % (child["pid"], child["name"], parent["pid"], parent["name"], len(missing), len(theirs),
+            % (child.pid, child.name, parent.pid, parent.name, len(missing), len(theirs),
                missing[0]))
 
 
@@ -807,7 +805,7 @@ def shared_writable(processes: list, parent_of: dict, write_faults: Optional[lis
     forgets them; two writers are never both forkers of each other), or writable in a root whose own write fault on that page the log shows, was made
     writable by the copy-on-write fault while still shared. So was one writable in the parent
     alone when the two roots also share, read-only in both, a page of a region the parent may
-    write (@p vmas_of: {pid: VMA dicts}): fork did write-protect the parent's entries. Writable in
+    write (@p vmas_of: {pid: [Vma]}): fork did write-protect the parent's entries. Writable in
     the parent alone otherwise, with no such fault, fork's share left the parent's entry writable;
     with write faults on that page in a log that names no roots (AArch64) while others hold copies
     there, the two cannot be told apart on that frame: another shared writable frame that no
@@ -851,7 +849,7 @@ def shared_writable(processes: list, parent_of: dict, write_faults: Optional[lis
         for p in m.pages:
             q = theirs.get(p.va)
             if q is not None and q.pa == p.pa and not p.writable and not q.writable and not p.held and \
-                    any(v["start"] <= p.va < v["end"] and v["write"] for v in vmas):
+                    any(v.start <= p.va < v.end and v.write for v in vmas):
                 return p.va
         return None
 
@@ -911,47 +909,49 @@ def shared_writable(processes: list, parent_of: dict, write_faults: Optional[lis
 
 # ---- a process's record against the pages its root maps (lab 5) ----------------------------------
 
-def _same_region(a: dict, b: dict) -> bool:
+def _same_region(a, b) -> bool:
     """Two VMAs that may once have been one region: the same kind, flags and permissions, and for a
     file-backed one the second's offset where the first's would run to."""
-    if any(a.get(k) != b.get(k) for k in ("kind", "flags", "read", "write", "execute")):
+    if any(getattr(a, k) != getattr(b, k) for k in ("kind", "flags", "read", "write", "execute")):
         return False
-    if a.get("offset") is not None and b.get("offset") is not None and (a.get("file_size") or b.get("file_size")):
-        return b["offset"] == a["offset"] + (b["start"] - a["start"])
+    if a.file_size or b.file_size:
+        return b.offset == a.offset + (b.start - a.start)
     return True
 
 
-def record_rules_broken(regions, whose: str, page: int = PAGE_SIZE_4K) -> Optional[str]:
-    """The first rule of a sorted VMA set that @p regions breaks, as one sentence naming the kind of
-    operation that leaves it so, or None: an empty region (a cut at a region's own edge), one not
-    page aligned, an image region whose file size wrapped below zero (a tail cut past the file
-    bytes) or exceeds its room (a head that kept the whole region's file bytes), a region that
-    overlaps the one before it. @p regions: (start, end, is_image, file_size, text) in the
-    kernel's order; @p whose: the record's name ("vmas's record (pid 1, ...)"). The grader (read
+def record_rules_broken(vmas, whose: str, page: int = PAGE_SIZE_4K, text=str) -> Optional[str]:
+    """The first rule of a sorted VMA set that @p vmas (pagoda_pt.procs.Vma, in the kernel's order)
+    breaks, as one sentence naming the kind of operation that leaves it so, or None: an empty
+    region (a cut at a region's own edge), one not page aligned, an image region whose file size
+    wrapped below zero (a tail cut past the file bytes) or exceeds its room (a head that kept the
+    whole region's file bytes), a region that overlaps the one before it. @p whose: the record's
+    name ("vmas's record (pid 1, ...)"); @p text(vma): how a sentence shows a VMA. The grader (read
     from guest RAM) and fault-why (read in GDB) both judge a record by this."""
-    for k, (start, end, image, size, text) in enumerate(regions):
+    for k, v in enumerate(vmas):
+        start, end, size = v.start, v.end, v.file_size
+        image = v.kind == KIND_IMAGE
         if start >= end:
-            return (f"{whose} holds an empty region, {text} (region {k}): a cut or a removal at a region's own end or "
-                    "start left a part with no pages (a boundary taken with >= for >, or <= for <)")
+            return (f"{whose} holds an empty region, {text(v)} (region {k}): a cut or a removal at a region's own end "
+                    "or start left a part with no pages (a boundary taken with >= for >, or <= for <)")
         if start % page or end % page:
-            return f"{whose} holds a region that is not page aligned, {text} (region {k})"
+            return f"{whose} holds a region that is not page aligned, {text(v)} (region {k})"
         if image and size >= 1 << 63:
-            return (f"{whose} holds {text} (region {k}), whose file size {size:#x} wrapped below zero: a cut past the "
-                    "file bytes leaves the tail none (the tail's file bytes are what lies past the cut, floored at 0)")
+            return (f"{whose} holds {text(v)} (region {k}), whose file size {size:#x} wrapped below zero: a cut past "
+                    "the file bytes leaves the tail none (the tail's file bytes are what lies past the cut, floored at 0)")
         if image and size > end - start:
-            return (f"{whose} holds {text} (region {k}), which claims {size:#x} file bytes, more file bytes than its "
+            return (f"{whose} holds {text(v)} (region {k}), which claims {size:#x} file bytes, more file bytes than its "
                     f"{end - start:#x} bytes of room: a region cut or joined kept file bytes that are not its own (the "
                     "head of a cut keeps only the bytes before the cut, the tail those after it)")
-        if k and start < regions[k - 1][1]:
-            return (f"{whose} is not sorted and disjoint: {text} (region {k}) overlaps or precedes the region before "
-                    f"it, {regions[k - 1][4]}")
+        if k and start < vmas[k - 1].end:
+            return (f"{whose} is not sorted and disjoint: {text(v)} (region {k}) overlaps or precedes the region "
+                    f"before it, {text(vmas[k - 1])}")
     return None
 
 
 def record_against_pages(vmas: list, pages: list, who: str = "the process",
                          page: int = PAGE_SIZE_4K, heap: Optional[tuple] = None,
                          limits: Optional[tuple] = None) -> Optional[str]:
-    """What a process's record (@p vmas: dicts start, end, read, write, execute, kind, flags) says
+    """What a process's record (@p vmas: pagoda_pt.procs.Vma) says
     against the user pages its root maps (@p pages: pagoda_pt.frames.UserPage va, writable,
     executable, held), as one sentence, or None when they agree as far as this can tell.
 
@@ -973,15 +973,14 @@ def record_against_pages(vmas: list, pages: list, who: str = "the process",
     use (@p limits: (heap_start, stack_limit), set by lab 5's loader; both 0 before lab 5, when
     the loader maps everything eagerly and records nothing by design): the loader mapped the
     program eagerly, as in lab 4, and recorded no VMA."""
-    broken = record_rules_broken([(v["start"], v["end"], v.get("kind") == "image", v.get("file_size") or 0,
-                                   _vma_text(v)) for v in vmas], f"{who}'s record", page)
+    broken = record_rules_broken(vmas, f"{who}'s record", page, _vma_text)
     if broken is not None:
         return broken
     mapped = {p.va: p for p in pages if not p.held}
-    ordered = sorted(vmas, key=lambda v: v["start"])
+    ordered = sorted(vmas, key=lambda v: v.start)
     # The loader's own VMAs: the image's and the stack's (the program's mmaps are its own calls').
-    loaders = [v for v in ordered if v.get("kind") in ("image", "stack") or v.get("flags", 0) & 1]
-    outside = sorted(va for va in mapped if not any(v["start"] <= va < v["end"] for v in ordered))
+    loaders = [v for v in ordered if v.kind_name in ("image", "stack") or v.flags & 1]
+    outside = sorted(va for va in mapped if not any(v.start <= va < v.end for v in ordered))
     # Its code among them: the loader mapped the segments (a loader that maps nothing but the
     # argument page is named at the first fetch instead).
     if not loaders and any(mapped[va].executable for va in outside) and limits is not None and any(limits):
@@ -996,8 +995,8 @@ def record_against_pages(vmas: list, pages: list, who: str = "the process",
                    limits[0], limits[1]))
     # Without a grows-down VMA the loader did not record the stack: its pages lie in no VMA from the
     # start (the loader's record is the cause, user_fault_decision names it), not left by a removal.
-    if ordered and any(v.get("flags", 0) & 1 for v in ordered):
-        stray = sorted(va for va in mapped if not any(v["start"] <= va < v["end"] for v in ordered))
+    if ordered and any(v.flags & 1 for v in ordered):
+        stray = sorted(va for va in mapped if not any(v.start <= va < v.end for v in ordered))
         if stray:
             shown = ", ".join("%#x" % va for va in stray[:4]) + (" and %d more" % (len(stray) - 4) if len(stray) > 4 else "")
             # A shrink leaves the pages from the new break up: the first one left is the break's page.
@@ -1010,15 +1009,15 @@ def record_against_pages(vmas: list, pages: list, who: str = "the process",
                     "yet its root still maps them and their frames were never freed (removing a range from the record "
                     "must unmap its pages)" % (len(stray), "" if len(stray) == 1 else "s", shown, who))
     for v in ordered:
-        inside = [mapped[va] for va in range(v["start"], v["end"], page) if va in mapped]
-        wider = [p for p in inside if (p.writable and not v["write"]) or (p.executable and not v["execute"])]
+        inside = [mapped[va] for va in range(v.start, v.end, page) if va in mapped]
+        wider = [p for p in inside if (p.writable and not v.write) or (p.executable and not v.execute)]
         within = [p for p in inside if p not in wider]
         if wider and not within:
             w = wider[0]
             return ("mprotect changed the VMA but not the pages already brought in: the VMA %s of %s grants %s, yet "
                     "%d of its pages %s mapped wider (%#x is %s): the entries of the pages already mapped must get "
                     "the region's new permissions (and the TLB be told)"
-                    % (_vma_text(v), who, _perms(v), len(wider), "is" if len(wider) == 1 else "are", w.va,
+                    % (_vma_text(v), who, v.rwx(), len(wider), "is" if len(wider) == 1 else "are", w.va,
                        _page_perms(w)))
         if wider and within:
             w, n = wider[0], within[0]
@@ -1028,23 +1027,23 @@ def record_against_pages(vmas: list, pages: list, who: str = "the process",
                     "gives the merged pages the wrong permissions"
                     % (_vma_text(v), who, n.va, _page_perms(n), w.va, _page_perms(w)))
     for a, b in zip(ordered, ordered[1:]):
-        if a["end"] >= b["start"] or not _same_region(a, b):
+        if a.end >= b.start or not _same_region(a, b):
             continue
-        hole = "[%#x, %#x)" % (a["end"], b["start"])
-        short = _unmapped_run(mapped, b["start"], b["end"], page)
-        if a["end"] - page in mapped and 0 < short < (b["end"] - b["start"]) // page:
+        hole = "[%#x, %#x)" % (a.end, b.start)
+        short = _unmapped_run(mapped, b.start, b.end, page)
+        if a.end - page in mapped and 0 < short < (b.end - b.start) // page:
             return ("the record's hole %s in %s's region ends %d page%s short: the pages [%#x, %#x) just past it "
                     "are unmapped (munmap took them) while the VMA %s still holds them, and the page after them "
                     "is mapped: the cut at the hole's end is %s off (the end taken as inclusive?), so the record "
                     "keeps pages the program gave back"
-                    % (hole, who, short, "" if short == 1 else "s", b["start"], b["start"] + short * page,
+                    % (hole, who, short, "" if short == 1 else "s", b.start, b.start + short * page,
                        _vma_text(b), "one page" if short == 1 else "%d pages" % short))
-        before = _unmapped_run(mapped, a["end"] - page, a["start"] - page, -page)
-        if b["start"] in mapped and 0 < before < (a["end"] - a["start"]) // page:
+        before = _unmapped_run(mapped, a.end - page, a.start - page, -page)
+        if b.start in mapped and 0 < before < (a.end - a.start) // page:
             return ("the record's hole %s in %s's region starts %d page%s late: the pages [%#x, %#x) just before it "
                     "are unmapped (munmap took them) while the VMA %s still holds them, and the page before them "
                     "is mapped: the cut at the hole's start is %s off, so the record keeps pages the program gave back"
-                    % (hole, who, before, "" if before == 1 else "s", a["end"] - before * page, a["end"],
+                    % (hole, who, before, "" if before == 1 else "s", a.end - before * page, a.end,
                        _vma_text(a), "one page" if before == 1 else "%d pages" % before))
     return None
 
@@ -1171,12 +1170,12 @@ def grows_what_is_not_a_stack(who: str, vmas: list, decide, page: int = PAGE_SIZ
     most @p asks VMAs): a decision that answers Grow there grows a region the program never asked
     to grow (a heap, a mapping, the text) over an address that lies in no VMA, which must be
     refused."""
-    ordered = sorted(vmas, key=lambda v: v["start"])
+    ordered = sorted(vmas, key=lambda v: v.start)
     for v in ordered:
         if asks <= 0:
             break
-        below = v["start"] - page
-        if v.get("flags", 0) & 1 or below < page or any(u["start"] <= below < u["end"] for u in ordered):
+        below = v.start - page
+        if v.flags & 1 or below < page or any(u.start <= below < u.end for u in ordered):
             continue
         asks -= 1
         if decide(below) == "Grow":
@@ -1368,11 +1367,11 @@ def kernel_failure_verdict(last_failure: Optional[str], count: int) -> Optional[
 
 def what_was_checked(processes: list, last_failure: Optional[str], count: int, refused: Optional[str] = None) -> str:
     """One line for a stop where nothing is wrong: what fault-why could check there, so that
-    "nothing is wrong" says how far it looked: the process table (@p processes: memory.read_processes
-    rows), the kernel's failure lines (@p count since boot, the last @p last_failure) and the last
+    "nothing is wrong" says how far it looked: the process table (@p processes: pagoda_pt.procs.Proc
+    records), the kernel's failure lines (@p count since boot, the last @p last_failure) and the last
     memory call it refused (@p refused: pagoda_last_refused_call, kernel/proc/syscalls.cpp)."""
     if processes:
-        shown = ", ".join("%d %s %s" % (p["pid"], p["name"], p["state"]) for p in processes[:6])
+        shown = ", ".join("%d %s %s" % (p.pid, p.name, p.state_word) for p in processes[:6])
         table = "%d process%s (%s%s)" % (len(processes), "" if len(processes) == 1 else "es", shown,
                                          ", ..." if len(processes) > 6 else "")
     else:

@@ -491,27 +491,27 @@ def count_left_story(census: Census) -> Optional[str]:
 
 def exec_kept_story(census: Census, rows: list) -> Optional[str]:
     """A frame whose reference count is above its user mappings, all of them a parent's, while a
-    child of that parent now runs another program (@p rows: the process table's pid, name, parent):
+    child of that parent now runs another program (@p rows: pagoda_pt.procs.Proc):
     the child's copy-on-write share of the frame, taken at fork, outlived the child's old user half,
     which exec never freed. One sentence, or None. A forked child starts with its parent's name, and
     only exec changes it; a spawned child never shared its parent's frames."""
-    names = {r["pid"]: r["name"] for r in rows}
+    names = {r.pid: r.name for r in rows}
     for index in sorted(census.mappings):
         maps = census.mappings[index]
         if index >= census.frames or not maps or census.refs[index] <= len(maps):
             continue
         holders = {m.pid for m, _ in maps}
-        child = next((r for r in rows if r["parent"] in holders and names.get(r["parent"]) not in (None, r["name"])),
+        child = next((r for r in rows if r.parent in holders and names.get(r.parent) not in (None, r.name)),
                      None)
         if child is None:
             continue
-        m, page = next((m, p) for m, p in maps if m.pid == child["parent"])
+        m, page = next((m, p) for m, p in maps if m.pid == child.parent)
         return ("exec did not free the old user half: frame %#x, mapped by %s at %#x, has reference count %d but %d "
                 "user mapping%s, and proc %d, forked from proc %d (%s), now runs %s: the share of the frame it took at "
                 "fork was never dropped when exec replaced its user half (free the old user half, every page's "
                 "reference, before the old space goes)"
                 % (index * PAGE_SIZE_4K, _who(m), page.va, census.refs[index], len(maps), "" if len(maps) == 1 else "s",
-                   child["pid"], m.pid, m.name, child["name"]))
+                   child.pid, m.pid, m.name, child.name))
     return None
 
 

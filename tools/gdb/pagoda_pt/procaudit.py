@@ -1,12 +1,9 @@
 """The process audit's invariants, in plain Python shared by the grader (grade/pagoda_grade/
 procaudit.py, at its stops) and GDB's fault-why (pagoda_gdb/faults.py, where it stops): the
 process table and the scheduler's current process, read from guest RAM through read_phys(pa,
-size), checked against each other.
+size) by the one reader (pagoda_pt/procs.py), checked against each other.
 
-    Facts(fact, table_va, table, current)    the layout the kernel exports (process_* facts)
-    read_table / read_current                the table's live slots, what g_current points at
     audit_table(...)                         the first broken invariant, as a sentence, or None
-    audit(read_phys, symbol, where, ...)     all of it from a symbol(name) -> address reader
 
 Each invariant holds only where the scheduler's records are consistent (a system call's entry, a
 context switch, a timer tick, a process's end, the idle loop, a checkpoint of the run): the
@@ -14,89 +11,12 @@ callers choose those stops (CONSISTENT_FUNCTIONS).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, Optional
+from .procs import NO_SLOT
 
 from . import contract as C
-
-NO_SLOT = 0xFFFF_FFFF
 # Functions at whose entry (or anywhere in, for the idle loop) the scheduler's records are
 # consistent: the stops where audit_table() may judge them.
 CONSISTENT_FUNCTIONS = (C.TIMER_TICK, C.EXIT, C.IDLE, C.CHECKPOINT)
-
-
-def _u(data, offset, size):
-    return int.from_bytes(data[offset:offset + size], "little")
-
-
-class Facts:
-    """The kernel's facts the audit reads: @p fact(name) -> the value of pagoda_fact_<name>
-    (AssertionError or None when missing), @p table_va the process table's kernel address,
-    @p table and @p current the physical addresses of the table and of g_current."""
-
-    def __init__(self, fact: Callable[[str], int], table_va: int, table: int, current: int):
-        f = fact
-        self.table_va, self.table, self.current = table_va, table, current
-        self.slots, self.size = f("process_count"), f("process_stride")
-        self.pid, self.parent, self.state = f("process_pid"), f("process_parent"), f("process_state")
-        self.name, self.name_size = f("process_name"), f("process_name_size")
-        self.kslot = f("process_kstack_slot")
-        self.ready, self.running = f("process_state_ready"), f("process_state_running")
-        self.zombie, self.waiting = f("process_state_zombie"), f("process_state_waiting")
-        self.sleeping = f("process_state_sleeping")
-        self.stack_base, self.stride = f("stack_base"), f("kernel_stack_stride")
-        self.guard, self.stack_size = f("kernel_stack_guard"), f("kernel_stack_size")
-        self.frame_size, self.frame_result = f("user_frame_size"), f("user_frame_result")
-        self.frame_pc, self.frame_sp, self.frame_flags = f("user_frame_pc"), f("user_frame_sp"), f("user_frame_flags")
-
-    def state_name(self, state):
-        names = {0: "Free", self.ready: "Ready", self.running: "Running", self.zombie: "a Zombie",
-                 self.waiting: "Waiting"}
-        return names.get(state, f"in state {state} (Sleeping)" if state == self.sleeping else f"in state {state}")
-
-    def stack_top(self, slot):
-        return self.stack_base + slot * self.stride + self.guard + self.stack_size
-
-
-@dataclass
-class Rec:
-    """One slot of the process table, as guest RAM holds it."""
-    slot: int
-    pid: int
-    parent: int
-    state: int
-    name: str
-    kslot: int
-
-    @property
-    def who(self):
-        return f"pid {self.pid} ({self.name})"
-
-
-def read_table(read_phys, facts):
-    """[Rec] of every slot of the process table that is not free, from physical memory."""
-    data = read_phys(facts.table, facts.slots * facts.size)
-    out = []
-    for slot in range(facts.slots):
-        p = data[slot * facts.size:(slot + 1) * facts.size]
-        pid, state = _u(p, facts.pid, 4), p[facts.state]
-        if state == 0:
-            continue
-        raw = p[facts.name:facts.name + facts.name_size]
-        name = raw.split(b"\0", 1)[0].decode(errors="replace") or "?"
-        out.append(Rec(slot, pid, _u(p, facts.parent, 4), state, name, _u(p, facts.kslot, 4)))
-    return out
-
-
-def read_current(read_phys, facts, recs):
-    """(the Rec the scheduler's g_current points at, or None for the idle loop; the pointer)."""
-    pointer = _u(read_phys(facts.current, 8), 0, 8)
-    if pointer == 0:
-        return None, 0
-    offset = pointer - facts.table_va
-    if offset < 0 or offset % facts.size or offset // facts.size >= facts.slots:
-        return None, pointer
-    return next((r for r in recs if r.slot == offset // facts.size), None), pointer
 
 
 # ---- the table's invariants ---------------------------------------------------------------------
@@ -197,28 +117,3 @@ def audit_table(facts, recs, current, pointer, where, roots=None, asids=None):
                         "when the space ends)")
             seen[asid] = (root, pid)
     return None
-
-
-def audit(read_phys, symbol: Callable[[str], Optional[int]], where: str, roots: Optional[dict] = None,
-          table_name: str = C.PROCESS_TABLE, current_name: str = C.CURRENT) -> Optional[str]:
-    """audit_table() over guest RAM (@p read_phys) with the kernel's symbols (@p symbol(name) ->
-    address or None: the facts, __kernel_virt_offset, the table and g_current by @p table_name and
-    @p current_name), at a stop @p where; None when nothing is broken or the kernel exports no
-    process table (a kernel before lab 3)."""
-    offset = symbol(C.KERNEL_VIRT_OFFSET)
-    table_va, current_va = symbol(table_name), symbol(current_name)
-    if None in (offset, table_va, current_va):
-        return None
-
-    def fact(name):
-        value = symbol(C.fact_symbol(name))
-        if value is None:
-            raise LookupError(name)
-        return value
-    try:
-        facts = Facts(fact, table_va, table_va - offset, current_va - offset)
-    except LookupError:
-        return None
-    recs = read_table(read_phys, facts)
-    current, pointer = read_current(read_phys, facts, recs)
-    return audit_table(facts, recs, current, pointer, where, roots)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Optional
 
 from .isa import ISAS, isa
-from .model import CHANGED, ONLY_A, ONLY_B, DiffRange, Perms, PhysReader, Run, Walk
+from .model import CHANGED, ONLY_A, ONLY_B, PAGE_SIZE_4K, DiffRange, Perms, PhysReader, Run, Walk
 
 ARCHES = tuple(ISAS)
 
@@ -203,3 +203,20 @@ def _follows(prev_pa: Optional[int], prev_size: int, pa: Optional[int]) -> bool:
     if prev_pa is None or pa is None:
         return prev_pa is None and pa is None
     return prev_pa + prev_size == pa
+
+
+def virt_reader(arch: str, read_phys: PhysReader, regs: Optional[dict], *, pa_bits: Optional[int] = None):
+    """read_virt(va, size) -> bytes of virtual memory translated by this walker through the CPU's
+    own roots (@p regs), a page at a time: the kernel addresses the process reader
+    (pagoda_pt.procs) reads besides physical memory. ValueError where a page is not mapped."""
+    def read_virt(va: int, size: int) -> bytes:
+        out = bytearray()
+        while len(out) < size:
+            at = va + len(out)
+            w = walk(arch, read_phys, None, at, regs, pa_bits=pa_bits)
+            if not w.mapped:
+                raise ValueError("%#x is not mapped: %s" % (at, w.stop_reason))
+            n = min(size - len(out), PAGE_SIZE_4K - at % PAGE_SIZE_4K)
+            out += read_phys(w.pa, n)
+        return bytes(out)
+    return read_virt

@@ -176,7 +176,7 @@ def ps_rows(text):
     """{pid: (active, name, state, root)} from pt-ps."""
     rows = {}
     for line in text.splitlines():
-        m = re.match(r"^([* ])\s+(\d+)\s+(\S+)\s+(\S+)\s+slot \d+\s+\d+\s+(0x[0-9a-f]+)$", line)
+        m = re.match(r"^([* ])\s+(\d+)\s+(\S+)\s+(\S+)\s+slot \d+\s+(0x[0-9a-f]+)$", line)
         if m:
             rows[int(m.group(2))] = (m.group(1) == "*", m.group(3), m.group(4), int(m.group(5), 16))
     return rows

@@ -3,17 +3,18 @@ answered. A fault the VMAs refuse that QEMU's log shows answered first (the same
 the same page, in the same state, again) is the decision's bug, not the program's; a fault at
 the stack pointer in a process none of whose VMAs grows down is the loader's (it did not record
 the stack). Pure rules: pagoda_pt.diagnose.answered_before and user_fault_decision."""
+from pagoda_pt.procs import KIND_ANONYMOUS, KIND_IMAGE, KIND_STACK, Vma
 from dataclasses import dataclass, field
 from typing import Optional
 
 from pagoda_pt.diagnose import answered_before, user_fault_decision
 
-RO = dict(start=0x10_0000_0000, end=0x10_0000_1000, read=True, write=False, execute=False,
-          kind="anonymous", flags=0)
-TEXT = dict(start=0x40_0000, end=0x40_2000, read=True, write=False, execute=True, kind="image", flags=0)
-DATA = dict(start=0x40_2000, end=0x40_4000, read=True, write=True, execute=False, kind="image", flags=0)
-STACK = dict(start=0x7FFF_FFFF_0000, end=0x8000_0000_0000, read=True, write=True, execute=False,
-             kind="stack", flags=1)
+RO = Vma(start=0x10_0000_0000, end=0x10_0000_1000, read=True, write=False, execute=False,
+          kind=KIND_ANONYMOUS, flags=0)
+TEXT = Vma(start=0x40_0000, end=0x40_2000, read=True, write=False, execute=True, kind=KIND_IMAGE, flags=0)
+DATA = Vma(start=0x40_2000, end=0x40_4000, read=True, write=True, execute=False, kind=KIND_IMAGE, flags=0)
+STACK = Vma(start=0x7FFF_FFFF_0000, end=0x8000_0000_0000, read=True, write=True, execute=False,
+             kind=KIND_STACK, flags=1)
 
 
 @dataclass

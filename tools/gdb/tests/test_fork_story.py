@@ -1,17 +1,19 @@
 """fault-why's reading of a forked child that holds nothing of its parent's user half
 (pagoda_pt.diagnose.fork_copied_nothing): named only for a child whose record is its parent's,
 whose root shares no frame with the parent's and lacks pages the parent maps."""
+from dataclasses import replace
+from pagoda_pt.procs import KIND_IMAGE, KIND_STACK, Proc, Vma
 from collections import namedtuple
 
 from pagoda_pt.diagnose import fork_copied_nothing
 
 Page = namedtuple("Page", "va pa")
-TEXT = dict(start=0x40_0000, end=0x40_2000, read=True, write=False, execute=True, kind="image", flags=0)
-DATA = dict(start=0x40_2000, end=0x40_4000, read=True, write=True, execute=False, kind="image", flags=0)
-STACK = dict(start=0x7FFF_FFFF_0000, end=0x8000_0000_0000, read=True, write=True, execute=False,
-             kind="stack", flags=1)
-PARENT = dict(pid=1, name="forktree", parent=0, vmas=[TEXT, DATA, STACK])
-CHILD = dict(pid=2, name="forktree", parent=1, vmas=[dict(v) for v in (TEXT, DATA, STACK)])
+TEXT = Vma(start=0x40_0000, end=0x40_2000, read=True, write=False, execute=True, kind=KIND_IMAGE, flags=0)
+DATA = Vma(start=0x40_2000, end=0x40_4000, read=True, write=True, execute=False, kind=KIND_IMAGE, flags=0)
+STACK = Vma(start=0x7FFF_FFFF_0000, end=0x8000_0000_0000, read=True, write=True, execute=False,
+             kind=KIND_STACK, flags=1)
+PARENT = Proc(pid=1, name="forktree", parent=0, vmas=[TEXT, DATA, STACK])
+CHILD = Proc(pid=2, name="forktree", parent=1, vmas=[TEXT, DATA, STACK])
 PARENT_PAGES = [Page(0x40_0000, 0x80_0000), Page(0x40_2000, 0x80_1000), Page(0x7FFF_FFFF_F000, 0x80_2000)]
 
 
@@ -34,11 +36,11 @@ def test_a_child_that_shares_or_copied_is_not_named():
 
 def test_only_a_child_whose_record_is_its_parent_s():
     child = [Page(0x40_0000, 0x90_0000)]
-    assert fork_copied_nothing(dict(CHILD, parent=3), PARENT, child, PARENT_PAGES) is None
-    assert fork_copied_nothing(dict(CHILD, vmas=[TEXT]), PARENT, child, PARENT_PAGES) is None   # exec
-    assert fork_copied_nothing(dict(CHILD, vmas=[]), PARENT, child, PARENT_PAGES) is None
-    assert fork_copied_nothing(dict(CHILD, vmas=None), PARENT, child, PARENT_PAGES) is None
-    assert fork_copied_nothing(CHILD, dict(PARENT, pid=0), child, PARENT_PAGES) is None
+    assert fork_copied_nothing(replace(CHILD, parent=3), PARENT, child, PARENT_PAGES) is None
+    assert fork_copied_nothing(replace(CHILD, vmas=[TEXT]), PARENT, child, PARENT_PAGES) is None   # exec
+    assert fork_copied_nothing(replace(CHILD, vmas=[]), PARENT, child, PARENT_PAGES) is None
+    assert fork_copied_nothing(replace(CHILD, vmas=None), PARENT, child, PARENT_PAGES) is None
+    assert fork_copied_nothing(CHILD, replace(PARENT, pid=0), child, PARENT_PAGES) is None
     assert fork_copied_nothing(CHILD, PARENT, child, []) is None
 
 

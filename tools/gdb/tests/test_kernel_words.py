@@ -13,6 +13,7 @@ labs/06-fork/mutants/exec-loads-into-old-space.toml) and set 2's stack-maps-top-
 import re
 
 from pagoda_pt.diagnose import NOTHING_WRONG, kernel_failure_verdict, what_was_checked, with_kernel_words
+from pagoda_pt.procs import Proc
 
 CANNOT_START = ("run: cannot start hello: mapping the user stack's top page (the arguments' page) 0x7fffffffe000: "
                 "already exists: the page is already mapped; no load segment covers it: the stack's own pages were "
@@ -54,7 +55,7 @@ def test_no_line_and_kill_lines_are_not_verdicts():
 
 
 def test_nothing_wrong_says_what_was_checked():
-    rows = [dict(pid=1, name="hello", state="zombie"), dict(pid=2, name="spin", state="ready")]
+    rows = [Proc(pid=1, name="hello", state_word="zombie"), Proc(pid=2, name="spin", state_word="ready")]
     line = what_was_checked(rows, KILLED, 2)
     assert line.startswith("checked: the process table holds 2 processes (1 hello zombie, 2 spin ready)")
     assert "2 failure lines since boot, the last: " + KILLED in line

@@ -2,17 +2,20 @@
 inside a load segment that no VMA covers is the loader's record (the file size recorded for
 the memory size, or a region cut short), not the program touching what it was never given.
 Pure rules: pagoda_pt.diagnose.user_fault_decision(segments=...)."""
+from dataclasses import replace
+
 from pagoda_core.elffile import Segment
 from pagoda_pt.diagnose import user_fault_decision
+from pagoda_pt.procs import KIND_IMAGE, KIND_STACK, Vma
 
 # The program's load segments (pagoda_core.elffile reads them from its ELF): text, and data with bss.
 SEGMENTS = [Segment(0x40_0000, 0x40_0000, 0x591D, 0x591D, 0x1000, 5), Segment(0x40_7018, 0x40_7018, 0x2000, 0x18, 0x7018, 6)]
 
-TEXT = dict(start=0x40_0000, end=0x40_6000, read=True, write=False, execute=True, kind="image", flags=0)
-DATA_FILE_ONLY = dict(start=0x40_7000, end=0x40_8000, read=True, write=True, execute=False, kind="image", flags=0)
-DATA = dict(start=0x40_7000, end=0x40_A000, read=True, write=True, execute=False, kind="image", flags=0)
-STACK = dict(start=0x7FFF_FFF0_0000, end=0x8000_0000_0000, read=True, write=True, execute=False,
-             kind="stack", flags=1)
+TEXT = Vma(start=0x40_0000, end=0x40_6000, read=True, write=False, execute=True, kind=KIND_IMAGE, flags=0)
+DATA_FILE_ONLY = Vma(start=0x40_7000, end=0x40_8000, read=True, write=True, execute=False, kind=KIND_IMAGE, flags=0)
+DATA = Vma(start=0x40_7000, end=0x40_A000, read=True, write=True, execute=False, kind=KIND_IMAGE, flags=0)
+STACK = Vma(start=0x7FFF_FFF0_0000, end=0x8000_0000_0000, read=True, write=True, execute=False,
+             kind=KIND_STACK, flags=1)
 
 
 def decide(vmas, address, write=False):
@@ -28,7 +31,7 @@ def test_a_bss_page_left_out_names_the_file_size():
 
 
 def test_a_segment_cut_short_otherwise_is_named_as_left_out():
-    text_cut = dict(TEXT, end=0x40_4000)
+    text_cut = replace(TEXT, end=0x40_4000)
     kind, sentence = decide([text_cut, DATA, STACK], 0x40_5000)
     assert kind == "deny" and sentence.startswith("the loader's record leaves out part of a load segment: "
                                                   "0x405000 lies in the segment [0x400000, 0x40591d) r-x")

@@ -4,6 +4,7 @@ or a root whose own write fault on that page the log shows, got it from the copy
 (it took a shared frame back instead of copying it); the parent alone, with no such fault, was
 left writable by fork's share. Pure rules: pagoda_pt.diagnose.shared_writable and
 user_write_protect_faults."""
+from pagoda_pt.procs import Vma
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -72,8 +73,8 @@ def test_the_parent_writable_beside_pages_fork_write_protected_is_the_copy_on_wr
     """No log that names it: the two roots also share a page of the parent's writable data region,
     read-only in both, so fork did write-protect the parent; its one writable shared frame came
     from a fault. A read-only shared page of a read-only region (text) says nothing."""
-    text = dict(start=0x40_0000, end=0x40_1000, read=True, write=False, execute=True)
-    data = dict(start=DATA, end=DATA + 0x1000, read=True, write=True, execute=False)
+    text = Vma(start=0x40_0000, end=0x40_1000, read=True, write=False, execute=True)
+    data = Vma(start=DATA, end=DATA + 0x1000, read=True, write=True, execute=False)
     parent = proc(1, "forktree", P_ROOT, (STACK, 0x5000, True), (DATA, 0x6000, False), (0x40_0000, 0x7000, False))
     child = proc(2, "forktree", C_ROOT, (STACK, 0x5000, False), (DATA, 0x6000, False), (0x40_0000, 0x7000, False))
     sentence = shared_writable([parent, child], PARENTS, write_faults=[], vmas_of={1: [text, data], 2: [text, data]})

@@ -2,10 +2,11 @@
 waiting in wait() for a child that has already ended is named; anything that can still run, or
 a child still on its way out, is not a stall."""
 from pagoda_pt.diagnose import stalled_wait
+from pagoda_pt.procs import Proc
 
 
 def row(pid, state, parent=0, name="p", current=False):
-    return dict(pid=pid, name=name, state=state, parent=parent, current=current)
+    return Proc(pid=pid, name=name, state_word=state, parent=parent, current=current)
 
 
 def test_a_parent_waiting_for_a_zombie_child_is_named():

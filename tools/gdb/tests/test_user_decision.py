@@ -1,13 +1,14 @@
 """fault-why's reading of a user page fault against the process's VMAs (pagoda_pt.diagnose.
 user_fault_decision): the faults the kernel answers (a demand fault, a copy-on-write fault,
 stack growth) were called "the kernel kills the process"."""
+from pagoda_pt.procs import KIND_ANONYMOUS, KIND_HEAP, KIND_IMAGE, KIND_STACK, Vma
 from pagoda_pt.diagnose import user_fault_decision
 
-TEXT = dict(start=0x40_0000, end=0x40_2000, read=True, write=False, execute=True, kind="image", flags=0)
-DATA = dict(start=0x40_2000, end=0x40_4000, read=True, write=True, execute=False, kind="image", flags=0)
-NONE = dict(start=0x50_0000, end=0x50_1000, read=False, write=False, execute=False, kind="anonymous", flags=0)
-STACK = dict(start=0x7FFF_FFFF_0000, end=0x8000_0000_0000, read=True, write=True, execute=False,
-             kind="stack", flags=1)
+TEXT = Vma(start=0x40_0000, end=0x40_2000, read=True, write=False, execute=True, kind=KIND_IMAGE, flags=0)
+DATA = Vma(start=0x40_2000, end=0x40_4000, read=True, write=True, execute=False, kind=KIND_IMAGE, flags=0)
+NONE = Vma(start=0x50_0000, end=0x50_1000, read=False, write=False, execute=False, kind=KIND_ANONYMOUS, flags=0)
+STACK = Vma(start=0x7FFF_FFFF_0000, end=0x8000_0000_0000, read=True, write=True, execute=False,
+             kind=KIND_STACK, flags=1)
 VMAS = [TEXT, DATA, NONE, STACK]
 
 
@@ -84,5 +85,5 @@ def test_no_vma_below_the_break_is_brk_recording_the_heap_short():
     # At the break and past it, the address is no one's: the program's fault.
     assert user_fault_decision(VMAS, 0x40_4010, True, False, False, None, 1 << 20, heap=heap)[0] == "deny"
     # A heap region that reaches the rounded-up break covers it: answered, not this rule.
-    grown = VMAS + [dict(start=0x40_4000, end=0x40_5000, read=True, write=True, execute=False, kind="heap", flags=0)]
+    grown = VMAS + [Vma(start=0x40_4000, end=0x40_5000, read=True, write=True, execute=False, kind=KIND_HEAP, flags=0)]
     assert user_fault_decision(grown, 0x40_4008, True, False, False, None, 1 << 20, heap=heap)[0] == "demand"

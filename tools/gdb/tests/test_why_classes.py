@@ -19,6 +19,7 @@ regex, labs/NN-name/mutants/SLUG.toml), and say nothing on the reference's state
   frames a run leaves allocated, named by what they were (teardown-leaks-user-pages)
                                                                              frames_left_after_run
 """
+from pagoda_pt.procs import KIND_ANONYMOUS, KIND_IMAGE, KIND_STACK, Proc, Vma
 import re
 
 from types import SimpleNamespace
@@ -43,8 +44,8 @@ EXEC_PAGES_CAUSE = r"exec did not free the old user half"
 MERGE_CAUSE = r"merged .*permissions differ|permissions differ.* merged|different permissions"
 
 
-def vma(start, end, write=False, execute=False, kind="anonymous", flags=0):
-    return dict(start=start, end=end, read=True, write=write, execute=execute, kind=kind, flags=flags,
+def vma(start, end, write=False, execute=False, kind=KIND_ANONYMOUS, flags=0):
+    return Vma(start=start, end=end, read=True, write=write, execute=execute, kind=kind, flags=flags,
                 offset=0, file_size=0)
 
 
@@ -121,8 +122,8 @@ def test_image_vmas_of_the_process_s_own_program_say_nothing():
 
 # ---- lab 5: a fault decision that grows anything -------------------------------------------------
 
-STACK = vma(0x7fff_fff0_0000, 0x8000_0000_0000, write=True, kind="stack", flags=1)
-TEXT = vma(0x400000, 0x402000, execute=True, kind="image")
+STACK = vma(0x7fff_fff0_0000, 0x8000_0000_0000, write=True, kind=KIND_STACK, flags=1)
+TEXT = vma(0x400000, 0x402000, execute=True, kind=KIND_IMAGE)
 HEAP_AFTER_HOLE = vma(0x10_0000_4000, 0x10_0000_8000, write=True)
 HEAP_BEFORE_HOLE = vma(0x10_0000_0000, 0x10_0000_3000, write=True)
 
@@ -131,18 +132,18 @@ def reference_decide(vmas):
     """decide_fault's answer for a read: Populate inside a VMA, Grow just below a grows-down one,
     Deny otherwise."""
     def decide(va):
-        if any(v["start"] <= va < v["end"] for v in vmas):
+        if any(v.start <= va < v.end for v in vmas):
             return "Populate"
-        above = sorted((v for v in vmas if v["start"] > va), key=lambda v: v["start"])
-        return "Grow" if above and above[0]["flags"] & 1 else "Deny"
+        above = sorted((v for v in vmas if v.start > va), key=lambda v: v.start)
+        return "Grow" if above and above[0].flags & 1 else "Deny"
     return decide
 
 
 def grow_anything(vmas):
     def decide(va):
-        if any(v["start"] <= va < v["end"] for v in vmas):
+        if any(v.start <= va < v.end for v in vmas):
             return "Populate"
-        return "Grow" if any(v["start"] > va for v in vmas) else "Deny"
+        return "Grow" if any(v.start > va for v in vmas) else "Deny"
     return decide
 
 
@@ -155,7 +156,7 @@ def test_a_decision_that_grows_a_region_that_is_no_stack_is_named():
         return grow_anything(vmas)(va)
     said = grows_what_is_not_a_stack("proc 1 (vmas)", vmas, decide)
     assert said is not None and re.search(GROW_CAUSE, said), said
-    assert asked[0] == TEXT["start"] - PAGE and "%#x" % (TEXT["start"] - PAGE) in said
+    assert asked[0] == TEXT.start - PAGE and "%#x" % (TEXT.start - PAGE) in said
 
 
 def test_the_reference_decision_and_a_decision_not_asked_say_nothing():
@@ -167,8 +168,8 @@ def test_the_reference_decision_and_a_decision_not_asked_say_nothing():
         return reference_decide(vmas)(va)
     assert grows_what_is_not_a_stack("proc 1 (vmas)", vmas, decide) is None
     # Never below the stack (it may grow), never a page that another VMA covers.
-    assert STACK["start"] - PAGE not in asked and asked == [TEXT["start"] - PAGE, HEAP_BEFORE_HOLE["start"] - PAGE,
-                                                           HEAP_AFTER_HOLE["start"] - PAGE]
+    assert STACK.start - PAGE not in asked and asked == [TEXT.start - PAGE, HEAP_BEFORE_HOLE.start - PAGE,
+                                                           HEAP_AFTER_HOLE.start - PAGE]
     assert grows_what_is_not_a_stack("proc 1 (vmas)", vmas, lambda va: None) is None
     assert grows_what_is_not_a_stack("proc 1 (vmas)", vmas, grow_anything(vmas), asks=0) is None
 
@@ -278,7 +279,7 @@ def census_of(refs):
     return Census("x86_64", 64, 0, ["kernel"] * 64, {}, counts, {0x10: [(parent, parent.pages[0])]}, [parent])
 
 
-ROWS = [dict(pid=1, name="forktree", parent=0), dict(pid=2, name="echo", parent=1)]
+ROWS = [Proc(pid=1, name="forktree", parent=0), Proc(pid=2, name="echo", parent=1)]
 
 
 def test_a_parent_s_frame_counting_a_child_that_exec_d_is_exec_s():
@@ -290,8 +291,8 @@ def test_a_parent_s_frame_counting_a_child_that_exec_d_is_exec_s():
 def test_a_count_left_with_no_child_that_exec_d_is_not_exec_s():
     """Children still running their parent's program (a copy-on-write copy that kept its reference),
     or counts that match, are another rule's or nothing."""
-    assert exec_kept_story(census_of(2), [dict(pid=1, name="forktree", parent=0),
-                                          dict(pid=2, name="forktree", parent=1)]) is None
+    assert exec_kept_story(census_of(2), [Proc(pid=1, name="forktree", parent=0),
+                                          Proc(pid=2, name="forktree", parent=1)]) is None
     assert exec_kept_story(census_of(1), ROWS) is None
     assert exec_kept_story(census_of(2), ROWS[:1]) is None
 
