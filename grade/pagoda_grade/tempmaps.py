@@ -5,6 +5,8 @@ the kernel half reaches without a slot (KernelReach), and the values the grader 
 docs/grader.md, "Lab 4"."""
 import struct
 
+from pagoda_pt import vmas
+
 from . import contract
 from .lifecycle import return_address
 from .processes import KernelReach, process_roots
@@ -65,19 +67,10 @@ def kernel_u64s(snap, kernel, va, count):
 
 
 def temp_area(snap, kernel):
-    """The state of the temp-map area the kernel uses (TempMapArea::s_current), read from guest
-    RAM at the field offsets the kernel exports: None when there is none."""
-    (area,) = kernel_u64s(snap, kernel, address_of(kernel, contract.TEMP_AREA), 1)
-    if area == 0:
-        return None
-    slots = fact(kernel, "temp_map_slots")
-    f = {k: fact(kernel, f"temp_map_{k}_offset") for k in ("entries", "frames", "cpu", "depth", "maps")}
-    at = physical_of(kernel, area)
-    u64s = lambda off, n=1: struct.unpack(f"<{n}Q", snap.read_phys(at + off, 8 * n))
-    cpu, = u64s(f["cpu"])
-    return dict(slots=slots, cpu=cpu, depth=u64s(f["depth"])[0], maps=u64s(f["maps"])[0],
-                entries=u64s(f["entries"], slots), frames=u64s(f["frames"], slots),
-                va=[fact(kernel, "temp_map_base") + (cpu * slots + s) * PAGE for s in range(slots)])
+    """The state of the temp-map area the kernel uses (pagoda_pt.vmas.temp_area), read from
+    guest RAM at @p snap: None when there is none."""
+    return vmas.temp_area(snap.read_phys, lambda name: fact(kernel, name), lambda va: physical_of(kernel, va),
+                          address_of(kernel, contract.TEMP_AREA))
 
 
 def shared_slot_problems(snap, watch, area, roots):

@@ -3,159 +3,41 @@ guest RAM, and what it says about a program's ELF file.
 
 The kernel exports the layout of its process table and of one VMA as facts
 (kernel/proc/process.cpp: process_stride, regions_vmas_data, vma_start, ...); the table itself
-is the symbol pagoda::proc::(anonymous namespace)::g_processes. The grader reads the table, each
+is the symbol pagoda::proc::g_processes. The grader reads (pagoda_pt/vmas.py) the table, each
 process's sorted VMA array and its length through its own walk of the live root: what the
 kernel holds, not what it prints. Lab 5's tests use it to name a cause from evidence (a loader
 that recorded no stack, an mprotect that changed the record but not the page, ...); nothing here
 trusts the kernel's lines."""
-from dataclasses import dataclass
-
+from pagoda_pt.vmas import (GROWS_DOWN, KIND_ANONYMOUS, KIND_IMAGE, KIND_STACK, MAX_VMAS, PROT_EXEC, PROT_READ,
+                            PROT_WRITE, Layout, Record, Vma, decode_vma)
+from pagoda_pt.vmas import read_records as _read_records
 from pagoda_grade.contract import PROCESS_TABLE
 from pagoda_grade.symbols import address_of, fact
 from pagoda_grade.witness import PAGE
 
+__all__ = ["GROWS_DOWN", "KIND_ANONYMOUS", "KIND_IMAGE", "KIND_STACK", "MAX_VMAS", "PROT_EXEC", "PROT_READ",
+           "PROT_WRITE", "Record", "Vma", "decode_vma", "PAGE", "read_records", "vma_fields", "segment_prot",
+           "prot_text", "page_down", "page_up", "heap_problems", "loader_problems", "PF_X", "PF_W", "PF_R"]
 TABLE = PROCESS_TABLE
-KINDS = {0: "anonymous", 1: "image", 2: "stack", 3: "heap"}
-KIND_ANONYMOUS, KIND_IMAGE, KIND_STACK, KIND_HEAP = 0, 1, 2, 3
-GROWS_DOWN = 1
-PROT_READ, PROT_WRITE, PROT_EXEC = 1, 2, 4
 PF_X, PF_W, PF_R = 1, 2, 4
-# More VMAs than any process of the labs makes (the kernel sets no limit of its own): a record that
-# claims more is garbage, and is not read. lifecycle.py reads records with the same bound.
-MAX_VMAS = 4096
-# The fields of one VMA, each exported by the kernel as the fact vma_<field> (its offset).
-VMA_FIELDS = ("start", "end", "read", "write", "execute", "kind", "flags", "offset", "file_size")
-
-
-@dataclass(frozen=True)
-class Vma:
-    """One VMA as the kernel holds it (kernel/mm/space/vma.hpp); what a caller does not give is an
-    anonymous region's."""
-    start: int
-    end: int
-    read: bool
-    write: bool
-    execute: bool
-    kind: int = KIND_ANONYMOUS
-    flags: int = 0
-    offset: int = 0
-    file_size: int = 0
-
-    def rwx(self):
-        return ("r" if self.read else "-") + ("w" if self.write else "-") + ("x" if self.execute else "-")
-
-    @property
-    def prot(self):
-        return (PROT_READ if self.read else 0) | (PROT_WRITE if self.write else 0) | (PROT_EXEC if self.execute else 0)
-
-    def contains(self, va):
-        return self.start <= va < self.end
-
-    def __str__(self):
-        text = f"[{self.start:#x}, {self.end:#x}) {self.rwx()} {KINDS.get(self.kind, f'kind {self.kind}')}"
-        if self.flags & GROWS_DOWN:
-            text += " grows-down"
-        if self.kind == KIND_IMAGE:
-            text += f" offset {self.offset:#x} file {self.file_size:#x}"
-        return text
-
-
-@dataclass
-class Record:
-    """One process's record: its VMAs in the kernel's order, its heap, or why it could not be read."""
-    pid: int
-    name: str
-    vmas: list
-    heap_start: int
-    brk: int
-    problem: str = None
-
-    def find(self, va):
-        return next((v for v in self.vmas if v.contains(va)), None)
-
-    def around(self, start, end):
-        """The VMAs that intersect [start, end)."""
-        return [v for v in self.vmas if v.start < end and start < v.end]
-
-    def describe(self, start=None, end=None, limit=8):
-        shown = self.vmas if start is None else self.around(start, end)
-        if not shown:
-            return "none"
-        text = ", ".join(str(v) for v in shown[:limit])
-        return text + (f" (+{len(shown) - limit} more)" if len(shown) > limit else "")
-
-
-class Layout:
-    """The facts, read once per kernel."""
-
-    def __init__(self, kernel):
-        f = lambda name: fact(kernel, name)  # noqa: E731
-        self.table = address_of(kernel, TABLE)
-        self.count, self.stride = f("process_count"), f("process_stride")
-        self.pid, self.state = f("process_pid"), f("process_state")
-        self.name, self.name_size = f("process_name"), f("process_name_size")
-        self.regions, self.regions_made = f("process_regions"), f("process_regions_made")
-        self.data, self.size = f("regions_vmas_data"), f("regions_vmas_size")
-        self.heap_start, self.brk = f("regions_heap_start"), f("regions_brk")
-        self.vma_stride = f("vma_stride")
-        self.fields = vma_fields(kernel)
-
-
 _layouts = {}
 
 
 def layout_of(kernel):
     if kernel not in _layouts:
-        _layouts[kernel] = Layout(kernel)
+        _layouts[kernel] = Layout(lambda name: fact(kernel, name), address_of(kernel, TABLE))
     return _layouts[kernel]
-
-
-def _u(data, at, size):
-    return int.from_bytes(data[at:at + size], "little")
 
 
 def vma_fields(kernel):
     """{field: offset} of one VMA in the kernel's memory, from its facts."""
-    return {k: fact(kernel, f"vma_{k}") for k in VMA_FIELDS}
-
-
-def decode_vma(raw, fields):
-    """The Vma in @p raw, the bytes of one, laid out as @p fields (vma_fields()) says."""
-    return Vma(start=_u(raw, fields["start"], 8), end=_u(raw, fields["end"], 8), read=bool(raw[fields["read"]]),
-               write=bool(raw[fields["write"]]), execute=bool(raw[fields["execute"]]),
-               kind=_u(raw, fields["kind"], 4), flags=_u(raw, fields["flags"], 4),
-               offset=_u(raw, fields["offset"], 8), file_size=_u(raw, fields["file_size"], 8))
+    return layout_of(kernel).fields
 
 
 def read_records(snap, kernel):
     """{pid: Record} of every process slot in use whose record exists, read from guest RAM
-    through the grader's walk of the live root at @p snap."""
-    lay = layout_of(kernel)
-    table = snap.read_virt(lay.table, lay.count * lay.stride)
-    out = {}
-    for i in range(lay.count):
-        slot = table[i * lay.stride:(i + 1) * lay.stride]
-        if slot[lay.state] == 0 or not slot[lay.regions_made]:  # State::Free, or no record yet
-            continue
-        pid = _u(slot, lay.pid, 4)
-        name = slot[lay.name:lay.name + lay.name_size].split(b"\0")[0].decode(errors="replace")
-        base = lay.regions
-        data, size = _u(slot, base + lay.data, 8), _u(slot, base + lay.size, 8)
-        record = Record(pid, name, [], _u(slot, base + lay.heap_start, 8), _u(slot, base + lay.brk, 8))
-        out[pid] = record
-        if size > MAX_VMAS:
-            record.problem = f"its VMA set claims {size} regions (more than {MAX_VMAS}: not a set the grader can read)"
-            continue
-        if size == 0:
-            continue
-        try:
-            raw = snap.read_virt(data, size * lay.vma_stride)
-        except (AssertionError, ValueError) as e:
-            record.problem = f"its VMA array at {data:#x} ({size} regions) cannot be read: {e}"
-            continue
-        for k in range(size):
-            record.vmas.append(decode_vma(raw[k * lay.vma_stride:(k + 1) * lay.vma_stride], lay.fields))
-    return out
+    through the grader's walk of the live root at @p snap (pagoda_pt.vmas.read_records)."""
+    return _read_records(snap.read_virt, layout_of(kernel))
 
 
 def segment_prot(s):
