@@ -15,6 +15,7 @@ symbol(name), which reads the kernel's records with the readers GDB's commands u
     take(arch, read_phys, symbol, title, cause, fault)   the Snapshot (a part the kernel does not
                                                          have, or that cannot be read, is absent
                                                          and its reason in notes)
+    from_census(arch, read_phys, symbol, census, ...)    the same around a census already taken
     to_html(snapshot)                                    the page
 """
 from __future__ import annotations
@@ -111,13 +112,18 @@ def _runs(pages, shared_frames) -> list:
 
 def take(arch: str, read_phys, symbol, title: str, cause: str = "", fault: Optional[Fault] = None) -> Snapshot:
     """The Snapshot of the machine whose RAM @p read_phys reads, with the kernel's @p symbol."""
-    snap = Snapshot(title, arch, cause, fault)
     read_phys = frames.cached(read_phys)
     try:
         census = frames.take_census(arch, read_phys, symbol)
     except (frames.CensusError, roots.RegistryError, ValueError, struct.error) as err:
-        snap.notes.append(f"the frame census could not be taken: {err}")
-        return snap
+        return Snapshot(title, arch, cause, fault, notes=[f"the frame census could not be taken: {err}"])
+    return from_census(arch, read_phys, symbol, census, title, cause, fault)
+
+
+def from_census(arch: str, read_phys, symbol, census, title: str, cause: str = "",
+                fault: Optional[Fault] = None) -> Snapshot:
+    """take() around a frame census already taken (@p census: frames.take_census's, of this moment)."""
+    snap = Snapshot(title, arch, cause, fault)
     snap.first = census.first * PAGE_SIZE_4K
     snap.frames_per_cell, snap.cells = frames.map_cells(census, MAP_CELLS)
     snap.counts = {o: census.count(o) for o in frames.OWNERS}
