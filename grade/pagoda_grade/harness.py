@@ -727,9 +727,12 @@ class Booter:
         from . import causes
         start = time.monotonic()
         try:
-            first = causes.first_kernel_fault(run) or (run.log.faults[-1] if run.log.faults else None)
+            first = causes.first_kernel_fault(run)
+            which = "The first fault the kernel itself took"
+            if first is None and run.log.faults:
+                first, which = run.log.faults[-1], "The last fault QEMU logged (one the kernel may have answered)"
             fault = first and picture.Fault(first.address, first.pc, first.privilege != causes.kernel_privilege(run.arch),
-                                            first.describe(run.symbol_of), first.root)
+                                            first.describe(run.symbol_of), first.root, which)
             remains = next((r for r in ([run.remains] + self.kept_ram[::-1]) if r is not None and r.fd is not None), None)
             title = f"Pagoda: {os.path.basename(self.directory)} failed"
             if remains is None:

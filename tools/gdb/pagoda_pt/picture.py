@@ -45,6 +45,7 @@ class Fault:
     user: bool                  # taken in user mode
     text: str                   # QEMU's log line, described
     root: Optional[int] = None  # the root the CPU used (CR3, TTBR0) when QEMU's log says
+    which: str = "The fault"    # which fault of the run this is, as the page's words
 
     def owner(self, root: int) -> bool:
         """Whether the process with @p root took the fault (every one when the root is unknown)."""
@@ -266,8 +267,8 @@ def to_html(s: Snapshot) -> str:
     if s.fault:
         where = ("; on frame <code>%#x</code>" % s.fault_frame) if s.fault_frame is not None else \
             "; no process root maps that page" if page is not None else ""
-        out.append('<p id=fault>The fault: %s mode, pc <code>%#x</code>%s%s<br><code>%s</code></p>' % (
-            "user" if s.fault.user else "kernel", s.fault.pc,
+        out.append('<p id=fault>%s: %s mode, pc <code>%#x</code>%s%s<br><code>%s</code></p>' % (
+            e(s.fault.which), "user" if s.fault.user else "kernel", s.fault.pc,
             "" if page is None else ", address <code id=fault-address>%#x</code> (page <code>%#x</code>)" % (
                 s.fault.address, page), where, e(s.fault.text)))
     for note in s.notes:
