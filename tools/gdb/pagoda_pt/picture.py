@@ -115,7 +115,7 @@ def take(arch: str, read_phys, symbol, title: str, cause: str = "", fault: Optio
     """The Snapshot of the machine whose RAM @p read_phys reads, with the kernel's @p symbol."""
     read_phys = frames.cached(read_phys)
     try:
-        census = frames.take_census(arch, read_phys, symbol)
+        census = frames.take_census(arch, read_phys, symbol, max_user_pages=frames.AUDIT_MAX_USER_PAGES)
     except (frames.CensusError, roots.RegistryError, ValueError, struct.error) as err:
         return Snapshot(title, arch, cause, fault, notes=[f"the frame census could not be taken: {err}"])
     return from_census(arch, read_phys, symbol, census, title, cause, fault)
@@ -133,12 +133,13 @@ def from_census(arch: str, read_phys, symbol, census, title: str, cause: str = "
     for i in sorted(shared_frames)[:MAX_ROWS]:
         snap.shared.append([i * PAGE_SIZE_4K, census.refs[i],
                             [f"pid {m.pid} at {p.va:#x}" for m, p in census.mappings.get(i, [])]])
+    page = fault.address & ~(PAGE_SIZE_4K - 1) if fault is not None and fault.address is not None else None
     for m in census.processes:
         shared = sum(1 for p in m.pages if p.pa // PAGE_SIZE_4K in shared_frames)
-        snap.processes.append(Proc(m.pid, m.name, m.root, len(m.tables), len(m.pages), shared,
-                                   _runs(m.pages, shared_frames)[:MAX_RUNS]))
-    if fault is not None and fault.address is not None:
-        page = fault.address & ~(PAGE_SIZE_4K - 1)
+        runs = _runs(m.pages, shared_frames)      # (the first MAX_RUNS, and the faulting page's)
+        runs = runs[:MAX_RUNS] + [r for r in runs[MAX_RUNS:] if page is not None and 0 <= page - r.va < r.pages * PAGE_SIZE_4K]
+        snap.processes.append(Proc(m.pid, m.name, m.root, len(m.tables), len(m.pages), shared, runs))
+    if page is not None:
         snap.fault_frame = next((p.pa for m in census.processes if fault.owner(m.root)
                                  for p in m.pages if p.va == page), None)
     _records(snap, read_phys, symbol)
