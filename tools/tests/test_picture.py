@@ -21,14 +21,15 @@ FAULT = 0x7ffffffff123          # in pid 2's stack page, which the fault's root 
 
 def snapshot():
     """A Snapshot as the grader takes it at a failing stop of lab 7: two processes that share
-    frames after a fork, a swap slot with a holder, the temp-map slots, the fault in pid 2."""
+    frames after a fork, a swap slot with a holder, the temp-map slots, the fault in pid 2 (whose
+    name a submission chose to break the page)."""
     first = 0x7ff0000
     cells = "KKKKTT3S2..kk...#" * 10
     counts = {"kernel image": 4, "page table": 2, "shared": 1, "process": 2, "kernel": 2, "free": 5, "reserved": 1}
     p1 = picture.Proc(1, "swapfork", 0x3a000, 6, 3, 1, [picture.Run(0x400000, 0x7ffe000, 1, "r-x", True),
                                                         picture.Run(0x7ffffffff000, 0x7ff1000, 2, "rw-", False)],
                       [[0x400000, 0x401000, "r-x image"], [0x7fffff000000, 0x800000000000, "rw- stack grows-down"]])
-    p2 = picture.Proc(2, "swapfork", 0x3b000, 6, 2, 1, [picture.Run(0x400000, 0x7ffe000, 1, "r-x", True),
+    p2 = picture.Proc(2, "</script><!--", 0x3b000, 6, 2, 1, [picture.Run(0x400000, 0x7ffe000, 1, "r-x", True),
                                                         picture.Run(0x7ffffffff000, 0x7ff3000, 1, "r--", False)],
                       [[0x400000, 0x401000, "r-x image"], [0x7fffff000000, 0x800000000000, "rw- stack grows-down"]],
                       swapped=1)
@@ -72,6 +73,7 @@ def test_the_picture_in_chromium(tmp_path):
     # The DOM carries the Snapshot: what it shows must be what it carries.
     data = json.loads(re.search(r'<script type="application/json" id="snapshot">(.*?)</script>', dom, re.S)[1])
     assert data["fault"]["address"] == FAULT and data["cells"] == snap.cells
+    assert data["processes"][1]["name"] == "</script><!--"       # a name cannot end the page's script
     fault_row = re.search(r'<tr class="fault" id="fault-page">(.*?)</tr>', dom, re.S)
     assert fault_row and "0x7ffffffff000-0x800000000000" in fault_row[1]
     assert dom.count('id="fault-page"') == 1 and 'id="fault-cell"' in dom

@@ -333,6 +333,6 @@ def to_html(s: Snapshot) -> str:
     if s.problems:
         out.append("<h2>What the census found wrong</h2><ul>%s</ul>" % "".join(
             f"<li>{e(p)}</li>" for p in s.problems[:40]))
-    data = s.to_json().replace("</", "<\\/")
+    data = s.to_json().replace("<", "\\u003c")     # (nothing in it can end the script element)
     out.append(f'<script type="application/json" id=snapshot>{data}</script><script>{SCRIPT}</script></body></html>')
     return "\n".join(out)
