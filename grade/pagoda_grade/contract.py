@@ -12,7 +12,7 @@ few names pagoda_pt (below the grader, shared with GDB) reads itself are its own
 registered here."""
 import re
 
-from pagoda_pt import frames as _frames, procaudit as _procaudit, roots as _roots
+from pagoda_pt import frames as _frames, procaudit as _procaudit, roots as _roots, vmas as _vmas
 
 FUNCTION, DATA, LABEL = "function", "data", "label"
 NAMES = []   # every Name below, in declaration order
@@ -87,7 +87,7 @@ FORK = Name("pagoda::proc::fork_process", 6)
 COPY_ON_WRITE = Name("pagoda::vm::copy_on_write", 6)
 
 # ---- temporary mappings and user copies (lab 4) ------------------------------------------------
-TEMP_AREA = Name("pagoda::TempMapArea::s_current", 4, DATA)
+TEMP_AREA = Name(_vmas.TEMP_AREA, 4, DATA)
 # TempMap's constructors (kernel/mm/tempmap/temp_map.cpp), each with the argument that is the frame.
 GUARDS = {Name("pagoda::TempMap::TempMap(pagoda::Address<pagoda::PhysTag>)", 4,
                source=r"TempMap::TempMap\(\s*PhysAddr\b"): 1,

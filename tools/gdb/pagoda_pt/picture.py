@@ -33,9 +33,9 @@ from .model import PAGE_SIZE_4K
 MAP_CELLS = 8192        # the frame map's cells at most (128 a row)
 MAX_RUNS = 256          # user-page runs shown per process
 MAX_ROWS = 256          # rows of the shared-frame and swap tables
-PROCESS_TABLES = (procaudit.TABLE, "pagoda::proc::(anonymous namespace)::g_processes")
+# The process table by its name, and as a kernel that keeps it in an anonymous namespace spells it.
+PROCESS_TABLES = (procaudit.TABLE, "%s::(anonymous namespace)::%s" % tuple(procaudit.TABLE.rsplit("::", 1)))
 ROOT_MASK = 0x0000_FFFF_FFFF_F000      # a root's frame, without CR3's or TTBR's flags and ASID
-TEMP_AREA = "pagoda::TempMapArea::s_current"
 
 
 @dataclass
@@ -171,7 +171,7 @@ def _records(snap, read_phys, symbol):
         snap.notes.append(f"no VMAs: this kernel exports no fact {err} (before lab 5)")
     except (ValueError, struct.error) as err:
         snap.notes.append(f"the VMAs could not be read: {err}")
-    area = symbol(TEMP_AREA)
+    area = symbol(vmas.TEMP_AREA)
     try:
         found = vmas.temp_area(read_phys, fact, window_pa, area) if area is not None else None
         if found is not None:

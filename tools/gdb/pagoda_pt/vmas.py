@@ -18,6 +18,8 @@ PROT_READ, PROT_WRITE, PROT_EXEC = 1, 2, 4
 # More VMAs than any process of the labs makes (the kernel sets no limit of its own): a record that
 # claims more is garbage, and is not read. lifecycle.py reads records with the same bound.
 MAX_VMAS = 4096
+# The kernel's pointer to the temp-map area it uses (its address: temp_area's @p area_symbol).
+TEMP_AREA = "pagoda::TempMapArea::s_current"
 # The fields of one VMA, each exported by the kernel as the fact vma_<field> (its offset).
 VMA_FIELDS = ("start", "end", "read", "write", "execute", "kind", "flags", "offset", "file_size")
 
