@@ -1,10 +1,11 @@
 """The moment as a picture: one Snapshot of the machine (a JSON-able record) and one renderer of
 it as a self-contained HTML page (inline CSS and a few lines of script; nothing fetched).
 
-Who takes one: the grader at a failing test's stop, from the guest RAM it kept
-(pagoda_grade/picture.py: the cause of line 1 and the fault marked); `./pagoda run --memview`
-and GDB's `memview-html`, from a live guest. All three call take() over read_phys(pa, size) and
-symbol(name), which reads the kernel's records with the readers GDB's commands use:
+Who takes one: the grader at a failing test's stop, from the guest RAM it kept (harness.py's
+Booter.picture: line 1 of the failure and QEMU's fault marked); `./pagoda run --memview` and
+GDB's `memview-html`, from a live guest. Each goes through take() (memview: from_census(), its
+census already taken) over read_phys(pa, size) and symbol(name), which reads the kernel's records
+with the readers GDB's commands and the grader use:
 
     frames      the frame census (frames.take_census): each frame's owner, the processes' roots,
                 their tables and user pages, the frames two roots share (copy-on-write)
@@ -70,7 +71,7 @@ class Proc:
     tables: int                 # page-table frames of its user half (the root included)
     pages: int                  # user pages it maps
     shared: int                 # of them, frames other roots map too
-    runs: list = field(default_factory=list)       # Run, at most MAX_RUNS
+    runs: list = field(default_factory=list)       # Run: the first MAX_RUNS, and the faulting page's
     vmas: list = field(default_factory=list)       # [start, end, "rwx kind"]
     swapped: int = 0            # its swap entries
 
