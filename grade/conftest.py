@@ -232,6 +232,9 @@ def pytest_runtest_makereport(item, call):
             passed, reason = decide(call.excinfo, booter, item.config._pagoda_current_lab,
                                     dict(item.user_properties).get("pagoda_lab"))
             if not passed:
+                shown = booter.picture(reason) if booter is not None else None
+                if shown:
+                    reason += f"\npicture of the failing moment (open it in a browser): {shown}"
                 if report.passed:   # (a problem its boots left: the test itself passed)
                     report.outcome, report.longrepr = "failed", reason
                 report.user_properties.append(("pagoda_reason", reason))

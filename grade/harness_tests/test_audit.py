@@ -281,3 +281,27 @@ def test_a_smaller_class_s_block_on_a_list_is_named_so(reference_kernel):
     list_block(ram, k, 3, HEAP_FRAME + 256 + 16, fact(k, "heap_magic_free"))
     found = audit_of(k, ram)
     assert found and "holds a pointer into a block" in found[0] and "smaller class" not in found[0], found
+
+
+def test_a_failing_test_draws_the_ram_its_last_boot_left(reference_kernel, tmp_path):
+    """Booter.picture (grade/conftest.py calls it for a failing test): the page of the RAM the last
+    boot kept, line 1 of the failure at its head, the frame counts of the records in that RAM;
+    without kept RAM, the cause alone and why."""
+    import json
+    import re
+    from pagoda_grade.harness import Booter
+    k = reference_kernel
+    booter = Booter(k, "x86_64", str(tmp_path), 30)
+    assert booter.picture("nothing booted") is None
+    run = run_of(k, tmp_path, ["hello"])
+    run.remains = records(k, used=[HEAP_FRAME // PAGE, HEAP_FRAME // PAGE + 1])
+    run.remains.write(physical_of(k, address_of(k, "pagoda_debug_roots")),   # an empty root registry
+                      struct.pack("<8sIIIIQ", b"PGROOTS\0", 1, 32, 0, 0, 0))
+    booter.last_run = run
+    page = open(booter.picture("line one <cause>\nline two")).read()
+    data = json.loads(re.search(r'id=snapshot>(.*?)</script>', page)[1])
+    assert data["cause"] == "line one <cause>" and "line one &lt;cause&gt;" in page
+    assert data["counts"].get("kernel") == 2 and data["counts"]["free"] == 0x4000 - 0x100 - 2, data["notes"]
+    run.remains = None
+    page = open(booter.picture("the cause")).read()
+    assert "kept no guest RAM" in page and "id=map" not in page

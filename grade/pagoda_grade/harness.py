@@ -489,6 +489,7 @@ class Booter:
         # The guest RAM of the last boots (audit.Remains), kept for the audit at a failure.
         self.kept_ram = []
         self.last_boot = None   # (token, directory) of the last boot, for failures outside Run.fail
+        self.last_run = None    # the last boot's Run (its fault and its kept RAM: picture())
         self.drain_findings = []   # (what a boot's drains found, its (token, directory)): end_audit()
         self.replays = []       # (token, the `./pagoda gdb` line that boots it again) of each boot
 
@@ -624,7 +625,7 @@ class Booter:
                   stop_kind=session.stop_kind, stop_reason=session.stop_reason, witness=witness_result,
                   witness_failure=witness_failure, watch_problems=self.watch_problems, remains=self._remains,
                   swap_image=disk.image if disk else None)
-        self.last_boot = (token, directory)
+        self.last_boot, self.last_run = (token, directory), run
         self.replays.append((token, self.replay(run, session.fed)))
         if self._remains is not None:
             self._remains.boot = self.last_boot
@@ -712,6 +713,41 @@ class Booter:
             more = len(self.watch_problems) - 1
             raise GradeFailure(self.watch_problems[0] + (f"\n(and {more} more such problem{'s' * (more > 1)} at "
                                                          "the grader's stops)" if more else ""))
+
+    def picture(self, reason):
+        """Writes the picture of the failing moment (pagoda_pt.picture) as picture.html beside the
+        last boot's logs: the guest RAM it left (else the last RAM kept), the first fault the
+        kernel took in QEMU's log (else the last fault), line 1 of @p reason. Its path, or None
+        when the test booted nothing or the page could not be written (the grade never depends on
+        it)."""
+        run = self.last_run
+        if run is None:
+            return None
+        from pagoda_pt import picture
+        from . import causes
+        start = time.monotonic()
+        try:
+            first = causes.first_kernel_fault(run)
+            which = "The first fault the kernel itself took"
+            if first is None and run.log.faults:
+                first, which = run.log.faults[-1], "The last fault QEMU logged (one the kernel may have answered)"
+            fault = first and picture.Fault(first.address, first.pc, first.privilege != causes.kernel_privilege(run.arch),
+                                            first.describe(run.symbol_of), first.root, which)
+            remains = next((r for r in ([run.remains] + self.kept_ram[::-1]) if r is not None and r.fd is not None), None)
+            title = f"Pagoda: {os.path.basename(self.directory)} failed"
+            if remains is None:
+                snap = picture.Snapshot(title, run.arch, reason.split("\n", 1)[0], fault, notes=[
+                    "the grader kept no guest RAM of this test's boots (it watched none of them through the gdbstub)"])
+            else:
+                snap = picture.take(run.arch, remains.read_phys, symbols.reader(self.kernel), title,
+                                    reason.split("\n", 1)[0], fault)
+            snap.notes.append(f"boot token {run.token}; written in {time.monotonic() - start:.2f} s of grader time")
+            path = os.path.join(run.directory, "picture.html")
+            with open(path, "w") as f:
+                f.write(picture.to_html(snap))
+            return path
+        except Exception:   # (a page the grader cannot draw is no failure of the kernel's)
+            return None
 
     def end_audit(self):
         """The frame and heap audit (audit.audit_ram) of the guest RAM each kept boot left as it

@@ -106,6 +106,7 @@ class Requirement:
     kind: str          # "exe", "python", "file" or "runtime"
     probe: object      # executable name, module name(s), glob pattern, or a function giving a path
     grading: bool = False  # needed to build a kernel and grade it (what autograders install)
+    tests: bool = False    # needed only by the tools' tests: setup and `./pagoda test` install it
     arch: str = None   # needed only for this target architecture
 
     @property
@@ -173,7 +174,12 @@ REQUIREMENTS = (
     Requirement("dot", "graphviz", "draws the documentation's diagrams", "exe", "dot"),
     Requirement("sanitizer runtimes", sanitizer_package, "host tests run under ASan and UBSan",
                 "runtime", sanitizer_runtime),
+    Requirement("chromium", "chromium", "loads the picture of a failing moment in a real browser in the tools' "
+                "tests (tools/tests/test_picture.py)", "exe", "chromium", tests=True),
 )
+# Set by `./pagoda test` once it has installed every requirement, the tests' own too: a test whose
+# tool is missing then fails instead of skipping.
+TESTS_ENV = "PAGODA_TEST_DEPS"
 
 
 def needed(grading_only=False, arches=None):
@@ -400,8 +406,11 @@ def install_missing(requirements):
             install(absent)
 
 
-def ensure(requirements=REQUIREMENTS):
-    """Installs what is missing, quietly when nothing is (run by run, test and grade)."""
+def ensure(requirements=None):
+    """Installs what is missing of @p requirements (by default all but the tests' own), quietly when
+    nothing is (run by run, test and grade)."""
+    if requirements is None:
+        requirements = [r for r in REQUIREMENTS if not r.tests]
     absent = missing(requirements)
     if absent:
         info(f"missing: {', '.join(r.name for r in absent)}; running ./pagoda setup first")

@@ -211,7 +211,8 @@ def add_parser(sub):
                    help="Ctrl-A M prints a map of physical memory coloured by owner (kernel image, "
                         "page tables, free, each process, shared copy-on-write frames), and with swap "
                         "(lab 7) the swap slots and the resident user frames, read from guest RAM "
-                        "through QEMU's gdbstub while the guest is stopped")
+                        "through QEMU's gdbstub while the guest is stopped; each map is also written as a "
+                        "page for a browser, build/memview.html")
     p.add_argument("--memview-at", action="append", metavar="EVENT",
                    help="also draw that map each time EVENT happens, the guest stopped there: fork "
                         "(the parent's pages just shared or copied), exec, exit, or a kernel "

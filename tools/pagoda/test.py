@@ -399,7 +399,8 @@ def cmd_test(args):
         return cmd_step(args)
     global FULL, HOST_LAB
     FULL, HOST_LAB = args.full, args.lab
-    deps.ensure()
+    deps.ensure(deps.REQUIREMENTS)
+    os.environ[deps.TESTS_ENV] = "1"   # (the tests' own tools are here: their tests must not skip)
     PROVED.clear()
     factor = speed.export()
     info(f"test: speed factor {factor:.2f} (time limits scaled by it; load average {_load()} on "

@@ -138,3 +138,16 @@ def test_apt_is_asked_to_wait_for_its_lock(monkeypatch, tmp_path):
     assert ran and waited == list(range(len(ran)))
     assert all(cmd[0] == "apt-get" and cmd[2:4] == ["-o", f"DPkg::Lock::Timeout={deps.APT_LOCK_TIMEOUT}"]
                for cmd in ran)
+
+
+def test_the_tests_own_tools_are_installed_by_setup_and_test_alone(monkeypatch):
+    """chromium (the picture's browser test) is installed by ./pagoda setup and ./pagoda test, never
+    by run, grade or an autograder's setup --grading (deps.ensure() without requirements)."""
+    assert "chromium" in deps.packages(deps.needed())
+    assert "chromium" not in deps.packages(deps.needed(grading_only=True))
+    installed = []
+    monkeypatch.setattr(deps, "missing", lambda requirements: list(requirements))
+    monkeypatch.setattr(deps, "install_missing", lambda requirements: installed.append(deps.packages(requirements)))
+    deps.ensure()
+    deps.ensure(deps.REQUIREMENTS)
+    assert "chromium" not in installed[0] and "chromium" in installed[1]

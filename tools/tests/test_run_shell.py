@@ -195,6 +195,11 @@ def test_quiet_and_the_memory_picture_at_fork(arch):
         assert re.search(r"resident user frames: \d+, no cap \(the frame table\), 0 pinned; 1 pid 1 'sh' \d+, "
                          r"\S pid %s 'sh' \d+\n" % census.group(2), text[heading:]), text[heading:]
         assert "disagreement" not in text[heading:], text[heading:]
+        # The same moment as a page (pagoda_pt/picture.py): both processes' roots in it.
+        assert "memview: this moment as a page: build/memview.html" in text[heading:], text[heading:]
+        with open(memview.PAGE) as f:
+            page = f.read()
+        assert "<h3 id=pid-1>" in page and f"<h3 id=pid-{census.group(2)}>" in page
         child.send("\x01m")
         child.expect(r"memview \(Ctrl-A M\)")
         child.expect(r"one cell = ")

@@ -12,9 +12,12 @@ The VMAs come from the kernel's structures, read with its facts by the one proce
 published root in physical memory.  Neither trusts the other: that is the point of putting them side by side.
 """
 
+import os
+
 import gdb
 
 from pagoda_pt import contract as C
+from pagoda_pt import picture
 from pagoda_pt.format import format_range
 from pagoda_pt.frames import CensusError, cached, format_frames, format_map, take_census, user_pages
 from pagoda_pt.swap import format_slots, take_swap_census
@@ -289,4 +292,32 @@ stopped inside the swapper, the records are mid-change."""
             out(line)
 
 
-__all__ = ["Frames", "SwapSlotsCommand", "VmaList", "swap_census", "vma_lines"]
+@command
+class MemviewHtml(PagodaCommand):
+    """Write this moment as one self-contained HTML page: the picture the grader writes at a failing test.
+
+Usage: memview-html [FILE]
+Takes the Snapshot of pagoda_pt/picture.py from the stopped guest (the census of `frames`, each
+process's root, user half and VMAs, the frames processes share, the swap slots of `swap-slots`
+and their holders, the temp-map slots) and writes it to FILE (default memview.html): open it in
+a browser. ./pagoda run --memview writes the same page."""
+
+    name = "memview-html"
+    usage = "memview-html [FILE]"
+
+    def run(self, arg, from_tty):
+        args = parse(arg, max_positional=1)
+        target.require_stopped()
+        arch = target.current_arch()
+        path = os.path.abspath(args.positional[0] if args.positional else "memview.html")
+        pc = int(gdb.parse_and_eval("$pc")) & ((1 << 64) - 1)
+        with target.physical_memory() as read_phys:
+            snap = picture.take(arch, read_phys, lambda name: kernel.symbol_address("'%s'" % name if "(" in name else name),
+                                "Pagoda under GDB, stopped at %#x" % pc)     # (GDB wants '...(anonymous namespace)...')
+        with open(path, "w") as f:
+            f.write(picture.to_html(snap))
+        out("memview-html: wrote %s (%d KiB%s)" % (path, os.path.getsize(path) // 1024,
+                                                  "; " + "; ".join(snap.notes) if snap.notes else ""))
+
+
+__all__ = ["Frames", "MemviewHtml", "SwapSlotsCommand", "VmaList", "swap_census", "vma_lines"]

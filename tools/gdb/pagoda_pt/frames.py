@@ -412,30 +412,33 @@ COLOURS = {IMAGE: "1;37;44", TABLE: "30;43", SHARED: "1;37;41", KERNEL: "30;47",
 PROCESS_COLOURS = ("30;42", "30;46", "30;45", "30;102", "30;106", "30;105", "30;103", "30;104")
 
 
+def map_cells(census: Census, most: int) -> tuple:
+    """(frames per cell, one letter per cell): RAM from the census's first frame in at most @p most
+    cells, each the letter of the owner of most of its frames (the rarer, interesting owners win a
+    cell over free memory)."""
+    per_cell = max(1, -(-(census.frames - census.first) // most))
+    letters = [census.letter(i) for i in range(census.first, census.frames)]
+    cells = []
+    for lo in range(0, len(letters), per_cell):
+        part = letters[lo:lo + per_cell]
+        tally = {}
+        for k in part:
+            tally[k] = tally.get(k, 0) + 1
+        cells.append(max(tally, key=lambda k: (tally[k] if k != "." else 0, k != ".")))
+    return per_cell, "".join(cells)
+
+
 def format_map(census: Census, width: int = 64, colour: bool = False,
                max_rows: int = 32) -> list[str]:
     """A one-screen map of physical memory: one character per cell of frames, the owner of most
     of its frames (letters as in the module's docstring), rows labelled by physical address,
     then a legend with counts.  With @p colour, ANSI colours by owner."""
-    total = census.frames - census.first
-    per_cell = max(1, -(-total // (width * max_rows)))
+    per_cell, cells = map_cells(census, width * max_rows)
     lines = []
-    cells = -(-total // per_cell)
-    for row_start in range(0, cells, width):
-        text = []
-        for cell in range(row_start, min(cells, row_start + width)):
-            lo = census.first + cell * per_cell
-            hi = min(census.frames, lo + per_cell)
-            tally = {}
-            for index in range(lo, hi):
-                key = census.letter(index)
-                tally[key] = tally.get(key, 0) + 1
-            # The rarer, interesting owners win a tie-free cell over free memory.
-            letter = max(tally, key=lambda k: (tally[k] if k != "." else 0, k != "."))
-            text.append(letter)
+    for row_start in range(0, len(cells), width):
+        text = cells[row_start:row_start + width]
         pa = (census.first + row_start * per_cell) * PAGE_SIZE_4K
-        lines.append("%#010x %s" % (pa, _coloured("".join(text), census) if colour
-                                    else "".join(text)))
+        lines.append("%#010x %s" % (pa, _coloured(text, census) if colour else text))
     legend = ["%s %s %d" % (LETTERS[o], o, census.count(o)) for o in OWNERS if o != PROCESS]
     pids = sorted({m.pid for m in census.processes})
     legend += ["%s pid %d '%s' %d" % (DIGITS[p % len(DIGITS)], p,

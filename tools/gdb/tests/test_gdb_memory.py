@@ -202,7 +202,7 @@ COW_PAGES = 12
 
 
 @pytest.fixture(scope="module", params=ARCHES)
-def forked(request):
+def forked(request, tmp_path_factory):
     arch = request.param
     kernel = gdbrig.build_kernel(arch)
     steps = [("brk", "cmd", "break pagoda::proc::fork_process"), ("go", "cmd", "continue"),
@@ -210,10 +210,11 @@ def forked(request):
              ("ps", "cmd", "pt-ps"), ("diff", "cmd", "pt-diff 1 2"),
              ("checked", "python", SHARED_CHECK), ("frames", "cmd", "frames"),
              ("free", "eval", "'pagoda::vm::g_frames'.free_"),
-             ("parent", "cmd", "vma-list 1"), ("child", "cmd", "vma-list 2")]
+             ("parent", "cmd", "vma-list 1"), ("child", "cmd", "vma-list 2"),
+             ("html", "cmd", f"memview-html {tmp_path_factory.mktemp('memview') / 'moment.html'}")]
     with Machine(kernel, cmdline=f"run=cowtest:{COW_PAGES}:0x5", arch=arch) as machine:
         results = run_steps(kernel, machine.socket, steps, attach="--no-entry")
-    for name in ("ret", "fin", "ps", "diff", "checked", "frames", "free", "parent", "child"):
+    for name in ("ret", "fin", "ps", "diff", "checked", "frames", "free", "parent", "child", "html"):
         assert not results[name].error, (name, results[name].error)
     return arch, kernel, results
 
@@ -250,6 +251,14 @@ def test_frames_counts_owners_and_references(forked):
         r"^\s+(\d+)\s+cowtest\s+%s\s+(\d+)\s+(\d+)\s+(\d+)\s+\d+$" % HEX, text, re.M)}
     assert rows[1][0] == rows[2][0] == shared and rows[1][2] == rows[2][2] == shared, text
     assert "no problems" in text, text
+    # memview-html: the same moment as a page (pagoda_pt/picture.py), the same shared frames.
+    page = re.search(r"memview-html: wrote (\S+) \(", results["html"].output)
+    assert page, results["html"].output
+    with open(page[1]) as f:
+        data = json.loads(re.search(r'<script type="application/json" id=snapshot>(.*?)</script>', f.read())[1])
+    assert data["counts"]["shared"] == shared and len(data["shared"]) == shared
+    assert {p["pid"] for p in data["processes"]} >= {1, 2} and all(p["vmas"] for p in data["processes"]), \
+        (results["html"].output, data["notes"])
     # vma-list: the parent's writable region (cowtest's two mmaps, merged into one VMA when
     # they are neighbours) is read-only now in both (copy-on-write).
     for side in ("parent", "child"):
