@@ -24,6 +24,9 @@ import re
 import struct
 from dataclasses import dataclass
 
+from pagoda_pt import verdicts
+from pagoda_pt.verdicts import Evidence
+
 from . import contract, programs, symbols
 from .witness import ARCHES, PAGE, WalkError, layout_value, top_level
 
@@ -825,7 +828,12 @@ def explain_death(run, inspector, layout, roots, started=None):
     if slot is not None:
         bottom, top = layout.stack(slot)
         if layout.in_guard(address):
-            return f"{first}: {address:#x} is the guard page below the kernel stack of slot {slot}: a kernel stack overflow"
+            from .causes import Access, stack_slots
+            overflow = verdicts.kernel_stack_overflow(Evidence(
+                address=address, access=Access(f).verb() if f.error is not None else "touched", where=where,
+                stacks=stack_slots(run.symbolizer.elf)))
+            if overflow:
+                return overflow
         have = mapped_in(address)
         if root is not None and root not in have:
             if not have:

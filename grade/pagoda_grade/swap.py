@@ -25,6 +25,7 @@ from pagoda_pt import aarch64 as a64
 from pagoda_pt import x86_64 as x86
 from pagoda_core import qemu
 from pagoda_pt.format import SWAP_FACTS, swap_slot
+from pagoda_pt.verdicts import stale_rmap_node
 
 from . import contract as C
 from .labtest import ProcTest, holds
@@ -176,6 +177,7 @@ class World:
     def __init__(self, snap, kernel, arch, fmt):
         self.labels = {k.root: f"{k.name} (pid {k.id})" for k in registry(snap, kernel).roots if k.kind == "process"}
         self.mapped, self.swapped, self.tables, self.entries, self.at = {}, {}, set(), {}, {}
+        self.fmt = fmt
         for root in self.labels:
             where = {}
             leaves, tables = leaf_entries(snap, root, kernel, arch, where=where)
@@ -190,6 +192,13 @@ class World:
 
     def who(self, root):
         return f"root {root:#x} ({self.labels.get(root, 'no process')})"
+
+    def holds(self, root, va):
+        """What @p root holds at @p va, in pagoda_pt.swap's words: 'frame F', 'a swap entry naming
+        slot S' or 'nothing'."""
+        e = self.entries.get((root, va), 0)
+        return (f"frame {self.fmt.frame(e):#x}" if self.fmt.present(e) else
+                f"a swap entry naming slot {self.fmt.slot(e)}" if self.fmt.is_swap(e) else "nothing")
 
     def resident(self):
         return len(self.mapped)
@@ -436,10 +445,7 @@ class SwapWatch:
                           "the frame, and the one it misses will still map it once it is freed")
         for _, root, va in nodes:
             if (root, va) not in {(r, v) for r, v, _ in mappings}:
-                e = world.entries.get((root, va), 0)
-                now = (f"maps frame {self.fmt.frame(e):#x} there" if self.fmt.present(e) else "does not map it")
-                self.wrong(f"the reverse map records frame {frame:#x} at {va:#x} in root {root:#x}, but that root {now}: "
-                          f"evicting the frame would replace an entry that is not its")
+                self.wrong(stale_rmap_node(frame, f"{world.who(root)} at {va:#x}", world.holds(root, va)))
         problem = self.counts_problem(st, world)
         if problem:
             self.wrong(problem)
@@ -844,10 +850,11 @@ def rmap_problem(snap, kernel, st, world):
         if theirs != ours:
             extra = [(r, va) for r, va in theirs if (r, va) not in ours]
             missing = [(r, va) for r, va in ours if (r, va) not in theirs]
-            return (f"frame {frame:#x}: the frame table's reverse map records "
-                    + (f"{world.who(extra[0][0])} at {extra[0][1]:#x}, which does not map it there" if extra else
-                       f"no mapping by {world.who(missing[0][0])} at {missing[0][1]:#x}, which maps it")
-                    + f" (the grader's reverse map, every root walked: {len(ours)} mappings; the table's: {len(theirs)})")
+            if extra:
+                return stale_rmap_node(frame, f"{world.who(extra[0][0])} at {extra[0][1]:#x}", world.holds(*extra[0]))
+            return (f"frame {frame:#x}: the frame table's reverse map records no mapping by {world.who(missing[0][0])} "
+                    f"at {missing[0][1]:#x}, which maps it (the grader's reverse map, every root walked: {len(ours)} "
+                    f"mappings; the table's: {len(theirs)})")
         if refs.count(frame) != len(maps):
             return f"frame {frame:#x} is mapped {len(maps)} times but its reference count is {refs.count(frame)}"
     for i in range(st.n):

@@ -73,12 +73,14 @@ def _image():
 
 
 def kernel_stacks():
-    """(kStackBase, stride, guard, size, slots) from the kernel's facts (absolute symbols whose
-    value is the constant), or None."""
+    """The kernel stacks' layout (pagoda_pt.verdicts.StackSlots) from the kernel's facts (absolute
+    symbols whose value is the constant) and boot.S's labels of boot_stack, or None."""
+    from pagoda_pt.verdicts import StackSlots
     names = ("stack_base", "kernel_stack_stride", "kernel_stack_guard", "kernel_stack_size",
              "kernel_stack_slots")
     values = [kernel.symbol_address("pagoda_fact_" + name) for name in names]
-    return None if None in values else tuple(values)
+    boot = tuple(kernel.symbol_address(n) for n in ("boot_stack_guard", "boot_stack_bottom", "boot_stack_top"))
+    return None if None in values else StackSlots(*values, boot_guard=None if None in boot else boot)
 
 
 def explain():

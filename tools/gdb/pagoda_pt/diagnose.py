@@ -31,6 +31,7 @@ from typing import Callable, Optional
 from .model import PAGE_SIZE_4K, Walk
 from .roots import KnownRoot, RootTable, root_label
 from .walker import walk as walk_tables
+from .verdicts import Evidence, Kill, killed_though_recorded
 from .x86_64 import CR4_SMAP, RFLAGS_AC      # what the log's x86 register dump is read with
 
 NOTHING_WRONG = "nothing is wrong that I can see"
@@ -345,10 +346,11 @@ def user_fault_decision(vmas: list, address: int, write: bool, fetch: bool, mapp
         return "wrong", _answered_then_refused(vmas, address, write, fetch, answered, pc, page, sentence)
     if killing and kind in ("demand", "cow", "grow", "mapped"):
         reading = sentence.split(": the kernel ")[0]
-        return "wrong", ("the kernel is ending %s for a fault at %#x, yet the record covers that "
-                         "address (%s): the kernel's own decision is wrong, not the program: its VMA lookup "
-                         "or fault path refused what the record allows (decide_fault, the VMA find, "
-                         "the demand or copy-on-write path)" % (who, address, reading))
+        return "wrong", killed_though_recorded(Evidence(kill=Kill(
+            who, address, covering="%s (%s)" % (next((_vma_text(v) for v in vmas if v["start"] <= address < v["end"]),
+                                                     "its stack's region, which grows down to it"), reading),
+            seen="read from guest RAM now", why="its VMA lookup or fault path refused what the record allows "
+            "(decide_fault, the VMA find, the demand or copy-on-write path)")))
     return kind, sentence
 
 
@@ -385,9 +387,9 @@ def refused_what_record_allows(who: str, address: int, refusal: str, vma: dict,
     else:
         why = ("its lookup finds the region, so the decision's own check refused an access the region "
                "allows (decide_fault, permits)")
-    return ("%s is killed at %#x with '%s', yet the record of %s covers that address: its VMA %s allows "
-            "the access (the kernel's own decide_fault, asked now, refuses it): %s"
-            % (who, address, refusal, who, _vma_text(vma), why))
+    return killed_though_recorded(Evidence(kill=Kill(
+        who, address, refusal, covering="%s, which allows the access" % _vma_text(vma),
+        seen="read from guest RAM now; the kernel's own decide_fault, asked now, refuses it", why=why)))
 
 
 # ---- the loader's record against the program's ELF -------------------------------------------

@@ -32,6 +32,7 @@ from .format import SWAP_FACTS, swap_slot
 from .frames import DIGITS, CensusError, _coloured, iter_tables, kernel_addresses, lower_half, user_pages
 from .isa import isa
 from .model import PAGE_SIZE_4K, read_table
+from .verdicts import Evidence, stale_rmap_node, swap_first_problem
 
 STATE_SYMBOL = "pagoda_swap_state"
 STATE_MAGIC = b"PGSWAP\0\0"
@@ -319,10 +320,7 @@ def swap_problems(c: SwapCensus) -> list:
     for frame, chain in sorted(state.rmap.items()):
         for root, va in chain:
             if c.mapped.get((root, va)) != frame:
-                found.append("frame %#x's reverse map names %s, but that root holds %s there: a mapping the reverse "
-                             "map kept after it went (a copy-on-write break that did not move it to the copy, an "
-                             "unmap that unlinked another node); evicting the frame writes a swap entry over "
-                             "that page" % (frame, c.who(root, va), _where(c, root, va)))
+                found.append(stale_rmap_node(frame, c.who(root, va), _where(c, root, va)))
                 break
     leaked = sorted(s for s, f in flagged.items() if f and (f.startswith("NO HOLDER") or "above" in f))
     if leaked:
@@ -344,9 +342,10 @@ def swap_story(census: Optional[SwapCensus], slots_first: bool = False) -> Optio
     """fault-why's verdict of the swap state: its first problem, or None. With @p slots_first, a
     slot's count against its holders comes first (inside the swapper, a page mapped a moment
     before it is recorded is no slip)."""
-    if census is None or not census.problems:
+    if census is None:
         return None
-    return (census.slot_problems or census.problems)[0] if slots_first else census.problems[0]
+    return swap_first_problem(Evidence(swap_problems=(census.slot_problems or census.problems) if slots_first
+                                       else census.problems))
 
 
 # ---- text -------------------------------------------------------------------------------------

@@ -1,0 +1,122 @@
+"""The causes the grader's line 1 and GDB's `fault-why` both name, each worded once.
+
+Both are "explain this evidence": each source fills the Evidence record with what it has (the
+grader: its stops' history and QEMU's exception log; GDB: the live CPU state and the kernel's
+records read now) and asks explain() for the first cause the ranked RULES find. A rule returns
+its sentence or None; one that needs evidence the source did not fill returns None.
+
+  kernel_stack_overflow   a kernel access in the guard page below a kernel stack (or the boot stack)
+  killed_though_recorded  a process killed for a fault at an address its record covers (lab 5)
+  swap_first_problem      the first slip the swap state shows against every root (lab 7)
+
+and the sentences a reader's census words the same way on both sides:
+
+  stale_rmap_node         a reverse-map node naming a mapping that is gone (lab 7)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+
+@dataclass(frozen=True)
+class StackSlots:
+    """Where the kernel keeps its kernel stacks (the kernel's facts kStackBase, the stride of a
+    slot, the guard below each stack, the stack's size, the number of slots); boot_guard: (guard,
+    bottom, top) of the kernel's own stack boot_stack and the unmapped page below it, or None."""
+    base: int
+    stride: int
+    guard: int
+    size: int
+    slots: int
+    boot_guard: Optional[tuple] = None
+
+    def guard_hit(self, va: int) -> Optional[str]:
+        """The phrase naming the guard page @p va lies in, or None."""
+        if self.base <= va < self.base + self.stride * self.slots:
+            slot, offset = divmod(va - self.base, self.stride)
+            bottom = self.base + slot * self.stride + self.guard
+            if offset < self.guard:
+                return f"the guard page below the kernel stack of slot {slot} [{bottom:#x}, {bottom + self.size:#x})"
+        if self.boot_guard and self.boot_guard[0] <= va < self.boot_guard[1]:
+            return (f"the guard page below the kernel's own stack boot_stack [{self.boot_guard[1]:#x}, "
+                    f"{self.boot_guard[2]:#x}) (a boot stack overflow)")
+        return None
+
+
+@dataclass
+class Kill:
+    """A process the kernel killed (or is killing) for a fault: @p who ("proc 1 (vmas)"), the
+    fault's @p address, the kernel's @p refusal ("no VMA"; None when it has not said it yet),
+    the record's region that covers the address as text (None: none does), where the record
+    was read (@p seen) and what the source knows of why the lookup went wrong (@p why)."""
+    who: str
+    address: int
+    refusal: Optional[str] = None
+    covering: Optional[str] = None
+    seen: str = "read from guest RAM"
+    why: Optional[str] = None
+
+
+@dataclass
+class Evidence:
+    """What one source saw of a failure; each fills only what it has.
+
+    address, access, where: the kernel's fault (its address, 'wrote to'/'read'/'fetched code at',
+    the function it was taken in) from QEMU's log or the CPU's registers; stacks: the kernel
+    stacks' layout; kill: a process killed for a fault; swap_problems: what the swap state shows
+    wrong, first first (pagoda_pt.swap: the census's problems, read outside the swapper)."""
+    address: Optional[int] = None
+    access: str = "touched"
+    where: Optional[str] = None
+    stacks: Optional[StackSlots] = None
+    kill: Optional[Kill] = None
+    swap_problems: list = field(default_factory=list)
+
+
+def kernel_stack_overflow(e: Evidence) -> Optional[str]:
+    hit = e.stacks.guard_hit(e.address) if e.stacks is not None and e.address is not None else None
+    if hit is None:
+        return None
+    by = f"the kernel ({e.where})" if e.where else "the kernel"
+    return (f"kernel stack overflow: {by} {e.access} {e.address:#x}, {hit}: a recursion or a frame too large for "
+            "the stack, or a stack pointer set to a stack's bottom instead of its top")
+
+
+LOOKUP_MISSED = ("the lookup missed a region that contains the address, or the fault path refused what the "
+                 "region allows (VmaSet::find, decide_fault)")
+
+
+def killed_though_recorded(e: Evidence) -> Optional[str]:
+    k = e.kill
+    if k is None or k.covering is None:
+        return None
+    said = f" with '{k.refusal}'" if k.refusal else ""
+    return (f"{k.who} was killed at {k.address:#x}{said}, yet the record of {k.who} ({k.seen}) covers that address "
+            f"with {k.covering}: the kernel's own decision is wrong, not the program: {k.why or LOOKUP_MISSED}")
+
+
+def stale_rmap_node(frame: int, who: str, holds: str) -> str:
+    """A frame's reverse map names @p who ("proc 2 (swapfork) at 0x406000"), which holds @p holds
+    there ("frame 0x..", "a swap entry naming slot 3", "nothing") instead of the frame."""
+    return ("frame %#x's reverse map names %s, but that root holds %s there: a mapping the reverse map kept after "
+            "it went (a copy-on-write break that did not move it to the copy, an unmap that unlinked another node); "
+            "evicting the frame writes a swap entry over that page" % (frame, who, holds))
+
+
+def swap_first_problem(e: Evidence) -> Optional[str]:
+    return e.swap_problems[0] if e.swap_problems else None
+
+
+# Ranked: the first that speaks is the cause.
+RULES = (kernel_stack_overflow, killed_though_recorded, swap_first_problem)
+
+
+def explain(e: Evidence) -> Optional[str]:
+    """The first cause RULES find in @p e, or None."""
+    for rule in RULES:
+        found = rule(e)
+        if found:
+            return found
+    return None
