@@ -1167,12 +1167,31 @@ SWAP_BUSY = ("pagoda::Swapper::", "pagoda::FrameTable::", "pagoda::SwapSlots::",
 
 
 def _swap_busy():
-    """True when a frame on GDB's stack is kernel code that changes the swap state (SWAP_BUSY)."""
+    """True when a frame on GDB's stack is kernel code that changes the swap state (SWAP_BUSY),
+    unless the only such frame is the newest one stopped before its body ran (a breakpoint on
+    forget_user_pages at an exit: its records are still those of the stop before it)."""
     import gdb
     try:
-        return _frame_named(SWAP_BUSY) is not None
+        busy = [f for f in _frames() if (f.name() or "").startswith(SWAP_BUSY)]
+        if not busy:
+            return False
+        newest = gdb.newest_frame()
+        return len(busy) > 1 or busy[0] != newest or not _in_prologue(newest)
     except gdb.error:
         return True
+
+
+def _in_prologue(frame):
+    """True when @p frame's pc is still in its function's first line (its prologue) or at the
+    start of the next, where `break FUNCTION` stops: none of the function's body has run."""
+    import gdb
+    block = frame.block()
+    while block is not None and block.function is None:
+        block = block.superblock
+    if block is None:
+        return False
+    first = gdb.find_pc_line(block.start)
+    return block.start <= frame.pc() <= (first.last if first.last is not None else block.start) + 1
 
 
 def _swap_story(arch, rows, anywhere=False):
