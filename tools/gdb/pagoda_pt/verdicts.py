@@ -113,6 +113,16 @@ def swap_first_problem(e: Evidence) -> Optional[str]:
 RULES = (kernel_stack_overflow, killed_though_recorded, swap_first_problem)
 
 
+# The words only one rule's sentence carries (what an agreement test reads both sides' lines by).
+WORDS = {"kernel_stack_overflow": "kernel stack overflow: ", "killed_though_recorded": ", yet the record of ",
+         "stale_rmap_node": "'s reverse map names "}
+
+
+def rule_named(text: str) -> Optional[str]:
+    """The name of the rule (of RULES, or stale_rmap_node) whose sentence @p text carries, or None."""
+    return next((name for name, words in WORDS.items() if words in text), None)
+
+
 def explain(e: Evidence) -> Optional[str]:
     """The first cause RULES find in @p e, or None."""
     for rule in RULES:
