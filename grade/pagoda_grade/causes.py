@@ -118,13 +118,17 @@ def place(kernel, va):
     'the guard page below the kernel stack of slot 2', 'the physical window (physical 0x1000)',
     'the lower half'..."""
     f = {k: _fact(kernel, k) for k in ("kernel_half_base", "window_base", "window_size", "window_phys_base",
-                                        "mmio_base", "temp_map_base", "stack_base", "kernel_image_base",
-                                        "kernel_stack_stride", "kernel_stack_guard", "kernel_stack_slots", "page_size")}
-    if None in f.values():
+                                        "mmio_base", "temp_map_base", "stack_base", "kernel_image_base", "page_size")}
+    stacks = stack_slots(kernel)
+    if None in f.values() or stacks is None:
         return None
-    guard = stack_slots(kernel).guard_hit(va)
+    guard, slot = stacks.guard_hit(va), stacks.slot_of(va)
     if guard:
         return guard
+    if slot:
+        page, pages = (va - slot[1]) // f["page_size"], (slot[2] - slot[1]) // f["page_size"]
+        which = "its top page" if page == pages - 1 else f"page {page} of its {pages}"
+        return "the kernel stack of slot %d [%#x, %#x), " % slot + which
     if va < f["kernel_half_base"]:
         try:   # a kernel linked low (lab 1) has its image there
             section = next((name for name, start, end in image_sections(kernel) if start <= va < end), None)
@@ -132,14 +136,6 @@ def place(kernel, va):
             section = None
         return f"the kernel image's {section}" if section else "the lower half"
     if f["stack_base"] <= va < f["kernel_image_base"]:
-        slot = (va - f["stack_base"]) // f["kernel_stack_stride"]
-        if slot < f["kernel_stack_slots"]:
-            bottom = f["stack_base"] + slot * f["kernel_stack_stride"] + f["kernel_stack_guard"]
-            top = bottom + f["kernel_stack_stride"] - f["kernel_stack_guard"]
-            page = (va - bottom) // f["page_size"]
-            pages = (top - bottom) // f["page_size"]
-            which = "its top page" if page == pages - 1 else f"page {page} of its {pages}"
-            return f"the kernel stack of slot {slot} [{bottom:#x}, {top:#x}), {which}"
         return "the kernel-stack area, past its last slot"
     if f["temp_map_base"] <= va < f["stack_base"]:
         return "the temp-map area"
@@ -223,7 +219,7 @@ def kernel_fault_cause(run, f, roots=None):
             return (f"the kernel's code at {va:#x} ({at}) is mapped without execute permission in {root}: the CPU "
                     "cannot fetch it (text mapped NX, or code run from a data page)")
         return f"the kernel's code at {va:#x} ({at}) is not mapped in {root}, the root the CPU used when it fetched it"
-    overflow = verdicts.kernel_stack_overflow(Evidence(address=va, access=a.verb(), where=where,
+    overflow = verdicts.explain(Evidence(address=va, access=a.verb(), where=where,
                                                        stacks=stack_slots(kernel)))
     if overflow:
         return overflow

@@ -829,7 +829,7 @@ def explain_death(run, inspector, layout, roots, started=None):
         bottom, top = layout.stack(slot)
         if layout.in_guard(address):
             from .causes import Access, stack_slots
-            overflow = verdicts.kernel_stack_overflow(Evidence(
+            overflow = verdicts.explain(Evidence(
                 address=address, access=Access(f).verb() if f.error is not None else "touched", where=where,
                 stacks=stack_slots(run.symbolizer.elf)))
             if overflow:

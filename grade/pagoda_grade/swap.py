@@ -25,7 +25,7 @@ from pagoda_pt import aarch64 as a64
 from pagoda_pt import x86_64 as x86
 from pagoda_core import qemu
 from pagoda_pt.format import SWAP_FACTS, swap_slot
-from pagoda_pt.verdicts import stale_rmap_node
+from pagoda_pt.verdicts import missing_rmap_node, shared_backing, stale_rmap_node
 
 from . import contract as C
 from .labtest import ProcTest, holds
@@ -391,8 +391,7 @@ class SwapWatch:
         for s, frames in backings.items():
             named = world.swapped.get(s)
             if named:
-                return (f"frame {frames[0]:#x} keeps slot {s} as its backing while {where(world, named)} still names "
-                        f"it: a backing slot is never shared (the other holder's bytes would be written over)")
+                return shared_backing(frames[0], s, where(world, named), st.count(s))
             holders[s] += len(frames)
         for s, n in sorted(holders.items()):
             c = st.count(s)
@@ -440,9 +439,8 @@ class SwapWatch:
         recorded = {(r, va) for _, r, va in nodes}
         for root, va, _ in mappings:
             if (root, va) not in recorded:
-                self.wrong(f"{world.who(root)} maps frame {frame:#x} at {va:#x}, but the frame table's reverse map does "
-                          f"not record that mapping (it records {len(nodes)}): the swapper cannot find every mapping of "
-                          "the frame, and the one it misses will still map it once it is freed")
+                self.wrong(missing_rmap_node(frame, f"{world.who(root)} at {va:#x}",
+                                             [f"{world.who(r)} at {v:#x}" for _, r, v in nodes]))
         for _, root, va in nodes:
             if (root, va) not in {(r, v) for r, v, _ in mappings}:
                 self.wrong(stale_rmap_node(frame, f"{world.who(root)} at {va:#x}", world.holds(root, va)))
@@ -852,9 +850,8 @@ def rmap_problem(snap, kernel, st, world):
             missing = [(r, va) for r, va in ours if (r, va) not in theirs]
             if extra:
                 return stale_rmap_node(frame, f"{world.who(extra[0][0])} at {extra[0][1]:#x}", world.holds(*extra[0]))
-            return (f"frame {frame:#x}: the frame table's reverse map records no mapping by {world.who(missing[0][0])} "
-                    f"at {missing[0][1]:#x}, which maps it (the grader's reverse map, every root walked: {len(ours)} "
-                    f"mappings; the table's: {len(theirs)})")
+            return missing_rmap_node(frame, f"{world.who(missing[0][0])} at {missing[0][1]:#x}",
+                                     [f"{world.who(r)} at {va:#x}" for r, va in theirs])
         if refs.count(frame) != len(maps):
             return f"frame {frame:#x} is mapped {len(maps)} times but its reference count is {refs.count(frame)}"
     for i in range(st.n):

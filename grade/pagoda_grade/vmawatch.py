@@ -267,7 +267,7 @@ class VmaWatch(Watch):
             record = self.records.get(pid)
             over = record.find(k.address) if record is not None and k.address is not None else None
             if over is not None and over.kind in (KIND_IMAGE, KIND_STACK) and no_vma_verdict(k.reason):
-                return verdicts.killed_though_recorded(Evidence(kill=Kill(
+                return verdicts.explain(Evidence(kill=Kill(
                     f"proc {pid} ({record.name})", k.address, "no VMA", covering=str(over),
                     seen="the loader's, read from guest RAM before it ran",
                     why=f"{record.name} never unmaps its image or its stack, so the lookup missed a region that "

@@ -410,10 +410,10 @@ USER_FRAME_FACTS = ("pagoda_fact_user_frame_size", "pagoda_fact_user_frame_flags
 
 
 def _user_frames_story(arch, rows):
-    """pagoda_pt.diagnose.user_interrupts_masked on the user frame at the top of each living
+    """pagoda_pt.verdicts.user_interrupts_masked on the user frame at the top of each living
     process's kernel stack (read from guest RAM through the frame behind the stack's top page; the
     kernel's user_frame_size and user_frame_flags facts say where its flags are), or None."""
-    from pagoda_pt.diagnose import user_interrupts_masked
+    from pagoda_pt.verdicts import user_interrupts_masked
     from . import kernel
     size, flags_at = (kernel.symbol_address(f) for f in USER_FRAME_FACTS)
     if size is None or flags_at is None or not 0 < size <= PAGE:
@@ -1138,6 +1138,18 @@ def _with_user_decision(arch, lines, fault):
     else:
         verdict = "verdict: %s: %s" % (fault["who"], sentence)
     return lines[:at] + [verdict]
+
+
+def kernel_stacks():
+    """The kernel stacks' layout (pagoda_pt.verdicts.StackSlots) from the kernel's facts (absolute
+    symbols whose value is the constant) and boot.S's labels of boot_stack, or None."""
+    from pagoda_pt.verdicts import StackSlots
+    from . import kernel
+    names = ("stack_base", "kernel_stack_stride", "kernel_stack_guard", "kernel_stack_size",
+             "kernel_stack_slots")
+    values = [kernel.symbol_address("pagoda_fact_" + name) for name in names]
+    boot = tuple(kernel.symbol_address(n) for n in ("boot_stack_guard", "boot_stack_bottom", "boot_stack_top"))
+    return None if None in values else StackSlots(*values, boot_guard=None if None in boot else boot)
 
 
 def _swapped(arch, address):

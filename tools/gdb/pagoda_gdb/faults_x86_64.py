@@ -72,17 +72,6 @@ def _image():
                        layout.text_end, kernel.symbol_address(TRAP_ENTRY_SYMBOL), layout.sections)
 
 
-def kernel_stacks():
-    """The kernel stacks' layout (pagoda_pt.verdicts.StackSlots) from the kernel's facts (absolute
-    symbols whose value is the constant) and boot.S's labels of boot_stack, or None."""
-    from pagoda_pt.verdicts import StackSlots
-    names = ("stack_base", "kernel_stack_stride", "kernel_stack_guard", "kernel_stack_size",
-             "kernel_stack_slots")
-    values = [kernel.symbol_address("pagoda_fact_" + name) for name in names]
-    boot = tuple(kernel.symbol_address(n) for n in ("boot_stack_guard", "boot_stack_bottom", "boot_stack_top"))
-    return None if None in values else StackSlots(*values, boot_guard=None if None in boot else boot)
-
-
 def explain():
     """(the lines of fault-why for the machine as it is stopped now, the user page fault being
     handled or None: see diagnose_x86_64.explain_with_fault)."""
@@ -116,7 +105,7 @@ def explain():
             gdt=(gdt["base"], gdt["limit"]) if gdt else None,
             tr=(tr["selector"], tr["base"], tr["limit"]) if tr else None,
             roots=roots, image=_image(), trap=trap, stop=session.last_stop_signal(),
-            log=story, log_hint=hint, symbol=symbol, instruction=instructions.get, stacks=kernel_stacks(),
+            log=story, log_hint=hint, symbol=symbol, instruction=instructions.get, stacks=faults.kernel_stacks(),
             fixups=fixups, user_end=faults.user_end(), syscall=syscall, names=kernel.names("x86_64"))
         lines, fault = explain_with_fault(facts)
     if note and roots is not None:

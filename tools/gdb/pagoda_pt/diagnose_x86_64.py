@@ -28,7 +28,8 @@ from .model import PAGE_SIZE_4K, Walk
 from .regs import CR0_PE, EFER_LMA, decode_gp_error, decode_pf_error, paging_mode
 from .roots import MISSING, RootTable, top_level, top_level_problem
 from .kernelnames import NO_NAMES, KernelNames
-from .verdicts import Evidence, StackSlots, kernel_stack_overflow
+from .verdicts import Evidence, StackSlots
+from .verdicts import explain as explain_evidence
 from .x86_facts import (DOUBLE_FAULT, ERROR_CODE_VECTORS, FIRST_INTERRUPT, GENERAL_PROTECTION, PAGE_FAULT,
                         SELECTOR_VECTORS)
 
@@ -628,7 +629,7 @@ class _Explainer:
                        rip: Optional[int] = None) -> str:
         """Why the CPU could not push at @p rsp: an overflow into a guard page (pagoda_pt.verdicts,
         the grader's words), or a kernel stack the active root does not map."""
-        overflow = kernel_stack_overflow(Evidence(address=cr2 if _near_stack(cr2, rsp) else rsp, access=access,
+        overflow = explain_evidence(Evidence(address=cr2 if _near_stack(cr2, rsp) else rsp, access=access,
                                                   where=self.f.symbol(rip).split(" in section ")[0] if rip else None,
                                                   stacks=self.f.stacks))
         if overflow:
@@ -756,15 +757,12 @@ class _Explainer:
         slots = self.f.stacks
         if rsp0 is None or slots is None:
             return
-        base, stride, guard, size, count = slots.base, slots.stride, slots.guard, slots.size, slots.slots
-        if base <= rsp0 < base + stride * count:
-            slot, offset = divmod(rsp0 - base, stride)
-            bottom = base + slot * stride + guard
-            if offset <= guard:
-                self.ex.find(3, "TSS.RSP0 %#x is the bottom of the kernel stack of slot %d [%#x, %#x), "
-                                "not its top: a trap from ring 3 pushes its frame below it, into the "
-                                "guard page; a stack grows down, so RSP0 must be %#x"
-                             % (rsp0, slot, bottom, bottom + size, bottom + size))
+        found = slots.slot_of(rsp0)
+        if found and rsp0 <= found[1]:
+            slot, bottom, top = found
+            self.ex.find(3, "TSS.RSP0 %#x is the bottom of the kernel stack of slot %d [%#x, %#x), "
+                            "not its top: a trap from ring 3 pushes its frame below it, into the "
+                            "guard page; a stack grows down, so RSP0 must be %#x" % (rsp0, slot, bottom, top, top))
 
     def rsp0(self) -> Optional[int]:
         """TSS.RSP0 read through the active root, or None."""

@@ -32,7 +32,7 @@ from .format import SWAP_FACTS, swap_slot
 from .frames import DIGITS, CensusError, _coloured, iter_tables, kernel_addresses, lower_half, user_pages
 from .isa import isa
 from .model import PAGE_SIZE_4K, read_table
-from .verdicts import Evidence, stale_rmap_node, swap_first_problem
+from .verdicts import Evidence, explain, missing_rmap_node, shared_backing, stale_rmap_node
 
 STATE_SYMBOL = "pagoda_swap_state"
 STATE_MAGIC = b"PGSWAP\0\0"
@@ -292,10 +292,7 @@ def swap_problems(c: SwapCensus) -> list:
                                                                                  state.backing[frame],
                                                                                  c.who(*chain[0])))
         else:
-            found.append("%s maps frame %#x, but the frame's reverse map lists only %s: a mapping the reverse map "
-                         "lost (a node dropped from the chain) or never recorded (fork's child pages); evicting "
-                         "the frame turns the listed entries into swap entries and frees it while this root "
-                         "still maps it" % (c.who(root, va), frame, ", ".join(c.who(r, v) for r, v in chain[:3])))
+            found.append(missing_rmap_node(frame, c.who(root, va), [c.who(r, v) for r, v in chain]))
     flagged = {slot: slot_flag(c, slot, backers) for slot in set(c.swapped) | set(backers) |
                {s for s, n in enumerate(state.counts) if n}}
     for slot in sorted(s for s, f in flagged.items() if f and f.startswith("FREE")):
@@ -312,11 +309,7 @@ def swap_problems(c: SwapCensus) -> list:
                      % (slot, state.count(slot), len(holders), "" if len(holders) == 1 else "s",
                         ", ".join(holders[:3])))
     for slot in sorted(s for s, f in flagged.items() if f and f.startswith("a frame's backing")):
-        slot_problem("frame %#x keeps slot %d as its backing (its clean copy), yet the swap entry of %s names the slot "
-                     "too (the slot map counts it %d): a backing slot has no other holder (a swap-in keeps the slot "
-                     "only when its count says its entry was the only holder: a count that missed a holder, a "
-                     "fork's share, lies); once the frame is written and evicted, it goes over the bytes that "
-                     "entry still needs" % (backers[slot][0], slot, c.who(*c.swapped[slot][0]), state.count(slot)))
+        slot_problem(shared_backing(backers[slot][0], slot, c.who(*c.swapped[slot][0]), state.count(slot)))
     for frame, chain in sorted(state.rmap.items()):
         for root, va in chain:
             if c.mapped.get((root, va)) != frame:
@@ -344,7 +337,7 @@ def swap_story(census: Optional[SwapCensus], slots_first: bool = False) -> Optio
     before it is recorded is no slip)."""
     if census is None:
         return None
-    return swap_first_problem(Evidence(swap_problems=(census.slot_problems or census.problems) if slots_first
+    return explain(Evidence(swap_problems=(census.slot_problems or census.problems) if slots_first
                                        else census.problems))
 
 

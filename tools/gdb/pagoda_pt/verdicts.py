@@ -12,6 +12,9 @@ its sentence or None; one that needs evidence the source did not fill returns No
 and the sentences a reader's census words the same way on both sides:
 
   stale_rmap_node         a reverse-map node naming a mapping that is gone (lab 7)
+  missing_rmap_node       a mapping the frame's reverse map does not list (lab 7)
+  shared_backing          a frame's backing slot that a swap entry names too (lab 7)
+  user_interrupts_masked  a user frame that returns to user mode with interrupts off (lab 3)
 """
 
 from __future__ import annotations
@@ -32,13 +35,19 @@ class StackSlots:
     slots: int
     boot_guard: Optional[tuple] = None
 
+    def slot_of(self, va: int) -> Optional[tuple]:
+        """(slot, bottom, top) of the kernel stack whose slot (its guard and its stack) holds @p va, or None."""
+        if not self.base <= va < self.base + self.stride * self.slots:
+            return None
+        slot = (va - self.base) // self.stride
+        bottom = self.base + slot * self.stride + self.guard
+        return slot, bottom, bottom + self.size
+
     def guard_hit(self, va: int) -> Optional[str]:
         """The phrase naming the guard page @p va lies in, or None."""
-        if self.base <= va < self.base + self.stride * self.slots:
-            slot, offset = divmod(va - self.base, self.stride)
-            bottom = self.base + slot * self.stride + self.guard
-            if offset < self.guard:
-                return f"the guard page below the kernel stack of slot {slot} [{bottom:#x}, {bottom + self.size:#x})"
+        found = self.slot_of(va)
+        if found and va < found[1]:
+            return "the guard page below the kernel stack of slot %d [%#x, %#x)" % found
         if self.boot_guard and self.boot_guard[0] <= va < self.boot_guard[1]:
             return (f"the guard page below the kernel's own stack boot_stack [{self.boot_guard[1]:#x}, "
                     f"{self.boot_guard[2]:#x}) (a boot stack overflow)")
@@ -105,6 +114,24 @@ def stale_rmap_node(frame: int, who: str, holds: str) -> str:
             "evicting the frame writes a swap entry over that page" % (frame, who, holds))
 
 
+def missing_rmap_node(frame: int, who: str, listed: list) -> str:
+    """@p who ("proc 2 (swapfork) at 0x406000") maps @p frame, whose reverse map lists only @p listed
+    (the same kind of names; maybe none)."""
+    return ("%s maps frame %#x, but the frame's reverse map lists %s: a mapping the reverse map lost (a node dropped "
+            "from the chain) or never recorded (fork's child pages); evicting the frame turns the listed entries into "
+            "swap entries and frees it while this root still maps it"
+            % (who, frame, "only " + ", ".join(listed[:3]) if listed else "no mapping"))
+
+
+def shared_backing(frame: int, slot: int, who: str, count: int) -> str:
+    """@p frame keeps @p slot as its backing while the swap entry of @p who names it too (the slot
+    map counting it @p count)."""
+    return ("frame %#x keeps slot %d as its backing (its clean copy), yet the swap entry of %s names the slot too (the "
+            "slot map counts it %d): a backing slot has no other holder (a swap-in keeps the slot only when its count "
+            "says its entry was the only holder: a count that missed a holder, a fork's share, lies); once the frame "
+            "is written and evicted, it goes over the bytes that entry still needs" % (frame, slot, who, count))
+
+
 def swap_first_problem(e: Evidence) -> Optional[str]:
     return e.swap_problems[0] if e.swap_problems else None
 
@@ -113,13 +140,32 @@ def swap_first_problem(e: Evidence) -> Optional[str]:
 RULES = (kernel_stack_overflow, killed_though_recorded, swap_first_problem)
 
 
+def user_interrupts_masked(frames: list, seen: str = "PA %#x, read from guest RAM") -> Optional[str]:
+    """The first process whose user frame keeps interrupts off in user mode, as one sentence, or
+    None (the grader's line 1 and fault-why both). @p frames: (who, the frame's address, as @p seen
+    words it, why) for each process, @p why being what
+    the ISA reads in the frame's saved flags (Isa.user_irqs_masked: "its RFLAGS 0x2: IF is clear")
+    or None. The frame at the top of a process's kernel stack is the one it returns to user mode
+    through (the entry frame before it first runs, a system call's or an interrupt's since): with
+    interrupts off there, the timer never interrupts the program, which then holds the CPU until
+    it makes a system call."""
+    for who, pa, why in frames:
+        if why:
+            return ("%s returns to user mode with interrupts off: the frame at the top of its kernel stack (%s) has %s, "
+                    "so in user mode the timer can never preempt it: a program that makes no system call keeps the CPU "
+                    "for good (the entry frame must let interrupts in: fill_entry_frame)" % (who, seen % pa, why))
+    return None
+
+
 # The words only one rule's sentence carries (what an agreement test reads both sides' lines by).
 WORDS = {"kernel_stack_overflow": "kernel stack overflow: ", "killed_though_recorded": ", yet the record of ",
-         "stale_rmap_node": "'s reverse map names "}
+         "stale_rmap_node": "'s reverse map names ", "missing_rmap_node": ", but the frame's reverse map lists ",
+         "shared_backing": " as its backing (its clean copy), yet the swap entry of ",
+         "user_interrupts_masked": " returns to user mode with interrupts off: "}
 
 
 def rule_named(text: str) -> Optional[str]:
-    """The name of the rule (of RULES, or stale_rmap_node) whose sentence @p text carries, or None."""
+    """The name of the rule (of RULES, or a census sentence above) whose sentence @p text carries, or None."""
     return next((name for name, words in WORDS.items() if words in text), None)
 
 
