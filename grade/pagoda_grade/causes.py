@@ -219,16 +219,13 @@ def kernel_fault_cause(run, f, roots=None):
             return (f"the kernel's code at {va:#x} ({at}) is mapped without execute permission in {root}: the CPU "
                     "cannot fetch it (text mapped NX, or code run from a data page)")
         return f"the kernel's code at {va:#x} ({at}) is not mapped in {root}, the root the CPU used when it fetched it"
-    overflow = verdicts.explain(Evidence(address=va, access=a.verb(), where=where,
-                                                       stacks=stack_slots(kernel)))
-    if overflow:
-        return overflow
-    if at.startswith("the kernel stack of slot"):
-        if a.present:
-            return (f"the kernel ({where}) {a.verb()} {va:#x}, {at}, and the page is mapped without "
-                    f"{'write' if a.write else 'read'} permission in {root}: a kernel stack must be rw-")
-        return (f"the kernel ({where}) {a.verb()} {va:#x}, {at}, which is not mapped in {root}: a kernel stack "
-                "missing pages (not all of its pages mapped, or mapped only where it was allocated)")
+    shared = verdicts.explain(Evidence(address=va, access=a.verb(), where=where, stacks=stack_slots(kernel),
+                                       root=None if a.present else root))
+    if shared:
+        return shared
+    if at.startswith("the kernel stack of slot") and a.present:
+        return (f"the kernel ({where}) {a.verb()} {va:#x}, {at}, and the page is mapped without "
+                f"{'write' if a.write else 'read'} permission in {root}: a kernel stack must be rw-")
     if at == "the lower half":
         if a.present:
             return (f"the kernel ({where}) {a.verb()} user memory at {va:#x} outside a checked copy (SMAP/PAN "

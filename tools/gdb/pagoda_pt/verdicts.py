@@ -6,6 +6,7 @@ records read now) and asks explain() for the first cause the ranked RULES find. 
 its sentence or None; one that needs evidence the source did not fill returns None.
 
   kernel_stack_overflow   a kernel access in the guard page below a kernel stack (or the boot stack)
+  kernel_stack_unmapped   a kernel access to a kernel stack's page that the root it used does not map
   killed_though_recorded  a process killed for a fault at an address its record covers (lab 5)
   swap_first_problem      the first slip the swap state shows against every root (lab 7)
 
@@ -21,6 +22,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Optional
+
+from .model import PAGE_SIZE_4K as PAGE
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,8 @@ class Evidence:
     access: str = "touched"
     where: Optional[str] = None
     stacks: Optional[StackSlots] = None
+    root: Optional[str] = None          # the root the CPU used, named ("'proc 1' (0x26c000)"); None: not known
+    mapped_in: Optional[list] = None    # the other roots that map the address, named; None: not looked at
     kill: Optional[Kill] = None
     swap_problems: list = field(default_factory=list)
 
@@ -91,6 +96,26 @@ def kernel_stack_overflow(e: Evidence) -> Optional[str]:
     by = f"the kernel ({e.where})" if e.where else "the kernel"
     return (f"kernel stack overflow: {by} {e.access} {e.address:#x}, {hit}: a recursion or a frame too large for "
             "the stack, or a stack pointer set to a stack's bottom instead of its top")
+
+
+def kernel_stack_unmapped(e: Evidence) -> Optional[str]:
+    """A kernel access to a kernel stack's own pages (not its guard) that the root the CPU used
+    does not map (the source only asks when the fault said not present)."""
+    found = e.stacks.slot_of(e.address) if e.stacks is not None and e.address is not None and e.root else None
+    if not found or e.address < found[1]:
+        return None
+    slot, bottom, top = found
+    page, pages = (e.address - bottom) // PAGE, (top - bottom) // PAGE
+    which = "its top page" if page == pages - 1 else "page %d of its %d" % (page, pages)
+    by = f"the kernel ({e.where})" if e.where else "the kernel"
+    head = (f"{by} {e.access} {e.address:#x}, on the kernel stack of slot {slot} [{bottom:#x}, {top:#x}) ({which}), "
+            f"which is not mapped in {e.root}")
+    if e.mapped_in:
+        return f"{head} (it is mapped in {', '.join(e.mapped_in)}): a kernel stack mapped only in the root where it was allocated"
+    if e.mapped_in is None:
+        return (f"{head}: a kernel stack missing pages (not all of its pages mapped, or mapped only in the root where "
+                "it was allocated)")
+    return f"{head}, nor in any other root: the stack's pages were not all mapped where the kernel stack was made"
 
 
 LOOKUP_MISSED = ("the lookup missed a region that contains the address, or the fault path refused what the "
@@ -137,7 +162,7 @@ def swap_first_problem(e: Evidence) -> Optional[str]:
 
 
 # Ranked: the first that speaks is the cause.
-RULES = (kernel_stack_overflow, killed_though_recorded, swap_first_problem)
+RULES = (kernel_stack_overflow, kernel_stack_unmapped, killed_though_recorded, swap_first_problem)
 
 
 def user_interrupts_masked(frames: list, seen: str = "PA %#x, read from guest RAM") -> Optional[str]:
@@ -158,7 +183,8 @@ def user_interrupts_masked(frames: list, seen: str = "PA %#x, read from guest RA
 
 
 # The words only one rule's sentence carries (what an agreement test reads both sides' lines by).
-WORDS = {"kernel_stack_overflow": "kernel stack overflow: ", "killed_though_recorded": ", yet the record of ",
+WORDS = {"kernel_stack_overflow": "kernel stack overflow: ", "kernel_stack_unmapped": ", on the kernel stack of slot ",
+         "killed_though_recorded": ", yet the record of ",
          "stale_rmap_node": "'s reverse map names ", "missing_rmap_node": ", but the frame's reverse map lists ",
          "shared_backing": " as its backing (its clean copy), yet the swap entry of ",
          "user_interrupts_masked": " returns to user mode with interrupts off: "}

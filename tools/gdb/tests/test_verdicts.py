@@ -1,4 +1,6 @@
 """pagoda_pt.verdicts: the causes line 1 and fault-why word once, ranked, from what a source filled."""
+import dataclasses
+
 from pagoda_pt.verdicts import Evidence, Kill, StackSlots, explain, rule_named, stale_rmap_node
 
 SLOTS = StackSlots(base=0x10_0000, stride=0x4000, guard=0x1000, size=0x3000, slots=4,
@@ -34,3 +36,17 @@ def test_the_rules_are_ranked_and_each_sentence_names_its_rule():
     overflow.kill = None
     assert explain(overflow) == "s" and rule_named("s") is None
     assert rule_named(stale_rmap_node(0x3000, "proc 2 (p) at 0x1000", "nothing")) == "stale_rmap_node"
+
+
+def test_a_kernel_stack_page_the_root_lacks_says_where_else_it_is_mapped():
+    e = Evidence(address=0x10_7ff0, access="wrote to", stacks=SLOTS, root="'proc 2' (0x5000)")
+    assert explain(e).endswith("(its top page), which is not mapped in 'proc 2' (0x5000): a kernel stack missing pages "
+                               "(not all of its pages mapped, or mapped only in the root where it was allocated)")
+    e.mapped_in = ["'kernel' (0x1000)"]
+    assert explain(e).endswith("(it is mapped in 'kernel' (0x1000)): a kernel stack mapped only in the root where it "
+                               "was allocated")
+    e.mapped_in = []
+    assert "page 0 of its 3" in explain(dataclasses.replace(e, address=0x10_5000)) and "nor in any other root" in explain(e)
+    # The source did not say the root lacks it (a fault on a present page): no such cause.
+    e.root = None
+    assert explain(e) is None
