@@ -131,7 +131,7 @@ def user_verdicts(esr, walk, sentences):
     return sentences
 
 
-RANK_OVERFLOW = 1     # an abort in a kernel stack's guard page: before what the walk says of it
+RANK_KERNEL_STACK = 1     # an abort on a kernel stack (its guard, a page not mapped): before what the walk says of it
 
 
 def _from_trap_frame(paging, faultlog, level, addr, fault):
@@ -185,10 +185,11 @@ def _from_trap_frame(paging, faultlog, level, addr, fault):
     if from_el != 0:
         access = _kernel_access(paging, tf, esr, faultlog)
         findings += on_behalf_findings(access)
-        overflow = explain_evidence(Evidence(address=far, access="wrote to" if access.write else "read",
-                                             where=symbol, stacks=faults.kernel_stacks()))
-        if overflow:
-            findings.append((RANK_OVERFLOW, overflow))
+        stack = explain_evidence(Evidence(address=far, access="wrote to" if access.write else "read",
+                                          where=symbol.split(" in section ")[0] or None, stacks=faults.kernel_stacks(),
+                                          root=None if result.mapped else "the tables %s points to" % ttbr))
+        if stack:
+            findings.append((RANK_KERNEL_STACK, stack))
         if not result.mapped and not access.kernel_half:
             not_live = _not_live(paging, far, access.write, access.user_end)
             if not_live:
