@@ -531,11 +531,6 @@ class _Explainer:
         if not decoded.user:
             for rank, sentence in on_behalf_findings(self.kernel_access(rip, cr2, decoded.write)):
                 ex.find(rank, sentence)
-            overflow = explain_evidence(Evidence(address=cr2, access="wrote to" if decoded.write else "read",
-                                                 where=self.f.symbol(rip).split(" in section ")[0] or None,
-                                                 stacks=self.f.stacks))
-            if overflow:
-                ex.find(4, overflow)
         kva = self.virtual_address_in_entry(w)
         if kva:
             ex.find(4, kva)
@@ -567,8 +562,8 @@ class _Explainer:
                     address=cr2, access="wrote to" if decoded.write else "read", stacks=self.f.stacks,
                     where=self.f.symbol(rip).split(" in section ")[0] or None, root=roots.label(),
                     mapped_in=[k.label() for k in roots.mapped_elsewhere(cr2)]))
-                if unmapped:
-                    ex.find(7, unmapped)     # (after the stack sentence: the CPU's own push, rank 5)
+                if unmapped:     # (an overflow first; after the stack sentence: the CPU's own push, rank 5)
+                    ex.find(7, unmapped)
                 not_live = not_live_user_address(roots, cr2, self.f.user_end or KERNEL_HALF_START,
                                                  decoded.write, "address (CR2)")
                 if not_live:
