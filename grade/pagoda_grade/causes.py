@@ -19,7 +19,9 @@ Nothing here walks page tables: it runs for every failure, witnessed or not.
 """
 import re
 
+from pagoda_pt import verdicts
 from pagoda_pt.diagnose import KERNEL_REFUSAL, copy_with_guard_up
+from pagoda_pt.verdicts import Evidence, StackSlots
 
 from pagoda_pt import contract
 from . import symbols
@@ -104,15 +106,30 @@ def _fact(kernel, name):
         return None
 
 
+def stack_slots(kernel):
+    """The kernel stacks' layout (pagoda_pt.verdicts.StackSlots, the boot stack's guard with
+    them) from the kernel's facts, or None."""
+    f = [_fact(kernel, k) for k in ("stack_base", "kernel_stack_stride", "kernel_stack_guard", "kernel_stack_size",
+                                    "kernel_stack_slots")]
+    return None if None in f else StackSlots(*f, boot_guard=boot_stack_guard(kernel))
+
+
 def place(kernel, va):
     """A phrase naming the part of the kernel's address space @p va lies in, or None:
     'the guard page below the kernel stack of slot 2', 'the physical window (physical 0x1000)',
     'the lower half'..."""
     f = {k: _fact(kernel, k) for k in ("kernel_half_base", "window_base", "window_size", "window_phys_base",
-                                        "mmio_base", "temp_map_base", "stack_base", "kernel_image_base",
-                                        "kernel_stack_stride", "kernel_stack_guard", "kernel_stack_slots", "page_size")}
-    if None in f.values():
+                                        "mmio_base", "temp_map_base", "stack_base", "kernel_image_base", "page_size")}
+    stacks = stack_slots(kernel)
+    if None in f.values() or stacks is None:
         return None
+    guard, slot = stacks.guard_hit(va), stacks.slot_of(va)
+    if guard:
+        return guard
+    if slot:
+        page, pages = (va - slot[1]) // f["page_size"], (slot[2] - slot[1]) // f["page_size"]
+        which = "its top page" if page == pages - 1 else f"page {page} of its {pages}"
+        return "the kernel stack of slot %d [%#x, %#x), " % slot + which
     if va < f["kernel_half_base"]:
         try:   # a kernel linked low (lab 1) has its image there
             section = next((name for name, start, end in image_sections(kernel) if start <= va < end), None)
@@ -120,16 +137,6 @@ def place(kernel, va):
             section = None
         return f"the kernel image's {section}" if section else "the lower half"
     if f["stack_base"] <= va < f["kernel_image_base"]:
-        slot = (va - f["stack_base"]) // f["kernel_stack_stride"]
-        if slot < f["kernel_stack_slots"]:
-            bottom = f["stack_base"] + slot * f["kernel_stack_stride"] + f["kernel_stack_guard"]
-            top = bottom + f["kernel_stack_stride"] - f["kernel_stack_guard"]
-            if va < bottom:
-                return f"the guard page below the kernel stack of slot {slot} [{bottom:#x}, {top:#x})"
-            page = (va - bottom) // f["page_size"]
-            pages = (top - bottom) // f["page_size"]
-            which = "its top page" if page == pages - 1 else f"page {page} of its {pages}"
-            return f"the kernel stack of slot {slot} [{bottom:#x}, {top:#x}), {which}"
         return "the kernel-stack area, past its last slot"
     if f["temp_map_base"] <= va < f["stack_base"]:
         return "the temp-map area"
@@ -140,10 +147,6 @@ def place(kernel, va):
     if f["window_base"] + f["window_size"] <= va < f["mmio_base"]:
         return "the hole above the physical window (RAM there is reached only through temporary mappings)"
     if va >= f["kernel_image_base"]:
-        guard = boot_stack_guard(kernel)
-        if guard and guard[0] <= va < guard[0] + f["page_size"]:
-            return (f"the guard page below the kernel's own stack boot_stack [{guard[1]:#x}, {guard[2]:#x}) (a boot "
-                    "stack overflow)")
         try:
             for name, start, end in image_sections(kernel):
                 if start <= va < end:
@@ -217,15 +220,13 @@ def kernel_fault_cause(run, f, roots=None):
             return (f"the kernel's code at {va:#x} ({at}) is mapped without execute permission in {root}: the CPU "
                     "cannot fetch it (text mapped NX, or code run from a data page)")
         return f"the kernel's code at {va:#x} ({at}) is not mapped in {root}, the root the CPU used when it fetched it"
-    if at.startswith("the guard page"):
-        return (f"kernel stack overflow: the kernel ({where}) {a.verb()} {va:#x}, {at}: a recursion or a frame too "
-                "large for the stack, or a stack pointer set to a stack's bottom instead of its top")
-    if at.startswith("the kernel stack of slot"):
-        if a.present:
-            return (f"the kernel ({where}) {a.verb()} {va:#x}, {at}, and the page is mapped without "
-                    f"{'write' if a.write else 'read'} permission in {root}: a kernel stack must be rw-")
-        return (f"the kernel ({where}) {a.verb()} {va:#x}, {at}, which is not mapped in {root}: a kernel stack "
-                "missing pages (not all of its pages mapped, or mapped only where it was allocated)")
+    shared = verdicts.explain(Evidence(address=va, access=a.verb(), where=where, stacks=stack_slots(kernel),
+                                       root=None if a.present else root))
+    if shared:
+        return shared
+    if at.startswith("the kernel stack of slot") and a.present:
+        return (f"the kernel ({where}) {a.verb()} {va:#x}, {at}, and the page is mapped without "
+                f"{'write' if a.write else 'read'} permission in {root}: a kernel stack must be rw-")
     if at == "the lower half":
         if a.present:
             return (f"the kernel ({where}) {a.verb()} user memory at {va:#x} outside a checked copy (SMAP/PAN "

@@ -24,7 +24,9 @@ import re
 import struct
 from dataclasses import dataclass
 
-from pagoda_pt import contract
+from pagoda_pt import contract, verdicts
+from pagoda_pt.verdicts import Evidence
+
 from . import programs, symbols
 from .witness import ARCHES, PAGE, WalkError, layout_value, top_level
 
@@ -809,20 +811,14 @@ def explain_death(run, inspector, layout, roots, started=None):
                 and any(x.va_start <= va < x.va_end for x in runs)]
 
     if slot is not None:
-        bottom, top = layout.stack(slot)
-        if layout.in_guard(address):
-            return f"{first}: {address:#x} is the guard page below the kernel stack of slot {slot}: a kernel stack overflow"
+        from .causes import Access, stack_slots
         have = mapped_in(address)
-        if root is not None and root not in have:
-            if not have:
-                page = (address - bottom) // PAGE
-                return (f"{first}: {address:#x} is page {page} of the {(top - bottom) // PAGE} of the kernel stack of slot "
-                        f"{slot} [{bottom:#x}, {top:#x}), and no root the grader read maps it (the kernel root "
-                        f"included): the stack's pages were not all mapped where the kernel stack was made")
-            where_ok = ", ".join(roots.get(r, f"{r:#x}") for r in have)
-            return (f"{first}: {address:#x} is on the kernel stack of slot {slot} [{bottom:#x}, {top:#x}), mapped in "
-                    f"{where_ok} but not in {label}, the root loaded when the CPU faulted (in {where}): a kernel "
-                    "stack mapped only in the root where it was allocated")
+        named = verdicts.explain(Evidence(
+            address=address, access=Access(f).verb() if f.error is not None else "touched", where=where,
+            stacks=stack_slots(run.symbolizer.elf), root=label if root is not None and root not in have else None,
+            mapped_in=[roots.get(r, f"{r:#x}") for r in have]))
+        if named:
+            return named
     from .causes import Access
     access = Access(f) if f.error is not None else None
     if f.address is not None and f.address == f.pc:

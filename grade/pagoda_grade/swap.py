@@ -25,6 +25,7 @@ from pagoda_core import qemu
 from pagoda_pt.format import SWAP_FACTS, swap_slot
 from pagoda_pt.image import CensusError
 from pagoda_pt.swap import read_swap_state
+from pagoda_pt.verdicts import missing_rmap_node, shared_backing, stale_rmap_node
 
 from pagoda_pt import contract as C
 from .labtest import ProcTest, holds
@@ -111,6 +112,7 @@ class World:
     def __init__(self, snap, kernel, arch, fmt):
         self.labels = {k.root: f"{k.name} (pid {k.id})" for k in registry(snap, kernel).roots if k.kind == "process"}
         self.mapped, self.swapped, self.tables, self.entries, self.at = {}, {}, set(), {}, {}
+        self.fmt = fmt
         for root in self.labels:
             where = {}
             leaves, tables = leaf_entries(snap, root, kernel, arch, where=where)
@@ -125,6 +127,13 @@ class World:
 
     def who(self, root):
         return f"root {root:#x} ({self.labels.get(root, 'no process')})"
+
+    def holds(self, root, va):
+        """What @p root holds at @p va, in pagoda_pt.swap's words: 'frame F', 'a swap entry naming
+        slot S' or 'nothing'."""
+        e = self.entries.get((root, va), 0)
+        return (f"frame {self.fmt.frame(e):#x}" if self.fmt.present(e) else
+                f"a swap entry naming slot {self.fmt.slot(e)}" if self.fmt.is_swap(e) else "nothing")
 
     def resident(self):
         return len(self.mapped)
@@ -323,8 +332,7 @@ class SwapWatch:
         for s, frames in backings.items():
             named = world.swapped.get(s)
             if named:
-                return (f"frame {frames[0]:#x} keeps slot {s} as its backing while {where(world, named)} still names "
-                        f"it: a backing slot is never shared (the other holder's bytes would be written over)")
+                return shared_backing(frames[0], s, where(world, named), st.count(s))
             holders[s] += len(frames)
         for s, n in sorted(holders.items()):
             c = st.count(s)
@@ -372,15 +380,11 @@ class SwapWatch:
         recorded = {(r, va) for _, r, va in nodes}
         for root, va, _ in mappings:
             if (root, va) not in recorded:
-                self.wrong(f"{world.who(root)} maps frame {frame:#x} at {va:#x}, but the frame table's reverse map does "
-                          f"not record that mapping (it records {len(nodes)}): the swapper cannot find every mapping of "
-                          "the frame, and the one it misses will still map it once it is freed")
+                self.wrong(missing_rmap_node(frame, f"{world.who(root)} at {va:#x}",
+                                             [f"{world.who(r)} at {v:#x}" for _, r, v in nodes]))
         for _, root, va in nodes:
             if (root, va) not in {(r, v) for r, v, _ in mappings}:
-                e = world.entries.get((root, va), 0)
-                now = (f"maps frame {self.fmt.frame(e):#x} there" if self.fmt.present(e) else "does not map it")
-                self.wrong(f"the reverse map records frame {frame:#x} at {va:#x} in root {root:#x}, but that root {now}: "
-                          f"evicting the frame would replace an entry that is not its")
+                self.wrong(stale_rmap_node(frame, f"{world.who(root)} at {va:#x}", world.holds(root, va)))
         problem = self.counts_problem(st, world)
         if problem:
             self.wrong(problem)
@@ -782,10 +786,10 @@ def rmap_problem(snap, kernel, st, world):
         if theirs != ours:
             extra = [(r, va) for r, va in theirs if (r, va) not in ours]
             missing = [(r, va) for r, va in ours if (r, va) not in theirs]
-            return (f"frame {frame:#x}: the frame table's reverse map records "
-                    + (f"{world.who(extra[0][0])} at {extra[0][1]:#x}, which does not map it there" if extra else
-                       f"no mapping by {world.who(missing[0][0])} at {missing[0][1]:#x}, which maps it")
-                    + f" (the grader's reverse map, every root walked: {len(ours)} mappings; the table's: {len(theirs)})")
+            if extra:
+                return stale_rmap_node(frame, f"{world.who(extra[0][0])} at {extra[0][1]:#x}", world.holds(*extra[0]))
+            return missing_rmap_node(frame, f"{world.who(missing[0][0])} at {missing[0][1]:#x}",
+                                     [f"{world.who(r)} at {va:#x}" for r, va in theirs])
         if refs.count(frame) != len(maps):
             return f"frame {frame:#x} is mapped {len(maps)} times but its reference count is {refs.count(frame)}"
     for frame, count in sorted(st.mappings.items()):

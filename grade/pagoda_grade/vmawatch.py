@@ -15,8 +15,10 @@ from .vmas import heap_problems, loader_problems, page_down, page_up, read_recor
 from .vmas import prot_text as rwx_of_prot
 from .watch import Watch, _Lines, u64
 from .witness import ARCHES, PAGE
+from pagoda_pt import verdicts
 from pagoda_pt.diagnose import record_rules_broken
 from pagoda_pt.procs import GROWS_DOWN, KIND_IMAGE, KIND_STACK, PROT_READ, PROT_WRITE
+from pagoda_pt.verdicts import Evidence, Kill
 
 ENOMEM, EEXIST, EFAULT, EINVAL = -12, -17, -14, -22
 MASK64 = (1 << 64) - 1
@@ -265,10 +267,11 @@ class VmaWatch(Watch):
             record = self.records.get(pid)
             over = record.find(k.address) if record is not None and k.address is not None else None
             if over is not None and over.kind in (KIND_IMAGE, KIND_STACK) and no_vma_verdict(k.reason):
-                return (f"proc {pid} ({record.name}) was killed at {k.address:#x} with 'no VMA', yet the record the "
-                        f"loader made (read from guest RAM before it ran) covers that address with {over}, and "
-                        f"{record.name} never unmaps its image or its stack: the lookup missed a region that contains "
-                        "the address (VmaSet::find, or decide_fault's use of it)")
+                return verdicts.explain(Evidence(kill=Kill(
+                    f"proc {pid} ({record.name})", k.address, "no VMA", covering=str(over),
+                    seen="the loader's, read from guest RAM before it ran",
+                    why=f"{record.name} never unmaps its image or its stack, so the lookup missed a region that "
+                        "contains the address (VmaSet::find, or decide_fault's use of it)")))
         return self.stack_boundary_cause(lines)
 
     def stack_boundary_cause(self, lines):

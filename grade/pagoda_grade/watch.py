@@ -16,6 +16,7 @@ from .processes import (FRAME_ALLOCATOR, Layout, RootInspector, argument_problem
                         segment_gap_problem, slot_marks_problem, stack_gap_problem, table_frames, unmarked, user_elf,
                         user_runs)
 from .symbols import address_of, fact, segments
+from pagoda_pt.verdicts import user_interrupts_masked
 from .witness import ARCHES, PAGE, WalkError
 
 GRADER_MEMORY = "128M"
@@ -530,23 +531,20 @@ class Watch:
             word = lambda name: u64(snap.read_virt(base + fact(self.kernel, name), 8))
             pc, sp, flags = word("user_frame_pc"), word("user_frame_sp"), word("user_frame_flags")
             what = f"pid {p.pid} ({p.name})'s first frame (at the top of its kernel stack, {base:#x})"
+            before = len(problems)
             if self.proc["entry_selectors"]:
                 cs, ss = word("user_frame_cs"), word("user_frame_ss")
                 if cs & 3 != 3 or ss & 3 != 3:
                     problems.append(f"{what} returns to ring {cs & 3}: CS {cs:#x}, SS {ss:#x}; the IRETQ enters "
                                     "ring 3 only with the user selectors (RPL 3)")
-                elif not flags & (1 << 9):
-                    problems.append(f"{what} has RFLAGS {flags:#x}: IF is clear, so the process runs in ring 3 "
-                                    "with interrupts disabled and the timer can never preempt it (set RFLAGS.IF in "
-                                    "the entry frame)")
-            else:
-                if flags & 0xF != 0:
-                    problems.append(f"{what} has SPSR {flags:#x}: M[3:0] = {flags & 0xF:#x}, not EL0t (0): the "
-                                    "ERET does not enter EL0")
-                elif flags & (1 << 7):
-                    problems.append(f"{what} has SPSR {flags:#x}: the I bit is set, so the process runs in EL0 "
-                                    "with IRQs masked and the timer can never preempt it (leave D A I F clear in "
-                                    "the entry frame)")
+            elif flags & 0xF != 0:
+                problems.append(f"{what} has SPSR {flags:#x}: M[3:0] = {flags & 0xF:#x}, not EL0t (0): the "
+                                "ERET does not enter EL0")
+            masked = None if len(problems) > before else user_interrupts_masked(
+                [(f"proc {p.pid} ({p.name})", base, ARCHES[self.arch].isa.user_irqs_masked(flags))],
+                seen="VA %#x, read from guest RAM")
+            if masked:
+                problems.append(masked)
             if problems:
                 continue
             entry = elf_entry(self.kernel, self.arch, p.name)

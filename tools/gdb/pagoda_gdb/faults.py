@@ -404,11 +404,11 @@ class _unwinding:
 
 
 def _user_frames_story(arch, rows):
-    """pagoda_pt.diagnose.user_interrupts_masked on the user frame at the top of each living
+    """pagoda_pt.verdicts.user_interrupts_masked on the user frame at the top of each living
     process's kernel stack (read from guest RAM through the frame behind the stack's top page; the
     kernel's user_frame_size and user_frame_flags facts say where its flags are), or None."""
     from pagoda_pt import procs
-    from pagoda_pt.diagnose import user_interrupts_masked
+    from pagoda_pt.verdicts import user_interrupts_masked
     from pagoda_pt.walker import walk
     from . import kernel
     size, flags_at = (kernel.symbol_address(C.fact_symbol(f)) for f in ("user_frame_size", "user_frame_flags"))
@@ -1130,6 +1130,18 @@ def _with_user_decision(arch, lines, fault):
     return lines[:at] + [verdict]
 
 
+def kernel_stacks():
+    """The kernel stacks' layout (pagoda_pt.verdicts.StackSlots) from the kernel's facts (absolute
+    symbols whose value is the constant) and boot.S's labels of boot_stack, or None."""
+    from pagoda_pt.verdicts import StackSlots
+    from . import kernel
+    names = ("stack_base", "kernel_stack_stride", "kernel_stack_guard", "kernel_stack_size",
+             "kernel_stack_slots")
+    values = [kernel.symbol_address(C.fact_symbol(name)) for name in names]
+    boot = tuple(kernel.symbol_address(n) for n in (C.BOOT_STACK_GUARD,) + C.BOOT_STACK)
+    return None if None in values else StackSlots(*values, boot_guard=None if None in boot else boot)
+
+
 def _swapped(arch, address):
     """(slot, its count in the slot map or None) when the live root's entry for @p address is a
     swap entry (lab 7), else None."""
@@ -1154,12 +1166,31 @@ def _swapped(arch, address):
 
 
 def _swap_busy():
-    """True when a frame on GDB's stack is kernel code that changes the swap state (C.SWAP_CODE)."""
+    """True when a frame on GDB's stack is kernel code that changes the swap state (C.SWAP_CODE),
+    unless the only such frame is the newest one stopped before its body ran (a breakpoint on
+    forget_user_pages at an exit: its records are still those of the stop before it)."""
     import gdb
     try:
-        return _frame_named(C.SWAP_CODE) is not None
+        busy = [f for f in _frames() if (f.name() or "").startswith(C.SWAP_CODE)]
+        if not busy:
+            return False
+        newest = gdb.newest_frame()
+        return len(busy) > 1 or busy[0] != newest or not _in_prologue(newest)
     except gdb.error:
         return True
+
+
+def _in_prologue(frame):
+    """True when @p frame's pc is still in its function's first line (its prologue) or at the
+    start of the next, where `break FUNCTION` stops: none of the function's body has run."""
+    import gdb
+    block = frame.block()
+    while block is not None and block.function is None:
+        block = block.superblock
+    if block is None:
+        return False
+    first = gdb.find_pc_line(block.start)
+    return block.start <= frame.pc() <= (first.last if first.last is not None else block.start) + 1
 
 
 def _swap_story(arch, rows, anywhere=False):

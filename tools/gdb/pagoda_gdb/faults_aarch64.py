@@ -23,6 +23,9 @@ from pagoda_pt.aarch64 import TTBR_BADDR_MASK
 from pagoda_pt.diagnose_aarch64 import (RANK_USER_CODE_AT_EL1, USER_COPY_ROUTINES, in_kernel_half, user_code_at_el1,
                                         writable_and_executable)
 
+from pagoda_pt.verdicts import Evidence
+from pagoda_pt.verdicts import explain as explain_evidence
+
 from . import faults, kernel, session, target
 from .faults import _faultlog
 from .paging import ADDR, symbol_of, walk_address
@@ -126,6 +129,9 @@ def user_verdicts(esr, walk, sentences):
     return sentences
 
 
+RANK_KERNEL_STACK = 1     # an abort on a kernel stack (its guard, a page not mapped): before what the walk says of it
+
+
 def _from_trap_frame(paging, faultlog, level, addr, fault):
     tf = read_trap_frame(addr)
     esr, spsr = tf["esr"], tf["spsr"]
@@ -177,6 +183,11 @@ def _from_trap_frame(paging, faultlog, level, addr, fault):
     if from_el != 0:
         access = _kernel_access(paging, tf, esr, faultlog)
         findings += on_behalf_findings(access)
+        stack = explain_evidence(Evidence(address=far, access="wrote to" if access.write else "read",
+                                          where=symbol.split(" in section ")[0] or None, stacks=faults.kernel_stacks(),
+                                          root=None if result.mapped else "the tables %s points to" % ttbr))
+        if stack:
+            findings.append((RANK_KERNEL_STACK, stack))
         if not result.mapped and not access.kernel_half:
             not_live = _not_live(paging, far, access.write, access.user_end)
             if not_live:

@@ -68,15 +68,6 @@ def _image():
     return None if layout is None else replace(layout, trap_entry=kernel.symbol_address(C.X86.VECTOR_STUBS))
 
 
-def kernel_stacks():
-    """(kStackBase, stride, guard, size, slots) from the kernel's facts (absolute symbols whose
-    value is the constant), or None."""
-    names = ("stack_base", "kernel_stack_stride", "kernel_stack_guard", "kernel_stack_size",
-             "kernel_stack_slots")
-    values = [kernel.symbol_address(C.fact_symbol(name)) for name in names]
-    return None if None in values else tuple(values)
-
-
 def explain():
     """(the lines of fault-why for the machine as it is stopped now, the user page fault being
     handled or None: see diagnose_x86_64.explain_with_fault)."""
@@ -110,7 +101,7 @@ def explain():
             gdt=(gdt["base"], gdt["limit"]) if gdt else None,
             tr=(tr["selector"], tr["base"], tr["limit"]) if tr else None,
             roots=roots, image=_image(), trap=trap, stop=session.last_stop_signal(),
-            log=story, log_hint=hint, symbol=symbol, instruction=instructions.get, stacks=kernel_stacks(),
+            log=story, log_hint=hint, symbol=symbol, instruction=instructions.get, stacks=faults.kernel_stacks(),
             fixups=fixups, user_end=faults.user_end(), syscall=syscall, names=kernel.names("x86_64"))
         lines, fault = explain_with_fault(facts)
     if note and roots is not None:

@@ -32,6 +32,7 @@ from .model import PAGE_SIZE_4K, Walk
 from .procs import KIND_IMAGE
 from .roots import KnownRoot, RootTable, root_label
 from .walker import walk as walk_tables
+from .verdicts import Evidence, Kill, explain
 from .x86_64 import CR4_SMAP, RFLAGS_AC      # what the log's x86 register dump is read with
 
 NOTHING_WRONG = "nothing is wrong that I can see"
@@ -344,10 +345,11 @@ def user_fault_decision(vmas: list, address: int, write: bool, fetch: bool, mapp
         return "wrong", _answered_then_refused(vmas, address, write, fetch, answered, pc, page, sentence)
     if killing and kind in ("demand", "cow", "grow", "mapped"):
         reading = sentence.split(": the kernel ")[0]
-        return "wrong", ("the kernel is ending %s for a fault at %#x, yet the record covers that "
-                         "address (%s): the kernel's own decision is wrong, not the program: its VMA lookup "
-                         "or fault path refused what the record allows (decide_fault, the VMA find, "
-                         "the demand or copy-on-write path)" % (who, address, reading))
+        return "wrong", explain(Evidence(kill=Kill(
+            who, address, covering="%s (%s)" % (next((_vma_text(v) for v in vmas if v.start <= address < v.end),
+                                                     "its stack's region, which grows down to it"), reading),
+            seen="read from guest RAM now", why="its VMA lookup or fault path refused what the record allows "
+            "(decide_fault, the VMA find, the demand or copy-on-write path)")))
     return kind, sentence
 
 
@@ -384,16 +386,12 @@ def refused_what_record_allows(who: str, address: int, refusal: str, vma,
     else:
         why = ("its lookup finds the region, so the decision's own check refused an access the region "
                "allows (decide_fault, permits)")
-    return ("%s is killed at %#x with '%s', yet the record of %s covers that address: its VMA %s allows "
-            "the access (the kernel's own decide_fault, asked now, refuses it): %s"
-            % (who, address, refusal, who, _vma_text(vma), why))
+    return explain(Evidence(kill=Kill(
+        who, address, refusal, covering="%s, which allows the access" % _vma_text(vma),
+        seen="read from guest RAM now; the kernel's own decide_fault, asked now, refuses it", why=why)))
 
 
 # ---- the loader's record against the program's ELF -------------------------------------------
-
-def _perms(d: dict) -> str:
-    return ("r" if d["read"] else "-") + ("w" if d["write"] else "-") + ("x" if d["execute"] else "-")
-
 
 def _segment_text(seg) -> str:
     return "[%#x, %#x) %s (file size %#x, memory size %#x)" % (
@@ -1113,25 +1111,6 @@ def writable_and_executable(processes: list) -> Optional[str]:
                     "its segment (the loader mapped every segment alike: the text writable, the data executable)"
                     % (memory.pid, memory.name, both[0].va,
                        " (and %d more page%s)" % (len(both) - 1, "" if len(both) == 2 else "s") if len(both) > 1 else ""))
-    return None
-
-
-# ---- how a process returns to user mode (lab 3) ----------------------------------------------------
-
-def user_interrupts_masked(frames: list) -> Optional[str]:
-    """The first process whose user frame keeps interrupts off in user mode, as one sentence, or
-    None. @p frames: (who, physical address of the frame, why) for each process, @p why being what
-    the ISA reads in the frame's saved flags (Isa.user_irqs_masked: "its RFLAGS 0x2: IF is clear")
-    or None. The frame at the top of a process's kernel stack is the one it returns to user mode
-    through (the entry frame before it first runs, a system call's or an interrupt's since): with
-    interrupts off there, the timer never interrupts the program, which then holds the CPU until
-    it makes a system call."""
-    for who, pa, why in frames:
-        if why:
-            return ("%s returns to user mode with interrupts off: the frame at the top of its kernel stack (PA %#x, "
-                    "read from guest RAM) has %s, so in user mode the timer can never preempt it: a program that "
-                    "makes no system call keeps the CPU for good (the entry frame must let interrupts in: "
-                    "fill_entry_frame)" % (who, pa, why))
     return None
 
 

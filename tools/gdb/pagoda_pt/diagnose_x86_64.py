@@ -29,6 +29,8 @@ from .model import PAGE_SIZE_4K, Walk
 from .regs import CR0_PE, EFER_LMA, decode_gp_error, decode_pf_error, paging_mode
 from .roots import MISSING, RootTable, top_level, top_level_problem
 from .kernelnames import NO_NAMES, KernelNames
+from .verdicts import Evidence, StackSlots
+from .verdicts import explain as explain_evidence
 from .x86_facts import (DOUBLE_FAULT, ERROR_CODE_VECTORS, FIRST_INTERRUPT, GENERAL_PROTECTION, PAGE_FAULT,
                         SELECTOR_VECTORS)
 
@@ -191,8 +193,8 @@ class X86Facts:
     stop: Optional[str] = None
     log: Optional[LogStory] = None
     log_hint: str = ""
-    # (kStackBase, stride, guard, size, slots) of the kernel stacks (the kernel's facts), or None
-    stacks: Optional[tuple] = None
+    # Where the kernel stacks are (the kernel's facts), or None
+    stacks: Optional[StackSlots] = None
     symbol: Callable[[int], str] = lambda address: ""
     instruction: Callable[[int], Optional[str]] = lambda address: None
     # Lab 4: the kernel's fix-up table {instruction: resume} (None: not read), the first address
@@ -518,7 +520,8 @@ class _Explainer:
                             "or a stale TLB entry was used (missing invlpg or CR3 reload)" % cr2)
                 return
             if _near_stack(cr2, rsp) and not decoded.user:
-                ex.find(5, self.stack_sentence("the interrupted stack pointer", rsp, cr2))
+                ex.find(5, self.stack_sentence("the interrupted stack pointer", rsp, cr2,
+                                               "wrote to" if decoded.write else "read", rip))
             elif _near_stack(cr2, rsp):
                 ex.find(39, "CR2 %#x is at the program's own stack pointer %#x, and its page is not "
                             "mapped in the active root %s (%s): the user stack is missing there "
@@ -531,6 +534,12 @@ class _Explainer:
             if fetch:
                 ex.find(6, self.code_sentence(rip))
             if not decoded.user:
+                unmapped = explain_evidence(Evidence(
+                    address=cr2, access="wrote to" if decoded.write else "read", stacks=self.f.stacks,
+                    where=self.f.symbol(rip).split(" in section ")[0] or None, root=roots.label(),
+                    mapped_in=[k.label() for k in roots.mapped_elsewhere(cr2)]))
+                if unmapped:     # (an overflow first; after the stack sentence: the CPU's own push, rank 5)
+                    ex.find(7, unmapped)
                 not_live = not_live_user_address(roots, cr2, self.f.user_end or KERNEL_HALF_START,
                                                  decoded.write, "address (CR2)")
                 if not_live:
@@ -598,7 +607,15 @@ class _Explainer:
                                                            va))
         return None
 
-    def stack_sentence(self, what: str, rsp: int, cr2: Optional[int]) -> str:
+    def stack_sentence(self, what: str, rsp: int, cr2: Optional[int], access: str = "touched",
+                       rip: Optional[int] = None) -> str:
+        """Why the CPU could not push at @p rsp: an overflow into a guard page (pagoda_pt.verdicts,
+        the grader's words), or a kernel stack the active root does not map."""
+        overflow = explain_evidence(Evidence(address=cr2 if _near_stack(cr2, rsp) else rsp, access=access,
+                                                  where=self.f.symbol(rip).split(" in section ")[0] if rip else None,
+                                                  stacks=self.f.stacks))
+        if overflow:
+            return overflow
         found = self.roots.mapped_elsewhere(rsp, lambda w: w.perms.write)
         also = " (it is mapped in root %s)" % " and ".join(k.label() for k in found) \
             if found else ""
@@ -722,15 +739,12 @@ class _Explainer:
         slots = self.f.stacks
         if rsp0 is None or slots is None:
             return
-        base, stride, guard, size, count = slots
-        if base <= rsp0 < base + stride * count:
-            slot, offset = divmod(rsp0 - base, stride)
-            bottom = base + slot * stride + guard
-            if offset <= guard:
-                self.ex.find(3, "TSS.RSP0 %#x is the bottom of the kernel stack of slot %d [%#x, %#x), "
-                                "not its top: a trap from ring 3 pushes its frame below it, into the "
-                                "guard page; a stack grows down, so RSP0 must be %#x"
-                             % (rsp0, slot, bottom, bottom + size, bottom + size))
+        found = slots.slot_of(rsp0)
+        if found and rsp0 <= found[1]:
+            slot, bottom, top = found
+            self.ex.find(3, "TSS.RSP0 %#x is the bottom of the kernel stack of slot %d [%#x, %#x), "
+                            "not its top: a trap from ring 3 pushes its frame below it, into the "
+                            "guard page; a stack grows down, so RSP0 must be %#x" % (rsp0, slot, bottom, top, top))
 
     def rsp0(self) -> Optional[int]:
         """TSS.RSP0 read through the active root, or None."""
@@ -781,7 +795,7 @@ class _Explainer:
                 lines.append(self.check_line("stack", va, w, "NOT MAPPED: " + w.stop_reason
                                              if not w.mapped else "READ-ONLY: the CPU pushes "
                                              "the exception frame here"))
-                ex.find(5, self.stack_sentence(what, rsp, self.cr2))
+                ex.find(5, self.stack_sentence(what, rsp, self.cr2, "wrote to"))
                 break
         else:
             if stack_top is not None:

@@ -34,6 +34,7 @@ from .frames import DIGITS, _coloured, iter_tables, lower_half, user_pages
 from .image import CensusError, fact, kernel_image
 from .isa import isa
 from .model import PAGE_SIZE_4K, read_table
+from .verdicts import Evidence, explain, missing_rmap_node, shared_backing, stale_rmap_node
 
 STATE_MAGIC = b"PGSWAP\0\0"
 STATE_VERSION = 1
@@ -306,10 +307,7 @@ def swap_problems(c: SwapCensus) -> list:
                                                                                  state.backing[frame],
                                                                                  c.who(*chain[0])))
         else:
-            found.append("%s maps frame %#x, but the frame's reverse map lists only %s: a mapping the reverse map "
-                         "lost (a node dropped from the chain) or never recorded (fork's child pages); evicting "
-                         "the frame turns the listed entries into swap entries and frees it while this root "
-                         "still maps it" % (c.who(root, va), frame, ", ".join(c.who(r, v) for r, v in chain[:3])))
+            found.append(missing_rmap_node(frame, c.who(root, va), [c.who(r, v) for r, v in chain]))
     flagged = {slot: slot_flag(c, slot, backers) for slot in set(c.swapped) | set(backers) |
                {s for s, n in enumerate(state.counts) if n}}
     for slot in sorted(s for s, f in flagged.items() if f and f.startswith("FREE")):
@@ -326,18 +324,11 @@ def swap_problems(c: SwapCensus) -> list:
                      % (slot, state.count(slot), len(holders), "" if len(holders) == 1 else "s",
                         ", ".join(holders[:3])))
     for slot in sorted(s for s, f in flagged.items() if f and f.startswith("a frame's backing")):
-        slot_problem("frame %#x keeps slot %d as its backing (its clean copy), yet the swap entry of %s names the slot "
-                     "too (the slot map counts it %d): a backing slot has no other holder (a swap-in keeps the slot "
-                     "only when its count says its entry was the only holder: a count that missed a holder, a "
-                     "fork's share, lies); once the frame is written and evicted, it goes over the bytes that "
-                     "entry still needs" % (backers[slot][0], slot, c.who(*c.swapped[slot][0]), state.count(slot)))
+        slot_problem(shared_backing(backers[slot][0], slot, c.who(*c.swapped[slot][0]), state.count(slot)))
     for frame, chain in sorted(state.rmap.items()):
         for root, va in chain:
             if c.mapped.get((root, va)) != frame:
-                found.append("frame %#x's reverse map names %s, but that root holds %s there: a mapping the reverse "
-                             "map kept after it went (a copy-on-write break that did not move it to the copy, an "
-                             "unmap that unlinked another node); evicting the frame writes a swap entry over "
-                             "that page" % (frame, c.who(root, va), _where(c, root, va)))
+                found.append(stale_rmap_node(frame, c.who(root, va), _where(c, root, va)))
                 break
     leaked = sorted(s for s, f in flagged.items() if f and (f.startswith("NO HOLDER") or "above" in f))
     if leaked:
@@ -359,9 +350,10 @@ def swap_story(census: Optional[SwapCensus], slots_first: bool = False) -> Optio
     """fault-why's verdict of the swap state: its first problem, or None. With @p slots_first, a
     slot's count against its holders comes first (inside the swapper, a page mapped a moment
     before it is recorded is no slip)."""
-    if census is None or not census.problems:
+    if census is None:
         return None
-    return (census.slot_problems or census.problems)[0] if slots_first else census.problems[0]
+    return explain(Evidence(swap_problems=(census.slot_problems or census.problems) if slots_first
+                                       else census.problems))
 
 
 # ---- text -------------------------------------------------------------------------------------

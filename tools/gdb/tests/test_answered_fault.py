@@ -112,9 +112,9 @@ def test_a_stack_fault_with_no_stack_vma_is_the_loader_s():
 def test_the_kernel_s_own_refusal_of_a_covered_address_is_quoted():
     from pagoda_pt.diagnose import refused_what_record_allows
     sentence = refused_what_record_allows("proc 1 (vmas)", 0x40_0000, "no VMA", TEXT, False)
-    assert sentence.startswith("proc 1 (vmas) is killed at 0x400000 with 'no VMA', yet the record of proc 1 (vmas) "
-                               "covers that address: its VMA [0x400000, 0x402000) r-x image allows the access (the "
-                               "kernel's own decide_fault, asked now, refuses it)")
+    assert sentence.startswith("proc 1 (vmas) was killed at 0x400000 with 'no VMA', yet the record of proc 1 (vmas) "
+                               "(read from guest RAM now; the kernel's own decide_fault, asked now, refuses it) covers "
+                               "that address with [0x400000, 0x402000) r-x image, which allows the access"), sentence
     assert "VmaSet::find) returns no region for 0x400000" in sentence
     # The lookup finds the region: the decision's own check is what refused.
     found = refused_what_record_allows("proc 1 (vmas)", 0x40_2000, "write to read-only VMA", DATA, True)

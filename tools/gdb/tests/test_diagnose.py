@@ -16,6 +16,7 @@ from pagoda_pt.image import KernelImage, Section
 from pagoda_pt.isa import isa
 from pagoda_pt.kernelnames import NO_NAMES, KernelNames
 from pagoda_pt.roots import KnownRoot, RootTable
+from pagoda_pt.verdicts import StackSlots
 from gdbrig import build_kernel
 from ptbuild import NX, P, RW, US, PhysMem, X86Tables
 
@@ -457,10 +458,23 @@ def test_a_double_fault_from_user_mode_with_rsp0_at_a_stack_s_bottom_says_so(m):
     proc = process_root(m)
     tf = trap(8, 0, rip=PROC_PAGE + 0x10, cs=USER_CS, ss=USER_SS, rsp=USER_RSP)
     facts = m.facts(root=proc, cr2=bottom - 8, trap=tf)
-    facts.stacks = (base, stride, guard, size, 80)
+    facts.stacks = StackSlots(base, stride, guard, size, 80)
     v = verdict(explain(facts))
     assert v.startswith("TSS.RSP0 %#x is the bottom of the kernel stack of slot 3" % bottom), v
     assert v.endswith("RSP0 must be %#x" % (bottom + size)), v
+
+
+def test_a_double_fault_pushing_into_a_stack_s_guard_page_is_the_grader_s_overflow(m):
+    """A push below a kernel stack's bottom, into its guard page: fault-why words the overflow as
+    the grader's line 1 does (pagoda_pt.verdicts.kernel_stack_overflow), not as a stack unmapped."""
+    no_guard = m.root(skip=(STACK,))
+    bottom = STACK + 0x1000
+    facts = m.facts(root=no_guard, cr2=bottom - 8, rip=IST + 0x10, rsp=IST + 0xF00,
+                    trap=trap(8, 0, rsp=bottom), roots=[KnownRoot(no_guard.root, "proc 1", "process")])
+    facts.stacks = StackSlots(STACK, 0x2000, 0x1000, 0x1000, 1)
+    assert verdict(explain(facts)).startswith(
+        "kernel stack overflow: the kernel wrote to %#x, the guard page below the kernel stack of slot 0 [%#x, %#x): "
+        % (bottom - 8, bottom, bottom + 0x1000)), verdict(explain(facts))
 
 
 def test_a_kernel_stack_mapped_only_in_the_root_where_it_was_allocated(m):

@@ -207,3 +207,24 @@ def test_a_panic_in_a_swap_in_is_the_verdict_with_the_swap_state_above_it(swappe
     assert any(line.startswith("the fault itself: process 'swapfork' (pid 2") for line in lines), lines
     assert "the swap state at the panic (read inside the swapper: its records may be mid-change): slot 0 is free in " \
            "the slot map, yet the swap entry of proc 1 (swapfork) at 0x" in results["why_panic"].output, lines
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_at_a_swap_hook_s_entry_fault_why_gives_swap_slots_first_problem(arch):
+    """Stopped by `break pagoda::vm::forget_user_pages` (a process's exit), nothing of the hook has
+    run: the swap state is a stop's like any, and fault-why's verdict is swap-slots' first problem
+    (docs/debugging.md), here slot 0, held, marked free behind the kernel's back. (Before, the hook
+    counted as the swapper's own code, its records mid-change: "nothing is wrong that I can see".)"""
+    kernel = gdbrig.build_kernel(arch)
+    steps = [("brk", "cmd", "break pagoda::vm::forget_user_pages"), ("go", "cmd", "continue"),
+             ("del", "cmd", "delete"), ("first", "eval", "%s[0]" % SLOTS), ("free", "cmd", "set var %s[0] = 0" % SLOTS),
+             ("slots", "cmd", "swap-slots"), ("why", "cmd", "fault-why")]
+    with Machine(kernel, cmdline=f"run=swapfork:{PAGES}:0xff00:before userframes=32", arch=arch,
+                 swap=SWAP_BYTES) as machine:
+        results = run_steps(kernel, machine.socket, steps, attach="--no-entry")
+    for name, step in results.items():
+        assert not step.error, (name, step.error)
+    assert results["first"].value >= 1, "slot 0 is not held at the first exit"
+    first = re.search(r"^problem: (.*slot 0\b.*)$", results["slots"].output, re.M)
+    assert first, results["slots"].output
+    assert verdict(results["why"].output) == "verdict: " + first.group(1), results["why"].output

@@ -64,13 +64,14 @@ def test_a_kill_on_a_fault_the_record_allows_blames_the_kernel_s_decision():
     """Stopped in the kernel's kill path on a fault the VMAs answer (a demand fault here): the
     decision or the lookup is wrong, not the program."""
     kind, sentence = user_fault_decision(VMAS, 0x40_0010, False, True, False, None, 1 << 20, killing=True)
-    assert kind == "wrong" and sentence.startswith("the kernel is ending the process for a fault at 0x400010, "
-                                                   "yet the record covers that address (a demand fault: 0x400010 "
-                                                   "lies in the VMA [0x400000, 0x402000) r-x image")
+    assert kind == "wrong" and sentence.startswith("the process was killed at 0x400010, yet the record of the process "
+                                                   "(read from guest RAM now) covers that address with [0x400000, "
+                                                   "0x402000) r-x image (a demand fault: 0x400010 lies in the VMA "
+                                                   "[0x400000, 0x402000) r-x image"), sentence
     assert "not an error" not in sentence
     named = user_fault_decision(VMAS, 0x40_0010, False, True, False, None, 1 << 20, killing=True,
                                 who="proc 2 (vmas)")[1]
-    assert named.startswith("the kernel is ending proc 2 (vmas) for a fault at 0x400010, yet the record")
+    assert named.startswith("proc 2 (vmas) was killed at 0x400010, yet the record of proc 2 (vmas)")
     # A fault the record refuses is still the program's, killing or not.
     assert user_fault_decision(VMAS, 0x40_0010, True, False, True, "r-x", 1 << 20, killing=True)[0] == "deny"
 

@@ -1,0 +1,204 @@
+"""The causes the grader's line 1 and GDB's `fault-why` both name, each worded once.
+
+Both are "explain this evidence": each source fills the Evidence record with what it has (the
+grader: its stops' history and QEMU's exception log; GDB: the live CPU state and the kernel's
+records read now) and asks explain() for the first cause the ranked RULES find. A rule returns
+its sentence or None; one that needs evidence the source did not fill returns None.
+
+  kernel_stack_overflow   a kernel access in the guard page below a kernel stack (or the boot stack)
+  kernel_stack_unmapped   a kernel access to a kernel stack's page that the root it used does not map
+  killed_though_recorded  a process killed for a fault at an address its record covers (lab 5)
+  swap_first_problem      the first slip the swap state shows against every root (lab 7)
+
+and the sentences a reader's census words the same way on both sides:
+
+  stale_rmap_node         a reverse-map node naming a mapping that is gone (lab 7)
+  missing_rmap_node       a mapping the frame's reverse map does not list (lab 7)
+  shared_backing          a frame's backing slot that a swap entry names too (lab 7)
+  user_interrupts_masked  a user frame that returns to user mode with interrupts off (lab 3)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from .model import PAGE_SIZE_4K as PAGE
+
+
+@dataclass(frozen=True)
+class StackSlots:
+    """Where the kernel keeps its kernel stacks (the kernel's facts kStackBase, the stride of a
+    slot, the guard below each stack, the stack's size, the number of slots); boot_guard: (guard,
+    bottom, top) of the kernel's own stack boot_stack and the unmapped page below it, or None."""
+    base: int
+    stride: int
+    guard: int
+    size: int
+    slots: int
+    boot_guard: Optional[tuple] = None
+
+    def slot_of(self, va: int) -> Optional[tuple]:
+        """(slot, bottom, top) of the kernel stack whose slot (its guard and its stack) holds @p va, or None."""
+        if not self.base <= va < self.base + self.stride * self.slots:
+            return None
+        slot = (va - self.base) // self.stride
+        bottom = self.base + slot * self.stride + self.guard
+        return slot, bottom, bottom + self.size
+
+    def guard_hit(self, va: int) -> Optional[str]:
+        """The phrase naming the guard page @p va lies in, or None."""
+        found = self.slot_of(va)
+        if found and va < found[1]:
+            return "the guard page below the kernel stack of slot %d [%#x, %#x)" % found
+        if self.boot_guard and self.boot_guard[0] <= va < self.boot_guard[1]:
+            return (f"the guard page below the kernel's own stack boot_stack [{self.boot_guard[1]:#x}, "
+                    f"{self.boot_guard[2]:#x}) (a boot stack overflow)")
+        return None
+
+
+@dataclass
+class Kill:
+    """A process the kernel killed (or is killing) for a fault: @p who ("proc 1 (vmas)"), the
+    fault's @p address, the kernel's @p refusal ("no VMA"; None when it has not said it yet),
+    the record's region that covers the address as text (None: none does), where the record
+    was read (@p seen) and what the source knows of why the lookup went wrong (@p why)."""
+    who: str
+    address: int
+    refusal: Optional[str] = None
+    covering: Optional[str] = None
+    seen: str = "read from guest RAM"
+    why: Optional[str] = None
+
+
+@dataclass
+class Evidence:
+    """What one source saw of a failure; each fills only what it has.
+
+    address, access, where: the kernel's fault (its address, 'wrote to'/'read'/'fetched code at',
+    the function it was taken in) from QEMU's log or the CPU's registers; stacks: the kernel
+    stacks' layout; kill: a process killed for a fault; swap_problems: what the swap state shows
+    wrong, first first (pagoda_pt.swap: the census's problems, read outside the swapper)."""
+    address: Optional[int] = None
+    access: str = "touched"
+    where: Optional[str] = None
+    stacks: Optional[StackSlots] = None
+    root: Optional[str] = None          # the root the CPU used, named ("'proc 1' (0x26c000)"); None: not known
+    mapped_in: Optional[list] = None    # the other roots that map the address, named; None: not looked at
+    kill: Optional[Kill] = None
+    swap_problems: list = field(default_factory=list)
+
+
+def kernel_stack_overflow(e: Evidence) -> Optional[str]:
+    hit = e.stacks.guard_hit(e.address) if e.stacks is not None and e.address is not None else None
+    if hit is None:
+        return None
+    by = f"the kernel ({e.where})" if e.where else "the kernel"
+    return (f"kernel stack overflow: {by} {e.access} {e.address:#x}, {hit}: a recursion or a frame too large for "
+            "the stack, or a stack pointer set to a stack's bottom instead of its top")
+
+
+def kernel_stack_unmapped(e: Evidence) -> Optional[str]:
+    """A kernel access to a kernel stack's own pages (not its guard) that the root the CPU used
+    does not map (the source only asks when the fault said not present)."""
+    found = e.stacks.slot_of(e.address) if e.stacks is not None and e.address is not None and e.root else None
+    if not found or e.address < found[1]:
+        return None
+    slot, bottom, top = found
+    page, pages = (e.address - bottom) // PAGE, (top - bottom) // PAGE
+    which = "its top page" if page == pages - 1 else "page %d of its %d" % (page, pages)
+    by = f"the kernel ({e.where})" if e.where else "the kernel"
+    head = (f"{by} {e.access} {e.address:#x}, on the kernel stack of slot {slot} [{bottom:#x}, {top:#x}) ({which}), "
+            f"which is not mapped in {e.root}")
+    if e.mapped_in:
+        return f"{head} (it is mapped in {', '.join(e.mapped_in)}): a kernel stack mapped only in the root where it was allocated"
+    if e.mapped_in is None:
+        return (f"{head}: a kernel stack missing pages (not all of its pages mapped, or mapped only in the root where "
+                "it was allocated)")
+    return f"{head}, nor in any other root: the stack's pages were not all mapped where the kernel stack was made"
+
+
+LOOKUP_MISSED = ("the lookup missed a region that contains the address, or the fault path refused what the "
+                 "region allows (VmaSet::find, decide_fault)")
+
+
+def killed_though_recorded(e: Evidence) -> Optional[str]:
+    k = e.kill
+    if k is None or k.covering is None:
+        return None
+    said = f" with '{k.refusal}'" if k.refusal else ""
+    return (f"{k.who} was killed at {k.address:#x}{said}, yet the record of {k.who} ({k.seen}) covers that address "
+            f"with {k.covering}: the kernel's own decision is wrong, not the program: {k.why or LOOKUP_MISSED}")
+
+
+def stale_rmap_node(frame: int, who: str, holds: str) -> str:
+    """A frame's reverse map names @p who ("proc 2 (swapfork) at 0x406000"), which holds @p holds
+    there ("frame 0x..", "a swap entry naming slot 3", "nothing") instead of the frame."""
+    return ("frame %#x's reverse map names %s, but that root holds %s there: a mapping the reverse map kept after "
+            "it went (a copy-on-write break that did not move it to the copy, an unmap that unlinked another node); "
+            "evicting the frame writes a swap entry over that page" % (frame, who, holds))
+
+
+def missing_rmap_node(frame: int, who: str, listed: list) -> str:
+    """@p who ("proc 2 (swapfork) at 0x406000") maps @p frame, whose reverse map lists only @p listed
+    (the same kind of names; maybe none)."""
+    return ("%s maps frame %#x, but the frame's reverse map lists %s: a mapping the reverse map lost (a node dropped "
+            "from the chain) or never recorded (fork's child pages); evicting the frame turns the listed entries into "
+            "swap entries and frees it while this root still maps it"
+            % (who, frame, "only " + ", ".join(listed[:3]) if listed else "no mapping"))
+
+
+def shared_backing(frame: int, slot: int, who: str, count: int) -> str:
+    """@p frame keeps @p slot as its backing while the swap entry of @p who names it too (the slot
+    map counting it @p count)."""
+    return ("frame %#x keeps slot %d as its backing (its clean copy), yet the swap entry of %s names the slot too (the "
+            "slot map counts it %d): a backing slot has no other holder (a swap-in keeps the slot only when its count "
+            "says its entry was the only holder: a count that missed a holder, a fork's share, lies); once the frame "
+            "is written and evicted, it goes over the bytes that entry still needs" % (frame, slot, who, count))
+
+
+def swap_first_problem(e: Evidence) -> Optional[str]:
+    return e.swap_problems[0] if e.swap_problems else None
+
+
+# Ranked: the first that speaks is the cause.
+RULES = (kernel_stack_overflow, kernel_stack_unmapped, killed_though_recorded, swap_first_problem)
+
+
+def user_interrupts_masked(frames: list, seen: str = "PA %#x, read from guest RAM") -> Optional[str]:
+    """The first process whose user frame keeps interrupts off in user mode, as one sentence, or
+    None (the grader's line 1 and fault-why both). @p frames: (who, the frame's address, as @p seen
+    words it, why) for each process, @p why being what
+    the ISA reads in the frame's saved flags (Isa.user_irqs_masked: "its RFLAGS 0x2: IF is clear")
+    or None. The frame at the top of a process's kernel stack is the one it returns to user mode
+    through (the entry frame before it first runs, a system call's or an interrupt's since): with
+    interrupts off there, the timer never interrupts the program, which then holds the CPU until
+    it makes a system call."""
+    for who, pa, why in frames:
+        if why:
+            return ("%s returns to user mode with interrupts off: the frame at the top of its kernel stack (%s) has %s, "
+                    "so in user mode the timer can never preempt it: a program that makes no system call keeps the CPU "
+                    "for good (the entry frame must let interrupts in: fill_entry_frame)" % (who, seen % pa, why))
+    return None
+
+
+# The words only one rule's sentence carries (what an agreement test reads both sides' lines by).
+WORDS = {"kernel_stack_overflow": "kernel stack overflow: ", "kernel_stack_unmapped": ", on the kernel stack of slot ",
+         "killed_though_recorded": ", yet the record of ",
+         "stale_rmap_node": "'s reverse map names ", "missing_rmap_node": ", but the frame's reverse map lists ",
+         "shared_backing": " as its backing (its clean copy), yet the swap entry of ",
+         "user_interrupts_masked": " returns to user mode with interrupts off: "}
+
+
+def rule_named(text: str) -> Optional[str]:
+    """The name of the rule (of RULES, or a census sentence above) whose sentence @p text carries, or None."""
+    return next((name for name, words in WORDS.items() if words in text), None)
+
+
+def explain(e: Evidence) -> Optional[str]:
+    """The first cause RULES find in @p e, or None."""
+    for rule in RULES:
+        found = rule(e)
+        if found:
+            return found
+    return None
