@@ -19,13 +19,13 @@ Nothing here walks page tables: it runs for every failure, witnessed or not.
 """
 import re
 
-from pagoda_pt import verdicts
+from pagoda_pt import contract, verdicts
 from pagoda_pt.diagnose import KERNEL_REFUSAL, copy_with_guard_up
 from pagoda_pt.verdicts import Evidence, StackSlots
 
-from pagoda_pt import contract
 from . import symbols
-from .outcomes import STORM, is_never_reached, kill_lines, panic_line, quoted_lines
+from .idle import IDLE_STOP
+from .outcomes import STORM, TIMEOUT, is_never_reached, kill_lines, panic_line, quoted_lines
 from .witness import ARCHES
 
 
@@ -312,7 +312,7 @@ def headline(run, reason):
     In order: what the grader's watches saw at its stops when the reason is only that the guest
     never reached the grader's next stop (Run.watch_problems), the grader's reading of the first kernel fault in QEMU's log (run.first_fault_cause),
     the kernel's PANIC line, a process the kernel killed while the boot was cut short, how the
-    machine ended (storm, triple fault). Never something the first line of the reason already
+    machine ended (storm, idle with nothing left to run, triple fault). Never something the first line of the reason already
     says."""
     first_line = reason.splitlines()[0] if reason else ""
 
@@ -341,6 +341,9 @@ def headline(run, reason):
     if panicked and fresh(panicked):
         return f"the kernel panicked{panic_site(run)}: {panicked}"
     if run.stop_kind == STORM and fresh(run.stop_reason):
+        return f"the grader stopped the machine: {run.stop_reason}"
+    if outcome == TIMEOUT and run.stop_reason.startswith(IDLE_STOP) and fresh(run.stop_reason):
+        # (nothing could run any more: why the line or the stop the test waited for never came)
         return f"the grader stopped the machine: {run.stop_reason}"
     if outcome == "triple fault":
         summary = run.log.summary(run.symbol_of)
