@@ -893,7 +893,7 @@ def _with_log_copies(arch, lines):
             return None
         with target.physical_memory() as read_phys:
             fixups = user_fixups(read_phys) or {}
-        sentence = arguments_through_live_root(events, fixups, isa(arch).user_privilege, top) if fixups else None
+        sentence = arguments_through_live_root(events, fixups, isa(arch), top) if fixups else None
         end = user_end()
         if sentence is None and fixups and end is not None:
             sentence = copy_with_guard_up(events, fixups, end, isa(arch))

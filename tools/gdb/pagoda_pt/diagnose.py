@@ -1240,21 +1240,24 @@ def frames_left_after_run(leaked: list, user_frames: dict, table_frames: dict) -
 
 # ---- a process being made, written through the live root (lab 4) ---------------------------------
 
-def arguments_through_live_root(events: list, fixups: dict, user_privilege: int, stack_top: int,
+def arguments_through_live_root(events: list, fixups: dict, model, stack_top: int,
                                 page: int = PAGE_SIZE_4K) -> Optional[str]:
-    """A kernel-mode fault in QEMU's log (@p events) of a user copy (its PC in the fix-up table
-    @p fixups) on the argument page at the top of the user stack (@p stack_top) before any event
-    from user mode, as one sentence, or None. Before any process has run, the kernel copies into
-    user memory only to load a program, and the argument page is mapped in the new program's root
-    before its arguments are written: a copy that faults there wrote through the root that was live
-    (the kernel's), not through the new one. (Once processes run, a copy that faults on a stack page
-    is a program's own system call, or a copy-on-write fault the kernel resolves.)"""
+    """A kernel-mode write fault in QEMU's log (@p events, of ISA @p model: pagoda_pt.isa) of a
+    user copy (its PC in the fix-up table @p fixups) on the argument page at the top of the user
+    stack (@p stack_top) before any event from user mode, as one sentence, or None. Before any
+    process has run, the kernel copies into user memory only to load a program, and the argument
+    page is mapped in the new program's root before its arguments are written: a copy that faults
+    there wrote through the root that was live (the kernel's), not through the new one. (Once
+    processes run, a copy that faults on a stack page is a program's own system call, or a
+    copy-on-write fault the kernel resolves. A read is never the loader's: on x86_64 a program's
+    first system call leaves nothing in QEMU's log, so its copy from the stack can come "before any
+    event from user mode".)"""
     for e in events:
-        if e.privilege == user_privilege:
+        if e.privilege == model.user_privilege:
             return None
         if e.kind != "exception" or e.address is None or e.pc not in fixups:
             continue
-        if not stack_top - page <= e.address < stack_top:
+        if not stack_top - page <= e.address < stack_top or not model.access(e.error or 0)[1]:   # (a write)
             continue
         live = "root %#x" % e.root if e.root is not None else "the kernel's root"
         return ("a user copy (PC %#x) faulted on %#x, in the argument page at the top of the user stack, before any "
