@@ -192,8 +192,7 @@ Result<void> take_property(Node& node, usize depth, StringView name, Bytes value
   else if (name == "device_type") {
     node.memory = as_string(value) == "memory";
     node.cpu = as_string(value) == "cpu";
-  }
-  else if (name == "bootargs" && depth == 2 && base_name(node.name) == "chosen") out.set_cmdline(as_string(value));
+  } else if (name == "bootargs" && depth == 2 && base_name(node.name) == "chosen") out.set_cmdline(as_string(value));
   return {};
 }
 

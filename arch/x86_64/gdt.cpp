@@ -112,7 +112,7 @@ void gdt_init(u32 cpu) {
   u64* gdt = g_gdt[cpu];
   for (usize i = 0; i < kIstStacks; ++i)
     tss.ist[i] = reinterpret_cast<u64>(g_ist_stacks[cpu][i] + kIstStackSize);  // slot i+1
-  tss.iomap_base = sizeof(Tss);                                               // no I/O permission bitmap
+  tss.iomap_base = sizeof(Tss);                                                // no I/O permission bitmap
 
   const u64 base = reinterpret_cast<u64>(&tss);
   const u64 limit = sizeof(Tss) - 1;

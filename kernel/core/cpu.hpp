@@ -40,12 +40,12 @@ struct Mailbox {
 /// the mailbox, which others fill.
 struct Cpu {
   u32 id = 0;
-  bool online = false;          ///< set once by the CPU itself, when it runs the kernel's idle loop
-  uptr stack_bottom = 0;        ///< its kernel stack (0 for the boot CPU: boot.S's boot_stack)
+  bool online = false;    ///< set once by the CPU itself, when it runs the kernel's idle loop
+  uptr stack_bottom = 0;  ///< its kernel stack (0 for the boot CPU: boot.S's boot_stack)
   uptr stack_top = 0;
-  u64 ticks = 0;                ///< timer interrupts this CPU took
-  u64 ipis = 0;                 ///< inter-processor interrupts this CPU took
-  Mailbox mailbox;              ///< what another CPU asks of it
+  u64 ticks = 0;    ///< timer interrupts this CPU took
+  u64 ipis = 0;     ///< inter-processor interrupts this CPU took
+  Mailbox mailbox;  ///< what another CPU asks of it
 };
 
 /// CPU @p id's area (id < kMaxCpus).
