@@ -241,18 +241,25 @@ def test_the_grader_and_the_gdb_tools_name_kernel_symbols_and_facts_only_through
     assert not problems, "\n".join(problems)
 
 
-def test_the_checks_name_a_renamed_function_a_missing_fact_and_a_name_written_outside(reference_kernel):
-    # A kernel without fork_process (renamed): the ELF check names it.
-    real = symbols.symbol_table(reference_kernel)
-    renamed = tuple(symbols.Symbol(s.name.replace("fork_process", "fork_proc"), s.address, s.size, s.kind)
-                    for s in real)
+def elf_problems_renamed(kernel, renames):
+    """elf_problems() of the x86_64 @p kernel as if its symbols were renamed ({old: new} in each name)."""
+    def rename(name):
+        for old, new in renames.items():
+            name = name.replace(old, new)
+        return name
+    renamed = tuple(symbols.Symbol(rename(s.name), s.address, s.size, s.kind) for s in symbols.symbol_table(kernel))
     symbols.symbol_table.cache_clear(), symbols.symbols.cache_clear(), symbols._names.cache_clear()
     try:
-        original, symbols.symbol_table = symbols.symbol_table, lambda kernel: renamed
-        found = elf_problems(reference_kernel, "x86_64")
+        original, symbols.symbol_table = symbols.symbol_table, lambda _: renamed
+        return elf_problems(kernel, "x86_64")
     finally:
         symbols.symbol_table = original
         symbols.symbols.cache_clear(), symbols._names.cache_clear()
+
+
+def test_the_checks_name_a_renamed_function_a_missing_fact_and_a_name_written_outside(reference_kernel):
+    # A kernel without fork_process (renamed): the ELF check names it.
+    found = elf_problems_renamed(reference_kernel, {"fork_process": "fork_proc"})
     assert [p for p in found if str(contract.FORK) in p] and len(found) == 1, found
     # A lab tree whose sources lost it, and a fact: the tree check names both.
     texts = {a: "i64 fork_proc(Process& p);\nPAGODA_FACT(page_size, 4096)" for a in ARCHES}
@@ -269,16 +276,7 @@ def test_the_checks_name_a_renamed_function_a_missing_fact_and_a_name_written_ou
 def test_a_symbol_fault_why_reads_renamed_or_written_outside_fails_the_contract(reference_kernel, aarch64_kernel):
     # fault-why calls the kernel's fault decision and reads the vector stubs' address: a kernel that
     # renamed them fails the ELF check, naming each.
-    real = symbols.symbol_table(reference_kernel)
-    renamed = tuple(symbols.Symbol(s.name.replace("decide_fault", "decide").replace("x86_vector_stubs", "x86_stubs"),
-                                   s.address, s.size, s.kind) for s in real)
-    symbols.symbol_table.cache_clear(), symbols.symbols.cache_clear(), symbols._names.cache_clear()
-    try:
-        original, symbols.symbol_table = symbols.symbol_table, lambda kernel: renamed
-        found = elf_problems(reference_kernel, "x86_64")
-    finally:
-        symbols.symbol_table = original
-        symbols.symbols.cache_clear(), symbols._names.cache_clear()
+    found = elf_problems_renamed(reference_kernel, {"decide_fault": "decide", "x86_vector_stubs": "x86_stubs"})
     assert len(found) == 2 and any(str(contract.DECIDE_FAULT) in p for p in found) and \
         any(str(contract.X86.VECTOR_STUBS) in p for p in found), found
     # GDB code that writes a symbol, a fact's symbol, a type or a call GDB evaluates itself: each named.

@@ -312,8 +312,7 @@ a browser. ./pagoda run --memview writes the same page."""
         path = os.path.abspath(args.positional[0] if args.positional else "memview.html")
         pc = int(gdb.parse_and_eval("$pc")) & ((1 << 64) - 1)
         with target.physical_memory() as read_phys:
-            snap = picture.take(arch, read_phys, lambda name: kernel.symbol_address("'%s'" % name if "(" in name else name),
-                                "Pagoda under GDB, stopped at %#x" % pc)     # (GDB wants '...(anonymous namespace)...')
+            snap = picture.take(arch, read_phys, kernel.symbol_address, "Pagoda under GDB, stopped at %#x" % pc)
         with open(path, "w") as f:
             f.write(picture.to_html(snap))
         out("memview-html: wrote %s (%d KiB%s)" % (path, os.path.getsize(path) // 1024,

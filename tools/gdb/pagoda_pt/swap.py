@@ -39,7 +39,8 @@ from .verdicts import Evidence, explain, missing_rmap_node, shared_backing, stal
 STATE_MAGIC = b"PGSWAP\0\0"
 STATE_VERSION = 1
 _HEAD = struct.Struct("<8sII14Q")
-COUNTERS = ("evictions", "writes", "reads", "clean_evictions", "cleanings")
+# The swapper's counters, each a fact swap_counter_<name> (declared once: the contract).
+COUNTERS = tuple(n[len("swap_counter_"):] for n in C.FACTS if n.startswith("swap_counter_"))
 MAX_ITEMS = 1 << 24       # a bound on what a corrupted header can make us read
 
 
