@@ -195,6 +195,7 @@ boot_high_entry:
         b.lo    1b
         ldr     x0, =aarch64_vectors
         msr     vbar_el1, x0
+        msr     tpidrro_el0, xzr        /* the boot CPU's per-CPU slot: 0 (arch_impl/this_cpu.hpp) */
         isb
         mov     x29, xzr                /* the end of every backtrace */
         mov     x30, xzr

@@ -25,6 +25,7 @@
 #define PARAM_STACK 40
 #define PARAM_TTBR0 48
 #define PARAM_CPU 56
+#define PER_CPU_SLOT_SHIFT 4   /* arch::kCpuSlotStride = 16 */
 
         .text
         .global aarch64_secondary_entry
@@ -70,6 +71,9 @@ aarch64_secondary_entry:
         mov     sp, x1
         ldr     x1, =aarch64_vectors
         msr     vbar_el1, x1
+        ldr     x1, [x19, #PARAM_CPU]   /* this CPU's per-CPU slot (arch_impl/this_cpu.hpp) */
+        lsl     x1, x1, #PER_CPU_SLOT_SHIFT
+        msr     tpidrro_el0, x1
         ldr     x1, [x19, #PARAM_TTBR0]
         msr     ttbr0_el1, x1
         isb

@@ -43,9 +43,11 @@ extern "C" void aarch64_switch_context(pagoda::uptr* save_sp, pagoda::uptr load_
 extern "C" pagoda::usize aarch64_user_copy(void* dst, const void* src, pagoda::usize n);
 extern "C" pagoda::i64 aarch64_user_string_copy(char* dst, const char* src, pagoda::usize max);
 
-/// The top of the kernel stack every exception from EL0 lands on (the vector entries load SP_EL1
-/// from it, vectors.S): arch::set_kernel_stack() sets it to the next process's at a switch.
-extern "C" pagoda::u64 aarch64_user_trap_sp = 0;
+/// The top of the kernel stack every exception from EL0 lands on, per CPU (the vector entries
+/// load SP_EL1 from this CPU's slot, vectors.S): arch::set_kernel_stack() sets it to the next
+/// process's at a switch.
+extern "C" constinit pagoda::PerCpu<pagoda::u64> aarch64_user_trap_sp_of asm("aarch64_user_trap_sp") = {};
+static_assert(pagoda::kMaxCpus == 2, "vectors.S's MAX_CPUS");
 
 /// What the synchronous vector of the kernel (vectors.S, kstack_check) compares the stack
 /// pointer with: {kStackBase, the area's size, slot stride - 1, guard size}. From the one
@@ -219,6 +221,10 @@ void user_exception(const TrapFrame& f) {
 }  // namespace pagoda::aarch64
 
 namespace pagoda::arch {
+
+/// This CPU's slot of aarch64_user_trap_sp, by the name the one-CPU code (lab 3's
+/// set_kernel_stack()) reads and assigns.
+constexpr ThisCpu<aarch64_user_trap_sp_of> aarch64_user_trap_sp{};
 
 Result<void> user_mode_init(FormatSink& report) {
   using namespace aarch64;

@@ -18,8 +18,8 @@
  *       x30 ... x0
  *     lower addresses  <- SP = struct TrapFrame* passed to aarch64_trap()
  *
- * Every entry for an exception from EL0 first loads SP_EL1 from aarch64_user_trap_sp, the top of
- * the running process's kernel stack (arch::set_kernel_stack() sets it at every switch, before
+ * Every entry for an exception from EL0 first loads SP_EL1 from this CPU's slot of
+ * aarch64_user_trap_sp (core/cpu.hpp's PerCpu), the top of the running process's kernel stack (arch::set_kernel_stack() sets it at every switch, before
  * the process's root is loaded; user_mode.cpp), the way x86_64's CPU loads TSS.RSP0: what
  * SP_EL1 held when the kernel returned to EL0 does not matter. x0 waits in TPIDR_EL1 meanwhile.
  *
@@ -48,7 +48,9 @@
 #define KIND_FIRST_LOWER_EL 8
 #define ESR_CLASS_SHIFT 26
 #define ESR_CLASS_SVC64 0x15
-#define OVERFLOW_STACK_SIZE (8 * 1024)
+#define OVERFLOW_STACK_SHIFT 13
+#define OVERFLOW_STACK_SIZE (1 << OVERFLOW_STACK_SHIFT)
+#define MAX_CPUS 2              /* kMaxCpus (core/cpu.hpp) */
 
 .macro vector_entry kind
         .balign VECTOR_ENTRY_SIZE
@@ -58,11 +60,17 @@
         b       aarch64_trap_entry
 .endm
 
-/* From EL0: SP_EL1 = aarch64_user_trap_sp (the running process's kernel stack top). */
+/* From EL0: SP_EL1 = this CPU's slot of aarch64_user_trap_sp (the top of the kernel stack of the
+   process running on it). The slot's offset is in TPIDRRO_EL0 (arch_impl/this_cpu.hpp); SP,
+   whose value does not matter yet, holds it while x0 takes the address. */
 .macro user_trap_stack
         msr     tpidr_el1, x0
+        mrs     x0, tpidrro_el0
+        mov     sp, x0
         adrp    x0, aarch64_user_trap_sp
-        ldr     x0, [x0, #:lo12:aarch64_user_trap_sp]
+        add     x0, x0, #:lo12:aarch64_user_trap_sp
+        add     x0, sp, x0
+        ldr     x0, [x0]
         mov     sp, x0
         mrs     x0, tpidr_el1
 .endm
@@ -155,9 +163,12 @@ current_el_sync:
    ran over. The frame goes on the overflow stack; its sp is the one that ran over. */
 aarch64_kstack_overflow:
         mov     x0, sp
+        mrs     x1, tpidrro_el0         /* this CPU's: 16 * its index (arch_impl/this_cpu.hpp) */
+        lsl     x1, x1, #(OVERFLOW_STACK_SHIFT - 4)
+        mov     sp, x1
         adrp    x1, aarch64_overflow_stack_top
         add     x1, x1, #:lo12:aarch64_overflow_stack_top
-        mov     sp, x1
+        add     sp, sp, x1
         sub     sp, sp, #TRAP_FRAME_SIZE
         str     x0, [sp, #TRAP_FRAME_SP]
         mrs     x0, tpidr_el1
@@ -250,11 +261,13 @@ aarch64_trap_return:
         .global aarch64_trap_entry_end
 aarch64_trap_entry_end:
 
-        /* Where aarch64_kstack_overflow builds its frame: one stack for the whole machine (the
-           overflow report panics; nothing returns from it). */
+        /* Where aarch64_kstack_overflow builds its frame: one stack per CPU, CPU c's top at
+           aarch64_overflow_stack_top + c * OVERFLOW_STACK_SIZE (the overflow report panics;
+           nothing returns from it). */
         .bss
         .balign 16
         .global aarch64_overflow_stack_bottom, aarch64_overflow_stack_top
 aarch64_overflow_stack_bottom:
         .skip   OVERFLOW_STACK_SIZE
 aarch64_overflow_stack_top:
+        .skip   OVERFLOW_STACK_SIZE * (MAX_CPUS - 1)

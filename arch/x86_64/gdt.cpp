@@ -49,7 +49,13 @@ constexpr u64 kTssTypeAvailable = 0x9;
 constexpr u64 kDescriptorPresent = 1ull << 47;
 constexpr usize kIstStackSize = 16 * KiB;
 constexpr usize kIstStacks = 3;
-constexpr usize kGdtEntries = 7;  // null, kcode, kdata, udata, ucode, tss (2 slots)
+constexpr u64 kLdtType = 0x2;
+/// null, kcode, kdata, udata, ucode, tss (2 slots); then, in the GDT of CPU c >= 1, an empty LDT's
+/// descriptor (2 slots) at selector c * X86_CPU_SLOT_STRIDE: the CPU's LDTR, which
+/// arch::this_cpu_slot() reads (CPU 0's LDTR is null: 0).
+constexpr u16 kLdtSelector(u32 cpu) { return u16(cpu * X86_CPU_SLOT_STRIDE); }
+constexpr usize kGdtEntries = kMaxCpus == 1 ? 7 : (kLdtSelector(kMaxCpus - 1) >> 3) + 2;
+static_assert(kLdtSelector(1) >> 3 >= 7, "the LDT descriptors come after the TSS's");
 
 /// Each CPU has its own GDT, TSS and IST stacks: a TSS holds the CPU's RSP0 and its IST stacks,
 /// and a busy TSS descriptor cannot be loaded by a second CPU (LTR marks it busy).
@@ -124,6 +130,10 @@ void gdt_init(u32 cpu) {
   gdt[kTssSelector >> 3] = (limit & 0xffff) | ((base & 0xffffff) << 16) | (kTssTypeAvailable << 40) |
                            kDescriptorPresent | (((limit >> 16) & 0xf) << 48) | (((base >> 24) & 0xff) << 56);
   gdt[(kTssSelector >> 3) + 1] = base >> 32;
+  // An LDT with no entries (limit 0: every LDT selector faults) whose selector says which CPU this is.
+  for (usize i = 7; i < kGdtEntries; ++i) gdt[i] = 0;
+  const u16 ldt = kLdtSelector(cpu);
+  if (ldt != 0) gdt[ldt >> 3] = (kLdtType << 40) | kDescriptorPresent;
 
   const DescriptorPointer pointer{sizeof g_gdt[0] - 1, reinterpret_cast<u64>(gdt)};
   asm volatile("lgdt %0\n"
@@ -136,8 +146,9 @@ void gdt_init(u32 cpu) {
                "movw %w2, %%es\n"
                "movw %w2, %%ss\n"
                "ltr %w3\n"
+               "lldt %w4\n"
                :
-               : "m"(pointer), "i"(u64(kKernelCode)), "r"(u32(kKernelData)), "r"(u32(kTssSelector))
+               : "m"(pointer), "i"(u64(kKernelCode)), "r"(u32(kKernelData)), "r"(u32(kTssSelector)), "r"(u32(ldt))
                : "rax", "memory");
 }
 

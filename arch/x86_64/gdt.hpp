@@ -20,7 +20,8 @@ inline constexpr u8 kIstNmi = 2;
 inline constexpr u8 kIstMachineCheck = 3;
 
 /// Builds and loads CPU @p cpu's own GDT and TSS (with its own IST stacks), reloading every
-/// segment register; run on that CPU.
+/// segment register, and its LDTR: @p cpu * X86_CPU_SLOT_STRIDE (arch_impl/this_cpu.hpp); run
+/// on that CPU.
 void gdt_init(u32 cpu);
 
 /// True when @p address lies on one of the kernel's stacks (the boot stack, an IST stack, or a

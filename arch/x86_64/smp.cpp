@@ -26,6 +26,7 @@
 #include "mm/vm.hpp"
 
 extern "C" char x86_ap_trampoline[], x86_ap_trampoline_end[], x86_ap_params[], __kernel_virt_offset[];
+extern "C" char x86_syscall_entry_cpu1[];
 extern "C" [[noreturn]] void x86_ap_start(pagoda::u32 cpu, pagoda::u64 kernel_root);
 
 namespace pagoda::x86 {
@@ -37,6 +38,7 @@ constexpr u8 kMadtLocalApic = 0;
 constexpr u32 kMadtEnabled = 1u << 0, kMadtOnlineCapable = 1u << 1;
 constexpr u32 kMsrKernelGsBase = 0xC0000102;
 constexpr u32 kMsrStar = 0xC0000081, kMsrLstar = 0xC0000082, kMsrSfmask = 0xC0000084;
+static_assert(kMaxCpus == 2, "x86_ap_start() gives CPU 1 the one secondary system-call entry");
 constexpr u64 kEferActive = 1u << 10;  // EFER.LMA: read-only, set by the CPU itself
 
 /// What the trampoline reads, at x86_ap_params in its copy (ap_trampoline.S, same order).
@@ -55,7 +57,7 @@ u32 g_cpus_present = 1;
 
 /// What a secondary CPU copies from the boot CPU: its protections and system-call entry.
 struct BootCpuState {
-  u64 cr4, efer, star, lstar, sfmask;
+  u64 cr4, efer, star, sfmask;
 };
 BootCpuState g_boot_state;
 
@@ -149,7 +151,7 @@ extern "C" [[noreturn]] void x86_ap_start(pagoda::u32 cpu, pagoda::u64 kernel_ro
   write_cr4(g_boot_state.cr4);  // SMEP, SMAP, UMIP as the boot CPU
   wrmsr(kMsrEfer, g_boot_state.efer & ~kEferActive);
   wrmsr(kMsrStar, g_boot_state.star);
-  wrmsr(kMsrLstar, g_boot_state.lstar);
+  wrmsr(kMsrLstar, reinterpret_cast<u64>(x86_syscall_entry_cpu1));  // its own entry (switch.S)
   wrmsr(kMsrSfmask, g_boot_state.sfmask);
   lapic_timer_init_secondary();
   cpu_secondary_main(cpu);
@@ -177,7 +179,7 @@ u32 cpus_present() { return g_cpus_present; }
 
 bool start_cpu(u32 id, uptr stack_top) {
   if (id == 0 || id >= g_cpus_present) return false;
-  g_boot_state = {read_cr4(), rdmsr(kMsrEfer), rdmsr(kMsrStar), rdmsr(kMsrLstar), rdmsr(kMsrSfmask)};
+  g_boot_state = {read_cr4(), rdmsr(kMsrEfer), rdmsr(kMsrStar), rdmsr(kMsrSfmask)};
 
   // The temporary root: the kernel's half as the kernel's root has it, the first 2 MiB identity.
   const PhysAddr kernel_root(read_cr3() & PageTableFormat::kAddressMask);

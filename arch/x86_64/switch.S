@@ -21,9 +21,10 @@
  *
  * The system-call entry. `syscall` left RIP in RCX and RFLAGS in R11, masked RFLAGS with
  * SFMASK (IF, TF, DF, AC, NT cleared), loaded CS/SS from STAR, and did NOT change RSP: the
- * user's stack pointer is still in RSP. Pagoda has one CPU and uses no GS base, so the entry
- * parks the user RSP in a global and loads the kernel stack of the current process from
- * x86_syscall_kernel_rsp (set with TSS.RSP0 by arch::set_kernel_stack). It then builds the same
+ * user's stack pointer is still in RSP. Pagoda uses no GS base: each CPU has its own copy of
+ * the entry (its LSTAR), which parks the user RSP in that CPU's slot of a global and loads the
+ * kernel stack of its current process from its slot of x86_syscall_kernel_rsp (set with
+ * TSS.RSP0 by arch::set_kernel_stack). It then builds the same
  * TrapFrame as an interrupt from ring 3 (trap_frame.hpp), with vector X86_SYSCALL_VECTOR, so
  * that reports, the debugger and the context switch see one shape of frame:
  *
@@ -71,18 +72,22 @@ x86_switch_context:
         .cfi_endproc
         .size   x86_switch_context, . - x86_switch_context
 
-        .section .text.x86_syscall, "ax", @progbits
+/* The system-call entry of CPU \cpu: each CPU's LSTAR names its own (arch::start_cpu()), which
+   reads and writes that CPU's slot of x86_syscall_kernel_rsp and x86_syscall_user_rsp (a slot
+   every X86_CPU_SLOT_STRIDE bytes, CPU 0's first), so `syscall` needs no free register to
+   find its CPU's stack. */
+.macro  syscall_entry name, cpu
         .balign X86_PAGE_SIZE
-        .global x86_syscall_entry
-        .type   x86_syscall_entry, @function
-x86_syscall_entry:
+        .global \name
+        .type   \name, @function
+\name:
         .cfi_startproc simple
         .cfi_undefined %rip             /* a backtrace from here ends in user mode */
         .cfi_def_cfa %rsp, 0
-        movq    %rsp, x86_syscall_user_rsp(%rip)
-        movq    x86_syscall_kernel_rsp(%rip), %rsp
+        movq    %rsp, x86_syscall_user_rsp + \cpu * X86_CPU_SLOT_STRIDE(%rip)
+        movq    x86_syscall_kernel_rsp + \cpu * X86_CPU_SLOT_STRIDE(%rip), %rsp
         pushq   $X86_USER_DATA_SELECTOR /* SS */
-        pushq   x86_syscall_user_rsp(%rip)   /* RSP */
+        pushq   x86_syscall_user_rsp + \cpu * X86_CPU_SLOT_STRIDE(%rip)   /* RSP */
         pushq   %r11                    /* RFLAGS */
         pushq   $X86_USER_CODE_SELECTOR /* CS */
         pushq   %rcx                    /* RIP */
@@ -128,12 +133,18 @@ x86_syscall_entry:
         popq    %rsp                    /* the user's stack: nothing may use the stack now */
         sysretq
         .cfi_endproc
-        .size   x86_syscall_entry, . - x86_syscall_entry
+        .size   \name, . - \name
+.endm
+
+        .section .text.x86_syscall, "ax", @progbits
+        syscall_entry x86_syscall_entry, 0
         .global x86_syscall_entry_end
 x86_syscall_entry_end:
+        syscall_entry x86_syscall_entry_cpu1, 1     /* on a page of its own, after CPU 0's */
 
         .bss
         .balign 8
         .global x86_syscall_kernel_rsp, x86_syscall_user_rsp
-x86_syscall_kernel_rsp: .skip 8         /* the current process's kernel stack top */
-x86_syscall_user_rsp:   .skip 8         /* the user RSP, between entry and the first push */
+        /* One slot per CPU (X86_SYSCALL_ENTRIES of them), CPU 0's first. */
+x86_syscall_kernel_rsp: .skip X86_CPU_SLOT_STRIDE * X86_SYSCALL_ENTRIES   /* its process's kernel stack top */
+x86_syscall_user_rsp:   .skip X86_CPU_SLOT_STRIDE * X86_SYSCALL_ENTRIES   /* the user RSP, until the first push */

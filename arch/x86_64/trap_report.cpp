@@ -8,12 +8,12 @@
 #include "arch/x86_64/cpu.hpp"
 #include "arch/x86_64/gdt.hpp"
 #include "arch/x86_64/traps.hpp"
+#include "arch/x86_64/user_mode.hpp"
 #include "core/panic.hpp"
 #include "mm/vm.hpp"
 #include "proc/kernel_stack.hpp"
 
 extern "C" char x86_syscall_entry[], boot_stack_guard[], boot_stack_bottom[], boot_stack_top[];
-extern "C" pagoda::u64 x86_syscall_kernel_rsp;
 
 namespace pagoda::x86 {
 namespace {
@@ -78,7 +78,7 @@ bool report_unmapped_stack(const TrapFrame& f) {
 /// it runs on the system-call stack it just loaded.
 bool in_syscall_entry(u64 rip) {
   const u64 entry = reinterpret_cast<u64>(x86_syscall_entry);
-  return rip >= entry && rip < entry + kPageSize;
+  return rip >= entry && rip < entry + kMaxCpus * kPageSize;  // a page per CPU (switch.S)
 }
 
 }  // namespace
@@ -141,10 +141,11 @@ DoubleFault report_double_fault(const TrapFrame& f, FormatSink& why) {
   if (in_syscall_entry(f.rip) && !vm::mapped_now(VirtAddr(f.rsp - sizeof(u64)))) {
     char text[400];
     BufferSink sink(text, sizeof text);
-    if (proc::explain_user_trap_stack(sink, "the system-call stack", x86_syscall_kernel_rsp)) {
+    const u64 syscall_rsp = x86_syscall_kernel_rsp;
+    if (proc::explain_user_trap_stack(sink, "the system-call stack", syscall_rsp)) {
       println("TRAP FROM USER MODE WITHOUT A KERNEL STACK: the system-call entry loaded the stack {:#x} and "
               "could not push its frame there, so the CPU raised a double fault on its own IST stack: {}",
-              x86_syscall_kernel_rsp, sink.view());
+              syscall_rsp, sink.view());
       report_exception(f);
       format_to(why, "{}", sink.view());
       return DoubleFault::TrapStack;

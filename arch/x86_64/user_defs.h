@@ -17,6 +17,12 @@
 #define X86_USER_CODE_SELECTOR (0x20 | 3)
 #define X86_TSS_SELECTOR 0x28
 
+/* Per-CPU slots (arch_impl/this_cpu.hpp): CPU c's LDTR is c * X86_CPU_SLOT_STRIDE, the byte
+   offset of its slot of a per-CPU value (a multiple of 8: a GDT selector with TI 0, RPL 0). The
+   system-call entry has one copy per CPU, for X86_SYSCALL_ENTRIES CPUs (kMaxCpus, core/cpu.hpp). */
+#define X86_CPU_SLOT_STRIDE 64
+#define X86_SYSCALL_ENTRIES 2
+
 /* A TrapFrame built by the system-call entry carries this in its vector field: not an IDT
    vector (those are 0..255), so a frame says how it was made. */
 #define X86_SYSCALL_VECTOR 0x100

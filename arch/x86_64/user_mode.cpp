@@ -31,9 +31,8 @@
 #include "proc/kernel_stack.hpp"
 #include "proc/user_memory.hpp"
 
-extern "C" char x86_syscall_entry[], x86_trap_return[];
+extern "C" char x86_syscall_entry[], x86_syscall_entry_cpu1[], x86_trap_return[];
 extern "C" void x86_switch_context(pagoda::uptr* save_sp, pagoda::uptr load_sp);
-extern "C" pagoda::u64 x86_syscall_kernel_rsp;
 
 pagoda::u8 x86_smap_enabled = 0;  // (user_mode.hpp)
 
@@ -171,11 +170,13 @@ extern "C" pagoda::i64 x86_user_string_copy(char* dst, const char* src, pagoda::
 
 namespace pagoda::arch {
 
+using x86::x86_syscall_kernel_rsp;  // this CPU's slot (user_mode.hpp)
+
 Result<void> user_mode_init(FormatSink& report) {
   using namespace x86;
   wrmsr(kMsrEfer, rdmsr(kMsrEfer) | kEferSyscall);
   wrmsr(kMsrStar, (u64(X86_KERNEL_DATA_SELECTOR) << 48) | (u64(X86_KERNEL_CODE_SELECTOR) << 32));
-  wrmsr(kMsrLstar, reinterpret_cast<u64>(x86_syscall_entry));
+  wrmsr(kMsrLstar, reinterpret_cast<u64>(x86_syscall_entry));  // the boot CPU's (the others': syscall_entry())
   wrmsr(kMsrSfmask, kRflagsIf | kRflagsTf | kRflagsDf | kRflagsNt | kRflagsAc);
   const CpuidResult features = cpuid(0).eax >= kCpuidStructured ? cpuid(kCpuidStructured) : CpuidResult{};
   u64 cr4 = read_cr4();
@@ -293,7 +294,7 @@ extern "C" void x86_syscall(pagoda::x86::TrapFrame* frame) {
   // The entry pushed the frame on the stack it loaded from x86_syscall_kernel_rsp: the calling
   // process's own kernel stack, or the switch to it went wrong.
   pagoda::proc::check_user_trap_frame(reinterpret_cast<pagoda::uptr>(frame), "the system-call stack",
-                                      x86_syscall_kernel_rsp);
+                                      pagoda::x86::x86_syscall_kernel_rsp);
   // LAB 3 BEGIN the system-call ABI: the number and arguments from the frame, the result into it
   // kernel/lib/abi.hpp: the number in RAX, the arguments in RDI RSI RDX R10 R8 R9 (R10, not
   // RCX: `syscall` overwrote RCX with the return address); the result back in RAX.

@@ -3,14 +3,24 @@
 #pragma once
 
 #include "arch/x86_64/trap_frame.hpp"
+#include "arch/x86_64/user_defs.h"
+#include "core/cpu.hpp"
 #include "mm/base/perms.hpp"
 
 /// 1 once CR4.SMAP is on (user_mode.cpp sets it): the trap entry (vectors.S) clears RFLAGS.AC
 /// only then (CLAC is undefined on a CPU without SMAP), and a kernel fault on a user address
 /// reads it to tell a guarded access from an open one.
 extern "C" pagoda::u8 x86_smap_enabled;
+/// Each CPU's kernel stack for `syscall` (switch.S: each CPU's entry loads its own slot; CPU 0's
+/// first).
+extern "C" pagoda::PerCpu<pagoda::u64> x86_syscall_kernel_rsp_of asm("x86_syscall_kernel_rsp");
+static_assert(X86_SYSCALL_ENTRIES == pagoda::kMaxCpus, "switch.S has one system-call entry per CPU");
 
 namespace pagoda::x86 {
+
+/// This CPU's slot of x86_syscall_kernel_rsp, by the name the one-CPU code (lab 3's
+/// set_kernel_stack()) reads and assigns.
+inline constexpr ThisCpu<x86_syscall_kernel_rsp_of> x86_syscall_kernel_rsp{};
 
 /// The name of the privileged instruction @p code starts with ("hlt", "cli", "mov to/from a
 /// control register", ...), or nullptr when it is not one (a \#GP in ring 3 then came from a

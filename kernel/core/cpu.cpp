@@ -12,7 +12,12 @@ namespace {
 /// bring-up takes 0 to 2 (docs/boot.md), so this bound is only met by a CPU that never runs.
 constexpr u64 kMaxOnlineWaits = 50'000'000;
 
+/// Waits for a CPU told to stop (cpus_stop_others()) before the panicking CPU goes on without
+/// it: as kMaxOnlineWaits, far more than an idle CPU takes to answer its IPI.
+constexpr u64 kMaxStopWaits = 5'000'000;
+
 Cpu g_cpus[kMaxCpus];
+bool g_stopping = false;
 alignas(16) u8 g_cpu_stacks[kMaxCpus - 1][kCpuStackSize];
 
 bool is_online(const Cpu& c) { return __atomic_load_n(&c.online, __ATOMIC_ACQUIRE); }
@@ -80,7 +85,34 @@ void acknowledge_mailbox() {
 
 }  // namespace
 
+bool cpus_stopping() { return __atomic_load_n(&g_stopping, __ATOMIC_ACQUIRE); }
+
+void cpu_stop_here() {
+  arch::interrupts_disable();
+  __atomic_store_n(&this_cpu().stopped, true, __ATOMIC_RELEASE);
+  for (;;) arch::wait_for_interrupt();  // with interrupts off: halted (x86_64 HLT; AArch64 WFI again)
+}
+
+u32 cpus_stop_others() {
+  __atomic_store_n(&g_stopping, true, __ATOMIC_RELEASE);
+  const Cpu& me = this_cpu();
+  u32 running = 0;
+  for (u32 id = 0; id < kMaxCpus; ++id) {
+    Cpu& c = g_cpus[id];
+    if (&c == &me || !is_online(c)) continue;
+    arch::send_ipi(id);
+    u64 waits = 0;
+    while (!__atomic_load_n(&c.stopped, __ATOMIC_ACQUIRE) && waits < kMaxStopWaits) {
+      arch::cpu_relax();
+      ++waits;
+    }
+    if (!__atomic_load_n(&c.stopped, __ATOMIC_ACQUIRE)) ++running;
+  }
+  return running;
+}
+
 void cpu_ipi_received() {
+  if (cpus_stopping()) cpu_stop_here();
   Cpu& c = this_cpu();
   c.ipis = c.ipis + 1;
   serve_mailbox();
@@ -92,6 +124,7 @@ u64 cpu_request(u32 target, MailboxOp op, uptr address) {
   Mailbox& m = cpu(target).mailbox;
   const bool interrupts = arch::interrupts_save();
   while (!m.lock.try_lock()) {  // another CPU's request to it is in flight: serve ours meanwhile
+    if (cpus_stopping()) cpu_stop_here();
     if (serve_mailbox()) acknowledge_mailbox();
     arch::cpu_relax();
   }
@@ -101,6 +134,7 @@ u64 cpu_request(u32 target, MailboxOp op, uptr address) {
   __atomic_store_n(&m.sent, sequence, __ATOMIC_RELEASE);
   arch::send_ipi(target);
   while (__atomic_load_n(&m.acked, __ATOMIC_ACQUIRE) != sequence) {
+    if (cpus_stopping()) cpu_stop_here();
     if (serve_mailbox()) acknowledge_mailbox();
     arch::cpu_relax();
   }

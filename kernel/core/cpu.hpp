@@ -6,6 +6,7 @@
 /// and the second CPU idles, taking its own timer interrupts and inter-processor interrupts.
 #pragma once
 
+#include "arch_impl/this_cpu.hpp"
 #include "core/spinlock.hpp"
 #include "lib/types.hpp"
 
@@ -15,6 +16,34 @@ namespace pagoda {
 inline constexpr u32 kMaxCpus = 2;
 /// The size of each secondary CPU's kernel stack (the boot CPU has boot_stack, boot.S).
 inline constexpr usize kCpuStackSize = 16 * KiB;
+
+/// One word of kernel state per CPU. CPU c's is at byte c * arch::kCpuSlotStride from the start
+/// (CPU 0's first: a debugger reading the symbol as one word reads the boot CPU's); this CPU's
+/// is one register read and one load (arch_impl/this_cpu.hpp).
+template <class T> struct PerCpu {
+  static_assert(sizeof(T) <= arch::kCpuSlotStride && arch::kCpuSlotStride % alignof(T) == 0);
+  static constexpr usize kPer = arch::kCpuSlotStride / sizeof(T);
+
+  T slot[kMaxCpus * kPer] = {};
+
+  /// This CPU's.
+  T& here() { return *reinterpret_cast<T*>(reinterpret_cast<uptr>(slot) + arch::this_cpu_slot()); }
+  /// CPU @p cpu's (cpu < kMaxCpus).
+  T& of(u32 cpu) { return slot[cpu * kPer]; }
+};
+
+/// This CPU's T of the PerCpu @p Slots, under the name of the one global it replaces (lab code
+/// written for one CPU keeps reading, assigning and taking the address of `g_current`).
+template <auto& Slots> struct ThisCpu {
+  using T = decltype(+Slots.slot[0]);
+  operator T() const { return Slots.here(); }
+  const ThisCpu& operator=(T value) const {
+    Slots.here() = value;
+    return *this;
+  }
+  T operator->() const { return Slots.here(); }
+  T* operator&() const { return &Slots.here(); }
+};
 
 /// What another CPU asks of this one (cpu_request()).
 enum class MailboxOp : u32 {
@@ -43,9 +72,10 @@ struct Cpu {
   bool online = false;    ///< set once by the CPU itself, when it runs the kernel's idle loop
   uptr stack_bottom = 0;  ///< its kernel stack (0 for the boot CPU: boot.S's boot_stack)
   uptr stack_top = 0;
-  u64 ticks = 0;    ///< timer interrupts this CPU took
-  u64 ipis = 0;     ///< inter-processor interrupts this CPU took
-  Mailbox mailbox;  ///< what another CPU asks of it
+  u64 ticks = 0;         ///< timer interrupts this CPU took
+  u64 ipis = 0;          ///< inter-processor interrupts this CPU took
+  bool stopped = false;  ///< set by the CPU itself when a panic elsewhere stopped it
+  Mailbox mailbox;       ///< what another CPU asks of it
 };
 
 /// CPU @p id's area (id < kMaxCpus).
@@ -75,6 +105,17 @@ void cpu_ipi_done();
 /// target acknowledges; returns the target's `value` (a Read's u64). Interrupts are off while it
 /// waits. One shootdown of one page is cpu_request(target, MailboxOp::InvalidatePage, page).
 u64 cpu_request(u32 target, MailboxOp op, uptr address);
+
+/// Stops every other online CPU for good (a panic): each takes an IPI whose handler halts it with
+/// interrupts off, and so does one found waiting on a request; waits, relaxing, a bounded while
+/// for each to say so. Returns how many CPUs did not (one spinning with interrupts off).
+u32 cpus_stop_others();
+/// Whether this CPU has been told to stop (cpus_stop_others()): it halts at its next IPI.
+bool cpus_stopping();
+/// Halts this CPU for good, interrupts off, saying so in its Cpu::stopped.
+[[noreturn]] void cpu_stop_here();
+/// For a panic: this CPU takes the console, whoever holds it (a stopped CPU may; core/console.cpp).
+void console_take_over();
 
 /// Where arch::start_cpu() leaves a secondary CPU, on its own stack with interrupts off, once its
 /// tables, protections and timer are set: it says it is online and idles for good.

@@ -28,15 +28,26 @@ void console_settle();
 /// The console as a FormatSink.
 FormatSink& console_sink();
 
+/// Holds the console for this CPU while one print() or println() writes its pieces, so that
+/// another CPU's output cannot cut into them; reentrant on its CPU (an interrupt's print, a panic
+/// in the middle of a line). console_unlock() once per console_lock(). (core/console.cpp; the
+/// host tests hold nothing.)
+void console_lock();
+void console_unlock();
+
 /// Formats to the console. The format is checked against the arguments at compile time.
 template <class... Args> void print(FormatString<Args...> format, const Args&... args) {
+  console_lock();
   format_to(console_sink(), format, args...);
+  console_unlock();
 }
 
 /// print() followed by a newline.
 template <class... Args> void println(FormatString<Args...> format, const Args&... args) {
+  console_lock();
   format_to(console_sink(), format, args...);
   console_write("\n");
+  console_unlock();
 }
 
 }  // namespace pagoda

@@ -5,6 +5,8 @@
 
 #include "mm/vm.hpp"
 
+#include "core/cpu.hpp"
+
 #include "mm/vm_parts.hpp"
 
 #include "core/arch.hpp"
@@ -361,15 +363,17 @@ AddressSpace& kernel_space() {
 }
 
 namespace {
-AddressSpace* g_current_space = nullptr;
+/// The space each CPU's current process runs in (nullptr: the kernel's).
+PerCpu<AddressSpace*> g_current_space;
 }  // namespace
 
 AddressSpace* current_space() {
   if (!g_ready) return nullptr;
-  return g_current_space != nullptr ? g_current_space : g_kernel_space;
+  AddressSpace* here = g_current_space.here();
+  return here != nullptr ? here : g_kernel_space;
 }
 
-void set_current_space(AddressSpace* space) { g_current_space = space; }
+void set_current_space(AddressSpace* space) { g_current_space.here() = space; }
 
 Walk walk_active(VirtAddr va) { return walk_tree<Format>(arch::live_root_for(va), g_table_memory, va); }
 

@@ -26,6 +26,7 @@
 /// guard: then the report says "kernel stack overflow".
 #pragma once
 
+#include "core/cpu.hpp"
 #include "lib/format.hpp"
 #include "lib/result.hpp"
 #include "lib/types.hpp"
@@ -125,9 +126,12 @@ bool kernel_stack_slot_used(usize slot);
 bool explain_user_trap_stack(FormatSink& sink, const char* what, uptr top);
 
 namespace detail {
-/// The running process's kernel stack [bottom, top) (0, 0 in kernel context): set at every
-/// switch (note_running_stack()), read at every trap from user mode.
-inline uptr g_running_stack_bottom = 0, g_running_stack_top = 0;
+/// The kernel stack [bottom, top) of the process running on each CPU (0, 0 in kernel context):
+/// set at every switch (note_running_stack()), read at every trap from user mode.
+struct RunningStack {
+  uptr bottom = 0, top = 0;
+};
+inline PerCpu<RunningStack> g_running_stack;
 void user_trap_frame_elsewhere(uptr frame, const char* what, uptr top);
 }  // namespace detail
 
@@ -135,17 +139,19 @@ void user_trap_frame_elsewhere(uptr frame, const char* what, uptr top);
 /// else, with where the frame was pushed (@p frame: its lowest address) and the stack value it
 /// came from (@p what, @p top: "TSS.RSP0", its value): panics, naming the cause, when the frame is
 /// not on the current process's own kernel stack. Two compares when it is.
-inline void check_user_trap_frame(uptr frame, const char* what, uptr top) {
-  if (frame - detail::g_running_stack_bottom < detail::g_running_stack_top - detail::g_running_stack_bottom) [[likely]]
+/// (@p top is read only then: it may be a per-CPU value's proxy, read at a cost.)
+template <class Top> inline void check_user_trap_frame(uptr frame, const char* what, const Top& top) {
+  const detail::RunningStack& running = detail::g_running_stack.here();
+  if (frame - running.bottom < running.top - running.bottom) [[likely]]
     return;
-  detail::user_trap_frame_elsewhere(frame, what, top);
+  detail::user_trap_frame_elsewhere(frame, what, uptr(top));
 }
 
 /// Records @p stack (invalid: none, the idle loop) as the running process's kernel stack, for
 /// check_user_trap_frame(); the scheduler calls it with every switch.
 inline void note_running_stack(const KernelStack& stack) {
-  detail::g_running_stack_bottom = stack.valid() ? stack.bottom().value() : 0;
-  detail::g_running_stack_top = stack.valid() ? stack.top().value() : 0;
+  detail::g_running_stack.here() = {stack.valid() ? stack.bottom().value() : 0,
+                                    stack.valid() ? stack.top().value() : 0};
 }
 
 /// Writes where the kernel address @p va lies, for the report of a kernel fault at it: "on the

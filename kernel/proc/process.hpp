@@ -37,6 +37,7 @@
 /// (parent 0: the idle loop reaps them).
 #pragma once
 
+#include "core/cpu.hpp"
 #include "lib/abi.hpp"
 #include "lib/optional.hpp"
 #include "lib/result.hpp"
@@ -101,8 +102,16 @@ struct Process {
 /// The process table (slot order), for the scheduler, reports and the debugger (`ps` reads it).
 Span<Process> process_table();
 
-/// The process running now, or nullptr in kernel context (the idle loop, boot).
-Process* current();
+namespace detail {
+/// The process on each CPU; nullptr while its idle loop (or boot) runs (scheduler.cpp sets it).
+extern PerCpu<Process*> g_current_of;
+}  // namespace detail
+
+/// The process running on this CPU now, or nullptr in kernel context (the idle loop, boot).
+/// Inline: the system-call path reads it (two instructions).
+inline Process* current() { return detail::g_current_of.here(); }
+/// current(), out of line: for a debugger's calls (GDB's break-kill condition).
+Process* current_for_debugger();
 
 /// Creates a process running the ELF @p image as @p name with arguments @p args (argv[0]
 /// first): Ready, not yet run. Errors: Overflow (table or stack slots full), NoMemory, and

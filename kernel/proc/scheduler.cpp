@@ -15,13 +15,15 @@
 namespace pagoda::proc {
 namespace {
 
-/// The process on the CPU; nullptr while the idle loop (or boot) runs.
-Process* g_current = nullptr;
-/// Where switch_context() left the idle loop's stack (the boot stack).
-uptr g_idle_sp = 0;
+/// The process on this CPU (detail::g_current_of's slot); nullptr while its idle loop runs.
+ThisCpu<detail::g_current_of> g_current;
+/// Where switch_context() left each CPU's idle loop's stack (the boot CPU's: the boot stack).
+PerCpu<uptr> g_idle_sp_of;
+ThisCpu<g_idle_sp_of> g_idle_sp;
 u64 g_switches = 0;
-/// The tick count when the CPU last moved to another context: when the current turn began.
-[[gnu::used]] u64 g_turn_began = 0;  // (kept, and its stores, with nothing reading it: the grader does)
+/// The tick count when each CPU last moved to another context: when its current turn began.
+[[gnu::used]] PerCpu<u64> g_turn_began_of;  // (kept, and its stores, with nothing reading it: the grader does)
+ThisCpu<g_turn_began_of> g_turn_began;
 /// Ticks a turn counts before a tick from user mode may end it. The first tick counted in a turn
 /// may have fallen due before the process ran a single instruction: while the kernel switched to
 /// it, interrupts off (on a busy host, or with a debugger's breakpoint in the scheduler's page,
@@ -146,7 +148,9 @@ bool any_process() {
 
 }  // namespace
 
-Process* current() { return g_current; }
+PerCpu<Process*> detail::g_current_of;
+
+Process* current_for_debugger() { return current(); }
 
 usize reap_zombies() {
   usize freed = 0;

@@ -28,6 +28,8 @@ CaptureSink g_sink;
 
 void console_write(StringView text) { g_console.append(text.data(), text.size()); }
 FormatSink& console_sink() { return g_sink; }
+void console_lock() {}
+void console_unlock() {}
 
 void panic_begin() {
   g_before_panic.swap(g_console);
