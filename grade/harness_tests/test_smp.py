@@ -6,7 +6,9 @@ AArch64: SCTLR_EL1.M and WXN, PSTATE.PAN). QEMU's `-d int` log shows the second 
 timer interrupts while the first takes its own: AArch64 names the CPU ("on CPU 1"); x86_64 does
 not, so an interrupt is the second CPU's when the stack it interrupted is the one that CPU idles
 on (its RSP at the stop), and the TSS it was delivered through (TR's base in the dump) must be
-its own, not the boot CPU's. Booted with cpus=1 (the CPU left parked) the witness names CPU 1."""
+its own, not the boot CPU's. Booted with cpus=1 (the CPU left parked) the witness names CPU 1.
+A panic on CPU 0 stops CPU 1: stopped in panic_end, CPU 1 is halted with interrupts masked."""
+import contextlib
 import os
 import re
 import shutil
@@ -22,7 +24,6 @@ from pagoda_grade import rsp
 from pagoda_pt import contract
 from pagoda_grade.symbols import address_of, function_at
 
-SMP = ["-smp", "2", "-accel", "tcg,thread=single"]
 IDLE = contract.WAIT_FOR_INTERRUPT
 # The timer interrupts the boot CPU takes, once idle, before the second must have taken a few.
 BOOT_CPU_TICKS, SECOND_CPU_TICKS = 40, 5
@@ -97,20 +98,30 @@ def timer_counts(arch, text, idle_sps):
     return counts, trs
 
 
-def witness(kernel, arch, tmp_path, cmdline=""):
-    """Boots @p kernel with two vCPUs; returns the problems the witness sees (empty: both CPUs
-    online, idle, protected, each taking its own ticks)."""
+@contextlib.contextmanager
+def paused_smp(kernel, arch, tmp_path, cmdline=""):
+    """@p kernel booted paused on two vCPUs with the gdbstub on a socket: (client, the gdbstub's
+    thread ids, the path of QEMU's -d int log); QEMU is killed on the way out."""
     log, serial = os.path.join(tmp_path, "int.log"), os.path.join(tmp_path, "serial.txt")
     ours, theirs = socket.socketpair()
     argv = qemu.command(kernel, cmdline, arch=arch, serial=f"file:{serial}", log_items="int", log_file=log, paused=True,
-                        extra=SMP + ["-chardev", f"socket,id=g,fd={theirs.fileno()}", "-gdb", "chardev:g"])
+                        cpus=2, extra=["-chardev", f"socket,id=g,fd={theirs.fileno()}", "-gdb", "chardev:g"])
     proc = qemu.spawn(argv, pass_fds=(theirs.fileno(),), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     theirs.close()
     client = rsp.RspClient(ours, timeout=scaled(10), arch=arch)
-    problems = []
     try:
         client.handshake()
-        ids = threads(client)
+        yield client, threads(client), log
+    finally:
+        client.kill()
+        qemu.kill_group(proc)
+
+
+def witness(kernel, arch, tmp_path, cmdline=""):
+    """Boots @p kernel with two vCPUs; returns the problems the witness sees (empty: both CPUs
+    online, idle, protected, each taking its own ticks)."""
+    problems = []
+    with paused_smp(kernel, arch, tmp_path, cmdline) as (client, ids, log):
         if len(ids) != 2:
             return [f"the gdbstub lists {len(ids)} threads ({ids}), not one per vCPU of -smp 2"]
         # The boot CPU in its idle loop: the kernel has booted, and started (or not) the other.
@@ -160,9 +171,6 @@ def witness(kernel, arch, tmp_path, cmdline=""):
         if trs.get(1) and trs.get(0) and trs[1] & trs[0]:
             problems.append("CPU 1's interrupts were delivered through the boot CPU's TSS")
         return problems
-    finally:
-        client.kill()
-        qemu.kill_group(proc)
 
 
 @pytest.fixture(params=["x86_64", "aarch64"])
@@ -204,7 +212,7 @@ def test_one_shootdown_of_one_page_reaches_the_other_cpu(smp_kernel, tmp_path):
     arch, kernel = smp_kernel
     log = os.path.join(tmp_path, "int.log")
     argv = qemu.command(kernel, "test=smp_shootdown", arch=arch, serial="stdio", log_items="int", log_file=log,
-                        extra=SMP)
+                        cpus=2)
     proc = qemu.spawn(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         out, _ = proc.communicate(timeout=scaled(60))
@@ -220,3 +228,25 @@ def test_one_shootdown_of_one_page_reaches_the_other_cpu(smp_kernel, tmp_path):
         assert stale == WORD_A, "CPU 0's local INVLPG alone should leave CPU 1's entry stale under TCG"
         ipis = [e for e in x86_interrupts(open(log, errors="replace").read()) if e[0] == 0xF0]
         assert len(ipis) == 4
+
+
+# Interrupts masked on a CPU, as the gdbstub shows it: (register, bit, value when masked).
+MASKED = {"x86_64": ("eflags", 9, 0), "aarch64": ("cpsr", 7, 1)}
+
+
+def test_a_panic_stops_the_other_cpu(smp_kernel, tmp_path):
+    """A panic on CPU 0 (the self-test `panic`) stops CPU 1 for good before the report: stopped
+    where the panic ends (panic_end), CPU 1 is halted in the kernel's wait instruction with its
+    interrupts masked, not idling with them on (or running on)."""
+    arch, kernel = smp_kernel
+    register, bit, masked = MASKED[arch]
+    with paused_smp(kernel, arch, tmp_path, "test=panic") as (client, ids, _):
+        assert len(ids) == 2, ids
+        client.set_breakpoint(address_of(kernel, contract.PANIC_END))
+        client.cont()
+        client.wait_stop(timeout=scaled(60))
+        (cpu0, _, _), (cpu1, _, _) = sample(client, arch, kernel, ids)
+        assert client.request(f"Hg{ids[1]}") == "OK"
+        flags, = client.read_registers([register])
+    assert cpu0 == contract.PANIC_END, cpu0
+    assert cpu1 == IDLE and (flags >> bit & 1) == masked, (cpu1, hex(flags))

@@ -151,13 +151,16 @@ class SwapDisk:
 
 
 def command(kernel, cmdline="", arch=paths.DEFAULT_ARCH, memory=DEFAULT_MEMORY, serial="stdio",
-            log_items=None, log_file=None, gdb_socket=None, paused=False, extra=(), swap=None):
+            log_items=None, log_file=None, gdb_socket=None, paused=False, extra=(), swap=None, cpus=1):
     """The QEMU argument vector that boots @p kernel with @p cmdline (and the SwapDisk @p swap,
-    whose requests join the log when there is one)."""
+    whose requests join the log when there is one) on @p cpus vCPUs: more than one run in turn on
+    one host thread (round-robin TCG, 2-core CI; the kernel brings up at most kMaxCpus)."""
     m = MACHINES[arch]
     model = cpu_model(arch)
     argv = [m.binary, *machine_args(arch), *(("-cpu", model) if model else ()), "-nodefaults", "-display", "none", "-no-reboot",
             "-m", memory, "-kernel", kernel, "-serial", serial]
+    if cpus > 1:
+        argv += ["-smp", str(cpus), "-accel", "tcg,thread=single"]
     if cmdline:
         argv += ["-append", cmdline]
     if log_items:
