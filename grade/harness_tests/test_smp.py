@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from pagoda_core import paths, qemu
+from pagoda_core import faultlog, paths, qemu
 from pagoda_core.speed import scaled
 from pagoda_grade import rsp
 from pagoda_pt import contract
@@ -38,10 +38,7 @@ PROTECTIONS = {
 }
 PC = {"x86_64": "rip", "aarch64": "pc"}
 SP = {"x86_64": "rsp", "aarch64": "sp"}
-TIMER = {"x86_64": 0x20}
-X86_DELIVERY = re.compile(r"^\s*\d+: v=([0-9a-f]{2}) .* SP=[0-9a-f]{4}:([0-9a-f]+)")
-X86_TR = re.compile(r"^TR =[0-9a-f]{4} ([0-9a-f]+)")
-ARM_IRQ = re.compile(r"^Taking exception 5 \[IRQ\] on CPU (\d+)")
+TIMER = {"x86_64": 0x20, "aarch64": 5}   # (AArch64: every IRQ; CPU 1 takes only its timer's and IPIs)
 
 
 def threads(client):
@@ -68,33 +65,18 @@ def sample(client, arch, kernel, ids):
     return out
 
 
-def x86_interrupts(text):
-    """[(vector, interrupted SP, TR base)] of every delivery in an x86_64 `-d int` log."""
-    events, current = [], None
-    for line in text.splitlines():
-        m = X86_DELIVERY.match(line)
-        if m:
-            current = [int(m[1], 16), int(m[2], 16), None]
-            events.append(current)
-        elif current is not None and current[2] is None and (t := X86_TR.match(line)):
-            current[2] = int(t[1], 16)
-    return events
-
-
 def timer_counts(arch, text, idle_sps):
-    """{cpu index: timer interrupts}, and {cpu index: set of TR bases} (x86_64), from the log.
-    x86_64 attributes an interrupt to the CPU whose idle stack pointer (@p idle_sps) it interrupted."""
+    """{cpu index: timer interrupts}, and {cpu index: set of TSS bases} (x86_64), from QEMU's log
+    (pagoda_core.faultlog). x86_64 attributes an interrupt to the CPU whose idle stack pointer
+    (@p idle_sps) it interrupted; AArch64's log names the CPU."""
     counts, trs = {}, {}
-    if arch == "aarch64":
-        for line in text.splitlines():
-            if m := ARM_IRQ.match(line):
-                counts[int(m[1])] = counts.get(int(m[1]), 0) + 1
-        return counts, trs
-    for vector, sp, tr in x86_interrupts(text):
-        if vector == TIMER[arch] and sp in idle_sps:
-            cpu = idle_sps.index(sp)
+    for e in faultlog.parse(text, arch).events:
+        if e.vector != TIMER[arch]:
+            continue
+        cpu = e.cpu if arch == "aarch64" else idle_sps.index(e.sp) if e.sp in idle_sps else None
+        if cpu is not None:
             counts[cpu] = counts.get(cpu, 0) + 1
-            trs.setdefault(cpu, set()).add(tr)
+            trs.setdefault(cpu, set()).update({e.task} - {None})
     return counts, trs
 
 
@@ -226,7 +208,7 @@ def test_one_shootdown_of_one_page_reaches_the_other_cpu(smp_kernel, tmp_path):
     assert (first, fresh) == (WORD_A, WORD_B)
     if arch == "x86_64":
         assert stale == WORD_A, "CPU 0's local INVLPG alone should leave CPU 1's entry stale under TCG"
-        ipis = [e for e in x86_interrupts(open(log, errors="replace").read()) if e[0] == 0xF0]
+        ipis = [e for e in faultlog.parse_file(log, arch).events if e.vector == 0xF0]
         assert len(ipis) == 4
 
 

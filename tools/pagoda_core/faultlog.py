@@ -83,6 +83,9 @@ class Event:
     address  the faulting address: CR2 for #PF, FAR for aborts; None otherwise
     root     the page-table root in use (CR3 from the dump); None when the log does not say
     handler  AArch64: where the CPU went to handle it (the vector's address); None on x86_64
+    cpu      AArch64: the CPU that took it ("on CPU n"); None on x86_64, whose log does not say
+    task     x86_64: the base of the TSS it was delivered through (the dump's TR), which tells
+             CPUs with a TSS each apart; None on AArch64
     registers  every NAME=value the log's register dump gave (x86_64), upper-case names
     names    the kernel's names (pagoda_pt.kernelnames.KernelNames) the event is described with
     """
@@ -98,6 +101,8 @@ class Event:
     sp: int | None = None
     root: int | None = None
     handler: int | None = None
+    cpu: int | None = None
+    task: int | None = None
     registers: dict = field(default_factory=dict, repr=False)
     index: int = 0
     names: object = field(default=NO_NAMES, repr=False, compare=False)
@@ -218,6 +223,7 @@ _X86_INT_LINE = re.compile(
 _X86_DUMP_LINE = re.compile(r"^(?:R[A-Z0-9]{1,2}\s*=|RIP=|CR0=|EFER=)")
 _X86_PAIR = re.compile(r"\b([A-Z][A-Z0-9]*)\s*=\s*([0-9a-f]+)\b")
 _X86_CR3 = re.compile(r"\bCR3\s*=\s*([0-9a-f]+)\b")
+_X86_TR = re.compile(r"^TR =[0-9a-f]{4} ([0-9a-f]+)")
 
 
 def _describe_generic(event, symbolize):
@@ -279,6 +285,8 @@ class X86Parser(LogParser):
             if "CR3" in regs and self._open.root is None:
                 self._open.root = regs["CR3"] & _X86.FRAME_MASK
             return
+        if self._open is not None and (tr := _X86_TR.match(line)):
+            self._open.task = _hex(tr[1])
         if line.startswith("Triple fault"):
             self.triple_fault = True
         elif line.startswith("CPU Reset"):
@@ -447,7 +455,7 @@ def after_root_switch(event, words_at, symbolize=None):
     return None
 
 
-_A64_TAKING = re.compile(r"^Taking exception (\d+) \[([^\]]*)\]")
+_A64_TAKING = re.compile(r"^Taking exception (\d+) \[([^\]]*)\](?: on CPU (\d+))?")
 _A64_FROM = re.compile(r"^\.\.\.from EL(\d) to EL(\d)")
 _A64_ESR = re.compile(r"^\.\.\.with ESR 0x([0-9a-f]+)/0x([0-9a-f]+)")
 _A64_FAR = re.compile(r"^\.\.\.with FAR 0x([0-9a-f]+)")
@@ -469,7 +477,7 @@ class AArch64Parser(LogParser):
             number = int(m[1])
             mnemonic, name, kind = AARCH64_EXCEPTIONS.get(number, (f"EXCP{number}", m[2], EXCEPTION))
             self._open = self._add(Event(arch="aarch64", kind=kind, vector=number, mnemonic=mnemonic,
-                                         name=name, pc=0, privilege=0))
+                                         name=name, pc=0, privilege=0, cpu=int(m[3]) if m[3] else None))
             return
         e = self._open
         if e is None or not line.startswith("..."):
