@@ -1041,7 +1041,7 @@ def _kernel_decision(address):
     import gdb
 
     def decide():
-        regions = REGIONS_OF_CURRENT % (C.CURRENT.expr + ".slot[0]")   # the boot CPU's
+        regions = REGIONS_OF_CURRENT % ("'%s'.slot[0]" % C.CURRENT)   # the boot CPU's (quoted: GDB needs it)
         verdict = gdb.parse_and_eval("%s(%s, %#x, $pagoda_access)" % (C.DECIDE_FAULT, regions, address))
         action = str(verdict["action"]).rsplit("::", 1)[-1]
         if action != "Deny":
