@@ -129,6 +129,8 @@ void lapic_enable() {
 
 }  // namespace
 
+void lapic_eoi() { write_reg(kRegEoi, 0); }
+
 u32 lapic_id() { return read_reg(kRegId) >> 24; }
 
 void lapic_send_init(u32 apic_id) { send_icr(apic_id, kIcrInit | kIcrAssert); }
