@@ -4,6 +4,7 @@
 #include "arch/aarch64/cpu.hpp"
 #include "arch/aarch64/gic.hpp"
 #include "arch/aarch64/platform.hpp"
+#include "arch/aarch64/timer.hpp"
 #include "dev/platform.hpp"
 
 namespace pagoda::arch {
@@ -51,6 +52,8 @@ bool route_device_interrupt(PhysRange transport, DeviceInterruptHandler handler)
   }
   return false;
 }
+
+bool device_interrupts_ready() { return aarch64::timer_running(); }
 
 // WFI wakes on a pending IRQ even while PSTATE.I masks it; unmasking then takes it.
 void wait_for_device() { asm volatile("wfi; msr daifclr, #2; isb; msr daifset, #2" ::: "memory"); }

@@ -69,6 +69,8 @@ bool route_device_interrupt(PhysRange transport, DeviceInterruptHandler handler)
   return false;
 }
 
+bool device_interrupts_ready() { return x86::lapic_ready(); }
+
 void wait_for_device() { asm volatile("sti; hlt; cli" ::: "memory"); }
 
 u64 device_clock() {

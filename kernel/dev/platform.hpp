@@ -49,6 +49,11 @@ using DeviceInterruptHandler = void (*)();
 /// it (the driver then polls).
 [[nodiscard]] bool route_device_interrupt(PhysRange transport, DeviceInterruptHandler handler);
 
+/// Whether a driver may halt for a routed device interrupt now: once timer_init() has run (on
+/// x86_64 it enables the LAPIC, without which no interrupt reaches the CPU; on both the tick
+/// then ends a halt that no device ends, so a wait can give up). Before, a driver polls.
+bool device_interrupts_ready();
+
 /// Called with interrupts disabled, after the caller saw that what it waits for has not
 /// happened yet: halts the CPU until an interrupt is pending, lets its handler run, and returns
 /// with interrupts disabled again (x86_64 `sti; hlt; cli`: STI's one-instruction shadow keeps

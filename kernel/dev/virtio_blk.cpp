@@ -248,7 +248,8 @@ void on_interrupt() {
 /// False when the request never completes (2^33 polls; kMaxWaitTicks timer ticks).
 bool wait_for_completion(u64 interrupts_before) {
   const volatile u16& used = g_queue.used.index;
-  if (!g_disk.interrupts) {
+  // Polled where no interrupt is routed, and before one can arrive (early in the boot).
+  if (!g_disk.interrupts || !arch::device_interrupts_ready()) {
     for (u64 polls = 0; used == g_disk.next_used;)
       if (++polls == kMaxPolls) return false;
     return true;
