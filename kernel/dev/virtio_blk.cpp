@@ -304,10 +304,8 @@ Result<void> transfer(u32 type, u64 slot, PhysAddr frame) {
 
   if (!wait_for_completion(interrupts_before)) {
     g_disk.live = false;
-    return Error(Error::IoError, g_disk.interrupts ? "the device never completed the request (30 s, its interrupt "
-                                                     "routed); the swap disk is given up"
-                                                   : "the device never completed the request (polled 2^33 times); "
-                                                     "the swap disk is given up")
+    return Error(Error::IoError, "the device never completed the request (in 30 s of halts between interrupts, or "
+                                 "2^33 polls); the swap disk is given up")
         .during(step, slot);
   }
   g_disk.waited += arch::device_clock() - offered;
