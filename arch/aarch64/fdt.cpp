@@ -111,7 +111,7 @@ Result<void> add_regions(MemoryMap& map, const RegEntries& reg, MemoryType type)
   return {};
 }
 
-/// The GIC INTID of interrupt specifier @p index of a timer's "interrupts", or 0.
+/// The GIC INTID of interrupt specifier @p index of a device's "interrupts", or 0.
 u32 gic_intid(Bytes interrupts, usize index) {
   const usize at = index * kGicInterruptCells * kCell;
   if (interrupts.size() % (kGicInterruptCells * kCell) != 0 || at + kGicInterruptCells * kCell > interrupts.size())
@@ -127,15 +127,19 @@ constexpr StringView kPl011Names[] = {"arm,pl011"};
 constexpr StringView kTimerNames[] = {"arm,armv8-timer"};
 constexpr StringView kVirtioMmioNames[] = {"virtio,mmio"};
 
-/// Adds the transport @p range to @p dev's, which stay sorted highest address first; a full
-/// list keeps its highest.
-void add_virtio_mmio(PlatformDevices& dev, PhysRange range) {
+/// Adds the transport @p range, whose interrupt is @p intid, to @p dev's, which stay sorted
+/// highest address first; a full list keeps its highest.
+void add_virtio_mmio(PlatformDevices& dev, PhysRange range, u32 intid) {
   usize at = 0;
   while (at < dev.virtio_mmio_count && dev.virtio_mmio[at].base > range.base) ++at;
   if (at == PlatformDevices::kMaxVirtioMmio) return;
   if (dev.virtio_mmio_count < PlatformDevices::kMaxVirtioMmio) ++dev.virtio_mmio_count;
-  for (usize i = dev.virtio_mmio_count - 1; i > at; --i) dev.virtio_mmio[i] = dev.virtio_mmio[i - 1];
+  for (usize i = dev.virtio_mmio_count - 1; i > at; --i) {
+    dev.virtio_mmio[i] = dev.virtio_mmio[i - 1];
+    dev.virtio_mmio_intid[i] = dev.virtio_mmio_intid[i - 1];
+  }
   dev.virtio_mmio[at] = range;
+  dev.virtio_mmio_intid[at] = intid;
 }
 
 /// What a node means, once all its properties are known. @p depth is 1 for the root.
@@ -168,7 +172,7 @@ Result<void> finish_node(const Node& node, const Node* parent, usize depth, Boot
   if (compatible_with_any(node.compatible, kVirtioMmioNames)) {
     TRY(reg.check());
     if (reg.count() == 0) return Error::InvalidArgument;
-    add_virtio_mmio(dev, {PhysAddr(reg.address(0)), reg.size(0)});
+    add_virtio_mmio(dev, {PhysAddr(reg.address(0)), reg.size(0)}, gic_intid(node.interrupts, 0));
   }
   if (compatible_with_any(node.compatible, kTimerNames)) {
     dev.timer_physical_intid = gic_intid(node.interrupts, kTimerPhysical);

@@ -42,6 +42,9 @@ struct PlatformDevices {
   /// first -device the highest one. Those beyond kMaxVirtioMmio are left out.
   static constexpr usize kMaxVirtioMmio = 32;
   PhysRange virtio_mmio[kMaxVirtioMmio];
+  /// The GIC INTID of each transport's interrupt (its "interrupts"; virt: SPI 16 + i for the
+  /// transport at 0x0a000000 + 0x200 i), 0 when the tree gives none; beside virtio_mmio[].
+  u32 virtio_mmio_intid[kMaxVirtioMmio] = {};
   usize virtio_mmio_count = 0;
   /// The CPUs under /cpus (device_type "cpu"), in the tree's order: each one's reg, its MPIDR
   /// affinity (what PSCI CPU_ON names it by). Those beyond kMaxCpus are left out.

@@ -64,4 +64,6 @@ void timer_init_secondary(u32 intid) {
 
 u64 timer_ticks() { return g_ticks; }
 
+bool timer_running() { return g_period != 0; }
+
 }  // namespace pagoda::aarch64

@@ -14,5 +14,7 @@ void timer_init(u32 hz, u32 intid);
 void timer_init_secondary(u32 intid);
 /// Timer interrupts the boot CPU handled since timer_init().
 u64 timer_ticks();
+/// Whether timer_init() has started the boot CPU's tick.
+bool timer_running();
 
 }  // namespace pagoda::aarch64

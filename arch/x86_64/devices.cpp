@@ -1,5 +1,10 @@
 // The x86_64 side of dev/platform.hpp: QEMU microvm's virtio-mmio transports, device register
-// access and DMA ordering. (add_device_range() is in mmu.cpp, beside the list it adds to.)
+// access, DMA ordering and the transports' interrupts (through the I/O APIC, ioapic.hpp).
+// (add_device_range() is in mmu.cpp, beside the list it adds to.)
+#include "arch/x86_64/cpu.hpp"
+#include "arch/x86_64/ioapic.hpp"
+#include "arch/x86_64/lapic.hpp"
+#include "arch/x86_64/traps.hpp"
 #include "dev/platform.hpp"
 
 namespace pagoda::arch {
@@ -22,6 +27,13 @@ struct Transports {
 };
 constexpr Transports kTransports;
 
+DeviceInterruptHandler g_device_handler = nullptr;
+
+void on_device_interrupt(x86::TrapFrame&) {
+  g_device_handler();
+  x86::lapic_eoi();
+}
+
 }  // namespace
 
 Span<const PhysRange> virtio_mmio_transports() { return {kTransports.ranges, kVirtioMmioCount}; }
@@ -39,5 +51,32 @@ void mmio_write32(uptr address, u32 value) {
 }
 
 void dma_barrier() { asm volatile("" ::: "memory"); }
+
+bool route_device_interrupt(PhysRange transport, DeviceInterruptHandler handler) {
+  const u64 base = transport.base.value();
+  if (g_device_handler != nullptr || base < kVirtioMmioBase || (base - kVirtioMmioBase) % kVirtioMmioSize != 0 ||
+      (base - kVirtioMmioBase) / kVirtioMmioSize >= kVirtioMmioCount)
+    return false;
+  // Transport i's line is GSI 24 + i, on the second I/O APIC (ioapic.hpp); the boot CPU's
+  // APIC ID from CPUID (its LAPIC is not enabled yet).
+  const u32 gsi = x86::kMicrovmVirtioGsiBase + u32((base - kVirtioMmioBase) / kVirtioMmioSize);
+  const u32 boot_apic_id = x86::cpuid(1).ebx >> 24;
+  g_device_handler = handler;
+  x86::set_irq_handler(x86::kDeviceVector, on_device_interrupt);
+  if (x86::ioapic_route(gsi, x86::kDeviceVector, boot_apic_id)) return true;
+  x86::set_irq_handler(x86::kDeviceVector, nullptr);
+  g_device_handler = nullptr;
+  return false;
+}
+
+bool device_interrupts_ready() { return x86::lapic_ready(); }
+
+void wait_for_device() { asm volatile("sti; hlt; cli" ::: "memory"); }
+
+u64 device_clock() {
+  u32 lo, hi;
+  asm volatile("rdtsc" : "=a"(lo), "=d"(hi));
+  return (u64(hi) << 32) | lo;
+}
 
 }  // namespace pagoda::arch

@@ -129,6 +129,10 @@ void lapic_enable() {
 
 }  // namespace
 
+void lapic_eoi() { write_reg(kRegEoi, 0); }
+
+bool lapic_ready() { return g_lapic != nullptr; }
+
 u32 lapic_id() { return read_reg(kRegId) >> 24; }
 
 void lapic_send_init(u32 apic_id) { send_icr(apic_id, kIcrInit | kIcrAssert); }

@@ -13,6 +13,11 @@ u64 lapic_ticks();
 /// Enables this (secondary) CPU's LAPIC and starts its timer at the boot CPU's rate; after
 /// lapic_timer_init() on the boot CPU.
 void lapic_timer_init_secondary();
+/// Ends the interrupt this CPU is handling (a level-triggered one at its I/O APIC too).
+void lapic_eoi();
+/// Whether the boot CPU's LAPIC is enabled (lapic_timer_init() ran): only then does an
+/// interrupt from the I/O APIC reach the CPU (a software-disabled LAPIC holds it back).
+bool lapic_ready();
 /// This CPU's APIC ID.
 u32 lapic_id();
 /// INIT (assert) to the CPU whose APIC ID is @p apic_id: it waits for a STARTUP.

@@ -10,6 +10,8 @@ namespace pagoda::x86 {
 /// First vector used for device interrupts (0-31 are the CPU's exceptions).
 inline constexpr u8 kFirstIrqVector = 32;
 inline constexpr u8 kTimerVector = 32;
+/// The swap disk's interrupt (arch::route_device_interrupt, through the I/O APIC).
+inline constexpr u8 kDeviceVector = 48;
 /// The kernel's one inter-processor interrupt (arch::send_ipi).
 inline constexpr u8 kIpiVector = 0xF0;
 inline constexpr u8 kSpuriousVector = 0xFF;

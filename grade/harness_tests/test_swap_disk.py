@@ -5,7 +5,9 @@ kernel is to read with random bytes of its own before the boot. After the guest 
 reads the image file on the host (the seed's pages at exactly the chosen slots, the read slots
 untouched, nothing anywhere else) and QEMU's own trace of the requests (one write per slot
 written, the reads that follow, each answered with status 0). The kernel's digest of each read
-slot must be the host's digest of its bytes, which only a read of the disk can know.
+slot must be the host's digest of its bytes, which only a read of the disk can know. QEMU's
+exception log shows the CPU halted for each request, not spinning: an interrupt taken at the
+driver's halt (arch::wait_for_device) for every request.
 
 Bad disks (none, too small, read-only, legacy, refused features, a failing write) each end in a
 clear, named error at boot or at the request, never in a hang."""
@@ -15,9 +17,11 @@ import struct
 
 import pytest
 
-from pagoda_core import qemu
+from pagoda_core import faultlog, qemu
+from pagoda_grade import symbols
 from pagoda_grade.harness import Booter
 from pagoda_grade.symbols import fact
+from pagoda_pt import contract
 from pagoda_pt.model import PAGE_SIZE_4K
 
 ARCHES = ("x86_64", "aarch64")
@@ -102,6 +106,11 @@ def test_pages_land_at_the_chosen_slots_and_come_back(booter):
     expected = [("write", s) for s in writes] + [("read", s) for s in writes] + [("read", r) for r in reads]
     assert done == expected, f"QEMU saw the requests {done}; the test asked for {expected}"
     assert statuses == [0] * len(expected), f"the device answered with statuses {statuses}"
+    halt = symbols.find(booter.kernel, contract.WAIT_FOR_DEVICE)
+    woken = [e for e in faultlog.parse_file(run.qemu_log, booter.arch).events
+             if e.kind == faultlog.INTERRUPT and halt.address <= e.pc < halt.address + halt.size]
+    assert len(woken) >= len(expected), (f"{len(woken)} interrupts taken at the driver's halt for {len(expected)} "
+                                         "requests: the CPU did not wait for the disk's interrupt")
     for slot in writes:
         run.expect(rf"^swapdisk: slot {slot} read back as written$", f"slot {slot} read back")
     for slot in reads:

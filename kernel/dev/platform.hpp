@@ -1,7 +1,8 @@
 /// @file platform.hpp
 /// @brief What the device drivers of kernel/dev/ need from the arch: where the machine's
-/// virtio-mmio transports are, how device registers are read and written, and how the CPU's
-/// writes to memory a device reads by DMA are ordered.
+/// virtio-mmio transports are, how device registers are read and written, how the CPU's
+/// writes to memory a device reads by DMA are ordered, and how a device's interrupt reaches
+/// its driver while the CPU waits for it.
 ///
 /// Implemented by `arch/<isa>/devices.cpp`. How each ISA finds the transports is its own
 /// business: x86_64's `microvm` has them at fixed addresses (the driver probes each), AArch64's
@@ -36,5 +37,34 @@ void mmio_write32(uptr address, u32 value);
 /// Orders this CPU's accesses to memory a device reads or writes by DMA: every access before it
 /// is done, as a device sees it, before any access after it.
 void dma_barrier();
+
+/// What a device's interrupt calls (route_device_interrupt()); runs with interrupts disabled,
+/// on the CPU the line is routed to. The arch ends the interrupt at its controller after it.
+using DeviceInterruptHandler = void (*)();
+
+/// Routes the interrupt line of the virtio-mmio transport @p transport (one of
+/// virtio_mmio_transports()) to @p handler on the boot CPU (CPU 0), enabled: x86_64 through
+/// microvm's I/O APIC, AArch64 as the GIC SPI the device tree gives the transport. Once per
+/// transport, before vm::init(). False, with nothing changed, when the arch has no route for
+/// it (the driver then polls).
+[[nodiscard]] bool route_device_interrupt(PhysRange transport, DeviceInterruptHandler handler);
+
+/// Whether a driver may halt for a routed device interrupt now: once timer_init() has run (on
+/// x86_64 it enables the LAPIC, without which no interrupt reaches the CPU; on both the tick
+/// then ends a halt that no device ends, so a wait can give up). Before, a driver polls.
+bool device_interrupts_ready();
+
+/// Called with interrupts disabled, after the caller saw that what it waits for has not
+/// happened yet: halts the CPU until an interrupt is pending, lets its handler run, and returns
+/// with interrupts disabled again (x86_64 `sti; hlt; cli`: STI's one-instruction shadow keeps
+/// an interrupt from arriving before HLT; AArch64 `wfi` with IRQs masked, which a pending IRQ
+/// still wakes, then unmasked and masked again). No interrupt that becomes pending after the
+/// caller's check is lost: it ends the halt. The caller checks again, in a loop.
+void wait_for_device();
+
+/// The cycle counter in the user programs' counts (user/lib: x86_64 RDTSC, AArch64 CNTVCT_EL0
+/// in nanoseconds); under QEMU's `-icount shift=0` one count is one guest instruction, or a
+/// nanosecond of the host's time while the CPU is halted.
+u64 device_clock();
 
 }  // namespace pagoda::arch

@@ -4,8 +4,9 @@
 /// Lab 7's swap code keeps evicted pages here. The disk is given, not the lab's subject: a
 /// virtio-blk device found at boot (kernel/dev/virtio_blk.hpp). Every call is synchronous: it
 /// returns once the device has finished with the frame, so the frame may be reused or freed
-/// at once. One request at a time: a call spins until the device is done, and the kernel never
-/// preempts kernel code, so no two calls overlap on the one CPU. A read that fails leaves the
+/// at once. One request at a time: a call waits until the device is done (the CPU halts until
+/// the disk's interrupt, timer ticks in between, or polls where the arch routes no interrupt),
+/// and the kernel never preempts kernel code, so no two calls overlap on the one CPU. A read that fails leaves the
 /// frame's contents undefined. Host tests link a fake of these four functions instead.
 #pragma once
 
@@ -30,5 +31,16 @@ namespace pagoda::swap_disk {
 
 /// Copies the frame at @p frame into slot @p slot (DMA straight from the frame); same errors.
 [[nodiscard]] Result<void> write_slot(u64 slot, PhysAddr frame);
+
+/// What the requests so far took: how many completed, and the arch::device_clock() counts
+/// (dev/platform.hpp) from each one's start to its completion seen, summed. Under QEMU's
+/// `-icount shift=0` those counts are the host's nanoseconds while the CPU halted plus the
+/// instructions of the interrupts taken meanwhile: what a benchmark subtracts to count the
+/// guest's own instructions (`./pagoda bench swap`).
+struct DiskTimes {
+  u64 requests;
+  u64 waited;
+};
+[[nodiscard]] DiskTimes times();
 
 }  // namespace pagoda::swap_disk

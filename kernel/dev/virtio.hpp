@@ -1,5 +1,5 @@
 /// @file virtio.hpp
-/// @brief Facts of virtio 1.x that a polled virtio-mmio driver needs: the transport's
+/// @brief Facts of virtio 1.x that a virtio-mmio driver needs: the transport's
 /// registers (modern interface, version 2), the status and feature bits, the split virtqueue's
 /// layout and the block device's requests.
 ///
@@ -65,7 +65,7 @@ inline constexpr u64 kFeatureAccessPlatform = u64(1) << 33;  ///< VIRTIO_F_ACCES
 /// @{
 inline constexpr u16 kDescNext = 1;          ///< the chain goes on at `next`
 inline constexpr u16 kDescWrite = 2;         ///< the device writes this buffer (else it reads it)
-inline constexpr u16 kAvailNoInterrupt = 1;  ///< available-ring flag: do not interrupt, the driver polls
+inline constexpr u16 kAvailNoInterrupt = 1;  ///< available-ring flag: do not interrupt (the driver polls)
 
 /// One buffer of a request: physical address and length.
 struct Descriptor {

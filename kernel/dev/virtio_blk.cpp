@@ -1,6 +1,7 @@
 // The swap disk's driver (virtio_blk.hpp) and the swap disk's interface (swap_disk.hpp).
 #include "dev/virtio_blk.hpp"
 
+#include "core/arch.hpp"
 #include "dev/platform.hpp"
 #include "dev/swap_disk.hpp"
 #include "dev/virtio.hpp"
@@ -23,6 +24,11 @@ PAGODA_FACT(swap_min_slots, kMinSlots)
 /// Descriptors in the queue: a request is a chain of three (header, the frame, status), and
 /// only one is in flight at a time.
 constexpr u16 kQueueSize = 4;
+/// InterruptStatus bit: the device used a buffer (the used ring moved).
+constexpr u32 kInterruptUsedBuffer = 1;
+/// How long an interrupt-driven request may take before the device is given up, in timer ticks
+/// (30 s at 100 Hz; the halt ends at every tick, so the wait sees the time pass).
+constexpr u64 kMaxWaitTicks = 3000;
 constexpr u64 kSectorsPerSlot = kPageSize / kSectorSize;
 static_assert(kPageSize % kSectorSize == 0, "a slot is a whole number of sectors");
 /// How many times a request's completion is polled before the device is given up: far more
@@ -58,9 +64,13 @@ constinit QueueMemory g_queue = {};
 struct Disk {
   u64 transport = 0;  ///< physical address of its registers
   u64 slots = 0;
-  bool live = false;       ///< taken, and not given up since
-  u16 next_available = 0;  ///< the available ring's next index (free-running)
-  u16 next_used = 0;       ///< the used ring's index the next completion will have
+  bool live = false;                 ///< taken, and not given up since
+  u16 next_available = 0;            ///< the available ring's next index (free-running)
+  u16 next_used = 0;                 ///< the used ring's index the next completion will have
+  bool interrupts = false;           ///< its interrupt is routed: the CPU halts while a request is in flight
+  u64 requests = 0;                  ///< requests completed
+  u64 waited = 0;                    ///< arch::device_clock() counts from each request's notify to its completion seen
+  volatile u64 used_interrupts = 0;  ///< interrupts that said the used ring moved (on_interrupt())
 };
 constinit Disk g_disk;
 
@@ -137,7 +147,7 @@ bool set_up_queue(const Transport& t) {
   if (most < kQueueSize)
     return refuse(t, "queue 0 holds at most {} descriptors; the driver needs {}", most, kQueueSize);
   g_queue = QueueMemory{};
-  // The driver polls the used ring: the device need not interrupt.
+  // No interrupt until init() has routed the transport's line (then it clears the flag).
   g_queue.available.flags = kAvailNoInterrupt;
   g_queue.descriptors[kHeaderDesc] = {image_phys(&g_queue.header).value(), sizeof(BlockRequestHeader), kDescNext,
                                       kDataDesc};
@@ -191,7 +201,7 @@ bool set_up(const Transport& t) {
   if (!set_up_queue(t)) return false;
   t.add_status(kStatusDriverOk);
   if (t.read(kRegStatus) & kStatusNeedsReset) return refuse(t, "the device needs a reset right after DRIVER_OK");
-  g_disk = Disk{t.base(), slots, true, 0, 0};
+  g_disk = Disk{.transport = t.base(), .slots = slots, .live = true};
   println("swap disk: virtio-blk at {:#x}, {} slots of {} bytes ({} KiB)", t.base(), slots, kPageSize,
           slots * kPageSize / KiB);
   return true;
@@ -220,6 +230,49 @@ const char* status_message(u32 type, u8 status) {
 /// Reads @p value once, as the device may have written it.
 template <class T> T read_once(const T& value) { return *static_cast<const volatile T*>(&value); }
 
+/// The transport's interrupt (arch::route_device_interrupt): acknowledges what the device says
+/// it raised, which lowers its line. The waiting transfer() sees the used ring itself.
+void on_interrupt() {
+  const Transport t(g_disk.transport);
+  const u32 raised = t.read(kRegInterruptStatus);
+  if (raised != 0) t.write(kRegInterruptAck, raised);
+  if (raised & kInterruptUsedBuffer) g_disk.used_interrupts = g_disk.used_interrupts + 1;
+}
+
+/// Waits until the device has used the request just offered (the used ring's index moves past
+/// g_disk.next_used): polled, or halted between interrupts when the line is routed, and then
+/// until its interrupt has been taken too (@p interrupts_before: the count before the request),
+/// so that the interrupt's handler runs inside the wait, never later in whatever the kernel or
+/// a process does next: a request's own instructions do not depend on how soon the device
+/// answered. (A device that completes without interrupting is waited for one timer tick more.)
+/// False when the request never completes (2^33 polls; kMaxWaitTicks timer ticks).
+bool wait_for_completion(u64 interrupts_before) {
+  const volatile u16& used = g_queue.used.index;
+  // Polled where no interrupt is routed, and before one can arrive (early in the boot).
+  if (!g_disk.interrupts || !arch::device_interrupts_ready()) {
+    for (u64 polls = 0; used == g_disk.next_used;)
+      if (++polls == kMaxPolls) return false;
+    return true;
+  }
+  // Interrupts off between the check and the halt: a completion that comes after the check
+  // is pending when the CPU halts, and wakes it (arch::wait_for_device()).
+  const bool enabled = arch::interrupts_save();
+  const u64 start = arch::timer_ticks();
+  u64 used_at = 0;  // the tick the completion was first seen at
+  bool done = false;
+  for (;;) {
+    if (!done && used != g_disk.next_used) {
+      done = true;
+      used_at = arch::timer_ticks();
+    }
+    if (done && (g_disk.used_interrupts != interrupts_before || arch::timer_ticks() - used_at > 1)) break;
+    if (!done && arch::timer_ticks() - start > kMaxWaitTicks) break;
+    arch::wait_for_device();
+  }
+  arch::interrupts_restore(enabled);
+  return done;
+}
+
 /// One request of @p type (kBlockRead or kBlockWrite) for slot @p slot, with the frame at
 /// @p frame as its data; returns when the device has completed it.
 Result<void> transfer(u32 type, u64 slot, PhysAddr frame) {
@@ -245,17 +298,18 @@ Result<void> transfer(u32 type, u64 slot, PhysAddr frame) {
   arch::dma_barrier();  // the chain before the index that offers it
   ++g_disk.next_available;
   *static_cast<volatile u16*>(&q.available.index) = g_disk.next_available;
+  const u64 offered = arch::device_clock();
+  const u64 interrupts_before = g_disk.used_interrupts;
   t.write(kRegQueueNotify, 0);  // after the index (mmio_write32 orders it)
 
-  u64 polls = 0;
-  while (read_once(q.used.index) == g_disk.next_used) {
-    if (++polls == kMaxPolls) {
-      g_disk.live = false;
-      return Error(Error::IoError, "the device never completed the request (polled 2^33 times); the swap disk is "
-                                   "given up")
-          .during(step, slot);
-    }
+  if (!wait_for_completion(interrupts_before)) {
+    g_disk.live = false;
+    return Error(Error::IoError, "the device never completed the request (in 30 s of halts between interrupts, or "
+                                 "2^33 polls); the swap disk is given up")
+        .during(step, slot);
   }
+  g_disk.waited += arch::device_clock() - offered;
+  ++g_disk.requests;
   arch::dma_barrier();  // the index before the entry and the status it announces
   const u32 done_id = read_once(q.used.ring[g_disk.next_used % kQueueSize].id);
   ++g_disk.next_used;
@@ -281,7 +335,10 @@ void init() {
       println("swap disk: virtio-blk at {:#x} refused: its registers cannot be mapped: {}", t.base(), mapped.error());
       return;
     }
-    (void)set_up(t);
+    if (!set_up(t)) return;
+    g_disk.interrupts = arch::route_device_interrupt(range, on_interrupt);
+    if (g_disk.interrupts) g_queue.available.flags = 0;  // the device may interrupt now
+    else println("swap disk: no route for the interrupt of the transport at {:#x}: completions are polled", t.base());
     return;
   }
 }
@@ -293,6 +350,8 @@ namespace pagoda::swap_disk {
 bool present() { return virtio_blk::g_disk.live; }
 
 u64 slot_count() { return virtio_blk::g_disk.live ? virtio_blk::g_disk.slots : 0; }
+
+DiskTimes times() { return {virtio_blk::g_disk.requests, virtio_blk::g_disk.waited}; }
 
 Result<void> read_slot(u64 slot, PhysAddr frame) { return virtio_blk::transfer(virtio::kBlockRead, slot, frame); }
 

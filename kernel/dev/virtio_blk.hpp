@@ -1,6 +1,7 @@
 /// @file virtio_blk.hpp
 /// @brief The swap disk's driver: one virtio-blk device on a virtio-mmio transport (modern
-/// interface), one virtqueue, one request at a time, completion polled.
+/// interface), one virtqueue, one request at a time; the CPU halts until the device's interrupt
+/// says a request is done (or polls, where the arch cannot route the interrupt).
 ///
 /// init() finds the device at boot, before vm::init() builds the kernel's map (the transport's
 /// page is added to the devices that map covers, uncached); kernel/dev/swap_disk.hpp is how the

@@ -333,8 +333,10 @@ struct SwapInfo {
   u64 writes;           ///< slots written
   u64 reads;            ///< slots read (swap-ins)
   u64 clean_evictions;  ///< evictions that wrote nothing (the slot held the page already)
+  u64 disk_requests;    ///< requests the swap disk completed (its driver's count)
+  u64 disk_waited;      ///< cycle-counter counts spent waiting for them (the driver's; see swapbench)
 };
-static_assert(sizeof(SwapInfo) == 8 * 8);
+static_assert(sizeof(SwapInfo) == 10 * 8);
 
 /// The kind of a memory region, as VmaList reports it (the kernel's VmaKind is this type).
 enum class MemoryKind : u32 {

@@ -9,6 +9,7 @@
 #include "core/last_failure.hpp"
 #include "core/panic.hpp"
 #include "core/selftest.hpp"
+#include "dev/swap_disk.hpp"
 #include "lib/abi.hpp"
 #include "lib/facts.hpp"
 #include "mm/vm.hpp"
@@ -153,6 +154,10 @@ constexpr usize kRecurseFrame = 512;
     // LAB 7 SKELETON
     // (void)lab_not_done("lab 7: write sys_swap_info() in kernel/proc/syscalls.cpp (labs/07-swap/README.md)");
     // LAB 7 END
+    // The disk driver's own times, given code: for `./pagoda bench swap`.
+    const swap_disk::DiskTimes disk = swap_disk::times();
+    info.disk_requests = disk.requests;
+    info.disk_waited = disk.waited;
   }
   if (copy_to_user(p.space(), out, &info, usize(size)).is_error()) return fail(Errno::Fault);
   return i64(size);

@@ -133,8 +133,13 @@ FdtBuilder qemu_virt(const std::string& bootargs = "token=abc test=pf") {
       .cells("interrupts", {1, 13, 0x104, 1, 14, 0x104, 1, 11, 0x104, 1, 10, 0x104})
       .strings("compatible", {"arm,armv8-timer", "arm,armv7-timer"})
       .end();
-  for (const u32 at : {0x0a000000u, 0x0a003e00u, 0x0a000200u})  // QEMU makes 32, in no order we rely on
-    b.begin("virtio_mmio").cells("reg", {0, at, 0, 0x200}).string("compatible", "virtio,mmio").end();
+  // QEMU makes 32, in no order we rely on; transport i's interrupt is SPI 16 + i, edge (1).
+  for (const u32 at : {0x0a000000u, 0x0a003e00u, 0x0a000200u})
+    b.begin("virtio_mmio")
+        .cells("interrupts", {0, 16 + (at - 0x0a000000u) / 0x200, 1})
+        .cells("reg", {0, at, 0, 0x200})
+        .string("compatible", "virtio,mmio")
+        .end();
   b.begin("chosen").string("stdout-path", "/pl011@9000000");
   if (!bootargs.empty()) b.string("bootargs", bootargs);
   b.end();
@@ -177,6 +182,10 @@ TEST(Fdt, ReadsQemuVirtMemoryCommandLineAndDevices) {
   EXPECT_EQ(p.devices.virtio_mmio[1].base.value(), 0x0a000200u);
   EXPECT_EQ(p.devices.virtio_mmio[2].base.value(), 0x0a000000u);
   EXPECT_EQ(p.devices.virtio_mmio[0].size, 0x200u);
+  // Each one's interrupt moves with it: INTID 32 + SPI.
+  EXPECT_EQ(p.devices.virtio_mmio_intid[0], 32u + 16 + 31);
+  EXPECT_EQ(p.devices.virtio_mmio_intid[1], 32u + 16 + 1);
+  EXPECT_EQ(p.devices.virtio_mmio_intid[2], 32u + 16);
 }
 
 TEST(Fdt, VirtioMmioTransportsBeyondTheListKeepTheHighest) {

@@ -87,6 +87,7 @@ DESTROY_PROCESS = Name("pagoda::proc::destroy_process", 3)   # (process): where 
 TIMER_TICK = Name("pagoda::proc::timer_tick", 3)
 IDLE = Name("pagoda::proc::(anonymous namespace)::idle_until_interrupt", 3)
 WAIT_FOR_INTERRUPT = Name("pagoda::arch::wait_for_interrupt", 3)
+WAIT_FOR_DEVICE = Name("pagoda::arch::wait_for_device", 7)   # the swap disk's halt until its interrupt
 CONSOLE_LINE = Name("pagoda::(anonymous namespace)::g_line", 3, DATA)   # (its reader waits for input)
 DISPATCHER = Name("pagoda::proc::syscall", 3)
 USER_FAULT = Name("pagoda::proc::user_fault", 5)
