@@ -63,6 +63,9 @@ MAX_RUNS = 1 << 16
 MAX_PROBLEMS_SHOWN = 12
 # Single steps tried to get the guest off an instruction it is stopped at (Guest._step_off).
 STEP_OFF_TRIES = 8
+# Argument registers read with every Snapshot's pc and sp (Guest.snapshot): lab 7's side stops read
+# up to the fourth (x86_64's hidden result pointer first), each otherwise a round trip of its own.
+STOP_ARGUMENTS = 4
 
 
 # ---- Per-architecture facts --------------------------------------------------------------------
@@ -1147,7 +1150,8 @@ class Guest:
     def snapshot(self, hooks=True):
         """The Snapshot of the guest, stopped; the stop hooks run on it when @p hooks (a bool,
         or a test of its PC), then the mark of its PC (mark_at()), if any."""
-        names = (self.model.pc, self.model.sp) + self.model.translation
+        # (with the first arguments, in the same round trip: what most stops read next)
+        names = (self.model.pc, self.model.sp) + self.model.translation + self.model.arguments[:STOP_ARGUMENTS]
         regs = dict(zip((n.lower() for n in names), self.client.read_registers(names)))
         self._stops += 1
         snap = Snapshot(self, regs)
