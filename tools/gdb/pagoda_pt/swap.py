@@ -123,15 +123,12 @@ def _used_entries(entry, table):
     layout, order = entry
     chunk = PAGE_SIZE_4K // layout.size * layout.size
     for start in range(0, len(table), chunk):
-        data = table[start:start + chunk]
-        if not data.strip(b"\0"):
-            continue               # (most of the table: frames no user page has)
-        key = (layout.format, start)
+        data, key = table[start:start + chunk], (layout.format, start)
         known = _CHUNKS.get(key)
         if known is None or known[0] != data:
             first = start // layout.size
             used = [(first + k, tuple(fields[i] for i in order)) for k, fields in enumerate(layout.iter_unpack(data))
-                    if any(fields)]
+                    if any(fields)] if data.strip(b"\0") else []   # (most chunks: frames no user page has)
             known = _CHUNKS[key] = (data, used)
         yield from known[1]
 
