@@ -120,10 +120,12 @@ class World:
             for va, e in leaves.items():
                 self.entries[(root, va)] = e
                 self.at[(root, va)] = where[va]
-                if fmt.present(e):
+                if e & 1:   # (fmt.present(e))
                     self.mapped.setdefault(fmt.frame(e), []).append((root, va, e))
-                elif fmt.is_swap(e):
-                    self.swapped.setdefault(fmt.slot(e), []).append((root, va))
+                else:
+                    slot = fmt.slot(e)
+                    if slot is not None:
+                        self.swapped.setdefault(slot, []).append((root, va))
 
     def who(self, root):
         return f"root {root:#x} ({self.labels.get(root, 'no process')})"

@@ -144,7 +144,7 @@ class SwapDisk:
 
     def args(self):
         """QEMU's arguments that attach the disk."""
-        drive = f"file={self.file.replace(',', ',,')},format=raw,if=none,id=pagoda-swap"
+        drive = f"file={self.file.replace(',', ',,')},format=raw,if=none,id=pagoda-swap,cache=unsafe"
         return [*(("-global", "virtio-mmio.force-legacy=false") if self.modern else ()),
                 "-drive", drive + (",readonly=on" if self.readonly else ""),
                 "-device", "virtio-blk-device,drive=pagoda-swap" + (f",{self.device}" if self.device else "")]

@@ -94,6 +94,45 @@ class SwapState:
         return out
 
 
+def _entry_struct(size, rmap_at, backing_at, pins_at, mappings_at):
+    """The Struct of one frame-table entry of @p size bytes that unpacks (rmap, backing, pins,
+    mappings) from their offsets (the facts); SwapError when they overlap or overrun it."""
+    fields = sorted(zip((rmap_at, backing_at, pins_at, mappings_at), "IIHH", range(4)))
+    fmt, at = "<", 0
+    for offset, code, _ in fields:
+        if offset < at:
+            raise SwapError("%s: the frame entry's fields overlap (offsets %d, %d, %d, %d)"
+                            % (C.SWAP_STATE, rmap_at, backing_at, pins_at, mappings_at))
+        fmt += "%dx%s" % (offset - at, code)
+        at = offset + struct.calcsize(code)
+    if at > size:
+        raise SwapError("%s: the frame entry's fields overrun its %d bytes" % (C.SWAP_STATE, size))
+    order = [k for _, _, k in fields]
+    return struct.Struct(fmt + "%dx" % (size - at)), [order.index(k) for k in range(4)]
+
+
+# {(entry Struct's format, chunk's offset in the table): (the chunk's bytes, its used entries)}:
+# most of the frame table is the same from one stop to the next, and an unchanged chunk (its bytes
+# compared whole) is not taken apart again.
+_CHUNKS = {}
+
+
+def _used_entries(entry, table):
+    """(index, (rmap, backing, pins, mappings)) of every entry of @p table (bytes; @p entry from
+    _entry_struct()) with a field not zero, in order."""
+    layout, order = entry
+    chunk = PAGE_SIZE_4K // layout.size * layout.size
+    for start in range(0, len(table), chunk):
+        data, key = table[start:start + chunk], (layout.format, start)
+        known = _CHUNKS.get(key)
+        if known is None or known[0] != data:
+            first = start // layout.size
+            used = [(first + k, tuple(fields[i] for i in order)) for k, fields in enumerate(layout.iter_unpack(data))
+                    if any(fields)] if data.strip(b"\0") else []   # (most chunks: frames no user page has)
+            known = _CHUNKS[key] = (data, used)
+        yield from known[1]
+
+
 def read_swap_state(read_phys, symbol) -> Optional[SwapState]:
     """The swap state the kernel publishes, or None while swap is off (no cap on user frames and
     no swap disk: the kernel of lab 6). SwapError when there is none this reader knows."""
@@ -127,33 +166,26 @@ def read_swap_state(read_phys, symbol) -> Optional[SwapState]:
     rmap_at, backing_at, pins_at, mappings_at = (fact(symbol, "frame_entry_" + name)
                                                  for name in ("rmap", "backing", "pins", "mappings"))
     space_at, root_at, va_at, next_at = (fact(symbol, "rmap_node_" + name) for name in ("space", "root", "va", "next"))
+    entry = _entry_struct(entry_size, rmap_at, backing_at, pins_at, mappings_at)
     table = read_phys(window_pa(frames), count * entry_size)
     pool = read_phys(window_pa(nodes), node_count * node_size)
-    zero, chunk = bytes(PAGE_SIZE_4K), PAGE_SIZE_4K // entry_size * entry_size
-    for start in range(0, len(table), chunk):
-        if table[start:start + chunk] == zero[:min(chunk, len(table) - start)]:
-            continue               # (most of the table: frames no user page has)
-        for at in range(start, min(start + chunk, len(table)), entry_size):
-            link, backing = struct.unpack_from("<I", table, at + rmap_at)[0], \
-                struct.unpack_from("<I", table, at + backing_at)[0]
-            pins, mappings = struct.unpack_from("<H", table, at + pins_at)[0], \
-                struct.unpack_from("<H", table, at + mappings_at)[0]
-            frame = (first + at // entry_size) * PAGE_SIZE_4K
-            if backing:
-                state.backing[frame] = backing - 1
-            if pins:
-                state.pins[frame] = pins
-            if mappings:
-                state.mappings[frame] = mappings
-            chain, spaces = [], []
-            while link and 0 < link <= node_count and len(chain) < node_count:
-                at_node = (link - 1) * node_size
-                chain.append((struct.unpack_from("<Q", pool, at_node + root_at)[0],
-                              struct.unpack_from("<Q", pool, at_node + va_at)[0]))
-                spaces.append(struct.unpack_from("<Q", pool, at_node + space_at)[0])
-                link = struct.unpack_from("<I", pool, at_node + next_at)[0]
-            if chain:
-                state.rmap[frame], state.spaces[frame] = chain, spaces
+    for index, (link, backing, pins, mappings) in _used_entries(entry, table):
+        frame = (first + index) * PAGE_SIZE_4K
+        if backing:
+            state.backing[frame] = backing - 1
+        if pins:
+            state.pins[frame] = pins
+        if mappings:
+            state.mappings[frame] = mappings
+        chain, spaces = [], []
+        while link and 0 < link <= node_count and len(chain) < node_count:
+            at_node = (link - 1) * node_size
+            chain.append((struct.unpack_from("<Q", pool, at_node + root_at)[0],
+                          struct.unpack_from("<Q", pool, at_node + va_at)[0]))
+            spaces.append(struct.unpack_from("<Q", pool, at_node + space_at)[0])
+            link = struct.unpack_from("<I", pool, at_node + next_at)[0]
+        if chain:
+            state.rmap[frame], state.spaces[frame] = chain, spaces
     return state
 
 
