@@ -169,9 +169,11 @@ def test_disk_full(boot, kernel, arch):
 
 # ---- Part B: the policy ----------------------------------------------------------------------
 
-def overcommit_check(t, percent=50, extra="", rounds=2, factors=(4, 6), **watching):
+def overcommit_check(t, percent=50, extra="", rounds=2, factors=(4, 6), hot=False, **watching):
     """overcommit (with @p extra programs) under a token-chosen cap: at each of its yields every
-    page's bytes are where its entry says (the token's version)."""
+    page's bytes are where its entry says (the token's version). With @p hot, the page of its
+    model (the one anonymous page outside its region, read before each page of a round) is the
+    watch's hot page (SwapWatch.hot_problem)."""
     cap = 16 + t.pick("cap", 0, 8)
     pages = cap * t.pick("factor", *factors)
 
@@ -187,10 +189,15 @@ def overcommit_check(t, percent=50, extra="", rounds=2, factors=(4, 6), **watchi
                 assert c.args[0] == 0, f"overcommit exited with code {c.args[0]}: a word was wrong"
                 return r
             if base is None:
-                vmas = [v for p in processes(c.snap, t.kernel).values() for v in p.vmas or []
-                        if pages * PAGE <= v.end - v.start <= (pages + 8) * PAGE]
+                every = [v for p in processes(c.snap, t.kernel).values() if p.name == "overcommit" for v in p.vmas or []]
+                vmas = [v for v in every if pages * PAGE <= v.end - v.start <= (pages + 8) * PAGE]
                 assert vmas, f"no region of overcommit's {pages} pages in its record (guest RAM)"
                 base = min(v.start for v in vmas)
+                region = pages_of(base, pages)
+                model = [va for v in every if v.kind_name == "anonymous" for va in range(v.start, v.end, PAGE)
+                         if va not in region]
+                if hot and len(model) == 1:
+                    t.watch.hot = (c.root, model[0], set(region))
             versions = overcommit_versions(t.token, pages, r, percent)
             t.placed(c, world, c.root, base, [swap_page(t.token, "overcommit", j, versions[j]) for j in range(pages)])
             r += 1
@@ -201,7 +208,7 @@ def overcommit_check(t, percent=50, extra="", rounds=2, factors=(4, 6), **watchi
 
 @lab_test(7, "overcommit")
 def test_overcommit(boot, kernel, arch):
-    overcommit_check(SwapTest(boot, kernel, arch), tlb=False, swap_ins=False)
+    overcommit_check(SwapTest(boot, kernel, arch), hot=True, tlb=False, swap_ins=False)
 
 
 @lab_test(7, "clock_victim")

@@ -248,6 +248,8 @@ class SwapWatch:
         self.cap = self.slots = None   # the grader's userframes= and disk slots (SwapTest.start())
         self.out = {}       # {(root, va): (swap entry, slot, log mark, the root's process)} of pages evicted
         self.test_call = None   # (sp, root, va) of the evict() call under way (the dispatcher's stop)
+        self.hot = None         # (root, va, pages): the test's program touches page va between any two pages of pages
+        self.hot_seen = None    # at the last eviction's entry: (the hot page's mark cleared, the last fault's page)
         self.evict_call = syscall_number("Evict")
 
     def before(self, guest):
@@ -376,6 +378,7 @@ class SwapWatch:
             self.wrong(f"the swapper {what} frame {frame:#x} while it is pinned ({st.pins[frame]} pins in the frame "
                       f"table): {where(world, mappings)} maps it, and a copy or a fault is using it now")
         self.check_choice(snap, frame, st, world) if kind == "evict" else None
+        self.hot_problem(frame, world) if kind == "evict" else None
         nodes = st.nodes(frame)
         recorded = {(r, va) for _, r, va in nodes}
         for root, va, _ in mappings:
@@ -394,6 +397,34 @@ class SwapWatch:
         for a in self.tlb if self.watch_tlb else ():
             self.guest.side_stops[a] = self.on_tlb
         self.guest.side_stop(return_address(snap), self.on_return)
+
+    def hot_problem(self, frame, world):
+        """At an eviction's entry: fails when the victim is the test's hot page (self.hot) and the
+        program touched it after its accessed mark was cleared. The mark was clear at the previous
+        eviction's entry, the faults that led to the two evictions are at two pages of the
+        program's range (QEMU's log), and the program touches the hot page between any two: a
+        kernel that invalidated what it cleared finds the mark set again. (Not when every mapping's
+        mark is clear now: a clearing turn that found every frame used takes the first it cleared.)"""
+        if self.hot is None:
+            return
+        root, va, pages = self.hot
+        model = ARCHES[self.arch]
+        fault = next((e.address & ~(PAGE - 1) for e in reversed(self.guest.log_events()) if model.is_page_fault(e)
+                      and e.address is not None and e.root in (None, root)), None)
+        e = world.entries.get((root, va), 0)
+        seen, self.hot_seen = self.hot_seen, (self.fmt.present(e) and not self.fmt.accessed(e), fault)
+        if seen is None or (root, va) not in [(r, v) for r, v, _ in world.mapped.get(frame, [])]:
+            return
+        cleared, before = seen
+        if not cleared or before == fault or not {before, fault} <= pages:
+            return
+        if any(self.fmt.accessed(x) for maps in world.mapped.values() for _, _, x in maps):
+            self.wrong(f"the accessed mark was cleared without invalidating the translation: the clock evicts "
+                       f"{world.who(root)}'s page {va:#x} (frame {frame:#x}) as unused, yet the program touched it "
+                       f"after its mark was cleared (it touches that page between any two others, and {before:#x} and "
+                       f"{fault:#x} faulted since). The CPU sets the mark only when it walks the table: a translation "
+                       "the TLB keeps is used without setting it again, so the clearing must invalidate each mapping "
+                       "whose mark it clears")
 
     def on_tlb(self, snap):
         if self.pending is not None:
@@ -450,13 +481,26 @@ class SwapWatch:
                     self.wrong(f"clean_frame cleaned {world.who(root)}'s entry at {va:#x} but it was not invalidated "
                               f"before the write of slot {slot}: the TLB still says dirty, and the next write through it "
                               "marks nothing (it is lost at the next eviction)")
-        problem = self.counts_problem(st, world, writing=slot if ev.kind == "clean" else None)
+        problem = (ev.kind == "evict" and self.extra_hold(ev, st, slot) or
+                   self.counts_problem(st, world, writing=slot if ev.kind == "clean" else None))
         if problem:
             self.wrong(problem)
         ev.wrote.append(slot)
         ev.mark = self.log_size()
         self.disk[slot] = snap.read_phys(frame, PAGE)
         self.writes.append((slot, frame, ev.kind))
+
+    def extra_hold(self, ev, st, slot):
+        """An eviction that left @p slot counted more times than the frame had mappings (None when
+        it did not): the slot was free or the frame's own backing, so its swap entries are its only
+        holders."""
+        n = len(ev.mappings)
+        if st.count(slot) <= n:
+            return None
+        return (f"slot count one too high at eviction: the eviction of frame {ev.frame:#x} counts slot {slot} "
+                f"{st.count(slot)} times for its {n} swap entr{'y' if n == 1 else 'ies'} (one hold per entry: the "
+                "first takes the slot's own hold, each other mapping one share); the extra hold is never dropped and "
+                "the slot leaks")
 
     def on_swap_in(self, snap):
         self.swap_in_va = self.arg(snap, 2)
@@ -570,7 +614,7 @@ class SwapWatch:
                       "writes are lost")
         if len(ev.wrote) > 1:
             self.wrong(f"frame {ev.frame:#x} was written {len(ev.wrote)} times for one eviction (slots {ev.wrote})")
-        problem = self.counts_problem(st, world)
+        problem = self.extra_hold(ev, st, slot) or self.counts_problem(st, world)
         if problem:
             self.wrong(problem)
         self.evictions.append(ev)
