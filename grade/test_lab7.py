@@ -57,6 +57,7 @@ def test_one_page_out(boot, kernel, arch):
         return slot
 
     slot = t.start(f"swapkeep:{pages}:{mask:#x}", script)
+    holds(t.unseen_writes())   # (each write the trace shows was checked at the grader's stop)
     assert ("read", slot) in disk_requests(t.run.qemu_log), f"QEMU's trace shows no read of slot {slot}"
 
 
@@ -223,10 +224,7 @@ def test_clock_victim(boot, kernel, arch):
 def test_dirty_only(boot, kernel, arch):
     t = SwapTest(boot, kernel, arch)
     watch = overcommit_check(t, percent=t.pick("percent", 10, 60), tlb=False, swap_ins=False)
-    writes = [s for k, s in disk_requests(t.run.qemu_log) if k == "write"]
-    seen = [s for s, _, _ in watch.writes]
-    assert writes == seen, (f"QEMU's trace shows {len(writes)} disk writes, the grader stopped at {len(seen)} writes of "
-                            "evicted or written-back frames")
+    holds(t.unseen_writes())
     evicted = [ev for ev in watch.evictions if ev.kind == "evict"]
     wrote = sum(1 for ev in evicted if ev.wrote)
     dirty = sum(1 for ev in evicted if ev.content != ev.known)
