@@ -250,6 +250,7 @@ class SwapWatch:
         self.test_call = None   # (sp, root, va) of the evict() call under way (the dispatcher's stop)
         self.hot = None         # (root, va, pages): the test's program touches page va between any two pages of pages
         self.hot_seen = None    # at the last eviction's entry: (the hot page's mark cleared, the last fault's page)
+        self.backed_by = {}     # {slot: frame} of every backing slot the grader has seen kept
         self.evict_call = syscall_number("Evict")
 
     def before(self, guest):
@@ -291,6 +292,7 @@ class SwapWatch:
         (came_back()) unless @p returns is false (then the caller checks them)."""
         if getattr(snap, "_swap_look", None) is None:
             snap._swap_look = swap_state(snap, self.kernel), World(snap, self.kernel, self.arch, self.fmt)
+            self.backed_by.update((slot, frame) for frame, slot in snap._swap_look[0].backing.items())
             if returns:
                 self.came_back(snap._swap_look[1])
         return snap._swap_look
@@ -348,8 +350,17 @@ class SwapWatch:
         for s, c in enumerate(st.counts):
             if c and c > holders.get(s, 0) and s != writing:
                 return (f"slot {s} is held (count {c} in the slot map) by {holders.get(s, 0)} entries and backings "
-                        "the grader finds in every root: a slot leaked, never freed")
+                        "the grader finds in every root: a slot leaked, never freed" + self.backing_leak(s, st))
         return None
+
+    def backing_leak(self, slot, st):
+        """Why @p slot, held by no one, leaked, when it was a frame's backing slot ('' otherwise)."""
+        frame = self.backed_by.get(slot)
+        if frame is None or st.backing.get(frame) == slot:
+            return ""
+        return (f" (the backing slot not dropped: slot {slot} was frame {frame:#x}'s backing slot, its clean copy; "
+                "the frame's last mapping went, at exit, exec, munmap or a copy-on-write break, and the frame's hold "
+                "on its backing slot was not dropped with it)")
 
     def wrong(self, message):
         raise AssertionError(message)
@@ -726,6 +737,23 @@ class SwapWatch:
                           f"{world.who(root)}'s mapping at {va:#x} set: every mapping's accessed state must be cleared "
                           "(and invalidated) in its own root, or the frame keeps its second chance for ever")
 
+    def clean_turn_cleared(self, c, victim, world):
+        """The signature of a clean turn that clears: at the choice's return no mapping the grader
+        saw used at its entry keeps its mark (the victim's aside), among them frames past the
+        grader's victim that no clearing turn would reach. None when not so."""
+        used = [(k, self.fmt.frame(e)) for k, e in world.entries.items()
+                if self.fmt.present(e) and c["before"].get(k) and self.fmt.frame(e) != victim]
+        if not used or any(self.fmt.accessed(world.entries[k]) for k, _ in used):
+            return None
+        beyond = [(k, f) for k, f in used if f not in c["passed"]]
+        if c["victim"] is None or not beyond:
+            return None
+        (root, va), f = beyond[0]
+        return (f"the clock's clean turn cleared accessed marks: at its return no used frame keeps its mark, "
+                f"{world.who(root)}'s page {va:#x} (frame {f:#x}) among them, though the clearing turn stops at the "
+                f"first unused frame (the grader's victim, frame {c['frame']:#x}) before it: a clean turn only looks, "
+                "and a used frame loses its second chance only when a clearing turn passes it")
+
     def check_choice(self, snap, frame, st, world):
         c, self.choice = self.choice, None
         if c is None:
@@ -740,6 +768,9 @@ class SwapWatch:
         if c["victim"] is None:
             self.wrong(f"the clock chose frame {frame:#x}, but the grader's recomputation from guest RAM finds no victim "
                       "(every resident frame pinned)")
+        problem = self.clean_turn_cleared(c, frame, world)
+        if problem:
+            self.wrong(problem)
         if frame != c["frame"]:
             i = st.index(frame)
             why = []
@@ -804,7 +835,8 @@ def baseline(guest, kernel, watch, before):
     if used:
         held = [s for s, c in enumerate(st.counts) if c][:4]
         raise AssertionError(f"{used} swap slots in use after every process ended (the slot map, guest RAM; slots "
-                             f"{held}...), 0 at the baseline: slots never freed (a leak at exit, exec or munmap)")
+                             f"{held}...), 0 at the baseline: slots never freed (a leak at exit, exec or munmap)"
+                             + next((w for w in (watch.backing_leak(s, st) for s in held) if w), ""))
     if st.resident:
         raise AssertionError(f"the frame table counts {st.resident} resident user frames after every process ended")
     if now != was:
@@ -887,6 +919,16 @@ class SwapTest(ProcTest):
     def yields_of(self, name, *also):
         """The calls of program @p name among its yields and @p also."""
         return (c for c in self.calls("Yield", *also) if program_of(self.look(c)[1], c.root) == name)
+
+    def unseen_writes(self):
+        """After the run: QEMU's trace of the disk's writes against those the grader stopped at (and
+        checked); None when they are the same."""
+        writes = [s for k, s in disk_requests(self.run.qemu_log) if k == "write"]
+        seen = [s for s, _, _ in self.watch.writes]
+        if writes == seen:
+            return None
+        return (f"QEMU's trace shows {len(writes)} disk writes, the grader stopped at {len(seen)} writes of evicted or "
+                "written-back frames")
 
     def look(self, call):
         """(SwapState, World) at @p call's stop."""
