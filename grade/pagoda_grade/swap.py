@@ -293,6 +293,8 @@ class SwapWatch:
         if getattr(snap, "_swap_look", None) is None:
             snap._swap_look = swap_state(snap, self.kernel), World(snap, self.kernel, self.arch, self.fmt)
             self.backed_by.update((slot, frame) for frame, slot in snap._swap_look[0].backing.items())
+            for slot in snap._swap_look[1].swapped:   # (a swap entry holds it now: no longer only a backing)
+                self.backed_by.pop(slot, None)
             if returns:
                 self.came_back(snap._swap_look[1])
         return snap._swap_look
@@ -863,7 +865,8 @@ def rmap_problem(snap, kernel, st, world):
             extra = [(r, va) for r, va in theirs if (r, va) not in ours]
             missing = [(r, va) for r, va in ours if (r, va) not in theirs]
             if extra:
-                return stale_rmap_node(frame, f"{world.who(extra[0][0])} at {extra[0][1]:#x}", world.holds(*extra[0]))
+                return stale_rmap_node(frame, f"{world.who(extra[0][0])} at {extra[0][1]:#x}", world.holds(*extra[0]),
+                                       f"{world.who(missing[0][0])} at {missing[0][1]:#x}" if missing else None)
             return missing_rmap_node(frame, f"{world.who(missing[0][0])} at {missing[0][1]:#x}",
                                      [f"{world.who(r)} at {va:#x}" for r, va in theirs])
         if refs.count(frame) != len(maps):
