@@ -76,3 +76,21 @@ def test_inputs_in_guest_ram_or_on_the_console_are_noted_and_filling_free_frames
     session.fed, session.proc = False, SimpleNamespace(stdin=io.BytesIO())
     session.send("forktree basic 3\n")
     assert session.fed
+
+
+def test_a_check_failed_at_a_grader_s_stop_stops_there_the_n_th_time(monkeypatch):
+    monkeypatch.delenv(GDB_ENV, raising=False)
+    stop = (0xffffffff8011d7b0, 3, "the 3rd evict_frame() entry")
+    line = Booter.replay(SimpleNamespace(kernel=paths.kernel_elf("x86_64")), run(), False, stop)
+    words = shlex.split(line[line.index("./pagoda"):])
+    assert words == ["./pagoda", "gdb", "--ex", "break *0xffffffff8011d7b0", "--ex", "ignore $bpnum 2", "--",
+                     "--cmdline", CMDLINE]
+    assert "it stops at the 3rd evict_frame() entry" in line
+    first = Booter.replay(SimpleNamespace(kernel=paths.kernel_elf("x86_64")), run(), False, stop[:1] + (1, "x"))
+    assert "ignore" not in first
+
+
+def test_the_stop_s_count_reads_as_an_ordinal():
+    from pagoda_grade.witness import ordinal
+    assert [ordinal(n) for n in (1, 2, 3, 4, 11, 12, 13, 21, 22, 111, 158)] == \
+        ["1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "111th", "158th"]

@@ -626,7 +626,7 @@ class Booter:
                   witness_failure=witness_failure, watch_problems=self.watch_problems, remains=self._remains,
                   swap_image=disk.image if disk else None)
         self.last_boot, self.last_run = (token, directory), run
-        self.replays.append((token, self.replay(run, session.fed)))
+        self.replays.append((token, self.replay(run, session.fed, getattr(witness_error, "stop", None))))
         if self._remains is not None:
             self._remains.boot = self.last_boot
             if args and "drain" in args:   # (its RAM as the run left it: churn.given_back_problem)
@@ -637,10 +637,12 @@ class Booter:
             run.fail(str(witness_error))
         return run
 
-    def replay(self, run, fed):
+    def replay(self, run, fed, stop=None):
         """The line that boots @p run again in GDB: the same kernel and command line, stopped where
-        it died (a kill: --stop-at-kill; a panic: ./pagoda gdb's own breakpoint on panic_end; a
-        triple fault or an exception storm: --int-log, for fault-why to name the first fault).
+        it died (a check failed at a grader's stop, @p stop = (pc, n, its words): a breakpoint there
+        that stops the n-th time; a kill: --stop-at-kill; a panic: ./pagoda gdb's own breakpoint on
+        panic_end; a triple fault or an exception storm: --int-log, for fault-why to name the first
+        fault).
         PAGODA_GRADE_GDB replaces `./pagoda gdb --kernel ELF` where that is another command (a
         hunt's tree is debugged with `./pagoda hunt gdb`)."""
         words = (os.environ.get(GDB_ENV) or "./pagoda gdb").split() + ["--arch", run.arch] * (run.arch != paths.DEFAULT_ARCH)
@@ -649,7 +651,11 @@ class Booter:
             words += ["--kernel", os.path.relpath(elf, paths.ROOT) if elf.startswith(paths.ROOT + os.sep) else elf]
         outcome = run.outcome()
         # (neutral words: this line may be a failure's second, which `labs mutants` reads for the cause)
-        if kill_lines(run.lines, at_most=1):
+        if stop is not None:
+            pc, n, seen = stop
+            words += ["--ex", f"break *{pc:#x}"] + ["--ex", f"ignore $bpnum {n - 1}"] * (n > 1)
+            where = f"continue: it stops at {seen}, where the grader saw it"
+        elif kill_lines(run.lines, at_most=1):
             words.append("--stop-at-kill")
             where = "it stops where the kernel kills a process"
         elif outcome == "failure" and panic_line("\n".join(run.lines)):

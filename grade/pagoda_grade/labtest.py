@@ -224,7 +224,9 @@ class ProcTest(LabTest):
             except AssertionError as e:
                 if not explain:
                     raise
-                raise AssertionError(self.watch.explained(guest, str(e))) from None
+                explained = AssertionError(self.watch.explained(guest, str(e)))
+                explained.stop = getattr(e, "stop", None)   # (where it was seen: the replay line stops there)
+                raise explained from None
 
         run = spec if isinstance(spec, str) else ",".join(spec)
         self.run = self.booter(args={"run": run, **boot_args.pop("args", {})}, token=self.token, witness=witness,

@@ -250,6 +250,9 @@ class SwapWatch:
         self.cap = self.slots = None   # the grader's userframes= and disk slots (SwapTest.start())
         self.out = {}       # {(root, va): (swap entry, slot, log mark, the root's process)} of pages evicted
         self.test_call = None   # (sp, root, va) of the evict() call under way (the dispatcher's stop)
+        self.hot = None         # (root, va, pages): the test's program touches page va between any two pages of pages
+        self.hot_seen = None    # at the last eviction's entry: (the hot page's mark cleared, the last fault's page)
+        self.backed_by = {}     # {slot: frame} of every backing slot the grader has seen kept
         self.evict_call = syscall_number("Evict")
 
     def before(self, guest):
@@ -291,6 +294,9 @@ class SwapWatch:
         (came_back()) unless @p returns is false (then the caller checks them)."""
         if getattr(snap, "_swap_look", None) is None:
             snap._swap_look = swap_state(snap, self.kernel), World(snap, self.kernel, self.arch, self.fmt)
+            self.backed_by.update((slot, frame) for frame, slot in snap._swap_look[0].backing.items())
+            for slot in snap._swap_look[1].swapped:   # (a swap entry holds it now: no longer only a backing)
+                self.backed_by.pop(slot, None)
             if returns:
                 self.came_back(snap._swap_look[1])
         return snap._swap_look
@@ -348,8 +354,17 @@ class SwapWatch:
         for s, c in enumerate(st.counts):
             if c and c > holders.get(s, 0) and s != writing:
                 return (f"slot {s} is held (count {c} in the slot map) by {holders.get(s, 0)} entries and backings "
-                        "the grader finds in every root: a slot leaked, never freed")
+                        "the grader finds in every root: a slot leaked, never freed" + self.backing_leak(s, st))
         return None
+
+    def backing_leak(self, slot, st):
+        """Why @p slot, held by no one, leaked, when it was a frame's backing slot ('' otherwise)."""
+        frame = self.backed_by.get(slot)
+        if frame is None or st.backing.get(frame) == slot:
+            return ""
+        return (f" (the backing slot not dropped: slot {slot} was frame {frame:#x}'s backing slot, its clean copy; "
+                "the frame's last mapping went, at exit, exec, munmap or a copy-on-write break, and the frame's hold "
+                "on its backing slot was not dropped with it)")
 
     def wrong(self, message):
         raise AssertionError(message)
@@ -378,6 +393,7 @@ class SwapWatch:
             self.wrong(f"the swapper {what} frame {frame:#x} while it is pinned ({st.pins[frame]} pins in the frame "
                       f"table): {where(world, mappings)} maps it, and a copy or a fault is using it now")
         self.check_choice(snap, frame, st, world) if kind == "evict" else None
+        self.hot_problem(frame, world) if kind == "evict" else None
         nodes = st.nodes(frame)
         recorded = {(r, va) for _, r, va in nodes}
         for root, va, _ in mappings:
@@ -396,6 +412,34 @@ class SwapWatch:
         for a in self.tlb if self.watch_tlb else ():
             self.guest.side_stops[a] = self.on_tlb
         self.guest.side_stop(return_address(snap), self.on_return)
+
+    def hot_problem(self, frame, world):
+        """At an eviction's entry: fails when the victim is the test's hot page (self.hot) and the
+        program touched it after its accessed mark was cleared. The mark was clear at the previous
+        eviction's entry, the faults that led to the two evictions are at two pages of the
+        program's range (QEMU's log), and the program touches the hot page between any two: a
+        kernel that invalidated what it cleared finds the mark set again. (Not when every mapping's
+        mark is clear now: a clearing turn that found every frame used takes the first it cleared.)"""
+        if self.hot is None:
+            return
+        root, va, pages = self.hot
+        model = ARCHES[self.arch]
+        fault = next((e.address & ~(PAGE - 1) for e in reversed(self.guest.log_events()) if model.is_page_fault(e)
+                      and e.address is not None and e.root in (None, root)), None)
+        e = world.entries.get((root, va), 0)
+        seen, self.hot_seen = self.hot_seen, (self.fmt.present(e) and not self.fmt.accessed(e), fault)
+        if seen is None or (root, va) not in [(r, v) for r, v, _ in world.mapped.get(frame, [])]:
+            return
+        cleared, before = seen
+        if not cleared or before == fault or not {before, fault} <= pages:
+            return
+        if any(self.fmt.accessed(x) for maps in world.mapped.values() for _, _, x in maps):
+            self.wrong(f"the accessed mark was cleared without invalidating the translation: the clock evicts "
+                       f"{world.who(root)}'s page {va:#x} (frame {frame:#x}) as unused, yet the program touched it "
+                       f"after its mark was cleared (it touches that page between any two others, and {before:#x} and "
+                       f"{fault:#x} faulted since). The CPU sets the mark only when it walks the table: a translation "
+                       "the TLB keeps is used without setting it again, so the clearing must invalidate each mapping "
+                       "whose mark it clears")
 
     def on_tlb(self, snap):
         if self.pending is not None:
@@ -452,13 +496,26 @@ class SwapWatch:
                     self.wrong(f"clean_frame cleaned {world.who(root)}'s entry at {va:#x} but it was not invalidated "
                               f"before the write of slot {slot}: the TLB still says dirty, and the next write through it "
                               "marks nothing (it is lost at the next eviction)")
-        problem = self.counts_problem(st, world, writing=slot if ev.kind == "clean" else None)
+        problem = (ev.kind == "evict" and self.extra_hold(ev, st, slot) or
+                   self.counts_problem(st, world, writing=slot if ev.kind == "clean" else None))
         if problem:
             self.wrong(problem)
         ev.wrote.append(slot)
         ev.mark = self.log_size()
         self.disk[slot] = snap.read_phys(frame, PAGE)
         self.writes.append((slot, frame, ev.kind))
+
+    def extra_hold(self, ev, st, slot):
+        """An eviction that left @p slot counted more times than the frame had mappings (None when
+        it did not): the slot was free or the frame's own backing, so its swap entries are its only
+        holders."""
+        n = len(ev.mappings)
+        if st.count(slot) <= n:
+            return None
+        return (f"slot count one too high at eviction: the eviction of frame {ev.frame:#x} counts slot {slot} "
+                f"{st.count(slot)} times for its {n} swap entr{'y' if n == 1 else 'ies'} (one hold per entry: the "
+                "first takes the slot's own hold, each other mapping one share); the extra hold is never dropped and "
+                "the slot leaks")
 
     def on_swap_in(self, snap):
         self.swap_in_va = self.arg(snap, 2)
@@ -572,7 +629,7 @@ class SwapWatch:
                       "writes are lost")
         if len(ev.wrote) > 1:
             self.wrong(f"frame {ev.frame:#x} was written {len(ev.wrote)} times for one eviction (slots {ev.wrote})")
-        problem = self.counts_problem(st, world)
+        problem = self.extra_hold(ev, st, slot) or self.counts_problem(st, world)
         if problem:
             self.wrong(problem)
         self.evictions.append(ev)
@@ -684,6 +741,23 @@ class SwapWatch:
                           f"{world.who(root)}'s mapping at {va:#x} set: every mapping's accessed state must be cleared "
                           "(and invalidated) in its own root, or the frame keeps its second chance for ever")
 
+    def clean_turn_cleared(self, c, victim, world):
+        """The signature of a clean turn that clears: at the choice's return no mapping the grader
+        saw used at its entry keeps its mark (the victim's aside), among them frames past the
+        grader's victim that no clearing turn would reach. None when not so."""
+        used = [(k, self.fmt.frame(e)) for k, e in world.entries.items()
+                if self.fmt.present(e) and c["before"].get(k) and self.fmt.frame(e) != victim]
+        if not used or any(self.fmt.accessed(world.entries[k]) for k, _ in used):
+            return None
+        beyond = [(k, f) for k, f in used if f not in c["passed"]]
+        if c["victim"] is None or not beyond:
+            return None
+        (root, va), f = beyond[0]
+        return (f"the clock's clean turn cleared accessed marks: at its return no used frame keeps its mark, "
+                f"{world.who(root)}'s page {va:#x} (frame {f:#x}) among them, though the clearing turn stops at the "
+                f"first unused frame (the grader's victim, frame {c['frame']:#x}) before it: a clean turn only looks, "
+                "and a used frame loses its second chance only when a clearing turn passes it")
+
     def check_choice(self, snap, frame, st, world):
         c, self.choice = self.choice, None
         if c is None:
@@ -698,6 +772,9 @@ class SwapWatch:
         if c["victim"] is None:
             self.wrong(f"the clock chose frame {frame:#x}, but the grader's recomputation from guest RAM finds no victim "
                       "(every resident frame pinned)")
+        problem = self.clean_turn_cleared(c, frame, world)
+        if problem:
+            self.wrong(problem)
         if frame != c["frame"]:
             i = st.index(frame)
             why = []
@@ -762,7 +839,8 @@ def baseline(guest, kernel, watch, before):
     if used:
         held = [s for s, c in enumerate(st.counts) if c][:4]
         raise AssertionError(f"{used} swap slots in use after every process ended (the slot map, guest RAM; slots "
-                             f"{held}...), 0 at the baseline: slots never freed (a leak at exit, exec or munmap)")
+                             f"{held}...), 0 at the baseline: slots never freed (a leak at exit, exec or munmap)"
+                             + next((w for w in (watch.backing_leak(s, st) for s in held) if w), ""))
     if st.resident:
         raise AssertionError(f"the frame table counts {st.resident} resident user frames after every process ended")
     if now != was:
@@ -789,7 +867,8 @@ def rmap_problem(snap, kernel, st, world):
             extra = [(r, va) for r, va in theirs if (r, va) not in ours]
             missing = [(r, va) for r, va in ours if (r, va) not in theirs]
             if extra:
-                return stale_rmap_node(frame, f"{world.who(extra[0][0])} at {extra[0][1]:#x}", world.holds(*extra[0]))
+                return stale_rmap_node(frame, f"{world.who(extra[0][0])} at {extra[0][1]:#x}", world.holds(*extra[0]),
+                                       f"{world.who(missing[0][0])} at {missing[0][1]:#x}" if missing else None)
             return missing_rmap_node(frame, f"{world.who(missing[0][0])} at {missing[0][1]:#x}",
                                      [f"{world.who(r)} at {va:#x}" for r, va in theirs])
         if refs.count(frame) != len(maps):
@@ -845,6 +924,16 @@ class SwapTest(ProcTest):
     def yields_of(self, name, *also):
         """The calls of program @p name among its yields and @p also."""
         return (c for c in self.calls("Yield", *also) if program_of(self.look(c)[1], c.root) == name)
+
+    def unseen_writes(self):
+        """After the run: QEMU's trace of the disk's writes against those the grader stopped at (and
+        checked); None when they are the same."""
+        writes = [s for k, s in disk_requests(self.run.qemu_log) if k == "write"]
+        seen = [s for s, _, _ in self.watch.writes]
+        if writes == seen:
+            return None
+        return (f"QEMU's trace shows {len(writes)} disk writes, the grader stopped at {len(seen)} writes of evicted or "
+                "written-back frames")
 
     def look(self, call):
         """(SwapState, World) at @p call's stop."""

@@ -910,6 +910,7 @@ class Guest:
         self.stop_hooks = []
         # Stops on the way (side_stop()): {address: callable(Snapshot) or None}.
         self.side_stops = {}
+        self.side_hits = {}   # {address: how many times a side stop there was taken}
         # Moments marked on the way (mark_at()): {address: callable(Snapshot)}, no stop hook run.
         self.marks = {}
 
@@ -1053,7 +1054,12 @@ class Guest:
         callback, if any."""
         callback = self.side_stops.get(snap.pc)
         if callback is not None:
-            callback(snap)
+            n = self.side_hits[snap.pc] = self.side_hits.get(snap.pc, 0) + 1
+            try:
+                callback(snap)
+            except AssertionError as e:
+                seen_at(e, self.kernel, snap.pc, n)
+                raise
 
     def _step_off(self, address, what):
         """Single-steps the guest, stopped at @p address, until it has left it; the PC it stops
@@ -1344,6 +1350,22 @@ def expect_fault(run, *, vector, what, error=None, error_mask=None, address=None
             run.fail(f"{what}: the kernel's report gives {name} {report[key]:#x}, but QEMU's log says the "
                      f"CPU faulted with {logged:#x}")
     return event
+
+
+def ordinal(n):
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
+
+
+def seen_at(error, kernel, pc, n):
+    """A check failed at a side stop at a function's entry @p pc, the @p n-th taken there: its
+    message says so ("seen at the 3rd evict_frame() entry") and error.stop = (pc, n, that
+    phrase), which the replay line stops at. Nothing at a stop inside a function (a return)."""
+    f = symbols.function_at(kernel, pc)
+    if getattr(error, "stop", None) is not None or not error.args or f is None or f.address != pc:
+        return
+    where = f"the {ordinal(n)} {symbols.base_name(f.name).split('::')[-1]}() entry"
+    error.stop = (pc, n, where)
+    error.args = (f"{error.args[0]} (seen at {where})",) + error.args[1:]
 
 
 def page_faults_at(guest, page, after=0):

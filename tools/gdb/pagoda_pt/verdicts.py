@@ -131,12 +131,20 @@ def killed_though_recorded(e: Evidence) -> Optional[str]:
             f"with {k.covering}: the kernel's own decision is wrong, not the program: {k.why or LOOKUP_MISSED}")
 
 
-def stale_rmap_node(frame: int, who: str, holds: str) -> str:
+def stale_rmap_node(frame: int, who: str, holds: str, lost: Optional[str] = None) -> str:
     """A frame's reverse map names @p who ("proc 2 (swapfork) at 0x406000"), which holds @p holds
-    there ("frame 0x..", "a swap entry naming slot 3", "nothing") instead of the frame."""
-    return ("frame %#x's reverse map names %s, but that root holds %s there: a mapping the reverse map kept after "
-            "it went (a copy-on-write break that did not move it to the copy, an unmap that unlinked another node); "
-            "evicting the frame writes a swap entry over that page" % (frame, who, holds))
+    there ("frame 0x..", "a swap entry naming slot 3", "nothing") instead of the frame; @p lost: a
+    mapping of the frame its reverse map lacks at the same time (the same kind of name)."""
+    if lost:
+        why = ("%s, which maps the frame, is missing from it: the removal of a mapping unlinked another node than "
+               "the one that went" % lost)
+    elif holds.startswith("frame "):
+        why = ("the page moved to %s (a copy-on-write break) and the move did not forget the old frame's node"
+               % holds)
+    else:
+        why = "a mapping the reverse map kept after it went (an unmap that unlinked another node, or none)"
+    return ("frame %#x's reverse map names %s, but that root holds %s there: %s; evicting the frame writes a swap "
+            "entry over that page" % (frame, who, holds, why))
 
 
 def missing_rmap_node(frame: int, who: str, listed: list) -> str:

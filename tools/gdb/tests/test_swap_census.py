@@ -129,7 +129,8 @@ def test_a_reverse_map_that_names_a_mapping_gone():
     # A copy-on-write break moved the child to G; F's chain still names the child.
     c = census([], mapped=[(A, V, F), (B, V, G)], rmap={F: [(A, V), (B, V)], G: [(B, V)]})
     assert swap_story(c).startswith("frame %#x's reverse map names proc 2 (p) at %#x, but that root holds frame %#x "
-                                    "there" % (F, V, G))
+                                    "there: the page moved to frame %#x (a copy-on-write break) and the move did "
+                                    "not forget the old frame's node" % (F, V, G, G))
 
 
 def test_slots_no_one_holds():
