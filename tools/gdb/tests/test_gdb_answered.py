@@ -8,6 +8,7 @@ import re
 import pytest
 
 import gdbrig
+from pagoda_pt import contract as C
 from gdbrig import Machine, run_steps
 
 QEMUS = {"x86_64": gdbrig.QEMU, "aarch64": gdbrig.QEMU_AARCH64}
@@ -45,7 +46,7 @@ def test_a_demand_fault_is_no_kill(arch):
 
 @pytest.mark.parametrize("arch", ARCHES)
 def test_a_copy_on_write_fault_is_no_kill(arch):
-    text = why_at(arch, "cowtest", "access.write && pagoda::proc::current()->pid == 2")
+    text = why_at(arch, "cowtest", f"access.write && {C.CURRENT_PROCESS.expr}()->pid == 2")
     verdict = text.strip().splitlines()[-1]
     assert verdict.startswith("verdict: process 'cowtest' (pid 2") and ": a copy-on-write fault: " in verdict, text
     assert not kill_lines(text), kill_lines(text)

@@ -20,6 +20,7 @@ import re
 import pytest
 
 import gdbrig
+from pagoda_pt import contract as C
 from gdbrig import Machine, run_steps
 
 HEX = r"0x[0-9a-f]+"
@@ -32,7 +33,7 @@ pytestmark = pytest.mark.timeout(300)
 ROW = re.compile(r"^\s+(\d+)\s+(\d+)  (.*)$", re.M)
 HOLDER = re.compile(r"proc (\d+) \(swapfork\) at (%s)" % HEX)
 SLOTS = "((unsigned short*)pagoda_swap_state.slots)"
-CHILD_SYSCALL = "break pagoda::proc::syscall if 'pagoda::proc::(anonymous namespace)::g_current'->pid == 2"
+CHILD_SYSCALL = f"break {C.DISPATCHER} if {C.CURRENT_PROCESS.expr}()->pid == 2"
 
 
 def decode(arch, raw):
