@@ -120,7 +120,7 @@ class World:
             for va, e in leaves.items():
                 self.entries[(root, va)] = e
                 self.at[(root, va)] = where[va]
-                if e & 1:   # (fmt.present(e))
+                if fmt.present(e):
                     self.mapped.setdefault(fmt.frame(e), []).append((root, va, e))
                 else:
                     slot = fmt.slot(e)
