@@ -94,11 +94,23 @@ def tree_problems(texts, lab):
     return problems
 
 
+# The GDB tools' own tests: the breakpoints, conditions and expressions they hand GDB name the kernel
+# through the contract too (a condition naming a renamed variable quietly stops at the wrong moment).
+GDB_TESTS = "tools/gdb/tests/"
+
+
 def python_files():
     """Every module of the packages and the graded tests (tools/pagoda/layers.py's Python layers:
-    the commands, the grader, the GDB tools, the shared library, pagoda_pt), the contract aside."""
+    the commands, the grader, the GDB tools, the shared library, pagoda_pt) and of the GDB tools'
+    tests, the contract aside."""
     return [os.path.join(paths.ROOT, rel) for rel, (_, layer) in sorted(layers.python_modules(paths.ROOT).items())
-            if layer is not None and rel != CONTRACT]
+            if (layer is not None or rel.startswith(GDB_TESTS)) and rel != CONTRACT]
+
+
+def _asserted(tree):
+    """The nodes of @p tree inside an assert statement: what a test expects to read back, which a
+    rename fails loudly there."""
+    return {id(c) for a in ast.walk(tree) if isinstance(a, ast.Assert) for c in ast.walk(a)}
 
 
 # The fact readers: {name: the position of the fact's name among its arguments}.
@@ -182,10 +194,10 @@ def naming_problems(path, source, elf_names=frozenset()):
     """Where @p source names a kernel symbol or a fact's symbol itself (a string, an f-string or a GDB
     expression that holds one, @p elf_names: the reference kernels' names), or asks for a fact the
     contract lacks (through fact(), layout_value(), fact_symbol() or a function or lambda of its own
-    that passes a name on to them)."""
+    that passes a name on to them). In a GDB tools' test, an assert's own text is no naming."""
     problems, names = [], elf_names | set(contract.NAMES)
     tree = ast.parse(source)
-    prose = _docstrings(tree)
+    prose = _docstrings(tree) | (_asserted(tree) if os.path.relpath(path, paths.ROOT).startswith(GDB_TESTS) else set())
     readers = fact_readers(tree)
     constants = {n.targets[0].id: n.value for n in tree.body if isinstance(n, ast.Assign) and len(n.targets) == 1
                  and isinstance(n.targets[0], ast.Name)}
@@ -287,6 +299,13 @@ def test_a_symbol_fault_why_reads_renamed_or_written_outside_fails_the_contract(
                             '"""A docstring may name pagoda::decide_fault."""\n'
                             'gdb.parse_and_eval("%s(%#x)" % (C.RECORD_WORDS, a))', names)
     assert sorted(p.split(":")[1] for p in found) == ["1", "2", "3", "4"], found
+    # The GDB tools' tests are scanned: a breakpoint they set names the kernel through the contract,
+    # while what they assert they read back may quote it.
+    assert os.path.join(paths.ROOT, GDB_TESTS, "test_gdb_swap.py") in python_files()
+    found = naming_problems(os.path.join(paths.ROOT, GDB_TESTS, "x.py"),
+                            'steps = [("b", "cmd", "break pagoda::proc::exit_current if x->pid == 2")]\n'
+                            'assert "pagoda::proc::exit_current" in out\n', names)
+    assert len(found) == 1 and ":1:" in found[0], found
 
 
 # User programs whose token-derived values the grader never computes.

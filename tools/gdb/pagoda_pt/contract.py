@@ -139,6 +139,12 @@ DECIDE_FAULT = Name("pagoda::decide_fault", 5)
 FAULT_CAUSE_TEXT = Name("pagoda::fault_cause_text", 5)
 VMA_MERGEABLE = Name("pagoda::VmaSet::mergeable", 5)
 RECORD_WORDS = Name("pagoda_record_words", 5)                    # kernel/proc/run.cpp
+# Where the GDB tools' own tests (tools/gdb/tests) stop or look besides: the kernel's map built, the
+# generic fault entry (its `access` argument), the window's reach, a process's pages forgotten at exit.
+VM_INIT = Name("pagoda::vm::init", 1)
+HANDLE_FAULT = Name("pagoda::vm::handle_fault", 5)
+REACHABLE_LIMIT = Name("pagoda::vm::reachable_limit", 2)
+FORGET_USER_PAGES = Name("pagoda::vm::forget_user_pages", 7)
 # The swap code's functions (by prefix): fault-why's frame is inside swap's own work (lab 7).
 SWAP_CODE = tuple(Name(prefix, 7, TYPE, source=source) for prefix, source in (
     ("pagoda::Swapper::", r"\bclass\s+Swapper\b"), ("pagoda::FrameTable::", r"\bclass\s+FrameTable\b"),
@@ -181,6 +187,7 @@ class AARCH64:
     TLB_ALL = Name("pagoda::aarch64::Aarch64AddressSpace::invalidate_all", 3, arch="aarch64")
     TRAP = Name("aarch64_trap", 0, arch="aarch64")
     TRAP_FRAME = Name("pagoda::aarch64::TrapFrame", 0, TYPE, "aarch64")
+    TIMER_INIT = Name("pagoda::aarch64::timer_init", 0, arch="aarch64")   # (after the kernel's map is live)
 
 
 # The context switch of either ISA (a grader reading only a kernel ELF takes the one it has).

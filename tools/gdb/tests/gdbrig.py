@@ -33,6 +33,7 @@ ROOT = os.path.dirname(os.path.dirname(GDB_DIR))
 
 from pagoda_core import build, paths, qemu
 from pagoda_core.speed import scaled  # (limits for this machine: speed.py)
+from pagoda_pt import contract as C
 
 GDB = "gdb-multiarch"
 QEMU = "qemu-system-x86_64"
@@ -185,6 +186,6 @@ def ps_rows(text):
 def argument_page(kernel):
     """The page under the user stack's top: the one page the loader maps before a process runs
     (lab 5 loads lazily), holding argv; the same address in every process, its own frame."""
-    top = kernel_symbol(kernel, "pagoda_fact_user_stack_top")
-    return top - kernel_symbol(kernel, "pagoda_fact_page_size")
+    top = kernel_symbol(kernel, C.fact_symbol("user_stack_top"))
+    return top - kernel_symbol(kernel, C.fact_symbol("page_size"))
 TTBR_BADDR = 0x0000_FFFF_FFFF_F000

@@ -16,6 +16,7 @@ from gdbrig import Machine, run_steps
 from pagoda_core import faultlog, kernelinfo
 from pagoda_pt.isa import isa
 from pagoda_pt.kernelnames import KernelNames
+from pagoda_pt import contract as C
 
 pytestmark = [pytest.mark.skipif(bool(gdbrig.missing_tools()), reason=gdbrig.missing_tools()),
               pytest.mark.timeout(240)]
@@ -27,8 +28,8 @@ PROBE_ADDRESS = 0x0      # faults.PROBE_ADDRESS: the null page
 @pytest.mark.parametrize("arch", ["x86_64", "aarch64"])
 def test_the_copy_probe_opens_user_access_like_a_scope(arch):
     kernel = gdbrig.build_kernel(arch)
-    copy = gdbrig.kernel_symbol(kernel, "x86_user_copy" if arch == "x86_64" else "aarch64_user_copy")
-    steps = [("brk", "cmd", "break pagoda::proc::exit_current"), ("go", "cmd", "continue"),
+    copy = gdbrig.kernel_symbol(kernel, C.X86.USER_COPY if arch == "x86_64" else C.AARCH64.USER_COPY)
+    steps = [("brk", "cmd", f"break {C.EXIT}"), ("go", "cmd", "continue"),
              ("why", "cmd", "fault-why")]
     with Machine(kernel, int_log=True, cmdline="run=hello", arch=arch) as machine:
         steps.insert(0, ("log", "cmd", f"set pagoda-qemu-log {machine.int_log}"))

@@ -17,6 +17,7 @@ from pagoda_pt.isa import isa
 from pagoda_pt.kernelnames import NO_NAMES, KernelNames
 from pagoda_pt.roots import KnownRoot, RootTable
 from pagoda_pt.verdicts import StackSlots
+from pagoda_pt import contract as C
 from gdbrig import build_kernel
 from ptbuild import NX, P, RW, US, PhysMem, X86Tables
 
@@ -520,7 +521,7 @@ KERNEL_POINTER = 0xFFFF_8000_5A51_D000     # a kernel-half address no root maps
 USER_END = 0x8000_0000_0000
 
 
-def copy_fault(m, cr2, error, fixups, syscall=None, function="x86_user_copy"):
+def copy_fault(m, cr2, error, fixups, syscall=None, function=C.X86.USER_COPY):
     """A kernel-mode #PF at CODE, which the symbols place in @p function, on @p cr2, while process
     'badptr' is live."""
     proc = process_root(m)
@@ -544,7 +545,7 @@ def test_a_user_copy_fault_on_a_user_address_without_a_fix_up_entry_names_the_mi
     assert v.startswith("a user copy faulted on user address 0x0, and the fix-up table sends the read at "
                         "%#x in x86_user_copy to %#x" % (CODE, CODE + 0x10)), v
     # Outside the copies the table says nothing.
-    facts = copy_fault(m, 0, 0x0, fixups={}, function="pagoda::kmain")
+    facts = copy_fault(m, 0, 0x0, fixups={}, function=C.KMAIN)
     assert "fix-up" not in verdict(explain(facts))
 
 
@@ -644,7 +645,7 @@ def test_aarch64_an_el1_exception_on_the_process_s_code_is_user_code_run_at_el1(
 
 def test_aarch64_a_kernel_access_on_a_process_s_behalf_uses_the_shared_rules():
     copy = 0xFFFF_FFFF_8022_78E8
-    base = dict(pc=copy, function="aarch64_user_copy", write=True, user_end=0x1_0000_0000_0000,
+    base = dict(pc=copy, function=C.AARCH64.USER_COPY, write=True, user_end=0x1_0000_0000_0000,
                 copy_routines=USER_COPY_ROUTINES, process="process 'badptr' (pid 1, root 0x401c1000)")
     missing = on_behalf_findings(KernelAccess(address=0, kernel_half=in_kernel_half(0),
                                               fixups={copy - 4: copy + 8}, **base))

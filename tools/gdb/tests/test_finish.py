@@ -16,6 +16,7 @@ import pytest
 import gdbrig
 from gdbrig import Machine, run_steps
 from pagoda_pt.isa import isa
+from pagoda_pt import contract as C
 
 QEMUS = {"x86_64": gdbrig.QEMU, "aarch64": gdbrig.QEMU_AARCH64}
 ARCHES = [pytest.param(a, marks=pytest.mark.skipif(bool(gdbrig.missing_tools(q)),
@@ -53,7 +54,7 @@ def test_no_guess_where_the_code_does_not_say():
 @pytest.mark.parametrize("arch", ARCHES)
 def test_finish_from_fork_process_returns_once_with_its_value(arch):
     kernel = gdbrig.build_kernel(arch)
-    steps = [("brk", "cmd", "break pagoda::proc::fork_process"), ("go", "cmd", "continue"), ("at", "cmd", "bt 1"),
+    steps = [("brk", "cmd", f"break {C.FORK}"), ("go", "cmd", "continue"), ("at", "cmd", "bt 1"),
              ("finish", "cmd", "finish"), ("where", "cmd", "bt 1"), ("returned", "cmd", "print $"),
              ("made", "cmd", "print made"), ("bps", "cmd", "info breakpoints"),
              ("go2", "cmd", "continue"), ("where2", "cmd", "bt 1")]

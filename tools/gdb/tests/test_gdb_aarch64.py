@@ -9,6 +9,7 @@ import pytest
 
 import gdbrig
 from gdbrig import Machine, monitor_gva2gpa, run_steps
+from pagoda_pt import contract as C
 
 pytestmark = [pytest.mark.skipif(bool(gdbrig.missing_tools(gdbrig.QEMU_AARCH64)),
                                  reason=gdbrig.missing_tools(gdbrig.QEMU_AARCH64)),
@@ -27,9 +28,9 @@ def kernel():
 
 
 # The steps at kmain, on the boot tables.
-AT_KMAIN = [("brk", "cmd", "break pagoda::kmain"), ("go", "cmd", "continue"),
-            ("kmain", "eval", "&pagoda::kmain"),
-            ("walk_text", "cmd", "pt-walk &pagoda::kmain"),
+AT_KMAIN = [("brk", "cmd", f"break {C.KMAIN}"), ("go", "cmd", "continue"),
+            ("kmain", "eval", f"&{C.KMAIN}"),
+            ("walk_text", "cmd", f"pt-walk &{C.KMAIN}"),
             ("qemu_text", "cmd", "monitor gva2gpa {kmain:#x}"),
             ("data", "eval", "&__data_start"),
             ("walk_data", "cmd", "pt-walk &__data_start"),
@@ -43,9 +44,9 @@ AT_KMAIN = [("brk", "cmd", "break pagoda::kmain"), ("go", "cmd", "continue"),
             ("tcr", "eval", "$TCR_EL1"), ("sctlr", "eval", "$SCTLR")]
 
 # The steps at timer_init, after vm::init switched to the kernel's own address space.
-ON_KERNEL_TABLES = [("brk", "cmd", "break pagoda::aarch64::timer_init"), ("go", "cmd", "continue"),
-                    ("kmain", "eval", "&pagoda::kmain"),
-                    ("walk_text", "cmd", "pt-walk &pagoda::kmain"),
+ON_KERNEL_TABLES = [("brk", "cmd", f"break {C.AARCH64.TIMER_INIT}"), ("go", "cmd", "continue"),
+                    ("kmain", "eval", f"&{C.KMAIN}"),
+                    ("walk_text", "cmd", f"pt-walk &{C.KMAIN}"),
                     ("qemu_text", "cmd", "monitor gva2gpa {kmain:#x}"),
                     ("walk_low", "cmd", f"pt-walk {RAM + 0x123456:#x}"),
                     ("qemu_low", "cmd", f"monitor gva2gpa {RAM + 0x123456:#x}"),
@@ -179,7 +180,7 @@ def faults(kernel):
         results.update(run_steps(kernel, machine.socket, [
             ("go", "cmd", "continue"), ("write_text", "cmd", "fault-why"),
             ("far", "eval", "$FAR_EL1"), ("qemu_far", "cmd", "monitor gva2gpa {far:#x}"),
-            ("kmain", "eval", "&pagoda::kmain")], attach="--no-entry"))
+            ("kmain", "eval", f"&{C.KMAIN}")], attach="--no-entry"))
     with Machine(kernel, test="triple_fault", arch="aarch64") as machine:
         results.update(run_steps(kernel, machine.socket, [
             ("hb", "cmd", "hbreak *0x200"), ("go1", "cmd", "continue"), ("vector", "cmd", "fault-why"),

@@ -23,7 +23,7 @@ KILL_WORDS = re.compile(r"kills the process|ends that process|killed")
 
 def why_at(arch, program, condition):
     kernel = gdbrig.build_kernel(arch)
-    steps = [("brk", "cmd", "break pagoda::vm::handle_fault if %s" % condition), ("go", "cmd", "continue"),
+    steps = [("brk", "cmd", f"break {C.HANDLE_FAULT} if {condition}"), ("go", "cmd", "continue"),
              ("why", "cmd", "fault-why")]
     with Machine(kernel, cmdline="run=" + program, arch=arch) as machine:
         r = run_steps(kernel, machine.socket, steps, attach="--no-entry --no-panic-break")

@@ -9,6 +9,7 @@ import pytest
 import gdbrig
 from gdbrig import Machine, monitor_gva2gpa, run_steps
 from pagoda_core.speed import scaled  # noqa: E402  (limits for this machine: speed.py)
+from pagoda_pt import contract as C
 
 pytestmark = [pytest.mark.skipif(bool(gdbrig.missing_tools()), reason=gdbrig.missing_tools()),
               pytest.mark.timeout(120)]
@@ -31,9 +32,9 @@ def kernel():
 @pytest.fixture(scope="module")
 def at_kmain(kernel):
     """One session stopped at pagoda::kmain (paging on, the kernel's tables built)."""
-    steps = [("brk", "cmd", "break pagoda::kmain"), ("go", "cmd", "continue"),
-             ("kmain", "eval", "&pagoda::kmain"),
-             ("walk_text", "cmd", "pt-walk &pagoda::kmain"),
+    steps = [("brk", "cmd", f"break {C.KMAIN}"), ("go", "cmd", "continue"),
+             ("kmain", "eval", f"&{C.KMAIN}"),
+             ("walk_text", "cmd", f"pt-walk &{C.KMAIN}"),
              ("qemu_text", "cmd", "monitor gva2gpa {kmain:#x}")]
     for i, symbol in enumerate(DATA_SYMBOLS):
         steps += [(f"data{i}", "eval", symbol), (f"walk_data{i}", "cmd", f"pt-walk {symbol}"),
@@ -66,7 +67,7 @@ def at_kmain(kernel):
          "    pass\n"
          "result = target.phys_mode()"),
         ("mode_after_raise", "cmd", "maintenance packet qqemu.PhyMemMode"),
-        ("virtual_read_after", "eval", "*(unsigned char *)&pagoda::kmain"),
+        ("virtual_read_after", "eval", f"*(unsigned char *)&{C.KMAIN}"),
         ("capped", "python",
          "import pagoda_gdb.paging as paging\n"
          "lines = []\n"
@@ -80,10 +81,10 @@ def at_kmain(kernel):
         ("top", "cmd", "pt-top"),
         ("qom_bits", "cmd", "monitor qom-get /machine/unattached/device[0] phys-bits"),
         ("boot_root", "eval", "(unsigned long)&boot_pml4"),
-        ("walk_boot_root", "cmd", "pt-walk &pagoda::kmain --root &boot_pml4"),
+        ("walk_boot_root", "cmd", f"pt-walk &{C.KMAIN} --root &boot_pml4"),
         ("kva_root", "cmd", 'pt-walk 0x1000 --root "0xffff800000000000 + {cr3:#x}"'),
         ("kva_diff", "cmd", "pt-diff $cr3 0xffffffff80100000"),
-        ("data_root", "cmd", 'pt-dump --root "(long)&pagoda::kmain - 0xffffffff80000000"'),
+        ("data_root", "cmd", f'pt-dump --root "(long)&{C.KMAIN} - 0xffffffff80000000"'),
     ]
     with Machine(kernel) as machine:
         results = run_steps(kernel, machine.socket, steps)
@@ -300,8 +301,8 @@ def test_bad_arguments_are_one_line_usage_errors(kernel):
         "pt-walk": "pt-walk: missing argument (usage: pt-walk VA [--root PID|PA])",
         "pt-walk 1 --frobnicate": "pt-walk: unknown option --frobnicate (usage: ",
         "pt-walk 1 --root": "pt-walk: --root needs a value (usage: ",
-        "pt-walk &kmain": 'did you mean pagoda::kmain?',
-        "pt-walk pagoda::kmain(": "pt-walk: cannot evaluate VA",
+        "pt-walk &kmain": f'did you mean {C.KMAIN}?',
+        f"pt-walk {C.KMAIN}(": "pt-walk: cannot evaluate VA",
         "pt-dump --user --kernel": "pt-dump: --user and --kernel exclude each other",
         "pt-dump extra": "pt-dump: too many arguments: extra",
         "pt-diff $cr3": "pt-diff: missing argument (usage: pt-diff ROOT_A ROOT_B)",
@@ -394,11 +395,11 @@ def test_autoload_script_needs_the_safe_path(kernel, tmp_path):
 def test_pretty_printers_show_only_what_is_live(kernel):
     """Result<T> shows `ok`/`ok: value`/`error: ...`, never its dead union member; addresses
     print as typed hexadecimal."""
-    steps = [("brk", "cmd", "break pagoda::vm::init"), ("go", "cmd", "continue"),
+    steps = [("brk", "cmd", f"break {C.VM_INIT}"), ("go", "cmd", "continue"),
              ("finish", "cmd", "finish"),
              ("returned", "cmd", "print $"),
-             ("limit", "cmd", "print pagoda::vm::reachable_limit()"),
-             ("raw", "cmd", "print/r pagoda::vm::reachable_limit()")]
+             ("limit", "cmd", f"print {C.REACHABLE_LIMIT}()"),
+             ("raw", "cmd", f"print/r {C.REACHABLE_LIMIT}()")]
     with Machine(kernel) as machine:
         r = run_steps(kernel, machine.socket, steps)
     assert re.search(r"^\$\d+ = ok$", r["returned"].output.strip()), r["returned"].output

@@ -5,6 +5,7 @@ import pytest
 
 import gdbrig
 from gdbrig import Machine, run_steps
+from pagoda_pt import contract as C
 
 pytestmark = [pytest.mark.skipif(bool(gdbrig.missing_tools()), reason=gdbrig.missing_tools()),
               pytest.mark.timeout(120)]
@@ -26,7 +27,7 @@ def page_fault(kernel):
              ("frame_arg", "eval", "frame"), ("rip", "eval", "frame->rip"),
              ("error", "eval", "frame->error"), ("cr2", "eval", "$cr2"),
              ("qemu_cr2", "cmd", "monitor gva2gpa {cr2:#x}"),
-             ("b2", "cmd", "break pagoda::panic_end"), ("d", "cmd", "delete 1"),
+             ("b2", "cmd", f"break {C.PANIC_END}"), ("d", "cmd", "delete 1"),
              ("go2", "cmd", "continue"),
              ("in_panic", "cmd", "fault-why"), ("bt", "cmd", "bt")]
     with Machine(kernel, test="pf") as machine:

@@ -167,7 +167,7 @@ def test_a_section_end_rounded_down(kernel):
     r, serial, verdict = diagnose(kernel, "bug_section_end", cmdline="vm_check=off")
     root, last, end = printed(serial, r"activating root (0x[0-9a-f]+): the text mapped up to "
                                       r"(0x[0-9a-f]+), but it ends at (0x[0-9a-f]+)")
-    m = re.fullmatch(r"verdict: the code at RIP (%s) \(pagoda::\(anonymous namespace\)::"
+    m = re.fullmatch(r"verdict: the code at RIP (%s) \((?:\w+::)*\(anonymous namespace\)::"   # (the fixture's own function)
                      r"on_the_last_text_page\(\)\) is on the last page of \.text \((%s)-(%s)\), "
                      r"which the active root 'text-rounded' \(%#x\) does not map while the rest "
                      r"of \.text is mapped: the section's end %#x was rounded down instead of up "

@@ -23,6 +23,7 @@ import pytest
 
 import gdbrig
 from gdbrig import Machine, run_steps
+from pagoda_pt import contract as C
 
 PAGE = 4096
 NO_VMA = 0x1000_0000                   # above the image, far below the stack: no VMA
@@ -130,7 +131,7 @@ def vma_rows(text):
 def probed(request):
     arch = request.param
     kernel = gdbrig.build_kernel(arch)
-    steps = [("brk", "cmd", "break pagoda::proc::user_fault"), ("go", "cmd", "continue"),
+    steps = [("brk", "cmd", f"break {C.USER_FAULT}"), ("go", "cmd", "continue"),
              ("why", "cmd", "fault-why"), ("vmas", "cmd", "vma-list"),
              ("walked", "python", GVA2GPA_OF_VMAS), ("all", "cmd", "pt-ps"),
              ("bad", "cmd", "vma-list 77"),
@@ -205,11 +206,11 @@ COW_PAGES = 12
 def forked(request, tmp_path_factory):
     arch = request.param
     kernel = gdbrig.build_kernel(arch)
-    steps = [("brk", "cmd", "break pagoda::proc::fork_process"), ("go", "cmd", "continue"),
+    steps = [("brk", "cmd", f"break {C.FORK}"), ("go", "cmd", "continue"),
              ("del", "cmd", "delete"), ("ret", "python", RETURN_BREAK), ("fin", "cmd", "continue"),
              ("ps", "cmd", "pt-ps"), ("diff", "cmd", "pt-diff 1 2"),
              ("checked", "python", SHARED_CHECK), ("frames", "cmd", "frames"),
-             ("free", "eval", "'pagoda::vm::g_frames'.free_"),
+             ("free", "eval", f"'{C.FRAME_ALLOCATOR}'.free_"),
              ("parent", "cmd", "vma-list 1"), ("child", "cmd", "vma-list 2"),
              ("html", "cmd", f"memview-html {tmp_path_factory.mktemp('memview') / 'moment.html'}")]
     with Machine(kernel, cmdline=f"run=cowtest:{COW_PAGES}:0x5", arch=arch) as machine:

@@ -12,6 +12,7 @@ import pytest
 
 import gdbrig
 from gdbrig import Machine, run_steps
+from pagoda_pt import contract as C
 
 pytestmark = [pytest.mark.skipif(bool(gdbrig.missing_tools()), reason=gdbrig.missing_tools()),
               pytest.mark.timeout(180)]
@@ -24,8 +25,8 @@ USER_TEXT = 0x40_0000                # user/user.ld: USER_BASE
 @pytest.fixture(scope="module")
 def stopped():
     kernel = gdbrig.build_kernel()
-    probed = gdbrig.kernel_symbol(kernel, "pagoda_debug_roots")      # kernel data: a supervisor page
-    steps = [("brk", "cmd", "break pagoda::proc::user_fault"), ("go", "cmd", "continue"),
+    probed = gdbrig.kernel_symbol(kernel, C.ROOT_REGISTRY)      # kernel data: a supervisor page
+    steps = [("brk", "cmd", f"break {C.USER_FAULT}"), ("go", "cmd", "continue"),
              ("cr3", "eval", "$cr3"), ("ps", "cmd", "pt-ps"), ("why", "cmd", "fault-why"),
              ("walk1", "cmd", f"pt-walk {gdbrig.argument_page(kernel):#x} --root 1"),
              ("walk2", "cmd", f"pt-walk {gdbrig.argument_page(kernel):#x} --root 2"),

@@ -12,6 +12,7 @@ import pytest
 
 import gdbrig
 from gdbrig import Machine, run_steps
+from pagoda_pt import contract as C
 
 pytestmark = [pytest.mark.skipif(bool(gdbrig.missing_tools()), reason=gdbrig.missing_tools()),
               pytest.mark.timeout(180)]
@@ -25,8 +26,8 @@ TTBR_BADDR = 0x0000_FFFF_FFFF_F000
 @pytest.fixture(scope="module")
 def stopped():
     kernel = gdbrig.build_kernel("aarch64")
-    probed = gdbrig.kernel_symbol(kernel, "pagoda_debug_roots")      # kernel data: an EL1-only page
-    steps = [("brk", "cmd", "break pagoda::proc::user_fault"), ("go", "cmd", "continue"),
+    probed = gdbrig.kernel_symbol(kernel, C.ROOT_REGISTRY)      # kernel data: an EL1-only page
+    steps = [("brk", "cmd", f"break {C.USER_FAULT}"), ("go", "cmd", "continue"),
              ("ttbr0", "eval", "$TTBR0_EL1"), ("ps", "cmd", "pt-ps"), ("why", "cmd", "fault-why"),
              ("walk1", "cmd", f"pt-walk {gdbrig.argument_page(kernel):#x} --root 1"),
              ("walk2", "cmd", f"pt-walk {gdbrig.argument_page(kernel):#x} --root 2"),

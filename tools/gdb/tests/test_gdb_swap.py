@@ -112,11 +112,11 @@ def swapped(request):
              ("slots_forgot", "cmd", "swap-slots"), ("why_forgot", "cmd", "fault-why"), ("undo", "python", UNDO_FRAME),
              ("again", "cmd", "swap-slots"),
              # The child's first swap-in.
-             ("brk_in", "cmd", "break pagoda::Swapper::swap_in"), ("go_in", "cmd", "continue"),
+             ("brk_in", "cmd", f"break {C.SWAP_IN}"), ("go_in", "cmd", "continue"),
              ("why_in", "cmd", "fault-why"),
              # Its slot marked free under it: the swap-in's drop() of its hold panics.
              ("unheld", "cmd", "set var %s[0] = 0" % SLOTS), ("del_in", "cmd", "delete"),
-             ("brk_panic", "cmd", "break pagoda::panic_end"),
+             ("brk_panic", "cmd", f"break {C.PANIC_END}"),
              ("go_panic", "cmd", "continue"), ("why_panic", "cmd", "fault-why")]
     with Machine(kernel, cmdline=f"run=swapfork:{PAGES}:0xff00:before userframes=32", arch=arch,
                  swap=SWAP_BYTES) as machine:
@@ -217,7 +217,7 @@ def test_at_a_swap_hook_s_entry_fault_why_gives_swap_slots_first_problem(arch):
     (docs/debugging.md), here slot 0, held, marked free behind the kernel's back. (Before, the hook
     counted as the swapper's own code, its records mid-change: "nothing is wrong that I can see".)"""
     kernel = gdbrig.build_kernel(arch)
-    steps = [("brk", "cmd", "break pagoda::vm::forget_user_pages"), ("go", "cmd", "continue"),
+    steps = [("brk", "cmd", f"break {C.FORGET_USER_PAGES}"), ("go", "cmd", "continue"),
              ("del", "cmd", "delete"), ("first", "eval", "%s[0]" % SLOTS), ("free", "cmd", "set var %s[0] = 0" % SLOTS),
              ("slots", "cmd", "swap-slots"), ("why", "cmd", "fault-why")]
     with Machine(kernel, cmdline=f"run=swapfork:{PAGES}:0xff00:before userframes=32", arch=arch,

@@ -14,6 +14,7 @@ import pytest
 
 import gdbrig
 from gdbrig import Machine, run_steps
+from pagoda_pt import contract as C
 
 pytestmark = [pytest.mark.timeout(180)]
 
@@ -28,15 +29,15 @@ def stopped(request):
     if missing:
         pytest.skip(missing)
     kernel = gdbrig.build_kernel(arch)
-    steps = [("brk", "cmd", "break pagoda_temp_stress_round"), ("go", "cmd", "continue"),
+    steps = [("brk", "cmd", f"break {C.TEMP_STRESS_ROUND}"), ("go", "cmd", "continue"),
              ("list", "cmd", "tmpmap"),
-             ("f0", "eval", "pagoda_temp_stress.frames[0]"), ("f1", "eval", "pagoda_temp_stress.frames[1]"),
-             ("f2", "eval", "pagoda_temp_stress.frames[2]"), ("f3", "eval", "pagoda_temp_stress.frames[3]"),
-             ("slot1", "eval", "(unsigned long)&pagoda_fact_temp_map_base + 4096 * (8 * pagoda::TempMapArea::s_current->cpu_ + 1)"),
+             ("f0", "eval", f"{C.TEMP_STRESS}.frames[0]"), ("f1", "eval", f"{C.TEMP_STRESS}.frames[1]"),
+             ("f2", "eval", f"{C.TEMP_STRESS}.frames[2]"), ("f3", "eval", f"{C.TEMP_STRESS}.frames[3]"),
+             ("slot1", "eval", f"(unsigned long)&{C.fact_symbol('temp_map_base')} + 4096 * (8 * {C.TEMP_AREA}->cpu_ + 1)"),
              ("gva", "cmd", "monitor gva2gpa {slot1:#x}"),
-             ("zap", "cmd", "set var *pagoda::TempMapArea::s_current->entries_[1] = 0"),
+             ("zap", "cmd", f"set var *{C.TEMP_AREA}->entries_[1] = 0"),
              ("after", "cmd", "tmpmap"),
-             ("del", "cmd", "clear pagoda_temp_stress_round"), ("go2", "cmd", "continue"),
+             ("del", "cmd", f"clear {C.TEMP_STRESS_ROUND}"), ("go2", "cmd", "continue"),
              ("why", "cmd", "fault-why")]
     with Machine(kernel, cmdline="run=tmstress:20000:10000 token=gdb", arch=arch) as machine:
         results = run_steps(kernel, machine.socket, steps, attach="--no-entry")

@@ -8,8 +8,8 @@ SLOTS = StackSlots(base=0x10_0000, stride=0x4000, guard=0x1000, size=0x3000, slo
 
 
 def test_an_access_in_a_guard_page_is_a_kernel_stack_overflow():
-    said = explain(Evidence(address=0x10_4ff8, access="wrote to", where="pagoda::f()", stacks=SLOTS))
-    assert said.startswith("kernel stack overflow: the kernel (pagoda::f()) wrote to 0x104ff8, the guard page below "
+    said = explain(Evidence(address=0x10_4ff8, access="wrote to", where="f()", stacks=SLOTS))
+    assert said.startswith("kernel stack overflow: the kernel (f()) wrote to 0x104ff8, the guard page below "
                            "the kernel stack of slot 1 [0x105000, 0x108000): "), said
     assert "boot stack overflow" in explain(Evidence(address=0x20_0010, stacks=SLOTS))
     # On the stack itself, or with no layout: not an overflow.

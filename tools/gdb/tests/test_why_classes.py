@@ -29,6 +29,7 @@ from pagoda_pt.diagnose import (arguments_through_live_root, bytes_past_file_siz
 from pagoda_pt.verdicts import user_interrupts_masked
 from pagoda_pt.frames import Census, ProcessMemory, UserPage, exec_kept_story
 from pagoda_pt.isa import isa
+from pagoda_pt import contract as C
 
 PAGE = 0x1000
 # The slips' cause regexes (labs/03-process-roots/mutants/entry-interrupts-off-*.toml, labs/05-vmas/
@@ -206,7 +207,7 @@ def test_a_zero_tail_or_one_the_program_wrote_says_nothing():
 # ---- lab 4: the copy's fix-up ------------------------------------------------------------------------
 
 def test_a_copy_that_says_all_copied_after_a_fault_is_named():
-    said = fixup_reports_success("x86_user_copy", 8, 0x0, 0)
+    said = fixup_reports_success(C.X86.USER_COPY, 8, 0x0, 0)
     assert said is not None and re.search(FIXUP_CAUSE, said), said
 
 
