@@ -15,11 +15,11 @@ from .format import (format_diff, format_gp_error, format_pf_error, format_run, 
 from .model import (CHANGED, ONLY_A, ONLY_B, DiffRange, Level, Perms, PhysReader, Run, Walk)
 from .regs import (PageFaultError, SelectorError, X86Regs, decode_gp_error, decode_pf_error,
                    decode_x86_regs, paging_mode)
-from .walker import ARCHES, RunBuilder, canonical_arch, diff, diff_runs, dump, iter_runs, walk
+from .walker import ARCHES, canonical_arch, diff, diff_runs, dump, iter_runs, walk
 
 __all__ = [
     "ARCHES", "CHANGED", "ONLY_A", "ONLY_B", "DiffRange", "Level", "PageFaultError", "Perms",
-    "PhysReader", "Run", "RunBuilder", "SelectorError", "Walk", "X86Regs", "canonical_arch",
+    "PhysReader", "Run", "SelectorError", "Walk", "X86Regs", "canonical_arch",
     "decode_gp_error", "decode_pf_error", "decode_x86_regs", "diff", "diff_runs", "dump", "iter_runs",
     "format_diff", "format_gp_error", "format_pf_error", "format_run", "format_runs",
     "format_walk", "format_x86_regs", "human_size", "paging_mode", "perm_letters",

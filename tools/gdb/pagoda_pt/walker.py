@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Optional
 
 from .isa import ISAS, isa
-from .model import CHANGED, ONLY_A, ONLY_B, PAGE_SIZE_4K, DiffRange, Perms, PhysReader, Run, Walk
+from .model import CHANGED, ONLY_A, ONLY_B, PAGE_SIZE_4K, DiffRange, PhysReader, Run, Walk
 
 ARCHES = tuple(ISAS)
 
@@ -22,18 +22,12 @@ def canonical_arch(arch: str) -> str:
     return isa(arch).name
 
 
-def _pa_bits(arch: str, pa_bits: Optional[int], maxphyaddr: Optional[int]) -> Optional[int]:
-    if maxphyaddr is not None:
-        if pa_bits is not None and pa_bits != maxphyaddr:
-            raise ValueError("pa_bits and maxphyaddr disagree")
-        pa_bits = maxphyaddr
-    if pa_bits is None:
-        return isa(arch).default_pa_bits
-    return pa_bits
+def _pa_bits(arch: str, pa_bits: Optional[int]) -> Optional[int]:
+    return isa(arch).default_pa_bits if pa_bits is None else pa_bits
 
 
 def walk(arch: str, read_phys: PhysReader, root_pa, va: int, regs: Optional[dict] = None,
-         *, pa_bits: Optional[int] = None, maxphyaddr: Optional[int] = None) -> Walk:
+         *, pa_bits: Optional[int] = None) -> Walk:
     """Translate one virtual address and record every level visited.
 
     Returns a Walk whose pa/page_size/perms are set when va is mapped, or whose
@@ -44,53 +38,15 @@ def walk(arch: str, read_phys: PhysReader, root_pa, va: int, regs: Optional[dict
     x86_64, ID_AA64MMFR0_EL1.PARange on AArch64 (pa_bits_from_mmfr0()).  Entries with
     address bits at or above it are reserved (x86_64) or address size faults (AArch64).
     None assumes the architectural maximum (52 on x86_64; TCR_EL1.IPS alone on AArch64), which
-    misses such entries: pass the real width when it is known.  maxphyaddr is the old name of
-    pa_bits.  Raises only for a bad arch or width."""
+    misses such entries: pass the real width when it is known.  Raises only for a bad arch or width."""
     arch = canonical_arch(arch)
-    pa_bits = _pa_bits(arch, pa_bits, maxphyaddr)
+    pa_bits = _pa_bits(arch, pa_bits)
     return isa(arch).format.walk(read_phys, root_pa, va, regs, pa_bits)
-
-
-class RunBuilder:
-    """Collects leaves given in increasing VA order and merges neighbours into Runs.
-
-    Two leaves merge when they have the same page size, the second starts where the
-    previous run ends both in VA and in PA, and their Perms are equal."""
-
-    __slots__ = ("runs", "_va_start", "_va_end", "_pa_start", "_pa_end", "_perms", "_size")
-
-    def __init__(self):
-        self.runs: list[Run] = []
-        self._va_end = None
-        self._perms = None
-
-    def add(self, va: int, pa: int, size: int, perms: Perms) -> None:
-        if va == self._va_end and pa == self._pa_end and size == self._size and \
-                (perms is self._perms or perms == self._perms):
-            self._va_end = va + size
-            self._pa_end = pa + size
-            return
-        self._flush()
-        self._va_start, self._va_end = va, va + size
-        self._pa_start, self._pa_end = pa, pa + size
-        self._perms, self._size = perms, size
-
-    def _flush(self) -> None:
-        if self._va_end is not None:
-            self.runs.append(Run(self._va_start, self._va_end, self._pa_start, self._perms,
-                                 self._size))
-
-    def finish(self) -> list[Run]:
-        """Return all runs (the builder is spent afterwards)."""
-        self._flush()
-        self._va_end = None
-        return self.runs
 
 
 def dump(arch: str, read_phys: PhysReader, root_pa, regs: Optional[dict] = None,
          user_only: bool = False, kernel_only: bool = False, *,
-         pa_bits: Optional[int] = None, maxphyaddr: Optional[int] = None,
-         problems: Optional[list] = None, held_mask: int = 0) -> list[Run]:
+         pa_bits: Optional[int] = None, problems: Optional[list] = None, held_mask: int = 0) -> list[Run]:
     """Every mapped range of the tree, as Runs in increasing VA order.
 
     Walks the tables recursively (one read_phys per table), skipping invalid entries and
@@ -104,8 +60,7 @@ def dump(arch: str, read_phys: PhysReader, root_pa, regs: Optional[dict] = None,
     perms.read is False and cache "held"."""
     if user_only and kernel_only:
         raise ValueError("user_only and kernel_only exclude each other")
-    runs = list(iter_runs(arch, read_phys, root_pa, regs, pa_bits=pa_bits, maxphyaddr=maxphyaddr,
-                          problems=problems, held_mask=held_mask))
+    runs = list(iter_runs(arch, read_phys, root_pa, regs, pa_bits=pa_bits, problems=problems, held_mask=held_mask))
     if user_only:
         runs = [run for run in runs if run.perms.user]
     elif kernel_only:
@@ -114,13 +69,12 @@ def dump(arch: str, read_phys: PhysReader, root_pa, regs: Optional[dict] = None,
 
 
 def iter_runs(arch: str, read_phys: PhysReader, root_pa, regs: Optional[dict] = None, *,
-              pa_bits: Optional[int] = None, maxphyaddr: Optional[int] = None,
-              problems: Optional[list] = None, held_mask: int = 0):
+              pa_bits: Optional[int] = None, problems: Optional[list] = None, held_mask: int = 0):
     """dump() as a generator: each Run is yielded as soon as the walk has passed its end, and
     the walk goes no further than the runs asked for (a caller that has seen enough of a huge
     tree stops reading it; nothing holds the runs it has let go)."""
     arch = canonical_arch(arch)
-    pa_bits = _pa_bits(arch, pa_bits, maxphyaddr)
+    pa_bits = _pa_bits(arch, pa_bits)
     report = problems.append if problems is not None else None
     leaves = isa(arch).leaves(read_phys, root_pa, regs, pa_bits, report, held_mask)
     cur = None   # [va_start, va_end, pa_start, pa_end, perms, size] of the run being built
@@ -138,12 +92,11 @@ def iter_runs(arch: str, read_phys: PhysReader, root_pa, regs: Optional[dict] = 
 
 
 def diff(arch: str, read_phys: PhysReader, root_a, root_b, regs: Optional[dict] = None,
-         *, pa_bits: Optional[int] = None,
-         maxphyaddr: Optional[int] = None) -> list[DiffRange]:
+         *, pa_bits: Optional[int] = None) -> list[DiffRange]:
     """Ranges where the trees under root_a and root_b disagree: mapped in only one of
     them, or mapped in both to a different physical address or with different Perms.
     Page size alone is not a difference.  Built on dump(); same regs for both sides."""
-    pa_bits = _pa_bits(canonical_arch(arch), pa_bits, maxphyaddr)
+    pa_bits = _pa_bits(canonical_arch(arch), pa_bits)
     runs_a = dump(arch, read_phys, root_a, regs, pa_bits=pa_bits)
     runs_b = dump(arch, read_phys, root_b, regs, pa_bits=pa_bits)
     return diff_runs(runs_a, runs_b)

@@ -159,8 +159,8 @@ def test_x86_reserved_bit_above_maxphyaddr(mem, x86):
     va = 0x40_0000
     x86.map(va, 0x30_0000)
     x86.edit(va, "PD", set_bits=1 << 45)   # next-table address bit 45
-    assert walk(X86, mem, x86.root, va, maxphyaddr=52).stop_reason.startswith("cannot read")
-    w = walk(X86, mem, x86.root, va, maxphyaddr=40)
+    assert walk(X86, mem, x86.root, va, pa_bits=52).stop_reason.startswith("cannot read")
+    w = walk(X86, mem, x86.root, va, pa_bits=40)
     assert w.stop_reason == ("reserved bit set in PD entry 2: bit 45 above MAXPHYADDR=40")
     assert len(w.levels) == 3
 
@@ -340,7 +340,7 @@ def test_dump_skips_and_reports_reserved_entries(mem, x86):
     x86.map(0x40_1000, 0x10_1000 | (1 << 45))
     x86.map(0x40_2000, 0x10_2000 | NX)
     problems = []
-    runs = dump(X86, mem, x86.root, regs={"efer": 0}, maxphyaddr=40, problems=problems)
+    runs = dump(X86, mem, x86.root, regs={"efer": 0}, pa_bits=40, problems=problems)
     assert runs_tuple(runs) == [(0x40_0000, 0x40_1000, 0x10_0000, 4 * KiB)]
     assert len(problems) == 2
     assert "0x401000" in problems[0] and "MAXPHYADDR=40" in problems[0]
