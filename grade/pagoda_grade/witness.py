@@ -43,8 +43,8 @@ from . import symbols
 from .outcomes import ENDED, BootEnded
 from .rsp import RspClient, RspError, RspTimeout
 
-import pagoda_pt
 import pagoda_pt.isa
+import pagoda_pt.walker
 from pagoda_pt import x86_facts as _X86
 from pagoda_pt.isa import MACHINES
 from pagoda_pt.model import PAGE_SIZE_4K as PAGE
@@ -785,7 +785,7 @@ class Snapshot:
 
     def walk(self, va, root=None):
         """pagoda_pt's Walk of @p va through the live root (or @p root)."""
-        return pagoda_pt.walk(self.arch, self.read_phys, self._root_arg(root), va, self.walk_regs,
+        return pagoda_pt.walker.walk(self.arch, self.read_phys, self._root_arg(root), va, self.walk_regs,
                               pa_bits=self.pa_bits)
 
     def translate(self, va, root=None):
@@ -801,7 +801,7 @@ class Snapshot:
         reader = _BoundedReader(self.read_phys, roots, budget=session.budget if session is not None else None)
         shown = f"root {root:#x}" if isinstance(root, int) else "the live root"
         try:
-            for n, run in enumerate(pagoda_pt.iter_runs(self.arch, reader, self._root_arg(root), self.walk_regs,
+            for n, run in enumerate(pagoda_pt.walker.iter_runs(self.arch, reader, self._root_arg(root), self.walk_regs,
                                                         pa_bits=self.pa_bits)):
                 if n == MAX_RUNS:
                     raise WalkError(f"{shown} maps more than {MAX_RUNS} separate runs of pages (the grader stopped "

@@ -16,7 +16,8 @@ import os
 
 import gdb
 
-from pagoda_pt import contract as C, format_walk
+from pagoda_pt import contract as C
+from pagoda_pt.format import format_walk
 from pagoda_pt.diagnose import (RANK_NOT_LIVE_USER_ADDRESS, KernelAccess, Roots, function_name, not_live_user_address,
                                 on_behalf_findings, user_trap_line)
 from pagoda_pt.aarch64 import TTBR_BADDR_MASK

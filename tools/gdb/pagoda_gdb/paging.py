@@ -14,10 +14,10 @@ import re
 
 import gdb
 
-from pagoda_pt import (decode_x86_regs, diff_runs, dump, format_diff, format_runs, format_walk,
-                       format_x86_regs, walk)
 from pagoda_pt import contract as C
-from pagoda_pt.format import SWAP_FACTS, format_range, swap_note
+from pagoda_pt.format import SWAP_FACTS, format_diff, format_range, format_runs, format_walk, format_x86_regs, swap_note
+from pagoda_pt.regs import decode_x86_regs
+from pagoda_pt.walker import diff_runs, dump, walk
 from pagoda_pt.frames import cow_pairs, user_pages
 from pagoda_pt.isa import isa
 from pagoda_pt.model import PAGE_SIZE_4K

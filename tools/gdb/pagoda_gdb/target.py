@@ -29,7 +29,7 @@ from contextlib import contextmanager
 
 import gdb
 
-from pagoda_pt import canonical_arch
+from pagoda_pt.walker import canonical_arch
 from pagoda_pt.isa import isa
 
 from .registry import CommandError

@@ -2,10 +2,11 @@
 
 import pytest
 
-from pagoda_pt import (CHANGED, ONLY_A, DiffRange, Perms, Run, decode_gp_error,
-                       decode_pf_error, decode_x86_regs, dump, format_diff, format_gp_error,
-                       format_pf_error, format_runs, format_walk, format_x86_regs, human_size,
-                       paging_mode, perm_letters, perm_short, walk)
+from pagoda_pt.format import (format_diff, format_gp_error, format_pf_error, format_runs, format_walk,
+                              format_x86_regs, human_size, perm_letters, perm_short)
+from pagoda_pt.model import CHANGED, ONLY_A, DiffRange, Perms, Run
+from pagoda_pt.regs import decode_gp_error, decode_pf_error, decode_x86_regs, paging_mode
+from pagoda_pt.walker import dump, walk
 from ptbuild import NX, P, RW, US, GiB, KiB, MiB, PhysMem, X86Tables
 
 # Bits written out from the SDM, independently of pagoda_pt.regs.

@@ -5,7 +5,7 @@ import struct
 
 import pytest
 
-from pagoda_pt import dump, walk
+from pagoda_pt.walker import dump, walk
 from pagoda_pt.aarch64 import pa_bits_from_mmfr0
 from pagoda_pt.roots import (MISSING, OWN, SHARED, KnownRoot, RegistryError, format_top_level,
                              read_root_table, root_problems, top_level, top_level_problem)

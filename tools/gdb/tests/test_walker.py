@@ -5,7 +5,8 @@ import time
 
 import pytest
 
-from pagoda_pt import (CHANGED, ONLY_A, ONLY_B, Perms, Run, diff, diff_runs, dump, walk)
+from pagoda_pt.model import CHANGED, ONLY_A, ONLY_B, Perms, Run
+from pagoda_pt.walker import diff, diff_runs, dump, walk
 from ptbuild import (AF, AP_EL0, AP_RO, APT_NO_EL0, APT_NO_WRITE, BLOCK_DESC, CR0_WP,
                      CR4_PCIDE, EFER_NXE, NX, P, PAGE_DESC, PAT_4K, PAT_HUGE, PCD, PS, PWT, PXN,
                      PXN_TABLE, RW, SH_INNER, TCR_48BIT_4K, TCR_EPD1, TCR_HA, TCR_TBI0, US,
