@@ -20,12 +20,11 @@ import re
 from dataclasses import dataclass
 
 from pagoda_pt import contract
-from .lifecycle import return_address
 from .outcomes import Checks
 from .processes import parse_reaped, written
 from .proof import proof
 from .symbols import address_of, fact
-from .witness import PAGE, pick_in
+from .witness import PAGE, pick_in, return_address
 from .watch import GRADER_MEMORY, Watch, syscall_name, syscall_number
 
 

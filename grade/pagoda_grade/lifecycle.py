@@ -23,7 +23,7 @@ from pagoda_pt import contract
 from . import symbols
 from .procaudit import Facts
 from .processes import process_roots, registry, table_frames
-from .witness import ARCHES, PAGE
+from .witness import ARCHES, PAGE, return_address
 
 from pagoda_pt import frames as pt_frames
 from pagoda_pt.procs import _u, read_procs
@@ -89,15 +89,6 @@ class Refs:
             chunk = self._chunks[n // self.CHUNK] = self.snap.read_virt(self.table + 2 * at,
                                                                         2 * min(self.CHUNK, self.entries - at))
         return 1 + int.from_bytes(chunk[2 * (n % self.CHUNK):2 * (n % self.CHUNK) + 2], "little")
-
-
-def return_address(snap):
-    """Where the function the guest is stopped at the entry of returns to (x86_64: the word at
-    RSP; AArch64: the link register)."""
-    link = ARCHES[snap.arch].link_register
-    if link is None:
-        return int.from_bytes(snap.read_virt(snap.sp, 8), "little")
-    return snap.register(link)
 
 
 def pid_of(snap, kernel, root):

@@ -31,8 +31,8 @@ from pagoda_pt import contract as C
 from .labtest import ProcTest, holds
 from .processes import count_used, frame_bitmap, leaf_entries, registry
 from .symbols import address_of, fact, reader
-from .witness import ARCHES, PAGE
-from .lifecycle import Refs, return_address
+from .witness import ARCHES, PAGE, return_address
+from .lifecycle import Refs
 from .watch import Watch, syscall_number
 
 STOPS = {"disk_write": C.DISK_WRITE, "disk_read": C.DISK_READ, "evict": C.EVICT_FRAME, "clean": C.CLEAN_FRAME,

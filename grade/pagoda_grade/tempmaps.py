@@ -9,11 +9,10 @@ from pagoda_pt import contract
 from pagoda_pt.image import CensusError
 from pagoda_pt.tempmap import read_temp_area
 
-from .lifecycle import return_address
 from .processes import KernelReach, process_roots
 from .proof import MASK64, splitmix
 from .symbols import address_of, fact, physical_of, reader
-from .witness import ARCHES, PAGE
+from .witness import ARCHES, PAGE, return_address
 
 WORDS = PAGE // 8
 STRESS_FRAMES = 4     # abi::kTempStressFrames

@@ -8,7 +8,6 @@ import re
 
 from pagoda_pt import contract
 from . import programs
-from .lifecycle import return_address
 from .outcomes import BootEnded, finding_first
 from .procaudit import LOADER, ProcessAudit, errno_name, loader_error_problem, read_error, result_address
 from .processes import (FRAME_ALLOCATOR, Layout, RootInspector, argument_problem, bss_file_bytes, count_used,
@@ -17,7 +16,7 @@ from .processes import (FRAME_ALLOCATOR, Layout, RootInspector, argument_problem
                         user_runs)
 from .symbols import address_of, fact, segments
 from pagoda_pt.verdicts import user_interrupts_masked
-from .witness import ARCHES, PAGE, WalkError
+from .witness import ARCHES, PAGE, WalkError, return_address
 
 GRADER_MEMORY = "128M"
 SPIN_FOREVER = 1 << 40           # a count no spinner reaches: the grader stops them

@@ -887,6 +887,15 @@ class Snapshot:
         return self.guest.symbol_of(address)
 
 
+def return_address(snap):
+    """Where the function the guest is stopped at the entry of returns to (x86_64: the word at
+    RSP; AArch64: the link register)."""
+    link = ARCHES[snap.arch].link_register
+    if link is None:
+        return int.from_bytes(snap.read_virt(snap.sp, 8), "little")
+    return snap.register(link)
+
+
 class Guest:
     """A running, witnessed guest: what a witness script gets (see the module's docstring)."""
 
