@@ -22,9 +22,8 @@ from dataclasses import dataclass, field
 from pagoda_pt import aarch64 as a64
 from pagoda_pt import x86_64 as x86
 from pagoda_core import qemu
-from pagoda_pt.format import SWAP_FACTS, swap_slot
 from pagoda_pt.image import CensusError
-from pagoda_pt.swap import read_swap_state
+from pagoda_pt.swap import SWAP_FACTS, read_swap_state, swap_slot
 from pagoda_pt.verdicts import missing_rmap_node, shared_backing, stale_rmap_node
 
 from pagoda_pt import contract as C

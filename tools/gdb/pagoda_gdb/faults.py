@@ -1145,7 +1145,7 @@ def kernel_stacks():
 def _swapped(arch, address):
     """(slot, its count in the slot map or None) when the live root's entry for @p address is a
     swap entry (lab 7), else None."""
-    from pagoda_pt.format import SWAP_FACTS, swap_slot
+    from pagoda_pt.swap import SWAP_FACTS, swap_slot
     from pagoda_pt.swap import read_swap_state
     from . import kernel
     from .paging import walk_address

@@ -15,7 +15,7 @@ import re
 import gdb
 
 from pagoda_pt import contract as C
-from pagoda_pt.format import SWAP_FACTS, format_diff, format_range, format_runs, format_walk, format_x86_regs, swap_note
+from pagoda_pt.format import format_diff, format_range, format_runs, format_walk, format_x86_regs
 from pagoda_pt.regs import decode_x86_regs
 from pagoda_pt.walker import diff_runs, dump, walk
 from pagoda_pt.frames import cow_pairs, user_pages
@@ -23,6 +23,7 @@ from pagoda_pt.isa import isa
 from pagoda_pt.model import PAGE_SIZE_4K
 from pagoda_pt.diagnose_x86_64 import RESET_IDT, cpu_mode, idt_vectors
 from pagoda_pt.roots import address_problem, format_top_level, root_problems, top_level
+from pagoda_pt.swap import SWAP_FACTS, swap_note
 
 from . import kernel, target
 from .args import address, parse

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from typing import Iterable, Optional
 
-from . import contract as C
 from .model import CHANGED, ONLY_A, ONLY_B, DiffRange, Perms, Run, Walk
 from .regs import PageFaultError, SelectorError, X86Regs
 
@@ -141,31 +140,3 @@ def format_pf_error(error: PageFaultError, cr2: Optional[int] = None) -> str:
 def format_gp_error(error: SelectorError, vector_name: str = "#GP") -> str:
     """'#GP error 0x10: GDT entry 2 (selector 0x10)'."""
     return "%s error %#x: %s" % (vector_name, error.code, error.summary)
-
-
-# The kernel's facts that describe a swap entry (lab 7: kernel/mm/base/facts.cpp), by name.
-SWAP_FACTS = C.facts("swap_entry_bit", "held_entry_bit", "swap_slot_shift", "swap_slot_bits", "swap_slot_inverted")
-
-
-def swap_slot(raw: int, facts: dict) -> Optional[int]:
-    """The slot a leaf entry @p raw names when it is a swap entry (not valid to the MMU, the
-    kernel's SWAP bit set, its HELD bit clear), else None. @p facts: {name: value} of SWAP_FACTS
-    (a missing or zero swap_entry_bit: a kernel without swap entries)."""
-    bit = facts.get("swap_entry_bit") or 0
-    if not bit or raw & 1 or not raw & bit or raw & (facts.get("held_entry_bit") or 0):
-        return None
-    mask = (1 << facts["swap_slot_bits"]) - 1
-    value = (raw >> facts["swap_slot_shift"]) & mask
-    return ~value & mask if facts.get("swap_slot_inverted") else value
-
-
-def swap_note(walk: Walk, leaf_level: int, facts: dict) -> Optional[str]:
-    """'swapped to slot S ...' when @p walk stopped at an invalid leaf (level @p leaf_level,
-    counted from the root) that is a swap entry; None otherwise."""
-    if walk.pa is not None or len(walk.levels) != leaf_level + 1 or walk.levels[-1].raw is None:
-        return None
-    slot = swap_slot(walk.levels[-1].raw, facts)
-    if slot is None:
-        return None
-    return ("swapped to slot %d (a swap entry: invalid to the MMU; the page's bytes are in slot %d of the swap "
-            "disk, disk bytes [%#x, %#x))" % (slot, slot, slot * 4096, (slot + 1) * 4096))

@@ -13,7 +13,7 @@ grade/pagoda_grade/swap.py):
                         clock's and the slot map's hands, the swapper's counters; every address a
                         kernel pointer into the window
     pagoda_fact_frame_entry_*, rmap_node_*, swap_counter_*   the fields' offsets
-    pagoda_fact_swap_entry_bit, ...                          a swap entry's bits (format.SWAP_FACTS)
+    pagoda_fact_swap_entry_bit, ...                          a swap entry's bits (SWAP_FACTS)
 
 and walks every process root the kernel published (pagoda_debug_roots): the slot each swap entry
 names, and the frame each user page maps (frames.user_pages). The state is right when each slot's
@@ -29,12 +29,40 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from . import contract as C
-from .format import SWAP_FACTS, swap_slot
 from .frames import DIGITS, _coloured, iter_tables, lower_half, user_pages
 from .image import CensusError, fact, kernel_image
 from .isa import isa
-from .model import PAGE_SIZE_4K, read_table
+from .model import PAGE_SIZE_4K, Walk, read_table
 from .verdicts import Evidence, explain, missing_rmap_node, shared_backing, stale_rmap_node
+
+
+# The kernel's facts that describe a swap entry (lab 7: kernel/mm/base/facts.cpp), by name.
+SWAP_FACTS = C.facts("swap_entry_bit", "held_entry_bit", "swap_slot_shift", "swap_slot_bits", "swap_slot_inverted")
+
+
+def swap_slot(raw: int, facts: dict) -> Optional[int]:
+    """The slot a leaf entry @p raw names when it is a swap entry (not valid to the MMU, the
+    kernel's SWAP bit set, its HELD bit clear), else None. @p facts: {name: value} of SWAP_FACTS
+    (a missing or zero swap_entry_bit: a kernel without swap entries)."""
+    bit = facts.get("swap_entry_bit") or 0
+    if not bit or raw & 1 or not raw & bit or raw & (facts.get("held_entry_bit") or 0):
+        return None
+    mask = (1 << facts["swap_slot_bits"]) - 1
+    value = (raw >> facts["swap_slot_shift"]) & mask
+    return ~value & mask if facts.get("swap_slot_inverted") else value
+
+
+def swap_note(walk: Walk, leaf_level: int, facts: dict) -> Optional[str]:
+    """'swapped to slot S ...' when @p walk stopped at an invalid leaf (level @p leaf_level,
+    counted from the root) that is a swap entry; None otherwise."""
+    if walk.pa is not None or len(walk.levels) != leaf_level + 1 or walk.levels[-1].raw is None:
+        return None
+    slot = swap_slot(walk.levels[-1].raw, facts)
+    if slot is None:
+        return None
+    return ("swapped to slot %d (a swap entry: invalid to the MMU; the page's bytes are in slot %d of the swap "
+            "disk, disk bytes [%#x, %#x))" % (slot, slot, slot * 4096, (slot + 1) * 4096))
+
 
 STATE_MAGIC = b"PGSWAP\0\0"
 STATE_VERSION = 1
@@ -191,7 +219,7 @@ def read_swap_state(read_phys, symbol) -> Optional[SwapState]:
 
 def swap_entries(arch: str, read_phys, root: int, facts: dict, levels: int = 4) -> dict:
     """{va: slot} of every swap entry in the user half of the tree under @p root (x86_64: the
-    lower half; AArch64: the TTBR0 tree), @p facts: {name: value} of format.SWAP_FACTS."""
+    lower half; AArch64: the TTBR0 tree), @p facts: {name: value} of SWAP_FACTS."""
     read = lower_half(read_phys, root) if isa(arch).one_root else read_phys
     found = {}
     for table, level, va in iter_tables(arch, read, root, levels):
