@@ -21,6 +21,7 @@ import re
 
 from pagoda_pt import contract, verdicts
 from pagoda_pt.diagnose import KERNEL_REFUSAL, copy_with_guard_up
+from pagoda_pt.image import KernelImage, read_image
 from pagoda_pt.verdicts import Evidence, StackSlots
 
 from . import symbols
@@ -131,10 +132,7 @@ def place(kernel, va):
         which = "its top page" if page == pages - 1 else f"page {page} of its {pages}"
         return "the kernel stack of slot %d [%#x, %#x), " % slot + which
     if va < f["kernel_half_base"]:
-        try:   # a kernel linked low (lab 1) has its image there
-            section = next((name for name, start, end in image_sections(kernel) if start <= va < end), None)
-        except OSError:
-            section = None
+        section = image_section(kernel, va)   # (a kernel linked low, lab 1, has its image there)
         return f"the kernel image's {section}" if section else "the lower half"
     if f["stack_base"] <= va < f["kernel_image_base"]:
         return "the kernel-stack area, past its last slot"
@@ -147,13 +145,8 @@ def place(kernel, va):
     if f["window_base"] + f["window_size"] <= va < f["mmio_base"]:
         return "the hole above the physical window (RAM there is reached only through temporary mappings)"
     if va >= f["kernel_image_base"]:
-        try:
-            for name, start, end in image_sections(kernel):
-                if start <= va < end:
-                    return f"the kernel image's {name}"
-        except OSError:
-            pass
-        return "the kernel image"
+        section = image_section(kernel, va)
+        return f"the kernel image's {section}" if section else "the kernel image"
     return None
 
 
@@ -166,15 +159,13 @@ def boot_stack_guard(kernel):
         return None
 
 
-def image_sections(kernel):
-    """((name, start, end), ...) of the kernel image's parts, from the linker script's symbols."""
-    out = []
-    for name, (a, b) in zip((".text", ".rodata", ".data/.bss"), contract.SECTIONS.values()):
-        try:
-            out.append((name, symbols.address_of(kernel, a), symbols.address_of(kernel, b)))
-        except (AssertionError, OSError):
-            pass
-    return out
+def image_section(kernel, va):
+    """The name of the kernel image's section (pagoda_pt.image's reader) @p va lies in, or None."""
+    try:
+        section = (read_image(symbols.reader(kernel)) or KernelImage(0, 0, 0)).section_of(va)
+    except (AssertionError, OSError):
+        return None
+    return section and section.name
 
 
 def window_arithmetic(kernel, va):
