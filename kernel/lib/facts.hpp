@@ -13,7 +13,7 @@
 /// exception classes) is exported with PAGODA_FACT_NAMES instead: the kernel's own table, of
 /// FactName rows, stays where the kernel uses it, and the object `pagoda_names_<name>` (a
 /// FactNames: where the rows are and how many) tells the tools where to read it in the ELF
-/// (tools/pagoda_core/elffile.py: `fact_names(kernel, "x86_exceptions")`).
+/// (tools/pagoda_core/elffile.py: `elf(kernel).names("x86_exceptions")`).
 #pragma once
 
 #include "lib/types.hpp"

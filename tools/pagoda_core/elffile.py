@@ -5,7 +5,7 @@ holds at an address, and the tables of names the kernel exports.
 The names are the kernel's own tables, the ones its reports print from (the x86 exception names,
 the AArch64 exception classes and fault statuses): PAGODA_FACT_NAMES (kernel/lib/facts.hpp)
 exports each as the object `pagoda_names_<table>`, {const FactName* rows; u64 count}, each row
-{u64 key; const char* mnemonic; const char* name}. fact_names(kernel, "x86_exceptions") reads
+{u64 key; const char* mnemonic; const char* name}. elf(kernel).names("x86_exceptions") reads
 one, so that fault-why, the fault log and the grader print what the kernel prints, from one copy.
 
 Besides pyelftools (imported when a file is read, so ./pagoda starts before setup has installed
@@ -190,9 +190,3 @@ def elf(path, cls=Elf):
     except OSError as e:
         raise cls.Error(f"{path}: {e.strerror}") from None
     return _elf(cls, path, mtime)
-
-
-def fact_names(kernel, table):
-    """{key: (mnemonic or None, name)} of the table of names @p table the kernel ELF @p kernel
-    exports (see the module's text); ElfError when it exports none."""
-    return elf(kernel).names(table)

@@ -43,7 +43,7 @@ def source_rows(arch, table):
 
 
 def test_the_x86_names_read_from_the_elf_are_the_kernel_s_table_row_for_row(x86_kernel):
-    read = elffile.fact_names(x86_kernel, "x86_exceptions")
+    read = elffile.elf(x86_kernel).names("x86_exceptions")
     rows = source_rows("x86_64", "kExceptionNames")
     assert len(rows) == x86_facts.FIRST_INTERRUPT == len(read)
     assert [read[v] for v in range(len(rows))] == [(m, n) for _, m, n in rows]
@@ -63,7 +63,7 @@ def test_the_vectors_the_readers_reason_about_are_named_so_by_the_kernel(x86_ker
 @pytest.mark.parametrize("table,source", [("aarch64_exception_classes", "kClassNames"),
                                           ("aarch64_fault_statuses", "kFaultStatusNames")])
 def test_the_aarch64_names_read_from_the_elf_are_the_kernel_s_tables(aarch64_kernel, table, source):
-    read = elffile.fact_names(aarch64_kernel, table)
+    read = elffile.elf(aarch64_kernel).names(table)
     rows = source_rows("aarch64", source)
     assert len(rows) >= 10
     assert read == {int(key, 0): (None, name) for key, _, name in rows}
@@ -112,9 +112,9 @@ def test_an_elf_without_the_tables_is_refused_by_name(x86_kernel, tmp_path):
     shutil.copy(x86_kernel, stripped)
     subprocess.run(["llvm-objcopy", "--strip-symbol=pagoda_names_x86_exceptions", stripped], check=True)
     with pytest.raises(elffile.ElfError, match="exports no table of names 'x86_exceptions'"):
-        elffile.fact_names(stripped, "x86_exceptions")
+        elffile.elf(stripped).names("x86_exceptions")
     with pytest.raises(elffile.ElfError, match="exports no table of names 'nosuch'.*it exports: x86_exceptions"):
-        elffile.fact_names(x86_kernel, "nosuch")
+        elffile.elf(x86_kernel).names("nosuch")
 
 
 @pytest.mark.parametrize("arch", ["x86_64", "aarch64"])
@@ -134,4 +134,4 @@ def test_a_table_that_is_not_whole_in_the_file_is_refused(x86_kernel, tmp_path):
         f.seek(at)
         f.write((1 << 20).to_bytes(8, "little"))
     with pytest.raises(elffile.ElfError, match="the table of names 'x86_exceptions' .* is not in the file"):
-        elffile.fact_names(damaged, "x86_exceptions")
+        elffile.elf(damaged).names("x86_exceptions")

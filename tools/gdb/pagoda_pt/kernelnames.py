@@ -3,7 +3,7 @@ tools' sentences name one exception with one name, because the tools read the ke
 from its ELF instead of keeping a copy.
 
     KernelNames.read(isa, read_table)   read_table(table) -> {key: (mnemonic or None, name)}
-                                        (pagoda_core/elffile.py: Elf.names, fact_names(kernel, ...))
+                                        (pagoda_core/elffile.py: Elf.names)
     NO_NAMES                            no kernel ELF to read: everything named by its number
 
 Which tables an ISA's kernel exports is the ISA object's (Isa.name_tables, pagoda_pt/isa.py); the
