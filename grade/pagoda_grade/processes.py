@@ -21,7 +21,6 @@ where each lies in the kStackBase area comes from the layout facts the kernel ex
 """
 import itertools
 import re
-import struct
 from dataclasses import dataclass
 
 from pagoda_pt import contract, verdicts
@@ -854,4 +853,5 @@ def explain_death(run, inspector, layout, roots, started=None):
 
 
 def u64(data):
-    return struct.unpack("<Q", data)[0]
+    """The little-endian unsigned number @p data holds (a word read in guest RAM)."""
+    return int.from_bytes(data, "little")

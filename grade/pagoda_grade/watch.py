@@ -13,7 +13,7 @@ from .procaudit import LOADER, ProcessAudit, errno_name, loader_error_problem, r
 from .processes import (FRAME_ALLOCATOR, Layout, RootInspector, argument_problem, bss_file_bytes, count_used,
                         entry_sp_problem, explain_death, frame_bitmap, parse_started, process_roots, registry,
                         segment_gap_problem, slot_marks_problem, stack_gap_problem, table_frames, unmarked, user_elf,
-                        user_runs)
+                        u64, user_runs)
 from .symbols import address_of, fact, segments
 from pagoda_pt.verdicts import user_interrupts_masked
 from .witness import ARCHES, PAGE, WalkError, return_address
@@ -23,12 +23,6 @@ SPIN_FOREVER = 1 << 40           # a count no spinner reaches: the grader stops 
 # What the grader writes into every free frame before the first process is made (Watch.before):
 # whatever the kernel hands out unzeroed shows it.
 FREE_FILL = 0x5A
-
-
-def u64(data):
-    return int.from_bytes(data, "little")
-
-
 
 
 def fault_expectation(arch, *, user=True, write=False, fetch=False, mapped=True, noncanonical=False):
