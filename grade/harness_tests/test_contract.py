@@ -2,9 +2,9 @@
 every name it declares is in both reference kernels' ELFs, as a function, a variable or a label as
 declared, and in the sources of every published lab tree from its lab on (so a skeleton that drops
 a function the grader stops at is seen here); every fact is exported by both ELFs and defined with
-PAGODA_FACT in those trees; and the Python of the grader, the GDB tools, pagoda_pt and the commands
-names kernel symbols and facts only through the contract. A renamed kernel function fails here in
-seconds, not in a full grade or a fault-why that quietly finds nothing."""
+PAGODA_FACT in those trees; and the Python of the grader, the GDB tools (their tests too), pagoda_pt
+and the commands names kernel symbols and facts only through the contract. A renamed kernel
+function fails here in seconds, not in a full grade or a fault-why that quietly finds nothing."""
 import ast
 import os
 import re
