@@ -21,6 +21,7 @@ import pytest
 from pagoda_core import faultlog, paths, qemu
 from pagoda_core.speed import scaled
 from pagoda_grade import rsp
+from pagoda_grade.processes import user_symbol
 from pagoda_pt import contract
 from pagoda_grade.symbols import address_of, function_at
 
@@ -232,3 +233,103 @@ def test_a_panic_stops_the_other_cpu(smp_kernel, tmp_path):
         flags, = client.read_registers([register])
     assert cpu0 == contract.PANIC_END, cpu0
     assert cpu1 == IDLE and (flags >> bit & 1) == masked, (cpu1, hex(flags))
+
+
+# Where a process runs. A stop's witness per CPU, from the gdbstub's thread of that vCPU: whether it
+# is in user mode (x86_64: CS's RPL 3; AArch64: PSTATE.EL 0) and the root it runs in (CR3; TTBR0's
+# base address, without its ASID).
+MODE = {"x86_64": "cs", "aarch64": "cpsr"}
+ROOT = {"x86_64": "cr3", "aarch64": "ttbr0_el1"}
+ROOT_ADDRESS = (1 << 48) - (1 << 12)    # bits 47:12 of either
+SPIN_FOREVER = 1 << 40                   # a count no spinner reaches (grade/pagoda_grade/watch.py)
+STOPS = 8                                # stops at which a spinner runs on some CPU
+
+
+def in_user_mode(arch, mode):
+    return mode & 3 == 3 if arch == "x86_64" else (mode >> 2) & 3 == 0
+
+
+def where_spinners_run(kernel, arch, tmp_path, cmdline):
+    """Boots @p kernel on two vCPUs with @p cmdline (spinners that never end) and stops it until
+    STOPS stops have found spin's loop running in user mode on some CPU; per such stop, per CPU:
+    the root of the spinner it runs, or None. And the kernel's serial output."""
+    spin_main = user_symbol(kernel, arch, "spin", "main")
+    stops = []
+    with paused_smp(kernel, arch, tmp_path, cmdline) as (client, ids, _):
+        assert len(ids) == 2, ids
+        deadline = time.monotonic() + scaled(60)
+        while len(stops) < STOPS and time.monotonic() < deadline:
+            client.cont()
+            time.sleep(0.1)
+            client.interrupt()
+            row = []
+            for tid in ids:
+                assert client.request(f"Hg{tid}") == "OK"
+                pc, mode, root = client.read_registers([PC[arch], MODE[arch], ROOT[arch]])
+                row.append(root & ROOT_ADDRESS if in_user_mode(arch, mode) and spin_main.contains(pc) else None)
+            if any(r is not None for r in row):
+                stops.append(row)
+    serial = open(os.path.join(tmp_path, "serial.txt"), errors="replace").read()
+    return stops, serial
+
+
+def pinning_problems(stops, roots):
+    """What the stops say against 'proc 1 runs on CPU 1 alone, procs 2 and 3 on CPU 0' (@p roots:
+    {pid: root} from the kernel's started lines, to name them)."""
+    if len(stops) < STOPS:
+        return [f"spin's loop was seen running at {len(stops)} stops only, not {STOPS}"]
+    problems = []
+    for cpu, pids in ((1, (1,)), (0, (2, 3))):
+        ran = {row[cpu] for row in stops} - {None}
+        allowed = {roots.get(pid) for pid in pids}
+        if not ran:
+            problems.append(f"CPU {cpu} never ran a spinner in user mode at {len(stops)} stops")
+        elif not ran <= allowed:
+            names = ", ".join(f"{r:#x}" for r in sorted(ran))
+            problems.append(f"CPU {cpu} ran spinners with roots {names}, not only those of proc "
+                            f"{' and '.join(map(str, pids))}")
+    return problems
+
+
+def test_a_process_pinned_to_cpu_1_runs_there(smp_kernel, tmp_path):
+    """run=spin@1,spin,spin: three spinners that never end, the first pinned to CPU 1, the others
+    left to the boot CPU, which takes turns between them. Stopped again and again, the gdbstub's
+    second thread (CPU 1) is in spin's loop in user mode with the first spinner's root alone, and
+    the first thread (CPU 0) with the others' alone (a process never moves: three spinners on two
+    CPUs would move between them if the pick ignored the pin)."""
+    arch, kernel = smp_kernel
+    stops, serial = where_spinners_run(kernel, arch, tmp_path,
+                                       f"run=spin@1:{SPIN_FOREVER:#x},spin:{SPIN_FOREVER:#x},spin:{SPIN_FOREVER:#x}")
+    roots = {int(pid): int(root, 16) for pid, root in re.findall(r"^proc (\d+) \(spin\): started; root (0x[0-9a-f]+)",
+                                                                   serial, re.M)}
+    assert set(roots) == {1, 2, 3}, serial[-2000:]
+    problems = pinning_problems(stops, roots)
+    assert problems == [], f"{problems}; roots {roots}; the stops' roots per CPU {stops}"
+
+
+def test_processes_on_both_cpus_run_to_their_end(smp_kernel, tmp_path):
+    """Programs pinned to CPU 1 and CPU 0 and unpinned, short ones and spinners, run to their end
+    on two CPUs (the kernel lock around the scheduler, system calls and faults of both): every
+    program prints its line, every process is reaped, no frame leaks; a pin to a CPU that does not
+    exist is refused by name, and with the second CPU left parked (cpus=1) a pin to it runs on CPU 0."""
+    arch, kernel = smp_kernel
+    for cmdline, status, lines in (
+            ("run=hello@1,spin@1:3000000,spin:3000000,hello@0,hello@7",
+             qemu.EXIT_FAILURE, ["run: hello@7: not a CPU (0 to 1)"]),
+            ("cpus=1 run=hello@1,spin@1:300000",
+             qemu.EXIT_SUCCESS, ["run: hello@1: CPU 1 is not online; it runs on CPU 0"])):
+        argv = qemu.command(kernel, cmdline, arch=arch, serial="stdio", cpus=2)
+        proc = qemu.spawn(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        try:
+            out, _ = proc.communicate(timeout=scaled(90))
+        finally:
+            qemu.kill_group(proc)
+        text = out.decode(errors="replace").replace("\r\n", "\n")
+        assert proc.returncode == status, text[-2000:]
+        started = re.findall(r"^proc (\d+) \(\w+\): started", text, re.M)
+        reaped = re.findall(r"^proc (\d+) \(\w+\): reaped: exited with code 0", text, re.M)
+        assert started and sorted(started) == sorted(reaped), text[-2000:]
+        assert len(re.findall(r"^hello: from user space", text, re.M)) == text.count("(hello): started"), text[-2000:]
+        assert re.search(r"^run: all processes ended; frames in use: before (\d+), after \1$", text, re.M), text[-2000:]
+        for line in lines:
+            assert line in text.splitlines(), text[-2000:]
