@@ -228,6 +228,9 @@ aarch64_trap_entry:
         .global aarch64_trap_return
 aarch64_trap_return:
         /* Back to EL0: with two CPUs this CPU lets the kernel lock go (core/cpu.hpp). */
+        adrp    x0, pagoda_kernel_locking
+        ldrb    w0, [x0, #:lo12:pagoda_kernel_locking]
+        cbz     w0, 4f
         ldr     x0, [sp, #TRAP_FRAME_KIND]
         cmp     x0, #KIND_FIRST_LOWER_EL
         b.lo    4f

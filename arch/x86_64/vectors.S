@@ -115,6 +115,8 @@ x86_trap_common:
         .global x86_trap_return
 x86_trap_return:
         /* Back to ring 3: with two CPUs this CPU lets the kernel lock go (core/cpu.hpp). */
+        testb   $1, pagoda_kernel_locking(%rip)
+        jz      2f
         testb   $3, FRAME_CS(%rsp)
         jz      2f
         call    pagoda_kernel_lock_leave

@@ -22,8 +22,6 @@ alignas(16) u8 g_cpu_stacks[kMaxCpus - 1][kCpuStackSize];
 /// What each secondary CPU runs once online (cpus_start()'s @p idle).
 void (*g_secondary_idle)() = nullptr;
 
-/// The kernel lock (kernel_lock_enter()): in use once the boot CPU starts another CPU.
-bool g_kernel_locking = false;
 SpinLock g_kernel_lock;
 /// The CPU that holds g_kernel_lock, kNobody when none; written by its holder only.
 constexpr u32 kNobody = ~0u;
@@ -49,7 +47,7 @@ void cpus_start(u32 limit, void (*idle)()) {
   // From the moment another CPU may run kernel code, this one holds the kernel lock.
   const bool others = limit > 1 && arch::cpus_present() > 1;
   if (others) {
-    __atomic_store_n(&g_kernel_locking, true, __ATOMIC_RELEASE);
+    __atomic_store_n(&pagoda_kernel_locking, true, __ATOMIC_RELEASE);
     (void)kernel_lock_enter();
   }
   for (u32 id = 1; id < arch::cpus_present() && id < limit && id < kMaxCpus; ++id) {
@@ -71,12 +69,11 @@ void cpus_start(u32 limit, void (*idle)()) {
   }
   if (others && cpus_online() == 1) {  // none came: one CPU, no lock, as if it had none
     kernel_lock_leave();
-    __atomic_store_n(&g_kernel_locking, false, __ATOMIC_RELEASE);
+    __atomic_store_n(&pagoda_kernel_locking, false, __ATOMIC_RELEASE);
   }
 }
 
-KernelLock kernel_lock_try() {
-  if (!__atomic_load_n(&g_kernel_locking, __ATOMIC_ACQUIRE)) return KernelLock::Held;
+KernelLock detail::kernel_lock_try_locking() {
   const u32 me = arch::cpu_id();
   if (__atomic_load_n(&g_kernel_owner, __ATOMIC_RELAXED) == me) return KernelLock::Held;
   if (!g_kernel_lock.try_lock()) return KernelLock::Busy;
@@ -84,7 +81,7 @@ KernelLock kernel_lock_try() {
   return KernelLock::Took;
 }
 
-KernelLock kernel_lock_enter() {
+KernelLock detail::kernel_lock_enter_locking() {
   KernelLock got = kernel_lock_try();
   if (got != KernelLock::Busy) return got;
   // The wait takes interrupts: the other CPU's IPIs are served (its shootdown, its stop), and
@@ -97,8 +94,7 @@ KernelLock kernel_lock_enter() {
   return got;
 }
 
-void kernel_lock_leave() {
-  if (!__atomic_load_n(&g_kernel_locking, __ATOMIC_ACQUIRE)) return;
+void detail::kernel_lock_leave_locking() {
   if (__atomic_load_n(&g_kernel_owner, __ATOMIC_RELAXED) != arch::cpu_id()) return;
   __atomic_store_n(&g_kernel_owner, kNobody, __ATOMIC_RELAXED);
   g_kernel_lock.unlock();
@@ -195,11 +191,13 @@ u64 cpu_request(u32 target, MailboxOp op, uptr address) {
 
 void cpu_secondary_main(u32 id) {
   __atomic_store_n(&g_cpus[id].online, true, __ATOMIC_RELEASE);
-  if (g_secondary_idle != nullptr && __atomic_load_n(&g_kernel_locking, __ATOMIC_ACQUIRE)) g_secondary_idle();
+  if (g_secondary_idle != nullptr && kernel_locking()) g_secondary_idle();
   arch::interrupts_enable();  // (the boot CPU gave up on it: it only idles)
   for (;;) arch::wait_for_interrupt();
 }
 
 }  // namespace pagoda
+
+bool pagoda_kernel_locking = false;
 
 void pagoda_kernel_lock_leave() { pagoda::kernel_lock_leave(); }

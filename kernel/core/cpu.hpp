@@ -10,6 +10,9 @@
 #include "core/spinlock.hpp"
 #include "lib/types.hpp"
 
+/// Whether the kernel lock is in use (kernel_locking(); the ISAs' return paths read it too).
+extern "C" bool pagoda_kernel_locking;
+
 namespace pagoda {
 
 /// The most CPUs the kernel brings up; the firmware's others stay parked.
@@ -108,12 +111,25 @@ enum class KernelLock : u8 {
   Took,  ///< this CPU took it now: it lets it go (kernel_lock_leave()) where the work ends
   Busy,  ///< the other CPU holds it (kernel_lock_try() only): nothing was taken
 };
+namespace detail {
+KernelLock kernel_lock_enter_locking();
+KernelLock kernel_lock_try_locking();
+void kernel_lock_leave_locking();
+}  // namespace detail
+
+/// Whether the kernel lock is in use: from the moment cpus_start() may start another CPU (and
+/// for good once one is online). One CPU: every call below is a load and a branch.
+inline bool kernel_locking() { return __atomic_load_n(&pagoda_kernel_locking, __ATOMIC_ACQUIRE); }
 /// Takes the kernel lock for this CPU, waiting (relaxing, interrupts on) while another holds it.
-KernelLock kernel_lock_enter();
+inline KernelLock kernel_lock_enter() {
+  return kernel_locking() ? detail::kernel_lock_enter_locking() : KernelLock::Held;
+}
 /// Takes the kernel lock for this CPU if no CPU holds it (an interrupt handler's way).
-KernelLock kernel_lock_try();
+inline KernelLock kernel_lock_try() { return kernel_locking() ? detail::kernel_lock_try_locking() : KernelLock::Held; }
 /// Lets the kernel lock go if this CPU holds it (otherwise does nothing).
-void kernel_lock_leave();
+inline void kernel_lock_leave() {
+  if (kernel_locking()) detail::kernel_lock_leave_locking();
+}
 
 /// The timer's interrupt on this CPU (every CPU's timer driver calls it, then proc::timer_tick).
 /// True on the boot CPU only: the kernel's clock (arch::timer_ticks()) counts the boot CPU's.
