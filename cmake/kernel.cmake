@@ -73,4 +73,5 @@ set(PAGODA_KERNEL_GENERIC_SOURCES
   ${CMAKE_SOURCE_DIR}/kernel/proc/memory_calls.cpp
   ${CMAKE_SOURCE_DIR}/kernel/proc/temp_map_calls.cpp
   ${CMAKE_SOURCE_DIR}/kernel/proc/user_memory.cpp
-  ${CMAKE_SOURCE_DIR}/kernel/proc/proc_selftest.cpp)
+  ${CMAKE_SOURCE_DIR}/kernel/proc/proc_selftest.cpp
+  ${CMAKE_SOURCE_DIR}/kernel/proc/remote_remap_selftest.cpp)

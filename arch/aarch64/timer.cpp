@@ -32,12 +32,11 @@ void on_tick(TrapFrame& frame) {
   u64 next = PAGODA_READ_SYSREG("cntv_cval_el0") + g_period;
   if (next <= now) next = now + g_period;  // fell behind (a debugger stopped us): skip ahead
   PAGODA_WRITE_SYSREG("cntv_cval_el0", next);
-  if (!cpu_timer_tick()) return;  // a secondary CPU only counts its own ticks: it runs no process
-  g_ticks = g_ticks + 1;
+  if (cpu_timer_tick()) g_ticks = g_ticks + 1;  // the kernel's clock is the boot CPU's timer
   // Ended before the tick may switch processes: the next tick must not wait for this one's
   // process to run again.
   gic_end_of_interrupt();
-  // Sleepers wake; a process interrupted in EL0 gives the CPU to the next one.
+  // Sleepers wake; a process interrupted in EL0 gives the CPU to the next one (on its CPU).
   proc::timer_tick(frame.from_el() == 0);
 }
 

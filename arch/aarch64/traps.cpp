@@ -32,6 +32,7 @@
 #include "arch/aarch64/platform.hpp"
 #include "arch/aarch64/trap_report.hpp"
 #include "arch_impl/page_table_format.hpp"
+#include "core/cpu.hpp"
 #include "core/panic.hpp"
 #include "lib/facts.hpp"
 #include "arch/aarch64/user_mode.hpp"
@@ -225,6 +226,9 @@ namespace {
   if (from_user)
     pagoda::proc::check_user_trap_frame(reinterpret_cast<pagoda::uptr>(frame), "the EL1 stack (SP_EL1)",
                                         reinterpret_cast<pagoda::uptr>(frame) + TRAP_FRAME_SIZE);
+  // Two CPUs: what a process's exception leads to is kernel work, under the kernel lock (its
+  // return to EL0 lets it go: vectors.S). Interrupts take it only if they need it.
+  if (from_user && frame->type() == VectorType::Synchronous) (void)pagoda::kernel_lock_enter();
   switch (frame->type()) {
     case VectorType::Irq:
       if (frame->origin() == VectorOrigin::CurrentElSpx || frame->origin() == VectorOrigin::LowerElAarch64) {
@@ -296,6 +300,7 @@ extern "C" [[clang::disable_tail_calls]] void aarch64_trap(pagoda::aarch64::Trap
     // it went wrong. Checked before anything uses the stack.
     pagoda::proc::check_user_trap_frame(reinterpret_cast<pagoda::uptr>(frame), "the EL1 stack (SP_EL1)",
                                         reinterpret_cast<pagoda::uptr>(frame) + TRAP_FRAME_SIZE);
+    (void)pagoda::kernel_lock_enter();  // two CPUs: kernel work (its return to EL0 lets it go: vectors.S)
     user_syscall(*frame);
     return;
   }

@@ -227,7 +227,15 @@ aarch64_trap_entry:
            TrapFrame arch::prepare_user_entry() wrote (user_mode.cpp), and ERET enters EL0. */
         .global aarch64_trap_return
 aarch64_trap_return:
-        /* The handler may have changed ELR, SPSR or the saved registers: restore them all. */
+        /* Back to EL0: with two CPUs this CPU lets the kernel lock go (core/cpu.hpp). */
+        adrp    x0, pagoda_kernel_locking
+        ldrb    w0, [x0, #:lo12:pagoda_kernel_locking]
+        cbz     w0, 4f
+        ldr     x0, [sp, #TRAP_FRAME_KIND]
+        cmp     x0, #KIND_FIRST_LOWER_EL
+        b.lo    4f
+        bl      pagoda_kernel_lock_leave
+4:      /* The handler may have changed ELR, SPSR or the saved registers: restore them all. */
         ldp     x1, x2, [sp, #TRAP_FRAME_SP]
         ldr     x3, [sp, #TRAP_FRAME_SPSR]
         msr     elr_el1, x2

@@ -93,13 +93,9 @@ u64 measure_lapic_hz() {
 }
 
 void on_timer(TrapFrame& frame) {
-  if (!cpu_timer_tick()) {  // a secondary CPU only counts its own ticks: it runs no process
-    write_reg(kRegEoi, 0);
-    return;
-  }
-  g_ticks = g_ticks + 1;
+  if (cpu_timer_tick()) g_ticks = g_ticks + 1;  // the kernel's clock is the boot CPU's timer
   write_reg(kRegEoi, 0);
-  // Sleepers wake; a process interrupted in ring 3 gives the CPU to the next one.
+  // Sleepers wake; a process interrupted in ring 3 gives the CPU to the next one (on its CPU).
   proc::timer_tick(frame.cpl() == 3);
 }
 

@@ -21,6 +21,7 @@
 #include "arch/x86_64/gdt.hpp"
 #include "arch/x86_64/trap_report.hpp"
 #include "arch/x86_64/user_mode.hpp"
+#include "core/cpu.hpp"
 #include "core/panic.hpp"
 #include "lib/facts.hpp"
 #include "mm/vm.hpp"
@@ -167,6 +168,9 @@ extern "C" void x86_trap(pagoda::x86::TrapFrame* frame) {
   // kernel stack, or the switch to it went wrong. Checked before anything uses the stack.
   if (from_user && ist_for(frame->vector) == 0)
     pagoda::proc::check_user_trap_frame(reinterpret_cast<pagoda::uptr>(frame), "TSS.RSP0", tss_rsp0());
+  // Two CPUs: what a process's exception leads to is kernel work, under the kernel lock (its
+  // return to ring 3 lets it go: vectors.S). Interrupts take it only if they need it.
+  if (from_user && frame->vector < kExceptionCount && ist_for(frame->vector) == 0) (void)pagoda::kernel_lock_enter();
   if (frame->vector == kPageFault) {
     // The generic decision comes first, before anything is reported.
     const pagoda::VirtAddr address(read_cr2());

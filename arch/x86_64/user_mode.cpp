@@ -23,6 +23,7 @@
 #include "arch/x86_64/trap_frame.hpp"
 #include "arch/x86_64/user_defs.h"
 #include "arch/x86_64/user_mode.hpp"
+#include "core/cpu.hpp"
 #include "core/panic.hpp"
 #include "lib/facts.hpp"
 #include "lib/string.hpp"
@@ -295,6 +296,7 @@ extern "C" void x86_syscall(pagoda::x86::TrapFrame* frame) {
   // process's own kernel stack, or the switch to it went wrong.
   pagoda::proc::check_user_trap_frame(reinterpret_cast<pagoda::uptr>(frame), "the system-call stack",
                                       pagoda::x86::x86_syscall_kernel_rsp);
+  (void)pagoda::kernel_lock_enter();  // two CPUs: a system call is kernel work (core/cpu.hpp)
   // LAB 3 BEGIN the system-call ABI: the number and arguments from the frame, the result into it
   // kernel/lib/abi.hpp: the number in RAX, the arguments in RDI RSI RDX R10 R8 R9 (R10, not
   // RCX: `syscall` overwrote RCX with the return address); the result back in RAX.
@@ -304,4 +306,5 @@ extern "C" void x86_syscall(pagoda::x86::TrapFrame* frame) {
   // LAB 3 SKELETON
   // pagoda::panic("lab 3: write x86_syscall() in arch/x86_64/user_mode.cpp (labs/03-process-roots/README.md): system call {}", frame->rax);
   // LAB 3 END
+  pagoda::kernel_lock_leave();  // back to ring 3 by SYSRETQ (the other ways: x86_trap_return)
 }

@@ -31,6 +31,8 @@
 #define DWARF_RFLAGS    49
 #define DWARF_CS        51
 #define DWARF_SS        52
+/* CS's offset in the whole frame, from RSP once the registers are saved (15 of them, vector, error, RIP). */
+#define FRAME_CS        (15 * 8 + 16 + 8)
 
         .cfi_sections .debug_frame
 
@@ -112,7 +114,13 @@ x86_trap_common:
            TrapFrame arch::prepare_user_entry() wrote (user_mode.cpp), and IRETQ enters ring 3. */
         .global x86_trap_return
 x86_trap_return:
-        restore r15
+        /* Back to ring 3: with two CPUs this CPU lets the kernel lock go (core/cpu.hpp). */
+        testb   $1, pagoda_kernel_locking(%rip)
+        jz      2f
+        testb   $3, FRAME_CS(%rsp)
+        jz      2f
+        call    pagoda_kernel_lock_leave
+2:      restore r15
         restore r14
         restore r13
         restore r12

@@ -21,6 +21,7 @@ import pytest
 from pagoda_core import faultlog, paths, qemu
 from pagoda_core.speed import scaled
 from pagoda_grade import rsp
+from pagoda_grade.processes import user_symbol
 from pagoda_pt import contract
 from pagoda_grade.symbols import address_of, function_at
 
@@ -186,6 +187,19 @@ SHOOTDOWN = re.compile(r"smp_shootdown: slot (0x[0-9a-f]+): CPU 1 read (0x[0-9a-
 WORD_A, WORD_B = 0xa11ce0000000000a, 0xb0b0000000000b
 
 
+def boot_to_the_end(kernel, arch, cmdline, log=None):
+    """(QEMU's exit status, the serial output with \n line ends) of @p kernel booted on two vCPUs
+    with @p cmdline to its end (and QEMU's -d int log in @p log)."""
+    argv = qemu.command(kernel, cmdline, arch=arch, serial="stdio", cpus=2,
+                        **({"log_items": "int", "log_file": log} if log else {}))
+    proc = qemu.spawn(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        out, _ = proc.communicate(timeout=scaled(90))
+    finally:
+        qemu.kill_group(proc)
+    return proc.returncode, out.decode(errors="replace").replace("\r\n", "\n")
+
+
 def test_one_shootdown_of_one_page_reaches_the_other_cpu(smp_kernel, tmp_path):
     """The self-test smp_shootdown (kernel/mm/smp_selftest.cpp): on x86_64 CPU 0's INVLPG leaves
     CPU 1's entry for the slot stale (it reads frame A's word through frame B's mapping) until one
@@ -193,15 +207,8 @@ def test_one_shootdown_of_one_page_reaches_the_other_cpu(smp_kernel, tmp_path):
     AArch64 the temporary mapping's TLBI is already broadcast (IS): no stale read to see."""
     arch, kernel = smp_kernel
     log = os.path.join(tmp_path, "int.log")
-    argv = qemu.command(kernel, "test=smp_shootdown", arch=arch, serial="stdio", log_items="int", log_file=log,
-                        cpus=2)
-    proc = qemu.spawn(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        out, _ = proc.communicate(timeout=scaled(60))
-    finally:
-        qemu.kill_group(proc)
-    text = out.decode(errors="replace")
-    assert proc.returncode == qemu.EXIT_SUCCESS, text[-2000:]
+    status, text = boot_to_the_end(kernel, arch, "test=smp_shootdown", log)
+    assert status == qemu.EXIT_SUCCESS, text[-2000:]
     m = SHOOTDOWN.search(text)
     assert m, text[-2000:]
     first, stale, fresh = (int(m[i], 16) for i in (2, 3, 4))
@@ -232,3 +239,131 @@ def test_a_panic_stops_the_other_cpu(smp_kernel, tmp_path):
         flags, = client.read_registers([register])
     assert cpu0 == contract.PANIC_END, cpu0
     assert cpu1 == IDLE and (flags >> bit & 1) == masked, (cpu1, hex(flags))
+
+
+# Where a process runs. A stop's witness per CPU, from the gdbstub's thread of that vCPU: whether it
+# is in user mode (x86_64: CS's RPL 3; AArch64: PSTATE.EL 0) and the root it runs in (CR3; TTBR0's
+# base address, without its ASID).
+MODE = {"x86_64": "cs", "aarch64": "cpsr"}
+ROOT = {"x86_64": "cr3", "aarch64": "ttbr0_el1"}
+ROOT_ADDRESS = (1 << 48) - (1 << 12)    # bits 47:12 of either
+SPIN_FOREVER = 1 << 40                   # a count no spinner reaches (grade/pagoda_grade/watch.py)
+STOPS = 8                                # stops at which a spinner runs on some CPU
+
+
+def in_user_mode(arch, mode):
+    return mode & 3 == 3 if arch == "x86_64" else (mode >> 2) & 3 == 0
+
+
+def where_spinners_run(kernel, arch, tmp_path, cmdline):
+    """Boots @p kernel on two vCPUs with @p cmdline (spinners that never end) and stops it until
+    STOPS stops have found spin's loop running in user mode on some CPU; per such stop, per CPU:
+    the root of the spinner it runs, or None. And the kernel's serial output."""
+    spin_main = user_symbol(kernel, arch, "spin", "main")
+    stops = []
+    with paused_smp(kernel, arch, tmp_path, cmdline) as (client, ids, _):
+        assert len(ids) == 2, ids
+        deadline = time.monotonic() + scaled(60)
+        while len(stops) < STOPS and time.monotonic() < deadline:
+            client.cont()
+            time.sleep(0.1)
+            client.interrupt()
+            row = []
+            for tid in ids:
+                assert client.request(f"Hg{tid}") == "OK"
+                pc, mode, root = client.read_registers([PC[arch], MODE[arch], ROOT[arch]])
+                row.append(root & ROOT_ADDRESS if in_user_mode(arch, mode) and spin_main.contains(pc) else None)
+            if any(r is not None for r in row):
+                stops.append(row)
+    serial = open(os.path.join(tmp_path, "serial.txt"), errors="replace").read()
+    return stops, serial
+
+
+def pinning_problems(stops, roots):
+    """What the stops say against 'proc 1 runs on CPU 1 alone, procs 2 and 3 on CPU 0' (@p roots:
+    {pid: root} from the kernel's started lines, to name them)."""
+    if len(stops) < STOPS:
+        return [f"spin's loop was seen running at {len(stops)} stops only, not {STOPS}"]
+    problems = []
+    for cpu, pids in ((1, (1,)), (0, (2, 3))):
+        ran = {row[cpu] for row in stops} - {None}
+        allowed = {roots.get(pid) for pid in pids}
+        if not ran:
+            problems.append(f"CPU {cpu} never ran a spinner in user mode at {len(stops)} stops")
+        elif not ran <= allowed:
+            names = ", ".join(f"{r:#x}" for r in sorted(ran))
+            problems.append(f"CPU {cpu} ran spinners with roots {names}, not only those of proc "
+                            f"{' and '.join(map(str, pids))}")
+    return problems
+
+
+def test_a_process_pinned_to_cpu_1_runs_there(smp_kernel, tmp_path):
+    """run=spin@1,spin,spin: three spinners that never end, the first pinned to CPU 1, the others
+    left to the boot CPU, which takes turns between them. Stopped again and again, the gdbstub's
+    second thread (CPU 1) is in spin's loop in user mode with the first spinner's root alone, and
+    the first thread (CPU 0) with the others' alone (a process never moves: three spinners on two
+    CPUs would move between them if the pick ignored the pin)."""
+    arch, kernel = smp_kernel
+    stops, serial = where_spinners_run(kernel, arch, tmp_path,
+                                       f"run=spin@1:{SPIN_FOREVER:#x},spin:{SPIN_FOREVER:#x},spin:{SPIN_FOREVER:#x}")
+    roots = {int(pid): int(root, 16) for pid, root in re.findall(r"^proc (\d+) \(spin\): started; root (0x[0-9a-f]+)",
+                                                                   serial, re.M)}
+    assert set(roots) == {1, 2, 3}, serial[-2000:]
+    problems = pinning_problems(stops, roots)
+    assert problems == [], f"{problems}; roots {roots}; the stops' roots per CPU {stops}"
+
+
+def test_processes_on_both_cpus_run_to_their_end(smp_kernel, tmp_path):
+    """Programs pinned to CPU 1 and CPU 0 and unpinned, short ones, spinners, and forks with
+    copy-on-write and wait on CPU 1 (their children run there too), run to their end on two CPUs
+    (the kernel lock around the scheduler, system calls and faults of both): every
+    program prints its line, every process is reaped, no frame leaks; a pin to a CPU that does not
+    exist is refused by name, and with the second CPU left parked (cpus=1) a pin to it runs on CPU 0."""
+    arch, kernel = smp_kernel
+    for cmdline, status, lines in (
+            ("run=hello@1,spin@1:3000000,spin:3000000,hello@0,cowtest@1,forktree@1:basic:3,hello@7",
+             qemu.EXIT_FAILURE, ["run: hello@7: not a CPU (0 to 1)",
+                                 "forktree: forked 3 reaped 3 with their statuses ok",
+                                 "cowtest: parent's words intact after the child's writes; child ok"]),
+            ("cpus=1 run=hello@1,spin@1:300000",
+             qemu.EXIT_SUCCESS, ["run: hello@1: CPU 1 is not online; it runs on CPU 0"])):
+        got, text = boot_to_the_end(kernel, arch, cmdline)
+        assert got == status, text[-2000:]
+        started = set(re.findall(r"^proc (\d+) \(\w+\): started", text, re.M))
+        reaped = set(re.findall(r"^proc (\d+) \(\w+\): reaped: exited with code 0", text, re.M))
+        assert started and started <= reaped, text[-2000:]
+        assert len(re.findall(r"^hello: from user space", text, re.M)) == text.count("(hello): started"), text[-2000:]
+        assert re.search(r"^run: all processes ended; frames in use: before (\d+), after \1$", text, re.M), text[-2000:]
+        for line in lines:
+            assert line in text.splitlines(), text[-2000:]
+
+
+REMAP = re.compile(r"smp_remote_remap: spin \(pid \d+\) on CPU 1 counts at (0x[0-9a-f]+), moved from frame "
+                   r"0x[0-9a-f]+ to 0x[0-9a-f]+ by CPU 0 with a local invalidation: old frame (\d+) -> (\d+), "
+                   r"new frame (\d+) -> (\d+); after the [a-z' ]+: old frame (\d+) -> (\d+), "
+                   r"new frame (\d+) -> (\d+)$", re.M)
+
+
+@pytest.mark.parametrize("cure", ["shootdown", "space"])
+def test_a_page_moved_under_a_process_on_cpu_1(smp_kernel, tmp_path, cure):
+    """Lab 8's bug and its cure, with a user process (the self-test smp_remote_remap, kernel/proc/
+    remote_remap_selftest.cpp): spin, pinned to CPU 1, counts in spin_count; CPU 0 moves that page
+    to a copy in spin's tables and invalidates its own TLB alone. Two looks at both frames: spin
+    counts on in the old frame (CPU 1's stale entry), the new frame's count stands still, on both
+    ISAs. Then a shootdown (an IPI whose handler invalidates on CPU 1) moves spin to the new frame
+    on both; the space's own invalidation (what labs 1-7 do) does on AArch64 (TLBI VAE1IS reaches
+    every CPU) and does not on x86_64 (INVLPG runs where the root is live, and on CPU 0 it is not:
+    the remote eviction lab 8 is about)."""
+    arch, kernel = smp_kernel
+    count = user_symbol(kernel, arch, "spin", "spin_count").address
+    cmdline = f"test=smp_remote_remap count={count:#x} ipi={int(cure == 'shootdown')}"
+    status, text = boot_to_the_end(kernel, arch, cmdline)
+    assert status == qemu.EXIT_SUCCESS, text[-2000:]
+    m = REMAP.search(text)
+    assert m and int(m[1], 16) == count, text[-2000:]
+    old1, old2, new1, new2, old3, old4, new3, new4 = (int(m[i]) for i in range(2, 10))
+    assert old1 < old2 and new1 == new2, f"after CPU 0's local invalidation spin should count in the old frame: {m[0]}"
+    if cure == "shootdown" or arch == "aarch64":
+        assert old3 == old4 and new3 < new4, f"after the {cure} spin should count in the new frame alone: {m[0]}"
+    else:
+        assert old3 < old4 and new3 == new4, f"x86_64's own INVLPG on CPU 0 should leave CPU 1 stale: {m[0]}"

@@ -19,6 +19,13 @@ constexpr u64 kMaxStopWaits = 5'000'000;
 Cpu g_cpus[kMaxCpus];
 bool g_stopping = false;
 alignas(16) u8 g_cpu_stacks[kMaxCpus - 1][kCpuStackSize];
+/// What each secondary CPU runs once online (cpus_start()'s @p idle).
+void (*g_secondary_idle)() = nullptr;
+
+SpinLock g_kernel_lock;
+/// The CPU that holds g_kernel_lock, kNobody when none; written by its holder only.
+constexpr u32 kNobody = ~0u;
+u32 g_kernel_owner = kNobody;
 
 bool is_online(const Cpu& c) { return __atomic_load_n(&c.online, __ATOMIC_ACQUIRE); }
 
@@ -34,8 +41,15 @@ u32 cpus_online() {
   return n;
 }
 
-void cpus_start(u32 limit) {
+void cpus_start(u32 limit, void (*idle)()) {
   g_cpus[0].online = true;
+  g_secondary_idle = idle;
+  // From the moment another CPU may run kernel code, this one holds the kernel lock.
+  const bool others = limit > 1 && arch::cpus_present() > 1;
+  if (others) {
+    __atomic_store_n(&pagoda_kernel_locking, true, __ATOMIC_RELEASE);
+    (void)kernel_lock_enter();
+  }
   for (u32 id = 1; id < arch::cpus_present() && id < limit && id < kMaxCpus; ++id) {
     Cpu& c = g_cpus[id];
     c.id = id;
@@ -53,6 +67,37 @@ void cpus_start(u32 limit) {
     if (is_online(c)) println("smp: cpu {} online after {} waits", id, waits);
     else println("smp: cpu {} started but not online after {} waits; going on without it", id, waits);
   }
+  if (others && cpus_online() == 1) {  // none came: one CPU, no lock, as if it had none
+    kernel_lock_leave();
+    __atomic_store_n(&pagoda_kernel_locking, false, __ATOMIC_RELEASE);
+  }
+}
+
+KernelLock detail::kernel_lock_try_locking() {
+  const u32 me = arch::cpu_id();
+  if (__atomic_load_n(&g_kernel_owner, __ATOMIC_RELAXED) == me) return KernelLock::Held;
+  if (!g_kernel_lock.try_lock()) return KernelLock::Busy;
+  __atomic_store_n(&g_kernel_owner, me, __ATOMIC_RELAXED);
+  return KernelLock::Took;
+}
+
+KernelLock detail::kernel_lock_enter_locking() {
+  KernelLock got = kernel_lock_try();
+  if (got != KernelLock::Busy) return got;
+  // The wait takes interrupts: the other CPU's IPIs are served (its shootdown, its stop), and
+  // this CPU's ticks go on counting, which a holder waiting for ticks needs (no handler waits).
+  const bool interrupts = arch::interrupts_save();
+  arch::interrupts_enable();
+  while ((got = kernel_lock_try()) == KernelLock::Busy) arch::cpu_relax();
+  arch::interrupts_disable();
+  arch::interrupts_restore(interrupts);
+  return got;
+}
+
+void detail::kernel_lock_leave_locking() {
+  if (__atomic_load_n(&g_kernel_owner, __ATOMIC_RELAXED) != arch::cpu_id()) return;
+  __atomic_store_n(&g_kernel_owner, kNobody, __ATOMIC_RELAXED);
+  g_kernel_lock.unlock();
 }
 
 bool cpu_timer_tick() {
@@ -146,8 +191,13 @@ u64 cpu_request(u32 target, MailboxOp op, uptr address) {
 
 void cpu_secondary_main(u32 id) {
   __atomic_store_n(&g_cpus[id].online, true, __ATOMIC_RELEASE);
-  arch::interrupts_enable();
+  if (g_secondary_idle != nullptr && kernel_locking()) g_secondary_idle();
+  arch::interrupts_enable();  // (the boot CPU gave up on it: it only idles)
   for (;;) arch::wait_for_interrupt();
 }
 
 }  // namespace pagoda
+
+bool pagoda_kernel_locking = false;
+
+void pagoda_kernel_lock_leave() { pagoda::kernel_lock_leave(); }

@@ -3,12 +3,15 @@
 ///
 /// Labs 0-7 run on one CPU: with one CPU present nothing here runs but cpu(0). With two
 /// (QEMU's `-smp 2`), kmain starts the second once the kernel's own root is live (cpus_start()),
-/// and the second CPU idles, taking its own timer interrupts and inter-processor interrupts.
+/// and the second CPU runs the processes pinned to it (run=NAME@1), under the kernel lock.
 #pragma once
 
 #include "arch_impl/this_cpu.hpp"
 #include "core/spinlock.hpp"
 #include "lib/types.hpp"
+
+/// Whether the kernel lock is in use (kernel_locking(); the ISAs' return paths read it too).
+extern "C" bool pagoda_kernel_locking;
 
 namespace pagoda {
 
@@ -87,12 +90,49 @@ u32 cpus_online();
 
 /// Starts the CPUs the firmware parked, up to @p limit CPUs in all (the boot CPU counts), and
 /// waits, relaxing, until each says it is online, or gives up on it after a bound of waits;
-/// prints one line per CPU. Called by the boot CPU once the kernel's own root is live and its
-/// timer runs; with one CPU present (or @p limit 1), does nothing.
-void cpus_start(u32 limit);
+/// prints one line per CPU. Each one online runs @p idle (the scheduler's loop for that CPU,
+/// proc::run_secondary()) for good. Called by the boot CPU once the kernel's own root is live
+/// and its timer runs, before any process exists; with one CPU present (or @p limit 1), does
+/// nothing. Once another CPU is online the boot CPU holds the kernel lock (below).
+void cpus_start(u32 limit, void (*idle)());
 
-/// The timer's interrupt on this CPU (every CPU's timer driver calls it). True on the boot CPU
-/// only: the caller then goes on with the kernel's tick (proc::timer_tick); the others idle.
+/// The kernel lock: with two CPUs online, kernel work on the kernel's shared state (the process
+/// table, frames, page tables, the heap, the temporary mappings) runs on one CPU at a time,
+/// since labs 1-7 wrote it for one. A CPU takes it where it enters that work (a system call or
+/// an exception from user mode, a timer tick, its idle loop's pick) and keeps it across a
+/// context switch: the context switched to lets it go, where it returns to user mode
+/// (pagoda_kernel_lock_leave(), from the ISA's return path) or waits in its idle loop. So a
+/// process made Ready by a switch is never picked by the other CPU while this one is still on
+/// its stack. Interrupt handlers never wait for it (a tick that finds it taken does its work at
+/// the next tick), and a CPU waiting for it takes its interrupts meanwhile (its IPIs, its ticks).
+/// With one CPU online it is never taken: every call answers Held, and labs 0-7 run as before.
+enum class KernelLock : u8 {
+  Held,  ///< this CPU holds it already (or one CPU runs: nothing to take)
+  Took,  ///< this CPU took it now: it lets it go (kernel_lock_leave()) where the work ends
+  Busy,  ///< the other CPU holds it (kernel_lock_try() only): nothing was taken
+};
+namespace detail {
+KernelLock kernel_lock_enter_locking();
+KernelLock kernel_lock_try_locking();
+void kernel_lock_leave_locking();
+}  // namespace detail
+
+/// Whether the kernel lock is in use: from the moment cpus_start() may start another CPU (and
+/// for good once one is online). One CPU: every call below is a load and a branch.
+inline bool kernel_locking() { return __atomic_load_n(&pagoda_kernel_locking, __ATOMIC_ACQUIRE); }
+/// Takes the kernel lock for this CPU, waiting (relaxing, interrupts on) while another holds it.
+inline KernelLock kernel_lock_enter() {
+  return kernel_locking() ? detail::kernel_lock_enter_locking() : KernelLock::Held;
+}
+/// Takes the kernel lock for this CPU if no CPU holds it (an interrupt handler's way).
+inline KernelLock kernel_lock_try() { return kernel_locking() ? detail::kernel_lock_try_locking() : KernelLock::Held; }
+/// Lets the kernel lock go if this CPU holds it (otherwise does nothing).
+inline void kernel_lock_leave() {
+  if (kernel_locking()) detail::kernel_lock_leave_locking();
+}
+
+/// The timer's interrupt on this CPU (every CPU's timer driver calls it, then proc::timer_tick).
+/// True on the boot CPU only: the kernel's clock (arch::timer_ticks()) counts the boot CPU's.
 bool cpu_timer_tick();
 /// An inter-processor interrupt arrived on this CPU (arch::send_ipi): serves its mailbox. The
 /// handler then ends the interrupt and calls cpu_ipi_done(), which acknowledges the request.
@@ -118,7 +158,10 @@ bool cpus_stopping();
 void console_take_over();
 
 /// Where arch::start_cpu() leaves a secondary CPU, on its own stack with interrupts off, once its
-/// tables, protections and timer are set: it says it is online and idles for good.
+/// tables, protections and timer are set: it says it is online and runs cpus_start()'s idle loop.
 [[noreturn]] void cpu_secondary_main(u32 id);
 
 }  // namespace pagoda
+
+/// kernel_lock_leave(), for the ISAs' return paths to user mode (vectors.S of each).
+extern "C" void pagoda_kernel_lock_leave();

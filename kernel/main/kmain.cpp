@@ -14,6 +14,7 @@
 #include "mm/vm.hpp"
 #include "proc/process.hpp"
 #include "proc/run.hpp"
+#include "proc/scheduler.hpp"
 
 namespace pagoda {
 namespace {
@@ -60,7 +61,7 @@ void start_swap(const BootInfo& boot) {
     if (n.is_error() || n.value() == 0) println("smp: cpus={}: not a count of CPUs; ignored", v.value);
     else cpus = n.value();
   }
-  if (vm::ready()) cpus_start(u32(min(cpus, u64(kMaxCpus))));
+  if (vm::ready()) cpus_start(u32(min(cpus, u64(kMaxCpus))), proc::run_secondary);
 
   // run=NAME,...: the programs run as processes to their end, then the machine stops.
   const CmdlineValue run = cmdline_get(boot.cmdline(), "run");
@@ -71,6 +72,7 @@ void start_swap(const BootInfo& boot) {
   if (test.found) run_selftest(test.value, SelfTestContext{token_of(boot), boot});
 
   println("idle: nothing to run (boot with test=NAME to run a self-test)");
+  kernel_lock_leave();  // (two CPUs: the other's idle loop may look for work)
   arch::interrupts_enable();
   for (;;) arch::wait_for_interrupt();
 }

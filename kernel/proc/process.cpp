@@ -87,6 +87,7 @@ Result<Process*> take_slot(StringView name) {
     if (p.state == State::Free && !p.has_space() && !p.kstack.valid()) {
       p.pid = g_next_pid++;
       set_name(p, name);
+      if (const Process* maker = current()) p.cpu = maker->cpu;  // (two CPUs: where its maker runs)
       return &p;
     }
   return Error(Error::Overflow, "the process table is full");

@@ -80,6 +80,9 @@ struct Process {
   /// kill() marked it: it ends with kill_how at its next return to user mode, or when it would
   /// sleep or wait (scheduler.hpp).
   bool kill_pending = false;
+  /// The CPU it runs on, for good (two CPUs; with one, 0): run=NAME@1 pins a program to CPU 1;
+  /// a process it makes (fork, spawn) runs where it runs; any other runs on the boot CPU.
+  u8 cpu = 0;
   abi::Termination kill_how = abi::Termination::Killed;
 
   /// Its address space: made with the process (make_space()), ended when it is reaped (release())

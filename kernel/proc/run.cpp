@@ -2,6 +2,7 @@
 #include "proc/run.hpp"
 
 #include "core/arch.hpp"
+#include "core/cmdline.hpp"
 #include "core/last_failure.hpp"
 #include "core/panic.hpp"
 #include "core/selftest.hpp"
@@ -78,6 +79,7 @@ bool g_drain_on = false;
 struct Launch {
   StringView name;
   StringView damage;  ///< after '!': how to damage a copy of the image (empty: none)
+  StringView cpu;     ///< after '@': the CPU it runs on (two CPUs; empty: the boot CPU)
   StringView args[kMaxRunArgs];
   usize arg_count = 0;
 };
@@ -110,9 +112,11 @@ bool parse_plan(StringView spec, RunPlan& plan) {
       return false;
     }
     Launch& l = plan.launches[plan.count++];
-    StringView head = take_until(item, ':');
-    l.name = take_until(head, '!');
-    l.damage = head;
+    StringView head = take_until(item, ':');  // NAME[!DAMAGE][@CPU]
+    StringView program = take_until(head, '@');
+    l.cpu = head;
+    l.name = take_until(program, '!');
+    l.damage = program;
     while (!item.empty()) {
       if (l.arg_count == kMaxRunArgs) {
         println("run: {}: more than {} arguments", l.name, kMaxRunArgs);
@@ -208,8 +212,25 @@ void describe_start_address(FormatSink& sink, Span<const u8> image, u64 va) {
   format_to(sink, "in none of the program's load segments, nor its stack");
 }
 
+/// The CPU @p l runs on (NAME@CPU), in @p cpu; false (said) when it names no CPU. A CPU that is
+/// not online (one CPU runs) leaves it on the boot CPU, and says so.
+bool pinned_cpu(const Launch& l, u8& cpu) {
+  cpu = 0;
+  if (l.cpu.empty()) return true;
+  const Result<u64> n = parse_u64(l.cpu);
+  if (n.is_error() || n.value() >= kMaxCpus) {
+    println("run: {}@{}: not a CPU (0 to {})", l.name, l.cpu, kMaxCpus - 1);
+    return false;
+  }
+  if (__atomic_load_n(&pagoda::cpu(u32(n.value())).online, __ATOMIC_ACQUIRE)) cpu = u8(n.value());
+  else println("run: {}@{}: CPU {} is not online; it runs on CPU 0", l.name, l.cpu, n.value());
+  return true;
+}
+
 /// Starts one program; true when it runs (a damaged one: true when it was refused cleanly).
 bool launch(const Launch& l, StringView token) {
+  u8 cpu = 0;
+  if (!pinned_cpu(l, cpu)) return false;
   const EmbeddedProgram* program = find_program(l.name);
   if (program == nullptr) {
     println("run: no program '{}' (./pagoda run --test programs lists them)", l.name);
@@ -260,6 +281,7 @@ bool launch(const Launch& l, StringView token) {
     return !l.damage.empty() && leaked == 0;
   }
   Process& p = *made.value();
+  p.cpu = cpu;
   if (!l.damage.empty()) {
     println("run: {} was accepted, but it is damaged", name);
     (void)format_buffer(g_damaged_holder, sizeof g_damaged_holder, "{}", name);

@@ -17,6 +17,10 @@
 /// `NAME!DAMAGE` starts a copy of program NAME damaged on purpose (DAMAGE is one of machine,
 /// kernel_half, overlap, filesz, truncated): the loader must refuse it with its reason and
 /// leave no frame allocated (the grader's exit test uses them).
+///
+/// `NAME@CPU` (two CPUs, QEMU's -smp 2) runs program NAME on CPU CPU for good, and the processes
+/// it makes with it (scheduler.hpp); without it a program runs on the boot CPU. A CPU that is not
+/// online leaves it on the boot CPU, with a line that says so. `NAME!DAMAGE@CPU:ARG` combines them.
 #pragma once
 
 #include "lib/format.hpp"

@@ -50,6 +50,24 @@ Process* next_ready(const Process* after) {
   // LAB 3 END
 }
 
+/// Whether @p p runs on this CPU: the one it is pinned to (Process::cpu).
+bool runs_here(const Process& p) { return p.cpu == this_cpu().id; }
+
+/// Two CPUs: the next ready process after @p after in table order (round robin) that runs on
+/// this CPU, or nullptr. (Lab 8's pick; next_ready() is lab 3's, for one CPU.)
+Process* next_ready_here(const Process* after) {
+  const Span<Process> table = process_table();
+  const usize n = table.size(), first = after == nullptr ? 0 : usize(after - table.data()) + 1;
+  for (usize k = 0; k < n; ++k) {
+    Process& candidate = table[(first + k) % n];
+    if (candidate.state == State::Ready && runs_here(candidate)) return &candidate;
+  }
+  return nullptr;
+}
+
+/// Whether a process is ready to run on this CPU (lab 3's next_ready() while one CPU runs).
+bool ready_here() { return (cpus_online() > 1 ? next_ready_here(nullptr) : next_ready(nullptr)) != nullptr; }
+
 /// Moves the CPU from the current context to @p next (nullptr: the idle loop): its kernel stack
 /// for traps from user mode, then its root, then its saved registers and stack.
 void switch_to(Process* next) {
@@ -111,13 +129,29 @@ void wake_waiter(u32 parent) {
 // LAB 6 SKELETON
 // LAB 6 END
 
-/// Nothing is ready: wait for the next interrupt. Never inlined: the lab-6 grader stops here to
-/// see who waits for what when no process can run (a parent waiting for a child that has ended
-/// and was never told).
+/// Nothing is ready: wait for the next interrupt, without the kernel lock (two CPUs: the other
+/// may run kernel code meanwhile); the caller takes it again. Never inlined: the lab-6 grader
+/// stops here to see who waits for what when no process can run (a parent waiting for a child
+/// that has ended and was never told).
 [[gnu::noinline]] void idle_until_interrupt() {
+  kernel_lock_leave();
   arch::interrupts_enable();
   arch::wait_for_interrupt();
   arch::interrupts_disable();
+}
+
+/// Two CPUs: schedule() on this CPU, among the processes that run on it. A running process that
+/// stays ready goes to the back of the round; one that ended, sleeps or waits is left as it is.
+/// It is made Ready before switch_to() saves its context: safe, because this CPU holds the kernel
+/// lock from here until the context it switches to lets it go, and no other CPU picks it anyway.
+void schedule_here() {
+  Process* const prev = g_current;
+  Process* const next = next_ready_here(prev);
+  const bool carries_on = prev != nullptr && prev->state == State::Running;
+  if (next == nullptr && (carries_on || prev == nullptr)) return;  // nothing else to run here
+  if (next != nullptr) next->state = State::Running;
+  if (carries_on) prev->state = State::Ready;
+  switch_to(next);
 }
 
 /// Marks @p p as killed with @p how (the first kill wins) and wakes it if it sleeps or waits.
@@ -173,6 +207,10 @@ void schedule() {
       (g_current->state == State::Sleeping || g_current->state == State::Waiting)) {
     g_current->state = State::Running;
     die_if_killed();
+  }
+  if (cpus_online() > 1) {  // two CPUs: each picks among its own processes (lab 3's pick is for one)
+    schedule_here();
+    return;
   }
   // LAB 3 BEGIN give the CPU to the next ready process (the idle loop when there is none)
   // A running process that stays ready goes to the back of the round; one that ended, sleeps
@@ -252,11 +290,20 @@ void die_if_killed() {
 }
 
 void timer_tick(bool from_user) {
-  terminal_poll();  // typed input, and Ctrl-C for the foreground process
-  const u64 now = ticks();
-  for (Process& p : process_table())
-    if (p.state == State::Sleeping && now >= p.wake_tick) p.state = State::Ready;
-  if (!from_user) temp_map_timer_hook();                   // lab 4's stress test: a temp map nested in a call's
+  // Two CPUs: the boot CPU's ticks keep the clock, wake sleepers and read the terminal; a second
+  // CPU's tick only ends a turn on it (its idle loop looks for work after every interrupt). The
+  // tick's work is kernel work: it waits for the next tick while the other CPU holds the lock.
+  const bool boot_cpu = this_cpu().id == 0;
+  if (!boot_cpu && !from_user) return;
+  const KernelLock lock = kernel_lock_try();
+  if (lock == KernelLock::Busy) return;
+  if (boot_cpu) {
+    terminal_poll();  // typed input, and Ctrl-C for the foreground process
+    const u64 now = ticks();
+    for (Process& p : process_table())
+      if (p.state == State::Sleeping && now >= p.wake_tick) p.state = State::Ready;
+    if (!from_user) temp_map_timer_hook();  // lab 4's stress test: a temp map nested in a call's
+  }
   if (from_user && g_current != nullptr) die_if_killed();  // on its way back to user mode
   // LAB 3 BEGIN preemption: a tick that interrupted a process in user mode ends its turn, once the turn is over
   // Only from user mode: kernel code is never preempted (it may hold a temporary mapping, or be
@@ -271,17 +318,29 @@ void timer_tick(bool from_user) {
   // (void)turn_is_over;
   // LAB 3 END
   if (from_user && g_current != nullptr) die_if_killed();  // killed while others ran
+  // The lock taken here goes now; one taken in user mode goes on its return there (vectors.S).
+  if (lock == KernelLock::Took && !from_user) kernel_lock_leave();
 }
 
 void run_processes() {
   for (;;) {
     reap_zombies();
     if (!any_process()) return;
-    if (next_ready(nullptr) != nullptr) {
+    if (ready_here()) {
       schedule();
       continue;
     }
     idle_until_interrupt();
+    (void)kernel_lock_enter();
+  }
+}
+
+void run_secondary() {
+  for (;;) {
+    if (kernel_lock_try() != KernelLock::Busy) {
+      while (next_ready_here(nullptr) != nullptr) schedule();
+    }
+    idle_until_interrupt();  // (takes no lock after: the next turn of the loop tries for it)
   }
 }
 

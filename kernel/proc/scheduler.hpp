@@ -19,6 +19,12 @@
 /// and each goes through switch_to(): the next root is loaded (checked first: it must map the
 /// stack we are running on and the next one; mm/space/critical_ranges.hpp), the next kernel stack is
 /// made the one traps from user mode land on, and switch_context() moves to that stack.
+///
+/// Two CPUs (QEMU's -smp 2; labs 0-7 run one): each CPU runs the processes pinned to it
+/// (Process::cpu: run=NAME@1, and a process's children run where it runs; every other process
+/// on the boot CPU), with a pick of its own (schedule() leaves lab 3's for one CPU), its own
+/// current process, idle loop and turn, and the CPU 1 idle loop run_secondary(). Kernel work
+/// runs under the kernel lock (core/cpu.hpp), held across every switch. A process never moves.
 #pragma once
 
 #include "lib/abi.hpp"
@@ -31,6 +37,11 @@ namespace pagoda::proc {
 /// Runs the processes until every one of them has ended and been reaped (the idle loop).
 /// Called in kernel context with interrupts off; returns with interrupts off.
 void run_processes();
+
+/// The idle loop of a CPU other than the boot CPU (two CPUs; cpus_start() runs it once the CPU
+/// is online): it runs the processes pinned to it (run=NAME@1), and otherwise waits for
+/// interrupts. Never returns. It never reaps: the boot CPU's idle loop does.
+[[noreturn]] void run_secondary();
 
 /// Gives the CPU to the next ready process (round robin); returns when the current process is
 /// scheduled again. From the idle loop: runs the next ready process, if any. Interrupts off.
