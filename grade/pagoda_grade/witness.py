@@ -909,6 +909,7 @@ class Guest:
         self.client = client
         self.ram_fd = ram_fd
         self._ram_write_fd = None   # opened by the first fill_phys()
+        self._ram_map = None        # a read-only view of RAM, mapped by the first find_u64()
         self.ram_size = ram_size
         self.waiting_for = None
         self._stops = 0
@@ -1203,12 +1204,25 @@ class Guest:
         import mmap
         needle = struct.pack("<Q", value & (2**64 - 1))
         found = []
-        with mmap.mmap(self.ram_fd, self.ram_size, access=mmap.ACCESS_READ) as ram:
-            at = ram.find(needle)
-            while at != -1 and len(found) < limit:
-                if at % 8 == 0 and (page_offset is None or at % PAGE == page_offset):
-                    found.append(self.machine.ram_base + at)
-                at = ram.find(needle, at + 1)
+        if self._ram_map is None:      # (kept: a stale-TLB verdict searches once a page it names)
+            self._ram_map = mmap.mmap(self.ram_fd, self.ram_size, access=mmap.ACCESS_READ)
+        ram = self._ram_map
+        if page_offset is not None:
+            # One aligned word a page (32,768 of 128 MiB), not a byte search of all of RAM (0.6
+            # CPU-s each, once per stale page: 40 s of a lab-1 slip's grade).
+            if page_offset % 8:
+                return found
+            with memoryview(ram) as view, view[:self.ram_size - self.ram_size % PAGE].cast("Q") as words, \
+                    words[page_offset // 8::PAGE // 8] as column:
+                pages = column.tolist()
+            word = struct.unpack("=Q", needle)[0]     # (the needle's bytes as the view reads them)
+            return [self.machine.ram_base + k * PAGE + page_offset
+                    for k, held in enumerate(pages) if held == word][:limit]
+        at = ram.find(needle)
+        while at != -1 and len(found) < limit:
+            if at % 8 == 0:
+                found.append(self.machine.ram_base + at)
+            at = ram.find(needle, at + 1)
         return found
 
     def read(self, va, size):
@@ -1272,6 +1286,9 @@ class Guest:
             pass
         finally:
             self.client.close()
+            if self._ram_map is not None:
+                self._ram_map.close()
+                self._ram_map = None
             if self.ram_fd is not None:
                 os.close(self.ram_fd)
                 self.ram_fd = None

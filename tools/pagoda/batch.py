@@ -76,7 +76,7 @@ MAX_SUMMARY = 400           # characters of a CSV row's summary (cut with an ell
 MAX_NOTE = 200              # characters of one part of it: a first failure, a build error
 MAX_ERROR_LINES = 20        # lines of the first build error kept for Gradescope's page
 MAX_ANSWER = 64 << 10       # bytes of a bug hunt's answer file read from a submission
-TREE_CACHE_VARIABLE = "PAGODA_TREE_CACHE"
+TREE_CACHE_VARIABLE = treebuild.TREE_CACHE_VARIABLE
 
 
 def load_factor(jobs):

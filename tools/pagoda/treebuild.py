@@ -18,8 +18,8 @@ the compilers through it, with one cache for all trees, build/labs-check/ccache:
 A hit needs the same compiler, the same flags and the same bytes in the source and in every
 header it includes (ccache's direct mode hashes them all; the preprocessor mode, its fallback,
 hashes the preprocessed text), so a reused object is the object the compiler would have made.
-`labs check --clean` deletes build/labs-check, the cache with it: a full rebuild. Without ccache
-the trees build as before, each in full.
+`labs check --clean` deletes build/labs-check, the cache with it: a full rebuild (a cache named
+by $PAGODA_TREE_CACHE, outside it, stays). Without ccache the trees build as before, each in full.
 
 The settings are part of each tree's CMake cache (the launcher is `env CCACHE_...=... ccache`),
 so a build started by hand in a tree uses the same cache.
@@ -41,6 +41,10 @@ import subprocess
 import threading
 
 CACHE_DIR = "ccache"
+# Names another object cache for every generated tree (and batch grading's, batch.py): .ci/run
+# keeps one outside the fresh clone it runs in, so that CI's next run on the machine finds what
+# this one compiled (a slip's header edit recompiles 20-40 files on each ISA).
+TREE_CACHE_VARIABLE = "PAGODA_TREE_CACHE"
 LANGUAGES = ("C", "CXX")     # CMake has no launcher for ASM; the few .S files compile each time
 # Ninja runs every compiler from build/<arch>, two levels below the tree.
 RELATIVE_PREFIX_MAP = "-fmacro-prefix-map=../../="
@@ -51,8 +55,9 @@ _BUILDING = threading.Lock()
 
 
 def cache_dir(tree):
-    """The shared object cache of the trees beside @p tree (build/labs-check/ccache)."""
-    return os.path.join(os.path.dirname(os.path.abspath(tree)), CACHE_DIR)
+    """The shared object cache of the trees beside @p tree (build/labs-check/ccache), or
+    $PAGODA_TREE_CACHE when set."""
+    return os.environ.get(TREE_CACHE_VARIABLE) or os.path.join(os.path.dirname(os.path.abspath(tree)), CACHE_DIR)
 
 
 def launcher(tree, cache=None):

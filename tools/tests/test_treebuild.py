@@ -23,12 +23,15 @@ def with_ccache(monkeypatch, present):
 
 def test_every_tree_shares_one_cache_keyed_relative_to_its_own_root(tmp_path, monkeypatch):
     with_ccache(monkeypatch, True)
+    monkeypatch.delenv(treebuild.TREE_CACHE_VARIABLE, raising=False)
     lab3, lab4 = tmp_path / "labs-check" / "lab3", tmp_path / "labs-check" / "lab4"
     a, b = treebuild.launcher(str(lab3)).split(";"), treebuild.launcher(str(lab4)).split(";")
     assert a[-1] == "/usr/bin/ccache" and os.path.basename(a[0]) == "env"
     assert f"CCACHE_DIR={tmp_path / 'labs-check' / 'ccache'}" in a and f"CCACHE_DIR={tmp_path / 'labs-check' / 'ccache'}" in b
     assert f"CCACHE_BASEDIR={lab3}" in a and f"CCACHE_BASEDIR={lab4}" in b
     assert "CCACHE_NOHASHDIR=1" in a
+    monkeypatch.setenv(treebuild.TREE_CACHE_VARIABLE, str(tmp_path / "kept"))   # (.ci/run's, outside the clone)
+    assert f"CCACHE_DIR={tmp_path / 'kept'}" in treebuild.launcher(str(lab3)).split(";")
 
 
 def test_a_tree_is_configured_until_its_cache_has_the_launcher(tmp_path, monkeypatch):
