@@ -15,9 +15,11 @@ useful first line, and the grader can often say it from what it sees itself:
 Run.fail() puts headline(run, reason) before the test's reason. Lab tests that know more (a
 root they walked, lab 3's explain_death()) pass their own cause to fail(), which wins.
 
-Nothing here walks page tables: it runs for every failure, witnessed or not.
+Nothing here walks page tables (it runs for every failure, witnessed or not) but empty_root(),
+which walks one root the CPU died on, in a witnessed boot's kept RAM.
 """
 import re
+import struct
 
 from pagoda_pt import contract, verdicts
 from pagoda_pt.diagnose import KERNEL_REFUSAL, copy_with_guard_up
@@ -210,6 +212,10 @@ def kernel_fault_cause(run, f, roots=None):
         if a.present:
             return (f"the kernel's code at {va:#x} ({at}) is mapped without execute permission in {root}: the CPU "
                     "cannot fetch it (text mapped NX, or code run from a data page)")
+        empty = empty_root(run, f.root)
+        if empty:
+            return (f"the kernel's code at {va:#x} ({at}) is not mapped in {root}, the root the CPU used when it "
+                    f"fetched it: {empty}")
         return f"the kernel's code at {va:#x} ({at}) is not mapped in {root}, the root the CPU used when it fetched it"
     shared = verdicts.explain(Evidence(address=va, access=a.verb(), where=where, stacks=stack_slots(kernel),
                                        root=None if a.present else root))
@@ -241,6 +247,28 @@ def kernel_fault_cause(run, f, roots=None):
             return f"the kernel ({where}) {a.verb()} {va:#x}, in {at}, which {root} maps {how}"
         return f"the kernel ({where}) {a.verb()} {va:#x}, in {at}, which is not mapped in {root}"
     return None
+
+
+def empty_root(run, root, loaded="loaded"):
+    """The sentence when @p root, the root QEMU's log says the CPU walked (or the one the
+    kernel's pre-switch check refused), maps nothing at all in the boot's RAM as it ended
+    (run.remains: witnessed boots only): a root @p loaded while empty, before the kernel's map
+    was built in it. None when it maps something or RAM is not kept."""
+    remains = getattr(run, "remains", None)
+    if root is None or remains is None or remains.fd is None or not ARCHES[run.arch].one_root:
+        return None   # (AArch64: the kernel's TTBR0 root is empty by design; TTBR1 holds its map)
+    from pagoda_pt.walker import iter_runs   # (one walk of a root, only for this failure)
+    try:
+        if next(iter_runs(run.arch, remains.read_phys, root), None) is not None:
+            return None
+        present = sum(1 for e in struct.unpack("<512Q", remains.read_phys(root, 4096)) if ARCHES[run.arch].present(e))
+    except (ValueError, OSError):
+        return None
+    return (f"that root ({root:#x}, read from guest RAM as the machine died) maps nothing at all"
+            + (f" (its {present} top-level entries lead only to empty tables)" if present else "")
+            + f": it was {loaded} while still empty, before anything was mapped in it (the kernel's root: before "
+            "build_kernel_map() filled it; a process's root: without the kernel half every root shares); load a root only once it maps the code, the stack and the data the CPU "
+            "uses next")
 
 
 # ---- Where the kernel panicked -----------------------------------------------------------------
@@ -329,6 +357,10 @@ def headline(run, reason):
     if fresh(found):
         return found
     panicked = panic_line("\n".join(run.lines))
+    refused = re.search(r"\bnew root (0x[0-9a-f]+) does not map", panicked or "")
+    empty = refused and empty_root(run, int(refused[1], 16), "about to be loaded")
+    if empty and fresh(empty):
+        return f"the kernel's pre-switch check refused {refused[0][:-len(' does not map')]}: {empty}"
     if panicked and fresh(panicked):
         return f"the kernel panicked{panic_site(run)}: {panicked}"
     if run.stop_kind == STORM and fresh(run.stop_reason):

@@ -159,11 +159,27 @@ class Run(Checks):
         if fault.address is None or not base <= fault.address < end:
             return ""
         index = (fault.address - base) // page
+        shared = self._temp_area_shared_entry()
+        if shared:
+            return f"{fault.address:#x} is temp-map slot {index % slots} of CPU {index // slots}: {shared}"
         return (f"{fault.address:#x} is temp-map slot {index % slots} of CPU {index // slots} (the kTempMapBase "
                 "area): the kernel took the slot and used it, and the live root's walk does not find the frame there: "
                 "the slot's entry was written into a table the live root does not walk (the kernel root's own copy, or "
                 "a table no root uses) instead of the one shared kernel-half table, or the slot was used after its "
                 "guard released it (the kernel's report above says whether it is live; labs/04-temp-mappings)")
+
+    def _temp_area_shared_entry(self):
+        """TempArea.shared_entry() of the area in the boot's RAM as it ended (None when the boot
+        kept no RAM or there is no area): the one reader of the area, pagoda_pt.tempmap."""
+        from pagoda_pt.image import CensusError
+        from pagoda_pt.tempmap import read_temp_area
+        if self.remains is None or self.remains.fd is None:
+            return None
+        try:
+            area = read_temp_area(self.remains.read_phys, symbols.reader(self.symbolizer.elf))
+        except (CensusError, AssertionError, OSError, ValueError):
+            return None
+        return area and area.shared_entry()
 
     def first_fault_cause(self, roots=None):
         """What the grader can say about the first fault the kernel itself took, from QEMU's log,

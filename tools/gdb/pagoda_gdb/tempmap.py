@@ -137,7 +137,7 @@ def describe_fault(arch, regs, address):
                    % (ADDR % address, where, area.depth))
     else:
         verdict = "%s is %s, live (frame %s): %s" % (ADDR % address, where, ADDR % area.slots[slot].frame,
-                                                     problem or "its mapping looks right now")
+                                                     area.shared_entry() or problem or "its mapping looks right now")
     return ["  temp-map   " + line.strip(), "verdict: " + verdict]
 
 

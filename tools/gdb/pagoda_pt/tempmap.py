@@ -41,6 +41,23 @@ class TempArea:
     slots: tuple     # TempSlot, by index
     at: int = 0      # the area's kernel address (s_current)
 
+    def shared_entry(self) -> Optional[str]:
+        """The sentence when two slots hold one entry pointer (TempMapArea::entries_, as the
+        kernel's init() reserved them): every push to the later slot writes the earlier slot's
+        entry, and the later slot's own address stays unmapped. None when each slot has its own."""
+        first = {}
+        for s in self.slots:
+            if s.entry in first:
+                same = [t.index for t in self.slots if t.entry == s.entry]
+                return ("temp-map slot %d's entry pointer %#x is slot %d's (the area's entry pointers, read from "
+                        "guest RAM: %d of its %d slots share that one entry): init() reserved one page-level entry "
+                        "for several slots, so a push to slot %d writes slot %d's entry and slot %d's address "
+                        "(%#x) is never mapped; init() must reserve the entry of each slot's own address"
+                        % (s.index, s.entry, first[s.entry], len(same), len(self.slots), s.index,
+                           first[s.entry], s.index, s.va))
+            first[s.entry] = s.index
+        return None
+
 
 def read_temp_area(read_phys, symbol) -> Optional[TempArea]:
     """The temp-map area the kernel uses, or None before vm::init() made it. CensusError when the
