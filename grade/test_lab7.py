@@ -9,7 +9,7 @@ from pagoda_grade.derived import overcommit_versions, swap_page, value
 from pagoda_grade.labtest import holds
 from pagoda_grade.lifecycle import processes
 from pagoda_grade.proof import proof
-from pagoda_grade.swap import SwapTest, disk_requests, image_slot, program_of, rmap_problem, swap_state, yielded
+from pagoda_grade.swap import SwapTest, image_slot, program_of, rmap_problem, swap_state, yielded
 from pagoda_grade.symbols import fact
 from pagoda_grade.witness import PAGE, page_faults_at, pages_of
 
@@ -58,7 +58,7 @@ def test_one_page_out(boot, kernel, arch):
 
     slot = t.start(f"swapkeep:{pages}:{mask:#x}", script)
     holds(t.unseen_writes())   # (each write the trace shows was checked at the grader's stop)
-    assert ("read", slot) in disk_requests(t.run.qemu_log), f"QEMU's trace shows no read of slot {slot}"
+    assert ("read", slot) in t.watch.trace.requests, f"QEMU's trace shows no read of slot {slot}"
 
 
 @lab_test(7, "no_stale_translation")

@@ -186,11 +186,6 @@ class DiskTrace:
         return self.last_read.get(slot, -1) >= mark
 
 
-def disk_requests(path):
-    """[(kind, slot)] of QEMU's trace of the disk's requests in the log at @p path."""
-    return DiskTrace(path).update()
-
-
 def image_slot(path, slot):
     with open(path, "rb") as f:
         f.seek(slot * PAGE)
@@ -903,6 +898,7 @@ class SwapTest(ProcTest):
             result = script(before)
             if ended:
                 baseline(self.guest, self.kernel, self.watch, before)
+            self.watch.trace.update()   # (now, while the log is whole: the boot's end cuts a long one's middle)
             return [result]   # (never None: that is a script that never finished)
         self.boot(spec, checked, args={"userframes": cap}, swap=slots * PAGE)
         result = self.witness()[0]
@@ -925,9 +921,9 @@ class SwapTest(ProcTest):
         return (c for c in self.calls("Yield", *also) if program_of(self.look(c)[1], c.root) == name)
 
     def unseen_writes(self):
-        """After the run: QEMU's trace of the disk's writes against those the grader stopped at (and
-        checked); None when they are the same."""
-        writes = [s for k, s in disk_requests(self.run.qemu_log) if k == "write"]
+        """After the run: QEMU's trace of the disk's writes (read at the script's end, start())
+        against those the grader stopped at (and checked); None when they are the same."""
+        writes = [s for k, s in self.watch.trace.requests if k == "write"]
         seen = [s for s, _, _ in self.watch.writes]
         if writes == seen:
             return None
