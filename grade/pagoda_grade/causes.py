@@ -267,8 +267,8 @@ def empty_root(run, root, loaded="loaded"):
     return (f"that root ({root:#x}, read from guest RAM as the machine died) maps nothing at all"
             + (f" (its {present} top-level entries lead only to empty tables)" if present else "")
             + f": it was {loaded} while still empty, before anything was mapped in it (the kernel's root: before "
-            "build_kernel_map() filled it; a process's root: without the kernel half every root shares); load a root only once it maps the code, the stack and the data the CPU "
-            "uses next")
+            "build_kernel_map() filled it; a process's root: without the kernel half every root shares); load a "
+            "root only once it maps the code, the stack and the data the CPU uses next")
 
 
 # ---- Where the kernel panicked -----------------------------------------------------------------

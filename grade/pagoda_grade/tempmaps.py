@@ -97,8 +97,8 @@ def slot_entry_problems(snap, kernel, arch, kernel_root, area, roots):
     kroot = kernel_root if one_root else None
     if area is None:
         return problems + ["the kernel has no temp-map area (TempMapArea::s_current is null)"]
-    if area.shared_entry():
-        return problems + [area.shared_entry()]
+    if shared := area.shared_entry():
+        return problems + [shared]
     walked = roots if one_root else {None: "the live TTBR1 tree"}
     top = fact(kernel, "levels")
     for slot, va, entry_va in ((s.index, s.va, s.entry) for s in area.slots):
@@ -304,8 +304,8 @@ def probe_live_problems(snap, kernel, arch, guards, frames, area):
     vas = [va for va, _ in guards]
     if area is None:
         return ["the kernel has no temp-map area (TempMapArea::s_current is null)"]
-    if area.shared_entry():
-        return [area.shared_entry()]
+    if shared := area.shared_entry():
+        return [shared]
     expected = [s.va for s in area.slots]
     if len(set(vas)) < len(vas):
         shared = sorted({va for va in vas if vas.count(va) > 1})

@@ -786,7 +786,7 @@ class Snapshot:
     def walk(self, va, root=None):
         """pagoda_pt's Walk of @p va through the live root (or @p root)."""
         return pagoda_pt.walker.walk(self.arch, self.read_phys, self._root_arg(root), va, self.walk_regs,
-                              pa_bits=self.pa_bits)
+                                     pa_bits=self.pa_bits)
 
     def translate(self, va, root=None):
         w = self.walk(va, root)
@@ -801,8 +801,9 @@ class Snapshot:
         reader = _BoundedReader(self.read_phys, roots, budget=session.budget if session is not None else None)
         shown = f"root {root:#x}" if isinstance(root, int) else "the live root"
         try:
-            for n, run in enumerate(pagoda_pt.walker.iter_runs(self.arch, reader, self._root_arg(root), self.walk_regs,
-                                                        pa_bits=self.pa_bits)):
+            runs = pagoda_pt.walker.iter_runs(self.arch, reader, self._root_arg(root), self.walk_regs,
+                                              pa_bits=self.pa_bits)
+            for n, run in enumerate(runs):
                 if n == MAX_RUNS:
                     raise WalkError(f"{shown} maps more than {MAX_RUNS} separate runs of pages (the grader stopped "
                                     f"walking it at {run.va_start:#x}): no kernel or process of these labs maps a "
