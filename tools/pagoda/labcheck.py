@@ -12,7 +12,9 @@ labs check then requires it to pass there instead. main itself must pass everyth
 (build/labs-check/published) must not leak solution text. Logs: build/labs-check/*.log.
 With --previous-only, of the earlier labs each tree grades only lab N-1 (half the tests: every
 lab is still graded on the skeleton right after it; a skeleton breaking a lab further back is
-then found by the run without it, as in CI).
+then found by the run without it). With --earlier-once (CI) each tree grades every earlier lab
+on one ISA, half the trees on each (a seed choosing which, as `labs mutants --one-isa` splits),
+and only lab N-1 on the others.
 
 The reference is a valid submission of every lab: its lab-N regions, handed in as a student
 would hand them in (the lab-N files as the lab-(N+1) tree shows them), go into the lab-N tree by
@@ -315,11 +317,12 @@ def check_leaks(root, sources):
 
 
 def check(root=paths.ROOT, only=None, jobs=1, clean=False, workers="auto", out=print, skip_main=False,
-          previous_only=False, one_isa=None):
+          previous_only=False, one_isa=None, earlier_once=None):
     """Runs every check; prints one verdict per lab; returns the number of problems. Grading
     main itself is left out with @p only or @p skip_main; with @p previous_only each lab's tree
-    grades, of the earlier labs, only the one before it; with @p one_isa (a seed) each lab's
-    reference as a submission is built on one ISA, not graded (else built and graded on each)."""
+    grades, of the earlier labs, only the one before it; with @p earlier_once (a seed) it grades
+    them all on one ISA and only the one before it on the others; with @p one_isa (a seed) each
+    lab's reference as a submission is built on one ISA, not graded (else built and graded on each)."""
     start = time.monotonic()
     check_dir = os.path.join(root, CHECK_SUBDIR)
     if clean:
@@ -360,7 +363,14 @@ def check(root=paths.ROOT, only=None, jobs=1, clean=False, workers="auto", out=p
         if one_isa is not None:
             picked = paths.one_isa_each({n: {a: 1 for a in labs[n].arches} for n in numbers}, one_isa)
             reference_on = {n: (picked[n],) for n in numbers}
-        by_lab = {n: pool.submit(_check_lab_logged, n, root, labs, sources, workers, previous_only,
+        # (the ISAs on which each tree grades only the lab before it)
+        previous_on = {n: paths.ARCHES if previous_only else () for n in numbers}
+        if earlier_once is not None:
+            tree_arches = {n: {a: 1 for a in paths.ARCHES if any(a in labs[k].arches for k in labs if k <= n)}
+                           for n in numbers}
+            picked = paths.one_isa_each(tree_arches, earlier_once)
+            previous_on = {n: tuple(a for a in tree_arches[n] if a != picked[n]) for n in numbers}
+        by_lab = {n: pool.submit(_check_lab_logged, n, root, labs, sources, workers, previous_on[n],
                                  reference_on[n], one_isa is None)
                   for n in sorted(numbers, reverse=True)}
         futures += [by_lab[n] for n in numbers]
@@ -374,22 +384,23 @@ def check(root=paths.ROOT, only=None, jobs=1, clean=False, workers="auto", out=p
     elapsed = time.monotonic() - start
     out(f"labs check: {'all ok' if problems == 0 else f'{problems} problem(s)'} in {elapsed:.1f}s "
         f"({len(numbers)} lab(s){'' if only or skip_main else ' and main'}"
-        f"{'; each tree grades only the lab before it of the earlier ones: --previous-only' if previous_only else ''})")
+        f"{'; each tree grades only the lab before it of the earlier ones: --previous-only' if previous_only else ''}"
+        f"{'; each tree grades every earlier lab on one ISA, only the lab before it on the other: --earlier-once' if earlier_once is not None else ''})")
     return problems
 
 
-def _check_lab_logged(n, root, labs, sources, workers, previous_only=False, reference_on=paths.ARCHES,
+def _check_lab_logged(n, root, labs, sources, workers, previous_on=(), reference_on=paths.ARCHES,
                       graded=True):
     """The verdicts of lab @p n on every ISA where it, or a lab before it, runs (one tree): its
-    skeleton's, then on the ISAs @p reference_on the reference's as a submission (built, and
-    graded if @p graded)."""
+    skeleton's (of the earlier labs only the one before it on the ISAs @p previous_on), then on
+    the ISAs @p reference_on the reference's as a submission (built, and graded if @p graded)."""
     verdicts = []
     for arch in paths.ARCHES:
         if not any(arch in labs[k].arches for k in labs if k <= n):
             continue
         info(f"labs check: lab{n}: generating, building and grading build/labs-check/lab{n} ({arch})")
         try:
-            verdicts.append(check_lab(n, root, labs, sources, workers, arch, previous_only))
+            verdicts.append(check_lab(n, root, labs, sources, workers, arch, arch in previous_on))
         except PagodaError as e:
             verdicts.append(Verdict(_name(f"lab{n}", arch), problems=[str(e)]))
         if arch not in reference_on:

@@ -67,6 +67,7 @@ def cmd_check(args):
                               clean=args.clean, workers=args.jobs, skip_main=args.skip_main,
                               previous_only=args.previous_only,
                               one_isa=None if args.one_isa is None else args.one_isa or head_commit(),
+                              earlier_once=None if args.earlier_once is None else args.earlier_once or head_commit(),
                               out=lambda line: print(line, flush=True))
     return 1 if problems else 0
 
@@ -80,7 +81,8 @@ def cmd_mutants(args):
                            workers=args.parallel, out=lambda line: print(line, flush=True), slugs=args.slip,
                            why=args.why, json_path=args.json, slips_dir=args.slips,
                            one_isa=None if args.one_isa is None else args.one_isa or head_commit(),
-                           repeat=args.repeat, slip_test_only=args.slip_test_only)
+                           repeat=args.repeat, slip_test_only=args.slip_test_only,
+                           in_order_once=None if args.in_order_once is None else args.in_order_once or head_commit())
     return 1 if problems else 0
 
 
@@ -171,6 +173,10 @@ def add_parser(sub):
                    help="build each lab's reference as a submission on one ISA only, half the labs on "
                         "each (which half: SEED, by default this tree's commit), and grade it nowhere "
                         "(without this: built and graded on every ISA); ./pagoda test does this unless --full")
+    q.add_argument("--earlier-once", nargs="?", const="", metavar="SEED",
+                   help="grade every earlier lab in each lab's tree on one ISA (half the trees on each; which "
+                        "half: SEED, by default this tree's commit), only the lab before it on the others; "
+                        "./pagoda test --ci (CI) does this")
     q.set_defaults(func=cmd_check)
 
     q = labs_sub.add_parser("mutants", help="prove the grader catches and names each lab's known slips",
@@ -200,6 +206,10 @@ def add_parser(sub):
     q.add_argument("--slip-test-only", action="store_true",
                    help="grade each slip on the test its file names ('test') alone, not on the lab's tests "
                         "before it (which must pass: checked without this); ./pagoda test does this unless --full")
+    q.add_argument("--in-order-once", nargs="?", const="", metavar="SEED",
+                   help="grade each slip on every ISA it applies to: in lab.toml order on one (half of each lab's "
+                        "slips on each; which half: SEED, by default this tree's commit), on the test its file "
+                        "names alone on the others; ./pagoda test --ci (CI) does this")
     q.add_argument("--slips", metavar="DIR",
                    help="check the slips kept in DIR instead of the labs' own: DIR/NN-name/SLUG.toml or "
                         "DIR/labN/SLUG.toml, in the same format (a wider set kept outside the tree, so the "

@@ -39,7 +39,9 @@ A slip passes when lab N scores below full marks AND the first failing test's fi
 match its cause, and that test is the one its `test` names or one before it. With --slip-test-only (what
 ./pagoda test passes unless --full) a slip's grade runs that test alone, not the tests before it,
 which pass on the slip in the run without it (as in CI): the cause is still named by the test the
-slip file says, at about half the cost. Anything else (full marks, a cause not named, a slip that does not apply or
+slip file says, at about half the cost. With --in-order-once (what CI passes) each slip is graded
+on every ISA it applies to, in lab.toml order on one of them (half of each lab's slips on each, a
+seed choosing which: by default the commit) and on its own test alone on the others. Anything else (full marks, a cause not named, a slip that does not apply or
 does not build, a grader that did not run) is a problem; the command exits 1 if there is one.
 Logs and the set-aside ELFs: build/labs-check/mutants/labN/SLUG/ARCH/ (grade.log, the boots'
 serial and QEMU logs under logs/). With --repeat K each slip is graded K times, each grade with
@@ -514,9 +516,11 @@ class Runner:
     """Builds the slips of each lab in its tree, one after another, and grades them in a pool."""
 
     def __init__(self, root, labs, sources, grade_workers, out, why=False, work=MUTANTS_DIR, repeat=1,
-                 slip_test_only=False):
+                 slip_test_only=False, in_order_on=None):
         self.root, self.labs, self.sources = root, labs, sources
-        self.slip_test_only = slip_test_only
+        # (@p slip_test_only: every grade runs the slip's own test alone; @p in_order_on, {slip
+        # name: ISA}: only the grade on that ISA runs the tests before it too)
+        self.slip_test_only, self.in_order_on = slip_test_only, in_order_on
         self.why = why
         self.repeat = max(1, repeat)
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, grade_workers))
@@ -624,10 +628,11 @@ class Runner:
         os.makedirs(work, exist_ok=True)
         info(f"labs mutants: {m.name}: grading lab{n} ({arch})" + (f", run {run + 1} of {self.repeat}"
                                                                   if self.repeat > 1 else ""))
-        own = self.slip_test_only and next((s for s in specs if s.id == m.tests.get(arch)), None)
+        alone = self.slip_test_only or (self.in_order_on is not None and self.in_order_on.get(m.name) != arch)
+        own = alone and next((s for s in specs if s.id == m.tests.get(arch)), None)
         if own:
             specs = [own]
-        data = grade_slip(tree, n, arch, kernel, work, test=own and own.id)
+        data = grade_slip(tree, n, arch, kernel, work, test=own.id if own else None)
         outcome = Outcome(m, arch, log=os.path.join(work, "grade.log"), kernel=kernel, build_cpu=build_cpu)
         if data is None:
             outcome.problem = f"the grader did not run (see {os.path.relpath(outcome.log, self.root)})"
@@ -745,13 +750,16 @@ def one_isa_each(mutants, arches, seed):
 
 
 def run(root=paths.ROOT, numbers=None, arches=paths.ARCHES, listing=False, workers=None, out=print, slugs=None,
-        why=False, json_path=None, slips_dir=None, one_isa=None, repeat=1, slip_test_only=False):
+        why=False, json_path=None, slips_dir=None, one_isa=None, repeat=1, slip_test_only=False,
+        in_order_once=None):
     """The command: returns the number of problems. @p why replays each caught slip's failing
     boot for fault-why (tools/pagoda/mutant_why.py); @p json_path gets every outcome as JSON.
     @p slips_dir: check the slips kept there (slip_folders) instead of the labs' own; their logs
     go to build/labs-check/SLIPS_WORK/. With @p one_isa (a seed: one_isa_each()) each slip runs on
     one ISA only, and the last line says so. @p repeat: grades of each slip (Runner._grade).
-    @p slip_test_only: each slip's grade runs the test its file names alone."""
+    @p slip_test_only: each slip's grade runs the test its file names alone. With @p in_order_once
+    (a seed) each slip runs on every ISA, in lab.toml order on one (one_isa_each()'s pick), its own
+    test alone on the others."""
     start = time.monotonic()
     sources = publish.scan(root)
     errors = publish.lint(root, sources)
@@ -778,9 +786,11 @@ def run(root=paths.ROOT, numbers=None, arches=paths.ARCHES, listing=False, worke
     every = sum(len([a for a in m.arches if a in arches]) for m in chosen)
     if one_isa is not None:
         chosen = one_isa_each(chosen, arches, one_isa)
+    in_order_on = None if in_order_once is None else \
+        {m.name: m.arches[0] for m in one_isa_each(chosen, arches, in_order_once)}
     runner = Runner(root, labs, sources, workers or os.cpu_count() or 1, out, why=why,
                     work=MUTANTS_DIR if slips_dir is None else SLIPS_WORK, repeat=repeat,
-                    slip_test_only=slip_test_only)
+                    slip_test_only=slip_test_only, in_order_on=in_order_on)
     futures = []
     try:
         for n in sorted({m.lab for m in chosen}):
@@ -812,6 +822,10 @@ def run(root=paths.ROOT, numbers=None, arches=paths.ARCHES, listing=False, worke
         alone = sum(1 for o in outcomes if o.arch in o.mutant.tests)
         sample += (f"; {alone} graded on the test their file names alone (the tests before it: without "
                    "--slip-test-only)")
+    if in_order_on is not None:
+        alone = sum(1 for o in outcomes if in_order_on.get(o.mutant.name) != o.arch and o.arch in o.mutant.tests)
+        sample += (f"; in lab.toml order on one ISA per slip (seed {in_order_once or 'none'}), {alone} graded on "
+                   "their own test alone on the other: in order on each without --in-order-once")
     out(f"labs mutants: {len(outcomes) - len(bad)}/{len(outcomes)} slips caught and named "
         f"({len({o.mutant.name for o in outcomes})} slip(s){sample}) in {time.monotonic() - start:.0f}s ({times})")
     return len(bad)

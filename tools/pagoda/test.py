@@ -8,7 +8,7 @@ Steps (each prints one result line):
            boot, a GDB session, a graded batch) is set up once; each test's CPU time, its
            children's included, is listed in build/tools-tests.log (pagoda_core/pytest_cpu.py);
            a case parametrized over the ISAs runs on one ISA (half on each, the commit choosing
-           which; pytest_cpu.py), or with --full (CI) on each
+           which; pytest_cpu.py), or with --full on each
   grade    the grader on every implemented lab, on each ISA it runs on (lab.toml's arches),
            which must score full marks
   handouts ./pagoda labs tables: every handout's test table is the one its lab.toml gives
@@ -19,12 +19,20 @@ Steps (each prints one result line):
            lab's submission build and score full marks (in parallel; main's own grade is the
            grade step's, not done again); without --full, of the labs before it only the last
            one (--previous-only: each lab's tests still run on the skeleton after it), and the
-           reference as a submission built on one ISA, not graded (--one-isa)
+           reference as a submission built on one ISA, not graded (--one-isa); with --ci, every
+           earlier lab on one ISA per tree and only the last on the other (--earlier-once), the
+           reference graded on each
   mutants  ./pagoda labs mutants: every known slip of every lab (labs/NN-name/mutants/) is
            caught by the grader, and the first failing test's first lines name its cause: each
            slip on one ISA (--one-isa: half of each lab's slips on each, the commit choosing
-           which) and on the test its file names alone (--slip-test-only), or with --full (CI) on
-           every ISA it applies to, the lab's tests in order up to the first that fails
+           which) and on the test its file names alone (--slip-test-only); with --ci on every ISA
+           it applies to, the lab's tests in order up to the first that fails on one of them (the
+           commit choosing which) and its own test alone on the other (--in-order-once); with
+           --full in order on every ISA
+
+Three levels: without a flag, a sample for a developer's machine; --ci, what .ci/run runs (every
+slip and every lab's reference on both ISAs; what it leaves out of --full, it rotates by commit,
+so two commits cover what one --full run does); --full, everything on every ISA.
 
 Two steps run at a time, each in a process of its own: one alone leaves a core idle while it
 waits (QEMU boots one after another, Doxygen on one core, a build's serial link, a pool's last
@@ -220,7 +228,7 @@ def step_tools(verbose):
     dirs = [d for d in TOOL_TEST_DIRS if os.path.isdir(os.path.join(paths.ROOT, d))]
     # (without --full, each case parametrized over the ISAs on one of them: pagoda_core/pytest_cpu.py)
     env = {k: v for k, v in os.environ.items() if k != "PAGODA_ONE_ISA"}
-    if not FULL:
+    if LEVEL != "full":
         env["PAGODA_ONE_ISA"] = labs.head_commit()
     out = subprocess.run([paths.SYSTEM_PYTHON, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "auto", "--dist",
                           "loadscope", "--durations=60", *dirs], cwd=paths.ROOT, env=env, capture_output=True, text=True)
@@ -233,7 +241,7 @@ def step_tools(verbose):
         print(f"(pytest's whole output, the slowest tests and the dearest in CPU time included: "
               f"{os.path.relpath(log, paths.ROOT)})")
     left = re.search(r"(\d+) deselected", last[0])
-    sample = "" if FULL else (f"; ONE ISA PER CASE (seed {env['PAGODA_ONE_ISA'] or 'none'}): "
+    sample = "" if LEVEL == "full" else (f"; ONE ISA PER CASE (seed {env['PAGODA_ONE_ISA'] or 'none'}): "
                               f"{left[1] if left else 0} ISA cases left to --full")
     return out.returncode == 0, f"{', '.join(dirs)}: {last[0].strip('= ')}{sample}"
 
@@ -293,17 +301,20 @@ def step_labs(verbose):
     # (--skip-main: main's full marks on every ISA, proved by the grade step)
     return run_pagoda(verbose, "labs", "check", "--parallel", str(LABS_PARALLEL), "-j", "1",
                       *(["--skip-main"] if "grade" in PROVED else []),
-                      *([] if FULL else ["--previous-only", "--one-isa"]))
+                      *LEVEL_WORDS[LEVEL]["labs"])
 
 
-# Whether this run checks every slip on every ISA it applies to (--full: .ci/run), or each slip on
-# one ISA (labs mutants --one-isa, the commit choosing which: every slip still runs, and half of
-# each lab's on each ISA).
-FULL = False
+# How much of the checks this run makes: "sample" (no flag), "ci" (--ci: .ci/run) or "full"
+# (--full); the labs and mutants steps' words for each (the tools step: one ISA per case
+# unless "full").
+LEVEL = "sample"
+LEVEL_WORDS = {"sample": {"labs": ["--previous-only", "--one-isa"], "mutants": ["--one-isa", "--slip-test-only"]},
+               "ci": {"labs": ["--earlier-once"], "mutants": ["--in-order-once"]},
+               "full": {"labs": [], "mutants": []}}
 
 
 def step_mutants(verbose):
-    return run_pagoda(verbose, "labs", "mutants", *([] if FULL else ["--one-isa", "--slip-test-only"]))
+    return run_pagoda(verbose, "labs", "mutants", *LEVEL_WORDS[LEVEL]["mutants"])
 
 
 # The steps: (name, function(verbose) -> (ok, detail), the steps it must start after: those whose
@@ -333,11 +344,15 @@ def _run_step(function, verbose):
         return False, str(e)
 
 
+def _level(args):
+    return "full" if args.full else "ci" if args.ci else "sample"
+
+
 def cmd_step(args):
     """One step, in the process `./pagoda test` started for it (--step): runs it and writes its
     (ok, detail) to --result as JSON."""
-    global FULL, HOST_LAB
-    FULL, HOST_LAB = args.full, args.lab
+    global LEVEL, HOST_LAB
+    LEVEL, HOST_LAB = _level(args), args.lab
     PROVED.clear()
     PROVED.update(p for p in (args.proved or "").split(",") if p)
     function = dict((n, f) for n, f, _ in STEPS)[args.step]
@@ -361,7 +376,7 @@ class StepRun:
             os.unlink(self.result)
         argv = [paths.SYSTEM_PYTHON, os.path.join(paths.ROOT, "pagoda"), "test", "--step", name,
                 "--result", self.result, "--proved", ",".join(sorted(proved))] + (["-v"] if verbose else []) \
-            + (["--full"] if FULL else []) + (["--lab", str(HOST_LAB)] if HOST_LAB is not None else [])
+            + ({"sample": [], "ci": ["--ci"], "full": ["--full"]}[LEVEL]) + (["--lab", str(HOST_LAB)] if HOST_LAB is not None else [])
         from pagoda_core.qemu import die_with_parent
         self.start = time.monotonic()
         with open(self.out, "w") as out:
@@ -397,20 +412,24 @@ class StepRun:
 def cmd_test(args):
     if args.step:
         return cmd_step(args)
-    global FULL, HOST_LAB
-    FULL, HOST_LAB = args.full, args.lab
+    global LEVEL, HOST_LAB
+    LEVEL, HOST_LAB = _level(args), args.lab
     deps.ensure(deps.REQUIREMENTS)
     os.environ[deps.TESTS_ENV] = "1"   # (the tests' own tools are here: their tests must not skip)
     PROVED.clear()
     factor = speed.export()
     info(f"test: speed factor {factor:.2f} (time limits scaled by it; load average {_load()} on "
          f"{os.cpu_count()} CPUs)")
-    if not FULL:
-        info("test: a sample, not CI's whole run: the mutants step grades each slip on ONE ISA (half of each lab's on "
+    if LEVEL == "sample":
+        info("test: a sample, not CI's run: the mutants step grades each slip on ONE ISA (half of each lab's on "
              "each, chosen by the commit) and on the test its file names alone; the tools step runs each case "
              "parametrized over the ISAs on one; labs check grades, of the labs before each tree's, only the last, "
              "and builds each lab's reference as a submission on one ISA without grading it; "
-             "./pagoda test --full (CI) does all of it")
+             "./pagoda test --ci (CI) grades every slip on each ISA, ./pagoda test --full all of it")
+    elif LEVEL == "ci":
+        info("test: CI's run: every slip on each ISA (in lab.toml order on one, chosen by the commit, its own test "
+             "alone on the other), each tool case parametrized over the ISAs on one, every earlier lab in each "
+             "lab's tree on one ISA; ./pagoda test --full does all of it on each")
     import queue
     chosen = [(n, f, [a for a in after if not args.only or a in args.only])
               for n, f, after in STEPS if not args.only or n in args.only]
@@ -439,8 +458,9 @@ def cmd_test(args):
         passed, failed = passed + run.ok, failed + (not run.ok)
     info(f"test: {time.monotonic() - run_start:.0f}s, CPU {speed.cpu_seconds() - run_cpu:.0f}s; load average "
          f"now {_load()}")
-    print(f"{passed} passed, {failed} failed" + ("" if FULL else
-                                                  " (a sample of slips and earlier labs: ./pagoda test --full for all)"))
+    print(f"{passed} passed, {failed} failed" + {
+        "sample": " (a sample of slips and earlier labs: ./pagoda test --full for all)",
+        "ci": " (CI's run: ./pagoda test --full for every check on each ISA)", "full": ""}[LEVEL])
     return 0 if failed == 0 else 1
 
 
@@ -451,8 +471,13 @@ def add_parser(sub):
     p.add_argument("--only", nargs="+", choices=[n for n, _, _ in STEPS], metavar="STEP",
                    help="run only these steps: " + ", ".join(n for n, _, _ in STEPS))
     p.add_argument("-v", "--verbose", action="store_true", help="show each step's full output")
-    p.add_argument("--full", action="store_true",
-                   help="check every slip on every ISA it applies to (CI does); without it, each slip on one ISA")
+    level = p.add_mutually_exclusive_group()
+    level.add_argument("--ci", action="store_true",
+                       help="what CI (.ci/run) runs: every slip on every ISA it applies to, what --full adds "
+                            "besides rotated by commit (see above); without it or --full, each slip on one ISA")
+    level.add_argument("--full", action="store_true",
+                       help="every check on every ISA: every slip in lab.toml order on each, every tool case "
+                            "on each, every earlier lab in each lab's tree on each")
     p.add_argument("--lab", type=int, metavar="N",
                    help="the host step runs lab N's host tests alone (default: those of every lab up to the "
                         "branch's, .pagoda-lab; on main all)")

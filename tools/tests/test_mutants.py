@@ -1,6 +1,7 @@
 """`./pagoda labs mutants` on a tiny synthetic lab: the slip files' validation, and a whole run
 (the published tree, real CMake builds of a "kernel" that is a copy of the source, and a
 grader of a few lines that the tree carries as its own ./pagoda), without QEMU."""
+import dataclasses
 import os
 import shutil
 import textwrap
@@ -315,3 +316,22 @@ def test_repeated_grades_must_agree(lab_tree, monkeypatch):
     verdicts = iter([("t1", True), ("t0", True), ("t1", True)])
     assert runner._grade(1, m, "x86_64", lab_tree, "kernel.elf", []).ok
     runner.pool.shutdown()
+
+
+def test_in_order_once_grades_each_isa_in_order_on_one_of_them(lab_tree, monkeypatch, tmp_path):
+    """--in-order-once (CI): a slip is graded on every ISA it applies to, in lab.toml order on the
+    one the seed picks (the tests before its own too) and on its own test alone on the other."""
+    add_slip(lab_tree, "01-map", "s", slip(extra='test = "t1b"'))
+    [m], _ = load(lab_tree)
+    m = dataclasses.replace(m, arches=("x86_64", "aarch64"), tests={"x86_64": "t1b", "aarch64": "t1b"})
+    calls = []
+    monkeypatch.setattr(mutants, "grade_slip", lambda tree, n, arch, kernel, work, test=None: calls.append((arch, test)))
+    [ordered] = mutants.one_isa_each([m], paths.ARCHES, "a seed")
+    runner = mutants.Runner(lab_tree, publish.load_labs(lab_tree), [], 1, print,
+                            in_order_on={m.name: ordered.arches[0]})
+    specs = publish.load_labs(lab_tree)[1].tests
+    for arch in m.arches:
+        runner._grade_once(1, m, arch, lab_tree, str(tmp_path / arch / "kernel.elf"), specs, 0.0, 0)
+    runner.pool.shutdown()
+    other = next(a for a in m.arches if a != ordered.arches[0])
+    assert sorted(calls) == sorted([(ordered.arches[0], None), (other, "t1b")]), calls
