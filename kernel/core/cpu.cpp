@@ -2,6 +2,7 @@
 #include "core/cpu.hpp"
 
 #include "core/arch.hpp"
+#include "core/panic.hpp"
 #include "lib/console.hpp"
 
 namespace pagoda {
@@ -116,6 +117,15 @@ bool serve_mailbox() {
   switch (m.op) {
     case MailboxOp::InvalidatePage: arch::invalidate_page_local(m.address); break;
     case MailboxOp::Read: m.value = *reinterpret_cast<volatile const u64*>(m.address); break;
+    case MailboxOp::InvalidatePages:
+      // LAB 8 BEGIN a shootdown's target: its pages, or every translation, out of this CPU's TLB
+      if (m.count == kShootdownAll) arch::invalidate_all_local();
+      else
+        for (usize i = 0; i < m.count; ++i) arch::invalidate_page_local(m.pages[i]);
+      // LAB 8 SKELETON
+      // (void)m.pages;
+      // LAB 8 END
+      break;
     case MailboxOp::None: break;
   }
   m.served = sent;
@@ -187,6 +197,51 @@ u64 cpu_request(u32 target, MailboxOp op, uptr address) {
   m.lock.unlock();
   arch::interrupts_restore(interrupts);
   return value;
+}
+
+void shootdown(u32 targets, const uptr* pages, usize count) {
+  const u32 me = arch::cpu_id();
+  u32 online = 0;
+  for (u32 id = 0; id < kMaxCpus; ++id)
+    if (id == 0 || is_online(g_cpus[id])) online |= u32{1} << id;
+  targets &= online & ~(u32{1} << me);
+  if (targets == 0) return;  // (one CPU online: always)
+  // LAB 8 BEGIN one request in each target's mailbox, one IPI each, then every ack awaited while this CPU serves its own
+  if (count > kShootdownPages) count = kShootdownAll;
+  const bool interrupts = arch::interrupts_save();
+  u64 sequence[kMaxCpus] = {};
+  for (u32 id = 0; id < kMaxCpus; ++id) {
+    if ((targets >> id & 1) == 0) continue;
+    Mailbox& m = g_cpus[id].mailbox;
+    // Another CPU's request to it may be in flight (that CPU may be waiting for us): serve ours.
+    while (!m.lock.try_lock()) {
+      if (cpus_stopping()) cpu_stop_here();
+      if (serve_mailbox()) acknowledge_mailbox();
+      arch::cpu_relax();
+    }
+    m.op = MailboxOp::InvalidatePages;
+    m.count = count;
+    for (usize i = 0; count != kShootdownAll && i < count; ++i) m.pages[i] = pages[i];
+    sequence[id] = m.sent + 1;
+    __atomic_store_n(&m.sent, sequence[id], __ATOMIC_RELEASE);
+    arch::send_ipi(id);
+  }
+  for (u32 id = 0; id < kMaxCpus; ++id) {
+    if ((targets >> id & 1) == 0) continue;
+    Mailbox& m = g_cpus[id].mailbox;
+    while (__atomic_load_n(&m.acked, __ATOMIC_ACQUIRE) != sequence[id]) {
+      if (cpus_stopping()) cpu_stop_here();
+      if (serve_mailbox()) acknowledge_mailbox();
+      arch::cpu_relax();
+    }
+    m.lock.unlock();
+  }
+  arch::interrupts_restore(interrupts);
+  // LAB 8 SKELETON
+  // (void)pages;
+  // (void)count;
+  // panic("lab 8: write shootdown() in kernel/core/cpu.cpp (labs/08-smp/README.md)");
+  // LAB 8 END
 }
 
 void cpu_secondary_main(u32 id) {
