@@ -9,7 +9,7 @@
 #include "arch_impl/this_cpu.hpp"
 #include "core/spinlock.hpp"
 #include "lib/types.hpp"
-#include "mm/pt/consistency_batch.hpp"
+#include "core/shootdown.hpp"
 
 /// Whether the kernel lock is in use (kernel_locking(); the ISAs' return paths read it too).
 extern "C" bool pagoda_kernel_locking;

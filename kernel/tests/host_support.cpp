@@ -11,7 +11,7 @@
 
 #include "core/arch.hpp"
 #include "core/panic.hpp"
-#include "mm/pt/consistency_batch.hpp"
+#include "core/shootdown.hpp"
 
 namespace pagoda {
 namespace {

@@ -19,6 +19,7 @@
 /// that no caller can forget or reorder them.
 #pragma once
 
+#include "core/shootdown.hpp"
 #include "lib/result.hpp"
 #include "lib/types.hpp"
 #include "mm/base/addr.hpp"
@@ -27,16 +28,6 @@
 #include "mm/pt/table_memory.hpp"
 
 namespace pagoda {
-
-/// Lab 8's shootdown (core/cpu.cpp): the CPUs of @p targets (bit c: CPU c; this CPU and those
-/// not online are left out) each drop the translations of @p pages (@p count of them, at most
-/// kShootdownPages; kShootdownAll: every translation) from their own TLBs. One request in each
-/// target's mailbox, one IPI each; returns once every target acknowledged, so that what the
-/// pages mapped may be given away. Serves this CPU's own mailbox while it waits.
-void shootdown(u32 targets, const uptr* pages, usize count);
-/// How many pages one request of shootdown() carries; past that, it asks for every translation.
-inline constexpr usize kShootdownPages = 16;
-inline constexpr usize kShootdownAll = ~usize{0};
 
 /// The TLB maintenance of one address space, implemented by the arch (arch::ArchAddressSpace)
 /// and by recording fakes in host tests. The space decides whether a change can be cached at
