@@ -175,24 +175,40 @@ void cpu_ipi_received() {
 
 void cpu_ipi_done() { acknowledge_mailbox(); }
 
-u64 cpu_request(u32 target, MailboxOp op, uptr address) {
-  Mailbox& m = cpu(target).mailbox;
-  const bool interrupts = arch::interrupts_save();
-  while (!m.lock.try_lock()) {  // another CPU's request to it is in flight: serve ours meanwhile
+namespace {
+
+/// Takes @p m's lock (interrupts off): another CPU's request to its owner may be in flight, and
+/// that CPU may be waiting for this one, so this CPU serves its own mailbox while it waits.
+void lock_mailbox(Mailbox& m) {
+  while (!m.lock.try_lock()) {
     if (cpus_stopping()) cpu_stop_here();
     if (serve_mailbox()) acknowledge_mailbox();
     arch::cpu_relax();
   }
-  m.op = op;
-  m.address = address;
-  const u64 sequence = m.sent + 1;
-  __atomic_store_n(&m.sent, sequence, __ATOMIC_RELEASE);
-  arch::send_ipi(target);
+}
+
+/// Waits (interrupts off) until @p m's owner acknowledged request @p sequence, serving this
+/// CPU's own mailbox meanwhile: two CPUs waiting for each other both make progress.
+void await_ack(Mailbox& m, u64 sequence) {
   while (__atomic_load_n(&m.acked, __ATOMIC_ACQUIRE) != sequence) {
     if (cpus_stopping()) cpu_stop_here();
     if (serve_mailbox()) acknowledge_mailbox();
     arch::cpu_relax();
   }
+}
+
+}  // namespace
+
+u64 cpu_request(u32 target, MailboxOp op, uptr address) {
+  Mailbox& m = cpu(target).mailbox;
+  const bool interrupts = arch::interrupts_save();
+  lock_mailbox(m);
+  m.op = op;
+  m.address = address;
+  const u64 sequence = m.sent + 1;
+  __atomic_store_n(&m.sent, sequence, __ATOMIC_RELEASE);
+  arch::send_ipi(target);
+  await_ack(m, sequence);
   const u64 value = m.value;
   m.lock.unlock();
   arch::interrupts_restore(interrupts);
@@ -214,12 +230,7 @@ void shootdown(u32 targets, const uptr* pages, usize count) {
   for (u32 id = 0; id < kMaxCpus; ++id) {
     if ((targets >> id & 1) == 0) continue;
     Mailbox& m = g_cpus[id].mailbox;
-    // Another CPU's request to it may be in flight (that CPU may be waiting for us): serve ours.
-    while (!m.lock.try_lock()) {
-      if (cpus_stopping()) cpu_stop_here();
-      if (serve_mailbox()) acknowledge_mailbox();
-      arch::cpu_relax();
-    }
+    lock_mailbox(m);
     m.op = MailboxOp::InvalidatePages;
     m.count = count;
     for (usize i = 0; count != kShootdownAll && i < count; ++i) m.pages[i] = pages[i];
@@ -230,11 +241,7 @@ void shootdown(u32 targets, const uptr* pages, usize count) {
   for (u32 id = 0; id < kMaxCpus; ++id) {
     if ((targets >> id & 1) == 0) continue;
     Mailbox& m = g_cpus[id].mailbox;
-    while (__atomic_load_n(&m.acked, __ATOMIC_ACQUIRE) != sequence[id]) {
-      if (cpus_stopping()) cpu_stop_here();
-      if (serve_mailbox()) acknowledge_mailbox();
-      arch::cpu_relax();
-    }
+    await_ack(m, sequence[id]);
     m.lock.unlock();
   }
   arch::interrupts_restore(interrupts);
