@@ -145,3 +145,31 @@ def test_targeted(boot, kernel, arch):
                 "interrupt(s) (QEMU's log): a shootdown goes to the CPUs in the space's mask only, not to every CPU")
         return True
     t.start(script)
+
+
+@lab_test(8, "switched_away")
+def test_switched_away(boot, kernel, arch):
+    t = Smp(boot, kernel, arch)
+
+    def script(guest):
+        for n in range(1, 6):
+            snap, _ = t.stage(n)
+        a, _ = t.spins(snap)
+        _, mark = t.stage(6)
+        _, after = t.stage(7)
+        if arch == "x86_64":
+            sent = [e for e in t.guest.log_events()[mark:after] if e.vector == IPI]
+            assert not sent, (
+                f"spin A's page was evicted while spin C ran on CPU 1 in A's place, and CPU 1 was sent {len(sent)} "
+                "shootdown interrupt(s) (QEMU's log): loading C's root dropped A's translations there (a CR3 write), "
+                "so CPU 1 must have left A's mask (the mask never cleared on a real switch)")
+        snap, _ = t.stage(8)
+        frame, _ = t.counted(snap, a)
+        faults = [e for e in page_faults_at(guest, t.page, mark) if e.cpu in (None, 1)]
+        assert frame is not None and faults, (
+            f"spin A's page {t.page:#x} was evicted while spin C ran on CPU 1 in A's place; after A had turns again "
+            "the page is still out, with no page fault at it on CPU 1 (QEMU's log): A used a translation CPU 1 kept "
+            "from before the switch (AArch64: a TTBR0 write keeps A's ASID's translations, so CPU 1 must stay in A's "
+            "mask: mask cleared at a switch)")
+        return True
+    t.start(script)

@@ -55,6 +55,7 @@ u64 word_of(PhysAddr frame, usize offset) {
 
 constexpr u64 kTicksPerLook = 5;
 constexpr u64 kMaxStartTicks = 2000;
+constexpr u64 kMaxBackTicks = 200;
 
 }  // namespace
 
@@ -129,7 +130,8 @@ namespace pagoda {
 // counting page through the swapper (lab 7) while A runs, then B's. The grader stops at each
 // pagoda_grader_checkpoint(stage, 0, 0) and looks from outside: stage 1 before A's eviction,
 // 2 after it and 5 ticks of CPU 1, 3 five ticks later, 4 before the eviction of B's top stack
-// page (B never ran), 5 after it.
+// page (B never ran), 5 after it; 6 while spin C runs on CPU 1 in A's place, before A's page is
+// evicted again, 7 right after, 8 once A had turns again (or 200 ticks went by).
 // Needs swap (a disk and userframes=).
 PAGODA_SELFTEST(smp_remote_evict) {
   if (cpus_online() < 2) panic("smp_remote_evict: needs two CPUs online (QEMU's -smp 2)");
@@ -161,6 +163,21 @@ PAGODA_SELFTEST(smp_remote_evict) {
   pagoda_grader_checkpoint(4, 0, 0);
   MUST(vm::evict_user_page(b.space(), b_page, false));
   pagoda_grader_checkpoint(5, 0, 0);
+
+  // A switched away: spin C joins A on CPU 1; A's page is evicted while C runs there (CPU 1
+  // cannot switch while this CPU holds the kernel lock), and A comes back to it.
+  proc::Process& c = *MUST(proc::create_process("spin", spin->image(), Span<const StringView>(args, 2)));
+  c.cpu = 1;
+  for (u64 waited = 0; proc::detail::g_current_of.of(1) != &c || frame_of(a.space(), page) == PhysAddr(); waited += 1) {
+    if (waited > kMaxStartTicks) panic("smp_remote_evict: spin (pid {}) never ran on CPU 1 with A's page in", c.pid);
+    let_cpu1_run(1);
+  }
+  pagoda_grader_checkpoint(6, 0, 0);
+  MUST(vm::evict_user_page(a.space(), page, false));
+  pagoda_grader_checkpoint(7, 0, 0);
+  for (u64 waited = 0; frame_of(a.space(), page) == PhysAddr() && waited < kMaxBackTicks; waited += 1) let_cpu1_run(1);
+  let_cpu1_run(kTicksPerLook);
+  pagoda_grader_checkpoint(8, 0, 0);
   arch::shutdown(ExitStatus::Success);
 }
 
