@@ -4,6 +4,7 @@
 #include "arch_impl/address_space.hpp"
 
 #include "arch/aarch64/mmu_hw.hpp"
+#include "core/arch.hpp"
 #include "core/panic.hpp"
 
 namespace pagoda::aarch64 {
@@ -73,8 +74,9 @@ Aarch64AddressSpace::Aarch64AddressSpace(Tree lower, Tree own_upper, u16 asid, c
 }
 
 Aarch64AddressSpace::Aarch64AddressSpace(Aarch64AddressSpace&& other)
-    : lower_(move(other.lower_)), kernel_(other.kernel_), owns_upper_(other.owns_upper_), asid_(other.asid_),
-      loaded_(other.loaded_), kernel_root_(other.kernel_root_), upper_published_(move(other.upper_published_)) {
+    : TlbSync(other), lower_(move(other.lower_)), kernel_(other.kernel_), owns_upper_(other.owns_upper_),
+      asid_(other.asid_), loaded_(other.loaded_), kernel_root_(other.kernel_root_),
+      upper_published_(move(other.upper_published_)) {
   if (owns_upper_) construct_at(&own_upper_, move(other.own_upper_));
   else shared_upper_ = other.shared_upper_;
 }
@@ -184,7 +186,13 @@ void Aarch64AddressSpace::write_barrier() { hw::write_barrier(); }
 
 void Aarch64AddressSpace::invalidate_page(VirtAddr va, bool global) {
   if (global || Format::in_upper_range(va)) hw::invalidate_va_all_asids(va);
-  else hw::invalidate_va(va, asid_);
+  // LAB 8 BEGIN a user page: broadcast (IS) when another CPU may cache the space, this CPU's TLB alone otherwise
+  // (ASIDs keep a space's translations in a CPU's TLB across its switches: cpus() only grows.)
+  else if ((cpus() & ~(u32{1} << arch::cpu_id())) != 0) hw::invalidate_va(va, asid_);
+  else hw::invalidate_va_local(va, asid_);
+  // LAB 8 SKELETON
+  // else hw::invalidate_va_local(va, asid_);
+  // LAB 8 END
 }
 
 void Aarch64AddressSpace::invalidate_all(bool global) {

@@ -117,6 +117,10 @@ void invalidate_va_all_asids(VirtAddr va) {
   tlbi_done();
 }
 
+void invalidate_va_local(VirtAddr va, u16 asid) {
+  asm volatile("tlbi vae1, %0\n dsb nsh\n isb" ::"r"(tlbi_operand(va, asid)) : "memory");
+}
+
 void invalidate_va(VirtAddr va, u16 asid) {
   const u64 operand = tlbi_operand(va, asid);
   asm volatile("tlbi vae1is, %0" ::"r"(operand) : "memory");

@@ -36,6 +36,8 @@ void write_barrier();
 void invalidate_va_all_asids(VirtAddr va);
 /// TLBI VAE1IS: @p va's non-global translations under @p asid (and walks through its tables).
 void invalidate_va(VirtAddr va, u16 asid);
+/// TLBI VAE1: the same in this CPU's TLB alone (not broadcast: the other CPUs keep theirs).
+void invalidate_va_local(VirtAddr va, u16 asid);
 /// TLBI ASIDE1IS: every non-global translation tagged with @p asid.
 void invalidate_asid(u16 asid);
 /// TLBI ASIDE1IS as a batch's full flush of a space that goes on (live or not): the same

@@ -125,6 +125,8 @@ void invalidate_page_local(uptr va) {
   asm volatile("tlbi vaae1, %0\n dsb nsh\n isb" ::"r"((va >> AARCH64_PAGE_SHIFT) & ((u64{1} << 44) - 1)) : "memory");
 }
 
+void invalidate_all_local() { asm volatile("tlbi vmalle1\n dsb nsh\n isb" ::: "memory"); }
+
 void send_ipi(u32 id) {
   if (id < cpus_present()) gic_send_sgi(id, kIpiSgi);
 }

@@ -112,10 +112,25 @@ void X86AddressSpace::activate() { hw::load_root(tree_.root()); }
 
 void X86AddressSpace::invalidate_page(VirtAddr va, bool global) {
   if (global || in_kernel_half(va) || is_live()) hw::invalidate_page(va);
+  // LAB 8 BEGIN the other CPUs: INVLPG is this CPU's alone
+  // The kernel half and global entries are in every root: every online CPU drops them, except
+  // a temporary mapping's slot, which only the CPU that mapped it uses (it drops it itself when
+  // it lets the slot go). A user page only where the space may be cached (cpus(): the CPUs that
+  // loaded its root since their last switch to another).
+  const bool temp_slot = va.value() >= arch::layout::kTempMapBase && va.value() < arch::layout::kStackBase;
+  if (!temp_slot) remote(va, global || in_kernel_half(va));
+  // LAB 8 SKELETON
+  // (void)va;
+  // LAB 8 END
 }
 
 void X86AddressSpace::invalidate_all(bool global) {
   if (global || kernel_ || is_live()) hw::flush_tlb(global);
+  // LAB 8 BEGIN the other CPUs: a CR3 reload is this CPU's alone
+  remote_all(global || kernel_);
+  // LAB 8 SKELETON
+  // (void)global;
+  // LAB 8 END
 }
 
 }  // namespace pagoda::x86

@@ -14,6 +14,7 @@
 #include "arch/x86_64/cpu.hpp"
 #include "arch/x86_64/gdt.hpp"
 #include "arch/x86_64/lapic.hpp"
+#include "arch/x86_64/mmu_hw.hpp"
 #include "arch/x86_64/page_table_format.hpp"
 #include "arch/x86_64/smp.hpp"
 #include "arch/x86_64/traps.hpp"
@@ -212,6 +213,8 @@ bool start_cpu(u32 id, uptr stack_top) {
 }
 
 void invalidate_page_local(uptr va) { asm volatile("invlpg (%0)" ::"r"(va) : "memory"); }
+
+void invalidate_all_local() { x86::hw::flush_tlb(true); }
 
 void send_ipi(u32 id) {
   if (id < g_cpus_present) lapic_send_ipi(g_apic_ids[id]);

@@ -532,7 +532,7 @@ class Booter:
         return os.environ.get("PAGODA_GRADE_TOKEN") or new_token()
 
     def __call__(self, test=None, memory=qemu.DEFAULT_MEMORY, extra_cmdline="", token=None,
-                 args=None, witness=None, inspect=None, swap=None):
+                 args=None, witness=None, inspect=None, swap=None, cpus=1):
         """Boots once and returns the Run.
 
         @p args are inputs the test chose, put on the command line as key=value words.
@@ -549,7 +549,7 @@ class Booter:
         @p swap attaches a swap disk: its size in bytes, or a dict of qemu.SwapDisk's options
         (size, readonly, modern, device, failing_slot). Its image, made in the boot's directory,
         is Run.swap_image (read it once the boot has ended); QEMU's trace of its requests is in
-        the boot's qemu.log, beside the exceptions."""
+        the boot's qemu.log, beside the exceptions. @p cpus: the vCPUs (lab 8: 2, run in turn)."""
         if inspect is not None:
             witness = _at_inspect_ready(inspect)
         if self.count == 0:
@@ -587,7 +587,7 @@ class Booter:
         disk = None if swap is None else qemu.SwapDisk(directory, **(swap if isinstance(swap, dict) else
                                                                      {"size": swap}))
         argv = qemu.command(self.kernel, cmdline, arch=self.arch, memory=memory, serial="stdio",
-                            log_items="int,cpu_reset", log_file=qemu_log, extra=extra, swap=disk)
+                            log_items="int,cpu_reset", log_file=qemu_log, extra=extra, swap=disk, cpus=cpus)
         with open(os.path.join(directory, "command"), "w") as f:
             f.write(" ".join(argv) + "\n")
 

@@ -64,6 +64,9 @@ bool start_cpu(u32 id, uptr stack_top);
 /// Drops this CPU's TLB entry for the kernel or user address @p va (x86_64 INVLPG, AArch64
 /// TLBI VAAE1, not broadcast): the target's half of a shootdown.
 void invalidate_page_local(uptr va);
+/// Drops every translation this CPU's TLB holds, global ones too (x86_64: CR4.PGE toggled;
+/// AArch64: TLBI VMALLE1, not broadcast): a shootdown's "all".
+void invalidate_all_local();
 /// Sends the kernel's one inter-processor interrupt to CPU @p id; its handler calls
 /// cpu_ipi_received() (core/cpu.hpp), ends the interrupt, then calls cpu_ipi_done().
 void send_ipi(u32 id);

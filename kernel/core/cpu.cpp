@@ -2,6 +2,7 @@
 #include "core/cpu.hpp"
 
 #include "core/arch.hpp"
+#include "core/panic.hpp"
 #include "lib/console.hpp"
 
 namespace pagoda {
@@ -116,6 +117,15 @@ bool serve_mailbox() {
   switch (m.op) {
     case MailboxOp::InvalidatePage: arch::invalidate_page_local(m.address); break;
     case MailboxOp::Read: m.value = *reinterpret_cast<volatile const u64*>(m.address); break;
+    case MailboxOp::InvalidatePages:
+      // LAB 8 BEGIN a shootdown's target: its pages, or every translation, out of this CPU's TLB
+      if (m.count == kShootdownAll) arch::invalidate_all_local();
+      else
+        for (usize i = 0; i < m.count; ++i) arch::invalidate_page_local(m.pages[i]);
+      // LAB 8 SKELETON
+      // (void)m.pages;
+      // LAB 8 END
+      break;
     case MailboxOp::None: break;
   }
   m.served = sent;
@@ -165,28 +175,82 @@ void cpu_ipi_received() {
 
 void cpu_ipi_done() { acknowledge_mailbox(); }
 
-u64 cpu_request(u32 target, MailboxOp op, uptr address) {
-  Mailbox& m = cpu(target).mailbox;
-  const bool interrupts = arch::interrupts_save();
-  while (!m.lock.try_lock()) {  // another CPU's request to it is in flight: serve ours meanwhile
+namespace {
+
+/// Takes @p m's lock (interrupts off): another CPU's request to its owner may be in flight, and
+/// that CPU may be waiting for this one, so this CPU serves its own mailbox while it waits.
+void lock_mailbox(Mailbox& m) {
+  while (!m.lock.try_lock()) {
     if (cpus_stopping()) cpu_stop_here();
     if (serve_mailbox()) acknowledge_mailbox();
     arch::cpu_relax();
   }
-  m.op = op;
-  m.address = address;
-  const u64 sequence = m.sent + 1;
-  __atomic_store_n(&m.sent, sequence, __ATOMIC_RELEASE);
-  arch::send_ipi(target);
+}
+
+/// Waits (interrupts off) until @p m's owner acknowledged request @p sequence, serving this
+/// CPU's own mailbox meanwhile: two CPUs waiting for each other both make progress.
+void await_ack(Mailbox& m, u64 sequence) {
   while (__atomic_load_n(&m.acked, __ATOMIC_ACQUIRE) != sequence) {
     if (cpus_stopping()) cpu_stop_here();
     if (serve_mailbox()) acknowledge_mailbox();
     arch::cpu_relax();
   }
+}
+
+}  // namespace
+
+u64 cpu_request(u32 target, MailboxOp op, uptr address) {
+  Mailbox& m = cpu(target).mailbox;
+  const bool interrupts = arch::interrupts_save();
+  lock_mailbox(m);
+  m.op = op;
+  m.address = address;
+  const u64 sequence = m.sent + 1;
+  __atomic_store_n(&m.sent, sequence, __ATOMIC_RELEASE);
+  arch::send_ipi(target);
+  await_ack(m, sequence);
   const u64 value = m.value;
   m.lock.unlock();
   arch::interrupts_restore(interrupts);
   return value;
+}
+
+void shootdown(u32 targets, const uptr* pages, usize count) {
+  const u32 me = arch::cpu_id();
+  u32 online = 0;
+  for (u32 id = 0; id < kMaxCpus; ++id)
+    if (id == 0 || is_online(g_cpus[id])) online |= u32{1} << id;
+  if (online == u32{1} << me) return;  // one CPU online (labs 0-7): no one else to tell
+  // LAB 8 BEGIN one request in each target's mailbox, one IPI each, then every ack awaited while this CPU serves its own
+  targets &= online & ~(u32{1} << me);  // (not this CPU, not one offline)
+  if (targets == 0) return;
+  if (count > kShootdownPages) count = kShootdownAll;
+  const bool interrupts = arch::interrupts_save();
+  u64 sequence[kMaxCpus] = {};
+  for (u32 id = 0; id < kMaxCpus; ++id) {
+    if ((targets >> id & 1) == 0) continue;
+    Mailbox& m = g_cpus[id].mailbox;
+    lock_mailbox(m);
+    m.op = MailboxOp::InvalidatePages;
+    m.count = count;
+    for (usize i = 0; count != kShootdownAll && i < count; ++i) m.pages[i] = pages[i];
+    sequence[id] = m.sent + 1;
+    __atomic_store_n(&m.sent, sequence[id], __ATOMIC_RELEASE);
+    arch::send_ipi(id);
+  }
+  for (u32 id = 0; id < kMaxCpus; ++id) {
+    if ((targets >> id & 1) == 0) continue;
+    Mailbox& m = g_cpus[id].mailbox;
+    await_ack(m, sequence[id]);
+    m.lock.unlock();
+  }
+  arch::interrupts_restore(interrupts);
+  // LAB 8 SKELETON
+  // (void)targets;
+  // (void)pages;
+  // (void)count;
+  // panic("lab 8: write shootdown() in kernel/core/cpu.cpp (labs/08-smp/README.md)");
+  // LAB 8 END
 }
 
 void cpu_secondary_main(u32 id) {

@@ -9,6 +9,7 @@
 #include "arch_impl/this_cpu.hpp"
 #include "core/spinlock.hpp"
 #include "lib/types.hpp"
+#include "core/shootdown.hpp"
 
 /// Whether the kernel lock is in use (kernel_locking(); the ISAs' return paths read it too).
 extern "C" bool pagoda_kernel_locking;
@@ -51,8 +52,9 @@ template <auto& Slots> struct ThisCpu {
 /// What another CPU asks of this one (cpu_request()).
 enum class MailboxOp : u32 {
   None,
-  InvalidatePage,  ///< drop this CPU's TLB entry for `address` (arch::invalidate_page_local)
-  Read,            ///< read the u64 at `address` into `value` (the self-test's reader)
+  InvalidatePage,   ///< drop this CPU's TLB entry for `address` (arch::invalidate_page_local)
+  Read,             ///< read the u64 at `address` into `value` (the self-test's reader)
+  InvalidatePages,  ///< a shootdown: drop `pages` (`count` of them; kShootdownAll: every one)
 };
 
 /// One request at a time per target: the initiator holds `lock` from writing the request until
@@ -63,6 +65,8 @@ struct Mailbox {
   MailboxOp op = MailboxOp::None;
   uptr address = 0;
   u64 value = 0;
+  usize count = 0;  ///< InvalidatePages: how many of `pages` (kShootdownAll: all)
+  uptr pages[kShootdownPages] = {};
   u64 sent = 0;    ///< requests written (the initiator's count)
   u64 served = 0;  ///< requests done, not yet acknowledged (the target's)
   u64 acked = 0;   ///< requests acknowledged (the target's)

@@ -43,6 +43,7 @@ void invalidate_va_all_asids(VirtAddr va) { cpu().log.push_back("tlbi va " + hex
 void invalidate_va(VirtAddr va, u16 asid) {
   cpu().log.push_back("tlbi va " + hex(va.value()) + " asid " + std::to_string(asid));
 }
+void invalidate_va_local(VirtAddr va, u16 asid) { invalidate_va(va, asid); }  // (one CPU)
 void invalidate_asid(u16 asid) {
   cpu().cached_asids.reset(asid % Aarch64AddressSpace::kAsids);
   cpu().log.push_back("tlbi asid " + std::to_string(asid));

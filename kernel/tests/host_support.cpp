@@ -9,7 +9,9 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "core/arch.hpp"
 #include "core/panic.hpp"
+#include "core/shootdown.hpp"
 
 namespace pagoda {
 namespace {
@@ -102,5 +104,11 @@ class Watchdog final : public testing::EmptyTestEventListener {
 [[maybe_unused]] const bool g_watchdog = (testing::UnitTest::GetInstance()->listeners().Append(new Watchdog), true);
 
 }  // namespace
+
+// One CPU on the host: the kernel's CPU id, and a shootdown with no other CPU to reach.
+namespace arch {
+u32 cpu_id() { return 0; }
+}  // namespace arch
+void shootdown(u32, const uptr*, usize) {}
 
 }  // namespace pagoda

@@ -19,6 +19,7 @@
 /// that no caller can forget or reorder them.
 #pragma once
 
+#include "core/shootdown.hpp"
 #include "lib/result.hpp"
 #include "lib/types.hpp"
 #include "mm/base/addr.hpp"
@@ -32,8 +33,43 @@ namespace pagoda {
 /// and by recording fakes in host tests. The space decides whether a change can be cached at
 /// all (on x86_64 without PCIDs a space that is not live has nothing in the TLB, except its
 /// global and kernel-half translations, which are shared).
+///
+/// With two CPUs a change must also leave the other CPUs' TLBs: the space keeps the set of CPUs
+/// whose TLB may hold its translations (cpus(), kept by AddressSpace::activate()), the arch's
+/// invalidations tell remote() what the others must drop (an ISA whose invalidations reach every
+/// CPU, AArch64's IS forms, needs none), and finish() sends it, once per batch, before the batch
+/// gives any frame away.
 class TlbSync {
  public:
+  /// The CPUs whose TLB may hold this space's translations (bit c: CPU c).
+  u32 cpus() const { return __atomic_load_n(&cpus_, __ATOMIC_ACQUIRE); }
+  void add_cpu(u32 cpu) { __atomic_fetch_or(&cpus_, u32{1} << cpu, __ATOMIC_ACQ_REL); }
+  void remove_cpu(u32 cpu) { __atomic_fetch_and(&cpus_, ~(u32{1} << cpu), __ATOMIC_ACQ_REL); }
+
+  /// The other CPUs must drop @p va too: every online CPU when @p everywhere (the kernel half
+  /// and global entries, in every root), otherwise those of cpus(). Sent by finish().
+  void remote(VirtAddr va, bool everywhere) {
+    everywhere_ = everywhere_ || everywhere;
+    for (usize i = 0; i < remote_pages_; ++i)
+      if (remote_page_[i] == va.value()) return;
+    if (remote_pages_ < kShootdownPages) remote_page_[remote_pages_] = va.value();
+    ++remote_pages_;  // (past kShootdownPages: every translation)
+  }
+  /// The other CPUs must drop every translation (of this space; @p everywhere as remote()).
+  void remote_all(bool everywhere) {
+    everywhere_ = everywhere_ || everywhere;
+    remote_pages_ = kShootdownPages + 1;
+  }
+  /// Sends what remote() gathered as one shootdown, and returns once every target acknowledged.
+  void finish() {
+    if (remote_pages_ == 0) return;
+    const usize count = remote_pages_ > kShootdownPages ? kShootdownAll : remote_pages_;
+    const u32 targets = everywhere_ ? ~u32{0} : cpus();
+    remote_pages_ = 0;
+    everywhere_ = false;
+    shootdown(targets, remote_page_, count);
+  }
+
   /// Makes this CPU's earlier table writes visible to its table walker before anything after
   /// it (the format's write_barrier()).
   virtual void write_barrier() = 0;
@@ -45,6 +81,12 @@ class TlbSync {
 
  protected:
   ~TlbSync() = default;
+
+ private:
+  u32 cpus_ = 0;
+  bool everywhere_ = false;
+  usize remote_pages_ = 0;
+  uptr remote_page_[kShootdownPages];
 };
 
 /// Collects the invalidations and the table frees of a change to one address space, and issues
@@ -85,7 +127,7 @@ class [[nodiscard]] ConsistencyBatch {
                               "ConsistencyBatch: flush() did not empty the batch (its pages, tables or flags are still "
                               "set after it): a second flush would invalidate and free the same tables again (reset "
                               "the lists at the end of flush())")));
-    release_frames();
+    release_after_acks();
   }
 
   /// @p frame, which a change through this batch unmapped, is given back (set_frame_release())
@@ -95,7 +137,7 @@ class [[nodiscard]] ConsistencyBatch {
   void release_frame(PhysAddr frame) {
     if (frames_ == kMaxFrames) {
       flush();
-      release_frames();
+      release_after_acks();
     }
     frame_[frames_++] = frame;
   }
@@ -192,6 +234,7 @@ class [[nodiscard]] ConsistencyBatch {
     wrote();
     invalidate_range(va, size, global);
     flush();
+    tlb_.finish();
     slot = entry;
     wrote();
   }
@@ -223,6 +266,17 @@ class [[nodiscard]] ConsistencyBatch {
   /// A change at @p va: a new generation, unless a user space's batch changed its own half.
   void count_change(VirtAddr va, bool global) {
     if (!user_half_only_ || global || va.value() >= layout::kKernelHalfBase) ++s_changes;
+  }
+
+  /// After a flush(): the other CPUs' part of its invalidations (TlbSync::finish(), a shootdown
+  /// that returns once every target acknowledged), then the held user frames given back.
+  void release_after_acks() {
+    // LAB 8 BEGIN the held frames go only once every CPU that may cache the space dropped them
+    tlb_.finish();
+    release_frames();
+    // LAB 8 SKELETON
+    // release_frames();
+    // LAB 8 END
   }
 
   /// Gives back the held user frames; only right after a flush(), which covered every change

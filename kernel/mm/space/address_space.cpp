@@ -5,6 +5,7 @@
 
 #include "mm/space/address_space.hpp"
 
+#include "core/cpu.hpp"
 #include "core/panic.hpp"
 #include "mm/base/layout.hpp"
 #include "mm/space/mmu.hpp"
@@ -15,8 +16,17 @@ AddressSpace::AddressSpace(AddressSpace&& other)
     : arch_(move(other.arch_)), published_(move(other.published_)), regions_(other.regions_), owner_(other.owner_),
       checked_(other.checked_), checked_generation_(other.checked_generation_),
       checked_trap_top_(other.checked_trap_top_) {
+  for (usize cpu = 0; cpu < kMaxCpus; ++cpu)
+    if (s_loaded_on[cpu] == &other) s_loaded_on[cpu] = this;
   if (s_move_observer != nullptr) s_move_observer(other, *this);
 }
+
+AddressSpace::~AddressSpace() {
+  for (usize cpu = 0; cpu < kMaxCpus; ++cpu)
+    if (s_loaded_on[cpu] == this) s_loaded_on[cpu] = nullptr;
+}
+
+AddressSpace* AddressSpace::s_loaded_on[kMaxCpus] = {};
 
 Result<AddressSpace> AddressSpace::create_kernel(TableMemory& memory) {
   AddressSpace space(TRY(arch::ArchAddressSpace::create_kernel(memory)), debug::RootKind::Kernel, "kernel");

@@ -61,7 +61,7 @@ class AddressSpace {
   AddressSpace& operator=(AddressSpace&&) = delete;
   /// Frees every table this space owns (a user space: those of its user half; never the
   /// kernel half's). It must not be live.
-  ~AddressSpace() = default;
+  ~AddressSpace();
 
   /// Prepares the kernel half so that user spaces made later share all of it (kernel space;
   /// on x86_64 a table for every upper-half top-level entry, the LAB 2 part).
@@ -192,6 +192,9 @@ class AddressSpace {
   /// Forgets every proof of the pre-switch check (a new kernel space: its root may be where a
   /// destroyed one's was).
   static void forget_switch_proofs();
+
+  /// The space each CPU loaded last (index: arch::cpu_id()), whose root it may still hold.
+  static AddressSpace* s_loaded_on[];
 
   static inline bool s_switch_checks = true;
   static inline TrapStackJudge s_trap_judge = nullptr;

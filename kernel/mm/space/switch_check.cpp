@@ -8,6 +8,7 @@
 
 #include "mm/space/address_space.hpp"
 
+#include "core/arch.hpp"
 #include "core/panic.hpp"
 #include "mm/base/layout.hpp"
 #include "mm/space/mmu.hpp"
@@ -291,7 +292,18 @@ void AddressSpace::activate() {
     const SwitchStacks now = arch::switch_stacks();
     if (!proven_for(now)) check_and_prove(now);
   }
+  // LAB 8 BEGIN this CPU joins the space's CPUs before its root is loaded; it leaves the old space's only when the load dropped that one's translations
+  // Joined first: a shootdown that an other CPU starts in between must already reach this one.
+  const u32 me = arch::cpu_id();
+  AddressSpace* const before = s_loaded_on[me];
+  arch_.add_cpu(me);
   arch_.activate();
+  if (before != nullptr && before != this && arch::ArchAddressSpace::kSwitchDropsTranslations)
+    before->arch_.remove_cpu(me);
+  s_loaded_on[me] = this;
+  // LAB 8 SKELETON
+  // arch_.activate();
+  // LAB 8 END
 }
 
 }  // namespace pagoda

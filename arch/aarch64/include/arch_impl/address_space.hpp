@@ -96,6 +96,9 @@ class Aarch64AddressSpace final : public TlbSync {
   /// boot tables); a user space loads TTBR0 with its ASID, and TTBR1 with upper_root() when
   /// TTBR1 holds another root (never, for a space made right: TTBR1 keeps the kernel's).
   void activate();
+  /// Whether loading another root drops this one's translations from the CPU's TLB: never on
+  /// AArch64 (they stay, tagged with the ASID), so a CPU stays in cpus() once it loaded the space.
+  static constexpr bool kSwitchDropsTranslations = false;
 
   // TlbSync. Translations of the kernel half, and global ones, may be cached under any ASID;
   // a user space's lower half only under its own.

@@ -78,6 +78,10 @@ class X86AddressSpace final : public TlbSync {
   }
   /// Loads this space's root into CR3, unchecked (AddressSpace::activate() checks first).
   void activate();
+  /// Whether loading another root drops this one's translations from the CPU's TLB (x86_64
+  /// without PCIDs: every CR3 write does, global entries aside): AddressSpace::activate() then
+  /// takes the CPU out of the old space's cpus().
+  static constexpr bool kSwitchDropsTranslations = true;
 
   // TlbSync: without PCIDs only the live root's translations, global ones and the kernel half
   // (shared by every root) can be in the TLB.
