@@ -243,6 +243,7 @@ class SwapWatch:
         self.pending = self.swap_in_va = self.choice = self.bitmap = None
         self.clock_checks = 0
         self.last_victim = None   # the clock's previous victim, as the grader saw it chosen
+        self.cleared_any = False  # whether the grader has seen the clock clear a used mapping's mark
         self.options = {}   # clock, tlb, swap_ins, steer: SwapTest.start() sets them before the boot
         self.cap = self.slots = None   # the grader's userframes= and disk slots (SwapTest.start())
         self.out = {}       # {(root, va): (swap entry, slot, log mark, the root's process)} of pages evicted
@@ -727,9 +728,14 @@ class SwapWatch:
             e = world.entries.get((root, va))
             if was and e is not None and self.fmt.present(e) and self.fmt.frame(e) in c["passed"]:
                 marks.setdefault(self.fmt.frame(e), []).append(self.fmt.accessed(e))
+        victim = c["frame"]
+        self.cleared_any = self.cleared_any or any(
+            was and self.fmt.present(e) and self.fmt.frame(e) != victim and not self.fmt.accessed(e)
+            for e, was in ((world.entries.get(k), was) for k, was in c["before"].items()) if e is not None)
         kept = sorted(f for f, m in marks.items() if all(m))
-        if kept and any(not any(m) for m in marks.values()):
-            # (some passed frames cleared in every mapping, others in none: it went another way)
+        if kept and (self.cleared_any or any(not any(m) for m in marks.values())):
+            # (frames it should have passed it never looked at, while it does clear the frames it
+            # passes, now or before: it went another way, not a clock that never clears)
             start = "the lowest frame" if c["hand"] is None else f"just past the previous victim, frame {c['hand']:#x}"
             c.setdefault("late", []).append(
                 f"the clock did not start where it stopped: its clearing turn cleared some used frames on the way to "
