@@ -103,9 +103,13 @@ def test_release_slots(boot, kernel, arch):
                         if fmt.is_swap(world.entries.get((root, va), 0))}
                 assert len(held) == pages // 2, f"before exec, {len(held)} of the second half's pages are out"
             elif c.name == "Write" and held is not None and name == "echo":
-                kept = [s for s in held if st.count(s)]
+                # (a slot given back may hold another page by now: kept is held by more than the
+                # grader finds holding it, whatever order the slots are handed out in)
+                backers = st.backers()
+                kept = [s for s in held if st.count(s) > len(world.swapped.get(s, ())) + len(backers.get(s, ()))]
                 assert not kept, (f"exec replaced swapkeep's address space, yet slots {kept} of its swapped-out pages "
-                                  "are still in use (the slot map, guest RAM): slots never freed at exec (leaked)")
+                                  "are still counted in the slot map (guest RAM) beyond any holder the grader finds: "
+                                  "slots never freed at exec (leaked)")
                 return
             elif c.name == "Yield" and name == "swapkeep" and base is not None and (yields := yields + 1) >= 4:
                 gone = [va for va in pages_of(base, pages // 2) if world.entries.get((root, va))]

@@ -590,8 +590,9 @@ def fork_problems(at_fork, later=None):
             n = at_fork.counts.get(pf)
             if pw and cw:
                 problems.append(f"right after fork, page {va:#x} is frame {pf:#x} in both roots and writable in both, "
-                                f"the parent ({p.who}) and the child ({c.who}), count {n}: fork shared the page with "
-                                "its write permission: a copy-on-write fork must map a shared frame read-only in both "
+                                f"the parent ({p.who}) and the child ({c.who}), count {n}: fork left the parent's entry "
+                                "writable and gave the child the same writable entry (it shared the page with its "
+                                "write permission): a copy-on-write fork must map a shared frame read-only in both "
                                 "roots (and flush the parent's entry), or each one's writes land in the other's memory")
             elif pw:
                 problems.append(f"right after fork, page {va:#x} is frame {pf:#x} in both roots and still writable in "

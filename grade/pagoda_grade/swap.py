@@ -3,8 +3,10 @@ saw it, and the checks made at every write and read of the disk, every eviction 
 the clock (SwapWatch).
 
 What is read, and from where:
-  - the swap state the kernel publishes (pagoda_swap_state, kernel/mm/swap.cpp: the frame
-    table, the reverse map's nodes, the slot counts, the hands), read in guest RAM at a stop;
+  - the swap state the kernel publishes (pagoda_swap_state, kernel/mm/swap.cpp): the slot
+    counts, each frame's backing slot and pins, the reverse map's nodes, read in guest RAM at a
+    stop; never its hands nor its resident count (the clock's order is the contract's: the
+    grader keeps the previous victim itself), and nothing is written there;
   - every root in the kernel's root registry, walked by the grader (every leaf of the user half,
     present or not): which frames each root maps and with which accessed and dirty state, which
     slot each swap entry names (World);
@@ -240,6 +242,8 @@ class SwapWatch:
         self.evictions, self.writes, self.reads, self.disk = [], [], [], {}
         self.pending = self.swap_in_va = self.choice = self.bitmap = None
         self.clock_checks = 0
+        self.last_victim = None   # the clock's previous victim, as the grader saw it chosen
+        self.cleared_any = False  # whether the grader has seen the clock clear a used mapping's mark
         self.options = {}   # clock, tlb, swap_ins, steer: SwapTest.start() sets them before the boot
         self.cap = self.slots = None   # the grader's userframes= and disk slots (SwapTest.start())
         self.out = {}       # {(root, va): (swap entry, slot, log mark, the root's process)} of pages evicted
@@ -631,13 +635,14 @@ class SwapWatch:
     # -- the clock -----------------------------------------------------------------------------
 
     def steer(self, snap):
-        """Makes a frame that must not go the clock's easiest victim (a harmless change for a
-        kernel that follows the rules: the hand may be anywhere, and the accessed state is a
-        hint): a frame a copy pins (the frame table's pins), or the shared frame the copy-on-write
-        fault under way copies (the last fault of the log, in the live root). Every other mapping
-        is marked used, that frame's marks are cleared, and the hand is put on it."""
+        """Makes a frame that must not go the clock's only unused one (a harmless change for a
+        kernel that follows the rules: the accessed state is a hint): a frame a copy pins (the
+        frame table's pins), or the shared frame the copy-on-write fault under way copies (the
+        last fault of the log, in the live root). Every other mapping is marked used and that
+        frame's marks are cleared, in the page tables only: wherever the clock's state says it
+        starts, a clearing turn reaches that frame before any other unused one."""
         st, world = self.look(snap)
-        target = next((f for f in sorted(st.pins) if st.mappings.get(f)), None)
+        target = next((f for f in sorted(st.pins) if f in world.mapped), None)
         if target is None:
             events = self.guest.log_events()
             last = events[-1] if events else None
@@ -645,7 +650,7 @@ class SwapWatch:
                 e = world.entries.get((snap.lower_root, last.address & ~(PAGE - 1)), 0)
                 if self.fmt.present(e) and len(world.mapped.get(self.fmt.frame(e), [])) > 1:
                     target = self.fmt.frame(e)
-        if target is None or st.index(target) is None:
+        if target is None:
             return
         bit = x86.PTE_A if self.fmt.x86 else a64.DESC_AF
         for (root, va), e in world.entries.items():
@@ -654,7 +659,6 @@ class SwapWatch:
             want = e & ~bit if self.fmt.frame(e) == target else e | bit
             if want != e:
                 self.guest.write_phys(world.at[(root, va)], struct.pack("<Q", want))
-        snap.write_virt(st.hand_at, struct.pack("<Q", st.index(target)))
         snap._swap_look = None
 
     def pending_choice(self):
@@ -662,8 +666,8 @@ class SwapWatch:
         c = self.choice
         if c is not None and c["victim"] is not None:
             return (f"the clock gave no victim (no eviction followed its choice), while the grader's recomputation "
-                    f"from guest RAM (the hand, the accessed and dirty state of every mapping in every root, the "
-                    f"backing slots, the pins) takes frame {c['frame']:#x} (entry {c['victim']})")
+                    f"from guest RAM (the accessed and dirty state of every mapping in every root, the backing "
+                    f"slots, the pins) takes frame {c['frame']:#x}")
         return None
 
     def log_size(self):
@@ -689,37 +693,55 @@ class SwapWatch:
         for frame, maps in world.mapped.items():
             used[frame] = any(self.fmt.accessed(e) for _, _, e in maps)
             dirty[frame] = any(self.fmt.dirty(e) for _, _, e in maps)
-        n, hand = st.frame_count, st.hand
-        held = {st.index(f) for f in st.mappings if f not in st.pins}
-        candidates = sorted(held, key=lambda i: (i - hand) % n)     # (from the hand on, round)
+        # The clock's order is the contract's, its state the kernel's own: the resident user frames
+        # (every root walked), unpinned, in physical-address order, round from just past the
+        # previous victim (the grader's own record; the lowest frame before the first choice).
+        frames = sorted(f for f in world.mapped if not st.pins.get(f))
+        hand = self.last_victim
+        candidates = [f for f in frames if hand is not None and f > hand] + \
+            [f for f in frames if hand is None or f <= hand]
         cleared, victim, turn = set(), None, None
         for turn in range(4):
-            for i in candidates:
-                f = st.frame_at(i)
+            for f in candidates:
                 u = used.get(f, False) and f not in cleared
                 if turn % 2 == 0:
                     if not u and f in st.backing and not dirty.get(f, True):
-                        victim = i
+                        victim = f
                         break
                 elif u:
                     cleared.add(f)
                 else:
-                    victim = i
+                    victim = f
                     break
             if victim is not None:
                 break
         before = {k: self.fmt.accessed(e) for k, e in world.entries.items() if self.fmt.present(e)}
         passed = cleared   # (every used frame a clearing turn went past before the victim)
-        self.choice = dict(victim=victim, turn=turn, hand=hand, n=n, before=before, passed=passed, sp=snap.sp,
-                           frame=st.frame_at(victim) if victim is not None else None, used=used, dirty=dirty, st=st)
+        self.choice = dict(victim=victim, turn=turn, hand=hand, before=before, passed=passed, sp=snap.sp,
+                           frame=victim, used=used, dirty=dirty, st=st)
 
     def chosen(self, c, st, world):
-        """Where the clock's choice returned (the eviction's entry): the hand and the accessed
-        state of every mapping against the grader's recomputation (problems kept in c["late"])."""
-        if c["victim"] is not None and st.hand != (c["victim"] + 1) % c["n"]:
-            c.setdefault("late", []).append(f"the clock's hand is at entry {st.hand} after choosing, from {c['hand']}: the grader's victim is "
-                      f"entry {c['victim']} (frame {c['frame']:#x}), and the hand stops just past the victim "
-                      f"({(c['victim'] + 1) % c['n']})")
+        """Where the clock's choice returned (the eviction's entry): the accessed state of every
+        mapping against the grader's recomputation (problems kept in c["late"])."""
+        marks = {}   # frame the clearing turn should have passed -> [each used mapping's mark now]
+        for (root, va), was in c["before"].items():
+            e = world.entries.get((root, va))
+            if was and e is not None and self.fmt.present(e) and self.fmt.frame(e) in c["passed"]:
+                marks.setdefault(self.fmt.frame(e), []).append(self.fmt.accessed(e))
+        victim = c["frame"]
+        self.cleared_any = self.cleared_any or any(
+            was and self.fmt.present(e) and self.fmt.frame(e) != victim and not self.fmt.accessed(e)
+            for e, was in ((world.entries.get(k), was) for k, was in c["before"].items()) if e is not None)
+        kept = sorted(f for f, m in marks.items() if all(m))
+        if kept and (self.cleared_any or any(not any(m) for m in marks.values())):
+            # (frames it should have passed it never looked at, while it does clear the frames it
+            # passes, now or before: it went another way, not a clock that never clears)
+            start = "the lowest frame" if c["hand"] is None else f"just past the previous victim, frame {c['hand']:#x}"
+            c.setdefault("late", []).append(
+                f"the clock did not start where it stopped: its clearing turn cleared some used frames on the way to "
+                f"the victim but never looked at frame {kept[0]:#x} (every mapping still marked used), which lies on "
+                f"the way from {start}: the clock resumes just past its previous victim, in address order (a position "
+                "that restarts, or is kept in a copy that is never saved, starts each choice from the same frame)")
         for (root, va), was in c["before"].items():
             e = world.entries.get((root, va))
             if e is None or not self.fmt.present(e):
@@ -770,17 +792,18 @@ class SwapWatch:
         if problem:
             self.wrong(problem)
         if frame != c["frame"]:
-            i = st.index(frame)
             why = []
             for f, label in ((c["frame"], "the grader's"), (frame, "the kernel's")):
                 why.append(f"{label} {f:#x}: used={c['used'].get(f)}, dirty={c['dirty'].get(f)}, "
                            f"backed={f in c['st'].backing}")
-            self.wrong(f"the clock's victim is frame {frame:#x} (entry {i}), but the grader's recomputation from guest "
-                      f"RAM (hand at entry {c['hand']}, the accessed and dirty state of every mapping in every root, the "
-                      f"backing slots, the pins) takes frame {c['frame']:#x} (entry {c['victim']}) in turn "
+            start = "the lowest frame" if c["hand"] is None else f"just past the previous victim, frame {c['hand']:#x}"
+            self.wrong(f"the clock's victim is frame {frame:#x}, but the grader's recomputation from guest RAM (frames "
+                      f"in address order from {start}; the accessed and dirty state of every mapping in every root, the "
+                      f"backing slots, the pins) takes frame {c['frame']:#x} in turn "
                       f"{c['turn'] + 1} ({'clean' if c['turn'] % 2 == 0 else 'clearing'}): " + "; ".join(why))
         if c.get("late"):
             self.wrong(c["late"][0])
+        self.last_victim = frame
 
     # -- at the program's own moments ------------------------------------------------------------
 
@@ -835,8 +858,6 @@ def baseline(guest, kernel, watch, before):
         raise AssertionError(f"{used} swap slots in use after every process ended (the slot map, guest RAM; slots "
                              f"{held}...), 0 at the baseline: slots never freed (a leak at exit, exec or munmap)"
                              + next((w for w in (watch.backing_leak(s, st) for s in held) if w), ""))
-    if st.resident:
-        raise AssertionError(f"the frame table counts {st.resident} resident user frames after every process ended")
     if now != was:
         raise AssertionError(f"frames in use (the frame allocator's bitmap, guest RAM): {was} before the first process, "
                              f"{now} after every process ended")

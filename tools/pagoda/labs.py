@@ -81,7 +81,7 @@ def cmd_mutants(args):
                            workers=args.parallel, out=lambda line: print(line, flush=True), slugs=args.slip,
                            why=args.why, json_path=args.json, slips_dir=args.slips,
                            one_isa=None if args.one_isa is None else args.one_isa or head_commit(),
-                           repeat=args.repeat, slip_test_only=args.slip_test_only,
+                           repeat=args.repeat, slip_test_only=args.slip_test_only, solutions=args.solutions,
                            in_order_once=None if args.in_order_once is None else args.in_order_once or head_commit())
     return 1 if problems else 0
 
@@ -215,6 +215,9 @@ def add_parser(sub):
                         "DIR/labN/SLUG.toml, in the same format (a wider set kept outside the tree, so the "
                         "grader is measured on bugs it was not written against); logs in "
                         "build/labs-check/mutants-slips/")
+    q.add_argument("--solutions", action="store_true",
+                   help="grade each lab's other solutions (labs/NN-name/solutions/) instead of its slips: each "
+                        "must score full marks (not part of ./pagoda test)")
     q.set_defaults(func=cmd_mutants)
 
     p = sub.add_parser("lab", help="students: where you stand in the current lab",

@@ -56,6 +56,12 @@ kernel; that verdict (or the first stop's) is a column: yes (it names the cause)
 of its lines does), no, or n.a. (a boot the grader feeds cannot be replayed alone; a replay that
 ran to its end). The replay's GDB output: why.log beside grade.log (tools/pagoda/mutant_why.py).
 --json FILE writes every slip's outcome, fault-why's included.
+
+With --solutions, each lab's labs/NN-name/solutions/SLUG.toml are checked instead: other
+solutions of the lab, written in the same format (`cause` and `test` left out), whose edits lie
+in the lab's own regions like a slip's. One passes when the lab scores full marks with it: the
+grader holds the lab's contract, not the reference's design. Staff-only like the slips; not part
+of `./pagoda test`.
 """
 import concurrent.futures
 import contextlib
@@ -79,6 +85,7 @@ from pagoda_grade import manifest, programs, symbols
 
 CHECK_SUBDIR = os.path.join("build", "labs-check")
 MUTANTS_DIR = "mutants"
+SOLUTIONS_DIR = "solutions"         # labs/NN-name/solutions/: other full-marks solutions (--solutions)
 SLIPS_WORK = "mutants-slips"        # build/labs-check/ folder of the logs of a --slips DIR run
 REFERENCE_TREE = "reference"
 HEADLINE_LINES = 2
@@ -116,6 +123,7 @@ class Mutant:
     seed: str = None
     category: str = None
     tests: dict = field(default_factory=dict)   # arch -> the test that must name it (`test`)
+    solution: bool = False      # another solution (--solutions): it must score full marks
 
     @property
     def name(self):
@@ -157,8 +165,9 @@ def shown_path(path, root):
     return os.path.abspath(path) if rel == os.pardir or rel.startswith(os.pardir + os.sep) else rel
 
 
-def load_mutant(path, lab, root, labs, by_path):
-    """A Mutant from the file @p path of lab @p lab, or (None, [problems])."""
+def load_mutant(path, lab, root, labs, by_path, solution=False):
+    """A Mutant from the file @p path of lab @p lab, or (None, [problems]); with @p solution, one
+    of the lab's other solutions (no cause)."""
     rel = shown_path(path, root)
     problems = []
     try:
@@ -193,6 +202,8 @@ def load_mutant(path, lab, root, labs, by_path):
     causes = {}
     for arch in arches:
         pattern = data.get(f"cause_{arch}", data.get("cause"))
+        if solution:
+            continue
         if not _text(pattern):
             problems.append(f"{rel}: no cause for {arch} ('cause' or 'cause_{arch}')")
             continue
@@ -256,16 +267,17 @@ def load_mutant(path, lab, root, labs, by_path):
         return None, problems
     slug = os.path.splitext(os.path.basename(path))[0]
     return Mutant(lab=lab, slug=slug, path=rel, title=data["title"], function=name, arches=tuple(arches),
-                  causes=causes, edits=edits, seed=data.get("seed"), category=data.get("category"), tests=tests), []
+                  causes=causes, edits=edits, seed=data.get("seed"), category=data.get("category"), tests=tests,
+                  solution=solution), []
 
 
-def slip_folders(labs, slips_dir=None):
+def slip_folders(labs, slips_dir=None, folder=MUTANTS_DIR):
     """{lab: the folder holding its slips}: each lab's labs/NN-name/mutants/, or with
     @p slips_dir (a set kept outside the tree, `--slips DIR`) DIR/NN-name/ or DIR/labN/, the
     one that exists. Any other entry of DIR (but a README.md and a results/ folder) is a
     problem, so a misnamed folder is not skipped in silence; (folders, problems)."""
     if slips_dir is None:
-        return {n: os.path.join(labs[n].directory, MUTANTS_DIR) for n in labs}, []
+        return {n: os.path.join(labs[n].directory, folder) for n in labs}, []
     if not os.path.isdir(slips_dir):
         raise PagodaError(f"--slips {slips_dir}: not a directory")
     names = {}
@@ -288,12 +300,12 @@ def slip_folders(labs, slips_dir=None):
     return folders, problems
 
 
-def load_all(root, labs, sources, slips_dir=None):
+def load_all(root, labs, sources, slips_dir=None, solutions=False):
     """(every Mutant of every lab, in lab then file order; every problem with the files). The
     slips are each lab's own (labs/NN-name/mutants/) or, with @p slips_dir, only those kept
     there (slip_folders)."""
     by_path = {s.path: s for s in sources}
-    folders, problems = slip_folders(labs, slips_dir)
+    folders, problems = slip_folders(labs, slips_dir, SOLUTIONS_DIR if solutions else MUTANTS_DIR)
     mutants = []
     for n in sorted(folders):
         folder = folders[n]
@@ -310,7 +322,7 @@ def load_all(root, labs, sources, slips_dir=None):
                 problems.append(f"{shown_path(path, root)}: a slip's file name is lower-case letters, digits, "
                                 "'-' and '_'")
                 continue
-            m, found = load_mutant(path, n, root, labs, by_path)
+            m, found = load_mutant(path, n, root, labs, by_path, solutions)
             problems += found
             if m is not None:
                 mutants.append(m)
@@ -451,6 +463,15 @@ def judge(outcome, data, specs):
     results = {r["id"]: r for r in data.get("results", []) if r.get("lab") == outcome.mutant.lab}
     outcome.earned, outcome.possible = data.get("earned"), data.get("possible")
     first = next((s for s in specs if results.get(s.id, {}).get("outcome") != "passed"), None)
+    if outcome.mutant.solution:
+        full = first is None and outcome.earned is not None and outcome.earned >= outcome.possible
+        if not full:
+            outcome.test = first.id if first else ""
+            r = results.get(first.id) if first else None
+            outcome.headline = headline_of(r["reason"] if r else "")
+            outcome.problem = f"another solution scored {outcome.earned}/{outcome.possible}" + (
+                f": {first.id} failed" if first else "")
+        return outcome
     if first is None or (outcome.earned is not None and outcome.earned >= outcome.possible):
         outcome.problem = f"not caught: lab {outcome.mutant.lab} scored full marks with the slip"
         return outcome
@@ -667,7 +688,7 @@ def table(outcomes, why=False):
         rows[0] = rows[0][:5] + ("fault-why", "headline | fault-why's verdict")
     for o in outcomes:
         head = o.headline[0] if o.headline else o.problem
-        row = (o.mutant.name, o.arch, o.score, o.test or "-", "yes" if o.named else "NO")
+        row = (o.mutant.name, o.arch, o.score, o.test or "-", "-" if o.mutant.solution else "yes" if o.named else "NO")
         if why:
             rows.append(row + (o.why_match or "n.a.", _cut(head, 70) + " | " + _cut(o.why or "-", 90)))
         else:
@@ -750,7 +771,7 @@ def one_isa_each(mutants, arches, seed):
 
 
 def run(root=paths.ROOT, numbers=None, arches=paths.ARCHES, listing=False, workers=None, out=print, slugs=None,
-        why=False, json_path=None, slips_dir=None, one_isa=None, repeat=1, slip_test_only=False,
+        why=False, json_path=None, slips_dir=None, one_isa=None, repeat=1, slip_test_only=False, solutions=False,
         in_order_once=None):
     """The command: returns the number of problems. @p why replays each caught slip's failing
     boot for fault-why (tools/pagoda/mutant_why.py); @p json_path gets every outcome as JSON.
@@ -769,7 +790,7 @@ def run(root=paths.ROOT, numbers=None, arches=paths.ARCHES, listing=False, worke
         out(f"labs mutants: the region markers have {len(errors)} error(s) (./pagoda labs lint)")
         return len(errors)
     labs = publish.load_labs(root)
-    mutants, problems = load_all(root, labs, sources, slips_dir)
+    mutants, problems = load_all(root, labs, sources, slips_dir, solutions)
     for p in problems:
         out(p)
     chosen = select(mutants, labs, numbers, arches, slugs)
@@ -789,8 +810,8 @@ def run(root=paths.ROOT, numbers=None, arches=paths.ARCHES, listing=False, worke
     in_order_on = None if in_order_once is None else \
         {m.name: m.arches[0] for m in one_isa_each(chosen, arches, in_order_once)}
     runner = Runner(root, labs, sources, workers or os.cpu_count() or 1, out, why=why,
-                    work=MUTANTS_DIR if slips_dir is None else SLIPS_WORK, repeat=repeat,
-                    slip_test_only=slip_test_only, in_order_on=in_order_on)
+                    work=SOLUTIONS_DIR if solutions else MUTANTS_DIR if slips_dir is None else SLIPS_WORK,
+                    repeat=repeat, slip_test_only=slip_test_only, in_order_on=in_order_on)
     futures = []
     try:
         for n in sorted({m.lab for m in chosen}):
@@ -826,6 +847,7 @@ def run(root=paths.ROOT, numbers=None, arches=paths.ARCHES, listing=False, worke
         alone = sum(1 for o in outcomes if in_order_on.get(o.mutant.name) != o.arch and o.arch in o.mutant.tests)
         sample += (f"; in lab.toml order on one ISA per slip (seed {in_order_once or 'none'}), {alone} graded on "
                    "their own test alone on the other: in order on each without --in-order-once")
-    out(f"labs mutants: {len(outcomes) - len(bad)}/{len(outcomes)} slips caught and named "
-        f"({len({o.mutant.name for o in outcomes})} slip(s){sample}) in {time.monotonic() - start:.0f}s ({times})")
+    out(f"labs mutants: {len(outcomes) - len(bad)}/{len(outcomes)} "
+        + ("solutions at full marks " if solutions else "slips caught and named ")
+        + f"({len({o.mutant.name for o in outcomes})} slip(s){sample}) in {time.monotonic() - start:.0f}s ({times})")
     return len(bad)

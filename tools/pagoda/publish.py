@@ -151,13 +151,13 @@ def is_hidden(path):
     return path.startswith(HIDDEN_DIR)
 
 
-_STAFF_ONLY = re.compile(r"^labs/[0-9][0-9]-[^/]+/mutants/")
+_STAFF_ONLY = re.compile(r"^labs/[0-9][0-9]-[^/]+/(mutants|solutions)/")
 
 
 def is_staff_only(path):
     """Whether @p path (relative) is staff material that no branch carries, though it is no
     secret: the labs' slips (labs/NN-name/mutants/, `./pagoda labs mutants`), whose text
-    quotes the lab's solution."""
+    quotes the lab's solution, and its other solutions (labs/NN-name/solutions/)."""
     return _STAFF_ONLY.match(path) is not None
 
 

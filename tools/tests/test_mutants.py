@@ -168,6 +168,22 @@ def test_the_first_failing_test_is_judged_in_manifest_order(lab_tree):
     assert "scored full marks" in mutants.judge(mutants.Outcome(m, "x86_64"), data, specs).problem
 
 
+def test_another_solution_loads_without_a_cause_and_passes_only_at_full_marks(lab_tree):
+    text = slip(replace="    map_identity_range(root, 0, kernel_end_address + 0);\n").replace("cause = 'identity map'\n", "")
+    write(lab_tree, "labs/01-map/solutions/other.toml", text)
+    labs = publish.load_labs(lab_tree)
+    assert load(lab_tree) == ([], [])   # (not a slip: the slips' folder is another)
+    [m], problems = mutants.load_all(lab_tree, labs, publish.scan(lab_tree), solutions=True)
+    assert problems == [] and m.solution and m.causes == {}
+    full = {"earned": 2, "possible": 2, "results": [{"lab": 1, "id": t, "outcome": "passed"} for t in ("t1", "t1b")]}
+    assert mutants.judge(mutants.Outcome(m, "x86_64"), full, labs[1].tests).ok
+    part = {"earned": 1, "possible": 2, "results": [{"lab": 1, "id": "t1", "outcome": "passed"},
+                                                    {"lab": 1, "id": "t1b", "outcome": "failed", "reason": "stale"}]}
+    o = mutants.judge(mutants.Outcome(m, "x86_64"), part, labs[1].tests)
+    assert not o.ok and o.problem == "another solution scored 1/2: t1b failed"
+    assert publish.is_staff_only("labs/01-map/solutions/other.toml")
+
+
 # ---- a whole run ------------------------------------------------------------------------------
 
 def test_a_run_applies_builds_grades_and_restores(lab_tree):

