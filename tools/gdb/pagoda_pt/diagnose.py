@@ -33,7 +33,7 @@ from .procs import KIND_IMAGE
 from .roots import KnownRoot, RootTable, root_label
 from .walker import walk as walk_tables
 from .verdicts import Evidence, Kill, explain
-from .x86_64 import CR4_SMAP, RFLAGS_AC      # what the log's x86 register dump is read with
+from .x86_facts import CR4_SMAP, RFLAGS_AC   # what the log's x86 register dump is read with
 
 NOTHING_WRONG = "nothing is wrong that I can see"
 
