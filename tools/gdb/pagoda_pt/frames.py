@@ -106,6 +106,25 @@ def iter_tables(arch: str, read_phys, root: int, levels: int = 4):
                 todo.append((child, level + 1, va + index * span))
 
 
+def user_leaf_entries(arch: str, read_phys, root: int, levels: int = 4):
+    """({va: raw entry}, {va: the entry's physical address}, {table frames}) of the user half of
+    the tree under @p root (x86_64: its lower half; AArch64: the TTBR0 tree): every non-zero entry
+    at the last level, present or not (a swap entry, a held leaf), and every table, the root
+    included (iter_tables: an unreadable table is left out)."""
+    read = lower_half(read_phys, root) if isa(arch).one_root else read_phys
+    leaves, where, tables = {}, {}, set()
+    for table, level, va in iter_tables(arch, read, root, levels):
+        tables.add(table)
+        try:
+            entries = read_table(read, table) if level == levels - 1 else ()
+        except Exception:  # noqa: BLE001 - a table the reader cannot reach
+            continue
+        for index, raw in enumerate(entries):
+            if raw:
+                leaves[va + index * PAGE_SIZE_4K], where[va + index * PAGE_SIZE_4K] = raw, table + 8 * index
+    return leaves, where, tables
+
+
 def table_frames(arch: str, read_phys, root: int, levels: int = 4) -> set[int]:
     """Every table frame of the tree under @p root (the root included; iter_tables)."""
     return {table for table, _, _ in iter_tables(arch, read_phys, root, levels)}
