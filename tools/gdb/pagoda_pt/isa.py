@@ -187,7 +187,8 @@ def no_result_address(before_call, read_register):
 class Isa:
     name: str
     aliases: tuple                 # other spellings (GDB's Architecture.name() among them)
-    format_module: str             # the page-table format module the walker uses (Isa.format)
+    format_module: str             # the page-table format module the walker uses (Isa.format): it
+                                   # names the widths MAX_PA_BITS and DEFAULT_PA_BITS (None: the tables say)
     pc: str                        # gdbstub register names
     sp: str
     translation: tuple             # registers the page-table walker needs (lower case)
@@ -198,7 +199,7 @@ class Isa:
     lower_root_label: str          # the lower root's register as a sentence names it
     lower_half_label: str          # ... and the range of addresses it translates
     phys_bits_from_qemu: bool      # QEMU's CPU object has a phys-bits property to ask
-    pa_bits_register: Optional[str]  # ... else the ID register that says, decoded by pa_bits_decode
+    pa_bits_register: Optional[str]  # ... else the ID register that says (format.pa_bits_decode reads it)
     registers_from: str            # where a halted guest's translation registers are read: QEMU's
                                    # 'monitor' ('info registers' shows CR3) or its 'gdbstub'
     system_registers: tuple        # the translation registers as GDB spells them
@@ -243,21 +244,6 @@ class Isa:
     def leaves(self, read_phys, root_pa, regs, pa_bits, problem, held_mask):
         """The format's leaves(): every present leaf under @p root_pa as (va, pa, size, perms)."""
         return self.format.leaves(read_phys, root_pa, regs, problem=problem, pa_bits=pa_bits, held_mask=held_mask)
-
-    @property
-    def max_pa_bits(self):
-        """The architectural maximum physical address width."""
-        return self.format.MAX_PA_BITS
-
-    @property
-    def default_pa_bits(self):
-        """What the walker assumes when it is not told the width (None: the tables say)."""
-        return self.format.DEFAULT_PA_BITS
-
-    @property
-    def pa_bits_decode(self):
-        """pa_bits_register's value -> the physical address width, or None without such a register."""
-        return getattr(self.format, "pa_bits_decode", None)
 
     @property
     def one_root(self):
