@@ -28,7 +28,7 @@ from pagoda_pt.verdicts import Evidence
 from . import programs, symbols
 from .witness import ARCHES, PAGE, WalkError, layout_value, top_level
 
-from pagoda_pt import frames as pt_frames
+from pagoda_pt import trees
 
 HEX = r"0x[0-9a-f]+"
 
@@ -487,19 +487,19 @@ def writable_in_two(snap, roots, layout, labels=None):
 
 def table_frames(snap, root):
     """Every page-table frame under the user half of @p root (the root itself included): what the
-    teardown of the process must free (pagoda_pt.frames' walk of the tree)."""
+    teardown of the process must free (pagoda_pt.trees' walk of the tree)."""
     read = snap.read_phys
     if ARCHES[snap.arch].one_root:   # the root holds the kernel half too: its lower half only
-        read = pt_frames.lower_half(read, root)
-    return pt_frames.table_frames(snap.arch, read, root)
+        read = trees.lower_half(read, root)
+    return trees.table_frames(snap.arch, read, root)
 
 
 def leaf_entries(snap, root, kernel, arch, where=None):
     """({va: raw entry}, {table frames}) of @p root's user half, read from guest RAM by
-    pagoda_pt.frames.user_leaf_entries: every non-zero entry at the leaf level, present or not (a
+    pagoda_pt.trees.user_leaf_entries: every non-zero entry at the leaf level, present or not (a
     swap entry, a held leaf), and every table under it (the root included); with @p where (a
     dict), where[va] = the entry's physical address."""
-    leaves, at, tables = pt_frames.user_leaf_entries(arch, snap.read_phys, root, layout_value(kernel, "levels"))
+    leaves, at, tables = trees.user_leaf_entries(arch, snap.read_phys, root, layout_value(kernel, "levels"))
     if where is not None:
         where.update(at)
     return leaves, tables

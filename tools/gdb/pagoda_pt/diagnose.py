@@ -950,7 +950,7 @@ def record_against_pages(vmas: list, pages: list, who: str = "the process",
                          page: int = PAGE_SIZE_4K, heap: Optional[tuple] = None,
                          limits: Optional[tuple] = None) -> Optional[str]:
     """What a process's record (@p vmas: pagoda_pt.procs.Vma) says
-    against the user pages its root maps (@p pages: pagoda_pt.frames.UserPage va, writable,
+    against the user pages its root maps (@p pages: pagoda_pt.trees.UserPage va, writable,
     executable, held), as one sentence, or None when they agree as far as this can tell.
 
     Two rule breaks of the VMA set, each seen in the pages:

@@ -16,7 +16,7 @@ grade/pagoda_grade/swap.py):
     pagoda_fact_swap_entry_bit, ...                          a swap entry's bits (SWAP_FACTS)
 
 and walks every process root the kernel published (pagoda_debug_roots): the slot each swap entry
-names, and the frame each user page maps (frames.user_pages). The state is right when each slot's
+names, and the frame each user page maps (trees.user_pages). The state is right when each slot's
 count is the swap entries that name it, plus one when a frame keeps it as its backing (a clean
 frame's copy), and each resident frame's reverse map lists exactly the (root, address) pairs that
 map it. Only between operations: inside the swapper the kernel's records are mid-change.
@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from . import contract as C
-from .frames import DIGITS, _coloured, user_leaf_entries, user_pages
+from .trees import user_leaf_entries, user_pages
 from .image import CensusError, fact, kernel_image
 from .model import PAGE_SIZE_4K, Walk
 from .verdicts import Evidence, explain, missing_rmap_node, shared_backing, stale_rmap_node
@@ -451,6 +451,7 @@ def format_swap_map(census: SwapCensus, width: int = 64, colour: bool = False, m
     """The memview picture's swap lines: the slots, one character per cell of slots (the holder's
     pid as in the frame map, S several processes, ! a slot whose count is wrong, . free), then
     the resident user frames under the cap by process."""
+    from .frames import DIGITS, _coloured    # (the frame map's letters; the grader never draws)
     state, backers = census.state, census.backers()
     total = len(state.counts)
     if not total:
