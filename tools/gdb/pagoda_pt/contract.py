@@ -145,10 +145,8 @@ VM_INIT = Name("pagoda::vm::init", 1)
 HANDLE_FAULT = Name("pagoda::vm::handle_fault", 5)
 REACHABLE_LIMIT = Name("pagoda::vm::reachable_limit", 2)
 FORGET_USER_PAGES = Name("pagoda::vm::forget_user_pages", 7)
-# The swap code's functions (by prefix): fault-why's frame is inside swap's own work (lab 7). The
-# fault path's helpers (a page mapped, not yet recorded) are pagoda::vm's anonymous namespace, as
-# is the kernel's own stack base (vm.cpp's run_kernel, on the stack at every reap): handle_fault
-# names that path instead.
+# The swap code's functions (by prefix): fault-why's frame is inside swap's own work (lab 7). The fault
+# path is handle_fault's (pagoda::vm's anonymous namespace also holds run_kernel, under every reap).
 SWAP_CODE = (HANDLE_FAULT,) + tuple(Name(prefix, 7, TYPE, source=source) for prefix, source in (
     ("pagoda::Swapper::", r"\bclass\s+Swapper\b"), ("pagoda::FrameTable::", r"\bclass\s+FrameTable\b"),
     ("pagoda::SwapSlots::", r"\bclass\s+SwapSlots\b"), ("pagoda::swap_disk::", r"\bswap_disk\b"),
