@@ -47,6 +47,15 @@ MARK_WRONG = "@@pagoda-why: wrong@@"
 UNRESOLVED = "the kernel kills the process unless it resolves the fault"
 
 
+def process_label(table, root: Optional[int], where: str) -> str:
+    """"process 'probe' (pid 3, root 0x...)" when @p table (the published roots, or None) holds @p root
+    as a process's, else "the process in " @p where: both ISAs' rules name the process so."""
+    known = table.find(root) if table is not None and root is not None else None
+    if known is not None and known.kind == "process":
+        return "process '%s' (pid %d, root %#x)" % (known.name, known.id, known.root)
+    return "the process in " + where
+
+
 def user_trap_line(who: str) -> str:
     """The line both ISAs' rules print for an exception raised in user mode by @p who: a page fault
     may still be answered (the VMAs decide, which the verdict then says), so it is no kill yet."""
