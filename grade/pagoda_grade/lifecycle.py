@@ -25,7 +25,7 @@ from .procaudit import Facts
 from .processes import process_roots, registry, table_frames
 from .witness import ARCHES, PAGE, return_address
 
-from pagoda_pt import frames as pt_frames
+from pagoda_pt import trees
 from pagoda_pt.procs import _u, read_procs
 
 
@@ -55,7 +55,7 @@ class Pages(dict):
     @classmethod
     def of(cls, snap, root):
         pages = cls()
-        for p in pt_frames.user_pages(snap.arch, snap.read_phys, root, snap.walk_regs, pa_bits=snap.pa_bits):
+        for p in trees.user_pages(snap.arch, snap.read_phys, root, snap.walk_regs, pa_bits=snap.pa_bits):
             pages[p.va] = (p.pa, p.writable)
         return pages
 

@@ -19,7 +19,6 @@ where each lies in the kStackBase area comes from the layout facts the kernel ex
     explain_death(run, inspectors, layout)           why a machine died, from QEMU's log and the
                                                      roots the grader read before it died
 """
-import itertools
 import re
 from dataclasses import dataclass
 
@@ -29,7 +28,7 @@ from pagoda_pt.verdicts import Evidence
 from . import programs, symbols
 from .witness import ARCHES, PAGE, WalkError, layout_value, top_level
 
-from pagoda_pt import frames as pt_frames
+from pagoda_pt import trees
 
 HEX = r"0x[0-9a-f]+"
 
@@ -488,41 +487,21 @@ def writable_in_two(snap, roots, layout, labels=None):
 
 def table_frames(snap, root):
     """Every page-table frame under the user half of @p root (the root itself included): what the
-    teardown of the process must free (pagoda_pt.frames' walk of the tree)."""
+    teardown of the process must free (pagoda_pt.trees' walk of the tree)."""
     read = snap.read_phys
     if ARCHES[snap.arch].one_root:   # the root holds the kernel half too: its lower half only
-        read = pt_frames.lower_half(read, root)
-    return pt_frames.table_frames(snap.arch, read, root)
+        read = trees.lower_half(read, root)
+    return trees.table_frames(snap.arch, read, root)
 
 
-def leaf_entries(snap, root, kernel, arch, max_tables=4096, where=None):
-    """({va: raw entry}, {table frames}) of @p root's user half, read from guest RAM: every
-    non-zero entry at the leaf level, present or not (a swap entry, a held leaf), and every table
-    under it (the root included); with @p where (a dict), where[va] = the entry's physical address.
-    A tree of more than @p max_tables tables (a cycle) raises WalkError."""
-    tl = top_level(kernel)
-    address = layout_value(kernel, "address_mask")
-    levels = layout_value(kernel, "levels")
-    shift = layout_value(kernel, "page_size").bit_length() - 1
-    bits = tl.entries.bit_length() - 1
-    leaves, tables = {}, {root}
-    todo = [(root, 0, 0, tl.kernel_first if ARCHES[arch].one_root else tl.entries)]
-    while todo:
-        table, level, base, end = todo.pop()
-        entries = snap.table_entries(table)
-        span = 1 << (shift + bits * (levels - 1 - level))
-        for i in itertools.compress(range(end), entries):   # (most entries are empty)
-            e = entries[i]
-            if level == levels - 1:
-                leaves[base + i * span] = e
-                if where is not None:
-                    where[base + i * span] = table + 8 * i
-            elif ARCHES[arch].is_table_entry(e, level):
-                child = e & address
-                if child in tables or len(tables) >= max_tables:
-                    raise WalkError(f"page-table cycle or runaway tree under root {root:#x} (table {child:#x})")
-                tables.add(child)
-                todo.append((child, level + 1, base + i * span, tl.entries))
+def leaf_entries(snap, root, kernel, arch, where=None):
+    """({va: raw entry}, {table frames}) of @p root's user half, read from guest RAM by
+    pagoda_pt.trees.user_leaf_entries: every non-zero entry at the leaf level, present or not (a
+    swap entry, a held leaf), and every table under it (the root included); with @p where (a
+    dict), where[va] = the entry's physical address."""
+    leaves, at, tables = trees.user_leaf_entries(arch, snap.read_phys, root, layout_value(kernel, "levels"))
+    if where is not None:
+        where.update(at)
     return leaves, tables
 
 

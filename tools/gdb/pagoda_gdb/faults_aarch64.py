@@ -16,7 +16,7 @@ import os
 
 import gdb
 
-from pagoda_pt import contract as C
+from pagoda_pt import contract as C, diagnose
 from pagoda_pt.format import format_walk
 from pagoda_pt.diagnose import (RANK_NOT_LIVE_USER_ADDRESS, KernelAccess, Roots, function_name, not_live_user_address,
                                 on_behalf_findings, user_trap_line)
@@ -113,10 +113,7 @@ def process_label(paging):
             table, _ = kernel.published_roots(read_phys)
     except Exception:  # noqa: BLE001 - a label only: never let it break the report
         table = None
-    known = table.find(root) if table is not None and root is not None else None
-    if known is not None and known.kind == "process":
-        return "process '%s' (pid %d, root %#x)" % (known.name, known.id, known.root)
-    return "the process in TTBR0's root %s" % ("%#x" % root if root is not None else "?")
+    return diagnose.process_label(table, root, "TTBR0's root %s" % ("%#x" % root if root is not None else "?"))
 
 
 def user_verdicts(esr, walk, sentences):

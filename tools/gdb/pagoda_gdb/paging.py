@@ -18,7 +18,7 @@ from pagoda_pt import contract as C
 from pagoda_pt.format import format_diff, format_range, format_runs, format_walk, format_x86_regs
 from pagoda_pt.regs import decode_x86_regs
 from pagoda_pt.walker import diff_runs, dump, walk
-from pagoda_pt.frames import cow_pairs, user_pages
+from pagoda_pt.trees import cow_pairs, user_pages
 from pagoda_pt.isa import isa
 from pagoda_pt.model import PAGE_SIZE_4K
 from pagoda_pt.diagnose_x86_64 import RESET_IDT, cpu_mode, idt_vectors

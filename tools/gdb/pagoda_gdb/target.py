@@ -229,11 +229,11 @@ def pa_bits(arch):
             found = (bits, "QEMU's CPU phys-bits, what its CPUID 0x80000008 reports")
     elif model.pa_bits_register:
         value = register(model.pa_bits_register)
-        bits = model.pa_bits_decode(value) if value is not None else None
+        bits = model.format.pa_bits_decode(value) if value is not None else None
         if bits:
             found = (bits, "%s.PARange" % model.pa_bits_register)
     if found is None:
-        return model.max_pa_bits, "assumed: the architectural maximum (the CPU did not say)"
+        return model.format.MAX_PA_BITS, "assumed: the architectural maximum (the CPU did not say)"
     _pa_bits_cache[key] = found
     return found
 

@@ -69,6 +69,7 @@ IPS_BITS = {0b000: 32, 0b001: 36, 0b010: 40, 0b011: 42, 0b100: 44, 0b101: 48, 0b
 DEFAULT_TSZ = 16                 # 48-bit ranges
 MAX_TSZ_4K = 39                  # smallest range a 4 KiB-granule walk supports (25 bits)
 OA_BITS = 48                     # output address width of the 4 KiB descriptor format
+MAX_PA_BITS, DEFAULT_PA_BITS = OA_BITS, None   # (isa.Isa asks each format by these names: None, the tables say)
 GRANULE_4K = 1 << PAGE_SHIFT
 TTBR_SELECT_BIT = 55
 TOP_BYTE_SHIFT = 56
@@ -259,6 +260,9 @@ PARANGE_BITS = IPS_BITS          # the same encoding as TCR_EL1.IPS
 def pa_bits_from_mmfr0(mmfr0: int) -> Optional[int]:
     """The physical address width ID_AA64MMFR0_EL1 reports, or None for a reserved value."""
     return PARANGE_BITS.get(mmfr0 & ID_AA64MMFR0_PARANGE_MASK)
+
+
+pa_bits_decode = pa_bits_from_mmfr0     # (isa.Isa's name for the ID register's decoder)
 
 
 def kernel_va_in(value: int) -> Optional[int]:

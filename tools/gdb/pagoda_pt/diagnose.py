@@ -33,7 +33,7 @@ from .procs import KIND_IMAGE
 from .roots import KnownRoot, RootTable, root_label
 from .walker import walk as walk_tables
 from .verdicts import Evidence, Kill, explain
-from .x86_64 import CR4_SMAP, RFLAGS_AC      # what the log's x86 register dump is read with
+from .x86_facts import CR4_SMAP, RFLAGS_AC   # what the log's x86 register dump is read with
 
 NOTHING_WRONG = "nothing is wrong that I can see"
 
@@ -45,6 +45,15 @@ MARK_WHY = "@@pagoda-why: fault-why@@"
 MARK_WRONG = "@@pagoda-why: wrong@@"
 # How both ISAs' rules end the verdict of a fault from user mode, before the VMAs are read.
 UNRESOLVED = "the kernel kills the process unless it resolves the fault"
+
+
+def process_label(table, root: Optional[int], where: str) -> str:
+    """"process 'probe' (pid 3, root 0x...)" when @p table (the published roots, or None) holds @p root
+    as a process's, else "the process in " @p where: both ISAs' rules name the process so."""
+    known = table.find(root) if table is not None and root is not None else None
+    if known is not None and known.kind == "process":
+        return "process '%s' (pid %d, root %#x)" % (known.name, known.id, known.root)
+    return "the process in " + where
 
 
 def user_trap_line(who: str) -> str:
@@ -950,7 +959,7 @@ def record_against_pages(vmas: list, pages: list, who: str = "the process",
                          page: int = PAGE_SIZE_4K, heap: Optional[tuple] = None,
                          limits: Optional[tuple] = None) -> Optional[str]:
     """What a process's record (@p vmas: pagoda_pt.procs.Vma) says
-    against the user pages its root maps (@p pages: pagoda_pt.frames.UserPage va, writable,
+    against the user pages its root maps (@p pages: pagoda_pt.trees.UserPage va, writable,
     executable, held), as one sentence, or None when they agree as far as this can tell.
 
     Two rule breaks of the VMA set, each seen in the pages:

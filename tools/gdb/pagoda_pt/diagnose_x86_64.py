@@ -22,7 +22,8 @@ from typing import Callable, Optional
 
 from . import contract as C, x86_64
 from .diagnose import (RANK_NOT_LIVE_USER_ADDRESS, Explanation, Finding, KernelAccess, LogStory, Roots, SyscallAt,
-                       denying_levels, function_name, not_live_user_address, on_behalf_findings, user_trap_line)
+                       denying_levels, function_name, not_live_user_address, on_behalf_findings, process_label,
+                       user_trap_line)
 from .format import format_gp_error, format_pf_error, format_walk
 from .image import KernelImage
 from .model import PAGE_SIZE_4K, Walk
@@ -378,12 +379,7 @@ class _Explainer:
             self.kernel_trap(tf)
 
     def process_label(self) -> str:
-        """"process 'probe' (pid 3, root 0x...)" for the active root when the kernel published
-        it as a process's, else "the process in the active root 0x..."."""
-        known = self.f.roots.find(self.active) if self.f.roots else None
-        if known is not None and known.kind == "process":
-            return "process '%s' (pid %d, root %#x)" % (known.name, known.id, known.root)
-        return "the process in the active root %s" % self.roots.label()
+        return process_label(self.f.roots or None, self.active, "the active root " + self.roots.label())
 
     def user_trap(self, tf: dict):
         """An exception raised by user code (CPL 3). A page fault may be answered (a page brought

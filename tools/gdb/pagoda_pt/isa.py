@@ -16,16 +16,19 @@ The constants come from the ISA's facts modules (x86_facts.py, the formats x86_6
 aarch64.py), which tools/tests check against what the kernel exports (its PAGODA_FACT notes); the
 names the kernel prints (exceptions, exception classes) are read from the kernel ELF itself
 (kernelnames.py), never copied here.
-Pure data: nothing here imports gdb, so GDB, the grader and the CLI can all load it.
+Pure data: nothing here imports gdb, so GDB, the grader and the CLI can all load it. An ISA's
+page-table format (about 550 lines each) is imported when something first asks for it (Isa.format):
+a run loads only the ISA it uses.
 """
 from __future__ import annotations
 
+import importlib
 import re
 
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from . import aarch64, machines, x86_64, x86_facts
+from . import machines, x86_facts
 from .regs import paging_mode
 
 
@@ -48,7 +51,7 @@ def _x86_permission_fault(error):
 def _x86_table_entry(entry, level):
     """A present entry above the leaf level that is no 1 GiB or 2 MiB page (PS, bit 7, at levels
     1 and 2 counted from the root)."""
-    return bool(entry & x86_64.PTE_P) and not (level in (1, 2) and entry & x86_64.PTE_PS)
+    return bool(entry & x86_facts.PTE_P) and not (level in (1, 2) and entry & x86_facts.PTE_PS)
 
 
 def _x86_fetch_lost(event):
@@ -102,10 +105,6 @@ def _aarch64_paging_off(regs):
         return ("the MMU is off (SCTLR_EL1.M=0): addresses are physical (pass --root PA to "
                 "read tables the kernel is building)")
     return None
-
-
-def _aarch64_leaves(read_phys, root_pa, regs, pa_bits, problem, held_mask):
-    return aarch64.leaves(read_phys, root_pa, regs, problem, pa_bits, held_mask)
 
 
 def _never(*_):
@@ -188,8 +187,8 @@ def no_result_address(before_call, read_register):
 class Isa:
     name: str
     aliases: tuple                 # other spellings (GDB's Architecture.name() among them)
-    format: object                 # the page-table format module the walker uses
-    leaves: Callable               # (read_phys, root, regs, pa_bits, problem, held_mask) -> (va, pa, size, perms)...
+    format_module: str             # the page-table format module the walker uses (Isa.format): it
+                                   # names the widths MAX_PA_BITS and DEFAULT_PA_BITS (None: the tables say)
     pc: str                        # gdbstub register names
     sp: str
     translation: tuple             # registers the page-table walker needs (lower case)
@@ -199,11 +198,8 @@ class Isa:
     table_address_mask: int        # the next table's physical address in a table entry
     lower_root_label: str          # the lower root's register as a sentence names it
     lower_half_label: str          # ... and the range of addresses it translates
-    max_pa_bits: int               # the architectural maximum physical address width
-    default_pa_bits: Optional[int]  # what the walker assumes when it is not told (None: the tables say)
     phys_bits_from_qemu: bool      # QEMU's CPU object has a phys-bits property to ask
-    pa_bits_register: Optional[str]  # ... else the ID register that says, decoded by pa_bits_decode
-    pa_bits_decode: Optional[Callable]
+    pa_bits_register: Optional[str]  # ... else the ID register that says (format.pa_bits_decode reads it)
     registers_from: str            # where a halted guest's translation registers are read: QEMU's
                                    # 'monitor' ('info registers' shows CR3) or its 'gdbstub'
     system_registers: tuple        # the translation registers as GDB spells them
@@ -241,6 +237,15 @@ class Isa:
         return isa, (self.name,)
 
     @property
+    def format(self):
+        """The ISA's page-table format module (x86_64.py, aarch64.py), imported when first asked."""
+        return importlib.import_module("." + self.format_module, __package__)
+
+    def leaves(self, read_phys, root_pa, regs, pa_bits, problem, held_mask):
+        """The format's leaves(): every present leaf under @p root_pa as (va, pa, size, perms)."""
+        return self.format.leaves(read_phys, root_pa, regs, problem=problem, pa_bits=pa_bits, held_mask=held_mask)
+
+    @property
     def one_root(self):
         """True when one root translates both halves (x86_64's CR3; AArch64 has TTBR0 and TTBR1):
         then a process's root holds the kernel half too."""
@@ -254,13 +259,12 @@ class Isa:
 
 
 X86_64 = Isa(
-    name="x86_64", aliases=("x86-64", "amd64", "i386:x86-64"), format=x86_64, leaves=x86_64.leaves,
+    name="x86_64", aliases=("x86-64", "amd64", "i386:x86-64"), format_module="x86_64",
     pc="rip", sp="rsp", translation=("cr0", "cr3", "cr4", "efer"),
     lower_root="cr3", upper_root="cr3", root_masks=(("cr3", x86_facts.FRAME_MASK),),
     table_address_mask=x86_facts.FRAME_MASK,
     lower_root_label="CR3", lower_half_label="the lower half",
-    max_pa_bits=x86_64.DEFAULT_MAXPHYADDR, default_pa_bits=x86_64.DEFAULT_MAXPHYADDR,
-    phys_bits_from_qemu=True, pa_bits_register=None, pa_bits_decode=None,
+    phys_bits_from_qemu=True, pa_bits_register=None,
     registers_from="monitor", system_registers=("cr0", "cr2", "cr3", "cr4", "efer"),
     required_registers=("cr0", "cr3", "cr4", "efer"), register_aliases=(),
     name_tables=(("exceptions", "x86_exceptions"),), gva2gpa_masked_by=None, vector_entry_bytes=None, root_writes=None,
@@ -268,18 +272,17 @@ X86_64 = Isa(
     access=_x86_access, is_page_fault=_x86_page_fault, is_permission_fault=_x86_permission_fault,
     is_table_entry=_x86_table_entry, kernel_fetch_lost=_x86_fetch_lost, paging_off=_x86_paging_off,
     user_privilege=3, user_irqs_masked=_x86_user_irqs_masked, touches_memory=_x86_touches_memory,
-    user_access_open=("eflags", x86_64.RFLAGS_AC, x86_64.RFLAGS_AC))
+    user_access_open=("eflags", x86_facts.RFLAGS_AC, x86_facts.RFLAGS_AC))
 
 AARCH64 = Isa(
-    name="aarch64", aliases=("arm64",), format=aarch64, leaves=_aarch64_leaves,
+    name="aarch64", aliases=("arm64",), format_module="aarch64",
     pc="pc", sp="sp", translation=("ttbr0_el1", "ttbr1_el1", "tcr_el1", "sctlr_el1", "mair_el1"),
     lower_root="ttbr0_el1", upper_root="ttbr1_el1",
     # BADDR (bits 47:1; bit 0 is CnP) of a 48-bit output address.
     root_masks=(("ttbr0_el1", 0x0000_FFFF_FFFF_FFFE), ("ttbr1_el1", 0x0000_FFFF_FFFF_FFFE)),
     table_address_mask=0x0000_FFFF_FFFF_F000,
     lower_root_label="TTBR0", lower_half_label="TTBR0's range",
-    max_pa_bits=aarch64.OA_BITS, default_pa_bits=None,
-    phys_bits_from_qemu=False, pa_bits_register="ID_AA64MMFR0_EL1", pa_bits_decode=aarch64.pa_bits_from_mmfr0,
+    phys_bits_from_qemu=False, pa_bits_register="ID_AA64MMFR0_EL1",
     registers_from="gdbstub", system_registers=("TTBR0_EL1", "TTBR1_EL1", "TCR_EL1", "MAIR_EL1", "SCTLR_EL1"),
     required_registers=("TTBR0_EL1", "TTBR1_EL1", "TCR_EL1"),
     register_aliases=(("SCTLR_EL1", "SCTLR"),),        # QEMU 7.2's gdbstub calls it SCTLR (measured)

@@ -216,7 +216,7 @@ def top_level(arch: str, read_phys: PhysReader, root: int, kernel_root: Optional
     model = isa(arch)
     arch, module = model.name, model.format
     if pa_bits is None:
-        pa_bits = model.max_pa_bits
+        pa_bits = module.MAX_PA_BITS
     mask = ~(PAGE_SIZE_4K - 1)
     if kernel_root is not None and root & mask == kernel_root & mask:
         kernel_root = None             # the kernel root itself: nothing to compare with

@@ -16,7 +16,7 @@ grade/pagoda_grade/swap.py):
     pagoda_fact_swap_entry_bit, ...                          a swap entry's bits (SWAP_FACTS)
 
 and walks every process root the kernel published (pagoda_debug_roots): the slot each swap entry
-names, and the frame each user page maps (frames.user_pages). The state is right when each slot's
+names, and the frame each user page maps (trees.user_pages). The state is right when each slot's
 count is the swap entries that name it, plus one when a frame keeps it as its backing (a clean
 frame's copy), and each resident frame's reverse map lists exactly the (root, address) pairs that
 map it. Only between operations: inside the swapper the kernel's records are mid-change.
@@ -29,10 +29,9 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from . import contract as C
-from .frames import DIGITS, _coloured, iter_tables, lower_half, user_pages
+from .trees import user_leaf_entries, user_pages
 from .image import CensusError, fact, kernel_image
-from .isa import isa
-from .model import PAGE_SIZE_4K, Walk, read_table
+from .model import PAGE_SIZE_4K, Walk
 from .verdicts import Evidence, explain, missing_rmap_node, shared_backing, stale_rmap_node
 
 
@@ -220,21 +219,9 @@ def read_swap_state(read_phys, symbol) -> Optional[SwapState]:
 def swap_entries(arch: str, read_phys, root: int, facts: dict, levels: int = 4) -> dict:
     """{va: slot} of every swap entry in the user half of the tree under @p root (x86_64: the
     lower half; AArch64: the TTBR0 tree), @p facts: {name: value} of SWAP_FACTS."""
-    read = lower_half(read_phys, root) if isa(arch).one_root else read_phys
-    found = {}
-    for table, level, va in iter_tables(arch, read, root, levels):
-        if level != levels - 1:
-            continue
-        try:
-            entries = read_table(read, table)
-        except Exception:  # noqa: BLE001 - a table the reader cannot reach
-            continue
-        for index, raw in enumerate(entries):
-            if raw and not raw & 1:
-                slot = swap_slot(raw, facts)
-                if slot is not None:
-                    found[va + index * PAGE_SIZE_4K] = slot
-    return found
+    leaves, _, _ = user_leaf_entries(arch, read_phys, root, levels)
+    slots = {va: swap_slot(raw, facts) for va, raw in leaves.items() if not raw & 1}
+    return {va: slot for va, slot in slots.items() if slot is not None}
 
 
 @dataclass
@@ -464,6 +451,7 @@ def format_swap_map(census: SwapCensus, width: int = 64, colour: bool = False, m
     """The memview picture's swap lines: the slots, one character per cell of slots (the holder's
     pid as in the frame map, S several processes, ! a slot whose count is wrong, . free), then
     the resident user frames under the cap by process."""
+    from .frames import DIGITS, _coloured    # (the frame map's letters; the grader never draws)
     state, backers = census.state, census.backers()
     total = len(state.counts)
     if not total:

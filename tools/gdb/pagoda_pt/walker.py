@@ -23,7 +23,7 @@ def canonical_arch(arch: str) -> str:
 
 
 def _pa_bits(arch: str, pa_bits: Optional[int]) -> Optional[int]:
-    return isa(arch).default_pa_bits if pa_bits is None else pa_bits
+    return isa(arch).format.DEFAULT_PA_BITS if pa_bits is None else pa_bits
 
 
 def walk(arch: str, read_phys: PhysReader, root_pa, va: int, regs: Optional[dict] = None,

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
+from .x86_facts import CR4_SMAP, PTE_P, PTE_PS
 from .model import (ADDRESS_MASK, ENTRIES_PER_TABLE, ENTRY_BYTES, PAGE_SHIFT, PAGE_SIZE_4K, Level,
                     Perms, PhysReader, Walk, bits_set, describe_bits, kept_entry_note,
                     kernel_va_hint, normalize_regs, read_entry, read_table)
@@ -57,14 +58,12 @@ ARCH = "x86_64"
 #           | frame addr |  reserved   |PAT| as above|
 #           +------------+-------------+---+---------+
 # ---------------------------------------------------------------------------------------
-PTE_P = 1 << 0
 PTE_RW = 1 << 1
 PTE_US = 1 << 2
 PTE_PWT = 1 << 3
 PTE_PCD = 1 << 4
 PTE_A = 1 << 5
 PTE_D = 1 << 6
-PTE_PS = 1 << 7          # PDPT/PD entries
 PTE_PAT = 1 << 7         # PT entries
 PTE_G = 1 << 8
 PTE_PAT_HUGE = 1 << 12   # 1 GiB / 2 MiB leaf entries
@@ -74,6 +73,7 @@ PTE_NX = 1 << 63
 
 PHYS_ADDR_LIMIT = 52     # architectural maximum MAXPHYADDR; bits 52..63 are never address
 DEFAULT_MAXPHYADDR = 52
+MAX_PA_BITS = DEFAULT_PA_BITS = DEFAULT_MAXPHYADDR   # (isa.Isa asks each format by these names)
 MIN_MAXPHYADDR = 32
 HUGE_RESERVED_LOW = 13   # lowest reserved bit in a 1 GiB / 2 MiB leaf (just above PAT)
 
@@ -102,10 +102,8 @@ SIGN_EXTENSION = ADDRESS_MASK ^ ((1 << VA_BITS) - 1)  # 0xffff_0000_0000_0000
 CR0_WP = 1 << 16
 CR4_LA57 = 1 << 12
 CR4_SMEP = 1 << 20
-CR4_SMAP = 1 << 21
 CR4_PKE = 1 << 22
 EFER_NXE = 1 << 11
-RFLAGS_AC = 1 << 18    # STAC sets it: supervisor accesses to user pages allowed despite SMAP
 
 # ---------------------------------------------------------------------------------------
 # IA32_PAT MSR: eight 8-bit entries, entry i in bits 8i+2..8i (upper bits reserved).
@@ -366,7 +364,7 @@ Problem = Optional[Callable[[str], None]]
 
 
 def leaves(read_phys: PhysReader, root_pa: Optional[int], regs: Optional[dict] = None,
-           maxphyaddr: int = DEFAULT_MAXPHYADDR, problem: Problem = None, held_mask: int = 0):
+           pa_bits: int = DEFAULT_MAXPHYADDR, problem: Problem = None, held_mask: int = 0):
     """Every present leaf of the tree under root_pa (CR3 when None) as (va, pa, size, perms), in
     increasing VA order: the caller may stop at any leaf, and no table is read before the leaves
     ahead of it are asked for (each table with one read_phys call).  Entries with reserved bits
@@ -376,7 +374,7 @@ def leaves(read_phys: PhysReader, root_pa: Optional[int], regs: Optional[dict] =
     keeps) is yielded too, with Perms(read=False, ..., cache="held"): the MMU ignores it, the
     kernel's records do not."""
     regs = normalize_regs(regs)
-    cfg = _Config(regs, maxphyaddr)
+    cfg = _Config(regs, pa_bits)
     cfg.held_mask = held_mask
     if root_pa is None:
         if cfg.cr3 is None:

@@ -28,3 +28,7 @@ FIRST_INTERRUPT = 32
 # no RFLAGS).
 RFLAGS_IF = 1 << 9
 RFLAGS_RESERVED = 1 << 1
+# A page-table entry's present bit, and its page-size bit (a PDPT or PD entry that is a leaf).
+PTE_P, PTE_PS = 1 << 0, 1 << 7
+# RFLAGS.AC: STAC sets it: supervisor accesses to user pages allowed despite SMAP (CR4.SMAP).
+RFLAGS_AC, CR4_SMAP = 1 << 18, 1 << 21

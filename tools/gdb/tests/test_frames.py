@@ -3,7 +3,8 @@
 as a whole runs on the real kernel (test_gdb_memory.py)."""
 import pytest
 
-from pagoda_pt.frames import CensusError, cached, cow_pairs, lower_half, table_frames, user_pages
+from pagoda_pt.frames import CensusError
+from pagoda_pt.trees import cached, cow_pairs, lower_half, table_frames, user_pages
 from ptbuild import AF, AP_EL0, AP_RO, PAGE_DESC, SH_INNER, US, RW, P, ArmTables, PhysMem, X86Tables
 
 KERNEL_VA = 0xFFFF_8000_0000_0000
@@ -155,7 +156,8 @@ def test_a_count_above_the_frame_s_mappings_is_a_reference_not_dropped():
     """lab 6: an unmap (exit, munmap, a copy) that frees at count 1 but never drops a reference leaves
     the survivor's frame counted twice: it is never freed."""
     import re
-    from pagoda_pt.frames import ProcessMemory, UserPage, count_left_story
+    from pagoda_pt.frames import ProcessMemory, count_left_story
+    from pagoda_pt.trees import UserPage
     census = _census()
     parent = ProcessMemory(1, "forktree", 0x30_0000)
     page = UserPage(0x40_9000, 0x5000, True, False)

@@ -215,11 +215,19 @@ def test_at_a_swap_hook_s_entry_fault_why_gives_swap_slots_first_problem(arch):
     """Stopped by `break pagoda::vm::forget_user_pages` (a process's exit), nothing of the hook has
     run: the swap state is a stop's like any, and fault-why's verdict is swap-slots' first problem
     (docs/debugging.md), here slot 0, held, marked free behind the kernel's back. (Before, the hook
-    counted as the swapper's own code, its records mid-change: "nothing is wrong that I can see".)"""
+    counted as the swapper's own code, its records mid-change: "nothing is wrong that I can see".)
+    Again at the last teardown, the parent's, which the kernel's own stack reaps: its base
+    (pagoda::vm's run_kernel) is no swap code (before, it made every reap "inside the swapper"),
+    here with the disk's last slot marked held by no one."""
     kernel = gdbrig.build_kernel(arch)
     steps = [("brk", "cmd", f"break {C.FORGET_USER_PAGES}"), ("go", "cmd", "continue"),
              ("del", "cmd", "delete"), ("first", "eval", "%s[0]" % SLOTS), ("free", "cmd", "set var %s[0] = 0" % SLOTS),
-             ("slots", "cmd", "swap-slots"), ("why", "cmd", "fault-why")]
+             ("slots", "cmd", "swap-slots"), ("why", "cmd", "fault-why"),
+             ("unfree", "cmd", "set var %s[0] = {first}" % SLOTS),
+             ("brk_reap", "cmd", f"break {C.DESTROY_PROCESS} if p.pid == 1"), ("go_reap", "cmd", "continue"),
+             ("brk_forget", "cmd", f"break {C.FORGET_USER_PAGES}"), ("go_forget", "cmd", "continue"),
+             ("last", "eval", "pagoda_swap_state.slot_count - 1"), ("leak", "cmd", "set var %s[{last}] = 1" % SLOTS),
+             ("slots_reap", "cmd", "swap-slots"), ("why_reap", "cmd", "fault-why")]
     with Machine(kernel, cmdline=f"run=swapfork:{PAGES}:0xff00:before userframes=32", arch=arch,
                  swap=SWAP_BYTES) as machine:
         results = run_steps(kernel, machine.socket, steps, attach="--no-entry")
@@ -229,3 +237,6 @@ def test_at_a_swap_hook_s_entry_fault_why_gives_swap_slots_first_problem(arch):
     first = re.search(r"^problem: (.*slot 0\b.*)$", results["slots"].output, re.M)
     assert first, results["slots"].output
     assert verdict(results["why"].output) == "verdict: " + first.group(1), results["why"].output
+    first = re.search(r"^problem: (.*)$", results["slots_reap"].output, re.M)
+    assert first and "slot %d" % results["last"].value in first.group(1), results["slots_reap"].output
+    assert verdict(results["why_reap"].output) == "verdict: " + first.group(1), results["why_reap"].output

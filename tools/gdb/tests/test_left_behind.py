@@ -56,7 +56,8 @@ def test_which_verdicts_are_the_program_s_own():
 def test_a_page_writable_and_executable_is_named():
     """lab 3: the kernel never grants both; a loader that maps every segment alike does."""
     from pagoda_pt.diagnose import writable_and_executable
-    from pagoda_pt.frames import ProcessMemory, UserPage
+    from pagoda_pt.frames import ProcessMemory
+    from pagoda_pt.trees import UserPage
     text = UserPage(0x40_0000, 0x80_0000, False, True)
     data = UserPage(0x40_1000, 0x80_1000, True, False)
     fine = ProcessMemory(1, "hello", 0x30_0000, pages=[text, data])

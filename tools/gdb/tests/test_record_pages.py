@@ -6,7 +6,7 @@ from pagoda_pt.procs import KIND_ANONYMOUS, KIND_HEAP, KIND_IMAGE, KIND_STACK, V
 import re
 
 from pagoda_pt.diagnose import record_against_pages
-from pagoda_pt.frames import UserPage
+from pagoda_pt.trees import UserPage
 
 AT, PAGE = 0x10_0000_0000, 0x1000
 MERGE_CAUSE = r"merged .*permissions differ|permissions differ.* merged|different permissions"

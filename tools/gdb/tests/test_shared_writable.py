@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from pagoda_pt.diagnose import shared_writable, user_write_protect_faults
-from pagoda_pt.frames import ProcessMemory, UserPage
+from pagoda_pt.frames import ProcessMemory
+from pagoda_pt.trees import UserPage
 from pagoda_pt.isa import isa
 
 COW = "gave write permission back while the frame was shared"

@@ -27,7 +27,8 @@ from types import SimpleNamespace
 from pagoda_pt.diagnose import (arguments_through_live_root, bytes_past_file_size, merge_ignores_permissions, fixup_reports_success, frames_left_after_run, grows_what_is_not_a_stack,
                                 record_against_pages, record_of_another_program)
 from pagoda_pt.verdicts import user_interrupts_masked
-from pagoda_pt.frames import Census, ProcessMemory, UserPage, exec_kept_story
+from pagoda_pt.frames import Census, ProcessMemory, exec_kept_story
+from pagoda_pt.trees import UserPage
 from pagoda_pt.isa import isa
 from pagoda_pt import contract as C
 

@@ -1,0 +1,134 @@
+"""The tables of one tree, read through read_phys(pa, size) -> bytes: every table, the leaf
+entries and the user pages of its user half, and the pages two roots share. The frame census
+(frames.py), the swap census (swap.py) and the grader's reads of a process's tree walk with these.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from .image import CensusError
+from .isa import isa
+from .model import PAGE_SIZE_4K, read_table
+from .walker import iter_runs
+
+
+def lower_half(read_phys, root: int):
+    """A reader that shows the root table at @p root with its upper half (x86_64's kernel half,
+    PML4 256-511, shared with every root) empty: walks of a process's own tables stop there."""
+    def read(pa: int, size: int) -> bytes:
+        data = read_phys(pa, size)
+        if pa == root and size == PAGE_SIZE_4K:
+            return data[:PAGE_SIZE_4K // 2] + bytes(PAGE_SIZE_4K // 2)
+        return data
+    return read
+
+
+def cached(read_phys):
+    """A reader that reads each (address, size) once: a census of a stopped machine reads the
+    kernel's tables once, not once per root."""
+    memo = {}
+
+    def read(pa: int, size: int) -> bytes:
+        key = (pa, size)
+        if key not in memo:
+            memo[key] = read_phys(pa, size)
+        return memo[key]
+    return read
+
+
+def iter_tables(arch: str, read_phys, root: int, levels: int = 4):
+    """(table, level, va) of every table of the tree under @p root (the root first, at level 0),
+    va the first address it covers: x86_64 follows present entries that are not huge pages,
+    AArch64 table descriptors (bits 1:0 = 0b11) above the last level. A table is visited once;
+    an unreadable table is left out (its children with it)."""
+    model = isa(arch)
+    found = {root}
+    todo = [(root, 0, 0)]
+    while todo:
+        table, level, va = todo.pop()
+        yield table, level, va
+        if level == levels - 1:
+            continue
+        try:
+            entries = read_table(read_phys, table)
+        except Exception:  # noqa: BLE001 - a table the reader cannot reach
+            continue
+        span = PAGE_SIZE_4K << (9 * (levels - 1 - level))
+        for index, raw in enumerate(entries):
+            if not raw or not model.is_table_entry(raw, level):    # (most entries are empty)
+                continue
+            child = raw & model.table_address_mask
+            if child not in found:
+                found.add(child)
+                todo.append((child, level + 1, va + index * span))
+
+
+def user_leaf_entries(arch: str, read_phys, root: int, levels: int = 4):
+    """({va: raw entry}, {va: the entry's physical address}, {table frames}) of the user half of
+    the tree under @p root (x86_64: its lower half; AArch64: the TTBR0 tree): every non-zero entry
+    at the last level, present or not (a swap entry, a held leaf), and every table, the root
+    included (iter_tables: an unreadable table is left out)."""
+    read = lower_half(read_phys, root) if isa(arch).one_root else read_phys
+    leaves, where, tables = {}, {}, set()
+    for table, level, va in iter_tables(arch, read, root, levels):
+        tables.add(table)
+        try:
+            entries = read_table(read, table) if level == levels - 1 else ()
+        except Exception:  # noqa: BLE001 - a table the reader cannot reach
+            continue
+        for index, raw in enumerate(entries):
+            if raw:
+                leaves[va + index * PAGE_SIZE_4K], where[va + index * PAGE_SIZE_4K] = raw, table + 8 * index
+    return leaves, where, tables
+
+
+def table_frames(arch: str, read_phys, root: int, levels: int = 4) -> set[int]:
+    """Every table frame of the tree under @p root (the root included; iter_tables)."""
+    return {table for table, _, _ in iter_tables(arch, read_phys, root, levels)}
+
+
+@dataclass(frozen=True)
+class UserPage:
+    va: int
+    pa: int
+    writable: bool
+    executable: bool
+    held: bool = False      # a PROT_NONE page: invalid to the MMU, its frame kept by the kernel
+
+
+def user_pages(arch: str, read_phys, root: int, regs: Optional[dict] = None,
+               pa_bits: Optional[int] = None, held_mask: int = 0, limit: Optional[int] = None) -> list[UserPage]:
+    """Every 4 KiB user page the tree under @p root maps (AArch64: the TTBR0 tree alone); with
+    @p held_mask (the kernel's held_entry_bit fact) the held ones too (held=True). With @p limit,
+    CensusError past that many pages (a root that maps huge ranges: the walk stops there)."""
+    model = isa(arch)
+    if model.one_root:      # the process's root holds the kernel half too: its lower half alone
+        tree, read_phys = root, lower_half(read_phys, root)
+    else:                   # the process's TTBR0 tree alone
+        tree = (root, None)
+    pages = []
+    for run in iter_runs(arch, read_phys, tree, regs or {}, pa_bits=pa_bits, held_mask=held_mask):
+        if not run.perms.user:
+            continue
+        if limit is not None and len(pages) + run.size // PAGE_SIZE_4K > limit:
+            raise CensusError("root %#x maps more than %d user pages (the census stopped walking it)" % (root, limit))
+        for offset in range(0, run.size, PAGE_SIZE_4K):
+            pages.append(UserPage(run.va_start + offset, run.pa_start + offset, run.perms.write,
+                                  run.perms.execute, not run.perms.read))
+    return pages
+
+
+def cow_pairs(pages_a: list[UserPage], pages_b: list[UserPage]):
+    """(shared, writable_shared): the user pages two roots map at the same address to the same
+    frame, read-only in both (copy-on-write), and those where one of them may write the shared
+    frame (a fork that forgot to write-protect: the other process sees the write)."""
+    by_va = {p.va: p for p in pages_b}
+    shared, writable = [], []
+    for a in pages_a:
+        b = by_va.get(a.va)
+        if b is None or b.pa != a.pa:
+            continue
+        (writable if a.writable or b.writable else shared).append((a, b))
+    return shared, writable
