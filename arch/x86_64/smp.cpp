@@ -18,6 +18,7 @@
 #include "arch/x86_64/page_table_format.hpp"
 #include "arch/x86_64/smp.hpp"
 #include "arch/x86_64/traps.hpp"
+#include "arch/x86_64/user_mode.hpp"
 #include "core/arch.hpp"
 #include "core/cpu.hpp"
 #include "dev/platform.hpp"
@@ -180,6 +181,7 @@ u32 cpus_present() { return g_cpus_present; }
 
 bool start_cpu(u32 id, uptr stack_top) {
   if (id == 0 || id >= g_cpus_present) return false;
+  syscalls_take_kernel_lock();  // CPU 0's system calls too, before this one can run any
   g_boot_state = {read_cr4(), rdmsr(kMsrEfer), rdmsr(kMsrStar), rdmsr(kMsrSfmask)};
 
   // The temporary root: the kernel's half as the kernel's root has it, the first 2 MiB identity.

@@ -75,8 +75,8 @@ x86_switch_context:
 /* The system-call entry of CPU \cpu: each CPU's LSTAR names its own (arch::start_cpu()), which
    reads and writes that CPU's slot of x86_syscall_kernel_rsp and x86_syscall_user_rsp (a slot
    every X86_CPU_SLOT_STRIDE bytes, CPU 0's first), so `syscall` needs no free register to
-   find its CPU's stack. */
-.macro  syscall_entry name, cpu
+   find its CPU's stack. \handler is what it calls with the frame (below). */
+.macro  syscall_entry name, cpu, handler
         .balign X86_PAGE_SIZE
         .global \name
         .type   \name, @function
@@ -110,7 +110,7 @@ x86_switch_context:
         pushq   %r15
         movq    %rsp, %rdi
         xorl    %ebp, %ebp              /* the end of a frame-pointer backtrace */
-        call    x86_syscall
+        call    \handler
         popq    %r15
         popq    %r14
         popq    %r13
@@ -136,11 +136,14 @@ x86_switch_context:
         .size   \name, . - \name
 .endm
 
+/* CPU 0 calls through x86_syscall_handler: x86_syscall while it is the only CPU (no kernel
+   lock, not even its flag's checks: the null system call's cost), x86_syscall_locking from the
+   moment a second CPU may start (user_mode.hpp). CPU 1 only ever runs beside CPU 0. */
         .section .text.x86_syscall, "ax", @progbits
-        syscall_entry x86_syscall_entry, 0
+        syscall_entry x86_syscall_entry, 0, "*x86_syscall_handler(%rip)"
         .global x86_syscall_entry_end
 x86_syscall_entry_end:
-        syscall_entry x86_syscall_entry_cpu1, 1     /* on a page of its own, after CPU 0's */
+        syscall_entry x86_syscall_entry_cpu1, 1, x86_syscall_locking  /* on a page of its own */
 
         .bss
         .balign 8

@@ -290,13 +290,14 @@ i64 user_string_copy(char* dst, const char* src, usize max) { return x86_user_st
 
 }  // namespace pagoda::arch
 
-/// Called by x86_syscall_entry (switch.S) with the frame it built; the result goes back in RAX.
-extern "C" void x86_syscall(pagoda::x86::TrapFrame* frame) {
+/// Called by x86_syscall_entry (switch.S) with the frame it built, while this is the only CPU
+/// (x86_syscall_handler; with two, x86_syscall_locking calls it under the kernel lock); the
+/// result goes back in RAX.
+extern "C" [[gnu::noinline]] void x86_syscall(pagoda::x86::TrapFrame* frame) {
   // The entry pushed the frame on the stack it loaded from x86_syscall_kernel_rsp: the calling
   // process's own kernel stack, or the switch to it went wrong.
   pagoda::proc::check_user_trap_frame(reinterpret_cast<pagoda::uptr>(frame), "the system-call stack",
                                       pagoda::x86::x86_syscall_kernel_rsp);
-  (void)pagoda::kernel_lock_enter();  // two CPUs: a system call is kernel work (core/cpu.hpp)
   // LAB 3 BEGIN the system-call ABI: the number and arguments from the frame, the result into it
   // kernel/lib/abi.hpp: the number in RAX, the arguments in RDI RSI RDX R10 R8 R9 (R10, not
   // RCX: `syscall` overwrote RCX with the return address); the result back in RAX.
@@ -306,5 +307,16 @@ extern "C" void x86_syscall(pagoda::x86::TrapFrame* frame) {
   // LAB 3 SKELETON
   // pagoda::panic("lab 3: write x86_syscall() in arch/x86_64/user_mode.cpp (labs/03-process-roots/README.md): system call {}", frame->rax);
   // LAB 3 END
-  pagoda::kernel_lock_leave();  // back to ring 3 by SYSRETQ (the other ways: x86_trap_return)
 }
+
+/// x86_syscall with two CPUs: a system call is kernel work (core/cpu.hpp); the lock is let go
+/// before SYSRETQ (the other ways back to ring 3: x86_trap_return).
+extern "C" void x86_syscall_locking(pagoda::x86::TrapFrame* frame) {
+  (void)pagoda::kernel_lock_enter();
+  x86_syscall(frame);
+  pagoda::kernel_lock_leave();
+}
+
+void (*x86_syscall_handler)(pagoda::x86::TrapFrame*) = x86_syscall;  // (user_mode.hpp)
+
+void pagoda::x86::syscalls_take_kernel_lock() { x86_syscall_handler = x86_syscall_locking; }

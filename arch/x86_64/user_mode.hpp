@@ -16,7 +16,18 @@ extern "C" pagoda::u8 x86_smap_enabled;
 extern "C" pagoda::PerCpu<pagoda::u64> x86_syscall_kernel_rsp_of asm("x86_syscall_kernel_rsp");
 static_assert(X86_SYSCALL_ENTRIES == pagoda::kMaxCpus, "switch.S has one system-call entry per CPU");
 
+/// What CPU 0's system-call entry calls with its frame (switch.S): x86_syscall, which takes no
+/// kernel lock and reads no flag of it, until syscalls_take_kernel_lock().
+extern "C" void (*x86_syscall_handler)(pagoda::x86::TrapFrame*);
+extern "C" void x86_syscall(pagoda::x86::TrapFrame* frame);
+/// x86_syscall under the kernel lock: CPU 1's entry calls it, and CPU 0's once a second CPU may run.
+extern "C" void x86_syscall_locking(pagoda::x86::TrapFrame* frame);
+
 namespace pagoda::x86 {
+
+/// CPU 0's system calls take the kernel lock from now on (for good): called by start_cpu()
+/// before a second CPU may run kernel code. The one-CPU entry is the null system call's cost.
+void syscalls_take_kernel_lock();
 
 /// This CPU's slot of x86_syscall_kernel_rsp, by the name the one-CPU code (lab 3's
 /// set_kernel_stack()) reads and assigns.

@@ -255,10 +255,16 @@ def in_user_mode(arch, mode):
     return mode & 3 == 3 if arch == "x86_64" else (mode >> 2) & 3 == 0
 
 
+# x86_64: what CPU 0's system-call entry calls through (the one-CPU handler, without the kernel
+# lock) and the handler it must name once a second CPU may run (switch.S, user_mode.cpp).
+SYSCALL_HANDLER, LOCKING_HANDLER = "x86_syscall_handler", "x86_syscall_locking"
+
+
 def where_spinners_run(kernel, arch, tmp_path, cmdline):
     """Boots @p kernel on two vCPUs with @p cmdline (spinners that never end) and stops it until
     STOPS stops have found spin's loop running in user mode on some CPU; per such stop, per CPU:
-    the root of the spinner it runs, or None. And the kernel's serial output."""
+    the root of the spinner it runs, or None. And the kernel's serial output, and (x86_64; None
+    on AArch64) whether CPU 0's system calls went to the locking handler at the last stop."""
     spin_main = user_symbol(kernel, arch, "spin", "main")
     stops = []
     with paused_smp(kernel, arch, tmp_path, cmdline) as (client, ids, _):
@@ -275,8 +281,12 @@ def where_spinners_run(kernel, arch, tmp_path, cmdline):
                 row.append(root & ROOT_ADDRESS if in_user_mode(arch, mode) and spin_main.contains(pc) else None)
             if any(r is not None for r in row):
                 stops.append(row)
+        locking = None
+        if arch == "x86_64":
+            word = client.read_memory(address_of(kernel, SYSCALL_HANDLER), 8)
+            locking = int.from_bytes(word, "little") == address_of(kernel, LOCKING_HANDLER)
     serial = open(os.path.join(tmp_path, "serial.txt"), errors="replace").read()
-    return stops, serial
+    return stops, serial, locking
 
 
 def pinning_problems(stops, roots):
@@ -304,13 +314,14 @@ def test_a_process_pinned_to_cpu_1_runs_there(smp_kernel, tmp_path):
     the first thread (CPU 0) with the others' alone (a process never moves: three spinners on two
     CPUs would move between them if the pick ignored the pin)."""
     arch, kernel = smp_kernel
-    stops, serial = where_spinners_run(kernel, arch, tmp_path,
+    stops, serial, locking = where_spinners_run(kernel, arch, tmp_path,
                                        f"run=spin@1:{SPIN_FOREVER:#x},spin:{SPIN_FOREVER:#x},spin:{SPIN_FOREVER:#x}")
     roots = {int(pid): int(root, 16) for pid, root in re.findall(r"^proc (\d+) \(spin\): started; root (0x[0-9a-f]+)",
                                                                    serial, re.M)}
     assert set(roots) == {1, 2, 3}, serial[-2000:]
     problems = pinning_problems(stops, roots)
     assert problems == [], f"{problems}; roots {roots}; the stops' roots per CPU {stops}"
+    assert locking is not False, f"CPU 0's system calls take no kernel lock with CPU 1 online ({SYSCALL_HANDLER})"
 
 
 def test_processes_on_both_cpus_run_to_their_end(smp_kernel, tmp_path):

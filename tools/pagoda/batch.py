@@ -55,7 +55,7 @@ from . import deps, publish, sandbox, transplant, treebuild
 from pagoda_core import build, paths, qemu, slips, speed
 from pagoda_core.ui import PagodaError, clip, info
 
-from pagoda_grade import manifest, symbols
+from pagoda_grade import manifest, programs, symbols
 
 GRADE_MARGIN = 30.0         # seconds added to the lab's test timeouts for the default limit
 # Seconds for configuring and building one kernel on the reference machine (2 cores, quiet),
@@ -203,16 +203,16 @@ class Batch:
         self.running = {}       # submission id: Popen, for interrupting on Ctrl-C
 
     def prepare(self):
-        """Builds what every submission is graded with, once: the grader's own build of the
-        user programs (from this tree's user/, kernel/lib/ and cmake/, in a build directory of
-        its own), which each submission's kernel must embed from lab 3 on; and the
+        """Builds what every submission is graded with, once: from lab 3 on (programs.FIRST_LAB),
+        the grader's own build of the user programs (from this tree's user/, kernel/lib/ and
+        cmake/, in a build directory of its own), which each submission's kernel must embed; and the
         lab's published tree, unchanged (trusted: it proves the instructor's tree builds, its
         kernel's facts are the constants the grader uses, symbols.FACTS_ENV, and through the
         object cache, with ccache, it fills the cache the submissions' builds read, so that
         they compile little more than their regions)."""
-        # (for every lab: a grade builds the user programs otherwise, under a lock the other
-        # graders wait on, within each submission's time limit)
-        if self.user_dir is None:
+        # (a grade of such a lab builds them otherwise, under a lock the other graders wait on,
+        # within each submission's time limit; a lab before it runs no program)
+        if self.user_dir is None and self.lab >= programs.FIRST_LAB:
             self.user_dir = build.grader_user_programs(self.root, self.arch)
         if self.facts is None:
             tree = os.path.join(self.work, "published")

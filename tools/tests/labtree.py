@@ -95,19 +95,3 @@ def build_tree(root):
     run_git(root, "add", "labs", ".gitignore", "src", "CMakeLists.txt", "kernel.ld", "run.sh")
     # tools/helper.py, data.bin, docs/ stay untracked (but not ignored): published as well.
     return root
-
-
-def configure_grader_user_programs(root, arch, cache):
-    """Configures @p root's build of the grader's user programs (pagoda_core.build's
-    grader_user_programs, which a grade of @p root runs first) through the object cache @p cache,
-    as a lab tree's build is (treebuild.settings: the same objects, byte for byte): each of the
-    fresh trees these tests grade would otherwise compile every user program from nothing. The
-    build from nothing, configure included, is tried on its own
-    (test_autograders.test_the_zip_builds_the_grader_s_user_programs_alone)."""
-    from pagoda import treebuild
-    settings = treebuild.settings(root, cache)
-    if not settings[f"CMAKE_{treebuild.LANGUAGES[0]}_COMPILER_LAUNCHER"]:
-        return                             # no ccache: grader_user_programs configures it as ever
-    out = os.path.join(root, "build", f"grader-user-{arch}")
-    subprocess.run(["cmake", "--preset", arch, "-B", out, "-DPAGODA_USER_ONLY=ON"] +
-                   [f"-D{k}={v}" for k, v in settings.items()], cwd=root, check=True, capture_output=True)

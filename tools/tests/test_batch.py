@@ -41,7 +41,7 @@ import time
 
 import pytest
 
-from labtree import configure_grader_user_programs, run_git, write
+from labtree import run_git, write
 from pagoda import batch, publish
 from pagoda_core import paths
 
@@ -136,7 +136,6 @@ def instructor_tree(base):
     run_git(root, "init", "-q", "-b", "main")
     run_git(root, "add", "-A")
     run_git(root, "commit", "-q", "-m", "instructor")
-    configure_grader_user_programs(root, "x86_64", os.environ[batch.TREE_CACHE_VARIABLE])
     return root
 
 
