@@ -53,9 +53,17 @@ class Smp(LabTest):
             return None, None
         return w.pa & ~(PAGE - 1), int.from_bytes(snap.read_phys(w.pa, 8), "little")
 
-    def ipis(self, since):
-        """The x86_64 shootdown interrupts in QEMU's log after event @p since."""
-        return [e for e in self.guest.log_events()[since:] if e.vector == IPI]
+    def ipis(self, since, until=None):
+        """The x86_64 shootdown interrupts in QEMU's log after event @p since (and before event
+        @p until)."""
+        return [e for e in self.guest.log_events()[since:until] if e.vector == IPI]
+
+    def first_eviction_reached_cpu1(self):
+        """Stages 1 and 2 (A's first eviction): fails unless it reached CPU 1 (reached_cpu1): the
+        space's mask has CPU 1 where A runs."""
+        _, first = self.stage(1)
+        self.stage(2)
+        self.reached_cpu1(first)
 
     def reached_cpu1(self, since):
         """Fails unless A's eviction (after log event @p since) reached CPU 1: x86_64, an IPI there;
@@ -132,9 +140,7 @@ def test_targeted(boot, kernel, arch):
     t = Smp(boot, kernel, arch)
 
     def script(guest):
-        _, first = t.stage(1)
-        t.stage(2)
-        t.reached_cpu1(first)   # (the mask has CPU 1 where the space runs)
+        t.first_eviction_reached_cpu1()
         t.stage(3)
         _, mark = t.stage(4)
         t.stage(5)
@@ -152,16 +158,14 @@ def test_switched_away(boot, kernel, arch):
     t = Smp(boot, kernel, arch)
 
     def script(guest):
-        _, first = t.stage(1)
-        t.stage(2)
-        t.reached_cpu1(first)   # (the mask has CPU 1 while A runs there)
+        t.first_eviction_reached_cpu1()
         for n in range(3, 6):
             snap, _ = t.stage(n)
         a, _ = t.spins(snap)
         _, mark = t.stage(6)
         _, after = t.stage(7)
         if arch == "x86_64":
-            sent = [e for e in t.guest.log_events()[mark:after] if e.vector == IPI]
+            sent = t.ipis(mark, after)
             assert not sent, (
                 f"spin A's page was evicted while spin C ran on CPU 1 in A's place, and CPU 1 was sent {len(sent)} "
                 "shootdown interrupt(s) (QEMU's log): loading C's root dropped A's translations there (a CR3 write), "
