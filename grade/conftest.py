@@ -180,16 +180,21 @@ def _build_user_programs(arch):
 
 @pytest.fixture(scope="session")
 def kernel(pytestconfig):
-    """Path of the kernel ELF under test (built once per process). With --pagoda-kernel, the
-    grader still builds its own user programs (unless --pagoda-user names them): the kernel must
-    embed exactly those (grade/pagoda_grade/programs.py)."""
+    """Path of the kernel ELF under test (built once per process, with the user programs)."""
     given = pytestconfig.getoption("--pagoda-kernel")
-    arch = pytestconfig.getoption("--pagoda-arch")
     if given:
-        if not os.environ.get(programs.USER_DIR_ENV):
-            _build_user_programs(arch)
         return given
-    return _build_once(arch)
+    return _build_once(pytestconfig.getoption("--pagoda-arch"))
+
+
+@pytest.fixture(scope="session")
+def grader_programs(pytestconfig, arch):
+    """For a kernel given with --pagoda-kernel, the grader builds its own user programs once, the
+    first time a test of a lab that runs them boots (unless $PAGODA_GRADE_USER_DIR names them):
+    the kernel must embed exactly those (grade/pagoda_grade/programs.py). A grade of an earlier
+    lab builds none: it would wait for them, under a lock other grades take to build."""
+    if pytestconfig.getoption("--pagoda-kernel") and not os.environ.get(programs.USER_DIR_ENV):
+        _build_user_programs(arch)
 
 
 @pytest.fixture(scope="session")
@@ -208,6 +213,8 @@ def boot(request, kernel, arch):
         timeout = labs[props["pagoda_lab"]].test(props["pagoda_id"]).timeout
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.nodeid)
     runs_programs = props.get("pagoda_lab", -1) >= programs.FIRST_LAB
+    if runs_programs:
+        request.getfixturevalue("grader_programs")
     booter = Booter(kernel, arch, os.path.join(log_dir(), safe), timeout, programs=runs_programs,
                     drains=props.get("pagoda_lab") in churn.LABS)
     yield booter

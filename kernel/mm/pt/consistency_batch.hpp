@@ -86,7 +86,7 @@ class TlbSync {
   u32 cpus_ = 0;
   bool everywhere_ = false;
   usize remote_pages_ = 0;
-  uptr remote_page_[kShootdownPages];
+  uptr remote_page_[kShootdownPages] = {};
 };
 
 /// Collects the invalidations and the table frees of a change to one address space, and issues
