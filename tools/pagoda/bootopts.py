@@ -1,4 +1,4 @@
-"""The boot options `./pagoda run` and `./pagoda gdb` share: the machine (--arch, --memory, --swap)
+"""The boot options `./pagoda run` and `./pagoda gdb` share: the machine (--arch, --memory, --swap, --smp)
 and the kernel's command line (--test, --cmdline), declared once, and the command line made from
 them once.
 
@@ -6,15 +6,17 @@ them once.
 (`./pagoda gdb -- --test pf`); the second set has no defaults, so that only what is given there
 overrides the first.
 """
+import argparse
+
 from pagoda_core import paths, qemu
 from pagoda_grade.todo import current_lab
 
-NAMES = ("arch", "memory", "swap", "test", "cmdline")
+NAMES = ("arch", "memory", "swap", "smp", "test", "cmdline")
 
 
 def add(parser, defaults=True):
-    """Adds --arch, --memory (-m), --test and --cmdline to @p parser. Without @p defaults, an
-    option not given is None."""
+    """Adds --arch, --memory (-m), --swap, --smp, --test and --cmdline to @p parser. Without @p
+    defaults, an option not given is None."""
     parser.add_argument("--arch", choices=paths.ARCHES, default=paths.DEFAULT_ARCH if defaults else None)
     parser.add_argument("--memory", "-m", default=qemu.DEFAULT_MEMORY if defaults else None, metavar="SIZE",
                         type=qemu.memory_size,
@@ -23,6 +25,9 @@ def add(parser, defaults=True):
                         help=f"attach a swap disk of SIZE (16M, 1G: a sparse image in the boot's "
                              f"directory), or 'off'; default {qemu.DEFAULT_SWAP} from lab {qemu.SWAP_LAB} "
                              "on, off before")
+    parser.add_argument("--smp", type=cpus, default=1 if defaults else None, metavar="N",
+                        help="boot with N CPUs (QEMU's -smp N, the vCPUs in turn on one host thread); the "
+                             "kernel starts the second once its own root is live (lab 8; cpus=1 keeps it parked)")
     parser.add_argument("--test", metavar="NAME", help="run the kernel self-test NAME (test=NAME)")
     parser.add_argument("--cmdline", default="" if defaults else None, metavar="TEXT",
                         help="more kernel command line words")
@@ -32,6 +37,13 @@ def kernel_cmdline(test, *words):
     """The kernel's command line: test=@p test when a self-test is asked for, then @p words (an
     empty one is left out)."""
     return " ".join(filter(None, [f"test={test}" if test else "", *words]))
+
+
+def cpus(text):
+    """argparse type of --smp: a whole number of CPUs, 1 or more."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of CPUs (1, 2, ...)")
+    return int(text)
 
 
 def swap_size(text):

@@ -293,7 +293,7 @@ def _boot_options(args):
         raise PagodaError(f"bad run options after --: {' '.join(rest)}") from None
     if unknown:
         raise PagodaError(f"unknown run options after --: {' '.join(unknown)} "
-                          "(known: --arch, --memory, --swap, --test, --cmdline)")
+                          "(known: --arch, --memory, --swap, --smp, --test, --cmdline)")
     for name in bootopts.NAMES:
         if getattr(extra, name) is not None:
             setattr(args, name, getattr(extra, name))
@@ -347,7 +347,7 @@ def cmd_gdb(args):
                         memory=args.memory, serial=f"file:{serial_log}",
                         log_items="int,cpu_reset" if qemu_log else None, log_file=qemu_log,
                         gdb_socket=stub_socket, paused=True, extra=QEMU_DEBUG_ARGS + exits.qemu_args(),
-                        swap=bootopts.swap_disk(args.swap, workdir))
+                        swap=bootopts.swap_disk(args.swap, workdir), cpus=args.smp)
     old_handlers = {}
 
     def terminate(signum, frame):

@@ -6,7 +6,6 @@ without it. --quiet boots with log=quiet (no lifecycle lines). --memview adds Ct
 physical memory by owner (memview.py); --memview-at EVENT draws it each time EVENT happens (the
 guest stopped at that moment: a fork's shared pages, say).
 """
-import argparse
 import os
 import select
 import shutil
@@ -192,13 +191,6 @@ def cmd_run(args):
     return 0 if what in ("clean shutdown", qemu.describe_exit(qemu.EXIT_RESET, arch=args.arch)) else 1
 
 
-def _cpus(text):
-    """--smp's N: a whole number of CPUs, 1 or more."""
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of CPUs (1, 2, ...)")
-    return int(text)
-
-
 def add_parser(sub):
     p = sub.add_parser("run", help="boot the kernel in QEMU with the serial console here",
                        description="Builds the kernel and boots it in QEMU; the serial console is "
@@ -226,9 +218,6 @@ def add_parser(sub):
                    help="also draw that map each time EVENT happens, the guest stopped there: fork "
                         "(the parent's pages just shared or copied), exec, exit, or a kernel "
                         "function (NAME, NAME:return); repeatable; implies --memview")
-    p.add_argument("--smp", type=_cpus, default=1, metavar="N",
-                   help="boot with N CPUs (QEMU's -smp N, the vCPUs in turn on one host thread); the "
-                        "kernel starts the second once its own root is live (lab 8; cpus=1 keeps it parked)")
     p.add_argument("--gdb", nargs="?", const="", metavar="SOCKET",
                    help="boot paused with a gdbstub on a unix socket (SOCKET, or one in a fresh "
                         "temporary directory) and print 'pagoda: gdb ready: target remote "

@@ -9,6 +9,7 @@ Loaded inside GDB (it imports the `gdb` module) by build/<arch>/kernel.elf-gdb.p
                physical address width
   kernel.py    what the kernel's symbols tell: its image, the roots it publishes
   paging.py    pt-regs, pt-walk, pt-dump, pt-diff (with copy-on-write pages), pt-top, pt-ps
+  cpus.py      cpus (each CPU's state, mode, PC and root), on_cpu() for pt-walk --cpu N
   memory.py    vma-list (a process's VMAs beside its mappings), frames (owners, reference
                counts), swap-slots (slots and their holders); fault-why's VMA line
   faults.py    fault-why (the command, QEMU's exception log); the facts of each architecture
@@ -22,9 +23,9 @@ commands are PagodaCommand subclasses decorated with @command, imported below.
 """
 
 from . import registry
-from . import faults, memory, paging, printers, session, tempmap  # noqa: F401  (importing declares their commands)
+from . import cpus, faults, memory, paging, printers, session, tempmap  # noqa: F401  (importing declares their commands)
 
-__all__ = ["faults", "memory", "paging", "printers", "register_all", "registry", "session", "tempmap"]
+__all__ = ["cpus", "faults", "memory", "paging", "printers", "register_all", "registry", "session", "tempmap"]
 
 
 def register_all():

@@ -33,6 +33,15 @@ from . import registry, target
 
 
 @functools.lru_cache(maxsize=None)
+def symbol_of(addr):
+    """'pagoda::kmain(pagoda::BootInfo const&) in section .text', or '' when none."""
+    try:
+        text = gdb.execute("info symbol %#x" % addr, to_string=True).strip()
+    except gdb.error:
+        return ""
+    return "" if text.startswith("No symbol") else text
+
+
 def core_module(name):
     """tools/pagoda_core/<name>.py, loaded by path (once): putting tools/ on sys.path would let
     tools/gdb shadow GDB's own `gdb` module. Only the modules that import nothing of pagoda_core

@@ -12,8 +12,6 @@ table instead of printing its garbage as thousands of "problems".
 
 import re
 
-import gdb
-
 from pagoda_pt import contract as C
 from pagoda_pt.format import format_diff, format_range, format_runs, format_walk, format_x86_regs
 from pagoda_pt.regs import decode_x86_regs
@@ -27,19 +25,12 @@ from pagoda_pt.swap import SWAP_FACTS, swap_note
 
 from . import kernel, target
 from .args import address, parse
+from .kernel import symbol_of
+from .cpus import cpu_option, on_cpu
 from .registry import CommandError, PagodaCommand, UsageError, command, out
 
 ADDR = "0x%016x"
 MAX_PROBLEMS = 20          # problem lines printed per tree; the rest are counted
-
-
-def symbol_of(addr):
-    """'pagoda::kmain(pagoda::BootInfo const&) in section .text', or '' when none."""
-    try:
-        text = gdb.execute("info symbol %#x" % addr, to_string=True).strip()
-    except gdb.error:
-        return ""
-    return "" if text.startswith("No symbol") else text
 
 
 def walk_address(arch, regs, va, root=None, read_phys=None, pa_bits=None):
@@ -205,7 +196,7 @@ On AArch64: TTBR0/1_EL1, TCR_EL1, MAIR_EL1, SCTLR_EL1 and ID_AA64MMFR0_EL1.PARan
 class PtWalk(PagodaCommand):
     """Translate a virtual address level by level through the page tables.
 
-Usage: pt-walk VA [--root PID|PA]
+Usage: pt-walk VA [--root PID|PA] [--cpu N]
 VA is any GDB expression: 0x100000, $rip, &pagoda::kmain, frame->rip, a pagoda::VirtAddr.
 Prints each level's index, entry address, raw entry and flags, then the physical address
 (with page size and permissions) or where and why the walk stops.  An entry holding an
@@ -214,17 +205,21 @@ virtual address is called that.
 --root PID|PA walks the root of process PID (a decimal number below 4096: pt-ps lists them)
 or the tables at physical address PA (a pagoda::PhysAddr, or a hex number) instead of the
 current root (CR3 or TTBR), also before paging is on.  A kernel virtual address is refused:
-roots are physical."""
+roots are physical.
+--cpu N walks with CPU N's registers (its root; `cpus` lists the CPUs) instead of those of the
+CPU GDB reads now."""
 
     name = "pt-walk"
-    usage = "pt-walk VA [--root PID|PA]"
+    usage = "pt-walk VA [--root PID|PA] [--cpu N]"
 
     def run(self, arg, from_tty):
-        args = parse(arg, options=("--root",), min_positional=1, max_positional=1, join=True)
+        args = parse(arg, options=("--root", "--cpu"), min_positional=1, max_positional=1, join=True)
         target.require_stopped()
         arch = target.current_arch()
         va = address(args.positional[0], "VA", want="virt")
-        regs = target.paging_regs(arch)
+        cpu = cpu_option(args)
+        with on_cpu(cpu):
+            regs = target.paging_regs(arch)
         bits = target.pa_bits(arch)[0]
         root = None
         if "--root" in args.options:
@@ -241,6 +236,8 @@ roots are physical."""
             lines.insert(1, "  symbol: " + symbol)
         if root is not None:
             lines.insert(1, "  root: " + ADDR % root)
+        elif cpu is not None:
+            lines.insert(1, "  CPU %d's root: %s" % (cpu, ADDR % active_root(arch, regs)))
         out("\n".join(lines))
 
 

@@ -231,6 +231,12 @@ class Isa:
     # AArch64: PSTATE.PAN cleared). A copy GDB runs in the guest opens it the same way, or the
     # kernel (and the grader, reading QEMU's log) would see a copy made with the guard up.
     user_access_open: Optional[tuple] = None
+    # The register that holds a CPU's privilege as GDB spells it, and its value -> the privilege
+    # as QEMU's log numbers it (None when the register was not read).
+    privilege_register: str = ""
+    privilege: Callable = _never
+    # {translation register: value} -> more words on the lower root (its ASID), or ""
+    root_note: Callable = lambda regs: ""
 
     def __reduce__(self):
         # One object per ISA, also through pickle and copy (a module, its format, does not pickle).
@@ -272,7 +278,8 @@ X86_64 = Isa(
     access=_x86_access, is_page_fault=_x86_page_fault, is_permission_fault=_x86_permission_fault,
     is_table_entry=_x86_table_entry, kernel_fetch_lost=_x86_fetch_lost, paging_off=_x86_paging_off,
     user_privilege=3, user_irqs_masked=_x86_user_irqs_masked, touches_memory=_x86_touches_memory,
-    user_access_open=("eflags", x86_facts.RFLAGS_AC, x86_facts.RFLAGS_AC))
+    user_access_open=("eflags", x86_facts.RFLAGS_AC, x86_facts.RFLAGS_AC),
+    privilege_register="cs", privilege=lambda cs: None if cs is None else cs & 3)   # CPL: CS's low bits
 
 AARCH64 = Isa(
     name="aarch64", aliases=("arm64",), format_module="aarch64",
@@ -297,7 +304,9 @@ AARCH64 = Isa(
     access=_aarch64_access, is_page_fault=_aarch64_page_fault, is_permission_fault=_aarch64_permission_fault,
     is_table_entry=_aarch64_table_entry, kernel_fetch_lost=_never, paging_off=_aarch64_paging_off,
     user_irqs_masked=_aarch64_user_irqs_masked, touches_memory=_aarch64_touches_memory,
-    result_address=_aarch64_result_address)
+    result_address=_aarch64_result_address,
+    privilege_register="cpsr", privilege=lambda cpsr: None if cpsr is None else (cpsr >> 2) & 3,   # PSTATE.EL
+    root_note=lambda regs: " (ASID %d)" % (regs.get("ttbr0_el1", 0) >> 48))
 
 ISAS = {i.name: i for i in (X86_64, AARCH64)}
 # The QEMU board each ISA runs on (pagoda_pt/machines.py), by the ISA's name, for callers that

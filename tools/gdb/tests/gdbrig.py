@@ -72,7 +72,8 @@ class Machine:
     console to a file, a swap disk there when asked; a triple fault pauses it (-action
     shutdown=pause), as in ./pagoda gdb."""
 
-    def __init__(self, kernel, test=None, memory="128M", int_log=False, cmdline="", arch="x86_64", swap=None):
+    def __init__(self, kernel, test=None, memory="128M", int_log=False, cmdline="", arch="x86_64", swap=None,
+                 cpus=1):
         self.dir = tempfile.mkdtemp(prefix="pagoda-gdbtest-")
         # (a swap disk of @p swap bytes, as ./pagoda gdb --swap attaches one: lab 7)
         self.swap = qemu.SwapDisk(self.dir, swap) if swap else None
@@ -84,7 +85,7 @@ class Machine:
                                  serial=f"file:{self.serial}",
                                  log_items="int,cpu_reset" if int_log else None,
                                  log_file=self.int_log, gdb_socket=self.socket, paused=True,
-                                 extra=("-action", "shutdown=pause"), swap=self.swap)
+                                 extra=("-action", "shutdown=pause"), swap=self.swap, cpus=cpus)
         self.proc = None
 
     def __enter__(self):

@@ -298,7 +298,7 @@ def test_every_command_has_help(kernel):
 
 def test_bad_arguments_are_one_line_usage_errors(kernel):
     commands = {
-        "pt-walk": "pt-walk: missing argument (usage: pt-walk VA [--root PID|PA])",
+        "pt-walk": "pt-walk: missing argument (usage: pt-walk VA [--root PID|PA] [--cpu N])",
         "pt-walk 1 --frobnicate": "pt-walk: unknown option --frobnicate (usage: ",
         "pt-walk 1 --root": "pt-walk: --root needs a value (usage: ",
         "pt-walk &kmain": f'did you mean {C.KMAIN}?',
