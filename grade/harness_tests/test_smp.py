@@ -42,15 +42,6 @@ SP = {"x86_64": "rsp", "aarch64": "sp"}
 TIMER = {"x86_64": 0x20, "aarch64": 5}   # (AArch64: every IRQ; CPU 1 takes only its timer's and IPIs)
 
 
-def threads(client):
-    """The gdbstub's thread ids (one per vCPU, in CPU order)."""
-    ids, reply = [], client.request("qfThreadInfo")
-    while reply.startswith("m"):
-        ids += [t for t in reply[1:].split(",") if t]
-        reply = client.request("qsThreadInfo")
-    return ids
-
-
 def sample(client, arch, kernel, ids):
     """Per thread: (function of its PC, SP, {protection name: on}) at this stop."""
     out = []
@@ -94,7 +85,7 @@ def paused_smp(kernel, arch, tmp_path, cmdline=""):
     client = rsp.RspClient(ours, timeout=scaled(10), arch=arch)
     try:
         client.handshake()
-        yield client, threads(client), log
+        yield client, client.threads(), log
     finally:
         client.kill()
         qemu.kill_group(proc)

@@ -763,6 +763,7 @@ class Booter:
             else:
                 snap = picture.take(run.arch, remains.read_phys, symbols.reader(self.kernel), title,
                                     reason.split("\n", 1)[0], fault)
+                snap.cpus = picture.cpus_of(run.arch, remains.cpus)
             snap.notes.append(f"boot token {run.token}; written in {time.monotonic() - start:.2f} s of grader time")
             path = os.path.join(run.directory, "picture.html")
             with open(path, "w") as f:
@@ -803,7 +804,7 @@ class Booter:
         """Runs the witness script against the live guest; returns (its result, its failed check,
         why it could not finish)."""
         from . import witness  # (imports the walker; only witnessed boots need it)
-        guest = None
+        guest, cpus = None, []
         try:
             guest = witness.Guest.attach(self, session, sock, qemu.memory_mib(memory) << 20)
             session.idle = IdleWatch.of(self.kernel, guest.machine.ram_base, guest.ram_fd, guest.ram_size)
@@ -823,6 +824,7 @@ class Booter:
             return None, None, never_reached_reason(where, how, found)
         except AssertionError as e:
             if not session.ended:
+                cpus = guest.cpu_readings() if guest is not None else []    # (the failing moment's)
                 session.stop(CHECKED, "")
             return None, e, ""
         finally:
@@ -833,6 +835,8 @@ class Booter:
                     self.keep_ram(self._remains)
                 except OSError:
                     self._remains = None
+                if self._remains is not None:
+                    self._remains.cpus = cpus
                 try:
                     changed = self._remains and symbols.image_change(self.kernel, self._remains.read_phys)
                 except (OSError, ValueError, AssertionError):

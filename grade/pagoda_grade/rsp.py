@@ -339,6 +339,29 @@ class RspClient:
             values.append(int.from_bytes(bytes.fromhex(reply), "little"))
         return values
 
+    def threads(self):
+        """The stub's thread ids: one per vCPU on QEMU, in CPU order."""
+        ids, reply = [], self.request("qfThreadInfo")
+        while reply.startswith("m"):
+            ids += [t for t in reply[1:].split(",") if t]
+            reply = self.request("qsThreadInfo")
+        return ids
+
+    def each_thread(self, names):
+        """[[value] of the registers @p names] for every thread (vCPU), in order; the thread the
+        stub reads registers and memory through is selected again afterwards."""
+        current = self.request("qC")
+        values = []
+        try:
+            for tid in self.threads():
+                if self.request(f"Hg{tid}") != "OK":
+                    raise RspError(f"the gdbstub refused thread {tid}")
+                values.append(self.read_registers(names))
+        finally:
+            if current.startswith("QC"):
+                self.request(f"Hg{current[2:]}")
+        return values
+
     # ---- memory --------------------------------------------------------------------------------
 
     def physical(self, on):

@@ -1273,6 +1273,17 @@ class Guest:
         s = symbols.function_at(self.kernel, address)
         return s.name if s else None
 
+    def cpu_readings(self):
+        """Each vCPU's registers that picture.cpu_registers() names, read while the guest is stopped
+        ([] when it is not, or the stub refuses): what the failing moment's picture shows of the CPUs."""
+        from pagoda_pt import picture
+        if self.session.ended or self.client.running:
+            return []
+        try:
+            return self.client.each_thread(picture.cpu_registers(self.arch))
+        except (RspError, OSError):
+            return []
+
     def end(self):
         """Ends the boot now (for a kernel that would run on forever, e.g. idle)."""
         self.session.stop(ENDED, "the grader ended the boot after its checks")

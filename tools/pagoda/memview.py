@@ -70,6 +70,7 @@ def _census_lines(client, kernel, arch, colour, width):
             lines += swap.format_swap_map(found, width=width, colour=colour) if found is not None else []
         snap = picture.from_census(arch, read_phys, symbols.get, census, "Pagoda: ./pagoda run --memview, %s"
                                    % time.strftime("%H:%M:%S"))
+        snap.cpus = picture.cpus_of(arch, client.each_thread(picture.cpu_registers(arch)))
         os.makedirs(os.path.dirname(PAGE), exist_ok=True)
         with open(PAGE, "w") as f:
             f.write(picture.to_html(snap))

@@ -41,7 +41,10 @@ def snapshot():
         [[0x7ffe000, 2, ["pid 1 at 0x400000", "pid 2 at 0x400000"]]],
         dict(slots=64, in_use=1, rows=[[3, 1, ["proc 2 (swapfork) at 0x401000"], ""]]),
         [[0, 0xffffe00000000000, 0x7ff9000], [1, 0xffffe00000001000, 0]],
-        ["frame 0x7ff3000: 1 user mapping but reference count 2"], ["boot token 1234"])
+        ["frame 0x7ff3000: 1 user mapping but reference count 2"], ["boot token 1234"],
+        # two CPUs as the grader reads them (picture.cpu_registers: RIP, CS, CR3): CPU 0 in the kernel
+        # with the kernel's root, CPU 1 in pid 2's code (CPL 3) with its root and PCID-free CR3 flags
+        picture.cpus_of("x86_64", [[0xffffffff80100000, 0x08, 0x2bb000], [0x402fbd, 0x2b, 0x3b000 | 0x18]]))
 
 
 def chromium(tmp_path, *args):
@@ -87,6 +90,12 @@ def test_the_picture_in_chromium(tmp_path):
         table = re.search(rf'<table id="{ident}">(.*?)</table>', dom, re.S)[1]
         assert table.count("<tr") - 1 == len(rows), ident
     assert len(re.findall(r'<h3 id="pid-\d+"', dom)) == len(data["processes"])
+    cpus = re.findall(r"<tr>(.*?)</tr>", re.search(r'<table id="cpus">(.*?)</table>', dom, re.S)[1], re.S)
+    assert [re.findall(r"<td>(.*?)</td>", row) for row in cpus[1:]] == [
+        ["0", "kernel", "0xffffffff80100000", "0x2bb000", "not a process's (the kernel's, or unpublished)"],
+        ["1", "user", "0x402fbd", "0x3b000", "pid 2 &lt;/script&gt;&lt;!--"]], cpus
+    heads = dict(re.findall(r'<h3 id="pid-(\d+)">(.*?)</h3>', dom, re.S))
+    assert heads["2"].endswith("; live on CPU 1") and "live on" not in heads["1"], heads
 
 
 def test_a_snapshot_without_memory_still_draws(tmp_path):

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 
 import gdb
 
+from pagoda_pt import picture
 from pagoda_pt.isa import isa
 
 from . import kernel, target
@@ -70,27 +71,37 @@ def cpu_option(args):
     return int(text)
 
 
-def _describe(arch, roots):
-    """One CPU's line (its registers are the selected thread's): privilege, PC and symbol, root
-    and whose it is."""
+def _register(name):
+    """Register @p name of the selected thread, as the gdbstub spells it in lower or upper case."""
+    value = target.register(name)
+    return target.register(name.upper()) if value is None else value
+
+
+def readings(arch):
+    """[(cpu, GDB thread, QEMU's state word, picture.Cpu)] of every vCPU, read with its thread
+    selected (the selection given back)."""
+    rows = []
+    for cpu, thread, state in vcpus():
+        with on_cpu(cpu):
+            values = [_register(name) or 0 for name in picture.cpu_registers(arch)]
+        rows.append((cpu, thread, state, picture.cpus_of(arch, [values])[0], values))
+    return rows
+
+
+def _describe(arch, c, raw_root, roots):
+    """One CPU's line: its privilege, PC and symbol, root and whose it is."""
     model = isa(arch)
-    pc = target.register(model.pc) or 0
-    level = model.privilege(target.register(model.privilege_register))
-    mode = "?" if level is None else "user" if level == model.user_privilege else "kernel"
-    regs = {k.lower(): v for k, v in ((n, target.register(n)) for n in model.system_registers) if v is not None}
-    text = "%-6s pc %s" % (mode, ADDR % pc)
-    symbol = kernel.symbol_of(pc).split(" in section ")[0]
+    text = "%-6s pc %s" % ("user" if c.user else "kernel", ADDR % c.pc)
+    symbol = kernel.symbol_of(c.pc).split(" in section ")[0]
     if symbol:
         text += " %s" % symbol
-    off = model.paging_off(regs)
-    if off:
-        return text + "; " + off
-    root = model.root_of(regs)
-    known = roots.find(root) if roots is not None else None
+    if c.root == 0:
+        return text + "; no %s root loaded" % model.lower_root_label
+    known = roots.find(c.root) if roots is not None else None
     owner = "unpublished" if known is None else \
         "pid %d (%s)" % (known.id, known.name) if known.kind == "process" else known.name
-    extra = model.root_note(regs) if model.root_note else ""
-    return text + "; %s %s%s: %s" % (model.lower_root_label, ADDR % root, extra, owner)
+    return text + "; %s %s%s: %s" % (model.lower_root_label, ADDR % c.root,
+                                      model.root_note({model.lower_root: raw_root}), owner)
 
 
 @command
@@ -116,12 +127,10 @@ pt-walk --cpu N walks through CPU N's root."""
         with target.physical_memory() as read_phys:
             roots, note = kernel.published_roots(read_phys)
         selected = gdb.selected_thread()
-        rows = vcpus()
-        for cpu, thread, state in rows:
-            with on_cpu(cpu):
-                line = _describe(arch, roots)
+        rows = readings(arch)
+        for cpu, thread, state, c, values in rows:
             mark = "*" if selected is not None and thread.num == selected.num else " "
-            out("%s CPU %d  %-8s %s" % (mark, cpu, state, line))
+            out("%s CPU %d  %-8s %s" % (mark, cpu, state, _describe(arch, c, values[-1], roots)))
         if len(rows) == 1:
             out("(one CPU: ./pagoda gdb --smp 2 boots two)")
         if roots is None and note:

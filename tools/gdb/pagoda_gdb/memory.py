@@ -22,7 +22,7 @@ from pagoda_pt.format import format_range
 from pagoda_pt.frames import CensusError, cached, format_frames, format_map, take_census, user_pages
 from pagoda_pt.swap import format_slots, take_swap_census
 
-from . import kernel, target
+from . import cpus, kernel, target
 from .args import parse
 from .paging import ADDR, PID_ARGUMENT, active_root, process_root
 from .registry import CommandError, PagodaCommand, UsageError, command, out
@@ -299,8 +299,9 @@ class MemviewHtml(PagodaCommand):
 Usage: memview-html [FILE]
 Takes the Snapshot of pagoda_pt/picture.py from the stopped guest (the census of `frames`, each
 process's root, user half and VMAs, the frames processes share, the swap slots of `swap-slots`
-and their holders, the temp-map slots) and writes it to FILE (default memview.html): open it in
-a browser. ./pagoda run --memview writes the same page."""
+and their holders, the temp-map slots, each CPU's mode and root as `cpus` reads them) and writes
+it to FILE (default memview.html): open it in a browser. ./pagoda run --memview writes the same
+page."""
 
     name = "memview-html"
     usage = "memview-html [FILE]"
@@ -313,6 +314,7 @@ a browser. ./pagoda run --memview writes the same page."""
         pc = int(gdb.parse_and_eval("$pc")) & ((1 << 64) - 1)
         with target.physical_memory() as read_phys:
             snap = picture.take(arch, read_phys, kernel.symbol_address, "Pagoda under GDB, stopped at %#x" % pc)
+        snap.cpus = [c for _, _, _, c, _ in cpus.readings(arch)]
         with open(path, "w") as f:
             f.write(picture.to_html(snap))
         out("memview-html: wrote %s (%d KiB%s)" % (path, os.path.getsize(path) // 1024,

@@ -12,6 +12,8 @@ with the readers GDB's commands and the grader use:
     swap        the swap census (swap.take_swap_census): the slots in use and their holders
     VMAs        each process's record (procs.read_procs)
     temp map    the temp-map area's slots (tempmap.read_temp_area)
+    CPUs        each CPU's mode, PC and root (cpus_of(), from registers its source reads: the
+                grader's gdbstub client, GDB's threads), when the source gives them
 
     take(arch, read_phys, symbol, title, cause, fault)   the Snapshot (a part the kernel does not
                                                          have, or that cannot be read, is absent
@@ -30,6 +32,7 @@ from typing import Optional
 
 from . import contract as C, frames, procs, roots, swap
 from .image import CensusError, kernel_image
+from .isa import isa
 from .tempmap import read_temp_area
 from .model import PAGE_SIZE_4K
 
@@ -77,6 +80,34 @@ class Proc:
 
 
 @dataclass
+class Cpu:
+    cpu: int
+    pc: int
+    user: bool                  # in user mode
+    root: int                   # the root it translates user addresses with (CR3; TTBR0's table)
+
+
+CPU_REGISTERS = "pc", "privilege_register", "lower_root"      # the Isa fields naming what cpus_of() reads
+
+
+def cpu_registers(arch: str) -> list:
+    """The registers (lower-case, as the gdbstub's target description names them) cpus_of() reads
+    of each CPU."""
+    model = isa(arch)
+    return [getattr(model, f) for f in CPU_REGISTERS]
+
+
+def cpus_of(arch: str, readings) -> list:
+    """[Cpu] of @p readings: for each CPU in order, the values of cpu_registers(arch)."""
+    model = isa(arch)
+    out = []
+    for n, (pc, privilege, root) in enumerate(readings):
+        out.append(Cpu(n, pc, model.privilege(privilege) == model.user_privilege,
+                       model.root_of({model.lower_root: root})))
+    return out
+
+
+@dataclass
 class Snapshot:
     title: str
     arch: str
@@ -93,6 +124,7 @@ class Snapshot:
     temp: Optional[list] = None     # [[slot, va, frame]] of the temp-map area
     problems: list = field(default_factory=list)   # what the censuses found wrong
     notes: list = field(default_factory=list)      # what could not be read, and why
+    cpus: list = field(default_factory=list)       # Cpu, when the source read them
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
@@ -287,14 +319,26 @@ def to_html(s: Snapshot) -> str:
                    str(p.pages - p.shared)],
                   f" data-class={_pid_class(p.pid)} data-pid={p.pid}") for p in s.processes]
         out.append(_table(["owner", "frames"], rows, "counts"))
+    live = {}                                     # root -> the CPUs that hold it
+    for c in s.cpus:
+        live.setdefault(c.root & ROOT_MASK, []).append(c.cpu)
+    if s.cpus:
+        whose = {p.root & ROOT_MASK: f"pid {p.pid} {p.name}" for p in s.processes}
+        out.append("<h2>CPUs</h2><p>The root each CPU translates user addresses with: every CPU that holds a "
+                   "process's root may cache its translations.</p>")
+        out.append(_table(["CPU", "mode", "pc", "root", "whose"], [
+            ([str(c.cpu), "user" if c.user else "kernel", f"{c.pc:#x}", f"{c.root:#x}",
+              e(whose.get(c.root & ROOT_MASK, "not a process's (the kernel's, or unpublished)"))], "")
+            for c in s.cpus], "cpus"))
     out.append("<h2>Processes: roots and their user half</h2>")
     marked = False
     named = {int(n, 16) for n in re.findall(r"\b0x[0-9a-fA-F]+", s.cause)}    # what line 1 names
     for p in s.processes:
         page = mark if s.fault and s.fault.owner(p.root) else None
+        on = live.get(p.root & ROOT_MASK)
         out.append(f'<h3 id=pid-{p.pid}><span class="sw {_pid_class(p.pid)}"></span> pid {p.pid} {e(p.name)}: root '
                    f'<code>{p.root:#x}</code>, {p.tables} table frames, {p.pages} user pages ({p.shared} shared), '
-                   f'{p.swapped} swapped out</h3>')
+                   f'{p.swapped} swapped out{"; live on CPU " + ", ".join(map(str, on)) if on else ""}</h3>')
         rows = []
         for r in p.runs:
             hit = page is not None and r.va <= page < r.va + r.pages * PAGE_SIZE_4K

@@ -260,6 +260,7 @@ def test_frames_counts_owners_and_references(forked):
     assert data["counts"]["shared"] == shared and len(data["shared"]) == shared
     assert {p["pid"] for p in data["processes"]} >= {1, 2} and all(p["vmas"] for p in data["processes"]), \
         (results["html"].output, data["notes"])
+    assert [(c["cpu"], c["user"]) for c in data["cpus"]] == [(0, False)], data["cpus"]   # (one CPU, in the kernel)
     # vma-list: the parent's writable region (cowtest's two mmaps, merged into one VMA when
     # they are neighbours) is read-only now in both (copy-on-write).
     for side in ("parent", "child"):
