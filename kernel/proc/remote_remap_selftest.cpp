@@ -53,16 +53,17 @@ u64 word_of(PhysAddr frame, usize offset) {
   return *reinterpret_cast<const volatile u64*>(map.address().value() + offset);
 }
 
-/// Unmaps @p page of @p space (mapped, resident), as munmap does, in one batch that also
-/// invalidates the kShootdownPages pages after it: past that many, the shootdown asks the space's
-/// other CPUs for every translation. The batch releases the frame (vm::put_user_frame, where the
-/// grader stops) after its shootdown; the page's next access faults it back in (lab 5).
-void unmap_in_big_batch(AddressSpace& space, VirtAddr page) {
+/// Unmaps @p page of @p space (mapped, resident), as munmap does, in one batch that first
+/// invalidates the @p others pages after it, so that @p page is the last of the batch's pages:
+/// past kShootdownPages pages in all, the shootdown asks the space's other CPUs for every
+/// translation. The batch releases the frame (vm::put_user_frame, where the grader stops) after
+/// its shootdown; the page's next access faults it back in (lab 5).
+void unmap_last_in_batch(AddressSpace& space, VirtAddr page, usize others) {
   MUST(vm::forget_user_pages(space, page, page.offset(kPageSize)));
   ConsistencyBatch batch = space.batch();
+  for (usize i = 1; i <= others; ++i) batch.invalidate(page.offset(i * kPageSize), false);
   AddressSpace::Cursor c = space.cursor(batch, page);
   batch.release_frame(MUST(c.unmap()));
-  for (usize i = 1; i <= kShootdownPages; ++i) batch.invalidate(page.offset(i * kPageSize), false);
 }
 
 constexpr u64 kTicksPerLook = 5;
@@ -142,10 +143,11 @@ namespace pagoda {
 // counting page through the swapper (lab 7) while A runs, then B's. The grader stops at each
 // pagoda_grader_checkpoint(stage, 0, 0) and looks from outside: stage 1 before A's eviction,
 // 2 after it and 5 ticks of CPU 1, 3 five ticks later, 4 before the eviction of B's top stack
-// page (B never ran), 5 after it; 6 before A's page is unmapped in a batch of more than
-// kShootdownPages pages (a shootdown of "all"), 7 and 8 five and ten ticks after; 9 while spin C
-// runs on CPU 1 in A's place, before A's page is evicted again, 10 right after, 11 once A had
-// turns again (or 200 ticks went by). Needs swap (a disk and userframes=).
+// page (B never ran), 5 after it; 6 before A's page is unmapped, the last of a batch of more
+// than kShootdownPages pages (a shootdown of "all"), 7 and 8 five and ten ticks after; 9 to 11
+// the same with a batch of 4 pages (once the page is back); 12 while spin C runs on CPU 1 in A's
+// place, before A's page is evicted again, 13 right after, 14 once A had turns again (or 200
+// ticks went by). Needs swap (a disk and userframes=).
 PAGODA_SELFTEST(smp_remote_evict) {
   if (cpus_online() < 2) panic("smp_remote_evict: needs two CPUs online (QEMU's -smp 2)");
   const VirtAddr count(ctx.arg("count", 0));
@@ -177,11 +179,19 @@ PAGODA_SELFTEST(smp_remote_evict) {
   MUST(vm::evict_user_page(b.space(), b_page, false));
   pagoda_grader_checkpoint(5, 0, 0);
   pagoda_grader_checkpoint(6, 0, 0);
-  unmap_in_big_batch(a.space(), page);
+  unmap_last_in_batch(a.space(), page, kShootdownPages);
   let_cpu1_run(kTicksPerLook);
   pagoda_grader_checkpoint(7, 0, 0);
   let_cpu1_run(kTicksPerLook);
   pagoda_grader_checkpoint(8, 0, 0);
+  // Again in a batch of 4 pages, a request that lists them (once the page is back).
+  for (u64 waited = 0; frame_of(a.space(), page) == PhysAddr() && waited < kMaxBackTicks; waited += 1) let_cpu1_run(1);
+  pagoda_grader_checkpoint(9, 0, 0);
+  if (frame_of(a.space(), page) != PhysAddr()) unmap_last_in_batch(a.space(), page, 3);
+  let_cpu1_run(kTicksPerLook);
+  pagoda_grader_checkpoint(10, 0, 0);
+  let_cpu1_run(kTicksPerLook);
+  pagoda_grader_checkpoint(11, 0, 0);
 
   // A switched away: spin C joins A on CPU 1; A's page is evicted while C runs there (CPU 1
   // cannot switch while this CPU holds the kernel lock), and A comes back to it.
@@ -191,12 +201,12 @@ PAGODA_SELFTEST(smp_remote_evict) {
     if (waited > kMaxStartTicks) panic("smp_remote_evict: spin (pid {}) never ran on CPU 1 with A's page in", c.pid);
     let_cpu1_run(1);
   }
-  pagoda_grader_checkpoint(9, 0, 0);
+  pagoda_grader_checkpoint(12, 0, 0);
   MUST(vm::evict_user_page(a.space(), page, false));
-  pagoda_grader_checkpoint(10, 0, 0);
+  pagoda_grader_checkpoint(13, 0, 0);
   for (u64 waited = 0; frame_of(a.space(), page) == PhysAddr() && waited < kMaxBackTicks; waited += 1) let_cpu1_run(1);
   let_cpu1_run(kTicksPerLook);
-  pagoda_grader_checkpoint(11, 0, 0);
+  pagoda_grader_checkpoint(14, 0, 0);
   arch::shutdown(ExitStatus::Success);
 }
 
