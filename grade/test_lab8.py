@@ -2,9 +2,9 @@
 Every boot runs two vCPUs and a swap disk, and the self-test smp_remote_evict (kernel/proc/
 remote_remap_selftest.cpp): spin A pinned on CPU 1 counts in one page; CPU 0 evicts it through
 lab 7's swapper; later it evicts the top stack page of spin B, which never ran, unmaps A's page in a
-batch of 17 pages (a shootdown of "all"), then in a batch of 4, and evicts it again while spin C runs on CPU
+batch of 17 pages (a shootdown of "all"), then in batches of 4 and of 40, and evicts it again while spin C runs on CPU
 1. The grader stops at the self-test's checkpoints (1: before A's eviction; 2 and 3: five and ten
-ticks after it; 4 and 5: around B's; 6: before the unmap, 7 and 8 after it; 9 to 11: the same with 4 pages; 12 to 14: C's), at the
+ticks after it; 4 and 5: around B's; 6: before the unmap, 7 and 8 after it; 9 to 11 and 12 to 14: the same with 4 and 40 pages; 15 to 17: C's), at the
 disk write and at the release of a user frame, finds the roots in the process registry, walks
 them in guest RAM and reads QEMU's log of each CPU's faults and interrupts; the kernel's lines are
 never believed."""
@@ -71,7 +71,7 @@ class Smp(LabTest):
 
     def unmapped(self, n=6):
         """Stage @p n: (spin A's root, the frame its count page maps, the log's length), before CPU
-        0 unmaps that page, the last of a batch (stage 6: of 17 pages, 9: of 4)."""
+        0 unmaps that page, the last of a batch (stage 6: of 17 pages, 9: of 4, 12: of 40)."""
         snap, mark = self.stage(n)
         a, _ = self.spins(snap)
         frame, _ = self.counted(snap, a)
@@ -183,15 +183,15 @@ def test_switched_away(boot, kernel, arch):
         t.first_eviction_reached_cpu1()
         snap, _ = t.stage(5)
         a, _ = t.spins(snap)
-        _, mark = t.stage(12)
-        _, after = t.stage(13)
+        _, mark = t.stage(15)
+        _, after = t.stage(16)
         if arch == "x86_64":
             sent = t.ipis(mark, after)
             assert not sent, (
                 f"spin A's page was evicted while spin C ran on CPU 1 in A's place, and CPU 1 was sent {len(sent)} "
                 "shootdown interrupt(s) (QEMU's log): loading C's root dropped A's translations there (a CR3 write), "
                 "so CPU 1 must have left A's mask (the mask never cleared on a real switch)")
-        snap, _ = t.stage(14)
+        snap, _ = t.stage(17)
         frame, _ = t.counted(snap, a)
         faults = [e for e in page_faults_at(guest, t.page, mark) if e.cpu in (None, 1)]
         assert frame is not None and faults, (
@@ -209,7 +209,9 @@ def test_many_pages(boot, kernel, arch):
     def script(guest):
         for first, pages, why in ((6, 17, "past the 16 one request carries: a shootdown of every translation; the "
                                            "\"all\" request flushed nothing"),
-                                  (9, 4, "a request that lists them: the target dropped not every listed page")):
+                                  (9, 4, "a request that lists them: the target dropped not every listed page"),
+                                  (12, 40, "past the 32 a batch lists: the batch flushes the whole space, and the "
+                                           "other CPUs must too")):
             a, old, _ = t.unmapped(first)
             (frame1, c1), (frame2, c2) = [t.counted(t.stage(n)[0], a) for n in (first + 1, first + 2)]
             assert frame1 is not None and frame2 == frame1 and c2 > c1, (

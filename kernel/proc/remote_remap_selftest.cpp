@@ -145,9 +145,9 @@ namespace pagoda {
 // 2 after it and 5 ticks of CPU 1, 3 five ticks later, 4 before the eviction of B's top stack
 // page (B never ran), 5 after it; 6 before A's page is unmapped, the last of a batch of more
 // than kShootdownPages pages (a shootdown of "all"), 7 and 8 five and ten ticks after; 9 to 11
-// the same with a batch of 4 pages (once the page is back); 12 while spin C runs on CPU 1 in A's
-// place, before A's page is evicted again, 13 right after, 14 once A had turns again (or 200
-// ticks went by). Needs swap (a disk and userframes=).
+// the same with a batch of 4 pages (once the page is back), 12 to 14 with 40 (past what a batch
+// lists: a flush of the whole space); 15 while spin C runs on CPU 1 in A's place, before A's
+// page is evicted again, 16 right after, 17 once A had turns again (or 200 ticks went by). Needs swap (a disk and userframes=).
 PAGODA_SELFTEST(smp_remote_evict) {
   if (cpus_online() < 2) panic("smp_remote_evict: needs two CPUs online (QEMU's -smp 2)");
   const VirtAddr count(ctx.arg("count", 0));
@@ -192,6 +192,14 @@ PAGODA_SELFTEST(smp_remote_evict) {
   pagoda_grader_checkpoint(10, 0, 0);
   let_cpu1_run(kTicksPerLook);
   pagoda_grader_checkpoint(11, 0, 0);
+  // Again in a batch of 40 pages, past what a batch lists: it flushes the whole space.
+  for (u64 waited = 0; frame_of(a.space(), page) == PhysAddr() && waited < kMaxBackTicks; waited += 1) let_cpu1_run(1);
+  pagoda_grader_checkpoint(12, 0, 0);
+  if (frame_of(a.space(), page) != PhysAddr()) unmap_last_in_batch(a.space(), page, ConsistencyBatch::kMaxPages + 7);
+  let_cpu1_run(kTicksPerLook);
+  pagoda_grader_checkpoint(13, 0, 0);
+  let_cpu1_run(kTicksPerLook);
+  pagoda_grader_checkpoint(14, 0, 0);
 
   // A switched away: spin C joins A on CPU 1; A's page is evicted while C runs there (CPU 1
   // cannot switch while this CPU holds the kernel lock), and A comes back to it.
@@ -201,12 +209,12 @@ PAGODA_SELFTEST(smp_remote_evict) {
     if (waited > kMaxStartTicks) panic("smp_remote_evict: spin (pid {}) never ran on CPU 1 with A's page in", c.pid);
     let_cpu1_run(1);
   }
-  pagoda_grader_checkpoint(12, 0, 0);
+  pagoda_grader_checkpoint(15, 0, 0);
   MUST(vm::evict_user_page(a.space(), page, false));
-  pagoda_grader_checkpoint(13, 0, 0);
+  pagoda_grader_checkpoint(16, 0, 0);
   for (u64 waited = 0; frame_of(a.space(), page) == PhysAddr() && waited < kMaxBackTicks; waited += 1) let_cpu1_run(1);
   let_cpu1_run(kTicksPerLook);
-  pagoda_grader_checkpoint(14, 0, 0);
+  pagoda_grader_checkpoint(17, 0, 0);
   arch::shutdown(ExitStatus::Success);
 }
 
