@@ -1,11 +1,13 @@
 """Lab 8: two CPUs and TLB shootdown, witnessed from outside the kernel (labs/08-smp/lab.toml).
 Every boot runs two vCPUs and a swap disk, and the self-test smp_remote_evict (kernel/proc/
 remote_remap_selftest.cpp): spin A pinned on CPU 1 counts in one page; CPU 0 evicts it through
-lab 7's swapper; later it evicts the top stack page of spin B, which never ran. The grader stops
-at the self-test's checkpoints (1: before A's eviction; 2 and 3: five and ten ticks after it; 4
-and 5: around B's) and at the disk write, finds the roots in the process registry, walks them in
-guest RAM and reads QEMU's log of each CPU's faults and interrupts; the kernel's lines are never
-believed."""
+lab 7's swapper; later it evicts the top stack page of spin B, which never ran, unmaps A's page in a
+batch of 17 pages (a shootdown of "all"), then in batches of 4 and of 40, and evicts it again while spin C runs on CPU
+1. The grader stops at the self-test's checkpoints (1: before A's eviction; 2 and 3: five and ten
+ticks after it; 4 and 5: around B's; 6: before the unmap, 7 and 8 after it; 9 to 11 and 12 to 14: the same with 4 and 40 pages; 15 to 17: C's), at the
+disk write and at the release of a user frame, finds the roots in the process registry, walks
+them in guest RAM and reads QEMU's log of each CPU's faults and interrupts; the kernel's lines are
+never believed."""
 import re
 
 from pagoda_grade import lab_test
@@ -34,8 +36,10 @@ class Smp(LabTest):
         self.success()
 
     def stage(self, n):
-        """The checkpoint of stage @p n: (its Snapshot, the number of log events by then)."""
-        snap = self.guest.stop_at(contract.CHECKPOINT)
+        """The checkpoint of stage @p n, past the earlier ones: (its Snapshot, the number of log
+        events by then)."""
+        while (snap := self.guest.stop_at(contract.CHECKPOINT)).argument(0) < n:
+            pass
         assert snap.argument(0) == n, f"the self-test stopped at its stage {snap.argument(0)}, not {n}"
         return snap, len(self.guest.log_events())
 
@@ -65,13 +69,30 @@ class Smp(LabTest):
         self.stage(2)
         self.reached_cpu1(first)
 
+    def unmapped(self, n=6):
+        """Stage @p n: (spin A's root, the frame its count page maps, the log's length), before CPU
+        0 unmaps that page, the last of a batch (stage 6: of 17 pages, 9: of 4, 12: of 40)."""
+        snap, mark = self.stage(n)
+        a, _ = self.spins(snap)
+        frame, _ = self.counted(snap, a)
+        assert frame is not None, f"spin's count page {self.page:#x} is not mapped before the unmap"
+        return a, frame, mark
+
     def reached_cpu1(self, since):
         """Fails unless A's eviction (after log event @p since) reached CPU 1: x86_64, an IPI there;
         AArch64 (a broadcast TLBI, no IPI), spin's next access to the page faulted on CPU 1."""
         if self.arch == "x86_64":
-            assert self.ipis(since), (
+            sent = self.ipis(since)
+            assert sent, (
                 "CPU 0 evicted a page of spin, which runs on CPU 1, and CPU 1 took no shootdown interrupt (QEMU's "
                 "log): the invalidation never left CPU 0 (local invalidation only, or CPU 1 not in the space's mask)")
+            # (CPU 1's events: those delivered through its TSS, the dump's TR)
+            later = [e for e in self.guest.log_events()[sent[0].index + 1:]
+                     if e.task == sent[0].task and e.vector >= 32]
+            assert later, (
+                "after its shootdown interrupt CPU 1 took no interrupt at all, not even its timer's, for five ticks "
+                "of CPU 0 (QEMU's log): the handler never ended the interrupt (no end-of-interrupt: the LAPIC keeps "
+                "the IPI's vector in service and holds back every vector of its priority or below)")
         else:
             faults = [e for e in page_faults_at(self.guest, self.page, since) if e.cpu == 1]
             assert faults, (f"CPU 0 evicted page {self.page:#x} of spin, which runs on CPU 1, and CPU 1 took no page "
@@ -98,6 +119,7 @@ def test_remote_eviction(boot, kernel, arch):
             "so CPU 1 still translates the page to the evicted frame (a stale TLB entry: the invalidation reached "
             "CPU 0 alone; a user space's invalidations must reach every CPU in its mask, local invalidation only)")
         assert on_cpu1, f"the page faults at {t.page:#x} after the eviction were not taken on CPU 1 (spin's CPU)"
+        t.reached_cpu1(mark)
         assert c1 >= c0, (f"spin's count came back as {c1}, less than the {c0} it had before the eviction: the page "
                           "did not come back with its bytes")
         snap, _ = t.stage(3)
@@ -159,23 +181,63 @@ def test_switched_away(boot, kernel, arch):
 
     def script(guest):
         t.first_eviction_reached_cpu1()
-        for n in range(3, 6):
-            snap, _ = t.stage(n)
+        snap, _ = t.stage(5)
         a, _ = t.spins(snap)
-        _, mark = t.stage(6)
-        _, after = t.stage(7)
+        _, mark = t.stage(15)
+        _, after = t.stage(16)
         if arch == "x86_64":
             sent = t.ipis(mark, after)
             assert not sent, (
                 f"spin A's page was evicted while spin C ran on CPU 1 in A's place, and CPU 1 was sent {len(sent)} "
                 "shootdown interrupt(s) (QEMU's log): loading C's root dropped A's translations there (a CR3 write), "
                 "so CPU 1 must have left A's mask (the mask never cleared on a real switch)")
-        snap, _ = t.stage(8)
+        snap, _ = t.stage(17)
         frame, _ = t.counted(snap, a)
         faults = [e for e in page_faults_at(guest, t.page, mark) if e.cpu in (None, 1)]
         assert frame is not None and faults, (
             f"spin A's page {t.page:#x} was evicted while spin C ran on CPU 1 in A's place; after A had turns again "
             "the page is still out, with no page fault at it on CPU 1 (QEMU's log): A used a translation CPU 1 kept "
             "from before the switch")
+        return True
+    t.start(script)
+
+
+@lab_test(8, "many_pages")
+def test_many_pages(boot, kernel, arch):
+    t = Smp(boot, kernel, arch)
+
+    def script(guest):
+        for first, pages, why in ((6, 17, "past the 16 one request carries: a shootdown of every translation; the "
+                                           "\"all\" request flushed nothing"),
+                                  (9, 4, "a request that lists them: the target dropped not every listed page"),
+                                  (12, 40, "past the 32 a batch lists: the batch flushes the whole space, and the "
+                                           "other CPUs must too")):
+            a, old, _ = t.unmapped(first)
+            (frame1, c1), (frame2, c2) = [t.counted(t.stage(n)[0], a) for n in (first + 1, first + 2)]
+            assert frame1 is not None and frame2 == frame1 and c2 > c1, (
+                f"CPU 0 unmapped spin's count page {t.page:#x} (frame {old:#x}), the last of a batch of {pages} pages "
+                f"({why}), and spin, on CPU 1, does not count in a page of its own (its entry names {frame1 or 0:#x} "
+                f"then {frame2 or 0:#x}, the count there {c1} then {c2}): CPU 1 kept the old translation")
+        return True
+    t.start(script)
+
+
+@lab_test(8, "freed_after_acks")
+def test_freed_after_acks(boot, kernel, arch):
+    t = Smp(boot, kernel, arch)
+
+    def script(guest):
+        a, old, mark = t.unmapped()
+        snap = guest.stop_at(contract.PUT_USER_FRAME)
+        assert snap.argument(0) == old, (f"the first user frame given back after the unmap of spin's page "
+                                         f"{t.page:#x} is {snap.argument(0):#x}, not its frame {old:#x}")
+        frame, _ = t.counted(snap, a)
+        assert frame is None, (f"spin's page {t.page:#x} still maps frame {frame:#x} when frame {old:#x} is given "
+                               "back to the allocator")
+        if arch == "x86_64":
+            assert t.ipis(mark), (
+                f"frame {old:#x}, which spin on CPU 1 was counting in, went back to the allocator before CPU 1 took "
+                "any shootdown interrupt since the unmap began (QEMU's log): frames released before the acks "
+                "(tlb_.finish() must come before the held frames are released)")
         return True
     t.start(script)

@@ -87,7 +87,7 @@ FrameAllocator& frames() { return g_frames; }
 
 FrameRefs& frame_refs() { return g_frame_refs; }
 
-void put_user_frame(PhysAddr frame) {
+[[gnu::noinline]] void put_user_frame(PhysAddr frame) {
   // LAB 6 BEGIN one mapping of a user frame is gone: drop its reference; the last one frees it
   if (g_frame_refs.drop(frame)) g_frames.free(frame);
   // LAB 6 SKELETON

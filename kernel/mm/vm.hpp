@@ -84,7 +84,7 @@ void write_frame(PhysAddr pa, usize offset, const void* src, usize size);
 /// The reference counts of user frames (lab 6, mm/phys/frame_refs.hpp).
 FrameRefs& frame_refs();
 /// One mapping of the user frame @p frame is gone (an unmap): frees it when that was its last
-/// mapping (copy-on-write shares a frame between roots).
+/// mapping (copy-on-write shares a frame between roots). Never inlined: lab 8's grader stops here.
 void put_user_frame(PhysAddr frame);
 /// A frame for user memory: the highest free one once temporary mappings work (so that user
 /// memory really lives above the window when there is RAM there), else one in the window.

@@ -105,10 +105,17 @@ class Watchdog final : public testing::EmptyTestEventListener {
 
 }  // namespace
 
-// One CPU on the host: the kernel's CPU id, and a shootdown with no other CPU to reach.
+// The host plays one CPU at a time (host::g_cpu, 0 unless a test says), and a shootdown reaches
+// no other CPU: a test that wants to see it sets host::g_shootdown.
+namespace host {
+u32 g_cpu = 0;
+std::function<void(u32, const uptr*, usize)> g_shootdown;
+}  // namespace host
 namespace arch {
-u32 cpu_id() { return 0; }
+u32 cpu_id() { return host::g_cpu; }
 }  // namespace arch
-void shootdown(u32, const uptr*, usize) {}
+void shootdown(u32 targets, const uptr* pages, usize count) {
+  if (host::g_shootdown) host::g_shootdown(targets, pages, count);
+}
 
 }  // namespace pagoda

@@ -2,8 +2,11 @@
 // panic throws HostPanic, so tests can check that a bad call panics and with what message.
 #pragma once
 
+#include <functional>
 #include <stdexcept>
 #include <string>
+
+#include "lib/types.hpp"
 
 #include "printers.hpp"  // gtest prints kernel enums, addresses and results by name
 
@@ -17,5 +20,10 @@ struct HostPanic : std::runtime_error {
 std::string take_console();
 /// What was printed before the last panic (its HostPanic holds only the panic's own message).
 std::string output_before_panic();
+
+/// The CPU the host plays (arch::cpu_id()); 0 unless a test sets it.
+extern u32 g_cpu;
+/// Called with each shootdown() (lab 8) when set; the host has no other CPU to reach.
+extern std::function<void(u32 targets, const uptr* pages, usize count)> g_shootdown;
 
 }  // namespace pagoda::host

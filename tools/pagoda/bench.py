@@ -1,4 +1,4 @@
-"""`pagoda bench [boot|syscall|switch|check|tempmap|fault|fork|swap]`: what the kernel's boot, a system call, a
+"""`pagoda bench [boot|syscall|switch|check|tempmap|fault|fork|swap|shootdown]`: what the kernel's boot, a system call, a
 context switch, the pre-switch check and a temporary mapping cost. Without a name: boot, syscall and switch, one after the
 other (on an ISA without user mode, if one is added: boot and check).
 
@@ -44,6 +44,11 @@ swap    guest instructions per eviction of a dirty page (a disk write), of a cle
         in a timed pass outside the waits: some 1,700 instructions, 0.7% of a dirty eviction at
         256 pages), and the waits per request are the request latency (on the guest's clock:
         the host's nanoseconds while the CPU halts, plus the interrupts taken meanwhile).
+shootdown guest instructions per TLB shootdown (lab 8) from CPU 0 to CPU 1, idle, of one page
+        and of 32 pages (what a batch of 32 sends: past 16 pages, one request for every
+        translation), and the IPIs CPU 1 took for them (goal: one per shootdown), under -icount
+        shift=0 with -smp 2 (both vCPUs' instructions count, in turn): the smp_shootdown_cost
+        self-test times N of each and N empty turns; the difference per shootdown.
 fault   guest instructions per demand-zero page fault (lab 5: the trap, the VMA decision, a
         zeroed frame mapped, the return) under -icount shift=0: `vmas fault N` maps N pages,
         times a first touch of each (one fault each) and a second touch of the same pages (no
@@ -138,10 +143,11 @@ TEMPMAP_LINE = re.compile(r"tmstress: bench: (\d+) pairs: (\d+) counts with them
 PINGPONG_LINE = re.compile(r"pingpong: pid (\d+) (\d+) yields: (\d+) counts")
 
 
-def icount_run(kernel, arch, programs, cmdline="", memory=qemu.DEFAULT_MEMORY):
-    """The console output of one boot that runs @p programs (a run= value) under -icount."""
-    words = " ".join(filter(None, [f"run={programs}", cmdline]))
-    argv = qemu.command(kernel, words, arch=arch, serial="stdio", extra=ICOUNT, memory=memory)
+def icount_run(kernel, arch, programs, cmdline="", memory=qemu.DEFAULT_MEMORY, cpus=1):
+    """The console output of one boot that runs @p programs (a run= value; None: none) under
+    -icount, on @p cpus vCPUs."""
+    words = " ".join(filter(None, [programs and f"run={programs}", cmdline]))
+    argv = qemu.command(kernel, words, arch=arch, serial="stdio", extra=ICOUNT, memory=memory, cpus=cpus)
     proc = qemu.spawn(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         out, _ = proc.communicate(timeout=240)
@@ -277,6 +283,23 @@ def bench_swap(arch):
     return 0
 
 
+SHOOTDOWN_LINE = re.compile(r"smp_shootdown_cost: (\d+) shootdowns to CPU 1: one page (\d+) clock ticks, (\d+) IPIs; "
+                           r"(\d+) pages (\d+) clock ticks, (\d+) IPIs; \d+ empty turns (\d+) clock ticks")
+
+
+def bench_shootdown(arch):
+    kernel = build.build_kernel(arch)
+    text = icount_run(kernel, arch, None, "test=smp_shootdown_cost n=1000", cpus=2)
+    n, one, one_ipis, pages, many, many_ipis, empty = (int(v) for v in _one(SHOOTDOWN_LINE, text,
+                                                                             "smp_shootdown_cost")[0])
+    print(f"TLB shootdown ({arch}, QEMU -icount shift=0, -smp 2, CPU 0 to CPU 1 idle, {n} of each, guest "
+          "instructions of both vCPUs per shootdown):")
+    print(f"  one page        {(one - empty) / n:9.1f}  ({one_ipis / n:.2f} IPIs each)")
+    print(f"  {pages} pages        {(many - empty) / n:9.1f}  ({many_ipis / n:.2f} IPIs each; one request for "
+          "every translation)", flush=True)
+    return 0
+
+
 def _agree(values, what):
     if max(values) - min(values) > 0.01 * max(values):
         raise PagodaError(f"{what} under -icount differs between boots: {values} (not deterministic?)")
@@ -316,7 +339,7 @@ USER_MODE_ARCHES = ("x86_64", "aarch64")
 
 def cmd_bench(args):
     deps.ensure()
-    if args.what in ("syscall", "switch", "tempmap", "fault", "fork", "swap") and args.arch not in USER_MODE_ARCHES:
+    if args.what in ("syscall", "switch", "tempmap", "fault", "fork", "swap", "shootdown") and args.arch not in USER_MODE_ARCHES:
         raise PagodaError(f"bench {args.what} runs user programs, and {args.arch} has no user mode yet "
                           f"(lab 3 runs on {', '.join(USER_MODE_ARCHES)}); `bench check --arch {args.arch}` "
                           "measures its switch of roots")
@@ -334,6 +357,8 @@ def cmd_bench(args):
         return bench_fork(args.arch)
     if args.what == "swap":
         return bench_swap(args.arch)
+    if args.what == "shootdown":
+        return bench_shootdown(args.arch)
     if args.what == "fault":
         bench_fault(args.runs or 2, args.arch)
         return 0
@@ -355,10 +380,10 @@ def _positive(text):
 
 
 def add_parser(sub):
-    p = sub.add_parser("bench", help="benchmarks: boot, syscall, switch, check, tempmap, fault, fork, swap",
+    p = sub.add_parser("bench", help="benchmarks: boot, syscall, switch, check, tempmap, fault, fork, swap, shootdown",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("what", nargs="?", default="all", choices=["all", "boot", "syscall", "switch", "check", "tempmap", "fault", "fork",
-                                                      "swap"],
+                                                      "swap", "shootdown"],
                    help="which benchmark (default: boot, syscall and switch)")
     p.add_argument("-n", "--runs", type=_positive, default=None,
                    help="boots of each kernel (default 20 for boot, 2 for syscall, switch, tempmap and fault, 3 for check)")

@@ -119,6 +119,7 @@ EVICT_FRAME = Name("pagoda::Swapper::evict_frame", 7)     # (this, frame)
 CLEAN_FRAME = Name("pagoda::Swapper::clean_frame", 7)     # (this, frame)
 SWAP_IN = Name("pagoda::Swapper::swap_in", 7)             # (this, space, page, perms)
 CHOOSE_VICTIM = Name("pagoda::Swapper::choose_victim", 7)  # (this)
+PUT_USER_FRAME = Name("pagoda::vm::put_user_frame", 8)    # (frame): a user frame given back (lab 8: after the acks)
 
 # ---- what the GDB tools read besides (tools/gdb: fault-why, break-kill, pt-*, the memory commands) ----
 KERNEL_END = Name("__kernel_end", 1, LABEL)
