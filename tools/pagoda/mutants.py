@@ -556,6 +556,9 @@ class Runner:
         self.slip_test_only, self.in_order_on = slip_test_only, in_order_on
         self.why = why
         self.repeat = max(1, repeat)
+        # (warm graders, forkgrade.py, pay their start-up back from a tree's second grade on: a
+        # run of one or two grades starts none)
+        self.warm = False
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, grade_workers))
         self.out = out
         self.work = os.path.join(root, CHECK_SUBDIR, work)
@@ -665,7 +668,7 @@ class Runner:
         own = alone and next((s for s in specs if s.id == m.tests.get(arch)), None)
         if own:
             specs = [own]
-        data = grade_slip(tree, n, arch, kernel, work, test=own.id if own else None, warm=True)
+        data = grade_slip(tree, n, arch, kernel, work, test=own.id if own else None, warm=self.warm)
         outcome = Outcome(m, arch, log=os.path.join(work, "grade.log"), kernel=kernel, build_cpu=build_cpu)
         if data is None:
             outcome.problem = f"the grader did not run (see {os.path.relpath(outcome.log, self.root)})"
@@ -824,6 +827,7 @@ def run(root=paths.ROOT, numbers=None, arches=paths.ARCHES, listing=False, worke
     runner = Runner(root, labs, sources, workers or os.cpu_count() or 1, out, why=why,
                     work=SOLUTIONS_DIR if solutions else MUTANTS_DIR if slips_dir is None else SLIPS_WORK,
                     repeat=repeat, slip_test_only=slip_test_only, in_order_on=in_order_on)
+    runner.warm = sum(len([a for a in m.arches if a in arches]) for m in chosen) * max(1, repeat) > 2
     futures = []
     try:
         for n in sorted({m.lab for m in chosen}):
