@@ -32,8 +32,10 @@ it there, incrementally, and shares it under a lock); for the last lab it is mai
 build/labs-check/reference. For each slip: its edits are applied, the kernel of each ISA it
 applies to is built (ninja recompiles only what the slip touched), the ELFs are set aside, the
 tree is restored, and the tree's own grader grades lab N on them one test at a time in lab.toml
-order, stopping at the first failure (`./pagoda grade --first-failure`). The builds of a tree
-follow one another (one source tree); the grades run beside them and beside each other.
+order, stopping at the first failure (`./pagoda grade --first-failure`), each grade in a warm
+grader of the tree (forkgrade.py: a process forked per grade from one that has imported the
+grader once). The builds of a tree follow one another (one source tree); the grades run beside
+them and beside each other.
 
 A slip passes when lab N scores below full marks AND the first failing test's first 2 lines
 match its cause, and that test is the one its `test` names or one before it. With --slip-test-only (what
@@ -77,7 +79,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from . import mutant_why, publish, regions, treebuild
+from . import forkgrade, mutant_why, publish, regions, treebuild
 from pagoda_core import paths
 from pagoda_core.ui import PagodaError, info
 
@@ -497,10 +499,11 @@ def judge(outcome, data, specs):
 GRADE_CPU = "pagoda_grade_cpu"
 
 
-def grade_slip(tree, lab, arch, kernel, work, test=None, whole=False):
+def grade_slip(tree, lab, arch, kernel, work, test=None, whole=False, warm=False):
     """Runs @p tree's own grader on lab @p lab with @p kernel, stopping at the first failure (or
     on @p test alone; every test with @p whole); the JSON it wrote (with the grade's CPU seconds under GRADE_CPU), or None
-    (its log: @p work/grade.log)."""
+    (its log: @p work/grade.log). With @p warm, in a warm grader of the tree (forkgrade.py: for a
+    tree graded many times, a lab's slips), else in a process of its own."""
     json_path = os.path.join(work, "grade.json")
     # The user programs: the copies set_aside() took from the slip's own build. A slip edits only
     # lab regions and user/ has none, so they are the programs the grader would build from the
@@ -513,17 +516,26 @@ def grade_slip(tree, lab, arch, kernel, work, test=None, whole=False):
             "--kernel", kernel, "--json", json_path]
     argv = [paths.SYSTEM_PYTHON, os.path.join(tree, "pagoda"), *args]
     log_path = os.path.join(work, "grade.log")
+    env = dict(os.environ, **added)
     with open(log_path, "w") as log:
         log.write(f"$ {' '.join(argv)}\n")
-        log.flush()
-        proc = subprocess.Popen(argv, cwd=tree, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, **added))
+    cpu = None
+    if warm:    # (the tree is this repository's text: a warm grader of it may run the command)
         try:
-            _, _, usage = os.wait4(proc.pid, 0)
-        except BaseException:
-            proc.kill()
-            proc.wait()
-            raise
-    cpu = usage.ru_utime + usage.ru_stime
+            _, cpu = forkgrade.run(tree, args, env, log_path)
+        except OSError as e:
+            with open(log_path, "a") as log:
+                log.write(f"({e}: graded by a process of its own)\n")
+    if cpu is None:
+        with open(log_path, "a") as log:
+            proc = subprocess.Popen(argv, cwd=tree, stdout=log, stderr=subprocess.STDOUT, env=env)
+            try:
+                _, _, usage = os.wait4(proc.pid, 0)
+            except BaseException:
+                proc.kill()
+                proc.wait()
+                raise
+        cpu = usage.ru_utime + usage.ru_stime
     try:
         with open(json_path) as f:
             data = json.load(f)
@@ -544,6 +556,9 @@ class Runner:
         self.slip_test_only, self.in_order_on = slip_test_only, in_order_on
         self.why = why
         self.repeat = max(1, repeat)
+        # (warm graders, forkgrade.py, pay their start-up back from a tree's second grade on: a
+        # run of one or two grades starts none)
+        self.warm = False
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, grade_workers))
         self.out = out
         self.work = os.path.join(root, CHECK_SUBDIR, work)
@@ -653,7 +668,7 @@ class Runner:
         own = alone and next((s for s in specs if s.id == m.tests.get(arch)), None)
         if own:
             specs = [own]
-        data = grade_slip(tree, n, arch, kernel, work, test=own.id if own else None)
+        data = grade_slip(tree, n, arch, kernel, work, test=own.id if own else None, warm=self.warm)
         outcome = Outcome(m, arch, log=os.path.join(work, "grade.log"), kernel=kernel, build_cpu=build_cpu)
         if data is None:
             outcome.problem = f"the grader did not run (see {os.path.relpath(outcome.log, self.root)})"
@@ -812,6 +827,7 @@ def run(root=paths.ROOT, numbers=None, arches=paths.ARCHES, listing=False, worke
     runner = Runner(root, labs, sources, workers or os.cpu_count() or 1, out, why=why,
                     work=SOLUTIONS_DIR if solutions else MUTANTS_DIR if slips_dir is None else SLIPS_WORK,
                     repeat=repeat, slip_test_only=slip_test_only, in_order_on=in_order_on)
+    runner.warm = sum(len([a for a in m.arches if a in arches]) for m in chosen) * max(1, repeat) > 2
     futures = []
     try:
         for n in sorted({m.lab for m in chosen}):
@@ -819,6 +835,7 @@ def run(root=paths.ROOT, numbers=None, arches=paths.ARCHES, listing=False, worke
         outcomes = [f.result() for f in futures]
     finally:
         runner.pool.shutdown(wait=True, cancel_futures=True)
+        forkgrade.close()
     outcomes.sort(key=lambda o: (o.mutant.lab, o.mutant.slug, paths.ARCHES.index(o.arch)))
     for line in table(outcomes, why=why):
         out(line)

@@ -341,7 +341,7 @@ def test_in_order_once_grades_each_isa_in_order_on_one_of_them(lab_tree, monkeyp
     [m], _ = load(lab_tree)
     m = dataclasses.replace(m, arches=("x86_64", "aarch64"), tests={"x86_64": "t1b", "aarch64": "t1b"})
     calls = []
-    monkeypatch.setattr(mutants, "grade_slip", lambda tree, n, arch, kernel, work, test=None: calls.append((arch, test)))
+    monkeypatch.setattr(mutants, "grade_slip", lambda tree, n, arch, kernel, work, test=None, warm=False: calls.append((arch, test)))
     [ordered] = mutants.one_isa_each([m], paths.ARCHES, "a seed")
     runner = mutants.Runner(lab_tree, publish.load_labs(lab_tree), [], 1, print,
                             in_order_on={m.name: ordered.arches[0]})
