@@ -8,7 +8,9 @@ for path in (os.path.dirname(_HERE), _HERE):
     if path not in sys.path:
         sys.path.insert(0, path)
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(_HERE))), "tools"))
+_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(_HERE)))
+for path in (os.path.join(_ROOT, "grade"), os.path.join(_ROOT, "tools")):    # (./pagoda's own path)
+    sys.path.insert(0, path)
 from pagoda_core import pytest_cpu, pytest_speed  # noqa: E402
 
 
