@@ -87,14 +87,11 @@ class Cpu:
     root: int                   # the root it translates user addresses with (CR3; TTBR0's table)
 
 
-CPU_REGISTERS = "pc", "privilege_register", "lower_root"      # the Isa fields naming what cpus_of() reads
-
-
 def cpu_registers(arch: str) -> list:
     """The registers (lower-case, as the gdbstub's target description names them) cpus_of() reads
-    of each CPU."""
+    of each CPU: its PC, its privilege, its lower root."""
     model = isa(arch)
-    return [getattr(model, f) for f in CPU_REGISTERS]
+    return [model.pc, model.privilege_register, model.lower_root]
 
 
 def cpus_of(arch: str, readings) -> list:
