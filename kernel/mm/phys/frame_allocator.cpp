@@ -34,19 +34,21 @@ Result<void> FrameAllocator::init(const MemoryMap& map, Span<u64> bitmaps, Span<
   cursor_ = 0;
   high_hint_ = words_ == 0 ? 0 : words_ - 1;
 
-  for (const MemoryRegion& r : map) {
-    if (r.type != MemoryType::Usable) continue;
-    for (u64 f = r.base.value() / kFrameSize; f < r.end().value() / kFrameSize; ++f) {
-      bool is_reserved = false;
-      for (const PhysRange& x : reserved)
-        if (f * kFrameSize < x.end().value() && x.base.value() < (f + 1) * kFrameSize) is_reserved = true;
-      if (is_reserved) continue;
-      set(managed_bits_, f, true);
-      set(used_bits_, f, false);
-      ++managed_;
-      ++free_;
+  // Whole words at a time (a frame at a time cost most of the boot's guest instructions): every
+  // usable region's frames managed and free, then every frame a reserved range touches taken out.
+  for (const MemoryRegion& r : map)
+    if (r.type == MemoryType::Usable) {
+      set_range(managed_bits_, r.base.value() / kFrameSize, r.end().value() / kFrameSize, true);
+      set_range(used_bits_, r.base.value() / kFrameSize, r.end().value() / kFrameSize, false);
     }
+  for (const PhysRange& x : reserved) {
+    const u64 first = x.base.value() / kFrameSize;
+    const u64 end = min<u64>((x.end().value() + kFrameSize - 1) / kFrameSize, u64(words_) * kBitsPerWord);
+    set_range(managed_bits_, first, end, false);
+    set_range(used_bits_, first, end, true);
   }
+  for (usize i = 0; i < words_; ++i) managed_ += usize(__builtin_popcountll(managed_bits_[i]));
+  free_ = managed_;
   return {};
 }
 

@@ -109,6 +109,17 @@ class FrameAllocator {
     else bits[frame / kBitsPerWord] &= ~mask;
   }
 
+  /// Sets frames [@p first, @p end) of @p bits to @p value (a word at a time where it can).
+  void set_range(u64* bits, u64 first, u64 end, bool value) {
+    for (u64 f = first; f < end;) {
+      const u64 bit = f % kBitsPerWord, n = min<u64>(kBitsPerWord - bit, end - f);
+      const u64 mask = (n == kBitsPerWord ? ~u64{0} : (u64{1} << n) - 1) << bit;
+      if (value) bits[f / kBitsPerWord] |= mask;
+      else bits[f / kBitsPerWord] &= ~mask;
+      f += n;
+    }
+  }
+
   const MemoryMap* map_ = nullptr;
   u64* managed_bits_ = nullptr;
   u64* used_bits_ = nullptr;
