@@ -22,8 +22,7 @@ where each lies in the kStackBase area comes from the layout facts the kernel ex
 import re
 from dataclasses import dataclass
 
-from pagoda_pt import contract, verdicts
-from pagoda_pt.verdicts import Evidence
+from pagoda_pt import contract
 
 from . import programs, symbols
 from .witness import ARCHES, PAGE, WalkError, layout_value, top_level
@@ -790,8 +789,9 @@ def explain_death(run, inspector, layout, roots, started=None):
 
     if slot is not None:
         from .causes import Access, stack_slots
+        from pagoda_pt import verdicts   # (the sentences of a failure, loaded for one)
         have = mapped_in(address)
-        named = verdicts.explain(Evidence(
+        named = verdicts.explain(verdicts.Evidence(
             address=address, access=Access(f).verb() if f.error is not None else "touched", where=where,
             stacks=stack_slots(run.symbolizer.elf), root=label if root is not None and root not in have else None,
             mapped_in=[roots.get(r, f"{r:#x}") for r in have]))

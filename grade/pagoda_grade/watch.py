@@ -15,7 +15,6 @@ from .processes import (FRAME_ALLOCATOR, Layout, RootInspector, argument_problem
                         segment_gap_problem, slot_marks_problem, stack_gap_problem, table_frames, unmarked, user_elf,
                         u64, user_runs)
 from .symbols import address_of, fact, segments
-from pagoda_pt.verdicts import user_interrupts_masked
 from .witness import ARCHES, PAGE, WalkError, return_address
 
 GRADER_MEMORY = "128M"
@@ -533,6 +532,7 @@ class Watch:
             elif flags & 0xF != 0:
                 problems.append(f"{what} has SPSR {flags:#x}: M[3:0] = {flags & 0xF:#x}, not EL0t (0): the "
                                 "ERET does not enter EL0")
+            from pagoda_pt.verdicts import user_interrupts_masked
             masked = None if len(problems) > before else user_interrupts_masked(
                 [(f"proc {p.pid} ({p.name})", base, ARCHES[self.arch].isa.user_irqs_masked(flags))],
                 seen="VA %#x, read from guest RAM")
