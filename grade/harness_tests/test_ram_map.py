@@ -6,7 +6,7 @@ import struct
 
 import pytest
 
-from pagoda_grade import symbols, witness
+from pagoda_grade import symbols, vmchecks, witness
 from pagoda_grade.vmchecks import GRADER_RAM
 
 MiB = 1 << 20
@@ -58,8 +58,8 @@ def test_a_lab1_kernel_must_identity_map_what_qemu_hands_it(reference_kernel, mo
     monkeypatch.setattr(witness, "_ram_maps", {})
     monkeypatch.setattr(witness, "_read_boot_map",
                         lambda kernel, arch, memory: witness.pvh_usable_ram(fake_memory(entries), START_INFO))
-    monkeypatch.setattr(witness, "linked_high", lambda kernel, arch: False)
-    ram = [r for r in witness.expected_kernel_map(reference_kernel, "x86_64", GRADER_RAM)
+    monkeypatch.setattr(vmchecks, "linked_high", lambda kernel, arch: False)
+    ram = [r for r in vmchecks.expected_kernel_map(reference_kernel, "x86_64", GRADER_RAM)
            if r.what.startswith("identity map of RAM")]
     assert ram and max(r.va + r.size for r in ram) == top
     assert all(r.va == r.pa for r in ram)
