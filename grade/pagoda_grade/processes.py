@@ -19,12 +19,16 @@ where each lies in the kStackBase area comes from the layout facts the kernel ex
     explain_death(run, inspectors, layout)           why a machine died, from QEMU's log and the
                                                      roots the grader read before it died
 """
+import hashlib
 import re
+import struct
 from dataclasses import dataclass
 
 from pagoda_pt import contract
+from pagoda_pt.procs import read_procs
 
 from . import programs, symbols
+from .procaudit import Facts
 from .witness import ARCHES, PAGE, WalkError, layout_value, top_level
 
 from pagoda_pt import trees
@@ -554,6 +558,74 @@ def unmarked(bitmap, ranges, words):
             if len(out) == 4:
                 break
     return out
+
+
+# ---- The process table, a root's pages, the frames' counts (labs 5 to 7) -------------------------
+
+def processes(snap, kernel, records_of=None):
+    """{pid: pagoda_pt.procs.Proc} of every slot of the process table that is not free, and of
+    the Free slots that still hold a pid (guest RAM: the one reader, pagoda_pt.procs); the record
+    (VMA list, bounds) is read for every process, or only for pid @p records_of when given."""
+    out = {}
+    for p in read_procs(snap.read_phys, Facts.with_records(kernel), snap.read_virt,
+                        **({} if records_of is None else {"records_of": records_of}), freed=True):
+        out.setdefault(p.pid, p)
+    return out
+
+
+def covered(vmas, va):
+    return any(v.start <= va < v.end for v in vmas or [])
+
+
+# ---- pages of a root ----------------------------------------------------------------------------
+
+class Pages(dict):
+    """{va: (frame, writable)} of every 4 KiB user page a root maps (the grader's walk)."""
+
+    @classmethod
+    def of(cls, snap, root):
+        pages = cls()
+        for p in trees.user_pages(snap.arch, snap.read_phys, root, snap.walk_regs, pa_bits=snap.pa_bits):
+            pages[p.va] = (p.pa, p.writable)
+        return pages
+
+    def frames(self):
+        return {pa for pa, _ in self.values()}
+
+
+def digest(snap, frame):
+    return hashlib.blake2b(snap.read_phys(frame, PAGE), digest_size=8).digest()
+
+
+class Refs:
+    """The kernel's frame reference counts, read from guest RAM (pagoda_frame_refs: the table's
+    kernel address and its entries; each entry a u16 of references beyond the first)."""
+
+    CHUNK = PAGE // 2   # entries read at once (a page of the table)
+
+    def __init__(self, snap, kernel):
+        self.snap = snap
+        pa = symbols.physical_of(kernel, symbols.address_of(kernel, contract.FRAME_REFS))
+        self.table, self.entries = struct.unpack("<2Q", snap.read_phys(pa, 16))
+        self._chunks = {}
+
+    def count(self, frame):
+        if not self.table or frame is None or frame // PAGE >= self.entries:
+            return None
+        n = frame // PAGE
+        chunk = self._chunks.get(n // self.CHUNK)
+        if chunk is None:
+            at = n - n % self.CHUNK
+            chunk = self._chunks[n // self.CHUNK] = self.snap.read_virt(self.table + 2 * at,
+                                                                        2 * min(self.CHUNK, self.entries - at))
+        return 1 + int.from_bytes(chunk[2 * (n % self.CHUNK):2 * (n % self.CHUNK) + 2], "little")
+
+
+def pid_of(snap, kernel, root):
+    for k in registry(snap, kernel).roots:
+        if k.root == root and k.kind == "process":
+            return k.id, k.name
+    return None, None
 
 
 # ---- A machine that died ----------------------------------------------------------------------

@@ -28,10 +28,9 @@ from pagoda_pt.swapstate import SWAP_FACTS, read_swap_state, swap_slot
 
 from pagoda_pt import contract as C
 from .labtest import ProcTest, holds
-from .processes import count_used, frame_bitmap, leaf_entries, registry
+from .processes import Refs, count_used, frame_bitmap, leaf_entries, processes, registry
 from .symbols import address_of, fact, reader
 from .witness import ARCHES, PAGE, return_address
-from .lifecycle import Refs
 from .watch import Watch, syscall_number
 
 STOPS = {"disk_write": C.DISK_WRITE, "disk_read": C.DISK_READ, "evict": C.EVICT_FRAME, "clean": C.CLEAN_FRAME,
@@ -529,7 +528,6 @@ class SwapWatch:
 
     def region_of(self, snap, root, va):
         """The VMA of @p va in the record of @p root's process (guest RAM), or None."""
-        from .lifecycle import processes
         pid = next((k.id for k in registry(snap, self.kernel).roots if k.kind == "process" and k.root == root), None)
         proc = processes(snap, self.kernel, records_of=pid).get(pid) if pid is not None else None
         return next((v for v in (proc.vmas or []) if v.start <= va < v.end), None) if proc else None
