@@ -18,8 +18,8 @@ from pagoda_grade.forks import (ECHILD, EXIT_INFO_SIZE, baseline, bomb_script, c
                                 deaths_of, exit_info, fail_on_killed_children, fail_on_lab6_skeleton, first_root,
                                 note_invalidation, require, seen_first, signed32, usertests_case, wait_problem)
 from pagoda_grade.labtest import At, Call, Death, ProcTest, Return, Trace, signed
-from pagoda_grade.lifecycle import (Deaths, Pages, Refs, fork_problems, fork_view, pid_of, processes, stalled_waits,
-                                    unflushed, wider_than_record)
+from pagoda_grade.lifecycle import Deaths, fork_problems, fork_view, stalled_waits, unflushed, wider_than_record
+from pagoda_grade.processes import Pages, Refs, pid_of, processes
 from pagoda_grade.outcomes import finding_first
 from pagoda_grade.procaudit import (Facts, current_frame, fork_error_problem, fork_findings, fork_result_problem,
                                     read_error, result_address)

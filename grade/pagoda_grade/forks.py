@@ -8,9 +8,10 @@ import re
 from pagoda_pt import contract
 from . import audit, programs
 from .labtest import ProcTest, Return, Trace, signed
-from .lifecycle import Deaths, Pages, covered, digest, leak_story, moment, processes, stale_records
+from .lifecycle import Deaths, leak_story, moment, stale_records
 from .outcomes import KILL_LINE, STAND_IN, BootEnded
-from .processes import count_used, foreign_code_kill, parse_kills, process_roots, user_page_frames, user_symbol
+from .processes import (Pages, count_used, covered, digest, foreign_code_kill, parse_kills, process_roots, processes,
+                        user_page_frames, user_symbol)
 from .proof import proof
 from .symbols import fact
 from .watch import syscall_number, u64

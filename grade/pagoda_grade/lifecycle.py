@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pagoda_pt import contract
 
 from . import symbols
-from .processes import Pages, Refs, covered, digest, pid_of, process_roots, processes, registry, table_frames  # noqa: F401
+from .processes import Pages, Refs, digest, pid_of, process_roots, processes, registry, table_frames
 from .witness import ARCHES, PAGE, return_address
 
 from pagoda_pt.procs import _u
