@@ -78,7 +78,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from . import forkgrade, mutant_why, publish, regions, treebuild
+from . import forkgrade, publish, regions, treebuild
 from pagoda_core import paths, speed
 from pagoda_core.ui import PagodaError, info
 
@@ -669,6 +669,7 @@ class Runner:
             judge(outcome, data, specs)
             if self.why and outcome.test and run == 0:
                 info(f"labs mutants: {m.name}: replaying {outcome.test}'s boot under GDB for fault-why ({arch})")
+                from . import mutant_why    # (fault-why's model, pagoda_pt.diagnose: for --why alone)
                 mutant_why.why(outcome, tree, self.root)
         outcome.seconds = time.monotonic() - start
         self._time(n, start, time.monotonic())
