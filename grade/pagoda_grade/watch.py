@@ -11,7 +11,7 @@ from . import programs
 from .outcomes import BootEnded, finding_first
 from .procaudit import LOADER, ProcessAudit, errno_name, loader_error_problem, read_error, result_address
 from .processes import (FRAME_ALLOCATOR, Layout, RootInspector, argument_problem, bss_file_bytes, count_used,
-                        entry_sp_problem, explain_death, frame_bitmap, parse_started, process_roots, registry,
+                        entry_sp_problem, frame_bitmap, parse_started, process_roots, registry,
                         segment_gap_problem, slot_marks_problem, stack_gap_problem, table_frames, unmarked, user_elf,
                         u64, user_runs)
 from .symbols import address_of, fact, segments
@@ -725,12 +725,14 @@ class Watch:
 
     def fail(self, run, message):
         """run.fail() with, when the machine died, what the grader can say about why."""
+        from .causes import explain_death   # (a failure's wording, loaded for one)
         why = explain_death(run, self.inspector, self.layout, self.roots, self.started)
         run.fail(message, cause=why)
 
     def require(self, run):
         """The witness's result, or a failure that names why the guest never got there."""
         if run.witness is None:
+            from .causes import explain_death
             why = explain_death(run, self.inspector, self.layout, self.roots, self.started)
             run.fail(run.witness_failure or "the grader could not look at the guest", cause=why)
         return run.witness
