@@ -10,6 +10,7 @@ import subprocess
 from pagoda_core import qemu
 from pagoda_pt.isa import MACHINES
 
+from . import symbols
 from .rsp import RspClient, RspError
 from .witness import MiB, _align_up, image_physical, layout_value
 
@@ -27,24 +28,14 @@ _ram_maps = {}   # (QEMU binary, arch, memory size) -> usable ranges, read once 
 
 def pvh_entry(kernel):
     """The 32-bit entry a PVH loader jumps to: the ELF's XEN_ELFNOTE_PHYS32_ENTRY note."""
-    with open(kernel, "rb") as f:
-        elf = f.read()
-    if elf[:4] != b"\x7fELF" or elf[4] != 2:
-        raise AssertionError(f"{kernel} is not an ELF64 file")
-    phoff, = struct.unpack_from("<Q", elf, 0x20)
-    phentsize, phnum = struct.unpack_from("<HH", elf, 0x36)
-    for i in range(phnum):
-        p_type, _, p_offset, _, _, p_filesz = struct.unpack_from("<IIQQQQ", elf, phoff + i * phentsize)
-        if p_type != 4:   # PT_NOTE
-            continue
-        at, end = p_offset, p_offset + p_filesz
-        while at + 12 <= end:
-            namesz, descsz, kind = struct.unpack_from("<III", elf, at)
-            name_at = at + 12
-            desc_at = name_at + _align_up(namesz, 4)
-            if elf[name_at:name_at + namesz].rstrip(b"\0") == b"Xen" and kind == XEN_ELFNOTE_PHYS32_ENTRY:
-                return struct.unpack_from("<I" if descsz == 4 else "<Q", elf, desc_at)[0]
-            at = desc_at + _align_up(descsz, 4)
+    try:
+        segments = symbols.elffile.elf(kernel).file.iter_segments()
+        notes = [n for g in segments if g.header.p_type == "PT_NOTE" for n in g.iter_notes()]
+    except symbols.ElfError as e:
+        raise AssertionError(str(e)) from None
+    for note in notes:
+        if note["n_name"] == "Xen" and note["n_type"] == XEN_ELFNOTE_PHYS32_ENTRY:
+            return int.from_bytes(note["n_desc"][:8], "little")
     raise AssertionError(f"{kernel} has no PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY): QEMU cannot boot it")
 
 
