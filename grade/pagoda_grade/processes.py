@@ -496,17 +496,6 @@ def table_frames(snap, root):
     return trees.table_frames(snap.arch, read, root)
 
 
-def leaf_entries(snap, root, kernel, arch, where=None):
-    """({va: raw entry}, {table frames}) of @p root's user half, read from guest RAM by
-    pagoda_pt.trees.user_leaf_entries: every non-zero entry at the leaf level, present or not (a
-    swap entry, a held leaf), and every table under it (the root included); with @p where (a
-    dict), where[va] = the entry's physical address."""
-    leaves, at, tables = trees.user_leaf_entries(arch, snap.read_phys, root, layout_value(kernel, "levels"))
-    if where is not None:
-        where.update(at)
-    return leaves, tables
-
-
 def count_used(snap, bitmap_va, words, root=None):
     """(frames marked used, the bitmap as an int) from the frame allocator's `used` bitmap,
     read from guest RAM through the grader's walk of @p root (the live one by default)."""

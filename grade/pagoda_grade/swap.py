@@ -22,13 +22,14 @@ import struct
 from dataclasses import dataclass, field
 
 from pagoda_core import qemu
+from pagoda_pt import trees
 from pagoda_pt.isa import isa
 from pagoda_pt.image import CensusError
 from pagoda_pt.swapstate import SWAP_FACTS, read_swap_state, swap_slot
 
 from pagoda_pt import contract as C
 from .labtest import ProcTest, holds
-from .processes import Refs, count_used, frame_bitmap, leaf_entries, processes, registry
+from .processes import Refs, count_used, frame_bitmap, processes, registry
 from .symbols import address_of, fact, reader
 from .witness import ARCHES, PAGE, return_address
 from .watch import Watch, syscall_number
@@ -118,8 +119,9 @@ class World:
         self.mapped, self.swapped, self.tables, self.entries, self.at = {}, {}, set(), {}, {}
         self.fmt = fmt
         for root in self.labels:
-            where = {}
-            leaves, tables = leaf_entries(snap, root, kernel, arch, where=where)
+            # every non-zero leaf of the user half, present or not (a swap entry, a held leaf), where
+            # each lies, and every table frame under the root
+            leaves, where, tables = trees.user_leaf_entries(arch, snap.read_phys, root, fact(kernel, "levels"))
             self.tables |= tables
             for va, e in leaves.items():
                 self.entries[(root, va)] = e
