@@ -16,8 +16,9 @@ from pagoda_grade.outcomes import finding_first
 from pagoda_grade.symbols import address_of, fact, physical_of
 from pagoda_grade.tlb import stale_read
 from pagoda_grade.vmchecks import GRADER_RAM, check_whole_map, entries_in_range, stop_words, vmprint_address_cause
+from pagoda_grade.bootram import usable_ram
 from pagoda_grade.witness import (ARCHES, PAGE, expect_fault, image_physical, kernel_image_regions, layout_value,
-                                  pick_page, top_level, usable_ram)
+                                  pick_page, top_level)
 
 HEX = r"0x[0-9a-f]+"
 FRAMES_PAGES = (1100, 2000)

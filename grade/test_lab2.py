@@ -12,8 +12,8 @@ from pagoda_grade.symbols import address_of, fact, find, physical_of
 from pagoda_grade.vmchecks import (BLOCK, GRADER_RAM, SPLIT_BLOCKS, SPLIT_RANGE_BLOCKS, check_whole_map, kernel_half_problems,
                                    lower_half_leftovers, small_blocks_problem, split_block_problems,
                                    split_expectations, stop_words)
-from pagoda_grade.witness import (ARCHES, PAGE, expect_fault, pick_page, top_level, window_non_ram,
-                                  window_ram)
+from pagoda_grade.bootram import window_non_ram, window_ram
+from pagoda_grade.witness import ARCHES, PAGE, expect_fault, pick_page, top_level
 
 HEX = r"0x[0-9a-f]+"
 GRADER_MEMORY = f"{GRADER_RAM >> 20}M"  # more than the window, so that RAM above the window exists

@@ -26,7 +26,8 @@ from pagoda_grade.proof import proof
 from pagoda_grade.symbols import address_of, fact
 from pagoda_grade.watch import (DISPATCHER, SPIN_FOREVER, fault_expectation, last_general_call, last_test_call,
                                 syscall_args_problem, u64, user_text)
-from pagoda_grade.witness import ARCHES, MACHINES, PAGE, expect_fault, pick_in, pick_page, window_ram
+from pagoda_grade.bootram import window_ram
+from pagoda_grade.witness import ARCHES, MACHINES, PAGE, expect_fault, pick_in, pick_page
 
 FUZZ_CALLS = 10_000
 ENOSYS = 38

@@ -7,7 +7,7 @@ kernel's lines and swap_info counters are never believed."""
 from pagoda_grade import lab_test
 from pagoda_grade.derived import overcommit_versions, swap_page, value
 from pagoda_grade.labtest import holds
-from pagoda_grade.lifecycle import processes
+from pagoda_grade.processes import processes
 from pagoda_grade.proof import proof
 from pagoda_grade.swap import SwapTest, image_slot, program_of, rmap_problem, swap_state, yielded
 from pagoda_grade.symbols import fact

@@ -127,7 +127,8 @@ class _NoWalks:
 
 
 def death(layout, tmp_path, address):
-    from pagoda_grade.processes import Layout, explain_death
+    from pagoda_grade.causes import explain_death
+    from pagoda_grade.processes import Layout
     run = run_of(layout["kernel"], pf(0, layout["memset"], address, 0x2), tmp_path=tmp_path)
     return explain_death(run, _NoWalks(), Layout.of(layout["kernel"]), {KERNEL_CR3: "the kernel root"})
 

@@ -4,7 +4,8 @@ vmprint_prints_walk_address, devices_cacheable, ...). Each check is a pure funct
 grader read from the guest, tried here on synthetic readings."""
 from types import SimpleNamespace
 
-from pagoda_grade.witness import DEVICE_MEMORY, NORMAL_MEMORY, Region, compare_map, memory_type_problem
+from pagoda_grade.vmchecks import compare_map, memory_type_problem
+from pagoda_grade.witness import DEVICE_MEMORY, NORMAL_MEMORY, Region
 from pagoda_pt.model import Perms, Run
 from pagoda_grade.allocator import (REFUSED, WORD, edge_problem, edge_word_problem, first_free_after, free_below,
                                     unmarked_frames, wrap_problem)
@@ -118,7 +119,8 @@ def test_a_refusal_with_free_frames_below_the_limit_is_named():
 
 def test_the_window_mapping_what_is_not_its_ram_is_named(reference_kernel):
     from pagoda_grade.symbols import fact
-    from pagoda_grade.witness import image_physical, window_leftover
+    from pagoda_grade.vmchecks import window_leftover
+    from pagoda_grade.witness import image_physical
     explain = window_leftover(reference_kernel, "x86_64", 128 << 20)
     base, phys = fact(reference_kernel, "window_base"), fact(reference_kernel, "window_phys_base")
     why = explain(base, base + 0x100000, phys, None)

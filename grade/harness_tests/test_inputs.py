@@ -3,7 +3,7 @@ token (checked over many tokens here, on the host), and the token of a known fla
 import pytest
 
 from graderrun import run_grader
-from pagoda_grade import witness
+from pagoda_grade import bootram, witness
 from pagoda_grade.proof import new_token
 from test_lab0 import PF_PROBE_RANGE
 from pagoda_grade.vmchecks import GRADER_RAM
@@ -19,7 +19,7 @@ def inside(value, ranges):
 
 
 def test_window_probes_are_always_window_ram(reference_kernel):
-    valid = witness.window_ram(reference_kernel, "x86_64", GRADER_RAM)
+    valid = bootram.window_ram(reference_kernel, "x86_64", GRADER_RAM)
     image = witness.image_physical(reference_kernel)
     assert valid and all(b <= image[0] or a >= image[1] for a, b in valid)
     for token in TOKENS:
@@ -32,7 +32,7 @@ def test_window_probes_are_always_window_ram(reference_kernel):
 
 def test_aarch64_window_probes_miss_the_device_tree_and_the_image(aarch64_kernel):
     """QEMU virt's RAM starts at 0x40000000 with QEMU's 1 MiB device tree, which the kernel keeps."""
-    valid = witness.window_ram(aarch64_kernel, "aarch64", GRADER_RAM)
+    valid = bootram.window_ram(aarch64_kernel, "aarch64", GRADER_RAM)
     image = witness.image_physical(aarch64_kernel)
     assert valid[0][0] == 0x4010_0000 and all(b <= image[0] or a >= image[1] for a, b in valid)
     for token in TOKENS[:5000]:

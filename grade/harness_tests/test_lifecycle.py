@@ -2,7 +2,8 @@
 each slip's evidence gives its sentence, and a correct fork, fault or run gives none."""
 from types import SimpleNamespace
 
-from pagoda_grade.lifecycle import CowFault, Deaths, ForkView, Moment, Pages, fork_problems, stale_records, unflushed
+from pagoda_grade.lifecycle import CowFault, Deaths, ForkView, Moment, fork_problems, stale_records, unflushed
+from pagoda_grade.processes import Pages
 from pagoda_pt.procs import Vma
 
 PAGE = 4096

@@ -7,7 +7,8 @@ from types import SimpleNamespace
 from pagoda_core import faultlog
 from pagoda_core.symbolize import Symbolizer
 from pagoda_grade.harness import Run
-from pagoda_grade.processes import Started, entry_sp_problem, segment_gap_problem, wrong_root_kill
+from pagoda_grade.causes import wrong_root_kill
+from pagoda_grade.processes import Started, entry_sp_problem, segment_gap_problem
 from pagoda_pt.model import Perms
 
 KERNEL_CR3 = 0x245000

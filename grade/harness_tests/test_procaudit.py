@@ -5,7 +5,7 @@ import types
 
 import pytest
 
-from pagoda_grade import causes, procaudit, programs, symbols
+from pagoda_grade import causes, forks, procaudit, programs, symbols
 from pagoda_pt import contract
 from pagoda_pt.procs import Proc as Rec
 
@@ -101,39 +101,39 @@ PARENT, CHILD = rec(0, 1, state=RUNNING), rec(1, 2, parent=1)
 
 
 def test_a_childs_frame_that_is_its_parents_with_result_0_passes():
-    assert procaudit.fork_frame_problem(F, PARENT, CHILD, frame(), frame(result=0)) is None
+    assert forks.fork_frame_problem(F, PARENT, CHILD, frame(), frame(result=0)) is None
 
 
 def test_a_childs_frame_from_the_wrong_stack_is_named():
-    said = procaudit.fork_frame_problem(F, PARENT, CHILD, frame(), bytes(64))
+    said = forks.fork_frame_problem(F, PARENT, CHILD, frame(), bytes(64))
     assert said.startswith("the child pid 2 (prog)'s saved user frame (the top of its kernel stack, slot 1")
     assert "is not its parent pid 1 (prog)'s system-call frame: 4 of its 8 words differ" in said
     assert "PC 0x0 where the parent's is 0x401000" in said and "it is all zeros" in said
-    said = procaudit.fork_frame_problem(F, PARENT, CHILD, frame(), frame(result=0, other=8))
+    said = forks.fork_frame_problem(F, PARENT, CHILD, frame(), frame(result=0, other=8))
     assert "the word at offset 0x20 0x8 where the parent's is 0x7" in said
 
 
 def test_a_childs_result_that_is_not_0_is_named():
-    said = procaudit.fork_frame_problem(F, PARENT, CHILD, frame(), frame(result=57))
+    said = forks.fork_frame_problem(F, PARENT, CHILD, frame(), frame(result=57))
     assert "its result register holds 0x39, not 0" in said
 
 
 def test_a_child_of_another_parent_is_named():
-    assert procaudit.fork_parent_problem(PARENT, CHILD) is None
-    said = procaudit.fork_parent_problem(PARENT, rec(1, 2, parent=0))
+    assert forks.fork_parent_problem(PARENT, CHILD) is None
+    said = forks.fork_parent_problem(PARENT, rec(1, 2, parent=0))
     assert said.startswith("the child pid 2 (prog), just forked by pid 1 (prog), has parent pid 0") and \
         "no process (the kernel's)" in said
 
 
 def test_forks_errors_say_what_they_mean():
-    assert procaudit.fork_result_problem(2, "pid 1") is None
-    said = procaudit.fork_result_problem(-17, "pid 1 (forktree)")
+    assert forks.fork_result_problem(2, "pid 1") is None
+    said = forks.fork_result_problem(-17, "pid 1 (forktree)")
     assert said.startswith("fork returned -17 (EEXIST) to pid 1 (forktree)") and "visited a page twice" in said
-    said = procaudit.fork_error_problem(("AlreadyExists", "already exists", "kernel/mm/x.hpp:3", ""), "pid 1")
+    said = forks.fork_error_problem(("AlreadyExists", "already exists", "kernel/mm/x.hpp:3", ""), "pid 1")
     assert "with 'already exists' (the Error made at kernel/mm/x.hpp:3" in said and "visited a page twice" in said
-    said = procaudit.fork_error_problem(("InvalidArgument", "invalid argument", "a.cpp:1", "the child maps it"), "pid 1")
+    said = forks.fork_error_problem(("InvalidArgument", "invalid argument", "a.cpp:1", "the child maps it"), "pid 1")
     assert said.endswith("so no child was made") and "'invalid argument': the child maps it" in said
-    assert procaudit.fork_error_problem(None, "pid 1") is None
+    assert forks.fork_error_problem(None, "pid 1") is None
 
 
 def test_the_kernels_error_codes_are_read_from_its_header():
@@ -248,8 +248,8 @@ def test_a_trap_stack_that_is_not_the_current_processs_is_named():
 
 
 def test_a_fork_that_writes_its_parents_frame_is_named():
-    assert procaudit.parent_frame_problem(F, PARENT, frame(), frame()) is None
-    said = procaudit.parent_frame_problem(F, PARENT, frame(), bytes(64))
+    assert forks.parent_frame_problem(F, PARENT, frame(), frame()) is None
+    said = forks.parent_frame_problem(F, PARENT, frame(), bytes(64))
     assert said.startswith("fork_process() wrote its parent pid 1 (prog)'s saved system-call frame") and \
         "5 of its 8 words changed (PC 0x0, was 0x401000)" in said
 

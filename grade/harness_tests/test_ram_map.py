@@ -6,7 +6,7 @@ import struct
 
 import pytest
 
-from pagoda_grade import symbols, witness
+from pagoda_grade import bootram, symbols, vmchecks
 from pagoda_grade.vmchecks import GRADER_RAM
 
 MiB = 1 << 20
@@ -20,10 +20,10 @@ QEMU_10_0 = [(0, 0x9FC00, 1), (0x9FC00, 0x400, 2), (0xF0000, 0x10000, 2), (0x10_
              (0x7FF_F000, 0x1000, 2), (0xFFFC_0000, 0x4_0000, 2)]
 
 
-def fake_memory(entries, magic=witness.PVH_MAGIC, version=1):
+def fake_memory(entries, magic=bootram.PVH_MAGIC, version=1):
     """A reader over a fake guest memory holding a PVH start_info and its memory map."""
-    memory = {START_INFO: witness.PVH_START_INFO.pack(magic, version, 0, 0, 0, 0, 0, MEMMAP, len(entries), 0),
-              MEMMAP: b"".join(witness.PVH_MEMMAP_ENTRY.pack(a, s, t, 0) for a, s, t in entries)}
+    memory = {START_INFO: bootram.PVH_START_INFO.pack(magic, version, 0, 0, 0, 0, 0, MEMMAP, len(entries), 0),
+              MEMMAP: b"".join(bootram.PVH_MEMMAP_ENTRY.pack(a, s, t, 0) for a, s, t in entries)}
 
     def read(pa, size):
         for base, data in memory.items():
@@ -36,18 +36,18 @@ def fake_memory(entries, magic=witness.PVH_MAGIC, version=1):
 @pytest.mark.parametrize("entries, top", [(QEMU_7_2, 128 * MiB), (QEMU_10_0, 128 * MiB - 4096)],
                          ids=["qemu-7.2", "qemu-10.0"])
 def test_usable_ram_is_the_maps_ram_entries(entries, top):
-    assert witness.pvh_usable_ram(fake_memory(entries), START_INFO) == [(0, 0x9FC00), (MiB, top)]
+    assert bootram.pvh_usable_ram(fake_memory(entries), START_INFO) == [(0, 0x9FC00), (MiB, top)]
 
 
 def test_a_start_info_without_its_magic_or_map_is_an_error():
     with pytest.raises(AssertionError, match="magic"):
-        witness.pvh_usable_ram(fake_memory(QEMU_10_0, magic=0x1234), START_INFO)
+        bootram.pvh_usable_ram(fake_memory(QEMU_10_0, magic=0x1234), START_INFO)
     with pytest.raises(AssertionError, match="no memory map"):
-        witness.pvh_usable_ram(fake_memory(QEMU_10_0, version=0), START_INFO)
+        bootram.pvh_usable_ram(fake_memory(QEMU_10_0, version=0), START_INFO)
 
 
 def test_the_pvh_entry_is_the_kernels_entry_note(reference_kernel):
-    assert witness.pvh_entry(reference_kernel) == symbols.address_of(reference_kernel, "pvh_entry")
+    assert bootram.pvh_entry(reference_kernel) == symbols.address_of(reference_kernel, "pvh_entry")
 
 
 @pytest.mark.parametrize("entries, top", [(QEMU_7_2, 128 * MiB), (QEMU_10_0, 128 * MiB - 4096)],
@@ -55,11 +55,11 @@ def test_the_pvh_entry_is_the_kernels_entry_note(reference_kernel):
 def test_a_lab1_kernel_must_identity_map_what_qemu_hands_it(reference_kernel, monkeypatch, entries, top):
     """The lab-1 form (linked low) identity maps usable RAM: the expected map ends where QEMU's
     usable RAM ends, on each QEMU, so a kernel that maps exactly its memory map passes on both."""
-    monkeypatch.setattr(witness, "_ram_maps", {})
-    monkeypatch.setattr(witness, "_read_boot_map",
-                        lambda kernel, arch, memory: witness.pvh_usable_ram(fake_memory(entries), START_INFO))
-    monkeypatch.setattr(witness, "linked_high", lambda kernel, arch: False)
-    ram = [r for r in witness.expected_kernel_map(reference_kernel, "x86_64", GRADER_RAM)
+    monkeypatch.setattr(bootram, "_ram_maps", {})
+    monkeypatch.setattr(bootram, "_read_boot_map",
+                        lambda kernel, arch, memory: bootram.pvh_usable_ram(fake_memory(entries), START_INFO))
+    monkeypatch.setattr(vmchecks, "linked_high", lambda kernel, arch: False)
+    ram = [r for r in vmchecks.expected_kernel_map(reference_kernel, "x86_64", GRADER_RAM)
            if r.what.startswith("identity map of RAM")]
     assert ram and max(r.va + r.size for r in ram) == top
     assert all(r.va == r.pa for r in ram)
@@ -67,10 +67,10 @@ def test_a_lab1_kernel_must_identity_map_what_qemu_hands_it(reference_kernel, mo
 
 def test_usable_ram_read_from_this_machines_qemu(reference_kernel, monkeypatch):
     """The real thing: QEMU (whichever is installed) run to the kernel's entry, its map read."""
-    monkeypatch.setattr(witness, "_ram_maps", {})
-    ram = witness.usable_ram(reference_kernel, "x86_64", GRADER_RAM)
+    monkeypatch.setattr(bootram, "_ram_maps", {})
+    ram = bootram.usable_ram(reference_kernel, "x86_64", GRADER_RAM)
     assert ram[0][0] == 0 and MiB <= ram[-1][0] and GRADER_RAM - 64 * 1024 <= ram[-1][1] <= GRADER_RAM, ram
-    assert witness.usable_ram(reference_kernel, "x86_64", GRADER_RAM) == ram   # read once, then kept
+    assert bootram.usable_ram(reference_kernel, "x86_64", GRADER_RAM) == ram   # read once, then kept
 
 
 # ---- AArch64: the device tree --------------------------------------------------------------
@@ -84,19 +84,19 @@ def fdt(nodes, reservations=(), total=1 << 20):
         return b + b"\0" * (-len(b) % 4)
     depths = [d for d, _, _ in nodes] + [0]
     for i, (depth, name, props) in enumerate(nodes):
-        struct_block += struct.pack(">I", witness.FDT_BEGIN_NODE) + pad(name.encode() + b"\0")
+        struct_block += struct.pack(">I", bootram.FDT_BEGIN_NODE) + pad(name.encode() + b"\0")
         for key, value in props.items():
             if key.encode() + b"\0" not in strings:
                 strings += key.encode() + b"\0"
-            struct_block += struct.pack(">III", witness.FDT_PROP, len(value), strings.index(key.encode() + b"\0"))
+            struct_block += struct.pack(">III", bootram.FDT_PROP, len(value), strings.index(key.encode() + b"\0"))
             struct_block += pad(value)
-        struct_block += struct.pack(">I", witness.FDT_END_NODE) * (depth - depths[i + 1] + 1)
-    struct_block += struct.pack(">I", witness.FDT_END)
+        struct_block += struct.pack(">I", bootram.FDT_END_NODE) * (depth - depths[i + 1] + 1)
+    struct_block += struct.pack(">I", bootram.FDT_END)
     rsv = b"".join(struct.pack(">QQ", a, s) for a, s in reservations) + struct.pack(">QQ", 0, 0)
-    off_rsv = witness.FDT_HEADER.size
+    off_rsv = bootram.FDT_HEADER.size
     off_struct = off_rsv + len(rsv)
     off_strings = off_struct + len(struct_block)
-    header = witness.FDT_HEADER.pack(witness.FDT_MAGIC, total, off_struct, off_strings, off_rsv, 17, 16, 0,
+    header = bootram.FDT_HEADER.pack(bootram.FDT_MAGIC, total, off_struct, off_strings, off_rsv, 17, 16, 0,
                                      len(strings), len(struct_block))
     return header + rsv + struct_block + strings
 
@@ -117,13 +117,13 @@ def test_device_tree_ram_is_memory_minus_reservations_and_the_tree():
     def read(pa, size):
         assert base <= pa and pa - base + size <= len(blob), "read outside the tree"
         return blob[pa - base:pa - base + size]
-    assert witness.fdt_usable_ram(read, base) == [(base + 0x10_1000, 0x4700_0000),
+    assert bootram.fdt_usable_ram(read, base) == [(base + 0x10_1000, 0x4700_0000),
                                                   (0x4710_0000, base + 128 * MiB - 0x1000)]
     with pytest.raises(AssertionError, match="no device tree"):
-        witness.fdt_usable_ram(lambda pa, size: bytes(size), base)
+        bootram.fdt_usable_ram(lambda pa, size: bytes(size), base)
 
 
 def test_aarch64_usable_ram_read_from_this_machines_qemu(aarch64_kernel, monkeypatch):
     """QEMU virt: RAM at 1 GiB, its 1 MiB device tree at the start, which the kernel keeps."""
-    monkeypatch.setattr(witness, "_ram_maps", {})
-    assert witness.usable_ram(aarch64_kernel, "aarch64", GRADER_RAM) == [(0x4010_0000, 0x4000_0000 + GRADER_RAM)]
+    monkeypatch.setattr(bootram, "_ram_maps", {})
+    assert bootram.usable_ram(aarch64_kernel, "aarch64", GRADER_RAM) == [(0x4010_0000, 0x4000_0000 + GRADER_RAM)]

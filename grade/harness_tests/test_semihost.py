@@ -8,7 +8,7 @@ shell command there, and scored trap_ud, trap_pf and timer_ticks (6/6 in lab 0) 
 one exception or interrupt: it rewrote its own qemu.log with the lines QEMU would have logged.
 With target=gdb (pagoda_pt/machines.py) QEMU keeps SYS_EXIT and hands the file calls to the
 debugger on its gdbstub, or drops them when there is none; the grader's client refuses them
-(rsp.py), and so does the guard `./pagoda gdb` puts in front of GDB (pagoda_core/stubguard.py)."""
+(rsp.py), and so does the guard `./pagoda gdb` puts in front of GDB (tools/pagoda/stubguard.py)."""
 import glob
 import os
 import resource

@@ -4,7 +4,8 @@ and check_free() from them. docs/grader.md, "Lab 1"."""
 from .processes import FRAME_ALLOCATOR, count_used, frame_bitmap
 from .symbols import address_of, fact, physical_of
 from .vmchecks import GRADER_RAM
-from .witness import PAGE, image_physical, kernel_image_regions, pick_in, usable_ram
+from .bootram import usable_ram
+from .witness import PAGE, image_physical, kernel_image_regions, pick_in
 
 FIT_FREED = 128             # the frames the next-fit self-test gives back first (kernel/mm/vm_selftest.cpp)
 REFUSED = (1 << 64) - 1     # what the self-test notes for a refused allocation (not a frame's address)

@@ -13,7 +13,7 @@ useful first line, and the grader can often say it from what it sees itself:
     the machine's end          a triple fault, an exception storm, a timeout
 
 Run.fail() puts headline(run, reason) before the test's reason. Lab tests that know more (a
-root they walked, lab 3's explain_death()) pass their own cause to fail(), which wins.
+root they walked, explain_death() below) pass their own cause to fail(), which wins.
 
 Nothing here walks page tables (it runs for every failure, witnessed or not) but empty_root(),
 which walks one root the CPU died on, in a witnessed boot's kept RAM.
@@ -29,7 +29,8 @@ from pagoda_pt.verdicts import Evidence, StackSlots
 from . import symbols
 from .idle import IDLE_STOP
 from .outcomes import STORM, TIMEOUT, is_never_reached, kill_lines, panic_line, quoted_lines
-from .witness import ARCHES
+from .processes import kernel_faults, parse_kills
+from .witness import ARCHES, PAGE, WalkError
 
 
 # ---- The fault ---------------------------------------------------------------------------------
@@ -446,3 +447,117 @@ def audits_first(run, parts):
     parts = producer_first(run, parts)
     seen = audit_first(run, "\n".join(parts))
     return [seen] + parts if seen else parts
+
+
+# ---- Why a machine died, against the roots the grader walked (labs 3 and up) -------------------
+
+def _permits(perms, access):
+    """True when a page of @p perms (a walked run's effective rights) allows @p access (causes.Access)."""
+    return bool(perms.execute if access.fetch else perms.write if access.write else perms.read)
+
+
+def wrong_root_kill(run, inspector, roots, started):
+    """A sentence, or None: a process the kernel killed for a user-mode fault at a page its own
+    root maps with the rights that access needs, as the grader walked that root (before it
+    ran). The CPU did not translate through the process's root when it faulted: the switch
+    loaded another root (the kernel's, another process's), or a TLB entry outlived a change of
+    the root's tables. (A demand or copy-on-write fault is at a page not mapped, or mapped
+    without that right: never this.) @p started: {pid: Started}."""
+    if inspector is None or not started:
+        return None
+    user_faults = [f for f in run.log.faults if f.privilege != ARCHES[run.arch].kernel_privilege
+                   and f.address is not None and f.error is not None]
+    for k in parse_kills(run).values():
+        p = started.get(k.pid)
+        if p is None or k.address is None:
+            continue
+        runs = inspector.dumps.get(p.root)
+        if runs is None or isinstance(runs, WalkError):
+            continue
+        page = next((r for r in runs if r.va_start <= k.address < r.va_end), None)
+        fault = next((f for f in user_faults if f.address == k.address), None)
+        if page is None or fault is None or not _permits(page.perms, Access(fault)):
+            continue
+        access = Access(fault)
+        held = ""
+        if fault.root is not None and fault.root != p.root:
+            held = f"; the root the CPU held then was {roots.get(fault.root, f'root {fault.root:#x}')}"
+        return (f"pid {k.pid} ({k.name}) ran in the wrong root: it was killed for a fault ({access.verb()} "
+                f"{k.address:#x}) at a page its own root {p.root:#x} maps {page.perms.rwx()} (the grader walked it "
+                f"before the process ran){held}: the CPU was not translating through the process's own root (the "
+                "switch must load the next process's root, not the kernel's or another's), or a stale TLB entry "
+                "outlived a change of its tables")
+    return None
+
+
+def explain_death(run, inspector, layout, roots, started=None):
+    """A sentence naming why the kernel died, from the first kernel-mode fault in QEMU's log and
+    the roots the grader read while the guest lived (@p roots: {root: label}); None when the log
+    shows no kernel fault. It does not trust the kernel's report: the fault is the CPU's, the
+    tables are read from guest RAM. With no kernel fault and @p started ({pid: Started}): a
+    process killed in the wrong root (wrong_root_kill)."""
+    if inspector is None:
+        return None
+    faults = kernel_faults(run.symbolizer.elf, run)
+    if not faults:
+        return wrong_root_kill(run, inspector, roots, started)
+    f = faults[0]
+    where = run.symbol_of(f.pc) or f"{f.pc:#x}"
+    first = f"the first kernel fault: {f.describe(run.symbol_of)}"
+    root = f.root
+    label = roots.get(root, f"{root:#x}" if root is not None else "the roots the CPU held (QEMU's AArch64 log does "
+                      "not name them)")
+    dumps = inspector.dumps
+    if root is not None and inspector.half.get(root):
+        return f"{first}; the root loaded then, {label}: {inspector.half[root]}"
+    if root is None:
+        # AArch64's log names no root: what the grader saw at its last stops is the best it has.
+        seen = [(r, why) for r, why in inspector.half.items() if why]
+        if seen:
+            return f"{first}; at a stop before, {roots.get(seen[0][0], hex(seen[0][0]))}: {seen[0][1]}"
+    address = f.address if f.address is not None else f.sp
+    slot = layout.slot_of(address)
+
+    def mapped_in(va):
+        return [r for r, runs in dumps.items() if not isinstance(runs, WalkError)
+                and any(x.va_start <= va < x.va_end for x in runs)]
+
+    if slot is not None:
+        have = mapped_in(address)
+        named = verdicts.explain(verdicts.Evidence(
+            address=address, access=Access(f).verb() if f.error is not None else "touched", where=where,
+            stacks=stack_slots(run.symbolizer.elf), root=label if root is not None and root not in have else None,
+            mapped_in=[roots.get(r, f"{r:#x}") for r in have]))
+        if named:
+            return named
+    access = Access(f) if f.error is not None else None
+    if f.address is not None and f.address == f.pc:
+        if access is not None and access.present:
+            return (f"{first}: the code being executed is mapped without execute permission in {label}, the root "
+                    "loaded then (text mapped NX, or code run from a data page)")
+        return f"{first}: the code being executed is not mapped in {label}, the root loaded then"
+    if f.address is not None and f.address < layout.kernel_half_base and run.symbol_of(f.pc) and \
+            access is not None and not access.present:
+        elsewhere = [r for r in mapped_in(f.address) if r != root]
+        if elsewhere:
+            return (f"{first}: the kernel ({where}) touched {f.address:#x}, a user address mapped in "
+                    f"{', '.join(roots.get(r, f'{r:#x}') for r in elsewhere)}, while {label} was live: a process "
+                    "whose root is not live is written through temporary mappings of its frames (lab 4), never "
+                    "through its user addresses")
+        lacks = "do not map it" if root is None else "does not map it"
+        if f.address < PAGE:
+            return (f"{first}: the kernel ({where}) touched {f.address:#x}, in page 0, which no root maps: a null "
+                    "pointer (a user copy given one must refuse it through its fix-up, lab 4; kernel code must check "
+                    "it)")
+        top = symbols.fact(run.symbolizer.elf, "user_stack_top")
+        if top - symbols.fact(run.symbolizer.elf, "user_stack_limit") <= f.address < top:
+            return (f"{first}: the kernel ({where}) touched {f.address:#x}, a user-stack address, and {label} "
+                    f"{lacks}: a process's user address reached by the kernel in a root where that process is not "
+                    "loaded (a process that is not live is written through its own tables and temporary mappings "
+                    "of its frames, lab 4), or outside a checked user copy")
+        half = ARCHES[f.arch].lower_half_label
+        return (f"{first}: the kernel ({where}) touched {f.address:#x}, in {half}, and {label} {lacks}: kernel "
+                "memory reached through a low address (an identity-mapped or physical address used as a pointer), "
+                "in the half every switch of processes reloads (kernel memory must be reached in the kernel half: "
+                "the window, phys_to_ptr())")
+    return None

@@ -8,94 +8,25 @@ they saw, never from what the kernel printed.
     processes(snap, kernel)             the process table: pid, parent, state, record (Vma list)
     Pages.of(snap, root)                 a root's user pages: va -> (frame, writable)
     Refs(snap, kernel)                   the kernel's reference counts (pagoda_frame_refs)
+                                         (these three in processes.py, lab 7's too)
     Deaths(kernel)                       stops at exit_current and exec_current; records each
     fork_view(...) / fork_problems(...)  one fork, seen at its return and at a later moment
     leak_story(...)                      whose frames a leak is made of, and why
 
 Layouts come from the kernel's facts (process_*, vma_*: kernel/proc/process.cpp, mm/space/vma.cpp).
 """
-import hashlib
-import struct
 from dataclasses import dataclass, field
 
 from pagoda_pt import contract
 
 from . import symbols
-from .procaudit import Facts
-from .processes import process_roots, registry, table_frames
+from .processes import Pages, Refs, digest, pid_of, process_roots, processes, registry, table_frames
 from .witness import ARCHES, PAGE, return_address
 
-from pagoda_pt import trees
-from pagoda_pt.procs import _u, read_procs
+from pagoda_pt.procs import _u
 
 
 BOUND_NAMES = ("heap's start", "heap's break", "stack's limit", "stack's gap")   # Proc.bounds, in order
-
-
-def processes(snap, kernel, records_of=None):
-    """{pid: pagoda_pt.procs.Proc} of every slot of the process table that is not free, and of
-    the Free slots that still hold a pid (guest RAM: the one reader, pagoda_pt.procs); the record
-    (VMA list, bounds) is read for every process, or only for pid @p records_of when given."""
-    out = {}
-    for p in read_procs(snap.read_phys, Facts.with_records(kernel), snap.read_virt,
-                        **({} if records_of is None else {"records_of": records_of}), freed=True):
-        out.setdefault(p.pid, p)
-    return out
-
-
-def covered(vmas, va):
-    return any(v.start <= va < v.end for v in vmas or [])
-
-
-# ---- pages of a root ----------------------------------------------------------------------------
-
-class Pages(dict):
-    """{va: (frame, writable)} of every 4 KiB user page a root maps (the grader's walk)."""
-
-    @classmethod
-    def of(cls, snap, root):
-        pages = cls()
-        for p in trees.user_pages(snap.arch, snap.read_phys, root, snap.walk_regs, pa_bits=snap.pa_bits):
-            pages[p.va] = (p.pa, p.writable)
-        return pages
-
-    def frames(self):
-        return {pa for pa, _ in self.values()}
-
-
-def digest(snap, frame):
-    return hashlib.blake2b(snap.read_phys(frame, PAGE), digest_size=8).digest()
-
-
-class Refs:
-    """The kernel's frame reference counts, read from guest RAM (pagoda_frame_refs: the table's
-    kernel address and its entries; each entry a u16 of references beyond the first)."""
-
-    CHUNK = PAGE // 2   # entries read at once (a page of the table)
-
-    def __init__(self, snap, kernel):
-        self.snap = snap
-        pa = symbols.physical_of(kernel, symbols.address_of(kernel, contract.FRAME_REFS))
-        self.table, self.entries = struct.unpack("<2Q", snap.read_phys(pa, 16))
-        self._chunks = {}
-
-    def count(self, frame):
-        if not self.table or frame is None or frame // PAGE >= self.entries:
-            return None
-        n = frame // PAGE
-        chunk = self._chunks.get(n // self.CHUNK)
-        if chunk is None:
-            at = n - n % self.CHUNK
-            chunk = self._chunks[n // self.CHUNK] = self.snap.read_virt(self.table + 2 * at,
-                                                                        2 * min(self.CHUNK, self.entries - at))
-        return 1 + int.from_bytes(chunk[2 * (n % self.CHUNK):2 * (n % self.CHUNK) + 2], "little")
-
-
-def pid_of(snap, kernel, root):
-    for k in registry(snap, kernel).roots:
-        if k.root == root and k.kind == "process":
-            return k.id, k.name
-    return None, None
 
 
 # ---- deaths and execs ----------------------------------------------------------------------------

@@ -8,10 +8,8 @@ child never ran", "missing: a line", a timeout).
     audit_table(...)                         exactly one Running process, the one the CPU runs;
                                              every parent exists; one kernel-stack slot, one root
                                              and (AArch64) one ASID per live process
-    fork_frame_problem(...)                  at fork's return: the child's saved user frame is
-                                             its parent's, but for the result register, which is 0
-    fork_parent_problem(...)                 the child's parent is the process that forked it
-    fork_result_problem(result, who)         fork's error, read in the parent's result register
+    read_error(snap, kernel, address)        a kernel function's Error, read at its return
+    (forks.py: fork_findings, fork_result_problem, fork_error_problem: one fork, lab 6's)
 
 Findings go into a list the boot's Booter keeps (Booter.audit_findings); Run.fail() puts the
 first one before a failing test's own reason (causes.audit_first()). A finding never fails a
@@ -135,143 +133,12 @@ class ProcessAudit:
         return read_procs(snap.read_phys, self.facts)
 
 
-# ---- one fork -----------------------------------------------------------------------------------
-
-def read_frame(read_virt, facts, kslot):
-    """The saved user frame at the top of kernel-stack slot @p kslot (bytes)."""
-    top = facts.stack_top(kslot)
-    return read_virt(top - facts.frame_size, facts.frame_size)
-
-
-def fork_frame_problem(facts, parent, child, parent_frame, child_frame):
-    """None, or why @p child's saved user frame (@p child_frame: the top of its kernel stack,
-    read at fork_process's return, before it ran) is not @p parent's system-call frame
-    (@p parent_frame) with the result register 0: the PC, the stack pointer, the flags and every
-    other register must be the parent's, so that the child returns from the same call."""
-    size = facts.frame_size
-    words = [(i, _u(parent_frame, i, 8), _u(child_frame, i, 8)) for i in range(0, size, 8)]
-    named = {facts.frame_pc: "PC", facts.frame_sp: "SP", facts.frame_flags: "the flags (RFLAGS, SPSR)",
-             facts.frame_result: "the result register"}
-    differ = [(i, p, c) for i, p, c in words if i != facts.frame_result and p != c]
-    result = _u(child_frame, facts.frame_result, 8)
-    head = (f"the child {child.who}'s saved user frame (the top of its kernel stack, slot {child.kslot}, read from guest "
-            f"RAM at fork's return, before it ran)")
-    if differ:
-        shown = []
-        for i, p, c in sorted(differ, key=lambda d: (d[0] not in named, d[0]))[:3]:
-            shown.append(f"{named.get(i, f'the word at offset {i:#x}')} {c:#x} where the parent's is {p:#x}")
-        zeros = not any(child_frame)
-        return (f"{head} is not its parent {parent.who}'s system-call frame: {len(differ)} of its {size // 8} words "
-                f"differ ({'; '.join(shown)}){': it is all zeros' if zeros else ''}: fork must copy the frame the "
-                "parent's system call saved at the top of the parent's kernel stack into the child's (the wrong stack "
-                "copied, or none), changing only the result register to 0, so that the child returns from the same "
-                "call")
-    if result != 0:
-        return (f"{head} is its parent {parent.who}'s system-call frame, but its result register holds {result:#x}, "
-                "not 0: fork returns 0 in the child (and the child's pid in the parent)")
-    return None
-
-
-def fork_parent_problem(parent, child):
-    """None, or why the new child @p child (a Proc read at fork's return) does not belong to
-    @p parent, the process that forked it."""
-    if child.parent == parent.pid:
-        return None
-    whose = "no process (the kernel's)" if child.parent == 0 else f"pid {child.parent}"
-    return (f"the child {child.who}, just forked by {parent.who}, has parent pid {child.parent} in the process table "
-            f"(guest RAM) at fork's return, not {parent.pid}: it belongs to {whose}, so its parent's wait finds no such "
-            "child (fork must record the caller as the child's parent)")
-
-
 ERRNO_NAMES = {1: "EPERM", 2: "ENOENT", 3: "ESRCH", 7: "E2BIG", 8: "ENOEXEC", 9: "EBADF", 10: "ECHILD", 11: "EAGAIN",
                12: "ENOMEM", 13: "EACCES", 14: "EFAULT", 17: "EEXIST", 22: "EINVAL", 36: "ENAMETOOLONG", 38: "ENOSYS"}
-
-FORK_ERRORS = {
-    "EEXIST": ("the copy of the parent's pages met a page the child already maps: fork's walk visited a page twice "
-               "(a run taken past its region's end into the next region, or a page copied in two regions)"),
-    "ENOMEM": ("fork ran out of frames: a copy that takes more than the parent maps (pages copied twice, or frames "
-               "leaked by an earlier fork or exit)"),
-    "EAGAIN": ("the process table or the kernel-stack slots were full: slots of processes that ended were never "
-               "given back"),
-    "EFAULT": "fork read a user pointer it should not have (fork takes none)",
-    "EINVAL": "the copy refused an argument (an unaligned or empty range: a region's bounds taken wrongly)",
-}
 
 
 def errno_name(result):
     return ERRNO_NAMES.get(-result, f"error {-result}")
-
-
-def fork_result_problem(result, who):
-    """None, or the sentence for fork's result @p result (signed, read in the parent's result
-    register where the call returned to user mode) when it is an error, with what that error
-    means for a fork."""
-    if result >= 0 or result < -4095:
-        return None
-    name = errno_name(result)
-    why = FORK_ERRORS.get(name, "fork must make a child when memory and slots allow")
-    return (f"fork returned {result} ({name}) to {who} (its result register where the call returned to user mode, "
-            f"read by the grader), so no child was made: {why}")
-
-
-def current_frame(snap, kernel):
-    """The saved user frame of the process the CPU runs (the top of its kernel stack), or None:
-    read at fork_process's entry, the parent's system-call frame as the call left user mode."""
-    facts = Facts.of(kernel)
-    if facts is None:
-        return None
-    try:
-        recs = read_procs(snap.read_phys, facts)
-        current, _ = read_current(snap.read_phys, facts, recs)
-        if current is None or current.kslot == NO_SLOT:
-            return None
-        return read_frame(snap.read_virt, facts, current.kslot)
-    except (AssertionError, ValueError):
-        return None
-
-
-def parent_frame_problem(facts, parent, before, after):
-    """None, or why fork changed its parent's saved system-call frame (@p before: at
-    fork_process's entry; @p after: at its return), which only the call's result may change,
-    after fork returns."""
-    differ = [i for i in range(0, facts.frame_size, 8) if _u(before, i, 8) != _u(after, i, 8)]
-    if not differ:
-        return None
-    pc = facts.frame_pc
-    return (f"fork_process() wrote its parent {parent.who}'s saved system-call frame (the top of its kernel stack, read "
-            f"from guest RAM at fork's entry and at its return): {len(differ)} of its {facts.frame_size // 8} words "
-            f"changed (PC {_u(after, pc, 8):#x}, was {_u(before, pc, 8):#x}): the frame was copied the wrong way, into "
-            "the parent's stack instead of from it (prepare_fork_return(child's top, parent's top))")
-
-
-def fork_findings(snap, kernel, child_pids, parent_before=None):
-    """At fork_process's return to the parent's system call (@p snap, the parent still current),
-    before the child ran: the problems of each new child (@p child_pids, the pids that were not
-    in the table at fork's entry): the parent's frame changed (@p parent_before: it at fork's
-    entry, current_frame()), the child's parent, and its saved user frame against the parent's."""
-    facts = Facts.of(kernel)
-    if facts is None:
-        return []
-    try:
-        recs = read_procs(snap.read_phys, facts)
-        parent, _ = read_current(snap.read_phys, facts, recs)
-    except (AssertionError, ValueError):
-        return []
-    if parent is None:
-        return []
-    out = []
-    for child in (r for r in recs if r.pid in child_pids):
-        out.append(fork_parent_problem(parent, child))
-        if child.kslot != NO_SLOT and parent.kslot != NO_SLOT:
-            try:
-                frames = (read_frame(snap.read_virt, facts, parent.kslot), read_frame(snap.read_virt, facts, child.kslot))
-            except (AssertionError, ValueError):
-                continue
-            if parent_before is not None:
-                out.insert(0, parent_frame_problem(facts, parent, parent_before, frames[0]))
-                frames = (parent_before, frames[1])
-            out.append(fork_frame_problem(facts, parent, child, *frames))
-    return [p for p in out if p]
 
 
 # ---- a kernel function's Error, read at its return ----------------------------------------------
@@ -322,27 +189,6 @@ def read_error(snap, kernel, address):
     file, line, message = _u(raw, f("error_file"), 8), _u(raw, f("error_line"), 4), _u(raw, f("error_message"), 8)
     where = f"{_string(snap.read_virt, file)}:{line}" if file else "?"
     return code, words, where, _string(snap.read_virt, message) if message else ""
-
-
-FORK_KERNEL_ERRORS = {
-    "AlreadyExists": FORK_ERRORS["EEXIST"],
-    "NoMemory": FORK_ERRORS["ENOMEM"],
-    "Overflow": FORK_ERRORS["EAGAIN"],
-    "InvalidArgument": FORK_ERRORS["EINVAL"],
-}
-
-
-def fork_error_problem(error, who):
-    """The sentence for fork_process()'s Error @p error (read_error()) in the fork of @p who."""
-    if error is None:
-        return None
-    code, words, where, message = error
-    # The kernel's own sentence, when the Error has one, says what went wrong; the code alone is
-    # read as what it means for a fork.
-    why = "" if message else ": " + FORK_KERNEL_ERRORS.get(code, "fork must make a child when memory and slots allow")
-    said = f": {message}" if message else ""
-    return (f"fork_process() failed for {who} with '{words}'{said} (the Error made at {where}, read from its Result "
-            f"in guest RAM where it returned to the fork system call), so no child was made{why}")
 
 
 # ---- a loader that failed ------------------------------------------------------------------------

@@ -16,16 +16,18 @@ where each lies in the kStackBase area comes from the layout facts the kernel ex
     parse_started / parse_kills / parse_reaped       the kernel's lines, to label what was seen
     written(snap, proc)                              what a write() at a system-call stop says,
                                                      read through the process's own root
-    explain_death(run, inspectors, layout)           why a machine died, from QEMU's log and the
-                                                     roots the grader read before it died
+    (causes.explain_death: why a machine died, from QEMU's log and the roots read before)
 """
+import hashlib
 import re
+import struct
 from dataclasses import dataclass
 
-from pagoda_pt import contract, verdicts
-from pagoda_pt.verdicts import Evidence
+from pagoda_pt import contract
+from pagoda_pt.procs import read_procs
 
 from . import programs, symbols
+from .procaudit import Facts
 from .witness import ARCHES, PAGE, WalkError, layout_value, top_level
 
 from pagoda_pt import trees
@@ -494,17 +496,6 @@ def table_frames(snap, root):
     return trees.table_frames(snap.arch, read, root)
 
 
-def leaf_entries(snap, root, kernel, arch, where=None):
-    """({va: raw entry}, {table frames}) of @p root's user half, read from guest RAM by
-    pagoda_pt.trees.user_leaf_entries: every non-zero entry at the leaf level, present or not (a
-    swap entry, a held leaf), and every table under it (the root included); with @p where (a
-    dict), where[va] = the entry's physical address."""
-    leaves, at, tables = trees.user_leaf_entries(arch, snap.read_phys, root, layout_value(kernel, "levels"))
-    if where is not None:
-        where.update(at)
-    return leaves, tables
-
-
 def count_used(snap, bitmap_va, words, root=None):
     """(frames marked used, the bitmap as an int) from the frame allocator's `used` bitmap,
     read from guest RAM through the grader's walk of @p root (the live one by default)."""
@@ -555,6 +546,74 @@ def unmarked(bitmap, ranges, words):
             if len(out) == 4:
                 break
     return out
+
+
+# ---- The process table, a root's pages, the frames' counts (labs 5 to 7) -------------------------
+
+def processes(snap, kernel, records_of=None):
+    """{pid: pagoda_pt.procs.Proc} of every slot of the process table that is not free, and of
+    the Free slots that still hold a pid (guest RAM: the one reader, pagoda_pt.procs); the record
+    (VMA list, bounds) is read for every process, or only for pid @p records_of when given."""
+    out = {}
+    for p in read_procs(snap.read_phys, Facts.with_records(kernel), snap.read_virt,
+                        **({} if records_of is None else {"records_of": records_of}), freed=True):
+        out.setdefault(p.pid, p)
+    return out
+
+
+def covered(vmas, va):
+    return any(v.start <= va < v.end for v in vmas or [])
+
+
+# ---- pages of a root ----------------------------------------------------------------------------
+
+class Pages(dict):
+    """{va: (frame, writable)} of every 4 KiB user page a root maps (the grader's walk)."""
+
+    @classmethod
+    def of(cls, snap, root):
+        pages = cls()
+        for p in trees.user_pages(snap.arch, snap.read_phys, root, snap.walk_regs, pa_bits=snap.pa_bits):
+            pages[p.va] = (p.pa, p.writable)
+        return pages
+
+    def frames(self):
+        return {pa for pa, _ in self.values()}
+
+
+def digest(snap, frame):
+    return hashlib.blake2b(snap.read_phys(frame, PAGE), digest_size=8).digest()
+
+
+class Refs:
+    """The kernel's frame reference counts, read from guest RAM (pagoda_frame_refs: the table's
+    kernel address and its entries; each entry a u16 of references beyond the first)."""
+
+    CHUNK = PAGE // 2   # entries read at once (a page of the table)
+
+    def __init__(self, snap, kernel):
+        self.snap = snap
+        pa = symbols.physical_of(kernel, symbols.address_of(kernel, contract.FRAME_REFS))
+        self.table, self.entries = struct.unpack("<2Q", snap.read_phys(pa, 16))
+        self._chunks = {}
+
+    def count(self, frame):
+        if not self.table or frame is None or frame // PAGE >= self.entries:
+            return None
+        n = frame // PAGE
+        chunk = self._chunks.get(n // self.CHUNK)
+        if chunk is None:
+            at = n - n % self.CHUNK
+            chunk = self._chunks[n // self.CHUNK] = self.snap.read_virt(self.table + 2 * at,
+                                                                        2 * min(self.CHUNK, self.entries - at))
+        return 1 + int.from_bytes(chunk[2 * (n % self.CHUNK):2 * (n % self.CHUNK) + 2], "little")
+
+
+def pid_of(snap, kernel, root):
+    for k in registry(snap, kernel).roots:
+        if k.root == root and k.kind == "process":
+            return k.id, k.name
+    return None, None
 
 
 # ---- A machine that died ----------------------------------------------------------------------
@@ -713,121 +772,6 @@ def slot_marks_problem(started, slot_of, marked):
                     "but the kernel's slot table (g_used, read by the grader from guest RAM) marks that slot free: "
                     "create_kernel_stack() did not mark the slot it took used, so the next process is given the "
                     "same kernel stack slot")
-    return None
-
-
-def _permits(perms, access):
-    """True when a page of @p perms (a walked run's effective rights) allows @p access (causes.Access)."""
-    return bool(perms.execute if access.fetch else perms.write if access.write else perms.read)
-
-
-def wrong_root_kill(run, inspector, roots, started):
-    """A sentence, or None: a process the kernel killed for a user-mode fault at a page its own
-    root maps with the rights that access needs, as the grader walked that root (before it
-    ran). The CPU did not translate through the process's root when it faulted: the switch
-    loaded another root (the kernel's, another process's), or a TLB entry outlived a change of
-    the root's tables. (A demand or copy-on-write fault is at a page not mapped, or mapped
-    without that right: never this.) @p started: {pid: Started}."""
-    if inspector is None or not started:
-        return None
-    from .causes import Access
-    user_faults = [f for f in run.log.faults if f.privilege != ARCHES[run.arch].kernel_privilege
-                   and f.address is not None and f.error is not None]
-    for k in parse_kills(run).values():
-        p = started.get(k.pid)
-        if p is None or k.address is None:
-            continue
-        runs = inspector.dumps.get(p.root)
-        if runs is None or isinstance(runs, WalkError):
-            continue
-        page = next((r for r in runs if r.va_start <= k.address < r.va_end), None)
-        fault = next((f for f in user_faults if f.address == k.address), None)
-        if page is None or fault is None or not _permits(page.perms, Access(fault)):
-            continue
-        access = Access(fault)
-        held = ""
-        if fault.root is not None and fault.root != p.root:
-            held = f"; the root the CPU held then was {roots.get(fault.root, f'root {fault.root:#x}')}"
-        return (f"pid {k.pid} ({k.name}) ran in the wrong root: it was killed for a fault ({access.verb()} "
-                f"{k.address:#x}) at a page its own root {p.root:#x} maps {page.perms.rwx()} (the grader walked it "
-                f"before the process ran){held}: the CPU was not translating through the process's own root (the "
-                "switch must load the next process's root, not the kernel's or another's), or a stale TLB entry "
-                "outlived a change of its tables")
-    return None
-
-
-def explain_death(run, inspector, layout, roots, started=None):
-    """A sentence naming why the kernel died, from the first kernel-mode fault in QEMU's log and
-    the roots the grader read while the guest lived (@p roots: {root: label}); None when the log
-    shows no kernel fault. It does not trust the kernel's report: the fault is the CPU's, the
-    tables are read from guest RAM. With no kernel fault and @p started ({pid: Started}): a
-    process killed in the wrong root (wrong_root_kill)."""
-    if inspector is None:
-        return None
-    faults = kernel_faults(run.symbolizer.elf, run)
-    if not faults:
-        return wrong_root_kill(run, inspector, roots, started)
-    f = faults[0]
-    where = run.symbol_of(f.pc) or f"{f.pc:#x}"
-    first = f"the first kernel fault: {f.describe(run.symbol_of)}"
-    root = f.root
-    label = roots.get(root, f"{root:#x}" if root is not None else "the roots the CPU held (QEMU's AArch64 log does "
-                      "not name them)")
-    dumps = inspector.dumps
-    if root is not None and inspector.half.get(root):
-        return f"{first}; the root loaded then, {label}: {inspector.half[root]}"
-    if root is None:
-        # AArch64's log names no root: what the grader saw at its last stops is the best it has.
-        seen = [(r, why) for r, why in inspector.half.items() if why]
-        if seen:
-            return f"{first}; at a stop before, {roots.get(seen[0][0], hex(seen[0][0]))}: {seen[0][1]}"
-    address = f.address if f.address is not None else f.sp
-    slot = layout.slot_of(address)
-
-    def mapped_in(va):
-        return [r for r, runs in dumps.items() if not isinstance(runs, WalkError)
-                and any(x.va_start <= va < x.va_end for x in runs)]
-
-    if slot is not None:
-        from .causes import Access, stack_slots
-        have = mapped_in(address)
-        named = verdicts.explain(Evidence(
-            address=address, access=Access(f).verb() if f.error is not None else "touched", where=where,
-            stacks=stack_slots(run.symbolizer.elf), root=label if root is not None and root not in have else None,
-            mapped_in=[roots.get(r, f"{r:#x}") for r in have]))
-        if named:
-            return named
-    from .causes import Access
-    access = Access(f) if f.error is not None else None
-    if f.address is not None and f.address == f.pc:
-        if access is not None and access.present:
-            return (f"{first}: the code being executed is mapped without execute permission in {label}, the root "
-                    "loaded then (text mapped NX, or code run from a data page)")
-        return f"{first}: the code being executed is not mapped in {label}, the root loaded then"
-    if f.address is not None and f.address < layout.kernel_half_base and run.symbol_of(f.pc) and \
-            access is not None and not access.present:
-        elsewhere = [r for r in mapped_in(f.address) if r != root]
-        if elsewhere:
-            return (f"{first}: the kernel ({where}) touched {f.address:#x}, a user address mapped in "
-                    f"{', '.join(roots.get(r, f'{r:#x}') for r in elsewhere)}, while {label} was live: a process "
-                    "whose root is not live is written through temporary mappings of its frames (lab 4), never "
-                    "through its user addresses")
-        lacks = "do not map it" if root is None else "does not map it"
-        if f.address < PAGE:
-            return (f"{first}: the kernel ({where}) touched {f.address:#x}, in page 0, which no root maps: a null "
-                    "pointer (a user copy given one must refuse it through its fix-up, lab 4; kernel code must check "
-                    "it)")
-        top = symbols.fact(run.symbolizer.elf, "user_stack_top")
-        if top - symbols.fact(run.symbolizer.elf, "user_stack_limit") <= f.address < top:
-            return (f"{first}: the kernel ({where}) touched {f.address:#x}, a user-stack address, and {label} "
-                    f"{lacks}: a process's user address reached by the kernel in a root where that process is not "
-                    "loaded (a process that is not live is written through its own tables and temporary mappings "
-                    "of its frames, lab 4), or outside a checked user copy")
-        half = ARCHES[f.arch].lower_half_label
-        return (f"{first}: the kernel ({where}) touched {f.address:#x}, in {half}, and {label} {lacks}: kernel "
-                "memory reached through a low address (an identity-mapped or physical address used as a pointer), "
-                "in the half every switch of processes reloads (kernel memory must be reached in the kernel half: "
-                "the window, phys_to_ptr())")
     return None
 
 

@@ -29,7 +29,7 @@ Only the standard library is used. The packets (see GDB's manual, "Remote Protoc
     F<call>,<args>        (from the stub, while the guest runs) a File-I/O request: the guest's
                           semihosting call asks the debugger to open, read, write... a host file
                           (AArch64 runs with -semihosting-config target=gdb). Always refused,
-                          F-1,<EPERM> (pagoda_core/stubguard.py), and the wait for the stop goes on.
+                          F-1,<EPERM> (pagoda_core/gdbwire.py), and the wait for the stop goes on.
 
 Register numbers come from the target description: registers are numbered in the order the
 XML files list them, a `regnum` attribute restarting the count.
@@ -40,7 +40,8 @@ import socket
 import time
 
 from pagoda_core import speed
-from pagoda_core.stubguard import file_io_refusal, is_file_io_request
+from pagoda_core.gdbwire import checksum, file_io_refusal, is_file_io_request
+from pagoda_core.gdbwire import packet as frame
 from pagoda_pt.isa import isa
 
 # Seconds to wait for an answer, on the reference machine (scaled by the speed factor).
@@ -89,10 +90,6 @@ class StopReply:
         return f"StopReply({self.payload!r})"
 
 
-def checksum(payload):
-    return sum(payload) & 0xFF
-
-
 def escape(payload):
     """Binary data in a packet: # $ } * are sent as } followed by the byte xor 0x20."""
     out = bytearray()
@@ -127,12 +124,6 @@ def unescape(payload):
             out.append(0x2A)
             i = j + 1
     return bytes(out)
-
-
-def frame(payload):
-    if isinstance(payload, str):
-        payload = payload.encode()
-    return b"$" + payload + b"#%02x" % checksum(payload)
 
 
 class RspClient:

@@ -21,19 +21,17 @@ import re
 import struct
 from dataclasses import dataclass, field
 
-from pagoda_pt import aarch64 as a64
-from pagoda_pt import x86_64 as x86
 from pagoda_core import qemu
+from pagoda_pt import trees
+from pagoda_pt.isa import isa
 from pagoda_pt.image import CensusError
-from pagoda_pt.swap import SWAP_FACTS, read_swap_state, swap_slot
-from pagoda_pt.verdicts import missing_rmap_node, shared_backing, stale_rmap_node
+from pagoda_pt.swapstate import SWAP_FACTS, read_swap_state, swap_slot
 
 from pagoda_pt import contract as C
 from .labtest import ProcTest, holds
-from .processes import count_used, frame_bitmap, leaf_entries, registry
+from .processes import Refs, count_used, frame_bitmap, processes, registry
 from .symbols import address_of, fact, reader
 from .witness import ARCHES, PAGE, return_address
-from .lifecycle import Refs
 from .watch import Watch, syscall_number
 
 STOPS = {"disk_write": C.DISK_WRITE, "disk_read": C.DISK_READ, "evict": C.EVICT_FRAME, "clean": C.CLEAN_FRAME,
@@ -57,6 +55,12 @@ class Format:
         self.soft_dirty = fact(kernel, "soft_dirty_bit")
         self.address = fact(kernel, "address_mask")
         self.x86 = not ARCHES[arch].link_register
+        bits = isa(arch).format    # (the ISA's format module, imported when first asked: one ISA's only)
+        if self.x86:
+            self.accessed_bit, self.no_execute = bits.PTE_A, bits.PTE_NX
+            self.dirty_bit, self.write_bit = bits.PTE_D, bits.PTE_RW
+        else:
+            self.accessed_bit, self.no_execute = bits.DESC_AF, bits.DESC_UXN
 
     def present(self, e):
         return bool(e & 1)
@@ -71,29 +75,29 @@ class Format:
         return e & self.address
 
     def accessed(self, e):
-        return bool(e & (x86.PTE_A if self.x86 else a64.DESC_AF))
+        return bool(e & self.accessed_bit)
 
     def dirty(self, e):
         if self.x86:
-            return bool(e & x86.PTE_D)
+            return bool(e & self.dirty_bit)
         return bool(e & self.soft_dirty) or (self.present(e) and not e & (1 << 7))
 
     def writable(self, e):
         if self.x86:
-            return bool(e & x86.PTE_RW)
+            return bool(e & self.write_bit)
         return self.present(e) and (not e & (1 << 7) or bool(e & self.soft_write))
 
     def perms(self, e):
         """'rwx' of a present user leaf as the region sees it (a clean writable page counts as
         writable)."""
-        execute = not e & x86.PTE_NX if self.x86 else not e & (1 << 54)
+        execute = not e & self.no_execute
         return "r" + ("w" if self.writable(e) else "-") + ("x" if execute else "-")
 
 
 # ---- the swap state -------------------------------------------------------------------------
 
 def swap_state(snap, kernel):
-    """pagoda_pt.swap's SwapState (the one reader of it) at @p snap: the kernel's symbols, the
+    """pagoda_pt.swapstate's SwapState (the one reader of it) at @p snap: the kernel's symbols, the
     instructor's facts. AssertionError when swap is off or the state is not one it reads."""
     try:
         st = read_swap_state(snap.read_phys, reader(kernel))
@@ -115,8 +119,9 @@ class World:
         self.mapped, self.swapped, self.tables, self.entries, self.at = {}, {}, set(), {}, {}
         self.fmt = fmt
         for root in self.labels:
-            where = {}
-            leaves, tables = leaf_entries(snap, root, kernel, arch, where=where)
+            # every non-zero leaf of the user half, present or not (a swap entry, a held leaf), where
+            # each lies, and every table frame under the root
+            leaves, where, tables = trees.user_leaf_entries(arch, snap.read_phys, root, fact(kernel, "levels"))
             self.tables |= tables
             for va, e in leaves.items():
                 self.entries[(root, va)] = e
@@ -338,7 +343,8 @@ class SwapWatch:
         for s, frames in backings.items():
             named = world.swapped.get(s)
             if named:
-                return shared_backing(frames[0], s, where(world, named), st.count(s))
+                from pagoda_pt import verdicts as V   # (the sentences of a failure, loaded for one)
+                return V.shared_backing(frames[0], s, where(world, named), st.count(s))
             holders[s] += len(frames)
         for s, n in sorted(holders.items()):
             c = st.count(s)
@@ -396,11 +402,13 @@ class SwapWatch:
         recorded = {(r, va) for _, r, va in nodes}
         for root, va, _ in mappings:
             if (root, va) not in recorded:
-                self.wrong(missing_rmap_node(frame, f"{world.who(root)} at {va:#x}",
+                from pagoda_pt import verdicts as V   # (the sentences of a failure, loaded for one)
+                self.wrong(V.missing_rmap_node(frame, f"{world.who(root)} at {va:#x}",
                                              [f"{world.who(r)} at {v:#x}" for _, r, v in nodes]))
         for _, root, va in nodes:
             if (root, va) not in {(r, v) for r, v, _ in mappings}:
-                self.wrong(stale_rmap_node(frame, f"{world.who(root)} at {va:#x}", world.holds(root, va)))
+                from pagoda_pt import verdicts as V
+                self.wrong(V.stale_rmap_node(frame, f"{world.who(root)} at {va:#x}", world.holds(root, va)))
         problem = self.counts_problem(st, world)
         if problem:
             self.wrong(problem)
@@ -522,7 +530,6 @@ class SwapWatch:
 
     def region_of(self, snap, root, va):
         """The VMA of @p va in the record of @p root's process (guest RAM), or None."""
-        from .lifecycle import processes
         pid = next((k.id for k in registry(snap, self.kernel).roots if k.kind == "process" and k.root == root), None)
         proc = processes(snap, self.kernel, records_of=pid).get(pid) if pid is not None else None
         return next((v for v in (proc.vmas or []) if v.start <= va < v.end), None) if proc else None
@@ -652,7 +659,7 @@ class SwapWatch:
                     target = self.fmt.frame(e)
         if target is None:
             return
-        bit = x86.PTE_A if self.fmt.x86 else a64.DESC_AF
+        bit = self.fmt.accessed_bit
         for (root, va), e in world.entries.items():
             if not self.fmt.present(e):
                 continue
@@ -879,12 +886,13 @@ def rmap_problem(snap, kernel, st, world):
         theirs = sorted((r, va) for _, r, va in st.nodes(frame))
         ours = sorted((r, va) for r, va, _ in maps)
         if theirs != ours:
+            from pagoda_pt import verdicts as V   # (the sentences of a failure, loaded for one)
             extra = [(r, va) for r, va in theirs if (r, va) not in ours]
             missing = [(r, va) for r, va in ours if (r, va) not in theirs]
             if extra:
-                return stale_rmap_node(frame, f"{world.who(extra[0][0])} at {extra[0][1]:#x}", world.holds(*extra[0]),
+                return V.stale_rmap_node(frame, f"{world.who(extra[0][0])} at {extra[0][1]:#x}", world.holds(*extra[0]),
                                        f"{world.who(missing[0][0])} at {missing[0][1]:#x}" if missing else None)
-            return missing_rmap_node(frame, f"{world.who(missing[0][0])} at {missing[0][1]:#x}",
+            return V.missing_rmap_node(frame, f"{world.who(missing[0][0])} at {missing[0][1]:#x}",
                                      [f"{world.who(r)} at {va:#x}" for r, va in theirs])
         if refs.count(frame) != len(maps):
             return f"frame {frame:#x} is mapped {len(maps)} times but its reference count is {refs.count(frame)}"

@@ -4,8 +4,8 @@ arguments written through the live root, the edges of the user half, and copies 
 is not live, each named from what the grader read. docs/grader.md, "Lab 4"."""
 import struct
 
-from .causes import copy_guard_cause
-from .processes import explain_death, recovered_by_fixup
+from .causes import copy_guard_cause, explain_death
+from .processes import recovered_by_fixup
 from .proof import proof
 from .symbols import fact, function_at, user_fixups
 from .tempmaps import WORDS, pattern, pattern_page

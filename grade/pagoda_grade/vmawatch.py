@@ -8,8 +8,7 @@ import re
 
 from pagoda_pt import contract
 from .derived import value as derived
-from .lifecycle import Pages
-from .processes import foreign_code_kill, parse_kills, user_elf, user_pages
+from .processes import Pages, foreign_code_kill, parse_kills, user_elf, user_pages
 from .symbols import fact, find, segments
 from .vmas import heap_problems, loader_problems, page_down, page_up, read_records, segment_prot
 from .vmas import prot_text as rwx_of_prot

@@ -1,18 +1,189 @@
-"""Checks the tests of several labs share (on top of witness.py): the whole-map check at an
-instant the grader picks, and the kernel half entry by entry (the ISA facts they ask are the
-ArchModel's: witness.ARCHES)."""
+"""Checks the tests of several labs share (on top of witness.py): the whole expected kernel map
+(expected_kernel_map, compare_map), the whole-map check at an instant the grader picks, and the
+kernel half entry by entry (the ISA facts they ask are the ArchModel's: witness.ARCHES)."""
 import re
 
 from pagoda_pt.isa import MACHINES
 
 from pagoda_pt import contract
 from . import symbols
-from .witness import (ARCHES, MAX_PROBLEMS_SHOWN, MAX_TABLE_READS, PAGE, WalkError, compare_map, expected_kernel_map,
-                      image_physical, layout_value, linked_high, pick_in, top_level, window_leftover)
+from .bootram import usable_ram
+from .witness import (ARCHES, DEVICE_MEMORY, MAX_TABLE_READS, NORMAL_MEMORY, PAGE, Region, WalkError, _align_up,
+                      image_physical, kernel_image_regions, layout_value, pick_in, top_level)
 
 # Guest RAM of the boots that check maps: more than the window, so RAM above it exists.
 GRADER_RAM = 128 * 1024 * 1024
 
+
+# ---- The whole expected map (witnessed in labs 1 and 2) ---------------------------------------
+
+# Problems reported by compare_map() before it only counts them.
+MAX_PROBLEMS_SHOWN = 12
+
+
+def memory_type_problem(cache, wanted):
+    """None, or why a leaf whose walk names its memory type @p cache (pagoda_pt's Perms.cache:
+    'WB', 'UC', 'Device-nGnRnE', 'Normal-WB ISH', ...) is not of the type @p wanted. A type the
+    walker could not name (no MAIR read) is never a problem."""
+    if not cache or cache.startswith("attr"):
+        return None
+    uncached = cache in ("UC", "UC-") or cache.startswith("Device")
+    cacheable = cache == "WB" or cache.startswith("Normal-WB")
+    if wanted == DEVICE_MEMORY and not uncached:
+        return (f"mapped as {cache} memory, not device memory: device registers must be mapped uncached "
+                "(kKernelDevice), or the CPU may cache, merge or reorder the accesses the device must see one by one")
+    if wanted == NORMAL_MEMORY and not cacheable:
+        return (f"mapped as {cache} memory, not write-back cacheable: RAM and the kernel image are ordinary memory "
+                "(only device registers are mapped uncached, with kKernelDevice)")
+    return None
+
+
+def linked_high(kernel, arch):
+    """True when the kernel is linked in the kernel half (lab 2 done), False for the lab-1 form."""
+    return symbols.address_of(kernel, contract.KMAIN) >= layout_value(kernel, "kernel_half_base")
+
+
+def expected_kernel_map(kernel, arch, memory_size):
+    """Every region the kernel's own root must map, and nothing else may be mapped.
+
+    A kernel linked high (lab 2) reaches RAM through the window: usable RAM below the window's
+    size at window_base + pa, devices at mmio_base + pa. A kernel linked low (lab 1) identity
+    maps usable RAM and devices. Either way the image sections keep their own permissions and
+    the RAM mapping skips the image's frames."""
+    machine = MACHINES[arch]
+    regions = kernel_image_regions(kernel)
+    img_lo, img_hi = image_physical(kernel)
+    low_end = layout_value(kernel, "low_memory_end")  # physical; the kernel never maps RAM below it
+    if linked_high(kernel, arch):
+        phys_base = layout_value(kernel, "window_phys_base")
+        ram_offset = layout_value(kernel, "window_base") - phys_base
+        limit = phys_base + layout_value(kernel, "window_size")
+        dev_offset = layout_value(kernel, "mmio_base")
+        ram_what, dev_what = "the physical window", "device area"
+    else:
+        ram_offset, limit, dev_offset = 0, 1 << 64, 0
+        ram_what, dev_what = "identity map of RAM", "identity map of devices"
+    for lo, hi in usable_ram(kernel, arch, memory_size):
+        lo, hi = max(lo, low_end), min(hi, limit)
+        for a, b in ((lo, min(hi, img_lo)), (max(lo, img_hi), hi)):
+            if a < b:
+                regions.append(Region(ram_offset + a, b - a, a, "rw-", f"{ram_what} (RAM {a:#x}-{b:#x})",
+                                      memory=NORMAL_MEMORY))
+    for pa, size, what in machine.devices:
+        regions.append(Region(dev_offset + pa, _align_up(size), pa, "rw-", f"{dev_what}: {what}", memory=DEVICE_MEMORY))
+    return sorted(regions, key=lambda r: r.va)
+
+
+def window_leftover(kernel, arch, memory_size):
+    """An explain() for compare_map over a kernel linked high: a mapping outside every region that
+    has the window's shape (at window_base + physical - window_phys_base, inside the window's span)
+    maps memory the window must not show: the sentence names what it is (the first MiB, the kernel
+    image, memory that is no usable RAM) and map_ram()'s rule. A device's frames there keep their
+    own sentence (device_virt()'s address)."""
+    phys_base = layout_value(kernel, "window_phys_base")
+    base, size = layout_value(kernel, "window_base"), layout_value(kernel, "window_size")
+    low_end = layout_value(kernel, "low_memory_end")
+    img_lo, img_hi = image_physical(kernel)
+    ram = usable_ram(kernel, arch, memory_size)
+
+    def explain(start, end, pa, home):
+        if not base <= start < base + size or pa != phys_base + (start - base):
+            return None
+        if home is not None and home.memory == DEVICE_MEMORY:
+            return None
+        if pa < low_end:
+            what = f"the first {low_end >> 20} MiB of physical memory, which the kernel never maps"
+        elif img_lo <= pa < img_hi:
+            what = "the kernel image's own frames, which the window leaves out (the image has its own mapping)"
+        elif not any(a <= pa < b for a, b in ram):
+            what = "memory that is no usable RAM (a hole or a reserved range of the memory map)"
+        else:
+            return None
+        return (f"the physical window maps physical [{pa:#x}, {pa + end - start:#x}), {what}: map_ram() must map only "
+                "the usable RAM pieces it is handed, each from its own start (a 2 MiB block whose start is rounded down "
+                "below its piece maps what lies before the piece)")
+    return explain
+
+
+def compare_map(snap, regions, extra_allowed=(), root=None, explain=None):
+    """Compares the whole live map with @p regions: every page of each region mapped to its
+    frames with its permissions, supervisor only; nothing mapped outside them (except
+    @p extra_allowed regions, which may be mapped or not but must match when they are).
+    @p explain(start, end, pa, home), when given, may name what a mapping outside every region
+    is (home: the required region whose frames it maps, or None), a sentence or None.
+    Returns a list of problems ('' free); a walk that cannot finish is one problem."""
+    try:
+        runs = snap.dump(root)
+    except WalkError as e:
+        return [str(e)]
+    required = sorted(regions, key=lambda r: r.va)
+    allowed = sorted(extra_allowed, key=lambda r: r.va)
+    cuts = sorted({r.va for r in required + allowed} | {r.end for r in required + allowed} |
+                  {x.va_start for x in runs} | {x.va_end for x in runs})
+    problems = []
+
+    def covering(items, va, start_of, end_of):
+        for it in items:
+            if start_of(it) <= va < end_of(it):
+                return it
+        return None
+
+    last = None
+    for start, end in zip(cuts, cuts[1:]):
+        run = covering(runs, start, lambda x: x.va_start, lambda x: x.va_end)
+        region = covering(required, start, lambda r: r.va, lambda r: r.end)
+        optional = region is None
+        if region is None:
+            region = covering(allowed, start, lambda r: r.va, lambda r: r.end)
+        if run is None and region is None:
+            continue
+        if run is None:
+            if optional:
+                continue
+            key, text = ("missing", region), f"{region.what}: [{start:#x}, {end:#x}) is not mapped"
+        elif region is None:
+            key = ("extra", run.pa_start - run.va_start, run.perms.rwx())
+            pa = run.pa_start + start - run.va_start
+            home = next((r for r in required if r.pa is not None and r.pa <= pa < r.pa + r.size), None)
+            text = (f"[{start:#x}, {end:#x}) -> {pa:#x} is mapped "
+                    f"{run.perms.rwx()}{' user' if run.perms.user else ''}, but nothing may be mapped there")
+            said = explain(start, end, pa, home) if explain is not None else None
+            if said:
+                text = f"{said}: {text}"
+            elif home is not None and "RAM" not in home.what:
+                # A frame the map must show elsewhere (a device, a section of the image) at the
+                # wrong address: the address computation is the cause.
+                text = (f"{home.what} is mapped at the wrong address: {text}; physical {pa:#x} belongs at "
+                        f"{home.va + pa - home.pa:#x}")
+        else:
+            pa = run.pa_start + (start - run.va_start)
+            want_pa = None if region.pa is None else region.pa + (start - region.va)
+            if want_pa is not None and pa != want_pa:
+                key, text = ("frame", region), (f"{region.what}: {start:#x} maps physical {pa:#x}, "
+                                                f"expected {want_pa:#x}")
+            elif run.perms.rwx() != region.perms or run.perms.user:
+                key = ("perms", region, run.perms.rwx())
+                text = (f"{region.what}: [{start:#x}, {end:#x}) is mapped {run.perms.rwx()}"
+                        f"{' user' if run.perms.user else ''}, expected {region.perms} (kernel only)")
+            elif wrong_type := memory_type_problem(run.perms.cache, region.memory):
+                key = ("memory", region, run.perms.cache)
+                text = f"{region.what}: [{start:#x}, {end:#x}) is {wrong_type}"
+            else:
+                last = None
+                continue
+        if key == last and problems:
+            # the same problem continuing: widen the last message's range
+            problems[-1] = re.sub(r", (0x[0-9a-f]+)\)", f", {end:#x})", problems[-1], count=1)
+            continue
+        last = key
+        problems.append(text)
+    if len(problems) > MAX_PROBLEMS_SHOWN:
+        more = len(problems) - MAX_PROBLEMS_SHOWN
+        problems = problems[:MAX_PROBLEMS_SHOWN] + [f"... and {more} more"]
+    return problems
+
+
+# ---- The checks -----------------------------------------------------------------------------
 
 def stop_words(reason):
     """('PML4', 96) from a walk's 'PML4 entry 96 not present' (kernel or grader wording; the

@@ -11,11 +11,10 @@ from . import programs
 from .outcomes import BootEnded, finding_first
 from .procaudit import LOADER, ProcessAudit, errno_name, loader_error_problem, read_error, result_address
 from .processes import (FRAME_ALLOCATOR, Layout, RootInspector, argument_problem, bss_file_bytes, count_used,
-                        entry_sp_problem, explain_death, frame_bitmap, parse_started, process_roots, registry,
+                        entry_sp_problem, frame_bitmap, parse_started, process_roots, registry,
                         segment_gap_problem, slot_marks_problem, stack_gap_problem, table_frames, unmarked, user_elf,
                         u64, user_runs)
 from .symbols import address_of, fact, segments
-from pagoda_pt.verdicts import user_interrupts_masked
 from .witness import ARCHES, PAGE, WalkError, return_address
 
 GRADER_MEMORY = "128M"
@@ -533,6 +532,7 @@ class Watch:
             elif flags & 0xF != 0:
                 problems.append(f"{what} has SPSR {flags:#x}: M[3:0] = {flags & 0xF:#x}, not EL0t (0): the "
                                 "ERET does not enter EL0")
+            from pagoda_pt.verdicts import user_interrupts_masked
             masked = None if len(problems) > before else user_interrupts_masked(
                 [(f"proc {p.pid} ({p.name})", base, ARCHES[self.arch].isa.user_irqs_masked(flags))],
                 seen="VA %#x, read from guest RAM")
@@ -725,12 +725,14 @@ class Watch:
 
     def fail(self, run, message):
         """run.fail() with, when the machine died, what the grader can say about why."""
+        from .causes import explain_death   # (a failure's wording, loaded for one)
         why = explain_death(run, self.inspector, self.layout, self.roots, self.started)
         run.fail(message, cause=why)
 
     def require(self, run):
         """The witness's result, or a failure that names why the guest never got there."""
         if run.witness is None:
+            from .causes import explain_death
             why = explain_death(run, self.inspector, self.layout, self.roots, self.started)
             run.fail(run.witness_failure or "the grader could not look at the guest", cause=why)
         return run.witness

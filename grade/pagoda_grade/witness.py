@@ -16,9 +16,9 @@ milestone uses this library, so that later labs inherit the same witnesses:
    a physical-memory reader, and the page-table walker (tools/gdb/pagoda_pt) over the live
    root(s), bounded against hostile tables:
        snap.walk(va)  snap.dump()  snap.translate(va)  snap.read_virt(va, n)  snap.argument(i)
-3. The whole expected map: expected_kernel_map(kernel, arch, memory) lists every region the
-   kernel must map (each image section with its permissions, the RAM window, the devices) and
-   compare_map(snap, regions) reports every missing, extra or wrong mapping, not samples.
+3. The whole expected map (vmchecks.py): expected_kernel_map(kernel, arch, memory) lists every
+   region the kernel must map (each image section with its permissions, the RAM window, the
+   devices) and compare_map(snap, regions) reports every missing, extra or wrong mapping.
 4. Inputs the kernel cannot know in advance: the test picks them (pick_page, pick_in) from the
    token (so a failure is reproducible with PAGODA_GRADE_TOKEN) among values valid for the
    check, and hands them to the kernel on the command line (boot(args=...)) or in guest RAM.
@@ -26,7 +26,7 @@ milestone uses this library, so that later labs inherit the same witnesses:
 The per-architecture facts live in one ArchModel per ISA (ARCHES: registers, argument registers,
 how the kernel's printed report reads, the faults the tests provoke), built on the ISA's object
 (pagoda_pt/isa.py), and in the QEMU board that object names (Isa.machine: where QEMU puts RAM and
-devices; usable_ram() reads the memory map QEMU hands the kernel from QEMU itself); the kernel's
+devices; bootram.usable_ram() reads the memory map QEMU hands the kernel from QEMU itself); the kernel's
 own layout is read from the facts its ELF exports (symbols.fact). A new ISA adds its Isa, its
 ArchModel and a parser in faultlog.py.
 """
@@ -59,8 +59,6 @@ MAX_TABLE_READS = 4096
 # few dozen; a root whose 2 MiB entries each map a frame of their own (512 GiB of them: 262144)
 # would otherwise take the grader minutes and gigabytes.
 MAX_RUNS = 1 << 16
-# Problems reported by compare_map() before it only counts them.
-MAX_PROBLEMS_SHOWN = 12
 # Single steps tried to get the guest off an instruction it is stopped at (Guest._step_off).
 STEP_OFF_TRIES = 8
 # Argument registers read with every Snapshot's pc and sp (Guest.snapshot): lab 7's side stops read
@@ -245,194 +243,6 @@ AARCH64 = ArchModel(
 ARCHES = {m.name: m for m in (X86_64, AARCH64)}
 
 
-# ---- The RAM QEMU gives the kernel ------------------------------------------------------------
-
-# The PVH boot protocol (Xen's arch-x86/hvm/start_info.h): the note that names the 32-bit entry,
-# start_info's magic, and the layout of start_info and of a memory map entry.
-XEN_ELFNOTE_PHYS32_ENTRY = 18
-PVH_MAGIC = 0x336E_C578
-PVH_START_INFO = struct.Struct("<IIIIQQQQII")   # magic version flags nr_modules modlist cmdline rsdp memmap entries -
-PVH_MEMMAP_ENTRY = struct.Struct("<QQII")      # addr size type reserved
-PVH_RAM = 1
-PVH_MAX_ENTRIES = 128
-_ram_maps = {}   # (QEMU binary, arch, memory size) -> usable ranges, read once per process
-
-
-def pvh_entry(kernel):
-    """The 32-bit entry a PVH loader jumps to: the ELF's XEN_ELFNOTE_PHYS32_ENTRY note."""
-    with open(kernel, "rb") as f:
-        elf = f.read()
-    if elf[:4] != b"\x7fELF" or elf[4] != 2:
-        raise AssertionError(f"{kernel} is not an ELF64 file")
-    phoff, = struct.unpack_from("<Q", elf, 0x20)
-    phentsize, phnum = struct.unpack_from("<HH", elf, 0x36)
-    for i in range(phnum):
-        p_type, _, p_offset, _, _, p_filesz = struct.unpack_from("<IIQQQQ", elf, phoff + i * phentsize)
-        if p_type != 4:   # PT_NOTE
-            continue
-        at, end = p_offset, p_offset + p_filesz
-        while at + 12 <= end:
-            namesz, descsz, kind = struct.unpack_from("<III", elf, at)
-            name_at = at + 12
-            desc_at = name_at + _align_up(namesz, 4)
-            if elf[name_at:name_at + namesz].rstrip(b"\0") == b"Xen" and kind == XEN_ELFNOTE_PHYS32_ENTRY:
-                return struct.unpack_from("<I" if descsz == 4 else "<Q", elf, desc_at)[0]
-            at = desc_at + _align_up(descsz, 4)
-    raise AssertionError(f"{kernel} has no PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY): QEMU cannot boot it")
-
-
-def pvh_usable_ram(read, start_info):
-    """[(start, end)] of the usable RAM (type 1 entries, sorted and merged) in the PVH memory
-    map at @p start_info, read with @p read(physical address, size) -> bytes."""
-    magic, version, _, _, _, _, _, memmap, entries, _ = PVH_START_INFO.unpack(read(start_info, PVH_START_INFO.size))
-    if magic != PVH_MAGIC:
-        raise AssertionError(f"QEMU's PVH start_info at {start_info:#x} has magic {magic:#x}, not {PVH_MAGIC:#x}")
-    if version < 1 or memmap == 0 or not 0 < entries <= PVH_MAX_ENTRIES:
-        raise AssertionError(f"QEMU's PVH start_info (version {version}) has no memory map ({entries} entries)")
-    raw = read(memmap, entries * PVH_MEMMAP_ENTRY.size)
-    return _merge((addr, addr + size) for addr, size, kind, _ in PVH_MEMMAP_ENTRY.iter_unpack(raw) if kind == PVH_RAM)
-
-
-FDT_MAGIC = 0xD00D_FEED
-FDT_HEADER = struct.Struct(">10I")   # magic totalsize off_struct off_strings off_rsvmap version ... size_strings size_struct
-FDT_BEGIN_NODE, FDT_END_NODE, FDT_PROP, FDT_NOP, FDT_END = 1, 2, 3, 4, 9
-FDT_MAX_SIZE = 2 * MiB
-
-
-def _merge(ranges):
-    merged = []
-    for a, b in sorted(r for r in ranges if r[0] < r[1]):
-        if merged and a <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(b, merged[-1][1]))
-        else:
-            merged.append((a, b))
-    return merged
-
-
-def fdt_usable_ram(read, base):
-    """[(start, end)] of the usable RAM a device tree at @p base describes, as the AArch64 kernel
-    reads it (arch/aarch64/fdt.cpp): the root's memory nodes, minus the memory reservation block,
-    the children of /reserved-memory, and the blob itself (page aligned), which the kernel keeps."""
-    header = FDT_HEADER.unpack(read(base, FDT_HEADER.size))
-    magic, total, off_struct, off_strings, off_rsv = header[:5]
-    size_strings, size_struct = header[8], header[9]
-    if magic != FDT_MAGIC:
-        raise AssertionError(f"no device tree at {base:#x} (magic {magic:#x}): QEMU loads one at the start of RAM")
-    end = max(off_struct + size_struct, off_strings + size_strings)
-    if not FDT_HEADER.size <= end <= total <= FDT_MAX_SIZE or off_rsv >= total:
-        raise AssertionError(f"the device tree at {base:#x} is malformed (total size {total:#x})")
-    blob = read(base, max(end, off_rsv + 16))
-    reserved = [(base, base + _align_up(total))]
-    at = off_rsv
-    while at + 16 <= len(blob):
-        address, size = struct.unpack_from(">QQ", blob, at)
-        if address == 0 and size == 0:
-            break
-        reserved.append((address, address + size))
-        at += 16
-
-    def cells(value, count, at):
-        return int.from_bytes(value[at * 4:(at + count) * 4], "big")
-
-    def reg_ranges(value, parent):
-        ac, sc = parent.get("#address-cells", 2), parent.get("#size-cells", 1)
-        step = 4 * (ac + sc)
-        if step == 0 or len(value) % step:
-            raise AssertionError("a device tree reg property does not fit its parent's cell counts")
-        return [(cells(value[i:], ac, 0), cells(value[i:], ac, 0) + cells(value[i:], sc, ac))
-                for i in range(0, len(value), step)]
-
-    memory, stack, at = [], [], off_struct
-    while at < off_struct + size_struct:
-        token, = struct.unpack_from(">I", blob, at)
-        at += 4
-        if token == FDT_BEGIN_NODE:
-            name_end = blob.index(b"\0", at)
-            stack.append({"name": blob[at:name_end].decode(errors="replace").split("@")[0], "props": {}})
-            at = _align_up(name_end + 1, 4)
-        elif token == FDT_PROP:
-            length, name_off = struct.unpack_from(">II", blob, at)
-            value = blob[at + 8:at + 8 + length]
-            name = blob[off_strings + name_off:blob.index(b"\0", off_strings + name_off)].decode(errors="replace")
-            if name in ("#address-cells", "#size-cells"):
-                stack[-1][name] = cells(value, 1, 0)
-            stack[-1]["props"][name] = value
-            at = _align_up(at + 8 + length, 4)
-        elif token == FDT_END_NODE:
-            node = stack.pop()
-            reg = node["props"].get("reg")
-            if reg and len(stack) == 1 and (node["name"] == "memory" or node["props"].get("device_type") == b"memory\0"):
-                memory += reg_ranges(reg, stack[0])
-            if reg and len(stack) == 2 and stack[1]["name"] == "reserved-memory":
-                reserved += reg_ranges(reg, stack[1])
-        elif token == FDT_END:
-            break
-        elif token != FDT_NOP:
-            raise AssertionError(f"the device tree at {base:#x} has an unknown token {token:#x}")
-    return _merge(subtract(_merge(memory), _merge(reserved)))
-
-
-def _read_boot_map(kernel, arch, memory_size):
-    """Boots QEMU stopped (-S) with the grader's own machine and -m, and reads the memory map
-    QEMU hands @p kernel before any instruction of the kernel runs. x86_64: runs it to the
-    kernel's PVH entry (only QEMU's firmware has run) and reads start_info, whose address is in
-    EBX there; paging is off, so the gdbstub reads physical memory (QEMU 7.2 keeps start_info in
-    the BIOS area, outside RAM). AArch64: the device tree QEMU has put at the start of RAM
-    before the first instruction (the kernel reads the same one)."""
-    import socket
-    import subprocess
-    from pagoda_core import qemu
-    machine = MACHINES[arch]
-    ours, theirs = socket.socketpair()
-    extra = ["-chardev", f"socket,id=pagoda-gdb,fd={theirs.fileno()}", "-gdb", "chardev:pagoda-gdb", "-S"]
-    argv = qemu.command(kernel, "", arch=arch, memory=f"{memory_size >> 20}M", serial="null", extra=extra)
-    proc = qemu.spawn(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                      pass_fds=(theirs.fileno(),))
-    theirs.close()
-    try:
-        client = RspClient(ours, arch=arch)
-        try:
-            client.handshake()
-
-            def read(pa, size):
-                return client.read_memory(pa, size)
-            if machine.boot_map == "fdt":
-                return fdt_usable_ram(read, machine.ram_base)
-            entry = pvh_entry(kernel)
-            client.set_breakpoint(entry)
-            client.cont()
-            reply = client.wait_stop()
-            if reply.exited or client.read_register("rip") != entry:
-                raise AssertionError(f"QEMU did not reach the kernel's PVH entry {entry:#x}")
-            return pvh_usable_ram(read, client.read_register("rbx") & 0xFFFF_FFFF)
-        except RspError as e:
-            qemu.kill_group(proc)
-            err = proc.stderr.read().decode(errors="replace").strip()
-            raise AssertionError(f"cannot read the memory map QEMU gives the kernel: {e}"
-                                 + (f" (QEMU said: {err})" if err else "")) from None
-        finally:
-            client.close()
-    finally:
-        qemu.kill_group(proc)
-        proc.stderr.close()
-        ours.close()
-
-
-def usable_ram(kernel, arch, memory_size):
-    """[(start, end)] of the RAM the kernel may use under the grader's QEMU with -m
-    @p memory_size bytes, as QEMU hands it to the kernel, read from this very QEMU once per
-    process: on x86_64 the usable entries of the PVH memory map (QEMU 10 reserves the top 4 KiB
-    of microvm's RAM, 7.2 does not: a model would be right for one of them only); on AArch64
-    the device tree's memory minus its reservations and the tree itself."""
-    from pagoda_core import qemu
-    import shutil
-    binary = qemu.MACHINES[arch].binary
-    key = (shutil.which(binary) or binary, arch, memory_size)
-    if key not in _ram_maps:
-        _ram_maps[key] = _read_boot_map(kernel, arch, memory_size)
-    return list(_ram_maps[key])
-
-
 # ---- The kernel's layout -----------------------------------------------------------------------
 
 def layout_value(kernel, key):
@@ -486,23 +296,6 @@ DEVICE_MEMORY = "device"
 NORMAL_MEMORY = "normal"
 
 
-def memory_type_problem(cache, wanted):
-    """None, or why a leaf whose walk names its memory type @p cache (pagoda_pt's Perms.cache:
-    'WB', 'UC', 'Device-nGnRnE', 'Normal-WB ISH', ...) is not of the type @p wanted. A type the
-    walker could not name (no MAIR read) is never a problem."""
-    if not cache or cache.startswith("attr"):
-        return None
-    uncached = cache in ("UC", "UC-") or cache.startswith("Device")
-    cacheable = cache == "WB" or cache.startswith("Normal-WB")
-    if wanted == DEVICE_MEMORY and not uncached:
-        return (f"mapped as {cache} memory, not device memory: device registers must be mapped uncached "
-                "(kKernelDevice), or the CPU may cache, merge or reorder the accesses the device must see one by one")
-    if wanted == NORMAL_MEMORY and not cacheable:
-        return (f"mapped as {cache} memory, not write-back cacheable: RAM and the kernel image are ordinary memory "
-                "(only device registers are mapped uncached, with kKernelDevice)")
-    return None
-
-
 def _align_down(x, a=PAGE):
     return x & ~(a - 1)
 
@@ -545,151 +338,6 @@ def image_physical(kernel):
     """[start, end) of the physical memory the kernel image proper occupies (never RAM to map)."""
     regions = kernel_image_regions(kernel)
     return min(r.pa for r in regions), max(r.pa + r.size for r in regions)
-
-
-def linked_high(kernel, arch):
-    """True when the kernel is linked in the kernel half (lab 2 done), False for the lab-1 form."""
-    return symbols.address_of(kernel, contract.KMAIN) >= layout_value(kernel, "kernel_half_base")
-
-
-def expected_kernel_map(kernel, arch, memory_size):
-    """Every region the kernel's own root must map, and nothing else may be mapped.
-
-    A kernel linked high (lab 2) reaches RAM through the window: usable RAM below the window's
-    size at window_base + pa, devices at mmio_base + pa. A kernel linked low (lab 1) identity
-    maps usable RAM and devices. Either way the image sections keep their own permissions and
-    the RAM mapping skips the image's frames."""
-    machine = MACHINES[arch]
-    regions = kernel_image_regions(kernel)
-    img_lo, img_hi = image_physical(kernel)
-    low_end = layout_value(kernel, "low_memory_end")  # physical; the kernel never maps RAM below it
-    if linked_high(kernel, arch):
-        phys_base = layout_value(kernel, "window_phys_base")
-        ram_offset = layout_value(kernel, "window_base") - phys_base
-        limit = phys_base + layout_value(kernel, "window_size")
-        dev_offset = layout_value(kernel, "mmio_base")
-        ram_what, dev_what = "the physical window", "device area"
-    else:
-        ram_offset, limit, dev_offset = 0, 1 << 64, 0
-        ram_what, dev_what = "identity map of RAM", "identity map of devices"
-    for lo, hi in usable_ram(kernel, arch, memory_size):
-        lo, hi = max(lo, low_end), min(hi, limit)
-        for a, b in ((lo, min(hi, img_lo)), (max(lo, img_hi), hi)):
-            if a < b:
-                regions.append(Region(ram_offset + a, b - a, a, "rw-", f"{ram_what} (RAM {a:#x}-{b:#x})",
-                                      memory=NORMAL_MEMORY))
-    for pa, size, what in machine.devices:
-        regions.append(Region(dev_offset + pa, _align_up(size), pa, "rw-", f"{dev_what}: {what}", memory=DEVICE_MEMORY))
-    return sorted(regions, key=lambda r: r.va)
-
-
-def window_leftover(kernel, arch, memory_size):
-    """An explain() for compare_map over a kernel linked high: a mapping outside every region that
-    has the window's shape (at window_base + physical - window_phys_base, inside the window's span)
-    maps memory the window must not show: the sentence names what it is (the first MiB, the kernel
-    image, memory that is no usable RAM) and map_ram()'s rule. A device's frames there keep their
-    own sentence (device_virt()'s address)."""
-    phys_base = layout_value(kernel, "window_phys_base")
-    base, size = layout_value(kernel, "window_base"), layout_value(kernel, "window_size")
-    low_end = layout_value(kernel, "low_memory_end")
-    img_lo, img_hi = image_physical(kernel)
-    ram = usable_ram(kernel, arch, memory_size)
-
-    def explain(start, end, pa, home):
-        if not base <= start < base + size or pa != phys_base + (start - base):
-            return None
-        if home is not None and home.memory == DEVICE_MEMORY:
-            return None
-        if pa < low_end:
-            what = f"the first {low_end >> 20} MiB of physical memory, which the kernel never maps"
-        elif img_lo <= pa < img_hi:
-            what = "the kernel image's own frames, which the window leaves out (the image has its own mapping)"
-        elif not any(a <= pa < b for a, b in ram):
-            what = "memory that is no usable RAM (a hole or a reserved range of the memory map)"
-        else:
-            return None
-        return (f"the physical window maps physical [{pa:#x}, {pa + end - start:#x}), {what}: map_ram() must map only "
-                "the usable RAM pieces it is handed, each from its own start (a 2 MiB block whose start is rounded down "
-                "below its piece maps what lies before the piece)")
-    return explain
-
-
-def compare_map(snap, regions, extra_allowed=(), root=None, explain=None):
-    """Compares the whole live map with @p regions: every page of each region mapped to its
-    frames with its permissions, supervisor only; nothing mapped outside them (except
-    @p extra_allowed regions, which may be mapped or not but must match when they are).
-    @p explain(start, end, pa, home), when given, may name what a mapping outside every region
-    is (home: the required region whose frames it maps, or None), a sentence or None.
-    Returns a list of problems ('' free); a walk that cannot finish is one problem."""
-    try:
-        runs = snap.dump(root)
-    except WalkError as e:
-        return [str(e)]
-    required = sorted(regions, key=lambda r: r.va)
-    allowed = sorted(extra_allowed, key=lambda r: r.va)
-    cuts = sorted({r.va for r in required + allowed} | {r.end for r in required + allowed} |
-                  {x.va_start for x in runs} | {x.va_end for x in runs})
-    problems = []
-
-    def covering(items, va, start_of, end_of):
-        for it in items:
-            if start_of(it) <= va < end_of(it):
-                return it
-        return None
-
-    last = None
-    for start, end in zip(cuts, cuts[1:]):
-        run = covering(runs, start, lambda x: x.va_start, lambda x: x.va_end)
-        region = covering(required, start, lambda r: r.va, lambda r: r.end)
-        optional = region is None
-        if region is None:
-            region = covering(allowed, start, lambda r: r.va, lambda r: r.end)
-        if run is None and region is None:
-            continue
-        if run is None:
-            if optional:
-                continue
-            key, text = ("missing", region), f"{region.what}: [{start:#x}, {end:#x}) is not mapped"
-        elif region is None:
-            key = ("extra", run.pa_start - run.va_start, run.perms.rwx())
-            pa = run.pa_start + start - run.va_start
-            home = next((r for r in required if r.pa is not None and r.pa <= pa < r.pa + r.size), None)
-            text = (f"[{start:#x}, {end:#x}) -> {pa:#x} is mapped "
-                    f"{run.perms.rwx()}{' user' if run.perms.user else ''}, but nothing may be mapped there")
-            said = explain(start, end, pa, home) if explain is not None else None
-            if said:
-                text = f"{said}: {text}"
-            elif home is not None and "RAM" not in home.what:
-                # A frame the map must show elsewhere (a device, a section of the image) at the
-                # wrong address: the address computation is the cause.
-                text = (f"{home.what} is mapped at the wrong address: {text}; physical {pa:#x} belongs at "
-                        f"{home.va + pa - home.pa:#x}")
-        else:
-            pa = run.pa_start + (start - run.va_start)
-            want_pa = None if region.pa is None else region.pa + (start - region.va)
-            if want_pa is not None and pa != want_pa:
-                key, text = ("frame", region), (f"{region.what}: {start:#x} maps physical {pa:#x}, "
-                                                f"expected {want_pa:#x}")
-            elif run.perms.rwx() != region.perms or run.perms.user:
-                key = ("perms", region, run.perms.rwx())
-                text = (f"{region.what}: [{start:#x}, {end:#x}) is mapped {run.perms.rwx()}"
-                        f"{' user' if run.perms.user else ''}, expected {region.perms} (kernel only)")
-            elif wrong_type := memory_type_problem(run.perms.cache, region.memory):
-                key = ("memory", region, run.perms.cache)
-                text = f"{region.what}: [{start:#x}, {end:#x}) is {wrong_type}"
-            else:
-                last = None
-                continue
-        if key == last and problems:
-            # the same problem continuing: widen the last message's range
-            problems[-1] = re.sub(r", (0x[0-9a-f]+)\)", f", {end:#x})", problems[-1], count=1)
-            continue
-        last = key
-        problems.append(text)
-    if len(problems) > MAX_PROBLEMS_SHOWN:
-        more = len(problems) - MAX_PROBLEMS_SHOWN
-        problems = problems[:MAX_PROBLEMS_SHOWN] + [f"... and {more} more"]
-    return problems
 
 
 # ---- Reading the guest -------------------------------------------------------------------------
@@ -1470,42 +1118,3 @@ def pick_page(token, tag, ranges, count=1, align=PAGE, distinct=True):
         if not distinct or value not in chosen:
             chosen.append(value)
     return chosen
-
-
-def subtract(ranges, holes):
-    """[start, end) ranges minus the [start, end) holes."""
-    out = list(ranges)
-    for h0, h1 in holes:
-        nxt = []
-        for a, b in out:
-            if h1 <= a or b <= h0:
-                nxt.append((a, b))
-                continue
-            if a < h0:
-                nxt.append((a, h0))
-            if h1 < b:
-                nxt.append((h1, b))
-        out = nxt
-    return out
-
-
-def window_non_ram(kernel, arch, memory_size):
-    """[start, end) ranges inside the window's physical span that are no usable RAM the kernel may
-    touch (below low_memory_end, the memory map's holes and reserved ranges): what phys_to_ptr()
-    must refuse although the span holds them."""
-    phys_base = layout_value(kernel, "window_phys_base")
-    limit = phys_base + layout_value(kernel, "window_size")
-    low_end = layout_value(kernel, "low_memory_end")
-    usable = [(max(a, low_end), b) for a, b in usable_ram(kernel, arch, memory_size) if b > low_end]
-    return subtract([(phys_base, limit)], usable)
-
-
-def window_ram(kernel, arch, memory_size):
-    """The RAM the window must reach: usable RAM from the kernel's low_memory_end to the window's
-    end, minus the kernel image (which the window leaves unmapped). Probes of the window test
-    come from here."""
-    phys_base = layout_value(kernel, "window_phys_base")
-    start = max(phys_base, layout_value(kernel, "low_memory_end"))
-    limit = phys_base + layout_value(kernel, "window_size")
-    usable = [(max(a, start), min(b, limit)) for a, b in usable_ram(kernel, arch, memory_size)]
-    return subtract([(a, b) for a, b in usable if a < b], [image_physical(kernel)])

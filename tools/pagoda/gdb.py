@@ -5,7 +5,7 @@
 builds the kernel, starts QEMU paused (-S) with its gdbstub on a unix socket in a fresh
 private temporary directory (so concurrent sessions never collide on a port), and runs
 gdb-multiarch on build/<arch>/kernel.elf with Pagoda's helpers (tools/gdb/pagoda_gdb) loaded.
-GDB reaches the gdbstub through a StubGuard (pagoda_core/stubguard.py), which refuses the
+GDB reaches the gdbstub through a StubGuard (tools/pagoda/stubguard.py), which refuses the
 guest's semihosting File-I/O: GDB would otherwise open, read and write host files for it.
 The helper `pagoda-attach` connects and runs QEMU's firmware up to the kernel's ELF entry.
 
@@ -31,7 +31,7 @@ import time
 
 from . import bootopts, deps
 from pagoda_core import build, kernelinfo, paths, qemu
-from pagoda_core.stubguard import StubGuard
+from .stubguard import StubGuard
 from pagoda_core.ui import PagodaError, info
 from pagoda_pt import contract as C
 

@@ -74,13 +74,12 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
 
-from . import forkgrade, mutant_why, publish, regions, treebuild
-from pagoda_core import paths
+from . import forkgrade, publish, regions, treebuild
+from pagoda_core import paths, speed
 from pagoda_core.ui import PagodaError, info
 
 from pagoda_grade import manifest, programs, symbols
@@ -528,14 +527,7 @@ def grade_slip(tree, lab, arch, kernel, work, test=None, whole=False, warm=False
                 log.write(f"({e}: graded by a process of its own)\n")
     if cpu is None:
         with open(log_path, "a") as log:
-            proc = subprocess.Popen(argv, cwd=tree, stdout=log, stderr=subprocess.STDOUT, env=env)
-            try:
-                _, _, usage = os.wait4(proc.pid, 0)
-            except BaseException:
-                proc.kill()
-                proc.wait()
-                raise
-        cpu = usage.ru_utime + usage.ru_stime
+            _, cpu = speed.run_logged(argv, log, cwd=tree, env=env)
     try:
         with open(json_path) as f:
             data = json.load(f)
@@ -677,6 +669,7 @@ class Runner:
             judge(outcome, data, specs)
             if self.why and outcome.test and run == 0:
                 info(f"labs mutants: {m.name}: replaying {outcome.test}'s boot under GDB for fault-why ({arch})")
+                from . import mutant_why    # (fault-why's model, pagoda_pt.diagnose: for --why alone)
                 mutant_why.why(outcome, tree, self.root)
         outcome.seconds = time.monotonic() - start
         self._time(n, start, time.monotonic())

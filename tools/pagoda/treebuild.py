@@ -37,8 +37,9 @@ beside a build; only builds wait for each other.
 import os
 import re
 import shutil
-import subprocess
 import threading
+
+from pagoda_core import speed
 
 CACHE_DIR = "ccache"
 # Names another object cache for every generated tree (and batch grading's, batch.py): .ci/run
@@ -118,16 +119,9 @@ def build(tree, arch, log_path, target=None, cpu=None, cache=None):
             for argv in ([configure] if configure else []) + steps:
                 log.write(f"$ {' '.join(argv)}\n")
                 log.flush()
-                proc = subprocess.Popen(argv, cwd=tree, stdout=log, stderr=subprocess.STDOUT)
-                try:
-                    _, status, usage = os.wait4(proc.pid, 0)
-                except BaseException:
-                    proc.kill()
-                    proc.wait()
-                    raise
-                proc.returncode = os.waitstatus_to_exitcode(status)
+                code, seconds = speed.run_logged(argv, log, cwd=tree)
                 if cpu is not None:
-                    cpu.append(usage.ru_utime + usage.ru_stime)
-                if proc.returncode != 0:
+                    cpu.append(seconds)
+                if code != 0:
                     return False
     return True

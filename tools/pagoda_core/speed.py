@@ -30,6 +30,7 @@ Two tools, both standard library only:
 """
 import os
 import resource
+import subprocess
 import time
 
 ENV = "PAGODA_SPEED_FACTOR"
@@ -276,3 +277,17 @@ def cpu_seconds():
     """CPU time (user + system) of this process and of its children that have ended."""
     own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def run_logged(argv, log, **popen_args):
+    """Runs @p argv, its output appended to the open file @p log, and reaps it with wait4:
+    (its exit code, the CPU seconds it and every process under it that ended used). An
+    exception while it runs (a Ctrl-C) kills it first."""
+    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, **popen_args)
+    try:
+        _, status, usage = os.wait4(proc.pid, 0)
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    return os.waitstatus_to_exitcode(status), usage.ru_utime + usage.ru_stime

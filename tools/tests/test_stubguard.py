@@ -1,4 +1,4 @@
-"""The guard between a debugger and QEMU's gdbstub (pagoda_core/stubguard.py): the guest's
+"""The guard between a debugger and QEMU's gdbstub (tools/pagoda/stubguard.py): the guest's
 File-I/O requests stop at it, everything else passes both ways as it is. Here the gdbstub is a
 socket this test plays; `./pagoda gdb` with a real GDB and QEMU is grade/harness_tests/test_semihost.py."""
 import socket
@@ -6,7 +6,7 @@ import socket
 import pytest
 
 from pagoda_core.speed import scaled
-from pagoda_core.stubguard import PacketSplitter, StubGuard, packet
+from pagoda.stubguard import PacketSplitter, StubGuard, packet
 
 REQUEST = packet(b"Fopen,40001000/d,601,1a4")
 

@@ -21,7 +21,7 @@ from pagoda_pt.isa import isa
 from pagoda_pt.model import PAGE_SIZE_4K
 from pagoda_pt.diagnose_x86_64 import RESET_IDT, cpu_mode, idt_vectors
 from pagoda_pt.roots import address_problem, format_top_level, root_problems, top_level
-from pagoda_pt.swap import SWAP_FACTS, swap_note
+from pagoda_pt.swapstate import SWAP_FACTS, swap_note
 
 from . import kernel, target
 from .args import address, parse

@@ -60,7 +60,7 @@ MICROVM = Machine(
 # target=gdb: every other call that reaches a host file (open, read, write, remove, rename,
 # system...) goes to the debugger attached to the gdbstub instead of QEMU's own process, and with
 # none QEMU drops it; the grader's debugger refuses them (rsp.py), and so does the guard in front
-# of GDB (pagoda_core/stubguard.py). With target=native a guest could read, write or run anything
+# of GDB (tools/pagoda/stubguard.py). With target=native a guest could read, write or run anything
 # QEMU's user can (grade/harness_tests/test_semihost.py).
 VIRT = Machine(
     binary="qemu-system-aarch64",

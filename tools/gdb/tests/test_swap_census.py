@@ -1,7 +1,8 @@
 """pagoda_pt.swap's reasoning on synthetic swap states (lab 7): what each eviction slip leaves in the
 slot map, the frame table and the roots, and the sentence swap-slots and fault-why give for it;
 the swap lines of the memview picture. The reading of a real kernel's state is test_gdb_swap.py's."""
-from pagoda_pt.swap import SwapCensus, SwapState, format_swap_map, slot_flag, swap_problems, swap_story
+from pagoda_pt.swapstate import SwapState
+from pagoda_pt.swap import SwapCensus, format_swap_map, slot_flag, swap_problems, swap_story
 
 A, B = 0x10000, 0x20000          # two process roots: a parent (pid 1) and its child (pid 2)
 V = 0x1000_0000                  # one page both map

@@ -1,6 +1,6 @@
-"""pt-walk's reading of lab 7's swap entries (pagoda_pt.swap.swap_slot, swap_note), on entries
+"""pt-walk's reading of lab 7's swap entries (pagoda_pt.swapstate.swap_slot, swap_note), on entries
 built the way each ISA's format builds them (arch/*/page_table_format.hpp)."""
-from pagoda_pt.swap import swap_note, swap_slot
+from pagoda_pt.swapstate import swap_note, swap_slot
 from pagoda_pt.model import Level, Walk
 
 X86 = {"swap_entry_bit": 1 << 10, "held_entry_bit": 1 << 9, "swap_slot_shift": 12, "swap_slot_bits": 40,

@@ -1,5 +1,5 @@
-"""The guest's semihosting File-I/O never reaches a debugger: the refusal, and a guard in front of
-QEMU's gdbstub for the debuggers the user runs.
+"""The guest's semihosting File-I/O never reaches a debugger: a guard in front of QEMU's gdbstub
+for the debuggers the user runs (the grader's own client refuses the requests itself).
 
 On AArch64 the kernel ends QEMU through Arm semihosting (SYS_EXIT, with its exit status). QEMU
 serves the other semihosting calls as well, and SYS_OPEN, SYS_READ, SYS_WRITE, SYS_REMOVE,
@@ -16,41 +16,18 @@ gdbstub socket byte for byte, except the File-I/O requests: it answers those its
 (or, when the debugger has asked for an interrupt meanwhile, EINTR and the Ctrl-C flag, so that
 QEMU stops the guest and the debugger gets the stop it is waiting for), and never passes them on.
 
-Only the standard library is used (GDB's manual, "File-I/O Remote Protocol Extension").
+The packets' framing and the refusal are pagoda_core/gdbwire.py's, which the grader's client shares.
 """
 import os
-import re
 import select
 import socket
 import sys
 import threading
 
-# GDB's File-I/O errno values ("Errno Values").
-FILEIO_EPERM = 1
-FILEIO_EINTR = 4
-# A File-I/O request: F, then the call's name in lower case (open, read, write, lseek, close,
-# unlink, rename, stat, fstat, gettimeofday, isatty, system). A reply to the debugger's own
-# vFile packets is F and a number instead.
-_FILE_IO_REQUEST = re.compile(rb"F[a-z]")
+from pagoda_core.gdbwire import file_io_refusal, is_file_io_request, packet
+
 # Notes on the terminal per connection; the requests past them are refused silently.
 MAX_NOTES = 3
-
-
-def is_file_io_request(payload):
-    """True when @p payload (bytes, a packet from the stub) asks the debugger for a host call."""
-    return _FILE_IO_REQUEST.match(payload) is not None
-
-
-def file_io_refusal(interrupted):
-    """The payload that refuses a File-I/O request: the call fails with EPERM and the guest runs
-    on; with @p interrupted (an interrupt is pending), EINTR with the Ctrl-C flag: QEMU stops the
-    guest (stop reply T02) instead."""
-    return f"F-1,{FILEIO_EINTR},C" if interrupted else f"F-1,{FILEIO_EPERM}"
-
-
-def packet(payload):
-    """@p payload (bytes) framed: $payload#checksum."""
-    return b"$" + payload + b"#%02x" % (sum(payload) & 0xFF)
 
 
 class PacketSplitter:
