@@ -20,6 +20,8 @@ constexpr u64 kMaxStopWaits = 5'000'000;
 Cpu g_cpus[kMaxCpus];
 bool g_stopping = false;
 alignas(16) u8 g_cpu_stacks[kMaxCpus - 1][kCpuStackSize];
+/// What MailboxOp::LeaveSpace calls (cpu_set_leave_space()).
+void (*g_leave_space)(uptr) = nullptr;
 /// What each secondary CPU runs once online (cpus_start()'s @p idle).
 void (*g_secondary_idle)() = nullptr;
 
@@ -126,6 +128,9 @@ bool serve_mailbox() {
       // (void)m.pages;
       // LAB 8 END
       break;
+    case MailboxOp::LeaveSpace:
+      if (g_leave_space != nullptr) g_leave_space(m.address);
+      break;
     case MailboxOp::None: break;
   }
   m.served = sent;
@@ -139,6 +144,8 @@ void acknowledge_mailbox() {
 }
 
 }  // namespace
+
+void cpu_set_leave_space(void (*leave)(uptr)) { g_leave_space = leave; }
 
 bool cpus_stopping() { return __atomic_load_n(&g_stopping, __ATOMIC_ACQUIRE); }
 

@@ -55,7 +55,12 @@ enum class MailboxOp : u32 {
   InvalidatePage,   ///< drop this CPU's TLB entry for `address` (arch::invalidate_page_local)
   Read,             ///< read the u64 at `address` into `value` (the self-test's reader)
   InvalidatePages,  ///< a shootdown: drop `pages` (`count` of them; kShootdownAll: every one)
+  LeaveSpace,       ///< let go of the root of the space at `address` if idle in it (cpu_set_leave_space)
 };
+
+/// What MailboxOp::LeaveSpace calls on the CPU asked (the memory manager's, which knows the
+/// roots: AddressSpace::leave_lazy); set before the first such request.
+void cpu_set_leave_space(void (*leave)(uptr space));
 
 /// One request at a time per target: the initiator holds `lock` from writing the request until
 /// the target acknowledges it (acked == sent), serving its own mailbox while it waits, so that two

@@ -11,6 +11,7 @@
 
 #include "core/arch.hpp"
 #include "core/panic.hpp"
+#include "core/cpu.hpp"
 #include "core/shootdown.hpp"
 
 namespace pagoda {
@@ -109,11 +110,28 @@ class Watchdog final : public testing::EmptyTestEventListener {
 // no other CPU: a test that wants to see it sets host::g_shootdown.
 namespace host {
 u32 g_cpu = 0;
+u32 g_cpus_online = 1;
+u32 g_local_flushes[kMaxCpus] = {};
 std::function<void(u32, const uptr*, usize)> g_shootdown;
 }  // namespace host
 namespace arch {
 u32 cpu_id() { return host::g_cpu; }
+void invalidate_all_local() { ++host::g_local_flushes[host::g_cpu]; }
 }  // namespace arch
+u32 cpus_online() { return host::g_cpus_online; }
+namespace {
+void (*g_leave_space)(uptr) = nullptr;
+}  // namespace
+void cpu_set_leave_space(void (*leave)(uptr)) { g_leave_space = leave; }
+// The host plays the target for the moment of the request (a LeaveSpace only).
+u64 cpu_request(u32 target, MailboxOp op, uptr address) {
+  if (op != MailboxOp::LeaveSpace || g_leave_space == nullptr) return 0;
+  const u32 me = host::g_cpu;
+  host::g_cpu = target;
+  g_leave_space(address);
+  host::g_cpu = me;
+  return 0;
+}
 void shootdown(u32 targets, const uptr* pages, usize count) {
   if (host::g_shootdown) host::g_shootdown(targets, pages, count);
 }

@@ -23,6 +23,10 @@ std::string output_before_panic();
 
 /// The CPU the host plays (arch::cpu_id()); 0 unless a test sets it.
 extern u32 g_cpu;
+/// What cpus_online() answers (1 unless a test says: lab 8's lazy TLB needs two).
+extern u32 g_cpus_online;
+/// arch::invalidate_all_local() calls, per CPU the host played.
+extern u32 g_local_flushes[2];
 /// Called with each shootdown() (lab 8) when set; the host has no other CPU to reach.
 extern std::function<void(u32 targets, const uptr* pages, usize count)> g_shootdown;
 

@@ -150,5 +150,35 @@ TEST_F(ShootdownTest, FramesGoBackOnlyAfterEveryCpuDroppedThem) {
   kernel.activate();
 }
 
+TEST_F(ShootdownTest, IdleKeepsTheLastRootMissesNoChangeAndLetsItGoBeforeItDies) {
+  host::g_cpus_online = 2;
+  host::g_local_flushes[1] = 0;
+  {
+    AddressSpace a = AddressSpace::create_user(kernel).release_value();
+    const VirtAddr va(0x40'0000);
+    host::g_cpu = 1;
+    a.activate();
+    kernel.activate();  // CPU 1 idles
+    EXPECT_EQ(x86::hw::fake::cpu().cr3, a.root()) << "the switch to idle loaded a root: no lazy TLB";
+    EXPECT_EQ(a.arch().cpus(), kCpu1) << "CPU 1, idle in a's root, must stay in a's mask";
+    EXPECT_EQ(a.arch().lazy(), kCpu1);
+    host::g_cpu = 0;
+    machine.sent.clear();
+    ASSERT_TRUE(a.map(va, PhysAddr(0x124000), kUserData).ok());
+    ASSERT_TRUE(a.unmap(va).ok());
+    for (const Sent& sent : machine.sent) EXPECT_EQ(sent.targets & kCpu1, 0u) << "an idle CPU is left alone";
+    EXPECT_EQ(a.arch().missed(), kCpu1) << "and told what it missed";
+    host::g_cpu = 1;
+    a.activate();  // back into the kept root
+    EXPECT_EQ(host::g_local_flushes[1], 1u) << "the switch back in did not drop what CPU 1 missed";
+    EXPECT_EQ(a.arch().lazy() | a.arch().missed(), 0u);
+    kernel.activate();  // idle again, in a's root, as CPU 0 destroys a
+    host::g_cpu = 0;
+  }
+  EXPECT_EQ(x86::hw::fake::cpu().cr3, kernel.root()) << "a died while CPU 1 idled in its root, which it still holds";
+  host::g_cpus_online = 1;
+  host::g_cpu = 0;
+}
+
 }  // namespace
 }  // namespace pagoda

@@ -1,7 +1,8 @@
 // spin: counts in memory and never makes a system call while it counts, so only the timer
 // interrupt can take the CPU from it (lab 3's preemption test). It stops when spin_stop becomes
 // non-zero (the grader writes it from outside, through the process's own root) or when it has
-// counted to argv[1]; then it prints its count.
+// counted to argv[1]; then it prints its count. With argv[2] (N, not 0) it sleeps N ticks after
+// every 2^16 counts (lab 8's lazy TLB: its CPU idles with spin's root still loaded).
 #include "user/lib/user.hpp"
 
 using namespace pagoda;
@@ -15,8 +16,11 @@ volatile u64 spin_stop = 0;
 }
 
 int main(int, char**) {
-  const u64 limit = arg_number(1, 50'000'000);
-  while (spin_stop == 0 && spin_count < limit) spin_count = spin_count + 1;
+  const u64 limit = arg_number(1, 50'000'000), nap = arg_number(2, 0);
+  while (spin_stop == 0 && spin_count < limit) {
+    spin_count = spin_count + 1;
+    if (nap != 0 && (spin_count & 0xffff) == 0) sleep(nap);
+  }
   const u64 n = spin_count;
   println("spin: pid {} counted to {}{}", getpid(), n, proof_note(n));
   return 0;

@@ -46,6 +46,19 @@ class TlbSync {
   void add_cpu(u32 cpu) { __atomic_fetch_or(&cpus_, u32{1} << cpu, __ATOMIC_ACQ_REL); }
   void remove_cpu(u32 cpu) { __atomic_fetch_and(&cpus_, ~(u32{1} << cpu), __ATOMIC_ACQ_REL); }
 
+  /// Lazy TLB: the CPUs of cpus() that idle with this space's root still loaded (lazy()), and
+  /// those of them a shootdown left alone since (missed()): no IPI goes to an idle CPU for a
+  /// user page; it drops every translation of the space when it switches back in instead
+  /// (AddressSpace::activate). Kept under the kernel lock, like every change and switch.
+  u32 lazy() const { return __atomic_load_n(&lazy_, __ATOMIC_ACQUIRE); }
+  void set_lazy(u32 cpu) { __atomic_fetch_or(&lazy_, u32{1} << cpu, __ATOMIC_ACQ_REL); }
+  /// Ends @p cpu's lazy stay; true when a shootdown left it alone meanwhile (it must catch up).
+  bool end_lazy(u32 cpu) {
+    __atomic_fetch_and(&lazy_, ~(u32{1} << cpu), __ATOMIC_ACQ_REL);
+    return (__atomic_fetch_and(&missed_, ~(u32{1} << cpu), __ATOMIC_ACQ_REL) >> cpu & 1) != 0;
+  }
+  u32 missed() const { return __atomic_load_n(&missed_, __ATOMIC_ACQUIRE); }
+
   /// The other CPUs must drop @p va too: every online CPU when @p everywhere (the kernel half
   /// and global entries, in every root), otherwise those of cpus(). Sent by finish().
   void remote(VirtAddr va, bool everywhere) {
@@ -64,7 +77,10 @@ class TlbSync {
   void finish() {
     if (remote_pages_ == 0) return;
     const usize count = remote_pages_ > kShootdownPages ? kShootdownAll : remote_pages_;
-    const u32 targets = everywhere_ ? ~u32{0} : cpus();
+    // (The kernel half reaches every CPU, idle or not: the idle loop runs on it.)
+    const u32 lazy = everywhere_ ? 0 : cpus() & this->lazy();
+    const u32 targets = everywhere_ ? ~u32{0} : cpus() & ~lazy;
+    __atomic_fetch_or(&missed_, lazy, __ATOMIC_ACQ_REL);
     remote_pages_ = 0;
     everywhere_ = false;
     shootdown(targets, remote_page_, count);
@@ -84,6 +100,8 @@ class TlbSync {
 
  private:
   u32 cpus_ = 0;
+  u32 lazy_ = 0;
+  u32 missed_ = 0;
   bool everywhere_ = false;
   usize remote_pages_ = 0;
   uptr remote_page_[kShootdownPages] = {};

@@ -5,6 +5,7 @@
 
 #include "mm/space/address_space.hpp"
 
+#include "core/arch.hpp"
 #include "core/cpu.hpp"
 #include "core/panic.hpp"
 #include "mm/base/layout.hpp"
@@ -22,11 +23,32 @@ AddressSpace::AddressSpace(AddressSpace&& other)
 }
 
 AddressSpace::~AddressSpace() {
+  // A CPU idling in this root (lazy TLB) loads the kernel's before the tables go.
+  for (u32 cpu = 0; cpu < kMaxCpus; ++cpu) {
+    if (s_loaded_on[cpu] != this || (arch_.lazy() >> cpu & 1) == 0) continue;
+    if (cpu == arch::cpu_id()) {
+      leave_lazy(reinterpret_cast<uptr>(this));
+    } else {
+      cpu_set_leave_space(&leave_lazy);
+      (void)cpu_request(cpu, MailboxOp::LeaveSpace, reinterpret_cast<uptr>(this));
+    }
+  }
   for (usize cpu = 0; cpu < kMaxCpus; ++cpu)
     if (s_loaded_on[cpu] == this) s_loaded_on[cpu] = nullptr;
 }
 
 AddressSpace* AddressSpace::s_loaded_on[kMaxCpus] = {};
+
+void AddressSpace::leave_lazy(uptr space) {
+  const u32 me = arch::cpu_id();
+  AddressSpace* const lazy = reinterpret_cast<AddressSpace*>(space);
+  if (s_loaded_on[me] != lazy || s_lazy_kernel == nullptr || (lazy->arch_.lazy() >> me & 1) == 0) return;
+  s_lazy_kernel->arch_.add_cpu(me);
+  s_lazy_kernel->arch_.activate();
+  (void)lazy->arch_.end_lazy(me);
+  if (arch::ArchAddressSpace::kSwitchDropsTranslations) lazy->arch_.remove_cpu(me);
+  s_loaded_on[me] = s_lazy_kernel;
+}
 
 Result<AddressSpace> AddressSpace::create_kernel(TableMemory& memory) {
   AddressSpace space(TRY(arch::ArchAddressSpace::create_kernel(memory)), debug::RootKind::Kernel, "kernel");

@@ -195,6 +195,13 @@ class AddressSpace {
 
   /// The space each CPU loaded last (index: arch::cpu_id()), whose root it may still hold.
   static AddressSpace* s_loaded_on[];
+  /// The kernel's space, as the last lazy switch to the idle loop named it (activate()): what a
+  /// CPU loads when the root it kept while idle is about to go (leave_lazy()).
+  static inline AddressSpace* s_lazy_kernel = nullptr;
+  /// Two CPUs: makes this CPU let go of @p space (an AddressSpace*) if it idles in its root,
+  /// lazily (activate()): the kernel's root loaded, the lazy stay ended. The mailbox's
+  /// MailboxOp::LeaveSpace calls it on the CPU asked; ~AddressSpace asks each such CPU.
+  static void leave_lazy(uptr space);
 
   static inline bool s_switch_checks = true;
   static inline TrapStackJudge s_trap_judge = nullptr;

@@ -9,6 +9,7 @@
 #include "mm/space/address_space.hpp"
 
 #include "core/arch.hpp"
+#include "core/cpu.hpp"
 #include "core/panic.hpp"
 #include "mm/base/layout.hpp"
 #include "mm/space/mmu.hpp"
@@ -292,14 +293,28 @@ void AddressSpace::activate() {
     const SwitchStacks now = arch::switch_stacks();
     if (!proven_for(now)) check_and_prove(now);
   }
-  // LAB 8 BEGIN this CPU joins the space's CPUs before its root is loaded; it leaves the old space's only when the load dropped that one's translations
-  // Joined first: a shootdown that an other CPU starts in between must already reach this one.
+  // LAB 8 BEGIN this CPU joins the space's CPUs before its root is loaded; it leaves the old space's only when the load dropped that one's translations; idle keeps the last user root (lazy TLB), and the switch back into it catches up
   const u32 me = arch::cpu_id();
   AddressSpace* const before = s_loaded_on[me];
+  if (arch_.is_kernel() && before != nullptr && !before->arch_.is_kernel() && cpus_online() > 1) {
+    // To the idle loop: the user root stays loaded (the kernel half is in it), and this CPU
+    // stays in that space's mask, lazy: shootdowns leave it alone and mark what it missed.
+    before->arch_.set_lazy(me);
+    s_lazy_kernel = this;
+    return;
+  }
+  if (before == this && (arch_.lazy() >> me & 1) != 0) {
+    // Back into the root it kept: no load, but what the shootdowns skipped is dropped now.
+    if (arch_.end_lazy(me)) arch::invalidate_all_local();
+    return;
+  }
+  // Joined first: a shootdown that an other CPU starts in between must already reach this one.
   arch_.add_cpu(me);
   arch_.activate();
-  if (before != nullptr && before != this && arch::ArchAddressSpace::kSwitchDropsTranslations)
-    before->arch_.remove_cpu(me);
+  if (before != nullptr && before != this) {
+    (void)before->arch_.end_lazy(me);  // (what it missed went with the load, on an ISA that drops it)
+    if (arch::ArchAddressSpace::kSwitchDropsTranslations) before->arch_.remove_cpu(me);
+  }
   s_loaded_on[me] = this;
   // LAB 8 SKELETON
   // arch_.activate();
