@@ -344,7 +344,7 @@ def test_reverse_map(boot, kernel, arch):
 @lab_test(7, "preemption")
 def test_preemption(boot, kernel, arch):
     t = SwapTest(boot, kernel, arch)
-    cap, offset, every = 16 + t.pick("cap", 0, 8), t.pick("offset", PAGE - 120, PAGE - 20), t.pick("every", 2, 6)
+    cap, offset, every = 16 + t.pick("cap", 0, 4), t.pick("offset", PAGE - 120, PAGE - 20), t.pick("every", 2, 6)
 
     def script(before):
         done = 0
