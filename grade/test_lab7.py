@@ -221,7 +221,7 @@ def test_overcommit(boot, kernel, arch):
 def test_clock_victim(boot, kernel, arch):
     t = SwapTest(boot, kernel, arch)
     shared = 24   # (more pages than the cap leaves the pair: the clock passes frames both roots map)
-    watch = overcommit_check(t, clock=True, factors=(3, 4), tlb=False, swap_ins=False,
+    watch = overcommit_check(t, clock=True, factors=(2, 3), tlb=False, swap_ins=False,
                              extra=f",swapfork:{shared}:{t.mask(0x79, shared):#x}:after")
     assert watch.clock_checks >= 8, f"the grader recomputed only {watch.clock_checks} choices of the clock"
 
@@ -360,4 +360,4 @@ def test_preemption(boot, kernel, arch):
                 holds(t.watch.counts_problem(*t.look(c)) or rmap_problem(c.snap, kernel, *t.look(c)))
 
     t.start(f"overcommit:{cap * 3}:1,swapfork:16:{t.mask(0x7d, 16):#x}:after,swapbuf:{offset}:{cap}",
-            script, cap=cap, clock=True, swap_ins=False)
+            script, cap=cap, clock=True, tlb=False, swap_ins=False)
