@@ -9,10 +9,9 @@
       ELR_EL1 and FAR_EL1 as they are, and whether the PC, the vector VBAR_EL1 points at and the
       stack are usable; an exception taken inside the vector table is a loop.
 With ./pagoda gdb --int-log, QEMU's log says how the machine got there. The last line is a
-verdict.
+verdict. What the kernel publishes (roots, fix-up table, stacks, names) and QEMU's log come from
+the look (faults.Look), each read once.
 """
-
-import os
 
 import gdb
 
@@ -27,8 +26,7 @@ from pagoda_pt.diagnose_aarch64 import (RANK_USER_CODE_AT_EL1, USER_COPY_ROUTINE
 from pagoda_pt.verdicts import Evidence
 from pagoda_pt.verdicts import explain as explain_evidence
 
-from . import faults, kernel, session, target
-from .faults import _faultlog
+from . import faults, target
 from .paging import ADDR, symbol_of, walk_address
 
 # Field offsets of TrapFrame (arch/aarch64/trap_frame.hpp), used only without debug types.
@@ -57,7 +55,7 @@ def read_trap_frame(addr):
                 for name, offset in TRAP_FRAME_OFFSETS.items()}
 
 
-def abort_verdict(esr, walk, spsr, faultlog, far=None, sctlr=None):
+def abort_verdict(esr, walk, spsr, faultlog, names, far=None, sctlr=None):
     """Sentences comparing an abort's syndrome with today's walk of FAR."""
     data = faultlog.esr_class(esr) in faultlog.A64_DATA_ABORTS
     write = data and bool(esr & faultlog.ISS_WNR) and not esr & faultlog.ISS_CM
@@ -77,7 +75,7 @@ def abort_verdict(esr, walk, spsr, faultlog, far=None, sctlr=None):
         return ["an address size fault: a table or output address does not fit the physical "
                 "address size (TCR_EL1.IPS), or bits above it are set"]
     if kind != 3:
-        return [faultlog.describe_abort(esr, kernel.names("aarch64"))]
+        return [faultlog.describe_abort(esr, names)]
     if not walk.mapped:
         return ["a permission fault, but the walk now stops (" + walk.stop_reason +
                 "): the tables changed since the fault"]
@@ -103,14 +101,13 @@ def abort_verdict(esr, walk, spsr, faultlog, far=None, sctlr=None):
     return reasons
 
 
-def process_label(paging):
+def process_label(look):
     """"process 'probe' (pid 3, root 0x...)" for the live TTBR0 root when the kernel published it
     as a process's, else "the process in TTBR0's root 0x..."."""
-    root = paging.get("ttbr0_el1")
+    root = look.regs.get("ttbr0_el1")
     root = None if root is None else root & TTBR_BADDR_MASK & ~0xFFF
     try:
-        with target.physical_memory() as read_phys:
-            table, _ = kernel.published_roots(read_phys)
+        table = look.roots[0]
     except Exception:  # noqa: BLE001 - a label only: never let it break the report
         table = None
     return diagnose.process_label(table, root, "TTBR0's root %s" % ("%#x" % root if root is not None else "?"))
@@ -130,10 +127,10 @@ def user_verdicts(esr, walk, sentences):
 RANK_KERNEL_STACK = 1     # an abort on a kernel stack (its guard, a page not mapped): before what the walk says of it
 
 
-def _from_trap_frame(paging, faultlog, level, addr, fault):
+def _from_trap_frame(look, level, addr, fault):
     tf = read_trap_frame(addr)
-    esr, spsr = tf["esr"], tf["spsr"]
-    names = kernel.names("aarch64")    # the kernel's names of the classes and fault statuses
+    esr, spsr, paging, faultlog = tf["esr"], tf["spsr"], look.regs, look.faultlog
+    names = look.names    # the kernel's names of the classes and fault statuses
     from_el = spsr >> 2 & 3
     mode = "user" if from_el == 0 else "kernel"
     yield "trap frame at %s (%s, frame #%d)" % (ADDR % addr, C.AARCH64.TRAP, level)
@@ -143,7 +140,7 @@ def _from_trap_frame(paging, faultlog, level, addr, fault):
         ec = faultlog.esr_class(esr)
         yield "  exception  %s (EC %#04x) in %s mode (EL%d)" % (names.class_name(ec, "class %#x" % ec), ec,
                                                                mode, from_el)
-    who = process_label(paging) if from_el == 0 else None
+    who = process_label(look) if from_el == 0 else None
     if who:
         yield user_trap_line(who)
     symbol = symbol_of(tf["elr"])
@@ -152,7 +149,7 @@ def _from_trap_frame(paging, faultlog, level, addr, fault):
     findings = []      # (rank, sentence): causes that explain the abort's own sentences
     if from_el != 0 and not in_kernel_half(tf["elr"]):
         # Kernel mode on a user address: was the CPU running the process's own code at EL1?
-        at_el1 = user_code_at_el1(spsr, tf["elr"], walk_address("aarch64", paging, tf["elr"]), process_label(paging))
+        at_el1 = user_code_at_el1(spsr, tf["elr"], walk_address("aarch64", paging, tf["elr"]), process_label(look))
         if at_el1:
             findings.append((RANK_USER_CODE_AT_EL1, at_el1))
     if tf["kind"] & 3 or faultlog.esr_class(esr) not in faultlog.A64_ABORTS:
@@ -177,17 +174,17 @@ def _from_trap_frame(paging, faultlog, level, addr, fault):
     result = walk_address("aarch64", paging, far)
     yield "walk of FAR through %s (the current tables):" % ttbr
     yield format_walk(result)
-    sentences = abort_verdict(esr, result, spsr, faultlog, far, paging.get("sctlr_el1"))
+    sentences = abort_verdict(esr, result, spsr, faultlog, names, far, paging.get("sctlr_el1"))
     if from_el != 0:
-        access = _kernel_access(paging, tf, esr, faultlog)
+        access = _kernel_access(look, tf, esr)
         findings += on_behalf_findings(access)
         stack = explain_evidence(Evidence(address=far, access="wrote to" if access.write else "read",
-                                          where=symbol.split(" in section ")[0] or None, stacks=faults.kernel_stacks(),
+                                          where=symbol.split(" in section ")[0] or None, stacks=look.stacks,
                                           root=None if result.mapped else "the tables %s points to" % ttbr))
         if stack:
             findings.append((RANK_KERNEL_STACK, stack))
         if not result.mapped and not access.kernel_half:
-            not_live = _not_live(paging, far, access.write, access.user_end)
+            not_live = _not_live(look, far, access.write, access.user_end)
             if not_live:
                 findings.append((RANK_NOT_LIVE_USER_ADDRESS, not_live))
     if findings:
@@ -205,30 +202,28 @@ def _from_trap_frame(paging, faultlog, level, addr, fault):
     yield "verdict: " + "; also: ".join(sentences)
 
 
-def _kernel_access(paging, tf, esr, faultlog):
+def _kernel_access(look, tf, esr):
     """What pagoda_pt.diagnose.on_behalf_findings needs about an abort taken at EL1: which routine
     faulted, on which half, the fix-up table, the kernel's user_end and the system call being run."""
-    with target.physical_memory() as read_phys:
-        fixups = faults.user_fixups(read_phys)
+    faultlog = look.faultlog
     data = faultlog.esr_class(esr) in faultlog.A64_DATA_ABORTS
     return KernelAccess(pc=tf["elr"], function=function_name(symbol_of(tf["elr"])), address=tf["far"],
                         write=data and bool(esr & faultlog.ISS_WNR) and not esr & faultlog.ISS_CM,
-                        kernel_half=in_kernel_half(tf["far"]), user_end=faults.user_end(),
-                        copy_routines=USER_COPY_ROUTINES, fixups=fixups, syscall=faults.syscall_in_progress(),
-                        process=process_label(paging))
+                        kernel_half=in_kernel_half(tf["far"]), user_end=look.user_end,
+                        copy_routines=USER_COPY_ROUTINES, fixups=look.fixups, syscall=look.syscall,
+                        process=process_label(look))
 
 
-def _not_live(paging, far, write, user_end):
+def _not_live(look, far, write, user_end):
     """pagoda_pt.diagnose.not_live_user_address for FAR, walked in every root the kernel published
     (TTBR0's table is the active one)."""
-    root = paging.get("ttbr0_el1")
+    root = look.regs.get("ttbr0_el1")
     if root is None:
         return None
     try:
         with target.physical_memory() as read_phys:
-            table, _ = kernel.published_roots(read_phys)
-            roots = Roots("aarch64", read_phys, paging, root & TTBR_BADDR_MASK & ~0xFFF, table,
-                          target.pa_bits("aarch64")[0])
+            roots = Roots("aarch64", read_phys, look.regs, root & TTBR_BADDR_MASK & ~0xFFF, look.roots[0],
+                          look.pa_bits)
             return not_live_user_address(roots, far, user_end, write, "address (FAR)")
     except Exception:  # noqa: BLE001 - an addition: never lose fault-why's own lines to it
         return None
@@ -256,7 +251,8 @@ def _system_call(tf):
     return not tf["kind"] & 3 and tf["spsr"] >> 2 & 3 == 0 and tf["esr"] >> 26 & 0x3F == SVC64_CLASS
 
 
-def _without_trap_frame(paging, faultlog):
+def _without_trap_frame(look):
+    paging, faultlog = look.regs, look.faultlog
     yield "no trap frame: %s is not on the stack; looking at the CPU as it is" % C.AARCH64.TRAP
     # (QEMU 7.2's gdbstub spells VBAR_EL1 "VBAR", as it does SCTLR_EL1 "SCTLR".)
     names = {"pc": "pc", "sp": "sp", "ELR_EL1": "elr", "ESR_EL1": "esr", "FAR_EL1": "far", "VBAR": "vbar"}
@@ -266,7 +262,7 @@ def _without_trap_frame(paging, faultlog):
     yield "  PC         %s%s" % (ADDR % pc, "  " + symbol if symbol else "")
     if regs["esr"] is not None:
         ec = faultlog.esr_class(regs["esr"])
-        names = kernel.names("aarch64")
+        names = look.names
         decoded = faultlog.describe_abort(regs["esr"], names) if ec in faultlog.A64_ABORTS else \
             names.class_name(ec, "class %#x" % ec)
         yield "  ESR_EL1    %#010x: %s (the last exception taken)" % (regs["esr"], decoded)
@@ -301,35 +297,30 @@ def _without_trap_frame(paging, faultlog):
     yield "verdict: " + "; ".join(verdicts)
 
 
-def _qemu_log_line(faultlog):
-    path = session.qemu_log_path()
-    if not path or not os.path.exists(path):
+def _qemu_log_line(look):
+    log = look.log
+    if log is None:
         return None
-    text, _ = faults.read_log_text(path)      # (a cut log says so in its summary)
-    log = faultlog.parse(text, "aarch64", kernel.names("aarch64"))
-    summary = log.summary()
-    storm = log.storm()
+    summary, storm = log.parsed.summary(), log.parsed.storm()      # (a cut log says so in its summary)
     if storm is not None:
         summary = (summary + "; " if summary else "") + storm.describe()
     return "QEMU's interrupt log: " + summary if summary else None
 
 
-def explain():
+def explain(look):
     """(the lines fault-why prints on AArch64, ending with one verdict; for an abort from EL0 what
-    the kernel's fault decision needs: {user, address, write, fetch, mapped, perms, who}, else None)."""
-    faultlog = _faultlog()
-    paging = target.paging_regs("aarch64")
+    the kernel's fault decision needs: {user, address, write, fetch, mapped, perms, who}, else None),
+    from @p look (faults.Look)."""
     found = find_trap_frame()
     fault = {}
     if found is not None and _system_call(read_trap_frame(found[1])):
         # A system call under way (SVC from EL0) is no fault: the CPU as it is, as with no frame.
-        lines = list(_without_trap_frame(paging, faultlog))
+        lines = list(_without_trap_frame(look))
         lines[0] = ("trap frame at %s (%s, frame #%d) is a system call from EL0 (SVC), not a fault; "
                     "looking at the CPU as it is" % (ADDR % found[1], C.AARCH64.TRAP, found[0]))
     else:
-        lines = list(_without_trap_frame(paging, faultlog) if found is None
-                     else _from_trap_frame(paging, faultlog, *found, fault))
-    log_line = _qemu_log_line(faultlog)
+        lines = list(_without_trap_frame(look) if found is None else _from_trap_frame(look, *found, fault))
+    log_line = _qemu_log_line(look)
     if log_line:
         lines.insert(len(lines) - sum(1 for line in lines if line.startswith("verdict: ")), log_line)
     return lines, (fault or None)
