@@ -368,7 +368,7 @@ def _panic(look, verdict):
     checks): the verdict is the kernel's reason, as its PANIC line gave it, not "nothing is wrong"
     nor the fault's answer. With swap on, what the swap state shows beside it (_swap_story, read
     even inside the swapper: the records may be mid-change) is a line above the verdict."""
-    if look.stopped_in((C.PANIC_END, C.PANIC), 8) is not True:
+    if not _quiet(lambda: any(n in (C.PANIC_END, C.PANIC) for n in look.frame_names[:8])):
         return None     # (not in a panic we can see)
     message = last_panic()
     if not message:
@@ -1246,59 +1246,30 @@ class FaultWhy(PagodaCommand):
     """Explain the exception the kernel is handling, or why the machine stopped.
 
 Usage: fault-why
-Stopped in x86_trap (or in a function it called, such as panic_end): checks that its frame
-is a trap frame (else says it is not one), decodes it and names the cause: for a page fault
-CR2 is walked in the active root and in every root the kernel published ("mapped in root A,
-not in the active root B"), permission denials name the levels that deny, a table entry
-holding a virtual address is called that; for a double fault the interrupted stack and what
-delivering the exception needed are checked.
-Stopped anywhere else (a triple fault paused the machine, Ctrl-C in an exception loop, a
-breakpoint): checks the active root (empty? kernel half?), the code at RIP, the stack, the
-IDT, the handlers, IST stacks, GDT and TSS, each walked in the active root.
-With ./pagoda gdb --int-log the chain of exceptions comes from QEMU's log (a loop is called a
-loop).  A fault on a user address names the VMA of the process that covers it, or says
-that no VMA does (lab 5; vma-list shows them all).  Stopped in a hang where nothing can
-run, a parent waiting for a child that has already ended is named (lab 6); stopped anywhere with
-nothing else wrong (at a process's exit, say), two roots sharing a frame that one of them may write
-are named, and QEMU's log tells whether the copy-on-write fault or fork left it writable (lab 6).  Stopped in the kill path,
-a frame a user page maps that the allocator has freed, or a forked child whose root holds
-nothing of its parent's, or a live root that is another process's, or a frame two roots share
-while one may write it, is named before the fault (lab 6); and the kernel's own decide_fault and VmaSet::find are called on the fault: where they
-disagree with the record (a refused fault the record allows, an allowed one it refuses) that is
-the verdict (lab 5).  A refused fault at the stack pointer with no grows-down VMA, or inside
-a load segment of the program's ELF that no VMA covers, names the loader's record.  The record is
-read against the pages the root maps, at a kill and at any stop with nothing else wrong: one VMA
-whose pages carry different permissions (some wider than it grants) is regions merged although
-their permissions differ; a hole whose edge leaves pages munmap took in the record is cut a page
-off (lab 5).  At any stop with nothing else wrong, kernel stack slots still taken and process roots
-still published that no process in the table holds are what a reaped process's teardown left
-behind (labs 3, 6).  A loop is the same fault retried with no progress (same root and registers,
-nothing but interrupts between, the machine still in it), never alike faults of several
-processes.  At a stop with nothing else wrong, what kills nothing where it is made: a user frame
-that keeps interrupts off (lab 3); image VMAs of another program than the one the process runs,
-and a parent's frame still counting the share of a child that exec'd (lab 6); a record in use with
-no VMA of the loader's while its code is mapped, an image page holding the file's bytes past the
-segment's, and the kernel's own decide_fault and VmaSet::mergeable asked through GDB (a region that
-is no stack grown, regions of different permissions merged) (lab 5); the kernel's own user copy
-called once from the null page (a fix-up that returns 0), and QEMU's log showing a copy fault on
-the argument page before any process ran (lab 4); at a run's end after why-stops saw its start,
-the frames it left allocated (labs 3, 6).  The kernel's own words agree with it: at a kill, what
-the kill line says of the same fault from the same record (pagoda_record_words, called through
-GDB) ends the verdict; at a stop with nothing else wrong, the kernel's last failure line
-(pagoda_last_failure) is the verdict when it refused to start a process or a fork, spawn or exec
-failed, and otherwise a "checked:" line says what was looked at (the process table, the failure
-lines).  With swap (lab 7): a fault on a swap entry is a swap-in of its slot, or the kernel's bug
-when the slot map calls that slot free; at a kill, and at any stop with nothing else wrong outside
-the swapper's own code, the first eviction slip the swap state shows against every root
-(pagoda_pt/swap.py, what swap-slots lists): a page a root maps that the frame table calls not
-resident (evicted from another root only), a page mapped at a held slot's number (a swap entry
-written as a present one), a slot named but free, a count below its holders, a
-backing slot another entry names, a reverse map that lacks a mapping or names one that is gone,
-slots no one holds, more resident frames than the cap.  $pagoda_why_wrong is 1 when the verdict names something
-wrong with the kernel, 0 when it is the program's own kill or nothing (why-stops goes on past those).
-On AArch64: stopped in aarch64_trap, decodes ESR (class, fault status and level, WnR), walks FAR through TTBR0 or TTBR1 and says what was missing; anywhere else (an exception loop),
-shows ESR_EL1, ELR_EL1 and FAR_EL1 and checks that the PC, VBAR_EL1's vector and the stack are
-usable.  The last line is always a verdict."""
+Stopped in the trap handler (x86_trap, aarch64_trap, or a function they called such as
+panic_end): checks and decodes the trap frame (x86: the vector and error code, CR2; AArch64:
+ESR's class, fault status and level, WnR, and FAR) and walks the faulting address in the active
+root and in every root the kernel published ("mapped in root A, not in the active root B"),
+naming the levels that deny; for a double fault, the interrupted stack and what delivering the
+exception needed. Anywhere else (a triple fault, Ctrl-C in an exception loop, a breakpoint):
+the active root (empty? kernel half?), the code at the PC, the stack, the IDT or VBAR_EL1's
+vector, the handlers, IST stacks, GDT and TSS, each walked in the active root. With
+./pagoda gdb --int-log, QEMU's exception log tells how the machine got there (a loop is the same
+fault retried with no progress).
+A fault from user mode is judged against the process's record (lab 5: the VMA that covers it,
+the kernel's own decide_fault and VmaSet::find called through GDB, the loader's record; lab 7: a
+swap entry's slot); the kernel's own words for a kill (pagoda_record_words) end the verdict.
+Then the ranked rules of faults.RULES may overrule the verdict, the old one kept on the line
+above: at a kill, what comes before the fault (a foreign live root, a freed frame still mapped,
+a frame two roots share while one may write it, a child holding nothing of its parent's, the
+record against the pages); outside a user fault, the kernel's own map (image permissions, a
+device touched unmapped); a panic's own message; and at a stop with nothing else wrong: a wait
+that can never end, stacks and roots a reaped process left, a run's leaked frames, a user copy
+QEMU's log shows faulting on the argument page or with the guard up, the first slip the swap
+state shows, shared writable frames and the other record checks (labs 3-6), the audit of the
+kernel's memory records and of its process table, the kernel's last failure line.
+$pagoda_why_wrong is 1 when the verdict names something wrong with the kernel, 0 when it is the
+program's own kill or nothing (why-stops goes on past those). The last line is always a verdict."""
 
     name = "fault-why"
     usage = "fault-why"
