@@ -79,52 +79,8 @@ def _trap_frame_address(frame, trap_function, stack_register):
 # ---- lab 4: what says a kernel fault was made on a process's behalf -------------------------------
 
 
-def user_fixups(read_phys):
-    """{faulting instruction: resume address} of the kernel's fix-up table (section
-    pagoda_user_fixups, read at its physical address: the image's link map, no walk), {} when the
-    section is empty, None when the kernel has none or it cannot be read."""
-    from . import kernel
-    start, stop = (kernel.symbol_address(n) for n in C.USER_FIXUPS)
-    if start is None or stop is None or stop < start:
-        return None
-    pa = kernel.image_phys(start)
-    if pa is None:
-        return None
-    try:
-        raw = bytes(read_phys(pa, stop - start)) if stop > start else b""
-    except Exception:  # noqa: BLE001 - no table is a fact too, never a failure of fault-why
-        return None
-    words = [int.from_bytes(raw[i:i + 8], "little") for i in range(0, len(raw) // 16 * 16, 8)]
-    return dict(zip(words[0::2], words[1::2]))
-
-
-def user_end():
-    """The first address past the user half (the kernel's fact), or None."""
-    from . import kernel
-    return kernel.symbol_address(C.fact_symbol("user_end"))
-
-
 def _snake(name):
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
-
-
-def syscall_in_progress():
-    """pagoda_pt.diagnose.SyscallAt for the system call on GDB's stack (the `call` argument of
-    pagoda::proc::syscall), or None: no system call is being run, or its argument is optimized out."""
-    import gdb
-    from pagoda_pt.diagnose import SyscallAt
-    try:
-        frame = next((f for f in _frames() if f.name() == C.DISPATCHER), None)
-        if frame is None:
-            return None
-        call = frame.read_var("call")
-        if call.type.code == gdb.TYPE_CODE_REF:
-            call = call.referenced_value()
-        number = int(call["number"]) & MASK64
-        args = tuple(int(call["args"][i]) & MASK64 for i in range(6))
-        return SyscallAt(number, args, _syscall_name(number))
-    except (gdb.error, ValueError, RuntimeError):
-        return None
 
 
 def _syscall_name(number):
@@ -287,21 +243,56 @@ class Look:
 
     @_read_once
     def fixups(self):
-        """The kernel's fix-up table (user_fixups), or None."""
-        with target.physical_memory() as read_phys:
-            return user_fixups(read_phys)
+        """{faulting instruction: resume address} of the kernel's fix-up table (section
+        pagoda_user_fixups, read at its physical address: the image's link map, no walk), {} when
+        the section is empty, None when the kernel has none or it cannot be read."""
+        from . import kernel
+        start, stop = (kernel.symbol_address(n) for n in C.USER_FIXUPS)
+        pa = kernel.image_phys(start) if start is not None and stop is not None and stop >= start else None
+        if pa is None:
+            return None
+        try:
+            with target.physical_memory() as read_phys:
+                raw = bytes(read_phys(pa, stop - start)) if stop > start else b""
+        except Exception:  # noqa: BLE001 - no table is a fact too, never a failure of fault-why
+            return None
+        words = [int.from_bytes(raw[i:i + 8], "little") for i in range(0, len(raw) // 16 * 16, 8)]
+        return dict(zip(words[0::2], words[1::2]))
 
     @_read_once
     def user_end(self):
-        return user_end()
+        """The first address past the user half (the kernel's fact), or None."""
+        from . import kernel
+        return kernel.symbol_address(C.fact_symbol("user_end"))
 
     @_read_once
     def stacks(self):
-        return kernel_stacks()
+        """The kernel stacks' layout (pagoda_pt.verdicts.StackSlots) from the kernel's facts
+        (absolute symbols whose value is the constant) and boot.S's labels of boot_stack, or None."""
+        from pagoda_pt.verdicts import StackSlots
+        from . import kernel
+        names = ("stack_base", "kernel_stack_stride", "kernel_stack_guard", "kernel_stack_size", "kernel_stack_slots")
+        values = [kernel.symbol_address(C.fact_symbol(name)) for name in names]
+        boot = tuple(kernel.symbol_address(n) for n in (C.BOOT_STACK_GUARD,) + C.BOOT_STACK)
+        return None if None in values else StackSlots(*values, boot_guard=None if None in boot else boot)
 
     @_read_once
     def syscall(self):
-        return syscall_in_progress()
+        """pagoda_pt.diagnose.SyscallAt for the system call on GDB's stack (the `call` argument of
+        pagoda::proc::syscall), or None: no system call is being run, or its argument is optimized out."""
+        import gdb
+        from pagoda_pt.diagnose import SyscallAt
+        try:
+            frame = next((f for f in _frames() if f.name() == C.DISPATCHER), None)
+            if frame is None:
+                return None
+            call = frame.read_var("call")
+            if call.type.code == gdb.TYPE_CODE_REF:
+                call = call.referenced_value()
+            number = int(call["number"]) & MASK64
+            return SyscallAt(number, tuple(int(call["args"][i]) & MASK64 for i in range(6)), _syscall_name(number))
+        except (gdb.error, ValueError, RuntimeError):
+            return None
 
     @_read_once
     def frame_names(self):
@@ -1075,18 +1066,6 @@ def user_decision(look, verdict):
         # What the walk found stays (it says what the access met); the VMAs say why it is a kill.
         return verdict.replace(UNRESOLVED, sentence)
     return "%s%s: %s" % (fault["who"], " in user mode" if kind == "deny" else "", sentence)
-
-
-def kernel_stacks():
-    """The kernel stacks' layout (pagoda_pt.verdicts.StackSlots) from the kernel's facts (absolute
-    symbols whose value is the constant) and boot.S's labels of boot_stack, or None."""
-    from pagoda_pt.verdicts import StackSlots
-    from . import kernel
-    names = ("stack_base", "kernel_stack_stride", "kernel_stack_guard", "kernel_stack_size",
-             "kernel_stack_slots")
-    values = [kernel.symbol_address(C.fact_symbol(name)) for name in names]
-    boot = tuple(kernel.symbol_address(n) for n in (C.BOOT_STACK_GUARD,) + C.BOOT_STACK)
-    return None if None in values else StackSlots(*values, boot_guard=None if None in boot else boot)
 
 
 def _swapped(look, address):
