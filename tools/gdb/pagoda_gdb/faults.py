@@ -299,6 +299,11 @@ class Look:
         """The function names of GDB's frames, the newest first (at most MAX_TRAP_SEARCH)."""
         return [f.name() or "" for f in _frames()]
 
+    def kept(self, name):
+        """What property @p name read, when this look already read it (and could), else None."""
+        ok, value = self._seen.get(name, (False, None))
+        return value if ok else None
+
     def stopped_in(self, names, most=MAX_TRAP_SEARCH):
         """Whether one of GDB's newest @p most frames is in a function whose name starts with one of @p names."""
         try:
@@ -763,8 +768,8 @@ def _audit(look, verdict):
     producer of what a panic or a run's leak shows."""
     from pagoda_pt.frames import audit
     from . import kernel
-    with target.physical_memory() as read_phys:
-        found = audit(look.arch, read_phys, kernel.symbol_address)
+    with target.physical_memory() as read_phys:     # (the census an earlier rule took, not a second one)
+        found = audit(look.arch, read_phys, kernel.symbol_address, census=look.kept("census"))
     return found[0] if found else None
 
 
