@@ -17,8 +17,8 @@ import gdb
 
 from pagoda_pt import contract as C, diagnose
 from pagoda_pt.format import format_walk
-from pagoda_pt.diagnose import (RANK_NOT_LIVE_USER_ADDRESS, KernelAccess, Roots, function_name, not_live_user_address,
-                                on_behalf_findings, user_trap_line)
+from pagoda_pt.diagnose import (RANK_NOT_LIVE_USER_ADDRESS, UNRESOLVED, KernelAccess, Roots, function_name,
+                                not_live_user_address, on_behalf_findings, user_trap_line)
 from pagoda_pt.aarch64 import TTBR_BADDR_MASK
 from pagoda_pt.diagnose_aarch64 import (RANK_USER_CODE_AT_EL1, USER_COPY_ROUTINES, in_kernel_half, user_code_at_el1,
                                         writable_and_executable)
@@ -197,7 +197,7 @@ def _from_trap_frame(look, level, addr, fault):
         fault.update(user=True, address=far, write=data and bool(esr & faultlog.ISS_WNR) and not esr & faultlog.ISS_CM,
                      fetch=not data, mapped=result.mapped, perms=result.perms.rwx() if result.mapped else None,
                      who=who, pc=tf["elr"], sp=tf["sp"])
-        sentences = ["%s in EL0: %s; the kernel kills the process unless it resolves the fault" % (who, sentence)
+        sentences = ["%s in EL0: %s; %s" % (who, sentence, UNRESOLVED)
                      for sentence in user_verdicts(esr, result, sentences)]
     yield "verdict: " + "; also: ".join(sentences)
 

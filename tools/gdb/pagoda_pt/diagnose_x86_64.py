@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 from . import contract as C, x86_64
-from .diagnose import (RANK_NOT_LIVE_USER_ADDRESS, Explanation, Finding, KernelAccess, LogStory, Roots, SyscallAt,
-                       denying_levels, function_name, not_live_user_address, on_behalf_findings, process_label,
-                       user_trap_line)
+from .diagnose import (RANK_NOT_LIVE_USER_ADDRESS, UNRESOLVED, Explanation, Finding, KernelAccess, LogStory, Roots,
+                       SyscallAt, denying_levels, function_name, not_live_user_address, on_behalf_findings,
+                       process_label, user_trap_line)
 from .format import format_gp_error, format_pf_error, format_walk
 from .image import KernelImage
 from .model import PAGE_SIZE_4K, Walk
@@ -399,9 +399,8 @@ class _Explainer:
         if not self.ex.findings:
             return
         best = min(self.ex.findings, key=lambda f: f.rank)
-        self.ex.findings = [Finding(best.rank, "%s in ring 3: %s; the kernel kills the process "
-                                               "unless it resolves the fault" % (
-                                                   self.process_label(), best.sentence))]
+        self.ex.findings = [Finding(best.rank, "%s in ring 3: %s; %s" % (self.process_label(), best.sentence,
+                                                                        UNRESOLVED))]
 
     def kernel_access(self, rip: int, address: int, write: bool) -> KernelAccess:
         """What the rules of a kernel access on a process's behalf (diagnose.on_behalf_findings)
