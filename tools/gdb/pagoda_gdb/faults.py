@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 from pagoda_pt import contract as C
 from pagoda_pt.diagnose import (MARK_STOP, MARK_WHY, MARK_WRONG, NOTHING_WRONG, UNRESOLVED, fixup_reports_success,
-                                program_s_own, story_from_faults)
+                                program_s_own)
 from pagoda_pt.isa import isa
 from pagoda_pt.kernelnames import NO_NAMES, KernelNames
 from pagoda_pt.model import PAGE_SIZE_4K as PAGE
@@ -190,12 +190,15 @@ class Look:
         return self.log.parsed.events if self.log is not None else None
 
     @_read_once
-    def story(self):
-        """The log's LogStory (pagoda_pt.diagnose.story_from_faults), or None. Every event, not only
-        the exceptions: a system call between two alike faults is the program going on, no loop."""
-        log = self.log
-        return None if log is None else story_from_faults(log.parsed.events, log.parsed.triple_fault,
-                                                          partial=log.partial, size=log.size)
+    def log_line(self):
+        """The line both ISAs print of QEMU's log: faultlog's summary (the grade's own wording; a cut
+        log says so in it) and its storm, if any; None when the log is missing or shows nothing."""
+        if self.log is None:
+            return None
+        summary, storm = self.log.parsed.summary(), self.log.parsed.storm()
+        if storm is not None:
+            summary = (summary + "; " if summary else "") + storm.describe()
+        return "QEMU's interrupt log: " + summary if summary else None
 
     @_read_once
     def write_faults(self):
@@ -1238,8 +1241,8 @@ naming the levels that deny; for a double fault, the interrupted stack and what 
 exception needed. Anywhere else (a triple fault, Ctrl-C in an exception loop, a breakpoint):
 the active root (empty? kernel half?), the code at the PC, the stack, the IDT or VBAR_EL1's
 vector, the handlers, IST stacks, GDT and TSS, each walked in the active root. With
-./pagoda gdb --int-log, QEMU's exception log tells how the machine got there (a loop is the same
-fault retried with no progress).
+./pagoda gdb --int-log, one line of QEMU's exception log tells how the machine got there (the
+grader's summary: the first fault, the chain, a triple fault, an exception storm).
 A fault from user mode is judged against the process's record (lab 5: the VMA that covers it,
 the kernel's own decide_fault and VmaSet::find called through GDB, the loader's record; lab 7: a
 swap entry's slot); the kernel's own words for a kill (pagoda_record_words) end the verdict.
@@ -1269,6 +1272,8 @@ program's own kill or nothing (why-stops goes on past those). The last line is a
         look = Look(arch)
         with kernel.reading_once():
             lines, look.fault = importlib.import_module("." + rules, __package__).explain(look)
+            if look.log_line:
+                lines.insert(len(lines) - 1, look.log_line)
             look.address = _fault_address(lines)
             lines = judge(look, lines)
         for line in lines:

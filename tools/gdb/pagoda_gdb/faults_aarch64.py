@@ -297,16 +297,6 @@ def _without_trap_frame(look):
     yield "verdict: " + "; ".join(verdicts)
 
 
-def _qemu_log_line(look):
-    log = look.log
-    if log is None:
-        return None
-    summary, storm = log.parsed.summary(), log.parsed.storm()      # (a cut log says so in its summary)
-    if storm is not None:
-        summary = (summary + "; " if summary else "") + storm.describe()
-    return "QEMU's interrupt log: " + summary if summary else None
-
-
 def explain(look):
     """(the lines fault-why prints on AArch64, ending with one verdict; for an abort from EL0 what
     the kernel's fault decision needs: {user, address, write, fetch, mapped, perms, who}, else None),
@@ -320,7 +310,4 @@ def explain(look):
                     "looking at the CPU as it is" % (ADDR % found[1], C.AARCH64.TRAP, found[0]))
     else:
         lines = list(_without_trap_frame(look) if found is None else _from_trap_frame(look, *found, fault))
-    log_line = _qemu_log_line(look)
-    if log_line:
-        lines.insert(len(lines) - sum(1 for line in lines if line.startswith("verdict: ")), log_line)
     return lines, (fault or None)

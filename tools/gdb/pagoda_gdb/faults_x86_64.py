@@ -80,7 +80,7 @@ def explain(look):
     instructions = {regs["rip"]: instruction_at(regs["rip"])}
     if trap is not None and trap.fields is not None:
         instructions[trap.fields["rip"]] = instruction_at(trap.fields["rip"])
-    story, bits = look.story, look.pa_bits
+    bits = look.pa_bits
     idt, gdt, tr = system.get("IDT"), system.get("GDT"), system.get("TR")
     symbols = {}
 
@@ -97,7 +97,7 @@ def explain(look):
             gdt=(gdt["base"], gdt["limit"]) if gdt else None,
             tr=(tr["selector"], tr["base"], tr["limit"]) if tr else None,
             roots=roots, image=_image(), trap=trap, stop=session.last_stop_signal(),
-            log=story, log_hint=look.log_hint, symbol=symbol, instruction=instructions.get, stacks=look.stacks,
+            log=look.log.parsed if look.log is not None else None, log_hint=look.log_hint, symbol=symbol, instruction=instructions.get, stacks=look.stacks,
             fixups=fixups, user_end=look.user_end, syscall=syscall, names=look.names)
         lines, fault = explain_with_fault(facts)
     if note and roots is not None:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 from . import contract as C, x86_64
-from .diagnose import (RANK_NOT_LIVE_USER_ADDRESS, UNRESOLVED, Explanation, Finding, KernelAccess, LogStory, Roots,
+from .diagnose import (RANK_NOT_LIVE_USER_ADDRESS, UNRESOLVED, Explanation, Finding, KernelAccess, Roots,
                        SyscallAt, denying_levels, function_name, not_live_user_address, on_behalf_findings,
                        process_label, user_trap_line)
 from .format import format_gp_error, format_pf_error, format_walk
@@ -192,7 +192,9 @@ class X86Facts:
     image: Optional[KernelImage] = None
     trap: Optional[TrapFrameAt] = None
     stop: Optional[str] = None
-    log: Optional[LogStory] = None
+    # QEMU's exception log parsed (pagoda_core.faultlog: its .faults in order), or None; log_hint
+    # says why there is none
+    log: Optional[object] = None
     log_hint: str = ""
     # Where the kernel stacks are (the kernel's facts), or None
     stacks: Optional[StackSlots] = None
@@ -259,52 +261,17 @@ class _Explainer:
             return text + problem
         return text + "ok -> PA %s %s" % (ADDR % w.pa, w.perms.rwx())
 
-    def log_context(self):
-        """The chain from QEMU's log, appended to the verdict; a loop is called a loop."""
-        story = self.f.log
-        if story is None:
-            # How the machine got here matters when it died, not for a fault it reported.
-            if self.f.log_hint and self.trap_vector in (None, DOUBLE_FAULT) and \
-                    any(f.rank < NOTHING_RANK for f in self.ex.findings):
-                self.ex.context.append(self.f.log_hint)
-            return
-        if story.empty:
-            self.ex.line("QEMU's exception log: no exception logged")
-            return
-        first = story.first
-        text = "first %s at RIP %s" % (mnemonic(first.vector, self.f.names), self.short(first.rip))
-        if first.cr2 is not None and first.vector == PAGE_FAULT:
-            text += ", CR2 %#x, error %#x" % (first.cr2, first.error)
-        count = story.total()
-        self.ex.line("QEMU's exception log: %s; %s%d exception%s logged: %s" % (
-            text, "at least " if story.partial else "", count, "" if count == 1 else "s",
-            story.chain(lambda fault: mnemonic(fault.vector, self.f.names))))
-        loop = story.loop()
-        if loop is not None and not self.still_in(loop.fault):
-            loop = None
-        context = "QEMU's log: " + story.chain(lambda fault: mnemonic(fault.vector, self.f.names), limit=4)
-        if loop is not None:
-            fault = loop.fault
-            context += "; a loop: %s%d x %s at RIP %s%s, and no triple fault" % (
-                "at least " if story.partial else "", loop.stuck, mnemonic(fault.vector, self.f.names),
-                self.short(fault.rip), ", CR2 %#x" % fault.cr2 if fault.cr2 is not None else "")
-        elif story.runs and story.runs[-1].count >= 3:
-            run = story.runs[-1]
-            self.ex.line("  the last %d exceptions are alike (%s at RIP %s) but not a loop: %s" % (
-                run.count, mnemonic(run.fault.vector, self.f.names), self.short(run.fault.rip),
-                "the CPU went on after them" if story.went_on or not self.still_in(run.fault) else
-                "they were taken in different roots or states (one each, answered), not the same "
-                "fault retried with no progress"))
-        self.ex.context.append(context)
+    def log_hint(self):
+        """Without QEMU's log, why there is none, beside the verdict when the machine died (how it got
+        there matters then, not for a fault it reported). With one, fault-why prints its summary."""
+        if self.f.log is None and self.f.log_hint and self.trap_vector in (None, DOUBLE_FAULT) and \
+                any(f.rank < NOTHING_RANK for f in self.ex.findings):
+            self.ex.context.append(self.f.log_hint)
 
-    def still_in(self, fault) -> bool:
-        """Whether the machine may still be taking @p fault: stopped in a trap frame for that same
-        exception (vector, RIP), or not stopped at a breakpoint (a triple fault, an interrupt, no
-        stop known). Stopped at a breakpoint anywhere else, the CPU got there: it went on."""
-        trap = self.f.trap
-        if trap is not None and trap.fields is not None:
-            return trap.fields["vector"] == fault.vector and trap.fields["rip"] == fault.rip
-        return self.f.stop != "SIGTRAP"
+    def first_logged(self):
+        """The first exception QEMU's log shows (a faultlog.Event), or None."""
+        faults = self.f.log.faults if self.f.log is not None else ()
+        return faults[0] if faults else None
 
     # -- top level -------------------------------------------------------------------------
     def explain(self) -> list[str]:
@@ -333,7 +300,7 @@ class _Explainer:
             self.trap_frame(trap)
         else:
             self.cpu_as_is()
-        self.log_context()
+        self.log_hint()
         return self.ex.render()
 
     def paging_not_on(self, mode: str, trap):
@@ -693,7 +660,7 @@ class _Explainer:
             self.ex.line(format_walk(self.roots.walk(rsp)))
             self.null_stack_rule(rip, rsp)
         # The exception that could not be delivered: QEMU's log knows; else the usual two.
-        first = self.f.log.first if self.f.log is not None else None
+        first = self.first_logged()
         if first is not None and first.vector == PAGE_FAULT and first.rip == rip:
             self.cr2_first = first.cr2
         vectors = (first.vector,) if first is not None and first.vector != DOUBLE_FAULT \
@@ -851,7 +818,7 @@ class _Explainer:
         rip, rsp = regs.get("rip", 0), regs.get("rsp", 0)
         # After a #DF or a triple fault, CR2 holds the last of the faults; QEMU's log has the
         # first one, which is what the instruction at RIP did.
-        first = f.log.first if f.log is not None else None
+        first = self.first_logged()
         if first is not None and first.vector == PAGE_FAULT and first.rip == rip and \
                 first.cr2 is not None:
             self.cr2_first = first.cr2
@@ -881,7 +848,7 @@ class _Explainer:
             rounded = self.section_end_sentence(rip, "the code at RIP")
             if rounded:
                 ex.find(5, rounded)
-        first = f.log.first if f.log is not None else None
+        first = self.first_logged()
         vectors = (PAGE_FAULT, DOUBLE_FAULT)
         if first is not None and first.vector not in vectors:
             vectors = (first.vector,) + vectors
