@@ -17,8 +17,8 @@ import gdb
 
 from pagoda_pt import contract as C, diagnose
 from pagoda_pt.format import format_walk
-from pagoda_pt.diagnose import (RANK_NOT_LIVE_USER_ADDRESS, UNRESOLVED, KernelAccess, Roots, function_name,
-                                not_live_user_address, on_behalf_findings, user_trap_line)
+from pagoda_pt.diagnose import (RANK_NOT_LIVE_USER_ADDRESS, UNRESOLVED, FaultRecord, KernelAccess, Roots, function_name,
+                                never_given, not_live_user_address, on_behalf_findings, user_trap_line)
 from pagoda_pt.aarch64 import TTBR_BADDR_MASK
 from pagoda_pt.diagnose_aarch64 import (RANK_USER_CODE_AT_EL1, USER_COPY_ROUTINES, in_kernel_half, user_code_at_el1,
                                         writable_and_executable)
@@ -113,15 +113,13 @@ def process_label(look):
     return diagnose.process_label(table, root, "TTBR0's root %s" % ("%#x" % root if root is not None else "?"))
 
 
-def user_verdicts(esr, walk, sentences):
+def user_verdicts(esr, walk, far, sentences):
     """The verdicts of an abort taken from EL0: the program's doing, which the kernel answers by
-    ending the process. A translation fault in TTBR1's range, or one TTBR0 does not map, is an
-    address the program was never given."""
-    kind = (esr & 0x3F) >> 2
-    if kind == 1 and not walk.mapped:
-        return ["FAR is not mapped in the process's address space (%s): the program touched an address "
-                "it was never given" % walk.stop_reason]
-    return sentences
+    ending the process. A translation fault the walk does not map is an address the program was
+    never given (diagnose.never_given)."""
+    given = never_given(FaultRecord("FAR", far, walk, "the process's address space", True, in_kernel_half(far))) \
+        if (esr & 0x3F) >> 2 == 1 and far is not None else None
+    return [given] if given else sentences
 
 
 RANK_KERNEL_STACK = 1     # an abort on a kernel stack (its guard, a page not mapped): before what the walk says of it
@@ -198,7 +196,7 @@ def _from_trap_frame(look, level, addr, fault):
                      fetch=not data, mapped=result.mapped, perms=result.perms.rwx() if result.mapped else None,
                      who=who, pc=tf["elr"], sp=tf["sp"])
         sentences = ["%s in EL0: %s; %s" % (who, sentence, UNRESOLVED)
-                     for sentence in user_verdicts(esr, result, sentences)]
+                     for sentence in user_verdicts(esr, result, far, sentences)]
     yield "verdict: " + "; also: ".join(sentences)
 
 

@@ -185,6 +185,32 @@ def denying_levels(walk: Walk, bit: int, denies_when_set: bool) -> list[str]:
     return names
 
 
+# ---- one fault, as both ISAs' rules see it ----------------------------------------------------
+
+@dataclass
+class FaultRecord:
+    """A fault in words neither ISA owns; each ISA's rules fill one from its registers and walk.
+    @p register: the register holding the address as a sentence names it ('CR2', 'FAR');
+    @p space: where the address was walked ("the active root 'probe' (0x...)");
+    @p kernel_half: the address is in the kernel's half (x86: above the user half; AArch64: TTBR1's)."""
+
+    register: str
+    address: int
+    walk: Walk
+    space: str
+    user: bool
+    kernel_half: bool
+
+
+def never_given(f: FaultRecord) -> Optional[str]:
+    """A fault from user mode at an address the walk does not map: the program's own doing (the
+    kernel ends it), or None."""
+    if not f.user or f.walk.mapped:
+        return None
+    return "%s %#x is not mapped in %s (%s): the program touched %s it was never given" % (
+        f.register, f.address, f.space, f.walk.stop_reason, "a kernel address" if f.kernel_half else "an address")
+
+
 # ---- a user page fault and the process's VMAs (labs 5, 6) --------------------------------------
 
 def _vma_text(vma) -> str:

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 from . import contract as C, x86_64
-from .diagnose import (RANK_NOT_LIVE_USER_ADDRESS, UNRESOLVED, Explanation, Finding, KernelAccess, Roots,
+from .diagnose import (RANK_NOT_LIVE_USER_ADDRESS, UNRESOLVED, Explanation, FaultRecord, Finding, KernelAccess, Roots,
                        SyscallAt, denying_levels, function_name, not_live_user_address, on_behalf_findings,
-                       process_label, user_trap_line)
+                       never_given, process_label, user_trap_line)
 from .format import format_gp_error, format_pf_error, format_walk
 from .image import KernelImage
 from .model import PAGE_SIZE_4K, Walk
@@ -511,11 +511,8 @@ class _Explainer:
                 ex.find(12, elsewhere + ": the mapping was written into a root that is not "
                                         "the active one")
             if decoded.user:
-                ex.find(40, "CR2 %#x is not mapped in the active root %s (%s): the program "
-                            "touched %s it was never given" % (
-                                cr2, roots.label(), w.stop_reason,
-                                "a kernel address" if cr2 >= KERNEL_HALF_START
-                                else "an address"))
+                ex.find(40, never_given(FaultRecord("CR2", cr2, w, "the active root " + roots.label(), True,
+                                                    cr2 >= KERNEL_HALF_START)))
                 return
             ex.find(40, "CR2 %#x is not mapped in the active root %s (%s): map it, or find "
                         "why the kernel touched it (RIP's code, `bt`)"
