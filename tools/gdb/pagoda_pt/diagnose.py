@@ -192,7 +192,8 @@ class FaultRecord:
     """A fault in words neither ISA owns; each ISA's rules fill one from its registers and walk.
     @p register: the register holding the address as a sentence names it ('CR2', 'FAR');
     @p space: where the address was walked ("the active root 'probe' (0x...)");
-    @p kernel_half: the address is in the kernel's half (x86: above the user half; AArch64: TTBR1's)."""
+    @p kernel_half: the address is in the kernel's half (x86: above the user half; AArch64: TTBR1's);
+    @p flush: the ISA's TLB invalidation a sentence names ('invlpg or CR3 reload')."""
 
     register: str
     address: int
@@ -200,6 +201,16 @@ class FaultRecord:
     space: str
     user: bool
     kernel_half: bool
+    flush: str = ""
+
+
+def mapped_since(f: FaultRecord) -> Optional[str]:
+    """A fault on a page that was not there (x86: not present; AArch64: a translation fault) at an
+    address the walk maps now, or None."""
+    if not f.walk.mapped:
+        return None
+    return ("%s %#x is mapped now, but was not when the CPU faulted: the mapping was added afterwards, the fault "
+            "came from another root, or a stale TLB entry was used (missing %s)" % (f.register, f.address, f.flush))
 
 
 def never_given(f: FaultRecord) -> Optional[str]:

@@ -23,7 +23,7 @@ from typing import Callable, Optional
 from . import contract as C, x86_64
 from .diagnose import (RANK_NOT_LIVE_USER_ADDRESS, UNRESOLVED, Explanation, FaultRecord, Finding, KernelAccess, Roots,
                        SyscallAt, denying_levels, function_name, not_live_user_address, on_behalf_findings,
-                       never_given, process_label, user_trap_line)
+                       mapped_since, never_given, process_label, user_trap_line)
 from .format import format_gp_error, format_pf_error, format_walk
 from .image import KernelImage
 from .model import PAGE_SIZE_4K, Walk
@@ -476,10 +476,10 @@ class _Explainer:
             ex.find(20, "an entry on the way to CR2 %#x has a reserved bit set: %s"
                     % (cr2, w.stop_reason))
         if not decoded.present or not w.mapped:
+            record = FaultRecord("CR2", cr2, w, "the active root " + roots.label(), decoded.user,
+                                 cr2 >= KERNEL_HALF_START, "invlpg or CR3 reload")
             if w.mapped:
-                ex.find(30, "CR2 %#x is mapped now, but was not when the CPU faulted: the "
-                            "mapping was added afterwards, the fault came from another root, "
-                            "or a stale TLB entry was used (missing invlpg or CR3 reload)" % cr2)
+                ex.find(30, mapped_since(record))
                 return
             if _near_stack(cr2, rsp) and not decoded.user:
                 ex.find(5, self.stack_sentence("the interrupted stack pointer", rsp, cr2,
@@ -511,8 +511,7 @@ class _Explainer:
                 ex.find(12, elsewhere + ": the mapping was written into a root that is not "
                                         "the active one")
             if decoded.user:
-                ex.find(40, never_given(FaultRecord("CR2", cr2, w, "the active root " + roots.label(), True,
-                                                    cr2 >= KERNEL_HALF_START)))
+                ex.find(40, never_given(record))
                 return
             ex.find(40, "CR2 %#x is not mapped in the active root %s (%s): map it, or find "
                         "why the kernel touched it (RIP's code, `bt`)"

@@ -213,6 +213,15 @@ def test_page_fault_mapped_only_in_an_inactive_root(m, page):
                               "the active one" % (page, proc.root, m.kernel.root))
 
 
+def test_a_not_present_fault_on_a_page_mapped_now(m):
+    """The CPU found no page at CR2, the walk finds one now: diagnose.mapped_since (both ISAs' words)."""
+    for error in (0x2, 0x6):            # kernel and user mode: the same sentence
+        v = verdict(explain(m.facts(cr2=IDT + 8, trap=trap(14, error))))
+        assert v.startswith("CR2 %#x is mapped now, but was not when the CPU faulted: the mapping was added "
+                            "afterwards, the fault came from another root, or a stale TLB entry was used "
+                            "(missing invlpg or CR3 reload)" % (IDT + 8)), v
+
+
 def test_a_kernel_fault_on_a_user_address_of_a_process_that_is_not_live(m):
     """A user-half page that only a process's own root maps, touched by the kernel while another root
     is live: the mapping is where it belongs; the kernel reached the process through its user
