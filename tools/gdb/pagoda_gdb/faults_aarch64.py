@@ -18,7 +18,8 @@ import gdb
 from pagoda_pt import contract as C, diagnose
 from pagoda_pt.format import format_walk
 from pagoda_pt.diagnose import (RANK_NOT_LIVE_USER_ADDRESS, UNRESOLVED, FaultRecord, KernelAccess, Roots, function_name,
-                                mapped_since, never_given, not_live_user_address, on_behalf_findings, user_trap_line)
+                                mapped_since, never_given, not_live_user_address, on_behalf_findings, user_trap_line,
+                                walk_allows_now)
 from pagoda_pt.aarch64 import TTBR_BADDR_MASK
 from pagoda_pt.diagnose_aarch64 import (RANK_USER_CODE_AT_EL1, USER_COPY_ROUTINES, in_kernel_half, user_code_at_el1,
                                         writable_and_executable)
@@ -61,12 +62,13 @@ def abort_verdict(esr, walk, spsr, faultlog, names, far=None, sctlr=None):
     write = data and bool(esr & faultlog.ISS_WNR) and not esr & faultlog.ISS_CM
     fetch = not data
     kind = (esr & 0x3F) >> 2
+    record = FaultRecord("FAR", far, walk, "the tables", (spsr >> 2 & 3) == 0,
+                         far is not None and in_kernel_half(far), "TLBI, or a missing DSB before it")
     if kind == 1:  # translation fault
         if not walk.mapped:
             return ["FAR is not mapped: " + walk.stop_reason + ". Map it (or find why the kernel "
                     "touched it: look at ELR's code and `bt`)."]
-        return [mapped_since(FaultRecord("FAR", far, walk, "the tables", (spsr >> 2 & 3) == 0,
-                                         far is not None and in_kernel_half(far), "TLBI, or a missing DSB before it"))]
+        return [mapped_since(record)]
     if kind == 2:
         return ["an access flag fault: the entry has AF=0 (Pagoda sets AF in every entry it makes; "
                 "TCR_EL1.HA is off, so the hardware never does)"]
@@ -95,8 +97,7 @@ def abort_verdict(esr, walk, spsr, faultlog, names, far=None, sctlr=None):
     if not user and perms.user and fetch:
         reasons.append("the kernel fetched an instruction from a user page (always PXN)")
     if not reasons:
-        reasons.append("the walk now allows this access: the tables were fixed after the fault, or "
-                       "the CPU used a stale TLB entry (a missing TLBI?)")
+        reasons.append(walk_allows_now(record))
     return reasons
 
 

@@ -213,6 +213,12 @@ def mapped_since(f: FaultRecord) -> Optional[str]:
             "came from another root, or a stale TLB entry was used (missing %s)" % (f.register, f.address, f.flush))
 
 
+def walk_allows_now(f: FaultRecord) -> str:
+    """A permission fault whose access the walk allows today: no level denies it now."""
+    return ("the walk of %s %#x now allows this access: the tables were changed after the fault, or the CPU "
+            "used a stale TLB entry (a missing %s?)" % (f.register, f.address, f.flush))
+
+
 def never_given(f: FaultRecord) -> Optional[str]:
     """A fault from user mode at an address the walk does not map: the program's own doing (the
     kernel ends it), or None."""

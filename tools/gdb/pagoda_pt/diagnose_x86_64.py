@@ -23,7 +23,8 @@ from typing import Callable, Optional
 from . import contract as C, x86_64
 from .diagnose import (RANK_NOT_LIVE_USER_ADDRESS, UNRESOLVED, Explanation, FaultRecord, Finding, KernelAccess, Roots,
                        SyscallAt, denying_levels, function_name, not_live_user_address, on_behalf_findings,
-                       mapped_since, never_given, process_label, user_trap_line)
+                       mapped_since, never_given, process_label, user_trap_line,
+                       walk_allows_now)
 from .format import format_gp_error, format_pf_error, format_walk
 from .image import KernelImage
 from .model import PAGE_SIZE_4K, Walk
@@ -475,9 +476,9 @@ class _Explainer:
         if decoded.reserved_bit and not kva:
             ex.find(20, "an entry on the way to CR2 %#x has a reserved bit set: %s"
                     % (cr2, w.stop_reason))
+        record = FaultRecord("CR2", cr2, w, "the active root " + roots.label(), decoded.user,
+                             cr2 >= KERNEL_HALF_START, "invlpg or CR3 reload")
         if not decoded.present or not w.mapped:
-            record = FaultRecord("CR2", cr2, w, "the active root " + roots.label(), decoded.user,
-                                 cr2 >= KERNEL_HALF_START, "invlpg or CR3 reload")
             if w.mapped:
                 ex.find(30, mapped_since(record))
                 return
@@ -517,9 +518,9 @@ class _Explainer:
                         "why the kernel touched it (RIP's code, `bt`)"
                     % (cr2, roots.label(), w.stop_reason))
             return
-        self.permission_rules(decoded, w, cr2)
+        self.permission_rules(decoded, w, cr2, record)
 
-    def permission_rules(self, decoded, w: Walk, cr2: int):
+    def permission_rules(self, decoded, w: Walk, cr2: int, record: FaultRecord):
         cr0, cr4 = self.f.regs.get("cr0", 0), self.f.regs.get("cr4", 0)
         perms, leaf = w.perms, w.levels[-1]
         reasons = []
@@ -549,9 +550,7 @@ class _Explainer:
         if reasons:
             self.ex.find(20, "CR2 %#x: %s" % (cr2, "; ".join(reasons)))
         else:
-            self.ex.find(30, "the walk of CR2 %#x now allows this access: the tables were "
-                             "changed after the fault, or the CPU used a stale TLB entry "
-                             "(missing invlpg?)" % cr2)
+            self.ex.find(30, walk_allows_now(record))
 
     def virtual_address_in_entry(self, w: Walk) -> Optional[str]:
         for level in w.levels[:-1] if w.mapped else w.levels:

@@ -222,6 +222,13 @@ def test_a_not_present_fault_on_a_page_mapped_now(m):
                             "(missing invlpg or CR3 reload)" % (IDT + 8)), v
 
 
+def test_a_permission_fault_the_walk_allows_now(m):
+    """A write the CPU refused to a page every level lets it write now: diagnose.walk_allows_now."""
+    v = verdict(explain(m.facts(cr2=IDT + 8, trap=trap(14, 0x3))))
+    assert v.startswith("the walk of CR2 %#x now allows this access: the tables were changed after the fault, or "
+                        "the CPU used a stale TLB entry (a missing invlpg or CR3 reload?)" % (IDT + 8)), v
+
+
 def test_a_kernel_fault_on_a_user_address_of_a_process_that_is_not_live(m):
     """A user-half page that only a process's own root maps, touched by the kernel while another root
     is live: the mapping is where it belongs; the kernel reached the process through its user
