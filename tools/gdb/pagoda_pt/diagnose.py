@@ -219,6 +219,14 @@ def walk_allows_now(f: FaultRecord) -> str:
             "used a stale TLB entry (a missing %s?)" % (f.register, f.address, f.flush))
 
 
+def user_code_at_kernel_privilege(address: int, privilege: str, process: str, how: str) -> str:
+    """An exception taken at kernel privilege while the PC was on the process's own code (a user page
+    it may execute): the entry to user mode kept the kernel's privilege. @p privilege: the ISA's
+    words for it ('in ring 0 (CS 0x8, CPL 0)', 'at EL1'); @p how: how its entry does that."""
+    return ("the CPU was running the process's user code at %#x %s for %s: the entry to user mode kept kernel "
+            "privilege: %s" % (address, privilege, process, how))
+
+
 def never_given(f: FaultRecord) -> Optional[str]:
     """A fault from user mode at an address the walk does not map: the program's own doing (the
     kernel ends it), or None."""

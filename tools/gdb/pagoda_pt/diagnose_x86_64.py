@@ -23,8 +23,8 @@ from typing import Callable, Optional
 from . import contract as C, x86_64
 from .diagnose import (RANK_NOT_LIVE_USER_ADDRESS, UNRESOLVED, Explanation, FaultRecord, Finding, KernelAccess, Roots,
                        SyscallAt, denying_levels, function_name, not_live_user_address, on_behalf_findings,
-                       mapped_since, never_given, process_label, user_trap_line,
-                       walk_allows_now)
+                       mapped_since, never_given, process_label, user_code_at_kernel_privilege,
+                       user_trap_line, walk_allows_now)
 from .format import format_gp_error, format_pf_error, format_walk
 from .image import KernelImage
 from .model import PAGE_SIZE_4K, Walk
@@ -390,10 +390,9 @@ class _Explainer:
         w = self.roots.walk(rip)
         if not w.mapped or not w.perms.user or not w.perms.execute:
             return
-        self.ex.find(7, "the CPU was running the process's user code at %#x in ring 0 (CS %#x, CPL 0) for %s: "
-                        "the entry to user mode kept kernel privilege; it returns to ring 0 when the code "
-                        "selector it loads has RPL 0, where the user code selector has RPL 3"
-                     % (rip, tf["cs"], self.process_label()))
+        self.ex.find(7, user_code_at_kernel_privilege(
+            rip, "in ring 0 (CS %#x, CPL 0)" % tf["cs"], self.process_label(),
+            "it returns to ring 0 when the code selector it loads has RPL 0, where the user code selector has RPL 3"))
 
     def iret_rules(self, tf: dict) -> None:
         """A #GP raised by IRETQ itself: the frame it was popping (at the interrupted RSP) is

@@ -565,7 +565,7 @@ def test_a_kernel_mode_fault_on_the_process_s_code_is_user_code_run_in_ring_0(m)
     v = verdict(explain(facts))
     assert v.startswith("the CPU was running the process's user code at %#x in ring 0 (CS 0x8, CPL 0) for "
                         "process 'hello'" % PROC_PAGE), v
-    assert "the entry to user mode kept kernel privilege" in v, v
+    assert "the entry to user mode kept kernel privilege: it returns to ring 0 when the code selector" in v, v
     # A kernel page there is not the process's code: the rule stays silent.
     m.kernel.map(PROC_PAGE, 0x30_0000, flags=P)
     facts = m.facts(cr2=PROC_PAGE, trap=trap(14, 0x11, rip=PROC_PAGE, rsp=STACK + 0x2000))
@@ -612,7 +612,8 @@ def test_aarch64_an_el1_exception_on_the_process_s_code_is_user_code_run_at_el1(
     code = arm_walk(AP_EL0 | AP_RO | PXN)                    # the process's text: r-x at EL0
     s = user_code_at_el1(SPSR_EL1H, A64_CODE, code, "process 'hello' (pid 1, root 0x4010000)")
     assert s.startswith("the CPU was running the process's user code at %#x at EL1 for process 'hello' (pid 1, "
-                        "root 0x4010000): its PSTATE says EL1h, not EL0t" % A64_CODE), s
+                        "root 0x4010000): the entry to user mode kept kernel privilege: its PSTATE says EL1h, "
+                        "not EL0t" % A64_CODE), s
     assert "an exception return whose SPSR_EL1 names EL1h does not enter EL0" in s, s
     # From EL0 it is the process's own fault; a page EL0 may not execute is not its code.
     assert user_code_at_el1(SPSR_EL0T, A64_CODE, code, "p") is None
