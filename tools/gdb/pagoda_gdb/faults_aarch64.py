@@ -18,7 +18,7 @@ import gdb
 from pagoda_pt import contract as C, diagnose
 from pagoda_pt.format import format_walk
 from pagoda_pt.diagnose import (RANK_NOT_LIVE_USER_ADDRESS, UNRESOLVED, FaultRecord, KernelAccess, Roots, function_name,
-                                mapped_since, never_given, not_live_user_address, on_behalf_findings, user_trap_line,
+                                kernel_touched_unmapped, mapped_since, never_given, not_live_user_address, on_behalf_findings, user_trap_line,
                                 walk_allows_now)
 from pagoda_pt.aarch64 import TTBR_BADDR_MASK
 from pagoda_pt.diagnose_aarch64 import (RANK_USER_CODE_AT_EL1, USER_COPY_ROUTINES, in_kernel_half, user_code_at_el1,
@@ -65,10 +65,8 @@ def abort_verdict(esr, walk, spsr, faultlog, names, far=None, sctlr=None):
     record = FaultRecord("FAR", far, walk, "the tables", (spsr >> 2 & 3) == 0,
                          far is not None and in_kernel_half(far), "TLBI, or a missing DSB before it")
     if kind == 1:  # translation fault
-        if not walk.mapped:
-            return ["FAR is not mapped: " + walk.stop_reason + ". Map it (or find why the kernel "
-                    "touched it: look at ELR's code and `bt`)."]
-        return [mapped_since(record)]
+        return [mapped_since(record) or kernel_touched_unmapped(record, "ELR") or
+                "FAR %#x is not mapped in the tables (%s)" % (far, walk.stop_reason)]
     if kind == 2:
         return ["an access flag fault: the entry has AF=0 (Pagoda sets AF in every entry it makes; "
                 "TCR_EL1.HA is off, so the hardware never does)"]

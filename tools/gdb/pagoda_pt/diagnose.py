@@ -227,6 +227,15 @@ def user_code_at_kernel_privilege(address: int, privilege: str, process: str, ho
             "privilege: %s" % (address, privilege, process, how))
 
 
+def kernel_touched_unmapped(f: FaultRecord, pc: str) -> Optional[str]:
+    """A fault from kernel mode at an address the walk does not map, no other cause found: what to do
+    next (@p pc: the ISA's name of the register holding the faulting instruction), or None."""
+    if f.user or f.walk.mapped:
+        return None
+    return "%s %#x is not mapped in %s (%s): map it, or find why the kernel touched it (%s's code, `bt`)" % (
+        f.register, f.address, f.space, f.walk.stop_reason, pc)
+
+
 def never_given(f: FaultRecord) -> Optional[str]:
     """A fault from user mode at an address the walk does not map: the program's own doing (the
     kernel ends it), or None."""

@@ -22,8 +22,8 @@ from typing import Callable, Optional
 
 from . import contract as C, x86_64
 from .diagnose import (RANK_NOT_LIVE_USER_ADDRESS, UNRESOLVED, Explanation, FaultRecord, Finding, KernelAccess, Roots,
-                       SyscallAt, denying_levels, function_name, not_live_user_address, on_behalf_findings,
-                       mapped_since, never_given, process_label, user_code_at_kernel_privilege,
+                       SyscallAt, denying_levels, function_name, kernel_touched_unmapped, not_live_user_address,
+                       on_behalf_findings, mapped_since, never_given, process_label, user_code_at_kernel_privilege,
                        user_trap_line, walk_allows_now)
 from .format import format_gp_error, format_pf_error, format_walk
 from .image import KernelImage
@@ -513,9 +513,7 @@ class _Explainer:
             if decoded.user:
                 ex.find(40, never_given(record))
                 return
-            ex.find(40, "CR2 %#x is not mapped in the active root %s (%s): map it, or find "
-                        "why the kernel touched it (RIP's code, `bt`)"
-                    % (cr2, roots.label(), w.stop_reason))
+            ex.find(40, kernel_touched_unmapped(record, "RIP"))
             return
         self.permission_rules(decoded, w, cr2, record)
 

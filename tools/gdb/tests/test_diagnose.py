@@ -222,6 +222,14 @@ def test_a_not_present_fault_on_a_page_mapped_now(m):
                             "(missing invlpg or CR3 reload)" % (IDT + 8)), v
 
 
+def test_a_kernel_fault_on_an_unmapped_kernel_address(m):
+    """Nothing maps it and no other rule explains it: diagnose.kernel_touched_unmapped."""
+    address = 0xFFFF_FFFF_F000_0000
+    v = verdict(explain(m.facts(cr2=address, trap=trap(14, 0x0))))
+    assert v == ("CR2 %#x is not mapped in the active root 'kernel' (%#x) (PDPT entry 511 not present): map it, "
+                 "or find why the kernel touched it (RIP's code, `bt`)" % (address, m.kernel.root)), v
+
+
 def test_a_permission_fault_the_walk_allows_now(m):
     """A write the CPU refused to a page every level lets it write now: diagnose.walk_allows_now."""
     v = verdict(explain(m.facts(cr2=IDT + 8, trap=trap(14, 0x3))))
