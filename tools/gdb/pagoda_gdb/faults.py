@@ -1,28 +1,35 @@
 """fault-why: explain the exception the kernel is handling, or why the machine died.
 
-This module is the command and what every architecture shares (QEMU's exception log); the
-facts and the rules are per architecture:
+One call is one look at the stopped machine, in three steps:
 
-  faults_x86_64.py          gathers pagoda_pt.diagnose_x86_64.X86Facts from GDB and QEMU
-  pagoda_pt/diagnose_x86_64.py   the x86_64 rules (pure, tested on synthetic tables)
-  faults_aarch64.py         AArch64: the trap frame (ESR, FAR, ELR, SPSR) and FAR walked through
-                            TTBR0 or TTBR1, or the CPU as it is (ESR_EL1, ELR_EL1, FAR_EL1,
-                            VBAR_EL1, SP) in an exception loop; its pure rules are in
-                            pagoda_pt/diagnose_aarch64.py
-  here, for both            the fix-up table, the kernel's user_end and the system call on the
-                            stack (pagoda_pt.diagnose.on_behalf_findings reasons about them)
+  1. Look      gathers the evidence, each structure read at most once and only when a rule asks
+               for it: the paging registers, QEMU's exception log (parsed once), the kernel's ELF
+               (its names, its load segments), the published roots, the process table with its
+               records, the frame census, the swap census and slot map, the fix-up table, the
+               stack layout, GDB's stack;
+  2. the ISA   faults_<isa>.py reads the trap frame (or the CPU as it is) and gives the CPU's
+               lines and first verdict (its pure rules in pagoda_pt/diagnose_<isa>.py); a fault
+               from user mode is then judged against the process's record (user_decision);
+  3. RULES     ranked: each takes the Look and the verdict so far and returns a sentence (or a
+               Finding with lines of its own) or None; the first that may overrule the verdict
+               it meets and speaks becomes the verdict, the old one kept on the line above.
+               judge() is the one loop that applies them and formats the lines.
 
-The output always ends with a verdict line, "nothing is wrong that I can see" included.
+The rules' sentences are pagoda_pt's (diagnose.py, verdicts.py, frames.py, swap.py, procaudit.py),
+the grader's words where it names the same cause. The output always ends with a verdict line,
+"nothing is wrong that I can see" included.
 """
 
 import importlib
 import os
 import re
+from dataclasses import dataclass, field
 
 from pagoda_pt import contract as C
 from pagoda_pt.diagnose import (MARK_STOP, MARK_WHY, MARK_WRONG, NOTHING_WRONG, UNRESOLVED, fixup_reports_success,
-                                program_s_own, story_from_faults)
+                                program_s_own)
 from pagoda_pt.isa import isa
+from pagoda_pt.kernelnames import NO_NAMES, KernelNames
 from pagoda_pt.model import PAGE_SIZE_4K as PAGE
 from pagoda_pt.procs import NO_SLOT
 
@@ -72,100 +79,250 @@ def _trap_frame_address(frame, trap_function, stack_register):
 # ---- lab 4: what says a kernel fault was made on a process's behalf -------------------------------
 
 
-def user_fixups(read_phys):
-    """{faulting instruction: resume address} of the kernel's fix-up table (section
-    pagoda_user_fixups, read at its physical address: the image's link map, no walk), {} when the
-    section is empty, None when the kernel has none or it cannot be read."""
-    from . import kernel
-    start, stop = (kernel.symbol_address(n) for n in C.USER_FIXUPS)
-    if start is None or stop is None or stop < start:
-        return None
-    pa = kernel.image_phys(start)
-    if pa is None:
-        return None
-    try:
-        raw = bytes(read_phys(pa, stop - start)) if stop > start else b""
-    except Exception:  # noqa: BLE001 - no table is a fact too, never a failure of fault-why
-        return None
-    words = [int.from_bytes(raw[i:i + 8], "little") for i in range(0, len(raw) // 16 * 16, 8)]
-    return dict(zip(words[0::2], words[1::2]))
-
-
-def user_end():
-    """The first address past the user half (the kernel's fact), or None."""
-    from . import kernel
-    return kernel.symbol_address(C.fact_symbol("user_end"))
-
-
 def _snake(name):
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
-
-
-def syscall_in_progress():
-    """pagoda_pt.diagnose.SyscallAt for the system call on GDB's stack (the `call` argument of
-    pagoda::proc::syscall), or None: no system call is being run, or its argument is optimized out."""
-    import gdb
-    from pagoda_pt.diagnose import SyscallAt
-    try:
-        frame = next((f for f in _frames() if f.name() == C.DISPATCHER), None)
-        if frame is None:
-            return None
-        call = frame.read_var("call")
-        if call.type.code == gdb.TYPE_CODE_REF:
-            call = call.referenced_value()
-        number = int(call["number"]) & MASK64
-        args = tuple(int(call["args"][i]) & MASK64 for i in range(6))
-        return SyscallAt(number, args, _syscall_name(number))
-    except (gdb.error, ValueError, RuntimeError):
-        return None
 
 
 def _syscall_name(number):
     import gdb
     try:
-        for field in gdb.lookup_type(C.SYSCALL_NUMBERS).fields():
-            if field.enumval == number:
-                return _snake(field.name.split("::")[-1])
+        for member in gdb.lookup_type(C.SYSCALL_NUMBERS).fields():
+            if member.enumval == number:
+                return _snake(member.name.split("::")[-1])
     except gdb.error:
         pass
     return ""
 
 
-def _faultlog():
-    """tools/pagoda_core/faultlog.py (loaded by path: kernel.core_module)."""
-    from . import kernel
-    return kernel.core_module("faultlog")
+def _read_once(read):
+    """A Look property read on its first use and kept for the rest of the look, a failure too
+    (raised again at each use): every rule that asks gets the same reading, and none reads twice."""
+    name = read.__name__
+
+    def get(self):
+        if name not in self._seen:
+            try:
+                self._seen[name] = (True, read(self))
+            except Exception as err:  # noqa: BLE001 - kept, and raised to each asker
+                self._seen[name] = (False, err)
+        ok, value = self._seen[name]
+        if not ok:
+            raise value
+        return value
+    return property(get, doc=read.__doc__)
 
 
-def read_log_text(path):
-    """QEMU's -d int log at @p path as text: whole when it is at most LOG_READ_WHOLE bytes, else its
-    first and last LOG_READ_END bytes with a line saying how much was left out between them (a
-    storming kernel writes ~100 MB/s: a look of fault-why must not read gigabytes). (text, partial)."""
-    partial = os.path.getsize(path) > LOG_READ_WHOLE
-    return _faultlog().read_ends(path, LOG_READ_END, LOG_READ_END, "fault-why"), partial
+@dataclass
+class LogRead:
+    """QEMU's -d int log as one look read it: parsed (faultlog's ParsedLog), whether only its two
+    ends were read (then counts are lower bounds), its size in bytes."""
+    parsed: object
+    partial: bool
+    size: int
 
 
-def read_log_story(path):
-    """The LogStory of QEMU's -d int log at @p path, from every event it logged (exceptions,
-    interrupts, system calls); its first and last 4 MiB when it is larger than 8 MiB: then counts
-    are lower bounds."""
-    from . import kernel
-    text, partial = read_log_text(path)
-    parsed = _faultlog().parse(text, "x86_64", kernel.names("x86_64"))
-    # Every event, not only the exceptions: a system call between two alike faults is the
-    # program going on, so they are no loop (LogStory.loop).
-    return story_from_faults(parsed.events, parsed.triple_fault, partial=partial, size=os.path.getsize(path))
+class Look:
+    """The evidence of one fault-why call: each structure is read when a rule first asks for it
+    and never again in this call (_read_once). `fault`: what the ISA's rules gave of a fault from
+    user mode (a dict; None for any other stop); `address`: the faulting address the CPU's lines
+    show (CR2, FAR), or None."""
 
+    def __init__(self, arch):
+        self.arch, self.model = arch, isa(arch)
+        self.fault, self.address, self.log_hint = None, None, ""
+        self._seen = {}
 
-def qemu_log_story():
-    """(LogStory or None, hint): what QEMU's exception log says, when the session keeps one."""
-    path = session.qemu_log_path()
-    if not path or not os.path.exists(path):
-        return None, NO_LOG_HINT
-    try:
-        return read_log_story(path), ""
-    except (OSError, ImportError, SyntaxError) as err:
-        return None, "QEMU's log %s cannot be read: %s" % (path, err)
+    @_read_once
+    def regs(self):
+        """The paging registers (target.paging_regs)."""
+        return target.paging_regs(self.arch)
+
+    @_read_once
+    def pa_bits(self):
+        return target.pa_bits(self.arch)[0]
+
+    @_read_once
+    def faultlog(self):
+        """tools/pagoda_core/faultlog.py (loaded by path: kernel.core_module)."""
+        from . import kernel
+        return kernel.core_module("faultlog")
+
+    @_read_once
+    def elf(self):
+        """The kernel ELF GDB loaded (pagoda_core.elffile), or None."""
+        import gdb
+        from . import kernel
+        path = gdb.current_progspace().filename
+        elffile = kernel.core_module("elffile")
+        try:
+            return elffile.elf(path) if path else None
+        except elffile.ElfError:
+            return None
+
+    @_read_once
+    def names(self):
+        """The kernel's tables of names (pagoda_pt.kernelnames), from its ELF; NO_NAMES without one."""
+        try:
+            return KernelNames.read(self.model, self.elf.names) if self.elf is not None else NO_NAMES
+        except Exception:  # noqa: BLE001 - an ELF without the tables: everything by number
+            return NO_NAMES
+
+    @_read_once
+    def log(self):
+        """QEMU's -d int log (LogRead), read once: whole when it is at most LOG_READ_WHOLE bytes, else
+        its first and last LOG_READ_END bytes (a storming kernel writes ~100 MB/s: a look must not
+        read gigabytes). None, with log_hint saying why, when the session keeps none."""
+        path = session.qemu_log_path()
+        if not path or not os.path.exists(path):
+            self.log_hint = NO_LOG_HINT
+            return None
+        try:
+            size = os.path.getsize(path)
+            text = self.faultlog.read_ends(path, LOG_READ_END, LOG_READ_END, "fault-why")
+            return LogRead(self.faultlog.parse(text, self.arch, self.names), size > LOG_READ_WHOLE, size)
+        except (OSError, ImportError, SyntaxError) as err:
+            self.log_hint = "QEMU's log %s cannot be read: %s" % (path, err)
+            return None
+
+    @property
+    def events(self):
+        """Every event QEMU's log shows (exceptions, interrupts, system calls), or None."""
+        return self.log.parsed.events if self.log is not None else None
+
+    @_read_once
+    def log_line(self):
+        """The line both ISAs print of QEMU's log: faultlog's summary (the grade's own wording; a cut
+        log says so in it) and its storm, if any; None when the log is missing or shows nothing."""
+        if self.log is None:
+            return None
+        summary, storm = self.log.parsed.summary(), self.log.parsed.storm()
+        if storm is not None:
+            summary = (summary + "; " if summary else "") + storm.describe()
+        return "QEMU's interrupt log: " + summary if summary else None
+
+    @_read_once
+    def write_faults(self):
+        """The user writes to read-only pages the log shows (diagnose.user_write_protect_faults), or None."""
+        from pagoda_pt.diagnose import user_write_protect_faults
+        return None if self.events is None else user_write_protect_faults(self.events, self.model)
+
+    @_read_once
+    def first_kernel_fault(self):
+        """The address of the first exception the log shows the kernel itself taking (not user
+        mode), or None: in an exception loop it is what started it."""
+        user = self.model.user_privilege
+        return next((e.address for e in self.events or () if e.kind == "exception" and e.address is not None
+                     and e.privilege != user), None)
+
+    @_read_once
+    def roots(self):
+        """(RootTable or None, note) of the roots the kernel published."""
+        from . import kernel
+        with target.physical_memory() as read_phys:
+            return kernel.published_roots(read_phys)
+
+    @_read_once
+    def rows(self):
+        """The process table with each record ([pagoda_pt.procs.Proc]); CommandError without one."""
+        from . import kernel
+        return kernel.read_processes()
+
+    @_read_once
+    def census(self):
+        """Every frame's owner (pagoda_pt.frames.take_census); noted for the run's end."""
+        from pagoda_pt.frames import take_census
+        from . import kernel
+        with target.physical_memory() as read_phys:
+            census = take_census(self.arch, read_phys, kernel.symbol_address, self.regs, self.pa_bits)
+        _note_census(census)
+        return census
+
+    @_read_once
+    def swap_census(self):
+        """The swap census over the processes in the table (memory.swap_census); None while swap is off."""
+        from . import memory
+        with target.physical_memory() as read_phys:
+            return memory.swap_census(self.arch, read_phys, {r.pid for r in self.rows}, self.roots)
+
+    @_read_once
+    def fixups(self):
+        """{faulting instruction: resume address} of the kernel's fix-up table (section
+        pagoda_user_fixups, read at its physical address: the image's link map, no walk), {} when
+        the section is empty, None when the kernel has none or it cannot be read."""
+        from . import kernel
+        start, stop = (kernel.symbol_address(n) for n in C.USER_FIXUPS)
+        pa = kernel.image_phys(start) if start is not None and stop is not None and stop >= start else None
+        if pa is None:
+            return None
+        try:
+            with target.physical_memory() as read_phys:
+                raw = bytes(read_phys(pa, stop - start)) if stop > start else b""
+        except Exception:  # noqa: BLE001 - no table is a fact too, never a failure of fault-why
+            return None
+        words = [int.from_bytes(raw[i:i + 8], "little") for i in range(0, len(raw) // 16 * 16, 8)]
+        return dict(zip(words[0::2], words[1::2]))
+
+    @_read_once
+    def user_end(self):
+        """The first address past the user half (the kernel's fact), or None."""
+        from . import kernel
+        return kernel.symbol_address(C.fact_symbol("user_end"))
+
+    @_read_once
+    def stacks(self):
+        """The kernel stacks' layout (pagoda_pt.verdicts.StackSlots) from the kernel's facts
+        (absolute symbols whose value is the constant) and boot.S's labels of boot_stack, or None."""
+        from pagoda_pt.verdicts import StackSlots
+        from . import kernel
+        names = ("stack_base", "kernel_stack_stride", "kernel_stack_guard", "kernel_stack_size", "kernel_stack_slots")
+        values = [kernel.symbol_address(C.fact_symbol(name)) for name in names]
+        boot = tuple(kernel.symbol_address(n) for n in (C.BOOT_STACK_GUARD,) + C.BOOT_STACK)
+        return None if None in values else StackSlots(*values, boot_guard=None if None in boot else boot)
+
+    @_read_once
+    def syscall(self):
+        """pagoda_pt.diagnose.SyscallAt for the system call on GDB's stack (the `call` argument of
+        pagoda::proc::syscall), or None: no system call is being run, or its argument is optimized out."""
+        import gdb
+        from pagoda_pt.diagnose import SyscallAt
+        try:
+            frame = next((f for f in _frames() if f.name() == C.DISPATCHER), None)
+            if frame is None:
+                return None
+            call = frame.read_var("call")
+            if call.type.code == gdb.TYPE_CODE_REF:
+                call = call.referenced_value()
+            number = int(call["number"]) & MASK64
+            return SyscallAt(number, tuple(int(call["args"][i]) & MASK64 for i in range(6)), _syscall_name(number))
+        except (gdb.error, ValueError, RuntimeError):
+            return None
+
+    @_read_once
+    def frame_names(self):
+        """The function names of GDB's frames, the newest first (at most MAX_TRAP_SEARCH)."""
+        return [f.name() or "" for f in _frames()]
+
+    def kept(self, name):
+        """What property @p name read, when this look already read it (and could), else None."""
+        ok, value = self._seen.get(name, (False, None))
+        return value if ok else None
+
+    def stopped_in(self, names, most=MAX_TRAP_SEARCH):
+        """Whether one of GDB's newest @p most frames is in a function whose name starts with one of @p names."""
+        try:
+            return any(n.startswith(names) for n in self.frame_names[:most])
+        except Exception:  # noqa: BLE001 - no stack to read: not there
+            return False
+
+    @property
+    def killing(self):
+        """Whether GDB's stack is in the kernel's kill path (C.USER_FAULT, which never returns: the
+        process is being ended for this fault)."""
+        return self.stopped_in(C.USER_FAULT)
+
+    @property
+    def user_fault(self):
+        return bool(self.fault) and bool(self.fault.get("user"))
 
 
 FAULT_ADDRESS = re.compile(r"^\s*FAR\s+(0x[0-9a-f]+)")      # AArch64's trap-frame line
@@ -183,22 +340,6 @@ def _fault_address(lines):
             if m:
                 return int(m.group(1), 16)
     return None
-
-
-def _with_addition(arch, lines, describe, unreadable):
-    """@p lines with @p describe(arch, regs, faulting address)'s lines (CR2 / FAR as the lines
-    show it) before the first verdict; a failure to read them is noted, never fatal."""
-    address = _fault_address(lines)
-    if address is None:
-        return lines
-    try:
-        extra = describe(arch, target.paging_regs(arch), address)
-    except Exception as err:  # noqa: BLE001 - never lose fault-why's own lines to an addition
-        extra = ["note: %s cannot be read (%s)" % (unreadable, err)]
-    if not extra:
-        return lines
-    first = next((i for i, line in enumerate(lines) if line.startswith("verdict: ")), len(lines))
-    return lines[:first] + extra + lines[first:]
 
 
 def last_panic():
@@ -219,100 +360,65 @@ def last_panic():
 ANSWERED = ("demand", "cow", "grow", "mapped")
 
 
-def _with_panic(arch, lines, fault=None):
+def _panic(look, verdict):
     """A machine stopped in a panic that no fault explains (the kernel's own check refused
     something: the pre-switch check, an allocator's double free, the user-trap stack), or that came
     while the kernel answered a user fault the program was entitled to (lab 7: the swapper's own
     checks): the verdict is the kernel's reason, as its PANIC line gave it, not "nothing is wrong"
     nor the fault's answer. With swap on, what the swap state shows beside it (_swap_story, read
     even inside the swapper: the records may be mid-change) is a line above the verdict."""
-    at = _verdict_at(lines)
-    answered = bool(fault) and fault.get("decision") in ANSWERED
-    if at is None or not (lines[at].startswith("verdict: " + NOTHING_WRONG) or answered):
-        return lines
-    if _quiet(lambda: any(f.name() in (C.PANIC_END, C.PANIC) for f in _frames(8))) is not True:
-        return lines     # (not in a panic we can see)
+    if not _quiet(lambda: any(n in (C.PANIC_END, C.PANIC) for n in look.frame_names[:8])):
+        return None     # (not in a panic we can see)
     message = last_panic()
     if not message:
-        return lines
-    if lines[at].startswith("verdict: " + NOTHING_WRONG):
+        return None
+    if verdict.startswith(NOTHING_WRONG):
         why = ["the kernel panicked: no exception explains it, so it is the kernel's own check that refused (its "
                "message is the cause)"]
     else:
-        why = ["the fault itself: " + lines[at][len("verdict: "):],
+        why = ["the fault itself: " + verdict,
                "the kernel panicked while it answered that fault, which the program was entitled to: its own check "
                "refused (its message is the cause)"]
-    swap = _quiet(lambda: _swap_story(arch, _live_rows(), anywhere=True))
+    swap = _quiet(_swap_story, look, True)
     if swap:
         why.append("the swap state at the panic (read inside the swapper: its records may be mid-change): " + swap)
-    return lines[:at] + why + ["verdict: the kernel panicked: " + message] + lines[at + 1:]
-
-
-def _live_rows():
-    from . import kernel
-    return kernel.read_processes()
-
-
-def _verdict_at(lines):
-    """The index of fault-why's verdict line in @p lines, or None."""
-    return next((i for i, line in enumerate(lines) if line.startswith("verdict: ")), None)
-
-
-def _overruled(lines, at, before, sentence):
-    """@p lines with the verdict at @p at replaced by @p sentence; the old verdict stays on the
-    line above, its text wrapped as @p before ("the fault itself: {}")."""
-    return lines[:at] + [before.format(lines[at][len("verdict: "):]), "verdict: " + sentence] + lines[at + 1:]
+    return Finding("the kernel panicked: " + message, why)
 
 
 def _label(pid, name):
     return "proc %d (%s)" % (pid, name)
 
 
-def _with_kill_causes(arch, lines):
+def _kill_cause(look, verdict):
     """Stopped in the kill path (the fault came from user mode, so the kernel's records are
-    consistent and the current process is who ran there), four causes come before the fault,
+    consistent and the current process is who ran there), these causes come before the fault,
     the first that applies: the live root is another process's (pagoda_pt.diagnose.foreign_root);
-    a user page maps a frame the allocator has freed or given out again
-    (pagoda_pt.frames.mapped_frame_story, from the census of `frames`); two roots share a frame
+    the swap state's first slip (_swap_story); a user page maps a frame the allocator has freed or
+    given out again (pagoda_pt.frames.mapped_frame_story, from the census); two roots share a frame
     one of them may write (pagoda_pt.diagnose.shared_writable: the copy-on-write fault, or fork,
-    left it writable; QEMU's log tells which); a forked child holds
-    nothing of its parent's user half (pagoda_pt.diagnose.fork_copied_nothing). The verdict of
-    the fault alone stays on the line above."""
-    at = _verdict_at(lines)
-    if at is None or not _in_user_fault():
-        return lines
-    try:
-        sentence = _kill_cause(arch)
-    except Exception:  # noqa: BLE001 - an addition: never lose fault-why's own lines to it
-        return lines
-    return lines if sentence is None else _overruled(lines, at, "the fault itself: {}", sentence)
-
-
-def _kill_cause(arch):
+    left it writable; QEMU's log tells which); a forked child holds nothing of its parent's user
+    half (pagoda_pt.diagnose.fork_copied_nothing); a page writable and executable; the record
+    against the pages; regions merged against their permissions."""
     from pagoda_pt.diagnose import fork_copied_nothing, foreign_root, shared_writable, writable_and_executable
-    from pagoda_pt.frames import mapped_frame_story, take_census
-    from . import kernel
+    from pagoda_pt.frames import mapped_frame_story
     from .paging import active_root
-    rows = kernel.read_processes()
+    rows = look.rows
     current = next((r for r in rows if r.current), None)
     if current is None:
         return None
-    regs = target.paging_regs(arch)
-    with target.physical_memory() as read_phys:
-        if target.paging_off_reason(arch, regs) is None:
-            live = active_root(arch, regs)
-            table, _ = kernel.published_roots(read_phys)
-            known = table.find(live) if table is not None else None
-            if known is not None and known.kind == "process" and known.id != current.pid:
-                owner = "proc %d" % known.id
-                if known.name and known.name != owner:
-                    owner = _label(known.id, known.name)
-                return foreign_root(_label(current.pid, current.name), owner, live)
-        census = take_census(arch, read_phys, kernel.symbol_address, regs, target.pa_bits(arch)[0])
-    _note_census(census)
-    story = _quiet(_swap_story, arch, rows) or mapped_frame_story(census)
+    if target.paging_off_reason(look.arch, look.regs) is None:
+        live = active_root(look.arch, look.regs)
+        table = look.roots[0]
+        known = table.find(live) if table is not None else None
+        if known is not None and known.kind == "process" and known.id != current.pid:
+            owner = "proc %d" % known.id
+            if known.name and known.name != owner:
+                owner = _label(known.id, known.name)
+            return foreign_root(_label(current.pid, current.name), owner, live)
+    census = look.census
+    story = _quiet(_swap_story, look) or mapped_frame_story(census)
     if story is None:
-        story = shared_writable(census.processes, {r.pid: r.parent for r in rows}, _log_write_faults(arch),
+        story = shared_writable(census.processes, {r.pid: r.parent for r in rows}, _quiet(lambda: look.write_faults),
                                 vmas_of={r.pid: r.vmas for r in rows})
     parent = next((r for r in rows if r.pid == current.parent), None)
     pages = {m.pid: m.pages for m in census.processes}
@@ -323,7 +429,7 @@ def _kill_cause(arch):
     if story is None:
         story = _record_story([current], census)
     if story is None:
-        story = _quiet(_merge_story, arch, [current])
+        story = _quiet(_merge_story, look, [current])
     return story
 
 
@@ -344,12 +450,12 @@ def _record_story(rows, census):
     return None
 
 
-def _stopped_in_kernel():
+def _stopped_in_kernel(look):
     """True when the CPU is stopped on kernel code (its PC past the user half): only then may
     fault-why call a kernel function in the guest (from a user-mode stop the call would run kernel
     code in user mode)."""
     import gdb
-    end = user_end()
+    end = look.user_end
     return end is not None and int(gdb.parse_and_eval("$pc")) & MASK64 >= end
 
 
@@ -360,17 +466,6 @@ def _quiet(rule, *args):
         return rule(*args)
     except Exception:  # noqa: BLE001 - an addition: never lose fault-why's own lines to it
         return None
-
-
-def _when_nothing_wrong(lines, story, before="{} (the CPU's state)", verdicts=(NOTHING_WRONG,)):
-    """@p lines with a verdict of "nothing is wrong" (or another of @p verdicts) overruled by the
-    sentence @p story() finds (the old verdict on the line above, wrapped as @p before); unchanged
-    for any other verdict, or when the story finds nothing or fails (_quiet)."""
-    at = _verdict_at(lines)
-    if at is None or not lines[at].startswith(tuple("verdict: " + v for v in verdicts)):
-        return lines
-    sentence = _quiet(story)
-    return lines if sentence is None else _overruled(lines, at, before, sentence)
 
 
 def _frames(most=MAX_TRAP_SEARCH):
@@ -403,7 +498,7 @@ class _unwinding:
         gdb.execute("set unwindonsignal %s" % ("on" if self.was else "off"), to_string=True)
 
 
-def _user_frames_story(arch, rows):
+def _user_frames_story(look, rows):
     """pagoda_pt.verdicts.user_interrupts_masked on the user frame at the top of each living
     process's kernel stack (read from guest RAM through the frame behind the stack's top page; the
     kernel's user_frame_size and user_frame_flags facts say where its flags are), or None."""
@@ -417,15 +512,14 @@ def _user_frames_story(arch, rows):
     lay = procs.Layout.of_symbols(kernel.symbol_address)
     if lay is None:
         return None
-    rule = isa(arch).user_irqs_masked
-    regs = target.paging_regs(arch)
+    rule, arch = look.model.user_irqs_masked, look.arch
     frames = []
     with target.physical_memory() as read_phys:
         for row in rows:
             if row.kslot == procs.NO_SLOT or row.zombie:
                 continue
             # (the frame behind the stack's top page, walked through the kernel half: the user frame)
-            w = walk(arch, read_phys, None, lay.stack_top(row.kslot) - size, regs, pa_bits=target.pa_bits(arch)[0])
+            w = walk(arch, read_phys, None, lay.stack_top(row.kslot) - size, look.regs, pa_bits=look.pa_bits)
             if not w.mapped:
                 continue
             flags = int.from_bytes(bytes(read_phys(w.pa + flags_at, 8)), "little")
@@ -502,7 +596,7 @@ PROBE_ADDRESS, PROBE_BYTES = 0x0, 8     # a user address no program maps (the nu
 _probed = {}                            # one probe per session: the answer never changes
 
 
-def _fixup_story(arch):
+def _fixup_story(look):
     """pagoda_pt.diagnose.fixup_reports_success: the kernel's own user copy (the routine of the
     fix-up table's entries that is the byte copy, <isa>_user_copy) called through GDB from the
     null page, which faults and goes on at its fix-up; asked once per session, and only when the
@@ -511,23 +605,22 @@ def _fixup_story(arch):
     import gdb
     if "story" in _probed:
         return _probed["story"]
-    if not _stopped_in_kernel():
+    if not _stopped_in_kernel(look):
         return None
     sp = int(gdb.parse_and_eval("$sp")) & MASK64
-    with target.physical_memory() as read_phys:
-        table = user_fixups(read_phys) or {}
+    table = look.fixups or {}
     routine = None
     for ip in sorted(table):
         m = COPY_ROUTINE.match(gdb.execute("info symbol %#x" % ip, to_string=True).strip())
         if m:
             routine = m.group(1)
             break
-    if routine is None or not _first_access_answered(arch, routine, table):
+    if routine is None or not _first_access_answered(look.model, routine, table):
         return None
     # The call opens user access as a UserAccessScope does (RFLAGS.AC set; PAN clear): with the
     # guard up, the kernel's fault handler and QEMU's log would take the probe for a student's
     # copy made outside a scope (and the grader's copy-guard rule, reading that log, would too).
-    with _unwinding(), target.register_bits(*(isa(arch).user_access_open or (None, 0, 0))):
+    with _unwinding(), target.register_bits(*(look.model.user_access_open or (None, 0, 0))):
         # Nothing is stored: the first load faults. The destination is the stack, well below SP.
         left = int(gdb.parse_and_eval("((unsigned long (*)(void*, const void*, unsigned long))%s)((void*)%#x, "
                                       "(const void*)%#x, %d)" % (routine, (sp - 2048) & ~0xF, PROBE_ADDRESS,
@@ -539,7 +632,7 @@ def _fixup_story(arch):
 SCRATCH_BELOW_SP = 2048     # where the merge probe writes its two VMAs: far below the stopped SP
 
 
-def _merge_story(arch, rows):
+def _merge_story(look, rows):
     """pagoda_pt.diagnose.merge_ignores_permissions on the first process whose record has a VMA that
     comes from no file (an image VMA's neighbour must continue its file): that VMA's bytes, read from
     guest RAM, and a copy moved to just after it, written below the stack pointer (the same
@@ -549,7 +642,7 @@ def _merge_story(arch, rows):
     import gdb
     from pagoda_pt.diagnose import merge_ignores_permissions
     from . import memory
-    if not _stopped_in_kernel():
+    if not _stopped_in_kernel(look):
         return None
     sp = int(gdb.parse_and_eval("$sp")) & MASK64
     vma_type = gdb.lookup_type(C.VMA)
@@ -584,16 +677,17 @@ def _merge_story(arch, rows):
     return None
 
 
-def _first_access_answered(arch, routine, table):
+def _first_access_answered(model, routine, table):
     """True when the first instruction of @p routine that touches memory (GDB's disassembly, read
     by the ISA) has an entry in the fix-up table @p table: the probe's fault there goes on at its
     fix-up. Without one the kernel would panic inside the call: the probe is not made (the copy's
     missing entry is named when a bad pointer's copy faults)."""
     import gdb
-    start = kernel_symbol(routine)
+    from . import kernel
+    start = kernel.symbol_address(routine)
     if start is None:
         return False
-    touches = isa(arch).touches_memory
+    touches = model.touches_memory
     for insn in gdb.selected_frame().architecture().disassemble(start, count=MAX_PROBE_INSNS):
         if touches(insn["asm"]):
             return insn["addr"] in table
@@ -603,21 +697,14 @@ def _first_access_answered(arch, routine, table):
 MAX_PROBE_INSNS = 24
 
 
-def kernel_symbol(name):
-    from . import kernel
-    return kernel.symbol_address(name)
-
-
-
-
-def _grow_story(arch, rows):
+def _grow_story(look, rows):
     """pagoda_pt.diagnose.grows_what_is_not_a_stack on each process's record, the kernel's own
     pagoda::decide_fault called through GDB for a read from user mode (it is pure); only when the
     CPU is stopped in the kernel (a call from a user-mode stop would run kernel code in user mode).
     None when nothing grows that should not, or the decision cannot be asked."""
     import gdb
     from pagoda_pt.diagnose import grows_what_is_not_a_stack
-    if not _stopped_in_kernel():
+    if not _stopped_in_kernel(look):
         return None
     access = gdb.Value(bytes([0, 0, 1]), gdb.lookup_type(C.ACCESS))
     with _unwinding():
@@ -639,130 +726,77 @@ def _grow_story(arch, rows):
     return None
 
 
-def _log_events(arch):
-    """The events of QEMU's exception log (its last LOG_READ_END bytes) when the session keeps
-    one, else None."""
-    path = session.qemu_log_path()
-    if not path or not os.path.exists(path):
-        return None
-    with open(path, "rb") as f:
-        size = os.path.getsize(path)
-        f.seek(max(0, size - LOG_READ_END))
-        text = f.read()
-    if size > LOG_READ_END:
-        text = text[text.find(b"\n") + 1:]
-    from . import kernel
-    return _faultlog().parse(text.decode(errors="replace"), arch, kernel.names(arch)).events
-
-
-def _log_write_faults(arch):
-    """The user writes to read-only pages QEMU's log shows (pagoda_pt.diagnose
-    .user_write_protect_faults), or None when the session keeps no log or it cannot be read."""
-    from pagoda_pt.diagnose import user_write_protect_faults
-    try:
-        events = _log_events(arch)
-        return None if events is None else user_write_protect_faults(events, isa(arch))
-    except Exception:  # noqa: BLE001 - an addition: never lose fault-why's own lines to it
-        return None
-
-
-def _with_shared_frames(arch, lines):
+def _shared_frames(look, verdict):
     """A machine stopped with nothing wrong in the CPU's state (a breakpoint, such as a process's
-    exit, or Ctrl-C) while processes live: two roots that share a frame one of them may write
-    (pagoda_pt.diagnose.shared_writable) are the verdict: each process's writes reach the other's
-    memory, which it sees later as data that changed under it."""
-    return _when_nothing_wrong(lines, lambda: _shared_frames_story(arch))
-
-
-def _shared_frames_story(arch):
+    exit, or Ctrl-C) while processes live, the first of: two roots that share a frame one of them
+    may write (pagoda_pt.diagnose.shared_writable: each process's writes reach the other's memory,
+    which it sees later as data that changed under it); a page writable and executable; a user
+    frame that keeps interrupts off (lab 3); image VMAs of another program; the record against the
+    pages; an image page's bytes past the file; the kernel's own decide_fault, VmaSet::mergeable and
+    user copy asked through GDB; a frame exec kept; a count a child left (lab 6)."""
     from pagoda_pt.diagnose import shared_writable, writable_and_executable
-    from pagoda_pt.frames import count_left_story, exec_kept_story, take_census
-    from . import kernel
-    rows = kernel.read_processes()
+    from pagoda_pt.frames import count_left_story, exec_kept_story
+    rows = look.rows
     if not rows:
         return None
-    regs = target.paging_regs(arch)
-    with target.physical_memory() as read_phys:
-        census = take_census(arch, read_phys, kernel.symbol_address, regs, target.pa_bits(arch)[0])
-    _note_census(census)
-    sentence = shared_writable(census.processes, {r.pid: r.parent for r in rows}, _log_write_faults(arch),
+    census = look.census
+    sentence = shared_writable(census.processes, {r.pid: r.parent for r in rows}, _quiet(lambda: look.write_faults),
                                vmas_of={r.pid: r.vmas for r in rows}) if len(rows) >= 2 else None
     # Only the processes in the table: a root left published by a reaped process is walked
     # through tables that may have been freed and given out again.
     live = [m for m in census.processes if m.pid in {r.pid for r in rows}]
-    return sentence or writable_and_executable(live) or _quiet(_user_frames_story, arch, rows) or \
+    return sentence or writable_and_executable(live) or _quiet(_user_frames_story, look, rows) or \
         _quiet(_exec_record_story, rows) or _record_story(rows, census) or _quiet(_file_tail_story, rows, census) or \
-        _quiet(_grow_story, arch, rows) or _quiet(_merge_story, arch, rows) or _quiet(_fixup_story, arch) or \
+        _quiet(_grow_story, look, rows) or _quiet(_merge_story, look, rows) or _quiet(_fixup_story, look) or \
         exec_kept_story(census, rows) or count_left_story(census)
 
 
-def _with_leaks(lines):
-    """A machine stopped with nothing wrong in the CPU's state (a process's exit, the end of a run):
-    kernel stack slots still taken and process roots still published that no process in the table
-    accounts for (pagoda_pt.diagnose.left_behind) are the verdict: a reaped process's teardown
-    left them allocated."""
+def _leaks(look, verdict):
+    """Kernel stack slots still taken and process roots still published that no process in the
+    table accounts for (pagoda_pt.diagnose.left_behind): a reaped process's teardown left them."""
     from pagoda_pt.diagnose import left_behind
-    from . import kernel, memory
-
-    def story():
-        rows = kernel.read_processes()
-        taken = memory.taken_stack_slots() or []
-        with target.physical_memory() as read_phys:
-            table, _ = kernel.published_roots(read_phys)
-        return left_behind({r.pid for r in rows}, {r.kslot for r in rows if r.kslot != NO_SLOT},
-                           taken, table.roots if table is not None else [])
-    return _when_nothing_wrong(lines, story)
+    from . import memory
+    rows, table = look.rows, look.roots[0]
+    return left_behind({r.pid for r in rows}, {r.kslot for r in rows if r.kslot != NO_SLOT},
+                       memory.taken_stack_slots() or [], table.roots if table is not None else [])
 
 
 RUN_LEAK = "a run leaks frames"     # pagoda_pt.diagnose.frames_left_after_run's verdict
 
 
-def _with_audit(arch, lines):
-    """A machine stopped with nothing wrong in the CPU's state, or in a panic: the kernel's memory
-    records checked against each other (pagoda_pt.frames.audit, what the grader's failures lead
-    with: a frame freed while mapped, a kernel stack freed while mapped, a free count the bitmaps
-    do not match, a heap block handed out twice or cut past its frame). The first finding is the
-    verdict, the producer of what the panic or a later test sees; the old verdict stays above."""
+def _audit(look, verdict):
+    """The kernel's memory records checked against each other (pagoda_pt.frames.audit, what the
+    grader's failures lead with: a frame freed while mapped, a kernel stack freed while mapped, a
+    free count the bitmaps do not match, a heap block handed out twice or cut past its frame): the
+    producer of what a panic or a run's leak shows."""
     from pagoda_pt.frames import audit
     from . import kernel
-
-    def story():
-        with target.physical_memory() as read_phys:
-            found = audit(arch, read_phys, kernel.symbol_address)
-        return found[0] if found else None
-    # (A run's leak is often the consumer of a broken record: a stack freed while mapped, a count
-    # off; the audit's finding, when there is one, is the producer.)
-    return _when_nothing_wrong(lines, story, "before the audit of the kernel's records: {}",
-                               (NOTHING_WRONG, "the kernel panicked", RUN_LEAK))
+    with target.physical_memory() as read_phys:     # (the census an earlier rule took, not a second one)
+        found = audit(look.arch, read_phys, kernel.symbol_address, census=look.kept("census"))
+    return found[0] if found else None
 
 
-def _with_process_audit(lines):
-    """A stop with nothing wrong in the CPU's state, where the scheduler's records are consistent
-    (GDB stopped in one of pagoda_pt.procaudit.CONSISTENT_FUNCTIONS: a timer tick, a process's
-    end, the idle loop, a checkpoint of the run): the process audit the grader runs at its stops
+def _process_audit(look, verdict):
+    """Where the scheduler's records are consistent (GDB stopped in one of
+    pagoda_pt.procaudit.CONSISTENT_FUNCTIONS: a timer tick, a process's end, the idle loop, a
+    checkpoint of the run): the process audit the grader runs at its stops
     (pagoda_pt.procaudit.audit_table: one Running process and it is the current one, every parent
-    alive, one kernel-stack slot and one root per live process) over guest RAM; its finding is the
-    verdict."""
+    alive, one kernel-stack slot and one root per live process)."""
     from pagoda_pt import procaudit
     from . import kernel
-
-    def story():
-        where = next((f.name() for f in _frames(3) if f.name() in procaudit.CONSISTENT_FUNCTIONS), None)
-        if where is None:
-            return None
-        try:
-            lay, rows, pointer = kernel.read_table()
-        except CommandError:
-            return None     # (a kernel before lab 3: no process table)
-        with target.physical_memory() as read_phys:
-            table, _ = kernel.published_roots(read_phys)
-        roots = {r.id: r.root for r in (table.roots if table is not None else []) if r.kind == "process"}
-        current = next((r for r in rows if r.current), None)
-        return procaudit.audit_table(lay, rows, current, pointer, "where GDB stopped (in %s)" % where.split("::")[-1],
-                                     roots)
-    return _when_nothing_wrong(lines, story)
-
-
+    where = next((n for n in look.frame_names[:3] if n in procaudit.CONSISTENT_FUNCTIONS), None)
+    if where is None:
+        return None
+    try:
+        look.rows
+        lay, rows, pointer = kernel.read_table()      # (the same reading: kernel.reading_once)
+    except CommandError:
+        return None     # (a kernel before lab 3: no process table)
+    table = look.roots[0]
+    roots = {r.id: r.root for r in (table.roots if table is not None else []) if r.kind == "process"}
+    current = next((r for r in rows if r.current), None)
+    return procaudit.audit_table(lay, rows, current, pointer, "where GDB stopped (in %s)" % where.split("::")[-1],
+                                 roots)
 
 
 def _last_refused_call():
@@ -786,36 +820,24 @@ def _last_failure():
         return None, 0
 
 
-def _with_kernel_failure(lines):
-    """A stop with nothing wrong in the CPU's state (the end of a run): the kernel's last failure
-    line, when it refused to start a process, is the verdict (its words name the step and the
-    address; pagoda_pt.diagnose.kernel_failure_verdict). Otherwise, when the verdict stays "nothing
-    is wrong", a line before it says what was checked: the process table and the kernel's failure
-    lines (pagoda_pt.diagnose.what_was_checked)."""
-    at = _verdict_at(lines)
-    if at is None or not lines[at].startswith("verdict: " + NOTHING_WRONG):
-        return lines
+def _kernel_failure(look, verdict):
+    """The kernel's last failure line, when it refused to start a process or a fork, spawn or exec
+    failed (its words name the step and the address; pagoda_pt.diagnose.kernel_failure_verdict).
+    Otherwise, with nothing wrong, a line says what was checked: the process table and the
+    kernel's failure lines (pagoda_pt.diagnose.what_was_checked)."""
     from pagoda_pt.diagnose import kernel_failure_verdict, what_was_checked
-    from . import kernel
-    try:
-        text, count = _last_failure()
-        sentence = kernel_failure_verdict(text, count)
-        if sentence is not None:
-            return _overruled(lines, at, "{} (the CPU's state)", sentence)
-        checked = what_was_checked(kernel.read_processes(), text, count, _last_refused_call())
-    except Exception:  # noqa: BLE001 - an addition: never lose fault-why's own lines to it
-        return lines
-    return lines[:at] + [checked] + lines[at:]
+    text, count = _last_failure()
+    sentence = kernel_failure_verdict(text, count)
+    if sentence is not None:
+        return sentence
+    return Finding(None, [what_was_checked(look.rows, text, count, _last_refused_call())])
 
 
-def _with_stalled_wait(lines):
-    """A machine stopped with nothing wrong in the CPU's state (a hang interrupted with Ctrl-C):
-    when nothing can run because a parent waits for a child that has already ended
-    (pagoda_pt.diagnose.stalled_wait, from the process table), that is the verdict."""
+def _stalled_wait(look, verdict):
+    """A hang interrupted with Ctrl-C: nothing can run because a parent waits for a child that has
+    already ended (pagoda_pt.diagnose.stalled_wait, from the process table)."""
     from pagoda_pt.diagnose import stalled_wait
-    from . import kernel
-    return _when_nothing_wrong(lines, lambda: stalled_wait(kernel.read_processes()))
-
+    return stalled_wait(look.rows)
 
 
 
@@ -863,133 +885,72 @@ def note_run_start():
         pass
 
 
-def _with_run_leaks(lines):
-    """Stopped at a run's end (every process reaped) with nothing wrong in the CPU's state, after a
-    why-stops that saw its start: frames in use now that were free then are what the teardowns left
-    (pagoda_pt.diagnose.frames_left_after_run), named by what an earlier look saw in them."""
+def _run_leaks(look, verdict):
+    """Stopped at a run's end (every process reaped), after a why-stops that saw its start: frames
+    in use now that were free then are what the teardowns left (pagoda_pt.diagnose
+    .frames_left_after_run), named by what an earlier look saw in them."""
     from pagoda_pt.diagnose import frames_left_after_run
-
-    def story():
-        if _run["before"] is None or not (_stopped_in(C.CHECKPOINT) and _checkpoint_is_run_end()):
-            return None
-        leaked = sorted(i * PAGE for i in _checkpoint_bitmap() - _run["before"])
-        return frames_left_after_run(leaked, _run["user_frames"], _run["table_frames"])
-    return _when_nothing_wrong(lines, story)
+    if _run["before"] is None or not (_stopped_in(C.CHECKPOINT) and _checkpoint_is_run_end()):
+        return None
+    leaked = sorted(i * PAGE for i in _checkpoint_bitmap() - _run["before"])
+    return frames_left_after_run(leaked, _run["user_frames"], _run["table_frames"])
 
 
-
-
-def _with_log_copies(arch, lines):
-    """A stop with nothing wrong in the CPU's state: a user copy that QEMU's log shows faulting on the
-    argument page at the top of the user stack (pagoda_pt.diagnose.arguments_through_live_root), or
-    faulting with SMAP or PAN still up (copy_with_guard_up)."""
+def _log_copies(look, verdict):
+    """A user copy that QEMU's log shows faulting on the argument page at the top of the user stack
+    (pagoda_pt.diagnose.arguments_through_live_root), or faulting with SMAP or PAN still up
+    (copy_with_guard_up)."""
     from pagoda_pt.diagnose import arguments_through_live_root, copy_with_guard_up
     from . import kernel
-
-    def story():
-        top = kernel.symbol_address(C.fact_symbol("user_stack_top"))
-        events = _log_events(arch)
-        if top is None or not events:
-            return None
-        with target.physical_memory() as read_phys:
-            fixups = user_fixups(read_phys) or {}
-        sentence = arguments_through_live_root(events, fixups, isa(arch), top) if fixups else None
-        end = user_end()
-        if sentence is None and fixups and end is not None:
-            sentence = copy_with_guard_up(events, fixups, end, isa(arch))
-        return sentence
-    return _when_nothing_wrong(lines, story)
-
-
-LOG_HEAD_READ = 1 << 20           # bytes of QEMU's log read for its first exceptions
-
-
-def _first_kernel_fault_address(arch):
-    """The address of the first exception QEMU's log (when the session keeps one) shows the kernel
-    itself taking (CR2 / FAR; not user mode), or None: in an exception loop it is what started it."""
-    path = session.qemu_log_path()
-    if not path or not os.path.exists(path):
+    top = kernel.symbol_address(C.fact_symbol("user_stack_top"))
+    events = look.events
+    if top is None or not events:
         return None
-    from . import kernel
-    with open(path, "rb") as f:
-        head = f.read(LOG_HEAD_READ)
-    text = head.decode(errors="replace")
-    if len(head) == LOG_HEAD_READ:
-        text = text[:text.rfind("\n") + 1]
-    user = isa(arch).user_privilege
-    for event in _faultlog().parse(text, arch, kernel.names(arch)).events:
-        if event.kind == "exception" and event.address is not None and event.privilege != user:
-            return event.address
-    return None
+    fixups = look.fixups or {}
+    sentence = arguments_through_live_root(events, fixups, look.model, top) if fixups else None
+    if sentence is None and fixups and look.user_end is not None:
+        sentence = copy_with_guard_up(events, fixups, look.user_end, look.model)
+    return sentence
 
 
-
-
-def _kernel_map_story(arch, lines):
-    """pagoda_pt.diagnose.image_permission_problem over the kernel ELF's own load segments (read from
-    the file GDB loaded) walked in the active root, then pagoda_pt.diagnose.device_at for the fault
-    address the lines show and the first one QEMU's log shows the kernel taking, when the active
-    root does not map it; None when neither finds anything, or the active root is none the kernel
-    published or the boot stub's own (roots.kernel_map_live)."""
-    import gdb
+def _kernel_map(look, verdict):
+    """A stop that is not a fault from user mode: pagoda_pt.diagnose.image_permission_problem over
+    the kernel ELF's own load segments walked in the active root, then pagoda_pt.diagnose.device_at
+    for the fault address the lines show and the first one QEMU's log shows the kernel taking, when
+    the active root does not map it; None when neither finds anything, or the active root is none
+    the kernel published or the boot stub's own (roots.kernel_map_live)."""
     from pagoda_pt.diagnose import device_at, image_permission_problem
     from pagoda_pt.roots import kernel_map_live, root_label
     from . import kernel
     from .paging import active_root, walk_address
-    regs = target.paging_regs(arch)
+    arch, regs, model = look.arch, look.regs, look.model
     if target.paging_off_reason(arch, regs) is not None:
         return None
     start = kernel.symbol_address(C.KERNEL_START)
-    path = gdb.current_progspace().filename
-    elffile = kernel.core_module("elffile")
-    try:
-        loaded = elffile.elf(path).segments if path and start is not None else ()
-    except elffile.ElfError:
-        loaded = ()
+    loaded = look.elf.segments if look.elf is not None and start is not None else ()
     segments = [(seg.vaddr & ~(PAGE - 1), (seg.vaddr + seg.memsz + PAGE - 1) & ~(PAGE - 1), seg.perms)
                 for seg in loaded if seg.vaddr >= start and seg.memsz]
     guard = kernel.symbol_address(C.BOOT_STACK_GUARD)
-    bits = target.pa_bits(arch)[0]
+    table = look.roots[0]
+    if not kernel_map_live(table, [model.root_of(regs, r) for r in (model.lower_root, model.upper_root)]):
+        return None     # the boot stub's own tables (one rwx map of everything), not the kernel's map
+    label = root_label(active_root(arch, regs), table)
     with target.physical_memory() as read_phys:
-        table, _ = kernel.published_roots(read_phys)
-        active, model = active_root(arch, regs), isa(arch)
-        if not kernel_map_live(table, [model.root_of(regs, r) for r in (model.lower_root, model.upper_root)]):
-            return None     # the boot stub's own tables (one rwx map of everything), not the kernel's map
-        label = root_label(active, table)
-
         def walk(va):
-            return walk_address(arch, regs, va, read_phys=read_phys, pa_bits=bits)
+            return walk_address(arch, regs, va, read_phys=read_phys, pa_bits=look.pa_bits)
         story = image_permission_problem(segments, walk, label, skip=(guard,) if guard is not None else ())
         if story is not None:
             return story
-        addresses = [a for a in (_fault_address(lines), _quiet(_first_kernel_fault_address, arch)) if a is not None]
         half = kernel.symbol_address(C.fact_symbol("kernel_half_base"))
         kernel_low = start is not None and half is not None and start < half
         bases = {"identity": 0, "device area": kernel.symbol_address(C.fact_symbol("mmio_base")),
                  "window": kernel.symbol_address(C.fact_symbol("window_base"))}
-        for address in addresses:
-            if not walk(address).mapped:
-                story = device_at(address, isa(arch).machine.devices, bases, kernel_low, label)
+        for address in (look.address, _quiet(lambda: look.first_kernel_fault)):
+            if address is not None and not walk(address).mapped:
+                story = device_at(address, model.machine.devices, bases, kernel_low, label)
                 if story is not None:
                     return story
     return None
-
-
-def _with_kernel_map(arch, lines, fault):
-    """A stop that is not a fault from user mode: the kernel's own map checked (_kernel_map_story:
-    an image segment mapped with other permissions than its ELF's, a device touched where the
-    active root maps nothing); what it finds is the verdict, the CPU's own on the line above."""
-    at = _verdict_at(lines)
-    if at is None or (fault and fault.get("user")):
-        return lines
-    sentence = _quiet(_kernel_map_story, arch, lines)
-    return lines if sentence is None else _overruled(lines, at, "what the CPU shows: {}", sentence)
-
-
-def _in_user_fault():
-    """Whether GDB's stack is in the kernel's kill path (C.USER_FAULT, which never
-    returns: the process is being ended for this fault)."""
-    return _quiet(_frame_named, C.USER_FAULT) is not None
 
 
 PROGRAM_BEGIN = "pagoda_program_%s_begin"   # cmake/user.cmake: each embedded program's ELF file
@@ -1061,44 +1022,34 @@ def _kernel_words(address):
                               .string(errors="replace"))
 
 
-def _answered_before(arch, fault):
-    """How many times QEMU's exception log (when the session keeps one) shows the user fault being
-    killed now answered before it (pagoda_pt.diagnose.answered_before); 0 when it cannot tell.
-    Only the log's last LOG_READ_END bytes are read: the fault being killed is at its end."""
-    from pagoda_pt.diagnose import answered_before
-    if fault.get("pc") is None:
-        return 0
-    try:
-        events = _log_events(arch)
-        return 0 if events is None else answered_before(events, fault["pc"], fault["address"])
-    except Exception:  # noqa: BLE001 - an addition: never lose fault-why's own lines to it
-        return 0
-
-
-def _with_user_decision(arch, lines, fault):
-    """@p lines with the verdict of a fault from user mode replaced by what the kernel's fault
-    decision makes of it (pagoda_pt.diagnose.user_fault_decision): a demand fault, a
+def user_decision(look, verdict):
+    """The verdict of a fault from user mode (@p verdict, the CPU's) replaced by what the kernel's
+    fault decision makes of it (pagoda_pt.diagnose.user_fault_decision): a demand fault, a
     copy-on-write fault or stack growth is answered and the program goes on; a denied one ends
     the process, for the reason the VMAs give. Unchanged when the process keeps no VMAs (before
     lab 5) or they cannot be read."""
-    from pagoda_pt.diagnose import allowed_what_record_refuses, refused_what_record_allows, user_fault_decision
-    from . import kernel, memory
+    from pagoda_pt.diagnose import (allowed_what_record_refuses, answered_before, refused_what_record_allows,
+                                    user_fault_decision)
+    from . import memory
+    fault = look.fault
     try:
-        row = memory.pick_process(kernel.read_processes(), arch, target.paging_regs(arch))
+        row = memory.pick_process(look.rows, look.arch, look.regs)
     except Exception:  # noqa: BLE001 - an addition: never lose fault-why's own lines to it
-        return lines
+        return verdict
     if row.vmas is None:
-        return lines
-    killing = _in_user_fault()
+        return verdict
+    killing = look.killing
     fault["killing"] = killing
-    answered = _answered_before(arch, fault) if killing else 0
+    # (how many times QEMU's log shows the fault being killed answered before it; 0: cannot tell)
+    answered = (_quiet(lambda: answered_before(look.events or (), fault["pc"], fault["address"])) or 0
+                if killing and fault.get("pc") is not None else 0)
     kind, sentence = user_fault_decision(row.vmas, fault["address"], fault["write"], fault["fetch"],
                                          fault["mapped"], fault["perms"], row.stack_limit,
                                          killing=killing, who=_label(row.pid, row.name),
                                          sp=fault.get("sp"), answered=answered, pc=fault.get("pc"),
                                          segments=_program_segments(row.name),
                                          heap=(row.heap_start, row.brk) if row.brk else None,
-                                         swapped=None if fault["mapped"] else _quiet(_swapped, arch, fault["address"]))
+                                         swapped=None if fault["mapped"] else _quiet(_swapped, look, fault["address"]))
     if killing and row.vmas and kind in ("wrong", "deny"):
         # The kernel's own decision on the same record, address and access: it is what the kill
         # path is about to use, and where it disagrees with the record it is the cause.
@@ -1119,40 +1070,22 @@ def _with_user_decision(arch, lines, fault):
         sentence = with_kernel_words(sentence, _kernel_words(fault["address"]))
     # The loader's record named (the stack, a segment left out): the kernel's bug, not the program's.
     fault["decision"] = "loader" if kind == "deny" and sentence.startswith("the loader") else kind
-    at = next((i for i, line in enumerate(lines) if line.startswith("verdict: ")), len(lines))
-    if kind == "deny" and at < len(lines) and UNRESOLVED in lines[at]:
+    if kind == "deny" and UNRESOLVED in verdict:
         # What the walk found stays (it says what the access met); the VMAs say why it is a kill.
-        verdict = lines[at].replace(UNRESOLVED, sentence)
-    elif kind == "deny":
-        verdict = "verdict: %s in user mode: %s" % (fault["who"], sentence)
-    else:
-        verdict = "verdict: %s: %s" % (fault["who"], sentence)
-    return lines[:at] + [verdict]
+        return verdict.replace(UNRESOLVED, sentence)
+    return "%s%s: %s" % (fault["who"], " in user mode" if kind == "deny" else "", sentence)
 
 
-def kernel_stacks():
-    """The kernel stacks' layout (pagoda_pt.verdicts.StackSlots) from the kernel's facts (absolute
-    symbols whose value is the constant) and boot.S's labels of boot_stack, or None."""
-    from pagoda_pt.verdicts import StackSlots
-    from . import kernel
-    names = ("stack_base", "kernel_stack_stride", "kernel_stack_guard", "kernel_stack_size",
-             "kernel_stack_slots")
-    values = [kernel.symbol_address(C.fact_symbol(name)) for name in names]
-    boot = tuple(kernel.symbol_address(n) for n in (C.BOOT_STACK_GUARD,) + C.BOOT_STACK)
-    return None if None in values else StackSlots(*values, boot_guard=None if None in boot else boot)
-
-
-def _swapped(arch, address):
+def _swapped(look, address):
     """(slot, its count in the slot map or None) when the live root's entry for @p address is a
     swap entry (lab 7), else None."""
-    from pagoda_pt.swap import SWAP_FACTS, swap_slot
-    from pagoda_pt.swap import read_swap_state
+    from pagoda_pt.swap import SWAP_FACTS, read_swap_state, swap_slot
     from . import kernel
     from .paging import walk_address
     levels = kernel.symbol_address(C.fact_symbol("levels")) or 4
     facts = {name: kernel.symbol_address(C.fact_symbol(name)) or 0 for name in SWAP_FACTS}
     with target.physical_memory() as read_phys:
-        result = walk_address(arch, target.paging_regs(arch), address, read_phys=read_phys)
+        result = walk_address(look.arch, look.regs, address, read_phys=read_phys)
         leaf = result.levels[-1].raw if result.pa is None and len(result.levels) == levels else None
         slot = swap_slot(leaf, facts) if leaf else None
         if slot is None:
@@ -1165,15 +1098,15 @@ def _swapped(arch, address):
 # pages are recorded, a fault between mapping a page and recording it): its checks wait for a stop elsewhere.
 
 
-def _swap_busy():
+def _swap_busy(look):
     """True when a frame on GDB's stack is kernel code that changes the swap state (C.SWAP_CODE),
     unless the only such frame is the newest one stopped before its body ran (a breakpoint on
     forget_user_pages at an exit: its records are still those of the stop before it)."""
     import gdb
     try:
-        busy = [f for f in _frames() if (f.name() or "").startswith(C.SWAP_CODE)]
-        if not busy:
+        if not look.stopped_in(C.SWAP_CODE):
             return False
+        busy = [f for f in _frames() if (f.name() or "").startswith(C.SWAP_CODE)]
         newest = gdb.newest_frame()
         return len(busy) > 1 or busy[0] != newest or not _in_prologue(newest)
     except gdb.error:
@@ -1193,39 +1126,104 @@ def _in_prologue(frame):
     return block.start <= frame.pc() <= (first.last if first.last is not None else block.start) + 1
 
 
-def _swap_story(arch, rows, anywhere=False):
-    """The first eviction slip the swap state shows against the roots of the processes in @p rows
+def _swap_story(look, anywhere=False):
+    """The first eviction slip the swap state shows against the roots of the processes in the table
     (pagoda_pt.swap: a page one root still maps after its frame was evicted from another, an entry
     naming a slot the map calls free, a count below its holders, a reverse map that lacks a mapping
     or names one that is gone, slots no one holds), or None: swap is off, or the stop is inside
     code that changes the swap state (_swap_busy), unless @p anywhere (then a slot's count first:
     pagoda_pt.swap.swap_story)."""
     from pagoda_pt.swap import swap_story
-    from . import memory
-    if not anywhere and _swap_busy():
+    if not anywhere and _swap_busy(look):
         return None
-    with target.physical_memory() as read_phys:
-        return swap_story(memory.swap_census(arch, read_phys, {r.pid for r in rows}), slots_first=anywhere)
+    return swap_story(look.swap_census, slots_first=anywhere)
 
 
-def _with_swap(arch, lines):
-    """A machine stopped with nothing wrong in the CPU's state (a process's exit, the end of a
-    run, a breakpoint) while swap is on (lab 7): the first eviction slip the swap state shows
-    (_swap_story) is the verdict, the producer of the lost page a program notices later."""
-    return _when_nothing_wrong(lines, lambda: _swap_story(arch, _live_rows()))
+@dataclass
+class Finding:
+    """What a rule found: the verdict's @p sentence (None: the verdict stands) and the @p lines
+    that go above it instead of the overruled verdict (the rule's own account of it)."""
+    sentence: object
+    lines: list = field(default_factory=list)
+
+
+def _nothing(look, verdict):
+    return verdict.startswith(NOTHING_WRONG)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One rule of fault-why: @p find(look, verdict) gives a sentence, a Finding or None; it is
+    asked only when @p over(look, verdict) says it may overrule the verdict it meets, which then
+    stays on the line above, worded by @p before; @p fault_first: a cause found before the fault
+    itself (the verdict names the kernel, never the program's own kill)."""
+    find: object
+    over: object = _nothing
+    before: str = "{} (the CPU's state)"
+    fault_first: bool = False
+
+
+ANSWERED = ("demand", "cow", "grow", "mapped")   # the user-fault decisions the kernel answers (the program goes on)
+PANICKED = "the kernel panicked"
+
+# Ranked: the first that may overrule the verdict it meets and speaks becomes the verdict.
+RULES = (
+    Rule(_kill_cause, lambda look, v: look.killing, "the fault itself: {}", fault_first=True),
+    Rule(_kernel_map, lambda look, v: not look.user_fault, "what the CPU shows: {}", fault_first=True),
+    Rule(_panic, lambda look, v: _nothing(look, v) or bool(look.fault) and look.fault.get("decision") in ANSWERED),
+    Rule(_stalled_wait),
+    # What reaped processes left behind first: a root left published poisons the census.
+    Rule(_leaks),
+    Rule(_run_leaks),
+    Rule(_log_copies),
+    # (read even at a kill, inside the swapper only at a panic: _swap_busy)
+    Rule(lambda look, v: _swap_story(look)),
+    Rule(_shared_frames),
+    # A run's leak and a panic are often the consumers of a broken record: the audit names the producer.
+    Rule(_audit, lambda look, v: v.startswith((NOTHING_WRONG, PANICKED, RUN_LEAK)),
+         "before the audit of the kernel's records: {}"),
+    Rule(_process_audit),
+    Rule(_kernel_failure),
+)
+
+
+def judge(look, lines):
+    """fault-why's lines: the ISA's @p lines (the last its verdict) judged by RULES, then the lines
+    that say more of the faulting address (the temp-map slot, lab 4; the VMA that covers it, lab 5)
+    before the verdict; $pagoda_why_wrong set."""
+    from . import memory, tempmap
+    body, verdict = list(lines[:-1]), lines[-1][len("verdict: "):]
+    if look.user_fault:
+        verdict = user_decision(look, verdict)
+    fault_first = False
+    for rule in RULES:
+        if not _quiet(rule.over, look, verdict):
+            continue
+        found = _quiet(rule.find, look, verdict)
+        if not found:
+            continue
+        found = found if isinstance(found, Finding) else Finding(found, [rule.before.format(verdict)])
+        body += found.lines
+        if found.sentence is not None:
+            verdict, fault_first = found.sentence, fault_first or rule.fault_first
+    _set_wrong(verdict, look.fault, fault_first)
+    for describe, what in ((tempmap.describe_fault, "the temp-map slots"), (memory.vma_lines, "the process's VMAs")):
+        try:
+            body += describe(look.arch, look.regs, look.address) if look.address is not None else []
+        except Exception as err:  # noqa: BLE001 - never lose fault-why's own lines to an addition
+            body.append("note: %s cannot be read (%s)" % (what, err))
+    return body + ["verdict: " + verdict]
 
 
 WRONG_VARIABLE = "pagoda_why_wrong"
 
 
-def _set_wrong(lines, fault, overruled):
+def _set_wrong(verdict, fault, overruled):
     """$pagoda_why_wrong: 0 when the verdict names nothing wrong with the kernel
     (program_s_own), else 1; `why-stops` goes on past the stops where it is 0."""
-    at = _verdict_at(lines)
     try:
         import gdb
-        gdb.set_convenience_variable(WRONG_VARIABLE, 0 if program_s_own(lines[at] if at is not None else None,
-                                                                      fault, overruled) else 1)
+        gdb.set_convenience_variable(WRONG_VARIABLE, 0 if program_s_own("verdict: " + verdict, fault, overruled) else 1)
     except Exception:  # noqa: BLE001 - outside GDB (host tests), or an old GDB
         pass
 
@@ -1235,59 +1233,30 @@ class FaultWhy(PagodaCommand):
     """Explain the exception the kernel is handling, or why the machine stopped.
 
 Usage: fault-why
-Stopped in x86_trap (or in a function it called, such as panic_end): checks that its frame
-is a trap frame (else says it is not one), decodes it and names the cause: for a page fault
-CR2 is walked in the active root and in every root the kernel published ("mapped in root A,
-not in the active root B"), permission denials name the levels that deny, a table entry
-holding a virtual address is called that; for a double fault the interrupted stack and what
-delivering the exception needed are checked.
-Stopped anywhere else (a triple fault paused the machine, Ctrl-C in an exception loop, a
-breakpoint): checks the active root (empty? kernel half?), the code at RIP, the stack, the
-IDT, the handlers, IST stacks, GDT and TSS, each walked in the active root.
-With ./pagoda gdb --int-log the chain of exceptions comes from QEMU's log (a loop is called a
-loop).  A fault on a user address names the VMA of the process that covers it, or says
-that no VMA does (lab 5; vma-list shows them all).  Stopped in a hang where nothing can
-run, a parent waiting for a child that has already ended is named (lab 6); stopped anywhere with
-nothing else wrong (at a process's exit, say), two roots sharing a frame that one of them may write
-are named, and QEMU's log tells whether the copy-on-write fault or fork left it writable (lab 6).  Stopped in the kill path,
-a frame a user page maps that the allocator has freed, or a forked child whose root holds
-nothing of its parent's, or a live root that is another process's, or a frame two roots share
-while one may write it, is named before the fault (lab 6); and the kernel's own decide_fault and VmaSet::find are called on the fault: where they
-disagree with the record (a refused fault the record allows, an allowed one it refuses) that is
-the verdict (lab 5).  A refused fault at the stack pointer with no grows-down VMA, or inside
-a load segment of the program's ELF that no VMA covers, names the loader's record.  The record is
-read against the pages the root maps, at a kill and at any stop with nothing else wrong: one VMA
-whose pages carry different permissions (some wider than it grants) is regions merged although
-their permissions differ; a hole whose edge leaves pages munmap took in the record is cut a page
-off (lab 5).  At any stop with nothing else wrong, kernel stack slots still taken and process roots
-still published that no process in the table holds are what a reaped process's teardown left
-behind (labs 3, 6).  A loop is the same fault retried with no progress (same root and registers,
-nothing but interrupts between, the machine still in it), never alike faults of several
-processes.  At a stop with nothing else wrong, what kills nothing where it is made: a user frame
-that keeps interrupts off (lab 3); image VMAs of another program than the one the process runs,
-and a parent's frame still counting the share of a child that exec'd (lab 6); a record in use with
-no VMA of the loader's while its code is mapped, an image page holding the file's bytes past the
-segment's, and the kernel's own decide_fault and VmaSet::mergeable asked through GDB (a region that
-is no stack grown, regions of different permissions merged) (lab 5); the kernel's own user copy
-called once from the null page (a fix-up that returns 0), and QEMU's log showing a copy fault on
-the argument page before any process ran (lab 4); at a run's end after why-stops saw its start,
-the frames it left allocated (labs 3, 6).  The kernel's own words agree with it: at a kill, what
-the kill line says of the same fault from the same record (pagoda_record_words, called through
-GDB) ends the verdict; at a stop with nothing else wrong, the kernel's last failure line
-(pagoda_last_failure) is the verdict when it refused to start a process or a fork, spawn or exec
-failed, and otherwise a "checked:" line says what was looked at (the process table, the failure
-lines).  With swap (lab 7): a fault on a swap entry is a swap-in of its slot, or the kernel's bug
-when the slot map calls that slot free; at a kill, and at any stop with nothing else wrong outside
-the swapper's own code, the first eviction slip the swap state shows against every root
-(pagoda_pt/swap.py, what swap-slots lists): a page a root maps that the frame table calls not
-resident (evicted from another root only), a page mapped at a held slot's number (a swap entry
-written as a present one), a slot named but free, a count below its holders, a
-backing slot another entry names, a reverse map that lacks a mapping or names one that is gone,
-slots no one holds, more resident frames than the cap.  $pagoda_why_wrong is 1 when the verdict names something
-wrong with the kernel, 0 when it is the program's own kill or nothing (why-stops goes on past those).
-On AArch64: stopped in aarch64_trap, decodes ESR (class, fault status and level, WnR), walks FAR through TTBR0 or TTBR1 and says what was missing; anywhere else (an exception loop),
-shows ESR_EL1, ELR_EL1 and FAR_EL1 and checks that the PC, VBAR_EL1's vector and the stack are
-usable.  The last line is always a verdict."""
+Stopped in the trap handler (x86_trap, aarch64_trap, or a function they called such as
+panic_end): checks and decodes the trap frame (x86: the vector and error code, CR2; AArch64:
+ESR's class, fault status and level, WnR, and FAR) and walks the faulting address in the active
+root and in every root the kernel published ("mapped in root A, not in the active root B"),
+naming the levels that deny; for a double fault, the interrupted stack and what delivering the
+exception needed. Anywhere else (a triple fault, Ctrl-C in an exception loop, a breakpoint):
+the active root (empty? kernel half?), the code at the PC, the stack, the IDT or VBAR_EL1's
+vector, the handlers, IST stacks, GDT and TSS, each walked in the active root. With
+./pagoda gdb --int-log, one line of QEMU's exception log tells how the machine got there (the
+grader's summary: the first fault, the chain, a triple fault, an exception storm).
+A fault from user mode is judged against the process's record (lab 5: the VMA that covers it,
+the kernel's own decide_fault and VmaSet::find called through GDB, the loader's record; lab 7: a
+swap entry's slot); the kernel's own words for a kill (pagoda_record_words) end the verdict.
+Then the ranked rules of faults.RULES may overrule the verdict, the old one kept on the line
+above: at a kill, what comes before the fault (a foreign live root, a freed frame still mapped,
+a frame two roots share while one may write it, a child holding nothing of its parent's, the
+record against the pages); outside a user fault, the kernel's own map (image permissions, a
+device touched unmapped); a panic's own message; and at a stop with nothing else wrong: a wait
+that can never end, stacks and roots a reaped process left, a run's leaked frames, a user copy
+QEMU's log shows faulting on the argument page or with the guard up, the first slip the swap
+state shows, shared writable frames and the other record checks (labs 3-6), the audit of the
+kernel's memory records and of its process table, the kernel's last failure line.
+$pagoda_why_wrong is 1 when the verdict names something wrong with the kernel, 0 when it is the
+program's own kill or nothing (why-stops goes on past those). The last line is always a verdict."""
 
     name = "fault-why"
     usage = "fault-why"
@@ -1299,39 +1268,16 @@ usable.  The last line is always a verdict."""
         rules = isa(arch).gdb_faults        # the ISA's fact gatherer (faults_<isa>.py)
         if not rules:
             raise CommandError("no fault rules for %s yet" % arch)
-        from . import kernel, memory, tempmap
-        # (the passes below ask for the process table many times at this one stop: read it once)
+        from . import kernel
+        look = Look(arch)
         with kernel.reading_once():
-            module = importlib.import_module("." + rules, __package__)
-            lines, fault = module.explain()
-            lines = list(lines)
-            if fault and fault.get("user"):
-                lines = _with_user_decision(arch, lines, fault)
-            before = _verdict_at(lines)
-            before = lines[before] if before is not None else None
-            lines = _with_kill_causes(arch, lines)
-            lines = _with_kernel_map(arch, lines, fault)
-            overruled = _verdict_at(lines) is not None and lines[_verdict_at(lines)] != before
-            lines = _with_panic(arch, lines, fault)
-            lines = _with_stalled_wait(lines)
-            # What reaped processes left behind first: a root left published poisons the census.
-            lines = _with_leaks(lines)
-            lines = _with_run_leaks(lines)
-            lines = _with_log_copies(arch, lines)
-            lines = _with_swap(arch, lines)
-            lines = _with_shared_frames(arch, lines)
-            lines = _with_audit(arch, lines)
-            lines = _with_process_audit(lines)
-            lines = _with_kernel_failure(lines)
-            _set_wrong(lines, fault, overruled)
-            # Which temp-map slot the address is, and whether it is live (lab 4); the process's VMA
-            # that covers a user address, or that none does (lab 5).
-            lines = _with_addition(arch, lines, tempmap.describe_fault, "the temp-map slots")
-            lines = _with_addition(arch, lines, memory.vma_lines, "the process's VMAs")
+            lines, look.fault = importlib.import_module("." + rules, __package__).explain(look)
+            if look.log_line:
+                lines.insert(len(lines) - 1, look.log_line)
+            look.address = _fault_address(lines)
+            lines = judge(look, lines)
         for line in lines:
             out(line)
-
-
 
 
 def _stopped_in(name):

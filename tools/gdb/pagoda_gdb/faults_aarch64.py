@@ -9,17 +9,17 @@
       ELR_EL1 and FAR_EL1 as they are, and whether the PC, the vector VBAR_EL1 points at and the
       stack are usable; an exception taken inside the vector table is a loop.
 With ./pagoda gdb --int-log, QEMU's log says how the machine got there. The last line is a
-verdict.
+verdict. What the kernel publishes (roots, fix-up table, stacks, names) and QEMU's log come from
+the look (faults.Look), each read once.
 """
-
-import os
 
 import gdb
 
 from pagoda_pt import contract as C, diagnose
 from pagoda_pt.format import format_walk
-from pagoda_pt.diagnose import (RANK_NOT_LIVE_USER_ADDRESS, KernelAccess, Roots, function_name, not_live_user_address,
-                                on_behalf_findings, user_trap_line)
+from pagoda_pt.diagnose import (RANK_NOT_LIVE_USER_ADDRESS, UNRESOLVED, FaultRecord, KernelAccess, Roots, function_name,
+                                kernel_touched_unmapped, mapped_since, never_given, not_live_user_address, on_behalf_findings, user_trap_line,
+                                walk_allows_now)
 from pagoda_pt.aarch64 import TTBR_BADDR_MASK
 from pagoda_pt.diagnose_aarch64 import (RANK_USER_CODE_AT_EL1, USER_COPY_ROUTINES, in_kernel_half, user_code_at_el1,
                                         writable_and_executable)
@@ -27,8 +27,7 @@ from pagoda_pt.diagnose_aarch64 import (RANK_USER_CODE_AT_EL1, USER_COPY_ROUTINE
 from pagoda_pt.verdicts import Evidence
 from pagoda_pt.verdicts import explain as explain_evidence
 
-from . import faults, kernel, session, target
-from .faults import _faultlog
+from . import faults, target
 from .paging import ADDR, symbol_of, walk_address
 
 # Field offsets of TrapFrame (arch/aarch64/trap_frame.hpp), used only without debug types.
@@ -57,19 +56,17 @@ def read_trap_frame(addr):
                 for name, offset in TRAP_FRAME_OFFSETS.items()}
 
 
-def abort_verdict(esr, walk, spsr, faultlog, far=None, sctlr=None):
+def abort_verdict(esr, walk, spsr, faultlog, names, far=None, sctlr=None):
     """Sentences comparing an abort's syndrome with today's walk of FAR."""
     data = faultlog.esr_class(esr) in faultlog.A64_DATA_ABORTS
     write = data and bool(esr & faultlog.ISS_WNR) and not esr & faultlog.ISS_CM
     fetch = not data
     kind = (esr & 0x3F) >> 2
+    record = FaultRecord("FAR", far, walk, "the tables", (spsr >> 2 & 3) == 0,
+                         far is not None and in_kernel_half(far), "TLBI, or a missing DSB before it")
     if kind == 1:  # translation fault
-        if not walk.mapped:
-            return ["FAR is not mapped: " + walk.stop_reason + ". Map it (or find why the kernel "
-                    "touched it: look at ELR's code and `bt`)."]
-        return ["FAR is mapped NOW, but was not when the CPU faulted: the mapping was added "
-                "afterwards, the fault came from another address space (TTBR0/ASID), or a stale "
-                "TLB entry was used (a missing TLBI, or a missing DSB before it)."]
+        return [mapped_since(record) or kernel_touched_unmapped(record, "ELR") or
+                "FAR %#x is not mapped in the tables (%s)" % (far, walk.stop_reason)]
     if kind == 2:
         return ["an access flag fault: the entry has AF=0 (Pagoda sets AF in every entry it makes; "
                 "TCR_EL1.HA is off, so the hardware never does)"]
@@ -77,7 +74,7 @@ def abort_verdict(esr, walk, spsr, faultlog, far=None, sctlr=None):
         return ["an address size fault: a table or output address does not fit the physical "
                 "address size (TCR_EL1.IPS), or bits above it are set"]
     if kind != 3:
-        return [faultlog.describe_abort(esr, kernel.names("aarch64"))]
+        return [faultlog.describe_abort(esr, names)]
     if not walk.mapped:
         return ["a permission fault, but the walk now stops (" + walk.stop_reason +
                 "): the tables changed since the fault"]
@@ -98,42 +95,38 @@ def abort_verdict(esr, walk, spsr, faultlog, far=None, sctlr=None):
     if not user and perms.user and fetch:
         reasons.append("the kernel fetched an instruction from a user page (always PXN)")
     if not reasons:
-        reasons.append("the walk now allows this access: the tables were fixed after the fault, or "
-                       "the CPU used a stale TLB entry (a missing TLBI?)")
+        reasons.append(walk_allows_now(record))
     return reasons
 
 
-def process_label(paging):
+def process_label(look):
     """"process 'probe' (pid 3, root 0x...)" for the live TTBR0 root when the kernel published it
     as a process's, else "the process in TTBR0's root 0x..."."""
-    root = paging.get("ttbr0_el1")
+    root = look.regs.get("ttbr0_el1")
     root = None if root is None else root & TTBR_BADDR_MASK & ~0xFFF
     try:
-        with target.physical_memory() as read_phys:
-            table, _ = kernel.published_roots(read_phys)
+        table = look.roots[0]
     except Exception:  # noqa: BLE001 - a label only: never let it break the report
         table = None
     return diagnose.process_label(table, root, "TTBR0's root %s" % ("%#x" % root if root is not None else "?"))
 
 
-def user_verdicts(esr, walk, sentences):
+def user_verdicts(esr, walk, far, sentences):
     """The verdicts of an abort taken from EL0: the program's doing, which the kernel answers by
-    ending the process. A translation fault in TTBR1's range, or one TTBR0 does not map, is an
-    address the program was never given."""
-    kind = (esr & 0x3F) >> 2
-    if kind == 1 and not walk.mapped:
-        return ["FAR is not mapped in the process's address space (%s): the program touched an address "
-                "it was never given" % walk.stop_reason]
-    return sentences
+    ending the process. A translation fault the walk does not map is an address the program was
+    never given (diagnose.never_given)."""
+    given = never_given(FaultRecord("FAR", far, walk, "the process's address space", True, in_kernel_half(far))) \
+        if (esr & 0x3F) >> 2 == 1 and far is not None else None
+    return [given] if given else sentences
 
 
 RANK_KERNEL_STACK = 1     # an abort on a kernel stack (its guard, a page not mapped): before what the walk says of it
 
 
-def _from_trap_frame(paging, faultlog, level, addr, fault):
+def _from_trap_frame(look, level, addr, fault):
     tf = read_trap_frame(addr)
-    esr, spsr = tf["esr"], tf["spsr"]
-    names = kernel.names("aarch64")    # the kernel's names of the classes and fault statuses
+    esr, spsr, paging, faultlog = tf["esr"], tf["spsr"], look.regs, look.faultlog
+    names = look.names    # the kernel's names of the classes and fault statuses
     from_el = spsr >> 2 & 3
     mode = "user" if from_el == 0 else "kernel"
     yield "trap frame at %s (%s, frame #%d)" % (ADDR % addr, C.AARCH64.TRAP, level)
@@ -143,7 +136,7 @@ def _from_trap_frame(paging, faultlog, level, addr, fault):
         ec = faultlog.esr_class(esr)
         yield "  exception  %s (EC %#04x) in %s mode (EL%d)" % (names.class_name(ec, "class %#x" % ec), ec,
                                                                mode, from_el)
-    who = process_label(paging) if from_el == 0 else None
+    who = process_label(look) if from_el == 0 else None
     if who:
         yield user_trap_line(who)
     symbol = symbol_of(tf["elr"])
@@ -152,7 +145,7 @@ def _from_trap_frame(paging, faultlog, level, addr, fault):
     findings = []      # (rank, sentence): causes that explain the abort's own sentences
     if from_el != 0 and not in_kernel_half(tf["elr"]):
         # Kernel mode on a user address: was the CPU running the process's own code at EL1?
-        at_el1 = user_code_at_el1(spsr, tf["elr"], walk_address("aarch64", paging, tf["elr"]), process_label(paging))
+        at_el1 = user_code_at_el1(spsr, tf["elr"], walk_address("aarch64", paging, tf["elr"]), process_label(look))
         if at_el1:
             findings.append((RANK_USER_CODE_AT_EL1, at_el1))
     if tf["kind"] & 3 or faultlog.esr_class(esr) not in faultlog.A64_ABORTS:
@@ -177,17 +170,17 @@ def _from_trap_frame(paging, faultlog, level, addr, fault):
     result = walk_address("aarch64", paging, far)
     yield "walk of FAR through %s (the current tables):" % ttbr
     yield format_walk(result)
-    sentences = abort_verdict(esr, result, spsr, faultlog, far, paging.get("sctlr_el1"))
+    sentences = abort_verdict(esr, result, spsr, faultlog, names, far, paging.get("sctlr_el1"))
     if from_el != 0:
-        access = _kernel_access(paging, tf, esr, faultlog)
+        access = _kernel_access(look, tf, esr)
         findings += on_behalf_findings(access)
         stack = explain_evidence(Evidence(address=far, access="wrote to" if access.write else "read",
-                                          where=symbol.split(" in section ")[0] or None, stacks=faults.kernel_stacks(),
+                                          where=symbol.split(" in section ")[0] or None, stacks=look.stacks,
                                           root=None if result.mapped else "the tables %s points to" % ttbr))
         if stack:
             findings.append((RANK_KERNEL_STACK, stack))
         if not result.mapped and not access.kernel_half:
-            not_live = _not_live(paging, far, access.write, access.user_end)
+            not_live = _not_live(look, far, access.write, access.user_end)
             if not_live:
                 findings.append((RANK_NOT_LIVE_USER_ADDRESS, not_live))
     if findings:
@@ -200,35 +193,33 @@ def _from_trap_frame(paging, faultlog, level, addr, fault):
         fault.update(user=True, address=far, write=data and bool(esr & faultlog.ISS_WNR) and not esr & faultlog.ISS_CM,
                      fetch=not data, mapped=result.mapped, perms=result.perms.rwx() if result.mapped else None,
                      who=who, pc=tf["elr"], sp=tf["sp"])
-        sentences = ["%s in EL0: %s; the kernel kills the process unless it resolves the fault" % (who, sentence)
-                     for sentence in user_verdicts(esr, result, sentences)]
+        sentences = ["%s in EL0: %s; %s" % (who, sentence, UNRESOLVED)
+                     for sentence in user_verdicts(esr, result, far, sentences)]
     yield "verdict: " + "; also: ".join(sentences)
 
 
-def _kernel_access(paging, tf, esr, faultlog):
+def _kernel_access(look, tf, esr):
     """What pagoda_pt.diagnose.on_behalf_findings needs about an abort taken at EL1: which routine
     faulted, on which half, the fix-up table, the kernel's user_end and the system call being run."""
-    with target.physical_memory() as read_phys:
-        fixups = faults.user_fixups(read_phys)
+    faultlog = look.faultlog
     data = faultlog.esr_class(esr) in faultlog.A64_DATA_ABORTS
     return KernelAccess(pc=tf["elr"], function=function_name(symbol_of(tf["elr"])), address=tf["far"],
                         write=data and bool(esr & faultlog.ISS_WNR) and not esr & faultlog.ISS_CM,
-                        kernel_half=in_kernel_half(tf["far"]), user_end=faults.user_end(),
-                        copy_routines=USER_COPY_ROUTINES, fixups=fixups, syscall=faults.syscall_in_progress(),
-                        process=process_label(paging))
+                        kernel_half=in_kernel_half(tf["far"]), user_end=look.user_end,
+                        copy_routines=USER_COPY_ROUTINES, fixups=look.fixups, syscall=look.syscall,
+                        process=process_label(look))
 
 
-def _not_live(paging, far, write, user_end):
+def _not_live(look, far, write, user_end):
     """pagoda_pt.diagnose.not_live_user_address for FAR, walked in every root the kernel published
     (TTBR0's table is the active one)."""
-    root = paging.get("ttbr0_el1")
+    root = look.regs.get("ttbr0_el1")
     if root is None:
         return None
     try:
         with target.physical_memory() as read_phys:
-            table, _ = kernel.published_roots(read_phys)
-            roots = Roots("aarch64", read_phys, paging, root & TTBR_BADDR_MASK & ~0xFFF, table,
-                          target.pa_bits("aarch64")[0])
+            roots = Roots("aarch64", read_phys, look.regs, root & TTBR_BADDR_MASK & ~0xFFF, look.roots[0],
+                          look.pa_bits)
             return not_live_user_address(roots, far, user_end, write, "address (FAR)")
     except Exception:  # noqa: BLE001 - an addition: never lose fault-why's own lines to it
         return None
@@ -256,7 +247,8 @@ def _system_call(tf):
     return not tf["kind"] & 3 and tf["spsr"] >> 2 & 3 == 0 and tf["esr"] >> 26 & 0x3F == SVC64_CLASS
 
 
-def _without_trap_frame(paging, faultlog):
+def _without_trap_frame(look):
+    paging, faultlog = look.regs, look.faultlog
     yield "no trap frame: %s is not on the stack; looking at the CPU as it is" % C.AARCH64.TRAP
     # (QEMU 7.2's gdbstub spells VBAR_EL1 "VBAR", as it does SCTLR_EL1 "SCTLR".)
     names = {"pc": "pc", "sp": "sp", "ELR_EL1": "elr", "ESR_EL1": "esr", "FAR_EL1": "far", "VBAR": "vbar"}
@@ -266,7 +258,7 @@ def _without_trap_frame(paging, faultlog):
     yield "  PC         %s%s" % (ADDR % pc, "  " + symbol if symbol else "")
     if regs["esr"] is not None:
         ec = faultlog.esr_class(regs["esr"])
-        names = kernel.names("aarch64")
+        names = look.names
         decoded = faultlog.describe_abort(regs["esr"], names) if ec in faultlog.A64_ABORTS else \
             names.class_name(ec, "class %#x" % ec)
         yield "  ESR_EL1    %#010x: %s (the last exception taken)" % (regs["esr"], decoded)
@@ -301,35 +293,17 @@ def _without_trap_frame(paging, faultlog):
     yield "verdict: " + "; ".join(verdicts)
 
 
-def _qemu_log_line(faultlog):
-    path = session.qemu_log_path()
-    if not path or not os.path.exists(path):
-        return None
-    text, _ = faults.read_log_text(path)      # (a cut log says so in its summary)
-    log = faultlog.parse(text, "aarch64", kernel.names("aarch64"))
-    summary = log.summary()
-    storm = log.storm()
-    if storm is not None:
-        summary = (summary + "; " if summary else "") + storm.describe()
-    return "QEMU's interrupt log: " + summary if summary else None
-
-
-def explain():
+def explain(look):
     """(the lines fault-why prints on AArch64, ending with one verdict; for an abort from EL0 what
-    the kernel's fault decision needs: {user, address, write, fetch, mapped, perms, who}, else None)."""
-    faultlog = _faultlog()
-    paging = target.paging_regs("aarch64")
+    the kernel's fault decision needs: {user, address, write, fetch, mapped, perms, who}, else None),
+    from @p look (faults.Look)."""
     found = find_trap_frame()
     fault = {}
     if found is not None and _system_call(read_trap_frame(found[1])):
         # A system call under way (SVC from EL0) is no fault: the CPU as it is, as with no frame.
-        lines = list(_without_trap_frame(paging, faultlog))
+        lines = list(_without_trap_frame(look))
         lines[0] = ("trap frame at %s (%s, frame #%d) is a system call from EL0 (SVC), not a fault; "
                     "looking at the CPU as it is" % (ADDR % found[1], C.AARCH64.TRAP, found[0]))
     else:
-        lines = list(_without_trap_frame(paging, faultlog) if found is None
-                     else _from_trap_frame(paging, faultlog, *found, fault))
-    log_line = _qemu_log_line(faultlog)
-    if log_line:
-        lines.insert(len(lines) - sum(1 for line in lines if line.startswith("verdict: ")), log_line)
+        lines = list(_without_trap_frame(look) if found is None else _from_trap_frame(look, *found, fault))
     return lines, (fault or None)

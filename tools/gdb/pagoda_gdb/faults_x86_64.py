@@ -3,8 +3,8 @@
   the trap frame     the innermost x86_trap on GDB's stack, its `frame` argument (or, when
                      that is optimized out, the stack pointer x86_trap_common passed)
   the CPU            CR0/CR2/CR3/CR4/EFER, RIP, RSP; IDT, GDT and TR from QEMU's monitor
-  the kernel         its image bounds, trap entry stubs and published roots (kernel.py)
-  QEMU's log         faults.qemu_log_story()
+  the kernel         its image bounds, trap entry stubs; its published roots, fix-up table, stacks
+                     and names, and QEMU's log, from the look (faults.Look: each read once)
 
 Everything read through virtual addresses (the frame, instructions) is read before the
 physical-memory mode is switched on for the walks.
@@ -18,7 +18,6 @@ from pagoda_pt import contract as C
 from pagoda_pt.diagnose_x86_64 import TRAP_FRAME_FIELDS, TrapFrameAt, X86Facts, explain_with_fault
 
 from . import faults, kernel, session, target
-from .faults import qemu_log_story
 from .paging import symbol_of
 
 MASK = (1 << 64) - 1
@@ -68,9 +67,9 @@ def _image():
     return None if layout is None else replace(layout, trap_entry=kernel.symbol_address(C.X86.VECTOR_STUBS))
 
 
-def explain():
+def explain(look):
     """(the lines of fault-why for the machine as it is stopped now, the user page fault being
-    handled or None: see diagnose_x86_64.explain_with_fault)."""
+    handled or None: see diagnose_x86_64.explain_with_fault), from @p look (faults.Look)."""
     regs = target.x86_control_regs()
     regs["rip"] = target.register("rip") or 0
     regs["rsp"] = target.register("rsp") or 0
@@ -81,8 +80,7 @@ def explain():
     instructions = {regs["rip"]: instruction_at(regs["rip"])}
     if trap is not None and trap.fields is not None:
         instructions[trap.fields["rip"]] = instruction_at(trap.fields["rip"])
-    story, hint = qemu_log_story()
-    bits, _source = target.pa_bits("x86_64")
+    bits = look.pa_bits
     idt, gdt, tr = system.get("IDT"), system.get("GDT"), system.get("TR")
     symbols = {}
 
@@ -91,18 +89,16 @@ def explain():
             symbols[address] = symbol_of(address)
         return symbols[address]
 
-    syscall = faults.syscall_in_progress()
+    syscall, (roots, note), fixups = look.syscall, look.roots, look.fixups
     with target.physical_memory() as read_phys:
-        roots, note = kernel.published_roots(read_phys)
-        fixups = faults.user_fixups(read_phys)
         facts = X86Facts(
             regs=regs, read_phys=read_phys, pa_bits=bits,
             idt=(idt["base"], idt["limit"]) if idt else None,
             gdt=(gdt["base"], gdt["limit"]) if gdt else None,
             tr=(tr["selector"], tr["base"], tr["limit"]) if tr else None,
             roots=roots, image=_image(), trap=trap, stop=session.last_stop_signal(),
-            log=story, log_hint=hint, symbol=symbol, instruction=instructions.get, stacks=faults.kernel_stacks(),
-            fixups=fixups, user_end=faults.user_end(), syscall=syscall, names=kernel.names("x86_64"))
+            log=look.log.parsed if look.log is not None else None, log_hint=look.log_hint, symbol=symbol, instruction=instructions.get, stacks=look.stacks,
+            fixups=fixups, user_end=look.user_end, syscall=syscall, names=look.names)
         lines, fault = explain_with_fault(facts)
     if note and roots is not None:
         lines.insert(-1, "note: " + note)

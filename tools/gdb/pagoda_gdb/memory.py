@@ -245,12 +245,13 @@ allocator calls free, a free frame with a count.  --map adds the one-screen map 
                 out(line)
 
 
-def swap_census(arch, read_phys, pids=None):
+def swap_census(arch, read_phys, pids=None, published=None):
     """pagoda_pt.swap.take_swap_census over the process roots the kernel published (those of
-    @p pids alone when given: the processes in the table); None while swap is off. CensusError
+    @p pids alone when given: the processes in the table; @p published: the published roots as
+    kernel.published_roots gave them, when already read); None while swap is off. CensusError
     (SwapError) when it cannot be read."""
     read_phys = cached(read_phys)
-    table, note = kernel.published_roots(read_phys)
+    table, note = published or kernel.published_roots(read_phys)
     if table is None:
         raise CensusError(note)
     roots = [k for k in table.roots if k.kind == "process" and (pids is None or k.id in pids)]

@@ -2,7 +2,6 @@
 
   Explanation          the report being built: lines, findings (one is the verdict), notes
   Roots                walking one address in every root the kernel published
-  LogStory             what QEMU's exception log says happened, compressed into a chain
   denying_levels       which levels of a walk deny an access ("PML4[511], PDPT[510]")
   stalled_wait         a machine where nothing can run and a parent waits for a child that ended
   fork_copied_nothing  a forked child whose root holds nothing of its parent's user half
@@ -24,7 +23,7 @@ Explanation from facts it defines.  Every explanation ends with exactly one verd
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 from . import contract as C
@@ -186,119 +185,64 @@ def denying_levels(walk: Walk, bit: int, denies_when_set: bool) -> list[str]:
     return names
 
 
-# ---- QEMU's exception log --------------------------------------------------------------------
+# ---- one fault, as both ISAs' rules see it ----------------------------------------------------
 
 @dataclass
-class LogRun:
-    """Consecutive identical exceptions (same vector, error code, RIP and CR2), for the chain.
+class FaultRecord:
+    """A fault in words neither ISA owns; each ISA's rules fill one from its registers and walk.
+    @p register: the register holding the address as a sentence names it ('CR2', 'FAR');
+    @p space: where the address was walked ("the active root 'probe' (0x...)");
+    @p kernel_half: the address is in the kernel's half (x86: above the user half; AArch64: TTBR1's);
+    @p flush: the ISA's TLB invalidation a sentence names ('invlpg or CR3 reload')."""
 
-    Identical is not a loop: the children of one fork take the same demand or copy-on-write
-    fault at the same instruction and address, each in its own root, and each is answered.
-    @p stuck counts the last streak of retries without progress: the same fault taken again in
-    the same root (when the log names roots) with the same general registers (when it dumps
-    them) and nothing between but hardware interrupts (a system call or another exception means
-    the program went on)."""
-
-    fault: object      # a tools/pagoda_core/faultlog.Event (or anything with vector, error, rip, cr2)
-    count: int = 1
-    stuck: int = 1
-    latest: object = None   # the last of the run (its root and registers are the retry's to match)
+    register: str
+    address: int
+    walk: Walk
+    space: str
+    user: bool
+    kernel_half: bool
+    flush: str = ""
 
 
-@dataclass
-class LogStory:
-    """What the log says: the runs in order, whether it ends in a triple fault, and whether
-    only part of a large log was read (then counts are lower bounds). @p went_on: after the
-    last exception the log shows the CPU going on (a system call or software interrupt)."""
-
-    runs: list[LogRun] = field(default_factory=list)
-    triple_fault: bool = False
-    partial: bool = False
-    size: int = 0
-    went_on: bool = False
-
-    @property
-    def empty(self) -> bool:
-        return not self.runs and not self.triple_fault
-
-    @property
-    def first(self):
-        return self.runs[0].fault if self.runs else None
-
-    def loop(self, threshold: int = 3) -> Optional[LogRun]:
-        """The run the log ends with when the CPU was taking the same exception again and again
-        with no progress (LogRun.stuck at least @p threshold, nothing after it but hardware
-        interrupts, no triple fault): a handler returning to the faulting instruction without
-        fixing its cause. Resolved faults that look alike (one per process, at the same
-        instruction) are not a loop."""
-        if self.runs and not self.triple_fault and not self.went_on and self.runs[-1].stuck >= threshold:
-            return self.runs[-1]
+def mapped_since(f: FaultRecord) -> Optional[str]:
+    """A fault on a page that was not there (x86: not present; AArch64: a translation fault) at an
+    address the walk maps now, or None."""
+    if not f.walk.mapped:
         return None
-
-    def total(self) -> int:
-        return sum(run.count for run in self.runs)
-
-    def chain(self, mnemonic: Callable[[object], str], limit: int = 6) -> str:
-        """'#PF -> #DF -> triple fault', '#PF -> #PF x38317' (x N: N identical in a row)."""
-        parts = []
-        for run in self.runs:
-            parts.append(mnemonic(run.fault) + (" x%d" % run.count if run.count > 1 else ""))
-        if len(parts) > limit:
-            parts = parts[:limit - 2] + ["..."] + parts[-2:]
-        if self.triple_fault:
-            parts.append("triple fault")
-        return " -> ".join(parts)
+    return ("%s %#x is mapped now, but was not when the CPU faulted: the mapping was added afterwards, the fault "
+            "came from another root, or a stale TLB entry was used (missing %s)" % (f.register, f.address, f.flush))
 
 
-# The general registers that an answered fault's retry finds as they were (QEMU's x86 dump);
-# a system call or other work between two faults changes some of them.
-RETRY_REGISTERS = ("RAX", "RBX", "RCX", "RDX", "RSI", "RDI", "RBP", "RSP", "R8", "R9", "R10", "R11",
-                   "R12", "R13", "R14", "R15")
+def walk_allows_now(f: FaultRecord) -> str:
+    """A permission fault whose access the walk allows today: no level denies it now."""
+    return ("the walk of %s %#x now allows this access: the tables were changed after the fault, or the CPU "
+            "used a stale TLB entry (a missing %s?)" % (f.register, f.address, f.flush))
 
 
-# A loop of exceptions delivered on the same stack (the handler faulting on its own first
-# instruction) nests: each delivery pushes a frame, so only the stack pointer moves.
-NESTING_REGISTERS = tuple(r for r in RETRY_REGISTERS if r != "RSP")
+def user_code_at_kernel_privilege(address: int, privilege: str, process: str, how: str) -> str:
+    """An exception taken at kernel privilege while the PC was on the process's own code (a user page
+    it may execute): the entry to user mode kept the kernel's privilege. @p privilege: the ISA's
+    words for it ('in ring 0 (CS 0x8, CPL 0)', 'at EL1'); @p how: how its entry does that."""
+    return ("the CPU was running the process's user code at %#x %s for %s: the entry to user mode kept kernel "
+            "privilege: %s" % (address, privilege, process, how))
 
 
-def same_state(a, b, registers: tuple = RETRY_REGISTERS) -> bool:
-    """Whether two exceptions were taken in the same state as far as the log says: the same root
-    when it names both, the same @p registers where it dumps both."""
-    ra, rb = getattr(a, "root", None), getattr(b, "root", None)
-    if ra is not None and rb is not None and ra != rb:
-        return False
-    regs_a, regs_b = getattr(a, "registers", None) or {}, getattr(b, "registers", None) or {}
-    return all(regs_a.get(r) == regs_b.get(r) for r in registers if r in regs_a and r in regs_b)
+def kernel_touched_unmapped(f: FaultRecord, pc: str) -> Optional[str]:
+    """A fault from kernel mode at an address the walk does not map, no other cause found: what to do
+    next (@p pc: the ISA's name of the register holding the faulting instruction), or None."""
+    if f.user or f.walk.mapped:
+        return None
+    return "%s %#x is not mapped in %s (%s): map it, or find why the kernel touched it (%s's code, `bt`)" % (
+        f.register, f.address, f.space, f.walk.stop_reason, pc)
 
 
-def story_from_faults(faults: list, triple_fault: bool, partial: bool = False,
-                      size: int = 0) -> LogStory:
-    """Groups the exceptions of a parsed log into runs of identical consecutive ones. @p faults:
-    the log's events in order (faultlog.Event: kind, vector, error, rip, cr2, root, registers),
-    or bare exceptions (anything with vector, error, rip and cr2 is one). Hardware interrupts are
-    passed over; a system call (kind 'software') is progress: it ends a retry streak and, after
-    the last exception, says the CPU went on."""
-    story = LogStory(triple_fault=triple_fault, partial=partial, size=size)
-    progress = False
-    for fault in faults:
-        kind = getattr(fault, "kind", "exception")
-        if kind == "interrupt":
-            continue
-        if kind != "exception":
-            progress = True
-            continue
-        key = (fault.vector, fault.error, fault.rip, fault.cr2)
-        last = story.runs[-1] if story.runs else None
-        if last is not None and (last.fault.vector, last.fault.error, last.fault.rip,
-                                 last.fault.cr2) == key:
-            last.count += 1
-            last.stuck = last.stuck + 1 if not progress and same_state(last.latest or last.fault, fault, NESTING_REGISTERS) else 1
-            last.latest = fault
-        else:
-            story.runs.append(LogRun(fault, latest=fault))
-        progress = False
-    story.went_on = progress
-    return story
+def never_given(f: FaultRecord) -> Optional[str]:
+    """A fault from user mode at an address the walk does not map: the program's own doing (the
+    kernel ends it), or None."""
+    if not f.user or f.walk.mapped:
+        return None
+    return "%s %#x is not mapped in %s (%s): the program touched %s it was never given" % (
+        f.register, f.address, f.space, f.walk.stop_reason, "a kernel address" if f.kernel_half else "an address")
 
 
 # ---- a user page fault and the process's VMAs (labs 5, 6) --------------------------------------
@@ -479,6 +423,22 @@ def _answered_then_refused(vmas, address, write, fetch, answered, pc, page, refu
             "the same state) answered %s before the kernel refused it now, so the decision brought the "
             "page in instead of refusing it at once; it must check the access against the VMA "
             "(decide_fault); the record now says: %s" % (what, where, address & ~(page - 1), times, refusal))
+
+
+# The general registers that an answered fault's retry finds as they were (QEMU's x86 dump);
+# a system call or other work between two faults changes some of them.
+RETRY_REGISTERS = ("RAX", "RBX", "RCX", "RDX", "RSI", "RDI", "RBP", "RSP", "R8", "R9", "R10", "R11",
+                   "R12", "R13", "R14", "R15")
+
+
+def same_state(a, b, registers: tuple = RETRY_REGISTERS) -> bool:
+    """Whether two exceptions were taken in the same state as far as the log says: the same root
+    when it names both, the same @p registers where it dumps both."""
+    ra, rb = getattr(a, "root", None), getattr(b, "root", None)
+    if ra is not None and rb is not None and ra != rb:
+        return False
+    regs_a, regs_b = getattr(a, "registers", None) or {}, getattr(b, "registers", None) or {}
+    return all(regs_a.get(r) == regs_b.get(r) for r in registers if r in regs_a and r in regs_b)
 
 
 def answered_before(events: list, pc: int, address: int, page: int = PAGE_SIZE_4K) -> int:

@@ -19,6 +19,7 @@ from typing import Optional
 
 from . import contract as C
 from .aarch64 import DESC_AP_MASK, DESC_AP_SHIFT, DESC_UXN, DESC_UXN_TABLE, SCTLR_WXN
+from .diagnose import user_code_at_kernel_privilege
 from .model import Walk
 
 # The routines of arch/aarch64/user_copy.S: the only kernel code that touches user memory, each
@@ -78,7 +79,7 @@ def user_code_at_el1(spsr: int, elr: int, walk_of_elr: Walk, process: str) -> Op
             or not _el0_may_execute_descriptors(w):
         return None
     mode = mode_name(spsr)
-    return ("the CPU was running the process's user code at %#x at EL%d for %s: its PSTATE says %s, not EL0t. "
-            "The entry to user mode kept kernel privilege: an exception return whose SPSR_EL1 names %s "
-            "does not enter EL0, and the process's first instruction is fetched at EL1, where a user page "
-            "never executes (PXN)" % (elr, exception_level(spsr), process, mode, mode))
+    return user_code_at_kernel_privilege(
+        elr, "at EL%d" % exception_level(spsr), process,
+        "its PSTATE says %s, not EL0t; an exception return whose SPSR_EL1 names %s does not enter EL0, and the "
+        "process's first instruction is fetched at EL1, where a user page never executes (PXN)" % (mode, mode))

@@ -21,9 +21,10 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 from . import contract as C, x86_64
-from .diagnose import (RANK_NOT_LIVE_USER_ADDRESS, Explanation, Finding, KernelAccess, LogStory, Roots, SyscallAt,
-                       denying_levels, function_name, not_live_user_address, on_behalf_findings, process_label,
-                       user_trap_line)
+from .diagnose import (RANK_NOT_LIVE_USER_ADDRESS, UNRESOLVED, Explanation, FaultRecord, Finding, KernelAccess, Roots,
+                       SyscallAt, denying_levels, function_name, kernel_touched_unmapped, not_live_user_address,
+                       on_behalf_findings, mapped_since, never_given, process_label, user_code_at_kernel_privilege,
+                       user_trap_line, walk_allows_now)
 from .format import format_gp_error, format_pf_error, format_walk
 from .image import KernelImage
 from .model import PAGE_SIZE_4K, Walk
@@ -192,7 +193,9 @@ class X86Facts:
     image: Optional[KernelImage] = None
     trap: Optional[TrapFrameAt] = None
     stop: Optional[str] = None
-    log: Optional[LogStory] = None
+    # QEMU's exception log parsed (pagoda_core.faultlog: its .faults in order), or None; log_hint
+    # says why there is none
+    log: Optional[object] = None
     log_hint: str = ""
     # Where the kernel stacks are (the kernel's facts), or None
     stacks: Optional[StackSlots] = None
@@ -259,52 +262,17 @@ class _Explainer:
             return text + problem
         return text + "ok -> PA %s %s" % (ADDR % w.pa, w.perms.rwx())
 
-    def log_context(self):
-        """The chain from QEMU's log, appended to the verdict; a loop is called a loop."""
-        story = self.f.log
-        if story is None:
-            # How the machine got here matters when it died, not for a fault it reported.
-            if self.f.log_hint and self.trap_vector in (None, DOUBLE_FAULT) and \
-                    any(f.rank < NOTHING_RANK for f in self.ex.findings):
-                self.ex.context.append(self.f.log_hint)
-            return
-        if story.empty:
-            self.ex.line("QEMU's exception log: no exception logged")
-            return
-        first = story.first
-        text = "first %s at RIP %s" % (mnemonic(first.vector, self.f.names), self.short(first.rip))
-        if first.cr2 is not None and first.vector == PAGE_FAULT:
-            text += ", CR2 %#x, error %#x" % (first.cr2, first.error)
-        count = story.total()
-        self.ex.line("QEMU's exception log: %s; %s%d exception%s logged: %s" % (
-            text, "at least " if story.partial else "", count, "" if count == 1 else "s",
-            story.chain(lambda fault: mnemonic(fault.vector, self.f.names))))
-        loop = story.loop()
-        if loop is not None and not self.still_in(loop.fault):
-            loop = None
-        context = "QEMU's log: " + story.chain(lambda fault: mnemonic(fault.vector, self.f.names), limit=4)
-        if loop is not None:
-            fault = loop.fault
-            context += "; a loop: %s%d x %s at RIP %s%s, and no triple fault" % (
-                "at least " if story.partial else "", loop.stuck, mnemonic(fault.vector, self.f.names),
-                self.short(fault.rip), ", CR2 %#x" % fault.cr2 if fault.cr2 is not None else "")
-        elif story.runs and story.runs[-1].count >= 3:
-            run = story.runs[-1]
-            self.ex.line("  the last %d exceptions are alike (%s at RIP %s) but not a loop: %s" % (
-                run.count, mnemonic(run.fault.vector, self.f.names), self.short(run.fault.rip),
-                "the CPU went on after them" if story.went_on or not self.still_in(run.fault) else
-                "they were taken in different roots or states (one each, answered), not the same "
-                "fault retried with no progress"))
-        self.ex.context.append(context)
+    def log_hint(self):
+        """Without QEMU's log, why there is none, beside the verdict when the machine died (how it got
+        there matters then, not for a fault it reported). With one, fault-why prints its summary."""
+        if self.f.log is None and self.f.log_hint and self.trap_vector in (None, DOUBLE_FAULT) and \
+                any(f.rank < NOTHING_RANK for f in self.ex.findings):
+            self.ex.context.append(self.f.log_hint)
 
-    def still_in(self, fault) -> bool:
-        """Whether the machine may still be taking @p fault: stopped in a trap frame for that same
-        exception (vector, RIP), or not stopped at a breakpoint (a triple fault, an interrupt, no
-        stop known). Stopped at a breakpoint anywhere else, the CPU got there: it went on."""
-        trap = self.f.trap
-        if trap is not None and trap.fields is not None:
-            return trap.fields["vector"] == fault.vector and trap.fields["rip"] == fault.rip
-        return self.f.stop != "SIGTRAP"
+    def first_logged(self):
+        """The first exception QEMU's log shows (a faultlog.Event), or None."""
+        faults = self.f.log.faults if self.f.log is not None else ()
+        return faults[0] if faults else None
 
     # -- top level -------------------------------------------------------------------------
     def explain(self) -> list[str]:
@@ -333,7 +301,7 @@ class _Explainer:
             self.trap_frame(trap)
         else:
             self.cpu_as_is()
-        self.log_context()
+        self.log_hint()
         return self.ex.render()
 
     def paging_not_on(self, mode: str, trap):
@@ -399,9 +367,8 @@ class _Explainer:
         if not self.ex.findings:
             return
         best = min(self.ex.findings, key=lambda f: f.rank)
-        self.ex.findings = [Finding(best.rank, "%s in ring 3: %s; the kernel kills the process "
-                                               "unless it resolves the fault" % (
-                                                   self.process_label(), best.sentence))]
+        self.ex.findings = [Finding(best.rank, "%s in ring 3: %s; %s" % (self.process_label(), best.sentence,
+                                                                        UNRESOLVED))]
 
     def kernel_access(self, rip: int, address: int, write: bool) -> KernelAccess:
         """What the rules of a kernel access on a process's behalf (diagnose.on_behalf_findings)
@@ -423,10 +390,9 @@ class _Explainer:
         w = self.roots.walk(rip)
         if not w.mapped or not w.perms.user or not w.perms.execute:
             return
-        self.ex.find(7, "the CPU was running the process's user code at %#x in ring 0 (CS %#x, CPL 0) for %s: "
-                        "the entry to user mode kept kernel privilege; it returns to ring 0 when the code "
-                        "selector it loads has RPL 0, where the user code selector has RPL 3"
-                     % (rip, tf["cs"], self.process_label()))
+        self.ex.find(7, user_code_at_kernel_privilege(
+            rip, "in ring 0 (CS %#x, CPL 0)" % tf["cs"], self.process_label(),
+            "it returns to ring 0 when the code selector it loads has RPL 0, where the user code selector has RPL 3"))
 
     def iret_rules(self, tf: dict) -> None:
         """A #GP raised by IRETQ itself: the frame it was popping (at the interrupted RSP) is
@@ -509,11 +475,11 @@ class _Explainer:
         if decoded.reserved_bit and not kva:
             ex.find(20, "an entry on the way to CR2 %#x has a reserved bit set: %s"
                     % (cr2, w.stop_reason))
+        record = FaultRecord("CR2", cr2, w, "the active root " + roots.label(), decoded.user,
+                             cr2 >= KERNEL_HALF_START, "invlpg or CR3 reload")
         if not decoded.present or not w.mapped:
             if w.mapped:
-                ex.find(30, "CR2 %#x is mapped now, but was not when the CPU faulted: the "
-                            "mapping was added afterwards, the fault came from another root, "
-                            "or a stale TLB entry was used (missing invlpg or CR3 reload)" % cr2)
+                ex.find(30, mapped_since(record))
                 return
             if _near_stack(cr2, rsp) and not decoded.user:
                 ex.find(5, self.stack_sentence("the interrupted stack pointer", rsp, cr2,
@@ -545,19 +511,13 @@ class _Explainer:
                 ex.find(12, elsewhere + ": the mapping was written into a root that is not "
                                         "the active one")
             if decoded.user:
-                ex.find(40, "CR2 %#x is not mapped in the active root %s (%s): the program "
-                            "touched %s it was never given" % (
-                                cr2, roots.label(), w.stop_reason,
-                                "a kernel address" if cr2 >= KERNEL_HALF_START
-                                else "an address"))
+                ex.find(40, never_given(record))
                 return
-            ex.find(40, "CR2 %#x is not mapped in the active root %s (%s): map it, or find "
-                        "why the kernel touched it (RIP's code, `bt`)"
-                    % (cr2, roots.label(), w.stop_reason))
+            ex.find(40, kernel_touched_unmapped(record, "RIP"))
             return
-        self.permission_rules(decoded, w, cr2)
+        self.permission_rules(decoded, w, cr2, record)
 
-    def permission_rules(self, decoded, w: Walk, cr2: int):
+    def permission_rules(self, decoded, w: Walk, cr2: int, record: FaultRecord):
         cr0, cr4 = self.f.regs.get("cr0", 0), self.f.regs.get("cr4", 0)
         perms, leaf = w.perms, w.levels[-1]
         reasons = []
@@ -587,9 +547,7 @@ class _Explainer:
         if reasons:
             self.ex.find(20, "CR2 %#x: %s" % (cr2, "; ".join(reasons)))
         else:
-            self.ex.find(30, "the walk of CR2 %#x now allows this access: the tables were "
-                             "changed after the fault, or the CPU used a stale TLB entry "
-                             "(missing invlpg?)" % cr2)
+            self.ex.find(30, walk_allows_now(record))
 
     def virtual_address_in_entry(self, w: Walk) -> Optional[str]:
         for level in w.levels[:-1] if w.mapped else w.levels:
@@ -694,7 +652,7 @@ class _Explainer:
             self.ex.line(format_walk(self.roots.walk(rsp)))
             self.null_stack_rule(rip, rsp)
         # The exception that could not be delivered: QEMU's log knows; else the usual two.
-        first = self.f.log.first if self.f.log is not None else None
+        first = self.first_logged()
         if first is not None and first.vector == PAGE_FAULT and first.rip == rip:
             self.cr2_first = first.cr2
         vectors = (first.vector,) if first is not None and first.vector != DOUBLE_FAULT \
@@ -852,7 +810,7 @@ class _Explainer:
         rip, rsp = regs.get("rip", 0), regs.get("rsp", 0)
         # After a #DF or a triple fault, CR2 holds the last of the faults; QEMU's log has the
         # first one, which is what the instruction at RIP did.
-        first = f.log.first if f.log is not None else None
+        first = self.first_logged()
         if first is not None and first.vector == PAGE_FAULT and first.rip == rip and \
                 first.cr2 is not None:
             self.cr2_first = first.cr2
@@ -882,7 +840,7 @@ class _Explainer:
             rounded = self.section_end_sentence(rip, "the code at RIP")
             if rounded:
                 ex.find(5, rounded)
-        first = f.log.first if f.log is not None else None
+        first = self.first_logged()
         vectors = (PAGE_FAULT, DOUBLE_FAULT)
         if first is not None and first.vector not in vectors:
             vectors = (first.vector,) + vectors

@@ -190,3 +190,12 @@ def argument_page(kernel):
     top = kernel_symbol(kernel, C.fact_symbol("user_stack_top"))
     return top - kernel_symbol(kernel, C.fact_symbol("page_size"))
 TTBR_BADDR = 0x0000_FFFF_FFFF_F000
+
+
+def logged_chain(why):
+    """The exceptions fault-why's one line of QEMU's log (faultlog's summary) names, as
+    '#PF -> #DF -> triple fault', from fault-why's output @p why."""
+    (line,) = [text for text in why.splitlines() if text.startswith("QEMU's interrupt log: ")]
+    many = re.search(r"\d+ exceptions logged \(([^)]*)\)", line)
+    chain = many.group(1) if many else re.match(r"QEMU's interrupt log: first fault: (\S+)", line).group(1)
+    return chain + (" -> triple fault" if "then a triple fault" in line else "")

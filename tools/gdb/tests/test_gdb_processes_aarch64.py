@@ -77,4 +77,5 @@ def test_fault_why_explains_an_el0_abort(stopped):
     assert verdicts[2].endswith("the kernel kills the process (an address the program was never given, or a region "
                                 "the loader never recorded)"), verdicts[2]
     assert "not a kernel bug" not in verdicts[2] + verdicts[3]
-    assert "the program touched an address it was never given" in verdicts[3], verdicts[3]
+    assert "FAR %#x is not mapped in the process's address space (" % UNMAPPED in verdicts[3], verdicts[3]
+    assert "the program touched a kernel address it was never given" in verdicts[3], verdicts[3]
