@@ -13,7 +13,7 @@ import re
 from pagoda_grade import lab_test
 from pagoda_grade.labtest import LabTest
 from pagoda_grade.processes import registry, user_symbol
-from pagoda_grade.witness import PAGE, page_faults_at
+from pagoda_grade.witness import ARCHES, PAGE, page_faults_at
 from pagoda_pt import contract, picture
 
 IPI = 0xF0          # x86_64's one inter-processor interrupt (arch/x86_64/traps.hpp kIpiVector)
@@ -260,7 +260,7 @@ def test_lazy_idle(boot, kernel, arch):
         cpu1 = t.cpus()[1]
         assert not cpu1.user and cpu1.root == a, (
             f"spin, pinned on CPU 1, sleeps and CPU 1 idles in root {cpu1.root:#x}, not spin's {a:#x} (the gdbstub's "
-            f"{'CR3' if arch == 'x86_64' else 'TTBR0'} of CPU 1): the switch to the idle loop loaded another root (no "
+            f"{ARCHES[arch].lower_root_label} of CPU 1): the switch to the idle loop loaded another root (no "
             "lazy TLB: idle keeps the last user root loaded, and its TLB)")
         snap, mark = t.stage(2)
         mask, missed = snap.argument(1), snap.argument(2)
