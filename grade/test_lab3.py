@@ -545,7 +545,8 @@ def test_kstack_overflow(boot, kernel, arch):
 def live_stacks(snap, watch):
     """The kernel-stack slots the process table (guest RAM) says live processes hold at @p snap
     (every slot when the kernel exports no table facts)."""
-    from pagoda_grade.procaudit import NO_SLOT, Facts, read_procs
+    from pagoda_grade.procaudit import Facts, read_procs
+    from pagoda_pt.procs import NO_SLOT
     facts = Facts.of(watch.kernel)
     if facts is None:
         return set(range(watch.layout.slots))

@@ -263,7 +263,7 @@ def test_lazy_idle(boot, kernel, arch):
             f"{ARCHES[arch].lower_root_label} of CPU 1): the switch to the idle loop loaded another root (no "
             "lazy TLB: idle keeps the last user root loaded, and its TLB)")
         snap, mark = t.stage(2)
-        mask, missed = snap.argument(1), snap.argument(2)
+        mask = snap.argument(1)
         assert t.cpus()[1].root == a, "CPU 1 left spin's root while it idled and CPU 0 evicted spin's page"
         snap, _ = t.stage(3)
         frame1, c1 = t.counted(snap, a)

@@ -6,13 +6,14 @@ what a wait got wrong against the process table, and the order a lab-6 failure n
 import re
 
 from pagoda_pt import contract
+from pagoda_pt.procs import NO_SLOT
 from . import audit, programs
 from .labtest import ProcTest, Return, Trace, signed
 from .lifecycle import Deaths, leak_story, moment, stale_records
 from .outcomes import KILL_LINE, STAND_IN, BootEnded
 from .processes import (Pages, count_used, covered, digest, foreign_code_kill, parse_kills, process_roots, processes,
                         user_page_frames, user_symbol)
-from .procaudit import NO_SLOT, Facts, _u, errno_name, read_current, read_procs
+from .procaudit import Facts, _u, errno_name, read_current, read_procs
 from .proof import proof
 from .symbols import fact
 from .watch import syscall_number, u64

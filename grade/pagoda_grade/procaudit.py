@@ -22,7 +22,7 @@ import os
 import re
 
 from pagoda_pt.procaudit import audit_table, trap_stack_problem  # noqa: F401
-from pagoda_pt.procs import NO_SLOT, RECORD_FACTS, Layout, _u, read_current, read_procs  # noqa: F401
+from pagoda_pt.procs import RECORD_FACTS, Layout, _u, read_current, read_procs  # noqa: F401
 
 from pagoda_pt import contract
 from . import programs, symbols

@@ -70,6 +70,9 @@ class AddressSpace {
   bool is_kernel() const { return arch_.is_kernel(); }
   /// True when the CPU translates through this space now.
   bool is_live() const { return arch_.is_live(); }
+  /// Two CPUs: if this CPU only kept this space's root while idle (lazy TLB, activate()), it
+  /// loads the kernel's now; otherwise nothing. For a teardown that must not find its root live.
+  void leave_if_lazy() { leave_lazy(reinterpret_cast<uptr>(this)); }
   /// Makes this the live space (CR3 on x86_64; TTBR0 and the ASID on AArch64), after checking
   /// (unless switch_checks() is off) that it maps what the CPU needs right after the switch and
   /// shares the kernel half: otherwise it panics with the reason, on the old root.
