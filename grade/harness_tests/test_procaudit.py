@@ -7,7 +7,7 @@ import pytest
 
 from pagoda_grade import causes, forks, procaudit, programs, symbols
 from pagoda_pt import contract
-from pagoda_pt.procs import Proc as Rec
+from pagoda_pt.procs import NO_SLOT, Proc as Rec
 
 PAGE = 4096
 READY, RUNNING, SLEEPING, ZOMBIE, WAITING = 1, 2, 3, 4, 5
@@ -71,7 +71,7 @@ def test_a_parent_that_is_gone_is_named():
 def test_two_processes_on_one_kernel_stack_slot_are_named():
     said = audit([rec(0, 1, state=RUNNING, kslot=4), rec(1, 2, kslot=4)], 0)
     assert "both hold kernel-stack slot 4" in said
-    assert audit([rec(0, 1, state=RUNNING, kslot=procaudit.NO_SLOT), rec(1, 2, kslot=procaudit.NO_SLOT)], 0) is None
+    assert audit([rec(0, 1, state=RUNNING, kslot=NO_SLOT), rec(1, 2, kslot=NO_SLOT)], 0) is None
 
 
 def test_two_live_processes_with_one_root_are_named():
