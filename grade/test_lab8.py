@@ -50,6 +50,13 @@ class Smp(LabTest):
         assert snap.argument(0) == n, f"the self-test stopped at its stage {snap.argument(0)}, not {n}"
         return snap, len(self.guest.log_events())
 
+    def counts_on(self, n, root, frame, count, why):
+        """At stage @p n, the second look: spin's page still maps @p frame and its count there passed
+        @p count; otherwise the failure, ending in @p why."""
+        frame2, c2 = self.counted(self.stage(n)[0], root)
+        assert frame2 == frame and c2 > count, (
+            f"spin's count page maps frame {frame:#x} then {frame2 or 0:#x}, its count there {count} then {c2}: {why}")
+
     def spins(self, snap, n=2):
         """The roots of spin A (pinned on CPU 1) and spin B, in pid order (the registry)."""
         roots = sorted((k.id, k.root) for k in registry(snap, self.kernel).roots
@@ -129,11 +136,8 @@ def test_remote_eviction(boot, kernel, arch):
         t.reached_cpu1(mark)
         assert c1 >= c0, (f"spin's count came back as {c1}, less than the {c0} it had before the eviction: the page "
                           "did not come back with its bytes")
-        snap, _ = t.stage(3)
-        frame2, c2 = t.counted(snap, a)
-        assert frame2 == frame1 and c2 > c1, (
-            f"spin's count page maps frame {frame1:#x} then {frame2 or 0:#x}, its count there {c1} then {c2}: spin does "
-            "not count in the frame its entry names (CPU 1 uses a stale translation)")
+        t.counts_on(3, a, frame1, c1, "spin does not count in the frame its entry names (CPU 1 uses a stale "
+                    "translation)")
         return True
     t.start(script)
 
@@ -278,10 +282,7 @@ def test_lazy_idle(boot, kernel, arch):
                 f"CPU 0 evicted page {t.page:#x} of spin while spin slept and CPU 1 idled in spin's root; spin woke on "
                 f"CPU 1 and its page is {'still out' if frame1 is None else 'in'} with {len(faults)} page fault(s) "
                 f"at it on CPU 1 (QEMU's log): CPU 1 kept the old translation across its idle time ({why})")
-        snap, _ = t.stage(4)
-        frame2, c2 = t.counted(snap, a)
-        assert frame2 == frame1 and c2 > c1, (
-            f"spin's count page maps frame {frame1:#x} then {frame2 or 0:#x}, its count there {c1} then {c2}: spin, "
-            "back on CPU 1 after its sleep, does not count in the frame its entry names (a stale translation)")
+        t.counts_on(4, a, frame1, c1, "spin, back on CPU 1 after its sleep, does not count in the frame its entry "
+                    "names (a stale translation)")
         return True
     t.start(script)
