@@ -45,10 +45,10 @@ class AddressSpace;  // mm/space/address_space.hpp: a node names it, never follo
 
 /// One user frame (see the layout above).
 struct FrameEntry {
-  u32 rmap = 0;      ///< the first node of its reverse map, + 1 (0: no mapping recorded)
+  u32 rmap = 0;      ///< yours (the reference: its chain's first node + 1; 0: none); never published
   u32 backing = 0;   ///< the swap slot, + 1, that holds its bytes while it stays clean (0: none)
   u16 pins = 0;      ///< pins held: a pinned frame is never chosen or evicted
-  u16 mappings = 0;  ///< nodes in its reverse map (> 0: resident)
+  u16 mappings = 0;  ///< mappings recorded (> 0: resident; is_resident() and the fault path read it)
   u32 reserved = 0;
 
   bool has_backing() const { return backing != 0; }
@@ -64,8 +64,8 @@ struct RmapNode {
   AddressSpace* space;  ///< the space whose root maps the frame
   u64 root;             ///< that space's root (a PhysAddr's value), for the tools
   u64 va;               ///< the page's address in that space
-  u32 next;             ///< the next node of the same frame + 1 (0: the last); free: the next free
-  u32 frame;            ///< the index of the frame's entry
+  u32 next;             ///< yours (the reference: the next node of the frame's chain + 1, or the next free)
+  u32 frame;            ///< the index of the frame's entry (published with space, root and va)
 };
 static_assert(sizeof(RmapNode) == 32);
 
