@@ -3,10 +3,11 @@ saw it, and the checks made at every write and read of the disk, every eviction 
 the clock (SwapWatch).
 
 What is read, and from where:
-  - the swap state the kernel publishes (pagoda_swap_state, kernel/mm/swap.cpp): the slot
-    counts, each frame's backing slot and pins, the reverse map's nodes, read in guest RAM at a
-    stop; never its hands nor its resident count (the clock's order is the contract's: the
-    grader keeps the previous victim itself), and nothing is written there;
+  - the registry the kernel publishes (pagoda_swap_state, kernel/mm/swap.cpp): the slot
+    holder counts, each frame's backing slot and pins, and the reverse map's records (every pool
+    node with a space: its frame, root and va; never its links or order), read in guest RAM at a
+    stop; the clock's and the slot map's state are the student's and not published (the clock's
+    order is the contract's: the grader keeps the previous victim itself); nothing is written;
   - every root in the kernel's root registry, walked by the grader (every leaf of the user half,
     present or not): which frames each root maps and with which accessed and dirty state, which
     slot each swap entry names (World);

@@ -43,14 +43,16 @@
 ///     64      8     slots        kernel address of the slot map (one u16 count per slot)
 ///     72      8     slot_count   slots (0: no swap disk)
 ///     80      8     resident     kernel address of the count of resident frames (u64)
-///     88      8     clock_hand   kernel address of the clock's hand (u64: an entry index)
-///     96      8     slot_hand    kernel address of the slot map's hand (u64: a slot)
-///     104     8     counters     kernel address of the swapper's counters (SwapCounters: u64s)
-///     112     8     entry_size   sizeof(FrameEntry)
-///     120     8     node_size    sizeof(RmapNode)
+///     88      8     counters     kernel address of the swapper's counters (SwapCounters: u64s)
+///     96      8     entry_size   sizeof(FrameEntry)
+///     104     8     node_size    sizeof(RmapNode)
 ///
-/// The fields of an entry, a node and the counters are PAGODA_FACTs (frame_entry_*, rmap_node_*,
-/// swap_counter_*); the bits of a swap entry are the format's (swap_entry_bit, ...: mm/base/facts.cpp).
+/// This is the whole registry lab 7 exports: what each slot's holders count, each frame's backing
+/// slot and pins, and the mappings recorded (every node whose space is not null is one: its frame,
+/// root and va; how the nodes are found, linked or ordered is not published). The clock's state,
+/// the slot map's search state and the reverse map's links are the student's design, never read.
+/// The fields read are PAGODA_FACTs (frame_entry_*, rmap_node_*, swap_counter_*); the bits of a
+/// swap entry are the format's (swap_entry_bit, ...: mm/base/facts.cpp).
 struct SwapStateExport {
   char magic[8];
   pagoda::u32 version;
@@ -64,20 +66,16 @@ struct SwapStateExport {
   pagoda::u64 slots;
   pagoda::u64 slot_count;
   pagoda::u64 resident;
-  pagoda::u64 clock_hand;
-  pagoda::u64 slot_hand;
   pagoda::u64 counters;
   pagoda::u64 entry_size;
   pagoda::u64 node_size;
 };
-static_assert(sizeof(SwapStateExport) == 128);
-inline constexpr pagoda::u32 kSwapStateVersion = 1;
+static_assert(sizeof(SwapStateExport) == 112);
+inline constexpr pagoda::u32 kSwapStateVersion = 2;
 
 extern "C" constinit SwapStateExport pagoda_swap_state = {{'P', 'G', 'S', 'W', 'A', 'P', '\0', '\0'},
                                                           kSwapStateVersion,
                                                           sizeof(SwapStateExport),
-                                                          0,
-                                                          0,
                                                           0,
                                                           0,
                                                           0,
@@ -97,14 +95,11 @@ namespace {
 using Format = arch::PageTableFormat;
 
 // The fields the tools read of each part (pagoda_swap_state says where the parts are).
-PAGODA_FACT(frame_entry_rmap, offsetof(FrameEntry, rmap))
 PAGODA_FACT(frame_entry_backing, offsetof(FrameEntry, backing))
 PAGODA_FACT(frame_entry_pins, offsetof(FrameEntry, pins))
-PAGODA_FACT(frame_entry_mappings, offsetof(FrameEntry, mappings))
 PAGODA_FACT(rmap_node_space, offsetof(RmapNode, space))
 PAGODA_FACT(rmap_node_root, offsetof(RmapNode, root))
 PAGODA_FACT(rmap_node_va, offsetof(RmapNode, va))
-PAGODA_FACT(rmap_node_next, offsetof(RmapNode, next))
 PAGODA_FACT(rmap_node_frame, offsetof(RmapNode, frame))
 PAGODA_FACT(swap_counter_evictions, offsetof(SwapCounters, evictions))
 PAGODA_FACT(swap_counter_writes, offsetof(SwapCounters, writes))
@@ -193,8 +188,6 @@ Result<void> init_swap(usize cap, SwapDevice disk, u64 slots) {
   s.slots = reinterpret_cast<u64>(counts);
   s.slot_count = slots;
   s.resident = reinterpret_cast<u64>(g_table.resident_count());
-  s.clock_hand = reinterpret_cast<u64>(g_table.hand_location());
-  s.slot_hand = reinterpret_cast<u64>(g_slots.hand_location());
   s.counters = reinterpret_cast<u64>(&g_swapper.counters());
   if (cap == 0) print("swap: no cap on user frames");
   else print("swap: at most {} resident user frames", cap);

@@ -501,28 +501,34 @@ TEST_F(SwapTest, TheReverseMapFollowsASpaceThatMoves) {
 
 // ---- The slot map and the reverse map ------------------------------------------------------
 
-TEST(SwapSlots, TakeIsNextFitSharedAndDroppedByCountAndAFullMapIsOutOfMemory) {
-  std::vector<u16> counts(4);
+TEST(SwapSlots, TakeHandsOutFreeSlotsSharedAndDroppedByCountAndAFullMapIsOutOfMemory) {
+  // The interface only: which free slot take() hands out is the student's design.
+  std::vector<u16> counts(4, 7);  // init() must clear them
   SwapSlots s;
   s.init(Span<u16>(counts.data(), counts.size()));
-  EXPECT_EQ(s.take().value(), 0u);
-  EXPECT_EQ(s.take().value(), 1u);
-  EXPECT_TRUE(s.drop(0));
-  EXPECT_EQ(s.take().value(), 2u) << "next fit: a slot just freed is not the next one";
-  EXPECT_TRUE(s.share(1).ok());
-  EXPECT_EQ(s.count(1), 2u);
-  EXPECT_FALSE(s.drop(1)) << "another holder remains";
-  EXPECT_TRUE(s.drop(1)) << "the last holder frees it";
-  EXPECT_TRUE(s.share(1).is_error()) << "sharing a free slot";
-  EXPECT_EQ(s.take().value(), 3u);
-  EXPECT_EQ(s.take().value(), 0u);
-  EXPECT_EQ(s.take().value(), 1u);
+  EXPECT_EQ(counts, (std::vector<u16>(4, 0))) << "init() leaves every slot free in the published counts";
+  const u64 a = s.take().value(), b = s.take().value();
+  EXPECT_NE(a, b) << "a held slot was handed out again";
+  EXPECT_EQ(s.count(a), 1u);
+  EXPECT_EQ(counts[b], 1u) << "the published count is the holders'";
+  EXPECT_TRUE(s.drop(a));
+  EXPECT_EQ(counts[a], 0u);
+  EXPECT_TRUE(s.share(b).ok());
+  EXPECT_EQ(s.count(b), 2u);
+  EXPECT_FALSE(s.drop(b)) << "another holder remains";
+  EXPECT_TRUE(s.drop(b)) << "the last holder frees it";
+  EXPECT_TRUE(s.share(b).is_error()) << "sharing a free slot";
+  std::vector<u64> taken;
+  for (int i = 0; i < 4; ++i) taken.push_back(s.take().value());
+  std::sort(taken.begin(), taken.end());
+  EXPECT_EQ(taken, (std::vector<u64>{0, 1, 2, 3})) << "every free slot is handed out, none twice";
   EXPECT_EQ(s.in_use(), 4u);
   const Result<u64> full = s.take();
   ASSERT_TRUE(full.is_error());
   EXPECT_EQ(full.error().code, ErrorCode::NoMemory);
   EXPECT_THROW((void)s.drop(9), host::HostPanic);
   for (u64 slot = 0; slot < 4; ++slot) (void)s.drop(slot);
+  EXPECT_EQ(s.in_use(), 0u);
   EXPECT_THROW((void)s.drop(2), host::HostPanic) << "dropping a free slot must stop the kernel";
 }
 
@@ -555,6 +561,15 @@ TEST(FrameTable, TheReverseMapRecordsEveryMappingAndCountsResidentFrames) {
   EXPECT_EQ(t.forget_mappings(g), 1u);
   EXPECT_EQ(t.resident(), 0u);
   EXPECT_EQ(t.free_nodes(), 3u) << "a node was not given back";
+  // The published records (the contract): a node with a space is one recorded mapping.
+  ASSERT_TRUE(t.note_mapped(g, *b, PhysAddr(0xb000), VirtAddr(0x7000)).ok());
+  usize recorded = 0;
+  for (const RmapNode& n : nodes)
+    if (n.space != nullptr) {
+      ++recorded;
+      EXPECT_TRUE(n.space == b && n.root == 0xb000 && n.va == 0x7000 && n.frame == t.index_of(g));
+    }
+  EXPECT_EQ(recorded, 1u) << "a node given back must have a null space; a taken one names its mapping";
 }
 
 TEST(FrameTable, APinHoldsTheFrameForAsLongAsItLives) {

@@ -12,15 +12,24 @@ void FrameTable::init(Span<FrameEntry> entries, u64 first_frame, Span<RmapNode> 
   for (usize i = 0; i < count_; ++i) entries_[i] = FrameEntry{};
   nodes_ = nodes.data();
   node_count_ = nodes.size();
+  free_nodes_ = node_count_;
+  resident_ = 0;
+  cap_ = cap;
+  // LAB 7 BEGIN your storage set up: every node free (its space null), the clock at the first entry
   // Every node free, chained in order: node i's next is node i + 1 (links are number + 1).
   for (usize i = 0; i < node_count_; ++i)
     nodes_[i] =
         RmapNode{.space = nullptr, .root = 0, .va = 0, .next = i + 1 < node_count_ ? u32(i + 2) : 0, .frame = 0};
   free_list_ = node_count_ > 0 ? 1 : 0;
-  free_nodes_ = node_count_;
-  resident_ = 0;
-  cap_ = cap;
   hand_ = 0;
+  // LAB 7 SKELETON
+  // // Every node free, chained in order: node i's next is node i + 1 (links are number + 1).
+  // for (usize i = 0; i < node_count_; ++i)
+  //   nodes_[i] =
+  //       RmapNode{.space = nullptr, .root = 0, .va = 0, .next = i + 1 < node_count_ ? u32(i + 2) : 0, .frame = 0};
+  // free_list_ = node_count_ > 0 ? 1 : 0;
+  // hand_ = 0;
+  // LAB 7 END
 }
 
 FrameEntry& FrameTable::entry(PhysAddr frame) {
@@ -32,6 +41,7 @@ FrameEntry& FrameTable::entry(PhysAddr frame) {
 
 const FrameEntry& FrameTable::entry(PhysAddr frame) const { return const_cast<FrameTable*>(this)->entry(frame); }
 
+// LAB 7 BEGIN your storage's helpers: the default free list of nodes, and the clock's hand
 u32 FrameTable::take_node() {
   const u32 link = free_list_;
   if (link == 0) return 0;
@@ -46,6 +56,30 @@ void FrameTable::give_node(u32 link) {
   free_list_ = link;
   ++free_nodes_;
 }
+
+usize FrameTable::hand() const { return hand_; }
+
+void FrameTable::set_hand(usize index) { hand_ = count_ == 0 ? 0 : index % count_; }
+// LAB 7 SKELETON
+// u32 FrameTable::take_node() {
+//   const u32 link = free_list_;
+//   if (link == 0) return 0;
+//   free_list_ = node(link).next;
+//   node(link).next = 0;
+//   --free_nodes_;
+//   return link;
+// }
+//
+// void FrameTable::give_node(u32 link) {
+//   node(link) = RmapNode{.space = nullptr, .root = 0, .va = 0, .next = free_list_, .frame = 0};
+//   free_list_ = link;
+//   ++free_nodes_;
+// }
+//
+// usize FrameTable::hand() const { return hand_; }
+//
+// void FrameTable::set_hand(usize index) { hand_ = count_ == 0 ? 0 : index % count_; }
+// LAB 7 END
 
 Result<void> FrameTable::note_mapped(PhysAddr frame, AddressSpace& space, PhysAddr root, VirtAddr va) {
   FrameEntry& e = entry(frame);
@@ -87,12 +121,21 @@ void FrameTable::space_moved(const AddressSpace& from, AddressSpace& to) {
     if (nodes_[i].space == &from) nodes_[i].space = &to;
 }
 
+// LAB 7 BEGIN a frame's mappings, one after the other, as your storage finds them
 const RmapNode* FrameTable::first_mapping(PhysAddr frame) const {
   const FrameEntry& e = entry(frame);
   return e.rmap == 0 ? nullptr : &node(e.rmap);
 }
 
 const RmapNode* FrameTable::next_mapping(const RmapNode& n) const { return n.next == 0 ? nullptr : &node(n.next); }
+// LAB 7 SKELETON
+// const RmapNode* FrameTable::first_mapping(PhysAddr frame) const {
+//   const FrameEntry& e = entry(frame);
+//   return e.rmap == 0 ? nullptr : &node(e.rmap);
+// }
+//
+// const RmapNode* FrameTable::next_mapping(const RmapNode& n) const { return n.next == 0 ? nullptr : &node(n.next); }
+// LAB 7 END
 
 void FrameTable::pin(PhysAddr frame) {
   FrameEntry& e = entry(frame);

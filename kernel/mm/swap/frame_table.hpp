@@ -20,15 +20,18 @@
 ///     +12 u32 reserved
 ///
 /// A frame is *resident* while it has a recorded mapping (mappings > 0): the frames the clock
-/// goes over, the ones `userframes=N` caps. Free nodes are chained through `next` from the
-/// free list's head. The kernel keeps the reverse map where mappings of user frames are made
-/// and unmade (mm/swap.cpp, called from the fault path, fork, exec, exit and munmap: given
-/// code, so that labs 5 and 6 need not know of it); only the list itself is yours
-/// (add_mapping(), remove_mapping(), part C).
+/// goes over, the ones `userframes=N` caps. The kernel keeps the reverse map where mappings of
+/// user frames are made and unmade (mm/swap.cpp, called from the fault path, fork, exec, exit
+/// and munmap: given code, so that labs 5 and 6 need not know of it).
 ///
-/// The entries, the nodes and the counters are published for the grader and GDB
-/// (pagoda_swap_state, mm/swap.cpp; the field offsets as PAGODA_FACTs): the grader builds its own
-/// reverse map by walking every root in the registry and compares.
+/// The contract (published for the grader and GDB: pagoda_swap_state, mm/swap.cpp; the field
+/// offsets as PAGODA_FACTs) is small: each entry's backing and pins, and one node of the pool
+/// per recorded mapping, its space, root, va and frame set (a node whose space is null is free).
+/// The grader builds its own reverse map by walking every root and compares it with those
+/// records. Everything else is yours (the LAB 7 regions): how a frame's records are found and
+/// linked (the drawing above is the reference's: chains through `next` from `rmap`, free nodes
+/// chained from a free list; a hash table of (space, va), or a fixed run of nodes per frame, do
+/// as well), and how the clock keeps its place (hand() and set_hand() are its interface).
 #pragma once
 
 #include "lib/result.hpp"
@@ -42,10 +45,10 @@ class AddressSpace;  // mm/space/address_space.hpp: a node names it, never follo
 
 /// One user frame (see the layout above).
 struct FrameEntry {
-  u32 rmap = 0;      ///< the first node of its reverse map, + 1 (0: no mapping recorded)
+  u32 rmap = 0;      ///< yours (the reference: its chain's first node + 1; 0: none); never published
   u32 backing = 0;   ///< the swap slot, + 1, that holds its bytes while it stays clean (0: none)
   u16 pins = 0;      ///< pins held: a pinned frame is never chosen or evicted
-  u16 mappings = 0;  ///< nodes in its reverse map (> 0: resident)
+  u16 mappings = 0;  ///< mappings recorded (> 0: resident; is_resident() and the fault path read it)
   u32 reserved = 0;
 
   bool has_backing() const { return backing != 0; }
@@ -61,8 +64,8 @@ struct RmapNode {
   AddressSpace* space;  ///< the space whose root maps the frame
   u64 root;             ///< that space's root (a PhysAddr's value), for the tools
   u64 va;               ///< the page's address in that space
-  u32 next;             ///< the next node of the same frame + 1 (0: the last); free: the next free
-  u32 frame;            ///< the index of the frame's entry
+  u32 next;             ///< yours (the reference: the next node of the frame's chain + 1, or the next free)
+  u32 frame;            ///< the index of the frame's entry (published with space, root and va)
 };
 static_assert(sizeof(RmapNode) == 32);
 
@@ -125,9 +128,10 @@ class FrameTable {
   bool pinned(PhysAddr frame) const { return tracks(frame) && entry(frame).pins > 0; }
   /// @}
 
-  /// The clock's hand: the index of the entry it looks at next (Swapper::choose_victim()).
-  usize hand() const { return hand_; }
-  void set_hand(usize index) { hand_ = count_ == 0 ? 0 : index % count_; }
+  /// The clock's place: the index of the entry it looks at next (Swapper::choose_victim()), and
+  /// where it starts next (set_hand(), the host tests' way of steering it).
+  usize hand() const;
+  void set_hand(usize index);
 
   /// Where the published state finds each part (mm/swap.cpp).
   const FrameEntry* entries() const { return entries_; }
@@ -135,7 +139,6 @@ class FrameTable {
   usize node_count() const { return node_count_; }
   u64 first_frame() const { return first_; }
   const usize* resident_count() const { return &resident_; }
-  const usize* hand_location() const { return &hand_; }
 
  private:
   /// Part C: the list. add_mapping() records (@p space, @p root, @p va) in @p e's chain (@p index:
@@ -145,23 +148,34 @@ class FrameTable {
   [[nodiscard]] Result<void> add_mapping(FrameEntry& e, u32 index, AddressSpace& space, PhysAddr root, VirtAddr va);
   [[nodiscard]] bool remove_mapping(FrameEntry& e, const AddressSpace& space, VirtAddr va);
 
+  FrameEntry* entries_ = nullptr;
+  usize count_ = 0;
+  u64 first_ = 0;
+  RmapNode* nodes_ = nullptr;  ///< the pool: one node per recorded mapping (space null: free)
+  usize node_count_ = 0;
+  usize free_nodes_ = 0;  ///< nodes free: free_nodes(), kept by your take and give of nodes
+  usize resident_ = 0;    ///< resident frames: resident(), kept by add_mapping() and remove_mapping()
+  usize cap_ = 0;
+
+  // LAB 7 BEGIN your reverse map's storage (how nodes are taken, found and linked) and the clock's state
   /// A free node (its number + 1, as chains hold them), or 0 when none is left.
   u32 take_node();
   /// Gives node @p link (number + 1) back to the free list.
   void give_node(u32 link);
   RmapNode& node(u32 link) { return nodes_[link - 1]; }
   const RmapNode& node(u32 link) const { return nodes_[link - 1]; }
-
-  FrameEntry* entries_ = nullptr;
-  usize count_ = 0;
-  u64 first_ = 0;
-  RmapNode* nodes_ = nullptr;
-  usize node_count_ = 0;
   u32 free_list_ = 0;  ///< the first free node + 1 (0: none)
-  usize free_nodes_ = 0;
-  usize resident_ = 0;
-  usize cap_ = 0;
-  usize hand_ = 0;
+  usize hand_ = 0;     ///< the clock's hand: the entry it looks at next
+  // LAB 7 SKELETON
+  // /// A free node (its number + 1, as chains hold them), or 0 when none is left.
+  // u32 take_node();
+  // /// Gives node @p link (number + 1) back to the free list.
+  // void give_node(u32 link);
+  // RmapNode& node(u32 link) { return nodes_[link - 1]; }
+  // const RmapNode& node(u32 link) const { return nodes_[link - 1]; }
+  // u32 free_list_ = 0;  ///< the first free node + 1 (0: none)
+  // usize hand_ = 0;     ///< the clock's hand: the entry it looks at next
+  // LAB 7 END
 };
 
 /// Holds @p frame where it is for as long as it lives: a pinned frame is never chosen by the

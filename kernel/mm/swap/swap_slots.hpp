@@ -23,7 +23,10 @@
 /// and the process that still names it gets those bytes when it faults.
 ///
 /// The counts are one u16 per slot in memory the kernel sets aside at boot (mm/swap.cpp), and
-/// published with the rest of the swap state for the grader and GDB (pagoda_swap_state).
+/// published with the rest of the swap state for the grader and GDB (pagoda_swap_state): that
+/// array is the contract, kept by take(), share() and drop(). How a free slot is found (next fit
+/// from a hand, first fit, a bitmap, a free stack) and whatever state that needs are yours: the
+/// private members in the LAB 7 region below; nothing outside reads them.
 #pragma once
 
 #include "core/panic.hpp"
@@ -42,29 +45,28 @@ class SwapSlots {
   void init(Span<u16> counts) {
     counts_ = counts.data();
     size_ = counts.size();
-    hand_ = 0;
     used_ = 0;
     for (u64 s = 0; s < size_; ++s) counts_[s] = 0;
+    // LAB 7 BEGIN your own state of the slot map, every slot free
+    hand_ = 0;
+    // LAB 7 SKELETON
+    // LAB 7 END
   }
 
   /// How many slots the map has (the disk's size in pages).
   u64 size() const { return size_; }
   /// The holders of @p slot (0: free; 0 too for a slot past the map).
   u32 count(u64 slot) const { return slot < size_ ? counts_[slot] : 0; }
-  /// Slots with at least one holder.
+  /// Slots with at least one holder (take() and drop() keep it).
   u64 in_use() const { return used_; }
-  /// Where the next take() starts looking.
-  u64 hand() const { return hand_; }
   /// The counts, for the published state.
   Span<const u16> table() const { return {counts_, size_}; }
-  /// Where the hand is kept, for the published state.
-  const u64* hand_location() const { return &hand_; }
 
-  /// A free slot, now held once (count 1): the first free one at or after the hand, wrapping
-  /// around (next fit: slots are written in the order they are taken, and a slot just freed is
-  /// not the next one handed out). NoMemory when every slot is held: the swap disk is full.
+  /// A free slot, now held once (count 1); which free one is yours (the reference: next fit, the
+  /// first free one at or after a hand, wrapping around, so that a slot just freed is not the next
+  /// one handed out). NoMemory when every slot is held: the swap disk is full.
   [[nodiscard]] Result<u64> take() {
-    // LAB 7 BEGIN a free slot, next fit from the hand; the disk is full when there is none
+    // LAB 7 BEGIN a free slot, now held once; the disk is full when there is none
     for (u64 i = 0; i < size_; ++i) {
       const u64 s = (hand_ + i) % size_;
       if (counts_[s] != 0) continue;
@@ -112,10 +114,14 @@ class SwapSlots {
   }
 
  private:
-  u16* counts_ = nullptr;
+  u16* counts_ = nullptr;  ///< the published holder counts (the contract)
   u64 size_ = 0;
-  u64 hand_ = 0;
   u64 used_ = 0;
+  // LAB 7 BEGIN your slot map's own state (how take() finds a free slot), and its helpers
+  u64 hand_ = 0;  ///< where the next take() starts looking (next fit)
+  // LAB 7 SKELETON
+  // // (yours: none yet)
+  // LAB 7 END
 };
 
 }  // namespace pagoda

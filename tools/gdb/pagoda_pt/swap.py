@@ -214,11 +214,10 @@ def swap_story(census: Optional[SwapCensus], slots_first: bool = False) -> Optio
 def summary(census: SwapCensus) -> list:
     state = census.state
     slots = len(state.counts)
-    lines = ["swap: %s; %d user frames resident (%s), %d pinned; the clock's hand at frame %#x"
-             % ("%d slots (%d KiB of disk), %d in use, the slot map's hand at %d"
-                % (slots, slots * PAGE_SIZE_4K // 1024, state.in_use(), state.slot_hand) if slots else "no swap disk",
-                len(state.mappings), "cap %d" % state.cap if state.cap else "no cap", len(state.pins),
-                (state.first + state.hand) * PAGE_SIZE_4K)]
+    lines = ["swap: %s; %d user frames resident (%s), %d pinned"
+             % ("%d slots (%d KiB of disk), %d in use" % (slots, slots * PAGE_SIZE_4K // 1024, state.in_use())
+                if slots else "no swap disk",
+                len(state.mappings), "cap %d" % state.cap if state.cap else "no cap", len(state.pins))]
     n = state.counters
     lines.append("the kernel's own counts: %d evictions (%d clean), %d slots written, %d read, %d write-backs"
                  % (n["evictions"], n["clean_evictions"], n["writes"], n["reads"], n["cleanings"]))

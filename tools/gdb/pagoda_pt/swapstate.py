@@ -4,11 +4,13 @@ swap.py's census (GDB's `swap-slots`, fault-why, the memview) checks against eve
 Plain Python like the rest of pagoda_pt: memory through read_phys(pa, size) -> bytes, the
 kernel's symbols through symbol(name) -> address or None.
 
-    pagoda_swap_state   "PGSWAP", version 1, 128 bytes: the cap, the frame table (FrameEntry: rmap,
-                        backing, pins, mappings), the reverse map's nodes (RmapNode: space, root,
-                        va, next), the slot map (a u16 count per slot), the resident count, the
-                        clock's and the slot map's hands, the swapper's counters; every address a
-                        kernel pointer into the window (kernel/mm/swap.cpp draws the layout)
+    pagoda_swap_state   "PGSWAP", version 2, 112 bytes: the cap, the frame table (FrameEntry: backing,
+                        pins), the reverse map's records (RmapNode: space, root, va, frame; a
+                        record with a null space is free), the slot map (a u16 holder count per
+                        slot), the resident count, the swapper's counters; every address a kernel
+                        pointer into the window (kernel/mm/swap.cpp draws the layout). Nothing
+                        else of the student's design (the clock's and the slot map's state, how
+                        records are linked, found or ordered) is published or read.
     pagoda_fact_frame_entry_*, rmap_node_*, swap_counter_*   the fields' offsets
     pagoda_fact_swap_entry_bit, ...                          a swap entry's bits (SWAP_FACTS)
 """
@@ -53,8 +55,8 @@ def swap_note(walk: Walk, leaf_level: int, facts: dict) -> Optional[str]:
 
 
 STATE_MAGIC = b"PGSWAP\0\0"
-STATE_VERSION = 1
-_HEAD = struct.Struct("<8sII14Q")
+STATE_VERSION = 2
+_HEAD = struct.Struct("<8sII12Q")
 # The swapper's counters, each a fact swap_counter_<name> (declared once: the contract).
 COUNTERS = tuple(n[len("swap_counter_"):] for n in C.FACTS if n.startswith("swap_counter_"))
 MAX_ITEMS = 1 << 24       # a bound on what a corrupted header can make us read
@@ -71,15 +73,12 @@ class SwapState:
     frame_count: int
     counts: list             # the slot map: one count per slot (empty: no swap disk)
     resident: int            # the kernel's count of resident frames
-    hand: int                # the clock's hand: an entry index
-    slot_hand: int
     counters: dict           # the swapper's own counts, by name (COUNTERS)
-    hand_at: int = 0         # the kernel address of the clock's hand (the grader steers it)
     backing: dict = field(default_factory=dict)    # frame -> the slot it keeps its clean copy in
     pins: dict = field(default_factory=dict)       # frame -> pins held (non-zero ones)
-    mappings: dict = field(default_factory=dict)   # frame -> its entry's mapping count (non-zero)
-    rmap: dict = field(default_factory=dict)       # frame -> [(root, va)], its chain in order
-    spaces: dict = field(default_factory=dict)     # frame -> [the space of each node of its chain]
+    mappings: dict = field(default_factory=dict)   # frame -> the records of its mappings (non-zero)
+    rmap: dict = field(default_factory=dict)       # frame -> [(root, va)], its records in the pool's order
+    spaces: dict = field(default_factory=dict)     # frame -> [the space of each of those records]
 
     def count(self, slot: int) -> int:
         return self.counts[slot] if 0 <= slot < len(self.counts) else 0
@@ -99,7 +98,7 @@ class SwapState:
         return (self.first + index) * PAGE_SIZE_4K
 
     def nodes(self, frame: int) -> list:
-        """[(space, root, va)] of @p frame's reverse map, in its chain's order."""
+        """[(space, root, va)] of @p frame's reverse map, in the pool's order."""
         return [(space,) + pair for space, pair in zip(self.spaces.get(frame, ()), self.rmap.get(frame, ()))]
 
     def backers(self) -> dict:
@@ -110,21 +109,20 @@ class SwapState:
         return out
 
 
-def _entry_struct(size, rmap_at, backing_at, pins_at, mappings_at):
-    """The Struct of one frame-table entry of @p size bytes that unpacks (rmap, backing, pins,
-    mappings) from their offsets (the facts); SwapError when they overlap or overrun it."""
-    fields = sorted(zip((rmap_at, backing_at, pins_at, mappings_at), "IIHH", range(4)))
+def _entry_struct(size, backing_at, pins_at):
+    """The Struct of one frame-table entry of @p size bytes that unpacks (backing, pins) from their
+    offsets (the facts); SwapError when they overlap or overrun it."""
+    fields = sorted(zip((backing_at, pins_at), "IH", range(2)))
     fmt, at = "<", 0
     for offset, code, _ in fields:
         if offset < at:
-            raise SwapError("%s: the frame entry's fields overlap (offsets %d, %d, %d, %d)"
-                            % (C.SWAP_STATE, rmap_at, backing_at, pins_at, mappings_at))
+            raise SwapError("%s: the frame entry's fields overlap (offsets %d, %d)" % (C.SWAP_STATE, backing_at, pins_at))
         fmt += "%dx%s" % (offset - at, code)
         at = offset + struct.calcsize(code)
     if at > size:
         raise SwapError("%s: the frame entry's fields overrun its %d bytes" % (C.SWAP_STATE, size))
     order = [k for _, _, k in fields]
-    return struct.Struct(fmt + "%dx" % (size - at)), [order.index(k) for k in range(4)]
+    return struct.Struct(fmt + "%dx" % (size - at)), [order.index(k) for k in range(2)]
 
 
 # {(entry Struct's format, chunk's offset in the table): (the chunk's bytes, its used entries)}:
@@ -134,7 +132,7 @@ _CHUNKS = {}
 
 
 def _used_entries(entry, table):
-    """(index, (rmap, backing, pins, mappings)) of every entry of @p table (bytes; @p entry from
+    """(index, (backing, pins)) of every entry of @p table (bytes; @p entry from
     _entry_struct()) with a field not zero, in order."""
     layout, order = entry
     chunk = PAGE_SIZE_4K // layout.size * layout.size
@@ -157,8 +155,8 @@ def read_swap_state(read_phys, symbol) -> Optional[SwapState]:
     image = kernel_image(symbol)
     window_pa = image.must_pa
     head = read_phys(image.static_pa(symbol, C.SWAP_STATE), _HEAD.size)
-    (magic, version, size, cap, frames, first, count, nodes, node_count, slots, slot_count, resident, hand,
-     slot_hand, counters, entry_size, node_size) = _HEAD.unpack(head)
+    (magic, version, size, cap, frames, first, count, nodes, node_count, slots, slot_count, resident, counters,
+     entry_size, node_size) = _HEAD.unpack(head)
     # (the version the course's build says, when the reader is given its facts, must be it too)
     if magic != STATE_MAGIC or version != STATE_VERSION or size != _HEAD.size or \
             symbol(C.fact_symbol("swap_state_version")) not in (None, version):
@@ -166,7 +164,7 @@ def read_swap_state(read_phys, symbol) -> Optional[SwapState]:
                         % (C.SWAP_STATE, magic, version, size, STATE_MAGIC, STATE_VERSION, _HEAD.size))
     if frames == 0:
         return None
-    if max(count, node_count, slot_count) > MAX_ITEMS or entry_size < 12 or node_size < 28:
+    if max(count, node_count, slot_count) > MAX_ITEMS or entry_size < 12 or node_size < 32:
         raise SwapError("%s is not believable (%d frames, %d nodes, %d slots; entries of %d bytes, nodes of %d)"
                         % (C.SWAP_STATE, count, node_count, slot_count, entry_size, node_size))
 
@@ -174,32 +172,29 @@ def read_swap_state(read_phys, symbol) -> Optional[SwapState]:
         return struct.unpack("<Q", read_phys(window_pa(va), 8))[0]
 
     data = read_phys(window_pa(slots), slot_count * 2) if slot_count else b""
-    state = SwapState(cap, first, count, list(struct.unpack("<%dH" % slot_count, data)), u64(resident), u64(hand),
-                      u64(slot_hand), {}, hand)
+    state = SwapState(cap, first, count, list(struct.unpack("<%dH" % slot_count, data)), u64(resident), {})
     offsets = {name: fact(symbol, "swap_counter_" + name) for name in COUNTERS}
     block = read_phys(window_pa(counters), max(offsets.values()) + 8)
     state.counters = {name: struct.unpack_from("<Q", block, at)[0] for name, at in offsets.items()}
-    rmap_at, backing_at, pins_at, mappings_at = (fact(symbol, "frame_entry_" + name)
-                                                 for name in ("rmap", "backing", "pins", "mappings"))
-    space_at, root_at, va_at, next_at = (fact(symbol, "rmap_node_" + name) for name in ("space", "root", "va", "next"))
-    entry = _entry_struct(entry_size, rmap_at, backing_at, pins_at, mappings_at)
+    backing_at, pins_at = (fact(symbol, "frame_entry_" + name) for name in ("backing", "pins"))
+    space_at, root_at, va_at, frame_at = (fact(symbol, "rmap_node_" + name) for name in ("space", "root", "va", "frame"))
     table = read_phys(window_pa(frames), count * entry_size)
-    pool = read_phys(window_pa(nodes), node_count * node_size)
-    for index, (link, backing, pins, mappings) in _used_entries(entry, table):
+    for index, (backing, pins) in _used_entries(_entry_struct(entry_size, backing_at, pins_at), table):
         frame = (first + index) * PAGE_SIZE_4K
         if backing:
             state.backing[frame] = backing - 1
         if pins:
             state.pins[frame] = pins
-        if mappings:
-            state.mappings[frame] = mappings
-        chain, spaces = [], []
-        while link and 0 < link <= node_count and len(chain) < node_count:
-            at_node = (link - 1) * node_size
-            chain.append((struct.unpack_from("<Q", pool, at_node + root_at)[0],
-                          struct.unpack_from("<Q", pool, at_node + va_at)[0]))
-            spaces.append(struct.unpack_from("<Q", pool, at_node + space_at)[0])
-            link = struct.unpack_from("<I", pool, at_node + next_at)[0]
-        if chain:
-            state.rmap[frame], state.spaces[frame] = chain, spaces
+    # The reverse map as records: every node with a space is one mapping of the frame it names,
+    # wherever it lies in the pool (how the kernel links or finds its records is its own).
+    pool = read_phys(window_pa(nodes), node_count * node_size)
+    for at_node in range(0, node_count * node_size, node_size):
+        space = struct.unpack_from("<Q", pool, at_node + space_at)[0]
+        if not space:
+            continue
+        frame = (first + struct.unpack_from("<I", pool, at_node + frame_at)[0]) * PAGE_SIZE_4K
+        state.rmap.setdefault(frame, []).append((struct.unpack_from("<Q", pool, at_node + root_at)[0],
+                                                 struct.unpack_from("<Q", pool, at_node + va_at)[0]))
+        state.spaces.setdefault(frame, []).append(space)
+        state.mappings[frame] = state.mappings.get(frame, 0) + 1
     return state

@@ -67,20 +67,25 @@ in_use = sum(1 for i in range(n) if data[2 * i] or data[2 * i + 1])
 result = json.dumps(dict(rows=rows, in_use=in_use, slots=n))
 '''.replace("SLOTS", SLOTS)
 
-# Inside GDB: the frame an argument of the step maps (the parent's argument page), its frame
-# table entry's reverse-map head and mapping count zeroed (the old values kept for UNDO_FRAME).
+# Inside GDB: the frame an argument of the step maps (the parent's argument page), every record
+# of it in the reverse map's pool made free (its space zeroed; the old values kept for UNDO_FRAME).
 FORGET_FRAME = r'''
-import re
+import re, struct
 walk = gdb.execute("pt-walk %#x --root 1" % PAGE, to_string=True)
 frame = int(re.search(r"-> PA (0x[0-9a-f]+)", walk).group(1), 16) & ~0xfff
 first = int(gdb.parse_and_eval("pagoda_swap_state.first_frame"))
-entry = int(gdb.parse_and_eval("pagoda_swap_state.frames")) + (frame // 4096 - first) * 16
-fields = [(entry + int(gdb.parse_and_eval("(unsigned long)&pagoda_fact_frame_entry_" + f)), t)
-          for f, t in (("rmap", "unsigned int"), ("mappings", "unsigned short"))]
-saved = [(at, t, int(gdb.parse_and_eval("*(%s*)%#x" % (t, at)))) for at, t in fields]
-for at, t, _ in saved:
-    gdb.execute("set var *(%s*)%#x = 0" % (t, at))
-gdb.set_convenience_variable("undo", " ".join("%s:%#x:%d" % (t.replace(" ", "_"), at, v) for at, t, v in saved))
+pool = int(gdb.parse_and_eval("pagoda_swap_state.nodes"))
+count, size = (int(gdb.parse_and_eval("pagoda_swap_state." + f)) for f in ("node_count", "node_size"))
+space_at, frame_at = (int(gdb.parse_and_eval("(unsigned long)&pagoda_fact_rmap_node_" + f)) for f in ("space", "frame"))
+data = bytes(gdb.selected_inferior().read_memory(pool, count * size))
+saved = []
+for i in range(count):
+    space = struct.unpack_from("<Q", data, i * size + space_at)[0]
+    if space and struct.unpack_from("<I", data, i * size + frame_at)[0] == frame // 4096 - first:
+        saved.append(("unsigned long", pool + i * size + space_at, space))
+for _, at, _ in saved:
+    gdb.execute("set var *(unsigned long*)%#x = 0" % at)
+gdb.set_convenience_variable("undo", " ".join("%s:%#x:%d" % (t.replace(" ", "_"), at, v) for t, at, v in saved))
 result = hex(frame)
 '''
 UNDO_FRAME = r'''

@@ -11,9 +11,9 @@ F, G = 0x800000, 0x801000        # two user frames
 
 def census(counts, entries=(), mapped=(), rmap=None, backing=None, cap=0):
     """A census of @p counts (the slot map), @p entries [(root, va, slot)] (swap entries), @p mapped
-    [(root, va, frame)] (user pages), @p rmap {frame: [(root, va)]} (the frame table's chains)."""
+    [(root, va, frame)] (user pages), @p rmap {frame: [(root, va)]} (the frame table's records)."""
     rmap = rmap or {}
-    state = SwapState(cap, 0, 1 << 20, list(counts), len(rmap), 0, 0, dict.fromkeys(("evictions", "writes", "reads",
+    state = SwapState(cap, 0, 1 << 20, list(counts), len(rmap), dict.fromkeys(("evictions", "writes", "reads",
                       "clean_evictions", "cleanings"), 0), backing=backing or {},
                       mappings={f: len(chain) for f, chain in rmap.items()}, rmap=rmap)
     c = SwapCensus(state, {A: "proc 1 (p)", B: "proc 2 (p)"}, {A: 1, B: 2}, {1: "p", 2: "p"}, {}, {},
