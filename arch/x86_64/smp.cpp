@@ -21,6 +21,7 @@
 #include "arch/x86_64/user_mode.hpp"
 #include "core/arch.hpp"
 #include "core/cpu.hpp"
+#include "core/panic.hpp"
 #include "dev/platform.hpp"
 #include "lib/console.hpp"
 #include "lib/string.hpp"
@@ -109,6 +110,29 @@ void write_cr4(u64 value) { asm volatile("mov %0, %%cr4" ::"r"(value) : "memory"
 
 }  // namespace
 
+/// What secondary CPU @p cpu owns, set up on it before it runs anything (interrupts off):
+/// its own GDT and TSS (the TSS holds the RSP0 its traps from ring 3 land on and its IST stacks:
+/// gdt_init()), the IDT, the boot CPU's protections (CR4: SMEP, SMAP, UMIP; EFER: NXE, SCE, as
+/// g_boot_state holds them), its own system-call entry (LSTAR: x86_syscall_entry_cpu1, which
+/// takes its kernel stack from this CPU's slot, with STAR and SFMASK as the boot CPU's), its
+/// LAPIC (the IPIs) and its own timer at the boot CPU's rate.
+void take_own_state(u32 cpu) {
+  // LAB 8 BEGIN this CPU's own TSS and trap stacks, its protections, its system-call entry, its LAPIC and timer
+  gdt_init(cpu, cpu);
+  idt_load();
+  write_cr4(g_boot_state.cr4);
+  wrmsr(kMsrEfer, g_boot_state.efer & ~kEferActive);  // (LMA is the CPU's to set)
+  wrmsr(kMsrStar, g_boot_state.star);
+  wrmsr(kMsrLstar, reinterpret_cast<u64>(x86_syscall_entry_cpu1));
+  wrmsr(kMsrSfmask, g_boot_state.sfmask);
+  lapic_init_secondary();
+  lapic_timer_start_secondary();
+  // LAB 8 SKELETON
+  // (void)cpu;
+  // panic("lab 8: write take_own_state() in arch/x86_64/smp.cpp (labs/08-smp/README.md)");
+  // LAB 8 END
+}
+
 void smp_discover(const BootInfo& boot) {
   const u64 madt = find_madt();
   if (madt == 0) return;
@@ -141,21 +165,14 @@ void smp_discover(const BootInfo& boot) {
 }  // namespace pagoda::x86
 
 /// Where the trampoline jumps, on the CPU's own stack, still in the temporary root: this CPU
-/// takes the kernel's root, its own GDT and TSS, the IDT, the boot CPU's protections and
-/// system-call entry, and its own LAPIC timer, then idles (cpu_secondary_main).
+/// takes the kernel's root and its per-CPU identity, then what it must own itself
+/// (take_own_state()), then idles (cpu_secondary_main).
 extern "C" [[noreturn]] void x86_ap_start(pagoda::u32 cpu, pagoda::u64 kernel_root) {
   using namespace pagoda;
   using namespace pagoda::x86;
   write_cr3(kernel_root);
   wrmsr(kMsrKernelGsBase, cpu);  // arch::cpu_id()
-  gdt_init(cpu);
-  idt_load();
-  write_cr4(g_boot_state.cr4);  // SMEP, SMAP, UMIP as the boot CPU
-  wrmsr(kMsrEfer, g_boot_state.efer & ~kEferActive);
-  wrmsr(kMsrStar, g_boot_state.star);
-  wrmsr(kMsrLstar, reinterpret_cast<u64>(x86_syscall_entry_cpu1));  // its own entry (switch.S)
-  wrmsr(kMsrSfmask, g_boot_state.sfmask);
-  lapic_timer_init_secondary();
+  take_own_state(cpu);
   cpu_secondary_main(cpu);
 }
 
