@@ -112,8 +112,8 @@ void write_cr4(u64 value) { asm volatile("mov %0, %%cr4" ::"r"(value) : "memory"
 
 /// What secondary CPU @p cpu owns, set up on it before it runs anything (interrupts off):
 /// its own GDT and TSS (the TSS holds the RSP0 its traps from ring 3 land on and its IST stacks:
-/// gdt_init()), the IDT, the boot CPU's protections (CR4: SMEP, SMAP, UMIP; EFER: NXE, SCE, as
-/// g_boot_state holds them), its own system-call entry (LSTAR: x86_syscall_entry_cpu1, which
+/// gdt_init()), the IDT, the boot CPU's protections (CR4: SMEP, SMAP, UMIP, as g_boot_state
+/// holds them; EFER, NXE with it, came with the trampoline), its own system-call entry (LSTAR: x86_syscall_entry_cpu1, which
 /// takes its kernel stack from this CPU's slot, with STAR and SFMASK as the boot CPU's), its
 /// LAPIC (the IPIs) and its own timer at the boot CPU's rate.
 void take_own_state(u32 cpu) {
@@ -121,7 +121,6 @@ void take_own_state(u32 cpu) {
   gdt_init(cpu, cpu);
   idt_load();
   write_cr4(g_boot_state.cr4);
-  wrmsr(kMsrEfer, g_boot_state.efer & ~kEferActive);  // (LMA is the CPU's to set)
   wrmsr(kMsrStar, g_boot_state.star);
   wrmsr(kMsrLstar, reinterpret_cast<u64>(x86_syscall_entry_cpu1));
   wrmsr(kMsrSfmask, g_boot_state.sfmask);
