@@ -40,7 +40,8 @@ constexpr u64 kTableHeader = 36, kMadtEntries = 44;
 constexpr u8 kMadtLocalApic = 0;
 constexpr u32 kMadtEnabled = 1u << 0, kMadtOnlineCapable = 1u << 1;
 constexpr u32 kMsrKernelGsBase = 0xC0000102;
-constexpr u32 kMsrStar = 0xC0000081, kMsrLstar = 0xC0000082, kMsrSfmask = 0xC0000084;
+constexpr u32 kMsrStar = 0xC0000081, kMsrSfmask = 0xC0000084;
+[[maybe_unused]] constexpr u32 kMsrLstar = 0xC0000082;  // (take_own_state(), lab 8's, uses it)
 static_assert(kMaxCpus == 2, "x86_ap_start() gives CPU 1 the one secondary system-call entry");
 constexpr u64 kEferActive = 1u << 10;  // EFER.LMA: read-only, set by the CPU itself
 
@@ -106,7 +107,7 @@ u64 find_madt() {
 u64 image_phys(const void* p) { return reinterpret_cast<u64>(p) - reinterpret_cast<u64>(__kernel_virt_offset); }
 
 void write_cr3(u64 value) { asm volatile("mov %0, %%cr3" ::"r"(value) : "memory"); }
-void write_cr4(u64 value) { asm volatile("mov %0, %%cr4" ::"r"(value) : "memory"); }
+[[maybe_unused]] void write_cr4(u64 value) { asm volatile("mov %0, %%cr4" ::"r"(value) : "memory"); }
 
 }  // namespace
 
