@@ -7,7 +7,8 @@ batch of 17 pages (a shootdown of "all"), then in batches of 4 and of 40, and ev
 ticks after it; 4 and 5: around B's; 6: before the unmap, 7 and 8 after it; 9 to 11 and 12 to 14: the same with 4 and 40 pages; 15 to 17: C's), at the
 disk write and at the release of a user frame, finds the roots in the process registry, walks
 them in guest RAM and reads QEMU's log of each CPU's faults and interrupts; the kernel's lines are
-never believed."""
+never believed. cpus_own_state also stops at run_selftest (both CPUs online) and reads each vCPU's
+control registers (gdbstub) and TR (QEMU's monitor) for what each CPU must own."""
 import re
 
 from pagoda_grade import lab_test
