@@ -7,12 +7,15 @@ batch of 17 pages (a shootdown of "all"), then in batches of 4 and of 40, and ev
 ticks after it; 4 and 5: around B's; 6: before the unmap, 7 and 8 after it; 9 to 11 and 12 to 14: the same with 4 and 40 pages; 15 to 17: C's), at the
 disk write and at the release of a user frame, finds the roots in the process registry, walks
 them in guest RAM and reads QEMU's log of each CPU's faults and interrupts; the kernel's lines are
-never believed."""
+never believed. cpus_own_state also stops at run_selftest (both CPUs online) and reads each vCPU's
+control registers (gdbstub) and TR (QEMU's monitor) for what each CPU must own."""
 import re
 
 from pagoda_grade import lab_test
 from pagoda_grade.labtest import LabTest
-from pagoda_grade.processes import registry, user_symbol
+from pagoda_grade.outcomes import BootEnded
+from pagoda_grade.processes import Layout, registry, user_symbol
+from pagoda_grade.symbols import symbols
 from pagoda_grade.witness import ARCHES, PAGE, page_faults_at
 from pagoda_pt import contract, picture
 
@@ -29,12 +32,15 @@ class Smp(LabTest):
         self.count = user_symbol(kernel, arch, "spin", "spin_count").address
         self.page = self.count & ~(PAGE - 1)
 
-    def start(self, script):
+    def start(self, script, to_end=True):
+        """Boots the self-test with @p script as its witness; with @p to_end, the self-test must
+        then succeed (else the script ends the boot where it has seen enough)."""
         def witness(guest):
             return script(guest)
         self.selftest(self.test, witness, cpus=2, swap=SLOTS * PAGE,
                       args={"count": self.count, "userframes": 64})
-        self.success()
+        if to_end:
+            self.success()
 
     def cpus(self):
         """Each vCPU now (picture.Cpu: its mode and its lower root), from the gdbstub."""
@@ -286,3 +292,74 @@ def test_lazy_idle(boot, kernel, arch):
                     "names (a stale translation)")
         return True
     t.start(script)
+
+
+def trap_stacks(t):
+    """[(where CPU n's trap stack is found, the stack top there)] for each CPU, read from outside:
+    x86_64, the TSS its TR names (QEMU's `info registers -a`) and TSS.RSP0 in it; AArch64, its
+    TPIDRRO_EL0 (gdbstub) and its slot of the vectors' aarch64_user_trap_sp."""
+    where, offset = ARCHES[t.arch].proc["cpu_trap_stack"]
+    client = t.guest.client
+    if offset is not None:
+        places = [int(m, 16) for m in re.findall(rf"^{where}\s*=\s*\S+\s+([0-9a-f]+)", client.monitor(
+            "info registers -a"), re.M)]
+        return [(p, int.from_bytes(client.read_memory(p + offset, 8), "little")) for p in places]
+    base = symbols(t.kernel)[ARCHES[t.arch].proc["user_trap_stacks"][0][1]]
+    places = [v for (v,) in client.each_thread([where])]
+    return [(p, int.from_bytes(client.read_memory(base + p, 8), "little")) for p in places]
+
+
+@lab_test(8, "cpus_own_state")
+def test_cpus_own_state(boot, kernel, arch):
+    t = Smp(boot, kernel, arch)
+    proc = ARCHES[arch].proc
+    layout = Layout.of(kernel)
+    what = "TSS (their TR)" if arch == "x86_64" else "slot of aarch64_user_trap_sp (their TPIDRRO_EL0)"
+
+    def script(guest):
+        guest.stop_at(contract.RUN_SELFTEST)   # (both CPUs online, CPU 1 idle)
+        start = len(guest.log_events())
+        names = [r for r, _, _ in proc["cpu_protections"]]
+        cpu0, cpu1 = guest.client.each_thread(names)
+        for i, (register, bit, name) in enumerate(proc["cpu_protections"]):
+            want, got = cpu0[i] >> bit & 1, cpu1[i] >> bit & 1
+            assert got == want, (
+                f"CPU 1 runs with {name} {'set' if got else 'clear'}, CPU 0 with it {'set' if want else 'clear'} "
+                f"({register.upper()} of each vCPU, the gdbstub): the second CPU without its protections (each "
+                "CPU has its own control registers: take_own_state() must give CPU 1 the boot CPU's)")
+        (place0, _), (place1, _) = trap_stacks(t)
+        places = (place0, place1)
+        assert place0 != place1, (
+            f"both CPUs take their traps from user mode through the same {what}, {place0:#x}: one trap stack for "
+            "both CPUs (a trap on one lands on the kernel stack of the process running on the other)")
+        try:
+            t.stage(1)
+        except BootEnded:
+            no_timer_on_cpu1(t, places, start, None, "from the self-test's start to the end of the boot")
+            raise
+        (_, top0), (_, top1) = trap_stacks(t)
+        slot = layout.slot_of(top1 - 1)
+        assert slot is not None and layout.stack(slot)[1] == top1, (
+            f"CPU 1, running spin, would take a trap from user mode on {top1:#x}, not the top of a kernel stack "
+            f"(its {what} at {place1:#x}): its own trap stack was never set")
+        assert top0 != top1, (f"both CPUs would take a trap from user mode on {top1:#x}: one trap stack for both "
+                              "CPUs")
+        _, until = t.stage(2)
+        no_timer_on_cpu1(t, places, start, until, "from the self-test's start to five ticks of CPU 0 after the "
+                         "eviction")
+        guest.end()   # (the shootdowns are the other tests')
+        return True
+    t.start(script, to_end=False)
+
+
+def no_timer_on_cpu1(t, places, since, until, when):
+    """Fails unless CPU 1 took at least two timer interrupts between log events @p since and
+    @p until (@p when says when): x86_64, the timer's vector delivered through each CPU's TSS
+    (@p places, the dump's TR); AArch64, IRQs on each CPU (the log names no interrupt number: an
+    IPI counts too, and a panic sends CPU 1 one)."""
+    vector = ARCHES[t.arch].proc["timer_vector"]
+    events = [e for e in t.guest.log_events()[since:until] if e.vector == vector and e.kind == "interrupt"]
+    took = [sum(1 for e in events if (e.task == places[n] if t.arch == "x86_64" else e.cpu == n)) for n in (0, 1)]
+    assert took[1] >= 2, (f"CPU 1 took {took[1]} interrupt(s) at the timer's vector ({vector:#x}), CPU 0 {took[0]}, "
+                          f"{when} (QEMU's log): no timer on CPU 1 (each CPU has its own timer, started on it: "
+                          "take_own_state())")

@@ -9,11 +9,12 @@
  *   1. drops from EL2 to EL1 if it was entered at EL2 (as boot.S does);
  *   2. sets MAIR_EL1 and TCR_EL1 as the boot CPU has them, TTBR1_EL1 to the kernel's root, and
  *      TTBR0_EL1 to a temporary identity of the GiB of RAM this code is in (read-only, so that
- *      SCTLR_EL1.WXN allows executing it), then SCTLR_EL1 as the boot CPU has it (MMU, caches,
- *      WXN, SPAN clear) and PSTATE.PAN;
+ *      SCTLR_EL1.WXN would allow executing it), then SCTLR_EL1 as the boot CPU has it without
+ *      its protections (MMU and caches on; WXN off, SPAN set: PSTATE.PAN stays clear);
  *   3. jumps to its high address, takes its own stack, the exception vectors and the boot
  *      CPU's TTBR0 (which leaves the identity), drops every TLB entry the identity left, and
- *      calls aarch64_secondary_start(cpu) (smp.cpp).
+ *      calls aarch64_secondary_start(cpu) (smp.cpp), which gives the CPU what it must own: its
+ *      per-CPU slot (TPIDRRO_EL0), its protections, its GIC interface and timer.
  */
 #include "arch/aarch64/boot_defs.h"
 
@@ -25,7 +26,6 @@
 #define PARAM_STACK 40
 #define PARAM_TTBR0 48
 #define PARAM_CPU 56
-#define PER_CPU_SLOT_SHIFT 4   /* arch::kCpuSlotStride = 16 */
 
         .text
         .global aarch64_secondary_entry
@@ -60,10 +60,10 @@ aarch64_secondary_entry:
         dsb     nsh
         isb
         ldr     x1, [x19, #PARAM_SCTLR]
+        bic     x1, x1, #(1 << 19)      /* WXN off, SPAN on: the protections come in C++ */
+        orr     x1, x1, #SCTLR_SPAN
         msr     sctlr_el1, x1
         isb
-        mov     x2, #(1 << PSTATE_PAN_BIT)
-        msr     s3_0_c4_c2_3, x2        /* PSTATE.PAN = 1, as on the boot CPU */
         ldr     x1, =2f                 /* leave the identity for the kernel's high addresses */
         br      x1
 2:      ldr     x19, =aarch64_secondary_params
@@ -71,9 +71,6 @@ aarch64_secondary_entry:
         mov     sp, x1
         ldr     x1, =aarch64_vectors
         msr     vbar_el1, x1
-        ldr     x1, [x19, #PARAM_CPU]   /* this CPU's per-CPU slot (arch_impl/this_cpu.hpp) */
-        lsl     x1, x1, #PER_CPU_SLOT_SHIFT
-        msr     tpidrro_el0, x1
         ldr     x1, [x19, #PARAM_TTBR0]
         msr     ttbr0_el1, x1
         isb

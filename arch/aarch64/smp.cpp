@@ -11,6 +11,7 @@
 #include "arch/aarch64/timer.hpp"
 #include "core/arch.hpp"
 #include "core/cpu.hpp"
+#include "core/panic.hpp"
 
 extern "C" char aarch64_secondary_entry[], __kernel_virt_offset[];
 
@@ -51,16 +52,36 @@ i64 psci_cpu_on(u64 mpidr, u64 entry, u64 context) {
 }
 
 }  // namespace
-}  // namespace pagoda::aarch64
 
-/// Where smp.S calls, on the CPU's own stack with the kernel's roots and the boot CPU's
-/// protections: this CPU's GIC interface, its IPI and its timer, then the idle loop.
-extern "C" [[noreturn]] void aarch64_secondary_start(pagoda::u32 cpu) {
-  using namespace pagoda;
-  using namespace pagoda::aarch64;
+/// What secondary CPU @p cpu owns, set up on it before it runs anything (IRQs masked): its
+/// per-CPU slot (TPIDRRO_EL0 = @p cpu * arch::kCpuSlotStride: the slot of aarch64_user_trap_sp
+/// its exceptions from EL0 take SP_EL1 from, vectors.S, and its PerCpu data), the boot CPU's
+/// protections (SCTLR_EL1 as aarch64_secondary_params.sctlr holds it: WXN on, SPAN clear, so
+/// every exception sets PSTATE.PAN; and PSTATE.PAN now), its GIC CPU interface with the IPI's
+/// SGI, and its own virtual timer at the boot CPU's rate.
+void take_own_state(u32 cpu) {
+  // LAB 8 BEGIN this CPU's own slot (its trap stack), its protections, its GIC interface and timer
+  PAGODA_WRITE_SYSREG("tpidrro_el0", u64(cpu) * arch::kCpuSlotStride);
+  PAGODA_WRITE_SYSREG("sctlr_el1", aarch64_secondary_params.sctlr);
+  isb();
+  arch::invalidate_all_local();  // (a TLB entry may hold the WXN it was filled under)
+  asm volatile("msr s3_0_c4_c2_3, %0" ::"r"(kPstatePan) : "memory");  // PSTATE.PAN
   gic_init_cpu();
   gic_enable_banked(kIpiSgi);
   timer_init_secondary(platform_devices().timer_virtual_intid);
+  // LAB 8 SKELETON
+  // (void)cpu;
+  // panic("lab 8: write take_own_state() in arch/aarch64/smp.cpp (labs/08-smp/README.md)");
+  // LAB 8 END
+}
+}  // namespace pagoda::aarch64
+
+/// Where smp.S calls, on the CPU's own stack with the kernel's roots, the MMU on and no
+/// protections yet: what this CPU owns (take_own_state()), then the idle loop.
+extern "C" [[noreturn]] void aarch64_secondary_start(pagoda::u32 cpu) {
+  using namespace pagoda;
+  using namespace pagoda::aarch64;
+  take_own_state(cpu);
   cpu_secondary_main(cpu);
 }
 

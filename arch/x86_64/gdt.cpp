@@ -65,8 +65,14 @@ Tss g_tss;
 Tss g_secondary_tss[kMaxCpus - 1];
 u64 g_gdt[kMaxCpus][kGdtEntries];
 
+/// The TSS each CPU's TR names (gdt_init()): the one its RSP0 and IST stacks are read from.
+Tss* g_loaded_tss[kMaxCpus];
+
 Tss& tss_of(u32 cpu) { return cpu == 0 || cpu >= kMaxCpus ? g_tss : g_secondary_tss[cpu - 1]; }
-Tss& this_tss() { return tss_of(arch::cpu_id()); }
+Tss& this_tss() {
+  const u32 cpu = arch::cpu_id();
+  return cpu < kMaxCpus && g_loaded_tss[cpu] != nullptr ? *g_loaded_tss[cpu] : g_tss;
+}
 
 }  // namespace
 
@@ -113,12 +119,14 @@ StackBounds tss_bytes() {
   return {reinterpret_cast<uptr>(&tss), reinterpret_cast<uptr>(&tss) + sizeof tss};
 }
 
-void gdt_init(u32 cpu) {
-  Tss& tss = tss_of(cpu);
+void gdt_init(u32 cpu, u32 tss_cpu) {
+  PAGODA_ASSERT(cpu < kMaxCpus && tss_cpu < kMaxCpus);
+  Tss& tss = tss_of(tss_cpu);
+  g_loaded_tss[cpu] = &tss;
   u64* gdt = g_gdt[cpu];
   for (usize i = 0; i < kIstStacks; ++i)
-    tss.ist[i] = reinterpret_cast<u64>(g_ist_stacks[cpu][i] + kIstStackSize);  // slot i+1
-  tss.iomap_base = sizeof(Tss);                                                // no I/O permission bitmap
+    tss.ist[i] = reinterpret_cast<u64>(g_ist_stacks[tss_cpu][i] + kIstStackSize);  // slot i+1
+  tss.iomap_base = sizeof(Tss);                                                    // no I/O permission bitmap
 
   const u64 base = reinterpret_cast<u64>(&tss);
   const u64 limit = sizeof(Tss) - 1;

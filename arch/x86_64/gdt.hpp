@@ -19,10 +19,12 @@ inline constexpr u8 kIstDoubleFault = 1;
 inline constexpr u8 kIstNmi = 2;
 inline constexpr u8 kIstMachineCheck = 3;
 
-/// Builds and loads CPU @p cpu's own GDT and TSS (with its own IST stacks), reloading every
-/// segment register, and its LDTR: @p cpu * X86_CPU_SLOT_STRIDE (arch_impl/this_cpu.hpp); run
-/// on that CPU.
-void gdt_init(u32 cpu);
+/// Builds and loads CPU @p cpu's own GDT, reloading every segment register, and its LDTR:
+/// @p cpu * X86_CPU_SLOT_STRIDE (arch_impl/this_cpu.hpp); its TR names the TSS kept for CPU
+/// @p tss (that TSS's IST stacks filled), which this CPU's RSP0 and IST stacks are read from and
+/// written to from then on (tss_rsp0(), set_tss_rsp0()). Each CPU needs its own (@p tss ==
+/// @p cpu): a TSS shared by two CPUs has one RSP0 for both. Run on that CPU.
+void gdt_init(u32 cpu, u32 tss);
 
 /// True when @p address lies on one of the kernel's stacks (the boot stack, an IST stack, or a
 /// process's kernel stack).

@@ -144,9 +144,10 @@ void lapic_send_startup(u32 apic_id, u8 page) { send_icr(apic_id, kIcrStartup | 
 
 void lapic_send_ipi(u32 apic_id) { send_icr(apic_id, kIcrAssert | kIpiVector); }
 
-void lapic_timer_init_secondary() {
+void lapic_init_secondary() { lapic_enable(); }
+
+void lapic_timer_start_secondary() {
   PAGODA_ASSERT(g_tick_count != 0);
-  lapic_enable();
   write_reg(kRegLvtTimer, kTimerVector | kLvtPeriodic);
   write_reg(kRegInitialCount, g_tick_count);
 }

@@ -10,9 +10,11 @@ namespace pagoda::x86 {
 void lapic_timer_init(u32 hz);
 /// Timer interrupts the boot CPU handled so far.
 u64 lapic_ticks();
-/// Enables this (secondary) CPU's LAPIC and starts its timer at the boot CPU's rate; after
-/// lapic_timer_init() on the boot CPU.
-void lapic_timer_init_secondary();
+/// Enables this (secondary) CPU's LAPIC: from then on it takes IPIs, and no timer yet.
+void lapic_init_secondary();
+/// Starts this (secondary) CPU's LAPIC timer at the boot CPU's rate; after lapic_timer_init() on
+/// the boot CPU and lapic_init_secondary() on this one.
+void lapic_timer_start_secondary();
 /// Ends the interrupt this CPU is handling (a level-triggered one at its I/O APIC too).
 void lapic_eoi();
 /// Whether the boot CPU's LAPIC is enabled (lapic_timer_init() ran): only then does an

@@ -21,6 +21,7 @@
 #include "arch/x86_64/user_mode.hpp"
 #include "core/arch.hpp"
 #include "core/cpu.hpp"
+#include "core/panic.hpp"
 #include "dev/platform.hpp"
 #include "lib/console.hpp"
 #include "lib/string.hpp"
@@ -39,7 +40,8 @@ constexpr u64 kTableHeader = 36, kMadtEntries = 44;
 constexpr u8 kMadtLocalApic = 0;
 constexpr u32 kMadtEnabled = 1u << 0, kMadtOnlineCapable = 1u << 1;
 constexpr u32 kMsrKernelGsBase = 0xC0000102;
-constexpr u32 kMsrStar = 0xC0000081, kMsrLstar = 0xC0000082, kMsrSfmask = 0xC0000084;
+constexpr u32 kMsrStar = 0xC0000081, kMsrSfmask = 0xC0000084;
+[[maybe_unused]] constexpr u32 kMsrLstar = 0xC0000082;  // (take_own_state(), lab 8's, uses it)
 static_assert(kMaxCpus == 2, "x86_ap_start() gives CPU 1 the one secondary system-call entry");
 constexpr u64 kEferActive = 1u << 10;  // EFER.LMA: read-only, set by the CPU itself
 
@@ -105,9 +107,31 @@ u64 find_madt() {
 u64 image_phys(const void* p) { return reinterpret_cast<u64>(p) - reinterpret_cast<u64>(__kernel_virt_offset); }
 
 void write_cr3(u64 value) { asm volatile("mov %0, %%cr3" ::"r"(value) : "memory"); }
-void write_cr4(u64 value) { asm volatile("mov %0, %%cr4" ::"r"(value) : "memory"); }
+[[maybe_unused]] void write_cr4(u64 value) { asm volatile("mov %0, %%cr4" ::"r"(value) : "memory"); }
 
 }  // namespace
+
+/// What secondary CPU @p cpu owns, set up on it before it runs anything (interrupts off):
+/// its own GDT and TSS (the TSS holds the RSP0 its traps from ring 3 land on and its IST stacks:
+/// gdt_init()), the IDT, the boot CPU's protections (CR4: SMEP, SMAP, UMIP, as g_boot_state
+/// holds them; EFER, NXE with it, came with the trampoline), its own system-call entry (LSTAR: x86_syscall_entry_cpu1, which
+/// takes its kernel stack from this CPU's slot, with STAR and SFMASK as the boot CPU's), its
+/// LAPIC (the IPIs) and its own timer at the boot CPU's rate.
+void take_own_state(u32 cpu) {
+  // LAB 8 BEGIN this CPU's own TSS and trap stacks, its protections, its system-call entry, its LAPIC and timer
+  gdt_init(cpu, cpu);
+  idt_load();
+  write_cr4(g_boot_state.cr4);
+  wrmsr(kMsrStar, g_boot_state.star);
+  wrmsr(kMsrLstar, reinterpret_cast<u64>(x86_syscall_entry_cpu1));
+  wrmsr(kMsrSfmask, g_boot_state.sfmask);
+  lapic_init_secondary();
+  lapic_timer_start_secondary();
+  // LAB 8 SKELETON
+  // (void)cpu;
+  // panic("lab 8: write take_own_state() in arch/x86_64/smp.cpp (labs/08-smp/README.md)");
+  // LAB 8 END
+}
 
 void smp_discover(const BootInfo& boot) {
   const u64 madt = find_madt();
@@ -141,21 +165,14 @@ void smp_discover(const BootInfo& boot) {
 }  // namespace pagoda::x86
 
 /// Where the trampoline jumps, on the CPU's own stack, still in the temporary root: this CPU
-/// takes the kernel's root, its own GDT and TSS, the IDT, the boot CPU's protections and
-/// system-call entry, and its own LAPIC timer, then idles (cpu_secondary_main).
+/// takes the kernel's root and its per-CPU identity, then what it must own itself
+/// (take_own_state()), then idles (cpu_secondary_main).
 extern "C" [[noreturn]] void x86_ap_start(pagoda::u32 cpu, pagoda::u64 kernel_root) {
   using namespace pagoda;
   using namespace pagoda::x86;
   write_cr3(kernel_root);
   wrmsr(kMsrKernelGsBase, cpu);  // arch::cpu_id()
-  gdt_init(cpu);
-  idt_load();
-  write_cr4(g_boot_state.cr4);  // SMEP, SMAP, UMIP as the boot CPU
-  wrmsr(kMsrEfer, g_boot_state.efer & ~kEferActive);
-  wrmsr(kMsrStar, g_boot_state.star);
-  wrmsr(kMsrLstar, reinterpret_cast<u64>(x86_syscall_entry_cpu1));  // its own entry (switch.S)
-  wrmsr(kMsrSfmask, g_boot_state.sfmask);
-  lapic_timer_init_secondary();
+  take_own_state(cpu);
   cpu_secondary_main(cpu);
 }
 

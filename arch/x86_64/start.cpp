@@ -44,7 +44,7 @@ extern "C" [[noreturn]] void x86_64_start(pagoda::u32 start_info_pa) {
   // First, before anything could reuse the loader's memory: copy the memory map and cmdline.
   const Result<void> parsed = x86::pvh_parse(start_info_pa, x86::read_boot_window, nullptr, x86::g_boot_info);
   run_global_constructors();
-  x86::gdt_init(0);
+  x86::gdt_init(0, 0);
   arch::traps_init();
   if (parsed.is_error()) panic("cannot read the PVH start_info at {:#x}: {}", start_info_pa, parsed.error());
   x86::smp_discover(x86::g_boot_info);  // through the boot window, like the start_info

@@ -173,6 +173,12 @@ X86_64 = ArchModel(
               "cpu_set_bits": (1 << 5) | (1 << 6),
               # (register, bit, name, the -cpu feature QEMU must emulate for it: qemu.missing_cpu_features)
               "user_guards": (("cr4", 20, "SMEP", "smep"), ("cr4", 21, "SMAP", "smap"), ("cr4", 11, "UMIP", "umip")),
+              # What each CPU must hold as the boot CPU does (lab 8): (register, bit, name).
+              "cpu_protections": (("cr4", 20, "CR4.SMEP"), ("cr4", 21, "CR4.SMAP"), ("cr4", 11, "CR4.UMIP"),
+                                  ("efer", 11, "EFER.NXE")),
+              # Where a CPU's trap stack is found: the TSS its TR names (QEMU's `info registers`),
+              # TSS.RSP0 at this offset (the ISA's layout, not the kernel's).
+              "cpu_trap_stack": ("TR", 4),
               # Instructions of user/programs/priv.cpp that fault in ring 3 only with a CPU feature.
               "privileged_needs": {"sgdt": "umip"},
               "pf_error": {"present": 1, "write": 2, "user": 4, "fetch": 16},
@@ -230,6 +236,11 @@ AARCH64 = ArchModel(
               "privileged_fault": 1, "stack_overflow": None, "user_privilege": 0,
               # PSTATE.PAN, as the gdbstub's CPSR shows it (bit 22).
               "user_guards": (("cpsr", 22, "PAN", None),),   # the Cortex-A76 model always has PAN
+              "cpu_protections": (("sctlr_el1", 19, "SCTLR_EL1.WXN"),
+                                  ("sctlr_el1", 23, "SCTLR_EL1.SPAN (clear: every exception sets PSTATE.PAN)")),
+              # Where a CPU's trap stack is found: its slot (TPIDRRO_EL0, a byte offset) of
+              # aarch64_user_trap_sp, which every vector entry from EL0 loads SP_EL1 from.
+              "cpu_trap_stack": ("tpidrro_el0", None),
               "privileged_needs": {},
               # ESR_EL1: classes (lower EL; the same-EL class is one more), WnR, the fault status
               # type (bits 5:2; bits 1:0 are the level, which depends on the tables), and the bits
