@@ -27,8 +27,8 @@ it is built on one ISA only, half the labs on each (the seed choosing which, as 
 --one-isa` splits), and not graded: what a grade would add is nearly all graded already, since the
 lab-(N+1) tree holds the same regions and grades lab N on them. Nor is it graded where the lab-(N+1)
 tree of the same run graded lab N on that ISA with every test passing on the same kernel and
-programs and the same grader (grade_digest(): equal byte for byte but for each tree's own path in the
-debug information); the verdict says so. The grade then adds no run the other did not: the
+programs and the same grader (grade_digest(): equal byte for byte but for the ELFs' debug
+information, which names the tree that compiled each object); the verdict says so. The grade then adds no run the other did not: the
 reference's lab-N regions handed in are the lab-(N+1) tree's text.
 """
 import concurrent.futures
@@ -117,24 +117,51 @@ def grade_tree(tree, numbers, kernel, base, workers="auto", arch=paths.DEFAULT_A
     return {(r["lab"], r["id"]): r for r in data["results"]}, log_path
 
 
+def _loaded(path):
+    """What a boot and the grader's verdicts read of the ELF @p path: its entry, its segments and
+    every section but the debug information (.debug_*: file and line names for messages, and the
+    path of the tree that compiled each object, an object of the trees' shared cache naming the
+    tree that compiled it first) and the symbols in it, each with its header, as one bytes."""
+    from elftools.elf.elffile import ELFFile
+    with open(path, "rb") as f:
+        elf = ELFFile(f)
+        parts = [f"entry {elf.header['e_entry']}".encode()]
+        for seg in elf.iter_segments():
+            parts += [f"{seg['p_type']} {seg['p_vaddr']} {seg['p_paddr']} {seg['p_filesz']} {seg['p_memsz']} "
+                      f"{seg['p_flags']}".encode(), seg.data()]
+        debug = {k for k, sec in enumerate(elf.iter_sections()) if sec.name.startswith(".debug")}
+        for sec in elf.iter_sections():
+            if sec.name.startswith(".debug"):
+                continue
+            parts.append(f"{sec.name} {sec['sh_type']} {sec['sh_addr']} {sec['sh_flags']} {sec['sh_size']}".encode())
+            if sec["sh_type"] == "SHT_SYMTAB":     # (but the symbols in the debug information: AArch64's $d)
+                parts += [f"{y.name} {y['st_value']} {y['st_size']} {y['st_info']} {y['st_shndx']}".encode()
+                          for y in sec.iter_symbols() if y["st_shndx"] not in debug]
+            elif sec["sh_type"] != "SHT_NOBITS":
+                parts.append(sec.data())
+    return b"\0".join(p.replace(b"\0", b"\0\0") for p in parts)
+
+
 def grade_digest(kernel, tree):
-    """A digest of everything a grade of @p kernel, built in @p tree, runs and reads: the kernel ELF,
-    the user ELFs beside it (user/ARCH/, as mutants.set_aside() and the build leave them), the
-    tree's grader (./pagoda, grade/, tools/) and lab manifests. @p tree's own path, which only the
-    ELFs' debug information holds, is left out, so two trees' builds of one text are one digest (a
-    path of another length moves the debug offsets: another digest, and the grade is made)."""
-    digest, where = hashlib.sha256(), os.path.realpath(tree).encode()
+    """A digest of everything a grade of @p kernel, built in @p tree, runs and reads: the kernel ELF
+    and the user ELFs beside it (user/ARCH/, as mutants.set_aside() and the build leave them) but
+    their debug information (_loaded()), the tree's grader (./pagoda, grade/, tools/) and lab
+    manifests. Two trees' builds of one text are one digest."""
+    digest = hashlib.sha256()
     elfs = [kernel] + sorted(glob.glob(os.path.join(os.path.dirname(kernel), "user", "*", "*.elf")))
     grader = [os.path.join(tree, "pagoda")] + sorted(
         os.path.join(d, f) for top in ("grade", "tools") for d, _, files in os.walk(os.path.join(tree, top))
         if "__pycache__" not in d.split(os.sep) for f in files)
     grader += sorted(glob.glob(os.path.join(tree, "labs", "*", "lab.toml")))
     for path in elfs + grader:
-        with open(path, "rb") as f:
-            data = f.read()
+        if path in elfs:
+            data = _loaded(path)
+        else:
+            with open(path, "rb") as f:
+                data = f.read()
         name = os.path.relpath(path, os.path.dirname(kernel) if path in elfs else tree)
         digest.update(f"{name}\0{len(data)}\0".encode())
-        digest.update(data.replace(where, b"<tree>") if path in elfs else data)
+        digest.update(data)
     return digest.hexdigest()
 
 

@@ -2,6 +2,8 @@
 `labs check` and `lab status` on fake grader results (no QEMU here)."""
 import json
 import os
+import shutil
+import subprocess
 
 import pytest
 
@@ -195,21 +197,27 @@ def test_check_reference_is_graded_once_where_the_next_tree_passed_the_same_kern
         assert v.problems == ["lab1: test t1 FAILS on the reference handed in as a submission: boom"]
 
 
-def test_grade_digest_leaves_out_only_the_trees_path(tmp_path):
-    def tree(name, kernel=b"code", grader="def test(): pass\n"):
+needs_clang = pytest.mark.skipif(not (shutil.which("clang") and shutil.which("ld.lld")), reason="no clang and ld.lld")
+
+
+@needs_clang
+def test_grade_digest_leaves_out_only_the_debug_information(tmp_path):
+    """Two trees' builds of one text (their debug information names the tree) are one digest;
+    other code, or another grader, is another."""
+    def tree(name, code="int f(void) { return 1; }", grader="def test(): pass\n"):
         root = str(tmp_path / name)
         write(root, "pagoda", "#!/usr/bin/env python3\n")
         write(root, "grade/test_lab1.py", grader)
         write(root, "labs/01-x/lab.toml", "number = 1\n")
         build = os.path.join(root, "build", "x86_64")
+        write(root, "k.c", code + "\nvoid _start(void) { f(); }\n")
         os.makedirs(os.path.join(build, "user", "x86_64"))
-        where = os.path.realpath(root).encode()
-        with open(os.path.join(build, "kernel.elf"), "wb") as f:
-            f.write(kernel + b"\0" + where + b"/arch/boot.S\0")
-        with open(os.path.join(build, "user", "x86_64", "init.elf"), "wb") as f:
-            f.write(b"init " + where)
+        subprocess.run(["clang", "--target=x86_64-unknown-none", "-ffreestanding", "-g", "-c", "k.c", "-o", "k.o"],
+                       cwd=root, check=True)
+        for elf in ("kernel.elf", "user/x86_64/init.elf"):
+            subprocess.run(["ld.lld", "k.o", "-o", os.path.join(build, elf)], cwd=root, check=True)
         return labcheck.grade_digest(os.path.join(build, "kernel.elf"), root)
     same = tree("lab1")
     assert tree("lab2") == same
-    assert tree("lab3", kernel=b"cODE") != same
+    assert tree("lab3", code="int f(void) { return 2; }") != same
     assert tree("lab4", grader="def test(): assert False\n") != same
