@@ -25,14 +25,21 @@ skeleton again) and graded on lab N with the tree's own grader: every test must 
 ISA (logs: build/labs-check/as-submission/labN/). With --one-isa (./pagoda test without --full)
 it is built on one ISA only, half the labs on each (the seed choosing which, as `labs mutants
 --one-isa` splits), and not graded: what a grade would add is nearly all graded already, since the
-lab-(N+1) tree holds the same regions and grades lab N on them.
+lab-(N+1) tree holds the same regions and grades lab N on them. Nor is it graded where the lab-(N+1)
+tree of the same run graded lab N on that ISA with every test passing on the same kernel and
+programs and the same grader (grade_digest(): equal byte for byte but for the ELFs' debug
+information, which names the tree that compiled each object); the verdict says so. The grade then adds no run the other did not: the
+reference's lab-N regions handed in are the lab-(N+1) tree's text.
 """
 import concurrent.futures
+import glob
+import hashlib
 import json
 import os
 import re
 import shutil
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -110,6 +117,84 @@ def grade_tree(tree, numbers, kernel, base, workers="auto", arch=paths.DEFAULT_A
     return {(r["lab"], r["id"]): r for r in data["results"]}, log_path
 
 
+def _loaded(path):
+    """What a boot and the grader's verdicts read of the ELF @p path: its entry, its segments and
+    every section but the debug information (.debug_*: file and line names for messages, and the
+    path of the tree that compiled each object, an object of the trees' shared cache naming the
+    tree that compiled it first) and the symbols in it, each with its header, as one bytes."""
+    from elftools.elf.elffile import ELFFile
+    with open(path, "rb") as f:
+        elf = ELFFile(f)
+        parts = [f"entry {elf.header['e_entry']}".encode()]
+        for seg in elf.iter_segments():
+            parts += [f"{seg['p_type']} {seg['p_vaddr']} {seg['p_paddr']} {seg['p_filesz']} {seg['p_memsz']} "
+                      f"{seg['p_flags']}".encode(), seg.data()]
+        debug = {k for k, sec in enumerate(elf.iter_sections()) if sec.name.startswith(".debug")}
+        for sec in elf.iter_sections():
+            if sec.name.startswith(".debug"):
+                continue
+            parts.append(f"{sec.name} {sec['sh_type']} {sec['sh_addr']} {sec['sh_flags']} {sec['sh_size']}".encode())
+            if sec["sh_type"] == "SHT_SYMTAB":     # (but the symbols in the debug information: AArch64's $d)
+                parts += [f"{y.name} {y['st_value']} {y['st_size']} {y['st_info']} {y['st_shndx']}".encode()
+                          for y in sec.iter_symbols() if y["st_shndx"] not in debug]
+            elif sec["sh_type"] != "SHT_NOBITS":
+                parts.append(sec.data())
+    return b"\0".join(p.replace(b"\0", b"\0\0") for p in parts)
+
+
+def grade_digest(kernel, tree):
+    """A digest of everything a grade of @p kernel, built in @p tree, runs and reads: the kernel ELF
+    and the user ELFs beside it (user/ARCH/, as mutants.set_aside() and the build leave them) but
+    their debug information (_loaded()), the tree's grader (./pagoda, grade/, tools/) and lab
+    manifests. Two trees' builds of one text are one digest."""
+    digest = hashlib.sha256()
+    elfs = [kernel] + sorted(glob.glob(os.path.join(os.path.dirname(kernel), "user", "*", "*.elf")))
+    grader = [os.path.join(tree, "pagoda")] + sorted(
+        os.path.join(d, f) for top in ("grade", "tools") for d, _, files in os.walk(os.path.join(tree, top))
+        if "__pycache__" not in d.split(os.sep) for f in files)
+    grader += sorted(glob.glob(os.path.join(tree, "labs", "*", "lab.toml")))
+    for path in elfs + grader:
+        if path in elfs:
+            data = _loaded(path)
+        else:
+            with open(path, "rb") as f:
+                data = f.read()
+        name = os.path.relpath(path, os.path.dirname(kernel) if path in elfs else tree)
+        digest.update(f"{name}\0{len(data)}\0".encode())
+        digest.update(data)
+    return digest.hexdigest()
+
+
+class Proofs:
+    """What each tree's grade of this run proved, for the reference's submission of the lab before
+    it (check_reference): {(tree's lab, ISA): (grade_digest() of its kernel, the labs whose every test
+    passed there)}. A tree checked in this run is expected, and a look-up waits for its check."""
+
+    def __init__(self, expected=()):
+        self.expected, self.proved, self.ended = set(expected), {}, set()
+        self.changed = threading.Condition()
+
+    def put(self, key, digest, labs):
+        with self.changed:
+            self.proved[key] = (digest, set(labs))
+
+    def end(self, key):
+        """The check of tree and ISA @p key is over (proved or not)."""
+        with self.changed:
+            self.ended.add(key)
+            self.changed.notify_all()
+
+    def passed(self, key, lab, digest):
+        """Whether tree and ISA @p key graded @p lab with every test passing on what @p digest names;
+        waits for that tree's check when this run makes it."""
+        with self.changed:
+            if key not in self.expected:
+                return False
+            self.changed.wait_for(lambda: key in self.ended)
+            got = self.proved.get(key)
+            return got is not None and got[0] == digest and lab in got[1]
+
+
 def _first_line(reason):
     lines = [l.strip() for l in (reason or "").splitlines() if l.strip()]
     return lines[0][:160] if lines else "no reason given"
@@ -162,15 +247,16 @@ def check_main(root, labs, arch=paths.DEFAULT_ARCH):
     return v
 
 
-def check_lab(n, root, labs, sources, workers="auto", arch=paths.DEFAULT_ARCH, previous_only=False):
+def check_lab(n, root, labs, sources, workers="auto", arch=paths.DEFAULT_ARCH, previous_only=False, proofs=None):
+    """Verdict on the lab-@p n tree on @p arch; what its grade proved goes to @p proofs (Proofs)."""
     start = time.monotonic()
     v = Verdict(_name(f"lab{n}", arch))
     tree = os.path.join(root, CHECK_SUBDIR, f"lab{n}")
     with mutants.tree_lock(tree):   # `labs mutants` builds its slips in the same trees
-        return _check_lab_locked(n, root, labs, sources, workers, arch, v, start, tree, previous_only)
+        return _check_lab_locked(n, root, labs, sources, workers, arch, v, start, tree, previous_only, proofs)
 
 
-def _check_lab_locked(n, root, labs, sources, workers, arch, v, start, tree, previous_only):
+def _check_lab_locked(n, root, labs, sources, workers, arch, v, start, tree, previous_only, proofs):
     publish.publish_tree(n, tree, root, sources, incremental=True)
     build_log = tree + _suffix(arch) + ".build.log"
     kernel = build_tree(tree, build_log, arch)
@@ -218,6 +304,10 @@ def _check_lab_locked(n, root, labs, sources, workers, arch, v, start, tree, pre
                                       f"{'no result (the grader crashed?)' if r is None else 'been ' + outcome}")
         if v.problems:
             v.details.append(f"grader output: {os.path.relpath(log, root)}")
+        if proofs is not None:
+            proofs.put((n, arch), grade_digest(kernel, tree),
+                       [k for k in numbers if k < n and all((results.get((k, s.id)) or {}).get("outcome") == "passed"
+                                                            for s in labs[k].visible_tests)])
     total = len(labs[n].visible_tests) - len(expected_pass)
     v.summary = (f"builds; {earlier_ok}/{earlier} earlier tests pass; "
                  f"{failing}/{total} lab-{n} tests fail on the skeleton")
@@ -239,12 +329,13 @@ def reference_submission(n, sources):
             if src.link is None and publish.in_tree(src, n)}
 
 
-def check_reference(n, root, labs, sources, arch=paths.DEFAULT_ARCH, grade=True):
+def check_reference(n, root, labs, sources, arch=paths.DEFAULT_ARCH, grade=True, proofs=None):
     """Verdict on the reference's lab-@p n regions handed in as a lab-@p n submission: put into
     the lab-n tree by the transplant that grades students (transplant.py, as batch.py and the
     autograder do), its kernel must build on @p arch and, with @p grade, score full marks on lab
-    n there (the tree's own grader, every test). Built in lab n's labs-check tree, which is then
-    restored to the skeleton."""
+    n there (the tree's own grader, every test), unless @p proofs says the lab-(n+1) tree's grade
+    in this run passed lab n on the same kernel, programs and grader (grade_digest()). Built in lab n's
+    labs-check tree, which is then restored to the skeleton."""
     start = time.monotonic()
     v = Verdict(_name(f"lab{n} reference as a submission", arch))
     work = os.path.join(root, CHECK_SUBDIR, AS_SUBMISSION, f"lab{n}")
@@ -281,6 +372,9 @@ def check_reference(n, root, labs, sources, arch=paths.DEFAULT_ARCH, grade=True)
     elif not grade or arch not in labs[n].arches:
         v.summary = f"builds ({build_cpu:.0f} CPU-s); not graded" + \
             (" (--one-isa)" if arch in labs[n].arches else f" (lab {n} does not run on {arch})")
+    elif proofs is not None and proofs.passed((n + 1, arch), n, grade_digest(kernel, tree)):
+        v.summary = (f"builds ({build_cpu:.0f} CPU-s); not graded again: the same kernel, programs and grader "
+                     f"as the lab{n + 1} tree's, where every lab-{n} test passed")
     else:
         data = mutants.grade_slip(tree, n, arch, kernel, os.path.join(work, arch), whole=True)
         if data is None:
@@ -370,8 +464,11 @@ def check(root=paths.ROOT, only=None, jobs=1, clean=False, workers="auto", out=p
                            for n in numbers}
             picked = paths.one_isa_each(tree_arches, earlier_once)
             previous_on = {n: tuple(a for a in tree_arches[n] if a != picked[n]) for n in numbers}
+        # (each tree's grade, for the reference's submission of the lab before it: the trees are
+        # started last lab first, so the one a check waits for has started before it)
+        proofs = Proofs((n, a) for n in numbers for a in _tree_arches(labs, n))
         by_lab = {n: pool.submit(_check_lab_logged, n, root, labs, sources, workers, previous_on[n],
-                                 reference_on[n], one_isa is None)
+                                 reference_on[n], one_isa is None, proofs)
                   for n in sorted(numbers, reverse=True)}
         futures += [by_lab[n] for n in numbers]
         verdict = leaks.result()
@@ -389,25 +486,36 @@ def check(root=paths.ROOT, only=None, jobs=1, clean=False, workers="auto", out=p
     return problems
 
 
+def _tree_arches(labs, n):
+    """The ISAs the lab-@p n tree is checked on: where lab n, or a lab before it, runs."""
+    return [a for a in paths.ARCHES if any(a in labs[k].arches for k in labs if k <= n)]
+
+
 def _check_lab_logged(n, root, labs, sources, workers, previous_on=(), reference_on=paths.ARCHES,
-                      graded=True):
+                      graded=True, proofs=None):
     """The verdicts of lab @p n on every ISA where it, or a lab before it, runs (one tree): its
     skeleton's (of the earlier labs only the one before it on the ISAs @p previous_on), then on
-    the ISAs @p reference_on the reference's as a submission (built, and graded if @p graded)."""
+    the ISAs @p reference_on the reference's as a submission (built, and graded if @p graded
+    and @p proofs does not show the grade made already)."""
     verdicts = []
-    for arch in paths.ARCHES:
-        if not any(arch in labs[k].arches for k in labs if k <= n):
-            continue
-        info(f"labs check: lab{n}: generating, building and grading build/labs-check/lab{n} ({arch})")
-        try:
-            verdicts.append(check_lab(n, root, labs, sources, workers, arch, arch in previous_on))
-        except PagodaError as e:
-            verdicts.append(Verdict(_name(f"lab{n}", arch), problems=[str(e)]))
-        if arch not in reference_on:
-            continue
-        info(f"labs check: lab{n}: the reference as a submission ({arch})")
-        try:
-            verdicts.append(check_reference(n, root, labs, sources, arch, graded))
-        except PagodaError as e:
-            verdicts.append(Verdict(_name(f"lab{n} reference as a submission", arch), problems=[str(e)]))
+    try:
+        for arch in _tree_arches(labs, n):
+            info(f"labs check: lab{n}: generating, building and grading build/labs-check/lab{n} ({arch})")
+            try:
+                verdicts.append(check_lab(n, root, labs, sources, workers, arch, arch in previous_on, proofs))
+            except PagodaError as e:
+                verdicts.append(Verdict(_name(f"lab{n}", arch), problems=[str(e)]))
+            finally:
+                if proofs is not None:
+                    proofs.end((n, arch))
+            if arch not in reference_on:
+                continue
+            info(f"labs check: lab{n}: the reference as a submission ({arch})")
+            try:
+                verdicts.append(check_reference(n, root, labs, sources, arch, graded, proofs))
+            except PagodaError as e:
+                verdicts.append(Verdict(_name(f"lab{n} reference as a submission", arch), problems=[str(e)]))
+    finally:   # (whatever ended the checks: the lab before this one waits for none of them)
+        for arch in _tree_arches(labs, n) if proofs is not None else ():
+            proofs.end((n, arch))
     return verdicts

@@ -21,7 +21,8 @@ Steps (each prints one result line):
            one (--previous-only: each lab's tests still run on the skeleton after it), and the
            reference as a submission built on one ISA, not graded (--one-isa); with --ci, every
            earlier lab on one ISA per tree and only the last on the other (--earlier-once), the
-           reference graded on each
+           reference graded on each (but where the next lab's tree passed it on the same kernel,
+           programs and grader in the same run: labcheck.py)
   mutants  ./pagoda labs mutants: every known slip of every lab (labs/NN-name/mutants/) is
            caught by the grader, and the first failing test's first lines name its cause: each
            slip on one ISA (--one-isa: half of each lab's slips on each, the commit choosing

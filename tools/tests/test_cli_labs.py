@@ -2,6 +2,8 @@
 `labs check` and `lab status` on fake grader results (no QEMU here)."""
 import json
 import os
+import shutil
+import subprocess
 
 import pytest
 
@@ -142,9 +144,10 @@ def fake_reference(tree, monkeypatch):
     (verdict, the text of src/vm.cpp the build saw)."""
     sources = publish.scan(tree)
 
-    def run(n, built=True, outcome="passed"):
+    def run(n, built=True, outcome="passed", proofs=None):
         labs = publish.load_labs(tree)
         seen = []
+        monkeypatch.setattr(labcheck, "grade_digest", lambda kernel, where: "digest")
 
         def fake_build(tree_dir, arch, log, cpu=None):
             with open(os.path.join(tree_dir, "src/vm.cpp")) as f:
@@ -156,7 +159,7 @@ def fake_reference(tree, monkeypatch):
         monkeypatch.setattr(mutants, "set_aside", lambda *a: "kernel.elf")
         monkeypatch.setattr(mutants, "grade_slip", lambda *a, **k: {
             mutants.GRADE_CPU: 1.0, "results": [{"lab": n, "id": f"t{n}", "outcome": outcome, "reason": "boom"}]})
-        return labcheck.check_reference(n, tree, labs, sources), seen[0]
+        return labcheck.check_reference(n, tree, labs, sources, proofs=proofs), seen[0]
     return run
 
 
@@ -178,3 +181,43 @@ def test_check_reference_names_a_build_failure_and_what_was_left_out(fake_refere
 def test_check_reference_wants_full_marks(fake_reference):
     v, _ = fake_reference(1, outcome="failed")
     assert v.problems == ["lab1: test t1 FAILS on the reference handed in as a submission: boom"]
+
+
+def test_check_reference_is_graded_once_where_the_next_tree_passed_the_same_kernel(fake_reference):
+    """Not graded again only where the lab-2 tree of this run passed lab 1 on the same digest."""
+    def proofs(digest="digest", passed=(1,), expected=True):
+        p = labcheck.Proofs([(2, "x86_64")] if expected else [])
+        p.put((2, "x86_64"), digest, passed)
+        p.end((2, "x86_64"))
+        return p
+    v, _ = fake_reference(1, outcome="failed", proofs=proofs())
+    assert v.problems == [] and "not graded again" in v.line() and "lab2 tree" in v.line()
+    for other in (proofs(digest="another"), proofs(passed=(0,)), proofs(expected=False)):
+        v, _ = fake_reference(1, outcome="failed", proofs=other)
+        assert v.problems == ["lab1: test t1 FAILS on the reference handed in as a submission: boom"]
+
+
+needs_clang = pytest.mark.skipif(not (shutil.which("clang") and shutil.which("ld.lld")), reason="no clang and ld.lld")
+
+
+@needs_clang
+def test_grade_digest_leaves_out_only_the_debug_information(tmp_path):
+    """Two trees' builds of one text (their debug information names the tree) are one digest;
+    other code, or another grader, is another."""
+    def tree(name, code="int f(void) { return 1; }", grader="def test(): pass\n"):
+        root = str(tmp_path / name)
+        write(root, "pagoda", "#!/usr/bin/env python3\n")
+        write(root, "grade/test_lab1.py", grader)
+        write(root, "labs/01-x/lab.toml", "number = 1\n")
+        build = os.path.join(root, "build", "x86_64")
+        write(root, "k.c", code + "\nvoid _start(void) { f(); }\n")
+        os.makedirs(os.path.join(build, "user", "x86_64"))
+        subprocess.run(["clang", "--target=x86_64-unknown-none", "-ffreestanding", "-g", "-c", "k.c", "-o", "k.o"],
+                       cwd=root, check=True)
+        for elf in ("kernel.elf", "user/x86_64/init.elf"):
+            subprocess.run(["ld.lld", "k.o", "-o", os.path.join(build, elf)], cwd=root, check=True)
+        return labcheck.grade_digest(os.path.join(build, "kernel.elf"), root)
+    same = tree("lab1")
+    assert tree("lab2") == same
+    assert tree("lab3", code="int f(void) { return 2; }") != same
+    assert tree("lab4", grader="def test(): assert False\n") != same
