@@ -22,9 +22,8 @@ import re
 import struct
 
 from pagoda_pt import contract, verdicts
-from pagoda_pt.diagnose import KERNEL_REFUSAL, copy_with_guard_up
 from pagoda_pt.image import KernelImage, read_image
-from pagoda_pt.verdicts import Evidence, StackSlots
+from pagoda_pt.verdicts import KERNEL_REFUSAL, Evidence, StackSlots, copy_with_guard_up
 
 from . import symbols
 from .idle import IDLE_STOP
@@ -75,7 +74,7 @@ def first_kernel_fault(run):
 
 def copy_guard_cause(run):
     """The sentence for the first user copy that QEMU's log shows faulting with the CPU's guard
-    against kernel accesses to user pages still up (pagoda_pt.diagnose.copy_with_guard_up, which
+    against kernel accesses to user pages still up (pagoda_pt.verdicts.copy_with_guard_up, which
     fault-why says too), or None."""
     symbolizer = getattr(run, "symbolizer", None)
     if symbolizer is None:   # a run with no kernel to read the fix-up table from
@@ -349,7 +348,7 @@ def panic_site(run):
 # ---- The headline -------------------------------------------------------------------------------
 
 def kernel_refusal(run):
-    """The kernel's first KERNEL_REFUSAL line (pagoda_pt.diagnose: fault-why names the same lines) in @p run's serial output (cut as a panic line is), or
+    """The kernel's first KERNEL_REFUSAL line (pagoda_pt.verdicts: fault-why names the same lines) in @p run's serial output (cut as a panic line is), or
     None: when the kernel says it could not make a process, that is the best cause the grader has."""
     found = quoted_lines(getattr(run, "lines", None) or [], KERNEL_REFUSAL, at_most=1)   # (a made-up run may have none)
     return found[0] if found else None

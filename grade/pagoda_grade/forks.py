@@ -18,7 +18,6 @@ from .proof import proof
 from .symbols import fact
 from .watch import syscall_number, u64
 from .witness import PAGE
-from pagoda_pt.frames import LEAK_KINDS, PAGE_TABLE, USER_PAGE
 
 ESRCH, ECHILD = 3, 10
 
@@ -79,13 +78,16 @@ def baseline(watch, guest):
     before, before_bits = watch.frames_before
     story = leak_story(before_bits, bits, end, watch.kernel, deaths.moments) if after != before else []
     leaked = bits & ~before_bits
-    # The path of each kind of frame, from what the grader saw at its stops when that says more
-    # than the bytes (a page a copy-on-write fault replaced is a user page like any other).
-    seen = {USER_PAGE: next((s for s in story if "user pages" in s), None),
-            PAGE_TABLE: next((s for s in story if "page tables" in s), None)}
-    classes = audit.leak_classes(watch.kernel, watch.arch, end.read_phys,
-                                 [i * PAGE for i in range(leaked.bit_length()) if leaked >> i & 1],
-                                 {m.root: m.who for m in deaths.moments}, seen) if after != before else []
+    classes = []
+    if after != before:
+        from pagoda_pt.frames import PAGE_TABLE, USER_PAGE   # (a leak's classes, loaded for one)
+        # The path of each kind of frame, from what the grader saw at its stops when that says more
+        # than the bytes (a page a copy-on-write fault replaced is a user page like any other).
+        seen = {USER_PAGE: next((s for s in story if "user pages" in s), None),
+                PAGE_TABLE: next((s for s in story if "page tables" in s), None)}
+        classes = audit.leak_classes(watch.kernel, watch.arch, end.read_phys,
+                                     [i * PAGE for i in range(leaked.bit_length()) if leaked >> i & 1],
+                                     {m.root: m.who for m in deaths.moments}, seen)
     return dict(before=before, after=after, leak=story, classes=[c.sentence() for c in classes])
 
 
@@ -347,6 +349,7 @@ def bomb_script(t, fork_call, kernel, eager=False):
                 copies = copies_in_other_roots(back, watch, frames, others & set(process_roots(back, kernel)))
                 after -= len(copies)
                 # What the failed fork left, from the frames' bytes: its path is known.
+                from pagoda_pt.frames import LEAK_KINDS   # (a leak's classes, loaded for one)
                 undo = ("a fork that failed part-way left them: fork's error path must undo everything it made of the "
                         "child (release(): its user pages, its tables and root, its kernel stack, its slot)")
                 leak = [c.sentence() for c in audit.leak_classes(kernel, watch.arch, back.read_phys, frames - set(copies),

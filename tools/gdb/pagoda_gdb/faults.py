@@ -900,7 +900,8 @@ def _log_copies(look, verdict):
     """A user copy that QEMU's log shows faulting on the argument page at the top of the user stack
     (pagoda_pt.diagnose.arguments_through_live_root), or faulting with SMAP or PAN still up
     (copy_with_guard_up)."""
-    from pagoda_pt.diagnose import arguments_through_live_root, copy_with_guard_up
+    from pagoda_pt.diagnose import arguments_through_live_root
+    from pagoda_pt.verdicts import copy_with_guard_up
     from . import kernel
     top = kernel.symbol_address(C.fact_symbol("user_stack_top"))
     events = look.events
