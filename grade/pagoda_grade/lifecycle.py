@@ -24,6 +24,7 @@ from .processes import Pages, Refs, digest, pid_of, processes, registry, table_f
 from .witness import ARCHES, PAGE, return_address
 
 from pagoda_pt.procs import _u
+from pagoda_pt.procaudit import stalled_wait
 
 
 BOUND_NAMES = ("heap's start", "heap's break", "stack's limit", "stack's gap")   # Proc.bounds, in order
@@ -611,20 +612,10 @@ def wider_than_record(snap, kernel, root, who):
 
 
 def stalled_waits(snap, kernel):
-    """At a stop where nothing is ready to run (the idle loop): each process that waits while one
-    of its children has already ended, as a sentence: its exit did not make the waiting parent
-    ready (or the parent went to sleep after its child had ended without looking again)."""
-    procs = processes(snap, kernel, records_of=-1)
-    out = []
-    for p in procs.values():
-        if not p.waiting:
-            continue
-        ended = [c for c in procs.values() if c.parent == p.pid and c.zombie]
-        if ended:
-            out.append(f"nothing can run: pid {p.pid} waits (state read from guest RAM) while its child pid "
-                       f"{ended[0].pid} has already ended (a zombie, exit status {ended[0].exit_code}): the child's "
-                       "exit did not wake the waiting parent (exit must make a Waiting parent Ready)")
-    return out
+    """At a stop where nothing is ready to run (the idle loop): a process that waits while one of
+    its children has already ended, as a sentence (pagoda_pt.procaudit.stalled_wait: fault-why's
+    rule, worded once), or None."""
+    return stalled_wait(list(processes(snap, kernel, records_of=-1).values()))
 
 
 def _address_or_none(kernel, name):

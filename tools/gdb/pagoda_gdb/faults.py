@@ -835,8 +835,8 @@ def _kernel_failure(look, verdict):
 
 def _stalled_wait(look, verdict):
     """A hang interrupted with Ctrl-C: nothing can run because a parent waits for a child that has
-    already ended (pagoda_pt.diagnose.stalled_wait, from the process table)."""
-    from pagoda_pt.diagnose import stalled_wait
+    already ended (pagoda_pt.procaudit.stalled_wait, from the process table)."""
+    from pagoda_pt.procaudit import stalled_wait
     return stalled_wait(look.rows)
 
 

@@ -3,7 +3,6 @@
   Explanation          the report being built: lines, findings (one is the verdict), notes
   Roots                walking one address in every root the kernel published
   denying_levels       which levels of a walk deny an access ("PML4[511], PDPT[510]")
-  stalled_wait         a machine where nothing can run and a parent waits for a child that ended
   fork_copied_nothing  a forked child whose root holds nothing of its parent's user half
   foreign_root         a process that faulted in user mode on another process's root
   answered_before      how often QEMU's log shows the fault being killed now answered first
@@ -658,31 +657,6 @@ def not_live_user_address(roots: Roots, address: int, user_end: Optional[int], w
 
 
 # ---- a machine where nothing runs (lab 6) -------------------------------------------------------
-
-def stalled_wait(rows: list) -> Optional[str]:
-    """The cause of a machine that idles with work left, from the process table (@p rows:
-    pagoda_pt.procs.Proc; state_word "waiting" only in wait()), or None when it sees none.
-
-    Only when nothing is ready or running (the machine has nothing to do but wait): a process
-    waiting in wait() while a child of its own has already ended (a zombie) was never made
-    ready again, so the child's exit did not wake it. A zombie that is the current process is
-    still on its way out (exit_current() has not reached the wake-up yet) and is not counted."""
-    if any(r.state_word in ("ready", "running") for r in rows):
-        return None
-    for parent in sorted(rows, key=lambda r: r.pid):
-        if parent.state_word != "waiting":
-            continue
-        ended = [c for c in rows if c.parent == parent.pid and c.state_word == "zombie"
-                 and not c.current]
-        if ended:
-            child = min(ended, key=lambda r: r.pid)
-            return ("nothing can run: proc %d (%s) waits in wait() while its child proc %d (%s) has "
-                    "already ended (a zombie, not yet reaped): the child's exit did not wake the waiting "
-                    "parent (exit must make a Waiting parent Ready), or the parent went to wait after "
-                    "the child ended without looking at its children again"
-                    % (parent.pid, parent.name, child.pid, child.name))
-    return None
-
 
 def _same_record(a: list, b: list) -> bool:
     keys = ("start", "end", "read", "write", "execute", "kind")
