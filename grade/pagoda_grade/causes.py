@@ -29,8 +29,8 @@ from pagoda_core import faultlog
 
 from . import symbols
 from .idle import IDLE_STOP
-from .outcomes import (CHECKED, ENDED, STORM, TIMEOUT, is_never_reached, kill_lines, panic_line, quoted_lines, shown,
-                       watch_note)
+from .outcomes import (CHECKED, ENDED, STORM, TAIL_LINES, TIMEOUT, is_never_reached, kill_lines, panic_line, quoted_lines,
+                       shown, token_line, watch_note)
 from .processes import kernel_faults, parse_kills
 from .witness import ARCHES, PAGE, WalkError
 
@@ -640,7 +640,6 @@ def failure_text(run, reason, cause=None):
     """The text of a failure (Run.fail raises it): the cause first when one is known (@p cause,
     what the test found; else headline(): the first kernel fault's cause, the kernel's panic, ...),
     then the reason (the symptom the test saw), what went wrong with the machine, and the context."""
-    from .harness import TAIL_LINES, token_line   # (the module of every Run)
     head = cause or headline(run, reason)
     parts = [head, reason] if head and head != reason else [reason]
     parts = audits_first(run, parts)

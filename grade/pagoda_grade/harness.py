@@ -30,14 +30,12 @@ from pagoda_pt.isa import isa
 from pagoda_pt.kernelnames import NO_NAMES, KernelNames
 
 from . import symbols, todo
-from .outcomes import (CHECKED, LOG_LIMIT, OUTPUT_LIMIT, STORM, TIMEOUT, BootEnded, Checks, GradeFailure,
-                       escape_controls, findings, kill_lines, never_reached_reason, panic_line, skeleton_headline,
-                       watch_note)
+from .outcomes import (CHECKED, LOG_LIMIT, OUTPUT_LIMIT, STORM, TIMEOUT, BootEnded, Checks, GradeFailure, escape_controls,
+                       findings, kill_lines, never_reached_reason, panic_line, skeleton_headline, token_line, watch_note)
 from .idle import IdleWatch
 from .proof import new_token, proof
 from .rsp import RspError
 
-TAIL_LINES = 40
 # Boots whose guest RAM a test keeps after they end, for the audit at a failure (audit.py): the
 # last two (a test that compares two boots fails on either).
 KEPT_RAM = 2
@@ -56,10 +54,6 @@ LOG_READ_BYTES = 256 * 1024
 
 # Replaces `./pagoda gdb` in the line that boots a failed test's boot again (Booter.replay).
 GDB_ENV = "PAGODA_GRADE_GDB"
-
-
-def token_line(token):
-    return f"boot token {token} (PAGODA_GRADE_TOKEN={token} repeats the grader's choices)"
 
 
 def name_code(symbolizer, address):
