@@ -111,7 +111,7 @@ def test_fork_basic(boot, kernel, arch):
                     # Nobody is ready (no child here sleeps): someone waits for what will never come.
                     stalled = stalled_waits(snap, kernel)
                     if stalled:
-                        raise AssertionError(stalled[0])
+                        raise AssertionError(stalled)
                 case At(address=a) if a in (tlb_page, tlb_all):
                     # Inside the first fork: every invalidation the kernel asks of the TLB.
                     note_invalidation(state["flush"], snap, tlb_all)
@@ -1218,7 +1218,7 @@ def test_orphan_wait(boot, kernel, arch):
                             f"orphan it adopted when its own parent ended, has already ended (a zombie, exit status "
                             f"{orphans[0].exit_code}): the exit that handed pid 1 a child that had ended did not wake "
                             "it (exit must wake the adopter when a zombie is among the children it takes)")
-                    raise AssertionError(stalled[0])
+                    raise AssertionError(stalled)
                 continue
             match ev:
                 case Return(why=ForkResult(), result=result):

@@ -28,6 +28,8 @@ import os
 import struct
 
 from . import symbols
+from .processes import Refs, process_roots, processes
+from .witness import PAGE
 
 # How many findings a failure shows after the first.
 MAX_FINDINGS = 8
@@ -105,3 +107,96 @@ def leak_classes(kernel, arch, read_phys, leaked, roots_seen=None, seen=None):
         return frames.leak_classes(arch, read_phys, symbols.reader(kernel), leaked, roots_seen, seen)
     except (frames.CensusError, ValueError, TypeError, AssertionError, OSError, struct.error):
         return []
+
+
+# ---- a leak, explained --------------------------------------------------------------------------
+
+def leak_story(before_bits, after_bits, end_snap, kernel, moments):
+    """Sentences naming what the frames in use after every process was reaped (and not before the
+    first one) are, from what the grader saw (@p moments: deaths, execs, forks, in the order seen)
+    and what guest RAM holds now: process roots still registered, slots not freed, reference
+    counts. The first sentence is the likeliest cause."""
+    leaked = after_bits & ~before_bits
+    frames = {i * PAGE for i in range(leaked.bit_length()) if leaked >> i & 1}
+    if not frames:
+        return []
+    out = []
+    left = process_roots(end_snap, kernel)
+    procs = processes(end_snap, kernel)
+    for pid, p in sorted(procs.items()):
+        if p.state == 0:
+            root = next((r for r, label in left.items() if label.endswith(f"(pid {pid})")), None)
+            held = f" and its root {root:#x} still in the kernel's root registry" if root else ""
+            out.append(f"pid {pid}'s slot of the process table (guest RAM) is marked free but was never released (its "
+                       f"pid and record still there{held}): the process was reaped without being destroyed: wait "
+                       "must free what the zombie holds (reap(): user half, tables, root, kernel stack)")
+            continue
+        state = "a zombie" if p.zombie else f"in state {p.state}"
+        parent = f"its parent pid {p.parent}" if p.parent else "no parent (the idle loop reaps it)"
+        out.append(f"pid {pid} is still {state} in the process table (guest RAM) after the run, with {parent}: "
+                   f"nobody reaped it")
+    if left and not procs:
+        root, label = next(iter(left.items()))
+        out.append(f"{label}'s root {root:#x} is still in the kernel's root registry though no process is left in the "
+                   "process table: its address space was never destroyed")
+    refs = Refs(end_snap, kernel)
+    # The last moment each leaked frame was seen as a user page, a table or a root.
+    last_page, last_table = {}, {}
+    for m in moments:
+        for va, (pa, _) in m.pages.items():
+            if pa in frames:
+                last_page[pa] = (m, va)
+        for t in m.tables:
+            if t in frames:
+                last_table[t] = m
+    counted = sorted(f for f in last_page if (refs.count(f) or 1) > 1)
+    if counted:
+        m, va = last_page[counted[0]]
+        out.append(f"{len(counted)} of the {len(frames)} frames still in use were user pages that still have a "
+                   f"reference count above 1 in the kernel's table (guest RAM) though no root maps them: e.g. frame "
+                   f"{counted[0]:#x}, page {va:#x} of {m.who} when the grader saw it at its {m.what}, count "
+                   f"{refs.count(counted[0])}: an unmap (exit's teardown, a copy-on-write fault) that did not drop "
+                   "its reference (put_user_frame / FrameRefs::drop), so the last mapping never frees the frame")
+    replaced, at_exit, at_exec = [], [], []
+    for f, (m, va) in last_page.items():
+        if f in counted:
+            continue
+        later = [x for x in moments if x.order > m.order and x.pid == m.pid and x.what in ("exit", "exec")]
+        if m.what in ("exit",):
+            at_exit.append((f, m, va))
+        elif m.what == "exec":
+            at_exec.append((f, m, va))
+        elif later and later[0].pages.get(va, (None,))[0] != f:
+            replaced.append((f, m, va, later[0]))
+        else:
+            at_exit.append((f, m, va))
+    if replaced:
+        f, m, va, end = replaced[0]
+        now = end.pages.get(va, (None,))[0]
+        out.append(f"{len(replaced)} of them were user pages replaced while their process lived: e.g. frame {f:#x} was "
+                   f"page {va:#x} of {m.who} at its {m.what}, and at its {end.what} that page was "
+                   f"{'frame ' + hex(now) if now else 'unmapped'}: the copy-on-write fault (or an unmap) put a new "
+                   "frame in place without dropping the old frame's reference (put_user_frame), which frees it when "
+                   "it was the last")
+    if at_exec:
+        f, m, va = at_exec[0]
+        out.append(f"{len(at_exec)} of them were user pages of {m.who}'s root {m.root:#x} when it called exec (e.g. "
+                   f"frame {f:#x} at {va:#x}): exec did not free the old user half after switching to the new root")
+    if at_exit:
+        f, m, va = at_exit[0]
+        out.append(f"{len(at_exit)} of them were user pages mapped in {m.who}'s root when the grader last saw it (its "
+                   f"{m.what}; e.g. frame {f:#x} at {va:#x}, count now {refs.count(f)}) and not freed when the process "
+                   "was torn down: the last reference's drop must free the frame (put_user_frame, FrameRefs::drop), "
+                   "and wait must destroy the zombie")
+    tables = [t for t in frames if t in last_table and t not in last_page]
+    if tables:
+        m = last_table[tables[0]]
+        kind = "the root" if tables[0] == m.root else "a page table"
+        out.append(f"{len(tables)} of them were page tables of processes' roots (e.g. {tables[0]:#x}, {kind} of "
+                   f"{m.who} at its {m.what}): their address space was not destroyed"
+                   f"{' (exec must destroy the old space)' if m.what == 'exec' else ''}")
+    unknown = len(frames) - len(last_page) - len(tables)
+    if unknown > 0 and not out:
+        out.append(f"{unknown} of them were never seen by the grader as a user page or a page table of a process "
+                   "(kernel stacks, or tables made and dropped between its stops)")
+    return out

@@ -22,13 +22,15 @@ import re
 import struct
 
 from pagoda_pt import contract, verdicts
-from pagoda_pt.diagnose import KERNEL_REFUSAL, copy_with_guard_up
 from pagoda_pt.image import KernelImage, read_image
-from pagoda_pt.verdicts import Evidence, StackSlots
+from pagoda_pt.verdicts import KERNEL_REFUSAL, Evidence, StackSlots, copy_with_guard_up
+
+from pagoda_core import faultlog
 
 from . import symbols
 from .idle import IDLE_STOP
-from .outcomes import STORM, TIMEOUT, is_never_reached, kill_lines, panic_line, quoted_lines
+from .outcomes import (CHECKED, ENDED, STORM, TAIL_LINES, TIMEOUT, is_never_reached, kill_lines, panic_line, quoted_lines,
+                       shown, token_line, watch_note)
 from .processes import kernel_faults, parse_kills
 from .witness import ARCHES, PAGE, WalkError
 
@@ -75,7 +77,7 @@ def first_kernel_fault(run):
 
 def copy_guard_cause(run):
     """The sentence for the first user copy that QEMU's log shows faulting with the CPU's guard
-    against kernel accesses to user pages still up (pagoda_pt.diagnose.copy_with_guard_up, which
+    against kernel accesses to user pages still up (pagoda_pt.verdicts.copy_with_guard_up, which
     fault-why says too), or None."""
     symbolizer = getattr(run, "symbolizer", None)
     if symbolizer is None:   # a run with no kernel to read the fix-up table from
@@ -349,7 +351,7 @@ def panic_site(run):
 # ---- The headline -------------------------------------------------------------------------------
 
 def kernel_refusal(run):
-    """The kernel's first KERNEL_REFUSAL line (pagoda_pt.diagnose: fault-why names the same lines) in @p run's serial output (cut as a panic line is), or
+    """The kernel's first KERNEL_REFUSAL line (pagoda_pt.verdicts: fault-why names the same lines) in @p run's serial output (cut as a panic line is), or
     None: when the kernel says it could not make a process, that is the best cause the grader has."""
     found = quoted_lines(getattr(run, "lines", None) or [], KERNEL_REFUSAL, at_most=1)   # (a made-up run may have none)
     return found[0] if found else None
@@ -561,3 +563,123 @@ def explain_death(run, inspector, layout, roots, started=None):
                 "in the half every switch of processes reloads (kernel memory must be reached in the kernel half: "
                 "the window, phys_to_ptr())")
     return None
+
+
+# ---- a failure's text (Run.fail, Run.first_fault_cause, Run.fault_summary) ---------------------
+
+
+def _temp_map_fault(run, fault):
+    """A sentence when @p fault is the kernel's, on an address of the temp-map area (lab 4)."""
+    from .symbols import fact
+    try:
+        base, end = fact(run.symbolizer.elf, "temp_map_base"), fact(run.symbolizer.elf, "stack_base")
+        slots, page = fact(run.symbolizer.elf, "temp_map_slots"), fact(run.symbolizer.elf, "page_size")
+    except (AssertionError, OSError):
+        return ""
+    if fault.address is None or not base <= fault.address < end:
+        return ""
+    index = (fault.address - base) // page
+    shared = _temp_area_shared_entry(run)
+    if shared:
+        return f"{fault.address:#x} is temp-map slot {index % slots} of CPU {index // slots}: {shared}"
+    return (f"{fault.address:#x} is temp-map slot {index % slots} of CPU {index // slots} (the kTempMapBase "
+            "area): the kernel took the slot and used it, and the live root's walk does not find the frame there: "
+            "the slot's entry was written into a table the live root does not walk (the kernel root's own copy, or "
+            "a table no root uses) instead of the one shared kernel-half table, or the slot was used after its "
+            "guard released it (the kernel's report above says whether it is live; labs/04-temp-mappings)")
+
+
+def _temp_area_shared_entry(run):
+    """TempArea.shared_entry() of the area in the boot's RAM as it ended (None when the boot
+    kept no RAM or there is no area): the one reader of the area, pagoda_pt.tempmap."""
+    from pagoda_pt.image import CensusError
+    from pagoda_pt.tempmap import read_temp_area
+    if run.remains is None or run.remains.fd is None:
+        return None
+    try:
+        area = read_temp_area(run.remains.read_phys, symbols.reader(run.symbolizer.elf))
+    except (CensusError, AssertionError, OSError, ValueError):
+        return None
+    return area and area.shared_entry()
+
+
+def first_fault_cause(run, roots=None):
+    """What the grader can say about the first fault the kernel itself took, from QEMU's log,
+    the kernel ELF and its layout (causes.py): a switch of roots that unmapped the code making
+    it, a temp-map slot used after its mapping went, where the address lies and what the
+    access needed. None when there is no such fault or nothing to add to it."""
+    first = first_kernel_fault(run)
+    if first is None:
+        return None
+    return (faultlog.after_root_switch(first, run._kernel_words, run.symbol_of) or _temp_map_fault(run, first)
+            or kernel_fault_cause(run, first, roots))
+
+
+def _explained_first(run, line1):
+    """True when @p line1, a failure's first line, already names the address of the first fault
+    the kernel took: the test (or the audit) said what that address was, and the grader's
+    guess from where it lies (first_fault_cause()) could only repeat it or contradict it."""
+    first = first_kernel_fault(run)
+    return (first is not None and first.address is not None
+            and re.search(rf"{first.address:#x}(?![0-9a-fA-F])", line1.split("\n")[0]) is not None)
+
+
+def fault_summary(run):
+    """The log's summary, its "first fault" the first one the kernel itself took when there is
+    one (a user program's demand faults and copy-on-write faults, resolved, are no cause)."""
+    first = first_kernel_fault(run)
+    summary = run.log.summary(run.symbol_of)
+    if first is None or first is (run.log.faults[0] if run.log.faults else None):
+        return summary
+    users = sum(1 for f in run.log.faults if f.privilege != first.privilege and f.index < first.index)
+    return (f"first kernel fault: {first.describe(run.symbol_of)} (after {users} fault(s) in user mode, which "
+            f"demand paging, copy-on-write or a kill answered); " + summary.replace("first fault: ", "first fault of all: ", 1))
+
+
+def failure_text(run, reason, cause=None):
+    """The text of a failure (Run.fail raises it): the cause first when one is known (@p cause,
+    what the test found; else headline(): the first kernel fault's cause, the kernel's panic, ...),
+    then the reason (the symptom the test saw), what went wrong with the machine, and the context."""
+    head = cause or headline(run, reason)
+    parts = [head, reason] if head and head != reason else [reason]
+    parts = audits_first(run, parts)
+    said = "\n".join(parts)
+    outcome = run.outcome()
+    if outcome == TIMEOUT and run.stop_reason.startswith(IDLE_STOP):
+        if run.stop_reason not in said:
+            parts.append(f"the grader stopped the machine: {run.stop_reason}")
+    elif outcome == TIMEOUT:
+        parts.append("the kernel did not finish in time (hung, or looping)")
+    elif run.stop_kind in (CHECKED, ENDED):
+        pass
+    elif run.stop_kind:
+        if run.stop_reason not in said:
+            parts.append(f"the grader stopped the machine: {run.stop_reason}")
+    elif outcome not in ("success", "failure"):
+        parts.append(f"the machine ended with: {outcome}")
+    panicked = panic_line("\n".join(run.lines)) if outcome == "failure" else ""
+    if panicked and panicked not in said:
+        parts.append(f"the kernel panicked: {panicked}")
+    summary = run.fault_summary()
+    if summary and outcome != "success" and run.stop_kind != STORM:
+        parts.append(summary)
+    elif run.stop_kind == STORM and run.log.faults:
+        # The storm names its repeated exception; the one that started it may be another
+        # (AArch64: the instruction abort after a switch of roots, then the vector faulting
+        # on itself).
+        first = run.log.faults[0].describe(run.symbol_of)
+        if first not in run.stop_reason:
+            parts.append(f"before the storm, the first fault: {first}")
+    if run.log.faults and outcome != "success":
+        found = run.first_fault_cause()
+        if found and found not in "\n".join(parts) and not _explained_first(run, parts[0]):
+            parts.append(f"the first fault's cause: {found}")
+    seen = watch_note(run.watch_problems, "\n".join(parts))
+    if seen:
+        parts.append(seen)
+    parts.append(token_line(run.token))
+    tail = run.symbolizer.annotate(run.lines[-TAIL_LINES:])
+    parts.append(f"last {len(tail)} lines of serial output (full log: {run.serial_log}; "
+                 f"QEMU log: {run.qemu_log}):")
+    parts.extend("  | " + shown(line) for line in tail)
+    return "\n".join(parts)

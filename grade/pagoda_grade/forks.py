@@ -7,9 +7,9 @@ import re
 
 from pagoda_pt import contract
 from pagoda_pt.procs import NO_SLOT
-from . import audit, programs
+from . import programs
 from .labtest import ProcTest, Return, Trace, signed
-from .lifecycle import Deaths, leak_story, moment, stale_records
+from .lifecycle import Deaths, moment, stale_records
 from .outcomes import KILL_LINE, STAND_IN, BootEnded
 from .processes import (Pages, count_used, covered, digest, foreign_code_kill, parse_kills, process_roots, processes,
                         user_page_frames, user_symbol)
@@ -18,7 +18,6 @@ from .proof import proof
 from .symbols import fact
 from .watch import syscall_number, u64
 from .witness import PAGE
-from pagoda_pt.frames import LEAK_KINDS, PAGE_TABLE, USER_PAGE
 
 ESRCH, ECHILD = 3, 10
 
@@ -62,7 +61,7 @@ def first_root(snap, kernel):
 def baseline(watch, guest):
     """At the run's end: frames in use (the allocator's bitmap, guest RAM) after every process
     was reaped, and before the first one was made; when they differ, what the leaked frames
-    were (leak_story(): from every death and exec the grader stopped at, and guest RAM now)."""
+    were (audit.leak_story(): from every death and exec the grader stopped at, and guest RAM now)."""
     deaths = deaths_of(watch)
     tag = fact(watch.kernel, "run_checkpoint_ended")
     for _ in range(100_000):
@@ -77,15 +76,19 @@ def baseline(watch, guest):
             deaths.audit.note(problem)
     after, bits = count_used(end, *watch.bitmap)
     before, before_bits = watch.frames_before
-    story = leak_story(before_bits, bits, end, watch.kernel, deaths.moments) if after != before else []
+    story, classes = [], []
     leaked = bits & ~before_bits
-    # The path of each kind of frame, from what the grader saw at its stops when that says more
-    # than the bytes (a page a copy-on-write fault replaced is a user page like any other).
-    seen = {USER_PAGE: next((s for s in story if "user pages" in s), None),
-            PAGE_TABLE: next((s for s in story if "page tables" in s), None)}
-    classes = audit.leak_classes(watch.kernel, watch.arch, end.read_phys,
-                                 [i * PAGE for i in range(leaked.bit_length()) if leaked >> i & 1],
-                                 {m.root: m.who for m in deaths.moments}, seen) if after != before else []
+    if after != before:
+        from pagoda_pt.frames import PAGE_TABLE, USER_PAGE   # (a leak's story and classes, loaded for one)
+        from . import audit
+        story = audit.leak_story(before_bits, bits, end, watch.kernel, deaths.moments)
+        # The path of each kind of frame, from what the grader saw at its stops when that says more
+        # than the bytes (a page a copy-on-write fault replaced is a user page like any other).
+        seen = {USER_PAGE: next((s for s in story if "user pages" in s), None),
+                PAGE_TABLE: next((s for s in story if "page tables" in s), None)}
+        classes = audit.leak_classes(watch.kernel, watch.arch, end.read_phys,
+                                     [i * PAGE for i in range(leaked.bit_length()) if leaked >> i & 1],
+                                     {m.root: m.who for m in deaths.moments}, seen)
     return dict(before=before, after=after, leak=story, classes=[c.sentence() for c in classes])
 
 
@@ -347,6 +350,8 @@ def bomb_script(t, fork_call, kernel, eager=False):
                 copies = copies_in_other_roots(back, watch, frames, others & set(process_roots(back, kernel)))
                 after -= len(copies)
                 # What the failed fork left, from the frames' bytes: its path is known.
+                from pagoda_pt.frames import LEAK_KINDS   # (a leak's classes, loaded for one)
+                from . import audit
                 undo = ("a fork that failed part-way left them: fork's error path must undo everything it made of the "
                         "child (release(): its user pages, its tables and root, its kernel stack, its slot)")
                 leak = [c.sentence() for c in audit.leak_classes(kernel, watch.arch, back.read_phys, frames - set(copies),

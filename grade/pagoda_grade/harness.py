@@ -30,14 +30,12 @@ from pagoda_pt.isa import isa
 from pagoda_pt.kernelnames import NO_NAMES, KernelNames
 
 from . import symbols, todo
-from .outcomes import (CHECKED, ENDED, LOG_LIMIT, OUTPUT_LIMIT, STORM, TIMEOUT, BootEnded, Checks, GradeFailure,
-                       escape_controls, findings, kill_lines, never_reached_reason, panic_line, shown, skeleton_headline,
-                       watch_note)
-from .idle import IDLE_STOP, IdleWatch
+from .outcomes import (CHECKED, LOG_LIMIT, OUTPUT_LIMIT, STORM, TIMEOUT, BootEnded, Checks, GradeFailure, escape_controls,
+                       findings, kill_lines, never_reached_reason, panic_line, skeleton_headline, token_line, watch_note)
+from .idle import IdleWatch
 from .proof import new_token, proof
 from .rsp import RspError
 
-TAIL_LINES = 40
 # Boots whose guest RAM a test keeps after they end, for the audit at a failure (audit.py): the
 # last two (a test that compares two boots fails on either).
 KEPT_RAM = 2
@@ -56,10 +54,6 @@ LOG_READ_BYTES = 256 * 1024
 
 # Replaces `./pagoda gdb` in the line that boots a failed test's boot again (Booter.replay).
 GDB_ENV = "PAGODA_GRADE_GDB"
-
-
-def token_line(token):
-    return f"boot token {token} (PAGODA_GRADE_TOKEN={token} repeats the grader's choices)"
 
 
 def name_code(symbolizer, address):
@@ -148,120 +142,22 @@ class Run(Checks):
         except (OSError, PagodaError):
             return None
 
-    def _temp_map_fault(self, fault):
-        """A sentence when @p fault is the kernel's, on an address of the temp-map area (lab 4)."""
-        from .symbols import fact
-        try:
-            base, end = fact(self.symbolizer.elf, "temp_map_base"), fact(self.symbolizer.elf, "stack_base")
-            slots, page = fact(self.symbolizer.elf, "temp_map_slots"), fact(self.symbolizer.elf, "page_size")
-        except (AssertionError, OSError):
-            return ""
-        if fault.address is None or not base <= fault.address < end:
-            return ""
-        index = (fault.address - base) // page
-        shared = self._temp_area_shared_entry()
-        if shared:
-            return f"{fault.address:#x} is temp-map slot {index % slots} of CPU {index // slots}: {shared}"
-        return (f"{fault.address:#x} is temp-map slot {index % slots} of CPU {index // slots} (the kTempMapBase "
-                "area): the kernel took the slot and used it, and the live root's walk does not find the frame there: "
-                "the slot's entry was written into a table the live root does not walk (the kernel root's own copy, or "
-                "a table no root uses) instead of the one shared kernel-half table, or the slot was used after its "
-                "guard released it (the kernel's report above says whether it is live; labs/04-temp-mappings)")
-
-    def _temp_area_shared_entry(self):
-        """TempArea.shared_entry() of the area in the boot's RAM as it ended (None when the boot
-        kept no RAM or there is no area): the one reader of the area, pagoda_pt.tempmap."""
-        from pagoda_pt.image import CensusError
-        from pagoda_pt.tempmap import read_temp_area
-        if self.remains is None or self.remains.fd is None:
-            return None
-        try:
-            area = read_temp_area(self.remains.read_phys, symbols.reader(self.symbolizer.elf))
-        except (CensusError, AssertionError, OSError, ValueError):
-            return None
-        return area and area.shared_entry()
-
     def first_fault_cause(self, roots=None):
-        """What the grader can say about the first fault the kernel itself took, from QEMU's log,
-        the kernel ELF and its layout (causes.py): a switch of roots that unmapped the code making
-        it, a temp-map slot used after its mapping went, where the address lies and what the
-        access needed. None when there is no such fault or nothing to add to it."""
+        """causes.first_fault_cause(): what the grader can say about the first fault the kernel
+        itself took (a failure's words, loaded for one)."""
         from . import causes
-        first = causes.first_kernel_fault(self)
-        if first is None:
-            return None
-        return (faultlog.after_root_switch(first, self._kernel_words, self.symbol_of) or self._temp_map_fault(first)
-                or causes.kernel_fault_cause(self, first, roots))
-
-    def _explained_first(self, line1):
-        """True when @p line1, a failure's first line, already names the address of the first fault
-        the kernel took: the test (or the audit) said what that address was, and the grader's
-        guess from where it lies (first_fault_cause()) could only repeat it or contradict it."""
-        from . import causes
-        first = causes.first_kernel_fault(self)
-        return (first is not None and first.address is not None
-                and re.search(rf"{first.address:#x}(?![0-9a-fA-F])", line1.split("\n")[0]) is not None)
+        return causes.first_fault_cause(self, roots)
 
     def fault_summary(self):
-        """The log's summary, its "first fault" the first one the kernel itself took when there is
-        one (a user program's demand faults and copy-on-write faults, resolved, are no cause)."""
+        """causes.fault_summary(): the log's summary, its first fault the kernel's own."""
         from . import causes
-        first = causes.first_kernel_fault(self)
-        summary = self.log.summary(self.symbol_of)
-        if first is None or first is (self.log.faults[0] if self.log.faults else None):
-            return summary
-        users = sum(1 for f in self.log.faults if f.privilege != first.privilege and f.index < first.index)
-        return (f"first kernel fault: {first.describe(self.symbol_of)} (after {users} fault(s) in user mode, which "
-                f"demand paging, copy-on-write or a kill answered); " + summary.replace("first fault: ", "first fault of all: ", 1))
+        return causes.fault_summary(self)
 
     def fail(self, reason, cause=None):
-        """Raises GradeFailure: the cause first when one is known (@p cause, what the test found;
-        else causes.headline(): the first kernel fault's cause, the kernel's panic, ...), then
-        the reason (the symptom the test saw), what went wrong with the machine, and the context."""
+        """Raises GradeFailure with causes.failure_text(): the cause first, then @p reason (the
+        symptom the test saw), what went wrong with the machine, and the context."""
         from . import causes
-        head = cause or causes.headline(self, reason)
-        parts = [head, reason] if head and head != reason else [reason]
-        parts = causes.audits_first(self, parts)
-        said = "\n".join(parts)
-        outcome = self.outcome()
-        if outcome == TIMEOUT and self.stop_reason.startswith(IDLE_STOP):
-            if self.stop_reason not in said:
-                parts.append(f"the grader stopped the machine: {self.stop_reason}")
-        elif outcome == TIMEOUT:
-            parts.append("the kernel did not finish in time (hung, or looping)")
-        elif self.stop_kind in (CHECKED, ENDED):
-            pass
-        elif self.stop_kind:
-            if self.stop_reason not in said:
-                parts.append(f"the grader stopped the machine: {self.stop_reason}")
-        elif outcome not in ("success", "failure"):
-            parts.append(f"the machine ended with: {outcome}")
-        panicked = panic_line("\n".join(self.lines)) if outcome == "failure" else ""
-        if panicked and panicked not in said:
-            parts.append(f"the kernel panicked: {panicked}")
-        summary = self.fault_summary()
-        if summary and outcome != "success" and self.stop_kind != STORM:
-            parts.append(summary)
-        elif self.stop_kind == STORM and self.log.faults:
-            # The storm names its repeated exception; the one that started it may be another
-            # (AArch64: the instruction abort after a switch of roots, then the vector faulting
-            # on itself).
-            first = self.log.faults[0].describe(self.symbol_of)
-            if first not in self.stop_reason:
-                parts.append(f"before the storm, the first fault: {first}")
-        if self.log.faults and outcome != "success":
-            found = self.first_fault_cause()
-            if found and found not in "\n".join(parts) and not self._explained_first(parts[0]):
-                parts.append(f"the first fault's cause: {found}")
-        seen = watch_note(self.watch_problems, "\n".join(parts))
-        if seen:
-            parts.append(seen)
-        parts.append(token_line(self.token))
-        tail = self.symbolizer.annotate(self.lines[-TAIL_LINES:])
-        parts.append(f"last {len(tail)} lines of serial output (full log: {self.serial_log}; "
-                     f"QEMU log: {self.qemu_log}):")
-        parts.extend("  | " + shown(line) for line in tail)
-        raise GradeFailure("\n".join(parts))
+        raise GradeFailure(causes.failure_text(self, reason, cause))
 
     # ---- checks on what the kernel printed (believed unless a witness confirms it; check(): Checks)
 

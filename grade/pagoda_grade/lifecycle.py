@@ -8,10 +8,10 @@ they saw, never from what the kernel printed.
     processes(snap, kernel)             the process table: pid, parent, state, record (Vma list)
     Pages.of(snap, root)                 a root's user pages: va -> (frame, writable)
     Refs(snap, kernel)                   the kernel's reference counts (pagoda_frame_refs)
-                                         (these three in processes.py, lab 7's too)
+                                         (these three in processes.py, lab 7's too;
+                                         a leak's story: audit.leak_story)
     Deaths(kernel)                       stops at exit_current and exec_current; records each
     fork_view(...) / fork_problems(...)  one fork, seen at its return and at a later moment
-    leak_story(...)                      whose frames a leak is made of, and why
 
 Layouts come from the kernel's facts (process_*, vma_*: kernel/proc/process.cpp, mm/space/vma.cpp).
 """
@@ -20,10 +20,11 @@ from dataclasses import dataclass, field
 from pagoda_pt import contract
 
 from . import symbols
-from .processes import Pages, Refs, digest, pid_of, process_roots, processes, registry, table_frames
+from .processes import Pages, Refs, digest, pid_of, processes, registry, table_frames
 from .witness import ARCHES, PAGE, return_address
 
 from pagoda_pt.procs import _u
+from pagoda_pt.procaudit import stalled_wait
 
 
 BOUND_NAMES = ("heap's start", "heap's break", "stack's limit", "stack's gap")   # Proc.bounds, in order
@@ -611,20 +612,10 @@ def wider_than_record(snap, kernel, root, who):
 
 
 def stalled_waits(snap, kernel):
-    """At a stop where nothing is ready to run (the idle loop): each process that waits while one
-    of its children has already ended, as a sentence: its exit did not make the waiting parent
-    ready (or the parent went to sleep after its child had ended without looking again)."""
-    procs = processes(snap, kernel, records_of=-1)
-    out = []
-    for p in procs.values():
-        if not p.waiting:
-            continue
-        ended = [c for c in procs.values() if c.parent == p.pid and c.zombie]
-        if ended:
-            out.append(f"nothing can run: pid {p.pid} waits (state read from guest RAM) while its child pid "
-                       f"{ended[0].pid} has already ended (a zombie, exit status {ended[0].exit_code}): the child's "
-                       "exit did not wake the waiting parent (exit must make a Waiting parent Ready)")
-    return out
+    """At a stop where nothing is ready to run (the idle loop): a process that waits while one of
+    its children has already ended, as a sentence (pagoda_pt.procaudit.stalled_wait: fault-why's
+    rule, worded once), or None."""
+    return stalled_wait(list(processes(snap, kernel, records_of=-1).values()))
 
 
 def _address_or_none(kernel, name):
@@ -632,96 +623,3 @@ def _address_or_none(kernel, name):
         return symbols.address_of(kernel, name)
     except (AssertionError, OSError):
         return None
-
-
-# ---- a leak, explained --------------------------------------------------------------------------
-
-def leak_story(before_bits, after_bits, end_snap, kernel, moments):
-    """Sentences naming what the frames in use after every process was reaped (and not before the
-    first one) are, from what the grader saw (@p moments: deaths, execs, forks, in the order seen)
-    and what guest RAM holds now: process roots still registered, slots not freed, reference
-    counts. The first sentence is the likeliest cause."""
-    leaked = after_bits & ~before_bits
-    frames = {i * PAGE for i in range(leaked.bit_length()) if leaked >> i & 1}
-    if not frames:
-        return []
-    out = []
-    left = process_roots(end_snap, kernel)
-    procs = processes(end_snap, kernel)
-    for pid, p in sorted(procs.items()):
-        if p.state == 0:
-            root = next((r for r, label in left.items() if label.endswith(f"(pid {pid})")), None)
-            held = f" and its root {root:#x} still in the kernel's root registry" if root else ""
-            out.append(f"pid {pid}'s slot of the process table (guest RAM) is marked free but was never released (its "
-                       f"pid and record still there{held}): the process was reaped without being destroyed: wait "
-                       "must free what the zombie holds (reap(): user half, tables, root, kernel stack)")
-            continue
-        state = "a zombie" if p.zombie else f"in state {p.state}"
-        parent = f"its parent pid {p.parent}" if p.parent else "no parent (the idle loop reaps it)"
-        out.append(f"pid {pid} is still {state} in the process table (guest RAM) after the run, with {parent}: "
-                   f"nobody reaped it")
-    if left and not procs:
-        root, label = next(iter(left.items()))
-        out.append(f"{label}'s root {root:#x} is still in the kernel's root registry though no process is left in the "
-                   "process table: its address space was never destroyed")
-    refs = Refs(end_snap, kernel)
-    # The last moment each leaked frame was seen as a user page, a table or a root.
-    last_page, last_table = {}, {}
-    for m in moments:
-        for va, (pa, _) in m.pages.items():
-            if pa in frames:
-                last_page[pa] = (m, va)
-        for t in m.tables:
-            if t in frames:
-                last_table[t] = m
-    counted = sorted(f for f in last_page if (refs.count(f) or 1) > 1)
-    if counted:
-        m, va = last_page[counted[0]]
-        out.append(f"{len(counted)} of the {len(frames)} frames still in use were user pages that still have a "
-                   f"reference count above 1 in the kernel's table (guest RAM) though no root maps them: e.g. frame "
-                   f"{counted[0]:#x}, page {va:#x} of {m.who} when the grader saw it at its {m.what}, count "
-                   f"{refs.count(counted[0])}: an unmap (exit's teardown, a copy-on-write fault) that did not drop "
-                   "its reference (put_user_frame / FrameRefs::drop), so the last mapping never frees the frame")
-    replaced, at_exit, at_exec = [], [], []
-    for f, (m, va) in last_page.items():
-        if f in counted:
-            continue
-        later = [x for x in moments if x.order > m.order and x.pid == m.pid and x.what in ("exit", "exec")]
-        if m.what in ("exit",):
-            at_exit.append((f, m, va))
-        elif m.what == "exec":
-            at_exec.append((f, m, va))
-        elif later and later[0].pages.get(va, (None,))[0] != f:
-            replaced.append((f, m, va, later[0]))
-        else:
-            at_exit.append((f, m, va))
-    if replaced:
-        f, m, va, end = replaced[0]
-        now = end.pages.get(va, (None,))[0]
-        out.append(f"{len(replaced)} of them were user pages replaced while their process lived: e.g. frame {f:#x} was "
-                   f"page {va:#x} of {m.who} at its {m.what}, and at its {end.what} that page was "
-                   f"{'frame ' + hex(now) if now else 'unmapped'}: the copy-on-write fault (or an unmap) put a new "
-                   "frame in place without dropping the old frame's reference (put_user_frame), which frees it when "
-                   "it was the last")
-    if at_exec:
-        f, m, va = at_exec[0]
-        out.append(f"{len(at_exec)} of them were user pages of {m.who}'s root {m.root:#x} when it called exec (e.g. "
-                   f"frame {f:#x} at {va:#x}): exec did not free the old user half after switching to the new root")
-    if at_exit:
-        f, m, va = at_exit[0]
-        out.append(f"{len(at_exit)} of them were user pages mapped in {m.who}'s root when the grader last saw it (its "
-                   f"{m.what}; e.g. frame {f:#x} at {va:#x}, count now {refs.count(f)}) and not freed when the process "
-                   "was torn down: the last reference's drop must free the frame (put_user_frame, FrameRefs::drop), "
-                   "and wait must destroy the zombie")
-    tables = [t for t in frames if t in last_table and t not in last_page]
-    if tables:
-        m = last_table[tables[0]]
-        kind = "the root" if tables[0] == m.root else "a page table"
-        out.append(f"{len(tables)} of them were page tables of processes' roots (e.g. {tables[0]:#x}, {kind} of "
-                   f"{m.who} at its {m.what}): their address space was not destroyed"
-                   f"{' (exec must destroy the old space)' if m.what == 'exec' else ''}")
-    unknown = len(frames) - len(last_page) - len(tables)
-    if unknown > 0 and not out:
-        out.append(f"{unknown} of them were never seen by the grader as a user page or a page table of a process "
-                   "(kernel stacks, or tables made and dropped between its stops)")
-    return out

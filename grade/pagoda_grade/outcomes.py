@@ -21,6 +21,14 @@ ENDED = "ended by the grader"              # a witness script had seen enough (G
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
+# The serial lines a failure shows last.
+TAIL_LINES = 40
+
+
+def token_line(token):
+    """The line that names a boot's token, and how to repeat the grader's choices with it."""
+    return f"boot token {token} (PAGODA_GRADE_TOKEN={token} repeats the grader's choices)"
+
 
 def escape_controls(text):
     """@p text with every control character but newline and tab shown as \\xNN, so that a guest

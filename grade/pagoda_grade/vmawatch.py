@@ -15,9 +15,8 @@ from .vmas import prot_text as rwx_of_prot
 from .watch import Watch, _Lines, u64
 from .witness import ARCHES, PAGE
 from pagoda_pt import verdicts
-from pagoda_pt.diagnose import record_rules_broken
 from pagoda_pt.procs import GROWS_DOWN, KIND_IMAGE, KIND_STACK, PROT_READ, PROT_WRITE
-from pagoda_pt.verdicts import Evidence, Kill
+from pagoda_pt.verdicts import Evidence, Kill, record_rules_broken
 
 ENOMEM, EEXIST, EFAULT, EINVAL = -12, -17, -14, -22
 MASK64 = (1 << 64) - 1
@@ -515,7 +514,7 @@ def record_broken(record):
     """The first rule of a sorted VMA set that @p record (read from guest RAM) breaks, as a sentence
     naming the kind of operation that leaves it so; None when it keeps them all. Whatever the test
     was about, a record that breaks one is the cause of what follows (the rules are fault-why's:
-    pagoda_pt.diagnose.record_rules_broken)."""
+    pagoda_pt.verdicts.record_rules_broken)."""
     if record is None or record.problem:
         return None
     return record_rules_broken(record.vmas or [], f"{record.name}'s record (pid {record.pid}, read from guest RAM)", PAGE)

@@ -835,8 +835,8 @@ def _kernel_failure(look, verdict):
 
 def _stalled_wait(look, verdict):
     """A hang interrupted with Ctrl-C: nothing can run because a parent waits for a child that has
-    already ended (pagoda_pt.diagnose.stalled_wait, from the process table)."""
-    from pagoda_pt.diagnose import stalled_wait
+    already ended (pagoda_pt.procaudit.stalled_wait, from the process table)."""
+    from pagoda_pt.procaudit import stalled_wait
     return stalled_wait(look.rows)
 
 
@@ -900,7 +900,8 @@ def _log_copies(look, verdict):
     """A user copy that QEMU's log shows faulting on the argument page at the top of the user stack
     (pagoda_pt.diagnose.arguments_through_live_root), or faulting with SMAP or PAN still up
     (copy_with_guard_up)."""
-    from pagoda_pt.diagnose import arguments_through_live_root, copy_with_guard_up
+    from pagoda_pt.diagnose import arguments_through_live_root
+    from pagoda_pt.verdicts import copy_with_guard_up
     from . import kernel
     top = kernel.symbol_address(C.fact_symbol("user_stack_top"))
     events = look.events

@@ -3,7 +3,6 @@
   Explanation          the report being built: lines, findings (one is the verdict), notes
   Roots                walking one address in every root the kernel published
   denying_levels       which levels of a walk deny an access ("PML4[511], PDPT[510]")
-  stalled_wait         a machine where nothing can run and a parent waits for a child that ended
   fork_copied_nothing  a forked child whose root holds nothing of its parent's user half
   foreign_root         a process that faulted in user mode on another process's root
   answered_before      how often QEMU's log shows the fault being killed now answered first
@@ -22,17 +21,14 @@ Explanation from facts it defines.  Every explanation ends with exactly one verd
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Callable, Optional
 
 from . import contract as C
 from .model import PAGE_SIZE_4K, Walk
-from .procs import KIND_IMAGE
 from .roots import KnownRoot, RootTable, root_label
 from .walker import walk as walk_tables
-from .verdicts import Evidence, Kill, explain
-from .x86_facts import CR4_SMAP, RFLAGS_AC   # what the log's x86 register dump is read with
+from .verdicts import KERNEL_REFUSAL, Evidence, Kill, explain, record_rules_broken
 
 NOTHING_WRONG = "nothing is wrong that I can see"
 
@@ -662,31 +658,6 @@ def not_live_user_address(roots: Roots, address: int, user_end: Optional[int], w
 
 # ---- a machine where nothing runs (lab 6) -------------------------------------------------------
 
-def stalled_wait(rows: list) -> Optional[str]:
-    """The cause of a machine that idles with work left, from the process table (@p rows:
-    pagoda_pt.procs.Proc; state_word "waiting" only in wait()), or None when it sees none.
-
-    Only when nothing is ready or running (the machine has nothing to do but wait): a process
-    waiting in wait() while a child of its own has already ended (a zombie) was never made
-    ready again, so the child's exit did not wake it. A zombie that is the current process is
-    still on its way out (exit_current() has not reached the wake-up yet) and is not counted."""
-    if any(r.state_word in ("ready", "running") for r in rows):
-        return None
-    for parent in sorted(rows, key=lambda r: r.pid):
-        if parent.state_word != "waiting":
-            continue
-        ended = [c for c in rows if c.parent == parent.pid and c.state_word == "zombie"
-                 and not c.current]
-        if ended:
-            child = min(ended, key=lambda r: r.pid)
-            return ("nothing can run: proc %d (%s) waits in wait() while its child proc %d (%s) has "
-                    "already ended (a zombie, not yet reaped): the child's exit did not wake the waiting "
-                    "parent (exit must make a Waiting parent Ready), or the parent went to wait after "
-                    "the child ended without looking at its children again"
-                    % (parent.pid, parent.name, child.pid, child.name))
-    return None
-
-
 def _same_record(a: list, b: list) -> bool:
     keys = ("start", "end", "read", "write", "execute", "kind")
     return [tuple(getattr(v, k) for k in keys) for v in a] == [tuple(getattr(v, k) for k in keys) for v in b]
@@ -884,35 +855,6 @@ def _same_region(a, b) -> bool:
     if a.file_size or b.file_size:
         return b.offset == a.offset + (b.start - a.start)
     return True
-
-
-def record_rules_broken(vmas, whose: str, page: int = PAGE_SIZE_4K, text=str) -> Optional[str]:
-    """The first rule of a sorted VMA set that @p vmas (pagoda_pt.procs.Vma, in the kernel's order)
-    breaks, as one sentence naming the kind of operation that leaves it so, or None: an empty
-    region (a cut at a region's own edge), one not page aligned, an image region whose file size
-    wrapped below zero (a tail cut past the file bytes) or exceeds its room (a head that kept the
-    whole region's file bytes), a region that overlaps the one before it. @p whose: the record's
-    name ("vmas's record (pid 1, ...)"); @p text(vma): how a sentence shows a VMA. The grader (read
-    from guest RAM) and fault-why (read in GDB) both judge a record by this."""
-    for k, v in enumerate(vmas):
-        start, end, size = v.start, v.end, v.file_size
-        image = v.kind == KIND_IMAGE
-        if start >= end:
-            return (f"{whose} holds an empty region, {text(v)} (region {k}): a cut or a removal at a region's own end "
-                    "or start left a part with no pages (a boundary taken with >= for >, or <= for <)")
-        if start % page or end % page:
-            return f"{whose} holds a region that is not page aligned, {text(v)} (region {k})"
-        if image and size >= 1 << 63:
-            return (f"{whose} holds {text(v)} (region {k}), whose file size {size:#x} wrapped below zero: a cut past "
-                    "the file bytes leaves the tail none (the tail's file bytes are what lies past the cut, floored at 0)")
-        if image and size > end - start:
-            return (f"{whose} holds {text(v)} (region {k}), which claims {size:#x} file bytes, more file bytes than its "
-                    f"{end - start:#x} bytes of room: a region cut or joined kept file bytes that are not its own (the "
-                    "head of a cut keeps only the bytes before the cut, the tail those after it)")
-        if k and start < vmas[k - 1].end:
-            return (f"{whose} is not sorted and disjoint: {text(v)} (region {k}) overlaps or precedes the region "
-                    f"before it, {text(vmas[k - 1])}")
-    return None
 
 
 def record_against_pages(vmas: list, pages: list, who: str = "the process",
@@ -1238,41 +1180,6 @@ def arguments_through_live_root(events: list, fixups: dict, model, stack_top: in
     return None
 
 
-# ---- a user copy run with the guard up (lab 4) -----------------------------------------------------
-
-def copy_with_guard_up(events: list, fixups, user_end: int, model,
-                       where: Callable[[int], Optional[str]] = lambda pc: None) -> Optional[str]:
-    """The first kernel-mode fault in QEMU's log (@p events) of a user copy (its PC in the fix-up
-    table @p fixups) on a user address (below @p user_end) taken with the CPU's guard against
-    kernel accesses to user pages still up, as one sentence, or None. x86_64: CR4.SMAP set and
-    RFLAGS.AC clear in the log's register dump at the fault. AArch64 (the log has no PSTATE of the
-    faulting code): a permission fault on a read, which only PAN gives EL1 on a page it maps.
-    A copy outside UserAccessScope faults on good pages and returns EFAULT, so this is the cause of
-    whatever call then failed. @p model: the ISA (pagoda_pt.isa) of the events; @p where names a PC
-    (the grader's symbolizer; None: by its address). fault-why and the grader's headline both say it."""
-    for e in events:
-        if e.kind != "exception" or e.privilege == model.user_privilege or e.address is None \
-                or e.pc not in fixups or e.address >= user_end or not model.is_page_fault(e):
-            continue
-        present, write, fetch = model.access(e.error or 0)
-        verb = "fetched code at" if fetch else "wrote to" if write else "read"
-        copy = "a user copy (%s)" % (where(e.pc) or "PC %#x" % e.pc)
-        regs = getattr(e, "registers", None) or {}
-        if "RFL" in regs:   # the log dumps the faulting code's flags (x86_64): SMAP and AC are read there
-            if regs.get("CR4", 0) & CR4_SMAP and not regs["RFL"] & RFLAGS_AC:
-                return ("%s %s user address %#x with SMAP on and RFLAGS.AC clear (QEMU's log: RFL=%#x at the fault): "
-                        "the copy ran without lifting the guard against kernel accesses to user pages, so the CPU "
-                        "refuses it every user page and it comes back EFAULT: call the copy routine inside a "
-                        "UserAccessScope (it sets AC for the copy alone)" % (copy, verb, e.address, regs["RFL"]))
-            continue
-        if model.is_permission_fault(e.error or 0) and not write and not fetch:
-            return ("%s read user address %#x and took a permission fault (QEMU's log: ESR %#x): EL1 may read every "
-                    "page it maps, so PAN refused it: the copy ran without clearing PAN, the guard against kernel "
-                    "accesses to user pages, so it comes back EFAULT on good pages: call the copy routine inside a "
-                    "UserAccessScope (it clears PAN for the copy alone)" % (copy, e.address, e.error))
-    return None
-
-
 # ---- a merge that ignores permissions (lab 5) ------------------------------------------------------
 
 def merge_ignores_permissions(who: str, vma_text: str, alike: Optional[bool], differ: Optional[bool]) -> Optional[str]:
@@ -1291,15 +1198,6 @@ def merge_ignores_permissions(who: str, vma_text: str, alike: Optional[bool], di
 
 # ---- the kernel's own words (kernel/core/last_failure.hpp, kernel/proc/run.cpp) ---------------------
 
-# The kernel's own words for a process it could not make that no test asked for: a refusal to start
-# a program that is not damaged on purpose (no "!DAMAGE" in its name; kernel/proc/run.cpp launch()),
-# a fork, spawn or exec that failed for another reason than running out of something
-# (kernel/proc/syscalls.cpp report_call_failure()), each naming the step, the address and what was
-# in the way; and its finding after a teardown, a kernel stack slot given back whose pages are still
-# mapped (kernel/proc/kernel_stack.cpp check_given_back()). fault-why's verdict at a stop with
-# nothing else wrong, and the grader's headline (grade/pagoda_grade/causes.py kernel_refusal).
-KERNEL_REFUSAL = re.compile(r"^(?:(run: cannot start [^!:\s]+: )|(proc \d+ \([^)]*\): (?:fork|spawn|exec) failed: )|"
-                            r"(proc: kernel stack slot \d+ was given back, yet ))")
 REFUSAL_VERDICTS = ("the kernel could not start a process, in its own words: ",
                     "a system call that makes a process failed in the kernel, in its own words: ",
                     "a teardown left a kernel stack mapped, in the kernel's own words: ")

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 from . import machines, x86_facts
-from .regs import paging_mode
+from .x86_facts import paging_mode
 
 
 # ---- x86_64's rules -----------------------------------------------------------------------------

@@ -4,12 +4,15 @@ process table and the scheduler's current process, read from guest RAM through r
 size) by the one reader (pagoda_pt/procs.py), checked against each other.
 
     audit_table(...)                         the first broken invariant, as a sentence, or None
+    stalled_wait(rows)                       nothing can run and a parent waits for a child that ended
 
 Each invariant holds only where the scheduler's records are consistent (a system call's entry, a
 context switch, a timer tick, a process's end, the idle loop, a checkpoint of the run): the
 callers choose those stops (CONSISTENT_FUNCTIONS).
 """
 from __future__ import annotations
+
+from typing import Optional
 
 from .procs import NO_SLOT
 
@@ -116,4 +119,29 @@ def audit_table(facts, recs, current, pointer, where, roots=None, asids=None):
                         "(allocate_asid() must mark the ASID it hands out taken, and free_asid() give it back only "
                         "when the space ends)")
             seen[asid] = (root, pid)
+    return None
+
+
+def stalled_wait(rows: list) -> Optional[str]:
+    """The cause of a machine that idles with work left, from the process table (@p rows:
+    pagoda_pt.procs.Proc; state_word "waiting" only in wait()), or None when it sees none.
+
+    Only when nothing is ready or running (the machine has nothing to do but wait): a process
+    waiting in wait() while a child of its own has already ended (a zombie) was never made
+    ready again, so the child's exit did not wake it. A zombie that is the current process is
+    still on its way out (exit_current() has not reached the wake-up yet) and is not counted."""
+    if any(r.state_word in ("ready", "running") for r in rows):
+        return None
+    for parent in sorted(rows, key=lambda r: r.pid):
+        if parent.state_word != "waiting":
+            continue
+        ended = [c for c in rows if c.parent == parent.pid and c.state_word == "zombie"
+                 and not c.current]
+        if ended:
+            child = min(ended, key=lambda r: r.pid)
+            return ("nothing can run: proc %d (%s) waits in wait() while its child proc %d (%s) has "
+                    "already ended (a zombie, not yet reaped): the child's exit did not wake the waiting "
+                    "parent (exit must make a Waiting parent Ready), or the parent went to wait after "
+                    "the child ended without looking at its children again"
+                    % (parent.pid, parent.name, child.pid, child.name))
     return None

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from .model import PAGE_SHIFT
+from .x86_facts import CR0_PG, EFER_LME, paging_mode   # (isa.py takes paging_mode from x86_facts alone)
 
 # ---------------------------------------------------------------------------------------
 # CR0:
@@ -25,7 +26,6 @@ CR0_BITS = ((0, "PE"), (1, "MP"), (2, "EM"), (3, "TS"), (4, "ET"), (5, "NE"), (1
             (18, "AM"), (29, "NW"), (30, "CD"), (31, "PG"))
 CR0_PE = 1 << 0
 CR0_WP = 1 << 16
-CR0_PG = 1 << 31
 
 # ---------------------------------------------------------------------------------------
 # CR4:
@@ -43,8 +43,6 @@ CR4_BITS = ((0, "VME"), (1, "PVI"), (2, "TSD"), (3, "DE"), (4, "PSE"), (5, "PAE"
             (11, "UMIP"), (12, "LA57"), (13, "VMXE"), (14, "SMXE"), (16, "FSGSBASE"),
             (17, "PCIDE"), (18, "OSXSAVE"), (19, "KL"), (20, "SMEP"), (21, "SMAP"),
             (22, "PKE"), (23, "CET"), (24, "PKS"), (25, "UINTR"))
-CR4_PAE = 1 << 5
-CR4_LA57 = 1 << 12
 CR4_PCIDE = 1 << 17
 
 # ---------------------------------------------------------------------------------------
@@ -57,7 +55,6 @@ CR4_PCIDE = 1 << 17
 # ---------------------------------------------------------------------------------------
 EFER_BITS = ((0, "SCE"), (8, "LME"), (10, "LMA"), (11, "NXE"), (12, "SVME"), (13, "LMSLE"),
              (14, "FFXSR"), (15, "TCE"))
-EFER_LME = 1 << 8
 EFER_LMA = 1 << 10
 EFER_NXE = 1 << 11
 
@@ -99,17 +96,6 @@ class X86Regs:
     efer_flags: list[str]
     paging_mode: str
     notes: list[str] = field(default_factory=list)
-
-
-def paging_mode(cr0: int, cr4: int, efer: int) -> str:
-    """The paging mode selected by CR0.PG, CR4.PAE, EFER.LME and CR4.LA57 (SDM 4.1.1)."""
-    if not cr0 & CR0_PG:
-        return "disabled"
-    if not cr4 & CR4_PAE:
-        return "32-bit"
-    if not efer & EFER_LME:
-        return "PAE"
-    return "5-level" if cr4 & CR4_LA57 else "4-level"
 
 
 def decode_x86_regs(cr0: int, cr3: int, cr4: int, efer: int,

@@ -16,14 +16,23 @@ and the sentences a reader's census words the same way on both sides:
   missing_rmap_node       a mapping the frame's reverse map does not list (lab 7)
   shared_backing          a frame's backing slot that a swap entry names too (lab 7)
   user_interrupts_masked  a user frame that returns to user mode with interrupts off (lab 3)
+
+and the checks the grader runs on passing tests too (so its tests need not load diagnose.py):
+
+  record_rules_broken     a VMA record that is not a sorted set of page-aligned regions (lab 5)
+  copy_with_guard_up      a user copy that faulted with SMAP or PAN still up (lab 4)
+  KERNEL_REFUSAL          the kernel's own words for a process it could not make
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Callable, Optional
 
 from .model import PAGE_SIZE_4K as PAGE
+from .procs import KIND_IMAGE
+from .x86_facts import CR4_SMAP, RFLAGS_AC   # what the log's x86 register dump is read with
 
 
 @dataclass(frozen=True)
@@ -188,6 +197,81 @@ def user_interrupts_masked(frames: list, seen: str = "PA %#x, read from guest RA
                     "so in user mode the timer can never preempt it: a program that makes no system call keeps the CPU "
                     "for good (the entry frame must let interrupts in: fill_entry_frame)" % (who, seen % pa, why))
     return None
+
+
+def record_rules_broken(vmas, whose: str, page: int = PAGE, text=str) -> Optional[str]:
+    """The first rule of a sorted VMA set that @p vmas (pagoda_pt.procs.Vma, in the kernel's order)
+    breaks, as one sentence naming the kind of operation that leaves it so, or None: an empty
+    region (a cut at a region's own edge), one not page aligned, an image region whose file size
+    wrapped below zero (a tail cut past the file bytes) or exceeds its room (a head that kept the
+    whole region's file bytes), a region that overlaps the one before it. @p whose: the record's
+    name ("vmas's record (pid 1, ...)"); @p text(vma): how a sentence shows a VMA. The grader (read
+    from guest RAM) and fault-why (read in GDB) both judge a record by this."""
+    for k, v in enumerate(vmas):
+        start, end, size = v.start, v.end, v.file_size
+        image = v.kind == KIND_IMAGE
+        if start >= end:
+            return (f"{whose} holds an empty region, {text(v)} (region {k}): a cut or a removal at a region's own end "
+                    "or start left a part with no pages (a boundary taken with >= for >, or <= for <)")
+        if start % page or end % page:
+            return f"{whose} holds a region that is not page aligned, {text(v)} (region {k})"
+        if image and size >= 1 << 63:
+            return (f"{whose} holds {text(v)} (region {k}), whose file size {size:#x} wrapped below zero: a cut past "
+                    "the file bytes leaves the tail none (the tail's file bytes are what lies past the cut, floored at 0)")
+        if image and size > end - start:
+            return (f"{whose} holds {text(v)} (region {k}), which claims {size:#x} file bytes, more file bytes than its "
+                    f"{end - start:#x} bytes of room: a region cut or joined kept file bytes that are not its own (the "
+                    "head of a cut keeps only the bytes before the cut, the tail those after it)")
+        if k and start < vmas[k - 1].end:
+            return (f"{whose} is not sorted and disjoint: {text(v)} (region {k}) overlaps or precedes the region "
+                    f"before it, {text(vmas[k - 1])}")
+    return None
+
+
+# ---- a user copy run with the guard up (lab 4) -----------------------------------------------------
+
+def copy_with_guard_up(events: list, fixups, user_end: int, model,
+                       where: Callable[[int], Optional[str]] = lambda pc: None) -> Optional[str]:
+    """The first kernel-mode fault in QEMU's log (@p events) of a user copy (its PC in the fix-up
+    table @p fixups) on a user address (below @p user_end) taken with the CPU's guard against
+    kernel accesses to user pages still up, as one sentence, or None. x86_64: CR4.SMAP set and
+    RFLAGS.AC clear in the log's register dump at the fault. AArch64 (the log has no PSTATE of the
+    faulting code): a permission fault on a read, which only PAN gives EL1 on a page it maps.
+    A copy outside UserAccessScope faults on good pages and returns EFAULT, so this is the cause of
+    whatever call then failed. @p model: the ISA (pagoda_pt.isa) of the events; @p where names a PC
+    (the grader's symbolizer; None: by its address). fault-why and the grader's headline both say it."""
+    for e in events:
+        if e.kind != "exception" or e.privilege == model.user_privilege or e.address is None \
+                or e.pc not in fixups or e.address >= user_end or not model.is_page_fault(e):
+            continue
+        present, write, fetch = model.access(e.error or 0)
+        verb = "fetched code at" if fetch else "wrote to" if write else "read"
+        copy = "a user copy (%s)" % (where(e.pc) or "PC %#x" % e.pc)
+        regs = getattr(e, "registers", None) or {}
+        if "RFL" in regs:   # the log dumps the faulting code's flags (x86_64): SMAP and AC are read there
+            if regs.get("CR4", 0) & CR4_SMAP and not regs["RFL"] & RFLAGS_AC:
+                return ("%s %s user address %#x with SMAP on and RFLAGS.AC clear (QEMU's log: RFL=%#x at the fault): "
+                        "the copy ran without lifting the guard against kernel accesses to user pages, so the CPU "
+                        "refuses it every user page and it comes back EFAULT: call the copy routine inside a "
+                        "UserAccessScope (it sets AC for the copy alone)" % (copy, verb, e.address, regs["RFL"]))
+            continue
+        if model.is_permission_fault(e.error or 0) and not write and not fetch:
+            return ("%s read user address %#x and took a permission fault (QEMU's log: ESR %#x): EL1 may read every "
+                    "page it maps, so PAN refused it: the copy ran without clearing PAN, the guard against kernel "
+                    "accesses to user pages, so it comes back EFAULT on good pages: call the copy routine inside a "
+                    "UserAccessScope (it clears PAN for the copy alone)" % (copy, e.address, e.error))
+    return None
+
+
+# The kernel's own words for a process it could not make that no test asked for: a refusal to start
+# a program that is not damaged on purpose (no "!DAMAGE" in its name; kernel/proc/run.cpp launch()),
+# a fork, spawn or exec that failed for another reason than running out of something
+# (kernel/proc/syscalls.cpp report_call_failure()), each naming the step, the address and what was
+# in the way; and its finding after a teardown, a kernel stack slot given back whose pages are still
+# mapped (kernel/proc/kernel_stack.cpp check_given_back()). fault-why's verdict at a stop with
+# nothing else wrong, and the grader's headline (grade/pagoda_grade/causes.py kernel_refusal).
+KERNEL_REFUSAL = re.compile(r"^(?:(run: cannot start [^!:\s]+: )|(proc \d+ \([^)]*\): (?:fork|spawn|exec) failed: )|"
+                            r"(proc: kernel stack slot \d+ was given back, yet ))")
 
 
 # The words only one rule's sentence carries (what an agreement test reads both sides' lines by).

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
-from .x86_facts import CR4_SMAP, PTE_P, PTE_PS
+from .x86_facts import CR4_LA57, CR4_SMAP, PTE_P, PTE_PS
 from .model import (ADDRESS_MASK, ENTRIES_PER_TABLE, ENTRY_BYTES, PAGE_SHIFT, PAGE_SIZE_4K, Level,
                     Perms, PhysReader, Walk, bits_set, describe_bits, kept_entry_note,
                     kernel_va_hint, normalize_regs, read_entry, read_table)
@@ -100,7 +100,6 @@ SIGN_EXTENSION = ADDRESS_MASK ^ ((1 << VA_BITS) - 1)  # 0xffff_0000_0000_0000
 #   EFER: bit 11 NXE  (XD bits are honoured; otherwise bit 63 is reserved)
 # ---------------------------------------------------------------------------------------
 CR0_WP = 1 << 16
-CR4_LA57 = 1 << 12
 CR4_SMEP = 1 << 20
 CR4_PKE = 1 << 22
 EFER_NXE = 1 << 11

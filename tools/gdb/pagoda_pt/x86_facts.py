@@ -6,7 +6,7 @@ take them from the kernel ELF (kernelnames.py). The mask is the kernel's kAddres
 (arch/x86_64/page_table_format.hpp), exported as the fact address_mask; the ISA object is built
 before any kernel is read, so it keeps this copy, which the tests compare with the fact.
 
-Pure data: it imports nothing, so any side may load it. Reference: Intel SDM Vol. 3A, 4.5 and
+Pure data and one pure function (the paging mode): it imports nothing, so any side may load it. Reference: Intel SDM Vol. 3A, 4.5 and
 6.3.1, 6.15 (only the bit positions, vector numbers and error-code rules were taken).
 """
 
@@ -32,3 +32,16 @@ RFLAGS_RESERVED = 1 << 1
 PTE_P, PTE_PS = 1 << 0, 1 << 7
 # RFLAGS.AC: STAC sets it: supervisor accesses to user pages allowed despite SMAP (CR4.SMAP).
 RFLAGS_AC, CR4_SMAP = 1 << 18, 1 << 21
+# The bits that select the paging mode (SDM 4.1.1): CR0.PG, CR4.PAE, CR4.LA57, EFER.LME.
+CR0_PG, CR4_PAE, CR4_LA57, EFER_LME = 1 << 31, 1 << 5, 1 << 12, 1 << 8
+
+
+def paging_mode(cr0: int, cr4: int, efer: int) -> str:
+    """The paging mode selected by CR0.PG, CR4.PAE, EFER.LME and CR4.LA57 (SDM 4.1.1)."""
+    if not cr0 & CR0_PG:
+        return "disabled"
+    if not cr4 & CR4_PAE:
+        return "32-bit"
+    if not efer & EFER_LME:
+        return "PAE"
+    return "5-level" if cr4 & CR4_LA57 else "4-level"

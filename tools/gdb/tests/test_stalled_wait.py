@@ -1,7 +1,7 @@
-"""fault-why on a machine that idles with work left (pagoda_pt.diagnose.stalled_wait): a parent
+"""fault-why on a machine that idles with work left (pagoda_pt.procaudit.stalled_wait): a parent
 waiting in wait() for a child that has already ended is named; anything that can still run, or
 a child still on its way out, is not a stall."""
-from pagoda_pt.diagnose import stalled_wait
+from pagoda_pt.procaudit import stalled_wait
 from pagoda_pt.procs import Proc
 
 

@@ -4,7 +4,7 @@ copy inside its scope, a CPU without SMAP, a write permission fault (a read-only
 outside the copies."""
 from types import SimpleNamespace
 
-from pagoda_pt.diagnose import copy_with_guard_up
+from pagoda_pt.verdicts import copy_with_guard_up
 from pagoda_pt.isa import isa
 
 COPY, RESUME = 0xffffffff8013e06f, 0xffffffff8013e075
