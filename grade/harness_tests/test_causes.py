@@ -40,25 +40,25 @@ def layout(reference_kernel):
 def test_an_unmapped_top_page_of_a_kernel_stack_is_named(layout, tmp_path):
     top_page = layout["stack_base"] + layout["guard"] + layout["size"] - 0xb0
     run = run_of(layout["kernel"], pf(0, layout["memset"], top_page, 0x2), tmp_path=tmp_path)
-    cause = run.first_fault_cause()
+    cause = causes.first_fault_cause(run)
     assert cause.startswith("the kernel (memset"), cause
     assert "the kernel stack of slot 0" in cause and "its top page" in cause and "not mapped" in cause, cause
 
 
 def test_a_guard_page_hit_is_an_overflow(layout, tmp_path):
     guard = layout["stack_base"] + layout["stride"] + 0x10
-    cause = run_of(layout["kernel"], pf(0, layout["memset"], guard, 0x2), tmp_path=tmp_path).first_fault_cause()
+    cause = causes.first_fault_cause(run_of(layout["kernel"], pf(0, layout["memset"], guard, 0x2), tmp_path=tmp_path))
     assert cause.startswith("kernel stack overflow:") and "guard page below the kernel stack of slot 1" in cause
 
 
 def test_a_low_address_with_the_kernel_root_live_is_a_physical_address_used_as_a_pointer(layout, tmp_path):
-    cause = run_of(layout["kernel"], pf(0, layout["memset"], 0x7FE_3000, 0x2), tmp_path=tmp_path).first_fault_cause()
+    cause = causes.first_fault_cause(run_of(layout["kernel"], pf(0, layout["memset"], 0x7FE_3000, 0x2), tmp_path=tmp_path))
     assert "in the lower half" in cause and "physical" in cause, cause
 
 
 def test_a_fetch_from_a_present_no_execute_page_is_not_called_unmapped(layout, tmp_path):
     va = fact(layout["kernel"], "window_base") + 0x1000
-    cause = run_of(layout["kernel"], pf(0, va, va, 0x11), tmp_path=tmp_path).first_fault_cause()
+    cause = causes.first_fault_cause(run_of(layout["kernel"], pf(0, va, va, 0x11), tmp_path=tmp_path))
     assert "mapped without execute permission" in cause and "not mapped" not in cause, cause
 
 
@@ -69,8 +69,8 @@ def test_resolved_user_faults_are_no_first_fault(layout, tmp_path):
         pf(1, 0x400010, 0x401000, 0x6, cpl=3, rsp=0x7FFF_FFFF_F000) + pf(2, layout["memset"], 0x7FE_3000, 0x2)
     run = run_of(layout["kernel"], text, tmp_path=tmp_path)
     assert causes.first_kernel_fault(run).index == 2
-    assert run.fault_summary().startswith("first kernel fault: #PF page fault (vector 14) at RIP %#x" % layout["memset"])
-    assert "after 2 fault(s) in user mode" in run.fault_summary()
+    assert causes.fault_summary(run).startswith("first kernel fault: #PF page fault (vector 14) at RIP %#x" % layout["memset"])
+    assert "after 2 fault(s) in user mode" in causes.fault_summary(run)
 
 
 def test_the_cause_heads_the_failure_and_the_symptom_follows(layout, tmp_path):
@@ -113,10 +113,10 @@ def test_a_fault_in_the_boot_stacks_guard_is_a_boot_stack_overflow(layout, tmp_p
     there is an overflow (or a stack pointer set to the bottom), not a fault in .bss."""
     k = layout["kernel"]
     guard = address_of(k, "boot_stack_guard")
-    cause = run_of(k, pf(0, layout["memset"], guard + 0xff8, 0x2), tmp_path=tmp_path).first_fault_cause()
+    cause = causes.first_fault_cause(run_of(k, pf(0, layout["memset"], guard + 0xff8, 0x2), tmp_path=tmp_path))
     assert cause.startswith("kernel stack overflow:") and "boot_stack" in cause and "boot stack overflow" in cause, cause
-    inside = run_of(k, pf(0, layout["memset"], address_of(k, "boot_stack_bottom") + 0x10, 0x2),
-                    tmp_path=tmp_path).first_fault_cause()
+    inside = causes.first_fault_cause(run_of(k, pf(0, layout["memset"], address_of(k, "boot_stack_bottom") + 0x10, 0x2),
+                                             tmp_path=tmp_path))
     assert "overflow" not in inside, inside
 
 
@@ -170,5 +170,5 @@ def test_no_trailing_guess_about_an_address_line_1_already_named(layout, tmp_pat
 
 def test_a_user_address_far_above_ram_is_no_physical_address(layout, tmp_path):
     user = fact(layout["kernel"], "user_stack_top") - 0x17
-    cause = run_of(layout["kernel"], pf(0, layout["memset"], user, 0x2), tmp_path=tmp_path).first_fault_cause()
+    cause = causes.first_fault_cause(run_of(layout["kernel"], pf(0, layout["memset"], user, 0x2), tmp_path=tmp_path))
     assert "a user address far above any RAM" in cause and "physical" not in cause, cause

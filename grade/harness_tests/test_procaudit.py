@@ -154,14 +154,14 @@ def test_an_audit_finding_heads_a_failure_before_the_tests_own_cause():
     assert causes.audit_first(types.SimpleNamespace(audit_findings=[]), "x") is None
 
 
-def test_a_failing_run_puts_the_audit_first(tmp_path):
+def test_a_failing_run_puts_the_audit_first(tmp_path, monkeypatch):
     from pagoda_grade.harness import Run
     from pagoda_grade.outcomes import GradeFailure
     run = Run.__new__(Run)
     run.__dict__.update(dict(audit_findings=["the child pid 2 (x) has parent pid 0"], watch_problems=[], lines=[],
                              stop_kind=None, exit_code=None, token="t", directory=str(tmp_path), log=None))
     run.outcome = lambda: "success"
-    run.fault_summary = lambda: ""
+    monkeypatch.setattr(causes, "fault_summary", lambda run: "")
     run.symbolizer = types.SimpleNamespace(annotate=lambda lines: lines)
     run.log = types.SimpleNamespace(faults=[])
     with pytest.raises(GradeFailure) as e:

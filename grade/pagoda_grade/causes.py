@@ -361,7 +361,7 @@ def headline(run, reason):
     """The cause to put before @p reason in a failure message (None: the reason says it best).
 
     In order: what the grader's watches saw at its stops when the reason is only that the guest
-    never reached the grader's next stop (Run.watch_problems), the grader's reading of the first kernel fault in QEMU's log (run.first_fault_cause),
+    never reached the grader's next stop (Run.watch_problems), the grader's reading of the first kernel fault in QEMU's log (first_fault_cause),
     the kernel's PANIC line, a process the kernel killed while the boot was cut short, how the
     machine ended (storm, idle with nothing left to run, triple fault). Never something the first line of the reason already
     says."""
@@ -385,7 +385,7 @@ def headline(run, reason):
         return guard
     if outcome == "success" and not run.search(r"PANIC: "):
         return None
-    found = run.first_fault_cause()
+    found = first_fault_cause(run)
     if fresh(found):
         return found
     panicked = panic_line("\n".join(run.lines))
@@ -565,7 +565,7 @@ def explain_death(run, inspector, layout, roots, started=None):
     return None
 
 
-# ---- a failure's text (Run.fail, Run.first_fault_cause, Run.fault_summary) ---------------------
+# ---- a failure's text (Run.fail; first_fault_cause, fault_summary) ---------------------
 
 
 def _temp_map_fault(run, fault):
@@ -660,7 +660,7 @@ def failure_text(run, reason, cause=None):
     panicked = panic_line("\n".join(run.lines)) if outcome == "failure" else ""
     if panicked and panicked not in said:
         parts.append(f"the kernel panicked: {panicked}")
-    summary = run.fault_summary()
+    summary = fault_summary(run)
     if summary and outcome != "success" and run.stop_kind != STORM:
         parts.append(summary)
     elif run.stop_kind == STORM and run.log.faults:
@@ -671,7 +671,7 @@ def failure_text(run, reason, cause=None):
         if first not in run.stop_reason:
             parts.append(f"before the storm, the first fault: {first}")
     if run.log.faults and outcome != "success":
-        found = run.first_fault_cause()
+        found = first_fault_cause(run)
         if found and found not in "\n".join(parts) and not _explained_first(run, parts[0]):
             parts.append(f"the first fault's cause: {found}")
     seen = watch_note(run.watch_problems, "\n".join(parts))

@@ -142,17 +142,6 @@ class Run(Checks):
         except (OSError, PagodaError):
             return None
 
-    def first_fault_cause(self, roots=None):
-        """causes.first_fault_cause(): what the grader can say about the first fault the kernel
-        itself took (a failure's words, loaded for one)."""
-        from . import causes
-        return causes.first_fault_cause(self, roots)
-
-    def fault_summary(self):
-        """causes.fault_summary(): the log's summary, its first fault the kernel's own."""
-        from . import causes
-        return causes.fault_summary(self)
-
     def fail(self, reason, cause=None):
         """Raises GradeFailure with causes.failure_text(): the cause first, then @p reason (the
         symptom the test saw), what went wrong with the machine, and the context."""
