@@ -25,7 +25,7 @@ from .diagnose import (RANK_NOT_LIVE_USER_ADDRESS, UNRESOLVED, Explanation, Faul
                        SyscallAt, denying_levels, function_name, kernel_touched_unmapped, not_live_user_address,
                        on_behalf_findings, mapped_since, never_given, process_label, user_code_at_kernel_privilege,
                        user_trap_line, walk_allows_now)
-from .format import format_gp_error, format_pf_error, format_walk
+from .format import ADDR, format_gp_error, format_pf_error, format_walk
 from .image import KernelImage
 from .model import PAGE_SIZE_4K, Walk
 from .regs import CR0_PE, EFER_LMA, decode_gp_error, decode_pf_error, paging_mode
@@ -218,7 +218,6 @@ def _near_stack(cr2: Optional[int], rsp: int) -> bool:
     return (rsp & ~(STACK_ALIGN - 1)) - PUSHED_BYTES - 16 <= cr2 <= rsp + 16
 
 
-ADDR = "0x%016x"
 NOTHING_RANK = 99
 
 
