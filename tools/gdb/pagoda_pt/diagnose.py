@@ -10,7 +10,6 @@
   allowed_what_record_refuses the same decision allowing what the record refuses
   record_against_pages  a process's VMAs against the pages its root maps (a merge of different
                        permissions, a hole cut a page off)
-  left_behind          kernel stack slots and process roots no live process holds (a teardown's leak)
   program_s_own        whether a verdict names nothing wrong with the kernel (why-stops goes on)
 
 Each architecture has its own rules module (diagnose_x86_64.py; AArch64 adds
@@ -970,59 +969,6 @@ def _unmapped_run(mapped: dict, start: int, stop: int, step: int) -> int:
             return count
         count += 1
     return 0
-
-
-# ---- what a reaped process left behind (labs 3, 6) ----------------------------------------------
-
-def left_behind(live_pids: set, held_slots: set, taken_slots: list, published: list) -> Optional[str]:
-    """What no live process accounts for, as one sentence, or None: kernel stack slots still taken
-    (@p taken_slots, the kernel's slot table) that no process in the table holds (@p held_slots),
-    and process roots still published (@p published: KnownRoot of kind "process") whose pid is in
-    no live slot of the process table (@p live_pids: every process not Free, zombies included).
-
-    A process is given back by its teardown (release(): the user half, the space with its root,
-    the kernel stack) when it is reaped; what is still held after its slot is free leaked. Both a
-    root and a stack left: the teardown never ran (the process was reaped without being
-    destroyed); only stacks: the teardown forgot the kernel stack; only roots: it forgot the
-    space."""
-    stacks = sorted(s for s in taken_slots if s not in held_slots)
-    roots = [k for k in published if k.kind == "process" and k.id not in live_pids]
-    if not stacks and not roots:
-        return None
-    slots = "kernel stack slot%s %s" % ("" if len(stacks) == 1 else "s", ", ".join(str(s) for s in stacks))
-    gone = ", ".join("%s %s" % ("proc %d" % k.id if k.id else "a process", k.label()) for k in roots[:4]) + \
-        (" and %d more" % (len(roots) - 4) if len(roots) > 4 else "")
-    if stacks and roots:
-        return ("a process was reaped without being destroyed: %s %s still published and %s still taken, though "
-                "no process in the table holds them (their slots are free): reaping must destroy the process "
-                "(its user half, its space and root, its kernel stack), not only free its slot"
-                % (gone, "is" if len(roots) == 1 else "are", slots))
-    if stacks:
-        return ("exit's teardown does not free the kernel stacks: %s %s still taken (mapped, their frames "
-                "allocated) though no process in the table holds %s: the processes that had them were reaped "
-                "and release() did not give the stack back (destroy_kernel_stack)"
-                % (slots, "is" if len(stacks) == 1 else "are", "it" if len(stacks) == 1 else "them"))
-    return ("exit's teardown does not free the roots: %s %s still published, %s tables allocated, though no "
-            "process in the table has that pid: its process is gone (reaped, or refused as it started) but its address space was never "
-            "destroyed (~AddressSpace frees the tables and the root)"
-            % (gone, "is" if len(roots) == 1 else "are", "its" if len(roots) == 1 else "their"))
-
-
-def writable_and_executable(processes: list) -> Optional[str]:
-    """A user page some process's root maps both writable and executable, as one sentence, or None.
-    @p processes: pagoda_pt.frames.ProcessMemory (pid, name, pages of UserPage). The kernel never
-    grants both (mmap and mprotect refuse PROT_WRITE with PROT_EXEC, and no ELF segment of its
-    programs asks for them), so such a page is a mapping that gave one permission to more than it
-    should: the loader mapping every segment alike (the text writable, the data executable)."""
-    for memory in processes:
-        both = [p for p in memory.pages if p.writable and p.executable and not p.held]
-        if both:
-            return ("proc %d (%s) maps %#x%s writable and executable: the kernel never grants both (mmap refuses "
-                    "them together, and no segment asks for them), so the mapping gave one permission to more than "
-                    "its segment (the loader mapped every segment alike: the text writable, the data executable)"
-                    % (memory.pid, memory.name, both[0].va,
-                       " (and %d more page%s)" % (len(both) - 1, "" if len(both) == 2 else "s") if len(both) > 1 else ""))
-    return None
 
 
 # ---- a record that is another program's (lab 6: exec) ---------------------------------------------
