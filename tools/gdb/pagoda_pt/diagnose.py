@@ -27,7 +27,7 @@ from . import contract as C
 from .model import PAGE_SIZE_4K, Walk
 from .roots import KnownRoot, RootTable, root_label
 from .walker import walk as walk_tables
-from .verdicts import KERNEL_REFUSAL, Evidence, Kill, explain, record_rules_broken
+from .verdicts import COW_GAVE_WRITE_BACK, KERNEL_REFUSAL, Evidence, Kill, explain, record_rules_broken
 
 NOTHING_WRONG = "nothing is wrong that I can see"
 
@@ -815,10 +815,8 @@ def shared_writable(processes: list, parent_of: dict, write_faults: Optional[lis
                    "fork did make the parent's shared entries read-only (both map %#x, in a region the parent "
                    "may write, read-only)" % protected[0][2])
             return ("frame %#x is mapped by %s at %#x WRITABLE and by %s at %#x (%s) at the same time, and "
-                    "%s: the copy-on-write fault gave write permission back while the frame was shared (it "
-                    "took the frame back instead of copying it: a frame is taken back only at count 1), so "
-                    "each process's writes reach the other's memory"
-                    % (frame, label(m), p.va, label(o), q.va, "writable" if q.writable else "read-only", how))
+                    "%s: %s" % (frame, label(m), p.va, label(o), q.va, "writable" if q.writable else "read-only",
+                                how, COW_GAVE_WRITE_BACK))
         m, p = writers[0]
         o, q = next(((o, q) for o, q in others(m) if descends(o.pid, m.pid)), others(m)[0])
         if descends(o.pid, m.pid) and any(root is None and va == p.va & ~(page - 1) for va, root in write_faults or []):

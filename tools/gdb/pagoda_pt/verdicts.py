@@ -201,6 +201,12 @@ def user_interrupts_masked(frames: list, seen: str = "PA %#x, read from guest RA
     return None
 
 
+# Why a frame stays shared and writable after a copy-on-write fault, worded once (the grader's fault
+# watch and fork check, fault-why's census).
+COW_GAVE_WRITE_BACK = ("the copy-on-write fault gave write permission back while the frame was shared (it took the "
+                       "frame back instead of copying it: a frame is taken back only at count 1), so each "
+                       "process's writes reach the other's memory")
+
 def writable_and_executable(mappings: list) -> Optional[str]:
     """The first root of @p mappings [(who, [va of each user page or run mapped both writable and
     executable])] that maps any, as one sentence, or None (the grader's walk of each root, and
