@@ -357,7 +357,6 @@ def last_panic():
 
 
 # The user-fault decisions the kernel answers (the program goes on): a panic while answering one is the kernel's.
-ANSWERED = ("demand", "cow", "grow", "mapped")
 
 
 def _panic(look, verdict):

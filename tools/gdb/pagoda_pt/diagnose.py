@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from . import contract as C
+from . import contract as C, verdicts
 from .model import PAGE_SIZE_4K, Walk
 from .roots import KnownRoot, RootTable, root_label
 from .walker import walk as walk_tables
@@ -1115,12 +1115,8 @@ def arguments_through_live_root(events: list, fixups: dict, model, stack_top: in
         if not stack_top - page <= e.address < stack_top or not model.access(e.error or 0)[1]:   # (a write)
             continue
         live = "root %#x" % e.root if e.root is not None else "the kernel's root"
-        return ("a user copy (PC %#x) faulted on %#x, in the argument page at the top of the user stack, before any "
-                "process had run (QEMU's log: no event from user mode before it), so while %s was live: the kernel "
-                "wrote a new program's arguments through the live root (copy_to_user reaches the live space only), "
-                "and the new program's root, which maps that page, is not live while it is loaded: write a space that "
-                "is not live through its own tables and a temporary mapping of each frame (copy_to_space)"
-                % (e.pc, e.address, live))
+        return verdicts.arguments_through_live_root("PC %#x" % e.pc, e.address, live,
+                                                    "QEMU's log: before any process had run")
     return None
 
 

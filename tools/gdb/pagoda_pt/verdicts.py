@@ -207,6 +207,18 @@ COW_GAVE_WRITE_BACK = ("the copy-on-write fault gave write permission back while
                        "frame back instead of copying it: a frame is taken back only at count 1), so each "
                        "process's writes reach the other's memory")
 
+
+def arguments_through_live_root(copy: str, address: int, live: str, seen: str) -> str:
+    """A user copy (@p copy: where it ran) that faulted on @p address, in the argument page at the
+    top of the user stack, while @p live was the live root (@p seen: what showed it): the loader
+    wrote a new program's arguments through the live root (lab 4; the grader's headline and
+    fault-why both)."""
+    return (f"the kernel wrote a new program's arguments through the live root: a user copy ({copy}) faulted on "
+            f"{address:#x}, in the argument page at the top of the user stack, while {live} was live ({seen}), and "
+            "came back EFAULT: copy_to_user() reaches the live space only, and the new program's root, which maps "
+            "that page, is not live while it is loaded: write a space that is not live through its own tables and a "
+            "temporary mapping of each frame (copy_to_space())")
+
 def writable_and_executable(mappings: list) -> Optional[str]:
     """The first root of @p mappings [(who, [va of each user page or run mapped both writable and
     executable])] that maps any, as one sentence, or None (the grader's walk of each root, and
