@@ -219,6 +219,14 @@ def arguments_through_live_root(copy: str, address: int, live: str, seen: str) -
             "that page, is not live while it is loaded: write a space that is not live through its own tables and a "
             "temporary mapping of each frame (copy_to_space())")
 
+
+def code_not_executable(code: str, root: str) -> str:
+    """@p code ("the code at RIP 0x.."), which the CPU could not fetch, is mapped without execute
+    permission in @p root (named, with what denies it when known): the grader's headline (QEMU's
+    log) and fault-why (the walk) both."""
+    return f"{code} is mapped without execute permission in {root}: the CPU cannot fetch it (text mapped NX, or code " \
+        "run from a data page)"
+
 def writable_and_executable(mappings: list) -> Optional[str]:
     """The first root of @p mappings [(who, [va of each user page or run mapped both writable and
     executable])] that maps any, as one sentence, or None (the grader's walk of each root, and
