@@ -227,6 +227,7 @@ def code_not_executable(code: str, root: str) -> str:
     return f"{code} is mapped without execute permission in {root}: the CPU cannot fetch it (text mapped NX, or code " \
         "run from a data page)"
 
+
 def writable_and_executable(mappings: list) -> Optional[str]:
     """The first root of @p mappings [(who, [va of each user page or run mapped both writable and
     executable])] that maps any, as one sentence, or None (the grader's walk of each root, and
