@@ -748,9 +748,8 @@ def _shared_frames(look, verdict):
 
 
 def _wx_story(census, rows):
-    """A page some process in the table maps writable and executable (pagoda_pt.verdicts); only the
-    processes in the table: a root left published by a reaped process is walked through tables
-    that may have been freed and given out again."""
+    """A page some process in the table (not a reaped one's root: its tables may be reused) maps
+    writable and executable (pagoda_pt.verdicts)."""
     from pagoda_pt.verdicts import writable_and_executable
     live = {r.pid for r in rows}
     return writable_and_executable([("proc %d (%s)" % (m.pid, m.name),

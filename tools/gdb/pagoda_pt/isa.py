@@ -220,9 +220,7 @@ class Isa:
     is_table_entry: Callable       # (entry, level from the root) -> True when it points to a table
     kernel_fetch_lost: Callable    # faultlog event -> True when the kernel could not fetch its next instruction
     paging_off: Callable           # {translation register: value} -> None, or why nothing is walkable
-    # What denies each access a permission fault can refuse, in this ISA's bits (denial() words it):
-    # read_only, supervisor, no_execute, kernel_fetch_user, kernel_touch_user.
-    denial_bits: dict
+    denial_bits: dict              # {key of DENIALS: what denies it, in this ISA's bits} (denial() words it)
     user_privilege: int = 0        # the privilege a user program runs at, as QEMU's log numbers it (CPL 3; EL0)
     user_irqs_masked: Callable = _never  # a user frame's saved flags -> why interrupts stay off in user mode, or None
     touches_memory: Callable = _never    # an instruction as GDB disassembles it -> True when it has a memory operand
@@ -242,8 +240,7 @@ class Isa:
     root_note: Callable = lambda regs: ""
 
     def denial(self, why, where=""):
-        """One reason a permission fault was refused, worded once for both ISAs with this one's bits
-        (@p why: a key of DENIALS; @p where: the levels that deny it, "PML4[0], PT[3]")."""
+        """Why a permission fault was refused (@p why: a key of DENIALS; @p where: the levels that deny it)."""
         bits = self.denial_bits[why]
         return "%s (%s%s)" % (DENIALS[why], bits, " in " + where if where else "")
 

@@ -201,18 +201,15 @@ def user_interrupts_masked(frames: list, seen: str = "PA %#x, read from guest RA
     return None
 
 
-# Why a frame stays shared and writable after a copy-on-write fault, worded once (the grader's fault
-# watch and fork check, fault-why's census).
+# Why a frame stays shared and writable after a copy-on-write fault (lifecycle's checks, fault-why's census).
 COW_GAVE_WRITE_BACK = ("the copy-on-write fault gave write permission back while the frame was shared (it took the "
                        "frame back instead of copying it: a frame is taken back only at count 1), so each "
                        "process's writes reach the other's memory")
 
 
 def arguments_through_live_root(copy: str, address: int, live: str, seen: str) -> str:
-    """A user copy (@p copy: where it ran) that faulted on @p address, in the argument page at the
-    top of the user stack, while @p live was the live root (@p seen: what showed it): the loader
-    wrote a new program's arguments through the live root (lab 4; the grader's headline and
-    fault-why both)."""
+    """Lab 4: a user copy (@p copy) faulted on @p address, in the argument page at the top of the user
+    stack, while root @p live was live (@p seen: what showed it): the loader wrote through the live root."""
     return (f"the kernel wrote a new program's arguments through the live root: a user copy ({copy}) faulted on "
             f"{address:#x}, in the argument page at the top of the user stack, while {live} was live ({seen}), and "
             "came back EFAULT: copy_to_user() reaches the live space only, and the new program's root, which maps "
@@ -221,20 +218,16 @@ def arguments_through_live_root(copy: str, address: int, live: str, seen: str) -
 
 
 def code_not_executable(code: str, root: str) -> str:
-    """@p code ("the code at RIP 0x.."), which the CPU could not fetch, is mapped without execute
-    permission in @p root (named, with what denies it when known): the grader's headline (QEMU's
-    log) and fault-why (the walk) both."""
+    """@p code ("the code at RIP 0x..") could not be fetched: mapped without execute permission in
+    @p root (named, with what denies it when known)."""
     return f"{code} is mapped without execute permission in {root}: the CPU cannot fetch it (text mapped NX, or code " \
         "run from a data page)"
 
 
 def writable_and_executable(mappings: list) -> Optional[str]:
-    """The first root of @p mappings [(who, [va of each user page or run mapped both writable and
-    executable])] that maps any, as one sentence, or None (the grader's walk of each root, and
-    fault-why's census: both fill the same pairs). The kernel never grants both (mmap and mprotect
-    refuse PROT_WRITE with PROT_EXEC, and no ELF segment of its programs asks for them), so such a
-    page is a mapping that gave one permission to more than it should: the loader mapping every
-    segment alike (the text writable, the data executable)."""
+    """The first of @p mappings [(who, [va of each user page or run both writable and executable])]
+    with any, as one sentence, or None. The kernel never grants both (mmap refuses them, no segment
+    asks for them): such a page is the loader mapping every segment alike."""
     for who, both in mappings:
         if both:
             more = f" (and {len(both) - 1} more)" if len(both) > 1 else ""
@@ -246,11 +239,9 @@ def writable_and_executable(mappings: list) -> Optional[str]:
 
 @dataclass
 class Leftovers:
-    """What no live process accounts for, as one source saw it (each fills what it has): @p freed
-    [(pid, its root still published or None)] of slots of the process table marked Free that still
-    hold their pid (the grader's read of the table, @p where it was read: "guest RAM, at wait's
-    return"); @p stacks: kernel stack slots still taken that no process in the table holds;
-    @p roots: published process roots (pagoda_pt.roots.KnownRoot) whose pid is in no live slot."""
+    """What no live process accounts for (each source fills what it has): @p freed [(pid, root or None)]
+    of Free slots that keep their pid (read @p where); @p stacks: kernel stack slots taken that no
+    process holds; @p roots: published process roots (roots.KnownRoot) whose pid no live slot has."""
     freed: list = field(default_factory=list)
     stacks: list = field(default_factory=list)
     roots: list = field(default_factory=list)
@@ -262,11 +253,8 @@ REAPED = ("the process was reaped without being destroyed: wait must free what t
 
 
 def left_behind(e: Leftovers) -> Optional[str]:
-    """What a reaped process left, as one sentence, or None. A process is given back by its
-    teardown (release(): the user half, the space with its root, the kernel stack) when it is
-    reaped; what is still held after its slot is free leaked. A freed slot that keeps its pid, or
-    both a root and a stack left: the teardown never ran (reaped without being destroyed); only
-    stacks: the teardown forgot the kernel stack; only roots: it forgot the space."""
+    """What a reaped process left, as one sentence, or None: a freed slot that keeps its pid, or both
+    a root and a stack, is a teardown that never ran; only stacks or only roots, one it forgot."""
     stacks = sorted(e.stacks)
     if e.freed:
         pid, root = e.freed[0]
