@@ -27,6 +27,8 @@ failure it explains.
 import os
 import struct
 
+from pagoda_pt.verdicts import Leftovers, left_behind
+
 from . import symbols
 from .processes import Refs, process_roots, processes
 from .witness import PAGE
@@ -126,10 +128,7 @@ def leak_story(before_bits, after_bits, end_snap, kernel, moments):
     for pid, p in sorted(procs.items()):
         if p.state == 0:
             root = next((r for r, label in left.items() if label.endswith(f"(pid {pid})")), None)
-            held = f" and its root {root:#x} still in the kernel's root registry" if root else ""
-            out.append(f"pid {pid}'s slot of the process table (guest RAM) is marked free but was never released (its "
-                       f"pid and record still there{held}): the process was reaped without being destroyed: wait "
-                       "must free what the zombie holds (reap(): user half, tables, root, kernel stack)")
+            out.append(left_behind(Leftovers(freed=[(pid, root)])))
             continue
         state = "a zombie" if p.zombie else f"in state {p.state}"
         parent = f"its parent pid {p.parent}" if p.parent else "no parent (the idle loop reaps it)"

@@ -213,8 +213,7 @@ def kernel_fault_cause(run, f, roots=None):
         root = "the live roots"
     if a.fetch and va == f.pc:
         if a.present:
-            return (f"the kernel's code at {va:#x} ({at}) is mapped without execute permission in {root}: the CPU "
-                    "cannot fetch it (text mapped NX, or code run from a data page)")
+            return verdicts.code_not_executable(f"the kernel's code at {va:#x} ({at})", root)
         empty = empty_root(run, f.root)
         if empty:
             return (f"the kernel's code at {va:#x} ({at}) is not mapped in {root}, the root the CPU used when it "
@@ -535,8 +534,7 @@ def explain_death(run, inspector, layout, roots, started=None):
     access = Access(f) if f.error is not None else None
     if f.address is not None and f.address == f.pc:
         if access is not None and access.present:
-            return (f"{first}: the code being executed is mapped without execute permission in {label}, the root "
-                    "loaded then (text mapped NX, or code run from a data page)")
+            return f"{first}: " + verdicts.code_not_executable("the code being executed", f"{label}, the root loaded then")
         return f"{first}: the code being executed is not mapped in {label}, the root loaded then"
     if f.address is not None and f.address < layout.kernel_half_base and run.symbol_of(f.pc) and \
             access is not None and not access.present:

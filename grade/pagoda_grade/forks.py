@@ -7,6 +7,7 @@ import re
 
 from pagoda_pt import contract
 from pagoda_pt.procs import NO_SLOT
+from pagoda_pt.verdicts import Leftovers, left_behind
 from . import programs
 from .labtest import ProcTest, Return, Trace, signed
 from .lifecycle import Deaths, moment, stale_records
@@ -198,11 +199,10 @@ def wait_problem(result, before, after):
     return (@p after), each {pid: Proc}; None when the table agrees with the result. A slot
     marked free that still holds its pid (state 0) is no child: it is a reap that never
     destroyed the process, named before what it made wait return."""
-    undestroyed = sorted(q for q, p in after.items() if p.state == 0)
+    undestroyed = left_behind(Leftovers(freed=[(q, None) for q, p in sorted(after.items()) if p.state == 0],
+                                        where="guest RAM, at wait's return"))
     if undestroyed:
-        return (f"pid {undestroyed[0]}'s slot of the process table (guest RAM, at wait's return) is marked free but "
-                "still holds its pid and parent: the process was reaped without being destroyed: wait must free "
-                "what the zombie holds (reap(): user half, tables, root, kernel stack), not only mark its slot free")
+        return undestroyed
     after = {q: p for q, p in after.items() if p.state != 0}
     if result == -ECHILD and after:
         alive = sorted(q for q, p in after.items() if not p.zombie)

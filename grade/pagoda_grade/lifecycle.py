@@ -25,6 +25,7 @@ from .witness import ARCHES, PAGE, return_address
 
 from pagoda_pt.procs import _u
 from pagoda_pt.procaudit import stalled_wait
+from pagoda_pt.verdicts import COW_GAVE_WRITE_BACK
 
 
 BOUND_NAMES = ("heap's start", "heap's break", "stack's limit", "stack's gap")   # Proc.bounds, in order
@@ -108,9 +109,7 @@ class CowFault:
                     "copied the page nor gave write permission back")
         if self.after_frame == self.frame:
             if self.count > 1:
-                return (f"{at} found frame {self.frame:#x} with count {self.count} (shared) and gave write permission "
-                        f"back instead of copying it: it gave write permission back while the frame was shared, so "
-                        "this process's writes reach the other's memory (take a frame back only at count 1)")
+                return f"{at} found frame {self.frame:#x} with count {self.count} (shared): {COW_GAVE_WRITE_BACK}"
             return None
         if self.freed and self.count > 1:
             return (f"{at} copied frame {self.frame:#x} (count {self.count} before: other roots still map it) into "
@@ -572,9 +571,8 @@ def fork_problems(at_fork, later=None):
             if pw or cw:
                 who = lp.who if pw else lc.who
                 problems.append(f"frame {shared:#x} (page {va:#x}) is still mapped by both roots with count {n}, and "
-                                f"{who} now maps it writable (it was read-only in both at fork's return): a "
-                                "copy-on-write fault gave write permission back while the frame was shared: it "
-                                "must copy the page when the count is above 1 (take the frame back only at 1)")
+                                f"{who} now maps it writable (it was read-only in both at fork's return): "
+                                + COW_GAVE_WRITE_BACK)
             elif later.digests.get(shared) != before:
                 problems.append(f"frame {shared:#x} (page {va:#x}) is shared by both roots, read-only in both, count "
                                 f"{n}, and its bytes changed after fork's return: a write reached a read-only shared "

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from pagoda_pt import contract
 from pagoda_pt.procs import read_procs
+from pagoda_pt.verdicts import writable_and_executable
 
 from . import programs, symbols
 from .procaudit import Facts
@@ -288,14 +289,16 @@ class RootInspector:
         if isinstance(runs, WalkError):
             return [f"{what}: the grader's walk of root {root:#x} cannot finish: {runs}"]
         problems = []
+        both = [r.va_start for r in runs if r.va_start < self.layout.kernel_half_base and r.perms.user
+                and r.perms.write and r.perms.execute]
         for r in runs:
             span = f"[{r.va_start:#x}, {r.va_end:#x})"
             if r.va_start < self.layout.kernel_half_base:
                 if not r.perms.user:
                     problems.append(f"{what}: {span} in the user half is mapped {r.perms.rwx()} kernel-only "
                                     "(the user half holds the process's pages, user-accessible)")
-                elif r.perms.write and r.perms.execute:
-                    problems.append(f"{what}: {span} is mapped rwx user: a user page writable and executable")
+                elif both and r.va_start == both[0]:
+                    problems.append(writable_and_executable([(what, both)]))
             elif r.perms.user:
                 problems.append(f"{what}: {span} in the kernel half is mapped {r.perms.rwx()} USER: user mode can "
                                 "reach kernel memory there")

@@ -4,6 +4,8 @@ arguments written through the live root, the edges of the user half, and copies 
 is not live, each named from what the grader read. docs/grader.md, "Lab 4"."""
 import struct
 
+from pagoda_pt.verdicts import arguments_through_live_root
+
 from .processes import recovered_by_fixup
 from .proof import proof
 from .symbols import fact, function_at, user_fixups
@@ -61,11 +63,7 @@ def loader_write_problem(run, kernel, watch):
             live = f"root {f.root:#x}" if f.root is not None else "another process's root"
         where = run.symbol_of(f.pc) or f"{f.pc:#x}"
         if recovered_by_fixup(kernel, f):
-            return (f"the kernel wrote a new process's arguments through the live root: a user copy ({where}) into "
-                    f"{f.address:#x}, in the argument page at the top of the user stack, faulted while {live} was live "
-                    "(QEMU's log) and came back EFAULT: copy_to_user() reaches the live process only, and a process "
-                    "being made is not live; write its pages through its own tables and a temporary mapping of each "
-                    "frame (copy_to_space())")
+            return arguments_through_live_root(where, f.address, live, "QEMU's log")
         return (f"the kernel wrote a new process's arguments through their user address {f.address:#x} (the argument "
                 f"page at the top of the user stack) while {live} was live: a kernel fault at {where} (QEMU's log). "
                 "The page is mapped in the new process's root, which is not live while it is loaded; the live root "

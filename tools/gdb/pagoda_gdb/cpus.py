@@ -13,13 +13,13 @@ from contextlib import contextmanager
 import gdb
 
 from pagoda_pt import picture
+from pagoda_pt.format import ADDR
 from pagoda_pt.isa import isa
 
 from . import kernel, target
 from .args import parse
 from .registry import CommandError, PagodaCommand, UsageError, command, out
 
-ADDR = "0x%016x"
 _THREAD = re.compile(r"Thread\s+\d+\.(\d+)\s+\(CPU#(\d+)\s*\[(\w+)\s*\]\)")
 
 

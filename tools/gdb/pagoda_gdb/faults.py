@@ -357,7 +357,6 @@ def last_panic():
 
 
 # The user-fault decisions the kernel answers (the program goes on): a panic while answering one is the kernel's.
-ANSWERED = ("demand", "cow", "grow", "mapped")
 
 
 def _panic(look, verdict):
@@ -399,7 +398,7 @@ def _kill_cause(look, verdict):
     left it writable; QEMU's log tells which); a forked child holds nothing of its parent's user
     half (pagoda_pt.diagnose.fork_copied_nothing); a page writable and executable; the record
     against the pages; regions merged against their permissions."""
-    from pagoda_pt.diagnose import fork_copied_nothing, foreign_root, shared_writable, writable_and_executable
+    from pagoda_pt.diagnose import fork_copied_nothing, foreign_root, shared_writable
     from pagoda_pt.frames import mapped_frame_story
     from .paging import active_root
     rows = look.rows
@@ -425,7 +424,7 @@ def _kill_cause(look, verdict):
     if story is None and parent is not None and current.pid in pages and parent.pid in pages:
         story = fork_copied_nothing(current, parent, pages[current.pid], pages[parent.pid])
     if story is None:
-        story = writable_and_executable([m for m in census.processes if m.pid in {r.pid for r in rows}])
+        story = _wx_story(census, rows)
     if story is None:
         story = _record_story([current], census)
     if story is None:
@@ -734,7 +733,7 @@ def _shared_frames(look, verdict):
     frame that keeps interrupts off (lab 3); image VMAs of another program; the record against the
     pages; an image page's bytes past the file; the kernel's own decide_fault, VmaSet::mergeable and
     user copy asked through GDB; a frame exec kept; a count a child left (lab 6)."""
-    from pagoda_pt.diagnose import shared_writable, writable_and_executable
+    from pagoda_pt.diagnose import shared_writable
     from pagoda_pt.frames import count_left_story, exec_kept_story
     rows = look.rows
     if not rows:
@@ -742,23 +741,32 @@ def _shared_frames(look, verdict):
     census = look.census
     sentence = shared_writable(census.processes, {r.pid: r.parent for r in rows}, _quiet(lambda: look.write_faults),
                                vmas_of={r.pid: r.vmas for r in rows}) if len(rows) >= 2 else None
-    # Only the processes in the table: a root left published by a reaped process is walked
-    # through tables that may have been freed and given out again.
-    live = [m for m in census.processes if m.pid in {r.pid for r in rows}]
-    return sentence or writable_and_executable(live) or _quiet(_user_frames_story, look, rows) or \
+    return sentence or _wx_story(census, rows) or _quiet(_user_frames_story, look, rows) or \
         _quiet(_exec_record_story, rows) or _record_story(rows, census) or _quiet(_file_tail_story, rows, census) or \
         _quiet(_grow_story, look, rows) or _quiet(_merge_story, look, rows) or _quiet(_fixup_story, look) or \
         exec_kept_story(census, rows) or count_left_story(census)
 
 
+def _wx_story(census, rows):
+    """A page some process in the table (not a reaped one's root: its tables may be reused) maps
+    writable and executable (pagoda_pt.verdicts)."""
+    from pagoda_pt.verdicts import writable_and_executable
+    live = {r.pid for r in rows}
+    return writable_and_executable([("proc %d (%s)" % (m.pid, m.name),
+                                     [p.va for p in m.pages if p.writable and p.executable and not p.held])
+                                    for m in census.processes if m.pid in live])
+
+
 def _leaks(look, verdict):
     """Kernel stack slots still taken and process roots still published that no process in the
-    table accounts for (pagoda_pt.diagnose.left_behind): a reaped process's teardown left them."""
-    from pagoda_pt.diagnose import left_behind
+    table accounts for (pagoda_pt.verdicts.left_behind): a reaped process's teardown left them."""
+    from pagoda_pt.verdicts import Leftovers, left_behind
     from . import memory
     rows, table = look.rows, look.roots[0]
-    return left_behind({r.pid for r in rows}, {r.kslot for r in rows if r.kslot != NO_SLOT},
-                       memory.taken_stack_slots() or [], table.roots if table is not None else [])
+    live, held = {r.pid for r in rows}, {r.kslot for r in rows if r.kslot != NO_SLOT}
+    published = table.roots if table is not None else []
+    return left_behind(Leftovers(stacks=[s for s in memory.taken_stack_slots() or [] if s not in held],
+                                 roots=[k for k in published if k.kind == "process" and k.id not in live]))
 
 
 RUN_LEAK = "a run leaks frames"     # pagoda_pt.diagnose.frames_left_after_run's verdict

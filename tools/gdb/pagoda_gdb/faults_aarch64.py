@@ -16,11 +16,12 @@ the look (faults.Look), each read once.
 import gdb
 
 from pagoda_pt import contract as C, diagnose
-from pagoda_pt.format import format_walk
+from pagoda_pt.format import ADDR, format_walk
 from pagoda_pt.diagnose import (RANK_NOT_LIVE_USER_ADDRESS, UNRESOLVED, FaultRecord, KernelAccess, Roots, function_name,
                                 kernel_touched_unmapped, mapped_since, never_given, not_live_user_address, on_behalf_findings, user_trap_line,
                                 walk_allows_now)
 from pagoda_pt.aarch64 import TTBR_BADDR_MASK
+from pagoda_pt.isa import AARCH64
 from pagoda_pt.diagnose_aarch64 import (RANK_USER_CODE_AT_EL1, USER_COPY_ROUTINES, in_kernel_half, user_code_at_el1,
                                         writable_and_executable)
 
@@ -28,7 +29,7 @@ from pagoda_pt.verdicts import Evidence
 from pagoda_pt.verdicts import explain as explain_evidence
 
 from . import faults, target
-from .paging import ADDR, symbol_of, walk_address
+from .paging import symbol_of, walk_address
 
 # Field offsets of TrapFrame (arch/aarch64/trap_frame.hpp), used only without debug types.
 TRAP_FRAME_OFFSETS = {"sp": 248, "elr": 256, "spsr": 264, "esr": 272, "far": 280, "kind": 288}
@@ -81,19 +82,18 @@ def abort_verdict(esr, walk, spsr, faultlog, names, far=None, sctlr=None):
     reasons, perms = [], walk.perms
     user = (spsr >> 2 & 3) == 0
     if write and not perms.write:
-        reasons.append("a write to a read-only page (AP[2]=1)")
+        reasons.append(AARCH64.denial("read_only"))
     wx = writable_and_executable(walk, far, sctlr) if fetch and user and far is not None else None
     if wx:
         reasons.append(wx)
     elif fetch and not perms.execute:
-        reasons.append("an instruction fetch from a page that may not execute here (%s, or "
-                       "SCTLR_EL1.WXN with a writable page)" % ("UXN" if user else "PXN"))
+        reasons.append(AARCH64.denial("no_execute"))
     if user and not perms.user:
-        reasons.append("a user-mode access to a kernel page (AP[1]=0)")
+        reasons.append(AARCH64.denial("supervisor"))
     if not user and perms.user and not fetch and spsr & PSTATE_PAN:
-        reasons.append("the kernel touched a page EL0 can access with PSTATE.PAN=1")
+        reasons.append(AARCH64.denial("kernel_touch_user"))
     if not user and perms.user and fetch:
-        reasons.append("the kernel fetched an instruction from a user page (always PXN)")
+        reasons.append(AARCH64.denial("kernel_fetch_user"))
     if not reasons:
         reasons.append(walk_allows_now(record))
     return reasons

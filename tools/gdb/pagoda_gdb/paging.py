@@ -13,7 +13,7 @@ table instead of printing its garbage as thousands of "problems".
 import re
 
 from pagoda_pt import contract as C
-from pagoda_pt.format import format_diff, format_range, format_runs, format_walk, format_x86_regs
+from pagoda_pt.format import ADDR, format_diff, format_range, format_runs, format_walk, format_x86_regs
 from pagoda_pt.regs import decode_x86_regs
 from pagoda_pt.walker import diff_runs, dump, walk
 from pagoda_pt.trees import cow_pairs, user_pages
@@ -29,7 +29,6 @@ from .kernel import symbol_of
 from .cpus import cpu_option, on_cpu
 from .registry import CommandError, PagodaCommand, UsageError, command, out
 
-ADDR = "0x%016x"
 MAX_PROBLEMS = 20          # problem lines printed per tree; the rest are counted
 
 

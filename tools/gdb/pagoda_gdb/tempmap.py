@@ -11,6 +11,7 @@ stack when the compiler kept them ("?" otherwise).
 import gdb
 
 from pagoda_pt import contract as C
+from pagoda_pt.format import ADDR
 from pagoda_pt.image import CensusError
 from pagoda_pt.model import PAGE_SIZE_4K as PAGE
 from pagoda_pt.tempmap import read_temp_area
@@ -19,7 +20,6 @@ from . import kernel, target
 from .args import parse
 from .registry import CommandError, PagodaCommand, command, out
 
-ADDR = "0x%016x"
 
 
 def read_area():

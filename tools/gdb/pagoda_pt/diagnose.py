@@ -10,7 +10,6 @@
   allowed_what_record_refuses the same decision allowing what the record refuses
   record_against_pages  a process's VMAs against the pages its root maps (a merge of different
                        permissions, a hole cut a page off)
-  left_behind          kernel stack slots and process roots no live process holds (a teardown's leak)
   program_s_own        whether a verdict names nothing wrong with the kernel (why-stops goes on)
 
 Each architecture has its own rules module (diagnose_x86_64.py; AArch64 adds
@@ -24,11 +23,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from . import contract as C
+from . import contract as C, verdicts
 from .model import PAGE_SIZE_4K, Walk
 from .roots import KnownRoot, RootTable, root_label
 from .walker import walk as walk_tables
-from .verdicts import KERNEL_REFUSAL, Evidence, Kill, explain, record_rules_broken
+from .verdicts import COW_GAVE_WRITE_BACK, KERNEL_REFUSAL, Evidence, Kill, explain, record_rules_broken
 
 NOTHING_WRONG = "nothing is wrong that I can see"
 
@@ -816,10 +815,8 @@ def shared_writable(processes: list, parent_of: dict, write_faults: Optional[lis
                    "fork did make the parent's shared entries read-only (both map %#x, in a region the parent "
                    "may write, read-only)" % protected[0][2])
             return ("frame %#x is mapped by %s at %#x WRITABLE and by %s at %#x (%s) at the same time, and "
-                    "%s: the copy-on-write fault gave write permission back while the frame was shared (it "
-                    "took the frame back instead of copying it: a frame is taken back only at count 1), so "
-                    "each process's writes reach the other's memory"
-                    % (frame, label(m), p.va, label(o), q.va, "writable" if q.writable else "read-only", how))
+                    "%s: %s" % (frame, label(m), p.va, label(o), q.va, "writable" if q.writable else "read-only",
+                                how, COW_GAVE_WRITE_BACK))
         m, p = writers[0]
         o, q = next(((o, q) for o, q in others(m) if descends(o.pid, m.pid)), others(m)[0])
         if descends(o.pid, m.pid) and any(root is None and va == p.va & ~(page - 1) for va, root in write_faults or []):
@@ -972,59 +969,6 @@ def _unmapped_run(mapped: dict, start: int, stop: int, step: int) -> int:
     return 0
 
 
-# ---- what a reaped process left behind (labs 3, 6) ----------------------------------------------
-
-def left_behind(live_pids: set, held_slots: set, taken_slots: list, published: list) -> Optional[str]:
-    """What no live process accounts for, as one sentence, or None: kernel stack slots still taken
-    (@p taken_slots, the kernel's slot table) that no process in the table holds (@p held_slots),
-    and process roots still published (@p published: KnownRoot of kind "process") whose pid is in
-    no live slot of the process table (@p live_pids: every process not Free, zombies included).
-
-    A process is given back by its teardown (release(): the user half, the space with its root,
-    the kernel stack) when it is reaped; what is still held after its slot is free leaked. Both a
-    root and a stack left: the teardown never ran (the process was reaped without being
-    destroyed); only stacks: the teardown forgot the kernel stack; only roots: it forgot the
-    space."""
-    stacks = sorted(s for s in taken_slots if s not in held_slots)
-    roots = [k for k in published if k.kind == "process" and k.id not in live_pids]
-    if not stacks and not roots:
-        return None
-    slots = "kernel stack slot%s %s" % ("" if len(stacks) == 1 else "s", ", ".join(str(s) for s in stacks))
-    gone = ", ".join("%s %s" % ("proc %d" % k.id if k.id else "a process", k.label()) for k in roots[:4]) + \
-        (" and %d more" % (len(roots) - 4) if len(roots) > 4 else "")
-    if stacks and roots:
-        return ("a process was reaped without being destroyed: %s %s still published and %s still taken, though "
-                "no process in the table holds them (their slots are free): reaping must destroy the process "
-                "(its user half, its space and root, its kernel stack), not only free its slot"
-                % (gone, "is" if len(roots) == 1 else "are", slots))
-    if stacks:
-        return ("exit's teardown does not free the kernel stacks: %s %s still taken (mapped, their frames "
-                "allocated) though no process in the table holds %s: the processes that had them were reaped "
-                "and release() did not give the stack back (destroy_kernel_stack)"
-                % (slots, "is" if len(stacks) == 1 else "are", "it" if len(stacks) == 1 else "them"))
-    return ("exit's teardown does not free the roots: %s %s still published, %s tables allocated, though no "
-            "process in the table has that pid: its process is gone (reaped, or refused as it started) but its address space was never "
-            "destroyed (~AddressSpace frees the tables and the root)"
-            % (gone, "is" if len(roots) == 1 else "are", "its" if len(roots) == 1 else "their"))
-
-
-def writable_and_executable(processes: list) -> Optional[str]:
-    """A user page some process's root maps both writable and executable, as one sentence, or None.
-    @p processes: pagoda_pt.frames.ProcessMemory (pid, name, pages of UserPage). The kernel never
-    grants both (mmap and mprotect refuse PROT_WRITE with PROT_EXEC, and no ELF segment of its
-    programs asks for them), so such a page is a mapping that gave one permission to more than it
-    should: the loader mapping every segment alike (the text writable, the data executable)."""
-    for memory in processes:
-        both = [p for p in memory.pages if p.writable and p.executable and not p.held]
-        if both:
-            return ("proc %d (%s) maps %#x%s writable and executable: the kernel never grants both (mmap refuses "
-                    "them together, and no segment asks for them), so the mapping gave one permission to more than "
-                    "its segment (the loader mapped every segment alike: the text writable, the data executable)"
-                    % (memory.pid, memory.name, both[0].va,
-                       " (and %d more page%s)" % (len(both) - 1, "" if len(both) == 2 else "s") if len(both) > 1 else ""))
-    return None
-
-
 # ---- a record that is another program's (lab 6: exec) ---------------------------------------------
 
 def record_of_another_program(who: str, name: str, sources: list) -> Optional[str]:
@@ -1171,12 +1115,8 @@ def arguments_through_live_root(events: list, fixups: dict, model, stack_top: in
         if not stack_top - page <= e.address < stack_top or not model.access(e.error or 0)[1]:   # (a write)
             continue
         live = "root %#x" % e.root if e.root is not None else "the kernel's root"
-        return ("a user copy (PC %#x) faulted on %#x, in the argument page at the top of the user stack, before any "
-                "process had run (QEMU's log: no event from user mode before it), so while %s was live: the kernel "
-                "wrote a new program's arguments through the live root (copy_to_user reaches the live space only), "
-                "and the new program's root, which maps that page, is not live while it is loaded: write a space that "
-                "is not live through its own tables and a temporary mapping of each frame (copy_to_space)"
-                % (e.pc, e.address, live))
+        return verdicts.arguments_through_live_root("PC %#x" % e.pc, e.address, live,
+                                                    "QEMU's log: before any process had run")
     return None
 
 

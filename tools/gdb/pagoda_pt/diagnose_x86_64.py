@@ -25,13 +25,14 @@ from .diagnose import (RANK_NOT_LIVE_USER_ADDRESS, UNRESOLVED, Explanation, Faul
                        SyscallAt, denying_levels, function_name, kernel_touched_unmapped, not_live_user_address,
                        on_behalf_findings, mapped_since, never_given, process_label, user_code_at_kernel_privilege,
                        user_trap_line, walk_allows_now)
-from .format import format_gp_error, format_pf_error, format_walk
+from .format import ADDR, format_gp_error, format_pf_error, format_walk
 from .image import KernelImage
+from .isa import X86_64 as X86_64_ISA
 from .model import PAGE_SIZE_4K, Walk
 from .regs import CR0_PE, EFER_LMA, decode_gp_error, decode_pf_error, paging_mode
 from .roots import MISSING, RootTable, top_level, top_level_problem
 from .kernelnames import NO_NAMES, KernelNames
-from .verdicts import Evidence, StackSlots
+from .verdicts import Evidence, StackSlots, code_not_executable
 from .verdicts import explain as explain_evidence
 from .x86_facts import (DOUBLE_FAULT, ERROR_CODE_VECTORS, FIRST_INTERRUPT, GENERAL_PROTECTION, PAGE_FAULT,
                         SELECTOR_VECTORS)
@@ -218,7 +219,6 @@ def _near_stack(cr2: Optional[int], rsp: int) -> bool:
     return (rsp & ~(STACK_ALIGN - 1)) - PUSHED_BYTES - 16 <= cr2 <= rsp + 16
 
 
-ADDR = "0x%016x"
 NOTHING_RANK = 99
 
 
@@ -522,28 +522,27 @@ class _Explainer:
         perms, leaf = w.perms, w.levels[-1]
         reasons = []
 
-        def denial(what: str, bit: int, denies_when_set: bool, bit_name: str):
+        def denial(why: str, bit: int, denies_when_set: bool):
             levels = denying_levels(w, bit, denies_when_set)
             tables = [name for name in levels if not name.startswith(leaf.name + "[")]
-            text = "%s (%s in %s)" % (what, bit_name, ", ".join(levels))
+            text = X86_64_ISA.denial(why, ", ".join(levels))
             if tables and len(tables) == len(levels):
                 text += (": the table entries on the way deny it while the leaf %s[%d] allows "
                          "it; on x86_64 every level must allow an access, so the tables were "
-                         "linked without %s" % (leaf.name, leaf.index, bit_name.split("=")[0]))
+                         "linked without %s" % (leaf.name, leaf.index, X86_64_ISA.denial_bits[why].split("=")[0]))
             reasons.append(text)
 
         if decoded.write and not perms.write and (decoded.user or cr0 & x86_64.CR0_WP):
-            denial("a write to a read-only page", x86_64.PTE_RW, False, "RW=0")
+            denial("read_only", x86_64.PTE_RW, False)
         if decoded.user and not perms.user:
-            denial("a user-mode access to a supervisor page", x86_64.PTE_US, False, "US=0")
+            denial("supervisor", x86_64.PTE_US, False)
         if decoded.fetch and not perms.execute:
-            denial("an instruction fetch from a no-execute page", x86_64.PTE_NX, True, "NX=1")
+            denial("no_execute", x86_64.PTE_NX, True)
         if not decoded.user and perms.user:
             if decoded.fetch and cr4 & x86_64.CR4_SMEP:
-                reasons.append("the kernel fetched an instruction from a user page "
-                               "(CR4.SMEP=1)")
+                reasons.append(X86_64_ISA.denial("kernel_fetch_user"))
             elif not decoded.fetch and cr4 & x86_64.CR4_SMAP:
-                reasons.append("the kernel touched a user page with EFLAGS.AC=0 (CR4.SMAP=1)")
+                reasons.append(X86_64_ISA.denial("kernel_touch_user"))
         if reasons:
             self.ex.find(20, "CR2 %#x: %s" % (cr2, "; ".join(reasons)))
         else:
@@ -620,10 +619,8 @@ class _Explainer:
                         % (self.short(rip), self.roots.label(), pa & ~(PAGE_SIZE_4K - 1),
                            pa & ~(PAGE_SIZE_4K - 1), image.virt_offset))
         if w.mapped:
-            return ("the code at RIP %s is mapped without execute permission in the active root "
-                    "%s (NX=1 in %s): the CPU cannot fetch it" % (
-                        self.short(rip), self.roots.label(),
-                        ", ".join(denying_levels(w, x86_64.PTE_NX, True))))
+            return code_not_executable("the code at RIP %s" % self.short(rip), "the active root %s (NX=1 in %s)" % (
+                self.roots.label(), ", ".join(denying_levels(w, x86_64.PTE_NX, True))))
         elsewhere = self.roots.elsewhere_sentence("RIP", rip, lambda x: x.perms.execute, shown=self.short(rip))
         if elsewhere:
             return "the code at " + elsewhere + ": the CPU cannot fetch it"

@@ -13,7 +13,7 @@ _UNITS = ((1 << 60, "EiB"), (1 << 50, "PiB"), (1 << 40, "TiB"), (1 << 30, "GiB")
           (1 << 20, "MiB"), (1 << 10, "KiB"))
 _SHORT_SIZES = {1 << 12: "4K", 1 << 21: "2M", 1 << 30: "1G"}
 _KIND_LABELS = {ONLY_A: "only {a}", ONLY_B: "only {b}", CHANGED: "changed"}
-_ADDR = "0x%016x"
+ADDR = "0x%016x"   # one address, as every GDB command prints it
 
 
 def human_size(size: int) -> str:
@@ -51,19 +51,19 @@ def perm_short(perms: Optional[Perms]) -> str:
 def format_walk(walk: Walk) -> str:
     """One line per level (name[index], entry address, raw value, flags, next table),
     then '-> PA 0x... (4 KiB page, R W X U, WB)' or 'stopped: <reason>', then notes."""
-    lines = ["VA " + _ADDR % walk.va + " (" + walk.arch + ")"]
+    lines = ["VA " + ADDR % walk.va + " (" + walk.arch + ")"]
     for level in walk.levels:
-        raw = "<unreadable>      " if level.raw is None else _ADDR % level.raw
-        line = "  %-4s [%3d] @ %s = %s  %s" % (level.name, level.index, _ADDR % level.entry_pa,
+        raw = "<unreadable>      " if level.raw is None else ADDR % level.raw
+        line = "  %-4s [%3d] @ %s = %s  %s" % (level.name, level.index, ADDR % level.entry_pa,
                                                raw, " ".join(level.flags))
         if level.output is not None and not level.leaf:
-            line += "  -> table " + _ADDR % level.output
+            line += "  -> table " + ADDR % level.output
         lines.append(line.rstrip())
     if walk.pa is not None:
         detail = [human_size(walk.page_size) + " page", perm_letters(walk.perms)]
         if walk.perms.cache:
             detail.append(walk.perms.cache)
-        lines.append("  -> PA " + _ADDR % walk.pa + " (" + ", ".join(detail) + ")")
+        lines.append("  -> PA " + ADDR % walk.pa + " (" + ", ".join(detail) + ")")
     else:
         lines.append("  stopped: " + (walk.stop_reason or "unknown reason"))
     lines.extend("  note: " + note for note in walk.notes)
@@ -73,13 +73,13 @@ def format_walk(walk: Walk) -> str:
 def format_range(start: int, end: int) -> str:
     """'0x...000-0x...fff': the first and the LAST byte of [start, end), so that a range that
     reaches the top of the address space ends at 0xffffffffffffffff, never 2^64."""
-    return "%s-%s" % (_ADDR % start, _ADDR % (end - 1))
+    return "%s-%s" % (ADDR % start, ADDR % (end - 1))
 
 
 def format_run(run: Run) -> str:
     """'0x...000-0x...fff  8 KiB -> 0x...  rw- u  4K WB' (both ends included)."""
     text = "%s %9s -> %s  %-6s %s" % (format_range(run.va_start, run.va_end),
-                                         human_size(run.size), _ADDR % run.pa_start,
+                                         human_size(run.size), ADDR % run.pa_start,
                                          perm_short(run.perms),
                                          _SHORT_SIZES.get(run.page_size,
                                                           human_size(run.page_size)))
@@ -101,7 +101,7 @@ def format_runs(runs: Iterable[Run]) -> str:
 def _side(pa: Optional[int], perms: Optional[Perms]) -> str:
     if pa is None:
         return "unmapped"
-    return _ADDR % pa + " " + perm_short(perms)
+    return ADDR % pa + " " + perm_short(perms)
 
 
 def format_diff(ranges: Iterable[DiffRange], name_a: str = "A", name_b: str = "B") -> str:
@@ -118,7 +118,7 @@ def format_diff(ranges: Iterable[DiffRange], name_a: str = "A", name_b: str = "B
 
 def format_x86_regs(regs: X86Regs) -> str:
     """Multi-line summary of decode_x86_regs()."""
-    cr3 = "CR3   root " + _ADDR % regs.cr3_root
+    cr3 = "CR3   root " + ADDR % regs.cr3_root
     if regs.cr3_pcid is not None:
         cr3 += "  PCID %d" % regs.cr3_pcid
     elif regs.cr3_flags:
@@ -133,7 +133,7 @@ def format_pf_error(error: PageFaultError, cr2: Optional[int] = None) -> str:
     """'#PF error 0x7 [P W U]: user-mode write: protection violation on a present page'."""
     text = "#PF error %#x [%s]: %s" % (error.code, " ".join(error.flags), error.summary)
     if cr2 is not None:
-        text += " at " + _ADDR % cr2
+        text += " at " + ADDR % cr2
     return text
 
 

@@ -220,6 +220,7 @@ class Isa:
     is_table_entry: Callable       # (entry, level from the root) -> True when it points to a table
     kernel_fetch_lost: Callable    # faultlog event -> True when the kernel could not fetch its next instruction
     paging_off: Callable           # {translation register: value} -> None, or why nothing is walkable
+    denial_bits: dict              # {key of DENIALS: what denies it, in this ISA's bits} (denial() words it)
     user_privilege: int = 0        # the privilege a user program runs at, as QEMU's log numbers it (CPL 3; EL0)
     user_irqs_masked: Callable = _never  # a user frame's saved flags -> why interrupts stay off in user mode, or None
     touches_memory: Callable = _never    # an instruction as GDB disassembles it -> True when it has a memory operand
@@ -237,6 +238,11 @@ class Isa:
     privilege: Callable = _never
     # {translation register: value} -> more words on the lower root (its ASID), or ""
     root_note: Callable = lambda regs: ""
+
+    def denial(self, why, where=""):
+        """Why a permission fault was refused (@p why: a key of DENIALS; @p where: the levels that deny it)."""
+        bits = self.denial_bits[why]
+        return "%s (%s%s)" % (DENIALS[why], bits, " in " + where if where else "")
 
     def __reduce__(self):
         # One object per ISA, also through pickle and copy (a module, its format, does not pickle).
@@ -264,6 +270,12 @@ class Isa:
         return regs.get(register, 0) & dict(self.root_masks)[register]
 
 
+# The reasons a permission fault gives, each worded once; each ISA names the bits (Isa.denial_bits).
+DENIALS = {"read_only": "a write to a read-only page", "supervisor": "a user-mode access to a supervisor page",
+           "no_execute": "an instruction fetch from a no-execute page",
+           "kernel_fetch_user": "the kernel fetched an instruction from a user page",
+           "kernel_touch_user": "the kernel touched a user page with the guard against it up"}
+
 X86_64 = Isa(
     name="x86_64", aliases=("x86-64", "amd64", "i386:x86-64"), format_module="x86_64",
     pc="rip", sp="rsp", translation=("cr0", "cr3", "cr4", "efer"),
@@ -277,6 +289,8 @@ X86_64 = Isa(
     gdb_faults="faults_x86_64", log_parser="X86Parser", machine=machines.MICROVM, breakpoint_bytes=1,
     access=_x86_access, is_page_fault=_x86_page_fault, is_permission_fault=_x86_permission_fault,
     is_table_entry=_x86_table_entry, kernel_fetch_lost=_x86_fetch_lost, paging_off=_x86_paging_off,
+    denial_bits={"read_only": "RW=0", "supervisor": "US=0", "no_execute": "NX=1", "kernel_fetch_user": "CR4.SMEP=1",
+                 "kernel_touch_user": "CR4.SMAP=1, EFLAGS.AC=0"},
     user_privilege=3, user_irqs_masked=_x86_user_irqs_masked, touches_memory=_x86_touches_memory,
     user_access_open=("eflags", x86_facts.RFLAGS_AC, x86_facts.RFLAGS_AC),
     privilege_register="cs", privilege=lambda cs: None if cs is None else cs & 3)   # CPL: CS's low bits
@@ -303,6 +317,9 @@ AARCH64 = Isa(
     gdb_faults="faults_aarch64", log_parser="AArch64Parser", machine=machines.VIRT, breakpoint_bytes=4,
     access=_aarch64_access, is_page_fault=_aarch64_page_fault, is_permission_fault=_aarch64_permission_fault,
     is_table_entry=_aarch64_table_entry, kernel_fetch_lost=_never, paging_off=_aarch64_paging_off,
+    denial_bits={"read_only": "AP[2]=1", "supervisor": "AP[1]=0", "kernel_fetch_user": "always PXN",
+                 "no_execute": "UXN at EL0, PXN at EL1, or SCTLR_EL1.WXN with a writable page",
+                 "kernel_touch_user": "PSTATE.PAN=1"},
     user_irqs_masked=_aarch64_user_irqs_masked, touches_memory=_aarch64_touches_memory,
     result_address=_aarch64_result_address,
     privilege_register="cpsr", privilege=lambda cpsr: None if cpsr is None else (cpsr >> 2) & 3,   # PSTATE.EL

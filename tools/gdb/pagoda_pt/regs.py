@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from .model import PAGE_SHIFT
-from .x86_facts import CR0_PG, EFER_LME, paging_mode   # (isa.py takes paging_mode from x86_facts alone)
+from .x86_facts import CR0_PG, CR0_WP, DEFAULT_MAXPHYADDR, EFER_LME, EFER_NXE, paging_mode   # (isa.py takes paging_mode from x86_facts alone)
 
 # ---------------------------------------------------------------------------------------
 # CR0:
@@ -25,7 +25,6 @@ from .x86_facts import CR0_PG, EFER_LME, paging_mode   # (isa.py takes paging_mo
 CR0_BITS = ((0, "PE"), (1, "MP"), (2, "EM"), (3, "TS"), (4, "ET"), (5, "NE"), (16, "WP"),
             (18, "AM"), (29, "NW"), (30, "CD"), (31, "PG"))
 CR0_PE = 1 << 0
-CR0_WP = 1 << 16
 
 # ---------------------------------------------------------------------------------------
 # CR4:
@@ -56,7 +55,6 @@ CR4_PCIDE = 1 << 17
 EFER_BITS = ((0, "SCE"), (8, "LME"), (10, "LMA"), (11, "NXE"), (12, "SVME"), (13, "LMSLE"),
              (14, "FFXSR"), (15, "TCE"))
 EFER_LMA = 1 << 10
-EFER_NXE = 1 << 11
 
 # ---------------------------------------------------------------------------------------
 # CR3 (4- and 5-level paging):
@@ -69,7 +67,6 @@ EFER_NXE = 1 << 11
 CR3_PCID_MASK = (1 << PAGE_SHIFT) - 1
 CR3_PWT = 1 << 3
 CR3_PCD = 1 << 4
-DEFAULT_MAXPHYADDR = 52
 
 
 def _names(value: int, table) -> list[str]:

@@ -16,6 +16,8 @@ and the sentences a reader's census words the same way on both sides:
   missing_rmap_node       a mapping the frame's reverse map does not list (lab 7)
   shared_backing          a frame's backing slot that a swap entry names too (lab 7)
   user_interrupts_masked  a user frame that returns to user mode with interrupts off (lab 3)
+  writable_and_executable a user page some root maps both writable and executable (lab 3)
+  left_behind             what a reaped process still holds (Leftovers: labs 3, 6)
 
 and the checks the grader runs on passing tests too (so its tests need not load diagnose.py):
 
@@ -197,6 +199,87 @@ def user_interrupts_masked(frames: list, seen: str = "PA %#x, read from guest RA
                     "so in user mode the timer can never preempt it: a program that makes no system call keeps the CPU "
                     "for good (the entry frame must let interrupts in: fill_entry_frame)" % (who, seen % pa, why))
     return None
+
+
+# Why a frame stays shared and writable after a copy-on-write fault (lifecycle's checks, fault-why's census).
+COW_GAVE_WRITE_BACK = ("the copy-on-write fault gave write permission back while the frame was shared (it took the "
+                       "frame back instead of copying it: a frame is taken back only at count 1), so each "
+                       "process's writes reach the other's memory")
+
+
+def arguments_through_live_root(copy: str, address: int, live: str, seen: str) -> str:
+    """Lab 4: a user copy (@p copy) faulted on @p address, in the argument page at the top of the user
+    stack, while root @p live was live (@p seen: what showed it): the loader wrote through the live root."""
+    return (f"the kernel wrote a new program's arguments through the live root: a user copy ({copy}) faulted on "
+            f"{address:#x}, in the argument page at the top of the user stack, while {live} was live ({seen}), and "
+            "came back EFAULT: copy_to_user() reaches the live space only, and the new program's root, which maps "
+            "that page, is not live while it is loaded: write a space that is not live through its own tables and a "
+            "temporary mapping of each frame (copy_to_space())")
+
+
+def code_not_executable(code: str, root: str) -> str:
+    """@p code ("the code at RIP 0x..") could not be fetched: mapped without execute permission in
+    @p root (named, with what denies it when known)."""
+    return f"{code} is mapped without execute permission in {root}: the CPU cannot fetch it (text mapped NX, or code " \
+        "run from a data page)"
+
+
+def writable_and_executable(mappings: list) -> Optional[str]:
+    """The first of @p mappings [(who, [va of each user page or run both writable and executable])]
+    with any, as one sentence, or None. The kernel never grants both (mmap refuses them, no segment
+    asks for them): such a page is the loader mapping every segment alike."""
+    for who, both in mappings:
+        if both:
+            more = f" (and {len(both) - 1} more)" if len(both) > 1 else ""
+            return (f"{who} maps {both[0]:#x}{more} writable and executable: the kernel never grants both (mmap "
+                    "refuses them together, and no segment asks for them), so the mapping gave one permission to more "
+                    "than its segment (the loader mapped every segment alike: the text writable, the data executable)")
+    return None
+
+
+@dataclass
+class Leftovers:
+    """What no live process accounts for (each source fills what it has): @p freed [(pid, root or None)]
+    of Free slots that keep their pid (read @p where); @p stacks: kernel stack slots taken that no
+    process holds; @p roots: published process roots (roots.KnownRoot) whose pid no live slot has."""
+    freed: list = field(default_factory=list)
+    stacks: list = field(default_factory=list)
+    roots: list = field(default_factory=list)
+    where: str = "guest RAM"
+
+
+REAPED = ("the process was reaped without being destroyed: wait must free what the zombie holds (reap(): its user "
+          "half, its space and root, its kernel stack), not only mark its slot free")
+
+
+def left_behind(e: Leftovers) -> Optional[str]:
+    """What a reaped process left, as one sentence, or None: a freed slot that keeps its pid, or both
+    a root and a stack, is a teardown that never ran; only stacks or only roots, one it forgot."""
+    stacks = sorted(e.stacks)
+    if e.freed:
+        pid, root = e.freed[0]
+        held = f" and its root {root:#x} still published" if root else ""
+        return (f"pid {pid}'s slot of the process table ({e.where}) is marked free but still holds its pid{held}: "
+                + REAPED)
+    if not stacks and not e.roots:
+        return None
+    plural = len(stacks) != 1
+    slots = "kernel stack slot%s %s" % ("s" if plural else "", ", ".join(str(s) for s in stacks))
+    gone = ", ".join("%s %s" % ("proc %d" % k.id if k.id else "a process", k.label()) for k in e.roots[:4]) + \
+        (" and %d more" % (len(e.roots) - 4) if len(e.roots) > 4 else "")
+    are = "is" if len(e.roots) == 1 else "are"
+    if stacks and e.roots:
+        return (f"{gone} {are} still published and {slots} still taken, though no process in the table holds them "
+                f"(their slots are free): " + REAPED)
+    if stacks:
+        return (f"exit's teardown does not free the kernel stacks: {slots} {'are' if plural else 'is'} still taken "
+                f"(mapped, their frames allocated) though no process in the table holds {'them' if plural else 'it'}: "
+                "the processes that had them were reaped and release() did not give the stack back "
+                "(destroy_kernel_stack)")
+    return (f"exit's teardown does not free the roots: {gone} {are} still published, "
+            f"{'its' if len(e.roots) == 1 else 'their'} tables allocated, though no process in the table has that pid: "
+            "its process is gone (reaped, or refused as it started) but its address space was never destroyed "
+            "(~AddressSpace frees the tables and the root)")
 
 
 def record_rules_broken(vmas, whose: str, page: int = PAGE, text=str) -> Optional[str]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
-from .x86_facts import CR4_LA57, CR4_SMAP, PTE_P, PTE_PS
+from .x86_facts import CR0_WP, CR4_LA57, CR4_SMAP, DEFAULT_MAXPHYADDR, EFER_NXE, PTE_P, PTE_PS
 from .model import (ADDRESS_MASK, ENTRIES_PER_TABLE, ENTRY_BYTES, PAGE_SHIFT, PAGE_SIZE_4K, Level,
                     Perms, PhysReader, Walk, bits_set, describe_bits, kept_entry_note,
                     kernel_va_hint, normalize_regs, read_entry, read_table)
@@ -72,7 +72,6 @@ PTE_PKEY_MASK = 0xF
 PTE_NX = 1 << 63
 
 PHYS_ADDR_LIMIT = 52     # architectural maximum MAXPHYADDR; bits 52..63 are never address
-DEFAULT_MAXPHYADDR = 52
 MAX_PA_BITS = DEFAULT_PA_BITS = DEFAULT_MAXPHYADDR   # (isa.Isa asks each format by these names)
 MIN_MAXPHYADDR = 32
 HUGE_RESERVED_LOW = 13   # lowest reserved bit in a 1 GiB / 2 MiB leaf (just above PAT)
@@ -99,10 +98,8 @@ SIGN_EXTENSION = ADDRESS_MASK ^ ((1 << VA_BITS) - 1)  # 0xffff_0000_0000_0000
 #   CR4:  bit 12 LA57 (5-level paging), bit 20 SMEP, bit 21 SMAP, bit 22 PKE
 #   EFER: bit 11 NXE  (XD bits are honoured; otherwise bit 63 is reserved)
 # ---------------------------------------------------------------------------------------
-CR0_WP = 1 << 16
 CR4_SMEP = 1 << 20
 CR4_PKE = 1 << 22
-EFER_NXE = 1 << 11
 
 # ---------------------------------------------------------------------------------------
 # IA32_PAT MSR: eight 8-bit entries, entry i in bits 8i+2..8i (upper bits reserved).

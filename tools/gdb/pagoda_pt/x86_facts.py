@@ -34,6 +34,10 @@ PTE_P, PTE_PS = 1 << 0, 1 << 7
 RFLAGS_AC, CR4_SMAP = 1 << 18, 1 << 21
 # The bits that select the paging mode (SDM 4.1.1): CR0.PG, CR4.PAE, CR4.LA57, EFER.LME.
 CR0_PG, CR4_PAE, CR4_LA57, EFER_LME = 1 << 31, 1 << 5, 1 << 12, 1 << 8
+# CR0.WP (supervisor writes honour RW) and EFER.NXE (XD bits honoured; else bit 63 reserved).
+CR0_WP, EFER_NXE = 1 << 16, 1 << 11
+# The architectural maximum MAXPHYADDR, assumed when CPUID is not at hand.
+DEFAULT_MAXPHYADDR = 52
 
 
 def paging_mode(cr0: int, cr4: int, efer: int) -> str:

@@ -176,8 +176,8 @@ def test_code_only_in_another_root(m):
 def test_code_on_a_no_execute_page(m):
     v = verdict(explain(m.facts(rip=STACK + 0x40, cr2=STACK + 0x40, stop="SIGINT")))
     assert v == ("the code at RIP %#x is mapped without execute permission in the active root "
-                 "'kernel' (%#x) (NX=1 in PT[3]): the CPU cannot fetch it"
-                 % (STACK + 0x40, m.kernel.root))
+                 "'kernel' (%#x) (NX=1 in PT[3]): the CPU cannot fetch it (text mapped NX, or code run "
+                 "from a data page)" % (STACK + 0x40, m.kernel.root))
 
 
 def test_empty_idt(m):

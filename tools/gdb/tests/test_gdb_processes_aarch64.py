@@ -73,7 +73,7 @@ def test_fault_why_explains_an_el0_abort(stopped):
         pid, root, last = faulted(stopped, step)
         verdicts[pid] = last
     assert set(verdicts) == {2, 3}, verdicts
-    assert "a user-mode access to a kernel page (AP[1]=0); no VMA covers " in verdicts[2], verdicts[2]
+    assert "a user-mode access to a supervisor page (AP[1]=0); no VMA covers " in verdicts[2], verdicts[2]
     assert verdicts[2].endswith("the kernel kills the process (an address the program was never given, or a region "
                                 "the loader never recorded)"), verdicts[2]
     assert "not a kernel bug" not in verdicts[2] + verdicts[3]
