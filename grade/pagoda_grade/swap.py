@@ -750,6 +750,15 @@ class SwapWatch:
                 f"the victim but never looked at frame {kept[0]:#x} (every mapping still marked used), which lies on "
                 f"the way from {start}: the clock resumes just past its previous victim, in address order (a position "
                 "that restarts, or is kept in a copy that is never saved, starts each choice from the same frame)")
+        elif kept and c["hand"] is not None and not self.cleared_any:
+            # (no mark cleared yet and a start past a previous victim: a clock that restarts and one
+            # that never clears leave the same marks here; the first choice, from the lowest frame,
+            # tells them apart only if it passed a used frame)
+            c.setdefault("late", []).append(
+                f"the clock left frame {kept[0]:#x} marked used (every mapping) though it lies on the way from just past "
+                f"the previous victim, frame {c['hand']:#x}, and it has cleared no accessed mark yet: either it did not "
+                "start where it stopped (a position that restarts, or is kept in a copy that is never saved), or it "
+                "never clears the marks it passes (each in every root, and invalidated)")
         for (root, va), was in c["before"].items():
             e = world.entries.get((root, va))
             if e is None or not self.fmt.present(e):
