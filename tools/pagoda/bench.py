@@ -1,6 +1,6 @@
 """`pagoda bench [boot|syscall|switch|check|tempmap|fault|fork|swap|shootdown]`: what the kernel's boot, a system call, a
 context switch, the pre-switch check and a temporary mapping cost. Without a name: boot, syscall and switch, one after the
-other (on an ISA without user mode, if one is added: boot and check).
+other.
 
 boot    how long a boot to shutdown takes, against a do-nothing kernel. Both kernels boot N
         times each, interleaved (kernel, floor, kernel, floor, ...) so that a busy moment of the
@@ -99,20 +99,30 @@ SWITCH_LINE = re.compile(r"vm_switch_cost: (\d+) ranges, (\d+) pages; in (\d+) t
                          r"with the check, (\d+) without")
 
 
-def switch_costs(kernel, arch, ticks):
-    """(ranges, pages, seconds per switch with the check, without) from one vm_switch_cost boot."""
-    argv = qemu.command(kernel, f"test=vm_switch_cost ticks={ticks}", arch=arch, serial="stdio")
+def boot_text(kernel, arch, words, what, timeout=240, **options):
+    """The console output of one boot of @p kernel with the command line @p words (@p options go
+    to qemu.command), which must shut down cleanly in @p timeout s; else a PagodaError naming
+    @p what."""
+    argv = qemu.command(kernel, words, arch=arch, serial="stdio", **options)
     proc = qemu.spawn(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        out, _ = proc.communicate(timeout=60 + 3 * ticks)
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise PagodaError(f"{what} did not finish in {timeout} s") from None
     finally:
         qemu.kill_group(proc)
     text = out.decode(errors="replace")
-    m = SWITCH_LINE.search(text)
-    if proc.returncode != qemu.EXIT_SUCCESS or m is None:
-        raise PagodaError(f"the vm_switch_cost self-test did not report ({qemu.describe_exit(proc.returncode)}):\n"
+    if proc.returncode != qemu.EXIT_SUCCESS:
+        raise PagodaError(f"{what}: {qemu.describe_exit(proc.returncode, arch=arch)}:\n"
                           + "\n".join(text.splitlines()[-10:]))
-    ranges, pages, ticks, hz, on, off = (int(v) for v in m.groups())
+    return text
+
+
+def switch_costs(kernel, arch, ticks):
+    """(ranges, pages, seconds per switch with the check, without) from one vm_switch_cost boot."""
+    text = boot_text(kernel, arch, f"test=vm_switch_cost ticks={ticks}", "the vm_switch_cost self-test",
+                     timeout=60 + 3 * ticks)
+    ranges, pages, ticks, hz, on, off = (int(v) for v in _one(SWITCH_LINE, text, "vm_switch_cost")[0])
     seconds = ticks / hz
     return ranges, pages, seconds / on, seconds / off
 
@@ -147,19 +157,7 @@ def icount_run(kernel, arch, programs, cmdline="", memory=qemu.DEFAULT_MEMORY, c
     """The console output of one boot that runs @p programs (a run= value; None: none) under
     -icount, on @p cpus vCPUs."""
     words = " ".join(filter(None, [programs and f"run={programs}", cmdline]))
-    argv = qemu.command(kernel, words, arch=arch, serial="stdio", extra=ICOUNT, memory=memory, cpus=cpus)
-    proc = qemu.spawn(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        out, _ = proc.communicate(timeout=240)
-    except subprocess.TimeoutExpired:
-        raise PagodaError(f"run={programs} under -icount did not finish in 240 s") from None
-    finally:
-        qemu.kill_group(proc)
-    text = out.decode(errors="replace")
-    if proc.returncode != qemu.EXIT_SUCCESS:
-        raise PagodaError(f"run={programs} under -icount: {qemu.describe_exit(proc.returncode)}:\n"
-                          + "\n".join(text.splitlines()[-10:]))
-    return text
+    return boot_text(kernel, arch, words, f"run={programs} under -icount", extra=ICOUNT, memory=memory, cpus=cpus)
 
 
 def _one(pattern, text, what):
@@ -169,11 +167,9 @@ def _one(pattern, text, what):
     return found
 
 
-def null_syscall(kernel, arch, calls):
-    """Guest instructions per null system call (one boot)."""
-    n, with_call, without = (int(v) for v in _one(NULLCALL_LINE, icount_run(kernel, arch, f"nullcall:{calls}"),
-                                                    "nullcall")[0])
-    return (with_call - without) / n
+def null_syscall(kernel, arch, calls, runs=1):
+    """Guest instructions per null system call, agreed over @p runs boots."""
+    return per_event(kernel, arch, runs, f"nullcall:{calls}", NULLCALL_LINE, "the null system call")
 
 
 def yield_cost(kernel, arch, yields, cmdline=""):
@@ -254,17 +250,8 @@ def bench_swap(arch):
     with tempfile.TemporaryDirectory(prefix="pagoda-bench-swap-") as d:
         disk = qemu.SwapDisk(d, size=(2 * SWAP_PAGES + 64) * 4096)
         log = os.path.join(d, "qemu.log")
-        argv = qemu.command(kernel, f"run=swapbench:{SWAP_PAGES} userframes={SWAP_PAGES + 32}", arch=arch,
-                            serial="stdio", extra=ICOUNT, log_items="guest_errors", log_file=log, swap=disk)
-        proc = qemu.spawn(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        try:
-            out, _ = proc.communicate(timeout=240)
-        finally:
-            qemu.kill_group(proc)
-        text = out.decode(errors="replace")
-        if proc.returncode != qemu.EXIT_SUCCESS:
-            raise PagodaError(f"swapbench under -icount: {qemu.describe_exit(proc.returncode)}:\n"
-                              + "\n".join(text.splitlines()[-10:]))
+        text = boot_text(kernel, arch, f"run=swapbench:{SWAP_PAGES} userframes={SWAP_PAGES + 32}",
+                         "swapbench under -icount", extra=ICOUNT, log_items="guest_errors", log_file=log, swap=disk)
         with open(log, errors="replace") as f:
             writes = len(re.findall(r"^virtio_blk_handle_write ", f.read(), re.M))
     n, dirty, swap_in, clean, already, resident = (int(v) for v in _one(SWAP_LINE, text, "swapbench")[0])
@@ -309,7 +296,7 @@ def _agree(values, what):
 def bench_syscall(runs, arch):
     kernel = build.build_kernel(arch)
     calls = 100_000
-    cost = _agree([null_syscall(kernel, arch, calls) for _ in range(runs)], "the null system call")
+    cost = null_syscall(kernel, arch, calls, runs)
     print(f"null system call ({arch}, QEMU -icount shift=0, {calls} getpid calls, {runs} boots):")
     print(f"  user -> kernel -> user   {cost:9.1f} guest instructions per call", flush=True)
     return cost
@@ -333,44 +320,20 @@ def bench_context_switch(runs, arch, syscall=None):
     return 0
 
 
-# The ISAs that run user programs (lab 3's user mode); the others have no syscall or switch yet.
-USER_MODE_ARCHES = ("x86_64", "aarch64")
-
-
 def cmd_bench(args):
     deps.ensure()
-    if args.what in ("syscall", "switch", "tempmap", "fault", "fork", "swap", "shootdown") and args.arch not in USER_MODE_ARCHES:
-        raise PagodaError(f"bench {args.what} runs user programs, and {args.arch} has no user mode yet "
-                          f"(lab 3 runs on {', '.join(USER_MODE_ARCHES)}); `bench check --arch {args.arch}` "
-                          "measures its switch of roots")
-    if args.what == "boot":
-        return bench_boot(args.runs or 20, args.arch, args.cmdline)
-    if args.what == "syscall":
-        bench_syscall(args.runs or 2, args.arch)
-        return 0
-    if args.what == "switch":
-        return bench_context_switch(args.runs or 2, args.arch)
-    if args.what == "tempmap":
-        bench_tempmap(args.runs or 2, args.arch)
-        return 0
-    if args.what == "fork":
-        return bench_fork(args.arch)
-    if args.what == "swap":
-        return bench_swap(args.arch)
-    if args.what == "shootdown":
-        return bench_shootdown(args.arch)
-    if args.what == "fault":
-        bench_fault(args.runs or 2, args.arch)
-        return 0
-    if args.what == "check":
-        return bench_switch(args.runs or 3, args.arch)
-    if args.what == "all":
+    runs = args.runs or 2
+    if args.what in ("boot", "all"):
         bench_boot(args.runs or 20, args.arch, args.cmdline)
-        if args.arch not in USER_MODE_ARCHES:
-            return bench_switch(3, args.arch)
-        cost = bench_syscall(2, args.arch)
-        return bench_context_switch(2, args.arch, cost)
-    raise PagodaError(f"unknown benchmark {args.what}")
+    if args.what == "all":
+        return bench_context_switch(2, args.arch, bench_syscall(2, args.arch))
+    one = {"syscall": lambda: bench_syscall(runs, args.arch), "switch": lambda: bench_context_switch(runs, args.arch),
+           "tempmap": lambda: bench_tempmap(runs, args.arch), "fault": lambda: bench_fault(runs, args.arch),
+           "fork": lambda: bench_fork(args.arch), "swap": lambda: bench_swap(args.arch),
+           "shootdown": lambda: bench_shootdown(args.arch), "check": lambda: bench_switch(args.runs or 3, args.arch)}
+    if args.what in one:
+        one[args.what]()
+    return 0
 
 
 def _positive(text):
