@@ -1,58 +1,30 @@
-"""`pagoda bench [boot|syscall|switch|check|tempmap|fault|fork|swap|shootdown]`: what the kernel's boot, a system call, a
-context switch, the pre-switch check and a temporary mapping cost. Without a name: boot, syscall and switch, one after the
-other.
+"""`pagoda bench [boot|syscall|switch|check|tempmap|fault|fork|swap|shootdown]`: what the kernel's
+boot, system calls, switches, mappings, faults, forks, swapping and shootdowns cost. Without a
+name: boot, syscall and switch. All but boot and check count guest instructions under QEMU's
+-icount shift=0 (the guest's cycle counter counts instructions: deterministic, a second boot must
+agree), most as a timed loop with the event less the same loop without it.
 
-boot    how long a boot to shutdown takes, against a do-nothing kernel. Both kernels boot N
-        times each, interleaved (kernel, floor, kernel, floor, ...) so that a busy moment of the
-        machine hits both alike; each time is QEMU's whole process lifetime. The report gives
-        both medians and their ratio: what Pagoda's own boot adds on top of QEMU and firmware.
-        --cmdline adds kernel options (e.g. vm_check=off, to see what the pre-switch check adds).
-syscall guest instructions per null system call (getpid) under QEMU's -icount shift=0, where
-        the guest's cycle counter counts instructions: the nullcall program times N getpid
-        calls and the same loop without the call; the difference per call is the round trip
-        user -> kernel -> user. Deterministic: one boot is enough, a second must agree.
-switch  guest instructions per context switch under -icount shift=0: two pingpong processes
-        yield to each other N times each, so each yield is a system call plus a switch of
-        roots, kernel stacks and registers; the report gives a yield, and a yield minus the
-        null system call: the switch itself (scheduler, TSS.RSP0, the checked CR3 load,
-        switch_context).
-check   what the pre-switch check (AddressSpace::activate, kernel/mm/space/critical_ranges.hpp) costs
-        (this was `bench switch` before lab 3):
-        the vm_switch_cost self-test reloads the kernel's root for a second with the check and a
-        second without, N boots; the report gives the median time of one switch each way and
-        their difference, the check's cost (it runs once at boot, and at every switch after;
-        here every reload after the first takes the kernel half from the first's proofs).
-        Times are the guest's under QEMU's TCG emulation, not a real CPU's.
-tempmap guest instructions per temporary mapping (lab 4: a TempMap made and released: the
-        slot's entry written, then cleared and its translation invalidated) under -icount
-        shift=0: `tmstress bench N` times one temp_stress call of N bare map+unmap pairs and one
-        of none; the difference per pair. Deterministic, like syscall.
-fork    guest instructions of one fork (lab 6) of a process with 1, 16 and 64 MiB touched, under
-        -icount shift=0: copy-on-write (the default) and eager (fork=eager, every page copied),
-        and a tight user loop copying the same memory word by word (`forkbench MIB`). Targets
-        (issue 17): copy-on-write fork of 64 MiB at most 1/20 of the eager one; the eager one
-        within 1.2x of the copy loop. One boot each (deterministic, like syscall).
-swap    guest instructions per eviction of a dirty page (a disk write), of a clean page that keeps
-        its slot (no write), and per swap-in (a fault and a read of the slot), under -icount
-        shift=0 with a swap disk (lab 7): `swapbench N` times evict() of N dirty pages, a first
-        touch of each, evict() of the same pages clean, and subtracts evict() of pages already out
-        and a touch of resident ones; and the disk writes per dirty eviction, from QEMU's trace of
-        the disk's requests (goal: 1.00, and no write for a clean page). The CPU halts while a
-        request is in flight (the disk interrupts), and under -icount a halt advances the clock
-        at the host's pace: the driver's own sum of its waits (swap_info) is taken out, so the
-        instructions are the guest's own, the same on any host (but for a timer tick that falls
-        in a timed pass outside the waits: some 1,700 instructions, 0.7% of a dirty eviction at
-        256 pages), and the waits per request are the request latency (on the guest's clock:
-        the host's nanoseconds while the CPU halts, plus the interrupts taken meanwhile).
-shootdown guest instructions per TLB shootdown (lab 8) from CPU 0 to CPU 1, idle, of one page
-        and of 32 pages (what a batch of 32 sends: past 16 pages, one request for every
-        translation), and the IPIs CPU 1 took for them (goal: one per shootdown), under -icount
-        shift=0 with -smp 2 (both vCPUs' instructions count, in turn): the smp_shootdown_cost
-        self-test times N of each and N empty turns; the difference per shootdown.
-fault   guest instructions per demand-zero page fault (lab 5: the trap, the VMA decision, a
-        zeroed frame mapped, the return) under -icount shift=0: `vmas fault N` maps N pages,
-        times a first touch of each (one fault each) and a second touch of the same pages (no
-        fault); the difference per page.
+boot      boot to shutdown against a do-nothing kernel, N times each, interleaved so that a busy
+          moment hits both alike: both medians of QEMU's whole lifetime, and their ratio.
+          --cmdline adds kernel options (e.g. vm_check=off).
+syscall   per null system call (nullcall: getpid), user -> kernel -> user.
+switch    per yield between two pingpong processes, and minus a null system call: the switch
+          itself (scheduler, kernel stack, the checked root load, switch_context).
+check     the pre-switch check (kernel/mm/space/critical_ranges.hpp) in time under TCG: the
+          vm_switch_cost self-test reloads the kernel's root for a second with the check and a
+          second without; the median time of one switch each way, and the difference.
+tempmap   per temporary mapping (lab 4: a TempMap made and released), `tmstress bench N`.
+fault     per demand-zero page fault (lab 5), `vmas fault N`: first touch minus second touch.
+fork      one fork (lab 6) of 1, 16 and 64 MiB touched, copy-on-write and eager (fork=eager),
+          against a user loop copying the memory (`forkbench MIB`). Targets (issue 17): at
+          64 MiB, copy-on-write at most 1/20 of eager, eager within 1.2x of the loop.
+swap      per eviction of a dirty page, of a clean page that keeps its slot, and per swap-in
+          (lab 7, `swapbench N`), the driver's own disk waits (swap_info) taken out so the count
+          is the guest's on any host; the request latency on the guest's clock; and the disk
+          writes per dirty eviction from QEMU's trace (goal: 1.00, none for a clean page).
+shootdown per TLB shootdown (lab 8) from CPU 0 to idle CPU 1 under -smp 2, of one page and of 32
+          (past 16 pages, one request for every translation), and the IPIs per shootdown
+          (goal: one): the smp_shootdown_cost self-test.
 """
 import argparse
 import re
