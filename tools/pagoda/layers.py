@@ -17,6 +17,7 @@ Checked by tools/tests/test_layers.py on the real tree:
 arch/<isa>/include/. check_python holds the Python side's rules (below).
 """
 import ast
+import graphlib
 import os
 import re
 
@@ -273,35 +274,17 @@ def python_graph(root):
 
 
 def _cycles(edges):
-    """Every circle of @p edges, as the sorted members of each strongly connected component."""
-    index, low, stack, on, found, counter = {}, {}, [], set(), [], [0]
-
-    def visit(v):
-        index[v] = low[v] = counter[0]
-        counter[0] += 1
-        stack.append(v)
-        on.add(v)
-        for w in sorted(edges.get(v, ())):
-            if w not in index:
-                visit(w)
-                low[v] = min(low[v], low[w])
-            elif w in on:
-                low[v] = min(low[v], index[w])
-        if low[v] == index[v]:
-            members = []
-            while True:
-                w = stack.pop()
-                on.discard(w)
-                members.append(w)
-                if w == v:
-                    break
-            if len(members) > 1:
-                found.append(sorted(members))
-
-    for v in sorted(edges):
-        if v not in index:
-            visit(v)
-    return found
+    """Circles of @p edges, each as its sorted members: graphlib finds one at a time, and its
+    members are taken out before the next is looked for."""
+    graph, found = {v: set(ws) for v, ws in edges.items()}, []
+    while True:
+        try:
+            graphlib.TopologicalSorter(graph).prepare()
+            return found
+        except graphlib.CycleError as e:
+            members = set(e.args[1])
+            found.append(sorted(members))
+            graph = {v: ws - members for v, ws in graph.items() if v not in members}
 
 
 def _path_edits(root, rel):
