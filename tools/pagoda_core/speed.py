@@ -236,9 +236,6 @@ class Budget:
             left = self.seconds - (_now() - self.start) + self._stolen
         return left
 
-    def expired(self):
-        return self.left() <= 0
-
     def describe(self):
         """How long the budget was, for a message: "10 s (x1.00 for this machine's speed, +3.2 s
         it waited for a CPU)", and when the give-back reached its cap, that it did."""
