@@ -189,9 +189,6 @@ class Session:
         for fd in (self.wake_r, self.wake_w):
             os.close(fd)
 
-    def _pc(self):
-        return self.client.read_register(self.model.pc)
-
     def _return_address(self):
         """At a function's first instruction: where it returns to (x86_64: the word at RSP;
         AArch64: the link register)."""
@@ -229,7 +226,7 @@ class Session:
             self.error = str(err)      # QEMU ended: the run is over
 
     def _stopped(self):
-        pc = self._pc()
+        pc = self.client.read_register(self.model.pc)
         headings = []
         event = self.returns.get(pc)
         if event is not None:
