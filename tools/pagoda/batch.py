@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 from . import deps, publish, sandbox, transplant, treebuild
 from pagoda_core import build, paths, qemu, slips, speed
-from pagoda_core.ui import PagodaError, clip, info
+from pagoda_core.ui import PagodaError, clip, first_line, info
 
 from pagoda_grade import manifest, programs, symbols
 
@@ -130,6 +130,16 @@ def _wait(proc, deadline):
             pass
 
 
+def lab_spec(number, root=paths.ROOT):
+    """The manifest of lab @p number, which must have grader tests (PagodaError otherwise)."""
+    labs = manifest.load_all(os.path.join(root, "labs"))
+    if number not in labs:
+        raise PagodaError(f"--lab {number}: there is no lab {number} (labs: {', '.join(map(str, sorted(labs)))})")
+    if not os.path.exists(os.path.join(root, "grade", f"test_lab{number}.py")):
+        raise PagodaError(f"lab {number} has no grader tests (grade/test_lab{number}.py)")
+    return labs[number]
+
+
 class Batch:
     """What every submission is graded with: this tree's grader, lab @p lab's tests."""
 
@@ -141,12 +151,7 @@ class Batch:
         self.work = work
         self.ref = ref
         self.keep = keep
-        labs = manifest.load_all(os.path.join(root, "labs"))
-        if lab not in labs:
-            raise PagodaError(f"--lab {lab}: there is no lab {lab} (labs: {', '.join(map(str, sorted(labs)))})")
-        if not os.path.exists(os.path.join(root, "grade", f"test_lab{lab}.py")):
-            raise PagodaError(f"lab {lab} has no grader tests (grade/test_lab{lab}.py)")
-        self.spec = labs[lab]
+        self.spec = lab_spec(lab, root)
         scale = load_factor(jobs)
         self.time_limit = time_limit or (sum(t.timeout for t in self.spec.tests) + GRADE_MARGIN) * scale
         self.build_time_limit = build_time_limit or BUILD_TIME_LIMIT * scale
@@ -421,7 +426,7 @@ class Batch:
                 continue
             if r["duration"] >= spec.timeout - 0.5:
                 timed_out.append(spec.id)
-            failures.append((spec.id, first_line(r["reason"])))
+            failures.append((spec.id, clip(first_line(r["reason"]), MAX_NOTE)))
         row.total = sum(row.points.values())
         missing = [t.id for t in self.spec.tests if t.id not in results]
         if late:
@@ -452,10 +457,6 @@ def private(folder, mode):
     """Gives @p folder (the grader's) @p mode when it is not already that closed."""
     if os.stat(folder).st_mode & 0o777 & ~mode:
         os.chmod(folder, mode)
-
-
-def first_line(text):
-    return clip(next((l.strip() for l in (text or "").splitlines() if l.strip()), ""), MAX_NOTE)
 
 
 # Where an error starts in a build log, and how far it goes: a compiler's diagnostic and its
