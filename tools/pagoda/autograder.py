@@ -37,12 +37,8 @@ from . import batch, deps, publish, transplant
 from pagoda_core import paths
 from pagoda_core.ui import PagodaError
 
-from pagoda_grade import manifest, outcomes
+from pagoda_grade import outcomes
 
-# Autograders install the distribution's default toolchain by versionless names (clang 14 on
-# Ubuntu 22.04, 18 on 24.04: any clang from 14 on builds Pagoda), the same names ./pagoda setup
-# installs. python3-tomli is Python 3.10's TOML parser (3.11 has tomllib; the package is
-# harmless there).
 GRADESCOPE_ROOT = "/autograder"
 MIN_PYTHON = (3, 10)
 VISIBILITY = {False: "visible", True: "after_published"}
@@ -54,15 +50,6 @@ def autograder_packages(arch):
     through the object cache the submission's build then compiles little more than its regions."""
     ccache = [r for r in deps.REQUIREMENTS if r.name == "ccache"]
     return deps.packages(deps.needed(grading_only=True, arches=[arch]) + ccache)
-
-
-def _lab(number, root=paths.ROOT):
-    labs = manifest.load_all(os.path.join(root, "labs"))
-    if number not in labs:
-        raise PagodaError(f"--lab {number}: there is no lab {number} (labs: {', '.join(map(str, sorted(labs)))})")
-    if not os.path.exists(os.path.join(root, "grade", f"test_lab{number}.py")):
-        raise PagodaError(f"lab {number} has no grader tests (grade/test_lab{number}.py)")
-    return labs[number]
 
 
 # ---- Gradescope ---------------------------------------------------------------------------
@@ -113,7 +100,7 @@ def gradescope_files(lab_number, root=paths.ROOT):
 
 def gradescope_zip(lab_number, arch, out, root=paths.ROOT):
     """Writes the Gradescope autograder zip to @p out; returns the number of source files."""
-    _lab(lab_number, root)
+    batch.lab_spec(lab_number, root)
     files = gradescope_files(lab_number, root)
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
         def add(name, data, mode):
@@ -187,7 +174,7 @@ def gradescope_results(row, spec, arch, elapsed):
 
 def cmd_run(args):
     start = time.monotonic()
-    spec = _lab(args.lab)
+    spec = batch.lab_spec(args.lab)
     submission = submission_root(os.path.abspath(args.submission))
     work = os.path.abspath(args.work)
     os.makedirs(work, exist_ok=True)
@@ -292,7 +279,7 @@ def classroom_workflow(lab_number, arch, grader_repo, grader_ref="main", root=pa
     if not re.fullmatch(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+", grader_repo or ""):
         raise PagodaError(f"--grader-repo {grader_repo!r}: expected OWNER/NAME, the GitHub repository holding the "
                           "instructor's grader (the one `pagoda grade --batch` would run)")
-    spec = _lab(lab_number, root)
+    spec = batch.lab_spec(lab_number, root)
     visible = spec.visible_tests
     # The grading step's limit: every test's timeout, the build, and the toolchain's first start.
     grade_minutes = max(5, -(-int(sum(t.timeout for t in spec.tests) + batch.BUILD_TIME_LIMIT + 120) // 60))

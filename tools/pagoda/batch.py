@@ -1,42 +1,21 @@
-"""`pagoda grade --batch DIR --lab N --csv OUT.csv`: grade a class, one submission at a time
-per worker, each in its own copy, with this tree's grader.
+"""`pagoda grade --batch DIR --lab N --csv OUT.csv`: grade a class with this tree's grader, -j
+submissions at a time, each in its own copy.
 
-A submission is an entry of DIR: a directory (graded as it is), a git repository (its branch
-labN if it has one, else HEAD; --ref chooses), a git bundle (*.bundle), or a .tar/.tar.gz/.zip
-archive. Its id is the entry's name without the extension. For each one:
+A submission is an entry of DIR: a directory, a git repository (branch labN if it has one, else
+HEAD; --ref chooses), a git bundle or a .tar/.tar.gz/.zip archive; its id is the entry's name
+without the extension. Each is copied (WORK/<id>/submitted, no build/ or .git/), grafted
+(transplant.py: this tree's lab-N tree with the submission's solution regions put in; a change
+anywhere else is named in its row and not built), built in a sandbox (sandbox.py; only the kernel
+ELF is read back) and graded by this tree's grader, hidden tests included, isolated from anything
+the submission touched. Logs and results are under WORK/<id>/.
 
-  1. copy:  its files go to WORK/<id>/submitted (never a build/ or .git/ of its own);
-  2. graft: the tree it is graded in is this tree's lab-N tree, as students get it, with the
-            submission's solution regions put in (transplant.py): a change anywhere else (a build
-            file, a grader file, a user program, a line beside a region) is named in its row and
-            not built. Its build files never run; the user programs the tests run are this tree's.
-            A region holding what a region may not (a preprocessor line, an assembler directive,
-            braces it does not close: transplant.region_problem) does not build;
-  3. build: that tree's kernel, in a sandbox (sandbox.py: a user of its own, a root holding only
-            its tree and the toolchain, a throwaway HOME and TMPDIR, writing only its build
-            folder, nothing left running or lying around after);
-            the kernel ELF is the one thing read from it (log: WORK/<id>/build.log; WORK/<id>
-            is the grader's alone). For a lab
-            whose tests run user programs the grader checks that the kernel embeds its own build
-            of them (made once per batch, prepare());
-  4. grade: this tree's grader (hidden tests included) runs lab N's tests on that ELF, isolated
-            from anything a submission touched (`python3 -I`, no plugin autoloading), one QEMU at
-            a time (log: WORK/<id>/grade.log, boots under WORK/<id>/boots/, results in
-            WORK/<id>/results.json).
-
-Each submission has two wall-clock limits: one for its build (--build-time-limit; by default
-BUILD_TIME_LIMIT) and one for its grading (--time-limit; by default the lab's test timeouts added
-up, plus a margin, so that normally each test's own timeout decides). Both defaults are scaled by
-the load -j puts on the machine (submissions per core); every limit is a Deadline (speed.Budget):
-scaled by the machine's measured speed factor, and given back the time the build or the grader
-waited for a CPU. When the grading limit runs out, the grader is
-interrupted (it reports the tests that finished; the interrupted one scores nothing) and the
-rest score 0. The CSV gets
-one row per submission, rewritten after each one finishes: id, status (graded, does not build,
-time limit, bad submission, grader error), points per test, total, possible, seconds, and a
-summary (the build error, tests that ran into their timeout, a console flood, changes outside
-the solution regions, the first failure). -j runs that many submissions at once.
+The build and the grading each have a wall-clock limit (--build-time-limit, --time-limit; by default
+BUILD_TIME_LIMIT and the lab's test timeouts plus GRADE_MARGIN, scaled by the load -j puts on the
+machine), counted as a Deadline (speed.Budget: scaled to the machine, run-queue waits given back).
+At the grading limit the grader is interrupted and the tests it did not finish score 0. The CSV
+is rewritten after each submission: id, status, points per test, total, possible, seconds, summary.
 """
+import collections
 import concurrent.futures
 import csv
 import glob
@@ -53,24 +32,14 @@ from dataclasses import dataclass, field
 
 from . import deps, publish, sandbox, transplant, treebuild
 from pagoda_core import build, paths, qemu, slips, speed
-from pagoda_core.ui import PagodaError, clip, info
+from pagoda_core.ui import PagodaError, clip, first_line, info
 
 from pagoda_grade import manifest, programs, symbols
 
 GRADE_MARGIN = 30.0         # seconds added to the lab's test timeouts for the default limit
-# Seconds for configuring and building one kernel on the reference machine (2 cores, quiet),
-# one submission at a time; the default limit is this times the load (-j over the cores), as a
-# Deadline (scaled by the machine's speed factor, run-queue delay given back): a busy machine or
-# -j 4 on 2 cores builds each kernel that much slower.
-BUILD_TIME_LIMIT = 300.0
-# After SIGINT, how long the grader gets to write its report: seconds on the reference machine,
-# a Deadline (scaled, and giving back the time the grader waited for a CPU), so that a busy
-# machine does not turn an interrupted grade into a killed one that reports nothing.
-INTERRUPT_GRACE = 10.0
-# One boot printing more than this floods the console: a kernel's whole normal output is a
-# few KiB, and QEMU's serial port moves only ~100-500 KiB/s here, so a test's timeout usually
-# ends a flood long before the harness's own cap.
-FLOOD_BYTES = 256 << 10
+BUILD_TIME_LIMIT = 300.0    # seconds to configure and build one kernel on the reference machine, one alone
+INTERRUPT_GRACE = 10.0      # seconds (a Deadline) the grader gets after SIGINT to write its report
+FLOOD_BYTES = 256 << 10     # one boot printing more floods the console (a normal one prints a few KiB)
 ARCHIVES = (".tar", ".tar.gz", ".tgz", ".tar.xz", ".zip")
 MAX_SUMMARY = 400           # characters of a CSV row's summary (cut with an ellipsis)
 MAX_NOTE = 200              # characters of one part of it: a first failure, a build error
@@ -80,9 +49,7 @@ TREE_CACHE_VARIABLE = treebuild.TREE_CACHE_VARIABLE
 
 
 def load_factor(jobs):
-    """How many submissions share each core when @p jobs run at once (>= 1): each build and each
-    grader gets that much less of the machine than one alone. (The machine's speed factor and
-    the run-queue delay are Deadline's own: speed.Budget.)"""
+    """How many submissions share each core when @p jobs run at once (>= 1)."""
     return max(1.0, jobs / (os.cpu_count() or 1))
 
 
@@ -142,10 +109,8 @@ def discover(directory):
 
 
 class Deadline(speed.Budget):
-    """A time limit of @p seconds on the reference machine (speed.Budget): scaled to this
-    machine, and giving back the time the commands run under it (watch(pid): each one and
-    every process it starts) waited for a CPU. A class graded on a slower or busier machine gets
-    the time it needs."""
+    """speed.Budget of @p seconds on the reference machine, giving back the time the commands it
+    watch()es (and their children) waited for a CPU."""
 
     def __init__(self, seconds):
         super().__init__(seconds, tree=True, watch_self=False)
@@ -165,6 +130,16 @@ def _wait(proc, deadline):
             pass
 
 
+def lab_spec(number, root=paths.ROOT):
+    """The manifest of lab @p number, which must have grader tests (PagodaError otherwise)."""
+    labs = manifest.load_all(os.path.join(root, "labs"))
+    if number not in labs:
+        raise PagodaError(f"--lab {number}: there is no lab {number} (labs: {', '.join(map(str, sorted(labs)))})")
+    if not os.path.exists(os.path.join(root, "grade", f"test_lab{number}.py")):
+        raise PagodaError(f"lab {number} has no grader tests (grade/test_lab{number}.py)")
+    return labs[number]
+
+
 class Batch:
     """What every submission is graded with: this tree's grader, lab @p lab's tests."""
 
@@ -176,22 +151,14 @@ class Batch:
         self.work = work
         self.ref = ref
         self.keep = keep
-        labs = manifest.load_all(os.path.join(root, "labs"))
-        if lab not in labs:
-            raise PagodaError(f"--lab {lab}: there is no lab {lab} (labs: {', '.join(map(str, sorted(labs)))})")
-        if not os.path.exists(os.path.join(root, "grade", f"test_lab{lab}.py")):
-            raise PagodaError(f"lab {lab} has no grader tests (grade/test_lab{lab}.py)")
-        self.spec = labs[lab]
+        self.spec = lab_spec(lab, root)
         scale = load_factor(jobs)
         self.time_limit = time_limit or (sum(t.timeout for t in self.spec.tests) + GRADE_MARGIN) * scale
         self.build_time_limit = build_time_limit or BUILD_TIME_LIMIT * scale
         self.user_dir = None    # the grader's own build of the user programs (prepare())
         self.facts = None       # the published tree's facts, the grader's constants (prepare())
-        # The object cache every submission's build reads (treebuild.py; when ccache is installed):
-        # a class's trees share most of their files. Only trusted builds write it (prepare()'s build
-        # of the lab's published tree); a submission's build reads it and never writes
-        # (CCACHE_READONLY), so that no submission can plant an object in another's kernel.
-        # PAGODA_TREE_CACHE names one to share between batches; by default it is WORK/ccache.
+        # The object cache (treebuild.py): written only by prepare()'s trusted build, read-only for
+        # the submissions' (CCACHE_READONLY: none can plant an object in another's kernel).
         self.cache = os.environ.get(TREE_CACHE_VARIABLE) or os.path.join(work, "ccache")
         # The tree every submission is graded in, before its regions go in (transplant.py).
         self.published = transplant.load(lab, root)
@@ -203,15 +170,10 @@ class Batch:
         self.running = {}       # submission id: Popen, for interrupting on Ctrl-C
 
     def prepare(self):
-        """Builds what every submission is graded with, once: from lab 3 on (programs.FIRST_LAB),
-        the grader's own build of the user programs (from this tree's user/, kernel/lib/ and
-        cmake/, in a build directory of its own), which each submission's kernel must embed; and the
-        lab's published tree, unchanged (trusted: it proves the instructor's tree builds, its
-        kernel's facts are the constants the grader uses, symbols.FACTS_ENV, and through the
-        object cache, with ccache, it fills the cache the submissions' builds read, so that
-        they compile little more than their regions)."""
-        # (a grade of such a lab builds them otherwise, under a lock the other graders wait on,
-        # within each submission's time limit; a lab before it runs no program)
+        """Builds, once, what every submission is graded with: from programs.FIRST_LAB on, the
+        grader's own build of the user programs (each kernel must embed them); and the lab's
+        published tree, trusted: its kernel's facts are the grader's constants (symbols.FACTS_ENV),
+        and its build fills the object cache the submissions' builds read."""
         if self.user_dir is None and self.lab >= programs.FIRST_LAB:
             self.user_dir = build.grader_user_programs(self.root, self.arch)
         if self.facts is None:
@@ -233,19 +195,15 @@ class Batch:
 
     def copy(self, sub, tree, scratch):
         """Puts @p sub's files into @p tree; returns a note or raises PagodaError."""
-        if sub.kind == "dir":
-            shutil.copytree(sub.path, tree, symlinks=True,
-                            ignore=lambda d, names: [n for n in names if n in (".git", "build")
-                                                     and os.path.samefile(d, sub.path)])
-            return None
-        if sub.kind == "archive":
-            shutil.unpack_archive(sub.path, scratch)
-            entries = [e for e in os.listdir(scratch) if not e.startswith(".")]
-            top = os.path.join(scratch, entries[0]) if len(entries) == 1 and \
-                os.path.isdir(os.path.join(scratch, entries[0])) else scratch
-            shutil.copytree(top, tree, symlinks=True,
-                            ignore=lambda d, names: [n for n in names if n in (".git", "build")
-                                                     and os.path.samefile(d, top)])
+        if sub.kind in ("dir", "archive"):
+            top = sub.path
+            if sub.kind == "archive":
+                shutil.unpack_archive(sub.path, scratch)
+                entries = [e for e in os.listdir(scratch) if not e.startswith(".")]
+                top = os.path.join(scratch, entries[0]) if len(entries) == 1 and \
+                    os.path.isdir(os.path.join(scratch, entries[0])) else scratch
+            shutil.copytree(top, tree, symlinks=True, ignore=lambda d, names: [
+                n for n in names if n in (".git", "build") and os.path.samefile(d, top)])
             return None
         if sub.kind not in ("git", "bundle"):
             raise PagodaError("not a directory, git repository, git bundle or archive")
@@ -284,11 +242,7 @@ class Batch:
         def child_setup():
             os.setpgid(0, 0)
             qemu.die_with_parent()
-            if interrupt:
-                # The command must take the SIGINT it is sent as an interrupt. A batch started
-                # with SIGINT ignored (`nohup`, `cmd &` in a script, a CI job) hands that on to its
-                # children, and Python keeps an ignored SIGINT: the grader would run on, be killed
-                # after the grace, and report nothing.
+            if interrupt:   # (a SIGINT ignored by whoever started the batch would be ignored here too)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
 
         with open(log_path, "a") as log:
@@ -472,7 +426,7 @@ class Batch:
                 continue
             if r["duration"] >= spec.timeout - 0.5:
                 timed_out.append(spec.id)
-            failures.append((spec.id, first_line(r["reason"])))
+            failures.append((spec.id, clip(first_line(r["reason"]), MAX_NOTE)))
         row.total = sum(row.points.values())
         missing = [t.id for t in self.spec.tests if t.id not in results]
         if late:
@@ -503,10 +457,6 @@ def private(folder, mode):
     """Gives @p folder (the grader's) @p mode when it is not already that closed."""
     if os.stat(folder).st_mode & 0o777 & ~mode:
         os.chmod(folder, mode)
-
-
-def first_line(text):
-    return clip(next((l.strip() for l in (text or "").splitlines() if l.strip()), ""), MAX_NOTE)
 
 
 # Where an error starts in a build log, and how far it goes: a compiler's diagnostic and its
@@ -566,10 +516,8 @@ def one_line(block):
 
 
 def biggest_console(boots):
-    largest = 0
-    for path in glob.glob(os.path.join(boots, "**", "serial.log"), recursive=True):
-        largest = max(largest, os.path.getsize(path))
-    return largest
+    return max((os.path.getsize(p) for p in glob.glob(os.path.join(boots, "**", "serial.log"), recursive=True)),
+               default=0)
 
 
 def write_csv(path, batch, rows):
@@ -651,9 +599,7 @@ def cmd_batch(args):
     start = time.monotonic()
     rows = run(submissions, batch, jobs, os.path.abspath(args.csv))
     elapsed = time.monotonic() - start
-    by_status = {}
-    for r in rows:
-        by_status[r.status] = by_status.get(r.status, 0) + 1
+    by_status = collections.Counter(r.status for r in rows)
     graded = [r for r in rows if "grade" in r.phases]
     info(f"batch: {len(rows)} submission(s) in {elapsed:.1f} s with -j {jobs}: " +
          ", ".join(f"{n} {s}" for s, n in sorted(by_status.items())) + f"; CSV: {args.csv}")

@@ -1,58 +1,30 @@
-"""`pagoda bench [boot|syscall|switch|check|tempmap|fault|fork|swap|shootdown]`: what the kernel's boot, a system call, a
-context switch, the pre-switch check and a temporary mapping cost. Without a name: boot, syscall and switch, one after the
-other (on an ISA without user mode, if one is added: boot and check).
+"""`pagoda bench [boot|syscall|switch|check|tempmap|fault|fork|swap|shootdown]`: what the kernel's
+boot, system calls, switches, mappings, faults, forks, swapping and shootdowns cost. Without a
+name: boot, syscall and switch. All but boot and check count guest instructions under QEMU's
+-icount shift=0 (the guest's cycle counter counts instructions: deterministic, a second boot must
+agree), most as a timed loop with the event less the same loop without it.
 
-boot    how long a boot to shutdown takes, against a do-nothing kernel. Both kernels boot N
-        times each, interleaved (kernel, floor, kernel, floor, ...) so that a busy moment of the
-        machine hits both alike; each time is QEMU's whole process lifetime. The report gives
-        both medians and their ratio: what Pagoda's own boot adds on top of QEMU and firmware.
-        --cmdline adds kernel options (e.g. vm_check=off, to see what the pre-switch check adds).
-syscall guest instructions per null system call (getpid) under QEMU's -icount shift=0, where
-        the guest's cycle counter counts instructions: the nullcall program times N getpid
-        calls and the same loop without the call; the difference per call is the round trip
-        user -> kernel -> user. Deterministic: one boot is enough, a second must agree.
-switch  guest instructions per context switch under -icount shift=0: two pingpong processes
-        yield to each other N times each, so each yield is a system call plus a switch of
-        roots, kernel stacks and registers; the report gives a yield, and a yield minus the
-        null system call: the switch itself (scheduler, TSS.RSP0, the checked CR3 load,
-        switch_context).
-check   what the pre-switch check (AddressSpace::activate, kernel/mm/space/critical_ranges.hpp) costs
-        (this was `bench switch` before lab 3):
-        the vm_switch_cost self-test reloads the kernel's root for a second with the check and a
-        second without, N boots; the report gives the median time of one switch each way and
-        their difference, the check's cost (it runs once at boot, and at every switch after;
-        here every reload after the first takes the kernel half from the first's proofs).
-        Times are the guest's under QEMU's TCG emulation, not a real CPU's.
-tempmap guest instructions per temporary mapping (lab 4: a TempMap made and released: the
-        slot's entry written, then cleared and its translation invalidated) under -icount
-        shift=0: `tmstress bench N` times one temp_stress call of N bare map+unmap pairs and one
-        of none; the difference per pair. Deterministic, like syscall.
-fork    guest instructions of one fork (lab 6) of a process with 1, 16 and 64 MiB touched, under
-        -icount shift=0: copy-on-write (the default) and eager (fork=eager, every page copied),
-        and a tight user loop copying the same memory word by word (`forkbench MIB`). Targets
-        (issue 17): copy-on-write fork of 64 MiB at most 1/20 of the eager one; the eager one
-        within 1.2x of the copy loop. One boot each (deterministic, like syscall).
-swap    guest instructions per eviction of a dirty page (a disk write), of a clean page that keeps
-        its slot (no write), and per swap-in (a fault and a read of the slot), under -icount
-        shift=0 with a swap disk (lab 7): `swapbench N` times evict() of N dirty pages, a first
-        touch of each, evict() of the same pages clean, and subtracts evict() of pages already out
-        and a touch of resident ones; and the disk writes per dirty eviction, from QEMU's trace of
-        the disk's requests (goal: 1.00, and no write for a clean page). The CPU halts while a
-        request is in flight (the disk interrupts), and under -icount a halt advances the clock
-        at the host's pace: the driver's own sum of its waits (swap_info) is taken out, so the
-        instructions are the guest's own, the same on any host (but for a timer tick that falls
-        in a timed pass outside the waits: some 1,700 instructions, 0.7% of a dirty eviction at
-        256 pages), and the waits per request are the request latency (on the guest's clock:
-        the host's nanoseconds while the CPU halts, plus the interrupts taken meanwhile).
-shootdown guest instructions per TLB shootdown (lab 8) from CPU 0 to CPU 1, idle, of one page
-        and of 32 pages (what a batch of 32 sends: past 16 pages, one request for every
-        translation), and the IPIs CPU 1 took for them (goal: one per shootdown), under -icount
-        shift=0 with -smp 2 (both vCPUs' instructions count, in turn): the smp_shootdown_cost
-        self-test times N of each and N empty turns; the difference per shootdown.
-fault   guest instructions per demand-zero page fault (lab 5: the trap, the VMA decision, a
-        zeroed frame mapped, the return) under -icount shift=0: `vmas fault N` maps N pages,
-        times a first touch of each (one fault each) and a second touch of the same pages (no
-        fault); the difference per page.
+boot      boot to shutdown against a do-nothing kernel, N times each, interleaved so that a busy
+          moment hits both alike: both medians of QEMU's whole lifetime, and their ratio.
+          --cmdline adds kernel options (e.g. vm_check=off).
+syscall   per null system call (nullcall: getpid), user -> kernel -> user.
+switch    per yield between two pingpong processes, and minus a null system call: the switch
+          itself (scheduler, kernel stack, the checked root load, switch_context).
+check     the pre-switch check (kernel/mm/space/critical_ranges.hpp) in time under TCG: the
+          vm_switch_cost self-test reloads the kernel's root for a second with the check and a
+          second without; the median time of one switch each way, and the difference.
+tempmap   per temporary mapping (lab 4: a TempMap made and released), `tmstress bench N`.
+fault     per demand-zero page fault (lab 5), `vmas fault N`: first touch minus second touch.
+fork      one fork (lab 6) of 1, 16 and 64 MiB touched, copy-on-write and eager (fork=eager),
+          against a user loop copying the memory (`forkbench MIB`). Targets (issue 17): at
+          64 MiB, copy-on-write at most 1/20 of eager, eager within 1.2x of the loop.
+swap      per eviction of a dirty page, of a clean page that keeps its slot, and per swap-in
+          (lab 7, `swapbench N`), the driver's own disk waits (swap_info) taken out so the count
+          is the guest's on any host; the request latency on the guest's clock; and the disk
+          writes per dirty eviction from QEMU's trace (goal: 1.00, none for a clean page).
+shootdown per TLB shootdown (lab 8) from CPU 0 to idle CPU 1 under -smp 2, of one page and of 32
+          (past 16 pages, one request for every translation), and the IPIs per shootdown
+          (goal: one): the smp_shootdown_cost self-test.
 """
 import argparse
 import re
@@ -99,20 +71,30 @@ SWITCH_LINE = re.compile(r"vm_switch_cost: (\d+) ranges, (\d+) pages; in (\d+) t
                          r"with the check, (\d+) without")
 
 
-def switch_costs(kernel, arch, ticks):
-    """(ranges, pages, seconds per switch with the check, without) from one vm_switch_cost boot."""
-    argv = qemu.command(kernel, f"test=vm_switch_cost ticks={ticks}", arch=arch, serial="stdio")
+def boot_text(kernel, arch, words, what, timeout=240, **options):
+    """The console output of one boot of @p kernel with the command line @p words (@p options go
+    to qemu.command), which must shut down cleanly in @p timeout s; else a PagodaError naming
+    @p what."""
+    argv = qemu.command(kernel, words, arch=arch, serial="stdio", **options)
     proc = qemu.spawn(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        out, _ = proc.communicate(timeout=60 + 3 * ticks)
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise PagodaError(f"{what} did not finish in {timeout} s") from None
     finally:
         qemu.kill_group(proc)
     text = out.decode(errors="replace")
-    m = SWITCH_LINE.search(text)
-    if proc.returncode != qemu.EXIT_SUCCESS or m is None:
-        raise PagodaError(f"the vm_switch_cost self-test did not report ({qemu.describe_exit(proc.returncode)}):\n"
+    if proc.returncode != qemu.EXIT_SUCCESS:
+        raise PagodaError(f"{what}: {qemu.describe_exit(proc.returncode, arch=arch)}:\n"
                           + "\n".join(text.splitlines()[-10:]))
-    ranges, pages, ticks, hz, on, off = (int(v) for v in m.groups())
+    return text
+
+
+def switch_costs(kernel, arch, ticks):
+    """(ranges, pages, seconds per switch with the check, without) from one vm_switch_cost boot."""
+    text = boot_text(kernel, arch, f"test=vm_switch_cost ticks={ticks}", "the vm_switch_cost self-test",
+                     timeout=60 + 3 * ticks)
+    ranges, pages, ticks, hz, on, off = (int(v) for v in _one(SWITCH_LINE, text, "vm_switch_cost")[0])
     seconds = ticks / hz
     return ranges, pages, seconds / on, seconds / off
 
@@ -147,19 +129,7 @@ def icount_run(kernel, arch, programs, cmdline="", memory=qemu.DEFAULT_MEMORY, c
     """The console output of one boot that runs @p programs (a run= value; None: none) under
     -icount, on @p cpus vCPUs."""
     words = " ".join(filter(None, [programs and f"run={programs}", cmdline]))
-    argv = qemu.command(kernel, words, arch=arch, serial="stdio", extra=ICOUNT, memory=memory, cpus=cpus)
-    proc = qemu.spawn(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        out, _ = proc.communicate(timeout=240)
-    except subprocess.TimeoutExpired:
-        raise PagodaError(f"run={programs} under -icount did not finish in 240 s") from None
-    finally:
-        qemu.kill_group(proc)
-    text = out.decode(errors="replace")
-    if proc.returncode != qemu.EXIT_SUCCESS:
-        raise PagodaError(f"run={programs} under -icount: {qemu.describe_exit(proc.returncode)}:\n"
-                          + "\n".join(text.splitlines()[-10:]))
-    return text
+    return boot_text(kernel, arch, words, f"run={programs} under -icount", extra=ICOUNT, memory=memory, cpus=cpus)
 
 
 def _one(pattern, text, what):
@@ -169,11 +139,9 @@ def _one(pattern, text, what):
     return found
 
 
-def null_syscall(kernel, arch, calls):
-    """Guest instructions per null system call (one boot)."""
-    n, with_call, without = (int(v) for v in _one(NULLCALL_LINE, icount_run(kernel, arch, f"nullcall:{calls}"),
-                                                    "nullcall")[0])
-    return (with_call - without) / n
+def null_syscall(kernel, arch, calls, runs=1):
+    """Guest instructions per null system call, agreed over @p runs boots."""
+    return per_event(kernel, arch, runs, f"nullcall:{calls}", NULLCALL_LINE, "the null system call")
 
 
 def yield_cost(kernel, arch, yields, cmdline=""):
@@ -254,17 +222,8 @@ def bench_swap(arch):
     with tempfile.TemporaryDirectory(prefix="pagoda-bench-swap-") as d:
         disk = qemu.SwapDisk(d, size=(2 * SWAP_PAGES + 64) * 4096)
         log = os.path.join(d, "qemu.log")
-        argv = qemu.command(kernel, f"run=swapbench:{SWAP_PAGES} userframes={SWAP_PAGES + 32}", arch=arch,
-                            serial="stdio", extra=ICOUNT, log_items="guest_errors", log_file=log, swap=disk)
-        proc = qemu.spawn(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        try:
-            out, _ = proc.communicate(timeout=240)
-        finally:
-            qemu.kill_group(proc)
-        text = out.decode(errors="replace")
-        if proc.returncode != qemu.EXIT_SUCCESS:
-            raise PagodaError(f"swapbench under -icount: {qemu.describe_exit(proc.returncode)}:\n"
-                              + "\n".join(text.splitlines()[-10:]))
+        text = boot_text(kernel, arch, f"run=swapbench:{SWAP_PAGES} userframes={SWAP_PAGES + 32}",
+                         "swapbench under -icount", extra=ICOUNT, log_items="guest_errors", log_file=log, swap=disk)
         with open(log, errors="replace") as f:
             writes = len(re.findall(r"^virtio_blk_handle_write ", f.read(), re.M))
     n, dirty, swap_in, clean, already, resident = (int(v) for v in _one(SWAP_LINE, text, "swapbench")[0])
@@ -309,7 +268,7 @@ def _agree(values, what):
 def bench_syscall(runs, arch):
     kernel = build.build_kernel(arch)
     calls = 100_000
-    cost = _agree([null_syscall(kernel, arch, calls) for _ in range(runs)], "the null system call")
+    cost = null_syscall(kernel, arch, calls, runs)
     print(f"null system call ({arch}, QEMU -icount shift=0, {calls} getpid calls, {runs} boots):")
     print(f"  user -> kernel -> user   {cost:9.1f} guest instructions per call", flush=True)
     return cost
@@ -333,44 +292,20 @@ def bench_context_switch(runs, arch, syscall=None):
     return 0
 
 
-# The ISAs that run user programs (lab 3's user mode); the others have no syscall or switch yet.
-USER_MODE_ARCHES = ("x86_64", "aarch64")
-
-
 def cmd_bench(args):
     deps.ensure()
-    if args.what in ("syscall", "switch", "tempmap", "fault", "fork", "swap", "shootdown") and args.arch not in USER_MODE_ARCHES:
-        raise PagodaError(f"bench {args.what} runs user programs, and {args.arch} has no user mode yet "
-                          f"(lab 3 runs on {', '.join(USER_MODE_ARCHES)}); `bench check --arch {args.arch}` "
-                          "measures its switch of roots")
-    if args.what == "boot":
-        return bench_boot(args.runs or 20, args.arch, args.cmdline)
-    if args.what == "syscall":
-        bench_syscall(args.runs or 2, args.arch)
-        return 0
-    if args.what == "switch":
-        return bench_context_switch(args.runs or 2, args.arch)
-    if args.what == "tempmap":
-        bench_tempmap(args.runs or 2, args.arch)
-        return 0
-    if args.what == "fork":
-        return bench_fork(args.arch)
-    if args.what == "swap":
-        return bench_swap(args.arch)
-    if args.what == "shootdown":
-        return bench_shootdown(args.arch)
-    if args.what == "fault":
-        bench_fault(args.runs or 2, args.arch)
-        return 0
-    if args.what == "check":
-        return bench_switch(args.runs or 3, args.arch)
-    if args.what == "all":
+    runs = args.runs or 2
+    if args.what in ("boot", "all"):
         bench_boot(args.runs or 20, args.arch, args.cmdline)
-        if args.arch not in USER_MODE_ARCHES:
-            return bench_switch(3, args.arch)
-        cost = bench_syscall(2, args.arch)
-        return bench_context_switch(2, args.arch, cost)
-    raise PagodaError(f"unknown benchmark {args.what}")
+    if args.what == "all":
+        return bench_context_switch(2, args.arch, bench_syscall(2, args.arch))
+    one = {"syscall": lambda: bench_syscall(runs, args.arch), "switch": lambda: bench_context_switch(runs, args.arch),
+           "tempmap": lambda: bench_tempmap(runs, args.arch), "fault": lambda: bench_fault(runs, args.arch),
+           "fork": lambda: bench_fork(args.arch), "swap": lambda: bench_swap(args.arch),
+           "shootdown": lambda: bench_shootdown(args.arch), "check": lambda: bench_switch(args.runs or 3, args.arch)}
+    if args.what in one:
+        one[args.what]()
+    return 0
 
 
 def _positive(text):

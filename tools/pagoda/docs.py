@@ -31,11 +31,8 @@ DOC_COMMENT = re.compile(r"^\s*(///|//!|/\*\*|/\*!)|[@\\]file\b", re.MULTILINE)
 # "<file>:<line>: warning: <text>" (Doxygen's WARN_FORMAT); a file may be "<dir/>".
 _LOCATED = re.compile(r"^<?(?P<file>[^<>]+?)>?:(?P<line>\d+): (?:warning|error): (?P<text>.*)$")
 _UNLOCATED = re.compile(r"^(?:warning|error): (?P<text>.*)$")
-# A page's Markdown link to a local Markdown file, [text](file.md) or [text](file.md#part): what
-# Doxygen turns into a reference to that page, and warns about when it is not one. Its wording
-# differs between versions (1.9.4: "unexpected token TK_EOF as the argument of ref" for a
-# missing file; 1.9.8: "unable to resolve reference to '...' for \\ref command" for both), so
-# what went wrong is told from the tree itself, not from the words.
+# A page's Markdown link to a local Markdown file, [text](file.md#part): Doxygen's warning about a
+# bad one differs between versions, so what went wrong is told from the tree, not from the words.
 _MD_LINK = re.compile(r"\]\((?P<target>[^)\s#?]+\.(?:md|markdown))(?:[#?][^)\s]*)?\)")
 _MISSING_HINT = "a link to a file that does not exist?"
 _NOT_A_PAGE_HINT = "a link to a Markdown file that is not one of the pages"

@@ -1,21 +1,10 @@
 """`pagoda gdb`: debug the kernel in GDB, stopped at its first instruction.
 
-    ./pagoda gdb [--int-log] [--batch --ex CMD ...] [-- --test pf --memory 256M]
-
-builds the kernel, starts QEMU paused (-S) with its gdbstub on a unix socket in a fresh
-private temporary directory (so concurrent sessions never collide on a port), and runs
-gdb-multiarch on build/<arch>/kernel.elf with Pagoda's helpers (tools/gdb/pagoda_gdb) loaded.
-GDB reaches the gdbstub through a StubGuard (tools/pagoda/stubguard.py), which refuses the
-guest's semihosting File-I/O: GDB would otherwise open, read and write host files for it.
-The helper `pagoda-attach` connects and runs QEMU's firmware up to the kernel's ELF entry.
-
-The guest's serial console goes to serial.log in that directory, not to the terminal, so it
-never garbles GDB's prompt: new lines are shown at every stop ([serial] ...), `pagoda-serial`
-shows them on demand, and `tail -f` on the file follows them live.  When GDB exits, QEMU is
-killed and the log is kept as build/<arch>/gdb-serial.log.  QEMU also dies with this process
-(PR_SET_PDEATHSIG), however it ends.
-
-Helpers for `pagoda run --gdb` (the two-terminal / editor workflow) live here too: GdbStub.
+QEMU starts paused with its gdbstub on a unix socket in a fresh private directory (no port to
+collide on); GDB reaches it through a StubGuard (stubguard.py), which refuses the guest's
+semihosting File-I/O on the host. The serial console goes to serial.log there (kept as
+build/<arch>/gdb-serial.log), not to GDB's terminal. QEMU dies with this process
+(PR_SET_PDEATHSIG). GdbStub is the same for `pagoda run --gdb`.
 """
 import argparse
 import json
@@ -229,12 +218,16 @@ class GdbStub:
         """Keyword arguments for qemu.command()."""
         return {"gdb_socket": self.stub_socket, "paused": True, "extra": QEMU_DEBUG_ARGS + self.exits.qemu_args()}
 
-    def announce(self, proc):
-        """Prints the ready line once QEMU listens (editors wait for it), then how to attach."""
+    def start(self, proc):
+        """Once QEMU (@p proc) listens: relays GDB to it, and watches it for the guest's exit."""
         wait_for_socket(self.stub_socket, proc)
         self.guard.start()
         self.exits.start(proc)
         self.ready = True
+
+    def announce(self, proc):
+        """start(), then the ready line (editors wait for it) and how to attach."""
+        self.start(proc)
         info(READY_PREFIX + self.socket)
         info(f"QEMU is paused at reset; attach from another terminal with:\n"
              f"    {GDB} -q -iex '{safe_path_command(self.arch)}' "
@@ -336,35 +329,28 @@ def cmd_gdb(args):
     else:
         kernel = build.build_kernel(args.arch, fixtures=args.fixtures)
     kernelinfo.check_boot_arguments(kernel, args.arch, args.memory, args.test)
-    write_autoload(args.arch)
-    workdir = private_dir()
-    socket = os.path.join(workdir, "gdb.sock")            # GDB's: the guard's
-    stub_socket = os.path.join(workdir, "qemu-gdb.sock")  # QEMU's gdbstub
-    serial_log = os.path.join(workdir, "serial.log")
-    qemu_log = os.path.join(workdir, "qemu-int.log") if args.int_log else None
-    exits = ExitWatch(os.path.join(workdir, "qmp.sock"))
-    argv = qemu.command(kernel, bootopts.kernel_cmdline(args.test, args.cmdline), arch=args.arch,
-                        memory=args.memory, serial=f"file:{serial_log}",
-                        log_items="int,cpu_reset" if qemu_log else None, log_file=qemu_log,
-                        gdb_socket=stub_socket, paused=True, extra=QEMU_DEBUG_ARGS + exits.qemu_args(),
-                        swap=bootopts.swap_disk(args.swap, workdir), cpus=args.smp)
     old_handlers = {}
 
     def terminate(signum, frame):
         raise SystemExit(128 + signum)
 
-    machine = gdb = guard = None
+    machine = gdb = stub = kept = None
     try:
         for sig in (signal.SIGTERM, signal.SIGHUP):
             old_handlers[sig] = signal.signal(sig, terminate)
-        guard = StubGuard(socket, stub_socket)
+        stub = GdbStub(args.arch)
+        workdir, socket = stub.dir, stub.socket
+        serial_log = os.path.join(workdir, "serial.log")
+        qemu_log = os.path.join(workdir, "qemu-int.log") if args.int_log else None
+        argv = qemu.command(kernel, bootopts.kernel_cmdline(args.test, args.cmdline), arch=args.arch,
+                            memory=args.memory, serial=f"file:{serial_log}",
+                            log_items="int,cpu_reset" if qemu_log else None, log_file=qemu_log,
+                            swap=bootopts.swap_disk(args.swap, workdir), cpus=args.smp, **stub.qemu_args())
         with open(os.path.join(workdir, "qemu.out"), "wb") as qemu_out:
             machine = qemu.spawn(argv, new_group=True, stdin=subprocess.DEVNULL,
                                  stdout=qemu_out, stderr=subprocess.STDOUT)
         try:
-            wait_for_socket(stub_socket, machine)
-            guard.start()
-            exits.start(machine)
+            stub.start(machine)
         except PagodaError:
             with open(os.path.join(workdir, "qemu.out"), errors="replace") as f:
                 sys.stderr.write(f.read())
@@ -387,10 +373,9 @@ def cmd_gdb(args):
             gdb.wait()
         if machine is not None:
             qemu.kill_group(machine)
-        if guard is not None:
-            guard.close()
-        kept = _keep_serial_log(serial_log, args.arch)
-        shutil.rmtree(workdir, ignore_errors=True)
+        if stub is not None:
+            kept = _keep_serial_log(os.path.join(stub.dir, "serial.log"), args.arch)
+            stub.close()
         for sig, handler in old_handlers.items():
             signal.signal(sig, handler)
     if not args.batch:

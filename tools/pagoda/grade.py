@@ -19,7 +19,7 @@ import threading
 
 from . import batch, deps, junit
 from pagoda_core import build, elffile, paths, speed
-from pagoda_core.ui import PagodaError, clip, info
+from pagoda_core.ui import PagodaError, clip, first_line, info
 
 from pagoda_grade import logs, manifest, outcomes, programs, symbols
 
@@ -135,10 +135,8 @@ def run_pytest(numbers, arch, workers, kernel=None, verbose=False, extra=(), onl
     stops at the first that fails. On Ctrl-C the grader is stopped and Interrupted is raised with
     the results of the tests that finished (a second Ctrl-C stops it at once)."""
     import pytest
-    # pytest's own output goes into this grade's log directory, which no other grade in the
-    # clone shares. (--tb=native: a failure's reason is the grader's own text, GradeFailure's;
-    # pytest's long traceback, for the log alone, parsed the whole test file for each frame's
-    # statement: about 0.4 CPU-s a failure, most of a one-test grade's own work)
+    # pytest's output goes to this grade's own log directory. (--tb=native: the reason is the
+    # grader's own text; pytest's long traceback cost ~0.4 CPU-s a failure, for the log alone)
     os.makedirs(paths.BUILD, exist_ok=True)
     run_dir, lock = logs.start_run(logs.log_root(paths.BUILD))
     log = os.path.join(run_dir, "pytest.log")
@@ -208,7 +206,7 @@ class Progress:
                 f"{f'lab{key[0]}/{key[1]}':<{self.name_width}}  "
                 f"{'OK' if passed else 'FAIL':<4} {r['duration']:5.1f}s")
         if not passed:
-            why = next((l.strip() for l in (r["reason"] or r["outcome"]).splitlines() if l.strip()), "")
+            why = first_line(r["reason"] or r["outcome"])
             if why and self.LINE_WIDTH - len(head) - 2 > 10:
                 head += "  " + clip(why, self.LINE_WIDTH - len(head) - 2)
         return head
@@ -296,9 +294,8 @@ def grade(names, arch=paths.DEFAULT_ARCH, workers="auto", kernel=None, verbose=F
     if kernel is None:
         build.build_kernel(arch)
     elif symbols.FACTS_ENV not in os.environ:
-        # A kernel from elsewhere: this tree's own build is the instructor's copy, whose facts
-        # are the constants the grader uses (and whose user programs the kernel must embed). A
-        # caller whose --kernel is this tree's own build says so with an empty FACTS_ENV.
+        # A kernel from elsewhere: this tree's own build's facts are the grader's constants (a
+        # caller whose --kernel is this tree's own build says so with an empty FACTS_ENV).
         facts = os.path.join(paths.BUILD, f"facts-{arch}.json")
         try:
             symbols.write_facts(build.build_kernel(arch), facts)

@@ -32,10 +32,6 @@ def table(lab):
     return "\n".join(lines) + "\n"
 
 
-def handout_path(lab):
-    return os.path.join(lab.directory, "README.md")
-
-
 def regenerate(text, lab, where):
     """@p text with its table replaced by the one of @p lab; @p where names the file in errors."""
     blocks = _BLOCK.findall(text)
@@ -50,7 +46,7 @@ def stale(root):
     table differs from its lab.toml (or that has no table: then the generated text is None)."""
     found = []
     for lab in publish.load_labs(root).values():
-        path = handout_path(lab)
+        path = os.path.join(lab.directory, "README.md")
         rel = os.path.relpath(path, root)
         if not os.path.exists(path):
             continue

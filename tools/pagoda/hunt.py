@@ -16,25 +16,15 @@ the kernel's own report, fault-why in GDB) and names it, or fixes it.
                                                      fixed
     ./pagoda hunt reveal                             give up: the slip's title
 
-Where the slips come from: in the instructor's tree, labs/NN-name/mutants/*.toml (the same files
-`./pagoda labs mutants` checks); in a student's repository, labs/hunts.pack, which `./pagoda labs
-publish` writes into branch labN with the slips of labs before N (whose solution that branch
-shows anyway), compressed so that it is not read by accident.
-
-Every slip can be drawn, whatever code this tree holds: the slip goes into the code it was made
-and checked for, the reference's. On a student's branch labN the hunt's tree is the branch as it
-was published (the commit that made it labN: every lab before N the reference's, even after
-`./pagoda lab start` put your own code there); in the instructor's tree, a copy of it.
-
-The token picks the slip: the same token, ISA and set of slips draw the same one anywhere, so an
-instructor can hand each student a token (PAGODA_HUNT_TOKEN or --token). A hunt keeps its own
-copy of the tree in build/hunt/TOKEN/tree (the slip applied there, never in your files).
-
-A graded hunt: a lab.toml test with `hunt = [3, 4]` (the labs to draw from) is implemented by
-grade/test_hunt.py, which reads the answer from hunt.toml (written by `./pagoda hunt answer`) and
-checks it against the slip the token draws from the grader's own copy of the slips.
+The slips are labs/NN-name/mutants/*.toml in the instructor's tree; in a student's branch labN,
+labs/hunts.pack (the slips of labs before N, packed by `labs publish`). The slip goes into the
+reference's code it was checked for: the branch as published (make_tree()), or a copy of the
+instructor's tree, in build/hunt/TOKEN/tree. The same token (PAGODA_HUNT_TOKEN or --token), ISA
+and slips draw the same slip anywhere. A graded hunt (a lab.toml test with `hunt = [3, 4]`,
+grade/test_hunt.py) reads the answer from hunt.toml and draws the slip again from its own copy.
 """
 import argparse
+import collections
 import hashlib
 import json
 import os
@@ -196,9 +186,7 @@ def cmd_hunt(args):
         records = slip_records(paths.ROOT)
         for arch in paths.ARCHES:
             pool = candidates(records, arch, args.lab)
-            by_lab = {}
-            for r in pool:
-                by_lab[r["lab"]] = by_lab.get(r["lab"], 0) + 1
+            by_lab = collections.Counter(r["lab"] for r in pool)
             info(f"{arch}: {len(pool)} slip(s) can be drawn"
                  + (": " + ", ".join(f"lab {n}: {k}" for n, k in sorted(by_lab.items())) if by_lab else ""))
         return 0
@@ -225,12 +213,9 @@ def cmd_hunt(args):
     state = load_state(token) if token else None
     if state is None:
         raise PagodaError("no hunt is going on: ./pagoda hunt starts one")
-    if action == "grade":
-        return tree_pagoda(state, "grade", f"lab{state['lab']}", "--arch", state["arch"], *rest).returncode
-    if action == "run":
-        return tree_pagoda(state, "run", "--arch", state["arch"], *rest).returncode
-    if action == "gdb":
-        return tree_pagoda(state, "gdb", "--arch", state["arch"], *rest).returncode
+    if action in ("grade", "run", "gdb"):
+        lab = [f"lab{state['lab']}"] if action == "grade" else []
+        return tree_pagoda(state, action, *lab, "--arch", state["arch"], *rest).returncode
     if action == "reveal":
         record = record_of(state)
         info(f"hunt {token}: lab {record['lab']}, in {record['function']}: {record['title']}"
@@ -272,12 +257,8 @@ def cmd_hunt(args):
 
 def _next_steps(token):
     info(f"now debug it: ./pagoda hunt gdb --stop-at-kill -- --cmdline run=PROGRAM  (or ./pagoda hunt run);\n"
-         f"name the cause: ./pagoda hunt answer FUNCTION --category KIND  (kinds: {', '.join(_categories())});\n"
+         f"name the cause: ./pagoda hunt answer FUNCTION --category KIND  (kinds: {', '.join(mutants.CATEGORIES)});\n"
          f"or fix it in {os.path.relpath(os.path.join(hunt_dir(token), 'tree'), paths.ROOT)} and: ./pagoda hunt fix")
-
-
-def _categories():
-    return mutants.CATEGORIES
 
 
 def add_parser(sub):

@@ -28,6 +28,7 @@ import socket
 import time
 import xml.etree.ElementTree as ET
 
+from pagoda_core.ui import first_line
 from pagoda_grade.outcomes import note_lines
 
 # Characters XML 1.0 cannot carry at all, even escaped (a console's ESC, a NUL): shown as \xNN.
@@ -36,10 +37,6 @@ _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 def _text(value):
     return _NOT_XML.sub(lambda m: f"\\x{ord(m[0]):02x}", str(value))
-
-
-def _first_line(text):
-    return next((l.strip() for l in _text(text or "").splitlines() if l.strip()), "")
 
 
 def _hostname():
@@ -76,12 +73,12 @@ def build(numbers, labs, results, only=None, arch=None):
                 kind = "no result" if r is None else "interrupted"
                 text = ("no result: the grader crashed or was stopped before this test finished"
                         if r is None else r["reason"] or "the test did not finish")
-                err = ET.SubElement(case, "error", type=kind, message=_first_line(text))
+                err = ET.SubElement(case, "error", type=kind, message=first_line(_text(text)))
                 err.text = _text(text)
             elif not passed:
                 counts["failures"] += 1
                 fail = ET.SubElement(case, "failure", type=r["outcome"],
-                                     message=_first_line(r["reason"]) or r["outcome"])
+                                     message=first_line(_text(r["reason"] or "")) or r["outcome"])
                 fail.text = _text("\n".join([r["reason"] or r["outcome"]] + note_lines(r)))
             counts["tests"] += 1
             counts["time"] += duration

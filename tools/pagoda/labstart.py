@@ -18,7 +18,6 @@ student.
 import difflib
 import json
 import os
-import subprocess
 from dataclasses import dataclass
 
 from . import publish
@@ -139,10 +138,7 @@ def _ended(lines):
 # ---- git ----------------------------------------------------------------------------------
 
 def _git(root, *args, check=True, env=None):
-    r = subprocess.run(["git", *args], cwd=root, capture_output=True, env=env)
-    if check and r.returncode != 0:
-        raise PagodaError(f"git {' '.join(args)} failed: {r.stderr.decode(errors='replace').strip()}")
-    return r
+    return publish.git(list(args), root, env, check)
 
 
 def _out(root, *args):

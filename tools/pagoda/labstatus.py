@@ -7,7 +7,7 @@ import os
 
 from . import grade, labstart, publish
 from pagoda_core import build, paths
-from pagoda_core.ui import PagodaError
+from pagoda_core.ui import PagodaError, first_line
 from pagoda_grade import manifest
 from pagoda_grade.todo import current_lab
 
@@ -15,11 +15,6 @@ from pagoda_grade.todo import current_lab
 def handout(lab, root=paths.ROOT):
     path = os.path.relpath(os.path.join(lab.directory, "README.md"), root)
     return path if os.path.exists(os.path.join(root, path)) else f"{path} (not written yet)"
-
-
-def _first_line(text):
-    lines = [l.strip() for l in (text or "").splitlines() if l.strip()]
-    return lines[0] if lines else ""
 
 
 def _grade(numbers, arch, workers):
@@ -49,7 +44,7 @@ def report(lab, results, root=paths.ROOT, out=print):
         spec, r = first_failure
         out(f"Read next: {handout(lab, root)}")
         out(f"  then make {spec.id} pass: {spec.checks}")
-        why = _first_line(r["reason"]) if r else "no result (the grader crashed or timed out)"
+        why = first_line(r["reason"]) if r else "no result (the grader crashed or timed out)"
         if why:
             out(f"  it fails now with: {why}")
         out(f"  (details: ./pagoda grade lab{lab.number})")

@@ -1,41 +1,23 @@
 """The kernel's include rules: layers point down only, and a few facts are written once.
 
-Checked by `./pagoda test` (tools/tests/test_layers.py) on the real tree:
+Checked by tools/tests/test_layers.py on the real tree:
 
-  lib       kernel/lib includes nothing from the arch (nor, by the order below, from the kernel's
-            other folders: it is the bottom);
-  order     the kernel's folders include only their own folder and those below it, bottom first:
-            lib, mm/base (the memory vocabulary), boot (what the boot protocol hands over), core
-            (the CPU seam, panic, lab, the command line, the self-test registry), dev (the swap
-            disk's driver: below mm, whose swap code uses it), mm, proc, and main (kmain, the C++
-            runtime) on top. kernel/tests (host tests) may include anything;
-            a file in no folder of that list is itself a problem;
-  mm        kernel/mm reaches the arch only through its seam headers
-            (arch_impl/page_table_format.hpp, address_space.hpp, layout.hpp), never arch/<isa>/;
-  mm order  kernel/mm's folders include only their own folder and those below it, bottom first:
-            base (addr, page, perms, layout: the vocabulary), pt (the page-table layer: format use,
-            walk, table memory, consistency batch, cursor, table iterator), phys (frames and their
-            references), space (address spaces, critical ranges, VMAs, user regions, fork's copy),
-            tempmap (temporary mappings), swap (lab 7: the frame table, the slot map, the
-            swapper), then kernel/mm itself (vm: the kernel's map, the
-            physical window, user frames and faults; the heap; the self-tests and vmprint) on top.
-            A folder not in that list is itself a problem;
-  labs      the page-table layer (kernel/mm/pt, and mm/base below it) never reaches core/lab.hpp,
-            even through other headers: its lab skeletons return errors that carry their message;
+  lib       kernel/lib includes nothing from the arch (nor from the kernel's other folders);
+  order     the kernel's folders include only their own and those below (KERNEL_FOLDERS, bottom
+            first); kernel/tests may include anything; a file in no listed folder is a problem;
+  mm        kernel/mm reaches the arch only through MM_ARCH_SEAMS, never arch/<isa>/;
+  mm order  kernel/mm's folders likewise (MM_FOLDERS, bottom first; "" is kernel/mm itself);
+  labs      the page-table layer (PAGE_TABLE_LAYER) never reaches core/lab.hpp, even through
+            other headers: its lab skeletons return errors that carry their message;
   seam      core/arch.hpp, which everything includes, does not pull in the memory manager;
-  facts     the page size and the x86 address mask are written only where they are defined
-            (the format and arch/x86_64/page_defs.h), not as literals elsewhere in the kernel
-            or in the user programs (user/lib/arch/<isa>/syscall_arch.hpp gives them kPageSize).
+  facts     the page size and the x86 address mask are written only in FACT_HOMES, not as
+            literals elsewhere in the kernel or the user programs.
 
-Includes are `#include "path"` lines, resolved like the compiler does for the kernel: against
-kernel/, the tree's root, and arch/<isa>/include/.
-
-The same for the Python side (check_python, below): its packages import only those below them,
-no import goes round in a circle, no module edits sys.path, and no package module compares an
-ISA's name or keys a table by it (the ISA objects of tools/gdb/pagoda_pt/isa.py are looked up by
-name instead, and hold each per-ISA fact once).
+`#include "path"` lines are resolved as the compiler does: against kernel/, the tree's root and
+arch/<isa>/include/. check_python holds the Python side's rules (below).
 """
 import ast
+import graphlib
 import os
 import re
 
@@ -241,11 +223,15 @@ def python_modules(root):
     return found
 
 
+def _parsed(root, rel):
+    with open(os.path.join(root, rel), encoding="utf-8") as f:
+        return ast.parse(f.read(), rel)
+
+
 def python_imports(root, rel, dotted):
     """[(line, dotted name imported, names imported from it)] of every import in @p rel, at any
     depth (in functions too), relative imports made absolute."""
-    with open(os.path.join(root, rel), encoding="utf-8") as f:
-        tree = ast.parse(f.read(), rel)
+    tree = _parsed(root, rel)
     package = dotted if rel.endswith("/__init__.py") else dotted.rpartition(".")[0]
     found = []
     for node in ast.walk(tree):
@@ -288,41 +274,22 @@ def python_graph(root):
 
 
 def _cycles(edges):
-    """Every circle of @p edges, as the sorted members of each strongly connected component."""
-    index, low, stack, on, found, counter = {}, {}, [], set(), [], [0]
-
-    def visit(v):
-        index[v] = low[v] = counter[0]
-        counter[0] += 1
-        stack.append(v)
-        on.add(v)
-        for w in sorted(edges.get(v, ())):
-            if w not in index:
-                visit(w)
-                low[v] = min(low[v], low[w])
-            elif w in on:
-                low[v] = min(low[v], index[w])
-        if low[v] == index[v]:
-            members = []
-            while True:
-                w = stack.pop()
-                on.discard(w)
-                members.append(w)
-                if w == v:
-                    break
-            if len(members) > 1:
-                found.append(sorted(members))
-
-    for v in sorted(edges):
-        if v not in index:
-            visit(v)
-    return found
+    """Circles of @p edges, each as its sorted members: graphlib finds one at a time, and its
+    members are taken out before the next is looked for."""
+    graph, found = {v: set(ws) for v, ws in edges.items()}, []
+    while True:
+        try:
+            graphlib.TopologicalSorter(graph).prepare()
+            return found
+        except graphlib.CycleError as e:
+            members = set(e.args[1])
+            found.append(sorted(members))
+            graph = {v: ws - members for v, ws in graph.items() if v not in members}
 
 
 def _path_edits(root, rel):
     """Lines of @p rel that change sys.path (sys.path.insert(...), sys.path = ..., ...)."""
-    with open(os.path.join(root, rel), encoding="utf-8") as f:
-        tree = ast.parse(f.read(), rel)
+    tree = _parsed(root, rel)
 
     def is_path(node):
         return isinstance(node, ast.Attribute) and node.attr == "path" and \
@@ -343,8 +310,7 @@ def _path_edits(root, rel):
 
 def _isa_comparisons(root, rel):
     """[(line, name)] of every comparison in @p rel against an ISA's name (see ISA_NAMES)."""
-    with open(os.path.join(root, rel), encoding="utf-8") as f:
-        tree = ast.parse(f.read(), rel)
+    tree = _parsed(root, rel)
 
     def named(node):
         if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in ISA_NAMES:
@@ -375,8 +341,7 @@ def _isa_comparisons(root, rel):
 def _isa_tables(root, rel):
     """[(line, name)] of every table in @p rel keyed by an ISA's name: a dict display with an ISA
     name among its keys ({"x86_64": ...}), or dict(x86_64=...)."""
-    with open(os.path.join(root, rel), encoding="utf-8") as f:
-        tree = ast.parse(f.read(), rel)
+    tree = _parsed(root, rel)
     found = []
     for node in ast.walk(tree):
         keys = []

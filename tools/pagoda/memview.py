@@ -1,24 +1,14 @@
 """`./pagoda run --memview`: a one-screen map of physical memory, coloured by owner, on demand.
 
-The picture is taken from outside the kernel, so it shows what is there, not what the kernel
-believes: when the user presses Ctrl-A M, `pagoda run` stops the guest through QEMU's gdbstub
-(a unix socket of its own), reads the kernel's records from guest RAM (the frame allocator's
-bitmaps, the reference counts, the published roots) and walks every root itself, with the same
-census GDB's `frames --map` prints (tools/gdb/pagoda_pt/frames.py); from lab 7 on, with swap on,
-the swap slots below it (in use or free, each by its holder's letter) and the resident user
-frames under the cap, as GDB's `swap-slots` reads them (pagoda_pt/swap.py); then it lets the
-guest go on.
-Nothing in the kernel takes part (it cannot lie about it, and a hung kernel can still be
-pictured), and the guest is stopped only for the snapshot.
+On Ctrl-A M, `pagoda run` stops the guest through QEMU's gdbstub, reads the kernel's records from
+guest RAM and walks every root itself, with the census GDB's `frames --map` prints
+(pagoda_pt/frames.py), and from lab 7 on the swap slots and resident user frames (pagoda_pt/swap.py),
+then lets the guest go on: nothing in the kernel takes part, so it cannot lie and a hung kernel
+can still be pictured.
 
-With --memview-at EVENT the picture is also taken at a moment the user chooses: Session holds
-one gdbstub connection for the whole run, stops the guest at the kernel function behind the event
-(a breakpoint; at its return for fork and exec), draws the map and lets the guest go on, every
-time the event happens. Ctrl-A M then goes through the same connection. Events: fork (fork
-has just copied or shared the parent's pages: both processes' frames, copy-on-write shared),
-exec (the new program's space is live and the old one freed), exit (a process ends, its memory
-still there), or any kernel function that is not inlined (NAME stops at its entry, NAME:return
-at its return).
+With --memview-at EVENT, Session holds one gdbstub connection for the run and draws the map each
+time the guest reaches the event's kernel function (fork and exec: at its return; exit; or any
+kernel function not inlined, NAME or NAME:return); Ctrl-A M goes through the same connection.
 
     snapshot(socket, kernel, arch, colour)   the map's lines (or one line saying why not)
     Session(socket, kernel, arch, events)    a connection for the run: maps at events and on request
@@ -199,9 +189,6 @@ class Session:
         for fd in (self.wake_r, self.wake_w):
             os.close(fd)
 
-    def _pc(self):
-        return self.client.read_register(self.model.pc)
-
     def _return_address(self):
         """At a function's first instruction: where it returns to (x86_64: the word at RSP;
         AArch64: the link register)."""
@@ -239,7 +226,7 @@ class Session:
             self.error = str(err)      # QEMU ended: the run is over
 
     def _stopped(self):
-        pc = self._pc()
+        pc = self.client.read_register(self.model.pc)
         headings = []
         event = self.returns.get(pc)
         if event is not None:

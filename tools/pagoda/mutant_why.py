@@ -1,32 +1,20 @@
 """`./pagoda labs mutants --why`: fault-why's verdict on each caught slip (issue 26's third column).
 
-For a slip the grader caught, the boot of the first failing test is replayed under GDB with the
-slipped kernel and the same command line (the grader's token included, so the kernel makes the
-same choices) and the same memory, QEMU's exception log kept (`./pagoda gdb --int-log`). GDB's
-`why-stops` runs it from stop to stop: where the machine dies (a panic, a triple fault), where a
-process is killed for a fault (`--stop-at-kill`), at each process's exit (C.EXIT: a slip
-that corrupts memory quietly is visible while the processes live, though only the grader's checks
-notice it) and at the end of the run (every process reaped: what a teardown left behind is
-visible there). At each stop `fault-why` runs; the replay goes on while its verdict names nothing
-wrong with the kernel (nothing is wrong, or a process killed for an access its record refuses:
-the program's own fault, which the grader's programs make on purpose) and ends at the first that
-does (marked MARK_WRONG). That stop's verdict line, or the first stop's when none names anything,
-is judged against the slip's cause regex:
+The boot of a caught slip's first failing test is replayed under GDB (`./pagoda gdb --int-log`)
+with the slipped kernel, its command line (the grader's token included) and memory. GDB's
+`why-stops` runs it from stop to stop (a death, a kill, each exit, the end of the run) with
+`fault-why` at each; the replay ends at the first verdict that names something wrong with the
+kernel (MARK_WRONG). That verdict line, or the first stop's, is judged against the slip's cause:
 
     yes      the verdict line names the cause
     partly   another line of fault-why's output names it, the verdict does not
     no       fault-why speaks, and names it nowhere
     n.a.     no verdict: the boot cannot be replayed alone, ran to its end, or GDB failed
 
-A boot cannot be replayed alone when the grader fed it inputs: values delivered at
-pagoda_grader_stop() (await_grader_inputs), guest memory written at a stop, or text typed on its
-console. Those are found in the failing test's own source (its calls of Guest.deliver, write_phys,
-write_virt, write, send) and, at run time, by a breakpoint on pagoda_grader_stop; either gives
-"not replayable" and its reason, never a verdict from a different boot.
-
-A machine that neither dies nor kills within REPLAY_DEADLINE seconds is interrupted (SIGINT to
-GDB, which stops the guest) and fault-why explains where it is: a hang or an exception loop.
-This is not part of `./pagoda test` (a replay is a second boot of every caught slip).
+A boot the grader fed inputs (Guest.deliver, write_phys, write_virt, write, send in the test's
+source, or a stop at pagoda_grader_stop) is "not replayable": never a verdict from a different
+boot. A machine that neither dies nor kills within REPLAY_DEADLINE is interrupted, and fault-why
+explains where it is. Not part of `./pagoda test`.
 """
 import os
 import re

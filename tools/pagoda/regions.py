@@ -1,30 +1,15 @@
 """Solution regions: the marker comments that turn main into one student branch per lab.
 
-A region is a run of lines between two marker comment lines; an optional third marker splits
-it into the reference solution (first part) and the skeleton the students get (second part).
-In C++ it reads, top to bottom:
+The syntax, with an example, is in `./pagoda labs --help` (labs.MARKERS_HELP): BEGIN, an
+optional SKELETON and END marker lines, each holding nothing but `<leader> LAB N KIND`, with the
+file type's comment leader (style_for()); skeleton lines are commented out so that main builds.
 
-    <leader> LAB 3 BEGIN <optional one-line description>
-    ...reference solution lines...
-    <leader> LAB 3 SKELETON
-    <leader> panic("lab 3: write map_kernel_half() in kernel/mm/vm.cpp");
-    <leader> LAB 3 END
-
-where <leader> is the file type's comment leader: `//` for C, C++ and assembly, `#` for CMake,
-Python, shell and TOML, and `/*` ... `*/` on one line for linker scripts. Marker lines may be
-indented; skeleton lines are commented out with the same leader so that main still builds.
-
-Publishing lab N (`resolve(..., lab=N)`) keeps the solution of every region of a lab < N and
-drops its markers and skeleton; a region of lab N or later becomes its skeleton, uncommented:
-the leader and one following space go, the indentation before the leader stays. A region with a
-SKELETON marker is one a student writes: in the published file it stands between two visible
-comment lines, `<leader> >>> lab 3: <description>` and `<leader> <<< lab 3`, at the BEGIN
-marker's indentation, so that a student sees where their code goes (and where the graded tree
-takes it from: transplant.py). A region without a SKELETON marker is the reference's own (a
-student never writes it): for a lab < N its solution, for a later lab nothing, with no marker.
-
-Only a line that holds nothing but a marker counts as one; `LAB 3 BEGIN` inside a string or
-after code is text. This module never touches git: publish.py feeds it files.
+Publishing lab N (render(..., N)) keeps the solution of every region of a lab < N without its
+markers and skeleton; a region of lab N or later becomes its skeleton, uncommented (uncomment()).
+A region with a SKELETON is one a student writes: published between the comment lines
+`<leader> >>> lab N: <description>` and `<leader> <<< lab N` (where transplant.py takes it from).
+A region without one is the reference's own: its solution for a lab < N, else nothing.
+This module never touches git: publish.py feeds it files.
 """
 import os
 import re

@@ -1,38 +1,21 @@
-"""Running a submission's build as code we do not trust.
+"""Running a submission's build as code we do not trust: nothing it does may reach the grader,
+the machine or the next submission. The build runs
 
-A submission's build runs the compiler over the student's code, and any build step a region
-holds (regions may sit in CMake files). Nothing it does may reach the grader, the machine or the
-next submission. So the build runs:
+- as a user of its own: a sandbox uid and gid (no passwd entry, no groups, no capabilities,
+  no_new_privs) or, when the grader is not root, inside bubblewrap (new user, PID, IPC and
+  network namespaces);
+- where the machine has namespaces, in a root of its own holding only the graded tree
+  (read-only), its build folder, HOME and TMPDIR, the toolchain and the object cache (read-only)
+  and a minimal /dev, /proc and /tmp: `.incbin`, `#include` or a build step reads no other
+  submission, no grader file, no /etc;
+- with a throwaway HOME and TMPDIR and an environment of its own (only PATH is the grader's);
+- so that nothing it starts outlives it: a PID namespace, and every process of the sandbox's uid
+  killed when the build ends. clean() also deletes what the uid wrote where the world may write.
 
-- as a user of its own, never the grader's: a numeric uid and gid of the sandbox (no passwd
-  entry, no groups, no capabilities, no_new_privs so that no setuid program gives any back),
-  or, when the grader is not root, inside bubblewrap (`bwrap`: a new user, PID, IPC and network
-  namespace);
-- in a root of its own where the machine has namespaces (as root: a mount namespace, a tmpfs
-  root, chroot; bwrap: its own empty root): that root holds the graded tree (read-only), its
-  build folder, HOME and TMPDIR (writable), the toolchain (TOOLCHAIN, read-only), the object
-  cache (read-only) and a minimal /dev, /proc and /tmp; nothing else of the machine, so that
-  `.incbin`, `#include` or a build step reads no other submission, no grader file, no /etc;
-- with a throwaway HOME and TMPDIR and an environment of its own (nothing of the grader's but
-  PATH), writing only its build folder (which is its own) and what the world may write;
-- so that nothing it starts outlives it: as root, in a new PID namespace where the machine has
-  them (the namespace dies with its first process), and in any case every process of the
-  sandbox's uid is killed when the build ends (a daemon that left the process group included);
-  bwrap's PID namespace does the same.
-
-When it has ended, clean() kills what is left and deletes what the sandbox's uid wrote where
-the world may write (/tmp, /var/tmp, /dev/shm, ...): the next submission starts from nothing.
-
-The grader never reads anything the build wrote but the kernel ELF, through take_kernel(): a
-regular file reached without following a symbolic link, copied out once every process of the
-build is gone.
-
-On Gradescope (root in a container that may have no namespaces) the uid sandbox alone holds:
-the build writes nothing the grader reads, and leaves nothing running; run_autograder also
-makes the grader's folder unreadable to others, and a batch's work folders are root's alone
-(batch.py). It cannot hide what any user may read (/etc/passwd, a world-readable file of the
-grader's): there the region check (transplant.py) is what keeps `.incbin` and `#include` out
-of a submission, and a build step in a region could still read such files.
+The grader reads only the kernel ELF back (take_kernel(): a regular file reached without
+following a link, once the build's processes are gone). On Gradescope (root in a container,
+maybe without namespaces) the uid sandbox alone holds; it cannot hide what any user may read, so
+there the region check (transplant.py) keeps `.incbin` and `#include` out of a submission.
 """
 import json
 import os
@@ -44,10 +27,8 @@ import sys
 import tempfile
 import time
 
-# The sandbox's uids: from BASE_UID on, one per build that runs at once on this machine, taken
-# under a lock of the machine's (LOCK_DIR, root's) for as long as the build's sandbox lives, so
-# that two graders (two batches, a test beside a batch) never share one: clean() kills every
-# process of its uid. A uid a user of the machine has, or a process runs as, is skipped.
+# The sandbox's uids: one per build running on this machine, held by a lock in LOCK_DIR while its
+# sandbox lives (clean() kills every process of its uid); a uid in use on the machine is skipped.
 BASE_UID = 64200
 UIDS = 256
 LOCK_DIR = "/run/pagoda-sandbox"
@@ -228,9 +209,7 @@ class Sandbox:
                 "--inh-caps=-all", "--bounding-set=-all", "--"]
         if self.mode == "uid":
             return drop + argv
-        # A PID namespace (all die with its first process), no network, no shared IPC, a mount
-        # namespace whose root is a tmpfs holding only _mounts(), entered with chroot (_ENTER_ROOT:
-        # one process, as root, where a shell would start one per mount), then the uid drop.
+        # PID, network, IPC and mount namespaces; _ENTER_ROOT makes the tmpfs root, then the uid drop.
         spec = json.dumps({"devices": DEVICES, "mounts": self._mounts(cwd)})
         return ["unshare", "--pid", "--mount", "--net", "--ipc", "--uts", "--fork", "--kill-child", "--mount-proc",
                 "--propagation", "private", "--", sys.executable, "-I", "-S", "-c", _ENTER_ROOT, self.root, cwd, spec,

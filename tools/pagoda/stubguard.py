@@ -1,22 +1,13 @@
 """The guest's semihosting File-I/O never reaches a debugger: a guard in front of QEMU's gdbstub
-for the debuggers the user runs (the grader's own client refuses the requests itself).
+for the debuggers the user runs (the grader's own client, pagoda_grade/rsp.py, refuses them itself).
 
-On AArch64 the kernel ends QEMU through Arm semihosting (SYS_EXIT, with its exit status). QEMU
-serves the other semihosting calls as well, and SYS_OPEN, SYS_READ, SYS_WRITE, SYS_REMOVE,
-SYS_RENAME and SYS_SYSTEM reach the host's files (and a shell) as QEMU's own user. So the machine
-runs with `-semihosting-config target=gdb` (pagoda_pt/machines.py): QEMU still serves SYS_EXIT
-itself, drops the file calls when no debugger is attached to its gdbstub, and otherwise sends
-each one to the debugger as a File-I/O request, an `F<call>,<args>` packet in place of a stop
-reply. GDB would carry it out on the host it runs on. The grader's own client
-(grade/pagoda_grade/rsp.py) refuses every request; for GDB (or an editor's debugger), which
-cannot be told to, `./pagoda gdb` and `./pagoda run --gdb` put a StubGuard between it and QEMU.
-
-A StubGuard listens on the socket the debugger is given and relays each connection to QEMU's own
-gdbstub socket byte for byte, except the File-I/O requests: it answers those itself, with EPERM
-(or, when the debugger has asked for an interrupt meanwhile, EINTR and the Ctrl-C flag, so that
-QEMU stops the guest and the debugger gets the stop it is waiting for), and never passes them on.
-
-The packets' framing and the refusal are pagoda_core/gdbwire.py's, which the grader's client shares.
+AArch64's kernel ends QEMU through semihosting SYS_EXIT, so semihosting is on, and its file calls
+(SYS_OPEN, SYS_WRITE, SYS_SYSTEM, ...) would reach the host. With `-semihosting-config target=gdb`
+(pagoda_pt/machines.py) QEMU serves SYS_EXIT itself and sends the others to an attached debugger
+as File-I/O requests (`F<call>,<args>` packets), which GDB would carry out. A StubGuard relays
+each connection on the debugger's socket to QEMU's byte for byte, but answers those requests
+itself with EPERM (or EINTR and the Ctrl-C flag when the debugger asked for an interrupt meanwhile,
+so that it gets the stop it waits for). The framing and the refusal are pagoda_core/gdbwire.py's.
 """
 import os
 import select

@@ -117,11 +117,6 @@ def region_ranges(parsed, lab):
     return merged
 
 
-def _within(first, end, ranges):
-    """Whether published lines [first, end) (an insertion point when equal) lie in one region."""
-    return any(lo <= first and end <= hi for lo, hi in ranges)
-
-
 def merge_file(published_text, submitted_text, ranges):
     """(merged text, [1-based published lines of changes left out], regions): @p published_text
     with each change of @p submitted_text that lies within @p ranges applied; regions holds,
@@ -147,7 +142,7 @@ def merge_file(published_text, submitted_text, ranges):
         if tag == "equal":
             for k in range(i2 - i1):
                 emit(ours[i1 + k:i1 + k + 1], region_of(i1 + k, i1 + k + 1), [j1 + k + 1])
-        elif _within(i1, i2, ranges):
+        elif any(lo <= i1 and i2 <= hi for lo, hi in ranges):     # (an insertion point when i1 == i2)
             emit(theirs[j1:j2], region_of(i1, i2), range(j1 + 1, j2 + 1))
         else:
             for k in range(i1, i2):

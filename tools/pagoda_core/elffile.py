@@ -110,15 +110,12 @@ class Elf:
         return next((s.offset + va - s.addr for s in self.sections
                      if s.kind != "SHT_NOBITS" and s.addr and s.addr <= va and va + size <= s.addr + s.size), None)
 
-    def _cstring(self, offset):
-        return self.data[offset:self.data.index(b"\0", offset)].decode(errors="replace")
-
     def string_at(self, va):
         """The NUL-terminated string the kernel sees at virtual address @p va."""
         offset = self._offset(va, 1)
         if offset is None:
             raise self.Error(f"{self.path}: address {va:#x} is in no section with contents")
-        return self._cstring(offset)
+        return self.data[offset:self.data.index(b"\0", offset)].decode(errors="replace")
 
     def bytes_at(self, va, size):
         """The @p size bytes at virtual address @p va, or None when they are not all in one

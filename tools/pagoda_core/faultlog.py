@@ -1,16 +1,13 @@
 """QEMU's `-d int,cpu_reset` log as a witness: every exception and interrupt the CPU really took.
 
-A kernel can print any report it likes; QEMU's log is written by the emulator, so a fault the
-grader requires must be found here, not only in the serial output. This module turns the log
-into an ExceptionLog: a list of Events (exceptions, hardware interrupts, software interrupts),
-whether the CPU reset itself (a triple fault), and one-line summaries for failure messages, e.g.
+A kernel can print any report it likes; QEMU's log is the emulator's, so a fault the grader
+requires is found here. parse() makes an ExceptionLog: the Events, whether the CPU reset itself
+(a triple fault), and one-line summaries for failure messages, e.g.
 
     first fault: #PF page fault (vector 14) at RIP 0x100bb1 <pagoda::selftest_pf>, CPL 0,
     CR2 0x5000083bd000, error 0x2 (not-present page, write, supervisor); 3 exceptions logged
 
-It is arch-pluggable: each ISA's object (pagoda_pt/isa.py) names its parser class here
-(Isa.log_parser), with the interface of LogParser: feed one line at a time, collect Events, and
-describe one. Adding an ISA means adding one class.
+Each ISA's object (pagoda_pt/isa.py) names its LogParser class here (Isa.log_parser).
 
 x86_64 (TCG's do_interrupt_all) logs each delivery as one line, then the whole CPU state:
     `     0: v=0e e=0002 i=0 cpl=0 IP=0008:ffffffff8010bcb1 pc=ffffffff8010bcb1
@@ -30,13 +27,8 @@ The number is QEMU's EXCP_* code, not an architectural vector. An IRQ does not s
 interrupt it was, so a software-generated interrupt (GIC SGI) cannot be told from the timer by
 the log alone.
 
-The names an event is described with are the kernel's (the x86 exception names, the AArch64
-exception classes and fault statuses), read from its ELF by the caller (pagoda_core/elffile.py,
-pagoda_pt/kernelnames.py) and handed to parse(), parse_file() and Watcher as `names`; without them
-(a log read with no kernel) vectors and classes are named by number.
-
-This file imports only the standard library and pagoda_pt (the ISA objects of pagoda_pt/isa.py,
-x86_facts.py and kernelnames.py): the GDB helpers load it by path, with tools/gdb on their path.
+Events are described with the kernel's own names (`names`, pagoda_pt/kernelnames.py, read from
+its ELF); without them, by number. Imports only the standard library and pagoda_pt (GDB loads it).
 """
 import os
 import re
@@ -107,14 +99,10 @@ class Event:
     index: int = 0
     names: object = field(default=NO_NAMES, repr=False, compare=False)
 
-    # Names the x86-minded callers (and older code) use.
+    # Names the x86-minded callers use.
     @property
     def rip(self):
         return self.pc
-
-    @property
-    def cpl(self):
-        return self.privilege
 
     @property
     def cr2(self):

@@ -115,14 +115,10 @@ SWAP_TRACE = "trace:virtio_blk_handle_*,trace:virtio_blk_req_complete"
 
 
 class SwapDisk:
-    """A swap disk for one boot: the raw image @p directory/swap.img, created sparse at @p size
-    bytes (an old one replaced), on a virtio-blk device behind virtio-mmio's modern interface,
-    the one the kernel speaks. A bad disk for a test: @p readonly (the device offers
-    VIRTIO_BLK_F_RO), @p modern False (QEMU's legacy default, version 1), @p device (more
-    virtio-blk-device properties: "iommu_platform=on" offers a feature the kernel does not take,
-    so negotiation fails), @p failing_slot (QEMU's blkdebug fails every write to that slot with
-    EIO, which the device answers with VIRTIO_BLK_S_IOERR). @p pages, {slot: bytes}, are
-    written into the image first (for a test of reads)."""
+    """A swap disk for one boot: the raw image @p directory/swap.img, made sparse at @p size bytes
+    (@p pages, {slot: bytes}, written in), on a modern virtio-mmio virtio-blk device. A bad disk
+    for a test: @p readonly, @p modern False (legacy), @p device (more device properties),
+    @p failing_slot (blkdebug fails every write to that slot with EIO)."""
 
     def __init__(self, directory, size, readonly=False, modern=True, device="", failing_slot=None, pages=None):
         self.image = os.path.join(directory, SWAP_IMAGE)
@@ -226,12 +222,9 @@ def missing_cpu_features(arch=paths.DEFAULT_ARCH):
 
 
 def machine_args(arch=paths.DEFAULT_ARCH):
-    """The machine's arguments as this QEMU can honour them: a feature its -cpu adds that this
-    QEMU lacks (missing_cpu_features) is left out, so that QEMU does not warn about it on every
-    start (QEMU 6.2's "TCG doesn't support requested feature: CPUID.07H:ECX.umip", in the middle
-    of what a student reads). The guest is the same either way: QEMU gives it no UMIP when asked.
-    The grader's own question goes to missing_cpu_features, which probes with the full list.
-    When the probe fails, everything is asked for."""
+    """The machine's arguments without the -cpu features this QEMU lacks (missing_cpu_features), so
+    that QEMU does not warn about them on every start; the guest is the same either way. When
+    the probe fails, everything is asked for."""
     args = MACHINES[arch].args
     if not requested_features(arch):
         return args
@@ -268,9 +261,7 @@ _PR_SET_PDEATHSIG = 1
 
 
 def die_with_parent():
-    """Asks the kernel to SIGKILL this process when its parent dies (even by SIGKILL).
-
-    Safe to call in a child between fork and exec (preexec_fn) or in a long-lived worker."""
+    """Asks the kernel to SIGKILL this process when its parent dies (even by SIGKILL)."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
@@ -289,16 +280,10 @@ def _child_setup(parent_pid, new_group):
 
 
 def popen_keeping_interrupts(argv, setup, **popen_args):
-    """subprocess.Popen(@p argv, preexec_fn=@p setup, ...), where a Ctrl-C (SIGINT) that comes
-    while the child is being started is not lost. With a preexec_fn, CPython runs its at-fork
-    hooks (logging's lock, Python code) around the fork and only prints what they raise, so a
-    KeyboardInterrupt raised in one was dropped: the grader ran on to the test's deadline and
-    reported a test that fails where an interrupted one scores nothing ('incomplete'); one raised
-    in Popen after the child's exec lost the child, left running. Here, in the main thread, a
-    SIGINT meanwhile is only noted; once Popen has returned, this process's own handler takes it
-    (KeyboardInterrupt, by default), after the child (and its process group, when @p setup gave
-    it one) is killed and reaped. Elsewhere (another thread: Python runs signal handlers in the
-    main thread only; SIGINT ignored or not Python's) Popen as it is."""
+    """subprocess.Popen(@p argv, preexec_fn=@p setup, ...) that loses no Ctrl-C: with a preexec_fn
+    CPython drops a KeyboardInterrupt raised in its at-fork hooks, and one raised after the exec
+    loses the child. In the main thread a SIGINT meanwhile is only noted, then handed to this
+    process's handler once the child (and its group) is killed and reaped. Elsewhere, plain Popen."""
     noted, previous = [], None
     if threading.current_thread() is threading.main_thread() and callable(signal.getsignal(signal.SIGINT)):
         previous = signal.signal(signal.SIGINT, lambda signum, frame: noted.append(frame))

@@ -1,32 +1,14 @@
-"""How slow this machine is now, so that no test fails for slowness alone.
+"""How slow this machine is now, so that no test fails for slowness alone (standard library only).
 
-Two tools, both standard library only:
-
-- factor(): the speed factor, >= 1: how much longer than on the reference machine (the
-  project's 2-core machine, quiet) a fixed piece of CPU work takes here, wall clock, measured
-  once. `./pagoda test` and `./pagoda grade` measure it at their start and export it as
-  PAGODA_SPEED_FACTOR, which every process under them (pytest workers, graders of generated
-  trees) reads instead of measuring again. It covers a slower CPU and the load at the start.
-  scaled(seconds) is a time limit scaled by it, or by the load factor (the load average over
-  the CPU count) when the machine has got busier since; hang guards that cannot see what the
-  machine did to them (pytest timeouts, a subprocess's timeout in a test) use it.
-  cpu_factor() comes from the same calibration but counts only the CPU time it took: how slow
-  the CPU itself is, without the waiting (exported as PAGODA_CPU_FACTOR).
-
-- Budget: a deadline that counts only the time the watched work could run. Wall time the
-  worker spent waiting for a CPU (the run-queue delay Linux accounts per thread in
-  /proc/<pid>/task/<tid>/schedstat) is given back, so a boot on a machine whose load rises
-  mid-test gets the time it lost; a guest that hangs (spinning or halted) still runs out of
-  budget. Its seconds are scaled by cpu_factor() only: the load is what the give-back answers
-  for, so scaling by the load as well would count it twice. The worker of each 0.5 s sample
-  is the one watched thread that wanted a CPU most in it (ran plus waited the longest: QEMU's
-  vCPU thread while the guest runs, the grader's thread while it walks a stopped guest, the
-  busiest compiler of a build); other threads' waits are not given back. The give-back is
-  capped at GIVE_BACK_CAP times the budget, so a hang ends in bounded wall time whatever the
-  load (see GIVE_BACK_CAP for why that cap cannot fail a correct kernel at four busy processes
-  per core). The grader's per-test deadline is one (harness.Booter), and so is a batch grade's
-  time limit per submission (batch.Deadline, over the whole process tree). Where schedstat is
-  not there, a Budget is a plain deadline of its scaled seconds.
+- factor(): the speed factor, >= 1: how much longer than on the reference machine (the project's
+  2-core machine, quiet) a fixed piece of CPU work takes here, wall clock, measured once and
+  exported (export()) to every process under `./pagoda test` and `./pagoda grade`.
+  cpu_factor() counts only its CPU time: the CPU's own slowness. scaled(seconds) is for hang
+  guards that cannot see what the machine did to them (pytest timeouts).
+- Budget: a deadline that gives back the time the watched work waited for a CPU (the run-queue
+  delay in /proc/<pid>/task/<tid>/schedstat), up to GIVE_BACK_CAP: a boot on a machine whose load
+  rises mid-test gets the time it lost, and a guest that hangs still runs out. The grader's
+  per-test deadline is one (harness.Booter), and so is batch.Deadline.
 """
 import os
 import resource
@@ -204,20 +186,13 @@ def _descendants(pids):
 
 
 class Budget:
-    """@p seconds (on the reference machine, scaled by cpu_factor()) of time the watched work
-    could run.
+    """@p seconds (on the reference machine, scaled by cpu_factor(), not by the load: the
+    give-back answers for that) of time the watched work could run.
 
-    left() is how much is left: the scaled seconds, less the wall time since the start, plus the
-    time given back, which is at most GIVE_BACK_CAP x the scaled seconds. The threads' counters
-    are sampled every SAMPLE_SECONDS (whenever left() is asked); each sample gives back its
-    worker's run-queue wait (give_back()), so waits add up across processes that come and go
-    (the boots of one test, the tests of one grade). This process is always watched; watch(pid)
-    adds another (a QEMU); with @p tree, every process below the watched ones is watched too (a
-    grader run and the QEMUs it starts). Without @p watch_self, only what watch() names.
-
-    The scale is fixed when the budget is made, from the factor measured once at the start, not
-    from the load at that moment: a budget made while the machine is busy and used after it
-    has calmed down is no longer than one made quiet."""
+    left() is the scaled seconds, less the wall time since the start, plus what is given back
+    (at most GIVE_BACK_CAP x the scaled seconds): every SAMPLE_SECONDS, its worker's run-queue
+    wait (give_back()). This process is watched unless not @p watch_self; watch(pid) adds one
+    (a QEMU); with @p tree, every process below the watched ones too."""
 
     SAMPLE_SECONDS = 0.5
 
@@ -260,9 +235,6 @@ class Budget:
             self.sample()      # the last interval may give some back
             left = self.seconds - (_now() - self.start) + self._stolen
         return left
-
-    def expired(self):
-        return self.left() <= 0
 
     def describe(self):
         """How long the budget was, for a message: "10 s (x1.00 for this machine's speed, +3.2 s

@@ -18,6 +18,11 @@ def warn(message):
     print(f"pagoda: warning: {message}", file=sys.stderr, flush=True)
 
 
+def first_line(text):
+    """The first line of @p text that is not blank, stripped ("" when none is)."""
+    return next((l.strip() for l in (text or "").splitlines() if l.strip()), "")
+
+
 def clip(text, width):
     """@p text cut to at most @p width characters, with an ellipsis when cut (at a space when
     one is near the end, so that a word or an address is not cut in half)."""
