@@ -913,7 +913,7 @@ def rmap_problem(snap, kernel, st, world):
     return None
 
 
-BOOT_MEMORY = "64M"    # every lab-7 boot's RAM: a frame table of 16 Ki entries
+BOOT_MEMORY = "32M"    # every lab-7 boot's RAM: a frame table of 8 Ki entries, which a clock scans
 SLOTS = 1024           # the default disk: 4 MiB
 
 
