@@ -15,6 +15,7 @@ from pagoda_grade import lab_test
 from pagoda_grade.labtest import LabTest
 from pagoda_grade.outcomes import BootEnded
 from pagoda_grade.processes import Layout, registry, user_symbol
+from pagoda_grade.swap import Format, image_path, image_slot
 from pagoda_grade.symbols import symbols
 from pagoda_grade.witness import ARCHES, PAGE, page_faults_at
 from pagoda_pt import contract, picture
@@ -32,13 +33,14 @@ class Smp(LabTest):
         self.count = user_symbol(kernel, arch, "spin", "spin_count").address
         self.page = self.count & ~(PAGE - 1)
 
-    def start(self, script, to_end=True):
-        """Boots the self-test with @p script as its witness; with @p to_end, the self-test must
-        then succeed (else the script ends the boot where it has seen enough)."""
+    def start(self, script, to_end=True, **args):
+        """Boots the self-test with @p script as its witness (and the self-test's @p args); with
+        @p to_end, the self-test must then succeed (else the script ends the boot where it has
+        seen enough)."""
         def witness(guest):
             return script(guest)
         self.selftest(self.test, witness, cpus=2, swap=SLOTS * PAGE,
-                      args={"count": self.count, "userframes": 64})
+                      args={"count": self.count, "userframes": 64, **args})
         if to_end:
             self.success()
 
@@ -363,3 +365,79 @@ def no_timer_on_cpu1(t, places, since, until, when):
     assert took[1] >= 2, (f"CPU 1 took {took[1]} interrupt(s) at the timer's vector ({vector:#x}), CPU 0 {took[0]}, "
                           f"{when} (QEMU's log): no timer on CPU 1 (each CPU has its own timer, started on it: "
                           "take_own_state())")
+
+
+@lab_test(8, "clean_remote")
+def test_clean_remote(boot, kernel, arch):
+    t = Smp(boot, kernel, arch, "smp_clean_remote")
+    fmt = Format(kernel, arch)
+
+    def script(guest):
+        (a,) = t.spins(t.stage(1)[0], 1)
+        frame, c2 = t.counted(t.stage(2)[0], a)
+        assert frame is not None, f"spin's count page {t.page:#x} is not mapped after its write-back (evict keep)"
+        snap, _ = t.stage(3)
+        frame3, c3 = t.counted(snap, a)
+        entry = snap.walk(t.count, a).levels[-1].raw
+        assert frame3 == frame and c3 > c2, (f"spin's count page maps frame {frame:#x} then {frame3 or 0:#x}, its "
+                                             f"count there {c2} then {c3}: spin, on CPU 1, stopped counting")
+        assert fmt.dirty(entry), (
+            f"cleaning without remote invalidation: CPU 0 wrote spin's page {t.page:#x} back and marked it clean while "
+            f"spin wrote it on CPU 1; spin wrote on (its count {c2} then {c3}) and its entry {entry:#x} still says "
+            "clean (guest RAM): CPU 1 kept writing through a translation cached as writable and dirty, so the "
+            "next eviction would skip the write (the cleaning must reach every CPU of the mapper's space)")
+        snap, _ = t.stage(4)
+        entry = snap.walk(t.count, a).levels[-1].raw
+        assert fmt.is_swap(entry), f"spin's page {t.page:#x} is {entry:#x} after its eviction, not a swap entry"
+        slot = fmt.slot(entry)
+        on_disk = int.from_bytes(image_slot(image_path(guest), slot)[t.count - t.page:][:8], "little")
+        assert on_disk >= c3, (
+            f"cleaning without remote invalidation: spin's page {t.page:#x}, written on CPU 1 after its write-back "
+            f"(count {c3}), was evicted and slot {slot} of the disk image holds count {on_disk}: the later writes "
+            "never reached the disk")
+        t.stage(5)
+        return True
+    t.start(script)
+
+
+@lab_test(8, "cow_evict")
+def test_cow_evict(boot, kernel, arch):
+    t = Smp(boot, kernel, arch, "smp_cow_evict")
+    text = user_symbol(kernel, arch, "spin", "main").address
+    code = text & ~(PAGE - 1)
+
+    def script(guest):
+        snap, mark = t.stage(1)
+        roots = t.spins(snap)
+        running = t.cpus()[1].root
+        assert running in roots, f"CPU 1 runs root {running:#x}, neither spin's nor its child's"
+        shared = {snap.walk(code, r).pa for r in roots}
+        assert len(shared) == 1 and None not in shared, (
+            f"spin and its child map their code page {code:#x} to {sorted(x or 0 for x in shared)}, not one shared "
+            "frame (fork shares it copy-on-write)")
+        before = snap.read_phys(shared.pop(), PAGE)
+        snap, _ = t.stage(2)
+        _, c2 = t.counted(snap, running)
+        snap, _ = t.stage(3)
+        _, c3 = t.counted(snap, running)
+        faults = [e for e in page_faults_at(guest, code, mark) if e.cpu in (None, 1)]
+        assert faults or c3 == c2, (
+            f"COW eviction reaching the first mapper only: CPU 0 evicted the code page {code:#x} that spin and its "
+            f"child share while {'spin' if running == roots[0] else 'its child'} ran on CPU 1, and it counted on "
+            f"({c2} then {c3}) for two ticks of CPU 1 with no page fault at that page there (QEMU's log): CPU 1 "
+            "ran it from the evicted frame (the eviction's shootdown must reach the CPUs of every space the "
+            "reverse map gives, not of the first mapper, nor of the evictor's space)")
+        snap, _ = t.stage(4)
+        faults = [e for e in page_faults_at(guest, code, mark) if e.cpu in (None, 1)]
+        for r in roots:
+            w = snap.walk(code, r)
+            who = "spin" if r == roots[0] else "its child"
+            assert w.mapped, (f"{who}'s code page {code:#x} is still out after both had turns on CPU 1 again "
+                              f"({len(faults)} page fault(s) at it on CPU 1, QEMU's log)")
+            got = snap.read_phys(w.pa & ~(PAGE - 1), PAGE)
+            assert got == before, (f"{who}'s code page {code:#x} came back in frame {w.pa & ~(PAGE - 1):#x} "
+                                   "without the bytes it had before the eviction")
+        assert len(faults) >= 2, (f"{len(faults)} page fault(s) at the code page {code:#x} on CPU 1 after its "
+                                  "eviction (QEMU's log): each mapper's next access must fault it back")
+        return True
+    t.start(script, text=text)

@@ -16,6 +16,10 @@ hold a README.md and a results/ folder of its own measurements):
                                       # (an earlier one may catch it first with some tokens); test_x86_64
                                       # and test_aarch64 override it; optional for a --slips DIR set
 
+    region_lab = "7"                  # optional: the edits lie in that earlier lab's regions instead (the
+                                      # student's own code of that lab, which this lab's tests see anew,
+                                      # e.g. lab 7's eviction on lab 8's two CPUs)
+
     [[edit]]                          # one or more, applied in order
     file = "arch/x86_64/address_space.cpp"
     find = '''text found exactly once in main, wholly inside the reference part of a LAB NN region'''
@@ -92,7 +96,7 @@ REFERENCE_TREE = "reference"
 HEADLINE_LINES = 2
 KERNEL_TARGET = "kernel"
 KEYS = {"title": str, "function": str, "seed": str, "arches": list, "cause": str, "edit": list,
-        "category": str, "test": str, **{f"{k}_{a}": str for a in paths.ARCHES for k in ("cause", "test")}}
+        "category": str, "test": str, "region_lab": str, **{f"{k}_{a}": str for a in paths.ARCHES for k in ("cause", "test")}}
 # The kinds of slip a bug hunt's answer may name (`category`, optional; tools/pagoda/hunt.py).
 CATEGORIES = ("address kind", "allocator", "heap", "leak", "missing mapping", "order", "permissions",
               "range", "reference count", "stack", "tlb", "walker", "wrong root", "vma")
@@ -225,6 +229,12 @@ def load_mutant(path, lab, root, labs, by_path, solution=False):
         for key in (f"cause_{arch}", f"test_{arch}"):
             if key in data and arch not in (arches or []):
                 problems.append(f"{rel}: '{key}' for an ISA the slip does not apply to")
+    region_lab = lab
+    if "region_lab" in data:
+        if not re.fullmatch(r"\d+", data["region_lab"]) or not int(data["region_lab"]) < lab:
+            problems.append(f"{rel}: 'region_lab' must name an earlier lab than {lab}, e.g. \"{lab - 1}\"")
+        else:
+            region_lab = int(data["region_lab"])
     edits = []
     if not data.get("edit"):
         problems.append(f"{rel}: no [[edit]]")
@@ -250,14 +260,14 @@ def load_mutant(path, lab, root, labs, by_path, solution=False):
                             "once (add context lines)")
             continue
         at = src.text.index(e["find"])
-        spans = solution_spans(src, lab) if src.parsed is not None else []
+        spans = solution_spans(src, region_lab) if src.parsed is not None else []
         if not any(start <= at and at + len(e["find"]) <= end for start, end in spans):
             inside = _region_lab_at(src, at) if src.parsed is not None else None
             why = (" (it starts outside every region)" if inside is None else
-                   f" (it starts in a LAB {inside} region)" if inside != lab else
+                   f" (it starts in a LAB {inside} region)" if inside != region_lab else
                    " (it reaches a marker or the skeleton)")
             problems.append(f"{where}: the find text in {e['file']} is not wholly inside the reference part of a LAB "
-                            f"{lab} region{why}")
+                            f"{region_lab} region{why}")
             continue
         edits.append(Edit(e["file"], e["find"], e["replace"]))
     name = data.get("function", "")

@@ -130,12 +130,24 @@ def test_a_good_slip_loads(lab_tree):
     (slip(extra='seed = "two"'), "'seed' must name a post-mortem"),
     (slip().split("[[edit]]")[0], "no [[edit]]"),
     (slip().replace('file = "src/vm.cpp"\n', 'file = "src/vm.cpp"\nline = 3\n'), "unknown key 'line'"),
+    (slip(extra='region_lab = "1"'), "'region_lab' must name an earlier lab than 1"),
 ])
 def test_a_bad_slip_is_refused_with_its_reason(lab_tree, text, problem):
     add_slip(lab_tree, "01-map", "bad", text)
     found, problems = load(lab_tree)
     assert found == []
     assert any(problem in p and p.startswith("labs/01-map/mutants/bad.toml") for p in problems), problems
+
+
+def test_a_slip_may_lie_in_an_earlier_labs_region_it_names(lab_tree):
+    """(lab 8's slips in the student's own lab 7 code, which two CPUs show anew)"""
+    add_slip(lab_tree, "02-higher", "old-code", slip(extra='region_lab = "1"'))
+    [m], problems = load(lab_tree)
+    assert problems == [] and m.name == "lab2/old-code"
+    add_slip(lab_tree, "02-higher", "old-code", slip())
+    _, problems = load(lab_tree)
+    assert any("not wholly inside the reference part of a LAB 2 region (it starts in a LAB 1 region)" in p
+               for p in problems), problems
 
 
 def test_the_folder_holds_only_slips(lab_tree):
