@@ -16,6 +16,7 @@ from pagoda_grade import lab_test
 from pagoda_grade.labtest import LabTest
 from pagoda_grade.outcomes import BootEnded
 from pagoda_grade.processes import Layout, registry, user_symbol
+from pagoda_grade.symbols import fact
 from pagoda_grade.witness import ARCHES, PAGE, page_faults_at
 from pagoda_pt import contract, picture
 
@@ -410,3 +411,31 @@ def no_timer_on_cpu1(t, places, since, until, when):
     assert took[1] >= 2, (f"CPU 1 took {took[1]} interrupt(s) at the timer's vector ({vector:#x}), CPU 0 {took[0]}, "
                           f"{when} (QEMU's log): no timer on CPU 1 (each CPU has its own timer, started on it: "
                           "take_own_state())")
+
+
+@lab_test(8, "per_cpu_temp_maps")
+def test_per_cpu_temp_maps(boot, kernel, arch):
+    t = LabTest(boot, kernel, arch)
+    marks = [t.pick(f"temp_map_mark{n}", 1 << 32, (1 << 63) - 1) for n in (0, 1)]
+    base, per = fact(kernel, "temp_map_base"), fact(kernel, "temp_map_slots")
+
+    def script(guest):
+        guest.stop_at(contract.RUN_SELFTEST)   # (quiet: then the checkpoint, in the self-test's code)
+        snap = guest.stop_at(contract.CHECKPOINT)
+        assert snap.argument(0) == 1, f"the self-test stopped at its stage {snap.argument(0)}, not 1 (CPU 1's map)"
+        held = [[], []]   # [the slots (CPU 0's first, then CPU 1's) that map the frame holding mark n]
+        for slot in range(2 * per):
+            w = snap.walk(base + slot * PAGE)
+            if w.mapped and (word := int.from_bytes(snap.read_phys(w.pa & ~(PAGE - 1), 8), "little")) in marks:
+                held[marks.index(word)].append(slot)
+        slots = f"(the slots from {base:#x}, walked in the live root: CPU 0's {per} first, then CPU 1's)"
+        assert any(s < per for s in held[0]), (
+            f"CPU 1 took a temporary mapping while CPU 0's was live, and no slot of CPU 0 maps CPU 0's frame any "
+            f"more {slots}: CPU 1 wrote CPU 0's slot: temporary-mapping slots not per CPU")
+        assert held[1] and all(s >= per for s in held[1]), (
+            f"CPU 1 took a temporary mapping while CPU 0's was live, in slot {(held[1] or ['none'])[0]} {slots}, "
+            "not one of its own: temporary-mapping slots not per CPU (each CPU takes its own area's slots, with no "
+            "lock: TempMapArea::here())")
+        return True
+    t.selftest("smp_temp_maps", script, cpus=2, args={"a": marks[0], "b": marks[1]})
+    t.success()
