@@ -8,7 +8,8 @@ ticks after it; 4 and 5: around B's; 6: before the unmap, 7 and 8 after it; 9 to
 disk write and at the release of a user frame, finds the roots in the process registry, walks
 them in guest RAM and reads QEMU's log of each CPU's faults and interrupts; the kernel's lines are
 never believed. cpus_own_state also stops at run_selftest (both CPUs online) and reads each vCPU's
-control registers (gdbstub) and TR (QEMU's monitor) for what each CPU must own."""
+control registers (gdbstub) and TR (QEMU's monitor) for what each CPU must own; on AArch64 it
+witnesses each CPU's trap stack in a boot of its own (el0_trap_stacks)."""
 import re
 
 from pagoda_grade import lab_test
@@ -16,7 +17,7 @@ from pagoda_grade.labtest import LabTest
 from pagoda_grade.outcomes import BootEnded
 from pagoda_grade.processes import Layout, registry, user_symbol
 from pagoda_grade.swap import Format, image_path, image_slot
-from pagoda_grade.symbols import symbols
+from pagoda_grade.symbols import fact
 from pagoda_grade.witness import ARCHES, PAGE, page_faults_at
 from pagoda_pt import contract, picture
 
@@ -297,18 +298,53 @@ def test_lazy_idle(boot, kernel, arch):
 
 
 def trap_stacks(t):
-    """[(where CPU n's trap stack is found, the stack top there)] for each CPU, read from outside:
-    x86_64, the TSS its TR names (QEMU's `info registers -a`) and TSS.RSP0 in it; AArch64, its
-    TPIDRRO_EL0 (gdbstub) and its slot of the vectors' aarch64_user_trap_sp."""
+    """x86_64: [(CPU n's TSS, the stack top there)] for each CPU, read where the hardware looks:
+    the TSS its TR names (QEMU's `info registers -a`) and TSS.RSP0 in it."""
     where, offset = ARCHES[t.arch].proc["cpu_trap_stack"]
-    client = t.guest.client
-    if offset is not None:
-        places = [int(m, 16) for m in re.findall(rf"^{where}\s*=\s*\S+\s+([0-9a-f]+)", client.monitor(
-            "info registers -a"), re.M)]
-        return [(p, int.from_bytes(client.read_memory(p + offset, 8), "little")) for p in places]
-    base = symbols(t.kernel)[ARCHES[t.arch].proc["user_trap_stacks"][0][1]]
-    places = [v for (v,) in client.each_thread([where])]
-    return [(p, int.from_bytes(client.read_memory(base + p, 8), "little")) for p in places]
+    places = [int(m, 16) for m in re.findall(rf"^{where}\s*=\s*\S+\s+([0-9a-f]+)", t.guest.client.monitor(
+        "info registers -a"), re.M)]
+    return [(p, int.from_bytes(t.guest.client.read_memory(p + offset, 8), "little")) for p in places]
+
+
+def el0_trap_stacks(t, layout):
+    """AArch64: [the stack pointer CPU n's code moves to when it traps from EL0], witnessed in a
+    boot of its own with a spin pinned on each CPU: the first CPU to enter a vector for an
+    exception from EL0 (VBAR_EL1 of each vCPU, at the ISA's offsets) is held there while the other
+    runs alone (the gdbstub's vCont) until it enters one too; then each is stepped alone until its
+    SP has moved into a kernel stack. No symbol of the kernel's is believed."""
+    where, offsets = ARCHES[t.arch].proc["cpu_trap_stack"]
+    sps = {}
+
+    def witness(guest):
+        t.guest = guest
+        client = guest.client
+        ids = client.threads()
+        guest.stop_at(contract.CHECKPOINT)   # (the run's first: both CPUs online, their vectors set)
+        entries = {v + o for (v,) in client.each_thread([where]) for o in offsets}
+        first = guest.run_alone("-1", entries, what="a trap from EL0").values.get("thread")   # (every vCPU runs)
+        assert first in ids and len(ids) == 2, f"the gdbstub's threads are {ids}, the stop is {first}'s"
+        other = ids[1 - ids.index(first)]
+        reply = guest.run_alone(other, entries, what=f"CPU {ids.index(other)}'s trap from EL0, running spin alone "
+                                f"while CPU {ids.index(first)} was held in its vector")
+        assert reply.values.get("thread") == other, f"the gdbstub stopped thread {reply.values.get('thread')}, not {other}"
+        for n, tid in enumerate(ids):
+            client.request(f"Hg{tid}")
+            sp0 = sp = client.read_register("sp")
+            moved = False
+            for _ in range(32):
+                guest.run_alone(tid)
+                client.request(f"Hg{tid}")
+                sp = client.read_register("sp")
+                moved = moved or sp != sp0
+                if moved and layout.slot_of(sp - 1) is not None:
+                    break
+            sps[n] = sp
+        guest.end()
+        return True
+    run = t.booter(args={"run": "spin@0:0x10000000000,spin@1:0x10000000000"}, token=t.token, witness=witness,
+                   memory=t.memory, cpus=2)
+    run.require_witness()
+    return [sps[0], sps[1]]
 
 
 @lab_test(8, "cpus_own_state")
@@ -316,7 +352,6 @@ def test_cpus_own_state(boot, kernel, arch):
     t = Smp(boot, kernel, arch)
     proc = ARCHES[arch].proc
     layout = Layout.of(kernel)
-    what = "TSS (their TR)" if arch == "x86_64" else "slot of aarch64_user_trap_sp (their TPIDRRO_EL0)"
 
     def script(guest):
         guest.stop_at(contract.RUN_SELFTEST)   # (both CPUs online, CPU 1 idle)
@@ -329,29 +364,41 @@ def test_cpus_own_state(boot, kernel, arch):
                 f"CPU 1 runs with {name} {'set' if got else 'clear'}, CPU 0 with it {'set' if want else 'clear'} "
                 f"({register.upper()} of each vCPU, the gdbstub): the second CPU without its protections (each "
                 "CPU has its own control registers: take_own_state() must give CPU 1 the boot CPU's)")
-        (place0, _), (place1, _) = trap_stacks(t)
-        places = (place0, place1)
-        assert place0 != place1, (
-            f"both CPUs take their traps from user mode through the same {what}, {place0:#x}: one trap stack for "
-            "both CPUs (a trap on one lands on the kernel stack of the process running on the other)")
+        places = None
+        if arch == "x86_64":
+            (place0, _), (place1, _) = trap_stacks(t)
+            places = (place0, place1)
+            assert place0 != place1, (
+                f"both CPUs take their traps from user mode through the same TSS (their TR), {place0:#x}: one trap "
+                "stack for both CPUs (a trap on one lands on the kernel stack of the process running on the other)")
         try:
             t.stage(1)
         except BootEnded:
             no_timer_on_cpu1(t, places, start, None, "from the self-test's start to the end of the boot")
             raise
-        (_, top0), (_, top1) = trap_stacks(t)
-        slot = layout.slot_of(top1 - 1)
-        assert slot is not None and layout.stack(slot)[1] == top1, (
-            f"CPU 1, running spin, would take a trap from user mode on {top1:#x}, not the top of a kernel stack "
-            f"(its {what} at {place1:#x}): its own trap stack was never set")
-        assert top0 != top1, (f"both CPUs would take a trap from user mode on {top1:#x}: one trap stack for both "
-                              "CPUs")
+        if arch == "x86_64":
+            (_, top0), (_, top1) = trap_stacks(t)
+            slot = layout.slot_of(top1 - 1)
+            assert slot is not None and layout.stack(slot)[1] == top1, (
+                f"CPU 1, running spin, would take a trap from user mode on {top1:#x}, not the top of a kernel stack "
+                f"(TSS.RSP0 of its TSS at {place1:#x}): its own trap stack was never set")
+            assert top0 != top1, (f"both CPUs would take a trap from user mode on {top1:#x}: one trap stack for "
+                                  "both CPUs")
         _, until = t.stage(2)
         no_timer_on_cpu1(t, places, start, until, "from the self-test's start to five ticks of CPU 0 after the "
                          "eviction")
         guest.end()   # (the shootdowns are the other tests')
         return True
     t.start(script, to_end=False)
+    if arch == "aarch64":
+        sp0, sp1 = el0_trap_stacks(t, layout)
+        slot = layout.slot_of(sp1 - 1)
+        assert slot is not None and layout.slot_of(sp0 - 1) != slot, (
+            f"CPU 1 traps from EL0 with SP {sp1:#x}, CPU 0 with {sp0:#x} (each CPU held at its vector entry and "
+            "stepped alone, the gdbstub): "
+            + ("one trap stack for both CPUs (a trap on one lands on the kernel stack of the process running on the "
+               "other: each CPU loads SP_EL1 from its own slot, TPIDRRO_EL0)" if slot is not None else
+               "CPU 1's own trap stack was never set (SP_EL1 is not moved into a kernel stack)"))
 
 
 def no_timer_on_cpu1(t, places, since, until, when):
@@ -441,3 +488,31 @@ def test_cow_evict(boot, kernel, arch):
                                   "eviction (QEMU's log): each mapper's next access must fault it back")
         return True
     t.start(script, text=text)
+
+
+@lab_test(8, "per_cpu_temp_maps")
+def test_per_cpu_temp_maps(boot, kernel, arch):
+    t = LabTest(boot, kernel, arch)
+    marks = [t.pick(f"temp_map_mark{n}", 1 << 32, (1 << 63) - 1) for n in (0, 1)]
+    base, per = fact(kernel, "temp_map_base"), fact(kernel, "temp_map_slots")
+
+    def script(guest):
+        guest.stop_at(contract.RUN_SELFTEST)   # (quiet: then the checkpoint, in the self-test's code)
+        snap = guest.stop_at(contract.CHECKPOINT)
+        assert snap.argument(0) == 1, f"the self-test stopped at its stage {snap.argument(0)}, not 1 (CPU 1's map)"
+        held = [[], []]   # [the slots (CPU 0's first, then CPU 1's) that map the frame holding mark n]
+        for slot in range(2 * per):
+            w = snap.walk(base + slot * PAGE)
+            if w.mapped and (word := int.from_bytes(snap.read_phys(w.pa & ~(PAGE - 1), 8), "little")) in marks:
+                held[marks.index(word)].append(slot)
+        slots = f"(the slots from {base:#x}, walked in the live root: CPU 0's {per} first, then CPU 1's)"
+        assert any(s < per for s in held[0]), (
+            f"CPU 1 took a temporary mapping while CPU 0's was live, and no slot of CPU 0 maps CPU 0's frame any "
+            f"more {slots}: CPU 1 wrote CPU 0's slot: temporary-mapping slots not per CPU")
+        assert held[1] and all(s >= per for s in held[1]), (
+            f"CPU 1 took a temporary mapping while CPU 0's was live, in slot {(held[1] or ['none'])[0]} {slots}, "
+            "not one of its own: temporary-mapping slots not per CPU (each CPU takes its own area's slots, with no "
+            "lock: TempMapArea::here())")
+        return True
+    t.selftest("smp_temp_maps", script, cpus=2, args={"a": marks[0], "b": marks[1]})
+    t.success()

@@ -238,9 +238,9 @@ AARCH64 = ArchModel(
               "user_guards": (("cpsr", 22, "PAN", None),),   # the Cortex-A76 model always has PAN
               "cpu_protections": (("sctlr_el1", 19, "SCTLR_EL1.WXN"),
                                   ("sctlr_el1", 23, "SCTLR_EL1.SPAN (clear: every exception sets PSTATE.PAN)")),
-              # Where a CPU's trap stack is found: its slot (TPIDRRO_EL0, a byte offset) of
-              # aarch64_user_trap_sp, which every vector entry from EL0 loads SP_EL1 from.
-              "cpu_trap_stack": ("tpidrro_el0", None),
+              # Where a CPU's trap from EL0 is witnessed (lab 8): its vector base, and the ISA's
+              # offsets there of the synchronous and IRQ entries from a lower EL in AArch64.
+              "cpu_trap_stack": ("vbar_el1", (0x400, 0x480)),
               "privileged_needs": {},
               # ESR_EL1: classes (lower EL; the same-EL class is one more), WnR, the fault status
               # type (bits 5:2; bits 1:0 are the level, which depends on the tables), and the bits
@@ -718,6 +718,21 @@ class Guest:
         step and a breakpoint there comes first); the stop is collected by _wait()."""
         pc = self._stopped_at
         self._arm(self._armed - {pc}, resume="s")
+
+    def run_alone(self, thread, addresses=(), within=None, what="one instruction"):
+        """Lets vCPU @p thread (a gdbstub thread id) alone run, the other vCPUs held where they
+        are (QEMU's vCont: a thread given no action stays stopped), until it executes one of
+        @p addresses; with none, one instruction. The stop reply: a vCPU that got nowhere in
+        @p within seconds is stopped there. No side stop or stop hook runs; a step leaves the
+        breakpoints in (a single step overrides one at the PC: _step_off())."""
+        self._stopped_at = None
+        if addresses:
+            self._arm(set(addresses))
+        self.client.requests([], then=f"vCont;{'c' if addresses else 's'}:{thread}")
+        if within is None:
+            return self._wait(what)
+        self._wait_within(what, within)
+        return self.client.stop_reason()
 
     def _side(self, snap):
         """A side stop (side_stop()) or a mark (mark_at()) reached at @p snap: the side stop's

@@ -131,6 +131,7 @@ bool serve_mailbox() {
     case MailboxOp::LeaveSpace:
       if (g_leave_space != nullptr) g_leave_space(m.address);
       break;
+    case MailboxOp::Call: m.value = reinterpret_cast<u64 (*)()>(m.address)(); break;
     case MailboxOp::None: break;
   }
   m.served = sent;

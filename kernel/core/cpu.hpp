@@ -56,6 +56,7 @@ enum class MailboxOp : u32 {
   Read,             ///< read the u64 at `address` into `value` (the self-test's reader)
   InvalidatePages,  ///< a shootdown: drop `pages` (`count` of them; kShootdownAll: every one)
   LeaveSpace,       ///< let go of the root of the space at `address` if idle in it (cpu_set_leave_space)
+  Call,             ///< run the function at `address` (u64 (*)()), its result into `value` (a self-test's)
 };
 
 /// What MailboxOp::LeaveSpace calls on the CPU asked (the memory manager's, which knows the

@@ -57,7 +57,7 @@ using Format = arch::PageTableFormat;
 /// The kernel's address space lives here, built in place by init() and never destroyed.
 alignas(AddressSpace) u8 g_kernel_space_storage[sizeof(AddressSpace)];
 /// This CPU's temporary-mapping slots (mm/tempmap/temp_map.hpp).
-constinit TempMapArea g_temp_maps;
+constinit TempMapArea g_temp_maps[kMaxCpus];  ///< each CPU's own (lab 8)
 
 /// The boot stub's root, named for the debugging tools (mm/space/debug_roots.hpp) from init() until
 /// its frames are reclaimed (built in place: it must outlive init()'s frame).
@@ -245,15 +245,19 @@ u64 g_boot_reclaimed = 0;  ///< bytes of the boot stub's memory given to the all
 uptr kernel_stack_top() { return reinterpret_cast<uptr>(boot_stack_top); }
 
 /// The temp-map slots hang under the kernel half, which every root shares: made once, when
-/// the kernel's root is live (lab 4; its skeleton keeps user memory in the window, as lab 3).
+/// the kernel's root is live (lab 4; its skeleton keeps user memory in the window, as lab 3);
+/// the boot CPU's area, then one for each other CPU the kernel may bring up (lab 8).
 void make_temp_maps() {
-  const Result<void> temp = g_temp_maps.init(*g_kernel_space, 0);
+  const Result<void> temp = g_temp_maps[0].init(*g_kernel_space, 0);
   if (temp.is_error()) {
     if (temp.error() != Error::NotImplemented) panic("vm: no temp-map area: {}", temp.error());
     lab_todo(temp.error());
     return;
   }
-  TempMapArea::set_current(&g_temp_maps);
+  TempMapArea::set_current(&g_temp_maps[0]);
+  // (one CPU online, labs 0-7: never used; an area init() refused leaves that CPU the boot CPU's)
+  for (u32 cpu = 1; cpu < kMaxCpus; ++cpu)
+    if (g_temp_maps[cpu].init(*g_kernel_space, cpu).ok()) TempMapArea::set_area_of(cpu, &g_temp_maps[cpu]);
 }
 
 /// The boot tables map the whole image, the guard page below boot_stack included: a stack that

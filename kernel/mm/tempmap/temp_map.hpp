@@ -19,11 +19,15 @@
 ///     CR3 = A's root                      A's root      B's root      kernel root
 ///       [256..511] -------------------->  same tables   same tables   same tables
 ///                                                \           |           /
-///                                            temp-map page table: slot 0 1 2 ... 7 (per CPU)
+///                                      temp-map page table: CPU 0's slots 0..7, CPU 1's 8..15, ...
 ///
 /// Written into a root's own tables instead (say, the kernel root's copy while A is live, or a
 /// table only B's root points to), the access through the slot faults or reads another frame,
 /// and only when a process is running (labs/04-temp-mappings).
+///
+/// Each CPU has an area of its own (lab 8): its own slots and its own stack of them, taken with
+/// no lock, since no other CPU ever touches them. Two CPUs sharing one area would each write
+/// entries the other may be reading through (the kernel lock hides it only where both take it).
 ///
 /// The slots of a CPU are a stack: a new guard takes the lowest free slot above the ones in
 /// use, and guards must be released in reverse order (nesting, an interrupt that maps a frame
@@ -79,10 +83,14 @@ class TempMapArea {
   /// Maps made since init() (for the benchmark and the stress test).
   u64 maps() const { return maps_; }
 
-  /// The area of this CPU, for TempMap's default constructor; nullptr before vm::init() made it.
+  /// The boot CPU's area (the one the grader and GDB read); nullptr before vm::init() made it.
   static TempMapArea* current() { return s_current; }
-  /// Makes @p area the one TempMap(PhysAddr) uses (vm::init(); host tests).
-  static void set_current(TempMapArea* area) { s_current = area; }
+  /// The area of the CPU running this code, for TempMap's default constructor: its own (lab 8).
+  static TempMapArea* here();
+  /// Makes @p area the boot CPU's (vm::init(); host tests).
+  static void set_current(TempMapArea* area) { s_current = s_areas[0] = area; }
+  /// Makes @p area CPU @p cpu's (vm::init(), for each CPU the kernel may bring up).
+  static void set_area_of(usize cpu, TempMapArea* area) { s_areas[cpu] = area; }
 
  private:
   friend class TempMap;
@@ -104,6 +112,7 @@ class TempMapArea {
   void check_popped(usize slot) const;
 
   static inline TempMapArea* s_current = nullptr;
+  static inline TempMapArea* s_areas[kMaxCpus] = {};
 
   TlbSync* tlb_ = nullptr;       ///< the kernel space's TLB maintenance
   u64* entries_[kSlots] = {};    ///< each slot's page-level entry
