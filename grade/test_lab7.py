@@ -144,7 +144,7 @@ def test_syscall_buffers(boot, kernel, arch):
                 t.guest.send_line(typed)
             elif c.name == "Exit":
                 assert c.args[0] == 0, f"swapbuf exited with code {c.args[0]}: its checks failed"
-                return c.snap.read_virt(base, len(typed) + 1, c.root)
+                return t.read_user(c, base, len(typed) + 1)
 
     got = t.start(f"swapbuf:{offset}:{cap + 8}", script, cap=cap, steer=True)
     assert line in t.run.lines, "write() from the swapped-out buffer did not print swapbuf's line whole"

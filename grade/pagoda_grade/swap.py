@@ -973,6 +973,24 @@ class SwapTest(ProcTest):
         """(SwapState, World) at @p call's stop."""
         return self.watch.look(call.snap)
 
+    def read_user(self, call, va, size):
+        """@p size bytes at @p va in the caller's space at @p call's stop, each page from its frame
+        (guest RAM) or, swapped out, from the slot its entry names (the disk image)."""
+        world, out = self.look(call)[1], b""
+        while len(out) < size:
+            page, at = va & ~(PAGE - 1), va & (PAGE - 1)
+            e = world.entries.get((call.root, page), 0)
+            if self.fmt.present(e):
+                data = call.snap.read_phys(self.fmt.frame(e), PAGE)
+            elif self.fmt.is_swap(e):
+                data = image_slot(self.watch.image, self.fmt.slot(e))
+            else:
+                raise AssertionError(f"at {call.name}(), the process's page {page:#x} is neither mapped nor swapped "
+                                     f"out (its entry is {e:#x})")
+            take = data[at:at + size - len(out)]
+            out, va = out + take, va + len(take)
+        return out
+
     def placed(self, call, world, root, base, expected):
         """In the script: fails unless the pages from @p base in @p root hold @p expected, each where
         its entry says (placement_problem)."""
