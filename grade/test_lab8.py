@@ -98,6 +98,16 @@ class Smp(LabTest):
         assert frame is not None, f"spin's count page {self.page:#x} is not mapped before the unmap"
         return a, frame, mark
 
+    def b_never_ran(self, snap, n=2):
+        """Fails unless spin B, pinned to CPU 0, has not counted by @p snap (guest RAM: its count page
+        unmapped or 0): CPU 0 runs the self-test and never schedules, so only CPU 1 could have run
+        it. @p n: the spins by then (2, or 3 once C exists)."""
+        _, count = self.counted(snap, self.spins(snap, n)[1])
+        assert not count, (
+            f"spin B, pinned to CPU 0, has counted to {count} (its count page in guest RAM), yet CPU 0 runs only the "
+            "self-test and never schedules: CPU 1 ran a process pinned to another CPU (the pick ignores affinity: "
+            "a CPU picks only the Ready processes that run on it)")
+
     def reached_cpu1(self, since):
         """Fails unless A's eviction (after log event @p since) reached CPU 1: x86_64, an IPI there;
         AArch64 (a broadcast TLBI, no IPI), spin's next access to the page faulted on CPU 1."""
@@ -182,7 +192,7 @@ def test_targeted(boot, kernel, arch):
         t.first_eviction_reached_cpu1()
         t.stage(3)
         _, mark = t.stage(4)
-        t.stage(5)
+        t.b_never_ran(t.stage(5)[0])
         if arch == "x86_64":
             sent = t.ipis(mark)
             assert not sent, (
@@ -363,3 +373,19 @@ def no_timer_on_cpu1(t, places, since, until, when):
     assert took[1] >= 2, (f"CPU 1 took {took[1]} interrupt(s) at the timer's vector ({vector:#x}), CPU 0 {took[0]}, "
                           f"{when} (QEMU's log): no timer on CPU 1 (each CPU has its own timer, started on it: "
                           "take_own_state())")
+
+
+@lab_test(8, "per_cpu_pick")
+def test_per_cpu_pick(boot, kernel, arch):
+    t = Smp(boot, kernel, arch)
+
+    def script(guest):
+        t.b_never_ran(t.stage(5)[0])
+        snap, _ = t.stage(17)
+        t.b_never_ran(snap, 3)
+        _, count = t.counted(snap, t.spins(snap, 3)[2])
+        assert count, (
+            "spin C, pinned to CPU 1 with spin A, never counted (its count page in guest RAM), though CPU 1 ran it and "
+            "then A again: C's turns never reached user mode, or its context was lost in the switch")
+        return True
+    t.start(script)
