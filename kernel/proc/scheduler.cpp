@@ -57,12 +57,19 @@ bool runs_here(const Process& p) { return p.cpu == this_cpu().id; }
 /// this CPU, or nullptr. (Lab 8's pick; next_ready() is lab 3's, for one CPU.)
 Process* next_ready_here(const Process* after) {
   const Span<Process> table = process_table();
+  // LAB 8 BEGIN this CPU's round robin: the first Ready slot after @p after that runs here (runs_here())
   const usize n = table.size(), first = after == nullptr ? 0 : usize(after - table.data()) + 1;
   for (usize k = 0; k < n; ++k) {
     Process& candidate = table[(first + k) % n];
     if (candidate.state == State::Ready && runs_here(candidate)) return &candidate;
   }
   return nullptr;
+  // LAB 8 SKELETON
+  // (void)after;
+  // (void)table;
+  // (void)runs_here;
+  // panic("lab 8: write next_ready_here() in kernel/proc/scheduler.cpp (labs/08-smp/README.md)");
+  // LAB 8 END
 }
 
 /// Whether a process is ready to run on this CPU (lab 3's next_ready() while one CPU runs).
@@ -145,6 +152,7 @@ void wake_waiter(u32 parent) {
 /// It is made Ready before switch_to() saves its context: safe, because this CPU holds the kernel
 /// lock from here until the context it switches to lets it go, and no other CPU picks it anyway.
 void schedule_here() {
+  // LAB 8 BEGIN schedule() on two CPUs: this CPU's next process; the running one, if it stays ready, to the back
   Process* const prev = g_current;
   Process* const next = next_ready_here(prev);
   const bool carries_on = prev != nullptr && prev->state == State::Running;
@@ -152,6 +160,9 @@ void schedule_here() {
   if (next != nullptr) next->state = State::Running;
   if (carries_on) prev->state = State::Ready;
   switch_to(next);
+  // LAB 8 SKELETON
+  // panic("lab 8: write schedule_here() in kernel/proc/scheduler.cpp (labs/08-smp/README.md)");
+  // LAB 8 END
 }
 
 /// Marks @p p as killed with @p how (the first kill wins) and wakes it if it sleeps or waits.
