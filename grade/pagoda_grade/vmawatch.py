@@ -794,7 +794,8 @@ def record_against_model(record, token, ops, op):
                     "left one ends where the right one starts)")
         if sides:
             return (f"{where}: the munmap that made that hole (operation {unmapped[h]}) left its range in the record "
-                    "(VmaSet::remove)")
+                    "(VmaSet::remove), or the two pieces it left were merged into one across the gap again "
+                    "(VmaSet::mergeable must also require that the left one ends where the right one starts)")
         if not any(i in made or i in unmapped for i in holes):
             # Never mapped by the program, so no munmap left them: the record grew over them.
             return (f"{where}, which the program never mapped: the record grew a region over a gap, most likely two "
