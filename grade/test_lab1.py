@@ -518,7 +518,8 @@ def test_vmprint_matches(boot, kernel, arch):
         edges = [edge for r in runs for edge in range(r.va_start - r.va_start % span + span, r.va_end, span)][:4096]
         # Preferred: an edge whose table below has its first page mapped by a page (not a block),
         # so that a table handed the whole range wraps to an entry that is present and shows it.
-        paged = [edge for edge in edges if any(r.size == PAGE and r.va_start <= edge - span < r.va_end for r in runs)]
+        paged = [edge for edge in edges
+                 if any(r.page_size == PAGE and r.va_start <= edge - span < r.va_end for r in runs)]
         edges = paged or edges
         if edges:
             edge = edges[t.pick("vmprint edge", 0, len(edges) - 1)]
