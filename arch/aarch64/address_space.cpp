@@ -6,6 +6,7 @@
 #include "arch/aarch64/mmu_hw.hpp"
 #include "core/arch.hpp"
 #include "core/panic.hpp"
+#include "core/stop.hpp"
 
 namespace pagoda::aarch64 {
 namespace {
@@ -184,7 +185,7 @@ void Aarch64AddressSpace::activate() {
 
 void Aarch64AddressSpace::write_barrier() { hw::write_barrier(); }
 
-void Aarch64AddressSpace::invalidate_page(VirtAddr va, bool global) {
+[[PAGODA_STOP(invalidate_page)]] void Aarch64AddressSpace::invalidate_page(VirtAddr va, bool global) {
   if (global || Format::in_upper_range(va)) hw::invalidate_va_all_asids(va);
   // LAB 8 BEGIN a user page: broadcast (IS) when another CPU may cache the space, this CPU's TLB alone otherwise
   // (ASIDs keep a space's translations in a CPU's TLB across its switches: cpus() only grows.)
@@ -195,7 +196,7 @@ void Aarch64AddressSpace::invalidate_page(VirtAddr va, bool global) {
   // LAB 8 END
 }
 
-void Aarch64AddressSpace::invalidate_all(bool global) {
+[[PAGODA_STOP(invalidate_all)]] void Aarch64AddressSpace::invalidate_all(bool global) {
   if (global || kernel_) hw::invalidate_all();
   else hw::flush_asid(asid_);  // (the space's end, not a batch, says its ASID is clean)
 }

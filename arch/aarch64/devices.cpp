@@ -5,6 +5,7 @@
 #include "arch/aarch64/gic.hpp"
 #include "arch/aarch64/platform.hpp"
 #include "arch/aarch64/timer.hpp"
+#include "core/stop.hpp"
 #include "dev/platform.hpp"
 
 namespace pagoda::arch {
@@ -56,7 +57,9 @@ bool route_device_interrupt(PhysRange transport, DeviceInterruptHandler handler)
 bool device_interrupts_ready() { return aarch64::timer_running(); }
 
 // WFI wakes on a pending IRQ even while PSTATE.I masks it; unmasking then takes it.
-void wait_for_device() { asm volatile("wfi; msr daifclr, #2; isb; msr daifset, #2" ::: "memory"); }
+[[PAGODA_STOP(wait_for_device)]] void wait_for_device() {
+  asm volatile("wfi; msr daifclr, #2; isb; msr daifset, #2" ::: "memory");
+}
 
 u64 device_clock() {
   aarch64::isb();

@@ -15,6 +15,7 @@
 #include "arch_impl/address_space.hpp"
 #include "arch_impl/layout.hpp"
 #include "arch_impl/page_table_format.hpp"
+#include "core/stop.hpp"
 #include "dev/platform.hpp"
 #include "mm/space/mmu.hpp"
 
@@ -92,7 +93,7 @@ PhysAddr read_ttbr1() { return PhysAddr(PAGODA_READ_SYSREG("ttbr1_el1") & Format
 }
 
 // Not inlined: a breakpoint here stops at every switch of processes, with the root in x0.
-[[gnu::noinline]] void load_ttbr0(PhysAddr root, u16 asid) {
+[[PAGODA_STOP(load_ttbr0)]] void load_ttbr0(PhysAddr root, u16 asid) {
   PAGODA_WRITE_SYSREG("ttbr0_el1", ttbr_value(root, asid));
   isb();
   cached_word(asid) |= cached_bit(asid);

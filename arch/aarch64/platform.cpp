@@ -11,6 +11,7 @@
 #include "core/cpu.hpp"
 #include "core/frame_records.hpp"
 #include "core/panic.hpp"
+#include "core/stop.hpp"
 #include "mm/base/layout.hpp"
 #include "mm/vm.hpp"
 
@@ -116,9 +117,9 @@ u64 timer_ticks() { return aarch64::timer_ticks(); }
 
 void interrupts_enable() { irq_enable(); }
 void interrupts_disable() { irq_disable(); }
-void wait_for_interrupt() { wfi(); }
+[[PAGODA_STOP(wait_for_interrupt)]] void wait_for_interrupt() { wfi(); }
 
-void shutdown(ExitStatus status) {
+[[PAGODA_STOP(shutdown)]] void shutdown(ExitStatus status) {
   irq_disable();
   // A second call (the fallbacks below trapped, and the report panicked) only stops the CPU.
   if (!exchange(g_shutting_down, true)) {

@@ -35,7 +35,7 @@
 
 #define SWITCH_FRAME_SIZE 96
 
-        .section .text.aarch64_switch, "ax"
+        .section .text.stops.aarch64_switch, "ax"
         .balign AARCH64_PAGE_SIZE
         .global aarch64_switch_context
         .type   aarch64_switch_context, %function
@@ -64,7 +64,7 @@ aarch64_switch_context:
         .cfi_endproc
         .size   aarch64_switch_context, . - aarch64_switch_context
 
-        .section .text.aarch64_svc, "ax"
+        .section .text.stops.aarch64_svc, "ax"
         .balign AARCH64_PAGE_SIZE
         .global aarch64_svc_entry
         .type   aarch64_svc_entry, %function

@@ -5,6 +5,7 @@
 
 #include "arch/x86_64/mmu_hw.hpp"
 #include "core/panic.hpp"
+#include "core/stop.hpp"
 
 namespace pagoda::x86 {
 
@@ -110,7 +111,7 @@ bool X86AddressSpace::shares_kernel_half(FormatSink& why) const {
 
 void X86AddressSpace::activate() { hw::load_root(tree_.root()); }
 
-void X86AddressSpace::invalidate_page(VirtAddr va, bool global) {
+[[PAGODA_STOP(invalidate_page)]] void X86AddressSpace::invalidate_page(VirtAddr va, bool global) {
   if (global || in_kernel_half(va) || is_live()) hw::invalidate_page(va);
   // LAB 8 BEGIN the other CPUs: INVLPG is this CPU's alone
   // The kernel half and global entries are in every root: every online CPU drops them, except
@@ -124,7 +125,7 @@ void X86AddressSpace::invalidate_page(VirtAddr va, bool global) {
   // LAB 8 END
 }
 
-void X86AddressSpace::invalidate_all(bool global) {
+[[PAGODA_STOP(invalidate_all)]] void X86AddressSpace::invalidate_all(bool global) {
   if (global || kernel_ || is_live()) hw::flush_tlb(global);
   // LAB 8 BEGIN the other CPUs: a CR3 reload is this CPU's alone
   remote_all(global || kernel_);

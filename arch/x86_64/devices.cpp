@@ -5,6 +5,7 @@
 #include "arch/x86_64/ioapic.hpp"
 #include "arch/x86_64/lapic.hpp"
 #include "arch/x86_64/traps.hpp"
+#include "core/stop.hpp"
 #include "dev/platform.hpp"
 
 namespace pagoda::arch {
@@ -71,7 +72,7 @@ bool route_device_interrupt(PhysRange transport, DeviceInterruptHandler handler)
 
 bool device_interrupts_ready() { return x86::lapic_ready(); }
 
-void wait_for_device() { asm volatile("sti; hlt; cli" ::: "memory"); }
+[[PAGODA_STOP(wait_for_device)]] void wait_for_device() { asm volatile("sti; hlt; cli" ::: "memory"); }
 
 u64 device_clock() {
   u32 lo, hi;

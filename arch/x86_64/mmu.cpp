@@ -5,6 +5,7 @@
 #include "arch/x86_64/mmu_hw.hpp"
 #include "arch_impl/layout.hpp"
 #include "arch_impl/page_table_format.hpp"
+#include "core/stop.hpp"
 #include "dev/platform.hpp"
 #include "mm/space/mmu.hpp"
 
@@ -46,7 +47,7 @@ PhysAddr read_root() { return PhysAddr(read_cr3() & Format::kAddressMask); }
 
 // Not inlined: a breakpoint here stops at every switch of roots, with the new root in RDI
 // (docs/debugging.md).
-[[gnu::noinline]] void load_root(PhysAddr root) { write_cr3(root.value()); }
+[[PAGODA_STOP(load_root)]] void load_root(PhysAddr root) { write_cr3(root.value()); }
 
 void invalidate_page(VirtAddr va) { asm volatile("invlpg (%0)" ::"r"(va.value()) : "memory"); }
 

@@ -7,6 +7,7 @@
 #include "arch/x86_64/traps.hpp"
 #include "core/arch.hpp"
 #include "core/frame_records.hpp"
+#include "core/stop.hpp"
 #include "mm/vm.hpp"
 
 namespace pagoda::arch {
@@ -24,9 +25,9 @@ u64 timer_ticks() { return x86::lapic_ticks(); }
 
 void interrupts_enable() { x86::sti(); }
 void interrupts_disable() { x86::cli(); }
-void wait_for_interrupt() { x86::hlt(); }
+[[PAGODA_STOP(wait_for_interrupt)]] void wait_for_interrupt() { x86::hlt(); }
 
-void shutdown(ExitStatus status) {
+[[PAGODA_STOP(shutdown)]] void shutdown(ExitStatus status) {
   x86::cli();
   // QEMU's isa-debug-exit device (iobase 0xf4) ends the emulator; without it, we halt.
   x86::outl(DEBUG_EXIT_PORT, status == ExitStatus::Success ? DEBUG_EXIT_SUCCESS : DEBUG_EXIT_FAILURE);

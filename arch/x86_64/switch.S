@@ -41,7 +41,7 @@
 
         .cfi_sections .debug_frame
 
-        .section .text.x86_switch, "ax", @progbits
+        .section .text.stops.x86_switch, "ax", @progbits
         .balign X86_PAGE_SIZE
         .global x86_switch_context
         .type   x86_switch_context, @function
@@ -139,7 +139,7 @@ x86_switch_context:
 /* CPU 0 calls through x86_syscall_handler: x86_syscall while it is the only CPU (no kernel
    lock, not even its flag's checks: the null system call's cost), x86_syscall_locking from the
    moment a second CPU may start (user_mode.hpp). CPU 1 only ever runs beside CPU 0. */
-        .section .text.x86_syscall, "ax", @progbits
+        .section .text.stops.x86_syscall, "ax", @progbits
         syscall_entry x86_syscall_entry, 0, "*x86_syscall_handler(%rip)"
         .global x86_syscall_entry_end
 x86_syscall_entry_end:

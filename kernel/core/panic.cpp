@@ -2,6 +2,7 @@
 
 #include "core/arch.hpp"
 #include "core/cpu.hpp"
+#include "core/stop.hpp"
 
 namespace pagoda {
 namespace {
@@ -16,7 +17,7 @@ u32 g_panicking = 0;
 
 }  // namespace
 
-void panic_begin() {
+[[PAGODA_STOP(panic_begin)]] void panic_begin() {
   arch::interrupts_disable();
   const u32 me = arch::cpu_id() + 1;
   u32 none = 0;

@@ -3,6 +3,7 @@
 #include "core/arch.hpp"
 #include "core/cmdline.hpp"
 #include "core/panic.hpp"
+#include "core/stop.hpp"
 #include "lib/proof.hpp"
 #include "mm/base/page.hpp"
 
@@ -15,11 +16,12 @@ extern "C" volatile pagoda::GraderInbox pagoda_grader_inbox = {};
 
 // Both start a page (see selftest.hpp); they are the first code of this file, which holds no
 // hot loop, so their page is quiet.
-extern "C" [[gnu::noinline, gnu::used, gnu::aligned(pagoda::kPageSize)]] void pagoda_grader_stop() {
+extern "C" [[gnu::used, PAGODA_STOP(pagoda_grader_stop)]] void pagoda_grader_stop() {
   asm volatile("" ::: "memory");  // a real call: the grader's breakpoint needs it
 }
 
-extern "C" [[gnu::noinline, gnu::used]] void pagoda_grader_checkpoint(pagoda::u64 a, pagoda::u64 b, pagoda::u64 c) {
+extern "C" [[gnu::used, PAGODA_STOP(pagoda_grader_checkpoint)]] void
+pagoda_grader_checkpoint(pagoda::u64 a, pagoda::u64 b, pagoda::u64 c) {
   asm volatile("" ::"r"(a), "r"(b), "r"(c) : "memory");
 }
 
@@ -41,7 +43,7 @@ usize await_grader_inputs() {
   return n;
 }
 
-void run_selftest(StringView name, const SelfTestContext& ctx) {
+[[PAGODA_STOP(run_selftest)]] void run_selftest(StringView name, const SelfTestContext& ctx) {
   for (const SelfTest* t = __start_pagoda_selftests; t != __stop_pagoda_selftests; ++t) {
     if (StringView(t->name) != name) continue;
     println("selftest {}: start", name);

@@ -2,6 +2,7 @@
 #include "dev/virtio_blk.hpp"
 
 #include "core/arch.hpp"
+#include "core/stop.hpp"
 #include "dev/platform.hpp"
 #include "dev/swap_disk.hpp"
 #include "dev/virtio.hpp"
@@ -274,8 +275,10 @@ bool wait_for_completion(u64 interrupts_before) {
 }
 
 /// One request of @p type (kBlockRead or kBlockWrite) for slot @p slot, with the frame at
-/// @p frame as its data; returns when the device has completed it.
-Result<void> transfer(u32 type, u64 slot, PhysAddr frame) {
+/// @p frame as its data; returns when the device has completed it. Out of line: the grader's
+/// stops read_slot() and write_slot() each have a page of their own (core/stop.hpp), and the
+/// request and its wait run here, not on theirs.
+[[gnu::noinline]] Result<void> transfer(u32 type, u64 slot, PhysAddr frame) {
   const bool read = type == kBlockRead;
   const char* step = read ? "reading swap slot" : "writing swap slot";
   if (!g_disk.live)
@@ -353,8 +356,12 @@ u64 slot_count() { return virtio_blk::g_disk.live ? virtio_blk::g_disk.slots : 0
 
 DiskTimes times() { return {virtio_blk::g_disk.requests, virtio_blk::g_disk.waited}; }
 
-Result<void> read_slot(u64 slot, PhysAddr frame) { return virtio_blk::transfer(virtio::kBlockRead, slot, frame); }
+[[PAGODA_STOP(read_slot)]] Result<void> read_slot(u64 slot, PhysAddr frame) {
+  return virtio_blk::transfer(virtio::kBlockRead, slot, frame);
+}
 
-Result<void> write_slot(u64 slot, PhysAddr frame) { return virtio_blk::transfer(virtio::kBlockWrite, slot, frame); }
+[[PAGODA_STOP(write_slot)]] Result<void> write_slot(u64 slot, PhysAddr frame) {
+  return virtio_blk::transfer(virtio::kBlockWrite, slot, frame);
+}
 
 }  // namespace pagoda::swap_disk

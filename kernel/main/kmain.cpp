@@ -7,6 +7,7 @@
 #include "core/panic.hpp"
 #include "core/runtime.hpp"
 #include "core/selftest.hpp"
+#include "core/stop.hpp"
 #include "dev/swap_disk.hpp"
 #include "dev/virtio_blk.hpp"
 #include "lib/proof.hpp"
@@ -79,7 +80,7 @@ void start_swap(const BootInfo& boot) {
 
 }  // namespace
 
-void kmain(const BootInfo& boot) {
+[[PAGODA_STOP(kmain)]] void kmain(const BootInfo& boot) {
   // On the boot stub's low entry stack and tables (arch/<isa>/boot.S).
   if (!global_constructors_ran()) panic("the global constructors did not run before kmain()");
   const StringView token = token_of(boot);

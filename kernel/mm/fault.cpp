@@ -5,6 +5,7 @@
 
 #include "mm/vm.hpp"
 
+#include "core/stop.hpp"
 #include "mm/vm_parts.hpp"
 #include "core/lab.hpp"
 #include "core/panic.hpp"
@@ -71,7 +72,8 @@ Result<void> grow_stack(UserRegions& regions, const Vma& growth, u64 page) {
 /// @p perms; a frame this mapping alone holds (count 1: the other sharers are gone) is taken
 /// back as it is, only widened. (Never inlined: the lab-6 grader stops at its entry and return
 /// to see what each fault did to the frame, its copy and their counts.)
-[[gnu::noinline]] Result<void> copy_on_write(AddressSpace& space, VirtAddr page, PhysAddr frame, Perms perms) {
+[[PAGODA_STOP(copy_on_write)]] Result<void> copy_on_write(AddressSpace& space, VirtAddr page, PhysAddr frame,
+                                                          Perms perms) {
   // LAB 6 BEGIN the copy-on-write fault
   if (g_frame_refs.count(frame) <= 1) return space.protect(page, kPageSize, perms);
   const PhysAddr copy = TRY(allocate_user_frame());
@@ -201,7 +203,7 @@ FaultDecision resolve_user_fault(AddressSpace& space, UserRegions& regions, Virt
 
 }  // namespace
 
-FaultDecision handle_fault(AddressSpace* space, VirtAddr va, Access access) {
+[[PAGODA_STOP(handle_fault)]] FaultDecision handle_fault(AddressSpace* space, VirtAddr va, Access access) {
   // Lab 5: a user access (or a user copy, which the arch's trap code passes as one) to a space
   // with a record asks the record: a page of a region that allows the access is brought in (the
   // stack grows down first when the page lies just below it); anything else ends the process

@@ -4,6 +4,7 @@
 
 #include "mm/vm.hpp"
 
+#include "core/stop.hpp"
 #include "mm/vm_parts.hpp"
 #include "core/panic.hpp"
 #include "lib/facts.hpp"
@@ -87,7 +88,7 @@ FrameAllocator& frames() { return g_frames; }
 
 FrameRefs& frame_refs() { return g_frame_refs; }
 
-[[gnu::noinline]] void put_user_frame(PhysAddr frame) {
+[[PAGODA_STOP(put_user_frame)]] void put_user_frame(PhysAddr frame) {
   // LAB 6 BEGIN one mapping of a user frame is gone: drop its reference; the last one frees it
   if (g_frame_refs.drop(frame)) g_frames.free(frame);
   // LAB 6 SKELETON

@@ -4,6 +4,7 @@
 #pragma once
 
 #include "boot/bootinfo.hpp"
+#include "core/stop.hpp"
 #include "mm/space/address_space.hpp"
 #include "mm/space/vma.hpp"
 #include "mm/phys/frame_allocator.hpp"
@@ -75,12 +76,12 @@ VirtAddr device_virt(PhysAddr pa);
 void* device_ptr(PhysAddr pa);
 /// Fills the frame at @p pa with zeros, wherever it lies: through the window below
 /// reachable_limit(), through a temporary mapping above it (mm/tempmap/temp_map.hpp).
-void zero_frame(PhysAddr pa);
+[[PAGODA_STOP(zero_frame)]] void zero_frame(PhysAddr pa);
 /// Copies the frame at @p from to the frame at @p to, wherever each lies.
-void copy_frame(PhysAddr to, PhysAddr from);
+[[PAGODA_STOP(copy_frame)]] void copy_frame(PhysAddr to, PhysAddr from);
 /// Copies @p size bytes from @p src into the frame at @p pa at @p offset (within the frame),
 /// wherever the frame lies.
-void write_frame(PhysAddr pa, usize offset, const void* src, usize size);
+[[PAGODA_STOP(write_frame)]] void write_frame(PhysAddr pa, usize offset, const void* src, usize size);
 /// The reference counts of user frames (lab 6, mm/phys/frame_refs.hpp).
 FrameRefs& frame_refs();
 /// One mapping of the user frame @p frame is gone (an unmap): frees it when that was its last

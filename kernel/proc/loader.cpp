@@ -2,6 +2,7 @@
 #include "proc/loader.hpp"
 
 #include "core/lab.hpp"
+#include "core/stop.hpp"
 #include "lib/facts.hpp"
 #include "lib/string.hpp"
 #include "mm/vm.hpp"
@@ -172,8 +173,8 @@ Vma segment_vma(Span<const u8> image, const elf::Segment& s) {
   // LAB 5 END
 }
 
-Result<arch::UserEntry> load_program(AddressSpace& space, UserRegions& regions, Span<const u8> image,
-                                     Span<const StringView> args) {
+[[PAGODA_STOP(load_program)]] Result<arch::UserEntry> load_program(AddressSpace& space, UserRegions& regions,
+                                                                   Span<const u8> image, Span<const StringView> args) {
   const elf::ParseResult parsed = elf::parse_executable(image, elf::kernel_target());
   if (parsed.is_error()) return Error(Error::InvalidArgument, elf::error_message(parsed.error()));
   const elf::Executable& exe = parsed.value();

@@ -3,6 +3,7 @@
 
 #include "core/lab.hpp"
 #include "core/panic.hpp"
+#include "core/stop.hpp"
 #include "lib/facts.hpp"
 #include "mm/space/fork_copy.hpp"
 #include "mm/heap_allocator.hpp"
@@ -126,7 +127,8 @@ Process* find_process(u32 pid) {
   return nullptr;
 }
 
-Result<Process*> create_process(StringView name, Span<const u8> image, Span<const StringView> args) {
+[[PAGODA_STOP(create_process)]] Result<Process*> create_process(StringView name, Span<const u8> image,
+                                                                Span<const StringView> args) {
   Process& p = *TRY(take_slot(name));
   // LAB 3 BEGIN a root of its own with the program loaded, a kernel stack, and its first frame
   // In the order that lets each failure give back exactly what was made (release()).
@@ -161,7 +163,7 @@ Result<Process*> create_process(StringView name, Span<const u8> image, Span<cons
 }
 
 // (Never inlined: the grader stops at its entry, where a teardown begins.)
-[[gnu::noinline]] void destroy_process(Process& p) {
+[[PAGODA_STOP(destroy_process)]] void destroy_process(Process& p) {
   if (p.state == State::Running || &p == current()) panic("destroying process {} while it runs", p.pid);
   if (p.has_space()) p.space().leave_if_lazy();  // (lab 8: a root this CPU kept only while idle)
   if (p.has_space() && p.space().is_live())
@@ -190,7 +192,7 @@ Result<void> copy_record(const UserRegions& from, UserRegions& to) {
   // LAB 6 END
 }
 
-Result<Process*> fork_process(Process& parent) {
+[[PAGODA_STOP(fork_process)]] Result<Process*> fork_process(Process& parent) {
   // LAB 6 BEGIN fork: a child whose record and user half are copies of the parent's, returning 0
   // The child is made in the order create_process() makes a process, and undone by release()
   // on any failure: a slot (its pid), a root that shares the kernel half with an empty record,
@@ -325,7 +327,8 @@ Result<void> share_pages(AddressSpace& from, const VmaSet& vmas, AddressSpace& t
   // LAB 6 END
 }
 
-Result<arch::UserEntry> exec_current(Process& p, StringView name, Span<const u8> image, Span<const StringView> args) {
+[[PAGODA_STOP(exec_current)]] Result<arch::UserEntry> exec_current(Process& p, StringView name, Span<const u8> image,
+                                                                   Span<const StringView> args) {
   // LAB 6 BEGIN exec: a new space loaded beside the old one, then the switch, then the old one freed
   // The new space is made and loaded while the old root stays live (the loader writes the new
   // one through temporary mappings: load_program(), labs 4 and 5), so that any failure drops

@@ -6,6 +6,7 @@
 #include "core/last_failure.hpp"
 #include "core/panic.hpp"
 #include "core/selftest.hpp"
+#include "core/stop.hpp"
 #include "lib/facts.hpp"
 #include "lib/string.hpp"
 #include "mm/heap.hpp"
@@ -449,7 +450,7 @@ FaultCause record_words(FormatSink& sink, Process& p, u64 address, Access access
   return verdict.cause;
 }
 
-void user_fault(const UserFault& fault) {
+[[PAGODA_STOP(user_fault)]] void user_fault(const UserFault& fault) {
   Process* p = current();
   if (p == nullptr) panic("a fault from user mode with no current process: {} at {:#x}", fault.mnemonic, fault.pc);
   UserFault f = fault;

@@ -3,6 +3,7 @@
 
 #include "core/arch.hpp"
 #include "core/panic.hpp"
+#include "core/stop.hpp"
 #include "lib/facts.hpp"
 #include "mm/tempmap/temp_map.hpp"
 #include "mm/vm.hpp"
@@ -140,7 +141,7 @@ void wake_waiter(u32 parent) {
 /// may run kernel code meanwhile); the caller takes it again. Never inlined: the lab-6 grader
 /// stops here to see who waits for what when no process can run (a parent waiting for a child
 /// that has ended and was never told).
-[[gnu::noinline]] void idle_until_interrupt() {
+[[PAGODA_STOP(idle_until_interrupt)]] void idle_until_interrupt() {
   kernel_lock_leave();
   arch::interrupts_enable();
   arch::wait_for_interrupt();
@@ -248,7 +249,7 @@ void sleep(u64 n) {
   schedule();
 }
 
-void exit_current(const abi::ExitInfo& info) {
+[[PAGODA_STOP(exit_current)]] void exit_current(const abi::ExitInfo& info) {
   Process* p = g_current;
   PAGODA_ASSERT(p != nullptr);
   // LAB 6 BEGIN exit: the status kept in a zombie, the children adopted, the waiting parent woken
@@ -300,7 +301,7 @@ void die_if_killed() {
   exit_current(abi::ExitInfo{.code = -1, .how = u32(p->kill_how), .address = 0});
 }
 
-void timer_tick(bool from_user) {
+[[PAGODA_STOP(timer_tick)]] void timer_tick(bool from_user) {
   // Two CPUs: the boot CPU's ticks keep the clock, wake sleepers and read the terminal; a second
   // CPU's tick only ends a turn on it (its idle loop looks for work after every interrupt). The
   // tick's work is kernel work: it waits for the next tick while the other CPU holds the lock.

@@ -9,6 +9,7 @@
 #include "core/last_failure.hpp"
 #include "core/panic.hpp"
 #include "core/selftest.hpp"
+#include "core/stop.hpp"
 #include "dev/swap_disk.hpp"
 #include "lib/abi.hpp"
 #include "lib/facts.hpp"
@@ -284,7 +285,7 @@ bool out_of_room(const Result<Process*>& made) {
 /// On success the call returns into the new program's entry (with argc as its result, which is
 /// the first argument register on AArch64 and ignored on x86_64); on failure the old space is
 /// intact and the error comes back.
-[[gnu::noinline]] i64 sys_exec(Process& p, u64 name_va, u64 argv_va) {
+[[PAGODA_STOP(sys_exec)]] i64 sys_exec(Process& p, u64 name_va, u64 argv_va) {
   ProgramCall call;
   if (const i64 bad = read_program_call(p, name_va, argv_va, call); bad != 0) return bad;
   const Result<arch::UserEntry> entry = exec_current(p, call.program->name, call.program->image(),
@@ -311,7 +312,7 @@ bool out_of_room(const Result<Process*>& made) {
 }
 
 /// fork(): a copy of the caller (lab 6); the child's id here, 0 in the child.
-[[gnu::noinline]] i64 sys_fork(Process& p) {
+[[PAGODA_STOP(sys_fork)]] i64 sys_fork(Process& p) {
   Result<Process*> made = fork_process(p);
   if (out_of_room(made) && reap_zombies() > 0) made = fork_process(p);  // as spawn
   if (made.is_error() && made.error() == Error::NotImplemented) lab_todo(made.error());
@@ -429,7 +430,7 @@ namespace {
 }
 }  // namespace
 
-i64 syscall(const SyscallArgs& call) {
+[[PAGODA_STOP(syscall)]] i64 syscall(const SyscallArgs& call) {
   Process* p = current();
   if (p == nullptr) no_current_process(call.number);
   ++p->syscalls;

@@ -2,6 +2,7 @@
 #include "proc/temp_map_calls.hpp"
 
 #include "core/arch.hpp"
+#include "core/stop.hpp"
 #include "lib/string.hpp"
 #include "lib/abi.hpp"
 #include "lib/facts.hpp"
@@ -40,14 +41,15 @@ extern "C" constinit volatile pagoda::proc::StressState pagoda_temp_stress = {};
 
 /// A round of TempStress with slots live: a function of its own so that the grader can stop
 /// there (grade/test_lab4.py) and see the slot stack, the slot entries and the frames.
-extern "C" [[gnu::noinline]] void pagoda_temp_stress_round(pagoda::u64 round, pagoda::u64 depth) {
+extern "C" [[PAGODA_STOP(pagoda_temp_stress_round)]] void pagoda_temp_stress_round(pagoda::u64 round,
+                                                                                   pagoda::u64 depth) {
   asm volatile("" ::"r"(round), "r"(depth) : "memory");
 }
 
 /// A temporary mapping of @p frame is live at @p va: a function of its own so that the grader can
 /// stop there (grade/test_lab4.py temp_maps_live) and see, with its own walk of the live root, that
 /// the slot maps the frame now. What the arguments say is only where to look.
-extern "C" [[gnu::noinline]] void pagoda_temp_map_live(pagoda::u64 va, pagoda::u64 frame) {
+extern "C" [[PAGODA_STOP(pagoda_temp_map_live)]] void pagoda_temp_map_live(pagoda::u64 va, pagoda::u64 frame) {
   asm volatile("" ::"r"(va), "r"(frame) : "memory");
 }
 

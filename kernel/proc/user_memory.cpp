@@ -4,6 +4,7 @@
 #include "arch_impl/user_space.hpp"
 #include "core/arch.hpp"
 #include "core/panic.hpp"
+#include "core/stop.hpp"
 #include "lib/string.hpp"
 #include "mm/vm.hpp"
 
@@ -171,7 +172,7 @@ uptr user_fixup_for(uptr ip, uptr address) {
   // LAB 4 END
 }
 
-uptr checked_user_fixup(uptr ip, uptr address, bool guard_up, const char* guard) {
+[[PAGODA_STOP(checked_user_fixup)]] uptr checked_user_fixup(uptr ip, uptr address, bool guard_up, const char* guard) {
   const uptr got = user_fixup_for(ip, address);
   uptr want = 0;
   bool in_table = false;

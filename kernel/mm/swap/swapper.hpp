@@ -40,6 +40,7 @@
 /// user frames, the host tests' fakes over simulated memory.
 #pragma once
 
+#include "core/stop.hpp"
 #include "mm/space/address_space.hpp"
 #include "mm/swap/frame_table.hpp"
 #include "mm/swap/swap_slots.hpp"
@@ -92,19 +93,19 @@ class Swapper {
   /// Part A: evicts frames (choose_victim(), evict_frame()) until @p frames more fit under the
   /// cap. Nothing to do without a cap. NoMemory when the cap is reached and nothing can go out:
   /// no disk, the disk full, every resident frame pinned.
-  [[nodiscard]] Result<void> make_room(usize frames);
+  [[nodiscard, PAGODA_STOP(make_room)]] Result<void> make_room(usize frames);
 
   /// Part A: the evict test call: the page mapped at @p va in @p space goes out now, with every
   /// other mapping of its frame (evict_frame()); with @p keep, it is only written back and stays
   /// (clean_frame()). Nothing to do for a page out already. NotFound when no user frame the
   /// table knows is mapped there, InvalidArgument for a pinned frame, Unsupported without a disk.
-  [[nodiscard]] Result<void> evict_page(AddressSpace& space, VirtAddr va, bool keep);
+  [[nodiscard, PAGODA_STOP(evict_page)]] Result<void> evict_page(AddressSpace& space, VirtAddr va, bool keep);
 
   /// Part A: evicts the resident frame @p frame (steps 1-4 above). Afterwards no root maps it,
   /// every entry that did names one slot holding its bytes (the slot's count is the number of
   /// those entries), and the frame is free. NoMemory when a slot is needed and the disk is full
   /// (nothing changed). (Never inlined: the grader stops at its entry and return.)
-  [[nodiscard]] [[gnu::noinline]] Result<void> evict_frame(PhysAddr frame);
+  [[nodiscard, PAGODA_STOP(evict_frame)]] Result<void> evict_frame(PhysAddr frame);
 
   /// Part A: brings back the page at @p page of @p space, whose entry is a swap entry: a new
   /// frame, the slot read into it, the page mapped with @p perms (its region's); the entry's
@@ -112,7 +113,7 @@ class Swapper {
   /// mapped clean), else it is dropped. Returns the frame. NotFound when the page is not
   /// swapped out; the pool's or the disk's error (nothing changed, the entry stays). (Never
   /// inlined: a grader's stop.)
-  [[nodiscard]] [[gnu::noinline]] Result<PhysAddr> swap_in(AddressSpace& space, VirtAddr page, Perms perms);
+  [[nodiscard, PAGODA_STOP(swap_in)]] Result<PhysAddr> swap_in(AddressSpace& space, VirtAddr page, Perms perms);
 
   /// Part A: forgets every swapped-out page of [@p start, @p end) in @p space (exit, exec,
   /// munmap): each entry cleared (with the tables that leaves empty), its hold on its slot
@@ -122,13 +123,13 @@ class Swapper {
   /// Part B: the clock's victim (see above); the hand stops just past it. NoMemory when every
   /// resident frame is pinned (or none is resident). (Never inlined: the grader recomputes the
   /// victim from RAM at its entry and compares at its return.)
-  [[nodiscard]] [[gnu::noinline]] Result<PhysAddr> choose_victim();
+  [[nodiscard, PAGODA_STOP(choose_victim)]] Result<PhysAddr> choose_victim();
 
   /// Part B: writes the resident frame @p frame back and keeps it, clean: every mapping's dirty
   /// state cleared, each invalidated in its own root (so that the next write through any of
   /// them marks it dirty again), then the bytes to its backing slot (a new one when it has
   /// none). Nothing written when it is clean already. NoMemory when the disk is full.
-  [[nodiscard]] [[gnu::noinline]] Result<void> clean_frame(PhysAddr frame);
+  [[nodiscard, PAGODA_STOP(clean_frame)]] Result<void> clean_frame(PhysAddr frame);
 
   /// Part C: fork's share of swapped-out pages: every swap entry of @p from in [@p start, @p end)
   /// copied into @p to (which maps nothing there yet), one more holder of its slot each.

@@ -5,6 +5,7 @@
 
 #include "core/arch.hpp"
 #include "core/panic.hpp"
+#include "core/stop.hpp"
 #include "lib/facts.hpp"
 #include "mm/space/address_space.hpp"
 
@@ -135,7 +136,7 @@ TempMapArea* TempMapArea::here() {
   // LAB 8 END
 }
 
-TempMap::TempMap(PhysAddr frame)
+[[PAGODA_STOP(temp_map)]] TempMap::TempMap(PhysAddr frame)
     : TempMap(
           *[] {
             TempMapArea* area = TempMapArea::here();
@@ -144,7 +145,7 @@ TempMap::TempMap(PhysAddr frame)
           }(),
           frame) {}
 
-TempMap::TempMap(TempMapArea& area, PhysAddr frame) : area_(&area) {
+[[PAGODA_STOP(temp_map_in_area)]] TempMap::TempMap(TempMapArea& area, PhysAddr frame) : area_(&area) {
   slot_ = area.push(frame);
   if (!area.pushed_right(slot_, frame)) [[unlikely]]
     area.check_pushed(slot_, frame);

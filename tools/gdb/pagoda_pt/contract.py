@@ -195,6 +195,21 @@ class AARCH64:
 # The context switch of either ISA (a grader reading only a kernel ELF takes the one it has).
 SWITCHES = (X86.SWITCH, AARCH64.SWITCH)
 
+# ---- the pages the grader's breakpoints lie on (kernel/core/stop.hpp) ------------------------------
+# QEMU runs a code page holding a breakpoint one instruction at a time, hit or not, so each function
+# the grader stops at has pages of its own ([[PAGODA_STOP(name)]]): those it breaks at the entry of,
+# and the callers whose return address it breaks at (a stop's caller, as return_address() finds it).
+CALLERS = (Name("pagoda::vm::zero_frame", 4), Name("pagoda::vm::write_frame", 4), Name("pagoda::vm::copy_frame", 4),
+           Name("pagoda::proc::create_process", 3), Name("pagoda::proc::(anonymous namespace)::sys_fork", 6),
+           Name("pagoda::proc::(anonymous namespace)::sys_exec", 6), Name("pagoda::Swapper::make_room", 7),
+           Name("pagoda::Swapper::evict_page", 7), HANDLE_FAULT)
+STOPS = (CHECKPOINT, GRADER_STOP, RUN_SELFTEST, SHUTDOWN, KMAIN, PANIC, LOAD_PROGRAM, EXIT, DESTROY_PROCESS,
+         TIMER_TICK, IDLE, WAIT_FOR_INTERRUPT, WAIT_FOR_DEVICE, DISPATCHER, USER_FAULT, EXEC, FORK, COPY_ON_WRITE,
+         *GUARDS, TEMP_MAP_LIVE, TEMP_STRESS_ROUND, KERNEL_FAULT, DISK_WRITE, DISK_READ, EVICT_FRAME, CLEAN_FRAME,
+         SWAP_IN, CHOOSE_VICTIM, PUT_USER_FRAME, *CALLERS,
+         *(n for isa in (X86, AARCH64) for n in (isa.SYSCALL_ENTRY, isa.SWITCH, isa.ROOT_LOADER, isa.TLB_PAGE,
+                                                 isa.TLB_ALL)))
+
 
 # ---- facts (PAGODA_FACT): name -> the first lab whose tests read it -----------------------------
 def _facts(lab, *names):
