@@ -583,16 +583,6 @@ class Watch:
         problem = slot_marks_problem(self.started, self.layout.slot_of, lambda slot: marks[slot] != 0)
         return [problem] if problem else []
 
-    def user_trap_stacks(self, snap):
-        """[(what, value)]: where the next trap from user mode lands, read in guest RAM where the
-        CPU takes it (x86_64: TSS.RSP0, and the stack x86_syscall_entry loads; AArch64: the EL1
-        stack every vector entry from EL0 loads)."""
-        out = []
-        for what, symbol, offset in self.proc["user_trap_stacks"]:
-            va = address_of(self.kernel, symbol) + (fact(self.kernel, offset) if offset else 0)
-            out.append((what, u64(snap.read_virt(va, 8))))
-        return out
-
     def whose_stack(self, value):
         """Whose kernel stack @p value (a stack top) is, in words."""
         if value == 0:
@@ -620,14 +610,21 @@ class Watch:
             if value == top:
                 continue
             head = (f"the kernel stack for traps from user mode is wrong when the switch to pid {owner.pid} "
-                    f"({owner.name}) loads its root: {what} is {value:#x} ({self.whose_stack(value)}), not {top:#x}, "
-                    f"the top of its kernel stack [{bottom:#x}, {top:#x})")
+                    f"({owner.name}) loads its root: {what} is " + (
+                        "not found (the entry, run from there, never set its stack pointer)" if value is None else
+                        f"{value:#x} ({self.whose_stack(value)})") + f", not {top:#x}, the top of its kernel stack "
+                    f"[{bottom:#x}, {top:#x})")
+            other = next((w for w, v in at_switch or at_load if v == top), None)
+            if value == 0 == later and other:
+                return (head + f", while {other}, which arch::set_kernel_stack() sets beside it, holds that top: "
+                        f"set_kernel_stack() ran and never wrote {what}, so an interrupt or exception from user mode "
+                        "has no kernel stack to land on")
             if at_switch is None:
                 return head
             if later == top:
                 return (head + "; at switch_context it is right: the switch sets it only after the root. Set the next "
                         "process's kernel stack first, then load its root, then switch contexts")
-            return head + (f"; at switch_context it is still {later:#x}: the switch never sets it for the next process "
+            return head + (f"; at switch_context it is still {later or 0:#x}: the switch never sets it for the next process "
                            "(arch::set_kernel_stack(its top), before its root is loaded), so its first trap from user "
                            "mode lands on a stack that is not its own")
         return None
@@ -638,10 +635,10 @@ class Watch:
         (trap_stack_problem)."""
         snap = guest.stop_at(self.proc["root_loader"])
         root = snap.register(self.proc["root_loader_arg"]) & ~0xFFF
-        at_load = self.user_trap_stacks(snap)
+        at_load = guest.user_trap_stacks(snap)
         if self.trap_stack_problem(root, at_load, None) is None:
             return
-        at_switch = self.user_trap_stacks(guest.stop_at(self.proc["switch"]))
+        at_switch = guest.user_trap_stacks(guest.stop_at(self.proc["switch"]))
         raise AssertionError(self.trap_stack_problem(root, at_load, at_switch))
 
     def process_names(self, snap):
