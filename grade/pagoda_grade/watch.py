@@ -614,30 +614,44 @@ class Watch:
                         "not found (the entry, run from there, never set its stack pointer)" if value is None else
                         f"{value:#x} ({self.whose_stack(value)})") + f", not {top:#x}, the top of its kernel stack "
                     f"[{bottom:#x}, {top:#x})")
-            other = next((w for w, v in at_switch or at_load if v == top), None)
-            if value == 0 == later and other:
-                return (head + f", while {other}, which arch::set_kernel_stack() sets beside it, holds that top: "
-                        f"set_kernel_stack() ran and never wrote {what}, so an interrupt or exception from user mode "
-                        "has no kernel stack to land on")
             if at_switch is None:
                 return head
             if later == top:
                 return (head + "; at switch_context it is right: the switch sets it only after the root. Set the next "
                         "process's kernel stack first, then load its root, then switch contexts")
-            return head + (f"; at switch_context it is still {later or 0:#x}: the switch never sets it for the next process "
-                           "(arch::set_kernel_stack(its top), before its root is loaded), so its first trap from user "
-                           "mode lands on a stack that is not its own")
+            return head + (f"; at switch_context it is still {later if later is None else hex(later)}: the switch "
+                           "never sets it for the next process (arch::set_kernel_stack(its top), before its root is "
+                           "loaded), so its first trap from user mode lands on a stack that is not its own")
         return None
+
+    def unwritten_stack(self, values):
+        """The sentence when the first place a trap from user mode takes its stack (@p values:
+        user_trap_stacks()) is 0 while another holds the top of a process's kernel stack: the
+        function that sets both ran and never wrote the first. None otherwise."""
+        tops = {p.stack[1] for p in self.started.values()}
+        (first, unset), other = values[0], next(((w, v) for w, v in values[1:] if v in tops), None)
+        if unset != 0 or other is None:
+            return None
+        return (f"{first} is 0 while {other[0]}, which arch::set_kernel_stack() sets beside it, holds {other[1]:#x}, "
+                f"the top of a process's kernel stack: set_kernel_stack() ran and never wrote {first}, so an "
+                "interrupt or exception from user mode has no kernel stack to land on")
 
     def first_switch(self, guest):
         """Stops where the first switch loads a process root and checks the kernel stack for
         traps from user mode there, and again at that switch's switch_context when it is wrong
-        (trap_stack_problem)."""
-        snap = guest.stop_at(self.proc["root_loader"])
+        (trap_stack_problem); at a panic before (the kernel's own check refused the switch), a
+        trap stack left unwritten is the audit's finding (unwritten_stack)."""
+        snap = guest.stop_at_any([address_of(self.kernel, n) for n in (self.proc["root_loader"], contract.PANIC)])
+        if snap.pc != address_of(self.kernel, self.proc["root_loader"]):
+            if self.audit is not None:
+                self.audit.note(self.unwritten_stack(guest.user_trap_stacks(snap)))
+            snap = guest.stop_at(self.proc["root_loader"])   # (never reached: the panic's words follow)
         root = snap.register(self.proc["root_loader_arg"]) & ~0xFFF
         at_load = guest.user_trap_stacks(snap)
         if self.trap_stack_problem(root, at_load, None) is None:
             return
+        if self.audit is not None:
+            self.audit.note(self.unwritten_stack(at_load))
         at_switch = guest.user_trap_stacks(guest.stop_at(self.proc["switch"]))
         raise AssertionError(self.trap_stack_problem(root, at_load, at_switch))
 

@@ -46,7 +46,8 @@ def trap_stack_problem(facts, recs, current, where, trap_stacks):
             whose = f"the top of slot {slot}'s stack" + (f", {owner.who}'s" if owner else ", which no process holds")
         else:
             whose = f"inside slot {slot}'s stack, not its top"
-        return (f"{what} is {'unknown' if value is None else hex(value)} {where} while the CPU runs {current.who}, whose kernel stack (slot "
+        shown = "unknown" if value is None else hex(value)
+        return (f"{what} is {shown} {where} while the CPU runs {current.who}, whose kernel stack (slot "
                 f"{current.kslot}) tops at {top:#x}: {whose}, so a trap from user mode would land on a stack that is "
                 "not the process's own (the switch must set the next process's kernel stack: arch::set_kernel_stack("
                 "its top))")
