@@ -324,8 +324,7 @@ def trap_stacks(t):
     """x86_64: [(CPU n's TSS, the stack top there)] for each CPU, read where the hardware looks:
     the TSS its TR names (QEMU's `info registers -a`) and TSS.RSP0 in it."""
     where, offset = ARCHES[t.arch].proc["cpu_trap_stack"]
-    places = [int(m, 16) for m in re.findall(rf"^{where}\s*=\s*\S+\s+([0-9a-f]+)", t.guest.client.monitor(
-        "info registers -a"), re.M)]
+    places = t.guest.segment_bases(where)
     return [(p, int.from_bytes(t.guest.client.read_memory(p + offset, 8), "little")) for p in places]
 
 

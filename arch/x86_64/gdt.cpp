@@ -16,7 +16,6 @@
 #include "arch/x86_64/boot_defs.h"
 #include "core/arch.hpp"
 #include "core/cpu.hpp"
-#include "lib/facts.hpp"
 #include "proc/kernel_stack.hpp"
 
 extern "C" char boot_stack_bottom[], boot_stack_top[], boot_entry_stack_bottom[], boot_entry_stack_top[];
@@ -34,9 +33,6 @@ struct [[gnu::packed]] Tss {
   u16 iomap_base;
 };
 static_assert(sizeof(Tss) == 104);
-/// Where TSS.RSP0 sits in g_tss: the grader reads the kernel stack of the next trap from ring 3
-/// there (grade/test_lab3.py).
-PAGODA_FACT(tss_rsp0_offset, __builtin_offsetof(Tss, rsp))
 
 struct [[gnu::packed]] DescriptorPointer {
   u16 limit;
@@ -60,7 +56,7 @@ static_assert(kLdtSelector(1) >> 3 >= 7, "the LDT descriptors come after the TSS
 /// Each CPU has its own GDT, TSS and IST stacks: a TSS holds the CPU's RSP0 and its IST stacks,
 /// and a busy TSS descriptor cannot be loaded by a second CPU (LTR marks it busy).
 alignas(16) u8 g_ist_stacks[kMaxCpus][kIstStacks][kIstStackSize];
-/// The boot CPU's TSS, by this name: the grader reads TSS.RSP0 in it (grade/test_lab3.py).
+/// The boot CPU's TSS (the grader finds each CPU's through its TR, never by this name).
 Tss g_tss;
 Tss g_secondary_tss[kMaxCpus - 1];
 u64 g_gdt[kMaxCpus][kGdtEntries];

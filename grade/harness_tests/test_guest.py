@@ -216,3 +216,26 @@ def test_a_step_that_did_not_move_is_not_a_second_arrival(stuck):
     client = _SteppyClient(entry, stuck)
     guest = _steppy_guest(client)
     assert guest.stop_at(entry).pc == entry and client.conts == 1
+
+
+@pytest.mark.parametrize("arch", ["x86_64", "aarch64"])
+def test_trap_stacks_found_from_outside_and_registers_put_back(arch, reference_kernel, aarch64_kernel, tmp_path):
+    """At hello's switch (its stack set, its root loaded), Guest.user_trap_stacks() finds every
+    place a trap from user mode takes its stack without a symbol (the TSS through TR; the entries
+    run from the stop): each is the value the reference kernel keeps in its own variable (read
+    here by name, as only a test of the grader may), and the registers are as they were."""
+    kernel = reference_kernel if arch == "x86_64" else aarch64_kernel
+    own = {"x86_64": ("pagoda::x86::(anonymous namespace)::g_tss", 4), "aarch64": ("aarch64_user_trap_sp", 0)}[arch]
+
+    def script(guest):
+        snap = guest.stop_at(guest.model.proc["switch"])
+        names = guest.model.proc["syscall_entry_registers"] + (guest.model.pc, guest.model.sp)
+        before = guest.client.read_registers(names)
+        found = guest.user_trap_stacks(snap)
+        kept = int.from_bytes(snap.read_virt(address_of(kernel, own[0]) + own[1], 8), "little")
+        return found, kept, before == guest.client.read_registers(names)
+
+    run = Booter(kernel, arch, str(tmp_path), timeout=30)(args={"run": "hello"}, witness=script)
+    found, kept, same = run.require_witness()
+    assert kept >> 12 and [v for _, v in found] == [kept] * len(found), (found, hex(kept))
+    assert same

@@ -273,35 +273,6 @@ def empty_root(run, root, loaded="loaded"):
             "root only once it maps the code, the stack and the data the CPU uses next")
 
 
-def rsp0_never_written(run):
-    """The sentence when the trap stacks arch::set_kernel_stack() writes disagree in the boot's
-    RAM as it ended (run.remains: witnessed boots only): the first (x86_64: TSS.RSP0, read in the
-    TSS) is still 0 while another (the system-call stack) holds a stack top: the function ran and
-    never wrote the first. None otherwise (one trap stack, as on AArch64; RAM not kept)."""
-    remains = getattr(run, "remains", None)
-    stacks = ARCHES[run.arch].proc["user_trap_stacks"]
-    if remains is None or remains.fd is None or len(stacks) < 2:
-        return None
-    kernel = run.symbolizer.elf
-    image = read_image(symbols.reader(kernel))
-    values = []
-    try:
-        for what, name, offset in stacks:
-            va = symbols.address_of(kernel, name) + (symbols.fact(kernel, offset) if offset else 0)
-            pa = image and image.pa(va)
-            if pa is None:
-                return None
-            values.append((what, name, struct.unpack("<Q", remains.read_phys(pa, 8))[0]))
-    except (AssertionError, OSError, ValueError, struct.error):
-        return None
-    (first, where, unset), (other, _, top) = values[0], values[1]
-    if unset != 0 or top == 0:
-        return None
-    return (f"{first} is 0 in guest RAM as the machine died (read in {where}), while {other}, which "
-            f"arch::set_kernel_stack() sets beside it, holds {top:#x}: set_kernel_stack() ran and never wrote "
-            f"{first}, so an interrupt or exception from user mode has no kernel stack to land on")
-
-
 # ---- Where the kernel panicked -----------------------------------------------------------------
 
 BACKTRACE_LINE = re.compile(r"^\s*#\d+ (0x[0-9a-fA-F]+)\s*$")
@@ -392,9 +363,6 @@ def headline(run, reason):
     empty = refused and empty_root(run, int(refused[1], 16), "about to be loaded")
     if empty and fresh(empty):
         return f"the kernel's pre-switch check refused {refused[0][:-len(' does not map')]}: {empty}"
-    unset = rsp0_never_written(run)
-    if unset and fresh(unset):
-        return unset + (f" (then the kernel panicked{panic_site(run)})" if panicked else "")
     if panicked and fresh(panicked):
         return f"the kernel panicked{panic_site(run)}: {panicked}"
     if run.stop_kind == STORM and fresh(run.stop_reason):

@@ -78,13 +78,6 @@ class ProcessAudit:
         self.findings = findings
         self.roots_of = roots_of
         self.found = None
-        self.trap_stacks = []   # (what, physical address of the value)
-        for what, symbol, offset in ARCHES[arch].proc.get("user_trap_stacks", ()):
-            try:
-                va = symbols.address_of(kernel, symbol) + (symbols.fact(kernel, offset) if offset else 0)
-                self.trap_stacks.append((what, symbols.physical_of(kernel, va)))
-            except (AssertionError, OSError):
-                pass
         self.asids = {}     # (pid, root) -> ASID (AArch64: TTBR0_EL1's top 16 bits at a stop in that root)
         self.where = {}
         proc = ARCHES[arch].proc
@@ -124,8 +117,7 @@ class ProcessAudit:
         self.found = audit_table(self.facts, recs, current, pointer, where, roots,
                                  self.asids if ttbr0 is not None else None)
         if not self.found and snap.pc in self.trap_stops:
-            values = [(what, _u(snap.read_phys(pa, 8), 0, 8)) for what, pa in self.trap_stacks]
-            self.found = trap_stack_problem(self.facts, recs, current, where, values)
+            self.found = trap_stack_problem(self.facts, recs, current, where, snap.guest.user_trap_stacks(snap))
         self.note(self.found)
 
     def table(self, snap):

@@ -330,6 +330,14 @@ class RspClient:
             values.append(int.from_bytes(bytes.fromhex(reply), "little"))
         return values
 
+    def write_registers(self, values):
+        """Writes {name: int} @p values into the selected thread's registers (one round trip)."""
+        regs = {name: self.register(name) for name in values}
+        packets = [f"P{r.number:x}={values[n].to_bytes(r.bits // 8, 'little').hex()}" for n, r in regs.items()]
+        for payload, reply in zip(packets, self.requests(packets)):
+            if reply != "OK":
+                raise RspError(f"{payload!r}: the gdbstub answered {reply!r}")
+
     def threads(self):
         """The stub's thread ids: one per vCPU on QEMU, in CPU order."""
         ids, reply = [], self.request("qfThreadInfo")

@@ -389,7 +389,7 @@ class TouchWatch:
         at = next((i for i in range(len(events) - 1, -1, -1)
                    if events[i].kind == "exception" and events[i].privilege != self.user), None)
         try:
-            top = self.watch.user_trap_stacks(snap)[0][1]
+            top = snap.guest.user_trap_stacks(snap, run=False)[0][1]
             back = u64(snap.read_virt(top - fact(self.watch.kernel, "user_frame_size") - 8, 8))
         except Exception:  # noqa: BLE001 - a stack the grader cannot read vouches for nothing
             return

@@ -583,16 +583,6 @@ class Watch:
         problem = slot_marks_problem(self.started, self.layout.slot_of, lambda slot: marks[slot] != 0)
         return [problem] if problem else []
 
-    def user_trap_stacks(self, snap):
-        """[(what, value)]: where the next trap from user mode lands, read in guest RAM where the
-        CPU takes it (x86_64: TSS.RSP0, and the stack x86_syscall_entry loads; AArch64: the EL1
-        stack every vector entry from EL0 loads)."""
-        out = []
-        for what, symbol, offset in self.proc["user_trap_stacks"]:
-            va = address_of(self.kernel, symbol) + (fact(self.kernel, offset) if offset else 0)
-            out.append((what, u64(snap.read_virt(va, 8))))
-        return out
-
     def whose_stack(self, value):
         """Whose kernel stack @p value (a stack top) is, in words."""
         if value == 0:
@@ -620,28 +610,49 @@ class Watch:
             if value == top:
                 continue
             head = (f"the kernel stack for traps from user mode is wrong when the switch to pid {owner.pid} "
-                    f"({owner.name}) loads its root: {what} is {value:#x} ({self.whose_stack(value)}), not {top:#x}, "
-                    f"the top of its kernel stack [{bottom:#x}, {top:#x})")
+                    f"({owner.name}) loads its root: {what} is " + (
+                        "not found (the entry, run from there, never set its stack pointer)" if value is None else
+                        f"{value:#x} ({self.whose_stack(value)})") + f", not {top:#x}, the top of its kernel stack "
+                    f"[{bottom:#x}, {top:#x})")
             if at_switch is None:
                 return head
             if later == top:
                 return (head + "; at switch_context it is right: the switch sets it only after the root. Set the next "
                         "process's kernel stack first, then load its root, then switch contexts")
-            return head + (f"; at switch_context it is still {later:#x}: the switch never sets it for the next process "
-                           "(arch::set_kernel_stack(its top), before its root is loaded), so its first trap from user "
-                           "mode lands on a stack that is not its own")
+            return head + (f"; at switch_context it is still {later if later is None else hex(later)}: the switch "
+                           "never sets it for the next process (arch::set_kernel_stack(its top), before its root is "
+                           "loaded), so its first trap from user mode lands on a stack that is not its own")
         return None
+
+    def unwritten_stack(self, values):
+        """The sentence when the first place a trap from user mode takes its stack (@p values:
+        user_trap_stacks()) is 0 while another holds the top of a process's kernel stack: the
+        function that sets both ran and never wrote the first. None otherwise."""
+        tops = {p.stack[1] for p in self.started.values()}
+        (first, unset), other = values[0], next(((w, v) for w, v in values[1:] if v in tops), None)
+        if unset != 0 or other is None:
+            return None
+        return (f"{first} is 0 while {other[0]}, which arch::set_kernel_stack() sets beside it, holds {other[1]:#x}, "
+                f"the top of a process's kernel stack: set_kernel_stack() ran and never wrote {first}, so an "
+                "interrupt or exception from user mode has no kernel stack to land on")
 
     def first_switch(self, guest):
         """Stops where the first switch loads a process root and checks the kernel stack for
         traps from user mode there, and again at that switch's switch_context when it is wrong
-        (trap_stack_problem)."""
-        snap = guest.stop_at(self.proc["root_loader"])
+        (trap_stack_problem); at a panic before (the kernel's own check refused the switch), a
+        trap stack left unwritten is the audit's finding (unwritten_stack)."""
+        snap = guest.stop_at_any([address_of(self.kernel, n) for n in (self.proc["root_loader"], contract.PANIC)])
+        if snap.pc != address_of(self.kernel, self.proc["root_loader"]):
+            if self.audit is not None:
+                self.audit.note(self.unwritten_stack(guest.user_trap_stacks(snap)))
+            snap = guest.stop_at(self.proc["root_loader"])   # (never reached: the panic's words follow)
         root = snap.register(self.proc["root_loader_arg"]) & ~0xFFF
-        at_load = self.user_trap_stacks(snap)
+        at_load = guest.user_trap_stacks(snap)
         if self.trap_stack_problem(root, at_load, None) is None:
             return
-        at_switch = self.user_trap_stacks(guest.stop_at(self.proc["switch"]))
+        if self.audit is not None:
+            self.audit.note(self.unwritten_stack(at_load))
+        at_switch = guest.user_trap_stacks(guest.stop_at(self.proc["switch"]))
         raise AssertionError(self.trap_stack_problem(root, at_load, at_switch))
 
     def process_names(self, snap):

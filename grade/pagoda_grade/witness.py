@@ -184,10 +184,13 @@ X86_64 = ArchModel(
               "pf_error": {"present": 1, "write": 2, "user": 4, "fetch": 16},
               "syscall_result": "rax", "user_privilege": 3, "privileged_fault": _X86.GENERAL_PROTECTION,
               "instruction_abort": _X86.PAGE_FAULT,
-              # Where a trap from ring 3 takes its kernel stack: (what, symbol, PAGODA_FACT of an offset).
-              "user_trap_stacks": (("TSS.RSP0", contract.X86.TSS, "tss_rsp0_offset"),
-                                   ("the system-call stack (x86_syscall_kernel_rsp)", contract.X86.SYSCALL_KERNEL_SP,
-                                    None)),
+              # Where a trap from ring 3 takes its kernel stack (Guest.user_trap_stacks): (what, how,
+              # base, offset): "read" in RAM where the CPU reads it, or "run" from the entry there
+              # until the stack pointer lands (`syscall` loads no stack: its entry code does).
+              "user_trap_stacks": (("TSS.RSP0", "read", "TR", 4),
+                                   ("the system-call stack", "run", contract.X86.SYSCALL_ENTRY, 0)),
+              # Whether a trap's entry, stepped, has its stack now: RSP moved at all.
+              "stack_landed": lambda code, moved: moved,
               "syscall_entry_kernel_sp": False,   # `syscall` leaves the user's RSP in place
               # Where interrupts are enabled: (register, bit, set means enabled); whether QEMU's log
               # names the root of each exception (CR3), and its event of a system call (`syscall`
@@ -230,7 +233,10 @@ AARCH64 = ArchModel(
               "syscall_abi_traps": (), "register_names_upper": False,
               "syscall_result": "x0", "syscall_entry_kernel_sp": True,   # SP is SP_EL1 there
               "root_loader": contract.AARCH64.ROOT_LOADER, "root_loader_arg": "x0",
-              "user_trap_stacks": (("the EL1 stack (aarch64_user_trap_sp)", contract.AARCH64.SYSCALL_KERNEL_SP, None),),
+              # (every vector entry from EL0 loads SP_EL1 itself: the synchronous one is run)
+              "user_trap_stacks": (("the EL1 stack", "run", "vbar_el1", 0x400),),
+              # ... SP moved, and the next instruction opens the frame (SUB SP, SP, #imm).
+              "stack_landed": lambda code, moved: moved and struct.unpack("<I", code[:4])[0] & 0xffc003ff == 0xd10003ff,
               "tlb_page": contract.AARCH64.TLB_PAGE, "tlb_all": contract.AARCH64.TLB_ALL,
               "timer_vector": 5, "page_fault": 4, "instruction_abort": 3, "protection_fault": 4,
               "privileged_fault": 1, "stack_overflow": None, "user_privilege": 0,
@@ -733,6 +739,58 @@ class Guest:
             return self._wait(what)
         self._wait_within(what, within)
         return self.client.stop_reason()
+
+    def segment_bases(self, name):
+        """[the base of segment @p name ("TR") on each vCPU], in CPU order: QEMU's `info registers
+        -a`, through the gdbstub's monitor (the gdbstub has no such register)."""
+        return [int(m, 16) for m in re.findall(rf"^{name}\s*=\s*\S+\s+([0-9a-f]+)",
+                                               self.client.monitor("info registers -a"), re.M)]
+
+    def user_trap_stacks(self, snap, run=True):
+        """[(what, value)]: the kernel stack the next trap from user mode lands on, at @p snap
+        (the first vCPU's), each place the ISA takes it from (the model's user_trap_stacks; with
+        @p run False only those read in RAM), found from outside: a base is a register of the
+        gdbstub's, a segment base of QEMU's monitor or the entry the grader stops at, never a
+        kernel variable's symbol. A value it cannot find is None."""
+        out = []
+        for what, how, base, offset in self.model.proc["user_trap_stacks"]:
+            if how == "run" and not run:
+                continue
+            if isinstance(base, contract.Name):
+                at = symbols.address_of(self.kernel, base) + offset
+            else:
+                try:
+                    at = self.client.read_register(base) + offset
+                except RspError:   # (no register of the gdbstub's)
+                    at = self.segment_bases(base)[0] + offset
+            out.append((what, struct.unpack("<Q", snap.read_virt(at, 8))[0] if how == "read" else self.landing(at)))
+        return out
+
+    def landing(self, entry, limit=24):
+        """The stack pointer the stopped vCPU's code at @p entry (a trap's entry from user mode)
+        moves to before it pushes anything, witnessed by running it there one instruction at a
+        time (model's stack_landed), then every register it changed put back: the guest goes on
+        as if it had not run, but for the scratch the entry itself leaves behind at every trap
+        (x86_64's parked user RSP; AArch64's TPIDR_EL1, which the gdbstub cannot write). None
+        when it has not landed within @p limit instructions."""
+        client, model = self.client, self.model
+        names = tuple(dict.fromkeys((model.pc, model.sp, model.proc["irq_flag"][0])
+                                    + model.proc["syscall_entry_registers"]))
+        saved = dict(zip(names, client.read_registers(names)))
+        thread = client.request("qC")[2:]
+        try:
+            client.write_registers({model.pc: entry})
+            pc, sp = entry, saved[model.sp]
+            for _ in range(limit):
+                if model.proc["stack_landed"](self.client.read_memory(pc, 4), sp != saved[model.sp]):
+                    return sp
+                client.requests([], then=f"vCont;s:{thread}")
+                self._wait("one instruction of a trap's entry")
+                pc, sp = client.read_registers((model.pc, model.sp))
+            return None
+        finally:
+            now = dict(zip(names, client.read_registers(names)))
+            client.write_registers({n: v for n, v in saved.items() if now[n] != v})
 
     def _side(self, snap):
         """A side stop (side_stop()) or a mark (mark_at()) reached at @p snap: the side stop's

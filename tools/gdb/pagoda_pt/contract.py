@@ -164,8 +164,6 @@ class X86:
     SYSCALL_ENTRY = Name("x86_syscall_entry", 3, arch="x86_64")
     SWITCH = Name("x86_switch_context", 3, arch="x86_64")
     ROOT_LOADER = Name("pagoda::x86::hw::load_root", 3, arch="x86_64")
-    TSS = Name("pagoda::x86::g_tss", 3, DATA, "x86_64")
-    SYSCALL_KERNEL_SP = Name("x86_syscall_kernel_rsp", 3, DATA, "x86_64")
     USER_COPY = Name("x86_user_copy", 4, arch="x86_64")
     USER_STRING_COPY = Name("x86_user_string_copy", 4, arch="x86_64")
     TLB_PAGE = Name("pagoda::x86::X86AddressSpace::invalidate_page", 3, arch="x86_64")
@@ -181,7 +179,6 @@ class AARCH64:
     SYSCALL_ENTRY = Name("aarch64_svc_entry", 3, arch="aarch64")
     SWITCH = Name("aarch64_switch_context", 3, arch="aarch64")
     ROOT_LOADER = Name("pagoda::aarch64::hw::load_ttbr0", 3, arch="aarch64")
-    SYSCALL_KERNEL_SP = Name("aarch64_user_trap_sp", 3, DATA, "aarch64")
     USER_COPY = Name("aarch64_user_copy", 4, arch="aarch64")
     USER_STRING_COPY = Name("aarch64_user_string_copy", 4, arch="aarch64")
     ASID_TABLE = Name("pagoda::aarch64::(anonymous namespace)::g_asids_used", 3, DATA, "aarch64")
@@ -226,7 +223,7 @@ FACTS = {
     **_facts(2, "heap_classes", "heap_header_size", "heap_magic_free", "heap_magic_large", "heap_magic_small",
              "heap_min_class_shift", "heap_next_offset"),
     **_facts(3, "stack_base", "kernel_stack_guard", "kernel_stack_size", "kernel_stack_slots", "kernel_stack_stride",
-             "user_end", "user_stack_top", "user_stack_pages", "user_stack_limit", "ticks_per_turn", "tss_rsp0_offset",
+             "user_end", "user_stack_top", "user_stack_pages", "user_stack_limit", "ticks_per_turn",
              "kernel_spin_start_stop", "kernel_spin_end_stop", "result_pointer_ok", "drain_magic", "drain_sample",
              *(f"run_checkpoint_{n}" for n in ("before", "started", "ended")),
              *(f"user_frame_{n}" for n in ("size", "pc", "sp", "flags", "cs", "ss", "argc", "argv", "result")),
@@ -254,7 +251,7 @@ FACTS = {
 
 
 # The facts only one ISA's kernel exports.
-FACT_ARCH = {"tss_rsp0_offset": "x86_64", "user_frame_cs": "x86_64", "user_frame_ss": "x86_64"}
+FACT_ARCH = {"user_frame_cs": "x86_64", "user_frame_ss": "x86_64"}
 
 
 FACT_PREFIX = "pagoda_fact_"    # PAGODA_FACT(name, ...) is the absolute symbol pagoda_fact_<name>

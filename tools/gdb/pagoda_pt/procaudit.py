@@ -27,16 +27,18 @@ CONSISTENT_FUNCTIONS = (C.TIMER_TICK, C.EXIT, C.IDLE, C.CHECKPOINT)
 def trap_stack_problem(facts, recs, current, where, trap_stacks):
     """None, or why a trap from user mode would not land on the current process's own kernel
     stack: @p trap_stacks [(what, value)] are where the CPU takes that stack from (TSS.RSP0 and
-    the system-call stack; the EL1 stack), read at a stop @p where in @p current."""
+    the system-call stack; the EL1 stack; None: not found), seen at a stop @p where in @p current."""
     if current is None or current.kslot == NO_SLOT:
         return None
     top = facts.stack_top(current.kslot)
     for what, value in trap_stacks:
         if value == top:
             continue
-        slot = (value - 1 - facts.stack_base) // facts.stride if value > facts.stack_base else None
+        slot = (value - 1 - facts.stack_base) // facts.stride if (value or 0) > facts.stack_base else None
         owner = next((r for r in recs if r.kslot == slot), None) if slot is not None else None
-        if value == 0:
+        if value is None:
+            whose = "not found (the entry, run from this stop, never set its stack pointer)"
+        elif value == 0:
             whose = "never set (0)"
         elif slot is None or slot >= facts.slots:
             whose = "on no kernel stack"
@@ -44,7 +46,8 @@ def trap_stack_problem(facts, recs, current, where, trap_stacks):
             whose = f"the top of slot {slot}'s stack" + (f", {owner.who}'s" if owner else ", which no process holds")
         else:
             whose = f"inside slot {slot}'s stack, not its top"
-        return (f"{what} is {value:#x} {where} while the CPU runs {current.who}, whose kernel stack (slot "
+        shown = "unknown" if value is None else hex(value)
+        return (f"{what} is {shown} {where} while the CPU runs {current.who}, whose kernel stack (slot "
                 f"{current.kslot}) tops at {top:#x}: {whose}, so a trap from user mode would land on a stack that is "
                 "not the process's own (the switch must set the next process's kernel stack: arch::set_kernel_stack("
                 "its top))")
