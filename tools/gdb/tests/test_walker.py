@@ -6,7 +6,7 @@ import time
 import pytest
 
 from pagoda_pt.model import CHANGED, ONLY_A, ONLY_B, Perms, Run
-from pagoda_pt.walker import diff, diff_runs, dump, walk
+from pagoda_pt.walker import diff_runs, dump, walk
 from ptbuild import (AF, AP_EL0, AP_RO, APT_NO_EL0, APT_NO_WRITE, BLOCK_DESC, CR0_WP,
                      CR4_PCIDE, EFER_NXE, NX, P, PAGE_DESC, PAT_4K, PAT_HUGE, PCD, PS, PWT, PXN,
                      PXN_TABLE, RW, SH_INNER, TCR_48BIT_4K, TCR_EPD1, TCR_HA, TCR_TBI0, US,
@@ -17,6 +17,11 @@ X86 = "x86_64"
 ARM = "aarch64"
 HIGH = 0xFFFF_8000_0000_0000        # x86_64 start of the upper (kernel) half
 ARM_HIGH = 0xFFFF_0000_0000_0000    # AArch64 TTBR1 range with T1SZ=16
+
+
+def diff(arch, mem, root_a, root_b, regs=None):
+    """The two trees' differences, as GDB's pt-diff computes them (diff_runs of two dumps)."""
+    return diff_runs(dump(arch, mem, root_a, regs), dump(arch, mem, root_b, regs))
 
 
 @pytest.fixture
