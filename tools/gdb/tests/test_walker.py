@@ -794,3 +794,19 @@ def test_arm_sctlr_wxn_and_mmu_off(mem, arm):
 def test_arm_mair_decoding(attr, name):
     from pagoda_pt.aarch64 import decode_mair_attr
     assert decode_mair_attr(attr) == name
+
+
+# ---- whole trees, bounded (pagoda_pt.trees.runs: every census and the grader walk through it) ----
+
+def test_a_tree_whose_tables_lead_back_to_the_root_is_refused():
+    from pagoda_pt.image import CensusError
+    from pagoda_pt.trees import pages_in, user_pages
+    mem = PhysMem()
+    root, below = mem.alloc(), mem.alloc()
+    mem.write64(root, below | P | RW | US)
+    mem.write64(below, root | P | RW | US)
+    cycle = r"page-table cycle at root table %#x: an entry below it points back" % root
+    with pytest.raises(CensusError, match=cycle):
+        user_pages(X86, mem.read_phys, root)
+    with pytest.raises(CensusError, match=cycle):
+        list(pages_in(X86, mem.read_phys, root, 0, 1 << 47))
