@@ -473,11 +473,6 @@ def free_count_findings(rec: _Records) -> list[str]:
                                                     "more" if counted > real else "fewer", how)]
 
 
-def _stack_pages(arch: str, read_phys, kernel_root: int, base: int, top: int):
-    """(va, pa) of the pages the kernel root maps in the kernel-stack area [@p base, @p top)."""
-    return trees.pages_in(arch, read_phys, kernel_root if isa(arch).one_root else (None, kernel_root), base, top)
-
-
 def kernel_stack_findings(arch: str, rec: _Records, kernel_root: Optional[int]) -> list[str]:
     """A page of the kernel-stack area that the kernel root maps to a frame the allocator calls
     free: a stack's frames freed while its pages stay mapped."""
@@ -485,8 +480,8 @@ def kernel_stack_findings(arch: str, rec: _Records, kernel_root: Optional[int]) 
     f = {k: rec.fact(k) for k in keys}
     if kernel_root is None or None in f.values():
         return []
-    bad = [(va, pa) for va, pa in _stack_pages(arch, cached(rec.read_phys), kernel_root, f["stack_base"],
-                                                f["kernel_image_base"]) if rec.is_free(pa)]
+    bad = [(va, pa) for va, pa in trees.kernel_pages(arch, cached(rec.read_phys), kernel_root, f["stack_base"],
+                                                     f["kernel_image_base"]) if rec.is_free(pa)]
     if not bad:
         return []
     va, pa = bad[0]
@@ -690,7 +685,7 @@ def leak_classes(arch: str, read_phys, symbol: Symbol, leaked, roots_seen: Optio
             kernel_top = _u64s(read_phys(kernel_root, PAGE_SIZE_4K))[256:]
         base, top = rec.fact("stack_base"), rec.fact("kernel_image_base")
         if kernel_root is not None and base and top:
-            stack_of = {pa: va for va, pa in _stack_pages(arch, read_phys, kernel_root, base, top)}
+            stack_of = {pa: va for va, pa in trees.kernel_pages(arch, read_phys, kernel_root, base, top)}
     except (CensusError, RegistryError, ValueError):
         pass
     heap, stacks, zero, tables, rest = [], [], [], {}, []

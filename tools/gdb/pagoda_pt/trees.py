@@ -25,24 +25,23 @@ class _Abort(BaseException):
 
 
 class _Bounded:
-    """A read_phys that counts the page tables a walk reads and stops one that never ends, or
-    that runs past its caller's time (@p late(tables read) -> the reason, or None)."""
+    """A read_phys that counts the page tables a walk reads and stops one that cycles or never ends,
+    or that runs past its caller's time (@p late(tables read) -> the reason, or None)."""
 
     def __init__(self, read_phys, roots, late=None):
-        self.read_phys, self.roots, self.late = read_phys, set(roots), late
-        self.counts, self.total, self.reason = {}, 0, None
+        self.read_phys, self.roots, self.late, self.counts, self.total, self.reason = \
+            read_phys, set(roots), late, {}, 0, None
 
     def __call__(self, pa, size):
         if size == PAGE_SIZE_4K:
             self.total += 1
-            self.reason = self.late and self.late(self.total)
             n = self.counts[pa] = self.counts.get(pa, 0) + 1
-            if not self.reason and pa in self.roots and n > 1:
-                self.reason = "page-table cycle at root table %#x: an entry below it points back at the root" % pa
-            if not self.reason and self.total > MAX_TABLE_READS:
-                worst = max(self.counts, key=self.counts.get)
-                self.reason = ("page-table cycle at table %#x (reached %d times; the walk stopped after %d tables)"
-                               % (worst, self.counts[worst], MAX_TABLE_READS))
+            worst = self.total > MAX_TABLE_READS and max(self.counts, key=self.counts.get)
+            self.reason = (self.late and self.late(self.total)) or (
+                pa in self.roots and n > 1 and
+                "page-table cycle at root table %#x: an entry below it points back at the root" % pa) or (
+                worst and "page-table cycle at table %#x (reached %d times; the walk stopped after %d tables)"
+                % (worst, self.counts[worst], MAX_TABLE_READS))
             if self.reason:
                 raise _Abort()
         return self.read_phys(pa, size)
@@ -60,10 +59,9 @@ def runs(arch: str, read_phys, tree, regs: Optional[dict] = None, *, pa_bits: Op
         raise CensusError(reader.reason) from None
 
 
-def pages_in(arch: str, read_phys, tree, lo: int, hi: int):
-    """(va, pa) of every 4 KiB page in [@p lo, @p hi) that @p tree maps (runs(), no registers:
-    the kernel's own tables)."""
-    for run in runs(arch, read_phys, tree):
+def kernel_pages(arch: str, read_phys, kernel_root: int, lo: int, hi: int):
+    """(va, pa) of every 4 KiB page in [@p lo, @p hi) of the kernel half @p kernel_root maps (runs())."""
+    for run in runs(arch, read_phys, kernel_root if isa(arch).one_root else (None, kernel_root)):
         if run.va_start >= hi:
             return
         for va in range(max(lo, run.va_start), min(hi, run.va_end), PAGE_SIZE_4K):

@@ -800,7 +800,7 @@ def test_arm_mair_decoding(attr, name):
 
 def test_a_tree_whose_tables_lead_back_to_the_root_is_refused():
     from pagoda_pt.image import CensusError
-    from pagoda_pt.trees import pages_in, user_pages
+    from pagoda_pt.trees import kernel_pages, user_pages
     mem = PhysMem()
     root, below = mem.alloc(), mem.alloc()
     mem.write64(root, below | P | RW | US)
@@ -809,4 +809,4 @@ def test_a_tree_whose_tables_lead_back_to_the_root_is_refused():
     with pytest.raises(CensusError, match=cycle):
         user_pages(X86, mem.read_phys, root)
     with pytest.raises(CensusError, match=cycle):
-        list(pages_in(X86, mem.read_phys, root, 0, 1 << 47))
+        list(kernel_pages(X86, mem.read_phys, root, 0, 1 << 47))
