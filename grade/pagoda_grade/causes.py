@@ -22,7 +22,7 @@ import re
 import struct
 
 from pagoda_pt import contract, verdicts
-from pagoda_pt.image import KernelImage, read_image
+from pagoda_pt.image import CensusError, KernelImage, read_image
 from pagoda_pt.verdicts import KERNEL_REFUSAL, Evidence, StackSlots, copy_with_guard_up
 
 from pagoda_core import faultlog
@@ -259,12 +259,12 @@ def empty_root(run, root, loaded="loaded"):
     remains = getattr(run, "remains", None)
     if root is None or remains is None or remains.fd is None or not ARCHES[run.arch].one_root:
         return None   # (AArch64: the kernel's TTBR0 root is empty by design; TTBR1 holds its map)
-    from pagoda_pt.walker import iter_runs   # (one walk of a root, only for this failure)
+    from pagoda_pt.trees import runs   # (one walk of a root, only for this failure)
     try:
-        if next(iter_runs(run.arch, remains.read_phys, root), None) is not None:
+        if next(runs(run.arch, remains.read_phys, root), None) is not None:
             return None
         present = sum(1 for e in struct.unpack("<512Q", remains.read_phys(root, 4096)) if ARCHES[run.arch].present(e))
-    except (ValueError, OSError):
+    except (ValueError, OSError, CensusError):
         return None
     return (f"that root ({root:#x}, read from guest RAM as the machine died) maps nothing at all"
             + (f" (its {present} top-level entries lead only to empty tables)" if present else "")
@@ -558,7 +558,6 @@ def _temp_map_fault(run, fault):
 def _temp_area_shared_entry(run):
     """TempArea.shared_entry() of the area in the boot's RAM as it ended (None when the boot
     kept no RAM or there is no area): the one reader of the area, pagoda_pt.tempmap."""
-    from pagoda_pt.image import CensusError
     from pagoda_pt.tempmap import read_temp_area
     if run.remains is None or run.remains.fd is None:
         return None

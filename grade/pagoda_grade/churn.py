@@ -119,18 +119,18 @@ def frames_of(words, first):
 def mapped_frames(kernel, arch, ram, offset):
     """{frame: what it is} of the table frames of every root the kernel's registry lists and the
     user pages of its process roots, read in @p ram (a boot's Remains); {} when it cannot be read."""
-    from pagoda_pt import frames, roots
+    from pagoda_pt import roots, trees
     try:
         registry = roots.read_root_table(lambda va, n: ram.read_phys(va - offset, n),
                                          address_of(kernel, contract.ROOT_REGISTRY))
         out = {}
         for k in registry.roots:
             if k.kind == "process":
-                out.update((p.pa, f"user page {p.va:#x} of {k.name}") for p in frames.user_pages(
+                out.update((p.pa, f"user page {p.va:#x} of {k.name}") for p in trees.user_pages(
                     arch, ram.read_phys, k.root, limit=1 << 16))
-            out.update((t, f"a page table of {k.name}") for t in frames.table_frames(arch, ram.read_phys, k.root))
+            out.update((t, f"a page table of {k.name}") for t in trees.table_frames(arch, ram.read_phys, k.root))
         return out
-    except (roots.RegistryError, frames.CensusError, ValueError):
+    except (roots.RegistryError, CensusError, ValueError):
         return {}
 
 

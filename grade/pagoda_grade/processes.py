@@ -24,6 +24,7 @@ import struct
 from dataclasses import dataclass
 
 from pagoda_pt import contract
+from pagoda_pt.image import CensusError
 from pagoda_pt.procs import read_procs
 from pagoda_pt.verdicts import writable_and_executable
 
@@ -493,10 +494,7 @@ def writable_in_two(snap, roots, layout, labels=None):
 def table_frames(snap, root):
     """Every page-table frame under the user half of @p root (the root itself included): what the
     teardown of the process must free (pagoda_pt.trees' walk of the tree)."""
-    read = snap.read_phys
-    if ARCHES[snap.arch].one_root:   # the root holds the kernel half too: its lower half only
-        read = trees.lower_half(read, root)
-    return trees.table_frames(snap.arch, read, root)
+    return trees.user_tables(snap.arch, snap.read_phys, root)
 
 
 def count_used(snap, bitmap_va, words, root=None):
@@ -575,10 +573,11 @@ class Pages(dict):
 
     @classmethod
     def of(cls, snap, root):
-        pages = cls()
-        for p in trees.user_pages(snap.arch, snap.read_phys, root, snap.walk_regs, pa_bits=snap.pa_bits):
-            pages[p.va] = (p.pa, p.writable)
-        return pages
+        try:
+            return cls((p.va, (p.pa, p.writable))
+                       for p in trees.user_pages(snap.arch, snap.read_phys, root, snap.walk_regs, pa_bits=snap.pa_bits))
+        except CensusError as e:   # (a table cycle)
+            raise WalkError(str(e)) from None
 
     def frames(self):
         return {pa for pa, _ in self.values()}

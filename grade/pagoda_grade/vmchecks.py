@@ -6,9 +6,10 @@ import re
 from pagoda_pt.isa import MACHINES
 
 from pagoda_pt import contract
+from pagoda_pt.trees import MAX_TABLE_READS
 from . import symbols
 from .bootram import usable_ram
-from .witness import (ARCHES, DEVICE_MEMORY, MAX_TABLE_READS, NORMAL_MEMORY, PAGE, Region, WalkError, _align_up,
+from .witness import (ARCHES, DEVICE_MEMORY, NORMAL_MEMORY, PAGE, Region, WalkError, _align_up,
                       image_physical, kernel_image_regions, layout_value, pick_in, top_level)
 
 # Guest RAM of the boots that check maps: more than the window, so RAM above it exists.

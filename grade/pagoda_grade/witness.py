@@ -44,18 +44,17 @@ from .outcomes import ENDED, BootEnded
 from .rsp import RspClient, RspError, RspTimeout
 
 import pagoda_pt.isa
+import pagoda_pt.trees
 import pagoda_pt.walker
 from pagoda_pt import x86_facts as _X86
+from pagoda_pt.image import CensusError, read_image
 from pagoda_pt.isa import MACHINES
 from pagoda_pt.model import PAGE_SIZE_4K as PAGE
 from pagoda_core.faultlog import ESR_FAULT_KIND_MASK
 
 MiB = 1 << 20
 GiB = 1 << 30
-# A dump reads at most this many page tables: a legitimate kernel map uses a few hundred; a root
-# whose entries lead back to itself would otherwise make the walk astronomically long.
-MAX_TABLE_READS = 4096
-# ...and yields at most this many runs (merged leaves): a kernel map is a few hundred, a process a
+# A walk yields at most this many runs (merged leaves): a kernel map is a few hundred, a process a
 # few dozen; a root whose 2 MiB entries each map a frame of their own (512 GiB of them: 262144)
 # would otherwise take the grader minutes and gigabytes.
 MAX_RUNS = 1 << 16
@@ -321,34 +320,15 @@ def _align_up(x, a=PAGE):
     return (x + a - 1) & ~(a - 1)
 
 
-def _section_name(perms):
-    return {"r-x": ".text", "r--": ".rodata", "rw-": ".data/.bss"}.get(perms, perms)
-
-
 def kernel_image_regions(kernel):
-    """The kernel image as the kernel must map it: each loadable segment of the image proper
-    (the boot stub before it is not part of it) at its link address, its load address, and the
-    permissions the ELF gives it."""
-    start = symbols.address_of(kernel, contract.KERNEL_START)
-    try:   # the page below the kernel's own stack is left unmapped: its guard (boot.S, vm::init)
-        guard = symbols.address_of(kernel, contract.BOOT_STACK_GUARD)
-    except AssertionError:
-        guard = None
-    regions = []
-    for seg in symbols.segments(kernel):
-        if seg.vaddr < start or seg.memsz == 0:
-            continue
-        va = _align_down(seg.vaddr)
-        size = _align_up(seg.vaddr + seg.memsz) - va
-        pieces = [(va, va + size, "")]
-        if guard is not None and va <= guard < va + size:
-            pieces = [(a, b, w) for a, b, w in ((va, guard, " below the boot stack's guard page"),
-                                                (guard + PAGE, va + size, " from the boot stack up")) if a < b]
-        for a, b, part in pieces:
-            regions.append(Region(a, b - a, _align_down(seg.paddr) + (a - va), seg.perms,
-                                  f"kernel {_section_name(seg.perms)}{part}",
-                                  content=(max(a, seg.vaddr), min(b, seg.vaddr + seg.memsz)), memory=NORMAL_MEMORY))
-    return regions
+    """The kernel image as the kernel must map it (pagoda_pt.image's reader, KernelImage.parts),
+    as Regions; AssertionError naming a linker-script symbol the kernel lacks."""
+    image = read_image(symbols.reader(kernel))
+    if image is None:
+        for name in (contract.KERNEL_START, contract.KERNEL_END, contract.KERNEL_VIRT_OFFSET):
+            symbols.address_of(kernel, name)
+    return [Region(p.va, p.end - p.va, p.pa, p.perms, "kernel " + p.what, p.content, NORMAL_MEMORY)
+            for p in image.parts(symbols.reader(kernel)(contract.BOOT_STACK_GUARD))]
 
 
 def image_physical(kernel):
@@ -362,43 +342,6 @@ def image_physical(kernel):
 class WalkError(AssertionError):
     """The grader's own walk could not finish (a table cycle, an absurd tree, the test's time
     running out): a failure of the test, with the boot's context, like any failed check."""
-
-
-class _Abort(BaseException):
-    """Ends a dump from inside the walker (which turns ordinary exceptions into notes)."""
-
-
-class _BoundedReader:
-    """A read_phys that counts the page tables a dump reads and stops a walk that never ends, or
-    that runs past the test's deadline."""
-
-    def __init__(self, read_phys, roots, limit=MAX_TABLE_READS, budget=None):
-        self.read_phys = read_phys
-        self.roots = set(roots)
-        self.limit = limit
-        self.budget = budget   # the test's speed.Budget (its left() samples at most twice a second)
-        self.counts = {}
-        self.total = 0
-        self.reason = None
-
-    def __call__(self, pa, size):
-        if size == PAGE:
-            self.total += 1
-            if self.budget is not None and self.budget.left() <= 0:
-                self.reason = (f"the test's time ran out while the grader walked the tables ({self.total} tables read): "
-                               "a tree this large takes the grader longer than the test has")
-                raise _Abort()
-            n = self.counts[pa] = self.counts.get(pa, 0) + 1
-            if pa in self.roots and n > 1:
-                self.reason = (f"page-table cycle at root table {pa:#x}: an entry below it points back "
-                               "at the root")
-                raise _Abort()
-            if self.total > self.limit:
-                worst = max(self.counts, key=self.counts.get)
-                self.reason = (f"page-table cycle at table {worst:#x} (reached {self.counts[worst]} times; "
-                               f"the walk stopped after {self.limit} tables)")
-                raise _Abort()
-        return self.read_phys(pa, size)
 
 
 class Snapshot:
@@ -461,21 +404,24 @@ class Snapshot:
         """Every mapped run of the live root (or @p root), lazily: the walk reads tables only as
         far as the runs asked for. WalkError when the tables cycle, when the tree holds more than
         MAX_RUNS runs, or when the test's deadline passes during the walk."""
-        roots = [root] if root is not None else list(self.roots.values())
         session = getattr(self.guest, "session", None)
-        reader = _BoundedReader(self.read_phys, roots, budget=session.budget if session is not None else None)
+        budget = session.budget if session is not None else None
+        late = None if budget is None else lambda n: budget.left() <= 0 and (
+            f"the test's time ran out while the grader walked the tables ({n} tables read): "
+            "a tree this large takes the grader longer than the test has")
         shown = f"root {root:#x}" if isinstance(root, int) else "the live root"
         try:
-            runs = pagoda_pt.walker.iter_runs(self.arch, reader, self._root_arg(root), self.walk_regs,
-                                              pa_bits=self.pa_bits)
+            runs = pagoda_pt.trees.runs(self.arch, self.read_phys, self._root_arg(root), self.walk_regs,
+                                        pa_bits=self.pa_bits, late=late,
+                                        roots=[root] if root is not None else list(self.roots.values()))
             for n, run in enumerate(runs):
                 if n == MAX_RUNS:
                     raise WalkError(f"{shown} maps more than {MAX_RUNS} separate runs of pages (the grader stopped "
                                     f"walking it at {run.va_start:#x}): no kernel or process of these labs maps a "
                                     "thousandth of that; a table filled with entries to scattered frames")
                 yield run
-        except _Abort:
-            raise WalkError(reader.reason) from None
+        except CensusError as e:
+            raise WalkError(str(e)) from None
 
     def dump(self, root=None):
         """Every mapped run of the live root (or @p root), as a list; WalkError as for runs()."""

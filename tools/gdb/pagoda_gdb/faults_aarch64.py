@@ -23,7 +23,7 @@ from pagoda_pt.diagnose import (RANK_NOT_LIVE_USER_ADDRESS, UNRESOLVED, FaultRec
 from pagoda_pt.aarch64 import TTBR_BADDR_MASK
 from pagoda_pt.isa import AARCH64
 from pagoda_pt.diagnose_aarch64 import (RANK_USER_CODE_AT_EL1, USER_COPY_ROUTINES, in_kernel_half, user_code_at_el1,
-                                        writable_and_executable)
+                                        wxn_refused_fetch)
 
 from pagoda_pt.verdicts import Evidence
 from pagoda_pt.verdicts import explain as explain_evidence
@@ -83,7 +83,7 @@ def abort_verdict(esr, walk, spsr, faultlog, names, far=None, sctlr=None):
     user = (spsr >> 2 & 3) == 0
     if write and not perms.write:
         reasons.append(AARCH64.denial("read_only"))
-    wx = writable_and_executable(walk, far, sctlr) if fetch and user and far is not None else None
+    wx = wxn_refused_fetch(walk, far, sctlr) if fetch and user and far is not None else None
     if wx:
         reasons.append(wx)
     elif fetch and not perms.execute:

@@ -19,8 +19,9 @@ import gdb
 from pagoda_pt import contract as C
 from pagoda_pt import picture
 from pagoda_pt.format import format_range
-from pagoda_pt.frames import CensusError, cached, format_frames, format_map, take_census, user_pages
+from pagoda_pt.frames import CensusError, cached, format_frames, format_map, take_census
 from pagoda_pt.swap import format_slots, take_swap_census
+from pagoda_pt.trees import user_pages
 
 from . import cpus, kernel, target
 from .args import parse

@@ -55,7 +55,7 @@ def _el0_may_execute_descriptors(walk: Walk) -> bool:
     return leaf is not None and not leaf & DESC_UXN and not any(raw & DESC_UXN_TABLE for raw in tables)
 
 
-def writable_and_executable(walk: Walk, far: int, sctlr: Optional[int]) -> Optional[str]:
+def wxn_refused_fetch(walk: Walk, far: int, sctlr: Optional[int]) -> Optional[str]:
     """The cause of a permission fault on an instruction fetch from EL0 when the page is writable
     at EL0 and its descriptors let EL0 execute it: SCTLR_EL1.WXN makes a writable page never
     executable, so the page was mapped writable and executable (W^X refused it). None otherwise."""

@@ -42,8 +42,9 @@ from .image import CensusError, kernel_image
 from .isa import isa
 from .model import PAGE_SIZE_4K
 from .roots import RegistryError, read_root_table
-from .trees import cached, lower_half, table_frames, user_pages
-from .walker import canonical_arch, iter_runs
+from . import trees
+from .trees import cached
+from .walker import canonical_arch
 
 Symbol = Callable[[str], Optional[int]]
 
@@ -176,15 +177,14 @@ def take_census(arch: str, read_phys, symbol: Symbol, regs: Optional[dict] = Non
             continue     # the boot root's frames go back to the allocator: counted as they are
         # A process's kernel half (x86_64) is the kernel's own tables, shared: counted once.
         # (AArch64: a process root is TTBR0's tree, all of it the process's.)
-        own = lower_half(read_phys, known.root) \
-            if known.kind == "process" and isa(arch).one_root else read_phys
-        tables = table_frames(arch, own, known.root)
+        tables = trees.user_tables(arch, read_phys, known.root) if known.kind == "process" else \
+            trees.table_frames(arch, read_phys, known.root)
         for pa in tables:
             table_owner.setdefault(pa // PAGE_SIZE_4K, known)
         if known.kind == "process":
             memory = ProcessMemory(known.id, known.name, known.root, tables,
-                                   user_pages(arch, read_phys, known.root, regs, pa_bits, held_mask,
-                                              max_user_pages))
+                                   trees.user_pages(arch, read_phys, known.root, regs, pa_bits, held_mask,
+                                                    max_user_pages))
             census.processes.append(memory)
             for page in memory.pages:
                 mappings.setdefault(page.pa // PAGE_SIZE_4K, []).append((memory, page))
@@ -480,17 +480,8 @@ def kernel_stack_findings(arch: str, rec: _Records, kernel_root: Optional[int]) 
     f = {k: rec.fact(k) for k in keys}
     if kernel_root is None or None in f.values():
         return []
-    tree = kernel_root if isa(arch).one_root else (None, kernel_root)
-    bad = []
-    for run in iter_runs(arch, cached(rec.read_phys), tree, {}):
-        if run.va_start + run.size <= f["stack_base"]:
-            continue
-        if run.va_start >= f["kernel_image_base"]:
-            break
-        for offset in range(0, run.size, PAGE_SIZE_4K):
-            va = run.va_start + offset
-            if f["stack_base"] <= va < f["kernel_image_base"] and rec.is_free(run.pa_start + offset):
-                bad.append((va, run.pa_start + offset))
+    bad = [(va, pa) for va, pa in trees.kernel_pages(arch, cached(rec.read_phys), kernel_root, f["stack_base"],
+                                                     f["kernel_image_base"]) if rec.is_free(pa)]
     if not bad:
         return []
     va, pa = bad[0]
@@ -694,12 +685,7 @@ def leak_classes(arch: str, read_phys, symbol: Symbol, leaked, roots_seen: Optio
             kernel_top = _u64s(read_phys(kernel_root, PAGE_SIZE_4K))[256:]
         base, top = rec.fact("stack_base"), rec.fact("kernel_image_base")
         if kernel_root is not None and base and top:
-            tree = kernel_root if isa(arch).one_root else (None, kernel_root)
-            for run in iter_runs(arch, read_phys, tree, {}):
-                if run.va_start + run.size <= base or run.va_start >= top:
-                    continue
-                for off in range(0, run.size, PAGE_SIZE_4K):
-                    stack_of[run.pa_start + off] = run.va_start + off
+            stack_of = {pa: va for va, pa in trees.kernel_pages(arch, read_phys, kernel_root, base, top)}
     except (CensusError, RegistryError, ValueError):
         pass
     heap, stacks, zero, tables, rest = [], [], [], {}, []

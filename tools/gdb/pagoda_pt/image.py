@@ -1,6 +1,7 @@
 """The kernel image's layout, from its symbols: the one reader of where the kernel is linked and
-loaded, its sections, and where a kernel pointer lies in physical memory. Behind GDB's fault-why
-and kernel helpers (pagoda_gdb/kernel.py), the frame census and the swap and temp-map readers.
+loaded, its sections, how a kernel must map them, and where a kernel pointer lies in physical
+memory. Behind GDB's fault-why and kernel helpers (pagoda_gdb/kernel.py), the frame census, the
+swap and temp-map readers, and the grader's expected kernel map (witness.kernel_image_regions).
 Plain Python like the rest of pagoda_pt: symbol(name) -> address or None (a fact's value for
 pagoda_fact_<name>). The ELF file itself is pagoda_core/elffile.py's.
 
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from typing import NamedTuple, Optional
 
 from . import contract as C
+from .model import PAGE_SIZE_4K as PAGE
 
 KERNEL_START, KERNEL_END, VIRT_OFFSET = C.KERNEL_START, C.KERNEL_END, C.KERNEL_VIRT_OFFSET
 PHYS_START, PHYS_END = C.KERNEL_PHYS_START, C.KERNEL_PHYS_END
@@ -24,6 +26,7 @@ PHYS_START, PHYS_END = C.KERNEL_PHYS_START, C.KERNEL_PHYS_END
 # one with its own permissions.
 SECTIONS = tuple((".data/.bss" if s == "data" else "." + s, lo, hi) for s, (lo, hi) in C.SECTIONS.items())
 WINDOW_FACTS = ("window_base", "window_phys_base", "window_size")
+PERMS = {".text": "r-x", ".rodata": "r--", ".data/.bss": "rw-"}   # what each section is mapped
 
 
 class CensusError(Exception):
@@ -34,6 +37,16 @@ class Section(NamedTuple):
     name: str
     start: int
     end: int
+
+
+class Part(NamedTuple):
+    """Whole pages of the image a kernel maps with one set of permissions."""
+    va: int
+    end: int
+    pa: int
+    perms: str          # 'r-x', 'r--', 'rw-'
+    what: str           # '.text', ".data/.bss below the boot stack's guard page", ...
+    content: tuple      # [start, end) of the section's own bytes in it
 
 
 @dataclass(frozen=True)
@@ -53,6 +66,21 @@ class KernelImage:
 
     def section_of(self, va: int) -> Optional[Section]:
         return next((s for s in self.sections if s.start <= va < s.end), None)
+
+    def parts(self, guard: Optional[int] = None) -> list:
+        """The image as a kernel must map it: each section's pages at their link and load
+        addresses with its permissions (PERMS), less the page at @p guard (the boot stack's guard,
+        left unmapped)."""
+        out = []
+        for s in self.sections:
+            va, end = s.start & ~(PAGE - 1), -(-s.end // PAGE) * PAGE
+            cut = [(va, end, "")]
+            if guard is not None and va <= guard < end:
+                cut = [(a, b, w) for a, b, w in ((va, guard, " below the boot stack's guard page"),
+                                                 (guard + PAGE, end, " from the boot stack up")) if a < b]
+            out += [Part(a, b, self.phys_of(a), PERMS[s.name], s.name + w, (max(a, s.start), min(b, s.end)))
+                    for a, b, w in cut]
+        return out
 
     def pa(self, va: int) -> Optional[int]:
         """The physical address of a kernel pointer @p va: the image's (its link map), the

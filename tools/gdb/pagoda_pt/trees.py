@@ -1,6 +1,7 @@
-"""The tables of one tree, read through read_phys(pa, size) -> bytes: every table, the leaf
-entries and the user pages of its user half, and the pages two roots share. The frame census
-(frames.py), the swap census (swap.py) and the grader's reads of a process's tree walk with these.
+"""The one reader of whole trees, through read_phys(pa, size) -> bytes: the mapped runs of a tree
+(bounded against tables that cycle or never end), every table, the leaf entries and the user pages
+of its user half, and the pages two roots share. The frame census (frames.py), the swap census
+(swap.py) and the grader's snapshots (witness.Snapshot.runs) walk with these.
 """
 
 from __future__ import annotations
@@ -12,6 +13,59 @@ from .image import CensusError
 from .isa import isa
 from .model import PAGE_SIZE_4K, read_table
 from .walker import iter_runs
+
+
+# A walk reads at most this many page tables: a legitimate kernel map uses a few hundred; a root
+# whose entries lead back to itself would otherwise make the walk astronomically long.
+MAX_TABLE_READS = 4096
+
+
+class _Abort(BaseException):
+    """Ends a walk from inside the walker (which turns ordinary exceptions into notes)."""
+
+
+class _Bounded:
+    """A read_phys that counts the page tables a walk reads and stops one that cycles or never ends,
+    or that runs past its caller's time (@p late(tables read) -> the reason, or None)."""
+
+    def __init__(self, read_phys, roots, late=None):
+        self.read_phys, self.roots, self.late, self.counts, self.total, self.reason = \
+            read_phys, set(roots), late, {}, 0, None
+
+    def __call__(self, pa, size):
+        if size == PAGE_SIZE_4K:
+            self.total += 1
+            n = self.counts[pa] = self.counts.get(pa, 0) + 1
+            worst = self.total > MAX_TABLE_READS and max(self.counts, key=self.counts.get)
+            self.reason = (self.late and self.late(self.total)) or (
+                pa in self.roots and n > 1 and
+                "page-table cycle at root table %#x: an entry below it points back at the root" % pa) or (
+                worst and "page-table cycle at table %#x (reached %d times; the walk stopped after %d tables)"
+                % (worst, self.counts[worst], MAX_TABLE_READS))
+            if self.reason:
+                raise _Abort()
+        return self.read_phys(pa, size)
+
+
+def runs(arch: str, read_phys, tree, regs: Optional[dict] = None, *, pa_bits: Optional[int] = None,
+         held_mask: int = 0, roots=(), late=None):
+    """walker.iter_runs() of @p tree (its root argument), bounded: CensusError when a table below
+    one of @p roots (the tree's root tables) points back at it, past MAX_TABLE_READS tables, or
+    when @p late(tables read so far) gives a reason to stop."""
+    reader = _Bounded(read_phys, roots or [t for t in (tree if isinstance(tree, tuple) else (tree,)) if t], late)
+    try:
+        yield from iter_runs(arch, reader, tree, regs or {}, pa_bits=pa_bits, held_mask=held_mask)
+    except _Abort:
+        raise CensusError(reader.reason) from None
+
+
+def kernel_pages(arch: str, read_phys, kernel_root: int, lo: int, hi: int):
+    """(va, pa) of every 4 KiB page in [@p lo, @p hi) of the kernel half @p kernel_root maps (runs())."""
+    for run in runs(arch, read_phys, kernel_root if isa(arch).one_root else (None, kernel_root)):
+        if run.va_start >= hi:
+            return
+        for va in range(max(lo, run.va_start), min(hi, run.va_end), PAGE_SIZE_4K):
+            yield va, run.pa_start + va - run.va_start
 
 
 def lower_half(read_phys, root: int):
@@ -107,6 +161,12 @@ def table_frames(arch: str, read_phys, root: int, levels: int = 4) -> set[int]:
     return {table for table, _, _ in iter_tables(arch, read_phys, root, levels)}
 
 
+def user_tables(arch: str, read_phys, root: int) -> set[int]:
+    """Every table frame of the user half of @p root's tree (x86_64: its lower half, the kernel
+    half being the kernel's; AArch64: the whole TTBR0 tree), the root included."""
+    return table_frames(arch, lower_half(read_phys, root) if isa(arch).one_root else read_phys, root)
+
+
 @dataclass(frozen=True)
 class UserPage:
     va: int
@@ -127,7 +187,7 @@ def user_pages(arch: str, read_phys, root: int, regs: Optional[dict] = None,
     else:                   # the process's TTBR0 tree alone
         tree = (root, None)
     pages = []
-    for run in iter_runs(arch, read_phys, tree, regs or {}, pa_bits=pa_bits, held_mask=held_mask):
+    for run in runs(arch, read_phys, tree, regs, pa_bits=pa_bits, held_mask=held_mask, roots=[root]):
         if not run.perms.user:
             continue
         if limit is not None and len(pages) + run.size // PAGE_SIZE_4K > limit:

@@ -1,5 +1,5 @@
 """Architecture-independent entry points: walk one address, dump a whole tree as merged
-runs, and diff two trees.  The per-architecture rules live in x86_64.py and aarch64.py.
+runs, and diff two dumps.  The per-architecture rules live in x86_64.py and aarch64.py.
 
 Root tables:
   x86_64   root_pa is the PML4 physical address; None means CR3 from regs.
@@ -89,17 +89,6 @@ def iter_runs(arch: str, read_phys: PhysReader, root_pa, regs: Optional[dict] = 
         cur = [va, va + size, pa, pa + size, perms, size]
     if cur is not None:
         yield Run(cur[0], cur[1], cur[2], cur[4], cur[5])
-
-
-def diff(arch: str, read_phys: PhysReader, root_a, root_b, regs: Optional[dict] = None,
-         *, pa_bits: Optional[int] = None) -> list[DiffRange]:
-    """Ranges where the trees under root_a and root_b disagree: mapped in only one of
-    them, or mapped in both to a different physical address or with different Perms.
-    Page size alone is not a difference.  Built on dump(); same regs for both sides."""
-    pa_bits = _pa_bits(canonical_arch(arch), pa_bits)
-    runs_a = dump(arch, read_phys, root_a, regs, pa_bits=pa_bits)
-    runs_b = dump(arch, read_phys, root_b, regs, pa_bits=pa_bits)
-    return diff_runs(runs_a, runs_b)
 
 
 def _covering(runs: list[Run], start: int, cursor: int) -> tuple[Optional[Run], int]:

@@ -584,7 +584,7 @@ def test_a_kernel_mode_fault_on_the_process_s_code_is_user_code_run_in_ring_0(m)
 
 from pagoda_pt.diagnose import KernelAccess, on_behalf_findings            # noqa: E402
 from pagoda_pt.diagnose_aarch64 import (USER_COPY_ROUTINES, in_kernel_half, user_code_at_el1,  # noqa: E402
-                                        writable_and_executable)
+                                        wxn_refused_fetch)
 from pagoda_pt.walker import walk as walk_tables                             # noqa: E402
 from ptbuild import (AP_EL0, AP_RO, LEAF_DEFAULT, PXN, TCR_48BIT_4K, UXN, UXN_TABLE,  # noqa: E402
                      ArmTables)
@@ -606,14 +606,14 @@ def arm_walk(attrs, sctlr=SCTLR_M | SCTLR_WXN, table_bits=0):
 def test_aarch64_an_el0_fetch_from_a_writable_executable_page_is_a_segment_mapped_w_and_x():
     w = arm_walk(AP_EL0 | PXN)                               # EL0 read-write, UXN clear: W and X
     assert w.mapped and w.perms.write and not w.perms.execute   # WXN: the walker already refuses X
-    s = writable_and_executable(w, A64_CODE, SCTLR_M | SCTLR_WXN)
+    s = wxn_refused_fetch(w, A64_CODE, SCTLR_M | SCTLR_WXN)
     assert s.startswith("the page at %#x is mapped writable and executable for EL0 (L3[0]: AP=01, UXN=0), and "
                         "SCTLR_EL1.WXN is set" % A64_CODE), s
     assert "The loader mapped a segment writable and executable" in s, s
     # Code mapped as it should be (read-only, or never executable at EL0) is not this cause.
-    assert writable_and_executable(arm_walk(AP_EL0 | AP_RO | PXN), A64_CODE, SCTLR_M | SCTLR_WXN) is None
-    assert writable_and_executable(arm_walk(AP_EL0 | PXN | UXN), A64_CODE, SCTLR_M | SCTLR_WXN) is None
-    assert writable_and_executable(arm_walk(AP_EL0 | PXN, table_bits=UXN_TABLE), A64_CODE, SCTLR_M) is None
+    assert wxn_refused_fetch(arm_walk(AP_EL0 | AP_RO | PXN), A64_CODE, SCTLR_M | SCTLR_WXN) is None
+    assert wxn_refused_fetch(arm_walk(AP_EL0 | PXN | UXN), A64_CODE, SCTLR_M | SCTLR_WXN) is None
+    assert wxn_refused_fetch(arm_walk(AP_EL0 | PXN, table_bits=UXN_TABLE), A64_CODE, SCTLR_M) is None
 
 
 def test_aarch64_an_el1_exception_on_the_process_s_code_is_user_code_run_at_el1():

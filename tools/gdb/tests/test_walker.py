@@ -6,7 +6,7 @@ import time
 import pytest
 
 from pagoda_pt.model import CHANGED, ONLY_A, ONLY_B, Perms, Run
-from pagoda_pt.walker import diff, diff_runs, dump, walk
+from pagoda_pt.walker import diff_runs, dump, walk
 from ptbuild import (AF, AP_EL0, AP_RO, APT_NO_EL0, APT_NO_WRITE, BLOCK_DESC, CR0_WP,
                      CR4_PCIDE, EFER_NXE, NX, P, PAGE_DESC, PAT_4K, PAT_HUGE, PCD, PS, PWT, PXN,
                      PXN_TABLE, RW, SH_INNER, TCR_48BIT_4K, TCR_EPD1, TCR_HA, TCR_TBI0, US,
@@ -17,6 +17,11 @@ X86 = "x86_64"
 ARM = "aarch64"
 HIGH = 0xFFFF_8000_0000_0000        # x86_64 start of the upper (kernel) half
 ARM_HIGH = 0xFFFF_0000_0000_0000    # AArch64 TTBR1 range with T1SZ=16
+
+
+def diff(arch, mem, root_a, root_b, regs=None):
+    """The two trees' differences, as GDB's pt-diff computes them (diff_runs of two dumps)."""
+    return diff_runs(dump(arch, mem, root_a, regs), dump(arch, mem, root_b, regs))
 
 
 @pytest.fixture
@@ -789,3 +794,19 @@ def test_arm_sctlr_wxn_and_mmu_off(mem, arm):
 def test_arm_mair_decoding(attr, name):
     from pagoda_pt.aarch64 import decode_mair_attr
     assert decode_mair_attr(attr) == name
+
+
+# ---- whole trees, bounded (pagoda_pt.trees.runs: every census and the grader walk through it) ----
+
+def test_a_tree_whose_tables_lead_back_to_the_root_is_refused():
+    from pagoda_pt.image import CensusError
+    from pagoda_pt.trees import kernel_pages, user_pages
+    mem = PhysMem()
+    root, below = mem.alloc(), mem.alloc()
+    mem.write64(root, below | P | RW | US)
+    mem.write64(below, root | P | RW | US)
+    cycle = r"page-table cycle at root table %#x: an entry below it points back" % root
+    with pytest.raises(CensusError, match=cycle):
+        user_pages(X86, mem.read_phys, root)
+    with pytest.raises(CensusError, match=cycle):
+        list(kernel_pages(X86, mem.read_phys, root, 0, 1 << 47))
