@@ -560,6 +560,8 @@ def test_per_cpu_pick(boot, kernel, arch):
 # ---- two initiators (the shootdown's mailbox) ------------------------------------------------------
 
 SHOOTDOWN_PAGES = 16    # what one request carries (kernel/core/shootdown.hpp kShootdownPages)
+DROP_ALL = "pagoda::arch::invalidate_all_local"
+ACK_STEPS = 1000        # (CPU 1 alone, acknowledged, reaches its stage 3 in a few hundred instructions)
 DEADLOCK_SECONDS = 30   # (the self-test's two requests take well under a second of a busy host)
 
 
@@ -576,14 +578,34 @@ def test_two_initiators(boot, kernel, arch):
         w = snap.walk(slot)
         assert snap.argument(0) == 1 and w.mapped, f"the self-test's first stage maps no slot ({slot:#x})"
         old = w.pa & ~(PAGE - 1)
-        at_cpu1, runs = address_of(kernel, cpu1), 0
-        while (snap := guest.stop_at_any([contract.CHECKPOINT, at_cpu1], within=DEADLOCK_SECONDS)).pc == at_cpu1:
-            runs += 1
-            assert runs == 1, (
-                "a request served twice: CPU 1 ran CPU 0's one request (a Call) again while it waited inside it for "
-                "CPU 0's ack (a request must be marked taken before it is done: doing it may wait, and serve this "
-                "CPU's mailbox again)")
-        assert snap.pc == address_of(kernel, contract.CHECKPOINT), (
+        ids = guest.client.threads()
+        at = address_of(kernel, contract.CHECKPOINT)
+        stops = {at: "stage", address_of(kernel, cpu1): "cpu1", address_of(kernel, DROP_ALL): "drop"}
+        runs, held = 0, False
+
+        def pcs():
+            return [pc for (pc,) in guest.client.each_thread([guest.model.pc])]
+        while (name := stops.get((snap := guest.stop_at_any(list(stops), within=DEADLOCK_SECONDS)).pc)) != "stage" \
+                or snap.argument(0) == 3:
+            if name == "cpu1":
+                runs += 1
+                assert runs == 1, (
+                    "a request served twice: CPU 1 ran CPU 0's one request (a Call) again while it waited inside it "
+                    "for CPU 0's ack (a request must be marked taken before it is done: doing it may wait, and serve "
+                    "this CPU's mailbox again)")
+            elif name == "drop" and not held and pcs()[0] == snap.pc:   # ('?' would clear QEMU's breakpoints)
+                held = True   # CPU 0 serves CPU 1's request: held before it drops a translation, CPU 1 runs alone
+                for _ in range(ACK_STEPS):
+                    guest.run_alone(ids[1])
+                    if (pc1 := pcs()[1]) == at:
+                        break
+                assert pc1 != at, (
+                    "ack before invalidation: CPU 1's shootdown of CPU 0 returned (its stage 3) while CPU 0 was held "
+                    f"before it dropped any translation of the request (the grader's stop at {DROP_ALL}): the "
+                    "target acknowledged before it invalidated")
+            elif name is None:
+                break
+        assert name == "stage", (
             f"two initiators deadlock: CPU 0 waits for CPU 1's ack of its request while CPU 1, doing it, started a "
             f"shootdown toward CPU 0 and waits for CPU 0's ack; neither went on in {DEADLOCK_SECONDS} s (the "
             f"self-test's next stage never came{'' if runs else '; CPU 1 never even started'}): a CPU that waits "

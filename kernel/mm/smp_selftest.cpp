@@ -117,6 +117,7 @@ void move_kernel_entry(uptr va, PhysAddr from, PhysAddr to) {
   for (usize i = 0; i < kShootdownPages; ++i) pages[i] = g_two_slot + (i + 1) * kPageSize;
   pages[kShootdownPages] = g_two_slot;
   shootdown(u32{1} << 0, pages, kShootdownPages + 1);
+  pagoda_grader_checkpoint(3, g_two_slot, 0);  // (on CPU 1: its shootdown acknowledged)
   return g_cpu1_shootdowns;
 }
 
@@ -125,7 +126,7 @@ void move_kernel_entry(uptr va, PhysAddr from, PhysAddr to) {
 // (stage 1: argument the slot), then points the slot's entry at frame B and drops nothing. CPU 0 then asks CPU 1 (a Call: one request in CPU 1's mailbox, one IPI, CPU 0 waits
 // for the ack) to run smp_two_initiators_cpu1(): CPU 1, inside its handler, starts a shootdown toward
 // CPU 0 of the slot, the last of kShootdownPages + 1 pages, and waits for CPU 0's ack while CPU 0
-// waits for CPU 1's. Once both are done CPU 0 writes mark=M through the slot (stage 2: arguments
+// waits for CPU 1's; stage 3 on CPU 1 once CPU 0 acknowledged. Once both are done CPU 0 writes mark=M through the slot (stage 2: arguments
 // the slot and the number of times CPU 1 started its shootdown): into frame B only if CPU 0 served
 // CPU 1's request while it waited. Then the entry goes back to A.
 PAGODA_SELFTEST(smp_two_initiators) {
