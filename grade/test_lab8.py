@@ -610,6 +610,8 @@ def test_two_initiators(boot, kernel, arch):
             f"shootdown toward CPU 0 and waits for CPU 0's ack; neither went on in {DEADLOCK_SECONDS} s (the "
             f"self-test's next stage never came{'' if runs else '; CPU 1 never even started'}): a CPU that waits "
             "with interrupts off (for an ack, for a mailbox's lock) must serve its own mailbox meanwhile")
+        assert runs, ("ack before invalidation: CPU 0's request to CPU 1 (a Call) was acknowledged before CPU 1 did "
+                      "it (the self-test's next stage came first): an ack says the request is done")
         w = snap.walk(slot)
         new = w.pa & ~(PAGE - 1) if w.mapped else None
         assert snap.argument(0) == 2 and new not in (None, old), (

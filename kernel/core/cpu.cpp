@@ -127,6 +127,17 @@ bool take_request(Mailbox& m) {
   // LAB 8 END
 }
 
+/// Acknowledges what serve_mailbox() did: the initiator may read `value` and go on, and what the
+/// request dropped from this CPU's TLB may be given away.
+void acknowledge_mailbox() {
+  Mailbox& m = this_cpu().mailbox;
+  // LAB 8 BEGIN the ack: every request taken so far, done, published after what it did
+  __atomic_store_n(&m.acked, m.served, __ATOMIC_RELEASE);
+  // LAB 8 SKELETON
+  // (void)m;
+  // LAB 8 END
+}
+
 /// A shootdown's request @p m, on its target: drops its pages (or every translation, past the
 /// pages a request carries) from this CPU's TLB.
 void drop_translations(const Mailbox& m) {
@@ -154,17 +165,6 @@ bool serve_mailbox() {
     case MailboxOp::None: break;
   }
   return true;
-}
-
-/// Acknowledges what serve_mailbox() did: the initiator may read `value` and go on, and what the
-/// request dropped from this CPU's TLB may be given away.
-void acknowledge_mailbox() {
-  Mailbox& m = this_cpu().mailbox;
-  // LAB 8 BEGIN the ack: every request taken so far, done, published after what it did
-  __atomic_store_n(&m.acked, m.served, __ATOMIC_RELEASE);
-  // LAB 8 SKELETON
-  // (void)m;
-  // LAB 8 END
 }
 
 }  // namespace
