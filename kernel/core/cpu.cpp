@@ -215,6 +215,8 @@ void wait_turn() {
   if (cpus_stopping()) cpu_stop_here();
   // LAB 8 BEGIN a wait serves this CPU's own mailbox: two CPUs asking each other both go on
   if (serve_mailbox()) acknowledge_mailbox();
+  // LAB 8 SKELETON
+  // // (the CPU waited for may be waiting for this one)
   // LAB 8 END
   arch::cpu_relax();
 }

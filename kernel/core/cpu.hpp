@@ -74,6 +74,8 @@ struct Mailbox {
   // LAB 8 BEGIN a shootdown's request (InvalidatePages): bounded, its pages or "all"
   usize count = 0;  ///< how many of `pages` (kShootdownAll: every translation)
   uptr pages[kShootdownPages] = {};
+  // LAB 8 SKELETON
+  // // (a shootdown's request: its pages, at most kShootdownPages, or "all")
   // LAB 8 END
   u64 sent = 0;    ///< requests written (the initiator's count)
   u64 served = 0;  ///< requests done, not yet acknowledged (the target's)
