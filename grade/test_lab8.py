@@ -17,7 +17,7 @@ from pagoda_grade.labtest import LabTest
 from pagoda_grade.outcomes import BootEnded
 from pagoda_grade.processes import Layout, registry, user_symbol
 from pagoda_grade.swap import Format, image_path, image_slot
-from pagoda_grade.symbols import fact
+from pagoda_grade.symbols import address_of, fact
 from pagoda_grade.witness import ARCHES, PAGE, page_faults_at
 from pagoda_pt import contract, picture
 
@@ -554,3 +554,74 @@ def test_per_cpu_pick(boot, kernel, arch):
             "then A again: C's turns never reached user mode, or its context was lost in the switch")
         return True
     t.start(script)
+
+
+# ---- two initiators (the shootdown's mailbox) ------------------------------------------------------
+
+SHOOTDOWN_PAGES = 16    # what one request carries (kernel/core/shootdown.hpp kShootdownPages)
+DROPS = ("pagoda::arch::invalidate_all_local", "pagoda::arch::invalidate_page_local")
+ACK_STEPS = 1000        # (CPU 1 alone, acknowledged, reaches its stage 3 in a few hundred instructions)
+DEADLOCK_SECONDS = 30   # (the self-test's two requests take well under a second of a busy host)
+
+
+@lab_test(8, "two_initiators")
+def test_two_initiators(boot, kernel, arch):
+    t = LabTest(boot, kernel, arch)
+    mark = t.pick("two_initiators_mark", 1 << 32, (1 << 63) - 1)
+    cpu1 = "pagoda::smp_two_initiators_cpu1"
+
+    def script(guest):
+        guest.stop_at(contract.RUN_SELFTEST)   # (quiet: then the checkpoint, in the self-test's code)
+        snap = guest.stop_at(contract.CHECKPOINT)
+        slot = snap.argument(1)
+        w = snap.walk(slot)
+        assert snap.argument(0) == 1 and w.mapped, f"the self-test's first stage maps no slot ({slot:#x})"
+        old = w.pa & ~(PAGE - 1)
+        ids = guest.client.threads()
+        at = address_of(kernel, contract.CHECKPOINT)
+        stops = {at: "stage", address_of(kernel, cpu1): "cpu1", **{address_of(kernel, d): "drop" for d in DROPS}}
+        runs, held = 0, False
+        early = ("ack before invalidation: CPU 1's shootdown of CPU 0 returned (its stage 3) before CPU 0 dropped any "
+                 "translation ({}): the target acknowledged before it invalidated")
+
+        def pcs():
+            return [pc for (pc,) in guest.client.each_thread([guest.model.pc])]
+        while (name := stops.get((snap := guest.stop_at_any(list(stops), within=DEADLOCK_SECONDS)).pc)) != "stage" \
+                or snap.argument(0) == 3:
+            assert name != "stage" or held, early.format("the grader's stops at arch::invalidate_*_local")
+            if name == "cpu1":
+                runs += 1
+                assert runs == 1, (
+                    "a request served twice: CPU 1 ran CPU 0's one request (a Call) again while it waited inside it "
+                    "for CPU 0's ack (a request must be marked taken before it is done: doing it may wait, and serve "
+                    "this CPU's mailbox again)")
+            elif name == "drop" and not held and pcs()[0] == snap.pc:   # ('?' would clear QEMU's breakpoints)
+                held = True   # CPU 0 serves CPU 1's request: held before it drops a translation, CPU 1 runs alone
+                for _ in range(ACK_STEPS):
+                    guest.run_alone(ids[1])
+                    if (pc1 := pcs()[1]) == at:
+                        break
+                assert pc1 != at, early.format("CPU 0 held at its first, CPU 1 stepped alone")
+            elif name is None:
+                break
+        assert name == "stage", (
+            f"two initiators deadlock: CPU 0 waits for CPU 1's ack of its request while CPU 1, doing it, started a "
+            f"shootdown toward CPU 0 and waits for CPU 0's ack; neither went on in {DEADLOCK_SECONDS} s (the "
+            f"self-test's next stage never came{'' if runs else '; CPU 1 never even started'}): a CPU that waits "
+            "with interrupts off (for an ack, for a mailbox's lock) must serve its own mailbox meanwhile")
+        assert runs, ("ack before invalidation: CPU 0's request to CPU 1 (a Call) was acknowledged before CPU 1 did "
+                      "it (the self-test's next stage came first): an ack says the request is done")
+        w = snap.walk(slot)
+        new = w.pa & ~(PAGE - 1) if w.mapped else None
+        assert snap.argument(0) == 2 and new not in (None, old), (
+            f"the self-test's second stage finds slot {slot:#x} mapping {new or 0:#x}, not a frame other than {old:#x}")
+        words = [int.from_bytes(snap.read_phys(f, 8), "little") for f in (old, new)]
+        assert words[1] == mark and words[0] != mark, (
+            f"CPU 0 wrote {mark:#x} through slot {slot:#x} after CPU 1's shootdown of it (the last of "
+            f"{SHOOTDOWN_PAGES + 1} pages, past the {SHOOTDOWN_PAGES} a request carries: every translation) was "
+            f"acknowledged, and it reached the old frame {old:#x}, not {new:#x} (guest RAM: {words[0]:#x}, "
+            f"{words[1]:#x}): CPU 0 kept its translation: the \"all\" request flushed nothing on the CPU that "
+            "served it while waiting (or the ack came before the invalidation)")
+        return True
+    t.selftest("smp_two_initiators", script, cpus=2, args={"mark": mark})
+    t.success()

@@ -111,37 +111,60 @@ bool cpu_timer_tick() {
 
 namespace {
 
+/// Takes the request @p m holds, if one was sent and not yet taken: true when there is one,
+/// which this CPU then does (serve_mailbox()). Taken before it is done, since doing it may wait
+/// (a Call that starts a shootdown) and serve this mailbox again meanwhile: the request it is
+/// doing must not be done a second time.
+bool take_request(Mailbox& m) {
+  // LAB 8 BEGIN a request taken once: sent, not yet served, marked served before it is done
+  const u64 sent = __atomic_load_n(&m.sent, __ATOMIC_ACQUIRE);
+  if (sent == m.served) return false;
+  m.served = sent;
+  return true;
+  // LAB 8 SKELETON
+  // (void)m;
+  // return false;
+  // LAB 8 END
+}
+
+/// Acknowledges what serve_mailbox() did: the initiator may read `value` and go on, and what the
+/// request dropped from this CPU's TLB may be given away.
+void acknowledge_mailbox() {
+  Mailbox& m = this_cpu().mailbox;
+  // LAB 8 BEGIN the ack: every request taken so far, done, published after what it did
+  __atomic_store_n(&m.acked, m.served, __ATOMIC_RELEASE);
+  // LAB 8 SKELETON
+  // (void)m;
+  // LAB 8 END
+}
+
+/// A shootdown's request @p m, on its target: drops its pages (or every translation, past the
+/// pages a request carries) from this CPU's TLB.
+void drop_translations(const Mailbox& m) {
+  // LAB 8 BEGIN a shootdown's target: its pages, or every translation, out of this CPU's TLB
+  if (m.count == kShootdownAll) arch::invalidate_all_local();
+  else
+    for (usize i = 0; i < m.count; ++i) arch::invalidate_page_local(m.pages[i]);
+  // LAB 8 SKELETON
+  // (void)m;
+  // LAB 8 END
+}
+
 /// Does what this CPU's mailbox asks, once: true when there was a request (then served).
 bool serve_mailbox() {
   Mailbox& m = this_cpu().mailbox;
-  const u64 sent = __atomic_load_n(&m.sent, __ATOMIC_ACQUIRE);
-  if (sent == m.served) return false;
+  if (!take_request(m)) return false;
   switch (m.op) {
     case MailboxOp::InvalidatePage: arch::invalidate_page_local(m.address); break;
     case MailboxOp::Read: m.value = *reinterpret_cast<volatile const u64*>(m.address); break;
-    case MailboxOp::InvalidatePages:
-      // LAB 8 BEGIN a shootdown's target: its pages, or every translation, out of this CPU's TLB
-      if (m.count == kShootdownAll) arch::invalidate_all_local();
-      else
-        for (usize i = 0; i < m.count; ++i) arch::invalidate_page_local(m.pages[i]);
-      // LAB 8 SKELETON
-      // (void)m.pages;
-      // LAB 8 END
-      break;
+    case MailboxOp::InvalidatePages: drop_translations(m); break;
     case MailboxOp::LeaveSpace:
       if (g_leave_space != nullptr) g_leave_space(m.address);
       break;
     case MailboxOp::Call: m.value = reinterpret_cast<u64 (*)()>(m.address)(); break;
     case MailboxOp::None: break;
   }
-  m.served = sent;
   return true;
-}
-
-/// Acknowledges what serve_mailbox() did: the initiator may read `value` and go on.
-void acknowledge_mailbox() {
-  Mailbox& m = this_cpu().mailbox;
-  __atomic_store_n(&m.acked, m.served, __ATOMIC_RELEASE);
 }
 
 }  // namespace
@@ -185,24 +208,50 @@ void cpu_ipi_done() { acknowledge_mailbox(); }
 
 namespace {
 
+/// One turn of a wait with interrupts off (for a mailbox's lock, for an ack): stops here if a
+/// panic elsewhere said so (its IPI cannot come in), and serves this CPU's own mailbox, since the
+/// CPU waited for may be waiting for this one.
+void wait_turn() {
+  if (cpus_stopping()) cpu_stop_here();
+  // LAB 8 BEGIN a wait serves this CPU's own mailbox: two CPUs asking each other both go on
+  if (serve_mailbox()) acknowledge_mailbox();
+  // LAB 8 SKELETON
+  // // (the CPU waited for may be waiting for this one)
+  // LAB 8 END
+  arch::cpu_relax();
+}
+
 /// Takes @p m's lock (interrupts off): another CPU's request to its owner may be in flight, and
 /// that CPU may be waiting for this one, so this CPU serves its own mailbox while it waits.
 void lock_mailbox(Mailbox& m) {
-  while (!m.lock.try_lock()) {
-    if (cpus_stopping()) cpu_stop_here();
-    if (serve_mailbox()) acknowledge_mailbox();
-    arch::cpu_relax();
-  }
+  while (!m.lock.try_lock()) wait_turn();
 }
 
 /// Waits (interrupts off) until @p m's owner acknowledged request @p sequence, serving this
 /// CPU's own mailbox meanwhile: two CPUs waiting for each other both make progress.
 void await_ack(Mailbox& m, u64 sequence) {
-  while (__atomic_load_n(&m.acked, __ATOMIC_ACQUIRE) != sequence) {
-    if (cpus_stopping()) cpu_stop_here();
-    if (serve_mailbox()) acknowledge_mailbox();
-    arch::cpu_relax();
-  }
+  // LAB 8 BEGIN waiting for one target's ack (interrupts off: wait_turn() each time)
+  while (__atomic_load_n(&m.acked, __ATOMIC_ACQUIRE) != sequence) wait_turn();
+  // LAB 8 SKELETON
+  // (void)m;
+  // (void)sequence;
+  // LAB 8 END
+}
+
+/// Sends the request written in CPU @p target's mailbox @p m (its lock held since before the
+/// writing): publishes it after what was written, and sends one IPI. Returns its sequence number,
+/// the ack await_ack() waits for.
+u64 send_request(u32 target, Mailbox& m) {
+  // LAB 8 BEGIN a request published (release: after what it says), then its IPI
+  const u64 sequence = m.sent + 1;
+  __atomic_store_n(&m.sent, sequence, __ATOMIC_RELEASE);
+  arch::send_ipi(target);
+  return sequence;
+  // LAB 8 SKELETON
+  // (void)target;
+  // (void)m;
+  // return 0;
+  // LAB 8 END
 }
 
 }  // namespace
@@ -213,10 +262,7 @@ u64 cpu_request(u32 target, MailboxOp op, uptr address) {
   lock_mailbox(m);
   m.op = op;
   m.address = address;
-  const u64 sequence = m.sent + 1;
-  __atomic_store_n(&m.sent, sequence, __ATOMIC_RELEASE);
-  arch::send_ipi(target);
-  await_ack(m, sequence);
+  await_ack(m, send_request(target, m));
   const u64 value = m.value;
   m.lock.unlock();
   arch::interrupts_restore(interrupts);
@@ -242,9 +288,7 @@ void shootdown(u32 targets, const uptr* pages, usize count) {
     m.op = MailboxOp::InvalidatePages;
     m.count = count;
     for (usize i = 0; count != kShootdownAll && i < count; ++i) m.pages[i] = pages[i];
-    sequence[id] = m.sent + 1;
-    __atomic_store_n(&m.sent, sequence[id], __ATOMIC_RELEASE);
-    arch::send_ipi(id);
+    sequence[id] = send_request(id, m);
   }
   for (u32 id = 0; id < kMaxCpus; ++id) {
     if ((targets >> id & 1) == 0) continue;

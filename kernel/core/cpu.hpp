@@ -71,8 +71,12 @@ struct Mailbox {
   MailboxOp op = MailboxOp::None;
   uptr address = 0;
   u64 value = 0;
-  usize count = 0;  ///< InvalidatePages: how many of `pages` (kShootdownAll: all)
+  // LAB 8 BEGIN a shootdown's request (InvalidatePages): bounded, its pages or "all"
+  usize count = 0;  ///< how many of `pages` (kShootdownAll: every translation)
   uptr pages[kShootdownPages] = {};
+  // LAB 8 SKELETON
+  // // (a shootdown's request: its pages, at most kShootdownPages, or "all")
+  // LAB 8 END
   u64 sent = 0;    ///< requests written (the initiator's count)
   u64 served = 0;  ///< requests done, not yet acknowledged (the target's)
   u64 acked = 0;   ///< requests acknowledged (the target's)

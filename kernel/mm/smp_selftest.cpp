@@ -10,6 +10,7 @@
 #include "core/selftest.hpp"
 #include "lib/console.hpp"
 #include "mm/tempmap/temp_map.hpp"
+#include "mm/space/address_space.hpp"
 #include "mm/vm.hpp"
 
 namespace pagoda {
@@ -80,6 +81,78 @@ PAGODA_SELFTEST(smp_temp_maps) {
   vm::frames().free(b);
   println("smp_temp_maps: CPU 0 read {:#x} through its map of frame {:#x}, CPU 1 {:#x} through its of {:#x}", mine,
           a.value(), theirs, b.value());
+  arch::shutdown(ExitStatus::Success);
+}
+
+}  // namespace pagoda
+
+namespace pagoda {
+namespace {
+
+/// smp_two_initiators: CPU 0's temporary-mapping slot, whose entry CPU 0 moved from frame A to
+/// frame B without dropping its own translation; how many times CPU 1 started its shootdown.
+uptr g_two_slot;
+u64 g_cpu1_shootdowns;
+
+/// Points the kernel's entry for @p va (mapped) at @p to instead of @p from, its flags kept,
+/// invalidating no TLB.
+void move_kernel_entry(uptr va, PhysAddr from, PhysAddr to) {
+  ConsistencyBatch batch = vm::kernel_space().batch();
+  AddressSpace::Cursor c = vm::kernel_space().cursor(batch, VirtAddr(va));
+  u64* leaf = c.page_entry();
+  if (leaf == nullptr) panic("smp_two_initiators: slot {:#x} has no entry", va);
+  *leaf = *leaf ^ from.value() ^ to.value();
+  batch.wrote();
+}
+
+/// smp_two_initiators on CPU 1, in its IPI handler (a Call: CPU 0 waits for its ack): a
+/// shootdown toward CPU 0 of kShootdownPages + 1 pages (every translation), CPU 0's slot the last.
+/// CPU 0 is itself an initiator waiting for this CPU's ack meanwhile.
+}  // namespace
+
+/// (Outside the anonymous namespace: the grader stops at it by name.)
+[[gnu::noinline]] u64 smp_two_initiators_cpu1() {
+  g_cpu1_shootdowns = g_cpu1_shootdowns + 1;
+  uptr pages[kShootdownPages + 1];
+  for (usize i = 0; i < kShootdownPages; ++i) pages[i] = g_two_slot + (i + 1) * kPageSize;
+  pages[kShootdownPages] = g_two_slot;
+  shootdown(u32{1} << 0, pages, kShootdownPages + 1);
+  pagoda_grader_checkpoint(3, g_two_slot, 0);  // (on CPU 1: its shootdown acknowledged)
+  return g_cpu1_shootdowns;
+}
+
+// Lab 8's two initiators, for the grader (grade/test_lab8.py two_initiators): CPU 0 maps frame A
+// (a temporary mapping) and writes through it (its TLB holds the slot's translation, writable),
+// (stage 1: argument the slot), then points the slot's entry at frame B and drops nothing. CPU 0 then asks CPU 1 (a Call: one request in CPU 1's mailbox, one IPI, CPU 0 waits
+// for the ack) to run smp_two_initiators_cpu1(): CPU 1, inside its handler, starts a shootdown toward
+// CPU 0 of the slot, the last of kShootdownPages + 1 pages, and waits for CPU 0's ack while CPU 0
+// waits for CPU 1's; stage 3 on CPU 1 once CPU 0 acknowledged. Once both are done CPU 0 writes mark=M through the slot (stage 2: arguments
+// the slot and the number of times CPU 1 started its shootdown): into frame B only if CPU 0 served
+// CPU 1's request while it waited. Then the entry goes back to A.
+PAGODA_SELFTEST(smp_two_initiators) {
+  if (cpus_online() < 2) panic("smp_two_initiators: needs two CPUs online (QEMU's -smp 2)");
+  const u64 mark = ctx.arg("mark", 0x2be);
+  const PhysAddr a = MUST(vm::frames().allocate()), b = MUST(vm::frames().allocate());
+  const u64 zero = 0;
+  vm::write_frame(a, 0, &zero, sizeof zero);
+  vm::write_frame(b, 0, &zero, sizeof zero);
+  u64 runs = 0;
+  {
+    const TempMap map(a);
+    g_two_slot = map.address().value();
+    volatile u64* word = reinterpret_cast<volatile u64*>(g_two_slot);
+    *word = ~mark;  // CPU 0's TLB: the slot -> A, writable
+    pagoda_grader_checkpoint(1, g_two_slot, 0);
+    move_kernel_entry(g_two_slot, a, b);
+    runs = cpu_request(1, MailboxOp::Call, reinterpret_cast<uptr>(&smp_two_initiators_cpu1));
+    *word = mark;
+    pagoda_grader_checkpoint(2, g_two_slot, g_cpu1_shootdowns);
+    move_kernel_entry(g_two_slot, b, a);
+    arch::invalidate_page_local(g_two_slot);
+  }
+  vm::frames().free(a);
+  vm::frames().free(b);
+  println("smp_two_initiators: CPU 1 started {} shootdown(s) toward CPU 0 while CPU 0 waited for it", runs);
   arch::shutdown(ExitStatus::Success);
 }
 

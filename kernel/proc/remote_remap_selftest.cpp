@@ -71,6 +71,43 @@ constexpr u64 kTicksPerLook = 5;
 constexpr u64 kMaxStartTicks = 2000;
 constexpr u64 kMaxBackTicks = 200;
 
+/// Where spin counts (the grader's count=VA, from the spin ELF's symbols): the page, and the
+/// count's offset in it.
+struct SpinCount {
+  VirtAddr page;
+  usize offset = 0;
+};
+
+/// The start every lab-8 self-test shares: panics, naming @p test, unless two CPUs are online
+/// and @p ctx gives count=VA; then starts spin with @p args (argv[0] "spin"), pinned to CPU
+/// @p cpu. Returns the process; @p where says where it counts.
+proc::Process& start_spinner(const char* test, const SelfTestContext& ctx, Span<const StringView> args, u32 cpu,
+                             SpinCount& where) {
+  if (cpus_online() < 2) panic("{}: needs two CPUs online (QEMU's -smp 2)", test);
+  const VirtAddr count(ctx.arg("count", 0));
+  if (count.value() == 0) panic("{}: count=VA (spin's spin_count) is missing", test);
+  where.page = count.align_down(kPageSize);
+  where.offset = count.value() - where.page.value();
+  const EmbeddedProgram* spin = find_program("spin");
+  if (spin == nullptr) panic("{}: no program spin", test);
+  proc::Process& p = *MUST(proc::create_process("spin", spin->image(), args));
+  p.cpu = cpu;
+  return p;
+}
+
+/// Lets CPU 1 run, kTicksPerLook ticks at a time, until @p p counts at @p where in a frame of its
+/// own (lab 5: the page comes at its first touch); returns that frame. Panics, naming @p test,
+/// past kMaxStartTicks.
+PhysAddr await_counting(const char* test, proc::Process& p, const SpinCount& where) {
+  PhysAddr frame;
+  for (u64 waited = 0; frame == PhysAddr() || word_of(frame, where.offset) == 0; waited += kTicksPerLook) {
+    if (waited > kMaxStartTicks) panic("{}: spin did not count on CPU 1 in {} ticks", test, waited);
+    let_cpu1_run(kTicksPerLook);
+    frame = frame_of(p.space(), where.page);
+  }
+  return frame;
+}
+
 /// Stages @p first to first+2 of an unmap in a batch of @p others pages more: @p first once
 /// @p page is back (at most kTicksPerLook ticks: a kernel whose CPU 1 kept a stale translation
 /// never faults it back, and the unmap is then skipped), first+1 and first+2 five and ten ticks
@@ -88,26 +125,14 @@ void unmap_stages(AddressSpace& space, VirtAddr page, usize others, u64 first) {
 }  // namespace
 
 PAGODA_SELFTEST(smp_remote_remap) {
-  if (cpus_online() < 2) panic("smp_remote_remap: needs two CPUs online (QEMU's -smp 2)");
-  const VirtAddr count(ctx.arg("count", 0));
   const bool by_ipi = ctx.arg("ipi", 1) != 0;
-  if (count.value() == 0) panic("smp_remote_remap: count=VA (spin's spin_count) is missing");
-  const VirtAddr page = count.align_down(kPageSize);
-  const usize offset = count.value() - page.value();
-
-  const EmbeddedProgram* spin = find_program("spin");
-  if (spin == nullptr) panic("smp_remote_remap: no program spin");
   const StringView args[] = {"spin", "0x10000000000"};  // counts on until the machine stops
-  proc::Process& p = *MUST(proc::create_process("spin", spin->image(), Span<const StringView>(args, 2)));
-  p.cpu = 1;
-
-  // spin's count in a frame of its own (lab 5: the page comes at its first touch), counting.
-  PhysAddr old_frame;
-  for (u64 waited = 0; old_frame == PhysAddr() || word_of(old_frame, offset) == 0; waited += kTicksPerLook) {
-    if (waited > kMaxStartTicks) panic("smp_remote_remap: spin did not count on CPU 1 in {} ticks", waited);
-    let_cpu1_run(kTicksPerLook);
-    old_frame = frame_of(p.space(), page);
-  }
+  SpinCount at;
+  proc::Process& p = start_spinner("smp_remote_remap", ctx, Span<const StringView>(args, 2), 1, at);
+  const VirtAddr page = at.page;
+  const usize offset = at.offset;
+  const VirtAddr count = page.offset(offset);
+  const PhysAddr old_frame = await_counting("smp_remote_remap", p, at);
 
   // CPU 0 moves the page to a copy and invalidates its own TLB alone.
   const PhysAddr new_frame = MUST(vm::frames().allocate());
@@ -164,24 +189,13 @@ namespace pagoda {
 // lists: a flush of the whole space); 15 while spin C runs on CPU 1 in A's place, before A's
 // page is evicted again, 16 right after, 17 once A had turns again (or 200 ticks went by). Needs swap (a disk and userframes=).
 PAGODA_SELFTEST(smp_remote_evict) {
-  if (cpus_online() < 2) panic("smp_remote_evict: needs two CPUs online (QEMU's -smp 2)");
-  const VirtAddr count(ctx.arg("count", 0));
-  if (count.value() == 0) panic("smp_remote_evict: count=VA (spin's spin_count) is missing");
-  const VirtAddr page = count.align_down(kPageSize);
-  const usize offset = count.value() - page.value();
-  const EmbeddedProgram* spin = find_program("spin");
-  if (spin == nullptr) panic("smp_remote_evict: no program spin");
   const StringView args[] = {"spin", "0x10000000000"};
-  proc::Process& a = *MUST(proc::create_process("spin", spin->image(), Span<const StringView>(args, 2)));
-  a.cpu = 1;
-  proc::Process& b = *MUST(proc::create_process("spin", spin->image(), Span<const StringView>(args, 2)));
-  b.cpu = 0;
-  PhysAddr frame;
-  for (u64 waited = 0; frame == PhysAddr() || word_of(frame, offset) == 0; waited += kTicksPerLook) {
-    if (waited > kMaxStartTicks) panic("smp_remote_evict: spin did not count on CPU 1 in {} ticks", waited);
-    let_cpu1_run(kTicksPerLook);
-    frame = frame_of(a.space(), page);
-  }
+  const Span<const StringView> argv(args, 2);
+  SpinCount at;
+  proc::Process& a = start_spinner("smp_remote_evict", ctx, argv, 1, at);
+  proc::Process& b = start_spinner("smp_remote_evict", ctx, argv, 0, at);
+  const VirtAddr page = at.page;
+  (void)await_counting("smp_remote_evict", a, at);
   pagoda_grader_checkpoint(1, 0, 0);
   MUST(vm::evict_user_page(a.space(), page, false));
   let_cpu1_run(kTicksPerLook);
@@ -202,8 +216,7 @@ PAGODA_SELFTEST(smp_remote_evict) {
 
   // A switched away: spin C joins A on CPU 1; A's page is evicted while C runs there (CPU 1
   // cannot switch while this CPU holds the kernel lock), and A comes back to it.
-  proc::Process& c = *MUST(proc::create_process("spin", spin->image(), Span<const StringView>(args, 2)));
-  c.cpu = 1;
+  proc::Process& c = start_spinner("smp_remote_evict", ctx, argv, 1, at);
   for (u64 waited = 0; proc::detail::g_current_of.of(1) != &c || frame_of(a.space(), page) == PhysAddr(); waited += 1) {
     if (waited > kMaxStartTicks) panic("smp_remote_evict: spin (pid {}) never ran on CPU 1 with A's page in", c.pid);
     let_cpu1_run(1);
@@ -259,17 +272,12 @@ namespace pagoda {
 // with, never to score); stage 3 once the page is back (or 200 ticks went by) and 5 ticks more,
 // stage 4 25 ticks later (past a whole nap). Needs swap (a disk and userframes=).
 PAGODA_SELFTEST(smp_lazy_idle) {
-  if (cpus_online() < 2) panic("smp_lazy_idle: needs two CPUs online (QEMU's -smp 2)");
-  const VirtAddr count(ctx.arg("count", 0));
-  if (count.value() == 0) panic("smp_lazy_idle: count=VA (spin's spin_count) is missing");
-  const VirtAddr page = count.align_down(kPageSize);
-  const usize offset = count.value() - page.value();
-  const EmbeddedProgram* spin = find_program("spin");
-  if (spin == nullptr) panic("smp_lazy_idle: no program spin");
   constexpr u64 kNap = 20;
   const StringView args[] = {"spin", "0x10000000000", "20"};  // (kNap)
-  proc::Process& a = *MUST(proc::create_process("spin", spin->image(), Span<const StringView>(args, 3)));
-  a.cpu = 1;
+  SpinCount at;
+  proc::Process& a = start_spinner("smp_lazy_idle", ctx, Span<const StringView>(args, 3), 1, at);
+  const VirtAddr page = at.page;
+  const usize offset = at.offset;
   const auto idle_with_page = [&] {
     const PhysAddr frame = frame_of(a.space(), page);
     return a.state == proc::State::Sleeping && proc::detail::g_current_of.of(1) == nullptr && frame != PhysAddr() &&
@@ -302,22 +310,11 @@ namespace pagoda {
 // stage 4 right after; stage 5 once the page is back (or 200 ticks went by) and 5 ticks more.
 // Needs swap (a disk and userframes=).
 PAGODA_SELFTEST(smp_clean_remote) {
-  if (cpus_online() < 2) panic("smp_clean_remote: needs two CPUs online (QEMU's -smp 2)");
-  const VirtAddr count(ctx.arg("count", 0));
-  if (count.value() == 0) panic("smp_clean_remote: count=VA (spin's spin_count) is missing");
-  const VirtAddr page = count.align_down(kPageSize);
-  const usize offset = count.value() - page.value();
-  const EmbeddedProgram* spin = find_program("spin");
-  if (spin == nullptr) panic("smp_clean_remote: no program spin");
   const StringView args[] = {"spin", "0x10000000000"};
-  proc::Process& a = *MUST(proc::create_process("spin", spin->image(), Span<const StringView>(args, 2)));
-  a.cpu = 1;
-  PhysAddr frame;
-  for (u64 waited = 0; frame == PhysAddr() || word_of(frame, offset) == 0; waited += kTicksPerLook) {
-    if (waited > kMaxStartTicks) panic("smp_clean_remote: spin did not count on CPU 1 in {} ticks", waited);
-    let_cpu1_run(kTicksPerLook);
-    frame = frame_of(a.space(), page);
-  }
+  SpinCount at;
+  proc::Process& a = start_spinner("smp_clean_remote", ctx, Span<const StringView>(args, 2), 1, at);
+  const VirtAddr page = at.page;
+  (void)await_counting("smp_clean_remote", a, at);
   pagoda_grader_checkpoint(1, 0, 0);
   MUST(vm::evict_user_page(a.space(), page, true));
   pagoda_grader_checkpoint(2, 0, 0);
@@ -345,16 +342,14 @@ namespace pagoda {
 // ticks, stage 3; stage 4 once both mapped the page again (or 200 ticks went by) and 5 ticks
 // more. Needs swap (a disk and userframes=).
 PAGODA_SELFTEST(smp_cow_evict) {
-  if (cpus_online() < 2) panic("smp_cow_evict: needs two CPUs online (QEMU's -smp 2)");
-  const VirtAddr count(ctx.arg("count", 0)), text(ctx.arg("text", 0));
-  if (count.value() == 0 || text.value() == 0) panic("smp_cow_evict: count=VA and text=VA (spin's) are needed");
-  const VirtAddr page = count.align_down(kPageSize), code = text.align_down(kPageSize);
-  const usize offset = count.value() - page.value();
-  const EmbeddedProgram* spin = find_program("spin");
-  if (spin == nullptr) panic("smp_cow_evict: no program spin");
+  const VirtAddr text(ctx.arg("text", 0));
+  if (text.value() == 0) panic("smp_cow_evict: text=VA (spin's code) is missing");
+  const VirtAddr code = text.align_down(kPageSize);
   const StringView args[] = {"spin", "0x10000000000", "0", "fork"};
-  proc::Process& p = *MUST(proc::create_process("spin", spin->image(), Span<const StringView>(args, 4)));
-  p.cpu = 1;
+  SpinCount at;
+  proc::Process& p = start_spinner("smp_cow_evict", ctx, Span<const StringView>(args, 4), 1, at);
+  const VirtAddr page = at.page;
+  const usize offset = at.offset;
   const auto counting = [&](proc::Process* q) {
     const PhysAddr f = q == nullptr ? PhysAddr() : frame_of(q->space(), page);
     return f != PhysAddr() && word_of(f, offset) != 0;
