@@ -624,4 +624,49 @@ def test_two_initiators(boot, kernel, arch):
             "served it while waiting (or the ack came before the invalidation)")
         return True
     t.selftest("smp_two_initiators", script, cpus=2, args={"mark": mark})
+
+
+# ---- asid_reuse (issue 53 item 3: an ASID given back and handed to a new space, across CPUs) ----
+
+@lab_test(8, "asid_reuse")
+def test_asid_reuse(boot, kernel, arch):
+    t = Smp(boot, kernel, arch, "smp_asid_reuse")
+    mark = t.pick("asid_reuse_mark", 1 << 32, (1 << 39) - 1)   # (below the 2^40 spin counts to)
+    stop = user_symbol(kernel, arch, "spin", "spin_stop").address
+    lower = ARCHES[arch].lower_root
+
+    def cpu1_root():
+        """(the root in CPU 1's lower-root register, the ASID there: AArch64's TTBR0_EL1[63:48])."""
+        value = t.guest.client.each_thread([lower])[1][0]
+        return t.cpus()[1].root, value >> 48 if arch == "aarch64" else None
+
+    def word(snap, frame):
+        return int.from_bytes(snap.read_phys(frame + t.count - t.page, 8), "little")
+
+    def script(guest):
+        snap, _ = t.stage(1)
+        (r,) = t.spins(snap, 1)
+        frame, _ = t.counted(snap, r)
+        assert frame is not None, f"spin R (on CPU 1) counts at {t.count:#x}, yet its root does not map that page"
+        root, asid = cpu1_root()
+        assert root == r, f"CPU 1 runs root {root:#x}, not spin R's {r:#x}, while R counts pinned there"
+        snap, _ = t.stage(2)
+        assert word(snap, frame) == mark and not snap.walk(t.count, r).mapped, (
+            f"at the self-test's stage 2 R's kept count frame {frame:#x} does not hold the grader's mark {mark}, or "
+            f"R's root maps its count page {t.page:#x} again")
+        snap, _ = t.stage(3)
+        (n,) = t.spins(snap, 1)
+        root, reused = cpu1_root()
+        after, (own, count) = word(snap, frame), t.counted(snap, n)
+        assert root == n, f"CPU 1 runs root {root:#x}, not the new spin N's {n:#x}, while N is pinned there"
+        if after != mark or own is None or not count:
+            raise AssertionError(
+                f"spin R ran on CPU 1 with ASID {asid} and ended (CPU 0 reaped it); the new spin N, "
+                f"{'given the same ASID' if reused == asid else f'with ASID {reused}'}, runs on CPU 1, and its count "
+                f"page {t.page:#x} is {'unmapped' if own is None else f'frame {own:#x} at {count}'} while R's dead frame "
+                f"{frame:#x} went from the mark {mark} to {after} (guest RAM): N counted through R's translation, "
+                "which CPU 1 kept: the ASID's end dropped it on the CPU that ended R alone, not on every CPU in R's "
+                "mask (TLBI ASIDE1 is local: an ASID given back must leave every TLB that may hold it)")
+        return True
+    t.selftest("smp_asid_reuse", script, cpus=2, args={"count": t.count, "stop": stop, "mark": mark})
     t.success()

@@ -5,6 +5,7 @@
 
 #include "arch/aarch64/mmu_hw.hpp"
 #include "core/arch.hpp"
+#include "core/cpu.hpp"
 #include "core/panic.hpp"
 #include "core/stop.hpp"
 
@@ -45,15 +46,23 @@ void free_asid(u16 asid) {
 /// The end of TTBR0's range: a user space may change [0, this).
 constexpr u64 kLowerEnd = u64{1} << PageTableFormat::kVirtualBits;
 
-/// Panics when @p asid, about to be loaded for the first time by a new user space, may still tag
-/// another space's translations in the TLB: that space's pages would show through in this one.
+/// Panics when @p asid, about to be loaded on this CPU for the first time by a user space, may
+/// still tag another space's translations in this CPU's TLB: that space's pages would show
+/// through in this one.
 void check_asid_clean(u16 asid) {
-  if (hw::asid_may_be_cached(asid))
-    panic("ASID {} is loaded for a new address space while the TLB may still hold another space's translations tagged "
-          "with it (TTBR0 held it since it was last invalidated): two address spaces share the ASID (allocate_asid() "
-          "must mark it taken), or its last owner gave it back without dropping them (~Aarch64AddressSpace() must "
-          "invalidate it, hw::invalidate_asid, before free_asid())",
-          asid);
+  if (!hw::asid_may_be_cached(asid)) return;
+  if (cpus_online() > 1)
+    panic("ASID {} is loaded on CPU {} for an address space that never ran there while that CPU's TLB may still hold "
+          "another space's translations tagged with it (its TTBR0 held the ASID since its last invalidation there): "
+          "the ASID's end reached the CPU that ended the space alone, not every CPU that ran it (TLBI ASIDE1 is one "
+          "CPU's: ~Aarch64AddressSpace() must drop it on every CPU of the space's mask, "
+          "hw::invalidate_asid_everywhere, before free_asid())",
+          asid, arch::cpu_id());
+  panic("ASID {} is loaded for a new address space while the TLB may still hold another space's translations tagged "
+        "with it (TTBR0 held it since it was last invalidated): two address spaces share the ASID (allocate_asid() "
+        "must mark it taken), or its last owner gave it back without dropping them (~Aarch64AddressSpace() must "
+        "invalidate it, hw::invalidate_asid, before free_asid())",
+        asid);
 }
 
 }  // namespace
@@ -117,6 +126,13 @@ Aarch64AddressSpace::~Aarch64AddressSpace() {
   upper_published_.withdraw();
   if (owns_upper_) own_upper_.~Tree();
   if (kernel_) return;  // ~Tree frees the lower tree
+  // LAB 8 BEGIN the ASID's end reaches every CPU whose TLB may hold it: invalidate_asid() (lab 3) is this CPU's alone
+  // A CPU that ran the space keeps its translations, tagged with the ASID, after it switched away
+  // (cpus() only grows): once the ASID is given back, a new space that gets it would see them
+  // there. When only this CPU ever ran the space, its own TLB is all there is to clean.
+  if ((cpus() & ~(u32{1} << arch::cpu_id())) != 0) hw::invalidate_asid_everywhere(asid_);
+  // LAB 8 SKELETON
+  // LAB 8 END
   // LAB 3 BEGIN nothing of this space may stay in a TLB once its tables and its ASID are reused
   hw::write_barrier();
   hw::invalidate_asid(asid_);
@@ -173,13 +189,17 @@ void Aarch64AddressSpace::activate() {
     // the idle loop) only TTBR0 changes, to the kernel's empty lower half under ASID 0, and the
     // TLB keeps what it holds, as a real kernel's lazy switch does: a process's space that ends
     // must drop its own ASID's translations (~Aarch64AddressSpace), no switch does it for it.
+    // With two CPUs the empty lower half is loaded under the ASID TTBR0 held (nothing is cached
+    // through it): QEMU then keeps, as hardware does, what that ASID tags in this CPU's TLB.
     if (hw::read_ttbr1() != own_upper_.root()) hw::load_kernel_roots(own_upper_.root(), lower_.root());
+    else if (cpus_online() > 1) hw::load_empty_ttbr0(lower_.root());
     else hw::load_ttbr0(lower_.root(), kKernelAsid);
     return;
   }
   if (hw::read_ttbr1() != upper().root()) hw::load_ttbr1(upper().root());
-  if (!loaded_) check_asid_clean(asid_);
-  loaded_ = true;
+  const u32 me = u32{1} << arch::cpu_id();
+  if ((loaded_ & me) == 0) check_asid_clean(asid_);
+  loaded_ |= me;
   hw::load_ttbr0(lower_.root(), asid_);
 }
 

@@ -16,6 +16,8 @@
 #include "arch_impl/layout.hpp"
 #include "arch_impl/page_table_format.hpp"
 #include "core/stop.hpp"
+#include "core/arch.hpp"
+#include "core/cpu.hpp"
 #include "dev/platform.hpp"
 #include "mm/space/mmu.hpp"
 
@@ -50,17 +52,26 @@ void tlbi_done() {
   aarch64::isb();
 }
 
-/// The ASIDs TTBR0 was loaded with since they were last invalidated (bit n: ASID n).
+/// The ASIDs each CPU's TTBR0 was loaded with since they were last invalidated there
+/// (g_asid_cached[c], bit n: ASID n on CPU c).
 constexpr usize kAsidWords = aarch64::Aarch64AddressSpace::kAsids / 64;
-u64 g_asid_cached[kAsidWords];
+u64 g_asid_cached[kMaxCpus][kAsidWords];
 
+u64 cached_bit(u16 asid) { return u64{1} << (asid % 64); }
+
+/// Forgets every ASID on every CPU.
 void forget_cached_asids() {
-  for (u64& word : g_asid_cached) word = 0;
+  for (auto& cpu : g_asid_cached)
+    for (u64& word : cpu) __atomic_store_n(&word, 0, __ATOMIC_RELAXED);
 }
 
-/// The word of g_asid_cached that holds @p asid's bit, and the bit.
-u64& cached_word(u16 asid) { return g_asid_cached[asid / 64 % kAsidWords]; }
-u64 cached_bit(u16 asid) { return u64{1} << (asid % 64); }
+/// Forgets @p asid on every CPU.
+void forget_cached_asid(u16 asid) {
+  for (auto& cpu : g_asid_cached) __atomic_fetch_and(&cpu[asid / 64 % kAsidWords], ~cached_bit(asid), __ATOMIC_RELAXED);
+}
+
+/// The word of this CPU's g_asid_cached that holds @p asid's bit.
+u64& cached_word(u16 asid) { return g_asid_cached[arch::cpu_id()][asid / 64 % kAsidWords]; }
 
 /// Every translation of every ASID, global ones included, dropped: what a new TTBR1 (or the
 /// kernel's first roots) needs, since the old tables' entries may still be cached.
@@ -96,7 +107,12 @@ PhysAddr read_ttbr1() { return PhysAddr(PAGODA_READ_SYSREG("ttbr1_el1") & Format
 [[PAGODA_STOP(load_ttbr0)]] void load_ttbr0(PhysAddr root, u16 asid) {
   PAGODA_WRITE_SYSREG("ttbr0_el1", ttbr_value(root, asid));
   isb();
-  cached_word(asid) |= cached_bit(asid);
+  __atomic_fetch_or(&cached_word(asid), cached_bit(asid), __ATOMIC_RELAXED);
+}
+
+void load_empty_ttbr0(PhysAddr empty_root) {
+  PAGODA_WRITE_SYSREG("ttbr0_el1", ttbr_value(empty_root, read_ttbr0().asid));
+  isb();
 }
 
 [[gnu::noinline]] void load_ttbr1(PhysAddr root) {
@@ -134,8 +150,13 @@ void flush_asid(u16 asid) {
 }
 
 void invalidate_asid(u16 asid) {
+  asm volatile("tlbi aside1, %0\n dsb nsh\n isb" ::"r"(u64(asid) << kTtbrAsidShift) : "memory");
+  __atomic_fetch_and(&cached_word(asid), ~cached_bit(asid), __ATOMIC_RELAXED);
+}
+
+void invalidate_asid_everywhere(u16 asid) {
   flush_asid(asid);
-  cached_word(asid) &= ~cached_bit(asid);
+  forget_cached_asid(asid);
 }
 
 void invalidate_all() { invalidate_everything(); }

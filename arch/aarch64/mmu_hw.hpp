@@ -27,6 +27,11 @@ void load_kernel_roots(PhysAddr kernel_root, PhysAddr lower_root);
 /// A process's switch: TTBR0 = @p root tagged with @p asid. No invalidation: the ASID keeps
 /// other spaces' translations apart.
 void load_ttbr0(PhysAddr root, u16 asid);
+/// TTBR0 = @p empty_root (a lower half that maps nothing) under the ASID TTBR0 already holds:
+/// nothing can be cached through it, and the TLB keeps what that ASID tags, on hardware as
+/// under QEMU (which drops a vCPU's whole TLB when TTBR0's ASID changes, where hardware keeps
+/// every ASID's entries). A CPU leaving a root it idled in (lab 8's lazy TLB) does this.
+void load_empty_ttbr0(PhysAddr empty_root);
 /// TTBR1 = @p root, every TLB entry dropped (the kernel half's translations are global): what
 /// a space with a TTBR1 tree other than the kernel's does at its switch.
 void load_ttbr1(PhysAddr root);
@@ -38,8 +43,11 @@ void invalidate_va_all_asids(VirtAddr va);
 void invalidate_va(VirtAddr va, u16 asid);
 /// TLBI VAE1: the same in this CPU's TLB alone (not broadcast: the other CPUs keep theirs).
 void invalidate_va_local(VirtAddr va, u16 asid);
-/// TLBI ASIDE1IS: every non-global translation tagged with @p asid.
+/// TLBI ASIDE1: every non-global translation tagged with @p asid, in this CPU's TLB alone (the
+/// other CPUs keep theirs): this CPU no longer caches @p asid (asid_may_be_cached()).
 void invalidate_asid(u16 asid);
+/// TLBI ASIDE1IS: the same in every CPU's TLB: no CPU caches @p asid any more.
+void invalidate_asid_everywhere(u16 asid);
 /// TLBI ASIDE1IS as a batch's full flush of a space that goes on (live or not): the same
 /// invalidation, but @p asid stays marked as maybe cached (asid_may_be_cached()) until the
 /// space's end drops it with invalidate_asid(). Whether a freed ASID was dropped then depends on
@@ -47,9 +55,10 @@ void invalidate_asid(u16 asid);
 void flush_asid(u16 asid);
 /// TLBI VMALLE1IS: every EL1&0 translation, global ones included.
 void invalidate_all();
-/// Whether the TLB may still hold translations tagged with @p asid: TTBR0 was loaded with it
-/// since its last invalidation (invalidate_asid(), or one of everything). A freed ASID handed to
-/// a new space must not be.
+/// Whether this CPU's TLB may still hold translations tagged with @p asid: its TTBR0 was loaded
+/// with it since its last invalidation that reached this CPU (invalidate_asid() here,
+/// invalidate_asid_everywhere() or one of everything anywhere). Each CPU has its own TLB: a
+/// freed ASID handed to a new space must not be cached on the CPU that loads it.
 bool asid_may_be_cached(u16 asid);
 
 }  // namespace pagoda::aarch64::hw

@@ -32,6 +32,11 @@ void load_ttbr0(PhysAddr root, u16 asid) {
   cpu().log.push_back("ttbr0 " + hex(root.value()) + " asid " + std::to_string(asid));
 }
 
+void load_empty_ttbr0(PhysAddr root) {
+  cpu().ttbr0.root = root;
+  cpu().log.push_back("ttbr0 " + hex(root.value()) + " asid kept");
+}
+
 void load_ttbr1(PhysAddr root) {
   cpu().ttbr1 = root;
   cpu().cached_asids.reset();
@@ -47,6 +52,10 @@ void invalidate_va_local(VirtAddr va, u16 asid) { invalidate_va(va, asid); }  //
 void invalidate_asid(u16 asid) {
   cpu().cached_asids.reset(asid % Aarch64AddressSpace::kAsids);
   cpu().log.push_back("tlbi asid " + std::to_string(asid));
+}
+void invalidate_asid_everywhere(u16 asid) {
+  cpu().cached_asids.reset(asid % Aarch64AddressSpace::kAsids);
+  cpu().log.push_back("tlbi asid " + std::to_string(asid) + " (every CPU)");
 }
 void flush_asid(u16 asid) { cpu().log.push_back("tlbi asid " + std::to_string(asid) + " (a batch)"); }
 void invalidate_all() {
