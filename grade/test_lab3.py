@@ -31,6 +31,7 @@ from pagoda_grade.witness import ARCHES, MACHINES, PAGE, expect_fault, pick_in, 
 
 FUZZ_CALLS = 10_000
 ENOSYS = 38
+SETTLE_TICKS = 12   # preempt_user: spinner ticks after the ticker ends before the first look counts (6 turns)
 ASIDS = 256   # AArch64's ASIDs (arch/aarch64/address_space.cpp's kAsids): bit n of g_asids_used set while n is taken
 
 
@@ -177,10 +178,14 @@ def test_preempt_user(boot, kernel, arch):
         # scheduler that does not give every Ready process a turn (one that never wraps around the
         # table) can no longer hide behind the ticker's wake-ups.
         wait_for_ticker_end(t.guest, watch)
+        # The first look also waits for SETTLE_TICKS of the spinners' ticks after the ticker's end:
+        # a turn that began before the end (the one a scheduler that never wraps gives the lower
+        # slot last) is over by then, so a spinner that moves between the looks was picked anew.
         started = "both spinners counting (spin_count above 0 in each spinner's root)"
         progress = SpinProgress(spinners)
+        settled = progress.ticks(t.guest, watch, spin_main) + SETTLE_TICKS
         snap, first = look(delays[0], started)
-        while not all(first):
+        while not all(first) or progress.ticks(t.guest, watch, spin_main) < settled:
             starved = progress.starved(t.guest, watch, snap, first, spin_main)
             if starved:
                 t.guest.end()   # (the starved spinner would wait to the deadline: the failure is named)

@@ -153,10 +153,15 @@ class SpinProgress:
         self.last = {r: None for r in spinners}
         self.mark = {r: 0 for r in spinners}
 
-    def starved(self, guest, watch, snap, counts, spin_main):
+    @staticmethod
+    def ticks(guest, watch, spin_main):
+        """Timer interrupts taken in user mode inside spin's loop so far (QEMU's log)."""
         timer, user = watch.proc["timer_vector"], watch.proc["user_privilege"]
-        ticks = sum(1 for e in guest.log_events() if e.kind == "interrupt" and e.vector == timer
-                    and e.privilege == user and spin_main.contains(e.pc))
+        return sum(1 for e in guest.log_events() if e.kind == "interrupt" and e.vector == timer
+                   and e.privilege == user and spin_main.contains(e.pc))
+
+    def starved(self, guest, watch, snap, counts, spin_main):
+        ticks = self.ticks(guest, watch, spin_main)
         for root, count in zip(self.spinners, counts):
             if count != self.last[root]:
                 self.last[root], self.mark[root] = count, ticks
