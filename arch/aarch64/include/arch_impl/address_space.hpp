@@ -129,7 +129,9 @@ class Aarch64AddressSpace final : public TlbSync {
     Tree* shared_upper_;  ///< the kernel's, which this space shares (!owns_upper_)
   };
   u16 asid_;
-  u32 loaded_ = 0;   ///< a user space: the CPUs whose TTBR0 has held it (bit c: CPU c; each one's first activate() checks the ASID there)
+  /// A user space: the CPUs whose TTBR0 has held it (bit c: CPU c; each one's first activate()
+  /// checks the ASID there).
+  u32 loaded_ = 0;
   PhysAddr kernel_root_;  ///< the kernel's TTBR1 root
   /// A user space's own TTBR1 tree is published for the debugger and the grader (the registry
   /// lists every root the kernel builds, mm/space/debug_roots.hpp), as "own ttbr1".
