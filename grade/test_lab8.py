@@ -559,7 +559,7 @@ def test_per_cpu_pick(boot, kernel, arch):
 # ---- two initiators (the shootdown's mailbox) ------------------------------------------------------
 
 SHOOTDOWN_PAGES = 16    # what one request carries (kernel/core/shootdown.hpp kShootdownPages)
-DROPS = ("pagoda::arch::invalidate_all_local", "pagoda::arch::invalidate_page_local")
+DROPS = (contract.INVALIDATE_ALL_LOCAL, contract.INVALIDATE_PAGE_LOCAL)
 ACK_STEPS = 1000        # (CPU 1 alone, acknowledged, reaches its stage 3 in a few hundred instructions)
 DEADLOCK_SECONDS = 30   # (the self-test's two requests take well under a second of a busy host)
 
@@ -568,7 +568,7 @@ DEADLOCK_SECONDS = 30   # (the self-test's two requests take well under a second
 def test_two_initiators(boot, kernel, arch):
     t = LabTest(boot, kernel, arch)
     mark = t.pick("two_initiators_mark", 1 << 32, (1 << 63) - 1)
-    cpu1 = "pagoda::smp_two_initiators_cpu1"
+    cpu1 = contract.TWO_INITIATORS_CPU1
 
     def script(guest):
         guest.stop_at(contract.RUN_SELFTEST)   # (quiet: then the checkpoint, in the self-test's code)

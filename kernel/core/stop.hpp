@@ -8,7 +8,7 @@
 ///
 ///     [[PAGODA_STOP(name)]] void name(...);
 ///
-/// is kept out of line, starts a page and lives in section .text.stops.<name>; both kernel.ld
+/// is kept out of line, starts a page and lives in section .text.stops.NAME (NAME: @p name); both kernel.ld
 /// files collect .text.stops.* ahead of the rest of the text and round the run up to a page, so
 /// such a function's pages hold no other code. Mark every function the grader or the GDB tools
 /// stop at (the contract's stops, tools/gdb/pagoda_pt/contract.py) and every caller whose return
