@@ -22,6 +22,7 @@ import re
 import struct
 
 from pagoda_pt import contract, verdicts
+from pagoda_pt.isa import isa
 from pagoda_pt.image import CensusError, KernelImage, read_image
 from pagoda_pt.verdicts import KERNEL_REFUSAL, Evidence, StackSlots, copy_with_guard_up
 
@@ -212,6 +213,9 @@ def kernel_fault_cause(run, f, roots=None):
     else:
         root = "the live roots"
     if a.fetch and va == f.pc:
+        entry = isa(f.arch).entry_never_set(f)
+        if entry:
+            return entry
         if a.present:
             return verdicts.code_not_executable(f"the kernel's code at {va:#x} ({at})", root)
         empty = empty_root(run, f.root)

@@ -61,6 +61,21 @@ def _x86_fetch_lost(event):
         event.error & 0x11 == 0x10 and event.address == event.pc
 
 
+def _x86_entry_never_set(event):
+    """The sentence for a `syscall` that reached a CPU whose LSTAR was never written, or None: a
+    ring-0 fetch fault in the first page at the very address fetched, with the marks `syscall`
+    leaves in the log's registers (RCX: the user's return address; R11: the user's RFLAGS, whose
+    bit 1 always reads 1)."""
+    rcx, r11 = event.registers.get("RCX"), event.registers.get("R11")
+    if not _x86_fetch_lost(event) or event.pc >= 1 << 12 or None in (rcx, r11):
+        return None
+    if not (0 < rcx < 1 << 47 and r11 & 2):
+        return None
+    return ("a system call reached %#x: this CPU's system-call entry (MSR LSTAR) was never written, so `syscall` "
+            "from user mode (RCX holds its return address %#x, R11 the user's RFLAGS) jumped to 0 (each CPU has "
+            "its own LSTAR, STAR and SFMASK: a CPU that runs user programs must set them itself)" % (event.pc, rcx))
+
+
 def _x86_paging_off(regs):
     mode = paging_mode(regs["cr0"], regs["cr4"], regs["efer"])
     if mode == "disabled":
@@ -238,6 +253,9 @@ class Isa:
     privilege: Callable = _never
     # {translation register: value} -> more words on the lower root (its ASID), or ""
     root_note: Callable = lambda regs: ""
+    # a logged kernel fetch fault -> the sentence when the CPU jumped through an entry register
+    # nobody wrote (x86_64: a `syscall` with LSTAR still 0), or None
+    entry_never_set: Callable = _never
 
     def denial(self, why, where=""):
         """Why a permission fault was refused (@p why: a key of DENIALS; @p where: the levels that deny it)."""
@@ -289,6 +307,7 @@ X86_64 = Isa(
     gdb_faults="faults_x86_64", log_parser="X86Parser", machine=machines.MICROVM, breakpoint_bytes=1,
     access=_x86_access, is_page_fault=_x86_page_fault, is_permission_fault=_x86_permission_fault,
     is_table_entry=_x86_table_entry, kernel_fetch_lost=_x86_fetch_lost, paging_off=_x86_paging_off,
+    entry_never_set=_x86_entry_never_set,
     denial_bits={"read_only": "RW=0", "supervisor": "US=0", "no_execute": "NX=1", "kernel_fetch_user": "CR4.SMEP=1",
                  "kernel_touch_user": "CR4.SMAP=1, EFLAGS.AC=0"},
     user_privilege=3, user_irqs_masked=_x86_user_irqs_masked, touches_memory=_x86_touches_memory,

@@ -643,3 +643,19 @@ def test_aarch64_a_kernel_access_on_a_process_s_behalf_uses_the_shared_rules():
                                             fixups={copy: copy + 8}, **base))
     assert [s for _, s in found][0].startswith("the kernel touched the kernel-half address %#x on behalf of "
                                                "process 'badptr'" % pointer)
+
+
+def test_a_system_call_through_an_entry_never_written_is_named():
+    from pagoda_core.faultlog import Event
+
+    def fetch_fault(pc, **registers):
+        return Event(arch="x86_64", kind="exception", vector=14, mnemonic="#PF", name="page fault", pc=pc,
+                     privilege=0, error=0x10, address=pc, registers=registers)
+    rule = isa("x86_64").entry_never_set
+    said = rule(fetch_fault(0, RCX=0x400e9c, R11=0x202))
+    assert said and "MSR LSTAR) was never written" in said and "0x400e9c" in said
+    assert rule(fetch_fault(0, RCX=0xffffffff80001000, R11=0x202)) is None     # RCX no user return address
+    assert rule(fetch_fault(0, RCX=0x400e9c, R11=0)) is None                    # R11 no RFLAGS
+    assert rule(fetch_fault(0x5000, RCX=0x400e9c, R11=0x202)) is None           # not through a null entry
+    assert rule(fetch_fault(0, RAX=1)) is None
+    assert not isa("aarch64").entry_never_set(fetch_fault(0, RCX=0x400e9c, R11=0x202))
