@@ -30,8 +30,7 @@ import struct
 from pagoda_pt.verdicts import Leftovers, left_behind
 
 from . import symbols
-from .processes import Refs, process_roots, processes
-from .witness import PAGE
+from .processes import Refs, process_roots, processes, used_frames
 
 # How many findings a failure shows after the first.
 MAX_FINDINGS = 8
@@ -119,7 +118,7 @@ def leak_story(before_bits, after_bits, end_snap, kernel, moments):
     and what guest RAM holds now: process roots still registered, slots not freed, reference
     counts. The first sentence is the likeliest cause."""
     leaked = after_bits & ~before_bits
-    frames = {i * PAGE for i in range(leaked.bit_length()) if leaked >> i & 1}
+    frames = set(used_frames(leaked))
     if not frames:
         return []
     out = []

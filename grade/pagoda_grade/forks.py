@@ -13,7 +13,7 @@ from .labtest import ProcTest, Return, Trace, signed
 from .lifecycle import Deaths, moment, stale_records
 from .outcomes import KILL_LINE, STAND_IN, BootEnded
 from .processes import (Pages, count_used, covered, digest, foreign_code_kill, parse_kills, process_roots, processes,
-                        user_page_frames, user_symbol)
+                        used_frames, user_page_frames, user_symbol)
 from .procaudit import Facts, _u, errno_name, read_current, read_procs
 from .proof import proof
 from .symbols import fact
@@ -88,7 +88,7 @@ def baseline(watch, guest):
         seen = {USER_PAGE: next((s for s in story if "user pages" in s), None),
                 PAGE_TABLE: next((s for s in story if "page tables" in s), None)}
         classes = audit.leak_classes(watch.kernel, watch.arch, end.read_phys,
-                                     [i * PAGE for i in range(leaked.bit_length()) if leaked >> i & 1],
+                                     used_frames(leaked),
                                      {m.root: m.who for m in deaths.moments}, seen)
     return dict(before=before, after=after, leak=story, classes=[c.sentence() for c in classes])
 
@@ -346,7 +346,7 @@ def bomb_script(t, fork_call, kernel, eager=False):
             leak = []
             if result < 0 and after != at_entry:
                 new = after_bits & ~entry_bits
-                frames = {i * PAGE for i in range(new.bit_length()) if new >> i & 1}
+                frames = set(used_frames(new))
                 copies = copies_in_other_roots(back, watch, frames, others & set(process_roots(back, kernel)))
                 after -= len(copies)
                 # What the failed fork left, from the frames' bytes: its path is known.

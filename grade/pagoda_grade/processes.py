@@ -505,6 +505,13 @@ def count_used(snap, bitmap_va, words, root=None):
     return bin(value).count("1"), value
 
 
+def used_frames(bits):
+    """The physical address of each frame whose bit is set in @p bits (an allocator bitmap as an
+    int), lowest first: one pass over its binary text (shifting a 32768-bit int once per bit
+    costs seconds)."""
+    return [i * PAGE for i, bit in enumerate(reversed(bin(bits)[2:])) if bit == "1"]
+
+
 def is_used(bitmap, frame):
     return bool(bitmap >> (frame // PAGE) & 1)
 
