@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from pagoda_core import elffile
 from pagoda_pt.contract import FACT_PREFIX, USER_FIXUPS, lab_of_fact
+from pagoda_pt.image import KernelImage, read_image as read_layout
 
 
 @dataclass(frozen=True)
@@ -307,12 +308,17 @@ def parse_segments(data, what="the file"):
     return elffile.Elf(what, data).segments
 
 
+@functools.lru_cache(maxsize=8)
+def image(kernel):
+    """@p kernel's pagoda_pt.image.KernelImage (an empty one without the linker script's bounds)."""
+    return read_layout(reader(kernel)) or KernelImage(0, 0, 0)
+
+
 def physical_of(kernel, va):
-    """Where the loader put the byte the kernel links at @p va (its load address)."""
-    for s in segments(kernel):
-        if s.vaddr <= va < s.vaddr + s.memsz:
-            return s.paddr + (va - s.vaddr)
-    raise AssertionError(f"{va:#x} is in no loadable segment of {kernel}")
+    """Where the loader put the byte @p kernel links at @p va (its image's link map, as the tools read it)."""
+    if (pa := image(kernel).phys_of(va)) is None:
+        raise AssertionError(f"{va:#x} is not in the kernel image of {kernel}")
+    return pa
 
 
 @functools.lru_cache(maxsize=8)
