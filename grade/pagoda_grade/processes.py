@@ -336,15 +336,9 @@ class RootInspector:
         one kernel-only in its own bits (not only through the tables above it, which keep user
         mode out of the whole kernel half) and global, as every mapping of the shared kernel half
         (vm::kernel_perms()). At most one problem, the first leaf's."""
-        from .vmchecks import entries_in_range
-        bottom, top = self.layout.stack(slot)
         bits = ARCHES[self.arch].kernel_half_bits
-        try:
-            leaves = [(va, e) for _, va, e, leaf in entries_in_range(snap, self.kernel, self.arch, root, bottom, top)
-                      if leaf]
-        except WalkError:
-            return []
-        for va, e in leaves:
+        for va in range(*self.layout.stack(slot), PAGE):
+            e = snap.walk(va, root).levels[-1].raw   # (stack_problems(): every page is mapped)
             if bits["leaf_allows_user"](e):
                 return [f"{what}: the kernel stack of slot {slot} is mapped user-accessible in its leaf entries: the "
                         f"leaf for {va:#x} is {e:#x} ({bits['user_words']}); only the kernel-half tables above it keep "
