@@ -315,10 +315,11 @@ def image(kernel):
 
 
 def physical_of(kernel, va):
-    """Where the loader put the byte @p kernel links at @p va (its image's link map, as the tools read it)."""
-    if (pa := image(kernel).phys_of(va)) is None:
-        raise AssertionError(f"{va:#x} is not in the kernel image of {kernel}")
-    return pa
+    """Where the loader put the byte the kernel links at @p va (its load address)."""
+    for s in segments(kernel):
+        if s.vaddr <= va < s.vaddr + s.memsz:
+            return s.paddr + (va - s.vaddr)
+    raise AssertionError(f"{va:#x} is in no loadable segment of {kernel}")
 
 
 @functools.lru_cache(maxsize=8)
