@@ -352,16 +352,12 @@ def el0_trap_stacks(t, layout):
         assert reply.values.get("thread") == other, f"the gdbstub stopped thread {reply.values.get('thread')}, not {other}"
         for n, tid in enumerate(ids):
             client.request(f"Hg{tid}")
-            sp0 = sp = client.read_register("sp")
-            moved = False
-            for _ in range(32):
-                guest.run_alone(tid)
-                client.request(f"Hg{tid}")
-                sp = client.read_register("sp")
-                moved = moved or sp != sp0
-                if moved and layout.slot_of(sp - 1) is not None:
-                    break
-            sps[n] = sp
+            sp0, moved = client.read_register("sp"), []
+
+            def landed(pc, sp):
+                moved.append(sp != sp0)
+                return any(moved) and layout.slot_of(sp - 1) is not None
+            sps[n] = guest.step_alone(tid, landed, 32)[2]
         guest.end()
         return True
     run = t.booter(args={"run": "spin@0:0x10000000000,spin@1:0x10000000000"}, token=t.token, witness=witness,
@@ -603,11 +599,8 @@ def test_two_initiators(boot, kernel, arch):
                     "this CPU's mailbox again)")
             elif name == "drop" and not held and pcs()[0] == snap.pc:   # ('?' would clear QEMU's breakpoints)
                 held = True   # CPU 0 serves CPU 1's request: held before it drops a translation, CPU 1 runs alone
-                for _ in range(ACK_STEPS):
-                    guest.run_alone(ids[1])
-                    if (pc1 := pcs()[1]) == at:
-                        break
-                assert pc1 != at, early.format("CPU 0 held at its first, CPU 1 stepped alone")
+                assert not guest.step_alone(ids[1], lambda pc, sp: pc == at, ACK_STEPS)[0], \
+                    early.format("CPU 0 held at its first, CPU 1 stepped alone")
             elif name is None:
                 break
         assert name == "stage", (

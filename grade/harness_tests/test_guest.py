@@ -239,3 +239,23 @@ def test_trap_stacks_found_from_outside_and_registers_put_back(arch, reference_k
     found, kept, same = run.require_witness()
     assert kept >> 12 and [v for _, v in found] == [kept] * len(found), (found, hex(kept))
     assert same
+
+
+def test_a_vcpu_run_alone_within_keeps_the_breakpoints(reference_kernel, tmp_path):
+    """run_alone() with within: a vCPU that reaches none of its addresses in time is stopped where
+    it is, and the breakpoint it was let run to is still in QEMU afterwards (a `?` packet would have
+    made QEMU's gdbstub drop every breakpoint the grader had set): removing it is answered OK."""
+    never = address_of(reference_kernel, "pagoda::kmain")   # (run once, at boot)
+
+    def script(guest):
+        guest.stop_at("pagoda::run_selftest")   # booted; echo_line then waits for a line never typed
+        reply = guest.run_alone(guest.client.request("qC")[2:], [never], within=0.5)
+        guest.client.remove_breakpoint(never)   # (RspError when QEMU no longer holds it)
+        guest._armed.discard(never)
+        pc = guest.client.read_register(guest.model.pc)
+        guest.end()
+        return reply.exited, pc
+
+    run = Booter(reference_kernel, "x86_64", str(tmp_path), timeout=30)(test="echo_line", witness=script)
+    exited, pc = run.require_witness()
+    assert not exited and pc != never

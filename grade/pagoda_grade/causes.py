@@ -23,7 +23,7 @@ import struct
 
 from pagoda_pt import contract, verdicts
 from pagoda_pt.isa import isa
-from pagoda_pt.image import CensusError, KernelImage, read_image
+from pagoda_pt.image import CensusError
 from pagoda_pt.verdicts import KERNEL_REFUSAL, Evidence, StackSlots, copy_with_guard_up
 
 from pagoda_core import faultlog
@@ -168,7 +168,7 @@ def boot_stack_guard(kernel):
 def image_section(kernel, va):
     """The name of the kernel image's section (pagoda_pt.image's reader) @p va lies in, or None."""
     try:
-        section = (read_image(symbols.reader(kernel)) or KernelImage(0, 0, 0)).section_of(va)
+        section = symbols.image(kernel).section_of(va)
     except (AssertionError, OSError):
         return None
     return section and section.name

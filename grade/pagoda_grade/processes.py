@@ -20,10 +20,10 @@ where each lies in the kStackBase area comes from the layout facts the kernel ex
 """
 import hashlib
 import re
-import struct
 from dataclasses import dataclass
 
 from pagoda_pt import contract
+from pagoda_pt.frames import frame_refs
 from pagoda_pt.image import CensusError
 from pagoda_pt.procs import read_procs
 from pagoda_pt.verdicts import writable_and_executable
@@ -336,15 +336,9 @@ class RootInspector:
         one kernel-only in its own bits (not only through the tables above it, which keep user
         mode out of the whole kernel half) and global, as every mapping of the shared kernel half
         (vm::kernel_perms()). At most one problem, the first leaf's."""
-        from .vmchecks import entries_in_range
-        bottom, top = self.layout.stack(slot)
         bits = ARCHES[self.arch].kernel_half_bits
-        try:
-            leaves = [(va, e) for _, va, e, leaf in entries_in_range(snap, self.kernel, self.arch, root, bottom, top)
-                      if leaf]
-        except WalkError:
-            return []
-        for va, e in leaves:
+        for va in range(*self.layout.stack(slot), PAGE):
+            e = snap.walk(va, root).levels[-1].raw   # (stack_problems(): every page is mapped)
             if bits["leaf_allows_user"](e):
                 return [f"{what}: the kernel stack of slot {slot} is mapped user-accessible in its leaf entries: the "
                         f"leaf for {va:#x} is {e:#x} ({bits['user_words']}); only the kernel-half tables above it keep "
@@ -595,27 +589,13 @@ def digest(snap, frame):
 
 
 class Refs:
-    """The kernel's frame reference counts, read from guest RAM (pagoda_frame_refs: the table's
-    kernel address and its entries; each entry a u16 of references beyond the first)."""
-
-    CHUNK = PAGE // 2   # entries read at once (a page of the table)
+    """The kernel's frame reference counts, read from guest RAM (pagoda_pt.frames.frame_refs)."""
 
     def __init__(self, snap, kernel):
-        self.snap = snap
-        pa = symbols.physical_of(kernel, symbols.address_of(kernel, contract.FRAME_REFS))
-        self.table, self.entries = struct.unpack("<2Q", snap.read_phys(pa, 16))
-        self._chunks = {}
+        self.entries, self.counts = frame_refs(snap.read_phys, symbols.image(kernel), symbols.reader(kernel))
 
     def count(self, frame):
-        if not self.table or frame is None or frame // PAGE >= self.entries:
-            return None
-        n = frame // PAGE
-        chunk = self._chunks.get(n // self.CHUNK)
-        if chunk is None:
-            at = n - n % self.CHUNK
-            chunk = self._chunks[n // self.CHUNK] = self.snap.read_virt(self.table + 2 * at,
-                                                                        2 * min(self.CHUNK, self.entries - at))
-        return 1 + int.from_bytes(chunk[2 * (n % self.CHUNK):2 * (n % self.CHUNK) + 2], "little")
+        return None if frame is None or frame // PAGE >= self.entries else self.counts.get(frame // PAGE, 1)
 
 
 def pid_of(snap, kernel, root):

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from pagoda_core import elffile
 from pagoda_pt.contract import FACT_PREFIX, USER_FIXUPS, lab_of_fact
+from pagoda_pt.image import KernelImage, read_image as read_layout
 
 
 @dataclass(frozen=True)
@@ -305,6 +306,12 @@ def segments(kernel):
 def parse_segments(data, what="the file"):
     """The PT_LOAD segments of the ELF file whose bytes are @p data (@p what names it)."""
     return elffile.Elf(what, data).segments
+
+
+@functools.lru_cache(maxsize=8)
+def image(kernel):
+    """@p kernel's pagoda_pt.image.KernelImage (an empty one without the linker script's bounds)."""
+    return read_layout(reader(kernel)) or KernelImage(0, 0, 0)
 
 
 def physical_of(kernel, va):

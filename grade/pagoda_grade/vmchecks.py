@@ -6,7 +6,7 @@ import re
 from pagoda_pt.isa import MACHINES
 
 from pagoda_pt import contract
-from pagoda_pt.trees import MAX_TABLE_READS
+from pagoda_pt.trees import cached, iter_tables, nonzero_entries
 from . import symbols
 from .bootram import usable_ram
 from .witness import (ARCHES, DEVICE_MEMORY, NORMAL_MEMORY, PAGE, Region, WalkError, _align_up,
@@ -216,33 +216,19 @@ def check_whole_map(boot, kernel, arch, token, extra=None):
 
 def entries_in_range(snap, kernel, arch, root, lo, hi):
     """Every present entry of the tree at @p root whose range meets [lo, hi) (one half of the
-    address space), read by the grader from guest RAM, parents before children:
-    [(level, va, entry, is_leaf)], va the first address the entry covers. WalkError on a table
-    cycle or an absurd tree."""
-    entries_per, levels = layout_value(kernel, "entries_per_table"), layout_value(kernel, "levels")
-    mask, shift0 = layout_value(kernel, "address_mask"), top_level(kernel).shift
-    index_bits, is_leaf = entries_per.bit_length() - 1, ARCHES[arch].kernel_half_bits["is_leaf"]
-    reads, out = [0], []
-
-    def visit(pa, level, lo, hi):
-        reads[0] += 1
-        if reads[0] > MAX_TABLE_READS:
-            raise WalkError(f"more than {MAX_TABLE_READS} tables in [{lo:#x}, {hi:#x}): a table cycle?")
-        table = snap.table_entries(pa)
-        shift = shift0 - index_bits * level
-        va = lo
-        while va < hi:
-            start = va & ~((1 << shift) - 1)
-            e = table[(va >> shift) & (entries_per - 1)]
-            if e & 1:
-                leaf = is_leaf(e, level, levels - 1)
-                out.append((level, start, e, leaf))
-                if not leaf:
-                    visit(e & mask, level + 1, max(va, start), min(hi, start + (1 << shift)))
-            va = start + (1 << shift)
-
-    visit(root, 0, lo, hi)
-    return out
+    address space), read by the grader from guest RAM (pagoda_pt.trees.iter_tables, each table
+    once), parents before children: [(level, va, entry, is_leaf)], va the first address the
+    entry covers."""
+    levels, is_leaf = layout_value(kernel, "levels"), ARCHES[arch].kernel_half_bits["is_leaf"]
+    top = top_level(kernel).shift + layout_value(kernel, "entries_per_table").bit_length() - 1
+    base, read, out = lo & -(1 << top), cached(snap.read_phys), []   # (the half's sign extension)
+    for table, level, va in iter_tables(arch, read, root, levels):
+        span = PAGE << 9 * (levels - 1 - level)   # (of an entry of a table at that level)
+        for index, e in nonzero_entries(read, table):
+            start = base + va + index * span
+            if e & 1 and start < hi and start + span > lo:
+                out.append((level, start, e, is_leaf(e, level, levels - 1)))
+    return sorted(out, key=lambda entry: (entry[1], entry[0]))
 
 
 def kernel_half_entries(snap, kernel, arch):

@@ -675,16 +675,27 @@ class Guest:
         """Lets vCPU @p thread (a gdbstub thread id) alone run, the other vCPUs held where they
         are (QEMU's vCont: a thread given no action stays stopped), until it executes one of
         @p addresses; with none, one instruction. The stop reply: a vCPU that got nowhere in
-        @p within seconds is stopped there. No side stop or stop hook runs; a step leaves the
+        @p within seconds is stopped there (the reply to the interrupt: a `?` would make QEMU's
+        gdbstub drop every breakpoint). No side stop or stop hook runs; a step leaves the
         breakpoints in (a single step overrides one at the PC: _step_off())."""
         self._stopped_at = None
         if addresses:
             self._arm(set(addresses))
         self.client.requests([], then=f"vCont;{'c' if addresses else 's'}:{thread}")
-        if within is None:
-            return self._wait(what)
-        self._wait_within(what, within)
-        return self.client.stop_reason()
+        return self._wait(what) if within is None else self._wait_within(what, within)
+
+    def step_alone(self, thread, until, limit, what="one instruction"):
+        """Single-steps vCPU @p thread alone (run_alone()) until @p until(pc, sp) holds of its
+        registers, tried before each of at most @p limit steps and after the last: (held, pc, sp),
+        the last registers read. The one way the grader walks a vCPU through code by hand."""
+        for n in range(limit + 1):
+            if n:
+                self.run_alone(thread, what=what)
+            self.client.request(f"Hg{thread}")
+            pc, sp = self.client.read_registers((self.model.pc, self.model.sp))
+            if until(pc, sp):
+                return True, pc, sp
+        return False, pc, sp
 
     def segment_bases(self, name):
         """[the base of segment @p name ("TR") on each vCPU], in CPU order: QEMU's `info registers
@@ -723,20 +734,17 @@ class Guest:
         names = tuple(dict.fromkeys((model.pc, model.sp, model.proc["irq_flag"][0])
                                     + model.proc["syscall_entry_registers"]))
         saved = dict(zip(names, client.read_registers(names)))
-        thread = client.request("qC")[2:]
+        thread, stopped_at = client.request("qC")[2:], self._stopped_at   # (put back too: the PC is)
         try:
             client.write_registers({model.pc: entry})
-            pc, sp = entry, saved[model.sp]
-            for _ in range(limit):
-                if model.proc["stack_landed"](self.client.read_memory(pc, 4), sp != saved[model.sp]):
-                    return sp
-                client.requests([], then=f"vCont;s:{thread}")
-                self._wait("one instruction of a trap's entry")
-                pc, sp = client.read_registers((model.pc, model.sp))
-            return None
+            landed, _, sp = self.step_alone(
+                thread, lambda pc, sp: model.proc["stack_landed"](client.read_memory(pc, 4), sp != saved[model.sp]),
+                limit, "one instruction of a trap's entry")
+            return sp if landed else None
         finally:
             now = dict(zip(names, client.read_registers(names)))
             client.write_registers({n: v for n, v in saved.items() if now[n] != v})
+            self._stopped_at = stopped_at
 
     def _side(self, snap):
         """A side stop (side_stop()) or a mark (mark_at()) reached at @p snap: the side stop's
@@ -777,7 +785,8 @@ class Guest:
         raise AssertionError(f"the guest does not leave {address:#x}: {STEP_OFF_TRIES} single steps left it there")
 
     def _wait_within(self, what, seconds):
-        """Waits for a stop at most @p seconds (and the test's deadline); then interrupts."""
+        """Waits for a stop at most @p seconds (and the test's deadline); then interrupts. The
+        stop reply."""
         self.waiting_for = what
         try:
             reply = self.client.wait_stop(timeout=min(seconds, self._left()))
@@ -787,14 +796,14 @@ class Guest:
         except RspTimeout:
             self.session.check()
             self.client.send_interrupt()
-            self._wait(what)
-            return
+            return self._wait(what)
         except RspError as e:
             end = time.monotonic() + 2
             while self.session.pump(0.05) and time.monotonic() < end:
                 pass
             raise BootEnded(str(e)) from None
         self.waiting_for = None
+        return reply
 
     def log_events(self):
         """Every exception and interrupt QEMU has logged so far (faultlog events), read now."""

@@ -133,13 +133,11 @@ def take_census(arch: str, read_phys, symbol: Symbol, regs: Optional[dict] = Non
     frames = words * 64
     refs = [1] * frames
     counted = []        # the frames whose count is not 1 (1 + extra), in order
-    refs_table, entries = _u64s(read_phys(image.static_pa(symbol, C.FRAME_REFS), 16))
-    if refs_table and entries:
-        for i, extra in _nonzero_u16s(read_phys(window_pa(refs_table), entries * 2)):
-            if i >= frames:
-                break
-            refs[i] = 1 + extra
-            counted.append(i)
+    for i, count in frame_refs(read_phys, image, symbol)[1].items():   # (in order)
+        if i >= frames:
+            break
+        refs[i] = count
+        counted.append(i)
     roots = read_root_table(read_phys, image.static_pa(symbol, C.ROOT_REGISTRY))
     # PROT_NONE pages keep their frames in held leaves (invalid to the MMU): theirs too.
     held_mask = symbol(C.fact_symbol("held_entry_bit")) or 0
@@ -775,7 +773,7 @@ def leak_classes(arch: str, read_phys, symbol: Symbol, leaked, roots_seen: Optio
     free_pages = [pa for pa in rest if pa not in user_under]
     if free_pages or user_under:
         pages = sorted(free_pages + user_under)
-        refs = _refs(rec, symbol)
+        refs = frame_refs(rec.read_phys, rec.image, symbol)[1]
         counted = [pa for pa in pages if refs.get(pa // PAGE_SIZE_4K, 1) > 1]
         if counted:
             what = "mapped by no root, %d still with a reference count above 1" % len(counted)
@@ -819,13 +817,13 @@ def leak_classes(arch: str, read_phys, symbol: Symbol, leaked, roots_seen: Optio
     return out
 
 
-def _refs(rec: "_Records", symbol: Symbol) -> dict:
-    """{frame index: the kernel's reference count} for the frames with extra references."""
-    at = symbol(C.FRAME_REFS)
-    if at is None:
-        return {}
-    table, entries = _u64s(rec.read_phys(rec.image.static_pa(symbol, C.FRAME_REFS), 16))
-    if not table or not entries or rec.pa(table) is None:
-        return {}
-    extra = struct.unpack("<%dH" % entries, rec.read_phys(rec.pa(table), entries * 2))
-    return {i: 1 + e for i, e in enumerate(extra) if e}
+def frame_refs(read_phys, image, symbol: Symbol) -> tuple:
+    """(entries, {frame index: the kernel's reference count}) of the kernel's table (FRAME_REFS:
+    its address and entries, each a u16 of references beyond the first), the frames with extra
+    references only, in order; (0, {}) when the kernel has no table or it is not in RAM."""
+    if symbol(C.FRAME_REFS) is None:
+        return 0, {}
+    table, entries = _u64s(read_phys(image.static_pa(symbol, C.FRAME_REFS), 16))
+    if not table or not entries or image.pa(table) is None:
+        return 0, {}
+    return entries, {i: 1 + extra for i, extra in _nonzero_u16s(read_phys(image.pa(table), entries * 2))}
