@@ -124,7 +124,7 @@ class ProcessAudit:
         if not self.found and snap.pc in self.trap_stops:
             self.found = trap_stack_problem(self.facts, recs, current, where, snap.guest.user_trap_stacks(snap))
         self.note(self.found)
-        if self.watched is not None and roots is not None and where == self.ENTRY and not self.unlisted:
+        if self.watched is not None and roots is not None and where == self.ENTRY and not (self.found or self.unlisted):
             self.unlisted = unlisted_root(current, roots, snap.lower_root, where)
             if self.unlisted:
                 self.watched.append(self.unlisted)
@@ -142,9 +142,10 @@ def unlisted_root(current, roots, live, where):
     if current is None or roots.get(current.pid) == live:
         return None
     listed = roots.get(current.pid)
-    return (f"the CPU runs root {live:#x} for {current.who} {where}, but the kernel's root registry (pagoda_debug_roots, "
-            f"guest RAM) lists " + (f"root {listed:#x} for it" if listed is not None else "no process root for it")
-            + ": every process's root must be published as a process's (AddressSpace::create_user), or the grader's "
+    said = f"root {listed:#x} for it" if listed is not None else "no process root for it"
+    return (f"the CPU runs root {live:#x} for {current.who} {where}, but the kernel's root registry "
+            f"(pagoda_debug_roots, guest RAM) lists {said}: every process's root must be published as a process's "
+            "(AddressSpace::create_user), or the grader's "
             "walks of every root never see the one the process runs in")
 
 
