@@ -247,6 +247,16 @@ def test_a_trap_stack_that_is_not_the_current_processs_is_named():
     assert procaudit.trap_stack_problem(F, recs, None, WHERE, [("x", 0)]) is None     # the idle loop
 
 
+def test_a_live_root_the_registry_does_not_list_for_the_current_process_is_named():
+    recs = [rec(0, 1, state=RUNNING), rec(1, 2)]
+    assert procaudit.unlisted_root(recs[0], {1: 0x5000, 2: 0x6000}, 0x5000, WHERE) is None
+    assert procaudit.unlisted_root(None, {}, 0x5000, WHERE) is None                  # the idle loop
+    said = procaudit.unlisted_root(recs[0], {1: 0x5000}, 0x7000, WHERE)
+    assert said.startswith("the CPU runs root 0x7000 for pid 1 (prog) at a system call's entry, but the kernel's "
+                           "root registry (pagoda_debug_roots, guest RAM) lists root 0x5000 for it")
+    assert "lists no process root for it" in procaudit.unlisted_root(recs[0], {2: 0x6000}, 0x7000, WHERE)
+
+
 def test_a_fork_that_writes_its_parents_frame_is_named():
     assert forks.parent_frame_problem(F, PARENT, frame(), frame()) is None
     said = forks.parent_frame_problem(F, PARENT, frame(), bytes(64))

@@ -67,12 +67,17 @@ class ProcessAudit:
     """A stop hook (Guest.stop_hooks): at each stop where the scheduler's records are consistent
     (a system call's entry, a context switch, a timer tick, a process's end, the idle loop, a
     checkpoint), audit_table() over guest RAM; the first finding of a kind is appended to
-    @p findings (Booter.audit_findings), once. @p roots_of(snap) -> {pid: root}."""
+    @p findings (Booter.audit_findings), once. @p roots_of(snap) -> {pid: root}. At a system
+    call's entry, a live root the registry does not list for the current process goes to
+    @p watched (Booter.watch_problems: the test's own checks explain first), once."""
 
     QUIET = ("syscall_entry", "switch")
+    ENTRY = "at a system call's entry"
 
-    def __init__(self, kernel, arch, findings, roots_of=None):
+    def __init__(self, kernel, arch, findings, roots_of=None, watched=None):
         self.kernel = kernel
+        self.watched = watched   # (Booter.watch_problems: where an unlisted root goes, unlisted_root())
+        self.unlisted = None
         self.arch = arch
         self.facts = Facts.of(kernel)
         self.findings = findings
@@ -81,7 +86,7 @@ class ProcessAudit:
         self.asids = {}     # (pid, root) -> ASID (AArch64: TTBR0_EL1's top 16 bits at a stop in that root)
         self.where = {}
         proc = ARCHES[arch].proc
-        for name, label in ((proc["syscall_entry"], "at a system call's entry"),
+        for name, label in ((proc["syscall_entry"], self.ENTRY),
                             (proc["switch"], "at a context switch (switch_context)"),
                             (contract.TIMER_TICK, "at a timer tick"),
                             (contract.EXIT, "as a process ends (exit_current)"),
@@ -119,10 +124,29 @@ class ProcessAudit:
         if not self.found and snap.pc in self.trap_stops:
             self.found = trap_stack_problem(self.facts, recs, current, where, snap.guest.user_trap_stacks(snap))
         self.note(self.found)
+        if self.watched is not None and roots is not None and where == self.ENTRY and not (self.found or self.unlisted):
+            self.unlisted = unlisted_root(current, roots, snap.lower_root, where)
+            if self.unlisted:
+                self.watched.append(self.unlisted)
 
     def table(self, snap):
         """[Proc] of the process table now (guest RAM)."""
         return read_procs(snap.read_phys, self.facts)
+
+
+def unlisted_root(current, roots, live, where):
+    """The sentence when the root the CPU runs @p current with (@p live: its root register, read at
+    a system call's entry @p where) is not the one the kernel's root registry (@p roots: {pid: root})
+    lists for it: the grader walks the roots the registry lists, so a root it does not list is one
+    no check of the grader's reaches. None when it is, or when no process is current."""
+    if current is None or roots.get(current.pid) == live:
+        return None
+    listed = roots.get(current.pid)
+    said = f"root {listed:#x} for it" if listed is not None else "no process root for it"
+    return (f"the CPU runs root {live:#x} for {current.who} {where}, but the kernel's root registry "
+            f"(pagoda_debug_roots, guest RAM) lists {said}: every process's root must be published as a process's "
+            "(AddressSpace::create_user), or the grader's "
+            "walks of every root never see the one the process runs in")
 
 
 ERRNO_NAMES = {1: "EPERM", 2: "ENOENT", 3: "ESRCH", 7: "E2BIG", 8: "ENOEXEC", 9: "EBADF", 10: "ECHILD", 11: "EAGAIN",

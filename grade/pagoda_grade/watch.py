@@ -290,7 +290,8 @@ class Watch:
     def start_audit(self, guest):
         """From now on, at every stop where the scheduler's records are consistent, the process
         audit (procaudit.py): its first finding heads any failure of the test (Run.fail)."""
-        self.audit = ProcessAudit(self.kernel, self.arch, guest.booter.audit_findings, roots_of=self.pid_roots)
+        self.audit = ProcessAudit(self.kernel, self.arch, guest.booter.audit_findings, roots_of=self.pid_roots,
+                                  watched=guest.booter.watch_problems)
         guest.stop_hooks.append(self.audit)
 
     def pid_roots(self, snap):
