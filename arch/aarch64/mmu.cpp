@@ -161,6 +161,11 @@ void invalidate_asid_everywhere(u16 asid) {
 
 void invalidate_all() { invalidate_everything(); }
 
+void invalidate_all_local() {
+  asm volatile("tlbi vmalle1\n dsb nsh\n isb" ::: "memory");
+  for (u64& word : g_asid_cached[arch::cpu_id()]) __atomic_store_n(&word, 0, __ATOMIC_RELAXED);
+}
+
 bool asid_may_be_cached(u16 asid) { return (cached_word(asid) & cached_bit(asid)) != 0; }
 
 }  // namespace aarch64::hw

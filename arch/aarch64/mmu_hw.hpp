@@ -55,6 +55,10 @@ void invalidate_asid_everywhere(u16 asid);
 void flush_asid(u16 asid);
 /// TLBI VMALLE1IS: every EL1&0 translation, global ones included.
 void invalidate_all();
+/// TLBI VMALLE1: every translation in this CPU's TLB alone (the other CPUs keep theirs): this CPU
+/// caches no ASID any more (asid_may_be_cached()). Lab 8's ASID rollover has each CPU do it once,
+/// at its first switch into the new generation.
+void invalidate_all_local();
 /// Whether this CPU's TLB may still hold translations tagged with @p asid: its TTBR0 was loaded
 /// with it since its last invalidation that reached this CPU (invalidate_asid() here,
 /// invalidate_asid_everywhere() or one of everything anywhere). Each CPU has its own TLB: a

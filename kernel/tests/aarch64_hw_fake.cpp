@@ -62,6 +62,10 @@ void invalidate_all() {
   cpu().cached_asids.reset();
   cpu().log.push_back("tlbi all");
 }
+void invalidate_all_local() {
+  cpu().cached_asids.reset();
+  cpu().log.push_back("tlbi all (this CPU)");
+}
 bool asid_may_be_cached(u16 asid) { return cpu().cached_asids.test(asid % Aarch64AddressSpace::kAsids); }
 
 }  // namespace pagoda::aarch64::hw
