@@ -1,14 +1,16 @@
 #include "aarch64_hw_fake.hpp"
 
 #include "mm/space/mmu.hpp"
+#include "core/cpu.hpp"
+#include "host_support.hpp"
 #include "page_table_fakes.hpp"
 
 namespace pagoda::aarch64::hw {
 
 namespace fake {
 Cpu& cpu() {
-  static Cpu state;
-  return state;
+  static Cpu state[kMaxCpus];
+  return state[host::g_cpu % kMaxCpus];
 }
 }  // namespace fake
 
@@ -52,10 +54,6 @@ void invalidate_va_local(VirtAddr va, u16 asid) { invalidate_va(va, asid); }  //
 void invalidate_asid(u16 asid) {
   cpu().cached_asids.reset(asid % Aarch64AddressSpace::kAsids);
   cpu().log.push_back("tlbi asid " + std::to_string(asid));
-}
-void invalidate_asid_everywhere(u16 asid) {
-  cpu().cached_asids.reset(asid % Aarch64AddressSpace::kAsids);
-  cpu().log.push_back("tlbi asid " + std::to_string(asid) + " (every CPU)");
 }
 void flush_asid(u16 asid) { cpu().log.push_back("tlbi asid " + std::to_string(asid) + " (a batch)"); }
 void invalidate_all() {
