@@ -627,6 +627,8 @@ def test_two_initiators(boot, kernel, arch):
 
 # ---- asid_reuse (issue 53 item 3: an ASID given back and handed to a new space, across CPUs) ----
 
+USER_ASIDS = 255   # AArch64's 8-bit ASIDs (TCR_EL1.AS = 0) less the kernel's, 0
+
 @lab_test(8, "asid_reuse")
 def test_asid_reuse(boot, kernel, arch):
     t = Smp(boot, kernel, arch, "smp_asid_reuse")
@@ -664,8 +666,12 @@ def test_asid_reuse(boot, kernel, arch):
                 f"{'given the same ASID' if reused == asid else f'with ASID {reused}'}, runs on CPU 1, and its count "
                 f"page {t.page:#x} is {'unmapped' if own is None else f'frame {own:#x} at {count}'} while R's dead frame "
                 f"{frame:#x} went from the mark {mark} to {after} (guest RAM): N counted through R's translation, "
-                "which CPU 1 kept: the ASID's end dropped it on the CPU that ended R alone, not on every CPU in R's "
-                "mask (TLBI ASIDE1 is local: an ASID given back must leave every TLB that may hold it)")
+                f"which CPU 1 kept: CPU 1 loaded the ASID again without flushing its own TLB since R ran there (with "
+                f"two CPUs an ASID is given back only at a rollover of the generation, after {churn} spaces here, and "
+                "each CPU flushes its own TLB at its first switch into the new generation; CPU 0 switched first)")
         return True
-    t.selftest("smp_asid_reuse", script, cpus=2, args={"count": t.count, "stop": stop, "mark": mark})
+    # (AArch64: 255 user ASIDs; R takes the lowest, the churn the 254 others, then every 255 a rollover)
+    churn = USER_ASIDS - 1 + USER_ASIDS * t.pick("asid_reuse_rollovers", 0, 1)
+    t.selftest("smp_asid_reuse", script, cpus=2, args={"count": t.count, "stop": stop, "mark": mark,
+                                                        "churn": churn})
     t.success()

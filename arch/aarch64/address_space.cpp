@@ -43,6 +43,67 @@ void free_asid(u16 asid) {
   // LAB 3 END
 }
 
+// LAB 8 BEGIN ASID generations: with two CPUs an ASID is taken until the generation rolls over, and each CPU flushes its own TLB once per generation
+// With two CPUs a space's end gives no ASID back: its translations may sit in the TLB of every
+// CPU that ran it, and dropping them there at every end is a broadcast (TLBI ASIDE1IS) each
+// time. Instead the ASIDs run out, and then every one is free again at once, in a new
+// generation: a space whose ASID is from an older generation takes a new one at its next
+// switch, and each CPU flushes its own TLB (TLBI VMALLE1, local) once, at its first switch
+// into a space of the new generation: until then it may hold translations that an old
+// generation tagged with ASIDs the new one hands out again. (The kernel lock serializes every
+// caller: create_user(), activate() and the space's end run under it.)
+/// The generation the ASIDs taken in g_asids_used belong to.
+u64 g_generation = 1;
+/// Per CPU: the generation its TLB was last flushed for (0: none yet).
+u64 g_flushed_for[kMaxCpus] = {};
+
+/// The generation a space made now gets with its ASID.
+u64 current_generation() { return g_generation; }
+
+/// After an ASID was taken: when none is left, every one is free again in a new generation
+/// (the kernel's, 0, stays taken), so that the next create_user() finds one.
+void roll_over_if_full() {
+  if (cpus_online() < 2) return;  // (one CPU: lab 3's allocator, ASIDs given back at the end)
+  for (const u64 word : g_asids_used)
+    if (word != ~u64{0}) return;
+  ++g_generation;
+  for (u64& word : g_asids_used) word = 0;
+  g_asids_used[0] = 1;
+}
+
+/// Before this CPU loads a space's ASID: an ASID of this generation for it (@p asid and
+/// @p generation are the space's, updated), and this CPU's TLB flushed if it was not since the
+/// last rollover. Returns true when the ASID changed.
+bool catch_up_generation(u16& asid, u64& generation) {
+  bool changed = false;
+  while (generation != g_generation) {  // (taking the last one may roll over again)
+    Result<u16> fresh = allocate_asid();
+    if (fresh.is_error()) panic("no ASID free right after a rollover check");
+    asid = fresh.release_value();
+    generation = g_generation;
+    changed = true;
+    roll_over_if_full();
+  }
+  u64& flushed = g_flushed_for[arch::cpu_id()];
+  if (flushed != g_generation) {
+    hw::invalidate_all_local();
+    flushed = g_generation;
+  }
+  return changed;
+}
+// LAB 8 SKELETON
+// /// The generation a space made now gets with its ASID.
+// u64 current_generation() { return 1; }
+// /// After an ASID was taken.
+// void roll_over_if_full() {}
+// /// Before this CPU loads a space's ASID: true when the ASID changed.
+// bool catch_up_generation(u16& asid, u64& generation) {
+//   (void)asid;
+//   (void)generation;
+//   return false;
+// }
+// LAB 8 END
+
 /// The end of TTBR0's range: a user space may change [0, this).
 constexpr u64 kLowerEnd = u64{1} << PageTableFormat::kVirtualBits;
 
@@ -53,11 +114,11 @@ void check_asid_clean(u16 asid) {
   if (!hw::asid_may_be_cached(asid)) return;
   if (cpus_online() > 1)
     panic("ASID {} is loaded on CPU {} for an address space that never ran there while that CPU's TLB may still hold "
-          "another space's translations tagged with it (its TTBR0 held the ASID since its last invalidation there): "
-          "the ASID's end reached the CPU that ended the space alone, not every CPU that ran it (TLBI ASIDE1 is one "
-          "CPU's: ~Aarch64AddressSpace() must drop it on every CPU of the space's mask, "
-          "hw::invalidate_asid_everywhere, before free_asid())",
-          asid, arch::cpu_id());
+          "another space's translations tagged with it: CPU {} loaded the ASID again without flushing its own TLB "
+          "since the ASID's last owner ran there (with two CPUs an ASID is given back only at a rollover, and each "
+          "CPU must flush its own TLB, TLBI VMALLE1, at its first switch into a space of the new generation: "
+          "catch_up_generation(), arch/aarch64/address_space.cpp)",
+          asid, arch::cpu_id(), arch::cpu_id());
   panic("ASID {} is loaded for a new address space while the TLB may still hold another space's translations tagged "
         "with it (TTBR0 held it since it was last invalidated): two address spaces share the ASID (allocate_asid() "
         "must mark it taken), or its last owner gave it back without dropping them (~Aarch64AddressSpace() must "
@@ -75,17 +136,21 @@ Aarch64AddressSpace::Aarch64AddressSpace(Tree lower, Tree upper)
 
 Aarch64AddressSpace::Aarch64AddressSpace(Tree lower, Tree* shared_upper, u16 asid, const Aarch64AddressSpace& kernel)
     : lower_(move(lower)), kernel_(false), owns_upper_(false), shared_upper_(shared_upper), asid_(asid),
-      kernel_root_(kernel.kernel_root()) {}
+      generation_(current_generation()), kernel_root_(kernel.kernel_root()) {
+  roll_over_if_full();
+}
 
 Aarch64AddressSpace::Aarch64AddressSpace(Tree lower, Tree own_upper, u16 asid, const Aarch64AddressSpace& kernel)
-    : lower_(move(lower)), kernel_(false), owns_upper_(true), asid_(asid), kernel_root_(kernel.kernel_root()) {
+    : lower_(move(lower)), kernel_(false), owns_upper_(true), asid_(asid), generation_(current_generation()),
+      kernel_root_(kernel.kernel_root()) {
+  roll_over_if_full();
   construct_at(&own_upper_, move(own_upper));
   upper_published_ = debug::PublishedRoot(own_upper_.root(), debug::RootKind::Other, "own ttbr1");
 }
 
 Aarch64AddressSpace::Aarch64AddressSpace(Aarch64AddressSpace&& other)
     : TlbSync(other), lower_(move(other.lower_)), kernel_(other.kernel_), owns_upper_(other.owns_upper_),
-      asid_(other.asid_), loaded_(other.loaded_), kernel_root_(other.kernel_root_),
+      asid_(other.asid_), generation_(other.generation_), loaded_(other.loaded_), kernel_root_(other.kernel_root_),
       upper_published_(move(other.upper_published_)) {
   if (owns_upper_) construct_at(&own_upper_, move(other.own_upper_));
   else shared_upper_ = other.shared_upper_;
@@ -126,11 +191,10 @@ Aarch64AddressSpace::~Aarch64AddressSpace() {
   upper_published_.withdraw();
   if (owns_upper_) own_upper_.~Tree();
   if (kernel_) return;  // ~Tree frees the lower tree
-  // LAB 8 BEGIN the ASID's end reaches every CPU whose TLB may hold it: invalidate_asid() (lab 3) is this CPU's alone
-  // A CPU that ran the space keeps its translations, tagged with the ASID, after it switched away
-  // (cpus() only grows): once the ASID is given back, a new space that gets it would see them
-  // there. When only this CPU ever ran the space, its own TLB is all there is to clean.
-  if ((cpus() & ~(u32{1} << arch::cpu_id())) != 0) hw::invalidate_asid_everywhere(asid_);
+  // LAB 8 BEGIN with two CPUs the ASID stays taken until the generation rolls over: nothing to flush at the end
+  // The CPUs that ran the space may keep its translations, tagged with the ASID: no new space
+  // gets that ASID before a rollover, and no CPU loads it again before its own flush.
+  if (cpus_online() > 1) return;
   // LAB 8 SKELETON
   // LAB 8 END
   // LAB 3 BEGIN nothing of this space may stay in a TLB once its tables and its ASID are reused
@@ -197,6 +261,7 @@ void Aarch64AddressSpace::activate() {
     return;
   }
   if (hw::read_ttbr1() != upper().root()) hw::load_ttbr1(upper().root());
+  if (catch_up_generation(asid_, generation_)) loaded_ = 0;  // (each CPU checks the new ASID once)
   const u32 me = u32{1} << arch::cpu_id();
   if ((loaded_ & me) == 0) check_asid_clean(asid_);
   loaded_ |= me;

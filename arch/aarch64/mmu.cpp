@@ -65,11 +65,6 @@ void forget_cached_asids() {
     for (u64& word : cpu) __atomic_store_n(&word, 0, __ATOMIC_RELAXED);
 }
 
-/// Forgets @p asid on every CPU.
-void forget_cached_asid(u16 asid) {
-  for (auto& cpu : g_asid_cached) __atomic_fetch_and(&cpu[asid / 64 % kAsidWords], ~cached_bit(asid), __ATOMIC_RELAXED);
-}
-
 /// The word of this CPU's g_asid_cached that holds @p asid's bit.
 u64& cached_word(u16 asid) { return g_asid_cached[arch::cpu_id()][asid / 64 % kAsidWords]; }
 
@@ -154,12 +149,12 @@ void invalidate_asid(u16 asid) {
   __atomic_fetch_and(&cached_word(asid), ~cached_bit(asid), __ATOMIC_RELAXED);
 }
 
-void invalidate_asid_everywhere(u16 asid) {
-  flush_asid(asid);
-  forget_cached_asid(asid);
-}
-
 void invalidate_all() { invalidate_everything(); }
+
+void invalidate_all_local() {
+  asm volatile("tlbi vmalle1\n dsb nsh\n isb" ::: "memory");
+  for (u64& word : g_asid_cached[arch::cpu_id()]) __atomic_store_n(&word, 0, __ATOMIC_RELAXED);
+}
 
 bool asid_may_be_cached(u16 asid) { return (cached_word(asid) & cached_bit(asid)) != 0; }
 

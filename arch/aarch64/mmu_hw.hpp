@@ -46,8 +46,6 @@ void invalidate_va_local(VirtAddr va, u16 asid);
 /// TLBI ASIDE1: every non-global translation tagged with @p asid, in this CPU's TLB alone (the
 /// other CPUs keep theirs): this CPU no longer caches @p asid (asid_may_be_cached()).
 void invalidate_asid(u16 asid);
-/// TLBI ASIDE1IS: the same in every CPU's TLB: no CPU caches @p asid any more.
-void invalidate_asid_everywhere(u16 asid);
 /// TLBI ASIDE1IS as a batch's full flush of a space that goes on (live or not): the same
 /// invalidation, but @p asid stays marked as maybe cached (asid_may_be_cached()) until the
 /// space's end drops it with invalidate_asid(). Whether a freed ASID was dropped then depends on
@@ -55,9 +53,13 @@ void invalidate_asid_everywhere(u16 asid);
 void flush_asid(u16 asid);
 /// TLBI VMALLE1IS: every EL1&0 translation, global ones included.
 void invalidate_all();
+/// TLBI VMALLE1: every translation in this CPU's TLB alone (the other CPUs keep theirs): this CPU
+/// caches no ASID any more (asid_may_be_cached()). Lab 8's ASID rollover has each CPU do it once,
+/// at its first switch into the new generation.
+void invalidate_all_local();
 /// Whether this CPU's TLB may still hold translations tagged with @p asid: its TTBR0 was loaded
 /// with it since its last invalidation that reached this CPU (invalidate_asid() here,
-/// invalidate_asid_everywhere() or one of everything anywhere). Each CPU has its own TLB: a
+/// invalidate_all_local() here, or one of everything anywhere). Each CPU has its own TLB: a
 /// freed ASID handed to a new space must not be cached on the CPU that loads it.
 bool asid_may_be_cached(u16 asid);
 

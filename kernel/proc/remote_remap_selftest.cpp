@@ -409,13 +409,15 @@ namespace pagoda {
 // CPU 1 keeps is one that R's own unmaps (its teardown's) never reach, and that only the end of
 // R's ASID may drop. CPU 0 keeps the frame, sets spin_stop there (R, still counting through
 // CPU 1's TLB, ends: CPU 1 idles in R's root), writes the grader's mark=N as the count; stage 2.
-// CPU 0 reaps R (R's space ends on CPU 0, its ASID given back) and starts spin N, pinned to CPU 1:
-// the lowest free ASID, R's. Stage 3 once N counts (in a page of its own, or on from the mark in
+// CPU 0 reaps R (R's space ends on CPU 0), makes and drops churn=K address spaces (each takes an
+// ASID: AArch64's run out and roll over), and starts spin N, pinned to CPU 1: given R's ASID
+// again when K is what takes the allocator back to it. CPU 0 then switches into a space made
+// after N's and back (CPU 0 switches into the ASIDs' new generation first). Stage 3 once N counts (in a page of its own, or on from the mark in
 // the kept frame through R's translation) or 200 ticks went by, and 5 ticks more.
 PAGODA_SELFTEST(smp_asid_reuse) {
   if (cpus_online() < 2) panic("smp_asid_reuse: needs two CPUs online (QEMU's -smp 2)");
   const VirtAddr count(ctx.arg("count", 0)), stop(ctx.arg("stop", 0));
-  const u64 mark = ctx.arg("mark", 0);
+  const u64 mark = ctx.arg("mark", 0), churn = ctx.arg("churn", 0);
   if (count.value() == 0 || stop.value() == 0 || mark == 0)
     panic("smp_asid_reuse: count=VA, stop=VA (spin's) and mark=N are needed");
   const VirtAddr page = count.align_down(kPageSize);
@@ -453,8 +455,15 @@ PAGODA_SELFTEST(smp_asid_reuse) {
   vm::write_frame(frame, offset, &mark, sizeof mark);
   pagoda_grader_checkpoint(2, 0, 0);
   (void)proc::reap(r);
+  for (u64 i = 0; i < churn; ++i) (void)MUST(AddressSpace::create_user(vm::kernel_space()));
   proc::Process& n = *MUST(proc::create_process("spin", spin->image(), Span<const StringView>(args, 2)));
   n.cpu = 1;
+  {
+    // CPU 0 switches into a space made after N's, and back: CPU 0 is up to date, CPU 1 not.
+    AddressSpace q = MUST(AddressSpace::create_user(vm::kernel_space()));
+    q.activate();
+    vm::kernel_space().activate();
+  }
   const auto counting = [&] {
     const PhysAddr f = frame_of(n.space(), page);
     return word_of(frame, offset) != mark || (f != PhysAddr() && word_of(f, offset) != 0);

@@ -9,6 +9,7 @@
 
 #include "aarch64_hw_fake.hpp"
 #include "host_support.hpp"
+#include "lib/optional.hpp"
 #include "mm/space/address_space.hpp"
 #include "mm/base/layout.hpp"
 #include "page_table_fakes.hpp"
@@ -112,8 +113,8 @@ TEST_F(Aarch64SpaceTest, EachUserSpaceHasItsOwnAsidUntilItGoes) {
 
 TEST_F(Aarch64SpaceTest, AnAsidThatMayStillTagTranslationsIsNeverHandedOutAgain) {
   // A space that ran and went while another process's root stayed in TTBR0 (no switch to the
-  // kernel's roots, whose TLBI VMALLE1IS drops everything): its ASID is clean only through the
-  // TLBI ASIDE1IS of ~Aarch64AddressSpace.
+  // kernel's roots, whose TLBI VMALLE1IS drops everything): with one CPU its ASID is clean only
+  // through the TLBI ASIDE1 of ~Aarch64AddressSpace (lab 3's end).
   AddressSpace other = AddressSpace::create_user(kernel).release_value();
   u16 asid;
   {
@@ -256,6 +257,73 @@ TEST_F(Aarch64SpaceTest, AForeignTtbr1IsRefusedAsNotSharingTheKernelHalf) {
   EXPECT_EQ(std::string(r.detail),
             "TTBR1_EL1 holds 0x77770000, not the kernel root " + test::hex(kernel.arch().kernel_root().value()));
   EXPECT_TRUE(kernel.check_switch({}).ok()) << "the kernel space loads TTBR1 itself";
+}
+
+TEST_F(Aarch64SpaceTest, TwoCpusReuseAnAsidOnlyInANewGenerationAfterEachCpusOwnFlush) {
+  // Lab 8's generations over two simulated CPUs (each with its own TTBRs and cached ASIDs).
+  host::g_cpus_online = 2;
+  const auto on = [](u32 cpu) {
+    host::g_cpu = cpu;
+    return aarch64::hw::fake::cpu().log.size();
+  };
+  const auto flushed_since = [&](usize from) {
+    const auto& events = log();
+    return std::find(events.begin() + long(from), events.end(), "tlbi all (this CPU)") != events.end();
+  };
+  const auto invalidated_since = [&](usize from) {
+    const auto& events = log();
+    return std::any_of(events.begin() + long(from), events.end(),
+                       [](const std::string& e) { return e.starts_with("tlbi"); });
+  };
+  on(1);
+  aarch64::hw::fake::cpu() = {};
+  kernel.arch().activate();  // CPU 1 comes online on the kernel's roots
+  u16 asid;
+  usize logged[2];
+  {
+    AddressSpace r = AddressSpace::create_user(kernel).release_value();
+    asid = r.arch().asid();
+    r.arch().activate();       // R runs on CPU 1
+    kernel.arch().activate();  // and leaves its ASID in TTBR0 (the empty lower half)
+    logged[1] = log().size();
+    logged[0] = on(0);
+  }                                            // R ends on CPU 0: no flush anywhere, the ASID stays taken
+  EXPECT_FALSE(invalidated_since(logged[0]));  // (the table frames went back: the fake memory logs them here)
+  on(1);
+  EXPECT_FALSE(invalidated_since(logged[1]));
+  EXPECT_TRUE(aarch64::hw::asid_may_be_cached(asid)) << "CPU 1 still holds what R's ASID tagged";
+  on(0);
+  // A space made before the rollover, and enough more (each made and dropped) to run out.
+  AddressSpace old = AddressSpace::create_user(kernel).release_value();
+  const u16 old_asid = old.arch().asid();
+  Optional<AddressSpace> n;
+  for (usize made = 0; !n && made < 2 * aarch64::Aarch64AddressSpace::kAsids; ++made) {
+    AddressSpace s = AddressSpace::create_user(kernel).release_value();
+    EXPECT_NE(s.arch().asid(), old_asid) << "an ASID of a live space handed out again in its generation";
+    if (s.arch().asid() == asid) n.emplace(move(s));
+  }
+  ASSERT_TRUE(n) << "R's ASID never came back: the ASIDs never rolled over";
+  // CPU 0 switches into the new generation first: its own flush, not CPU 1's.
+  AddressSpace q = AddressSpace::create_user(kernel).release_value();
+  usize from = on(0);
+  q.arch().activate();
+  EXPECT_TRUE(flushed_since(from)) << "CPU 0's first switch into the new generation flushes its TLB";
+  from = log().size();
+  kernel.arch().activate();
+  n->arch().activate();
+  EXPECT_FALSE(flushed_since(from)) << "one flush per CPU and generation";
+  kernel.arch().activate();
+  from = on(1);
+  EXPECT_NO_THROW(n->arch().activate()) << "CPU 1 loads R's ASID again only after its own flush";
+  EXPECT_TRUE(flushed_since(from));
+  // A space of the old generation takes a new ASID at its next switch, on either CPU.
+  old.arch().activate();
+  EXPECT_NE(old.arch().asid(), old_asid);
+  EXPECT_NE(old.arch().asid(), n->arch().asid());
+  kernel.arch().activate();
+  aarch64::hw::fake::cpu() = {};  // (CPU 1's)
+  on(0);
+  host::g_cpus_online = 1;  // (the spaces end as lab 3's do: their ASIDs given back, for the next tests)
 }
 
 }  // namespace

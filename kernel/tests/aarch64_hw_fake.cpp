@@ -1,14 +1,16 @@
 #include "aarch64_hw_fake.hpp"
 
 #include "mm/space/mmu.hpp"
+#include "core/cpu.hpp"
+#include "host_support.hpp"
 #include "page_table_fakes.hpp"
 
 namespace pagoda::aarch64::hw {
 
 namespace fake {
 Cpu& cpu() {
-  static Cpu state;
-  return state;
+  static Cpu state[kMaxCpus];
+  return state[host::g_cpu % kMaxCpus];
 }
 }  // namespace fake
 
@@ -53,14 +55,14 @@ void invalidate_asid(u16 asid) {
   cpu().cached_asids.reset(asid % Aarch64AddressSpace::kAsids);
   cpu().log.push_back("tlbi asid " + std::to_string(asid));
 }
-void invalidate_asid_everywhere(u16 asid) {
-  cpu().cached_asids.reset(asid % Aarch64AddressSpace::kAsids);
-  cpu().log.push_back("tlbi asid " + std::to_string(asid) + " (every CPU)");
-}
 void flush_asid(u16 asid) { cpu().log.push_back("tlbi asid " + std::to_string(asid) + " (a batch)"); }
 void invalidate_all() {
   cpu().cached_asids.reset();
   cpu().log.push_back("tlbi all");
+}
+void invalidate_all_local() {
+  cpu().cached_asids.reset();
+  cpu().log.push_back("tlbi all (this CPU)");
 }
 bool asid_may_be_cached(u16 asid) { return cpu().cached_asids.test(asid % Aarch64AddressSpace::kAsids); }
 

@@ -29,7 +29,7 @@ struct Cpu {
   std::bitset<Aarch64AddressSpace::kAsids> cached_asids;
 };
 
-/// The simulated CPU (reset it in each test).
+/// The simulated CPU host::g_cpu names (reset it in each test).
 Cpu& cpu();
 
 }  // namespace pagoda::aarch64::hw::fake

@@ -129,6 +129,9 @@ class Aarch64AddressSpace final : public TlbSync {
     Tree* shared_upper_;  ///< the kernel's, which this space shares (!owns_upper_)
   };
   u16 asid_;
+  /// A user space with two CPUs online: the ASID generation asid_ was taken in (lab 8; an older
+  /// one than the allocator's means asid_ may belong to another space now).
+  u64 generation_ = 0;
   /// A user space: the CPUs whose TTBR0 has held it (bit c: CPU c; each one's first activate()
   /// checks the ASID there).
   u32 loaded_ = 0;
