@@ -220,10 +220,11 @@ def entries_in_range(snap, kernel, arch, root, lo, hi):
     once), parents before children: [(level, va, entry, is_leaf)], va the first address the
     entry covers."""
     levels, is_leaf = layout_value(kernel, "levels"), ARCHES[arch].kernel_half_bits["is_leaf"]
-    top = top_level(kernel).shift + layout_value(kernel, "entries_per_table").bit_length() - 1
+    index_bits = layout_value(kernel, "entries_per_table").bit_length() - 1
+    top = top_level(kernel).shift + index_bits
     base, read, out = lo & -(1 << top), cached(snap.read_phys), []   # (the half's sign extension)
     for table, level, va in iter_tables(arch, read, root, levels):
-        span = PAGE << 9 * (levels - 1 - level)   # (of an entry of a table at that level)
+        span = PAGE << index_bits * (levels - 1 - level)   # (of an entry of a table at that level)
         for index, e in nonzero_entries(read, table):
             start = base + va + index * span
             if e & 1 and start < hi and start + span > lo:

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 from . import machines, x86_facts
+from .model import PAGE_SIZE_4K
+from .x86_64 import CANONICAL_SHIFT
 from .x86_facts import paging_mode
 
 
@@ -67,9 +69,9 @@ def _x86_entry_never_set(event):
     leaves in the log's registers (RCX: the user's return address; R11: the user's RFLAGS, whose
     bit 1 always reads 1)."""
     rcx, r11 = event.registers.get("RCX"), event.registers.get("R11")
-    if not _x86_fetch_lost(event) or event.pc >= 1 << 12 or None in (rcx, r11):
+    if not _x86_fetch_lost(event) or event.pc >= PAGE_SIZE_4K or None in (rcx, r11):
         return None
-    if not (0 < rcx < 1 << 47 and r11 & 2):
+    if not (0 < rcx < 1 << CANONICAL_SHIFT and r11 & 2):   # (RCX in the lower half)
         return None
     return ("a system call reached %#x: this CPU's system-call entry (MSR LSTAR) was never written, so `syscall` "
             "from user mode (RCX holds its return address %#x, R11 the user's RFLAGS) jumped to 0 (each CPU has "
