@@ -213,7 +213,7 @@ def overcommit_check(t, percent=50, extra="", rounds=1, factors=(4, 6), hot=Fals
             t.placed(c, world, c.root, base, [swap_page(t.token, "overcommit", j, versions[j]) for j in range(pages)])
             r += 1
 
-    t.start(f"overcommit:{pages}:{rounds}:{percent}" + extra, script, cap=cap, **watching)
+    t.start(f"overcommit:{pages}:{rounds}:{percent}" + extra, script, cap=cap, hot=hot, **watching)
     return t.watch
 
 

@@ -32,7 +32,7 @@ from pagoda_pt import contract as C
 from .labtest import ProcTest, holds
 from .processes import Refs, count_used, frame_bitmap, processes, registry
 from .symbols import address_of, fact, reader
-from .witness import ARCHES, PAGE, return_address
+from .witness import ARCHES, PAGE, return_address, seen_at
 from .watch import Watch, syscall_number
 
 STOPS = {"disk_write": C.DISK_WRITE, "disk_read": C.DISK_READ, "evict": C.EVICT_FRAME, "clean": C.CLEAN_FRAME,
@@ -255,13 +255,13 @@ class SwapWatch:
         self.out = {}       # {(root, va): (swap entry, slot, log mark, the root's process)} of pages evicted
         self.test_call = None   # (sp, root, va) of the evict() call under way (the dispatcher's stop)
         self.hot = None         # (root, va, pages): the test's program touches page va between any two pages of pages
-        self.hot_seen = None    # at the last eviction's entry: (the hot page's mark cleared, the last fault's page)
+        self.hot_seen = [None, 0]   # [the page of the last fault at the clock's last choice, choices seen]
         self.backed_by = {}     # {slot: frame} of every backing slot the grader has seen kept
         self.evict_call = syscall_number("Evict")
 
     def before(self, guest):
         """At the run's 'before' checkpoint: the side stops begin (ProcTest.boot's first stop)."""
-        o = dict(dict(clock=False, tlb=True, swap_ins=True, steer=False), **self.options)
+        o = dict(dict(clock=False, tlb=True, swap_ins=True, steer=False, hot=False), **self.options)
         self.guest, self.image = guest, image_path(guest)
         self.trace = DiskTrace(guest.session.qemu_log)
         self.watch_tlb, self.steering = o["tlb"], o["steer"]
@@ -272,6 +272,8 @@ class SwapWatch:
                              ("copy", self.on_copy)):
             if handler is not None:
                 guest.side_stop(self.at[key], handler)
+        if o["hot"]:
+            guest.mark_at(self.at["choose"], self.hot_problem)
         if self.clocked:
             guest.side_stop(self.at["choose"], self.on_choose)
             guest.side_stop(self.at["kill"], self.on_kill)
@@ -398,7 +400,6 @@ class SwapWatch:
             self.wrong(f"the swapper {what} frame {frame:#x} while it is pinned ({st.pins[frame]} pins in the frame "
                       f"table): {where(world, mappings)} maps it, and a copy or a fault is using it now")
         self.check_choice(snap, frame, st, world) if kind == "evict" else None
-        self.hot_problem(frame, world) if kind == "evict" else None
         nodes = st.nodes(frame)
         recorded = {(r, va) for _, r, va in nodes}
         for root, va, _ in mappings:
@@ -420,33 +421,35 @@ class SwapWatch:
             self.guest.side_stops[a] = self.on_tlb
         self.guest.side_stop(return_address(snap), self.on_return)
 
-    def hot_problem(self, frame, world):
-        """At an eviction's entry: fails when the victim is the test's hot page (self.hot) and the
-        program touched it after its accessed mark was cleared. The mark was clear at the previous
-        eviction's entry, the faults that led to the two evictions are at two pages of the
-        program's range (QEMU's log), and the program touches the hot page between any two: a
-        kernel that invalidated what it cleared finds the mark set again. (Not when every mapping's
-        mark is clear now: a clearing turn that found every frame used takes the first it cleared.)"""
+    def hot_problem(self, snap):
+        """At a choice of the clock's entry (a mark, with hot=True: one entry read, no stop hook):
+        fails when the test's hot page (self.hot, set by the test once it knows it) is mapped with
+        its accessed mark clear although the program touched it since the previous choice. The
+        faults that led to the two choices are at two pages of the program's range (QEMU's log),
+        and the program touches the hot page between any two, after the previous choice cleared
+        whatever it cleared: only the clock clears a mark, and it runs after this entry. A kernel
+        that invalidated what it cleared finds the mark set again, since the CPU walked the table."""
+        self.hot_seen[1] += 1
         if self.hot is None:
             return
         root, va, pages = self.hot
         model = ARCHES[self.arch]
         fault = next((e.address & ~(PAGE - 1) for e in reversed(self.guest.log_events()) if model.is_page_fault(e)
                       and e.address is not None and e.root in (None, root)), None)
-        e = world.entries.get((root, va), 0)
-        seen, self.hot_seen = self.hot_seen, (self.fmt.present(e) and not self.fmt.accessed(e), fault)
-        if seen is None or (root, va) not in [(r, v) for r, v, _ in world.mapped.get(frame, [])]:
+        before, self.hot_seen[0] = self.hot_seen[0], fault
+        if before == fault or not {before, fault} <= pages:
             return
-        cleared, before = seen
-        if not cleared or before == fault or not {before, fault} <= pages:
+        leaf = next((lv for lv in snap.walk(va, root).levels if lv.leaf), None)
+        if leaf is None or leaf.raw is None or not self.fmt.present(leaf.raw) or self.fmt.accessed(leaf.raw):
             return
-        if any(self.fmt.accessed(x) for maps in world.mapped.values() for _, _, x in maps):
-            self.wrong(f"the accessed mark was cleared without invalidating the translation: the clock evicts "
-                       f"{world.who(root)}'s page {va:#x} (frame {frame:#x}) as unused, yet the program touched it "
-                       f"after its mark was cleared (it touches that page between any two others, and {before:#x} and "
-                       f"{fault:#x} faulted since). The CPU sets the mark only when it walks the table: a translation "
-                       "the TLB keeps is used without setting it again, so the clearing must invalidate each mapping "
-                       "whose mark it clears")
+        e = AssertionError(
+            f"the accessed mark was cleared without invalidating the translation: {before:#x} and {fault:#x} "
+            f"faulted since the clock's previous choice, and the program touches its page {va:#x} between any "
+            f"two, yet that page's mark is still clear in root {root:#x} (entry {leaf.raw:#x}). The CPU sets the "
+            "mark only when it walks the table: a translation the TLB keeps is used without setting it again, "
+            "so the clearing must invalidate each mapping whose mark it clears")
+        seen_at(e, self.kernel, snap.pc, self.hot_seen[1])
+        raise e
 
     def on_tlb(self, snap):
         if self.pending is not None:
