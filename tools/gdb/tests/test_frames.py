@@ -169,3 +169,32 @@ def test_a_count_above_the_frame_s_mappings_is_a_reference_not_dropped():
     # Two mappings, count 2 (copy-on-write after fork): as it should be.
     census.mappings[5].append((ProcessMemory(2, "forktree", 0x31_0000), page))
     assert count_left_story(census) is None
+
+
+def test_frame_refs_reads_the_kernels_table():
+    """frame_refs() on a table the test lays out: the kernel's record {table, entries} at its
+    variable, a u16 of references beyond the first per frame, some past the reader's zero-skipping
+    chunk; the answers when the kernel has no table or its pointer leads outside the image."""
+    from pagoda_pt.frames import frame_refs
+    from pagoda_pt.image import KernelImage
+    from pagoda_pt import contract as C
+    offset = 0xFFFF_FFFF_8000_0000
+    image = KernelImage(start=offset + 0x100000, end=offset + 0x200000, virt_offset=offset)
+    mem = PhysMem(first_free=0x100000)
+    record = mem.alloc()
+    table = [mem.alloc() for _ in range(3)]          # 3 pages: 6,144 entries
+    entries = 3 * 4096 // 2
+    extra = {3: 1, 2047: 4, 2048: 2, 6143: 0xFFFF}   # (the last chunk boundary, the last entry)
+    for i, value in extra.items():
+        frame = mem.frames[(table[0] + 2 * i) // 4096]
+        frame[(2 * i) % 4096:(2 * i) % 4096 + 2] = value.to_bytes(2, "little")
+    mem.write64(record, offset + table[0])
+    mem.write64(record + 8, entries)
+    def symbol(name):
+        return offset + record if name == C.FRAME_REFS else None
+
+    assert frame_refs(mem.read_phys, image, symbol) == \
+        (entries, {i: 1 + v for i, v in extra.items()})
+    assert frame_refs(mem.read_phys, image, lambda n: None) == (0, {})
+    mem.write64(record, 0x1234_5000)                 # a pointer outside the image
+    assert frame_refs(mem.read_phys, image, symbol) == (0, {})
