@@ -223,7 +223,9 @@ def test_trap_stacks_found_from_outside_and_registers_put_back(arch, reference_k
     """At hello's switch (its stack set, its root loaded), Guest.user_trap_stacks() finds every
     place a trap from user mode takes its stack without a symbol (the TSS through TR; the entries
     run from the stop): each is the value the reference kernel keeps in its own variable (read
-    here by name, as only a test of the grader may), and the registers are as they were."""
+    here by name, as only a test of the grader may), and the registers are as they were, and so
+    is the guest's record of the stop it is at (lost, the next stop there would be taken for this
+    one: lab 3's separate_roots scored 0/3 when landing() lost it)."""
     kernel = reference_kernel if arch == "x86_64" else aarch64_kernel
     own = {"x86_64": ("pagoda::x86::(anonymous namespace)::g_tss", 4), "aarch64": ("aarch64_user_trap_sp", 0)}[arch]
 
@@ -233,7 +235,7 @@ def test_trap_stacks_found_from_outside_and_registers_put_back(arch, reference_k
         before = guest.client.read_registers(names)
         found = guest.user_trap_stacks(snap)
         kept = int.from_bytes(snap.read_virt(address_of(kernel, own[0]) + own[1], 8), "little")
-        return found, kept, before == guest.client.read_registers(names)
+        return found, kept, before == guest.client.read_registers(names) and guest._stopped_at == snap.pc
 
     run = Booter(kernel, arch, str(tmp_path), timeout=30)(args={"run": "hello"}, witness=script)
     found, kept, same = run.require_witness()
