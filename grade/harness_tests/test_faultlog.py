@@ -365,6 +365,24 @@ def test_kernel_code_gone_after_a_root_switch_is_named():
     assert "could not fetch its own" not in faultlog.parse(PAGE_FAULT_AFTER_TIMER).summary()
 
 
+# Lab 8's CPU 1 never wrote its LSTAR: `syscall` from user mode jumps to 0 in ring 0 and the fetch
+# faults there, with the user's return address in RCX and its RFLAGS (bit 1 set) in R11.
+SYSCALL_TO_NULL = """\
+     0: v=0e e=0010 i=0 cpl=0 IP=0008:0000000000000000 pc=0000000000000000 SP=0018:00007ffffffffe80 CR2=0000000000000000
+RAX=0000000000000001 RBX=0000000000000000 RCX=0000000000400e9c RDX=0000000000000000
+R8 =0000000000000000 R9 =0000000000000000 R10=0000000000000000 R11=0000000000000202
+CR0=80010011 CR2=0000000000000000 CR3=0000000000405000 CR4=00300020
+"""
+
+
+def test_a_system_call_through_an_entry_never_written_is_named_not_a_root():
+    """The log's summary (fault-why's and the grader's) says the LSTAR cause, which the register
+    dump shows, instead of the generic "the root it had just loaded" that fits a fetch fault."""
+    s = faultlog.parse(SYSCALL_TO_NULL).summary()
+    assert "MSR LSTAR) was never written" in s and "0x400e9c" in s
+    assert "the root it had just loaded" not in s
+
+
 def test_the_same_fault_once_in_each_of_many_processes_is_no_storm():
     # Lab 6: every child of a fork bomb writes the same copy-on-write stack page once, at the
     # same PC and FAR (AArch64's log does not name the root); system calls come between them.

@@ -575,7 +575,10 @@ class ExceptionLog:
             parts.append(f"first fault: {faults[0].describe(symbolize)}")
             first = faults[0]
             model = _model(first.arch)
-            if model and model.kernel_fetch_lost(first):
+            entry = model.entry_never_set(first) if model else None
+            if entry:
+                parts.append(entry)
+            elif model and model.kernel_fetch_lost(first):
                 root = f" ({model.lower_root_label} {first.root:#x})" if first.root is not None else ""
                 parts.append(f"the kernel could not fetch its own next instruction: the root it had just "
                              f"loaded{root} does not map the kernel's code there (a new root without the kernel half, or a kernel "
