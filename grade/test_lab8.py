@@ -627,8 +627,6 @@ def test_two_initiators(boot, kernel, arch):
 
 # ---- asid_reuse (issue 53 item 3: an ASID given back and handed to a new space, across CPUs) ----
 
-USER_ASIDS = 255   # AArch64's 8-bit ASIDs (TCR_EL1.AS = 0) less the kernel's, 0
-
 @lab_test(8, "asid_reuse")
 def test_asid_reuse(boot, kernel, arch):
     t = Smp(boot, kernel, arch, "smp_asid_reuse")
@@ -670,8 +668,10 @@ def test_asid_reuse(boot, kernel, arch):
                 f"two CPUs an ASID is given back only at a rollover of the generation, after {churn} spaces here, and "
                 "each CPU flushes its own TLB at its first switch into the new generation; CPU 0 switched first)")
         return True
-    # (AArch64: 255 user ASIDs; R takes the lowest, the churn the 254 others, then every 255 a rollover)
-    churn = USER_ASIDS - 1 + USER_ASIDS * t.pick("asid_reuse_rollovers", 0, 1)
+    # (AArch64: 255 user ASIDs; R takes the lowest, the churn the 254 others, then every 255 a
+    # rollover. x86_64 has none: no churn, and N simply follows R on CPU 1.)
+    asids = fact(kernel, "user_asids")
+    churn = max(0, asids - 1 + asids * t.pick("asid_reuse_rollovers", 0, 1))
     t.selftest("smp_asid_reuse", script, cpus=2, args={"count": t.count, "stop": stop, "mark": mark,
                                                         "churn": churn})
     t.success()

@@ -5,6 +5,7 @@
 //   entry address, x3 a context id handed to the new CPU in x0; returns 0 (SUCCESS) or a
 //   negative error (-4 ALREADY_ON, -2 INVALID_PARAMETERS, ...) in x0.
 #include "arch/aarch64/boot_defs.h"
+#include "arch_impl/address_space.hpp"
 #include "arch/aarch64/cpu.hpp"
 #include "arch/aarch64/gic.hpp"
 #include "arch/aarch64/platform.hpp"
@@ -12,6 +13,7 @@
 #include "core/arch.hpp"
 #include "core/cpu.hpp"
 #include "core/panic.hpp"
+#include "lib/facts.hpp"
 
 extern "C" char aarch64_secondary_entry[], __kernel_virt_offset[];
 
@@ -22,6 +24,11 @@ struct SecondaryParams {
 extern "C" constinit SecondaryParams aarch64_secondary_params = {};
 
 namespace pagoda::aarch64 {
+
+// The user ASIDs a generation hands out (1 .. kAsids - 1): lab 8's grader makes that many spaces
+// to force a rollover.
+PAGODA_FACT(user_asids, Aarch64AddressSpace::kAsids - 1)
+
 namespace {
 
 constexpr u64 kPsciCpuOn = 0xC4000003;

@@ -24,6 +24,7 @@
 #include "core/panic.hpp"
 #include "dev/platform.hpp"
 #include "lib/console.hpp"
+#include "lib/facts.hpp"
 #include "lib/string.hpp"
 #include "mm/base/layout.hpp"
 #include "mm/vm.hpp"
@@ -33,6 +34,11 @@ extern "C" char x86_syscall_entry_cpu1[];
 extern "C" [[noreturn]] void x86_ap_start(pagoda::u32 cpu, pagoda::u64 kernel_root);
 
 namespace pagoda::x86 {
+
+// No user ASIDs on x86_64: every CR3 write flushes the TLB's non-global entries (no PCID: QEMU's
+// TCG does not offer it), so lab 8's grader has no generation to roll over.
+PAGODA_FACT(user_asids, 0)
+
 namespace {
 
 constexpr u64 kBiosAreaStart = 0xE0000, kBiosAreaEnd = 0x100000;
