@@ -5,11 +5,11 @@
 //   entry address, x3 a context id handed to the new CPU in x0; returns 0 (SUCCESS) or a
 //   negative error (-4 ALREADY_ON, -2 INVALID_PARAMETERS, ...) in x0.
 #include "arch/aarch64/boot_defs.h"
-#include "arch_impl/address_space.hpp"
 #include "arch/aarch64/cpu.hpp"
 #include "arch/aarch64/gic.hpp"
 #include "arch/aarch64/platform.hpp"
 #include "arch/aarch64/timer.hpp"
+#include "arch_impl/address_space.hpp"
 #include "core/arch.hpp"
 #include "core/cpu.hpp"
 #include "core/panic.hpp"

@@ -255,7 +255,8 @@ class SwapWatch:
         self.out = {}       # {(root, va): (swap entry, slot, log mark, the root's process)} of pages evicted
         self.test_call = None   # (sp, root, va) of the evict() call under way (the dispatcher's stop)
         self.hot = None         # (root, va, pages): the test's program touches page va between any two pages of pages
-        self.hot_seen = [None, 0]   # [the page of the last fault at the clock's last choice, choices seen]
+        self.hot_fault = None   # the page of the last fault at the clock's last choice (hot_problem)
+        self.choices = 0        # the clock's choices seen (hot_problem's mark)
         self.backed_by = {}     # {slot: frame} of every backing slot the grader has seen kept
         self.evict_call = syscall_number("Evict")
 
@@ -429,14 +430,14 @@ class SwapWatch:
         and the program touches the hot page between any two, after the previous choice cleared
         whatever it cleared: only the clock clears a mark, and it runs after this entry. A kernel
         that invalidated what it cleared finds the mark set again, since the CPU walked the table."""
-        self.hot_seen[1] += 1
+        self.choices += 1
         if self.hot is None:
             return
         root, va, pages = self.hot
         model = ARCHES[self.arch]
         fault = next((e.address & ~(PAGE - 1) for e in reversed(self.guest.log_events()) if model.is_page_fault(e)
                       and e.address is not None and e.root in (None, root)), None)
-        before, self.hot_seen[0] = self.hot_seen[0], fault
+        before, self.hot_fault = self.hot_fault, fault
         if before == fault or not {before, fault} <= pages:
             return
         leaf = next((lv for lv in snap.walk(va, root).levels if lv.leaf), None)
@@ -448,7 +449,7 @@ class SwapWatch:
             f"two, yet that page's mark is still clear in root {root:#x} (entry {leaf.raw:#x}). The CPU sets the "
             "mark only when it walks the table: a translation the TLB keeps is used without setting it again, "
             "so the clearing must invalidate each mapping whose mark it clears")
-        seen_at(e, self.kernel, snap.pc, self.hot_seen[1])
+        seen_at(e, self.kernel, snap.pc, self.choices)
         raise e
 
     def on_tlb(self, snap):
