@@ -74,13 +74,20 @@ class TlbSync {
     remote_pages_ = kShootdownPages + 1;
   }
   /// Sends what remote() gathered as one shootdown, and returns once every target acknowledged.
+  /// Which CPUs are told is the lazy-TLB rule: the kernel half and global entries go to every
+  /// online CPU, idle or not (the idle loop runs on them); a user page to the CPUs of cpus() that
+  /// run the space now, and the lazy ones are left alone but marked in missed(), so that their
+  /// switch back into the kept root drops everything (end_lazy()). The list is emptied either way.
   void finish() {
     if (remote_pages_ == 0) return;
     const usize count = remote_pages_ > kShootdownPages ? kShootdownAll : remote_pages_;
-    // (The kernel half reaches every CPU, idle or not: the idle loop runs on it.)
+    // LAB 8 BEGIN who is told: the kernel half every CPU; a user page the mask's busy CPUs, its lazy ones marked instead
     const u32 lazy = everywhere_ ? 0 : cpus() & this->lazy();
     const u32 targets = everywhere_ ? ~u32{0} : cpus() & ~lazy;
     __atomic_fetch_or(&missed_, lazy, __ATOMIC_ACQ_REL);
+    // LAB 8 SKELETON
+    // const u32 targets = 0;  // (no one told: the other CPUs keep what they cached)
+    // LAB 8 END
     remote_pages_ = 0;
     everywhere_ = false;
     shootdown(targets, remote_page_, count);
