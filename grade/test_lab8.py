@@ -287,6 +287,39 @@ def test_freed_after_acks(boot, kernel, arch):
     t.start(script)
 
 
+@lab_test(8, "kernel_half")
+def test_kernel_half(boot, kernel, arch):
+    t = Smp(boot, kernel, arch, "smp_kernel_remap")
+    w1, w2 = (t.mask(salt, 62) | 1 << 62 for salt in (0x81, 0x82))   # (never 0, never each other's)
+    word = lambda snap, frame: int.from_bytes(snap.read_phys(frame, 8), "little")
+
+    def script(guest):
+        snap, _ = t.stage(1)
+        page = snap.argument(1)
+        walk = snap.walk(page)
+        assert walk.mapped and page >= Layout.of(kernel).kernel_half_base, (
+            f"the kernel half maps nothing at {page:#x}, the page the self-test mapped for CPU 1 to write through")
+        first = walk.pa & ~(PAGE - 1)
+        assert word(snap, first) == w1, (
+            f"CPU 1 wrote {w1:#x} at kernel page {page:#x}, yet frame {first:#x}, which the kernel half maps there "
+            f"(walked), holds {word(snap, first):#x}")
+        snap, _ = t.stage(2)
+        walk = snap.walk(page)
+        second = walk.pa & ~(PAGE - 1) if walk.mapped else None
+        assert second not in (None, first), (
+            f"the self-test mapped kernel page {page:#x} to another frame, yet it maps "
+            f"{'nothing' if second is None else f'{second:#x} still'}")
+        if word(snap, second) != w2:
+            where = ("went to the old frame" if word(snap, first) == w2 else "reached neither frame")
+            raise AssertionError(
+                f"CPU 0 moved kernel page {page:#x} from frame {first:#x} to {second:#x} while CPU 1 ran spin, and "
+                f"CPU 1's next write there {where} (guest RAM): CPU 1 kept the old translation. A change of the "
+                "kernel half reaches every online CPU, whatever the masks say (invalidate_page asks for it "
+                "everywhere, and finish() sends such a list to all of them)")
+        return True
+    t.start(script, first=w1, second=w2)
+
+
 @lab_test(8, "lazy_idle")
 def test_lazy_idle(boot, kernel, arch):
     t = Smp(boot, kernel, arch, "smp_lazy_idle")

@@ -16,6 +16,7 @@
 #include "core/selftest.hpp"
 #include "dev/platform.hpp"
 #include "lib/console.hpp"
+#include "mm/base/layout.hpp"
 #include "mm/tempmap/temp_map.hpp"
 #include "mm/swap/swapper.hpp"
 #include "mm/vm.hpp"
@@ -471,6 +472,51 @@ PAGODA_SELFTEST(smp_asid_reuse) {
   for (u64 waited = 0; !counting() && waited < kMaxBackTicks; waited += 1) let_cpu1_run(1);
   let_cpu1_run(kTicksPerLook);
   pagoda_grader_checkpoint(3, 0, 0);
+  arch::shutdown(ExitStatus::Success);
+}
+
+}  // namespace pagoda
+
+namespace pagoda {
+namespace {
+
+VirtAddr g_remap_page;  ///< smp_kernel_remap: the kernel-half page CPU 1 writes through
+u64 g_remap_word;       ///< what CPU 1 writes there next
+
+/// smp_kernel_remap on CPU 1, in its IPI handler (spin's root still loaded there): writes
+/// g_remap_word at the start of g_remap_page, through whatever translation CPU 1 holds.
+u64 write_on_cpu1() {
+  *reinterpret_cast<volatile u64*>(g_remap_page.value()) = g_remap_word;
+  return 0;
+}
+
+}  // namespace
+
+// Lab 8's kernel half on two CPUs, for the grader (grade/test_lab8.py kernel_half): spin A, pinned
+// to CPU 1, counts, so that CPU 1 runs with A's root loaded (on x86_64 out of the kernel space's
+// own mask). CPU 0 maps a page of the kernel half no one else uses (the last below kMmioBase, not
+// global) to a fresh frame and asks CPU 1 (a Call, in its IPI handler) to write first=W1 there:
+// CPU 1's TLB now holds the page. Stage 1 (argument: the page). CPU 0 unmaps the page (a change of
+// the kernel half: every online CPU must drop it, whatever the masks say) and maps it to another
+// fresh frame; CPU 1 writes second=W2 there the same way. Stage 2. The grader walks the kernel
+// half and reads both frames in guest RAM: W2 must be in the second, not the first.
+PAGODA_SELFTEST(smp_kernel_remap) {
+  const StringView args[] = {"spin", "0x10000000000"};
+  SpinCount at;
+  proc::Process& a = start_spinner("smp_kernel_remap", ctx, Span<const StringView>(args, 2), 1, at);
+  (void)await_counting("smp_kernel_remap", a, at);
+  AddressSpace& kernel = vm::kernel_space();
+  g_remap_page = VirtAddr(layout::kMmioBase - kPageSize);
+  const PhysAddr first = MUST(vm::frames().allocate()), second = MUST(vm::frames().allocate());
+  MUST(kernel.map(g_remap_page, first, kKernelData));
+  g_remap_word = ctx.arg("first", 1);
+  (void)cpu_request(1, MailboxOp::Call, reinterpret_cast<uptr>(&write_on_cpu1));
+  pagoda_grader_checkpoint(1, g_remap_page.value(), 0);
+  if (MUST(kernel.unmap(g_remap_page)) != first) panic("smp_kernel_remap: the page did not map the first frame");
+  MUST(kernel.map(g_remap_page, second, kKernelData));
+  g_remap_word = ctx.arg("second", 2);
+  (void)cpu_request(1, MailboxOp::Call, reinterpret_cast<uptr>(&write_on_cpu1));
+  pagoda_grader_checkpoint(2, g_remap_page.value(), 0);
   arch::shutdown(ExitStatus::Success);
 }
 
