@@ -61,17 +61,25 @@ class TlbSync {
 
   /// The other CPUs must drop @p va too: every online CPU when @p everywhere (the kernel half
   /// and global entries, in every root), otherwise those of cpus(). Sent by finish().
+  /// The list: remote_pages_ counts the pages asked for (each once), remote_page_ holds the first
+  /// kShootdownPages of them; a count past kShootdownPages means every translation (finish()).
   void remote(VirtAddr va, bool everywhere) {
     everywhere_ = everywhere_ || everywhere;
-    for (usize i = 0; i < remote_pages_; ++i)
+    // LAB 8 BEGIN the batch's list for the other CPUs: each page once, at most kShootdownPages kept, none lost
+    for (usize i = 0; i < remote_pages_ && i < kShootdownPages; ++i)
       if (remote_page_[i] == va.value()) return;
     if (remote_pages_ < kShootdownPages) remote_page_[remote_pages_] = va.value();
     ++remote_pages_;  // (past kShootdownPages: every translation)
+    // LAB 8 SKELETON
+    // (void)va;  // (nothing listed: finish() sends nothing)
+    // LAB 8 END
   }
   /// The other CPUs must drop every translation (of this space; @p everywhere as remote()).
   void remote_all(bool everywhere) {
     everywhere_ = everywhere_ || everywhere;
+    // LAB 8 BEGIN every translation: the list's count past its bound
     remote_pages_ = kShootdownPages + 1;
+    // LAB 8 END
   }
   /// Sends what remote() gathered as one shootdown, and returns once every target acknowledged.
   /// Which CPUs are told is the lazy-TLB rule: the kernel half and global entries go to every
