@@ -99,6 +99,7 @@ class TlbSync {
     remote_pages_ = 0;
     everywhere_ = false;
     shootdown(targets, remote_page_, count);
+    for (uptr& page : remote_page_) page = 0;  // (emptied: a later batch's list holds only its own pages)
   }
 
   /// Makes this CPU's earlier table writes visible to its table walker before anything after
