@@ -9,7 +9,9 @@ disk write and at the release of a user frame, finds the roots in the process re
 them in guest RAM and reads QEMU's log of each CPU's faults and interrupts; the kernel's lines are
 never believed. cpus_own_state also stops at run_selftest (both CPUs online) and reads each vCPU's
 control registers (gdbstub) and TR (QEMU's monitor) for what each CPU must own; on AArch64 it
-witnesses each CPU's trap stack in a boot of its own (el0_trap_stacks)."""
+witnesses each CPU's trap stack in a boot of its own (el0_trap_stacks). Other tests boot self-tests
+of their own (Smp's test): lazy_idle, clean_remote, cow_evict, per_cpu_temp_maps, two_initiators,
+asid_reuse and kernel_half (smp_kernel_remap: a kernel-half page moved while CPU 1 writes through it)."""
 import re
 import time
 
