@@ -19,8 +19,8 @@ from pagoda_grade.proof import MASK64, proof
 from pagoda_grade.symbols import address_of, fact, user_fixups
 from pagoda_grade.tempmaps import (STRESS_FRAMES, WORDS, GuardWatch, all_roots, guard_problem, kernel_reach,
                                    kernel_u64s, live_slot, low_frames, pattern, pattern_page, probe_live_problems,
-                                   probe_reads_problems, root_problem, shared_slot_problems, slot_entry_problems,
-                                   step_problems, stress_checksum, temp_area)
+                                   probe_plan, probe_writes_problems, root_problem, shared_slot_problems,
+                                   slot_entry_problems, step_problems, stress_checksum, temp_area)
 from pagoda_grade.usercopy import (EFAULT, MAX_NAME, PROC_INFO_SIZE, QEMU_LOG, badptr_result_problem,
                                    check_loader_writes, copy_fault_problem, copy_problem, edge_cases,
                                    edge_fault_problem, fail_on_cause, in_copy_routine, in_string_copy,
@@ -49,7 +49,7 @@ def test_temp_map_slots(boot, kernel, arch):
     t = LabTest(boot, kernel, arch)
     rounds, seed = t.pick("probe rounds", 3, 6), t.pick("probe seed", 1, 2**48)
     fill = proof(t.token, PROBE_TAG)
-    count, read_size = fact(kernel, "temp_probe_frames"), fact(kernel, "temp_probe_read_size")
+    count, salt = fact(kernel, "temp_probe_frames"), fact(kernel, "temp_probe_value_salt")
     stop = lambda name: t.stop("temp_map_slots", "temp_probe", name, tries=4)  # noqa: E731 (past stepping stops)
 
     def script(guest):
@@ -57,7 +57,7 @@ def test_temp_map_slots(boot, kernel, arch):
         frames = list(struct.unpack(f"<{count}Q", snap.read_virt(snap.argument(1), 8 * count)))
         reach = kernel_reach(snap, kernel)
         reached = [reach.problem(f, f"probe frame {k}") for k, f in enumerate(frames)]
-        for k, f in enumerate(frames):   # values only the grader knows: the kernel reads them through its slots
+        for k, f in enumerate(frames):   # values only the grader knows: what the probe's writes leave alone
             guest.write_phys(f, pattern_page(fill + k))
         snap = stop("live")
         n = snap.argument(2)
@@ -83,10 +83,8 @@ def test_temp_map_slots(boot, kernel, arch):
             else:
                 stepped = step_problems(guest, kernel, arch, area_va, slot, checkpoint, "pop")
         snap = stop("reads")
-        n = snap.argument(2)
-        raw = snap.read_virt(snap.argument(1), read_size * n) if n <= 512 else b""
-        reads = [struct.unpack_from("<4Q", raw, read_size * i) for i in range(len(raw) // read_size)]
-        return dict(frames=frames, live=live, reads=reads, area=temp_area(snap, kernel), stepped=stepped,
+        pages = {f: snap.read_phys(f, PAGE) for f in frames}   # where the probe's writes landed
+        return dict(frames=frames, live=live, pages=pages, area=temp_area(snap, kernel), stepped=stepped,
                     reached=reached)
 
     w = t.selftest("temp_map_slots", script, args={"rounds": rounds, "seed": seed})
@@ -94,11 +92,13 @@ def test_temp_map_slots(boot, kernel, arch):
         t.fail(w["live"][0] + ("\nthe grader stopped the probe with three nested guards live and walked the live "
                                "root at each guard's slot:\n  " + "\n  ".join(w["live"][1:4]) if len(w["live"]) > 1
                                else ""))
-    problems = probe_reads_problems(w["frames"], fill, seed, rounds, w["reads"], lambda slot: w["area"].slots[slot].va)
+    problems = probe_writes_problems(w["frames"], fill, seed, salt, rounds, w["pages"],
+                                     lambda slot: w["area"].slots[slot].va)
+    writes = len(probe_plan(w["frames"], rounds))
     if problems:
-        t.fail(problems[0] + (f"\n{len(problems)} of the probe's {len(w['reads'])} reads through the slots did not "
-                              "see their frame (the grader wrote every frame's values itself and compared each read):"
-                              "\n  " + "\n  ".join(problems[1:4]) if len(problems) > 1 else ""))
+        t.fail(problems[0] + (f"\n{len(problems)} of the probe's {writes} writes through the slots are not where the "
+                              "plan puts them (the grader filled every frame, replayed the writes and read the frames "
+                              "in guest RAM):\n  " + "\n  ".join(problems[1:4]) if len(problems) > 1 else ""))
     t.check(w["stepped"] and w["stepped"][0],
             w["area"].depth and f"after every guard of the probe was released the kernel's slot stack is "
                                    f"{w['area'].depth} deep (read from guest RAM): a slot was not given back",
@@ -106,7 +106,7 @@ def test_temp_map_slots(boot, kernel, arch):
             all(w["reached"]) and f"the probe's frames ({w['frames'][0]:#x}, ...) are all reached by the kernel half "
                                   "without a temporary mapping: allocate_high() gave no frame only a temporary mapping "
                                   f"reaches\n{w['reached'][0]}")
-    t.expect(rf"^temp_map_slots: {len(w['reads'])} reads through temp-map slots in {rounds} rounds; slots live now: 0$",
+    t.expect(rf"^temp_map_slots: {writes} writes through temp-map slots in {rounds} rounds; slots live now: 0$",
              "the probe's summary")
     t.success()
 

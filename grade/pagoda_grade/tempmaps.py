@@ -1,6 +1,6 @@
 """Temporary mappings seen from outside (lab 4, and every lab after it that reaches frames above
 the window): the temp-map area read from guest RAM, each slot's entry walked in every root, the
-guards the kernel makes (GuardWatch), the slot probe's plan and what its reads show, the frames
+guards the kernel makes (GuardWatch), the slot probe's plan and where its writes landed, the frames
 the kernel half reaches without a slot (KernelReach), and the values the grader fills frames with.
 docs/grader.md, "Lab 4"."""
 import struct
@@ -229,9 +229,9 @@ def guard_problem(w, what):
 
 
 def probe_plan(frames, rounds):
-    """The twin of the temp_map_slots self-test (kernel/mm/temp_map_selftest.cpp): for every read,
-    (the slot it goes through, the frame its guard was given, the guards live then as
-    [(slot, frame)])."""
+    """The twin of the temp_map_slots self-test (kernel/mm/temp_map_selftest.cpp): for every write
+    through a guard, (the slot it goes through, the frame its guard was given, the guards live then
+    as [(slot, frame)])."""
     n = len(frames)
     plan = []
     live = [(i, frames[i]) for i in range(3)]
@@ -243,56 +243,64 @@ def probe_plan(frames, rounds):
     return plan
 
 
-def probe_reads_problems(frames, fill, seed, rounds, reads, slot_va):
-    """What the reads of the probe show (empty when every read saw its own frame's value): each
-    read is compared with the value the grader wrote into its guard's frame; a read that returned
-    another frame's value is traced to that frame: the one its slot mapped before (a stale
-    translation) or the one another live guard holds (two guards in one slot)."""
+def probe_writes_problems(frames, fill, seed, salt, rounds, pages, slot_va):
+    """Where the probe's writes landed (empty when each is where the plan puts it): the grader
+    filled the frames (@p fill), replays the plan (write n: value pattern(@p seed ^ @p salt, n) at
+    word pattern(@p seed, n) % WORDS of its guard's frame, the last write to a word winning) and
+    compares every word of @p pages ({frame: its bytes in guest RAM}). A write found in another
+    frame is traced to it: the one its slot mapped before (a stale translation) or the one another
+    live guard holds (two guards in one slot)."""
     plan = probe_plan(frames, rounds)
-    if len(reads) != len(plan):
-        return [f"the probe made {len(reads)} reads through its guards, the grader's plan {len(plan)} (rounds={rounds})"]
-    index = {f: k for k, f in enumerate(frames)}
-    before = {}        # slot -> the frame its previous guard mapped
-    current = {}       # slot -> the frame its guard maps now (as planned)
-    problems, stale_slots = [], set()
-    for n, ((slot, frame, live), (va, got_frame, word, value)) in enumerate(zip(plan, reads)):
+    want = {f: [pattern(fill + k, w) for w in range(WORDS)] for k, f in enumerate(frames)}
+    value = {}                     # a write's value -> its number
+    before = []                    # write n -> the frame its slot mapped before its guard's (or None)
+    current, previous = {}, {}     # slot -> the frame its guard maps now, the frame it mapped before
+    for n, (slot, frame, _) in enumerate(plan):
         if current.get(slot) != frame:
-            if slot in current:
-                before[slot] = current[slot]
-            current[slot] = frame
-        if got_frame != frame or word != pattern(seed, n) % WORDS:
-            return [f"read {n} of the probe was of word {word} of frame {got_frame:#x}; the grader's plan says word "
-                    f"{pattern(seed, n) % WORDS} of frame {frame:#x}: the self-test did not run the grader's plan"]
-        if va != slot_va(slot):
-            return [f"guard {slot} of the nest (frame {frame:#x}) went through {va:#x}, not slot {slot}'s address "
-                    f"{slot_va(slot):#x}: the slots are a stack: the n-th live guard holds slot n-1"]
-        want = pattern(fill + index[frame], word)
-        if value == want:
-            continue
-        holders = [f for f in frames if pattern(fill + index[f], word) == value]
-        where = f"temp-map slot {slot} ({va:#x})"
-        said = (f"read {n}, word {word} of frame {frame:#x} through {where}, returned {value:#018x}, not the frame's "
-                f"{want:#018x}")
-        others = [f"guard in slot {s}" for s, f in live if s != slot and holders and f == holders[0]]
-        if holders and holders[0] == before.get(slot):
-            stale_slots.add(slot)
-            problems.append(f"stale {where}: {said}; {value:#018x} is word {word} of frame {holders[0]:#x}, the frame "
-                            f"slot {slot} mapped before: the CPU still translated the slot through the entry it cached "
-                            "for the previous guard (a slot given back without invalidating its TLB entry, or another "
-                            "slot invalidated instead of it)")
-        elif others:
-            problems.append(f"{where} reads another live guard's frame: {said}; {value:#018x} is what frame "
-                            f"{holders[0]:#x} of the {others[0]} holds there: two live guards share one slot, so nesting "
-                            "reused a live slot (a new guard must take the slot above the ones in use)")
-        elif holders:
-            problems.append(f"{where} reads another frame: {said}; {value:#018x} is word {word} of frame "
-                            f"{holders[0]:#x}")
-        else:
-            problems.append(f"{where} reads no frame of the probe: {said}")
-    if stale_slots and problems:
-        clean = sorted(set(range(4)) - stale_slots)
-        problems[0] += (f" (stale reads through slot(s) {', '.join(map(str, sorted(stale_slots)))}"
-                        + (f"; slot(s) {', '.join(map(str, clean))} read right: the invalidation hit another slot"
+            previous[slot], current[slot] = current.get(slot), frame
+        before.append(previous.get(slot))
+        v = pattern(seed ^ salt, n)
+        want[frame][pattern(seed, n) % WORDS] = v
+        value[v] = n
+    got = {f: struct.unpack(f"<{WORDS}Q", pages[f]) for f in frames}
+    named, unnamed, seen = [], [], set()
+    for f in frames:
+        for w in range(WORDS):
+            if got[f][w] == want[f][w]:
+                continue
+            n = value.get(got[f][w])
+            if n is None or n in seen:
+                continue
+            seen.add(n)
+            slot, frame, live = plan[n]
+            where = f"temp-map slot {slot} ({slot_va(slot):#x})"
+            said = f"write {n} of the probe ({got[f][w]:#018x}, for word {w} of frame {frame:#x}) landed in frame {f:#x}"
+            others = [s for s, g in live if s != slot and g == f]
+            if f == before[n]:
+                named.append((n, f"stale {where}: {said}, the frame slot {slot} mapped before: the CPU still "
+                                 "translated the slot through the entry it cached for the previous guard (a slot "
+                                 "given back without invalidating its TLB entry, or another slot invalidated instead "
+                                 "of it)"))
+            elif others:
+                named.append((n, f"{where} wrote another live guard's frame: {said}, which the guard in slot "
+                                 f"{others[0]} holds: two live guards share one slot, so nesting reused a live slot "
+                                 "(a new guard must take the slot above the ones in use)"))
+            else:
+                unnamed.append((n, f"{where} wrote another frame: {said}"))
+    for n, (slot, frame, _) in enumerate(plan):
+        w = pattern(seed, n) % WORDS
+        if n not in seen and got[frame][w] != want[frame][w] and want[frame][w] == pattern(seed ^ salt, n):
+            unnamed.append((n, f"write {n} of the probe through temp-map slot {slot} ({slot_va(slot):#x}) never "
+                               f"reached word {w} of frame {frame:#x}, its guard's (it holds {got[frame][w]:#018x}, "
+                               "found in no frame of the probe)"))
+    named.sort()
+    unnamed.sort()
+    problems = [p for _, p in named + unnamed]
+    stale = sorted({plan[n][0] for n, p in named if p.startswith("stale")})
+    if stale and problems[0].startswith("stale"):
+        clean = sorted(set(range(4)) - set(stale))
+        problems[0] += (f" (stale writes through slot(s) {', '.join(map(str, stale))}"
+                        + (f"; slot(s) {', '.join(map(str, clean))} wrote right: the invalidation hit another slot"
                            if clean else "") + ")")
     return problems
 

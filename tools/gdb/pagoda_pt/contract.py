@@ -235,7 +235,7 @@ FACTS = {
              *(f"process_{n}" for n in ("count", "stride", "pid", "parent", "state", "name", "name_size",
                                         "kstack_slot", "exit", "state_ready", "state_running", "state_waiting",
                                         "state_zombie", "state_sleeping")), "held_line_reader_offset"),
-    **_facts(4, "temp_map_base", "temp_map_slots", "space_copy_pages", "temp_probe_frames", "temp_probe_read_size",
+    **_facts(4, "temp_map_base", "temp_map_slots", "space_copy_pages", "temp_probe_frames", "temp_probe_value_salt",
              *(f"temp_map_{n}_offset" for n in ("entries", "frames", "cpu", "depth", "maps")),
              *(f"temp_probe_{n}_stop" for n in ("frames", "live", "push", "pushed", "reads")),
              *(f"temp_copy_{n}_stop" for n in ("frames", "copied")),
