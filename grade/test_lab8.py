@@ -697,10 +697,29 @@ def test_asid_reuse(boot, kernel, arch):
         assert frame is not None, f"spin R (on CPU 1) counts at {t.count:#x}, yet its root does not map that page"
         root, asid = cpu1_root()
         assert root == r, f"CPU 1 runs root {root:#x}, not spin R's {r:#x}, while R counts pinned there"
-        snap, _ = t.stage(2)
+        snap, reaped = t.stage(2)
         assert word(snap, frame) == mark and not snap.walk(t.count, r).mapped, (
             f"at the self-test's stage 2 R's kept count frame {frame:#x} does not hold the grader's mark {mark}, or "
             f"R's root maps its count page {t.page:#x} again")
+        try:
+            guest.stop_at(contract.CREATE_PROCESS)   # (N's: R reaped and its space ended, the churn made and dropped)
+            root, seen = cpu1_root()[0], f"still holds {r:#x} (the gdbstub, as the next process is made)"
+        except (AssertionError, BootEnded):
+            # (x86_64: the freed root's kernel half is gone, and CPU 1's next access there kills the machine)
+            fault = next((e for e in guest.log_events()[reaped:] if e.root == r and e.vector < 32), None)
+            if fault is None:
+                raise
+            root, seen = r, (f"was still {r:#x} when CPU 1 took {fault.mnemonic} at {fault.pc:#x} in the kernel after R "
+                             "was reaped (QEMU's log)")
+        if root == r:
+            died = AssertionError(
+                f"a dead space's root is still loaded on CPU 1: spin R ended there and CPU 1 idled with R's root {r:#x} "
+                f"still loaded (lazy TLB); CPU 0 then reaped R and R's space ended, freeing its tables, yet CPU 1's "
+                f"{ARCHES[arch].lower_root_label} {seen}: a CPU that idles lazily in a root must load the kernel's "
+                "before that root's tables go (~AddressSpace asks it with a LeaveSpace request; leave_lazy() loads the "
+                "kernel's root there)")
+            died.cause = str(died)   # (named first, before the death it led to: the kernel's fault in a freed root)
+            raise died
         snap, _ = t.stage(3)
         (n,) = t.spins(snap, 1)
         root, reused = cpu1_root()

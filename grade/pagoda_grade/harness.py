@@ -534,8 +534,8 @@ class Booter:
                 from . import churn
                 problem = churn.given_back_problem(self.kernel, self.arch, self._remains, token)
                 self.drain_findings += [(problem, self.last_boot)] if problem else []
-        if witness_error is not None:
-            run.fail(str(witness_error))
+        if witness_error is not None:   # (a script's check may carry the cause it found: named first)
+            run.fail(str(witness_error), cause=getattr(witness_error, "cause", None))
         return run
 
     def replay(self, run, fed, stop=None):

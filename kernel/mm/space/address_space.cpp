@@ -23,7 +23,7 @@ AddressSpace::AddressSpace(AddressSpace&& other)
 }
 
 AddressSpace::~AddressSpace() {
-  // A CPU idling in this root (lazy TLB) loads the kernel's before the tables go.
+  // LAB 8 BEGIN a CPU idling in this root (lazy TLB) loads the kernel's before the tables go: this one at once, another by a request
   for (u32 cpu = 0; cpu < kMaxCpus; ++cpu) {
     if (s_loaded_on[cpu] != this || (arch_.lazy() >> cpu & 1) == 0) continue;
     if (cpu == arch::cpu_id()) {
@@ -33,6 +33,9 @@ AddressSpace::~AddressSpace() {
       (void)cpu_request(cpu, MailboxOp::LeaveSpace, reinterpret_cast<uptr>(this));
     }
   }
+  // LAB 8 SKELETON
+  // // (a CPU that idles with this root still loaded must let go of it before its tables are freed)
+  // LAB 8 END
   for (usize cpu = 0; cpu < kMaxCpus; ++cpu)
     if (s_loaded_on[cpu] == this) s_loaded_on[cpu] = nullptr;
 }
@@ -40,6 +43,7 @@ AddressSpace::~AddressSpace() {
 AddressSpace* AddressSpace::s_loaded_on[kMaxCpus] = {};
 
 void AddressSpace::leave_lazy(uptr space) {
+  // LAB 8 BEGIN leaving a root kept only while idle: the kernel's loaded (its CPUs joined first), the lazy stay ended, the old mask left where a load drops its translations
   const u32 me = arch::cpu_id();
   AddressSpace* const lazy = reinterpret_cast<AddressSpace*>(space);
   if (s_loaded_on[me] != lazy || s_lazy_kernel == nullptr || (lazy->arch_.lazy() >> me & 1) == 0) return;
@@ -48,6 +52,9 @@ void AddressSpace::leave_lazy(uptr space) {
   (void)lazy->arch_.end_lazy(me);
   if (arch::ArchAddressSpace::kSwitchDropsTranslations) lazy->arch_.remove_cpu(me);
   s_loaded_on[me] = s_lazy_kernel;
+  // LAB 8 SKELETON
+  // (void)space;
+  // LAB 8 END
 }
 
 Result<AddressSpace> AddressSpace::create_kernel(TableMemory& memory) {

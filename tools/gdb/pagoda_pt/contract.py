@@ -84,6 +84,7 @@ FRAME_DRAIN = Name("pagoda::proc::(anonymous namespace)::g_drain", 3, DATA)
 LOAD_PROGRAM = Name("pagoda::proc::load_program", 3)
 EXIT = Name("pagoda::proc::exit_current", 3)
 DESTROY_PROCESS = Name("pagoda::proc::destroy_process", 3)   # (process): where its teardown begins
+CREATE_PROCESS = Name("pagoda::proc::create_process", 3)     # where a process begins to be made
 TIMER_TICK = Name("pagoda::proc::timer_tick", 3)
 IDLE = Name("pagoda::proc::(anonymous namespace)::idle_until_interrupt", 3)
 WAIT_FOR_INTERRUPT = Name("pagoda::arch::wait_for_interrupt", 3)
@@ -201,7 +202,7 @@ SWITCHES = (X86.SWITCH, AARCH64.SWITCH)
 # the grader stops at has pages of its own ([[PAGODA_STOP(name)]]): those it breaks at the entry of,
 # and the callers whose return address it breaks at (a stop's caller, as return_address() finds it).
 CALLERS = (Name("pagoda::vm::zero_frame", 4), Name("pagoda::vm::write_frame", 4), Name("pagoda::vm::copy_frame", 4),
-           Name("pagoda::proc::create_process", 3), Name("pagoda::proc::(anonymous namespace)::sys_fork", 6),
+           CREATE_PROCESS, Name("pagoda::proc::(anonymous namespace)::sys_fork", 6),
            Name("pagoda::proc::(anonymous namespace)::sys_exec", 6), Name("pagoda::Swapper::make_room", 7),
            Name("pagoda::Swapper::evict_page", 7), HANDLE_FAULT)
 STOPS = (CHECKPOINT, GRADER_STOP, RUN_SELFTEST, SHUTDOWN, KMAIN, PANIC, LOAD_PROGRAM, EXIT, DESTROY_PROCESS,
