@@ -566,6 +566,10 @@ def test_per_cpu_temp_maps(boot, kernel, arch):
     def script(guest):
         guest.stop_at(contract.RUN_SELFTEST)   # (quiet: then the checkpoint, in the self-test's code)
         snap = guest.stop_at(contract.CHECKPOINT)
+        early = ("CPU 0's request to CPU 1 (a Call, to map a frame of its own) returned before CPU 1 did it: {}: the "
+                 "request must wait for CPU 1's ack (cpu_request(): send, await the ack, then read the value and "
+                 "unlock)")
+        assert snap.argument(0) != 2, early.format("CPU 0 reached its stage 2, after the request, first")
         assert snap.argument(0) == 1, f"the self-test stopped at its stage {snap.argument(0)}, not 1 (CPU 1's map)"
         held = [[], []]   # [the slots (CPU 0's first, then CPU 1's) that map the frame holding mark n]
         for slot in range(2 * per):
@@ -573,6 +577,9 @@ def test_per_cpu_temp_maps(boot, kernel, arch):
             if w.mapped and (word := int.from_bytes(snap.read_phys(w.pa & ~(PAGE - 1), 8), "little")) in marks:
                 held[marks.index(word)].append(slot)
         slots = f"(the slots from {base:#x}, walked in the live root: CPU 0's {per} first, then CPU 1's)"
+        assert held[0] or not held[1] or min(held[1]) < per, early.format(
+            f"at CPU 1's stage 1, inside the request, CPU 1's slot {held[1][0]} maps its frame and no slot maps CPU "
+            f"0's any more {slots}: CPU 0 already let go of the mapping it held around the request")
         assert any(s < per for s in held[0]), (
             f"CPU 1 took a temporary mapping while CPU 0's was live, and no slot of CPU 0 maps CPU 0's frame any "
             f"more {slots}: CPU 1 wrote CPU 0's slot: temporary-mapping slots not per CPU")
@@ -626,6 +633,10 @@ def test_two_initiators(boot, kernel, arch):
         slot = snap.argument(1)
         w = snap.walk(slot)
         assert snap.argument(0) == 1 and w.mapped, f"the self-test's first stage maps no slot ({slot:#x})"
+        base, per = fact(kernel, "temp_map_base"), fact(kernel, "temp_map_slots")   # (the instructor's)
+        assert base <= slot < base + per * PAGE, (
+            f"the self-test's slot {slot:#x} is not one of CPU 0's temporary-mapping slots [{base:#x}, "
+            f"{base + per * PAGE:#x})")
         old = w.pa & ~(PAGE - 1)
         ids = guest.client.threads()
         at = address_of(kernel, contract.CHECKPOINT)
