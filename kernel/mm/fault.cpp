@@ -20,6 +20,9 @@ namespace {
 
 using Format = arch::PageTableFormat;
 
+/// What frees the frames of ended processes not reaped yet (set_reclaimer()); none until set.
+usize (*g_reclaim)() = nullptr;
+
 /// Gives the page at @p page of region @p vma (page aligned, inside it) a frame, filled as the
 /// region's kind says, and maps it in @p space with the region's page permissions
 /// (page_perms_of()). An image page holds the file's bytes from vma.offset + (page - vma.start),
@@ -185,7 +188,12 @@ FaultDecision resolve_user_fault(AddressSpace& space, UserRegions& regions, Virt
                                                                 : "widening the page's entry to its region's",
                                                             page));
   }
-  const Result<void> brought = with_room([&] { return populate(space, verdict.vma, page); });
+  const auto bring = [&] { return with_room([&] { return populate(space, verdict.vma, page); }); };
+  Result<void> brought = bring();
+  // No frame: processes that ended and were not reaped yet may hold some (the idle loop reaps
+  // them when it runs, which a busy CPU may not let it do for a while): freed, then once more.
+  if (brought.is_error() && brought.error() == Error::NoMemory && g_reclaim != nullptr && g_reclaim() > 0)
+    brought = bring();
   if (brought.is_error())
     return unresolved(Unresolved::Populate, page, access, verdict.vma,
                       brought.error().during("bringing in the page", page));
@@ -202,6 +210,8 @@ FaultDecision resolve_user_fault(AddressSpace& space, UserRegions& regions, Virt
 }
 
 }  // namespace
+
+void set_reclaimer(usize (*reclaim)()) { g_reclaim = reclaim; }
 
 [[PAGODA_STOP(handle_fault)]] FaultDecision handle_fault(AddressSpace* space, VirtAddr va, Access access) {
   // Lab 5: a user access (or a user copy, which the arch's trap code passes as one) to a space

@@ -138,6 +138,10 @@ Swapper& swapper();
 /// does when the frame allocator itself runs out (no cap, or a cap above the RAM). False when
 /// nothing could go out.
 bool evict_for_memory();
+/// Names what frees the frames of processes that ended and were not reaped yet (the process
+/// layer's, proc::reap_zombies(): the number reaped). A page fault that finds no frame calls it
+/// once and tries again, as spawn and fork do: ended processes do not starve a live one.
+void set_reclaimer(usize (*reclaim)());
 /// False when the reverse map cannot record one more mapping (checked before a page is brought
 /// in, so that recording it after cannot fail).
 bool can_record_mapping();

@@ -335,6 +335,7 @@ void die_if_killed() {
 }
 
 void run_processes() {
+  vm::set_reclaimer(&reap_zombies);  // (a fault that finds no frame frees the ended orphans first)
   for (;;) {
     reap_zombies();
     if (!any_process()) return;
