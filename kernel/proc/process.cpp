@@ -169,9 +169,9 @@ Process* find_process(u32 pid) {
   if (p.has_space() && p.space().is_live())
     panic("destroying process {} while its root is live{}", p.pid,
           current() == nullptr ? (cpus_online() > 1 ? ": the idle loop kept it (lazy TLB): AddressSpace::leave_lazy() "
-                                                    "must load the kernel's root before the space ends"
-                                                  : ": the idle loop still runs on it (switch_to() must load the "
-                                                    "kernel's root when it switches to the idle loop)")
+                                                      "must load the kernel's root before the space ends"
+                                                    : ": the idle loop still runs on it (switch_to() must load the "
+                                                      "kernel's root when it switches to the idle loop)")
                                : "");
   release(p);
 }
