@@ -295,7 +295,7 @@ def test_kernel_half(boot, kernel, arch):
     w1, w2 = (t.mask(salt, 62) | 1 << 62 for salt in (0x81, 0x82))   # (never 0, never each other's)
     word = lambda snap, frame: int.from_bytes(snap.read_phys(frame, 8), "little")
 
-    page = fact(kernel, "mmio_base") - PAGE   # (the instructor's: the last page below the device area)
+    page = fact(kernel, "smp_remap_page")   # (the instructor's: the last page below the device area)
 
     def script(guest):
         snap, _ = t.stage(1)

@@ -243,7 +243,7 @@ FACTS = {
              *(f"space_copy_{n}_stop" for n in ("frames", "copied")),
              "temp_stress_seed", "temp_stress_frames", "temp_stress_irq_maps_total"),
     **_facts(6, "regions_stack_limit", "regions_stack_gap"),
-    **_facts(8, "user_asids"),
+    **_facts(8, "user_asids", "smp_remap_page"),
     **_facts(7, "swap_min_slots", "swap_state_version", "soft_write_bit", "soft_dirty_bit",
              *(f"swap_{n}" for n in ("entry_bit", "slot_shift", "slot_bits", "slot_inverted")),
              *(f"frame_entry_{n}" for n in ("pins", "backing")),
