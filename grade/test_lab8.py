@@ -22,7 +22,8 @@ from pagoda_grade.processes import Layout, registry, user_symbol
 from pagoda_grade.swap import Format, image_path, image_slot
 from pagoda_grade.symbols import address_of, fact
 from pagoda_grade.witness import ARCHES, PAGE, page_faults_at
-from pagoda_pt import contract, picture
+from pagoda_pt import contract
+from pagoda_pt.isa import cpus_of
 
 IPI = 0xF0          # x86_64's one inter-processor interrupt (arch/x86_64/traps.hpp kIpiVector)
 SLOTS = 64
@@ -55,8 +56,8 @@ class Smp(LabTest):
             self.success()
 
     def cpus(self):
-        """Each vCPU now (picture.Cpu: its mode and its lower root), from the gdbstub."""
-        cpus = picture.cpus_of(self.arch, self.guest.cpu_readings())
+        """Each vCPU now (isa.Cpu: its mode and its lower root), from the gdbstub."""
+        cpus = cpus_of(self.arch, self.guest.cpu_readings())
         assert len(cpus) == 2, f"the gdbstub gave the registers of {len(cpus)} vCPUs, not 2"
         return cpus
 

@@ -45,7 +45,7 @@ class Remains:
         self.ram_base = ram_base
         self.ram_size = ram_size
         self.boot = None    # (token, directory) of the boot (Booter.__call__), for its failure's context
-        self.cpus = []      # each vCPU's picture.cpu_registers() when a check failed at a stop (the picture's)
+        self.cpus = []      # each vCPU's isa.cpu_registers() when a check failed at a stop (the picture's)
 
     def read_phys(self, pa, size):
         if self.fd is None:

@@ -631,6 +631,7 @@ class Booter:
         if run is None:
             return None
         from pagoda_pt import picture
+        from pagoda_pt.isa import cpus_of
         from . import causes
         start = time.monotonic()
         try:
@@ -648,7 +649,7 @@ class Booter:
             else:
                 snap = picture.take(run.arch, remains.read_phys, symbols.reader(self.kernel), title,
                                     reason.split("\n", 1)[0], fault)
-                snap.cpus = picture.cpus_of(run.arch, getattr(remains, "cpus", []))
+                snap.cpus = cpus_of(run.arch, getattr(remains, "cpus", []))
             snap.notes.append(f"boot token {run.token}; written in {time.monotonic() - start:.2f} s of grader time")
             path = os.path.join(run.directory, "picture.html")
             with open(path, "w") as f:

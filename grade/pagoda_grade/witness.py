@@ -961,13 +961,13 @@ class Guest:
         return s.name if s else None
 
     def cpu_readings(self):
-        """Each vCPU's registers that picture.cpu_registers() names, read while the guest is stopped
+        """Each vCPU's registers that isa.cpu_registers() names, read while the guest is stopped
         ([] when it is not, or the stub refuses): what the failing moment's picture shows of the CPUs."""
-        from pagoda_pt import picture
+        from pagoda_pt.isa import cpu_registers
         if self.session.ended or self.client.running:
             return []
         try:
-            return self.client.each_thread(picture.cpu_registers(self.arch))
+            return self.client.each_thread(cpu_registers(self.arch))
         except (RspError, OSError):
             return []
 

@@ -12,9 +12,8 @@ from contextlib import contextmanager
 
 import gdb
 
-from pagoda_pt import picture
 from pagoda_pt.format import ADDR
-from pagoda_pt.isa import isa
+from pagoda_pt.isa import cpu_registers, cpus_of, isa
 
 from . import kernel, target
 from .args import parse
@@ -78,13 +77,13 @@ def _register(name):
 
 
 def readings(arch):
-    """[(cpu, GDB thread, QEMU's state word, picture.Cpu)] of every vCPU, read with its thread
+    """[(cpu, GDB thread, QEMU's state word, isa.Cpu)] of every vCPU, read with its thread
     selected (the selection given back)."""
     rows = []
     for cpu, thread, state in vcpus():
         with on_cpu(cpu):
-            values = [_register(name) or 0 for name in picture.cpu_registers(arch)]
-        rows.append((cpu, thread, state, picture.cpus_of(arch, [values])[0], values))
+            values = [_register(name) or 0 for name in cpu_registers(arch)]
+        rows.append((cpu, thread, state, cpus_of(arch, [values])[0], values))
     return rows
 
 

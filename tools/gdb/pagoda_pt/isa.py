@@ -362,3 +362,26 @@ def isa(name):
     except (KeyError, AttributeError):
         raise ValueError("unsupported architecture %r (expected one of %s)"
                          % (name, ", ".join(ISAS))) from None
+
+
+@dataclass
+class Cpu:
+    """One CPU as its registers show it (cpus_of())."""
+    cpu: int
+    pc: int
+    user: bool                  # in user mode
+    root: int                   # the root it translates user addresses with (CR3; TTBR0's table)
+
+
+def cpu_registers(name) -> list:
+    """The registers (lower-case, as the gdbstub's target description names them) cpus_of() reads
+    of each CPU of ISA @p name: its PC, its privilege, its lower root."""
+    model = isa(name)
+    return [model.pc, model.privilege_register, model.lower_root]
+
+
+def cpus_of(name, readings) -> list:
+    """[Cpu] of @p readings: for each CPU in order, the values of cpu_registers(@p name)."""
+    model = isa(name)
+    return [Cpu(n, pc, model.privilege(privilege) == model.user_privilege, model.root_of({model.lower_root: root}))
+            for n, (pc, privilege, root) in enumerate(readings)]

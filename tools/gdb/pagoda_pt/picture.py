@@ -12,7 +12,7 @@ with the readers GDB's commands and the grader use:
     swap        the swap census (swap.take_swap_census): the slots in use and their holders
     VMAs        each process's record (procs.read_procs)
     temp map    the temp-map area's slots (tempmap.read_temp_area)
-    CPUs        each CPU's mode, PC and root (cpus_of(), from registers its source reads: the
+    CPUs        each CPU's mode, PC and root (isa.cpus_of(), from registers its source reads: the
                 grader's gdbstub client, GDB's threads), when the source gives them
 
     take(arch, read_phys, symbol, title, cause, fault)   the Snapshot (a part the kernel does not
@@ -32,7 +32,6 @@ from typing import Optional
 
 from . import contract as C, frames, procs, roots, swap
 from .image import CensusError, kernel_image
-from .isa import isa
 from .tempmap import read_temp_area
 from .model import PAGE_SIZE_4K
 
@@ -77,31 +76,6 @@ class Proc:
     runs: list = field(default_factory=list)       # Run: the first MAX_RUNS, and the faulting page's
     vmas: list = field(default_factory=list)       # [start, end, "rwx kind"]
     swapped: int = 0            # its swap entries
-
-
-@dataclass
-class Cpu:
-    cpu: int
-    pc: int
-    user: bool                  # in user mode
-    root: int                   # the root it translates user addresses with (CR3; TTBR0's table)
-
-
-def cpu_registers(arch: str) -> list:
-    """The registers (lower-case, as the gdbstub's target description names them) cpus_of() reads
-    of each CPU: its PC, its privilege, its lower root."""
-    model = isa(arch)
-    return [model.pc, model.privilege_register, model.lower_root]
-
-
-def cpus_of(arch: str, readings) -> list:
-    """[Cpu] of @p readings: for each CPU in order, the values of cpu_registers(arch)."""
-    model = isa(arch)
-    out = []
-    for n, (pc, privilege, root) in enumerate(readings):
-        out.append(Cpu(n, pc, model.privilege(privilege) == model.user_privilege,
-                       model.root_of({model.lower_root: root})))
-    return out
 
 
 @dataclass
