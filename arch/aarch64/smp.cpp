@@ -17,9 +17,10 @@
 
 extern "C" char aarch64_secondary_entry[], __kernel_virt_offset[];
 
-/// What smp.S reads, first through its physical address (MMU off), then its high one.
+/// What smp.S reads, first through its physical address (MMU off), then its high one (its fields
+/// in this order; take_own_state() alone reads cntkctl).
 struct SecondaryParams {
-  pagoda::u64 mair, tcr, identity, ttbr1, sctlr, stack, ttbr0, cpu;
+  pagoda::u64 mair, tcr, identity, ttbr1, sctlr, stack, ttbr0, cpu, cntkctl;
 };
 extern "C" constinit SecondaryParams aarch64_secondary_params = {};
 
@@ -64,12 +65,14 @@ i64 psci_cpu_on(u64 mpidr, u64 entry, u64 context) {
 /// per-CPU slot (TPIDRRO_EL0 = @p cpu * arch::kCpuSlotStride: the slot of aarch64_user_trap_sp
 /// its exceptions from EL0 take SP_EL1 from, vectors.S, and its PerCpu data), the boot CPU's
 /// protections (SCTLR_EL1 as aarch64_secondary_params.sctlr holds it: WXN on, SPAN clear, so
-/// every exception sets PSTATE.PAN; and PSTATE.PAN now), its GIC CPU interface with the IPI's
-/// SGI, and its own virtual timer at the boot CPU's rate.
+/// every exception sets PSTATE.PAN; and PSTATE.PAN now), the boot CPU's CNTKCTL_EL1 (EL0 reads
+/// the virtual counter: user/lib's cycle counter), its GIC CPU interface with the IPI's SGI, and
+/// its own virtual timer at the boot CPU's rate.
 void take_own_state(u32 cpu) {
   // LAB 8 BEGIN this CPU's own slot (its trap stack), its protections, its GIC interface and timer
   PAGODA_WRITE_SYSREG("tpidrro_el0", u64(cpu) * arch::kCpuSlotStride);
   PAGODA_WRITE_SYSREG("sctlr_el1", aarch64_secondary_params.sctlr);
+  PAGODA_WRITE_SYSREG("cntkctl_el1", aarch64_secondary_params.cntkctl);
   isb();
   arch::invalidate_all_local();  // (a TLB entry may hold the WXN it was filled under)
   asm volatile("msr s3_0_c4_c2_3, %0" ::"r"(kPstatePan) : "memory");  // PSTATE.PAN
@@ -141,6 +144,7 @@ bool start_cpu(u32 id, uptr stack_top) {
       .stack = stack_top,
       .ttbr0 = PAGODA_READ_SYSREG("ttbr0_el1"),
       .cpu = id,
+      .cntkctl = PAGODA_READ_SYSREG("cntkctl_el1"),
   };
   clean_to_poc(&aarch64_secondary_params, sizeof aarch64_secondary_params);
   clean_to_poc(g_identity_l0, sizeof g_identity_l0);

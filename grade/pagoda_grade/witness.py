@@ -242,7 +242,8 @@ AARCH64 = ArchModel(
               # PSTATE.PAN, as the gdbstub's CPSR shows it (bit 22).
               "user_guards": (("cpsr", 22, "PAN", None),),   # the Cortex-A76 model always has PAN
               "cpu_protections": (("sctlr_el1", 19, "SCTLR_EL1.WXN"),
-                                  ("sctlr_el1", 23, "SCTLR_EL1.SPAN (clear: every exception sets PSTATE.PAN)")),
+                                  ("sctlr_el1", 23, "SCTLR_EL1.SPAN (clear: every exception sets PSTATE.PAN)"),
+                                  ("cntkctl_el1", 1, "CNTKCTL_EL1.EL0VCTEN (set: user code reads the counter)")),
               # Where a CPU's trap from EL0 is witnessed (lab 8): its vector base, and the ISA's
               # offsets there of the synchronous and IRQ entries from a lower EL in AArch64.
               "cpu_trap_stack": ("vbar_el1", (0x400, 0x480)),
