@@ -17,10 +17,10 @@ import time
 
 from pagoda_grade import lab_test
 from pagoda_grade.labtest import LabTest
-from pagoda_grade.outcomes import BootEnded
+from pagoda_grade.outcomes import BootEnded, CauseSeen
 from pagoda_grade.processes import Layout, registry, user_symbol
 from pagoda_grade.swap import Format, image_path, image_slot
-from pagoda_grade.symbols import address_of, fact
+from pagoda_grade.symbols import address_of, fact, function_at
 from pagoda_grade.witness import ARCHES, PAGE, page_faults_at
 from pagoda_pt import contract
 from pagoda_pt.isa import cpus_of
@@ -685,6 +685,37 @@ def test_two_initiators(boot, kernel, arch):
     t.selftest("smp_two_initiators", script, cpus=2, args={"mark": mark})
 
 
+# ---- panic_stops_both: a panic stops the other CPU, even one waiting with interrupts off -------
+
+@lab_test(8, "panic_stops_both")
+def test_panic_stops_both(boot, kernel, arch):
+    """smp_panic_stop: CPU 0 panics while CPU 1 waits for its ack with interrupts off. Stopped at
+    the end of the panic's report, CPU 1 must be where a stop leaves a CPU (cpu_stop_here(), or
+    halted in the wait_for_interrupt() it calls), with its interrupts off (the gdbstub)."""
+    t = LabTest(boot, kernel, arch)
+    reg, bit, enabled_when_set = ARCHES[arch].proc["irq_flag"]
+    stopped = {function_at(kernel, address_of(kernel, n)).name for n in (contract.CPU_STOP_HERE,
+                                                                      contract.WAIT_FOR_INTERRUPT)}
+
+    def script(guest):
+        guest.stop_at(contract.PANIC_END)
+        (pc, flags), = guest.client.each_thread([guest.model.pc, reg])[1:2]
+        where = function_at(kernel, pc)
+        masked = bool(flags >> bit & 1) != enabled_when_set
+        if where is None or where.name not in stopped or not masked:   # (named before the panic it is in)
+            raise CauseSeen(
+                f"the panic did not stop CPU 1: CPU 0 panicked while CPU 1 waited for CPU 0's ack with interrupts "
+                f"off, and when CPU 0's report ended CPU 1 was still at {pc:#x} ({where.name if where else 'no function'}"
+                f", interrupts {'off' if masked else 'on'}; the gdbstub), not stopped: a CPU that waits with interrupts "
+                "off cannot take the panic's stop IPI, so every turn of such a wait must look for a stop (wait_turn() "
+                "does: await_ack() and lock_mailbox() wait through it)")
+        return True
+    t.selftest("smp_panic_stop", script, cpus=2)
+    t.expect(rf"^PANIC: smp_panic_stop: CPU 0 panics while CPU 1 waits for its ack, token {t.token}$",
+             "the self-test's panic, on CPU 0")
+    t.run.expect_outcome("failure")   # (a panic ends the run with the failure status)
+
+
 # ---- asid_reuse (issue 53 item 3: an ASID given back and handed to a new space, across CPUs) ----
 
 @lab_test(8, "asid_reuse")
@@ -724,14 +755,12 @@ def test_asid_reuse(boot, kernel, arch):
             root, seen = r, (f"was still {r:#x} when CPU 1 took {fault.mnemonic} at {fault.pc:#x} in the kernel after R "
                              "was reaped (QEMU's log)")
         if root == r:
-            died = AssertionError(
+            raise CauseSeen(
                 f"a dead space's root is still loaded on CPU 1: spin R ended there and CPU 1 idled with R's root {r:#x} "
                 f"still loaded (lazy TLB); CPU 0 then reaped R and R's space ended, freeing its tables, yet CPU 1's "
                 f"{ARCHES[arch].lower_root_label} {seen}: a CPU that idles lazily in a root must load the kernel's "
                 "before that root's tables go (~AddressSpace asks it with a LeaveSpace request; leave_lazy() loads the "
-                "kernel's root there)")
-            died.cause = str(died)   # (named first, before the death it led to: the kernel's fault in a freed root)
-            raise died
+                "kernel's root there)")   # (named before the death it led to: the kernel's fault in a freed root)
         snap, _ = t.stage(3)
         (n,) = t.spins(snap, 1)
         root, reused = cpu1_root()

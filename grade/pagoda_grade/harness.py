@@ -30,8 +30,9 @@ from pagoda_pt.isa import isa
 from pagoda_pt.kernelnames import NO_NAMES, KernelNames
 
 from . import symbols, todo
-from .outcomes import (CHECKED, LOG_LIMIT, OUTPUT_LIMIT, STORM, TIMEOUT, BootEnded, Checks, GradeFailure, escape_controls,
-                       findings, kill_lines, never_reached_reason, panic_line, skeleton_headline, token_line, watch_note)
+from .outcomes import (CHECKED, LOG_LIMIT, OUTPUT_LIMIT, STORM, TIMEOUT, BootEnded, CauseSeen, Checks, GradeFailure,
+                       escape_controls, findings, kill_lines, never_reached_reason, panic_line, skeleton_headline,
+                       token_line, watch_note)
 from .idle import IdleWatch
 from .proof import new_token, proof
 from .rsp import RspError
@@ -534,8 +535,8 @@ class Booter:
                 from . import churn
                 problem = churn.given_back_problem(self.kernel, self.arch, self._remains, token)
                 self.drain_findings += [(problem, self.last_boot)] if problem else []
-        if witness_error is not None:   # (a script's check may carry the cause it found: named first)
-            run.fail(str(witness_error), cause=getattr(witness_error, "cause", None))
+        if witness_error is not None:   # (a CauseSeen is named first, before what the machine did after)
+            run.fail(str(witness_error), cause=str(witness_error) if isinstance(witness_error, CauseSeen) else None)
         return run
 
     def replay(self, run, fed, stop=None):

@@ -218,6 +218,12 @@ class GradeFailure(AssertionError):
         super().__init__(escape_controls(message))
 
 
+class CauseSeen(AssertionError):
+    """Raised inside a witness script for a failure that is itself the cause, witnessed: the grade
+    names it first, before whatever the machine did after it (the harness passes it to fail() as
+    its cause)."""
+
+
 class BootEnded(Exception):
     """Raised inside a witness script when the boot ended under it (the kernel exited, the
     deadline passed, or the grader stopped it); the Run says how."""

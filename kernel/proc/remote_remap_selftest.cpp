@@ -525,4 +525,30 @@ PAGODA_SELFTEST(smp_kernel_remap) {
   arch::shutdown(ExitStatus::Success);
 }
 
+namespace {
+
+StringView g_panic_token;  ///< smp_panic_stop: this boot's token, in the panic's message
+
+/// smp_panic_stop on CPU 0, served in its wait for CPU 1's ack: panics while CPU 1 waits, with
+/// interrupts off, for the ack of this very request.
+u64 panic_on_cpu0() { panic("smp_panic_stop: CPU 0 panics while CPU 1 waits for its ack, token {}", g_panic_token); }
+
+/// smp_panic_stop on CPU 1, in its IPI handler (interrupts off): asks CPU 0 to run panic_on_cpu0()
+/// and waits for an ack that never comes.
+u64 ask_cpu0_to_panic() { return cpu_request(0, MailboxOp::Call, reinterpret_cast<uptr>(&panic_on_cpu0)); }
+
+}  // namespace
+
+// A panic on two CPUs, for the grader (grade/test_lab8.py panic_stops_both): CPU 0 asks CPU 1 (a
+// Call) to ask CPU 0 for a Call of its own, which CPU 0 serves in its wait for CPU 1's ack, and
+// which panics. So CPU 0 panics while CPU 1 waits for its ack with interrupts off, where no stop
+// IPI can reach it: the panic must still stop CPU 1 (each turn of such a wait looks for a stop).
+// The grader stops at panic_end(), the report printed, and reads where each CPU is (the gdbstub).
+PAGODA_SELFTEST(smp_panic_stop) {
+  if (cpus_online() < 2) panic("smp_panic_stop: needs two CPUs online (QEMU's -smp 2)");
+  g_panic_token = ctx.token;
+  (void)cpu_request(1, MailboxOp::Call, reinterpret_cast<uptr>(&ask_cpu0_to_panic));
+  panic("smp_panic_stop: CPU 1's request came back: CPU 0 never panicked");
+}
+
 }  // namespace pagoda

@@ -151,6 +151,8 @@ FORGET_USER_PAGES = Name("pagoda::vm::forget_user_pages", 7)
 INVALIDATE_ALL_LOCAL = Name("pagoda::arch::invalidate_all_local", 8)
 INVALIDATE_PAGE_LOCAL = Name("pagoda::arch::invalidate_page_local", 8)
 TWO_INITIATORS_CPU1 = Name("pagoda::smp_two_initiators_cpu1", 8)
+# Lab 8's panic_stops_both: where a CPU told to stop by a panic stays (interrupts off, halted).
+CPU_STOP_HERE = Name("pagoda::cpu_stop_here", 8)
 # The swap code's functions (by prefix): fault-why's frame is inside swap's own work (lab 7). The fault
 # path is handle_fault's (pagoda::vm's anonymous namespace also holds run_kernel, under every reap).
 SWAP_CODE = (HANDLE_FAULT,) + tuple(Name(prefix, 7, TYPE, source=source) for prefix, source in (
