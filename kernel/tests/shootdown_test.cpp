@@ -156,6 +156,7 @@ TEST_F(ShootdownTest, IdleKeepsTheLastRootMissesNoChangeAndLetsItGoBeforeItDies)
   {
     AddressSpace a = AddressSpace::create_user(kernel).release_value();
     const VirtAddr va(0x40'0000);
+    ASSERT_TRUE(a.map(va.offset(kPageSize), PhysAddr(0x125000), kUserData).ok());  // (keeps va's tables)
     host::g_cpu = 1;
     a.activate();
     kernel.activate();  // CPU 1 idles
@@ -166,7 +167,8 @@ TEST_F(ShootdownTest, IdleKeepsTheLastRootMissesNoChangeAndLetsItGoBeforeItDies)
     machine.sent.clear();
     ASSERT_TRUE(a.map(va, PhysAddr(0x124000), kUserData).ok());
     ASSERT_TRUE(a.unmap(va).ok());
-    for (const Sent& sent : machine.sent) EXPECT_EQ(sent.targets & kCpu1, 0u) << "an idle CPU is left alone";
+    for (const Sent& sent : machine.sent)
+      EXPECT_EQ(sent.targets & kCpu1, 0u) << "an idle CPU is left alone (no table was freed: the neighbour keeps it)";
     EXPECT_EQ(a.arch().missed(), kCpu1) << "and told what it missed";
     host::g_cpu = 1;
     a.activate();  // back into the kept root
@@ -174,8 +176,43 @@ TEST_F(ShootdownTest, IdleKeepsTheLastRootMissesNoChangeAndLetsItGoBeforeItDies)
     EXPECT_EQ(a.arch().lazy() | a.arch().missed(), 0u);
     kernel.activate();  // idle again, in a's root, as CPU 0 destroys a
     host::g_cpu = 0;
+    ASSERT_TRUE(a.unmap(va.offset(kPageSize)).ok());
   }
   EXPECT_EQ(x86::hw::fake::cpu().cr3, kernel.root()) << "a died while CPU 1 idled in its root, which it still holds";
+  host::g_cpus_online = 1;
+  host::g_cpu = 0;
+}
+
+TEST_F(ShootdownTest, ATableGoesBackOnlyAfterEveryCpuWithTheRootDroppedItsWalksTheLazyOnesToo) {
+  host::g_cpus_online = 2;
+  {
+    AddressSpace a = AddressSpace::create_user(kernel).release_value();
+    const VirtAddr va(0x40'0000);
+    ASSERT_TRUE(a.map(va, PhysAddr(0x124000), kUserData).ok());  // (its page tables made)
+    host::g_cpu = 1;
+    a.activate();
+    kernel.activate();  // CPU 1 idles lazily, a's root still loaded: it may walk a's tables
+    host::g_cpu = 0;
+    const usize before = memory.live_tables();
+    usize live_at_shootdown = 0;
+    const auto record = host::g_shootdown;
+    host::g_shootdown = [&](u32 targets, const uptr* pages, usize count) {
+      live_at_shootdown = memory.live_tables();
+      record(targets, pages, count);
+    };
+    machine.sent.clear();
+    ASSERT_TRUE(a.unmap(va).ok());  // the last page under its tables: they go
+    host::g_shootdown = record;
+    ASSERT_LT(memory.live_tables(), before) << "the unmap of the only page freed no table";
+    ASSERT_EQ(machine.sent.size(), 1u) << "a batch that frees a table of a space CPU 1 holds sends one shootdown";
+    EXPECT_EQ(machine.sent[0].targets & kCpu1, kCpu1)
+        << "CPU 1, idle in a's root, was left alone although a table of a went back: it may walk through it";
+    EXPECT_EQ(live_at_shootdown, before) << "the tables went back before the shootdown returned";
+    host::g_cpu = 1;
+    a.activate();
+    kernel.activate();
+    host::g_cpu = 0;
+  }
   host::g_cpus_online = 1;
   host::g_cpu = 0;
 }

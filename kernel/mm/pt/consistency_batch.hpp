@@ -19,6 +19,7 @@
 /// that no caller can forget or reorder them.
 #pragma once
 
+#include "core/cpu.hpp"
 #include "core/shootdown.hpp"
 #include "lib/result.hpp"
 #include "lib/types.hpp"
@@ -59,6 +60,12 @@ class TlbSync {
   }
   u32 missed() const { return __atomic_load_n(&missed_, __ATOMIC_ACQUIRE); }
 
+  /// The batch gives back a table frame once finish() returns (ConsistencyBatch's held tables):
+  /// every CPU with the root loaded must be told, the lazy ones too. A CPU walks the tables of
+  /// the root it holds whenever it likes (speculatively, even in the idle loop), and its walk
+  /// caches may keep a walk through the table until it drops them.
+  void freeing_table() { tables_ = true; }
+
   /// The other CPUs must drop @p va too: every online CPU when @p everywhere (the kernel half
   /// and global entries, in every root), otherwise those of cpus(). Sent by finish().
   /// The list: remote_pages_ counts the pages asked for (each once), remote_page_ holds the first
@@ -87,7 +94,8 @@ class TlbSync {
   /// Which CPUs are told is the lazy-TLB rule: the kernel half and global entries go to every
   /// online CPU, idle or not (the idle loop runs on them); a user page to the CPUs of cpus() that
   /// run the space now, and the lazy ones are left alone but marked in missed(), so that their
-  /// switch back into the kept root drops everything (end_lazy()). The list is emptied either way.
+  /// switch back into the kept root drops everything (end_lazy()); but when the batch frees a
+  /// table (freeing_table()), they are told as well. The list is emptied either way.
   void finish() {
     if (remote_pages_ == 0) return;
     const usize count = remote_pages_ > kShootdownPages ? kShootdownAll : remote_pages_;
@@ -98,9 +106,12 @@ class TlbSync {
     // LAB 8 SKELETON
     // const u32 targets = 0;  // (no one told: the other CPUs keep what they cached)
     // LAB 8 END
+    // A batch that gives back a table tells every CPU that holds the root, the lazy ones too
+    // (freeing_table()): a walk needs no user code to run.
+    const u32 told = tables_ ? targets | cpus() : targets;
     remote_pages_ = 0;
-    everywhere_ = false;
-    shootdown(targets, remote_page_, count);
+    everywhere_ = tables_ = false;
+    shootdown(told, remote_page_, count);
     for (uptr& page : remote_page_) page = 0;  // (emptied: a later batch's list holds only its own pages)
   }
 
@@ -121,6 +132,7 @@ class TlbSync {
   u32 lazy_ = 0;
   u32 missed_ = 0;
   bool everywhere_ = false;
+  bool tables_ = false;
   usize remote_pages_ = 0;
   uptr remote_page_[kShootdownPages] = {};
 };
@@ -151,7 +163,7 @@ class [[nodiscard]] ConsistencyBatch {
   /// @p user_half_only: the batch of a user space, which changes only its own lower half (its
   /// changes there start no new generation of the kernel half: see changes()).
   ConsistencyBatch(TlbSync& tlb, TableMemory& memory, bool user_half_only = false)
-      : tlb_(tlb), memory_(memory), user_half_only_(user_half_only) {}
+      : tlb_(tlb), memory_(memory, tlb), user_half_only_(user_half_only) {}
   ConsistencyBatch(const ConsistencyBatch&) = delete;
   ConsistencyBatch& operator=(const ConsistencyBatch&) = delete;
   ~ConsistencyBatch() {
@@ -315,9 +327,10 @@ class [[nodiscard]] ConsistencyBatch {
     // LAB 8 END
   }
 
-  /// Gives back the held user frames; only right after a flush(), which covered every change
-  /// made before they were handed over.
+  /// Gives back the held table frames and user frames; only right after a flush(), which
+  /// covered every change made before they were handed over.
   void release_frames() {
+    memory_.give_back();
     for (usize i = 0; i < frames_; ++i) {
       if (s_release == nullptr)
         MUST(Result<void>(Error(Error::InvalidArgument, "ConsistencyBatch: no frame release set")));
@@ -326,11 +339,45 @@ class [[nodiscard]] ConsistencyBatch {
     frames_ = 0;
   }
 
+  /// Where flush() gives an unlinked table frame back (lab 1's memory_.free_table()). With one
+  /// CPU online, at once: the flush's invalidations were the only TLB's. With two, held until
+  /// release_frames(), after TlbSync::finish() (release_after_acks()): until every other CPU that
+  /// holds the root acknowledged, it may still walk through the table, and a frame given away
+  /// meanwhile would be walked as a table by the CPU whatever its next owner writes there. Past
+  /// kMaxTables held (flushes within one batch), the shootdown is sent first and they go then.
+  class HeldTables {
+   public:
+    HeldTables(TableMemory& memory, TlbSync& tlb) : memory_(memory), tlb_(tlb) {}
+    void free_table(PhysAddr table) {
+      if (cpus_online() < 2) {
+        memory_.free_table(table);
+        return;
+      }
+      tlb_.freeing_table();
+      if (held_ == kMaxTables) {
+        tlb_.finish();
+        give_back();
+      }
+      table_[held_++] = table;
+    }
+    /// Frees what free_table() held: only once the batch's shootdown returned.
+    void give_back() {
+      for (usize i = 0; i < held_; ++i) memory_.free_table(table_[i]);
+      held_ = 0;
+    }
+
+   private:
+    TableMemory& memory_;
+    TlbSync& tlb_;
+    Slots<PhysAddr, kMaxTables> table_;
+    usize held_ = 0;
+  };
+
   static inline u64 s_changes = 0;
   static inline FrameRelease s_release = nullptr;
 
   TlbSync& tlb_;
-  TableMemory& memory_;
+  HeldTables memory_;
   Slots<Page, kMaxPages> page_;
   // Read and written only inside lab 1's region: a skeleton tree (lab 0, lab 1) leaves it unused.
   [[maybe_unused]] Slots<PhysAddr, kMaxTables> table_;
