@@ -46,6 +46,7 @@ def _census_lines(client, kernel, arch, colour, width):
     written to PAGE as the grader's picture of a failing test (a line says where)."""
     rsp, frames = _imports()
     from pagoda_pt import picture, roots, swap
+    from pagoda_pt.isa import cpu_registers, cpus_of
     symbols = kernelinfo.elf(kernel).symbols
     # No registers: owners do not depend on them (the walk assumes 48-bit, 4-level tables, what
     # Pagoda uses on both ISAs).
@@ -60,7 +61,7 @@ def _census_lines(client, kernel, arch, colour, width):
             lines += swap.format_swap_map(found, width=width, colour=colour) if found is not None else []
         snap = picture.from_census(arch, read_phys, symbols.get, census, "Pagoda: ./pagoda run --memview, %s"
                                    % time.strftime("%H:%M:%S"))
-        snap.cpus = picture.cpus_of(arch, client.each_thread(picture.cpu_registers(arch)))
+        snap.cpus = cpus_of(arch, client.each_thread(cpu_registers(arch)))
         os.makedirs(os.path.dirname(PAGE), exist_ok=True)
         with open(PAGE, "w") as f:
             f.write(picture.to_html(snap))
