@@ -33,6 +33,9 @@ def test_a_panic_stops_where_pagoda_gdb_always_does_and_the_machine_is_the_same(
     line, words = replay(run(["PANIC: lab 3: write switch_to()"], "failure", arch="aarch64", memory="256M"))
     assert words == ["./pagoda", "gdb", "--arch", "aarch64", "--", "-m", "256M", "--cmdline", CMDLINE]
     assert "panic" in line
+    # (a witness's failure is recorded after the line is made: the panic alone says where it stops)
+    line, _ = replay(run(["PANIC: smp_lazy_idle: spin never slept on CPU 1 again"], "success"))
+    assert "stops at the kernel's panic" in line and "nothing died" not in line
 
 
 def test_a_triple_fault_or_a_storm_keeps_the_interrupt_log_and_another_kernel_is_named(monkeypatch):

@@ -560,7 +560,7 @@ class Booter:
         elif kill_lines(run.lines, at_most=1):
             words.append("--stop-at-kill")
             where = "it stops where the kernel kills a process"
-        elif outcome == "failure" and panic_line("\n".join(run.lines)):
+        elif panic_line("\n".join(run.lines)):   # (whatever the outcome: a witness's failure is set after this)
             where = "it stops at the kernel's panic"
         elif outcome in ("triple fault", STORM):
             words.append("--int-log")
