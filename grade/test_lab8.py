@@ -10,8 +10,11 @@ them in guest RAM and reads QEMU's log of each CPU's faults and interrupts; the 
 never believed. cpus_own_state also stops at run_selftest (both CPUs online) and reads each vCPU's
 control registers (gdbstub) and TR (QEMU's monitor) for what each CPU must own; on AArch64 it
 witnesses each CPU's trap stack in a boot of its own (el0_trap_stacks). Other tests boot self-tests
-of their own (Smp's test): lazy_idle, clean_remote, cow_evict, per_cpu_temp_maps, two_initiators,
-asid_reuse and kernel_half (smp_kernel_remap: a kernel-half page moved while CPU 1 writes through it)."""
+of their own (Smp's test): lazy_idle (with a page table freed while CPU 1 idles: x86_64),
+clean_remote, cow_evict, per_cpu_temp_maps, two_initiators, asid_reuse, kernel_half
+(smp_kernel_remap: a kernel-half page moved while CPU 1 writes through it) and panic_stops_both
+(smp_panic_stop: CPU 0 panics while CPU 1 waits with interrupts off)."""
+import random
 import re
 import time
 
@@ -366,8 +369,38 @@ def test_lazy_idle(boot, kernel, arch):
                 f"at it on CPU 1 (QEMU's log): CPU 1 kept the old translation across its idle time ({why})")
         t.counts_on(4, a, frame1, c1, "spin, back on CPU 1 after its sleep, does not count in the frame its entry "
                     "names (a stale translation)")
+        if arch == "x86_64":
+            lazy_table_freed(t, a, far)
         return True
-    t.start(script)
+    # (the grader's page, where spin has no tables: a 512 GiB slot of its own, below spin's stack)
+    far = random.randrange(1, 64) << 39 | random.randrange(512) << 30 | random.randrange(512) << 21 | \
+        random.randrange(512) << 12
+    t.start(script, far=far)
+
+
+def lazy_table_freed(t, a, far):
+    """lazy_idle's stages 5 and 6 (x86_64): CPU 0 unmaps its page at @p far from spin's root @p a,
+    the only page under the tables the map made, while CPU 1 idles in @p a: the unmap frees those
+    tables, and CPU 1 must take a shootdown interrupt before they go (QEMU's log)."""
+    snap, mark = t.stage(5)
+    before = snap.walk(far, a)
+    cpu1 = t.cpus()[1]
+    assert before.mapped and not cpu1.user and cpu1.root == a, (
+        f"at the self-test's stage 5 page {far:#x} of spin is {'' if before.mapped else 'not '}mapped and CPU 1 "
+        f"{'runs user code' if cpu1.user else 'idles'} in root {cpu1.root:#x} (spin's: {a:#x}): the self-test "
+        "did not set up the unmap of a table while CPU 1 idled in spin's root")
+    snap, after = t.stage(6)
+    gone = snap.walk(far, a)
+    assert not gone.mapped and len(gone.levels) < len(before.levels), (
+        f"CPU 0 unmapped page {far:#x}, the only page under its leaf table in spin's root, and the walk of it "
+        f"{'still maps it' if gone.mapped else 'still reaches its leaf table'} (guest RAM): an unmap frees the "
+        "tables it left empty (lab 1, Cursor::unmap())")
+    assert t.ipis(mark, after), (
+        f"lazy CPU spared when a table goes: CPU 0 unmapped page {far:#x} of spin, the only page under its page "
+        "tables, and freed those tables while CPU 1 idled in spin's root, yet sent CPU 1 no shootdown interrupt "
+        "(QEMU's log) before they went. A CPU that holds a root may walk its tables at any moment, and keep the "
+        "walk in its caches: a batch that gives back a table tells the lazy CPUs of the mask too "
+        "(TlbSync::finish(), freeing_table())")
 
 
 def trap_stacks(t):

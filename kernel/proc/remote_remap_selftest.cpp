@@ -272,7 +272,10 @@ namespace pagoda {
 // CPU 0 then evicts that page (lab 7's swapper); stage 2 right after (arguments: A's mask and the
 // CPUs a shootdown left alone since they idle, the kernel's words, for the grader to name a cause
 // with, never to score); stage 3 once the page is back (or 200 ticks went by) and 5 ticks more,
-// stage 4 25 ticks later (past a whole nap). Needs swap (a disk and userframes=).
+// stage 4 25 ticks later (past a whole nap). Then a table given back: CPU 0 maps a page at far=VA
+// (the grader's choice, where spin has no tables yet); stage 5 once spin sleeps again and CPU 1
+// idles; CPU 0 unmaps that page, which frees the tables the map made; stage 6 right after (its
+// arguments as stage 2's). Needs swap (a disk and userframes=).
 PAGODA_SELFTEST(smp_lazy_idle) {
   constexpr u64 kNap = 20;
   const StringView args[] = {"spin", "0x10000000000", "20"};  // (kNap)
@@ -297,6 +300,25 @@ PAGODA_SELFTEST(smp_lazy_idle) {
   pagoda_grader_checkpoint(3, 0, 0);
   let_cpu1_run(kNap + kTicksPerLook);  // (past a whole nap: spin has counted on)
   pagoda_grader_checkpoint(4, 0, 0);
+
+  // A table given back while CPU 1 idles in A's root: a page of CPU 0's own at far=VA, where A
+  // has no tables (the map makes them), unmapped once A sleeps again, which frees them.
+  const VirtAddr far(ctx.arg("far", 0));
+  if (far.value() == 0) panic("smp_lazy_idle: far=VA (an address with no tables in spin's space) is missing");
+  const PhysAddr frame = MUST(vm::frames().allocate());
+  MUST(a.space().map(far, frame, Perms{.read = true, .user = true}));
+  for (u64 waited = 0; !idle_with_page(); waited += 1) {
+    if (waited > kMaxStartTicks) panic("smp_lazy_idle: spin never slept on CPU 1 again");
+    let_cpu1_run(1);
+  }
+  pagoda_grader_checkpoint(5, 0, 0);
+  {
+    ConsistencyBatch batch = a.space().batch();
+    AddressSpace::Cursor c = a.space().cursor(batch, far);
+    (void)MUST(c.unmap());
+  }
+  vm::frames().free(frame);
+  pagoda_grader_checkpoint(6, a.space().arch().cpus(), a.space().arch().missed());
   arch::shutdown(ExitStatus::Success);
 }
 

@@ -99,19 +99,16 @@ class TlbSync {
   void finish() {
     if (remote_pages_ == 0) return;
     const usize count = remote_pages_ > kShootdownPages ? kShootdownAll : remote_pages_;
-    // LAB 8 BEGIN who is told: the kernel half every CPU; a user page the mask's busy CPUs, its lazy ones marked instead
-    const u32 lazy = everywhere_ ? 0 : cpus() & this->lazy();
+    // LAB 8 BEGIN who is told: the kernel half every CPU; a user page the mask's busy CPUs (lazy ones marked), all when a table goes
+    const u32 lazy = everywhere_ || tables_ ? 0 : cpus() & this->lazy();
     const u32 targets = everywhere_ ? ~u32{0} : cpus() & ~lazy;
     __atomic_fetch_or(&missed_, lazy, __ATOMIC_ACQ_REL);
     // LAB 8 SKELETON
     // const u32 targets = 0;  // (no one told: the other CPUs keep what they cached)
     // LAB 8 END
-    // A batch that gives back a table tells every CPU that holds the root, the lazy ones too
-    // (freeing_table()): a walk needs no user code to run.
-    const u32 told = tables_ ? targets | cpus() : targets;
     remote_pages_ = 0;
     everywhere_ = tables_ = false;
-    shootdown(told, remote_page_, count);
+    shootdown(targets, remote_page_, count);
     for (uptr& page : remote_page_) page = 0;  // (emptied: a later batch's list holds only its own pages)
   }
 
