@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pagoda_core import faultlog, kernelinfo, paths, qemu, speed
 from pagoda_core.ui import PagodaError
 from pagoda_core.symbolize import Symbolizer
-from pagoda_pt.isa import isa
+from pagoda_pt.isa import MACHINES, isa
 from pagoda_pt.kernelnames import NO_NAMES, KernelNames
 
 from . import symbols, todo
@@ -210,9 +210,10 @@ class Session:
         self.stop_kind = None
         self.stop_reason = ""
         self.watcher = faultlog.Watcher(arch, max_bytes=MAX_LOG_BYTES, names=names)
-        # A witnessed boot's idle.IdleWatch: ends the boot when the guest idles with nothing that
-        # can run again (set by Booter._witness).
+        # The boot's idle.IdleWatch: ends the boot when the guest idles with nothing that can run
+        # again (set by Booter._witness; an unwitnessed boot's opens at its first use, open_idle()).
         self.idle = None
+        self.open_idle = None
         self._log_offset = 0
         self._last_poll = 0.0
         self._line_start = 0
@@ -255,11 +256,23 @@ class Session:
         if self.watcher.feed(chunk) and not self.ended:
             kind = STORM if self.watcher.verdict == "storm" else LOG_LIMIT
             self.stop(kind, self.watcher.describe(self.symbolize))
-        elif self.idle is not None and not self.ended:
+        elif self._idle() is not None and not self.ended:
             reason = self.idle.feed(self.watcher.parser.events)
             if reason:
                 # (as at the deadline, which is all that waiting on could bring)
                 self.stop(TIMEOUT, reason)
+
+    def _idle(self):
+        """The idle watch; an unwitnessed boot's is opened here, once QEMU has made its RAM's memfd
+        (the grader types nothing on such a boot: no console input will come)."""
+        if self.idle is None and self.open_idle is not None:
+            try:
+                self.idle, self.open_idle = self.open_idle(), None
+            except (AssertionError, OSError):
+                return None     # (QEMU has not made it yet)
+            if self.idle is not None:
+                self.idle.no_more_input()
+        return self.idle
 
     symbolize = None  # set by the Booter: names code addresses in storm messages
 
@@ -463,13 +476,13 @@ class Booter:
         shutil.rmtree(directory, ignore_errors=True)
         os.makedirs(directory)
         qemu_log = os.path.join(directory, "qemu.log")
-        extra, pass_fds, ours, theirs = [], (), None, None
+        # Every boot's RAM is a memfd the grader can read: a witness's, and the idle watch's.
+        extra, pass_fds, ours, theirs = ["-object", f"memory-backend-memfd,id=pagoda-ram,size={memory},share=on",
+                                         "-machine", "memory-backend=pagoda-ram"], (), None, None
         if witness is not None:
             ours, theirs = socket.socketpair()
             pass_fds = (theirs.fileno(),)
-            extra = ["-chardev", f"socket,id=pagoda-gdb,fd={theirs.fileno()}", "-gdb", "chardev:pagoda-gdb", "-S",
-                     "-object", f"memory-backend-memfd,id=pagoda-ram,size={memory},share=on",
-                     "-machine", "memory-backend=pagoda-ram"]
+            extra += ["-chardev", f"socket,id=pagoda-gdb,fd={theirs.fileno()}", "-gdb", "chardev:pagoda-gdb", "-S"]
         disk = None if swap is None else qemu.SwapDisk(directory, **(swap if isinstance(swap, dict) else
                                                                      {"size": swap}))
         argv = qemu.command(self.kernel, cmdline, arch=self.arch, memory=memory, serial="stdio",
@@ -491,6 +504,8 @@ class Booter:
             session.symbolize = lambda a: name_code(self.symbolizer, a)
             if witness is not None:
                 witness_result, witness_error, witness_failure = self._witness(witness, session, ours, memory)
+            else:
+                session.open_idle = functools.partial(self._idle_watch, proc.pid, qemu.memory_mib(memory) << 20)
             if session.idle is not None:
                 session.idle.no_more_input()    # (the grader types only from its witness script)
             session.run_to_end()
@@ -686,6 +701,14 @@ class Booter:
         return (f"\n{token_line(token)}"
                 f"\nthat boot's logs (full log: {os.path.join(directory, 'serial.log')}; "
                 f"QEMU log: {os.path.join(directory, 'qemu.log')})")
+
+    def _idle_watch(self, pid, ram_size):
+        """The idle.IdleWatch of an unwitnessed boot (QEMU @p pid, @p ram_size bytes of RAM), or None."""
+        fd = qemu.open_guest_ram(pid)
+        try:
+            return IdleWatch.of(self.kernel, MACHINES[self.arch].ram_base, fd, ram_size)
+        finally:
+            os.close(fd)
 
     def _witness(self, script, session, sock, memory):
         """Runs the witness script against the live guest; returns (its result, its failed check,

@@ -1,4 +1,4 @@
-"""A witnessed boot whose guest can never do anything again ends now, not at its deadline.
+"""A boot whose guest can never do anything again ends now, not at its deadline.
 
 When no process can run, the kernel waits in its idle loop (pagoda::proc::idle_until_interrupt)
 for the next interrupt, and QEMU's exception log shows every timer interrupt taken there. A
@@ -95,7 +95,7 @@ def left_running(facts, recs, read_phys, preempted=lambda rec: None):
 
 
 class IdleWatch:
-    """Watches the exception log's events of one witnessed boot (feed()) and says when the guest
+    """Watches the exception log's events of one boot (feed()) and says when the guest
     idles with nothing that can run (nothing_can_run()), reading the process table through
     @p read_phys(pa, size). @p spans: [(start, end)] of the idle functions' code (IDLE_FUNCTIONS).
     @p reader: the physical address where the console's held line keeps its reader's pid, or None.

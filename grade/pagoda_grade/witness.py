@@ -50,6 +50,7 @@ from pagoda_pt import x86_facts as _X86
 from pagoda_pt.image import CensusError, read_image
 from pagoda_pt.isa import MACHINES
 from pagoda_pt.model import PAGE_SIZE_4K as PAGE
+from pagoda_core import qemu
 from pagoda_core.faultlog import ESR_FAULT_KIND_MASK
 
 MiB = 1 << 20
@@ -547,7 +548,7 @@ class Guest:
             session.check()
             raise AssertionError(f"cannot talk to QEMU's gdbstub: {e}") from None
         session.check()
-        ram_fd = _open_guest_ram(session.proc.pid)
+        ram_fd = qemu.open_guest_ram(session.proc.pid)
         return cls(booter, session, client, ram_fd, ram_size)
 
     # ---- time ----------------------------------------------------------------------------------
@@ -934,7 +935,7 @@ class Guest:
         if offset < 0 or offset + size > self.ram_size:
             raise ValueError(f"physical [{pa:#x}, {pa + size:#x}) is not in the guest's RAM")
         if self._ram_write_fd is None:
-            self._ram_write_fd = _open_guest_ram(self.session.proc.pid, os.O_RDWR)
+            self._ram_write_fd = qemu.open_guest_ram(self.session.proc.pid, os.O_RDWR)
         chunk = bytes([value]) * min(size, 1 << 20)
         done = 0
         while done < size:
@@ -995,19 +996,6 @@ class Guest:
             if self._ram_write_fd is not None:
                 os.close(self._ram_write_fd)
                 self._ram_write_fd = None
-
-
-def _open_guest_ram(pid, mode=os.O_RDONLY):
-    """An fd on QEMU's memfd guest RAM (memory-backend-memfd): nothing of it is ever on disk."""
-    fd_dir = f"/proc/{pid}/fd"
-    for name in os.listdir(fd_dir):
-        try:
-            target = os.readlink(os.path.join(fd_dir, name))
-        except OSError:
-            continue
-        if target.startswith("/memfd:memory-backend-memfd"):
-            return os.open(os.path.join(fd_dir, name), mode)
-    raise AssertionError("QEMU has no memfd guest RAM to read")
 
 
 # ---- Faults and interrupts, as QEMU logged them ------------------------------------------------

@@ -260,6 +260,19 @@ def describe_exit(code, log_text="", arch=paths.DEFAULT_ARCH):
 _PR_SET_PDEATHSIG = 1
 
 
+def open_guest_ram(pid, mode=os.O_RDONLY):
+    """An fd on QEMU's memfd guest RAM (memory-backend-memfd): nothing of it is ever on disk."""
+    fd_dir = f"/proc/{pid}/fd"
+    for name in os.listdir(fd_dir):
+        try:
+            target = os.readlink(os.path.join(fd_dir, name))
+        except OSError:
+            continue
+        if target.startswith("/memfd:memory-backend-memfd"):
+            return os.open(os.path.join(fd_dir, name), mode)
+    raise AssertionError("QEMU has no memfd guest RAM to read")
+
+
 def die_with_parent():
     """Asks the kernel to SIGKILL this process when its parent dies (even by SIGKILL)."""
     libc = ctypes.CDLL(None, use_errno=True)
