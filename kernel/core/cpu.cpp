@@ -64,6 +64,8 @@ void cpus_start(u32 limit, void (*idle)()) {
     }
     u64 waits = 0;
     while (!is_online(c) && waits < kMaxOnlineWaits) {
+      // (interrupts are off here: a CPU that panics on its way up stops this one through the flag)
+      if (cpus_stopping()) cpu_stop_here();
       arch::cpu_relax();
       ++waits;
     }
