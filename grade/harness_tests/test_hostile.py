@@ -10,6 +10,9 @@ import pytest
 from graderrun import run_grader
 from pagoda_grade.manifest import load_all
 
+# Whole trees built or graded end to end: CI's level (./pagoda test --ci), not the sample's.
+pytestmark = pytest.mark.end_to_end
+
 # fixture -> {test id: words its failure reason must contain}
 TARGETS = {
     # prints the fault report letter for letter, never takes the fault

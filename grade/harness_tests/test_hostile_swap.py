@@ -13,6 +13,9 @@ import pytest
 from graderrun import run_grader
 from pagoda_grade.manifest import load_all
 
+# Whole trees built or graded end to end: CI's level (./pagoda test --ci), not the sample's.
+pytestmark = pytest.mark.end_to_end
+
 LAB7 = tuple(t.id for t in load_all()[7].tests)
 # The tests that watch the clock (clock=, steer=: a stop at every choose_victim()). preemption does
 # not: the clock is clock_victim's subject, and preemption checks what swapping under preemption does.

@@ -247,16 +247,19 @@ def check_main(root, labs, arch=paths.DEFAULT_ARCH):
     return v
 
 
-def check_lab(n, root, labs, sources, workers="auto", arch=paths.DEFAULT_ARCH, previous_only=False, proofs=None):
-    """Verdict on the lab-@p n tree on @p arch; what its grade proved goes to @p proofs (Proofs)."""
+def check_lab(n, root, labs, sources, workers="auto", arch=paths.DEFAULT_ARCH, previous_only=False, proofs=None,
+              graded=True):
+    """Verdict on the lab-@p n tree on @p arch (built only, unless @p graded); what its grade proved
+    goes to @p proofs (Proofs)."""
     start = time.monotonic()
     v = Verdict(_name(f"lab{n}", arch))
     tree = os.path.join(root, CHECK_SUBDIR, f"lab{n}")
     with mutants.tree_lock(tree):   # `labs mutants` builds its slips in the same trees
-        return _check_lab_locked(n, root, labs, sources, workers, arch, v, start, tree, previous_only, proofs)
+        return _check_lab_locked(n, root, labs, sources, workers, arch, v, start, tree, previous_only, proofs,
+                                 graded)
 
 
-def _check_lab_locked(n, root, labs, sources, workers, arch, v, start, tree, previous_only, proofs):
+def _check_lab_locked(n, root, labs, sources, workers, arch, v, start, tree, previous_only, proofs, graded):
     publish.publish_tree(n, tree, root, sources, incremental=True)
     build_log = tree + _suffix(arch) + ".build.log"
     kernel = build_tree(tree, build_log, arch)
@@ -264,6 +267,10 @@ def _check_lab_locked(n, root, labs, sources, workers, arch, v, start, tree, pre
         v.problems.append(f"lab{n} skeleton: the kernel does not build "
                           f"(log: {os.path.relpath(build_log, root)})")
         v.details += _error_excerpt(build_log)
+        v.seconds = time.monotonic() - start
+        return v
+    if not graded:
+        v.summary = f"builds; not graded on {arch} (--one-isa: graded on the other)"
         v.seconds = time.monotonic() - start
         return v
     numbers, missing = _graded_labs(tree, labs, n, arch)
@@ -416,7 +423,8 @@ def check(root=paths.ROOT, only=None, jobs=1, clean=False, workers="auto", out=p
     main itself is left out with @p only or @p skip_main; with @p previous_only each lab's tree
     grades, of the earlier labs, only the one before it; with @p earlier_once (a seed) it grades
     them all on one ISA and only the one before it on the others; with @p one_isa (a seed) each
-    lab's reference as a submission is built on one ISA, not graded (else built and graded on each)."""
+    lab's reference as a submission is built on one ISA, not graded (else built and graded on each),
+    and its skeleton graded on that ISA only (built on each)."""
     start = time.monotonic()
     check_dir = os.path.join(root, CHECK_SUBDIR)
     if clean:
@@ -496,13 +504,15 @@ def _check_lab_logged(n, root, labs, sources, workers, previous_on=(), reference
     """The verdicts of lab @p n on every ISA where it, or a lab before it, runs (one tree): its
     skeleton's (of the earlier labs only the one before it on the ISAs @p previous_on), then on
     the ISAs @p reference_on the reference's as a submission (built, and graded if @p graded
-    and @p proofs does not show the grade made already)."""
+    and @p proofs does not show the grade made already). Unless @p graded, the skeleton is graded
+    only on the ISAs @p reference_on, and built on the others."""
     verdicts = []
     try:
         for arch in _tree_arches(labs, n):
             info(f"labs check: lab{n}: generating, building and grading build/labs-check/lab{n} ({arch})")
             try:
-                verdicts.append(check_lab(n, root, labs, sources, workers, arch, arch in previous_on, proofs))
+                verdicts.append(check_lab(n, root, labs, sources, workers, arch, arch in previous_on, proofs,
+                                          graded or arch in reference_on))
             except PagodaError as e:
                 verdicts.append(Verdict(_name(f"lab{n}", arch), problems=[str(e)]))
             finally:

@@ -73,6 +73,9 @@ def cmd_check(args):
 
 
 def cmd_mutants(args):
+    for name in ("repeat", "share"):
+        if getattr(args, name) < 1:
+            raise PagodaError(f"labs mutants: --{name} takes a whole number of at least 1, not {getattr(args, name)}")
     if not args.list:
         deps.ensure()
         speed.export()
@@ -82,7 +85,8 @@ def cmd_mutants(args):
                            why=args.why, json_path=args.json, slips_dir=args.slips,
                            one_isa=None if args.one_isa is None else args.one_isa or head_commit(),
                            repeat=args.repeat, slip_test_only=args.slip_test_only, solutions=args.solutions,
-                           in_order_once=None if args.in_order_once is None else args.in_order_once or head_commit())
+                           in_order_once=None if args.in_order_once is None else args.in_order_once or head_commit(),
+                           share=args.share)
     return 1 if problems else 0
 
 
@@ -172,7 +176,8 @@ def add_parser(sub):
     q.add_argument("--one-isa", nargs="?", const="", metavar="SEED",
                    help="build each lab's reference as a submission on one ISA only, half the labs on "
                         "each (which half: SEED, by default this tree's commit), and grade it nowhere "
-                        "(without this: built and graded on every ISA); ./pagoda test does this unless --full")
+                        "(without this: built and graded on every ISA); grade each lab's skeleton on that "
+                        "ISA only (built on each); ./pagoda test does this without --ci or --full")
     q.add_argument("--earlier-once", nargs="?", const="", metavar="SEED",
                    help="grade every earlier lab in each lab's tree on one ISA (half the trees on each; which "
                         "half: SEED, by default this tree's commit), only the lab before it on the others; "
@@ -203,6 +208,9 @@ def add_parser(sub):
     q.add_argument("--one-isa", nargs="?", const="", metavar="SEED",
                    help="each slip on one ISA only, half of each lab's slips on each (which half: SEED, by "
                         "default this tree's commit); ./pagoda test does this unless --full")
+    q.add_argument("--share", type=int, default=1, metavar="K",
+                   help="grade one in K of each lab's slips (rounded up; which: the --one-isa or --in-order-once "
+                        "seed, by default this tree's commit); ./pagoda test does this with K=4 unless --ci or --full")
     q.add_argument("--slip-test-only", action="store_true",
                    help="grade each slip on the test its file names ('test') alone, not on the lab's tests "
                         "before it (which must pass: checked without this); ./pagoda test does this unless --full")

@@ -74,6 +74,7 @@ import contextlib
 import dataclasses
 import fcntl
 import glob
+import hashlib
 import json
 import os
 import re
@@ -788,9 +789,20 @@ def one_isa_each(mutants, arches, seed):
     return out
 
 
+def one_in(mutants, share, seed):
+    """@p mutants cut to one in @p share of each lab's slips (rounded up; in their order), an order
+    @p seed shuffles choosing which (`--share`)."""
+    kept = set()
+    for n in {m.lab for m in mutants}:
+        lab = sorted((m.name for m in mutants if m.lab == n),
+                     key=lambda name: hashlib.sha256(f"{seed}/{name}".encode()).hexdigest())
+        kept.update(lab[:-(-len(lab) // share)])
+    return [m for m in mutants if m.name in kept]
+
+
 def run(root=paths.ROOT, numbers=None, arches=paths.ARCHES, listing=False, workers=None, out=print, slugs=None,
         why=False, json_path=None, slips_dir=None, one_isa=None, repeat=1, slip_test_only=False, solutions=False,
-        in_order_once=None):
+        in_order_once=None, share=1):
     """The command: returns the number of problems. @p why replays each caught slip's failing
     boot for fault-why (tools/pagoda/mutant_why.py); @p json_path gets every outcome as JSON.
     @p slips_dir: check the slips kept there (slip_folders) instead of the labs' own; their logs
@@ -798,7 +810,8 @@ def run(root=paths.ROOT, numbers=None, arches=paths.ARCHES, listing=False, worke
     one ISA only, and the last line says so. @p repeat: grades of each slip (Runner._grade).
     @p slip_test_only: each slip's grade runs the test its file names alone. With @p in_order_once
     (a seed) each slip runs on every ISA, in lab.toml order on one (one_isa_each()'s pick), its own
-    test alone on the others."""
+    test alone on the others. @p share: one in that many of each lab's slips (one_in(), seeded as
+    one_isa, or by in_order_once)."""
     start = time.monotonic()
     sources = publish.scan(root)
     errors = publish.lint(root, sources)
@@ -812,6 +825,9 @@ def run(root=paths.ROOT, numbers=None, arches=paths.ARCHES, listing=False, worke
     for p in problems:
         out(p)
     chosen = select(mutants, labs, numbers, arches, slugs)
+    slips = len(chosen)
+    if share > 1:
+        chosen = one_in(chosen, share, one_isa if one_isa is not None else in_order_once)
     if listing or problems:
         for m in chosen:
             out(f"{m.name}  [{', '.join(m.arches)}]  {m.function}: {m.title}"
@@ -855,9 +871,11 @@ def run(root=paths.ROOT, numbers=None, arches=paths.ARCHES, listing=False, worke
     if why:
         out(why_counts(outcomes))
     sample = ""
+    if share > 1:
+        sample = (f"; ONE IN {share} SLIPS of each lab: {len(chosen)} of {slips} (the others: without --share)")
     if one_isa is not None:
         per = ", ".join(f"{sum(1 for o in outcomes if o.arch == a)} on {a}" for a in arches)
-        sample = (f"; ONE ISA PER SLIP ({per}; seed {one_isa or 'none'}): {every - len(outcomes)} of the "
+        sample += (f"; ONE ISA PER SLIP ({per}; seed {one_isa or 'none'}): {every - len(outcomes)} of the "
                   f"{every} slip-ISA runs not made, each ISA of every slip: without --one-isa")
     if slip_test_only:
         alone = sum(1 for o in outcomes if o.arch in o.mutant.tests)

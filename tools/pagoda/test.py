@@ -8,7 +8,9 @@ Steps (each prints one result line):
            boot, a GDB session, a graded batch) is set up once; each test's CPU time, its
            children's included, is listed in build/tools-tests.log (pagoda_core/pytest_cpu.py);
            a case parametrized over the ISAs runs on one ISA (half on each, the commit choosing
-           which; pytest_cpu.py), or with --full on each
+           which; pytest_cpu.py), or with --full on each; without --ci or --full, the modules
+           marked end_to_end (whole trees built or graded: the batch, the autograders, the hostile
+           kernels, fault-why's agreement, a student's lab start) are left out
   grade    the grader on every implemented lab, on each ISA it runs on (lab.toml's arches),
            which must score full marks
   handouts ./pagoda labs tables: every handout's test table is the one its lab.toml gives
@@ -19,17 +21,18 @@ Steps (each prints one result line):
            lab's submission build and score full marks (in parallel; main's own grade is the
            grade step's, not done again); without --full, of the labs before it only the last
            one (--previous-only: each lab's tests still run on the skeleton after it), and the
-           reference as a submission built on one ISA, not graded (--one-isa); with --ci, every
+           reference as a submission built on one ISA, not graded, the skeleton graded on that
+           ISA and built on the other (--one-isa); with --ci, every
            earlier lab on one ISA per tree and only the last on the other (--earlier-once), the
            reference graded on each (but where the next lab's tree passed it on the same kernel,
            programs and grader in the same run: labcheck.py)
   mutants  ./pagoda labs mutants: every known slip of every lab (labs/NN-name/mutants/) is
-           caught by the grader, and the first failing test's first lines name its cause: each
-           slip on one ISA (--one-isa: half of each lab's slips on each, the commit choosing
-           which) and on the test its file names alone (--slip-test-only); with --ci on every ISA
-           it applies to, the lab's tests in order up to the first that fails on one of them (the
-           commit choosing which) and its own test alone on the other (--in-order-once); with
-           --full in order on every ISA
+           caught by the grader, and the first failing test's first lines name its cause: one
+           in four of each lab's slips (--share 4), each on one ISA (--one-isa: half of each
+           lab's on each; the commit choosing which) and on the test its file names alone
+           (--slip-test-only); with --ci every slip on every ISA it applies to, the lab's tests
+           in order up to the first that fails on one of them (the commit choosing which) and its
+           own test alone on the other (--in-order-once); with --full in order on every ISA
 
 Three levels: without a flag, a sample for a developer's machine; --ci, what .ci/run runs (every
 slip and every lab's reference on both ISAs; what it leaves out of --full, it rotates by commit,
@@ -234,8 +237,11 @@ def step_tools(verbose):
         # (the ISA pick may leave out every case that boots the fixture kernel: it is compiled
         # here whatever the pick, as a kernel change must keep it compiling)
         build.build_kernel("x86_64", fixtures=True)
+    # (the sample leaves the end-to-end modules to CI: they are four fifths of the step's CPU time)
+    sample = ["-m", f"not {paths.END_TO_END_MARK}"] if LEVEL == "sample" else []
     out = subprocess.run([paths.SYSTEM_PYTHON, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "auto", "--dist",
-                          "loadscope", "--durations=60", *dirs], cwd=paths.ROOT, env=env, capture_output=True, text=True)
+                          "loadscope", "--durations=60", *sample, *dirs], cwd=paths.ROOT, env=env, capture_output=True,
+                         text=True)
     log = os.path.join(paths.BUILD, "tools-tests.log")
     with open(log, "w") as f:
         f.write(out.stdout + out.stderr)
@@ -245,8 +251,10 @@ def step_tools(verbose):
         print(f"(pytest's whole output, the slowest tests and the dearest in CPU time included: "
               f"{os.path.relpath(log, paths.ROOT)})")
     left = re.search(r"(\d+) deselected", last[0])
-    sample = "" if LEVEL == "full" else (f"; ONE ISA PER CASE (seed {env['PAGODA_ONE_ISA'] or 'none'}): "
-                              f"{left[1] if left else 0} ISA cases left to --full")
+    sample = "" if LEVEL == "full" else (f"; ONE ISA PER CASE (seed {env['PAGODA_ONE_ISA'] or 'none'})"
+                                         + (" and NO END-TO-END MODULE" if LEVEL == "sample" else "")
+                                         + f": {left[1] if left else 0} cases deselected, left to "
+                                         + ("--ci and " if LEVEL == "sample" else "") + "--full")
     return out.returncode == 0, f"{', '.join(dirs)}: {last[0].strip('= ')}{sample}"
 
 
@@ -312,7 +320,8 @@ def step_labs(verbose):
 # (--full); the labs and mutants steps' words for each (the tools step: one ISA per case
 # unless "full").
 LEVEL = "sample"
-LEVEL_WORDS = {"sample": {"labs": ["--previous-only", "--one-isa"], "mutants": ["--one-isa", "--slip-test-only"]},
+LEVEL_WORDS = {"sample": {"labs": ["--previous-only", "--one-isa"],
+                          "mutants": ["--share", "4", "--one-isa", "--slip-test-only"]},
                "ci": {"labs": ["--earlier-once"], "mutants": ["--in-order-once"]},
                "full": {"labs": [], "mutants": []}}
 
@@ -425,10 +434,11 @@ def cmd_test(args):
     info(f"test: speed factor {factor:.2f} (time limits scaled by it; load average {_load()} on "
          f"{os.cpu_count()} CPUs)")
     if LEVEL == "sample":
-        info("test: a sample, not CI's run: the mutants step grades each slip on ONE ISA (half of each lab's on "
-             "each, chosen by the commit) and on the test its file names alone; the tools step runs each case "
-             "parametrized over the ISAs on one; labs check grades, of the labs before each tree's, only the last, "
-             "and builds each lab's reference as a submission on one ISA without grading it; "
+        info("test: a sample, not CI's run: the mutants step grades ONE IN FOUR of each lab's slips, each on ONE "
+             "ISA (half on each, chosen by the commit) and on the test its file names alone; the tools step runs "
+             "each case parametrized over the ISAs on one and leaves its end-to-end modules out; labs check grades "
+             "each lab's skeleton on one ISA (built on both) and, of the labs before each tree's, only the last, "
+             "and builds each lab's reference as a submission on that ISA without grading it; "
              "./pagoda test --ci (CI) grades every slip on each ISA, ./pagoda test --full all of it")
     elif LEVEL == "ci":
         info("test: CI's run: every slip on each ISA (in lab.toml order on one, chosen by the commit, its own test "

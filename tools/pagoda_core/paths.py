@@ -30,6 +30,11 @@ def boot_floor_elf(arch=DEFAULT_ARCH):
     return os.path.join(build_dir(arch), "boot-floor.elf")
 
 
+# The pytest marker of a tools-test module whose tests build or grade whole trees: CI's level of
+# `./pagoda test`, left out of its sample (registered by pytest_cpu.register).
+END_TO_END_MARK = "end_to_end"
+
+
 def one_isa_each(cases, seed):
     """{case: the one ISA it runs on} of @p cases ({name: {ISA: its weight}}): a case with one ISA
     keeps it; the others, in an order @p seed shuffles (sha256 of the seed and the name), each take

@@ -24,7 +24,7 @@ import sys
 
 import pytest
 
-from .paths import ARCHES, one_isa_each
+from .paths import ARCHES, END_TO_END_MARK, one_isa_each
 from .speed import cpu_seconds
 
 NAME = "pagoda-cpu"
@@ -35,6 +35,8 @@ ONE_ISA = "PAGODA_ONE_ISA"
 
 
 def register(config):
+    config.addinivalue_line("markers", f"{END_TO_END_MARK}: builds or grades whole trees; CI's level, not the sample's "
+                            "(./pagoda test without --ci or --full deselects it)")
     if not config.pluginmanager.has_plugin(NAME):
         config.pluginmanager.register(sys.modules[__name__], NAME)
 

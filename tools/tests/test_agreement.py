@@ -28,7 +28,8 @@ ARCHES = [pytest.param(a, marks=pytest.mark.skipif(shutil.which(q) is None or sh
                                                    reason=f"needs {q} and gdb-multiarch"))
           for a, q in (("x86_64", "qemu-system-x86_64"), ("aarch64", "qemu-system-aarch64"))]
 
-pytestmark = pytest.mark.timeout(1800)
+# Whole trees built or graded end to end: CI's level (./pagoda test --ci), not the sample's.
+pytestmark = [pytest.mark.end_to_end, pytest.mark.timeout(1800)]
 
 
 @pytest.mark.parametrize("arch", ARCHES)

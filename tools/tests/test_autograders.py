@@ -22,6 +22,9 @@ from pagoda import autograder, publish
 from pagoda_core import paths
 from pagoda_core.speed import scaled  # noqa: E402  (limits for this machine: speed.py)
 
+# Whole trees built or graded end to end: CI's level (./pagoda test --ci), not the sample's.
+pytestmark = pytest.mark.end_to_end
+
 # Gradescope's documented results.json fields, and the values of the enumerated ones.
 TOP_FIELDS = {"score", "execution_time", "output", "output_format", "test_output_format",
               "test_name_format", "visibility", "stdout_visibility", "extra_data", "tests", "leaderboard"}

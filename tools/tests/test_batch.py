@@ -48,6 +48,9 @@ from pagoda_core import paths
 from pagoda_grade import manifest
 from pagoda_core.speed import scaled  # (limits for this machine: speed.py)
 
+# Whole trees built or graded end to end: CI's level (./pagoda test --ci), not the sample's.
+pytestmark = pytest.mark.end_to_end
+
 TIMEOUT = 16         # seconds per lab-0 test in the instructor's copy
 TIME_LIMIT = 36      # for grading one submission: 2 tests that hang, and part of a 3rd (the limit gives
                     # back CPU waits over the whole grade, more than a test's own timeout does, so

@@ -55,7 +55,7 @@ def fake_check(tree, monkeypatch):
     write(tree, "grade/test_lab1.py", "")
     sources = publish.scan(tree)
 
-    def run(n, results, built=True, arch="x86_64"):
+    def run(n, results, built=True, arch="x86_64", graded=True):
         labs = publish.load_labs(tree)  # (tests may edit a manifest between calls)
         def fake_build(tree_dir, log, arch="x86_64"):
             with open(log, "w") as f:
@@ -63,7 +63,7 @@ def fake_check(tree, monkeypatch):
             return "kernel.elf" if built else None
         monkeypatch.setattr(labcheck, "build_tree", fake_build)
         monkeypatch.setattr(labcheck, "grade_tree", lambda *a, **k: (dict(results), "grade.log"))
-        return labcheck.check_lab(n, tree, labs, sources, arch=arch)
+        return labcheck.check_lab(n, tree, labs, sources, arch=arch, graded=graded)
     return run
 
 
@@ -71,6 +71,13 @@ def test_check_lab_ok(fake_check):
     v = fake_check(1, [result(0, "t0", "passed"), result(1, "t1", "failed", "missing: x")])
     assert v.problems == []
     assert v.line().startswith("lab1: ok — builds; 1/1 earlier tests pass; 1/1 lab-1 tests fail")
+
+
+def test_check_lab_on_an_isa_it_only_builds_on_grades_nothing(fake_check):
+    # (a result that would be a problem, were it graded)
+    v = fake_check(1, [result(0, "t0", "failed")], graded=False)
+    assert v.problems == [] and "builds; not graded on x86_64" in v.line()
+    assert fake_check(1, [result(0, "t0", "failed")]).problems
 
 
 def test_check_lab_names_a_test_that_passes_on_the_skeleton(fake_check):

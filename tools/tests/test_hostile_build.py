@@ -27,6 +27,9 @@ from pagoda_core.speed import scaled
 import test_batch
 from test_sandbox import modes
 
+# Whole trees built or graded end to end: CI's level (./pagoda test --ci), not the sample's.
+pytestmark = pytest.mark.end_to_end
+
 
 # ---- the region check ------------------------------------------------------------------------
 

@@ -29,6 +29,9 @@ from pagoda import publish
 from pagoda_core import paths
 from pagoda_core.speed import scaled
 
+# Whole trees built or graded end to end: CI's level (./pagoda test --ci), not the sample's.
+pytestmark = pytest.mark.end_to_end
+
 LAB = 3
 FACT = "ticks_per_turn"
 SCHEDULER, PROCESS = "kernel/proc/scheduler.cpp", "kernel/proc/process.cpp"

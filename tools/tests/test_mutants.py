@@ -363,3 +363,13 @@ def test_in_order_once_grades_each_isa_in_order_on_one_of_them(lab_tree, monkeyp
     runner.pool.shutdown()
     other = next(a for a in m.arches if a != ordered.arches[0])
     assert sorted(calls) == sorted([(ordered.arches[0], None), (other, "t1b")]), calls
+
+
+def test_share_keeps_one_in_k_of_each_lab_s_slips_the_seed_choosing():
+    slips = [mutants.Mutant(lab, f"s{i}", "", "", "", paths.ARCHES, {}, []) for lab, count in ((3, 10), (5, 1))
+             for i in range(count)]
+    picked = mutants.one_in(slips, 4, "seed a")
+    assert [m.lab for m in picked].count(3) == 3 and [m.lab for m in picked].count(5) == 1   # (10/4, 1/4 rounded up)
+    assert mutants.one_in(slips, 1, "seed a") == slips
+    others = {m.name for seed in ("seed b", "seed c", "seed d") for m in mutants.one_in(slips, 4, seed)}
+    assert others - {m.name for m in picked}, "every seed picked the same slips"

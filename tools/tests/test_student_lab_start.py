@@ -18,6 +18,9 @@ from pagoda import batch, labstart, publish, regions, treebuild
 from pagoda_core import paths
 from pagoda_core.speed import scaled  # noqa: E402  (limits for this machine: speed.py)
 
+# Whole trees built or graded end to end: CI's level (./pagoda test --ci), not the sample's.
+pytestmark = pytest.mark.end_to_end
+
 CONFLICT = re.compile(r"^(<{7}|={7}|>{7}|\|{7})( |$)", re.M)
 
 
