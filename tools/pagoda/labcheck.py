@@ -12,7 +12,7 @@ labs check then requires it to pass there instead. main itself must pass everyth
 (build/labs-check/published) must not leak solution text. Logs: build/labs-check/*.log.
 With --previous-only, of the earlier labs each tree grades only lab N-1 (half the tests: every
 lab is still graded on the skeleton right after it; a skeleton breaking a lab further back is
-then found by the run without it). With --earlier-once (CI) each tree grades every earlier lab
+then found by the run without it); with --own-only (./pagoda test's sample) none of them. With --earlier-once (CI) each tree grades every earlier lab
 on one ISA, half the trees on each (a seed choosing which, as `labs mutants --one-isa` splits),
 and only lab N-1 on the others.
 
@@ -247,19 +247,19 @@ def check_main(root, labs, arch=paths.DEFAULT_ARCH):
     return v
 
 
-def check_lab(n, root, labs, sources, workers="auto", arch=paths.DEFAULT_ARCH, previous_only=False, proofs=None,
+def check_lab(n, root, labs, sources, workers="auto", arch=paths.DEFAULT_ARCH, earlier=None, proofs=None,
               graded=True):
-    """Verdict on the lab-@p n tree on @p arch (built only, unless @p graded); what its grade proved
-    goes to @p proofs (Proofs)."""
+    """Verdict on the lab-@p n tree on @p arch (built only, unless @p graded), of the labs before
+    lab @p n grading the @p earlier last (None: all); what its grade proved goes to @p proofs
+    (Proofs)."""
     start = time.monotonic()
     v = Verdict(_name(f"lab{n}", arch))
     tree = os.path.join(root, CHECK_SUBDIR, f"lab{n}")
     with mutants.tree_lock(tree):   # `labs mutants` builds its slips in the same trees
-        return _check_lab_locked(n, root, labs, sources, workers, arch, v, start, tree, previous_only, proofs,
-                                 graded)
+        return _check_lab_locked(n, root, labs, sources, workers, arch, v, start, tree, earlier, proofs, graded)
 
 
-def _check_lab_locked(n, root, labs, sources, workers, arch, v, start, tree, previous_only, proofs, graded):
+def _check_lab_locked(n, root, labs, sources, workers, arch, v, start, tree, earlier, proofs, graded):
     publish.publish_tree(n, tree, root, sources, incremental=True)
     build_log = tree + _suffix(arch) + ".build.log"
     kernel = build_tree(tree, build_log, arch)
@@ -275,7 +275,7 @@ def _check_lab_locked(n, root, labs, sources, workers, arch, v, start, tree, pre
         return v
     numbers, missing = _graded_labs(tree, labs, n, arch)
     v.problems += [f"lab{n} skeleton: lab{k} has no grader tests (grade/test_lab{k}.py)" for k in missing]
-    left = [k for k in numbers if previous_only and k < n - 1]
+    left = [k for k in numbers if earlier is not None and k < n - earlier]
     numbers = [k for k in numbers if k not in left]
     earlier_ok = earlier = failing = given = 0
     runs_here = arch in labs[n].arches
@@ -323,7 +323,7 @@ def _check_lab_locked(n, root, labs, sources, workers, arch, v, start, tree, pre
     if expected_pass:
         v.summary += f" ({given}/{len(expected_pass)} pass there on purpose)"
     if left:
-        v.summary += f"; labs {left[0]}-{left[-1]} not graded here (--previous-only)"
+        v.summary += f"; labs {left[0]}-{left[-1]} not graded here ({'--own-only' if earlier == 0 else '--previous-only'})"
     v.seconds = time.monotonic() - start
     return v
 
@@ -418,10 +418,10 @@ def check_leaks(root, sources):
 
 
 def check(root=paths.ROOT, only=None, jobs=1, clean=False, workers="auto", out=print, skip_main=False,
-          previous_only=False, one_isa=None, earlier_once=None):
+          previous_only=False, one_isa=None, earlier_once=None, own_only=False):
     """Runs every check; prints one verdict per lab; returns the number of problems. Grading
     main itself is left out with @p only or @p skip_main; with @p previous_only each lab's tree
-    grades, of the earlier labs, only the one before it; with @p earlier_once (a seed) it grades
+    grades, of the earlier labs, only the one before it, with @p own_only none; with @p earlier_once (a seed) it grades
     them all on one ISA and only the one before it on the others; with @p one_isa (a seed) each
     lab's reference as a submission is built on one ISA, not graded (else built and graded on each),
     and its skeleton graded on that ISA only (built on each)."""
@@ -465,17 +465,19 @@ def check(root=paths.ROOT, only=None, jobs=1, clean=False, workers="auto", out=p
         if one_isa is not None:
             picked = paths.one_isa_each({n: {a: 1 for a in labs[n].arches} for n in numbers}, one_isa)
             reference_on = {n: (picked[n],) for n in numbers}
-        # (the ISAs on which each tree grades only the lab before it)
-        previous_on = {n: paths.ARCHES if previous_only else () for n in numbers}
+        # ({ISA: of the labs before it, how many (the last ones) each tree grades there}; an ISA
+        # not in it: all of them)
+        cut = {n: {a: 0 if own_only else 1 for a in paths.ARCHES} if previous_only or own_only else {}
+               for n in numbers}
         if earlier_once is not None:
             tree_arches = {n: {a: 1 for a in paths.ARCHES if any(a in labs[k].arches for k in labs if k <= n)}
                            for n in numbers}
             picked = paths.one_isa_each(tree_arches, earlier_once)
-            previous_on = {n: tuple(a for a in tree_arches[n] if a != picked[n]) for n in numbers}
+            cut = {n: {a: 1 for a in tree_arches[n] if a != picked[n]} for n in numbers}
         # (each tree's grade, for the reference's submission of the lab before it: the trees are
         # started last lab first, so the one a check waits for has started before it)
         proofs = Proofs((n, a) for n in numbers for a in _tree_arches(labs, n))
-        by_lab = {n: pool.submit(_check_lab_logged, n, root, labs, sources, workers, previous_on[n],
+        by_lab = {n: pool.submit(_check_lab_logged, n, root, labs, sources, workers, cut[n],
                                  reference_on[n], one_isa is None, proofs)
                   for n in sorted(numbers, reverse=True)}
         futures += [by_lab[n] for n in numbers]
@@ -489,7 +491,8 @@ def check(root=paths.ROOT, only=None, jobs=1, clean=False, workers="auto", out=p
     elapsed = time.monotonic() - start
     out(f"labs check: {'all ok' if problems == 0 else f'{problems} problem(s)'} in {elapsed:.1f}s "
         f"({len(numbers)} lab(s){'' if only or skip_main else ' and main'}"
-        f"{'; each tree grades only the lab before it of the earlier ones: --previous-only' if previous_only else ''}"
+        f"{'; each tree grades only the lab before it of the earlier ones: --previous-only' if previous_only and not own_only else ''}"
+        f"{'; each tree grades its own lab only: --own-only' if own_only else ''}"
         f"{'; each tree grades every earlier lab on one ISA, only the lab before it on the other: --earlier-once' if earlier_once is not None else ''})")
     return problems
 
@@ -499,10 +502,10 @@ def _tree_arches(labs, n):
     return [a for a in paths.ARCHES if any(a in labs[k].arches for k in labs if k <= n)]
 
 
-def _check_lab_logged(n, root, labs, sources, workers, previous_on=(), reference_on=paths.ARCHES,
+def _check_lab_logged(n, root, labs, sources, workers, cut={}, reference_on=paths.ARCHES,
                       graded=True, proofs=None):
     """The verdicts of lab @p n on every ISA where it, or a lab before it, runs (one tree): its
-    skeleton's (of the earlier labs only the one before it on the ISAs @p previous_on), then on
+    skeleton's (of the earlier labs only the last @p cut[ISA] where given), then on
     the ISAs @p reference_on the reference's as a submission (built, and graded if @p graded
     and @p proofs does not show the grade made already). Unless @p graded, the skeleton is graded
     only on the ISAs @p reference_on, and built on the others."""
@@ -511,7 +514,7 @@ def _check_lab_logged(n, root, labs, sources, workers, previous_on=(), reference
         for arch in _tree_arches(labs, n):
             info(f"labs check: lab{n}: generating, building and grading build/labs-check/lab{n} ({arch})")
             try:
-                verdicts.append(check_lab(n, root, labs, sources, workers, arch, arch in previous_on, proofs,
+                verdicts.append(check_lab(n, root, labs, sources, workers, arch, cut.get(arch), proofs,
                                           graded or arch in reference_on))
             except PagodaError as e:
                 verdicts.append(Verdict(_name(f"lab{n}", arch), problems=[str(e)]))

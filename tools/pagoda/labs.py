@@ -65,7 +65,7 @@ def cmd_check(args):
     speed.export()
     problems = labcheck.check(paths.ROOT, only=args.labs or None, jobs=args.parallel,
                               clean=args.clean, workers=args.jobs, skip_main=args.skip_main,
-                              previous_only=args.previous_only,
+                              previous_only=args.previous_only, own_only=args.own_only,
                               one_isa=None if args.one_isa is None else args.one_isa or head_commit(),
                               earlier_once=None if args.earlier_once is None else args.earlier_once or head_commit(),
                               out=lambda line: print(line, flush=True))
@@ -171,8 +171,10 @@ def add_parser(sub):
                         "proved main's full marks on every ISA)")
     q.add_argument("--previous-only", action="store_true",
                    help="on each lab's tree grade, of the earlier labs, only the one just before "
-                        "it (each lab's tests still run on the skeleton that follows it); "
-                        "./pagoda test does this unless --full")
+                        "it (each lab's tests still run on the skeleton that follows it)")
+    q.add_argument("--own-only", action="store_true",
+                   help="on each lab's tree grade none of the earlier labs, only its own tests on the skeleton "
+                        "(which must fail); ./pagoda test does this without --ci or --full")
     q.add_argument("--one-isa", nargs="?", const="", metavar="SEED",
                    help="build each lab's reference as a submission on one ISA only, half the labs on "
                         "each (which half: SEED, by default this tree's commit), and grade it nowhere "

@@ -19,13 +19,12 @@ Steps (each prints one result line):
   labs     ./pagoda labs check: every published lab builds, passes the labs before it and
            fails its own tests on the skeleton, and the reference's regions handed in as that
            lab's submission build and score full marks (in parallel; main's own grade is the
-           grade step's, not done again); without --full, of the labs before it only the last
-           one (--previous-only: each lab's tests still run on the skeleton after it), and the
-           reference as a submission built on one ISA, not graded, the skeleton graded on that
-           ISA and built on the other (--one-isa); with --ci, every
-           earlier lab on one ISA per tree and only the last on the other (--earlier-once), the
-           reference graded on each (but where the next lab's tree passed it on the same kernel,
-           programs and grader in the same run: labcheck.py)
+           grade step's, not done again); without --ci or --full, each tree built on each ISA
+           and graded on one, on its own lab's tests alone (--own-only), and the reference as a
+           submission built on that ISA, not graded (--one-isa); with --ci, every earlier lab on
+           one ISA per tree and only the last on the other (--earlier-once), the reference graded
+           on each (but where the next lab's tree passed it on the same kernel, programs and
+           grader in the same run: labcheck.py)
   mutants  ./pagoda labs mutants: every known slip of every lab (labs/NN-name/mutants/) is
            caught by the grader, and the first failing test's first lines name its cause: one
            in four of each lab's slips (--share 4), each on one ISA (--one-isa: half of each
@@ -251,10 +250,10 @@ def step_tools(verbose):
         print(f"(pytest's whole output, the slowest tests and the dearest in CPU time included: "
               f"{os.path.relpath(log, paths.ROOT)})")
     left = re.search(r"(\d+) deselected", last[0])
-    sample = "" if LEVEL == "full" else (f"; ONE ISA PER CASE (seed {env['PAGODA_ONE_ISA'] or 'none'})"
-                                         + (" and NO END-TO-END MODULE" if LEVEL == "sample" else "")
-                                         + f": {left[1] if left else 0} cases deselected, left to "
-                                         + ("--ci and " if LEVEL == "sample" else "") + "--full")
+    sample = "" if LEVEL == "full" else (f"; ONE ISA PER CASE (seed {env['PAGODA_ONE_ISA'] or 'none'}): "
+                                         f"{left[1] if left else 0} ISA cases left to --full"
+                                         + ("; NO END-TO-END MODULE (their tests are not counted here): left to "
+                                            "--ci" if LEVEL == "sample" else ""))
     return out.returncode == 0, f"{', '.join(dirs)}: {last[0].strip('= ')}{sample}"
 
 
@@ -320,7 +319,7 @@ def step_labs(verbose):
 # (--full); the labs and mutants steps' words for each (the tools step: one ISA per case
 # unless "full").
 LEVEL = "sample"
-LEVEL_WORDS = {"sample": {"labs": ["--previous-only", "--one-isa"],
+LEVEL_WORDS = {"sample": {"labs": ["--own-only", "--one-isa"],
                           "mutants": ["--share", "4", "--one-isa", "--slip-test-only"]},
                "ci": {"labs": ["--earlier-once"], "mutants": ["--in-order-once"]},
                "full": {"labs": [], "mutants": []}}
@@ -437,8 +436,8 @@ def cmd_test(args):
         info("test: a sample, not CI's run: the mutants step grades ONE IN FOUR of each lab's slips, each on ONE "
              "ISA (half on each, chosen by the commit) and on the test its file names alone; the tools step runs "
              "each case parametrized over the ISAs on one and leaves its end-to-end modules out; labs check grades "
-             "each lab's skeleton on one ISA (built on both) and, of the labs before each tree's, only the last, "
-             "and builds each lab's reference as a submission on that ISA without grading it; "
+             "each lab's skeleton on one ISA (built on both) on its own lab's tests alone, and builds each lab's "
+             "reference as a submission on that ISA without grading it; "
              "./pagoda test --ci (CI) grades every slip on each ISA, ./pagoda test --full all of it")
     elif LEVEL == "ci":
         info("test: CI's run: every slip on each ISA (in lab.toml order on one, chosen by the commit, its own test "
