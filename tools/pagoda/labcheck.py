@@ -247,19 +247,20 @@ def check_main(root, labs, arch=paths.DEFAULT_ARCH):
     return v
 
 
-def check_lab(n, root, labs, sources, workers="auto", arch=paths.DEFAULT_ARCH, earlier=None, proofs=None,
+def check_lab(n, root, labs, sources, workers="auto", arch=paths.DEFAULT_ARCH, earlier_labs=None, proofs=None,
               graded=True):
     """Verdict on the lab-@p n tree on @p arch (built only, unless @p graded), of the labs before
-    lab @p n grading the @p earlier last (None: all); what its grade proved goes to @p proofs
+    lab @p n grading the @p earlier_labs last (None: all); what its grade proved goes to @p proofs
     (Proofs)."""
     start = time.monotonic()
     v = Verdict(_name(f"lab{n}", arch))
     tree = os.path.join(root, CHECK_SUBDIR, f"lab{n}")
     with mutants.tree_lock(tree):   # `labs mutants` builds its slips in the same trees
-        return _check_lab_locked(n, root, labs, sources, workers, arch, v, start, tree, earlier, proofs, graded)
+        return _check_lab_locked(n, root, labs, sources, workers, arch, v, start, tree, earlier_labs, proofs,
+                                 graded)
 
 
-def _check_lab_locked(n, root, labs, sources, workers, arch, v, start, tree, earlier, proofs, graded):
+def _check_lab_locked(n, root, labs, sources, workers, arch, v, start, tree, earlier_labs, proofs, graded):
     publish.publish_tree(n, tree, root, sources, incremental=True)
     build_log = tree + _suffix(arch) + ".build.log"
     kernel = build_tree(tree, build_log, arch)
@@ -275,7 +276,7 @@ def _check_lab_locked(n, root, labs, sources, workers, arch, v, start, tree, ear
         return v
     numbers, missing = _graded_labs(tree, labs, n, arch)
     v.problems += [f"lab{n} skeleton: lab{k} has no grader tests (grade/test_lab{k}.py)" for k in missing]
-    left = [k for k in numbers if earlier is not None and k < n - earlier]
+    left = [k for k in numbers if earlier_labs is not None and k < n - earlier_labs]
     numbers = [k for k in numbers if k not in left]
     earlier_ok = earlier = failing = given = 0
     runs_here = arch in labs[n].arches
@@ -323,7 +324,7 @@ def _check_lab_locked(n, root, labs, sources, workers, arch, v, start, tree, ear
     if expected_pass:
         v.summary += f" ({given}/{len(expected_pass)} pass there on purpose)"
     if left:
-        v.summary += f"; labs {left[0]}-{left[-1]} not graded here ({'--own-only' if earlier == 0 else '--previous-only'})"
+        v.summary += f"; labs {left[0]}-{left[-1]} not graded here ({'--own-only' if earlier_labs == 0 else '--previous-only'})"
     v.seconds = time.monotonic() - start
     return v
 
@@ -418,10 +419,11 @@ def check_leaks(root, sources):
 
 
 def check(root=paths.ROOT, only=None, jobs=1, clean=False, workers="auto", out=print, skip_main=False,
-          previous_only=False, one_isa=None, earlier_once=None, own_only=False):
+          earlier_labs=None, one_isa=None, earlier_once=None):
     """Runs every check; prints one verdict per lab; returns the number of problems. Grading
-    main itself is left out with @p only or @p skip_main; with @p previous_only each lab's tree
-    grades, of the earlier labs, only the one before it, with @p own_only none; with @p earlier_once (a seed) it grades
+    main itself is left out with @p only or @p skip_main; with @p earlier_labs (a number) each
+    lab's tree grades, of the earlier labs, only that many before it (1: --previous-only, 0:
+    --own-only); with @p earlier_once (a seed) it grades
     them all on one ISA and only the one before it on the others; with @p one_isa (a seed) each
     lab's reference as a submission is built on one ISA, not graded (else built and graded on each),
     and its skeleton graded on that ISA only (built on each)."""
@@ -467,8 +469,7 @@ def check(root=paths.ROOT, only=None, jobs=1, clean=False, workers="auto", out=p
             reference_on = {n: (picked[n],) for n in numbers}
         # ({ISA: of the labs before it, how many (the last ones) each tree grades there}; an ISA
         # not in it: all of them)
-        cut = {n: {a: 0 if own_only else 1 for a in paths.ARCHES} if previous_only or own_only else {}
-               for n in numbers}
+        cut = {n: {} if earlier_labs is None else dict.fromkeys(paths.ARCHES, earlier_labs) for n in numbers}
         if earlier_once is not None:
             tree_arches = {n: {a: 1 for a in paths.ARCHES if any(a in labs[k].arches for k in labs if k <= n)}
                            for n in numbers}
@@ -491,8 +492,8 @@ def check(root=paths.ROOT, only=None, jobs=1, clean=False, workers="auto", out=p
     elapsed = time.monotonic() - start
     out(f"labs check: {'all ok' if problems == 0 else f'{problems} problem(s)'} in {elapsed:.1f}s "
         f"({len(numbers)} lab(s){'' if only or skip_main else ' and main'}"
-        f"{'; each tree grades only the lab before it of the earlier ones: --previous-only' if previous_only and not own_only else ''}"
-        f"{'; each tree grades its own lab only: --own-only' if own_only else ''}"
+        f"{'; each tree grades only the lab before it of the earlier ones: --previous-only' if earlier_labs == 1 else ''}"
+        f"{'; each tree grades its own lab only: --own-only' if earlier_labs == 0 else ''}"
         f"{'; each tree grades every earlier lab on one ISA, only the lab before it on the other: --earlier-once' if earlier_once is not None else ''})")
     return problems
 
@@ -502,7 +503,7 @@ def _tree_arches(labs, n):
     return [a for a in paths.ARCHES if any(a in labs[k].arches for k in labs if k <= n)]
 
 
-def _check_lab_logged(n, root, labs, sources, workers, cut={}, reference_on=paths.ARCHES,
+def _check_lab_logged(n, root, labs, sources, workers, cut=None, reference_on=paths.ARCHES,
                       graded=True, proofs=None):
     """The verdicts of lab @p n on every ISA where it, or a lab before it, runs (one tree): its
     skeleton's (of the earlier labs only the last @p cut[ISA] where given), then on
@@ -514,7 +515,7 @@ def _check_lab_logged(n, root, labs, sources, workers, cut={}, reference_on=path
         for arch in _tree_arches(labs, n):
             info(f"labs check: lab{n}: generating, building and grading build/labs-check/lab{n} ({arch})")
             try:
-                verdicts.append(check_lab(n, root, labs, sources, workers, arch, cut.get(arch), proofs,
+                verdicts.append(check_lab(n, root, labs, sources, workers, arch, (cut or {}).get(arch), proofs,
                                           graded or arch in reference_on))
             except PagodaError as e:
                 verdicts.append(Verdict(_name(f"lab{n}", arch), problems=[str(e)]))

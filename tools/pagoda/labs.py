@@ -65,7 +65,7 @@ def cmd_check(args):
     speed.export()
     problems = labcheck.check(paths.ROOT, only=args.labs or None, jobs=args.parallel,
                               clean=args.clean, workers=args.jobs, skip_main=args.skip_main,
-                              previous_only=args.previous_only, own_only=args.own_only,
+                              earlier_labs=0 if args.own_only else 1 if args.previous_only else None,
                               one_isa=None if args.one_isa is None else args.one_isa or head_commit(),
                               earlier_once=None if args.earlier_once is None else args.earlier_once or head_commit(),
                               out=lambda line: print(line, flush=True))

@@ -74,7 +74,6 @@ import contextlib
 import dataclasses
 import fcntl
 import glob
-import hashlib
 import json
 import os
 import re
@@ -790,12 +789,11 @@ def one_isa_each(mutants, arches, seed):
 
 
 def one_in(mutants, share, seed):
-    """@p mutants cut to one in @p share of each lab's slips (rounded up; in their order), an order
-    @p seed shuffles choosing which (`--share`)."""
+    """@p mutants cut to one in @p share of each lab's slips (rounded up; in their order), the first
+    of paths.seeded_order() by @p seed (`--share`)."""
     kept = set()
     for n in {m.lab for m in mutants}:
-        lab = sorted((m.name for m in mutants if m.lab == n),
-                     key=lambda name: hashlib.sha256(f"{seed}/{name}".encode()).hexdigest())
+        lab = paths.seeded_order([m.name for m in mutants if m.lab == n], seed)
         kept.update(lab[:-(-len(lab) // share)])
     return [m for m in mutants if m.name in kept]
 

@@ -35,9 +35,15 @@ def boot_floor_elf(arch=DEFAULT_ARCH):
 END_TO_END_MARK = "end_to_end"
 
 
+def seeded_order(names, seed):
+    """@p names in an order @p seed shuffles (sha256 of the seed and the name): the same for the
+    same seed on any machine."""
+    return sorted(names, key=lambda name: hashlib.sha256(f"{seed}/{name}".encode()).hexdigest())
+
+
 def one_isa_each(cases, seed):
     """{case: the one ISA it runs on} of @p cases ({name: {ISA: its weight}}): a case with one ISA
-    keeps it; the others, in an order @p seed shuffles (sha256 of the seed and the name), each take
+    keeps it; the others, in an order @p seed shuffles (seeded_order()), each take
     the ISA with the least weight so far (the first of ARCHES on a tie). How `labs mutants
     --one-isa` and the tool tests without --full split their runs half and half."""
     counts, picked = dict.fromkeys(ARCHES, 0), {}
@@ -45,7 +51,7 @@ def one_isa_each(cases, seed):
         if len(isas) == 1:
             (picked[name], weight), = isas.items()
             counts[picked[name]] += weight
-    for name in sorted(set(cases) - set(picked), key=lambda c: hashlib.sha256(f"{seed}/{c}".encode()).hexdigest()):
+    for name in seeded_order(set(cases) - set(picked), seed):
         picked[name] = min(cases[name], key=lambda a: (counts[a], ARCHES.index(a)))
         counts[picked[name]] += cases[name][picked[name]]
     return picked

@@ -55,7 +55,7 @@ def fake_check(tree, monkeypatch):
     write(tree, "grade/test_lab1.py", "")
     sources = publish.scan(tree)
 
-    def run(n, results, built=True, arch="x86_64", graded=True, earlier=None):
+    def run(n, results, built=True, arch="x86_64", graded=True, earlier_labs=None):
         labs = publish.load_labs(tree)  # (tests may edit a manifest between calls)
         def fake_build(tree_dir, log, arch="x86_64"):
             with open(log, "w") as f:
@@ -63,7 +63,7 @@ def fake_check(tree, monkeypatch):
             return "kernel.elf" if built else None
         monkeypatch.setattr(labcheck, "build_tree", fake_build)
         monkeypatch.setattr(labcheck, "grade_tree", lambda *a, **k: (dict(results), "grade.log"))
-        return labcheck.check_lab(n, tree, labs, sources, arch=arch, graded=graded, earlier=earlier)
+        return labcheck.check_lab(n, tree, labs, sources, arch=arch, graded=graded, earlier_labs=earlier_labs)
     return run
 
 
@@ -81,9 +81,9 @@ def test_check_lab_on_an_isa_it_only_builds_on_grades_nothing(fake_check):
 
 
 def test_check_lab_own_only_grades_no_earlier_lab(fake_check):
-    v = fake_check(1, [result(0, "t0", "failed"), result(1, "t1", "failed")], earlier=0)
+    v = fake_check(1, [result(0, "t0", "failed"), result(1, "t1", "failed")], earlier_labs=0)
     assert v.problems == [] and "labs 0-0 not graded here (--own-only)" in v.line()
-    assert fake_check(1, [result(0, "t0", "failed"), result(1, "t1", "failed")], earlier=1).problems
+    assert fake_check(1, [result(0, "t0", "failed"), result(1, "t1", "failed")], earlier_labs=1).problems
 
 
 def test_check_lab_names_a_test_that_passes_on_the_skeleton(fake_check):
