@@ -60,7 +60,10 @@ def fresh(tmp_path):
 
     def run(*argv, fail_apt=False, python=paths.SYSTEM_PYTHON, flags=()):
         env = dict(os.environ, PYTHONPATH=str(blocker), PATH=f"{bin_dir}:{os.environ['PATH']}",
-                   FAKE_APT_CALLS=str(calls), PAGODA_SETUP_LOG=str(tmp_path / "setup.log"))
+                   FAKE_APT_CALLS=str(calls), PAGODA_SETUP_LOG=str(tmp_path / "setup.log"),
+                   # (setup's lock lives in the temporary directory: another ./pagoda installing on
+                   # this machine at the same moment would add a "waiting" line to the output)
+                   TMPDIR=str(tmp_path))
         env.pop("PAGODA_REEXEC", None)
         if fail_apt:
             env["FAKE_APT_FAIL"] = "1"
