@@ -62,6 +62,19 @@ def find_trap_frame(trap_function, stack_register):
     return None if found is None else (found[0], _trap_frame_address(found[1], trap_function, stack_register))
 
 
+def read_trap_frame(addr, type_name, offsets):
+    """{field: value} of the trap frame of type @p type_name at @p addr (virtual), for each field of
+    @p offsets ({name: byte offset}, used only without debug types)."""
+    import gdb
+    try:
+        value = gdb.Value(addr).cast(gdb.lookup_type(type_name).pointer()).dereference()
+        return {name: int(value[name]) & MASK64 for name in offsets}
+    except gdb.error:
+        inferior = gdb.selected_inferior()
+        return {name: int.from_bytes(bytes(inferior.read_memory(addr + at, 8)), "little")
+                for name, at in offsets.items()}
+
+
 def _trap_frame_address(frame, trap_function, stack_register):
     import gdb
     try:

@@ -13,8 +13,6 @@ verdict. What the kernel publishes (roots, fix-up table, stacks, names) and QEMU
 the look (faults.Look), each read once.
 """
 
-import gdb
-
 from pagoda_pt import contract as C, diagnose
 from pagoda_pt.format import ADDR, format_walk
 from pagoda_pt.diagnose import (RANK_NOT_LIVE_USER_ADDRESS, UNRESOLVED, FaultRecord, KernelAccess, Roots, function_name,
@@ -34,34 +32,26 @@ from .paging import symbol_of, walk_address
 # Field offsets of TrapFrame (arch/aarch64/trap_frame.hpp), used only without debug types.
 TRAP_FRAME_OFFSETS = {"sp": 248, "elr": 256, "spsr": 264, "esr": 272, "far": 280, "kind": 288}
 VECTOR_TYPES = ("synchronous exception", "IRQ", "FIQ", "SError")
-ISS_FNV = 1 << 10
 PSTATE_PAN = 1 << 22
 SYNC_FROM_EL1 = 0x200     # VBAR_EL1 + this: the vector of a synchronous exception at EL1
 VECTOR_TABLE_BYTES = 0x800
-MASK = (1 << 64) - 1
-
-
-def find_trap_frame():
-    """(gdb frame level, TrapFrame address) of the innermost aarch64_trap, or None."""
-    return faults.find_trap_frame(C.AARCH64.TRAP, "sp")
 
 
 def read_trap_frame(addr):
     """dict of the TrapFrame fields fault-why uses, at @p addr (virtual)."""
-    try:
-        value = gdb.Value(addr).cast(gdb.lookup_type(C.AARCH64.TRAP_FRAME).pointer()).dereference()
-        return {name: int(value[name]) & MASK for name in TRAP_FRAME_OFFSETS}
-    except gdb.error:
-        inferior = gdb.selected_inferior()
-        return {name: int.from_bytes(bytes(inferior.read_memory(addr + offset, 8)), "little")
-                for name, offset in TRAP_FRAME_OFFSETS.items()}
+    return faults.read_trap_frame(addr, C.AARCH64.TRAP_FRAME, TRAP_FRAME_OFFSETS)
+
+
+def abort_access(esr, faultlog):
+    """(write, fetch) of the abort whose syndrome is @p esr: a data abort's WnR (not for cache
+    maintenance), or an instruction fetch."""
+    data = faultlog.esr_class(esr) in faultlog.A64_DATA_ABORTS
+    return data and bool(esr & faultlog.ISS_WNR) and not esr & faultlog.ISS_CM, not data
 
 
 def abort_verdict(esr, walk, spsr, faultlog, names, far=None, sctlr=None):
     """Sentences comparing an abort's syndrome with today's walk of FAR."""
-    data = faultlog.esr_class(esr) in faultlog.A64_DATA_ABORTS
-    write = data and bool(esr & faultlog.ISS_WNR) and not esr & faultlog.ISS_CM
-    fetch = not data
+    write, fetch = abort_access(esr, faultlog)
     kind = (esr & 0x3F) >> 2
     record = FaultRecord("FAR", far, walk, "the tables", (spsr >> 2 & 3) == 0,
                          far is not None and in_kernel_half(far), "TLBI, or a missing DSB before it")
@@ -157,7 +147,7 @@ def _from_trap_frame(look, level, addr, fault):
             VECTOR_TYPES[tf["kind"] & 3] if tf["kind"] & 3 else names.class_name(faultlog.esr_class(esr), "?"))
         return
     yield "  ESR        %#010x: %s" % (esr, faultlog.describe_abort(esr, names))
-    if esr & ISS_FNV:
+    if esr & faultlog.ISS_FNV:
         yield "verdict: FAR is not valid for this abort: nothing to walk (%s)" % faultlog.describe_abort(esr, names)
         return
     far = tf["far"]
@@ -189,10 +179,9 @@ def _from_trap_frame(look, level, addr, fault):
         yield "verdict: " + min(findings)[1]
         return
     if who:
-        data = faultlog.esr_class(esr) in faultlog.A64_DATA_ABORTS
-        fault.update(user=True, address=far, write=data and bool(esr & faultlog.ISS_WNR) and not esr & faultlog.ISS_CM,
-                     fetch=not data, mapped=result.mapped, perms=result.perms.rwx() if result.mapped else None,
-                     who=who, pc=tf["elr"], sp=tf["sp"])
+        write, fetch = abort_access(esr, faultlog)
+        fault.update(user=True, address=far, write=write, fetch=fetch, mapped=result.mapped,
+                     perms=result.perms.rwx() if result.mapped else None, who=who, pc=tf["elr"], sp=tf["sp"])
         sentences = ["%s in EL0: %s; %s" % (who, sentence, UNRESOLVED)
                      for sentence in user_verdicts(esr, result, far, sentences)]
     yield "verdict: " + "; also: ".join(sentences)
@@ -201,13 +190,10 @@ def _from_trap_frame(look, level, addr, fault):
 def _kernel_access(look, tf, esr):
     """What pagoda_pt.diagnose.on_behalf_findings needs about an abort taken at EL1: which routine
     faulted, on which half, the fix-up table, the kernel's user_end and the system call being run."""
-    faultlog = look.faultlog
-    data = faultlog.esr_class(esr) in faultlog.A64_DATA_ABORTS
     return KernelAccess(pc=tf["elr"], function=function_name(symbol_of(tf["elr"])), address=tf["far"],
-                        write=data and bool(esr & faultlog.ISS_WNR) and not esr & faultlog.ISS_CM,
-                        kernel_half=in_kernel_half(tf["far"]), user_end=look.user_end,
-                        copy_routines=USER_COPY_ROUTINES, fixups=look.fixups, syscall=look.syscall,
-                        process=process_label(look))
+                        write=abort_access(esr, look.faultlog)[0], kernel_half=in_kernel_half(tf["far"]),
+                        user_end=look.user_end, copy_routines=USER_COPY_ROUTINES, fixups=look.fixups,
+                        syscall=look.syscall, process=process_label(look))
 
 
 def _not_live(look, far, write, user_end):
@@ -297,7 +283,7 @@ def explain(look):
     """(the lines fault-why prints on AArch64, ending with one verdict; for an abort from EL0 what
     the kernel's fault decision needs: {user, address, write, fetch, mapped, perms, who}, else None),
     from @p look (faults.Look)."""
-    found = find_trap_frame()
+    found = faults.find_trap_frame(C.AARCH64.TRAP, "sp")
     fault = {}
     if found is not None and _system_call(read_trap_frame(found[1])):
         # A system call under way (SVC from EL0) is no fault: the CPU as it is, as with no frame.

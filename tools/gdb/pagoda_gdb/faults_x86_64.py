@@ -20,25 +20,7 @@ from pagoda_pt.diagnose_x86_64 import TRAP_FRAME_FIELDS, TrapFrameAt, X86Facts, 
 from . import faults, kernel, session, target
 from .paging import symbol_of
 
-MASK = (1 << 64) - 1
-
-
-def find_trap_frame():
-    """(gdb frame level, TrapFrame address) of the innermost x86_trap, or None."""
-    return faults.find_trap_frame(C.X86.TRAP, "rsp")
-
-
-def read_trap_frame(addr):
-    """dict of the TrapFrame fields at @p addr (virtual)."""
-    try:
-        frame_type = gdb.lookup_type(C.X86.TRAP_FRAME)
-        value = gdb.Value(addr).cast(frame_type.pointer()).dereference()
-        return {f.name: int(value[f.name]) & MASK for f in frame_type.fields()
-                if not f.artificial and f.name in TRAP_FRAME_FIELDS}
-    except gdb.error:
-        data = bytes(gdb.selected_inferior().read_memory(addr, 8 * len(TRAP_FRAME_FIELDS)))
-        return {name: int.from_bytes(data[8 * i:8 * i + 8], "little")
-                for i, name in enumerate(TRAP_FRAME_FIELDS)}
+TRAP_FRAME_OFFSETS = {name: 8 * i for i, name in enumerate(TRAP_FRAME_FIELDS)}
 
 
 def instruction_at(address):
@@ -50,13 +32,13 @@ def instruction_at(address):
 
 
 def _trap():
-    found = find_trap_frame()
+    found = faults.find_trap_frame(C.X86.TRAP, "rsp")
     if found is None:
         return None
     level, address = found
     trap = TrapFrameAt(address=address, level=level)
     try:
-        trap.fields = read_trap_frame(address)
+        trap.fields = faults.read_trap_frame(address, C.X86.TRAP_FRAME, TRAP_FRAME_OFFSETS)
     except (gdb.error, gdb.MemoryError) as err:
         trap.read_error = str(err)
     return trap
