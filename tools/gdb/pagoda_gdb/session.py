@@ -13,7 +13,6 @@ Parameters (./pagoda gdb sets them):
 """
 
 import os
-import struct
 import sys
 
 import gdb
@@ -24,8 +23,6 @@ from pagoda_pt.isa import isa, no_result_address
 from .args import parse
 from .registry import CommandError, PagodaCommand, UsageError, command, commands, out
 
-# Where a panicking kernel goes after printing its message and backtrace (kernel/core).
-PANIC_FUNCTIONS = (C.PANIC_END,)
 # Where a process dies of a fault the kernel did not resolve: the trap code calls it with the
 # exception decoded, before the kill line is printed and the process's memory goes.
 KILL_FUNCTION = C.USER_FAULT
@@ -34,22 +31,13 @@ _state = {"signal": None, "serial_offset": 0, "listening": False}
 _params = {}
 
 
-class _FileParameter(gdb.Parameter):
-    def __init__(self, name, doc):
+class _Parameter(gdb.Parameter):
+    """A Pagoda setting of GDB's kind @p kind (gdb.PARAM_*), @p default at first."""
+
+    def __init__(self, name, doc, kind, default):
         self.set_doc = "Set " + doc
         self.show_doc = "Show " + doc
-        super().__init__(name, gdb.COMMAND_DATA, gdb.PARAM_OPTIONAL_FILENAME)
-        self.value = ""
-
-    def get_set_string(self):
-        return ""
-
-
-class _BoolParameter(gdb.Parameter):
-    def __init__(self, name, doc, default):
-        self.set_doc = "Set " + doc
-        self.show_doc = "Show " + doc
-        super().__init__(name, gdb.COMMAND_DATA, gdb.PARAM_BOOLEAN)
+        super().__init__(name, gdb.COMMAND_DATA, kind)
         self.value = default
 
     def get_set_string(self):
@@ -62,7 +50,7 @@ QUIT_QUESTION = ("Quitting GDB ends this ./pagoda gdb session: QEMU stops and th
 _QUIT_HOOK = "define hook-quit\npython __import__('pagoda_gdb').session.confirm_quit()\nend"
 
 
-class _QuitParameter(_BoolParameter):
+class _QuitParameter(_Parameter):
     """Set by ./pagoda gdb, where quitting GDB ends QEMU: `quit` then asks with those words
     (and only once), instead of GDB's "A debugging session is active ... Quit anyway?"."""
 
@@ -294,14 +282,14 @@ def _define_hooks(definitions):
 def setup():
     """Parameters, the stop listener and the hooks of `finish` (once)."""
     if not _params:
-        _params["pagoda-serial-log"] = _FileParameter(
-            "pagoda-serial-log", "the file the guest's serial console is written to.")
-        _params["pagoda-qemu-log"] = _FileParameter(
-            "pagoda-qemu-log", "QEMU's -d int log file, read by fault-why.")
-        _params["pagoda-serial-on-stop"] = _BoolParameter(
-            "pagoda-serial-on-stop", "whether new serial output is shown at every stop.", True)
+        _params["pagoda-serial-log"] = _Parameter(
+            "pagoda-serial-log", "the file the guest's serial console is written to.", gdb.PARAM_OPTIONAL_FILENAME, "")
+        _params["pagoda-qemu-log"] = _Parameter(
+            "pagoda-qemu-log", "QEMU's -d int log file, read by fault-why.", gdb.PARAM_OPTIONAL_FILENAME, "")
+        _params["pagoda-serial-on-stop"] = _Parameter(
+            "pagoda-serial-on-stop", "whether new serial output is shown at every stop.", gdb.PARAM_BOOLEAN, True)
         _params["pagoda-quit-stops-qemu"] = _QuitParameter(
-            "pagoda-quit-stops-qemu", "whether quitting GDB ends QEMU (quit asks so).", False)
+            "pagoda-quit-stops-qemu", "whether quitting GDB ends QEMU (quit asks so).", gdb.PARAM_BOOLEAN, False)
     if not _state["listening"]:
         gdb.events.stop.connect(_on_stop)
         _define_hooks(_FINISH_HOOKS)
@@ -309,18 +297,13 @@ def setup():
 
 
 def elf_entry(path):
-    """The entry point (e_entry) of the ELF file at @p path, or None."""
+    """The entry point (e_entry) of the kernel ELF file at @p path (pagoda_core.elffile), or None."""
+    from . import kernel
+    elffile = kernel.core_module("elffile")
     try:
-        with open(path, "rb") as f:
-            header = f.read(64)
-    except OSError:
+        return elffile.elf(path).file.header.e_entry
+    except elffile.ElfError:
         return None
-    if len(header) < 32 or header[:4] != b"\x7fELF":
-        return None
-    endian = "<" if header[5] == 1 else ">"
-    if header[4] == 2:
-        return struct.unpack_from(endian + "Q", header, 24)[0]
-    return struct.unpack_from(endian + "I", header, 24)[0]
 
 
 def _quiet(command_text):
@@ -354,12 +337,12 @@ a panic or an unhandled exception stops here with its stack intact.
         out("Connecting to QEMU at %s (it waits where the CPU starts after reset)" % socket)
         _quiet("target remote " + socket)
         if "--no-panic-break" not in args.flags:
-            for function in PANIC_FUNCTIONS:
-                try:
-                    _quiet("break " + function)
-                except gdb.error:
-                    continue
-                out("Breakpoint on %s: a panic stops there (then try bt, fault-why)" % function)
+            # (where a panicking kernel goes after printing its message and backtrace: kernel/core)
+            try:
+                _quiet("break " + C.PANIC_END)
+                out("Breakpoint on %s: a panic stops there (then try bt, fault-why)" % C.PANIC_END)
+            except gdb.error:
+                pass
         progspace = gdb.current_progspace()
         entry = elf_entry(progspace.filename) if progspace.filename else None
         if "--no-entry" in args.flags or entry is None:
