@@ -5,7 +5,6 @@ it publishes (kernel/mm/space/debug_roots.hpp, read with pagoda_pt.roots).
   image()                the image's layout (pagoda_pt.image): bounds, virt_offset, sections
   image_phys(va)         the physical address of a kernel-image address (link map, no walk)
   published_roots(read_phys)  (RootTable or None, note): the roots the kernel published
-  names()                the kernel's tables of names (pagoda_pt.kernelnames), read from its ELF
   core_module(name)      tools/pagoda_core/<name>.py (loaded by path: faultlog, elffile)
   read_table() / read_processes()   the process table (pagoda_pt.procs: Proc, Vma), once per
                          stop within reading_once() (fault-why)
@@ -24,8 +23,6 @@ import gdb
 from pagoda_pt import contract as C
 from pagoda_pt import procs
 from pagoda_pt.image import read_image
-from pagoda_pt.isa import isa
-from pagoda_pt.kernelnames import NO_NAMES, KernelNames
 from pagoda_pt.roots import RegistryError, read_root_table
 from pagoda_pt.walker import virt_reader
 
@@ -51,21 +48,6 @@ def core_module(name):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def names(arch):
-    """The kernel's tables of names for ISA @p arch (pagoda_pt.kernelnames.KernelNames), read from
-    the ELF GDB loaded (tools/pagoda_core/elffile.py): fault-why names an exception as the kernel's
-    report does. NO_NAMES (everything by number) when GDB has no kernel file, or one that exports
-    no table (a kernel built before PAGODA_FACT_NAMES)."""
-    path = gdb.current_progspace().filename
-    if not path:
-        return NO_NAMES
-    elffile = core_module("elffile")
-    try:
-        return KernelNames.read(isa(arch), elffile.elf(path).names)
-    except elffile.ElfError:
-        return NO_NAMES
 
 
 def symbol_address(name):

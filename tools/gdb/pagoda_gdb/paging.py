@@ -36,10 +36,7 @@ def walk_address(arch, regs, va, root=None, read_phys=None, pa_bits=None):
     """Walks @p va (with the current root unless @p root); returns the pagoda_pt Walk."""
     if pa_bits is None:
         pa_bits = target.pa_bits(arch)[0]
-    if read_phys is not None:
-        return walk(arch, read_phys, root, va, regs, pa_bits=pa_bits)
-    with target.physical_memory() as reader:
-        return walk(arch, reader, root, va, regs, pa_bits=pa_bits)
+    return _with_reader(read_phys, lambda reader: walk(arch, reader, root, va, regs, pa_bits=pa_bits))
 
 
 def require_paging(arch, regs, root):
@@ -107,6 +104,7 @@ def root_argument(expr, what, arch, regs, pa_bits, read_phys=None, whole_table=F
 
 
 def _with_reader(read_phys, body):
+    """@p body(a physical-memory reader): @p read_phys, or one opened for the call when it is None."""
     if read_phys is not None:
         return body(read_phys)
     with target.physical_memory() as reader:
