@@ -411,7 +411,7 @@ def _kill_cause(look, verdict):
     left it writable; QEMU's log tells which); a forked child holds nothing of its parent's user
     half (pagoda_pt.diagnose.fork_copied_nothing); a page writable and executable; the record
     against the pages; regions merged against their permissions."""
-    from pagoda_pt.diagnose import fork_copied_nothing, foreign_root, shared_writable
+    from pagoda_pt.diagnose import fork_copied_nothing, foreign_root
     from pagoda_pt.frames import mapped_frame_story
     from .paging import active_root
     rows = look.rows
@@ -428,10 +428,7 @@ def _kill_cause(look, verdict):
                 owner = _label(known.id, known.name)
             return foreign_root(_label(current.pid, current.name), owner, live)
     census = look.census
-    story = _quiet(_swap_story, look) or mapped_frame_story(census)
-    if story is None:
-        story = shared_writable(census.processes, {r.pid: r.parent for r in rows}, _quiet(lambda: look.write_faults),
-                                vmas_of={r.pid: r.vmas for r in rows})
+    story = _quiet(_swap_story, look) or mapped_frame_story(census) or _shared_writable(look, census, rows)
     parent = next((r for r in rows if r.pid == current.parent), None)
     pages = {m.pid: m.pages for m in census.processes}
     if story is None and parent is not None and current.pid in pages and parent.pid in pages:
@@ -489,11 +486,6 @@ def _frames(most=MAX_TRAP_SEARCH):
             return
         yield frame
         frame = frame.older()
-
-
-def _frame_named(prefixes, most=MAX_TRAP_SEARCH):
-    """The newest of GDB's frames whose function name starts with one of @p prefixes, or None."""
-    return next((f for f in _frames(most) if (f.name() or "").startswith(prefixes)), None)
 
 
 class _unwinding:
@@ -561,8 +553,7 @@ def _exec_record_story(rows):
     from . import memory
     for row in rows:
         images = [v for v in row.vmas or [] if v.kind_name == "image" and v.source]
-        if not images or not re.fullmatch(r"[A-Za-z0-9_]+", row.name) or \
-                _program_at_name(row.name) is None:
+        if not images or _program_begin(row.name) is None:
             continue
         story = record_of_another_program(_label(row.pid, row.name), row.name,
                                           [(memory.describe_vma(v), _program_at(v.source)) for v in images])
@@ -571,9 +562,10 @@ def _exec_record_story(rows):
     return None
 
 
-def _program_at_name(name):
+def _program_begin(name):
+    """The address of the embedded program called @p name (a process's name), or None."""
     from . import kernel
-    return kernel.symbol_address(PROGRAM_BEGIN % name)
+    return kernel.symbol_address(PROGRAM_BEGIN % name) if re.fullmatch(r"[A-Za-z0-9_]+", name) else None
 
 
 def _file_tail_story(rows, census):
@@ -746,18 +738,24 @@ def _shared_frames(look, verdict):
     frame that keeps interrupts off (lab 3); image VMAs of another program; the record against the
     pages; an image page's bytes past the file; the kernel's own decide_fault, VmaSet::mergeable and
     user copy asked through GDB; a frame exec kept; a count a child left (lab 6)."""
-    from pagoda_pt.diagnose import shared_writable
     from pagoda_pt.frames import count_left_story, exec_kept_story
     rows = look.rows
     if not rows:
         return None
     census = look.census
-    sentence = shared_writable(census.processes, {r.pid: r.parent for r in rows}, _quiet(lambda: look.write_faults),
-                               vmas_of={r.pid: r.vmas for r in rows}) if len(rows) >= 2 else None
+    sentence = _shared_writable(look, census, rows) if len(rows) >= 2 else None
     return sentence or _wx_story(census, rows) or _quiet(_user_frames_story, look, rows) or \
         _quiet(_exec_record_story, rows) or _record_story(rows, census) or _quiet(_file_tail_story, rows, census) or \
         _quiet(_grow_story, look, rows) or _quiet(_merge_story, look, rows) or _quiet(_fixup_story, look) or \
         exec_kept_story(census, rows) or count_left_story(census)
+
+
+def _shared_writable(look, census, rows):
+    """pagoda_pt.diagnose.shared_writable over the processes of @p census, with their parents and
+    VMAs from @p rows and the user writes to read-only pages QEMU's log shows."""
+    from pagoda_pt.diagnose import shared_writable
+    return shared_writable(census.processes, {r.pid: r.parent for r in rows}, _quiet(lambda: look.write_faults),
+                           vmas_of={r.pid: r.vmas for r in rows})
 
 
 def _wx_story(census, rows):
@@ -765,7 +763,7 @@ def _wx_story(census, rows):
     writable and executable (pagoda_pt.verdicts)."""
     from pagoda_pt.verdicts import writable_and_executable
     live = {r.pid for r in rows}
-    return writable_and_executable([("proc %d (%s)" % (m.pid, m.name),
+    return writable_and_executable([(_label(m.pid, m.name),
                                      [p.va for p in m.pages if p.writable and p.executable and not p.held])
                                     for m in census.processes if m.pid in live])
 
@@ -983,7 +981,7 @@ def _program_segments(name):
     the kernel image at its physical address (pagoda_core.elffile.Segment), or None."""
     from . import kernel
     try:
-        begin = kernel.symbol_address(PROGRAM_BEGIN % name) if re.fullmatch(r"[A-Za-z0-9_]+", name) else None
+        begin = _program_begin(name)
         end = kernel.symbol_address((PROGRAM_BEGIN % name)[:-len("begin")] + "end")
         pa = kernel.image_phys(begin) if begin is not None else None
         if pa is None or end is None or end <= begin:
@@ -1006,7 +1004,7 @@ def _call_in_kill_path(call):
     import gdb
 
     def asked():
-        frame = _frame_named(C.USER_FAULT)
+        frame = next((f for f in _frames() if (f.name() or "").startswith(C.USER_FAULT)), None)
         if frame is None:
             return None
         gdb.set_convenience_variable("pagoda_access", frame.read_var("fault")["access"])
